@@ -1,0 +1,46 @@
+/**
+ * The one catalogue of error codes. Every error normserve raises on purpose carries one of
+ * these codes; the HTTP layer maps it to an RFC 9457 problem (type URI, title, status), the CLIs
+ * print `code: message`. Codes are stable: clients may switch on them, so never rename one.
+ */
+export const errorCatalogue = {
+  // Input data and requests
+  INVALID_INPUT: { status: 400, title: 'Invalid input' },
+  INVALID_JSON: { status: 400, title: 'Malformed JSON' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'Unsupported media type' },
+  BODY_TOO_LARGE: { status: 413, title: 'Request body too large' },
+  BATCH_TOO_LARGE: { status: 413, title: 'Too many rows' },
+  NOT_FOUND: { status: 404, title: 'Not found' },
+  METHOD_NOT_ALLOWED: { status: 405, title: 'Method not allowed' },
+  MODEL_NOT_FOUND: { status: 404, title: 'Model not found' },
+  VERSION_NOT_FOUND: { status: 404, title: 'Model version not found' },
+  JOB_NOT_FOUND: { status: 404, title: 'Job not found' },
+  MODEL_UNAVAILABLE: { status: 503, title: 'Model has no available version' },
+  VERSION_UNAVAILABLE: { status: 503, title: 'Model version is not available' },
+  UNAUTHORIZED: { status: 401, title: 'Unauthorized' },
+  RATE_LIMITED: { status: 429, title: 'Too many requests' },
+  CONFLICT: { status: 409, title: 'Conflict' },
+  RECALIBRATION_IN_PROGRESS: { status: 409, title: 'A recalibration of this model is running' },
+  ACTIVE_VERSION_DELETE: { status: 409, title: 'The active version cannot be deleted' },
+  NOT_RECALIBRATABLE: { status: 422, title: 'Model has no BatchNorm layer to recalibrate' },
+  TOO_FEW_SAMPLES: { status: 400, title: 'Too few samples' },
+  TOO_MANY_SAMPLES: { status: 413, title: 'Too many samples' },
+  SHUTTING_DOWN: { status: 503, title: 'Server is shutting down' },
+
+  // Numerical engine
+  BATCHNORM_SINGLE_VALUE: { status: 400, title: 'BatchNorm needs more than one value per channel' },
+  SHAPE_MISMATCH: { status: 400, title: 'Tensor shape mismatch' },
+
+  // Checkpoints, configuration and data files
+  SAFETENSORS_INVALID: { status: 500, title: 'Invalid safetensors file' },
+  MODEL_CONFIG_INVALID: { status: 500, title: 'Invalid model config.json' },
+  CHECKPOINT_MISMATCH: { status: 500, title: 'Checkpoint tensors do not match config.json' },
+  DATA_INVALID: { status: 400, title: 'Invalid data file' },
+  TRAINING_CONFIG_INVALID: { status: 400, title: 'Invalid training configuration' },
+  SERVER_CONFIG_INVALID: { status: 500, title: 'Invalid server configuration' },
+  REPOSITORY_ERROR: { status: 500, title: 'Model repository error' },
+
+  INTERNAL: { status: 500, title: 'Internal server error' },
+} as const satisfies Record<string, { status: number; title: string }>;
+
+export type ErrorCode = keyof typeof errorCatalogue;

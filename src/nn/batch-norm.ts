@@ -1,0 +1,261 @@
+import { NormserveError } from '../errors/index.js';
+import { Module, requireCache, type StateDict, type StateValue } from './module.js';
+import { Parameter } from './parameter.js';
+import { Tensor } from './tensor.js';
+
+export interface BatchNormOptions {
+  numFeatures: number;
+  eps?: number;
+  /** Weight of the new batch in the running averages; `null` = cumulative average. */
+  momentum?: number | null;
+  affine?: boolean;
+}
+
+/** Per-channel mean and biased variance of a batch, accumulated in float64. */
+export interface ChannelStatistics {
+  /** Values per channel (N times the spatial size). */
+  count: number;
+  mean: Float64Array;
+  /** Biased variance: Σ(x − mean)² / count. */
+  varBiased: Float64Array;
+}
+
+/**
+ * Mean and biased variance per channel of x with layout [N, C, *spatial] (two passes, float64),
+ * the statistics BatchNorm normalizes with in training.
+ */
+export function channelStatistics(
+  x: Float32Array,
+  n: number,
+  c: number,
+  spatial: number,
+): ChannelStatistics {
+  const count = n * spatial;
+  const mean = new Float64Array(c);
+  const varBiased = new Float64Array(c);
+  for (let ch = 0; ch < c; ch++) {
+    let sum = 0;
+    for (let b = 0; b < n; b++) {
+      const base = (b * c + ch) * spatial;
+      for (let s = 0; s < spatial; s++) sum += x[base + s]!;
+    }
+    const m = sum / count;
+    let sq = 0;
+    for (let b = 0; b < n; b++) {
+      const base = (b * c + ch) * spatial;
+      for (let s = 0; s < spatial; s++) {
+        const d = x[base + s]! - m;
+        sq += d * d;
+      }
+    }
+    mean[ch] = m;
+    varBiased[ch] = sq / count;
+  }
+  return { count, mean, varBiased };
+}
+
+interface Cache {
+  input: Tensor;
+  /** x̂ = (x − mean)·invstd, float64 for the backward pass. */
+  xhat: Float64Array;
+  invstd: Float64Array;
+  usedBatchStats: boolean;
+}
+
+/**
+ * The shared math of torch.nn.BatchNorm1d/2d (torch/nn/modules/batchnorm.py, _BatchNorm) over a
+ * [N, C, *spatial] layout. Training normalizes with the batch mean and the biased batch variance
+ * and updates the running statistics with the unbiased variance:
+ *   running = (1 − m)·running + m·batch, m = momentum, or 1/num_batches_tracked when momentum is null.
+ * Eval normalizes with the running statistics and never touches them.
+ */
+export abstract class BatchNorm extends Module {
+  readonly numFeatures: number;
+  readonly eps: number;
+  readonly momentum: number | null;
+  readonly affine: boolean;
+  readonly weight: Parameter | undefined;
+  readonly bias: Parameter | undefined;
+  readonly runningMean: Tensor;
+  readonly runningVar: Tensor;
+  numBatchesTracked = 0;
+  private cache: Cache | undefined;
+
+  constructor(options: BatchNormOptions) {
+    super();
+    this.numFeatures = options.numFeatures;
+    this.eps = options.eps ?? 1e-5;
+    this.momentum = options.momentum === undefined ? 0.1 : options.momentum;
+    this.affine = options.affine ?? true;
+    this.weight = this.affine ? new Parameter(Tensor.filled([this.numFeatures], 1)) : undefined;
+    this.bias = this.affine ? new Parameter(Tensor.zeros([this.numFeatures])) : undefined;
+    this.runningMean = Tensor.zeros([this.numFeatures]);
+    this.runningVar = Tensor.filled([this.numFeatures], 1);
+  }
+
+  /** Throws unless the input rank suits the subclass (2 or 3 for 1d, 4 for 2d). */
+  protected abstract checkRank(shape: readonly number[]): void;
+
+  override namedParameters(): [string, Parameter][] {
+    return this.weight && this.bias
+      ? [
+          ['weight', this.weight],
+          ['bias', this.bias],
+        ]
+      : [];
+  }
+
+  override stateDict(): StateDict {
+    const state = super.stateDict();
+    state.set('running_mean', this.runningMean);
+    state.set('running_var', this.runningVar);
+    state.set('num_batches_tracked', BigInt(this.numBatchesTracked));
+    return state;
+  }
+
+  protected override assign(
+    fullName: string,
+    name: string,
+    target: StateValue,
+    value: StateValue,
+  ): void {
+    if (name === 'num_batches_tracked' && typeof value === 'bigint') {
+      this.numBatchesTracked = Number(value);
+      return;
+    }
+    super.assign(fullName, name, target, value);
+  }
+
+  /** [N, C, spatial] of an input, after checking its rank and channel count. */
+  layout(shape: readonly number[]): [number, number, number] {
+    this.checkRank(shape);
+    const c = shape[1]!;
+    if (c !== this.numFeatures) {
+      throw new NormserveError(
+        'SHAPE_MISMATCH',
+        `${this.kind} expects ${this.numFeatures} channels, got input of shape [${shape}]`,
+      );
+    }
+    let spatial = 1;
+    for (let i = 2; i < shape.length; i++) spatial *= shape[i]!;
+    return [shape[0]!, c, spatial];
+  }
+
+  forward(input: Tensor): Tensor {
+    const [n, c, spatial] = this.layout(input.shape);
+    const x = input.data;
+    let mean: ArrayLike<number>;
+    let variance: ArrayLike<number>;
+    if (this.training) {
+      if (n * spatial <= 1) {
+        throw new NormserveError(
+          'BATCHNORM_SINGLE_VALUE',
+          `Expected more than 1 value per channel when training, got input size [${input.shape.join(', ')}]`,
+        );
+      }
+      const stats = channelStatistics(x, n, c, spatial);
+      this.updateRunningStatistics(stats);
+      mean = stats.mean;
+      variance = stats.varBiased;
+    } else {
+      mean = this.runningMean.data;
+      variance = this.runningVar.data;
+    }
+    const gamma = this.weight?.value.data;
+    const beta = this.bias?.value.data;
+    const out = new Float32Array(x.length);
+    const xhat = new Float64Array(x.length);
+    const invstd = new Float64Array(c);
+    for (let ch = 0; ch < c; ch++) {
+      const inv = 1 / Math.sqrt(variance[ch]! + this.eps);
+      invstd[ch] = inv;
+      const m = mean[ch]!;
+      const g = gamma ? gamma[ch]! : 1;
+      const bt = beta ? beta[ch]! : 0;
+      for (let b = 0; b < n; b++) {
+        const base = (b * c + ch) * spatial;
+        for (let s = 0; s < spatial; s++) {
+          const h = (x[base + s]! - m) * inv;
+          xhat[base + s] = h;
+          out[base + s] = h * g + bt;
+        }
+      }
+    }
+    this.cache = { input, xhat, invstd, usedBatchStats: this.training };
+    return new Tensor(out, input.shape);
+  }
+
+  /** running = (1 − m)·running + m·batch, with the unbiased batch variance (PyTorch's convention). */
+  private updateRunningStatistics(stats: ChannelStatistics): void {
+    this.numBatchesTracked += 1;
+    const factor = this.momentum === null ? 1 / this.numBatchesTracked : this.momentum;
+    const unbiased = stats.count / (stats.count - 1);
+    const rm = this.runningMean.data;
+    const rv = this.runningVar.data;
+    for (let ch = 0; ch < this.numFeatures; ch++) {
+      rm[ch] = (1 - factor) * rm[ch]! + factor * stats.mean[ch]!;
+      rv[ch] = (1 - factor) * rv[ch]! + factor * stats.varBiased[ch]! * unbiased;
+    }
+  }
+
+  backward(gradOutput: Tensor): Tensor {
+    const { input, xhat, invstd, usedBatchStats } = requireCache(this.cache, this.kind);
+    const [n, c, spatial] = this.layout(input.shape);
+    const dy = gradOutput.data;
+    const dx = new Float32Array(dy.length);
+    const gamma = this.weight?.value.data;
+    const count = n * spatial;
+    for (let ch = 0; ch < c; ch++) {
+      let sumDy = 0;
+      let sumDyXhat = 0;
+      for (let b = 0; b < n; b++) {
+        const base = (b * c + ch) * spatial;
+        for (let s = 0; s < spatial; s++) {
+          sumDy += dy[base + s]!;
+          sumDyXhat += dy[base + s]! * xhat[base + s]!;
+        }
+      }
+      if (this.weight && this.bias) {
+        this.weight.grad[ch] = this.weight.grad[ch]! + sumDyXhat;
+        this.bias.grad[ch] = this.bias.grad[ch]! + sumDy;
+      }
+      const scale = (gamma ? gamma[ch]! : 1) * invstd[ch]!;
+      for (let b = 0; b < n; b++) {
+        const base = (b * c + ch) * spatial;
+        for (let s = 0; s < spatial; s++) {
+          // With batch statistics the mean and variance depend on x too:
+          // dx = γ·invstd/M · (M·dy − Σdy − x̂·Σ(dy·x̂)); with running statistics dx = γ·invstd·dy.
+          dx[base + s] = usedBatchStats
+            ? (scale / count) * (count * dy[base + s]! - sumDy - xhat[base + s]! * sumDyXhat)
+            : scale * dy[base + s]!;
+        }
+      }
+    }
+    return new Tensor(dx, input.shape);
+  }
+}
+
+/** torch.nn.BatchNorm1d: input [N, C] or [N, C, L]. */
+export class BatchNorm1d extends BatchNorm {
+  readonly kind = 'BatchNorm1d';
+
+  protected checkRank(shape: readonly number[]): void {
+    if (shape.length !== 2 && shape.length !== 3) {
+      throw new NormserveError(
+        'SHAPE_MISMATCH',
+        `expected 2D or 3D input (got ${shape.length}D input)`,
+      );
+    }
+  }
+}
+
+/** torch.nn.BatchNorm2d: input [N, C, H, W]. */
+export class BatchNorm2d extends BatchNorm {
+  readonly kind = 'BatchNorm2d';
+
+  protected checkRank(shape: readonly number[]): void {
+    if (shape.length !== 4) {
+      throw new NormserveError('SHAPE_MISMATCH', `expected 4D input (got ${shape.length}D input)`);
+    }
+  }
+}

@@ -1,0 +1,19 @@
+import type { Parameter } from './parameter.js';
+
+/**
+ * torch.nn.utils.clip_grad_norm_ with the L2 norm: scales all gradients by
+ * maxNorm / (‖g‖ + 1e-6) when that factor is below 1. Returns the total norm before clipping.
+ */
+export function clipGradNorm(params: readonly Parameter[], maxNorm: number): number {
+  let sumSq = 0;
+  for (const p of params) for (const g of p.grad) sumSq += g * g;
+  const total = Math.sqrt(sumSq);
+  const coef = maxNorm / (total + 1e-6);
+  if (coef < 1) {
+    for (const p of params) {
+      const g = p.grad;
+      for (let i = 0; i < g.length; i++) g[i] = g[i]! * coef;
+    }
+  }
+  return total;
+}

@@ -1,0 +1,58 @@
+import { Optimizer } from './optimizer.js';
+import type { Parameter } from './parameter.js';
+
+export interface SgdOptions {
+  lr: number;
+  momentum?: number;
+  dampening?: number;
+  weightDecay?: number;
+  nesterov?: boolean;
+}
+
+/**
+ * SGD as torch.optim.SGD (torch/optim/sgd.py, _single_tensor_sgd):
+ *   g ← g + λ·θ;  b ← g on the first step, else b ← μ·b + (1 − dampening)·g;
+ *   g ← g + μ·b (Nesterov) or g ← b;  θ ← θ − lr·g.
+ */
+export class SGD extends Optimizer {
+  readonly momentum: number;
+  readonly dampening: number;
+  readonly weightDecay: number;
+  readonly nesterov: boolean;
+  private readonly buffers: (Float32Array | undefined)[];
+
+  constructor(params: readonly Parameter[], options: SgdOptions) {
+    super(params, options.lr);
+    this.momentum = options.momentum ?? 0;
+    this.dampening = options.dampening ?? 0;
+    this.weightDecay = options.weightDecay ?? 0;
+    this.nesterov = options.nesterov ?? false;
+    if (this.nesterov && (this.momentum <= 0 || this.dampening !== 0)) {
+      throw new RangeError('Nesterov momentum requires a momentum and zero dampening');
+    }
+    this.buffers = params.map(() => undefined);
+  }
+
+  step(): void {
+    this.stepCount += 1;
+    const { lr, momentum, dampening, weightDecay, nesterov } = this;
+    this.params.forEach((p, k) => {
+      const theta = p.value.data;
+      const grad = p.grad;
+      let buf = this.buffers[k];
+      const first = buf === undefined;
+      if (momentum !== 0 && buf === undefined) {
+        buf = new Float32Array(theta.length);
+        this.buffers[k] = buf;
+      }
+      for (let i = 0; i < theta.length; i++) {
+        let g = grad[i]! + weightDecay * theta[i]!;
+        if (buf) {
+          buf[i] = first ? g : momentum * buf[i]! + (1 - dampening) * g;
+          g = nesterov ? g + momentum * buf[i]! : buf[i]!;
+        }
+        theta[i] = theta[i]! - lr * g;
+      }
+    });
+  }
+}

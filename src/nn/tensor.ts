@@ -1,0 +1,91 @@
+/** Number of elements of a shape; `[]` is a scalar with one element. */
+export function numelOf(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+/**
+ * A dense row-major float32 tensor. Storage is always a Float32Array (PyTorch's default dtype);
+ * reductions over it accumulate in float64 (JavaScript numbers).
+ */
+export class Tensor {
+  readonly data: Float32Array;
+  readonly shape: readonly number[];
+
+  constructor(data: Float32Array, shape: readonly number[]) {
+    for (const d of shape) {
+      if (!Number.isInteger(d) || d < 0) throw new RangeError(`invalid tensor shape [${shape}]`);
+    }
+    if (data.length !== numelOf(shape)) {
+      throw new RangeError(
+        `tensor data has ${data.length} elements, shape [${shape}] needs ${numelOf(shape)}`,
+      );
+    }
+    this.data = data;
+    this.shape = [...shape];
+  }
+
+  static zeros(shape: readonly number[]): Tensor {
+    return new Tensor(new Float32Array(numelOf(shape)), shape);
+  }
+
+  static filled(shape: readonly number[], value: number): Tensor {
+    return new Tensor(new Float32Array(numelOf(shape)).fill(value), shape);
+  }
+
+  static from(values: ArrayLike<number>, shape: readonly number[]): Tensor {
+    return new Tensor(Float32Array.from(values), shape);
+  }
+
+  /** A [rows, columns] matrix from an array of equal-length rows. */
+  static fromRows(rows: readonly (readonly number[])[]): Tensor {
+    const cols = rows.length === 0 ? 0 : rows[0]!.length;
+    const data = new Float32Array(rows.length * cols);
+    rows.forEach((row, r) => {
+      if (row.length !== cols)
+        throw new RangeError(`row ${r} has ${row.length} values, expected ${cols}`);
+      data.set(row, r * cols);
+    });
+    return new Tensor(data, [rows.length, cols]);
+  }
+
+  get numel(): number {
+    return this.data.length;
+  }
+
+  /** Size of the first dimension (the batch). */
+  get rows(): number {
+    return this.shape[0] ?? 1;
+  }
+
+  /** Elements per row: the product of all dimensions after the first. */
+  get rowSize(): number {
+    return this.shape.length === 0 ? 1 : this.data.length / (this.shape[0] || 1);
+  }
+
+  clone(): Tensor {
+    return new Tensor(this.data.slice(), this.shape);
+  }
+
+  reshape(shape: readonly number[]): Tensor {
+    return new Tensor(this.data, shape);
+  }
+
+  /** Rows [start, end) of the first dimension, sharing storage. */
+  sliceRows(start: number, end: number): Tensor {
+    const size = this.rowSize;
+    return new Tensor(this.data.subarray(start * size, end * size), [
+      end - start,
+      ...this.shape.slice(1),
+    ]);
+  }
+
+  toRows(): number[][] {
+    const size = this.rowSize;
+    const out: number[][] = [];
+    for (let r = 0; r < this.rows; r++)
+      out.push(Array.from(this.data.subarray(r * size, (r + 1) * size)));
+    return out;
+  }
+}
