@@ -12,7 +12,7 @@ const SQRT1_2 = Math.SQRT1_2;
 const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
 const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
 
-export const relu = (x: number): number => (x > 0 ? x : 0);
+export const relu = (x: number): number => Math.max(x, 0);
 
 export const leakyRelu = (x: number, negativeSlope: number): number =>
   x > 0 ? x : x * negativeSlope;

@@ -45,7 +45,7 @@ abstract class ElementwiseActivation extends Module {
 export class ReLU extends ElementwiseActivation {
   readonly kind = 'ReLU';
   protected f(x: number): number {
-    return x > 0 ? x : 0;
+    return Math.max(x, 0);
   }
   protected df(x: number): number {
     return x > 0 ? 1 : 0;
