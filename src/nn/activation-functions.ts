@@ -6,8 +6,8 @@ import { erf } from './erf.js';
  */
 
 /** SELU constants from Klambauer et al. 2017, as in torch.nn.SELU. */
-export const SELU_ALPHA = 1.6732632423543772848170429916717;
-export const SELU_SCALE = 1.0507009873554804934193349852946;
+export const SELU_ALPHA = 1.6732632423543772;
+export const SELU_SCALE = 1.0507009873554805;
 const SQRT1_2 = Math.SQRT1_2;
 const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
 const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
