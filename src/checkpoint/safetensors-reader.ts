@@ -1,0 +1,205 @@
+import { NormserveError } from '../errors/index.js';
+import { DTYPE_SIZES, isKnownUnsupportedDtype, isSupportedDtype } from './dtype.js';
+import { findDuplicateKey } from './json-duplicate-keys.js';
+import type { RawTensor } from './raw-tensor.js';
+
+/** A parsed safetensors file. */
+export interface SafetensorsFile {
+  /** The `__metadata__` strings ({} if absent); a null-prototype object. */
+  metadata: Record<string, string>;
+  /** The tensors in order of data offset; their bytes are views into the file's bytes. */
+  tensors: Map<string, RawTensor>;
+}
+
+/** The reference implementation's limit on the JSON header (MAX_HEADER_SIZE). */
+export const MAX_HEADER_SIZE = 100_000_000;
+
+const TENSOR_KEYS = ['dtype', 'shape', 'data_offsets'] as const;
+
+interface Entry {
+  name: string;
+  tensor: Omit<RawTensor, 'bytes'>;
+  begin: number;
+  end: number;
+}
+
+type JsonObject = Record<string, unknown>;
+
+function isJsonObject(value: unknown): value is JsonObject {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'string') return `the string ${JSON.stringify(value)}`;
+  return typeof value === 'object' ? 'an object' : `${typeof value} ${String(value)}`;
+}
+
+function isNonNegativeIntegerArray(value: unknown): value is number[] {
+  return (
+    Array.isArray(value) &&
+    value.every((d) => typeof d === 'number' && Number.isSafeInteger(d) && d >= 0)
+  );
+}
+
+/**
+ * Parses a safetensors file (8-byte little-endian header length, JSON header, data), treating it
+ * as hostile: every rule of the format is checked before any byte is used, and a violation throws
+ * SAFETENSORS_INVALID with a message that starts with `fileName`.
+ */
+export function readSafetensors(bytes: Uint8Array, fileName: string): SafetensorsFile {
+  const fail = (message: string) =>
+    new NormserveError('SAFETENSORS_INVALID', `${fileName}: ${message}`);
+
+  // Rule 1: the header length prefix.
+  if (bytes.length < 8) {
+    throw fail(`file is ${bytes.length} bytes, too short for the 8-byte header length`);
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const headerLength64 = view.getBigUint64(0, true);
+  if (headerLength64 > BigInt(MAX_HEADER_SIZE)) {
+    throw fail(`header length ${headerLength64} exceeds the limit of ${MAX_HEADER_SIZE} bytes`);
+  }
+  const headerLength = Number(headerLength64);
+  if (8 + headerLength > bytes.length) {
+    throw fail(
+      `header length ${headerLength} exceeds the ${bytes.length - 8} bytes after the length prefix (file is ${bytes.length} bytes)`,
+    );
+  }
+  const dataStart = 8 + headerLength;
+
+  // Rule 2: a UTF-8 JSON object (checked on the bytes: TextDecoder would silently drop a BOM).
+  const headerBytes = bytes.subarray(8, dataStart);
+  if (headerBytes[0] !== 0x7b) {
+    throw fail(
+      headerLength === 0
+        ? 'header is empty, expected a JSON object'
+        : `header must start with '{', first byte is 0x${headerBytes[0]!.toString(16).padStart(2, '0')}`,
+    );
+  }
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(headerBytes);
+  } catch {
+    throw fail('header is not valid UTF-8');
+  }
+  let header: unknown;
+  try {
+    header = JSON.parse(text);
+  } catch (e) {
+    throw fail(`header is not valid JSON (${e instanceof Error ? e.message : String(e)})`);
+  }
+  if (!isJsonObject(header)) throw fail(`header must be a JSON object, got ${describe(header)}`);
+
+  // Rule 8: unique names (and unique keys in every nested object).
+  const duplicate = findDuplicateKey(text);
+  if (duplicate !== undefined) {
+    throw fail(
+      duplicate.path.length === 0 && duplicate.key !== '__metadata__'
+        ? `duplicate tensor name "${duplicate.key}" in header`
+        : `duplicate key "${duplicate.key}" in ${duplicate.path.length === 0 ? 'header' : `"${duplicate.path.join('.')}"`}`,
+    );
+  }
+
+  // Rule 3: __metadata__ maps strings to strings.
+  const metadata: Record<string, string> = Object.create(null);
+  if (Object.hasOwn(header, '__metadata__')) {
+    const raw = header['__metadata__'];
+    if (!isJsonObject(raw)) {
+      throw fail(`__metadata__ must be an object mapping strings to strings, got ${describe(raw)}`);
+    }
+    for (const [key, value] of Object.entries(raw)) {
+      if (typeof value !== 'string') {
+        throw fail(`__metadata__ value of "${key}" must be a string, got ${describe(value)}`);
+      }
+      metadata[key] = value;
+    }
+  }
+
+  // Rules 4 and 5: each tensor entry on its own.
+  const entries: Entry[] = [];
+  for (const [name, info] of Object.entries(header)) {
+    if (name === '__metadata__') continue;
+    if (!isJsonObject(info)) {
+      throw fail(
+        `tensor "${name}" must be an object with dtype, shape and data_offsets, got ${describe(info)}`,
+      );
+    }
+    const missing = TENSOR_KEYS.filter((k) => !Object.hasOwn(info, k));
+    if (missing.length > 0) throw fail(`tensor "${name}" is missing ${missing.join(', ')}`);
+    const extra = Object.keys(info).filter((k) => !(TENSOR_KEYS as readonly string[]).includes(k));
+    if (extra.length > 0) {
+      throw fail(
+        `tensor "${name}" has unexpected key(s) ${extra.map((k) => JSON.stringify(k)).join(', ')} (allowed: dtype, shape, data_offsets)`,
+      );
+    }
+    const { dtype, shape, data_offsets: offsets } = info;
+    if (!isSupportedDtype(dtype)) {
+      if (typeof dtype === 'string' && isKnownUnsupportedDtype(dtype)) {
+        throw fail(`unsupported dtype ${dtype} for tensor "${name}"`);
+      }
+      throw fail(`unknown dtype ${JSON.stringify(dtype)} for tensor "${name}"`);
+    }
+    if (!isNonNegativeIntegerArray(shape)) {
+      throw fail(
+        `shape of tensor "${name}" must be an array of non-negative integers, got ${JSON.stringify(shape)}`,
+      );
+    }
+    if (!isNonNegativeIntegerArray(offsets) || offsets.length !== 2 || offsets[0]! > offsets[1]!) {
+      throw fail(
+        `data_offsets of tensor "${name}" must be [begin, end] with integers 0 ≤ begin ≤ end, got ${JSON.stringify(offsets)}`,
+      );
+    }
+    const [begin, end] = offsets as [number, number];
+    let numel = 1n;
+    for (const d of shape) numel *= BigInt(d);
+    const needed = numel * BigInt(DTYPE_SIZES[dtype]);
+    if (BigInt(end - begin) !== needed) {
+      throw fail(
+        `tensor "${name}" has data_offsets [${begin}, ${end}] spanning ${end - begin} bytes, but ${dtype} of shape [${shape}] needs ${needed} bytes (${numel} elements × ${DTYPE_SIZES[dtype]})`,
+      );
+    }
+    entries.push({ name, tensor: { dtype, shape: shape.map((d) => d + 0) }, begin, end });
+  }
+
+  // Rule 6: contiguous from 0, no gap, no overlap.
+  entries.sort((a, b) => a.begin - b.begin || a.end - b.end);
+  let expected = 0;
+  let previous: Entry | undefined;
+  for (const entry of entries) {
+    if (entry.begin > expected) {
+      throw fail(
+        previous === undefined
+          ? `gap: the first tensor "${entry.name}" begins at data offset ${entry.begin}, expected 0`
+          : `gap of ${entry.begin - expected} bytes between tensor "${previous.name}" (ends at ${previous.end}) and tensor "${entry.name}" (begins at ${entry.begin})`,
+      );
+    }
+    if (entry.begin < expected) {
+      throw fail(
+        `overlap: tensor "${entry.name}" [${entry.begin}, ${entry.end}] overlaps tensor "${previous!.name}" [${previous!.begin}, ${previous!.end}]`,
+      );
+    }
+    expected = entry.end;
+    previous = entry;
+  }
+
+  // Rule 7: the data section ends exactly at the last tensor.
+  const dataLength = bytes.length - dataStart;
+  if (expected > dataLength) {
+    throw fail(
+      `truncated: tensors need ${expected} bytes of data${previous === undefined ? '' : ` (last tensor "${previous.name}" ends at ${previous.end})`}, but only ${dataLength} bytes follow the header`,
+    );
+  }
+  if (expected < dataLength) {
+    throw fail(
+      `${dataLength - expected} trailing bytes after the last tensor (tensors need ${expected} bytes of data, ${dataLength} follow the header)`,
+    );
+  }
+
+  const tensors = new Map<string, RawTensor>();
+  for (const { name, tensor, begin, end } of entries) {
+    tensors.set(name, { ...tensor, bytes: bytes.subarray(dataStart + begin, dataStart + end) });
+  }
+  return { metadata, tensors };
+}

@@ -1,0 +1,12 @@
+/**
+ * The safetensors format (https://github.com/huggingface/safetensors): bytes in, bytes out.
+ * Everything is little-endian whatever the platform.
+ */
+export {
+  DTYPE_SIZES,
+  type SafetensorsDtype,
+} from './dtype.js';
+export { type RawTensor, rawToBigInt, rawToFloat32 } from './raw-tensor.js';
+export { MAX_HEADER_SIZE, readSafetensors, type SafetensorsFile } from './safetensors-reader.js';
+export { safetensorsToStateDict, stateDictToSafetensors } from './safetensors-state-dict.js';
+export { writeSafetensors } from './safetensors-writer.js';
