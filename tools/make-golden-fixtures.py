@@ -1,0 +1,857 @@
+#!/usr/bin/python3
+"""Golden fixtures from PyTorch for normserve's engine tests.
+
+Run from the repository root with the system Python that has torch installed:
+
+    /usr/bin/python3 tools/make-golden-fixtures.py
+
+It writes
+  test/fixtures/torch/*.json                       layer, loss, optimizer and schedule traces (a-k)
+  test/fixtures/torch-model/digits-torch/1/        a small trained digits model in normserve's
+                                                   checkpoint format (config.json + model.safetensors)
+  test/fixtures/torch-model/expected.json          its eval logits/probabilities on the test rows
+  test/fixtures/torch-model/recalibration.json     the "night" shift and exact BN recalibration
+  test/fixtures/torch-model/reference-float64.json the same logits evaluated in float64
+
+The outputs are committed, so CI and the TypeScript tests never need torch. Re-run this only to
+regenerate them (e.g. after changing what is recorded), and commit the result.
+
+Conventions of the JSON files:
+  * every file records `torch_version`;
+  * a tensor is {"shape": [...], "data": [flat row-major list]};
+  * all tensors are float32; each value is the float32 value converted to a Python float, whose
+    repr round-trips exactly (JSON.parse gives the same double, Math.fround(x) === x);
+  * every section seeds torch.manual_seed itself, so sections are independent of each other.
+"""
+
+import copy
+import csv
+import json
+import math
+import os
+import struct
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TORCH_DIR = os.path.join(ROOT, "test", "fixtures", "torch")
+MODEL_DIR = os.path.join(ROOT, "test", "fixtures", "torch-model")
+DIGITS_CSV = os.path.join(ROOT, "data", "digits", "digits.csv")
+TORCH_VERSION = torch.__version__
+
+torch.set_num_threads(1)  # deterministic float32 reductions
+torch.set_default_dtype(torch.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+
+
+def t(x):
+    """A tensor as {"shape", "data"}; float32 values become exactly-equal Python floats."""
+    x = x.detach()
+    if x.is_floating_point():
+        x = x.to(torch.float32)
+    return {"shape": list(x.shape), "data": x.flatten().tolist()}
+
+
+def t64(x):
+    """A float64 tensor as {"shape", "data"} (reference values computed in double precision)."""
+    x = x.detach().to(torch.float64)
+    return {"shape": list(x.shape), "data": x.flatten().tolist()}
+
+
+def write_json(path, obj):
+    obj = {"torch_version": TORCH_VERSION, **obj}
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    text = json.dumps(obj, allow_nan=False, separators=(",", ":"))
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text + "\n")
+    size = len(text) + 1
+    assert size < 300_000, f"{path} is {size} bytes"
+    print(f"wrote {os.path.relpath(path, ROOT)} ({size} bytes)")
+
+
+def shifted(shape, channel_means, channel_scales):
+    """randn with a different mean and scale per channel (dimension 1)."""
+    view = [1] * len(shape)
+    view[1] = shape[1]
+    return torch.randn(*shape) * torch.tensor(channel_scales).view(view) + torch.tensor(
+        channel_means
+    ).view(view)
+
+
+# ---------------------------------------------------------------------------------------------
+# a, b. BatchNorm traces
+
+
+def batchnorm_case(name, cls, num_features, momentum, batch_shape, steps, seed, eval_rows=6):
+    """Train-mode steps (forward + running stats), one backward at step 1, then eval forwards."""
+    torch.manual_seed(seed)
+    bn = cls(num_features, eps=1e-5, momentum=momentum)
+    with torch.no_grad():
+        bn.weight.copy_(torch.rand(num_features) * 1.5 + 0.5)
+        bn.bias.copy_(torch.randn(num_features) * 0.5)
+    case = {
+        "name": name,
+        "num_features": num_features,
+        "eps": bn.eps,
+        "momentum": momentum,
+        "weight": t(bn.weight),
+        "bias": t(bn.bias),
+        "steps": [],
+    }
+    means = [float(v) for v in torch.linspace(-2.0, 3.0, num_features)]
+    scales = [float(v) for v in torch.linspace(0.5, 4.0, num_features)]
+    bn.train()
+    for step in range(steps):
+        x = shifted(batch_shape, means, scales).requires_grad_(True)
+        y = bn(x)
+        record = {
+            "input": t(x),
+            "output": t(y),
+            "running_mean": t(bn.running_mean),
+            "running_var": t(bn.running_var),
+            "num_batches_tracked": int(bn.num_batches_tracked.item()),
+        }
+        case["steps"].append(record)
+        if step == 0:
+            grad_output = torch.randn(*batch_shape)
+            y.backward(grad_output)
+            case["backward"] = {
+                "step": 0,
+                "grad_output": t(grad_output),
+                "grad_input": t(x.grad),
+                "weight_grad": t(bn.weight.grad),
+                "bias_grad": t(bn.bias.grad),
+            }
+            bn.weight.grad = None
+            bn.bias.grad = None
+    bn.eval()
+    eval_shape = [eval_rows, *batch_shape[1:]]
+    x = shifted(eval_shape, means, scales).requires_grad_(True)
+    y = bn(x)
+    grad_output = torch.randn(*eval_shape)
+    y.backward(grad_output)
+    case["eval"] = {
+        "input": t(x),
+        "output": t(y),
+        "grad_output": t(grad_output),
+        "grad_input": t(x.grad),
+        "weight_grad": t(bn.weight.grad),
+        "bias_grad": t(bn.bias.grad),
+    }
+    x1 = shifted([1, *batch_shape[1:]], means, scales)
+    case["eval_single"] = {"input": t(x1), "output": t(bn(x1))}
+    # Eval must not have touched the running statistics.
+    assert int(bn.num_batches_tracked.item()) == steps
+    return case
+
+
+def make_batchnorm():
+    cases = [
+        batchnorm_case("momentum_0.1", nn.BatchNorm1d, 5, 0.1, [8, 5], 4, seed=1),
+        batchnorm_case("momentum_none", nn.BatchNorm1d, 5, None, [8, 5], 4, seed=2),
+        batchnorm_case("3d_momentum_0.1", nn.BatchNorm1d, 4, 0.1, [6, 4, 3], 3, seed=3),
+    ]
+    write_json(
+        os.path.join(TORCH_DIR, "batchnorm1d.json"),
+        {
+            "description": "BatchNorm1d train traces (forward, running stats, backward at step 0) "
+            "and eval forwards/backward; weight/bias are set before training",
+            "cases": cases,
+        },
+    )
+    case2d = batchnorm_case("bn2d_momentum_0.1", nn.BatchNorm2d, 3, 0.1, [4, 3, 5, 6], 2, seed=4,
+                            eval_rows=2)
+    write_json(
+        os.path.join(TORCH_DIR, "batchnorm2d.json"),
+        {"description": "BatchNorm2d(3) on [4,3,5,6]: 2 train steps, eval, grads", "cases": [case2d]},
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# c. BatchNorm error text
+
+
+def make_batchnorm_errors():
+    cases = []
+    for cls, shape in [
+        (nn.BatchNorm1d, [1, 4]),
+        (nn.BatchNorm1d, [1, 4, 1]),
+        (nn.BatchNorm2d, [1, 4, 1, 1]),
+        (nn.BatchNorm1d, [2, 4]),
+        (nn.BatchNorm1d, [1, 4, 3]),
+    ]:
+        bn = cls(4).train()
+        try:
+            bn(torch.zeros(*shape))
+            error = None
+        except ValueError as e:
+            error = str(e)
+        cases.append({"module": cls.__name__, "num_features": 4, "input_shape": shape, "error": error})
+    write_json(
+        os.path.join(TORCH_DIR, "batchnorm-errors.json"),
+        {
+            "description": "Training-mode BatchNorm on inputs with one value per channel raises "
+            "ValueError; error is null when PyTorch accepts the input",
+            "cases": cases,
+        },
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# d. LayerNorm
+
+
+def make_layernorm():
+    torch.manual_seed(5)
+    cases = []
+    for affine in (True, False):
+        ln = nn.LayerNorm([6], eps=1e-5, elementwise_affine=affine)
+        if affine:
+            with torch.no_grad():
+                ln.weight.copy_(torch.rand(6) * 1.5 + 0.5)
+                ln.bias.copy_(torch.randn(6) * 0.5)
+        x = (torch.randn(4, 6) * 2.0 + 1.0).requires_grad_(True)
+        y = ln(x)
+        grad_output = torch.randn(4, 6)
+        y.backward(grad_output)
+        case = {
+            "name": "affine" if affine else "no_affine",
+            "normalized_shape": [6],
+            "eps": ln.eps,
+            "elementwise_affine": affine,
+            "input": t(x),
+            "output": t(y),
+            "grad_output": t(grad_output),
+            "grad_input": t(x.grad),
+        }
+        if affine:
+            case.update(
+                weight=t(ln.weight),
+                bias=t(ln.bias),
+                weight_grad=t(ln.weight.grad),
+                bias_grad=t(ln.bias.grad),
+            )
+        cases.append(case)
+    write_json(os.path.join(TORCH_DIR, "layernorm.json"), {"cases": cases})
+
+
+# ---------------------------------------------------------------------------------------------
+# e. Activations
+
+
+def make_activations():
+    torch.manual_seed(6)
+    special = torch.tensor([-10.0, -1.0, -1e-3, 0.0, 1e-3, 1.0, 10.0])
+    x = torch.cat([special, torch.randn(13) * 3.0]).view(4, 5)
+    grad_output = torch.randn(4, 5)
+    modules = [
+        ("relu", {}, nn.ReLU()),
+        ("leaky_relu", {"negative_slope": 0.2}, nn.LeakyReLU(0.2)),
+        ("gelu", {"approximate": "none"}, nn.GELU(approximate="none")),
+        ("gelu_tanh", {"approximate": "tanh"}, nn.GELU(approximate="tanh")),
+        ("tanh", {}, nn.Tanh()),
+        ("sigmoid", {}, nn.Sigmoid()),
+        ("selu", {}, nn.SELU()),
+    ]
+    cases = []
+    for name, options, module in modules:
+        xi = x.clone().requires_grad_(True)
+        y = module(xi)
+        y.backward(grad_output)
+        cases.append({"name": name, "options": options, "output": t(y), "grad_input": t(xi.grad)})
+    write_json(
+        os.path.join(TORCH_DIR, "activations.json"),
+        {"input": t(x), "grad_output": t(grad_output), "cases": cases},
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# f. Dropout in eval mode
+
+
+def make_dropout():
+    torch.manual_seed(7)
+    x = torch.randn(4, 6)
+    cases = []
+    for name, module in [("dropout", nn.Dropout(p=0.3)), ("alpha_dropout", nn.AlphaDropout(p=0.2))]:
+        module.eval()
+        xi = x.clone().requires_grad_(True)
+        y = module(xi)
+        grad_output = torch.randn(4, 6)
+        y.backward(grad_output)
+        cases.append(
+            {
+                "name": name,
+                "p": module.p,
+                "output": t(y),
+                "grad_output": t(grad_output),
+                "grad_input": t(xi.grad),
+            }
+        )
+    write_json(
+        os.path.join(TORCH_DIR, "dropout.json"),
+        {"description": "eval mode: identity", "input": t(x), "cases": cases},
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# g. Linear + BatchNorm1d in eval mode
+
+
+def state_entry(value):
+    if value.dtype == torch.int64:
+        return int(value.item())
+    return t(value)
+
+
+def make_sequential_eval():
+    torch.manual_seed(8)
+    model = nn.Sequential(nn.Linear(6, 4), nn.BatchNorm1d(4))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.rand(4) * 1.5 + 0.5)
+        model[1].bias.copy_(torch.randn(4) * 0.5)
+        model[1].running_mean.copy_(torch.randn(4) * 0.7)
+        model[1].running_var.copy_(torch.rand(4) * 2.0 + 0.3)
+        model[1].num_batches_tracked.fill_(7)
+    model.eval()
+    x = torch.randn(5, 6).requires_grad_(True)
+    y = model(x)
+    grad_output = torch.randn(5, 4)
+    y.backward(grad_output)
+    state = model.state_dict()
+    write_json(
+        os.path.join(TORCH_DIR, "sequential-eval.json"),
+        {
+            "description": "nn.Sequential(Linear(6,4), BatchNorm1d(4)) in eval mode with set "
+            "running statistics; num_batches_tracked is an integer",
+            "state_dict_keys": list(state.keys()),
+            "state_dict": {k: state_entry(v) for k, v in state.items()},
+            "input": t(x),
+            "output": t(y),
+            "grad_output": t(grad_output),
+            "grad_input": t(x.grad),
+            "grads": {name: t(p.grad) for name, p in model.named_parameters()},
+        },
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# h. Optimizers
+
+
+def make_optimizers():
+    torch.manual_seed(9)
+    lin = nn.Linear(4, 3)
+    initial = {"weight": lin.weight.detach().clone(), "bias": lin.bias.detach().clone()}
+    grads = []
+    for k in range(5):
+        scale = [1.0, 0.5, 2.0, 0.05, 1.0][k]
+        grads.append({"weight": torch.randn(3, 4) * scale, "bias": torch.randn(3) * scale})
+    configs = [
+        ("adamw_lr1e-2_wd0.1", "AdamW", {"lr": 1e-2, "weight_decay": 0.1}),
+        ("adam_lr1e-2_wd0.1", "Adam", {"lr": 1e-2, "weight_decay": 0.1}),
+        ("adamw_lr1e-2_defaults", "AdamW", {"lr": 1e-2}),
+        ("sgd_momentum_wd", "SGD", {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-3}),
+        ("sgd_nesterov", "SGD", {"lr": 0.1, "momentum": 0.9, "nesterov": True}),
+        ("sgd_plain", "SGD", {"lr": 0.1}),
+    ]
+    cases = []
+    for name, cls_name, options in configs:
+        weight = nn.Parameter(initial["weight"].clone())
+        bias = nn.Parameter(initial["bias"].clone())
+        opt = getattr(torch.optim, cls_name)([weight, bias], **options)
+        group = opt.param_groups[0]
+        resolved = {
+            k: (list(v) if isinstance(v, tuple) else v)
+            for k, v in group.items()
+            if k in ("lr", "betas", "eps", "weight_decay", "momentum", "dampening", "nesterov")
+        }
+        after = []
+        for g in grads:
+            weight.grad = g["weight"].clone()
+            bias.grad = g["bias"].clone()
+            opt.step()
+            after.append({"weight": t(weight), "bias": t(bias)})
+        cases.append(
+            {"name": name, "optimizer": cls_name, "options": options, "resolved_options": resolved,
+             "after_step": after}
+        )
+    write_json(
+        os.path.join(TORCH_DIR, "optimizers.json"),
+        {
+            "description": "Linear(4,3) weight and bias; before step k the gradients are grads[k]",
+            "initial": {"weight": t(initial["weight"]), "bias": t(initial["bias"])},
+            "grads": [{"weight": t(g["weight"]), "bias": t(g["bias"])} for g in grads],
+            "cases": cases,
+        },
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# i. Losses
+
+
+def make_losses():
+    torch.manual_seed(10)
+    logits = torch.randn(6, 4) * 2.0
+    targets = torch.tensor([0, 3, 1, 2, 3, 0])
+    large = torch.tensor(
+        [
+            [1000.0, -1000.0, 0.0, 999.0],
+            [-1000.0, 1000.0, 1000.0, -1000.0],
+            [1000.0, 0.0, -1000.0, 500.0],
+            [-1000.0, -999.0, -1000.0, -1000.0],
+        ]
+    )
+    large_targets = torch.tensor([0, 2, 2, 1])
+    cross_entropy = []
+    for name, z, y in [("random", logits, targets), ("large", large, large_targets)]:
+        for smoothing in (0.0, 0.1):
+            zi = z.clone().requires_grad_(True)
+            loss = F.cross_entropy(zi, y, label_smoothing=smoothing)
+            loss.backward()
+            cross_entropy.append(
+                {
+                    "name": f"{name}_ls{smoothing}",
+                    "label_smoothing": smoothing,
+                    "logits": t(z),
+                    "targets": y.tolist(),
+                    "loss": loss.item(),
+                    "grad": t(zi.grad),
+                }
+            )
+    pred = torch.randn(6, 4).requires_grad_(True)
+    target = torch.randn(6, 4)
+    mse = F.mse_loss(pred, target)
+    mse.backward()
+    write_json(
+        os.path.join(TORCH_DIR, "losses.json"),
+        {
+            "description": "reduction='mean'; grad is d(loss)/d(input)",
+            "cross_entropy": cross_entropy,
+            "mse": {"input": t(pred), "target": t(target), "loss": mse.item(), "grad": t(pred.grad)},
+        },
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# j. LR schedules
+
+
+def record_lrs(make_scheduler, base_lr, steps=20):
+    param = nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([param], lr=base_lr)
+    scheduler = make_scheduler(opt)
+    lrs = []
+    for step in range(steps):
+        lrs.append(opt.param_groups[0]["lr"])  # the lr this optimizer step uses
+        param.grad = torch.zeros(1)
+        opt.step()
+        if step < steps - 1:
+            scheduler.step()
+    return lrs
+
+
+def make_lr_schedules():
+    sched = torch.optim.lr_scheduler
+    cases = [
+        {
+            "name": "cosine",
+            "scheduler": "CosineAnnealingLR",
+            "options": {"T_max": 20, "eta_min": 0.0},
+            "base_lr": 0.1,
+            "lrs": record_lrs(lambda o: sched.CosineAnnealingLR(o, T_max=20), 0.1),
+        },
+        {
+            "name": "cosine_eta_min",
+            "scheduler": "CosineAnnealingLR",
+            "options": {"T_max": 20, "eta_min": 1e-3},
+            "base_lr": 0.05,
+            "lrs": record_lrs(lambda o: sched.CosineAnnealingLR(o, T_max=20, eta_min=1e-3), 0.05),
+        },
+        {
+            "name": "one_cycle",
+            "scheduler": "OneCycleLR",
+            "options": {"max_lr": 0.1, "total_steps": 20, "pct_start": 0.3, "div_factor": 25.0,
+                        "final_div_factor": 1e4, "cycle_momentum": False},
+            "base_lr": 0.1,
+            "lrs": record_lrs(
+                lambda o: sched.OneCycleLR(o, max_lr=0.1, total_steps=20, cycle_momentum=False), 0.1
+            ),
+        },
+        {
+            "name": "one_cycle_custom",
+            "scheduler": "OneCycleLR",
+            "options": {"max_lr": 0.05, "total_steps": 20, "pct_start": 0.25, "div_factor": 10.0,
+                        "final_div_factor": 100.0, "cycle_momentum": False},
+            "base_lr": 0.05,
+            "lrs": record_lrs(
+                lambda o: sched.OneCycleLR(o, max_lr=0.05, total_steps=20, pct_start=0.25,
+                                           div_factor=10.0, final_div_factor=100.0,
+                                           cycle_momentum=False),
+                0.05,
+            ),
+        },
+    ]
+    write_json(
+        os.path.join(TORCH_DIR, "lr-schedules.json"),
+        {
+            "description": "lrs[k] is the learning rate of optimizer step k (0-based), read before "
+            "the scheduler.step() that follows it; 20 steps",
+            "steps": 20,
+            "cases": cases,
+        },
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# k. Gradient clipping
+
+
+def make_clip_grad_norm():
+    torch.manual_seed(11)
+    cases = []
+    for name, scale in [("clipped", 2.0), ("unclipped", 0.1)]:
+        grads = [torch.randn(3, 4) * scale, torch.randn(3) * scale]
+        params = [nn.Parameter(torch.zeros(3, 4)), nn.Parameter(torch.zeros(3))]
+        for p, g in zip(params, grads):
+            p.grad = g.clone()
+        total = nn.utils.clip_grad_norm_(params, max_norm=1.0)
+        cases.append(
+            {
+                "name": name,
+                "max_norm": 1.0,
+                "grads": [t(g) for g in grads],
+                "total_norm": total.item(),
+                "clipped_grads": [t(p.grad) for p in params],
+            }
+        )
+    write_json(os.path.join(TORCH_DIR, "clip-grad-norm.json"), {"cases": cases})
+
+
+# ---------------------------------------------------------------------------------------------
+# l. A trained digits model in normserve's checkpoint format
+
+
+TRAIN_ROWS = (0, 1437)
+TEST_ROWS = (1437, 1797)
+
+
+def read_digits():
+    with open(DIGITS_CSV, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        assert header == [f"p{i}" for i in range(64)] + ["label"], header
+        rows = [[int(v) for v in row] for row in reader]
+    assert len(rows) == 1797
+    x = torch.tensor([row[:64] for row in rows], dtype=torch.float32)
+    y = torch.tensor([row[64] for row in rows], dtype=torch.int64)
+    return x, y
+
+
+def write_safetensors(path, state, metadata):
+    """The safetensors format by hand: u64 LE header length, JSON header, raw LE tensor bytes."""
+    header = {"__metadata__": metadata}
+    blobs = []
+    offset = 0
+    for name, value in state.items():
+        value = value.detach().contiguous()
+        if value.dtype == torch.float32:
+            dtype = "F32"
+            blob = struct.pack(f"<{value.numel()}f", *value.flatten().tolist())
+        elif value.dtype == torch.int64:
+            dtype = "I64"
+            blob = struct.pack(f"<{value.numel()}q", *value.flatten().tolist())
+        else:
+            raise TypeError(f"{name}: unsupported dtype {value.dtype}")
+        header[name] = {
+            "dtype": dtype,
+            "shape": list(value.shape),
+            "data_offsets": [offset, offset + len(blob)],
+        }
+        blobs.append(blob)
+        offset += len(blob)
+    header_bytes = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    header_bytes += b" " * (-len(header_bytes) % 8)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(header_bytes)))
+        f.write(header_bytes)
+        for blob in blobs:
+            f.write(blob)
+    print(f"wrote {os.path.relpath(path, ROOT)} ({8 + len(header_bytes) + offset} bytes)")
+
+
+def night(x_raw):
+    """The project's "night" domain shift on raw pixels, computed in float64, stored as float32."""
+    return (16.0 * (0.35 * (x_raw.double() / 16.0) + 0.1)).float()
+
+
+def eval_logits(model, x):
+    model.eval()
+    with torch.no_grad():
+        return model(x)
+
+
+def accuracy(logits, labels):
+    return (logits.argmax(dim=1) == labels).double().mean().item()
+
+
+def recalibrate_bn(model, z):
+    """Exact layer-by-layer recalibration: each BN in order gets the mean and unbiased variance
+    of its inputs over all rows of z, with earlier layers in eval mode (earlier BNs already
+    recalibrated). Works in the model's dtype; returns the per-BN statistics."""
+    model.eval()
+    stats = []
+    with torch.no_grad():
+        h = z
+        for index, layer in enumerate(model):
+            if isinstance(layer, nn.BatchNorm1d):
+                mean = h.mean(dim=0)
+                var = ((h - mean) ** 2).sum(dim=0) / (h.shape[0] - 1)
+                layer.running_mean.copy_(mean)
+                layer.running_var.copy_(var)
+                stats.append({"index": index, "mean": mean.clone(), "var": var.clone()})
+            h = layer(h)
+    return stats
+
+
+def make_model_fixture():
+    x_raw, labels = read_digits()
+    x_train_raw, y_train = x_raw[TRAIN_ROWS[0]:TRAIN_ROWS[1]], labels[TRAIN_ROWS[0]:TRAIN_ROWS[1]]
+    x_test_raw, y_test = x_raw[TEST_ROWS[0]:TEST_ROWS[1]], labels[TEST_ROWS[0]:TEST_ROWS[1]]
+
+    # Per-feature standardization on the train rows (population std, ddof=0; std 0 -> scale 1),
+    # computed in float64 and stored as float32 values.
+    mean64 = x_train_raw.double().mean(dim=0)
+    std64 = x_train_raw.double().std(dim=0, unbiased=False)
+    shift = mean64.float()
+    scale = torch.where(std64 > 0, 1.0 / std64, torch.ones_like(std64)).float()
+
+    def transform(raw):
+        return (raw - shift) * scale  # float32, as the engine applies (x - shift) * scale
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(64, 32),
+        nn.BatchNorm1d(32),
+        nn.ReLU(),
+        nn.Dropout(0.1),
+        nn.Linear(32, 16),
+        nn.BatchNorm1d(16),
+        nn.ReLU(),
+        nn.Linear(16, 10),
+    )
+    epochs, batch_size, lr, weight_decay = 10, 64, 1e-2, 0.01
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    z_train = transform(x_train_raw)
+    for _ in range(epochs):
+        model.train()
+        order = torch.randperm(z_train.shape[0])
+        for start in range(0, z_train.shape[0], batch_size):
+            idx = order[start:start + batch_size]
+            opt.zero_grad()
+            loss = F.cross_entropy(model(z_train[idx]), y_train[idx])
+            loss.backward()
+            opt.step()
+    model.eval()
+    train_accuracy = accuracy(eval_logits(model, z_train), y_train)
+
+    labels_text = [str(d) for d in range(10)]
+    layers = []
+    for layer in model:
+        if isinstance(layer, nn.Linear):
+            layers.append({"type": "linear", "in_features": layer.in_features,
+                           "out_features": layer.out_features, "bias": layer.bias is not None})
+        elif isinstance(layer, nn.BatchNorm1d):
+            layers.append({"type": "batchnorm1d", "num_features": layer.num_features,
+                           "eps": layer.eps, "momentum": layer.momentum})
+        elif isinstance(layer, nn.ReLU):
+            layers.append({"type": "relu"})
+        elif isinstance(layer, nn.Dropout):
+            layers.append({"type": "dropout", "p": layer.p})
+        else:
+            raise TypeError(type(layer))
+    config = {
+        "format": "normserve.model/v1",
+        "name": "digits-torch",
+        "task": "classification",
+        "input_shape": [64],
+        "labels": labels_text,
+        "input_transform": {"shift": shift.tolist(), "scale": scale.tolist()},
+        "layers": layers,
+        "provenance": {"source": "pytorch", "torch_version": TORCH_VERSION},
+    }
+    version_dir = os.path.join(MODEL_DIR, "digits-torch", "1")
+    os.makedirs(version_dir, exist_ok=True)
+    with open(os.path.join(version_dir, "config.json"), "w", encoding="utf-8") as f:
+        f.write(json.dumps(config, indent=2, allow_nan=False) + "\n")
+    print(f"wrote {os.path.relpath(os.path.join(version_dir, 'config.json'), ROOT)}")
+    state = model.state_dict()
+    write_safetensors(
+        os.path.join(version_dir, "model.safetensors"),
+        state,
+        {"format": "pt", "torch_version": TORCH_VERSION},
+    )
+
+    # Clean test rows.
+    z_test = transform(x_test_raw)
+    logits = eval_logits(model, z_test)
+    clean_accuracy = accuracy(logits, y_test)
+    training = {
+        "seed": 0,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "optimizer": "AdamW",
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "loss": "cross_entropy",
+        "standardization": "population std (ddof=0) over train rows; std 0 -> scale 1",
+        "train_accuracy": train_accuracy,
+    }
+    write_json(
+        os.path.join(MODEL_DIR, "expected.json"),
+        {
+            "description": "eval-mode outputs of digits-torch/1 on the test rows of "
+            "data/digits/digits.csv; inputs are raw pixels, the model applies (x - shift) * scale",
+            "model": "digits-torch",
+            "version": 1,
+            "rows": {"start": TEST_ROWS[0], "end": TEST_ROWS[1]},
+            "num_rows": TEST_ROWS[1] - TEST_ROWS[0],
+            "training": training,
+            "labels": y_test.tolist(),
+            "logits": t(logits),
+            "probabilities": t(torch.softmax(logits, dim=1)),
+            "predictions": logits.argmax(dim=1).tolist(),
+            "accuracy": clean_accuracy,
+        },
+    )
+
+    # Night shift, before recalibration.
+    x_night_raw = night(x_test_raw)
+    z_night = transform(x_night_raw)
+    night_logits = eval_logits(model, z_night)
+    night_accuracy = accuracy(night_logits, y_test)
+
+    # Exact recalibration: statistics in float64 (reference), loaded into the float32 model as
+    # their float32 roundings.
+    model64 = copy.deepcopy(model).double()
+    stats64 = recalibrate_bn(model64, z_night.double())
+    recalibrated = copy.deepcopy(model)
+    with torch.no_grad():
+        for s in stats64:
+            recalibrated[s["index"]].running_mean.copy_(s["mean"].float())
+            recalibrated[s["index"]].running_var.copy_(s["var"].float())
+    recal_logits = eval_logits(recalibrated, z_night)
+    recal_accuracy = accuracy(recal_logits, y_test)
+    # For information: the same procedure carried out entirely in float32.
+    stats32 = recalibrate_bn(copy.deepcopy(model), z_night)
+    state_names = list(state.keys())
+    batchnorms = []
+    for s64, s32 in zip(stats64, stats32):
+        batchnorms.append(
+            {
+                "index": s64["index"],
+                "running_mean_key": f"{s64['index']}.running_mean",
+                "running_var_key": f"{s64['index']}.running_var",
+                "count": z_night.shape[0],
+                "running_mean_float64": t64(s64["mean"]),
+                "running_var_float64": t64(s64["var"]),
+                "running_mean": t(s64["mean"].float()),
+                "running_var": t(s64["var"].float()),
+                "max_abs_diff_float32_pipeline": max(
+                    (s32["mean"].double() - s64["mean"]).abs().max().item(),
+                    (s32["var"].double() - s64["var"]).abs().max().item(),
+                ),
+            }
+        )
+        assert f"{s64['index']}.running_mean" in state_names
+    write_json(
+        os.path.join(MODEL_DIR, "recalibration.json"),
+        {
+            "description": "night shift x_night_raw = float32(16*(0.35*(x_raw/16)+0.1)) (computed "
+            "in float64) on the test rows; exact layer-by-layer BN recalibration on all 360 "
+            "shifted rows: for each BatchNorm in order, running_mean = mean and running_var = "
+            "unbiased variance (/(n-1)) of its inputs, earlier layers in eval mode and earlier "
+            "BNs already recalibrated. Statistics computed in float64 (running_*_float64); "
+            "running_* are their float32 roundings, which the recalibrated model uses. "
+            "num_batches_tracked and all other tensors are unchanged.",
+            "model": "digits-torch",
+            "version": 1,
+            "rows": {"start": TEST_ROWS[0], "end": TEST_ROWS[1]},
+            "num_rows": TEST_ROWS[1] - TEST_ROWS[0],
+            "shift": {"name": "night", "contrast": 0.35, "brightness": 0.1, "pixel_max": 16},
+            "labels": y_test.tolist(),
+            "clean_accuracy": clean_accuracy,
+            "night": {
+                "logits": t(night_logits),
+                "predictions": night_logits.argmax(dim=1).tolist(),
+                "accuracy": night_accuracy,
+            },
+            "batchnorms": batchnorms,
+            "recalibrated": {
+                "logits": t(recal_logits),
+                "probabilities": t(torch.softmax(recal_logits, dim=1)),
+                "predictions": recal_logits.argmax(dim=1).tolist(),
+                "accuracy": recal_accuracy,
+            },
+        },
+    )
+    # float64 references: the float32 checkpoints (original and recalibrated) evaluated in double
+    # precision on the same float32 inputs. PyTorch's float32 logits above carry its own rounding
+    # (up to ~2e-5 here, because the standardized night inputs reach |z| ~ 60), while an engine that
+    # accumulates in float64 lands much closer to these.
+    def logits64(m, z):
+        return eval_logits(copy.deepcopy(m).double(), z.double())
+
+    write_json(
+        os.path.join(MODEL_DIR, "reference-float64.json"),
+        {
+            "description": "logits of the float32 checkpoint digits-torch/1 (and of its "
+            "recalibrated variant, running stats = the float32 values in recalibration.json) "
+            "evaluated in float64 on the float32 standardized inputs of the test rows; "
+            "max_abs_diff_torch_float32 is how far PyTorch's float32 logits are from these",
+            "model": "digits-torch",
+            "version": 1,
+            "rows": {"start": TEST_ROWS[0], "end": TEST_ROWS[1]},
+            "num_rows": TEST_ROWS[1] - TEST_ROWS[0],
+            **{
+                name: {
+                    "logits": t64(ref),
+                    "max_abs_diff_torch_float32": (ref - l32.double()).abs().max().item(),
+                }
+                for name, ref, l32 in [
+                    ("clean", logits64(model, z_test), logits),
+                    ("night", logits64(model, z_night), night_logits),
+                    ("recalibrated", logits64(recalibrated, z_night), recal_logits),
+                ]
+            },
+        },
+    )
+    print(
+        f"digits-torch: train {train_accuracy:.4f}, clean test {clean_accuracy:.4f}, "
+        f"night {night_accuracy:.4f}, recalibrated {recal_accuracy:.4f}"
+    )
+
+
+def main():
+    make_batchnorm()
+    make_batchnorm_errors()
+    make_layernorm()
+    make_activations()
+    make_dropout()
+    make_sequential_eval()
+    make_optimizers()
+    make_losses()
+    make_lr_schedules()
+    make_clip_grad_norm()
+    make_model_fixture()
+
+
+if __name__ == "__main__":
+    main()
