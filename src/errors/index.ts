@@ -1,2 +1,3 @@
 export { type ErrorCode, errorCatalogue } from './catalogue.js';
+export { describeLocations, formatPath, issuesToLocations } from './issue-path.js';
 export { type ErrorLocation, isNormserveError, NormserveError } from './normserve-error.js';

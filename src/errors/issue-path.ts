@@ -1,0 +1,29 @@
+import type { ErrorLocation } from './normserve-error.js';
+
+/** `['instances', 3, 17]` → `instances[3][17]`; `['layers', 2, 'type']` → `layers[2].type`. */
+export function formatPath(path: readonly PropertyKey[], root = ''): string {
+  let out = root;
+  for (const key of path) {
+    if (typeof key === 'number') out += `[${key}]`;
+    else out += out === '' ? String(key) : `.${String(key)}`;
+  }
+  return out === '' ? '(root)' : out;
+}
+
+/**
+ * Validation issues (zod's or any library's with the same shape) as error locations; kept free of
+ * any library import so that every layer can use it.
+ */
+export function issuesToLocations(
+  issues: readonly { path: readonly PropertyKey[]; message: string }[],
+  root = '',
+): ErrorLocation[] {
+  return issues.map((issue) => ({ path: formatPath(issue.path, root), message: issue.message }));
+}
+
+/** One line naming every issue: `layers[2].type: Invalid input; name: Required`. */
+export function describeLocations(locations: readonly ErrorLocation[], max = 5): string {
+  const shown = locations.slice(0, max).map((l) => `${l.path}: ${l.message}`);
+  if (locations.length > max) shown.push(`… and ${locations.length - max} more`);
+  return shown.join('; ');
+}

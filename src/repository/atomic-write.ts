@@ -1,0 +1,92 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, rename, rm } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+
+/** Prefix of temporary entries; the repository scan ignores names starting with a dot. */
+export const TEMP_PREFIX = '.tmp-';
+
+/**
+ * A temporary name that says who made it (`.tmp-<host>-<pid>-<random>`), so start-up cleanup can
+ * tell an abandoned leftover of a dead local process from a live writer on another replica.
+ */
+export function temporaryName(): string {
+  return `${TEMP_PREFIX}${hostname().replace(/[^A-Za-z0-9_]/g, '_')}-${process.pid}-${randomBytes(6).toString('hex')}`;
+}
+
+/** fsync a file or directory by path (directories: makes a rename or creation durable). */
+export async function fsyncPath(path: string): Promise<void> {
+  const handle = await open(path, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+async function writeDurably(path: string, bytes: Uint8Array): Promise<void> {
+  const handle = await open(path, 'wx');
+  try {
+    await handle.writeFile(bytes);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Writes `bytes` to `path` so that a reader (or a crash) sees the old file or the new one, never
+ * a mix: temporary file in the same directory, fsync, rename over the target, fsync the directory.
+ */
+export async function writeFileAtomically(
+  dir: string,
+  name: string,
+  bytes: Uint8Array,
+): Promise<void> {
+  const temp = join(dir, `${temporaryName()}-${name}`);
+  try {
+    await writeDurably(temp, bytes);
+    await rename(temp, join(dir, name));
+  } catch (e) {
+    await rm(temp, { force: true });
+    throw e;
+  }
+  await fsyncPath(dir);
+}
+
+/**
+ * Builds a directory of files in a temporary directory beside its destination, fsyncs every file
+ * and the directory, and renames it into place, then fsyncs the parent. `chooseName` is asked for
+ * the destination name; if another writer took it first (rename fails with ENOTEMPTY/EEXIST,
+ * since a published directory is never empty), it is asked again, so concurrent publishers on
+ * one shared repository each get their own name. Returns the name used.
+ */
+export async function publishDirectoryAtomically(
+  parent: string,
+  files: ReadonlyMap<string, Uint8Array>,
+  chooseName: (attempt: number) => Promise<string>,
+  maxAttempts = 20,
+): Promise<string> {
+  await mkdir(parent, { recursive: true });
+  const temp = join(parent, temporaryName());
+  await mkdir(temp);
+  try {
+    for (const [name, bytes] of files) await writeDurably(join(temp, name), bytes);
+    await fsyncPath(temp);
+    for (let attempt = 0; attempt < maxAttempts; attempt++) {
+      const name = await chooseName(attempt);
+      try {
+        await rename(temp, join(parent, name));
+        await fsyncPath(parent);
+        return name;
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw e;
+      }
+    }
+    throw new Error(`could not find a free name in ${parent} after ${maxAttempts} attempts`);
+  } catch (e) {
+    await rm(temp, { recursive: true, force: true });
+    throw e;
+  }
+}

@@ -1,0 +1,12 @@
+export {
+  fsyncPath,
+  publishDirectoryAtomically,
+  TEMP_PREFIX,
+  writeFileAtomically,
+} from './atomic-write.js';
+export {
+  ACTIVE_FILE,
+  type ActiveRecord,
+  loadModelDirectory,
+  ModelRepository,
+} from './model-repository.js';

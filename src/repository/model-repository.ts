@@ -1,0 +1,268 @@
+import { readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import {
+  type Checkpoint,
+  CONFIG_FILE,
+  type LoadedCheckpoint,
+  METRICS_FILE,
+  parseCheckpoint,
+  serializeCheckpoint,
+  WEIGHTS_FILE,
+} from '../checkpoint/index.js';
+import { NormserveError } from '../errors/index.js';
+import {
+  fsyncPath,
+  publishDirectoryAtomically,
+  TEMP_PREFIX,
+  temporaryName,
+  writeFileAtomically,
+} from './atomic-write.js';
+
+/** The record of the version an operator activated (`<name>/active-version.json`). */
+export interface ActiveRecord {
+  version: number;
+  updated_at: string;
+  note?: string;
+}
+
+export const ACTIVE_FILE = 'active-version.json';
+const VERSION_NAME = /^[1-9][0-9]{0,14}$/;
+const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+const isMissing = (e: unknown): boolean => (e as NodeJS.ErrnoException).code === 'ENOENT';
+
+/**
+ * A model repository on disk, laid out as Triton's: `<root>/<model>/<version>/` with positive
+ * integer version directories holding `config.json`, `model.safetensors` and `metrics.json`.
+ * Names starting with a dot (temporaries) and non-numeric entries are ignored. Every change is
+ * published atomically (see atomic-write.ts), so several processes may share one repository.
+ */
+export class ModelRepository {
+  readonly root: string;
+
+  constructor(root: string) {
+    this.root = root;
+  }
+
+  modelPath(name: string): string {
+    return join(this.root, name);
+  }
+
+  versionPath(name: string, version: number): string {
+    return join(this.root, name, String(version));
+  }
+
+  /** Model directories (valid names, not hidden). */
+  async listModels(): Promise<string[]> {
+    let entries: import('node:fs').Dirent[];
+    try {
+      entries = await readdir(this.root, { withFileTypes: true });
+    } catch (e) {
+      if (isMissing(e)) {
+        throw new NormserveError(
+          'REPOSITORY_ERROR',
+          `model repository ${this.root} does not exist`,
+          { cause: e },
+        );
+      }
+      throw e;
+    }
+    return entries
+      .filter((e) => e.isDirectory() && MODEL_NAME.test(e.name))
+      .map((e) => e.name)
+      .sort();
+  }
+
+  /** Version numbers present for a model, ascending; [] when the model directory is absent. */
+  async listVersions(name: string): Promise<number[]> {
+    try {
+      const entries = await readdir(this.modelPath(name), { withFileTypes: true });
+      return entries
+        .filter((e) => e.isDirectory() && VERSION_NAME.test(e.name))
+        .map((e) => Number(e.name))
+        .sort((a, b) => a - b);
+    } catch (e) {
+      if (isMissing(e)) return [];
+      throw e;
+    }
+  }
+
+  /** Reads and validates one version; errors name the directory and the broken rule. */
+  async loadVersion(name: string, version: number): Promise<LoadedCheckpoint> {
+    const dir = this.versionPath(name, version);
+    const read = async (file: string, optional = false): Promise<Uint8Array | undefined> => {
+      try {
+        return await readFile(join(dir, file));
+      } catch (e) {
+        if (optional && isMissing(e)) return undefined;
+        if (isMissing(e))
+          throw new NormserveError('CHECKPOINT_MISMATCH', `${dir}: ${file} is missing`);
+        throw e;
+      }
+    };
+    const [config, weights, metrics] = await Promise.all([
+      read(CONFIG_FILE),
+      read(WEIGHTS_FILE),
+      read(METRICS_FILE, true),
+    ]);
+    const checkpoint = parseCheckpoint({ config: config!, weights: weights!, metrics }, dir);
+    if (checkpoint.config.name !== name) {
+      throw new NormserveError(
+        'MODEL_CONFIG_INVALID',
+        `${dir}/${CONFIG_FILE}: name "${checkpoint.config.name}" does not match the model directory "${name}"`,
+      );
+    }
+    return checkpoint;
+  }
+
+  /**
+   * Publishes a checkpoint as the next free version of its model, atomically; concurrent
+   * publishers (other processes or replicas) never collide. Returns the new version.
+   */
+  async publishVersion(checkpoint: Checkpoint): Promise<number> {
+    const name = checkpoint.config.name;
+    const files = serializeCheckpoint(checkpoint);
+    const chosen = await publishDirectoryAtomically(this.modelPath(name), files, async () => {
+      const versions = await this.listVersions(name);
+      return String((versions.at(-1) ?? 0) + 1);
+    });
+    return Number(chosen);
+  }
+
+  async readActive(name: string): Promise<ActiveRecord | undefined> {
+    let text: string;
+    try {
+      text = await readFile(join(this.modelPath(name), ACTIVE_FILE), 'utf8');
+    } catch (e) {
+      if (isMissing(e)) return undefined;
+      throw e;
+    }
+    const value = JSON.parse(text) as Partial<ActiveRecord>;
+    if (
+      typeof value.version !== 'number' ||
+      !Number.isSafeInteger(value.version) ||
+      value.version < 1
+    ) {
+      throw new NormserveError(
+        'REPOSITORY_ERROR',
+        `${join(this.modelPath(name), ACTIVE_FILE)}: "version" must be a positive integer`,
+      );
+    }
+    return value as ActiveRecord;
+  }
+
+  /** Records the active version, atomically (rename over the old record). */
+  async writeActive(name: string, version: number, note?: string): Promise<ActiveRecord> {
+    const record: ActiveRecord = {
+      version,
+      updated_at: new Date().toISOString(),
+      ...(note ? { note } : {}),
+    };
+    await writeFileAtomically(
+      this.modelPath(name),
+      ACTIVE_FILE,
+      new TextEncoder().encode(`${JSON.stringify(record)}\n`),
+    );
+    return record;
+  }
+
+  /**
+   * Removes a version: first renamed to a hidden name (it disappears at once and whole for every
+   * reader), then deleted.
+   */
+  async deleteVersion(name: string, version: number): Promise<void> {
+    const hidden = join(this.modelPath(name), `${temporaryName()}-deleted-${version}`);
+    try {
+      await rename(this.versionPath(name, version), hidden);
+    } catch (e) {
+      if (isMissing(e))
+        throw new NormserveError('VERSION_NOT_FOUND', `model "${name}" has no version ${version}`);
+      throw e;
+    }
+    await fsyncPath(this.modelPath(name));
+    await rm(hidden, { recursive: true, force: true });
+  }
+
+  /**
+   * Deletes temporary leftovers of interrupted writes: those of a dead process on this host at
+   * once, those of other hosts (replicas sharing the volume) only when older than `maxAgeMs`, since
+   * their writer may still be running. Returns the removed paths.
+   */
+  async removeTemporaries(maxAgeMs = 3_600_000): Promise<string[]> {
+    const removed: string[] = [];
+    const here = hostname().replace(/[^A-Za-z0-9_]/g, '_');
+    const dirs = [this.root, ...(await this.listModels()).map((m) => this.modelPath(m))];
+    for (const dir of dirs) {
+      let names: string[];
+      try {
+        names = await readdir(dir);
+      } catch (e) {
+        if (isMissing(e)) continue;
+        throw e;
+      }
+      for (const entry of names.filter((n) => n.startsWith(TEMP_PREFIX))) {
+        const path = join(dir, entry);
+        const [host, pidText] = entry.slice(TEMP_PREFIX.length).split('-');
+        const pid = Number(pidText);
+        let abandoned =
+          host === here && Number.isInteger(pid) && pid !== process.pid && !isAlive(pid);
+        if (!abandoned) {
+          try {
+            abandoned = Date.now() - (await stat(path)).mtimeMs > maxAgeMs;
+          } catch (e) {
+            if (isMissing(e)) continue;
+            throw e;
+          }
+        }
+        if (abandoned) {
+          await rm(path, { recursive: true, force: true });
+          removed.push(path);
+        }
+      }
+    }
+    return removed;
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Reads a model directory given by path: a version directory (`<repo>/<name>/<version>`), or a
+ * model directory (`<repo>/<name>`), which resolves to its active version (the recorded one, else
+ * the highest). Used by the CLIs.
+ */
+export async function loadModelDirectory(
+  path: string,
+): Promise<{ version: number; name: string; checkpoint: LoadedCheckpoint; root: string }> {
+  const clean = path.replace(/\/+$/, '');
+  const base = clean.split('/').at(-1) ?? '';
+  if (VERSION_NAME.test(base)) {
+    const modelDir = clean.slice(0, clean.length - base.length - 1) || '.';
+    const name = modelDir.split('/').at(-1) ?? '';
+    const root = modelDir.slice(0, modelDir.length - name.length - 1) || '.';
+    const version = Number(base);
+    const repository = new ModelRepository(root);
+    return { version, name, checkpoint: await repository.loadVersion(name, version), root };
+  }
+  const name = base;
+  const root = clean.slice(0, clean.length - name.length - 1) || '.';
+  const repository = new ModelRepository(root);
+  const versions = await repository.listVersions(name);
+  if (versions.length === 0) {
+    throw new NormserveError(
+      'MODEL_NOT_FOUND',
+      `${path}: no model version directories (expected ${path}/<version>/)`,
+    );
+  }
+  const active = await repository.readActive(name);
+  const version = active && versions.includes(active.version) ? active.version : versions.at(-1)!;
+  return { version, name, checkpoint: await repository.loadVersion(name, version), root };
+}

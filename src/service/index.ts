@@ -1,0 +1,2 @@
+export { loadModelDirectory } from '../repository/index.js';
+export { publishCheckpoint } from './publish-checkpoint.js';

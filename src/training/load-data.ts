@@ -1,0 +1,51 @@
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { NormserveError } from '../errors/index.js';
+import { parseCsv } from './csv-table.js';
+import { datasetFromTable, type LabeledDataset } from './dataset.js';
+import { parseTrainingConfig, type TrainingConfig } from './training-config.js';
+
+async function readOrFail(
+  path: string,
+  what: string,
+  code: 'DATA_INVALID' | 'TRAINING_CONFIG_INVALID',
+): Promise<Buffer> {
+  try {
+    return await readFile(path);
+  } catch (e) {
+    const reason =
+      (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message;
+    throw new NormserveError(code, `cannot read ${what} ${path}: ${reason}`);
+  }
+}
+
+export async function loadTrainingConfig(path: string): Promise<TrainingConfig> {
+  const bytes = await readOrFail(path, 'training config', 'TRAINING_CONFIG_INVALID');
+  let value: unknown;
+  try {
+    value = JSON.parse(bytes.toString('utf8'));
+  } catch (e) {
+    throw new NormserveError(
+      'TRAINING_CONFIG_INVALID',
+      `${path}: not valid JSON (${(e as Error).message})`,
+    );
+  }
+  return parseTrainingConfig(value, path);
+}
+
+/** Reads a CSV data file into a data set, with the sha256 of its bytes (recorded in metrics). */
+export async function loadCsvDataset(
+  path: string,
+  labelColumn: string,
+  task: 'classification' | 'regression',
+  labels?: readonly string[],
+): Promise<{ data: LabeledDataset; sha256: string }> {
+  const bytes = await readOrFail(path, 'data file', 'DATA_INVALID');
+  const table = parseCsv(bytes.toString('utf8'), path);
+  if (table.rows.length === 0)
+    throw new NormserveError('DATA_INVALID', `${path}: no data rows after the header`);
+  return {
+    data: datasetFromTable(table, labelColumn, task, labels),
+    sha256: createHash('sha256').update(bytes).digest('hex'),
+  };
+}

@@ -1,0 +1,319 @@
+import { buildSequential, networkFromCheckpoint } from '../checkpoint/build-model.js';
+import {
+  checkLayerChain,
+  type LayerSpec,
+  MODEL_FORMAT,
+  type ModelConfig,
+} from '../checkpoint/model-config.js';
+import { NormserveError } from '../errors/index.js';
+import {
+  applyFeatureTransform,
+  clipGradNorm,
+  crossEntropy,
+  type LrSchedule,
+  learningRateAt,
+  mseLoss,
+  Rng,
+  type StateDict,
+  Tensor,
+} from '../nn/index.js';
+import { buildOptimizer } from './build-optimizer.js';
+import { type LabeledDataset, selectRows } from './dataset.js';
+import { argmaxRow, type Evaluation, evaluate } from './evaluate.js';
+import { splitRows } from './split.js';
+import { fitStandardScaler } from './standard-scaler.js';
+import type { TrainingConfig } from './training-config.js';
+
+export interface EpochMetrics {
+  epoch: number;
+  lr: number;
+  train_loss: number;
+  train_accuracy: number | null;
+  val_loss: number | null;
+  val_accuracy: number | null;
+  duration_ms: number;
+}
+
+export interface TrainingMetrics {
+  format: 'normserve.metrics/v1';
+  seed: number;
+  data_sha256: string;
+  data_path: string;
+  rows: { train: number; validation: number; test: number };
+  epochs: EpochMetrics[];
+  best_epoch: number | null;
+  stopped_early: boolean;
+  test: { loss: number; accuracy: number | null; rows: number } | null;
+  wall_time_ms: number;
+  samples_per_second: number;
+}
+
+export interface BatchProgress {
+  epoch: number;
+  batch: number;
+  batches: number;
+  loss: number;
+  samplesPerSecond: number;
+}
+
+/** A checkpoint to start from (fine-tuning or resuming). */
+export interface InitialModel {
+  config: ModelConfig;
+  state: StateDict;
+}
+
+export interface TrainInput {
+  config: TrainingConfig;
+  data: LabeledDataset;
+  dataSha256: string;
+  init?: InitialModel | undefined;
+  onBatch?: (progress: BatchProgress) => void;
+  onEpoch?: (metrics: EpochMetrics, epochs: number) => void;
+  /** Clock for durations (injectable so tests need no timers). */
+  now?: () => number;
+}
+
+export interface TrainOutput {
+  config: ModelConfig;
+  state: StateDict;
+  metrics: TrainingMetrics;
+}
+
+/** Independent random streams derived from the seed, so adding a draw to one leaves the others. */
+function streams(seed: number): { split: Rng; init: Rng; shuffle: Rng; dropout: Rng } {
+  return {
+    split: new Rng(seed ^ 0x5a17),
+    init: new Rng(seed),
+    shuffle: new Rng(seed ^ 0x5eed5),
+    dropout: new Rng(seed ^ 0xd20f),
+  };
+}
+
+function schedule(config: TrainingConfig): LrSchedule {
+  const s = config.training.lr_schedule;
+  switch (s.type) {
+    case 'constant':
+      return { type: 'constant' };
+    case 'cosine':
+      return { type: 'cosine', etaMin: s.eta_min };
+    case 'one_cycle':
+      return {
+        type: 'one_cycle',
+        pctStart: s.pct_start,
+        divFactor: s.div_factor,
+        finalDivFactor: s.final_div_factor,
+      };
+  }
+}
+
+const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/**
+ * Trains a network as a PyTorch loop would: per epoch a seeded shuffle, mini-batches in train
+ * mode (BatchNorm batch statistics, dropout masks), loss.backward, optional gradient clipping, the
+ * LR for the step, optimizer.step; then eval-mode validation. With `patience`, training stops after
+ * that many epochs without a lower validation loss and the best epoch's weights are kept.
+ * Deterministic: the same config, data and seed give bit-identical tensors.
+ */
+export async function train(input: TrainInput): Promise<TrainOutput> {
+  const { config, data } = input;
+  const now = input.now ?? (() => performance.now());
+  const started = now();
+  const task = input.init?.config.task ?? config.task;
+  const rng = streams(config.seed);
+  const t = config.training;
+
+  const layers: LayerSpec[] = input.init ? input.init.config.layers : config.layers;
+  const outputWidth = checkLayerChain(layers, data.width);
+  if (task === 'classification' && data.labels && outputWidth !== data.labels.length) {
+    throw new NormserveError(
+      'TRAINING_CONFIG_INVALID',
+      `the last layer has ${outputWidth} outputs but the data has ${data.labels.length} classes (${data.labels.join(', ')})`,
+    );
+  }
+  if (task === 'regression' && outputWidth !== 1) {
+    throw new NormserveError(
+      'TRAINING_CONFIG_INVALID',
+      `a regression model needs 1 output, the last layer has ${outputWidth}`,
+    );
+  }
+  const hasBatchNorm = layers.some((l) => l.type === 'batchnorm1d');
+  if (hasBatchNorm && t.batch_size < 2) {
+    throw new NormserveError(
+      'TRAINING_CONFIG_INVALID',
+      `batch_size ${t.batch_size} with BatchNorm: Expected more than 1 value per channel when training; use a batch size of at least 2`,
+    );
+  }
+
+  const split = splitRows(data.rows, config.data, rng.split, config.data.path);
+  const trainRaw = selectRows(data, split.train);
+  const transform = input.init
+    ? input.init.config.input_transform
+    : config.data.input_scaling === 'standard'
+      ? fitStandardScaler(trainRaw.features, trainRaw.rows, data.width)
+      : undefined;
+  const prepare = (indices: Int32Array) => {
+    const subset = selectRows(data, indices);
+    return { ...subset, features: applyFeatureTransform(subset.features, data.width, transform) };
+  };
+  const trainSet = prepare(split.train);
+  const validationSet = prepare(split.validation);
+  const testSet = prepare(split.test);
+
+  const network = input.init
+    ? networkFromCheckpoint(input.init.config, input.init.state, input.init.config.name, {
+        dropout: rng.dropout,
+      })
+    : buildSequential(layers, { init: rng.init, dropout: rng.dropout });
+  network.train();
+  const optimizer = buildOptimizer(network.parameters(), t.optimizer);
+  const baseLr = t.optimizer.lr;
+  const lrSchedule = schedule(config);
+
+  const batchSize = t.batch_size;
+  const rows = trainSet.rows;
+  // A trailing batch of one row cannot be normalized by BatchNorm in training (PyTorch raises);
+  // it is dropped, as DataLoader(drop_last=True) would for that batch only.
+  const batchesPerEpoch =
+    hasBatchNorm && rows % batchSize === 1
+      ? Math.floor(rows / batchSize)
+      : Math.ceil(rows / batchSize);
+  const totalSteps = batchesPerEpoch * t.epochs;
+  const order = Int32Array.from({ length: rows }, (_, i) => i);
+  const epochs: EpochMetrics[] = [];
+  let best: { epoch: number; loss: number; state: StateDict } | undefined;
+  let stoppedEarly = false;
+  let step = 0;
+  let samplesSeen = 0;
+  const trainingStarted = now();
+
+  for (let epoch = 1; epoch <= t.epochs; epoch++) {
+    const epochStarted = now();
+    if (t.shuffle) rng.shuffle.shuffle(order);
+    network.train();
+    let lossSum = 0;
+    let correct = 0;
+    let seen = 0;
+    let lr = baseLr;
+    for (let b = 0; b < batchesPerEpoch; b++) {
+      const start = b * batchSize;
+      const end = Math.min(rows, start + batchSize);
+      const n = end - start;
+      const x = new Float32Array(n * data.width);
+      const y = new Float32Array(n);
+      for (let i = 0; i < n; i++) {
+        const r = order[start + i]!;
+        x.set(trainSet.features.subarray(r * data.width, (r + 1) * data.width), i * data.width);
+        y[i] = trainSet.targets[r]!;
+      }
+      lr = learningRateAt(lrSchedule, baseLr, step, totalSteps);
+      optimizer.lr = lr;
+      optimizer.zeroGrad();
+      const out = network.forward(new Tensor(x, [n, data.width]));
+      const { loss, grad } =
+        task === 'classification'
+          ? crossEntropy(out, y, t.label_smoothing)
+          : mseLoss(out, new Tensor(y, [n, 1]));
+      network.backward(grad);
+      if (t.grad_clip_norm !== null) clipGradNorm(optimizer.params, t.grad_clip_norm);
+      optimizer.step();
+      step++;
+      lossSum += loss * n;
+      seen += n;
+      samplesSeen += n;
+      if (task === 'classification') {
+        for (let i = 0; i < n; i++) if (argmaxRow(out.data, i, out.shape[1]!) === y[i]) correct++;
+      }
+      if (input.onBatch) {
+        const elapsed = (now() - trainingStarted) / 1000;
+        input.onBatch({
+          epoch,
+          batch: b + 1,
+          batches: batchesPerEpoch,
+          loss,
+          samplesPerSecond: elapsed > 0 ? samplesSeen / elapsed : 0,
+        });
+        await yieldToEventLoop();
+      }
+    }
+    const validation: Evaluation | undefined =
+      validationSet.rows > 0 ? evaluate(network, validationSet, task) : undefined;
+    const metrics: EpochMetrics = {
+      epoch,
+      lr,
+      train_loss: lossSum / Math.max(seen, 1),
+      train_accuracy: task === 'classification' ? correct / Math.max(seen, 1) : null,
+      val_loss: validation?.loss ?? null,
+      val_accuracy: validation?.accuracy ?? null,
+      duration_ms: now() - epochStarted,
+    };
+    epochs.push(metrics);
+    input.onEpoch?.(metrics, t.epochs);
+    await yieldToEventLoop();
+    if (validation && (best === undefined || validation.loss < best.loss)) {
+      best = {
+        epoch,
+        loss: validation.loss,
+        state: t.patience !== null ? cloneState(network.stateDict()) : new Map(),
+      };
+    }
+    if (t.patience !== null && best && epoch - best.epoch >= t.patience) {
+      stoppedEarly = true;
+      break;
+    }
+  }
+  if (t.patience !== null && best && best.state.size > 0) network.loadStateDict(best.state);
+  network.eval();
+
+  const test = testSet.rows > 0 ? evaluate(network, testSet, task) : undefined;
+  const trainingSeconds = (now() - trainingStarted) / 1000;
+  const wallTime = now() - started;
+  const outConfig: ModelConfig = {
+    format: MODEL_FORMAT,
+    name: config.name,
+    task,
+    input_shape: [data.width],
+    ...(task === 'classification'
+      ? { labels: input.init?.config.labels ?? data.labels ?? [] }
+      : {}),
+    ...(config.description !== undefined ? { description: config.description } : {}),
+    ...(transform
+      ? { input_transform: { shift: [...transform.shift], scale: [...transform.scale] } }
+      : {}),
+    layers,
+    training: {
+      feature_names: data.featureNames,
+      data_path: config.data.path,
+      data_sha256: input.dataSha256,
+      seed: config.seed,
+      epochs_run: epochs.length,
+      best_epoch: best?.epoch ?? null,
+      test_accuracy: test?.accuracy ?? null,
+      recipe: config.training,
+      ...(input.init ? { initialized_from: input.init.config.name } : {}),
+    },
+  };
+  return {
+    config: outConfig,
+    state: network.stateDict(),
+    metrics: {
+      format: 'normserve.metrics/v1',
+      seed: config.seed,
+      data_sha256: input.dataSha256,
+      data_path: config.data.path,
+      rows: { train: trainSet.rows, validation: validationSet.rows, test: testSet.rows },
+      epochs,
+      best_epoch: best?.epoch ?? null,
+      stopped_early: stoppedEarly,
+      test: test ? { loss: test.loss, accuracy: test.accuracy ?? null, rows: test.rows } : null,
+      wall_time_ms: wallTime,
+      samples_per_second: trainingSeconds > 0 ? samplesSeen / trainingSeconds : 0,
+    },
+  };
+}
+
+function cloneState(state: StateDict): StateDict {
+  const copy: StateDict = new Map();
+  for (const [k, v] of state) copy.set(k, typeof v === 'bigint' ? v : v.clone());
+  return copy;
+}
