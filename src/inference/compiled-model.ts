@@ -1,0 +1,68 @@
+import {
+  applyFeatureTransform,
+  type FeatureTransform,
+  type Sequential,
+  Tensor,
+} from '../nn/index.js';
+import { compileNetwork } from './compile.js';
+import type { CompiledPlan } from './plan.js';
+import { PlanExecutor } from './plan-executor.js';
+
+/**
+ * A network ready to serve: the fused plan (BatchNorm folded, dropout removed) for normal
+ * requests, and the unfused eval path (the nn layers one by one) kept as the reference for
+ * debugging and tests. Both are eval mode: no batch statistics, rows independent.
+ */
+export class CompiledModel {
+  readonly plan: CompiledPlan;
+  private readonly executor: PlanExecutor;
+  private readonly network: Sequential;
+  private readonly inputTransform: FeatureTransform | undefined;
+
+  constructor(
+    network: Sequential,
+    inputTransform: FeatureTransform | undefined,
+    maxBatchSize: number,
+  ) {
+    this.network = network.eval();
+    this.inputTransform = inputTransform;
+    this.plan = compileNetwork(this.network, inputTransform);
+    this.executor = new PlanExecutor(this.plan, maxBatchSize);
+  }
+
+  get inputWidth(): number {
+    return this.plan.inputWidth;
+  }
+
+  get outputWidth(): number {
+    return this.plan.outputWidth;
+  }
+
+  /** A preallocated input buffer for `rows` rows; fill it, then call `forwardInPlace(rows)`. */
+  inputBuffer(rows: number): Float32Array {
+    return this.executor.inputBuffer(rows);
+  }
+
+  forwardInPlace(rows: number): Float32Array {
+    return this.executor.runInPlace(rows);
+  }
+
+  /** Model outputs (logits for classification) for [rows, inputWidth] inputs. */
+  forward(input: Float32Array, rows: number, fused = true): Float32Array {
+    if (fused) return this.executor.run(input, rows);
+    return this.reference(input, rows);
+  }
+
+  /** The unfused eval path: input transform, then every layer's eval forward. */
+  reference(input: Float32Array, rows: number): Float32Array {
+    const x = applyFeatureTransform(
+      input.subarray(0, rows * this.inputWidth),
+      this.inputWidth,
+      this.inputTransform,
+    );
+    const out = this.network
+      .eval()
+      .forward(new Tensor(x === input ? x.slice() : x, [rows, this.inputWidth]));
+    return out.data;
+  }
+}

@@ -1,0 +1,225 @@
+import { erf, SELU_ALPHA, SELU_SCALE, sigmoid } from '../nn/index.js';
+import type { Activation } from './plan.js';
+
+/**
+ * Fused eval kernels over float32 buffers, accumulating in float64. Activations are applied to
+ * each output as it is produced (no second pass, no intermediate tensor). Codes instead of
+ * closures keep the inner loops monomorphic.
+ */
+export const ACT_NONE = 0;
+const ACT_RELU = 1;
+const ACT_LEAKY = 2;
+const ACT_GELU = 3;
+const ACT_GELU_TANH = 4;
+const ACT_TANH = 5;
+const ACT_SIGMOID = 6;
+const ACT_SELU = 7;
+
+export function activationCode(a: Activation): number {
+  switch (a.kind) {
+    case 'none':
+      return ACT_NONE;
+    case 'relu':
+      return ACT_RELU;
+    case 'leaky_relu':
+      return ACT_LEAKY;
+    case 'gelu':
+      return ACT_GELU;
+    case 'gelu_tanh':
+      return ACT_GELU_TANH;
+    case 'tanh':
+      return ACT_TANH;
+    case 'sigmoid':
+      return ACT_SIGMOID;
+    case 'selu':
+      return ACT_SELU;
+  }
+}
+
+const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
+
+/** The activations of nn/activation-functions.ts, switch-dispatched for the kernels. */
+export function activate(code: number, slope: number, v: number): number {
+  switch (code) {
+    case ACT_NONE:
+      return v;
+    case ACT_RELU:
+      return v > 0 ? v : 0;
+    case ACT_LEAKY:
+      return v > 0 ? v : v * slope;
+    case ACT_GELU:
+      return 0.5 * v * (1 + erf(v * Math.SQRT1_2));
+    case ACT_GELU_TANH:
+      return 0.5 * v * (1 + Math.tanh(SQRT_2_OVER_PI * (v + 0.044715 * v * v * v)));
+    case ACT_TANH:
+      return Math.tanh(v);
+    case ACT_SIGMOID:
+      return sigmoid(v);
+    default:
+      return v > 0 ? SELU_SCALE * v : SELU_SCALE * SELU_ALPHA * Math.expm1(v);
+  }
+}
+
+/**
+ * out[n, o] = act(b[o] + Σ_i x[n, i]·W[o, i]). Blocked over 2 rows × 4 outputs, so each weight
+ * and input load feeds two or four multiply-adds and eight accumulators stay in registers.
+ */
+export function denseKernel(
+  x: Float32Array,
+  rows: number,
+  inF: number,
+  outF: number,
+  w: Float32Array,
+  b: Float32Array,
+  act: number,
+  slope: number,
+  out: Float32Array,
+): void {
+  let n = 0;
+  for (; n + 2 <= rows; n += 2) {
+    const x0 = n * inF;
+    const x1 = x0 + inF;
+    const y0 = n * outF;
+    const y1 = y0 + outF;
+    let o = 0;
+    for (; o + 4 <= outF; o += 4) {
+      const w0 = o * inF;
+      const w1 = w0 + inF;
+      const w2 = w1 + inF;
+      const w3 = w2 + inF;
+      let a00 = b[o]!;
+      let a01 = b[o + 1]!;
+      let a02 = b[o + 2]!;
+      let a03 = b[o + 3]!;
+      let a10 = a00;
+      let a11 = a01;
+      let a12 = a02;
+      let a13 = a03;
+      for (let i = 0; i < inF; i++) {
+        const p = x[x0 + i]!;
+        const q = x[x1 + i]!;
+        const v0 = w[w0 + i]!;
+        const v1 = w[w1 + i]!;
+        const v2 = w[w2 + i]!;
+        const v3 = w[w3 + i]!;
+        a00 += p * v0;
+        a01 += p * v1;
+        a02 += p * v2;
+        a03 += p * v3;
+        a10 += q * v0;
+        a11 += q * v1;
+        a12 += q * v2;
+        a13 += q * v3;
+      }
+      out[y0 + o] = activate(act, slope, a00);
+      out[y0 + o + 1] = activate(act, slope, a01);
+      out[y0 + o + 2] = activate(act, slope, a02);
+      out[y0 + o + 3] = activate(act, slope, a03);
+      out[y1 + o] = activate(act, slope, a10);
+      out[y1 + o + 1] = activate(act, slope, a11);
+      out[y1 + o + 2] = activate(act, slope, a12);
+      out[y1 + o + 3] = activate(act, slope, a13);
+    }
+    for (; o < outF; o++) {
+      const wo = o * inF;
+      let a0 = b[o]!;
+      let a1 = a0;
+      for (let i = 0; i < inF; i++) {
+        a0 += x[x0 + i]! * w[wo + i]!;
+        a1 += x[x1 + i]! * w[wo + i]!;
+      }
+      out[y0 + o] = activate(act, slope, a0);
+      out[y1 + o] = activate(act, slope, a1);
+    }
+  }
+  for (; n < rows; n++) {
+    const x0 = n * inF;
+    const y0 = n * outF;
+    let o = 0;
+    for (; o + 4 <= outF; o += 4) {
+      const w0 = o * inF;
+      const w1 = w0 + inF;
+      const w2 = w1 + inF;
+      const w3 = w2 + inF;
+      let a0 = b[o]!;
+      let a1 = b[o + 1]!;
+      let a2 = b[o + 2]!;
+      let a3 = b[o + 3]!;
+      for (let i = 0; i < inF; i++) {
+        const p = x[x0 + i]!;
+        a0 += p * w[w0 + i]!;
+        a1 += p * w[w1 + i]!;
+        a2 += p * w[w2 + i]!;
+        a3 += p * w[w3 + i]!;
+      }
+      out[y0 + o] = activate(act, slope, a0);
+      out[y0 + o + 1] = activate(act, slope, a1);
+      out[y0 + o + 2] = activate(act, slope, a2);
+      out[y0 + o + 3] = activate(act, slope, a3);
+    }
+    for (; o < outF; o++) {
+      const wo = o * inF;
+      let a = b[o]!;
+      for (let i = 0; i < inF; i++) a += x[x0 + i]! * w[wo + i]!;
+      out[y0 + o] = activate(act, slope, a);
+    }
+  }
+}
+
+/** out[n, k] = act(x[n, k]·scale[k] + shift[k]). */
+export function affineKernel(
+  x: Float32Array,
+  rows: number,
+  features: number,
+  scale: Float32Array,
+  shift: Float32Array,
+  act: number,
+  slope: number,
+  out: Float32Array,
+): void {
+  for (let n = 0; n < rows; n++) {
+    const base = n * features;
+    for (let k = 0; k < features; k++)
+      out[base + k] = activate(act, slope, x[base + k]! * scale[k]! + shift[k]!);
+  }
+}
+
+/** LayerNorm of each row with its own mean and biased variance (float64), then the affine and act. */
+export function layerNormKernel(
+  x: Float32Array,
+  rows: number,
+  features: number,
+  eps: number,
+  weight: Float32Array | undefined,
+  bias: Float32Array | undefined,
+  act: number,
+  slope: number,
+  out: Float32Array,
+): void {
+  for (let n = 0; n < rows; n++) {
+    const base = n * features;
+    let sum = 0;
+    for (let k = 0; k < features; k++) sum += x[base + k]!;
+    const mean = sum / features;
+    let sq = 0;
+    for (let k = 0; k < features; k++) {
+      const d = x[base + k]! - mean;
+      sq += d * d;
+    }
+    const inv = 1 / Math.sqrt(sq / features + eps);
+    for (let k = 0; k < features; k++) {
+      const h = (x[base + k]! - mean) * inv;
+      out[base + k] = activate(act, slope, weight && bias ? h * weight[k]! + bias[k]! : h);
+    }
+  }
+}
+
+export function activationKernel(
+  x: Float32Array,
+  count: number,
+  act: number,
+  slope: number,
+  out: Float32Array,
+): void {
+  for (let i = 0; i < count; i++) out[i] = activate(act, slope, x[i]!);
+}
