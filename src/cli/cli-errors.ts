@@ -5,6 +5,11 @@ import { isNormserveError } from '../errors/index.js';
  * stderr and exits 1; anything else prints the stack, since it is a bug.
  */
 export async function runCli(program: string, main: () => Promise<void>): Promise<void> {
+  // `... | head` closes stdout early: that is the reader's choice, not an error.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw e;
+  });
   try {
     await main();
   } catch (e) {

@@ -1,2 +1,21 @@
 export { loadModelDirectory } from '../repository/index.js';
+export { type Log, silentLog } from './logger.js';
+export {
+  type AvailableVersion,
+  ModelRegistry,
+  type ModelSnapshot,
+  type RegistryOptions,
+  type ServedVersion,
+  type VersionState,
+} from './model-registry.js';
+export {
+  checkRowWidths,
+  type PredictInput,
+  type PredictOutput,
+  packRows,
+  predict,
+  runBatch,
+} from './predict.js';
+export { type OpenedModel, openModelDirectory } from './predict-directory.js';
 export { publishCheckpoint } from './publish-checkpoint.js';
+export { parseServerConfig, type ServerConfig, serverConfigSchema } from './server-config.js';

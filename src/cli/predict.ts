@@ -1,0 +1,118 @@
+#!/usr/bin/env node
+/**
+ * `npm run predict -- --model <repo>/<name>[/<version>] --input <file.csv|file.json>`: predictions
+ * as JSON on stdout, computed by the service's own code (registry, fused plan, softmax). A CSV
+ * needs a header; columns are matched to the model's feature names when it records them, and a
+ * label column, if present, is used to report accuracy on stderr.
+ */
+import { readFile } from 'node:fs/promises';
+import { Command } from 'commander';
+import { NormserveError } from '../errors/index.js';
+import { openModelDirectory } from '../service/index.js';
+import { numericCell, parseCsv } from '../training/index.js';
+import { runCli } from './cli-errors.js';
+
+interface Flags {
+  model: string;
+  input: string;
+  labelColumn: string;
+  fused: boolean;
+  logits: boolean;
+}
+
+function rowsFromJson(text: string, source: string): number[][] {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    throw new NormserveError('DATA_INVALID', `${source}: not valid JSON (${(e as Error).message})`);
+  }
+  const rows = Array.isArray(value) ? value : (value as { instances?: unknown } | null)?.instances;
+  if (!Array.isArray(rows))
+    throw new NormserveError(
+      'DATA_INVALID',
+      `${source}: expected [[...], ...] or {"instances": [[...], ...]}`,
+    );
+  rows.forEach((row, r) => {
+    if (!Array.isArray(row))
+      throw new NormserveError('DATA_INVALID', `${source}: rows[${r}] is not an array`);
+    row.forEach((v, c) => {
+      if (typeof v !== 'number' || !Number.isFinite(v)) {
+        throw new NormserveError(
+          'DATA_INVALID',
+          `${source}: rows[${r}][${c}]: expected a finite number`,
+        );
+      }
+    });
+  });
+  return rows as number[][];
+}
+
+async function main(argv: readonly string[]): Promise<void> {
+  const program = new Command('predict')
+    .description('Predict with a model directory; prints JSON')
+    .requiredOption(
+      '--model <dir>',
+      'model directory: <repo>/<name> (active version) or <repo>/<name>/<version>',
+    )
+    .requiredOption(
+      '--input <file>',
+      'CSV with a header row, or JSON [[...]] / {"instances": [[...]]}',
+    )
+    .option(
+      '--label-column <name>',
+      'CSV column holding true labels (used for accuracy, not as a feature)',
+      'label',
+    )
+    .option('--no-fused', 'use the unfused reference path instead of the folded kernels')
+    .option('--logits', 'also print the raw model outputs', false)
+    .exitOverride();
+  program.parse(argv, { from: 'node' });
+  const flags = program.opts<Flags>();
+  let text: string;
+  try {
+    text = await readFile(flags.input, 'utf8');
+  } catch (e) {
+    throw new NormserveError(
+      'DATA_INVALID',
+      `cannot read input ${flags.input}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`,
+    );
+  }
+  const model = await openModelDirectory(flags.model);
+  let rows: number[][];
+  let truth: string[] | undefined;
+  if (flags.input.toLowerCase().endsWith('.json')) {
+    rows = rowsFromJson(text, flags.input);
+  } else {
+    const table = parseCsv(text, flags.input);
+    const labelIndex = table.header.indexOf(flags.labelColumn);
+    // Feature columns: the model's recorded feature names if all present, else every non-label column.
+    const featureNames = model.featureNames;
+    const columns =
+      featureNames && featureNames.every((f) => table.header.includes(f))
+        ? featureNames.map((f) => table.header.indexOf(f))
+        : table.header.map((_, i) => i).filter((i) => i !== labelIndex);
+    rows = table.rows.map((_, r) => columns.map((c) => numericCell(table, r, c)));
+    if (labelIndex >= 0) truth = table.rows.map((row) => row[labelIndex]!);
+  }
+  const output = model.predict(rows, { fused: flags.fused, field: 'rows' });
+  const w = output.outputWidth;
+  const matrix = (data: Float32Array) =>
+    Array.from({ length: output.rows }, (_, r) => Array.from(data.subarray(r * w, (r + 1) * w)));
+  const result = {
+    model: output.model,
+    model_version: output.version,
+    predictions: matrix(output.probabilities ?? output.outputs),
+    ...(output.labels ? { labels: output.labels } : {}),
+    ...(flags.logits && output.probabilities ? { logits: matrix(output.outputs) } : {}),
+  };
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+  if (truth && output.labels) {
+    const correct = output.labels.filter((l, i) => l === truth![i]).length;
+    process.stderr.write(
+      `accuracy ${(correct / output.rows).toFixed(4)} (${correct}/${output.rows}) against column "${flags.labelColumn}"\n`,
+    );
+  }
+}
+
+await runCli('predict', () => main(process.argv));

@@ -1,0 +1,305 @@
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  type Checkpoint,
+  CONFIG_FILE,
+  type LoadedCheckpoint,
+  type ModelConfig,
+  WEIGHTS_FILE,
+} from '../checkpoint/index.js';
+import { NormserveError } from '../errors/index.js';
+import { CompiledModel } from '../inference/index.js';
+import { type ActiveRecord, ModelRepository } from '../repository/index.js';
+import { type Log, silentLog } from './logger.js';
+
+export type VersionState = 'AVAILABLE' | 'FAILED';
+
+/** One version as loaded in this process. Immutable once created. */
+export interface ServedVersion {
+  readonly name: string;
+  readonly version: number;
+  readonly state: VersionState;
+  /** Why loading failed (FAILED only). */
+  readonly reason?: string;
+  readonly checkpoint?: LoadedCheckpoint;
+  readonly compiled?: CompiledModel;
+  readonly loadedAt: string;
+  /** Sizes and mtimes of the version's files: a FAILED version is retried when they change. */
+  readonly fingerprint: string;
+}
+
+export interface AvailableVersion extends ServedVersion {
+  readonly state: 'AVAILABLE';
+  readonly checkpoint: LoadedCheckpoint;
+  readonly compiled: CompiledModel;
+}
+
+/** A model's versions and its active version; replaced as a whole, never mutated. */
+export interface ModelSnapshot {
+  readonly name: string;
+  readonly versions: ReadonlyMap<number, ServedVersion>;
+  /** The served version: the recorded one if available, else the highest available one. */
+  readonly active: number | undefined;
+  readonly activeRecord: ActiveRecord | undefined;
+}
+
+export interface RegistryOptions {
+  maxBatchSize: number;
+  log?: Log;
+  onLoadFailure?: (name: string, version: number, reason: string) => void;
+  onChange?: (snapshot: ModelSnapshot) => void;
+}
+
+const isAvailable = (v: ServedVersion | undefined): v is AvailableVersion =>
+  v?.state === 'AVAILABLE';
+
+/**
+ * The models this process serves, kept in step with the repository. Changes follow
+ * load-new → verify → swap → release-old: a new version is read back from disk and compiled
+ * before the snapshot that names it replaces the old one (one assignment), and a request holds
+ * the version object it started with, so it finishes on that version whatever happens meanwhile.
+ */
+export class ModelRegistry {
+  readonly repository: ModelRepository;
+  private models = new Map<string, ModelSnapshot>();
+  private readonly options: RegistryOptions;
+  private readonly log: Log;
+  private refreshing: Promise<void> | undefined;
+
+  constructor(repositoryRoot: string, options: RegistryOptions) {
+    this.repository = new ModelRepository(repositoryRoot);
+    this.options = options;
+    this.log = options.log ?? silentLog;
+  }
+
+  list(): ModelSnapshot[] {
+    return [...this.models.values()];
+  }
+
+  get(name: string): ModelSnapshot {
+    const model = this.models.get(name);
+    if (!model)
+      throw new NormserveError('MODEL_NOT_FOUND', `model "${name}" is not in the repository`);
+    return model;
+  }
+
+  /** Every model has an active (AVAILABLE) version, and there is at least one model. */
+  isReady(): boolean {
+    return this.models.size > 0 && [...this.models.values()].every((m) => m.active !== undefined);
+  }
+
+  /** The version a request should run on: the explicit one, else the active one. */
+  resolve(name: string, version?: number): AvailableVersion {
+    const model = this.get(name);
+    const v = version ?? model.active;
+    if (v === undefined) {
+      throw new NormserveError(
+        'MODEL_UNAVAILABLE',
+        `model "${name}" has no available version (${describeVersions(model)})`,
+      );
+    }
+    const served = model.versions.get(v);
+    if (!served)
+      throw new NormserveError('VERSION_NOT_FOUND', `model "${name}" has no version ${v}`);
+    if (!isAvailable(served)) {
+      throw new NormserveError(
+        'VERSION_NOT_FOUND',
+        `version ${v} of model "${name}" failed to load: ${served.reason}`,
+      );
+    }
+    return served;
+  }
+
+  /** Scans the repository and applies what changed; concurrent calls share one scan. */
+  refresh(): Promise<void> {
+    if (!this.refreshing) {
+      this.refreshing = this.scan().finally(() => {
+        this.refreshing = undefined;
+      });
+    }
+    return this.refreshing;
+  }
+
+  private async scan(): Promise<void> {
+    const names = await this.repository.listModels();
+    for (const name of names) {
+      try {
+        await this.refreshModel(name);
+      } catch (e) {
+        this.log.error({ err: e, model: name }, 'refreshing model failed');
+      }
+    }
+    for (const name of this.models.keys()) {
+      if (!names.includes(name)) {
+        this.models.delete(name);
+        this.log.info({ model: name }, 'model removed from the repository');
+      }
+    }
+  }
+
+  /** Reloads one model's versions and active record from disk. */
+  async refreshModel(name: string, preloaded?: ServedVersion): Promise<ModelSnapshot> {
+    const previous = this.models.get(name);
+    const onDisk = await this.repository.listVersions(name);
+    const versions = new Map<number, ServedVersion>();
+    for (const v of onDisk) {
+      const known = preloaded?.version === v ? preloaded : previous?.versions.get(v);
+      if (
+        known &&
+        (known.state === 'AVAILABLE' || known.fingerprint === (await this.fingerprint(name, v)))
+      ) {
+        versions.set(v, known);
+      } else {
+        versions.set(v, await this.loadVersion(name, v));
+      }
+    }
+    let record: ActiveRecord | undefined;
+    try {
+      record = await this.repository.readActive(name);
+    } catch (e) {
+      this.log.warn({ err: e, model: name }, 'ignoring unreadable active-version record');
+    }
+    return this.swap(name, versions, record);
+  }
+
+  private swap(
+    name: string,
+    versions: Map<number, ServedVersion>,
+    record: ActiveRecord | undefined,
+  ): ModelSnapshot {
+    const previous = this.models.get(name);
+    let active: number | undefined;
+    if (record && isAvailable(versions.get(record.version))) {
+      active = record.version;
+    } else {
+      if (record) {
+        this.log.warn(
+          { model: name, version: record.version },
+          'recorded active version is not available; serving the highest available version',
+        );
+      }
+      active = [...versions.values()]
+        .filter(isAvailable)
+        .map((v) => v.version)
+        .sort((a, b) => b - a)[0];
+    }
+    const snapshot: ModelSnapshot = { name, versions, active, activeRecord: record };
+    this.models.set(name, snapshot);
+    if (previous?.active !== active) {
+      this.log.info(
+        { model: name, version: active, previous: previous?.active },
+        'active version changed',
+      );
+    }
+    for (const v of previous?.versions.keys() ?? []) {
+      if (!versions.has(v)) this.log.info({ model: name, version: v }, 'version removed');
+    }
+    this.options.onChange?.(snapshot);
+    return snapshot;
+  }
+
+  private async fingerprint(name: string, version: number): Promise<string> {
+    const dir = this.repository.versionPath(name, version);
+    const parts = await Promise.all(
+      [CONFIG_FILE, WEIGHTS_FILE].map(async (f) => {
+        try {
+          const s = await stat(join(dir, f));
+          return `${s.size}:${s.mtimeMs}`;
+        } catch {
+          return 'missing';
+        }
+      }),
+    );
+    return parts.join('|');
+  }
+
+  private async loadVersion(name: string, version: number): Promise<ServedVersion> {
+    const fingerprint = await this.fingerprint(name, version);
+    const loadedAt = new Date().toISOString();
+    try {
+      const checkpoint = await this.repository.loadVersion(name, version);
+      const compiled = new CompiledModel(
+        checkpoint.network,
+        checkpoint.config.input_transform,
+        this.options.maxBatchSize,
+      );
+      this.log.info({ model: name, version }, 'version loaded');
+      return { name, version, state: 'AVAILABLE', checkpoint, compiled, loadedAt, fingerprint };
+    } catch (e) {
+      const reason = e instanceof Error ? e.message : String(e);
+      this.log.error({ model: name, version, reason }, 'version failed to load');
+      this.options.onLoadFailure?.(name, version, reason);
+      return { name, version, state: 'FAILED', reason, loadedAt, fingerprint };
+    }
+  }
+
+  /**
+   * Publishes a checkpoint as the next version, loads it back from disk (what other replicas will
+   * see) and, with `activate`, records and serves it. Without `activate`, the current active
+   * version is recorded first, so "highest version wins" does not switch to the new one.
+   */
+  async publish(
+    checkpoint: Checkpoint,
+    activate: boolean,
+    note?: string,
+  ): Promise<{ version: number; activated: boolean }> {
+    const name = checkpoint.config.name;
+    if (!activate) {
+      const current = this.models.get(name);
+      if (current?.active !== undefined && current.activeRecord?.version !== current.active) {
+        await this.repository.writeActive(
+          name,
+          current.active,
+          'pinned before publishing an inactive version',
+        );
+      }
+    }
+    const version = await this.repository.publishVersion(checkpoint);
+    this.log.info({ model: name, version }, 'version published');
+    const loaded = await this.loadVersion(name, version);
+    if (!isAvailable(loaded)) {
+      throw new NormserveError(
+        'REPOSITORY_ERROR',
+        `published version ${version} does not load: ${loaded.reason}`,
+      );
+    }
+    if (activate) await this.repository.writeActive(name, version, note);
+    await this.refreshModel(name, loaded);
+    return { version, activated: activate };
+  }
+
+  /** Makes `version` the served version of `name`, persistently (rollback or roll forward). */
+  async activate(name: string, version: number, note?: string): Promise<ModelSnapshot> {
+    await this.refreshModel(name).catch(() => undefined);
+    this.resolve(name, version); // exists and is AVAILABLE, or a 404 naming why
+    await this.repository.writeActive(name, version, note);
+    return this.refreshModel(name);
+  }
+
+  /** Deletes a version that is not the active one. */
+  async deleteVersion(name: string, version: number): Promise<ModelSnapshot> {
+    const model = await this.refreshModel(name);
+    if (!model.versions.has(version))
+      throw new NormserveError('VERSION_NOT_FOUND', `model "${name}" has no version ${version}`);
+    if (model.active === version) {
+      throw new NormserveError(
+        'ACTIVE_VERSION_DELETE',
+        `version ${version} is the active version of "${name}"; activate another version first`,
+      );
+    }
+    await this.repository.deleteVersion(name, version);
+    return this.refreshModel(name);
+  }
+
+  /** The config of a served version (for metadata), or throws like `resolve`. */
+  config(name: string, version?: number): ModelConfig {
+    return this.resolve(name, version).checkpoint.config;
+  }
+}
+
+function describeVersions(model: ModelSnapshot): string {
+  if (model.versions.size === 0) return 'no version directories';
+  return [...model.versions.values()]
+    .map((v) => `${v.version}: ${v.state}${v.reason ? ` (${v.reason})` : ''}`)
+    .join('; ');
+}

@@ -1,0 +1,43 @@
+import { loadModelDirectory } from '../repository/index.js';
+import { ModelRegistry } from './model-registry.js';
+import { type PredictOutput, predict } from './predict.js';
+
+export interface OpenedModel {
+  name: string;
+  version: number;
+  /** Feature names recorded by training, in input order, if any. */
+  featureNames: string[] | undefined;
+  predict(
+    rows: readonly (readonly number[])[],
+    options?: { fused?: boolean; field?: string },
+  ): PredictOutput;
+}
+
+/**
+ * Opens a model directory (`<repo>/<name>` or `<repo>/<name>/<version>`) for offline prediction
+ * through the same registry, compilation and predict code as the server.
+ */
+export async function openModelDirectory(
+  dir: string,
+  maxBatchSize = 1 << 20,
+): Promise<OpenedModel> {
+  const { root, name, version, checkpoint } = await loadModelDirectory(dir);
+  const registry = new ModelRegistry(root, { maxBatchSize });
+  await registry.refreshModel(name);
+  const training = checkpoint.config.training as { feature_names?: unknown } | undefined;
+  return {
+    name,
+    version,
+    featureNames: Array.isArray(training?.feature_names)
+      ? (training.feature_names as string[])
+      : undefined,
+    predict: (rows, options = {}) =>
+      predict(registry, {
+        model: name,
+        version,
+        rows,
+        fused: options.fused ?? true,
+        field: options.field ?? 'rows',
+      }),
+  };
+}

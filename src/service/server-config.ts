@@ -1,0 +1,58 @@
+import { availableParallelism } from 'node:os';
+import { z } from 'zod';
+import { describeLocations, issuesToLocations, NormserveError } from '../errors/index.js';
+
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
+  z.coerce.number().int().min(min).max(max);
+const emptyToUndefined = (v: unknown) => (v === '' ? undefined : v);
+
+/**
+ * The server's configuration, read once from the environment (names as in the README's table)
+ * and passed down; nothing else reads process.env.
+ */
+export const serverConfigSchema = z.object({
+  PORT: int(0, 65535).default(8080),
+  HOST: z.string().min(1).default('127.0.0.1'),
+  MODEL_REPOSITORY: z.string().min(1).default('./models'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  MAX_BATCH_SIZE: int(1, 1_000_000).default(4096),
+  BODY_LIMIT_BYTES: int(1024).default(16 * 1024 * 1024),
+  /** Bearer token for admin routes; generated at start-up (and logged once) when unset. */
+  ADMIN_TOKEN: z.preprocess(
+    emptyToUndefined,
+    z.string().min(16, 'must be at least 16 characters').optional(),
+  ),
+  /** Bearer token for prediction routes; unset = predictions are open. */
+  API_TOKEN: z.preprocess(
+    emptyToUndefined,
+    z.string().min(16, 'must be at least 16 characters').optional(),
+  ),
+  ADMIN_RATE_LIMIT_PER_MINUTE: int(1).default(60),
+  MAX_RECALIBRATION_SAMPLES: int(2).default(1_000_000),
+  /** Recalibrations with more rows than this run as a job (202 + Location). */
+  RECALIBRATION_ASYNC_ROWS: int(2).default(50_000),
+  /** Upper bound for a streamed recalibration upload (NDJSON or float32 rows). */
+  RECALIBRATION_BODY_LIMIT_BYTES: int(1024).default(1024 * 1024 * 1024),
+  /** How often the repository is scanned for versions published by other processes; 0 = never. */
+  MODEL_POLL_INTERVAL_MS: int(0).default(2000),
+  /** Server processes sharing the port (node:cluster); 1 = a single process. */
+  WORKERS: int(1, 256).default(availableParallelism()),
+  SHUTDOWN_TIMEOUT_MS: int(100).default(10_000),
+  REQUEST_TIMEOUT_MS: int(0).default(60_000),
+});
+
+export type ServerConfig = z.output<typeof serverConfigSchema>;
+
+/** Parses the environment; an invalid value stops the start with one line naming the variable. */
+export function parseServerConfig(env: Record<string, string | undefined>): ServerConfig {
+  const parsed = serverConfigSchema.safeParse(env);
+  if (!parsed.success) {
+    const errors = issuesToLocations(parsed.error.issues);
+    throw new NormserveError(
+      'SERVER_CONFIG_INVALID',
+      `invalid configuration: ${describeLocations(errors)}`,
+      { errors },
+    );
+  }
+  return parsed.data;
+}
