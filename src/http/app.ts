@@ -1,0 +1,156 @@
+import { randomUUID } from 'node:crypto';
+import Fastify, { type FastifyBaseLogger, LogController } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { NormserveError } from '../errors/index.js';
+import type { AppDeps, AppInstance } from './app-types.js';
+import { openApiPath, registerOpenApi } from './openapi.js';
+import { errorHandler, sendProblem } from './problem.js';
+import { healthRoutes } from './routes/health.js';
+import { openInferenceRoutes } from './routes/open-inference.js';
+import { tfServingRoutes } from './routes/tf-serving.js';
+import { serializerCompiler, validatorCompiler } from './validation.js';
+
+export interface BuildAppOptions extends AppDeps {
+  logger: FastifyBaseLogger;
+}
+
+/** Request ids: the caller's X-Request-Id when it is a sane token, else a new UUID. */
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+const routeLabels = new Map<string, string>();
+/** `/v1/models/:name(^…)::predict` → `/v1/models/{name}:predict`, for logs and metric labels. */
+function routeLabel(pattern: string): string {
+  let label = routeLabels.get(pattern);
+  if (label === undefined) {
+    label = openApiPath(pattern);
+    routeLabels.set(pattern, label);
+  }
+  return label;
+}
+
+/**
+ * Builds the Fastify app (never listens: cli/server.ts does, tests use app.inject). Every input is
+ * validated by zod before it reaches the engine; every error leaves as application/problem+json.
+ */
+export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
+  const { logger, ...deps } = options;
+  const app = Fastify({
+    loggerInstance: logger,
+    // One log line per request, written by the onResponse hook below, instead of Fastify's two.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: deps.config.BODY_LIMIT_BYTES,
+    onProtoPoisoning: 'error',
+    onConstructorPoisoning: 'error',
+    return503OnClosing: true,
+    requestTimeout: deps.config.REQUEST_TIMEOUT_MS,
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    },
+    routerOptions: { maxParamLength: 256 },
+  }).withTypeProvider<ZodTypeProvider>();
+  app.decorate('deps', deps);
+  app.decorateRequest('inference', undefined);
+  app.decorateRequest('modelName', undefined);
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler((request, reply) =>
+    sendProblem(
+      reply,
+      request,
+      new NormserveError('NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`),
+    ),
+  );
+  // JSON only where JSON is declared: drop Fastify's text/plain parser so other types get 415.
+  app.removeContentTypeParser('text/plain');
+  // Except the type curl sends for `-d @file` without -H: TF Serving's documented examples post
+  // JSON that way, so it is read as JSON (and must parse as JSON, with the same protections).
+  app.addContentTypeParser(
+    'application/x-www-form-urlencoded',
+    { parseAs: 'string' },
+    app.getDefaultJsonParser('error', 'error'),
+  );
+
+  const { metrics } = deps;
+  app.addHook('onSend', async (request, reply, payload) => {
+    void reply.header('X-Request-Id', request.id);
+    return payload;
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ? routeLabel(request.routeOptions.url) : 'unmatched';
+    const status = String(reply.statusCode);
+    const inference = request.inference;
+    const seconds = reply.elapsedTime / 1000;
+    metrics.requests.inc({
+      method: request.method,
+      route,
+      status,
+      model: inference?.model ?? request.modelName ?? '',
+      version: inference ? String(inference.version) : '',
+    });
+    metrics.requestDuration.observe({ method: request.method, route, status }, seconds);
+    if (inference) {
+      metrics.inferenceDuration.observe(
+        {
+          model: inference.model,
+          version: String(inference.version),
+          fused: String(inference.fused),
+        },
+        inference.computeMs / 1000,
+      );
+      metrics.batchSize.observe({ model: inference.model }, inference.rows);
+    }
+    request.log.info(
+      {
+        method: request.method,
+        url: request.url,
+        route,
+        status: reply.statusCode,
+        durationMs: Math.round(reply.elapsedTime * 1000) / 1000,
+        ...(inference
+          ? {
+              model: inference.model,
+              version: inference.version,
+              rows: inference.rows,
+              computeMs: Math.round(inference.computeMs * 1000) / 1000,
+            }
+          : request.modelName
+            ? { model: request.modelName }
+            : {}),
+      },
+      'request',
+    );
+  });
+
+  await registerOpenApi(app);
+  await healthRoutes(app);
+  await tfServingRoutes(app);
+  await openInferenceRoutes(app);
+
+  app.get(
+    '/metrics',
+    {
+      schema: {
+        tags: ['operations'],
+        summary: 'Prometheus metrics (text exposition format)',
+        produces: ['text/plain'],
+      },
+    },
+    async (_request, reply) =>
+      reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
+  );
+  app.get(
+    '/openapi.json',
+    {
+      schema: {
+        tags: ['operations'],
+        summary: 'This OpenAPI 3.1 document',
+        response: { 200: z.record(z.string(), z.unknown()) },
+      },
+    },
+    async () => app.swagger() as unknown as Record<string, unknown>,
+  );
+  return app;
+}

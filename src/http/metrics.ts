@@ -1,0 +1,70 @@
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+
+/**
+ * Prometheus metrics of one app instance (its own registry, so tests can build several apps).
+ * Route labels are route patterns, never raw URLs, to keep cardinality bounded.
+ */
+export class ServiceMetrics {
+  readonly registry = new Registry();
+  readonly requests: Counter<'method' | 'route' | 'status' | 'model' | 'version'>;
+  readonly requestDuration: Histogram<'method' | 'route' | 'status'>;
+  readonly inferenceDuration: Histogram<'model' | 'version' | 'fused'>;
+  readonly batchSize: Histogram<'model'>;
+  readonly loadFailures: Counter<'model'>;
+  readonly activeVersion: Gauge<'model'>;
+  readonly recalibrations: Counter<'model' | 'mode' | 'outcome'>;
+
+  constructor(options: { defaultMetrics?: boolean } = {}) {
+    const registers = [this.registry];
+    this.requests = new Counter({
+      name: 'normserve_http_requests_total',
+      help: 'HTTP requests by route pattern, method, status, model and version',
+      labelNames: ['method', 'route', 'status', 'model', 'version'],
+      registers,
+    });
+    this.requestDuration = new Histogram({
+      name: 'normserve_http_request_duration_seconds',
+      help: 'Whole-request latency (parsing, validation, inference, serialisation)',
+      labelNames: ['method', 'route', 'status'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    });
+    this.inferenceDuration = new Histogram({
+      name: 'normserve_inference_duration_seconds',
+      help: 'Model compute time per request (the forward pass and softmax only)',
+      labelNames: ['model', 'version', 'fused'],
+      buckets: [
+        0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+        0.5, 1,
+      ],
+      registers,
+    });
+    this.batchSize = new Histogram({
+      name: 'normserve_batch_size',
+      help: 'Rows per inference request',
+      labelNames: ['model'],
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096],
+      registers,
+    });
+    this.loadFailures = new Counter({
+      name: 'normserve_model_load_failures_total',
+      help: 'Model versions that failed to load (validation, corrupt files)',
+      labelNames: ['model'],
+      registers,
+    });
+    this.activeVersion = new Gauge({
+      name: 'normserve_model_active_version',
+      help: 'The version each model serves by default',
+      labelNames: ['model'],
+      registers,
+    });
+    this.recalibrations = new Counter({
+      name: 'normserve_recalibrations_total',
+      help: 'BatchNorm recalibrations by model, mode and outcome',
+      labelNames: ['model', 'mode', 'outcome'],
+      registers,
+    });
+    if (options.defaultMetrics ?? true)
+      collectDefaultMetrics({ register: this.registry, prefix: 'normserve_' });
+  }
+}

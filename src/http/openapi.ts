@@ -1,0 +1,76 @@
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import { jsonSchemaTransform, jsonSchemaTransformObject } from 'fastify-type-provider-zod';
+import type { AppInstance } from './app-types.js';
+
+/**
+ * Route patterns use find-my-way's syntax for TF Serving's `:verb` suffix
+ * (`/v1/models/:name(^regex)::predict`); OpenAPI wants `/v1/models/{name}:predict`.
+ */
+export function openApiPath(url: string): string {
+  return url
+    .replace(
+      /:([A-Za-z_]\w*)(\([^)]*\))?/g,
+      (match, name: string, _regex, offset: number, whole: string) =>
+        whole[offset - 1] === ':' ? match : `{${name}}`,
+    )
+    .replace(/::/g, ':');
+}
+
+/** OpenAPI 3.1 from the routes' zod schemas, served at /openapi.json, interactive docs at /docs. */
+export async function registerOpenApi(app: AppInstance): Promise<void> {
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'normserve',
+        version: app.deps.version,
+        description:
+          'Serves batch-normalized networks with BatchNorm folded into the Linear weights, in the conventions of TF Serving (REST predict) and the Open Inference Protocol v2 (KServe, Triton); recalibrates BatchNorm statistics on new unlabeled data. Errors are RFC 9457 problem details.',
+        license: { name: 'MIT', identifier: 'MIT' },
+      },
+      servers: [{ url: 'http://127.0.0.1:8080' }],
+      components: {
+        securitySchemes: {
+          adminToken: {
+            type: 'http',
+            scheme: 'bearer',
+            description: 'ADMIN_TOKEN, for recalibration, activation, deletion and jobs',
+          },
+          apiToken: {
+            type: 'http',
+            scheme: 'bearer',
+            description: 'API_TOKEN, for predictions when it is set (off by default)',
+          },
+        },
+      },
+      tags: [
+        { name: 'health', description: 'Liveness and readiness' },
+        { name: 'models', description: 'Model status and metadata (TF Serving style)' },
+        { name: 'predict', description: 'TF Serving REST predict' },
+        { name: 'open inference protocol v2', description: 'KServe / Triton v2 REST' },
+        { name: 'admin', description: 'Recalibration, versions and jobs (Bearer ADMIN_TOKEN)' },
+        { name: 'operations', description: 'Metrics and API documents' },
+      ],
+    },
+    // @fastify/swagger reads every ':' of a URL as a parameter; the verb's colon travels as %3A
+    // and is put back once the document is built.
+    transform: (input) => {
+      const transformed = jsonSchemaTransform(input);
+      return {
+        ...transformed,
+        url: openApiPath(transformed.url ?? input.url).replaceAll(':', '%3A'),
+      };
+    },
+    transformObject: (input) => {
+      const document = jsonSchemaTransformObject(input) as { paths?: Record<string, unknown> };
+      if (document.paths) {
+        document.paths = Object.fromEntries(
+          Object.entries(document.paths).map(([path, item]) => [path.replaceAll('%3A', ':'), item]),
+        );
+      }
+      return document as ReturnType<typeof jsonSchemaTransformObject>;
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs', staticCSP: true });
+}

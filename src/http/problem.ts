@@ -1,0 +1,113 @@
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import {
+  type ErrorCode,
+  type ErrorLocation,
+  errorCatalogue,
+  isNormserveError,
+  NormserveError,
+} from '../errors/index.js';
+
+/** RFC 9457 problem details, plus `error` (the message string TF Serving and OIP clients read). */
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  instance: string;
+  code: ErrorCode;
+  error: string;
+  errors?: ErrorLocation[];
+  [extra: string]: unknown;
+}
+
+export const PROBLEM_CONTENT_TYPE = 'application/problem+json; charset=utf-8';
+
+/** `INVALID_INPUT` → `urn:normserve:problem:invalid-input` (documented in docs/errors.md). */
+export const problemType = (code: ErrorCode): string =>
+  `urn:normserve:problem:${code.toLowerCase().replaceAll('_', '-')}`;
+
+export function toProblem(error: NormserveError, instance: string): Problem {
+  const { status, title } = errorCatalogue[error.code];
+  return {
+    ...error.extra,
+    type: problemType(error.code),
+    title,
+    status,
+    detail: error.message,
+    instance,
+    code: error.code,
+    error: error.message,
+    ...(error.errors.length > 0 ? { errors: [...error.errors] } : {}),
+  };
+}
+
+/** Fastify's own errors (body parsing, limits, media types) as catalogue errors. */
+function fromFastifyError(error: FastifyError): NormserveError {
+  switch (error.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new NormserveError(
+        'BODY_TOO_LARGE',
+        'request body is larger than the limit (BODY_LIMIT_BYTES)',
+      );
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new NormserveError(
+        'UNSUPPORTED_MEDIA_TYPE',
+        `unsupported Content-Type; this route accepts application/json`,
+      );
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return new NormserveError('INVALID_INPUT', 'Content-Length does not match the body');
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return new NormserveError(
+        'INVALID_JSON',
+        'the body is empty but Content-Type is application/json',
+      );
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return new NormserveError('INVALID_JSON', `malformed JSON: ${error.message}`);
+    case 'FST_ERR_CTP_INVALID_TYPE':
+      return new NormserveError('UNSUPPORTED_MEDIA_TYPE', 'invalid Content-Type header');
+    default:
+      break;
+  }
+  if (error.statusCode === 429) return new NormserveError('RATE_LIMITED', error.message);
+  if (error instanceof SyntaxError || error.code === 'FST_ERR_CTP_INVALID_JSON_BODY') {
+    return new NormserveError('INVALID_JSON', `malformed JSON: ${error.message}`);
+  }
+  // secure-json-parse refuses __proto__ and constructor.prototype keys.
+  if (/forbidden prototype property/i.test(error.message)) {
+    return new NormserveError(
+      'INVALID_JSON',
+      'JSON bodies must not contain "__proto__" or "constructor.prototype" keys',
+    );
+  }
+  if (error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500) {
+    return new NormserveError(
+      error.statusCode === 404 ? 'NOT_FOUND' : 'INVALID_INPUT',
+      error.message,
+    );
+  }
+  return new NormserveError('INTERNAL', 'internal server error', { cause: error });
+}
+
+export function sendProblem(
+  reply: FastifyReply,
+  request: FastifyRequest,
+  error: NormserveError,
+): FastifyReply {
+  const problem = toProblem(error, request.url);
+  if (error.code === 'UNAUTHORIZED')
+    void reply.header('WWW-Authenticate', 'Bearer realm="normserve"');
+  return reply.code(problem.status).type(PROBLEM_CONTENT_TYPE).send(problem);
+}
+
+/** The app's error handler: every error leaves as problem+json; unexpected ones are logged. */
+export function errorHandler(
+  error: FastifyError | Error,
+  request: FastifyRequest,
+  reply: FastifyReply,
+): FastifyReply {
+  const normserveError = isNormserveError(error) ? error : fromFastifyError(error as FastifyError);
+  if (normserveError.status >= 500) {
+    request.log.error({ err: error }, 'request failed');
+  }
+  return sendProblem(reply, request, normserveError);
+}

@@ -1,0 +1,60 @@
+import { z } from 'zod';
+import type { AppInstance } from '../app-types.js';
+
+const modelReadiness = z.object({
+  name: z.string(),
+  ready: z.boolean(),
+  active_version: z.number().int().nullable(),
+});
+
+export async function healthRoutes(app: AppInstance): Promise<void> {
+  const { registry } = app.deps;
+  app.get(
+    '/healthz',
+    {
+      schema: {
+        tags: ['health'],
+        summary: 'Liveness: the process answers',
+        response: {
+          200: z.object({ status: z.literal('ok') }).meta({ examples: [{ status: 'ok' }] }),
+        },
+      },
+    },
+    async () => ({ status: 'ok' as const }),
+  );
+
+  const readiness = z.object({
+    status: z.enum(['ready', 'not_ready']),
+    models: z.array(modelReadiness),
+  });
+  app.get(
+    '/readyz',
+    {
+      schema: {
+        tags: ['health'],
+        summary: 'Readiness: every model of the repository has an AVAILABLE version',
+        response: {
+          200: readiness.meta({
+            examples: [
+              { status: 'ready', models: [{ name: 'digits', ready: true, active_version: 1 }] },
+            ],
+          }),
+          503: readiness.describe(
+            'Some model has no available version, or the repository is empty',
+          ),
+        },
+      },
+    },
+    async (_request, reply) => {
+      const models = registry
+        .list()
+        .map((m) => ({
+          name: m.name,
+          ready: m.active !== undefined,
+          active_version: m.active ?? null,
+        }));
+      const ready = registry.isReady();
+      return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not_ready', models });
+    },
+  );
+}

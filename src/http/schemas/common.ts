@@ -1,0 +1,69 @@
+import { z } from 'zod';
+
+/** A finite JSON number; NaN/Infinity cannot be written in JSON, strings/null/booleans are refused. */
+export const finiteNumber = z.number({ error: 'expected a finite number' });
+
+/** Rows of features, [N, features]; the feature count is checked against the model afterwards. */
+export function rowsSchema(maxRows: number) {
+  return z
+    .array(z.array(finiteNumber, { error: 'expected an array of numbers (one row)' }), {
+      error: 'expected an array of rows',
+    })
+    .min(1, 'at least one row is required')
+    .max(maxRows, `at most ${maxRows} rows per request (MAX_BATCH_SIZE)`);
+}
+
+export const modelNameParam = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'a model name: letters, digits, ".", "_", "-"')
+  .meta({ description: 'Model name (a directory of the model repository)', example: 'digits' });
+
+export const versionParam = z
+  .string()
+  .regex(/^[1-9][0-9]{0,14}$/, 'a positive integer')
+  .transform(Number)
+  .meta({ description: 'Model version (a positive integer)', example: '1' });
+
+export const problemSchema = z
+  .object({
+    type: z.string().meta({ example: 'urn:normserve:problem:invalid-input' }),
+    title: z.string(),
+    status: z.number().int(),
+    detail: z.string(),
+    instance: z.string(),
+    code: z.string().meta({ description: 'Stable error code from the catalogue (docs/errors.md)' }),
+    error: z
+      .string()
+      .meta({
+        description:
+          'The message, under the name TF Serving and Open Inference Protocol clients read',
+      }),
+    errors: z
+      .array(z.object({ path: z.string(), message: z.string() }))
+      .optional()
+      .meta({ description: 'For validation errors: each offending place' }),
+  })
+  .meta({
+    id: 'Problem',
+    description: 'RFC 9457 problem details (application/problem+json)',
+    examples: [
+      {
+        type: 'urn:normserve:problem:invalid-input',
+        title: 'Invalid input',
+        status: 400,
+        detail: 'instances[3][17]: expected a finite number',
+        instance: '/v1/models/digits:predict',
+        code: 'INVALID_INPUT',
+        error: 'instances[3][17]: expected a finite number',
+        errors: [{ path: 'instances[3][17]', message: 'expected a finite number' }],
+      },
+    ],
+  });
+
+/** Error responses every route may give, for the OpenAPI document. */
+export const errorResponses = {
+  400: problemSchema.describe('Invalid input or malformed JSON'),
+  404: problemSchema.describe('Unknown model, version or route'),
+  413: problemSchema.describe('Body larger than BODY_LIMIT_BYTES'),
+  415: problemSchema.describe('Content-Type other than application/json'),
+} as const;

@@ -1,0 +1,108 @@
+import { z } from 'zod';
+
+const example = Array.from({ length: 64 }, (_, i) => (i % 9 === 0 ? 8 : 0));
+
+const tensorMetadata = z.object({
+  name: z.string(),
+  datatype: z.string(),
+  shape: z.array(z.number().int()),
+});
+
+export const serverMetadataSchema = z
+  .object({ name: z.string(), version: z.string(), extensions: z.array(z.string()) })
+  .meta({ examples: [{ name: 'normserve', version: '0.1.0', extensions: [] }] });
+
+export const modelMetadataSchema = z
+  .object({
+    name: z.string(),
+    versions: z.array(z.string()),
+    platform: z.string(),
+    inputs: z.array(tensorMetadata),
+    outputs: z.array(tensorMetadata),
+  })
+  .meta({
+    description: 'Open Inference Protocol model metadata; the batch dimension is -1',
+    examples: [
+      {
+        name: 'digits',
+        versions: ['1'],
+        platform: 'normserve',
+        inputs: [{ name: 'input', datatype: 'FP32', shape: [-1, 64] }],
+        outputs: [
+          { name: 'probabilities', datatype: 'FP32', shape: [-1, 10] },
+          { name: 'logits', datatype: 'FP32', shape: [-1, 10] },
+          { name: 'label', datatype: 'BYTES', shape: [-1] },
+        ],
+      },
+    ],
+  });
+
+/** The request tensor; `data` is checked by the route against the shape (flat or nested rows). */
+export const inferInputSchema = z.object({
+  name: z.string().meta({ description: 'Must be the model input name, "input"' }),
+  shape: z.array(z.number().int().min(0)).meta({ description: '[N, features]' }),
+  datatype: z.string().meta({ description: 'Must be "FP32"' }),
+  parameters: z.record(z.string(), z.unknown()).optional(),
+  data: z
+    .array(z.unknown())
+    .meta({ description: 'Row-major values: flat [N·features] numbers or nested [N][features]' }),
+});
+
+export function inferRequestSchema() {
+  return z
+    .object({
+      id: z.string().optional().meta({ description: 'Echoed in the response' }),
+      parameters: z.record(z.string(), z.unknown()).optional(),
+      inputs: z.array(inferInputSchema).min(1, 'at least one input tensor is required'),
+      outputs: z
+        .array(
+          z.object({ name: z.string(), parameters: z.record(z.string(), z.unknown()).optional() }),
+        )
+        .optional()
+        .meta({
+          description:
+            'Outputs to return: probabilities (default), logits, label; regression: predictions',
+        }),
+    })
+    .meta({
+      examples: [
+        {
+          id: 'request-1',
+          inputs: [{ name: 'input', shape: [1, 64], datatype: 'FP32', data: example }],
+          outputs: [{ name: 'probabilities' }, { name: 'logits' }],
+        },
+      ],
+    });
+}
+
+export const inferResponseSchema = z
+  .object({
+    model_name: z.string(),
+    model_version: z.string(),
+    id: z.string().optional(),
+    outputs: z.array(
+      z.object({
+        name: z.string(),
+        datatype: z.string(),
+        shape: z.array(z.number().int()),
+        data: z.array(z.union([z.number(), z.string()])),
+      }),
+    ),
+  })
+  .meta({
+    examples: [
+      {
+        model_name: 'digits',
+        model_version: '1',
+        id: 'request-1',
+        outputs: [
+          {
+            name: 'probabilities',
+            datatype: 'FP32',
+            shape: [1, 10],
+            data: [0.9, 0.01, 0.01, 0.01, 0.01, 0.01, 0.01, 0.02, 0.01, 0.01],
+          },
+        ],
+      },
+    ],
+  });

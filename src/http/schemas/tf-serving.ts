@@ -1,0 +1,97 @@
+import { z } from 'zod';
+import { rowsSchema } from './common.js';
+
+const example = [
+  0, 0, 5, 13, 9, 1, 0, 0, 0, 0, 13, 15, 10, 15, 5, 0, 0, 3, 15, 2, 0, 11, 8, 0, 0, 4, 12, 0, 0, 8,
+  8, 0, 0, 5, 8, 0, 0, 9, 8, 0, 0, 4, 11, 0, 1, 12, 7, 0, 0, 2, 14, 5, 10, 12, 0, 0, 0, 0, 6, 13,
+  10, 0, 0, 0,
+];
+
+/** TF Serving's REST predict request: row format (`instances`) or columnar (`inputs`). */
+export function predictRequestSchema(maxRows: number) {
+  const rows = rowsSchema(maxRows);
+  return z
+    .strictObject({
+      signature_name: z
+        .string()
+        .optional()
+        .meta({ description: 'Accepted for compatibility; models have one signature' }),
+      instances: rows
+        .optional()
+        .meta({ description: 'Row format: one array of features per instance' }),
+      inputs: rows
+        .optional()
+        .meta({ description: 'Columnar format: the batched input tensor [N, features]' }),
+    })
+    .refine((b) => (b.instances === undefined) !== (b.inputs === undefined), {
+      message: 'exactly one of "instances" (row format) or "inputs" (columnar format) is required',
+    })
+    .meta({ id: 'PredictRequest', examples: [{ instances: [example] }] });
+}
+
+export const predictQuerySchema = z.strictObject({
+  fused: z
+    .enum(['true', 'false'])
+    .default('true')
+    .transform((v) => v === 'true')
+    .meta({
+      description:
+        'false runs the unfused reference path (every layer in eval mode), for debugging',
+    }),
+});
+
+export const predictResponseSchema = z
+  .object({
+    model_version: z.number().int().meta({ description: 'The version that computed every row' }),
+    predictions: z
+      .array(z.array(z.number()))
+      .optional()
+      .meta({
+        description:
+          'Row format: class probabilities (classification) or outputs (regression) per row',
+      }),
+    outputs: z
+      .array(z.array(z.number()))
+      .optional()
+      .meta({ description: 'Columnar format: the same as a tensor' }),
+    labels: z
+      .array(z.string())
+      .optional()
+      .meta({ description: 'Predicted label per row (classification)' }),
+  })
+  .meta({
+    id: 'PredictResponse',
+    examples: [
+      {
+        model_version: 1,
+        predictions: [[0.01, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.99]],
+        labels: ['9'],
+      },
+    ],
+  });
+
+const versionStatus = z.object({
+  version: z.string(),
+  state: z.enum(['AVAILABLE', 'FAILED']),
+  status: z.object({ error_code: z.string(), error_message: z.string() }),
+  active: z
+    .boolean()
+    .meta({ description: 'normserve extension: this version is served by default' }),
+});
+
+export const modelStatusSchema = z.object({ model_version_status: z.array(versionStatus) }).meta({
+  id: 'ModelStatus',
+  description: "TF Serving's GetModelStatus response",
+  examples: [
+    {
+      model_version_status: [
+        {
+          version: '1',
+          state: 'AVAILABLE',
+          status: { error_code: 'OK', error_message: '' },
+          active: true,
+        },
+      ],
+    },
+  ],
+});

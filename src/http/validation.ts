@@ -1,0 +1,30 @@
+import type { FastifySchemaCompiler, FastifySerializerCompiler } from 'fastify';
+import type { z } from 'zod';
+import { describeLocations, issuesToLocations, NormserveError } from '../errors/index.js';
+
+const roots: Record<string, string> = {
+  body: '',
+  querystring: 'query',
+  params: 'path',
+  headers: 'headers',
+};
+
+/**
+ * Validates with the route's zod schema and fails with INVALID_INPUT naming each place, e.g.
+ * `instances[3][17]: expected a finite number` (paths of the body start at its top-level key).
+ */
+export const validatorCompiler: FastifySchemaCompiler<z.ZodType> =
+  ({ schema, httpPart }) =>
+  (data) => {
+    const result = schema.safeParse(data);
+    if (result.success) return { value: result.data };
+    const errors = issuesToLocations(result.error.issues, roots[httpPart ?? 'body'] ?? '');
+    return { error: new NormserveError('INVALID_INPUT', describeLocations(errors, 3), { errors }) };
+  };
+
+/**
+ * Responses are serialised with JSON.stringify; their zod schemas document the API (OpenAPI) but
+ * are not re-checked on every response, which would cost as much as validating the request.
+ */
+export const serializerCompiler: FastifySerializerCompiler<z.ZodType> = () => (data) =>
+  JSON.stringify(data);
