@@ -88,10 +88,9 @@ async function main(argv: readonly string[]): Promise<void> {
     const labelIndex = table.header.indexOf(flags.labelColumn);
     // Feature columns: the model's recorded feature names if all present, else every non-label column.
     const featureNames = model.featureNames;
-    const columns =
-      featureNames && featureNames.every((f) => table.header.includes(f))
-        ? featureNames.map((f) => table.header.indexOf(f))
-        : table.header.map((_, i) => i).filter((i) => i !== labelIndex);
+    const columns = featureNames?.every((f) => table.header.includes(f))
+      ? featureNames.map((f) => table.header.indexOf(f))
+      : table.header.map((_, i) => i).filter((i) => i !== labelIndex);
     rows = table.rows.map((_, r) => columns.map((c) => numericCell(table, r, c)));
     if (labelIndex >= 0) truth = table.rows.map((row) => row[labelIndex]!);
   }

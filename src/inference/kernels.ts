@@ -44,7 +44,7 @@ export function activate(code: number, slope: number, v: number): number {
     case ACT_NONE:
       return v;
     case ACT_RELU:
-      return v > 0 ? v : 0;
+      return Math.max(v, 0);
     case ACT_LEAKY:
       return v > 0 ? v : v * slope;
     case ACT_GELU:

@@ -46,13 +46,11 @@ export async function healthRoutes(app: AppInstance): Promise<void> {
       },
     },
     async (_request, reply) => {
-      const models = registry
-        .list()
-        .map((m) => ({
-          name: m.name,
-          ready: m.active !== undefined,
-          active_version: m.active ?? null,
-        }));
+      const models = registry.list().map((m) => ({
+        name: m.name,
+        ready: m.active !== undefined,
+        active_version: m.active ?? null,
+      }));
       const ready = registry.isReady();
       return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not_ready', models });
     },

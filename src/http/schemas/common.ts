@@ -32,12 +32,10 @@ export const problemSchema = z
     detail: z.string(),
     instance: z.string(),
     code: z.string().meta({ description: 'Stable error code from the catalogue (docs/errors.md)' }),
-    error: z
-      .string()
-      .meta({
-        description:
-          'The message, under the name TF Serving and Open Inference Protocol clients read',
-      }),
+    error: z.string().meta({
+      description:
+        'The message, under the name TF Serving and Open Inference Protocol clients read',
+    }),
     errors: z
       .array(z.object({ path: z.string(), message: z.string() }))
       .optional()

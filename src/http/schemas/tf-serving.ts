@@ -43,13 +43,10 @@ export const predictQuerySchema = z.strictObject({
 export const predictResponseSchema = z
   .object({
     model_version: z.number().int().meta({ description: 'The version that computed every row' }),
-    predictions: z
-      .array(z.array(z.number()))
-      .optional()
-      .meta({
-        description:
-          'Row format: class probabilities (classification) or outputs (regression) per row',
-      }),
+    predictions: z.array(z.array(z.number())).optional().meta({
+      description:
+        'Row format: class probabilities (classification) or outputs (regression) per row',
+    }),
     outputs: z
       .array(z.array(z.number()))
       .optional()
