@@ -1,0 +1,290 @@
+/**
+ * config.json of a normserve.model/v1 checkpoint: what parseModelConfig accepts, the defaults it
+ * fills in (PyTorch's constructor defaults), and errors that name the place (code
+ * MODEL_CONFIG_INVALID).
+ */
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { parseModelConfig } from '../../src/checkpoint/model-config.js';
+
+const readJson = (relative: string): unknown =>
+  JSON.parse(readFileSync(new URL(relative, import.meta.url), 'utf8'));
+
+/** The example of the model format: two Linear → BatchNorm1d → ReLU → Dropout blocks. */
+function example(): Record<string, unknown> & { layers: Record<string, unknown>[] } {
+  return {
+    format: 'normserve.model/v1',
+    name: 'digits',
+    task: 'classification',
+    input_shape: [64],
+    labels: ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'],
+    layers: [
+      { type: 'linear', in_features: 64, out_features: 128, bias: true },
+      {
+        type: 'batchnorm1d',
+        num_features: 128,
+        eps: 1e-5,
+        momentum: 0.1,
+        affine: true,
+        track_running_stats: true,
+      },
+      { type: 'relu' },
+      { type: 'dropout', p: 0.2 },
+      { type: 'linear', in_features: 128, out_features: 64, bias: true },
+      { type: 'batchnorm1d', num_features: 64 },
+      { type: 'relu' },
+      { type: 'dropout', p: 0.2 },
+      { type: 'linear', in_features: 64, out_features: 10 },
+    ],
+  };
+}
+
+/** parseModelConfig's error for a value, which must be MODEL_CONFIG_INVALID. */
+function rejection(value: unknown): string {
+  try {
+    parseModelConfig(value);
+  } catch (e) {
+    expect((e as { code?: string }).code).toBe('MODEL_CONFIG_INVALID');
+    return (e as Error).message;
+  }
+  throw new Error('parseModelConfig accepted an invalid config');
+}
+
+describe('parseModelConfig accepts', () => {
+  it('the example config and keeps its values', () => {
+    const config = parseModelConfig(example());
+    expect(config.name).toBe('digits');
+    expect(config.input_shape).toEqual([64]);
+    expect(config.layers.map((l) => l.type)).toEqual([
+      'linear',
+      'batchnorm1d',
+      'relu',
+      'dropout',
+      'linear',
+      'batchnorm1d',
+      'relu',
+      'dropout',
+      'linear',
+    ]);
+    expect(config.labels).toHaveLength(10);
+  });
+
+  it('the bundled models/digits/1/config.json and the PyTorch-made digits-torch config', () => {
+    for (const path of [
+      '../../models/digits/1/config.json',
+      '../fixtures/torch-model/digits-torch/1/config.json',
+    ]) {
+      const config = parseModelConfig(readJson(path), path);
+      expect(config.format).toBe('normserve.model/v1');
+      expect(config.input_transform?.shift).toHaveLength(64);
+      expect(config.input_transform?.scale).toHaveLength(64);
+    }
+  });
+
+  it('a regression model without labels, and every layer type', () => {
+    const config = parseModelConfig({
+      format: 'normserve.model/v1',
+      name: 'all-layers_1.0',
+      task: 'regression',
+      input_shape: [3],
+      input_transform: { shift: [0, 1, 2], scale: [1, 0.5, 0.25] },
+      layers: [
+        { type: 'linear', in_features: 3, out_features: 4, bias: false },
+        { type: 'batchnorm1d', num_features: 4, momentum: null, affine: false },
+        { type: 'layernorm', normalized_shape: 4, elementwise_affine: false },
+        { type: 'layernorm', normalized_shape: [4] },
+        { type: 'relu', inplace: true },
+        { type: 'leaky_relu', negative_slope: 0.2 },
+        { type: 'gelu', approximate: 'tanh' },
+        { type: 'tanh' },
+        { type: 'sigmoid' },
+        { type: 'selu' },
+        { type: 'dropout' },
+        { type: 'alpha_dropout', p: 0.1 },
+        { type: 'identity' },
+        { type: 'linear', in_features: 4, out_features: 1 },
+      ],
+    });
+    expect(config.labels).toBeUndefined();
+    expect(config.layers).toHaveLength(14);
+  });
+});
+
+describe('parseModelConfig applies defaults', () => {
+  it("BatchNorm1d: eps 1e-5, momentum 0.1, affine, track_running_stats (PyTorch's defaults)", () => {
+    const config = parseModelConfig(example());
+    expect(config.layers[5]).toEqual({
+      type: 'batchnorm1d',
+      num_features: 64,
+      eps: 1e-5,
+      momentum: 0.1,
+      affine: true,
+      track_running_stats: true,
+    });
+  });
+
+  it('momentum null stays null (cumulative average)', () => {
+    const value = example();
+    value.layers[1] = { type: 'batchnorm1d', num_features: 128, momentum: null };
+    expect(parseModelConfig(value).layers[1]).toMatchObject({ momentum: null, eps: 1e-5 });
+  });
+
+  it('Linear bias true; Dropout p 0.5; LeakyReLU slope 0.01; GELU approximate none', () => {
+    const value = example();
+    value.layers[3] = { type: 'dropout' };
+    value.layers[6] = { type: 'leaky_relu' };
+    value.layers[7] = { type: 'gelu' };
+    const layers = parseModelConfig(value).layers;
+    expect(layers[8]).toMatchObject({ type: 'linear', bias: true });
+    expect(layers[3]).toEqual({ type: 'dropout', p: 0.5 });
+    expect(layers[6]).toEqual({ type: 'leaky_relu', negative_slope: 0.01 });
+    expect(layers[7]).toEqual({ type: 'gelu', approximate: 'none' });
+  });
+
+  it('LayerNorm: normalized_shape as a number becomes [n]; eps 1e-5; elementwise_affine', () => {
+    const value = example();
+    value.layers[5] = { type: 'layernorm', normalized_shape: 64 };
+    expect(parseModelConfig(value).layers[5]).toEqual({
+      type: 'layernorm',
+      normalized_shape: [64],
+      eps: 1e-5,
+      elementwise_affine: true,
+    });
+  });
+});
+
+describe('parseModelConfig rejects, naming the place', () => {
+  it('an unknown layer type', () => {
+    const value = example();
+    value.layers[2] = { type: 'conv2d', in_channels: 1, out_channels: 8, kernel_size: 3 };
+    const message = rejection(value);
+    expect(message).toContain('layers[2].type');
+    expect(message).toContain('config.json');
+  });
+
+  it('in_features that do not match the previous width', () => {
+    const value = example();
+    value.layers[4] = { type: 'linear', in_features: 100, out_features: 64 };
+    const message = rejection(value);
+    expect(message).toContain('layers[4]');
+    expect(message).toContain('100');
+    expect(message).toContain('128');
+  });
+
+  it('a first layer that does not take input_shape', () => {
+    const value = example();
+    value.input_shape = [63];
+    const message = rejection(value);
+    expect(message).toContain('layers[0]');
+    expect(message).toContain('63');
+    expect(message).toContain('64');
+  });
+
+  it('num_features that do not match the previous width', () => {
+    const value = example();
+    value.layers[5] = { type: 'batchnorm1d', num_features: 32 };
+    const message = rejection(value);
+    expect(message).toContain('layers[5]');
+    expect(message).toContain('num_features');
+    expect(message).toContain('32');
+    expect(message).toContain('64');
+  });
+
+  it('a LayerNorm normalized_shape that does not match the previous width', () => {
+    const value = example();
+    value.layers[1] = { type: 'layernorm', normalized_shape: [64] };
+    const message = rejection(value);
+    expect(message).toContain('layers[1]');
+    expect(message).toContain('128');
+  });
+
+  it('a label count different from the output width', () => {
+    const value = example();
+    value.labels = ['a', 'b', 'c'];
+    const message = rejection(value);
+    expect(message).toContain('labels');
+    expect(message).toContain('3');
+    expect(message).toContain('10');
+  });
+
+  it('a classification model without labels', () => {
+    const value = example();
+    delete value.labels;
+    expect(rejection(value)).toContain('labels');
+  });
+
+  it('labels on a regression model', () => {
+    const value = example();
+    value.task = 'regression';
+    expect(rejection(value)).toContain('labels');
+  });
+
+  it('an input_transform whose length differs from the input width', () => {
+    const value = example();
+    value.input_transform = {
+      shift: new Array(64).fill(0),
+      scale: new Array(63).fill(1),
+    };
+    const message = rejection(value);
+    expect(message).toContain('input_transform');
+    expect(message).toContain('64');
+    expect(message).toContain('63');
+  });
+
+  it('a non-finite input_transform value', () => {
+    const value = example();
+    value.input_transform = { shift: new Array(64).fill(0), scale: new Array(64).fill(1) };
+    (value.input_transform as { scale: unknown[] }).scale[7] = null;
+    expect(rejection(value)).toContain('input_transform.scale[7]');
+  });
+
+  it('a wrong format string', () => {
+    const value = example();
+    value.format = 'normserve.model/v2';
+    const message = rejection(value);
+    expect(message).toContain('format');
+    expect(message).toContain('normserve.model/v1');
+  });
+
+  it('track_running_stats false (eval would need batch statistics)', () => {
+    const value = example();
+    value.layers[5] = { type: 'batchnorm1d', num_features: 64, track_running_stats: false };
+    const message = rejection(value);
+    expect(message).toContain('layers[5].track_running_stats');
+    expect(message).toContain('track_running_stats=true');
+  });
+
+  it('an unknown field in a layer (strict objects catch typos)', () => {
+    const value = example();
+    value.layers[1] = { type: 'batchnorm1d', num_features: 128, momentun: 0.2 };
+    const message = rejection(value);
+    expect(message).toContain('layers[1]');
+    expect(message).toContain('momentun');
+  });
+
+  it('a momentum outside [0, 1] and a non-positive eps', () => {
+    const value = example();
+    value.layers[1] = { type: 'batchnorm1d', num_features: 128, momentum: 1.5 };
+    expect(rejection(value)).toContain('layers[1].momentum');
+    value.layers[1] = { type: 'batchnorm1d', num_features: 128, eps: 0 };
+    expect(rejection(value)).toContain('layers[1].eps');
+  });
+
+  it('an empty layer list, a bad name and a non-object', () => {
+    const value = example();
+    value.layers = [];
+    expect(rejection(value)).toContain('layers');
+    const named = example();
+    named.name = '../etc';
+    expect(rejection(named)).toContain('name');
+    expect(rejection('not a config')).toContain('config.json');
+  });
+
+  it('names the source it was given', () => {
+    const value = example();
+    value.format = 'x';
+    expect(() => parseModelConfig(value, 'models/digits/7/config.json')).toThrow(
+      /^models\/digits\/7\/config\.json: format/,
+    );
+  });
+});

@@ -1,0 +1,210 @@
+/**
+ * The train CLI as a user runs it: a child process `node --import tsx src/cli/train.ts` from the
+ * repository root. Bad input must exit non-zero with ONE clear line on stderr and write nothing;
+ * a good run publishes the next version of the model with its config, weights and metrics.
+ */
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { listTree, makeTempDir, removeTempDirs, writeTempFile } from '../helpers/temp-files.js';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const IRIS_CONFIG = 'configs/iris-mlp.json';
+const IRIS_DATA = join(ROOT, 'data/iris/iris.csv');
+
+afterAll(removeTempDirs);
+
+interface CliResult {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function trainCli(args: readonly string[]): CliResult {
+  const result = spawnSync(
+    process.execPath,
+    ['--import', 'tsx', 'src/cli/train.ts', '--no-progress', ...args],
+    { cwd: ROOT, encoding: 'utf8', timeout: 30_000 },
+  );
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+/** The iris training config with changes, written to a temp file; the data path made absolute. */
+function irisConfigFile(dir: string, name: string, change: (c: IrisConfig) => void): string {
+  const config = JSON.parse(readFileSync(join(ROOT, IRIS_CONFIG), 'utf8')) as IrisConfig;
+  config.data.path = IRIS_DATA;
+  change(config);
+  return writeTempFile(dir, name, config);
+}
+
+interface IrisConfig {
+  data: { path: string };
+  layers: Record<string, unknown>[];
+}
+
+const inputs = makeTempDir('cli-inputs');
+const irisHeader = 'sepal_length,sepal_width,petal_length,petal_width,label';
+
+/** Each bad input: the arguments and what the one stderr line must contain. */
+const failures: { what: string; args: () => string[]; expected: (string | RegExp)[] }[] = [
+  {
+    what: 'a missing data file',
+    args: () => ['--config', IRIS_CONFIG, '--data', join(inputs, 'missing.csv')],
+    expected: ['cannot read data file', join(inputs, 'missing.csv'), 'no such file'],
+  },
+  {
+    what: 'a missing config file',
+    args: () => ['--config', join(inputs, 'missing.json')],
+    expected: ['cannot read training config', join(inputs, 'missing.json'), 'no such file'],
+  },
+  {
+    what: 'a config file that is not JSON',
+    args: () => ['--config', writeTempFile(inputs, 'broken.json', '{"name": "iris",')],
+    expected: ['broken.json', 'not valid JSON'],
+  },
+  {
+    what: 'a CSV without a header row',
+    args: () => [
+      '--config',
+      IRIS_CONFIG,
+      '--data',
+      writeTempFile(inputs, 'no-header.csv', '5.1,3.5,1.4,0.2,0\n4.9,3.0,1.4,0.2,0\n'),
+    ],
+    expected: ['no-header.csv', 'no header row'],
+  },
+  {
+    what: 'a non-numeric cell',
+    args: () => [
+      '--config',
+      IRIS_CONFIG,
+      '--data',
+      writeTempFile(
+        inputs,
+        'non-numeric.csv',
+        `${irisHeader}\n5.1,3.5,1.4,0.2,0\n4.9,3.0,1.4,0.2,0\n4.7,3.2,abc,0.2,0\n`,
+      ),
+    ],
+    expected: ['non-numeric.csv', 'line 4', 'column "petal_length"', '"abc"'],
+  },
+  {
+    what: 'an unknown label column',
+    args: () => ['--config', IRIS_CONFIG, '--label-column', 'species'],
+    expected: ['unknown label column "species"', 'sepal_length, sepal_width'],
+  },
+  {
+    what: '--batch-size 1 with a BatchNorm config',
+    args: () => ['--config', IRIS_CONFIG, '--batch-size', '1'],
+    expected: ['more than 1 value per channel'],
+  },
+  {
+    what: 'layer shapes that do not chain',
+    args: () => [
+      '--config',
+      irisConfigFile(inputs, 'no-chain.json', (c) => {
+        c.layers[3]!.in_features = 8;
+      }),
+    ],
+    expected: ['layers[3]', 'in_features 8', '16'],
+  },
+  {
+    what: 'an unknown layer type',
+    args: () => [
+      '--config',
+      irisConfigFile(inputs, 'conv.json', (c) => {
+        c.layers[1] = { type: 'conv2d', in_channels: 16, out_channels: 16, kernel_size: 3 };
+      }),
+    ],
+    expected: ['conv.json', 'layers[1].type'],
+  },
+  {
+    what: 'an invalid flag value (--epochs abc)',
+    args: () => ['--config', IRIS_CONFIG, '--epochs', 'abc'],
+    expected: ['--epochs', 'abc'],
+  },
+  {
+    what: 'a negative learning rate (--lr -1)',
+    args: () => ['--config', IRIS_CONFIG, '--lr', '-1'],
+    expected: ['training.optimizer.lr'],
+  },
+];
+
+describe('train CLI: bad input exits non-zero with one line on stderr and writes nothing', () => {
+  for (const f of failures) {
+    it(f.what, () => {
+      const out = makeTempDir('cli-out');
+      const result = trainCli([...f.args(), '--out', out]);
+      expect(result.status, result.stderr).not.toBe(0);
+      expect(result.status).not.toBeNull();
+      const lines = result.stderr.trimEnd().split('\n');
+      const last = lines.at(-1)!;
+      for (const part of f.expected) expect(last).toContain(part);
+      expect(last).not.toMatch(/internal error|at .*\.ts:\d+/);
+      expect(result.stdout).toBe('');
+      expect(listTree(out)).toEqual([]);
+      // Nothing but the error: no progress or log line before it.
+      expect(lines, `stderr:\n${result.stderr}`).toEqual([last]);
+    });
+  }
+});
+
+describe('train CLI: a good run', () => {
+  it('publishes version 1, then version 2, with config, weights and metrics', () => {
+    const out = makeTempDir('cli-repo');
+    const first = trainCli(['--config', IRIS_CONFIG, '--epochs', '2', '--out', out]);
+    expect(first.status, first.stderr).toBe(0);
+    expect(first.stdout).toContain(`wrote ${join(out, 'iris', '1')} (version 1)`);
+    expect(listTree(out)).toEqual([
+      'iris',
+      'iris/1',
+      'iris/1/config.json',
+      'iris/1/metrics.json',
+      'iris/1/model.safetensors',
+    ]);
+
+    const metrics = JSON.parse(readFileSync(join(out, 'iris/1/metrics.json'), 'utf8'));
+    expect(metrics.seed).toBe(7);
+    expect(metrics.data_sha256).toBe(
+      createHash('sha256').update(readFileSync(IRIS_DATA)).digest('hex'),
+    );
+    expect(metrics.epochs).toHaveLength(2);
+    metrics.epochs.forEach((e: Record<string, unknown>, i: number) => {
+      expect(e.epoch).toBe(i + 1);
+      expect(typeof e.train_loss).toBe('number');
+      expect(typeof e.val_loss).toBe('number');
+      expect(typeof e.lr).toBe('number');
+    });
+    expect(metrics.test.rows).toBe(30);
+    expect(metrics.test.accuracy).toBeGreaterThanOrEqual(0);
+    expect(metrics.test.accuracy).toBeLessThanOrEqual(1);
+
+    const config = JSON.parse(readFileSync(join(out, 'iris/1/config.json'), 'utf8'));
+    expect(config).toMatchObject({
+      format: 'normserve.model/v1',
+      name: 'iris',
+      task: 'classification',
+      input_shape: [4],
+      labels: ['0', '1', '2'],
+    });
+    expect(config.training.test_accuracy).toBe(metrics.test.accuracy);
+
+    const second = trainCli(['--config', IRIS_CONFIG, '--epochs', '2', '--out', out]);
+    expect(second.status, second.stderr).toBe(0);
+    expect(second.stdout).toContain('(version 2)');
+    expect(listTree(join(out, 'iris'))).toEqual([
+      '1',
+      '1/config.json',
+      '1/metrics.json',
+      '1/model.safetensors',
+      '2',
+      '2/config.json',
+      '2/metrics.json',
+      '2/model.safetensors',
+    ]);
+    // Same config, data and seed in another process: the same weights, byte for byte.
+    const weights = (v: number) => readFileSync(join(out, `iris/${v}/model.safetensors`));
+    expect(weights(2).equals(weights(1))).toBe(true);
+  });
+});

@@ -1,0 +1,203 @@
+/**
+ * CSV data files: parseCsv, datasetFromTable and loadCsvDataset. Every error is DATA_INVALID and
+ * names the file and, where there is one, the line and the column.
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import {
+  datasetFromTable,
+  loadCsvDataset,
+  parseCsv,
+  selectRows,
+} from '../../src/training/index.js';
+import { makeTempDir, removeTempDirs, writeTempFile } from '../helpers/temp-files.js';
+
+afterAll(removeTempDirs);
+
+/** The DATA_INVALID error message of a failing call. */
+function dataError(run: () => unknown): string {
+  try {
+    run();
+  } catch (e) {
+    expect((e as { code?: string }).code).toBe('DATA_INVALID');
+    return (e as Error).message;
+  }
+  throw new Error('expected a DATA_INVALID error');
+}
+
+const classify = (text: string, labelColumn = 'label') =>
+  datasetFromTable(parseCsv(text, 'f.csv'), labelColumn, 'classification');
+
+describe('parseCsv', () => {
+  it('reads a header and rows; quotes, CRLF, a BOM and surrounding spaces are handled', () => {
+    const table = parseCsv('\ufeff"a",b , label\r\n1, 2 ,"x,y"\r\n3,4,z\r\n', 'f.csv');
+    expect(table.header).toEqual(['a', 'b', 'label']);
+    expect(table.rows).toEqual([
+      ['1', '2', 'x,y'],
+      ['3', '4', 'z'],
+    ]);
+    expect(table.source).toBe('f.csv');
+  });
+
+  it('rejects a file without a header row (line 1 holds only numbers)', () => {
+    const message = dataError(() => parseCsv('5.1,3.5,1.4,0.2,0\n4.9,3.0,1.4,0.2,0\n', 'f.csv'));
+    expect(message).toContain('f.csv');
+    expect(message).toContain('no header row');
+  });
+
+  it('rejects an empty file (or one of blank lines only)', () => {
+    expect(dataError(() => parseCsv('', 'f.csv'))).toContain('f.csv: the file is empty');
+    expect(dataError(() => parseCsv('\n \n\r\n', 'f.csv'))).toContain('empty');
+  });
+
+  it('rejects a ragged row, naming its line and both cell counts', () => {
+    const message = dataError(() => parseCsv('a,b,label\n1,2,0\n3,4\n5,6,1\n', 'f.csv'));
+    expect(message).toContain('line 3');
+    expect(message).toContain('2 cells');
+    expect(message).toContain('3');
+  });
+
+  it('rejects a row with too many cells', () => {
+    expect(dataError(() => parseCsv('a,b,label\n1,2,0,9\n', 'f.csv'))).toContain('line 2');
+  });
+
+  it('rejects duplicate and empty column names', () => {
+    expect(dataError(() => parseCsv('a,a,label\n1,2,0\n', 'f.csv'))).toContain('"a" twice');
+    expect(dataError(() => parseCsv('a,,label\n1,2,0\n', 'f.csv'))).toContain('column 2');
+  });
+
+  it('rejects malformed CSV (an unclosed quote)', () => {
+    expect(dataError(() => parseCsv('a,"b,label\n1,2,0\n', 'f.csv'))).toContain('not valid CSV');
+  });
+});
+
+describe('datasetFromTable', () => {
+  it('splits features from the label column wherever it is', () => {
+    const data = classify('label,x,y\nb,1,2\na,3,4\nb,5,6\n');
+    expect(data.featureNames).toEqual(['x', 'y']);
+    expect(data.width).toBe(2);
+    expect(data.rows).toBe(3);
+    expect(Array.from(data.features)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(data.labels).toEqual(['a', 'b']);
+    expect(Array.from(data.targets)).toEqual([1, 0, 1]);
+  });
+
+  it('names the line and the column of a non-numeric cell', () => {
+    const message = dataError(() => classify('a,b,label\n1,2,0\n3,x,1\n'));
+    expect(message).toBe('f.csv: line 3, column "b": "x" is not a finite number');
+  });
+
+  it('rejects empty, NaN and infinite cells', () => {
+    expect(dataError(() => classify('a,b,label\n1,,0\n'))).toContain('line 2, column "b"');
+    expect(dataError(() => classify('a,b,label\n1,2,0\nNaN,2,0\n'))).toContain(
+      'line 3, column "a"',
+    );
+    expect(dataError(() => classify('a,b,label\n1,Infinity,0\n'))).toContain('"Infinity"');
+  });
+
+  it('counts lines as the file does, even after a blank line', () => {
+    // The bad cell is on line 4 of the file; the blank line 3 is skipped by the parser.
+    const message = dataError(() => classify('a,b,label\n1,2,0\n\n3,x,1\n'));
+    expect(message).toContain('line 4, column "b"');
+  });
+
+  it('names an unknown label column and lists the columns', () => {
+    const message = dataError(() => classify('a,b,label\n1,2,0\n', 'species'));
+    expect(message).toContain('unknown label column "species"');
+    expect(message).toContain('a, b, label');
+  });
+
+  it('rejects a table with no feature column', () => {
+    expect(dataError(() => classify('label\n1\n2\n'))).toContain('no feature columns');
+  });
+
+  it('sorts numeric labels numerically (2 before 10)', () => {
+    const data = classify('x,label\n0,10\n1,2\n2,1\n3,2\n');
+    expect(data.labels).toEqual(['1', '2', '10']);
+    expect(Array.from(data.targets)).toEqual([2, 1, 0, 1]);
+  });
+
+  it('sorts other labels lexicographically (by code unit: upper case first)', () => {
+    expect(classify('x,label\n0,setosa\n1,Virginica\n2,versicolor\n').labels).toEqual([
+      'Virginica',
+      'setosa',
+      'versicolor',
+    ]);
+    // One non-number makes the whole set lexicographic.
+    expect(classify('x,label\n0,10\n1,2\n2,a\n3,1\n').labels).toEqual(['1', '10', '2', 'a']);
+  });
+
+  it('keeps given labels in their order and rejects a label outside them, naming the line', () => {
+    const table = parseCsv('x,label\n0,b\n1,a\n2,c\n', 'f.csv');
+    const data = datasetFromTable(
+      parseCsv('x,label\n0,b\n1,a\n', 'f.csv'),
+      'label',
+      'classification',
+      ['b', 'a'],
+    );
+    expect(data.labels).toEqual(['b', 'a']);
+    expect(Array.from(data.targets)).toEqual([0, 1]);
+    const message = dataError(() => datasetFromTable(table, 'label', 'classification', ['a', 'b']));
+    expect(message).toContain('line 4');
+    expect(message).toContain('"c"');
+  });
+
+  it('regression: the label column is a numeric target, checked like a feature', () => {
+    const table = parseCsv('x,y\n1,0.5\n2,-1.5\n', 'f.csv');
+    const data = datasetFromTable(table, 'y', 'regression');
+    expect(data.labels).toBeUndefined();
+    expect(Array.from(data.targets)).toEqual([0.5, -1.5]);
+    const bad = parseCsv('x,y\n1,0.5\n2,high\n', 'f.csv');
+    expect(dataError(() => datasetFromTable(bad, 'y', 'regression'))).toContain(
+      'line 3, column "y"',
+    );
+  });
+
+  it('selectRows picks rows in the given order', () => {
+    const data = classify('x,y,label\n1,2,a\n3,4,b\n5,6,a\n');
+    const picked = selectRows(data, [2, 0]);
+    expect(picked.rows).toBe(2);
+    expect(Array.from(picked.features)).toEqual([5, 6, 1, 2]);
+    expect(Array.from(picked.targets)).toEqual([0, 0]);
+  });
+});
+
+describe('loadCsvDataset', () => {
+  const dir = makeTempDir('csv');
+
+  it('reads the iris file with its sha256', async () => {
+    const path = new URL('../../data/iris/iris.csv', import.meta.url);
+    const { data, sha256 } = await loadCsvDataset(fileURLToPath(path), 'label', 'classification');
+    expect(data.rows).toBe(150);
+    expect(data.width).toBe(4);
+    expect(data.labels).toEqual(['0', '1', '2']);
+    expect(sha256).toBe(createHash('sha256').update(readFileSync(path)).digest('hex'));
+  });
+
+  it('rejects a missing file, naming it', async () => {
+    const path = join(dir, 'missing.csv');
+    await expect(loadCsvDataset(path, 'label', 'classification')).rejects.toMatchObject({
+      code: 'DATA_INVALID',
+      message: `cannot read data file ${path}: no such file`,
+    });
+  });
+
+  it('rejects a header without data rows', async () => {
+    const path = writeTempFile(dir, 'header-only.csv', 'a,b,label\n');
+    await expect(loadCsvDataset(path, 'label', 'classification')).rejects.toMatchObject({
+      code: 'DATA_INVALID',
+      message: expect.stringContaining('no data rows'),
+    });
+  });
+
+  it('names the file in cell errors', async () => {
+    const path = writeTempFile(dir, 'bad.csv', 'a,b,label\n1,2,0\n3,oops,1\n');
+    await expect(loadCsvDataset(path, 'label', 'classification')).rejects.toMatchObject({
+      code: 'DATA_INVALID',
+      message: `${path}: line 3, column "b": "oops" is not a finite number`,
+    });
+  });
+});

@@ -1,0 +1,217 @@
+/**
+ * The training loop on real data (iris): bit-for-bit determinism, lr 0 keeping the weights while
+ * BatchNorm's running statistics still move, early stopping restoring the best epoch, and the
+ * checks train() makes before the first step.
+ */
+import { fileURLToPath } from 'node:url';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { stateDictToSafetensors } from '../../src/checkpoint/index.js';
+import type { StateDict, Tensor } from '../../src/nn/index.js';
+import {
+  type LabeledDataset,
+  loadCsvDataset,
+  parseTrainingConfig,
+  type TrainOutput,
+  train,
+} from '../../src/training/index.js';
+
+const IRIS = fileURLToPath(new URL('../../data/iris/iris.csv', import.meta.url));
+
+let iris: { data: LabeledDataset; sha256: string };
+beforeAll(async () => {
+  iris = await loadCsvDataset(IRIS, 'label', 'classification');
+});
+
+const BN_MLP = [
+  { type: 'linear', in_features: 4, out_features: 16 },
+  { type: 'batchnorm1d', num_features: 16 },
+  { type: 'relu' },
+  { type: 'dropout', p: 0.1 },
+  { type: 'linear', in_features: 16, out_features: 3 },
+];
+
+interface Overrides {
+  seed?: number;
+  layers?: unknown[];
+  data?: Record<string, unknown>;
+  training?: Record<string, unknown>;
+}
+
+function irisConfig(o: Overrides = {}) {
+  return parseTrainingConfig(
+    {
+      name: 'iris-test',
+      seed: o.seed ?? 7,
+      data: { path: IRIS, test_split: { fraction: 0.2 }, validation_fraction: 0.1, ...o.data },
+      layers: o.layers ?? BN_MLP,
+      training: {
+        epochs: 3,
+        batch_size: 16,
+        optimizer: { type: 'adamw', lr: 0.01 },
+        lr_schedule: { type: 'cosine' },
+        ...o.training,
+      },
+    },
+    'iris-test.json',
+  );
+}
+
+const run = (o: Overrides = {}): Promise<TrainOutput> =>
+  train({ config: irisConfig(o), data: iris.data, dataSha256: iris.sha256, now: () => 0 });
+
+const bytes = (state: StateDict): Buffer => Buffer.from(stateDictToSafetensors(state));
+const values = (state: StateDict, key: string): number[] =>
+  Array.from((state.get(key) as Tensor).data);
+
+describe('train() is deterministic', () => {
+  it('the same config, data and seed give byte-identical tensors, config and metrics', async () => {
+    const a = await run();
+    const b = await run();
+    expect(bytes(a.state).equals(bytes(b.state))).toBe(true);
+    expect(b.config).toEqual(a.config);
+    expect(b.metrics).toEqual(a.metrics);
+    expect(a.metrics.epochs).toHaveLength(3);
+  });
+
+  it('a different seed gives different weights', async () => {
+    const a = await run();
+    const c = await run({ seed: 8 });
+    expect(bytes(a.state).equals(bytes(c.state))).toBe(false);
+  });
+
+  it('records what reproduces the run: seed, data sha256, recipe, input transform', async () => {
+    const out = await run();
+    expect(out.metrics.seed).toBe(7);
+    expect(out.metrics.data_sha256).toBe(iris.sha256);
+    expect(out.metrics.rows).toEqual({ train: 108, validation: 12, test: 30 });
+    expect(out.config.format).toBe('normserve.model/v1');
+    expect(out.config.labels).toEqual(['0', '1', '2']);
+    expect(out.config.input_transform?.shift).toHaveLength(4);
+    expect(out.config.training).toMatchObject({ seed: 7, data_sha256: iris.sha256, epochs_run: 3 });
+  });
+});
+
+describe('learning rate 0', () => {
+  for (const optimizer of [
+    { type: 'adamw', lr: 0, weight_decay: 0.01 },
+    { type: 'adam', lr: 0, weight_decay: 0.01 },
+    { type: 'sgd', lr: 0, momentum: 0.9, weight_decay: 0.01 },
+  ]) {
+    it(`${optimizer.type}: weights stay at their initial values; BN running stats move`, async () => {
+      const initial = await run({ training: { epochs: 0, optimizer } });
+      const trained = await run({ training: { epochs: 2, optimizer } });
+      expect(initial.metrics.epochs).toHaveLength(0);
+      expect(trained.metrics.epochs).toHaveLength(2);
+      for (const key of ['0.weight', '0.bias', '1.weight', '1.bias', '4.weight', '4.bias']) {
+        expect(values(trained.state, key), key).toEqual(values(initial.state, key));
+      }
+      expect(values(trained.state, '1.running_mean')).not.toEqual(
+        values(initial.state, '1.running_mean'),
+      );
+      expect(values(trained.state, '1.running_var')).not.toEqual(
+        values(initial.state, '1.running_var'),
+      );
+      expect(initial.state.get('1.num_batches_tracked')).toBe(0n);
+      // 108 training rows in batches of 16: 7 batches per epoch.
+      expect(trained.state.get('1.num_batches_tracked')).toBe(14n);
+    });
+  }
+});
+
+describe('BatchNorm and the batch size', () => {
+  it('drops a trailing batch of one row (it could not be normalized), and only that', async () => {
+    // 120 training rows (no validation) in batches of 17: 7 full batches and 1 row left over.
+    const out = await run({
+      data: { validation_fraction: 0 },
+      training: { epochs: 2, batch_size: 17 },
+    });
+    expect(out.metrics.rows.train).toBe(120);
+    expect(out.state.get('1.num_batches_tracked')).toBe(14n);
+    // 120 rows in batches of 16: 8 batches, the last one of 8 rows.
+    const full = await run({ data: { validation_fraction: 0 }, training: { epochs: 2 } });
+    expect(full.state.get('1.num_batches_tracked')).toBe(16n);
+  });
+
+  it('rejects batch_size 1 with BatchNorm before training', async () => {
+    await expect(run({ training: { batch_size: 1 } })).rejects.toMatchObject({
+      code: 'TRAINING_CONFIG_INVALID',
+      message: expect.stringContaining('Expected more than 1 value per channel'),
+    });
+  });
+
+  it('accepts batch_size 1 without BatchNorm', async () => {
+    const layers = [{ type: 'linear', in_features: 4, out_features: 3 }];
+    const out = await run({ layers, training: { epochs: 1, batch_size: 1 } });
+    expect(out.metrics.epochs).toHaveLength(1);
+  });
+});
+
+describe('train() checks the architecture against the data', () => {
+  it('rejects layers that do not chain, naming the layer', async () => {
+    const layers = structuredClone(BN_MLP);
+    (layers[4] as { in_features: number }).in_features = 8;
+    await expect(run({ layers })).rejects.toMatchObject({
+      code: 'MODEL_CONFIG_INVALID',
+      message: expect.stringMatching(/layers\[4\].*8.*16/),
+    });
+  });
+
+  it('rejects a first layer that does not take the data width', async () => {
+    const layers = structuredClone(BN_MLP);
+    (layers[0] as { in_features: number }).in_features = 5;
+    await expect(run({ layers })).rejects.toMatchObject({
+      message: expect.stringMatching(/layers\[0\].*5.*4/),
+    });
+  });
+
+  it('rejects an output width different from the number of classes', async () => {
+    const layers = structuredClone(BN_MLP);
+    (layers[4] as { out_features: number }).out_features = 4;
+    await expect(run({ layers })).rejects.toMatchObject({
+      code: 'TRAINING_CONFIG_INVALID',
+      message: expect.stringContaining('3 classes'),
+    });
+  });
+});
+
+describe('early stopping', () => {
+  // Constant lr, so a run of fewer epochs is a prefix of a longer one.
+  const recipe = {
+    epochs: 60,
+    optimizer: { type: 'adamw', lr: 0.05 },
+    lr_schedule: { type: 'constant' },
+  };
+  const data = { validation_fraction: 0.2 };
+
+  it('stops after `patience` epochs without a better validation loss and keeps the best epoch', async () => {
+    const patience = 2;
+    const out = await run({ data, training: { ...recipe, patience } });
+    const m = out.metrics;
+    expect(m.stopped_early).toBe(true);
+    const best = m.best_epoch!;
+    expect(best).toBeGreaterThan(0);
+    expect(m.epochs).toHaveLength(best + patience);
+    expect(m.epochs.length).toBeLessThan(60);
+    const losses = m.epochs.map((e) => e.val_loss!);
+    expect(Math.min(...losses)).toBe(losses[best - 1]);
+    for (const later of losses.slice(best)) expect(later).toBeGreaterThanOrEqual(losses[best - 1]!);
+    expect(out.config.training).toMatchObject({ best_epoch: best, epochs_run: best + patience });
+
+    // The weights (and BN running statistics) are those at the end of the best epoch: the same
+    // bytes as a run that stops there.
+    const atBest = await run({ data, training: { ...recipe, epochs: best } });
+    expect(bytes(out.state).equals(bytes(atBest.state))).toBe(true);
+    expect(m.test).toEqual(atBest.metrics.test);
+    // ... and not those of the last epoch run.
+    const atLast = await run({ data, training: { ...recipe, epochs: best + patience } });
+    expect(bytes(out.state).equals(bytes(atLast.state))).toBe(false);
+  });
+
+  it('without patience every epoch runs and the last weights are kept', async () => {
+    const out = await run({ data, training: { ...recipe, epochs: 15 } });
+    expect(out.metrics.stopped_early).toBe(false);
+    expect(out.metrics.epochs).toHaveLength(15);
+    const again = await run({ data, training: { ...recipe, epochs: 15 } });
+    expect(bytes(out.state).equals(bytes(again.state))).toBe(true);
+  });
+});
