@@ -39,27 +39,36 @@ export const layerNormLayerSchema = z.strictObject({
   elementwise_affine: z.boolean().default(true),
 });
 
-export const layerSchema = z.discriminatedUnion('type', [
-  linearLayerSchema,
-  batchNorm1dLayerSchema,
-  layerNormLayerSchema,
-  z.strictObject({ type: z.literal('relu'), ...inplace }),
-  z.strictObject({
-    type: z.literal('leaky_relu'),
-    negative_slope: z.number().default(0.01),
-    ...inplace,
-  }),
-  z.strictObject({
-    type: z.literal('gelu'),
-    approximate: z.enum(['none', 'tanh']).default('none'),
-  }),
-  z.strictObject({ type: z.literal('tanh') }),
-  z.strictObject({ type: z.literal('sigmoid') }),
-  z.strictObject({ type: z.literal('selu'), ...inplace }),
-  z.strictObject({ type: z.literal('dropout'), p: probability.default(0.5), ...inplace }),
-  z.strictObject({ type: z.literal('alpha_dropout'), p: probability.default(0.5), ...inplace }),
-  z.strictObject({ type: z.literal('identity') }),
-]);
+export const layerSchema = z.discriminatedUnion(
+  'type',
+  [
+    linearLayerSchema,
+    batchNorm1dLayerSchema,
+    layerNormLayerSchema,
+    z.strictObject({ type: z.literal('relu'), ...inplace }),
+    z.strictObject({
+      type: z.literal('leaky_relu'),
+      negative_slope: z.number().default(0.01),
+      ...inplace,
+    }),
+    z.strictObject({
+      type: z.literal('gelu'),
+      approximate: z.enum(['none', 'tanh']).default('none'),
+    }),
+    z.strictObject({ type: z.literal('tanh') }),
+    z.strictObject({ type: z.literal('sigmoid') }),
+    z.strictObject({ type: z.literal('selu'), ...inplace }),
+    z.strictObject({ type: z.literal('dropout'), p: probability.default(0.5), ...inplace }),
+    z.strictObject({ type: z.literal('alpha_dropout'), p: probability.default(0.5), ...inplace }),
+    z.strictObject({ type: z.literal('identity') }),
+  ],
+  {
+    error: (issue) =>
+      issue.code === 'invalid_union' && 'options' in issue
+        ? `unknown layer type ${JSON.stringify((issue.input as { type?: unknown } | undefined)?.type)}; expected one of ${(issue.options as string[]).join(', ')}`
+        : undefined,
+  },
+);
 
 export type LayerSpec = z.output<typeof layerSchema>;
 export type LayerType = LayerSpec['type'];

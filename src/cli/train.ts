@@ -144,12 +144,14 @@ async function main(argv: readonly string[]): Promise<void> {
       )
     : undefined;
   const log = (line: string) => process.stderr.write(`${line}\n`);
-  log(
-    `training ${config.name} on ${data.rows} rows of ${config.data.path} (seed ${config.seed})${init ? `, starting from ${flags.init}` : ''}`,
-  );
   const fmt = (x: number | null, digits = 4) => (x === null ? '-' : x.toFixed(digits));
   const output = await train({
     config,
+    source: flags.config,
+    onStart: ({ rows }) =>
+      log(
+        `training ${config.name} on ${config.data.path}: ${rows.train} train, ${rows.validation} validation, ${rows.test} test rows (seed ${config.seed})${init ? `, starting from ${flags.init}` : ''}`,
+      ),
     data,
     dataSha256: sha256,
     init: init ? { config: init.config, state: init.state } : undefined,

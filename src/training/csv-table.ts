@@ -5,8 +5,10 @@ import { NormserveError } from '../errors/index.js';
 export interface CsvTable {
   source: string;
   header: string[];
-  /** Data rows (header excluded); `rows[i]` is on line i + 2 of the file. */
+  /** Data rows (header excluded). */
   rows: string[][];
+  /** The file line of each data row (1-based; blank lines and multi-line cells counted). */
+  lines: number[];
 }
 
 /**
@@ -15,13 +17,17 @@ export interface CsvTable {
  */
 export function parseCsv(text: string, source: string): CsvTable {
   let records: string[][];
+  let lines: number[];
   try {
-    records = parse(text, {
+    const parsed = parse(text, {
       bom: true,
       skip_empty_lines: true,
       trim: true,
       relax_column_count: true,
-    });
+      info: true,
+    }) as unknown as { record: string[]; info: { lines: number } }[];
+    records = parsed.map((p) => p.record);
+    lines = parsed.map((p) => p.info.lines);
   } catch (e) {
     throw new NormserveError('DATA_INVALID', `${source}: not valid CSV: ${(e as Error).message}`);
   }
@@ -43,25 +49,29 @@ export function parseCsv(text: string, source: string): CsvTable {
     seen.add(name);
   });
   const rows = records.slice(1);
+  const rowLines = lines.slice(1);
   rows.forEach((row, i) => {
     if (row.length !== header.length) {
       throw new NormserveError(
         'DATA_INVALID',
-        `${source}: line ${i + 2} has ${row.length} cells, the header has ${header.length}`,
+        `${source}: line ${rowLines[i]} has ${row.length} cells, the header has ${header.length}`,
       );
     }
   });
-  return { source, header, rows };
+  return { source, header, rows, lines: rowLines };
 }
+
+const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
 
 /** The numeric value of a cell, or an error naming its line and column. */
 export function numericCell(table: CsvTable, row: number, column: number): number {
   const cell = table.rows[row]![column]!;
-  const value = cell === '' ? Number.NaN : Number(cell);
+  // Decimal notation only: Number() would also take "0x10", "0b1" and "" (as 0).
+  const value = DECIMAL.test(cell) ? Number(cell) : Number.NaN;
   if (!Number.isFinite(value)) {
     throw new NormserveError(
       'DATA_INVALID',
-      `${table.source}: line ${row + 2}, column "${table.header[column]}": ${JSON.stringify(cell)} is not a finite number`,
+      `${table.source}: line ${table.lines[row]}, column "${table.header[column]}": ${JSON.stringify(cell)} is not a finite number`,
     );
   }
   return value;

@@ -56,7 +56,7 @@ export function datasetFromTable(
       if (k === undefined) {
         throw new NormserveError(
           'DATA_INVALID',
-          `${table.source}: line ${r + 2}, column "${labelColumn}": label ${JSON.stringify(value)} is not one of the model's labels`,
+          `${table.source}: line ${table.lines[r]}, column "${labelColumn}": label ${JSON.stringify(value)} is not one of the model's labels`,
         );
       }
       targets[r] = k;

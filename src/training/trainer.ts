@@ -69,6 +69,10 @@ export interface TrainInput {
   init?: InitialModel | undefined;
   onBatch?: (progress: BatchProgress) => void;
   onEpoch?: (metrics: EpochMetrics, epochs: number) => void;
+  /** Called once everything is validated and split, just before the first batch. */
+  onStart?: (info: { rows: TrainingMetrics['rows']; batchesPerEpoch: number }) => void;
+  /** Names the config in error messages (e.g. its file path). */
+  source?: string;
   /** Clock for durations (injectable so tests need no timers). */
   now?: () => number;
 }
@@ -124,7 +128,14 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
   const t = config.training;
 
   const layers: LayerSpec[] = input.init ? input.init.config.layers : config.layers;
-  const outputWidth = checkLayerChain(layers, data.width);
+  let outputWidth: number;
+  try {
+    outputWidth = checkLayerChain(layers, data.width);
+  } catch (e) {
+    if (e instanceof NormserveError && input.source)
+      throw new NormserveError(e.code, `${input.source}: ${e.message}`);
+    throw e;
+  }
   if (task === 'classification' && data.labels && outputWidth !== data.labels.length) {
     throw new NormserveError(
       'TRAINING_CONFIG_INVALID',
@@ -179,6 +190,10 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
       ? Math.floor(rows / batchSize)
       : Math.ceil(rows / batchSize);
   const totalSteps = batchesPerEpoch * t.epochs;
+  input.onStart?.({
+    rows: { train: trainSet.rows, validation: validationSet.rows, test: testSet.rows },
+    batchesPerEpoch,
+  });
   const order = Int32Array.from({ length: rows }, (_, i) => i);
   const epochs: EpochMetrics[] = [];
   let best: { epoch: number; loss: number; state: StateDict } | undefined;

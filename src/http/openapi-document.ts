@@ -1,0 +1,24 @@
+import pino from 'pino';
+import { ModelRegistry, parseServerConfig } from '../service/index.js';
+import { buildApp } from './app.js';
+import { ServiceMetrics } from './metrics.js';
+
+/**
+ * The OpenAPI document of the app with the default configuration and an empty repository: what
+ * `npm run openapi` writes to openapi/openapi.json (routes and schemas don't depend on models).
+ */
+export async function openApiDocument(version: string): Promise<unknown> {
+  const config = parseServerConfig({ MODEL_REPOSITORY: '/nonexistent' });
+  const app = await buildApp({
+    config,
+    registry: new ModelRegistry(config.MODEL_REPOSITORY, { maxBatchSize: config.MAX_BATCH_SIZE }),
+    metrics: new ServiceMetrics({ defaultMetrics: false }),
+    adminToken: 'unused-token-for-the-document',
+    version,
+    logger: pino({ level: 'silent' }),
+  });
+  await app.ready();
+  const document = app.swagger();
+  await app.close();
+  return document;
+}

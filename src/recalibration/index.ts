@@ -1,0 +1,12 @@
+export { createRecalibrator, recalibrate } from './create-recalibrator.js';
+export type { LayerShift } from './layer-shift.js';
+export {
+  DEFAULT_BATCH_SIZE,
+  DEFAULT_CHUNK_ROWS,
+  DEFAULT_MAX_SAMPLES,
+  DEFAULT_PRIOR_STRENGTH,
+  type RecalibrationMode,
+  type RecalibrationOptions,
+  type RecalibrationProgress,
+} from './recalibration-options.js';
+export type { RecalibrationResult, Recalibrator } from './recalibrator.js';

@@ -1,0 +1,74 @@
+import type { BatchNorm, Sequential } from '../nn/index.js';
+import type { BatchNormLayer } from './batch-norm-layers.js';
+
+/**
+ * BatchNorm.momentum is readonly in nn/ (it comes from the config); `running` mode overrides it
+ * temporarily with null, exactly as torch.optim.swa_utils.update_bn does, and restores it.
+ */
+function setMomentum(bn: BatchNorm, momentum: number | null): void {
+  (bn as { momentum: number | null }).momentum = momentum;
+}
+
+/**
+ * What a recalibration may touch, captured before it starts: train/eval flags of the network and
+ * its modules, each BatchNorm's momentum, running statistics and num_batches_tracked. The
+ * original statistics feed the shift report and `prior` mode; everything is restored on failure.
+ */
+export class NetworkState {
+  readonly means: Float32Array[];
+  readonly vars: Float32Array[];
+  private readonly batchesTracked: number[];
+  private readonly momenta: (number | null)[];
+  private readonly networkTraining: boolean;
+  private readonly moduleTraining: boolean[];
+
+  constructor(
+    private readonly network: Sequential,
+    private readonly layers: readonly BatchNormLayer[],
+  ) {
+    this.means = layers.map(({ bn }) => bn.runningMean.data.slice());
+    this.vars = layers.map(({ bn }) => bn.runningVar.data.slice());
+    this.batchesTracked = layers.map(({ bn }) => bn.numBatchesTracked);
+    this.momenta = layers.map(({ bn }) => bn.momentum);
+    this.networkTraining = network.training;
+    this.moduleTraining = network.modules.map((m) => m.training);
+  }
+
+  /** Every module in eval mode (Dropout off, BatchNorm on running statistics). */
+  enterEval(): void {
+    this.network.eval();
+  }
+
+  /**
+   * `running` mode: BatchNorms in train mode with momentum null (cumulative average), every other
+   * module in eval mode. Unlike update_bn, Dropout stays off: the statistics are meant for the
+   * eval-mode network, which never drops units, so dropout noise would only bias the variances.
+   */
+  enterRunning(): void {
+    this.network.eval();
+    for (const { bn } of this.layers) {
+      bn.train();
+      setMomentum(bn, null);
+    }
+  }
+
+  /** Back to the caller's train/eval flags and momenta. */
+  leave(): void {
+    this.network.training = this.networkTraining;
+    this.network.modules.forEach((m, i) => {
+      m.training = this.moduleTraining[i]!;
+    });
+    this.layers.forEach(({ bn }, k) => {
+      setMomentum(bn, this.momenta[k]!);
+    });
+  }
+
+  /** Running statistics and num_batches_tracked as captured. */
+  restoreBuffers(): void {
+    this.layers.forEach(({ bn }, k) => {
+      bn.runningMean.data.set(this.means[k]!);
+      bn.runningVar.data.set(this.vars[k]!);
+      bn.numBatchesTracked = this.batchesTracked[k]!;
+    });
+  }
+}

@@ -1,0 +1,91 @@
+import { NormserveError } from '../errors/index.js';
+
+/**
+ * How BatchNorm statistics are re-estimated on the target data:
+ *  - `exact`: AdaBN (Li et al. 2016, "Revisiting Batch Normalization For Practical Domain
+ *    Adaptation"), each BatchNorm gets the mean and unbiased variance of its inputs over all rows;
+ *  - `prior`: the source statistics blended with the target ones (Schneider et al. 2020,
+ *    "Improving robustness against common corruptions by covariate shift adaptation");
+ *  - `running`: train-mode batches with a cumulative average, as torch.optim.swa_utils.update_bn.
+ */
+export type RecalibrationMode = 'exact' | 'prior' | 'running';
+
+/** A progress report; `layer` (network index of a BatchNorm) is set while that layer is computed. */
+export interface RecalibrationProgress {
+  phase: 'receiving' | 'statistics';
+  rows: number;
+  totalRows: number;
+  layer?: number;
+}
+
+export interface RecalibrationOptions {
+  mode: RecalibrationMode;
+  /** Prior strength N ≥ 0 of `prior` mode, in rows (default 16). */
+  priorStrength?: number;
+  /** Rows per train-mode batch of `running` mode (default 256, ≥ 2). */
+  batchSize?: number;
+  /** Rows per forward chunk (default 1024): working memory is bounded by it. */
+  chunkRows?: number;
+  /** Most rows accepted (default 1 000 000); more is TOO_MANY_SAMPLES. */
+  maxSamples?: number;
+  onProgress?: (p: RecalibrationProgress) => void;
+  /** Awaited between chunks, so that a server's event loop keeps serving. */
+  pause?: () => Promise<void>;
+}
+
+export const DEFAULT_PRIOR_STRENGTH = 16;
+export const DEFAULT_BATCH_SIZE = 256;
+export const DEFAULT_CHUNK_ROWS = 1024;
+export const DEFAULT_MAX_SAMPLES = 1_000_000;
+
+/** Options with defaults filled in and checked. */
+export interface ResolvedOptions {
+  mode: RecalibrationMode;
+  priorStrength: number;
+  batchSize: number;
+  chunkRows: number;
+  maxSamples: number;
+  onProgress: ((p: RecalibrationProgress) => void) | undefined;
+  pause: (() => Promise<void>) | undefined;
+}
+
+const MODES: readonly RecalibrationMode[] = ['exact', 'prior', 'running'];
+
+function integerAtLeast(name: string, value: number, min: number): number {
+  if (!Number.isSafeInteger(value) || value < min) {
+    throw new NormserveError(
+      'INVALID_INPUT',
+      `${name} must be an integer ≥ ${min}, got ${String(value)}`,
+      { errors: [{ path: name, message: `expected an integer ≥ ${min}` }] },
+    );
+  }
+  return value;
+}
+
+/** Fills in the defaults; invalid values are INVALID_INPUT naming the option. */
+export function resolveOptions(options: RecalibrationOptions): ResolvedOptions {
+  if (!MODES.includes(options.mode)) {
+    throw new NormserveError(
+      'INVALID_INPUT',
+      `mode must be one of ${MODES.join(', ')}, got ${String(options.mode)}`,
+      { errors: [{ path: 'mode', message: `expected one of ${MODES.join(', ')}` }] },
+    );
+  }
+  const priorStrength = options.priorStrength ?? DEFAULT_PRIOR_STRENGTH;
+  if (!(Number.isFinite(priorStrength) && priorStrength >= 0)) {
+    throw new NormserveError(
+      'INVALID_INPUT',
+      `priorStrength must be a finite number ≥ 0, got ${String(priorStrength)}`,
+      { errors: [{ path: 'priorStrength', message: 'expected a finite number ≥ 0' }] },
+    );
+  }
+  return {
+    mode: options.mode,
+    priorStrength,
+    batchSize: integerAtLeast('batchSize', options.batchSize ?? DEFAULT_BATCH_SIZE, 2),
+    chunkRows: integerAtLeast('chunkRows', options.chunkRows ?? DEFAULT_CHUNK_ROWS, 1),
+    maxSamples: integerAtLeast('maxSamples', options.maxSamples ?? DEFAULT_MAX_SAMPLES, 2),
+    onProgress: options.onProgress,
+    pause: options.pause,
+  };
+}

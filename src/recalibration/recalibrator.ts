@@ -1,0 +1,33 @@
+import type { LayerShift } from './layer-shift.js';
+
+export interface RecalibrationResult {
+  /** Rows received. */
+  samples: number;
+  /** One entry per BatchNorm, in network order. */
+  layers: LayerShift[];
+  /** `running` mode: train-mode batches forwarded (= each BatchNorm's num_batches_tracked). */
+  batches?: number;
+  /** `running` mode: rows left out, i.e. a final batch of a single row (0 or 1). */
+  skipped?: number;
+}
+
+/**
+ * A recalibration fed chunk by chunk. It owns the network it was given (a private copy) until
+ * finish() settles: pushes may already update its statistics, finish() writes the new
+ * running_mean/running_var in place. Calls must not overlap (await each one).
+ */
+export interface Recalibrator {
+  /** Rows received so far. */
+  readonly rows: number;
+  /**
+   * Whole rows, [k, width] row-major raw features (before the input transform). The chunk is
+   * validated before any of it is used (INVALID_INPUT, TOO_MANY_SAMPLES) and may be reused by the
+   * caller once the promise settles: the rows kept are copies.
+   */
+  push(chunk: Float32Array): Promise<void>;
+  /**
+   * Computes and writes the statistics; afterwards the recalibrator is closed. On failure the
+   * network's buffers, modes and momenta are restored to what they were before the recalibration.
+   */
+  finish(): Promise<RecalibrationResult>;
+}

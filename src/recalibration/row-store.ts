@@ -1,0 +1,59 @@
+/**
+ * The received rows (after the input transform), kept because in `exact` and `prior` mode the
+ * input of BatchNorm k depends on the new statistics of BatchNorm k − 1, so every row is needed
+ * again once per BatchNorm. Rows are copied once into blocks of at most `blockRows` rows (small
+ * pushes are coalesced, big ones split), never into one giant array; the open block grows by
+ * doubling so that a few rows never allocate a whole block.
+ */
+export class RowStore {
+  private readonly blocks: Float32Array[] = [];
+  private open = new Float32Array(0);
+  private openRows = 0;
+  private stored = 0;
+
+  constructor(
+    readonly width: number,
+    readonly blockRows: number,
+  ) {}
+
+  get rows(): number {
+    return this.stored;
+  }
+
+  /** Copies whole rows in. */
+  append(rows: Float32Array): void {
+    const w = this.width;
+    let offset = 0;
+    const total = rows.length / w;
+    while (offset < total) {
+      const room = this.blockRows - this.openRows;
+      const take = Math.min(room, total - offset);
+      this.reserve(this.openRows + take);
+      this.open.set(rows.subarray(offset * w, (offset + take) * w), this.openRows * w);
+      this.openRows += take;
+      offset += take;
+      this.stored += take;
+      if (this.openRows === this.blockRows) {
+        this.blocks.push(this.open);
+        this.open = new Float32Array(0);
+        this.openRows = 0;
+      }
+    }
+  }
+
+  /** The stored rows as blocks of at most `blockRows` rows, in the order received. */
+  *chunks(): Generator<{ data: Float32Array; rows: number }> {
+    for (const data of this.blocks) yield { data, rows: this.blockRows };
+    if (this.openRows > 0)
+      yield { data: this.open.subarray(0, this.openRows * this.width), rows: this.openRows };
+  }
+
+  private reserve(rows: number): void {
+    const capacity = this.open.length / this.width;
+    if (rows <= capacity) return;
+    const grown = Math.min(this.blockRows, Math.max(rows, 2 * capacity, 16));
+    const next = new Float32Array(grown * this.width);
+    next.set(this.open.subarray(0, this.openRows * this.width));
+    this.open = next;
+  }
+}

@@ -1,0 +1,38 @@
+import { formatPath, NormserveError } from '../errors/index.js';
+
+/**
+ * Number of rows in a chunk of raw features, after checking that it holds whole rows of `width`
+ * values and only finite numbers. `firstRow` is the index of its first row among all rows
+ * received, so that errors name the row (0-based) and column of the data as a whole.
+ */
+export function countRows(chunk: Float32Array, width: number, firstRow: number): number {
+  if (chunk.length % width !== 0) {
+    throw new NormserveError(
+      'INVALID_INPUT',
+      `a chunk of ${chunk.length} values is not a whole number of rows of ${width} features`,
+    );
+  }
+  for (let i = 0; i < chunk.length; i++) {
+    const v = chunk[i]!;
+    if (!Number.isFinite(v)) {
+      const row = firstRow + Math.floor(i / width);
+      const column = i % width;
+      throw new NormserveError(
+        'INVALID_INPUT',
+        `row ${row}, column ${column}: ${v} is not a finite number`,
+        { errors: [{ path: formatPath([row, column], 'rows'), message: 'not a finite number' }] },
+      );
+    }
+  }
+  return chunk.length / width;
+}
+
+/** TOO_MANY_SAMPLES when `incoming` more rows would exceed `maxSamples`. */
+export function checkCapacity(received: number, incoming: number, maxSamples: number): void {
+  if (received + incoming > maxSamples) {
+    throw new NormserveError(
+      'TOO_MANY_SAMPLES',
+      `at most ${maxSamples} samples are accepted, got ${received + incoming}`,
+    );
+  }
+}

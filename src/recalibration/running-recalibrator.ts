@@ -1,0 +1,85 @@
+import { type FeatureTransform, type Sequential, Tensor } from '../nn/index.js';
+import { type BatchNormLayer, forwardPrefix } from './batch-norm-layers.js';
+import type { ResolvedOptions } from './recalibration-options.js';
+import { type ModeResult, StreamingRecalibrator } from './streaming-recalibrator.js';
+
+/**
+ * `running` mode, after torch.optim.swa_utils.update_bn (torch/optim/swa_utils.py): reset the
+ * running statistics (mean 0, var 1, num_batches_tracked 0), set momentum = null (cumulative
+ * average) and forward consecutive batches of `batchSize` rows with the BatchNorms in train mode,
+ * which normalize with the batch statistics and fold the batch mean and unbiased variance into
+ * the running ones: after B batches each is the plain average over the batches, and
+ * num_batches_tracked = B. Unlike update_bn, Dropout stays off (see NetworkState.enterRunning).
+ *
+ * Batches are forwarded as soon as they are full, so only one batch of rows is ever held (memory
+ * is bounded by `batchSize`, whatever `chunkRows` is). A final partial batch of ≥ 2 rows is used;
+ * a final batch of a single row is skipped (a train-mode BatchNorm cannot take one value per
+ * channel) and reported as `skipped: 1`. Modes and momenta are restored after every batch.
+ */
+export class RunningRecalibrator extends StreamingRecalibrator {
+  private readonly batch: Float32Array;
+  private pending = 0;
+  private batches = 0;
+  private batchedRows = 0;
+  /** Rows taken so far, including the slice being consumed (received counts whole slices). */
+  private seen = 0;
+  private readonly end: number;
+
+  constructor(
+    network: Sequential,
+    inputTransform: FeatureTransform | undefined,
+    inputWidth: number,
+    options: ResolvedOptions,
+    layers: readonly BatchNormLayer[],
+  ) {
+    super(network, inputTransform, inputWidth, options, layers);
+    this.batch = new Float32Array(options.batchSize * inputWidth);
+    // Layers after the last BatchNorm cannot change any statistic: stop there.
+    this.end = layers[layers.length - 1]!.index + 1;
+  }
+
+  protected consume(x: Float32Array, rows: number): void {
+    const w = this.inputWidth;
+    const size = this.options.batchSize;
+    let offset = 0;
+    while (offset < rows) {
+      const take = Math.min(size - this.pending, rows - offset);
+      this.batch.set(x.subarray(offset * w, (offset + take) * w), this.pending * w);
+      this.pending += take;
+      this.seen += take;
+      offset += take;
+      if (this.pending === size) this.runBatch();
+    }
+  }
+
+  protected async compute(): Promise<ModeResult> {
+    let skipped = 0;
+    if (this.pending >= 2) this.runBatch();
+    else skipped = this.pending;
+    this.pending = 0;
+    return { batches: this.batches, skipped };
+  }
+
+  private runBatch(): void {
+    const rows = this.pending;
+    if (this.batches === 0) {
+      // BatchNorm.reset_running_stats().
+      for (const { bn } of this.layers) {
+        bn.runningMean.data.fill(0);
+        bn.runningVar.data.fill(1);
+        bn.numBatchesTracked = 0;
+      }
+    }
+    this.state.enterRunning();
+    try {
+      const x = new Tensor(this.batch.subarray(0, rows * this.inputWidth), [rows, this.inputWidth]);
+      forwardPrefix(this.network, x, this.end);
+    } finally {
+      this.state.leave();
+      this.pending = 0;
+    }
+    this.batches += 1;
+    this.batchedRows += rows;
+    this.progress({ phase: 'statistics', rows: this.batchedRows, totalRows: this.seen });
+  }
+}

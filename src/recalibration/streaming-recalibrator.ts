@@ -1,0 +1,133 @@
+import { NormserveError } from '../errors/index.js';
+import { applyFeatureTransform, type FeatureTransform, type Sequential } from '../nn/index.js';
+import type { BatchNormLayer } from './batch-norm-layers.js';
+import { layerShift } from './layer-shift.js';
+import { NetworkState } from './network-state.js';
+import type { RecalibrationProgress, ResolvedOptions } from './recalibration-options.js';
+import type { RecalibrationResult, Recalibrator } from './recalibrator.js';
+import { checkCapacity, countRows } from './row-validation.js';
+
+/** What a mode adds to the result (`running`: batches and skipped rows). */
+export type ModeResult = Pick<RecalibrationResult, 'batches' | 'skipped'>;
+
+/**
+ * The part every mode shares: validating pushed chunks, applying the input transform slice by
+ * slice (at most `chunkRows` rows at a time, pausing between slices), progress, the one-shot
+ * finish() that restores the network on failure, and the shift report.
+ */
+export abstract class StreamingRecalibrator implements Recalibrator {
+  protected readonly state: NetworkState;
+  private received = 0;
+  private busy = false;
+  private closed = false;
+
+  constructor(
+    protected readonly network: Sequential,
+    private readonly inputTransform: FeatureTransform | undefined,
+    protected readonly inputWidth: number,
+    protected readonly options: ResolvedOptions,
+    protected readonly layers: readonly BatchNormLayer[],
+  ) {
+    this.state = new NetworkState(network, layers);
+  }
+
+  get rows(): number {
+    return this.received;
+  }
+
+  /** Takes `rows` transformed rows (a fresh array the mode may keep). */
+  protected abstract consume(x: Float32Array, rows: number): void;
+
+  /** Writes the new statistics of every BatchNorm for `n` ≥ 2 rows. */
+  protected abstract compute(n: number): Promise<ModeResult>;
+
+  async push(chunk: Float32Array): Promise<void> {
+    this.enter('push');
+    try {
+      const width = this.inputWidth;
+      const rows = countRows(chunk, width, this.received);
+      checkCapacity(this.received, rows, this.options.maxSamples);
+      const step = this.options.chunkRows;
+      for (let start = 0; start < rows; start += step) {
+        const end = Math.min(rows, start + step);
+        const raw = chunk.subarray(start * width, end * width);
+        const x = applyFeatureTransform(raw, width, this.inputTransform);
+        // Without a transform x is the caller's memory: keep a copy, never a view.
+        this.consume(x === raw ? raw.slice() : x, end - start);
+        this.received += end - start;
+        this.progress({ phase: 'receiving', rows: this.received, totalRows: this.received });
+        await this.pause();
+      }
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  async finish(): Promise<RecalibrationResult> {
+    this.enter('finish');
+    this.closed = true;
+    try {
+      const n = this.received;
+      if (n < 2) {
+        throw new NormserveError(
+          'TOO_FEW_SAMPLES',
+          'need at least 2 samples: the variance of one sample is 0',
+        );
+      }
+      const extra = await this.compute(n);
+      this.checkFinite();
+      return { samples: n, layers: this.shifts(), ...extra };
+    } catch (e) {
+      this.state.restoreBuffers();
+      throw e;
+    } finally {
+      this.state.leave();
+      this.busy = false;
+    }
+  }
+
+  protected progress(p: RecalibrationProgress): void {
+    this.options.onProgress?.(p);
+  }
+
+  protected async pause(): Promise<void> {
+    if (this.options.pause) await this.options.pause();
+  }
+
+  private enter(what: string): void {
+    if (this.closed) throw new Error(`Recalibrator.${what}(): finish() was already called`);
+    if (this.busy) {
+      throw new Error(
+        `Recalibrator.${what}(): another push() or finish() is still running; await each call`,
+      );
+    }
+    this.busy = true;
+  }
+
+  /** Float32 overflow in the activations would store NaN/∞ statistics: refuse instead. */
+  private checkFinite(): void {
+    for (const { index, bn } of this.layers) {
+      const ok =
+        bn.runningMean.data.every(Number.isFinite) && bn.runningVar.data.every(Number.isFinite);
+      if (!ok) {
+        throw new NormserveError(
+          'INVALID_INPUT',
+          `the statistics of BatchNorm layer ${index} are not finite: the inputs overflow float32 in the network`,
+        );
+      }
+    }
+  }
+
+  private shifts(): RecalibrationResult['layers'] {
+    return this.layers.map(({ index, bn }, k) =>
+      layerShift(
+        index,
+        bn.eps,
+        this.state.means[k]!,
+        this.state.vars[k]!,
+        bn.runningMean.data,
+        bn.runningVar.data,
+      ),
+    );
+  }
+}
