@@ -1,0 +1,71 @@
+/**
+ * Builds the real app on a temporary copy of a model repository, for `app.inject` tests.
+ */
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import type { AppInstance } from '../../src/http/app-types.js';
+import { buildApp } from '../../src/http/app.js';
+import { ServiceMetrics } from '../../src/http/metrics.js';
+import { ModelRegistry, parseServerConfig, type ServerConfig } from '../../src/service/index.js';
+
+export const ADMIN_TOKEN = 'test-admin-token-0123456789abcdef';
+
+/** Model directories a test repository can hold: name → source directory (containing versions). */
+export const MODEL_SOURCES = {
+  digits: 'models/digits',
+  'digits-torch': 'test/fixtures/torch-model/digits-torch',
+} as const;
+
+export interface TestApp {
+  app: AppInstance;
+  registry: ModelRegistry;
+  repository: string;
+  config: ServerConfig;
+  close(): Promise<void>;
+}
+
+/** A repository in a fresh temp directory with copies of the given models. */
+export function makeRepository(models: readonly (keyof typeof MODEL_SOURCES)[] = ['digits']): string {
+  const root = mkdtempSync(join(tmpdir(), 'normserve-repo-'));
+  for (const name of models) cpSync(MODEL_SOURCES[name], join(root, name), { recursive: true });
+  return root;
+}
+
+export async function makeTestApp(
+  options: { models?: (keyof typeof MODEL_SOURCES)[]; repository?: string; env?: Record<string, string> } = {},
+): Promise<TestApp> {
+  const repository = options.repository ?? makeRepository(options.models);
+  const config = parseServerConfig({
+    MODEL_REPOSITORY: repository,
+    ADMIN_TOKEN,
+    MODEL_POLL_INTERVAL_MS: '0',
+    LOG_LEVEL: 'silent',
+    ...options.env,
+  });
+  const registry = new ModelRegistry(repository, { maxBatchSize: config.MAX_BATCH_SIZE });
+  await registry.refresh();
+  const app = await buildApp({
+    config,
+    registry,
+    metrics: new ServiceMetrics({ defaultMetrics: false }),
+    adminToken: config.ADMIN_TOKEN ?? ADMIN_TOKEN,
+    version: '0.0.0-test',
+    logger: pino({ level: 'silent' }),
+  });
+  await app.ready();
+  return {
+    app,
+    registry,
+    repository,
+    config,
+    close: async () => {
+      await app.close();
+      if (!options.repository) rmSync(repository, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The digits test rows (CSV rows 1437..1796): raw pixels and labels. */
+export { digitsTestRows } from './digits.js';

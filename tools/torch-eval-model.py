@@ -1,0 +1,120 @@
+#!/usr/bin/python3
+"""Evaluate a normserve model directory in PyTorch (proof that checkpoints are PyTorch-exact).
+
+Builds an nn.Sequential from config.json, loads model.safetensors (read by hand: the format is
+an 8-byte little-endian header length, a JSON header, then little-endian tensor bytes), applies
+the config's input_transform and prints or writes the eval-mode logits for rows of a CSV file.
+
+Usage (Debian's python3-torch; run from the repository root):
+  /usr/bin/python3 tools/torch-eval-model.py models/digits/1 data/digits/digits.csv \
+      --rows 1437:1797 --out test/fixtures/torch-model/bundled-digits-eval.json
+  /usr/bin/python3 tools/torch-eval-model.py models/digits/1 data/digits/digits.csv --compare ours.json
+"""
+import argparse
+import csv
+import json
+import struct
+
+import numpy as np
+import torch
+from torch import nn
+
+DTYPES = {"F32": (np.float32, 4), "F64": (np.float64, 8), "I64": (np.int64, 8), "I32": (np.int32, 4)}
+
+
+def read_safetensors(path):
+    data = open(path, "rb").read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + n])
+    header.pop("__metadata__", None)
+    base = 8 + n
+    tensors = {}
+    for name, entry in header.items():
+        dtype, size = DTYPES[entry["dtype"]]
+        begin, end = entry["data_offsets"]
+        array = np.frombuffer(data[base + begin : base + end], dtype=dtype).reshape(entry["shape"])
+        tensors[name] = torch.from_numpy(array.copy())
+    return tensors
+
+
+def build(config):
+    layers = []
+    for spec in config["layers"]:
+        t = spec["type"]
+        if t == "linear":
+            layers.append(nn.Linear(spec["in_features"], spec["out_features"], bias=spec.get("bias", True)))
+        elif t == "batchnorm1d":
+            layers.append(nn.BatchNorm1d(spec["num_features"], eps=spec.get("eps", 1e-5), momentum=spec.get("momentum", 0.1), affine=spec.get("affine", True)))
+        elif t == "layernorm":
+            layers.append(nn.LayerNorm(spec["normalized_shape"], eps=spec.get("eps", 1e-5), elementwise_affine=spec.get("elementwise_affine", True)))
+        elif t == "relu":
+            layers.append(nn.ReLU())
+        elif t == "leaky_relu":
+            layers.append(nn.LeakyReLU(spec.get("negative_slope", 0.01)))
+        elif t == "gelu":
+            layers.append(nn.GELU(approximate=spec.get("approximate", "none")))
+        elif t == "tanh":
+            layers.append(nn.Tanh())
+        elif t == "sigmoid":
+            layers.append(nn.Sigmoid())
+        elif t == "selu":
+            layers.append(nn.SELU())
+        elif t == "dropout":
+            layers.append(nn.Dropout(spec.get("p", 0.5)))
+        elif t == "alpha_dropout":
+            layers.append(nn.AlphaDropout(spec.get("p", 0.5)))
+        elif t == "identity":
+            layers.append(nn.Identity())
+        else:
+            raise SystemExit(f"unknown layer type {t}")
+    return nn.Sequential(*layers)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model_dir")
+    parser.add_argument("csv")
+    parser.add_argument("--rows", default=None, help="start:end data rows (header excluded)")
+    parser.add_argument("--label-column", default="label")
+    parser.add_argument("--out", help="write {logits, predictions} JSON here")
+    parser.add_argument("--compare", help="JSON with our logits ({'logits': [[...]]}): print max |difference|")
+    args = parser.parse_args()
+
+    config = json.load(open(f"{args.model_dir}/config.json"))
+    model = build(config)
+    model.load_state_dict(read_safetensors(f"{args.model_dir}/model.safetensors"), strict=True)
+    model.eval()
+
+    with open(args.csv) as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        rows = [r for r in reader if r]
+    if args.rows:
+        start, end = (int(v) for v in args.rows.split(":"))
+        rows = rows[start:end]
+    label = header.index(args.label_column) if args.label_column in header else None
+    features = [[float(v) for i, v in enumerate(r) if i != label] for r in rows]
+    x = torch.tensor(features, dtype=torch.float32)
+    t = config.get("input_transform")
+    if t:
+        x = (x - torch.tensor(t["shift"], dtype=torch.float32)) * torch.tensor(t["scale"], dtype=torch.float32)
+    with torch.no_grad():
+        logits = model(x)
+    predictions = logits.argmax(dim=1).tolist()
+    result = {"torch_version": torch.__version__, "model_dir": args.model_dir, "rows": args.rows, "logits": logits.tolist(), "predictions": predictions}
+    if label is not None and config.get("labels"):
+        truth = [r[label] for r in rows]
+        result["accuracy"] = sum(config["labels"][p] == y for p, y in zip(predictions, truth)) / len(rows)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(result, f)
+            f.write("\n")
+    if args.compare:
+        ours = torch.tensor(json.load(open(args.compare))["logits"], dtype=torch.float64)
+        diff = (ours - logits.double()).abs().max().item()
+        print(f"max |ours - torch| = {diff:.3g} over {ours.numel()} logits; argmax equal: {bool((ours.argmax(1) == logits.argmax(1)).all())}")
+    print(f"torch {torch.__version__}: {len(rows)} rows, accuracy {result.get('accuracy')}")
+
+
+if __name__ == "__main__":
+    main()
