@@ -12,6 +12,9 @@ It writes
   test/fixtures/torch-model/expected.json          its eval logits/probabilities on the test rows
   test/fixtures/torch-model/recalibration.json     the "night" shift and exact BN recalibration
   test/fixtures/torch-model/reference-float64.json the same logits evaluated in float64
+  test/fixtures/torch-model/recalibration-running.json
+                                                   `running` BN recalibration (update_bn-style)
+                                                   of that model on the night-shifted rows
 
 The outputs are committed, so CI and the TypeScript tests never need torch. Re-run this only to
 regenerate them (e.g. after changing what is recorded), and commit the result.
@@ -839,6 +842,135 @@ def make_model_fixture():
     )
 
 
+# ---------------------------------------------------------------------------------------------
+# m. `running` recalibration of the digits model (torch.optim.swa_utils.update_bn, dropout off)
+
+
+def read_safetensors(path):
+    """A safetensors file (F32 / I64 only, as write_safetensors writes them) as a state dict."""
+    with open(path, "rb") as f:
+        data = f.read()
+    (header_length,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + header_length].decode("utf-8"))
+    base = 8 + header_length
+    state = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        begin, end = entry["data_offsets"]
+        blob = data[base + begin:base + end]
+        if entry["dtype"] == "F32":
+            values = struct.unpack(f"<{len(blob) // 4}f", blob)
+            state[name] = torch.tensor(values, dtype=torch.float32).view(entry["shape"])
+        elif entry["dtype"] == "I64":
+            values = struct.unpack(f"<{len(blob) // 8}q", blob)
+            state[name] = torch.tensor(values, dtype=torch.int64).view(entry["shape"])
+        else:
+            raise TypeError(f"{name}: unsupported dtype {entry['dtype']}")
+    return state
+
+
+def model_from_checkpoint(version_dir):
+    """nn.Sequential and (shift, scale) from a normserve checkpoint written by section l."""
+    with open(os.path.join(version_dir, "config.json"), encoding="utf-8") as f:
+        config = json.load(f)
+    modules = []
+    for layer in config["layers"]:
+        if layer["type"] == "linear":
+            modules.append(nn.Linear(layer["in_features"], layer["out_features"], bias=layer["bias"]))
+        elif layer["type"] == "batchnorm1d":
+            modules.append(nn.BatchNorm1d(layer["num_features"], eps=layer["eps"],
+                                          momentum=layer["momentum"]))
+        elif layer["type"] == "relu":
+            modules.append(nn.ReLU())
+        elif layer["type"] == "dropout":
+            modules.append(nn.Dropout(layer["p"]))
+        else:
+            raise TypeError(layer["type"])
+    model = nn.Sequential(*modules)
+    model.load_state_dict(read_safetensors(os.path.join(version_dir, "model.safetensors")))
+    transform = config["input_transform"]
+    shift = torch.tensor(transform["shift"], dtype=torch.float32)
+    scale = torch.tensor(transform["scale"], dtype=torch.float32)
+    return model.eval(), shift, scale
+
+
+def make_running_recalibration():
+    """update_bn on the night rows, except that dropout stays in eval mode: reset_running_stats,
+    momentum=None (cumulative average), BN layers in train mode on consecutive batches of 64 rows
+    (the last batch has 360 - 5*64 = 40 rows), then momenta and eval mode restored."""
+    model, shift, scale = model_from_checkpoint(os.path.join(MODEL_DIR, "digits-torch", "1"))
+    x_raw, labels = read_digits()
+    x_test_raw, y_test = x_raw[TEST_ROWS[0]:TEST_ROWS[1]], labels[TEST_ROWS[0]:TEST_ROWS[1]]
+    z_night = (night(x_test_raw) - shift) * scale
+    batch_size = 64
+
+    batchnorms = [(i, m) for i, m in enumerate(model) if isinstance(m, nn.BatchNorm1d)]
+    source = {i: (m.running_mean.clone(), m.running_var.clone()) for i, m in batchnorms}
+    momenta = {}
+    for i, m in batchnorms:
+        m.reset_running_stats()
+        momenta[i] = m.momentum
+        m.momentum = None
+    model.eval()
+    for _, m in batchnorms:
+        m.train()
+    batches = 0
+    with torch.no_grad():
+        for start in range(0, z_night.shape[0], batch_size):
+            model(z_night[start:start + batch_size])
+            batches += 1
+    for i, m in batchnorms:
+        m.momentum = momenta[i]
+    model.eval()
+    assert all(not m.training for m in model)
+
+    logits = eval_logits(model, z_night)
+    records = []
+    for i, m in batchnorms:
+        assert int(m.num_batches_tracked.item()) == batches
+        records.append(
+            {
+                "index": i,
+                "running_mean_key": f"{i}.running_mean",
+                "running_var_key": f"{i}.running_var",
+                "source_running_mean": t(source[i][0]),
+                "source_running_var": t(source[i][1]),
+                "running_mean": t(m.running_mean),
+                "running_var": t(m.running_var),
+                "num_batches_tracked": int(m.num_batches_tracked.item()),
+            }
+        )
+    write_json(
+        os.path.join(MODEL_DIR, "recalibration-running.json"),
+        {
+            "description": "running-mode BN recalibration of digits-torch/1 on the night-shifted "
+            "test rows (as in recalibration.json, standardized in float32 as (x - shift) * scale): "
+            "like torch.optim.swa_utils.update_bn but with Dropout in eval mode. Each BN: "
+            "reset_running_stats(), momentum=None, train mode; consecutive batches of batch_size "
+            "rows in row order (the last one partial); running_* are PyTorch's float32 buffers "
+            "afterwards (the average over batches of the batch mean and unbiased variance), "
+            "num_batches_tracked = num_batches. logits/predictions: the recalibrated model in "
+            "eval mode on the same rows.",
+            "model": "digits-torch",
+            "version": 1,
+            "rows": {"start": TEST_ROWS[0], "end": TEST_ROWS[1]},
+            "num_rows": TEST_ROWS[1] - TEST_ROWS[0],
+            "shift": {"name": "night", "contrast": 0.35, "brightness": 0.1, "pixel_max": 16},
+            "batch_size": batch_size,
+            "num_batches": batches,
+            "batchnorms": records,
+            "recalibrated": {
+                "logits": t(logits),
+                "predictions": logits.argmax(dim=1).tolist(),
+                "accuracy": accuracy(logits, y_test),
+            },
+        },
+    )
+    print(f"digits-torch running recalibration: {batches} batches, "
+          f"accuracy {accuracy(logits, y_test):.4f}")
+
+
 def main():
     make_batchnorm()
     make_batchnorm_errors()
@@ -851,6 +983,7 @@ def main():
     make_lr_schedules()
     make_clip_grad_norm()
     make_model_fixture()
+    make_running_recalibration()
 
 
 if __name__ == "__main__":

@@ -22,7 +22,9 @@ export interface Recalibrator {
   /**
    * Whole rows, [k, width] row-major raw features (before the input transform). The chunk is
    * validated before any of it is used (INVALID_INPUT, TOO_MANY_SAMPLES) and may be reused by the
-   * caller once the promise settles: the rows kept are copies.
+   * caller once the promise settles: the rows kept are copies. Work is done in slices of
+   * `chunkRows` rows with pause() awaited after each; if pause() rejects, push rejects with its
+   * error and the slices already taken stay received (see `rows`).
    */
   push(chunk: Float32Array): Promise<void>;
   /**

@@ -1,0 +1,269 @@
+/**
+ * Refusals (codes and messages), what recalibration never touches (γ, β, weights; modes;
+ * num_batches_tracked outside `running`), restoration on failure, and the shift report.
+ */
+import { describe, expect, it } from 'vitest';
+import { isNormserveError } from '../../src/errors/index.js';
+import { type BatchNorm, BatchNorm1d, Linear, ReLU, Sequential } from '../../src/nn/index.js';
+import {
+  createRecalibrator,
+  type RecalibrationMode,
+  recalibrate,
+} from '../../src/recalibration/index.js';
+import { loadModel, nightShift, readDigitRows, WIDTH } from './helpers/digits-fixtures.js';
+import { INPUT_SHIFT_RTOL, SHIFT_REPORT_RTOL } from './helpers/recalibration-tolerances.js';
+
+const MODEL_DIR = 'test/fixtures/torch-model/digits-torch/1';
+const MODES: readonly RecalibrationMode[] = ['exact', 'prior', 'running'];
+const night = nightShift(readDigitRows().pixels);
+
+/** Resolves to the NormserveError a promise or function rejects with. */
+async function codeOf(action: () => unknown): Promise<{ code: string; message: string }> {
+  try {
+    await action();
+  } catch (e) {
+    if (isNormserveError(e)) return { code: e.code, message: e.message };
+    throw e;
+  }
+  throw new Error('expected a NormserveError, nothing was thrown');
+}
+
+/** Every float tensor and integer of the network's state dict, copied. */
+function snapshot(network: Sequential): Map<string, Float32Array | bigint> {
+  const out = new Map<string, Float32Array | bigint>();
+  for (const [name, v] of network.stateDict())
+    out.set(name, typeof v === 'bigint' ? v : v.data.slice());
+  return out;
+}
+
+describe('refusals', () => {
+  for (const mode of MODES) {
+    it(`${mode}: one sample is TOO_FEW_SAMPLES and leaves the network as it was`, async () => {
+      const { network, inputTransform } = loadModel(MODEL_DIR);
+      const before = snapshot(network);
+      const recalibrator = createRecalibrator(network, inputTransform, WIDTH, { mode });
+      await recalibrator.push(night.subarray(0, WIDTH));
+      expect(await codeOf(() => recalibrator.finish())).toEqual({
+        code: 'TOO_FEW_SAMPLES',
+        message: 'need at least 2 samples: the variance of one sample is 0',
+      });
+      expect(snapshot(network)).toEqual(before);
+      expect(
+        await codeOf(() =>
+          recalibrate(network, inputTransform, WIDTH, new Float32Array(0), { mode }),
+        ),
+      ).toMatchObject({ code: 'TOO_FEW_SAMPLES' });
+      // finish() closes the recalibrator, even when it fails.
+      await expect(recalibrator.push(night.subarray(0, WIDTH))).rejects.toThrow(/already called/);
+    });
+  }
+
+  it('a non-finite value is INVALID_INPUT naming the row and column; the chunk is rejected whole', async () => {
+    const { network, inputTransform } = loadModel(MODEL_DIR);
+    const recalibrator = createRecalibrator(network, inputTransform, WIDTH, { mode: 'exact' });
+    await recalibrator.push(night.subarray(0, 3 * WIDTH));
+    const bad = night.slice(3 * WIDTH, 8 * WIDTH);
+    bad[2 * WIDTH + 5] = Number.NaN;
+    expect(await codeOf(() => recalibrator.push(bad))).toEqual({
+      code: 'INVALID_INPUT',
+      message: 'row 5, column 5: NaN is not a finite number',
+    });
+    expect(recalibrator.rows).toBe(3);
+    bad[2 * WIDTH + 5] = 0;
+    bad[4 * WIDTH + 63] = Number.NEGATIVE_INFINITY;
+    expect(await codeOf(() => recalibrator.push(bad))).toMatchObject({
+      code: 'INVALID_INPUT',
+      message: 'row 7, column 63: -Infinity is not a finite number',
+    });
+    // The recalibrator stays usable after a rejected chunk.
+    await recalibrator.push(night.subarray(3 * WIDTH));
+    expect((await recalibrator.finish()).samples).toBe(360);
+  });
+
+  it('a chunk that is not whole rows is INVALID_INPUT', async () => {
+    const { network, inputTransform } = loadModel(MODEL_DIR);
+    for (const mode of MODES) {
+      const recalibrator = createRecalibrator(network, inputTransform, WIDTH, { mode });
+      const error = await codeOf(() => recalibrator.push(night.subarray(0, WIDTH + 1)));
+      expect(error.code).toBe('INVALID_INPUT');
+      expect(error.message).toContain('not a whole number of rows of 64 features');
+    }
+    expect(
+      await codeOf(() =>
+        recalibrate(network, inputTransform, WIDTH, night.subarray(0, 10 * WIDTH - 3), {
+          mode: 'exact',
+        }),
+      ),
+    ).toMatchObject({ code: 'INVALID_INPUT' });
+  });
+
+  it('a network without BatchNorm is NOT_RECALIBRATABLE', async () => {
+    const network = new Sequential([new Linear({ inFeatures: 4, outFeatures: 3 }), new ReLU()]);
+    for (const mode of MODES) {
+      expect(await codeOf(() => createRecalibrator(network, undefined, 4, { mode }))).toMatchObject(
+        { code: 'NOT_RECALIBRATABLE' },
+      );
+    }
+  });
+
+  it('more than maxSamples rows is TOO_MANY_SAMPLES', async () => {
+    const { network, inputTransform } = loadModel(MODEL_DIR);
+    const recalibrator = createRecalibrator(network, inputTransform, WIDTH, {
+      mode: 'running',
+      maxSamples: 10,
+    });
+    await recalibrator.push(night.subarray(0, 6 * WIDTH));
+    expect(await codeOf(() => recalibrator.push(night.subarray(0, 5 * WIDTH)))).toEqual({
+      code: 'TOO_MANY_SAMPLES',
+      message: 'at most 10 samples are accepted, got 11',
+    });
+    expect(
+      await codeOf(() =>
+        recalibrate(network, inputTransform, WIDTH, night, { mode: 'exact', maxSamples: 359 }),
+      ),
+    ).toMatchObject({ code: 'TOO_MANY_SAMPLES' });
+  });
+
+  it('bad options are INVALID_INPUT; a width that does not fit the network is SHAPE_MISMATCH', async () => {
+    const { network, inputTransform } = loadModel(MODEL_DIR);
+    for (const options of [
+      { mode: 'running', batchSize: 1 },
+      { mode: 'prior', priorStrength: -1 },
+      { mode: 'exact', chunkRows: 0 },
+      { mode: 'exact', maxSamples: 2.5 },
+      { mode: 'fast' },
+    ] as const) {
+      expect(
+        await codeOf(() =>
+          createRecalibrator(network, inputTransform, WIDTH, options as { mode: 'exact' }),
+        ),
+      ).toMatchObject({ code: 'INVALID_INPUT' });
+    }
+    const error = await codeOf(() => createRecalibrator(network, undefined, 63, { mode: 'exact' }));
+    expect(error.code).toBe('SHAPE_MISMATCH');
+    expect(error.message).toContain('input width 63 does not fit the network');
+  });
+
+  it('calls must not overlap', async () => {
+    const { network, inputTransform } = loadModel(MODEL_DIR);
+    let release = (): void => {};
+    const recalibrator = createRecalibrator(network, inputTransform, WIDTH, {
+      mode: 'exact',
+      pause: () =>
+        new Promise<void>((resolve) => {
+          release = resolve;
+        }),
+    });
+    const first = recalibrator.push(night.subarray(0, 4 * WIDTH));
+    await expect(recalibrator.push(night.subarray(0, 4 * WIDTH))).rejects.toThrow(/still running/);
+    release();
+    await first;
+    expect(recalibrator.rows).toBe(4);
+  });
+});
+
+describe('what recalibration never changes', () => {
+  for (const mode of MODES) {
+    it(`${mode}: γ, β, weights unchanged; only the running statistics move`, async () => {
+      const { network, inputTransform } = loadModel(MODEL_DIR);
+      const before = snapshot(network);
+      await recalibrate(network, inputTransform, WIDTH, night, { mode, batchSize: 64 });
+      const after = snapshot(network);
+      for (const [name, value] of before) {
+        const now = after.get(name)!;
+        if (name.endsWith('running_mean') || name.endsWith('running_var')) {
+          expect(now, name).not.toEqual(value);
+        } else if (name.endsWith('num_batches_tracked')) {
+          expect(now, name).toBe(mode === 'running' ? 6n : value);
+        } else {
+          expect(now, name).toEqual(value);
+        }
+      }
+      expect(network.training).toBe(false);
+      expect(network.modules.some((m) => m.training)).toBe(false);
+    });
+  }
+});
+
+describe('shift report', () => {
+  /** Linear(2→2) with W = diag(1, 2), then BatchNorm1d(2) with known source statistics. */
+  function smallNetwork(): { network: Sequential; bn: BatchNorm } {
+    const linear = new Linear({ inFeatures: 2, outFeatures: 2 });
+    linear.weight.value.data.set([1, 0, 0, 2]);
+    const bn = new BatchNorm1d({ numFeatures: 2 });
+    bn.runningMean.data.set([0.5, -1]);
+    bn.runningVar.data.set([3, 8]);
+    bn.numBatchesTracked = 40;
+    return { network: new Sequential([linear, bn]).eval(), bn };
+  }
+  // Rows alternate (2 ± 1, −3 ± 0.5): after the Linear, channel means 2 and −6, deviations ±1.
+  const rows = 6;
+  const data = new Float32Array(rows * 2);
+  for (let r = 0; r < rows; r++) {
+    const sign = r % 2 === 0 ? 1 : -1;
+    data[2 * r] = 2 + sign;
+    data[2 * r + 1] = -3 + 0.5 * sign;
+  }
+  const newVar = rows / (rows - 1); // Σ(±1)² / (n − 1)
+
+  it('reports the mean shift in source σ and the σ ratio, ε included', async () => {
+    const { network, bn } = smallNetwork();
+    const result = await recalibrate(network, undefined, 2, data, { mode: 'exact' });
+    expect(Array.from(bn.runningMean.data)).toEqual([2, -6]);
+    expect(bn.runningVar.data[0]).toBeCloseTo(newVar, 6);
+    expect(bn.runningVar.data[1]).toBeCloseTo(newVar, 6);
+    expect(bn.numBatchesTracked).toBe(40);
+    const eps = 1e-5;
+    const oldStd = [Math.sqrt(3 + eps), Math.sqrt(8 + eps)];
+    const newStd = Math.sqrt(newVar + eps);
+    const meanShift = (1.5 / oldStd[0]! + 5 / oldStd[1]!) / 2;
+    const stdRatio = (newStd / oldStd[0]! + newStd / oldStd[1]!) / 2;
+    expect(result.layers).toHaveLength(1);
+    const [layer] = result.layers;
+    expect(layer).toMatchObject({ index: 1, features: 2 });
+    expect(Math.abs(layer!.mean_shift / meanShift - 1)).toBeLessThan(SHIFT_REPORT_RTOL);
+    expect(Math.abs(layer!.std_ratio / stdRatio - 1)).toBeLessThan(SHIFT_REPORT_RTOL);
+  });
+
+  it('a zero variance cannot divide by zero (ε), and recalibrating twice reports no shift', async () => {
+    const { network, bn } = smallNetwork();
+    bn.runningVar.data.set([0, 0]);
+    const first = await recalibrate(network, undefined, 2, data, { mode: 'exact' });
+    expect(Number.isFinite(first.layers[0]!.mean_shift)).toBe(true);
+    expect(Number.isFinite(first.layers[0]!.std_ratio)).toBe(true);
+    const second = await recalibrate(network, undefined, 2, data, { mode: 'exact' });
+    expect(second.layers[0]).toEqual({ index: 1, features: 2, mean_shift: 0, std_ratio: 1 });
+  });
+
+  it('moves with a known input shift on the digits-torch model', async () => {
+    // Shifting every pixel by δ moves the first BatchNorm's input mean by δ·W·scale per channel.
+    const delta = 0.5;
+    const base = loadModel(MODEL_DIR);
+    await recalibrate(base.network, base.inputTransform, WIDTH, night, { mode: 'exact' });
+    const shifted = loadModel(MODEL_DIR);
+    await recalibrate(
+      shifted.network,
+      shifted.inputTransform,
+      WIDTH,
+      night.map((x) => x + delta),
+      { mode: 'exact' },
+    );
+    const linear = base.network.modules[0] as Linear;
+    const scale = base.inputTransform!.scale;
+    const a = base.network.modules[1] as BatchNorm;
+    const b = shifted.network.modules[1] as BatchNorm;
+    for (let c = 0; c < a.numFeatures; c++) {
+      let move = 0;
+      for (let i = 0; i < WIDTH; i++)
+        move += delta * linear.weight.value.data[c * WIDTH + i]! * scale[i]!;
+      const sigma = Math.sqrt(a.runningVar.data[c]! + a.eps);
+      // The mean in σ of the first run; the variance relative.
+      expect(Math.abs(b.runningMean.data[c]! - a.runningMean.data[c]! - move) / sigma).toBeLessThan(
+        INPUT_SHIFT_RTOL,
+      );
+      expect(Math.abs(b.runningVar.data[c]! / a.runningVar.data[c]! - 1)).toBeLessThan(
+        INPUT_SHIFT_RTOL,
+      );
+    }
+  });
+});

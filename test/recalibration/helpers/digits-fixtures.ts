@@ -1,0 +1,93 @@
+/**
+ * Loading the digits data and checkpoints for the recalibration suites: files are read here with
+ * node:fs (src/recalibration itself never touches the file system).
+ */
+import { readFileSync } from 'node:fs';
+import {
+  networkFromCheckpoint,
+  parseModelConfig,
+  readSafetensors,
+  safetensorsToStateDict,
+} from '../../../src/checkpoint/index.js';
+import type { FeatureTransform, Sequential } from '../../../src/nn/index.js';
+
+const ROOT = new URL('../../../', import.meta.url);
+
+/** The digits test rows (the project's documented split: rows 1437..1796). */
+export const TEST_ROWS = { start: 1437, end: 1797 } as const;
+export const WIDTH = 64;
+
+export interface TensorJson {
+  shape: number[];
+  data: number[];
+}
+
+/** A JSON file under test/fixtures/. */
+export function readFixture<T>(relative: string): T {
+  return JSON.parse(readFileSync(new URL(`test/fixtures/${relative}`, ROOT), 'utf8')) as T;
+}
+
+/** Raw pixels (0..16) and labels of rows [start, end) of data/digits/digits.csv. */
+export function readDigitRows(
+  start: number = TEST_ROWS.start,
+  end: number = TEST_ROWS.end,
+): { pixels: Float32Array; labels: number[] } {
+  const lines = readFileSync(new URL('data/digits/digits.csv', ROOT), 'utf8')
+    .trim()
+    .split('\n')
+    .slice(1 + start, 1 + end);
+  const pixels = new Float32Array(lines.length * WIDTH);
+  const labels: number[] = [];
+  lines.forEach((line, r) => {
+    const cells = line.split(',').map(Number);
+    pixels.set(cells.slice(0, WIDTH), r * WIDTH);
+    labels.push(cells[WIDTH]!);
+  });
+  return { pixels, labels };
+}
+
+/** The project's "night" shift x' = 16·(0.35·(x/16) + 0.1), in float64, stored as float32. */
+export function nightShift(pixels: Float32Array): Float32Array {
+  return pixels.map((x) => 16 * (0.35 * (x / 16) + 0.1));
+}
+
+export interface LoadedModel {
+  network: Sequential;
+  inputTransform: FeatureTransform | undefined;
+  inputWidth: number;
+}
+
+/** A fresh network (eval mode) from a checkpoint directory relative to the repository root. */
+export function loadModel(dir: string): LoadedModel {
+  const base = new URL(`${dir.replace(/\/$/, '')}/`, ROOT);
+  const config = parseModelConfig(JSON.parse(readFileSync(new URL('config.json', base), 'utf8')));
+  const file = readSafetensors(
+    new Uint8Array(readFileSync(new URL('model.safetensors', base))),
+    'model.safetensors',
+  );
+  const network = networkFromCheckpoint(config, safetensorsToStateDict(file, 'model.safetensors'));
+  return {
+    network,
+    inputTransform: config.input_transform,
+    inputWidth: config.input_shape[0],
+  };
+}
+
+/** Index of the largest value of each row of a [rows, cols] array. */
+export function argmaxRows(values: Float32Array, cols: number): number[] {
+  const out: number[] = [];
+  for (let r = 0; r < values.length / cols; r++) {
+    let best = 0;
+    for (let c = 1; c < cols; c++) if (values[r * cols + c]! > values[r * cols + best]!) best = c;
+    out.push(best);
+  }
+  return out;
+}
+
+export function accuracy(predictions: readonly number[], labels: readonly number[]): number {
+  let hits = 0;
+  predictions.forEach((p, i) => {
+    if (p === labels[i]) hits++;
+  });
+  return hits / labels.length;
+}
