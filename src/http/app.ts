@@ -4,8 +4,10 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { NormserveError } from '../errors/index.js';
 import type { AppDeps, AppInstance } from './app-types.js';
+import { requireBearer } from './auth.js';
 import { openApiPath, registerOpenApi } from './openapi.js';
 import { errorHandler, sendProblem } from './problem.js';
+import { adminRoutes } from './routes/admin.js';
 import { healthRoutes } from './routes/health.js';
 import { openInferenceRoutes } from './routes/open-inference.js';
 import { tfServingRoutes } from './routes/tf-serving.js';
@@ -124,10 +126,23 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     );
   });
 
+  // API_TOKEN, when set, guards the prediction routes (predict, infer) like ADMIN_TOKEN guards admin.
+  const apiToken = deps.config.API_TOKEN;
+  if (apiToken !== undefined) {
+    const guard = requireBearer(apiToken, 'prediction');
+    app.addHook('onRoute', (route) => {
+      if (/::predict$|\/infer$/.test(route.url)) {
+        const existing = route.preHandler ? [route.preHandler].flat() : [];
+        route.preHandler = [guard, ...existing];
+      }
+    });
+  }
+
   await registerOpenApi(app);
   await healthRoutes(app);
   await tfServingRoutes(app);
   await openInferenceRoutes(app);
+  await adminRoutes(app);
 
   app.get(
     '/metrics',

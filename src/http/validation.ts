@@ -2,6 +2,11 @@ import type { FastifySchemaCompiler, FastifySerializerCompiler } from 'fastify';
 import type { z } from 'zod';
 import { describeLocations, issuesToLocations, NormserveError } from '../errors/index.js';
 
+const isStream = (data: unknown): boolean =>
+  typeof data === 'object' &&
+  data !== null &&
+  typeof (data as { pipe?: unknown }).pipe === 'function';
+
 const roots: Record<string, string> = {
   body: '',
   querystring: 'query',
@@ -16,6 +21,8 @@ const roots: Record<string, string> = {
 export const validatorCompiler: FastifySchemaCompiler<z.ZodType> =
   ({ schema, httpPart }) =>
   (data) => {
+    // Streamed uploads (NDJSON, float32) reach the handler as a stream, read and checked there.
+    if (httpPart === 'body' && isStream(data)) return { value: data };
     const result = schema.safeParse(data);
     if (result.success) return { value: result.data };
     const errors = issuesToLocations(result.error.issues, roots[httpPart ?? 'body'] ?? '');

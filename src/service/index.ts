@@ -1,4 +1,5 @@
 export { loadModelDirectory } from '../repository/index.js';
+export { type Job, JobRegistry, type JobState } from './job-registry.js';
 export { type Log, silentLog } from './logger.js';
 export {
   type AvailableVersion,
@@ -18,4 +19,10 @@ export {
 } from './predict.js';
 export { type OpenedModel, openModelDirectory } from './predict-directory.js';
 export { publishCheckpoint } from './publish-checkpoint.js';
+export {
+  type RecalibrationOutcome,
+  type RecalibrationRequest,
+  RecalibrationService,
+  RecalibrationSession,
+} from './recalibration-service.js';
 export { parseServerConfig, type ServerConfig, serverConfigSchema } from './server-config.js';

@@ -1,0 +1,152 @@
+#!/usr/bin/env node
+/**
+ * Offline BatchNorm recalibration with the server's code:
+ * `npm run recalibrate -- --model <repository>/<name> --data <file.csv|file.ndjson> [--mode exact|prior|running]
+ *  [--prior-strength N] [--batch-size N] [--no-activate] [--note text]`.
+ * Publishes the next version of the model atomically (and activates it unless --no-activate);
+ * prints the result as JSON. A server watching the repository picks the new version up.
+ */
+import { readFile } from 'node:fs/promises';
+import { basename, dirname } from 'node:path';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { NormserveError } from '../errors/index.js';
+import {
+  checkRowWidths,
+  JobRegistry,
+  ModelRegistry,
+  packRows,
+  RecalibrationService,
+} from '../service/index.js';
+import { numericCell, parseCsv } from '../training/index.js';
+import { runCli } from './cli-errors.js';
+
+interface Flags {
+  model: string;
+  data: string;
+  mode: 'exact' | 'prior' | 'running';
+  priorStrength?: number;
+  batchSize?: number;
+  activate: boolean;
+  note?: string;
+  labelColumn: string;
+}
+
+const positiveNumber = (flag: string, integer: boolean) => (value: string) => {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n) || n < 0 || (integer && !Number.isInteger(n))) {
+    throw new InvalidArgumentError(
+      `${flag} needs a non-negative ${integer ? 'integer' : 'number'}, got "${value}"`,
+    );
+  }
+  return n;
+};
+
+function rowsFromNdjson(text: string, source: string): number[][] {
+  const rows: number[][] = [];
+  text.split('\n').forEach((line, i) => {
+    if (line.trim() === '') return;
+    let value: unknown;
+    try {
+      value = JSON.parse(line);
+    } catch {
+      throw new NormserveError('DATA_INVALID', `${source}: line ${i + 1}: not valid JSON`);
+    }
+    if (!Array.isArray(value) || value.some((v) => typeof v !== 'number' || !Number.isFinite(v))) {
+      throw new NormserveError(
+        'DATA_INVALID',
+        `${source}: line ${i + 1}: expected an array of finite numbers`,
+      );
+    }
+    rows.push(value as number[]);
+  });
+  return rows;
+}
+
+async function main(argv: readonly string[]): Promise<void> {
+  const program = new Command('recalibrate')
+    .description(
+      'Recalibrate the BatchNorm statistics of a model on unlabeled data and publish a new version',
+    )
+    .requiredOption(
+      '--model <dir>',
+      'model directory <repository>/<name> (its active version is the parent)',
+    )
+    .requiredOption(
+      '--data <file>',
+      'unlabeled rows: CSV with a header (a label column is ignored) or NDJSON arrays',
+    )
+    .addOption(
+      new Option('--mode <mode>', 'statistics')
+        .choices(['exact', 'prior', 'running'])
+        .default('exact'),
+    )
+    .option(
+      '--prior-strength <n>',
+      'prior mode: weight of the source statistics, in rows',
+      positiveNumber('--prior-strength', false),
+    )
+    .option(
+      '--batch-size <n>',
+      'running mode: rows per batch',
+      positiveNumber('--batch-size', true),
+    )
+    .option('--no-activate', 'publish without making it the served version')
+    .option('--note <text>', 'recorded in the new version’s provenance')
+    .option('--label-column <name>', 'CSV column to ignore', 'label')
+    .exitOverride();
+  program.parse(argv, { from: 'node' });
+  const flags = program.opts<Flags>();
+
+  const dir = flags.model.replace(/\/+$/, '');
+  const name = basename(dir);
+  const registry = new ModelRegistry(dirname(dir), { maxBatchSize: 4096 });
+  await registry.refreshModel(name);
+  const parent = registry.resolve(name);
+  const featureNames = (
+    parent.checkpoint.config.training as { feature_names?: string[] } | undefined
+  )?.feature_names;
+
+  let text: string;
+  try {
+    text = await readFile(flags.data, 'utf8');
+  } catch (e) {
+    throw new NormserveError(
+      'DATA_INVALID',
+      `cannot read ${flags.data}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`,
+    );
+  }
+  let rows: number[][];
+  if (/\.(ndjson|jsonl)$/i.test(flags.data)) {
+    rows = rowsFromNdjson(text, flags.data);
+  } else {
+    const table = parseCsv(text, flags.data);
+    const label = table.header.indexOf(flags.labelColumn);
+    const columns =
+      featureNames && featureNames.every((f) => table.header.includes(f))
+        ? featureNames.map((f) => table.header.indexOf(f))
+        : table.header.map((_, i) => i).filter((i) => i !== label);
+    rows = table.rows.map((_, r) => columns.map((c) => numericCell(table, r, c)));
+  }
+  const width = parent.compiled.inputWidth;
+  checkRowWidths(rows, width, flags.data);
+  const service = new RecalibrationService(registry, new JobRegistry(), {
+    maxSamples: Number.MAX_SAFE_INTEGER,
+  });
+  const outcome = await service.recalibrateRows(
+    {
+      model: name,
+      mode: flags.mode,
+      priorStrength: flags.priorStrength,
+      batchSize: flags.batchSize,
+      activate: flags.activate,
+      note: flags.note,
+    },
+    packRows(rows, width),
+  );
+  process.stdout.write(`${JSON.stringify(outcome, null, 2)}\n`);
+  process.stderr.write(
+    `published ${dir}/${outcome.version} (parent ${outcome.parent_version}, ${outcome.mode}, ${outcome.samples} samples)${outcome.activated ? ', now active' : ', not activated'}\n`,
+  );
+}
+
+await runCli('recalibrate', () => main(process.argv));

@@ -1,0 +1,237 @@
+import type { Readable } from 'node:stream';
+import rateLimit from '@fastify/rate-limit';
+import { z } from 'zod';
+import { NormserveError } from '../../errors/index.js';
+import {
+  checkRowWidths,
+  JobRegistry,
+  packRows,
+  type RecalibrationRequest,
+  RecalibrationService,
+} from '../../service/index.js';
+import type { AppInstance } from '../app-types.js';
+import { requireBearer } from '../auth.js';
+import {
+  acceptedSchema,
+  activateBodySchema,
+  activationSchema,
+  jobSchema,
+  recalibrateBodySchema,
+  recalibrateQuerySchema,
+  recalibrationOutcomeSchema,
+} from '../schemas/admin.js';
+import { errorResponses, modelNameParam, problemSchema, versionParam } from '../schemas/common.js';
+import { float32Rows, ndjsonRows } from '../upload-readers.js';
+import { listModel } from './tf-serving.js';
+
+const NDJSON = 'application/x-ndjson';
+const FLOAT32 = 'application/octet-stream';
+
+const adminErrors = {
+  ...errorResponses,
+  401: problemSchema.describe('Missing or wrong bearer token (WWW-Authenticate: Bearer)'),
+  409: problemSchema.describe(
+    'A recalibration of this model is running (job_id names it), or the version is active',
+  ),
+  429: problemSchema.describe('Admin rate limit exceeded (ADMIN_RATE_LIMIT_PER_MINUTE)'),
+};
+
+/**
+ * Admin routes, behind `Authorization: Bearer <ADMIN_TOKEN>` and a rate limit: recalibration
+ * (JSON, NDJSON or float32 uploads, streamed), jobs, activation (rollback) and deletion of versions.
+ */
+export async function adminRoutes(app: AppInstance): Promise<void> {
+  const { registry, config, metrics, adminToken } = app.deps;
+  const jobs = new JobRegistry();
+  const service = new RecalibrationService(registry, jobs, {
+    maxSamples: config.MAX_RECALIBRATION_SAMPLES,
+    log: app.log,
+    onOutcome: (model, mode, outcome) => metrics.recalibrations.inc({ model, mode, outcome }),
+  });
+  await app.register(rateLimit, {
+    global: false,
+    errorResponseBuilder: (_request, context) =>
+      new NormserveError(
+        'RATE_LIMITED',
+        `at most ${context.max} admin requests per ${context.after === '1 minute' ? 'minute' : context.after}; retry after ${Math.ceil(context.ttl / 1000)} s`,
+      ),
+  });
+  const rateLimitConfig = {
+    rateLimit: { max: config.ADMIN_RATE_LIMIT_PER_MINUTE, timeWindow: 60_000 },
+  };
+  const auth = requireBearer(adminToken, 'admin');
+  const tags = ['admin'];
+  const security = [{ adminToken: [] }];
+  const nameParams = z.object({ name: modelNameParam });
+  const versionParams = z.object({ name: modelNameParam, version: versionParam });
+
+  // The recalibrate route reads NDJSON and float32 bodies as streams; its own scope keeps these
+  // parsers away from every other route (which stay JSON only).
+  await app.register(async (scope: AppInstance) => {
+    const passStream = (
+      _request: unknown,
+      payload: Readable,
+      done: (err: Error | null, body?: unknown) => void,
+    ) => done(null, payload);
+    scope.addContentTypeParser(NDJSON, passStream);
+    scope.addContentTypeParser(FLOAT32, passStream);
+
+    const body = recalibrateBodySchema(config.MAX_RECALIBRATION_SAMPLES);
+    scope.post(
+      '/v1/models/:name(^[A-Za-z0-9][A-Za-z0-9._-]*)::recalibrate',
+      {
+        config: rateLimitConfig,
+        preHandler: auth,
+        bodyLimit: config.BODY_LIMIT_BYTES,
+        schema: {
+          tags,
+          security,
+          summary: 'Recalibrate BatchNorm statistics on unlabeled rows and publish a new version',
+          description: [
+            'Recomputes every BatchNorm running mean and variance on the posted rows (AdaBN), re-folds, and publishes the result as the next version, atomically; with `activate` (default) it is served at once.',
+            `Bodies: \`application/json\` (this schema), \`${NDJSON}\` (one JSON array of features per line; options in the query string) or \`${FLOAT32}\` (little-endian float32 rows; options in the query string). NDJSON and float32 uploads are read as a stream.`,
+            `More than RECALIBRATION_ASYNC_ROWS rows (default ${config.RECALIBRATION_ASYNC_ROWS}), or \`Prefer: respond-async\`, answer 202 with \`Location: /v1/jobs/{id}\` once the upload is received.`,
+            'A second recalibration of the same model while one runs answers 409 with `job_id` naming the running job.',
+          ].join('\n\n'),
+          consumes: ['application/json', NDJSON, FLOAT32],
+          params: nameParams,
+          querystring: recalibrateQuerySchema,
+          body,
+          response: {
+            201: recalibrationOutcomeSchema.describe('Published (Location: the new version)'),
+            202: acceptedSchema.describe('Running as a job (Location: /v1/jobs/{id})'),
+            ...adminErrors,
+          },
+        },
+      },
+      async (request, reply) => {
+        request.modelName = request.params.name;
+        const contentType = (request.headers['content-type'] ?? '')
+          .split(';')[0]!
+          .trim()
+          .toLowerCase();
+        const streamed = contentType === NDJSON || contentType === FLOAT32;
+        const json = streamed ? undefined : (request.body as z.output<typeof body>);
+        const q = request.query;
+        const recalibration: RecalibrationRequest = {
+          model: request.params.name,
+          mode: json?.mode ?? q.mode ?? 'exact',
+          priorStrength: json?.prior_strength ?? q.prior_strength,
+          batchSize: json?.batch_size ?? q.batch_size,
+          activate: json?.activate ?? q.activate ?? true,
+          note: json?.note ?? q.note,
+        };
+        const session = service.begin(recalibration);
+        try {
+          if (json) {
+            checkRowWidths(json.instances, session.width, 'instances');
+            const data = packRows(json.instances, session.width);
+            const step = 1024 * session.width;
+            for (let i = 0; i < data.length; i += step)
+              await session.push(data.subarray(i, i + step));
+          } else {
+            const read = contentType === NDJSON ? ndjsonRows : float32Rows;
+            for await (const chunk of read(
+              request.body as unknown as Readable,
+              session.width,
+              config.RECALIBRATION_BODY_LIMIT_BYTES,
+            )) {
+              await session.push(chunk);
+            }
+          }
+        } catch (e) {
+          session.fail(e);
+          throw e;
+        }
+        const prefersAsync = /\brespond-async\b/i.test(String(request.headers.prefer ?? ''));
+        if (prefersAsync || session.rows > config.RECALIBRATION_ASYNC_ROWS) {
+          session.complete().catch(() => undefined); // the job records the outcome
+          const location = `/v1/jobs/${session.job.id}`;
+          return reply
+            .code(202)
+            .header('Location', location)
+            .send({ job_id: session.job.id, state: session.job.state, location });
+        }
+        const outcome = await session.complete();
+        return reply
+          .code(201)
+          .header('Location', `/v1/models/${outcome.model}/versions/${outcome.version}`)
+          .header('X-Model-Version', String(outcome.version))
+          .send(outcome);
+      },
+    );
+  });
+
+  app.get(
+    '/v1/jobs/:id',
+    {
+      config: rateLimitConfig,
+      preHandler: auth,
+      schema: {
+        tags,
+        security,
+        summary: 'State, progress (rows processed) and result or error of a job',
+        params: z.object({
+          id: z.string().uuid().meta({ description: 'Job id from a 202 or 409 response' }),
+        }),
+        response: { 200: jobSchema, ...adminErrors },
+      },
+    },
+    async (request) => {
+      const job = jobs.get(request.params.id);
+      if (!job)
+        throw new NormserveError('JOB_NOT_FOUND', `no job ${request.params.id} in this process`);
+      return job as z.input<typeof jobSchema>;
+    },
+  );
+
+  app.post(
+    '/v1/models/:name/versions/:version(^[0-9]+)::activate',
+    {
+      config: rateLimitConfig,
+      preHandler: auth,
+      schema: {
+        tags,
+        security,
+        summary: 'Serve this version (rollback or roll forward); persisted in the repository',
+        params: versionParams,
+        body: activateBodySchema,
+        response: { 200: activationSchema, ...adminErrors },
+      },
+    },
+    async (request, reply) => {
+      request.modelName = request.params.name;
+      const previous = registry.get(request.params.name).active ?? null;
+      const snapshot = await registry.activate(
+        request.params.name,
+        request.params.version,
+        request.body?.note,
+      );
+      reply.header('X-Model-Version', String(snapshot.active));
+      return { model: snapshot.name, active_version: snapshot.active!, previous_version: previous };
+    },
+  );
+
+  app.delete(
+    '/v1/models/:name/versions/:version',
+    {
+      config: rateLimitConfig,
+      preHandler: auth,
+      schema: {
+        tags,
+        security,
+        summary: 'Delete a version that is not the active one (409 otherwise)',
+        params: versionParams,
+        response: {
+          200: z.object({ deleted_version: z.number().int(), model: z.unknown() }),
+          ...adminErrors,
+        },
+      },
+    },
+    async (request) => {
+      request.modelName = request.params.name;
+      const snapshot = await registry.deleteVersion(request.params.name, request.params.version);
+      return { deleted_version: request.params.version, model: listModel(snapshot) };
+    },
+  );
+}

@@ -1,0 +1,174 @@
+import { z } from 'zod';
+import { finiteNumber } from './common.js';
+
+export const recalibrationModes = ['exact', 'prior', 'running'] as const;
+
+const modeField = z.enum(recalibrationModes).meta({
+  description:
+    'exact: AdaBN statistics over all rows (default); prior: blended with the source statistics; running: update_bn-style batches',
+});
+const priorStrength = z
+  .number()
+  .min(0)
+  .meta({ description: 'prior mode: the weight N of the source statistics, in rows (default 16)' });
+const batchSize = z
+  .number()
+  .int()
+  .min(2)
+  .meta({ description: 'running mode: rows per batch (default 256)' });
+const note = z
+  .string()
+  .max(1000)
+  .meta({ description: 'Free text recorded in the new version’s provenance' });
+
+/** JSON body of :recalibrate. */
+export function recalibrateBodySchema(maxRows: number) {
+  return z
+    .strictObject({
+      instances: z
+        .array(z.array(finiteNumber, { error: 'expected an array of numbers (one row)' }), {
+          error: 'expected an array of rows',
+        })
+        .max(maxRows, `at most ${maxRows} rows (MAX_RECALIBRATION_SAMPLES)`)
+        .meta({ description: 'Unlabeled rows of the new domain (raw features, as for predict)' }),
+      mode: modeField.default('exact'),
+      prior_strength: priorStrength.optional(),
+      batch_size: batchSize.optional(),
+      activate: z
+        .boolean()
+        .default(true)
+        .meta({ description: 'Serve the new version at once (default true)' }),
+      note: note.optional(),
+    })
+    .meta({
+      examples: [
+        {
+          instances: [
+            [0, 1.6, 6.15, 6.15],
+            [0, 2.1, 5.8, 6.3],
+          ],
+          mode: 'exact',
+          activate: true,
+          note: 'night camera',
+        },
+      ],
+    });
+}
+
+const booleanString = z.enum(['true', 'false']).transform((v) => v === 'true');
+
+/** Options in the query string, for the NDJSON and float32 uploads (JSON bodies may use them too). */
+export const recalibrateQuerySchema = z.strictObject({
+  mode: modeField.optional(),
+  prior_strength: z.coerce
+    .number()
+    .min(0)
+    .optional()
+    .meta({ description: priorStrength.description }),
+  batch_size: z.coerce
+    .number()
+    .int()
+    .min(2)
+    .optional()
+    .meta({ description: batchSize.description }),
+  activate: booleanString.optional().meta({ description: 'false publishes without serving it' }),
+  note: note.optional(),
+});
+
+const layerShift = z.object({
+  index: z.number().int().meta({ description: 'Network index of the BatchNorm layer' }),
+  features: z.number().int(),
+  mean_shift: z.number().meta({ description: 'mean over features of |μ_new − μ_old| / σ_old' }),
+  std_ratio: z
+    .number()
+    .meta({ description: 'mean over features of σ_new / σ_old (σ = √(var + eps))' }),
+});
+
+export const recalibrationOutcomeSchema = z
+  .object({
+    model: z.string(),
+    version: z.number().int().meta({ description: 'The new version' }),
+    parent_version: z.number().int(),
+    mode: z.enum(recalibrationModes),
+    samples: z.number().int(),
+    activated: z.boolean(),
+    duration_ms: z.number(),
+    data_sha256: z
+      .string()
+      .meta({ description: 'sha256 of the samples as little-endian float32 rows' }),
+    layers: z.array(layerShift),
+    batches: z.number().int().optional(),
+    job_id: z.string(),
+  })
+  .meta({
+    examples: [
+      {
+        model: 'digits',
+        version: 2,
+        parent_version: 1,
+        mode: 'exact',
+        samples: 360,
+        activated: true,
+        duration_ms: 41.2,
+        data_sha256: '3b7e…',
+        layers: [
+          { index: 1, features: 128, mean_shift: 1.93, std_ratio: 0.41 },
+          { index: 5, features: 64, mean_shift: 0.88, std_ratio: 0.77 },
+        ],
+        job_id: '0b9c3a1e-6f0e-4d5e-9f54-1c2d3e4f5a6b',
+      },
+    ],
+  });
+
+export const jobSchema = z
+  .object({
+    id: z.string(),
+    kind: z.literal('recalibration'),
+    model: z.string(),
+    state: z.enum(['running', 'succeeded', 'failed']),
+    phase: z.string(),
+    progress: z.object({ rows: z.number().int(), total_rows: z.number().int().nullable() }),
+    created_at: z.string(),
+    updated_at: z.string(),
+    result: recalibrationOutcomeSchema.optional(),
+    error: z.object({ code: z.string(), message: z.string() }).loose().optional(),
+  })
+  .meta({
+    examples: [
+      {
+        id: '0b9c3a1e-6f0e-4d5e-9f54-1c2d3e4f5a6b',
+        kind: 'recalibration',
+        model: 'digits',
+        state: 'running',
+        phase: 'statistics (layer 5)',
+        progress: { rows: 120000, total_rows: 200000 },
+        created_at: '2026-11-25T12:00:00.000Z',
+        updated_at: '2026-11-25T12:00:03.000Z',
+      },
+    ],
+  });
+
+export const acceptedSchema = z
+  .object({ job_id: z.string(), state: z.string(), location: z.string() })
+  .meta({
+    examples: [
+      {
+        job_id: '0b9c3a1e-6f0e-4d5e-9f54-1c2d3e4f5a6b',
+        state: 'running',
+        location: '/v1/jobs/0b9c3a1e-6f0e-4d5e-9f54-1c2d3e4f5a6b',
+      },
+    ],
+  });
+
+export const activateBodySchema = z
+  .strictObject({ note: note.optional() })
+  .nullish()
+  .meta({ examples: [{ note: 'roll back: night model misbehaves on dawn images' }] });
+
+export const activationSchema = z
+  .object({
+    model: z.string(),
+    active_version: z.number().int(),
+    previous_version: z.number().int().nullable(),
+  })
+  .meta({ examples: [{ model: 'digits', active_version: 1, previous_version: 2 }] });

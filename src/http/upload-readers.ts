@@ -1,0 +1,120 @@
+import { NormserveError } from '../errors/index.js';
+
+/** Rows are handed on in chunks of this many, so memory is bounded by the chunk. */
+const CHUNK_ROWS = 1024;
+
+async function* limitedBytes(
+  stream: AsyncIterable<Buffer | string>,
+  maxBytes: number,
+): AsyncGenerator<Buffer> {
+  let total = 0;
+  for await (const part of stream) {
+    const buffer = typeof part === 'string' ? Buffer.from(part) : part;
+    total += buffer.length;
+    if (total > maxBytes) {
+      throw new NormserveError(
+        'BODY_TOO_LARGE',
+        `upload larger than ${maxBytes} bytes (RECALIBRATION_BODY_LIMIT_BYTES)`,
+      );
+    }
+    yield buffer;
+  }
+}
+
+/**
+ * `application/x-ndjson`: one JSON array of `width` finite numbers per line (blank lines
+ * skipped), read as the bytes arrive and handed on as float32 chunks of whole rows.
+ */
+export async function* ndjsonRows(
+  stream: AsyncIterable<Buffer | string>,
+  width: number,
+  maxBytes: number,
+): AsyncGenerator<Float32Array> {
+  const decoder = new TextDecoder('utf-8', { fatal: true });
+  let pending = '';
+  let line = 0;
+  let chunk = new Float32Array(CHUNK_ROWS * width);
+  let rows = 0;
+  const parseLine = (text: string): void => {
+    line++;
+    const trimmed = text.trim();
+    if (trimmed === '') return;
+    let value: unknown;
+    try {
+      value = JSON.parse(trimmed);
+    } catch {
+      throw new NormserveError('INVALID_INPUT', `line ${line}: not valid JSON`, {
+        errors: [{ path: `line ${line}`, message: 'not valid JSON' }],
+      });
+    }
+    if (!Array.isArray(value) || value.length !== width) {
+      const message = Array.isArray(value)
+        ? `expected ${width} values, got ${value.length}`
+        : `expected an array of ${width} numbers`;
+      throw new NormserveError('INVALID_INPUT', `line ${line}: ${message}`, {
+        errors: [{ path: `line ${line}`, message }],
+      });
+    }
+    for (let c = 0; c < width; c++) {
+      const v = value[c];
+      if (typeof v !== 'number' || !Number.isFinite(v)) {
+        throw new NormserveError('INVALID_INPUT', `line ${line}[${c}]: expected a finite number`, {
+          errors: [{ path: `line ${line}[${c}]`, message: 'expected a finite number' }],
+        });
+      }
+      chunk[rows * width + c] = v;
+    }
+    rows++;
+  };
+  for await (const bytes of limitedBytes(stream, maxBytes)) {
+    let text: string;
+    try {
+      text = pending + decoder.decode(bytes, { stream: true });
+    } catch {
+      throw new NormserveError('INVALID_INPUT', 'the upload is not valid UTF-8');
+    }
+    const lines = text.split('\n');
+    pending = lines.pop()!;
+    for (const l of lines) {
+      parseLine(l);
+      if (rows === CHUNK_ROWS) {
+        yield chunk;
+        chunk = new Float32Array(CHUNK_ROWS * width);
+        rows = 0;
+      }
+    }
+  }
+  parseLine(pending + decoder.decode());
+  if (rows > 0) yield chunk.subarray(0, rows * width);
+}
+
+/**
+ * `application/octet-stream`: little-endian float32 rows of `width` values, back to back; read as
+ * the bytes arrive. A body that ends inside a row is an error.
+ */
+export async function* float32Rows(
+  stream: AsyncIterable<Buffer | string>,
+  width: number,
+  maxBytes: number,
+): AsyncGenerator<Float32Array> {
+  const rowBytes = width * 4;
+  let carry = Buffer.alloc(0);
+  for await (const bytes of limitedBytes(stream, maxBytes)) {
+    const data = carry.length > 0 ? Buffer.concat([carry, bytes]) : bytes;
+    const whole = Math.floor(data.length / rowBytes);
+    for (let start = 0; start < whole; start += CHUNK_ROWS) {
+      const n = Math.min(CHUNK_ROWS, whole - start);
+      const chunk = new Float32Array(n * width);
+      const view = new DataView(data.buffer, data.byteOffset + start * rowBytes, n * rowBytes);
+      for (let i = 0; i < n * width; i++) chunk[i] = view.getFloat32(i * 4, true);
+      yield chunk;
+    }
+    carry = Buffer.from(data.subarray(whole * rowBytes));
+  }
+  if (carry.length > 0) {
+    throw new NormserveError(
+      'INVALID_INPUT',
+      `the body ends inside a row: its length is not a multiple of ${rowBytes} bytes (${width} float32 values per row)`,
+    );
+  }
+}

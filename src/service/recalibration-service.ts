@@ -1,0 +1,274 @@
+import { createHash, type Hash } from 'node:crypto';
+import { networkFromCheckpoint } from '../checkpoint/index.js';
+import { isNormserveError, NormserveError } from '../errors/index.js';
+import type { StateDict } from '../nn/index.js';
+import {
+  createRecalibrator,
+  type RecalibrationMode,
+  type RecalibrationResult,
+  type Recalibrator,
+} from '../recalibration/index.js';
+import type { Job, JobRegistry } from './job-registry.js';
+import { type Log, silentLog } from './logger.js';
+import type { AvailableVersion, ModelRegistry } from './model-registry.js';
+
+export interface RecalibrationRequest {
+  model: string;
+  mode: RecalibrationMode;
+  priorStrength?: number | undefined;
+  batchSize?: number | undefined;
+  /** Serve the new version at once (default true). */
+  activate: boolean;
+  note?: string | undefined;
+}
+
+/** The response of a recalibration (also a job's result). */
+export interface RecalibrationOutcome {
+  model: string;
+  version: number;
+  parent_version: number;
+  mode: RecalibrationMode;
+  samples: number;
+  activated: boolean;
+  duration_ms: number;
+  /** sha256 of the samples as little-endian float32 rows (the same for JSON, NDJSON or binary). */
+  data_sha256: string;
+  layers: RecalibrationResult['layers'];
+  batches?: number;
+  job_id: string;
+}
+
+export interface RecalibrationServiceOptions {
+  maxSamples: number;
+  log?: Log;
+  onOutcome?: (model: string, mode: RecalibrationMode, outcome: 'succeeded' | 'failed') => void;
+}
+
+const pause = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+function cloneState(state: StateDict): StateDict {
+  const copy: StateDict = new Map();
+  for (const [k, v] of state) copy.set(k, typeof v === 'bigint' ? v : v.clone());
+  return copy;
+}
+
+/**
+ * One recalibration in progress: rows are pushed as they arrive (hashed, validated and, where
+ * the mode allows, folded into the statistics at once), then `complete` computes the statistics
+ * on a private copy of the parent version's network and publishes a new version. The served
+ * network is never touched, so predictions go on during the whole recalibration.
+ */
+export class RecalibrationSession {
+  readonly job: Job;
+  readonly parent: AvailableVersion;
+  readonly request: RecalibrationRequest;
+  private readonly recalibrator: Recalibrator;
+  /** The private copy of the parent's network that the recalibrator updates. */
+  private readonly network: ReturnType<typeof networkFromCheckpoint>;
+  private readonly hash: Hash = createHash('sha256');
+  private readonly started = performance.now();
+  private readonly service: RecalibrationService;
+  private settled = false;
+
+  constructor(
+    service: RecalibrationService,
+    parent: AvailableVersion,
+    request: RecalibrationRequest,
+    job: Job,
+  ) {
+    this.service = service;
+    this.parent = parent;
+    this.request = request;
+    this.job = job;
+    const { config, state } = parent.checkpoint;
+    const network = networkFromCheckpoint(config, cloneState(state));
+    this.recalibrator = createRecalibrator(network, config.input_transform, this.width, {
+      mode: request.mode,
+      ...(request.priorStrength !== undefined ? { priorStrength: request.priorStrength } : {}),
+      ...(request.batchSize !== undefined ? { batchSize: request.batchSize } : {}),
+      maxSamples: service.options.maxSamples,
+      pause,
+      onProgress: (p) =>
+        service.jobs.update(job, {
+          phase:
+            p.phase === 'receiving'
+              ? 'receiving'
+              : `statistics${p.layer !== undefined ? ` (layer ${p.layer})` : ''}`,
+          progress: { rows: p.rows, total_rows: p.phase === 'receiving' ? null : p.totalRows },
+        }),
+    });
+    this.network = network;
+  }
+
+  /** Features per row (the model's input width). */
+  get width(): number {
+    return this.parent.compiled.inputWidth;
+  }
+
+  get rows(): number {
+    return this.recalibrator.rows;
+  }
+
+  /** Whole rows [k, width] of raw features. */
+  async push(chunk: Float32Array): Promise<void> {
+    await this.recalibrator.push(chunk);
+    this.hash.update(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+    this.service.jobs.update(this.job, {
+      progress: { rows: this.recalibrator.rows, total_rows: null },
+    });
+  }
+
+  /** Computes the statistics, publishes the new version (activating it if asked), settles the job. */
+  async complete(): Promise<RecalibrationOutcome> {
+    try {
+      const result = await this.recalibrator.finish();
+      this.service.jobs.update(this.job, { phase: 'publishing' });
+      const dataSha256 = this.hash.digest('hex');
+      const parentConfig = this.parent.checkpoint.config;
+      const { mode, priorStrength, batchSize, note } = this.request;
+      const provenance = {
+        kind: 'recalibration',
+        parent_version: this.parent.version,
+        mode,
+        ...(mode === 'prior' ? { prior_strength: priorStrength ?? null } : {}),
+        ...(mode === 'running'
+          ? { batch_size: batchSize ?? null, batches: result.batches ?? null }
+          : {}),
+        samples: result.samples,
+        data_sha256: dataSha256,
+        created_at: new Date().toISOString(),
+        note: note ?? null,
+        previous: parentConfig.provenance ?? null,
+      };
+      const { version, activated } = await this.service.registry.publish(
+        {
+          config: { ...parentConfig, provenance },
+          state: this.network.stateDict(),
+          metrics: { format: 'normserve.recalibration/v1', ...provenance, layers: result.layers },
+        },
+        this.request.activate,
+        note ??
+          `recalibrated from version ${this.parent.version} (${mode}, ${result.samples} samples)`,
+      );
+      const outcome: RecalibrationOutcome = {
+        model: parentConfig.name,
+        version,
+        parent_version: this.parent.version,
+        mode,
+        samples: result.samples,
+        activated,
+        duration_ms: Math.round((performance.now() - this.started) * 1000) / 1000,
+        data_sha256: dataSha256,
+        layers: result.layers,
+        ...(result.batches !== undefined ? { batches: result.batches } : {}),
+        job_id: this.job.id,
+      };
+      this.settle('succeeded', { result: outcome, phase: 'done' });
+      return outcome;
+    } catch (e) {
+      this.fail(e);
+      throw e;
+    }
+  }
+
+  /** Ends the session with an error (a bad row, a dropped upload), releasing the model. */
+  fail(error: unknown): void {
+    const info = isNormserveError(error)
+      ? {
+          code: error.code,
+          message: error.message,
+          ...(error.errors.length > 0 ? { errors: [...error.errors] } : {}),
+        }
+      : { code: 'INTERNAL', message: error instanceof Error ? error.message : String(error) };
+    this.settle('failed', { error: info, phase: 'failed' });
+  }
+
+  private settle(state: 'succeeded' | 'failed', change: Partial<Job>): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.service.jobs.update(this.job, { ...change, state });
+    this.service.release(this);
+    this.service.options.onOutcome?.(this.parent.name, this.request.mode, state);
+    const log = this.service.log;
+    if (state === 'succeeded')
+      log.info(
+        { model: this.parent.name, job: this.job.id, result: change.result },
+        'recalibration published',
+      );
+    else
+      log.warn(
+        { model: this.parent.name, job: this.job.id, error: change.error },
+        'recalibration failed',
+      );
+  }
+}
+
+/**
+ * The recalibration use case: at most one recalibration per model at a time (a second one gets
+ * 409 naming the running job), each on a private copy of the version that was active when it
+ * began, published as a new version through the registry (atomic, then activated if asked).
+ */
+export class RecalibrationService {
+  readonly registry: ModelRegistry;
+  readonly jobs: JobRegistry;
+  readonly options: RecalibrationServiceOptions;
+  readonly log: Log;
+  private readonly running = new Map<string, RecalibrationSession>();
+
+  constructor(registry: ModelRegistry, jobs: JobRegistry, options: RecalibrationServiceOptions) {
+    this.registry = registry;
+    this.jobs = jobs;
+    this.options = options;
+    this.log = options.log ?? silentLog;
+  }
+
+  begin(request: RecalibrationRequest): RecalibrationSession {
+    const parent = this.registry.resolve(request.model);
+    const busy = this.running.get(request.model);
+    if (busy) {
+      throw new NormserveError(
+        'RECALIBRATION_IN_PROGRESS',
+        `model "${request.model}" is being recalibrated by job ${busy.job.id}; retry when it has finished`,
+        { extra: { job_id: busy.job.id, job: `/v1/jobs/${busy.job.id}` } },
+      );
+    }
+    if (!parent.checkpoint.config.layers.some((l) => l.type === 'batchnorm1d')) {
+      throw new NormserveError(
+        'NOT_RECALIBRATABLE',
+        `model "${request.model}" has no BatchNorm layer: there are no statistics to recalibrate`,
+      );
+    }
+    const job = this.jobs.create('recalibration', request.model);
+    const session = new RecalibrationSession(this, parent, request, job);
+    this.running.set(request.model, session);
+    return session;
+  }
+
+  /** The running session of a model, if any. */
+  runningFor(model: string): RecalibrationSession | undefined {
+    return this.running.get(model);
+  }
+
+  /** Called by a session when it settles. */
+  release(session: RecalibrationSession): void {
+    if (this.running.get(session.parent.name) === session) this.running.delete(session.parent.name);
+  }
+
+  /** Recalibrates from rows already in memory (the offline CLI and small JSON requests). */
+  async recalibrateRows(
+    request: RecalibrationRequest,
+    rows: Float32Array,
+  ): Promise<RecalibrationOutcome> {
+    const session = this.begin(request);
+    try {
+      const chunkRows = 4096;
+      const step = chunkRows * session.width;
+      for (let i = 0; i < rows.length; i += step)
+        await session.push(rows.subarray(i, Math.min(rows.length, i + step)));
+    } catch (e) {
+      session.fail(e);
+      throw e;
+    }
+    return session.complete();
+  }
+}
