@@ -41,6 +41,9 @@ export function toProblem(error: NormserveError, instance: string): Problem {
   };
 }
 
+const MALFORMED_JSON =
+  'malformed JSON: the body is not valid JSON, or has a "__proto__" or "constructor.prototype" key (refused)';
+
 /** Fastify's own errors (body parsing, limits, media types) as catalogue errors. */
 function fromFastifyError(error: FastifyError): NormserveError {
   switch (error.code) {
@@ -62,23 +65,21 @@ function fromFastifyError(error: FastifyError): NormserveError {
         'the body is empty but Content-Type is application/json',
       );
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
-      return new NormserveError('INVALID_JSON', `malformed JSON: ${error.message}`);
+      // Fastify's JSON parser reports syntax errors and secure-json-parse's refusals alike, with
+      // a message naming application/json even for curl's form type: name both causes instead.
+      return new NormserveError('INVALID_JSON', MALFORMED_JSON);
     case 'FST_ERR_CTP_INVALID_TYPE':
       return new NormserveError('UNSUPPORTED_MEDIA_TYPE', 'invalid Content-Type header');
+    // Router errors; they reach this handler when app.ts passes frameworkErrors to it.
+    case 'FST_ERR_BAD_URL':
+      return new NormserveError('INVALID_INPUT', 'the URL has a malformed percent-encoding');
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return new NormserveError('INVALID_INPUT', 'a path parameter of the URL is too long');
     default:
       break;
   }
   if (error.statusCode === 429) return new NormserveError('RATE_LIMITED', error.message);
-  if (error instanceof SyntaxError || error.code === 'FST_ERR_CTP_INVALID_JSON_BODY') {
-    return new NormserveError('INVALID_JSON', `malformed JSON: ${error.message}`);
-  }
-  // secure-json-parse refuses __proto__ and constructor.prototype keys.
-  if (/forbidden prototype property/i.test(error.message)) {
-    return new NormserveError(
-      'INVALID_JSON',
-      'JSON bodies must not contain "__proto__" or "constructor.prototype" keys',
-    );
-  }
+  if (error instanceof SyntaxError) return new NormserveError('INVALID_JSON', MALFORMED_JSON);
   if (error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500) {
     return new NormserveError(
       error.statusCode === 404 ? 'NOT_FOUND' : 'INVALID_INPUT',

@@ -42,7 +42,9 @@ export async function writeFileAtomically(
   dir: string,
   name: string,
   bytes: Uint8Array,
+  createDir = false,
 ): Promise<void> {
+  if (createDir) await mkdir(dir, { recursive: true });
   const temp = join(dir, `${temporaryName()}-${name}`);
   try {
     await writeDurably(temp, bytes);

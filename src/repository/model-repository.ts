@@ -27,6 +27,8 @@ export interface ActiveRecord {
 }
 
 export const ACTIVE_FILE = 'active-version.json';
+/** Job records shared by the processes of a repository (hidden from the model scan). */
+export const JOBS_DIR = '.jobs';
 const VERSION_NAME = /^[1-9][0-9]{0,14}$/;
 const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
@@ -192,7 +194,11 @@ export class ModelRepository {
   async removeTemporaries(maxAgeMs = 3_600_000): Promise<string[]> {
     const removed: string[] = [];
     const here = hostname().replace(/[^A-Za-z0-9_]/g, '_');
-    const dirs = [this.root, ...(await this.listModels()).map((m) => this.modelPath(m))];
+    const dirs = [
+      this.root,
+      join(this.root, JOBS_DIR),
+      ...(await this.listModels()).map((m) => this.modelPath(m)),
+    ];
     for (const dir of dirs) {
       let names: string[];
       try {

@@ -1,4 +1,4 @@
-export { loadModelDirectory } from '../repository/index.js';
+export { JOBS_DIR, loadModelDirectory } from '../repository/index.js';
 export { type Job, JobRegistry, type JobState } from './job-registry.js';
 export { type Log, silentLog } from './logger.js';
 export {

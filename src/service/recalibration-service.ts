@@ -1,4 +1,4 @@
-import { createHash, type Hash } from 'node:crypto';
+import { createHash, type Hash, randomUUID } from 'node:crypto';
 import { networkFromCheckpoint } from '../checkpoint/index.js';
 import { isNormserveError, NormserveError } from '../errors/index.js';
 import type { StateDict } from '../nn/index.js';
@@ -8,6 +8,7 @@ import {
   type RecalibrationResult,
   type Recalibrator,
 } from '../recalibration/index.js';
+import { acquireModelLock, type HeldLock } from '../repository/index.js';
 import type { Job, JobRegistry } from './job-registry.js';
 import { type Log, silentLog } from './logger.js';
 import type { AvailableVersion, ModelRegistry } from './model-registry.js';
@@ -70,13 +71,17 @@ export class RecalibrationSession {
   private readonly service: RecalibrationService;
   private settled = false;
 
+  private readonly lock: HeldLock;
+
   constructor(
     service: RecalibrationService,
     parent: AvailableVersion,
     request: RecalibrationRequest,
     job: Job,
+    lock: HeldLock,
   ) {
     this.service = service;
+    this.lock = lock;
     this.parent = parent;
     this.request = request;
     this.job = job;
@@ -163,16 +168,16 @@ export class RecalibrationSession {
         ...(result.batches !== undefined ? { batches: result.batches } : {}),
         job_id: this.job.id,
       };
-      this.settle('succeeded', { result: outcome, phase: 'done' });
+      await this.settle('succeeded', { result: outcome, phase: 'done' });
       return outcome;
     } catch (e) {
-      this.fail(e);
+      await this.fail(e);
       throw e;
     }
   }
 
   /** Ends the session with an error (a bad row, a dropped upload), releasing the model. */
-  fail(error: unknown): void {
+  async fail(error: unknown): Promise<void> {
     const info = isNormserveError(error)
       ? {
           code: error.code,
@@ -180,14 +185,22 @@ export class RecalibrationSession {
           ...(error.errors.length > 0 ? { errors: [...error.errors] } : {}),
         }
       : { code: 'INTERNAL', message: error instanceof Error ? error.message : String(error) };
-    this.settle('failed', { error: info, phase: 'failed' });
+    await this.settle('failed', { error: info, phase: 'failed' });
   }
 
-  private settle(state: 'succeeded' | 'failed', change: Partial<Job>): void {
+  private async settle(state: 'succeeded' | 'failed', change: Partial<Job>): Promise<void> {
     if (this.settled) return;
     this.settled = true;
     this.service.jobs.update(this.job, { ...change, state });
     this.service.release(this);
+    try {
+      await this.lock.release();
+    } catch (e) {
+      this.service.log.error(
+        { err: e, model: this.parent.name },
+        'releasing the model lock failed',
+      );
+    }
     this.service.options.onOutcome?.(this.parent.name, this.request.mode, state);
     const log = this.service.log;
     if (state === 'succeeded')
@@ -222,26 +235,48 @@ export class RecalibrationService {
     this.log = options.log ?? silentLog;
   }
 
-  begin(request: RecalibrationRequest): RecalibrationSession {
+  /**
+   * Starts a recalibration of the model's active version. The model's lock is a file in the
+   * repository (acquireModelLock), so the 409 holds across workers and replicas too.
+   */
+  async begin(request: RecalibrationRequest): Promise<RecalibrationSession> {
     const parent = this.registry.resolve(request.model);
-    const busy = this.running.get(request.model);
-    if (busy) {
-      throw new NormserveError(
-        'RECALIBRATION_IN_PROGRESS',
-        `model "${request.model}" is being recalibrated by job ${busy.job.id}; retry when it has finished`,
-        { extra: { job_id: busy.job.id, job: `/v1/jobs/${busy.job.id}` } },
-      );
-    }
     if (!parent.checkpoint.config.layers.some((l) => l.type === 'batchnorm1d')) {
       throw new NormserveError(
         'NOT_RECALIBRATABLE',
         `model "${request.model}" has no BatchNorm layer: there are no statistics to recalibrate`,
       );
     }
-    const job = this.jobs.create('recalibration', request.model);
-    const session = new RecalibrationSession(this, parent, request, job);
-    this.running.set(request.model, session);
-    return session;
+    const busy = (jobId: string): NormserveError =>
+      new NormserveError(
+        'RECALIBRATION_IN_PROGRESS',
+        `model "${request.model}" is being recalibrated by job ${jobId}; retry when it has finished`,
+        { extra: { job_id: jobId, job: `/v1/jobs/${jobId}` } },
+      );
+    const local = this.running.get(request.model);
+    if (local) throw busy(local.job.id);
+    const jobId = randomUUID();
+    const lock = await acquireModelLock(this.registry.repository.modelPath(request.model), jobId);
+    if ('heldBy' in lock) throw busy(lock.heldBy.owner);
+    const raced = this.running.get(request.model);
+    if (raced) {
+      await lock.release();
+      throw busy(raced.job.id);
+    }
+    const job = this.jobs.create('recalibration', request.model, jobId);
+    try {
+      const session = new RecalibrationSession(this, parent, request, job, lock);
+      this.running.set(request.model, session);
+      return session;
+    } catch (e) {
+      await lock.release();
+      this.jobs.update(job, {
+        state: 'failed',
+        phase: 'failed',
+        error: { code: 'INTERNAL', message: String(e) },
+      });
+      throw e;
+    }
   }
 
   /** The running session of a model, if any. */
@@ -259,14 +294,14 @@ export class RecalibrationService {
     request: RecalibrationRequest,
     rows: Float32Array,
   ): Promise<RecalibrationOutcome> {
-    const session = this.begin(request);
+    const session = await this.begin(request);
     try {
       const chunkRows = 4096;
       const step = chunkRows * session.width;
       for (let i = 0; i < rows.length; i += step)
         await session.push(rows.subarray(i, Math.min(rows.length, i + step)));
     } catch (e) {
-      session.fail(e);
+      await session.fail(e);
       throw e;
     }
     return session.complete();

@@ -1,9 +1,11 @@
+import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import rateLimit from '@fastify/rate-limit';
 import { z } from 'zod';
 import { NormserveError } from '../../errors/index.js';
 import {
   checkRowWidths,
+  JOBS_DIR,
   JobRegistry,
   packRows,
   type RecalibrationRequest,
@@ -42,7 +44,8 @@ const adminErrors = {
  */
 export async function adminRoutes(app: AppInstance): Promise<void> {
   const { registry, config, metrics, adminToken } = app.deps;
-  const jobs = new JobRegistry();
+  const jobs = new JobRegistry({ dir: join(config.MODEL_REPOSITORY, JOBS_DIR) });
+  await jobs.removeOlderThan(7 * 24 * 3_600_000);
   const service = new RecalibrationService(registry, jobs, {
     maxSamples: config.MAX_RECALIBRATION_SAMPLES,
     log: app.log,
@@ -121,7 +124,7 @@ export async function adminRoutes(app: AppInstance): Promise<void> {
           activate: json?.activate ?? q.activate ?? true,
           note: json?.note ?? q.note,
         };
-        const session = service.begin(recalibration);
+        const session = await service.begin(recalibration);
         try {
           if (json) {
             checkRowWidths(json.instances, session.width, 'instances');
@@ -140,7 +143,7 @@ export async function adminRoutes(app: AppInstance): Promise<void> {
             }
           }
         } catch (e) {
-          session.fail(e);
+          await session.fail(e);
           throw e;
         }
         const prefersAsync = /\brespond-async\b/i.test(String(request.headers.prefer ?? ''));
@@ -178,9 +181,8 @@ export async function adminRoutes(app: AppInstance): Promise<void> {
       },
     },
     async (request) => {
-      const job = jobs.get(request.params.id);
-      if (!job)
-        throw new NormserveError('JOB_NOT_FOUND', `no job ${request.params.id} in this process`);
+      const job = await jobs.get(request.params.id);
+      if (!job) throw new NormserveError('JOB_NOT_FOUND', `no job ${request.params.id}`);
       return job as z.input<typeof jobSchema>;
     },
   );

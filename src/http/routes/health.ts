@@ -39,9 +39,15 @@ export async function healthRoutes(app: AppInstance): Promise<void> {
               { status: 'ready', models: [{ name: 'digits', ready: true, active_version: 1 }] },
             ],
           }),
-          503: readiness.describe(
-            'Some model has no available version, or the repository is empty',
-          ),
+          503: readiness.meta({
+            description: 'Some model has no available version, or the repository is empty',
+            examples: [
+              {
+                status: 'not_ready',
+                models: [{ name: 'digits', ready: false, active_version: null }],
+              },
+            ],
+          }),
         },
       },
     },

@@ -3,13 +3,20 @@ import { type ErrorLocation, NormserveError } from '../../errors/index.js';
 import { type AvailableVersion, runBatch } from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
 import { recordInference } from '../request-context.js';
-import { errorResponses, modelNameParam, versionParam } from '../schemas/common.js';
+import {
+  checkBatchSize,
+  errorResponses,
+  inferenceErrorResponses,
+  modelNameParam,
+  versionParam,
+} from '../schemas/common.js';
 import {
   inferRequestSchema,
   inferResponseSchema,
   modelMetadataSchema,
   serverMetadataSchema,
 } from '../schemas/open-inference.js';
+import { attributeModel } from './tf-serving.js';
 
 export const INPUT_NAME = 'input';
 
@@ -67,8 +74,7 @@ function readInput(
     fail('inputs[0].shape', `expected [N, ${width}], got [${shape.join(', ')}]`);
   const rows = shape[0]!;
   if (rows < 1) fail('inputs[0].shape', 'at least one row is required');
-  if (rows > maxRows)
-    fail('inputs[0].shape', `at most ${maxRows} rows per request (MAX_BATCH_SIZE)`);
+  checkBatchSize('inputs[0].shape', rows, maxRows);
   const data = new Float32Array(rows * width);
   const values = input.data;
   const errors: ErrorLocation[] = [];
@@ -111,6 +117,7 @@ function readInput(
  */
 export async function openInferenceRoutes(app: AppInstance): Promise<void> {
   const { registry, config } = app.deps;
+  const onRequest = attributeModel(registry);
   const nameParams = z.object({ name: modelNameParam });
   const versionParams = z.object({ name: modelNameParam, version: versionParam });
   const tags = ['open inference protocol v2'];
@@ -126,7 +133,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
       schema: {
         tags,
         summary: 'Server liveness',
-        response: { 200: z.object({ live: z.boolean() }) },
+        response: { 200: z.object({ live: z.boolean() }).meta({ examples: [{ live: true }] }) },
       },
     },
     async () => ({ live: true }),
@@ -138,7 +145,13 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
       schema: {
         tags,
         summary: 'Server readiness: every model has an available version',
-        response: { 200: readySchema, 503: readySchema },
+        response: {
+          200: readySchema.meta({ examples: [{ ready: true }] }),
+          503: readySchema.meta({
+            description: 'Some model has no available version, or the repository is empty',
+            examples: [{ ready: false }],
+          }),
+        },
       },
     },
     async (_request, reply) => {
@@ -155,6 +168,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
   app.get(
     '/v2/models/:name',
     {
+      onRequest,
       schema: {
         tags,
         summary: 'Model metadata (active version)',
@@ -168,6 +182,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
   app.get(
     '/v2/models/:name/versions/:version',
     {
+      onRequest,
       schema: {
         tags,
         summary: 'Model metadata (one version)',
@@ -183,9 +198,12 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
 
   const modelReady = z.object({ name: z.string(), ready: z.boolean() });
   const readyResponses = {
-    200: modelReady,
+    200: modelReady.meta({ examples: [{ name: 'digits', ready: true }] }),
     ...errorResponses,
-    503: modelReady.describe('Known model with no available version'),
+    503: modelReady.meta({
+      description: 'Known model with no available version',
+      examples: [{ name: 'digits', ready: false }],
+    }),
   };
   const readyHandler = (name: string, version?: number) => {
     const model = registry.get(name);
@@ -197,7 +215,10 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
   };
   app.get(
     '/v2/models/:name/ready',
-    { schema: { tags, summary: 'Model readiness', params: nameParams, response: readyResponses } },
+    {
+      onRequest,
+      schema: { tags, summary: 'Model readiness', params: nameParams, response: readyResponses },
+    },
     async (request, reply) => {
       const body = readyHandler(request.params.name);
       return reply.code(body.ready ? 200 : 503).send(body);
@@ -206,6 +227,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
   app.get(
     '/v2/models/:name/versions/:version/ready',
     {
+      onRequest,
       schema: {
         tags,
         summary: 'Model version readiness',
@@ -229,7 +251,6 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
     reply: { header(name: string, value: string): unknown },
     req: Parameters<typeof recordInference>[0],
   ) => {
-    req.modelName = request.params.name;
     const served = registry.resolve(request.params.name, request.params.version);
     const requested = request.body.outputs?.map((o) => o.name) ?? [outputNames(served)[0]!];
     requested.forEach((name, i) => {
@@ -281,17 +302,25 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
       outputs: requested.map(tensor),
     };
   };
-  const inferSchema = { tags, body, response: { 200: inferResponseSchema, ...errorResponses } };
+  const inferSchema = {
+    tags,
+    body,
+    response: { 200: inferResponseSchema, ...inferenceErrorResponses },
+  };
   app.post(
     '/v2/models/:name/infer',
     {
+      onRequest,
       schema: { ...inferSchema, summary: 'Inference with the active version', params: nameParams },
     },
     async (request, reply) => infer(request, reply, request),
   );
   app.post(
     '/v2/models/:name/versions/:version/infer',
-    { schema: { ...inferSchema, summary: 'Inference with one version', params: versionParams } },
+    {
+      onRequest,
+      schema: { ...inferSchema, summary: 'Inference with one version', params: versionParams },
+    },
     async (request, reply) => infer(request, reply, request),
   );
 }

@@ -1,20 +1,42 @@
+import type { FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { NormserveError } from '../../errors/index.js';
 import {
   type AvailableVersion,
+  type ModelRegistry,
   type ModelSnapshot,
   type PredictOutput,
   predict,
 } from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
 import { recordInference } from '../request-context.js';
-import { errorResponses, modelNameParam, versionParam } from '../schemas/common.js';
+import {
+  checkBatchSize,
+  errorResponses,
+  inferenceErrorResponses,
+  modelNameParam,
+  versionParam,
+} from '../schemas/common.js';
 import {
   modelStatusSchema,
   predictQuerySchema,
   predictRequestSchema,
   predictResponseSchema,
 } from '../schemas/tf-serving.js';
+
+/**
+ * An onRequest hook for routes with a `:name` parameter: attributes the request to that model
+ * (log line, metric labels), even when it fails later (415, malformed JSON, validation). Only
+ * models of the registry are named, so requests for made-up models cannot create label values.
+ */
+export function attributeModel(registry: ModelRegistry) {
+  return async (request: FastifyRequest): Promise<void> => {
+    const name = (request.params as { name?: unknown } | undefined)?.name;
+    if (typeof name === 'string' && registry.list().some((m) => m.name === name)) {
+      request.modelName = name;
+    }
+  };
+}
 
 /** Rows of a flat [rows, width] array as nested arrays for JSON. */
 export function toMatrix(data: Float32Array, rows: number, width: number): number[][] {
@@ -86,43 +108,115 @@ export function versionMetadata(served: AvailableVersion) {
   };
 }
 
-const metadataSchema = z.looseObject({
-  name: z.string(),
-  version: z.number().int(),
-  task: z.enum(['classification', 'regression']),
-  input_shape: z.array(z.number().int()),
-  output_shape: z.array(z.number().int()),
-  labels: z.array(z.string()).nullable(),
-  layers: z.array(
-    z.looseObject({ index: z.number().int(), type: z.string(), compiled: z.string().nullable() }),
-  ),
-  folded_batchnorms: z
-    .array(z.number().int())
-    .meta({ description: 'Indices of the BatchNorm layers folded into Linear weights' }),
-  input_transform_folded: z.boolean(),
-  kernels: z.array(z.string()),
-  training: z.unknown(),
-  metrics: z.unknown(),
-  provenance: z.unknown(),
-});
+const metadataSchema = z
+  .looseObject({
+    name: z.string(),
+    version: z.number().int(),
+    task: z.enum(['classification', 'regression']),
+    input_shape: z.array(z.number().int()),
+    output_shape: z.array(z.number().int()),
+    labels: z.array(z.string()).nullable(),
+    layers: z.array(
+      z.looseObject({ index: z.number().int(), type: z.string(), compiled: z.string().nullable() }),
+    ),
+    folded_batchnorms: z
+      .array(z.number().int())
+      .meta({ description: 'Indices of the BatchNorm layers folded into Linear weights' }),
+    input_transform_folded: z.boolean(),
+    kernels: z.array(z.string()),
+    training: z.unknown(),
+    metrics: z.unknown(),
+    provenance: z.unknown(),
+  })
+  .meta({
+    description: 'What a client needs to call the version, and what compilation did to it',
+    examples: [
+      {
+        name: 'digits',
+        version: 1,
+        task: 'classification',
+        input_shape: [64],
+        output_shape: [10],
+        labels: ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'],
+        description: '8x8 handwritten digits',
+        layers: [
+          {
+            index: 0,
+            type: 'linear',
+            in_features: 64,
+            out_features: 128,
+            bias: true,
+            compiled: 'kernel',
+          },
+          {
+            index: 1,
+            type: 'batchnorm1d',
+            num_features: 128,
+            compiled: 'folded_into_previous_linear',
+          },
+          { index: 2, type: 'relu', compiled: 'fused_activation' },
+          { index: 3, type: 'dropout', p: 0.2, compiled: 'removed_in_eval' },
+          {
+            index: 4,
+            type: 'linear',
+            in_features: 128,
+            out_features: 10,
+            bias: true,
+            compiled: 'kernel',
+          },
+        ],
+        folded_batchnorms: [1],
+        input_transform_folded: true,
+        kernels: ['dense+relu', 'dense'],
+        training: null,
+        metrics: {
+          test: { loss: 0.245, accuracy: 0.95, rows: 360 },
+          best_epoch: 39,
+          seed: 42,
+          data_sha256: 'd7ff1341011182b7af3733b201a919cea2ffe00f25ff23ba48c5e791daffb498',
+          wall_time_ms: 6551,
+        },
+        provenance: null,
+        loaded_at: '2026-01-01T00:00:00.000Z',
+      },
+    ],
+  });
 
-const modelsListSchema = z.object({
-  models: z.array(
+const modelListing = z.object({
+  name: z.string(),
+  active_version: z.number().int().nullable(),
+  state: z.enum(['AVAILABLE', 'UNAVAILABLE']),
+  versions: z.array(
     z.object({
-      name: z.string(),
-      active_version: z.number().int().nullable(),
-      state: z.enum(['AVAILABLE', 'UNAVAILABLE']),
-      versions: z.array(
-        z.object({
-          version: z.number().int(),
-          state: z.enum(['AVAILABLE', 'FAILED']),
-          active: z.boolean(),
-          reason: z.string().optional(),
-        }),
-      ),
+      version: z.number().int(),
+      state: z.enum(['AVAILABLE', 'FAILED']),
+      active: z.boolean(),
+      reason: z
+        .string()
+        .optional()
+        .meta({ description: 'Why the version failed to load (FAILED only)' }),
     }),
   ),
 });
+
+const modelListingExample = {
+  name: 'digits',
+  active_version: 1,
+  state: 'AVAILABLE',
+  versions: [
+    { version: 1, state: 'AVAILABLE', active: true },
+    {
+      version: 2,
+      state: 'FAILED',
+      active: false,
+      reason: 'model.safetensors: the file is shorter than its header says',
+    },
+  ],
+};
+
+const modelsListSchema = z
+  .object({ models: z.array(modelListing) })
+  .meta({ examples: [{ models: [modelListingExample] }] });
 
 export function listModel(model: ModelSnapshot) {
   return {
@@ -146,6 +240,7 @@ export function listModel(model: ModelSnapshot) {
  */
 export async function tfServingRoutes(app: AppInstance): Promise<void> {
   const { registry, config } = app.deps;
+  const onRequest = attributeModel(registry);
   const nameParams = z.object({ name: modelNameParam });
   const versionParams = z.object({ name: modelNameParam, version: versionParam });
 
@@ -164,6 +259,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
   app.get(
     '/v1/models/:name',
     {
+      onRequest,
       schema: {
         tags: ['models'],
         summary: 'Model status (TF Serving GetModelStatus): every version',
@@ -177,11 +273,15 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
   app.get(
     '/v1/models/:name/versions',
     {
+      onRequest,
       schema: {
         tags: ['models'],
         summary: 'Versions of a model with states, the active one marked',
         params: nameParams,
-        response: { 200: modelsListSchema.shape.models.element, ...errorResponses },
+        response: {
+          200: modelListing.meta({ examples: [modelListingExample] }),
+          ...errorResponses,
+        },
       },
     },
     async (request) => listModel(registry.get(request.params.name)),
@@ -190,6 +290,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
   app.get(
     '/v1/models/:name/versions/:version',
     {
+      onRequest,
       schema: {
         tags: ['models'],
         summary: 'Status of one version (TF Serving GetModelStatus)',
@@ -213,6 +314,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
   app.get(
     '/v1/models/:name/metadata',
     {
+      onRequest,
       schema: {
         tags: ['models'],
         summary:
@@ -227,6 +329,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
   app.get(
     '/v1/models/:name/versions/:version/metadata',
     {
+      onRequest,
       schema: {
         tags: ['models'],
         summary: 'Metadata of one version',
@@ -238,7 +341,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
       versionMetadata(registry.resolve(request.params.name, request.params.version)),
   );
 
-  const body = predictRequestSchema(config.MAX_BATCH_SIZE);
+  const body = predictRequestSchema;
   const handler = async (
     request: {
       params: { name: string; version?: number };
@@ -250,7 +353,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
   ) => {
     const columnar = request.body.inputs !== undefined;
     const rows = (request.body.instances ?? request.body.inputs)!;
-    raw.modelName = request.params.name;
+    checkBatchSize(columnar ? 'inputs' : 'instances', rows.length, config.MAX_BATCH_SIZE);
     const out: PredictOutput = predict(registry, {
       model: request.params.name,
       version: request.params.version,
@@ -280,13 +383,14 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
     body,
     response: {
       200: predictResponseSchema,
-      ...errorResponses,
+      ...inferenceErrorResponses,
       503: errorResponses[400].describe('The model has no available version'),
     },
   };
   app.post(
     '/v1/models/:name(^[A-Za-z0-9][A-Za-z0-9._-]*)::predict',
     {
+      onRequest,
       schema: {
         ...predictSchema,
         summary: 'Predict with the active version (TF Serving REST predict)',
@@ -297,7 +401,10 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
   );
   app.post(
     '/v1/models/:name/versions/:version(^[0-9]+)::predict',
-    { schema: { ...predictSchema, summary: 'Predict with one version', params: versionParams } },
+    {
+      onRequest,
+      schema: { ...predictSchema, summary: 'Predict with one version', params: versionParams },
+    },
     async (request, reply) => handler(request, reply, request),
   );
 }

@@ -1,16 +1,36 @@
 import { z } from 'zod';
+import { NormserveError } from '../../errors/index.js';
 
 /** A finite JSON number; NaN/Infinity cannot be written in JSON, strings/null/booleans are refused. */
 export const finiteNumber = z.number({ error: 'expected a finite number' });
 
-/** Rows of features, [N, features]; the feature count is checked against the model afterwards. */
-export function rowsSchema(maxRows: number) {
-  return z
+/**
+ * Rows of features, [N, features]; the feature count is checked against the model afterwards.
+ * Without `maxRows` the row count is left to the route (see checkBatchSize), so the schema, and
+ * the OpenAPI document made from it, do not depend on the configuration.
+ */
+export function rowsSchema(maxRows?: number) {
+  const rows = z
     .array(z.array(finiteNumber, { error: 'expected an array of numbers (one row)' }), {
       error: 'expected an array of rows',
     })
-    .min(1, 'at least one row is required')
-    .max(maxRows, `at most ${maxRows} rows per request (MAX_BATCH_SIZE)`);
+    .min(1, 'at least one row is required');
+  return maxRows === undefined
+    ? rows
+    : rows.max(maxRows, `at most ${maxRows} rows per request (MAX_BATCH_SIZE)`);
+}
+
+/**
+ * More rows than MAX_BATCH_SIZE is a 413 BATCH_TOO_LARGE (not a 400): the data is fine, the
+ * client should split the batch.
+ */
+export function checkBatchSize(path: string, rows: number, maxRows: number): void {
+  if (rows > maxRows) {
+    const message = `at most ${maxRows} rows per request (MAX_BATCH_SIZE), got ${rows}`;
+    throw new NormserveError('BATCH_TOO_LARGE', `${path}: ${message}`, {
+      errors: [{ path, message }],
+    });
+  }
 }
 
 export const modelNameParam = z
@@ -64,4 +84,12 @@ export const errorResponses = {
   404: problemSchema.describe('Unknown model, version or route'),
   413: problemSchema.describe('Body larger than BODY_LIMIT_BYTES'),
   415: problemSchema.describe('Content-Type other than application/json'),
+} as const;
+
+/** Error responses of the inference routes, where 413 also means too many rows. */
+export const inferenceErrorResponses = {
+  ...errorResponses,
+  413: problemSchema.describe(
+    'Body larger than BODY_LIMIT_BYTES (BODY_TOO_LARGE), or more rows than MAX_BATCH_SIZE (BATCH_TOO_LARGE)',
+  ),
 } as const;

@@ -7,27 +7,34 @@ const example = [
   10, 0, 0, 0,
 ];
 
-/** TF Serving's REST predict request: row format (`instances`) or columnar (`inputs`). */
-export function predictRequestSchema(maxRows: number) {
-  const rows = rowsSchema(maxRows);
-  return z
-    .strictObject({
-      signature_name: z
-        .string()
-        .optional()
-        .meta({ description: 'Accepted for compatibility; models have one signature' }),
-      instances: rows
-        .optional()
-        .meta({ description: 'Row format: one array of features per instance' }),
-      inputs: rows
-        .optional()
-        .meta({ description: 'Columnar format: the batched input tensor [N, features]' }),
-    })
-    .refine((b) => (b.instances === undefined) !== (b.inputs === undefined), {
-      message: 'exactly one of "instances" (row format) or "inputs" (columnar format) is required',
-    })
-    .meta({ id: 'PredictRequest', examples: [{ instances: [example] }] });
-}
+const rowLimit = 'at most MAX_BATCH_SIZE rows (4096 by default; more is a 413 BATCH_TOO_LARGE)';
+
+/**
+ * TF Serving's REST predict request: row format (`instances`) or columnar (`inputs`). The row
+ * limit is checked by the route, so this one schema (a named OpenAPI component) fits every app.
+ */
+export const predictRequestSchema = z
+  .strictObject({
+    signature_name: z
+      .string()
+      .optional()
+      .meta({ description: 'Accepted for compatibility; models have one signature' }),
+    instances: rowsSchema()
+      .optional()
+      .meta({ description: `Row format: one array of features per instance, ${rowLimit}` }),
+    inputs: rowsSchema()
+      .optional()
+      .meta({
+        description: `Columnar format: the batched input tensor [N, features], ${rowLimit}`,
+      }),
+  })
+  .refine((b) => (b.instances === undefined) !== (b.inputs === undefined), {
+    message: 'exactly one of "instances" (row format) or "inputs" (columnar format) is required',
+  })
+  .meta({
+    id: 'PredictRequest',
+    examples: [{ instances: [example] }, { signature_name: 'serving_default', inputs: [example] }],
+  });
 
 export const predictQuerySchema = z.strictObject({
   fused: z

@@ -1,0 +1,109 @@
+import { open, readFile, rm, stat, utimes } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+
+/** Who holds a model's lock (the lock file's content). */
+export interface LockOwner {
+  owner: string;
+  host: string;
+  pid: number;
+  acquired_at: string;
+}
+
+export interface HeldLock {
+  owner: string;
+  release(): Promise<void>;
+}
+
+const LOCK_FILE = '.recalibration.lock';
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * A per-model lock shared by every process using the repository (workers of one machine, replicas
+ * on a shared volume): a file created with O_EXCL in the model directory, holding the owner's id.
+ * The holder refreshes its mtime every `heartbeatMs`; a lock whose holder died (same host, pid gone)
+ * or whose heartbeat stopped for `staleMs` is broken, so a crashed holder never blocks the model.
+ */
+export async function acquireModelLock(
+  modelDir: string,
+  owner: string,
+  options: { heartbeatMs?: number; staleMs?: number } = {},
+): Promise<HeldLock | { heldBy: LockOwner }> {
+  const heartbeatMs = options.heartbeatMs ?? 5_000;
+  const staleMs = options.staleMs ?? 30_000;
+  const path = join(modelDir, LOCK_FILE);
+  const content: LockOwner = {
+    owner,
+    host: hostname(),
+    pid: process.pid,
+    acquired_at: new Date().toISOString(),
+  };
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      const handle = await open(path, 'wx');
+      try {
+        await handle.writeFile(JSON.stringify(content));
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      const timer = setInterval(() => {
+        const now = new Date();
+        utimes(path, now, now).catch(() => undefined);
+      }, heartbeatMs);
+      timer.unref();
+      return {
+        owner,
+        release: async () => {
+          clearInterval(timer);
+          const current = await readOwner(path);
+          if (current?.owner === owner) await rm(path, { force: true });
+        },
+      };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+    const holder = await readOwner(path);
+    let stale = false;
+    if (holder === undefined) {
+      // Empty or unreadable: a holder between create and write, or one that crashed right there.
+      stale = await olderThan(path, 2_000);
+    } else {
+      if (holder.host === content.host && !isAlive(holder.pid)) stale = true;
+      else {
+        stale = await olderThan(path, staleMs);
+      }
+    }
+    if (!stale)
+      return { heldBy: holder ?? { owner: 'unknown', host: 'unknown', pid: 0, acquired_at: '' } };
+    await rm(path, { force: true });
+  }
+  const holder = await readOwner(path);
+  return { heldBy: holder ?? { owner: 'unknown', host: 'unknown', pid: 0, acquired_at: '' } };
+}
+
+/** True when the file is older than `ms`, or gone (released meanwhile). */
+async function olderThan(path: string, ms: number): Promise<boolean> {
+  try {
+    return Date.now() - (await stat(path)).mtimeMs > ms;
+  } catch {
+    return true;
+  }
+}
+
+async function readOwner(path: string): Promise<LockOwner | undefined> {
+  try {
+    const value = JSON.parse(await readFile(path, 'utf8')) as LockOwner;
+    return typeof value.owner === 'string' ? value : undefined;
+  } catch {
+    return undefined;
+  }
+}
