@@ -7,6 +7,7 @@ export {
 export { acquireModelLock, type HeldLock, type LockOwner } from './model-lock.js';
 export {
   ACTIVE_FILE,
+  JOBS_DIR,
   type ActiveRecord,
   loadModelDirectory,
   ModelRepository,
