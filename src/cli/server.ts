@@ -3,6 +3,7 @@
  * The server process: configuration from the environment (parsed once), the logger, the model
  * registry with its repository watch, the app, listen, graceful shutdown. `npm start` runs it.
  */
+import cluster, { type Worker } from 'node:cluster';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import closeWithGrace from 'close-with-grace';
@@ -85,6 +86,81 @@ export async function startServer(config: ServerConfig): Promise<void> {
   await app.listen({ port: config.PORT, host: config.HOST });
 }
 
+/**
+ * WORKERS > 1: a primary that forks that many server processes sharing the port (node:cluster
+ * distributes connections round-robin). Every worker loads the repository and watches it, so a
+ * recalibration or activation made through one worker reaches the others through the repository
+ * (within MODEL_POLL_INTERVAL_MS). SIGTERM/SIGINT drain every worker; a worker that dies otherwise
+ * is replaced.
+ */
+async function runPrimary(config: ServerConfig): Promise<void> {
+  const logger = pino({ level: config.LOG_LEVEL });
+  if (config.ADMIN_TOKEN === undefined) {
+    // One token for all workers, logged once.
+    const adminToken = randomBytes(24).toString('base64url');
+    process.env.ADMIN_TOKEN = adminToken;
+    logger.warn({ adminToken }, 'ADMIN_TOKEN is not set; generated an admin token for this server');
+  }
+  const registry = new ModelRegistry(config.MODEL_REPOSITORY, {
+    maxBatchSize: config.MAX_BATCH_SIZE,
+  });
+  const removed = await registry.repository.removeTemporaries();
+  if (removed.length > 0)
+    logger.info({ removed }, 'removed temporary leftovers of interrupted writes');
+
+  let stopping = false;
+  const recentDeaths: number[] = [];
+  const fork = (): Worker => cluster.fork();
+  cluster.on('exit', (worker, code, signal) => {
+    if (stopping) return;
+    logger.error({ worker: worker.process.pid, code, signal }, 'worker died; starting a new one');
+    const now = Date.now();
+    recentDeaths.push(now);
+    while (recentDeaths.length > 0 && now - recentDeaths[0]! > 60_000) recentDeaths.shift();
+    // A crash loop (e.g. the port is taken) must not spin: give up after 10 deaths a minute.
+    if (recentDeaths.length > 10) {
+      logger.fatal('workers keep dying; stopping');
+      process.exit(1);
+    }
+    fork();
+  });
+  for (let i = 0; i < config.WORKERS; i++) fork();
+  logger.info(
+    { workers: config.WORKERS, port: config.PORT, host: config.HOST },
+    'primary started workers',
+  );
+
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'stopping workers');
+    const workers = Object.values(cluster.workers ?? {}).filter(
+      (w): w is Worker => w !== undefined,
+    );
+    let clean = true;
+    let left = workers.length;
+    const done = () => {
+      logger.info({ clean }, 'all workers stopped');
+      process.exit(clean ? 0 : 1);
+    };
+    if (left === 0) done();
+    for (const worker of workers) {
+      worker.once('exit', (code) => {
+        if (code !== 0) clean = false;
+        if (--left === 0) done();
+      });
+      worker.process.kill('SIGTERM');
+    }
+    setTimeout(() => {
+      logger.error('workers did not stop in time; killing them');
+      for (const worker of workers) worker.process.kill('SIGKILL');
+      process.exit(1);
+    }, config.SHUTDOWN_TIMEOUT_MS + 2_000).unref();
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}
+
 async function main(): Promise<void> {
   let config: ServerConfig;
   try {
@@ -93,7 +169,8 @@ async function main(): Promise<void> {
     process.stderr.write(`normserve: ${isNormserveError(e) ? e.message : String(e)}\n`);
     process.exit(1);
   }
-  await startServer(config);
+  if (config.WORKERS > 1 && cluster.isPrimary) await runPrimary(config);
+  else await startServer(config);
 }
 
 await main();
