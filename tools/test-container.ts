@@ -1,0 +1,146 @@
+/**
+ * `npm run test:container`: builds the image with podman (or docker), runs it, and checks what a
+ * deployment relies on: ready, predictions equal to the local ones, a non-root process, a healthy
+ * HEALTHCHECK, recalibration with the admin token from the environment, exit 0 within 10 s of
+ * SIGTERM. Removes the container and image it made. Not part of `npm test` (needs a container
+ * engine; on machines without a registry, run ../shared/tools/container-base-images.sh first).
+ */
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:net';
+import { openModelDirectory } from '../src/service/index.js';
+
+const started = Date.now();
+const step = (name: string, detail: string) =>
+  process.stdout.write(`ok   ${name.padEnd(14)} ${detail} (${((Date.now() - started) / 1000).toFixed(1)} s)\n`);
+const fail = (name: string, detail: string): never => {
+  process.stdout.write(`FAIL ${name.padEnd(14)} ${detail}\n`);
+  throw new Error(`${name}: ${detail}`);
+};
+
+function engine(): 'podman' | 'docker' {
+  for (const candidate of ['podman', 'docker'] as const) {
+    if (spawnSync(candidate, ['--version'], { encoding: 'utf8' }).status === 0) {
+      // docker's client answers without an engine; ask the engine itself.
+      if (candidate === 'docker' && spawnSync('docker', ['info'], { encoding: 'utf8' }).status !== 0) continue;
+      return candidate;
+    }
+  }
+  return fail('engine', 'neither podman nor docker (with a running engine) is installed');
+}
+
+const tool = engine();
+const run = (args: string[], options: { allowFail?: boolean; timeoutMs?: number } = {}) => {
+  const result = spawnSync(tool, args, { encoding: 'utf8', timeout: options.timeoutMs ?? 600_000 });
+  if (result.status !== 0 && !options.allowFail) {
+    fail(args[0]!, `${tool} ${args.join(' ')} exited ${result.status}: ${(result.stderr || result.stdout).trim().slice(-2000)}`);
+  }
+  return result;
+};
+
+const freePort = (): Promise<number> =>
+  new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+
+const suffix = randomBytes(4).toString('hex');
+const image = `normserve-test:${suffix}`;
+const container = `normserve-test-${suffix}`;
+const adminToken = randomBytes(24).toString('base64url');
+
+async function main(): Promise<void> {
+  step('engine', `${tool} ${run(['--version']).stdout.trim()}`);
+  run(['build', ...(tool === 'podman' ? ['--format', 'docker'] : []), '-t', image, '.']);
+  const size = run(['image', 'inspect', image, '--format', '{{.Size}}']).stdout.trim();
+  step('build', `${image}, ${(Number(size) / 1e6).toFixed(0)} MB`);
+
+  const port = await freePort();
+  run(['run', '-d', '--name', container, '-p', `127.0.0.1:${port}:8080`, '-e', `ADMIN_TOKEN=${adminToken}`, '-e', 'WORKERS=2', image]);
+  const base = `http://127.0.0.1:${port}`;
+  let ready = false;
+  for (let i = 0; i < 120 && !ready; i++) {
+    ready = await fetch(`${base}/readyz`).then((r) => r.ok, () => false);
+    if (!ready) await new Promise((r) => setTimeout(r, 500));
+  }
+  if (!ready) fail('ready', `GET /readyz never answered 200; logs: ${run(['logs', container], { allowFail: true }).stderr.slice(-2000)}`);
+  step('ready', `${base}/readyz answered 200`);
+
+  const rows = [
+    [0, 0, 5, 13, 9, 1, 0, 0, 0, 0, 13, 15, 10, 15, 5, 0, 0, 3, 15, 2, 0, 11, 8, 0, 0, 4, 12, 0, 0, 8, 8, 0, 0, 5, 8, 0, 0, 9, 8, 0, 0, 4, 11, 0, 1, 12, 7, 0, 0, 2, 14, 5, 10, 12, 0, 0, 0, 0, 6, 13, 10, 0, 0, 0],
+    Array.from({ length: 64 }, (_, i) => (i * 7) % 17),
+  ];
+  const response = await fetch(`${base}/v1/models/digits:predict`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ instances: rows }),
+  });
+  const remote = (await response.json()) as { predictions: number[][]; labels: string[] };
+  const local = (await openModelDirectory('models/digits')).predict(rows);
+  const expected = Array.from(local.probabilities!);
+  const got = remote.predictions.flat();
+  const maxDiff = Math.max(...expected.map((v, i) => Math.abs(v - got[i]!)));
+  if (response.status !== 200 || got.length !== expected.length || maxDiff > 1e-6 || remote.labels.join() !== local.labels!.join()) {
+    fail('prediction', `status ${response.status}, labels ${remote.labels} vs ${local.labels}, max |Δ| ${maxDiff}`);
+  }
+  step('prediction', `labels ${remote.labels.join(',')} equal to the local server's, max |Δp| ${maxDiff}`);
+
+  const uid = run(['exec', container, 'id', '-u']).stdout.trim();
+  if (uid === '0') fail('non-root', 'the server runs as root');
+  step('non-root', `uid ${uid}, image user ${run(['image', 'inspect', image, '--format', '{{.Config.User}}']).stdout.trim()}`);
+
+  if (tool === 'podman') {
+    const health = run(['healthcheck', 'run', container], { allowFail: true });
+    if (health.status !== 0) fail('healthcheck', `podman healthcheck run exited ${health.status}: ${health.stdout}${health.stderr}`);
+    step('healthcheck', 'podman healthcheck run: healthy');
+  } else {
+    let status = '';
+    for (let i = 0; i < 60 && status !== 'healthy'; i++) {
+      status = run(['inspect', container, '--format', '{{.State.Health.Status}}']).stdout.trim();
+      if (status !== 'healthy') await new Promise((r) => setTimeout(r, 1000));
+    }
+    if (status !== 'healthy') fail('healthcheck', `health status ${status}`);
+    step('healthcheck', 'docker reports healthy');
+  }
+
+  const night = rows.concat(rows.map((r) => r.map((v) => 16 - v))).map((r) => r.map((v) => 0.35 * v + 1.6));
+  const unauthorized = await fetch(`${base}/v1/models/digits:recalibrate`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ instances: night }),
+  });
+  const recalibration = await fetch(`${base}/v1/models/digits:recalibrate`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${adminToken}` },
+    body: JSON.stringify({ instances: night, note: 'container test' }),
+  });
+  const outcome = (await recalibration.json()) as { version?: number; samples?: number };
+  if (unauthorized.status !== 401 || recalibration.status !== 201 || outcome.version !== 2) {
+    fail('recalibrate', `without token ${unauthorized.status}, with token ${recalibration.status}: ${JSON.stringify(outcome)}`);
+  }
+  step('recalibrate', `401 without the token; 201 with it: version ${outcome.version} from ${outcome.samples} samples`);
+
+  const stopStart = Date.now();
+  run(['kill', '--signal', 'TERM', container]);
+  const waited = run(['wait', container], { timeoutMs: 15_000 });
+  const seconds = (Date.now() - stopStart) / 1000;
+  const code = waited.stdout.trim().split('\n').at(-1);
+  if (code !== '0' || seconds > 10) fail('sigterm', `exit code ${code} after ${seconds.toFixed(1)} s`);
+  step('sigterm', `exit code 0 after ${seconds.toFixed(1)} s`);
+}
+
+try {
+  await main();
+  process.stdout.write('container test passed\n');
+} catch (e) {
+  process.exitCode = 1;
+  if (!(e instanceof Error && e.message.includes(':'))) process.stdout.write(`FAIL ${String(e)}\n`);
+} finally {
+  run(['rm', '-f', container], { allowFail: true });
+  run(['rmi', '-f', image], { allowFail: true });
+  step('cleanup', `removed ${container} and ${image}`);
+}
