@@ -5,7 +5,10 @@ import type { AppInstance } from '../app-types.js';
 import { recordInference } from '../request-context.js';
 import {
   checkBatchSize,
+  checkFiniteOutputs,
   errorResponses,
+  FLOAT32_MAX,
+  FLOAT32_RANGE_MESSAGE,
   inferenceErrorResponses,
   modelNameParam,
   versionParam,
@@ -81,6 +84,7 @@ function readInput(
   const put = (v: unknown, at: number, path: string) => {
     if (typeof v !== 'number' || !Number.isFinite(v))
       errors.push({ path, message: 'expected a finite number' });
+    else if (Math.abs(v) > FLOAT32_MAX) errors.push({ path, message: FLOAT32_RANGE_MESSAGE });
     else data[at] = v;
   };
   if (values.length === rows * width && values.every((v) => !Array.isArray(v))) {
@@ -267,6 +271,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
       config.MAX_BATCH_SIZE,
     );
     const out = runBatch(served, data, rows);
+    checkFiniteOutputs(out.outputs, rows, out.outputWidth, (r) => `inputs[0].data (row ${r})`);
     recordInference(req, {
       model: out.model,
       version: out.version,

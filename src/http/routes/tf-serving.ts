@@ -12,6 +12,7 @@ import type { AppInstance } from '../app-types.js';
 import { recordInference } from '../request-context.js';
 import {
   checkBatchSize,
+  checkFiniteOutputs,
   errorResponses,
   inferenceErrorResponses,
   modelNameParam,
@@ -361,6 +362,9 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
       fused: request.query.fused,
       field: columnar ? 'inputs' : 'instances',
     });
+    checkFiniteOutputs(out.outputs, out.rows, out.outputWidth, (r) =>
+      columnar ? `inputs[${r}]` : `instances[${r}]`,
+    );
     recordInference(raw, {
       model: out.model,
       version: out.version,

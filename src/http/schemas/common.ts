@@ -1,8 +1,19 @@
 import { z } from 'zod';
-import { NormserveError } from '../../errors/index.js';
+import { type ErrorLocation, NormserveError } from '../../errors/index.js';
 
-/** A finite JSON number; NaN/Infinity cannot be written in JSON, strings/null/booleans are refused. */
-export const finiteNumber = z.number({ error: 'expected a finite number' });
+/** The largest float32, 3.4028234663852886e38: the engine stores every feature as float32. */
+export const FLOAT32_MAX = 3.4028234663852886e38;
+export const FLOAT32_RANGE_MESSAGE = `outside the float32 range (|x| ≤ ${FLOAT32_MAX})`;
+
+/**
+ * A finite JSON number within the float32 range; NaN/Infinity cannot be written in JSON (1e999
+ * parses to Infinity and is refused), strings/null/booleans are refused, and so is 1e39, which
+ * would become Infinity as float32 and turn every output into NaN.
+ */
+export const finiteNumber = z
+  .number({ error: 'expected a finite number' })
+  .min(-FLOAT32_MAX, FLOAT32_RANGE_MESSAGE)
+  .max(FLOAT32_MAX, FLOAT32_RANGE_MESSAGE);
 
 /**
  * Rows of features, [N, features]; the feature count is checked against the model afterwards.
@@ -77,6 +88,35 @@ export const problemSchema = z
       },
     ],
   });
+
+/**
+ * Inputs within the float32 range can still overflow inside the network (a row of values near
+ * 1e38); such rows are refused by name instead of answering NaN (JSON null) predictions.
+ */
+export function checkFiniteOutputs(
+  outputs: Float32Array,
+  rows: number,
+  width: number,
+  rowPath: (row: number) => string,
+): void {
+  const errors: ErrorLocation[] = [];
+  for (let r = 0; r < rows && errors.length < 10; r++) {
+    for (let k = 0; k < width; k++) {
+      if (!Number.isFinite(outputs[r * width + k]!)) {
+        errors.push({
+          path: rowPath(r),
+          message: "the model's outputs overflow float32 for this row (values too large)",
+        });
+        break;
+      }
+    }
+  }
+  if (errors.length > 0) {
+    throw new NormserveError('INVALID_INPUT', `${errors[0]!.path}: ${errors[0]!.message}`, {
+      errors,
+    });
+  }
+}
 
 /** Error responses every route may give, for the OpenAPI document. */
 export const errorResponses = {

@@ -1,0 +1,128 @@
+/**
+ * Helpers of the HTTP tests: problem+json assertions, request bodies, the PyTorch fixture.
+ */
+import { readFileSync } from 'node:fs';
+import type { LightMyRequestResponse } from 'fastify';
+import { expect } from 'vitest';
+
+export const PROBLEM_FIELDS = ['type', 'title', 'status', 'detail', 'instance', 'code', 'error'];
+
+export interface ProblemBody {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  instance: string;
+  code: string;
+  error: string;
+  errors?: { path: string; message: string }[];
+}
+
+/**
+ * Asserts an RFC 9457 problem response: status, Content-Type application/problem+json, every
+ * field, `type` derived from `code`, `detail` equal to `error`, `instance` the request path.
+ */
+export function expectProblem(
+  res: LightMyRequestResponse,
+  status: number,
+  code: string,
+  instance?: string,
+): ProblemBody {
+  expect(res.statusCode, res.body).toBe(status);
+  expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
+  const body = res.json<ProblemBody>();
+  for (const field of PROBLEM_FIELDS) expect(body, `field ${field}`).toHaveProperty(field);
+  expect(body.status).toBe(status);
+  expect(body.code).toBe(code);
+  expect(body.type).toBe(`urn:normserve:problem:${code.toLowerCase().replaceAll('_', '-')}`);
+  expect(typeof body.title).toBe('string');
+  expect(body.title.length).toBeGreaterThan(0);
+  expect(typeof body.error).toBe('string');
+  expect(body.error.length).toBeGreaterThan(0);
+  expect(body.detail).toBe(body.error);
+  if (instance !== undefined) expect(body.instance).toBe(instance);
+  return body;
+}
+
+/** Asserts a 400 INVALID_INPUT whose `errors` has exactly these locations (in order). */
+export function expectInvalid(
+  res: LightMyRequestResponse,
+  errors: { path: string; message: string | RegExp }[],
+  code = 'INVALID_INPUT',
+  status = 400,
+): ProblemBody {
+  const body = expectProblem(res, status, code);
+  expect(body.errors, body.error).toHaveLength(errors.length);
+  errors.forEach((e, i) => {
+    expect(body.errors![i]!.path).toBe(e.path);
+    if (typeof e.message === 'string') expect(body.errors![i]!.message).toBe(e.message);
+    else expect(body.errors![i]!.message).toMatch(e.message);
+  });
+  // One place: the message is `path: message`; several: it starts with the first.
+  const first = `${errors[0]!.path}: ${body.errors![0]!.message}`;
+  if (errors.length === 1) expect(body.error).toBe(first);
+  else expect(body.error.startsWith(first), body.error).toBe(true);
+  return body;
+}
+
+/** A valid digits row (64 raw pixel values in 0..16). */
+export const digitsRow = (seed = 0): number[] =>
+  Array.from({ length: 64 }, (_, i) => (i * 7 + seed * 13) % 17);
+
+/** An Open Inference Protocol infer request with one FP32 tensor "input". */
+export function inferBody(
+  rows: number[][],
+  options: { flat?: boolean; outputs?: string[]; id?: string } = {},
+): Record<string, unknown> {
+  return {
+    ...(options.id !== undefined ? { id: options.id } : {}),
+    inputs: [
+      {
+        name: 'input',
+        shape: [rows.length, rows[0]?.length ?? 0],
+        datatype: 'FP32',
+        data: options.flat === false ? rows : rows.flat(),
+      },
+    ],
+    ...(options.outputs ? { outputs: options.outputs.map((name) => ({ name })) } : {}),
+  };
+}
+
+export interface InferTensor {
+  name: string;
+  datatype: string;
+  shape: number[];
+  data: (number | string)[];
+}
+
+export interface InferResponse {
+  model_name: string;
+  model_version: string;
+  id?: string;
+  outputs: InferTensor[];
+}
+
+export interface PredictResponse {
+  model_version: number;
+  predictions?: number[][];
+  outputs?: number[][];
+  labels?: string[];
+}
+
+/** PyTorch's eval outputs of digits-torch/1 on the 360 digits test rows. */
+export interface TorchExpected {
+  num_rows: number;
+  labels: number[];
+  predictions: number[];
+  logits: { shape: [number, number]; data: number[] };
+  probabilities: { shape: [number, number]; data: number[] };
+}
+
+export const torchExpected = (): TorchExpected =>
+  JSON.parse(readFileSync('test/fixtures/torch-model/expected.json', 'utf8')) as TorchExpected;
+
+export function argmax(values: readonly number[]): number {
+  let best = 0;
+  for (let k = 1; k < values.length; k++) if (values[k]! > values[best]!) best = k;
+  return best;
+}

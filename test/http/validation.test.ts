@@ -1,0 +1,456 @@
+/**
+ * Every validation rule of the prediction API, with the exact RFC 9457 problem it gives: status,
+ * Content-Type application/problem+json, type/title/status/detail/instance/code/error, and
+ * `errors: [{path, message}]` naming each offending place.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeTestApp, type TestApp } from '../helpers/app.js';
+import { digitsRow, expectInvalid, expectProblem, inferBody } from './http-helpers.js';
+
+let t: TestApp;
+
+beforeAll(async () => {
+  t = await makeTestApp({ models: ['digits'] });
+});
+afterAll(async () => {
+  await t.close();
+});
+
+const PREDICT = '/v1/models/digits:predict';
+const post = (payload: unknown, url = PREDICT, app = t) =>
+  app.app.inject({ method: 'POST', url, payload: payload as Record<string, unknown> });
+const postRaw = (payload: string, contentType: string, url = PREDICT) =>
+  t.app.inject({ method: 'POST', url, payload, headers: { 'content-type': contentType } });
+
+/** Four valid rows, then row 3 with `value` at feature 17. */
+function withBadValue(value: unknown): unknown[][] {
+  const rows: unknown[][] = [0, 1, 2, 3].map((i) => digitsRow(i));
+  rows[3]![17] = value;
+  return rows;
+}
+
+describe('the problem document', () => {
+  it('has every RFC 9457 field, the catalogue code, the `error` string and the request path as instance', async () => {
+    const res = await post({ instances: withBadValue('x') });
+    const body = expectProblem(res, 400, 'INVALID_INPUT', PREDICT);
+    expect(res.headers['content-type']).toBe('application/problem+json; charset=utf-8');
+    expect(body).toEqual({
+      type: 'urn:normserve:problem:invalid-input',
+      title: 'Invalid input',
+      status: 400,
+      detail: 'instances[3][17]: expected a finite number',
+      instance: PREDICT,
+      code: 'INVALID_INPUT',
+      error: 'instances[3][17]: expected a finite number',
+      errors: [{ path: 'instances[3][17]', message: 'expected a finite number' }],
+    });
+  });
+
+  it('keeps the query string in instance', async () => {
+    const res = await post({ instances: withBadValue('x') }, `${PREDICT}?fused=false`);
+    expectProblem(res, 400, 'INVALID_INPUT', `${PREDICT}?fused=false`);
+  });
+
+  it('carries the X-Request-Id header of the request, or a new one', async () => {
+    const given = await t.app.inject({
+      method: 'POST',
+      url: PREDICT,
+      payload: { instances: [] },
+      headers: { 'x-request-id': 'client-chosen-id-1' },
+    });
+    expect(given.headers['x-request-id']).toBe('client-chosen-id-1');
+    const generated = await post({ instances: [] });
+    expect(generated.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
+  });
+});
+
+describe('feature values', () => {
+  for (const [what, value] of [
+    ['a string', 'x'],
+    ['a numeric string', '1.5'],
+    ['null', null],
+    ['a boolean', true],
+    ['an object', { v: 1 }],
+    ['an array', [1]],
+  ] as const) {
+    it(`${what} in instances[3][17] is "instances[3][17]: expected a finite number"`, async () => {
+      expectInvalid(await post({ instances: withBadValue(value) }), [
+        { path: 'instances[3][17]', message: 'expected a finite number' },
+      ]);
+    });
+  }
+
+  it('the columnar format names inputs[3][17]', async () => {
+    expectInvalid(await post({ inputs: withBadValue(null) }), [
+      { path: 'inputs[3][17]', message: 'expected a finite number' },
+    ]);
+  });
+
+  it('a number too large for a double (1e999 parses to Infinity) is not finite', async () => {
+    const row = JSON.stringify(digitsRow()).replace(/^\[0,/, '[1e999,');
+    expectInvalid(await postRaw(`{"instances":[${row}]}`, 'application/json'), [
+      { path: 'instances[0][0]', message: 'expected a finite number' },
+    ]);
+  });
+
+  it('a number outside the float32 range (1e39) is refused at its place, not answered with NaN', async () => {
+    const message = 'outside the float32 range (|x| ≤ 3.4028234663852886e+38)';
+    expectInvalid(await post({ instances: withBadValue(1e39) }), [
+      { path: 'instances[3][17]', message },
+    ]);
+    expectInvalid(await post({ inputs: withBadValue(-1e300) }), [
+      { path: 'inputs[3][17]', message },
+    ]);
+    const row: number[] = digitsRow();
+    row[5] = -1e39;
+    expectInvalid(await post(inferBody([row]), '/v2/models/digits/infer'), [
+      { path: 'inputs[0].data[5]', message },
+    ]);
+  });
+
+  it('the largest float32 is accepted', async () => {
+    const row: number[] = digitsRow();
+    row[5] = 3.4028234663852886e38;
+    expect((await post({ instances: [row] })).statusCode).toBe(200);
+  });
+
+  it('rows whose outputs overflow float32 inside the network are refused by name', async () => {
+    const huge = Array.from({ length: 64 }, () => 3e38);
+    const message = "the model's outputs overflow float32 for this row (values too large)";
+    expectInvalid(await post({ instances: [digitsRow(), huge] }), [
+      { path: 'instances[1]', message },
+    ]);
+    expectInvalid(await post(inferBody([huge, digitsRow()]), '/v2/models/digits/infer'), [
+      { path: 'inputs[0].data (row 0)', message },
+    ]);
+  });
+
+  it('every offending place is listed; detail names the first three', async () => {
+    const rows: unknown[][] = [0, 1, 2, 3, 4].map((i) => digitsRow(i));
+    for (let r = 0; r < 5; r++) rows[r]![r] = 'x';
+    const body = expectInvalid(
+      await post({ instances: rows }),
+      [0, 1, 2, 3, 4].map((r) => ({
+        path: `instances[${r}][${r}]`,
+        message: 'expected a finite number',
+      })),
+    );
+    expect(body.detail).toBe(
+      'instances[0][0]: expected a finite number; instances[1][1]: expected a finite number; instances[2][2]: expected a finite number; … and 2 more',
+    );
+  });
+});
+
+describe('rows', () => {
+  it('a row of the wrong width is "instances[i]: expected 64 values, got n"', async () => {
+    const rows = [digitsRow(0), digitsRow(1).slice(1), digitsRow(2), [...digitsRow(3), 0]];
+    expectInvalid(await post({ instances: rows }), [
+      { path: 'instances[1]', message: 'expected 64 values, got 63' },
+      { path: 'instances[3]', message: 'expected 64 values, got 65' },
+    ]);
+  });
+
+  it('the columnar format names inputs[i] for a wrong width', async () => {
+    expectInvalid(await post({ inputs: [[1, 2, 3]] }), [
+      { path: 'inputs[0]', message: 'expected 64 values, got 3' },
+    ]);
+  });
+
+  it('at most ten wrong-width rows are listed', async () => {
+    const rows = Array.from({ length: 12 }, () => [1, 2]);
+    const body = expectProblem(await post({ instances: rows }), 400, 'INVALID_INPUT');
+    expect(body.errors).toHaveLength(10);
+  });
+
+  it('zero rows is "instances: at least one row is required"', async () => {
+    expectInvalid(await post({ instances: [] }), [
+      { path: 'instances', message: 'at least one row is required' },
+    ]);
+    expectInvalid(await post({ inputs: [] }), [
+      { path: 'inputs', message: 'at least one row is required' },
+    ]);
+  });
+
+  it('instances that is not an array is "instances: expected an array of rows"', async () => {
+    expectInvalid(await post({ instances: 5 }), [
+      { path: 'instances', message: 'expected an array of rows' },
+    ]);
+  });
+
+  it('a row that is not an array is "instances[i]: expected an array of numbers (one row)"', async () => {
+    expectInvalid(await post({ instances: [digitsRow(), 7] }), [
+      { path: 'instances[1]', message: 'expected an array of numbers (one row)' },
+    ]);
+  });
+});
+
+describe('batch size (MAX_BATCH_SIZE=8)', () => {
+  let small: TestApp;
+  beforeAll(async () => {
+    small = await makeTestApp({ models: ['digits'], env: { MAX_BATCH_SIZE: '8' } });
+  });
+  afterAll(async () => {
+    await small.close();
+  });
+  const rows = (n: number) => Array.from({ length: n }, (_, i) => digitsRow(i));
+
+  it('8 rows are served', async () => {
+    expect((await post({ instances: rows(8) }, PREDICT, small)).statusCode).toBe(200);
+  });
+
+  it('9 rows are a 413 BATCH_TOO_LARGE naming instances', async () => {
+    expectInvalid(
+      await post({ instances: rows(9) }, PREDICT, small),
+      [{ path: 'instances', message: 'at most 8 rows per request (MAX_BATCH_SIZE), got 9' }],
+      'BATCH_TOO_LARGE',
+      413,
+    );
+  });
+
+  it('9 rows in the columnar format are a 413 BATCH_TOO_LARGE naming inputs', async () => {
+    expectInvalid(
+      await post({ inputs: rows(9) }, PREDICT, small),
+      [{ path: 'inputs', message: 'at most 8 rows per request (MAX_BATCH_SIZE), got 9' }],
+      'BATCH_TOO_LARGE',
+      413,
+    );
+  });
+
+  it('9 rows through /v2 infer are a 413 BATCH_TOO_LARGE naming inputs[0].shape', async () => {
+    expectInvalid(
+      await post(inferBody(rows(9)), '/v2/models/digits/infer', small),
+      [
+        {
+          path: 'inputs[0].shape',
+          message: 'at most 8 rows per request (MAX_BATCH_SIZE), got 9',
+        },
+      ],
+      'BATCH_TOO_LARGE',
+      413,
+    );
+  });
+});
+
+describe('body size (BODY_LIMIT_BYTES=2048)', () => {
+  let small: TestApp;
+  beforeAll(async () => {
+    small = await makeTestApp({ models: ['digits'], env: { BODY_LIMIT_BYTES: '2048' } });
+  });
+  afterAll(async () => {
+    await small.close();
+  });
+
+  it('a body under the limit is served', async () => {
+    const payload = JSON.stringify({ instances: [digitsRow()] });
+    expect(payload.length).toBeLessThan(2048);
+    const res = await small.app.inject({
+      method: 'POST',
+      url: PREDICT,
+      payload,
+      headers: { 'content-type': 'application/json' },
+    });
+    expect(res.statusCode).toBe(200);
+  });
+
+  it('a body over the limit is a 413 BODY_TOO_LARGE', async () => {
+    const payload = JSON.stringify({ instances: Array.from({ length: 20 }, () => digitsRow()) });
+    expect(payload.length).toBeGreaterThan(2048);
+    const res = await small.app.inject({
+      method: 'POST',
+      url: PREDICT,
+      payload,
+      headers: { 'content-type': 'application/json' },
+    });
+    const body = expectProblem(res, 413, 'BODY_TOO_LARGE', PREDICT);
+    expect(body.error).toMatch(/BODY_LIMIT_BYTES/);
+  });
+
+  it('the limit holds for /v2 infer too', async () => {
+    const res = await post(
+      inferBody(Array.from({ length: 20 }, () => digitsRow())),
+      '/v2/models/digits/infer',
+      small,
+    );
+    expectProblem(res, 413, 'BODY_TOO_LARGE');
+  });
+});
+
+describe('media types', () => {
+  const json = JSON.stringify({ instances: [digitsRow()] });
+
+  for (const type of ['text/plain', 'application/xml', 'multipart/form-data; boundary=x']) {
+    it(`${type} is a 415 UNSUPPORTED_MEDIA_TYPE`, async () => {
+      const body = expectProblem(await postRaw(json, type), 415, 'UNSUPPORTED_MEDIA_TYPE', PREDICT);
+      expect(body.error).toMatch(/application\/json/);
+    });
+  }
+
+  it('application/json with a charset parameter is accepted', async () => {
+    expect((await postRaw(json, 'application/json; charset=utf-8')).statusCode).toBe(200);
+  });
+
+  it("curl's -d type, application/x-www-form-urlencoded, is read as JSON", async () => {
+    const res = await postRaw(json, 'application/x-www-form-urlencoded');
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toHaveProperty('predictions');
+  });
+
+  it('an application/x-www-form-urlencoded body that is not JSON is a 400 INVALID_JSON', async () => {
+    expectProblem(
+      await postRaw('instances=1&b=2', 'application/x-www-form-urlencoded'),
+      400,
+      'INVALID_JSON',
+    );
+  });
+});
+
+describe('malformed JSON', () => {
+  for (const [what, payload] of [
+    ['a truncated body', '{"instances": [[1, 2'],
+    ['a trailing comma', '{"instances": [[1, 2],]}'],
+    ['single quotes', "{'instances': [[1]]}"],
+    ['NaN', '{"instances": [[NaN]]}'],
+  ] as const) {
+    it(`${what} is a 400 INVALID_JSON`, async () => {
+      const body = expectProblem(
+        await postRaw(payload, 'application/json'),
+        400,
+        'INVALID_JSON',
+        PREDICT,
+      );
+      expect(body.title).toBe('Malformed JSON');
+      expect(body.error).toMatch(/^malformed JSON/);
+    });
+  }
+
+  it('an empty body with Content-Type application/json is a 400 INVALID_JSON', async () => {
+    expectProblem(await postRaw('', 'application/json'), 400, 'INVALID_JSON');
+  });
+
+  it('a JSON body that is not an object is a 400 INVALID_INPUT at (root)', async () => {
+    expectInvalid(await postRaw('[]', 'application/json'), [
+      { path: '(root)', message: 'Invalid input: expected object, received array' },
+    ]);
+  });
+});
+
+describe('prototype poisoning', () => {
+  const row = JSON.stringify(digitsRow());
+  for (const [what, payload] of [
+    ['"__proto__"', `{"__proto__": {"polluted": "yes"}, "instances": [${row}]}`],
+    [
+      '"constructor": {"prototype": …}',
+      `{"constructor": {"prototype": {"polluted": "yes"}}, "instances": [${row}]}`,
+    ],
+    ['a nested "__proto__"', `{"instances": [${row}], "x": {"__proto__": {"polluted": "yes"}}}`],
+  ] as const) {
+    for (const type of ['application/json', 'application/x-www-form-urlencoded']) {
+      it(`${what} (${type}) is a 400 INVALID_JSON and Object.prototype stays clean`, async () => {
+        const body = expectProblem(await postRaw(payload, type), 400, 'INVALID_JSON');
+        expect(body.error).toMatch(/__proto__/);
+        expect(Object.hasOwn(Object.prototype, 'polluted')).toBe(false);
+        expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
+      });
+    }
+  }
+});
+
+describe('the request object', () => {
+  it('both instances and inputs is a 400 naming (root)', async () => {
+    expectInvalid(await post({ instances: [digitsRow()], inputs: [digitsRow()] }), [
+      {
+        path: '(root)',
+        message:
+          'exactly one of "instances" (row format) or "inputs" (columnar format) is required',
+      },
+    ]);
+  });
+
+  it('neither instances nor inputs is the same 400', async () => {
+    expectInvalid(await post({}), [
+      {
+        path: '(root)',
+        message:
+          'exactly one of "instances" (row format) or "inputs" (columnar format) is required',
+      },
+    ]);
+  });
+
+  it('an unknown field is a 400 naming that field', async () => {
+    expectInvalid(await post({ instance: [digitsRow()], instances: [digitsRow()] }), [
+      { path: 'instance', message: 'unknown field' },
+    ]);
+  });
+
+  it('a signature_name that is not a string is a 400 naming signature_name', async () => {
+    expectInvalid(await post({ signature_name: 1, instances: [digitsRow()] }), [
+      { path: 'signature_name', message: 'Invalid input: expected string, received number' },
+    ]);
+  });
+});
+
+describe('query and path parameters', () => {
+  it('fused other than true/false is a 400 naming query.fused', async () => {
+    expectInvalid(await post({ instances: [digitsRow()] }, `${PREDICT}?fused=yes`), [
+      { path: 'query.fused', message: /^Invalid option/ },
+    ]);
+  });
+
+  it('an unknown query parameter is a 400 naming it', async () => {
+    expectInvalid(await post({ instances: [digitsRow()] }, `${PREDICT}?fast=true`), [
+      { path: 'query.fast', message: 'unknown query parameter' },
+    ]);
+  });
+
+  it('version 0 is a 400 naming path.version', async () => {
+    expectInvalid(await post({ instances: [digitsRow()] }, '/v2/models/digits/versions/0/infer'), [
+      { path: 'path.version', message: 'a positive integer' },
+    ]);
+  });
+
+  it('a model name starting with "_" is a 400 naming path.name', async () => {
+    expectInvalid(await t.app.inject({ url: '/v1/models/_digits' }), [
+      { path: 'path.name', message: 'a model name: letters, digits, ".", "_", "-"' },
+    ]);
+  });
+});
+
+describe('not found', () => {
+  it('an unknown model is a 404 MODEL_NOT_FOUND', async () => {
+    const body = expectProblem(
+      await post({ instances: [digitsRow()] }, '/v1/models/nope:predict'),
+      404,
+      'MODEL_NOT_FOUND',
+      '/v1/models/nope:predict',
+    );
+    expect(body.error).toBe('model "nope" is not in the repository');
+  });
+
+  it('an unknown version is a 404 VERSION_NOT_FOUND', async () => {
+    const body = expectProblem(
+      await post({ instances: [digitsRow()] }, '/v1/models/digits/versions/2:predict'),
+      404,
+      'VERSION_NOT_FOUND',
+    );
+    expect(body.error).toBe('model "digits" has no version 2');
+  });
+
+  it('an unknown route is a 404 NOT_FOUND problem naming method and path', async () => {
+    const body = expectProblem(
+      await t.app.inject({ url: '/v3/models?x=1' }),
+      404,
+      'NOT_FOUND',
+      '/v3/models?x=1',
+    );
+    expect(body.error).toBe('no route GET /v3/models');
+  });
+
+  it('a known path with another method is a 404 NOT_FOUND problem', async () => {
+    const body = expectProblem(
+      await t.app.inject({ method: 'DELETE', url: '/healthz' }),
+      404,
+      'NOT_FOUND',
+    );
+    expect(body.error).toBe('no route DELETE /healthz');
+  });
+});
