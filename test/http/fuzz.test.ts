@@ -1,0 +1,515 @@
+/**
+ * Property-based fuzzing of every route of the app (from its OpenAPI document, plus the hidden
+ * /docs routes) with malformed bodies, header variants, and random paths and methods. Whatever
+ * the request, the answer is never a 5xx, every 4xx is an application/problem+json document with
+ * `code` and `error`, no 200 carries a non-finite number (JSON null), admin routes never succeed
+ * without the admin token, and the server stays up and ready.
+ */
+
+import fc from 'fast-check';
+import type { LightMyRequestResponse } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ADMIN_TOKEN, makeTestApp, type TestApp } from '../helpers/app.js';
+import { digitsRow } from './http-helpers.js';
+
+const SEED = 20_261_126;
+const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const;
+type Method = (typeof METHODS)[number];
+
+interface Route {
+  method: Method;
+  /** OpenAPI path template, e.g. `/v1/models/{name}:predict`. */
+  path: string;
+  /** The operation declares a security requirement (bearer token). */
+  secured: boolean;
+}
+
+/** Routes @fastify/swagger-ui registers and hides from the document. */
+const HIDDEN_ROUTES: Route[] = [
+  '/docs',
+  '/docs/',
+  '/docs/json',
+  '/docs/yaml',
+  '/docs/static/index.html',
+  '/docs/static/swagger-initializer.js',
+  '/docs/static/swagger-ui.css',
+].map((path) => ({ method: 'GET', path, secured: false }));
+
+let t: TestApp;
+let routes: Route[];
+
+/**
+ * An app of its own for each property, so that a failure of one (which may leave the repository
+ * changed) does not cascade. Admin routes rate-limit per client; the limit is lifted so that the
+ * fuzzer reaches their validation.
+ */
+const fuzzApp = () =>
+  makeTestApp({ models: ['digits'], env: { ADMIN_RATE_LIMIT_PER_MINUTE: '1000000' } });
+
+async function withApp(run: (app: TestApp) => Promise<void>): Promise<void> {
+  const app = await fuzzApp();
+  try {
+    await run(app);
+  } finally {
+    await app.close();
+  }
+}
+
+beforeAll(async () => {
+  t = await fuzzApp();
+  const doc = (await t.app.inject({ url: '/openapi.json' })).json<{
+    paths: Record<string, Record<string, { security?: unknown[] }>>;
+  }>();
+  routes = [
+    ...Object.entries(doc.paths).flatMap(([path, item]) =>
+      Object.entries(item)
+        .filter(([m]) => (METHODS as readonly string[]).includes(m.toUpperCase()))
+        .map(([m, op]) => ({
+          method: m.toUpperCase() as Method,
+          path,
+          secured: (op.security?.length ?? 0) > 0,
+        })),
+    ),
+    ...HIDDEN_ROUTES,
+  ];
+});
+afterAll(async () => {
+  await t.close();
+});
+
+/** Fails unless the response keeps the contract (see the file comment). */
+function checkResponse(res: LightMyRequestResponse, method: string, what: string): void {
+  const context = `${what} → ${res.statusCode} ${res.body.slice(0, 300)}`;
+  expect(res.statusCode, context).toBeLessThan(500);
+  if (res.statusCode >= 400) {
+    expect(res.headers['content-type'], context).toMatch(/^application\/problem\+json/);
+    if (method !== 'HEAD') {
+      const body = res.json<{ code?: unknown; error?: unknown; status?: unknown }>();
+      expect(typeof body.code, context).toBe('string');
+      expect(typeof body.error, context).toBe('string');
+      expect((body.error as string).length, context).toBeGreaterThan(0);
+      expect(body.status, context).toBe(res.statusCode);
+    }
+  } else if (res.statusCode === 200 && method !== 'HEAD') {
+    if (String(res.headers['content-type'] ?? '').startsWith('application/json')) {
+      // NaN and Infinity serialise as null: a 200 with a null in a tensor is a silent failure.
+      const body = res.json<Record<string, unknown>>();
+      for (const key of ['predictions', 'outputs'] as const) {
+        const value = body[key];
+        if (Array.isArray(value)) {
+          expect(JSON.stringify(value), `${context}: null in ${key}`).not.toMatch(/null/);
+        }
+      }
+    }
+  }
+}
+
+// Path parameter values: valid ones (most of the time) and invalid ones.
+const nameValue = fc.oneof(
+  { weight: 4, arbitrary: fc.constant('digits') },
+  {
+    weight: 3,
+    arbitrary: fc.constantFrom(
+      'nope',
+      'digits-torch',
+      '_x',
+      '..',
+      '.',
+      '%ZZ',
+      '%00',
+      '%2F',
+      'a%20b',
+      'x'.repeat(200),
+      'x'.repeat(300),
+      'digits:predict',
+      'DIGITS',
+      '0',
+      'é',
+      '%C3%A9',
+    ),
+  },
+  { weight: 2, arbitrary: fc.stringMatching(/^[A-Za-z0-9._~%:-]{0,40}$/) },
+);
+const versionValue = fc.oneof(
+  { weight: 4, arbitrary: fc.constant('1') },
+  {
+    weight: 3,
+    arbitrary: fc.constantFrom('0', '2', '-1', '01', '1.0', '1e3', 'abc', '%31', '9'.repeat(20)),
+  },
+  { weight: 1, arbitrary: fc.stringMatching(/^[0-9a-z%.-]{0,20}$/) },
+);
+const idValue = fc.oneof(fc.uuid(), fc.stringMatching(/^[A-Za-z0-9%._-]{0,40}$/));
+
+const urlOf = (path: string, name: string, version: string, id: string): string =>
+  path
+    .replaceAll('{name}', name)
+    .replaceAll('{version}', version)
+    .replace(/\{[^}]+\}/g, id);
+
+const routeUrl = () =>
+  fc.tuple(fc.nat(), nameValue, versionValue, idValue).map(([i, name, version, id]) => {
+    const route = routes[i % routes.length]!;
+    return {
+      method: route.method,
+      url: urlOf(route.path, name, version, id),
+      secured: route.secured,
+    };
+  });
+
+// Bodies.
+const validPredict = () => ({ instances: [digitsRow(1), digitsRow(2)] });
+const validInfer = () => ({
+  id: 'fuzz',
+  inputs: [{ name: 'input', shape: [2, 64], datatype: 'FP32', data: [digitsRow(1), digitsRow(2)] }],
+  outputs: [{ name: 'probabilities' }, { name: 'label' }],
+});
+const validRecalibrate = () => ({ instances: [digitsRow(1), digitsRow(2)], activate: false });
+
+/** Every path (array of keys) of a JSON tree, the root included. */
+function pathsOf(value: unknown, prefix: (string | number)[] = []): (string | number)[][] {
+  const out = [prefix];
+  if (Array.isArray(value)) {
+    for (const [i, v] of value.entries()) out.push(...pathsOf(v, [...prefix, i]));
+  } else if (value !== null && typeof value === 'object') {
+    for (const [k, v] of Object.entries(value)) out.push(...pathsOf(v, [...prefix, k]));
+  }
+  return out;
+}
+
+/** A copy of `value` with the node at `path` replaced. */
+function replaceAt(value: unknown, path: (string | number)[], replacement: unknown): unknown {
+  if (path.length === 0) return replacement;
+  const copy = structuredClone(value) as Record<string | number, unknown>;
+  let node = copy;
+  for (const key of path.slice(0, -1)) node = node[key] as Record<string | number, unknown>;
+  node[path.at(-1)!] = replacement;
+  return copy;
+}
+
+/** A valid body of some route with a random node replaced by a random JSON value. */
+const mutatedBody = fc
+  .tuple(
+    fc.constantFrom(validPredict, validInfer, validRecalibrate),
+    fc.nat(),
+    fc.oneof(
+      fc.jsonValue({ maxDepth: 3 }),
+      fc.constantFrom(null, true, '', '1', 'NaN', [], {}, [[]], -0, 1e308, -1e308, 3e38, 1e-320),
+    ),
+  )
+  .map(([make, n, replacement]) => {
+    const body = make();
+    const paths = pathsOf(body);
+    return JSON.stringify(replaceAt(body, paths[n % paths.length]!, replacement));
+  });
+
+/** Huge or odd numbers, raw in the JSON or as strings, in the feature rows. */
+const hugeNumbers = fc
+  .tuple(
+    fc.constantFrom(
+      '1e309',
+      '-1e309',
+      '1e39',
+      '3.4028235677973366e38',
+      `1${'0'.repeat(400)}`,
+      `0.${'0'.repeat(400)}1`,
+      '123456789012345678901234567890',
+      '-0',
+      '1E+2',
+      '0x10',
+      '.5',
+      '5.',
+      '+1',
+      'Infinity',
+    ),
+    fc.boolean(),
+    fc.constantFrom('instances', 'inputs', 'v2'),
+  )
+  .map(([literal, quoted, field]) => {
+    const value = quoted ? JSON.stringify(literal) : literal;
+    const row = `[${[value, ...digitsRow().slice(1)].join(',')}]`;
+    return field === 'v2'
+      ? `{"inputs":[{"name":"input","shape":[1,64],"datatype":"FP32","data":${row}}]}`
+      : `{"${field}":[${row}]}`;
+  });
+
+/** Deeply nested arrays and objects, in a field or as the whole body. */
+const deepNesting = fc
+  .tuple(fc.integer({ min: 1, max: 20_000 }), fc.constantFrom('array', 'object', 'row', 'data'))
+  .map(([depth, kind]) => {
+    switch (kind) {
+      case 'array':
+        return `${'['.repeat(depth)}${']'.repeat(depth)}`;
+      case 'object':
+        return `${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}`;
+      case 'row':
+        return `{"instances":[${'['.repeat(depth)}${']'.repeat(depth)}]}`;
+      default:
+        return `{"inputs":[{"name":"input","shape":[1,64],"datatype":"FP32","data":${'['.repeat(depth)}${']'.repeat(depth)}}]}`;
+    }
+  });
+
+/** Strings a careless client or an attacker could send as JSON. */
+const brokenJson = fc.oneof(
+  fc.constantFrom(
+    '',
+    ' ',
+    '{',
+    '}',
+    '{"instances":',
+    '{"instances":[[1,2,]]}',
+    "{'instances':[[1]]}",
+    '{"__proto__":{"polluted":1}}',
+    '{"constructor":{"prototype":{"polluted":1}}}',
+    '{"instances":[[1]],"__proto__":[]}',
+    '\u0000',
+    '\uFEFF{"instances":[[1]]}',
+    'null',
+    'true',
+    '"string"',
+    '[]',
+    '0',
+    '{"instances":[[1]]}{"instances":[[1]]}',
+  ),
+  fc.string({ maxLength: 200 }),
+  fc.json({ maxDepth: 4 }),
+);
+
+type Body = string | Buffer;
+const anyBody: fc.Arbitrary<Body> = fc.oneof(
+  { weight: 3, arbitrary: mutatedBody },
+  { weight: 2, arbitrary: fc.json({ maxDepth: 5 }) },
+  { weight: 2, arbitrary: hugeNumbers },
+  { weight: 1, arbitrary: deepNesting },
+  { weight: 2, arbitrary: brokenJson },
+  {
+    weight: 2,
+    arbitrary: fc.uint8Array({ maxLength: 2048 }).map((bytes) => Buffer.from(bytes)),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom(validPredict, validInfer).map((f) => JSON.stringify(f())),
+  },
+);
+
+const contentType = fc.oneof(
+  {
+    weight: 6,
+    arbitrary: fc.constantFrom(
+      'application/json',
+      'application/json; charset=utf-8',
+      'application/x-www-form-urlencoded',
+    ),
+  },
+  {
+    weight: 4,
+    arbitrary: fc.constantFrom(
+      'APPLICATION/JSON',
+      'application/json; charset=latin1',
+      'application/json;',
+      'application/json; foo="bar',
+      'application/json, text/plain',
+      'application/problem+json',
+      'application/vnd.api+json',
+      'text/plain',
+      'text/json',
+      'application/xml',
+      'application/octet-stream',
+      'application/x-ndjson',
+      'multipart/form-data; boundary=x',
+      '*/*',
+      ';',
+      'a/b/c',
+      ' ',
+      'json',
+    ),
+  },
+  { weight: 1, arbitrary: fc.stringMatching(/^[ -~]{0,60}$/) },
+);
+
+const authorization = fc.constantFrom(
+  undefined,
+  `Bearer ${ADMIN_TOKEN}`,
+  'Bearer wrong',
+  'Basic dXNlcjpwYXNz',
+  'Bearer',
+  '',
+);
+
+describe('fuzzing every route', () => {
+  it('enumerates the routes of the app', () => {
+    expect(routes.length).toBeGreaterThanOrEqual(25);
+    expect(routes).toContainEqual({
+      method: 'POST',
+      path: '/v1/models/{name}:predict',
+      secured: false,
+    });
+    expect(routes).toContainEqual({
+      method: 'POST',
+      path: '/v2/models/{name}/infer',
+      secured: false,
+    });
+    expect(routes.filter((r) => r.secured).length).toBeGreaterThan(0);
+  });
+
+  it('malformed bodies with any content type never give a 5xx; 4xx are problems', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        routeUrl(),
+        fc.option(anyBody, { nil: undefined, freq: 10 }),
+        fc.option(contentType, { nil: undefined, freq: 10 }),
+        authorization,
+        async ({ method, url, secured }, body, type, auth) => {
+          // Bodies go to every method; GET/HEAD ones are ignored or refused, never a crash.
+          const res = await t.app.inject({
+            method,
+            url,
+            ...(body !== undefined ? { payload: body } : {}),
+            headers: {
+              ...(type !== undefined ? { 'content-type': type } : {}),
+              ...(auth !== undefined ? { authorization: auth } : {}),
+            },
+          });
+          const what = `${method} ${url} [${type}] [${auth}] ${String(body).slice(0, 120)}`;
+          checkResponse(res, method, what);
+          if (secured && auth !== `Bearer ${ADMIN_TOKEN}`) {
+            expect(res.statusCode, `${what}: admin route without the token`).toBeGreaterThanOrEqual(
+              400,
+            );
+          }
+          // Admin requests may publish, activate or delete versions, never leave a model unready.
+          const ready = await t.app.inject({ url: '/readyz' });
+          expect(ready.statusCode, `${what} made the server unready: ${ready.body}`).toBe(200);
+        },
+      ),
+      {
+        numRuns: 2000,
+        seed: SEED,
+        // Found by earlier runs with other seeds; always replayed first.
+        examples: [
+          // An admin DELETE for a model that does not exist registered it, version-less, and
+          // /readyz stayed 503 (until the next repository poll).
+          [
+            { method: 'DELETE', url: '/v1/models/E/versions/1', secured: true },
+            undefined,
+            undefined,
+            `Bearer ${ADMIN_TOKEN}`,
+          ],
+        ],
+      },
+    );
+  });
+
+  it('header variants (content-type, content-length, encodings, ids, accept) never give a 5xx', async () => {
+    const header = fc.oneof(
+      fc.record({ 'content-length': fc.constantFrom('0', '1', '5', '99999', 'abc', '-1', '1.5') }),
+      fc.record({ 'content-encoding': fc.constantFrom('gzip', 'br', 'deflate', 'identity', 'x') }),
+      fc.record({ 'transfer-encoding': fc.constantFrom('chunked', 'gzip', 'identity') }),
+      fc.record({ 'x-request-id': fc.stringMatching(/^[ -~]{0,300}$/) }),
+      fc.record({ accept: fc.constantFrom('application/xml', 'text/html', '*/*', '', 'x') }),
+      fc.record({ 'accept-version': fc.constantFrom('1.0.0', 'x', '') }),
+      fc.record({ expect: fc.constantFrom('100-continue', 'x') }),
+      fc.record({ prefer: fc.constantFrom('respond-async', 'x') }),
+      fc.dictionary(fc.stringMatching(/^x-[a-z0-9-]{1,20}$/), fc.stringMatching(/^[ -~]{0,100}$/), {
+        maxKeys: 5,
+      }),
+    );
+    await withApp(async (a) => {
+      await fc.assert(
+        fc.asyncProperty(
+          routeUrl(),
+          fc.constantFrom(validPredict, validInfer).map((f) => JSON.stringify(f())),
+          contentType,
+          header,
+          async ({ method, url }, body, type, extra) => {
+            const res = await a.app.inject({
+              method,
+              url,
+              payload: body,
+              headers: { 'content-type': type, ...extra },
+            });
+            checkResponse(res, method, `${method} ${url} [${type}] ${JSON.stringify(extra)}`);
+          },
+        ),
+        { numRuns: 600, seed: SEED + 1 },
+      );
+    });
+  });
+
+  it('random paths and methods never give a 5xx; 4xx are problems', async () => {
+    const segment = fc.oneof(
+      fc.constantFrom(
+        'v1',
+        'v2',
+        'models',
+        'digits',
+        'versions',
+        '1',
+        'metadata',
+        'ready',
+        'infer',
+        'health',
+        'live',
+        'jobs',
+        'docs',
+        'static',
+        'digits:predict',
+        'digits:recalibrate',
+        '1:activate',
+        ':predict',
+        '',
+        '.',
+        '..',
+      ),
+      fc.stringMatching(/^[A-Za-z0-9\-._~!$&'()*+,;=:@]{0,30}$/),
+      fc
+        .array(fc.oneof(fc.stringMatching(/^[0-9A-Fa-f]{2}$/), fc.constant('ZZ')), {
+          maxLength: 4,
+        })
+        .map((parts) => parts.map((p) => `%${p}`).join('')),
+    );
+    const path = fc.oneof(
+      fc.array(segment, { minLength: 0, maxLength: 8 }).map((parts) => `/${parts.join('/')}`),
+      routeUrl().map((r) => r.url),
+    );
+    const query = fc.oneof(
+      fc.constant(''),
+      fc.constantFrom('?fused=false', '?fused=maybe', '?fused=true&fused=false', '?%ZZ=1', '?a'),
+      fc.stringMatching(/^\?[A-Za-z0-9=&%._~-]{0,40}$/),
+    );
+    await withApp(async (a) => {
+      await fc.assert(
+        fc.asyncProperty(
+          fc.constantFrom(...METHODS, 'TRACE', 'PROPFIND', 'SEARCH'),
+          path,
+          query,
+          async (method, p, q) => {
+            const res = await a.app.inject({ method: method as Method, url: `${p}${q}` });
+            checkResponse(res, method, `${method} ${p}${q}`);
+          },
+        ),
+        {
+          numRuns: 2000,
+          seed: SEED + 2,
+          examples: [
+            // Router errors answered Fastify's own application/json, not problems.
+            ['GET', '/v1/models/%ZZ', ''],
+            ['POST', `/v1/models/${'x'.repeat(300)}:predict`, ''],
+          ],
+        },
+      );
+    });
+  });
+
+  it('the server still answers after the body fuzzing: GET /healthz is 200 and predictions are served', async () => {
+    const health = await t.app.inject({ url: '/healthz' });
+    expect(health.statusCode).toBe(200);
+    expect(health.json()).toEqual({ status: 'ok' });
+    const predict = await t.app.inject({
+      method: 'POST',
+      url: '/v1/models/digits:predict',
+      payload: validPredict(),
+    });
+    expect(predict.statusCode).toBe(200);
+    expect(Object.hasOwn(Object.prototype, 'polluted')).toBe(false);
+  });
+});
