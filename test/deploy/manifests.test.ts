@@ -1,0 +1,723 @@
+/**
+ * The deployment files under deploy/ against the server they deploy: every YAML file parses
+ * cleanly, and what the orchestrators rely on (probe routes and ports, environment variables and
+ * their values, the model repository mount, the user, the image, the Secret, the claim, the KServe
+ * runtime) agrees with src/service/server-config.ts, the routes of the app and the Dockerfile.
+ */
+import { execFileSync } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseAllDocuments } from 'yaml';
+import { parseServerConfig, serverConfigSchema } from '../../src/service/index.js';
+import { makeTestApp, type TestApp } from '../helpers/app.js';
+import { makeTempDir, removeTempDirs } from '../helpers/temp-files.js';
+
+/** Stands in for values that come from a Secret (ADMIN_TOKEN needs at least 16 characters). */
+const DUMMY_SECRET = 'x'.repeat(32);
+const DEPLOY_DIR = 'deploy';
+
+// ---------------------------------------------------------------------------------------------
+// Shapes of the manifests, as far as these tests read them.
+
+interface EnvVar {
+  name: string;
+  value?: unknown;
+  valueFrom?: { secretKeyRef?: { name: string; key: string } } & Record<string, unknown>;
+}
+interface Probe {
+  httpGet?: { path: string; port: string | number };
+}
+interface SecurityContext {
+  runAsNonRoot?: boolean;
+  runAsUser?: number;
+  readOnlyRootFilesystem?: boolean;
+}
+interface Container {
+  name: string;
+  image: string;
+  command?: string[];
+  env?: EnvVar[];
+  ports?: { name?: string; containerPort: number }[];
+  livenessProbe?: Probe;
+  readinessProbe?: Probe;
+  startupProbe?: Probe;
+  securityContext?: SecurityContext;
+  volumeMounts?: { name: string; mountPath: string; readOnly?: boolean }[];
+  resources?: { requests?: Record<string, string> };
+}
+interface PodSpec {
+  containers: Container[];
+  initContainers?: Container[];
+  volumes?: { name: string; persistentVolumeClaim?: { claimName: string } }[];
+  securityContext?: SecurityContext;
+  terminationGracePeriodSeconds?: number;
+}
+interface Manifest {
+  apiVersion: string;
+  kind: string;
+  metadata: {
+    name: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+  };
+  spec: unknown;
+  stringData?: Record<string, string>;
+  data?: Record<string, string>;
+}
+interface Deployment extends Manifest {
+  spec: {
+    selector: { matchLabels: Record<string, string> };
+    template: {
+      metadata: { labels: Record<string, string>; annotations?: Record<string, string> };
+      spec: PodSpec;
+    };
+  };
+}
+interface Service extends Manifest {
+  spec: {
+    selector: Record<string, string>;
+    ports: { name?: string; port: number; targetPort: string | number }[];
+  };
+}
+interface Hpa extends Manifest {
+  spec: {
+    scaleTargetRef: { apiVersion: string; kind: string; name: string };
+    metrics?: { type: string; resource?: { name: string } }[];
+  };
+}
+interface Pvc extends Manifest {
+  spec: { accessModes: string[] };
+}
+interface ServingRuntime extends Manifest {
+  spec: {
+    supportedModelFormats: { name: string; version?: string }[];
+    protocolVersions: string[];
+    containers: Container[];
+  };
+}
+interface InferenceService extends Manifest {
+  spec: {
+    predictor: {
+      model: {
+        runtime: string;
+        protocolVersion?: string;
+        modelFormat: { name: string; version?: string };
+        storageUri: string;
+      };
+    };
+  };
+}
+interface ComposeService {
+  image: string;
+  env_file?: string | (string | { path: string })[];
+  environment?: Record<string, unknown> | string[];
+  volumes?: (string | { type?: string; source: string; target: string; read_only?: boolean })[];
+  ports?: string[];
+  healthcheck?: { test: string[] | string };
+  stop_grace_period?: string;
+}
+interface Compose {
+  services: Record<string, ComposeService>;
+  volumes?: Record<string, unknown>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading deploy/ and the Dockerfile.
+
+interface YamlFile {
+  path: string;
+  problems: string[];
+  documents: unknown[];
+}
+
+function yamlFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true })
+    .flatMap((e) => {
+      const path = join(dir, e.name);
+      if (e.isDirectory()) return yamlFiles(path);
+      return /\.ya?ml$/.test(e.name) ? [path] : [];
+    })
+    .sort();
+}
+
+/** Every YAML file, every document; errors and warnings are collected, not thrown. */
+function readYaml(): YamlFile[] {
+  return yamlFiles(DEPLOY_DIR).map((path) => {
+    const problems: string[] = [];
+    const documents: unknown[] = [];
+    // Compose files use `<<:` merge keys (x-normserve anchors).
+    for (const doc of parseAllDocuments(readFileSync(path, 'utf8'), { merge: true })) {
+      for (const e of doc.errors) problems.push(`error: ${e.message}`);
+      for (const w of doc.warnings) problems.push(`warning: ${w.message}`);
+      try {
+        const value: unknown = doc.toJS();
+        if (value !== null && value !== undefined) documents.push(value);
+      } catch (e) {
+        problems.push(`toJS: ${String(e)}`);
+      }
+    }
+    return { path, problems, documents };
+  });
+}
+
+const files = readYaml();
+const manifests: (Manifest & { file: string })[] = files.flatMap((f) =>
+  f.documents
+    .filter((d): d is Manifest => typeof d === 'object' && d !== null && 'kind' in d)
+    .map((d) => ({ ...d, file: f.path })),
+);
+
+function only<T extends Manifest>(kind: string): T & { file: string } {
+  const found = manifests.filter((m) => m.kind === kind);
+  if (found.length !== 1)
+    throw new Error(`expected exactly one ${kind} under deploy/, found ${found.length}`);
+  return found[0] as T & { file: string };
+}
+
+function compose(): Compose {
+  const f = files.find((x) => /(^|\/)(docker-)?compose\.ya?ml$/.test(x.path));
+  if (!f) throw new Error('no compose.yaml under deploy/');
+  return f.documents[0] as Compose;
+}
+
+/** The runtime (last) stage of the Dockerfile: ENV, USER, EXPOSE. */
+function dockerfile(): { env: Record<string, string>; user: string; expose: number[] } {
+  const text = readFileSync('Dockerfile', 'utf8')
+    .split('\n')
+    .filter((l) => !/^\s*#/.test(l))
+    .join('\n')
+    .replace(/\\\n/g, ' ');
+  const lines = text.split('\n').map((l) => l.trim());
+  const lastFrom = lines.map((l) => /^FROM\s/i.test(l)).lastIndexOf(true);
+  const stage = lines.slice(lastFrom);
+  const env: Record<string, string> = {};
+  let user = '';
+  const expose: number[] = [];
+  for (const line of stage) {
+    const [, instruction, rest = ''] = /^(\w+)\s+(.*)$/.exec(line) ?? [];
+    switch (instruction?.toUpperCase()) {
+      case 'ENV':
+        for (const pair of rest.split(/\s+/)) {
+          const eq = pair.indexOf('=');
+          if (eq > 0) env[pair.slice(0, eq)] = pair.slice(eq + 1).replace(/^"(.*)"$/, '$1');
+        }
+        break;
+      case 'USER':
+        user = rest.trim();
+        break;
+      case 'EXPOSE':
+        for (const p of rest.split(/\s+/)) expose.push(Number(p.split('/')[0]));
+        break;
+    }
+  }
+  return { env, user, expose };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers over the parsed manifests.
+
+const schemaKeys = new Set(Object.keys(serverConfigSchema.shape));
+
+/** A container's environment as the process sees it; Secret references become DUMMY_SECRET. */
+function containerEnv(container: Container): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const v of container.env ?? []) {
+    if (v.valueFrom?.secretKeyRef) env[v.name] = DUMMY_SECRET;
+    else if (v.value !== undefined) env[v.name] = String(v.value);
+    else throw new Error(`env ${v.name} of ${container.name} has neither value nor secretKeyRef`);
+  }
+  return env;
+}
+
+function composeEnv(service: ComposeService): Record<string, string> {
+  const env: Record<string, string> = {};
+  const e = service.environment ?? {};
+  if (Array.isArray(e)) {
+    for (const pair of e) {
+      const eq = pair.indexOf('=');
+      env[eq < 0 ? pair : pair.slice(0, eq)] = eq < 0 ? '' : pair.slice(eq + 1);
+    }
+  } else {
+    for (const [k, v] of Object.entries(e)) env[k] = v === null ? '' : String(v);
+  }
+  return env;
+}
+
+/** KEY=value lines of an env file (comments and blank lines skipped). */
+function readEnvFile(path: string): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const line of readFileSync(path, 'utf8').split('\n')) {
+    const t = line.trim();
+    if (t === '' || t.startsWith('#')) continue;
+    const eq = t.indexOf('=');
+    env[t.slice(0, eq)] = t.slice(eq + 1);
+  }
+  return env;
+}
+
+const imageName = (image: string) => image.replace(/@sha256:.*$/, '').replace(/:[^:/]+$/, '');
+
+const mainContainer = (d: Deployment) => d.spec.template.spec.containers[0]!;
+
+/** The container port a probe or Service targetPort refers to (by name or number). */
+function resolvePort(container: Container, port: string | number): number | undefined {
+  if (typeof port === 'number')
+    return container.ports?.find((p) => p.containerPort === port)?.containerPort;
+  return container.ports?.find((p) => p.name === port)?.containerPort;
+}
+
+/** Compose durations: "15s", "1m30s", "500ms". */
+function durationMs(text: string): number {
+  let total = 0;
+  for (const [, n, unit] of text.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)) {
+    total +=
+      Number(n) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit as 'ms' | 's' | 'm' | 'h'];
+  }
+  return total;
+}
+
+/** The normserve services of the compose file (those running the normserve image). */
+function normserveServices(): [string, ComposeService][] {
+  const image = imageName(mainContainer(only<Deployment>('Deployment')).image);
+  return Object.entries(compose().services).filter(([, s]) => imageName(s.image) === image);
+}
+
+let app: TestApp;
+beforeAll(async () => {
+  app = await makeTestApp();
+});
+afterAll(async () => {
+  await app?.close();
+  removeTempDirs();
+});
+
+/** A GET on the real app (the bundled digits model loaded): the status code. */
+async function getStatus(path: string): Promise<number> {
+  return (await app.app.inject({ method: 'GET', url: path })).statusCode;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+describe('deploy/ YAML files', () => {
+  it('every YAML file under deploy/ parses without errors or warnings', () => {
+    expect(files.length).toBeGreaterThanOrEqual(8);
+    const problems = files.flatMap((f) => f.problems.map((p) => `${f.path}: ${p}`));
+    expect(problems).toEqual([]);
+    for (const f of files) expect(f.documents.length, f.path).toBeGreaterThan(0);
+  });
+
+  it('holds one Deployment, Service, HPA, PVC, Secret, ServingRuntime, InferenceService and a compose file', () => {
+    const kinds = [
+      'Deployment',
+      'HorizontalPodAutoscaler',
+      'InferenceService',
+      'PersistentVolumeClaim',
+      'Secret',
+      'Service',
+      'ServingRuntime',
+    ];
+    for (const kind of kinds)
+      expect(
+        manifests.filter((m) => m.kind === kind),
+        kind,
+      ).toHaveLength(1);
+    expect(Object.keys(compose().services).length).toBeGreaterThan(0);
+  });
+
+  it('every Kubernetes manifest names its apiVersion, kind and metadata.name', () => {
+    for (const m of manifests) {
+      expect(m.apiVersion, m.file).toMatch(/^[a-z0-9.]*\/?v\d+(alpha\d+|beta\d+)?$/);
+      expect(m.metadata?.name, m.file).toMatch(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/);
+    }
+  });
+});
+
+describe('Dockerfile', () => {
+  it('runtime stage ENV names are serverConfigSchema keys and their values parse', () => {
+    const { env } = dockerfile();
+    expect(Object.keys(env).filter((k) => !schemaKeys.has(k))).toEqual([]);
+    const config = parseServerConfig(env);
+    expect(dockerfile().expose).toContain(config.PORT);
+  });
+});
+
+describe('Kubernetes Deployment', () => {
+  const deployment = () => only<Deployment>('Deployment');
+  const container = () => mainContainer(deployment());
+
+  it('liveness probe is GET /healthz, a liveness route of the server', async () => {
+    const path = container().livenessProbe?.httpGet?.path;
+    expect(path).toBe('/healthz');
+    expect(await getStatus(path!)).toBe(200);
+  });
+
+  it('readiness probe is GET /readyz (200 once the models are loaded)', async () => {
+    const path = container().readinessProbe?.httpGet?.path;
+    expect(path).toBe('/readyz');
+    expect(await getStatus(path!)).toBe(200);
+  });
+
+  it('startup probe, if any, is a route that answers 200 without waiting for readiness', async () => {
+    const path = container().startupProbe?.httpGet?.path;
+    if (path === undefined) return;
+    expect(path).toBe('/healthz');
+    expect(await getStatus(path)).toBe(200);
+  });
+
+  it('every probe targets the container port that equals PORT and the Dockerfile EXPOSE', () => {
+    const c = container();
+    const port = parseServerConfig(containerEnv(c)).PORT;
+    expect(dockerfile().expose).toContain(port);
+    expect(c.ports?.map((p) => p.containerPort)).toContain(port);
+    for (const probe of [c.livenessProbe, c.readinessProbe, c.startupProbe]) {
+      if (!probe) continue;
+      expect(probe.httpGet, 'an httpGet probe').toBeDefined();
+      expect(resolvePort(c, probe.httpGet!.port)).toBe(port);
+    }
+  });
+
+  it('every env name (containers and initContainers) is a serverConfigSchema key', () => {
+    const spec = deployment().spec.template.spec;
+    for (const c of [...spec.containers, ...(spec.initContainers ?? [])]) {
+      const unknown = (c.env ?? []).map((e) => e.name).filter((n) => !schemaKeys.has(n));
+      expect(unknown, c.name).toEqual([]);
+    }
+  });
+
+  it('every env value parses with parseServerConfig (Secret values as a 32-char dummy)', () => {
+    const env = containerEnv(container());
+    expect(() => parseServerConfig(env)).not.toThrow();
+    const config = parseServerConfig(env);
+    // Explicitly set values survive parsing unchanged (no silent default).
+    expect(config.MODEL_REPOSITORY).toBe(env.MODEL_REPOSITORY);
+    expect(String(config.PORT)).toBe(env.PORT);
+  });
+
+  it('the models volume is mounted, writable, exactly at MODEL_REPOSITORY', () => {
+    const c = container();
+    const repository = parseServerConfig(containerEnv(c)).MODEL_REPOSITORY;
+    const claimVolumes = (deployment().spec.template.spec.volumes ?? []).filter(
+      (v) => v.persistentVolumeClaim,
+    );
+    expect(claimVolumes).toHaveLength(1);
+    const mounts = (c.volumeMounts ?? []).filter((m) => m.name === claimVolumes[0]!.name);
+    expect(mounts).toHaveLength(1);
+    expect(mounts[0]!.mountPath).toBe(repository);
+    expect(mounts[0]!.readOnly ?? false).toBe(false);
+  });
+
+  it('runs as non-root with the Dockerfile USER uid and a read-only root filesystem', () => {
+    const uid = Number(dockerfile().user.split(':')[0]);
+    expect(Number.isInteger(uid) && uid > 0).toBe(true);
+    const spec = deployment().spec.template.spec;
+    for (const c of [...spec.containers, ...(spec.initContainers ?? [])]) {
+      const effective = { ...spec.securityContext, ...c.securityContext };
+      expect(effective.runAsNonRoot, c.name).toBe(true);
+      expect(effective.runAsUser, c.name).toBe(uid);
+      expect(c.securityContext?.readOnlyRootFilesystem, c.name).toBe(true);
+    }
+  });
+
+  it('terminationGracePeriodSeconds × 1000 exceeds SHUTDOWN_TIMEOUT_MS', () => {
+    const grace = deployment().spec.template.spec.terminationGracePeriodSeconds ?? 30;
+    const { SHUTDOWN_TIMEOUT_MS } = parseServerConfig(containerEnv(container()));
+    expect(grace * 1000).toBeGreaterThan(SHUTDOWN_TIMEOUT_MS);
+  });
+
+  it('the image (without tag) is the same in the Deployment, initContainer, compose and ServingRuntime', () => {
+    const spec = deployment().spec.template.spec;
+    const images = [
+      ...spec.containers.map((c) => c.image),
+      ...(spec.initContainers ?? []).map((c) => c.image),
+      ...normserveServices().map(([, s]) => s.image),
+      ...only<ServingRuntime>('ServingRuntime').spec.containers.map((c) => c.image),
+    ];
+    expect(images.length).toBeGreaterThanOrEqual(5);
+    expect(new Set(images.map(imageName))).toEqual(new Set([imageName(spec.containers[0]!.image)]));
+    // Every compose service runs it (normserveServices() selects by this image name).
+    expect(normserveServices()).toHaveLength(Object.keys(compose().services).length);
+  });
+
+  it('ADMIN_TOKEN comes from the Secret (its name and key exist in secret.yaml) in Deployment and ServingRuntime', () => {
+    const secret = only<Manifest>('Secret');
+    const containers = [container(), ...only<ServingRuntime>('ServingRuntime').spec.containers];
+    for (const c of containers) {
+      const ref = c.env?.find((e) => e.name === 'ADMIN_TOKEN');
+      expect(ref?.value, `${c.name}: no plain-text ADMIN_TOKEN`).toBeUndefined();
+      const keyRef = ref?.valueFrom?.secretKeyRef;
+      expect(keyRef?.name, c.name).toBe(secret.metadata.name);
+      const keys = Object.keys({ ...secret.data, ...secret.stringData });
+      expect(keys, c.name).toContain(keyRef?.key);
+    }
+    // The placeholder itself is a valid token, so applying secret.yaml unchanged starts.
+    const placeholder = secret.stringData?.ADMIN_TOKEN;
+    if (placeholder !== undefined)
+      expect(() => parseServerConfig({ ADMIN_TOKEN: placeholder })).not.toThrow();
+  });
+
+  it('the initContainer seeds the claim from the image’s bundled repository (the Dockerfile’s MODEL_REPOSITORY)', () => {
+    const spec = deployment().spec.template.spec;
+    const claim = spec.volumes?.find((v) => v.persistentVolumeClaim)?.name;
+    const init = spec.initContainers ?? [];
+    expect(init).toHaveLength(1);
+    const mount = init[0]!.volumeMounts?.find((m) => m.name === claim);
+    expect(mount, 'initContainer mounts the models claim').toBeDefined();
+    const bundled = dockerfile().env.MODEL_REPOSITORY!;
+    const script = init[0]!.command?.join(' ') ?? '';
+    expect(script).toContain(`${bundled}/.`);
+    expect(script).toContain(mount!.mountPath);
+    // Nothing is mounted over the bundled repository in the image.
+    expect(init[0]!.volumeMounts?.map((m) => m.mountPath)).not.toContain(bundled);
+  });
+
+  /** Runs the initContainer's shell command with its paths moved into temp directories. */
+  function runSeed(volume: string, bundled: string): void {
+    const spec = deployment().spec.template.spec;
+    const init = spec.initContainers![0]!;
+    const claim = spec.volumes?.find((v) => v.persistentVolumeClaim)?.name;
+    const mountPath = init.volumeMounts!.find((m) => m.name === claim)!.mountPath;
+    const [shell, flag, script] = init.command!;
+    expect([shell, flag]).toEqual(['sh', '-c']);
+    const local = script!
+      .replaceAll(mountPath, volume)
+      .replaceAll(`${dockerfile().env.MODEL_REPOSITORY!}/`, `${bundled}/`);
+    execFileSync('sh', ['-c', local]);
+  }
+  function bundledCopy(): string {
+    const dir = makeTempDir('bundled');
+    cpSync('models', dir, { recursive: true });
+    return dir;
+  }
+
+  it('the initContainer seeds an empty claim and leaves a seeded one alone', () => {
+    const bundled = bundledCopy();
+    const volume = makeTempDir('claim');
+    runSeed(volume, bundled);
+    expect(readdirSync(volume)).toEqual(readdirSync(bundled));
+    expect(readdirSync(join(volume, 'digits'))).toEqual(['1']);
+    // A claim holding recalibrated versions is not overwritten.
+    mkdirSync(join(volume, 'digits', '2'));
+    mkdirSync(join(bundled, 'other'));
+    runSeed(volume, bundled);
+    expect(readdirSync(volume)).toEqual(['digits']);
+    expect(readdirSync(join(volume, 'digits')).sort()).toEqual(['1', '2']);
+  });
+
+  it('the initContainer seeds a fresh filesystem whose root holds only lost+found', () => {
+    // ext4-backed shares (e.g. a Filestore/NFS export of a filesystem root) start with lost+found.
+    const bundled = bundledCopy();
+    const volume = makeTempDir('claim');
+    mkdirSync(join(volume, 'lost+found'));
+    runSeed(volume, bundled);
+    expect(readdirSync(volume).sort()).toEqual(['digits', 'lost+found']);
+  });
+
+  it('Prometheus scrape annotations name the container port and the /metrics route', async () => {
+    const annotations = deployment().spec.template.metadata.annotations ?? {};
+    if (annotations['prometheus.io/scrape'] !== 'true') return;
+    const port = parseServerConfig(containerEnv(container())).PORT;
+    expect(Number(annotations['prometheus.io/port'])).toBe(port);
+    const path = annotations['prometheus.io/path'] ?? '/metrics';
+    expect(await getStatus(path)).toBe(200);
+  });
+});
+
+describe('Kubernetes Service', () => {
+  it('selects the Deployment’s pods and targets the container port by name or number', () => {
+    const service = only<Service>('Service');
+    const deployment = only<Deployment>('Deployment');
+    const labels = deployment.spec.template.metadata.labels;
+    for (const [k, v] of Object.entries(service.spec.selector)) expect(labels[k], k).toBe(v);
+    const c = mainContainer(deployment);
+    const port = parseServerConfig(containerEnv(c)).PORT;
+    expect(service.spec.ports.length).toBeGreaterThan(0);
+    for (const p of service.spec.ports) expect(resolvePort(c, p.targetPort)).toBe(port);
+  });
+});
+
+describe('Kubernetes HorizontalPodAutoscaler', () => {
+  it('scaleTargetRef names the Deployment (apps/v1)', () => {
+    const ref = only<Hpa>('HorizontalPodAutoscaler').spec.scaleTargetRef;
+    const deployment = only<Deployment>('Deployment');
+    expect(ref).toEqual({
+      apiVersion: deployment.apiVersion,
+      kind: 'Deployment',
+      name: deployment.metadata.name,
+    });
+  });
+
+  it('a CPU utilisation target has a CPU request on the container to measure against', () => {
+    const metrics = only<Hpa>('HorizontalPodAutoscaler').spec.metrics ?? [];
+    if (!metrics.some((m) => m.resource?.name === 'cpu')) return;
+    expect(mainContainer(only<Deployment>('Deployment')).resources?.requests?.cpu).toBeDefined();
+  });
+});
+
+describe('Kubernetes PersistentVolumeClaim', () => {
+  it('is ReadWriteMany and is the claim the Deployment mounts', () => {
+    const pvc = only<Pvc>('PersistentVolumeClaim');
+    expect(pvc.spec.accessModes).toContain('ReadWriteMany');
+    const claims = (only<Deployment>('Deployment').spec.template.spec.volumes ?? []).flatMap((v) =>
+      v.persistentVolumeClaim ? [v.persistentVolumeClaim.claimName] : [],
+    );
+    expect(claims).toEqual([pvc.metadata.name]);
+  });
+
+  it('the InferenceService storageUri names it (pvc://<claim>/...)', () => {
+    const pvc = only<Pvc>('PersistentVolumeClaim');
+    const uri = only<InferenceService>('InferenceService').spec.predictor.model.storageUri;
+    expect(/^pvc:\/\/([^/]+)(\/.*)?$/.exec(uri)?.[1]).toBe(pvc.metadata.name);
+  });
+});
+
+describe('compose', () => {
+  it('runs two normserve services sharing one named volume mounted at their MODEL_REPOSITORY', () => {
+    const services = normserveServices();
+    expect(services).toHaveLength(2);
+    const sources = new Set<string>();
+    for (const [name, s] of services) {
+      const repository = parseServerConfig(composeEnv(s)).MODEL_REPOSITORY;
+      const mounts = (s.volumes ?? []).map((v) => {
+        if (typeof v !== 'string') return { source: v.source, target: v.target, ro: !!v.read_only };
+        const [source, target, mode] = v.split(':');
+        return { source: source!, target: target!, ro: mode?.split(',').includes('ro') ?? false };
+      });
+      const atRepository = mounts.filter((m) => m.target === repository);
+      expect(atRepository, name).toHaveLength(1);
+      expect(atRepository[0]!.ro, `${name}: writable`).toBe(false);
+      sources.add(atRepository[0]!.source);
+    }
+    expect(sources.size).toBe(1);
+    const [volume] = [...sources];
+    expect(Object.keys(compose().volumes ?? {}), 'a top-level named volume').toContain(volume);
+  });
+
+  it('env names are serverConfigSchema keys and the values (with the env_file example) parse', () => {
+    const example = readEnvFile(join(DEPLOY_DIR, 'normserve.env.example'));
+    for (const [name, s] of normserveServices()) {
+      const env = composeEnv(s);
+      const unknown = Object.keys({ ...example, ...env }).filter((k) => !schemaKeys.has(k));
+      expect(unknown, name).toEqual([]);
+      const config = parseServerConfig({ ...example, ...env });
+      expect(config.MODEL_REPOSITORY, name).toBe(env.MODEL_REPOSITORY);
+    }
+  });
+
+  it('env_file is set, and deploy/normserve.env.example exists and defines ADMIN_TOKEN', () => {
+    for (const [name, s] of normserveServices()) {
+      const envFiles = [s.env_file ?? []].flat().map((f) => (typeof f === 'string' ? f : f.path));
+      expect(envFiles, name).toEqual(['normserve.env']);
+    }
+    const examplePath = join(DEPLOY_DIR, 'normserve.env.example');
+    expect(existsSync(examplePath)).toBe(true);
+    const example = readEnvFile(examplePath);
+    expect(example.ADMIN_TOKEN).toBeDefined();
+    expect(() => parseServerConfig({ ADMIN_TOKEN: example.ADMIN_TOKEN })).not.toThrow();
+  });
+
+  it.skipIf(!existsSync('.git'))(
+    'the real env file (deploy/normserve.env, holding the token) is git-ignored',
+    () => {
+      let ignored = true;
+      try {
+        execFileSync('git', ['check-ignore', '-q', join(DEPLOY_DIR, 'normserve.env')]);
+      } catch {
+        ignored = false; // exit 1: not ignored
+      }
+      expect(ignored, 'add deploy/normserve.env to .gitignore').toBe(true);
+    },
+  );
+
+  it('healthcheck GETs /healthz on the service’s PORT', async () => {
+    for (const [name, s] of normserveServices()) {
+      const test = [s.healthcheck?.test ?? []].flat().join(' ');
+      const port = parseServerConfig(composeEnv(s)).PORT;
+      const url = /https?:\/\/(?:127\.0\.0\.1|localhost):(\d+)(\/[^'"\s)]*)/.exec(test);
+      expect(url, name).not.toBeNull();
+      expect(Number(url![1]), name).toBe(port);
+      expect(url![2], name).toBe('/healthz');
+    }
+    expect(await getStatus('/healthz')).toBe(200);
+  });
+
+  it('publishes distinct host ports that map to the container PORT', () => {
+    const hostPorts: string[] = [];
+    for (const [name, s] of normserveServices()) {
+      const port = parseServerConfig(composeEnv(s)).PORT;
+      expect(s.ports?.length, name).toBeGreaterThan(0);
+      for (const p of s.ports ?? []) {
+        const parts = p.split(':');
+        expect(Number(parts.at(-1)!.split('/')[0]), name).toBe(port);
+        hostPorts.push(parts.slice(0, -1).join(':'));
+      }
+    }
+    expect(new Set(hostPorts).size).toBe(hostPorts.length);
+  });
+
+  it('stop_grace_period exceeds SHUTDOWN_TIMEOUT_MS', () => {
+    const example = readEnvFile(join(DEPLOY_DIR, 'normserve.env.example'));
+    for (const [name, s] of normserveServices()) {
+      const { SHUTDOWN_TIMEOUT_MS } = parseServerConfig({ ...example, ...composeEnv(s) });
+      // Compose's default is 10 s.
+      expect(durationMs(s.stop_grace_period ?? '10s'), name).toBeGreaterThan(SHUTDOWN_TIMEOUT_MS);
+    }
+  });
+});
+
+describe('KServe', () => {
+  const runtime = () => only<ServingRuntime>('ServingRuntime');
+  const runtimeContainer = () => {
+    const containers = runtime().spec.containers;
+    expect(containers).toHaveLength(1);
+    return containers[0]!;
+  };
+
+  it('ServingRuntime supports protocolVersion v2', () => {
+    expect(runtime().spec.protocolVersions).toContain('v2');
+  });
+
+  it('ServingRuntime probes use /v2/health/live and /v2/health/ready on the container port', async () => {
+    const c = runtimeContainer();
+    const port = parseServerConfig(containerEnv(c)).PORT;
+    expect(c.ports?.map((p) => p.containerPort)).toEqual([port]);
+    expect(c.livenessProbe?.httpGet?.path).toBe('/v2/health/live');
+    expect(c.readinessProbe?.httpGet?.path).toBe('/v2/health/ready');
+    for (const probe of [c.livenessProbe, c.readinessProbe, c.startupProbe]) {
+      if (!probe) continue;
+      expect(resolvePort(c, probe.httpGet!.port)).toBe(port);
+      expect(await getStatus(probe.httpGet!.path)).toBe(200);
+    }
+  });
+
+  it('ServingRuntime env names are serverConfigSchema keys and the values parse', () => {
+    const c = runtimeContainer();
+    expect((c.env ?? []).map((e) => e.name).filter((n) => !schemaKeys.has(n))).toEqual([]);
+    expect(() => parseServerConfig(containerEnv(c))).not.toThrow();
+  });
+
+  it('ServingRuntime MODEL_REPOSITORY is KServe’s model mount /mnt/models', () => {
+    expect(parseServerConfig(containerEnv(runtimeContainer())).MODEL_REPOSITORY).toBe(
+      '/mnt/models',
+    );
+  });
+
+  it('ServingRuntime runs as the Dockerfile’s non-root uid with a read-only root filesystem', () => {
+    const uid = Number(dockerfile().user.split(':')[0]);
+    const sc = runtimeContainer().securityContext;
+    expect(sc?.runAsNonRoot).toBe(true);
+    expect(sc?.runAsUser).toBe(uid);
+    expect(sc?.readOnlyRootFilesystem).toBe(true);
+  });
+
+  it('the InferenceService’s runtime, modelFormat and protocolVersion match the ServingRuntime', () => {
+    const model = only<InferenceService>('InferenceService').spec.predictor.model;
+    const rt = runtime();
+    expect(model.runtime).toBe(rt.metadata.name);
+    const format = rt.spec.supportedModelFormats.find((f) => f.name === model.modelFormat.name);
+    expect(format, `modelFormat ${model.modelFormat.name} is supported`).toBeDefined();
+    if (model.modelFormat.version !== undefined)
+      expect(format!.version).toBe(model.modelFormat.version);
+    expect(rt.spec.protocolVersions).toContain(model.protocolVersion ?? 'v1');
+  });
+});
