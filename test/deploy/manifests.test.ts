@@ -465,7 +465,7 @@ describe('Kubernetes Deployment', () => {
     expect(mount, 'initContainer mounts the models claim').toBeDefined();
     const bundled = dockerfile().env.MODEL_REPOSITORY!;
     const script = init[0]!.command?.join(' ') ?? '';
-    expect(script).toContain(`${bundled}/.`);
+    expect(script).toContain(`${bundled}/*/`);
     expect(script).toContain(mount!.mountPath);
     // Nothing is mounted over the bundled repository in the image.
     expect(init[0]!.volumeMounts?.map((m) => m.mountPath)).not.toContain(bundled);
