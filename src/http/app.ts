@@ -132,8 +132,9 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     const guard = requireBearer(apiToken, 'prediction');
     app.addHook('onRoute', (route) => {
       if (/::predict$|\/infer$/.test(route.url)) {
-        const existing = route.preHandler ? [route.preHandler].flat() : [];
-        route.preHandler = [guard, ...existing];
+        // onRequest: before the body is read or validated, so a missing token is a 401.
+        const existing = route.onRequest ? [route.onRequest].flat() : [];
+        route.onRequest = [guard, ...existing];
       }
     });
   }
@@ -162,7 +163,13 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
       schema: {
         tags: ['operations'],
         summary: 'This OpenAPI 3.1 document',
-        response: { 200: z.record(z.string(), z.unknown()) },
+        response: {
+          200: z.record(z.string(), z.unknown()).meta({
+            examples: [
+              { openapi: '3.1.0', info: { title: 'normserve', version: '0.1.0' }, paths: {} },
+            ],
+          }),
+        },
       },
     },
     async () => app.swagger() as unknown as Record<string, unknown>,

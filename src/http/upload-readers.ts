@@ -1,5 +1,8 @@
 import { NormserveError } from '../errors/index.js';
 
+/** Largest finite float32; larger JSON numbers would become Infinity in the engine. */
+const FLOAT32_MAX = 3.4028234663852886e38;
+
 /** Rows are handed on in chunks of this many, so memory is bounded by the chunk. */
 const CHUNK_ROWS = 1024;
 
@@ -57,9 +60,13 @@ export async function* ndjsonRows(
     }
     for (let c = 0; c < width; c++) {
       const v = value[c];
-      if (typeof v !== 'number' || !Number.isFinite(v)) {
-        throw new NormserveError('INVALID_INPUT', `line ${line}[${c}]: expected a finite number`, {
-          errors: [{ path: `line ${line}[${c}]`, message: 'expected a finite number' }],
+      if (typeof v !== 'number' || !(Math.abs(v) <= FLOAT32_MAX)) {
+        const message =
+          typeof v === 'number'
+            ? 'expected a number within float32 range (|x| ≤ 3.4e38)'
+            : 'expected a finite number';
+        throw new NormserveError('INVALID_INPUT', `line ${line}[${c}]: ${message}`, {
+          errors: [{ path: `line ${line}[${c}]`, message }],
         });
       }
       chunk[rows * width + c] = v;

@@ -7,8 +7,8 @@ export {
 export { acquireModelLock, type HeldLock, type LockOwner } from './model-lock.js';
 export {
   ACTIVE_FILE,
-  JOBS_DIR,
   type ActiveRecord,
+  JOBS_DIR,
   loadModelDirectory,
   ModelRepository,
 } from './model-repository.js';

@@ -124,7 +124,11 @@ export class RecalibrationSession {
   }
 
   /** Computes the statistics, publishes the new version (activating it if asked), settles the job. */
-  async complete(): Promise<RecalibrationOutcome> {
+  complete(): Promise<RecalibrationOutcome> {
+    return this.service.track(this.run());
+  }
+
+  private async run(): Promise<RecalibrationOutcome> {
     try {
       const result = await this.recalibrator.finish();
       this.service.jobs.update(this.job, { phase: 'publishing' });
@@ -227,6 +231,7 @@ export class RecalibrationService {
   readonly options: RecalibrationServiceOptions;
   readonly log: Log;
   private readonly running = new Map<string, RecalibrationSession>();
+  private readonly completing = new Set<Promise<unknown>>();
 
   constructor(registry: ModelRegistry, jobs: JobRegistry, options: RecalibrationServiceOptions) {
     this.registry = registry;
@@ -277,6 +282,19 @@ export class RecalibrationService {
       });
       throw e;
     }
+  }
+
+  /** Remembers a completion in progress until it settles, for `drain`. */
+  track<T>(completion: Promise<T>): Promise<T> {
+    this.completing.add(completion);
+    const forget = () => this.completing.delete(completion);
+    completion.then(forget, forget);
+    return completion;
+  }
+
+  /** Resolves when every recalibration being completed has published or failed (shutdown). */
+  async drain(): Promise<void> {
+    while (this.completing.size > 0) await Promise.allSettled([...this.completing]);
   }
 
   /** The running session of a model, if any. */

@@ -42,27 +42,40 @@ const adminErrors = {
  * Admin routes, behind `Authorization: Bearer <ADMIN_TOKEN>` and a rate limit: recalibration
  * (JSON, NDJSON or float32 uploads, streamed), jobs, activation (rollback) and deletion of versions.
  */
-export async function adminRoutes(app: AppInstance): Promise<void> {
+export async function adminRoutes(parent: AppInstance): Promise<void> {
+  // One scope for every admin route: the rate limit's counter is shared by all of them, and the
+  // token check (preParsing: after the rate limit counts the request, before any body is read or
+  // validated) applies to all of them.
+  await parent.register(async (app: AppInstance) => adminScope(app));
+}
+
+async function adminScope(app: AppInstance): Promise<void> {
   const { registry, config, metrics, adminToken } = app.deps;
   const jobs = new JobRegistry({ dir: join(config.MODEL_REPOSITORY, JOBS_DIR) });
   await jobs.removeOlderThan(7 * 24 * 3_600_000);
+  // Shutdown lets recalibrations being computed publish (or fail), and their job records reach
+  // the disk, before the app reports closed.
+  app.addHook('onClose', async () => {
+    await service.drain();
+    await jobs.flush();
+  });
   const service = new RecalibrationService(registry, jobs, {
     maxSamples: config.MAX_RECALIBRATION_SAMPLES,
     log: app.log,
     onOutcome: (model, mode, outcome) => metrics.recalibrations.inc({ model, mode, outcome }),
   });
   await app.register(rateLimit, {
-    global: false,
+    global: true,
+    max: config.ADMIN_RATE_LIMIT_PER_MINUTE,
+    timeWindow: 60_000,
+    hook: 'onRequest',
     errorResponseBuilder: (_request, context) =>
       new NormserveError(
         'RATE_LIMITED',
         `at most ${context.max} admin requests per ${context.after === '1 minute' ? 'minute' : context.after}; retry after ${Math.ceil(context.ttl / 1000)} s`,
       ),
   });
-  const rateLimitConfig = {
-    rateLimit: { max: config.ADMIN_RATE_LIMIT_PER_MINUTE, timeWindow: 60_000 },
-  };
-  const auth = requireBearer(adminToken, 'admin');
+  app.addHook('preParsing', requireBearer(adminToken, 'admin'));
   const tags = ['admin'];
   const security = [{ adminToken: [] }];
   const nameParams = z.object({ name: modelNameParam });
@@ -79,12 +92,10 @@ export async function adminRoutes(app: AppInstance): Promise<void> {
     scope.addContentTypeParser(NDJSON, passStream);
     scope.addContentTypeParser(FLOAT32, passStream);
 
-    const body = recalibrateBodySchema(config.MAX_RECALIBRATION_SAMPLES);
+    const body = recalibrateBodySchema;
     scope.post(
       '/v1/models/:name(^[A-Za-z0-9][A-Za-z0-9._-]*)::recalibrate',
       {
-        config: rateLimitConfig,
-        preHandler: auth,
         bodyLimit: config.BODY_LIMIT_BYTES,
         schema: {
           tags,
@@ -168,8 +179,6 @@ export async function adminRoutes(app: AppInstance): Promise<void> {
   app.get(
     '/v1/jobs/:id',
     {
-      config: rateLimitConfig,
-      preHandler: auth,
       schema: {
         tags,
         security,
@@ -190,8 +199,6 @@ export async function adminRoutes(app: AppInstance): Promise<void> {
   app.post(
     '/v1/models/:name/versions/:version(^[0-9]+)::activate',
     {
-      config: rateLimitConfig,
-      preHandler: auth,
       schema: {
         tags,
         security,
@@ -217,15 +224,25 @@ export async function adminRoutes(app: AppInstance): Promise<void> {
   app.delete(
     '/v1/models/:name/versions/:version',
     {
-      config: rateLimitConfig,
-      preHandler: auth,
       schema: {
         tags,
         security,
         summary: 'Delete a version that is not the active one (409 otherwise)',
         params: versionParams,
         response: {
-          200: z.object({ deleted_version: z.number().int(), model: z.unknown() }),
+          200: z.object({ deleted_version: z.number().int(), model: z.unknown() }).meta({
+            examples: [
+              {
+                deleted_version: 2,
+                model: {
+                  name: 'digits',
+                  active_version: 1,
+                  state: 'AVAILABLE',
+                  versions: [{ version: 1, state: 'AVAILABLE', active: true }],
+                },
+              },
+            ],
+          }),
           ...adminErrors,
         },
       },

@@ -22,38 +22,35 @@ const note = z
   .meta({ description: 'Free text recorded in the new version’s provenance' });
 
 /** JSON body of :recalibrate. */
-export function recalibrateBodySchema(maxRows: number) {
-  return z
-    .strictObject({
-      instances: z
-        .array(z.array(finiteNumber, { error: 'expected an array of numbers (one row)' }), {
-          error: 'expected an array of rows',
-        })
-        .max(maxRows, `at most ${maxRows} rows (MAX_RECALIBRATION_SAMPLES)`)
-        .meta({ description: 'Unlabeled rows of the new domain (raw features, as for predict)' }),
-      mode: modeField.default('exact'),
-      prior_strength: priorStrength.optional(),
-      batch_size: batchSize.optional(),
-      activate: z
-        .boolean()
-        .default(true)
-        .meta({ description: 'Serve the new version at once (default true)' }),
-      note: note.optional(),
-    })
-    .meta({
-      examples: [
-        {
-          instances: [
-            [0, 1.6, 6.15, 6.15],
-            [0, 2.1, 5.8, 6.3],
-          ],
-          mode: 'exact',
-          activate: true,
-          note: 'night camera',
-        },
-      ],
-    });
-}
+export const recalibrateBodySchema = z
+  .strictObject({
+    instances: z
+      .array(z.array(finiteNumber, { error: 'expected an array of numbers (one row)' }), {
+        error: 'expected an array of rows',
+      })
+      .meta({ description: 'Unlabeled rows of the new domain (raw features, as for predict)' }),
+    mode: modeField.default('exact'),
+    prior_strength: priorStrength.optional(),
+    batch_size: batchSize.optional(),
+    activate: z
+      .boolean()
+      .default(true)
+      .meta({ description: 'Serve the new version at once (default true)' }),
+    note: note.optional(),
+  })
+  .meta({
+    examples: [
+      {
+        instances: [
+          [0, 1.6, 6.15, 6.15],
+          [0, 2.1, 5.8, 6.3],
+        ],
+        mode: 'exact',
+        activate: true,
+        note: 'night camera',
+      },
+    ],
+  });
 
 const booleanString = z.enum(['true', 'false']).transform((v) => v === 'true');
 

@@ -1,0 +1,107 @@
+/**
+ * Engine throughput: samples/s of the fused plan (BatchNorm folded, activations in the kernel)
+ * and of the unfused reference (every layer's eval forward) at several batch sizes.
+ */
+import { buildSequential } from '../src/checkpoint/index.js';
+import { CompiledModel } from '../src/inference/index.js';
+import { Rng, type Sequential, type StateDict } from '../src/nn/index.js';
+import { loadModelDirectory } from '../src/repository/index.js';
+
+export interface EngineRow {
+  model: string;
+  batch: number;
+  fusedSamplesPerSecond: number;
+  unfusedSamplesPerSecond: number;
+  ratio: number;
+}
+
+/** Runs fn until `budgetMs` has passed (at least twice), returns calls per second. */
+function rate(fn: () => void, budgetMs: number): number {
+  fn(); // warm-up (JIT, buffer allocation)
+  let calls = 0;
+  const start = performance.now();
+  let elapsed = 0;
+  while (calls < 2 || elapsed < budgetMs) {
+    fn();
+    calls++;
+    elapsed = performance.now() - start;
+  }
+  return (calls * 1000) / elapsed;
+}
+
+/** A wide MLP like an MNIST model: 784-1024-1024-10 with BatchNorm and ReLU, random weights and statistics. */
+function wideNetwork(): Sequential {
+  const rng = new Rng(7);
+  const network = buildSequential(
+    [
+      { type: 'linear', in_features: 784, out_features: 1024, bias: true },
+      {
+        type: 'batchnorm1d',
+        num_features: 1024,
+        eps: 1e-5,
+        momentum: 0.1,
+        affine: true,
+        track_running_stats: true,
+      },
+      { type: 'relu' },
+      { type: 'dropout', p: 0.2 },
+      { type: 'linear', in_features: 1024, out_features: 1024, bias: true },
+      {
+        type: 'batchnorm1d',
+        num_features: 1024,
+        eps: 1e-5,
+        momentum: 0.1,
+        affine: true,
+        track_running_stats: true,
+      },
+      { type: 'relu' },
+      { type: 'dropout', p: 0.2 },
+      { type: 'linear', in_features: 1024, out_features: 10, bias: true },
+    ],
+    { init: rng },
+  );
+  const state: StateDict = network.stateDict();
+  for (const [name, value] of state) {
+    if (typeof value === 'bigint') continue;
+    if (name.endsWith('running_mean')) value.data.forEach((_, i, a) => (a[i] = rng.normal() * 0.1));
+    if (name.endsWith('running_var')) value.data.forEach((_, i, a) => (a[i] = 0.5 + rng.next()));
+  }
+  return network.eval();
+}
+
+export async function benchEngine(
+  options: { budgetMs?: number; batches?: number[] } = {},
+): Promise<EngineRow[]> {
+  const budgetMs = options.budgetMs ?? 400;
+  const batches = options.batches ?? [1, 32, 256, 4096];
+  const digits = (await loadModelDirectory('models/digits/1')).checkpoint;
+  const models: { name: string; model: CompiledModel; width: number }[] = [
+    {
+      name: 'digits 64-128-64-10',
+      model: new CompiledModel(digits.network, digits.config.input_transform, 4096),
+      width: 64,
+    },
+    {
+      name: 'wide 784-1024-1024-10',
+      model: new CompiledModel(wideNetwork(), undefined, 4096),
+      width: 784,
+    },
+  ];
+  const rows: EngineRow[] = [];
+  const rng = new Rng(1);
+  for (const { name, model, width } of models) {
+    for (const batch of batches) {
+      const input = Float32Array.from({ length: batch * width }, () => rng.uniform(0, 16));
+      const fused = rate(() => model.forward(input, batch, true), budgetMs) * batch;
+      const unfused = rate(() => model.forward(input, batch, false), budgetMs) * batch;
+      rows.push({
+        model: name,
+        batch,
+        fusedSamplesPerSecond: fused,
+        unfusedSamplesPerSecond: unfused,
+        ratio: fused / unfused,
+      });
+    }
+  }
+  return rows;
+}

@@ -1,0 +1,71 @@
+/**
+ * `npm run bench`: engine throughput (fused vs unfused) and HTTP throughput (predict vs a bare
+ * parse-and-validate route; WORKERS=1 vs 2), measured side by side in one run. Prints tables and
+ * writes bench/results/latest.json. Ratios are what to compare across machines; absolute figures
+ * depend on the machine (recorded in the JSON).
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, hostname, totalmem } from 'node:os';
+import { benchEngine } from './engine.js';
+import { benchHttp } from './http.js';
+
+const quick = process.argv.includes('--quick');
+const fmt = (n: number, digits = 0) =>
+  n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+const machine = {
+  cpu: cpus()[0]?.model ?? 'unknown',
+  cores: cpus().length,
+  memoryGiB: Math.round(totalmem() / 2 ** 30),
+  node: process.version,
+  host: hostname(),
+};
+process.stdout.write(
+  `normserve bench on ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, node ${machine.node}\n\n`,
+);
+
+const engine = await benchEngine(quick ? { budgetMs: 100, batches: [1, 256] } : {});
+process.stdout.write('engine (eval forward, samples/s)\n');
+process.stdout.write(
+  `${'model'.padEnd(24)}${'batch'.padStart(7)}${'fused'.padStart(14)}${'unfused'.padStart(14)}${'fused/unfused'.padStart(15)}\n`,
+);
+for (const r of engine) {
+  process.stdout.write(
+    `${r.model.padEnd(24)}${String(r.batch).padStart(7)}${fmt(r.fusedSamplesPerSecond).padStart(14)}${fmt(r.unfusedSamplesPerSecond).padStart(14)}${fmt(r.ratio, 2).padStart(15)}\n`,
+  );
+}
+
+const http = await benchHttp(quick ? { durationSeconds: 3 } : {});
+process.stdout.write('\nHTTP (autocannon, 8 connections, POST /v1/models/digits:predict)\n');
+process.stdout.write(
+  `${'server'.padEnd(32)}${'rows'.padStart(6)}${'req/s'.padStart(10)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}${'errors'.padStart(8)}\n`,
+);
+for (const r of http) {
+  process.stdout.write(
+    `${r.name.padEnd(32)}${String(r.rowsPerRequest).padStart(6)}${fmt(r.requestsPerSecond).padStart(10)}${fmt(r.p50Ms, 1).padStart(9)}${fmt(r.p99Ms, 1).padStart(9)}${String(r.errors + r.non2xx).padStart(8)}\n`,
+  );
+}
+const find = (name: string, rows: number) =>
+  http.find((r) => r.name.startsWith(name) && r.rowsPerRequest === rows)!;
+const ratios = [1, 256].map((rows) => {
+  const bare = find('bare', rows);
+  const predict = find('normserve predict (WORKERS=1)', rows);
+  const two = find('normserve predict (WORKERS=2)', rows);
+  return {
+    rows,
+    predictOverBareRequestsPerSecond: predict.requestsPerSecond / bare.requestsPerSecond,
+    predictOverBareP99: predict.p99Ms / bare.p99Ms,
+    workers2OverWorkers1RequestsPerSecond: two.requestsPerSecond / predict.requestsPerSecond,
+  };
+});
+process.stdout.write('\nratios\n');
+for (const r of ratios) {
+  process.stdout.write(
+    `${String(r.rows).padStart(4)} row(s): predict/bare req/s ${fmt(r.predictOverBareRequestsPerSecond, 2)}, p99 ${fmt(r.predictOverBareP99, 2)}; WORKERS=2/WORKERS=1 req/s ${fmt(r.workers2OverWorkers1RequestsPerSecond, 2)}\n`,
+  );
+}
+mkdirSync('bench/results', { recursive: true });
+writeFileSync(
+  'bench/results/latest.json',
+  `${JSON.stringify({ date: new Date().toISOString(), machine, quick, engine, http, ratios }, null, 2)}\n`,
+);
+process.stdout.write('\nwrote bench/results/latest.json\n');
