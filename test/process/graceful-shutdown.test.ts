@@ -1,0 +1,375 @@
+/**
+ * The real server process (src/cli/server.ts): graceful shutdown on SIGTERM with a request in
+ * flight, with one process and with a cluster primary, and the start-up refusal of an invalid
+ * configuration.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { ADMIN_TOKEN } from '../helpers/app.js';
+import { digitsTestRows } from '../helpers/digits.js';
+
+const SERVER = 'src/cli/server.ts';
+/** Bound on the time from SIGTERM to exit (SHUTDOWN_TIMEOUT_MS is 10 s by default). */
+const EXIT_WITHIN_MS = 10_000;
+
+const temps: string[] = [];
+const children: ChildProcess[] = [];
+afterEach(() => {
+  // A failed test must not leave its server running.
+  for (const child of children.splice(0)) {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  }
+});
+afterAll(() => {
+  for (const dir of temps.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+function repositoryCopy(): string {
+  const root = mkdtempSync(join(tmpdir(), 'normserve-process-'));
+  temps.push(root);
+  cpSync('models/digits', join(root, 'digits'), { recursive: true });
+  return root;
+}
+
+/** Adds model `name` whose only version is models/digits/1 with model.safetensors truncated. */
+function addBrokenModel(root: string, name: string): void {
+  const dir = join(root, name, '1');
+  cpSync('models/digits/1', dir, { recursive: true });
+  const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as { name: string };
+  config.name = name;
+  writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
+  const weights = readFileSync(join(dir, 'model.safetensors'));
+  writeFileSync(join(dir, 'model.safetensors'), weights.subarray(0, weights.length >> 1));
+}
+
+interface LogLine {
+  msg?: string;
+  level?: number;
+  [key: string]: unknown;
+}
+
+interface Server {
+  child: ChildProcess;
+  logs: LogLine[];
+  stderr: () => string;
+  /** Resolves with the `count`-th log line matching (default the first), waiting if needed. */
+  waitForLog(
+    match: (line: LogLine) => boolean,
+    what: string,
+    options?: { count?: number; timeoutMs?: number },
+  ): Promise<LogLine>;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+function startServer(env: Record<string, string>): Server {
+  const child = spawn(process.execPath, ['--import', 'tsx', SERVER], {
+    cwd: process.cwd(),
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.push(child);
+  const logs: LogLine[] = [];
+  const waiters: { done: () => boolean }[] = [];
+  createInterface({ input: child.stdout! }).on('line', (text) => {
+    let line: LogLine;
+    try {
+      line = JSON.parse(text) as LogLine;
+    } catch {
+      line = { msg: text };
+    }
+    logs.push(line);
+    for (const w of waiters.splice(0)) if (!w.done()) waiters.push(w);
+  });
+  let stderr = '';
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
+    stderr += chunk;
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
+  return {
+    child,
+    logs,
+    stderr: () => stderr,
+    exited,
+    waitForLog(match, what, { count = 1, timeoutMs = 30_000 } = {}) {
+      const nth = () => logs.filter(match)[count - 1];
+      const found = nth();
+      if (found) return Promise.resolve(found);
+      return new Promise<LogLine>((resolve, reject) => {
+        const timer = setTimeout(
+          () =>
+            reject(
+              new Error(
+                `no log line "${what}" within ${timeoutMs} ms; stdout: ${JSON.stringify(logs).slice(0, 2000)}; stderr: ${stderr.slice(0, 2000)}`,
+              ),
+            ),
+          timeoutMs,
+        );
+        waiters.push({
+          done: () => {
+            const line = nth();
+            if (line === undefined) return false;
+            clearTimeout(timer);
+            resolve(line);
+            return true;
+          },
+        });
+        void exited.then(({ code, signal }) => {
+          clearTimeout(timer);
+          reject(
+            new Error(
+              `the server exited (code ${code}, signal ${signal}) before "${what}"; stderr: ${stderr.slice(0, 2000)}`,
+            ),
+          );
+        });
+      });
+    },
+  };
+}
+
+const LISTENING = /^Server listening at http:\/\/127\.0\.0\.1:(\d+)$/;
+
+/**
+ * The port from pino's "Server listening at http://127.0.0.1:NNNNN" line, once `processes`
+ * server processes (cluster workers share the port) have logged it.
+ */
+async function listeningPort(server: Server, processes = 1): Promise<number> {
+  const line = await server.waitForLog(
+    (l) => typeof l.msg === 'string' && LISTENING.test(l.msg),
+    'Server listening at http://127.0.0.1:NNNNN',
+    { count: processes },
+  );
+  const ports = server.logs
+    .filter((l) => LISTENING.test(l.msg ?? ''))
+    .map((l) => LISTENING.exec(l.msg!)![1]);
+  expect(new Set(ports).size, 'every process listens on the same port').toBe(1);
+  return Number(LISTENING.exec(line.msg!)![1]);
+}
+
+interface Reply {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+}
+
+/**
+ * A POST whose body is sent in two parts. The request carries `Expect: 100-continue`, so the
+ * server answers "100 Continue" once it has parsed the headers and started the request: when
+ * `started` resolves, the request is in flight on the server (deterministically, no sleep).
+ */
+function slowUpload(port: number, path: string, body: string) {
+  const req = http.request({
+    host: '127.0.0.1',
+    port,
+    path,
+    method: 'POST',
+    agent: false,
+    headers: {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(body),
+      expect: '100-continue',
+    },
+  });
+  const half = Math.floor(body.length / 2);
+  const started = new Promise<void>((resolve, reject) => {
+    req.once('continue', () => {
+      req.write(body.slice(0, half), () => resolve());
+    });
+    req.once('error', reject);
+  });
+  const response = new Promise<Reply>((resolve, reject) => {
+    req.once('response', (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        text += chunk;
+      });
+      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: text }));
+      res.on('error', reject);
+    });
+    req.once('error', reject);
+  });
+  // A failed test may leave these unawaited: keep their rejections handled.
+  started.catch(() => undefined);
+  response.catch(() => undefined);
+  return {
+    started,
+    response,
+    finish: () => {
+      req.end(body.slice(half));
+    },
+  };
+}
+
+/**
+ * A GET on a new connection: its reply, or the connection error code (e.g. ECONNREFUSED), or
+ * `HUNG` when nothing happened within `timeoutMs`.
+ */
+function freshGet(
+  port: number,
+  path: string,
+  timeoutMs = 30_000,
+): Promise<Reply | { error: string }> {
+  return new Promise((resolve) => {
+    const req = http.get({ host: '127.0.0.1', port, path, agent: false }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => {
+        text += c;
+      });
+      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: text }));
+    });
+    req.on('error', (e: NodeJS.ErrnoException) => resolve({ error: e.code ?? e.message }));
+    req.setTimeout(timeoutMs, () => {
+      resolve({ error: 'HUNG' });
+      req.destroy();
+    });
+  });
+}
+
+/**
+ * New connections after shutdown began are refused. In the instant before the listening socket
+ * closes some may still be accepted: they must then be answered 503 at once (return503OnClosing)
+ * or reset, never left hanging until the drain ends. A burst of connections is opened first (the
+ * instant is short), then one is tried every 50 ms until one is refused (within 5 s).
+ */
+async function expectNewConnectionsRefused(port: number): Promise<void> {
+  const outcome = async () => {
+    const o = await freshGet(port, '/healthz', 2_000);
+    return 'error' in o ? o.error : String(o.status);
+  };
+  const burst: Promise<string>[] = [];
+  for (let i = 0; i < 8; i++) {
+    burst.push(outcome());
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  const seen = await Promise.all(burst);
+  const deadline = Date.now() + 5_000;
+  while (!seen.includes('ECONNREFUSED') && Date.now() < deadline) {
+    seen.push(await outcome());
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const context = `connections made during shutdown: ${seen.join(' ')}`;
+  for (const o of seen) expect(['ECONNREFUSED', 'ECONNRESET', '503'], context).toContain(o);
+  expect(seen, context).toContain('ECONNREFUSED');
+}
+
+async function exitWithin(server: Server, ms: number) {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`the server did not exit within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([server.exited, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+const rows = digitsTestRows().x.slice(0, 32);
+const predictBody = JSON.stringify({ instances: rows });
+
+describe('graceful shutdown of the real server process', () => {
+  for (const workers of ['1', '2']) {
+    it(`WORKERS=${workers}: SIGTERM finishes the request in flight (200), refuses new connections and exits 0 within 10 s`, async () => {
+      const server = startServer({
+        PORT: '0',
+        HOST: '127.0.0.1',
+        MODEL_REPOSITORY: repositoryCopy(),
+        LOG_LEVEL: 'info',
+        ADMIN_TOKEN,
+        WORKERS: workers,
+      });
+      const port = await listeningPort(server, Number(workers));
+      expect((await freshGet(port, '/readyz')) as Reply).toMatchObject({ status: 200 });
+
+      const upload = slowUpload(port, '/v1/models/digits:predict', predictBody);
+      await upload.started;
+
+      const signalled = Date.now();
+      server.child.kill('SIGTERM');
+      await server.waitForLog(
+        (l) => typeof l.msg === 'string' && l.msg.startsWith('shutting down'),
+        'shutting down',
+        { count: Number(workers) },
+      );
+      try {
+        await expectNewConnectionsRefused(port);
+      } finally {
+        upload.finish();
+      }
+      const reply = await upload.response;
+      expect(reply.status, reply.body).toBe(200);
+      expect(reply.headers['x-model-version']).toBe('1');
+      const body = JSON.parse(reply.body) as { predictions: number[][]; labels: string[] };
+      expect(body.predictions).toHaveLength(rows.length);
+      expect(body.labels).toHaveLength(rows.length);
+
+      const { code, signal } = await exitWithin(server, EXIT_WITHIN_MS);
+      expect(Date.now() - signalled).toBeLessThanOrEqual(EXIT_WITHIN_MS);
+      expect({ code, signal }, server.stderr()).toEqual({ code: 0, signal: null });
+      expect(server.logs.some((l) => l.msg === 'stopped')).toBe(true);
+      expect(
+        server.logs.filter((l) => (l.level ?? 0) >= 50),
+        'error logs',
+      ).toEqual([]);
+    });
+  }
+});
+
+describe('the real server process', () => {
+  it('counts a model that fails to load in normserve_model_load_failures_total and keeps serving the others', async () => {
+    const repository = repositoryCopy();
+    addBrokenModel(repository, 'broken');
+    const server = startServer({
+      PORT: '0',
+      HOST: '127.0.0.1',
+      MODEL_REPOSITORY: repository,
+      LOG_LEVEL: 'info',
+      ADMIN_TOKEN,
+      WORKERS: '1',
+    });
+    const port = await listeningPort(server);
+    const metrics = (await freshGet(port, '/metrics')) as Reply;
+    expect(metrics.status).toBe(200);
+    expect(metrics.body).toMatch(/^normserve_model_load_failures_total\{model="broken"\} 1$/m);
+    expect(metrics.body).toMatch(/^normserve_model_active_version\{model="digits"\} 1$/m);
+    expect(((await freshGet(port, '/readyz')) as Reply).status).toBe(503);
+    expect(((await freshGet(port, '/v2/models/digits/ready')) as Reply).status).toBe(200);
+    const failed = server.logs.find((l) => l.msg === 'version failed to load');
+    expect(failed).toMatchObject({ model: 'broken', version: 1, level: 50 });
+    server.child.kill('SIGTERM');
+    expect(await exitWithin(server, EXIT_WITHIN_MS)).toEqual({ code: 0, signal: null });
+  });
+});
+
+describe('an invalid configuration', () => {
+  for (const [variable, value] of [
+    ['PORT', 'abc'],
+    ['PORT', '70000'],
+    ['LOG_LEVEL', 'loud'],
+    ['MAX_BATCH_SIZE', '0'],
+    ['ADMIN_TOKEN', 'short'],
+  ] as const) {
+    it(`${variable}=${value} stops the start with exit code 1 and one stderr line naming ${variable}`, async () => {
+      const server = startServer({
+        PORT: '0',
+        MODEL_REPOSITORY: repositoryCopy(),
+        WORKERS: '1',
+        [variable]: value,
+      });
+      const { code } = await exitWithin(server, 30_000);
+      expect(code).toBe(1);
+      const lines = server.stderr().trimEnd().split('\n');
+      expect(lines, server.stderr()).toHaveLength(1);
+      expect(lines[0]).toMatch(new RegExp(`^normserve: invalid configuration: ${variable}: `));
+      expect(server.logs).toEqual([]);
+    });
+  }
+});
