@@ -1,0 +1,249 @@
+/**
+ * The recalibrate CLI as an operator runs it: `node --import tsx src/cli/recalibrate.ts --model
+ * <repo>/digits --data night.csv`, on the night CSV that tools/night-shift.ts writes. It publishes
+ * the next version (activated unless --no-activate) with the server's code, so its statistics are
+ * the server's byte for byte; bad data exits non-zero with ONE stderr line and writes nothing.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  ADMIN,
+  labelAccuracy,
+  ndjsonBody,
+  predictRows,
+  rowsSha256,
+  versionConfig,
+  versionTensors,
+} from '../helpers/admin.js';
+import { makeRepository, makeTestApp } from '../helpers/app.js';
+import { digitsTestRows, nightShift } from '../helpers/digits.js';
+import { listTree, makeTempDir, removeTempDirs, writeTempFile } from '../helpers/temp-files.js';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const test = digitsTestRows();
+const night = nightShift(test.x);
+
+interface CliResult {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function run(script: string, args: readonly string[]): CliResult {
+  const result = spawnSync(process.execPath, ['--import', 'tsx', script, ...args], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+const recalibrateCli = (args: readonly string[]) => run('src/cli/recalibrate.ts', args);
+
+interface Outcome {
+  version: number;
+  parent_version: number;
+  mode: string;
+  samples: number;
+  activated: boolean;
+  data_sha256: string;
+  batches?: number;
+}
+
+const inputs = makeTempDir('recalibrate-cli');
+let repository = '';
+let nightCsv = '';
+
+beforeAll(() => {
+  repository = makeRepository(['digits']);
+  nightCsv = join(inputs, 'night.csv');
+  const tool = run('tools/night-shift.ts', ['--out', nightCsv]);
+  expect(tool.status, tool.stderr).toBe(0);
+  expect(tool.stdout).toContain('360 rows');
+});
+afterAll(() => {
+  rmSync(repository, { recursive: true, force: true });
+  removeTempDirs();
+});
+
+const activeRecord = () =>
+  JSON.parse(readFileSync(join(repository, 'digits', 'active-version.json'), 'utf8')) as {
+    version: number;
+  };
+
+describe('recalibrate CLI', () => {
+  it('tools/night-shift.ts writes the night rows of the issue (header, 360 rows, labels kept)', () => {
+    const lines = readFileSync(nightCsv, 'utf8').trim().split('\n');
+    expect(lines).toHaveLength(361);
+    expect(lines[0]).toBe(
+      readFileSync(join(ROOT, 'data/digits/digits.csv'), 'utf8').split('\n')[0],
+    );
+    const cells = lines.slice(1).map((l) => l.split(',').map(Number));
+    expect(cells.map((c) => c.slice(0, 64))).toEqual(night);
+    expect(cells.map((c) => c[64])).toEqual(test.y);
+  });
+
+  it('--model <repo>/digits --data night.csv publishes version 2 and activates it', async () => {
+    const res = recalibrateCli(['--model', join(repository, 'digits'), '--data', nightCsv]);
+    expect(res.status, res.stderr).toBe(0);
+    const outcome = JSON.parse(res.stdout) as Outcome;
+    expect(outcome).toMatchObject({
+      version: 2,
+      parent_version: 1,
+      mode: 'exact',
+      samples: 360,
+      activated: true,
+      data_sha256: rowsSha256(night),
+    });
+    expect(res.stderr.trim().split('\n')).toEqual([
+      `published ${join(repository, 'digits')}/2 (parent 1, exact, 360 samples), now active`,
+    ]);
+    for (const f of ['config.json', 'model.safetensors', 'metrics.json'])
+      expect(existsSync(join(repository, 'digits', '2', f)), f).toBe(true);
+    expect(activeRecord().version).toBe(2);
+    expect(versionConfig(repository, 'digits', 2).provenance).toMatchObject({
+      parent_version: 1,
+      mode: 'exact',
+      samples: 360,
+      data_sha256: rowsSha256(night),
+    });
+    expect(listTree(repository).filter((p) => p.includes('.tmp-') || p.endsWith('.lock'))).toEqual(
+      [],
+    );
+
+    // A server started on the repository serves it.
+    const t = await makeTestApp({ repository });
+    try {
+      const served = await predictRows(t.app, 'digits', night);
+      expect(served.model_version).toBe(2);
+      const clean = await predictRows(t.app, 'digits', test.x, 1);
+      expect(labelAccuracy(served.labels, test.y)).toBeGreaterThanOrEqual(
+        labelAccuracy(clean.labels, test.y) - 0.01,
+      );
+    } finally {
+      await t.close();
+    }
+    // The server recalibrating the same rows (from its own copy of version 1) writes the same
+    // tensors byte for byte: one code path.
+    const server = await makeTestApp();
+    try {
+      const http = await server.app.inject({
+        method: 'POST',
+        url: '/v1/models/digits:recalibrate',
+        headers: { ...ADMIN, 'content-type': 'application/x-ndjson' },
+        payload: ndjsonBody(night),
+      });
+      expect(http.statusCode, http.body).toBe(201);
+      expect(http.json<Outcome>()).toMatchObject({ version: 2, data_sha256: rowsSha256(night) });
+      const cli = versionTensors(repository, 'digits', 2);
+      const viaHttp = versionTensors(server.repository, 'digits', 2);
+      expect([...viaHttp.keys()]).toEqual([...cli.keys()]);
+      for (const [name, tensor] of cli)
+        expect(Buffer.from(viaHttp.get(name)!.bytes).equals(Buffer.from(tensor.bytes)), name).toBe(
+          true,
+        );
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('--no-activate publishes without switching (NDJSON data, running mode, note)', () => {
+    const data = writeTempFile(inputs, 'night.ndjson', ndjsonBody(night));
+    const res = recalibrateCli([
+      '--model',
+      join(repository, 'digits'),
+      '--data',
+      data,
+      '--mode',
+      'running',
+      '--batch-size',
+      '64',
+      '--note',
+      'not yet',
+      '--no-activate',
+    ]);
+    expect(res.status, res.stderr).toBe(0);
+    const outcome = JSON.parse(res.stdout) as Outcome;
+    expect(outcome).toMatchObject({
+      version: 3,
+      parent_version: 2,
+      mode: 'running',
+      batches: 6,
+      activated: false,
+      data_sha256: rowsSha256(night),
+    });
+    expect(res.stderr.trim().split('\n')).toHaveLength(1);
+    expect(res.stderr).toContain('not activated');
+    expect(activeRecord().version).toBe(2);
+    expect(versionConfig(repository, 'digits', 3).provenance).toMatchObject({
+      note: 'not yet',
+      batch_size: 64,
+    });
+  });
+
+  const bad: { what: string; data: () => string; expected: (string | RegExp)[] }[] = [
+    {
+      what: 'a missing data file',
+      data: () => join(inputs, 'missing.csv'),
+      expected: ['cannot read', join(inputs, 'missing.csv'), 'no such file'],
+    },
+    {
+      what: 'a non-numeric cell',
+      data: () => {
+        const lines = readFileSync(nightCsv, 'utf8').split('\n');
+        const cells = lines[3]!.split(',');
+        cells[5] = 'bright';
+        lines[3] = cells.join(',');
+        return writeTempFile(inputs, 'non-numeric.csv', lines.join('\n'));
+      },
+      expected: ['line 4', 'p5', '"bright"', 'not a finite number'],
+    },
+    {
+      what: 'rows of the wrong width',
+      data: () => writeTempFile(inputs, 'narrow.csv', 'a,b,label\n1,2,0\n3,4,1\n'),
+      expected: ['narrow.csv', 'expected 64 values, got 2'],
+    },
+    {
+      what: 'a single row',
+      data: () => {
+        const lines = readFileSync(nightCsv, 'utf8').split('\n');
+        return writeTempFile(inputs, 'one.csv', `${lines[0]}\n${lines[1]}\n`);
+      },
+      expected: ['need at least 2 samples: the variance of one sample is 0'],
+    },
+    {
+      what: 'an NDJSON line that is not an array of numbers',
+      data: () => writeTempFile(inputs, 'bad.ndjson', `${JSON.stringify(night[0])}\n["x"]\n`),
+      expected: ['bad.ndjson', 'line 2', 'expected an array of finite numbers'],
+    },
+  ];
+
+  for (const { what, data, expected } of bad) {
+    it(`${what} → exit 1, one clear stderr line, nothing written`, () => {
+      const before = listTree(repository);
+      const res = recalibrateCli(['--model', join(repository, 'digits'), '--data', data()]);
+      expect(res.status).toBe(1);
+      expect(res.stdout).toBe('');
+      const lines = res.stderr.trimEnd().split('\n');
+      expect(lines, res.stderr).toHaveLength(1);
+      expect(lines[0]).toMatch(/^recalibrate: /);
+      expect(lines[0]).not.toMatch(/internal error| {4}at /);
+      for (const e of expected) {
+        if (typeof e === 'string') expect(lines[0]).toContain(e);
+        else expect(lines[0]).toMatch(e);
+      }
+      expect(listTree(repository)).toEqual(before);
+    });
+  }
+
+  it('a model directory without versions → exit 1, one line naming it', () => {
+    const res = recalibrateCli(['--model', join(repository, 'nothing'), '--data', nightCsv]);
+    expect(res.status).toBe(1);
+    expect(res.stderr.trimEnd().split('\n')).toHaveLength(1);
+    expect(res.stderr).toContain('nothing');
+    expect(existsSync(join(repository, 'nothing'))).toBe(false);
+  });
+});

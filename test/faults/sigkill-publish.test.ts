@@ -1,0 +1,204 @@
+/**
+ * Crash safety of publishing: a child process (publish-loop.ts) publishes recalibrated versions,
+ * activates and deletes versions of `digits` in a tight loop on a copy of models/, and is killed
+ * with SIGKILL at seeded random moments. After each kill, a restart's cleanup (removeTemporaries)
+ * and a FRESH ModelRegistry must find every version directory complete and AVAILABLE, the
+ * active-version record parseable and naming an available version, and no temporaries left.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { cpSync, existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { isNormserveError } from '../../src/errors/index.js';
+import { Rng } from '../../src/nn/index.js';
+import { ModelRepository } from '../../src/repository/index.js';
+import {
+  JobRegistry,
+  ModelRegistry,
+  type RecalibrationOutcome,
+  RecalibrationService,
+} from '../../src/service/index.js';
+import { digitsTestRows, nightShift } from '../helpers/digits.js';
+import { listTree, makeTempDir, removeTempDirs } from '../helpers/temp-files.js';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const SCRIPT = 'test/faults/publish-loop.ts';
+const TRIALS = 24;
+const SEED = 20261126;
+/** Kill delays after the child reports ready, in ms: uniform in [0, MAX_DELAY_MS). */
+const MAX_DELAY_MS = 500;
+/** An unreadable lock file is taken for a holder between create and write for this long. */
+const LOCK_GRACE_MS = 2_000;
+
+afterAll(removeTempDirs);
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Starts the loop; resolves once it printed `ready`, collecting its output lines. */
+async function startLoop(
+  repository: string,
+  seed: number,
+): Promise<{ child: ChildProcess; lines: string[]; stderr: () => string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', SCRIPT, repository, String(seed)], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const lines: string[] = [];
+  let stderr = '';
+  let pending = '';
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+    stderr += d;
+  });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      pending += d;
+      const parts = pending.split('\n');
+      pending = parts.pop()!;
+      for (const line of parts) {
+        lines.push(line);
+        if (line === 'ready') resolve();
+      }
+    });
+    child.on('exit', (code, signal) =>
+      reject(new Error(`publish loop exited early (${code ?? signal}): ${stderr}`)),
+    );
+    child.on('error', reject);
+  });
+  return { child, lines, stderr: () => stderr };
+}
+
+const FILES = ['config.json', 'metrics.json', 'model.safetensors'];
+
+describe('SIGKILL during publish / activate / delete', () => {
+  it(`leaves a consistent repository after each of ${TRIALS} kills at random moments`, async () => {
+    const repository = makeTempDir('sigkill');
+    cpSync(join(ROOT, 'models'), repository, { recursive: true });
+    const modelDir = join(repository, 'digits');
+    const rng = new Rng(SEED);
+    const night = nightShift(digitsTestRows().x);
+    const sample = new Float32Array(32 * 64);
+    night.slice(0, 32).forEach((row, r) => {
+      sample.set(row, r * 64);
+    });
+    const stats = {
+      trials: 0,
+      operations: 0,
+      killsWithTemporaries: 0,
+      temporaryVersionDirs: 0,
+      temporaryActiveRecords: 0,
+      temporaryDeletions: 0,
+      staleLocks: 0,
+      unreadableLocks: 0,
+      longestLockWaitMs: 0,
+      versionsAtEnd: 0,
+      killedAfterOperations: [] as number[],
+    };
+
+    for (let trial = 0; trial < TRIALS; trial++) {
+      const delay = rng.uniform(0, MAX_DELAY_MS);
+      const { child, lines, stderr } = await startLoop(repository, SEED + trial);
+      const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>(
+        (resolve) => child.once('exit', (code, signal) => resolve({ code, signal })),
+      );
+      await sleep(delay);
+      child.kill('SIGKILL');
+      const { code, signal } = await exited;
+      expect(signal, `trial ${trial}: the loop died on its own (${code}): ${stderr()}`).toBe(
+        'SIGKILL',
+      );
+      const done = lines.filter((l) => l !== 'ready').length;
+      stats.trials++;
+      stats.operations += done;
+      stats.killedAfterOperations.push(done);
+
+      // What the kill left behind, before a restart cleans up.
+      const temps = listTree(repository).filter((p) => /(^|\/)\.tmp-/.test(p));
+      const topLevel = temps.filter((p) => !p.slice(p.indexOf('.tmp-')).includes('/'));
+      if (topLevel.length > 0) stats.killsWithTemporaries++;
+      for (const p of topLevel) {
+        const name = p.slice(p.lastIndexOf('/') + 1);
+        if (name.endsWith('-active-version.json')) stats.temporaryActiveRecords++;
+        else if (/-deleted-\d+$/.test(name)) stats.temporaryDeletions++;
+        else stats.temporaryVersionDirs++;
+      }
+      const lockPath = join(modelDir, '.recalibration.lock');
+      const lockLeft = existsSync(lockPath);
+      if (lockLeft) {
+        stats.staleLocks++;
+        try {
+          JSON.parse(readFileSync(lockPath, 'utf8'));
+        } catch {
+          stats.unreadableLocks++; // killed between creating the lock file and writing it
+        }
+      }
+
+      // Restart: cleanup, then a fresh registry on the directory.
+      const removed = await new ModelRepository(repository).removeTemporaries();
+      expect(removed.map((p) => p.slice(repository.length + 1)).sort()).toEqual(topLevel.sort());
+      expect(listTree(repository).filter((p) => p.includes('.tmp-'))).toEqual([]);
+
+      const registry = new ModelRegistry(repository, { maxBatchSize: 64 });
+      await registry.refresh();
+      const model = registry.get('digits');
+      const onDisk = readdirSync(modelDir)
+        .filter((n) => /^[0-9]+$/.test(n))
+        .map(Number)
+        .sort((a, b) => a - b);
+      expect([...model.versions.keys()].sort((a, b) => a - b)).toEqual(onDisk);
+      for (const v of model.versions.values()) {
+        expect(v.state, `trial ${trial}: version ${v.version}: ${v.reason}`).toBe('AVAILABLE');
+        expect(readdirSync(join(modelDir, String(v.version))).sort()).toEqual(FILES);
+      }
+      const record = await registry.repository.readActive('digits');
+      if (record) {
+        expect(onDisk, `trial ${trial}: active-version.json names ${record.version}`).toContain(
+          record.version,
+        );
+        expect(model.active).toBe(record.version);
+      } else {
+        expect(model.active).toBe(onDisk.at(-1));
+      }
+      stats.versionsAtEnd = onDisk.length;
+
+      // The model is not locked for good: the next recalibration (after a stale lock, or every
+      // sixth trial) succeeds and publishes the next version.
+      if (lockLeft || trial % 6 === 5) {
+        const service = new RecalibrationService(registry, new JobRegistry(), {
+          maxSamples: 1_000_000,
+        });
+        // A lock of a dead process is broken at once; an unreadable one (the holder died between
+        // creating and writing it) only once it is LOCK_GRACE_MS old.
+        const started = Date.now();
+        let outcome: RecalibrationOutcome | undefined;
+        while (outcome === undefined) {
+          try {
+            outcome = await service.recalibrateRows(
+              { model: 'digits', mode: 'exact', activate: false },
+              sample,
+            );
+          } catch (e) {
+            const busy = isNormserveError(e) && e.code === 'RECALIBRATION_IN_PROGRESS';
+            if (!busy || Date.now() - started > LOCK_GRACE_MS + 1_000) throw e;
+            await sleep(50);
+          }
+        }
+        stats.longestLockWaitMs = Math.max(stats.longestLockWaitMs, Date.now() - started);
+        expect(outcome.version).toBe(onDisk.at(-1)! + 1);
+        expect(existsSync(join(modelDir, '.recalibration.lock'))).toBe(false);
+      }
+    }
+
+    console.log(
+      `SIGKILL trials: ${stats.trials}, operations finished before the kills: ${stats.operations} ` +
+        `(per trial ${stats.killedAfterOperations.join(',')}); kills that left temporaries ` +
+        `(landed mid-write): ${stats.killsWithTemporaries} — version directories ` +
+        `${stats.temporaryVersionDirs}, active records ${stats.temporaryActiveRecords}, ` +
+        `deletions ${stats.temporaryDeletions}; stale recalibration locks ${stats.staleLocks} ` +
+        `(unreadable ${stats.unreadableLocks}, longest wait for the lock ${stats.longestLockWaitMs} ms); ` +
+        `versions at the end ${stats.versionsAtEnd}`,
+    );
+    expect(stats.trials).toBe(TRIALS);
+    expect(stats.operations).toBeGreaterThan(TRIALS);
+  });
+});
