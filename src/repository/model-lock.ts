@@ -1,6 +1,7 @@
-import { open, readFile, rm, stat, utimes } from 'node:fs/promises';
+import { link, open, readFile, rm, stat, utimes } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { temporaryName } from './atomic-write.js';
 
 /** Who holds a model's lock (the lock file's content). */
 export interface LockOwner {
@@ -47,14 +48,19 @@ export async function acquireModelLock(
     acquired_at: new Date().toISOString(),
   };
   for (let attempt = 0; attempt < 3; attempt++) {
+    // The lock's content is written to a temporary file first and hard-linked into place (link
+    // fails when the lock exists), so a lock file is never seen empty, even after a crash.
+    const temp = join(modelDir, `${temporaryName()}-lock`);
+    const handle = await open(temp, 'wx');
     try {
-      const handle = await open(path, 'wx');
-      try {
-        await handle.writeFile(JSON.stringify(content));
-        await handle.sync();
-      } finally {
-        await handle.close();
-      }
+      await handle.writeFile(JSON.stringify(content));
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    try {
+      await link(temp, path);
+      await rm(temp, { force: true });
       const timer = setInterval(() => {
         const now = new Date();
         utimes(path, now, now).catch(() => undefined);
@@ -69,13 +75,13 @@ export async function acquireModelLock(
         },
       };
     } catch (e) {
+      await rm(temp, { force: true });
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
     }
     const holder = await readOwner(path);
     let stale = false;
     if (holder === undefined) {
-      // Empty or unreadable: a holder between create and write, or one that crashed right there.
-      stale = await olderThan(path, 2_000);
+      stale = true; // unreadable: never written by this code (the content is linked in whole)
     } else {
       if (holder.host === content.host && !isAlive(holder.pid)) stale = true;
       else {

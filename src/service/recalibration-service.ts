@@ -4,6 +4,8 @@ import { isNormserveError, NormserveError } from '../errors/index.js';
 import type { StateDict } from '../nn/index.js';
 import {
   createRecalibrator,
+  DEFAULT_BATCH_SIZE,
+  DEFAULT_PRIOR_STRENGTH,
   type RecalibrationMode,
   type RecalibrationResult,
   type Recalibrator,
@@ -139,9 +141,9 @@ export class RecalibrationSession {
         kind: 'recalibration',
         parent_version: this.parent.version,
         mode,
-        ...(mode === 'prior' ? { prior_strength: priorStrength ?? null } : {}),
+        ...(mode === 'prior' ? { prior_strength: priorStrength ?? DEFAULT_PRIOR_STRENGTH } : {}),
         ...(mode === 'running'
-          ? { batch_size: batchSize ?? null, batches: result.batches ?? null }
+          ? { batch_size: batchSize ?? DEFAULT_BATCH_SIZE, batches: result.batches ?? null }
           : {}),
         samples: result.samples,
         data_sha256: dataSha256,

@@ -5,8 +5,8 @@ import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import type { AppInstance } from '../../src/http/app-types.js';
 import { buildApp } from '../../src/http/app.js';
+import type { AppInstance } from '../../src/http/app-types.js';
 import { ServiceMetrics } from '../../src/http/metrics.js';
 import { ModelRegistry, parseServerConfig, type ServerConfig } from '../../src/service/index.js';
 
@@ -27,14 +27,20 @@ export interface TestApp {
 }
 
 /** A repository in a fresh temp directory with copies of the given models. */
-export function makeRepository(models: readonly (keyof typeof MODEL_SOURCES)[] = ['digits']): string {
+export function makeRepository(
+  models: readonly (keyof typeof MODEL_SOURCES)[] = ['digits'],
+): string {
   const root = mkdtempSync(join(tmpdir(), 'normserve-repo-'));
   for (const name of models) cpSync(MODEL_SOURCES[name], join(root, name), { recursive: true });
   return root;
 }
 
 export async function makeTestApp(
-  options: { models?: (keyof typeof MODEL_SOURCES)[]; repository?: string; env?: Record<string, string> } = {},
+  options: {
+    models?: (keyof typeof MODEL_SOURCES)[];
+    repository?: string;
+    env?: Record<string, string>;
+  } = {},
 ): Promise<TestApp> {
   const repository = options.repository ?? makeRepository(options.models);
   const config = parseServerConfig({

@@ -135,10 +135,17 @@ async function adminScope(app: AppInstance): Promise<void> {
           activate: json?.activate ?? q.activate ?? true,
           note: json?.note ?? q.note,
         };
+        // A JSON body is checked whole before the model is locked, so a bad request never makes
+        // a good one wait; streamed bodies are checked as they arrive.
+        if (json)
+          checkRowWidths(
+            json.instances,
+            registry.resolve(recalibration.model).compiled.inputWidth,
+            'instances',
+          );
         const session = await service.begin(recalibration);
         try {
           if (json) {
-            checkRowWidths(json.instances, session.width, 'instances');
             const data = packRows(json.instances, session.width);
             const step = 1024 * session.width;
             for (let i = 0; i < data.length; i += step)
