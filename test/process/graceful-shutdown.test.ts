@@ -20,9 +20,14 @@ const EXIT_WITHIN_MS = 10_000;
 const temps: string[] = [];
 const children: ChildProcess[] = [];
 afterEach(() => {
-  // A failed test must not leave its server running.
+  // A failed test must not leave its server running: each server is the leader of its own
+  // process group, so cluster workers go too (they outlive a primary killed with SIGKILL).
   for (const child of children.splice(0)) {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    try {
+      process.kill(-child.pid!, 'SIGKILL');
+    } catch {
+      // the group is gone already
+    }
   }
 });
 afterAll(() => {
@@ -71,6 +76,7 @@ function startServer(env: Record<string, string>): Server {
     cwd: process.cwd(),
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
   });
   children.push(child);
   const logs: LogLine[] = [];
