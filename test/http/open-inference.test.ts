@@ -2,6 +2,7 @@
  * The Open Inference Protocol v2 REST API (KServe, Triton): server and model metadata, health and
  * readiness, infer with flat and nested data, output selection, request ids, errors.
  */
+import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeRepository, makeTestApp, type TestApp } from '../helpers/app.js';
 import { expectClose } from '../helpers/compare.js';
@@ -49,7 +50,8 @@ describe('server endpoints', () => {
   });
 
   it('GET /v2/health/ready answers 503 {"ready": false} with an empty repository', async () => {
-    const empty = await makeTestApp({ repository: makeRepository([]) });
+    const repository = makeRepository([]);
+    const empty = await makeTestApp({ repository });
     try {
       const res = await empty.app.inject({ url: '/v2/health/ready' });
       expect(res.statusCode).toBe(503);
@@ -57,6 +59,7 @@ describe('server endpoints', () => {
       expect((await empty.app.inject({ url: '/v2/health/live' })).statusCode).toBe(200);
     } finally {
       await empty.close();
+      rmSync(repository, { recursive: true, force: true });
     }
   });
 });
