@@ -110,6 +110,11 @@ async function runPrimary(config: ServerConfig): Promise<void> {
 
   let stopping = false;
   const recentDeaths: number[] = [];
+  // Workers accept from the shared socket themselves (SCHED_NONE) rather than through the
+  // primary's round-robin: a worker that closes stops accepting at once, so during shutdown no
+  // connection is handed to a worker that is already closing (it would hang until that worker
+  // exits). The kernel then balances connections by which worker is free to accept.
+  cluster.schedulingPolicy = cluster.SCHED_NONE;
   const fork = (): Worker => cluster.fork();
   cluster.on('exit', (worker, code, signal) => {
     if (stopping) return;

@@ -51,6 +51,10 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
     },
     routerOptions: { maxParamLength: 256 },
+    // Router errors (malformed percent-encoding, over-long parameters) leave as problems too.
+    frameworkErrors: (error, request, reply) => {
+      errorHandler(error, request, reply);
+    },
   }).withTypeProvider<ZodTypeProvider>();
   app.decorate('deps', deps);
   app.decorateRequest('inference', undefined);

@@ -139,6 +139,11 @@ export class ModelRegistry {
 
   /** Reloads one model's versions and active record from disk. */
   async refreshModel(name: string, preloaded?: ServedVersion): Promise<ModelSnapshot> {
+    if (!(await this.repository.listModels()).includes(name)) {
+      // Never register a model that has no directory (e.g. an admin call naming an unknown one).
+      this.models.delete(name);
+      throw new NormserveError('MODEL_NOT_FOUND', `model "${name}" is not in the repository`);
+    }
     const previous = this.models.get(name);
     const onDisk = await this.repository.listVersions(name);
     const versions = new Map<number, ServedVersion>();
