@@ -63,8 +63,11 @@ function wideNetwork(): Sequential {
   const state: StateDict = network.stateDict();
   for (const [name, value] of state) {
     if (typeof value === 'bigint') continue;
-    if (name.endsWith('running_mean')) value.data.forEach((_, i, a) => (a[i] = rng.normal() * 0.1));
-    if (name.endsWith('running_var')) value.data.forEach((_, i, a) => (a[i] = 0.5 + rng.next()));
+    const data = value.data;
+    if (name.endsWith('running_mean'))
+      for (let i = 0; i < data.length; i++) data[i] = rng.normal() * 0.1;
+    if (name.endsWith('running_var'))
+      for (let i = 0; i < data.length; i++) data[i] = 0.5 + rng.next();
   }
   return network.eval();
 }

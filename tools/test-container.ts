@@ -12,7 +12,9 @@ import { openModelDirectory } from '../src/service/index.js';
 
 const started = Date.now();
 const step = (name: string, detail: string) =>
-  process.stdout.write(`ok   ${name.padEnd(14)} ${detail} (${((Date.now() - started) / 1000).toFixed(1)} s)\n`);
+  process.stdout.write(
+    `ok   ${name.padEnd(14)} ${detail} (${((Date.now() - started) / 1000).toFixed(1)} s)\n`,
+  );
 const fail = (name: string, detail: string): never => {
   process.stdout.write(`FAIL ${name.padEnd(14)} ${detail}\n`);
   throw new Error(`${name}: ${detail}`);
@@ -22,7 +24,11 @@ function engine(): 'podman' | 'docker' {
   for (const candidate of ['podman', 'docker'] as const) {
     if (spawnSync(candidate, ['--version'], { encoding: 'utf8' }).status === 0) {
       // docker's client answers without an engine; ask the engine itself.
-      if (candidate === 'docker' && spawnSync('docker', ['info'], { encoding: 'utf8' }).status !== 0) continue;
+      if (
+        candidate === 'docker' &&
+        spawnSync('docker', ['info'], { encoding: 'utf8' }).status !== 0
+      )
+        continue;
       return candidate;
     }
   }
@@ -33,7 +39,10 @@ const tool = engine();
 const run = (args: string[], options: { allowFail?: boolean; timeoutMs?: number } = {}) => {
   const result = spawnSync(tool, args, { encoding: 'utf8', timeout: options.timeoutMs ?? 600_000 });
   if (result.status !== 0 && !options.allowFail) {
-    fail(args[0]!, `${tool} ${args.join(' ')} exited ${result.status}: ${(result.stderr || result.stdout).trim().slice(-2000)}`);
+    fail(
+      args[0]!,
+      `${tool} ${args.join(' ')} exited ${result.status}: ${(result.stderr || result.stdout).trim().slice(-2000)}`,
+    );
   }
   return result;
 };
@@ -60,18 +69,41 @@ async function main(): Promise<void> {
   step('build', `${image}, ${(Number(size) / 1e6).toFixed(0)} MB`);
 
   const port = await freePort();
-  run(['run', '-d', '--name', container, '-p', `127.0.0.1:${port}:8080`, '-e', `ADMIN_TOKEN=${adminToken}`, '-e', 'WORKERS=2', image]);
+  run([
+    'run',
+    '-d',
+    '--name',
+    container,
+    '-p',
+    `127.0.0.1:${port}:8080`,
+    '-e',
+    `ADMIN_TOKEN=${adminToken}`,
+    '-e',
+    'WORKERS=2',
+    image,
+  ]);
   const base = `http://127.0.0.1:${port}`;
   let ready = false;
   for (let i = 0; i < 120 && !ready; i++) {
-    ready = await fetch(`${base}/readyz`).then((r) => r.ok, () => false);
+    ready = await fetch(`${base}/readyz`).then(
+      (r) => r.ok,
+      () => false,
+    );
     if (!ready) await new Promise((r) => setTimeout(r, 500));
   }
-  if (!ready) fail('ready', `GET /readyz never answered 200; logs: ${run(['logs', container], { allowFail: true }).stderr.slice(-2000)}`);
+  if (!ready)
+    fail(
+      'ready',
+      `GET /readyz never answered 200; logs: ${run(['logs', container], { allowFail: true }).stderr.slice(-2000)}`,
+    );
   step('ready', `${base}/readyz answered 200`);
 
   const rows = [
-    [0, 0, 5, 13, 9, 1, 0, 0, 0, 0, 13, 15, 10, 15, 5, 0, 0, 3, 15, 2, 0, 11, 8, 0, 0, 4, 12, 0, 0, 8, 8, 0, 0, 5, 8, 0, 0, 9, 8, 0, 0, 4, 11, 0, 1, 12, 7, 0, 0, 2, 14, 5, 10, 12, 0, 0, 0, 0, 6, 13, 10, 0, 0, 0],
+    [
+      0, 0, 5, 13, 9, 1, 0, 0, 0, 0, 13, 15, 10, 15, 5, 0, 0, 3, 15, 2, 0, 11, 8, 0, 0, 4, 12, 0, 0,
+      8, 8, 0, 0, 5, 8, 0, 0, 9, 8, 0, 0, 4, 11, 0, 1, 12, 7, 0, 0, 2, 14, 5, 10, 12, 0, 0, 0, 0, 6,
+      13, 10, 0, 0, 0,
+    ],
     Array.from({ length: 64 }, (_, i) => (i * 7) % 17),
   ];
   const response = await fetch(`${base}/v1/models/digits:predict`, {
@@ -84,18 +116,36 @@ async function main(): Promise<void> {
   const expected = Array.from(local.probabilities!);
   const got = remote.predictions.flat();
   const maxDiff = Math.max(...expected.map((v, i) => Math.abs(v - got[i]!)));
-  if (response.status !== 200 || got.length !== expected.length || maxDiff > 1e-6 || remote.labels.join() !== local.labels!.join()) {
-    fail('prediction', `status ${response.status}, labels ${remote.labels} vs ${local.labels}, max |Δ| ${maxDiff}`);
+  if (
+    response.status !== 200 ||
+    got.length !== expected.length ||
+    maxDiff > 1e-6 ||
+    remote.labels.join() !== local.labels!.join()
+  ) {
+    fail(
+      'prediction',
+      `status ${response.status}, labels ${remote.labels} vs ${local.labels}, max |Δ| ${maxDiff}`,
+    );
   }
-  step('prediction', `labels ${remote.labels.join(',')} equal to the local server's, max |Δp| ${maxDiff}`);
+  step(
+    'prediction',
+    `labels ${remote.labels.join(',')} equal to the local server's, max |Δp| ${maxDiff}`,
+  );
 
   const uid = run(['exec', container, 'id', '-u']).stdout.trim();
   if (uid === '0') fail('non-root', 'the server runs as root');
-  step('non-root', `uid ${uid}, image user ${run(['image', 'inspect', image, '--format', '{{.Config.User}}']).stdout.trim()}`);
+  step(
+    'non-root',
+    `uid ${uid}, image user ${run(['image', 'inspect', image, '--format', '{{.Config.User}}']).stdout.trim()}`,
+  );
 
   if (tool === 'podman') {
     const health = run(['healthcheck', 'run', container], { allowFail: true });
-    if (health.status !== 0) fail('healthcheck', `podman healthcheck run exited ${health.status}: ${health.stdout}${health.stderr}`);
+    if (health.status !== 0)
+      fail(
+        'healthcheck',
+        `podman healthcheck run exited ${health.status}: ${health.stdout}${health.stderr}`,
+      );
     step('healthcheck', 'podman healthcheck run: healthy');
   } else {
     let status = '';
@@ -107,7 +157,9 @@ async function main(): Promise<void> {
     step('healthcheck', 'docker reports healthy');
   }
 
-  const night = rows.concat(rows.map((r) => r.map((v) => 16 - v))).map((r) => r.map((v) => 0.35 * v + 1.6));
+  const night = rows
+    .concat(rows.map((r) => r.map((v) => 16 - v)))
+    .map((r) => r.map((v) => 0.35 * v + 1.6));
   const unauthorized = await fetch(`${base}/v1/models/digits:recalibrate`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
@@ -120,16 +172,23 @@ async function main(): Promise<void> {
   });
   const outcome = (await recalibration.json()) as { version?: number; samples?: number };
   if (unauthorized.status !== 401 || recalibration.status !== 201 || outcome.version !== 2) {
-    fail('recalibrate', `without token ${unauthorized.status}, with token ${recalibration.status}: ${JSON.stringify(outcome)}`);
+    fail(
+      'recalibrate',
+      `without token ${unauthorized.status}, with token ${recalibration.status}: ${JSON.stringify(outcome)}`,
+    );
   }
-  step('recalibrate', `401 without the token; 201 with it: version ${outcome.version} from ${outcome.samples} samples`);
+  step(
+    'recalibrate',
+    `401 without the token; 201 with it: version ${outcome.version} from ${outcome.samples} samples`,
+  );
 
   const stopStart = Date.now();
   run(['kill', '--signal', 'TERM', container]);
   const waited = run(['wait', container], { timeoutMs: 15_000 });
   const seconds = (Date.now() - stopStart) / 1000;
   const code = waited.stdout.trim().split('\n').at(-1);
-  if (code !== '0' || seconds > 10) fail('sigterm', `exit code ${code} after ${seconds.toFixed(1)} s`);
+  if (code !== '0' || seconds > 10)
+    fail('sigterm', `exit code ${code} after ${seconds.toFixed(1)} s`);
   step('sigterm', `exit code 0 after ${seconds.toFixed(1)} s`);
 }
 

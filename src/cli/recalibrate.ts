@@ -121,10 +121,9 @@ async function main(argv: readonly string[]): Promise<void> {
   } else {
     const table = parseCsv(text, flags.data);
     const label = table.header.indexOf(flags.labelColumn);
-    const columns =
-      featureNames && featureNames.every((f) => table.header.includes(f))
-        ? featureNames.map((f) => table.header.indexOf(f))
-        : table.header.map((_, i) => i).filter((i) => i !== label);
+    const columns = featureNames?.every((f) => table.header.includes(f))
+      ? featureNames.map((f) => table.header.indexOf(f))
+      : table.header.map((_, i) => i).filter((i) => i !== label);
     rows = table.rows.map((_, r) => columns.map((c) => numericCell(table, r, c)));
   }
   const width = parent.compiled.inputWidth;
