@@ -79,14 +79,17 @@ export function batchNormAffine(bn: BatchNorm): { scale: Float64Array; shift: Fl
 export function compileNetwork(
   network: Sequential,
   inputTransform?: FeatureTransform,
+  inputWidth?: number,
 ): CompiledPlan {
   const drafts: Draft[] = [];
   const fates: LayerFate[] = [];
+  // Only element-wise layers (activations, dropout, identity) can come before the first layer
+  // with a known width, so that layer's width is the input width.
   const first = network.modules.find(
-    (m) => !(m instanceof Dropout || m instanceof AlphaDropout || m instanceof Identity),
+    (m) => m instanceof Linear || m instanceof BatchNorm || m instanceof LayerNorm,
   );
-  let width = inputWidthOf(first, inputTransform);
-  const inputWidth = width;
+  let width = inputWidth ?? inputWidthOf(first, inputTransform);
+  const planInputWidth = width;
   let pending: Pending | undefined;
   let inputTransformFolded = false;
   if (inputTransform) {
@@ -217,9 +220,12 @@ export function compileNetwork(
       ? { ...d, weight: Float32Array.from(d.weight), bias: Float32Array.from(d.bias) }
       : d,
   );
-  const widths = [inputWidth, ...steps.map((s) => (s.op === 'dense' ? s.outFeatures : s.features))];
+  const widths = [
+    planInputWidth,
+    ...steps.map((s) => (s.op === 'dense' ? s.outFeatures : s.features)),
+  ];
   return {
-    inputWidth,
+    inputWidth: planInputWidth,
     outputWidth: widths.at(-1)!,
     maxWidth: Math.max(...widths),
     steps,
@@ -234,6 +240,6 @@ function inputWidthOf(first: Module | undefined, transform: FeatureTransform | u
   if (first instanceof BatchNorm) return first.numFeatures;
   if (first instanceof LayerNorm) return first.normalizedShape[0]!;
   throw new Error(
-    'cannot infer the input width: the network must start with Linear, BatchNorm or LayerNorm',
+    'cannot infer the input width of a network without Linear, BatchNorm or LayerNorm; pass it',
   );
 }

@@ -23,10 +23,11 @@ export class CompiledModel {
     network: Sequential,
     inputTransform: FeatureTransform | undefined,
     maxBatchSize: number,
+    inputWidth?: number,
   ) {
     this.network = network.eval();
     this.inputTransform = inputTransform;
-    this.plan = compileNetwork(this.network, inputTransform);
+    this.plan = compileNetwork(this.network, inputTransform, inputWidth);
     this.executor = new PlanExecutor(this.plan, maxBatchSize);
   }
 

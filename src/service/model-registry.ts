@@ -227,6 +227,7 @@ export class ModelRegistry {
         checkpoint.network,
         checkpoint.config.input_transform,
         this.options.maxBatchSize,
+        checkpoint.config.input_shape[0],
       );
       this.log.info({ model: name, version }, 'version loaded');
       return { name, version, state: 'AVAILABLE', checkpoint, compiled, loadedAt, fingerprint };
