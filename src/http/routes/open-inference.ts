@@ -1,3 +1,4 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { type ErrorLocation, NormserveError } from '../../errors/index.js';
 import { type AvailableVersion, runBatch } from '../../service/index.js';
@@ -247,13 +248,11 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
 
   const body = inferRequestSchema();
   const infer = async (
-    request: {
+    request: FastifyRequest & {
       params: { name: string; version?: number };
       body: z.output<typeof body>;
-      raw: unknown;
     },
-    reply: { header(name: string, value: string): unknown },
-    req: Parameters<typeof recordInference>[0],
+    reply: FastifyReply,
   ) => {
     const served = registry.resolve(request.params.name, request.params.version);
     const requested = request.body.outputs?.map((o) => o.name) ?? [outputNames(served)[0]!];
@@ -272,7 +271,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
     );
     const out = runBatch(served, data, rows);
     checkFiniteOutputs(out.outputs, rows, out.outputWidth, (r) => `inputs[0].data (row ${r})`);
-    recordInference(req, {
+    recordInference(request, {
       model: out.model,
       version: out.version,
       rows,
@@ -318,7 +317,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
       onRequest,
       schema: { ...inferSchema, summary: 'Inference with the active version', params: nameParams },
     },
-    async (request, reply) => infer(request, reply, request),
+    infer,
   );
   app.post(
     '/v2/models/:name/versions/:version/infer',
@@ -326,6 +325,6 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
       onRequest,
       schema: { ...inferSchema, summary: 'Inference with one version', params: versionParams },
     },
-    async (request, reply) => infer(request, reply, request),
+    infer,
   );
 }

@@ -1,4 +1,4 @@
-import type { FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { NormserveError } from '../../errors/index.js';
 import {
@@ -344,13 +344,12 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
 
   const body = predictRequestSchema;
   const handler = async (
-    request: {
+    request: FastifyRequest & {
       params: { name: string; version?: number };
       body: z.output<typeof body>;
       query: { fused: boolean };
     },
-    reply: { header(name: string, value: string): unknown },
-    raw: Parameters<typeof recordInference>[0],
+    reply: FastifyReply,
   ) => {
     const columnar = request.body.inputs !== undefined;
     const rows = (request.body.instances ?? request.body.inputs)!;
@@ -365,7 +364,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
     checkFiniteOutputs(out.outputs, out.rows, out.outputWidth, (r) =>
       columnar ? `inputs[${r}]` : `instances[${r}]`,
     );
-    recordInference(raw, {
+    recordInference(request, {
       model: out.model,
       version: out.version,
       rows: out.rows,
@@ -401,7 +400,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
         params: nameParams,
       },
     },
-    async (request, reply) => handler(request, reply, request),
+    handler,
   );
   app.post(
     '/v1/models/:name/versions/:version(^[0-9]+)::predict',
@@ -409,6 +408,6 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
       onRequest,
       schema: { ...predictSchema, summary: 'Predict with one version', params: versionParams },
     },
-    async (request, reply) => handler(request, reply, request),
+    handler,
   );
 }
