@@ -40,7 +40,7 @@ export class CompiledModel {
   }
 
   /** A preallocated input buffer for `rows` rows; fill it, then call `forwardInPlace(rows)`. */
-  inputBuffer(rows: number): Float32Array {
+  inputBuffer(rows: number): Float64Array {
     return this.executor.inputBuffer(rows);
   }
 

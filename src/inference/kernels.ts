@@ -2,7 +2,8 @@ import { erf, SELU_ALPHA, SELU_SCALE, sigmoid } from '../nn/index.js';
 import type { Activation } from './plan.js';
 
 /**
- * Fused eval kernels over float32 buffers, accumulating in float64. Activations are applied to
+ * Fused eval kernels over float64 buffers (the weights are the plan's float32 values, widened
+ * once: JavaScript computes in float64, and loading float32 would convert on every use). Activations are applied to
  * each output as it is produced (no second pass, no intermediate tensor). Codes instead of
  * closures keep the inner loops monomorphic.
  */
@@ -65,15 +66,15 @@ export function activate(code: number, slope: number, v: number): number {
  * and input load feeds two or four multiply-adds and eight accumulators stay in registers.
  */
 export function denseKernel(
-  x: Float32Array,
+  x: Float64Array,
   rows: number,
   inF: number,
   outF: number,
-  w: Float32Array,
-  b: Float32Array,
+  w: Float64Array,
+  b: Float64Array,
   act: number,
   slope: number,
-  out: Float32Array,
+  out: Float64Array,
 ): void {
   let n = 0;
   for (; n + 2 <= rows; n += 2) {
@@ -168,14 +169,14 @@ export function denseKernel(
 
 /** out[n, k] = act(x[n, k]·scale[k] + shift[k]). */
 export function affineKernel(
-  x: Float32Array,
+  x: Float64Array,
   rows: number,
   features: number,
-  scale: Float32Array,
-  shift: Float32Array,
+  scale: Float64Array,
+  shift: Float64Array,
   act: number,
   slope: number,
-  out: Float32Array,
+  out: Float64Array,
 ): void {
   for (let n = 0; n < rows; n++) {
     const base = n * features;
@@ -186,15 +187,15 @@ export function affineKernel(
 
 /** LayerNorm of each row with its own mean and biased variance (float64), then the affine and act. */
 export function layerNormKernel(
-  x: Float32Array,
+  x: Float64Array,
   rows: number,
   features: number,
   eps: number,
-  weight: Float32Array | undefined,
-  bias: Float32Array | undefined,
+  weight: Float64Array | undefined,
+  bias: Float64Array | undefined,
   act: number,
   slope: number,
-  out: Float32Array,
+  out: Float64Array,
 ): void {
   for (let n = 0; n < rows; n++) {
     const base = n * features;
@@ -215,11 +216,11 @@ export function layerNormKernel(
 }
 
 export function activationKernel(
-  x: Float32Array,
+  x: Float64Array,
   count: number,
   act: number,
   slope: number,
-  out: Float32Array,
+  out: Float64Array,
 ): void {
   for (let i = 0; i < count; i++) out[i] = activate(act, slope, x[i]!);
 }

@@ -9,8 +9,32 @@ import type { Activation, CompiledPlan, PlanStep } from './plan.js';
 
 interface Buffers {
   rows: number;
-  a: Float32Array;
-  b: Float32Array;
+  a: Float64Array;
+  b: Float64Array;
+}
+
+/** A plan step with its parameters widened to float64 for the kernels. */
+type WideStep =
+  | { op: 'dense'; inFeatures: number; outFeatures: number; weight: Float64Array; bias: Float64Array }
+  | { op: 'affine'; features: number; scale: Float64Array; shift: Float64Array }
+  | { op: 'layernorm'; features: number; eps: number; weight: Float64Array | undefined; bias: Float64Array | undefined }
+  | { op: 'activation'; features: number };
+
+function widen(step: PlanStep): WideStep {
+  switch (step.op) {
+    case 'dense':
+      return { ...step, weight: Float64Array.from(step.weight), bias: Float64Array.from(step.bias) };
+    case 'affine':
+      return { ...step, scale: Float64Array.from(step.scale), shift: Float64Array.from(step.shift) };
+    case 'layernorm':
+      return {
+        ...step,
+        weight: step.weight ? Float64Array.from(step.weight) : undefined,
+        bias: step.bias ? Float64Array.from(step.bias) : undefined,
+      };
+    case 'activation':
+      return step;
+  }
 }
 
 const slopeOf = (a: Activation): number => (a.kind === 'leaky_relu' ? a.negativeSlope : 0);
@@ -25,12 +49,14 @@ export class PlanExecutor {
   readonly plan: CompiledPlan;
   readonly maxBatchSize: number;
   private readonly buffers = new Map<number, Buffers>();
+  private readonly steps: WideStep[];
   private readonly codes: number[];
   private readonly slopes: number[];
 
   constructor(plan: CompiledPlan, maxBatchSize: number) {
     this.plan = plan;
     this.maxBatchSize = maxBatchSize;
+    this.steps = plan.steps.map(widen);
     this.codes = plan.steps.map((s) => activationCode(s.activation));
     this.slopes = plan.steps.map((s) => slopeOf(s.activation));
   }
@@ -47,21 +73,20 @@ export class PlanExecutor {
     let buf = this.buffers.get(cls);
     if (!buf) {
       const size = cls * this.plan.maxWidth;
-      buf = { rows: cls, a: new Float32Array(size), b: new Float32Array(size) };
+      buf = { rows: cls, a: new Float64Array(size), b: new Float64Array(size) };
       this.buffers.set(cls, buf);
     }
     return buf;
   }
 
   /** The input buffer for `rows` rows, to be filled before `runInPlace` (saves one copy). */
-  inputBuffer(rows: number): Float32Array {
+  inputBuffer(rows: number): Float64Array {
     return this.buffersFor(rows).a.subarray(0, rows * this.plan.inputWidth);
   }
 
   /** Runs the plan on `input` ([rows, inputWidth], row-major); returns a new [rows, outputWidth] array. */
   run(input: Float32Array, rows: number): Float32Array {
-    const target = this.inputBuffer(rows);
-    if (input !== target) target.set(input.subarray(0, rows * this.plan.inputWidth));
+    this.inputBuffer(rows).set(input.subarray(0, rows * this.plan.inputWidth));
     return this.runInPlace(rows);
   }
 
@@ -71,9 +96,9 @@ export class PlanExecutor {
     let src = buf.a;
     let dst = buf.b;
     let width = this.plan.inputWidth;
-    const steps = this.plan.steps;
+    const steps = this.steps;
     for (let s = 0; s < steps.length; s++) {
-      const step: PlanStep = steps[s]!;
+      const step = steps[s]!;
       const code = this.codes[s]!;
       const slope = this.slopes[s]!;
       switch (step.op) {
@@ -115,6 +140,6 @@ export class PlanExecutor {
       src = dst;
       dst = t;
     }
-    return src.slice(0, rows * width);
+    return Float32Array.from(src.subarray(0, rows * width));
   }
 }
