@@ -86,7 +86,8 @@ export type InputTransform = z.output<typeof inputTransformSchema>;
 
 export const MODEL_FORMAT = 'normserve.model/v1';
 
-export const modelConfigSchema = z.object({
+/** Unknown top-level keys are kept (looseObject), so a recalibrated version carries them on. */
+export const modelConfigSchema = z.looseObject({
   format: z.literal(MODEL_FORMAT),
   name: z
     .string()

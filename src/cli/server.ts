@@ -174,8 +174,20 @@ async function main(): Promise<void> {
     process.stderr.write(`normserve: ${isNormserveError(e) ? e.message : String(e)}\n`);
     process.exit(1);
   }
-  if (config.WORKERS > 1 && cluster.isPrimary) await runPrimary(config);
-  else await startServer(config);
+  try {
+    if (config.WORKERS > 1 && cluster.isPrimary) await runPrimary(config);
+    else await startServer(config);
+  } catch (e) {
+    // Expected start-up failures (a missing repository, a taken port) are one line, not a stack.
+    const message = isNormserveError(e)
+      ? e.message
+      : e instanceof Error && 'code' in e
+        ? e.message
+        : undefined;
+    if (message === undefined) throw e;
+    process.stderr.write(`normserve: ${message}\n`);
+    process.exit(1);
+  }
 }
 
 await main();

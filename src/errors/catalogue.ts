@@ -1,7 +1,7 @@
 /**
  * The one catalogue of error codes. Every error normserve raises on purpose carries one of
  * these codes; the HTTP layer maps it to an RFC 9457 problem (type URI, title, status), the CLIs
- * print `code: message`. Codes are stable: clients may switch on them, so never rename one.
+ * print `<program>: <message>`. Codes are stable: clients may switch on them, so never rename one.
  */
 export const errorCatalogue = {
   // Input data and requests
@@ -11,15 +11,12 @@ export const errorCatalogue = {
   BODY_TOO_LARGE: { status: 413, title: 'Request body too large' },
   BATCH_TOO_LARGE: { status: 413, title: 'Too many rows' },
   NOT_FOUND: { status: 404, title: 'Not found' },
-  METHOD_NOT_ALLOWED: { status: 405, title: 'Method not allowed' },
   MODEL_NOT_FOUND: { status: 404, title: 'Model not found' },
   VERSION_NOT_FOUND: { status: 404, title: 'Model version not found' },
   JOB_NOT_FOUND: { status: 404, title: 'Job not found' },
   MODEL_UNAVAILABLE: { status: 503, title: 'Model has no available version' },
-  VERSION_UNAVAILABLE: { status: 503, title: 'Model version is not available' },
   UNAUTHORIZED: { status: 401, title: 'Unauthorized' },
   RATE_LIMITED: { status: 429, title: 'Too many requests' },
-  CONFLICT: { status: 409, title: 'Conflict' },
   RECALIBRATION_IN_PROGRESS: { status: 409, title: 'A recalibration of this model is running' },
   ACTIVE_VERSION_DELETE: { status: 409, title: 'The active version cannot be deleted' },
   NOT_RECALIBRATABLE: { status: 422, title: 'Model has no BatchNorm layer to recalibrate' },

@@ -44,7 +44,9 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     bodyLimit: deps.config.BODY_LIMIT_BYTES,
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
-    return503OnClosing: true,
+    // Requests arriving on open connections during shutdown get a SHUTTING_DOWN problem (below)
+    // instead of Fastify's plain 503.
+    return503OnClosing: false,
     requestTimeout: deps.config.REQUEST_TIMEOUT_MS,
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
@@ -78,6 +80,20 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     { parseAs: 'string' },
     app.getDefaultJsonParser('error', 'error'),
   );
+
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onRequest', async (_request, reply) => {
+    if (closing) {
+      void reply.header('Connection', 'close');
+      throw new NormserveError(
+        'SHUTTING_DOWN',
+        'the server is shutting down; retry on another instance',
+      );
+    }
+  });
 
   const { metrics } = deps;
   app.addHook('onSend', async (request, reply, payload) => {

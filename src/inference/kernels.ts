@@ -40,7 +40,7 @@ export function activationCode(a: Activation): number {
 const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
 
 /** The activations of nn/activation-functions.ts, switch-dispatched for the kernels. */
-export function activate(code: number, slope: number, v: number): number {
+function applyActivation(code: number, slope: number, v: number): number {
   switch (code) {
     case ACT_NONE:
       return v;
@@ -59,6 +59,15 @@ export function activate(code: number, slope: number, v: number): number {
     default:
       return v > 0 ? SELU_SCALE * v : SELU_SCALE * SELU_ALPHA * Math.expm1(v);
   }
+}
+
+/**
+ * An activation's output as every kernel stores it: rounded to float32, so the fused plan keeps
+ * float32 semantics between layers (values, and overflow to ±Infinity, as in PyTorch) while its
+ * buffers are float64 for speed.
+ */
+export function activate(code: number, slope: number, v: number): number {
+  return Math.fround(applyActivation(code, slope, v));
 }
 
 /**

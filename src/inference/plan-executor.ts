@@ -15,17 +15,37 @@ interface Buffers {
 
 /** A plan step with its parameters widened to float64 for the kernels. */
 type WideStep =
-  | { op: 'dense'; inFeatures: number; outFeatures: number; weight: Float64Array; bias: Float64Array }
+  | {
+      op: 'dense';
+      inFeatures: number;
+      outFeatures: number;
+      weight: Float64Array;
+      bias: Float64Array;
+    }
   | { op: 'affine'; features: number; scale: Float64Array; shift: Float64Array }
-  | { op: 'layernorm'; features: number; eps: number; weight: Float64Array | undefined; bias: Float64Array | undefined }
+  | {
+      op: 'layernorm';
+      features: number;
+      eps: number;
+      weight: Float64Array | undefined;
+      bias: Float64Array | undefined;
+    }
   | { op: 'activation'; features: number };
 
 function widen(step: PlanStep): WideStep {
   switch (step.op) {
     case 'dense':
-      return { ...step, weight: Float64Array.from(step.weight), bias: Float64Array.from(step.bias) };
+      return {
+        ...step,
+        weight: Float64Array.from(step.weight),
+        bias: Float64Array.from(step.bias),
+      };
     case 'affine':
-      return { ...step, scale: Float64Array.from(step.scale), shift: Float64Array.from(step.shift) };
+      return {
+        ...step,
+        scale: Float64Array.from(step.scale),
+        shift: Float64Array.from(step.shift),
+      };
     case 'layernorm':
       return {
         ...step,
@@ -40,8 +60,8 @@ function widen(step: PlanStep): WideStep {
 const slopeOf = (a: Activation): number => (a.kind === 'leaky_relu' ? a.negativeSlope : 0);
 
 /**
- * Runs a compiled plan. Intermediate activations live in two preallocated ping-pong buffers per
- * batch-size class (powers of two up to `maxBatchSize`), created on first use and reused, so the
+ * Runs a compiled plan. Intermediate activations live in two preallocated float64 ping-pong
+ * buffers (holding float32 values: the kernels round what they store) per batch-size class (powers of two up to `maxBatchSize`), created on first use and reused, so the
  * hot path allocates only the returned output. Not re-entrant, which is safe in one JavaScript
  * thread because `run` is synchronous.
  */
