@@ -2,6 +2,14 @@ import { Module, requireCache } from './module.js';
 import { Rng } from './rng.js';
 import { Tensor } from './tensor.js';
 
+/** ∂y/∂x of both dropouts is the per-element factor each kept (mask) or zeroed. */
+function scaleByMask(gradOutput: Tensor, mask: Float32Array): Tensor {
+  const g = gradOutput.data;
+  const dx = new Float32Array(g.length);
+  for (let i = 0; i < g.length; i++) dx[i] = g[i]! * mask[i]!;
+  return new Tensor(dx, gradOutput.shape);
+}
+
 function checkProbability(p: number): number {
   if (!(p >= 0 && p <= 1))
     throw new RangeError(`dropout probability has to be between 0 and 1, but got ${p}`);
@@ -48,11 +56,7 @@ export class Dropout extends Module {
 
   backward(gradOutput: Tensor): Tensor {
     if (!this.training || this.p === 0) return gradOutput;
-    const mask = requireCache(this.mask, this.kind);
-    const g = gradOutput.data;
-    const dx = new Float32Array(g.length);
-    for (let i = 0; i < g.length; i++) dx[i] = g[i]! * mask[i]!;
-    return new Tensor(dx, gradOutput.shape);
+    return scaleByMask(gradOutput, requireCache(this.mask, this.kind));
   }
 }
 
@@ -104,10 +108,6 @@ export class AlphaDropout extends Module {
 
   backward(gradOutput: Tensor): Tensor {
     if (!this.training || this.p === 0) return gradOutput;
-    const mask = requireCache(this.mask, this.kind);
-    const g = gradOutput.data;
-    const dx = new Float32Array(g.length);
-    for (let i = 0; i < g.length; i++) dx[i] = g[i]! * mask[i]!;
-    return new Tensor(dx, gradOutput.shape);
+    return scaleByMask(gradOutput, requireCache(this.mask, this.kind));
   }
 }

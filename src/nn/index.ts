@@ -26,7 +26,7 @@ export { applyFeatureTransform, type FeatureTransform } from './feature-transfor
 export { LayerNorm, type LayerNormOptions } from './layer-norm.js';
 export { Linear, type LinearOptions } from './linear.js';
 export { type LrSchedule, learningRateAt } from './lr-schedule.js';
-export { Module, type StateDict, type StateValue } from './module.js';
+export { cloneStateDict, Module, type StateDict, type StateValue } from './module.js';
 export { mseLoss } from './mse-loss.js';
 export { Optimizer } from './optimizer.js';
 export { Parameter } from './parameter.js';

@@ -9,6 +9,13 @@ import type { Tensor } from './tensor.js';
 export type StateValue = Tensor | bigint;
 export type StateDict = Map<string, StateValue>;
 
+/** A deep copy of a state dict (tensors copied, integers as they are). */
+export function cloneStateDict(state: StateDict): StateDict {
+  const copy: StateDict = new Map();
+  for (const [k, v] of state) copy.set(k, typeof v === 'bigint' ? v : v.clone());
+  return copy;
+}
+
 /**
  * A layer with PyTorch semantics: forward in train or eval mode, backward from the gradient of the
  * output (gradients accumulate into parameters, as `loss.backward()` does), parameters and buffers

@@ -11,8 +11,11 @@ export const TEMP_PREFIX = '.tmp-';
  * tell an abandoned leftover of a dead local process from a live writer on another replica.
  */
 export function temporaryName(): string {
-  return `${TEMP_PREFIX}${hostname().replace(/[^A-Za-z0-9_]/g, '_')}-${process.pid}-${randomBytes(6).toString('hex')}`;
+  return `${TEMP_PREFIX}${hostTag()}-${process.pid}-${randomBytes(6).toString('hex')}`;
 }
+
+/** This host's name as it appears in temporary names (no '-', which separates the fields). */
+export const hostTag = (): string => hostname().replace(/[^A-Za-z0-9_]/g, '_');
 
 /** fsync a file or directory by path (directories: makes a rename or creation durable). */
 export async function fsyncPath(path: string): Promise<void> {

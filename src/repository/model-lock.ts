@@ -2,6 +2,7 @@ import { link, open, readFile, rm, stat, utimes } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { temporaryName } from './atomic-write.js';
+import { isProcessAlive } from './process-alive.js';
 
 /** Who holds a model's lock (the lock file's content). */
 export interface LockOwner {
@@ -17,15 +18,6 @@ export interface HeldLock {
 }
 
 const LOCK_FILE = '.recalibration.lock';
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /**
  * A per-model lock shared by every process using the repository (workers of one machine, replicas
@@ -83,7 +75,7 @@ export async function acquireModelLock(
     if (holder === undefined) {
       stale = true; // unreadable: never written by this code (the content is linked in whole)
     } else {
-      if (holder.host === content.host && !isAlive(holder.pid)) stale = true;
+      if (holder.host === content.host && !isProcessAlive(holder.pid)) stale = true;
       else {
         stale = await olderThan(path, staleMs);
       }

@@ -1,5 +1,4 @@
 import { readdir, readFile, rename, rm, stat } from 'node:fs/promises';
-import { hostname } from 'node:os';
 import { join } from 'node:path';
 import {
   type Checkpoint,
@@ -13,11 +12,13 @@ import {
 import { NormserveError } from '../errors/index.js';
 import {
   fsyncPath,
+  hostTag,
   publishDirectoryAtomically,
   TEMP_PREFIX,
   temporaryName,
   writeFileAtomically,
 } from './atomic-write.js';
+import { isProcessAlive } from './process-alive.js';
 
 /** The record of the version an operator activated (`<name>/active-version.json`). */
 export interface ActiveRecord {
@@ -193,7 +194,7 @@ export class ModelRepository {
    */
   async removeTemporaries(maxAgeMs = 3_600_000): Promise<string[]> {
     const removed: string[] = [];
-    const here = hostname().replace(/[^A-Za-z0-9_]/g, '_');
+    const here = hostTag();
     const dirs = [
       this.root,
       join(this.root, JOBS_DIR),
@@ -212,7 +213,7 @@ export class ModelRepository {
         const [host, pidText] = entry.slice(TEMP_PREFIX.length).split('-');
         const pid = Number(pidText);
         let abandoned =
-          host === here && Number.isInteger(pid) && pid !== process.pid && !isAlive(pid);
+          host === here && Number.isInteger(pid) && pid !== process.pid && !isProcessAlive(pid);
         if (!abandoned) {
           try {
             abandoned = Date.now() - (await stat(path)).mtimeMs > maxAgeMs;
@@ -228,15 +229,6 @@ export class ModelRepository {
       }
     }
     return removed;
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 

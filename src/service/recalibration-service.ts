@@ -1,7 +1,7 @@
 import { createHash, type Hash, randomUUID } from 'node:crypto';
 import { networkFromCheckpoint } from '../checkpoint/index.js';
 import { isNormserveError, NormserveError } from '../errors/index.js';
-import type { StateDict } from '../nn/index.js';
+import { cloneStateDict } from '../nn/index.js';
 import {
   createRecalibrator,
   DEFAULT_BATCH_SIZE,
@@ -49,12 +49,6 @@ export interface RecalibrationServiceOptions {
 
 const pause = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
-function cloneState(state: StateDict): StateDict {
-  const copy: StateDict = new Map();
-  for (const [k, v] of state) copy.set(k, typeof v === 'bigint' ? v : v.clone());
-  return copy;
-}
-
 /**
  * One recalibration in progress: rows are pushed as they arrive (hashed, validated and, where
  * the mode allows, folded into the statistics at once), then `complete` computes the statistics
@@ -88,7 +82,7 @@ export class RecalibrationSession {
     this.request = request;
     this.job = job;
     const { config, state } = parent.checkpoint;
-    const network = networkFromCheckpoint(config, cloneState(state));
+    const network = networkFromCheckpoint(config, cloneStateDict(state));
     this.recalibrator = createRecalibrator(network, config.input_transform, this.width, {
       mode: request.mode,
       ...(request.priorStrength !== undefined ? { priorStrength: request.priorStrength } : {}),

@@ -9,6 +9,7 @@ import { NormserveError } from '../errors/index.js';
 import {
   applyFeatureTransform,
   clipGradNorm,
+  cloneStateDict,
   crossEntropy,
   type LrSchedule,
   learningRateAt,
@@ -269,7 +270,7 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
       best = {
         epoch,
         loss: validation.loss,
-        state: t.patience !== null ? cloneState(network.stateDict()) : new Map(),
+        state: t.patience !== null ? cloneStateDict(network.stateDict()) : new Map(),
       };
     }
     if (t.patience !== null && best && epoch - best.epoch >= t.patience) {
@@ -325,10 +326,4 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
       samples_per_second: trainingSeconds > 0 ? samplesSeen / trainingSeconds : 0,
     },
   };
-}
-
-function cloneState(state: StateDict): StateDict {
-  const copy: StateDict = new Map();
-  for (const [k, v] of state) copy.set(k, typeof v === 'bigint' ? v : v.clone());
-  return copy;
 }
