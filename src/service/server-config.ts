@@ -5,6 +5,14 @@ import { describeLocations, issuesToLocations, NormserveError } from '../errors/
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
   z.coerce.number().int().min(min).max(max);
 const emptyToUndefined = (v: unknown) => (v === '' ? undefined : v);
+/** A bearer token: long enough, and not the placeholder of deploy/ left unchanged. */
+const token = z
+  .string()
+  .min(16, 'must be at least 16 characters')
+  .refine(
+    (t) => !/^change-me/i.test(t),
+    'is still the placeholder of the example files; set a random token',
+  );
 
 /**
  * The server's configuration, read once from the environment (names as in the README's table)
@@ -18,15 +26,9 @@ export const serverConfigSchema = z.object({
   MAX_BATCH_SIZE: int(1, 1_000_000).default(4096),
   BODY_LIMIT_BYTES: int(1024).default(16 * 1024 * 1024),
   /** Bearer token for admin routes; generated at start-up (and logged once) when unset. */
-  ADMIN_TOKEN: z.preprocess(
-    emptyToUndefined,
-    z.string().min(16, 'must be at least 16 characters').optional(),
-  ),
+  ADMIN_TOKEN: z.preprocess(emptyToUndefined, token.optional()),
   /** Bearer token for prediction routes; unset = predictions are open. */
-  API_TOKEN: z.preprocess(
-    emptyToUndefined,
-    z.string().min(16, 'must be at least 16 characters').optional(),
-  ),
+  API_TOKEN: z.preprocess(emptyToUndefined, token.optional()),
   ADMIN_RATE_LIMIT_PER_MINUTE: int(1).default(60),
   MAX_RECALIBRATION_SAMPLES: int(2).default(1_000_000),
   /** Recalibrations with more rows than this run as a job (202 + Location). */

@@ -245,6 +245,11 @@ function composeEnv(service: ComposeService): Record<string, string> {
 }
 
 /** KEY=value lines of an env file (comments and blank lines skipped). */
+/** deploy/normserve.env.example as a user fills it in: the placeholder token replaced. */
+function exampleEnvWithToken(): Record<string, string> {
+  return { ...readEnvFile(join(DEPLOY_DIR, 'normserve.env.example')), ADMIN_TOKEN: 'x'.repeat(32) };
+}
+
 function readEnvFile(path: string): Record<string, string> {
   const env: Record<string, string> = {};
   for (const line of readFileSync(path, 'utf8').split('\n')) {
@@ -450,10 +455,12 @@ describe('Kubernetes Deployment', () => {
       const keys = Object.keys({ ...secret.data, ...secret.stringData });
       expect(keys, c.name).toContain(keyRef?.key);
     }
-    // The placeholder itself is a valid token, so applying secret.yaml unchanged starts.
+    // Applying secret.yaml unchanged must not start a server with a publicly known token.
     const placeholder = secret.stringData?.ADMIN_TOKEN;
     if (placeholder !== undefined)
-      expect(() => parseServerConfig({ ADMIN_TOKEN: placeholder })).not.toThrow();
+      expect(() => parseServerConfig({ ADMIN_TOKEN: placeholder })).toThrow(
+        /ADMIN_TOKEN: is still the placeholder/,
+      );
   });
 
   it('the initContainer seeds the claim from the image’s bundled repository (the Dockerfile’s MODEL_REPOSITORY)', () => {
@@ -594,7 +601,7 @@ describe('compose', () => {
   });
 
   it('env names are serverConfigSchema keys and the values (with the env_file example) parse', () => {
-    const example = readEnvFile(join(DEPLOY_DIR, 'normserve.env.example'));
+    const example = exampleEnvWithToken();
     for (const [name, s] of normserveServices()) {
       const env = composeEnv(s);
       const unknown = Object.keys({ ...example, ...env }).filter((k) => !schemaKeys.has(k));
@@ -613,7 +620,10 @@ describe('compose', () => {
     expect(existsSync(examplePath)).toBe(true);
     const example = readEnvFile(examplePath);
     expect(example.ADMIN_TOKEN).toBeDefined();
-    expect(() => parseServerConfig({ ADMIN_TOKEN: example.ADMIN_TOKEN })).not.toThrow();
+    // The example's placeholder is refused: a copy left unchanged must not start with a known token.
+    expect(() => parseServerConfig({ ADMIN_TOKEN: example.ADMIN_TOKEN })).toThrow(
+      /ADMIN_TOKEN: is still the placeholder/,
+    );
   });
 
   it.skipIf(!existsSync('.git'))(
@@ -656,7 +666,7 @@ describe('compose', () => {
   });
 
   it('stop_grace_period exceeds SHUTDOWN_TIMEOUT_MS', () => {
-    const example = readEnvFile(join(DEPLOY_DIR, 'normserve.env.example'));
+    const example = exampleEnvWithToken();
     for (const [name, s] of normserveServices()) {
       const { SHUTDOWN_TIMEOUT_MS } = parseServerConfig({ ...example, ...composeEnv(s) });
       // Compose's default is 10 s.
