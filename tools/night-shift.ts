@@ -7,6 +7,14 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 
 const args = process.argv.slice(2);
+const known = new Set(['--out', '--clean']);
+const unknown = args.filter(
+  (a, i) => a.startsWith('-') && !known.has(a) && !known.has(args[i - 1] ?? ''),
+);
+if (unknown.length > 0 || args.includes('--help')) {
+  process.stderr.write('usage: npm run night-shift -- [--out night.csv] [--clean clean.csv]\n');
+  process.exit(unknown.some((a) => a !== '--help') ? 1 : 0);
+}
 const option = (name: string, fallback: string | undefined) => {
   const i = args.indexOf(name);
   return i >= 0 ? args[i + 1] : fallback;

@@ -25,17 +25,11 @@ const packageVersion = (): string => {
   }
 };
 
+/** A worker's exit code for "could not start": the primary stops instead of replacing it. */
+const EXIT_START_FAILED = 78;
+
 export async function startServer(config: ServerConfig): Promise<void> {
   const logger = pino({ level: config.LOG_LEVEL, redact: ['req.headers.authorization'] });
-  let adminToken = config.ADMIN_TOKEN;
-  if (adminToken === undefined) {
-    adminToken = randomBytes(24).toString('base64url');
-    // Logged once so a local `npm start` is usable; set ADMIN_TOKEN to choose it.
-    logger.warn(
-      { adminToken },
-      'ADMIN_TOKEN is not set; generated an admin token for this process',
-    );
-  }
   const metrics = new ServiceMetrics();
   const registry = new ModelRegistry(config.MODEL_REPOSITORY, {
     maxBatchSize: config.MAX_BATCH_SIZE,
@@ -50,6 +44,15 @@ export async function startServer(config: ServerConfig): Promise<void> {
   if (removed.length > 0)
     logger.info({ removed }, 'removed temporary leftovers of interrupted writes');
   await registry.refresh();
+  let adminToken = config.ADMIN_TOKEN;
+  if (adminToken === undefined) {
+    adminToken = randomBytes(24).toString('base64url');
+    // Logged once so a local `npm start` is usable; set ADMIN_TOKEN to choose it.
+    logger.warn(
+      { adminToken },
+      'ADMIN_TOKEN is not set; generated an admin token for this process',
+    );
+  }
   if (!registry.isReady())
     logger.warn(
       { models: registry.list().map((m) => m.name) },
@@ -95,20 +98,21 @@ export async function startServer(config: ServerConfig): Promise<void> {
  */
 async function runPrimary(config: ServerConfig): Promise<void> {
   const logger = pino({ level: config.LOG_LEVEL });
-  if (config.ADMIN_TOKEN === undefined) {
-    // One token for all workers, logged once.
-    const adminToken = randomBytes(24).toString('base64url');
-    process.env.ADMIN_TOKEN = adminToken;
-    logger.warn({ adminToken }, 'ADMIN_TOKEN is not set; generated an admin token for this server');
-  }
   const registry = new ModelRegistry(config.MODEL_REPOSITORY, {
     maxBatchSize: config.MAX_BATCH_SIZE,
   });
   const removed = await registry.repository.removeTemporaries();
   if (removed.length > 0)
     logger.info({ removed }, 'removed temporary leftovers of interrupted writes');
+  if (config.ADMIN_TOKEN === undefined) {
+    // One token for all workers, logged once.
+    const adminToken = randomBytes(24).toString('base64url');
+    process.env.ADMIN_TOKEN = adminToken;
+    logger.warn({ adminToken }, 'ADMIN_TOKEN is not set; generated an admin token for this server');
+  }
 
   let stopping = false;
+  let startFailed = false;
   const recentDeaths: number[] = [];
   // Workers accept from the shared socket themselves (SCHED_NONE) rather than through the
   // primary's round-robin: a worker that closes stops accepting at once, so during shutdown no
@@ -118,6 +122,13 @@ async function runPrimary(config: ServerConfig): Promise<void> {
   const fork = (): Worker => cluster.fork();
   cluster.on('exit', (worker, code, signal) => {
     if (stopping) return;
+    if (code === EXIT_START_FAILED) {
+      // The worker printed why (a taken port, say); another one would fail the same way.
+      logger.fatal({ worker: worker.process.pid }, 'a worker could not start; stopping');
+      startFailed = true;
+      stop('SIGTERM');
+      return;
+    }
     logger.error({ worker: worker.process.pid, code, signal }, 'worker died; starting a new one');
     const now = Date.now();
     recentDeaths.push(now);
@@ -146,7 +157,7 @@ async function runPrimary(config: ServerConfig): Promise<void> {
     let left = workers.length;
     const done = () => {
       logger.info({ clean }, 'all workers stopped');
-      process.exit(clean ? 0 : 1);
+      process.exit(clean && !startFailed ? 0 : 1);
     };
     if (left === 0) done();
     for (const worker of workers) {
@@ -186,7 +197,7 @@ async function main(): Promise<void> {
         : undefined;
     if (message === undefined) throw e;
     process.stderr.write(`normserve: ${message}\n`);
-    process.exit(1);
+    process.exit(cluster.isWorker ? EXIT_START_FAILED : 1);
   }
 }
 

@@ -123,7 +123,10 @@ async function main(argv: readonly string[]): Promise<void> {
     applyFlags(raw as Record<string, unknown>, flags),
     flags.config,
   );
-  const init = flags.init ? (await loadModelDirectory(flags.init)).checkpoint : undefined;
+  const initDir = flags.init ? await loadModelDirectory(flags.init) : undefined;
+  const init = initDir?.checkpoint;
+  // The exact version started from, even when --init named the model directory.
+  const initSource = initDir ? `${initDir.root}/${initDir.name}/${initDir.version}` : undefined;
   const { data, sha256 } = await loadCsvDataset(
     config.data.path,
     config.data.label_column,
@@ -154,7 +157,7 @@ async function main(argv: readonly string[]): Promise<void> {
       ),
     data,
     dataSha256: sha256,
-    init: init ? { config: init.config, state: init.state } : undefined,
+    init: init ? { config: init.config, state: init.state, source: initSource } : undefined,
     ...(bar
       ? {
           onBatch: (p) => {

@@ -32,7 +32,7 @@ export function checkCapacity(received: number, incoming: number, maxSamples: nu
   if (received + incoming > maxSamples) {
     throw new NormserveError(
       'TOO_MANY_SAMPLES',
-      `at most ${maxSamples} samples are accepted, got ${received + incoming}`,
+      `at most ${maxSamples} samples are accepted (MAX_RECALIBRATION_SAMPLES); the upload has more`,
     );
   }
 }

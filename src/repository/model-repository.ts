@@ -65,7 +65,7 @@ export class ModelRepository {
       if (isMissing(e)) {
         throw new NormserveError(
           'REPOSITORY_ERROR',
-          `model repository ${this.root} does not exist`,
+          `model repository ${this.root} does not exist (MODEL_REPOSITORY)`,
           { cause: e },
         );
       }

@@ -61,6 +61,8 @@ export interface BatchProgress {
 export interface InitialModel {
   config: ModelConfig;
   state: StateDict;
+  /** Where it came from (e.g. `models/digits/1`), recorded in the new config's `training`. */
+  source?: string | undefined;
 }
 
 export interface TrainInput {
@@ -306,7 +308,7 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
       best_epoch: best?.epoch ?? null,
       test_accuracy: test?.accuracy ?? null,
       recipe: config.training,
-      ...(input.init ? { initialized_from: input.init.config.name } : {}),
+      ...(input.init ? { initialized_from: input.init.source ?? input.init.config.name } : {}),
     },
   };
   return {

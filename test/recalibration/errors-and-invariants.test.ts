@@ -115,7 +115,7 @@ describe('refusals', () => {
     await recalibrator.push(night.subarray(0, 6 * WIDTH));
     expect(await codeOf(() => recalibrator.push(night.subarray(0, 5 * WIDTH)))).toEqual({
       code: 'TOO_MANY_SAMPLES',
-      message: 'at most 10 samples are accepted, got 11',
+      message: 'at most 10 samples are accepted (MAX_RECALIBRATION_SAMPLES); the upload has more',
     });
     expect(
       await codeOf(() =>
