@@ -51,7 +51,16 @@ function parseJson(bytes: Uint8Array, source: string): unknown {
 /** Rejects NaN/Inf anywhere and negative running variances: they would poison every prediction. */
 function checkValues(state: StateDict, source: string): void {
   for (const [name, value] of state) {
-    if (typeof value === 'bigint') continue;
+    if (typeof value === 'bigint') {
+      // num_batches_tracked: a count; a negative one would make momentum=None divide by ≤ 0.
+      if (value < 0n || value > BigInt(Number.MAX_SAFE_INTEGER)) {
+        throw new NormserveError(
+          'CHECKPOINT_MISMATCH',
+          `${source}: tensor "${name}" must be a count in [0, 2^53), got ${value}`,
+        );
+      }
+      continue;
+    }
     const data = value.data;
     for (let i = 0; i < data.length; i++) {
       const v = data[i]!;

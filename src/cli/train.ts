@@ -59,7 +59,8 @@ function applyFlags(raw: Record<string, unknown>, flags: Flags): Record<string, 
   if (!flags.shuffle) training.shuffle = false;
   let optimizer = (training.optimizer ?? { type: 'adamw' }) as Record<string, unknown>;
   if (flags.optimizer !== undefined && flags.optimizer !== optimizer.type) {
-    // A different optimizer starts from its own defaults; lr and weight decay carry over.
+    // A different optimizer starts from its own defaults: lr carries over, weight decay takes the
+    // new optimizer's default unless --weight-decay gives it.
     optimizer = {
       type: flags.optimizer,
       ...(optimizer.lr !== undefined ? { lr: optimizer.lr } : {}),

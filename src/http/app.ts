@@ -98,6 +98,9 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   const { metrics } = deps;
   app.addHook('onSend', async (request, reply, payload) => {
     void reply.header('X-Request-Id', request.id);
+    // During shutdown, close each connection after its response: a kept-alive idle connection
+    // would otherwise hold server.close() (and the process) until the keep-alive timeout.
+    if (closing) void reply.header('Connection', 'close');
     return payload;
   });
   app.addHook('onResponse', async (request, reply) => {

@@ -73,22 +73,34 @@ export async function* ndjsonRows(
     }
     rows++;
   };
+  // A row of `width` numbers fits in this many characters; a longer line is not a row (and would
+  // otherwise grow without bound while no newline comes).
+  const maxLineChars = width * 32 + 1024;
   for await (const bytes of limitedBytes(stream, maxBytes)) {
     let text: string;
     try {
-      text = pending + decoder.decode(bytes, { stream: true });
+      text = decoder.decode(bytes, { stream: true });
     } catch {
       throw new NormserveError('INVALID_INPUT', 'the upload is not valid UTF-8');
     }
-    const lines = text.split('\n');
-    pending = lines.pop()!;
-    for (const l of lines) {
-      parseLine(l);
+    // Only the new text is searched for line ends, so the work is linear in the upload.
+    let start = 0;
+    for (let end = text.indexOf('\n'); end !== -1; end = text.indexOf('\n', start)) {
+      parseLine(pending + text.slice(start, end));
+      pending = '';
+      start = end + 1;
       if (rows === CHUNK_ROWS) {
         yield chunk;
         chunk = new Float32Array(CHUNK_ROWS * width);
         rows = 0;
       }
+    }
+    pending += text.slice(start);
+    if (pending.length > maxLineChars) {
+      const message = `longer than ${maxLineChars} characters without a line end: one row per line is expected`;
+      throw new NormserveError('INVALID_INPUT', `line ${line + 1}: ${message}`, {
+        errors: [{ path: `line ${line + 1}`, message }],
+      });
     }
   }
   parseLine(pending + decoder.decode());

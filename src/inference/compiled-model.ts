@@ -61,9 +61,7 @@ export class CompiledModel {
       this.inputWidth,
       this.inputTransform,
     );
-    const out = this.network
-      .eval()
-      .forward(new Tensor(x === input ? x.slice() : x, [rows, this.inputWidth]));
+    const out = this.network.eval().forward(new Tensor(x, [rows, this.inputWidth]));
     return out.data;
   }
 }

@@ -1,4 +1,4 @@
-import { erf, SELU_ALPHA, SELU_SCALE, sigmoid } from '../nn/index.js';
+import { gelu, geluTanh, leakyRelu, selu, sigmoid } from '../nn/index.js';
 import type { Activation } from './plan.js';
 
 /**
@@ -37,8 +37,6 @@ export function activationCode(a: Activation): number {
   }
 }
 
-const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
-
 /** The activations of nn/activation-functions.ts, switch-dispatched for the kernels. */
 function applyActivation(code: number, slope: number, v: number): number {
   switch (code) {
@@ -47,17 +45,17 @@ function applyActivation(code: number, slope: number, v: number): number {
     case ACT_RELU:
       return Math.max(v, 0);
     case ACT_LEAKY:
-      return v > 0 ? v : v * slope;
+      return leakyRelu(v, slope);
     case ACT_GELU:
-      return 0.5 * v * (1 + erf(v * Math.SQRT1_2));
+      return gelu(v);
     case ACT_GELU_TANH:
-      return 0.5 * v * (1 + Math.tanh(SQRT_2_OVER_PI * (v + 0.044715 * v * v * v)));
+      return geluTanh(v);
     case ACT_TANH:
       return Math.tanh(v);
     case ACT_SIGMOID:
       return sigmoid(v);
     default:
-      return v > 0 ? SELU_SCALE * v : SELU_SCALE * SELU_ALPHA * Math.expm1(v);
+      return selu(v);
   }
 }
 

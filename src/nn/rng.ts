@@ -65,7 +65,7 @@ export class Rng {
     return r * Math.cos(2 * Math.PI * v);
   }
 
-  /** An integer uniformly drawn from [0, n), without modulo bias (Lemire's rejection). */
+  /** An integer uniformly drawn from [0, n), without modulo bias (draws ≥ the largest multiple of n below 2³² are rejected). */
   int(n: number): number {
     if (!Number.isInteger(n) || n <= 0 || n > 2 ** 32)
       throw new RangeError(`int(n) needs 0 < n <= 2^32, got ${n}`);

@@ -1,4 +1,4 @@
-import { link, open, readFile, rm, stat, utimes } from 'node:fs/promises';
+import { link, open, readFile, rename, rm, stat, utimes } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { temporaryName } from './atomic-write.js';
@@ -62,8 +62,7 @@ export async function acquireModelLock(
         owner,
         release: async () => {
           clearInterval(timer);
-          const current = await readOwner(path);
-          if (current?.owner === owner) await rm(path, { force: true });
+          await removeLockOf(modelDir, path, owner);
         },
       };
     } catch (e) {
@@ -82,10 +81,35 @@ export async function acquireModelLock(
     }
     if (!stale)
       return { heldBy: holder ?? { owner: 'unknown', host: 'unknown', pid: 0, acquired_at: '' } };
-    await rm(path, { force: true });
+    await removeLockOf(modelDir, path, holder?.owner);
   }
   const holder = await readOwner(path);
   return { heldBy: holder ?? { owner: 'unknown', host: 'unknown', pid: 0, acquired_at: '' } };
+}
+
+/**
+ * Removes the lock file only if it belongs to `owner` (any owner when undefined). The file is
+ * renamed aside first, so the owner read and the removal concern the same file even when other
+ * processes break or take the lock meanwhile; a lock of someone else renamed by mistake is linked
+ * back (unless a newer lock took its place).
+ */
+async function removeLockOf(
+  modelDir: string,
+  path: string,
+  owner: string | undefined,
+): Promise<void> {
+  const aside = join(modelDir, `${temporaryName()}-lock-aside`);
+  try {
+    await rename(path, aside);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw e;
+  }
+  const found = await readOwner(aside);
+  if (owner !== undefined && found !== undefined && found.owner !== owner) {
+    await link(aside, path).catch(() => undefined);
+  }
+  await rm(aside, { force: true });
 }
 
 /** True when the file is older than `ms`, or gone (released meanwhile). */

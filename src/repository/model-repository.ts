@@ -1,5 +1,5 @@
 import { readdir, readFile, rename, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import {
   type Checkpoint,
   CONFIG_FILE,
@@ -30,6 +30,8 @@ export interface ActiveRecord {
 export const ACTIVE_FILE = 'active-version.json';
 /** Job records shared by the processes of a repository (hidden from the model scan). */
 export const JOBS_DIR = '.jobs';
+/** `<model>/.deleted-<v>`: version v was deleted and its number is retired. */
+const TOMBSTONE_PREFIX = '.deleted-';
 const VERSION_NAME = /^[1-9][0-9]{0,14}$/;
 const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
@@ -75,6 +77,17 @@ export class ModelRepository {
       .filter((e) => e.isDirectory() && MODEL_NAME.test(e.name))
       .map((e) => e.name)
       .sort();
+  }
+
+  /** Whether `name` is a model directory of the repository (a valid, non-hidden name). */
+  async hasModel(name: string): Promise<boolean> {
+    if (!MODEL_NAME.test(name)) return false;
+    try {
+      return (await stat(this.modelPath(name))).isDirectory();
+    } catch (e) {
+      if (isMissing(e) || (e as NodeJS.ErrnoException).code === 'ENOTDIR') return false;
+      throw e;
+    }
   }
 
   /** Version numbers present for a model, ascending; [] when the model directory is absent. */
@@ -127,8 +140,10 @@ export class ModelRepository {
     const name = checkpoint.config.name;
     const files = serializeCheckpoint(checkpoint);
     const chosen = await publishDirectoryAtomically(this.modelPath(name), files, async () => {
-      const versions = await this.listVersions(name);
-      return String((versions.at(-1) ?? 0) + 1);
+      // Numbers of deleted versions are never given out again: a process that still holds the
+      // old version under that number would otherwise serve different weights under it.
+      const used = [...(await this.listVersions(name)), ...(await this.deletedVersions(name))];
+      return String(Math.max(0, ...used) + 1);
     });
     return Number(chosen);
   }
@@ -176,6 +191,15 @@ export class ModelRepository {
    */
   async deleteVersion(name: string, version: number): Promise<void> {
     const hidden = join(this.modelPath(name), `${temporaryName()}-deleted-${version}`);
+    if (!(await this.listVersions(name)).includes(version)) {
+      throw new NormserveError('VERSION_NOT_FOUND', `model "${name}" has no version ${version}`);
+    }
+    // The tombstone first: from now on `version` is never published again (publishVersion).
+    await writeFileAtomically(
+      this.modelPath(name),
+      `${TOMBSTONE_PREFIX}${version}`,
+      new Uint8Array(),
+    );
     try {
       await rename(this.versionPath(name, version), hidden);
     } catch (e) {
@@ -185,6 +209,24 @@ export class ModelRepository {
     }
     await fsyncPath(this.modelPath(name));
     await rm(hidden, { recursive: true, force: true });
+  }
+
+  /** Versions that were deleted (their tombstones `.deleted-<v>`), ascending. */
+  async deletedVersions(name: string): Promise<number[]> {
+    let names: string[];
+    try {
+      names = await readdir(this.modelPath(name));
+    } catch (e) {
+      if (isMissing(e)) return [];
+      throw e;
+    }
+    return names
+      .filter(
+        (n) =>
+          n.startsWith(TOMBSTONE_PREFIX) && VERSION_NAME.test(n.slice(TOMBSTONE_PREFIX.length)),
+      )
+      .map((n) => Number(n.slice(TOMBSTONE_PREFIX.length)))
+      .sort((a, b) => a - b);
   }
 
   /**
@@ -240,18 +282,18 @@ export class ModelRepository {
 export async function loadModelDirectory(
   path: string,
 ): Promise<{ version: number; name: string; checkpoint: LoadedCheckpoint; root: string }> {
-  const clean = path.replace(/\/+$/, '');
-  const base = clean.split('/').at(-1) ?? '';
+  const clean = resolve(path);
+  const base = basename(clean);
   if (VERSION_NAME.test(base)) {
-    const modelDir = clean.slice(0, clean.length - base.length - 1) || '.';
-    const name = modelDir.split('/').at(-1) ?? '';
-    const root = modelDir.slice(0, modelDir.length - name.length - 1) || '.';
+    const modelDir = dirname(clean);
+    const name = basename(modelDir);
+    const root = dirname(modelDir);
     const version = Number(base);
     const repository = new ModelRepository(root);
     return { version, name, checkpoint: await repository.loadVersion(name, version), root };
   }
   const name = base;
-  const root = clean.slice(0, clean.length - name.length - 1) || '.';
+  const root = dirname(clean);
   const repository = new ModelRepository(root);
   const versions = await repository.listVersions(name);
   if (versions.length === 0) {

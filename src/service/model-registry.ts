@@ -65,6 +65,7 @@ export class ModelRegistry {
   private readonly options: RegistryOptions;
   private readonly log: Log;
   private refreshing: Promise<void> | undefined;
+  private readonly refreshQueues = new Map<string, Promise<unknown>>();
 
   constructor(repositoryRoot: string, options: RegistryOptions) {
     this.repository = new ModelRepository(repositoryRoot);
@@ -137,9 +138,23 @@ export class ModelRegistry {
     }
   }
 
-  /** Reloads one model's versions and active record from disk. */
-  async refreshModel(name: string, preloaded?: ServedVersion): Promise<ModelSnapshot> {
-    if (!(await this.repository.listModels()).includes(name)) {
+  /**
+   * Reloads one model's versions and active record from disk. Calls for one model run one after
+   * the other, so an older, slower refresh can never overwrite the snapshot of a newer one.
+   */
+  refreshModel(name: string, preloaded?: ServedVersion): Promise<ModelSnapshot> {
+    const previous = this.refreshQueues.get(name) ?? Promise.resolve();
+    const next = previous.catch(() => undefined).then(() => this.refreshModelNow(name, preloaded));
+    const settled = next.catch(() => undefined);
+    this.refreshQueues.set(name, settled);
+    void settled.then(() => {
+      if (this.refreshQueues.get(name) === settled) this.refreshQueues.delete(name);
+    });
+    return next;
+  }
+
+  private async refreshModelNow(name: string, preloaded?: ServedVersion): Promise<ModelSnapshot> {
+    if (!(await this.repository.hasModel(name))) {
       // Never register a model that has no directory (e.g. an admin call naming an unknown one).
       this.models.delete(name);
       throw new NormserveError('MODEL_NOT_FOUND', `model "${name}" is not in the repository`);
@@ -251,7 +266,8 @@ export class ModelRegistry {
   ): Promise<{ version: number; activated: boolean }> {
     const name = checkpoint.config.name;
     if (!activate) {
-      const current = this.models.get(name);
+      // Decide the pin on the repository's current state, not on this process's last poll.
+      const current = await this.refreshModel(name).catch(() => this.models.get(name));
       if (current?.active !== undefined && current.activeRecord?.version !== current.active) {
         await this.repository.writeActive(
           name,

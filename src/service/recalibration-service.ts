@@ -264,9 +264,20 @@ export class RecalibrationService {
       await lock.release();
       throw busy(raced.job.id);
     }
+    // With the lock held, read the model again from the repository: another worker or replica
+    // may have published or activated a version since this process last polled, and the parent
+    // must be the version that is active now.
+    let current: AvailableVersion;
+    try {
+      await this.registry.refreshModel(request.model);
+      current = this.registry.resolve(request.model);
+    } catch (e) {
+      await lock.release();
+      throw e;
+    }
     const job = this.jobs.create('recalibration', request.model, jobId);
     try {
-      const session = new RecalibrationSession(this, parent, request, job, lock);
+      const session = new RecalibrationSession(this, current, request, job, lock);
       this.running.set(request.model, session);
       return session;
     } catch (e) {

@@ -146,6 +146,9 @@ async function adminScope(app: AppInstance): Promise<void> {
         const session = await service.begin(recalibration);
         try {
           if (json) {
+            // Checked again against the parent the session got (it may be newer than the
+            // version the early check saw).
+            checkRowWidths(json.instances, session.width, 'instances');
             const data = packRows(json.instances, session.width);
             const step = 1024 * session.width;
             for (let i = 0; i < data.length; i += step)

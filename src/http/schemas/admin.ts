@@ -29,13 +29,17 @@ export const recalibrateBodySchema = z
         error: 'expected an array of rows',
       })
       .meta({ description: 'Unlabeled rows of the new domain (raw features, as for predict)' }),
-    mode: modeField.default('exact'),
+    mode: modeField
+      .optional()
+      .meta({ description: `${modeField.description} Default: the query's mode, else exact.` }),
     prior_strength: priorStrength.optional(),
     batch_size: batchSize.optional(),
     activate: z
       .boolean()
-      .default(true)
-      .meta({ description: 'Serve the new version at once (default true)' }),
+      .optional()
+      .meta({
+        description: 'Serve the new version at once (default: the query’s activate, else true)',
+      }),
     note: note.optional(),
   })
   .meta({
