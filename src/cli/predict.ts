@@ -37,10 +37,10 @@ function rowsFromJson(text: string, source: string): number[][] {
     if (!Array.isArray(row))
       throw new NormserveError('DATA_INVALID', `${source}: rows[${r}] is not an array`);
     row.forEach((v, c) => {
-      if (typeof v !== 'number' || !Number.isFinite(v)) {
+      if (typeof v !== 'number' || !(Math.abs(v) <= 3.4028234663852886e38)) {
         throw new NormserveError(
           'DATA_INVALID',
-          `${source}: rows[${r}][${c}]: expected a finite number`,
+          `${source}: rows[${r}][${c}]: expected a finite float32 number`,
         );
       }
     });

@@ -61,6 +61,8 @@ export function parseCsv(text: string, source: string): CsvTable {
   return { source, header, rows, lines: rowLines };
 }
 
+/** Largest finite float32. */
+const FLOAT32_MAX = 3.4028234663852886e38;
 const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
 
 /** The numeric value of a cell, or an error naming its line and column. */
@@ -68,7 +70,8 @@ export function numericCell(table: CsvTable, row: number, column: number): numbe
   const cell = table.rows[row]![column]!;
   // Decimal notation only: Number() would also take "0x10", "0b1" and "" (as 0).
   const value = DECIMAL.test(cell) ? Number(cell) : Number.NaN;
-  if (!Number.isFinite(value)) {
+  // Beyond float32's range the value would become ±Infinity in the engine's float32 storage.
+  if (!(Math.abs(value) <= FLOAT32_MAX)) {
     throw new NormserveError(
       'DATA_INVALID',
       `${table.source}: line ${table.lines[row]}, column "${table.header[column]}": ${JSON.stringify(cell)} is not a finite number`,

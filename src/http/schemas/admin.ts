@@ -34,12 +34,9 @@ export const recalibrateBodySchema = z
       .meta({ description: `${modeField.description} Default: the query's mode, else exact.` }),
     prior_strength: priorStrength.optional(),
     batch_size: batchSize.optional(),
-    activate: z
-      .boolean()
-      .optional()
-      .meta({
-        description: 'Serve the new version at once (default: the query’s activate, else true)',
-      }),
+    activate: z.boolean().optional().meta({
+      description: 'Serve the new version at once (default: the query’s activate, else true)',
+    }),
     note: note.optional(),
   })
   .meta({
