@@ -9,7 +9,6 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import type { LightMyRequestResponse } from 'fastify';
 import pino from 'pino';
-import { expect } from 'vitest';
 import { readSafetensors } from '../../src/checkpoint/index.js';
 import { buildApp } from '../../src/http/app.js';
 import type { AppInstance } from '../../src/http/app-types.js';
@@ -233,33 +232,5 @@ export async function waitFor<T>(
   }
 }
 
-export interface ProblemBody {
-  type: string;
-  title: string;
-  status: number;
-  detail: string;
-  instance: string;
-  code: string;
-  error: string;
-  errors?: { path: string; message: string }[];
-  [extra: string]: unknown;
-}
-
-/** Asserts an RFC 9457 problem: status, application/problem+json, code and its type URI. */
-export function expectProblem(
-  res: LightMyRequestResponse,
-  status: number,
-  code: string,
-  instance?: string,
-): ProblemBody {
-  expect(res.statusCode, res.body).toBe(status);
-  expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
-  const body = res.json<ProblemBody>();
-  expect(body.status).toBe(status);
-  expect(body.code).toBe(code);
-  expect(body.type).toBe(`urn:normserve:problem:${code.toLowerCase().replaceAll('_', '-')}`);
-  expect(body.title.length).toBeGreaterThan(0);
-  expect(body.detail).toBe(body.error);
-  if (instance !== undefined) expect(body.instance).toBe(instance);
-  return body;
-}
+/** The problem+json assertion of the HTTP tests, shared. */
+export { expectProblem, type ProblemBody } from '../http/http-helpers.js';

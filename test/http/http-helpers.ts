@@ -16,6 +16,8 @@ export interface ProblemBody {
   code: string;
   error: string;
   errors?: { path: string; message: string }[];
+  /** Extra fields of some problems, e.g. a 409's `job_id`. */
+  [extra: string]: unknown;
 }
 
 /**
