@@ -538,6 +538,138 @@ def make_clip_grad_norm():
 
 
 # ---------------------------------------------------------------------------------------------
+# k2. Convolutional layers: Conv2d, pooling, Flatten, the residual block, LayerNorm over [C, H, W]
+
+
+class Residual(nn.Module):
+    """normserve's residual block: out = relu(body(x) + x), body an nn.Sequential named `body`."""
+
+    def __init__(self, *layers):
+        super().__init__()
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return torch.relu(self.body(x) + x)
+
+
+def module_case(name, module, x, options, train=True):
+    """Forward and backward of one module on x: output, input gradient, parameter gradients."""
+    module.train(train)
+    x = x.clone().requires_grad_(True)
+    y = module(x)
+    grad_output = torch.randn(*y.shape)
+    y.backward(grad_output)
+    case = {
+        "name": name,
+        "options": options,
+        "train": train,
+        "input": t(x),
+        "output": t(y),
+        "grad_output": t(grad_output),
+        "grad_input": t(x.grad),
+        "parameters": {k: t(p) for k, p in module.named_parameters()},
+        "grads": {k: t(p.grad) for k, p in module.named_parameters()},
+        "buffers": {k: state_entry(b) for k, b in module.named_buffers()},
+    }
+    return case
+
+
+def randomize_batchnorms(module):
+    """Non-trivial affine parameters and running statistics for every BatchNorm of a module."""
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                m.weight.copy_(torch.rand(m.num_features) * 1.5 + 0.5)
+                m.bias.copy_(torch.randn(m.num_features) * 0.5)
+                m.running_mean.copy_(torch.randn(m.num_features) * 0.5)
+                m.running_var.copy_(torch.rand(m.num_features) * 1.5 + 0.5)
+
+
+def make_conv_layers():
+    torch.manual_seed(31)
+    cases = []
+    conv_specs = [
+        ("conv_3x3_pad1", dict(in_channels=2, out_channels=3, kernel_size=3, stride=1, padding=1,
+                               bias=True), (2, 2, 5, 6)),
+        ("conv_rect_stride_dilation_no_bias",
+         dict(in_channels=3, out_channels=4, kernel_size=(2, 3), stride=(2, 1), padding=(1, 0),
+              dilation=(1, 2), bias=False), (3, 3, 6, 7)),
+        ("conv_1x1", dict(in_channels=4, out_channels=2, kernel_size=1, bias=True), (2, 4, 3, 3)),
+    ]
+    for name, options, shape in conv_specs:
+        conv = nn.Conv2d(**options)
+        cases.append(module_case(name, conv, torch.randn(*shape), {"type": "conv2d", **options}))
+    pool_specs = [
+        ("maxpool_2", nn.MaxPool2d(2), {"type": "maxpool2d", "kernel_size": 2}, (2, 3, 6, 5)),
+        ("maxpool_3_stride2_pad1", nn.MaxPool2d(3, stride=2, padding=1),
+         {"type": "maxpool2d", "kernel_size": 3, "stride": 2, "padding": 1}, (2, 2, 7, 6)),
+        ("avgpool_2", nn.AvgPool2d(2), {"type": "avgpool2d", "kernel_size": 2}, (2, 3, 6, 5)),
+        ("avgpool_3_stride2_pad1", nn.AvgPool2d(3, stride=2, padding=1),
+         {"type": "avgpool2d", "kernel_size": 3, "stride": 2, "padding": 1}, (2, 2, 7, 6)),
+        ("avgpool_3_stride2_pad1_exclude_pad",
+         nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False),
+         {"type": "avgpool2d", "kernel_size": 3, "stride": 2, "padding": 1,
+          "count_include_pad": False}, (2, 2, 7, 6)),
+        ("adaptive_avgpool_1", nn.AdaptiveAvgPool2d(1),
+         {"type": "adaptive_avgpool2d", "output_size": 1}, (2, 3, 4, 4)),
+        ("adaptive_avgpool_3x2_uneven", nn.AdaptiveAvgPool2d((3, 2)),
+         {"type": "adaptive_avgpool2d", "output_size": [3, 2]}, (2, 2, 5, 7)),
+        ("flatten", nn.Flatten(), {"type": "flatten", "start_dim": 1, "end_dim": -1}, (2, 3, 2, 2)),
+        ("flatten_2_3", nn.Flatten(2, 3), {"type": "flatten", "start_dim": 2, "end_dim": 3},
+         (2, 3, 2, 2)),
+    ]
+    for name, module, options, shape in pool_specs:
+        cases.append(module_case(name, module, torch.randn(*shape), options))
+
+    ln = nn.LayerNorm([3, 4, 5])
+    with torch.no_grad():
+        ln.weight.copy_(torch.rand(3, 4, 5) * 1.5 + 0.5)
+        ln.bias.copy_(torch.randn(3, 4, 5) * 0.5)
+    cases.append(module_case("layernorm_chw", ln, torch.randn(2, 3, 4, 5) * 2 + 1,
+                             {"type": "layernorm", "normalized_shape": [3, 4, 5]}))
+    ln_w = nn.LayerNorm(5, elementwise_affine=False)
+    cases.append(module_case("layernorm_last_dim", ln_w, torch.randn(2, 3, 4, 5),
+                             {"type": "layernorm", "normalized_shape": [5],
+                              "elementwise_affine": False}))
+
+    def block():
+        return Residual(
+            nn.Conv2d(4, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU(),
+            nn.Conv2d(4, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4),
+        )
+
+    residual_options = {"type": "residual", "layers": [
+        {"type": "conv2d", "in_channels": 4, "out_channels": 4, "kernel_size": 3, "padding": 1,
+         "bias": False},
+        {"type": "batchnorm2d", "num_features": 4},
+        {"type": "relu"},
+        {"type": "conv2d", "in_channels": 4, "out_channels": 4, "kernel_size": 3, "padding": 1,
+         "bias": False},
+        {"type": "batchnorm2d", "num_features": 4},
+    ]}
+    for train in (True, False):
+        torch.manual_seed(32)
+        module = block()
+        randomize_batchnorms(module)
+        x = torch.randn(3, 4, 5, 5)
+        before = {k: state_entry(b) for k, b in module.named_buffers()}
+        case = module_case(f"residual_{'train' if train else 'eval'}", module, x, residual_options,
+                           train=train)
+        case["buffers_before"] = before
+        case["state_dict_keys"] = list(module.state_dict().keys())
+        cases.append(case)
+    write_json(
+        os.path.join(TORCH_DIR, "conv-layers.json"),
+        {
+            "description": "forward and backward of single modules: input, output, grad_output "
+            "(randn), grad_input, parameters and their gradients, buffers after the forward "
+            "(residual: buffers_before too). options are the normserve config entry.",
+            "cases": cases,
+        },
+    )
+
+
+# ---------------------------------------------------------------------------------------------
 # l. A trained digits model in normserve's checkpoint format
 
 
@@ -971,7 +1103,17 @@ def make_running_recalibration():
           f"accuracy {accuracy(logits, y_test):.4f}")
 
 
+SECTIONS = {}
+
+
 def main():
+    import sys
+
+    wanted = sys.argv[1:]
+    if wanted:
+        for name in wanted:
+            SECTIONS[name]()
+        return
     make_batchnorm()
     make_batchnorm_errors()
     make_layernorm()
@@ -984,7 +1126,10 @@ def main():
     make_clip_grad_norm()
     make_model_fixture()
     make_running_recalibration()
+    make_conv_layers()
 
+
+SECTIONS.update(conv=make_conv_layers)
 
 if __name__ == "__main__":
     main()

@@ -23,16 +23,21 @@ export class CompiledModel {
     network: Sequential,
     inputTransform: FeatureTransform | undefined,
     maxBatchSize: number,
-    inputWidth?: number,
+    inputShape?: readonly number[],
   ) {
     this.network = network.eval();
     this.inputTransform = inputTransform;
-    this.plan = compileNetwork(this.network, inputTransform, inputWidth);
+    this.plan = compileNetwork(this.network, inputTransform, inputShape);
     this.executor = new PlanExecutor(this.plan, maxBatchSize);
   }
 
   get inputWidth(): number {
     return this.plan.inputWidth;
+  }
+
+  /** The shape of one input sample ([F] or [C, H, W]); rows are passed flat, row-major. */
+  get inputShape(): readonly number[] {
+    return this.plan.inputShape;
   }
 
   get outputWidth(): number {
@@ -48,7 +53,7 @@ export class CompiledModel {
     return this.executor.runInPlace(rows);
   }
 
-  /** Model outputs (logits for classification) for [rows, inputWidth] inputs. */
+  /** Model outputs (logits for classification) for [rows, inputWidth] inputs (flat rows). */
   forward(input: Float32Array, rows: number, fused = true): Float32Array {
     if (fused) return this.executor.run(input, rows);
     return this.reference(input, rows);
@@ -61,7 +66,7 @@ export class CompiledModel {
       this.inputWidth,
       this.inputTransform,
     );
-    const out = this.network.eval().forward(new Tensor(x, [rows, this.inputWidth]));
+    const out = this.network.eval().forward(new Tensor(x, [rows, ...this.inputShape]));
     return out.data;
   }
 }

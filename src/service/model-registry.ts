@@ -242,7 +242,7 @@ export class ModelRegistry {
         checkpoint.network,
         checkpoint.config.input_transform,
         this.options.maxBatchSize,
-        checkpoint.config.input_shape[0],
+        checkpoint.config.input_shape,
       );
       this.log.info({ model: name, version }, 'version loaded');
       return { name, version, state: 'AVAILABLE', checkpoint, compiled, loadedAt, fingerprint };

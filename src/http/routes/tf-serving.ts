@@ -85,7 +85,7 @@ export function versionMetadata(served: AvailableVersion) {
     layers: config.layers.map((layer, index) => ({
       index,
       ...layer,
-      compiled: plan.layers.find((f) => f.index === index)?.fate ?? null,
+      compiled: plan.layers.find((f) => f.path === String(index))?.fate ?? null,
     })),
     folded_batchnorms: plan.layers
       .filter((f) => f.kind.startsWith('BatchNorm') && f.fate.startsWith('folded'))

@@ -1,0 +1,185 @@
+import { NormserveError } from '../errors/index.js';
+import { type Pair, type WindowGeometry, windowGeometry } from './conv-geometry.js';
+import { gemmABt, gemmAB, gemmAtB } from './gemm.js';
+import { col2imAdd, im2col, im2colWidth } from './im2col.js';
+import { Module, requireCache } from './module.js';
+import { Parameter } from './parameter.js';
+import type { Rng } from './rng.js';
+import { Tensor } from './tensor.js';
+
+export interface Conv2dOptions {
+  inChannels: number;
+  outChannels: number;
+  kernelSize: Pair;
+  stride?: Pair;
+  padding?: Pair;
+  dilation?: Pair;
+  bias?: boolean;
+}
+
+/** Input [N, C, H, W] → [N, C, H, W] checks shared by the window layers (Conv2d, pooling). */
+export function checkImageInput(
+  kind: string,
+  shape: readonly number[],
+  channels?: number,
+): [number, number, number, number] {
+  if (shape.length !== 4 || (channels !== undefined && shape[1] !== channels)) {
+    throw new NormserveError(
+      'SHAPE_MISMATCH',
+      `${kind} expects input [N, ${channels ?? 'C'}, H, W], got [${shape}]`,
+    );
+  }
+  return [shape[0]!, shape[1]!, shape[2]!, shape[3]!];
+}
+
+/** The geometry of a window layer on an input, refusing windows larger than the padded input. */
+export function geometryFor(
+  kind: string,
+  shape: readonly number[],
+  kernel: Pair,
+  stride: Pair,
+  padding: Pair,
+  dilation: Pair = [1, 1],
+): WindowGeometry {
+  const g = windowGeometry(shape[1]!, shape[2]!, shape[3]!, kernel, stride, padding, dilation);
+  if (g.outH < 1 || g.outW < 1) {
+    throw new NormserveError(
+      'SHAPE_MISMATCH',
+      `${kind}: the output of input [${shape}] would be ${g.outH}×${g.outW}: the kernel is larger than the padded input`,
+    );
+  }
+  return g;
+}
+
+interface Cache {
+  input: Tensor;
+  geometry: WindowGeometry;
+  /** im2col of the batch, [N·H_out·W_out, C·kh·kw]. */
+  cols: Float64Array;
+  weight: Float64Array;
+}
+
+/**
+ * torch.nn.Conv2d (groups = 1, zero padding) as im2col + one matrix product: the batch's windows
+ * become the rows of cols [N·H_out·W_out, C·kh·kw], the weight is W [out, C·kh·kw] (its
+ * [out, C, kh, kw] storage read row-major), and y = cols · Wᵀ + b is transposed back to
+ * [N, out, H_out, W_out]. Backward: dW = dYᵀ·cols, db = Σ dY, dx = col2im(dY·W). Products
+ * accumulate in float64.
+ */
+export class Conv2d extends Module {
+  readonly kind = 'Conv2d';
+  readonly inChannels: number;
+  readonly outChannels: number;
+  readonly kernelSize: Pair;
+  readonly stride: Pair;
+  readonly padding: Pair;
+  readonly dilation: Pair;
+  readonly weight: Parameter;
+  readonly bias: Parameter | undefined;
+  private cache: Cache | undefined;
+
+  /**
+   * PyTorch's default initialisation (torch/nn/modules/conv.py, reset_parameters): as Linear's,
+   * weight and bias U(−1/√fan_in, 1/√fan_in) with fan_in = in_channels·kh·kw.
+   */
+  constructor(options: Conv2dOptions, rng?: Rng) {
+    super();
+    this.inChannels = options.inChannels;
+    this.outChannels = options.outChannels;
+    this.kernelSize = options.kernelSize;
+    this.stride = options.stride ?? [1, 1];
+    this.padding = options.padding ?? [0, 0];
+    this.dilation = options.dilation ?? [1, 1];
+    const [kh, kw] = this.kernelSize;
+    this.weight = new Parameter(Tensor.zeros([this.outChannels, this.inChannels, kh, kw]));
+    this.bias =
+      options.bias === false ? undefined : new Parameter(Tensor.zeros([this.outChannels]));
+    if (rng) {
+      const fanIn = this.inChannels * kh * kw;
+      const bound = fanIn > 0 ? 1 / Math.sqrt(fanIn) : 0;
+      const w = this.weight.value.data;
+      for (let i = 0; i < w.length; i++) w[i] = rng.uniform(-bound, bound);
+      const b = this.bias?.value.data;
+      if (b) for (let i = 0; i < b.length; i++) b[i] = rng.uniform(-bound, bound);
+    }
+  }
+
+  override namedParameters(): [string, Parameter][] {
+    return this.bias
+      ? [
+          ['weight', this.weight],
+          ['bias', this.bias],
+        ]
+      : [['weight', this.weight]];
+  }
+
+  forward(input: Tensor): Tensor {
+    const [n] = checkImageInput(this.kind, input.shape, this.inChannels);
+    const g = geometryFor(
+      this.kind,
+      input.shape,
+      this.kernelSize,
+      this.stride,
+      this.padding,
+      this.dilation,
+    );
+    const p = g.outH * g.outW;
+    const k = im2colWidth(g);
+    const o = this.outChannels;
+    const sample = input.rowSize;
+    const cols = new Float64Array(n * p * k);
+    for (let s = 0; s < n; s++) im2col(input.data, s * sample, g, cols, s * p);
+    const weight = Float64Array.from(this.weight.value.data);
+    const y = new Float64Array(n * p * o);
+    gemmABt(cols, weight, n * p, k, o, y);
+    const b = this.bias?.value.data;
+    const out = new Float32Array(n * o * p);
+    for (let s = 0; s < n; s++) {
+      for (let c = 0; c < o; c++) {
+        const bias = b ? b[c]! : 0;
+        const dst = (s * o + c) * p;
+        for (let q = 0; q < p; q++) out[dst + q] = y[(s * p + q) * o + c]! + bias;
+      }
+    }
+    this.cache = { input, geometry: g, cols, weight };
+    return new Tensor(out, [n, o, g.outH, g.outW]);
+  }
+
+  backward(gradOutput: Tensor): Tensor {
+    const { input, geometry: g, cols, weight } = requireCache(this.cache, this.kind);
+    const n = input.shape[0]!;
+    const p = g.outH * g.outW;
+    const k = im2colWidth(g);
+    const o = this.outChannels;
+    const dy = gradOutput.data;
+    // dY as [N·P, out], the layout of the forward product.
+    const dyRows = new Float64Array(n * p * o);
+    const db = new Float64Array(o);
+    for (let s = 0; s < n; s++) {
+      for (let c = 0; c < o; c++) {
+        const src = (s * o + c) * p;
+        let sum = 0;
+        for (let q = 0; q < p; q++) {
+          const v = dy[src + q]!;
+          dyRows[(s * p + q) * o + c] = v;
+          sum += v;
+        }
+        db[c] = db[c]! + sum;
+      }
+    }
+    const dw = new Float64Array(o * k);
+    gemmAtB(dyRows, cols, n * p, o, k, dw);
+    const gw = this.weight.grad;
+    for (let i = 0; i < gw.length; i++) gw[i] = gw[i]! + dw[i]!;
+    if (this.bias) {
+      const gb = this.bias.grad;
+      for (let c = 0; c < o; c++) gb[c] = gb[c]! + db[c]!;
+    }
+    const dcols = new Float64Array(n * p * k);
+    gemmAB(dyRows, weight, n * p, o, k, dcols);
+    const sample = input.rowSize;
+    const dx = new Float64Array(input.numel);
+    for (let s = 0; s < n; s++) col2imAdd(dcols, s * p, g, dx, s * sample);
+    return new Tensor(Float32Array.from(dx), input.shape);
+  }
+}
