@@ -15,7 +15,6 @@ export {
 } from './checkpoint-files.js';
 export { formatJson } from './json-format.js';
 export type { LayerDefinition, Shape } from './layers/layer-definition.js';
-export type { ResidualLayerSpec } from './layers/residual.js';
 export {
   checkLayerChain,
   holdsBatchNormStatistics,
@@ -26,5 +25,6 @@ export {
   layerSchema,
   layerTypes,
 } from './layers/registry.js';
+export type { ResidualLayerSpec } from './layers/residual.js';
 export * from './model-config.js';
 export * from './safetensors.js';

@@ -31,11 +31,9 @@ export const modelConfigSchema = z.looseObject({
       'letters, digits, ".", "_" and "-", starting with a letter or digit',
     ),
   task: z.enum(['classification', 'regression']),
-  input_shape: z
-    .array(positiveInt)
-    .refine((shape) => shape.length === 1 || shape.length === 3, {
-      message: 'expected [features] or [channels, height, width]',
-    }),
+  input_shape: z.array(positiveInt).refine((shape) => shape.length === 1 || shape.length === 3, {
+    message: 'expected [features] or [channels, height, width]',
+  }),
   labels: z.array(z.string().min(1)).min(2).optional(),
   description: z.string().optional(),
   input_transform: inputTransformSchema.optional(),
@@ -70,7 +68,9 @@ export function parseModelConfig(value: unknown, source = 'config.json'): ModelC
     throw new NormserveError('MODEL_CONFIG_INVALID', `${source}: ${message}`);
   };
   if (outputShape.length !== 1)
-    fail(`the network's output has shape [${outputShape.join(', ')}]; a flat [outputs] is needed (end with flatten or linear)`);
+    fail(
+      `the network's output has shape [${outputShape.join(', ')}]; a flat [outputs] is needed (end with flatten or linear)`,
+    );
   const outputWidth = outputShape[0]!;
   if (config.task === 'classification') {
     if (!config.labels) fail('labels are required for a classification model');

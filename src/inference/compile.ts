@@ -72,7 +72,5 @@ function inferInputShape(network: Sequential, transform: FeatureTransform | unde
   if (first instanceof Linear) return [first.inFeatures];
   if (first instanceof BatchNorm && first.kind === 'BatchNorm1d') return [first.numFeatures];
   if (first instanceof LayerNorm) return [...first.normalizedShape];
-  throw new Error(
-    'cannot infer the input shape of this network from its layers; pass inputShape',
-  );
+  throw new Error('cannot infer the input shape of this network from its layers; pass inputShape');
 }

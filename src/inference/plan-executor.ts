@@ -8,13 +8,13 @@ import {
   denseKernel,
   layerNormKernel,
 } from './kernels.js';
-import {
-  type Activation,
-  type AffineStep,
-  type CompiledPlan,
-  type DenseStep,
-  type LayerNormStep,
-  type PlanStep,
+import type {
+  Activation,
+  AffineStep,
+  CompiledPlan,
+  DenseStep,
+  LayerNormStep,
+  PlanStep,
 } from './plan.js';
 import { addSkipKernel } from './skip-kernels.js';
 

@@ -1,6 +1,6 @@
 import { NormserveError } from '../errors/index.js';
 import { type Pair, type WindowGeometry, windowGeometry } from './conv-geometry.js';
-import { gemmABt, gemmAB, gemmAtB } from './gemm.js';
+import { gemmAB, gemmABt, gemmAtB } from './gemm.js';
 import { col2imAdd, im2col, im2colWidth } from './im2col.js';
 import { Module, requireCache } from './module.js';
 import { Parameter } from './parameter.js';

@@ -33,7 +33,7 @@ export { AlphaDropout, Dropout } from './dropout.js';
 export { erf } from './erf.js';
 export { applyFeatureTransform, type FeatureTransform } from './feature-transform.js';
 export { Flatten } from './flatten.js';
-export { type FloatArray, col2imAdd, im2col, im2colWidth } from './im2col.js';
+export { col2imAdd, type FloatArray, im2col, im2colWidth } from './im2col.js';
 export { LayerNorm, type LayerNormOptions } from './layer-norm.js';
 export { Linear, type LinearOptions } from './linear.js';
 export { type LrSchedule, learningRateAt } from './lr-schedule.js';

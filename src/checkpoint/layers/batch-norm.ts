@@ -28,7 +28,12 @@ const options = (spec: {
   eps: number;
   momentum: number | null;
   affine: boolean;
-}) => ({ numFeatures: spec.num_features, eps: spec.eps, momentum: spec.momentum, affine: spec.affine });
+}) => ({
+  numFeatures: spec.num_features,
+  eps: spec.eps,
+  momentum: spec.momentum,
+  affine: spec.affine,
+});
 
 /** nn.BatchNorm1d on [C] (statistics per feature over the batch). */
 export const batchNorm1dLayer = defineLayer({

@@ -66,8 +66,7 @@ export const eps = z.number().positive().default(1e-5);
 /** PyTorch's in-place flag changes nothing numerically; accept it so configs can mirror code. */
 export const inplace = { inplace: z.boolean().optional() };
 /** A size per spatial dimension: an int for both, or [h, w] (PyTorch's `_pair`). */
-export const sizePair = (element: z.ZodNumber) =>
-  z.union([element, z.tuple([element, element])]);
+export const sizePair = (element: z.ZodNumber) => z.union([element, z.tuple([element, element])]);
 
 /** Shape as text for messages: [16, 8, 8]. */
 export const showShape = (shape: Shape): string => `[${shape.join(', ')}]`;

@@ -78,9 +78,7 @@ export const avgPool2dLayer = defineLayer({
     type: z.literal('avgpool2d'),
     ...windowFields,
     count_include_pad: z.boolean().default(true),
-    divisor_override: z
-      .null({ error: 'only divisor_override=null is supported' })
-      .default(null),
+    divisor_override: z.null({ error: 'only divisor_override=null is supported' }).default(null),
   }),
   outputShape: (spec, input, ctx) => poolOutputShape('avgpool2d', spec, input, ctx),
   build: (spec) =>

@@ -67,7 +67,10 @@ const residual = residualLayer(() => layerSchema);
  * take its own spec; the registry only ever hands a record the specs of its type (dispatch by
  * `type` in layerDefinition), which is what the cast to the common element type states.
  */
-export const layerDefinitions = [...flatLayers, residual] as unknown as readonly LayerDefinition<LayerSpec>[];
+export const layerDefinitions = [
+  ...flatLayers,
+  residual,
+] as unknown as readonly LayerDefinition<LayerSpec>[];
 
 export const layerTypes: readonly LayerType[] = layerDefinitions.map((d) => d.type);
 

@@ -1,5 +1,10 @@
 import type { BatchNorm } from '../../nn/index.js';
-import { type CompileRule, type ConvDraft, type DenseDraft, uniformPerChannel } from './compile-context.js';
+import {
+  type CompileRule,
+  type ConvDraft,
+  type DenseDraft,
+  uniformPerChannel,
+} from './compile-context.js';
 
 /**
  * Eval-mode BatchNorm as a per-channel affine map: y = x·s + t with s = γ/√(σ² + ε) and

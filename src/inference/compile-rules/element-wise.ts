@@ -41,5 +41,3 @@ export const removedInEvalRule: CompileRule = (module, path, ctx) => {
   ctx.fate(path, module, 'removed_in_eval');
   ctx.foldTarget = ctx.previousFoldTarget;
 };
-
-

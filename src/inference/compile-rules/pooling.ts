@@ -7,7 +7,7 @@ import {
   type PoolWindows,
   poolWindows,
 } from '../../nn/index.js';
-import type { CompileRule, CompileContext } from './compile-context.js';
+import type { CompileContext, CompileRule } from './compile-context.js';
 
 function emitPool(
   ctx: CompileContext,
@@ -41,11 +41,5 @@ export const avgPool2dRule: CompileRule = (module, path, ctx) => {
 export const adaptiveAvgPool2dRule: CompileRule = (module, path, ctx) => {
   const m = module as AdaptiveAvgPool2d;
   const [, h, w] = ctx.shape as [number, number, number];
-  emitPool(
-    ctx,
-    path,
-    m,
-    'avgpool2d',
-    adaptivePoolWindows(h, w, m.outputSize[0], m.outputSize[1]),
-  );
+  emitPool(ctx, path, m, 'avgpool2d', adaptivePoolWindows(h, w, m.outputSize[0], m.outputSize[1]));
 };
