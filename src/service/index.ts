@@ -1,5 +1,12 @@
 export { JOBS_DIR, loadModelDirectory } from '../repository/index.js';
+export {
+  FINITE_NUMBER_MESSAGE,
+  FLOAT32_MAX,
+  FLOAT32_RANGE_MESSAGE,
+  InputShape,
+} from './input-shape.js';
 export { type Job, JobRegistry, type JobState } from './job-registry.js';
+export { type CompiledLayer, compiledLayers, foldedBatchNorms } from './layer-report.js';
 export { type Log, silentLog } from './logger.js';
 export {
   type AvailableVersion,
@@ -10,10 +17,9 @@ export {
   type VersionState,
 } from './model-registry.js';
 export {
-  checkRowWidths,
+  inputShapeOf,
   type PredictInput,
   type PredictOutput,
-  packRows,
   predict,
   runBatch,
 } from './predict.js';

@@ -7,8 +7,9 @@ export interface OpenedModel {
   version: number;
   /** Feature names recorded by training, in input order, if any. */
   featureNames: string[] | undefined;
+  /** One sample per element, flat or nested by the model's input shape. */
   predict(
-    rows: readonly (readonly number[])[],
+    rows: readonly unknown[],
     options?: { fused?: boolean; field?: string },
   ): PredictOutput;
 }

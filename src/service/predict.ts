@@ -1,13 +1,16 @@
-import { type ErrorLocation, NormserveError } from '../errors/index.js';
 import { softmaxRows } from '../nn/index.js';
+import { InputShape } from './input-shape.js';
 import type { AvailableVersion, ModelRegistry } from './model-registry.js';
 
 export interface PredictInput {
   model: string;
   /** Explicit version, or undefined for the active one. */
   version?: number | undefined;
-  /** Rows of numbers, already checked to be finite by the caller's schema. */
-  rows: readonly (readonly number[])[];
+  /**
+   * One sample per element, flat or nested by the model's input shape (checked here against the
+   * version that serves the request: src/service/input-shape.ts).
+   */
+  rows: readonly unknown[];
   /** false runs the unfused reference path (debugging). */
   fused?: boolean;
   /** Name of the rows in error paths, e.g. `instances`. */
@@ -27,35 +30,6 @@ export interface PredictOutput {
   /** Predicted label per row (classification only). */
   labels: string[] | undefined;
   computeMs: number;
-}
-
-/** Every row must have exactly `width` values; reports up to 10 offending rows by path. */
-export function checkRowWidths(
-  rows: readonly (readonly number[])[],
-  width: number,
-  field: string,
-): void {
-  const errors: ErrorLocation[] = [];
-  for (let r = 0; r < rows.length && errors.length < 10; r++) {
-    if (rows[r]!.length !== width) {
-      errors.push({
-        path: `${field}[${r}]`,
-        message: `expected ${width} values, got ${rows[r]!.length}`,
-      });
-    }
-  }
-  if (errors.length > 0) {
-    throw new NormserveError('INVALID_INPUT', `${errors[0]!.path}: ${errors[0]!.message}`, {
-      errors,
-    });
-  }
-}
-
-/** Packs validated rows into a float32 [rows, width] matrix. */
-export function packRows(rows: readonly (readonly number[])[], width: number): Float32Array {
-  const data = new Float32Array(rows.length * width);
-  for (let r = 0; r < rows.length; r++) data.set(rows[r]!, r * width);
-  return data;
 }
 
 /** Runs a batch on one version (the whole batch on the version resolved at the start). */
@@ -95,10 +69,14 @@ export function runBatch(
   };
 }
 
-/** The predict use case: resolve the version, check widths, run. */
+/** How a served version takes its input (shape, flat or nested samples, validation). */
+export function inputShapeOf(served: AvailableVersion): InputShape {
+  return new InputShape(served.compiled.inputShape);
+}
+
+/** The predict use case: resolve the version, read the samples against its input shape, run. */
 export function predict(registry: ModelRegistry, input: PredictInput): PredictOutput {
   const served = registry.resolve(input.model, input.version);
-  const width = served.compiled.inputWidth;
-  checkRowWidths(input.rows, width, input.field ?? 'instances');
-  return runBatch(served, packRows(input.rows, width), input.rows.length, input.fused ?? true);
+  const data = inputShapeOf(served).readInstances(input.rows, input.field ?? 'instances');
+  return runBatch(served, data, input.rows.length, input.fused ?? true);
 }

@@ -16,6 +16,7 @@ export const ADMIN_TOKEN = 'test-admin-token-0123456789abcdef';
 export const MODEL_SOURCES = {
   digits: 'models/digits',
   'digits-torch': 'test/fixtures/torch-model/digits-torch',
+  'digits-cnn-torch': 'test/fixtures/torch-model/digits-cnn-torch',
 } as const;
 
 export interface TestApp {

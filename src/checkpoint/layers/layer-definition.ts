@@ -33,7 +33,7 @@ export interface ShapeContext {
  *  - `build`: the nn module; the module's stateDict() gives the tensor names and shapes, which
  *    are exactly PyTorch's (`i.weight`, `i.body.j.running_mean`, …);
  *  - `batchNormStatistics`: it holds running statistics (recalibration, training's batch rule);
- *  - `children`: the nested layers of a block.
+ *  - `children`, `childName`: the nested layers of a block and their state-dict names.
  * How a layer compiles for inference is keyed by the same module (src/inference/compile-rules/),
  * because inference may not import checkpoint/ (docs/model-format.md, "Adding a layer type").
  */
@@ -47,6 +47,8 @@ export interface LayerDefinition<S extends { type: string } = { type: string }> 
   build(spec: S, ctx: BuildContext): Module;
   readonly batchNormStatistics?: boolean;
   children?(spec: S): readonly LayerSpec[];
+  /** The state-dict name of nested layer j (`body.3`): its path is `<block path>.<name>`. */
+  childName?(j: number): string;
 }
 
 /** The schema of one layer type: a zod object whose `type` is a string literal. */

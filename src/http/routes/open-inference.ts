@@ -1,15 +1,13 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { type ErrorLocation, NormserveError } from '../../errors/index.js';
-import { type AvailableVersion, runBatch } from '../../service/index.js';
+import { NormserveError } from '../../errors/index.js';
+import { type AvailableVersion, inputShapeOf, runBatch } from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
 import { recordInference } from '../request-context.js';
 import {
   checkBatchSize,
   checkFiniteOutputs,
   errorResponses,
-  FLOAT32_MAX,
-  FLOAT32_RANGE_MESSAGE,
   inferenceErrorResponses,
   modelNameParam,
   versionParam,
@@ -45,7 +43,7 @@ function modelMetadata(served: AvailableVersion, versions: string[]) {
     name: config.name,
     versions,
     platform: 'normserve',
-    inputs: [{ name: INPUT_NAME, datatype: 'FP32', shape: [-1, served.compiled.inputWidth] }],
+    inputs: [{ name: INPUT_NAME, datatype: 'FP32', shape: [-1, ...served.compiled.inputShape] }],
     outputs,
   };
 }
@@ -56,11 +54,12 @@ const fail = (path: string, message: string): never => {
 
 /**
  * Reads the input tensor of an infer request into a float32 matrix: one FP32 tensor named
- * "input" of shape [N, features], data flat (row-major) or nested by rows, finite numbers only.
+ * "input" of shape [N, ...input_shape] or [N, features], data flat (row-major) or nested, finite
+ * numbers only (the shape rules: src/service/input-shape.ts).
  */
 function readInput(
   body: z.output<ReturnType<typeof inferRequestSchema>>,
-  width: number,
+  served: AvailableVersion,
   maxRows: number,
 ): { data: Float32Array; rows: number } {
   if (body.inputs.length !== 1)
@@ -73,47 +72,11 @@ function readInput(
     fail('inputs[0].name', `unknown input "${input.name}"; the model's input is "${INPUT_NAME}"`);
   if (input.datatype !== 'FP32')
     fail('inputs[0].datatype', `expected "FP32", got "${input.datatype}"`);
-  const shape = input.shape;
-  if (shape.length !== 2 || shape[1] !== width)
-    fail('inputs[0].shape', `expected [N, ${width}], got [${shape.join(', ')}]`);
-  const rows = shape[0]!;
+  const shape = inputShapeOf(served);
+  const rows = shape.batchOf(input.shape, 'inputs[0].shape');
   if (rows < 1) fail('inputs[0].shape', 'at least one row is required');
   checkBatchSize('inputs[0].shape', rows, maxRows);
-  const data = new Float32Array(rows * width);
-  const values = input.data;
-  const errors: ErrorLocation[] = [];
-  const put = (v: unknown, at: number, path: string) => {
-    if (typeof v !== 'number' || !Number.isFinite(v))
-      errors.push({ path, message: 'expected a finite number' });
-    else if (Math.abs(v) > FLOAT32_MAX) errors.push({ path, message: FLOAT32_RANGE_MESSAGE });
-    else data[at] = v;
-  };
-  if (values.length === rows * width && values.every((v) => !Array.isArray(v))) {
-    for (let i = 0; i < values.length && errors.length < 10; i++)
-      put(values[i], i, `inputs[0].data[${i}]`);
-  } else if (values.length === rows && values.every(Array.isArray)) {
-    for (let r = 0; r < rows && errors.length < 10; r++) {
-      const row = values[r] as unknown[];
-      if (row.length !== width) {
-        errors.push({
-          path: `inputs[0].data[${r}]`,
-          message: `expected ${width} values, got ${row.length}`,
-        });
-        continue;
-      }
-      for (let c = 0; c < width; c++) put(row[c], r * width + c, `inputs[0].data[${r}][${c}]`);
-    }
-  } else {
-    fail(
-      'inputs[0].data',
-      `expected ${rows * width} numbers (flat) or ${rows} rows of ${width} for shape [${rows}, ${width}]`,
-    );
-  }
-  if (errors.length > 0)
-    throw new NormserveError('INVALID_INPUT', `${errors[0]!.path}: ${errors[0]!.message}`, {
-      errors,
-    });
-  return { data, rows };
+  return { data: shape.readTensorData(input.data, input.shape, 'inputs[0].data'), rows };
 }
 
 /**
@@ -264,11 +227,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
         );
       }
     });
-    const { data, rows } = readInput(
-      request.body,
-      served.compiled.inputWidth,
-      config.MAX_BATCH_SIZE,
-    );
+    const { data, rows } = readInput(request.body, served, config.MAX_BATCH_SIZE);
     const out = runBatch(served, data, rows);
     checkFiniteOutputs(out.outputs, rows, out.outputWidth, (r) => `inputs[0].data (row ${r})`);
     recordInference(request, {

@@ -3,6 +3,8 @@ import { z } from 'zod';
 import { NormserveError } from '../../errors/index.js';
 import {
   type AvailableVersion,
+  compiledLayers,
+  foldedBatchNorms,
   type ModelRegistry,
   type ModelSnapshot,
   type PredictOutput,
@@ -79,17 +81,11 @@ export function versionMetadata(served: AvailableVersion) {
     version: served.version,
     task: config.task,
     input_shape: config.input_shape,
-    output_shape: [plan.outputWidth],
+    output_shape: plan.outputShape,
     labels: config.labels ?? null,
     description: config.description ?? null,
-    layers: config.layers.map((layer, index) => ({
-      index,
-      ...layer,
-      compiled: plan.layers.find((f) => f.path === String(index))?.fate ?? null,
-    })),
-    folded_batchnorms: plan.layers
-      .filter((f) => f.kind.startsWith('BatchNorm') && f.fate.startsWith('folded'))
-      .map((f) => f.index),
+    layers: compiledLayers(served),
+    folded_batchnorms: foldedBatchNorms(served),
     input_transform_folded: plan.inputTransformFolded,
     kernels: plan.steps.map(
       (s) => `${s.op}${s.activation.kind === 'none' ? '' : `+${s.activation.kind}`}`,
@@ -118,11 +114,21 @@ const metadataSchema = z
     output_shape: z.array(z.number().int()),
     labels: z.array(z.string()).nullable(),
     layers: z.array(
-      z.looseObject({ index: z.number().int(), type: z.string(), compiled: z.string().nullable() }),
+      z
+        .looseObject({
+          index: z.number().int(),
+          type: z.string(),
+          compiled: z.string().nullable(),
+        })
+        .meta({
+          description:
+            'A config.json layer entry and its fate in the compiled plan; a residual block lists its nested layers (each with its `path`) under `layers`',
+        }),
     ),
-    folded_batchnorms: z
-      .array(z.number().int())
-      .meta({ description: 'Indices of the BatchNorm layers folded into Linear weights' }),
+    folded_batchnorms: z.array(z.union([z.number().int(), z.string()])).meta({
+      description:
+        'The BatchNorm layers folded into Linear or Conv2d weights: the index of a top-level one, the path ("3.body.1") of one inside a residual block',
+    }),
     input_transform_folded: z.boolean(),
     kernels: z.array(z.string()),
     training: z.unknown(),

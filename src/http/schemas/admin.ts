@@ -1,5 +1,4 @@
 import { z } from 'zod';
-import { finiteNumber } from './common.js';
 
 export const recalibrationModes = ['exact', 'prior', 'running'] as const;
 
@@ -25,10 +24,13 @@ const note = z
 export const recalibrateBodySchema = z
   .strictObject({
     instances: z
-      .array(z.array(finiteNumber, { error: 'expected an array of numbers (one row)' }), {
+      .array(z.array(z.unknown(), { error: 'expected an array of numbers (one row)' }), {
         error: 'expected an array of rows',
       })
-      .meta({ description: 'Unlabeled rows of the new domain (raw features, as for predict)' }),
+      .meta({
+        description:
+          'Unlabeled samples of the new domain (raw features, flat or nested by the input shape, as for predict)',
+      }),
     mode: modeField
       .optional()
       .meta({ description: `${modeField.description} Default: the query's mode, else exact.` }),

@@ -1,30 +1,22 @@
 import { z } from 'zod';
 import { type ErrorLocation, NormserveError } from '../../errors/index.js';
 
-/** The largest float32, 3.4028234663852886e38: the engine stores every feature as float32. */
-export const FLOAT32_MAX = 3.4028234663852886e38;
-export const FLOAT32_RANGE_MESSAGE = `outside the float32 range (|x| ≤ ${FLOAT32_MAX})`;
-
 /**
- * A finite JSON number within the float32 range; NaN/Infinity cannot be written in JSON (1e999
- * parses to Infinity and is refused), strings/null/booleans are refused, and so is 1e39, which
- * would become Infinity as float32 and turn every output into NaN.
- */
-export const finiteNumber = z
-  .number({ error: 'expected a finite number' })
-  .min(-FLOAT32_MAX, FLOAT32_RANGE_MESSAGE)
-  .max(FLOAT32_MAX, FLOAT32_RANGE_MESSAGE);
-
-/**
- * Rows of features, [N, features]; the feature count is checked against the model afterwards.
- * Without `maxRows` the row count is left to the route (see checkBatchSize), so the schema, and
- * the OpenAPI document made from it, do not depend on the configuration.
+ * Instances of a prediction request, one sample per element; the model's input shape (flat
+ * numbers or nested arrays, finite float32 values) is checked by the service against the version
+ * that serves the request (src/service/input-shape.ts). Without `maxRows` the row count is left
+ * to the route (see checkBatchSize), so the schema, and the OpenAPI document made from it, do not
+ * depend on the configuration.
  */
 export function rowsSchema(maxRows?: number) {
   const rows = z
-    .array(z.array(finiteNumber, { error: 'expected an array of numbers (one row)' }), {
-      error: 'expected an array of rows',
-    })
+    .array(
+      z.array(z.unknown(), { error: 'expected an array of numbers (one row)' }).meta({
+        description:
+          "One sample: the model's input_shape flat (e.g. 64 numbers) or nested (e.g. [1][8][8]), finite float32 values",
+      }),
+      { error: 'expected an array of rows' },
+    )
     .min(1, 'at least one row is required');
   return maxRows === undefined
     ? rows
