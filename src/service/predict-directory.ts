@@ -8,10 +8,7 @@ export interface OpenedModel {
   /** Feature names recorded by training, in input order, if any. */
   featureNames: string[] | undefined;
   /** One sample per element, flat or nested by the model's input shape. */
-  predict(
-    rows: readonly unknown[],
-    options?: { fused?: boolean; field?: string },
-  ): PredictOutput;
+  predict(rows: readonly unknown[], options?: { fused?: boolean; field?: string }): PredictOutput;
 }
 
 /**
