@@ -81,7 +81,10 @@ export function gemmABt(
   }
 }
 
-/** C[m, n] = Σ_r A[r, m]·B[r, n]: A [rows, m], B [rows, n] (a sum of outer products). */
+/**
+ * C[m, n] = Σ_r A[r, m]·B[r, n]: A [rows, m], B [rows, n] (a sum of outer products), four rows
+ * of A and B per pass so that each element of C is loaded and stored once per four products.
+ */
 export function gemmAtB(
   a: Float64Array,
   b: Float64Array,
@@ -91,19 +94,43 @@ export function gemmAtB(
   c: Float64Array,
 ): void {
   c.fill(0, 0, m * n);
-  for (let r = 0; r < rows; r++) {
+  let r = 0;
+  for (; r + 4 <= rows; r += 4) {
+    const a0 = r * m;
+    const a1 = a0 + m;
+    const a2 = a1 + m;
+    const a3 = a2 + m;
+    const b0 = r * n;
+    const b1 = b0 + n;
+    const b2 = b1 + n;
+    const b3 = b2 + n;
+    for (let i = 0; i < m; i++) {
+      const v0 = a[a0 + i]!;
+      const v1 = a[a1 + i]!;
+      const v2 = a[a2 + i]!;
+      const v3 = a[a3 + i]!;
+      const ci = i * n;
+      for (let j = 0; j < n; j++) {
+        c[ci + j] =
+          c[ci + j]! + v0 * b[b0 + j]! + v1 * b[b1 + j]! + v2 * b[b2 + j]! + v3 * b[b3 + j]!;
+      }
+    }
+  }
+  for (; r < rows; r++) {
     const ar = r * m;
     const br = r * n;
     for (let i = 0; i < m; i++) {
       const v = a[ar + i]!;
-      if (v === 0) continue;
       const ci = i * n;
       for (let j = 0; j < n; j++) c[ci + j] = c[ci + j]! + v * b[br + j]!;
     }
   }
 }
 
-/** C[m, n] = Σ_p A[m, p]·B[p, n]: A [m, k], B [k, n]. */
+/**
+ * C[m, n] = Σ_p A[m, p]·B[p, n]: A [m, k], B [k, n], four rows of B per pass (each element of C
+ * loaded and stored once per four products).
+ */
 export function gemmAB(
   a: Float64Array,
   b: Float64Array,
@@ -116,9 +143,23 @@ export function gemmAB(
   for (let i = 0; i < m; i++) {
     const ai = i * k;
     const ci = i * n;
-    for (let p = 0; p < k; p++) {
+    let p = 0;
+    for (; p + 4 <= k; p += 4) {
+      const v0 = a[ai + p]!;
+      const v1 = a[ai + p + 1]!;
+      const v2 = a[ai + p + 2]!;
+      const v3 = a[ai + p + 3]!;
+      const b0 = p * n;
+      const b1 = b0 + n;
+      const b2 = b1 + n;
+      const b3 = b2 + n;
+      for (let j = 0; j < n; j++) {
+        c[ci + j] =
+          c[ci + j]! + v0 * b[b0 + j]! + v1 * b[b1 + j]! + v2 * b[b2 + j]! + v3 * b[b3 + j]!;
+      }
+    }
+    for (; p < k; p++) {
       const v = a[ai + p]!;
-      if (v === 0) continue;
       const bp = p * n;
       for (let j = 0; j < n; j++) c[ci + j] = c[ci + j]! + v * b[bp + j]!;
     }
