@@ -15,8 +15,16 @@ It writes
   test/fixtures/torch-model/recalibration-running.json
                                                    `running` BN recalibration (update_bn-style)
                                                    of that model on the night-shifted rows
+  test/fixtures/torch/conv-layers.json             Conv2d, pooling, Flatten, LayerNorm over
+                                                   [C, H, W], the residual block (section k2)
+  test/fixtures/torch-model/digits-cnn-torch/1/    the convolutional networks issue's CNN trained
+                                                   by PyTorch, in normserve's format (section n)
+  test/fixtures/torch-model/cnn-expected.json      its eval outputs on the test rows
+  test/fixtures/torch-model/cnn-recalibration.json exact (forward pre-hooks, float64) and running
+                                                   BatchNorm2d recalibration on the night rows
 
-The outputs are committed, so CI and the TypeScript tests never need torch. Re-run this only to
+`/usr/bin/python3 tools/make-golden-fixtures.py conv cnn` writes only the named sections (conv:
+k2, cnn: n). The outputs are committed, so CI and the TypeScript tests never need torch. Re-run this only to
 regenerate them (e.g. after changing what is recorded), and commit the result.
 
 Conventions of the JSON files:
@@ -541,15 +549,19 @@ def make_clip_grad_norm():
 # k2. Convolutional layers: Conv2d, pooling, Flatten, the residual block, LayerNorm over [C, H, W]
 
 
-class Residual(nn.Module):
-    """normserve's residual block: out = relu(body(x) + x), body an nn.Sequential named `body`."""
+def load_torch_eval_model():
+    """tools/torch-eval-model.py as a module: the reference loader, whose Residual block is the
+    one normserve's "residual" layer mirrors."""
+    import importlib.util
 
-    def __init__(self, *layers):
-        super().__init__()
-        self.body = nn.Sequential(*layers)
+    path = os.path.join(ROOT, "tools", "torch-eval-model.py")
+    spec = importlib.util.spec_from_file_location("torch_eval_model", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-    def forward(self, x):
-        return torch.relu(self.body(x) + x)
+
+Residual = load_torch_eval_model().Residual
 
 
 def module_case(name, module, x, options, train=True):

@@ -2,10 +2,10 @@ import { NormserveError } from '../errors/index.js';
 import { type Pair, type WindowGeometry, windowGeometry } from './conv-geometry.js';
 import { gemmABt } from './gemm.js';
 import { col2imAdd, im2col, im2colTransposed, im2colWidth } from './im2col.js';
-import { Module, requireCache } from './module.js';
-import { Parameter } from './parameter.js';
+import { requireCache } from './module.js';
 import type { Rng } from './rng.js';
 import { Tensor } from './tensor.js';
+import { WeightedLayer } from './weighted-layer.js';
 
 export interface Conv2dOptions {
   inChannels: number;
@@ -71,7 +71,7 @@ function grown(buffer: Float64Array, size: number): Float64Array {
  * JavaScript), on transposed copies where needed; products accumulate in float64. Work arrays
  * are kept between batches.
  */
-export class Conv2d extends Module {
+export class Conv2d extends WeightedLayer {
   readonly kind = 'Conv2d';
   readonly inChannels: number;
   readonly outChannels: number;
@@ -79,8 +79,6 @@ export class Conv2d extends Module {
   readonly stride: Pair;
   readonly padding: Pair;
   readonly dilation: Pair;
-  readonly weight: Parameter;
-  readonly bias: Parameter | undefined;
   private cache: Cache | undefined;
   private scratch: Record<'cols' | 'product' | 'transposed' | 'gradient', Float64Array> = {
     cols: new Float64Array(0),
@@ -89,39 +87,16 @@ export class Conv2d extends Module {
     gradient: new Float64Array(0),
   };
 
-  /**
-   * PyTorch's default initialisation (torch/nn/modules/conv.py, reset_parameters): as Linear's,
-   * weight and bias U(−1/√fan_in, 1/√fan_in) with fan_in = in_channels·kh·kw.
-   */
+  /** PyTorch's default initialisation with an Rng, fan_in = in_channels·kh·kw (WeightedLayer). */
   constructor(options: Conv2dOptions, rng?: Rng) {
-    super();
+    const [kh, kw] = options.kernelSize;
+    super([options.outChannels, options.inChannels, kh, kw], options.bias !== false, rng);
     this.inChannels = options.inChannels;
     this.outChannels = options.outChannels;
     this.kernelSize = options.kernelSize;
     this.stride = options.stride ?? [1, 1];
     this.padding = options.padding ?? [0, 0];
     this.dilation = options.dilation ?? [1, 1];
-    const [kh, kw] = this.kernelSize;
-    this.weight = new Parameter(Tensor.zeros([this.outChannels, this.inChannels, kh, kw]));
-    this.bias =
-      options.bias === false ? undefined : new Parameter(Tensor.zeros([this.outChannels]));
-    if (rng) {
-      const fanIn = this.inChannels * kh * kw;
-      const bound = fanIn > 0 ? 1 / Math.sqrt(fanIn) : 0;
-      const w = this.weight.value.data;
-      for (let i = 0; i < w.length; i++) w[i] = rng.uniform(-bound, bound);
-      const b = this.bias?.value.data;
-      if (b) for (let i = 0; i < b.length; i++) b[i] = rng.uniform(-bound, bound);
-    }
-  }
-
-  override namedParameters(): [string, Parameter][] {
-    return this.bias
-      ? [
-          ['weight', this.weight],
-          ['bias', this.bias],
-        ]
-      : [['weight', this.weight]];
   }
 
   forward(input: Tensor): Tensor {
