@@ -11,7 +11,11 @@ import pino from 'pino';
 import { isNormserveError } from '../errors/index.js';
 import { buildApp } from '../http/app.js';
 import { ServiceMetrics } from '../http/metrics.js';
+import { FixedWindowCounter } from '../http/rate-limit.js';
 import { ModelRegistry, parseServerConfig, type ServerConfig } from '../service/index.js';
+import { onWorkerMessage, PrimaryChannel, sendToWorker } from './cluster-messages.js';
+import { answerCollectRequests, ClusterMetricsPrimary, clusterScrape } from './cluster-metrics.js';
+import { answerRateLimit, clusterRateLimitCounter } from './cluster-rate-limit.js';
 
 const packageVersion = (): string => {
   try {
@@ -59,6 +63,9 @@ export async function startServer(config: ServerConfig): Promise<void> {
       'not every model has an available version',
     );
 
+  // A cluster worker serves the server's metrics and counts admin requests through the primary.
+  const channel = cluster.isWorker ? new PrimaryChannel() : undefined;
+  if (channel) channel.onCollect = answerCollectRequests(channel, metrics);
   const app = await buildApp({
     config,
     registry,
@@ -66,6 +73,12 @@ export async function startServer(config: ServerConfig): Promise<void> {
     adminToken,
     version: packageVersion(),
     logger,
+    ...(channel
+      ? {
+          scrapeMetrics: clusterScrape(channel),
+          rateLimitCounter: clusterRateLimitCounter(channel),
+        }
+      : {}),
   });
   let poll: NodeJS.Timeout | undefined;
   if (config.MODEL_POLL_INTERVAL_MS > 0) {
@@ -87,6 +100,37 @@ export async function startServer(config: ServerConfig): Promise<void> {
   );
 
   await app.listen({ port: config.PORT, host: config.HOST });
+  channel?.send({ type: 'normserve:ready' });
+}
+
+/**
+ * The primary's answers to its workers: the whole server's metrics (cluster-metrics.ts) and the
+ * server's one admin rate limit (cluster-rate-limit.ts).
+ */
+function answerWorkers(metrics: ClusterMetricsPrimary, logger: pino.Logger): void {
+  const rateLimits = new FixedWindowCounter();
+  onWorkerMessage((worker, message) => {
+    switch (message.type) {
+      case 'normserve:ready':
+        metrics.add(worker);
+        break;
+      case 'normserve:collected':
+        metrics.collected(worker, message);
+        break;
+      case 'normserve:scrape':
+        metrics.scrape().then(
+          (text) => sendToWorker(worker, { type: 'normserve:scraped', id: message.id, text }),
+          (e: unknown) => {
+            logger.error({ err: e }, 'collecting the cluster metrics failed');
+            sendToWorker(worker, { type: 'normserve:scraped', id: message.id, error: String(e) });
+          },
+        );
+        break;
+      case 'normserve:rate-limit':
+        void answerRateLimit(rateLimits, worker, message);
+        break;
+    }
+  });
 }
 
 /**
@@ -111,6 +155,9 @@ async function runPrimary(config: ServerConfig): Promise<void> {
     logger.warn({ adminToken }, 'ADMIN_TOKEN is not set; generated an admin token for this server');
   }
 
+  const clusterMetrics = new ClusterMetricsPrimary();
+  answerWorkers(clusterMetrics, logger);
+
   let stopping = false;
   let startFailed = false;
   const recentDeaths: number[] = [];
@@ -121,6 +168,8 @@ async function runPrimary(config: ServerConfig): Promise<void> {
   cluster.schedulingPolicy = cluster.SCHED_NONE;
   const fork = (): Worker => cluster.fork();
   cluster.on('exit', (worker, code, signal) => {
+    // Its counters join the retired bucket, so the server's totals never go backwards.
+    clusterMetrics.retire(worker, !stopping);
     if (stopping) return;
     if (code === EXIT_START_FAILED) {
       // The worker printed why (a taken port, say); another one would fail the same way.

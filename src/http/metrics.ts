@@ -1,11 +1,20 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
 /**
- * Prometheus metrics of one app instance (its own registry, so tests can build several apps).
+ * Prometheus metrics of one app instance (its own registries, so tests can build several apps).
  * Route labels are route patterns, never raw URLs, to keep cardinality bounded.
+ *
+ * Two registries, because a server with WORKERS > 1 answers GET /metrics with one view of all its
+ * processes (cli/cluster-metrics.ts): `serviceRegistry` holds what the workers do together —
+ * counters and histograms are summed across workers, each gauge says how it combines
+ * (prom-client's `aggregator`); `processRegistry` holds each process's own runtime metrics
+ * (memory, CPU, event loop, GC), kept apart per worker with a `worker` label. `registry` is both,
+ * as one process serves them.
  */
 export class ServiceMetrics {
-  readonly registry = new Registry();
+  readonly serviceRegistry = new Registry();
+  readonly processRegistry = new Registry();
+  readonly registry: Registry;
   readonly requests: Counter<'method' | 'route' | 'status' | 'model' | 'version'>;
   readonly requestDuration: Histogram<'method' | 'route' | 'status'>;
   readonly inferenceDuration: Histogram<'model' | 'version' | 'fused'>;
@@ -15,7 +24,7 @@ export class ServiceMetrics {
   readonly recalibrations: Counter<'model' | 'mode' | 'outcome'>;
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
-    const registers = [this.registry];
+    const registers = [this.serviceRegistry];
     this.requests = new Counter({
       name: 'normserve_http_requests_total',
       help: 'HTTP requests by route pattern, method, status, model and version',
@@ -54,9 +63,10 @@ export class ServiceMetrics {
     });
     this.activeVersion = new Gauge({
       name: 'normserve_model_active_version',
-      help: 'The version each model serves by default',
+      help: 'The version each model serves by default (across workers: the highest while they differ, at most MODEL_POLL_INTERVAL_MS after a change)',
       labelNames: ['model'],
       registers,
+      aggregator: 'max',
     });
     this.recalibrations = new Counter({
       name: 'normserve_recalibrations_total',
@@ -65,6 +75,7 @@ export class ServiceMetrics {
       registers,
     });
     if (options.defaultMetrics ?? true)
-      collectDefaultMetrics({ register: this.registry, prefix: 'normserve_' });
+      collectDefaultMetrics({ register: this.processRegistry, prefix: 'normserve_' });
+    this.registry = Registry.merge([this.serviceRegistry, this.processRegistry]);
   }
 }

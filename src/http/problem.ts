@@ -17,6 +17,8 @@ export interface Problem {
   code: ErrorCode;
   error: string;
   errors?: ErrorLocation[];
+  /** The request's id (also its X-Request-Id header and its log lines' `request_id`). */
+  request_id?: string;
   [extra: string]: unknown;
 }
 
@@ -26,7 +28,7 @@ export const PROBLEM_CONTENT_TYPE = 'application/problem+json; charset=utf-8';
 export const problemType = (code: ErrorCode): string =>
   `urn:normserve:problem:${code.toLowerCase().replaceAll('_', '-')}`;
 
-export function toProblem(error: NormserveError, instance: string): Problem {
+export function toProblem(error: NormserveError, instance: string, requestId?: string): Problem {
   const { status, title } = errorCatalogue[error.code];
   return {
     ...error.extra,
@@ -38,6 +40,7 @@ export function toProblem(error: NormserveError, instance: string): Problem {
     code: error.code,
     error: error.message,
     ...(error.errors.length > 0 ? { errors: [...error.errors] } : {}),
+    ...(requestId !== undefined ? { request_id: requestId } : {}),
   };
 }
 
@@ -94,7 +97,7 @@ export function sendProblem(
   request: FastifyRequest,
   error: NormserveError,
 ): FastifyReply {
-  const problem = toProblem(error, request.url);
+  const problem = toProblem(error, request.url, request.id);
   if (error.code === 'UNAUTHORIZED')
     void reply.header('WWW-Authenticate', 'Bearer realm="normserve"');
   return reply.code(problem.status).type(PROBLEM_CONTENT_TYPE).send(problem);

@@ -1,18 +1,18 @@
-import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import rateLimit from '@fastify/rate-limit';
+import type { FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { NormserveError } from '../../errors/index.js';
 import {
   checkRowWidths,
-  JOBS_DIR,
   JobRegistry,
   packRows,
   type RecalibrationRequest,
   RecalibrationService,
 } from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
-import { requireBearer } from '../auth.js';
+import { bearerCheck } from '../auth.js';
+import { FixedWindowCounter, rateLimitStore } from '../rate-limit.js';
 import {
   acceptedSchema,
   activateBodySchema,
@@ -23,6 +23,7 @@ import {
   recalibrationOutcomeSchema,
 } from '../schemas/admin.js';
 import { errorResponses, modelNameParam, problemSchema, versionParam } from '../schemas/common.js';
+import { traceContextOf } from '../tracing.js';
 import { float32Rows, ndjsonRows } from '../upload-readers.js';
 import { listModel } from './tf-serving.js';
 
@@ -35,7 +36,9 @@ const adminErrors = {
   409: problemSchema.describe(
     'A recalibration of this model is running (job_id names it), or the version is active',
   ),
-  429: problemSchema.describe('Admin rate limit exceeded (ADMIN_RATE_LIMIT_PER_MINUTE)'),
+  429: problemSchema.describe(
+    'Admin rate limit exceeded (ADMIN_RATE_LIMIT_PER_MINUTE, or ADMIN_AUTH_FAILURES_PER_MINUTE for requests without the valid token)',
+  ),
 };
 
 /**
@@ -49,33 +52,62 @@ export async function adminRoutes(parent: AppInstance): Promise<void> {
   await parent.register(async (app: AppInstance) => adminScope(app));
 }
 
+/** Rate-limit keys: requests with the valid token and failed authentications are counted apart. */
+const AUTHORIZED = 'admin:';
+const AUTH_FAILED = 'admin-auth-failure:';
+
 async function adminScope(app: AppInstance): Promise<void> {
   const { registry, config, metrics, adminToken } = app.deps;
-  const jobs = new JobRegistry({ dir: join(config.MODEL_REPOSITORY, JOBS_DIR) });
-  await jobs.removeOlderThan(7 * 24 * 3_600_000);
+  const jobs = JobRegistry.forRepository(registry.repository, { log: app.log });
+  // Settles jobs abandoned by dead processes and deletes expired records, now and hourly.
+  await jobs.startSweeping();
   // Shutdown lets recalibrations being computed publish (or fail), and their job records reach
   // the disk, before the app reports closed.
   app.addHook('onClose', async () => {
     await service.drain();
     await jobs.flush();
+    jobs.close();
   });
   const service = new RecalibrationService(registry, jobs, {
     maxSamples: config.MAX_RECALIBRATION_SAMPLES,
     log: app.log,
     onOutcome: (model, mode, outcome) => metrics.recalibrations.inc({ model, mode, outcome }),
   });
+
+  // The token is checked once, when the rate limit classifies the request (onRequest, before any
+  // body is read); the 401 itself is sent by the preParsing hook below, after the rate limit.
+  const checkAdmin = bearerCheck(adminToken, 'admin');
+  const authFailures = new WeakMap<FastifyRequest, NormserveError | undefined>();
+  const authFailureOf = (request: FastifyRequest): NormserveError | undefined => {
+    if (!authFailures.has(request)) authFailures.set(request, checkAdmin(request));
+    return authFailures.get(request);
+  };
+  const windowMs = 60_000;
   await app.register(rateLimit, {
     global: true,
-    max: config.ADMIN_RATE_LIMIT_PER_MINUTE,
-    timeWindow: 60_000,
+    timeWindow: windowMs,
     hook: 'onRequest',
-    errorResponseBuilder: (_request, context) =>
-      new NormserveError(
+    store: rateLimitStore(app.deps.rateLimitCounter ?? new FixedWindowCounter()),
+    keyGenerator: (request) => `${authFailureOf(request) ? AUTH_FAILED : AUTHORIZED}${request.ip}`,
+    max: (_request, key) =>
+      key.startsWith(AUTH_FAILED)
+        ? config.ADMIN_AUTH_FAILURES_PER_MINUTE
+        : config.ADMIN_RATE_LIMIT_PER_MINUTE,
+    errorResponseBuilder: (request, context) => {
+      // context.ttl is the time left in this client's window (FixedWindowCounter).
+      const retry = `retry in ${Math.max(1, Math.ceil(context.ttl / 1000))} s`;
+      return new NormserveError(
         'RATE_LIMITED',
-        `at most ${context.max} admin requests per ${context.after === '1 minute' ? 'minute' : context.after}; retry after ${Math.ceil(context.ttl / 1000)} s`,
-      ),
+        authFailureOf(request)
+          ? `at most ${context.max} failed admin authentications per minute from one client address; ${retry} (requests with the valid token are counted apart)`
+          : `at most ${context.max} admin requests per minute from one client address; ${retry}`,
+      );
+    },
   });
-  app.addHook('preParsing', requireBearer(adminToken, 'admin'));
+  app.addHook('preParsing', async (request) => {
+    const failure = authFailureOf(request);
+    if (failure) throw failure;
+  });
   const tags = ['admin'];
   const security = [{ adminToken: [] }];
   const nameParams = z.object({ name: modelNameParam });
@@ -134,6 +166,7 @@ async function adminScope(app: AppInstance): Promise<void> {
           batchSize: json?.batch_size ?? q.batch_size,
           activate: json?.activate ?? q.activate ?? true,
           note: json?.note ?? q.note,
+          trace: traceContextOf(request),
         };
         // A JSON body is checked whole before the model is locked, so a bad request never makes
         // a good one wait; streamed bodies are checked as they arrive.
