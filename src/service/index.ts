@@ -1,5 +1,5 @@
 export { JOBS_DIR, loadModelDirectory } from '../repository/index.js';
-export { type TraceContext, traceContextSchema } from './job-record.js';
+export { jobRecordSchema, type TraceContext, traceContextSchema } from './job-record.js';
 export {
   JOB_RETENTION_MS,
   JOB_SWEEP_INTERVAL_MS,
