@@ -1,8 +1,13 @@
 /**
- * GET /metrics of a WORKERS=2 server (real processes): every scrape, whichever worker takes it,
+ * A WORKERS=2 server (real processes) is one server to its clients.
+ *
+ * GET /metrics: every scrape, whichever worker takes it,
  * reports the whole server — the sum over both workers — and every normserve_ series parses with a
  * Prometheus text-format parser; process metrics stay per worker; when a worker is SIGKILLed and
  * replaced, the totals do not go backwards (its counts live on in the primary's retired bucket).
+ *
+ * The admin rate limit is the server's: ADMIN_RATE_LIMIT_PER_MINUTE admin requests per client
+ * address and minute in total, whichever workers take them, and failed authentications apart.
  *
  * Accounting of the scrapes themselves: a request is counted when its response has been sent
  * (Fastify's onResponse), so scrape k (k = 0, 1, …) sees the k scrapes before it and not itself.
@@ -217,4 +222,51 @@ describe('GET /metrics of a WORKERS=2 server', () => {
     expect(memoryAfter.metrics.map((m) => m.labels?.worker)).not.toContain(victim.worker);
     expect(memoryAfter.metrics).toHaveLength(3);
   }, 180_000);
+
+  it('counts admin requests against one server-wide limit, failed authentications apart', async () => {
+    const repository = makeTempDir('cluster-rate-limit');
+    temps.push(repository);
+    cpSync('models/digits', join(repository, 'digits'), { recursive: true });
+    const limit = 5;
+    const failureLimit = 3;
+    const server = startServer({
+      PORT: '0',
+      HOST: '127.0.0.1',
+      MODEL_REPOSITORY: repository,
+      LOG_LEVEL: 'info',
+      ADMIN_TOKEN,
+      WORKERS: '2',
+      ADMIN_RATE_LIMIT_PER_MINUTE: String(limit),
+      ADMIN_AUTH_FAILURES_PER_MINUTE: String(failureLimit),
+    });
+    const port = await listeningPort(server, 2);
+    const JOB = '00000000-0000-4000-8000-000000000000';
+    /** `count` admin requests, 4 at a time on fresh connections (spread over the workers). */
+    const burst = async (count: number, token: string) => {
+      const statuses: number[] = [];
+      let next = 0;
+      const client = async () => {
+        while (next++ < count) {
+          const res = await freshRequest(port, 'GET', `/v1/jobs/${JOB}`, {
+            headers: { authorization: `Bearer ${token}` },
+          });
+          statuses.push(res.status);
+        }
+      };
+      await Promise.all(Array.from({ length: 4 }, client));
+      return statuses.sort();
+    };
+    const wrong = await burst(8, 'wrong-token-0123456789abcdef');
+    expect(wrong).toEqual([...Array(failureLimit).fill(401), ...Array(8 - failureLimit).fill(429)]);
+    // The same address with the valid token still has its whole budget, once for the server.
+    const valid = await burst(12, ADMIN_TOKEN);
+    expect(valid).toEqual([...Array(limit).fill(404), ...Array(12 - limit).fill(429)]);
+    // Both workers answered (each would have allowed `limit` on its own).
+    await waitUntil(
+      () => (server.logs.filter(isRequestLine('/v1/jobs/{id}')).length === 20 ? true : undefined),
+      '20 admin request log lines',
+    );
+    const pids = new Set(server.logs.filter(isRequestLine('/v1/jobs/{id}')).map((l) => l.pid));
+    expect(pids.size).toBe(2);
+  }, 120_000);
 });
