@@ -380,3 +380,20 @@ describe('API_TOKEN guards predict and infer; metadata stays open', () => {
     expect(text).not.toContain(WRONG_TOKEN);
   });
 });
+
+describe('FixedWindowCounter (the admin rate limit’s windows)', () => {
+  it('counts per key in fixed windows, with the real time left, and keeps at most maxKeys keys', () => {
+    let now = 0;
+    const counter = new FixedWindowCounter({ maxKeys: 2, now: () => now });
+    expect(counter.hit('a', 60_000)).toEqual({ count: 1, resetInMs: 60_000 });
+    now = 15_000;
+    expect(counter.hit('a', 60_000)).toEqual({ count: 2, resetInMs: 45_000 });
+    expect(counter.hit('b', 60_000)).toEqual({ count: 1, resetInMs: 60_000 });
+    now = 60_000; // a's window is over: a new one starts
+    expect(counter.hit('a', 60_000)).toEqual({ count: 1, resetInMs: 60_000 });
+    // A third key: the window that started first (b's) is forgotten.
+    expect(counter.hit('c', 60_000)).toEqual({ count: 1, resetInMs: 60_000 });
+    expect(counter.hit('a', 60_000).count).toBe(2);
+    expect(counter.hit('b', 60_000).count).toBe(1);
+  });
+});
