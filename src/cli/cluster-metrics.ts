@@ -67,12 +67,12 @@ export class ClusterMetricsPrimary {
     const registers = [this.cluster];
     this.liveGauge = new Gauge({
       name: 'normserve_cluster_workers',
-      help: 'Worker processes whose metrics this scrape includes (answered, or counted with their last values)',
+      help: 'Live worker processes (listening, known to the primary)',
       registers,
     });
     this.staleGauge = new Gauge({
       name: 'normserve_cluster_workers_stale',
-      help: `Workers that did not answer this scrape within ${COLLECT_TIMEOUT_MS} ms and are counted with their last reported values`,
+      help: `Live workers that did not answer this scrape within ${COLLECT_TIMEOUT_MS} ms: counted with the values they last reported (none, for a worker that never has)`,
       registers,
     });
     this.exits = new Counter({
@@ -187,7 +187,10 @@ export function answerCollectRequests(
   let seq = 0;
   return (id) => {
     const mySeq = ++seq;
-    Promise.all([metricsJson(metrics.serviceRegistry), metricsJson(metrics.processRegistry)])
+    Promise.all([
+      metricsJson(metrics.serviceRegistry),
+      metrics.processMetricsJson().then((json) => metricJsonSchema.array().parse(json)),
+    ])
       .then(([service, process]) =>
         channel.send({ type: 'normserve:collected', id, seq: mySeq, service, process }),
       )

@@ -35,6 +35,9 @@ const EXIT_START_FAILED = 78;
 export async function startServer(config: ServerConfig): Promise<void> {
   const logger = pino({ level: config.LOG_LEVEL, redact: ['req.headers.authorization'] });
   const metrics = new ServiceMetrics();
+  // A cluster worker serves the server's metrics and counts admin requests through the primary.
+  const channel = cluster.isWorker ? new PrimaryChannel() : undefined;
+  if (channel) channel.onCollect = answerCollectRequests(channel, metrics);
   const registry = new ModelRegistry(config.MODEL_REPOSITORY, {
     maxBatchSize: config.MAX_BATCH_SIZE,
     log: logger,
@@ -63,9 +66,6 @@ export async function startServer(config: ServerConfig): Promise<void> {
       'not every model has an available version',
     );
 
-  // A cluster worker serves the server's metrics and counts admin requests through the primary.
-  const channel = cluster.isWorker ? new PrimaryChannel() : undefined;
-  if (channel) channel.onCollect = answerCollectRequests(channel, metrics);
   const app = await buildApp({
     config,
     registry,
@@ -100,6 +100,7 @@ export async function startServer(config: ServerConfig): Promise<void> {
   );
 
   await app.listen({ port: config.PORT, host: config.HOST });
+  // Listening: the primary may ask for this worker's metrics from now on.
   channel?.send({ type: 'normserve:ready' });
 }
 

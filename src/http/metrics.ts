@@ -1,20 +1,20 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
 /**
- * Prometheus metrics of one app instance (its own registries, so tests can build several apps).
+ * Prometheus metrics of one app instance (its own registry, so tests can build several apps).
  * Route labels are route patterns, never raw URLs, to keep cardinality bounded.
  *
- * Two registries, because a server with WORKERS > 1 answers GET /metrics with one view of all its
- * processes (cli/cluster-metrics.ts): `serviceRegistry` holds what the workers do together —
- * counters and histograms are summed across workers, each gauge says how it combines
- * (prom-client's `aggregator`); `processRegistry` holds each process's own runtime metrics
- * (memory, CPU, event loop, GC), kept apart per worker with a `worker` label. `registry` is both,
- * as one process serves them.
+ * `registry` is what this process serves: the service metrics and the process's runtime metrics
+ * (memory, CPU, event loop, GC). The service metrics are also in `serviceRegistry`, because a
+ * server with WORKERS > 1 answers GET /metrics with one view of all its processes
+ * (cli/cluster-metrics.ts): service metrics summed across workers — counters and histograms add
+ * up, each gauge says how it combines (prom-client's `aggregator`) — and the process metrics kept
+ * apart per worker with a `worker` label.
  */
 export class ServiceMetrics {
+  readonly registry = new Registry();
+  /** The service metrics alone (every metric registered through `registers` below). */
   readonly serviceRegistry = new Registry();
-  readonly processRegistry = new Registry();
-  readonly registry: Registry;
   readonly requests: Counter<'method' | 'route' | 'status' | 'model' | 'version'>;
   readonly requestDuration: Histogram<'method' | 'route' | 'status'>;
   readonly inferenceDuration: Histogram<'model' | 'version' | 'fused'>;
@@ -24,7 +24,7 @@ export class ServiceMetrics {
   readonly recalibrations: Counter<'model' | 'mode' | 'outcome'>;
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
-    const registers = [this.serviceRegistry];
+    const registers = [this.registry, this.serviceRegistry];
     this.requests = new Counter({
       name: 'normserve_http_requests_total',
       help: 'HTTP requests by route pattern, method, status, model and version',
@@ -75,7 +75,12 @@ export class ServiceMetrics {
       registers,
     });
     if (options.defaultMetrics ?? true)
-      collectDefaultMetrics({ register: this.processRegistry, prefix: 'normserve_' });
-    this.registry = Registry.merge([this.serviceRegistry, this.processRegistry]);
+      collectDefaultMetrics({ register: this.registry, prefix: 'normserve_' });
+  }
+
+  /** This process's runtime metrics: `registry` without the service metrics. */
+  async processMetricsJson(): Promise<Awaited<ReturnType<Registry['getMetricsAsJSON']>>> {
+    const service = new Set(this.serviceRegistry.getMetricsAsArray().map((m) => m.name));
+    return (await this.registry.getMetricsAsJSON()).filter((m) => !service.has(m.name));
   }
 }

@@ -28,7 +28,7 @@ export const PROBLEM_CONTENT_TYPE = 'application/problem+json; charset=utf-8';
 export const problemType = (code: ErrorCode): string =>
   `urn:normserve:problem:${code.toLowerCase().replaceAll('_', '-')}`;
 
-export function toProblem(error: NormserveError, instance: string, requestId?: string): Problem {
+export function toProblem(error: NormserveError, instance: string): Problem {
   const { status, title } = errorCatalogue[error.code];
   return {
     ...error.extra,
@@ -40,7 +40,6 @@ export function toProblem(error: NormserveError, instance: string, requestId?: s
     code: error.code,
     error: error.message,
     ...(error.errors.length > 0 ? { errors: [...error.errors] } : {}),
-    ...(requestId !== undefined ? { request_id: requestId } : {}),
   };
 }
 
@@ -97,7 +96,7 @@ export function sendProblem(
   request: FastifyRequest,
   error: NormserveError,
 ): FastifyReply {
-  const problem = toProblem(error, request.url, request.id);
+  const problem: Problem = { ...toProblem(error, request.url), request_id: request.id };
   if (error.code === 'UNAUTHORIZED')
     void reply.header('WWW-Authenticate', 'Bearer realm="normserve"');
   return reply.code(problem.status).type(PROBLEM_CONTENT_TYPE).send(problem);

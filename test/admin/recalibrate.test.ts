@@ -1027,7 +1027,7 @@ describe('one recalibration per model at a time (409 with the running job)', () 
     const job = await waitFor(
       async () => {
         const res = await t.app.inject({ method: 'GET', url: `/v1/jobs/${jobId}`, headers: ADMIN });
-        // 404 until the job exists: the lock is taken just before the job is created.
+        // The lock is taken a moment before the job is recorded: 404 until then.
         if (res.statusCode === 404) return undefined;
         const body = res.json<JobBody>();
         return body.state === 'running' ? undefined : body;
@@ -1035,7 +1035,7 @@ describe('one recalibration per model at a time (409 with the running job)', () 
       'the dropped upload to fail its job',
       10_000,
     );
-    expect(job.state, JSON.stringify(job)).toBe('failed');
+    expect(job.state).toBe('failed');
     const next = await recalibrate(t, { instances: night, activate: false });
     expect(next.statusCode, next.body).toBe(201);
     expect(next.json<Outcome>().version).toBe(4);

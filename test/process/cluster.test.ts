@@ -207,10 +207,14 @@ describe('GET /metrics of a WORKERS=2 server', () => {
     process.kill(Number(victim.pid), 'SIGKILL');
     await server.waitForLog((l) => l.msg === 'worker died; starting a new one', 'worker died');
     await listeningPort(server, 3);
+    // Scrapes until the replacement has reported (its first answer may come after a scrape).
     const after = await waitUntil(async () => {
       const s = await scrape(port);
       const info = s.families.get('normserve_cluster_worker_info')?.metrics ?? [];
-      return info.length === 2 && info.every((m) => m.labels?.worker !== victim.worker)
+      const processes = s.families.get('normserve_process_resident_memory_bytes')?.metrics ?? [];
+      return info.length === 2 &&
+        info.every((m) => m.labels?.worker !== victim.worker) &&
+        processes.length === 3
         ? s
         : undefined;
     }, 'the replacement worker in the metrics');

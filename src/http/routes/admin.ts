@@ -1,6 +1,5 @@
 import type { Readable } from 'node:stream';
 import rateLimit from '@fastify/rate-limit';
-import type { FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { NormserveError } from '../../errors/index.js';
 import {
@@ -11,8 +10,8 @@ import {
   RecalibrationService,
 } from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
-import { bearerCheck } from '../auth.js';
-import { FixedWindowCounter, rateLimitStore } from '../rate-limit.js';
+import { requireBearer } from '../auth.js';
+import { adminRateLimit } from '../rate-limit.js';
 import {
   acceptedSchema,
   activateBodySchema,
@@ -52,10 +51,6 @@ export async function adminRoutes(parent: AppInstance): Promise<void> {
   await parent.register(async (app: AppInstance) => adminScope(app));
 }
 
-/** Rate-limit keys: requests with the valid token and failed authentications are counted apart. */
-const AUTHORIZED = 'admin:';
-const AUTH_FAILED = 'admin-auth-failure:';
-
 async function adminScope(app: AppInstance): Promise<void> {
   const { registry, config, metrics, adminToken } = app.deps;
   const jobs = JobRegistry.forRepository(registry.repository, { log: app.log });
@@ -73,41 +68,11 @@ async function adminScope(app: AppInstance): Promise<void> {
     log: app.log,
     onOutcome: (model, mode, outcome) => metrics.recalibrations.inc({ model, mode, outcome }),
   });
-
-  // The token is checked once, when the rate limit classifies the request (onRequest, before any
-  // body is read); the 401 itself is sent by the preParsing hook below, after the rate limit.
-  const checkAdmin = bearerCheck(adminToken, 'admin');
-  const authFailures = new WeakMap<FastifyRequest, NormserveError | undefined>();
-  const authFailureOf = (request: FastifyRequest): NormserveError | undefined => {
-    if (!authFailures.has(request)) authFailures.set(request, checkAdmin(request));
-    return authFailures.get(request);
-  };
-  const windowMs = 60_000;
   await app.register(rateLimit, {
-    global: true,
-    timeWindow: windowMs,
-    hook: 'onRequest',
-    store: rateLimitStore(app.deps.rateLimitCounter ?? new FixedWindowCounter()),
-    keyGenerator: (request) => `${authFailureOf(request) ? AUTH_FAILED : AUTHORIZED}${request.ip}`,
-    max: (_request, key) =>
-      key.startsWith(AUTH_FAILED)
-        ? config.ADMIN_AUTH_FAILURES_PER_MINUTE
-        : config.ADMIN_RATE_LIMIT_PER_MINUTE,
-    errorResponseBuilder: (request, context) => {
-      // context.ttl is the time left in this client's window (FixedWindowCounter).
-      const retry = `retry in ${Math.max(1, Math.ceil(context.ttl / 1000))} s`;
-      return new NormserveError(
-        'RATE_LIMITED',
-        authFailureOf(request)
-          ? `at most ${context.max} failed admin authentications per minute from one client address; ${retry} (requests with the valid token are counted apart)`
-          : `at most ${context.max} admin requests per minute from one client address; ${retry}`,
-      );
-    },
+    // Per client address and minute, for the whole server; failed authentications apart.
+    ...adminRateLimit(app.deps),
   });
-  app.addHook('preParsing', async (request) => {
-    const failure = authFailureOf(request);
-    if (failure) throw failure;
-  });
+  app.addHook('preParsing', requireBearer(adminToken, 'admin'));
   const tags = ['admin'];
   const security = [{ adminToken: [] }];
   const nameParams = z.object({ name: modelNameParam });
