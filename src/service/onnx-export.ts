@@ -35,15 +35,10 @@ export function exportModelOnnx(registry: ModelRegistry, request: OnnxExportRequ
   const served = registry.resolve(request.model, request.version);
   const { config } = served.checkpoint;
   if (request.probabilities && config.task !== 'classification') {
-    throw new NormserveError(
-      'INVALID_INPUT',
-      `probabilities: model "${config.name}" is a regression model; only classification models have probabilities`,
-      {
-        errors: [
-          { path: 'probabilities', message: 'only classification models have probabilities' },
-        ],
-      },
-    );
+    const message = `only classification models have probabilities; "${config.name}" is a regression model`;
+    throw new NormserveError('INVALID_INPUT', `probabilities: ${message}`, {
+      errors: [{ path: 'probabilities', message }],
+    });
   }
   const { plan } = served.compiled;
   const outputs = [rawOutputTensor(config.task)];
