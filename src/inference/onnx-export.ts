@@ -56,8 +56,15 @@ function onnxModelType(): protobuf.Type {
   return modelType;
 }
 
-/** Float32 values as little-endian bytes (ONNX raw_data is little-endian whatever the host). */
-function littleEndianBytes(values: ArrayLike<number>): Uint8Array {
+const HOST_LITTLE_ENDIAN = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
+
+/**
+ * Float32 values as little-endian bytes (ONNX raw_data is little-endian whatever the host): a view
+ * of the array itself on little-endian hosts (encode copies it once into the file), else swapped.
+ */
+function littleEndianBytes(values: Float32Array): Uint8Array {
+  if (HOST_LITTLE_ENDIAN)
+    return new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
   const bytes = new Uint8Array(values.length * 4);
   const view = new DataView(bytes.buffer);
   for (let i = 0; i < values.length; i++) view.setFloat32(i * 4, values[i]!, true);
@@ -76,7 +83,7 @@ class GraphBuilder {
 
   constructor(public current: string) {}
 
-  tensor(name: string, dims: number[], values: ArrayLike<number>): string {
+  tensor(name: string, dims: number[], values: Float32Array): string {
     this.initializers.push({ name, dims, data_type: FLOAT, raw_data: littleEndianBytes(values) });
     return name;
   }
@@ -85,7 +92,7 @@ class GraphBuilder {
   scalar(value: number): string {
     let name = this.constants.get(value);
     if (name === undefined) {
-      name = this.tensor(`const_${this.constants.size}`, [], [value]);
+      name = this.tensor(`const_${this.constants.size}`, [], Float32Array.of(value));
       this.constants.set(value, name);
     }
     return name;
