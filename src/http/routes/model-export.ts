@@ -1,7 +1,13 @@
 import { z } from 'zod';
 import { exportModelOnnx } from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
-import { errorResponses, modelNameParam, problemSchema, versionParam } from '../schemas/common.js';
+import {
+  errorResponses,
+  modelNameParam,
+  problemSchema,
+  queryFlag,
+  versionParam,
+} from '../schemas/common.js';
 import { attributeModel } from './tf-serving.js';
 
 /**
@@ -11,14 +17,10 @@ import { attributeModel } from './tf-serving.js';
 export const ONNX_CONTENT_TYPE = 'application/octet-stream';
 
 const exportQuerySchema = z.strictObject({
-  probabilities: z
-    .enum(['true', 'false'])
-    .default('false')
-    .transform((v) => v === 'true')
-    .meta({
-      description:
-        'true adds a second output, "probabilities" (Softmax of the logits); classification models only',
-    }),
+  probabilities: queryFlag('false').meta({
+    description:
+      'true adds a second output, "probabilities" (Softmax of the logits); classification models only',
+  }),
 });
 
 const onnxResponse = z.unknown().meta({
