@@ -5,7 +5,6 @@
  */
 import cluster, { type Worker } from 'node:cluster';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import closeWithGrace from 'close-with-grace';
 import pino from 'pino';
 import { isNormserveError } from '../errors/index.js';
@@ -16,18 +15,7 @@ import { ModelRegistry, parseServerConfig, type ServerConfig } from '../service/
 import { onWorkerMessage, PrimaryChannel, sendToWorker } from './cluster-messages.js';
 import { answerCollectRequests, ClusterMetricsPrimary, clusterScrape } from './cluster-metrics.js';
 import { answerRateLimit, clusterRateLimitCounter } from './cluster-rate-limit.js';
-
-const packageVersion = (): string => {
-  try {
-    return (
-      JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
-        version: string;
-      }
-    ).version;
-  } catch {
-    return '0.0.0';
-  }
-};
+import { packageVersion } from './package-version.js';
 
 /** A worker's exit code for "could not start": the primary stops instead of replacing it. */
 const EXIT_START_FAILED = 78;
