@@ -14,12 +14,14 @@ export const errorCatalogue = {
   MODEL_NOT_FOUND: { status: 404, title: 'Model not found' },
   VERSION_NOT_FOUND: { status: 404, title: 'Model version not found' },
   JOB_NOT_FOUND: { status: 404, title: 'Job not found' },
+  JOB_ABANDONED: { status: 500, title: 'The process running the job stopped' },
   MODEL_UNAVAILABLE: { status: 503, title: 'Model has no available version' },
   UNAUTHORIZED: { status: 401, title: 'Unauthorized' },
   RATE_LIMITED: { status: 429, title: 'Too many requests' },
   RECALIBRATION_IN_PROGRESS: { status: 409, title: 'A recalibration of this model is running' },
   ACTIVE_VERSION_DELETE: { status: 409, title: 'The active version cannot be deleted' },
   NOT_RECALIBRATABLE: { status: 422, title: 'Model has no BatchNorm layer to recalibrate' },
+  NOT_EXPORTABLE: { status: 422, title: 'Model cannot be exported to ONNX' },
   TOO_FEW_SAMPLES: { status: 400, title: 'Too few samples' },
   TOO_MANY_SAMPLES: { status: 413, title: 'Too many samples' },
   SHUTTING_DOWN: { status: 503, title: 'Server is shutting down' },
@@ -36,6 +38,7 @@ export const errorCatalogue = {
   TRAINING_CONFIG_INVALID: { status: 400, title: 'Invalid training configuration' },
   SERVER_CONFIG_INVALID: { status: 500, title: 'Invalid server configuration' },
   REPOSITORY_ERROR: { status: 500, title: 'Model repository error' },
+  OUTPUT_WRITE_FAILED: { status: 500, title: 'Cannot write the output file' },
 
   INTERNAL: { status: 500, title: 'Internal server error' },
 } as const satisfies Record<string, { status: number; title: string }>;

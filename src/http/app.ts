@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyBaseLogger, LogController } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -9,16 +8,15 @@ import { openApiPath, registerOpenApi } from './openapi.js';
 import { errorHandler, sendProblem } from './problem.js';
 import { adminRoutes } from './routes/admin.js';
 import { healthRoutes } from './routes/health.js';
+import { modelExportRoutes } from './routes/model-export.js';
 import { openInferenceRoutes } from './routes/open-inference.js';
 import { tfServingRoutes } from './routes/tf-serving.js';
+import { childLoggerWithTrace, REQUEST_ID_LOG_FIELD, requestIdOf } from './tracing.js';
 import { serializerCompiler, validatorCompiler } from './validation.js';
 
 export interface BuildAppOptions extends AppDeps {
   logger: FastifyBaseLogger;
 }
-
-/** Request ids: the caller's X-Request-Id when it is a sane token, else a new UUID. */
-const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 const routeLabels = new Map<string, string>();
 /** `/v1/models/:name(^…)::predict` → `/v1/models/{name}:predict`, for logs and metric labels. */
@@ -40,7 +38,10 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   const app = Fastify({
     loggerInstance: logger,
     // One log line per request, written by the onResponse hook below, instead of Fastify's two.
-    logController: new LogController({ disableRequestLogging: true }),
+    logController: new LogController({
+      disableRequestLogging: true,
+      requestIdLogLabel: REQUEST_ID_LOG_FIELD,
+    }),
     bodyLimit: deps.config.BODY_LIMIT_BYTES,
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
@@ -48,10 +49,9 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     // instead of Fastify's plain 503.
     return503OnClosing: false,
     requestTimeout: deps.config.REQUEST_TIMEOUT_MS,
-    genReqId: (req) => {
-      const given = req.headers['x-request-id'];
-      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
-    },
+    genReqId: requestIdOf,
+    // The request's log lines carry its request id and, when given, its W3C trace.
+    childLoggerFactory: childLoggerWithTrace,
     routerOptions: { maxParamLength: 256 },
     // Router errors (malformed percent-encoding, over-long parameters) leave as problems too.
     frameworkErrors: (error, request, reply) => {
@@ -96,6 +96,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   });
 
   const { metrics } = deps;
+  const scrapeMetrics = deps.scrapeMetrics ?? (() => metrics.registry.metrics());
   app.addHook('onSend', async (request, reply, payload) => {
     void reply.header('X-Request-Id', request.id);
     // During shutdown, close each connection after its response: a kept-alive idle connection
@@ -149,12 +150,19 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     );
   });
 
-  // API_TOKEN, when set, guards the prediction routes (predict, infer) like ADMIN_TOKEN guards admin.
+  // API_TOKEN, when set, guards the prediction routes (predict, infer) like ADMIN_TOKEN guards admin,
+  // and the ONNX download, which hands out the weights.
   const apiToken = deps.config.API_TOKEN;
   if (apiToken !== undefined) {
-    const guard = requireBearer(apiToken, 'prediction');
+    const predictionGuard = requireBearer(apiToken, 'prediction');
+    const downloadGuard = requireBearer(apiToken, 'model download');
     app.addHook('onRoute', (route) => {
-      if (/::predict$|\/infer$/.test(route.url)) {
+      const guard = /::predict$|\/infer$/.test(route.url)
+        ? predictionGuard
+        : /\/model\.onnx$/.test(route.url)
+          ? downloadGuard
+          : undefined;
+      if (guard) {
         // onRequest: before the body is read or validated, so a missing token is a 401.
         const existing = route.onRequest ? [route.onRequest].flat() : [];
         route.onRequest = [guard, ...existing];
@@ -166,6 +174,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   await healthRoutes(app);
   await tfServingRoutes(app);
   await openInferenceRoutes(app);
+  await modelExportRoutes(app);
   await adminRoutes(app);
 
   app.get(
@@ -177,8 +186,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
         produces: ['text/plain'],
       },
     },
-    async (_request, reply) =>
-      reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
+    async (_request, reply) => reply.type(metrics.registry.contentType).send(await scrapeMetrics()),
   );
   app.get(
     '/openapi.json',

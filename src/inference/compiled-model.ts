@@ -23,11 +23,16 @@ export class CompiledModel {
     network: Sequential,
     inputTransform: FeatureTransform | undefined,
     maxBatchSize: number,
-    inputShape?: readonly number[],
+    /** The shape of one sample, or its feature count for flat inputs (inferred when absent). */
+    inputShape?: number | readonly number[],
   ) {
     this.network = network.eval();
     this.inputTransform = inputTransform;
-    this.plan = compileNetwork(this.network, inputTransform, inputShape);
+    this.plan = compileNetwork(
+      this.network,
+      inputTransform,
+      typeof inputShape === 'number' ? [inputShape] : inputShape,
+    );
     this.executor = new PlanExecutor(this.plan, maxBatchSize);
   }
 

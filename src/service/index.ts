@@ -5,7 +5,14 @@ export {
   FLOAT32_RANGE_MESSAGE,
   InputShape,
 } from './input-shape.js';
-export { type Job, JobRegistry, type JobState } from './job-registry.js';
+export { jobRecordSchema, type TraceContext, traceContextSchema } from './job-record.js';
+export {
+  JOB_RETENTION_MS,
+  JOB_SWEEP_INTERVAL_MS,
+  type Job,
+  JobRegistry,
+  type JobState,
+} from './job-registry.js';
 export { type CompiledLayer, compiledLayers, foldedBatchNorms } from './layer-report.js';
 export { type Log, silentLog } from './logger.js';
 export {
@@ -16,6 +23,7 @@ export {
   type ServedVersion,
   type VersionState,
 } from './model-registry.js';
+export { exportModelOnnx, type OnnxExport, type OnnxExportRequest } from './onnx-export.js';
 export {
   inputShapeOf,
   type PredictInput,
@@ -32,3 +40,9 @@ export {
   RecalibrationSession,
 } from './recalibration-service.js';
 export { parseServerConfig, type ServerConfig, serverConfigSchema } from './server-config.js';
+export {
+  INPUT_TENSOR,
+  LABEL_TENSOR,
+  PROBABILITIES_TENSOR,
+  rawOutputTensor,
+} from './tensor-names.js';

@@ -127,6 +127,16 @@ describe('metadata shows the shape and what was folded', () => {
   });
 });
 
+describe('the ONNX export', () => {
+  it('refuses a convolutional model with 422 NOT_EXPORTABLE naming the first step it cannot write', async () => {
+    const res = await t.app.inject({ url: '/v1/models/digits-cnn-torch/versions/1/model.onnx' });
+    expect(res.statusCode, res.body).toBe(422);
+    const body = res.json<{ code: string; error: string }>();
+    expect(body.code).toBe('NOT_EXPORTABLE');
+    expect(body.error).toContain("this model's conv2d step (layers 0, 1, 2)");
+  });
+});
+
 describe('errors name the offending place', () => {
   const row = x[0]!;
   it('an instance that is neither 64 numbers nor [1][8][8]', async () => {
