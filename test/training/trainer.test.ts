@@ -98,7 +98,16 @@ describe('learning rate 0', () => {
     { type: 'sgd', lr: 0, momentum: 0.9, weight_decay: 0.01 },
   ]) {
     it(`${optimizer.type}: weights stay at their initial values; BN running stats move`, async () => {
-      const initial = await run({ training: { epochs: 0, optimizer } });
+      // The initial weights: train() with no epoch. Configs refuse epochs 0 (it would publish an
+      // untrained model), so the parsed config is changed after parsing.
+      const untrained = irisConfig({ training: { optimizer } });
+      untrained.training.epochs = 0;
+      const initial = await train({
+        config: untrained,
+        data: iris.data,
+        dataSha256: iris.sha256,
+        now: () => 0,
+      });
       const trained = await run({ training: { epochs: 2, optimizer } });
       expect(initial.metrics.epochs).toHaveLength(0);
       expect(trained.metrics.epochs).toHaveLength(2);
