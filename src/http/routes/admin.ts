@@ -13,6 +13,7 @@ import {
 } from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
 import { requireBearer } from '../auth.js';
+import { beforeVerb } from '../not-found.js';
 import {
   acceptedSchema,
   activateBodySchema,
@@ -232,7 +233,7 @@ async function adminScope(app: AppInstance): Promise<void> {
   );
 
   app.delete(
-    '/v1/models/:name/versions/:version',
+    `/v1/models/:name/versions/${beforeVerb('version')}`,
     {
       schema: {
         tags,
