@@ -1,11 +1,10 @@
 // `npm run build` (also run by `npm ci` through `prepare`, and by `npm start`): compiles src/ to
-// dist/ when dist/ is not current, and does nothing when it is. "Current" is a
-// sha256 over what the output depends on (every file under src/, the tsconfig files, the
-// TypeScript version), recorded in dist/.build-hash: checking it reads ~100 small files (tens of
-// milliseconds), where even a no-op incremental `tsc -b` spends about a second loading the compiler, so
-// `npm start` on a built checkout goes straight to the server. Content, not modification times:
-// a git checkout or a copied tree changes mtimes without changing the output.
-// `--force` rebuilds even when dist/ is current.
+// dist/ when dist/ is not current, and does nothing when it is. "Current": the sha256 of what the
+// output depends on (every file under src/, the tsconfig files) and the TypeScript version match
+// dist/.build-hash. Checking reads ~100 small files, tens of milliseconds, where even a no-op
+// incremental `tsc -b` spends about a second loading the compiler: `npm start` on a built
+// checkout goes straight to the server. Content, not modification times: a git checkout or a
+// copied tree changes mtimes without changing the output. `--force` rebuilds anyway.
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -41,7 +40,6 @@ function findTypescript() {
 
 const typescript = findTypescript();
 const hash = createHash('sha256');
-hash.update(`typescript ${typescript?.version ?? 'missing'}\n`);
 const inputs = [
   join(root, 'tsconfig.json'),
   join(root, 'tsconfig.build.json'),
@@ -51,13 +49,18 @@ for (const file of inputs) {
   hash.update(`${relative(root, file)}\n`);
   hash.update(readFileSync(file));
 }
+// The stamp: `<sources hash> typescript@<version>`. Another compiler version rebuilds; no compiler
+// at all (a production install, `npm ci --omit=dev`) accepts a dist/ built from these sources.
 const digest = hash.digest('hex');
-const built = existsSync(stampFile) ? readFileSync(stampFile, 'utf8').trim() : undefined;
+const compiler = `typescript@${typescript?.version}`;
+const [builtDigest, builtCompiler] = existsSync(stampFile)
+  ? readFileSync(stampFile, 'utf8').trim().split(' ')
+  : [];
+const current =
+  builtDigest === digest && (typescript === undefined || builtCompiler === compiler);
 
-if (!force && built === digest) process.exit(0);
+if (!force && current) process.exit(0);
 if (typescript === undefined) {
-  // Only reached when dist/ is missing or stale: a production install (`npm ci --omit=dev`)
-  // of an already built tree still starts.
   process.stderr.write(
     'build: dist/ is missing or older than src/, and building it needs the devDependencies ' +
       '(typescript): run `npm ci` (without --omit=dev)\n',
@@ -76,7 +79,7 @@ if (result.status !== 0) {
   process.stderr.write(`build: tsc failed (exit ${result.status ?? result.signal})\n`);
   process.exit(result.status ?? 1);
 }
-writeFileSync(stampFile, `${digest}\n`);
+writeFileSync(stampFile, `${digest} ${compiler}\n`);
 process.stderr.write(
   `build: compiled src/ to dist/ in ${((performance.now() - started) / 1000).toFixed(1)} s\n`,
 );
