@@ -15,6 +15,7 @@ export const errorCatalogue = {
   MODEL_NOT_FOUND: { status: 404, title: 'Model not found' },
   VERSION_NOT_FOUND: { status: 404, title: 'Model version not found' },
   JOB_NOT_FOUND: { status: 404, title: 'Job not found' },
+  JOB_ABANDONED: { status: 500, title: 'The process running the job stopped' },
   MODEL_UNAVAILABLE: { status: 503, title: 'Model has no available version' },
   UNAUTHORIZED: { status: 401, title: 'Unauthorized' },
   RATE_LIMITED: { status: 429, title: 'Too many requests' },

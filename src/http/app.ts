@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyBaseLogger, LogController } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -15,14 +14,12 @@ import { indexRoutes } from './routes/index.js';
 import { modelExportRoutes } from './routes/model-export.js';
 import { openInferenceRoutes } from './routes/open-inference.js';
 import { tfServingRoutes } from './routes/tf-serving.js';
+import { childLoggerWithTrace, REQUEST_ID_LOG_FIELD, requestIdOf } from './tracing.js';
 import { serializerCompiler, validatorCompiler } from './validation.js';
 
 export interface BuildAppOptions extends AppDeps {
   logger: FastifyBaseLogger;
 }
-
-/** Request ids: the caller's X-Request-Id when it is a sane token, else a new UUID. */
-const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 const routeLabels = new Map<string, string>();
 /** `/v1/models/:name(^…)::predict` → `/v1/models/{name}:predict`, for logs and metric labels. */
@@ -44,7 +41,10 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   const app = Fastify({
     loggerInstance: logger,
     // One log line per request, written by the onResponse hook below, instead of Fastify's two.
-    logController: new LogController({ disableRequestLogging: true }),
+    logController: new LogController({
+      disableRequestLogging: true,
+      requestIdLogLabel: REQUEST_ID_LOG_FIELD,
+    }),
     bodyLimit: deps.config.BODY_LIMIT_BYTES,
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
@@ -52,10 +52,9 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     // instead of Fastify's plain 503.
     return503OnClosing: false,
     requestTimeout: deps.config.REQUEST_TIMEOUT_MS,
-    genReqId: (req) => {
-      const given = req.headers['x-request-id'];
-      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
-    },
+    genReqId: requestIdOf,
+    // The request's log lines carry its request id and, when given, its W3C trace.
+    childLoggerFactory: childLoggerWithTrace,
     routerOptions: { maxParamLength: 256 },
     // Router errors (malformed percent-encoding, over-long parameters) leave as problems too.
     frameworkErrors: (error, request, reply) => {
@@ -97,6 +96,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   });
 
   const { metrics } = deps;
+  const scrapeMetrics = deps.scrapeMetrics ?? (() => metrics.registry.metrics());
   app.addHook('onSend', async (request, reply, payload) => {
     void reply.header('X-Request-Id', request.id);
     // During shutdown, close each connection after its response: a kept-alive idle connection
@@ -187,8 +187,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
         produces: ['text/plain'],
       },
     },
-    async (_request, reply) =>
-      reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
+    async (_request, reply) => reply.type(metrics.registry.contentType).send(await scrapeMetrics()),
   );
   app.get(
     '/openapi.json',

@@ -1,5 +1,12 @@
 export { JOBS_DIR, loadModelDirectory } from '../repository/index.js';
-export { type Job, JobRegistry, type JobState } from './job-registry.js';
+export { jobRecordSchema, type TraceContext, traceContextSchema } from './job-record.js';
+export {
+  JOB_RETENTION_MS,
+  JOB_SWEEP_INTERVAL_MS,
+  type Job,
+  JobRegistry,
+  type JobState,
+} from './job-registry.js';
 export { type Log, silentLog } from './logger.js';
 export {
   type AvailableVersion,
