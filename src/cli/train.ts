@@ -17,6 +17,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { NormserveError } from '../errors/index.js';
 import { loadModelDirectory, publishCheckpoint } from '../service/index.js';
 import {
+  architectureSchema,
   loadCsvDataset,
   parseTrainingConfig,
   resolveTrainingConfig,
@@ -37,6 +38,12 @@ const number = (value: string) => {
 /** `128,64` → [128, 64]; an empty list is a network with no hidden layer. */
 const numberList = (value: string) =>
   value.trim() === '' ? [] : value.split(',').map((part) => number(part.trim()));
+
+/**
+ * The schema's defaults (what an empty config means), quoted in --help and the optimizer a
+ * bare --lr adjusts. */
+const DEFAULTS = trainingConfigSchema.parse({ data: { path: '-' } });
+const ARCHITECTURE = architectureSchema.parse({});
 
 /** A flag that sets one field of the training config. */
 interface ConfigFlag {
@@ -60,7 +67,7 @@ const CONFIG_FLAGS: readonly ConfigFlag[] = [
   configFlag('--data <csv>', 'CSV data file with a header row (data.path)', ['data', 'path']),
   configFlag(
     '--label-column <name>',
-    'the column to predict (data.label_column, default "label")',
+    `the column to predict (data.label_column, default "${DEFAULTS.data.label_column}")`,
     ['data', 'label_column'],
   ),
   configFlag('--task <task>', 'classification (default) or regression (MSE, one numeric output)', [
@@ -68,26 +75,36 @@ const CONFIG_FLAGS: readonly ConfigFlag[] = [
   ]),
   configFlag('--name <name>', 'model name (default: the data file name)', ['name']),
   configFlag('--description <text>', 'model description (default: from the data)', ['description']),
-  configFlag('--seed <n>', 'random seed (default 0)', ['seed'], number),
-  configFlag('--epochs <n>', 'epochs, at least 1 (default 30)', ['training', 'epochs'], number),
+  configFlag('--seed <n>', `random seed (default ${DEFAULTS.seed})`, ['seed'], number),
+  configFlag(
+    '--epochs <n>',
+    `epochs, at least 1 (default ${DEFAULTS.training.epochs})`,
+    ['training', 'epochs'],
+    number,
+  ),
   configFlag(
     '--batch-size <n>',
-    'mini-batch size (default 64)',
+    `mini-batch size (default ${DEFAULTS.training.batch_size})`,
     ['training', 'batch_size'],
     number,
   ),
-  configFlag('--lr <x>', 'learning rate, 0 allowed', ['training', 'optimizer', 'lr'], number),
+  configFlag(
+    '--lr <x>',
+    `learning rate, 0 allowed (default ${DEFAULTS.training.optimizer.lr})`,
+    ['training', 'optimizer', 'lr'],
+    number,
+  ),
   configFlag(
     '--weight-decay <x>',
     'weight decay',
     ['training', 'optimizer', 'weight_decay'],
     number,
   ),
-  configFlag('--optimizer <type>', 'adamw (default), adam or sgd', [
-    'training',
-    'optimizer',
-    'type',
-  ]),
+  configFlag(
+    '--optimizer <type>',
+    `adamw, adam or sgd (default ${DEFAULTS.training.optimizer.type})`,
+    ['training', 'optimizer', 'type'],
+  ),
   configFlag(
     '--patience <n>',
     'early stopping: epochs without a better validation loss',
@@ -97,14 +114,17 @@ const CONFIG_FLAGS: readonly ConfigFlag[] = [
   configFlag('--no-shuffle', 'keep the row order in every epoch', ['training', 'shuffle']),
   configFlag(
     '--hidden <widths>',
-    'hidden layer widths of the default network, e.g. 128,64 (the default); "" for none',
+    `hidden layer widths of the default network (default ${ARCHITECTURE.hidden.join(',')}); "" for none`,
     ['architecture', 'hidden'],
     numberList,
   ),
-  configFlag('--norm <type>', 'batchnorm (default), layernorm or none', ['architecture', 'norm']),
+  configFlag('--norm <type>', `batchnorm, layernorm or none (default ${ARCHITECTURE.norm})`, [
+    'architecture',
+    'norm',
+  ]),
   configFlag(
     '--dropout <p>',
-    'dropout after each hidden block, 0 for none (default 0.2)',
+    `dropout after each hidden block, 0 for none (default ${ARCHITECTURE.dropout})`,
     ['architecture', 'dropout'],
     number,
   ),
@@ -125,9 +145,6 @@ const CHECKOUT_MODELS = fileURLToPath(new URL('../../models', import.meta.url));
 const DEFAULT_OUT = 'models';
 
 type Raw = Record<string, unknown>;
-
-/** The schema's defaults (what an empty config means), e.g. the optimizer a bare --lr adjusts. */
-const DEFAULTS = trainingConfigSchema.parse({ data: { path: '-' } });
 
 function setPath(target: Raw, path: readonly string[], value: unknown): void {
   let node = target;
