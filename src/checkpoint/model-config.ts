@@ -4,6 +4,16 @@ import { numelOf } from '../nn/index.js';
 import type { Shape } from './layers/layer-definition.js';
 import { checkLayerChain, layerSchema } from './layers/registry.js';
 
+// The layer union and its helpers live with the layer records; re-exported where the config
+// schema is, as before.
+export {
+  checkLayerChain,
+  type LayerSpec,
+  type LayerType,
+  layerSchema,
+  layerTypes,
+} from './layers/registry.js';
+
 /**
  * The `config.json` of a normserve.model/v1 checkpoint (docs/model-format.md). Layer types and
  * fields use the names of PyTorch's constructor arguments (their records: ./layers/); layer i owns
@@ -21,15 +31,19 @@ export type InputTransform = z.output<typeof inputTransformSchema>;
 
 export const MODEL_FORMAT = 'normserve.model/v1';
 
+/** A model's name: also its directory in a repository, so no path separators and no leading dot. */
+export const MODEL_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+export const modelNameSchema = z
+  .string()
+  .regex(
+    MODEL_NAME_PATTERN,
+    'letters, digits, ".", "_" and "-" (at most 128), starting with a letter or digit',
+  );
+
 /** Unknown top-level keys are kept (looseObject), so a recalibrated version carries them on. */
 export const modelConfigSchema = z.looseObject({
   format: z.literal(MODEL_FORMAT),
-  name: z
-    .string()
-    .regex(
-      /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/,
-      'letters, digits, ".", "_" and "-", starting with a letter or digit',
-    ),
+  name: modelNameSchema,
   task: z.enum(['classification', 'regression']),
   input_shape: z.array(positiveInt).refine((shape) => shape.length === 1 || shape.length === 3, {
     message: 'expected [features] or [channels, height, width]',

@@ -4,10 +4,13 @@ import { z } from 'zod';
 import { NormserveError } from '../errors/index.js';
 import type { AppDeps, AppInstance } from './app-types.js';
 import { requireBearer } from './auth.js';
+import { parseJsonBody } from './json-body.js';
+import { notFoundHandler } from './not-found.js';
 import { openApiPath, registerOpenApi } from './openapi.js';
-import { errorHandler, sendProblem } from './problem.js';
+import { errorHandler } from './problem.js';
 import { adminRoutes } from './routes/admin.js';
 import { healthRoutes } from './routes/health.js';
+import { indexRoutes } from './routes/index.js';
 import { modelExportRoutes } from './routes/model-export.js';
 import { openInferenceRoutes } from './routes/open-inference.js';
 import { tfServingRoutes } from './routes/tf-serving.js';
@@ -64,21 +67,18 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.setErrorHandler(errorHandler);
-  app.setNotFoundHandler((request, reply) =>
-    sendProblem(
-      reply,
-      request,
-      new NormserveError('NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`),
-    ),
-  );
+  app.setNotFoundHandler(notFoundHandler(app));
   // JSON only where JSON is declared: drop Fastify's text/plain parser so other types get 415.
   app.removeContentTypeParser('text/plain');
-  // Except the type curl sends for `-d @file` without -H: TF Serving's documented examples post
+  // Fastify's JSON parser, with the position of a syntax error in the problem (json-body.ts).
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, parseJsonBody);
+  // Also the type curl sends for `-d @file` without -H: TF Serving's documented examples post
   // JSON that way, so it is read as JSON (and must parse as JSON, with the same protections).
   app.addContentTypeParser(
     'application/x-www-form-urlencoded',
     { parseAs: 'string' },
-    app.getDefaultJsonParser('error', 'error'),
+    parseJsonBody,
   );
 
   let closing = false;
@@ -171,6 +171,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   }
 
   await registerOpenApi(app);
+  await indexRoutes(app);
   await healthRoutes(app);
   await tfServingRoutes(app);
   await openInferenceRoutes(app);
