@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import closeWithGrace from 'close-with-grace';
 import pino from 'pino';
 import { isNormserveError } from '../errors/index.js';
-import { buildApp } from '../http/app.js';
+import { buildApp, createInferenceService } from '../http/app.js';
 import { ServiceMetrics } from '../http/metrics.js';
 import { ModelRegistry, parseServerConfig, type ServerConfig } from '../service/index.js';
 
@@ -59,9 +59,11 @@ export async function startServer(config: ServerConfig): Promise<void> {
       'not every model has an available version',
     );
 
+  const inference = createInferenceService(config, registry, metrics);
   const app = await buildApp({
     config,
     registry,
+    inference,
     metrics,
     adminToken,
     version: packageVersion(),

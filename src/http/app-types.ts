@@ -6,13 +6,15 @@ import type {
   RawServerDefault,
 } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
-import type { ModelRegistry, ServerConfig } from '../service/index.js';
+import type { InferenceService, ModelRegistry, ServerConfig } from '../service/index.js';
 import type { ServiceMetrics } from './metrics.js';
 
 /** What the HTTP layer is built from; the process (cli/server.ts) or a test provides it. */
 export interface AppDeps {
   config: ServerConfig;
   registry: ModelRegistry;
+  /** The inference use case (shared with the gRPC server, so both feed one dynamic batcher). */
+  inference: InferenceService;
   metrics: ServiceMetrics;
   /** Bearer token of the admin routes (generated at start-up when ADMIN_TOKEN is unset). */
   adminToken: string;

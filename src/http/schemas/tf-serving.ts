@@ -9,32 +9,38 @@ const example = [
 
 const rowLimit = 'at most MAX_BATCH_SIZE rows (4096 by default; more is a 413 BATCH_TOO_LARGE)';
 
-/**
- * TF Serving's REST predict request: row format (`instances`) or columnar (`inputs`). The row
- * limit is checked by the route, so this one schema (a named OpenAPI component) fits every app.
- */
-export const predictRequestSchema = z
-  .strictObject({
-    signature_name: z
-      .string()
-      .optional()
-      .meta({ description: 'Accepted for compatibility; models have one signature' }),
-    instances: rowsSchema()
-      .optional()
-      .meta({ description: `Row format: one array of features per instance, ${rowLimit}` }),
-    inputs: rowsSchema()
-      .optional()
-      .meta({
+/** TF Serving's REST predict request: row format (`instances`) or columnar (`inputs`). */
+function predictRequest(rows: ReturnType<typeof rowsSchema>) {
+  return z
+    .strictObject({
+      signature_name: z
+        .string()
+        .optional()
+        .meta({ description: 'Accepted for compatibility; models have one signature' }),
+      instances: rows
+        .optional()
+        .meta({ description: `Row format: one array of features per instance, ${rowLimit}` }),
+      inputs: rows.optional().meta({
         description: `Columnar format: the batched input tensor [N, features], ${rowLimit}`,
       }),
-  })
-  .refine((b) => (b.instances === undefined) !== (b.inputs === undefined), {
-    message: 'exactly one of "instances" (row format) or "inputs" (columnar format) is required',
-  })
-  .meta({
-    id: 'PredictRequest',
-    examples: [{ instances: [example] }, { signature_name: 'serving_default', inputs: [example] }],
-  });
+    })
+    .refine((b) => (b.instances === undefined) !== (b.inputs === undefined), {
+      message: 'exactly one of "instances" (row format) or "inputs" (columnar format) is required',
+    });
+}
+
+/**
+ * The request of the OpenAPI document and of error reports. The row limit and the feature count
+ * are checked by the route, so this one schema (a named OpenAPI component) fits every app.
+ */
+export const predictRequestSchema = predictRequest(rowsSchema()).meta({
+  id: 'PredictRequest',
+  examples: [{ instances: [example] }, { signature_name: 'serving_default', inputs: [example] }],
+});
+
+/** The same request for one model: rows of exactly `width` values, at most `maxRows` of them. */
+export const predictRequestSchemaFor = (width: number, maxRows: number) =>
+  predictRequest(rowsSchema(maxRows, width));
 
 export const predictQuerySchema = z.strictObject({
   fused: z

@@ -1,0 +1,128 @@
+import { NormserveError } from '../errors/index.js';
+import type { AvailableVersion } from './model-registry.js';
+import { checkBatchSize, type PredictOutput } from './predict.js';
+
+/**
+ * The Open Inference Protocol's view of a model, shared by its REST (JSON and binary) and gRPC
+ * forms: one FP32 input tensor "input" of shape [N, features]; outputs "probabilities",
+ * "logits" and "label" (classification) or "predictions" (regression).
+ */
+export const INPUT_NAME = 'input';
+
+export type OutputName = 'probabilities' | 'logits' | 'label' | 'predictions';
+
+const CLASSIFICATION_OUTPUTS: readonly OutputName[] = ['probabilities', 'logits', 'label'];
+const REGRESSION_OUTPUTS: readonly OutputName[] = ['predictions'];
+
+export function outputNames(served: AvailableVersion): readonly OutputName[] {
+  return served.checkpoint.config.task === 'classification'
+    ? CLASSIFICATION_OUTPUTS
+    : REGRESSION_OUTPUTS;
+}
+
+export function modelMetadata(served: AvailableVersion, versions: string[]) {
+  const width = served.compiled.outputWidth;
+  const outputs =
+    served.checkpoint.config.task === 'classification'
+      ? [
+          { name: 'probabilities', datatype: 'FP32', shape: [-1, width] },
+          { name: 'logits', datatype: 'FP32', shape: [-1, width] },
+          { name: 'label', datatype: 'BYTES', shape: [-1] },
+        ]
+      : [{ name: 'predictions', datatype: 'FP32', shape: [-1, width] }];
+  return {
+    name: served.checkpoint.config.name,
+    versions,
+    platform: 'normserve',
+    inputs: [{ name: INPUT_NAME, datatype: 'FP32', shape: [-1, served.compiled.inputWidth] }],
+    outputs,
+  };
+}
+
+/** An INVALID_INPUT error naming one place. */
+export function failInput(path: string, message: string): never {
+  throw new NormserveError('INVALID_INPUT', `${path}: ${message}`, { errors: [{ path, message }] });
+}
+
+/** The tensor description of an OIP input, before its data is read. */
+export interface InputTensorHeader {
+  name: string;
+  datatype: string;
+  shape: readonly number[];
+}
+
+/**
+ * Checks an infer request's input tensors against the model (exactly one, named "input", FP32,
+ * shape [N, features] with 1 ≤ N ≤ maxRows) and returns N. `prefix` names the tensors in error
+ * paths (`inputs` for REST, the proto field for gRPC).
+ */
+export function checkInputTensor(
+  inputs: readonly InputTensorHeader[],
+  width: number,
+  maxRows: number,
+  prefix = 'inputs',
+): number {
+  if (inputs.length !== 1)
+    failInput(
+      prefix,
+      `this model takes exactly one input tensor ("${INPUT_NAME}"), got ${inputs.length}`,
+    );
+  const input = inputs[0]!;
+  if (input.name !== INPUT_NAME)
+    failInput(
+      `${prefix}[0].name`,
+      `unknown input "${input.name}"; the model's input is "${INPUT_NAME}"`,
+    );
+  if (input.datatype !== 'FP32')
+    failInput(`${prefix}[0].datatype`, `expected "FP32", got "${input.datatype}"`);
+  const shape = input.shape;
+  if (shape.length !== 2 || shape[1] !== width)
+    failInput(`${prefix}[0].shape`, `expected [N, ${width}], got [${shape.join(', ')}]`);
+  const rows = shape[0]!;
+  if (rows < 1) failInput(`${prefix}[0].shape`, 'at least one row is required');
+  checkBatchSize(`${prefix}[0].shape`, rows, maxRows);
+  return rows;
+}
+
+/**
+ * The outputs a request asked for, checked against the model: unknown names are a 400 naming the
+ * place; none asked for means the first output (probabilities, or predictions).
+ */
+export function requestedOutputs(
+  served: AvailableVersion,
+  names: readonly string[] | undefined,
+  prefix = 'outputs',
+): OutputName[] {
+  const known = outputNames(served);
+  if (names === undefined) return [known[0]!];
+  return names.map((name, i) => {
+    if (!(known as readonly string[]).includes(name)) {
+      failInput(
+        `${prefix}[${i}].name`,
+        `unknown output "${name}"; this model has ${known.join(', ')}`,
+      );
+    }
+    return name as OutputName;
+  });
+}
+
+/** An output tensor of a result: FP32 values, or the labels (BYTES). */
+export type OutputTensor =
+  | { name: OutputName; datatype: 'FP32'; shape: [number, number]; values: Float32Array }
+  | { name: OutputName; datatype: 'BYTES'; shape: [number]; values: string[] };
+
+export function outputTensor(name: OutputName, out: PredictOutput): OutputTensor {
+  switch (name) {
+    case 'label':
+      return { name, datatype: 'BYTES', shape: [out.rows], values: out.labels! };
+    case 'probabilities':
+      return {
+        name,
+        datatype: 'FP32',
+        shape: [out.rows, out.outputWidth],
+        values: out.probabilities!,
+      };
+    default:
+      return { name, datatype: 'FP32', shape: [out.rows, out.outputWidth], values: out.outputs };
+  }
+}
