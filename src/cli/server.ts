@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import closeWithGrace from 'close-with-grace';
 import pino from 'pino';
 import { isNormserveError } from '../errors/index.js';
+import { createGrpcServer, type GrpcServerHandle, listenGrpc } from '../grpc/grpc-server.js';
 import { buildApp, createInferenceService } from '../http/app.js';
 import { ServiceMetrics } from '../http/metrics.js';
 import { ModelRegistry, parseServerConfig, type ServerConfig } from '../service/index.js';
@@ -69,6 +70,7 @@ export async function startServer(config: ServerConfig): Promise<void> {
     version: packageVersion(),
     logger,
   });
+  let grpc: GrpcServerHandle | undefined;
   let poll: NodeJS.Timeout | undefined;
   if (config.MODEL_POLL_INTERVAL_MS > 0) {
     poll = setInterval(() => {
@@ -83,12 +85,28 @@ export async function startServer(config: ServerConfig): Promise<void> {
       else
         logger.info({ signal }, 'shutting down: no new connections, finishing requests in flight');
       if (poll) clearInterval(poll);
-      await app.close();
+      // Both transports stop taking work and finish what is in flight, together.
+      await Promise.all([app.close(), grpc?.close(config.SHUTDOWN_TIMEOUT_MS)]);
       logger.info('stopped');
     },
   );
 
   await app.listen({ port: config.PORT, host: config.HOST });
+  if (config.GRPC_PORT > 0) {
+    // Under node:cluster every worker binds the same port and the listening socket is shared as
+    // for HTTP; each HTTP/2 connection (and every call on it) stays on the worker that accepted it.
+    const server = createGrpcServer({
+      inference,
+      version: packageVersion(),
+      maxBatchSize: config.MAX_BATCH_SIZE,
+      maxMessageBytes: config.BODY_LIMIT_BYTES,
+      apiToken: config.API_TOKEN,
+      log: logger,
+      observer: metrics,
+    });
+    grpc = await listenGrpc(server, config.HOST, config.GRPC_PORT);
+    logger.info({ port: grpc.port, host: config.HOST }, 'gRPC server listening');
+  }
 }
 
 /**

@@ -1,4 +1,6 @@
 export { JOBS_DIR, loadModelDirectory } from '../repository/index.js';
+export { bearerCheck } from './bearer-token.js';
+export { type Accepts, compileAccepts } from './compiled-schema.js';
 export { type BatchingPolicy, type BatchReport, DynamicBatcher } from './dynamic-batcher.js';
 export { InferenceService, type InferenceServiceOptions } from './inference-service.js';
 export { type Job, JobRegistry, type JobState } from './job-registry.js';
@@ -17,6 +19,7 @@ export {
   INPUT_NAME,
   type InputTensorHeader,
   modelMetadata,
+  OIP_EXTENSIONS,
   type OutputName,
   type OutputTensor,
   outputNames,
@@ -50,4 +53,10 @@ export {
   type RowSource,
 } from './row-source.js';
 export { parseServerConfig, type ServerConfig, serverConfigSchema } from './server-config.js';
-export { bytesTensor, FP32_BYTES, float32Bytes, readFloat32 } from './tensor-codec.js';
+export {
+  bytesTensor,
+  checkFinite,
+  FP32_BYTES,
+  float32Bytes,
+  readFloat32,
+} from './tensor-codec.js';

@@ -9,6 +9,9 @@ import { checkBatchSize, type PredictOutput } from './predict.js';
  */
 export const INPUT_NAME = 'input';
 
+/** The protocol extensions this server implements (REST GET /v2 and gRPC ServerMetadata). */
+export const OIP_EXTENSIONS: readonly string[] = ['binary_tensor_data'];
+
 export type OutputName = 'probabilities' | 'logits' | 'label' | 'predictions';
 
 const CLASSIFICATION_OUTPUTS: readonly OutputName[] = ['probabilities', 'logits', 'label'];

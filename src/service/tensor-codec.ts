@@ -31,16 +31,19 @@ export function readFloat32(bytes: Uint8Array, where: string): Float32Array {
     values = new Float32Array(count);
     for (let i = 0; i < count; i++) values[i] = view.getFloat32(i * FP32_BYTES, true);
   }
+  checkFinite(values, where);
+  return values;
+}
+
+/** Every value must be finite (float32 bytes can hold NaN and ±Infinity; JSON cannot). */
+export function checkFinite(values: Float32Array, where: string): void {
   let errors: ErrorLocation[] | undefined;
-  for (let i = 0; i < count; i++) {
+  for (let i = 0; i < values.length; i++) {
     // v - v is 0 for finite values and NaN for NaN and ±Infinity: one comparison per value.
     const v = values[i]!;
     if (v - v !== 0) {
       errors ??= [];
-      errors.push({
-        path: `${where}[${i}]`,
-        message: `expected a finite number, got ${v}`,
-      });
+      errors.push({ path: `${where}[${i}]`, message: `expected a finite number, got ${v}` });
       if (errors.length >= 10) break;
     }
   }
@@ -49,7 +52,6 @@ export function readFloat32(bytes: Uint8Array, where: string): Float32Array {
       errors,
     });
   }
-  return values;
 }
 
 /** Float32 values as little-endian bytes (a view when the platform is little-endian). */

@@ -4,11 +4,13 @@ import { type ErrorLocation, NormserveError } from '../../errors/index.js';
 import {
   type AvailableVersion,
   checkInputTensor,
+  compileAccepts,
   failInput,
   flatRows,
   float32Rows,
   modelMetadata,
   nestedRows,
+  OIP_EXTENSIONS,
   type OutputName,
   outputTensor,
   type PredictOutput,
@@ -28,7 +30,6 @@ import {
   splitInferBody,
   tensorBytes,
 } from '../binary-infer.js';
-import { compileAccepts } from '../compiled-schema.js';
 import { inferResponseJson, outputTensorJson } from '../json-responses.js';
 import { recordInference } from '../request-context.js';
 import {
@@ -49,9 +50,6 @@ import {
 } from '../schemas/open-inference.js';
 import { parseWith, validatedByHandler } from '../validation.js';
 import { attributeModel } from './tf-serving.js';
-
-/** The extensions of the protocol this server implements (GET /v2, gRPC ServerMetadata). */
-export const OIP_EXTENSIONS = ['binary_tensor_data'];
 
 const JSON_TYPE = 'application/json; charset=utf-8';
 
@@ -173,7 +171,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
   app.get(
     '/v2',
     { schema: { tags, summary: 'Server metadata', response: { 200: serverMetadataSchema } } },
-    async () => ({ name: 'normserve', version: app.deps.version, extensions: OIP_EXTENSIONS }),
+    async () => ({ name: 'normserve', version: app.deps.version, extensions: [...OIP_EXTENSIONS] }),
   );
   app.get(
     '/v2/health/live',

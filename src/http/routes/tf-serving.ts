@@ -2,8 +2,10 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { NormserveError } from '../../errors/index.js';
 import {
+  type Accepts,
   type AvailableVersion,
   checkRowWidths,
+  compileAccepts,
   FP32_BYTES,
   failInput,
   float32Bytes,
@@ -16,7 +18,6 @@ import {
 } from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
 import { OCTET_STREAM } from '../binary-infer.js';
-import { type Accepts, compileAccepts } from '../compiled-schema.js';
 import { predictResponseJson } from '../json-responses.js';
 import { recordInference } from '../request-context.js';
 import {

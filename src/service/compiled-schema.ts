@@ -109,6 +109,12 @@ function compile(schema: z.ZodType): Accepts {
       const { min, max } = lengthBounds(checks);
       return (v) => typeof v === 'string' && v.length >= min && v.length <= max;
     }
+    case 'custom': {
+      // z.custom / z.instanceof: the predicate is the check.
+      const fn = (def as { fn?: (value: unknown) => unknown }).fn;
+      if (typeof fn !== 'function' || checks.length > 0) throw new Unsupported('custom');
+      return (v) => Boolean(fn(v));
+    }
     case 'boolean':
       if (checks.length > 0) throw new Unsupported('boolean checks');
       return (v) => typeof v === 'boolean';
