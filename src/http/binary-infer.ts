@@ -1,4 +1,3 @@
-import { NormserveError } from '../errors/index.js';
 import { bytesTensor, failInput, float32Bytes, type OutputTensor } from '../service/index.js';
 
 /**
@@ -74,20 +73,12 @@ export function binaryBody(
   return { body: Buffer.concat([header, ...parts]), headerLength: header.length };
 }
 
-/** Bytes left after the header that no input claims: the sizes do not add up. */
+/** The inputs' binary_data_size must account for exactly the bytes after the header. */
 export function checkBinaryConsumed(used: number, available: number): void {
   if (used !== available) {
-    throw new NormserveError(
-      'INVALID_INPUT',
-      `the inputs' binary_data_size add up to ${used} bytes, but ${available} bytes follow the JSON header`,
-      {
-        errors: [
-          {
-            path: 'inputs',
-            message: `binary_data_size total ${used} ≠ ${available} bytes after the header`,
-          },
-        ],
-      },
+    failInput(
+      'inputs',
+      `the binary_data_size values add up to ${used} bytes, but ${available} bytes follow the JSON header`,
     );
   }
 }
