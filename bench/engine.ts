@@ -2,10 +2,10 @@
  * Engine throughput: samples/s of the fused plan (BatchNorm folded, activations in the kernel)
  * and of the unfused reference (every layer's eval forward) at several batch sizes.
  */
-import { buildSequential } from '../src/checkpoint/index.js';
 import { CompiledModel } from '../src/inference/index.js';
-import { Rng, type Sequential, type StateDict } from '../src/nn/index.js';
+import { Rng } from '../src/nn/index.js';
 import { loadModelDirectory } from '../src/repository/index.js';
+import { wideNetwork } from './wide-model.js';
 
 export interface EngineRow {
   model: string;
@@ -27,49 +27,6 @@ function rate(fn: () => void, budgetMs: number): number {
     elapsed = performance.now() - start;
   }
   return (calls * 1000) / elapsed;
-}
-
-/** A wide MLP like an MNIST model: 784-1024-1024-10 with BatchNorm and ReLU, random weights and statistics. */
-function wideNetwork(): Sequential {
-  const rng = new Rng(7);
-  const network = buildSequential(
-    [
-      { type: 'linear', in_features: 784, out_features: 1024, bias: true },
-      {
-        type: 'batchnorm1d',
-        num_features: 1024,
-        eps: 1e-5,
-        momentum: 0.1,
-        affine: true,
-        track_running_stats: true,
-      },
-      { type: 'relu' },
-      { type: 'dropout', p: 0.2 },
-      { type: 'linear', in_features: 1024, out_features: 1024, bias: true },
-      {
-        type: 'batchnorm1d',
-        num_features: 1024,
-        eps: 1e-5,
-        momentum: 0.1,
-        affine: true,
-        track_running_stats: true,
-      },
-      { type: 'relu' },
-      { type: 'dropout', p: 0.2 },
-      { type: 'linear', in_features: 1024, out_features: 10, bias: true },
-    ],
-    { init: rng },
-  );
-  const state: StateDict = network.stateDict();
-  for (const [name, value] of state) {
-    if (typeof value === 'bigint') continue;
-    const data = value.data;
-    if (name.endsWith('running_mean'))
-      for (let i = 0; i < data.length; i++) data[i] = rng.normal() * 0.1;
-    if (name.endsWith('running_var'))
-      for (let i = 0; i < data.length; i++) data[i] = 0.5 + rng.next();
-  }
-  return network.eval();
 }
 
 export async function benchEngine(

@@ -1,4 +1,5 @@
 import { type ErrorLocation, NormserveError } from '../errors/index.js';
+import type { CompiledModel } from '../inference/index.js';
 import { softmaxRows } from '../nn/index.js';
 import type { AvailableVersion, ModelRegistry } from './model-registry.js';
 import { float32Rows, nestedRows, type RowSource } from './row-source.js';
@@ -124,24 +125,13 @@ export function runSources(
   let total = 0;
   for (const source of sources) total += source.rows;
   const started = performance.now();
-  let outputs: Float32Array;
-  if (fused) {
-    const buffer = compiled.inputBuffer(total);
-    let offset = 0;
-    for (const source of sources) {
-      source.copyTo(buffer, offset);
-      offset += source.rows * inputWidth;
-    }
-    outputs = compiled.forwardInPlace(total);
-  } else {
-    const input = new Float32Array(total * inputWidth);
-    let offset = 0;
-    for (const source of sources) {
-      source.copyTo(input, offset);
-      offset += source.rows * inputWidth;
-    }
-    outputs = compiled.forward(input, total, false);
-  }
+  // One request of float32 rows runs on them as they are; otherwise the rows of every request are
+  // written once into the model's input matrix (reused: the engine call is synchronous).
+  const input =
+    sources.length === 1 && sources[0]!.matrix
+      ? sources[0]!.matrix
+      : packSources(compiled, sources, total, inputWidth);
+  const outputs = compiled.forward(input, total, fused);
   let probabilities: Float32Array | undefined;
   let labels: string[] | undefined;
   if (config.task === 'classification') {
@@ -179,6 +169,28 @@ export function runSources(
     row += rows;
   }
   return results;
+}
+
+/** Input matrices by model, grown to the largest batch seen (at most MAX_BATCH_SIZE rows, or one larger dynamic batch). */
+const inputMatrices = new WeakMap<CompiledModel, Float32Array>();
+
+function packSources(
+  compiled: CompiledModel,
+  sources: readonly RowSource[],
+  total: number,
+  width: number,
+): Float32Array {
+  let matrix = inputMatrices.get(compiled);
+  if (!matrix || matrix.length < total * width) {
+    matrix = new Float32Array(total * width);
+    inputMatrices.set(compiled, matrix);
+  }
+  let offset = 0;
+  for (const source of sources) {
+    source.copyTo(matrix, offset);
+    offset += source.rows * width;
+  }
+  return matrix;
 }
 
 /** Runs a batch on one version (the whole batch on the version resolved at the start). */

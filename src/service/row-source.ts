@@ -1,18 +1,18 @@
-import type { CompiledModel } from '../inference/index.js';
-
-/** The engine's input buffer (whatever element type the executor uses); rows are float32 values. */
-export type InputBuffer = ReturnType<CompiledModel['inputBuffer']>;
+/** Where rows are written: the engine's float32 input matrix. */
+export type InputBuffer = Float32Array;
 
 /**
- * Validated input rows of one request, not yet copied anywhere: the engine's input buffer is
+ * Validated input rows of one request, not yet copied anywhere: the engine's input matrix is
  * filled straight from them (at an offset when several requests run as one batch), so no
  * intermediate matrix is built. Every value is already known to be finite and within float32.
  */
 export interface RowSource {
   readonly rows: number;
   readonly width: number;
+  /** The rows as a float32 [rows, width] matrix already (binary bodies): used as is. */
+  readonly matrix?: Float32Array;
   /** Writes the rows, rounded to float32, at `buffer[offset …]` (row-major). */
-  copyTo(buffer: InputBuffer | Float32Array, offset: number): void;
+  copyTo(buffer: InputBuffer, offset: number): void;
 }
 
 /** Rows as arrays of numbers (JSON `instances`, nested OIP data), each of length `width`. */
@@ -24,8 +24,7 @@ export function nestedRows(rows: readonly (readonly number[])[], width: number):
       let o = offset;
       for (let r = 0; r < rows.length; r++) {
         const row = rows[r]!;
-        // Math.fround: a float64 buffer must hold what a float32 tensor would (PyTorch's input).
-        for (let c = 0; c < width; c++) buffer[o++] = Math.fround(row[c]!);
+        for (let c = 0; c < width; c++) buffer[o++] = row[c]!;
       }
     },
   };
@@ -38,7 +37,7 @@ export function flatRows(values: readonly number[], rows: number, width: number)
     width,
     copyTo(buffer, offset) {
       const n = rows * width;
-      for (let i = 0; i < n; i++) buffer[offset + i] = Math.fround(values[i]!);
+      for (let i = 0; i < n; i++) buffer[offset + i] = values[i]!;
     },
   };
 }
@@ -48,6 +47,7 @@ export function float32Rows(values: Float32Array, rows: number, width: number): 
   return {
     rows,
     width,
+    matrix: values.subarray(0, rows * width),
     copyTo(buffer, offset) {
       buffer.set(values.subarray(0, rows * width), offset);
     },
