@@ -85,7 +85,8 @@ process.stdout.write(
     `256 rows gRPC raw / JSON, rows/s    ${fmt(ratios.grpcRawOverJson256RowsPerSecond, 2)} (≥ 2: ${goal(ratios.grpcRawOverJson256RowsPerSecond >= 2)})`,
     `wide, 32 clients, batching on / off ${fmt(ratios.wideBatchingOnOverOffRequestsPerSecond, 2)} (≥ 2: ${goal(ratios.wideBatchingOnOverOffRequestsPerSecond >= 2)}); p99 ${fmt(wideOn.p99Ms, 1)} ms ≤ ${wideBatch.delayUs / 1000} ms + 3 × ${fmt(wideBatch.meanBatchComputeMs, 1)} ms = ${fmt(wideBound, 1)} ms: ${goal(wideOn.p99Ms <= wideBound)}; mean batch ${fmt(wideBatch.meanBatchRows, 1)} rows`,
     `WORKERS=2 / WORKERS=1, req/s        ${fmt(ratios.workers2OverWorkers1RequestsPerSecond1Row, 2)} (1 row), ${fmt(ratios.workers2OverWorkers1RequestsPerSecond256Rows, 2)} (256 rows)`,
-  ].join('\n') + '\n',
+    '',
+  ].join('\n'),
 );
 mkdirSync('bench/results', { recursive: true });
 writeFileSync(

@@ -132,7 +132,7 @@ export function argmax(values: readonly number[]): number {
 /** Float32 values as little-endian bytes (what binary clients send). */
 export const f32Bytes = (values: readonly number[]): Buffer => {
   const out = Buffer.alloc(values.length * 4);
-  values.forEach((v, i) => out.writeFloatLE(v, i * 4));
+  for (const [i, v] of values.entries()) out.writeFloatLE(v, i * 4);
   return out;
 };
 
