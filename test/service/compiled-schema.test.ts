@@ -25,7 +25,7 @@ function mutate(value: unknown, pick: number, replacement: unknown): unknown {
   const paths: (string | number)[][] = [];
   const walk = (v: unknown, path: (string | number)[]) => {
     paths.push(path);
-    if (Array.isArray(v)) v.forEach((x, i) => walk(x, [...path, i]));
+    if (Array.isArray(v)) for (const [i, x] of v.entries()) walk(x, [...path, i]);
     else if (v !== null && typeof v === 'object')
       for (const [k, x] of Object.entries(v)) walk(x, [...path, k]);
   };
