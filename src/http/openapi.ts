@@ -17,6 +17,24 @@ export function openApiPath(url: string): string {
     .replace(/::/g, ':');
 }
 
+interface Operation {
+  requestBody?: { content?: Record<string, { schema?: unknown }> };
+}
+
+/**
+ * Routes list `application/octet-stream` among the types they consume (`consumes`), and
+ * @fastify/swagger gives it the JSON body's schema; an octet-stream body is bytes (the route's
+ * description says which), so its schema is a binary string.
+ */
+function binaryBodies(item: Record<string, Operation>): Record<string, Operation> {
+  for (const operation of Object.values(item)) {
+    const content = operation?.requestBody?.content;
+    if (content?.['application/octet-stream'])
+      content['application/octet-stream'] = { schema: { type: 'string', format: 'binary' } };
+  }
+  return item;
+}
+
 /** OpenAPI 3.1 from the routes' zod schemas, served at /openapi.json, interactive docs at /docs. */
 export async function registerOpenApi(app: AppInstance): Promise<void> {
   await app.register(swagger, {
@@ -66,7 +84,10 @@ export async function registerOpenApi(app: AppInstance): Promise<void> {
       const document = jsonSchemaTransformObject(input) as { paths?: Record<string, unknown> };
       if (document.paths) {
         document.paths = Object.fromEntries(
-          Object.entries(document.paths).map(([path, item]) => [path.replaceAll('%3A', ':'), item]),
+          Object.entries(document.paths).map(([path, item]) => [
+            path.replaceAll('%3A', ':'),
+            binaryBodies(item as Record<string, Operation>),
+          ]),
         );
       }
       return document as ReturnType<typeof jsonSchemaTransformObject>;

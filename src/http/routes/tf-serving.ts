@@ -474,7 +474,6 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
     querystring,
     body,
     consumes: ['application/json', OCTET_STREAM],
-    produces: ['application/json', OCTET_STREAM],
     description: [
       "JSON (this schema), or `Content-Type: application/octet-stream`: little-endian float32 rows of the model's input width, back to back (the row count follows from the length).",
       "The answer is JSON (this schema), or, with `Accept: application/octet-stream`, the probabilities (regression: the outputs) as little-endian float32 rows of the model's output width.",
