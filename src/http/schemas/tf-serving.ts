@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import { rowsSchema } from './common.js';
 
-const example = [
+/** A digits row (the README's), the example of every predict body. */
+export const digitsExampleRow = [
   0, 0, 5, 13, 9, 1, 0, 0, 0, 0, 13, 15, 10, 15, 5, 0, 0, 3, 15, 2, 0, 11, 8, 0, 0, 4, 12, 0, 0, 8,
   8, 0, 0, 5, 8, 0, 0, 9, 8, 0, 0, 4, 11, 0, 1, 12, 7, 0, 0, 2, 14, 5, 10, 12, 0, 0, 0, 0, 6, 13,
   10, 0, 0, 0,
@@ -35,7 +36,7 @@ function predictRequest(rows: ReturnType<typeof rowsSchema>) {
  */
 export const predictRequestSchema = predictRequest(rowsSchema()).meta({
   id: 'PredictRequest',
-  examples: [{ instances: [example] }, { signature_name: 'serving_default', inputs: [example] }],
+  examples: [{ instances: [digitsExampleRow] }, { signature_name: 'serving_default', inputs: [digitsExampleRow] }],
 });
 
 /** The same request for one model: rows of exactly `width` values, at most `maxRows` of them. */
