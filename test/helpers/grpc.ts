@@ -33,13 +33,17 @@ type Methods = Record<
   ) => void
 >;
 
-export function grpcClient(port: number): GrpcClient {
+export function grpcClient(port: number, options: { channel?: number } = {}): GrpcClient {
   const definition = loadPackageDefinition(loadSync(PROTO_FILE, PROTO_OPTIONS)) as unknown as {
-    inference: { GRPCInferenceService: new (address: string, creds: unknown) => Client };
+    inference: {
+      GRPCInferenceService: new (address: string, creds: unknown, options: object) => Client;
+    };
   };
+  // Channels with different options do not share a connection (grpc-js pools equal ones).
   const client = new definition.inference.GRPCInferenceService(
     `127.0.0.1:${port}`,
     credentials.createInsecure(),
+    options.channel === undefined ? {} : { 'normserve.test_channel': options.channel },
   );
   return {
     call: (method, request, headers = {}) =>
