@@ -2,10 +2,7 @@
  * Engine throughput: samples/s of the fused plan (BatchNorm folded, activations in the kernel)
  * and of the unfused reference (every layer's eval forward) at several batch sizes.
  */
-import { CompiledModel } from '../src/inference/index.js';
-import { Rng } from '../src/nn/index.js';
-import { loadModelDirectory } from '../src/repository/index.js';
-import { wideNetwork } from './wide-model.js';
+import { benchInput, benchModels } from './models.js';
 
 export interface EngineRow {
   model: string;
@@ -34,24 +31,11 @@ export async function benchEngine(
 ): Promise<EngineRow[]> {
   const budgetMs = options.budgetMs ?? 400;
   const batches = options.batches ?? [1, 32, 256, 4096];
-  const digits = (await loadModelDirectory('models/digits/1')).checkpoint;
-  const models: { name: string; model: CompiledModel; width: number }[] = [
-    {
-      name: 'digits 64-128-64-10',
-      model: new CompiledModel(digits.network, digits.config.input_transform, 4096),
-      width: 64,
-    },
-    {
-      name: 'wide 784-1024-1024-10',
-      model: new CompiledModel(wideNetwork(), undefined, 4096),
-      width: 784,
-    },
-  ];
+  const models = await benchModels();
   const rows: EngineRow[] = [];
-  const rng = new Rng(1);
-  for (const { name, model, width } of models) {
+  for (const { name, model, inputWidth } of models) {
     for (const batch of batches) {
-      const input = Float32Array.from({ length: batch * width }, () => rng.uniform(0, 16));
+      const input = benchInput(batch, inputWidth);
       const fused = rate(() => model.forward(input, batch, true), budgetMs) * batch;
       const unfused = rate(() => model.forward(input, batch, false), budgetMs) * batch;
       rows.push({

@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { publishCheckpoint } from '../src/service/index.js';
 import { grpcLoad } from './grpc-load.js';
-import { wideCheckpoint } from './wide-model.js';
+import { wideCheckpoint } from './models.js';
 
 export interface HttpRow {
   name: string;

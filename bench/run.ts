@@ -1,15 +1,34 @@
 /**
- * `npm run bench`: engine throughput (fused vs unfused) and HTTP throughput (predict vs a bare
- * parse-and-validate route; WORKERS=1 vs 2), measured side by side in one run. Prints tables and
- * writes bench/results/latest.json. Ratios are what to compare across machines; absolute figures
- * depend on the machine (recorded in the JSON).
+ * `npm run bench`: engine throughput (fused vs unfused), normserve next to its peers
+ * (onnxruntime-node, onnxruntime-web, TensorFlow.js WASM, PyTorch) and serving throughput (JSON
+ * predict vs a bare parse-and-validate route, binary bodies, gRPC, dynamic batching, WORKERS=1
+ * vs 2; bench/http.ts), measured side by side in one run. Prints
+ * tables and writes bench/results/latest.json. Ratios are what to compare across machines;
+ * absolute figures depend on the machine (recorded in the JSON).
+ *
+ * Flags: --quick (shorter run), --only engine,peers,http (some sections), --no-peers.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus, hostname, totalmem } from 'node:os';
+import { cpus, hostname, loadavg, totalmem } from 'node:os';
 import { benchEngine } from './engine.js';
 import { benchHttp } from './http.js';
+import { benchPeers } from './peers.js';
 
-const quick = process.argv.includes('--quick');
+const SECTIONS = ['engine', 'peers', 'http'] as const;
+type Section = (typeof SECTIONS)[number];
+const argv = process.argv.slice(2);
+const quick = argv.includes('--quick');
+const onlyIndex = argv.indexOf('--only');
+const only = onlyIndex >= 0 ? (argv[onlyIndex + 1] ?? '').split(',') : [...SECTIONS];
+const unknown = only.filter((s) => !(SECTIONS as readonly string[]).includes(s));
+if (unknown.length > 0) {
+  process.stderr.write(
+    `bench: unknown section(s) ${unknown.join(', ')}; expected ${SECTIONS.join(', ')}\n`,
+  );
+  process.exit(1);
+}
+const runs = (section: Section) =>
+  only.includes(section) && !(section === 'peers' && argv.includes('--no-peers'));
 const fmt = (n: number, digits = 0) =>
   n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 const machine = {
@@ -18,79 +37,111 @@ const machine = {
   memoryGiB: Math.round(totalmem() / 2 ** 30),
   node: process.version,
   host: hostname(),
+  /** 1, 5 and 15 minute load averages at the start: figures under load are noisy. */
+  loadAverage: loadavg().map((l) => Math.round(l * 100) / 100),
 };
 process.stdout.write(
-  `normserve bench on ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, node ${machine.node}\n\n`,
+  `normserve bench on ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, node ${machine.node}, load average ${machine.loadAverage.join(' ')}\n`,
 );
+const results: Record<string, unknown> = { date: new Date().toISOString(), machine, quick };
 
-// --serving-only skips the engine tables (a shorter run while working on the request path).
-const engine = process.argv.includes('--serving-only')
-  ? []
-  : await benchEngine(quick ? { budgetMs: 100, batches: [1, 256] } : {});
-process.stdout.write('engine (eval forward, samples/s)\n');
-process.stdout.write(
-  `${'model'.padEnd(24)}${'batch'.padStart(7)}${'fused'.padStart(14)}${'unfused'.padStart(14)}${'fused/unfused'.padStart(15)}\n`,
-);
-for (const r of engine) {
+if (runs('engine')) {
+  const engine = await benchEngine(quick ? { budgetMs: 100, batches: [1, 256] } : {});
+  results['engine'] = engine;
+  process.stdout.write('\nengine (eval forward, samples/s)\n');
   process.stdout.write(
-    `${r.model.padEnd(24)}${String(r.batch).padStart(7)}${fmt(r.fusedSamplesPerSecond).padStart(14)}${fmt(r.unfusedSamplesPerSecond).padStart(14)}${fmt(r.ratio, 2).padStart(15)}\n`,
+    `${'model'.padEnd(24)}${'batch'.padStart(7)}${'fused'.padStart(14)}${'unfused'.padStart(14)}${'fused/unfused'.padStart(15)}\n`,
   );
+  for (const r of engine) {
+    process.stdout.write(
+      `${r.model.padEnd(24)}${String(r.batch).padStart(7)}${fmt(r.fusedSamplesPerSecond).padStart(14)}${fmt(r.unfusedSamplesPerSecond).padStart(14)}${fmt(r.ratio, 2).padStart(15)}\n`,
+    );
+  }
 }
 
-const { rows: http, wideBatch } = await benchHttp(quick ? { durationSeconds: 3, rounds: 2 } : {});
-process.stdout.write(
-  '\nserving (autocannon for HTTP, a closed-loop client for gRPC; digits model unless named)\n',
-);
-process.stdout.write(
-  `${'server'.padEnd(40)}${'rows'.padStart(6)}${'conns'.padStart(6)}${'req/s'.padStart(10)}${'rows/s'.padStart(11)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}${'errors'.padStart(8)}\n`,
-);
-for (const r of http) {
+if (runs('peers')) {
+  const peers = await benchPeers({
+    ...(quick ? { batches: [1, 256], rounds: 2, budgetMs: 80 } : {}),
+    log: (line) => process.stderr.write(`${line}\n`),
+  });
+  results['peers'] = peers;
   process.stdout.write(
-    `${r.name.padEnd(40)}${String(r.rowsPerRequest).padStart(6)}${String(r.connections).padStart(6)}${fmt(r.requestsPerSecond).padStart(10)}${fmt(r.rowsPerSecond).padStart(11)}${fmt(r.p50Ms, 1).padStart(9)}${fmt(r.p99Ms, 1).padStart(9)}${String(r.errors + r.non2xx).padStart(8)}\n`,
+    `\npeers (rows/s, median of ${peers.rounds} interleaved rounds of ~${peers.budgetMs} ms; ratio = normserve / peer; max |Δ| against normserve's outputs)\n`,
   );
+  process.stdout.write(
+    `${'model'.padEnd(24)}${'batch'.padStart(7)}  ${'engine'.padEnd(36)}${'rows/s'.padStart(13)}${'ratio'.padStart(9)}${'max |Δ|'.padStart(10)}\n`,
+  );
+  let previous = '';
+  for (const r of peers.rows) {
+    const key = `${r.model} ${r.batch}`;
+    const lead =
+      key === previous ? ''.padEnd(31) : `${r.model.padEnd(24)}${String(r.batch).padStart(7)}`;
+    previous = key;
+    process.stdout.write(
+      `${lead}  ${r.engine.padEnd(36)}${fmt(r.rowsPerSecond).padStart(13)}${(r.normserveOverPeer === undefined ? '' : fmt(r.normserveOverPeer, 2)).padStart(9)}${r.maxAbsDiff.toExponential(1).padStart(10)}\n`,
+    );
+  }
+  for (const s of peers.skipped) {
+    process.stdout.write(`skipped ${s.engine}${s.model ? ` (${s.model})` : ''}: ${s.reason}\n`);
+  }
 }
-const find = (name: string, rows: number) =>
-  http.find((r) => r.name.startsWith(name) && r.rowsPerRequest === rows)!;
-const bare1 = find('bare', 1);
-const json1 = find('predict JSON (WORKERS=1)', 1);
-const json256 = find('predict JSON (WORKERS=1)', 256);
-const wideOff = find('wide, batching off', 1);
-const wideOn = http.find((r) => r.name.startsWith('wide, batching') && r !== wideOff)!;
-const wideBound = wideBatch.delayUs / 1000 + 3 * wideBatch.meanBatchComputeMs;
-const ratios = {
-  predictOverBare1RowRequestsPerSecond: json1.requestsPerSecond / bare1.requestsPerSecond,
-  predict1RowP99Ms: json1.p99Ms,
-  float32OverJson256RowsPerSecond:
-    find('predict float32 in/out', 256).rowsPerSecond / json256.rowsPerSecond,
-  oipBinaryOverJson256RowsPerSecond:
-    find('OIP infer binary', 256).rowsPerSecond / json256.rowsPerSecond,
-  grpcRawOverJson256RowsPerSecond:
-    find('gRPC ModelInfer raw', 256).rowsPerSecond / json256.rowsPerSecond,
-  wideBatchingOnOverOffRequestsPerSecond: wideOn.requestsPerSecond / wideOff.requestsPerSecond,
-  wideBatchingP99Ms: wideOn.p99Ms,
-  wideBatchingP99BoundMs: wideBound,
-  wideMeanBatchRows: wideBatch.meanBatchRows,
-  workers2OverWorkers1RequestsPerSecond1Row:
-    find('predict JSON (WORKERS=2)', 1).requestsPerSecond / json1.requestsPerSecond,
-  workers2OverWorkers1RequestsPerSecond256Rows:
-    find('predict JSON (WORKERS=2)', 256).requestsPerSecond / json256.requestsPerSecond,
-};
-const goal = (ok: boolean) => (ok ? 'meets goal' : 'BELOW GOAL');
-process.stdout.write('\nratios (goals of issue 11)\n');
-process.stdout.write(
-  [
-    `1-row JSON predict / bare, req/s   ${fmt(ratios.predictOverBare1RowRequestsPerSecond, 2)} (≥ 0.9: ${goal(ratios.predictOverBare1RowRequestsPerSecond >= 0.9)}); p99 ${fmt(json1.p99Ms, 1)} ms (≤ 5: ${goal(json1.p99Ms <= 5)})`,
-    `256 rows float32 in/out / JSON, rows/s ${fmt(ratios.float32OverJson256RowsPerSecond, 2)} (≥ 3: ${goal(ratios.float32OverJson256RowsPerSecond >= 3)})`,
-    `256 rows OIP binary / JSON, rows/s  ${fmt(ratios.oipBinaryOverJson256RowsPerSecond, 2)} (≥ 3: ${goal(ratios.oipBinaryOverJson256RowsPerSecond >= 3)})`,
-    `256 rows gRPC raw / JSON, rows/s    ${fmt(ratios.grpcRawOverJson256RowsPerSecond, 2)} (≥ 2: ${goal(ratios.grpcRawOverJson256RowsPerSecond >= 2)})`,
-    `wide, 32 clients, batching on / off ${fmt(ratios.wideBatchingOnOverOffRequestsPerSecond, 2)} (≥ 2: ${goal(ratios.wideBatchingOnOverOffRequestsPerSecond >= 2)}); p99 ${fmt(wideOn.p99Ms, 1)} ms ≤ ${wideBatch.delayUs / 1000} ms + 3 × ${fmt(wideBatch.meanBatchComputeMs, 1)} ms = ${fmt(wideBound, 1)} ms: ${goal(wideOn.p99Ms <= wideBound)}; mean batch ${fmt(wideBatch.meanBatchRows, 1)} rows`,
-    `WORKERS=2 / WORKERS=1, req/s        ${fmt(ratios.workers2OverWorkers1RequestsPerSecond1Row, 2)} (1 row), ${fmt(ratios.workers2OverWorkers1RequestsPerSecond256Rows, 2)} (256 rows)`,
-    '',
-  ].join('\n'),
-);
+
+if (runs('http')) {
+  const { rows: http, wideBatch } = await benchHttp(quick ? { durationSeconds: 3, rounds: 2 } : {});
+  results['http'] = http;
+  results['wideBatch'] = wideBatch;
+  process.stdout.write(
+    '\nserving (autocannon for HTTP, a closed-loop client for gRPC; digits model unless named)\n',
+  );
+  process.stdout.write(
+    `${'server'.padEnd(40)}${'rows'.padStart(6)}${'conns'.padStart(6)}${'req/s'.padStart(10)}${'rows/s'.padStart(11)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}${'errors'.padStart(8)}\n`,
+  );
+  for (const r of http) {
+    process.stdout.write(
+      `${r.name.padEnd(40)}${String(r.rowsPerRequest).padStart(6)}${String(r.connections).padStart(6)}${fmt(r.requestsPerSecond).padStart(10)}${fmt(r.rowsPerSecond).padStart(11)}${fmt(r.p50Ms, 1).padStart(9)}${fmt(r.p99Ms, 1).padStart(9)}${String(r.errors + r.non2xx).padStart(8)}\n`,
+    );
+  }
+  const find = (name: string, rows: number) =>
+    http.find((r) => r.name.startsWith(name) && r.rowsPerRequest === rows)!;
+  const bare1 = find('bare', 1);
+  const json1 = find('predict JSON (WORKERS=1)', 1);
+  const json256 = find('predict JSON (WORKERS=1)', 256);
+  const wideOff = find('wide, batching off', 1);
+  const wideOn = http.find((r) => r.name.startsWith('wide, batching') && r !== wideOff)!;
+  const wideBound = wideBatch.delayUs / 1000 + 3 * wideBatch.meanBatchComputeMs;
+  const ratios = {
+    predictOverBare1RowRequestsPerSecond: json1.requestsPerSecond / bare1.requestsPerSecond,
+    predict1RowP99Ms: json1.p99Ms,
+    float32OverJson256RowsPerSecond:
+      find('predict float32 in/out', 256).rowsPerSecond / json256.rowsPerSecond,
+    oipBinaryOverJson256RowsPerSecond:
+      find('OIP infer binary', 256).rowsPerSecond / json256.rowsPerSecond,
+    grpcRawOverJson256RowsPerSecond:
+      find('gRPC ModelInfer raw', 256).rowsPerSecond / json256.rowsPerSecond,
+    wideBatchingOnOverOffRequestsPerSecond: wideOn.requestsPerSecond / wideOff.requestsPerSecond,
+    wideBatchingP99Ms: wideOn.p99Ms,
+    wideBatchingP99BoundMs: wideBound,
+    wideMeanBatchRows: wideBatch.meanBatchRows,
+    workers2OverWorkers1RequestsPerSecond1Row:
+      find('predict JSON (WORKERS=2)', 1).requestsPerSecond / json1.requestsPerSecond,
+    workers2OverWorkers1RequestsPerSecond256Rows:
+      find('predict JSON (WORKERS=2)', 256).requestsPerSecond / json256.requestsPerSecond,
+  };
+  const goal = (ok: boolean) => (ok ? 'meets goal' : 'BELOW GOAL');
+  process.stdout.write('\nratios (goals of issue 11)\n');
+  process.stdout.write(
+    [
+      `1-row JSON predict / bare, req/s     ${fmt(ratios.predictOverBare1RowRequestsPerSecond, 2)} (≥ 0.9: ${goal(ratios.predictOverBare1RowRequestsPerSecond >= 0.9)}); p99 ${fmt(json1.p99Ms, 1)} ms (≤ 5: ${goal(json1.p99Ms <= 5)})`,
+      `256 rows float32 in/out / JSON, rows/s ${fmt(ratios.float32OverJson256RowsPerSecond, 2)} (≥ 3: ${goal(ratios.float32OverJson256RowsPerSecond >= 3)})`,
+      `256 rows OIP binary / JSON, rows/s    ${fmt(ratios.oipBinaryOverJson256RowsPerSecond, 2)} (≥ 3: ${goal(ratios.oipBinaryOverJson256RowsPerSecond >= 3)})`,
+      `256 rows gRPC raw / JSON, rows/s      ${fmt(ratios.grpcRawOverJson256RowsPerSecond, 2)} (≥ 2: ${goal(ratios.grpcRawOverJson256RowsPerSecond >= 2)})`,
+      `wide, 32 clients, batching on / off   ${fmt(ratios.wideBatchingOnOverOffRequestsPerSecond, 2)} (≥ 2: ${goal(ratios.wideBatchingOnOverOffRequestsPerSecond >= 2)}); p99 ${fmt(wideOn.p99Ms, 1)} ms ≤ ${wideBatch.delayUs / 1000} ms + 3 × ${fmt(wideBatch.meanBatchComputeMs, 1)} ms = ${fmt(wideBound, 1)} ms: ${goal(wideOn.p99Ms <= wideBound)}; mean batch ${fmt(wideBatch.meanBatchRows, 1)} rows`,
+      `WORKERS=2 / WORKERS=1, req/s          ${fmt(ratios.workers2OverWorkers1RequestsPerSecond1Row, 2)} (1 row), ${fmt(ratios.workers2OverWorkers1RequestsPerSecond256Rows, 2)} (256 rows)`,
+      '',
+    ].join('\n'),
+  );
+  results['ratios'] = ratios;
+}
 mkdirSync('bench/results', { recursive: true });
-writeFileSync(
-  'bench/results/latest.json',
-  `${JSON.stringify({ date: new Date().toISOString(), machine, quick, engine, http, wideBatch, ratios }, null, 2)}\n`,
-);
+writeFileSync('bench/results/latest.json', `${JSON.stringify(results, null, 2)}\n`);
 process.stdout.write('\nwrote bench/results/latest.json\n');

@@ -16,7 +16,7 @@ import {
 } from '../errors/index.js';
 import {
   type AvailableVersion,
-  bearerCheck,
+  bearerTokenCheck,
   bytesTensor,
   checkFinite,
   checkFiniteOutputs,
@@ -151,7 +151,7 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
   const registry = inference.registry;
   const acceptsInfer = compileAccepts(modelInferRequestSchema);
   const checkToken =
-    options.apiToken !== undefined ? bearerCheck(options.apiToken, 'prediction') : undefined;
+    options.apiToken !== undefined ? bearerTokenCheck(options.apiToken, 'prediction') : undefined;
 
   /** Wraps a handler: errors become statuses; every call is counted and logged. */
   const unary = <Req, Res>(
@@ -269,7 +269,8 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
     ModelInfer: unary(
       'ModelInfer',
       (call) => {
-        checkToken?.(call.metadata.get('authorization')[0]);
+        const refused = checkToken?.(call.metadata.get('authorization')[0]);
+        if (refused) throw refused;
         const request = acceptsInfer?.(call.request)
           ? (call.request as ModelInferRequest)
           : parseMessage(modelInferRequestSchema, call.request);

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyBaseLogger, LogController } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -12,8 +11,10 @@ import { openApiPath, registerOpenApi } from './openapi.js';
 import { errorHandler, sendProblem } from './problem.js';
 import { adminRoutes } from './routes/admin.js';
 import { healthRoutes } from './routes/health.js';
+import { modelExportRoutes } from './routes/model-export.js';
 import { openInferenceRoutes } from './routes/open-inference.js';
 import { tfServingRoutes } from './routes/tf-serving.js';
+import { childLoggerWithTrace, REQUEST_ID_LOG_FIELD, requestIdOf } from './tracing.js';
 import { serializerCompiler, validatorCompiler } from './validation.js';
 
 export interface BuildAppOptions extends Omit<AppDeps, 'inference'> {
@@ -34,9 +35,6 @@ export function createInferenceService(
     onBatch: (report) => metrics.observeBatch(report),
   });
 }
-
-/** Request ids: the caller's X-Request-Id when it is a sane token, else a new UUID. */
-const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 const routeLabels = new Map<string, string>();
 /** `/v1/models/:name(^…)::predict` → `/v1/models/{name}:predict`, for logs and metric labels. */
@@ -62,7 +60,10 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   const app = Fastify({
     loggerInstance: logger,
     // One log line per request, written by the onResponse hook below, instead of Fastify's two.
-    logController: new LogController({ disableRequestLogging: true }),
+    logController: new LogController({
+      disableRequestLogging: true,
+      requestIdLogLabel: REQUEST_ID_LOG_FIELD,
+    }),
     bodyLimit: deps.config.BODY_LIMIT_BYTES,
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
@@ -70,10 +71,9 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     // instead of Fastify's plain 503.
     return503OnClosing: false,
     requestTimeout: deps.config.REQUEST_TIMEOUT_MS,
-    genReqId: (req) => {
-      const given = req.headers['x-request-id'];
-      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
-    },
+    genReqId: requestIdOf,
+    // The request's log lines carry its request id and, when given, its W3C trace.
+    childLoggerFactory: childLoggerWithTrace,
     routerOptions: { maxParamLength: 256 },
     // Router errors (malformed percent-encoding, over-long parameters) leave as problems too.
     frameworkErrors: (error, request, reply) => {
@@ -120,6 +120,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   });
 
   const { metrics } = deps;
+  const scrapeMetrics = deps.scrapeMetrics ?? (() => metrics.registry.metrics());
   app.addHook('onSend', (request, reply, payload, done) => {
     void reply.header('X-Request-Id', request.id);
     // During shutdown, close each connection after its response: a kept-alive idle connection
@@ -184,12 +185,19 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     done();
   });
 
-  // API_TOKEN, when set, guards the prediction routes (predict, infer) like ADMIN_TOKEN guards admin.
+  // API_TOKEN, when set, guards the prediction routes (predict, infer) like ADMIN_TOKEN guards admin,
+  // and the ONNX download, which hands out the weights.
   const apiToken = deps.config.API_TOKEN;
   if (apiToken !== undefined) {
-    const guard = requireBearer(apiToken, 'prediction');
+    const predictionGuard = requireBearer(apiToken, 'prediction');
+    const downloadGuard = requireBearer(apiToken, 'model download');
     app.addHook('onRoute', (route) => {
-      if (/::predict$|\/infer$/.test(route.url)) {
+      const guard = /::predict$|\/infer$/.test(route.url)
+        ? predictionGuard
+        : /\/model\.onnx$/.test(route.url)
+          ? downloadGuard
+          : undefined;
+      if (guard) {
         // onRequest: before the body is read or validated, so a missing token is a 401.
         const existing = route.onRequest ? [route.onRequest].flat() : [];
         route.onRequest = [guard, ...existing];
@@ -211,6 +219,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     await tfServingRoutes(scope);
     await openInferenceRoutes(scope);
   });
+  await modelExportRoutes(app);
   await adminRoutes(app);
 
   app.get(
@@ -222,8 +231,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
         produces: ['text/plain'],
       },
     },
-    async (_request, reply) =>
-      reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
+    async (_request, reply) => reply.type(metrics.registry.contentType).send(await scrapeMetrics()),
   );
   app.get(
     '/openapi.json',

@@ -9,9 +9,18 @@ const LATENCY_BUCKETS = [
 /**
  * Prometheus metrics of one app instance (its own registry, so tests can build several apps).
  * Route labels are route patterns, never raw URLs, to keep cardinality bounded.
+ *
+ * `registry` is what this process serves: the service metrics and the process's runtime metrics
+ * (memory, CPU, event loop, GC). The service metrics are also in `serviceRegistry`, because a
+ * server with WORKERS > 1 answers GET /metrics with one view of all its processes
+ * (cli/cluster-metrics.ts): service metrics summed across workers — counters and histograms add
+ * up, each gauge says how it combines (prom-client's `aggregator`) — and the process metrics kept
+ * apart per worker with a `worker` label.
  */
 export class ServiceMetrics {
   readonly registry = new Registry();
+  /** The service metrics alone (every metric registered through `registers` below). */
+  readonly serviceRegistry = new Registry();
   readonly requests: Counter<'method' | 'route' | 'status' | 'model' | 'version'>;
   readonly requestDuration: Histogram<'method' | 'route' | 'status'>;
   readonly inferenceDuration: Histogram<'model' | 'version' | 'fused'>;
@@ -24,12 +33,11 @@ export class ServiceMetrics {
   readonly batchQueueDelay: Histogram<'model'>;
   readonly grpcRequests: Counter<'method' | 'code' | 'model'>;
   readonly grpcDuration: Histogram<'method' | 'code'>;
-  /** Label children by label values: prom-client hashes a label object on every call otherwise. */
   /** Label children by label values (see child()). */
   private readonly children = new Map<string, unknown>();
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
-    const registers = [this.registry];
+    const registers = [this.registry, this.serviceRegistry];
     this.requests = new Counter({
       name: 'normserve_http_requests_total',
       help: 'HTTP requests by route pattern, method, status, model and version',
@@ -104,9 +112,10 @@ export class ServiceMetrics {
     });
     this.activeVersion = new Gauge({
       name: 'normserve_model_active_version',
-      help: 'The version each model serves by default',
+      help: 'The version each model serves by default (across workers: the highest while they differ, at most MODEL_POLL_INTERVAL_MS after a change)',
       labelNames: ['model'],
       registers,
+      aggregator: 'max',
     });
     this.recalibrations = new Counter({
       name: 'normserve_recalibrations_total',
@@ -118,7 +127,7 @@ export class ServiceMetrics {
       collectDefaultMetrics({ register: this.registry, prefix: 'normserve_' });
   }
 
-  /** A label child by a key of its label values, made once (prom-client hashes labels per call). */
+  /** A label child by a key of its label values, made once (no label object built per request). */
   private child<T>(key: string, make: () => T): T {
     let child = this.children.get(key) as T | undefined;
     if (child === undefined) {
@@ -180,5 +189,11 @@ export class ServiceMetrics {
     this.child(`grpc-duration ${method} ${code}`, () =>
       this.grpcDuration.labels({ method, code }),
     ).observe(seconds);
+  }
+
+  /** This process's runtime metrics: `registry` without the service metrics. */
+  async processMetricsJson(): Promise<Awaited<ReturnType<Registry['getMetricsAsJSON']>>> {
+    const service = new Set(this.serviceRegistry.getMetricsAsArray().map((m) => m.name));
+    return (await this.registry.getMetricsAsJSON()).filter((m) => !service.has(m.name));
   }
 }

@@ -18,6 +18,7 @@ import {
   temporaryName,
   writeFileAtomically,
 } from './atomic-write.js';
+import { releaseModelLockOf } from './model-lock.js';
 import { isProcessAlive } from './process-alive.js';
 
 /** The record of the version an operator activated (`<name>/active-version.json`). */
@@ -52,6 +53,14 @@ export class ModelRepository {
 
   modelPath(name: string): string {
     return join(this.root, name);
+  }
+
+  /**
+   * Releases the recalibration lock of `model` if job `owner` still holds it: what any process
+   * does for a job it finds abandoned (see service/job-registry.ts).
+   */
+  async releaseLockOf(model: string, owner: string): Promise<void> {
+    if (MODEL_NAME.test(model)) await releaseModelLockOf(this.modelPath(model), owner);
   }
 
   versionPath(name: string, version: number): string {

@@ -1,9 +1,16 @@
 export { JOBS_DIR, loadModelDirectory } from '../repository/index.js';
-export { bearerCheck } from './bearer-token.js';
+export { bearerTokenCheck } from './bearer-token.js';
 export { type Accepts, compileAccepts } from './compiled-schema.js';
 export { type BatchingPolicy, type BatchReport, DynamicBatcher } from './dynamic-batcher.js';
 export { InferenceService, type InferenceServiceOptions } from './inference-service.js';
-export { type Job, JobRegistry, type JobState } from './job-registry.js';
+export { jobRecordSchema, type TraceContext, traceContextSchema } from './job-record.js';
+export {
+  JOB_RETENTION_MS,
+  JOB_SWEEP_INTERVAL_MS,
+  type Job,
+  JobRegistry,
+  type JobState,
+} from './job-registry.js';
 export { type Log, silentLog } from './logger.js';
 export {
   type AvailableVersion,
@@ -13,10 +20,10 @@ export {
   type ServedVersion,
   type VersionState,
 } from './model-registry.js';
+export { exportModelOnnx, type OnnxExport, type OnnxExportRequest } from './onnx-export.js';
 export {
   checkInputTensor,
   failInput,
-  INPUT_NAME,
   type InputTensorHeader,
   modelMetadata,
   OIP_EXTENSIONS,
@@ -60,3 +67,9 @@ export {
   float32Bytes,
   readFloat32,
 } from './tensor-codec.js';
+export {
+  INPUT_TENSOR,
+  LABEL_TENSOR,
+  PROBABILITIES_TENSOR,
+  rawOutputTensor,
+} from './tensor-names.js';

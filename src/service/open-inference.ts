@@ -1,21 +1,30 @@
 import { NormserveError } from '../errors/index.js';
 import type { AvailableVersion } from './model-registry.js';
 import { checkBatchSize, type PredictOutput } from './predict.js';
+import {
+  INPUT_TENSOR,
+  LABEL_TENSOR,
+  PROBABILITIES_TENSOR,
+  rawOutputTensor,
+} from './tensor-names.js';
 
-/**
+/*
  * The Open Inference Protocol's view of a model, shared by its REST (JSON and binary) and gRPC
  * forms: one FP32 input tensor "input" of shape [N, features]; outputs "probabilities",
- * "logits" and "label" (classification) or "predictions" (regression).
+ * "logits" and "label" (classification) or "predictions" (regression) (tensor-names.ts).
  */
-export const INPUT_NAME = 'input';
 
 /** The protocol extensions this server implements (REST GET /v2 and gRPC ServerMetadata). */
 export const OIP_EXTENSIONS: readonly string[] = ['binary_tensor_data'];
 
-export type OutputName = 'probabilities' | 'logits' | 'label' | 'predictions';
+export type OutputName = string;
 
-const CLASSIFICATION_OUTPUTS: readonly OutputName[] = ['probabilities', 'logits', 'label'];
-const REGRESSION_OUTPUTS: readonly OutputName[] = ['predictions'];
+const CLASSIFICATION_OUTPUTS: readonly OutputName[] = [
+  PROBABILITIES_TENSOR,
+  rawOutputTensor('classification'),
+  LABEL_TENSOR,
+];
+const REGRESSION_OUTPUTS: readonly OutputName[] = [rawOutputTensor('regression')];
 
 export function outputNames(served: AvailableVersion): readonly OutputName[] {
   return served.checkpoint.config.task === 'classification'
@@ -25,19 +34,16 @@ export function outputNames(served: AvailableVersion): readonly OutputName[] {
 
 export function modelMetadata(served: AvailableVersion, versions: string[]) {
   const width = served.compiled.outputWidth;
-  const outputs =
-    served.checkpoint.config.task === 'classification'
-      ? [
-          { name: 'probabilities', datatype: 'FP32', shape: [-1, width] },
-          { name: 'logits', datatype: 'FP32', shape: [-1, width] },
-          { name: 'label', datatype: 'BYTES', shape: [-1] },
-        ]
-      : [{ name: 'predictions', datatype: 'FP32', shape: [-1, width] }];
+  const outputs = outputNames(served).map((name) =>
+    name === LABEL_TENSOR
+      ? { name, datatype: 'BYTES', shape: [-1] }
+      : { name, datatype: 'FP32', shape: [-1, width] },
+  );
   return {
     name: served.checkpoint.config.name,
     versions,
     platform: 'normserve',
-    inputs: [{ name: INPUT_NAME, datatype: 'FP32', shape: [-1, served.compiled.inputWidth] }],
+    inputs: [{ name: INPUT_TENSOR, datatype: 'FP32', shape: [-1, served.compiled.inputWidth] }],
     outputs,
   };
 }
@@ -68,13 +74,13 @@ export function checkInputTensor(
   if (inputs.length !== 1)
     failInput(
       prefix,
-      `this model takes exactly one input tensor ("${INPUT_NAME}"), got ${inputs.length}`,
+      `this model takes exactly one input tensor ("${INPUT_TENSOR}"), got ${inputs.length}`,
     );
   const input = inputs[0]!;
-  if (input.name !== INPUT_NAME)
+  if (input.name !== INPUT_TENSOR)
     failInput(
       `${prefix}[0].name`,
-      `unknown input "${input.name}"; the model's input is "${INPUT_NAME}"`,
+      `unknown input "${input.name}"; the model's input is "${INPUT_TENSOR}"`,
     );
   if (input.datatype !== 'FP32')
     failInput(`${prefix}[0].datatype`, `expected "FP32", got "${input.datatype}"`);
@@ -116,9 +122,9 @@ export type OutputTensor =
 
 export function outputTensor(name: OutputName, out: PredictOutput): OutputTensor {
   switch (name) {
-    case 'label':
+    case LABEL_TENSOR:
       return { name, datatype: 'BYTES', shape: [out.rows], values: out.labels! };
-    case 'probabilities':
+    case PROBABILITIES_TENSOR:
       return {
         name,
         datatype: 'FP32',

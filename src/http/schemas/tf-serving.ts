@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { rowsSchema } from './common.js';
+import { queryFlag, rowsSchema } from './common.js';
 
 /** A digits row (the README's), the example of every predict body. */
 export const digitsExampleRow = [
@@ -36,7 +36,10 @@ function predictRequest(rows: ReturnType<typeof rowsSchema>) {
  */
 export const predictRequestSchema = predictRequest(rowsSchema()).meta({
   id: 'PredictRequest',
-  examples: [{ instances: [digitsExampleRow] }, { signature_name: 'serving_default', inputs: [digitsExampleRow] }],
+  examples: [
+    { instances: [digitsExampleRow] },
+    { signature_name: 'serving_default', inputs: [digitsExampleRow] },
+  ],
 });
 
 /** The same request for one model: rows of exactly `width` values, at most `maxRows` of them. */
@@ -44,14 +47,9 @@ export const predictRequestSchemaFor = (width: number, maxRows: number) =>
   predictRequest(rowsSchema(maxRows, width));
 
 export const predictQuerySchema = z.strictObject({
-  fused: z
-    .enum(['true', 'false'])
-    .default('true')
-    .transform((v) => v === 'true')
-    .meta({
-      description:
-        'false runs the unfused reference path (every layer in eval mode), for debugging',
-    }),
+  fused: queryFlag('true').meta({
+    description: 'false runs the unfused reference path (every layer in eval mode), for debugging',
+  }),
 });
 
 export const predictResponseSchema = z

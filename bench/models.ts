@@ -1,7 +1,7 @@
 /**
- * The wide model of the benchmarks: an MLP like an MNIST one, 784-1024-1024-10 with BatchNorm,
- * ReLU and Dropout, random weights and running statistics (seeded), as a network for the engine
- * benchmark and as a checkpoint for the HTTP and gRPC ones.
+ * The models every engine benchmark runs: the bundled digits model (64-128-64-10, its input
+ * transform folded) and a wide 784-1024-1024-10 BatchNorm MLP with random weights and statistics,
+ * each compiled once (the fused plan is what every engine, normserve's and the peers', runs).
  */
 import {
   buildSequential,
@@ -10,7 +10,15 @@ import {
   MODEL_FORMAT,
   modelConfigSchema,
 } from '../src/checkpoint/index.js';
+import { CompiledModel } from '../src/inference/index.js';
 import { Rng, type Sequential, type StateDict } from '../src/nn/index.js';
+import { loadModelDirectory } from '../src/repository/index.js';
+
+export interface BenchModel {
+  name: string;
+  model: CompiledModel;
+  inputWidth: number;
+}
 
 const batchNorm = {
   type: 'batchnorm1d',
@@ -21,6 +29,7 @@ const batchNorm = {
   track_running_stats: true,
 } as const;
 
+/** The wide model's layers: 784-1024-1024-10 with BatchNorm, ReLU and Dropout. */
 export const WIDE_LAYERS: LayerSpec[] = [
   { type: 'linear', in_features: 784, out_features: 1024, bias: true },
   batchNorm,
@@ -33,6 +42,7 @@ export const WIDE_LAYERS: LayerSpec[] = [
   { type: 'linear', in_features: 1024, out_features: 10, bias: true },
 ];
 
+/** A wide MLP like an MNIST model: 784-1024-1024-10 with BatchNorm and ReLU, random weights and statistics. */
 export function wideNetwork(): Sequential {
   const rng = new Rng(7);
   const network = buildSequential(WIDE_LAYERS, { init: rng });
@@ -48,7 +58,7 @@ export function wideNetwork(): Sequential {
   return network.eval();
 }
 
-/** The wide network as a checkpoint named "wide" (classification, labels "0".."9"). */
+/** The wide network as a checkpoint named "wide" (classification, labels "0".."9"), for the serving benchmarks. */
 export function wideCheckpoint(): Checkpoint {
   return {
     config: modelConfigSchema.parse({
@@ -62,4 +72,26 @@ export function wideCheckpoint(): Checkpoint {
     }),
     state: wideNetwork().stateDict(),
   };
+}
+
+export async function benchModels(maxBatchSize = 4096): Promise<BenchModel[]> {
+  const digits = (await loadModelDirectory('models/digits/1')).checkpoint;
+  return [
+    {
+      name: 'digits 64-128-64-10',
+      model: new CompiledModel(digits.network, digits.config.input_transform, maxBatchSize),
+      inputWidth: 64,
+    },
+    {
+      name: 'wide 784-1024-1024-10',
+      model: new CompiledModel(wideNetwork(), undefined, maxBatchSize),
+      inputWidth: 784,
+    },
+  ];
+}
+
+/** The benchmark input: `rows` rows of seeded uniform values in [0, 16) (digits' pixel range). */
+export function benchInput(rows: number, width: number, seed = 1): Float32Array {
+  const rng = new Rng(seed);
+  return Float32Array.from({ length: rows * width }, () => rng.uniform(0, 16));
 }
