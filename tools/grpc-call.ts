@@ -29,14 +29,25 @@ if (!rpc) {
 }
 const requestType = root.lookupType(rpc.requestType);
 const responseType = root.lookupType(rpc.responseType);
-// JSON mapping → message → the plain object grpc-js sends (keepCase: snake_case field names).
-const request = requestType.toObject(requestType.fromObject(JSON.parse(body)), {
-  longs: Number,
-  bytes: Buffer,
-  defaults: false,
-});
+
+/** Field names as the JSON mapping reads them: proto names (model_name) or JSON names (modelName). */
+function jsonNames(value: unknown, inMap = false): unknown {
+  if (Array.isArray(value)) return value.map((v) => jsonNames(v));
+  if (value === null || typeof value !== 'object') return value;
+  return Object.fromEntries(
+    Object.entries(value).map(([k, v]) => [
+      inMap ? k : k.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase()),
+      jsonNames(v, !inMap && k === 'parameters'),
+    ]),
+  );
+}
+// JSON mapping → message → the plain object grpc-js sends (camelCase names, bytes as Buffers).
+const request = requestType.toObject(
+  requestType.fromObject(jsonNames(JSON.parse(body)) as Record<string, unknown>),
+  { longs: Number, bytes: Buffer, defaults: false },
+);
 const definition = loadPackageDefinition(
-  loadSync(PROTO_FILE, { keepCase: true, longs: Number, defaults: false }),
+  loadSync(PROTO_FILE, { longs: Number, defaults: false }),
 ) as unknown as { inference: { GRPCInferenceService: new (a: string, c: unknown) => Client } };
 const client = new definition.inference.GRPCInferenceService(address, credentials.createInsecure());
 (
