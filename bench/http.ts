@@ -5,7 +5,7 @@
  * - 1-row JSON predict next to the bare route (bare-server.ts: Fastify, the same body, the same
  *   validation, no inference), alternated over several rounds (the median counts), as the
  *   machine's load drifts;
- * - 256-row predict: JSON, the TF-style float32 body, the OIP binary tensor extension, and gRPC
+ * - 256-row predict: JSON, TF-style float32 rows in and out, the OIP binary tensor extension, gRPC
  *   ModelInfer with raw contents, in rows/s;
  * - the wide 784-1024-1024-10 model with 32 concurrent 1-row clients, dynamic batching off and on;
  * - WORKERS=1 vs 2.
@@ -246,10 +246,18 @@ export async function benchHttp(
     );
     out.push(
       row(
-        'predict float32 body (WORKERS=1)',
+        'predict float32 in/out (WORKERS=1)',
         256,
         8,
-        fromAutocannon(await load(url(single, predict), f32(rows256), octet, duration, 8)),
+        fromAutocannon(
+          await load(
+            url(single, predict),
+            f32(rows256),
+            { ...octet, accept: 'application/octet-stream' },
+            duration,
+            8,
+          ),
+        ),
       ),
     );
     out.push(
