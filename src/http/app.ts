@@ -6,11 +6,14 @@ import { InferenceService, type ModelRegistry, type ServerConfig } from '../serv
 import type { AppDeps, AppInstance } from './app-types.js';
 import { requireBearer } from './auth.js';
 import { OCTET_STREAM } from './binary-infer.js';
+import { parseJsonBody } from './json-body.js';
 import type { ServiceMetrics } from './metrics.js';
+import { notFoundHandler } from './not-found.js';
 import { openApiPath, registerOpenApi } from './openapi.js';
-import { errorHandler, sendProblem } from './problem.js';
+import { errorHandler } from './problem.js';
 import { adminRoutes } from './routes/admin.js';
 import { healthRoutes } from './routes/health.js';
+import { indexRoutes } from './routes/index.js';
 import { modelExportRoutes } from './routes/model-export.js';
 import { openInferenceRoutes } from './routes/open-inference.js';
 import { tfServingRoutes } from './routes/tf-serving.js';
@@ -86,21 +89,18 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.setErrorHandler(errorHandler);
-  app.setNotFoundHandler((request, reply) =>
-    sendProblem(
-      reply,
-      request,
-      new NormserveError('NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`),
-    ),
-  );
+  app.setNotFoundHandler(notFoundHandler(app));
   // JSON only where JSON is declared: drop Fastify's text/plain parser so other types get 415.
   app.removeContentTypeParser('text/plain');
-  // Except the type curl sends for `-d @file` without -H: TF Serving's documented examples post
+  // Fastify's JSON parser, with the position of a syntax error in the problem (json-body.ts).
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, parseJsonBody);
+  // Also the type curl sends for `-d @file` without -H: TF Serving's documented examples post
   // JSON that way, so it is read as JSON (and must parse as JSON, with the same protections).
   app.addContentTypeParser(
     'application/x-www-form-urlencoded',
     { parseAs: 'string' },
-    app.getDefaultJsonParser('error', 'error'),
+    parseJsonBody,
   );
 
   let closing = false;
@@ -206,6 +206,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   }
 
   await registerOpenApi(app);
+  await indexRoutes(app);
   await healthRoutes(app);
   // The prediction routes also read binary bodies (the TF-style float32 rows and the Open
   // Inference Protocol's binary tensor extension); their own scope keeps that parser away from

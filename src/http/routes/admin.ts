@@ -11,6 +11,7 @@ import {
 } from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
 import { requireBearer } from '../auth.js';
+import { beforeVerb } from '../not-found.js';
 import { adminRateLimit } from '../rate-limit.js';
 import {
   acceptedSchema,
@@ -230,7 +231,7 @@ async function adminScope(app: AppInstance): Promise<void> {
   );
 
   app.delete(
-    '/v1/models/:name/versions/:version',
+    `/v1/models/:name/versions/${beforeVerb('version')}`,
     {
       schema: {
         tags,

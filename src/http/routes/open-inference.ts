@@ -30,6 +30,7 @@ import {
   splitInferBody,
   tensorBytes,
 } from '../binary-infer.js';
+import { parseJsonBody } from '../json-body.js';
 import { inferResponseJson, outputTensorJson } from '../json-responses.js';
 import { recordInference } from '../request-context.js';
 import {
@@ -293,13 +294,12 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
   const acceptsBody = compileAccepts(body);
   const headerSchema = binaryInferHeaderSchema();
   const acceptsHeader = compileAccepts(headerSchema);
-  const jsonParser = app.getDefaultJsonParser('error', 'error');
   const parseHeader = (request: FastifyRequest, text: string): unknown => {
     if (text.trim() === '') failInput(`headers.${HEADER_LENGTH}`, 'the JSON header is empty');
     let parsed: unknown;
     let error: Error | null = null;
-    // Fastify's own JSON parser (synchronous), with its __proto__/constructor refusals.
-    jsonParser(request, text, (e, value) => {
+    // The JSON bodies' own parser (synchronous): the same refusals and error positions.
+    parseJsonBody(request, text, (e, value) => {
       error = e;
       parsed = value;
     });

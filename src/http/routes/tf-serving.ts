@@ -19,6 +19,7 @@ import {
 import type { AppInstance } from '../app-types.js';
 import { OCTET_STREAM } from '../binary-infer.js';
 import { predictResponseJson } from '../json-responses.js';
+import { beforeVerb } from '../not-found.js';
 import { recordInference } from '../request-context.js';
 import {
   checkBatchSize,
@@ -278,7 +279,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
   );
 
   app.get(
-    '/v1/models/:name',
+    `/v1/models/${beforeVerb('name')}`,
     {
       onRequest,
       schema: {
@@ -309,7 +310,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
   );
 
   app.get(
-    '/v1/models/:name/versions/:version',
+    `/v1/models/:name/versions/${beforeVerb('version')}`,
     {
       onRequest,
       schema: {
