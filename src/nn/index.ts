@@ -67,4 +67,4 @@ export { Residual } from './residual.js';
 export { Rng } from './rng.js';
 export { Sequential } from './sequential.js';
 export { SGD, type SgdOptions } from './sgd.js';
-export { numelOf, Tensor } from './tensor.js';
+export { FLOAT32_MAX, numelOf, Tensor } from './tensor.js';

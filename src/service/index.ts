@@ -1,9 +1,16 @@
 export { JOBS_DIR, loadModelDirectory } from '../repository/index.js';
+export { bearerTokenCheck } from './bearer-token.js';
+export { type Accepts, compileAccepts } from './compiled-schema.js';
+export { type BatchingPolicy, type BatchReport, DynamicBatcher } from './dynamic-batcher.js';
+export { InferenceService, type InferenceServiceOptions } from './inference-service.js';
 export {
   FINITE_NUMBER_MESSAGE,
   FLOAT32_MAX,
   FLOAT32_RANGE_MESSAGE,
+  failInput,
+  float32Value,
   InputShape,
+  ROW_ARRAY_MESSAGE,
 } from './input-shape.js';
 export { jobRecordSchema, type TraceContext, traceContextSchema } from './job-record.js';
 export {
@@ -25,11 +32,25 @@ export {
 } from './model-registry.js';
 export { exportModelOnnx, type OnnxExport, type OnnxExportRequest } from './onnx-export.js';
 export {
+  checkInputTensor,
+  type InputTensorHeader,
+  modelMetadata,
+  OIP_EXTENSIONS,
+  type OutputName,
+  type OutputTensor,
+  outputNames,
+  outputTensor,
+  requestedOutputs,
+} from './open-inference.js';
+export {
+  checkBatchSize,
+  checkFiniteOutputs,
   inputShapeOf,
   type PredictInput,
   type PredictOutput,
   predict,
   runBatch,
+  runSources,
 } from './predict.js';
 export { type OpenedModel, openModelDirectory } from './predict-directory.js';
 export { publishCheckpoint } from './publish-checkpoint.js';
@@ -39,7 +60,22 @@ export {
   RecalibrationService,
   RecalibrationSession,
 } from './recalibration-service.js';
+export {
+  flatRows,
+  float32Rows,
+  type InputBuffer,
+  nestedRows,
+  type RowSource,
+  sampleRows,
+} from './row-source.js';
 export { parseServerConfig, type ServerConfig, serverConfigSchema } from './server-config.js';
+export {
+  bytesTensor,
+  checkFinite,
+  FP32_BYTES,
+  float32Bytes,
+  readFloat32,
+} from './tensor-codec.js';
 export {
   INPUT_TENSOR,
   LABEL_TENSOR,

@@ -15,7 +15,7 @@ import { openModelDirectory } from '../../src/service/index.js';
 import { ADMIN, labelAccuracy, predictRows } from '../helpers/admin.js';
 import { makeTestApp, type TestApp } from '../helpers/app.js';
 import { expectClose } from '../helpers/compare.js';
-import { digitsTestRows, nightShift } from '../helpers/digits.js';
+import { digitsTestRows, digitsImage as image, nightShift } from '../helpers/digits.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-files.js';
 
 const run = promisify(execFile);
@@ -29,10 +29,6 @@ const RECALIBRATED_NIGHT_ACCURACY_MIN = 0.97;
 const NIGHT_ACCURACY_MAX = 0.5;
 
 const { x, y } = digitsTestRows();
-/** A row of 64 pixels as the nested [1][8][8] image. */
-const image = (row: readonly number[]) => [
-  Array.from({ length: 8 }, (_, h) => row.slice(h * 8, h * 8 + 8)),
-];
 
 afterAll(removeTempDirs);
 

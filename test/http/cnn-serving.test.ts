@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openModelDirectory } from '../../src/service/index.js';
 import { makeTestApp, type TestApp } from '../helpers/app.js';
 import { expectClose } from '../helpers/compare.js';
-import { digitsTestRows } from '../helpers/digits.js';
+import { digitsTestRows, digitsImage as image } from '../helpers/digits.js';
 import { FUSION_ATOL, OUTPUT_ATOL } from '../helpers/tolerances.js';
 import { expectInvalid, type InferResponse, type PredictResponse } from './http-helpers.js';
 
@@ -26,8 +26,6 @@ const torch = JSON.parse(
   readFileSync('test/fixtures/torch-model/cnn-expected.json', 'utf8'),
 ) as CnnExpected;
 const { x } = digitsTestRows();
-/** A row of 64 pixels as the nested [1][8][8] image. */
-const image = (row: number[]) => [Array.from({ length: 8 }, (_, h) => row.slice(h * 8, h * 8 + 8))];
 
 let t: TestApp;
 beforeAll(async () => {

@@ -1,39 +1,31 @@
 import { z } from 'zod';
-import { type ErrorLocation, NormserveError } from '../../errors/index.js';
+import { checkBatchSize, checkFiniteOutputs, ROW_ARRAY_MESSAGE } from '../../service/index.js';
+
+/** Defined with the inference use case (gRPC applies them too); re-exported for the routes. */
+export { checkBatchSize, checkFiniteOutputs };
 
 /**
- * Instances of a prediction request, one sample per element; the model's input shape (flat
- * numbers or nested arrays, finite float32 values) is checked by the service against the version
- * that serves the request (src/service/input-shape.ts). Without `maxRows` the row count is left
- * to the route (see checkBatchSize), so the schema, and the OpenAPI document made from it, do not
- * depend on the configuration.
+ * Instances of a prediction request, one sample per element. Without `sample` (the OpenAPI
+ * document and the error reports) a sample is any array, checked afterwards by the service
+ * against the version that serves the request (src/service/input-shape.ts names each offending
+ * place); with a model's `InputShape.sampleSchema()` and `maxRows` it is the schema of that
+ * model's requests, compiled once per version for the fast path. Without `maxRows` the row count
+ * is left to the route (see checkBatchSize), so the general schema does not depend on the
+ * configuration or the model.
  */
-export function rowsSchema(maxRows?: number) {
+export function rowsSchema(maxRows?: number, sample?: z.ZodType) {
+  const row =
+    sample ??
+    z.array(z.unknown(), { error: ROW_ARRAY_MESSAGE }).meta({
+      description:
+        "One sample: the model's input_shape flat (e.g. 64 numbers) or nested (e.g. [1][8][8]), finite float32 values",
+    });
   const rows = z
-    .array(
-      z.array(z.unknown(), { error: 'expected an array of numbers (one row)' }).meta({
-        description:
-          "One sample: the model's input_shape flat (e.g. 64 numbers) or nested (e.g. [1][8][8]), finite float32 values",
-      }),
-      { error: 'expected an array of rows' },
-    )
+    .array(row, { error: 'expected an array of rows' })
     .min(1, 'at least one row is required');
   return maxRows === undefined
     ? rows
     : rows.max(maxRows, `at most ${maxRows} rows per request (MAX_BATCH_SIZE)`);
-}
-
-/**
- * More rows than MAX_BATCH_SIZE is a 413 BATCH_TOO_LARGE (not a 400): the data is fine, the
- * client should split the batch.
- */
-export function checkBatchSize(path: string, rows: number, maxRows: number): void {
-  if (rows > maxRows) {
-    const message = `at most ${maxRows} rows per request (MAX_BATCH_SIZE), got ${rows}`;
-    throw new NormserveError('BATCH_TOO_LARGE', `${path}: ${message}`, {
-      errors: [{ path, message }],
-    });
-  }
 }
 
 /** A query-string flag spelled exactly `true` or `false`, absent = `defaultValue`, as a boolean. */
@@ -91,35 +83,6 @@ export const problemSchema = z
       },
     ],
   });
-
-/**
- * Inputs within the float32 range can still overflow inside the network (a row of values near
- * 1e38); such rows are refused by name instead of answering NaN (JSON null) predictions.
- */
-export function checkFiniteOutputs(
-  outputs: Float32Array,
-  rows: number,
-  width: number,
-  rowPath: (row: number) => string,
-): void {
-  const errors: ErrorLocation[] = [];
-  for (let r = 0; r < rows && errors.length < 10; r++) {
-    for (let k = 0; k < width; k++) {
-      if (!Number.isFinite(outputs[r * width + k]!)) {
-        errors.push({
-          path: rowPath(r),
-          message: "the model's outputs overflow float32 for this row (values too large)",
-        });
-        break;
-      }
-    }
-  }
-  if (errors.length > 0) {
-    throw new NormserveError('INVALID_INPUT', `${errors[0]!.path}: ${errors[0]!.message}`, {
-      errors,
-    });
-  }
-}
 
 /** Error responses every route may give, for the OpenAPI document. */
 export const errorResponses = {
