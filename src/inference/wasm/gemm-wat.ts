@@ -1,0 +1,257 @@
+import { locals, range } from './wat-text.js';
+
+/**
+ * The GEMM of the engine, as WebAssembly text:
+ *
+ *   C[m, n] = epilogue(bias[n] + Σ_k A[m, k]·B[k, n])   for m < M, n < N, k < K (K ≥ 1)
+ *
+ * A is row-major with a row stride of `lda` bytes (unit stride along k), C row-major with a row
+ * stride of `ldc` bytes, B packed by `pack_b` into panels of NR columns: panel p holds
+ * B[k, p·NR + j] at ((p·K + k)·NR + j)·4, zero beyond N, so a panel is one contiguous stream. The
+ * bias is padded with zeros to a multiple of NR. The epilogue (identity, ReLU or LeakyReLU) is
+ * applied to the accumulators as they are stored; other activations run as a pass afterwards.
+ *
+ * Register blocking: a 4×8 tile keeps 8 f32x4 accumulators, 2 panel vectors and one broadcast of A
+ * in registers (V8 allocates 15 of the 16 x64 vector registers; wider tiles spill). Rows left over
+ * (and a batch of one) use a 1×32 tile over four panels, again 8 accumulators.
+ *
+ * Every tile computes each output the same way — the accumulator starts at the bias and adds
+ * A[m, k]·B[k, n] for k = 0, 1, …, K−1 in order — so a row's result does not depend on which tile,
+ * chunk or thread computed it: splitting a batch across threads is bit-for-bit identical.
+ */
+export const MR = 4;
+export const NR = 8;
+
+export type Epilogue = 'none' | 'relu' | 'leaky';
+export const EPILOGUES: readonly Epilogue[] = ['none', 'relu', 'leaky'];
+
+const ZERO = '(v128.const i32x4 0 0 0 0)';
+
+/** acc + a·b, fused (one rounding) when relaxed SIMD is available. */
+const madd = (relaxed: boolean, a: string, b: string, acc: string): string =>
+  relaxed ? `(f32x4.relaxed_madd ${a} ${b} ${acc})` : `(f32x4.add ${acc} (f32x4.mul ${a} ${b}))`;
+
+const epilogue = (kind: Epilogue, v: string): string => {
+  if (kind === 'none') return v;
+  if (kind === 'relu') return `(f32x4.max ${v} ${ZERO})`;
+  return `(v128.bitselect ${v} (f32x4.mul ${v} (local.get $slopev)) (f32x4.gt ${v} ${ZERO}))`;
+};
+
+/**
+ * Stores accumulator `acc` (epilogue applied) at `addr` + `offset`, the vector holding columns
+ * `col`…`col`+3 of a tile whose valid width is $nv: whole when all four are valid, lane by lane
+ * at the right edge of C.
+ */
+const store = (kind: Epilogue, acc: string, addr: string, offset: number, col: number): string =>
+  `(local.set $t ${epilogue(kind, `(local.get $${acc})`)})
+   (if (i32.ge_s (local.get $nv) (i32.const ${col + 4}))
+     (then (v128.store offset=${offset} ${addr} (local.get $t)))
+     (else (call $store_partial (i32.add ${addr} (i32.const ${offset})) (local.get $t)
+       (i32.sub (local.get $nv) (i32.const ${col})))))`;
+
+function tile4x8(kind: Epilogue, relaxed: boolean): string {
+  const acc = range(MR).flatMap((i) => range(2).map((j) => `c${i}_${j}`));
+  const rowPtr = (i: number) => (i === 0 ? 'a' : `a${i}`);
+  const k = range(MR)
+    .map(
+      (i) => `(local.set $x (v128.load32_splat (local.get $${rowPtr(i)})))
+      ${range(2)
+        .map(
+          (j) => `(local.set $c${i}_${j} ${madd(relaxed, '(local.get $x)', `(local.get $b${j})`, `(local.get $c${i}_${j})`)})`,
+        )
+        .join('\n')}`,
+    )
+    .join('\n');
+  return `
+  (func $tile4x8_${kind} (param $a i32) (param $lda i32) (param $bp i32) (param $k i32)
+      (param $c i32) (param $ldc i32) (param $bias i32) (param $nv i32) (param $slope f32)
+    ${locals('v128', ...acc, 'b0', 'b1', 'x', 't', 'slopev')}
+    ${locals('i32', 'a1', 'a2', 'a3', 'end')}
+    (local.set $b0 (v128.load (local.get $bias)))
+    (local.set $b1 (v128.load offset=16 (local.get $bias)))
+    ${acc.map((c) => `(local.set $${c} (local.get $b${c.at(-1)}))`).join(' ')}
+    (local.set $a1 (i32.add (local.get $a) (local.get $lda)))
+    (local.set $a2 (i32.add (local.get $a1) (local.get $lda)))
+    (local.set $a3 (i32.add (local.get $a2) (local.get $lda)))
+    (local.set $end (i32.add (local.get $a) (i32.shl (local.get $k) (i32.const 2))))
+    (loop $k
+      (local.set $b0 (v128.load (local.get $bp)))
+      (local.set $b1 (v128.load offset=16 (local.get $bp)))
+      ${k}
+      ${range(MR)
+        .map((i) => `(local.set $${rowPtr(i)} (i32.add (local.get $${rowPtr(i)}) (i32.const 4)))`)
+        .join(' ')}
+      (local.set $bp (i32.add (local.get $bp) (i32.const ${NR * 4})))
+      (br_if $k (i32.lt_u (local.get $a) (local.get $end))))
+    (local.set $slopev (f32x4.splat (local.get $slope)))
+    ${range(MR)
+      .map(
+        (i) => `${range(2)
+          .map((j) => store(kind, `c${i}_${j}`, '(local.get $c)', 16 * j, 4 * j))
+          .join('\n')}
+        (local.set $c (i32.add (local.get $c) (local.get $ldc)))`,
+      )
+      .join('\n')})`;
+}
+
+/** One row against four consecutive panels (32 columns); $pb is the panel size in bytes. */
+function tile1x32(kind: Epilogue, relaxed: boolean): string {
+  const acc = range(4).flatMap((p) => range(2).map((j) => `c${p}_${j}`));
+  return `
+  (func $tile1x32_${kind} (param $a i32) (param $bp i32) (param $pb i32) (param $k i32)
+      (param $c i32) (param $bias i32) (param $nv i32) (param $slope f32)
+    ${locals('v128', ...acc, 'x', 't', 'slopev')}
+    ${locals('i32', 'q1', 'q2', 'q3', 'end')}
+    ${acc.map((c) => `(local.set $${c} (v128.load offset=${32 * Number(c[1]) + 16 * Number(c.at(-1))} (local.get $bias)))`).join(' ')}
+    (local.set $q1 (i32.add (local.get $bp) (local.get $pb)))
+    (local.set $q2 (i32.add (local.get $q1) (local.get $pb)))
+    (local.set $q3 (i32.add (local.get $q2) (local.get $pb)))
+    (local.set $end (i32.add (local.get $a) (i32.shl (local.get $k) (i32.const 2))))
+    (loop $k
+      (local.set $x (v128.load32_splat (local.get $a)))
+      ${acc
+        .map((c) => {
+          const p = Number(c[1]);
+          const ptr = p === 0 ? 'bp' : `q${p}`;
+          const b = `(v128.load offset=${16 * Number(c.at(-1))} (local.get $${ptr}))`;
+          return `(local.set $${c} ${madd(relaxed, '(local.get $x)', b, `(local.get $${c})`)})`;
+        })
+        .join('\n')}
+      (local.set $a (i32.add (local.get $a) (i32.const 4)))
+      ${['bp', 'q1', 'q2', 'q3'].map((q) => `(local.set $${q} (i32.add (local.get $${q}) (i32.const ${NR * 4})))`).join(' ')}
+      (br_if $k (i32.lt_u (local.get $a) (local.get $end))))
+    (local.set $slopev (f32x4.splat (local.get $slope)))
+    ${acc.map((c) => store(kind, c, '(local.get $c)', 32 * Number(c[1]) + 16 * Number(c.at(-1)), 8 * Number(c[1]) + 4 * Number(c.at(-1)))).join('\n')})`;
+}
+
+/** One row against one panel. */
+function tile1x8(kind: Epilogue, relaxed: boolean): string {
+  return `
+  (func $tile1x8_${kind} (param $a i32) (param $bp i32) (param $k i32)
+      (param $c i32) (param $bias i32) (param $nv i32) (param $slope f32)
+    ${locals('v128', 'c0', 'c1', 'x', 't', 'slopev')}
+    (local $end i32)
+    (local.set $c0 (v128.load (local.get $bias)))
+    (local.set $c1 (v128.load offset=16 (local.get $bias)))
+    (local.set $end (i32.add (local.get $a) (i32.shl (local.get $k) (i32.const 2))))
+    (loop $k
+      (local.set $x (v128.load32_splat (local.get $a)))
+      (local.set $c0 ${madd(relaxed, '(local.get $x)', '(v128.load (local.get $bp))', '(local.get $c0)')})
+      (local.set $c1 ${madd(relaxed, '(local.get $x)', '(v128.load offset=16 (local.get $bp))', '(local.get $c1)')})
+      (local.set $a (i32.add (local.get $a) (i32.const 4)))
+      (local.set $bp (i32.add (local.get $bp) (i32.const ${NR * 4})))
+      (br_if $k (i32.lt_u (local.get $a) (local.get $end))))
+    (local.set $slopev (f32x4.splat (local.get $slope)))
+    ${store(kind, 'c0', '(local.get $c)', 0, 0)}
+    ${store(kind, 'c1', '(local.get $c)', 16, 4)})`;
+}
+
+/** gemm_<epilogue>(M, N, K, A, lda, B packed, bias, C, ldc, slope): whole row blocks panel by panel, then single rows. */
+function gemm(kind: Epilogue): string {
+  return `
+  (func $gemm_${kind} (export "gemm_${kind}") (param $m i32) (param $n i32) (param $k i32)
+      (param $a i32) (param $lda i32) (param $b i32) (param $bias i32) (param $c i32)
+      (param $ldc i32) (param $slope f32)
+    ${locals('i32', 'pb', 'np', 'p', 'i', 'full')}
+    (local.set $pb (i32.mul (local.get $k) (i32.const ${NR * 4})))
+    (local.set $np (i32.shr_u (i32.add (local.get $n) (i32.const ${NR - 1})) (i32.const 3)))
+    (local.set $full (i32.and (local.get $m) (i32.const ${-MR})))
+    (local.set $p (i32.const 0))
+    (block $panels_done (loop $panels
+      (br_if $panels_done (i32.ge_u (local.get $p) (local.get $np)))
+      (local.set $i (i32.const 0))
+      (block $rows_done (loop $rows
+        (br_if $rows_done (i32.ge_u (local.get $i) (local.get $full)))
+        (call $tile4x8_${kind}
+          (i32.add (local.get $a) (i32.mul (local.get $i) (local.get $lda))) (local.get $lda)
+          (i32.add (local.get $b) (i32.mul (local.get $p) (local.get $pb))) (local.get $k)
+          (i32.add (i32.add (local.get $c) (i32.mul (local.get $i) (local.get $ldc)))
+            (i32.shl (local.get $p) (i32.const 5)))
+          (local.get $ldc)
+          (i32.add (local.get $bias) (i32.shl (local.get $p) (i32.const 5)))
+          (i32.sub (local.get $n) (i32.shl (local.get $p) (i32.const 3)))
+          (local.get $slope))
+        (local.set $i (i32.add (local.get $i) (i32.const ${MR})))
+        (br $rows)))
+      (local.set $p (i32.add (local.get $p) (i32.const 1)))
+      (br $panels)))
+    (local.set $i (local.get $full))
+    (block $single_done (loop $single
+      (br_if $single_done (i32.ge_u (local.get $i) (local.get $m)))
+      (local.set $p (i32.const 0))
+      (block $wide_done (loop $wide
+        (br_if $wide_done (i32.gt_u (i32.add (local.get $p) (i32.const 4)) (local.get $np)))
+        (call $tile1x32_${kind}
+          (i32.add (local.get $a) (i32.mul (local.get $i) (local.get $lda)))
+          (i32.add (local.get $b) (i32.mul (local.get $p) (local.get $pb))) (local.get $pb)
+          (local.get $k)
+          (i32.add (i32.add (local.get $c) (i32.mul (local.get $i) (local.get $ldc)))
+            (i32.shl (local.get $p) (i32.const 5)))
+          (i32.add (local.get $bias) (i32.shl (local.get $p) (i32.const 5)))
+          (i32.sub (local.get $n) (i32.shl (local.get $p) (i32.const 3)))
+          (local.get $slope))
+        (local.set $p (i32.add (local.get $p) (i32.const 4)))
+        (br $wide)))
+      (block $narrow_done (loop $narrow
+        (br_if $narrow_done (i32.ge_u (local.get $p) (local.get $np)))
+        (call $tile1x8_${kind}
+          (i32.add (local.get $a) (i32.mul (local.get $i) (local.get $lda)))
+          (i32.add (local.get $b) (i32.mul (local.get $p) (local.get $pb))) (local.get $k)
+          (i32.add (i32.add (local.get $c) (i32.mul (local.get $i) (local.get $ldc)))
+            (i32.shl (local.get $p) (i32.const 5)))
+          (i32.add (local.get $bias) (i32.shl (local.get $p) (i32.const 5)))
+          (i32.sub (local.get $n) (i32.shl (local.get $p) (i32.const 3)))
+          (local.get $slope))
+        (local.set $p (i32.add (local.get $p) (i32.const 1)))
+        (br $narrow)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $single)))
+  )`;
+}
+
+/**
+ * pack_b(src, kStride, nStride, K, N, dst): B[k, n] = src[k·kStride + n·nStride] (strides in
+ * bytes) into NR-column panels at dst, zero-padded to a whole panel. A Linear weight [out, in]
+ * is B = Wᵀ: kStride 4, nStride 4·in.
+ */
+const packB = `
+  (func $pack_b (export "pack_b") (param $src i32) (param $ks i32) (param $ns i32) (param $k i32)
+      (param $n i32) (param $dst i32)
+    ${locals('i32', 'p', 'np', 'kk', 'j', 'col')}
+    (local.set $np (i32.shr_u (i32.add (local.get $n) (i32.const ${NR - 1})) (i32.const 3)))
+    (block $pd (loop $pl
+      (br_if $pd (i32.ge_u (local.get $p) (local.get $np)))
+      (local.set $kk (i32.const 0))
+      (block $kd (loop $kl
+        (br_if $kd (i32.ge_u (local.get $kk) (local.get $k)))
+        (local.set $j (i32.const 0))
+        (block $jd (loop $jl
+          (br_if $jd (i32.ge_u (local.get $j) (i32.const ${NR})))
+          (local.set $col (i32.add (i32.shl (local.get $p) (i32.const 3)) (local.get $j)))
+          (if (i32.lt_u (local.get $col) (local.get $n))
+            (then (f32.store (local.get $dst) (f32.load (i32.add
+              (i32.add (local.get $src) (i32.mul (local.get $kk) (local.get $ks)))
+              (i32.mul (local.get $col) (local.get $ns))))))
+            (else (f32.store (local.get $dst) (f32.const 0))))
+          (local.set $dst (i32.add (local.get $dst) (i32.const 4)))
+          (local.set $j (i32.add (local.get $j) (i32.const 1)))
+          (br $jl)))
+        (local.set $kk (i32.add (local.get $kk) (i32.const 1)))
+        (br $kl)))
+      (local.set $p (i32.add (local.get $p) (i32.const 1)))
+      (br $pl))))`;
+
+/** Bytes of B packed for K×N. */
+export const packedBytes = (k: number, n: number): number => Math.ceil(n / NR) * NR * k * 4;
+
+export function gemmWat(relaxed: boolean): string {
+  return [
+    ...EPILOGUES.flatMap((kind) => [
+      tile4x8(kind, relaxed),
+      tile1x32(kind, relaxed),
+      tile1x8(kind, relaxed),
+      gemm(kind),
+    ]),
+    packB,
+  ].join('\n');
+}

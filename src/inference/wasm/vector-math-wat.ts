@@ -1,0 +1,245 @@
+import { SELU_ALPHA, SELU_SCALE } from '../../nn/index.js';
+import { ACTIVATION_CODES } from '../kernels.js';
+import { locals, splat } from './wat-text.js';
+
+/**
+ * The activations of nn/activation-functions.ts on f32x4 vectors, to float32 accuracy (a few ulps;
+ * test/inference/wasm-math.test.ts measures the error against the float64 functions on a dense grid
+ * and the special values). Written with separate multiplies and adds (never relaxed FMA) so they
+ * give the same bits on every runtime. NaN in gives NaN out.
+ */
+
+const mul = (a: string, b: string) => `(f32x4.mul ${a} ${b})`;
+const add = (a: string, b: string) => `(f32x4.add ${a} ${b})`;
+const get = (name: string) => `(local.get $${name})`;
+
+/** Horner's rule: c[0]·x^(n−1) + … + c[n−1], coefficients given as constants or per-lane expressions. */
+const horner = (x: string, coefficients: readonly (number | string)[]): string => {
+  const c = (v: number | string) => (typeof v === 'number' ? splat(v) : v);
+  let acc = c(coefficients[0]!);
+  for (const k of coefficients.slice(1)) acc = add(mul(acc, x), c(k));
+  return acc;
+};
+
+/**
+ * exp(x), Cephes' expf: x = n·ln2 + r with ln2 split in two (C1 + C2) so n·C1 is exact,
+ * e^r by a degree-6 polynomial (error ≤ 1 ulp), 2^n built in the exponent bits. Arguments are
+ * clamped to [ln(FLT_MIN), 88.376]: below, the result is flushed to 0 (the callers only ever need
+ * e^x ≤ 1 scaled by something of order 1, where 1e-38 is nothing).
+ */
+const exp = `
+  (func $exp (param $x v128) (result v128)
+    ${locals('v128', 'fx', 'z', 'under')}
+    (local.set $under (f32x4.lt (local.get $x) ${splat(-87.33654)}))
+    (local.set $x (f32x4.min (f32x4.max (local.get $x) ${splat(-87.33654)}) ${splat(88.3762626647949)}))
+    (local.set $fx (f32x4.floor ${add(mul(get('x'), splat(Math.LOG2E)), splat(0.5))}))
+    (local.set $x (f32x4.sub (f32x4.sub (local.get $x) ${mul(get('fx'), splat(0.693359375))})
+      ${mul(get('fx'), splat(-2.12194440e-4))}))
+    (local.set $z ${mul(get('x'), get('x'))})
+    (v128.andnot
+      ${mul(
+        add(
+          add(
+            mul(
+              horner(get('x'), [
+                1.987569150e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1,
+                5.0000001201e-1,
+              ]),
+              get('z'),
+            ),
+            get('x'),
+          ),
+          splat(1),
+        ),
+        `(i32x4.shl (i32x4.add (i32x4.trunc_sat_f32x4_s (local.get $fx)) (v128.const i32x4 127 127 127 127)) (i32.const 23))`,
+      )}
+      (local.get $under)))`;
+
+/**
+ * eˣ − 1 for x ≤ 0 (SELU's negative branch): the Taylor series to x⁸ for x > −½ (the first term
+ * left out is < 2e-8 of the result there), e^x − 1 below, where it loses no digits.
+ */
+const expm1 = `
+  (func $expm1_nonpos (param $x v128) (result v128)
+    (v128.bitselect
+      ${add(
+        mul(
+          horner(get('x'), [1 / 40320, 1 / 5040, 1 / 720, 1 / 120, 1 / 24, 1 / 6, 0.5]),
+          mul(get('x'), get('x')),
+        ),
+        get('x'),
+      )}
+      (f32x4.sub (call $exp (local.get $x)) ${splat(1)})
+      (f32x4.gt (local.get $x) ${splat(-0.5)})))`;
+
+const SIGN = '(v128.const i32x4 0x80000000 0x80000000 0x80000000 0x80000000)';
+
+/**
+ * tanh(x): Cephes' tanhf polynomial x + x³·P(x²) for |x| < 0.625, else (1 − e)/(1 + e) with
+ * e = e^(−2|x|) and x's sign (no cancellation: e ≤ 0.29 there).
+ */
+const tanh = `
+  (func $tanh (param $x v128) (result v128)
+    ${locals('v128', 's', 'e')}
+    (local.set $s ${mul(get('x'), get('x'))})
+    (local.set $e (call $exp (f32x4.mul (f32x4.abs (local.get $x)) ${splat(-2)})))
+    (v128.bitselect
+      ${add(
+        mul(
+          mul(
+            horner(get('s'), [
+              -5.70498872745e-3, 2.06390887954e-2, -5.37397155531e-2, 1.33314422036e-1,
+              -3.33332819422e-1,
+            ]),
+            get('s'),
+          ),
+          get('x'),
+        ),
+        get('x'),
+      )}
+      (v128.or
+        (f32x4.div (f32x4.sub ${splat(1)} (local.get $e)) (f32x4.add ${splat(1)} (local.get $e)))
+        (v128.and (local.get $x) ${SIGN}))
+      (f32x4.lt (f32x4.abs (local.get $x)) ${splat(0.625)})))`;
+
+/** σ(x) = 1/(1 + e^−x) for x ≥ 0 and e^x/(1 + e^x) below, as nn's sigmoid: e^−|x| never overflows. */
+const sigmoid = `
+  (func $sigmoid (param $x v128) (result v128)
+    ${locals('v128', 'e', 's')}
+    (local.set $e (call $exp (f32x4.neg (f32x4.abs (local.get $x)))))
+    (local.set $s (f32x4.div ${splat(1)} (f32x4.add ${splat(1)} (local.get $e))))
+    (v128.bitselect (local.get $s) ${mul(get('e'), get('s'))}
+      (f32x4.ge (local.get $x) ${splat(0)})))`;
+
+/** SELU: scale·x for x > 0, scale·α·(eˣ − 1) otherwise. */
+const selu = `
+  (func $selu (param $x v128) (result v128)
+    (v128.bitselect
+      ${mul(get('x'), splat(SELU_SCALE))}
+      ${mul(`(call $expm1_nonpos (f32x4.min (local.get $x) ${splat(0)}))`, splat(SELU_SCALE * SELU_ALPHA))}
+      (f32x4.gt (local.get $x) ${splat(0)})))`;
+
+/**
+ * GELU with approximate='tanh': 0.5·x·(1 + tanh(u)) with u = √(2/π)·(x + 0.044715·x³), computed as
+ * x·σ(2u) — the same function, since 1 + tanh(u) = 2·σ(2u) — which keeps the far negative tail's
+ * digits that 1 + tanh(u) would cancel.
+ */
+const geluTanh = `
+  (func $gelu_tanh (param $x v128) (result v128)
+    ${mul(
+      get('x'),
+      `(call $sigmoid ${mul(
+        add(mul(mul(mul(get('x'), get('x')), get('x')), splat(0.044715)), get('x')),
+        splat(2 * Math.sqrt(2 / Math.PI)),
+      )})`,
+    )})`;
+
+/* fdlibm s_erf.c's rational approximations (the coefficients of nn/erf.ts), evaluated in float32. */
+const PP = [
+  -2.37630166566501626084e-5, -5.77027029648944159157e-3, -2.84817495755985104766e-2,
+  -3.2504210724700149937e-1, 1.28379167095512558561e-1,
+];
+const QQ = [
+  -3.9602282787753681232e-6, 1.32494738004321644526e-4, 5.08130628187576562776e-3,
+  6.50222499887672944485e-2, 3.97917223959155352819e-1, 1,
+];
+const PA = [
+  -2.166375594868790843e-3, 3.54783043256182359371e-2, -1.10894694282396677476e-1,
+  3.18346619901161753674e-1, -3.72207876035701323847e-1, 4.14856118683748331666e-1,
+  -2.36211856075265944077e-3,
+];
+const QA = [
+  1.1984499846799107417e-2, 1.36370839120290507362e-2, 1.26171219808761642112e-1,
+  7.18286544141962662868e-2, 5.40397917702171048937e-1, 1.06420880400844228286e-1, 1,
+];
+const RA = [
+  -9.81432934416914548592, -8.12874355063065934246e1, -1.84605092906711035994e2,
+  -1.62396669462573470355e2, -6.23753324503260060396e1, -1.05586262253232909814e1,
+  -6.93858572707181764372e-1, -9.86494403484714822705e-3,
+];
+const SA = [
+  -6.04244152148580987438e-2, 6.57024977031928170135, 1.08635005541779435134e2,
+  4.29008140027567833386e2, 6.45387271733267880336e2, 4.34565877475229228821e2,
+  1.376577541435190426e2, 1.96512716674392571292e1, 1,
+];
+const RB = [
+  0, -4.83519191608651397019e2, -1.02509513161107724954e3, -6.37566443368389627722e2,
+  -1.60636384855821916062e2, -1.77579549177547519889e1, -7.99283237680523006574e-1,
+  -9.86494292470009928597e-3,
+];
+const SB = [
+  0, -2.24409524465858183362e1, 4.74528541206955367215e2, 2.55305040643316442583e3,
+  3.19985821950859553908e3, 1.53672958608443695994e3, 3.25792512996573918826e2,
+  3.03380607434824582924e1, 1,
+];
+const ERX = 8.45062911510467529297e-1;
+
+/** Per lane: the RA/SA coefficient where $near, else RB/SB's. */
+const pick = (a: readonly number[], b: readonly number[]) =>
+  a.map((x, i) => `(v128.bitselect ${splat(x)} ${splat(b[i]!)} (local.get $near))`);
+
+/**
+ * Exact GELU: 0.5·x·(1 + erf(x/√2)), with 1 + erf(z) taken from fdlibm's ranges so that no digits
+ * cancel: |z| < 0.84375: 1 ± (|z| + |z|·P/Q); < 1.25: 1 ± (erx + P/Q); beyond, erfc(|z|) =
+ * e^(−h² − 0.5625)·e^((h − |z|)(h + |z|) + R/S)/|z| (h = |z| with its low 12 bits cleared, so h² is
+ * exact) gives 2 − erfc for z > 0 and erfc itself for z < 0 — the far negative tail to full
+ * relative precision.
+ */
+const gelu = `
+  (func $gelu (param $x v128) (result v128)
+    ${locals('v128', 'az', 'zz', 's', 'e', 'ac', 't', 'h', 'c', 'near', 'small', 'tail')}
+    (local.set $az (f32x4.abs (f32x4.mul (local.get $x) ${splat(Math.SQRT1_2)})))
+    (local.set $zz ${mul(get('az'), get('az'))})
+    (local.set $s (f32x4.sub (local.get $az) ${splat(1)}))
+    (local.set $e (v128.bitselect
+      ${add(get('az'), mul(get('az'), `(f32x4.div ${horner(get('zz'), PP)} ${horner(get('zz'), QQ)})`))}
+      ${add(splat(ERX), `(f32x4.div ${horner(get('s'), PA)} ${horner(get('s'), QA)})`)}
+      (f32x4.lt (local.get $az) ${splat(0.84375)})))
+    (local.set $ac (f32x4.min (local.get $az) ${splat(10)}))
+    (local.set $t (f32x4.div ${splat(1)} ${mul(get('ac'), get('ac'))}))
+    (local.set $near (f32x4.lt (local.get $ac) ${splat(1 / 0.35)}))
+    (local.set $h (v128.and (local.get $ac) (v128.const i32x4 0xffffe000 0xffffe000 0xffffe000 0xffffe000)))
+    (local.set $c (f32x4.div
+      (f32x4.mul
+        (call $exp (f32x4.sub (f32x4.neg ${mul(get('h'), get('h'))}) ${splat(0.5625)}))
+        (call $exp (f32x4.add
+          (f32x4.mul (f32x4.sub (local.get $h) (local.get $ac)) (f32x4.add (local.get $h) (local.get $ac)))
+          (f32x4.div ${horner(get('t'), pick(RA, RB))} ${horner(get('t'), pick(SA, SB))}))))
+      (local.get $ac)))
+    (local.set $small (f32x4.lt (local.get $az) ${splat(1.25)}))
+    (local.set $tail (v128.bitselect
+      (v128.bitselect (f32x4.add ${splat(1)} (local.get $e)) (f32x4.sub ${splat(2)} (local.get $c)) (local.get $small))
+      (v128.bitselect (f32x4.sub ${splat(1)} (local.get $e)) (local.get $c) (local.get $small))
+      (f32x4.ge (local.get $x) ${splat(0)})))
+    ${mul(mul(get('x'), splat(0.5)), get('tail'))})`;
+
+/** act(v, code, slope): the activation with code `code` (kernels.ts's codes). */
+function activate(): string {
+  const body: Record<number, string> = {
+    [ACTIVATION_CODES.none]: '(local.get $v)',
+    [ACTIVATION_CODES.relu]: `(f32x4.max (local.get $v) ${splat(0)})`,
+    [ACTIVATION_CODES.leaky_relu]: `(v128.bitselect (local.get $v)
+      (f32x4.mul (local.get $v) (f32x4.splat (local.get $slope))) (f32x4.gt (local.get $v) ${splat(0)}))`,
+    [ACTIVATION_CODES.gelu]: '(call $gelu (local.get $v))',
+    [ACTIVATION_CODES.gelu_tanh]: '(call $gelu_tanh (local.get $v))',
+    [ACTIVATION_CODES.tanh]: '(call $tanh (local.get $v))',
+    [ACTIVATION_CODES.sigmoid]: '(call $sigmoid (local.get $v))',
+    [ACTIVATION_CODES.selu]: '(call $selu (local.get $v))',
+  };
+  const codes = Object.keys(body)
+    .map(Number)
+    .sort((a, b) => a - b);
+  if (codes.some((c, i) => c !== i)) throw new Error('activation codes must be 0…n−1');
+  let text = `(br_table ${codes.map((c) => `$a${c}`).join(' ')} (local.get $code))`;
+  // Block $aC ends where code C's activation is computed (br_table jumps to the end of block C).
+  for (const c of codes.slice(0, -1)) text = `(block $a${c} ${text}) (return ${body[c]})`;
+  const last = codes.at(-1)!;
+  return `
+  (func $act (param $v v128) (param $code i32) (param $slope f32) (result v128)
+    (block $a${last} ${text}) ${body[last]})`;
+}
+
+export function vectorMathWat(): string {
+  return [exp, expm1, tanh, sigmoid, selu, geluTanh, gelu, activate()].join('\n');
+}
+
