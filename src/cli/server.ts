@@ -11,7 +11,12 @@ import pino from 'pino';
 import { isNormserveError } from '../errors/index.js';
 import { buildApp } from '../http/app.js';
 import { ServiceMetrics } from '../http/metrics.js';
-import { ModelRegistry, parseServerConfig, type ServerConfig } from '../service/index.js';
+import {
+  defaultEngineThreads,
+  ModelRegistry,
+  parseServerConfig,
+  type ServerConfig,
+} from '../service/index.js';
 
 const packageVersion = (): string => {
   try {
@@ -33,6 +38,8 @@ export async function startServer(config: ServerConfig): Promise<void> {
   const metrics = new ServiceMetrics();
   const registry = new ModelRegistry(config.MODEL_REPOSITORY, {
     maxBatchSize: config.MAX_BATCH_SIZE,
+    engine: config.ENGINE,
+    engineThreads: config.ENGINE_THREADS ?? defaultEngineThreads(config.WORKERS),
     log: logger,
     onLoadFailure: (model) => metrics.loadFailures.inc({ model }),
     onChange: (snapshot) => {
@@ -82,6 +89,7 @@ export async function startServer(config: ServerConfig): Promise<void> {
         logger.info({ signal }, 'shutting down: no new connections, finishing requests in flight');
       if (poll) clearInterval(poll);
       await app.close();
+      registry.close();
       logger.info('stopped');
     },
   );

@@ -1,12 +1,8 @@
 import type { EngineName, Executor } from './executor.js';
 import type { CompiledPlan } from './plan.js';
 import { PlanExecutor } from './plan-executor.js';
+import { type HelperSpawner, WasmExecutor, wasmUnsupportedReason } from './wasm/wasm-executor.js';
 import { detectWasmSupport, type WasmSupport } from './wasm/wasm-support.js';
-import {
-  type HelperSpawner,
-  WasmExecutor,
-  wasmUnsupportedReason,
-} from './wasm/wasm-executor.js';
 
 export interface ExecutorOptions {
   /** The engine asked for (default wasm); the JS reference runs whatever wasm cannot. */

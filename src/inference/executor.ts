@@ -25,3 +25,12 @@ export interface Executor {
    */
   close(): void;
 }
+
+/** Throws unless `rows` is a whole number ≥ 0 and `input` holds rows·inputWidth values. */
+export function checkRunArguments(plan: CompiledPlan, input: Float32Array, rows: number): void {
+  if (!Number.isInteger(rows) || rows < 0 || input.length < rows * plan.inputWidth) {
+    throw new RangeError(
+      `run(input, rows): rows must be a whole number ≥ 0 and input hold rows·${plan.inputWidth} values (rows ${rows}, input ${input.length})`,
+    );
+  }
+}

@@ -1,4 +1,4 @@
-import type { Executor } from './executor.js';
+import { checkRunArguments, type Executor } from './executor.js';
 import {
   activationCode,
   activationKernel,
@@ -109,6 +109,7 @@ export class PlanExecutor implements Executor {
 
   /** Runs the plan on `input` ([rows, inputWidth], row-major); returns a new [rows, outputWidth] array. */
   run(input: Float32Array, rows: number): Float32Array {
+    checkRunArguments(this.plan, input, rows);
     this.inputBuffer(rows).set(input.subarray(0, rows * this.plan.inputWidth));
     return this.runInPlace(rows);
   }

@@ -54,7 +54,8 @@ const rowLoop = (body: string) => `
       (local.set $r (i32.add (local.get $r) (i32.const 1)))
       (br $rows)))`;
 
-const at = (base: string) => `(i32.add (local.get $${base}) (i32.shl (local.get $k) (i32.const 2)))`;
+const at = (base: string) =>
+  `(i32.add (local.get $${base}) (i32.shl (local.get $k) (i32.const 2)))`;
 
 /** affine(src, dst, rows, f, scale, shift, code, slope): act(x·scale + shift) per feature. */
 const affine = `
@@ -65,8 +66,7 @@ const affine = `
           (v128.load ${at('shift')})))`)})`;
 
 /** The float64 sum of both lanes of an f64x2. */
-const hsum = (v: string) =>
-  `(f64.add (f64x2.extract_lane 0 ${v}) (f64x2.extract_lane 1 ${v}))`;
+const hsum = (v: string) => `(f64.add (f64x2.extract_lane 0 ${v}) (f64x2.extract_lane 1 ${v}))`;
 /** Lanes 2 and 3 of an f32x4, widened to f64x2. */
 const high = (v: string) =>
   `(f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 ${v} ${v}))`;

@@ -36,7 +36,14 @@ export function engineModule(relaxed: boolean): WebAssembly.Module {
 }
 
 export interface EngineExports {
-  run(program: number, input: number, output: number, r0: number, r1: number, scratch: number): void;
+  run(
+    program: number,
+    input: number,
+    output: number,
+    r0: number,
+    r1: number,
+    scratch: number,
+  ): void;
   pack_b(src: number, kStride: number, nStride: number, k: number, n: number, dst: number): void;
   gemm_none: GemmFunction;
   gemm_relu: GemmFunction;

@@ -57,7 +57,8 @@ function tile4x8(kind: Epilogue, relaxed: boolean): string {
       (i) => `(local.set $x (v128.load32_splat (local.get $${rowPtr(i)})))
       ${range(2)
         .map(
-          (j) => `(local.set $c${i}_${j} ${madd(relaxed, '(local.get $x)', `(local.get $b${j})`, `(local.get $c${i}_${j})`)})`,
+          (j) =>
+            `(local.set $c${i}_${j} ${madd(relaxed, '(local.get $x)', `(local.get $b${j})`, `(local.get $c${i}_${j})`)})`,
         )
         .join('\n')}`,
     )

@@ -40,7 +40,8 @@ export const OP = { dense: 1, affine: 2, layernorm: 3, activation: 4 } as const;
 export const CONTROL = { seq: 0, r0: 1, r1: 2, done: 3, state: 4, bytes: 64 } as const;
 export const HELPER_STATE = { starting: 0, ready: 1, stopping: 2, failed: 3 } as const;
 
-const word = (ptr: string, index: number, type = 'i32') => `(${type}.load offset=${index * 4} ${ptr})`;
+const word = (ptr: string, index: number, type = 'i32') =>
+  `(${type}.load offset=${index * 4} ${ptr})`;
 
 /**
  * run(program, input, output, r0, r1, scratch): rows r0 … r1−1 of input ([rows, inWidth]) through

@@ -1,4 +1,4 @@
-import { SELU_ALPHA, SELU_SCALE } from '../../nn/index.js';
+import { ERF_COEFFICIENTS, SELU_ALPHA, SELU_SCALE } from '../../nn/index.js';
 import { ACTIVATION_CODES } from '../kernels.js';
 import { locals, splat } from './wat-text.js';
 
@@ -34,17 +34,20 @@ const exp = `
     (local.set $x (f32x4.min (f32x4.max (local.get $x) ${splat(-87.33654)}) ${splat(88.3762626647949)}))
     (local.set $fx (f32x4.floor ${add(mul(get('x'), splat(Math.LOG2E)), splat(0.5))}))
     (local.set $x (f32x4.sub (f32x4.sub (local.get $x) ${mul(get('fx'), splat(0.693359375))})
-      ${mul(get('fx'), splat(-2.12194440e-4))}))
+      ${mul(get('fx'), splat(-2.1219444e-4))}))
     (local.set $z ${mul(get('x'), get('x'))})
     (v128.andnot
       ${mul(
         add(
           add(
             mul(
-              horner(get('x'), [
-                1.987569150e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1,
-                5.0000001201e-1,
-              ]),
+              horner(
+                get('x'),
+                [
+                  1.98756915e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1,
+                  5.0000001201e-1,
+                ],
+              ),
               get('z'),
             ),
             get('x'),
@@ -87,10 +90,13 @@ const tanh = `
       ${add(
         mul(
           mul(
-            horner(get('s'), [
-              -5.70498872745e-3, 2.06390887954e-2, -5.37397155531e-2, 1.33314422036e-1,
-              -3.33332819422e-1,
-            ]),
+            horner(
+              get('s'),
+              [
+                -5.70498872745e-3, 2.06390887954e-2, -5.37397155531e-2, 1.33314422036e-1,
+                -3.33332819422e-1,
+              ],
+            ),
             get('s'),
           ),
           get('x'),
@@ -134,45 +140,14 @@ const geluTanh = `
       )})`,
     )})`;
 
-/* fdlibm s_erf.c's rational approximations (the coefficients of nn/erf.ts), evaluated in float32. */
-const PP = [
-  -2.37630166566501626084e-5, -5.77027029648944159157e-3, -2.84817495755985104766e-2,
-  -3.2504210724700149937e-1, 1.28379167095512558561e-1,
-];
-const QQ = [
-  -3.9602282787753681232e-6, 1.32494738004321644526e-4, 5.08130628187576562776e-3,
-  6.50222499887672944485e-2, 3.97917223959155352819e-1, 1,
-];
-const PA = [
-  -2.166375594868790843e-3, 3.54783043256182359371e-2, -1.10894694282396677476e-1,
-  3.18346619901161753674e-1, -3.72207876035701323847e-1, 4.14856118683748331666e-1,
-  -2.36211856075265944077e-3,
-];
-const QA = [
-  1.1984499846799107417e-2, 1.36370839120290507362e-2, 1.26171219808761642112e-1,
-  7.18286544141962662868e-2, 5.40397917702171048937e-1, 1.06420880400844228286e-1, 1,
-];
-const RA = [
-  -9.81432934416914548592, -8.12874355063065934246e1, -1.84605092906711035994e2,
-  -1.62396669462573470355e2, -6.23753324503260060396e1, -1.05586262253232909814e1,
-  -6.93858572707181764372e-1, -9.86494403484714822705e-3,
-];
-const SA = [
-  -6.04244152148580987438e-2, 6.57024977031928170135, 1.08635005541779435134e2,
-  4.29008140027567833386e2, 6.45387271733267880336e2, 4.34565877475229228821e2,
-  1.376577541435190426e2, 1.96512716674392571292e1, 1,
-];
-const RB = [
-  0, -4.83519191608651397019e2, -1.02509513161107724954e3, -6.37566443368389627722e2,
-  -1.60636384855821916062e2, -1.77579549177547519889e1, -7.99283237680523006574e-1,
-  -9.86494292470009928597e-3,
-];
-const SB = [
-  0, -2.24409524465858183362e1, 4.74528541206955367215e2, 2.55305040643316442583e3,
-  3.19985821950859553908e3, 1.53672958608443695994e3, 3.25792512996573918826e2,
-  3.03380607434824582924e1, 1,
-];
-const ERX = 8.45062911510467529297e-1;
+/** fdlibm's erf coefficients (nn/erf.ts), highest power first for Horner's rule. */
+const desc = (c: readonly number[]) => [...c].reverse();
+const E = ERF_COEFFICIENTS;
+const [PP, QQ, PA, QA, RA, SA] = [E.pp, E.qq, E.pa, E.qa, E.ra, E.sa].map(desc) as number[][];
+/** rb and sb have one term fewer than ra and sa: padded with zero high-order terms. */
+const RB = desc([...E.rb, 0]);
+const SB = desc([...E.sb, 0]);
+const ERX = E.erx;
 
 /** Per lane: the RA/SA coefficient where $near, else RB/SB's. */
 const pick = (a: readonly number[], b: readonly number[]) =>
@@ -192,8 +167,8 @@ const gelu = `
     (local.set $zz ${mul(get('az'), get('az'))})
     (local.set $s (f32x4.sub (local.get $az) ${splat(1)}))
     (local.set $e (v128.bitselect
-      ${add(get('az'), mul(get('az'), `(f32x4.div ${horner(get('zz'), PP)} ${horner(get('zz'), QQ)})`))}
-      ${add(splat(ERX), `(f32x4.div ${horner(get('s'), PA)} ${horner(get('s'), QA)})`)}
+      ${add(get('az'), mul(get('az'), `(f32x4.div ${horner(get('zz'), PP!)} ${horner(get('zz'), QQ!)})`))}
+      ${add(splat(ERX), `(f32x4.div ${horner(get('s'), PA!)} ${horner(get('s'), QA!)})`)}
       (f32x4.lt (local.get $az) ${splat(0.84375)})))
     (local.set $ac (f32x4.min (local.get $az) ${splat(10)}))
     (local.set $t (f32x4.div ${splat(1)} ${mul(get('ac'), get('ac'))}))
@@ -204,7 +179,7 @@ const gelu = `
         (call $exp (f32x4.sub (f32x4.neg ${mul(get('h'), get('h'))}) ${splat(0.5625)}))
         (call $exp (f32x4.add
           (f32x4.mul (f32x4.sub (local.get $h) (local.get $ac)) (f32x4.add (local.get $h) (local.get $ac)))
-          (f32x4.div ${horner(get('t'), pick(RA, RB))} ${horner(get('t'), pick(SA, SB))}))))
+          (f32x4.div ${horner(get('t'), pick(RA!, RB))} ${horner(get('t'), pick(SA!, SB))}))))
       (local.get $ac)))
     (local.set $small (f32x4.lt (local.get $az) ${splat(1.25)}))
     (local.set $tail (v128.bitselect
@@ -242,4 +217,3 @@ function activate(): string {
 export function vectorMathWat(): string {
   return [exp, expm1, tanh, sigmoid, selu, geluTanh, gelu, activate()].join('\n');
 }
-

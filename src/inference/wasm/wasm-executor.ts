@@ -1,4 +1,4 @@
-import type { Executor } from '../executor.js';
+import { checkRunArguments, type Executor } from '../executor.js';
 import { activationCode } from '../kernels.js';
 import type { Activation, CompiledPlan, PlanStep } from '../plan.js';
 import { type EngineExports, engineModule, instantiateEngine, MAX_PAGES } from './engine-module.js';
@@ -61,7 +61,8 @@ export function wasmUnsupportedReason(plan: CompiledPlan): string | undefined {
   if (unsupported.length > 0)
     return `the wasm engine has no kernel for plan step(s) ${[...new Set(unsupported)].join(', ')}`;
   const pages = planLayout(plan, 1, 1).bytes / 65536;
-  if (pages > MAX_PAGES) return `the model needs ${Math.ceil(pages)} pages of memory (limit ${MAX_PAGES})`;
+  if (pages > MAX_PAGES)
+    return `the model needs ${Math.ceil(pages)} pages of memory (limit ${MAX_PAGES})`;
   return undefined;
 }
 
@@ -85,7 +86,9 @@ function paramBytes(step: PlanStep): number[] {
     case 'affine':
       return [align(step.features, 4) * 4, align(step.features, 4) * 4];
     case 'layernorm':
-      return step.weight && step.bias ? [align(step.features, 4) * 4, align(step.features, 4) * 4] : [];
+      return step.weight && step.bias
+        ? [align(step.features, 4) * 4, align(step.features, 4) * 4]
+        : [];
     case 'activation':
       return [];
   }
@@ -126,7 +129,18 @@ function planLayout(plan: CompiledPlan, maxBatchSize: number, threads: number): 
     at += 2 * bufferBytes;
     return s;
   });
-  return { ioRows, chunkRows, bufferBytes, controls, program, params, input, output, scratch, bytes: at };
+  return {
+    ioRows,
+    chunkRows,
+    bufferBytes,
+    controls,
+    program,
+    params,
+    input,
+    output,
+    scratch,
+    bytes: at,
+  };
 }
 
 /**
@@ -202,12 +216,8 @@ export class WasmExecutor implements Executor {
   }
 
   run(input: Float32Array, rows: number): Float32Array {
+    checkRunArguments(this.plan, input, rows);
     const { inputWidth, outputWidth } = this.plan;
-    if (!Number.isInteger(rows) || rows < 0 || input.length < rows * inputWidth) {
-      throw new RangeError(
-        `expected ${rows}·${inputWidth} input values, got ${input.length} (rows must be a whole number ≥ 0)`,
-      );
-    }
     const { ioRows, input: inAt, output: outAt } = this.layout;
     const inWord = inAt >> 2;
     const outWord = outAt >> 2;

@@ -143,7 +143,7 @@ function parseNumber(atom: string): number {
   return v;
 }
 
-function parseFloat(atom: string): number {
+function parseFloatAtom(atom: string): number {
   if (atom === 'inf' || atom === '+inf') return Number.POSITIVE_INFINITY;
   if (atom === '-inf') return Number.NEGATIVE_INFINITY;
   if (atom === 'nan' || atom === '+nan') return Number.NaN;
@@ -429,10 +429,10 @@ function encodeBody(f: FuncDef, funcIndex: Map<string, number>): Bytes {
         b.s64(BigInt.asIntN(64, BigInt((items[i] as string).replaceAll('_', ''))));
         return i + 1;
       case 'f32':
-        b.f32(parseFloat(items[i] as string));
+        b.f32(parseFloatAtom(items[i] as string));
         return i + 1;
       case 'f64':
-        b.f64(parseFloat(items[i] as string));
+        b.f64(parseFloatAtom(items[i] as string));
         return i + 1;
       case 'v128': {
         const shape = items[i] as string;
@@ -440,8 +440,8 @@ function encodeBody(f: FuncDef, funcIndex: Map<string, number>): Bytes {
         if (lanes === 0) throw new WatError(`unsupported v128.const shape ${shape}`);
         for (let k = 0; k < lanes; k++) {
           const v = items[i + 1 + k] as string;
-          if (shape === 'f32x4') b.f32(parseFloat(v));
-          else if (shape === 'f64x2') b.f64(parseFloat(v));
+          if (shape === 'f32x4') b.f32(parseFloatAtom(v));
+          else if (shape === 'f64x2') b.f64(parseFloatAtom(v));
           else {
             const x = parseNumber(v) | 0;
             for (let s = 0; s < 4; s++) b.byte((x >>> (8 * s)) & 0xff);

@@ -37,7 +37,8 @@ const plain = (code: number, imm: Immediate, ...names: string[]) => {
   });
 };
 const memory = (code: number, align: number, name: string, prefix?: number) => {
-  table[name] = prefix === undefined ? { code, imm: 'memarg', align } : { prefix, code, imm: 'memarg', align };
+  table[name] =
+    prefix === undefined ? { code, imm: 'memarg', align } : { prefix, code, imm: 'memarg', align };
 };
 const simd = (code: number, imm: Immediate, ...names: string[]) => {
   names.forEach((name, i) => {
@@ -205,15 +206,7 @@ simd(0xa0, 'none', 'i32x4.abs', 'i32x4.neg');
 simd(0xa3, 'none', 'i32x4.all_true', 'i32x4.bitmask');
 simd(0xab, 'none', 'i32x4.shl', 'i32x4.shr_s', 'i32x4.shr_u', 'i32x4.add');
 simd(0xb1, 'none', 'i32x4.sub');
-simd(
-  0xb5,
-  'none',
-  'i32x4.mul',
-  'i32x4.min_s',
-  'i32x4.min_u',
-  'i32x4.max_s',
-  'i32x4.max_u',
-);
+simd(0xb5, 'none', 'i32x4.mul', 'i32x4.min_s', 'i32x4.min_u', 'i32x4.max_s', 'i32x4.max_u');
 simd(
   0xe0,
   'none',
