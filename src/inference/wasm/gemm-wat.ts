@@ -33,21 +33,27 @@ const madd = (relaxed: boolean, a: string, b: string, acc: string): string =>
 
 const epilogue = (kind: Epilogue, v: string): string => {
   if (kind === 'none') return v;
-  if (kind === 'relu') return `(f32x4.max ${v} ${ZERO})`;
+  // pmax(v, 0) = v < 0 ? 0 : v: one instruction, and NaN stays NaN as in Math.max.
+  if (kind === 'relu') return `(f32x4.pmax ${v} ${ZERO})`;
   return `(v128.bitselect ${v} (f32x4.mul ${v} (local.get $slopev)) (f32x4.gt ${v} ${ZERO}))`;
 };
 
 /**
  * Stores accumulator `acc` (epilogue applied) at `addr` + `offset`, the vector holding columns
  * `col`…`col`+3 of a tile whose valid width is $nv: whole when all four are valid, lane by lane
- * at the right edge of C.
+ * at the right edge of C. Inline, with no call: a call would make V8 keep the accumulators in
+ * memory across the whole inner loop.
  */
 const store = (kind: Epilogue, acc: string, addr: string, offset: number, col: number): string =>
   `(local.set $t ${epilogue(kind, `(local.get $${acc})`)})
    (if (i32.ge_s (local.get $nv) (i32.const ${col + 4}))
      (then (v128.store offset=${offset} ${addr} (local.get $t)))
-     (else (call $store_partial (i32.add ${addr} (i32.const ${offset})) (local.get $t)
-       (i32.sub (local.get $nv) (i32.const ${col})))))`;
+     (else ${range(3)
+       .map(
+         (lane) => `(if (i32.gt_s (local.get $nv) (i32.const ${col + lane}))
+         (then (f32.store offset=${offset + 4 * lane} ${addr} (f32x4.extract_lane ${lane} (local.get $t)))))`,
+       )
+       .join(' ')}))`;
 
 function tile4x8(kind: Epilogue, relaxed: boolean): string {
   const acc = range(MR).flatMap((i) => range(2).map((j) => `c${i}_${j}`));

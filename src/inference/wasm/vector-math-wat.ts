@@ -154,37 +154,55 @@ const pick = (a: readonly number[], b: readonly number[]) =>
   a.map((x, i) => `(v128.bitselect ${splat(x)} ${splat(b[i]!)} (local.get $near))`);
 
 /**
- * Exact GELU: 0.5·x·(1 + erf(x/√2)), with 1 + erf(z) taken from fdlibm's ranges so that no digits
- * cancel: |z| < 0.84375: 1 ± (|z| + |z|·P/Q); < 1.25: 1 ± (erx + P/Q); beyond, erfc(|z|) =
- * e^(−h² − 0.5625)·e^((h − |z|)(h + |z|) + R/S)/|z| (h = |z| with its low 12 bits cleared, so h² is
- * exact) gives 2 − erfc for z > 0 and erfc itself for z < 0 — the far negative tail to full
- * relative precision.
+ * Exact GELU: 0.5·x·(1 + erf(z)), z = x/√2, with 1 + erf(z) taken from fdlibm's ranges so that no
+ * digits cancel: |z| < 0.84375: 1 ± (|z| + |z|·P/Q); < 1.25: 1 ± (erx + P/Q); beyond, erfc(|z|) =
+ * e^(−z² − 0.5625 + R/S)/|z|, which gives 2 − erfc for z > 0 and erfc itself for z < 0 — the far
+ * negative tail to full relative precision. There e^(−z²) is as sensitive as 2z² times the error
+ * of z², so z² = x²/2 is formed exactly as h²/2 + l·(h + l/2), with h = |x| rounded to 11
+ * significant bits (h² and h²/2 + 0.5625 are exact in float32) and l = |x| − h (fdlibm's trick,
+ * applied to x rather than to the rounded x/√2).
  */
 const gelu = `
   (func $gelu (param $x v128) (result v128)
-    ${locals('v128', 'az', 'zz', 's', 'e', 'ac', 't', 'h', 'c', 'near', 'small', 'tail')}
-    (local.set $az (f32x4.abs (f32x4.mul (local.get $x) ${splat(Math.SQRT1_2)})))
+    ${locals('v128', 'ax', 'az', 'zz', 's', 'y', 'pq', 'a', 'plus', 'minus', 'xc', 'zc', 't', 'h', 'l', 'c', 'near', 'small', 'tail')}
+    (local.set $ax (f32x4.abs (local.get $x)))
+    (local.set $az (f32x4.mul (local.get $ax) ${splat(Math.SQRT1_2)}))
     (local.set $zz ${mul(get('az'), get('az'))})
     (local.set $s (f32x4.sub (local.get $az) ${splat(1)}))
-    (local.set $e (v128.bitselect
-      ${add(get('az'), mul(get('az'), `(f32x4.div ${horner(get('zz'), PP!)} ${horner(get('zz'), QQ!)})`))}
-      ${add(splat(ERX), `(f32x4.div ${horner(get('s'), PA!)} ${horner(get('s'), QA!)})`)}
-      (f32x4.lt (local.get $az) ${splat(0.84375)})))
-    (local.set $ac (f32x4.min (local.get $az) ${splat(10)}))
-    (local.set $t (f32x4.div ${splat(1)} ${mul(get('ac'), get('ac'))}))
-    (local.set $near (f32x4.lt (local.get $ac) ${splat(1 / 0.35)}))
-    (local.set $h (v128.and (local.get $ac) (v128.const i32x4 0xffffe000 0xffffe000 0xffffe000 0xffffe000)))
+    ;; |z| < 0.84375: erf = |z| + |z|·y; 1 − erf as fdlibm's erfc forms it (no cancellation)
+    (local.set $y (f32x4.div ${horner(get('zz'), PP!)} ${horner(get('zz'), QQ!)}))
+    (local.set $pq (f32x4.div ${horner(get('s'), PA!)} ${horner(get('s'), QA!)}))
+    (local.set $a (f32x4.lt (local.get $az) ${splat(0.84375)}))
+    (local.set $plus (v128.bitselect
+      ${add(splat(1), add(get('az'), mul(get('az'), get('y'))))}
+      ${add(splat(1 + ERX), get('pq'))}
+      (local.get $a)))
+    (local.set $minus (v128.bitselect
+      (v128.bitselect
+        (f32x4.sub ${splat(1)} ${add(get('az'), mul(get('az'), get('y')))})
+        (f32x4.sub ${splat(0.5)} ${add(mul(get('az'), get('y')), `(f32x4.sub (local.get $az) ${splat(0.5)})`)})
+        (f32x4.lt (local.get $az) ${splat(0.25)}))
+      ;; 0.84375 ≤ |z| < 1.25: erf = erx + P/Q, and 1 − erx is exact
+      (f32x4.sub ${splat(1 - ERX)} (local.get $pq))
+      (local.get $a)))
+    ;; erfc(z) for |z| ≥ 1.25, |z| capped at 10 (erfc(10) < 1e-44)
+    (local.set $xc (f32x4.min (local.get $ax) ${splat(10 * Math.SQRT2)}))
+    (local.set $zc (f32x4.mul (local.get $xc) ${splat(Math.SQRT1_2)}))
+    (local.set $t (f32x4.div ${splat(1)} ${mul(get('zc'), get('zc'))}))
+    (local.set $near (f32x4.lt (local.get $zc) ${splat(1 / 0.35)}))
+    (local.set $h (v128.and (local.get $xc) (v128.const i32x4 0xffffe000 0xffffe000 0xffffe000 0xffffe000)))
+    (local.set $l (f32x4.sub (local.get $xc) (local.get $h)))
     (local.set $c (f32x4.div
       (f32x4.mul
-        (call $exp (f32x4.sub (f32x4.neg ${mul(get('h'), get('h'))}) ${splat(0.5625)}))
-        (call $exp (f32x4.add
-          (f32x4.mul (f32x4.sub (local.get $h) (local.get $ac)) (f32x4.add (local.get $h) (local.get $ac)))
-          (f32x4.div ${horner(get('t'), pick(RA!, RB))} ${horner(get('t'), pick(SA!, SB))}))))
-      (local.get $ac)))
+        (call $exp (f32x4.sub (f32x4.neg ${mul(mul(get('h'), get('h')), splat(0.5))}) ${splat(0.5625)}))
+        (call $exp (f32x4.sub
+          (f32x4.div ${horner(get('t'), pick(RA!, RB))} ${horner(get('t'), pick(SA!, SB))})
+          ${mul(get('l'), add(get('h'), mul(get('l'), splat(0.5))))})))
+      (local.get $zc)))
     (local.set $small (f32x4.lt (local.get $az) ${splat(1.25)}))
     (local.set $tail (v128.bitselect
-      (v128.bitselect (f32x4.add ${splat(1)} (local.get $e)) (f32x4.sub ${splat(2)} (local.get $c)) (local.get $small))
-      (v128.bitselect (f32x4.sub ${splat(1)} (local.get $e)) (local.get $c) (local.get $small))
+      (v128.bitselect (local.get $plus) (f32x4.sub ${splat(2)} (local.get $c)) (local.get $small))
+      (v128.bitselect (local.get $minus) (local.get $c) (local.get $small))
       (f32x4.ge (local.get $x) ${splat(0)})))
     ${mul(mul(get('x'), splat(0.5)), get('tail'))})`;
 
