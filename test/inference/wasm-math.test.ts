@@ -23,7 +23,8 @@ const reference: Record<keyof typeof ACTIVATION_ULPS | 'gelu_tanh', (x: number) 
 const inputs: number[] = [];
 for (let v = -30; v <= 30; v += 0.00037) inputs.push(Math.fround(v));
 for (let e = -40; e <= 38; e++)
-  for (const s of [1, -1]) for (const m of [1, 1.3, 1.77]) inputs.push(Math.fround(s * m * 10 ** e));
+  for (const s of [1, -1])
+    for (const m of [1, 1.3, 1.77]) inputs.push(Math.fround(s * m * 10 ** e));
 // Range boundaries of the polynomials (tanh 0.625, erf 0.84375 and 1.25 in z = x/√2, 1/0.35),
 // exp's clamps, float32's extremes.
 const specials = [0, -0, 0.625, -0.625, 1.1932, -1.1932, 1.7678, -1.7678, 4.0406, -4.0406];

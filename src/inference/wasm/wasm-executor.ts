@@ -163,6 +163,7 @@ export class WasmExecutor implements Executor {
   private readonly flopsPerRow: number;
   private readonly parallelMinFlops: number;
   private helpers: { control: number; handle: HelperHandle }[] = [];
+  private splitCalls = 0;
 
   constructor(plan: CompiledPlan, options: WasmExecutorOptions) {
     this.plan = plan;
@@ -207,6 +208,11 @@ export class WasmExecutor implements Executor {
     ) {
       await new Promise((r) => setTimeout(r, 5));
     }
+  }
+
+  /** Calls whose rows were split across threads so far. */
+  get parallelCalls(): number {
+    return this.splitCalls;
   }
 
   /** Helper threads ready to take rows now. */
@@ -263,6 +269,7 @@ export class WasmExecutor implements Executor {
       x.run(program, input, output, 0, rows, scratch[0]!);
       return;
     }
+    this.splitCalls++;
     // Contiguous shares, a multiple of the GEMM's row tile each; the calling thread takes the first.
     const share = Math.ceil(rows / (helpers.length + 1) / MR) * MR;
     const w = this.words;
