@@ -1,4 +1,5 @@
-import type { EngineName, Executor } from './executor.js';
+import type { EngineName } from './engine-name.js';
+import type { Executor } from './executor.js';
 import type { CompiledPlan } from './plan.js';
 import { PlanExecutor } from './plan-executor.js';
 import { type HelperSpawner, WasmExecutor, wasmUnsupportedReason } from './wasm/wasm-executor.js';

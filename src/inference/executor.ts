@@ -1,8 +1,5 @@
+import type { EngineName } from './engine-name.js';
 import type { CompiledPlan } from './plan.js';
-
-/** The engines that can run a compiled plan. */
-export const ENGINES = ['wasm', 'js'] as const;
-export type EngineName = (typeof ENGINES)[number];
 
 /**
  * Runs a compiled plan: the seam between the plan (one intermediate form) and the engines. The

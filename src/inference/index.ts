@@ -5,7 +5,8 @@ export {
   type ExecutorOptions,
   wasmRuntimeUnsupportedReason,
 } from './create-executor.js';
-export { ENGINES, type EngineName, type Executor } from './executor.js';
+export { ENGINES, type EngineName } from './engine-name.js';
+export type { Executor } from './executor.js';
 export type { Activation, CompiledPlan, LayerFate, PlanStep } from './plan.js';
 export { PlanExecutor } from './plan-executor.js';
 export type { HelperHandle, HelperInit, HelperSpawner } from './wasm/wasm-executor.js';

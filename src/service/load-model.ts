@@ -1,4 +1,5 @@
-import { CompiledModel, type EngineName, WasmExecutor } from '../inference/index.js';
+import type { EngineName } from '../inference/engine-name.js';
+import { CompiledModel, WasmExecutor } from '../inference/index.js';
 import { loadModelDirectory } from '../repository/index.js';
 import { nodeEngineOptions } from './engine-runtime.js';
 

@@ -108,6 +108,12 @@ export class ModelRegistry {
     });
   }
 
+  /** Forgets a model whose directory is gone, releasing its versions' engine threads. */
+  private dropModel(name: string): void {
+    for (const v of this.models.get(name)?.versions.values() ?? []) v.compiled?.close();
+    this.models.delete(name);
+  }
+
   /** Releases every loaded version's engine threads (the versions stay usable). */
   close(): void {
     for (const model of this.models.values())
@@ -173,7 +179,7 @@ export class ModelRegistry {
     }
     for (const name of this.models.keys()) {
       if (!names.includes(name)) {
-        this.models.delete(name);
+        this.dropModel(name);
         this.log.info({ model: name }, 'model removed from the repository');
       }
     }
@@ -197,7 +203,7 @@ export class ModelRegistry {
   private async refreshModelNow(name: string, preloaded?: ServedVersion): Promise<ModelSnapshot> {
     if (!(await this.repository.hasModel(name))) {
       // Never register a model that has no directory (e.g. an admin call naming an unknown one).
-      this.models.delete(name);
+      this.dropModel(name);
       throw new NormserveError('MODEL_NOT_FOUND', `model "${name}" is not in the repository`);
     }
     const previous = this.models.get(name);
