@@ -59,7 +59,9 @@ describe('ENGINE', () => {
     await registry.refresh();
     const warnings = log.lines.filter((l) => l.level === 'warn');
     expect(warnings).toHaveLength(1);
-    expect(warnings[0]!.msg).toBe('WebAssembly engine unavailable; serving with the JavaScript engine');
+    expect(warnings[0]!.msg).toBe(
+      'WebAssembly engine unavailable; serving with the JavaScript engine',
+    );
     expect(warnings[0]!.obj).toEqual({ reason: 'this runtime has no WebAssembly SIMD' });
     expect(registry.resolve('digits').compiled.executor.engine).toBe('js');
     expect(registry.resolve('digits-torch').compiled.executor.engine).toBe('js');

@@ -45,9 +45,7 @@ export interface EngineExports {
     scratch: number,
   ): void;
   pack_b(src: number, kStride: number, nStride: number, k: number, n: number, dst: number): void;
-  gemm_none: GemmFunction;
-  gemm_relu: GemmFunction;
-  gemm_leaky: GemmFunction;
+  gemm: GemmFunction;
   act_pass(src: number, dst: number, count: number, code: number, slope: number): void;
   affine(
     src: number,
@@ -73,7 +71,10 @@ export interface EngineExports {
   serve(control: number, program: number, input: number, output: number, scratch: number): void;
 }
 
-/** C = epilogue(A·B + bias): see gemm-wat.ts. All addresses and strides in bytes. */
+/**
+ * C = A·B + bias, then v > 0 ? v : v·slope (slope 1: identity, 0: ReLU): see gemm-wat.ts. All
+ * addresses and strides in bytes.
+ */
 export type GemmFunction = (
   m: number,
   n: number,

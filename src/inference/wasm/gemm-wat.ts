@@ -3,13 +3,15 @@ import { locals, range } from './wat-text.js';
 /**
  * The GEMM of the engine, as WebAssembly text:
  *
- *   C[m, n] = epilogue(bias[n] + Σ_k A[m, k]·B[k, n])   for m < M, n < N, k < K (K ≥ 1)
+ *   C[m, n] = epilogue(bias[n] + Σ_k A[m, k]·B[k, n])   for m < M, n < N, k < K (K ≥ 1),
+ *   epilogue(v) = v > 0 ? v : v·slope + 0
  *
  * A is row-major with a row stride of `lda` bytes (unit stride along k), C row-major with a row
  * stride of `ldc` bytes, B packed by `pack_b` into panels of NR columns: panel p holds
  * B[k, p·NR + j] at ((p·K + k)·NR + j)·4, zero beyond N, so a panel is one contiguous stream. The
- * bias is padded with zeros to a multiple of NR. The epilogue (identity, ReLU or LeakyReLU) is
- * applied to the accumulators as they are stored; other activations run as a pass afterwards.
+ * bias is padded with zeros to a multiple of NR. The epilogue is applied to the accumulators as
+ * they are stored: slope 1 is the identity, 0 ReLU (the + 0 makes ReLU's zeros +0, as max(v, 0)),
+ * any other slope LeakyReLU; other activations run as a pass afterwards.
  *
  * Register blocking: a 4×8 tile keeps 8 f32x4 accumulators, 2 panel vectors and one broadcast of A
  * in registers (V8 allocates 15 of the 16 x64 vector registers; wider tiles spill). Rows left over
@@ -22,21 +24,15 @@ import { locals, range } from './wat-text.js';
 export const MR = 4;
 export const NR = 8;
 
-export type Epilogue = 'none' | 'relu' | 'leaky';
-export const EPILOGUES: readonly Epilogue[] = ['none', 'relu', 'leaky'];
-
 const ZERO = '(v128.const i32x4 0 0 0 0)';
 
 /** acc + a·b, fused (one rounding) when relaxed SIMD is available. */
 const madd = (relaxed: boolean, a: string, b: string, acc: string): string =>
   relaxed ? `(f32x4.relaxed_madd ${a} ${b} ${acc})` : `(f32x4.add ${acc} (f32x4.mul ${a} ${b}))`;
 
-const epilogue = (kind: Epilogue, v: string): string => {
-  if (kind === 'none') return v;
-  // pmax(v, 0) = v < 0 ? 0 : v: one instruction, and NaN stays NaN as in Math.max.
-  if (kind === 'relu') return `(f32x4.pmax ${v} ${ZERO})`;
-  return `(v128.bitselect ${v} (f32x4.mul ${v} (local.get $slopev)) (f32x4.gt ${v} ${ZERO}))`;
-};
+/** v > 0 ? v : v·slope + 0, with $slopev = slope in every lane. NaN stays NaN. */
+const epilogue = (v: string): string =>
+  `(v128.bitselect ${v} (f32x4.add (f32x4.mul ${v} (local.get $slopev)) ${ZERO}) (f32x4.gt ${v} ${ZERO}))`;
 
 /**
  * Stores accumulator `acc` (epilogue applied) at `addr` + `offset`, the vector holding columns
@@ -44,8 +40,8 @@ const epilogue = (kind: Epilogue, v: string): string => {
  * at the right edge of C. Inline, with no call: a call would make V8 keep the accumulators in
  * memory across the whole inner loop.
  */
-const store = (kind: Epilogue, acc: string, addr: string, offset: number, col: number): string =>
-  `(local.set $t ${epilogue(kind, `(local.get $${acc})`)})
+const store = (acc: string, addr: string, offset: number, col: number): string =>
+  `(local.set $t ${epilogue(`(local.get $${acc})`)})
    (if (i32.ge_s (local.get $nv) (i32.const ${col + 4}))
      (then (v128.store offset=${offset} ${addr} (local.get $t)))
      (else ${range(3)
@@ -55,7 +51,7 @@ const store = (kind: Epilogue, acc: string, addr: string, offset: number, col: n
        )
        .join(' ')}))`;
 
-function tile4x8(kind: Epilogue, relaxed: boolean): string {
+function tile4x8(relaxed: boolean): string {
   const acc = range(MR).flatMap((i) => range(2).map((j) => `c${i}_${j}`));
   const rowPtr = (i: number) => (i === 0 ? 'a' : `a${i}`);
   const k = range(MR)
@@ -70,7 +66,7 @@ function tile4x8(kind: Epilogue, relaxed: boolean): string {
     )
     .join('\n');
   return `
-  (func $tile4x8_${kind} (param $a i32) (param $lda i32) (param $bp i32) (param $k i32)
+  (func $tile4x8 (param $a i32) (param $lda i32) (param $bp i32) (param $k i32)
       (param $c i32) (param $ldc i32) (param $bias i32) (param $nv i32) (param $slope f32)
     ${locals('v128', ...acc, 'b0', 'b1', 'x', 't', 'slopev')}
     ${locals('i32', 'a1', 'a2', 'a3', 'end')}
@@ -94,7 +90,7 @@ function tile4x8(kind: Epilogue, relaxed: boolean): string {
     ${range(MR)
       .map(
         (i) => `${range(2)
-          .map((j) => store(kind, `c${i}_${j}`, '(local.get $c)', 16 * j, 4 * j))
+          .map((j) => store(`c${i}_${j}`, '(local.get $c)', 16 * j, 4 * j))
           .join('\n')}
         (local.set $c (i32.add (local.get $c) (local.get $ldc)))`,
       )
@@ -102,10 +98,10 @@ function tile4x8(kind: Epilogue, relaxed: boolean): string {
 }
 
 /** One row against four consecutive panels (32 columns); $pb is the panel size in bytes. */
-function tile1x32(kind: Epilogue, relaxed: boolean): string {
+function tile1x32(relaxed: boolean): string {
   const acc = range(4).flatMap((p) => range(2).map((j) => `c${p}_${j}`));
   return `
-  (func $tile1x32_${kind} (param $a i32) (param $bp i32) (param $pb i32) (param $k i32)
+  (func $tile1x32 (param $a i32) (param $bp i32) (param $pb i32) (param $k i32)
       (param $c i32) (param $bias i32) (param $nv i32) (param $slope f32)
     ${locals('v128', ...acc, 'x', 't', 'slopev')}
     ${locals('i32', 'q1', 'q2', 'q3', 'end')}
@@ -128,13 +124,13 @@ function tile1x32(kind: Epilogue, relaxed: boolean): string {
       ${['bp', 'q1', 'q2', 'q3'].map((q) => `(local.set $${q} (i32.add (local.get $${q}) (i32.const ${NR * 4})))`).join(' ')}
       (br_if $k (i32.lt_u (local.get $a) (local.get $end))))
     (local.set $slopev (f32x4.splat (local.get $slope)))
-    ${acc.map((c) => store(kind, c, '(local.get $c)', 32 * Number(c[1]) + 16 * Number(c.at(-1)), 8 * Number(c[1]) + 4 * Number(c.at(-1)))).join('\n')})`;
+    ${acc.map((c) => store(c, '(local.get $c)', 32 * Number(c[1]) + 16 * Number(c.at(-1)), 8 * Number(c[1]) + 4 * Number(c.at(-1)))).join('\n')})`;
 }
 
 /** One row against one panel. */
-function tile1x8(kind: Epilogue, relaxed: boolean): string {
+function tile1x8(relaxed: boolean): string {
   return `
-  (func $tile1x8_${kind} (param $a i32) (param $bp i32) (param $k i32)
+  (func $tile1x8 (param $a i32) (param $bp i32) (param $k i32)
       (param $c i32) (param $bias i32) (param $nv i32) (param $slope f32)
     ${locals('v128', 'c0', 'c1', 'x', 't', 'slopev')}
     (local $end i32)
@@ -149,14 +145,14 @@ function tile1x8(kind: Epilogue, relaxed: boolean): string {
       (local.set $bp (i32.add (local.get $bp) (i32.const ${NR * 4})))
       (br_if $k (i32.lt_u (local.get $a) (local.get $end))))
     (local.set $slopev (f32x4.splat (local.get $slope)))
-    ${store(kind, 'c0', '(local.get $c)', 0, 0)}
-    ${store(kind, 'c1', '(local.get $c)', 16, 4)})`;
+    ${store('c0', '(local.get $c)', 0, 0)}
+    ${store('c1', '(local.get $c)', 16, 4)})`;
 }
 
-/** gemm_<epilogue>(M, N, K, A, lda, B packed, bias, C, ldc, slope): whole row blocks panel by panel, then single rows. */
-function gemm(kind: Epilogue): string {
+/** gemm(M, N, K, A, lda, B packed, bias, C, ldc, slope): whole row blocks panel by panel, then single rows. */
+function gemm(): string {
   return `
-  (func $gemm_${kind} (export "gemm_${kind}") (param $m i32) (param $n i32) (param $k i32)
+  (func $gemm (export "gemm") (param $m i32) (param $n i32) (param $k i32)
       (param $a i32) (param $lda i32) (param $b i32) (param $bias i32) (param $c i32)
       (param $ldc i32) (param $slope f32)
     ${locals('i32', 'pb', 'np', 'p', 'i', 'full')}
@@ -169,7 +165,7 @@ function gemm(kind: Epilogue): string {
       (local.set $i (i32.const 0))
       (block $rows_done (loop $rows
         (br_if $rows_done (i32.ge_u (local.get $i) (local.get $full)))
-        (call $tile4x8_${kind}
+        (call $tile4x8
           (i32.add (local.get $a) (i32.mul (local.get $i) (local.get $lda))) (local.get $lda)
           (i32.add (local.get $b) (i32.mul (local.get $p) (local.get $pb))) (local.get $k)
           (i32.add (i32.add (local.get $c) (i32.mul (local.get $i) (local.get $ldc)))
@@ -188,7 +184,7 @@ function gemm(kind: Epilogue): string {
       (local.set $p (i32.const 0))
       (block $wide_done (loop $wide
         (br_if $wide_done (i32.gt_u (i32.add (local.get $p) (i32.const 4)) (local.get $np)))
-        (call $tile1x32_${kind}
+        (call $tile1x32
           (i32.add (local.get $a) (i32.mul (local.get $i) (local.get $lda)))
           (i32.add (local.get $b) (i32.mul (local.get $p) (local.get $pb))) (local.get $pb)
           (local.get $k)
@@ -201,7 +197,7 @@ function gemm(kind: Epilogue): string {
         (br $wide)))
       (block $narrow_done (loop $narrow
         (br_if $narrow_done (i32.ge_u (local.get $p) (local.get $np)))
-        (call $tile1x8_${kind}
+        (call $tile1x8
           (i32.add (local.get $a) (i32.mul (local.get $i) (local.get $lda)))
           (i32.add (local.get $b) (i32.mul (local.get $p) (local.get $pb))) (local.get $k)
           (i32.add (i32.add (local.get $c) (i32.mul (local.get $i) (local.get $ldc)))
@@ -252,13 +248,5 @@ const packB = `
 export const packedBytes = (k: number, n: number): number => Math.ceil(n / NR) * NR * k * 4;
 
 export function gemmWat(relaxed: boolean): string {
-  return [
-    ...EPILOGUES.flatMap((kind) => [
-      tile4x8(kind, relaxed),
-      tile1x32(kind, relaxed),
-      tile1x8(kind, relaxed),
-      gemm(kind),
-    ]),
-    packB,
-  ].join('\n');
+  return [tile4x8(relaxed), tile1x32(relaxed), tile1x8(relaxed), gemm(), packB].join('\n');
 }

@@ -78,23 +78,20 @@ const run = `
         (local.set $op ${word('(local.get $st)', STEP.op)})
         (if (i32.eq (local.get $op) (i32.const ${OP.dense}))
           (then
-            (if (i32.eq (local.get $code) (i32.const ${ACTIVATION_CODES.relu}))
-              (then (call $gemm_relu (local.get $rows) (local.get $n) ${word('(local.get $st)', STEP.inFeatures)}
-                (local.get $src) (i32.shl ${word('(local.get $st)', STEP.inFeatures)} (i32.const 2))
-                ${word('(local.get $st)', STEP.first)} ${word('(local.get $st)', STEP.second)}
-                (local.get $dst) (i32.shl (local.get $n) (i32.const 2)) (local.get $slope)))
-              (else (if (i32.eq (local.get $code) (i32.const ${ACTIVATION_CODES.leaky_relu}))
-                (then (call $gemm_leaky (local.get $rows) (local.get $n) ${word('(local.get $st)', STEP.inFeatures)}
-                  (local.get $src) (i32.shl ${word('(local.get $st)', STEP.inFeatures)} (i32.const 2))
-                  ${word('(local.get $st)', STEP.first)} ${word('(local.get $st)', STEP.second)}
-                  (local.get $dst) (i32.shl (local.get $n) (i32.const 2)) (local.get $slope)))
-                (else
-                  (call $gemm_none (local.get $rows) (local.get $n) ${word('(local.get $st)', STEP.inFeatures)}
-                    (local.get $src) (i32.shl ${word('(local.get $st)', STEP.inFeatures)} (i32.const 2))
-                    ${word('(local.get $st)', STEP.first)} ${word('(local.get $st)', STEP.second)}
-                    (local.get $dst) (i32.shl (local.get $n) (i32.const 2)) (local.get $slope))
-                  (if (local.get $code) (then (call $act_pass (local.get $dst) (local.get $dst)
-                    (i32.mul (local.get $rows) (local.get $n)) (local.get $code) (local.get $slope))))))))))
+            ;; ReLU and LeakyReLU are the GEMM's epilogue (slope 0 / the slope); the others run
+            ;; as a pass over the stored chunk, after an identity epilogue (slope 1).
+            (call $gemm (local.get $rows) (local.get $n) ${word('(local.get $st)', STEP.inFeatures)}
+              (local.get $src) (i32.shl ${word('(local.get $st)', STEP.inFeatures)} (i32.const 2))
+              ${word('(local.get $st)', STEP.first)} ${word('(local.get $st)', STEP.second)}
+              (local.get $dst) (i32.shl (local.get $n) (i32.const 2))
+              (if (result f32) (i32.eq (local.get $code) (i32.const ${ACTIVATION_CODES.relu}))
+                (then (f32.const 0))
+                (else (if (result f32) (i32.eq (local.get $code) (i32.const ${ACTIVATION_CODES.leaky_relu}))
+                  (then (local.get $slope))
+                  (else (f32.const 1))))))
+            (if (i32.gt_u (local.get $code) (i32.const ${ACTIVATION_CODES.leaky_relu}))
+              (then (call $act_pass (local.get $dst) (local.get $dst)
+                (i32.mul (local.get $rows) (local.get $n)) (local.get $code) (local.get $slope))))))
         (if (i32.eq (local.get $op) (i32.const ${OP.affine}))
           (then (call $affine (local.get $src) (local.get $dst) (local.get $rows) (local.get $n)
             ${word('(local.get $st)', STEP.first)} ${word('(local.get $st)', STEP.second)}

@@ -91,6 +91,12 @@ class Bytes {
   result(): Uint8Array {
     return this.buf.slice(0, this.length);
   }
+  /** Removes and returns the bytes from `mark` on. */
+  cut(mark: number): number[] {
+    const out = Array.from(this.buf.subarray(mark, this.length));
+    this.length = mark;
+    return out;
+  }
   u32(v: number): void {
     let x = v >>> 0;
     do {
@@ -521,11 +527,12 @@ function encodeBody(f: FuncDef, funcIndex: Map<string, number>): Bytes {
       emitOp(op);
       return;
     }
-    const imm = new Bytes();
-    const after = immediates(name, op, e, 1, imm);
+    const mark = b.length;
+    const after = immediates(name, op, e, 1, b);
+    const imm = b.cut(mark);
     for (let i = after; i < e.length; i++) expr(e[i]!);
     emitOp(op);
-    b.bytes(imm);
+    for (const x of imm) b.byte(x);
   };
 
   /** A sequence of plain and folded instructions. */
