@@ -1,15 +1,33 @@
 /**
- * `npm run bench`: engine throughput (fused vs unfused) and HTTP throughput (predict vs a bare
- * parse-and-validate route; WORKERS=1 vs 2), measured side by side in one run. Prints tables and
- * writes bench/results/latest.json. Ratios are what to compare across machines; absolute figures
- * depend on the machine (recorded in the JSON).
+ * `npm run bench`: engine throughput (normserve's executors: wasm, js, unfused), normserve next to its peers
+ * (onnxruntime-node, onnxruntime-web, TensorFlow.js WASM, PyTorch) and HTTP throughput (predict
+ * vs a bare parse-and-validate route; WORKERS=1 vs 2), measured side by side in one run. Prints
+ * tables and writes bench/results/latest.json. Ratios are what to compare across machines;
+ * absolute figures depend on the machine (recorded in the JSON).
+ *
+ * Flags: --quick (shorter run), --only engine,peers,http (some sections), --no-peers.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus, hostname, totalmem } from 'node:os';
+import { cpus, hostname, loadavg, totalmem } from 'node:os';
 import { benchEngine } from './engine.js';
 import { benchHttp } from './http.js';
+import { benchPeers } from './peers.js';
 
-const quick = process.argv.includes('--quick');
+const SECTIONS = ['engine', 'peers', 'http'] as const;
+type Section = (typeof SECTIONS)[number];
+const argv = process.argv.slice(2);
+const quick = argv.includes('--quick');
+const onlyIndex = argv.indexOf('--only');
+const only = onlyIndex >= 0 ? (argv[onlyIndex + 1] ?? '').split(',') : [...SECTIONS];
+const unknown = only.filter((s) => !(SECTIONS as readonly string[]).includes(s));
+if (unknown.length > 0) {
+  process.stderr.write(
+    `bench: unknown section(s) ${unknown.join(', ')}; expected ${SECTIONS.join(', ')}\n`,
+  );
+  process.exit(1);
+}
+const runs = (section: Section) =>
+  only.includes(section) && !(section === 'peers' && argv.includes('--no-peers'));
 const fmt = (n: number, digits = 0) =>
   n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 const machine = {
@@ -18,84 +36,118 @@ const machine = {
   memoryGiB: Math.round(totalmem() / 2 ** 30),
   node: process.version,
   host: hostname(),
+  /** 1, 5 and 15 minute load averages at the start: figures under load are noisy. */
+  loadAverage: loadavg().map((l) => Math.round(l * 100) / 100),
 };
 process.stdout.write(
-  `normserve bench on ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, node ${machine.node}\n\n`,
+  `normserve bench on ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, node ${machine.node}, load average ${machine.loadAverage.join(' ')}\n`,
 );
+const results: Record<string, unknown> = { date: new Date().toISOString(), machine, quick };
 
-const engine = await benchEngine(
-  quick ? { budgetMs: 100, rounds: 1, batches: [1, 256, 4096] } : { budgetMs: 300, rounds: 3 },
-);
-process.stdout.write(
-  `engine (eval forward; rows/s, median of interleaved rounds; relaxed SIMD ${engine.relaxedSimd ? 'on' : 'unavailable'})\n`,
-);
-const engineNames = [...new Set(engine.rows.map((r) => r.engine))];
-process.stdout.write(
-  `${'model'.padEnd(24)}${'batch'.padStart(7)}${engineNames.map((n) => n.padStart(17)).join('')}${'wasm GFLOP/s'.padStart(14)}${'wasm/js'.padStart(9)}\n`,
-);
-for (const model of [...new Set(engine.rows.map((r) => r.model))]) {
-  for (const batch of [...new Set(engine.rows.map((r) => r.batch))]) {
-    const at = (name: string) =>
-      engine.rows.find((r) => r.model === model && r.batch === batch && r.engine === name);
-    const cells = engineNames.map((n) => {
-      const r = at(n);
-      return (r ? fmt(r.rowsPerSecond) : '—').padStart(17);
-    });
-    const wasm = at('wasm');
-    const js = at('js');
+if (runs('engine')) {
+  const engine = await benchEngine(
+    quick ? { budgetMs: 100, rounds: 1, batches: [1, 256, 4096] } : { budgetMs: 300, rounds: 3 },
+  );
+  process.stdout.write(
+    `engine (eval forward; rows/s, median of interleaved rounds; relaxed SIMD ${engine.relaxedSimd ? 'on' : 'unavailable'})\n`,
+  );
+  const engineNames = [...new Set(engine.rows.map((r) => r.engine))];
+  process.stdout.write(
+    `${'model'.padEnd(24)}${'batch'.padStart(7)}${engineNames.map((n) => n.padStart(17)).join('')}${'wasm GFLOP/s'.padStart(14)}${'wasm/js'.padStart(9)}\n`,
+  );
+  for (const model of [...new Set(engine.rows.map((r) => r.model))]) {
+    for (const batch of [...new Set(engine.rows.map((r) => r.batch))]) {
+      const at = (name: string) =>
+        engine.rows.find((r) => r.model === model && r.batch === batch && r.engine === name);
+      const cells = engineNames.map((n) => {
+        const r = at(n);
+        return (r ? fmt(r.rowsPerSecond) : '—').padStart(17);
+      });
+      const wasm = at('wasm');
+      const js = at('js');
+      process.stdout.write(
+        `${model.padEnd(24)}${String(batch).padStart(7)}${cells.join('')}${(wasm ? fmt(wasm.gflops, 1) : '—').padStart(14)}${(wasm && js ? fmt(wasm.rowsPerSecond / js.rowsPerSecond, 1) : '—').padStart(9)}\n`,
+      );
+    }
+  }
+  process.stdout.write('\ndense kernels alone (wasm, GFLOP/s)\n');
+  process.stdout.write(
+    `${'model'.padEnd(24)}${'kernel'.padEnd(18)}${'batch'.padStart(7)}${'FMA'.padStart(9)}${'mul+add'.padStart(9)}\n`,
+  );
+  for (const k of engine.kernels) {
     process.stdout.write(
-      `${model.padEnd(24)}${String(batch).padStart(7)}${cells.join('')}${(wasm ? fmt(wasm.gflops, 1) : '—').padStart(14)}${(wasm && js ? fmt(wasm.rowsPerSecond / js.rowsPerSecond, 1) : '—').padStart(9)}\n`,
+      `${k.model.padEnd(24)}${k.kernel.padEnd(18)}${String(k.batch).padStart(7)}${(k.gflopsFma === undefined ? '—' : fmt(k.gflopsFma, 1)).padStart(9)}${fmt(k.gflopsMulAdd, 1).padStart(9)}\n`,
     );
   }
-}
-process.stdout.write('\ndense kernels alone (wasm, GFLOP/s)\n');
-process.stdout.write(
-  `${'model'.padEnd(24)}${'kernel'.padEnd(18)}${'batch'.padStart(7)}${'FMA'.padStart(9)}${'mul+add'.padStart(9)}\n`,
-);
-for (const k of engine.kernels) {
   process.stdout.write(
-    `${k.model.padEnd(24)}${k.kernel.padEnd(18)}${String(k.batch).padStart(7)}${(k.gflopsFma === undefined ? '—' : fmt(k.gflopsFma, 1)).padStart(9)}${fmt(k.gflopsMulAdd, 1).padStart(9)}\n`,
+    `\nload models/digits (fresh process, wasm): median ${fmt(engine.loadMs.median, 1)} ms (${engine.loadMs.runs.map((m) => fmt(m, 1)).join(', ')}); again in the same process ${fmt(engine.loadMs.warm, 1)} ms\n`,
   );
+  process.stdout.write(
+    `RSS predicting one row at a time: ${fmt(engine.memory.afterThousandMiB, 1)} MiB after 1 k, ${fmt(engine.memory.afterHundredThousandMiB, 1)} MiB after 100 k (×${fmt(engine.memory.ratio, 3)})\n\n`,
+  );
+  results['engine'] = engine;
 }
-process.stdout.write(
-  `\nload models/digits (fresh process, wasm): median ${fmt(engine.loadMs.median, 1)} ms (${engine.loadMs.runs.map((m) => fmt(m, 1)).join(', ')}); again in the same process ${fmt(engine.loadMs.warm, 1)} ms\n`,
-);
-process.stdout.write(
-  `RSS predicting one row at a time: ${fmt(engine.memory.afterThousandMiB, 1)} MiB after 1 k, ${fmt(engine.memory.afterHundredThousandMiB, 1)} MiB after 100 k (×${fmt(engine.memory.ratio, 3)})\n\n`,
-);
 
-const http = await benchHttp(quick ? { durationSeconds: 3 } : {});
-process.stdout.write('\nHTTP (autocannon, 8 connections, POST /v1/models/digits:predict)\n');
-process.stdout.write(
-  `${'server'.padEnd(32)}${'rows'.padStart(6)}${'req/s'.padStart(10)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}${'errors'.padStart(8)}\n`,
-);
-for (const r of http) {
+if (runs('peers')) {
+  const peers = await benchPeers({
+    ...(quick ? { batches: [1, 256], rounds: 2, budgetMs: 80 } : {}),
+    log: (line) => process.stderr.write(`${line}\n`),
+  });
+  results['peers'] = peers;
   process.stdout.write(
-    `${r.name.padEnd(32)}${String(r.rowsPerRequest).padStart(6)}${fmt(r.requestsPerSecond).padStart(10)}${fmt(r.p50Ms, 1).padStart(9)}${fmt(r.p99Ms, 1).padStart(9)}${String(r.errors + r.non2xx).padStart(8)}\n`,
+    `\npeers (rows/s, median of ${peers.rounds} interleaved rounds of ~${peers.budgetMs} ms; ratio = normserve / peer; max |Δ| against normserve's outputs)\n`,
   );
+  process.stdout.write(
+    `${'model'.padEnd(24)}${'batch'.padStart(7)}  ${'engine'.padEnd(36)}${'rows/s'.padStart(13)}${'ratio'.padStart(9)}${'max |Δ|'.padStart(10)}\n`,
+  );
+  let previous = '';
+  for (const r of peers.rows) {
+    const key = `${r.model} ${r.batch}`;
+    const lead =
+      key === previous ? ''.padEnd(31) : `${r.model.padEnd(24)}${String(r.batch).padStart(7)}`;
+    previous = key;
+    process.stdout.write(
+      `${lead}  ${r.engine.padEnd(36)}${fmt(r.rowsPerSecond).padStart(13)}${(r.normserveOverPeer === undefined ? '' : fmt(r.normserveOverPeer, 2)).padStart(9)}${r.maxAbsDiff.toExponential(1).padStart(10)}\n`,
+    );
+  }
+  for (const s of peers.skipped) {
+    process.stdout.write(`skipped ${s.engine}${s.model ? ` (${s.model})` : ''}: ${s.reason}\n`);
+  }
 }
-const find = (name: string, rows: number) =>
-  http.find((r) => r.name.startsWith(name) && r.rowsPerRequest === rows)!;
-const ratios = [1, 256].map((rows) => {
-  const bare = find('bare', rows);
-  const predict = find('normserve predict (WORKERS=1)', rows);
-  const two = find('normserve predict (WORKERS=2)', rows);
-  return {
-    rows,
-    predictOverBareRequestsPerSecond: predict.requestsPerSecond / bare.requestsPerSecond,
-    predictOverBareP99: predict.p99Ms / bare.p99Ms,
-    workers2OverWorkers1RequestsPerSecond: two.requestsPerSecond / predict.requestsPerSecond,
-  };
-});
-process.stdout.write('\nratios\n');
-for (const r of ratios) {
+
+if (runs('http')) {
+  const http = await benchHttp(quick ? { durationSeconds: 3 } : {});
+  results['http'] = http;
+  process.stdout.write('\nHTTP (autocannon, 8 connections, POST /v1/models/digits:predict)\n');
   process.stdout.write(
-    `${String(r.rows).padStart(4)} row(s): predict/bare req/s ${fmt(r.predictOverBareRequestsPerSecond, 2)}, p99 ${fmt(r.predictOverBareP99, 2)}; WORKERS=2/WORKERS=1 req/s ${fmt(r.workers2OverWorkers1RequestsPerSecond, 2)}\n`,
+    `${'server'.padEnd(32)}${'rows'.padStart(6)}${'req/s'.padStart(10)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}${'errors'.padStart(8)}\n`,
   );
+  for (const r of http) {
+    process.stdout.write(
+      `${r.name.padEnd(32)}${String(r.rowsPerRequest).padStart(6)}${fmt(r.requestsPerSecond).padStart(10)}${fmt(r.p50Ms, 1).padStart(9)}${fmt(r.p99Ms, 1).padStart(9)}${String(r.errors + r.non2xx).padStart(8)}\n`,
+    );
+  }
+  const find = (name: string, rows: number) =>
+    http.find((r) => r.name.startsWith(name) && r.rowsPerRequest === rows)!;
+  const ratios = [1, 256].map((rows) => {
+    const bare = find('bare', rows);
+    const predict = find('normserve predict (WORKERS=1)', rows);
+    const two = find('normserve predict (WORKERS=2)', rows);
+    return {
+      rows,
+      predictOverBareRequestsPerSecond: predict.requestsPerSecond / bare.requestsPerSecond,
+      predictOverBareP99: predict.p99Ms / bare.p99Ms,
+      workers2OverWorkers1RequestsPerSecond: two.requestsPerSecond / predict.requestsPerSecond,
+    };
+  });
+  process.stdout.write('\nratios\n');
+  for (const r of ratios) {
+    process.stdout.write(
+      `${String(r.rows).padStart(4)} row(s): predict/bare req/s ${fmt(r.predictOverBareRequestsPerSecond, 2)}, p99 ${fmt(r.predictOverBareP99, 2)}; WORKERS=2/WORKERS=1 req/s ${fmt(r.workers2OverWorkers1RequestsPerSecond, 2)}\n`,
+    );
+  }
+  results['ratios'] = ratios;
 }
 mkdirSync('bench/results', { recursive: true });
-writeFileSync(
-  'bench/results/latest.json',
-  `${JSON.stringify({ date: new Date().toISOString(), machine, quick, engine, http, ratios }, null, 2)}\n`,
-);
+writeFileSync('bench/results/latest.json', `${JSON.stringify(results, null, 2)}\n`);
 process.stdout.write('\nwrote bench/results/latest.json\n');

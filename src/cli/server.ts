@@ -5,7 +5,6 @@
  */
 import cluster, { type Worker } from 'node:cluster';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import closeWithGrace from 'close-with-grace';
 import pino from 'pino';
 import { isNormserveError } from '../errors/index.js';
@@ -17,18 +16,7 @@ import {
   parseServerConfig,
   type ServerConfig,
 } from '../service/index.js';
-
-const packageVersion = (): string => {
-  try {
-    return (
-      JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
-        version: string;
-      }
-    ).version;
-  } catch {
-    return '0.0.0';
-  }
-};
+import { packageVersion } from './package-version.js';
 
 /** A worker's exit code for "could not start": the primary stops instead of replacing it. */
 const EXIT_START_FAILED = 78;

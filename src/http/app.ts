@@ -9,6 +9,7 @@ import { openApiPath, registerOpenApi } from './openapi.js';
 import { errorHandler, sendProblem } from './problem.js';
 import { adminRoutes } from './routes/admin.js';
 import { healthRoutes } from './routes/health.js';
+import { modelExportRoutes } from './routes/model-export.js';
 import { openInferenceRoutes } from './routes/open-inference.js';
 import { tfServingRoutes } from './routes/tf-serving.js';
 import { serializerCompiler, validatorCompiler } from './validation.js';
@@ -149,12 +150,19 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     );
   });
 
-  // API_TOKEN, when set, guards the prediction routes (predict, infer) like ADMIN_TOKEN guards admin.
+  // API_TOKEN, when set, guards the prediction routes (predict, infer) like ADMIN_TOKEN guards admin,
+  // and the ONNX download, which hands out the weights.
   const apiToken = deps.config.API_TOKEN;
   if (apiToken !== undefined) {
-    const guard = requireBearer(apiToken, 'prediction');
+    const predictionGuard = requireBearer(apiToken, 'prediction');
+    const downloadGuard = requireBearer(apiToken, 'model download');
     app.addHook('onRoute', (route) => {
-      if (/::predict$|\/infer$/.test(route.url)) {
+      const guard = /::predict$|\/infer$/.test(route.url)
+        ? predictionGuard
+        : /\/model\.onnx$/.test(route.url)
+          ? downloadGuard
+          : undefined;
+      if (guard) {
         // onRequest: before the body is read or validated, so a missing token is a 401.
         const existing = route.onRequest ? [route.onRequest].flat() : [];
         route.onRequest = [guard, ...existing];
@@ -166,6 +174,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   await healthRoutes(app);
   await tfServingRoutes(app);
   await openInferenceRoutes(app);
+  await modelExportRoutes(app);
   await adminRoutes(app);
 
   app.get(

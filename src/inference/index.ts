@@ -7,6 +7,13 @@ export {
 } from './create-executor.js';
 export { ENGINES, type EngineName } from './engine-name.js';
 export type { Executor } from './executor.js';
+export {
+  exportOnnx,
+  ONNX_BATCH_DIM,
+  ONNX_IR_VERSION,
+  ONNX_OPSET,
+  type OnnxExportOptions,
+} from './onnx-export.js';
 export type { Activation, CompiledPlan, LayerFate, PlanStep } from './plan.js';
 export { PlanExecutor } from './plan-executor.js';
 export type { HelperHandle, HelperInit, HelperSpawner } from './wasm/wasm-executor.js';

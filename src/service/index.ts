@@ -11,6 +11,7 @@ export {
   type ServedVersion,
   type VersionState,
 } from './model-registry.js';
+export { exportModelOnnx, type OnnxExport, type OnnxExportRequest } from './onnx-export.js';
 export {
   checkRowWidths,
   type PredictInput,
@@ -28,3 +29,9 @@ export {
   RecalibrationSession,
 } from './recalibration-service.js';
 export { parseServerConfig, type ServerConfig, serverConfigSchema } from './server-config.js';
+export {
+  INPUT_TENSOR,
+  LABEL_TENSOR,
+  PROBABILITIES_TENSOR,
+  rawOutputTensor,
+} from './tensor-names.js';

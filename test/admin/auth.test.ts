@@ -1,7 +1,8 @@
 /**
- * Admin authentication and rate limiting, and API_TOKEN on the prediction routes: every admin
- * route answers 401 (problem+json, WWW-Authenticate: Bearer) without the right bearer token and
- * does nothing; tokens never reach the logs; ADMIN_RATE_LIMIT_PER_MINUTE caps admin requests.
+ * Admin authentication and rate limiting, and API_TOKEN on the prediction routes and the ONNX
+ * download: every admin route answers 401 (problem+json, WWW-Authenticate: Bearer) without the
+ * right bearer token and does nothing; tokens never reach the logs; ADMIN_RATE_LIMIT_PER_MINUTE
+ * caps admin requests.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -247,7 +248,7 @@ describe('admin rate limit (ADMIN_RATE_LIMIT_PER_MINUTE=3)', () => {
   });
 });
 
-describe('API_TOKEN guards predict and infer; metadata stays open', () => {
+describe('API_TOKEN guards predict, infer and the ONNX download; metadata stays open', () => {
   const API_TOKEN = 'api-token-for-predictions-0123';
   let t: LoggedApp;
   beforeAll(async () => {
@@ -269,6 +270,8 @@ describe('API_TOKEN guards predict and infer; metadata stays open', () => {
     },
     { method: 'POST', url: '/v2/models/digits/infer', payload: inferBody },
     { method: 'POST', url: '/v2/models/digits/versions/1/infer', payload: inferBody },
+    // The ONNX download hands out the weights: guarded like the predictions.
+    { method: 'GET', url: '/v1/models/digits/versions/1/model.onnx' },
   ];
 
   for (const request of guarded) {

@@ -44,6 +44,13 @@ export function checkBatchSize(path: string, rows: number, maxRows: number): voi
   }
 }
 
+/** A query-string flag spelled exactly `true` or `false`, absent = `defaultValue`, as a boolean. */
+export const queryFlag = (defaultValue: 'true' | 'false') =>
+  z
+    .enum(['true', 'false'])
+    .default(defaultValue)
+    .transform((v) => v === 'true');
+
 export const modelNameParam = z
   .string()
   .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'a model name: letters, digits, ".", "_", "-"')

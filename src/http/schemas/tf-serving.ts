@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { rowsSchema } from './common.js';
+import { queryFlag, rowsSchema } from './common.js';
 
 const example = [
   0, 0, 5, 13, 9, 1, 0, 0, 0, 0, 13, 15, 10, 15, 5, 0, 0, 3, 15, 2, 0, 11, 8, 0, 0, 4, 12, 0, 0, 8,
@@ -37,14 +37,9 @@ export const predictRequestSchema = z
   });
 
 export const predictQuerySchema = z.strictObject({
-  fused: z
-    .enum(['true', 'false'])
-    .default('true')
-    .transform((v) => v === 'true')
-    .meta({
-      description:
-        'false runs the unfused reference path (every layer in eval mode), for debugging',
-    }),
+  fused: queryFlag('true').meta({
+    description: 'false runs the unfused reference path (every layer in eval mode), for debugging',
+  }),
 });
 
 export const predictResponseSchema = z
