@@ -65,7 +65,9 @@ describe('GEMM building block: C = epilogue(A·B + bias)', () => {
             const bias = Float32Array.from({ length: Math.ceil(n / 8) * 8 }, (_, i) =>
               i < n ? rng.normal() : 0,
             );
-            const [aAt, srcAt, packedAt, biasAt, cAt] = [1024, 40_000, 80_000, 120_000, 130_000];
+            const [aAt, srcAt, packedAt, biasAt, cAt, tmpAt] = [
+              1024, 40_000, 80_000, 120_000, 130_000, 200_000,
+            ];
             heap.set(a, aAt);
             if (transposed) {
               const w = new Float32Array(n * k);
@@ -89,6 +91,7 @@ describe('GEMM building block: C = epilogue(A·B + bias)', () => {
               cAt * 4,
               ldc * 4,
               epilogue === 'none' ? 1 : epilogue === 'relu' ? 0 : slope,
+              tmpAt * 4,
             );
             for (let i = 0; i < m; i++) {
               for (let j = 0; j < ldc; j++) {

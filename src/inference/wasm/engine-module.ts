@@ -73,7 +73,7 @@ export interface EngineExports {
 
 /**
  * C = A·B + bias, then v > 0 ? v : v·slope (slope 1: identity, 0: ReLU): see gemm-wat.ts. All
- * addresses and strides in bytes.
+ * addresses and strides in bytes; tmp: 128 bytes of scratch.
  */
 export type GemmFunction = (
   m: number,
@@ -86,6 +86,7 @@ export type GemmFunction = (
   c: number,
   ldc: number,
   slope: number,
+  tmp: number,
 ) => void;
 
 export function instantiateEngine(

@@ -34,22 +34,56 @@ const madd = (relaxed: boolean, a: string, b: string, acc: string): string =>
 const epilogue = (v: string): string =>
   `(v128.bitselect ${v} (f32x4.add (f32x4.mul ${v} (local.get $slopev)) ${ZERO}) (f32x4.gt ${v} ${ZERO}))`;
 
+interface Accumulator {
+  name: string;
+  row: number;
+  /** First column of its vector within the tile. */
+  col: number;
+}
+
 /**
- * Stores accumulator `acc` (epilogue applied) at `addr` + `offset`, the vector holding columns
- * `col`…`col`+3 of a tile whose valid width is $nv: whole when all four are valid, lane by lane
- * at the right edge of C. Inline, with no call: a call would make V8 keep the accumulators in
- * memory across the whole inner loop.
+ * Applies the epilogue to a tile's accumulators and stores them: straight into C when all of the
+ * tile's `width` columns are valid ($nv ≥ width), else into the 128 bytes at $tmp and from there
+ * the valid columns only. The accumulators are dead by the time copy_tile is called — a call while
+ * they were live would make V8 keep them in memory across the whole inner loop.
  */
-const store = (acc: string, addr: string, offset: number, col: number): string =>
-  `(local.set $t ${epilogue(`(local.get $${acc})`)})
-   (if (i32.ge_s (local.get $nv) (i32.const ${col + 4}))
-     (then (v128.store offset=${offset} ${addr} (local.get $t)))
-     (else ${range(3)
-       .map(
-         (lane) => `(if (i32.gt_s (local.get $nv) (i32.const ${col + lane}))
-         (then (f32.store offset=${offset + 4 * lane} ${addr} (f32x4.extract_lane ${lane} (local.get $t)))))`,
-       )
-       .join(' ')}))`;
+const storeTile = (accs: Accumulator[], width: number, rows: number): string => {
+  const rowAt = (row: number) =>
+    row === 0
+      ? '(local.get $c)'
+      : `(i32.add (local.get $c) (i32.mul (local.get $ldc) (i32.const ${row})))`;
+  return `
+    (local.set $slopev (f32x4.splat (local.get $slope)))
+    ${accs.map((a) => `(local.set $${a.name} ${epilogue(`(local.get $${a.name})`)})`).join('\n')}
+    (if (i32.ge_s (local.get $nv) (i32.const ${width}))
+      (then ${accs.map((a) => `(v128.store offset=${a.col * 4} ${rowAt(a.row)} (local.get $${a.name}))`).join(' ')})
+      (else
+        ${accs.map((a) => `(v128.store offset=${(a.row * width + a.col) * 4} (local.get $tmp) (local.get $${a.name}))`).join(' ')}
+        (call $copy_tile (local.get $tmp) (i32.const ${width}) (local.get $c) (local.get $ldc)
+          (i32.const ${rows}) (local.get $nv))))`;
+};
+
+/** copy_tile(src, width, dst, ldc, rows, cols): the first `cols` columns of a rows × width tile. */
+const copyTile = `
+  (func $copy_tile (param $src i32) (param $w i32) (param $dst i32) (param $ldc i32) (param $rows i32)
+      (param $cols i32)
+    ${locals('i32', 'r', 'j')}
+    (block $rows_done (loop $rows_next
+      (br_if $rows_done (i32.ge_s (local.get $r) (local.get $rows)))
+      (local.set $j (i32.const 0))
+      (block $cols_done (loop $cols_next
+        (br_if $cols_done (i32.ge_s (local.get $j) (local.get $cols)))
+        (f32.store (i32.add (local.get $dst) (i32.shl (local.get $j) (i32.const 2)))
+          (f32.load (i32.add (local.get $src)
+            (i32.shl (i32.add (i32.mul (local.get $r) (local.get $w)) (local.get $j)) (i32.const 2)))))
+        (local.set $j (i32.add (local.get $j) (i32.const 1)))
+        (br $cols_next)))
+      (local.set $dst (i32.add (local.get $dst) (local.get $ldc)))
+      (local.set $r (i32.add (local.get $r) (i32.const 1)))
+      (br $rows_next))))`;
+
+/** Bytes of the scratch tile a GEMM call needs (the widest tile: 4 × 8 or 1 × 32 floats). */
+export const TILE_SCRATCH_BYTES = 128;
 
 function tile4x8(relaxed: boolean): string {
   const acc = range(MR).flatMap((i) => range(2).map((j) => `c${i}_${j}`));
@@ -68,7 +102,8 @@ function tile4x8(relaxed: boolean): string {
   return `
   (func $tile4x8 (param $a i32) (param $lda i32) (param $bp i32) (param $k i32)
       (param $c i32) (param $ldc i32) (param $bias i32) (param $nv i32) (param $slope f32)
-    ${locals('v128', ...acc, 'b0', 'b1', 'x', 't', 'slopev')}
+      (param $tmp i32)
+    ${locals('v128', ...acc, 'b0', 'b1', 'x', 'slopev')}
     ${locals('i32', 'a1', 'a2', 'a3', 'end')}
     (local.set $b0 (v128.load (local.get $bias)))
     (local.set $b1 (v128.load offset=16 (local.get $bias)))
@@ -86,15 +121,11 @@ function tile4x8(relaxed: boolean): string {
         .join(' ')}
       (local.set $bp (i32.add (local.get $bp) (i32.const ${NR * 4})))
       (br_if $k (i32.lt_u (local.get $a) (local.get $end))))
-    (local.set $slopev (f32x4.splat (local.get $slope)))
-    ${range(MR)
-      .map(
-        (i) => `${range(2)
-          .map((j) => store(`c${i}_${j}`, '(local.get $c)', 16 * j, 4 * j))
-          .join('\n')}
-        (local.set $c (i32.add (local.get $c) (local.get $ldc)))`,
-      )
-      .join('\n')})`;
+    ${storeTile(
+      range(MR).flatMap((i) => range(2).map((j) => ({ name: `c${i}_${j}`, row: i, col: 4 * j }))),
+      NR,
+      MR,
+    )})`;
 }
 
 /** One row against four consecutive panels (32 columns); $pb is the panel size in bytes. */
@@ -102,8 +133,9 @@ function tile1x32(relaxed: boolean): string {
   const acc = range(4).flatMap((p) => range(2).map((j) => `c${p}_${j}`));
   return `
   (func $tile1x32 (param $a i32) (param $bp i32) (param $pb i32) (param $k i32)
-      (param $c i32) (param $bias i32) (param $nv i32) (param $slope f32)
-    ${locals('v128', ...acc, 'x', 't', 'slopev')}
+      (param $c i32) (param $bias i32) (param $nv i32) (param $slope f32) (param $tmp i32)
+    ${locals('v128', ...acc, 'x', 'slopev')}
+    (local $ldc i32)
     ${locals('i32', 'q1', 'q2', 'q3', 'end')}
     ${acc.map((c) => `(local.set $${c} (v128.load offset=${32 * Number(c[1]) + 16 * Number(c.at(-1))} (local.get $bias)))`).join(' ')}
     (local.set $q1 (i32.add (local.get $bp) (local.get $pb)))
@@ -123,16 +155,20 @@ function tile1x32(relaxed: boolean): string {
       (local.set $a (i32.add (local.get $a) (i32.const 4)))
       ${['bp', 'q1', 'q2', 'q3'].map((q) => `(local.set $${q} (i32.add (local.get $${q}) (i32.const ${NR * 4})))`).join(' ')}
       (br_if $k (i32.lt_u (local.get $a) (local.get $end))))
-    (local.set $slopev (f32x4.splat (local.get $slope)))
-    ${acc.map((c) => store(c, '(local.get $c)', 32 * Number(c[1]) + 16 * Number(c.at(-1)), 8 * Number(c[1]) + 4 * Number(c.at(-1)))).join('\n')})`;
+    ${storeTile(
+      acc.map((c) => ({ name: c, row: 0, col: 8 * Number(c[1]) + 4 * Number(c.at(-1)) })),
+      4 * NR,
+      1,
+    )})`;
 }
 
 /** One row against one panel. */
 function tile1x8(relaxed: boolean): string {
   return `
   (func $tile1x8 (param $a i32) (param $bp i32) (param $k i32)
-      (param $c i32) (param $bias i32) (param $nv i32) (param $slope f32)
-    ${locals('v128', 'c0', 'c1', 'x', 't', 'slopev')}
+      (param $c i32) (param $bias i32) (param $nv i32) (param $slope f32) (param $tmp i32)
+    ${locals('v128', 'c0', 'c1', 'x', 'slopev')}
+    (local $ldc i32)
     (local $end i32)
     (local.set $c0 (v128.load (local.get $bias)))
     (local.set $c1 (v128.load offset=16 (local.get $bias)))
@@ -144,17 +180,25 @@ function tile1x8(relaxed: boolean): string {
       (local.set $a (i32.add (local.get $a) (i32.const 4)))
       (local.set $bp (i32.add (local.get $bp) (i32.const ${NR * 4})))
       (br_if $k (i32.lt_u (local.get $a) (local.get $end))))
-    (local.set $slopev (f32x4.splat (local.get $slope)))
-    ${store('c0', '(local.get $c)', 0, 0)}
-    ${store('c1', '(local.get $c)', 16, 4)})`;
+    ${storeTile(
+      [
+        { name: 'c0', row: 0, col: 0 },
+        { name: 'c1', row: 0, col: 4 },
+      ],
+      NR,
+      1,
+    )})`;
 }
 
-/** gemm(M, N, K, A, lda, B packed, bias, C, ldc, slope): whole row blocks panel by panel, then single rows. */
+/**
+ * gemm(M, N, K, A, lda, B packed, bias, C, ldc, slope, tmp): whole row blocks panel by panel, then
+ * single rows; tmp is TILE_SCRATCH_BYTES of the calling thread's scratch.
+ */
 function gemm(): string {
   return `
   (func $gemm (export "gemm") (param $m i32) (param $n i32) (param $k i32)
       (param $a i32) (param $lda i32) (param $b i32) (param $bias i32) (param $c i32)
-      (param $ldc i32) (param $slope f32)
+      (param $ldc i32) (param $slope f32) (param $tmp i32)
     ${locals('i32', 'pb', 'np', 'p', 'i', 'full')}
     (local.set $pb (i32.mul (local.get $k) (i32.const ${NR * 4})))
     (local.set $np (i32.shr_u (i32.add (local.get $n) (i32.const ${NR - 1})) (i32.const 3)))
@@ -173,7 +217,7 @@ function gemm(): string {
           (local.get $ldc)
           (i32.add (local.get $bias) (i32.shl (local.get $p) (i32.const 5)))
           (i32.sub (local.get $n) (i32.shl (local.get $p) (i32.const 3)))
-          (local.get $slope))
+          (local.get $slope) (local.get $tmp))
         (local.set $i (i32.add (local.get $i) (i32.const ${MR})))
         (br $rows)))
       (local.set $p (i32.add (local.get $p) (i32.const 1)))
@@ -192,7 +236,7 @@ function gemm(): string {
             (i32.shl (local.get $p) (i32.const 5)))
           (i32.add (local.get $bias) (i32.shl (local.get $p) (i32.const 5)))
           (i32.sub (local.get $n) (i32.shl (local.get $p) (i32.const 3)))
-          (local.get $slope))
+          (local.get $slope) (local.get $tmp))
         (local.set $p (i32.add (local.get $p) (i32.const 4)))
         (br $wide)))
       (block $narrow_done (loop $narrow
@@ -204,7 +248,7 @@ function gemm(): string {
             (i32.shl (local.get $p) (i32.const 5)))
           (i32.add (local.get $bias) (i32.shl (local.get $p) (i32.const 5)))
           (i32.sub (local.get $n) (i32.shl (local.get $p) (i32.const 3)))
-          (local.get $slope))
+          (local.get $slope) (local.get $tmp))
         (local.set $p (i32.add (local.get $p) (i32.const 1)))
         (br $narrow)))
       (local.set $i (i32.add (local.get $i) (i32.const 1)))
@@ -248,5 +292,7 @@ const packB = `
 export const packedBytes = (k: number, n: number): number => Math.ceil(n / NR) * NR * k * 4;
 
 export function gemmWat(relaxed: boolean): string {
-  return [tile4x8(relaxed), tile1x32(relaxed), tile1x8(relaxed), gemm(), packB].join('\n');
+  return [copyTile, tile4x8(relaxed), tile1x32(relaxed), tile1x8(relaxed), gemm(), packB].join(
+    '\n',
+  );
 }

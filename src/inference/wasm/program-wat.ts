@@ -46,7 +46,7 @@ const word = (ptr: string, index: number, type = 'i32') =>
 /**
  * run(program, input, output, r0, r1, scratch): rows r0 … r1−1 of input ([rows, inWidth]) through
  * every step into output ([rows, outWidth]), a chunk of rows at a time, intermediate results in the
- * two buffers at scratch.
+ * two buffers at scratch, followed by the GEMM's tile scratch.
  */
 const run = `
   (func $run (export "run") (param $prog i32) (param $in i32) (param $out i32) (param $r0 i32)
@@ -88,7 +88,8 @@ const run = `
                 (then (f32.const 0))
                 (else (if (result f32) (i32.eq (local.get $code) (i32.const ${ACTIVATION_CODES.leaky_relu}))
                   (then (local.get $slope))
-                  (else (f32.const 1))))))
+                  (else (f32.const 1)))))
+              (i32.add (local.get $scratch) (i32.shl (local.get $bb) (i32.const 1))))
             (if (i32.gt_u (local.get $code) (i32.const ${ACTIVATION_CODES.leaky_relu}))
               (then (call $act_pass (local.get $dst) (local.get $dst)
                 (i32.mul (local.get $rows) (local.get $n)) (local.get $code) (local.get $slope))))))

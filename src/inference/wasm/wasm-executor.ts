@@ -2,7 +2,7 @@ import { checkRunArguments, type Executor } from '../executor.js';
 import { activationCode } from '../kernels.js';
 import type { Activation, CompiledPlan, PlanStep } from '../plan.js';
 import { type EngineExports, engineModule, instantiateEngine, MAX_PAGES } from './engine-module.js';
-import { MR, NR, packedBytes } from './gemm-wat.js';
+import { MR, NR, packedBytes, TILE_SCRATCH_BYTES } from './gemm-wat.js';
 import { CONTROL, HELPER_STATE, OP, PROGRAM, STEP } from './program-wat.js';
 
 /** What a helper thread needs to run rows of the plan: see service/engine-threads.ts. */
@@ -124,9 +124,10 @@ function planLayout(plan: CompiledPlan, maxBatchSize: number, threads: number): 
   at = align(at + Math.max(ioRows * plan.inputWidth * 4, largestWeight) + SLACK);
   const output = at;
   at = align(at + ioRows * plan.outputWidth * 4 + SLACK);
+  // Each thread's two chunk buffers, then its GEMM tile scratch.
   const scratch = Array.from({ length: threads }, () => {
     const s = at;
-    at += 2 * bufferBytes;
+    at += align(2 * bufferBytes + TILE_SCRATCH_BYTES);
     return s;
   });
   return {
