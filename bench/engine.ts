@@ -21,7 +21,7 @@ import {
   type PlanStep,
   WasmExecutor,
 } from '../src/inference/index.js';
-import { enableRelaxedSimd, nodeEngineOptions } from '../src/service/index.js';
+import { nodeEngineOptions, prepareWasmRuntime } from '../src/service/index.js';
 import { benchInput, benchModels } from './models.js';
 
 const runChild = promisify(execFile);
@@ -117,7 +117,7 @@ export async function benchEngine(options: EngineBenchOptions = {}): Promise<Eng
   const rounds = options.rounds ?? 3;
   const batches = options.batches ?? [1, 32, 256, 4096];
   const log = options.log ?? (() => {});
-  enableRelaxedSimd();
+  prepareWasmRuntime();
   const relaxedSimd = detectWasmSupport().relaxedSimd;
   const { spawnHelper } = nodeEngineOptions({});
   const models = await benchModels();

@@ -9,25 +9,32 @@ import {
 } from '../inference/index.js';
 
 /**
- * Node's side of the WebAssembly engine, which itself runs anywhere: switching relaxed SIMD on
- * (V8 ships it from 11.4, behind a flag on Node 20's 11.3), and helper threads (worker_threads)
- * for big batches.
+ * Node's side of the WebAssembly engine, which itself runs anywhere: V8 flags (relaxed SIMD, which
+ * V8 ships from 11.4, is behind a flag on Node 20's 11.3; eager optimizing compilation), and helper
+ * threads (worker_threads) for big batches.
  */
 
-let relaxedTried = false;
+let prepared = false;
 
 /**
- * Turns on relaxed SIMD (fused multiply-add) when the runtime has it behind a flag. Idempotent;
- * must run before the engine module is compiled, i.e. before the first model loads.
+ * Prepares V8 for the engine, once, before the engine module is compiled (i.e. before the first
+ * model loads): relaxed SIMD on where the runtime has it behind a flag (fused multiply-add in the
+ * GEMM), and WebAssembly compiled by the optimizing compiler up front (--no-wasm-dynamic-tiering)
+ * rather than first by the baseline compiler, whose SIMD code runs 3–5× slower and which stays in
+ * use until a background recompilation — slow to come on a busy machine — replaces it. Costs a
+ * few milliseconds of compilation once per process.
  */
-export function enableRelaxedSimd(): void {
-  if (relaxedTried) return;
-  relaxedTried = true;
-  if (detectWasmSupport().relaxedSimd) return;
-  try {
-    setFlagsFromString('--experimental-wasm-relaxed-simd');
-  } catch {
-    // An engine without the flag: the GEMM uses separate multiplies and adds.
+export function prepareWasmRuntime(): void {
+  if (prepared) return;
+  prepared = true;
+  const flags = ['--no-wasm-dynamic-tiering'];
+  if (!detectWasmSupport().relaxedSimd) flags.push('--experimental-wasm-relaxed-simd');
+  for (const flag of flags) {
+    try {
+      setFlagsFromString(flag);
+    } catch {
+      // An engine without the flag: its default (the GEMM without FMA, or tiered compilation).
+    }
   }
 }
 
@@ -82,7 +89,7 @@ export const defaultEngineThreads = (workers: number): number =>
 export function nodeEngineOptions(
   options: EngineOptions & { onHelperError?: (err: unknown) => void },
 ): EngineOptions {
-  enableRelaxedSimd();
+  prepareWasmRuntime();
   const { onHelperError, ...rest } = options;
   const spawnHelper: HelperSpawner = (init) => spawnEngineHelper(init, onHelperError);
   return { spawnHelper, ...rest };

@@ -1,5 +1,5 @@
 export { JOBS_DIR, loadModelDirectory } from '../repository/index.js';
-export { defaultEngineThreads, enableRelaxedSimd, nodeEngineOptions } from './engine-runtime.js';
+export { defaultEngineThreads, nodeEngineOptions, prepareWasmRuntime } from './engine-runtime.js';
 export { type Job, JobRegistry, type JobState } from './job-registry.js';
 export { type LoadedModel, type LoadModelOptions, loadModel } from './load-model.js';
 export { type Log, silentLog } from './logger.js';

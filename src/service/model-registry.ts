@@ -17,7 +17,7 @@ import {
   wasmRuntimeUnsupportedReason,
 } from '../inference/index.js';
 import { type ActiveRecord, ModelRepository } from '../repository/index.js';
-import { enableRelaxedSimd, nodeEngineOptions } from './engine-runtime.js';
+import { nodeEngineOptions, prepareWasmRuntime } from './engine-runtime.js';
 import { type Log, silentLog } from './logger.js';
 
 export type VersionState = 'AVAILABLE' | 'FAILED';
@@ -89,7 +89,7 @@ export class ModelRegistry {
     let engine = options.engine ?? 'wasm';
     const support = options.wasmSupport;
     if (engine === 'wasm') {
-      enableRelaxedSimd();
+      prepareWasmRuntime();
       const reason = wasmRuntimeUnsupportedReason(support ?? detectWasmSupport());
       if (reason !== undefined) {
         // Once per process, not per version: the runtime is the same for all of them.

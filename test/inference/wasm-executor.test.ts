@@ -20,11 +20,11 @@ import {
 } from '../../src/inference/wasm/engine-module.js';
 import { BatchNorm, Rng, type Sequential } from '../../src/nn/index.js';
 import { loadModelDirectory } from '../../src/repository/index.js';
-import { enableRelaxedSimd } from '../../src/service/index.js';
+import { prepareWasmRuntime } from '../../src/service/index.js';
 import { expectClose } from '../helpers/compare.js';
 import { OUTPUT_ATOL } from '../helpers/tolerances.js';
 
-enableRelaxedSimd();
+prepareWasmRuntime();
 const variants = detectWasmSupport().relaxedSimd ? [false, true] : [false];
 
 /** A float32 GEMM result is a sum of K float32 products: relative to Σ|a·b|, a few ulps times K. */

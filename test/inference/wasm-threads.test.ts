@@ -10,12 +10,12 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { buildSequential } from '../../src/checkpoint/index.js';
 import { compileNetwork, detectWasmSupport, WasmExecutor } from '../../src/inference/index.js';
 import { Rng } from '../../src/nn/index.js';
-import { enableRelaxedSimd, nodeEngineOptions } from '../../src/service/index.js';
+import { nodeEngineOptions, prepareWasmRuntime } from '../../src/service/index.js';
 import { makeTempDir, removeTempDirs, writeTempFile } from '../helpers/temp-files.js';
 
 const run = promisify(execFile);
 afterAll(removeTempDirs);
-enableRelaxedSimd();
+prepareWasmRuntime();
 const relaxedSimd = detectWasmSupport().relaxedSimd;
 const { spawnHelper } = nodeEngineOptions({});
 
