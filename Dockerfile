@@ -3,15 +3,20 @@
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund
+# --ignore-scripts: `prepare` (the build) needs src/, copied below; no dependency needs its
+# install scripts for tsc.
+RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
+COPY tools/build.mjs ./tools/
 COPY src ./src
 RUN npm run build
 
 FROM node:20-bookworm-slim AS runtime
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+# --ignore-scripts: no `prepare` build here (dist/ comes from the build stage, and typescript is a
+# devDependency); no production dependency has install scripts.
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
 # The model repository: recalibration publishes new versions here, so the runtime user owns it.
 # Mount a volume at /models to keep versions across containers (see README, Deploy).

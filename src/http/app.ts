@@ -1,25 +1,25 @@
-import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyBaseLogger, LogController } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { NormserveError } from '../errors/index.js';
 import type { AppDeps, AppInstance } from './app-types.js';
 import { requireBearer } from './auth.js';
+import { parseJsonBody } from './json-body.js';
+import { notFoundHandler } from './not-found.js';
 import { openApiPath, registerOpenApi } from './openapi.js';
-import { errorHandler, sendProblem } from './problem.js';
+import { errorHandler } from './problem.js';
 import { adminRoutes } from './routes/admin.js';
 import { healthRoutes } from './routes/health.js';
+import { indexRoutes } from './routes/index.js';
 import { modelExportRoutes } from './routes/model-export.js';
 import { openInferenceRoutes } from './routes/open-inference.js';
 import { tfServingRoutes } from './routes/tf-serving.js';
+import { childLoggerWithTrace, REQUEST_ID_LOG_FIELD, requestIdOf } from './tracing.js';
 import { serializerCompiler, validatorCompiler } from './validation.js';
 
 export interface BuildAppOptions extends AppDeps {
   logger: FastifyBaseLogger;
 }
-
-/** Request ids: the caller's X-Request-Id when it is a sane token, else a new UUID. */
-const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 const routeLabels = new Map<string, string>();
 /** `/v1/models/:name(^…)::predict` → `/v1/models/{name}:predict`, for logs and metric labels. */
@@ -41,7 +41,10 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   const app = Fastify({
     loggerInstance: logger,
     // One log line per request, written by the onResponse hook below, instead of Fastify's two.
-    logController: new LogController({ disableRequestLogging: true }),
+    logController: new LogController({
+      disableRequestLogging: true,
+      requestIdLogLabel: REQUEST_ID_LOG_FIELD,
+    }),
     bodyLimit: deps.config.BODY_LIMIT_BYTES,
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
@@ -49,10 +52,9 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     // instead of Fastify's plain 503.
     return503OnClosing: false,
     requestTimeout: deps.config.REQUEST_TIMEOUT_MS,
-    genReqId: (req) => {
-      const given = req.headers['x-request-id'];
-      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
-    },
+    genReqId: requestIdOf,
+    // The request's log lines carry its request id and, when given, its W3C trace.
+    childLoggerFactory: childLoggerWithTrace,
     routerOptions: { maxParamLength: 256 },
     // Router errors (malformed percent-encoding, over-long parameters) leave as problems too.
     frameworkErrors: (error, request, reply) => {
@@ -65,21 +67,18 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.setErrorHandler(errorHandler);
-  app.setNotFoundHandler((request, reply) =>
-    sendProblem(
-      reply,
-      request,
-      new NormserveError('NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`),
-    ),
-  );
+  app.setNotFoundHandler(notFoundHandler(app));
   // JSON only where JSON is declared: drop Fastify's text/plain parser so other types get 415.
   app.removeContentTypeParser('text/plain');
-  // Except the type curl sends for `-d @file` without -H: TF Serving's documented examples post
+  // Fastify's JSON parser, with the position of a syntax error in the problem (json-body.ts).
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, parseJsonBody);
+  // Also the type curl sends for `-d @file` without -H: TF Serving's documented examples post
   // JSON that way, so it is read as JSON (and must parse as JSON, with the same protections).
   app.addContentTypeParser(
     'application/x-www-form-urlencoded',
     { parseAs: 'string' },
-    app.getDefaultJsonParser('error', 'error'),
+    parseJsonBody,
   );
 
   let closing = false;
@@ -97,6 +96,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   });
 
   const { metrics } = deps;
+  const scrapeMetrics = deps.scrapeMetrics ?? (() => metrics.registry.metrics());
   app.addHook('onSend', async (request, reply, payload) => {
     void reply.header('X-Request-Id', request.id);
     // During shutdown, close each connection after its response: a kept-alive idle connection
@@ -171,6 +171,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   }
 
   await registerOpenApi(app);
+  await indexRoutes(app);
   await healthRoutes(app);
   await tfServingRoutes(app);
   await openInferenceRoutes(app);
@@ -186,8 +187,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
         produces: ['text/plain'],
       },
     },
-    async (_request, reply) =>
-      reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
+    async (_request, reply) => reply.type(metrics.registry.contentType).send(await scrapeMetrics()),
   );
   app.get(
     '/openapi.json',

@@ -3,9 +3,18 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 /**
  * Prometheus metrics of one app instance (its own registry, so tests can build several apps).
  * Route labels are route patterns, never raw URLs, to keep cardinality bounded.
+ *
+ * `registry` is what this process serves: the service metrics and the process's runtime metrics
+ * (memory, CPU, event loop, GC). The service metrics are also in `serviceRegistry`, because a
+ * server with WORKERS > 1 answers GET /metrics with one view of all its processes
+ * (cli/cluster-metrics.ts): service metrics summed across workers — counters and histograms add
+ * up, each gauge says how it combines (prom-client's `aggregator`) — and the process metrics kept
+ * apart per worker with a `worker` label.
  */
 export class ServiceMetrics {
   readonly registry = new Registry();
+  /** The service metrics alone (every metric registered through `registers` below). */
+  readonly serviceRegistry = new Registry();
   readonly requests: Counter<'method' | 'route' | 'status' | 'model' | 'version'>;
   readonly requestDuration: Histogram<'method' | 'route' | 'status'>;
   readonly inferenceDuration: Histogram<'model' | 'version' | 'fused'>;
@@ -15,7 +24,7 @@ export class ServiceMetrics {
   readonly recalibrations: Counter<'model' | 'mode' | 'outcome'>;
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
-    const registers = [this.registry];
+    const registers = [this.registry, this.serviceRegistry];
     this.requests = new Counter({
       name: 'normserve_http_requests_total',
       help: 'HTTP requests by route pattern, method, status, model and version',
@@ -54,9 +63,10 @@ export class ServiceMetrics {
     });
     this.activeVersion = new Gauge({
       name: 'normserve_model_active_version',
-      help: 'The version each model serves by default',
+      help: 'The version each model serves by default (across workers: the highest while they differ, at most MODEL_POLL_INTERVAL_MS after a change)',
       labelNames: ['model'],
       registers,
+      aggregator: 'max',
     });
     this.recalibrations = new Counter({
       name: 'normserve_recalibrations_total',
@@ -66,5 +76,11 @@ export class ServiceMetrics {
     });
     if (options.defaultMetrics ?? true)
       collectDefaultMetrics({ register: this.registry, prefix: 'normserve_' });
+  }
+
+  /** This process's runtime metrics: `registry` without the service metrics. */
+  async processMetricsJson(): Promise<Awaited<ReturnType<Registry['getMetricsAsJSON']>>> {
+    const service = new Set(this.serviceRegistry.getMetricsAsArray().map((m) => m.name));
+    return (await this.registry.getMetricsAsJSON()).filter((m) => !service.has(m.name));
   }
 }

@@ -29,7 +29,9 @@ export async function registerOpenApi(app: AppInstance): Promise<void> {
           'Serves batch-normalized networks with BatchNorm folded into the Linear weights, in the conventions of TF Serving (REST predict) and the Open Inference Protocol v2 (KServe, Triton); recalibrates BatchNorm statistics on new unlabeled data. Errors are RFC 9457 problem details.',
         license: { name: 'MIT', identifier: 'MIT' },
       },
-      servers: [{ url: 'http://127.0.0.1:8080' }],
+      // Relative: "Try it out" on /docs calls the origin that served the page, wherever the
+      // service runs (behind a proxy, in a container, on another port).
+      servers: [{ url: '/', description: 'the server that serves this document' }],
       components: {
         securitySchemes: {
           adminToken: {

@@ -12,3 +12,10 @@ export {
   loadModelDirectory,
   ModelRepository,
 } from './model-repository.js';
+export {
+  currentOwner,
+  HEARTBEAT_INTERVAL_MS,
+  isOwnerGone,
+  type ProcessOwner,
+  STALE_AFTER_MS,
+} from './process-alive.js';

@@ -1,6 +1,13 @@
 export { JOBS_DIR, loadModelDirectory } from '../repository/index.js';
 export { defaultEngineThreads, nodeEngineOptions, prepareWasmRuntime } from './engine-runtime.js';
-export { type Job, JobRegistry, type JobState } from './job-registry.js';
+export { jobRecordSchema, type TraceContext, traceContextSchema } from './job-record.js';
+export {
+  JOB_RETENTION_MS,
+  JOB_SWEEP_INTERVAL_MS,
+  type Job,
+  JobRegistry,
+  type JobState,
+} from './job-registry.js';
 export { type LoadedModel, type LoadModelOptions, loadModel } from './load-model.js';
 export { type Log, silentLog } from './logger.js';
 export {

@@ -8,6 +8,8 @@ export interface OpenedModel {
   version: number;
   /** Feature names recorded by training, in input order, if any. */
   featureNames: string[] | undefined;
+  /** The column training predicted, if recorded. */
+  labelColumn: string | undefined;
   predict(
     rows: readonly (readonly number[])[],
     options?: { fused?: boolean; field?: string },
@@ -27,13 +29,16 @@ export async function openModelDirectory(
   const { root, name, version, checkpoint } = await loadModelDirectory(dir);
   const registry = new ModelRegistry(root, { maxBatchSize });
   await registry.refreshModel(name);
-  const training = checkpoint.config.training as { feature_names?: unknown } | undefined;
+  const training = checkpoint.config.training as
+    | { feature_names?: unknown; label_column?: unknown }
+    | undefined;
   return {
     name,
     version,
     featureNames: Array.isArray(training?.feature_names)
       ? (training.feature_names as string[])
       : undefined,
+    labelColumn: typeof training?.label_column === 'string' ? training.label_column : undefined,
     predict: (rows, options = {}) =>
       predict(registry, {
         model: name,

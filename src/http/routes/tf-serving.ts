@@ -9,6 +9,7 @@ import {
   predict,
 } from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
+import { beforeVerb } from '../not-found.js';
 import { recordInference } from '../request-context.js';
 import {
   checkBatchSize,
@@ -258,7 +259,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
   );
 
   app.get(
-    '/v1/models/:name',
+    `/v1/models/${beforeVerb('name')}`,
     {
       onRequest,
       schema: {
@@ -289,7 +290,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
   );
 
   app.get(
-    '/v1/models/:name/versions/:version',
+    `/v1/models/:name/versions/${beforeVerb('version')}`,
     {
       onRequest,
       schema: {

@@ -78,6 +78,9 @@ export const problemSchema = z
       .array(z.object({ path: z.string(), message: z.string() }))
       .optional()
       .meta({ description: 'For validation errors: each offending place' }),
+    request_id: z.string().meta({
+      description: 'The request id, as in the X-Request-Id response header and the log line',
+    }),
   })
   .meta({
     id: 'Problem',
@@ -92,6 +95,7 @@ export const problemSchema = z
         code: 'INVALID_INPUT',
         error: 'instances[3][17]: expected a finite number',
         errors: [{ path: 'instances[3][17]', message: 'expected a finite number' }],
+        request_id: '08c8e3e7-e7c3-4c96-a9f8-202e0877f408',
       },
     ],
   });
