@@ -107,6 +107,16 @@ export const modelConfigSchema = z.looseObject({
   layers: z.array(layerSchema).min(1),
   training: z.record(z.string(), z.unknown()).optional(),
   provenance: z.record(z.string(), z.unknown()).optional(),
+  /**
+   * Serving options of this model, overriding the server's BATCH_MAX_DELAY_US / BATCH_MAX_ROWS
+   * (Triton's `dynamic_batching { max_queue_delay_microseconds }`).
+   */
+  dynamic_batching: z
+    .strictObject({
+      max_queue_delay_microseconds: z.number().int().min(0).max(1_000_000).optional(),
+      max_batch_rows: z.number().int().min(1).max(1_000_000).optional(),
+    })
+    .optional(),
 });
 export type ModelConfig = z.output<typeof modelConfigSchema>;
 

@@ -2,9 +2,12 @@ import Fastify, { type FastifyBaseLogger, LogController } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { NormserveError } from '../errors/index.js';
+import { InferenceService, type ModelRegistry, type ServerConfig } from '../service/index.js';
 import type { AppDeps, AppInstance } from './app-types.js';
 import { requireBearer } from './auth.js';
+import { OCTET_STREAM } from './binary-infer.js';
 import { parseJsonBody } from './json-body.js';
+import type { ServiceMetrics } from './metrics.js';
 import { notFoundHandler } from './not-found.js';
 import { openApiPath, registerOpenApi } from './openapi.js';
 import { errorHandler } from './problem.js';
@@ -17,8 +20,23 @@ import { tfServingRoutes } from './routes/tf-serving.js';
 import { childLoggerWithTrace, REQUEST_ID_LOG_FIELD, requestIdOf } from './tracing.js';
 import { serializerCompiler, validatorCompiler } from './validation.js';
 
-export interface BuildAppOptions extends AppDeps {
+export interface BuildAppOptions extends Omit<AppDeps, 'inference'> {
   logger: FastifyBaseLogger;
+  /** The inference service to share (with a gRPC server); made from the config when absent. */
+  inference?: InferenceService;
+}
+
+/** The inference use case configured from BATCH_* and reporting batches to the metrics. */
+export function createInferenceService(
+  config: ServerConfig,
+  registry: ModelRegistry,
+  metrics: ServiceMetrics,
+): InferenceService {
+  return new InferenceService(registry, {
+    batchMaxDelayUs: config.BATCH_MAX_DELAY_US,
+    batchMaxRows: config.BATCH_MAX_ROWS,
+    onBatch: (report) => metrics.observeBatch(report),
+  });
 }
 
 const routeLabels = new Map<string, string>();
@@ -37,7 +55,11 @@ function routeLabel(pattern: string): string {
  * validated by zod before it reaches the engine; every error leaves as application/problem+json.
  */
 export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
-  const { logger, ...deps } = options;
+  const { logger, inference: given, ...rest } = options;
+  const deps: AppDeps = {
+    ...rest,
+    inference: given ?? createInferenceService(rest.config, rest.registry, rest.metrics),
+  };
   const app = Fastify({
     loggerInstance: logger,
     // One log line per request, written by the onResponse hook below, instead of Fastify's two.
@@ -82,72 +104,85 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   );
 
   let closing = false;
-  app.addHook('preClose', async () => {
+  app.addHook('preClose', (done) => {
     closing = true;
+    // Requests waiting for a dynamic batch run now rather than at the end of their delay.
+    deps.inference.flush();
+    done();
   });
-  app.addHook('onRequest', async (_request, reply) => {
-    if (closing) {
-      void reply.header('Connection', 'close');
-      throw new NormserveError(
-        'SHUTTING_DOWN',
-        'the server is shutting down; retry on another instance',
-      );
-    }
+  // The per-request hooks are synchronous (no promise per hook and request).
+  app.addHook('onRequest', (_request, reply, done) => {
+    if (!closing) return done();
+    void reply.header('Connection', 'close');
+    done(
+      new NormserveError('SHUTTING_DOWN', 'the server is shutting down; retry on another instance'),
+    );
   });
 
   const { metrics } = deps;
   const scrapeMetrics = deps.scrapeMetrics ?? (() => metrics.registry.metrics());
-  app.addHook('onSend', async (request, reply, payload) => {
+  app.addHook('onSend', (request, reply, payload, done) => {
     void reply.header('X-Request-Id', request.id);
     // During shutdown, close each connection after its response: a kept-alive idle connection
     // would otherwise hold server.close() (and the process) until the keep-alive timeout.
     if (closing) void reply.header('Connection', 'close');
-    return payload;
+    done(null, payload);
   });
-  app.addHook('onResponse', async (request, reply) => {
+  app.addHook('onResponse', (request, reply, done) => {
     const route = request.routeOptions.url ? routeLabel(request.routeOptions.url) : 'unmatched';
-    const status = String(reply.statusCode);
     const inference = request.inference;
     const seconds = reply.elapsedTime / 1000;
-    metrics.requests.inc({
-      method: request.method,
+    const version = inference ? String(inference.version) : '';
+    metrics.observeRequest(
+      request.method,
       route,
-      status,
-      model: inference?.model ?? request.modelName ?? '',
-      version: inference ? String(inference.version) : '',
-    });
-    metrics.requestDuration.observe({ method: request.method, route, status }, seconds);
-    if (inference) {
-      metrics.inferenceDuration.observe(
-        {
-          model: inference.model,
-          version: String(inference.version),
-          fused: String(inference.fused),
-        },
-        inference.computeMs / 1000,
-      );
-      metrics.batchSize.observe({ model: inference.model }, inference.rows);
-    }
-    request.log.info(
-      {
-        method: request.method,
-        url: request.url,
-        route,
-        status: reply.statusCode,
-        durationMs: Math.round(reply.elapsedTime * 1000) / 1000,
-        ...(inference
-          ? {
-              model: inference.model,
-              version: inference.version,
-              rows: inference.rows,
-              computeMs: Math.round(inference.computeMs * 1000) / 1000,
-            }
-          : request.modelName
-            ? { model: request.modelName }
-            : {}),
-      },
-      'request',
+      String(reply.statusCode),
+      inference?.model ?? request.modelName ?? '',
+      version,
+      seconds,
     );
+    if (inference) {
+      metrics.observeInference(
+        inference.model,
+        version,
+        inference.fused ? 'true' : 'false',
+        inference.computeMs / 1000,
+        inference.rows,
+      );
+      request.log.info(
+        {
+          method: request.method,
+          url: request.url,
+          route,
+          status: reply.statusCode,
+          durationMs: Math.round(reply.elapsedTime * 1000) / 1000,
+          model: inference.model,
+          version: inference.version,
+          rows: inference.rows,
+          computeMs: Math.round(inference.computeMs * 1000) / 1000,
+          ...(inference.batchRows !== inference.rows || inference.queueMs > 0
+            ? {
+                batchRows: inference.batchRows,
+                queueMs: Math.round(inference.queueMs * 1000) / 1000,
+              }
+            : {}),
+        },
+        'request',
+      );
+    } else {
+      request.log.info(
+        {
+          method: request.method,
+          url: request.url,
+          route,
+          status: reply.statusCode,
+          durationMs: Math.round(reply.elapsedTime * 1000) / 1000,
+          ...(request.modelName ? { model: request.modelName } : {}),
+        },
+        'request',
+      );
+    }
+    done();
   });
 
   // API_TOKEN, when set, guards the prediction routes (predict, infer) like ADMIN_TOKEN guards admin,
@@ -173,8 +208,18 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   await registerOpenApi(app);
   await indexRoutes(app);
   await healthRoutes(app);
-  await tfServingRoutes(app);
-  await openInferenceRoutes(app);
+  // The prediction routes also read binary bodies (the TF-style float32 rows and the Open
+  // Inference Protocol's binary tensor extension); their own scope keeps that parser away from
+  // every other route, which stay JSON only.
+  await app.register(async (scope: AppInstance) => {
+    scope.addContentTypeParser(
+      OCTET_STREAM,
+      { parseAs: 'buffer', bodyLimit: deps.config.BODY_LIMIT_BYTES },
+      (_request, body, done) => done(null, body),
+    );
+    await tfServingRoutes(scope);
+    await openInferenceRoutes(scope);
+  });
   await modelExportRoutes(app);
   await adminRoutes(app);
 

@@ -1,5 +1,8 @@
 import { z } from 'zod';
-import { type ErrorLocation, NormserveError } from '../../errors/index.js';
+import { checkBatchSize, checkFiniteOutputs } from '../../service/index.js';
+
+/** Defined with the inference use case (gRPC applies them too); re-exported for the routes. */
+export { checkBatchSize, checkFiniteOutputs };
 
 /** The largest float32, 3.4028234663852886e38: the engine stores every feature as float32. */
 export const FLOAT32_MAX = 3.4028234663852886e38;
@@ -16,32 +19,21 @@ export const finiteNumber = z
   .max(FLOAT32_MAX, FLOAT32_RANGE_MESSAGE);
 
 /**
- * Rows of features, [N, features]; the feature count is checked against the model afterwards.
- * Without `maxRows` the row count is left to the route (see checkBatchSize), so the schema, and
- * the OpenAPI document made from it, do not depend on the configuration.
+ * Rows of features, [N, features]. Without `maxRows` and `width` the row count and the feature
+ * count are left to the route (see checkBatchSize, checkRowWidths), so the schema, and the OpenAPI
+ * document made from it, do not depend on the configuration or the model; with them it is the
+ * schema of one model's requests (compiled once per model for the fast path).
  */
-export function rowsSchema(maxRows?: number) {
+export function rowsSchema(maxRows?: number, width?: number) {
+  const row = z.array(finiteNumber, { error: 'expected an array of numbers (one row)' });
   const rows = z
-    .array(z.array(finiteNumber, { error: 'expected an array of numbers (one row)' }), {
+    .array(width === undefined ? row : row.length(width, `expected ${width} values`), {
       error: 'expected an array of rows',
     })
     .min(1, 'at least one row is required');
   return maxRows === undefined
     ? rows
     : rows.max(maxRows, `at most ${maxRows} rows per request (MAX_BATCH_SIZE)`);
-}
-
-/**
- * More rows than MAX_BATCH_SIZE is a 413 BATCH_TOO_LARGE (not a 400): the data is fine, the
- * client should split the batch.
- */
-export function checkBatchSize(path: string, rows: number, maxRows: number): void {
-  if (rows > maxRows) {
-    const message = `at most ${maxRows} rows per request (MAX_BATCH_SIZE), got ${rows}`;
-    throw new NormserveError('BATCH_TOO_LARGE', `${path}: ${message}`, {
-      errors: [{ path, message }],
-    });
-  }
 }
 
 /** A query-string flag spelled exactly `true` or `false`, absent = `defaultValue`, as a boolean. */
@@ -99,35 +91,6 @@ export const problemSchema = z
       },
     ],
   });
-
-/**
- * Inputs within the float32 range can still overflow inside the network (a row of values near
- * 1e38); such rows are refused by name instead of answering NaN (JSON null) predictions.
- */
-export function checkFiniteOutputs(
-  outputs: Float32Array,
-  rows: number,
-  width: number,
-  rowPath: (row: number) => string,
-): void {
-  const errors: ErrorLocation[] = [];
-  for (let r = 0; r < rows && errors.length < 10; r++) {
-    for (let k = 0; k < width; k++) {
-      if (!Number.isFinite(outputs[r * width + k]!)) {
-        errors.push({
-          path: rowPath(r),
-          message: "the model's outputs overflow float32 for this row (values too large)",
-        });
-        break;
-      }
-    }
-  }
-  if (errors.length > 0) {
-    throw new NormserveError('INVALID_INPUT', `${errors[0]!.path}: ${errors[0]!.message}`, {
-      errors,
-    });
-  }
-}
 
 /** Error responses every route may give, for the OpenAPI document. */
 export const errorResponses = {
