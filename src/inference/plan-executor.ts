@@ -1,5 +1,6 @@
 import { maxPoolKernel, meanPoolKernel } from '../nn/index.js';
 import { conv2dKernel, conv2dScratch, type WideConv2dStep } from './conv2d-kernel.js';
+import { checkRunArguments, type Executor } from './executor.js';
 import {
   ACT_NONE,
   activationCode,
@@ -66,12 +67,16 @@ function widen(step: PlanStep): WideStep {
 const slopeOf = (a: Activation): number => (a.kind === 'leaky_relu' ? a.negativeSlope : 0);
 
 /**
- * Runs a compiled plan. Intermediate activations live in two preallocated float64 ping-pong
- * buffers (plus one per skip slot of the residual blocks) (holding float32 values: the kernels round what they store) per batch-size class (powers of two up to `maxBatchSize`), created on first use and reused, so the
- * hot path allocates only the returned output. Not re-entrant, which is safe in one JavaScript
- * thread because `run` is synchronous.
+ * Runs a compiled plan: the JavaScript reference executor, and the one for every step kind the
+ * WebAssembly engine has no kernel for. Intermediate activations live in two preallocated float64
+ * ping-pong buffers (plus one per skip slot of the residual blocks), holding float32 values (the
+ * kernels round what they store), per batch-size class (powers of two up to `maxBatchSize`),
+ * created on first use and reused, so the hot path allocates only the returned output. Not
+ * re-entrant, which is safe in one JavaScript thread because `run` is synchronous.
  */
-export class PlanExecutor {
+export class PlanExecutor implements Executor {
+  readonly engine = 'js' as const;
+  readonly threads = 1;
   readonly plan: CompiledPlan;
   readonly maxBatchSize: number;
   private readonly buffers = new Map<number, Buffers>();
@@ -125,9 +130,13 @@ export class PlanExecutor {
 
   /** Runs the plan on `input` ([rows, inputWidth], row-major); returns a new [rows, outputWidth] array. */
   run(input: Float32Array, rows: number): Float32Array {
+    checkRunArguments(this.plan, input, rows);
     this.inputBuffer(rows).set(input.subarray(0, rows * this.plan.inputWidth));
     return this.runInPlace(rows);
   }
+
+  /** Nothing to release: the buffers are garbage-collected with the executor. */
+  close(): void {}
 
   /** Runs the plan on what `inputBuffer(rows)` holds. */
   runInPlace(rows: number): Float32Array {

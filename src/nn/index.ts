@@ -30,7 +30,7 @@ export {
 export { Conv2d, type Conv2dOptions, checkImageInput, geometryFor } from './conv2d.js';
 export { crossEntropy, type LossResult, softmaxRows } from './cross-entropy.js';
 export { AlphaDropout, Dropout } from './dropout.js';
-export { erf } from './erf.js';
+export { ERF_COEFFICIENTS, erf } from './erf.js';
 export { applyFeatureTransform, type FeatureTransform } from './feature-transform.js';
 export { Flatten } from './flatten.js';
 export { col2imAdd, type FloatArray, im2col, im2colWidth } from './im2col.js';

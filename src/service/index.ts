@@ -2,6 +2,7 @@ export { JOBS_DIR, loadModelDirectory } from '../repository/index.js';
 export { bearerTokenCheck } from './bearer-token.js';
 export { type Accepts, compileAccepts } from './compiled-schema.js';
 export { type BatchingPolicy, type BatchReport, DynamicBatcher } from './dynamic-batcher.js';
+export { defaultEngineThreads, nodeEngineOptions, prepareWasmRuntime } from './engine-runtime.js';
 export { InferenceService, type InferenceServiceOptions } from './inference-service.js';
 export {
   FINITE_NUMBER_MESSAGE,
@@ -21,6 +22,7 @@ export {
   type JobState,
 } from './job-registry.js';
 export { type CompiledLayer, compiledLayers, foldedBatchNorms } from './layer-report.js';
+export { type LoadedModel, type LoadModelOptions, loadModel } from './load-model.js';
 export { type Log, silentLog } from './logger.js';
 export {
   type AvailableVersion,

@@ -203,7 +203,7 @@ describe('SIGKILL during publish / activate / delete', () => {
     );
     expect(stats.trials).toBe(TRIALS);
     expect(stats.operations).toBeGreaterThan(TRIALS);
-    // 24 child processes each start tsx and load the repository before the kill: on a loaded
-    // 2-core machine that alone took 90 s (measured), past vitest's default 60 s.
+    // 24 process starts (tsx, the registry loading every version, the engine compiled in each)
+    // before the kills: 55 to 90 s measured on a loaded 2-core machine, past vitest's default 60 s.
   }, 300_000);
 });
