@@ -167,21 +167,25 @@ export function denseKernel(
   }
 }
 
-/** out[n, k] = act(x[n, k]·scale[k] + shift[k]). */
+/** out[n, c, s] = act(x[n, c, s]·scale[c] + shift[c]) over `channels` runs of `spatial` values. */
 export function affineKernel(
   x: Float64Array,
   rows: number,
-  features: number,
+  channels: number,
+  spatial: number,
   scale: Float64Array,
   shift: Float64Array,
   act: number,
   slope: number,
   out: Float64Array,
 ): void {
+  let i = 0;
   for (let n = 0; n < rows; n++) {
-    const base = n * features;
-    for (let k = 0; k < features; k++)
-      out[base + k] = activate(act, slope, x[base + k]! * scale[k]! + shift[k]!);
+    for (let c = 0; c < channels; c++) {
+      const sc = scale[c]!;
+      const sh = shift[c]!;
+      for (let s = 0; s < spatial; s++, i++) out[i] = activate(act, slope, x[i]! * sc + sh);
+    }
   }
 }
 

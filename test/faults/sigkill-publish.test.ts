@@ -73,7 +73,8 @@ const FILES = ['config.json', 'metrics.json', 'model.safetensors'];
 describe('SIGKILL during publish / activate / delete', () => {
   it(`leaves a consistent repository after each of ${TRIALS} kills at random moments`, async () => {
     const repository = makeTempDir('sigkill');
-    cpSync(join(ROOT, 'models'), repository, { recursive: true });
+    // Only the model the loop works on: every restart below loads the whole repository.
+    cpSync(join(ROOT, 'models', 'digits'), join(repository, 'digits'), { recursive: true });
     const modelDir = join(repository, 'digits');
     const rng = new Rng(SEED);
     const night = nightShift(digitsTestRows().x);
@@ -202,7 +203,7 @@ describe('SIGKILL during publish / activate / delete', () => {
     );
     expect(stats.trials).toBe(TRIALS);
     expect(stats.operations).toBeGreaterThan(TRIALS);
-    // 24 process starts (tsx, the registry loading every version, the engine compiled in each):
-    // about 55 s on the busy 2-core machine, so more than the suite's default 60 s bound.
-  }, 180_000);
+    // 24 process starts (tsx, the registry loading every version, the engine compiled in each)
+    // before the kills: 55 to 90 s measured on a loaded 2-core machine, past vitest's default 60 s.
+  }, 300_000);
 });

@@ -1,35 +1,27 @@
 import { z } from 'zod';
-import { checkBatchSize, checkFiniteOutputs } from '../../service/index.js';
+import { checkBatchSize, checkFiniteOutputs, ROW_ARRAY_MESSAGE } from '../../service/index.js';
 
 /** Defined with the inference use case (gRPC applies them too); re-exported for the routes. */
 export { checkBatchSize, checkFiniteOutputs };
 
-/** The largest float32, 3.4028234663852886e38: the engine stores every feature as float32. */
-export const FLOAT32_MAX = 3.4028234663852886e38;
-export const FLOAT32_RANGE_MESSAGE = `outside the float32 range (|x| ≤ ${FLOAT32_MAX})`;
-
 /**
- * A finite JSON number within the float32 range; NaN/Infinity cannot be written in JSON (1e999
- * parses to Infinity and is refused), strings/null/booleans are refused, and so is 1e39, which
- * would become Infinity as float32 and turn every output into NaN.
+ * Instances of a prediction request, one sample per element. Without `sample` (the OpenAPI
+ * document and the error reports) a sample is any array, checked afterwards by the service
+ * against the version that serves the request (src/service/input-shape.ts names each offending
+ * place); with a model's `InputShape.sampleSchema()` and `maxRows` it is the schema of that
+ * model's requests, compiled once per version for the fast path. Without `maxRows` the row count
+ * is left to the route (see checkBatchSize), so the general schema does not depend on the
+ * configuration or the model.
  */
-export const finiteNumber = z
-  .number({ error: 'expected a finite number' })
-  .min(-FLOAT32_MAX, FLOAT32_RANGE_MESSAGE)
-  .max(FLOAT32_MAX, FLOAT32_RANGE_MESSAGE);
-
-/**
- * Rows of features, [N, features]. Without `maxRows` and `width` the row count and the feature
- * count are left to the route (see checkBatchSize, checkRowWidths), so the schema, and the OpenAPI
- * document made from it, do not depend on the configuration or the model; with them it is the
- * schema of one model's requests (compiled once per model for the fast path).
- */
-export function rowsSchema(maxRows?: number, width?: number) {
-  const row = z.array(finiteNumber, { error: 'expected an array of numbers (one row)' });
+export function rowsSchema(maxRows?: number, sample?: z.ZodType) {
+  const row =
+    sample ??
+    z.array(z.unknown(), { error: ROW_ARRAY_MESSAGE }).meta({
+      description:
+        "One sample: the model's input_shape flat (e.g. 64 numbers) or nested (e.g. [1][8][8]), finite float32 values",
+    });
   const rows = z
-    .array(width === undefined ? row : row.length(width, `expected ${width} values`), {
-      error: 'expected an array of rows',
-    })
+    .array(row, { error: 'expected an array of rows' })
     .min(1, 'at least one row is required');
   return maxRows === undefined
     ? rows
