@@ -1,3 +1,4 @@
+export { detectWasmSupport, type WasmSupport } from '../nn/wasm/index.js';
 export { batchNormAffine, compileNetwork } from './compile.js';
 export { compileRules } from './compile-rules/index.js';
 export { CompiledModel, type EngineOptions } from './compiled-model.js';
@@ -20,4 +21,3 @@ export { stepOutputWidth } from './plan.js';
 export { PlanExecutor } from './plan-executor.js';
 export type { HelperHandle, HelperInit, HelperSpawner } from './wasm/wasm-executor.js';
 export { WasmExecutor } from './wasm/wasm-executor.js';
-export { detectWasmSupport, type WasmSupport } from './wasm/wasm-support.js';

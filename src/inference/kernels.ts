@@ -1,4 +1,5 @@
 import { gelu, geluTanh, leakyRelu, selu, sigmoid } from '../nn/index.js';
+import { ACTIVATION_CODES as WASM_ACTIVATION_CODES } from '../nn/wasm/index.js';
 import type { Activation } from './plan.js';
 
 /**
@@ -7,16 +8,7 @@ import type { Activation } from './plan.js';
  * each output as it is produced (no second pass, no intermediate tensor). Codes instead of
  * closures keep the inner loops monomorphic.
  */
-export const ACTIVATION_CODES = {
-  none: 0,
-  relu: 1,
-  leaky_relu: 2,
-  gelu: 3,
-  gelu_tanh: 4,
-  tanh: 5,
-  sigmoid: 6,
-  selu: 7,
-} as const satisfies Record<Activation['kind'], number>;
+export const ACTIVATION_CODES: Readonly<Record<Activation['kind'], number>> = WASM_ACTIVATION_CODES;
 
 export const ACT_NONE = ACTIVATION_CODES.none;
 const ACT_RELU = ACTIVATION_CODES.relu;

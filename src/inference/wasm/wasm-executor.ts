@@ -1,8 +1,8 @@
+import { MR, NR, packedBytes, TILE_SCRATCH_BYTES } from '../../nn/wasm/index.js';
 import { checkRunArguments, type Executor } from '../executor.js';
 import { activationCode } from '../kernels.js';
 import type { Activation, CompiledPlan, PlanStep } from '../plan.js';
 import { type EngineExports, engineModule, instantiateEngine, MAX_PAGES } from './engine-module.js';
-import { MR, NR, packedBytes, TILE_SCRATCH_BYTES } from './gemm-wat.js';
 import { CONTROL, HELPER_STATE, OP, PROGRAM, STEP } from './program-wat.js';
 
 /** What a helper thread needs to run rows of the plan: see service/engine-threads.ts. */
