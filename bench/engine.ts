@@ -34,7 +34,7 @@ export interface EngineRow {
   batch: number;
   engine: string;
   rowsPerSecond: number;
-  /** Floating-point operations per second of the whole plan (2 per multiply-add of the dense layers). */
+  /** Floating-point operations per second of the whole plan (2 per multiply-add of the dense and convolution layers). */
   gflops: number;
   rounds: number[];
 }
@@ -89,8 +89,18 @@ const median = (values: number[]): number => {
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 };
 
-const denseFlops = (plan: CompiledPlan): number =>
-  plan.steps.reduce((f, s) => f + (s.op === 'dense' ? 2 * s.inFeatures * s.outFeatures : 0), 0);
+/** Multiply-adds ×2 per row: dense layers in·out, convolutions out·C·kh·kw per output position. */
+function planFlops(plan: CompiledPlan): number {
+  let flops = 0;
+  for (const s of plan.steps) {
+    if (s.op === 'dense') flops += 2 * s.inFeatures * s.outFeatures;
+    if (s.op === 'conv2d') {
+      const g = s.geometry;
+      flops += 2 * s.outChannels * g.channels * g.kernel[0] * g.kernel[1] * g.outH * g.outW;
+    }
+  }
+  return flops;
+}
 
 /**
  * One dense step's GEMM on `rows` rows of operands placed in a memory of its own: returns a call
@@ -143,9 +153,10 @@ export async function benchEngine(options: EngineBenchOptions = {}): Promise<Eng
   const kernels: KernelRow[] = [];
   const closers: Executor[] = [];
 
-  for (const { name, model, inputWidth } of models) {
+  for (const { name, model, inputWidth, batches: only } of models) {
     const plan = model.plan;
-    const flopsPerRow = denseFlops(plan);
+    const flopsPerRow = planFlops(plan);
+    const convolutional = plan.steps.some((s) => s.op === 'conv2d');
     const wasm = (fma: boolean, threads = 1) => {
       const e = new WasmExecutor(plan, {
         maxBatchSize: 4096,
@@ -177,7 +188,7 @@ export async function benchEngine(options: EngineBenchOptions = {}): Promise<Eng
       batches: batches.filter((b) => b <= 256),
     });
 
-    for (const batch of batches) {
+    for (const batch of batches.filter((b) => !only || only.includes(b))) {
       const input = benchInput(batch, inputWidth);
       const active = engines.filter((e) => !e.batches || e.batches.includes(batch));
       const measured = new Map<string, number[]>(active.map((e) => [e.name, []]));
@@ -205,9 +216,10 @@ export async function benchEngine(options: EngineBenchOptions = {}): Promise<Eng
       }
     }
 
-    // Each dense kernel alone: the GEMM with its fused epilogue on operands already in the
-    // engine's memory (no copying in or out), B packed once.
-    for (const step of plan.steps.filter((s): s is DenseStep => s.op === 'dense')) {
+    // Each dense kernel alone (the MLPs'): the GEMM with its fused epilogue on operands already
+    // in the engine's memory (no copying in or out), B packed once.
+    const dense = convolutional ? [] : plan.steps.filter((s): s is DenseStep => s.op === 'dense');
+    for (const step of dense) {
       const flops = 2 * step.inFeatures * step.outFeatures;
       for (const batch of [256, 4096]) {
         const gflops = (fma: boolean) => {
