@@ -7,6 +7,7 @@ import {
   residualWat,
   vectorMathWat,
 } from '../../nn/wasm/index.js';
+import { ENGINE_BINARIES } from './engine-binaries.js';
 import { ALL_PARTS, type EngineParts, programWat } from './program-wat.js';
 
 /** Largest memory the module accepts (64 KiB pages: 4 GiB, wasm32's limit). */
@@ -31,17 +32,47 @@ export function engineModuleText(relaxed: boolean, parts: EngineParts = ALL_PART
 )`;
 }
 
+/** Every variant of the module: relaxed FMA or not × the parts (cnn brings elementwise along). */
+export const ENGINE_VARIANTS: readonly { relaxed: boolean; parts: EngineParts }[] = [
+  false,
+  true,
+].flatMap((relaxed) => [
+  { relaxed, parts: { elementwise: false, cnn: false } },
+  { relaxed, parts: { elementwise: true, cnn: false } },
+  { relaxed, parts: { elementwise: true, cnn: true } },
+]);
+
+/** The name of a module variant (the same for parts that give the same text). */
+export const engineVariantKey = (relaxed: boolean, parts: EngineParts): string =>
+  `${relaxed}:${parts.elementwise || parts.cnn}:${parts.cnn}`;
+
+/** The module's bytes: assembled from its text, as tools/generate-engine-binaries.ts does. */
+export const assembleEngine = (relaxed: boolean, parts: EngineParts = ALL_PARTS): Uint8Array =>
+  assembleWat(engineModuleText(relaxed, parts));
+
+function decodeBase64(text: string): Uint8Array {
+  const binary = atob(text);
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return bytes;
+}
+
 const compiled = new Map<string, WebAssembly.Module>();
 
 /**
- * The compiled engine module, assembled and compiled once per process, variant and set of parts
- * (every part by default).
+ * The compiled engine module, compiled once per process, variant and set of parts (every part by
+ * default). Its bytes come assembled ahead of time (engine-binaries.ts, generated from the same
+ * text; a test fails when they differ from assembling it now), so that a model's first load does
+ * not spend its budget in the assembler: a cold assembly took 20–50 ms of CPU in a fresh process,
+ * most of the 50 ms load budget.
  */
 export function engineModule(relaxed: boolean, parts: EngineParts = ALL_PARTS): WebAssembly.Module {
-  const key = `${relaxed}:${parts.elementwise || parts.cnn}:${parts.cnn}`;
+  const key = engineVariantKey(relaxed, parts);
   let module = compiled.get(key);
   if (!module) {
-    module = new WebAssembly.Module(assembleWat(engineModuleText(relaxed, parts)));
+    const prebuilt = ENGINE_BINARIES[key];
+    const bytes = prebuilt ? decodeBase64(prebuilt) : assembleEngine(relaxed, parts);
+    module = new WebAssembly.Module(bytes);
     compiled.set(key, module);
   }
   return module;
