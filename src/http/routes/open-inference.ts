@@ -14,6 +14,7 @@ import {
   modelNameParam,
   versionParam,
 } from '../schemas/common.js';
+import { quote } from '../schemas/limits.js';
 import {
   inferRequestSchema,
   inferResponseSchema,
@@ -50,6 +51,29 @@ function modelMetadata(served: AvailableVersion, versions: string[]) {
   };
 }
 
+/**
+ * The outputs an infer request asks for, each a name of the model's outputs at most once (the
+ * first by default): the response is then bounded by rows × the model's output values.
+ */
+function requestedOutputs(
+  served: AvailableVersion,
+  outputs: readonly { name: string }[] | undefined,
+): string[] {
+  const names = outputNames(served);
+  if (outputs === undefined) return [names[0]!];
+  const seen = new Set<string>();
+  outputs.forEach(({ name }, i) => {
+    if (!names.includes(name))
+      fail(
+        `outputs[${i}].name`,
+        `unknown output ${quote(name)}; this model has ${names.join(', ')}`,
+      );
+    if (seen.has(name)) fail(`outputs[${i}].name`, `output "${name}" is asked for twice`);
+    seen.add(name);
+  });
+  return [...seen];
+}
+
 const fail = (path: string, message: string): never => {
   throw new NormserveError('INVALID_INPUT', `${path}: ${message}`, { errors: [{ path, message }] });
 };
@@ -70,9 +94,12 @@ function readInput(
     );
   const input = body.inputs[0]!;
   if (input.name !== INPUT_NAME)
-    fail('inputs[0].name', `unknown input "${input.name}"; the model's input is "${INPUT_NAME}"`);
+    fail(
+      'inputs[0].name',
+      `unknown input ${quote(input.name)}; the model's input is "${INPUT_NAME}"`,
+    );
   if (input.datatype !== 'FP32')
-    fail('inputs[0].datatype', `expected "FP32", got "${input.datatype}"`);
+    fail('inputs[0].datatype', `expected "FP32", got ${quote(input.datatype)}`);
   const shape = input.shape;
   if (shape.length !== 2 || shape[1] !== width)
     fail('inputs[0].shape', `expected [N, ${width}], got [${shape.join(', ')}]`);
@@ -255,15 +282,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
     reply: FastifyReply,
   ) => {
     const served = registry.resolve(request.params.name, request.params.version);
-    const requested = request.body.outputs?.map((o) => o.name) ?? [outputNames(served)[0]!];
-    requested.forEach((name, i) => {
-      if (!outputNames(served).includes(name)) {
-        fail(
-          `outputs[${i}].name`,
-          `unknown output "${name}"; this model has ${outputNames(served).join(', ')}`,
-        );
-      }
-    });
+    const requested = requestedOutputs(served, request.body.outputs);
     const { data, rows } = readInput(
       request.body,
       served.compiled.inputWidth,

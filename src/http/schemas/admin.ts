@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { finiteNumber } from './common.js';
+import { numberRowsSchema } from './common.js';
+import { LIMITS } from './limits.js';
 
 export const recalibrationModes = ['exact', 'prior', 'running'] as const;
 
@@ -18,17 +19,15 @@ const batchSize = z
   .meta({ description: 'running mode: rows per batch (default 256)' });
 const note = z
   .string()
-  .max(1000)
+  .max(LIMITS.noteChars)
   .meta({ description: 'Free text recorded in the new version’s provenance' });
 
 /** JSON body of :recalibrate. */
 export const recalibrateBodySchema = z
   .strictObject({
-    instances: z
-      .array(z.array(finiteNumber, { error: 'expected an array of numbers (one row)' }), {
-        error: 'expected an array of rows',
-      })
-      .meta({ description: 'Unlabeled rows of the new domain (raw features, as for predict)' }),
+    instances: numberRowsSchema().meta({
+      description: 'Unlabeled rows of the new domain (raw features, as for predict)',
+    }),
     mode: modeField
       .optional()
       .meta({ description: `${modeField.description} Default: the query's mode, else exact.` }),

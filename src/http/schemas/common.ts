@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { type ErrorLocation, NormserveError } from '../../errors/index.js';
+import { LIMITS } from './limits.js';
 
 /** The largest float32, 3.4028234663852886e38: the engine stores every feature as float32. */
 export const FLOAT32_MAX = 3.4028234663852886e38;
@@ -15,21 +16,63 @@ export const finiteNumber = z
   .min(-FLOAT32_MAX, FLOAT32_RANGE_MESSAGE)
   .max(FLOAT32_MAX, FLOAT32_RANGE_MESSAGE);
 
+const ROW_MESSAGE = 'expected an array of numbers (one row)';
+const ROWS_MESSAGE = 'expected an array of rows';
+
+/** Rows of finite float32 numbers, as zod checks them (and the OpenAPI document shows them). */
+const numberRows = z.array(z.array(finiteNumber, { error: ROW_MESSAGE }), { error: ROWS_MESSAGE });
+
 /**
- * Rows of features, [N, features]; the feature count is checked against the model afterwards.
- * Without `maxRows` the row count is left to the route (see checkBatchSize), so the schema, and
- * the OpenAPI document made from it, do not depend on the configuration.
+ * `rows` with at most LIMITS.errorLocations issues. zod reports every bad value, so a body of a
+ * million strings would build a million issues (and a problem document twenty times the body).
+ * A first pass counts the bad values and names the first ones with zod's own messages (and how
+ * many more there are, when they do not fit); the pipe then skips `rows`, which only ever parses
+ * good rows. The first pass is documented as `rows` (its JSON Schema), for the OpenAPI document.
  */
-export function rowsSchema(maxRows?: number) {
-  const rows = z
-    .array(z.array(finiteNumber, { error: 'expected an array of numbers (one row)' }), {
-      error: 'expected an array of rows',
-    })
-    .min(1, 'at least one row is required');
-  return maxRows === undefined
-    ? rows
-    : rows.max(maxRows, `at most ${maxRows} rows per request (MAX_BATCH_SIZE)`);
+function cappedIssues<T extends z.ZodType<number[][], number[][]>>(rows: T) {
+  const { $schema: _, ...documented } = z.toJSONSchema(rows, { io: 'input' });
+  const walk = (value: unknown[], ctx: z.RefinementCtx) => {
+    const found: { path: number[]; message: string }[] = [];
+    let bad = 0;
+    const report = (path: number[], v: unknown, message?: string) => {
+      if (bad++ < LIMITS.errorLocations)
+        found.push({
+          path,
+          message: message ?? finiteNumber.safeParse(v).error?.issues[0]?.message ?? 'invalid',
+        });
+    };
+    for (let r = 0; r < value.length; r++) {
+      const row: unknown = value[r];
+      if (!Array.isArray(row)) {
+        report([r], row, ROW_MESSAGE);
+        continue;
+      }
+      for (let c = 0; c < row.length; c++) {
+        const v: unknown = row[c];
+        if (!(typeof v === 'number' && Math.abs(v) <= FLOAT32_MAX)) report([r, c], v);
+      }
+    }
+    const listed = bad > LIMITS.errorLocations ? LIMITS.errorLocations - 1 : bad;
+    for (const issue of found.slice(0, listed)) ctx.addIssue({ code: 'custom', ...issue });
+    if (bad > listed)
+      ctx.addIssue({ code: 'custom', path: [], message: `${bad - listed} more invalid values` });
+  };
+  return z
+    .array(z.unknown(), { error: ROWS_MESSAGE })
+    .superRefine(walk)
+    .meta(documented)
+    .pipe(rows);
 }
+
+/** Unlabeled rows of features (recalibration); the row count is checked by the service. */
+export const numberRowsSchema = () => cappedIssues(numberRows);
+
+/**
+ * Rows of features, [N, features], at least one; the feature count is checked against the model
+ * afterwards and the row count by the route (checkBatchSize), so the schema, and the OpenAPI
+ * document made from it, do not depend on the configuration.
+ */
+export const rowsSchema = () => cappedIssues(numberRows.min(1, 'at least one row is required'));
 
 /**
  * More rows than MAX_BATCH_SIZE is a 413 BATCH_TOO_LARGE (not a 400): the data is fine, the

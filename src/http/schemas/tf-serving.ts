@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { rowsSchema } from './common.js';
+import { LIMITS } from './limits.js';
 
 const example = [
   0, 0, 5, 13, 9, 1, 0, 0, 0, 0, 13, 15, 10, 15, 5, 0, 0, 3, 15, 2, 0, 11, 8, 0, 0, 4, 12, 0, 0, 8,
@@ -17,6 +18,7 @@ export const predictRequestSchema = z
   .strictObject({
     signature_name: z
       .string()
+      .max(LIMITS.nameChars)
       .optional()
       .meta({ description: 'Accepted for compatibility; models have one signature' }),
     instances: rowsSchema()
