@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { NormserveError } from '../errors/index.js';
 import type { AppDeps, AppInstance } from './app-types.js';
 import { requireBearer } from './auth.js';
+import { clientErrorHandler, httpServerOptions, limitConnections } from './connection-limits.js';
 import { openApiPath, registerOpenApi } from './openapi.js';
 import { errorHandler, sendProblem } from './problem.js';
 import { adminRoutes } from './routes/admin.js';
@@ -37,6 +38,7 @@ function routeLabel(pattern: string): string {
  */
 export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   const { logger, ...deps } = options;
+  const httpTimeouts = httpServerOptions(deps.config);
   const app = Fastify({
     loggerInstance: logger,
     // One log line per request, written by the onResponse hook below, instead of Fastify's two.
@@ -47,7 +49,9 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     // Requests arriving on open connections during shutdown get a SHUTTING_DOWN problem (below)
     // instead of Fastify's plain 503.
     return503OnClosing: false,
-    requestTimeout: deps.config.REQUEST_TIMEOUT_MS,
+    requestTimeout: httpTimeouts.requestTimeout,
+    http: httpTimeouts,
+    clientErrorHandler: clientErrorHandler(logger),
     genReqId: (req) => {
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
@@ -58,6 +62,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
       errorHandler(error, request, reply);
     },
   }).withTypeProvider<ZodTypeProvider>();
+  limitConnections(app.server, deps.config.MAX_CONNECTIONS, deps.metrics);
   app.decorate('deps', deps);
   app.decorateRequest('inference', undefined);
   app.decorateRequest('modelName', undefined);

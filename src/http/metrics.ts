@@ -13,6 +13,7 @@ export class ServiceMetrics {
   readonly loadFailures: Counter<'model'>;
   readonly activeVersion: Gauge<'model'>;
   readonly recalibrations: Counter<'model' | 'mode' | 'outcome'>;
+  readonly connectionsDropped: Counter;
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -62,6 +63,11 @@ export class ServiceMetrics {
       name: 'normserve_recalibrations_total',
       help: 'BatchNorm recalibrations by model, mode and outcome',
       labelNames: ['model', 'mode', 'outcome'],
+      registers,
+    });
+    this.connectionsDropped = new Counter({
+      name: 'normserve_connections_dropped_total',
+      help: 'Connections closed on arrival because MAX_CONNECTIONS were open',
       registers,
     });
     if (options.defaultMetrics ?? true)

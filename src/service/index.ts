@@ -1,3 +1,7 @@
+export {
+  MAX_BATCH_SIZE as MAX_RECALIBRATION_BATCH_SIZE,
+  MAX_PRIOR_STRENGTH,
+} from '../recalibration/index.js';
 export { JOBS_DIR, loadModelDirectory } from '../repository/index.js';
 export { type Job, JobRegistry, type JobState } from './job-registry.js';
 export { type Log, silentLog } from './logger.js';
