@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import Fastify, { type FastifyBaseLogger, LogController } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyRequest, LogController } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { NormserveError } from '../errors/index.js';
+import { errorCatalogue, NormserveError } from '../errors/index.js';
 import type { AppDeps, AppInstance } from './app-types.js';
 import { requireBearer } from './auth.js';
 import { clientErrorHandler, httpServerOptions, limitConnections } from './connection-limits.js';
@@ -20,6 +20,9 @@ export interface BuildAppOptions extends AppDeps {
 
 /** Request ids: the caller's X-Request-Id when it is a sane token, else a new UUID. */
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** The status of CLIENT_ABORTED (nginx's 499), under which aborted requests are counted. */
+const CLIENT_CLOSED = errorCatalogue.CLIENT_ABORTED.status;
 
 const routeLabels = new Map<string, string>();
 /** `/v1/models/:name(^…)::predict` → `/v1/models/{name}:predict`, for logs and metric labels. */
@@ -66,6 +69,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   app.decorate('deps', deps);
   app.decorateRequest('inference', undefined);
   app.decorateRequest('modelName', undefined);
+  app.decorateRequest('receivedAt', 0);
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.setErrorHandler(errorHandler);
@@ -90,7 +94,8 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   app.addHook('preClose', async () => {
     closing = true;
   });
-  app.addHook('onRequest', async (_request, reply) => {
+  app.addHook('onRequest', async (request, reply) => {
+    request.receivedAt = performance.now();
     if (closing) {
       void reply.header('Connection', 'close');
       throw new NormserveError(
@@ -108,11 +113,11 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     if (closing) void reply.header('Connection', 'close');
     return payload;
   });
-  app.addHook('onResponse', async (request, reply) => {
+  /** The one log line and the metrics of a request, answered (onResponse) or not (aborted). */
+  const record = (request: FastifyRequest, statusCode: number, seconds: number): void => {
     const route = request.routeOptions.url ? routeLabel(request.routeOptions.url) : 'unmatched';
-    const status = String(reply.statusCode);
+    const status = String(statusCode);
     const inference = request.inference;
-    const seconds = reply.elapsedTime / 1000;
     metrics.requests.inc({
       method: request.method,
       route,
@@ -137,8 +142,8 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
         method: request.method,
         url: request.url,
         route,
-        status: reply.statusCode,
-        durationMs: Math.round(reply.elapsedTime * 1000) / 1000,
+        status: statusCode,
+        durationMs: Math.round(seconds * 1e6) / 1000,
         ...(inference
           ? {
               model: inference.model,
@@ -150,8 +155,16 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
             ? { model: request.modelName }
             : {}),
       },
-      'request',
+      statusCode === CLIENT_CLOSED ? 'request aborted by the client' : 'request',
     );
+  };
+  app.addHook('onResponse', async (request, reply) => {
+    record(request, reply.statusCode, reply.elapsedTime / 1000);
+  });
+  // A client that closes the connection before its request has arrived gets no response (and
+  // no onResponse): recorded as nginx's 499, never as a server error.
+  app.addHook('onRequestAbort', async (request) => {
+    record(request, CLIENT_CLOSED, (performance.now() - request.receivedAt) / 1000);
   });
 
   // API_TOKEN, when set, guards the prediction routes (predict, infer) like ADMIN_TOKEN guards admin.

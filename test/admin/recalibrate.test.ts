@@ -1014,7 +1014,7 @@ describe('one recalibration per model at a time (409 with the running job)', () 
     }
   });
 
-  it('an upload dropped mid-way fails its job and releases the model', async () => {
+  it('an upload dropped mid-way fails its job as CLIENT_ABORTED (not INTERNAL), counted as 499, and releases the model', async () => {
     const { req, response } = startUpload();
     response.catch(() => undefined);
     req.write(
@@ -1027,6 +1027,8 @@ describe('one recalibration per model at a time (409 with the running job)', () 
     const job = await waitFor(
       async () => {
         const res = await t.app.inject({ method: 'GET', url: `/v1/jobs/${jobId}`, headers: ADMIN });
+        // The lock is taken a moment before the job is recorded: 404 until then.
+        if (res.statusCode === 404) return undefined;
         const body = res.json<JobBody>();
         return body.state === 'running' ? undefined : body;
       },
@@ -1034,6 +1036,12 @@ describe('one recalibration per model at a time (409 with the running job)', () 
       10_000,
     );
     expect(job.state).toBe('failed');
+    expect(job.error?.code).toBe('CLIENT_ABORTED');
+    const metrics = (await t.app.inject({ url: '/metrics' })).body;
+    expect(metrics).toMatch(
+      /^normserve_http_requests_total\{method="POST",route="\/v1\/models\/\{name\}:recalibrate",status="499",[^}]*\} 1$/m,
+    );
+    expect(metrics).not.toMatch(/^normserve_http_requests_total\{[^}]*status="5\d\d"/m);
     const next = await recalibrate(t, { instances: night, activate: false });
     expect(next.statusCode, next.body).toBe(201);
     expect(next.json<Outcome>().version).toBe(4);

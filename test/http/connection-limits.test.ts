@@ -5,6 +5,7 @@
  * (Node's defaults gave a 10 s timeout's body 60 s + a 30 s sweep), so a loaded machine passes.
  */
 import { connect, type Socket } from 'node:net';
+import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { httpServerOptions } from '../../src/http/connection-limits.js';
 import { parseServerConfig } from '../../src/service/index.js';
@@ -107,6 +108,41 @@ describe('REQUEST_TIMEOUT_MS', () => {
     const raw = await received;
     clearInterval(drip);
     expect(problemOf(raw)).toMatchObject({ status: 408, code: 'REQUEST_TIMEOUT' });
+  });
+});
+
+describe('a client that closes the connection before its body arrived', () => {
+  it('is logged at info and counted as 499, never as a server error', async () => {
+    const lines: { level: number; msg: string; status?: number; route?: string }[] = [];
+    const logger = pino(
+      { level: 'info' },
+      { write: (l: string) => void lines.push(JSON.parse(l)) },
+    );
+    t = await makeTestApp({ logger });
+    await t.app.listen({ port: 0, host: '127.0.0.1' });
+    const { port } = t.app.server.address() as { port: number };
+    const { socket, received } = open(port);
+    socket.write(
+      'POST /v1/models/digits:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"instances":[[1,2',
+    );
+    for (let i = 0; i < 200 && !lines.some((l) => l.status === 499); i++) {
+      if (i === 5) socket.destroy();
+      await sleep(20);
+    }
+    await received;
+    const aborted = lines.filter((l) => l.status === 499);
+    expect(aborted).toEqual([
+      expect.objectContaining({
+        level: 30,
+        msg: 'request aborted by the client',
+        route: '/v1/models/{name}:predict',
+      }),
+    ]);
+    expect(lines.filter((l) => l.level >= 50)).toEqual([]);
+    const metrics = (await t.app.inject({ url: '/metrics' })).body;
+    expect(metrics).toContain(
+      'normserve_http_requests_total{method="POST",route="/v1/models/{name}:predict",status="499"',
+    );
   });
 });
 
