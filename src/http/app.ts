@@ -4,10 +4,10 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { errorCatalogue, NormserveError } from '../errors/index.js';
 import type { AppDeps, AppInstance } from './app-types.js';
-import { requireBearer } from './auth.js';
 import { clientErrorHandler, httpServerOptions, limitConnections } from './connection-limits.js';
 import { openApiPath, registerOpenApi } from './openapi.js';
 import { errorHandler, sendProblem } from './problem.js';
+import { routeGuards } from './route-access.js';
 import { adminRoutes } from './routes/admin.js';
 import { healthRoutes } from './routes/health.js';
 import { openInferenceRoutes } from './routes/open-inference.js';
@@ -167,18 +167,8 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     record(request, CLIENT_CLOSED, (performance.now() - request.receivedAt) / 1000);
   });
 
-  // API_TOKEN, when set, guards the prediction routes (predict, infer) like ADMIN_TOKEN guards admin.
-  const apiToken = deps.config.API_TOKEN;
-  if (apiToken !== undefined) {
-    const guard = requireBearer(apiToken, 'prediction');
-    app.addHook('onRoute', (route) => {
-      if (/::predict$|\/infer$/.test(route.url)) {
-        // onRequest: before the body is read or validated, so a missing token is a 401.
-        const existing = route.onRequest ? [route.onRequest].flat() : [];
-        route.onRequest = [guard, ...existing];
-      }
-    });
-  }
+  // Each route's declared access (config.access) decides which token it demands.
+  app.addHook('onRoute', routeGuards({ admin: deps.adminToken, api: deps.config.API_TOKEN }));
 
   await registerOpenApi(app);
   await healthRoutes(app);
@@ -189,6 +179,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   app.get(
     '/metrics',
     {
+      config: { access: 'public' },
       schema: {
         tags: ['operations'],
         summary: 'Prometheus metrics (text exposition format)',
@@ -201,6 +192,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   app.get(
     '/openapi.json',
     {
+      config: { access: 'public' },
       schema: {
         tags: ['operations'],
         summary: 'This OpenAPI 3.1 document',

@@ -12,7 +12,6 @@ import {
   RecalibrationService,
 } from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
-import { requireBearer } from '../auth.js';
 import {
   acceptedSchema,
   activateBodySchema,
@@ -43,14 +42,13 @@ const adminErrors = {
  * (JSON, NDJSON or float32 uploads, streamed), jobs, activation (rollback) and deletion of versions.
  */
 export async function adminRoutes(parent: AppInstance): Promise<void> {
-  // One scope for every admin route: the rate limit's counter is shared by all of them, and the
-  // token check (preParsing: after the rate limit counts the request, before any body is read or
-  // validated) applies to all of them.
+  // One scope for every admin route: the rate limit's counter is shared by all of them. The token
+  // check comes with each route's `access: 'admin'` (route-access.ts).
   await parent.register(async (app: AppInstance) => adminScope(app));
 }
 
 async function adminScope(app: AppInstance): Promise<void> {
-  const { registry, config, metrics, adminToken } = app.deps;
+  const { registry, config, metrics } = app.deps;
   const jobs = new JobRegistry({ dir: join(config.MODEL_REPOSITORY, JOBS_DIR) });
   await jobs.removeOlderThan(7 * 24 * 3_600_000);
   // Shutdown lets recalibrations being computed publish (or fail), and their job records reach
@@ -75,9 +73,7 @@ async function adminScope(app: AppInstance): Promise<void> {
         `at most ${context.max} admin requests per ${context.after === '1 minute' ? 'minute' : context.after}; retry after ${Math.ceil(context.ttl / 1000)} s`,
       ),
   });
-  app.addHook('preParsing', requireBearer(adminToken, 'admin'));
   const tags = ['admin'];
-  const security = [{ adminToken: [] }];
   const nameParams = z.object({ name: modelNameParam });
   const versionParams = z.object({ name: modelNameParam, version: versionParam });
 
@@ -96,10 +92,10 @@ async function adminScope(app: AppInstance): Promise<void> {
     scope.post(
       '/v1/models/:name(^[A-Za-z0-9][A-Za-z0-9._-]*)::recalibrate',
       {
+        config: { access: 'admin' },
         bodyLimit: config.BODY_LIMIT_BYTES,
         schema: {
           tags,
-          security,
           summary: 'Recalibrate BatchNorm statistics on unlabeled rows and publish a new version',
           description: [
             'Recomputes every BatchNorm running mean and variance on the posted rows (AdaBN), re-folds, and publishes the result as the next version, atomically; with `activate` (default) it is served at once.',
@@ -189,9 +185,9 @@ async function adminScope(app: AppInstance): Promise<void> {
   app.get(
     '/v1/jobs/:id',
     {
+      config: { access: 'admin' },
       schema: {
         tags,
-        security,
         summary: 'State, progress (rows processed) and result or error of a job',
         params: z.object({
           id: z.string().uuid().meta({ description: 'Job id from a 202 or 409 response' }),
@@ -209,9 +205,9 @@ async function adminScope(app: AppInstance): Promise<void> {
   app.post(
     '/v1/models/:name/versions/:version(^[0-9]+)::activate',
     {
+      config: { access: 'admin' },
       schema: {
         tags,
-        security,
         summary: 'Serve this version (rollback or roll forward); persisted in the repository',
         params: versionParams,
         body: activateBodySchema,
@@ -234,9 +230,9 @@ async function adminScope(app: AppInstance): Promise<void> {
   app.delete(
     '/v1/models/:name/versions/:version',
     {
+      config: { access: 'admin' },
       schema: {
         tags,
-        security,
         summary: 'Delete a version that is not the active one (409 otherwise)',
         params: versionParams,
         response: {

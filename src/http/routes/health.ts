@@ -12,6 +12,7 @@ export async function healthRoutes(app: AppInstance): Promise<void> {
   app.get(
     '/healthz',
     {
+      config: { access: 'public' },
       schema: {
         tags: ['health'],
         summary: 'Liveness: the process answers',
@@ -30,6 +31,7 @@ export async function healthRoutes(app: AppInstance): Promise<void> {
   app.get(
     '/readyz',
     {
+      config: { access: 'public' },
       schema: {
         tags: ['health'],
         summary: 'Readiness: every model of the repository has an AVAILABLE version',

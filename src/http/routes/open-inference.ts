@@ -156,12 +156,16 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
 
   app.get(
     '/v2',
-    { schema: { tags, summary: 'Server metadata', response: { 200: serverMetadataSchema } } },
+    {
+      config: { access: 'public' },
+      schema: { tags, summary: 'Server metadata', response: { 200: serverMetadataSchema } },
+    },
     async () => ({ name: 'normserve', version: app.deps.version, extensions: [] }),
   );
   app.get(
     '/v2/health/live',
     {
+      config: { access: 'public' },
       schema: {
         tags,
         summary: 'Server liveness',
@@ -174,6 +178,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
   app.get(
     '/v2/health/ready',
     {
+      config: { access: 'public' },
       schema: {
         tags,
         summary: 'Server readiness: every model has an available version',
@@ -200,6 +205,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
   app.get(
     '/v2/models/:name',
     {
+      config: { access: 'public' },
       onRequest,
       schema: {
         tags,
@@ -214,6 +220,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
   app.get(
     '/v2/models/:name/versions/:version',
     {
+      config: { access: 'public' },
       onRequest,
       schema: {
         tags,
@@ -248,6 +255,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
   app.get(
     '/v2/models/:name/ready',
     {
+      config: { access: 'public' },
       onRequest,
       schema: { tags, summary: 'Model readiness', params: nameParams, response: readyResponses },
     },
@@ -259,6 +267,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
   app.get(
     '/v2/models/:name/versions/:version/ready',
     {
+      config: { access: 'public' },
       onRequest,
       schema: {
         tags,
@@ -333,6 +342,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
   app.post(
     '/v2/models/:name/infer',
     {
+      config: { access: 'prediction' },
       onRequest,
       schema: { ...inferSchema, summary: 'Inference with the active version', params: nameParams },
     },
@@ -341,6 +351,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
   app.post(
     '/v2/models/:name/versions/:version/infer',
     {
+      config: { access: 'prediction' },
       onRequest,
       schema: { ...inferSchema, summary: 'Inference with one version', params: versionParams },
     },

@@ -248,6 +248,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
   app.get(
     '/v1/models',
     {
+      config: { access: 'public' },
       schema: {
         tags: ['models'],
         summary: 'All models with their versions and states',
@@ -260,6 +261,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
   app.get(
     '/v1/models/:name',
     {
+      config: { access: 'public' },
       onRequest,
       schema: {
         tags: ['models'],
@@ -274,6 +276,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
   app.get(
     '/v1/models/:name/versions',
     {
+      config: { access: 'public' },
       onRequest,
       schema: {
         tags: ['models'],
@@ -291,6 +294,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
   app.get(
     '/v1/models/:name/versions/:version',
     {
+      config: { access: 'public' },
       onRequest,
       schema: {
         tags: ['models'],
@@ -315,6 +319,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
   app.get(
     '/v1/models/:name/metadata',
     {
+      config: { access: 'public' },
       onRequest,
       schema: {
         tags: ['models'],
@@ -330,6 +335,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
   app.get(
     '/v1/models/:name/versions/:version/metadata',
     {
+      config: { access: 'public' },
       onRequest,
       schema: {
         tags: ['models'],
@@ -393,6 +399,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
   app.post(
     '/v1/models/:name(^[A-Za-z0-9][A-Za-z0-9._-]*)::predict',
     {
+      config: { access: 'prediction' },
       onRequest,
       schema: {
         ...predictSchema,
@@ -405,6 +412,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
   app.post(
     '/v1/models/:name/versions/:version(^[0-9]+)::predict',
     {
+      config: { access: 'prediction' },
       onRequest,
       schema: { ...predictSchema, summary: 'Predict with one version', params: versionParams },
     },
