@@ -1,4 +1,5 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { ModelSnapshot } from '../service/index.js';
 
 /**
  * Prometheus metrics of one app instance (its own registry, so tests can build several apps).
@@ -14,6 +15,8 @@ export class ServiceMetrics {
   readonly activeVersion: Gauge<'model'>;
   readonly recalibrations: Counter<'model' | 'mode' | 'outcome'>;
   readonly connectionsDropped: Counter;
+  readonly activeRecordInvalid: Gauge<'model'>;
+  private models: (() => readonly ModelSnapshot[]) | undefined;
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -70,7 +73,24 @@ export class ServiceMetrics {
       help: 'Connections closed on arrival because MAX_CONNECTIONS were open',
       registers,
     });
+    const metrics = this;
+    this.activeRecordInvalid = new Gauge({
+      name: 'normserve_model_active_record_invalid',
+      help: "1 while a model's active-version.json cannot be followed (unreadable, or naming a version that is not available); the version served before stays served",
+      labelNames: ['model'],
+      registers,
+      collect() {
+        if (!metrics.models) return;
+        this.reset();
+        for (const m of metrics.models()) this.set({ model: m.name }, m.activeProblem ? 1 : 0);
+      },
+    });
     if (options.defaultMetrics ?? true)
       collectDefaultMetrics({ register: this.registry, prefix: 'normserve_' });
+  }
+
+  /** Reads the models at each scrape (for the gauges computed from them). */
+  observeModels(models: () => readonly ModelSnapshot[]): void {
+    this.models = models;
   }
 }

@@ -183,10 +183,17 @@ const metadataSchema = z
     ],
   });
 
+/** normserve extension of model status: why active-version.json cannot be followed. */
+const activeRecordError = z.string().optional().meta({
+  description:
+    "Why the model's active-version.json cannot be followed (unreadable, or naming a version that is not available); the version served before stays served, or none at start-up",
+});
+
 const modelListing = z.object({
   name: z.string(),
   active_version: z.number().int().nullable(),
   state: z.enum(['AVAILABLE', 'UNAVAILABLE']),
+  active_record_error: activeRecordError,
   versions: z.array(
     z.object({
       version: z.number().int(),
@@ -219,11 +226,16 @@ const modelsListSchema = z
   .object({ models: z.array(modelListing) })
   .meta({ examples: [{ models: [modelListingExample] }] });
 
+/** The problem of a model's active-version record, as the optional status field. */
+export const activeRecordStatus = (model: ModelSnapshot) =>
+  model.activeProblem !== undefined ? { active_record_error: model.activeProblem } : {};
+
 export function listModel(model: ModelSnapshot) {
   return {
     name: model.name,
     active_version: model.active ?? null,
     state: model.active === undefined ? ('UNAVAILABLE' as const) : ('AVAILABLE' as const),
+    ...activeRecordStatus(model),
     versions: [...model.versions.values()]
       .sort((a, b) => a.version - b.version)
       .map((v) => ({
@@ -270,7 +282,10 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
         response: { 200: modelStatusSchema, ...errorResponses },
       },
     },
-    async (request) => ({ model_version_status: versionStatus(registry.get(request.params.name)) }),
+    async (request) => {
+      const model = registry.get(request.params.name);
+      return { model_version_status: versionStatus(model), ...activeRecordStatus(model) };
+    },
   );
 
   app.get(
@@ -312,7 +327,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
           `model "${model.name}" has no version ${request.params.version}`,
         );
       }
-      return { model_version_status: status };
+      return { model_version_status: status, ...activeRecordStatus(model) };
     },
   );
 

@@ -85,19 +85,27 @@ const versionStatus = z.object({
     .meta({ description: 'normserve extension: this version is served by default' }),
 });
 
-export const modelStatusSchema = z.object({ model_version_status: z.array(versionStatus) }).meta({
-  id: 'ModelStatus',
-  description: "TF Serving's GetModelStatus response",
-  examples: [
-    {
-      model_version_status: [
-        {
-          version: '1',
-          state: 'AVAILABLE',
-          status: { error_code: 'OK', error_message: '' },
-          active: true,
-        },
-      ],
-    },
-  ],
-});
+export const modelStatusSchema = z
+  .object({
+    model_version_status: z.array(versionStatus),
+    active_record_error: z.string().optional().meta({
+      description:
+        "normserve extension: why the model's active-version.json cannot be followed (the version served before stays served)",
+    }),
+  })
+  .meta({
+    id: 'ModelStatus',
+    description: "TF Serving's GetModelStatus response",
+    examples: [
+      {
+        model_version_status: [
+          {
+            version: '1',
+            state: 'AVAILABLE',
+            status: { error_code: 'OK', error_message: '' },
+            active: true,
+          },
+        ],
+      },
+    ],
+  });
