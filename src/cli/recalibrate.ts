@@ -12,6 +12,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { NormserveError } from '../errors/index.js';
 import {
   checkRowWidths,
+  featureNamesOf,
   JobRegistry,
   ModelRegistry,
   packRows,
@@ -102,9 +103,7 @@ async function main(argv: readonly string[]): Promise<void> {
   const registry = new ModelRegistry(dirname(dir), { maxBatchSize: 4096 });
   await registry.refreshModel(name);
   const parent = registry.resolve(name);
-  const featureNames = (
-    parent.checkpoint.config.training as { feature_names?: string[] } | undefined
-  )?.feature_names;
+  const featureNames = featureNamesOf(parent.checkpoint.config);
 
   let text: string;
   try {

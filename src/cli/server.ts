@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import closeWithGrace from 'close-with-grace';
 import pino from 'pino';
+import { z } from 'zod';
 import { isNormserveError } from '../errors/index.js';
 import { buildApp } from '../http/app.js';
 import { ServiceMetrics } from '../http/metrics.js';
@@ -15,11 +16,10 @@ import { ModelRegistry, parseServerConfig, type ServerConfig } from '../service/
 
 const packageVersion = (): string => {
   try {
-    return (
-      JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
-        version: string;
-      }
-    ).version;
+    return z
+      .object({ version: z.string() })
+      .parse(JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')))
+      .version;
   } catch {
     return '0.0.0';
   }

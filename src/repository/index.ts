@@ -12,3 +12,4 @@ export {
   loadModelDirectory,
   ModelRepository,
 } from './model-repository.js';
+export { MAX_JSON_FILE_BYTES, RepositoryFiles } from './repository-files.js';

@@ -3,7 +3,8 @@ export {
   MAX_PRIOR_STRENGTH,
 } from '../recalibration/index.js';
 export { JOBS_DIR, loadModelDirectory } from '../repository/index.js';
-export { type Job, JobRegistry, type JobState } from './job-registry.js';
+export { featureNamesOf } from './feature-names.js';
+export { type Job, JobRegistry, type JobState, jobRecordSchema } from './job-registry.js';
 export { type Log, silentLog } from './logger.js';
 export {
   type AvailableVersion,

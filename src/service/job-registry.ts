@@ -1,25 +1,37 @@
 import { randomUUID } from 'node:crypto';
-import { readdir, readFile, rm, stat } from 'node:fs/promises';
+import { readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ErrorLocation } from '../errors/index.js';
-import { writeFileAtomically } from '../repository/index.js';
+import { z } from 'zod';
+import { RepositoryFiles, writeFileAtomically } from '../repository/index.js';
 
-export type JobState = 'running' | 'succeeded' | 'failed';
-
-/** A long-running admin operation (a recalibration), as GET /v1/jobs/{id} reports it. */
-export interface Job {
-  id: string;
-  kind: 'recalibration';
-  model: string;
-  state: JobState;
+/**
+ * A long-running admin operation (a recalibration), as GET /v1/jobs/{id} reports it and as its
+ * record in `<repository>/.jobs/<id>.json` holds it (read back through this schema).
+ */
+export const jobRecordSchema = z.object({
+  id: z.string(),
+  kind: z.literal('recalibration'),
+  model: z.string(),
+  state: z.enum(['running', 'succeeded', 'failed']),
   /** What the job is doing: receiving rows, computing statistics, publishing. */
-  phase: string;
-  progress: { rows: number; total_rows: number | null };
-  created_at: string;
-  updated_at: string;
-  result?: unknown;
-  error?: { code: string; message: string; errors?: ErrorLocation[] };
-}
+  phase: z.string(),
+  progress: z.object({ rows: z.number(), total_rows: z.number().nullable() }),
+  created_at: z.string(),
+  updated_at: z.string(),
+  result: z.unknown().optional(),
+  error: z
+    .object({
+      code: z.string(),
+      message: z.string(),
+      errors: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
+    })
+    .optional(),
+});
+export type Job = z.output<typeof jobRecordSchema>;
+export type JobState = Job['state'];
+
+/** A job record is a few kilobytes (its result's layer report); anything this large is not one. */
+const MAX_JOB_RECORD_BYTES = 1024 * 1024;
 
 const JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -63,8 +75,13 @@ export class JobRegistry {
   async get(id: string): Promise<Job | undefined> {
     const local = this.jobs.get(id);
     if (local || !this.dir || !JOB_ID.test(id)) return local;
+    // A record that is missing, too large, not JSON or not a job is no job (404).
     try {
-      return JSON.parse(await readFile(join(this.dir, `${id}.json`), 'utf8')) as Job;
+      const text = await new RepositoryFiles(this.dir).readText(
+        join(this.dir, `${id}.json`),
+        MAX_JOB_RECORD_BYTES,
+      );
+      return text === undefined ? undefined : jobRecordSchema.parse(JSON.parse(text));
     } catch {
       return undefined;
     }

@@ -1,4 +1,5 @@
 import { loadModelDirectory } from '../repository/index.js';
+import { featureNamesOf } from './feature-names.js';
 import { ModelRegistry } from './model-registry.js';
 import { type PredictOutput, predict } from './predict.js';
 
@@ -24,13 +25,10 @@ export async function openModelDirectory(
   const { root, name, version, checkpoint } = await loadModelDirectory(dir);
   const registry = new ModelRegistry(root, { maxBatchSize });
   await registry.refreshModel(name);
-  const training = checkpoint.config.training as { feature_names?: unknown } | undefined;
   return {
     name,
     version,
-    featureNames: Array.isArray(training?.feature_names)
-      ? (training.feature_names as string[])
-      : undefined,
+    featureNames: featureNamesOf(checkpoint.config),
     predict: (rows, options = {}) =>
       predict(registry, {
         model: name,

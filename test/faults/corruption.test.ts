@@ -190,6 +190,8 @@ async function expectOnlyVersion2Failed(t: TestApp, reason: RegExp): Promise<voi
   expect(status[0]!.status.error_code).toBe('UNKNOWN');
   expect(status[0]!.status.error_message).toMatch(reason);
   expect(status[1]!.status).toEqual({ error_code: 'OK', error_message: '' });
+  // Unauthenticated routes name files relative to the repository, never by absolute path.
+  expect(res.body).not.toContain(t.repository);
   const listing = await t.app.inject({ method: 'GET', url: '/v1/models/digits/versions' });
   expect(listing.json()).toMatchObject({
     active_version: 1,

@@ -61,19 +61,20 @@ function versionStatus(model: ModelSnapshot, only?: number) {
     }));
 }
 
+/** The fields of metrics.json that metadata reports (any JSON; other fields are left out). */
+const trainingMetricsSchema = z.looseObject({
+  test: z.unknown(),
+  best_epoch: z.unknown(),
+  seed: z.unknown(),
+  data_sha256: z.unknown(),
+  wall_time_ms: z.unknown(),
+});
+
 /** Metadata of one served version: what a client needs to call it and what compilation did. */
 export function versionMetadata(served: AvailableVersion) {
   const { config, metrics } = served.checkpoint;
   const plan = served.compiled.plan;
-  const m = metrics as
-    | {
-        test?: unknown;
-        best_epoch?: unknown;
-        seed?: unknown;
-        data_sha256?: unknown;
-        wall_time_ms?: unknown;
-      }
-    | undefined;
+  const m = metrics === undefined ? undefined : trainingMetricsSchema.safeParse(metrics).data;
   return {
     name: config.name,
     version: served.version,
