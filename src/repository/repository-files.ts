@@ -19,7 +19,7 @@ const errnoOf = (e: unknown): string | undefined => (e as NodeJS.ErrnoException)
  */
 export class RepositoryFiles {
   private readonly root: string;
-  private realRoot: Promise<string> | undefined;
+  private realRoot: string | undefined;
 
   constructor(root: string) {
     this.root = root;
@@ -35,15 +35,15 @@ export class RepositoryFiles {
    * a link); undefined when it does not exist.
    */
   async resolveInside(path: string): Promise<string | undefined> {
-    this.realRoot ??= realpath(this.root);
     let real: string;
     try {
       real = await realpath(path);
+      this.realRoot ??= await realpath(this.root);
     } catch (e) {
       if (errnoOf(e) === 'ENOENT') return undefined;
       throw this.unreadable(path, e);
     }
-    const root = await this.realRoot;
+    const root = this.realRoot;
     if (real !== root && !real.startsWith(root + sep)) {
       throw new NormserveError(
         'REPOSITORY_ERROR',
