@@ -106,7 +106,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   });
 
   const { metrics } = deps;
-  metrics.observeModels(() => deps.registry.list());
+  metrics.observeRegistry(deps.registry);
   app.addHook('onSend', async (request, reply, payload) => {
     void reply.header('X-Request-Id', request.id);
     // During shutdown, close each connection after its response: a kept-alive idle connection

@@ -1,5 +1,5 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import type { ModelSnapshot } from '../service/index.js';
+import type { ModelRegistry } from '../service/index.js';
 
 /**
  * Prometheus metrics of one app instance (its own registry, so tests can build several apps).
@@ -16,7 +16,8 @@ export class ServiceMetrics {
   readonly recalibrations: Counter<'model' | 'mode' | 'outcome'>;
   readonly connectionsDropped: Counter;
   readonly activeRecordInvalid: Gauge<'model'>;
-  private models: (() => readonly ModelSnapshot[]) | undefined;
+  readonly repositoryScans: Counter;
+  private models: Pick<ModelRegistry, 'list' | 'scans'> | undefined;
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -82,15 +83,25 @@ export class ServiceMetrics {
       collect() {
         if (!metrics.models) return;
         this.reset();
-        for (const m of metrics.models()) this.set({ model: m.name }, m.activeProblem ? 1 : 0);
+        for (const m of metrics.models.list()) this.set({ model: m.name }, m.activeProblem ? 1 : 0);
+      },
+    });
+    this.repositoryScans = new Counter({
+      name: 'normserve_repository_scans_total',
+      help: 'Scans of the model repository completed (MODEL_POLL_INTERVAL_MS)',
+      registers,
+      collect() {
+        if (!metrics.models) return;
+        this.reset();
+        this.inc(metrics.models.scans);
       },
     });
     if (options.defaultMetrics ?? true)
       collectDefaultMetrics({ register: this.registry, prefix: 'normserve_' });
   }
 
-  /** Reads the models at each scrape (for the gauges computed from them). */
-  observeModels(models: () => readonly ModelSnapshot[]): void {
-    this.models = models;
+  /** Reads the registry at each scrape (for the series computed from it). */
+  observeRegistry(registry: Pick<ModelRegistry, 'list' | 'scans'>): void {
+    this.models = registry;
   }
 }

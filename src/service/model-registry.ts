@@ -71,6 +71,9 @@ export class ModelRegistry {
   private readonly options: RegistryOptions;
   private readonly log: Log;
   private refreshing: Promise<void> | undefined;
+  /** Repository scans started and completed (the poll's clock: propagation is counted in scans). */
+  private scansStarted = 0;
+  private scansDone = 0;
   private readonly refreshQueues = new Map<string, Promise<unknown>>();
 
   constructor(repositoryRoot: string, options: RegistryOptions) {
@@ -122,11 +125,18 @@ export class ModelRegistry {
   /** Scans the repository and applies what changed; concurrent calls share one scan. */
   refresh(): Promise<void> {
     if (!this.refreshing) {
+      this.scansStarted++;
       this.refreshing = this.scan().finally(() => {
+        this.scansDone++;
         this.refreshing = undefined;
       });
     }
     return this.refreshing;
+  }
+
+  /** Repository scans completed so far (normserve_repository_scans_total). */
+  get scans(): number {
+    return this.scansDone;
   }
 
   private async scan(): Promise<void> {
@@ -241,8 +251,10 @@ export class ModelRegistry {
     };
     this.models.set(name, snapshot);
     if (previous?.active !== active) {
+      // `scan`: the repository scan that is running or ran last (a change made by a scan is seen
+      // during scan number `scan`), so propagation can be counted in polls, not wall time.
       this.log.info(
-        { model: name, version: active, previous: previous?.active },
+        { model: name, version: active, previous: previous?.active, scan: this.scansStarted },
         'active version changed',
       );
     }
