@@ -24,24 +24,25 @@ const sha256 = (path: string) => createHash('sha256').update(readFileSync(path))
 afterAll(removeTempDirs);
 
 describe('bundled model models/digits/1', () => {
-  it('is reproduced bit for bit by `npm run train -- --config configs/digits-mlp.json`, twice', async () => {
-    const [a, b] = [makeTempDir('train-a'), makeTempDir('train-b')];
-    const train = (out: string) =>
-      run(process.execPath, [
-        '--import',
-        'tsx',
-        'src/cli/train.ts',
-        '--config',
-        'configs/digits-mlp.json',
-        '--out',
-        out,
-        '--no-progress',
-      ]);
-    await Promise.all([train(a), train(b)]);
-    const committed = sha256('models/digits/1/model.safetensors');
-    expect(sha256(join(a, 'digits/1/model.safetensors'))).toBe(committed);
-    expect(sha256(join(b, 'digits/1/model.safetensors'))).toBe(committed);
-    const metrics = JSON.parse(readFileSync(join(a, 'digits/1/metrics.json'), 'utf8'));
+  // One retraining compared with the committed bytes: those came from an earlier run (another
+  // process, another day), so equal bytes show the run reproducible as well as the file
+  // reproduced, at half the cost of comparing two fresh runs.
+  it('is reproduced bit for bit by `npm run train -- --config configs/digits-mlp.json`', async () => {
+    const out = makeTempDir('train');
+    await run(process.execPath, [
+      '--import',
+      'tsx',
+      'src/cli/train.ts',
+      '--config',
+      'configs/digits-mlp.json',
+      '--out',
+      out,
+      '--no-progress',
+    ]);
+    expect(sha256(join(out, 'digits/1/model.safetensors'))).toBe(
+      sha256('models/digits/1/model.safetensors'),
+    );
+    const metrics = JSON.parse(readFileSync(join(out, 'digits/1/metrics.json'), 'utf8'));
     expect(metrics.test.rows).toBe(360);
     expect(metrics.test.accuracy).toBeGreaterThanOrEqual(0.94);
   }, 120_000);
