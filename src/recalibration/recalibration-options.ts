@@ -43,7 +43,7 @@ export const DEFAULT_MAX_SAMPLES = 1_000_000;
  * beyond 1e9 rows is indistinguishable from keeping the source statistics.
  */
 export const MAX_BATCH_SIZE = 65_536;
-export const MAX_PRIOR_STRENGTH = 1e9;
+export const MAX_PRIOR_STRENGTH = 1e12;
 
 /** Options with defaults filled in and checked. */
 export interface ResolvedOptions {

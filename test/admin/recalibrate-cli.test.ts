@@ -20,6 +20,7 @@ import {
 } from '../helpers/admin.js';
 import { makeRepository, makeTestApp } from '../helpers/app.js';
 import { digitsTestRows, nightShift } from '../helpers/digits.js';
+import { type Entry, nodeArgs } from '../helpers/entries.js';
 import { listTree, makeTempDir, removeTempDirs, writeTempFile } from '../helpers/temp-files.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -32,8 +33,8 @@ interface CliResult {
   stderr: string;
 }
 
-function run(script: string, args: readonly string[]): CliResult {
-  const result = spawnSync(process.execPath, ['--import', 'tsx', script, ...args], {
+function run(script: Entry, args: readonly string[]): CliResult {
+  const result = spawnSync(process.execPath, [...nodeArgs(script), ...args], {
     cwd: ROOT,
     encoding: 'utf8',
     timeout: 30_000,
@@ -268,7 +269,7 @@ describe('recalibrate CLI', () => {
     {
       what: '--prior-strength beyond its bound',
       args: ['--mode', 'prior', '--prior-strength', '1e300'],
-      expected: /priorStrength must be a number in \[0, 1000000000\]/,
+      expected: /priorStrength must be a number in \[0, 1000000000000\]/,
     },
     {
       what: 'an active-version.json that is not JSON',
