@@ -12,6 +12,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { openModelDirectory } from '../../src/service/index.js';
 import { expectClose } from '../helpers/compare.js';
 import { digitsTestRows } from '../helpers/digits.js';
+import { nodeArgs } from '../helpers/entries.js';
 import { makeTempDir, removeTempDirs, writeTempFile } from '../helpers/temp-files.js';
 import { OUTPUT_ATOL } from '../helpers/tolerances.js';
 
@@ -30,9 +31,7 @@ describe('bundled model models/digits/1', () => {
   it('is reproduced bit for bit by `npm run train -- --config configs/digits-mlp.json`', async () => {
     const out = makeTempDir('train');
     await run(process.execPath, [
-      '--import',
-      'tsx',
-      'src/cli/train.ts',
+      ...nodeArgs('src/cli/train.ts'),
       '--config',
       'configs/digits-mlp.json',
       '--out',
@@ -77,9 +76,7 @@ describe('a PyTorch-trained model directory', () => {
     const { x } = digitsTestRows();
     const input = writeTempFile(makeTempDir('predict'), 'rows.json', { instances: x });
     const { stdout } = await run(process.execPath, [
-      '--import',
-      'tsx',
-      'src/cli/predict.ts',
+      ...nodeArgs('src/cli/predict.ts'),
       '--model',
       'test/fixtures/torch-model/digits-torch/1',
       '--input',

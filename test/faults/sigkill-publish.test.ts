@@ -20,10 +20,11 @@ import {
   RecalibrationService,
 } from '../../src/service/index.js';
 import { digitsTestRows, nightShift } from '../helpers/digits.js';
+import { nodeArgs } from '../helpers/entries.js';
 import { listTree, makeTempDir, removeTempDirs } from '../helpers/temp-files.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const SCRIPT = 'test/faults/publish-loop.ts';
+const SCRIPT = 'test/faults/publish-loop.ts' as const;
 const TRIALS = 24;
 const SEED = 20261126;
 /** Kill delays after the child reports ready, in ms: uniform in [0, MAX_DELAY_MS). */
@@ -50,7 +51,7 @@ interface Loop {
  * so the next victim loads while the last kill is checked.
  */
 async function spawnLoop(repository: string, seed: number): Promise<Loop> {
-  const child = spawn(process.execPath, ['--import', 'tsx', SCRIPT, repository, String(seed)], {
+  const child = spawn(process.execPath, [...nodeArgs(SCRIPT), repository, String(seed)], {
     cwd: ROOT,
     stdio: ['pipe', 'pipe', 'pipe'],
   });

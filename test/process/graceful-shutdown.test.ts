@@ -12,8 +12,9 @@ import { createInterface } from 'node:readline';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN } from '../helpers/app.js';
 import { digitsTestRows } from '../helpers/digits.js';
+import { nodeArgs } from '../helpers/entries.js';
 
-const SERVER = 'src/cli/server.ts';
+const SERVER = 'src/cli/server.ts' as const;
 /** Bound on the time from SIGTERM to exit (SHUTDOWN_TIMEOUT_MS is 10 s by default). */
 const EXIT_WITHIN_MS = 10_000;
 
@@ -72,7 +73,7 @@ interface Server {
 }
 
 function startServer(env: Record<string, string>): Server {
-  const child = spawn(process.execPath, ['--import', 'tsx', SERVER], {
+  const child = spawn(process.execPath, nodeArgs(SERVER), {
     cwd: process.cwd(),
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

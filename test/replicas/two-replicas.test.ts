@@ -17,6 +17,7 @@ import { request as httpRequest } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { digitsTestRows, nightShift } from '../helpers/digits.js';
+import { nodeArgs } from '../helpers/entries.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-files.js';
 
 const POLL_INTERVAL_MS = 200;
@@ -66,7 +67,7 @@ const started: ServerProcess[] = [];
 
 /** Starts `src/cli/server.ts` on PORT=0; resolves once `workers` processes are listening. */
 function startServer(name: string, repository: string, workers: number): Promise<ServerProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/server.ts'], {
+  const child = spawn(process.execPath, nodeArgs('src/cli/server.ts'), {
     cwd: process.cwd(),
     env: {
       ...process.env,
