@@ -2,10 +2,7 @@
  * Engine throughput: samples/s of the fused plan (BatchNorm folded, activations in the kernel)
  * and of the unfused reference (every layer's eval forward) at several batch sizes.
  */
-import { buildSequential } from '../src/checkpoint/index.js';
-import { CompiledModel } from '../src/inference/index.js';
-import { Rng, type Sequential, type StateDict } from '../src/nn/index.js';
-import { loadModelDirectory } from '../src/repository/index.js';
+import { benchInput, benchModels } from './models.js';
 
 export interface EngineRow {
   model: string;
@@ -29,72 +26,16 @@ function rate(fn: () => void, budgetMs: number): number {
   return (calls * 1000) / elapsed;
 }
 
-/** A wide MLP like an MNIST model: 784-1024-1024-10 with BatchNorm and ReLU, random weights and statistics. */
-function wideNetwork(): Sequential {
-  const rng = new Rng(7);
-  const network = buildSequential(
-    [
-      { type: 'linear', in_features: 784, out_features: 1024, bias: true },
-      {
-        type: 'batchnorm1d',
-        num_features: 1024,
-        eps: 1e-5,
-        momentum: 0.1,
-        affine: true,
-        track_running_stats: true,
-      },
-      { type: 'relu' },
-      { type: 'dropout', p: 0.2 },
-      { type: 'linear', in_features: 1024, out_features: 1024, bias: true },
-      {
-        type: 'batchnorm1d',
-        num_features: 1024,
-        eps: 1e-5,
-        momentum: 0.1,
-        affine: true,
-        track_running_stats: true,
-      },
-      { type: 'relu' },
-      { type: 'dropout', p: 0.2 },
-      { type: 'linear', in_features: 1024, out_features: 10, bias: true },
-    ],
-    { init: rng },
-  );
-  const state: StateDict = network.stateDict();
-  for (const [name, value] of state) {
-    if (typeof value === 'bigint') continue;
-    const data = value.data;
-    if (name.endsWith('running_mean'))
-      for (let i = 0; i < data.length; i++) data[i] = rng.normal() * 0.1;
-    if (name.endsWith('running_var'))
-      for (let i = 0; i < data.length; i++) data[i] = 0.5 + rng.next();
-  }
-  return network.eval();
-}
-
 export async function benchEngine(
   options: { budgetMs?: number; batches?: number[] } = {},
 ): Promise<EngineRow[]> {
   const budgetMs = options.budgetMs ?? 400;
   const batches = options.batches ?? [1, 32, 256, 4096];
-  const digits = (await loadModelDirectory('models/digits/1')).checkpoint;
-  const models: { name: string; model: CompiledModel; width: number }[] = [
-    {
-      name: 'digits 64-128-64-10',
-      model: new CompiledModel(digits.network, digits.config.input_transform, 4096),
-      width: 64,
-    },
-    {
-      name: 'wide 784-1024-1024-10',
-      model: new CompiledModel(wideNetwork(), undefined, 4096),
-      width: 784,
-    },
-  ];
+  const models = await benchModels();
   const rows: EngineRow[] = [];
-  const rng = new Rng(1);
-  for (const { name, model, width } of models) {
+  for (const { name, model, inputWidth } of models) {
     for (const batch of batches) {
-      const input = Float32Array.from({ length: batch * width }, () => rng.uniform(0, 16));
+      const input = benchInput(batch, inputWidth);
       const fused = rate(() => model.forward(input, batch, true), budgetMs) * batch;
       const unfused = rate(() => model.forward(input, batch, false), budgetMs) * batch;
       rows.push({

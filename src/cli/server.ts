@@ -5,25 +5,17 @@
  */
 import cluster, { type Worker } from 'node:cluster';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import closeWithGrace from 'close-with-grace';
 import pino from 'pino';
-import { z } from 'zod';
 import { isNormserveError } from '../errors/index.js';
 import { buildApp } from '../http/app.js';
 import { ServiceMetrics } from '../http/metrics.js';
+import { FixedWindowCounter } from '../http/rate-limit.js';
 import { ModelRegistry, parseServerConfig, type ServerConfig } from '../service/index.js';
-
-const packageVersion = (): string => {
-  try {
-    return z
-      .object({ version: z.string() })
-      .parse(JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')))
-      .version;
-  } catch {
-    return '0.0.0';
-  }
-};
+import { onWorkerMessage, PrimaryChannel, sendToWorker } from './cluster-messages.js';
+import { answerCollectRequests, ClusterMetricsPrimary, clusterScrape } from './cluster-metrics.js';
+import { answerRateLimit, clusterRateLimitCounter } from './cluster-rate-limit.js';
+import { packageVersion } from './package-version.js';
 
 /** A worker's exit code for "could not start": the primary stops instead of replacing it. */
 const EXIT_START_FAILED = 78;
@@ -31,6 +23,9 @@ const EXIT_START_FAILED = 78;
 export async function startServer(config: ServerConfig): Promise<void> {
   const logger = pino({ level: config.LOG_LEVEL, redact: ['req.headers.authorization'] });
   const metrics = new ServiceMetrics();
+  // A cluster worker serves the server's metrics and counts admin requests through the primary.
+  const channel = cluster.isWorker ? new PrimaryChannel() : undefined;
+  if (channel) channel.onCollect = answerCollectRequests(channel, metrics);
   const registry = new ModelRegistry(config.MODEL_REPOSITORY, {
     maxBatchSize: config.MAX_BATCH_SIZE,
     log: logger,
@@ -66,6 +61,12 @@ export async function startServer(config: ServerConfig): Promise<void> {
     adminToken,
     version: packageVersion(),
     logger,
+    ...(channel
+      ? {
+          scrapeMetrics: clusterScrape(channel),
+          rateLimitCounter: clusterRateLimitCounter(channel),
+        }
+      : {}),
   });
   let poll: NodeJS.Timeout | undefined;
   if (config.MODEL_POLL_INTERVAL_MS > 0) {
@@ -87,6 +88,38 @@ export async function startServer(config: ServerConfig): Promise<void> {
   );
 
   await app.listen({ port: config.PORT, host: config.HOST });
+  // Listening: the primary may ask for this worker's metrics from now on.
+  channel?.send({ type: 'normserve:ready' });
+}
+
+/**
+ * The primary's answers to its workers: the whole server's metrics (cluster-metrics.ts) and the
+ * server's one admin rate limit (cluster-rate-limit.ts).
+ */
+function answerWorkers(metrics: ClusterMetricsPrimary, logger: pino.Logger): void {
+  const rateLimits = new FixedWindowCounter();
+  onWorkerMessage((worker, message) => {
+    switch (message.type) {
+      case 'normserve:ready':
+        metrics.add(worker);
+        break;
+      case 'normserve:collected':
+        metrics.collected(worker, message);
+        break;
+      case 'normserve:scrape':
+        metrics.scrape().then(
+          (text) => sendToWorker(worker, { type: 'normserve:scraped', id: message.id, text }),
+          (e: unknown) => {
+            logger.error({ err: e }, 'collecting the cluster metrics failed');
+            sendToWorker(worker, { type: 'normserve:scraped', id: message.id, error: String(e) });
+          },
+        );
+        break;
+      case 'normserve:rate-limit':
+        void answerRateLimit(rateLimits, worker, message);
+        break;
+    }
+  });
 }
 
 /**
@@ -111,6 +144,9 @@ async function runPrimary(config: ServerConfig): Promise<void> {
     logger.warn({ adminToken }, 'ADMIN_TOKEN is not set; generated an admin token for this server');
   }
 
+  const clusterMetrics = new ClusterMetricsPrimary();
+  answerWorkers(clusterMetrics, logger);
+
   let stopping = false;
   let startFailed = false;
   const recentDeaths: number[] = [];
@@ -121,6 +157,8 @@ async function runPrimary(config: ServerConfig): Promise<void> {
   cluster.schedulingPolicy = cluster.SCHED_NONE;
   const fork = (): Worker => cluster.fork();
   cluster.on('exit', (worker, code, signal) => {
+    // Its counters join the retired bucket, so the server's totals never go backwards.
+    clusterMetrics.retire(worker, !stopping);
     if (stopping) return;
     if (code === EXIT_START_FAILED) {
       // The worker printed why (a taken port, say); another one would fail the same way.

@@ -14,6 +14,7 @@ export const errorCatalogue = {
   MODEL_NOT_FOUND: { status: 404, title: 'Model not found' },
   VERSION_NOT_FOUND: { status: 404, title: 'Model version not found' },
   JOB_NOT_FOUND: { status: 404, title: 'Job not found' },
+  JOB_ABANDONED: { status: 500, title: 'The process running the job stopped' },
   MODEL_UNAVAILABLE: { status: 503, title: 'Model has no available version' },
   UNAUTHORIZED: { status: 401, title: 'Unauthorized' },
   RATE_LIMITED: { status: 429, title: 'Too many requests' },
@@ -40,6 +41,7 @@ export const errorCatalogue = {
   TRAINING_CONFIG_INVALID: { status: 400, title: 'Invalid training configuration' },
   SERVER_CONFIG_INVALID: { status: 500, title: 'Invalid server configuration' },
   REPOSITORY_ERROR: { status: 500, title: 'Model repository error' },
+  OUTPUT_WRITE_FAILED: { status: 500, title: 'Cannot write the output file' },
 
   INTERNAL: { status: 500, title: 'Internal server error' },
 } as const satisfies Record<string, { status: number; title: string }>;

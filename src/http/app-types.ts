@@ -8,6 +8,7 @@ import type {
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { ModelRegistry, ServerConfig } from '../service/index.js';
 import type { ServiceMetrics } from './metrics.js';
+import type { RateLimitCounter } from './rate-limit.js';
 
 /** What the HTTP layer is built from; the process (cli/server.ts) or a test provides it. */
 export interface AppDeps {
@@ -18,6 +19,16 @@ export interface AppDeps {
   adminToken: string;
   /** normserve's version (package.json), reported by GET /v2. */
   version: string;
+  /**
+   * The text GET /metrics answers; default: this process's registry. With WORKERS > 1, the sum
+   * over the server's workers, collected by the primary (cli/cluster-metrics.ts).
+   */
+  scrapeMetrics?: () => Promise<string>;
+  /**
+   * The admin rate limit's counter; default: one in this process. With WORKERS > 1, the primary's,
+   * shared by every worker (cli/cluster-rate-limit.ts).
+   */
+  rateLimitCounter?: RateLimitCounter;
 }
 
 declare module 'fastify' {

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import Fastify, { type FastifyBaseLogger, type FastifyRequest, LogController } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -10,16 +9,15 @@ import { errorHandler, sendProblem } from './problem.js';
 import { routeGuards } from './route-access.js';
 import { adminRoutes } from './routes/admin.js';
 import { healthRoutes } from './routes/health.js';
+import { modelExportRoutes } from './routes/model-export.js';
 import { openInferenceRoutes } from './routes/open-inference.js';
 import { tfServingRoutes } from './routes/tf-serving.js';
+import { childLoggerWithTrace, REQUEST_ID_LOG_FIELD, requestIdOf } from './tracing.js';
 import { serializerCompiler, validatorCompiler } from './validation.js';
 
 export interface BuildAppOptions extends AppDeps {
   logger: FastifyBaseLogger;
 }
-
-/** Request ids: the caller's X-Request-Id when it is a sane token, else a new UUID. */
-const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /** The status of CLIENT_ABORTED (nginx's 499), under which aborted requests are counted. */
 const CLIENT_CLOSED = errorCatalogue.CLIENT_ABORTED.status;
@@ -45,7 +43,10 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   const app = Fastify({
     loggerInstance: logger,
     // One log line per request, written by the onResponse hook below, instead of Fastify's two.
-    logController: new LogController({ disableRequestLogging: true }),
+    logController: new LogController({
+      disableRequestLogging: true,
+      requestIdLogLabel: REQUEST_ID_LOG_FIELD,
+    }),
     bodyLimit: deps.config.BODY_LIMIT_BYTES,
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
@@ -55,10 +56,9 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     requestTimeout: httpTimeouts.requestTimeout,
     http: httpTimeouts,
     clientErrorHandler: clientErrorHandler(logger),
-    genReqId: (req) => {
-      const given = req.headers['x-request-id'];
-      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
-    },
+    genReqId: requestIdOf,
+    // The request's log lines carry its request id and, when given, its W3C trace.
+    childLoggerFactory: childLoggerWithTrace,
     routerOptions: { maxParamLength: 256 },
     // Router errors (malformed percent-encoding, over-long parameters) leave as problems too.
     frameworkErrors: (error, request, reply) => {
@@ -107,6 +107,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
 
   const { metrics } = deps;
   metrics.observeRegistry(deps.registry);
+  const scrapeMetrics = deps.scrapeMetrics ?? (() => metrics.registry.metrics());
   app.addHook('onSend', async (request, reply, payload) => {
     void reply.header('X-Request-Id', request.id);
     // During shutdown, close each connection after its response: a kept-alive idle connection
@@ -175,6 +176,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   await healthRoutes(app);
   await tfServingRoutes(app);
   await openInferenceRoutes(app);
+  await modelExportRoutes(app);
   await adminRoutes(app);
 
   app.get(
@@ -187,8 +189,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
         produces: ['text/plain'],
       },
     },
-    async (_request, reply) =>
-      reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
+    async (_request, reply) => reply.type(metrics.registry.contentType).send(await scrapeMetrics()),
   );
   app.get(
     '/openapi.json',

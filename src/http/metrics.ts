@@ -4,9 +4,18 @@ import type { ModelRegistry } from '../service/index.js';
 /**
  * Prometheus metrics of one app instance (its own registry, so tests can build several apps).
  * Route labels are route patterns, never raw URLs, to keep cardinality bounded.
+ *
+ * `registry` is what this process serves: the service metrics and the process's runtime metrics
+ * (memory, CPU, event loop, GC). The service metrics are also in `serviceRegistry`, because a
+ * server with WORKERS > 1 answers GET /metrics with one view of all its processes
+ * (cli/cluster-metrics.ts): service metrics summed across workers — counters and histograms add
+ * up, each gauge says how it combines (prom-client's `aggregator`) — and the process metrics kept
+ * apart per worker with a `worker` label.
  */
 export class ServiceMetrics {
   readonly registry = new Registry();
+  /** The service metrics alone (every metric registered through `registers` below). */
+  readonly serviceRegistry = new Registry();
   readonly requests: Counter<'method' | 'route' | 'status' | 'model' | 'version'>;
   readonly requestDuration: Histogram<'method' | 'route' | 'status'>;
   readonly inferenceDuration: Histogram<'model' | 'version' | 'fused'>;
@@ -20,7 +29,7 @@ export class ServiceMetrics {
   private models: Pick<ModelRegistry, 'list' | 'scans'> | undefined;
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
-    const registers = [this.registry];
+    const registers = [this.registry, this.serviceRegistry];
     this.requests = new Counter({
       name: 'normserve_http_requests_total',
       help: 'HTTP requests by route pattern, method, status, model and version',
@@ -59,9 +68,10 @@ export class ServiceMetrics {
     });
     this.activeVersion = new Gauge({
       name: 'normserve_model_active_version',
-      help: 'The version each model serves by default',
+      help: 'The version each model serves by default (across workers: the highest while they differ, at most MODEL_POLL_INTERVAL_MS after a change)',
       labelNames: ['model'],
       registers,
+      aggregator: 'max',
     });
     this.recalibrations = new Counter({
       name: 'normserve_recalibrations_total',
@@ -80,16 +90,20 @@ export class ServiceMetrics {
       help: "1 while a model's active-version.json cannot be followed (unreadable, or naming a version that is not available); the version served before stays served",
       labelNames: ['model'],
       registers,
+      // Across workers: 1 while any of them cannot follow the record.
+      aggregator: 'max',
       collect() {
         if (!metrics.models) return;
         this.reset();
         for (const m of metrics.models.list()) this.set({ model: m.name }, m.activeProblem ? 1 : 0);
       },
     });
+    // A process metric (each worker polls on its own): in `registry` only, so a server with
+    // WORKERS > 1 shows it per worker.
     this.repositoryScans = new Counter({
       name: 'normserve_repository_scans_total',
-      help: 'Scans of the model repository completed (MODEL_POLL_INTERVAL_MS)',
-      registers,
+      help: 'Scans of the model repository completed by this process (MODEL_POLL_INTERVAL_MS)',
+      registers: [this.registry],
       collect() {
         if (!metrics.models) return;
         this.reset();
@@ -103,5 +117,11 @@ export class ServiceMetrics {
   /** Reads the registry at each scrape (for the series computed from it). */
   observeRegistry(registry: Pick<ModelRegistry, 'list' | 'scans'>): void {
     this.models = registry;
+  }
+
+  /** This process's runtime metrics: `registry` without the service metrics. */
+  async processMetricsJson(): Promise<Awaited<ReturnType<Registry['getMetricsAsJSON']>>> {
+    const service = new Set(this.serviceRegistry.getMetricsAsArray().map((m) => m.name));
+    return (await this.registry.getMetricsAsJSON()).filter((m) => !service.has(m.name));
   }
 }

@@ -18,6 +18,8 @@ export interface Problem {
   code: ErrorCode;
   error: string;
   errors?: ErrorLocation[];
+  /** The request's id (also its X-Request-Id header and its log lines' `request_id`). */
+  request_id?: string;
   [extra: string]: unknown;
 }
 
@@ -96,7 +98,7 @@ export function sendProblem(
   request: FastifyRequest,
   error: NormserveError,
 ): FastifyReply {
-  const problem = toProblem(error, request.url);
+  const problem: Problem = { ...toProblem(error, request.url), request_id: request.id };
   if (error.code === 'UNAUTHORIZED')
     void reply.header('WWW-Authenticate', 'Bearer realm="normserve"');
   return reply.code(problem.status).type(PROBLEM_CONTENT_TYPE).send(problem);

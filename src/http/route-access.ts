@@ -5,9 +5,10 @@ import { requireBearer } from './auth.js';
  * Who may call a route, declared by every route in its options (`config: { access }`):
  *  - `public`: anyone (health, models, metadata, metrics, documents);
  *  - `prediction`: predictions, behind `Authorization: Bearer <API_TOKEN>` when API_TOKEN is set;
+ *  - `download`: the ONNX export, which hands out the weights: the same token as predictions;
  *  - `admin`: behind `Authorization: Bearer <ADMIN_TOKEN>` always.
  */
-export type RouteAccess = 'public' | 'prediction' | 'admin';
+export type RouteAccess = 'public' | 'prediction' | 'download' | 'admin';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -19,6 +20,7 @@ declare module 'fastify' {
 const SECURITY: Record<RouteAccess, Record<string, string[]>[] | undefined> = {
   public: undefined,
   prediction: [{ apiToken: [] }, {}],
+  download: [{ apiToken: [] }, {}],
   admin: [{ adminToken: [] }],
 };
 
@@ -30,7 +32,13 @@ const SECURITY: Record<RouteAccess, Record<string, string[]>[] | undefined> = {
  */
 export function routeGuards(tokens: { admin: string; api: string | undefined }) {
   const adminGuard = requireBearer(tokens.admin, 'admin');
-  const apiGuard = tokens.api === undefined ? undefined : requireBearer(tokens.api, 'prediction');
+  const apiGuards =
+    tokens.api === undefined
+      ? undefined
+      : {
+          prediction: requireBearer(tokens.api, 'prediction'),
+          download: requireBearer(tokens.api, 'model download'),
+        };
   return (route: RouteOptions): void => {
     const schema = route.schema as { hide?: boolean; security?: unknown } | undefined;
     const access = route.config?.access ?? (schema?.hide ? 'public' : undefined);
@@ -45,9 +53,9 @@ export function routeGuards(tokens: { admin: string; api: string | undefined }) 
       // preParsing: after the admin rate limit counted the request (onRequest), before any body
       // is read or validated, so a missing token is a 401, not a 400.
       route.preParsing = [adminGuard, ...(route.preParsing ? [route.preParsing].flat() : [])];
-    } else if (access === 'prediction' && apiGuard) {
+    } else if ((access === 'prediction' || access === 'download') && apiGuards) {
       // onRequest: before the body is read or validated.
-      route.onRequest = [apiGuard, ...(route.onRequest ? [route.onRequest].flat() : [])];
+      route.onRequest = [apiGuards[access], ...(route.onRequest ? [route.onRequest].flat() : [])];
     }
   };
 }

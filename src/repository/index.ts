@@ -12,4 +12,11 @@ export {
   loadModelDirectory,
   ModelRepository,
 } from './model-repository.js';
+export {
+  currentOwner,
+  HEARTBEAT_INTERVAL_MS,
+  isOwnerGone,
+  type ProcessOwner,
+  STALE_AFTER_MS,
+} from './process-alive.js';
 export { MAX_JSON_FILE_BYTES, RepositoryFiles } from './repository-files.js';

@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { temporaryName } from './atomic-write.js';
-import { isProcessAlive } from './process-alive.js';
+import { HEARTBEAT_INTERVAL_MS, isProcessAlive, STALE_AFTER_MS } from './process-alive.js';
 
 /** Who holds a model's lock (the lock file's content). */
 const lockOwnerSchema = z.object({
@@ -32,8 +32,8 @@ export async function acquireModelLock(
   owner: string,
   options: { heartbeatMs?: number; staleMs?: number } = {},
 ): Promise<HeldLock | { heldBy: LockOwner }> {
-  const heartbeatMs = options.heartbeatMs ?? 5_000;
-  const staleMs = options.staleMs ?? 30_000;
+  const heartbeatMs = options.heartbeatMs ?? HEARTBEAT_INTERVAL_MS;
+  const staleMs = options.staleMs ?? STALE_AFTER_MS;
   const path = join(modelDir, LOCK_FILE);
   const content: LockOwner = {
     owner,
@@ -87,6 +87,14 @@ export async function acquireModelLock(
   }
   const holder = await readOwner(path);
   return { heldBy: holder ?? { owner: 'unknown', host: 'unknown', pid: 0, acquired_at: '' } };
+}
+
+/**
+ * Releases the model's lock if `owner` (a job id) still holds it: what a process does for a job it
+ * found abandoned (its owner died), the same way acquisition breaks a stale lock.
+ */
+export async function releaseModelLockOf(modelDir: string, owner: string): Promise<void> {
+  await removeLockOf(modelDir, join(modelDir, LOCK_FILE), owner);
 }
 
 /**

@@ -19,6 +19,7 @@ import {
   temporaryName,
   writeFileAtomically,
 } from './atomic-write.js';
+import { releaseModelLockOf } from './model-lock.js';
 import { isProcessAlive } from './process-alive.js';
 import { RepositoryFiles } from './repository-files.js';
 
@@ -59,6 +60,14 @@ export class ModelRepository {
 
   modelPath(name: string): string {
     return join(this.root, name);
+  }
+
+  /**
+   * Releases the recalibration lock of `model` if job `owner` still holds it: what any process
+   * does for a job it finds abandoned (see service/job-registry.ts).
+   */
+  async releaseLockOf(model: string, owner: string): Promise<void> {
+    if (MODEL_NAME.test(model)) await releaseModelLockOf(this.modelPath(model), owner);
   }
 
   versionPath(name: string, version: number): string {

@@ -1,3 +1,5 @@
+import { hostTag } from './atomic-write.js';
+
 /** Whether a process of this host is alive (signal 0 probes without signalling). */
 export function isProcessAlive(pid: number): boolean {
   try {
@@ -8,3 +10,28 @@ export function isProcessAlive(pid: number): boolean {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
+
+/**
+ * Liveness of work shared through the repository (model locks, job records): the holder shows
+ * it is alive every HEARTBEAT_INTERVAL_MS; work whose heartbeat is older than STALE_AFTER_MS is
+ * taken as abandoned by every other process. The bound allows six missed heartbeats (a busy event
+ * loop, a slow shared file system) before a live holder would be mistaken for a dead one; hosts
+ * sharing a repository are assumed to keep their clocks within a few seconds of each other (NTP).
+ */
+export const HEARTBEAT_INTERVAL_MS = 5_000;
+export const STALE_AFTER_MS = 30_000;
+
+/** The process that owns a piece of shared work: this host's tag and its pid. */
+export interface ProcessOwner {
+  host: string;
+  pid: number;
+}
+
+export const currentOwner = (): ProcessOwner => ({ host: hostTag(), pid: process.pid });
+
+/**
+ * True when the owner is known to be gone: a process of this host (same host tag) whose pid no
+ * longer exists. An owner on another host cannot be probed: only its heartbeat tells.
+ */
+export const isOwnerGone = (owner: ProcessOwner): boolean =>
+  owner.host === hostTag() && owner.pid !== process.pid && !isProcessAlive(owner.pid);

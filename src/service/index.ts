@@ -4,7 +4,14 @@ export {
 } from '../recalibration/index.js';
 export { JOBS_DIR, loadModelDirectory } from '../repository/index.js';
 export { featureNamesOf } from './feature-names.js';
-export { type Job, JobRegistry, type JobState, jobRecordSchema } from './job-registry.js';
+export { jobRecordSchema, type TraceContext, traceContextSchema } from './job-record.js';
+export {
+  JOB_RETENTION_MS,
+  JOB_SWEEP_INTERVAL_MS,
+  type Job,
+  JobRegistry,
+  type JobState,
+} from './job-registry.js';
 export { type Log, silentLog } from './logger.js';
 export {
   type AvailableVersion,
@@ -14,6 +21,7 @@ export {
   type ServedVersion,
   type VersionState,
 } from './model-registry.js';
+export { exportModelOnnx, type OnnxExport, type OnnxExportRequest } from './onnx-export.js';
 export {
   checkRowWidths,
   type PredictInput,
@@ -31,3 +39,9 @@ export {
   RecalibrationSession,
 } from './recalibration-service.js';
 export { parseServerConfig, type ServerConfig, serverConfigSchema } from './server-config.js';
+export {
+  INPUT_TENSOR,
+  LABEL_TENSOR,
+  PROBABILITIES_TENSOR,
+  rawOutputTensor,
+} from './tensor-names.js';

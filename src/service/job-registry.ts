@@ -1,61 +1,121 @@
 import { randomUUID } from 'node:crypto';
 import { readdir, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
-import { z } from 'zod';
-import { RepositoryFiles, writeFileAtomically } from '../repository/index.js';
+import { dirname, join } from 'node:path';
+import {
+  currentOwner,
+  HEARTBEAT_INTERVAL_MS,
+  isOwnerGone,
+  JOBS_DIR,
+  type ModelRepository,
+  type ProcessOwner,
+  RepositoryFiles,
+  STALE_AFTER_MS,
+  writeFileAtomically,
+} from '../repository/index.js';
+import {
+  type Abandonment,
+  abandonment,
+  type Job,
+  type JobState,
+  jobRecordSchema,
+  type TraceContext,
+} from './job-record.js';
+import { type Log, silentLog } from './logger.js';
 
-/**
- * A long-running admin operation (a recalibration), as GET /v1/jobs/{id} reports it and as its
- * record in `<repository>/.jobs/<id>.json` holds it (read back through this schema).
- */
-export const jobRecordSchema = z.object({
-  id: z.string(),
-  kind: z.literal('recalibration'),
-  model: z.string(),
-  state: z.enum(['running', 'succeeded', 'failed']),
-  /** What the job is doing: receiving rows, computing statistics, publishing. */
-  phase: z.string(),
-  progress: z.object({ rows: z.number(), total_rows: z.number().nullable() }),
-  created_at: z.string(),
-  updated_at: z.string(),
-  result: z.unknown().optional(),
-  error: z
-    .object({
-      code: z.string(),
-      message: z.string(),
-      errors: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
-    })
-    .optional(),
-});
-export type Job = z.output<typeof jobRecordSchema>;
-export type JobState = Job['state'];
+export type { Job, JobState };
 
 /** A job record is a few kilobytes (its result's layer report); anything this large is not one. */
 const MAX_JOB_RECORD_BYTES = 1024 * 1024;
 
 const JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const JOB_FILE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.json$/;
+
+/** Finished job records are deleted this long after their last change (7 days). */
+export const JOB_RETENTION_MS = 7 * 24 * 3_600_000;
+/** How often a server deletes expired records and settles abandoned ones it has not been asked about. */
+export const JOB_SWEEP_INTERVAL_MS = 3_600_000;
+
+export interface JobRegistryOptions {
+  /** Where records are shared (`<repository>/.jobs`); without it jobs live in memory only. */
+  dir?: string;
+  /** Releases the model lock of a job found abandoned (only when that job still holds it). */
+  releaseLock?: (job: Job) => Promise<void>;
+  log?: Log;
+  /** Finished jobs kept in memory by this process (the shared records stay on disk). */
+  keepFinished?: number;
+  /** Progress is written at most this often; state changes at once. */
+  writeIntervalMs?: number;
+  heartbeatMs?: number;
+  staleMs?: number;
+  retentionMs?: number;
+  /** The clock (tests move it). */
+  now?: () => number;
+  /** Whether an owner process is known to be gone (tests replace the pid probe). */
+  isGone?: (owner: ProcessOwner) => boolean;
+}
 
 /**
  * Jobs, kept in memory by the process that runs them and, with a `dir` (the repository's
  * `.jobs/`), written there as JSON so that any worker or replica sharing the repository answers
- * GET /v1/jobs/{id}. Progress is written at most every `writeIntervalMs`; state changes at once.
+ * GET /v1/jobs/{id}.
+ *
+ * A running job's record names its owner (host tag and pid) and carries a heartbeat, rewritten
+ * every `heartbeatMs`. Any other process reading a `running` record whose owner is gone, or whose
+ * heartbeat is older than `staleMs`, reports it failed with JOB_ABANDONED, writes that back and
+ * releases the model lock the job held (see `abandonment` for the rule). Finished records are
+ * deleted `retentionMs` after their last change by `sweep`, which also settles abandoned records
+ * nobody asked about.
  */
 export class JobRegistry {
   private readonly jobs = new Map<string, Job>();
   private readonly lastWrite = new Map<string, number>();
   private readonly dir: string | undefined;
+  private readonly releaseLock: ((job: Job) => Promise<void>) | undefined;
+  private readonly log: Log;
   private readonly keepFinished: number;
   private readonly writeIntervalMs: number;
+  private readonly heartbeatMs: number;
+  private readonly staleMs: number;
+  private readonly retentionMs: number;
+  private readonly now: () => number;
+  private readonly isGone: (owner: ProcessOwner) => boolean;
+  private readonly owner = currentOwner();
+  private heartbeat: NodeJS.Timeout | undefined;
+  private sweeper: NodeJS.Timeout | undefined;
   private writes: Promise<void> = Promise.resolve();
 
-  constructor(options: { dir?: string; keepFinished?: number; writeIntervalMs?: number } = {}) {
+  constructor(options: JobRegistryOptions = {}) {
     this.dir = options.dir;
+    this.releaseLock = options.releaseLock;
+    this.log = options.log ?? silentLog;
     this.keepFinished = options.keepFinished ?? 100;
     this.writeIntervalMs = options.writeIntervalMs ?? 250;
+    this.heartbeatMs = options.heartbeatMs ?? HEARTBEAT_INTERVAL_MS;
+    this.staleMs = options.staleMs ?? STALE_AFTER_MS;
+    this.retentionMs = options.retentionMs ?? JOB_RETENTION_MS;
+    this.now = options.now ?? Date.now;
+    this.isGone = options.isGone ?? isOwnerGone;
   }
 
-  create(kind: Job['kind'], model: string, id: string = randomUUID()): Job {
-    const now = new Date().toISOString();
+  /** The registry of a model repository: records in `<root>/.jobs`, locks released through it. */
+  static forRepository(
+    repository: ModelRepository,
+    options: Omit<JobRegistryOptions, 'dir' | 'releaseLock'> = {},
+  ): JobRegistry {
+    return new JobRegistry({
+      ...options,
+      dir: join(repository.root, JOBS_DIR),
+      releaseLock: (job) => repository.releaseLockOf(job.model, job.id),
+    });
+  }
+
+  create(
+    kind: Job['kind'],
+    model: string,
+    id: string = randomUUID(),
+    trace: TraceContext = {},
+  ): Job {
+    const now = new Date(this.now()).toISOString();
     const job: Job = {
       id,
       kind,
@@ -65,26 +125,25 @@ export class JobRegistry {
       progress: { rows: 0, total_rows: null },
       created_at: now,
       updated_at: now,
+      owner: { ...this.owner },
+      heartbeat_at: now,
+      ...definedOnly(trace),
     };
     this.jobs.set(job.id, job);
     this.persist(job, true);
+    this.startHeartbeat();
     return job;
   }
 
-  /** A job of this process, or one another process wrote to the shared directory. */
+  /**
+   * A job of this process, or one another process wrote to the shared directory; a `running`
+   * record of a process that is gone is settled as failed (JOB_ABANDONED) first.
+   */
   async get(id: string): Promise<Job | undefined> {
     const local = this.jobs.get(id);
     if (local || !this.dir || !JOB_ID.test(id)) return local;
-    // A record that is missing, too large, not JSON or not a job is no job (404).
-    try {
-      const text = await new RepositoryFiles(this.dir).readText(
-        join(this.dir, `${id}.json`),
-        MAX_JOB_RECORD_BYTES,
-      );
-      return text === undefined ? undefined : jobRecordSchema.parse(JSON.parse(text));
-    } catch {
-      return undefined;
-    }
+    const record = await this.read(join(this.dir, `${id}.json`));
+    return record ? this.settleIfAbandoned(record) : undefined;
   }
 
   update(
@@ -93,7 +152,11 @@ export class JobRegistry {
   ): void {
     const important =
       change.state !== undefined || (change.phase !== undefined && change.phase !== job.phase);
-    Object.assign(job, change, { updated_at: new Date().toISOString() });
+    const now = new Date(this.now()).toISOString();
+    Object.assign(job, change, { updated_at: now });
+    if (job.state === 'running') {
+      job.heartbeat_at = now;
+    }
     this.persist(job, important);
     if (job.state !== 'running') this.prune();
   }
@@ -103,16 +166,144 @@ export class JobRegistry {
     return this.writes;
   }
 
+  /** Sweeps now and then every JOB_SWEEP_INTERVAL_MS until `close` (a server's housekeeping). */
+  async startSweeping(intervalMs = JOB_SWEEP_INTERVAL_MS): Promise<void> {
+    await this.sweep();
+    this.sweeper ??= setInterval(() => {
+      this.sweep().catch((e: unknown) => this.log.error({ err: e }, 'job sweep failed'));
+    }, intervalMs);
+    this.sweeper.unref();
+  }
+
+  /** Stops the timers (heartbeats, sweeps); call after the running jobs have settled. */
+  close(): void {
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    if (this.sweeper) clearInterval(this.sweeper);
+    this.heartbeat = undefined;
+    this.sweeper = undefined;
+  }
+
+  /**
+   * Housekeeping of the shared directory: settles abandoned `running` records, deletes finished
+   * ones (succeeded, failed, abandoned) whose last change is older than `retentionMs`, and files
+   * that are not job records once their mtime is that old.
+   */
+  async sweep(): Promise<void> {
+    const dir = this.dir;
+    if (!dir) return;
+    let names: string[];
+    try {
+      names = await readdir(dir);
+    } catch {
+      return;
+    }
+    const now = this.now();
+    for (const name of names) {
+      const path = join(dir, name);
+      const record = JOB_FILE.test(name) ? await this.read(path) : undefined;
+      try {
+        if (record === undefined) {
+          // Not a record (or unreadable): temporaries of interrupted writes are left to the
+          // repository's start-up cleanup; anything else goes once it is as old as a record.
+          if (!name.startsWith('.') && now - (await stat(path)).mtimeMs > this.retentionMs)
+            await rm(path, { force: true });
+          continue;
+        }
+        if (this.jobs.has(record.id)) continue;
+        const job = await this.settleIfAbandoned(record);
+        if (job.state !== 'running' && now - Date.parse(job.updated_at) > this.retentionMs)
+          await rm(path, { force: true });
+      } catch {
+        // removed by another process meanwhile
+      }
+    }
+  }
+
+  private async read(path: string): Promise<Job | undefined> {
+    let text: string | undefined;
+    try {
+      // Size-checked before it is read: a record is a few kilobytes, anything huge is no job.
+      text = await new RepositoryFiles(dirname(path)).readText(path, MAX_JOB_RECORD_BYTES);
+    } catch {
+      return undefined;
+    }
+    if (text === undefined) return undefined;
+    try {
+      const parsed = jobRecordSchema.safeParse(JSON.parse(text));
+      return parsed.success ? parsed.data : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Settles a record of another process as JOB_ABANDONED when `abandonment` says so. */
+  private async settleIfAbandoned(job: Job): Promise<Job> {
+    const why = abandonment(job, this.now(), this.isGone, this.staleMs);
+    if (!why) return job;
+    const failed: Job = {
+      ...job,
+      state: 'failed',
+      phase: 'failed',
+      updated_at: new Date(this.now()).toISOString(),
+      error: { code: 'JOB_ABANDONED', message: abandonedMessage(job, why, this.staleMs) },
+    };
+    // Several readers may settle the same record at once: they write the same outcome, and the
+    // lock is released only if this job still holds it.
+    if (this.dir) await this.write(this.dir, failed);
+    try {
+      await this.releaseLock?.(failed);
+    } catch (e) {
+      this.log.error({ err: e, job: job.id, model: job.model }, 'releasing the model lock failed');
+    }
+    this.log.warn(
+      {
+        job: job.id,
+        model: job.model,
+        owner: job.owner,
+        heartbeat_at: job.heartbeat_at,
+        ...traceOf(job),
+        error: failed.error,
+      },
+      'recalibration job abandoned by its process',
+    );
+    return failed;
+  }
+
+  private startHeartbeat(): void {
+    if (this.heartbeat || !this.dir) return;
+    this.heartbeat = setInterval(() => {
+      let running = 0;
+      for (const job of this.jobs.values()) {
+        if (job.state !== 'running') continue;
+        running++;
+        job.heartbeat_at = new Date(this.now()).toISOString();
+        this.persist(job, true);
+      }
+      if (running === 0) {
+        clearInterval(this.heartbeat);
+        this.heartbeat = undefined;
+      }
+    }, this.heartbeatMs);
+    this.heartbeat.unref();
+  }
+
   private persist(job: Job, force: boolean): void {
     const dir = this.dir;
     if (!dir) return;
-    const now = Date.now();
+    const now = this.now();
     if (!force && now - (this.lastWrite.get(job.id) ?? 0) < this.writeIntervalMs) return;
     this.lastWrite.set(job.id, now);
-    const bytes = new TextEncoder().encode(JSON.stringify(job));
-    this.writes = this.writes
-      .then(() => writeFileAtomically(dir, `${job.id}.json`, bytes, true))
-      .catch(() => undefined);
+    const snapshot = { ...job };
+    this.writes = this.writes.then(() => this.write(dir, snapshot)).catch(() => undefined);
+  }
+
+  private write(dir: string, job: Job): Promise<void> {
+    return writeFileAtomically(
+      dir,
+      `${job.id}.json`,
+      new TextEncoder().encode(JSON.stringify(job)),
+      true,
+    );
   }
 
   private prune(): void {
@@ -122,23 +313,29 @@ export class JobRegistry {
       this.lastWrite.delete(job.id);
     }
   }
+}
 
-  /** Deletes job files older than `maxAgeMs` (start-up housekeeping). */
-  async removeOlderThan(maxAgeMs: number): Promise<void> {
-    if (!this.dir) return;
-    let names: string[];
-    try {
-      names = await readdir(this.dir);
-    } catch {
-      return;
-    }
-    for (const name of names.filter((n) => n.endsWith('.json'))) {
-      const path = join(this.dir, name);
-      try {
-        if (Date.now() - (await stat(path)).mtimeMs > maxAgeMs) await rm(path, { force: true });
-      } catch {
-        // removed by another process meanwhile
-      }
-    }
-  }
+/** The request id and trace of a job, for its log lines. */
+export const traceOf = (job: Job): TraceContext =>
+  definedOnly({ request_id: job.request_id, trace_id: job.trace_id, parent_id: job.parent_id });
+
+function definedOnly(trace: TraceContext): TraceContext {
+  const out: TraceContext = {};
+  if (trace.request_id !== undefined) out.request_id = trace.request_id;
+  if (trace.trace_id !== undefined) out.trace_id = trace.trace_id;
+  if (trace.parent_id !== undefined) out.parent_id = trace.parent_id;
+  return out;
+}
+
+function abandonedMessage(job: Job, why: Abandonment, staleMs: number): string {
+  const owner = job.owner ? `host ${job.owner.host}, pid ${job.owner.pid}` : 'unknown process';
+  const cause =
+    why.reason === 'owner-gone'
+      ? `the process running it (${owner}) no longer exists`
+      : `the process running it (${owner}) has not shown a heartbeat for ${Math.round(why.ageMs / 1000)} s (bound ${staleMs / 1000} s)`;
+  const outcome =
+    job.phase === 'publishing'
+      ? 'it stopped while publishing, so a new version may exist without this job knowing'
+      : 'nothing was published';
+  return `job ${job.id} was abandoned in phase "${job.phase}": ${cause}; ${outcome}; the model lock is released, so a new recalibration may start`;
 }

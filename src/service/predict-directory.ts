@@ -1,6 +1,7 @@
 import { loadModelDirectory } from '../repository/index.js';
 import { featureNamesOf } from './feature-names.js';
 import { ModelRegistry } from './model-registry.js';
+import { exportModelOnnx, type OnnxExport, type OnnxExportRequest } from './onnx-export.js';
 import { type PredictOutput, predict } from './predict.js';
 
 export interface OpenedModel {
@@ -12,11 +13,13 @@ export interface OpenedModel {
     rows: readonly (readonly number[])[],
     options?: { fused?: boolean; field?: string },
   ): PredictOutput;
+  /** The version's fused plan as an ONNX model (see exportModelOnnx). */
+  exportOnnx(options?: Omit<OnnxExportRequest, 'model' | 'version'>): OnnxExport;
 }
 
 /**
  * Opens a model directory (`<repo>/<name>` or `<repo>/<name>/<version>`) for offline prediction
- * through the same registry, compilation and predict code as the server.
+ * and export through the same registry, compilation, predict and export code as the server.
  */
 export async function openModelDirectory(
   dir: string,
@@ -37,5 +40,6 @@ export async function openModelDirectory(
         fused: options.fused ?? true,
         field: options.field ?? 'rows',
       }),
+    exportOnnx: (options = {}) => exportModelOnnx(registry, { ...options, model: name, version }),
   };
 }

@@ -11,7 +11,8 @@ import {
   type Recalibrator,
 } from '../recalibration/index.js';
 import { acquireModelLock, type HeldLock } from '../repository/index.js';
-import type { Job, JobRegistry } from './job-registry.js';
+import type { TraceContext } from './job-record.js';
+import { type Job, type JobRegistry, traceOf } from './job-registry.js';
 import { type Log, silentLog } from './logger.js';
 import type { AvailableVersion, ModelRegistry } from './model-registry.js';
 
@@ -23,6 +24,8 @@ export interface RecalibrationRequest {
   /** Serve the new version at once (default true). */
   activate: boolean;
   note?: string | undefined;
+  /** The request that asked for it (request id, W3C trace), recorded in the job and its logs. */
+  trace?: TraceContext | undefined;
 }
 
 /** The response of a recalibration (also a job's result). */
@@ -203,16 +206,10 @@ export class RecalibrationSession {
     }
     this.service.options.onOutcome?.(this.parent.name, this.request.mode, state);
     const log = this.service.log;
+    const context = { model: this.parent.name, job: this.job.id, ...traceOf(this.job) };
     if (state === 'succeeded')
-      log.info(
-        { model: this.parent.name, job: this.job.id, result: change.result },
-        'recalibration published',
-      );
-    else
-      log.warn(
-        { model: this.parent.name, job: this.job.id, error: change.error },
-        'recalibration failed',
-      );
+      log.info({ ...context, result: change.result }, 'recalibration published');
+    else log.warn({ ...context, error: change.error }, 'recalibration failed');
   }
 }
 
@@ -275,7 +272,7 @@ export class RecalibrationService {
       await lock.release();
       throw e;
     }
-    const job = this.jobs.create('recalibration', request.model, jobId);
+    const job = this.jobs.create('recalibration', request.model, jobId, request.trace);
     try {
       const session = new RecalibrationSession(this, current, request, job, lock);
       this.running.set(request.model, session);

@@ -33,7 +33,13 @@ export const serverConfigSchema = z.object({
   ADMIN_TOKEN: z.preprocess(emptyToUndefined, token.optional()),
   /** Bearer token for prediction routes; unset = predictions are open. */
   API_TOKEN: z.preprocess(emptyToUndefined, token.optional()),
+  /** Admin requests with the valid token, per client address and minute, for the whole server. */
   ADMIN_RATE_LIMIT_PER_MINUTE: int(1).default(60),
+  /**
+   * Admin requests without the valid token, per client address and minute, counted apart: a
+   * neighbour behind the same address who fails cannot use up the admin's budget.
+   */
+  ADMIN_AUTH_FAILURES_PER_MINUTE: int(1).default(30),
   MAX_RECALIBRATION_SAMPLES: int(2).default(1_000_000),
   /** Recalibrations with more rows than this run as a job (202 + Location). */
   RECALIBRATION_ASYNC_ROWS: int(2).default(50_000),

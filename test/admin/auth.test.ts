@@ -1,12 +1,14 @@
 /**
- * Admin authentication and rate limiting, and API_TOKEN on the prediction routes: every admin
- * route answers 401 (problem+json, WWW-Authenticate: Bearer) without the right bearer token and
- * does nothing; tokens never reach the logs; ADMIN_RATE_LIMIT_PER_MINUTE caps admin requests.
+ * Admin authentication and rate limiting, and API_TOKEN on the prediction routes and the ONNX
+ * download: every admin route answers 401 (problem+json, WWW-Authenticate: Bearer) without the
+ * right bearer token and does nothing; tokens never reach the logs; ADMIN_RATE_LIMIT_PER_MINUTE
+ * caps admin requests.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { InjectOptions, LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FixedWindowCounter } from '../../src/http/rate-limit.js';
 import {
   ADMIN,
   ADMIN_TOKEN,
@@ -91,7 +93,9 @@ describe('admin routes need Authorization: Bearer <ADMIN_TOKEN>', () => {
   let t: LoggedApp;
   beforeAll(async () => {
     // Many admin requests here; the rate limit has its own tests below.
-    t = await makeLoggedApp({ env: { ADMIN_RATE_LIMIT_PER_MINUTE: '100000' } });
+    t = await makeLoggedApp({
+      env: { ADMIN_RATE_LIMIT_PER_MINUTE: '100000', ADMIN_AUTH_FAILURES_PER_MINUTE: '100000' },
+    });
   });
   afterAll(async () => {
     await t.close();
@@ -191,23 +195,32 @@ describe('admin routes need Authorization: Bearer <ADMIN_TOKEN>', () => {
 });
 
 describe('admin rate limit (ADMIN_RATE_LIMIT_PER_MINUTE=3)', () => {
-  const env = { ADMIN_RATE_LIMIT_PER_MINUTE: '3' };
+  const env = { ADMIN_RATE_LIMIT_PER_MINUTE: '3', ADMIN_AUTH_FAILURES_PER_MINUTE: '2' };
 
-  it('the 4th request to an admin route within a minute → 429 problem with Retry-After', async () => {
-    const t = await makeLoggedApp({ env });
+  it('the 4th request to an admin route within a minute → 429 problem whose text and Retry-After give the real time left', async () => {
+    let now = 1_000_000;
+    const t = await makeLoggedApp({
+      env,
+      rateLimitCounter: new FixedWindowCounter({ now: () => now }),
+    });
     try {
       for (let i = 0; i < 3; i++) {
         const res = await t.app.inject({ method: 'GET', url: `/v1/jobs/${JOB}`, headers: ADMIN });
         expect(res.statusCode).toBe(404);
         expect(res.headers['x-ratelimit-remaining']).toBe(String(2 - i));
+        now += 10_000; // the window started with the first request
       }
+      // 30 s into the window: 30 s are left, not the window's 60 s.
       const limited = await t.app.inject({ method: 'GET', url: `/v1/jobs/${JOB}`, headers: ADMIN });
       const body = expectProblem(limited, 429, 'RATE_LIMITED', `/v1/jobs/${JOB}`);
-      expect(body.detail).toMatch(/at most 3 admin requests per minute/);
-      expect(Number(limited.headers['retry-after'])).toBeGreaterThan(0);
-      // Unauthorized callers are limited too (the limit runs first), and predictions are not.
-      const anonymous = await t.app.inject({ method: 'GET', url: `/v1/jobs/${JOB}` });
-      expect(anonymous.statusCode).toBe(429);
+      expect(body.detail).toBe(
+        'at most 3 admin requests per minute from one client address; retry in 30 s',
+      );
+      expect(limited.headers['retry-after']).toBe('30');
+      now += 29_500;
+      const later = await t.app.inject({ method: 'GET', url: `/v1/jobs/${JOB}`, headers: ADMIN });
+      expect(later.json<{ detail: string }>().detail).toMatch(/; retry in 1 s$/);
+      // Predictions are not limited.
       for (let i = 0; i < 5; i++) {
         const p = await t.app.inject({
           method: 'POST',
@@ -216,7 +229,50 @@ describe('admin rate limit (ADMIN_RATE_LIMIT_PER_MINUTE=3)', () => {
         });
         expect(p.statusCode).toBe(200);
       }
+      // The window ends: admin requests pass again.
+      now += 500;
+      const fresh = await t.app.inject({ method: 'GET', url: `/v1/jobs/${JOB}`, headers: ADMIN });
+      expect(fresh.statusCode).toBe(404);
       expect(t.logs.join('\n')).not.toContain(ADMIN_TOKEN);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('counts failed authentications apart: a neighbour with a wrong token is limited and the admin is not', async () => {
+    const t = await makeLoggedApp({ env });
+    try {
+      // Same client address (a neighbour behind the same proxy): failures use their own budget.
+      const statuses: number[] = [];
+      for (const headers of [
+        {},
+        { authorization: `Bearer ${WRONG_TOKEN}` },
+        { authorization: BASIC },
+      ])
+        statuses.push(
+          (await t.app.inject({ method: 'GET', url: `/v1/jobs/${JOB}`, headers })).statusCode,
+        );
+      expect(statuses).toEqual([401, 401, 429]);
+      const refused = await t.app.inject({
+        method: 'GET',
+        url: `/v1/jobs/${JOB}`,
+        headers: { authorization: `Bearer ${WRONG_TOKEN}` },
+      });
+      const body = expectProblem(refused, 429, 'RATE_LIMITED');
+      expect(body.detail).toMatch(
+        /^at most 2 failed admin authentications per minute from one client address; retry in (60|59) s \(requests with the valid token are counted apart\)$/,
+      );
+      // The admin, from the same address, still has all 3 of its requests.
+      for (let i = 0; i < 3; i++) {
+        const res = await t.app.inject({ method: 'GET', url: `/v1/jobs/${JOB}`, headers: ADMIN });
+        expect(res.statusCode, res.body).toBe(404);
+        expect(res.headers['x-ratelimit-remaining']).toBe(String(2 - i));
+      }
+      // And its own limit is its own: the 4th is refused, with the admin message.
+      const fourth = await t.app.inject({ method: 'GET', url: `/v1/jobs/${JOB}`, headers: ADMIN });
+      expect(expectProblem(fourth, 429, 'RATE_LIMITED').detail).toMatch(
+        /admin requests per minute/,
+      );
     } finally {
       await t.close();
     }
@@ -247,7 +303,7 @@ describe('admin rate limit (ADMIN_RATE_LIMIT_PER_MINUTE=3)', () => {
   });
 });
 
-describe('API_TOKEN guards predict and infer; metadata stays open', () => {
+describe('API_TOKEN guards predict, infer and the ONNX download; metadata stays open', () => {
   const API_TOKEN = 'api-token-for-predictions-0123';
   let t: LoggedApp;
   beforeAll(async () => {
@@ -269,6 +325,8 @@ describe('API_TOKEN guards predict and infer; metadata stays open', () => {
     },
     { method: 'POST', url: '/v2/models/digits/infer', payload: inferBody },
     { method: 'POST', url: '/v2/models/digits/versions/1/infer', payload: inferBody },
+    // The ONNX download hands out the weights: guarded like the predictions.
+    { method: 'GET', url: '/v1/models/digits/versions/1/model.onnx' },
   ];
 
   for (const request of guarded) {
@@ -323,5 +381,22 @@ describe('API_TOKEN guards predict and infer; metadata stays open', () => {
     expect(text).not.toContain(API_TOKEN);
     expect(text).not.toContain(ADMIN_TOKEN);
     expect(text).not.toContain(WRONG_TOKEN);
+  });
+});
+
+describe('FixedWindowCounter (the admin rate limit’s windows)', () => {
+  it('counts per key in fixed windows, with the real time left, and keeps at most maxKeys keys', () => {
+    let now = 0;
+    const counter = new FixedWindowCounter({ maxKeys: 2, now: () => now });
+    expect(counter.hit('a', 60_000)).toEqual({ count: 1, resetInMs: 60_000 });
+    now = 15_000;
+    expect(counter.hit('a', 60_000)).toEqual({ count: 2, resetInMs: 45_000 });
+    expect(counter.hit('b', 60_000)).toEqual({ count: 1, resetInMs: 60_000 });
+    now = 60_000; // a's window is over: a new one starts
+    expect(counter.hit('a', 60_000)).toEqual({ count: 1, resetInMs: 60_000 });
+    // A third key: the window that started first (b's) is forgotten.
+    expect(counter.hit('c', 60_000)).toEqual({ count: 1, resetInMs: 60_000 });
+    expect(counter.hit('a', 60_000).count).toBe(2);
+    expect(counter.hit('b', 60_000).count).toBe(1);
   });
 });

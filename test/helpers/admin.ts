@@ -13,6 +13,7 @@ import { readSafetensors } from '../../src/checkpoint/index.js';
 import { buildApp } from '../../src/http/app.js';
 import type { AppInstance } from '../../src/http/app-types.js';
 import { ServiceMetrics } from '../../src/http/metrics.js';
+import type { RateLimitCounter } from '../../src/http/rate-limit.js';
 import {
   ModelRegistry,
   type ModelSnapshot,
@@ -57,6 +58,8 @@ export async function makeLoggedApp(
     repository?: string;
     env?: Record<string, string>;
     level?: pino.Level;
+    /** The admin rate limit's counter (default: the app's own). */
+    rateLimitCounter?: RateLimitCounter;
   } = {},
 ): Promise<LoggedApp> {
   const repository = options.repository ?? makeRepository(options.models);
@@ -91,6 +94,7 @@ export async function makeLoggedApp(
     adminToken: config.ADMIN_TOKEN ?? ADMIN_TOKEN,
     version: '0.0.0-test',
     logger,
+    ...(options.rateLimitCounter ? { rateLimitCounter: options.rateLimitCounter } : {}),
   });
   await app.ready();
   return {

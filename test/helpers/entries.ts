@@ -17,6 +17,7 @@ export const ENTRIES = [
   'src/cli/train.ts',
   'src/cli/predict.ts',
   'src/cli/recalibrate.ts',
+  'src/cli/export-onnx.ts',
   'tools/night-shift.ts',
   'test/faults/publish-loop.ts',
 ] as const;

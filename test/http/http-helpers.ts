@@ -43,6 +43,9 @@ export function expectProblem(
   expect(body.error.length).toBeGreaterThan(0);
   expect(body.detail).toBe(body.error);
   if (instance !== undefined) expect(body.instance).toBe(instance);
+  // The request id of the problem is the response's (and the log line's).
+  expect(body.request_id, 'request_id').toBe(res.headers['x-request-id']);
+  expect(typeof body.request_id).toBe('string');
   return body;
 }
 

@@ -150,12 +150,14 @@ describe('every operation', () => {
     expect(missing, 'request bodies without an example').toEqual([]);
   });
 
-  it('has an example for every 2xx response schema', () => {
+  it('has an example for every 2xx JSON response schema', () => {
     const missing: string[] = [];
     for (const { path, method, op } of operations()) {
       for (const [status, response] of Object.entries(op.responses ?? {})) {
         if (!status.startsWith('2')) continue;
         for (const [type, media] of Object.entries(response.content ?? {})) {
+          // A binary body (the ONNX download) has no textual example to show.
+          if (type === 'application/octet-stream') continue;
           if (media.schema !== undefined && !hasExample(media)) {
             missing.push(`${method.toUpperCase()} ${path} ${status} (${type})`);
           }

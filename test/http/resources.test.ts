@@ -1,7 +1,8 @@
 /**
  * Bounded resources (issue 8): for every route, hostile requests get answers no larger than a
  * stated bound — OVERHEAD_BYTES plus the request's rows × the model's output values ×
- * BYTES_PER_VALUE — and the server's own documents (/openapi.json, /docs, /metrics) do not grow
+ * BYTES_PER_VALUE — and the server's own documents (/openapi.json, /docs, /metrics, the ONNX
+ * export of a version, whose size is its weights') do not grow
  * with the request. And the process's RSS while 50 hostile requests of about 1 MB each are served
  * (5 at a time) stays under twice its idle RSS. Before the fixes, one infer request repeating
  * "logits" 200 times answered 161 MB and took RSS from 205 to 711 MB; 800 kB of bad values in a
@@ -206,8 +207,8 @@ const send = (h: Hostile): Promise<LightMyRequestResponse> =>
     headers: h.headers ?? {},
   });
 
-/** Documents of the server: their size is the server's, whatever the request. */
-const DOCUMENTS = ['/openapi.json', '/metrics'];
+/** Documents of the server: their size is the server's (or the model file's), whatever the request. */
+const DOCUMENTS = ['/openapi.json', '/metrics', '/v1/models/{name}/versions/{version}/model.onnx'];
 
 describe('response size', () => {
   it(`every route answers at most ${OVERHEAD_BYTES} B + rows × ${OUTPUT_VALUES} outputs × ${BYTES_PER_VALUE} B`, async () => {
@@ -236,7 +237,7 @@ describe('response size', () => {
     expect(res.rawPayload.length).toBeLessThanOrEqual(bound(ROWS));
   });
 
-  it('/openapi.json, /docs and /metrics do not grow with the request', async () => {
+  it('/openapi.json, /docs, /metrics and the ONNX export do not grow with the request', async () => {
     for (const url of ['/openapi.json', '/docs/json', '/docs/static/index.html']) {
       const plain = (await t.app.inject({ url })).rawPayload.length;
       const hostile = await t.app.inject({
@@ -246,6 +247,14 @@ describe('response size', () => {
         headers: json,
       });
       expect(hostile.rawPayload.length, url).toBeLessThanOrEqual(plain);
+    }
+    // The ONNX export is the model's file: its size is the weights', with or without the Softmax.
+    const onnx = '/v1/models/digits/versions/1/model.onnx';
+    const largest = (await t.app.inject({ url: `${onnx}?probabilities=true` })).rawPayload.length;
+    for (const query of ['', junkQuery, '?probabilities=true&probabilities=false']) {
+      const res = await t.app.inject({ url: `${onnx}${query}` });
+      expect(res.statusCode, query).toBeLessThan(500);
+      expect(res.rawPayload.length, query).toBeLessThanOrEqual(largest);
     }
     const before = (await t.app.inject({ url: '/metrics' })).rawPayload.length;
     const hostile = await t.app.inject({ url: `/metrics${junkQuery}` });

@@ -3,7 +3,7 @@
  * each one's access (a new route fails here until it is classified), the document's security
  * requirement says the same, and the app enforces it with API_TOKEN set — a prediction route
  * needs the API token (and only it), an admin route the admin token (and only it), a public route
- * none. Access is declared by each route (config.access), never derived from its URL: a route
+ * none (the ONNX download, which hands out the weights, takes the API token too). Access is declared by each route (config.access), never derived from its URL: a route
  * that declares none stops the app from starting.
  */
 import Fastify from 'fastify';
@@ -27,6 +27,7 @@ const EXPECTED: Record<string, RouteAccess> = {
   'GET /v1/models/{name}/versions/{version}': 'public',
   'GET /v1/models/{name}/metadata': 'public',
   'GET /v1/models/{name}/versions/{version}/metadata': 'public',
+  'GET /v1/models/{name}/versions/{version}/model.onnx': 'download',
   'POST /v1/models/{name}:predict': 'prediction',
   'POST /v1/models/{name}/versions/{version}:predict': 'prediction',
   'GET /v2': 'public',
@@ -90,14 +91,17 @@ describe('the token each route demands', () => {
   it("each operation's security requirement says what the table says", () => {
     for (const { key, op } of operations) {
       const schemes = (op.security ?? []).flatMap((s) => Object.keys(s));
-      const documented: RouteAccess = schemes.includes('adminToken')
+      const documented = schemes.includes('adminToken')
         ? 'admin'
         : schemes.includes('apiToken')
-          ? 'prediction'
+          ? 'api token'
           : 'public';
-      expect(documented, key).toBe(EXPECTED[key]);
+      const expected = EXPECTED[key];
+      expect(documented, key).toBe(
+        expected === 'prediction' || expected === 'download' ? 'api token' : expected,
+      );
       // The API token is optional (API_TOKEN may be unset): an empty requirement says so.
-      if (documented === 'prediction') expect(op.security, key).toContainEqual({});
+      if (documented === 'api token') expect(op.security, key).toContainEqual({});
     }
   });
 
@@ -123,7 +127,7 @@ describe('the token each route demands', () => {
           [none, api, admin].some((s) => s === 401),
           context,
         ).toBe(false);
-      } else if (access === 'prediction') {
+      } else if (access === 'prediction' || access === 'download') {
         expect([none, api, admin], context).toEqual([401, 200, 401]);
       } else {
         expect(none, context).toBe(401);

@@ -43,6 +43,7 @@ describe('the problem document', () => {
       code: 'INVALID_INPUT',
       error: 'instances[3][17]: expected a finite number',
       errors: [{ path: 'instances[3][17]', message: 'expected a finite number' }],
+      request_id: res.headers['x-request-id'],
     });
   });
 

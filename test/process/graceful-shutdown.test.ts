@@ -3,34 +3,28 @@
  * flight, with one process and with a cluster primary, and the start-up refusal of an invalid
  * configuration.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN } from '../helpers/app.js';
 import { digitsTestRows } from '../helpers/digits.js';
-import { nodeArgs } from '../helpers/entries.js';
+import {
+  exitWithin,
+  freshGet,
+  killServers,
+  listeningPort,
+  type Reply,
+  slowUpload,
+  startServer,
+} from '../helpers/server-process.js';
 
-const SERVER = 'src/cli/server.ts' as const;
 /** Bound on the time from SIGTERM to exit (SHUTDOWN_TIMEOUT_MS is 10 s by default). */
 const EXIT_WITHIN_MS = 10_000;
 
 const temps: string[] = [];
-const children: ChildProcess[] = [];
-afterEach(() => {
-  // A failed test must not leave its server running: each server is the leader of its own
-  // process group, so cluster workers go too (they outlive a primary killed with SIGKILL).
-  for (const child of children.splice(0)) {
-    try {
-      process.kill(-child.pid!, 'SIGKILL');
-    } catch {
-      // the group is gone already
-    }
-  }
-});
+// A failed test must not leave its server running (nor its cluster workers).
+afterEach(killServers);
 afterAll(() => {
   for (const dir of temps.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
@@ -51,193 +45,6 @@ function addBrokenModel(root: string, name: string): void {
   writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
   const weights = readFileSync(join(dir, 'model.safetensors'));
   writeFileSync(join(dir, 'model.safetensors'), weights.subarray(0, weights.length >> 1));
-}
-
-interface LogLine {
-  msg?: string;
-  level?: number;
-  [key: string]: unknown;
-}
-
-interface Server {
-  child: ChildProcess;
-  logs: LogLine[];
-  stderr: () => string;
-  /** Resolves with the `count`-th log line matching (default the first), waiting if needed. */
-  waitForLog(
-    match: (line: LogLine) => boolean,
-    what: string,
-    options?: { count?: number; timeoutMs?: number },
-  ): Promise<LogLine>;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-function startServer(env: Record<string, string>): Server {
-  const child = spawn(process.execPath, nodeArgs(SERVER), {
-    cwd: process.cwd(),
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-    detached: true,
-  });
-  children.push(child);
-  const logs: LogLine[] = [];
-  const waiters: { done: () => boolean }[] = [];
-  createInterface({ input: child.stdout! }).on('line', (text) => {
-    let line: LogLine;
-    try {
-      line = JSON.parse(text) as LogLine;
-    } catch {
-      line = { msg: text };
-    }
-    logs.push(line);
-    for (const w of waiters.splice(0)) if (!w.done()) waiters.push(w);
-  });
-  let stderr = '';
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
-    stderr += chunk;
-  });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.once('exit', (code, signal) => resolve({ code, signal })),
-  );
-  return {
-    child,
-    logs,
-    stderr: () => stderr,
-    exited,
-    waitForLog(match, what, { count = 1, timeoutMs = 30_000 } = {}) {
-      const nth = () => logs.filter(match)[count - 1];
-      const found = nth();
-      if (found) return Promise.resolve(found);
-      return new Promise<LogLine>((resolve, reject) => {
-        const timer = setTimeout(
-          () =>
-            reject(
-              new Error(
-                `no log line "${what}" within ${timeoutMs} ms; stdout: ${JSON.stringify(logs).slice(0, 2000)}; stderr: ${stderr.slice(0, 2000)}`,
-              ),
-            ),
-          timeoutMs,
-        );
-        waiters.push({
-          done: () => {
-            const line = nth();
-            if (line === undefined) return false;
-            clearTimeout(timer);
-            resolve(line);
-            return true;
-          },
-        });
-        void exited.then(({ code, signal }) => {
-          clearTimeout(timer);
-          reject(
-            new Error(
-              `the server exited (code ${code}, signal ${signal}) before "${what}"; stderr: ${stderr.slice(0, 2000)}`,
-            ),
-          );
-        });
-      });
-    },
-  };
-}
-
-const LISTENING = /^Server listening at http:\/\/127\.0\.0\.1:(\d+)$/;
-
-/**
- * The port from pino's "Server listening at http://127.0.0.1:NNNNN" line, once `processes`
- * server processes (cluster workers share the port) have logged it.
- */
-async function listeningPort(server: Server, processes = 1): Promise<number> {
-  const line = await server.waitForLog(
-    (l) => typeof l.msg === 'string' && LISTENING.test(l.msg),
-    'Server listening at http://127.0.0.1:NNNNN',
-    { count: processes },
-  );
-  const ports = server.logs
-    .filter((l) => LISTENING.test(l.msg ?? ''))
-    .map((l) => LISTENING.exec(l.msg!)![1]);
-  expect(new Set(ports).size, 'every process listens on the same port').toBe(1);
-  return Number(LISTENING.exec(line.msg!)![1]);
-}
-
-interface Reply {
-  status: number;
-  headers: http.IncomingHttpHeaders;
-  body: string;
-}
-
-/**
- * A POST whose body is sent in two parts. The request carries `Expect: 100-continue`, so the
- * server answers "100 Continue" once it has parsed the headers and started the request: when
- * `started` resolves, the request is in flight on the server (deterministically, no sleep).
- */
-function slowUpload(port: number, path: string, body: string) {
-  const req = http.request({
-    host: '127.0.0.1',
-    port,
-    path,
-    method: 'POST',
-    agent: false,
-    headers: {
-      'content-type': 'application/json',
-      'content-length': Buffer.byteLength(body),
-      expect: '100-continue',
-    },
-  });
-  const half = Math.floor(body.length / 2);
-  const started = new Promise<void>((resolve, reject) => {
-    req.once('continue', () => {
-      req.write(body.slice(0, half), () => resolve());
-    });
-    req.once('error', reject);
-  });
-  const response = new Promise<Reply>((resolve, reject) => {
-    req.once('response', (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => {
-        text += chunk;
-      });
-      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: text }));
-      res.on('error', reject);
-    });
-    req.once('error', reject);
-  });
-  // A failed test may leave these unawaited: keep their rejections handled.
-  started.catch(() => undefined);
-  response.catch(() => undefined);
-  return {
-    started,
-    response,
-    finish: () => {
-      req.end(body.slice(half));
-    },
-  };
-}
-
-/**
- * A GET on a new connection: its reply, or the connection error code (e.g. ECONNREFUSED), or
- * `HUNG` when nothing happened within `timeoutMs`.
- */
-function freshGet(
-  port: number,
-  path: string,
-  timeoutMs = 30_000,
-): Promise<Reply | { error: string }> {
-  return new Promise((resolve) => {
-    const req = http.get({ host: '127.0.0.1', port, path, agent: false }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => {
-        text += c;
-      });
-      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: text }));
-    });
-    req.on('error', (e: NodeJS.ErrnoException) => resolve({ error: e.code ?? e.message }));
-    req.setTimeout(timeoutMs, () => {
-      resolve({ error: 'HUNG' });
-      req.destroy();
-    });
-  });
 }
 
 /**
@@ -265,18 +72,6 @@ async function expectNewConnectionsRefused(port: number): Promise<void> {
   const context = `connections made during shutdown: ${seen.join(' ')}`;
   for (const o of seen) expect(['ECONNREFUSED', 'ECONNRESET', '503'], context).toContain(o);
   expect(seen, context).toContain('ECONNREFUSED');
-}
-
-async function exitWithin(server: Server, ms: number) {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`the server did not exit within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([server.exited, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 const rows = digitsTestRows().x.slice(0, 32);

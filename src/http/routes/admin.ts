@@ -1,17 +1,16 @@
-import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import rateLimit from '@fastify/rate-limit';
 import { z } from 'zod';
 import { NormserveError } from '../../errors/index.js';
 import {
   checkRowWidths,
-  JOBS_DIR,
   JobRegistry,
   packRows,
   type RecalibrationRequest,
   RecalibrationService,
 } from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
+import { adminRateLimit } from '../rate-limit.js';
 import {
   acceptedSchema,
   activateBodySchema,
@@ -22,6 +21,7 @@ import {
   recalibrationOutcomeSchema,
 } from '../schemas/admin.js';
 import { errorResponses, modelNameParam, problemSchema, versionParam } from '../schemas/common.js';
+import { traceContextOf } from '../tracing.js';
 import { float32Rows, ndjsonRows } from '../upload-readers.js';
 import { listModel } from './tf-serving.js';
 
@@ -34,7 +34,9 @@ const adminErrors = {
   409: problemSchema.describe(
     'A recalibration of this model is running (job_id names it), or the version is active',
   ),
-  429: problemSchema.describe('Admin rate limit exceeded (ADMIN_RATE_LIMIT_PER_MINUTE)'),
+  429: problemSchema.describe(
+    'Admin rate limit exceeded (ADMIN_RATE_LIMIT_PER_MINUTE, or ADMIN_AUTH_FAILURES_PER_MINUTE for requests without the valid token)',
+  ),
 };
 
 /**
@@ -49,13 +51,15 @@ export async function adminRoutes(parent: AppInstance): Promise<void> {
 
 async function adminScope(app: AppInstance): Promise<void> {
   const { registry, config, metrics } = app.deps;
-  const jobs = new JobRegistry({ dir: join(config.MODEL_REPOSITORY, JOBS_DIR) });
-  await jobs.removeOlderThan(7 * 24 * 3_600_000);
+  const jobs = JobRegistry.forRepository(registry.repository, { log: app.log });
+  // Settles jobs abandoned by dead processes and deletes expired records, now and hourly.
+  await jobs.startSweeping();
   // Shutdown lets recalibrations being computed publish (or fail), and their job records reach
   // the disk, before the app reports closed.
   app.addHook('onClose', async () => {
     await service.drain();
     await jobs.flush();
+    jobs.close();
   });
   const service = new RecalibrationService(registry, jobs, {
     maxSamples: config.MAX_RECALIBRATION_SAMPLES,
@@ -63,15 +67,8 @@ async function adminScope(app: AppInstance): Promise<void> {
     onOutcome: (model, mode, outcome) => metrics.recalibrations.inc({ model, mode, outcome }),
   });
   await app.register(rateLimit, {
-    global: true,
-    max: config.ADMIN_RATE_LIMIT_PER_MINUTE,
-    timeWindow: 60_000,
-    hook: 'onRequest',
-    errorResponseBuilder: (_request, context) =>
-      new NormserveError(
-        'RATE_LIMITED',
-        `at most ${context.max} admin requests per ${context.after === '1 minute' ? 'minute' : context.after}; retry after ${Math.ceil(context.ttl / 1000)} s`,
-      ),
+    // Per client address and minute, for the whole server; failed authentications apart.
+    ...adminRateLimit(app.deps),
   });
   const tags = ['admin'];
   const nameParams = z.object({ name: modelNameParam });
@@ -130,6 +127,7 @@ async function adminScope(app: AppInstance): Promise<void> {
           batchSize: json?.batch_size ?? q.batch_size,
           activate: json?.activate ?? q.activate ?? true,
           note: json?.note ?? q.note,
+          trace: traceContextOf(request),
         };
         // A JSON body is checked whole before the model is locked, so a bad request never makes
         // a good one wait; streamed bodies are checked as they arrive.

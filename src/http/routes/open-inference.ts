@@ -1,7 +1,14 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { type ErrorLocation, NormserveError } from '../../errors/index.js';
-import { type AvailableVersion, runBatch } from '../../service/index.js';
+import {
+  type AvailableVersion,
+  INPUT_TENSOR,
+  LABEL_TENSOR,
+  PROBABILITIES_TENSOR,
+  rawOutputTensor,
+  runBatch,
+} from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
 import { recordInference } from '../request-context.js';
 import {
@@ -23,30 +30,26 @@ import {
 } from '../schemas/open-inference.js';
 import { attributeModel } from './tf-serving.js';
 
-export const INPUT_NAME = 'input';
-
 function outputNames(served: AvailableVersion): string[] {
-  return served.checkpoint.config.task === 'classification'
-    ? ['probabilities', 'logits', 'label']
-    : ['predictions'];
+  const { task } = served.checkpoint.config;
+  return task === 'classification'
+    ? [PROBABILITIES_TENSOR, rawOutputTensor(task), LABEL_TENSOR]
+    : [rawOutputTensor(task)];
 }
 
 function modelMetadata(served: AvailableVersion, versions: string[]) {
   const { config } = served.checkpoint;
   const width = served.compiled.outputWidth;
-  const outputs =
-    config.task === 'classification'
-      ? [
-          { name: 'probabilities', datatype: 'FP32', shape: [-1, width] },
-          { name: 'logits', datatype: 'FP32', shape: [-1, width] },
-          { name: 'label', datatype: 'BYTES', shape: [-1] },
-        ]
-      : [{ name: 'predictions', datatype: 'FP32', shape: [-1, width] }];
+  const outputs = outputNames(served).map((name) =>
+    name === LABEL_TENSOR
+      ? { name, datatype: 'BYTES', shape: [-1] }
+      : { name, datatype: 'FP32', shape: [-1, width] },
+  );
   return {
     name: config.name,
     versions,
     platform: 'normserve',
-    inputs: [{ name: INPUT_NAME, datatype: 'FP32', shape: [-1, served.compiled.inputWidth] }],
+    inputs: [{ name: INPUT_TENSOR, datatype: 'FP32', shape: [-1, served.compiled.inputWidth] }],
     outputs,
   };
 }
@@ -90,13 +93,13 @@ function readInput(
   if (body.inputs.length !== 1)
     fail(
       'inputs',
-      `this model takes exactly one input tensor ("${INPUT_NAME}"), got ${body.inputs.length}`,
+      `this model takes exactly one input tensor ("${INPUT_TENSOR}"), got ${body.inputs.length}`,
     );
   const input = body.inputs[0]!;
-  if (input.name !== INPUT_NAME)
+  if (input.name !== INPUT_TENSOR)
     fail(
       'inputs[0].name',
-      `unknown input ${quote(input.name)}; the model's input is "${INPUT_NAME}"`,
+      `unknown input ${quote(input.name)}; the model's input is "${INPUT_TENSOR}"`,
     );
   if (input.datatype !== 'FP32')
     fail('inputs[0].datatype', `expected "FP32", got ${quote(input.datatype)}`);
@@ -309,14 +312,14 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
     reply.header('X-Model-Version', String(out.version));
     const tensor = (name: string) => {
       switch (name) {
-        case 'probabilities':
+        case PROBABILITIES_TENSOR:
           return {
             name,
             datatype: 'FP32',
             shape: [rows, out.outputWidth],
             data: Array.from(out.probabilities!),
           };
-        case 'label':
+        case LABEL_TENSOR:
           return { name, datatype: 'BYTES', shape: [rows], data: out.labels! };
         default:
           return {

@@ -1,5 +1,9 @@
 import { z } from 'zod';
-import { MAX_PRIOR_STRENGTH, MAX_RECALIBRATION_BATCH_SIZE } from '../../service/index.js';
+import {
+  jobRecordSchema,
+  MAX_PRIOR_STRENGTH,
+  MAX_RECALIBRATION_BATCH_SIZE,
+} from '../../service/index.js';
 import { numberRowsSchema } from './common.js';
 import { LIMITS } from './limits.js';
 
@@ -111,20 +115,12 @@ export const recalibrationOutcomeSchema = z
     ],
   });
 
-export const jobSchema = z
-  .object({
-    id: z.string(),
-    kind: z.literal('recalibration'),
-    model: z.string(),
-    state: z.enum(['running', 'succeeded', 'failed']),
-    phase: z.string(),
-    progress: z.object({ rows: z.number().int(), total_rows: z.number().int().nullable() }),
-    created_at: z.string(),
-    updated_at: z.string(),
-    result: recalibrationOutcomeSchema.optional(),
-    error: z.object({ code: z.string(), message: z.string() }).loose().optional(),
-  })
+/** A job as GET /v1/jobs/{id} answers it: the record every process shares, with its result typed. */
+export const jobSchema = jobRecordSchema
+  .extend({ result: recalibrationOutcomeSchema.optional() })
   .meta({
+    description:
+      'A recalibration job. owner and heartbeat_at name the process running it and when it last showed it was alive; a running job whose process is gone is reported failed with error.code JOB_ABANDONED. request_id (and trace_id, parent_id from a W3C traceparent) come from the request that started it.',
     examples: [
       {
         id: '0b9c3a1e-6f0e-4d5e-9f54-1c2d3e4f5a6b',
@@ -135,6 +131,11 @@ export const jobSchema = z
         progress: { rows: 120000, total_rows: 200000 },
         created_at: '2026-11-25T12:00:00.000Z',
         updated_at: '2026-11-25T12:00:03.000Z',
+        owner: { host: 'vm', pid: 4242 },
+        heartbeat_at: '2026-11-25T12:00:03.000Z',
+        request_id: '7f1c0a52-2b0e-4d35-9d8e-0c6b1f0e9a11',
+        trace_id: '4bf92f3577b34da6a3ce929d0e0e4736',
+        parent_id: '00f067aa0ba902b7',
       },
     ],
   });

@@ -87,6 +87,13 @@ export function checkBatchSize(path: string, rows: number, maxRows: number): voi
   }
 }
 
+/** A query-string flag spelled exactly `true` or `false`, absent = `defaultValue`, as a boolean. */
+export const queryFlag = (defaultValue: 'true' | 'false') =>
+  z
+    .enum(['true', 'false'])
+    .default(defaultValue)
+    .transform((v) => v === 'true');
+
 export const modelNameParam = z
   .string()
   .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'a model name: letters, digits, ".", "_", "-"')
@@ -114,6 +121,9 @@ export const problemSchema = z
       .array(z.object({ path: z.string(), message: z.string() }))
       .optional()
       .meta({ description: 'For validation errors: each offending place' }),
+    request_id: z.string().meta({
+      description: 'The request id, as in the X-Request-Id response header and the log line',
+    }),
   })
   .meta({
     id: 'Problem',
@@ -128,6 +138,7 @@ export const problemSchema = z
         code: 'INVALID_INPUT',
         error: 'instances[3][17]: expected a finite number',
         errors: [{ path: 'instances[3][17]', message: 'expected a finite number' }],
+        request_id: '08c8e3e7-e7c3-4c96-a9f8-202e0877f408',
       },
     ],
   });

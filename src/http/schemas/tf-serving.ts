@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { rowsSchema } from './common.js';
+import { queryFlag, rowsSchema } from './common.js';
 import { LIMITS } from './limits.js';
 
 const example = [
@@ -39,14 +39,9 @@ export const predictRequestSchema = z
   });
 
 export const predictQuerySchema = z.strictObject({
-  fused: z
-    .enum(['true', 'false'])
-    .default('true')
-    .transform((v) => v === 'true')
-    .meta({
-      description:
-        'false runs the unfused reference path (every layer in eval mode), for debugging',
-    }),
+  fused: queryFlag('true').meta({
+    description: 'false runs the unfused reference path (every layer in eval mode), for debugging',
+  }),
 });
 
 export const predictResponseSchema = z

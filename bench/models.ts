@@ -1,0 +1,74 @@
+/**
+ * The models every engine benchmark runs: the bundled digits model (64-128-64-10, its input
+ * transform folded) and a wide 784-1024-1024-10 BatchNorm MLP with random weights and statistics,
+ * each compiled once (the fused plan is what every engine, normserve's and the peers', runs).
+ */
+import { buildSequential } from '../src/checkpoint/index.js';
+import { CompiledModel } from '../src/inference/index.js';
+import { Rng, type Sequential, type StateDict } from '../src/nn/index.js';
+import { loadModelDirectory } from '../src/repository/index.js';
+
+export interface BenchModel {
+  name: string;
+  model: CompiledModel;
+  inputWidth: number;
+}
+
+/** A wide MLP like an MNIST model: 784-1024-1024-10 with BatchNorm and ReLU, random weights and statistics. */
+export function wideNetwork(): Sequential {
+  const rng = new Rng(7);
+  const batchNorm = {
+    type: 'batchnorm1d',
+    num_features: 1024,
+    eps: 1e-5,
+    momentum: 0.1,
+    affine: true,
+    track_running_stats: true,
+  } as const;
+  const network = buildSequential(
+    [
+      { type: 'linear', in_features: 784, out_features: 1024, bias: true },
+      batchNorm,
+      { type: 'relu' },
+      { type: 'dropout', p: 0.2 },
+      { type: 'linear', in_features: 1024, out_features: 1024, bias: true },
+      batchNorm,
+      { type: 'relu' },
+      { type: 'dropout', p: 0.2 },
+      { type: 'linear', in_features: 1024, out_features: 10, bias: true },
+    ],
+    { init: rng },
+  );
+  const state: StateDict = network.stateDict();
+  for (const [name, value] of state) {
+    if (typeof value === 'bigint') continue;
+    const data = value.data;
+    if (name.endsWith('running_mean'))
+      for (let i = 0; i < data.length; i++) data[i] = rng.normal() * 0.1;
+    if (name.endsWith('running_var'))
+      for (let i = 0; i < data.length; i++) data[i] = 0.5 + rng.next();
+  }
+  return network.eval();
+}
+
+export async function benchModels(maxBatchSize = 4096): Promise<BenchModel[]> {
+  const digits = (await loadModelDirectory('models/digits/1')).checkpoint;
+  return [
+    {
+      name: 'digits 64-128-64-10',
+      model: new CompiledModel(digits.network, digits.config.input_transform, maxBatchSize),
+      inputWidth: 64,
+    },
+    {
+      name: 'wide 784-1024-1024-10',
+      model: new CompiledModel(wideNetwork(), undefined, maxBatchSize),
+      inputWidth: 784,
+    },
+  ];
+}
+
+/** The benchmark input: `rows` rows of seeded uniform values in [0, 16) (digits' pixel range). */
+export function benchInput(rows: number, width: number, seed = 1): Float32Array {
+  const rng = new Rng(seed);
+  return Float32Array.from({ length: rows * width }, () => rng.uniform(0, 16));
+}

@@ -1,0 +1,150 @@
+import cluster, { type Worker } from 'node:cluster';
+import { z } from 'zod';
+
+/**
+ * The messages the primary and its workers exchange over node:cluster's IPC channel (only with
+ * WORKERS > 1). Every message is parsed on receipt; messages of other senders (none today) are
+ * ignored. Requests carry an `id` the answer repeats.
+ */
+
+const id = z.number().int().nonnegative();
+
+/** One metric as prom-client's `Registry.getMetricsAsJSON()` gives it (values already collected). */
+export const metricJsonSchema = z.object({
+  name: z.string(),
+  help: z.string(),
+  type: z.enum(['counter', 'gauge', 'histogram', 'summary']),
+  aggregator: z.enum(['sum', 'first', 'min', 'max', 'average', 'omit']).optional(),
+  values: z.array(
+    z.object({
+      value: z.number(),
+      labels: z.record(z.string(), z.union([z.string(), z.number()])),
+      metricName: z.string().optional(),
+    }),
+  ),
+});
+export type MetricJson = z.output<typeof metricJsonSchema>;
+
+/** worker → primary */
+export const fromWorkerSchema = z.discriminatedUnion('type', [
+  /** The worker answers `collect` from now on (it has built its app). */
+  z.object({ type: z.literal('normserve:ready') }),
+  /** GET /metrics reached this worker: the primary answers with the whole server's metrics. */
+  z.object({ type: z.literal('normserve:scrape'), id }),
+  /** The worker's metrics, answering `collect`; `seq` grows with every answer of this worker. */
+  z.object({
+    type: z.literal('normserve:collected'),
+    id,
+    seq: id,
+    service: z.array(metricJsonSchema),
+    process: z.array(metricJsonSchema),
+  }),
+  /** Count one admin request against `key` in the server's rate limit. */
+  z.object({
+    type: z.literal('normserve:rate-limit'),
+    id,
+    key: z.string().max(512),
+    windowMs: z.number().int().positive(),
+  }),
+]);
+export type FromWorker = z.output<typeof fromWorkerSchema>;
+
+/** primary → worker */
+export const fromPrimarySchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('normserve:collect'), id }),
+  z.object({
+    type: z.literal('normserve:scraped'),
+    id,
+    text: z.string().optional(),
+    error: z.string().optional(),
+  }),
+  z.object({
+    type: z.literal('normserve:rate-limited'),
+    id,
+    count: z.number().int().positive(),
+    resetInMs: z.number().nonnegative(),
+  }),
+]);
+export type FromPrimary = z.output<typeof fromPrimarySchema>;
+
+/** Sends to a worker; a worker that is exiting cannot receive, which is not an error here. */
+export function sendToWorker(worker: Worker, message: FromPrimary): void {
+  if (worker.isConnected()) worker.send(message, undefined, () => undefined);
+}
+
+/** The primary's end: every parsed message of every worker. */
+export function onWorkerMessage(handler: (worker: Worker, message: FromWorker) => void): void {
+  cluster.on('message', (worker, raw: unknown) => {
+    const parsed = fromWorkerSchema.safeParse(raw);
+    if (parsed.success) handler(worker, parsed.data);
+  });
+}
+
+type Answer = Exclude<FromPrimary, { type: 'normserve:collect' }>;
+/** A worker's request without its id (distributed over the union). */
+type Request = FromWorker extends infer M
+  ? M extends { id: number }
+    ? Omit<M, 'id'>
+    : never
+  : never;
+
+/**
+ * A worker's end: requests to the primary that resolve with its answer (or reject after
+ * `timeoutMs`), and the primary's `collect` requests handed to `onCollect`.
+ */
+export class PrimaryChannel {
+  /** Answers the primary's collect requests (set once the worker's metrics exist). */
+  onCollect: (id: number) => void = () => undefined;
+  private nextId = 0;
+  private readonly pending = new Map<
+    number,
+    { resolve: (answer: Answer) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }
+  >();
+
+  constructor() {
+    process.on('message', (raw: unknown) => {
+      const parsed = fromPrimarySchema.safeParse(raw);
+      if (!parsed.success) return;
+      const message = parsed.data;
+      if (message.type === 'normserve:collect') {
+        this.onCollect(message.id);
+        return;
+      }
+      const waiting = this.pending.get(message.id);
+      if (!waiting) return; // answered after its timeout
+      this.pending.delete(message.id);
+      clearTimeout(waiting.timer);
+      waiting.resolve(message);
+    });
+  }
+
+  send(message: FromWorker): void {
+    process.send?.(message, undefined, {}, () => undefined);
+  }
+
+  request<T extends Answer['type']>(
+    message: Request,
+    answerType: T,
+    timeoutMs: number,
+  ): Promise<Extract<Answer, { type: T }>> {
+    const requestId = this.nextId++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(requestId);
+        reject(
+          new Error(`the cluster primary did not answer ${message.type} within ${timeoutMs} ms`),
+        );
+      }, timeoutMs);
+      this.pending.set(requestId, {
+        resolve: (answer) => {
+          if (answer.type === answerType) resolve(answer as Extract<Answer, { type: T }>);
+          else
+            reject(new Error(`the cluster primary answered ${message.type} with ${answer.type}`));
+        },
+        reject,
+        timer,
+      });
+      this.send({ ...message, id: requestId } as FromWorker);
+    });
+  }
+}

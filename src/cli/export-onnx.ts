@@ -1,0 +1,71 @@
+#!/usr/bin/env node
+/**
+ * `npm run export:onnx -- --model <repo>/<name>[/<version>] --out model.onnx [--probabilities]`:
+ * writes the version's compiled (fused) plan as an ONNX model, with the service's own export code
+ * (the same bytes as `GET /v1/models/{name}/versions/{v}/model.onnx`). The file appears whole or
+ * not at all: it is written beside --out under a temporary name and renamed into place.
+ */
+import { randomBytes } from 'node:crypto';
+import { rename, rm, writeFile } from 'node:fs/promises';
+import { Command } from 'commander';
+import { NormserveError } from '../errors/index.js';
+import { openModelDirectory } from '../service/index.js';
+import { runCli } from './cli-errors.js';
+import { packageVersion } from './package-version.js';
+
+interface Flags {
+  model: string;
+  out: string;
+  probabilities: boolean;
+}
+
+async function writeWhole(path: string, bytes: Uint8Array): Promise<void> {
+  const temporary = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  try {
+    await writeFile(temporary, bytes, { flag: 'wx' });
+    await rename(temporary, path);
+  } catch (e) {
+    await rm(temporary, { force: true });
+    const code = (e as NodeJS.ErrnoException).code;
+    const why =
+      code === 'ENOENT'
+        ? 'no such directory'
+        : code === 'EACCES' || code === 'EPERM'
+          ? 'permission denied'
+          : code === 'EISDIR'
+            ? 'it is a directory'
+            : (e as Error).message;
+    throw new NormserveError('OUTPUT_WRITE_FAILED', `cannot write ${path}: ${why}`);
+  }
+}
+
+async function main(argv: readonly string[]): Promise<void> {
+  const program = new Command('export-onnx')
+    .description(
+      'Write a model version as ONNX (opset 17): the compiled plan, BatchNorm and the input transform folded',
+    )
+    .requiredOption(
+      '--model <dir>',
+      'model directory: <repo>/<name> (active version) or <repo>/<name>/<version>',
+    )
+    .requiredOption('--out <file>', 'the ONNX file to write (replaced if it exists)')
+    .option(
+      '--probabilities',
+      'add a second output "probabilities" (softmax of the logits); classification models only',
+      false,
+    )
+    .exitOverride();
+  program.parse(argv, { from: 'node' });
+  const flags = program.opts<Flags>();
+  const model = await openModelDirectory(flags.model);
+  const onnx = model.exportOnnx({
+    probabilities: flags.probabilities,
+    producerVersion: packageVersion(),
+  });
+  await writeWhole(flags.out, onnx.bytes);
+  process.stderr.write(
+    `wrote ${flags.out} (${onnx.bytes.byteLength} bytes): ${onnx.model} version ${onnx.version}, ${onnx.summary}\n`,
+  );
+}
+
+await runCli('export-onnx', () => main(process.argv));

@@ -1,0 +1,116 @@
+import type { FastifyRateLimitStore, RateLimitPluginOptions } from '@fastify/rate-limit';
+import type { FastifyRequest } from 'fastify';
+import { NormserveError } from '../errors/index.js';
+import type { AppDeps } from './app-types.js';
+import { bearerCheck } from './auth.js';
+
+/** One request counted against a key's fixed window. */
+export interface RateLimitHit {
+  /** Requests of this key in its current window, this one included. */
+  count: number;
+  /** Milliseconds until the window ends and the count starts again from zero. */
+  resetInMs: number;
+}
+
+/**
+ * Counts requests per key in fixed windows. One per server: in a single process the app's own
+ * FixedWindowCounter; with WORKERS > 1 every worker asks the primary's one over cluster IPC
+ * (cli/cluster-rate-limit.ts), so the limit holds for the server, not for each process.
+ */
+export interface RateLimitCounter {
+  hit(key: string, windowMs: number): RateLimitHit | Promise<RateLimitHit>;
+}
+
+/**
+ * Fixed windows per key, in memory. A key's window starts at its first request and lasts
+ * `windowMs`; `resetInMs` is the real time left in it. At most `maxKeys` keys are kept (clients
+ * rotating addresses cannot grow it without bound): beyond that the windows that started first are
+ * forgotten, which only ever lets a forgotten client start afresh.
+ */
+export class FixedWindowCounter implements RateLimitCounter {
+  private readonly windows = new Map<string, { count: number; startMs: number }>();
+  private readonly maxKeys: number;
+  private readonly now: () => number;
+
+  constructor(options: { maxKeys?: number; now?: () => number } = {}) {
+    this.maxKeys = options.maxKeys ?? 10_000;
+    this.now = options.now ?? Date.now;
+  }
+
+  hit(key: string, windowMs: number): RateLimitHit {
+    const now = this.now();
+    let window = this.windows.get(key);
+    if (window === undefined || now - window.startMs >= windowMs) {
+      // Re-inserted, so the map's order stays the order in which windows started.
+      this.windows.delete(key);
+      window = { count: 0, startMs: now };
+      this.windows.set(key, window);
+      for (const oldest of this.windows.keys()) {
+        if (this.windows.size <= this.maxKeys) break;
+        this.windows.delete(oldest);
+      }
+    }
+    window.count++;
+    return { count: window.count, resetInMs: window.startMs + windowMs - now };
+  }
+}
+
+/** A @fastify/rate-limit store class counting with `counter` (the plugin's store interface). */
+export function rateLimitStore(counter: RateLimitCounter) {
+  return class CounterStore implements FastifyRateLimitStore {
+    incr(
+      key: string,
+      callback: (error: Error | null, result?: { current: number; ttl: number }) => void,
+      timeWindow?: number,
+    ): void {
+      Promise.resolve()
+        .then(() => counter.hit(key, timeWindow ?? 60_000))
+        .then(
+          (hit) => callback(null, { current: hit.count, ttl: hit.resetInMs }),
+          (e: unknown) => callback(e instanceof Error ? e : new Error(String(e))),
+        );
+    }
+
+    child(): FastifyRateLimitStore {
+      return this;
+    }
+  };
+}
+
+/** Rate-limit keys: requests with the valid token and failed authentications are counted apart. */
+const AUTHORIZED = 'admin:';
+const AUTH_FAILED = 'admin-auth-failure:';
+const WINDOW_MS = 60_000;
+
+/**
+ * @fastify/rate-limit's options for the admin routes: per client address and minute,
+ * ADMIN_RATE_LIMIT_PER_MINUTE requests with the valid token and, counted apart,
+ * ADMIN_AUTH_FAILURES_PER_MINUTE without it, so a neighbour behind the same address who fails
+ * cannot use up the admin's budget. Runs onRequest, before the 401 guard (preParsing), so
+ * failures beyond their budget get 429. The 429 message and Retry-After give the real time left
+ * in the client's window.
+ */
+export function adminRateLimit(deps: AppDeps): RateLimitPluginOptions {
+  const checkToken = bearerCheck(deps.adminToken, 'admin');
+  const failed = (request: FastifyRequest) => checkToken(request) !== undefined;
+  return {
+    global: true,
+    hook: 'onRequest',
+    timeWindow: WINDOW_MS,
+    store: rateLimitStore(deps.rateLimitCounter ?? new FixedWindowCounter()),
+    keyGenerator: (request) => `${failed(request) ? AUTH_FAILED : AUTHORIZED}${request.ip}`,
+    max: (_request, key) =>
+      key.startsWith(AUTH_FAILED)
+        ? deps.config.ADMIN_AUTH_FAILURES_PER_MINUTE
+        : deps.config.ADMIN_RATE_LIMIT_PER_MINUTE,
+    errorResponseBuilder: (request, context) => {
+      const retry = `retry in ${Math.max(1, Math.ceil(context.ttl / 1000))} s`;
+      return new NormserveError(
+        'RATE_LIMITED',
+        failed(request)
+          ? `at most ${context.max} failed admin authentications per minute from one client address; ${retry} (requests with the valid token are counted apart)`
+          : `at most ${context.max} admin requests per minute from one client address; ${retry}`,
+      );
+    },
+  };
+}

@@ -1,0 +1,91 @@
+/**
+ * `npm run export:onnx` as a user runs it: the file it writes is the service's export byte for
+ * byte (the HTTP route serves the same), onnxruntime runs it to normserve's outputs, and failures
+ * exit 1 with one stderr line and leave no file behind.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { exportModelOnnx, ModelRegistry, openModelDirectory } from '../../src/service/index.js';
+import { expectClose } from '../helpers/compare.js';
+import { digitsTestRows } from '../helpers/digits.js';
+import { nodeArgs } from '../helpers/entries.js';
+import { onnxSession, runOnnx } from '../helpers/onnx-runtime.js';
+import { makeTempDir, removeTempDirs } from '../helpers/temp-files.js';
+import { OUTPUT_ATOL } from '../helpers/tolerances.js';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const VERSION = (
+  JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }
+).version;
+
+function exportCli(args: readonly string[]) {
+  const result = spawnSync(process.execPath, [...nodeArgs('src/cli/export-onnx.ts'), ...args], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+const out = makeTempDir('export-onnx-cli');
+afterAll(() => removeTempDirs());
+
+describe('npm run export:onnx', () => {
+  it('writes the service export of the active version; onnxruntime runs it to the predict logits', async () => {
+    const file = join(out, 'digits.onnx');
+    const result = exportCli(['--model', 'models/digits', '--out', file]);
+    expect(result.status, result.stderr).toBe(0);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toBe(
+      `wrote ${file} (${readFileSync(file).length} bytes): digits version 1, ONNX opset 17, input "input" [batch, 64], output "logits" [batch, 10]\n`,
+    );
+    const registry = new ModelRegistry('models', { maxBatchSize: 4096 });
+    await registry.refreshModel('digits');
+    const expected = exportModelOnnx(registry, { model: 'digits', producerVersion: VERSION });
+    expect(Buffer.compare(readFileSync(file), Buffer.from(expected.bytes))).toBe(0);
+
+    const rows = digitsTestRows().x;
+    const prediction = (await openModelDirectory('models/digits/1')).predict(rows);
+    const onnx = await runOnnx(
+      await onnxSession(readFileSync(file)),
+      Float32Array.from(rows.flat()),
+      rows.length,
+      64,
+    );
+    expectClose(onnx.logits!, prediction.outputs, OUTPUT_ATOL, 'logits');
+  });
+
+  it('--probabilities adds the softmax output', async () => {
+    const file = join(out, 'with-probabilities.onnx');
+    const result = exportCli(['--model', 'models/digits/1', '--out', file, '--probabilities']);
+    expect(result.status, result.stderr).toBe(0);
+    expect((await onnxSession(readFileSync(file))).outputNames).toEqual([
+      'logits',
+      'probabilities',
+    ]);
+  });
+
+  it('fails with one line and writes nothing: unknown model, missing output directory, missing flag', () => {
+    const cases: [string[], RegExp][] = [
+      [['--model', join(out, 'nope'), '--out', join(out, 'x.onnx')], /^export-onnx: .*nope/],
+      [
+        ['--model', 'models/digits', '--out', join(out, 'missing', 'x.onnx')],
+        /^export-onnx: cannot write .*missing\/x\.onnx: no such directory$/,
+      ],
+      [['--model', 'models/digits'], /^error: required option '--out <file>' not specified$/],
+    ];
+    const before = readdirSync(out).sort();
+    for (const [args, message] of cases) {
+      const result = exportCli(args);
+      expect(result.status, args.join(' ')).toBe(1);
+      const lines = result.stderr.trim().split('\n');
+      expect(lines, result.stderr).toHaveLength(1);
+      expect(lines[0]).toMatch(message);
+    }
+    expect(readdirSync(out).sort()).toEqual(before);
+    expect(existsSync(join(out, 'x.onnx'))).toBe(false);
+  });
+});
