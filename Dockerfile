@@ -3,25 +3,34 @@
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund
+# --ignore-scripts: `prepare` (the build) needs src/, copied below; no dependency needs its
+# install scripts for tsc.
+RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
+COPY tools/build.mjs ./tools/
 COPY src ./src
 RUN npm run build
 
 FROM node:20-bookworm-slim AS runtime
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+# --ignore-scripts: no `prepare` build here (dist/ comes from the build stage, and typescript is a
+# devDependency); no production dependency has install scripts.
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
+# The gRPC service definition, loaded at start-up (src/grpc/proto.ts).
+COPY proto ./proto
 # The model repository: recalibration publishes new versions here, so the runtime user owns it.
 # Mount a volume at /models to keep versions across containers (see README, Deploy).
 COPY --chown=1000:1000 models /models
 ENV HOST=0.0.0.0 \
     PORT=8080 \
+    GRPC_PORT=8081 \
     MODEL_REPOSITORY=/models
 # The image's `node` user, by number so Kubernetes' runAsNonRoot can check it.
 USER 1000:1000
-EXPOSE 8080
+# HTTP (REST, OpenAPI, metrics) and gRPC (Open Inference Protocol).
+EXPOSE 8080 8081
 # No curl in the image: node's fetch checks liveness.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 8080) + '/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]

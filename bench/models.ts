@@ -3,7 +3,13 @@
  * transform folded) and a wide 784-1024-1024-10 BatchNorm MLP with random weights and statistics,
  * each compiled once (the fused plan is what every engine, normserve's and the peers', runs).
  */
-import { buildSequential } from '../src/checkpoint/index.js';
+import {
+  buildSequential,
+  type Checkpoint,
+  type LayerSpec,
+  MODEL_FORMAT,
+  modelConfigSchema,
+} from '../src/checkpoint/index.js';
 import { CompiledModel } from '../src/inference/index.js';
 import { Rng, type Sequential, type StateDict } from '../src/nn/index.js';
 import { loadModelDirectory } from '../src/repository/index.js';
@@ -14,31 +20,32 @@ export interface BenchModel {
   inputWidth: number;
 }
 
+const batchNorm = {
+  type: 'batchnorm1d',
+  num_features: 1024,
+  eps: 1e-5,
+  momentum: 0.1,
+  affine: true,
+  track_running_stats: true,
+} as const;
+
+/** The wide model's layers: 784-1024-1024-10 with BatchNorm, ReLU and Dropout. */
+export const WIDE_LAYERS: LayerSpec[] = [
+  { type: 'linear', in_features: 784, out_features: 1024, bias: true },
+  batchNorm,
+  { type: 'relu' },
+  { type: 'dropout', p: 0.2 },
+  { type: 'linear', in_features: 1024, out_features: 1024, bias: true },
+  batchNorm,
+  { type: 'relu' },
+  { type: 'dropout', p: 0.2 },
+  { type: 'linear', in_features: 1024, out_features: 10, bias: true },
+];
+
 /** A wide MLP like an MNIST model: 784-1024-1024-10 with BatchNorm and ReLU, random weights and statistics. */
 export function wideNetwork(): Sequential {
   const rng = new Rng(7);
-  const batchNorm = {
-    type: 'batchnorm1d',
-    num_features: 1024,
-    eps: 1e-5,
-    momentum: 0.1,
-    affine: true,
-    track_running_stats: true,
-  } as const;
-  const network = buildSequential(
-    [
-      { type: 'linear', in_features: 784, out_features: 1024, bias: true },
-      batchNorm,
-      { type: 'relu' },
-      { type: 'dropout', p: 0.2 },
-      { type: 'linear', in_features: 1024, out_features: 1024, bias: true },
-      batchNorm,
-      { type: 'relu' },
-      { type: 'dropout', p: 0.2 },
-      { type: 'linear', in_features: 1024, out_features: 10, bias: true },
-    ],
-    { init: rng },
-  );
+  const network = buildSequential(WIDE_LAYERS, { init: rng });
   const state: StateDict = network.stateDict();
   for (const [name, value] of state) {
     if (typeof value === 'bigint') continue;
@@ -49,6 +56,22 @@ export function wideNetwork(): Sequential {
       for (let i = 0; i < data.length; i++) data[i] = 0.5 + rng.next();
   }
   return network.eval();
+}
+
+/** The wide network as a checkpoint named "wide" (classification, labels "0".."9"), for the serving benchmarks. */
+export function wideCheckpoint(): Checkpoint {
+  return {
+    config: modelConfigSchema.parse({
+      format: MODEL_FORMAT,
+      name: 'wide',
+      task: 'classification',
+      input_shape: [784],
+      labels: Array.from({ length: 10 }, (_, i) => String(i)),
+      description: 'benchmark model: 784-1024-1024-10, random weights',
+      layers: WIDE_LAYERS,
+    }),
+    state: wideNetwork().stateDict(),
+  };
 }
 
 export async function benchModels(maxBatchSize = 4096): Promise<BenchModel[]> {

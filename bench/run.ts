@@ -1,7 +1,8 @@
 /**
  * `npm run bench`: engine throughput (fused vs unfused), normserve next to its peers
- * (onnxruntime-node, onnxruntime-web, TensorFlow.js WASM, PyTorch) and HTTP throughput (predict
- * vs a bare parse-and-validate route; WORKERS=1 vs 2), measured side by side in one run. Prints
+ * (onnxruntime-node, onnxruntime-web, TensorFlow.js WASM, PyTorch) and serving throughput (JSON
+ * predict vs a bare parse-and-validate route, binary bodies, gRPC, dynamic batching, WORKERS=1
+ * vs 2; bench/http.ts), measured side by side in one run. Prints
  * tables and writes bench/results/latest.json. Ratios are what to compare across machines;
  * absolute figures depend on the machine (recorded in the JSON).
  *
@@ -86,36 +87,59 @@ if (runs('peers')) {
 }
 
 if (runs('http')) {
-  const http = await benchHttp(quick ? { durationSeconds: 3 } : {});
+  const { rows: http, wideBatch } = await benchHttp(quick ? { durationSeconds: 3, rounds: 2 } : {});
   results['http'] = http;
-  process.stdout.write('\nHTTP (autocannon, 8 connections, POST /v1/models/digits:predict)\n');
+  results['wideBatch'] = wideBatch;
   process.stdout.write(
-    `${'server'.padEnd(32)}${'rows'.padStart(6)}${'req/s'.padStart(10)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}${'errors'.padStart(8)}\n`,
+    '\nserving (autocannon for HTTP, a closed-loop client for gRPC; digits model unless named)\n',
+  );
+  process.stdout.write(
+    `${'server'.padEnd(40)}${'rows'.padStart(6)}${'conns'.padStart(6)}${'req/s'.padStart(10)}${'rows/s'.padStart(11)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}${'errors'.padStart(8)}\n`,
   );
   for (const r of http) {
     process.stdout.write(
-      `${r.name.padEnd(32)}${String(r.rowsPerRequest).padStart(6)}${fmt(r.requestsPerSecond).padStart(10)}${fmt(r.p50Ms, 1).padStart(9)}${fmt(r.p99Ms, 1).padStart(9)}${String(r.errors + r.non2xx).padStart(8)}\n`,
+      `${r.name.padEnd(40)}${String(r.rowsPerRequest).padStart(6)}${String(r.connections).padStart(6)}${fmt(r.requestsPerSecond).padStart(10)}${fmt(r.rowsPerSecond).padStart(11)}${fmt(r.p50Ms, 1).padStart(9)}${fmt(r.p99Ms, 1).padStart(9)}${String(r.errors + r.non2xx).padStart(8)}\n`,
     );
   }
   const find = (name: string, rows: number) =>
     http.find((r) => r.name.startsWith(name) && r.rowsPerRequest === rows)!;
-  const ratios = [1, 256].map((rows) => {
-    const bare = find('bare', rows);
-    const predict = find('normserve predict (WORKERS=1)', rows);
-    const two = find('normserve predict (WORKERS=2)', rows);
-    return {
-      rows,
-      predictOverBareRequestsPerSecond: predict.requestsPerSecond / bare.requestsPerSecond,
-      predictOverBareP99: predict.p99Ms / bare.p99Ms,
-      workers2OverWorkers1RequestsPerSecond: two.requestsPerSecond / predict.requestsPerSecond,
-    };
-  });
-  process.stdout.write('\nratios\n');
-  for (const r of ratios) {
-    process.stdout.write(
-      `${String(r.rows).padStart(4)} row(s): predict/bare req/s ${fmt(r.predictOverBareRequestsPerSecond, 2)}, p99 ${fmt(r.predictOverBareP99, 2)}; WORKERS=2/WORKERS=1 req/s ${fmt(r.workers2OverWorkers1RequestsPerSecond, 2)}\n`,
-    );
-  }
+  const bare1 = find('bare', 1);
+  const json1 = find('predict JSON (WORKERS=1)', 1);
+  const json256 = find('predict JSON (WORKERS=1)', 256);
+  const wideOff = find('wide, batching off', 1);
+  const wideOn = http.find((r) => r.name.startsWith('wide, batching') && r !== wideOff)!;
+  const wideBound = wideBatch.delayUs / 1000 + 3 * wideBatch.meanBatchComputeMs;
+  const ratios = {
+    predictOverBare1RowRequestsPerSecond: json1.requestsPerSecond / bare1.requestsPerSecond,
+    predict1RowP99Ms: json1.p99Ms,
+    float32OverJson256RowsPerSecond:
+      find('predict float32 in/out', 256).rowsPerSecond / json256.rowsPerSecond,
+    oipBinaryOverJson256RowsPerSecond:
+      find('OIP infer binary', 256).rowsPerSecond / json256.rowsPerSecond,
+    grpcRawOverJson256RowsPerSecond:
+      find('gRPC ModelInfer raw', 256).rowsPerSecond / json256.rowsPerSecond,
+    wideBatchingOnOverOffRequestsPerSecond: wideOn.requestsPerSecond / wideOff.requestsPerSecond,
+    wideBatchingP99Ms: wideOn.p99Ms,
+    wideBatchingP99BoundMs: wideBound,
+    wideMeanBatchRows: wideBatch.meanBatchRows,
+    workers2OverWorkers1RequestsPerSecond1Row:
+      find('predict JSON (WORKERS=2)', 1).requestsPerSecond / json1.requestsPerSecond,
+    workers2OverWorkers1RequestsPerSecond256Rows:
+      find('predict JSON (WORKERS=2)', 256).requestsPerSecond / json256.requestsPerSecond,
+  };
+  const goal = (ok: boolean) => (ok ? 'meets goal' : 'BELOW GOAL');
+  process.stdout.write('\nratios (goals of issue 11)\n');
+  process.stdout.write(
+    [
+      `1-row JSON predict / bare, req/s     ${fmt(ratios.predictOverBare1RowRequestsPerSecond, 2)} (≥ 0.9: ${goal(ratios.predictOverBare1RowRequestsPerSecond >= 0.9)}); p99 ${fmt(json1.p99Ms, 1)} ms (≤ 5: ${goal(json1.p99Ms <= 5)})`,
+      `256 rows float32 in/out / JSON, rows/s ${fmt(ratios.float32OverJson256RowsPerSecond, 2)} (≥ 3: ${goal(ratios.float32OverJson256RowsPerSecond >= 3)})`,
+      `256 rows OIP binary / JSON, rows/s    ${fmt(ratios.oipBinaryOverJson256RowsPerSecond, 2)} (≥ 3: ${goal(ratios.oipBinaryOverJson256RowsPerSecond >= 3)})`,
+      `256 rows gRPC raw / JSON, rows/s      ${fmt(ratios.grpcRawOverJson256RowsPerSecond, 2)} (≥ 2: ${goal(ratios.grpcRawOverJson256RowsPerSecond >= 2)})`,
+      `wide, 32 clients, batching on / off   ${fmt(ratios.wideBatchingOnOverOffRequestsPerSecond, 2)} (≥ 2: ${goal(ratios.wideBatchingOnOverOffRequestsPerSecond >= 2)}); p99 ${fmt(wideOn.p99Ms, 1)} ms ≤ ${wideBatch.delayUs / 1000} ms + 3 × ${fmt(wideBatch.meanBatchComputeMs, 1)} ms = ${fmt(wideBound, 1)} ms: ${goal(wideOn.p99Ms <= wideBound)}; mean batch ${fmt(wideBatch.meanBatchRows, 1)} rows`,
+      `WORKERS=2 / WORKERS=1, req/s          ${fmt(ratios.workers2OverWorkers1RequestsPerSecond1Row, 2)} (1 row), ${fmt(ratios.workers2OverWorkers1RequestsPerSecond256Rows, 2)} (256 rows)`,
+      '',
+    ].join('\n'),
+  );
   results['ratios'] = ratios;
 }
 mkdirSync('bench/results', { recursive: true });

@@ -86,15 +86,19 @@ export type InputTransform = z.output<typeof inputTransformSchema>;
 
 export const MODEL_FORMAT = 'normserve.model/v1';
 
+/** A model's name: also its directory in a repository, so no path separators and no leading dot. */
+export const MODEL_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+export const modelNameSchema = z
+  .string()
+  .regex(
+    MODEL_NAME_PATTERN,
+    'letters, digits, ".", "_" and "-" (at most 128), starting with a letter or digit',
+  );
+
 /** Unknown top-level keys are kept (looseObject), so a recalibrated version carries them on. */
 export const modelConfigSchema = z.looseObject({
   format: z.literal(MODEL_FORMAT),
-  name: z
-    .string()
-    .regex(
-      /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/,
-      'letters, digits, ".", "_" and "-", starting with a letter or digit',
-    ),
+  name: modelNameSchema,
   task: z.enum(['classification', 'regression']),
   input_shape: z.tuple([positiveInt]),
   labels: z.array(z.string().min(1)).min(2).optional(),
@@ -103,6 +107,16 @@ export const modelConfigSchema = z.looseObject({
   layers: z.array(layerSchema).min(1),
   training: z.record(z.string(), z.unknown()).optional(),
   provenance: z.record(z.string(), z.unknown()).optional(),
+  /**
+   * Serving options of this model, overriding the server's BATCH_MAX_DELAY_US / BATCH_MAX_ROWS
+   * (Triton's `dynamic_batching { max_queue_delay_microseconds }`).
+   */
+  dynamic_batching: z
+    .strictObject({
+      max_queue_delay_microseconds: z.number().int().min(0).max(1_000_000).optional(),
+      max_batch_rows: z.number().int().min(1).max(1_000_000).optional(),
+    })
+    .optional(),
 });
 export type ModelConfig = z.output<typeof modelConfigSchema>;
 

@@ -3,7 +3,8 @@
  * `npm run predict -- --model <repo>/<name>[/<version>] --input <file.csv|file.json>`: predictions
  * as JSON on stdout, computed by the service's own code (registry, fused plan, softmax). A CSV
  * needs a header; columns are matched to the model's feature names when it records them, and a
- * label column, if present, is used to report accuracy on stderr.
+ * label column, if present, is used to report accuracy (classification) or RMSE and R²
+ * (regression) on stderr.
  */
 import { readFile } from 'node:fs/promises';
 import { Command } from 'commander';
@@ -15,7 +16,7 @@ import { runCli } from './cli-errors.js';
 interface Flags {
   model: string;
   input: string;
-  labelColumn: string;
+  labelColumn?: string;
   fused: boolean;
   logits: boolean;
 }
@@ -61,8 +62,7 @@ async function main(argv: readonly string[]): Promise<void> {
     )
     .option(
       '--label-column <name>',
-      'CSV column holding true labels (used for accuracy, not as a feature)',
-      'label',
+      'CSV column holding the true values, for accuracy or RMSE (default: the column the model was trained to predict, else "label")',
     )
     .option('--no-fused', 'use the unfused reference path instead of the folded kernels')
     .option('--logits', 'also print the raw model outputs', false)
@@ -79,13 +79,14 @@ async function main(argv: readonly string[]): Promise<void> {
     );
   }
   const model = await openModelDirectory(flags.model);
+  const labelColumn = flags.labelColumn ?? model.labelColumn ?? 'label';
   let rows: number[][];
   let truth: string[] | undefined;
   if (flags.input.toLowerCase().endsWith('.json')) {
     rows = rowsFromJson(text, flags.input);
   } else {
     const table = parseCsv(text, flags.input);
-    const labelIndex = table.header.indexOf(flags.labelColumn);
+    const labelIndex = table.header.indexOf(labelColumn);
     // Feature columns: the model's recorded feature names if all present, else every non-label column.
     const featureNames = model.featureNames;
     const columns = featureNames?.every((f) => table.header.includes(f))
@@ -109,7 +110,19 @@ async function main(argv: readonly string[]): Promise<void> {
   if (truth && output.labels) {
     const correct = output.labels.filter((l, i) => l === truth![i]).length;
     process.stderr.write(
-      `accuracy ${(correct / output.rows).toFixed(4)} (${correct}/${output.rows}) against column "${flags.labelColumn}"\n`,
+      `accuracy ${(correct / output.rows).toFixed(4)} (${correct}/${output.rows}) against column "${labelColumn}"\n`,
+    );
+  } else if (truth && output.task === 'regression' && output.outputWidth === 1) {
+    const y = truth.map(Number);
+    const mean = y.reduce((a, b) => a + b, 0) / y.length;
+    let residual = 0;
+    let total = 0;
+    y.forEach((v, i) => {
+      residual += (v - output.outputs[i]!) ** 2;
+      total += (v - mean) ** 2;
+    });
+    process.stderr.write(
+      `RMSE ${Math.sqrt(residual / y.length).toPrecision(4)}${total > 0 ? `, R² ${(1 - residual / total).toFixed(4)}` : ''} (${y.length} rows) against column "${labelColumn}"\n`,
     );
   }
 }

@@ -8,7 +8,8 @@ import { randomBytes } from 'node:crypto';
 import closeWithGrace from 'close-with-grace';
 import pino from 'pino';
 import { isNormserveError } from '../errors/index.js';
-import { buildApp } from '../http/app.js';
+import { createGrpcServer, type GrpcServerHandle, listenGrpc } from '../grpc/grpc-server.js';
+import { buildApp, createInferenceService } from '../http/app.js';
 import { ServiceMetrics } from '../http/metrics.js';
 import { FixedWindowCounter } from '../http/rate-limit.js';
 import { ModelRegistry, parseServerConfig, type ServerConfig } from '../service/index.js';
@@ -21,7 +22,13 @@ import { packageVersion } from './package-version.js';
 const EXIT_START_FAILED = 78;
 
 export async function startServer(config: ServerConfig): Promise<void> {
-  const logger = pino({ level: config.LOG_LEVEL, redact: ['req.headers.authorization'] });
+  // Log lines are written asynchronously: while one write is in flight the next lines gather and
+  // leave together, so a busy server makes few write calls instead of one per request, and an idle
+  // one still writes each line at once. pino flushes what is pending when the process exits.
+  const logger = pino(
+    { level: config.LOG_LEVEL, redact: ['req.headers.authorization'] },
+    pino.destination({ dest: 1, sync: false }),
+  );
   const metrics = new ServiceMetrics();
   // A cluster worker serves the server's metrics and counts admin requests through the primary.
   const channel = cluster.isWorker ? new PrimaryChannel() : undefined;
@@ -54,9 +61,11 @@ export async function startServer(config: ServerConfig): Promise<void> {
       'not every model has an available version',
     );
 
+  const inference = createInferenceService(config, registry, metrics);
   const app = await buildApp({
     config,
     registry,
+    inference,
     metrics,
     adminToken,
     version: packageVersion(),
@@ -68,6 +77,7 @@ export async function startServer(config: ServerConfig): Promise<void> {
         }
       : {}),
   });
+  let grpc: GrpcServerHandle | undefined;
   let poll: NodeJS.Timeout | undefined;
   if (config.MODEL_POLL_INTERVAL_MS > 0) {
     poll = setInterval(() => {
@@ -82,12 +92,28 @@ export async function startServer(config: ServerConfig): Promise<void> {
       else
         logger.info({ signal }, 'shutting down: no new connections, finishing requests in flight');
       if (poll) clearInterval(poll);
-      await app.close();
+      // Both transports stop taking work and finish what is in flight, together.
+      await Promise.all([app.close(), grpc?.close(config.SHUTDOWN_TIMEOUT_MS)]);
       logger.info('stopped');
     },
   );
 
   await app.listen({ port: config.PORT, host: config.HOST });
+  if (config.GRPC_PORT > 0) {
+    // Under node:cluster every worker binds the same port and the listening socket is shared as
+    // for HTTP; each HTTP/2 connection (and every call on it) stays on the worker that accepted it.
+    const server = createGrpcServer({
+      inference,
+      version: packageVersion(),
+      maxBatchSize: config.MAX_BATCH_SIZE,
+      maxMessageBytes: config.BODY_LIMIT_BYTES,
+      apiToken: config.API_TOKEN,
+      log: logger,
+      observer: metrics,
+    });
+    grpc = await listenGrpc(server, config.HOST, config.GRPC_PORT);
+    logger.info({ port: grpc.port, host: config.HOST }, 'gRPC server listening');
+  }
   // Listening: the primary may ask for this worker's metrics from now on.
   channel?.send({ type: 'normserve:ready' });
 }

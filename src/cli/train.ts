@@ -1,139 +1,281 @@
 #!/usr/bin/env node
 /**
- * The training job: `npm run train -- --config configs/<file>.json [flags]`. Flags override the
- * config. Everything is validated before training starts and the checkpoint is published
- * atomically at the end, so bad input or an interrupted run writes nothing.
+ * The training job: `npm run train -- --data my.csv --label-column y [flags]`, or
+ * `npm run train -- --config configs/<file>.json [flags]`. Flags are written into the config
+ * (the file's, or an empty one) and the result is parsed by the one training-config schema, so a
+ * flag is checked exactly like the field it sets, and a bad value is reported under the flag's
+ * name. What the config leaves open (name, task, description, layers) comes from the data.
+ * Everything is validated before training starts and the checkpoint is published atomically at
+ * the end, so bad input or an interrupted run writes nothing.
  */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import cliProgress from 'cli-progress';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { NormserveError } from '../errors/index.js';
 import { loadModelDirectory, publishCheckpoint } from '../service/index.js';
-import { loadCsvDataset, parseTrainingConfig, train } from '../training/index.js';
+import {
+  architectureSchema,
+  loadCsvDataset,
+  parseTrainingConfig,
+  resolveTrainingConfig,
+  type TrainingMetrics,
+  train,
+  trainingConfigSchema,
+} from '../training/index.js';
 import { runCli } from './cli-errors.js';
 
-const number =
-  (flag: string, integer = false) =>
-  (value: string) => {
-    const n = Number(value);
-    if (value.trim() === '' || !Number.isFinite(n) || (integer && !Number.isInteger(n))) {
-      throw new InvalidArgumentError(
-        `${flag} needs ${integer ? 'an integer' : 'a number'}, got "${value}"`,
-      );
-    }
-    return n;
-  };
+/** Only the syntax of a number: its range and integrality are the schema's to check. */
+const number = (value: string) => {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isFinite(n)) {
+    throw new InvalidArgumentError(`expected a number, got "${value}"`);
+  }
+  return n;
+};
+/** `128,64` → [128, 64]; an empty list is a network with no hidden layer. */
+const numberList = (value: string) =>
+  value.trim() === '' ? [] : value.split(',').map((part) => number(part.trim()));
 
-interface Flags {
-  config: string;
-  data?: string;
-  labelColumn?: string;
-  out: string;
-  name?: string;
-  seed?: number;
-  epochs?: number;
-  batchSize?: number;
-  lr?: number;
-  weightDecay?: number;
-  optimizer?: 'adamw' | 'adam' | 'sgd';
-  init?: string;
-  shuffle: boolean;
-  patience?: number;
-  progress: boolean;
+/**
+ * The schema's defaults (what an empty config means), quoted in --help and the optimizer a
+ * bare --lr adjusts. */
+const DEFAULTS = trainingConfigSchema.parse({ data: { path: '-' } });
+const ARCHITECTURE = architectureSchema.parse({});
+
+/** A flag that sets one field of the training config. */
+interface ConfigFlag {
+  option: Option;
+  /** Where its value goes in the config. */
+  path: readonly string[];
 }
 
-/** Writes flags into the raw config before validation, so flags are checked like the file. */
-function applyFlags(raw: Record<string, unknown>, flags: Flags): Record<string, unknown> {
-  const config = structuredClone(raw) as Record<string, Record<string, unknown>>;
-  config.data ??= {};
-  config.training ??= {};
-  const training = config.training;
-  if (flags.data !== undefined) config.data.path = flags.data;
-  if (flags.labelColumn !== undefined) config.data.label_column = flags.labelColumn;
-  if (flags.name !== undefined) (config as Record<string, unknown>).name = flags.name;
-  if (flags.seed !== undefined) (config as Record<string, unknown>).seed = flags.seed;
-  if (flags.epochs !== undefined) training.epochs = flags.epochs;
-  if (flags.batchSize !== undefined) training.batch_size = flags.batchSize;
-  if (flags.patience !== undefined) training.patience = flags.patience;
-  if (!flags.shuffle) training.shuffle = false;
-  let optimizer = (training.optimizer ?? { type: 'adamw' }) as Record<string, unknown>;
-  if (flags.optimizer !== undefined && flags.optimizer !== optimizer.type) {
-    // A different optimizer starts from its own defaults: lr carries over, weight decay takes the
-    // new optimizer's default unless --weight-decay gives it.
-    optimizer = {
-      type: flags.optimizer,
-      ...(optimizer.lr !== undefined ? { lr: optimizer.lr } : {}),
-    };
+const configFlag = (
+  flags: string,
+  description: string,
+  path: readonly string[],
+  parse?: (value: string) => unknown,
+): ConfigFlag => {
+  const option = new Option(flags, description);
+  if (parse) option.argParser(parse);
+  return { option, path };
+};
+
+const CONFIG_FLAGS: readonly ConfigFlag[] = [
+  configFlag('--data <csv>', 'CSV data file with a header row (data.path)', ['data', 'path']),
+  configFlag(
+    '--label-column <name>',
+    `the column to predict (data.label_column, default "${DEFAULTS.data.label_column}")`,
+    ['data', 'label_column'],
+  ),
+  configFlag('--task <task>', 'classification (default) or regression (MSE, one numeric output)', [
+    'task',
+  ]),
+  configFlag('--name <name>', 'model name (default: the data file name)', ['name']),
+  configFlag('--description <text>', 'model description (default: from the data)', ['description']),
+  configFlag('--seed <n>', `random seed (default ${DEFAULTS.seed})`, ['seed'], number),
+  configFlag(
+    '--epochs <n>',
+    `epochs, at least 1 (default ${DEFAULTS.training.epochs})`,
+    ['training', 'epochs'],
+    number,
+  ),
+  configFlag(
+    '--batch-size <n>',
+    `mini-batch size (default ${DEFAULTS.training.batch_size})`,
+    ['training', 'batch_size'],
+    number,
+  ),
+  configFlag(
+    '--lr <x>',
+    `learning rate, 0 allowed (default ${DEFAULTS.training.optimizer.lr})`,
+    ['training', 'optimizer', 'lr'],
+    number,
+  ),
+  configFlag(
+    '--weight-decay <x>',
+    'weight decay',
+    ['training', 'optimizer', 'weight_decay'],
+    number,
+  ),
+  configFlag(
+    '--optimizer <type>',
+    `adamw, adam or sgd (default ${DEFAULTS.training.optimizer.type})`,
+    ['training', 'optimizer', 'type'],
+  ),
+  configFlag(
+    '--patience <n>',
+    'early stopping: epochs without a better validation loss',
+    ['training', 'patience'],
+    number,
+  ),
+  configFlag('--no-shuffle', 'keep the row order in every epoch', ['training', 'shuffle']),
+  configFlag(
+    '--hidden <widths>',
+    `hidden layer widths of the default network (default ${ARCHITECTURE.hidden.join(',')}); "" for none`,
+    ['architecture', 'hidden'],
+    numberList,
+  ),
+  configFlag('--norm <type>', `batchnorm, layernorm or none (default ${ARCHITECTURE.norm})`, [
+    'architecture',
+    'norm',
+  ]),
+  configFlag(
+    '--dropout <p>',
+    `dropout after each hidden block, 0 for none (default ${ARCHITECTURE.dropout})`,
+    ['architecture', 'dropout'],
+    number,
+  ),
+];
+
+const ARCHITECTURE_FLAGS = CONFIG_FLAGS.filter((f) => f.path[0] === 'architecture');
+
+interface Flags {
+  config?: string;
+  out?: string;
+  init?: string;
+  progress: boolean;
+  printConfig: boolean;
+}
+
+/** The checkout's own repository, which `npm start` serves and git tracks (models/digits/1). */
+const CHECKOUT_MODELS = fileURLToPath(new URL('../../models', import.meta.url));
+const DEFAULT_OUT = 'models';
+
+type Raw = Record<string, unknown>;
+
+function setPath(target: Raw, path: readonly string[], value: unknown): void {
+  let node = target;
+  for (const key of path.slice(0, -1)) {
+    const next = node[key];
+    node[key] = typeof next === 'object' && next !== null && !Array.isArray(next) ? next : {};
+    node = node[key] as Raw;
   }
-  if (flags.lr !== undefined) optimizer.lr = flags.lr;
-  if (flags.weightDecay !== undefined) optimizer.weight_decay = flags.weightDecay;
-  training.optimizer = optimizer;
+  node[path.at(-1)!] = value;
+}
+
+/**
+ * Writes the given flags into the raw config before validation. A different --optimizer starts
+ * from that optimizer's defaults: lr carries over, weight decay takes the new optimizer's default
+ * unless --weight-decay gives it.
+ */
+function applyFlags(raw: Raw, given: readonly { flag: ConfigFlag; value: unknown }[]): Raw {
+  const config = structuredClone(raw);
+  const setsOptimizer = given.some((g) => g.flag.path[1] === 'optimizer');
+  if (setsOptimizer) {
+    const current = (config.training as Raw | undefined)?.optimizer as Raw | undefined;
+    const type = given.find((g) => g.flag.option.long === '--optimizer')?.value;
+    if (current === undefined) {
+      setPath(config, ['training', 'optimizer'], { type: DEFAULTS.training.optimizer.type });
+    } else if (type !== undefined && type !== current.type) {
+      setPath(config, ['training', 'optimizer'], {
+        type,
+        ...(current.lr !== undefined ? { lr: current.lr } : {}),
+      });
+    }
+  }
+  for (const { flag, value } of given) setPath(config, flag.path, value);
   return config;
 }
 
-async function main(argv: readonly string[]): Promise<void> {
-  const program = new Command('train')
-    .description('Train a normserve model and publish it as the next version in a model repository')
-    .requiredOption('--config <file>', 'training config (JSON), e.g. configs/digits-mlp.json')
-    .option('--data <csv>', 'CSV data file with a header row (overrides data.path)')
-    .option('--label-column <name>', 'label column (overrides data.label_column)')
-    .option('--out <dir>', 'model repository to write into', 'models')
-    .option('--name <name>', 'model name (overrides name)')
-    .option('--seed <n>', 'random seed', number('--seed', true))
-    .option('--epochs <n>', 'epochs', number('--epochs', true))
-    .option('--batch-size <n>', 'mini-batch size', number('--batch-size', true))
-    .option('--lr <x>', 'learning rate (0 allowed)', number('--lr'))
-    .option('--weight-decay <x>', 'weight decay', number('--weight-decay'))
-    .addOption(new Option('--optimizer <type>', 'optimizer').choices(['adamw', 'adam', 'sgd']))
-    .option('--init <model dir>', 'start from an existing checkpoint (<repo>/<name>[/<version>])')
-    .option('--no-shuffle', 'keep the row order in every epoch')
-    .option(
-      '--patience <n>',
-      'early stopping: epochs without a better validation loss',
-      number('--patience', true),
-    )
-    .option('--no-progress', 'no progress bar even on a terminal')
-    .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
-  program.parse(argv, { from: 'node' });
-  const flags = program.opts<Flags>();
-
-  let rawText: string;
+async function readConfigFile(path: string): Promise<Raw> {
+  let text: string;
   try {
-    rawText = await readFile(flags.config, 'utf8');
+    text = await readFile(path, 'utf8');
   } catch (e) {
     throw new NormserveError(
       'TRAINING_CONFIG_INVALID',
-      `cannot read training config ${flags.config}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`,
+      `cannot read training config ${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`,
     );
   }
   let raw: unknown;
   try {
-    raw = JSON.parse(rawText);
+    raw = JSON.parse(text);
   } catch (e) {
     throw new NormserveError(
       'TRAINING_CONFIG_INVALID',
-      `${flags.config}: not valid JSON (${(e as Error).message})`,
+      `${path}: not valid JSON (${(e as Error).message})`,
     );
   }
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-    throw new NormserveError('TRAINING_CONFIG_INVALID', `${flags.config}: must be a JSON object`);
+    throw new NormserveError('TRAINING_CONFIG_INVALID', `${path}: must be a JSON object`);
   }
-  const config = parseTrainingConfig(
-    applyFlags(raw as Record<string, unknown>, flags),
-    flags.config,
-  );
+  return raw as Raw;
+}
+
+function summary(m: TrainingMetrics, task: 'classification' | 'regression'): string {
+  const fmt = (x: number) => x.toFixed(4);
+  if (!m.test) return 'test: no test rows';
+  if (task === 'classification') {
+    return `test: accuracy ${fmt(m.test.accuracy ?? Number.NaN)} loss ${fmt(m.test.loss)} on ${m.test.rows} rows`;
+  }
+  const g = (x: number) => x.toPrecision(4);
+  return `test: RMSE ${g(m.test.rmse ?? Number.NaN)} (MSE ${g(m.test.loss)})${m.test.r2 === undefined ? '' : ` R² ${fmt(m.test.r2)}`} on ${m.test.rows} rows`;
+}
+
+async function main(argv: readonly string[]): Promise<void> {
+  const program = new Command('train')
+    .description(
+      'Train a normserve model on a CSV file and publish it as the next version in a model repository',
+    )
+    .option('--config <file>', 'training config (JSON) to start from, e.g. configs/digits-mlp.json')
+    .option('--out <dir>', `model repository to write into (default "${DEFAULT_OUT}")`)
+    .option('--init <model dir>', 'start from an existing checkpoint (<repo>/<name>[/<version>])')
+    .option('--print-config', 'print the resolved training config as JSON and exit', false)
+    .option('--no-progress', 'no progress bar even on a terminal')
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) })
+    .addHelpText(
+      'after',
+      '\nExamples:\n  npm run train -- --data my.csv --label-column y\n  npm run train -- --data my.csv --label-column price --task regression --hidden 64,32\n  npm run train -- --config configs/digits-mlp.json --out /tmp/models',
+    );
+  for (const flag of CONFIG_FLAGS) program.addOption(flag.option);
+  program.parse(argv, { from: 'node' });
+  const flags = program.opts<Flags>();
+  const values = program.opts();
+  const given = CONFIG_FLAGS.filter(
+    (f) => program.getOptionValueSource(f.option.attributeName()) === 'cli',
+  ).map((flag) => ({ flag, value: values[flag.option.attributeName()] }));
+
+  if (flags.config === undefined && !given.some((g) => g.flag.option.long === '--data')) {
+    throw new NormserveError(
+      'TRAINING_CONFIG_INVALID',
+      '--data: a CSV file is required (or --config with data.path), e.g. npm run train -- --data my.csv --label-column y',
+    );
+  }
+  const raw = flags.config === undefined ? {} : await readConfigFile(flags.config);
+  const source = flags.config ?? 'the flags';
+  const pinned = given.find((g) => ARCHITECTURE_FLAGS.includes(g.flag));
+  if (pinned && raw.layers !== undefined) {
+    throw new NormserveError(
+      'TRAINING_CONFIG_INVALID',
+      `${pinned.flag.option.long}: ${flags.config} pins the network in "layers"; --hidden, --norm and --dropout shape the default network only (remove "layers" from the config to use them)`,
+    );
+  }
+  const parsed = parseTrainingConfig(applyFlags(raw, given), source, (path) => {
+    const flag = given.find((g) => g.flag.path.every((key, i) => path[i] === key));
+    if (!flag) return undefined;
+    const rest = path.slice(flag.flag.path.length);
+    return `${flag.flag.option.long}${rest.map((k) => `[${String(k)}]`).join('')}`;
+  });
+
   const initDir = flags.init ? await loadModelDirectory(flags.init) : undefined;
   const init = initDir?.checkpoint;
   // The exact version started from, even when --init named the model directory.
   const initSource = initDir ? `${initDir.root}/${initDir.name}/${initDir.version}` : undefined;
   const { data, sha256 } = await loadCsvDataset(
-    config.data.path,
-    config.data.label_column,
-    init?.config.task ?? config.task,
+    parsed.data.path,
+    parsed.data.label_column,
+    init?.config.task ?? parsed.task,
     init?.config.labels,
   );
+  const config = resolveTrainingConfig(parsed, data, init?.config);
+  if (flags.printConfig) {
+    process.stdout.write(`${JSON.stringify(config, null, 2)}\n`);
+    return;
+  }
 
   const interactive = flags.progress && process.stderr.isTTY === true;
   const bar = interactive
@@ -151,10 +293,10 @@ async function main(argv: readonly string[]): Promise<void> {
   const fmt = (x: number | null, digits = 4) => (x === null ? '-' : x.toFixed(digits));
   const output = await train({
     config,
-    source: flags.config,
+    source,
     onStart: ({ rows }) =>
       log(
-        `training ${config.name} on ${config.data.path}: ${rows.train} train, ${rows.validation} validation, ${rows.test} test rows (seed ${config.seed})${init ? `, starting from ${flags.init}` : ''}`,
+        `training ${config.name} (${config.task}) on ${config.data.path}: ${rows.train} train, ${rows.validation} validation, ${rows.test} test rows (seed ${config.seed})${init ? `, starting from ${flags.init}` : ''}`,
       ),
     data,
     dataSha256: sha256,
@@ -180,19 +322,28 @@ async function main(argv: readonly string[]): Promise<void> {
       : {}),
     onEpoch: (m, epochs) => {
       log(
-        `epoch ${m.epoch}/${epochs}  lr ${m.lr.toExponential(2)}  train loss ${fmt(m.train_loss)} acc ${fmt(m.train_accuracy)}  val loss ${fmt(m.val_loss)} acc ${fmt(m.val_accuracy)}  ${Math.round(m.duration_ms)} ms`,
+        `epoch ${m.epoch}/${epochs}  lr ${m.lr.toExponential(2)}  train loss ${fmt(m.train_loss)}${m.train_accuracy === null ? '' : ` acc ${fmt(m.train_accuracy)}`}  val loss ${fmt(m.val_loss)}${m.val_accuracy === null ? '' : ` acc ${fmt(m.val_accuracy)}`}  ${Math.round(m.duration_ms)} ms`,
       );
     },
   });
-  const { version, path } = await publishCheckpoint(flags.out, output);
+  const out = flags.out ?? DEFAULT_OUT;
+  const { version, path } = await publishCheckpoint(out, output);
   const weights = await readFile(`${path}/model.safetensors`);
   const m = output.metrics;
+  // Versions written into the checkout's own models/ are served by `npm start` and show up as
+  // untracked files in git: say so, with the way to undo it.
+  const inCheckout = resolve(out) === CHECKOUT_MODELS;
   process.stdout.write(
     [
       `best epoch: ${m.best_epoch ?? '-'}${m.stopped_early ? ' (stopped early)' : ''}`,
-      `test: ${m.test ? `accuracy ${fmt(m.test.accuracy)} loss ${fmt(m.test.loss)} on ${m.test.rows} rows` : 'no test rows'}`,
+      summary(m, config.task),
       `throughput: ${Math.round(m.samples_per_second)} samples/s, wall time ${(m.wall_time_ms / 1000).toFixed(1)} s`,
       `wrote ${path} (version ${version}), model.safetensors sha256 ${createHash('sha256').update(weights).digest('hex')}`,
+      ...(inCheckout
+        ? [
+            `note: ${relative(process.cwd(), path) || path} is in this checkout's model repository: npm start serves it, git lists it as untracked; rm -r it to undo, or train with --out <dir> elsewhere`,
+          ]
+        : []),
       '',
     ].join('\n'),
   );

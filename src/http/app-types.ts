@@ -6,7 +6,7 @@ import type {
   RawServerDefault,
 } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
-import type { ModelRegistry, ServerConfig } from '../service/index.js';
+import type { InferenceService, ModelRegistry, ServerConfig } from '../service/index.js';
 import type { ServiceMetrics } from './metrics.js';
 import type { RateLimitCounter } from './rate-limit.js';
 
@@ -14,6 +14,8 @@ import type { RateLimitCounter } from './rate-limit.js';
 export interface AppDeps {
   config: ServerConfig;
   registry: ModelRegistry;
+  /** The inference use case (shared with the gRPC server, so both feed one dynamic batcher). */
+  inference: InferenceService;
   metrics: ServiceMetrics;
   /** Bearer token of the admin routes (generated at start-up when ADMIN_TOKEN is unset). */
   adminToken: string;

@@ -1,22 +1,43 @@
-import Fastify, { type FastifyBaseLogger, type FastifyRequest, LogController } from 'fastify';
+import Fastify, { type FastifyBaseLogger, LogController } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { errorCatalogue, NormserveError } from '../errors/index.js';
+import { InferenceService, type ModelRegistry, type ServerConfig } from '../service/index.js';
 import type { AppDeps, AppInstance } from './app-types.js';
+import { OCTET_STREAM } from './binary-infer.js';
 import { clientErrorHandler, httpServerOptions, limitConnections } from './connection-limits.js';
+import { parseJsonBody } from './json-body.js';
+import type { ServiceMetrics } from './metrics.js';
+import { notFoundHandler } from './not-found.js';
 import { openApiPath, registerOpenApi } from './openapi.js';
-import { errorHandler, sendProblem } from './problem.js';
+import { errorHandler } from './problem.js';
 import { routeGuards } from './route-access.js';
 import { adminRoutes } from './routes/admin.js';
 import { healthRoutes } from './routes/health.js';
+import { indexRoutes } from './routes/index.js';
 import { modelExportRoutes } from './routes/model-export.js';
 import { openInferenceRoutes } from './routes/open-inference.js';
 import { tfServingRoutes } from './routes/tf-serving.js';
 import { childLoggerWithTrace, REQUEST_ID_LOG_FIELD, requestIdOf } from './tracing.js';
 import { serializerCompiler, validatorCompiler } from './validation.js';
 
-export interface BuildAppOptions extends AppDeps {
+export interface BuildAppOptions extends Omit<AppDeps, 'inference'> {
   logger: FastifyBaseLogger;
+  /** The inference service to share (with a gRPC server); made from the config when absent. */
+  inference?: InferenceService;
+}
+
+/** The inference use case configured from BATCH_* and reporting batches to the metrics. */
+export function createInferenceService(
+  config: ServerConfig,
+  registry: ModelRegistry,
+  metrics: ServiceMetrics,
+): InferenceService {
+  return new InferenceService(registry, {
+    batchMaxDelayUs: config.BATCH_MAX_DELAY_US,
+    batchMaxRows: config.BATCH_MAX_ROWS,
+    onBatch: (report) => metrics.observeBatch(report),
+  });
 }
 
 /** The status of CLIENT_ABORTED (nginx's 499), under which aborted requests are counted. */
@@ -38,7 +59,11 @@ function routeLabel(pattern: string): string {
  * validated by zod before it reaches the engine; every error leaves as application/problem+json.
  */
 export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
-  const { logger, ...deps } = options;
+  const { logger, inference: given, ...rest } = options;
+  const deps: AppDeps = {
+    ...rest,
+    inference: given ?? createInferenceService(rest.config, rest.registry, rest.metrics),
+  };
   const httpTimeouts = httpServerOptions(deps.config);
   const app = Fastify({
     loggerInstance: logger,
@@ -73,109 +98,142 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.setErrorHandler(errorHandler);
-  app.setNotFoundHandler((request, reply) =>
-    sendProblem(
-      reply,
-      request,
-      new NormserveError('NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`),
-    ),
-  );
+  app.setNotFoundHandler(notFoundHandler(app));
   // JSON only where JSON is declared: drop Fastify's text/plain parser so other types get 415.
   app.removeContentTypeParser('text/plain');
-  // Except the type curl sends for `-d @file` without -H: TF Serving's documented examples post
+  // Fastify's JSON parser, with the position of a syntax error in the problem (json-body.ts).
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, parseJsonBody);
+  // Also the type curl sends for `-d @file` without -H: TF Serving's documented examples post
   // JSON that way, so it is read as JSON (and must parse as JSON, with the same protections).
   app.addContentTypeParser(
     'application/x-www-form-urlencoded',
     { parseAs: 'string' },
-    app.getDefaultJsonParser('error', 'error'),
+    parseJsonBody,
   );
 
   let closing = false;
-  app.addHook('preClose', async () => {
+  app.addHook('preClose', (done) => {
     closing = true;
+    // Requests waiting for a dynamic batch run now rather than at the end of their delay.
+    deps.inference.flush();
+    done();
   });
-  app.addHook('onRequest', async (request, reply) => {
+  // The per-request hooks are synchronous (no promise per hook and request).
+  app.addHook('onRequest', (request, reply, done) => {
     request.receivedAt = performance.now();
-    if (closing) {
-      void reply.header('Connection', 'close');
-      throw new NormserveError(
-        'SHUTTING_DOWN',
-        'the server is shutting down; retry on another instance',
-      );
-    }
+    if (!closing) return done();
+    void reply.header('Connection', 'close');
+    done(
+      new NormserveError('SHUTTING_DOWN', 'the server is shutting down; retry on another instance'),
+    );
   });
 
   const { metrics } = deps;
   metrics.observeRegistry(deps.registry);
   const scrapeMetrics = deps.scrapeMetrics ?? (() => metrics.registry.metrics());
-  app.addHook('onSend', async (request, reply, payload) => {
+  app.addHook('onSend', (request, reply, payload, done) => {
     void reply.header('X-Request-Id', request.id);
     // During shutdown, close each connection after its response: a kept-alive idle connection
     // would otherwise hold server.close() (and the process) until the keep-alive timeout.
     if (closing) void reply.header('Connection', 'close');
-    return payload;
+    done(null, payload);
   });
-  /** The one log line and the metrics of a request, answered (onResponse) or not (aborted). */
-  const record = (request: FastifyRequest, statusCode: number, seconds: number): void => {
+  app.addHook('onResponse', (request, reply, done) => {
     const route = request.routeOptions.url ? routeLabel(request.routeOptions.url) : 'unmatched';
-    const status = String(statusCode);
     const inference = request.inference;
-    metrics.requests.inc({
-      method: request.method,
+    const seconds = reply.elapsedTime / 1000;
+    const version = inference ? String(inference.version) : '';
+    metrics.observeRequest(
+      request.method,
       route,
-      status,
-      model: inference?.model ?? request.modelName ?? '',
-      version: inference ? String(inference.version) : '',
-    });
-    metrics.requestDuration.observe({ method: request.method, route, status }, seconds);
+      String(reply.statusCode),
+      inference?.model ?? request.modelName ?? '',
+      version,
+      seconds,
+    );
     if (inference) {
-      metrics.inferenceDuration.observe(
-        {
-          model: inference.model,
-          version: String(inference.version),
-          fused: String(inference.fused),
-        },
+      metrics.observeInference(
+        inference.model,
+        version,
+        inference.fused ? 'true' : 'false',
         inference.computeMs / 1000,
+        inference.rows,
       );
-      metrics.batchSize.observe({ model: inference.model }, inference.rows);
+      request.log.info(
+        {
+          method: request.method,
+          url: request.url,
+          route,
+          status: reply.statusCode,
+          durationMs: Math.round(reply.elapsedTime * 1000) / 1000,
+          model: inference.model,
+          version: inference.version,
+          rows: inference.rows,
+          computeMs: Math.round(inference.computeMs * 1000) / 1000,
+          ...(inference.batchRows !== inference.rows || inference.queueMs > 0
+            ? {
+                batchRows: inference.batchRows,
+                queueMs: Math.round(inference.queueMs * 1000) / 1000,
+              }
+            : {}),
+        },
+        'request',
+      );
+    } else {
+      request.log.info(
+        {
+          method: request.method,
+          url: request.url,
+          route,
+          status: reply.statusCode,
+          durationMs: Math.round(reply.elapsedTime * 1000) / 1000,
+          ...(request.modelName ? { model: request.modelName } : {}),
+        },
+        'request',
+      );
     }
+    done();
+  });
+  // A client that closes the connection before its request has arrived gets no response (and
+  // no onResponse): recorded as nginx's 499 (CLIENT_ABORTED), at info, never as a server error.
+  app.addHook('onRequestAbort', (request, done) => {
+    const route = request.routeOptions.url ? routeLabel(request.routeOptions.url) : 'unmatched';
+    const seconds = (performance.now() - request.receivedAt) / 1000;
+    const model = request.modelName ?? '';
+    metrics.observeRequest(request.method, route, String(CLIENT_CLOSED), model, '', seconds);
     request.log.info(
       {
         method: request.method,
         url: request.url,
         route,
-        status: statusCode,
+        status: CLIENT_CLOSED,
         durationMs: Math.round(seconds * 1e6) / 1000,
-        ...(inference
-          ? {
-              model: inference.model,
-              version: inference.version,
-              rows: inference.rows,
-              computeMs: Math.round(inference.computeMs * 1000) / 1000,
-            }
-          : request.modelName
-            ? { model: request.modelName }
-            : {}),
+        ...(model ? { model } : {}),
       },
-      statusCode === CLIENT_CLOSED ? 'request aborted by the client' : 'request',
+      'request aborted by the client',
     );
-  };
-  app.addHook('onResponse', async (request, reply) => {
-    record(request, reply.statusCode, reply.elapsedTime / 1000);
-  });
-  // A client that closes the connection before its request has arrived gets no response (and
-  // no onResponse): recorded as nginx's 499, never as a server error.
-  app.addHook('onRequestAbort', async (request) => {
-    record(request, CLIENT_CLOSED, (performance.now() - request.receivedAt) / 1000);
+    done();
   });
 
   // Each route's declared access (config.access) decides which token it demands.
   app.addHook('onRoute', routeGuards({ admin: deps.adminToken, api: deps.config.API_TOKEN }));
 
   await registerOpenApi(app);
+  await indexRoutes(app);
   await healthRoutes(app);
-  await tfServingRoutes(app);
-  await openInferenceRoutes(app);
+  // The prediction routes also read binary bodies (the TF-style float32 rows and the Open
+  // Inference Protocol's binary tensor extension); their own scope keeps that parser away from
+  // every other route, which stay JSON only.
+  await app.register(async (scope: AppInstance) => {
+    scope.addContentTypeParser(
+      OCTET_STREAM,
+      { parseAs: 'buffer', bodyLimit: deps.config.BODY_LIMIT_BYTES },
+      (_request, body, done) => done(null, body),
+    );
+    await tfServingRoutes(scope);
+    await openInferenceRoutes(scope);
+  });
   await modelExportRoutes(app);
   await adminRoutes(app);
 

@@ -1,5 +1,10 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import type { ModelRegistry } from '../service/index.js';
+import type { BatchReport, ModelRegistry } from '../service/index.js';
+
+const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096];
+const LATENCY_BUCKETS = [
+  0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+];
 
 /**
  * Prometheus metrics of one app instance (its own registry, so tests can build several apps).
@@ -27,6 +32,13 @@ export class ServiceMetrics {
   readonly activeRecordInvalid: Gauge<'model'>;
   readonly repositoryScans: Counter;
   private models: Pick<ModelRegistry, 'list' | 'scans'> | undefined;
+  readonly dynamicBatchRows: Histogram<'model'>;
+  readonly dynamicBatchRequests: Histogram<'model'>;
+  readonly batchQueueDelay: Histogram<'model'>;
+  readonly grpcRequests: Counter<'method' | 'code' | 'model'>;
+  readonly grpcDuration: Histogram<'method' | 'code'>;
+  /** Label children by label values (see child()). */
+  private readonly children = new Map<string, unknown>();
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry, this.serviceRegistry];
@@ -40,7 +52,7 @@ export class ServiceMetrics {
       name: 'normserve_http_request_duration_seconds',
       help: 'Whole-request latency (parsing, validation, inference, serialisation)',
       labelNames: ['method', 'route', 'status'],
-      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      buckets: LATENCY_BUCKETS,
       registers,
     });
     this.inferenceDuration = new Histogram({
@@ -57,7 +69,43 @@ export class ServiceMetrics {
       name: 'normserve_batch_size',
       help: 'Rows per inference request',
       labelNames: ['model'],
-      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096],
+      buckets: BATCH_BUCKETS,
+      registers,
+    });
+    this.dynamicBatchRows = new Histogram({
+      name: 'normserve_dynamic_batch_rows',
+      help: 'Rows per engine call of the dynamic batcher (BATCH_MAX_DELAY_US > 0)',
+      labelNames: ['model'],
+      buckets: BATCH_BUCKETS,
+      registers,
+    });
+    this.dynamicBatchRequests = new Histogram({
+      name: 'normserve_dynamic_batch_requests',
+      help: 'Requests merged into one engine call by the dynamic batcher',
+      labelNames: ['model'],
+      buckets: BATCH_BUCKETS,
+      registers,
+    });
+    this.batchQueueDelay = new Histogram({
+      name: 'normserve_batch_queue_delay_seconds',
+      help: 'Time a request waited in the dynamic batching queue',
+      labelNames: ['model'],
+      buckets: [
+        0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 1,
+      ],
+      registers,
+    });
+    this.grpcRequests = new Counter({
+      name: 'normserve_grpc_requests_total',
+      help: 'gRPC calls by method, status code and model',
+      labelNames: ['method', 'code', 'model'],
+      registers,
+    });
+    this.grpcDuration = new Histogram({
+      name: 'normserve_grpc_request_duration_seconds',
+      help: 'gRPC call latency (decoding, validation, inference, encoding)',
+      labelNames: ['method', 'code'],
+      buckets: LATENCY_BUCKETS,
       registers,
     });
     this.loadFailures = new Counter({
@@ -112,6 +160,70 @@ export class ServiceMetrics {
     });
     if (options.defaultMetrics ?? true)
       collectDefaultMetrics({ register: this.registry, prefix: 'normserve_' });
+  }
+
+  /** A label child by a key of its label values, made once (no label object built per request). */
+  private child<T>(key: string, make: () => T): T {
+    let child = this.children.get(key) as T | undefined;
+    if (child === undefined) {
+      child = make();
+      this.children.set(key, child);
+    }
+    return child;
+  }
+
+  /** Counts one HTTP request and observes its latency. */
+  observeRequest(
+    method: string,
+    route: string,
+    status: string,
+    model: string,
+    version: string,
+    seconds: number,
+  ): void {
+    this.child(`requests ${method} ${route} ${status} ${model} ${version}`, () =>
+      this.requests.labels({ method, route, status, model, version }),
+    ).inc();
+    this.child(`duration ${method} ${route} ${status}`, () =>
+      this.requestDuration.labels({ method, route, status }),
+    ).observe(seconds);
+  }
+
+  /** Compute time and rows of one inference request. */
+  observeInference(
+    model: string,
+    version: string,
+    fused: string,
+    computeSeconds: number,
+    rows: number,
+  ): void {
+    this.child(`inference ${model} ${version} ${fused}`, () =>
+      this.inferenceDuration.labels({ model, version, fused }),
+    ).observe(computeSeconds);
+    this.child(`rows ${model}`, () => this.batchSize.labels({ model })).observe(rows);
+  }
+
+  /** One engine call of the dynamic batcher. */
+  observeBatch(report: BatchReport): void {
+    const model = report.model;
+    this.child(`batch-rows ${model}`, () => this.dynamicBatchRows.labels({ model })).observe(
+      report.rows,
+    );
+    this.child(`batch-requests ${model}`, () =>
+      this.dynamicBatchRequests.labels({ model }),
+    ).observe(report.requests);
+    const delay = this.child(`queue ${model}`, () => this.batchQueueDelay.labels({ model }));
+    for (const seconds of report.queueSeconds) delay.observe(seconds);
+  }
+
+  /** One gRPC call. */
+  observeGrpc(method: string, code: string, model: string, seconds: number): void {
+    this.child(`grpc ${method} ${code} ${model}`, () =>
+      this.grpcRequests.labels({ method, code, model }),
+    ).inc();
+    this.child(`grpc-duration ${method} ${code}`, () =>
+      this.grpcDuration.labels({ method, code }),
+    ).observe(seconds);
   }
 
   /** Reads the registry at each scrape (for the series computed from it). */

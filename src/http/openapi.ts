@@ -2,6 +2,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { jsonSchemaTransform, jsonSchemaTransformObject } from 'fastify-type-provider-zod';
 import type { AppInstance } from './app-types.js';
+import { digitsExampleRow } from './schemas/tf-serving.js';
 
 /**
  * Route patterns use find-my-way's syntax for TF Serving's `:verb` suffix
@@ -17,6 +18,56 @@ export function openApiPath(url: string): string {
     .replace(/::/g, ':');
 }
 
+interface Operation {
+  requestBody?: { content?: Record<string, { schema?: unknown; examples?: unknown }> };
+}
+
+const float32Row = Buffer.from(Float32Array.from(digitsExampleRow).buffer);
+const inferHeader = Buffer.from(
+  JSON.stringify({
+    inputs: [
+      { name: 'input', shape: [1, 64], datatype: 'FP32', parameters: { binary_data_size: 256 } },
+    ],
+    outputs: [{ name: 'probabilities', parameters: { binary_data: true } }],
+  }),
+);
+/** Example binary bodies by route (base64 here; the bytes themselves are sent). */
+const binaryExamples: [RegExp, string, Buffer][] = [
+  [
+    /\/infer$/,
+    `a ${inferHeader.length}-byte JSON header, then one digits row`,
+    Buffer.concat([inferHeader, float32Row]),
+  ],
+  [/:(predict|recalibrate)$/, 'one digits row: 64 little-endian float32 values', float32Row],
+];
+
+/**
+ * Routes list `application/octet-stream` among the types they consume (`consumes`), and
+ * @fastify/swagger gives it the JSON body's schema; an octet-stream body is bytes (the route's
+ * description says which), so its schema is a binary string, with an example (base64-encoded).
+ */
+function binaryBodies(path: string, item: Record<string, Operation>): Record<string, Operation> {
+  for (const operation of Object.values(item)) {
+    const content = operation?.requestBody?.content;
+    if (!content?.['application/octet-stream']) continue;
+    const example = binaryExamples.find(([pattern]) => pattern.test(path));
+    content['application/octet-stream'] = {
+      schema: { type: 'string', format: 'binary' },
+      ...(example
+        ? {
+            examples: {
+              bytes: {
+                summary: `${example[1]} (${example[2].length} bytes, shown base64-encoded)`,
+                value: example[2].toString('base64'),
+              },
+            },
+          }
+        : {}),
+    };
+  }
+  return item;
+}
+
 /** OpenAPI 3.1 from the routes' zod schemas, served at /openapi.json, interactive docs at /docs. */
 export async function registerOpenApi(app: AppInstance): Promise<void> {
   await app.register(swagger, {
@@ -29,7 +80,9 @@ export async function registerOpenApi(app: AppInstance): Promise<void> {
           'Serves batch-normalized networks with BatchNorm folded into the Linear weights, in the conventions of TF Serving (REST predict) and the Open Inference Protocol v2 (KServe, Triton); recalibrates BatchNorm statistics on new unlabeled data. Errors are RFC 9457 problem details.',
         license: { name: 'MIT', identifier: 'MIT' },
       },
-      servers: [{ url: 'http://127.0.0.1:8080' }],
+      // Relative: "Try it out" on /docs calls the origin that served the page, wherever the
+      // service runs (behind a proxy, in a container, on another port).
+      servers: [{ url: '/', description: 'the server that serves this document' }],
       components: {
         securitySchemes: {
           adminToken: {
@@ -66,7 +119,10 @@ export async function registerOpenApi(app: AppInstance): Promise<void> {
       const document = jsonSchemaTransformObject(input) as { paths?: Record<string, unknown> };
       if (document.paths) {
         document.paths = Object.fromEntries(
-          Object.entries(document.paths).map(([path, item]) => [path.replaceAll('%3A', ':'), item]),
+          Object.entries(document.paths).map(([path, item]) => [
+            path.replaceAll('%3A', ':'),
+            binaryBodies(path.replaceAll('%3A', ':'), item as Record<string, Operation>),
+          ]),
         );
       }
       return document as ReturnType<typeof jsonSchemaTransformObject>;

@@ -1,4 +1,5 @@
 import type { FastifyRequest } from 'fastify';
+import type { PredictOutput } from '../service/index.js';
 
 /** What a request did, for its log line and metrics (set by the inference routes). */
 export interface InferenceContext {
@@ -7,6 +8,10 @@ export interface InferenceContext {
   rows: number;
   computeMs: number;
   fused: boolean;
+  /** Rows of the engine call that computed this request's rows (> rows when batched). */
+  batchRows: number;
+  /** Time queued for a dynamic batch. */
+  queueMs: number;
 }
 
 declare module 'fastify' {
@@ -19,6 +24,14 @@ declare module 'fastify' {
   }
 }
 
-export function recordInference(request: FastifyRequest, context: InferenceContext): void {
-  request.inference = context;
+export function recordInference(request: FastifyRequest, out: PredictOutput, fused: boolean): void {
+  request.inference = {
+    model: out.model,
+    version: out.version,
+    rows: out.rows,
+    computeMs: out.computeMs,
+    fused,
+    batchRows: out.batchRows,
+    queueMs: out.queueMs,
+  };
 }

@@ -53,24 +53,56 @@ function locations(
   return { shown, total };
 }
 
+/** Validates `data` with a zod schema: the value, or the INVALID_INPUT error naming each place. */
+export function validate(
+  schema: z.ZodType,
+  data: unknown,
+  httpPart: string | undefined,
+): { value: unknown; error?: undefined } | { value?: undefined; error: NormserveError } {
+  const result = schema.safeParse(data);
+  if (result.success) return { value: result.data };
+  const { shown, total } = locations(result.error.issues, roots[httpPart ?? 'body'] ?? '');
+  return {
+    error: new NormserveError('INVALID_INPUT', describeLocations(shown, 3, total), {
+      errors: shown,
+    }),
+  };
+}
+
+/** Like validate, but throws the error (for handlers that validate what they were handed). */
+export function parseWith<T extends z.ZodType>(
+  schema: T,
+  data: unknown,
+  httpPart: 'body' | 'querystring',
+): z.output<T> {
+  const result = validate(schema, data, httpPart);
+  if (result.error) throw result.error;
+  return result.value as z.output<T>;
+}
+
+/**
+ * Schemas a handler validates itself (the prediction routes: a fast check compiled per model,
+ * with the same zod schema as the fallback that names the errors). They still document the route
+ * in the OpenAPI document; Fastify passes their part through unvalidated.
+ */
+const handlerValidated = new WeakSet<z.ZodType>();
+export function validatedByHandler<T extends z.ZodType>(schema: T): T {
+  handlerValidated.add(schema);
+  return schema;
+}
+
 /**
  * Validates with the route's zod schema and fails with INVALID_INPUT naming each place, e.g.
  * `instances[3][17]: expected a finite number` (paths of the body start at its top-level key).
  */
-export const validatorCompiler: FastifySchemaCompiler<z.ZodType> =
-  ({ schema, httpPart }) =>
-  (data) => {
+export const validatorCompiler: FastifySchemaCompiler<z.ZodType> = ({ schema, httpPart }) => {
+  if (handlerValidated.has(schema)) return (data) => ({ value: data });
+  return (data) => {
     // Streamed uploads (NDJSON, float32) reach the handler as a stream, read and checked there.
     if (httpPart === 'body' && isStream(data)) return { value: data };
-    const result = schema.safeParse(data);
-    if (result.success) return { value: result.data };
-    const { shown, total } = locations(result.error.issues, roots[httpPart ?? 'body'] ?? '');
-    return {
-      error: new NormserveError('INVALID_INPUT', describeLocations(shown, 3, total), {
-        errors: shown,
-      }),
-    };
+    return validate(schema, data, httpPart);
   };
+};
 
 /**
  * Responses are serialised with JSON.stringify; their zod schemas document the API (OpenAPI) but

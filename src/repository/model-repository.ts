@@ -304,6 +304,30 @@ export class ModelRepository {
   }
 }
 
+/** A path that does not exist is reported as such, not as a version missing its files. */
+async function checkIsDirectory(path: string, clean: string): Promise<void> {
+  let isDirectory: boolean;
+  try {
+    isDirectory = (await stat(clean)).isDirectory();
+  } catch (e) {
+    if (!isMissing(e)) throw e;
+    const parent = dirname(clean);
+    const versions = VERSION_NAME.test(basename(clean))
+      ? await new ModelRepository(dirname(parent)).listVersions(basename(parent))
+      : [];
+    throw new NormserveError(
+      'MODEL_NOT_FOUND',
+      `${path}: no such directory${versions.length > 0 ? ` (${dirname(path)} has versions ${versions.join(', ')})` : ''}`,
+    );
+  }
+  if (!isDirectory) {
+    throw new NormserveError(
+      'MODEL_NOT_FOUND',
+      `${path}: not a directory (expected <repository>/<model> or <repository>/<model>/<version>)`,
+    );
+  }
+}
+
 /**
  * Reads a model directory given by path: a version directory (`<repo>/<name>/<version>`), or a
  * model directory (`<repo>/<name>`), which resolves to its active version (the recorded one, else
@@ -314,6 +338,7 @@ export async function loadModelDirectory(
 ): Promise<{ version: number; name: string; checkpoint: LoadedCheckpoint; root: string }> {
   const clean = resolve(path);
   const base = basename(clean);
+  await checkIsDirectory(path, clean);
   if (VERSION_NAME.test(base)) {
     const modelDir = dirname(clean);
     const name = basename(modelDir);

@@ -3,7 +3,11 @@ export {
   MAX_PRIOR_STRENGTH,
 } from '../recalibration/index.js';
 export { JOBS_DIR, loadModelDirectory } from '../repository/index.js';
+export { bearerTokenCheck } from './bearer-token.js';
+export { type Accepts, compileAccepts, reportsFirst } from './compiled-schema.js';
+export { type BatchingPolicy, type BatchReport, DynamicBatcher } from './dynamic-batcher.js';
 export { featureNamesOf } from './feature-names.js';
+export { InferenceService, type InferenceServiceOptions } from './inference-service.js';
 export { jobRecordSchema, type TraceContext, traceContextSchema } from './job-record.js';
 export {
   JOB_RETENTION_MS,
@@ -23,12 +27,27 @@ export {
 } from './model-registry.js';
 export { exportModelOnnx, type OnnxExport, type OnnxExportRequest } from './onnx-export.js';
 export {
+  checkInputTensor,
+  failInput,
+  type InputTensorHeader,
+  modelMetadata,
+  OIP_EXTENSIONS,
+  type OutputName,
+  type OutputTensor,
+  outputNames,
+  outputTensor,
+  requestedOutputs,
+} from './open-inference.js';
+export {
+  checkBatchSize,
+  checkFiniteOutputs,
   checkRowWidths,
   type PredictInput,
   type PredictOutput,
   packRows,
   predict,
   runBatch,
+  runSources,
 } from './predict.js';
 export { type OpenedModel, openModelDirectory } from './predict-directory.js';
 export { publishCheckpoint } from './publish-checkpoint.js';
@@ -38,7 +57,21 @@ export {
   RecalibrationService,
   RecalibrationSession,
 } from './recalibration-service.js';
+export {
+  flatRows,
+  float32Rows,
+  type InputBuffer,
+  nestedRows,
+  type RowSource,
+} from './row-source.js';
 export { parseServerConfig, type ServerConfig, serverConfigSchema } from './server-config.js';
+export {
+  bytesTensor,
+  checkFinite,
+  FP32_BYTES,
+  float32Bytes,
+  readFloat32,
+} from './tensor-codec.js';
 export {
   INPUT_TENSOR,
   LABEL_TENSOR,

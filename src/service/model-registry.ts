@@ -86,6 +86,11 @@ export class ModelRegistry {
     return [...this.models.values()];
   }
 
+  /** Whether the repository has a model of that name (a map look-up, cheap per request). */
+  has(name: string): boolean {
+    return this.models.has(name);
+  }
+
   get(name: string): ModelSnapshot {
     const model = this.models.get(name);
     if (!model)

@@ -1,5 +1,5 @@
 import { loadModelDirectory } from '../repository/index.js';
-import { featureNamesOf } from './feature-names.js';
+import { trainingInfoOf } from './feature-names.js';
 import { ModelRegistry } from './model-registry.js';
 import { exportModelOnnx, type OnnxExport, type OnnxExportRequest } from './onnx-export.js';
 import { type PredictOutput, predict } from './predict.js';
@@ -9,6 +9,8 @@ export interface OpenedModel {
   version: number;
   /** Feature names recorded by training, in input order, if any. */
   featureNames: string[] | undefined;
+  /** The column training predicted, if recorded. */
+  labelColumn: string | undefined;
   predict(
     rows: readonly (readonly number[])[],
     options?: { fused?: boolean; field?: string },
@@ -28,10 +30,12 @@ export async function openModelDirectory(
   const { root, name, version, checkpoint } = await loadModelDirectory(dir);
   const registry = new ModelRegistry(root, { maxBatchSize });
   await registry.refreshModel(name);
+  const training = trainingInfoOf(checkpoint.config);
   return {
     name,
     version,
-    featureNames: featureNamesOf(checkpoint.config),
+    featureNames: training.featureNames,
+    labelColumn: training.labelColumn,
     predict: (rows, options = {}) =>
       predict(registry, {
         model: name,

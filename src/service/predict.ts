@@ -1,6 +1,8 @@
 import { type ErrorLocation, NormserveError } from '../errors/index.js';
+import type { CompiledModel } from '../inference/index.js';
 import { softmaxRows } from '../nn/index.js';
 import type { AvailableVersion, ModelRegistry } from './model-registry.js';
+import { float32Rows, nestedRows, type RowSource } from './row-source.js';
 
 export interface PredictInput {
   model: string;
@@ -26,7 +28,12 @@ export interface PredictOutput {
   probabilities: Float32Array | undefined;
   /** Predicted label per row (classification only). */
   labels: string[] | undefined;
+  /** Compute time of the engine call that computed these rows (the whole batch's). */
   computeMs: number;
+  /** Rows of that engine call: this request's alone, or a dynamic batch's. */
+  batchRows: number;
+  /** Time spent queued for a dynamic batch (0 when not batched). */
+  queueMs: number;
 }
 
 /** Every row must have exactly `width` values; reports up to 10 offending rows by path. */
@@ -51,11 +58,139 @@ export function checkRowWidths(
   }
 }
 
+/**
+ * More rows than MAX_BATCH_SIZE is a 413 BATCH_TOO_LARGE (not a 400): the data is fine, the
+ * client should split the batch.
+ */
+export function checkBatchSize(path: string, rows: number, maxRows: number): void {
+  if (rows > maxRows) {
+    const message = `at most ${maxRows} rows per request (MAX_BATCH_SIZE), got ${rows}`;
+    throw new NormserveError('BATCH_TOO_LARGE', `${path}: ${message}`, {
+      errors: [{ path, message }],
+    });
+  }
+}
+
+/**
+ * Inputs within the float32 range can still overflow inside the network (a row of values near
+ * 1e38); such rows are refused by name instead of answering NaN (JSON null) predictions.
+ */
+export function checkFiniteOutputs(
+  outputs: Float32Array,
+  rows: number,
+  width: number,
+  rowPath: (row: number) => string,
+): void {
+  const errors: ErrorLocation[] = [];
+  for (let r = 0; r < rows && errors.length < 10; r++) {
+    for (let k = 0; k < width; k++) {
+      if (!Number.isFinite(outputs[r * width + k]!)) {
+        errors.push({
+          path: rowPath(r),
+          message: "the model's outputs overflow float32 for this row (values too large)",
+        });
+        break;
+      }
+    }
+  }
+  if (errors.length > 0) {
+    throw new NormserveError('INVALID_INPUT', `${errors[0]!.path}: ${errors[0]!.message}`, {
+      errors,
+    });
+  }
+}
+
 /** Packs validated rows into a float32 [rows, width] matrix. */
 export function packRows(rows: readonly (readonly number[])[], width: number): Float32Array {
   const data = new Float32Array(rows.length * width);
-  for (let r = 0; r < rows.length; r++) data.set(rows[r]!, r * width);
+  nestedRows(rows, width).copyTo(data, 0);
   return data;
+}
+
+/**
+ * Runs the rows of one or more requests on one version as a single engine call: each source is
+ * written straight into the engine's input buffer at its offset, the plan runs once, and every
+ * request gets a view of exactly its own rows. Rows are independent in eval mode, so a request's
+ * results do not depend on what it was batched with.
+ */
+export function runSources(
+  served: AvailableVersion,
+  sources: readonly RowSource[],
+  fused = true,
+): PredictOutput[] {
+  const config = served.checkpoint.config;
+  const compiled = served.compiled;
+  const width = compiled.outputWidth;
+  const inputWidth = compiled.inputWidth;
+  let total = 0;
+  for (const source of sources) total += source.rows;
+  const started = performance.now();
+  // One request of float32 rows runs on them as they are; otherwise the rows of every request are
+  // written once into the model's input matrix (reused: the engine call is synchronous).
+  const input =
+    sources.length === 1 && sources[0]!.matrix
+      ? sources[0]!.matrix
+      : packSources(compiled, sources, total, inputWidth);
+  const outputs = compiled.forward(input, total, fused);
+  let probabilities: Float32Array | undefined;
+  let labels: string[] | undefined;
+  if (config.task === 'classification') {
+    probabilities = softmaxRows(outputs, total, width);
+    const names = config.labels!;
+    labels = new Array<string>(total);
+    for (let r = 0; r < total; r++) {
+      const base = r * width;
+      let best = 0;
+      for (let k = 1; k < width; k++) if (outputs[base + k]! > outputs[base + best]!) best = k;
+      labels[r] = names[best]!;
+    }
+  }
+  const computeMs = performance.now() - started;
+  const results = new Array<PredictOutput>(sources.length);
+  let row = 0;
+  for (let i = 0; i < sources.length; i++) {
+    const rows = sources[i]!.rows;
+    const single = sources.length === 1;
+    const from = row * width;
+    const to = (row + rows) * width;
+    results[i] = {
+      model: served.name,
+      version: served.version,
+      task: config.task,
+      rows,
+      outputWidth: width,
+      outputs: single ? outputs : outputs.subarray(from, to),
+      probabilities: single ? probabilities : probabilities?.subarray(from, to),
+      labels: single ? labels : labels?.slice(row, row + rows),
+      computeMs,
+      batchRows: total,
+      queueMs: 0,
+    };
+    row += rows;
+  }
+  return results;
+}
+
+/** Input matrices by model, grown to the largest batch seen (at most MAX_BATCH_SIZE rows, or one larger dynamic batch). */
+const inputMatrices = new WeakMap<CompiledModel, Float32Array>();
+
+function packSources(
+  compiled: CompiledModel,
+  sources: readonly RowSource[],
+  total: number,
+  width: number,
+): Float32Array {
+  let matrix = inputMatrices.get(compiled);
+  if (!matrix || matrix.length < total * width) {
+    matrix = new Float32Array(total * width);
+    inputMatrices.set(compiled, matrix);
+  }
+  let offset = 0;
+  for (const source of sources) {
+    source.copyTo(matrix, offset);
+    offset += source.rows * width;
+  }
+  return matrix;
 }
 
 /** Runs a batch on one version (the whole batch on the version resolved at the start). */
@@ -65,34 +200,7 @@ export function runBatch(
   rows: number,
   fused = true,
 ): PredictOutput {
-  const config = served.checkpoint.config;
-  const compiled = served.compiled;
-  const started = performance.now();
-  const outputs = compiled.forward(data, rows, fused);
-  const width = compiled.outputWidth;
-  let probabilities: Float32Array | undefined;
-  let labels: string[] | undefined;
-  if (config.task === 'classification') {
-    probabilities = softmaxRows(outputs, rows, width);
-    labels = new Array<string>(rows);
-    for (let r = 0; r < rows; r++) {
-      let best = 0;
-      for (let k = 1; k < width; k++)
-        if (outputs[r * width + k]! > outputs[r * width + best]!) best = k;
-      labels[r] = config.labels![best]!;
-    }
-  }
-  return {
-    model: served.name,
-    version: served.version,
-    task: config.task,
-    rows,
-    outputWidth: width,
-    outputs,
-    probabilities,
-    labels,
-    computeMs: performance.now() - started,
-  };
+  return runSources(served, [float32Rows(data, rows, served.compiled.inputWidth)], fused)[0]!;
 }
 
 /** The predict use case: resolve the version, check widths, run. */
@@ -100,5 +208,5 @@ export function predict(registry: ModelRegistry, input: PredictInput): PredictOu
   const served = registry.resolve(input.model, input.version);
   const width = served.compiled.inputWidth;
   checkRowWidths(input.rows, width, input.field ?? 'instances');
-  return runBatch(served, packRows(input.rows, width), input.rows.length, input.fused ?? true);
+  return runSources(served, [nestedRows(input.rows, width)], input.fused ?? true)[0]!;
 }

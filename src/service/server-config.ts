@@ -54,6 +54,15 @@ export const serverConfigSchema = z.object({
   REQUEST_TIMEOUT_MS: ms(0).default(60_000),
   /** Open connections per process; more are closed as they arrive (counted in /metrics). */
   MAX_CONNECTIONS: int(1, 1_000_000).default(1024),
+  /** gRPC Open Inference Protocol port (inference.GRPCInferenceService); 0 = no gRPC server. */
+  GRPC_PORT: int(0, 65535).default(8081),
+  /**
+   * Dynamic batching: concurrent requests for one model version wait at most this long (µs) to
+   * run as one engine call; 0 = off. A model's config.json may override it.
+   */
+  BATCH_MAX_DELAY_US: int(0, 1_000_000).default(0),
+  /** Most rows of one batched engine call (a single larger request still runs, alone). */
+  BATCH_MAX_ROWS: int(1, 1_000_000).default(256),
 });
 
 export type ServerConfig = z.output<typeof serverConfigSchema>;

@@ -1,8 +1,20 @@
+export {
+  type Architecture,
+  architectureSchema,
+  layersFromArchitecture,
+} from './architecture.js';
 export { type CsvTable, numericCell, parseCsv } from './csv-table.js';
 export { type Dataset, datasetFromTable, type LabeledDataset, selectRows } from './dataset.js';
 export { argmaxRow, type Evaluation, evaluate } from './evaluate.js';
 export { loadCsvDataset, loadTrainingConfig } from './load-data.js';
+export {
+  MAX_GUESSED_CLASSES,
+  modelNameFromPath,
+  type ResolvedTrainingConfig,
+  resolveTrainingConfig,
+} from './resolve-config.js';
 export { fitStandardScaler } from './standard-scaler.js';
+export { fitTargetScale, type TargetScale } from './target-scaling.js';
 export {
   type BatchProgress,
   type EpochMetrics,

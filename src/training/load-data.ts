@@ -33,11 +33,14 @@ export async function loadTrainingConfig(path: string): Promise<TrainingConfig> 
   return parseTrainingConfig(value, path);
 }
 
-/** Reads a CSV data file into a data set, with the sha256 of its bytes (recorded in metrics). */
+/**
+ * Reads a CSV data file into a data set, with the sha256 of its bytes (recorded in metrics). No
+ * task means classification (resolveTrainingConfig then checks that the labels look like classes).
+ */
 export async function loadCsvDataset(
   path: string,
   labelColumn: string,
-  task: 'classification' | 'regression',
+  task: 'classification' | 'regression' | undefined,
   labels?: readonly string[],
 ): Promise<{ data: LabeledDataset; sha256: string }> {
   const bytes = await readOrFail(path, 'data file', 'DATA_INVALID');
@@ -45,7 +48,7 @@ export async function loadCsvDataset(
   if (table.rows.length === 0)
     throw new NormserveError('DATA_INVALID', `${path}: no data rows after the header`);
   return {
-    data: datasetFromTable(table, labelColumn, task, labels),
+    data: datasetFromTable(table, labelColumn, task ?? 'classification', labels),
     sha256: createHash('sha256').update(bytes).digest('hex'),
   };
 }

@@ -21,8 +21,15 @@ import {
 import { buildOptimizer } from './build-optimizer.js';
 import { type LabeledDataset, selectRows } from './dataset.js';
 import { argmaxRow, type Evaluation, evaluate } from './evaluate.js';
+import { type ResolvedTrainingConfig, resolveTrainingConfig } from './resolve-config.js';
 import { splitRows } from './split.js';
 import { fitStandardScaler } from './standard-scaler.js';
+import {
+  applyTargetScale,
+  checkTargetScalable,
+  fitTargetScale,
+  standardizeTargets,
+} from './target-scaling.js';
 import type { TrainingConfig } from './training-config.js';
 
 export interface EpochMetrics {
@@ -44,7 +51,14 @@ export interface TrainingMetrics {
   epochs: EpochMetrics[];
   best_epoch: number | null;
   stopped_early: boolean;
-  test: { loss: number; accuracy: number | null; rows: number } | null;
+  /** Regression: `loss` is the MSE in the target's units, with its root and R². */
+  test: {
+    loss: number;
+    accuracy: number | null;
+    rows: number;
+    rmse?: number;
+    r2?: number;
+  } | null;
   wall_time_ms: number;
   samples_per_second: number;
 }
@@ -66,7 +80,8 @@ export interface InitialModel {
 }
 
 export interface TrainInput {
-  config: TrainingConfig;
+  /** Resolved here (resolveTrainingConfig) when it leaves name, task or layers to the data. */
+  config: TrainingConfig | ResolvedTrainingConfig;
   data: LabeledDataset;
   dataSha256: string;
   init?: InitialModel | undefined;
@@ -96,7 +111,7 @@ function streams(seed: number): { split: Rng; init: Rng; shuffle: Rng; dropout: 
   };
 }
 
-function schedule(config: TrainingConfig): LrSchedule {
+function schedule(config: ResolvedTrainingConfig): LrSchedule {
   const s = config.training.lr_schedule;
   switch (s.type) {
     case 'constant':
@@ -113,6 +128,17 @@ function schedule(config: TrainingConfig): LrSchedule {
   }
 }
 
+/** RMSE and R² = 1 − MSE / Var(y) of a regression evaluation (R² omitted for a constant y). */
+function fitQuality(mse: number, targets: Float32Array): { rmse: number; r2?: number } {
+  let sum = 0;
+  for (const y of targets) sum += y;
+  const mean = sum / targets.length;
+  let sq = 0;
+  for (const y of targets) sq += (y - mean) * (y - mean);
+  const variance = sq / targets.length;
+  return { rmse: Math.sqrt(mse), ...(variance > 0 ? { r2: 1 - mse / variance } : {}) };
+}
+
 const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /**
@@ -123,14 +149,15 @@ const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmedi
  * Deterministic: the same config, data and seed give bit-identical tensors.
  */
 export async function train(input: TrainInput): Promise<TrainOutput> {
-  const { config, data } = input;
+  const { data } = input;
+  const config = resolveTrainingConfig(input.config, data, input.init?.config);
   const now = input.now ?? (() => performance.now());
   const started = now();
-  const task = input.init?.config.task ?? config.task;
+  const task = config.task;
   const rng = streams(config.seed);
   const t = config.training;
 
-  const layers: LayerSpec[] = input.init ? input.init.config.layers : config.layers;
+  const layers: LayerSpec[] = config.layers;
   let outputWidth: number;
   try {
     outputWidth = checkLayerChain(layers, data.width);
@@ -151,6 +178,8 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
       `a regression model needs 1 output, the last layer has ${outputWidth}`,
     );
   }
+  const scaleTargets = task === 'regression' && config.data.target_scaling === 'standard';
+  if (scaleTargets) checkTargetScalable(layers);
   const hasBatchNorm = layers.some((l) => l.type === 'batchnorm1d');
   if (hasBatchNorm && t.batch_size < 2) {
     throw new NormserveError(
@@ -166,19 +195,30 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
     : config.data.input_scaling === 'standard'
       ? fitStandardScaler(trainRaw.features, trainRaw.rows, data.width)
       : undefined;
-  const prepare = (indices: Int32Array) => {
+  const targetScale = scaleTargets ? fitTargetScale(trainRaw.targets) : undefined;
+  // Training and validation see standardized targets; the test rows keep y, and are evaluated
+  // after the scale is folded into the network, as the served model will answer.
+  const prepare = (indices: Int32Array, standardized: boolean) => {
     const subset = selectRows(data, indices);
-    return { ...subset, features: applyFeatureTransform(subset.features, data.width, transform) };
+    return {
+      ...subset,
+      features: applyFeatureTransform(subset.features, data.width, transform),
+      ...(standardized && targetScale
+        ? { targets: standardizeTargets(subset.targets, targetScale) }
+        : {}),
+    };
   };
-  const trainSet = prepare(split.train);
-  const validationSet = prepare(split.validation);
-  const testSet = prepare(split.test);
+  const trainSet = prepare(split.train, true);
+  const validationSet = prepare(split.validation, true);
+  const testSet = prepare(split.test, false);
 
   const network = input.init
     ? networkFromCheckpoint(input.init.config, input.init.state, input.init.config.name, {
         dropout: rng.dropout,
       })
     : buildSequential(layers, { init: rng.init, dropout: rng.dropout });
+  // A checkpoint being fine-tuned outputs y: bring it to the standardized targets first.
+  if (targetScale && input.init) applyTargetScale(network, targetScale, 'unfold');
   network.train();
   const optimizer = buildOptimizer(network.parameters(), t.optimizer);
   const baseLr = t.optimizer.lr;
@@ -282,8 +322,10 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
   }
   if (t.patience !== null && best && best.state.size > 0) network.loadStateDict(best.state);
   network.eval();
+  if (targetScale) applyTargetScale(network, targetScale, 'fold');
 
   const test = testSet.rows > 0 ? evaluate(network, testSet, task) : undefined;
+  const regressionFit = test && task === 'regression' ? fitQuality(test.loss, testSet.targets) : {};
   const trainingSeconds = (now() - trainingStarted) / 1000;
   const wallTime = now() - started;
   const outConfig: ModelConfig = {
@@ -301,6 +343,7 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
     layers,
     training: {
       feature_names: data.featureNames,
+      label_column: config.data.label_column,
       data_path: config.data.path,
       data_sha256: input.dataSha256,
       seed: config.seed,
@@ -323,7 +366,9 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
       epochs,
       best_epoch: best?.epoch ?? null,
       stopped_early: stoppedEarly,
-      test: test ? { loss: test.loss, accuracy: test.accuracy ?? null, rows: test.rows } : null,
+      test: test
+        ? { loss: test.loss, accuracy: test.accuracy ?? null, rows: test.rows, ...regressionFit }
+        : null,
       wall_time_ms: wallTime,
       samples_per_second: trainingSeconds > 0 ? samplesSeen / trainingSeconds : 0,
     },

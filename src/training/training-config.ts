@@ -1,6 +1,12 @@
 import { z } from 'zod';
-import { layerSchema } from '../checkpoint/model-config.js';
-import { describeLocations, issuesToLocations, NormserveError } from '../errors/index.js';
+import { layerSchema, modelNameSchema } from '../checkpoint/model-config.js';
+import {
+  describeLocations,
+  type ErrorLocation,
+  formatPath,
+  NormserveError,
+} from '../errors/index.js';
+import { architectureSchema } from './architecture.js';
 
 const positiveInt = z.number().int().positive();
 const fraction = z.number().min(0).lt(1);
@@ -42,58 +48,96 @@ const scheduleSchema = z.discriminatedUnion('type', [
 ]);
 
 /**
- * A training recipe (configs/*.json): data, architecture, optimisation. The architecture uses
- * the layer specs of the checkpoint config (src/checkpoint/model-config.ts), so what is trained
- * is what is saved.
+ * A training recipe (configs/*.json, or flags alone): data, architecture, optimisation. The
+ * architecture uses the layer specs of the checkpoint config (src/checkpoint/model-config.ts), so
+ * what is trained is what is saved. What depends on the data is optional and filled in by
+ * resolveTrainingConfig once the data is read: the name (from the data file's name), the task,
+ * the description and the layers (from `architecture` and the data's widths).
  */
-export const trainingConfigSchema = z.strictObject({
-  name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/),
-  task: z.enum(['classification', 'regression']).default('classification'),
-  description: z.string().optional(),
-  seed: z.number().int().min(0).max(0xffffffff).default(0),
-  data: z.strictObject({
-    path: z.string().min(1),
-    label_column: z.string().min(1).default('label'),
-    /** The test rows: a fixed row range from `from_row` to the end, or a seeded random fraction. */
-    test_split: z
-      .union([z.strictObject({ from_row: positiveInt }), z.strictObject({ fraction: fraction })])
-      .default({ fraction: 0.2 }),
-    /** Taken from the training rows by a seeded permutation; 0 disables validation. */
-    validation_fraction: fraction.default(0.1),
-    /** `standard`: (x − mean)/std from the training rows, saved as the model's input_transform. */
-    input_scaling: z.enum(['standard', 'none']).default('standard'),
-  }),
-  layers: z.array(layerSchema).min(1),
-  training: z
-    .strictObject({
-      epochs: z.number().int().min(0).default(30),
-      batch_size: positiveInt.default(64),
-      shuffle: z.boolean().default(true),
-      optimizer: optimizerSchema.default({
-        type: 'adamw',
-        lr: 1e-3,
-        betas: [0.9, 0.999],
-        eps: 1e-8,
-        weight_decay: 0.01,
-      }),
-      lr_schedule: scheduleSchema.default({ type: 'constant' }),
-      label_smoothing: z.number().min(0).max(1).default(0),
-      grad_clip_norm: z.number().positive().nullable().default(null),
-      /** Stop after this many epochs without a better validation loss; null trains every epoch. */
-      patience: positiveInt.nullable().default(null),
-    })
-    .prefault({}),
-});
+export const trainingConfigSchema = z
+  .strictObject({
+    name: modelNameSchema.optional(),
+    /** Absent: classification, refused when the label column looks like a numeric target. */
+    task: z.enum(['classification', 'regression']).optional(),
+    description: z.string().optional(),
+    seed: z.number().int().min(0).max(0xffffffff).default(0),
+    data: z.strictObject({
+      path: z.string().min(1),
+      label_column: z.string().min(1).default('label'),
+      /** The test rows: a fixed row range from `from_row` to the end, or a seeded random fraction. */
+      test_split: z
+        .union([z.strictObject({ from_row: positiveInt }), z.strictObject({ fraction: fraction })])
+        .default({ fraction: 0.2 }),
+      /** Taken from the training rows by a seeded permutation; 0 disables validation. */
+      validation_fraction: fraction.default(0.1),
+      /** `standard`: (x − mean)/std from the training rows, saved as the model's input_transform. */
+      input_scaling: z.enum(['standard', 'none']).default('standard'),
+      /**
+       * Regression only: `standard` (the default there) trains on (y − mean)/std of the training
+       * targets and folds the inverse into the last Linear, so the model outputs y's own units.
+       */
+      target_scaling: z.enum(['standard', 'none']).optional(),
+    }),
+    /** The network, layer by layer; without it, `architecture` (or its defaults) builds one. */
+    layers: z.array(layerSchema).min(1).optional(),
+    architecture: architectureSchema.optional(),
+    training: z
+      .strictObject({
+        epochs: z
+          .number()
+          .int()
+          .min(1, 'at least 1 (0 epochs would publish the random initial weights as a model)')
+          .default(30),
+        batch_size: positiveInt.default(64),
+        shuffle: z.boolean().default(true),
+        optimizer: optimizerSchema.default({
+          type: 'adamw',
+          lr: 1e-3,
+          betas: [0.9, 0.999],
+          eps: 1e-8,
+          weight_decay: 0.01,
+        }),
+        lr_schedule: scheduleSchema.default({ type: 'constant' }),
+        label_smoothing: z.number().min(0).max(1).default(0),
+        grad_clip_norm: z.number().positive().nullable().default(null),
+        /** Stop after this many epochs without a better validation loss; null trains every epoch. */
+        patience: positiveInt.nullable().default(null),
+      })
+      .prefault({}),
+  })
+  .refine((c) => c.layers === undefined || c.architecture === undefined, {
+    path: ['architecture'],
+    message: 'give either layers or architecture, not both (layers pin the whole network)',
+  });
 
 export type TrainingConfig = z.output<typeof trainingConfigSchema>;
 export type OptimizerConfig = TrainingConfig['training']['optimizer'];
 
-export function parseTrainingConfig(value: unknown, source: string): TrainingConfig {
+/**
+ * Parses a training config. `sourceOf` names where a value came from, by its path: a flag
+ * (`--epochs`) or undefined for the config file `source`; messages name that place, so a bad
+ * `--epochs -5` reads `--epochs: Too small…` and not as a problem of the file.
+ */
+export function parseTrainingConfig(
+  value: unknown,
+  source: string,
+  sourceOf: (path: readonly PropertyKey[]) => string | undefined = () => undefined,
+): TrainingConfig {
   const parsed = trainingConfigSchema.safeParse(value);
   if (!parsed.success) {
-    const errors = issuesToLocations(parsed.error.issues);
-    throw new NormserveError('TRAINING_CONFIG_INVALID', `${source}: ${describeLocations(errors)}`, {
-      errors,
+    const fromFlags: ErrorLocation[] = [];
+    const fromFile: ErrorLocation[] = [];
+    for (const issue of parsed.error.issues) {
+      const flag = sourceOf(issue.path);
+      if (flag !== undefined) fromFlags.push({ path: flag, message: issue.message });
+      else fromFile.push({ path: formatPath(issue.path), message: issue.message });
+    }
+    const parts = [
+      ...(fromFlags.length > 0 ? [describeLocations(fromFlags)] : []),
+      ...(fromFile.length > 0 ? [`${source}: ${describeLocations(fromFile)}`] : []),
+    ];
+    throw new NormserveError('TRAINING_CONFIG_INVALID', parts.join('; '), {
+      errors: [...fromFlags, ...fromFile],
     });
   }
   return parsed.data;

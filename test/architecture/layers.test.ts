@@ -1,6 +1,6 @@
 /**
  * The layering of src/: each folder imports only the folders it may (see each folder's README).
- * `errors/` is a leaf every layer may use; `cli/` also imports `http/` (the server builds the app).
+ * `errors/` is a leaf every layer may use; `cli/` also imports `http/` and `grpc/` (the server builds both).
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -16,7 +16,8 @@ const allowed: Record<string, string[]> = {
   repository: ['checkpoint', 'nn', 'errors'],
   service: ['nn', 'checkpoint', 'training', 'inference', 'recalibration', 'repository', 'errors'],
   http: ['service', 'errors'],
-  cli: ['service', 'training', 'http', 'errors'],
+  grpc: ['service', 'errors'],
+  cli: ['service', 'training', 'http', 'grpc', 'errors'],
 };
 /** Packages a layer may not use at all (nn must run anywhere). */
 const forbiddenPackages: Record<string, RegExp> = {

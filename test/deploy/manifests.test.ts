@@ -312,11 +312,10 @@ describe('deploy/ YAML files', () => {
     for (const f of files) expect(f.documents.length, f.path).toBeGreaterThan(0);
   });
 
-  it('holds one Deployment, Service, HPA, PVC, Secret, ServingRuntime, InferenceService and a compose file', () => {
+  it('holds one Deployment, Service, HPA, PVC, Secret, ServingRuntime, two InferenceServices (REST, gRPC) and a compose file', () => {
     const kinds = [
       'Deployment',
       'HorizontalPodAutoscaler',
-      'InferenceService',
       'PersistentVolumeClaim',
       'Secret',
       'Service',
@@ -327,6 +326,7 @@ describe('deploy/ YAML files', () => {
         manifests.filter((m) => m.kind === kind),
         kind,
       ).toHaveLength(1);
+    expect(manifests.filter((m) => m.kind === 'InferenceService')).toHaveLength(2);
     expect(Object.keys(compose().services).length).toBeGreaterThan(0);
   });
 
@@ -344,6 +344,12 @@ describe('Dockerfile', () => {
     expect(Object.keys(env).filter((k) => !schemaKeys.has(k))).toEqual([]);
     const config = parseServerConfig(env);
     expect(dockerfile().expose).toContain(config.PORT);
+    expect(dockerfile().expose).toContain(config.GRPC_PORT);
+    expect(config.GRPC_PORT).toBeGreaterThan(0);
+  });
+
+  it('the runtime stage copies proto/ (the gRPC server loads it at start-up)', () => {
+    expect(readFileSync('Dockerfile', 'utf8')).toMatch(/^COPY proto \.\/proto$/m);
   });
 });
 
@@ -380,6 +386,21 @@ describe('Kubernetes Deployment', () => {
       expect(probe.httpGet, 'an httpGet probe').toBeDefined();
       expect(resolvePort(c, probe.httpGet!.port)).toBe(port);
     }
+  });
+
+  it('exposes GRPC_PORT as the container port named grpc, and the Service routes it as h2c', () => {
+    const c = container();
+    const grpc = parseServerConfig(containerEnv(c)).GRPC_PORT;
+    expect(grpc).toBeGreaterThan(0);
+    expect(c.ports?.find((p) => p.name === 'grpc')?.containerPort).toBe(grpc);
+    expect(dockerfile().expose).toContain(grpc);
+    const service = only<Service>('Service');
+    const port = service.spec.ports.find((p) => p.name === 'grpc') as
+      | { targetPort: string | number; appProtocol?: string }
+      | undefined;
+    expect(port).toBeDefined();
+    expect(resolvePort(c, port!.targetPort)).toBe(grpc);
+    expect(port!.appProtocol).toBe('kubernetes.io/h2c');
   });
 
   it('every env name (containers and initContainers) is a serverConfigSchema key', () => {
@@ -531,15 +552,16 @@ describe('Kubernetes Deployment', () => {
 });
 
 describe('Kubernetes Service', () => {
-  it('selects the Deployment’s pods and targets the container port by name or number', () => {
+  it('selects the Deployment’s pods and targets the container ports (PORT, GRPC_PORT) by name or number', () => {
     const service = only<Service>('Service');
     const deployment = only<Deployment>('Deployment');
     const labels = deployment.spec.template.metadata.labels;
     for (const [k, v] of Object.entries(service.spec.selector)) expect(labels[k], k).toBe(v);
     const c = mainContainer(deployment);
-    const port = parseServerConfig(containerEnv(c)).PORT;
-    expect(service.spec.ports.length).toBeGreaterThan(0);
-    for (const p of service.spec.ports) expect(resolvePort(c, p.targetPort)).toBe(port);
+    const { PORT, GRPC_PORT } = parseServerConfig(containerEnv(c));
+    expect(service.spec.ports.map((p) => resolvePort(c, p.targetPort)).sort()).toEqual(
+      [PORT, GRPC_PORT].sort(),
+    );
   });
 });
 
@@ -571,10 +593,14 @@ describe('Kubernetes PersistentVolumeClaim', () => {
     expect(claims).toEqual([pvc.metadata.name]);
   });
 
-  it('the InferenceService storageUri names it (pvc://<claim>/...)', () => {
+  it('every InferenceService storageUri names it (pvc://<claim>/...)', () => {
     const pvc = only<Pvc>('PersistentVolumeClaim');
-    const uri = only<InferenceService>('InferenceService').spec.predictor.model.storageUri;
-    expect(/^pvc:\/\/([^/]+)(\/.*)?$/.exec(uri)?.[1]).toBe(pvc.metadata.name);
+    for (const m of manifests.filter(
+      (m) => m.kind === 'InferenceService',
+    ) as unknown as InferenceService[]) {
+      const uri = m.spec.predictor.model.storageUri;
+      expect(/^pvc:\/\/([^/]+)(\/.*)?$/.exec(uri)?.[1], m.metadata.name).toBe(pvc.metadata.name);
+    }
   });
 });
 
@@ -651,16 +677,17 @@ describe('compose', () => {
     expect(await getStatus('/healthz')).toBe(200);
   });
 
-  it('publishes distinct host ports that map to the container PORT', () => {
+  it('publishes distinct host ports that map to the container PORT and GRPC_PORT', () => {
     const hostPorts: string[] = [];
     for (const [name, s] of normserveServices()) {
-      const port = parseServerConfig(composeEnv(s)).PORT;
+      const { PORT, GRPC_PORT } = parseServerConfig({ ...exampleEnvWithToken(), ...composeEnv(s) });
       expect(s.ports?.length, name).toBeGreaterThan(0);
-      for (const p of s.ports ?? []) {
+      const targets = (s.ports ?? []).map((p) => {
         const parts = p.split(':');
-        expect(Number(parts.at(-1)!.split('/')[0]), name).toBe(port);
         hostPorts.push(parts.slice(0, -1).join(':'));
-      }
+        return Number(parts.at(-1)!.split('/')[0]);
+      });
+      expect(targets.sort(), name).toEqual([PORT, GRPC_PORT].sort());
     }
     expect(new Set(hostPorts).size).toBe(hostPorts.length);
   });
@@ -683,8 +710,23 @@ describe('KServe', () => {
     return containers[0]!;
   };
 
-  it('ServingRuntime supports protocolVersion v2', () => {
+  it('ServingRuntime supports protocolVersions v2 and grpc-v2', () => {
     expect(runtime().spec.protocolVersions).toContain('v2');
+    expect(runtime().spec.protocolVersions).toContain('grpc-v2');
+  });
+
+  it('the gRPC InferenceService selects grpc-v2 on an h2c port equal to the runtime’s GRPC_PORT', () => {
+    const grpc = (
+      manifests.filter((m) => m.kind === 'InferenceService') as unknown as InferenceService[]
+    ).filter((m) => m.spec.predictor.model.protocolVersion === 'grpc-v2');
+    expect(grpc).toHaveLength(1);
+    const model = grpc[0]!.spec.predictor.model as {
+      ports?: { name: string; containerPort: number }[];
+    };
+    const { GRPC_PORT } = parseServerConfig(containerEnv(runtimeContainer()));
+    expect(model.ports).toEqual([
+      expect.objectContaining({ name: 'h2c', containerPort: GRPC_PORT }),
+    ]);
   });
 
   it('ServingRuntime probes use /v2/health/live and /v2/health/ready on the container port', async () => {
@@ -720,8 +762,13 @@ describe('KServe', () => {
     expect(sc?.readOnlyRootFilesystem).toBe(true);
   });
 
-  it('the InferenceService’s runtime, modelFormat and protocolVersion match the ServingRuntime', () => {
-    const model = only<InferenceService>('InferenceService').spec.predictor.model;
+  it('each InferenceService’s runtime, modelFormat and protocolVersion match the ServingRuntime', () => {
+    const services = manifests.filter((m) => m.kind === 'InferenceService');
+    for (const isvc of services as unknown as InferenceService[]) checkInferenceService(isvc);
+  });
+
+  const checkInferenceService = (isvc: InferenceService) => {
+    const model = isvc.spec.predictor.model;
     const rt = runtime();
     expect(model.runtime).toBe(rt.metadata.name);
     const format = rt.spec.supportedModelFormats.find((f) => f.name === model.modelFormat.name);
@@ -729,5 +776,5 @@ describe('KServe', () => {
     if (model.modelFormat.version !== undefined)
       expect(format!.version).toBe(model.modelFormat.version);
     expect(rt.spec.protocolVersions).toContain(model.protocolVersion ?? 'v1');
-  });
+  };
 });

@@ -46,7 +46,8 @@ export interface Server {
 export function startServer(env: Record<string, string>): Server {
   const child = spawn(process.execPath, nodeArgs(SERVER), {
     cwd: process.cwd(),
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
+    // gRPC off (GRPC_PORT=0) unless a test gives a port, so parallel servers need no free port.
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', GRPC_PORT: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
   });

@@ -14,3 +14,5 @@ export const FUSION_ATOL = 1e-4;
 export const BATCH_INDEPENDENCE_ATOL = 1e-6;
 /** Finite-difference gradient checks (central differences in float64 on a float32 engine): relative. */
 export const GRADCHECK_RTOL = 2e-2;
+/** Fused vs unfused eval outputs of a regression in its target's units (e.g. grams): relative. */
+export const FUSION_RTOL = 1e-5;

@@ -2,17 +2,21 @@
  * Property-based fuzzing of every route of the app (from its OpenAPI document, plus the hidden
  * /docs routes) with malformed bodies, header variants, random paths and methods, the Open
  * Inference Protocol's `outputs` and `parameters`, the query-string options of every route, and
- * the binary (float32) and NDJSON recalibration uploads. Whatever
+ * the float32 and NDJSON recalibration uploads; of the binary forms of the prediction routes
+ * (float32 rows, the binary tensor data extension) and of the gRPC service with malformed
+ * messages. Whatever
  * the request, the answer is never a 5xx, every 4xx is an application/problem+json document with
  * `code` and `error`, no 200 carries a non-finite number (JSON null), admin routes never succeed
  * without the admin token, and the server stays up and ready.
  */
 
+import { status } from '@grpc/grpc-js';
 import fc from 'fast-check';
 import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN, makeTestApp, type TestApp } from '../helpers/app.js';
-import { digitsRow } from './http-helpers.js';
+import { startGrpc } from '../helpers/grpc.js';
+import { binaryInfer, digitsRow, f32Bytes } from './http-helpers.js';
 
 const SEED = 20_261_126;
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const;
@@ -563,7 +567,7 @@ describe('fuzzing every route', () => {
             expect(res.rawPayload.length, what).toBeLessThanOrEqual(16 * 1024 + rows * 21 * 32);
           }
         }),
-        { numRuns: 400, seed: SEED + 3 },
+        { numRuns: 400, seed: SEED + 6 },
       );
     });
   });
@@ -702,6 +706,216 @@ describe('fuzzing every route', () => {
         }),
         { numRuns: 200, seed: SEED + 5 },
       );
+    });
+  });
+
+  it('binary bodies (float32 rows, binary tensor extension) never give a 5xx; 4xx are problems', async () => {
+    // Float32 bit patterns with NaN, ±Infinity, subnormals and huge values among ordinary ones.
+    const floatBytes = fc
+      .array(
+        fc.oneof(
+          { weight: 6, arbitrary: fc.integer({ min: 0, max: 16 }) },
+          {
+            weight: 1,
+            arbitrary: fc.constantFrom(
+              Number.NaN,
+              Number.POSITIVE_INFINITY,
+              Number.NEGATIVE_INFINITY,
+              3.4e38,
+              -3.4e38,
+              1e-45,
+              -0,
+            ),
+          },
+        ),
+        { maxLength: 64 * 5 },
+      )
+      .map((values) => f32Bytes(values));
+    const rawBytes = fc.oneof(floatBytes, fc.uint8Array({ maxLength: 600 }).map(Buffer.from));
+    const header = fc
+      .tuple(
+        fc.integer({ min: 0, max: 5 }),
+        fc.option(fc.integer({ min: -8, max: 64 * 5 * 4 + 8 }), { nil: undefined }),
+        fc.constantFrom('input', 'x'),
+        fc.constantFrom('FP32', 'FP16', 'BYTES'),
+        fc.array(
+          fc.record({
+            name: fc.constantFrom('probabilities', 'logits', 'label', 'nope'),
+            parameters: fc.option(
+              fc.record({ binary_data: fc.oneof(fc.boolean(), fc.constant('yes')) }),
+              { nil: undefined },
+            ),
+          }),
+          { maxLength: 4 },
+        ),
+        fc.option(fc.boolean(), { nil: undefined }),
+      )
+      .map(([rows, size, name, datatype, outputs, all]) => ({
+        inputs: [
+          {
+            name,
+            datatype,
+            shape: [rows, 64],
+            ...(size !== undefined ? { parameters: { binary_data_size: size } } : {}),
+          },
+        ],
+        ...(outputs.length > 0 ? { outputs } : {}),
+        ...(all !== undefined ? { parameters: { binary_data_output: all } } : {}),
+      }));
+    const headerLength = fc.oneof(
+      { weight: 6, arbitrary: fc.constant(undefined) },
+      {
+        weight: 2,
+        arbitrary: fc.constantFrom('-1', 'x', '', '1e3', '99999999', '0', ' 12 ', '1,2'),
+      },
+      { weight: 2, arbitrary: fc.nat({ max: 4000 }).map(String) },
+    );
+    const accept = fc.constantFrom(
+      undefined,
+      'application/octet-stream',
+      'application/json',
+      '*/*',
+    );
+    await withApp(async (a) => {
+      await fc.assert(
+        fc.asyncProperty(
+          fc.constantFrom(
+            '/v1/models/digits:predict',
+            '/v1/models/digits/versions/1:predict',
+            '/v2/models/digits/infer',
+            '/v2/models/digits/versions/1/infer',
+            '/v2/models/nope/infer',
+          ),
+          fc.oneof(
+            rawBytes.map((payload) => ({ payload, length: undefined as string | undefined })),
+            fc.tuple(header, rawBytes, headerLength).map(([h, bytes, length]) => {
+              const body = binaryInfer(h, [bytes]);
+              return {
+                payload: body.payload,
+                length: length ?? body.headers['inference-header-content-length'],
+              };
+            }),
+          ),
+          fc.constantFrom('application/octet-stream', undefined),
+          accept,
+          async (url, { payload, length }, type, acceptType) => {
+            const res = await a.app.inject({
+              method: 'POST',
+              url,
+              payload,
+              headers: {
+                ...(type !== undefined ? { 'content-type': type } : {}),
+                ...(length !== undefined ? { 'inference-header-content-length': length } : {}),
+                ...(acceptType !== undefined ? { accept: acceptType } : {}),
+              },
+            });
+            const what = `POST ${url} [${type}] [${length}] ${payload.length} bytes`;
+            checkResponse(res, 'POST', what);
+            if (
+              res.statusCode === 200 &&
+              res.headers['content-type'] === 'application/octet-stream'
+            ) {
+              // Binary answers carry finite float32 values only (TF float32 rows here).
+              if (url.includes(':predict')) {
+                const out = new Float32Array(
+                  res.rawPayload.buffer.slice(
+                    res.rawPayload.byteOffset,
+                    res.rawPayload.byteOffset + res.rawPayload.length,
+                  ),
+                );
+                expect(out.every(Number.isFinite), what).toBe(true);
+              }
+            }
+          },
+        ),
+        { numRuns: 1500, seed: SEED + 3 },
+      );
+    });
+  });
+
+  it('malformed gRPC ModelInfer messages get client-side statuses, never INTERNAL or UNKNOWN', async () => {
+    await withApp(async (a) => {
+      const g = await startGrpc(a);
+      const clientSide = new Set([
+        status.INVALID_ARGUMENT,
+        status.NOT_FOUND,
+        status.UNAVAILABLE,
+        status.RESOURCE_EXHAUSTED,
+      ]);
+      try {
+        const request = fc.record(
+          {
+            model_name: fc.constantFrom('digits', 'nope', '', 'DIGITS'),
+            model_version: fc.constantFrom('', '1', '2', '0', '-1', 'x', '1.0', '9'.repeat(20)),
+            id: fc.string({ maxLength: 10 }),
+            inputs: fc.array(
+              fc.record(
+                {
+                  name: fc.constantFrom('input', 'x', ''),
+                  datatype: fc.constantFrom('FP32', 'INT32', 'BYTES', ''),
+                  shape: fc.array(
+                    fc.oneof(fc.constantFrom(1, 2, 64, 0, -1, 63, 65), fc.integer()),
+                    { maxLength: 3 },
+                  ),
+                  contents: fc.option(
+                    fc.record(
+                      {
+                        fp32_contents: fc.array(
+                          fc.oneof(fc.float(), fc.integer({ min: 0, max: 16 })),
+                          { maxLength: 140 },
+                        ),
+                        int_contents: fc.array(fc.integer({ min: -5, max: 5 }), { maxLength: 3 }),
+                      },
+                      { requiredKeys: [] },
+                    ),
+                    { nil: undefined },
+                  ),
+                },
+                { requiredKeys: ['name', 'datatype', 'shape'] },
+              ),
+              { maxLength: 2 },
+            ),
+            outputs: fc.array(
+              fc.record({ name: fc.constantFrom('probabilities', 'logits', 'label', 'x') }),
+              { maxLength: 3 },
+            ),
+            raw_input_contents: fc.array(
+              fc.oneof(
+                fc.uint8Array({ maxLength: 520 }).map(Buffer.from),
+                fc
+                  .array(
+                    fc.oneof(
+                      fc.integer({ min: 0, max: 16 }),
+                      fc.constantFrom(Number.NaN, Number.POSITIVE_INFINITY, 3.4e38),
+                    ),
+                    { minLength: 64, maxLength: 128 },
+                  )
+                  .map(f32Bytes),
+              ),
+              { maxLength: 2 },
+            ),
+          },
+          { requiredKeys: [] },
+        );
+        await fc.assert(
+          fc.asyncProperty(request, async (message) => {
+            const res = await g.client.call('ModelInfer', message);
+            if (!res.ok) {
+              expect(clientSide.has(res.error.code), `${res.error.code} ${res.error.details}`).toBe(
+                true,
+              );
+              expect(res.error.details.length).toBeGreaterThan(0);
+            } else {
+              const raw = (res.value as { raw_output_contents: Buffer[] }).raw_output_contents;
+              expect(raw.length).toBeGreaterThan(0);
+            }
+          }),
+          { numRuns: 800, seed: SEED + 4 },
+        );
+        expect((await g.client.call('ServerReady', {})).ok).toBe(true);
+      } finally {
+        await g.stop();
+      }
     });
   });
 

@@ -131,3 +131,50 @@ export function argmax(values: readonly number[]): number {
   for (let k = 1; k < values.length; k++) if (values[k]! > values[best]!) best = k;
   return best;
 }
+
+/** Float32 values as little-endian bytes (what binary clients send). */
+export const f32Bytes = (values: readonly number[]): Buffer => {
+  const out = Buffer.alloc(values.length * 4);
+  for (const [i, v] of values.entries()) out.writeFloatLE(v, i * 4);
+  return out;
+};
+
+/** A body of the binary tensor data extension: the JSON header, then the tensors' bytes. */
+export function binaryInfer(
+  header: unknown,
+  tensors: readonly Buffer[] = [],
+  headerText = JSON.stringify(header),
+): { payload: Buffer; headers: Record<string, string> } {
+  const json = Buffer.from(headerText, 'utf8');
+  return {
+    payload: Buffer.concat([json, ...tensors]),
+    headers: {
+      'content-type': 'application/octet-stream',
+      'inference-header-content-length': String(json.length),
+    },
+  };
+}
+
+/** Splits a binary infer response into its JSON header and tensor bytes. */
+export function readBinaryResponse(res: LightMyRequestResponse): {
+  header: {
+    model_name: string;
+    model_version: string;
+    id?: string;
+    outputs: {
+      name: string;
+      datatype: string;
+      shape: number[];
+      data?: unknown[];
+      parameters?: { binary_data_size: number };
+    }[];
+  };
+  bytes: Buffer;
+} {
+  const length = Number(res.headers['inference-header-content-length']);
+  const body = res.rawPayload;
+  return {
+    header: JSON.parse(body.subarray(0, length).toString('utf8')),
+    bytes: body.subarray(length),
+  };
+}

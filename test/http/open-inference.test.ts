@@ -34,7 +34,11 @@ describe('server endpoints', () => {
   it('GET /v2 answers the server metadata: name, version, extensions', async () => {
     const res = await get('/v2');
     expect(res.statusCode).toBe(200);
-    expect(res.json()).toEqual({ name: 'normserve', version: '0.0.0-test', extensions: [] });
+    expect(res.json()).toEqual({
+      name: 'normserve',
+      version: '0.0.0-test',
+      extensions: ['binary_tensor_data'],
+    });
   });
 
   it('GET /v2/health/live answers {"live": true}', async () => {

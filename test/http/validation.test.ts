@@ -324,6 +324,56 @@ describe('malformed JSON', () => {
     });
   }
 
+  for (const [what, payload, type, line, column, reason] of [
+    [
+      'a bad token',
+      '{"instances": [[1, 2, x]]}',
+      'application/json',
+      1,
+      23,
+      "Unexpected token 'x'",
+    ],
+    [
+      'a trailing comma on line 3',
+      '{\n  "instances": [\n    [1, 2,]\n  ]\n}',
+      'application/x-www-form-urlencoded',
+      3,
+      11,
+      "Unexpected token ']'",
+    ],
+    [
+      'a missing brace',
+      '{"instances": [[1]]',
+      'application/json',
+      1,
+      20,
+      "Expected ',' or '}' after property value",
+    ],
+    [
+      'a cut body',
+      '{"instances": [[1',
+      'application/json',
+      1,
+      18,
+      "Expected ',' or ']' after array element",
+    ],
+    ['a lone word', 'tru', 'application/json', 1, 4, 'Unexpected end'],
+  ] as const) {
+    it(`${what}: the problem gives line, column and offset of the error`, async () => {
+      const body = expectProblem(await postRaw(payload, type), 400, 'INVALID_JSON', PREDICT);
+      const offset =
+        payload
+          .split('\n')
+          .slice(0, line - 1)
+          .join('\n').length +
+        (line > 1 ? 1 : 0) +
+        column -
+        1;
+      expect(body.position).toEqual({ line, column, offset });
+      expect(body.error).toBe(`malformed JSON at line ${line}, column ${column}: ${reason}`);
+    });
+  }
+
   it('an empty body with Content-Type application/json is a 400 INVALID_JSON', async () => {
     expectProblem(await postRaw('', 'application/json'), 400, 'INVALID_JSON');
   });
@@ -443,15 +493,44 @@ describe('not found', () => {
       'NOT_FOUND',
       '/v3/models?x=1',
     );
-    expect(body.error).toBe('no route GET /v3/models');
-  });
-
-  it('a known path with another method is a 404 NOT_FOUND problem', async () => {
-    const body = expectProblem(
-      await t.app.inject({ method: 'DELETE', url: '/healthz' }),
-      404,
-      'NOT_FOUND',
+    expect(body.error).toBe(
+      'no route GET /v3/models; GET / lists the entry points, /docs every route',
     );
-    expect(body.error).toBe('no route DELETE /healthz');
+  });
+});
+
+describe('405 Method Not Allowed, with Allow, on every route', () => {
+  for (const [method, url, allow] of [
+    // TF Serving's verbs: not read as a model name "digits:predict" or a version "1:activate".
+    ['GET', '/v1/models/digits:predict', 'POST'],
+    ['GET', '/v1/models/digits/versions/1:predict', 'POST'],
+    ['PUT', '/v1/models/digits:recalibrate', 'POST'],
+    ['DELETE', '/v1/models/digits/versions/1:activate', 'POST'],
+    ['GET', '/v2/models/digits/infer', 'POST'],
+    ['POST', '/v1/models/digits', 'GET, HEAD'],
+    ['PUT', '/v1/models/digits/versions/1', 'GET, HEAD, DELETE'],
+    ['DELETE', '/healthz', 'GET, HEAD'],
+    ['POST', '/', 'GET, HEAD'],
+    ['PATCH', '/v1/jobs/abc?x=1', 'GET, HEAD'],
+  ] as const) {
+    it(`${method} ${url} → 405, Allow: ${allow}`, async () => {
+      const res = await t.app.inject({ method, url });
+      const body = expectProblem(res, 405, 'METHOD_NOT_ALLOWED', url);
+      expect(res.headers.allow).toBe(allow);
+      expect(body.error).toBe(
+        `${method} is not allowed on ${url.split('?')[0]}; it answers ${allow}`,
+      );
+    });
+  }
+
+  it('the routes still answer their own methods, and bad names stay validation errors', async () => {
+    expect((await t.app.inject({ url: '/v1/models/digits' })).statusCode).toBe(200);
+    expect((await t.app.inject({ url: '/v1/models/digits/versions/1' })).statusCode).toBe(200);
+    expectProblem(await t.app.inject({ url: '/v1/models/dig%20its' }), 400, 'INVALID_INPUT');
+    expectProblem(
+      await t.app.inject({ url: '/v1/models/digits/versions/x' }),
+      400,
+      'INVALID_INPUT',
+    );
   });
 });

@@ -4,11 +4,13 @@
  * configuration.
  */
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN } from '../helpers/app.js';
 import { digitsTestRows } from '../helpers/digits.js';
+import { grpcClient } from '../helpers/grpc.js';
 import {
   exitWithin,
   freshGet,
@@ -123,6 +125,61 @@ describe('graceful shutdown of the real server process', () => {
       ).toEqual([]);
     });
   }
+});
+
+/** A TCP port nobody listens on (bound once, then released). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as { port: number };
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+describe('gRPC in the real server process', () => {
+  it('WORKERS=2: every worker serves GRPC_PORT (one shared socket), calls on several channels succeed, SIGTERM drains and exits 0', async () => {
+    const grpcPort = await freePort();
+    const server = startServer({
+      PORT: '0',
+      GRPC_PORT: String(grpcPort),
+      HOST: '127.0.0.1',
+      MODEL_REPOSITORY: repositoryCopy(),
+      LOG_LEVEL: 'info',
+      ADMIN_TOKEN,
+      WORKERS: '2',
+    });
+    await listeningPort(server, 2);
+    await server.waitForLog((l) => l.msg === 'gRPC server listening', 'gRPC server listening', {
+      count: 2,
+    });
+    const bound = server.logs.filter((l) => l.msg === 'gRPC server listening').map((l) => l.port);
+    expect(bound).toEqual([grpcPort, grpcPort]);
+    // Channels with different options get connections of their own, which the kernel hands to
+    // whichever worker accepts; every call must succeed whichever worker serves it.
+    const clients = Array.from({ length: 6 }, (_, i) => grpcClient(grpcPort, { channel: i }));
+    try {
+      const row = Buffer.from(Float32Array.from(rows[0]!).buffer);
+      const replies = await Promise.all(
+        clients.map((c) =>
+          c.call('ModelInfer', {
+            model_name: 'digits',
+            inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 64] }],
+            raw_input_contents: [row],
+            outputs: [{ name: 'label' }],
+          }),
+        ),
+      );
+      for (const reply of replies) expect(reply.ok, JSON.stringify(reply)).toBe(true);
+    } finally {
+      for (const c of clients) c.close();
+    }
+    server.child.kill('SIGTERM');
+    const { code, signal } = await exitWithin(server, EXIT_WITHIN_MS);
+    expect({ code, signal }, server.stderr()).toEqual({ code: 0, signal: null });
+  });
 });
 
 describe('the real server process', () => {

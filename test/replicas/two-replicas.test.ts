@@ -72,6 +72,7 @@ function startServer(name: string, repository: string, workers: number): Promise
     env: {
       ...process.env,
       PORT: '0',
+      GRPC_PORT: '0',
       HOST: '127.0.0.1',
       WORKERS: String(workers),
       MODEL_REPOSITORY: repository,

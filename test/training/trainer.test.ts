@@ -5,15 +5,18 @@
  */
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { stateDictToSafetensors } from '../../src/checkpoint/index.js';
-import type { StateDict, Tensor } from '../../src/nn/index.js';
+import { networkFromCheckpoint, stateDictToSafetensors } from '../../src/checkpoint/index.js';
+import { applyFeatureTransform, Rng, type StateDict, Tensor } from '../../src/nn/index.js';
 import {
+  datasetFromTable,
   type LabeledDataset,
   loadCsvDataset,
+  parseCsv,
   parseTrainingConfig,
   type TrainOutput,
   train,
 } from '../../src/training/index.js';
+import { expectRelClose } from '../helpers/compare.js';
 
 const IRIS = fileURLToPath(new URL('../../data/iris/iris.csv', import.meta.url));
 
@@ -98,7 +101,16 @@ describe('learning rate 0', () => {
     { type: 'sgd', lr: 0, momentum: 0.9, weight_decay: 0.01 },
   ]) {
     it(`${optimizer.type}: weights stay at their initial values; BN running stats move`, async () => {
-      const initial = await run({ training: { epochs: 0, optimizer } });
+      // The initial weights: train() with no epoch. Configs refuse epochs 0 (it would publish an
+      // untrained model), so the parsed config is changed after parsing.
+      const untrained = irisConfig({ training: { optimizer } });
+      untrained.training.epochs = 0;
+      const initial = await train({
+        config: untrained,
+        data: iris.data,
+        dataSha256: iris.sha256,
+        now: () => 0,
+      });
       const trained = await run({ training: { epochs: 2, optimizer } });
       expect(initial.metrics.epochs).toHaveLength(0);
       expect(trained.metrics.epochs).toHaveLength(2);
@@ -213,5 +225,60 @@ describe('early stopping', () => {
     expect(out.metrics.epochs).toHaveLength(15);
     const again = await run({ data, training: { ...recipe, epochs: 15 } });
     expect(bytes(out.state).equals(bytes(again.state))).toBe(true);
+  });
+});
+
+describe('regression targets in large units', () => {
+  // y = 4000 + 500·x1 − 300·x2 + noise (grams, say), 300 seeded rows.
+  const rng = new Rng(11);
+  const lines = ['x1,x2,y'];
+  for (let i = 0; i < 300; i++) {
+    const x1 = rng.uniform(-2, 2);
+    const x2 = rng.uniform(-2, 2);
+    lines.push(`${x1},${x2},${4000 + 500 * x1 - 300 * x2 + rng.uniform(-20, 20)}`);
+  }
+  const synthetic = datasetFromTable(parseCsv(lines.join('\n'), 'grams.csv'), 'y', 'regression');
+  const regression = (targetScaling: 'standard' | 'none', init?: TrainOutput, lr = 0.01) =>
+    train({
+      config: parseTrainingConfig(
+        {
+          name: 'grams',
+          task: 'regression',
+          seed: 1,
+          data: { path: 'grams.csv', label_column: 'y', target_scaling: targetScaling },
+          architecture: { hidden: [16], norm: 'none', dropout: 0 },
+          training: { epochs: 20, batch_size: 16, optimizer: { type: 'adamw', lr } },
+        },
+        'grams.json',
+      ),
+      data: synthetic,
+      dataSha256: '-',
+      now: () => 0,
+      ...(init ? { init: { config: init.config, state: init.state } } : {}),
+    });
+
+  it('standardized for training and folded back: the model answers in grams', async () => {
+    const scaled = await regression('standard');
+    const test = scaled.metrics.test!;
+    expect(test.r2).toBeGreaterThan(0.99);
+    expect(test.rmse).toBeCloseTo(Math.sqrt(test.loss), 9);
+    expect(test.rmse).toBeLessThan(60);
+    // The same budget on raw grams barely moves the output bias towards 4000.
+    const raw = await regression('none');
+    expect(raw.metrics.test!.r2).toBeLessThan(0.5);
+  });
+
+  it('fine-tuning a regression checkpoint unfolds the scale first (lr 0 keeps its outputs)', async () => {
+    const first = await regression('standard');
+    const tuned = await regression('standard', first, 0);
+    const x = new Tensor(Float32Array.from([0.5, -1, -1.5, 2]), [2, 2]);
+    const predict = (out: TrainOutput) =>
+      Array.from(
+        networkFromCheckpoint(out.config, out.state, 'grams')
+          .eval()
+          .forward(new Tensor(applyFeatureTransform(x.data, 2, out.config.input_transform), [2, 2]))
+          .data,
+      );
+    expectRelClose(predict(tuned), predict(first), 1e-5, 'outputs after an lr-0 fine-tune');
   });
 });

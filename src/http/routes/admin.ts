@@ -10,6 +10,7 @@ import {
   RecalibrationService,
 } from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
+import { beforeVerb } from '../not-found.js';
 import { adminRateLimit } from '../rate-limit.js';
 import {
   acceptedSchema,
@@ -226,7 +227,7 @@ async function adminScope(app: AppInstance): Promise<void> {
   );
 
   app.delete(
-    '/v1/models/:name/versions/:version',
+    `/v1/models/:name/versions/${beforeVerb('version')}`,
     {
       config: { access: 'admin' },
       schema: {

@@ -3,16 +3,37 @@ import { z } from 'zod';
 import { type ErrorLocation, NormserveError } from '../../errors/index.js';
 import {
   type AvailableVersion,
-  INPUT_TENSOR,
-  LABEL_TENSOR,
-  PROBABILITIES_TENSOR,
-  rawOutputTensor,
-  runBatch,
+  checkInputTensor,
+  compileAccepts,
+  failInput,
+  flatRows,
+  float32Rows,
+  modelMetadata,
+  nestedRows,
+  OIP_EXTENSIONS,
+  type OutputName,
+  outputTensor,
+  type PredictOutput,
+  type RowSource,
+  readFloat32,
+  requestedOutputs,
 } from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
+import {
+  binaryBody,
+  binaryDataSize,
+  booleanParameter,
+  checkBinaryConsumed,
+  HEADER_LENGTH,
+  HEADER_LENGTH_NAME,
+  OCTET_STREAM,
+  splitInferBody,
+  tensorBytes,
+} from '../binary-infer.js';
+import { parseJsonBody } from '../json-body.js';
+import { inferResponseJson, outputTensorJson } from '../json-responses.js';
 import { recordInference } from '../request-context.js';
 import {
-  checkBatchSize,
   checkFiniteOutputs,
   errorResponses,
   FLOAT32_MAX,
@@ -21,106 +42,47 @@ import {
   modelNameParam,
   versionParam,
 } from '../schemas/common.js';
-import { quote } from '../schemas/limits.js';
 import {
+  binaryInferHeaderSchema,
   inferRequestSchema,
   inferResponseSchema,
   modelMetadataSchema,
   serverMetadataSchema,
 } from '../schemas/open-inference.js';
+import { parseWith, validatedByHandler } from '../validation.js';
 import { attributeModel } from './tf-serving.js';
 
-function outputNames(served: AvailableVersion): string[] {
-  const { task } = served.checkpoint.config;
-  return task === 'classification'
-    ? [PROBABILITIES_TENSOR, rawOutputTensor(task), LABEL_TENSOR]
-    : [rawOutputTensor(task)];
-}
-
-function modelMetadata(served: AvailableVersion, versions: string[]) {
-  const { config } = served.checkpoint;
-  const width = served.compiled.outputWidth;
-  const outputs = outputNames(served).map((name) =>
-    name === LABEL_TENSOR
-      ? { name, datatype: 'BYTES', shape: [-1] }
-      : { name, datatype: 'FP32', shape: [-1, width] },
-  );
-  return {
-    name: config.name,
-    versions,
-    platform: 'normserve',
-    inputs: [{ name: INPUT_TENSOR, datatype: 'FP32', shape: [-1, served.compiled.inputWidth] }],
-    outputs,
-  };
-}
+const JSON_TYPE = 'application/json; charset=utf-8';
 
 /**
- * The outputs an infer request asks for, each a name of the model's outputs at most once (the
- * first by default): the response is then bounded by rows × the model's output values.
+ * Binary requests are recognised by their Inference-Header-Content-Length header, as Triton and
+ * KServe do (clients such as tritonclient send no Content-Type): such a body is read as bytes.
  */
-function requestedOutputs(
-  served: AvailableVersion,
-  outputs: readonly { name: string }[] | undefined,
-): string[] {
-  const names = outputNames(served);
-  if (outputs === undefined) return [names[0]!];
-  const seen = new Set<string>();
-  outputs.forEach(({ name }, i) => {
-    if (!names.includes(name))
-      fail(
-        `outputs[${i}].name`,
-        `unknown output ${quote(name)}; this model has ${names.join(', ')}`,
-      );
-    if (seen.has(name)) fail(`outputs[${i}].name`, `output "${name}" is asked for twice`);
-    seen.add(name);
-  });
-  return [...seen];
+function binaryContentType(request: FastifyRequest, _reply: FastifyReply, done: () => void): void {
+  if (request.headers[HEADER_LENGTH] !== undefined) request.headers['content-type'] = OCTET_STREAM;
+  done();
 }
 
-const fail = (path: string, message: string): never => {
-  throw new NormserveError('INVALID_INPUT', `${path}: ${message}`, { errors: [{ path, message }] });
-};
+type InferBody = z.output<ReturnType<typeof binaryInferHeaderSchema>>;
+type InferInput = InferBody['inputs'][number];
 
 /**
- * Reads the input tensor of an infer request into a float32 matrix: one FP32 tensor named
- * "input" of shape [N, features], data flat (row-major) or nested by rows, finite numbers only.
+ * Reads JSON tensor data (flat row-major, or nested by rows) as rows for the engine: finite
+ * numbers within float32 only, up to 10 offending places named.
  */
-function readInput(
-  body: z.output<ReturnType<typeof inferRequestSchema>>,
-  width: number,
-  maxRows: number,
-): { data: Float32Array; rows: number } {
-  if (body.inputs.length !== 1)
-    fail(
-      'inputs',
-      `this model takes exactly one input tensor ("${INPUT_TENSOR}"), got ${body.inputs.length}`,
-    );
-  const input = body.inputs[0]!;
-  if (input.name !== INPUT_TENSOR)
-    fail(
-      'inputs[0].name',
-      `unknown input ${quote(input.name)}; the model's input is "${INPUT_TENSOR}"`,
-    );
-  if (input.datatype !== 'FP32')
-    fail('inputs[0].datatype', `expected "FP32", got ${quote(input.datatype)}`);
-  const shape = input.shape;
-  if (shape.length !== 2 || shape[1] !== width)
-    fail('inputs[0].shape', `expected [N, ${width}], got [${shape.join(', ')}]`);
-  const rows = shape[0]!;
-  if (rows < 1) fail('inputs[0].shape', 'at least one row is required');
-  checkBatchSize('inputs[0].shape', rows, maxRows);
-  const data = new Float32Array(rows * width);
-  const values = input.data;
+function jsonRows(values: readonly unknown[], rows: number, width: number): RowSource {
   const errors: ErrorLocation[] = [];
-  const put = (v: unknown, at: number, path: string) => {
-    if (typeof v !== 'number' || !Number.isFinite(v))
-      errors.push({ path, message: 'expected a finite number' });
-    else if (Math.abs(v) > FLOAT32_MAX) errors.push({ path, message: FLOAT32_RANGE_MESSAGE });
-    else data[at] = v;
-  };
+  // NaN and ±Infinity fail both comparisons; JSON cannot carry them, but 1e999 parses to Infinity.
+  const bad = (v: unknown) => typeof v !== 'number' || !(v >= -FLOAT32_MAX && v <= FLOAT32_MAX);
+  const problem = (v: unknown) =>
+    typeof v !== 'number' || !Number.isFinite(v)
+      ? 'expected a finite number'
+      : FLOAT32_RANGE_MESSAGE;
   if (values.length === rows * width && values.every((v) => !Array.isArray(v))) {
-    for (let i = 0; i < values.length && errors.length < 10; i++)
-      put(values[i], i, `inputs[0].data[${i}]`);
+    for (let i = 0; i < values.length && errors.length < 10; i++) {
+      const v = values[i];
+      if (bad(v)) errors.push({ path: `inputs[0].data[${i}]`, message: problem(v) });
+    }
   } else if (values.length === rows && values.every(Array.isArray)) {
     for (let r = 0; r < rows && errors.length < 10; r++) {
       const row = values[r] as unknown[];
@@ -131,10 +93,13 @@ function readInput(
         });
         continue;
       }
-      for (let c = 0; c < width; c++) put(row[c], r * width + c, `inputs[0].data[${r}][${c}]`);
+      for (let c = 0; c < width; c++) {
+        const v = row[c];
+        if (bad(v)) errors.push({ path: `inputs[0].data[${r}][${c}]`, message: problem(v) });
+      }
     }
   } else {
-    fail(
+    failInput(
       'inputs[0].data',
       `expected ${rows * width} numbers (flat) or ${rows} rows of ${width} for shape [${rows}, ${width}]`,
     );
@@ -143,7 +108,54 @@ function readInput(
     throw new NormserveError('INVALID_INPUT', `${errors[0]!.path}: ${errors[0]!.message}`, {
       errors,
     });
-  return { data, rows };
+  return values.length === rows * width && !Array.isArray(values[0])
+    ? flatRows(values as number[], rows, width)
+    : nestedRows(values as number[][], width);
+}
+
+/**
+ * The input rows of an infer request: from JSON `data`, or from the bytes after a binary body's
+ * header (`binary`, undefined for JSON bodies) when the input has `binary_data_size`.
+ */
+function readInput(
+  body: InferBody,
+  binary: Buffer | undefined,
+  width: number,
+  maxRows: number,
+): RowSource {
+  const rows = checkInputTensor(body.inputs, width, maxRows);
+  const input: InferInput = body.inputs[0]!;
+  const size = binaryDataSize(input.parameters, 'inputs[0].parameters');
+  if (size === undefined) {
+    if (binary !== undefined && binary.length > 0) checkBinaryConsumed(0, binary.length);
+    if (input.data === undefined)
+      failInput('inputs[0].data', 'required (or parameters.binary_data_size for binary data)');
+    return jsonRows(input.data, rows, width);
+  }
+  if (binary === undefined)
+    failInput(
+      'inputs[0].parameters.binary_data_size',
+      `binary data needs a binary body (Content-Type: ${OCTET_STREAM} with ${HEADER_LENGTH_NAME})`,
+    );
+  if (input.data !== undefined)
+    failInput('inputs[0].data', 'give either data or parameters.binary_data_size, not both');
+  checkBinaryConsumed(size, binary!.length);
+  const expected = rows * width * 4;
+  if (size !== expected)
+    failInput(
+      'inputs[0].parameters.binary_data_size',
+      `shape [${rows}, ${width}] of FP32 is ${expected} bytes, got ${size}`,
+    );
+  return float32Rows(readFloat32(binary!, 'inputs[0].binary_data'), rows, width);
+}
+
+/** Which requested outputs go back as bytes (binary_data, else the request's binary_data_output). */
+function binaryOutputs(body: InferBody, count: number): boolean[] {
+  const all = booleanParameter(body.parameters, 'binary_data_output', 'parameters') ?? false;
+  return Array.from({ length: count }, (_, i) => {
+    const output = body.outputs?.[i];
+    return booleanParameter(output?.parameters, 'binary_data', `outputs[${i}].parameters`) ?? all;
+  });
 }
 
 /**
@@ -151,7 +163,7 @@ function readInput(
  * (https://kserve.github.io/website/latest/modelserving/data_plane/v2_protocol/).
  */
 export async function openInferenceRoutes(app: AppInstance): Promise<void> {
-  const { registry, config } = app.deps;
+  const { registry, config, inference } = app.deps;
   const onRequest = attributeModel(registry);
   const nameParams = z.object({ name: modelNameParam });
   const versionParams = z.object({ name: modelNameParam, version: versionParam });
@@ -163,7 +175,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
       config: { access: 'public' },
       schema: { tags, summary: 'Server metadata', response: { 200: serverMetadataSchema } },
     },
-    async () => ({ name: 'normserve', version: app.deps.version, extensions: [] }),
+    async () => ({ name: 'normserve', version: app.deps.version, extensions: [...OIP_EXTENSIONS] }),
   );
   app.get(
     '/v2/health/live',
@@ -285,68 +297,95 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
     },
   );
 
-  const body = inferRequestSchema();
+  // Bodies are validated by the handler: a check compiled from the zod schema accepts valid
+  // requests fast; anything it refuses is parsed by the schema itself for the error document.
+  const body = validatedByHandler(inferRequestSchema());
+  const acceptsBody = compileAccepts(body);
+  const headerSchema = binaryInferHeaderSchema();
+  const acceptsHeader = compileAccepts(headerSchema);
+  const parseHeader = (request: FastifyRequest, text: string): unknown => {
+    if (text.trim() === '') failInput(`headers.${HEADER_LENGTH}`, 'the JSON header is empty');
+    let parsed: unknown;
+    let error: Error | null = null;
+    // The JSON bodies' own parser (synchronous): the same refusals and error positions.
+    parseJsonBody(request, text, (e, value) => {
+      error = e;
+      parsed = value;
+    });
+    if (error) throw error;
+    return parsed;
+  };
+
   const infer = async (
-    request: FastifyRequest & {
-      params: { name: string; version?: number };
-      body: z.output<typeof body>;
-    },
+    request: FastifyRequest & { params: { name: string; version?: number } },
     reply: FastifyReply,
   ) => {
-    const served = registry.resolve(request.params.name, request.params.version);
-    const requested = requestedOutputs(served, request.body.outputs);
-    const { data, rows } = readInput(
-      request.body,
-      served.compiled.inputWidth,
-      config.MAX_BATCH_SIZE,
+    let served: AvailableVersion | undefined;
+    let unresolved: unknown;
+    try {
+      served = inference.resolve(request.params.name, request.params.version);
+    } catch (e) {
+      unresolved = e;
+    }
+    // JSON bodies arrive parsed; binary ones (the binary tensor data extension) as bytes.
+    let parsed: InferBody;
+    let binary: Buffer | undefined;
+    if (Buffer.isBuffer(request.body)) {
+      const split = splitInferBody(request.body, request.headers[HEADER_LENGTH]);
+      binary = split.binary;
+      const header = parseHeader(request, split.json);
+      parsed = acceptsHeader?.(header)
+        ? (header as InferBody)
+        : parseWith(headerSchema, header, 'body');
+    } else {
+      parsed = acceptsBody?.(request.body)
+        ? (request.body as InferBody)
+        : parseWith(body, request.body, 'body');
+    }
+    if (!served) throw unresolved;
+    const requested = requestedOutputs(
+      served,
+      parsed.outputs?.map((o) => o.name),
     );
-    const out = runBatch(served, data, rows);
-    checkFiniteOutputs(out.outputs, rows, out.outputWidth, (r) => `inputs[0].data (row ${r})`);
-    recordInference(request, {
-      model: out.model,
-      version: out.version,
-      rows,
-      computeMs: out.computeMs,
-      fused: true,
+    const asBytes = binaryOutputs(parsed, requested.length);
+    const source = readInput(parsed, binary, served.compiled.inputWidth, config.MAX_BATCH_SIZE);
+    let out: PredictOutput | Promise<PredictOutput> = inference.infer(served, source);
+    if (out instanceof Promise) out = await out;
+    checkFiniteOutputs(out.outputs, out.rows, out.outputWidth, (r) => `inputs[0].data (row ${r})`);
+    recordInference(request, out, true);
+    void reply.header('X-Model-Version', String(out.version));
+    const parts: Buffer[] = [];
+    const tensors = requested.map((name: OutputName, i) => {
+      const tensor = outputTensor(name, out);
+      if (!asBytes[i]) return outputTensorJson(tensor);
+      const bytes = tensorBytes(tensor);
+      parts.push(bytes);
+      return outputTensorJson(tensor, bytes.length);
     });
-    reply.header('X-Model-Version', String(out.version));
-    const tensor = (name: string) => {
-      switch (name) {
-        case PROBABILITIES_TENSOR:
-          return {
-            name,
-            datatype: 'FP32',
-            shape: [rows, out.outputWidth],
-            data: Array.from(out.probabilities!),
-          };
-        case LABEL_TENSOR:
-          return { name, datatype: 'BYTES', shape: [rows], data: out.labels! };
-        default:
-          return {
-            name,
-            datatype: 'FP32',
-            shape: [rows, out.outputWidth],
-            data: Array.from(out.outputs),
-          };
-      }
-    };
-    return {
-      model_name: out.model,
-      model_version: String(out.version),
-      ...(request.body.id !== undefined ? { id: request.body.id } : {}),
-      outputs: requested.map(tensor),
-    };
+    const json = inferResponseJson(out, parsed.id, tensors);
+    if (parts.length === 0) return reply.type(JSON_TYPE).send(json);
+    const response = binaryBody(json, parts);
+    return reply
+      .header(HEADER_LENGTH_NAME, String(response.headerLength))
+      .type(OCTET_STREAM)
+      .send(response.body);
   };
   const inferSchema = {
     tags,
     body,
+    consumes: ['application/json', OCTET_STREAM],
+    description: [
+      "JSON (`application/json`, this schema), or the binary tensor data extension: `application/octet-stream` with an `Inference-Header-Content-Length` header giving the byte length of a JSON header (this schema; an input's `data` replaced by `parameters.binary_data_size`) followed by the input's little-endian FP32 bytes.",
+      'Outputs with `parameters.binary_data: true` (or all, with the request parameter `binary_data_output: true`) are returned the same way: `application/octet-stream`, `Inference-Header-Content-Length`, the JSON header with `parameters.binary_data_size` per output, then the bytes (FP32 little-endian; BYTES as 4-byte little-endian length + UTF-8).',
+    ].join('\n\n'),
     response: { 200: inferResponseSchema, ...inferenceErrorResponses },
   };
+  const onInferRequest = [onRequest, binaryContentType];
   app.post(
     '/v2/models/:name/infer',
     {
       config: { access: 'prediction' },
-      onRequest,
+      onRequest: onInferRequest,
       schema: { ...inferSchema, summary: 'Inference with the active version', params: nameParams },
     },
     infer,
@@ -355,7 +394,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
     '/v2/models/:name/versions/:version/infer',
     {
       config: { access: 'prediction' },
-      onRequest,
+      onRequest: onInferRequest,
       schema: { ...inferSchema, summary: 'Inference with one version', params: versionParams },
     },
     infer,

@@ -2,13 +2,24 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { NormserveError } from '../../errors/index.js';
 import {
+  type Accepts,
   type AvailableVersion,
+  checkRowWidths,
+  compileAccepts,
+  FP32_BYTES,
+  failInput,
+  float32Bytes,
+  float32Rows,
   type ModelRegistry,
   type ModelSnapshot,
+  nestedRows,
   type PredictOutput,
-  predict,
+  readFloat32,
 } from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
+import { OCTET_STREAM } from '../binary-infer.js';
+import { predictResponseJson } from '../json-responses.js';
+import { beforeVerb } from '../not-found.js';
 import { recordInference } from '../request-context.js';
 import {
   checkBatchSize,
@@ -22,8 +33,12 @@ import {
   modelStatusSchema,
   predictQuerySchema,
   predictRequestSchema,
+  predictRequestSchemaFor,
   predictResponseSchema,
 } from '../schemas/tf-serving.js';
+import { parseWith, validatedByHandler } from '../validation.js';
+
+type PredictBody = z.output<typeof predictRequestSchema>;
 
 /**
  * An onRequest hook for routes with a `:name` parameter: attributes the request to that model
@@ -31,19 +46,25 @@ import {
  * models of the registry are named, so requests for made-up models cannot create label values.
  */
 export function attributeModel(registry: ModelRegistry) {
-  return async (request: FastifyRequest): Promise<void> => {
+  return (request: FastifyRequest, _reply: FastifyReply, done: () => void): void => {
     const name = (request.params as { name?: unknown } | undefined)?.name;
-    if (typeof name === 'string' && registry.list().some((m) => m.name === name)) {
-      request.modelName = name;
-    }
+    if (typeof name === 'string' && registry.has(name)) request.modelName = name;
+    done();
   };
 }
 
-/** Rows of a flat [rows, width] array as nested arrays for JSON. */
-export function toMatrix(data: Float32Array, rows: number, width: number): number[][] {
-  const out = new Array<number[]>(rows);
-  for (let r = 0; r < rows; r++) out[r] = Array.from(data.subarray(r * width, (r + 1) * width));
-  return out;
+const JSON_TYPE = 'application/json; charset=utf-8';
+
+/** `Accept: application/octet-stream` asks for raw float32 outputs. */
+const wantsBinary = (request: FastifyRequest): boolean =>
+  request.headers.accept?.toLowerCase().includes(OCTET_STREAM) ?? false;
+
+/** The probabilities (regression: the outputs) as little-endian float32 rows. */
+function sendFloat32(reply: FastifyReply, out: PredictOutput): FastifyReply {
+  return reply
+    .type(OCTET_STREAM)
+    .header('X-Output-Shape', `${out.rows},${out.outputWidth}`)
+    .send(float32Bytes(out.probabilities ?? out.outputs));
 }
 
 function versionStatus(model: ModelSnapshot, only?: number) {
@@ -253,7 +274,7 @@ export function listModel(model: ModelSnapshot) {
  * and predict in row (`instances`) or columnar (`inputs`) format, plus the model list.
  */
 export async function tfServingRoutes(app: AppInstance): Promise<void> {
-  const { registry, config } = app.deps;
+  const { registry, config, inference } = app.deps;
   const onRequest = attributeModel(registry);
   const nameParams = z.object({ name: modelNameParam });
   const versionParams = z.object({ name: modelNameParam, version: versionParam });
@@ -272,7 +293,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
   );
 
   app.get(
-    '/v1/models/:name',
+    `/v1/models/${beforeVerb('name')}`,
     {
       config: { access: 'public' },
       onRequest,
@@ -308,7 +329,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
   );
 
   app.get(
-    '/v1/models/:name/versions/:version',
+    `/v1/models/:name/versions/${beforeVerb('version')}`,
     {
       config: { access: 'public' },
       onRequest,
@@ -364,48 +385,122 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
       versionMetadata(registry.resolve(request.params.name, request.params.version)),
   );
 
-  const body = predictRequestSchema;
+  // Bodies (and the query, whose errors come after the body's, as Fastify orders them) are
+  // validated by the handler: a check compiled per model from the zod schema (rows of exactly the
+  // model's width, at most MAX_BATCH_SIZE of them) accepts valid requests fast and the rows go
+  // straight into the engine's input buffer; anything it refuses takes the general path, whose
+  // zod schema and checks name every problem.
+  const body = validatedByHandler(predictRequestSchema);
+  const querystring = validatedByHandler(predictQuerySchema);
+  const accepts = new WeakMap<AvailableVersion, Accepts | undefined>();
+  const acceptsFor = (served: AvailableVersion) => {
+    if (!accepts.has(served)) {
+      accepts.set(
+        served,
+        compileAccepts(predictRequestSchemaFor(served.compiled.inputWidth, config.MAX_BATCH_SIZE)),
+      );
+    }
+    return accepts.get(served);
+  };
+  const fusedOf = (query: unknown): boolean => {
+    // No query string is the common case: the default without running the schema.
+    for (const _ in query as object) return parseWith(querystring, query, 'querystring').fused;
+    return true;
+  };
+
   const handler = async (
-    request: FastifyRequest & {
-      params: { name: string; version?: number };
-      body: z.output<typeof body>;
-      query: { fused: boolean };
-    },
+    request: FastifyRequest & { params: { name: string; version?: number } },
     reply: FastifyReply,
   ) => {
-    const columnar = request.body.inputs !== undefined;
-    const rows = (request.body.instances ?? request.body.inputs)!;
-    checkBatchSize(columnar ? 'inputs' : 'instances', rows.length, config.MAX_BATCH_SIZE);
-    const out: PredictOutput = predict(registry, {
-      model: request.params.name,
-      version: request.params.version,
-      rows,
-      fused: request.query.fused,
-      field: columnar ? 'inputs' : 'instances',
-    });
+    let served: AvailableVersion | undefined;
+    let unresolved: unknown;
+    try {
+      served = inference.resolve(request.params.name, request.params.version);
+    } catch (e) {
+      unresolved = e;
+    }
+    if (Buffer.isBuffer(request.body)) return predictBinary(request, reply, served, unresolved);
+    let instances: readonly (readonly number[])[];
+    let columnar: boolean;
+    let fused: boolean;
+    const raw = request.body as PredictBody;
+    if (served && acceptsFor(served)?.(raw)) {
+      columnar = raw.inputs !== undefined;
+      instances = (raw.instances ?? raw.inputs)!;
+      fused = fusedOf(request.query);
+    } else {
+      const parsed = parseWith(body, raw, 'body');
+      fused = fusedOf(request.query);
+      columnar = parsed.inputs !== undefined;
+      instances = (parsed.instances ?? parsed.inputs)!;
+      const field = columnar ? 'inputs' : 'instances';
+      checkBatchSize(field, instances.length, config.MAX_BATCH_SIZE);
+      if (!served) throw unresolved;
+      checkRowWidths(instances, served.compiled.inputWidth, field);
+    }
+    const width = served.compiled.inputWidth;
+    let out: PredictOutput | Promise<PredictOutput> = inference.infer(
+      served,
+      nestedRows(instances, width),
+      fused,
+    );
+    if (out instanceof Promise) out = await out;
     checkFiniteOutputs(out.outputs, out.rows, out.outputWidth, (r) =>
       columnar ? `inputs[${r}]` : `instances[${r}]`,
     );
-    recordInference(request, {
-      model: out.model,
-      version: out.version,
-      rows: out.rows,
-      computeMs: out.computeMs,
-      fused: request.query.fused,
-    });
-    reply.header('X-Model-Version', String(out.version));
-    const values = toMatrix(out.probabilities ?? out.outputs, out.rows, out.outputWidth);
-    return {
-      model_version: out.version,
-      ...(columnar ? { outputs: values } : { predictions: values }),
-      ...(out.labels ? { labels: out.labels } : {}),
-    };
+    recordInference(request, out, fused);
+    void reply.header('X-Model-Version', String(out.version));
+    if (wantsBinary(request)) return sendFloat32(reply, out);
+    return reply.type(JSON_TYPE).send(predictResponseJson(out, columnar));
+  };
+
+  /**
+   * `Content-Type: application/octet-stream`: little-endian float32 rows of the model's width,
+   * back to back; the row count follows from the length.
+   */
+  const predictBinary = async (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    served: AvailableVersion | undefined,
+    unresolved: unknown,
+  ) => {
+    const bytes = request.body as Buffer;
+    const fused = fusedOf(request.query);
+    if (!served) throw unresolved;
+    const width = served.compiled.inputWidth;
+    const rowBytes = width * FP32_BYTES;
+    if (bytes.length === 0) failInput('body', 'at least one row is required');
+    if (bytes.length % rowBytes !== 0) {
+      failInput(
+        'body',
+        `${bytes.length} bytes is not a whole number of rows (${width} float32 values, ${rowBytes} bytes each)`,
+      );
+    }
+    const rows = bytes.length / rowBytes;
+    checkBatchSize('body', rows, config.MAX_BATCH_SIZE);
+    const values = readFloat32(bytes, 'body');
+    let out: PredictOutput | Promise<PredictOutput> = inference.infer(
+      served,
+      float32Rows(values, rows, width),
+      fused,
+    );
+    if (out instanceof Promise) out = await out;
+    checkFiniteOutputs(out.outputs, out.rows, out.outputWidth, (r) => `body (row ${r})`);
+    recordInference(request, out, fused);
+    void reply.header('X-Model-Version', String(out.version));
+    if (wantsBinary(request)) return sendFloat32(reply, out);
+    return reply.type(JSON_TYPE).send(predictResponseJson(out, false));
   };
 
   const predictSchema = {
     tags: ['predict'],
-    querystring: predictQuerySchema,
+    querystring,
     body,
+    consumes: ['application/json', OCTET_STREAM],
+    description: [
+      "JSON (this schema), or `Content-Type: application/octet-stream`: little-endian float32 rows of the model's input width, back to back (the row count follows from the length).",
+      "The answer is JSON (this schema), or, with `Accept: application/octet-stream`, the probabilities (regression: the outputs) as little-endian float32 rows of the model's output width.",
+    ].join('\n\n'),
     response: {
       200: predictResponseSchema,
       ...inferenceErrorResponses,

@@ -1,6 +1,9 @@
 import { z } from 'zod';
-import { type ErrorLocation, NormserveError } from '../../errors/index.js';
+import { checkBatchSize, checkFiniteOutputs, reportsFirst } from '../../service/index.js';
 import { LIMITS } from './limits.js';
+
+/** Defined with the inference use case (gRPC applies them too); re-exported for the routes. */
+export { checkBatchSize, checkFiniteOutputs };
 
 /** The largest float32, 3.4028234663852886e38: the engine stores every feature as float32. */
 export const FLOAT32_MAX = 3.4028234663852886e38;
@@ -23,11 +26,12 @@ const ROWS_MESSAGE = 'expected an array of rows';
 const numberRows = z.array(z.array(finiteNumber, { error: ROW_MESSAGE }), { error: ROWS_MESSAGE });
 
 /**
- * `rows` with at most LIMITS.errorLocations issues. zod reports every bad value, so a body of a
- * million strings would build a million issues (and a problem document twenty times the body).
- * A first pass counts the bad values and names the first ones with zod's own messages (and how
- * many more there are, when they do not fit); the pipe then skips `rows`, which only ever parses
- * good rows. The first pass is documented as `rows` (its JSON Schema), for the OpenAPI document.
+ * `rows` with at most LIMITS.errorLocations issues. zod reports every bad value, so a body of
+ * 4096 rows of strings would build 262,144 issues (300 MB, and a problem document twenty times the
+ * body). A first stage counts the bad values and names the first ones with zod's own messages (and
+ * how many more there are, when they do not fit); the pipe then skips `rows`, which only ever
+ * parses rows of good values. The first stage accepts whatever `rows` accepts, so the compiled
+ * fast check is `rows`' (reportsFirst); it is documented as `rows` for the OpenAPI document.
  */
 function cappedIssues<T extends z.ZodType<number[][], number[][]>>(rows: T) {
   const { $schema: _, ...documented } = z.toJSONSchema(rows, { io: 'input' });
@@ -57,34 +61,33 @@ function cappedIssues<T extends z.ZodType<number[][], number[][]>>(rows: T) {
     if (bad > listed)
       ctx.addIssue({ code: 'custom', path: [], message: `${bad - listed} more invalid values` });
   };
-  return z
-    .array(z.unknown(), { error: ROWS_MESSAGE })
-    .superRefine(walk)
-    .meta(documented)
-    .pipe(rows);
+  return reportsFirst(
+    z.array(z.unknown(), { error: ROWS_MESSAGE }).superRefine(walk).meta(documented),
+    rows,
+  );
 }
 
 /** Unlabeled rows of features (recalibration); the row count is checked by the service. */
 export const numberRowsSchema = () => cappedIssues(numberRows);
 
 /**
- * Rows of features, [N, features], at least one; the feature count is checked against the model
- * afterwards and the row count by the route (checkBatchSize), so the schema, and the OpenAPI
- * document made from it, do not depend on the configuration.
+ * Rows of features, [N, features], at least one. Without `maxRows` and `width` the row count and
+ * the feature count are left to the route (see checkBatchSize, checkRowWidths), so the schema, and
+ * the OpenAPI document made from it, do not depend on the configuration or the model; with them it
+ * is the schema of one model's requests (compiled once per model for the fast path).
  */
-export const rowsSchema = () => cappedIssues(numberRows.min(1, 'at least one row is required'));
-
-/**
- * More rows than MAX_BATCH_SIZE is a 413 BATCH_TOO_LARGE (not a 400): the data is fine, the
- * client should split the batch.
- */
-export function checkBatchSize(path: string, rows: number, maxRows: number): void {
-  if (rows > maxRows) {
-    const message = `at most ${maxRows} rows per request (MAX_BATCH_SIZE), got ${rows}`;
-    throw new NormserveError('BATCH_TOO_LARGE', `${path}: ${message}`, {
-      errors: [{ path, message }],
-    });
-  }
+export function rowsSchema(maxRows?: number, width?: number) {
+  const row = z.array(finiteNumber, { error: ROW_MESSAGE });
+  const rows = z
+    .array(width === undefined ? row : row.length(width, `expected ${width} values`), {
+      error: ROWS_MESSAGE,
+    })
+    .min(1, 'at least one row is required');
+  return cappedIssues(
+    maxRows === undefined
+      ? rows
+      : rows.max(maxRows, `at most ${maxRows} rows per request (MAX_BATCH_SIZE)`),
+  );
 }
 
 /** A query-string flag spelled exactly `true` or `false`, absent = `defaultValue`, as a boolean. */
@@ -142,35 +145,6 @@ export const problemSchema = z
       },
     ],
   });
-
-/**
- * Inputs within the float32 range can still overflow inside the network (a row of values near
- * 1e38); such rows are refused by name instead of answering NaN (JSON null) predictions.
- */
-export function checkFiniteOutputs(
-  outputs: Float32Array,
-  rows: number,
-  width: number,
-  rowPath: (row: number) => string,
-): void {
-  const errors: ErrorLocation[] = [];
-  for (let r = 0; r < rows && errors.length < 10; r++) {
-    for (let k = 0; k < width; k++) {
-      if (!Number.isFinite(outputs[r * width + k]!)) {
-        errors.push({
-          path: rowPath(r),
-          message: "the model's outputs overflow float32 for this row (values too large)",
-        });
-        break;
-      }
-    }
-  }
-  if (errors.length > 0) {
-    throw new NormserveError('INVALID_INPUT', `${errors[0]!.path}: ${errors[0]!.message}`, {
-      errors,
-    });
-  }
-}
 
 /** Error responses every route may give, for the OpenAPI document. */
 export const errorResponses = {

@@ -1,4 +1,7 @@
 import { z } from 'zod';
+import { ECHO_CHARS } from '../../errors/index.js';
+
+export { quote } from '../../errors/index.js';
 
 /**
  * What one request may ask for, in one place. Each limit bounds the work a request causes and the
@@ -9,7 +12,7 @@ export const LIMITS = {
   /** Places named in a problem's `errors`; the detail counts the rest. */
   errorLocations: 10,
   /** Characters of a client's string quoted back in a message (the rest is cut, marked "…"). */
-  echoChars: 64,
+  echoChars: ECHO_CHARS,
   /** An Open Inference Protocol request id (echoed in the response). */
   idChars: 256,
   /** Tensor names, datatypes and signature names. */
@@ -18,21 +21,12 @@ export const LIMITS = {
   tensors: 16,
   /** Dimensions of a tensor shape. */
   shapeDims: 8,
-  /** Keys of an Open Inference Protocol `parameters` object (read by nobody, kept small). */
-  parameterKeys: 64,
   /** A free-text note recorded in a version's provenance. */
   noteChars: 1000,
 } as const;
 
-/** `value` quoted for a message, cut to LIMITS.echoChars characters. */
-export function quote(value: string): string {
-  const cut = value.length > LIMITS.echoChars ? `${value.slice(0, LIMITS.echoChars)}…` : value;
-  return JSON.stringify(cut);
-}
-
-/** An Open Inference Protocol `parameters` object: any values, at most LIMITS.parameterKeys keys. */
-export const parametersSchema = z
-  .record(z.string(), z.unknown())
-  .refine((p) => Object.keys(p).length <= LIMITS.parameterKeys, {
-    message: `at most ${LIMITS.parameterKeys} parameters`,
-  });
+/**
+ * An Open Inference Protocol `parameters` object: any values (read by nobody; the body limit
+ * bounds it). A plain record, so the prediction routes' compiled fast check covers it.
+ */
+export const parametersSchema = z.record(z.string(), z.unknown());

@@ -11,7 +11,9 @@ const tensorMetadata = z.object({
 
 export const serverMetadataSchema = z
   .object({ name: z.string(), version: z.string(), extensions: z.array(z.string()) })
-  .meta({ examples: [{ name: 'normserve', version: '0.1.0', extensions: [] }] });
+  .meta({
+    examples: [{ name: 'normserve', version: '0.1.0', extensions: ['binary_tensor_data'] }],
+  });
 
 export const modelMetadataSchema = z
   .object({
@@ -54,33 +56,40 @@ export const inferInputSchema = z.object({
     .meta({ description: 'Row-major values: flat [N·features] numbers or nested [N][features]' }),
 });
 
+function inferRequest<I extends z.ZodType>(input: I) {
+  return z.object({
+    id: z.string().max(LIMITS.idChars).optional().meta({ description: 'Echoed in the response' }),
+    parameters: parametersSchema.optional(),
+    inputs: z.array(input).min(1, 'at least one input tensor is required').max(LIMITS.tensors),
+    outputs: z
+      .array(z.object({ name: tensorName, parameters: parametersSchema.optional() }))
+      .max(LIMITS.tensors)
+      .optional()
+      .meta({
+        description:
+          'Outputs to return, each at most once: probabilities (default), logits, label; regression: predictions',
+      }),
+  });
+}
+
 export function inferRequestSchema() {
-  return z
-    .object({
-      id: z.string().max(LIMITS.idChars).optional().meta({ description: 'Echoed in the response' }),
-      parameters: parametersSchema.optional(),
-      inputs: z
-        .array(inferInputSchema)
-        .min(1, 'at least one input tensor is required')
-        .max(LIMITS.tensors),
-      outputs: z
-        .array(z.object({ name: tensorName, parameters: parametersSchema.optional() }))
-        .max(LIMITS.tensors)
-        .optional()
-        .meta({
-          description:
-            'Outputs to return, each at most once: probabilities (default), logits, label; regression: predictions',
-        }),
-    })
-    .meta({
-      examples: [
-        {
-          id: 'request-1',
-          inputs: [{ name: 'input', shape: [1, 64], datatype: 'FP32', data: example }],
-          outputs: [{ name: 'probabilities' }, { name: 'logits' }],
-        },
-      ],
-    });
+  return inferRequest(inferInputSchema).meta({
+    examples: [
+      {
+        id: 'request-1',
+        inputs: [{ name: 'input', shape: [1, 64], datatype: 'FP32', data: example }],
+        outputs: [{ name: 'probabilities' }, { name: 'logits' }],
+      },
+    ],
+  });
+}
+
+/**
+ * The JSON header of a binary infer request (the binary tensor data extension): an input's
+ * `data` is left out when its bytes follow the header (`parameters.binary_data_size`).
+ */
+export function binaryInferHeaderSchema() {
+  return inferRequest(inferInputSchema.extend({ data: inferInputSchema.shape.data.optional() }));
 }
 
 export const inferResponseSchema = z

@@ -2,7 +2,8 @@ import { z } from 'zod';
 import { queryFlag, rowsSchema } from './common.js';
 import { LIMITS } from './limits.js';
 
-const example = [
+/** A digits row (the README's), the example of every predict body. */
+export const digitsExampleRow = [
   0, 0, 5, 13, 9, 1, 0, 0, 0, 0, 13, 15, 10, 15, 5, 0, 0, 3, 15, 2, 0, 11, 8, 0, 0, 4, 12, 0, 0, 8,
   8, 0, 0, 5, 8, 0, 0, 9, 8, 0, 0, 4, 11, 0, 1, 12, 7, 0, 0, 2, 14, 5, 10, 12, 0, 0, 0, 0, 6, 13,
   10, 0, 0, 0,
@@ -10,33 +11,42 @@ const example = [
 
 const rowLimit = 'at most MAX_BATCH_SIZE rows (4096 by default; more is a 413 BATCH_TOO_LARGE)';
 
-/**
- * TF Serving's REST predict request: row format (`instances`) or columnar (`inputs`). The row
- * limit is checked by the route, so this one schema (a named OpenAPI component) fits every app.
- */
-export const predictRequestSchema = z
-  .strictObject({
-    signature_name: z
-      .string()
-      .max(LIMITS.nameChars)
-      .optional()
-      .meta({ description: 'Accepted for compatibility; models have one signature' }),
-    instances: rowsSchema()
-      .optional()
-      .meta({ description: `Row format: one array of features per instance, ${rowLimit}` }),
-    inputs: rowsSchema()
-      .optional()
-      .meta({
+/** TF Serving's REST predict request: row format (`instances`) or columnar (`inputs`). */
+function predictRequest(rows: ReturnType<typeof rowsSchema>) {
+  return z
+    .strictObject({
+      signature_name: z
+        .string()
+        .max(LIMITS.nameChars)
+        .optional()
+        .meta({ description: 'Accepted for compatibility; models have one signature' }),
+      instances: rows
+        .optional()
+        .meta({ description: `Row format: one array of features per instance, ${rowLimit}` }),
+      inputs: rows.optional().meta({
         description: `Columnar format: the batched input tensor [N, features], ${rowLimit}`,
       }),
-  })
-  .refine((b) => (b.instances === undefined) !== (b.inputs === undefined), {
-    message: 'exactly one of "instances" (row format) or "inputs" (columnar format) is required',
-  })
-  .meta({
-    id: 'PredictRequest',
-    examples: [{ instances: [example] }, { signature_name: 'serving_default', inputs: [example] }],
-  });
+    })
+    .refine((b) => (b.instances === undefined) !== (b.inputs === undefined), {
+      message: 'exactly one of "instances" (row format) or "inputs" (columnar format) is required',
+    });
+}
+
+/**
+ * The request of the OpenAPI document and of error reports. The row limit and the feature count
+ * are checked by the route, so this one schema (a named OpenAPI component) fits every app.
+ */
+export const predictRequestSchema = predictRequest(rowsSchema()).meta({
+  id: 'PredictRequest',
+  examples: [
+    { instances: [digitsExampleRow] },
+    { signature_name: 'serving_default', inputs: [digitsExampleRow] },
+  ],
+});
+
+/** The same request for one model: rows of exactly `width` values, at most `maxRows` of them. */
+export const predictRequestSchemaFor = (width: number, maxRows: number) =>
+  predictRequest(rowsSchema(maxRows, width));
 
 export const predictQuerySchema = z.strictObject({
   fused: queryFlag('true').meta({

@@ -1,0 +1,329 @@
+import {
+  type handleUnaryCall,
+  Metadata,
+  Server,
+  ServerCredentials,
+  type ServerUnaryCall,
+  status,
+  type UntypedServiceImplementation,
+} from '@grpc/grpc-js';
+import type { z } from 'zod';
+import {
+  describeLocations,
+  isNormserveError,
+  issuesToLocations,
+  NormserveError,
+} from '../errors/index.js';
+import {
+  type AvailableVersion,
+  bearerTokenCheck,
+  bytesTensor,
+  checkFinite,
+  checkFiniteOutputs,
+  checkInputTensor,
+  compileAccepts,
+  failInput,
+  float32Bytes,
+  float32Rows,
+  type InferenceService,
+  type Log,
+  modelMetadata,
+  OIP_EXTENSIONS,
+  type OutputTensor,
+  outputTensor,
+  type PredictOutput,
+  type RowSource,
+  readFloat32,
+  requestedOutputs,
+} from '../service/index.js';
+import { grpcStatusOf } from './grpc-status.js';
+import { type ModelInferRequest, modelInferRequestSchema, modelRefSchema } from './messages.js';
+import { inferenceServiceDefinition } from './proto.js';
+
+/** What the gRPC server reports per call (cli/server.ts passes the Prometheus metrics). */
+export interface GrpcObserver {
+  observeGrpc(method: string, code: string, model: string, seconds: number): void;
+}
+
+export interface GrpcServerOptions {
+  inference: InferenceService;
+  /** normserve's version (ServerMetadata). */
+  version: string;
+  /** MAX_BATCH_SIZE: most rows per request. */
+  maxBatchSize: number;
+  /** BODY_LIMIT_BYTES: the largest message accepted, as for HTTP bodies. */
+  maxMessageBytes: number;
+  /** API_TOKEN: when set, ModelInfer needs `authorization: Bearer <token>` metadata. */
+  apiToken?: string | undefined;
+  log: Log;
+  observer?: GrpcObserver;
+}
+
+export interface GrpcServerHandle {
+  /** The bound port (the one asked for, or the one chosen for port 0). */
+  port: number;
+  /** Stops taking calls, lets those in flight finish, and stops; forced after `timeoutMs`. */
+  close(timeoutMs: number): Promise<void>;
+}
+
+const VERSION = /^[1-9][0-9]{0,14}$/;
+const statusNames = Object.fromEntries(
+  Object.entries(status)
+    .filter(([, v]) => typeof v === 'number')
+    .map(([k, v]) => [v, k]),
+) as Record<number, string>;
+
+/** A zod parse of a decoded message; a refusal is INVALID_INPUT naming the fields. */
+function parseMessage<T extends z.ZodType>(schema: T, value: unknown): z.output<T> {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  const errors = issuesToLocations(result.error.issues);
+  throw new NormserveError('INVALID_INPUT', describeLocations(errors, 3), { errors });
+}
+
+function versionOf(value: string, field: string): number | undefined {
+  if (value === '') return undefined;
+  if (!VERSION.test(value))
+    failInput(field, `expected a positive integer, got "${value.slice(0, 40)}"`);
+  return Number(value);
+}
+
+/** The raw bytes of an output tensor, laid out as the protocol says (little-endian, BYTES framed). */
+const tensorBytes = (tensor: OutputTensor): Buffer =>
+  tensor.datatype === 'FP32' ? float32Bytes(tensor.values) : bytesTensor(tensor.values);
+
+/** A typed `contents` of an FP32 input: fp32_contents only, `count` finite values. */
+function contentsRows(request: ModelInferRequest, rows: number, width: number): RowSource {
+  const contents = request.inputs[0]!.contents;
+  const count = rows * width;
+  const values = contents?.fp32_contents ?? [];
+  if (contents) {
+    for (const [key, list] of Object.entries(contents)) {
+      if (key !== 'fp32_contents' && (list as unknown[]).length > 0)
+        failInput(`inputs[0].contents.${key}`, 'an FP32 input takes fp32_contents only');
+    }
+  }
+  if (values.length !== count) {
+    failInput(
+      'inputs[0].contents.fp32_contents',
+      `shape [${rows}, ${width}] needs ${count} values, got ${values.length} (or send raw_input_contents)`,
+    );
+  }
+  const data = Float32Array.from(values);
+  checkFinite(data, 'inputs[0].contents.fp32_contents');
+  return float32Rows(data, rows, width);
+}
+
+/** The input rows of a ModelInfer request: raw_input_contents, or typed contents. */
+function readRows(request: ModelInferRequest, width: number, maxRows: number): RowSource {
+  const rows = checkInputTensor(request.inputs, width, maxRows);
+  const raw = request.raw_input_contents;
+  if (raw.length === 0) return contentsRows(request, rows, width);
+  if (raw.length !== request.inputs.length) {
+    failInput(
+      'raw_input_contents',
+      `${raw.length} entries for ${request.inputs.length} input tensor(s); give one per input`,
+    );
+  }
+  const contents = request.inputs[0]!.contents;
+  if (contents && Object.values(contents).some((list) => (list as unknown[]).length > 0))
+    failInput('inputs[0].contents', 'give either contents or raw_input_contents, not both');
+  const bytes = raw[0]!;
+  const expected = rows * width * 4;
+  if (bytes.byteLength !== expected) {
+    failInput(
+      'raw_input_contents[0]',
+      `shape [${rows}, ${width}] of FP32 is ${expected} bytes, got ${bytes.byteLength}`,
+    );
+  }
+  return float32Rows(readFloat32(bytes, 'raw_input_contents[0]'), rows, width);
+}
+
+/**
+ * The Open Inference Protocol's gRPC service on @grpc/grpc-js. Every handler goes through the
+ * service layer the HTTP routes use (the registry, InferenceService and its dynamic batcher, the
+ * OIP tensor rules), so a gRPC ModelInfer and a REST infer of the same rows give the same bits.
+ * Errors are gRPC statuses mapped from the catalogue (client errors stay client-side codes) with
+ * the catalogue code in the `normserve-code` trailer.
+ */
+export function createGrpcServer(options: GrpcServerOptions): Server {
+  const { inference, log } = options;
+  const registry = inference.registry;
+  const acceptsInfer = compileAccepts(modelInferRequestSchema);
+  const checkToken =
+    options.apiToken !== undefined ? bearerTokenCheck(options.apiToken, 'prediction') : undefined;
+
+  /** Wraps a handler: errors become statuses; every call is counted and logged. */
+  const unary = <Req, Res>(
+    method: string,
+    run: (call: ServerUnaryCall<Req, Res>) => Res | Promise<Res>,
+    modelOf: (request: Req) => string = () => '',
+  ): handleUnaryCall<Req, Res> => {
+    return (call, callback) => {
+      const started = performance.now();
+      const finish = (code: status, error?: NormserveError) => {
+        const seconds = (performance.now() - started) / 1000;
+        const name = statusNames[code] ?? String(code);
+        const request = call.request as Req;
+        const model = registry.has(modelOf(request)) ? modelOf(request) : '';
+        options.observer?.observeGrpc(method, name, model, seconds);
+        const line = {
+          grpcMethod: method,
+          code: name,
+          durationMs: Math.round(seconds * 1e6) / 1000,
+          ...(model ? { model } : {}),
+          ...(error ? { error: error.message } : {}),
+        };
+        if (code === status.INTERNAL) log.error(line, 'grpc request failed');
+        else log.info(line, 'grpc request');
+      };
+      const fail = (e: unknown) => {
+        const error = isNormserveError(e)
+          ? e
+          : new NormserveError('INTERNAL', 'internal server error', { cause: e });
+        const code = grpcStatusOf(error.code);
+        if (!isNormserveError(e)) log.error({ err: e, grpcMethod: method }, 'grpc handler failed');
+        finish(code, error);
+        const metadata = new Metadata();
+        metadata.set('normserve-code', error.code);
+        callback({ code, details: error.message, metadata });
+      };
+      try {
+        const result = run(call);
+        if (result instanceof Promise) {
+          result.then((value) => {
+            finish(status.OK);
+            callback(null, value);
+          }, fail);
+        } else {
+          finish(status.OK);
+          callback(null, result);
+        }
+      } catch (e) {
+        fail(e);
+      }
+    };
+  };
+
+  const ready = (name: string, version: string): boolean => {
+    const model = registry.get(name);
+    const v = versionOf(version, 'version') ?? model.active;
+    const served = v === undefined ? undefined : model.versions.get(v);
+    if (version !== '' && !served)
+      throw new NormserveError('VERSION_NOT_FOUND', `model "${name}" has no version ${version}`);
+    return served?.state === 'AVAILABLE';
+  };
+
+  const finishInfer = (
+    request: ModelInferRequest,
+    out: PredictOutput,
+    served: AvailableVersion,
+  ) => {
+    checkFiniteOutputs(out.outputs, out.rows, out.outputWidth, (r) => `inputs[0] (row ${r})`);
+    const names = requestedOutputs(
+      served,
+      request.outputs.length > 0 ? request.outputs.map((o) => o.name) : undefined,
+    );
+    const tensors = names.map((name) => outputTensor(name, out));
+    return {
+      model_name: out.model,
+      model_version: String(out.version),
+      id: request.id,
+      outputs: tensors.map((t) => ({ name: t.name, datatype: t.datatype, shape: t.shape })),
+      raw_output_contents: tensors.map(tensorBytes),
+    };
+  };
+
+  const handlers: UntypedServiceImplementation = {
+    ServerLive: unary('ServerLive', () => ({ live: true })),
+    ServerReady: unary('ServerReady', () => ({ ready: registry.isReady() })),
+    ServerMetadata: unary('ServerMetadata', () => ({
+      name: 'normserve',
+      version: options.version,
+      extensions: [...OIP_EXTENSIONS],
+    })),
+    ModelReady: unary(
+      'ModelReady',
+      (call) => {
+        const ref = parseMessage(modelRefSchema, call.request);
+        return { ready: ready(ref.name, ref.version) };
+      },
+      (request) => (request as { name?: string }).name ?? '',
+    ),
+    ModelMetadata: unary(
+      'ModelMetadata',
+      (call) => {
+        const ref = parseMessage(modelRefSchema, call.request);
+        const version = versionOf(ref.version, 'version');
+        const served = inference.resolve(ref.name, version);
+        const versions =
+          version !== undefined
+            ? [String(version)]
+            : [...registry.get(ref.name).versions.values()]
+                .filter((v) => v.state === 'AVAILABLE')
+                .map((v) => String(v.version));
+        return modelMetadata(served, versions);
+      },
+      (request) => (request as { name?: string }).name ?? '',
+    ),
+    ModelInfer: unary(
+      'ModelInfer',
+      (call) => {
+        const refused = checkToken?.(call.metadata.get('authorization')[0]);
+        if (refused) throw refused;
+        const request = acceptsInfer?.(call.request)
+          ? (call.request as ModelInferRequest)
+          : parseMessage(modelInferRequestSchema, call.request);
+        const served = inference.resolve(
+          request.model_name,
+          versionOf(request.model_version, 'model_version'),
+        );
+        // Output names are checked before any compute, as the REST route does.
+        requestedOutputs(
+          served,
+          request.outputs.length > 0 ? request.outputs.map((o) => o.name) : undefined,
+        );
+        const source = readRows(request, served.compiled.inputWidth, options.maxBatchSize);
+        const out = inference.infer(served, source);
+        return out instanceof Promise
+          ? out.then((o) => finishInfer(request, o, served))
+          : finishInfer(request, out, served);
+      },
+      (request) => (request as { model_name?: string }).model_name ?? '',
+    ),
+  };
+
+  const server = new Server({
+    'grpc.max_receive_message_length': options.maxMessageBytes,
+    'grpc.max_send_message_length': -1,
+  });
+  server.addService(inferenceServiceDefinition(), handlers);
+  return server;
+}
+
+/** Binds a server on `host:port` (IPv6 hosts bracketed) and returns its handle. */
+export function listenGrpc(server: Server, host: string, port: number): Promise<GrpcServerHandle> {
+  const address = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  return new Promise((resolve, reject) => {
+    server.bindAsync(address, ServerCredentials.createInsecure(), (error, bound) => {
+      if (error) {
+        reject(error);
+        return;
+      }
+      resolve({
+        port: bound,
+        close: (timeoutMs) =>
+          new Promise<void>((done) => {
+            const force = setTimeout(() => {
+              server.forceShutdown();
+              done();
+            }, timeoutMs);
+            server.tryShutdown(() => {
+              clearTimeout(force);
+              done();
+            });
+          }),
+      });
+    });
+  });
+}

@@ -1,0 +1,46 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { NormserveError } from '../errors/index.js';
+import type { AppInstance } from './app-types.js';
+import { sendProblem } from './problem.js';
+
+/** The methods a 405's `Allow` header may list (HEAD is registered with every GET route). */
+const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const;
+
+/**
+ * A model name or version as the LAST segment of a route's path: anything but `:`, which starts
+ * TF Serving's verb (`/v1/models/digits:predict`, `/versions/2:activate`). Without it,
+ * `GET /v1/models/digits:predict` would match `GET /v1/models/:name` with the name
+ * "digits:predict" and answer a name validation error instead of 405.
+ */
+export const beforeVerb = (param: 'name' | 'version'): string => `:${param}(^[^:]+)`;
+
+/**
+ * The not-found handler: a path some route serves with other methods answers 405 with `Allow`
+ * (RFC 9110 §15.5.6), any other path 404; both as problem documents. The router itself says which
+ * methods match (Fastify's findRoute), so every route, present and future, is covered.
+ */
+export function notFoundHandler(app: AppInstance) {
+  return (request: FastifyRequest, reply: FastifyReply): FastifyReply => {
+    const path = request.url.split('?')[0]!;
+    const allowed = METHODS.filter((method) => app.findRoute({ method, url: path }) !== null);
+    if (allowed.length > 0) {
+      void reply.header('Allow', allowed.join(', '));
+      return sendProblem(
+        reply,
+        request,
+        new NormserveError(
+          'METHOD_NOT_ALLOWED',
+          `${request.method} is not allowed on ${path}; it answers ${allowed.join(', ')}`,
+        ),
+      );
+    }
+    return sendProblem(
+      reply,
+      request,
+      new NormserveError(
+        'NOT_FOUND',
+        `no route ${request.method} ${path}; GET / lists the entry points, /docs every route`,
+      ),
+    );
+  };
+}

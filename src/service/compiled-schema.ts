@@ -1,0 +1,222 @@
+import type { z } from 'zod';
+
+/** Whether a value would pass a schema; no issues, no output. */
+export type Accepts = (value: unknown) => boolean;
+
+/** Internals of zod v4 schemas that the compiler reads (`schema._zod.def`). */
+interface Def {
+  type: string;
+  checks?: { _zod: { def: CheckDef } }[];
+  shape?: Record<string, z.ZodType>;
+  catchall?: z.ZodType;
+  element?: z.ZodType;
+  innerType?: z.ZodType;
+  keyType?: z.ZodType;
+  valueType?: z.ZodType;
+  options?: z.ZodType[];
+  values?: unknown[];
+  entries?: Record<string, unknown>;
+}
+interface CheckDef {
+  check: string;
+  value?: number;
+  inclusive?: boolean;
+  minimum?: number;
+  maximum?: number;
+  length?: number;
+  format?: string;
+  fn?: (value: unknown) => unknown;
+  when?: unknown;
+}
+
+const defOf = (schema: z.ZodType): Def => (schema as unknown as { _zod: { def: Def } })._zod.def;
+
+class Unsupported extends Error {}
+
+/**
+ * Pipes whose first stage only reports problems sooner (and fewer of them) than their second:
+ * it accepts every value the second accepts and passes it on unchanged, so the pipe accepts what
+ * the second stage accepts, and compiles as that.
+ */
+const firstReporters = new WeakSet<z.ZodType>();
+
+/**
+ * `first.pipe(then)`, where `first` accepts every value `then` accepts and changes nothing (it
+ * may refuse bad values earlier, with fewer issues): the fast check compiled from it is `then`'s.
+ */
+export function reportsFirst<T extends z.ZodType>(first: z.ZodType, then: T) {
+  const pipe = (first as z.ZodType<unknown, unknown>).pipe(then as z.ZodType<z.output<T>, unknown>);
+  firstReporters.add(pipe);
+  return pipe;
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** The checks of a number: finite always (zod 4 refuses ±Infinity and NaN), then bounds. */
+function numberCheck(checks: CheckDef[]): Accepts {
+  let min = -Infinity;
+  let max = Infinity;
+  let minInclusive = true;
+  let maxInclusive = true;
+  let int = false;
+  for (const c of checks) {
+    if (c.check === 'greater_than') {
+      min = c.value!;
+      minInclusive = c.inclusive ?? false;
+    } else if (c.check === 'less_than') {
+      max = c.value!;
+      maxInclusive = c.inclusive ?? false;
+    } else if (c.check === 'number_format' && (c.format === 'safeint' || c.format === 'int32')) {
+      int = true;
+      if (c.format === 'int32') {
+        min = Math.max(min, -2147483648);
+        max = Math.min(max, 2147483647);
+      }
+    } else {
+      throw new Unsupported(`number check ${c.check}`);
+    }
+  }
+  return (v) =>
+    typeof v === 'number' &&
+    Number.isFinite(v) &&
+    (minInclusive ? v >= min : v > min) &&
+    (maxInclusive ? v <= max : v < max) &&
+    (!int || Number.isSafeInteger(v));
+}
+
+function lengthBounds(checks: CheckDef[]): { min: number; max: number } {
+  let min = 0;
+  let max = Infinity;
+  for (const c of checks) {
+    if (c.check === 'min_length') min = Math.max(min, c.minimum!);
+    else if (c.check === 'max_length') max = Math.min(max, c.maximum!);
+    else if (c.check === 'length_equals') {
+      min = Math.max(min, c.length!);
+      max = Math.min(max, c.length!);
+    } else throw new Unsupported(`length check ${c.check}`);
+  }
+  return { min, max };
+}
+
+/** Refinements (`.refine(fn)`) run as they are; anything else on a composite is unsupported. */
+function refinements(checks: CheckDef[]): ((value: unknown) => boolean)[] {
+  return checks.map((c) => {
+    if (c.check !== 'custom' || typeof c.fn !== 'function' || c.when !== undefined)
+      throw new Unsupported(`check ${c.check}`);
+    const fn = c.fn;
+    return (value) => {
+      const result = fn(value);
+      if (result instanceof Promise) throw new Unsupported('async refinement');
+      return Boolean(result);
+    };
+  });
+}
+
+function compile(schema: z.ZodType): Accepts {
+  const def = defOf(schema);
+  const checks = (def.checks ?? []).map((c) => c._zod.def);
+  switch (def.type) {
+    case 'unknown':
+    case 'any':
+      return () => true;
+    case 'number':
+      return numberCheck(checks);
+    case 'string': {
+      const { min, max } = lengthBounds(checks);
+      return (v) => typeof v === 'string' && v.length >= min && v.length <= max;
+    }
+    case 'custom': {
+      // z.custom / z.instanceof: the predicate is the check.
+      const fn = (def as { fn?: (value: unknown) => unknown }).fn;
+      if (typeof fn !== 'function' || checks.length > 0) throw new Unsupported('custom');
+      return (v) => Boolean(fn(v));
+    }
+    case 'boolean':
+      if (checks.length > 0) throw new Unsupported('boolean checks');
+      return (v) => typeof v === 'boolean';
+    case 'literal': {
+      const values = def.values!;
+      return (v) => values.includes(v);
+    }
+    case 'enum': {
+      const values = Object.values(def.entries!);
+      return (v) => values.includes(v);
+    }
+    case 'optional': {
+      const inner = compile(def.innerType!);
+      return (v) => v === undefined || inner(v);
+    }
+    case 'nullable': {
+      const inner = compile(def.innerType!);
+      return (v) => v === null || inner(v);
+    }
+    case 'union': {
+      const options = def.options!.map(compile);
+      return (v) => options.some((o) => o(v));
+    }
+    case 'array': {
+      const { min, max } = lengthBounds(checks);
+      const element = compile(def.element!);
+      return (v) => {
+        if (!Array.isArray(v) || v.length < min || v.length > max) return false;
+        for (let i = 0; i < v.length; i++) if (!element(v[i])) return false;
+        return true;
+      };
+    }
+    case 'record': {
+      if (checks.length > 0 || defOf(def.keyType!).type !== 'string')
+        throw new Unsupported('record with key checks');
+      if (defOf(def.keyType!).checks?.length) throw new Unsupported('record key checks');
+      const value = compile(def.valueType!);
+      return (v) => {
+        if (!isObject(v)) return false;
+        for (const key in v) if (!value(v[key])) return false;
+        return true;
+      };
+    }
+    case 'object': {
+      const keys = Object.keys(def.shape!);
+      const fields = keys.map((k) => compile(def.shape![k]!));
+      const catchall = def.catchall ? defOf(def.catchall).type : 'strip';
+      if (catchall !== 'never' && catchall !== 'strip' && catchall !== 'unknown')
+        throw new Unsupported(`object catchall ${catchall}`);
+      const strict = catchall === 'never';
+      const known = new Set(keys);
+      const refine = refinements(checks);
+      return (v) => {
+        if (!isObject(v)) return false;
+        for (let i = 0; i < keys.length; i++) if (!fields[i]!(v[keys[i]!])) return false;
+        if (strict) for (const key in v) if (!known.has(key)) return false;
+        for (const r of refine) if (!r(v)) return false;
+        return true;
+      };
+    }
+    case 'pipe':
+      if (!firstReporters.has(schema)) throw new Unsupported('pipe');
+      return compile((def as { out?: z.ZodType }).out!);
+    default:
+      // Transforms, defaults, pipes, …: their output differs from their input, so a value that
+      // passes is not what the handler would get from zod. Those schemas are not compiled.
+      throw new Unsupported(def.type);
+  }
+}
+
+/**
+ * Compiles a zod schema into a plain predicate that accepts exactly the values the schema
+ * accepts, for schemas whose parse output equals their input (no transforms or defaults):
+ * objects (strict, stripping or loose), arrays with length bounds, finite numbers with bounds and
+ * integer formats, strings with length bounds, booleans, literals, enums, records, unions,
+ * optional/nullable and synchronous refinements. No issues are collected: a value it refuses is
+ * parsed by the schema itself, which names every problem. zod stays the only description of the
+ * input; this is a faster way to say "valid" for the common case. Returns undefined for a schema
+ * it cannot compile.
+ */
+export function compileAccepts(schema: z.ZodType): Accepts | undefined {
+  try {
+    return compile(schema);
+  } catch (e) {
+    if (e instanceof Unsupported) return undefined;
+    throw e;
+  }
+}

@@ -1,0 +1,139 @@
+import type { AvailableVersion } from './model-registry.js';
+import { type PredictOutput, runSources } from './predict.js';
+import type { RowSource } from './row-source.js';
+
+/** How one model version is batched (the server's BATCH_* settings or its config.json's). */
+export interface BatchingPolicy {
+  /** Longest wait of a request for others to join its batch, in microseconds; 0 = no batching. */
+  maxDelayUs: number;
+  /** Most rows per engine call; a request with more rows runs alone. */
+  maxRows: number;
+}
+
+/** What one engine call of the batcher did, for metrics. */
+export interface BatchReport {
+  model: string;
+  version: number;
+  requests: number;
+  rows: number;
+  /** Seconds each request waited in the queue. */
+  queueSeconds: number[];
+  computeMs: number;
+}
+
+interface Pending {
+  source: RowSource;
+  enqueuedAt: number;
+  resolve: (output: PredictOutput) => void;
+  reject: (error: unknown) => void;
+}
+
+interface Queue {
+  served: AvailableVersion;
+  items: Pending[];
+  rows: number;
+  /** performance.now() in ms when the oldest request's wait ends. */
+  deadline: number;
+  timer: NodeJS.Timeout | NodeJS.Immediate | undefined;
+}
+
+/**
+ * Triton's dynamic batching for a single JavaScript thread: concurrent requests for the same
+ * model version wait at most `maxDelayUs` and then run as one engine call (up to `maxRows` rows),
+ * which amortises the weight traffic of a matrix-vector product over many rows. Queues are keyed
+ * by the version object itself, so a batch never mixes versions and every request is answered by
+ * the version it resolved. Delays of a millisecond or more wait on a timer; the last sub-millisecond
+ * part re-checks the clock once per event-loop turn (setImmediate), so incoming requests are read
+ * in between and the bound holds with sub-millisecond delays too.
+ */
+export class DynamicBatcher {
+  private readonly queues = new Map<AvailableVersion, Queue>();
+  private readonly onBatch: ((report: BatchReport) => void) | undefined;
+
+  constructor(options: { onBatch?: (report: BatchReport) => void } = {}) {
+    this.onBatch = options.onBatch;
+  }
+
+  /** Queues the rows of one request; resolves with exactly its rows' results. */
+  submit(
+    served: AvailableVersion,
+    source: RowSource,
+    policy: BatchingPolicy,
+  ): Promise<PredictOutput> {
+    return new Promise((resolve, reject) => {
+      let queue = this.queues.get(served);
+      // A request that would overflow the batch sends the queued ones off first.
+      if (queue && queue.rows + source.rows > policy.maxRows) {
+        this.flush(queue);
+        queue = undefined;
+      }
+      const now = performance.now();
+      if (!queue) {
+        queue = {
+          served,
+          items: [],
+          rows: 0,
+          deadline: now + policy.maxDelayUs / 1000,
+          timer: undefined,
+        };
+        this.queues.set(served, queue);
+      }
+      queue.items.push({ source, enqueuedAt: now, resolve, reject });
+      queue.rows += source.rows;
+      if (queue.rows >= policy.maxRows) this.flush(queue);
+      else if (queue.timer === undefined) this.schedule(queue);
+    });
+  }
+
+  /** Runs every queued batch now (shutdown). */
+  flushAll(): void {
+    for (const queue of [...this.queues.values()]) this.flush(queue);
+  }
+
+  private schedule(queue: Queue): void {
+    const remainingMs = queue.deadline - performance.now();
+    const check = () => {
+      queue.timer = undefined;
+      if (this.queues.get(queue.served) !== queue) return; // flushed meanwhile
+      if (performance.now() >= queue.deadline) this.flush(queue);
+      else this.schedule(queue);
+    };
+    queue.timer =
+      remainingMs >= 1 ? setTimeout(check, Math.floor(remainingMs)) : setImmediate(check);
+  }
+
+  private flush(queue: Queue): void {
+    if (this.queues.get(queue.served) === queue) this.queues.delete(queue.served);
+    if (queue.timer !== undefined) {
+      clearTimeout(queue.timer as NodeJS.Timeout);
+      clearImmediate(queue.timer as NodeJS.Immediate);
+      queue.timer = undefined;
+    }
+    const items = queue.items;
+    if (items.length === 0) return;
+    const started = performance.now();
+    let outputs: PredictOutput[];
+    try {
+      outputs = runSources(
+        queue.served,
+        items.map((p) => p.source),
+      );
+    } catch (e) {
+      for (const p of items) p.reject(e);
+      return;
+    }
+    const queueSeconds = items.map((p) => (started - p.enqueuedAt) / 1000);
+    for (let i = 0; i < items.length; i++) {
+      outputs[i]!.queueMs = queueSeconds[i]! * 1000;
+      items[i]!.resolve(outputs[i]!);
+    }
+    this.onBatch?.({
+      model: queue.served.name,
+      version: queue.served.version,
+      requests: items.length,
+      rows: queue.rows,
+      queueSeconds,
+      computeMs: outputs[0]!.computeMs,
+    });
+  }
+}

@@ -1,0 +1,67 @@
+import { type BatchingPolicy, type BatchReport, DynamicBatcher } from './dynamic-batcher.js';
+import type { AvailableVersion, ModelRegistry } from './model-registry.js';
+import { type PredictOutput, runSources } from './predict.js';
+import type { RowSource } from './row-source.js';
+
+export interface InferenceServiceOptions {
+  /** BATCH_MAX_DELAY_US: the server-wide batching delay (0 = off); config.json may override. */
+  batchMaxDelayUs: number;
+  /** BATCH_MAX_ROWS: the server-wide largest batch; config.json may override. */
+  batchMaxRows: number;
+  onBatch?: (report: BatchReport) => void;
+}
+
+/**
+ * The inference use case every transport shares (HTTP JSON, HTTP binary, gRPC): resolve a
+ * version, then run a request's validated rows on it, directly or through the dynamic batcher.
+ */
+export class InferenceService {
+  readonly registry: ModelRegistry;
+  private readonly options: InferenceServiceOptions;
+  private readonly batcher: DynamicBatcher;
+  private readonly policies = new WeakMap<AvailableVersion, BatchingPolicy>();
+
+  constructor(registry: ModelRegistry, options: InferenceServiceOptions) {
+    this.registry = registry;
+    this.options = options;
+    this.batcher = new DynamicBatcher(options.onBatch ? { onBatch: options.onBatch } : {});
+  }
+
+  /** The version a request runs on: the explicit one, else the active one (or a 404/503 error). */
+  resolve(name: string, version?: number): AvailableVersion {
+    return this.registry.resolve(name, version);
+  }
+
+  /** The batching policy of a version: its config.json's `dynamic_batching`, else the server's. */
+  policy(served: AvailableVersion): BatchingPolicy {
+    let policy = this.policies.get(served);
+    if (!policy) {
+      const own = served.checkpoint.config.dynamic_batching;
+      policy = {
+        maxDelayUs: own?.max_queue_delay_microseconds ?? this.options.batchMaxDelayUs,
+        maxRows: own?.max_batch_rows ?? this.options.batchMaxRows,
+      };
+      this.policies.set(served, policy);
+    }
+    return policy;
+  }
+
+  /**
+   * Runs one request's rows. Without batching (or on the unfused debugging path) the engine runs
+   * now and the result is returned as is; with batching the result arrives when the batch ran.
+   */
+  infer(
+    served: AvailableVersion,
+    source: RowSource,
+    fused = true,
+  ): PredictOutput | Promise<PredictOutput> {
+    const policy = this.policy(served);
+    if (!fused || policy.maxDelayUs === 0) return runSources(served, [source], fused)[0]!;
+    return this.batcher.submit(served, source, policy);
+  }
+
+  /** Runs whatever is queued now (shutdown: requests in flight finish without waiting). */
+  flush(): void {
+    this.batcher.flushAll();
+  }
+}

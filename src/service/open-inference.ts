@@ -1,0 +1,142 @@
+import { NormserveError, quote } from '../errors/index.js';
+import type { AvailableVersion } from './model-registry.js';
+import { checkBatchSize, type PredictOutput } from './predict.js';
+import {
+  INPUT_TENSOR,
+  LABEL_TENSOR,
+  PROBABILITIES_TENSOR,
+  rawOutputTensor,
+} from './tensor-names.js';
+
+/*
+ * The Open Inference Protocol's view of a model, shared by its REST (JSON and binary) and gRPC
+ * forms: one FP32 input tensor "input" of shape [N, features]; outputs "probabilities",
+ * "logits" and "label" (classification) or "predictions" (regression) (tensor-names.ts).
+ */
+
+/** The protocol extensions this server implements (REST GET /v2 and gRPC ServerMetadata). */
+export const OIP_EXTENSIONS: readonly string[] = ['binary_tensor_data'];
+
+export type OutputName = string;
+
+const CLASSIFICATION_OUTPUTS: readonly OutputName[] = [
+  PROBABILITIES_TENSOR,
+  rawOutputTensor('classification'),
+  LABEL_TENSOR,
+];
+const REGRESSION_OUTPUTS: readonly OutputName[] = [rawOutputTensor('regression')];
+
+export function outputNames(served: AvailableVersion): readonly OutputName[] {
+  return served.checkpoint.config.task === 'classification'
+    ? CLASSIFICATION_OUTPUTS
+    : REGRESSION_OUTPUTS;
+}
+
+export function modelMetadata(served: AvailableVersion, versions: string[]) {
+  const width = served.compiled.outputWidth;
+  const outputs = outputNames(served).map((name) =>
+    name === LABEL_TENSOR
+      ? { name, datatype: 'BYTES', shape: [-1] }
+      : { name, datatype: 'FP32', shape: [-1, width] },
+  );
+  return {
+    name: served.checkpoint.config.name,
+    versions,
+    platform: 'normserve',
+    inputs: [{ name: INPUT_TENSOR, datatype: 'FP32', shape: [-1, served.compiled.inputWidth] }],
+    outputs,
+  };
+}
+
+/** An INVALID_INPUT error naming one place. */
+export function failInput(path: string, message: string): never {
+  throw new NormserveError('INVALID_INPUT', `${path}: ${message}`, { errors: [{ path, message }] });
+}
+
+/** The tensor description of an OIP input, before its data is read. */
+export interface InputTensorHeader {
+  name: string;
+  datatype: string;
+  shape: readonly number[];
+}
+
+/**
+ * Checks an infer request's input tensors against the model (exactly one, named "input", FP32,
+ * shape [N, features] with 1 ≤ N ≤ maxRows) and returns N. `prefix` names the tensors in error
+ * paths (`inputs` for REST, the proto field for gRPC).
+ */
+export function checkInputTensor(
+  inputs: readonly InputTensorHeader[],
+  width: number,
+  maxRows: number,
+  prefix = 'inputs',
+): number {
+  if (inputs.length !== 1)
+    failInput(
+      prefix,
+      `this model takes exactly one input tensor ("${INPUT_TENSOR}"), got ${inputs.length}`,
+    );
+  const input = inputs[0]!;
+  if (input.name !== INPUT_TENSOR)
+    failInput(
+      `${prefix}[0].name`,
+      `unknown input ${quote(input.name)}; the model's input is "${INPUT_TENSOR}"`,
+    );
+  if (input.datatype !== 'FP32')
+    failInput(`${prefix}[0].datatype`, `expected "FP32", got ${quote(input.datatype)}`);
+  const shape = input.shape;
+  if (shape.length !== 2 || shape[1] !== width)
+    failInput(`${prefix}[0].shape`, `expected [N, ${width}], got [${shape.join(', ')}]`);
+  const rows = shape[0]!;
+  if (rows < 1) failInput(`${prefix}[0].shape`, 'at least one row is required');
+  checkBatchSize(`${prefix}[0].shape`, rows, maxRows);
+  return rows;
+}
+
+/**
+ * The outputs a request asked for, checked against the model: an unknown name, or a name asked
+ * for twice, is a 400 naming the place; none asked for means the first output (probabilities, or
+ * predictions). Each output at most once bounds the answer by rows × the model's output values
+ * (one infer request repeating "logits" 20,000 times took a server down).
+ */
+export function requestedOutputs(
+  served: AvailableVersion,
+  names: readonly string[] | undefined,
+  prefix = 'outputs',
+): OutputName[] {
+  const known = outputNames(served);
+  if (names === undefined) return [known[0]!];
+  const seen = new Set<string>();
+  return names.map((name, i) => {
+    if (!(known as readonly string[]).includes(name)) {
+      failInput(
+        `${prefix}[${i}].name`,
+        `unknown output ${quote(name)}; this model has ${known.join(', ')}`,
+      );
+    }
+    if (seen.has(name)) failInput(`${prefix}[${i}].name`, `output "${name}" is asked for twice`);
+    seen.add(name);
+    return name as OutputName;
+  });
+}
+
+/** An output tensor of a result: FP32 values, or the labels (BYTES). */
+export type OutputTensor =
+  | { name: OutputName; datatype: 'FP32'; shape: [number, number]; values: Float32Array }
+  | { name: OutputName; datatype: 'BYTES'; shape: [number]; values: string[] };
+
+export function outputTensor(name: OutputName, out: PredictOutput): OutputTensor {
+  switch (name) {
+    case LABEL_TENSOR:
+      return { name, datatype: 'BYTES', shape: [out.rows], values: out.labels! };
+    case PROBABILITIES_TENSOR:
+      return {
+        name,
+        datatype: 'FP32',
+        shape: [out.rows, out.outputWidth],
+        values: out.probabilities!,
+      };
+    default:
+      return { name, datatype: 'FP32', shape: [out.rows, out.outputWidth], values: out.outputs };
+  }
+}

@@ -1,0 +1,248 @@
+/**
+ * The gRPC Open Inference Protocol (inference.GRPCInferenceService) with a real @grpc/grpc-js
+ * client: health, metadata, ModelInfer with raw and typed contents equal to the REST results bit
+ * for bit, every malformed request refused with a client-side status (never INTERNAL/UNKNOWN),
+ * the API token, and draining on shutdown.
+ */
+import { status } from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeTestApp, type TestApp } from '../helpers/app.js';
+import { digitsTestRows } from '../helpers/digits.js';
+import { type GrpcError, rawFloat32, startGrpc } from '../helpers/grpc.js';
+import { f32Bytes, type InferResponse, inferBody } from '../http/http-helpers.js';
+
+let t: TestApp;
+let g: Awaited<ReturnType<typeof startGrpc>>;
+const rows = digitsTestRows().x.slice(0, 30);
+const flat = rows.flat();
+
+beforeAll(async () => {
+  t = await makeTestApp({ models: ['digits'], env: { MAX_BATCH_SIZE: '64' } });
+  g = await startGrpc(t);
+});
+afterAll(async () => {
+  await g.stop();
+  await t.close();
+});
+
+const input = (shape: number[] = [rows.length, 64], extra: Record<string, unknown> = {}) => ({
+  name: 'input',
+  datatype: 'FP32',
+  shape,
+  ...extra,
+});
+const inferRaw = (extra: Record<string, unknown> = {}) => ({
+  model_name: 'digits',
+  inputs: [input()],
+  raw_input_contents: [f32Bytes(flat)],
+  outputs: [{ name: 'probabilities' }, { name: 'logits' }, { name: 'label' }],
+  ...extra,
+});
+
+interface InferReply {
+  model_name: string;
+  model_version: string;
+  id: string;
+  outputs: { name: string; datatype: string; shape: number[] }[];
+  raw_output_contents: Buffer[];
+}
+
+async function refused(request: unknown, code: status, normserveCode?: string): Promise<GrpcError> {
+  const res = await g.client.call('ModelInfer', request);
+  expect(res.ok, JSON.stringify(res.ok ? res.value : null)).toBe(false);
+  const error = (res as { error: GrpcError }).error;
+  expect(error.code, error.details).toBe(code);
+  if (normserveCode) expect(error.metadata.get('normserve-code')).toEqual([normserveCode]);
+  return error;
+}
+
+describe('gRPC health and metadata', () => {
+  it('ServerLive, ServerReady, ServerMetadata', async () => {
+    expect(await g.client.call('ServerLive', {})).toEqual({ ok: true, value: { live: true } });
+    expect(await g.client.call('ServerReady', {})).toEqual({ ok: true, value: { ready: true } });
+    expect(await g.client.call('ServerMetadata', {})).toEqual({
+      ok: true,
+      value: { name: 'normserve', version: '0.0.0-test', extensions: ['binary_tensor_data'] },
+    });
+  });
+
+  it('ModelReady and ModelMetadata answer what REST answers', async () => {
+    expect(await g.client.call('ModelReady', { name: 'digits' })).toEqual({
+      ok: true,
+      value: { ready: true },
+    });
+    expect(await g.client.call('ModelReady', { name: 'digits', version: '1' })).toEqual({
+      ok: true,
+      value: { ready: true },
+    });
+    const missing = await g.client.call('ModelReady', { name: 'digits', version: '7' });
+    expect(missing.ok ? 0 : missing.error.code).toBe(status.NOT_FOUND);
+    const rest = (await t.app.inject({ url: '/v2/models/digits' })).json();
+    const meta = await g.client.call('ModelMetadata', { name: 'digits' });
+    expect(meta.ok && { ...meta.value, properties: undefined }).toEqual({
+      ...rest,
+      properties: undefined,
+    });
+    const unknown = await g.client.call('ModelMetadata', { name: 'nope' });
+    expect(unknown.ok ? 0 : unknown.error.code).toBe(status.NOT_FOUND);
+  });
+});
+
+describe('gRPC ModelInfer', () => {
+  let json: InferResponse;
+  beforeAll(async () => {
+    json = (
+      await t.app.inject({
+        method: 'POST',
+        url: '/v2/models/digits/infer',
+        payload: inferBody(rows, { outputs: ['probabilities', 'logits', 'label'] }),
+      })
+    ).json<InferResponse>();
+  });
+
+  it('raw_input_contents → raw_output_contents equal the REST JSON results bit for bit', async () => {
+    const res = await g.client.call<InferReply>('ModelInfer', inferRaw({ id: 'g1' }));
+    expect(res.ok).toBe(true);
+    const reply = (res as { value: InferReply }).value;
+    expect(reply).toMatchObject({ model_name: 'digits', model_version: '1', id: 'g1' });
+    expect(reply.outputs.map((o) => [o.name, o.datatype, o.shape])).toEqual([
+      ['probabilities', 'FP32', [30, 10]],
+      ['logits', 'FP32', [30, 10]],
+      ['label', 'BYTES', [30]],
+    ]);
+    const f32 = (values: unknown[]) => Array.from(Float32Array.from(values as number[]));
+    expect(rawFloat32(reply.raw_output_contents[0]!)).toEqual(f32(json.outputs[0]!.data));
+    expect(rawFloat32(reply.raw_output_contents[1]!)).toEqual(f32(json.outputs[1]!.data));
+    const labels: string[] = [];
+    const bytes = reply.raw_output_contents[2]!;
+    for (let at = 0; at < bytes.length; ) {
+      const n = bytes.readUInt32LE(at);
+      labels.push(bytes.toString('utf8', at + 4, at + 4 + n));
+      at += 4 + n;
+    }
+    expect(labels).toEqual(json.outputs[2]!.data);
+  });
+
+  it('typed contents (fp32_contents) give the same bits; no outputs asked = probabilities', async () => {
+    const res = await g.client.call<InferReply>('ModelInfer', {
+      model_name: 'digits',
+      model_version: '1',
+      inputs: [input(undefined, { contents: { fp32_contents: flat } })],
+    });
+    expect(res.ok).toBe(true);
+    const reply = (res as { value: InferReply }).value;
+    expect(reply.outputs.map((o) => o.name)).toEqual(['probabilities']);
+    expect(rawFloat32(reply.raw_output_contents[0]!)).toEqual(
+      Array.from(Float32Array.from(json.outputs[0]!.data as number[])),
+    );
+  });
+
+  it('refuses every malformed request with a client-side status', async () => {
+    const I = status.INVALID_ARGUMENT;
+    await refused(inferRaw({ model_name: 'nope' }), status.NOT_FOUND, 'MODEL_NOT_FOUND');
+    await refused(inferRaw({ model_version: '9' }), status.NOT_FOUND, 'VERSION_NOT_FOUND');
+    await refused(inferRaw({ model_version: 'x1' }), I, 'INVALID_INPUT');
+    await refused(inferRaw({ inputs: [] }), I, 'INVALID_INPUT');
+    await refused(inferRaw({ inputs: [{ ...input(), name: 'x' }] }), I);
+    await refused(inferRaw({ inputs: [{ ...input(), datatype: 'INT32' }] }), I);
+    await refused(inferRaw({ inputs: [input([30, 63])] }), I);
+    await refused(inferRaw({ inputs: [input([0, 64])] }), I);
+    await refused(inferRaw({ inputs: [input([-1, 64])] }), I);
+    await refused(inferRaw({ inputs: [input([65, 64])] }), I, 'BATCH_TOO_LARGE');
+    // Wrong lengths and misaligned sizes.
+    const short = await refused(inferRaw({ raw_input_contents: [f32Bytes(flat).subarray(1)] }), I);
+    expect(short.details).toBe(
+      'raw_input_contents[0]: shape [30, 64] of FP32 is 7680 bytes, got 7679',
+    );
+    await refused(inferRaw({ raw_input_contents: [f32Bytes(flat), Buffer.alloc(4)] }), I);
+    await refused(
+      inferRaw({ inputs: [input(undefined, { contents: { fp32_contents: [1, 2] } })] }),
+      I,
+    );
+    await refused(
+      inferRaw({ inputs: [input(undefined, { contents: { fp32_contents: flat } })] }),
+      I,
+    );
+    await refused(
+      {
+        model_name: 'digits',
+        inputs: [input(undefined, { contents: { int_contents: flat } })],
+      },
+      I,
+    );
+    // NaN and Infinity, raw and typed.
+    const nan = f32Bytes(flat);
+    nan.writeFloatLE(Number.NaN, 12);
+    const e = await refused(inferRaw({ raw_input_contents: [nan] }), I, 'INVALID_INPUT');
+    expect(e.details).toBe('raw_input_contents[0][3]: expected a finite number, got NaN');
+    const inf = [...flat];
+    inf[5] = Number.POSITIVE_INFINITY;
+    await refused(
+      { model_name: 'digits', inputs: [input(undefined, { contents: { fp32_contents: inf } })] },
+      I,
+    );
+    // Unknown output names.
+    const unknown = await refused(inferRaw({ outputs: [{ name: 'nope' }] }), I);
+    expect(unknown.details).toMatch(/^outputs\[0\]\.name: unknown output "nope"/);
+  });
+
+  it('needs the API token when API_TOKEN is set (metadata authorization: Bearer)', async () => {
+    const secured = await startGrpc(t, { apiToken: 'grpc-api-token-0123456789' });
+    try {
+      const none = await secured.client.call('ModelInfer', inferRaw());
+      expect(none.ok ? 0 : none.error.code).toBe(status.UNAUTHENTICATED);
+      const wrong = await secured.client.call('ModelInfer', inferRaw(), {
+        authorization: 'Bearer nope',
+      });
+      expect(wrong.ok ? 0 : wrong.error.code).toBe(status.UNAUTHENTICATED);
+      const right = await secured.client.call('ModelInfer', inferRaw(), {
+        authorization: 'Bearer grpc-api-token-0123456789',
+      });
+      expect(right.ok).toBe(true);
+      // Health stays open, as on HTTP.
+      expect((await secured.client.call('ServerLive', {})).ok).toBe(true);
+    } finally {
+      await secured.stop();
+    }
+  });
+
+  it('with dynamic batching, concurrent calls each get exactly their own rows', async () => {
+    const batched = await startGrpc(t, { batchMaxDelayUs: 20_000 });
+    try {
+      const calls = rows.slice(0, 12).map((row) =>
+        batched.client.call<InferReply>('ModelInfer', {
+          model_name: 'digits',
+          inputs: [input([1, 64])],
+          raw_input_contents: [f32Bytes(row)],
+          outputs: [{ name: 'logits' }],
+        }),
+      );
+      const replies = await Promise.all(calls);
+      replies.forEach((res, i) => {
+        expect(res.ok).toBe(true);
+        const logits = rawFloat32((res as { value: InferReply }).value.raw_output_contents[0]!);
+        expect(logits).toEqual(
+          Array.from(
+            Float32Array.from((json.outputs[1]!.data as number[]).slice(i * 10, i * 10 + 10)),
+          ),
+        );
+      });
+    } finally {
+      await batched.stop();
+    }
+  });
+
+  it('drains on shutdown: a call in flight finishes, new calls are refused', async () => {
+    const s = await startGrpc(t, { batchMaxDelayUs: 300_000 });
+    // Waits in the batch queue for 300 ms, so it is in flight when the server starts closing.
+    const inFlight = s.client.call('ModelInfer', inferRaw());
+    await new Promise((r) => setTimeout(r, 50));
+    const closed = s.close(10_000);
+    const result = await inFlight;
+    expect(result.ok).toBe(true);
+    await closed;
+    const after = await s.client.call('ServerLive', {});
+    expect(after.ok).toBe(false);
+    s.client.close();
+  });
+});

@@ -1,0 +1,97 @@
+/**
+ * A real gRPC client of inference.GRPCInferenceService (@grpc/grpc-js, the vendored .proto) and
+ * an in-process server on a free port, for the gRPC tests and the fuzz test.
+ */
+import { type Client, credentials, loadPackageDefinition, Metadata } from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { createGrpcServer, listenGrpc } from '../../src/grpc/grpc-server.js';
+import { PROTO_FILE, PROTO_OPTIONS } from '../../src/grpc/proto.js';
+import { InferenceService, silentLog } from '../../src/service/index.js';
+import type { TestApp } from './app.js';
+
+export interface GrpcError {
+  code: number;
+  details: string;
+  metadata: Metadata;
+}
+
+export interface GrpcClient {
+  call<T = Record<string, unknown>>(
+    method: string,
+    request: unknown,
+    metadata?: Record<string, string>,
+  ): Promise<{ ok: true; value: T } | { ok: false; error: GrpcError }>;
+  close(): void;
+}
+
+type Methods = Record<
+  string,
+  (
+    request: unknown,
+    metadata: Metadata,
+    callback: (error: GrpcError | null, value: unknown) => void,
+  ) => void
+>;
+
+export function grpcClient(port: number, options: { channel?: number } = {}): GrpcClient {
+  const definition = loadPackageDefinition(loadSync(PROTO_FILE, PROTO_OPTIONS)) as unknown as {
+    inference: {
+      GRPCInferenceService: new (address: string, creds: unknown, options: object) => Client;
+    };
+  };
+  // Channels with different options do not share a connection (grpc-js pools equal ones).
+  const client = new definition.inference.GRPCInferenceService(
+    `127.0.0.1:${port}`,
+    credentials.createInsecure(),
+    options.channel === undefined ? {} : { 'normserve.test_channel': options.channel },
+  );
+  return {
+    call: (method, request, headers = {}) =>
+      new Promise((resolve) => {
+        const metadata = new Metadata();
+        for (const [k, v] of Object.entries(headers)) metadata.set(k, v);
+        (client as unknown as Methods)[method]!(request, metadata, (error, value) =>
+          resolve(error ? { ok: false, error } : { ok: true, value: value as never }),
+        );
+      }),
+    close: () => client.close(),
+  };
+}
+
+/** A gRPC server over a test app's registry (same InferenceService options as the app's). */
+export async function startGrpc(
+  t: TestApp,
+  options: { apiToken?: string; batchMaxDelayUs?: number } = {},
+) {
+  const inference =
+    options.batchMaxDelayUs === undefined
+      ? t.app.deps.inference
+      : new InferenceService(t.registry, {
+          batchMaxDelayUs: options.batchMaxDelayUs,
+          batchMaxRows: t.config.BATCH_MAX_ROWS,
+        });
+  const server = createGrpcServer({
+    inference,
+    version: '0.0.0-test',
+    maxBatchSize: t.config.MAX_BATCH_SIZE,
+    maxMessageBytes: t.config.BODY_LIMIT_BYTES,
+    apiToken: options.apiToken,
+    log: silentLog,
+  });
+  const handle = await listenGrpc(server, '127.0.0.1', 0);
+  const client = grpcClient(handle.port);
+  return {
+    ...handle,
+    client,
+    stop: async () => {
+      client.close();
+      await handle.close(5_000);
+    },
+  };
+}
+
+/** Little-endian float32 bytes of a gRPC raw content as numbers. */
+export const rawFloat32 = (bytes: Uint8Array): number[] =>
+  Array.from(
+    new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength)),
+  );

@@ -1,0 +1,334 @@
+/**
+ * Binary bodies on the prediction routes: the TF-style float32 rows on :predict (JSON or float32
+ * answers) and the Open Inference Protocol's binary tensor data extension on /infer (Triton's
+ * docs/protocol/extension_binary_data.md). Results equal the JSON forms bit for bit (the JSON
+ * numbers are the float32 values the engine computed); every malformed body is a 4xx problem.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeTestApp, type TestApp } from '../helpers/app.js';
+import { digitsTestRows } from '../helpers/digits.js';
+import {
+  binaryInfer,
+  digitsRow,
+  expectInvalid,
+  expectProblem,
+  f32Bytes,
+  type InferResponse,
+  inferBody,
+  readBinaryResponse,
+} from './http-helpers.js';
+
+let t: TestApp;
+const rows = digitsTestRows().x.slice(0, 40);
+const flat = rows.flat();
+const PREDICT = '/v1/models/digits:predict';
+const INFER = '/v2/models/digits/infer';
+
+beforeAll(async () => {
+  t = await makeTestApp({ models: ['digits'], env: { MAX_BATCH_SIZE: '64' } });
+});
+afterAll(async () => {
+  await t.close();
+});
+
+const octet = (payload: Buffer, url = PREDICT, headers: Record<string, string> = {}) =>
+  t.app.inject({
+    method: 'POST',
+    url,
+    payload,
+    headers: { 'content-type': 'application/octet-stream', ...headers },
+  });
+const asFloat32 = (bytes: Buffer) =>
+  new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length));
+
+describe('TF-style :predict with application/octet-stream float32 rows', () => {
+  it('answers the same JSON, byte for byte, as the JSON body with the same rows', async () => {
+    const json = await t.app.inject({ method: 'POST', url: PREDICT, payload: { instances: rows } });
+    const binary = await octet(f32Bytes(flat));
+    expect(binary.statusCode, binary.body).toBe(200);
+    expect(binary.headers['content-type']).toBe(json.headers['content-type']);
+    expect(binary.body).toBe(json.body);
+    expect(binary.headers['x-model-version']).toBe('1');
+  });
+
+  it('with Accept: application/octet-stream answers the float32 probabilities, bit for bit', async () => {
+    const json = (
+      await t.app.inject({ method: 'POST', url: PREDICT, payload: { instances: rows } })
+    ).json<{ predictions: number[][] }>();
+    for (const request of [
+      () => octet(f32Bytes(flat), PREDICT, { accept: 'application/octet-stream' }),
+      () =>
+        t.app.inject({
+          method: 'POST',
+          url: PREDICT,
+          payload: { instances: rows },
+          headers: { accept: 'application/octet-stream' },
+        }),
+    ]) {
+      const res = await request();
+      expect(res.statusCode).toBe(200);
+      expect(res.headers['content-type']).toBe('application/octet-stream');
+      expect(res.headers['x-output-shape']).toBe(`${rows.length},10`);
+      expect(Array.from(asFloat32(res.rawPayload))).toEqual(
+        Array.from(Float32Array.from(json.predictions.flat())),
+      );
+    }
+  });
+
+  it('refuses malformed bodies with 4xx problems', async () => {
+    expectInvalid(await octet(Buffer.alloc(0)), [
+      { path: 'body', message: 'at least one row is required' },
+    ]);
+    expectInvalid(await octet(Buffer.alloc(64 * 4 + 2)), [
+      { path: 'body', message: /258 bytes is not a whole number of rows \(64 float32 values/ },
+    ]);
+    const nan = f32Bytes(flat.slice(0, 128));
+    nan.writeFloatLE(Number.NaN, 4 * 70);
+    nan.writeFloatLE(Number.POSITIVE_INFINITY, 4 * 3);
+    expectInvalid(await octet(nan), [
+      { path: 'body[3]', message: 'expected a finite number, got Infinity' },
+      { path: 'body[70]', message: 'expected a finite number, got NaN' },
+    ]);
+    const big = await octet(Buffer.alloc(65 * 64 * 4));
+    expectProblem(big, 413, 'BATCH_TOO_LARGE');
+    expectProblem(
+      await octet(f32Bytes(digitsRow()), '/v1/models/nope:predict'),
+      404,
+      'MODEL_NOT_FOUND',
+    );
+    expectProblem(
+      await octet(f32Bytes(digitsRow()), `${PREDICT}?fused=maybe`),
+      400,
+      'INVALID_INPUT',
+    );
+  });
+
+  it('?fused=false runs the reference path on binary rows too', async () => {
+    const res = await octet(f32Bytes(digitsRow()), `${PREDICT}?fused=false`);
+    expect(res.statusCode).toBe(200);
+  });
+});
+
+describe('Open Inference Protocol binary tensor data extension on /infer', () => {
+  const header = (outputs: unknown[], extra: Record<string, unknown> = {}) => ({
+    id: 'b1',
+    inputs: [
+      {
+        name: 'input',
+        shape: [rows.length, 64],
+        datatype: 'FP32',
+        parameters: { binary_data_size: flat.length * 4 },
+      },
+    ],
+    outputs,
+    ...extra,
+  });
+  let json: InferResponse;
+  beforeAll(async () => {
+    const res = await t.app.inject({
+      method: 'POST',
+      url: INFER,
+      payload: inferBody(rows, { outputs: ['probabilities', 'logits', 'label'], id: 'b1' }),
+    });
+    json = res.json<InferResponse>();
+  });
+
+  it('binary input and binary outputs equal the JSON results bit for bit', async () => {
+    const { payload, headers } = binaryInfer(
+      header([
+        { name: 'probabilities', parameters: { binary_data: true } },
+        { name: 'logits', parameters: { binary_data: true } },
+        { name: 'label', parameters: { binary_data: true } },
+      ]),
+      [f32Bytes(flat)],
+    );
+    const res = await t.app.inject({ method: 'POST', url: INFER, payload, headers });
+    expect(res.statusCode, res.body).toBe(200);
+    expect(res.headers['content-type']).toBe('application/octet-stream');
+    const { header: h, bytes } = readBinaryResponse(res);
+    expect(h).toMatchObject({ model_name: 'digits', model_version: '1', id: 'b1' });
+    const sizes = h.outputs.map((o) => o.parameters!.binary_data_size);
+    expect(h.outputs.map((o) => [o.name, o.datatype, o.shape, o.data])).toEqual([
+      ['probabilities', 'FP32', [40, 10], undefined],
+      ['logits', 'FP32', [40, 10], undefined],
+      ['label', 'BYTES', [40], undefined],
+    ]);
+    expect(sizes.reduce((a, b) => a + b, 0)).toBe(bytes.length);
+    const probabilities = asFloat32(bytes.subarray(0, sizes[0]));
+    const logits = asFloat32(bytes.subarray(sizes[0], sizes[0]! + sizes[1]!));
+    expect(Array.from(probabilities)).toEqual(
+      Array.from(Float32Array.from(json.outputs[0]!.data as number[])),
+    );
+    expect(Array.from(logits)).toEqual(
+      Array.from(Float32Array.from(json.outputs[1]!.data as number[])),
+    );
+    // BYTES: a 4-byte little-endian length before each element.
+    const labels: string[] = [];
+    let at = sizes[0]! + sizes[1]!;
+    while (at < bytes.length) {
+      const n = bytes.readUInt32LE(at);
+      labels.push(bytes.toString('utf8', at + 4, at + 4 + n));
+      at += 4 + n;
+    }
+    expect(labels).toEqual(json.outputs[2]!.data);
+  });
+
+  it('binary input with JSON outputs answers exactly the JSON response', async () => {
+    const { payload, headers } = binaryInfer(
+      header([{ name: 'probabilities' }, { name: 'logits' }, { name: 'label' }]),
+      [f32Bytes(flat)],
+    );
+    const res = await t.app.inject({ method: 'POST', url: INFER, payload, headers });
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-type']).toMatch(/^application\/json/);
+    expect(res.json()).toEqual(json);
+  });
+
+  it('a JSON request may ask for binary outputs (binary_data_output for all of them)', async () => {
+    const res = await t.app.inject({
+      method: 'POST',
+      url: INFER,
+      payload: {
+        ...inferBody(rows, { outputs: ['logits', 'label'] }),
+        parameters: { binary_data_output: true },
+      },
+    });
+    expect(res.statusCode, res.body).toBe(200);
+    const { header: h, bytes } = readBinaryResponse(res);
+    expect(h.outputs.map((o) => o.name)).toEqual(['logits', 'label']);
+    expect(Array.from(asFloat32(bytes.subarray(0, 40 * 10 * 4)))).toEqual(
+      Array.from(Float32Array.from(json.outputs[1]!.data as number[])),
+    );
+  });
+
+  it('is recognised by Inference-Header-Content-Length without a Content-Type (tritonclient)', async () => {
+    const { payload, headers } = binaryInfer(header([{ name: 'probabilities' }]), [f32Bytes(flat)]);
+    const res = await t.app.inject({
+      method: 'POST',
+      url: INFER,
+      payload,
+      headers: { 'inference-header-content-length': headers['inference-header-content-length']! },
+    });
+    expect(res.statusCode, res.body).toBe(200);
+    expect(res.json<InferResponse>().outputs[0]!.data).toEqual(json.outputs[0]!.data);
+  });
+
+  it('reads tensor bytes at an odd offset (a header of odd length)', async () => {
+    const text = `${JSON.stringify(header([{ name: 'logits' }]))}   `;
+    expect(Buffer.byteLength(text) % 4).not.toBe(0);
+    const { payload, headers } = binaryInfer(undefined, [f32Bytes(flat)], text);
+    const res = await t.app.inject({ method: 'POST', url: INFER, payload, headers });
+    expect(res.statusCode, res.body).toBe(200);
+    expect(res.json<InferResponse>().outputs[0]!.data).toEqual(json.outputs[1]!.data);
+  });
+
+  it('refuses every malformed binary body with a 4xx problem', async () => {
+    const send = (payload: Buffer, headers: Record<string, string>) =>
+      t.app.inject({ method: 'POST', url: INFER, payload, headers });
+    const good = binaryInfer(header([{ name: 'probabilities' }]), [f32Bytes(flat)]);
+    const HL = 'headers.inference-header-content-length';
+    // The header length: not a number, beyond the body, empty.
+    expectInvalid(
+      await send(good.payload, { ...good.headers, 'inference-header-content-length': 'x' }),
+      [{ path: HL, message: 'expected the byte length of the JSON header, got "x"' }],
+    );
+    expectInvalid(
+      await send(good.payload, { ...good.headers, 'inference-header-content-length': '999999' }),
+      [{ path: HL, message: /said to be 999999 bytes but the body has/ }],
+    );
+    expectInvalid(
+      await send(good.payload, { ...good.headers, 'inference-header-content-length': '0' }),
+      [{ path: HL, message: 'the JSON header is empty' }],
+    );
+    // A header that is not JSON, or not an infer request.
+    expectProblem(
+      await send(good.payload, { ...good.headers, 'inference-header-content-length': '5' }),
+      400,
+      'INVALID_JSON',
+    );
+    const notRequest = binaryInfer({ inputs: 'x' }, []);
+    expectProblem(await send(notRequest.payload, notRequest.headers), 400, 'INVALID_INPUT');
+    // Wrong lengths: bytes missing, bytes left over, sizes that do not fit the shape.
+    const short = binaryInfer(header([]), [f32Bytes(flat).subarray(4)]);
+    expectInvalid(await send(short.payload, short.headers), [
+      { path: 'inputs', message: /add up to 10240 bytes, but 10236 bytes follow/ },
+    ]);
+    const extra = binaryInfer(header([]), [f32Bytes(flat), Buffer.alloc(3)]);
+    expectInvalid(await send(extra.payload, extra.headers), [
+      { path: 'inputs', message: /add up to 10240 bytes, but 10243 bytes follow/ },
+    ]);
+    const misaligned = header([]);
+    misaligned.inputs[0]!.parameters.binary_data_size = 10238;
+    const mis = binaryInfer(misaligned, [f32Bytes(flat).subarray(2)]);
+    expectInvalid(await send(mis.payload, mis.headers), [
+      {
+        path: 'inputs[0].parameters.binary_data_size',
+        message: 'shape [40, 64] of FP32 is 10240 bytes, got 10238',
+      },
+    ]);
+    const negative = header([]);
+    (negative.inputs[0]!.parameters as Record<string, unknown>).binary_data_size = -4;
+    const neg = binaryInfer(negative, []);
+    expectInvalid(await send(neg.payload, neg.headers), [
+      {
+        path: 'inputs[0].parameters.binary_data_size',
+        message: 'expected a byte count (an integer ≥ 0)',
+      },
+    ]);
+    // Bytes after a header whose inputs claim none.
+    const unclaimed = binaryInfer(inferBody([digitsRow()]), [Buffer.alloc(8)]);
+    expectInvalid(await send(unclaimed.payload, unclaimed.headers), [
+      { path: 'inputs', message: /add up to 0 bytes, but 8 bytes follow/ },
+    ]);
+    // Both data and binary_data_size.
+    const both = header([]);
+    (both.inputs[0] as Record<string, unknown>).data = flat;
+    const b = binaryInfer(both, [f32Bytes(flat)]);
+    expectInvalid(await send(b.payload, b.headers), [
+      {
+        path: 'inputs[0].data',
+        message: 'give either data or parameters.binary_data_size, not both',
+      },
+    ]);
+    // NaN and Infinity in the tensor bytes.
+    const bad = f32Bytes(flat);
+    bad.writeFloatLE(Number.NaN, 8);
+    bad.writeFloatLE(Number.NEGATIVE_INFINITY, 4 * 100);
+    const nan = binaryInfer(header([]), [bad]);
+    expectInvalid(await send(nan.payload, nan.headers), [
+      { path: 'inputs[0].binary_data[2]', message: 'expected a finite number, got NaN' },
+      { path: 'inputs[0].binary_data[100]', message: 'expected a finite number, got -Infinity' },
+    ]);
+    // Unknown output names and non-boolean binary_data.
+    const unknown = binaryInfer(header([{ name: 'nope', parameters: { binary_data: true } }]), [
+      f32Bytes(flat),
+    ]);
+    expectInvalid(await send(unknown.payload, unknown.headers), [
+      { path: 'outputs[0].name', message: /unknown output "nope"/ },
+    ]);
+    const flag = binaryInfer(header([{ name: 'logits', parameters: { binary_data: 'yes' } }]), [
+      f32Bytes(flat),
+    ]);
+    expectInvalid(await send(flag.payload, flag.headers), [
+      { path: 'outputs[0].parameters.binary_data', message: 'expected a boolean' },
+    ]);
+    // A JSON body cannot point at binary data.
+    const jsonOnly = await t.app.inject({
+      method: 'POST',
+      url: INFER,
+      payload: header([]),
+    });
+    expectProblem(jsonOnly, 400, 'INVALID_INPUT');
+    // Too many rows, unknown model.
+    const many = header([]);
+    many.inputs[0]!.shape = [65, 64];
+    many.inputs[0]!.parameters.binary_data_size = 65 * 64 * 4;
+    const m = binaryInfer(many, [Buffer.alloc(65 * 64 * 4)]);
+    expectProblem(await send(m.payload, m.headers), 413, 'BATCH_TOO_LARGE');
+    expectProblem(
+      await t.app.inject({ method: 'POST', url: '/v2/models/nope/infer', ...good }),
+      404,
+      'MODEL_NOT_FOUND',
+    );
+  });
+});

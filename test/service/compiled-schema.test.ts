@@ -1,0 +1,149 @@
+/**
+ * compileAccepts against zod itself: for the schemas the prediction routes compile (the predict
+ * request, per model and general; the infer request and the binary header; the gRPC message),
+ * the compiled predicate accepts exactly what the schema accepts, on valid bodies, mutated ones
+ * and arbitrary JSON.
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { modelInferRequestSchema } from '../../src/grpc/messages.js';
+import {
+  binaryInferHeaderSchema,
+  inferRequestSchema,
+} from '../../src/http/schemas/open-inference.js';
+import {
+  predictRequestSchema,
+  predictRequestSchemaFor,
+} from '../../src/http/schemas/tf-serving.js';
+import { compileAccepts } from '../../src/service/index.js';
+
+const row = (n: number, v = 1) => Array.from({ length: n }, (_, i) => (i % 7) * v);
+
+/** A valid value with one node replaced by `replacement`. */
+function mutate(value: unknown, pick: number, replacement: unknown): unknown {
+  const paths: (string | number)[][] = [];
+  const walk = (v: unknown, path: (string | number)[]) => {
+    paths.push(path);
+    if (Array.isArray(v)) for (const [i, x] of v.entries()) walk(x, [...path, i]);
+    else if (v !== null && typeof v === 'object')
+      for (const [k, x] of Object.entries(v)) walk(x, [...path, k]);
+  };
+  walk(value, []);
+  const path = paths[pick % paths.length]!;
+  if (path.length === 0) return replacement;
+  const copy = structuredClone(value) as Record<string | number, unknown>;
+  let node = copy;
+  for (const key of path.slice(0, -1)) node = node[key] as Record<string | number, unknown>;
+  node[path.at(-1)!] = replacement;
+  return copy;
+}
+
+const oddValues = fc.oneof(
+  fc.jsonValue({ maxDepth: 2 }),
+  fc.constantFrom(
+    null,
+    '',
+    '1',
+    [],
+    {},
+    [[]],
+    -0,
+    1.5,
+    -1,
+    1e39,
+    -3.4028234663852886e38,
+    3.4028234663852886e38,
+    3.4028235e38,
+    Number.NaN,
+    Number.POSITIVE_INFINITY,
+    2 ** 53,
+    true,
+  ),
+);
+
+function agrees(schema: z.ZodType, valid: () => unknown[]) {
+  const accepts = compileAccepts(schema);
+  expect(accepts).toBeDefined();
+  for (const v of valid()) expect(accepts!(v), JSON.stringify(v)).toBe(true);
+  fc.assert(
+    fc.property(fc.constantFrom(...valid()), fc.nat(), oddValues, (base, pick, replacement) => {
+      const value = mutate(base, pick, replacement);
+      expect(accepts!(value), JSON.stringify(value)).toBe(schema.safeParse(value).success);
+    }),
+    { numRuns: 3000, seed: 11 },
+  );
+  fc.assert(
+    fc.property(fc.jsonValue({ maxDepth: 4 }), (value) => {
+      expect(accepts!(value)).toBe(schema.safeParse(value).success);
+    }),
+    { numRuns: 500, seed: 12 },
+  );
+}
+
+describe('compileAccepts accepts exactly what zod accepts', () => {
+  it('the general predict request (OpenAPI schema)', () => {
+    agrees(predictRequestSchema, () => [
+      { instances: [row(64)] },
+      { inputs: [row(3), row(5)], signature_name: 'serving_default' },
+    ]);
+  });
+
+  it("one model's predict request: rows of exactly its width, at most MAX_BATCH_SIZE", () => {
+    const schema = predictRequestSchemaFor(4, 3);
+    agrees(schema, () => [{ instances: [row(4)] }, { inputs: [row(4), row(4), row(4)] }]);
+    const accepts = compileAccepts(schema)!;
+    expect(accepts({ instances: [row(4), row(4), row(4), row(4)] })).toBe(false);
+    expect(accepts({ instances: [row(5)] })).toBe(false);
+    expect(accepts({ instances: [row(4)], inputs: [row(4)] })).toBe(false);
+  });
+
+  it('the infer request and the binary header', () => {
+    const valid = () => [
+      {
+        id: 'a',
+        inputs: [{ name: 'input', shape: [1, 3], datatype: 'FP32', data: [1, 2, 3] }],
+        outputs: [{ name: 'label', parameters: { binary_data: true } }],
+        parameters: { x: 1 },
+      },
+      { inputs: [{ name: 'input', shape: [1, 2], datatype: 'FP32', data: [[1, 2]], extra: 1 }] },
+    ];
+    agrees(inferRequestSchema(), valid);
+    agrees(binaryInferHeaderSchema(), () => [
+      ...valid(),
+      {
+        inputs: [
+          {
+            name: 'input',
+            shape: [2, 3],
+            datatype: 'FP32',
+            parameters: { binary_data_size: 24 },
+          },
+        ],
+      },
+    ]);
+  });
+
+  it('the gRPC ModelInferRequest as proto-loader decodes it (Buffers included)', () => {
+    const accepts = compileAccepts(modelInferRequestSchema)!;
+    const message = {
+      model_name: 'digits',
+      model_version: '',
+      id: '',
+      parameters: {},
+      inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 64], parameters: {}, contents: null }],
+      outputs: [],
+      raw_input_contents: [Buffer.alloc(256)],
+    };
+    expect(accepts(message)).toBe(true);
+    expect(accepts({ ...message, raw_input_contents: ['x'] })).toBe(false);
+    expect(
+      modelInferRequestSchema.safeParse({ ...message, raw_input_contents: ['x'] }).success,
+    ).toBe(false);
+  });
+
+  it('refuses to compile what it cannot mirror (transforms, defaults)', () => {
+    expect(compileAccepts(z.object({ a: z.string().transform(Number) }))).toBeUndefined();
+    expect(compileAccepts(z.object({ a: z.number().default(1) }))).toBeUndefined();
+  });
+});

@@ -1,0 +1,122 @@
+/**
+ * Dynamic batching (BATCH_MAX_DELAY_US, config.json `dynamic_batching`): concurrent requests for
+ * one version run as one engine call; each response has exactly its own rows (equal to the
+ * unbatched answer bit for bit) and the version of its batch; BATCH_MAX_ROWS bounds a batch; the
+ * batch metrics count it all. Outcomes and order only: no timing assertion.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { InferenceService, nestedRows } from '../../src/service/index.js';
+import { makeRepository, makeTestApp, type TestApp } from '../helpers/app.js';
+import { digitsTestRows } from '../helpers/digits.js';
+import { type InferResponse, inferBody } from '../http/http-helpers.js';
+
+const rows = digitsTestRows().x.slice(0, 24);
+let t: TestApp | undefined;
+afterEach(async () => {
+  await t?.close();
+  t = undefined;
+});
+
+describe('dynamic batching', () => {
+  it('runs concurrent requests as one engine call; each gets its own rows and the version', async () => {
+    // The batch fills (24 rows) long before the 1 s delay, even on a loaded machine.
+    t = await makeTestApp({ env: { BATCH_MAX_DELAY_US: '1000000', BATCH_MAX_ROWS: '24' } });
+    const app = t.app;
+    const alone = (
+      await makeTestApp({ env: { BATCH_MAX_DELAY_US: '0' } }).then(async (plain) => {
+        const res = await plain.app.inject({
+          method: 'POST',
+          url: '/v1/models/digits:predict',
+          payload: { instances: rows },
+        });
+        await plain.close();
+        return res;
+      })
+    ).json<{ predictions: number[][]; labels: string[] }>();
+    const responses = await Promise.all(
+      rows.map((row, i) =>
+        i % 2 === 0
+          ? app.inject({
+              method: 'POST',
+              url: '/v1/models/digits:predict',
+              payload: { instances: [row] },
+            })
+          : app.inject({
+              method: 'POST',
+              url: '/v2/models/digits/infer',
+              payload: inferBody([row], { outputs: ['probabilities', 'label'] }),
+            }),
+      ),
+    );
+    responses.forEach((res, i) => {
+      expect(res.statusCode, res.body).toBe(200);
+      expect(res.headers['x-model-version']).toBe('1');
+      if (i % 2 === 0) {
+        const body = res.json<{
+          model_version: number;
+          predictions: number[][];
+          labels: string[];
+        }>();
+        expect(body.model_version).toBe(1);
+        expect(body.predictions).toEqual([alone.predictions[i]]);
+        expect(body.labels).toEqual([alone.labels[i]]);
+      } else {
+        const body = res.json<InferResponse>();
+        expect(body.model_version).toBe('1');
+        expect(body.outputs[0]!.data).toEqual(alone.predictions[i]);
+        expect(body.outputs[1]!.data).toEqual([alone.labels[i]]);
+      }
+    });
+    const metrics = (await app.inject({ url: '/metrics' })).body;
+    // All 24 requests were queued together and ran as one engine call of 24 rows.
+    expect(metrics).toMatch(/normserve_dynamic_batch_requests_count\{model="digits"\} 1\b/);
+    expect(metrics).toMatch(/normserve_dynamic_batch_rows_sum\{model="digits"\} 24\b/);
+    expect(metrics).toMatch(/normserve_batch_queue_delay_seconds_count\{model="digits"\} 24\b/);
+  });
+
+  it('BATCH_MAX_ROWS bounds a batch; a larger request runs alone', async () => {
+    t = await makeTestApp();
+    const reports: { rows: number; requests: number }[] = [];
+    const service = new InferenceService(t.registry, {
+      batchMaxDelayUs: 500_000,
+      batchMaxRows: 4,
+      onBatch: (r) => reports.push({ rows: r.rows, requests: r.requests }),
+    });
+    const served = service.resolve('digits');
+    const one = (n: number) => service.infer(served, nestedRows(rows.slice(0, n), 64));
+    const results = await Promise.all([one(1), one(2), one(1), one(3), one(9)]);
+    expect(results.map((r) => r.rows)).toEqual([1, 2, 1, 3, 9]);
+    // 1+2+1 fill a batch of 4; 3 waits; 9 overflows, sends the 3 off and runs alone.
+    expect(reports).toEqual([
+      { rows: 4, requests: 3 },
+      { rows: 3, requests: 1 },
+      { rows: 9, requests: 1 },
+    ]);
+    expect(results[4]!.batchRows).toBe(9);
+    expect(results[0]!.batchRows).toBe(4);
+  });
+
+  it("a model's config.json dynamic_batching overrides the server setting", async () => {
+    const repository = makeRepository(['digits']);
+    const config = join(repository, 'digits', '1', 'config.json');
+    const parsed = JSON.parse(readFileSync(config, 'utf8')) as Record<string, unknown>;
+    writeFileSync(
+      config,
+      JSON.stringify({
+        ...parsed,
+        dynamic_batching: { max_queue_delay_microseconds: 100_000, max_batch_rows: 8 },
+      }),
+    );
+    t = await makeTestApp({ repository, env: { BATCH_MAX_DELAY_US: '0' } });
+    const service = t.app.deps.inference;
+    expect(service.policy(service.resolve('digits'))).toEqual({ maxDelayUs: 100_000, maxRows: 8 });
+    const results = await Promise.all(
+      rows
+        .slice(0, 8)
+        .map((row) => service.infer(service.resolve('digits'), nestedRows([row], 64))),
+    );
+    expect(results.every((r) => r.batchRows === 8)).toBe(true);
+  });
+});

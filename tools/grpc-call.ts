@@ -1,0 +1,69 @@
+/**
+ * A grpcurl-style client of the gRPC Open Inference Protocol, for the README and for machines
+ * without grpcurl: `npm run -s grpc -- [host:port] <Method> [json request]`. Requests and replies
+ * use the protobuf JSON mapping grpcurl uses (lowerCamelCase names, int64 as strings, bytes as
+ * base64), and the vendored proto/open_inference_grpc.proto.
+ */
+import { type Client, credentials, loadPackageDefinition } from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import protobuf from 'protobufjs';
+import { PROTO_FILE } from '../src/grpc/proto.js';
+
+const args = process.argv.slice(2);
+const address = args[0]?.includes(':') ? args.shift()! : '127.0.0.1:8081';
+const method = args[0];
+const body = args[1] ?? '{}';
+if (!method) {
+  process.stderr.write('usage: npm run -s grpc -- [host:port] <Method> [json request]\n');
+  process.exit(2);
+}
+
+const root = protobuf.loadSync(PROTO_FILE);
+const service = root.lookupService('inference.GRPCInferenceService');
+const rpc = service.methods[method];
+if (!rpc) {
+  process.stderr.write(
+    `unknown method ${method}; one of ${Object.keys(service.methods).join(', ')}\n`,
+  );
+  process.exit(2);
+}
+const requestType = root.lookupType(rpc.requestType);
+const responseType = root.lookupType(rpc.responseType);
+
+/** Field names as the JSON mapping reads them: proto names (model_name) or JSON names (modelName). */
+function jsonNames(value: unknown, inMap = false): unknown {
+  if (Array.isArray(value)) return value.map((v) => jsonNames(v));
+  if (value === null || typeof value !== 'object') return value;
+  return Object.fromEntries(
+    Object.entries(value).map(([k, v]) => [
+      inMap ? k : k.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase()),
+      jsonNames(v, !inMap && k === 'parameters'),
+    ]),
+  );
+}
+// JSON mapping → message → the plain object grpc-js sends (camelCase names, bytes as Buffers).
+const request = requestType.toObject(
+  requestType.fromObject(jsonNames(JSON.parse(body)) as Record<string, unknown>),
+  { longs: Number, bytes: Buffer, defaults: false },
+);
+const definition = loadPackageDefinition(
+  loadSync(PROTO_FILE, { longs: Number, defaults: false }),
+) as unknown as { inference: { GRPCInferenceService: new (a: string, c: unknown) => Client } };
+const client = new definition.inference.GRPCInferenceService(address, credentials.createInsecure());
+(
+  client as unknown as Record<
+    string,
+    (r: unknown, cb: (e: Error | null, v: unknown) => void) => void
+  >
+)[method]!(request, (error, reply) => {
+  client.close();
+  if (error) {
+    process.stderr.write(
+      `ERROR:\n  ${(error as Error & { details?: string }).details ?? error.message}\n`,
+    );
+    process.exit(1);
+  }
+  const message = responseType.fromObject(reply as Record<string, unknown>);
+  const json = responseType.toObject(message, { longs: String, bytes: String, json: true });
+  process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
+});
