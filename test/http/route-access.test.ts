@@ -17,6 +17,7 @@ const JOB = '00000000-0000-4000-8000-000000000000';
 
 /** Every operation of the document: "METHOD path" → who may call it. */
 const EXPECTED: Record<string, RouteAccess> = {
+  'GET /': 'public',
   'GET /healthz': 'public',
   'GET /readyz': 'public',
   'GET /metrics': 'public',
