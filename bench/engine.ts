@@ -1,51 +1,269 @@
 /**
- * Engine throughput: samples/s of the fused plan (BatchNorm folded, activations in the kernel)
- * and of the unfused reference (every layer's eval forward) at several batch sizes.
+ * Engine throughput, measured side by side in one process: rows/s of normserve's executors on the
+ * same fused plans — the WebAssembly SIMD engine (one thread; with and without relaxed-SIMD FMA;
+ * two threads for big batches), the plain-JavaScript reference executor and the unfused eval path
+ * — for the bundled digits model and a wide 784-1024-1024-10 BatchNorm MLP, at batch 1, 32, 256
+ * and 4096; GFLOP/s of each dense kernel alone; the cold load time of a model version; RSS after
+ * 1 k and 100 k predictions.
+ *
+ * Method: per model and batch, `rounds` rounds measure every engine for about `budgetMs` each, in
+ * an order rotated by one per round (so a shared machine's drifts spread over all of them); the
+ * figure is each engine's median round.
  */
+import { execFile } from 'node:child_process';
+import { resolve } from 'node:path';
+import { promisify } from 'node:util';
+import {
+  type CompiledPlan,
+  detectWasmSupport,
+  type Executor,
+  PlanExecutor,
+  type PlanStep,
+  WasmExecutor,
+} from '../src/inference/index.js';
+import { engineModule, instantiateEngine } from '../src/inference/wasm/engine-module.js';
+import { NR } from '../src/inference/wasm/gemm-wat.js';
+import { nodeEngineOptions, prepareWasmRuntime } from '../src/service/index.js';
 import { benchInput, benchModels } from './models.js';
+
+const runChild = promisify(execFile);
+type DenseStep = Extract<PlanStep, { op: 'dense' }>;
 
 export interface EngineRow {
   model: string;
   batch: number;
-  fusedSamplesPerSecond: number;
-  unfusedSamplesPerSecond: number;
-  ratio: number;
+  engine: string;
+  rowsPerSecond: number;
+  /** Floating-point operations per second of the whole plan (2 per multiply-add of the dense layers). */
+  gflops: number;
+  rounds: number[];
 }
 
-/** Runs fn until `budgetMs` has passed (at least twice), returns calls per second. */
+/** A dense kernel alone: its GEMM (and epilogue) on operands in the engine's memory. */
+export interface KernelRow {
+  model: string;
+  /** e.g. "784→1024 relu". */
+  kernel: string;
+  batch: number;
+  gflopsFma: number | undefined;
+  gflopsMulAdd: number;
+}
+
+export interface EngineBench {
+  relaxedSimd: boolean;
+  rows: EngineRow[];
+  kernels: KernelRow[];
+  /** loadModel('models/digits') in a fresh process: median and all runs, ms. */
+  loadMs: { median: number; runs: number[]; warm: number };
+  /** RSS of a process predicting one row at a time through loadModel, MiB. */
+  memory: { afterThousandMiB: number; afterHundredThousandMiB: number; ratio: number };
+}
+
+export interface EngineBenchOptions {
+  budgetMs?: number;
+  rounds?: number;
+  batches?: number[];
+  log?: (line: string) => void;
+}
+
+/** Calls per second of fn over about budgetMs, timed in blocks so the clock is read rarely. */
 function rate(fn: () => void, budgetMs: number): number {
-  fn(); // warm-up (JIT, buffer allocation)
+  let block = 1;
   let calls = 0;
   const start = performance.now();
   let elapsed = 0;
-  while (calls < 2 || elapsed < budgetMs) {
-    fn();
-    calls++;
-    elapsed = performance.now() - start;
+  while (elapsed < budgetMs || calls < 2) {
+    const t = performance.now();
+    for (let i = 0; i < block; i++) fn();
+    calls += block;
+    const now = performance.now();
+    if (now - t < 1) block *= 2;
+    elapsed = now - start;
   }
   return (calls * 1000) / elapsed;
 }
 
-export async function benchEngine(
-  options: { budgetMs?: number; batches?: number[] } = {},
-): Promise<EngineRow[]> {
-  const budgetMs = options.budgetMs ?? 400;
+const median = (values: number[]): number => {
+  const s = [...values].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+};
+
+const denseFlops = (plan: CompiledPlan): number =>
+  plan.steps.reduce((f, s) => f + (s.op === 'dense' ? 2 * s.inFeatures * s.outFeatures : 0), 0);
+
+/**
+ * One dense step's GEMM on `rows` rows of operands placed in a memory of its own: returns a call
+ * of the engine's gemm export (A [rows, in], packed B, bias, C [rows, out], the step's epilogue).
+ */
+function gemmOnly(step: DenseStep, rows: number, relaxed: boolean): () => void {
+  const k = step.inFeatures;
+  const n = step.outFeatures;
+  const at = { a: 1024, b: 0, bias: 0, c: 0, tmp: 0, end: 0 };
+  at.b = at.a + rows * k * 4 + 64;
+  at.bias = at.b + Math.ceil(n / NR) * NR * k * 4 + 64;
+  at.c = at.bias + Math.ceil(n / NR) * NR * 4 + 64;
+  at.tmp = at.c + rows * n * 4 + 64;
+  at.end = at.tmp + 256;
+  const pages = Math.ceil(Math.max(at.end, at.a + k * n * 4 + 64) / 65536);
+  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+  const x = instantiateEngine(engineModule(relaxed), memory);
+  const heap = new Float32Array(memory.buffer);
+  heap.set(step.weight, at.a >> 2);
+  x.pack_b(at.a, 4, k * 4, k, n, at.b);
+  heap.set(step.bias, at.bias >> 2);
+  heap.set(benchInput(rows, k), at.a >> 2);
+  const slope = step.activation.kind === 'relu' ? 0 : 1;
+  return () => x.gemm(rows, n, k, at.a, k * 4, at.b, at.bias, at.c, n * 4, slope, at.tmp);
+}
+
+/** A child process's result line: `node --import tsx -e <code>` from the repository root. */
+async function child(code: string): Promise<string> {
+  const { stdout } = await runChild(
+    process.execPath,
+    ['--import', 'tsx', '--input-type=module', '-e', code],
+    {
+      cwd: resolve('.'),
+      timeout: 300_000,
+    },
+  );
+  return stdout.trim();
+}
+
+export async function benchEngine(options: EngineBenchOptions = {}): Promise<EngineBench> {
+  const budgetMs = options.budgetMs ?? 300;
+  const rounds = options.rounds ?? 3;
   const batches = options.batches ?? [1, 32, 256, 4096];
+  const log = options.log ?? (() => {});
+  prepareWasmRuntime();
+  const relaxedSimd = detectWasmSupport().relaxedSimd;
+  const { spawnHelper } = nodeEngineOptions({});
   const models = await benchModels();
   const rows: EngineRow[] = [];
+  const kernels: KernelRow[] = [];
+  const closers: Executor[] = [];
+
   for (const { name, model, inputWidth } of models) {
+    const plan = model.plan;
+    const flopsPerRow = denseFlops(plan);
+    const wasm = (fma: boolean, threads = 1) => {
+      const e = new WasmExecutor(plan, {
+        maxBatchSize: 4096,
+        threads,
+        relaxedSimd: fma,
+        spawnHelper,
+      });
+      closers.push(e);
+      return e;
+    };
+    const one = wasm(relaxedSimd);
+    const two = wasm(relaxedSimd, 2);
+    await two.ready();
+    const engines: {
+      name: string;
+      run: (x: Float32Array, n: number) => unknown;
+      batches?: number[];
+    }[] = [{ name: 'wasm', run: (x, n) => one.run(x, n) }];
+    if (relaxedSimd) {
+      const noFma = wasm(false);
+      engines.push({ name: 'wasm, no FMA', run: (x, n) => noFma.run(x, n) });
+    }
+    engines.push({ name: 'wasm, 2 threads', run: (x, n) => two.run(x, n), batches: [256, 4096] });
+    const js = new PlanExecutor(plan, 4096);
+    engines.push({ name: 'js', run: (x, n) => js.run(x, n) });
+    engines.push({
+      name: 'unfused',
+      run: (x, n) => model.reference(x, n),
+      batches: batches.filter((b) => b <= 256),
+    });
+
     for (const batch of batches) {
       const input = benchInput(batch, inputWidth);
-      const fused = rate(() => model.forward(input, batch, true), budgetMs) * batch;
-      const unfused = rate(() => model.forward(input, batch, false), budgetMs) * batch;
-      rows.push({
-        model: name,
-        batch,
-        fusedSamplesPerSecond: fused,
-        unfusedSamplesPerSecond: unfused,
-        ratio: fused / unfused,
-      });
+      const active = engines.filter((e) => !e.batches || e.batches.includes(batch));
+      const measured = new Map<string, number[]>(active.map((e) => [e.name, []]));
+      for (const e of active) e.run(input, batch); // warm-up
+      for (let r = 0; r < rounds; r++) {
+        for (let i = 0; i < active.length; i++) {
+          const e = active[(i + r) % active.length]!;
+          measured.get(e.name)!.push(rate(() => e.run(input, batch), budgetMs) * batch);
+        }
+      }
+      for (const e of active) {
+        const perRound = measured.get(e.name)!;
+        const rowsPerSecond = median(perRound);
+        rows.push({
+          model: name,
+          batch,
+          engine: e.name,
+          rowsPerSecond,
+          gflops: (rowsPerSecond * flopsPerRow) / 1e9,
+          rounds: perRound,
+        });
+        log(
+          `${name.padEnd(24)} ${String(batch).padStart(5)} ${e.name.padEnd(16)} ${Math.round(rowsPerSecond).toLocaleString('en-US').padStart(12)} rows/s`,
+        );
+      }
+    }
+
+    // Each dense kernel alone: the GEMM with its fused epilogue on operands already in the
+    // engine's memory (no copying in or out), B packed once.
+    for (const step of plan.steps.filter((s): s is DenseStep => s.op === 'dense')) {
+      const flops = 2 * step.inFeatures * step.outFeatures;
+      for (const batch of [256, 4096]) {
+        const gflops = (fma: boolean) => {
+          const gemm = gemmOnly(step, batch, fma);
+          gemm();
+          const perRound = Array.from({ length: rounds }, () => rate(gemm, budgetMs / 2));
+          return (median(perRound) * batch * flops) / 1e9;
+        };
+        kernels.push({
+          model: name,
+          kernel: `${step.inFeatures}→${step.outFeatures} ${step.activation.kind}`,
+          batch,
+          gflopsFma: relaxedSimd ? gflops(true) : undefined,
+          gflopsMulAdd: gflops(false),
+        });
+      }
     }
   }
-  return rows;
+  for (const e of closers) e.close();
+
+  // Cold load: a fresh process each time (module assembly, compilation, packing included).
+  const loadCode = `const t = performance.now();
+const { loadModel } = await import('./src/index.ts');
+const i = performance.now();
+const m = await loadModel('models/digits');
+const loaded = performance.now();
+const again = await loadModel('models/digits');
+console.log(JSON.stringify({ importMs: i - t, loadMs: loaded - i, warmMs: performance.now() - loaded, engine: m.engine + again.engine }));`;
+  const loads: { loadMs: number; warmMs: number }[] = [];
+  for (let r = 0; r < 5; r++) loads.push(JSON.parse(await child(loadCode)));
+  const loadMs = {
+    median: median(loads.map((l) => l.loadMs)),
+    runs: loads.map((l) => l.loadMs),
+    warm: median(loads.map((l) => l.warmMs)),
+  };
+  log(
+    `load digits: median ${loadMs.median.toFixed(1)} ms cold (runs ${loadMs.runs.map((m) => m.toFixed(1)).join(', ')}), ${loadMs.warm.toFixed(1)} ms warm`,
+  );
+
+  const memoryCode = `const { loadModel } = await import('./src/index.ts');
+const m = await loadModel('models/digits');
+const x = new Float32Array(64).fill(5);
+let s = 0;
+for (let i = 0; i < 1000; i++) s += m.run(x, 1)[0];
+const a = process.memoryUsage().rss;
+for (let i = 0; i < 99000; i++) s += m.run(x, 1)[0];
+const b = process.memoryUsage().rss;
+console.log(JSON.stringify({ a, b, s: Number.isFinite(s) }));`;
+  const mem = JSON.parse(await child(memoryCode)) as { a: number; b: number };
+  const memory = {
+    afterThousandMiB: mem.a / 2 ** 20,
+    afterHundredThousandMiB: mem.b / 2 ** 20,
+    ratio: mem.b / mem.a,
+  };
+  log(
+    `RSS after 1 k predictions ${memory.afterThousandMiB.toFixed(1)} MiB, after 100 k ${memory.afterHundredThousandMiB.toFixed(1)} MiB`,
+  );
+  return { relaxedSimd, rows, kernels, loadMs, memory };
 }

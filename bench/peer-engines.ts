@@ -11,7 +11,15 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { createInterface, type Interface } from 'node:readline';
 import { writeSafetensors } from '../src/checkpoint/index.js';
-import type { Activation, CompiledPlan, PlanStep } from '../src/inference/index.js';
+import {
+  type Activation,
+  type CompiledPlan,
+  createExecutor,
+  PlanExecutor,
+  type PlanStep,
+  WasmExecutor,
+} from '../src/inference/index.js';
+import { nodeEngineOptions } from '../src/service/index.js';
 import type { BenchModel } from './models.js';
 
 /** One engine running one model. */
@@ -35,11 +43,32 @@ export interface EngineFactory {
 
 const peersRequire = createRequire(new URL('./peers/package.json', import.meta.url));
 
-/** normserve's fused plan on the JS executor (today's CompiledModel.forward). */
+/** normserve's fused plan on the WebAssembly SIMD engine, the calling thread and threads − 1 helpers. */
+export function normserveWasm(threads: number): EngineFactory {
+  return {
+    name: `normserve (wasm, ${threads} thread${threads > 1 ? 's' : ''})`,
+    async create({ model }) {
+      const executor = createExecutor(model.plan, {
+        ...nodeEngineOptions({ engine: 'wasm', threads }),
+        maxBatchSize: 4096,
+      });
+      if (!(executor instanceof WasmExecutor)) throw new Error('no WebAssembly SIMD here');
+      await executor.ready();
+      return {
+        name: this.name,
+        run: (input, rows) => executor.run(input, rows),
+        close: async () => executor.close(),
+      };
+    },
+  };
+}
+
+/** normserve's fused plan on the plain-JavaScript reference executor. */
 export const normserveJs: EngineFactory = {
   name: 'normserve (js, fused)',
   async create({ model }) {
-    return { name: this.name, run: (input, rows) => model.forward(input, rows, true) };
+    const executor = new PlanExecutor(model.plan, 4096);
+    return { name: this.name, run: (input, rows) => executor.run(input, rows) };
   },
 };
 

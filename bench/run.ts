@@ -1,5 +1,5 @@
 /**
- * `npm run bench`: engine throughput (fused vs unfused), normserve next to its peers
+ * `npm run bench`: engine throughput (normserve's executors: wasm, js, unfused), normserve next to its peers
  * (onnxruntime-node, onnxruntime-web, TensorFlow.js WASM, PyTorch) and serving throughput (JSON
  * predict vs a bare parse-and-validate route, binary bodies, gRPC, dynamic batching, WORKERS=1
  * vs 2; bench/http.ts), measured side by side in one run. Prints
@@ -46,17 +46,47 @@ process.stdout.write(
 const results: Record<string, unknown> = { date: new Date().toISOString(), machine, quick };
 
 if (runs('engine')) {
-  const engine = await benchEngine(quick ? { budgetMs: 100, batches: [1, 256] } : {});
-  results['engine'] = engine;
-  process.stdout.write('\nengine (eval forward, samples/s)\n');
-  process.stdout.write(
-    `${'model'.padEnd(24)}${'batch'.padStart(7)}${'fused'.padStart(14)}${'unfused'.padStart(14)}${'fused/unfused'.padStart(15)}\n`,
+  const engine = await benchEngine(
+    quick ? { budgetMs: 100, rounds: 1, batches: [1, 256, 4096] } : { budgetMs: 300, rounds: 3 },
   );
-  for (const r of engine) {
+  process.stdout.write(
+    `engine (eval forward; rows/s, median of interleaved rounds; relaxed SIMD ${engine.relaxedSimd ? 'on' : 'unavailable'})\n`,
+  );
+  const engineNames = [...new Set(engine.rows.map((r) => r.engine))];
+  process.stdout.write(
+    `${'model'.padEnd(24)}${'batch'.padStart(7)}${engineNames.map((n) => n.padStart(17)).join('')}${'wasm GFLOP/s'.padStart(14)}${'wasm/js'.padStart(9)}\n`,
+  );
+  for (const model of [...new Set(engine.rows.map((r) => r.model))]) {
+    for (const batch of [...new Set(engine.rows.map((r) => r.batch))]) {
+      const at = (name: string) =>
+        engine.rows.find((r) => r.model === model && r.batch === batch && r.engine === name);
+      const cells = engineNames.map((n) => {
+        const r = at(n);
+        return (r ? fmt(r.rowsPerSecond) : '—').padStart(17);
+      });
+      const wasm = at('wasm');
+      const js = at('js');
+      process.stdout.write(
+        `${model.padEnd(24)}${String(batch).padStart(7)}${cells.join('')}${(wasm ? fmt(wasm.gflops, 1) : '—').padStart(14)}${(wasm && js ? fmt(wasm.rowsPerSecond / js.rowsPerSecond, 1) : '—').padStart(9)}\n`,
+      );
+    }
+  }
+  process.stdout.write('\ndense kernels alone (wasm, GFLOP/s)\n');
+  process.stdout.write(
+    `${'model'.padEnd(24)}${'kernel'.padEnd(18)}${'batch'.padStart(7)}${'FMA'.padStart(9)}${'mul+add'.padStart(9)}\n`,
+  );
+  for (const k of engine.kernels) {
     process.stdout.write(
-      `${r.model.padEnd(24)}${String(r.batch).padStart(7)}${fmt(r.fusedSamplesPerSecond).padStart(14)}${fmt(r.unfusedSamplesPerSecond).padStart(14)}${fmt(r.ratio, 2).padStart(15)}\n`,
+      `${k.model.padEnd(24)}${k.kernel.padEnd(18)}${String(k.batch).padStart(7)}${(k.gflopsFma === undefined ? '—' : fmt(k.gflopsFma, 1)).padStart(9)}${fmt(k.gflopsMulAdd, 1).padStart(9)}\n`,
     );
   }
+  process.stdout.write(
+    `\nload models/digits (fresh process, wasm): median ${fmt(engine.loadMs.median, 1)} ms (${engine.loadMs.runs.map((m) => fmt(m, 1)).join(', ')}); again in the same process ${fmt(engine.loadMs.warm, 1)} ms\n`,
+  );
+  process.stdout.write(
+    `RSS predicting one row at a time: ${fmt(engine.memory.afterThousandMiB, 1)} MiB after 1 k, ${fmt(engine.memory.afterHundredThousandMiB, 1)} MiB after 100 k (×${fmt(engine.memory.ratio, 3)})\n\n`,
+  );
+  results['engine'] = engine;
 }
 
 if (runs('peers')) {

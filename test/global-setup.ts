@@ -3,12 +3,35 @@
  * test/helpers/entries.ts). A failed build removes the bundles, and the children run through tsx.
  */
 import { rmSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { build } from 'esbuild';
+import { build, type Plugin } from 'esbuild';
 import { BUNDLE_DIR, bundlePath, ENTRIES, ROOT } from './helpers/entries.js';
 
+/**
+ * Each module keeps the import.meta.url of its source file (several read files beside them, e.g.
+ * `new URL('../../package.json', import.meta.url)`), not the bundle's.
+ */
+const sourceImportMetaUrl: Plugin = {
+  name: 'source-import-meta-url',
+  setup(build) {
+    build.onLoad({ filter: /\.ts$/ }, async (args) => ({
+      contents: (await readFile(args.path, 'utf8')).replaceAll(
+        'import.meta.url',
+        JSON.stringify(pathToFileURL(args.path).href),
+      ),
+      loader: 'ts',
+    }));
+  },
+};
+
+/** Set once the bundles of this run are built (each project of the config runs this setup). */
+const BUILT = 'NORMSERVE_TEST_BUNDLES_BUILT';
+
 export default async function setup(): Promise<void> {
+  if (process.env[BUILT] === '1') return;
+  process.env[BUILT] = '1';
   rmSync(BUNDLE_DIR, { recursive: true, force: true });
   try {
     await Promise.all(
@@ -21,8 +44,7 @@ export default async function setup(): Promise<void> {
           format: 'esm',
           target: 'node20',
           packages: 'external',
-          // import.meta.url as in the source file (server.ts reads ../../package.json by it).
-          define: { 'import.meta.url': JSON.stringify(pathToFileURL(join(ROOT, entry)).href) },
+          plugins: [sourceImportMetaUrl],
           logLevel: 'warning',
         }),
       ),

@@ -12,7 +12,12 @@ import { createGrpcServer, type GrpcServerHandle, listenGrpc } from '../grpc/grp
 import { buildApp, createInferenceService } from '../http/app.js';
 import { ServiceMetrics } from '../http/metrics.js';
 import { FixedWindowCounter } from '../http/rate-limit.js';
-import { ModelRegistry, parseServerConfig, type ServerConfig } from '../service/index.js';
+import {
+  defaultEngineThreads,
+  ModelRegistry,
+  parseServerConfig,
+  type ServerConfig,
+} from '../service/index.js';
 import { onWorkerMessage, PrimaryChannel, sendToWorker } from './cluster-messages.js';
 import { answerCollectRequests, ClusterMetricsPrimary, clusterScrape } from './cluster-metrics.js';
 import { answerRateLimit, clusterRateLimitCounter } from './cluster-rate-limit.js';
@@ -35,6 +40,8 @@ export async function startServer(config: ServerConfig): Promise<void> {
   if (channel) channel.onCollect = answerCollectRequests(channel, metrics);
   const registry = new ModelRegistry(config.MODEL_REPOSITORY, {
     maxBatchSize: config.MAX_BATCH_SIZE,
+    engine: config.ENGINE,
+    engineThreads: config.ENGINE_THREADS ?? defaultEngineThreads(config.WORKERS),
     log: logger,
     onLoadFailure: (model) => metrics.loadFailures.inc({ model }),
     onChange: (snapshot) => {
@@ -94,6 +101,7 @@ export async function startServer(config: ServerConfig): Promise<void> {
       if (poll) clearInterval(poll);
       // Both transports stop taking work and finish what is in flight, together.
       await Promise.all([app.close(), grpc?.close(config.SHUTDOWN_TIMEOUT_MS)]);
+      registry.close();
       logger.info('stopped');
     },
   );

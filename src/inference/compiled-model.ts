@@ -5,17 +5,22 @@ import {
   Tensor,
 } from '../nn/index.js';
 import { compileNetwork } from './compile.js';
+import { createExecutor, type ExecutorOptions } from './create-executor.js';
+import type { Executor } from './executor.js';
 import type { CompiledPlan } from './plan.js';
-import { PlanExecutor } from './plan-executor.js';
+
+/** How a CompiledModel runs its plan: createExecutor's options but the batch size. */
+export type EngineOptions = Omit<ExecutorOptions, 'maxBatchSize'>;
 
 /**
- * A network ready to serve: the fused plan (BatchNorm folded, dropout removed) for normal
- * requests, and the unfused eval path (the nn layers one by one) kept as the reference for
+ * A network ready to serve: the fused plan (BatchNorm folded, dropout removed) run by an executor
+ * (the WebAssembly engine by default, the JavaScript reference on request or as the fallback) for
+ * normal requests, and the unfused eval path (the nn layers one by one) kept as the reference for
  * debugging and tests. Both are eval mode: no batch statistics, rows independent.
  */
 export class CompiledModel {
   readonly plan: CompiledPlan;
-  private readonly executor: PlanExecutor;
+  readonly executor: Executor;
   private readonly network: Sequential;
   private readonly inputTransform: FeatureTransform | undefined;
 
@@ -24,11 +29,12 @@ export class CompiledModel {
     inputTransform: FeatureTransform | undefined,
     maxBatchSize: number,
     inputWidth?: number,
+    engine: EngineOptions = {},
   ) {
     this.network = network.eval();
     this.inputTransform = inputTransform;
     this.plan = compileNetwork(this.network, inputTransform, inputWidth);
-    this.executor = new PlanExecutor(this.plan, maxBatchSize);
+    this.executor = createExecutor(this.plan, { ...engine, maxBatchSize });
   }
 
   get inputWidth(): number {
@@ -37,15 +43,6 @@ export class CompiledModel {
 
   get outputWidth(): number {
     return this.plan.outputWidth;
-  }
-
-  /** A preallocated input buffer for `rows` rows; fill it, then call `forwardInPlace(rows)`. */
-  inputBuffer(rows: number): Float64Array {
-    return this.executor.inputBuffer(rows);
-  }
-
-  forwardInPlace(rows: number): Float32Array {
-    return this.executor.runInPlace(rows);
   }
 
   /** Model outputs (logits for classification) for [rows, inputWidth] inputs. */
@@ -63,5 +60,10 @@ export class CompiledModel {
     );
     const out = this.network.eval().forward(new Tensor(x, [rows, this.inputWidth]));
     return out.data;
+  }
+
+  /** Releases the executor's threads (forward keeps working on the calling thread). */
+  close(): void {
+    this.executor.close();
   }
 }

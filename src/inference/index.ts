@@ -1,5 +1,12 @@
 export { batchNormAffine, compileNetwork } from './compile.js';
-export { CompiledModel } from './compiled-model.js';
+export { CompiledModel, type EngineOptions } from './compiled-model.js';
+export {
+  createExecutor,
+  type ExecutorOptions,
+  wasmRuntimeUnsupportedReason,
+} from './create-executor.js';
+export { ENGINES, type EngineName } from './engine-name.js';
+export type { Executor } from './executor.js';
 export {
   exportOnnx,
   ONNX_BATCH_DIM,
@@ -9,3 +16,6 @@ export {
 } from './onnx-export.js';
 export type { Activation, CompiledPlan, LayerFate, PlanStep } from './plan.js';
 export { PlanExecutor } from './plan-executor.js';
+export type { HelperHandle, HelperInit, HelperSpawner } from './wasm/wasm-executor.js';
+export { WasmExecutor } from './wasm/wasm-executor.js';
+export { detectWasmSupport, type WasmSupport } from './wasm/wasm-support.js';

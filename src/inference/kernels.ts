@@ -7,34 +7,27 @@ import type { Activation } from './plan.js';
  * each output as it is produced (no second pass, no intermediate tensor). Codes instead of
  * closures keep the inner loops monomorphic.
  */
-export const ACT_NONE = 0;
-const ACT_RELU = 1;
-const ACT_LEAKY = 2;
-const ACT_GELU = 3;
-const ACT_GELU_TANH = 4;
-const ACT_TANH = 5;
-const ACT_SIGMOID = 6;
-const ACT_SELU = 7;
+export const ACTIVATION_CODES = {
+  none: 0,
+  relu: 1,
+  leaky_relu: 2,
+  gelu: 3,
+  gelu_tanh: 4,
+  tanh: 5,
+  sigmoid: 6,
+  selu: 7,
+} as const satisfies Record<Activation['kind'], number>;
+
+export const ACT_NONE = ACTIVATION_CODES.none;
+const ACT_RELU = ACTIVATION_CODES.relu;
+const ACT_LEAKY = ACTIVATION_CODES.leaky_relu;
+const ACT_GELU = ACTIVATION_CODES.gelu;
+const ACT_GELU_TANH = ACTIVATION_CODES.gelu_tanh;
+const ACT_TANH = ACTIVATION_CODES.tanh;
+const ACT_SIGMOID = ACTIVATION_CODES.sigmoid;
 
 export function activationCode(a: Activation): number {
-  switch (a.kind) {
-    case 'none':
-      return ACT_NONE;
-    case 'relu':
-      return ACT_RELU;
-    case 'leaky_relu':
-      return ACT_LEAKY;
-    case 'gelu':
-      return ACT_GELU;
-    case 'gelu_tanh':
-      return ACT_GELU_TANH;
-    case 'tanh':
-      return ACT_TANH;
-    case 'sigmoid':
-      return ACT_SIGMOID;
-    case 'selu':
-      return ACT_SELU;
-  }
+  return ACTIVATION_CODES[a.kind];
 }
 
 /** The activations of nn/activation-functions.ts, switch-dispatched for the kernels. */

@@ -1,3 +1,4 @@
+import { checkRunArguments, type Executor } from './executor.js';
 import {
   activationCode,
   activationKernel,
@@ -65,7 +66,9 @@ const slopeOf = (a: Activation): number => (a.kind === 'leaky_relu' ? a.negative
  * hot path allocates only the returned output. Not re-entrant, which is safe in one JavaScript
  * thread because `run` is synchronous.
  */
-export class PlanExecutor {
+export class PlanExecutor implements Executor {
+  readonly engine = 'js' as const;
+  readonly threads = 1;
   readonly plan: CompiledPlan;
   readonly maxBatchSize: number;
   private readonly buffers = new Map<number, Buffers>();
@@ -106,9 +109,13 @@ export class PlanExecutor {
 
   /** Runs the plan on `input` ([rows, inputWidth], row-major); returns a new [rows, outputWidth] array. */
   run(input: Float32Array, rows: number): Float32Array {
+    checkRunArguments(this.plan, input, rows);
     this.inputBuffer(rows).set(input.subarray(0, rows * this.plan.inputWidth));
     return this.runInPlace(rows);
   }
+
+  /** Nothing to release: the buffers are garbage-collected with the executor. */
+  close(): void {}
 
   /** Runs the plan on what `inputBuffer(rows)` holds. */
   runInPlace(rows: number): Float32Array {

@@ -105,3 +105,20 @@ export function erf(x: number): number {
   const value = (Math.exp(-z * z - 0.5625) * Math.exp((z - ax) * (z + ax) + r / ss)) / ax;
   return x >= 0 ? 1 - value : value - 1;
 }
+
+/**
+ * The coefficients above in ascending powers (each rational's denominator has a leading 1), for
+ * the WebAssembly engine's float32 erf (inference/wasm/vector-math-wat.ts): one copy of fdlibm's
+ * numbers.
+ */
+export const ERF_COEFFICIENTS = {
+  erx,
+  pp: [pp0, pp1, pp2, pp3, pp4],
+  qq: [1, qq1, qq2, qq3, qq4, qq5],
+  pa: [pa0, pa1, pa2, pa3, pa4, pa5, pa6],
+  qa: [1, qa1, qa2, qa3, qa4, qa5, qa6],
+  ra: [ra0, ra1, ra2, ra3, ra4, ra5, ra6, ra7],
+  sa: [1, sa1, sa2, sa3, sa4, sa5, sa6, sa7, sa8],
+  rb: [rb0, rb1, rb2, rb3, rb4, rb5, rb6],
+  sb: [1, sb1, sb2, sb3, sb4, sb5, sb6, sb7],
+} as const;

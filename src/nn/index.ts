@@ -21,7 +21,7 @@ export {
 export { clipGradNorm } from './clip-grad-norm.js';
 export { crossEntropy, type LossResult, softmaxRows } from './cross-entropy.js';
 export { AlphaDropout, Dropout } from './dropout.js';
-export { erf } from './erf.js';
+export { ERF_COEFFICIENTS, erf } from './erf.js';
 export { applyFeatureTransform, type FeatureTransform } from './feature-transform.js';
 export { LayerNorm, type LayerNormOptions } from './layer-norm.js';
 export { Linear, type LinearOptions } from './linear.js';

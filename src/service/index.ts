@@ -6,6 +6,7 @@ export { JOBS_DIR, loadModelDirectory } from '../repository/index.js';
 export { bearerTokenCheck } from './bearer-token.js';
 export { type Accepts, compileAccepts, reportsFirst } from './compiled-schema.js';
 export { type BatchingPolicy, type BatchReport, DynamicBatcher } from './dynamic-batcher.js';
+export { defaultEngineThreads, nodeEngineOptions, prepareWasmRuntime } from './engine-runtime.js';
 export { featureNamesOf } from './feature-names.js';
 export { InferenceService, type InferenceServiceOptions } from './inference-service.js';
 export { jobRecordSchema, type TraceContext, traceContextSchema } from './job-record.js';
@@ -16,6 +17,7 @@ export {
   JobRegistry,
   type JobState,
 } from './job-registry.js';
+export { type LoadedModel, type LoadModelOptions, loadModel } from './load-model.js';
 export { type Log, silentLog } from './logger.js';
 export {
   type AvailableVersion,

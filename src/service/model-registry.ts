@@ -8,8 +8,16 @@ import {
   WEIGHTS_FILE,
 } from '../checkpoint/index.js';
 import { NormserveError } from '../errors/index.js';
-import { CompiledModel } from '../inference/index.js';
+import {
+  CompiledModel,
+  detectWasmSupport,
+  type EngineName,
+  type EngineOptions,
+  type WasmSupport,
+  wasmRuntimeUnsupportedReason,
+} from '../inference/index.js';
 import { ACTIVE_FILE, type ActiveRecord, ModelRepository } from '../repository/index.js';
+import { nodeEngineOptions, prepareWasmRuntime } from './engine-runtime.js';
 import { type Log, silentLog } from './logger.js';
 
 export type VersionState = 'AVAILABLE' | 'FAILED';
@@ -51,6 +59,12 @@ export interface ModelSnapshot {
 
 export interface RegistryOptions {
   maxBatchSize: number;
+  /** The executor for fused plans (default wasm; js where the runtime or a plan cannot). */
+  engine?: EngineName | undefined;
+  /** Threads one batch may use, the calling one included (default 1). */
+  engineThreads?: number | undefined;
+  /** What the runtime's WebAssembly supports (detected; tests simulate other runtimes). */
+  wasmSupport?: WasmSupport | undefined;
   log?: Log;
   onLoadFailure?: (name: string, version: number, reason: string) => void;
   onChange?: (snapshot: ModelSnapshot) => void;
@@ -75,11 +89,44 @@ export class ModelRegistry {
   private scansStarted = 0;
   private scansDone = 0;
   private readonly refreshQueues = new Map<string, Promise<unknown>>();
+  private readonly engine: EngineOptions;
 
   constructor(repositoryRoot: string, options: RegistryOptions) {
     this.repository = new ModelRepository(repositoryRoot);
     this.options = options;
     this.log = options.log ?? silentLog;
+    let engine = options.engine ?? 'wasm';
+    const support = options.wasmSupport;
+    if (engine === 'wasm') {
+      prepareWasmRuntime();
+      const reason = wasmRuntimeUnsupportedReason(support ?? detectWasmSupport());
+      if (reason !== undefined) {
+        // Once per process, not per version: the runtime is the same for all of them.
+        this.log.warn(
+          { reason },
+          'WebAssembly engine unavailable; serving with the JavaScript engine',
+        );
+        engine = 'js';
+      }
+    }
+    this.engine = nodeEngineOptions({
+      engine,
+      threads: options.engineThreads ?? 1,
+      support,
+      onHelperError: (err) => this.log.error({ err }, 'engine helper thread failed'),
+    });
+  }
+
+  /** Forgets a model whose directory is gone, releasing its versions' engine threads. */
+  private dropModel(name: string): void {
+    for (const v of this.models.get(name)?.versions.values() ?? []) v.compiled?.close();
+    this.models.delete(name);
+  }
+
+  /** Releases every loaded version's engine threads (the versions stay usable). */
+  close(): void {
+    for (const model of this.models.values())
+      for (const v of model.versions.values()) v.compiled?.close();
   }
 
   list(): ModelSnapshot[] {
@@ -155,7 +202,7 @@ export class ModelRegistry {
     }
     for (const name of this.models.keys()) {
       if (!names.includes(name)) {
-        this.models.delete(name);
+        this.dropModel(name);
         this.log.info({ model: name }, 'model removed from the repository');
       }
     }
@@ -179,7 +226,7 @@ export class ModelRegistry {
   private async refreshModelNow(name: string, preloaded?: ServedVersion): Promise<ModelSnapshot> {
     if (!(await this.repository.hasModel(name))) {
       // Never register a model that has no directory (e.g. an admin call naming an unknown one).
-      this.models.delete(name);
+      this.dropModel(name);
       throw new NormserveError('MODEL_NOT_FOUND', `model "${name}" is not in the repository`);
     }
     const previous = this.models.get(name);
@@ -255,6 +302,10 @@ export class ModelRegistry {
       ...(problem !== undefined ? { activeProblem: problem } : {}),
     };
     this.models.set(name, snapshot);
+    // Release-old: versions this snapshot no longer holds (removed, or replaced by a fresh load).
+    for (const [v, served] of previous?.versions ?? []) {
+      if (versions.get(v) !== served) served.compiled?.close();
+    }
     if (previous?.active !== active) {
       // `scan`: the repository scan that is running or ran last (a change made by a scan is seen
       // during scan number `scan`), so propagation can be counted in polls, not wall time.
@@ -295,8 +346,24 @@ export class ModelRegistry {
         checkpoint.config.input_transform,
         this.options.maxBatchSize,
         checkpoint.config.input_shape[0],
+        {
+          ...this.engine,
+          onFallback: (reason) =>
+            this.log.warn(
+              { model: name, version, reason },
+              'version runs on the JavaScript engine',
+            ),
+        },
       );
-      this.log.info({ model: name, version }, 'version loaded');
+      this.log.info(
+        {
+          model: name,
+          version,
+          engine: compiled.executor.engine,
+          threads: compiled.executor.threads,
+        },
+        'version loaded',
+      );
       return { name, version, state: 'AVAILABLE', checkpoint, compiled, loadedAt, fingerprint };
     } catch (e) {
       const reason = e instanceof Error ? e.message : String(e);
@@ -337,8 +404,13 @@ export class ModelRegistry {
         `published version ${version} does not load: ${loaded.reason}`,
       );
     }
-    if (activate) await this.repository.writeActive(name, version, note);
-    await this.refreshModel(name, loaded);
+    try {
+      if (activate) await this.repository.writeActive(name, version, note);
+      await this.refreshModel(name, loaded);
+    } catch (e) {
+      if (this.models.get(name)?.versions.get(version) !== loaded) loaded.compiled.close();
+      throw e;
+    }
     return { version, activated: activate };
   }
 

@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { describeLocations, issuesToLocations, NormserveError } from '../errors/index.js';
+import { ENGINES } from '../inference/index.js';
 
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
   z.coerce.number().int().min(min).max(max);
@@ -49,6 +50,10 @@ export const serverConfigSchema = z.object({
   MODEL_POLL_INTERVAL_MS: ms(0).default(2000),
   /** Server processes sharing the port (node:cluster); 1 = a single process. */
   WORKERS: int(1, 256).default(availableParallelism()),
+  /** The executor of fused plans: wasm (WebAssembly SIMD) or js (the reference); wasm falls back to js where the runtime lacks WebAssembly SIMD. */
+  ENGINE: z.enum(ENGINES).default('wasm'),
+  /** Threads one large batch is split across, per process; default: the cores per worker process. */
+  ENGINE_THREADS: z.preprocess(emptyToUndefined, int(1, 64).optional()),
   SHUTDOWN_TIMEOUT_MS: ms(100).default(10_000),
   /** Time to receive one whole request, headers and body; 0 = no limit (headers get 60 s). */
   REQUEST_TIMEOUT_MS: ms(0).default(60_000),

@@ -12,6 +12,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { openModelDirectory } from '../../src/service/index.js';
 import { expectClose } from '../helpers/compare.js';
 import { digitsTestRows } from '../helpers/digits.js';
+import { TEST_ENGINE } from '../helpers/engine.js';
 import { nodeArgs } from '../helpers/entries.js';
 import { makeTempDir, removeTempDirs, writeTempFile } from '../helpers/temp-files.js';
 import { OUTPUT_ATOL } from '../helpers/tolerances.js';
@@ -27,24 +28,29 @@ afterAll(removeTempDirs);
 describe('bundled model models/digits/1', () => {
   // One retraining compared with the committed bytes: those came from an earlier run (another
   // process, another day), so equal bytes show the run reproducible as well as the file
-  // reproduced, at half the cost of comparing two fresh runs.
-  it('is reproduced bit for bit by `npm run train -- --config configs/digits-mlp.json`', async () => {
-    const out = makeTempDir('train');
-    await run(process.execPath, [
-      ...nodeArgs('src/cli/train.ts'),
-      '--config',
-      'configs/digits-mlp.json',
-      '--out',
-      out,
-      '--no-progress',
-    ]);
-    expect(sha256(join(out, 'digits/1/model.safetensors'))).toBe(
-      sha256('models/digits/1/model.safetensors'),
-    );
-    const metrics = JSON.parse(readFileSync(join(out, 'digits/1/metrics.json'), 'utf8'));
-    expect(metrics.test.rows).toBe(360);
-    expect(metrics.test.accuracy).toBeGreaterThanOrEqual(0.94);
-  }, 120_000);
+  // reproduced, at half the cost of comparing two fresh runs. Training runs no fused plan, so the
+  // js-engine project (vitest.config.ts) does not repeat it.
+  it.skipIf(TEST_ENGINE === 'js')(
+    'is reproduced bit for bit by `npm run train -- --config configs/digits-mlp.json`',
+    async () => {
+      const out = makeTempDir('train');
+      await run(process.execPath, [
+        ...nodeArgs('src/cli/train.ts'),
+        '--config',
+        'configs/digits-mlp.json',
+        '--out',
+        out,
+        '--no-progress',
+      ]);
+      expect(sha256(join(out, 'digits/1/model.safetensors'))).toBe(
+        sha256('models/digits/1/model.safetensors'),
+      );
+      const metrics = JSON.parse(readFileSync(join(out, 'digits/1/metrics.json'), 'utf8'));
+      expect(metrics.test.rows).toBe(360);
+      expect(metrics.test.accuracy).toBeGreaterThanOrEqual(0.94);
+    },
+    120_000,
+  );
 
   it("gives PyTorch's logits (tools/torch-eval-model.py) within 1e-4, fused and unfused", async () => {
     const torch = JSON.parse(

@@ -21,6 +21,7 @@ import {
   type ServerConfig,
 } from '../../src/service/index.js';
 import { ADMIN_TOKEN, type MODEL_SOURCES, makeRepository } from './app.js';
+import { TEST_ENGINE } from './engine.js';
 
 export { ADMIN_TOKEN };
 
@@ -76,12 +77,15 @@ export async function makeLoggedApp(
     MODEL_REPOSITORY: repository,
     ADMIN_TOKEN,
     MODEL_POLL_INTERVAL_MS: '0',
+    ENGINE: TEST_ENGINE,
     LOG_LEVEL: level,
     ...options.env,
   });
   const logger = pino({ level, redact: ['req.headers.authorization'] }, stream);
   const registry = new ModelRegistry(repository, {
     maxBatchSize: config.MAX_BATCH_SIZE,
+    engine: config.ENGINE,
+    engineThreads: config.ENGINE_THREADS,
     log: logger,
     onChange: (snapshot: ModelSnapshot) =>
       changes.push({ at: performance.now(), model: snapshot.name, active: snapshot.active }),
@@ -106,6 +110,7 @@ export async function makeLoggedApp(
     changes,
     close: async () => {
       await app.close();
+      registry.close();
       if (!options.repository) rmSync(repository, { recursive: true, force: true });
     },
   };

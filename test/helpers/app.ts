@@ -10,6 +10,7 @@ import { buildApp } from '../../src/http/app.js';
 import type { AppInstance } from '../../src/http/app-types.js';
 import { ServiceMetrics } from '../../src/http/metrics.js';
 import { ModelRegistry, parseServerConfig, type ServerConfig } from '../../src/service/index.js';
+import { TEST_ENGINE } from './engine.js';
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789abcdef';
 
@@ -50,10 +51,15 @@ export async function makeTestApp(
     MODEL_REPOSITORY: repository,
     ADMIN_TOKEN,
     MODEL_POLL_INTERVAL_MS: '0',
+    ENGINE: TEST_ENGINE,
     LOG_LEVEL: 'silent',
     ...options.env,
   });
-  const registry = new ModelRegistry(repository, { maxBatchSize: config.MAX_BATCH_SIZE });
+  const registry = new ModelRegistry(repository, {
+    maxBatchSize: config.MAX_BATCH_SIZE,
+    engine: config.ENGINE,
+    engineThreads: config.ENGINE_THREADS,
+  });
   await registry.refresh();
   const app = await buildApp({
     config,
@@ -71,6 +77,7 @@ export async function makeTestApp(
     config,
     close: async () => {
       await app.close();
+      registry.close();
       if (!options.repository) rmSync(repository, { recursive: true, force: true });
     },
   };

@@ -16,3 +16,20 @@ export const BATCH_INDEPENDENCE_ATOL = 1e-6;
 export const GRADCHECK_RTOL = 2e-2;
 /** Fused vs unfused eval outputs of a regression in its target's units (e.g. grams): relative. */
 export const FUSION_RTOL = 1e-5;
+/**
+ * The WebAssembly engine's float32 activations against nn's float64 functions rounded to float32:
+ * float32 ulps of the reference (GELU's erfc tail and the rest from fdlibm/Cephes polynomials).
+ */
+export const ACTIVATION_ULPS = {
+  relu: 0,
+  leaky_relu: 1,
+  tanh: 2,
+  sigmoid: 2,
+  selu: 2,
+  gelu: 4,
+} as const;
+/**
+ * GELU(tanh) in float32: relative. In the negative tail x·σ(2u) inherits the rounding of u times
+ * |2u| (≈ 40 ulps at x ≈ −5.5, where the output is ≈ 1e-7 of |x|), as any float32 evaluation does.
+ */
+export const GELU_TANH_RTOL = 4e-6;

@@ -12,6 +12,7 @@ import type { AppInstance } from '../../src/http/app-types.js';
 import { ServiceMetrics } from '../../src/http/metrics.js';
 import { ModelRegistry, parseServerConfig } from '../../src/service/index.js';
 import { ADMIN_TOKEN, makeTestApp, type TestApp } from '../helpers/app.js';
+import { TEST_ENGINE } from '../helpers/engine.js';
 import { digitsRow, expectProblem } from './http-helpers.js';
 
 const temps: string[] = [];
@@ -59,6 +60,7 @@ async function serverLikeApp(repository: string): Promise<{ app: AppInstance }> 
   const metrics = new ServiceMetrics({ defaultMetrics: false });
   const registry = new ModelRegistry(repository, {
     maxBatchSize: config.MAX_BATCH_SIZE,
+    engine: TEST_ENGINE,
     onLoadFailure: (model) => metrics.loadFailures.inc({ model }),
     onChange: (snapshot) => {
       if (snapshot.active !== undefined)

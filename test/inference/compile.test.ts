@@ -4,11 +4,12 @@
  * computes, row by row, for every layer combination.
  */
 import { describe, expect, it } from 'vitest';
-import { CompiledModel, compileNetwork } from '../../src/inference/index.js';
-import type { BatchNorm } from '../../src/nn/index.js';
+import { CompiledModel, compileNetwork, PlanExecutor } from '../../src/inference/index.js';
+import type { BatchNorm, FeatureTransform, Sequential } from '../../src/nn/index.js';
 import { loadModelDirectory } from '../../src/repository/index.js';
 import { expectClose } from '../helpers/compare.js';
 import { digitsTestRows } from '../helpers/digits.js';
+import { TEST_ENGINE } from '../helpers/engine.js';
 import {
   bn,
   combinations,
@@ -19,12 +20,20 @@ import {
 } from '../helpers/layer-combinations.js';
 import { BATCH_INDEPENDENCE_ATOL, FUSION_ATOL } from '../helpers/tolerances.js';
 
+/** A compiled model on the suite's engine (wasm; js in the js-engine project). */
+const compiled = (
+  network: Sequential,
+  inputTransform: FeatureTransform | undefined,
+  maxBatchSize: number,
+): CompiledModel =>
+  new CompiledModel(network, inputTransform, maxBatchSize, undefined, { engine: TEST_ENGINE });
+
 describe('fused vs unfused eval', () => {
   for (const [name, layers] of Object.entries(combinations)) {
     for (const withTransform of [false, true]) {
       it(`${name}${withTransform ? ', with an input transform' : ''}: max |Δ| ≤ ${FUSION_ATOL}`, () => {
         const network = randomNetwork(layers, 11);
-        const model = new CompiledModel(network, withTransform ? transform(6, 3) : undefined, 64);
+        const model = compiled(network, withTransform ? transform(6, 3) : undefined, 64);
         const x = randomInput(64, 6, 5);
         expectClose(model.forward(x, 64, true), model.forward(x, 64, false), FUSION_ATOL, name);
       });
@@ -33,7 +42,7 @@ describe('fused vs unfused eval', () => {
 
   it('folds the bundled model to three dense kernels and matches its unfused path within 1e-4', async () => {
     const { checkpoint } = await loadModelDirectory('models/digits/1');
-    const model = new CompiledModel(checkpoint.network, checkpoint.config.input_transform, 4096);
+    const model = compiled(checkpoint.network, checkpoint.config.input_transform, 4096);
     expect(model.plan.steps.map((s) => `${s.op}:${s.activation.kind}`)).toEqual([
       'dense:relu',
       'dense:relu',
@@ -76,7 +85,7 @@ describe('eval never uses batch statistics', () => {
   const layers = combinations['Linear → BN → ReLU → Dropout → Linear (BN into the previous rows)']!;
 
   it(`each row of a 64-row batch equals the same row predicted alone (≤ ${BATCH_INDEPENDENCE_ATOL})`, () => {
-    const model = new CompiledModel(randomNetwork(layers, 2), transform(6, 4), 64);
+    const model = compiled(randomNetwork(layers, 2), transform(6, 4), 64);
     const x = randomInput(64, 6, 9);
     const batch = model.forward(x, 64, true);
     for (let r = 0; r < 64; r++) {
@@ -86,7 +95,7 @@ describe('eval never uses batch statistics', () => {
   });
 
   it('a batch of one row works, fused and unfused', () => {
-    const model = new CompiledModel(randomNetwork(layers, 2), undefined, 64);
+    const model = compiled(randomNetwork(layers, 2), undefined, 64);
     const x = randomInput(1, 6, 1);
     const fused = model.forward(x, 1, true);
     expect(fused).toHaveLength(3);
@@ -96,7 +105,7 @@ describe('eval never uses batch statistics', () => {
 
   it('identical rows (zero batch variance) give the running-statistics output, not NaN', () => {
     const network = randomNetwork([linear(4, 3), bn(3)], 6);
-    const model = new CompiledModel(network, undefined, 8);
+    const model = compiled(network, undefined, 8);
     const row = [0.5, -1, 2, 0.25];
     const x = Float32Array.from([...row, ...row, ...row, ...row]);
     const out = model.forward(x, 4, true);
@@ -120,7 +129,7 @@ describe('eval never uses batch statistics', () => {
     const snapshot = new Map(
       [...before].map(([k, v]) => [k, typeof v === 'bigint' ? v : v.data.slice()]),
     );
-    const model = new CompiledModel(network, undefined, 64);
+    const model = compiled(network, undefined, 64);
     model.forward(randomInput(64, 6, 2), 64, true);
     model.forward(randomInput(64, 6, 2), 64, false);
     for (const [k, v] of network.stateDict()) {
@@ -130,8 +139,8 @@ describe('eval never uses batch statistics', () => {
     }
   });
 
-  it('reuses its buffers: the same batch size class allocates nothing new', () => {
-    const model = new CompiledModel(randomNetwork(layers, 4), undefined, 256);
+  it('the JavaScript executor reuses its buffers: the same batch size class allocates nothing new', () => {
+    const model = new PlanExecutor(compileNetwork(randomNetwork(layers, 4)), 256);
     const first = model.inputBuffer(100);
     expect(model.inputBuffer(128)).toSatisfy((b: Float32Array) => b.buffer === first.buffer);
     expect(model.inputBuffer(65).buffer).toBe(first.buffer);

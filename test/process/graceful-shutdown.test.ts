@@ -215,6 +215,8 @@ describe('an invalid configuration', () => {
     ['LOG_LEVEL', 'loud'],
     ['MAX_BATCH_SIZE', '0'],
     ['ADMIN_TOKEN', 'short'],
+    ['ENGINE', 'gpu'],
+    ['ENGINE_THREADS', '0'],
   ] as const) {
     it(`${variable}=${value} stops the start with exit code 1 and one stderr line naming ${variable}`, async () => {
       const server = startServer({

@@ -1,0 +1,51 @@
+import type { EngineName } from './engine-name.js';
+import type { Executor } from './executor.js';
+import type { CompiledPlan } from './plan.js';
+import { PlanExecutor } from './plan-executor.js';
+import { type HelperSpawner, WasmExecutor, wasmUnsupportedReason } from './wasm/wasm-executor.js';
+import { detectWasmSupport, type WasmSupport } from './wasm/wasm-support.js';
+
+export interface ExecutorOptions {
+  /** The engine asked for (default wasm); the JS reference runs whatever wasm cannot. */
+  engine?: EngineName | undefined;
+  /** Largest batch expected per call (sizes buffers; larger batches still work). */
+  maxBatchSize: number;
+  /** Threads for large batches, the calling thread included (wasm only; default 1). */
+  threads?: number | undefined;
+  /** Starts helper threads (node: service/engine-threads.ts); without it, one thread. */
+  spawnHelper?: HelperSpawner | undefined;
+  /** Use relaxed SIMD's fused multiply-add when the runtime has it (default true). */
+  relaxedSimd?: boolean | undefined;
+  /** Told why the wasm engine was not used, when it was asked for. */
+  onFallback?: ((reason: string) => void) | undefined;
+  /** What the runtime supports; detected when not given (tests pass one to simulate a runtime). */
+  support?: WasmSupport | undefined;
+}
+
+/** Why the runtime cannot run the wasm engine at all, or undefined when it can. */
+export function wasmRuntimeUnsupportedReason(support = detectWasmSupport()): string | undefined {
+  if (!support.simd) return 'this runtime has no WebAssembly SIMD';
+  if (!support.threads) return 'this runtime has no WebAssembly shared memory';
+  return undefined;
+}
+
+/**
+ * Builds the executor for a plan: the WebAssembly SIMD engine when asked for and able to run the
+ * plan on this runtime, else the plain-JavaScript reference (and `onFallback` hears why).
+ */
+export function createExecutor(plan: CompiledPlan, options: ExecutorOptions): Executor {
+  if ((options.engine ?? 'wasm') === 'wasm') {
+    const support = options.support ?? detectWasmSupport();
+    const reason = wasmRuntimeUnsupportedReason(support) ?? wasmUnsupportedReason(plan);
+    if (reason === undefined) {
+      return new WasmExecutor(plan, {
+        maxBatchSize: options.maxBatchSize,
+        threads: options.threads ?? 1,
+        spawnHelper: options.spawnHelper,
+        relaxedSimd: (options.relaxedSimd ?? true) && support.relaxedSimd,
+      });
+    }
+    options.onFallback?.(reason);
+  }
+  return new PlanExecutor(plan, options.maxBatchSize);
+}

@@ -1,0 +1,143 @@
+import { locals } from './wat-text.js';
+
+/**
+ * The per-element steps of a plan as SIMD loops over row-major [rows, features] blocks. Each row
+ * is processed four features at a time; the last vector of a row may read past the row (the
+ * engine's memory regions end in 16 bytes of slack) but stores only its valid lanes.
+ */
+
+/** store_partial(p, v, n): stores lanes 0 … n−1 of v (all four when n ≥ 4). */
+const storePartial = `
+  (func $store_partial (param $p i32) (param $v v128) (param $n i32)
+    (if (i32.ge_s (local.get $n) (i32.const 4))
+      (then (v128.store (local.get $p) (local.get $v)) (return)))
+    (if (i32.ge_s (local.get $n) (i32.const 1))
+      (then (f32.store (local.get $p) (f32x4.extract_lane 0 (local.get $v)))))
+    (if (i32.ge_s (local.get $n) (i32.const 2))
+      (then (f32.store offset=4 (local.get $p) (f32x4.extract_lane 1 (local.get $v)))))
+    (if (i32.ge_s (local.get $n) (i32.const 3))
+      (then (f32.store offset=8 (local.get $p) (f32x4.extract_lane 2 (local.get $v))))))`;
+
+/** act_pass(src, dst, count, code, slope): dst[i] = act(src[i]) over a contiguous block. */
+const actPass = `
+  (func $act_pass (export "act_pass") (param $src i32) (param $dst i32) (param $count i32)
+      (param $code i32) (param $slope f32)
+    (local $i i32)
+    (block $done (loop $next
+      (br_if $done (i32.ge_s (local.get $i) (local.get $count)))
+      (call $store_partial (local.get $dst)
+        (call $act (v128.load (local.get $src)) (local.get $code) (local.get $slope))
+        (i32.sub (local.get $count) (local.get $i)))
+      (local.set $src (i32.add (local.get $src) (i32.const 16)))
+      (local.set $dst (i32.add (local.get $dst) (i32.const 16)))
+      (local.set $i (i32.add (local.get $i) (i32.const 4)))
+      (br $next))))`;
+
+/**
+ * Loops over rows × feature vectors; `body` computes the vector for features $k … $k+3 of the row
+ * at $src (into $v), which is then activated and stored at $dst.
+ */
+const rowLoop = (body: string) => `
+    (block $rows_done (loop $rows
+      (br_if $rows_done (i32.ge_s (local.get $r) (local.get $rows)))
+      (local.set $k (i32.const 0))
+      (block $k_done (loop $ks
+        (br_if $k_done (i32.ge_s (local.get $k) (local.get $f)))
+        ${body}
+        (call $store_partial (i32.add (local.get $dst) (i32.shl (local.get $k) (i32.const 2)))
+          (call $act (local.get $v) (local.get $code) (local.get $slope))
+          (i32.sub (local.get $f) (local.get $k)))
+        (local.set $k (i32.add (local.get $k) (i32.const 4)))
+        (br $ks)))
+      (local.set $src (i32.add (local.get $src) (i32.shl (local.get $f) (i32.const 2))))
+      (local.set $dst (i32.add (local.get $dst) (i32.shl (local.get $f) (i32.const 2))))
+      (local.set $r (i32.add (local.get $r) (i32.const 1)))
+      (br $rows)))`;
+
+const at = (base: string) =>
+  `(i32.add (local.get $${base}) (i32.shl (local.get $k) (i32.const 2)))`;
+
+/** affine(src, dst, rows, f, scale, shift, code, slope): act(x·scale + shift) per feature. */
+const affine = `
+  (func $affine (export "affine") (param $src i32) (param $dst i32) (param $rows i32) (param $f i32)
+      (param $scale i32) (param $shift i32) (param $code i32) (param $slope f32)
+    ${locals('i32', 'r', 'k')} (local $v v128)
+    ${rowLoop(`(local.set $v (f32x4.add (f32x4.mul (v128.load ${at('src')}) (v128.load ${at('scale')}))
+          (v128.load ${at('shift')})))`)})`;
+
+/** The float64 sum of both lanes of an f64x2. */
+const hsum = (v: string) => `(f64.add (f64x2.extract_lane 0 ${v}) (f64x2.extract_lane 1 ${v}))`;
+/** Lanes 2 and 3 of an f32x4, widened to f64x2. */
+const high = (v: string) =>
+  `(f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 ${v} ${v}))`;
+
+/**
+ * layernorm(src, dst, rows, f, eps, gamma, beta, code, slope): each row normalised by its own mean
+ * and biased variance, both accumulated in float64 like the JavaScript kernel; then
+ * h = (x − mean)/√(var + eps) and, when gamma ≠ 0, h·gamma + beta, in float64, rounded once to
+ * float32 before the activation.
+ */
+const layerNorm = `
+  (func $layernorm (export "layernorm") (param $src i32) (param $dst i32) (param $rows i32)
+      (param $f i32) (param $eps f64) (param $gamma i32) (param $beta i32) (param $code i32)
+      (param $slope f32)
+    ${locals('i32', 'r', 'k')} ${locals('v128', 'v', 'x', 'lo', 'hi', 'm', 'inv', 'acc0', 'acc1')}
+    ${locals('f64', 'sum', 'mean', 'd')}
+    ${rowLoop(`(if (i32.eqz (local.get $k)) (then
+          ;; mean: two f64x2 accumulators over whole vectors, then the rest one by one
+          (local.set $acc0 (f64x2.splat (f64.const 0)))
+          (local.set $acc1 (f64x2.splat (f64.const 0)))
+          (block $sd (loop $sl
+            (br_if $sd (i32.gt_s (i32.add (local.get $k) (i32.const 4)) (local.get $f)))
+            (local.set $x (v128.load ${at('src')}))
+            (local.set $acc0 (f64x2.add (local.get $acc0) (f64x2.promote_low_f32x4 (local.get $x))))
+            (local.set $acc1 (f64x2.add (local.get $acc1) ${high('(local.get $x)')}))
+            (local.set $k (i32.add (local.get $k) (i32.const 4)))
+            (br $sl)))
+          (local.set $sum (f64.add ${hsum('(local.get $acc0)')} ${hsum('(local.get $acc1)')}))
+          (block $td (loop $tl
+            (br_if $td (i32.ge_s (local.get $k) (local.get $f)))
+            (local.set $sum (f64.add (local.get $sum) (f64.promote_f32 (f32.load ${at('src')}))))
+            (local.set $k (i32.add (local.get $k) (i32.const 1)))
+            (br $tl)))
+          (local.set $mean (f64.div (local.get $sum) (f64.convert_i32_s (local.get $f))))
+          (local.set $m (f64x2.splat (local.get $mean)))
+          ;; biased variance: Σ (x − mean)² / f
+          (local.set $k (i32.const 0))
+          (local.set $acc0 (f64x2.splat (f64.const 0)))
+          (local.set $acc1 (f64x2.splat (f64.const 0)))
+          (block $vd (loop $vl
+            (br_if $vd (i32.gt_s (i32.add (local.get $k) (i32.const 4)) (local.get $f)))
+            (local.set $x (v128.load ${at('src')}))
+            (local.set $lo (f64x2.sub (f64x2.promote_low_f32x4 (local.get $x)) (local.get $m)))
+            (local.set $hi (f64x2.sub ${high('(local.get $x)')} (local.get $m)))
+            (local.set $acc0 (f64x2.add (local.get $acc0) (f64x2.mul (local.get $lo) (local.get $lo))))
+            (local.set $acc1 (f64x2.add (local.get $acc1) (f64x2.mul (local.get $hi) (local.get $hi))))
+            (local.set $k (i32.add (local.get $k) (i32.const 4)))
+            (br $vl)))
+          (local.set $sum (f64.add ${hsum('(local.get $acc0)')} ${hsum('(local.get $acc1)')}))
+          (block $wd (loop $wl
+            (br_if $wd (i32.ge_s (local.get $k) (local.get $f)))
+            (local.set $d (f64.sub (f64.promote_f32 (f32.load ${at('src')})) (local.get $mean)))
+            (local.set $sum (f64.add (local.get $sum) (f64.mul (local.get $d) (local.get $d))))
+            (local.set $k (i32.add (local.get $k) (i32.const 1)))
+            (br $wl)))
+          (local.set $inv (f64x2.splat (f64.div (f64.const 1) (f64.sqrt (f64.add
+            (f64.div (local.get $sum) (f64.convert_i32_s (local.get $f))) (local.get $eps))))))
+          (local.set $k (i32.const 0))))
+        (local.set $x (v128.load ${at('src')}))
+        (local.set $lo (f64x2.mul (f64x2.sub (f64x2.promote_low_f32x4 (local.get $x)) (local.get $m)) (local.get $inv)))
+        (local.set $hi (f64x2.mul (f64x2.sub ${high('(local.get $x)')} (local.get $m)) (local.get $inv)))
+        (if (local.get $gamma) (then
+          (local.set $x (v128.load ${at('gamma')}))
+          (local.set $v (v128.load ${at('beta')}))
+          (local.set $lo (f64x2.add (f64x2.mul (local.get $lo) (f64x2.promote_low_f32x4 (local.get $x)))
+            (f64x2.promote_low_f32x4 (local.get $v))))
+          (local.set $hi (f64x2.add (f64x2.mul (local.get $hi) ${high('(local.get $x)')})
+            ${high('(local.get $v)')}))))
+        (local.set $v (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23
+          (f32x4.demote_f64x2_zero (local.get $lo)) (f32x4.demote_f64x2_zero (local.get $hi))))`)})`;
+
+export function elementwiseWat(): string {
+  return [storePartial, actPass, affine, layerNorm].join('\n');
+}

@@ -1,0 +1,382 @@
+import { checkRunArguments, type Executor } from '../executor.js';
+import { activationCode } from '../kernels.js';
+import type { Activation, CompiledPlan, PlanStep } from '../plan.js';
+import { type EngineExports, engineModule, instantiateEngine, MAX_PAGES } from './engine-module.js';
+import { MR, NR, packedBytes, TILE_SCRATCH_BYTES } from './gemm-wat.js';
+import { CONTROL, HELPER_STATE, OP, PROGRAM, STEP } from './program-wat.js';
+
+/** What a helper thread needs to run rows of the plan: see service/engine-threads.ts. */
+export interface HelperInit {
+  module: WebAssembly.Module;
+  memory: WebAssembly.Memory;
+  /** Byte addresses: the helper's control block, the program, the I/O regions, its scratch. */
+  control: number;
+  program: number;
+  input: number;
+  output: number;
+  scratch: number;
+  /** The control words a helper that dies writes on its way out (done = −1, state = failed). */
+  protocol: { state: number; done: number; failed: number };
+}
+
+export interface HelperHandle {
+  terminate(): void;
+}
+
+/**
+ * Starts a thread that instantiates `init.module` on `init.memory` and calls its
+ * `serve(control, program, input, output, scratch)` export; writes `protocol`'s failure words if
+ * that throws.
+ */
+export type HelperSpawner = (init: HelperInit) => HelperHandle;
+
+export interface WasmExecutorOptions {
+  /** Rows the I/O regions hold; larger batches run through them in turns. */
+  maxBatchSize: number;
+  /** Threads for large batches, the calling one included (helpers need `spawnHelper`). */
+  threads: number;
+  /** Fused multiply-add in the GEMM (relaxed SIMD); the runtime must support it. */
+  relaxedSimd: boolean;
+  spawnHelper?: HelperSpawner | undefined;
+  /** Least floating-point work in one call worth waking the helpers for. */
+  parallelMinFlops?: number | undefined;
+}
+
+/** Rows of one pass of the I/O regions; a bigger batch loops (memory stays small for wide models). */
+const IO_ROWS_CAP = 4096;
+/** A chunk's two buffers together stay within L2 (≈ 512 KiB here) for the widest layer. */
+const CHUNK_BUFFER_BYTES = 256 * 1024;
+const MAX_CHUNK_ROWS = 1024;
+const DEFAULT_PARALLEL_MIN_FLOPS = 4e6;
+/** Vector loads at a row's end may read 12 bytes past it. */
+const SLACK = 16;
+
+const align = (n: number, to = 64): number => Math.ceil(n / to) * to;
+const slopeOf = (a: Activation): number => (a.kind === 'leaky_relu' ? a.negativeSlope : 0);
+
+/** Why the WASM engine cannot run `plan`, or undefined when it can. */
+export function wasmUnsupportedReason(plan: CompiledPlan): string | undefined {
+  const ops = new Set<string>(Object.keys(OP));
+  const unsupported = plan.steps.filter((s) => !ops.has(s.op)).map((s) => s.op);
+  if (unsupported.length > 0)
+    return `the wasm engine has no kernel for plan step(s) ${[...new Set(unsupported)].join(', ')}`;
+  const pages = planLayout(plan, 1, 1).bytes / 65536;
+  if (pages > MAX_PAGES)
+    return `the model needs ${Math.ceil(pages)} pages of memory (limit ${MAX_PAGES})`;
+  return undefined;
+}
+
+interface Layout {
+  ioRows: number;
+  chunkRows: number;
+  bufferBytes: number;
+  controls: number[];
+  program: number;
+  params: number[];
+  input: number;
+  output: number;
+  scratch: number[];
+  bytes: number;
+}
+
+function paramBytes(step: PlanStep): number[] {
+  switch (step.op) {
+    case 'dense':
+      return [packedBytes(step.inFeatures, step.outFeatures), align(step.outFeatures, NR) * 4];
+    case 'affine':
+      return [align(step.features, 4) * 4, align(step.features, 4) * 4];
+    case 'layernorm':
+      return step.weight && step.bias
+        ? [align(step.features, 4) * 4, align(step.features, 4) * 4]
+        : [];
+    case 'activation':
+      return [];
+  }
+}
+
+/** Where everything lives in the version's linear memory. */
+function planLayout(plan: CompiledPlan, maxBatchSize: number, threads: number): Layout {
+  const ioRows = Math.max(1, Math.min(maxBatchSize, IO_ROWS_CAP));
+  const chunkRows = Math.max(
+    MR,
+    Math.min(MAX_CHUNK_ROWS, Math.floor(CHUNK_BUFFER_BYTES / 2 / (plan.maxWidth * 4) / MR) * MR),
+  );
+  const bufferBytes = align(chunkRows * plan.maxWidth * 4 + SLACK);
+  let at = 64; // the first 64 bytes stay zero
+  const controls = Array.from({ length: threads - 1 }, () => {
+    const c = at;
+    at += CONTROL.bytes;
+    return c;
+  });
+  const program = at;
+  at = align(at + PROGRAM.headerBytes + plan.steps.length * STEP.bytes);
+  const params: number[] = [];
+  let largestWeight = 0;
+  for (const step of plan.steps) {
+    for (const size of paramBytes(step)) {
+      params.push(at);
+      at = align(at + size);
+    }
+    if (step.op === 'dense') largestWeight = Math.max(largestWeight, step.weight.length * 4);
+  }
+  // The input region also stages each weight matrix while it is packed.
+  const input = at;
+  at = align(at + Math.max(ioRows * plan.inputWidth * 4, largestWeight) + SLACK);
+  const output = at;
+  at = align(at + ioRows * plan.outputWidth * 4 + SLACK);
+  // Each thread's two chunk buffers, then its GEMM tile scratch.
+  const scratch = Array.from({ length: threads }, () => {
+    const s = at;
+    at += align(2 * bufferBytes + TILE_SCRATCH_BYTES);
+    return s;
+  });
+  return {
+    ioRows,
+    chunkRows,
+    bufferBytes,
+    controls,
+    program,
+    params,
+    input,
+    output,
+    scratch,
+    bytes: at,
+  };
+}
+
+/**
+ * Runs a compiled plan on the WebAssembly SIMD engine. One shared linear memory per executor
+ * (i.e. per model version) holds the program, the weights packed once for the GEMM, the I/O
+ * regions and each thread's scratch; it is sized here and never grows, so a call allocates
+ * nothing but its result. A batch with enough work is split by rows between the calling thread
+ * and the helper threads, which run the same code on the same memory; rows are independent and
+ * computed identically wherever they run, so the result is the same bit for bit.
+ */
+export class WasmExecutor implements Executor {
+  readonly engine = 'wasm' as const;
+  readonly plan: CompiledPlan;
+  readonly threads: number;
+  readonly relaxedSimd: boolean;
+  private readonly layout: Layout;
+  private readonly exports: EngineExports;
+  private readonly heap: Float32Array;
+  private readonly words: Int32Array;
+  private readonly flopsPerRow: number;
+  private readonly parallelMinFlops: number;
+  private helpers: { control: number; handle: HelperHandle }[] = [];
+  private splitCalls = 0;
+
+  constructor(plan: CompiledPlan, options: WasmExecutorOptions) {
+    this.plan = plan;
+    this.relaxedSimd = options.relaxedSimd;
+    const threads = options.spawnHelper ? Math.max(1, Math.floor(options.threads)) : 1;
+    this.threads = threads;
+    this.parallelMinFlops = options.parallelMinFlops ?? DEFAULT_PARALLEL_MIN_FLOPS;
+    const layout = planLayout(plan, options.maxBatchSize, threads);
+    this.layout = layout;
+    const pages = Math.ceil(layout.bytes / 65536);
+    if (pages > MAX_PAGES) throw new RangeError(wasmUnsupportedReason(plan));
+    const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+    const module = engineModule(options.relaxedSimd);
+    this.exports = instantiateEngine(module, memory);
+    this.heap = new Float32Array(memory.buffer);
+    this.words = new Int32Array(memory.buffer);
+    this.flopsPerRow = writeProgram(plan, layout, memory, this.exports);
+    if (options.spawnHelper) {
+      for (let h = 0; h < threads - 1; h++) {
+        const control = layout.controls[h]!;
+        const handle = options.spawnHelper({
+          module,
+          memory,
+          control,
+          program: layout.program,
+          input: layout.input,
+          output: layout.output,
+          scratch: layout.scratch[h + 1]!,
+          protocol: { state: CONTROL.state, done: CONTROL.done, failed: HELPER_STATE.failed },
+        });
+        this.helpers.push({ control, handle });
+      }
+    }
+  }
+
+  /** Resolves when every helper thread is ready (or has failed), polling every few milliseconds. */
+  async ready(timeoutMs = 30_000): Promise<void> {
+    const started = Date.now();
+    while (
+      this.helpers.some((h) => this.word(h.control, CONTROL.state) === HELPER_STATE.starting) &&
+      Date.now() - started < timeoutMs
+    ) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+
+  /** Calls whose rows were split across threads so far. */
+  get parallelCalls(): number {
+    return this.splitCalls;
+  }
+
+  /** Helper threads ready to take rows now. */
+  get readyHelpers(): number {
+    return this.helpers.filter((h) => this.word(h.control, CONTROL.state) === HELPER_STATE.ready)
+      .length;
+  }
+
+  run(input: Float32Array, rows: number): Float32Array {
+    checkRunArguments(this.plan, input, rows);
+    const { inputWidth, outputWidth } = this.plan;
+    const { ioRows, input: inAt, output: outAt } = this.layout;
+    const inWord = inAt >> 2;
+    const outWord = outAt >> 2;
+    if (rows <= ioRows) {
+      const n = rows * inputWidth;
+      this.heap.set(input.length === n ? input : input.subarray(0, n), inWord);
+      this.compute(rows);
+      return this.heap.slice(outWord, outWord + rows * outputWidth);
+    }
+    const out = new Float32Array(rows * outputWidth);
+    for (let r = 0; r < rows; r += ioRows) {
+      const n = Math.min(ioRows, rows - r);
+      this.heap.set(input.subarray(r * inputWidth, (r + n) * inputWidth), inWord);
+      this.compute(n);
+      out.set(this.heap.subarray(outWord, outWord + n * outputWidth), r * outputWidth);
+    }
+    return out;
+  }
+
+  close(): void {
+    for (const h of this.helpers) {
+      Atomics.store(this.words, (h.control >> 2) + CONTROL.state, HELPER_STATE.stopping);
+      Atomics.add(this.words, (h.control >> 2) + CONTROL.seq, 1);
+      Atomics.notify(this.words, (h.control >> 2) + CONTROL.seq);
+      h.handle.terminate();
+    }
+    this.helpers = [];
+  }
+
+  private word(control: number, index: number): number {
+    return Atomics.load(this.words, (control >> 2) + index);
+  }
+
+  /** Rows 0 … rows−1 of the input region into the output region. */
+  private compute(rows: number): void {
+    const { program, input, output, scratch } = this.layout;
+    const x = this.exports;
+    const helpers =
+      this.helpers.length > 0 && rows >= 2 * MR && rows * this.flopsPerRow >= this.parallelMinFlops
+        ? this.helpers.filter((h) => this.word(h.control, CONTROL.state) === HELPER_STATE.ready)
+        : [];
+    if (helpers.length === 0) {
+      x.run(program, input, output, 0, rows, scratch[0]!);
+      return;
+    }
+    this.splitCalls++;
+    // Contiguous shares, a multiple of the GEMM's row tile each; the calling thread takes the first.
+    const share = Math.ceil(rows / (helpers.length + 1) / MR) * MR;
+    const w = this.words;
+    const ranges = helpers.map((h, i) => {
+      const c = h.control >> 2;
+      const r0 = Math.min(rows, share * (i + 1));
+      const r1 = Math.min(rows, share * (i + 2));
+      Atomics.store(w, c + CONTROL.r0, r0);
+      Atomics.store(w, c + CONTROL.r1, r1);
+      Atomics.store(w, c + CONTROL.done, 0);
+      Atomics.add(w, c + CONTROL.seq, 1);
+      Atomics.notify(w, c + CONTROL.seq);
+      return [r0, r1] as const;
+    });
+    x.run(program, input, output, 0, Math.min(rows, share), scratch[0]!);
+    helpers.forEach((h, i) => {
+      const done = (h.control >> 2) + CONTROL.done;
+      while (Atomics.load(w, done) === 0) Atomics.wait(w, done, 0);
+      if (Atomics.load(w, done) < 0) {
+        // The helper died (its thread wrote the failure words): do its rows here.
+        const [r0, r1] = ranges[i]!;
+        x.run(program, input, output, r0, r1, scratch[0]!);
+      }
+    });
+    if (helpers.some((h) => this.word(h.control, CONTROL.state) === HELPER_STATE.failed))
+      this.helpers = this.helpers.filter(
+        (h) => this.word(h.control, CONTROL.state) !== HELPER_STATE.failed,
+      );
+  }
+}
+
+/**
+ * Writes the program and the parameters (weights packed by the engine's own pack_b, staged in the
+ * input region) into memory; returns the floating-point operations per row.
+ */
+function writeProgram(
+  plan: CompiledPlan,
+  layout: Layout,
+  memory: WebAssembly.Memory,
+  x: EngineExports,
+): number {
+  const i32 = new Int32Array(memory.buffer);
+  const f32 = new Float32Array(memory.buffer);
+  const f64 = new Float64Array(memory.buffer);
+  const base = layout.program >> 2;
+  i32[base + PROGRAM.steps] = plan.steps.length;
+  i32[base + PROGRAM.inWidth] = plan.inputWidth;
+  i32[base + PROGRAM.outWidth] = plan.outputWidth;
+  i32[base + PROGRAM.chunkRows] = layout.chunkRows;
+  i32[base + PROGRAM.bufferBytes] = layout.bufferBytes;
+  let param = 0;
+  let flops = 0;
+  plan.steps.forEach((step, i) => {
+    const st = layout.program + PROGRAM.headerBytes + i * STEP.bytes;
+    const w = st >> 2;
+    i32[w + STEP.activation] = activationCode(step.activation);
+    f32[w + STEP.slope] = slopeOf(step.activation);
+    switch (step.op) {
+      case 'dense': {
+        const [packed, bias] = [layout.params[param++]!, layout.params[param++]!];
+        f32.set(step.weight, layout.input >> 2);
+        // B = Wᵀ: B[k, n] = W[n, k], so k advances by one float and n by a row of W.
+        x.pack_b(layout.input, 4, step.inFeatures * 4, step.inFeatures, step.outFeatures, packed);
+        f32.set(step.bias, bias >> 2);
+        i32[w + STEP.op] = OP.dense;
+        i32[w + STEP.inFeatures] = step.inFeatures;
+        i32[w + STEP.outFeatures] = step.outFeatures;
+        i32[w + STEP.first] = packed;
+        i32[w + STEP.second] = bias;
+        flops += 2 * step.inFeatures * step.outFeatures;
+        break;
+      }
+      case 'affine': {
+        const [scale, shift] = [layout.params[param++]!, layout.params[param++]!];
+        f32.set(step.scale, scale >> 2);
+        f32.set(step.shift, shift >> 2);
+        i32[w + STEP.op] = OP.affine;
+        i32[w + STEP.inFeatures] = step.features;
+        i32[w + STEP.outFeatures] = step.features;
+        i32[w + STEP.first] = scale;
+        i32[w + STEP.second] = shift;
+        flops += 2 * step.features;
+        break;
+      }
+      case 'layernorm': {
+        i32[w + STEP.op] = OP.layernorm;
+        i32[w + STEP.inFeatures] = step.features;
+        i32[w + STEP.outFeatures] = step.features;
+        if (step.weight && step.bias) {
+          const [gamma, beta] = [layout.params[param++]!, layout.params[param++]!];
+          f32.set(step.weight, gamma >> 2);
+          f32.set(step.bias, beta >> 2);
+          i32[w + STEP.first] = gamma;
+          i32[w + STEP.second] = beta;
+        }
+        f64[(st + STEP.epsByteOffset) >> 3] = step.eps;
+        flops += 8 * step.features;
+        break;
+      }
+      case 'activation':
+        i32[w + STEP.op] = OP.activation;
+        i32[w + STEP.inFeatures] = step.features;
+        i32[w + STEP.outFeatures] = step.features;
+        flops += step.features;
+        break;
+    }
+  });
+  return flops;
+}

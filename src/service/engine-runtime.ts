@@ -1,0 +1,96 @@
+import { availableParallelism } from 'node:os';
+import { setFlagsFromString } from 'node:v8';
+import { Worker } from 'node:worker_threads';
+import {
+  detectWasmSupport,
+  type EngineOptions,
+  type HelperInit,
+  type HelperSpawner,
+} from '../inference/index.js';
+
+/**
+ * Node's side of the WebAssembly engine, which itself runs anywhere: V8 flags (relaxed SIMD, which
+ * V8 ships from 11.4, is behind a flag on Node 20's 11.3; eager optimizing compilation), and helper
+ * threads (worker_threads) for big batches.
+ */
+
+let prepared = false;
+
+/**
+ * Prepares V8 for the engine, once, before the engine module is compiled (i.e. before the first
+ * model loads): relaxed SIMD on where the runtime has it behind a flag (fused multiply-add in the
+ * GEMM), and WebAssembly compiled by the optimizing compiler up front (--no-wasm-dynamic-tiering)
+ * rather than first by the baseline compiler, whose SIMD code runs 3–5× slower and which stays in
+ * use until a background recompilation — slow to come on a busy machine — replaces it. Costs a
+ * few milliseconds of compilation once per process.
+ */
+export function prepareWasmRuntime(): void {
+  if (prepared) return;
+  prepared = true;
+  const flags = ['--no-wasm-dynamic-tiering'];
+  if (!detectWasmSupport().relaxedSimd) flags.push('--experimental-wasm-relaxed-simd');
+  for (const flag of flags) {
+    try {
+      setFlagsFromString(flag);
+    } catch {
+      // An engine without the flag: its default (the GEMM without FMA, or tiered compilation).
+    }
+  }
+}
+
+/**
+ * A helper thread's whole program: instantiate the engine on the shared memory and serve rows
+ * until told to stop. Plain JavaScript evaluated in the worker, so it runs the same from the
+ * TypeScript sources (tsx, vitest) and from dist/. If serve throws, the failure words tell the
+ * calling thread (blocked on them) to take the rows back.
+ */
+const HELPER_SOURCE = `
+const { workerData: d } = require('node:worker_threads');
+const words = new Int32Array(d.memory.buffer, d.control, 16);
+try {
+  const { exports } = new WebAssembly.Instance(d.module, { env: { memory: d.memory } });
+  exports.serve(d.control, d.program, d.input, d.output, d.scratch);
+} catch (e) {
+  Atomics.store(words, d.protocol.state, d.protocol.failed);
+  Atomics.store(words, d.protocol.done, -1);
+  Atomics.notify(words, d.protocol.done);
+  throw e;
+}`;
+
+/**
+ * Starts a helper thread. It is unref'd — an idle helper never keeps the process alive — and
+ * ended by the executor's close() (with its model version).
+ */
+export function spawnEngineHelper(
+  init: HelperInit,
+  onError: (err: unknown) => void = () => {},
+): { terminate(): void } {
+  const worker = new Worker(HELPER_SOURCE, {
+    eval: true,
+    workerData: init,
+    // Helpers run only the engine: a small heap, no stdin.
+    resourceLimits: { maxOldGenerationSizeMb: 32 },
+    stdin: false,
+  });
+  worker.unref();
+  worker.on('error', onError);
+  return {
+    terminate: () => {
+      void worker.terminate();
+    },
+  };
+}
+
+/** Threads per process for one batch by default: the cores each of `workers` processes gets. */
+export const defaultEngineThreads = (workers: number): number =>
+  Math.max(1, Math.floor(availableParallelism() / workers));
+
+/** The engine options the service uses: relaxed SIMD on, helper threads through worker_threads. */
+export function nodeEngineOptions(
+  options: EngineOptions & { onHelperError?: (err: unknown) => void },
+): EngineOptions {
+  prepareWasmRuntime();
+  const { onHelperError, ...rest } = options;
+  const spawnHelper: HelperSpawner = (init) => spawnEngineHelper(init, onHelperError);
+  return { spawnHelper, ...rest };
+}

@@ -1,0 +1,64 @@
+import type { EngineName } from '../inference/engine-name.js';
+import { CompiledModel, WasmExecutor } from '../inference/index.js';
+import { loadModelDirectory } from '../repository/index.js';
+import { nodeEngineOptions } from './engine-runtime.js';
+
+export interface LoadModelOptions {
+  /** wasm (default; js where the runtime or the model cannot) or js, the reference. */
+  engine?: EngineName;
+  /** Threads one large batch may use, the calling one included (default 1). */
+  threads?: number;
+  /** Rows per call the buffers are sized for (default 4096; larger calls still work). */
+  maxBatchSize?: number;
+}
+
+/** A loaded model version, like onnxruntime's InferenceSession. */
+export interface LoadedModel {
+  readonly name: string;
+  readonly version: number;
+  readonly task: 'classification' | 'regression';
+  /** Shape of one input row, e.g. [64]. */
+  readonly inputShape: readonly number[];
+  readonly outputWidth: number;
+  /** Class labels in output order (classification). */
+  readonly labels: readonly string[] | undefined;
+  /** The engine that runs it (wasm, or js after a fallback). */
+  readonly engine: EngineName;
+  /**
+   * Outputs [rows, outputWidth] — logits for classification — for `rows` rows of raw features
+   * ([rows, inputWidth], row-major; the model's input transform is applied). Synchronous.
+   */
+  run(input: Float32Array, rows: number): Float32Array;
+  /** Stops the model's helper threads (run keeps working, on the calling thread). */
+  close(): void;
+}
+
+/**
+ * Loads a model directory — `<repository>/<model>` (its active version) or a version directory —
+ * compiled for eval (BatchNorm folded) on the chosen engine. With `threads` > 1, resolves once the
+ * helper threads are ready.
+ */
+export async function loadModel(dir: string, options: LoadModelOptions = {}): Promise<LoadedModel> {
+  const { name, version, checkpoint } = await loadModelDirectory(dir);
+  const { config } = checkpoint;
+  const compiled = new CompiledModel(
+    checkpoint.network,
+    config.input_transform,
+    options.maxBatchSize ?? 4096,
+    config.input_shape[0],
+    nodeEngineOptions({ engine: options.engine ?? 'wasm', threads: options.threads ?? 1 }),
+  );
+  const executor = compiled.executor;
+  if (executor instanceof WasmExecutor) await executor.ready();
+  return {
+    name,
+    version,
+    task: config.task,
+    inputShape: [...config.input_shape],
+    outputWidth: compiled.outputWidth,
+    labels: config.labels ? [...config.labels] : undefined,
+    engine: executor.engine,
+    run: (input, rows) => executor.run(input, rows),
+    close: () => executor.close(),
+  };
+}

@@ -1,0 +1,289 @@
+/**
+ * The WebAssembly SIMD engine: its GEMM as a building block (strides, packing from either layout,
+ * every edge of the 4×8 and 1×32 tiles, the fused epilogues), and whole plans against the
+ * JavaScript reference executor, on both GEMM variants (with and without relaxed-SIMD FMA).
+ */
+import { describe, expect, it } from 'vitest';
+import { buildSequential, type LayerSpec } from '../../src/checkpoint/index.js';
+import {
+  compileNetwork,
+  createExecutor,
+  detectWasmSupport,
+  PlanExecutor,
+  WasmExecutor,
+} from '../../src/inference/index.js';
+import type { CompiledPlan } from '../../src/inference/plan.js';
+import {
+  type EngineExports,
+  engineModule,
+  instantiateEngine,
+} from '../../src/inference/wasm/engine-module.js';
+import { BatchNorm, Rng, type Sequential } from '../../src/nn/index.js';
+import { loadModelDirectory } from '../../src/repository/index.js';
+import { prepareWasmRuntime } from '../../src/service/index.js';
+import { expectClose } from '../helpers/compare.js';
+import { OUTPUT_ATOL } from '../helpers/tolerances.js';
+
+prepareWasmRuntime();
+const variants = detectWasmSupport().relaxedSimd ? [false, true] : [false];
+
+/** A float32 GEMM result is a sum of K float32 products: relative to Σ|a·b|, a few ulps times K. */
+const GEMM_RTOL = 1e-6;
+
+function engine(relaxed: boolean, pages = 64): { x: EngineExports; heap: Float32Array } {
+  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+  return {
+    x: instantiateEngine(engineModule(relaxed), memory),
+    heap: new Float32Array(memory.buffer),
+  };
+}
+
+describe('GEMM building block: C = epilogue(A·B + bias)', () => {
+  const shapes: [number, number, number][] = [
+    [1, 1, 1],
+    [1, 130, 3],
+    [3, 5, 7],
+    [4, 8, 1],
+    [5, 9, 13],
+    [8, 10, 64],
+    [17, 33, 65],
+    [6, 40, 2],
+  ];
+  for (const relaxed of variants) {
+    for (const epilogue of ['none', 'relu', 'leaky'] as const) {
+      it(`${epilogue}${relaxed ? ', relaxed FMA' : ''}: every shape, strided A and C, B packed from W or Wᵀ`, () => {
+        const { x, heap } = engine(relaxed);
+        const rng = new Rng(5);
+        const slope = Math.fround(0.1);
+        for (const [m, n, k] of shapes) {
+          for (const transposed of [false, true]) {
+            const lda = k + 3;
+            const ldc = n + 5;
+            const a = Float32Array.from({ length: m * lda }, () => rng.normal());
+            // B[k, n] from a [k, n] matrix, or from W = Bᵀ ([n, k], a Linear weight).
+            const b = Float32Array.from({ length: k * n }, () => rng.normal());
+            const bias = Float32Array.from({ length: Math.ceil(n / 8) * 8 }, (_, i) =>
+              i < n ? rng.normal() : 0,
+            );
+            const [aAt, srcAt, packedAt, biasAt, cAt, tmpAt] = [
+              1024, 40_000, 80_000, 120_000, 130_000, 200_000,
+            ];
+            heap.set(a, aAt);
+            if (transposed) {
+              const w = new Float32Array(n * k);
+              for (let i = 0; i < k; i++) for (let j = 0; j < n; j++) w[j * k + i] = b[i * n + j]!;
+              heap.set(w, srcAt);
+              x.pack_b(srcAt * 4, 4, k * 4, k, n, packedAt * 4);
+            } else {
+              heap.set(b, srcAt);
+              x.pack_b(srcAt * 4, n * 4, 4, k, n, packedAt * 4);
+            }
+            heap.set(bias, biasAt);
+            heap.fill(777, cAt, cAt + m * ldc + 8);
+            x.gemm(
+              m,
+              n,
+              k,
+              aAt * 4,
+              lda * 4,
+              packedAt * 4,
+              biasAt * 4,
+              cAt * 4,
+              ldc * 4,
+              epilogue === 'none' ? 1 : epilogue === 'relu' ? 0 : slope,
+              tmpAt * 4,
+            );
+            for (let i = 0; i < m; i++) {
+              for (let j = 0; j < ldc; j++) {
+                const got = heap[cAt + i * ldc + j]!;
+                if (j >= n) {
+                  expect(got, `C[${i}, ${j}] beyond N is untouched`).toBe(777);
+                  continue;
+                }
+                let sum = bias[j]!;
+                let scale = Math.abs(bias[j]!);
+                for (let p = 0; p < k; p++) {
+                  sum += a[i * lda + p]! * b[p * n + j]!;
+                  scale += Math.abs(a[i * lda + p]! * b[p * n + j]!);
+                }
+                const want =
+                  epilogue === 'none'
+                    ? sum
+                    : epilogue === 'relu'
+                      ? Math.max(sum, 0)
+                      : sum > 0
+                        ? sum
+                        : sum * slope;
+                expect(
+                  Math.abs(got - want),
+                  `[${m}×${k}]·[${k}×${n}] C[${i}, ${j}]`,
+                ).toBeLessThanOrEqual(GEMM_RTOL * k * scale + 1e-30);
+                // ReLU's zeros are +0, as Math.max(v, 0) gives them.
+                if (epilogue === 'relu' && sum < -GEMM_RTOL * k * scale)
+                  expect(Object.is(got, 0), `C[${i}, ${j}] is +0`).toBe(true);
+              }
+            }
+          }
+        }
+      });
+    }
+  }
+});
+
+const linear = (i: number, o: number): LayerSpec => ({
+  type: 'linear',
+  in_features: i,
+  out_features: o,
+  bias: true,
+});
+const bn = (n: number): LayerSpec => ({
+  type: 'batchnorm1d',
+  num_features: n,
+  eps: 1e-5,
+  momentum: 0.1,
+  affine: true,
+  track_running_stats: true,
+});
+
+function network(layers: LayerSpec[], seed: number): Sequential {
+  const rng = new Rng(seed);
+  const net = buildSequential(layers, { init: rng });
+  for (const m of net.modules) {
+    if (m instanceof BatchNorm) {
+      for (let k = 0; k < m.numFeatures; k++) {
+        m.runningMean.data[k] = rng.normal() * 0.3;
+        m.runningVar.data[k] = 0.5 + rng.next();
+      }
+    }
+  }
+  return net.eval();
+}
+
+/** Plans exercising every step kind and activation, widths that are not multiples of 4 or 8. */
+const plans: Record<string, () => CompiledPlan> = {
+  'bundled digits model': () => compileNetwork(digits!.network, digits!.config.input_transform),
+  'odd widths, every activation': () =>
+    compileNetwork(
+      network(
+        [
+          linear(13, 27),
+          bn(27),
+          { type: 'leaky_relu', negative_slope: 0.03 },
+          linear(27, 9),
+          { type: 'gelu', approximate: 'none' },
+          linear(9, 11),
+          { type: 'tanh' },
+          linear(11, 6),
+          { type: 'sigmoid' },
+          linear(6, 17),
+          { type: 'selu' },
+          linear(17, 5),
+          { type: 'gelu', approximate: 'tanh' },
+          linear(5, 3),
+        ],
+        3,
+      ),
+    ),
+  'LayerNorm, stand-alone affine and activation steps': () =>
+    compileNetwork(
+      network(
+        [
+          { type: 'relu' },
+          linear(10, 7),
+          { type: 'relu' },
+          bn(7),
+          { type: 'layernorm', normalized_shape: [7], eps: 1e-5, elementwise_affine: true },
+          { type: 'relu' },
+          linear(7, 6),
+          { type: 'layernorm', normalized_shape: [6], eps: 1e-3, elementwise_affine: false },
+          linear(6, 5),
+          { type: 'relu' },
+          bn(5),
+        ],
+        4,
+      ),
+      undefined,
+      10,
+    ),
+};
+const digits = (await loadModelDirectory('models/digits/1')).checkpoint;
+
+describe('WasmExecutor vs the JavaScript reference executor', () => {
+  for (const [name, make] of Object.entries(plans)) {
+    for (const relaxed of variants) {
+      it(`${name}${relaxed ? ', relaxed FMA' : ''}: outputs within ${OUTPUT_ATOL} at every batch size, several passes of the I/O region`, () => {
+        const plan = make();
+        const reference = new PlanExecutor(plan, 64);
+        const wasm = new WasmExecutor(plan, { maxBatchSize: 64, threads: 1, relaxedSimd: relaxed });
+        const rng = new Rng(9);
+        for (const rows of [0, 1, 2, 3, 4, 5, 7, 8, 9, 31, 64, 65, 200]) {
+          const input = Float32Array.from({ length: rows * plan.inputWidth }, () =>
+            rng.uniform(-3, 16),
+          );
+          const got = wasm.run(input, rows);
+          expect(got).toHaveLength(rows * plan.outputWidth);
+          expectClose(got, reference.run(input, rows), OUTPUT_ATOL, `${name}, ${rows} rows`);
+        }
+      });
+    }
+  }
+
+  it('reads only rows·inputWidth values and refuses too few or a fractional row count', () => {
+    const plan = plans['bundled digits model']!();
+    const wasm = new WasmExecutor(plan, { maxBatchSize: 16, threads: 1, relaxedSimd: false });
+    const long = Float32Array.from({ length: 3 * 64 + 5 }, (_, i) => i % 17);
+    expect(wasm.run(long, 3)).toEqual(wasm.run(long.slice(0, 3 * 64), 3));
+    expect(() => wasm.run(new Float32Array(64), 2)).toThrow(RangeError);
+    expect(() => wasm.run(new Float32Array(128), 1.5)).toThrow(/whole number/);
+  });
+
+  it('allocates its memory once: the same buffer serves every call', () => {
+    const wasm = new WasmExecutor(plans['bundled digits model']!(), {
+      maxBatchSize: 32,
+      threads: 1,
+      relaxedSimd: false,
+    });
+    const memory = (wasm as unknown as { heap: Float32Array }).heap.buffer;
+    for (const rows of [1, 32, 100]) wasm.run(new Float32Array(rows * 64), rows);
+    expect((wasm as unknown as { heap: Float32Array }).heap.buffer).toBe(memory);
+  });
+});
+
+describe('executor factory', () => {
+  const plan = compileNetwork(network([linear(4, 3), { type: 'relu' }, linear(3, 2)], 1));
+
+  it('builds the wasm engine by default and the JavaScript reference on request', () => {
+    expect(createExecutor(plan, { maxBatchSize: 8 }).engine).toBe('wasm');
+    expect(createExecutor(plan, { maxBatchSize: 8, engine: 'js' })).toBeInstanceOf(PlanExecutor);
+  });
+
+  it('falls back to JavaScript, saying why, on a runtime without WebAssembly SIMD', () => {
+    const reasons: string[] = [];
+    const executor = createExecutor(plan, {
+      maxBatchSize: 8,
+      support: { simd: false, relaxedSimd: false, threads: true },
+      onFallback: (r) => reasons.push(r),
+    });
+    expect(executor).toBeInstanceOf(PlanExecutor);
+    expect(reasons).toEqual(['this runtime has no WebAssembly SIMD']);
+    expect(executor.run(Float32Array.of(1, 2, 3, 4), 1)).toHaveLength(2);
+  });
+
+  it('falls back to JavaScript for a plan with a step the engine has no kernel for', () => {
+    const reasons: string[] = [];
+    const withConv = {
+      ...plan,
+      // A step of a later layer type (convolution): the JavaScript executor runs it, not wasm.
+      steps: [
+        ...plan.steps,
+        { op: 'conv2d', activation: { kind: 'none' } } as unknown as CompiledPlan['steps'][number],
+      ],
+    };
+    const executor = createExecutor(withConv, {
+      maxBatchSize: 8,
+      onFallback: (r) => reasons.push(r),
+    });
+    expect(executor.engine).toBe('js');
+    expect(reasons).toEqual(['the wasm engine has no kernel for plan step(s) conv2d']);
+  });
+});

@@ -1,0 +1,101 @@
+/**
+ * Both cores: a batch split by rows between the calling thread and a helper thread (worker_threads,
+ * one shared WebAssembly memory) gives the single-thread result bit for bit; helpers stop with
+ * close() and never keep a process alive.
+ */
+import { execFile } from 'node:child_process';
+import { resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it } from 'vitest';
+import { buildSequential } from '../../src/checkpoint/index.js';
+import { compileNetwork, detectWasmSupport, WasmExecutor } from '../../src/inference/index.js';
+import { Rng } from '../../src/nn/index.js';
+import { nodeEngineOptions, prepareWasmRuntime } from '../../src/service/index.js';
+import { makeTempDir, removeTempDirs, writeTempFile } from '../helpers/temp-files.js';
+
+const run = promisify(execFile);
+afterAll(removeTempDirs);
+prepareWasmRuntime();
+const relaxedSimd = detectWasmSupport().relaxedSimd;
+const { spawnHelper } = nodeEngineOptions({});
+
+const plan = compileNetwork(
+  buildSequential(
+    [
+      { type: 'linear', in_features: 50, out_features: 72, bias: true },
+      { type: 'gelu', approximate: 'none' },
+      { type: 'layernorm', normalized_shape: [72], eps: 1e-5, elementwise_affine: true },
+      { type: 'linear', in_features: 72, out_features: 33, bias: true },
+      { type: 'relu' },
+      { type: 'linear', in_features: 33, out_features: 7, bias: true },
+    ],
+    { init: new Rng(2) },
+  ).eval(),
+);
+
+const bits = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+
+describe('helper threads', () => {
+  it('split batches are bit-identical to one thread, at every split point', async () => {
+    const one = new WasmExecutor(plan, { maxBatchSize: 1024, threads: 1, relaxedSimd });
+    const two = new WasmExecutor(plan, {
+      maxBatchSize: 1024,
+      threads: 2,
+      relaxedSimd,
+      spawnHelper,
+      parallelMinFlops: 0,
+    });
+    try {
+      await two.ready();
+      expect(two.readyHelpers).toBe(1);
+      const rng = new Rng(4);
+      let split = 0;
+      for (const rows of [8, 9, 10, 11, 12, 13, 63, 64, 65, 333, 1024, 2500]) {
+        const input = Float32Array.from({ length: rows * 50 }, () => rng.normal() * 4);
+        const expected = one.run(input, rows);
+        const before = two.parallelCalls;
+        expect(bits(two.run(input, rows)).equals(bits(expected)), `${rows} rows`).toBe(true);
+        split += two.parallelCalls - before;
+      }
+      expect(split).toBeGreaterThanOrEqual(12); // every call (and each 1024-row pass) was split
+    } finally {
+      two.close();
+    }
+  });
+
+  it('close() stops the helpers; the executor keeps working on the calling thread', async () => {
+    const two = new WasmExecutor(plan, {
+      maxBatchSize: 256,
+      threads: 2,
+      relaxedSimd,
+      spawnHelper,
+      parallelMinFlops: 0,
+    });
+    await two.ready();
+    const input = Float32Array.from({ length: 256 * 50 }, (_, i) => Math.sin(i));
+    const before = two.run(input, 256);
+    two.close();
+    two.close();
+    expect(two.readyHelpers).toBe(0);
+    const calls = two.parallelCalls;
+    expect(bits(two.run(input, 256)).equals(bits(before))).toBe(true);
+    expect(two.parallelCalls).toBe(calls);
+  });
+
+  it('an idle pool does not keep a process alive: a script that never calls close() exits', async () => {
+    const dir = makeTempDir('threads-exit');
+    const script = writeTempFile(
+      dir,
+      'never-closes.mts',
+      `import { loadModel } from ${JSON.stringify(resolve('src/index.ts'))};
+const model = await loadModel(${JSON.stringify(resolve('models/digits'))}, { threads: 2 });
+const out = model.run(new Float32Array(4096 * 64).fill(3), 4096);
+console.log(model.engine, out.length);
+`,
+    );
+    const { stdout } = await run(process.execPath, ['--import', 'tsx', script], {
+      timeout: 120_000,
+    });
+    expect(stdout.trim()).toBe('wasm 40960');
+  });
+});

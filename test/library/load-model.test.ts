@@ -1,0 +1,108 @@
+/**
+ * The library entry: `import { loadModel } from 'normserve'` — from the sources (as a checkout
+ * runs it with tsx) and, built, from another project through package.json's exports.
+ */
+import { execFile } from 'node:child_process';
+import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it } from 'vitest';
+import { loadModel } from '../../src/index.js';
+import { expectClose } from '../helpers/compare.js';
+import { digitsTestRows } from '../helpers/digits.js';
+import { TEST_ENGINE } from '../helpers/engine.js';
+import { makeTempDir, removeTempDirs } from '../helpers/temp-files.js';
+import { OUTPUT_ATOL } from '../helpers/tolerances.js';
+
+const run = promisify(execFile);
+afterAll(removeTempDirs);
+/** The committed model against PyTorch's evaluation of the same file (as the acceptance test). */
+const BUNDLED_LOGITS_ATOL = 1e-4;
+const torch = JSON.parse(
+  readFileSync('test/fixtures/torch-model/bundled-digits-eval.json', 'utf8'),
+) as { logits: number[][] };
+const { x } = digitsTestRows();
+const input = Float32Array.from(x.flat());
+
+describe('loadModel (src/index.ts)', () => {
+  it("describes the model and runs raw rows to PyTorch's logits", async () => {
+    const model = await loadModel('models/digits', { engine: TEST_ENGINE });
+    expect(model).toMatchObject({
+      name: 'digits',
+      version: 1,
+      task: 'classification',
+      inputShape: [64],
+      outputWidth: 10,
+      labels: ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'],
+      engine: TEST_ENGINE,
+    });
+    const logits = model.run(input, x.length);
+    expect(logits).toBeInstanceOf(Float32Array);
+    expectClose(logits, torch.logits.flat(), BUNDLED_LOGITS_ATOL, 'logits');
+    expect(model.run(input.subarray(0, 64), 1)).toEqual(logits.subarray(0, 10));
+    expect(() => model.run(input, x.length + 1)).toThrow(RangeError);
+    model.close();
+  });
+
+  it('wasm and js engines agree; two threads give one thread’s bits', async () => {
+    const js = await loadModel('models/digits/1', { engine: 'js' });
+    const wasm = await loadModel('models/digits/1', { engine: 'wasm', threads: 1 });
+    const both = await loadModel('models/digits/1', { engine: 'wasm', threads: 2 });
+    expect([js.engine, wasm.engine, both.engine]).toEqual(['js', 'wasm', 'wasm']);
+    const big = new Float32Array(4096 * 64);
+    for (let i = 0; i < big.length; i++) big[i] = input[i % input.length]!;
+    const one = wasm.run(big, 4096);
+    expectClose(one, js.run(big, 4096), OUTPUT_ATOL, 'wasm vs js');
+    expect(Buffer.from(both.run(big, 4096).buffer).equals(Buffer.from(one.buffer))).toBe(true);
+    for (const m of [js, wasm, both]) m.close();
+  });
+});
+
+describe("import { loadModel } from 'normserve' in another project", () => {
+  it('resolves through package.json exports to the built library, with its types', async () => {
+    const root = makeTempDir('library');
+    const pkg = join(root, 'normserve');
+    const app = join(root, 'app');
+    mkdirSync(join(app, 'node_modules'), { recursive: true });
+    const tsc = resolve('node_modules/typescript/bin/tsc');
+    await run(process.execPath, [tsc, '-p', 'tsconfig.build.json', '--outDir', join(pkg, 'dist')]);
+    writeFileSync(join(pkg, 'package.json'), readFileSync('package.json'));
+    symlinkSync(resolve('node_modules'), join(pkg, 'node_modules'), 'dir');
+    symlinkSync(pkg, join(app, 'node_modules', 'normserve'), 'dir');
+    writeFileSync(join(app, 'package.json'), JSON.stringify({ type: 'module' }));
+    const use = `import { loadModel } from 'normserve';
+const model = await loadModel(${JSON.stringify(resolve('models/digits'))});
+const rows: number = 2;
+const out: Float32Array = model.run(new Float32Array(rows * model.inputShape[0]!).fill(8), rows);
+console.log(JSON.stringify({ engine: model.engine, labels: model.labels, out: Array.from(out) }));
+model.close();
+`;
+    writeFileSync(join(app, 'use.ts'), use);
+    const js = use.replace(': number', '').replace(': Float32Array', '').replace('[0]!', '[0]');
+    writeFileSync(join(app, 'use.mjs'), js);
+    writeFileSync(
+      join(app, 'tsconfig.json'),
+      JSON.stringify({
+        compilerOptions: {
+          module: 'NodeNext',
+          moduleResolution: 'NodeNext',
+          target: 'ES2022',
+          lib: ['ES2023'],
+          typeRoots: [resolve('node_modules/@types')],
+          types: ['node'],
+          strict: true,
+          noEmit: true,
+          skipLibCheck: false,
+        },
+        files: ['use.ts'],
+      }),
+    );
+    await run(process.execPath, [tsc, '-p', join(app, 'tsconfig.json')]);
+    const { stdout } = await run(process.execPath, [join(app, 'use.mjs')], { cwd: app });
+    const result = JSON.parse(stdout) as { engine: string; labels: string[]; out: number[] };
+    expect(result.engine).toBe('wasm');
+    expect(result.labels).toHaveLength(10);
+    const model = await loadModel('models/digits');
+    expect(result.out).toEqual(Array.from(model.run(new Float32Array(2 * 64).fill(8), 2)));
+  }, 300_000);
+});
