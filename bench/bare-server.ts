@@ -16,7 +16,7 @@ const app = Fastify({
 }).withTypeProvider<ZodTypeProvider>();
 app.setValidatorCompiler(validatorCompiler);
 app.setSerializerCompiler(serializerCompiler);
-const accepts = compileAccepts(predictRequestSchemaFor(64, 4096))!;
+const accepts = compileAccepts(predictRequestSchemaFor([64], 4096))!;
 app.post('/v1/models/:name(^[A-Za-z0-9][A-Za-z0-9._-]*)::predict', async (request) => {
   const body = (
     accepts(request.body) ? request.body : parseWith(predictRequestSchema, request.body, 'body')

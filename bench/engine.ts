@@ -22,7 +22,7 @@ import {
   WasmExecutor,
 } from '../src/inference/index.js';
 import { engineModule, instantiateEngine } from '../src/inference/wasm/engine-module.js';
-import { NR } from '../src/inference/wasm/gemm-wat.js';
+import { NR } from '../src/nn/wasm/index.js';
 import { nodeEngineOptions, prepareWasmRuntime } from '../src/service/index.js';
 import { benchInput, benchModels } from './models.js';
 

@@ -378,16 +378,20 @@ function planForTorch(plan: CompiledPlan): { weights: Uint8Array; steps: unknown
     if (step.op === 'dense') {
       add(`${i}.weight`, step.weight, [step.outFeatures, step.inFeatures]);
       add(`${i}.bias`, step.bias, [step.outFeatures]);
-    } else if (step.op === 'affine') {
-      add(`${i}.scale`, step.scale, [step.features]);
-      add(`${i}.shift`, step.shift, [step.features]);
-    } else if (step.op === 'layernorm') {
-      if (step.weight) add(`${i}.weight`, step.weight, [step.features]);
-      if (step.bias) add(`${i}.bias`, step.bias, [step.features]);
+    } else if (step.op === 'affine' && step.spatial === 1) {
+      add(`${i}.scale`, step.scale, [step.channels]);
+      add(`${i}.shift`, step.shift, [step.channels]);
+    } else if (step.op === 'layernorm' && step.groups === 1) {
+      if (step.weight) add(`${i}.weight`, step.weight, [step.groupSize]);
+      if (step.bias) add(`${i}.bias`, step.bias, [step.groupSize]);
+    } else if (step.op !== 'activation') {
+      // bench/torch-peer.py rebuilds flat (MLP) plans only.
+      throw new Error(`the PyTorch peer does not run ${step.op} steps`);
     }
   }
-  // The steps travel as JSON without their arrays (TorchProcess.call drops typed arrays).
-  const steps = plan.steps;
+  // The steps travel as JSON without their arrays (TorchProcess.call drops typed arrays); the
+  // peer reads a LayerNorm's width as `features`.
+  const steps = plan.steps.map((s) => (s.op === 'layernorm' ? { ...s, features: s.groupSize } : s));
   return { weights: writeSafetensors(tensors), steps };
 }
 

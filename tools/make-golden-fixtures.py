@@ -15,8 +15,16 @@ It writes
   test/fixtures/torch-model/recalibration-running.json
                                                    `running` BN recalibration (update_bn-style)
                                                    of that model on the night-shifted rows
+  test/fixtures/torch/conv-layers.json             Conv2d, pooling, Flatten, LayerNorm over
+                                                   [C, H, W], the residual block (section k2)
+  test/fixtures/torch-model/digits-cnn-torch/1/    the convolutional networks issue's CNN trained
+                                                   by PyTorch, in normserve's format (section n)
+  test/fixtures/torch-model/cnn-expected.json      its eval outputs on the test rows
+  test/fixtures/torch-model/cnn-recalibration.json exact (forward pre-hooks, float64) and running
+                                                   BatchNorm2d recalibration on the night rows
 
-The outputs are committed, so CI and the TypeScript tests never need torch. Re-run this only to
+`/usr/bin/python3 tools/make-golden-fixtures.py conv cnn` writes only the named sections (conv:
+k2, cnn: n). The outputs are committed, so CI and the TypeScript tests never need torch. Re-run this only to
 regenerate them (e.g. after changing what is recorded), and commit the result.
 
 Conventions of the JSON files:
@@ -538,6 +546,142 @@ def make_clip_grad_norm():
 
 
 # ---------------------------------------------------------------------------------------------
+# k2. Convolutional layers: Conv2d, pooling, Flatten, the residual block, LayerNorm over [C, H, W]
+
+
+def load_torch_eval_model():
+    """tools/torch-eval-model.py as a module: the reference loader, whose Residual block is the
+    one normserve's "residual" layer mirrors."""
+    import importlib.util
+
+    path = os.path.join(ROOT, "tools", "torch-eval-model.py")
+    spec = importlib.util.spec_from_file_location("torch_eval_model", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+Residual = load_torch_eval_model().Residual
+
+
+def module_case(name, module, x, options, train=True):
+    """Forward and backward of one module on x: output, input gradient, parameter gradients."""
+    module.train(train)
+    x = x.clone().requires_grad_(True)
+    y = module(x)
+    grad_output = torch.randn(*y.shape)
+    y.backward(grad_output)
+    case = {
+        "name": name,
+        "options": options,
+        "train": train,
+        "input": t(x),
+        "output": t(y),
+        "grad_output": t(grad_output),
+        "grad_input": t(x.grad),
+        "parameters": {k: t(p) for k, p in module.named_parameters()},
+        "grads": {k: t(p.grad) for k, p in module.named_parameters()},
+        "buffers": {k: state_entry(b) for k, b in module.named_buffers()},
+    }
+    return case
+
+
+def randomize_batchnorms(module):
+    """Non-trivial affine parameters and running statistics for every BatchNorm of a module."""
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                m.weight.copy_(torch.rand(m.num_features) * 1.5 + 0.5)
+                m.bias.copy_(torch.randn(m.num_features) * 0.5)
+                m.running_mean.copy_(torch.randn(m.num_features) * 0.5)
+                m.running_var.copy_(torch.rand(m.num_features) * 1.5 + 0.5)
+
+
+def make_conv_layers():
+    torch.manual_seed(31)
+    cases = []
+    conv_specs = [
+        ("conv_3x3_pad1", dict(in_channels=2, out_channels=3, kernel_size=3, stride=1, padding=1,
+                               bias=True), (2, 2, 5, 6)),
+        ("conv_rect_stride_dilation_no_bias",
+         dict(in_channels=3, out_channels=4, kernel_size=(2, 3), stride=(2, 1), padding=(1, 0),
+              dilation=(1, 2), bias=False), (3, 3, 6, 7)),
+        ("conv_1x1", dict(in_channels=4, out_channels=2, kernel_size=1, bias=True), (2, 4, 3, 3)),
+    ]
+    for name, options, shape in conv_specs:
+        conv = nn.Conv2d(**options)
+        cases.append(module_case(name, conv, torch.randn(*shape), {"type": "conv2d", **options}))
+    pool_specs = [
+        ("maxpool_2", nn.MaxPool2d(2), {"type": "maxpool2d", "kernel_size": 2}, (2, 3, 6, 5)),
+        ("maxpool_3_stride2_pad1", nn.MaxPool2d(3, stride=2, padding=1),
+         {"type": "maxpool2d", "kernel_size": 3, "stride": 2, "padding": 1}, (2, 2, 7, 6)),
+        ("avgpool_2", nn.AvgPool2d(2), {"type": "avgpool2d", "kernel_size": 2}, (2, 3, 6, 5)),
+        ("avgpool_3_stride2_pad1", nn.AvgPool2d(3, stride=2, padding=1),
+         {"type": "avgpool2d", "kernel_size": 3, "stride": 2, "padding": 1}, (2, 2, 7, 6)),
+        ("avgpool_3_stride2_pad1_exclude_pad",
+         nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False),
+         {"type": "avgpool2d", "kernel_size": 3, "stride": 2, "padding": 1,
+          "count_include_pad": False}, (2, 2, 7, 6)),
+        ("adaptive_avgpool_1", nn.AdaptiveAvgPool2d(1),
+         {"type": "adaptive_avgpool2d", "output_size": 1}, (2, 3, 4, 4)),
+        ("adaptive_avgpool_3x2_uneven", nn.AdaptiveAvgPool2d((3, 2)),
+         {"type": "adaptive_avgpool2d", "output_size": [3, 2]}, (2, 2, 5, 7)),
+        ("flatten", nn.Flatten(), {"type": "flatten", "start_dim": 1, "end_dim": -1}, (2, 3, 2, 2)),
+        ("flatten_2_3", nn.Flatten(2, 3), {"type": "flatten", "start_dim": 2, "end_dim": 3},
+         (2, 3, 2, 2)),
+    ]
+    for name, module, options, shape in pool_specs:
+        cases.append(module_case(name, module, torch.randn(*shape), options))
+
+    ln = nn.LayerNorm([3, 4, 5])
+    with torch.no_grad():
+        ln.weight.copy_(torch.rand(3, 4, 5) * 1.5 + 0.5)
+        ln.bias.copy_(torch.randn(3, 4, 5) * 0.5)
+    cases.append(module_case("layernorm_chw", ln, torch.randn(2, 3, 4, 5) * 2 + 1,
+                             {"type": "layernorm", "normalized_shape": [3, 4, 5]}))
+    ln_w = nn.LayerNorm(5, elementwise_affine=False)
+    cases.append(module_case("layernorm_last_dim", ln_w, torch.randn(2, 3, 4, 5),
+                             {"type": "layernorm", "normalized_shape": [5],
+                              "elementwise_affine": False}))
+
+    def block():
+        return Residual(
+            nn.Conv2d(4, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU(),
+            nn.Conv2d(4, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4),
+        )
+
+    residual_options = {"type": "residual", "layers": [
+        {"type": "conv2d", "in_channels": 4, "out_channels": 4, "kernel_size": 3, "padding": 1,
+         "bias": False},
+        {"type": "batchnorm2d", "num_features": 4},
+        {"type": "relu"},
+        {"type": "conv2d", "in_channels": 4, "out_channels": 4, "kernel_size": 3, "padding": 1,
+         "bias": False},
+        {"type": "batchnorm2d", "num_features": 4},
+    ]}
+    for train in (True, False):
+        torch.manual_seed(32)
+        module = block()
+        randomize_batchnorms(module)
+        x = torch.randn(3, 4, 5, 5)
+        before = {k: state_entry(b) for k, b in module.named_buffers()}
+        case = module_case(f"residual_{'train' if train else 'eval'}", module, x, residual_options,
+                           train=train)
+        case["buffers_before"] = before
+        case["state_dict_keys"] = list(module.state_dict().keys())
+        cases.append(case)
+    write_json(
+        os.path.join(TORCH_DIR, "conv-layers.json"),
+        {
+            "description": "forward and backward of single modules: input, output, grad_output "
+            "(randn), grad_input, parameters and their gradients, buffers after the forward "
+            "(residual: buffers_before too). options are the normserve config entry.",
+            "cases": cases,
+        },
+    )
+
+
+# ---------------------------------------------------------------------------------------------
 # l. A trained digits model in normserve's checkpoint format
 
 
@@ -971,7 +1115,239 @@ def make_running_recalibration():
           f"accuracy {accuracy(logits, y_test):.4f}")
 
 
+# ---------------------------------------------------------------------------------------------
+# n. A PyTorch-trained CNN (the convolutional networks issue) in normserve's checkpoint format
+
+
+CNN_DIR = os.path.join(MODEL_DIR, "digits-cnn-torch", "1")
+
+
+def digits_cnn():
+    """conv(1→16,3,p1) bn2d relu | residual[conv bn relu conv bn] | maxpool2d(2) |
+    conv(16→32,3,p1) bn2d relu | adaptive_avgpool2d(1) | flatten | linear(32→10)."""
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+        Residual(
+            nn.Conv2d(16, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+            nn.Conv2d(16, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16),
+        ),
+        nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10),
+    )
+
+
+def as_list(v):
+    return list(v) if isinstance(v, tuple) else v
+
+
+def layer_entry(m):
+    """A PyTorch module as its normserve.model/v1 config entry (constructor arguments)."""
+    if isinstance(m, nn.Conv2d):
+        return {"type": "conv2d", "in_channels": m.in_channels, "out_channels": m.out_channels,
+                "kernel_size": as_list(m.kernel_size), "stride": as_list(m.stride),
+                "padding": as_list(m.padding), "dilation": as_list(m.dilation),
+                "groups": m.groups, "bias": m.bias is not None, "padding_mode": m.padding_mode}
+    if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        return {"type": "batchnorm2d" if isinstance(m, nn.BatchNorm2d) else "batchnorm1d",
+                "num_features": m.num_features, "eps": m.eps, "momentum": m.momentum,
+                "affine": m.affine, "track_running_stats": m.track_running_stats}
+    if isinstance(m, nn.MaxPool2d):
+        return {"type": "maxpool2d", "kernel_size": m.kernel_size, "stride": m.stride,
+                "padding": m.padding, "dilation": m.dilation, "ceil_mode": m.ceil_mode}
+    if isinstance(m, nn.AdaptiveAvgPool2d):
+        return {"type": "adaptive_avgpool2d", "output_size": as_list(m.output_size)}
+    if isinstance(m, nn.Flatten):
+        return {"type": "flatten", "start_dim": m.start_dim, "end_dim": m.end_dim}
+    if isinstance(m, nn.Linear):
+        return {"type": "linear", "in_features": m.in_features, "out_features": m.out_features,
+                "bias": m.bias is not None}
+    if isinstance(m, nn.ReLU):
+        return {"type": "relu"}
+    if isinstance(m, Residual):
+        return {"type": "residual", "layers": [layer_entry(c) for c in m.body]}
+    raise TypeError(type(m))
+
+
+def batchnorms_in_order(model):
+    """(path, module) of every BatchNorm in execution order (named_modules order here)."""
+    return [(name, m) for name, m in model.named_modules()
+            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d))]
+
+
+def recalibrate_exact_hooks(model, z):
+    """Exact layer-by-layer recalibration through forward pre-hooks: for each BatchNorm in order,
+    the mean and unbiased variance of its inputs over N·H·W per channel, with the whole network in
+    eval mode and earlier BatchNorms already recalibrated. Works in the model's dtype."""
+    model.eval()
+    stats = []
+    with torch.no_grad():
+        for path, bn in batchnorms_in_order(model):
+            seen = {}
+
+            def hook(module, inputs, seen=seen):
+                seen["x"] = inputs[0].detach().clone()
+
+            handle = bn.register_forward_pre_hook(hook)
+            model(z)
+            handle.remove()
+            x = seen["x"]
+            dims = [0] + list(range(2, x.dim()))
+            count = x.numel() // x.shape[1]
+            mean = x.mean(dim=dims)
+            view = [1, -1] + [1] * (x.dim() - 2)
+            var = ((x - mean.view(view)) ** 2).sum(dim=dims) / (count - 1)
+            bn.running_mean.copy_(mean)
+            bn.running_var.copy_(var)
+            stats.append({"path": path, "count": count, "mean": mean.clone(), "var": var.clone()})
+    return stats
+
+
+def make_cnn_fixture():
+    x_raw, labels = read_digits()
+    images = x_raw.view(-1, 1, 8, 8)
+    scale = torch.full((64,), 1.0 / 16.0)
+    z = images * (1.0 / 16.0)  # the input transform (x - 0) * 0.0625, exact in float32
+    z_train, y_train = z[TRAIN_ROWS[0]:TRAIN_ROWS[1]], labels[TRAIN_ROWS[0]:TRAIN_ROWS[1]]
+    z_test, y_test = z[TEST_ROWS[0]:TEST_ROWS[1]], labels[TEST_ROWS[0]:TEST_ROWS[1]]
+
+    torch.manual_seed(0)
+    model = digits_cnn()
+    epochs, batch_size, lr, weight_decay = 30, 64, 1e-3, 1e-2
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    for _ in range(epochs):
+        model.train()
+        order = torch.randperm(z_train.shape[0])
+        for start in range(0, z_train.shape[0], batch_size):
+            idx = order[start:start + batch_size]
+            opt.zero_grad()
+            F.cross_entropy(model(z_train[idx]), y_train[idx]).backward()
+            opt.step()
+    model.eval()
+    parameters = sum(p.numel() for p in model.parameters())
+
+    config = {
+        "format": "normserve.model/v1",
+        "name": "digits-cnn-torch",
+        "task": "classification",
+        "description": "the convolutional networks issue's CNN, trained by PyTorch "
+        "(tools/make-golden-fixtures.py cnn)",
+        "input_shape": [1, 8, 8],
+        "labels": [str(d) for d in range(10)],
+        "input_transform": {"shift": [0.0] * 64, "scale": scale.tolist()},
+        "layers": [layer_entry(m) for m in model],
+        "provenance": {"source": "pytorch", "torch_version": TORCH_VERSION,
+                       "training": {"seed": 0, "epochs": epochs, "batch_size": batch_size,
+                                    "optimizer": "AdamW", "lr": lr,
+                                    "weight_decay": weight_decay}},
+    }
+    os.makedirs(CNN_DIR, exist_ok=True)
+    with open(os.path.join(CNN_DIR, "config.json"), "w", encoding="utf-8") as f:
+        f.write(json.dumps(config, indent=2, allow_nan=False) + "\n")
+    state = model.state_dict()
+    write_safetensors(os.path.join(CNN_DIR, "model.safetensors"), state,
+                      {"format": "pt", "torch_version": TORCH_VERSION})
+
+    logits = eval_logits(model, z_test)
+    clean_accuracy = accuracy(logits, y_test)
+    write_json(
+        os.path.join(MODEL_DIR, "cnn-expected.json"),
+        {
+            "description": "eval-mode outputs of digits-cnn-torch/1 on the test rows of "
+            "data/digits/digits.csv (raw pixels; the model applies x * 0.0625 and reads [1, 8, 8]); "
+            "logits_float64: the float32 checkpoint evaluated in float64 on the same inputs",
+            "model": "digits-cnn-torch",
+            "rows": {"start": TEST_ROWS[0], "end": TEST_ROWS[1]},
+            "parameters": parameters,
+            "state_dict_keys": list(state.keys()),
+            "labels": y_test.tolist(),
+            "logits": t(logits),
+            "probabilities": t(torch.softmax(logits, dim=1)),
+            "logits_float64": t64(eval_logits(copy.deepcopy(model).double(), z_test.double())),
+            "predictions": logits.argmax(dim=1).tolist(),
+            "accuracy": clean_accuracy,
+        },
+    )
+
+    # The night shift 0.35·x + 0.1 on pixel/16, clamped to [0, 1] (a no-op here: x' ∈ [0.1, 0.45]),
+    # back in raw pixels as the service receives them.
+    night_raw = (16.0 * torch.clamp(0.35 * (x_raw.double() / 16.0) + 0.1, 0.0, 1.0)).float()
+    z_night = night_raw[TEST_ROWS[0]:TEST_ROWS[1]].view(-1, 1, 8, 8) * (1.0 / 16.0)
+    night_logits = eval_logits(model, z_night)
+    model64 = copy.deepcopy(model).double()
+    stats64 = recalibrate_exact_hooks(model64, z_night.double())
+    recalibrated = copy.deepcopy(model)
+    modules = dict(recalibrated.named_modules())
+    with torch.no_grad():
+        for s in stats64:
+            modules[s["path"]].running_mean.copy_(s["mean"].float())
+            modules[s["path"]].running_var.copy_(s["var"].float())
+    recal_logits = eval_logits(recalibrated, z_night)
+
+    # running mode (update_bn with Dropout off; there is none here): batches of 64 rows.
+    running = copy.deepcopy(model)
+    bns = batchnorms_in_order(running)
+    for _, bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None
+    running.eval()
+    for _, bn in bns:
+        bn.train()
+    with torch.no_grad():
+        for start in range(0, z_night.shape[0], 64):
+            running(z_night[start:start + 64])
+    running.eval()
+
+    write_json(
+        os.path.join(MODEL_DIR, "cnn-recalibration.json"),
+        {
+            "description": "night shift on the test rows, raw pixels x' = float32(16 * clamp("
+            "0.35 * x / 16 + 0.1, 0, 1)); exact layer-by-layer recalibration of every BatchNorm2d "
+            "(forward pre-hooks, whole network in eval, earlier BNs recalibrated; mean and "
+            "unbiased variance over N·H·W per channel) computed in float64; running mode: "
+            "update_bn-style (reset, momentum None, BNs in train mode) over batches of 64 rows in "
+            "float32. BatchNorms are named by their state-dict prefix.",
+            "model": "digits-cnn-torch",
+            "rows": {"start": TEST_ROWS[0], "end": TEST_ROWS[1]},
+            "labels": y_test.tolist(),
+            "clean_accuracy": clean_accuracy,
+            "night": {"accuracy": accuracy(night_logits, y_test)},
+            "exact": {
+                "batchnorms": [
+                    {"path": s["path"], "count": s["count"], "running_mean_float64": t64(s["mean"]),
+                     "running_var_float64": t64(s["var"])}
+                    for s in stats64
+                ],
+                "logits": t(recal_logits),
+                "predictions": recal_logits.argmax(dim=1).tolist(),
+                "accuracy": accuracy(recal_logits, y_test),
+            },
+            "running": {
+                "batch_size": 64,
+                "batchnorms": [
+                    {"path": p, "running_mean": t(bn.running_mean), "running_var": t(bn.running_var),
+                     "num_batches_tracked": int(bn.num_batches_tracked.item())}
+                    for p, bn in bns
+                ],
+            },
+        },
+    )
+    print(f"digits-cnn-torch: {parameters} parameters, clean {clean_accuracy:.4f}, night "
+          f"{accuracy(night_logits, y_test):.4f}, exact recalibration "
+          f"{accuracy(recal_logits, y_test):.4f}")
+
+
+SECTIONS = {}
+
+
 def main():
+    import sys
+
+    wanted = sys.argv[1:]
+    if wanted:
+        for name in wanted:
+            SECTIONS[name]()
+        return
     make_batchnorm()
     make_batchnorm_errors()
     make_layernorm()
@@ -984,7 +1360,11 @@ def main():
     make_clip_grad_norm()
     make_model_fixture()
     make_running_recalibration()
+    make_conv_layers()
+    make_cnn_fixture()
 
+
+SECTIONS.update(conv=make_conv_layers, cnn=make_cnn_fixture)
 
 if __name__ == "__main__":
     main()

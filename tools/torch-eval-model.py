@@ -37,14 +37,43 @@ def read_safetensors(path):
     return tensors
 
 
+class Residual(nn.Module):
+    """normserve's residual block: out = relu(body(x) + x); tensors body.<j>.<name>."""
+
+    def __init__(self, *layers):
+        super().__init__()
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return torch.relu(self.body(x) + x)
+
+
 def build(config):
+    return nn.Sequential(*build_layers(config["layers"]))
+
+
+def build_layers(specs):
     layers = []
-    for spec in config["layers"]:
+    for spec in specs:
         t = spec["type"]
         if t == "linear":
             layers.append(nn.Linear(spec["in_features"], spec["out_features"], bias=spec.get("bias", True)))
         elif t == "batchnorm1d":
             layers.append(nn.BatchNorm1d(spec["num_features"], eps=spec.get("eps", 1e-5), momentum=spec.get("momentum", 0.1), affine=spec.get("affine", True)))
+        elif t == "batchnorm2d":
+            layers.append(nn.BatchNorm2d(spec["num_features"], eps=spec.get("eps", 1e-5), momentum=spec.get("momentum", 0.1), affine=spec.get("affine", True)))
+        elif t == "conv2d":
+            layers.append(nn.Conv2d(spec["in_channels"], spec["out_channels"], spec["kernel_size"], stride=spec.get("stride", 1), padding=spec.get("padding", 0), dilation=spec.get("dilation", 1), bias=spec.get("bias", True)))
+        elif t == "maxpool2d":
+            layers.append(nn.MaxPool2d(spec["kernel_size"], stride=spec.get("stride"), padding=spec.get("padding", 0)))
+        elif t == "avgpool2d":
+            layers.append(nn.AvgPool2d(spec["kernel_size"], stride=spec.get("stride"), padding=spec.get("padding", 0), count_include_pad=spec.get("count_include_pad", True)))
+        elif t == "adaptive_avgpool2d":
+            layers.append(nn.AdaptiveAvgPool2d(spec["output_size"]))
+        elif t == "flatten":
+            layers.append(nn.Flatten(spec.get("start_dim", 1), spec.get("end_dim", -1)))
+        elif t == "residual":
+            layers.append(Residual(*build_layers(spec["layers"])))
         elif t == "layernorm":
             layers.append(nn.LayerNorm(spec["normalized_shape"], eps=spec.get("eps", 1e-5), elementwise_affine=spec.get("elementwise_affine", True)))
         elif t == "relu":
@@ -67,7 +96,7 @@ def build(config):
             layers.append(nn.Identity())
         else:
             raise SystemExit(f"unknown layer type {t}")
-    return nn.Sequential(*layers)
+    return layers
 
 
 def main():
@@ -98,6 +127,7 @@ def main():
     t = config.get("input_transform")
     if t:
         x = (x - torch.tensor(t["shift"], dtype=torch.float32)) * torch.tensor(t["scale"], dtype=torch.float32)
+    x = x.view(-1, *config["input_shape"])  # rows are row-major samples, e.g. [1, 8, 8]
     with torch.no_grad():
         logits = model(x)
     predictions = logits.argmax(dim=1).tolist()

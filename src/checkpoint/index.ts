@@ -14,5 +14,17 @@ export {
   WEIGHTS_FILE,
 } from './checkpoint-files.js';
 export { formatJson } from './json-format.js';
+export type { LayerDefinition, Shape } from './layers/layer-definition.js';
+export {
+  checkLayerChain,
+  holdsBatchNormStatistics,
+  type LayerSpec,
+  type LayerType,
+  layerDefinition,
+  layerDefinitions,
+  layerSchema,
+  layerTypes,
+} from './layers/registry.js';
+export type { ResidualLayerSpec } from './layers/residual.js';
 export * from './model-config.js';
 export * from './safetensors.js';

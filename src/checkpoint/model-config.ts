@@ -1,80 +1,25 @@
 import { z } from 'zod';
 import { describeLocations, issuesToLocations, NormserveError } from '../errors/index.js';
+import { numelOf } from '../nn/index.js';
+import type { Shape } from './layers/layer-definition.js';
+import { checkLayerChain, layerSchema } from './layers/registry.js';
+
+// The layer union and its helpers live with the layer records; re-exported where the config
+// schema is, as before.
+export {
+  checkLayerChain,
+  type LayerSpec,
+  type LayerType,
+  layerSchema,
+  layerTypes,
+} from './layers/registry.js';
 
 /**
  * The `config.json` of a normserve.model/v1 checkpoint (docs/model-format.md). Layer types and
- * fields use the names of PyTorch's constructor arguments; layer i owns the tensors `i.*`.
+ * fields use the names of PyTorch's constructor arguments (their records: ./layers/); layer i owns
+ * the tensors `i.*`.
  */
 const positiveInt = z.number().int().positive();
-const probability = z.number().min(0).max(1);
-const eps = z.number().positive().default(1e-5);
-/** PyTorch's in-place flag changes nothing numerically; accept it so configs can mirror code. */
-const inplace = { inplace: z.boolean().optional() };
-
-export const linearLayerSchema = z.strictObject({
-  type: z.literal('linear'),
-  in_features: positiveInt,
-  out_features: positiveInt,
-  bias: z.boolean().default(true),
-});
-
-export const batchNorm1dLayerSchema = z.strictObject({
-  type: z.literal('batchnorm1d'),
-  num_features: positiveInt,
-  eps,
-  momentum: probability.nullable().default(0.1),
-  affine: z.boolean().default(true),
-  track_running_stats: z
-    .literal(true, {
-      error:
-        'only track_running_stats=true is supported: without running statistics, eval would use batch statistics',
-    })
-    .default(true),
-});
-
-export const layerNormLayerSchema = z.strictObject({
-  type: z.literal('layernorm'),
-  normalized_shape: z.union([positiveInt.transform((n) => [n]), z.array(positiveInt).min(1)]),
-  eps,
-  elementwise_affine: z.boolean().default(true),
-});
-
-export const layerSchema = z.discriminatedUnion(
-  'type',
-  [
-    linearLayerSchema,
-    batchNorm1dLayerSchema,
-    layerNormLayerSchema,
-    z.strictObject({ type: z.literal('relu'), ...inplace }),
-    z.strictObject({
-      type: z.literal('leaky_relu'),
-      negative_slope: z.number().default(0.01),
-      ...inplace,
-    }),
-    z.strictObject({
-      type: z.literal('gelu'),
-      approximate: z.enum(['none', 'tanh']).default('none'),
-    }),
-    z.strictObject({ type: z.literal('tanh') }),
-    z.strictObject({ type: z.literal('sigmoid') }),
-    z.strictObject({ type: z.literal('selu'), ...inplace }),
-    z.strictObject({ type: z.literal('dropout'), p: probability.default(0.5), ...inplace }),
-    z.strictObject({ type: z.literal('alpha_dropout'), p: probability.default(0.5), ...inplace }),
-    z.strictObject({ type: z.literal('identity') }),
-  ],
-  {
-    error: (issue) =>
-      issue.code === 'invalid_union' && 'options' in issue
-        ? `unknown layer type ${JSON.stringify((issue.input as { type?: unknown } | undefined)?.type)}; expected one of ${(issue.options as string[]).join(', ')}`
-        : undefined,
-  },
-);
-
-export type LayerSpec = z.output<typeof layerSchema>;
-export type LayerType = LayerSpec['type'];
-export const layerTypes = layerSchema.options.map(
-  (o) => o.shape.type.value,
-) as readonly LayerType[];
 
 const finite = z.number().refine(Number.isFinite, 'expected a finite number');
 
@@ -100,7 +45,9 @@ export const modelConfigSchema = z.looseObject({
   format: z.literal(MODEL_FORMAT),
   name: modelNameSchema,
   task: z.enum(['classification', 'regression']),
-  input_shape: z.tuple([positiveInt]),
+  input_shape: z.array(positiveInt).refine((shape) => shape.length === 1 || shape.length === 3, {
+    message: 'expected [features] or [channels, height, width]',
+  }),
   labels: z.array(z.string().min(1)).min(2).optional(),
   description: z.string().optional(),
   input_transform: inputTransformSchema.optional(),
@@ -120,40 +67,6 @@ export const modelConfigSchema = z.looseObject({
 });
 export type ModelConfig = z.output<typeof modelConfigSchema>;
 
-/** Width flowing out of each layer given the width flowing in; throws naming the layer. */
-export function layerOutputWidth(layer: LayerSpec, index: number, width: number): number {
-  const fail = (message: string): never => {
-    throw new NormserveError(
-      'MODEL_CONFIG_INVALID',
-      `layers[${index}] (${layer.type}): ${message}`,
-    );
-  };
-  switch (layer.type) {
-    case 'linear':
-      if (layer.in_features !== width)
-        fail(`in_features ${layer.in_features} does not match the previous width ${width}`);
-      return layer.out_features;
-    case 'batchnorm1d':
-      if (layer.num_features !== width)
-        fail(`num_features ${layer.num_features} does not match the previous width ${width}`);
-      return width;
-    case 'layernorm':
-      if (layer.normalized_shape.length !== 1 || layer.normalized_shape[0] !== width) {
-        fail(
-          `normalized_shape [${layer.normalized_shape}] does not match the previous width ${width}`,
-        );
-      }
-      return width;
-    default:
-      return width;
-  }
-}
-
-/** The network's output width; throws when the layer shapes do not chain. */
-export function checkLayerChain(layers: readonly LayerSpec[], inputWidth: number): number {
-  return layers.reduce((width, layer, i) => layerOutputWidth(layer, i, width), inputWidth);
-}
-
 /**
  * Parses and checks a config.json value: the schema, then the facts the schema cannot state
  * (shapes chain, labels match the output width, the input transform matches the input width).
@@ -167,10 +80,10 @@ export function parseModelConfig(value: unknown, source = 'config.json'): ModelC
     });
   }
   const config = parsed.data;
-  const inputWidth = config.input_shape[0];
-  let outputWidth: number;
+  const inputWidth = numelOf(config.input_shape);
+  let outputShape: Shape;
   try {
-    outputWidth = checkLayerChain(config.layers, inputWidth);
+    outputShape = checkLayerChain(config.layers, config.input_shape);
   } catch (e) {
     if (e instanceof NormserveError) throw new NormserveError(e.code, `${source}: ${e.message}`);
     throw e;
@@ -178,6 +91,11 @@ export function parseModelConfig(value: unknown, source = 'config.json'): ModelC
   const fail = (message: string): never => {
     throw new NormserveError('MODEL_CONFIG_INVALID', `${source}: ${message}`);
   };
+  if (outputShape.length !== 1)
+    fail(
+      `the network's output has shape [${outputShape.join(', ')}]; a flat [outputs] is needed (end with flatten or linear)`,
+    );
+  const outputWidth = outputShape[0]!;
   if (config.task === 'classification') {
     if (!config.labels) fail('labels are required for a classification model');
     if (config.labels!.length !== outputWidth) {
@@ -197,5 +115,5 @@ export function parseModelConfig(value: unknown, source = 'config.json'): ModelC
 
 /** Output width of a valid config. */
 export function outputWidthOf(config: ModelConfig): number {
-  return checkLayerChain(config.layers, config.input_shape[0]);
+  return numelOf(checkLayerChain(config.layers, config.input_shape));
 }

@@ -11,11 +11,10 @@ import { basename, dirname } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { NormserveError } from '../errors/index.js';
 import {
-  checkRowWidths,
   featureNamesOf,
+  inputShapeOf,
   JobRegistry,
   ModelRegistry,
-  packRows,
   RecalibrationService,
 } from '../service/index.js';
 import { numericCell, parseCsv } from '../training/index.js';
@@ -125,8 +124,7 @@ async function main(argv: readonly string[]): Promise<void> {
       : table.header.map((_, i) => i).filter((i) => i !== label);
     rows = table.rows.map((_, r) => columns.map((c) => numericCell(table, r, c)));
   }
-  const width = parent.compiled.inputWidth;
-  checkRowWidths(rows, width, flags.data);
+  const data = inputShapeOf(parent).readInstances(rows, flags.data);
   const service = new RecalibrationService(registry, new JobRegistry(), {
     maxSamples: Number.MAX_SAFE_INTEGER,
   });
@@ -139,7 +137,7 @@ async function main(argv: readonly string[]): Promise<void> {
       activate: flags.activate,
       note: flags.note,
     },
-    packRows(rows, width),
+    data,
   );
   process.stdout.write(`${JSON.stringify(outcome, null, 2)}\n`);
   process.stderr.write(

@@ -22,6 +22,7 @@ export const errorCatalogue = {
   RECALIBRATION_IN_PROGRESS: { status: 409, title: 'A recalibration of this model is running' },
   ACTIVE_VERSION_DELETE: { status: 409, title: 'The active version cannot be deleted' },
   NOT_RECALIBRATABLE: { status: 422, title: 'Model has no BatchNorm layer to recalibrate' },
+  NOT_EXPORTABLE: { status: 422, title: 'Model cannot be exported to ONNX' },
   TOO_FEW_SAMPLES: { status: 400, title: 'Too few samples' },
   TOO_MANY_SAMPLES: { status: 413, title: 'Too many samples' },
   SHUTTING_DOWN: { status: 503, title: 'Server is shutting down' },

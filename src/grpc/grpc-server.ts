@@ -22,10 +22,13 @@ import {
   checkFiniteOutputs,
   checkInputTensor,
   compileAccepts,
+  FP32_BYTES,
   failInput,
   float32Bytes,
   float32Rows,
   type InferenceService,
+  type InputShape,
+  inputShapeOf,
   type Log,
   modelMetadata,
   OIP_EXTENSIONS,
@@ -94,7 +97,8 @@ const tensorBytes = (tensor: OutputTensor): Buffer =>
 
 /** A typed `contents` of an FP32 input: fp32_contents only, `count` finite values. */
 function contentsRows(request: ModelInferRequest, rows: number, width: number): RowSource {
-  const contents = request.inputs[0]!.contents;
+  const input = request.inputs[0]!;
+  const contents = input.contents;
   const count = rows * width;
   const values = contents?.fp32_contents ?? [];
   if (contents) {
@@ -106,7 +110,7 @@ function contentsRows(request: ModelInferRequest, rows: number, width: number): 
   if (values.length !== count) {
     failInput(
       'inputs[0].contents.fp32_contents',
-      `shape [${rows}, ${width}] needs ${count} values, got ${values.length} (or send raw_input_contents)`,
+      `shape [${input.shape.join(', ')}] needs ${count} values, got ${values.length} (or send raw_input_contents)`,
     );
   }
   const data = Float32Array.from(values);
@@ -114,9 +118,13 @@ function contentsRows(request: ModelInferRequest, rows: number, width: number): 
   return float32Rows(data, rows, width);
 }
 
-/** The input rows of a ModelInfer request: raw_input_contents, or typed contents. */
-function readRows(request: ModelInferRequest, width: number, maxRows: number): RowSource {
-  const rows = checkInputTensor(request.inputs, width, maxRows);
+/**
+ * The input rows of a ModelInfer request: raw_input_contents, or typed contents, of a tensor of
+ * shape [N, ...input_shape] or [N, features] (both row-major: the same bytes).
+ */
+function readRows(request: ModelInferRequest, inputShape: InputShape, maxRows: number): RowSource {
+  const rows = checkInputTensor(request.inputs, inputShape, maxRows);
+  const width = inputShape.width;
   const raw = request.raw_input_contents;
   if (raw.length === 0) return contentsRows(request, rows, width);
   if (raw.length !== request.inputs.length) {
@@ -129,11 +137,11 @@ function readRows(request: ModelInferRequest, width: number, maxRows: number): R
   if (contents && Object.values(contents).some((list) => (list as unknown[]).length > 0))
     failInput('inputs[0].contents', 'give either contents or raw_input_contents, not both');
   const bytes = raw[0]!;
-  const expected = rows * width * 4;
+  const expected = rows * width * FP32_BYTES;
   if (bytes.byteLength !== expected) {
     failInput(
       'raw_input_contents[0]',
-      `shape [${rows}, ${width}] of FP32 is ${expected} bytes, got ${bytes.byteLength}`,
+      `shape [${request.inputs[0]!.shape.join(', ')}] of FP32 is ${expected} bytes, got ${bytes.byteLength}`,
     );
   }
   return float32Rows(readFloat32(bytes, 'raw_input_contents[0]'), rows, width);
@@ -283,7 +291,7 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
           served,
           request.outputs.length > 0 ? request.outputs.map((o) => o.name) : undefined,
         );
-        const source = readRows(request, served.compiled.inputWidth, options.maxBatchSize);
+        const source = readRows(request, inputShapeOf(served), options.maxBatchSize);
         const out = inference.infer(served, source);
         return out instanceof Promise
           ? out.then((o) => finishInfer(request, o, served))

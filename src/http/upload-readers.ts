@@ -1,7 +1,5 @@
 import { NormserveError } from '../errors/index.js';
-
-/** Largest finite float32; larger JSON numbers would become Infinity in the engine. */
-const FLOAT32_MAX = 3.4028234663852886e38;
+import { FINITE_NUMBER_MESSAGE, FLOAT32_MAX, FLOAT32_RANGE_MESSAGE } from '../service/index.js';
 
 /** Rows are handed on in chunks of this many, so memory is bounded by the chunk. */
 const CHUNK_ROWS = 1024;
@@ -74,10 +72,7 @@ export async function* ndjsonRows(
     for (let c = 0; c < width; c++) {
       const v = value[c];
       if (typeof v !== 'number' || !(Math.abs(v) <= FLOAT32_MAX)) {
-        const message =
-          typeof v === 'number'
-            ? 'expected a number within float32 range (|x| ≤ 3.4e38)'
-            : 'expected a finite number';
+        const message = typeof v === 'number' ? FLOAT32_RANGE_MESSAGE : FINITE_NUMBER_MESSAGE;
         throw new NormserveError('INVALID_INPUT', `line ${line}[${c}]: ${message}`, {
           errors: [{ path: `line ${line}[${c}]`, message }],
         });

@@ -28,12 +28,17 @@ export class CompiledModel {
     network: Sequential,
     inputTransform: FeatureTransform | undefined,
     maxBatchSize: number,
-    inputWidth?: number,
+    /** The shape of one sample, or its feature count for flat inputs (inferred when absent). */
+    inputShape?: number | readonly number[],
     engine: EngineOptions = {},
   ) {
     this.network = network.eval();
     this.inputTransform = inputTransform;
-    this.plan = compileNetwork(this.network, inputTransform, inputWidth);
+    this.plan = compileNetwork(
+      this.network,
+      inputTransform,
+      typeof inputShape === 'number' ? [inputShape] : inputShape,
+    );
     this.executor = createExecutor(this.plan, { ...engine, maxBatchSize });
   }
 
@@ -41,11 +46,16 @@ export class CompiledModel {
     return this.plan.inputWidth;
   }
 
+  /** The shape of one input sample ([F] or [C, H, W]); rows are passed flat, row-major. */
+  get inputShape(): readonly number[] {
+    return this.plan.inputShape;
+  }
+
   get outputWidth(): number {
     return this.plan.outputWidth;
   }
 
-  /** Model outputs (logits for classification) for [rows, inputWidth] inputs. */
+  /** Model outputs (logits for classification) for [rows, inputWidth] inputs (flat rows). */
   forward(input: Float32Array, rows: number, fused = true): Float32Array {
     if (fused) return this.executor.run(input, rows);
     return this.reference(input, rows);
@@ -58,7 +68,7 @@ export class CompiledModel {
       this.inputWidth,
       this.inputTransform,
     );
-    const out = this.network.eval().forward(new Tensor(x, [rows, this.inputWidth]));
+    const out = this.network.eval().forward(new Tensor(x, [rows, ...this.inputShape]));
     return out.data;
   }
 

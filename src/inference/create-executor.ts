@@ -1,9 +1,9 @@
+import { detectWasmSupport, type WasmSupport } from '../nn/wasm/index.js';
 import type { EngineName } from './engine-name.js';
 import type { Executor } from './executor.js';
 import type { CompiledPlan } from './plan.js';
 import { PlanExecutor } from './plan-executor.js';
 import { type HelperSpawner, WasmExecutor, wasmUnsupportedReason } from './wasm/wasm-executor.js';
-import { detectWasmSupport, type WasmSupport } from './wasm/wasm-support.js';
 
 export interface ExecutorOptions {
   /** The engine asked for (default wasm); the JS reference runs whatever wasm cannot. */

@@ -1,4 +1,6 @@
+export { detectWasmSupport, type WasmSupport } from '../nn/wasm/index.js';
 export { batchNormAffine, compileNetwork } from './compile.js';
+export { compileRules } from './compile-rules/index.js';
 export { CompiledModel, type EngineOptions } from './compiled-model.js';
 export {
   createExecutor,
@@ -15,7 +17,7 @@ export {
   type OnnxExportOptions,
 } from './onnx-export.js';
 export type { Activation, CompiledPlan, LayerFate, PlanStep } from './plan.js';
+export { stepOutputWidth } from './plan.js';
 export { PlanExecutor } from './plan-executor.js';
 export type { HelperHandle, HelperInit, HelperSpawner } from './wasm/wasm-executor.js';
 export { WasmExecutor } from './wasm/wasm-executor.js';
-export { detectWasmSupport, type WasmSupport } from './wasm/wasm-support.js';

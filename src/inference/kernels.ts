@@ -1,4 +1,5 @@
 import { gelu, geluTanh, leakyRelu, selu, sigmoid } from '../nn/index.js';
+import { ACTIVATION_CODES as WASM_ACTIVATION_CODES } from '../nn/wasm/index.js';
 import type { Activation } from './plan.js';
 
 /**
@@ -7,16 +8,7 @@ import type { Activation } from './plan.js';
  * each output as it is produced (no second pass, no intermediate tensor). Codes instead of
  * closures keep the inner loops monomorphic.
  */
-export const ACTIVATION_CODES = {
-  none: 0,
-  relu: 1,
-  leaky_relu: 2,
-  gelu: 3,
-  gelu_tanh: 4,
-  tanh: 5,
-  sigmoid: 6,
-  selu: 7,
-} as const satisfies Record<Activation['kind'], number>;
+export const ACTIVATION_CODES: Readonly<Record<Activation['kind'], number>> = WASM_ACTIVATION_CODES;
 
 export const ACT_NONE = ACTIVATION_CODES.none;
 const ACT_RELU = ACTIVATION_CODES.relu;
@@ -167,21 +159,25 @@ export function denseKernel(
   }
 }
 
-/** out[n, k] = act(x[n, k]·scale[k] + shift[k]). */
+/** out[n, c, s] = act(x[n, c, s]·scale[c] + shift[c]) over `channels` runs of `spatial` values. */
 export function affineKernel(
   x: Float64Array,
   rows: number,
-  features: number,
+  channels: number,
+  spatial: number,
   scale: Float64Array,
   shift: Float64Array,
   act: number,
   slope: number,
   out: Float64Array,
 ): void {
+  let i = 0;
   for (let n = 0; n < rows; n++) {
-    const base = n * features;
-    for (let k = 0; k < features; k++)
-      out[base + k] = activate(act, slope, x[base + k]! * scale[k]! + shift[k]!);
+    for (let c = 0; c < channels; c++) {
+      const sc = scale[c]!;
+      const sh = shift[c]!;
+      for (let s = 0; s < spatial; s++, i++) out[i] = activate(act, slope, x[i]! * sc + sh);
+    }
   }
 }
 

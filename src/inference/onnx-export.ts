@@ -1,4 +1,5 @@
 import protobuf from 'protobufjs';
+import { NormserveError } from '../errors/index.js';
 import { SELU_ALPHA, SELU_SCALE } from '../nn/index.js';
 import { ONNX_SCHEMA } from './onnx-schema.js';
 import type { Activation, CompiledPlan, PlanStep } from './plan.js';
@@ -172,15 +173,18 @@ class GraphBuilder {
         break;
       }
       case 'affine': {
-        this.apply('Mul', scope, [this.tensor(`${scope}.scale`, [step.features], step.scale)]);
-        this.apply('Add', scope, [this.tensor(`${scope}.shift`, [step.features], step.shift)]);
+        // Per feature (checkExportable: spatial = 1, so channels = features).
+        this.apply('Mul', scope, [this.tensor(`${scope}.scale`, [step.channels], step.scale)]);
+        this.apply('Add', scope, [this.tensor(`${scope}.shift`, [step.channels], step.shift)]);
         break;
       }
       case 'layernorm': {
-        const ones = new Float32Array(step.features).fill(1);
-        const weight = this.tensor(`${scope}.weight`, [step.features], step.weight ?? ones);
+        // Over the whole row (checkExportable: one group).
+        const features = step.groupSize;
+        const ones = new Float32Array(features).fill(1);
+        const weight = this.tensor(`${scope}.weight`, [features], step.weight ?? ones);
         const inputs = [weight];
-        if (step.bias) inputs.push(this.tensor(`${scope}.bias`, [step.features], step.bias));
+        if (step.bias) inputs.push(this.tensor(`${scope}.bias`, [features], step.bias));
         this.apply('LayerNormalization', scope, inputs, [
           intAttribute('axis', -1),
           floatAttribute('epsilon', step.eps),
@@ -189,8 +193,34 @@ class GraphBuilder {
       }
       case 'activation':
         break;
+      default:
+        // Refused before any node is written (checkExportable).
+        throw new Error(`unexpected ${step.op} step`);
     }
     this.activation(step.activation, scope);
+  }
+}
+
+/**
+ * NOT_EXPORTABLE unless every step is one the export writes: the graph is [batch, features]
+ * throughout, so the steps of [C, H, W] models (convolutions, pooling, residual skips, per-channel
+ * affines, LayerNorm over groups) are not exported yet.
+ */
+function checkExportable(plan: CompiledPlan): void {
+  const unsupported = plan.steps.find(
+    (s) =>
+      !(
+        s.op === 'dense' ||
+        s.op === 'activation' ||
+        (s.op === 'affine' && s.spatial === 1) ||
+        (s.op === 'layernorm' && s.groups === 1)
+      ),
+  );
+  if (unsupported) {
+    throw new NormserveError(
+      'NOT_EXPORTABLE',
+      `the ONNX export does not cover this model's ${unsupported.op} step (layers ${unsupported.layers.join(', ')}) yet: it exports Linear, BatchNorm, LayerNorm over features and activations`,
+    );
   }
 }
 
@@ -203,6 +233,7 @@ class GraphBuilder {
  * its softmax. Weights are stored as float32 raw data: what the plan computes with.
  */
 export function exportOnnx(plan: CompiledPlan, options: OnnxExportOptions): Uint8Array {
+  checkExportable(plan);
   const graph = new GraphBuilder(options.inputName);
   for (const [index, step] of plan.steps.entries()) graph.step(step, index);
   // A plan of no steps (only eval identities) still needs a node between input and output.

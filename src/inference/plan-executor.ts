@@ -1,41 +1,47 @@
+import { maxPoolKernel, meanPoolKernel } from '../nn/index.js';
+import { conv2dKernel, conv2dScratch, type WideConv2dStep } from './conv2d-kernel.js';
 import { checkRunArguments, type Executor } from './executor.js';
 import {
+  ACT_NONE,
   activationCode,
   activationKernel,
   affineKernel,
   denseKernel,
   layerNormKernel,
 } from './kernels.js';
-import type { Activation, CompiledPlan, PlanStep } from './plan.js';
+import type {
+  Activation,
+  AffineStep,
+  CompiledPlan,
+  DenseStep,
+  LayerNormStep,
+  PlanStep,
+} from './plan.js';
+import { addSkipKernel } from './skip-kernels.js';
 
 interface Buffers {
   rows: number;
   a: Float64Array;
   b: Float64Array;
+  /** One buffer per skip slot (residual blocks). */
+  skips: Float64Array[];
 }
 
 /** A plan step with its parameters widened to float64 for the kernels. */
 type WideStep =
-  | {
-      op: 'dense';
-      inFeatures: number;
-      outFeatures: number;
-      weight: Float64Array;
-      bias: Float64Array;
-    }
-  | { op: 'affine'; features: number; scale: Float64Array; shift: Float64Array }
-  | {
-      op: 'layernorm';
-      features: number;
-      eps: number;
+  | (Omit<DenseStep, 'weight' | 'bias'> & { weight: Float64Array; bias: Float64Array })
+  | WideConv2dStep
+  | (Omit<AffineStep, 'scale' | 'shift'> & { scale: Float64Array; shift: Float64Array })
+  | (Omit<LayerNormStep, 'weight' | 'bias'> & {
       weight: Float64Array | undefined;
       bias: Float64Array | undefined;
-    }
-  | { op: 'activation'; features: number };
+    })
+  | Exclude<PlanStep, { op: 'dense' | 'conv2d' | 'affine' | 'layernorm' }>;
 
 function widen(step: PlanStep): WideStep {
   switch (step.op) {
     case 'dense':
+    case 'conv2d':
       return {
         ...step,
         weight: Float64Array.from(step.weight),
@@ -53,7 +59,7 @@ function widen(step: PlanStep): WideStep {
         weight: step.weight ? Float64Array.from(step.weight) : undefined,
         bias: step.bias ? Float64Array.from(step.bias) : undefined,
       };
-    case 'activation':
+    default:
       return step;
   }
 }
@@ -61,10 +67,12 @@ function widen(step: PlanStep): WideStep {
 const slopeOf = (a: Activation): number => (a.kind === 'leaky_relu' ? a.negativeSlope : 0);
 
 /**
- * Runs a compiled plan. Intermediate activations live in two preallocated float64 ping-pong
- * buffers (holding float32 values: the kernels round what they store) per batch-size class (powers of two up to `maxBatchSize`), created on first use and reused, so the
- * hot path allocates only the returned output. Not re-entrant, which is safe in one JavaScript
- * thread because `run` is synchronous.
+ * Runs a compiled plan: the JavaScript reference executor, and the one for every step kind the
+ * WebAssembly engine has no kernel for. Intermediate activations live in two preallocated float64
+ * ping-pong buffers (plus one per skip slot of the residual blocks), holding float32 values (the
+ * kernels round what they store), per batch-size class (powers of two up to `maxBatchSize`),
+ * created on first use and reused, so the hot path allocates only the returned output. Not
+ * re-entrant, which is safe in one JavaScript thread because `run` is synchronous.
  */
 export class PlanExecutor implements Executor {
   readonly engine = 'js' as const;
@@ -75,6 +83,9 @@ export class PlanExecutor implements Executor {
   private readonly steps: WideStep[];
   private readonly codes: number[];
   private readonly slopes: number[];
+  /** Scratch of the conv steps (im2col rows and GEMM output), shared: steps run one at a time. */
+  private readonly cols: Float64Array;
+  private readonly product: Float64Array;
 
   constructor(plan: CompiledPlan, maxBatchSize: number) {
     this.plan = plan;
@@ -82,6 +93,11 @@ export class PlanExecutor implements Executor {
     this.steps = plan.steps.map(widen);
     this.codes = plan.steps.map((s) => activationCode(s.activation));
     this.slopes = plan.steps.map((s) => slopeOf(s.activation));
+    const scratch = plan.steps.map((s) =>
+      s.op === 'conv2d' ? conv2dScratch(s) : { cols: 0, product: 0 },
+    );
+    this.cols = new Float64Array(Math.max(0, ...scratch.map((s) => s.cols)));
+    this.product = new Float64Array(Math.max(0, ...scratch.map((s) => s.product)));
   }
 
   /** The batch-size class of `rows`: the next power of two, capped at maxBatchSize. */
@@ -96,7 +112,12 @@ export class PlanExecutor implements Executor {
     let buf = this.buffers.get(cls);
     if (!buf) {
       const size = cls * this.plan.maxWidth;
-      buf = { rows: cls, a: new Float64Array(size), b: new Float64Array(size) };
+      buf = {
+        rows: cls,
+        a: new Float64Array(size),
+        b: new Float64Array(size),
+        skips: Array.from({ length: this.plan.skipSlots }, () => new Float64Array(size)),
+      };
       this.buffers.set(cls, buf);
     }
     return buf;
@@ -122,7 +143,6 @@ export class PlanExecutor implements Executor {
     const buf = this.buffersFor(rows);
     let src = buf.a;
     let dst = buf.b;
-    let width = this.plan.inputWidth;
     const steps = this.steps;
     for (let s = 0; s < steps.length; s++) {
       const step = steps[s]!;
@@ -141,16 +161,28 @@ export class PlanExecutor implements Executor {
             slope,
             dst,
           );
-          width = step.outFeatures;
+          break;
+        case 'conv2d':
+          conv2dKernel(src, rows, step, code, slope, dst, this.cols, this.product);
           break;
         case 'affine':
-          affineKernel(src, rows, step.features, step.scale, step.shift, code, slope, dst);
+          affineKernel(
+            src,
+            rows,
+            step.channels,
+            step.spatial,
+            step.scale,
+            step.shift,
+            code,
+            slope,
+            dst,
+          );
           break;
         case 'layernorm':
           layerNormKernel(
             src,
-            rows,
-            step.features,
+            rows * step.groups,
+            step.groupSize,
             step.eps,
             step.weight,
             step.bias,
@@ -162,11 +194,28 @@ export class PlanExecutor implements Executor {
         case 'activation':
           activationKernel(src, rows * step.features, code, slope, dst);
           break;
+        case 'maxpool2d':
+        case 'avgpool2d': {
+          const planes = rows * step.channels;
+          if (step.op === 'maxpool2d') maxPoolKernel(src, planes, step.windows, dst);
+          else meanPoolKernel(src, planes, step.windows, dst);
+          const count = planes * step.windows.outH * step.windows.outW;
+          if (code !== ACT_NONE) activationKernel(dst, count, code, slope, dst);
+          break;
+        }
+        case 'save_skip':
+          // The block's input stays where it is and is also kept for the add.
+          buf.skips[step.slot]!.set(src.subarray(0, rows * step.features));
+          continue;
+        case 'add_skip':
+          addSkipKernel(src, buf.skips[step.slot]!, rows * step.features, code, slope, dst);
+          break;
       }
       const t = src;
       src = dst;
       dst = t;
     }
+    const width = this.plan.outputWidth;
     return Float32Array.from(src.subarray(0, rows * width));
   }
 }

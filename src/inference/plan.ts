@@ -1,3 +1,5 @@
+import type { PoolWindows, WindowGeometry } from '../nn/index.js';
+
 /** An activation applied inside a kernel's output loop. */
 export type Activation =
   | { kind: 'none' }
@@ -9,71 +11,154 @@ export type Activation =
   | { kind: 'sigmoid' }
   | { kind: 'selu' };
 
+/**
+ * Every step reads the tensor the previous step wrote, one sample per row: [rows, features]
+ * row-major, where a [C, H, W] sample is stored as PyTorch stores it (NCHW). `layers` are the
+ * paths of the network layers a step computes (`"4"`, or `"1.body.3"` inside a block).
+ */
+interface StepBase {
+  activation: Activation;
+  layers: string[];
+}
+
 /** y = act(x Wᵀ + b): a Linear with everything folded into it. */
-export interface DenseStep {
+export interface DenseStep extends StepBase {
   op: 'dense';
   inFeatures: number;
   outFeatures: number;
   /** [outFeatures, inFeatures], row-major. */
   weight: Float32Array;
   bias: Float32Array;
-  activation: Activation;
-  /** Indices of the network layers this step computes (the Linear and what was folded into it). */
-  layers: number[];
 }
 
-/** y = act(x·scale + shift) per feature: a BatchNorm or input transform with no Linear to fold into. */
-export interface AffineStep {
+/**
+ * A Conv2d (BatchNorm folded in) as a general matrix product: the windows of each sample become
+ * rows of cols [H_out·W_out, C·kh·kw] (im2col), then out = act(cols · Wᵀ + b) — the same GEMM as
+ * DenseStep, over N·H_out·W_out rows — written back as [out_channels, H_out, W_out].
+ */
+export interface Conv2dStep extends StepBase {
+  op: 'conv2d';
+  geometry: WindowGeometry;
+  outChannels: number;
+  /** [outChannels, C·kh·kw], row-major (the [out, C, kh, kw] weight, read row-major). */
+  weight: Float32Array;
+  bias: Float32Array;
+}
+
+/**
+ * y = act(x·scale[c] + shift[c]) per channel c of `spatial` consecutive values: a BatchNorm (or
+ * the input transform) with nothing to fold into. Per feature: spatial = 1.
+ */
+export interface AffineStep extends StepBase {
   op: 'affine';
-  features: number;
+  channels: number;
+  spatial: number;
   scale: Float32Array;
   shift: Float32Array;
-  activation: Activation;
-  layers: number[];
 }
 
-/** LayerNorm over each row (per-sample statistics, so it cannot be folded). */
-export interface LayerNormStep {
+/** LayerNorm: each row is `groups` groups of `groupSize` values, each normalized on its own. */
+export interface LayerNormStep extends StepBase {
   op: 'layernorm';
-  features: number;
+  groups: number;
+  groupSize: number;
   eps: number;
+  /** [groupSize] each, or undefined without elementwise_affine. */
   weight: Float32Array | undefined;
   bias: Float32Array | undefined;
-  activation: Activation;
-  layers: number[];
 }
 
 /** An activation with no kernel before it to run inside. */
-export interface ActivationStep {
+export interface ActivationStep extends StepBase {
   op: 'activation';
   features: number;
-  activation: Activation;
-  layers: number[];
 }
 
-export type PlanStep = DenseStep | AffineStep | LayerNormStep | ActivationStep;
+/** Max or mean over windows (MaxPool2d; AvgPool2d and AdaptiveAvgPool2d), per channel. */
+export interface PoolStep extends StepBase {
+  op: 'maxpool2d' | 'avgpool2d';
+  channels: number;
+  windows: PoolWindows;
+}
+
+/** Keeps a copy of the current tensor in skip slot `slot` (the input of a residual block). */
+export interface SaveSkipStep extends StepBase {
+  op: 'save_skip';
+  slot: number;
+  features: number;
+}
+
+/** y = act(x + skip[slot]): the end of a residual block (act = its ReLU). */
+export interface AddSkipStep extends StepBase {
+  op: 'add_skip';
+  slot: number;
+  features: number;
+}
+
+export type PlanStep =
+  | DenseStep
+  | Conv2dStep
+  | AffineStep
+  | LayerNormStep
+  | ActivationStep
+  | PoolStep
+  | SaveSkipStep
+  | AddSkipStep;
+
+/** Values per row after a step (its output tensor; save_skip passes its input on). */
+export function stepOutputWidth(step: PlanStep): number {
+  switch (step.op) {
+    case 'dense':
+      return step.outFeatures;
+    case 'conv2d':
+      return step.outChannels * step.geometry.outH * step.geometry.outW;
+    case 'affine':
+      return step.channels * step.spatial;
+    case 'layernorm':
+      return step.groups * step.groupSize;
+    case 'maxpool2d':
+    case 'avgpool2d':
+      return step.channels * step.windows.outH * step.windows.outW;
+    case 'activation':
+    case 'save_skip':
+    case 'add_skip':
+      return step.features;
+  }
+}
 
 /** What compilation did to each network layer, for the model metadata endpoint. */
 export interface LayerFate {
+  /** Index of the top-level layer (of the block, for a layer inside one). */
   index: number;
+  /** The layer's path: its state-dict prefix (`"5"`, `"1.body.3"`). */
+  path: string;
   kind: string;
   fate:
     | 'kernel'
     | 'folded_into_previous_linear'
     | 'folded_into_next_linear'
+    | 'folded_into_previous_conv'
+    | 'folded_into_next_conv'
     | 'standalone_affine'
     | 'fused_activation'
+    | 'reshape'
     | 'removed_in_eval';
 }
 
 /** An eval-mode execution plan: a short list of fused kernels. */
 export interface CompiledPlan {
+  /** The shape of one input sample ([F] or [C, H, W]); rows are stored flat, row-major. */
+  inputShape: number[];
+  outputShape: number[];
+  /** Values per input row (the product of inputShape). */
   inputWidth: number;
   outputWidth: number;
-  /** Widest activation between steps (sizes the preallocated buffers). */
+  /** Widest tensor between steps, in values per row (sizes the preallocated buffers). */
   maxWidth: number;
+  /** Skip slots the residual blocks need at once (their nesting depth). */
+  skipSlots: number;
   steps: PlanStep[];
   layers: LayerFate[];
-  /** Whether the input transform was folded into the first Linear. */
+  /** Whether the input transform was folded into the first Linear or Conv2d. */
   inputTransformFolded: boolean;
 }

@@ -79,6 +79,11 @@ export abstract class BatchNorm extends Module {
   readonly runningMean: Tensor;
   readonly runningVar: Tensor;
   numBatchesTracked = 0;
+  /**
+   * Called with the input of every forward before anything else, like a PyTorch forward pre-hook
+   * (recalibration reads the inputs of one BatchNorm inside a network this way).
+   */
+  preHook: ((input: Tensor) => void) | undefined;
   private cache: Cache | undefined;
 
   constructor(options: BatchNormOptions) {
@@ -142,6 +147,7 @@ export abstract class BatchNorm extends Module {
   }
 
   forward(input: Tensor): Tensor {
+    this.preHook?.(input);
     const [n, c, spatial] = this.layout(input.shape);
     const x = input.data;
     let mean: ArrayLike<number>;

@@ -108,7 +108,7 @@ export function erf(x: number): number {
 
 /**
  * The coefficients above in ascending powers (each rational's denominator has a leading 1), for
- * the WebAssembly engine's float32 erf (inference/wasm/vector-math-wat.ts): one copy of fdlibm's
+ * the WebAssembly engine's float32 erf (nn/wasm/vector-math-wat.ts): one copy of fdlibm's
  * numbers.
  */
 export const ERF_COEFFICIENTS = {

@@ -19,18 +19,52 @@ export {
   channelStatistics,
 } from './batch-norm.js';
 export { clipGradNorm } from './clip-grad-norm.js';
+export {
+  adaptiveWindow,
+  type Pair,
+  pairOf,
+  type WindowGeometry,
+  windowGeometry,
+  windowOutputSize,
+} from './conv-geometry.js';
+export { Conv2d, type Conv2dOptions, checkImageInput, geometryFor } from './conv2d.js';
 export { crossEntropy, type LossResult, softmaxRows } from './cross-entropy.js';
 export { AlphaDropout, Dropout } from './dropout.js';
 export { ERF_COEFFICIENTS, erf } from './erf.js';
 export { applyFeatureTransform, type FeatureTransform } from './feature-transform.js';
+export { Flatten } from './flatten.js';
+export { col2imAdd, type FloatArray, im2col, im2colWidth } from './im2col.js';
 export { LayerNorm, type LayerNormOptions } from './layer-norm.js';
 export { Linear, type LinearOptions } from './linear.js';
 export { type LrSchedule, learningRateAt } from './lr-schedule.js';
-export { cloneStateDict, Module, type StateDict, type StateValue } from './module.js';
+export {
+  Container,
+  cloneStateDict,
+  Module,
+  namedModules,
+  type StateDict,
+  type StateValue,
+} from './module.js';
 export { mseLoss } from './mse-loss.js';
 export { Optimizer } from './optimizer.js';
 export { Parameter } from './parameter.js';
+export {
+  adaptivePoolWindows,
+  maxPoolKernel,
+  meanPoolBackward,
+  meanPoolKernel,
+  type PoolWindows,
+  poolWindows,
+} from './pool-windows.js';
+export {
+  AdaptiveAvgPool2d,
+  AvgPool2d,
+  checkPoolPadding,
+  MaxPool2d,
+  type Pool2dOptions,
+} from './pooling.js';
+export { Residual } from './residual.js';
 export { Rng } from './rng.js';
 export { Sequential } from './sequential.js';
 export { SGD, type SgdOptions } from './sgd.js';
-export { numelOf, Tensor } from './tensor.js';
+export { FLOAT32_MAX, numelOf, Tensor } from './tensor.js';

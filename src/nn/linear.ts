@@ -1,8 +1,8 @@
 import { NormserveError } from '../errors/index.js';
-import { Module, requireCache } from './module.js';
-import { Parameter } from './parameter.js';
+import { requireCache } from './module.js';
 import type { Rng } from './rng.js';
 import { Tensor } from './tensor.js';
+import { WeightedLayer } from './weighted-layer.js';
 
 export interface LinearOptions {
   inFeatures: number;
@@ -11,42 +11,17 @@ export interface LinearOptions {
 }
 
 /** y = x Wᵀ + b with W of shape [outFeatures, inFeatures], as torch.nn.Linear. */
-export class Linear extends Module {
+export class Linear extends WeightedLayer {
   readonly kind = 'Linear';
   readonly inFeatures: number;
   readonly outFeatures: number;
-  readonly weight: Parameter;
-  readonly bias: Parameter | undefined;
   private input: Tensor | undefined;
 
-  /**
-   * PyTorch's default initialisation (torch/nn/modules/linear.py, reset_parameters):
-   * kaiming_uniform_(W, a=√5) draws U(-b, b) with b = gain·√(3/fan_in), gain = √(2/(1+a²)),
-   * which is b = 1/√fan_in; the bias is U(-1/√fan_in, 1/√fan_in).
-   */
+  /** PyTorch's default initialisation with an Rng (see WeightedLayer), zeros without. */
   constructor(options: LinearOptions, rng?: Rng) {
-    super();
+    super([options.outFeatures, options.inFeatures], options.bias !== false, rng);
     this.inFeatures = options.inFeatures;
     this.outFeatures = options.outFeatures;
-    this.weight = new Parameter(Tensor.zeros([this.outFeatures, this.inFeatures]));
-    this.bias =
-      options.bias === false ? undefined : new Parameter(Tensor.zeros([this.outFeatures]));
-    if (rng) {
-      const bound = this.inFeatures > 0 ? 1 / Math.sqrt(this.inFeatures) : 0;
-      const w = this.weight.value.data;
-      for (let i = 0; i < w.length; i++) w[i] = rng.uniform(-bound, bound);
-      const b = this.bias?.value.data;
-      if (b) for (let i = 0; i < b.length; i++) b[i] = rng.uniform(-bound, bound);
-    }
-  }
-
-  override namedParameters(): [string, Parameter][] {
-    return this.bias
-      ? [
-          ['weight', this.weight],
-          ['bias', this.bias],
-        ]
-      : [['weight', this.weight]];
   }
 
   forward(input: Tensor): Tensor {

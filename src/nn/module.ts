@@ -82,8 +82,15 @@ export abstract class Module {
     target.data.set(value.data);
   }
 
+  /** Sub-modules with their names (PyTorch's named_children); leaves have none. */
+  children(): readonly (readonly [string, Module])[] {
+    return [];
+  }
+
+  /** Sets train or eval mode here and in every sub-module. */
   train(mode = true): this {
     this.training = mode;
+    for (const [, child] of this.children()) child.train(mode);
     return this;
   }
 
@@ -93,6 +100,53 @@ export abstract class Module {
 
   zeroGrad(): void {
     for (const p of this.parameters()) p.zeroGrad();
+  }
+}
+
+/**
+ * Every module of a tree depth-first, parents before children, with its dotted path (PyTorch's
+ * named_modules(): `''` for the root, `1.body.0` for a layer inside a block); the path is the
+ * prefix of the module's state-dict keys.
+ */
+export function namedModules(root: Module, prefix = ''): [string, Module][] {
+  const out: [string, Module][] = [[prefix, root]];
+  for (const [name, child] of root.children())
+    out.push(...namedModules(child, prefix === '' ? name : `${prefix}.${name}`));
+  return out;
+}
+
+/**
+ * A module made of named sub-modules: parameters and state-dict keys are the children's, prefixed
+ * with `<child name>.` exactly as PyTorch names them (`0.weight`, `body.1.running_mean`, …).
+ */
+export abstract class Container extends Module {
+  abstract override children(): readonly (readonly [string, Module])[];
+
+  override namedParameters(): [string, Parameter][] {
+    return this.children().flatMap(([name, m]) =>
+      m.namedParameters().map(([n, p]): [string, Parameter] => [`${name}.${n}`, p]),
+    );
+  }
+
+  override stateDict(): StateDict {
+    const state: StateDict = new Map();
+    for (const [name, m] of this.children())
+      for (const [n, v] of m.stateDict()) state.set(`${name}.${n}`, v);
+    return state;
+  }
+
+  override loadStateDict(state: StateDict, prefix = ''): void {
+    const own = this.stateDict();
+    for (const name of state.keys()) {
+      if (!own.has(name))
+        throw new NormserveError('CHECKPOINT_MISMATCH', `unexpected tensor "${prefix}${name}"`);
+    }
+    for (const [name, m] of this.children()) {
+      const local = `${name}.`;
+      const sub: StateDict = new Map();
+      for (const [n, v] of state) if (n.startsWith(local)) sub.set(n.slice(local.length), v);
+      m.loadStateDict(sub, `${prefix}${local}`);
+    }
   }
 }
 

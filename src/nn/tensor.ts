@@ -1,3 +1,9 @@
+/**
+ * The largest finite float32, 3.4028234663852886e38 (2^128 − 2^104): tensors store float32, so a
+ * larger input value would become Infinity.
+ */
+export const FLOAT32_MAX = 3.4028234663852886e38;
+
 /** Number of elements of a shape; `[]` is a scalar with one element. */
 export function numelOf(shape: readonly number[]): number {
   let n = 1;

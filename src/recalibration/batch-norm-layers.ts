@@ -1,21 +1,25 @@
 import { NormserveError } from '../errors/index.js';
-import { BatchNorm, type Sequential, type Tensor } from '../nn/index.js';
+import { BatchNorm, namedModules, type Sequential, type Tensor } from '../nn/index.js';
 
-/** A BatchNorm of the network with its index among the network's modules. */
+/** A BatchNorm of the network: its path (state-dict prefix) and its top-level layer index. */
 export interface BatchNormLayer {
+  /** Index of the top-level layer: the BatchNorm's own, or that of the block holding it. */
   index: number;
+  /** `"5"`, or `"3.body.1"` for one inside a residual block. */
+  path: string;
   bn: BatchNorm;
 }
 
 /**
- * The network's BatchNorms in order (top-level modules: networks built from checkpoints are
- * flat); NOT_RECALIBRATABLE when there is none.
+ * The network's BatchNorms in the order a forward pass runs them (named_modules order: depth
+ * first, as Sequential and residual blocks execute), nested ones included; NOT_RECALIBRATABLE
+ * when there is none.
  */
 export function batchNormLayers(network: Sequential): BatchNormLayer[] {
   const layers: BatchNormLayer[] = [];
-  network.modules.forEach((m, index) => {
-    if (m instanceof BatchNorm) layers.push({ index, bn: m });
-  });
+  for (const [path, m] of namedModules(network)) {
+    if (m instanceof BatchNorm) layers.push({ index: Number(path.split('.')[0]), path, bn: m });
+  }
   if (layers.length === 0) {
     throw new NormserveError(
       'NOT_RECALIBRATABLE',
@@ -25,9 +29,26 @@ export function batchNormLayers(network: Sequential): BatchNormLayer[] {
   return layers;
 }
 
-/** Runs modules [0, end) on x in their current modes. */
-export function forwardPrefix(network: Sequential, x: Tensor, end: number): Tensor {
-  let h = x;
-  for (let i = 0; i < end; i++) h = network.modules[i]!.forward(h);
-  return h;
+/** Thrown by the pre-hook to stop the forward pass once the input has been seen. */
+const STOP = Symbol('stop forward');
+
+/**
+ * The input `layer` receives when the network runs on x in the modules' current modes: the
+ * forward pass stops there (a pre-hook on the BatchNorm), so later layers cost nothing.
+ */
+export function batchNormInput(network: Sequential, layer: BatchNormLayer, x: Tensor): Tensor {
+  let seen: Tensor | undefined;
+  layer.bn.preHook = (input) => {
+    seen = input;
+    throw STOP;
+  };
+  try {
+    network.forward(x);
+  } catch (e) {
+    if (e !== STOP) throw e;
+  } finally {
+    layer.bn.preHook = undefined;
+  }
+  if (!seen) throw new Error(`BatchNorm ${layer.path} is not on the forward path`);
+  return seen;
 }

@@ -1,6 +1,6 @@
 import { NormserveError } from '../errors/index.js';
-import { type FeatureTransform, type Sequential, Tensor } from '../nn/index.js';
-import { batchNormLayers, forwardPrefix } from './batch-norm-layers.js';
+import { type FeatureTransform, numelOf, type Sequential, Tensor } from '../nn/index.js';
+import { batchNormLayers } from './batch-norm-layers.js';
 import { LayerwiseRecalibrator } from './layerwise-recalibrator.js';
 import { NetworkState } from './network-state.js';
 import {
@@ -12,24 +12,34 @@ import type { RecalibrationResult, Recalibrator } from './recalibrator.js';
 import { checkCapacity } from './row-validation.js';
 import { RunningRecalibrator } from './running-recalibrator.js';
 
+/** The sample shape of an `input` argument: a shape, or a feature count for flat rows. */
+function shapeOf(input: number | readonly number[]): readonly number[] {
+  const shape = typeof input === 'number' ? [input] : input;
+  if (shape.length === 0 || !shape.every((d) => Number.isSafeInteger(d) && d >= 1))
+    throw new RangeError(`the input shape must be positive integers, got [${shape}]`);
+  return shape;
+}
+
 /**
  * A streaming recalibration of `network`'s BatchNorm statistics on unlabeled rows of raw
- * features (`inputWidth` per row, before `inputTransform`). The network must be a private copy:
- * finish() overwrites running_mean/running_var (and, in `running` mode, num_batches_tracked) in
- * place; γ, β and every weight are never written.
+ * features. `input` is the sample shape ([F] or [C, H, W]), or the feature count F; rows arrive
+ * flat (numel values per row, row-major, before `inputTransform`). The network must be a private
+ * copy: finish() overwrites running_mean/running_var (and, in `running` mode,
+ * num_batches_tracked) of every BatchNorm, nested ones included, in place; γ, β and every weight
+ * are never written.
  *
  * Throws NOT_RECALIBRATABLE without a BatchNorm, INVALID_INPUT for bad options and SHAPE_MISMATCH
- * when `inputWidth` does not fit the network (checked with two zero rows in eval mode, so a
+ * when the input shape does not fit the network (checked with two zero rows in eval mode, so a
  * mismatch fails before any upload).
  */
 export function createRecalibrator(
   network: Sequential,
   inputTransform: FeatureTransform | undefined,
-  inputWidth: number,
+  input: number | readonly number[],
   options: RecalibrationOptions = { mode: 'exact' },
 ): Recalibrator {
-  if (!Number.isSafeInteger(inputWidth) || inputWidth < 1)
-    throw new RangeError(`inputWidth must be a positive integer, got ${inputWidth}`);
+  const inputShape = shapeOf(input);
+  const inputWidth = numelOf(inputShape);
   if (
     inputTransform &&
     (inputTransform.shift.length !== inputWidth || inputTransform.scale.length !== inputWidth)
@@ -40,27 +50,26 @@ export function createRecalibrator(
   }
   const resolved = resolveOptions(options);
   const layers = batchNormLayers(network);
-  checkInputWidth(network, inputWidth, layers[layers.length - 1]!.index + 1, layers);
+  checkInputShape(network, inputShape, layers);
   return resolved.mode === 'running'
-    ? new RunningRecalibrator(network, inputTransform, inputWidth, resolved, layers)
-    : new LayerwiseRecalibrator(network, inputTransform, inputWidth, resolved, layers);
+    ? new RunningRecalibrator(network, inputTransform, inputShape, resolved, layers)
+    : new LayerwiseRecalibrator(network, inputTransform, inputShape, resolved, layers);
 }
 
-function checkInputWidth(
+function checkInputShape(
   network: Sequential,
-  width: number,
-  end: number,
+  shape: readonly number[],
   layers: ReturnType<typeof batchNormLayers>,
 ): void {
   const state = new NetworkState(network, layers);
   state.enterEval();
   try {
-    forwardPrefix(network, new Tensor(new Float32Array(2 * width), [2, width]), end);
+    network.forward(new Tensor(new Float32Array(2 * numelOf(shape)), [2, ...shape]));
   } catch (e) {
     if (e instanceof NormserveError)
       throw new NormserveError(
         e.code,
-        `input width ${width} does not fit the network: ${e.message}`,
+        `input ${shape.length === 1 ? `width ${shape[0]}` : `shape [${shape.join(', ')}]`} does not fit the network: ${e.message}`,
       );
     throw e;
   } finally {
@@ -69,7 +78,7 @@ function checkInputWidth(
 }
 
 /**
- * Recalibrates on rows held in memory ([n, inputWidth] row-major raw features): pushes them
+ * Recalibrates on rows held in memory ([n, numel(input)] row-major raw features): pushes them
  * `chunkRows` rows at a time and finishes. Progress of the 'receiving' phase reports the data's
  * row count as totalRows (a streaming caller of createRecalibrator cannot know it in advance and
  * gets the rows received so far).
@@ -77,13 +86,14 @@ function checkInputWidth(
 export async function recalibrate(
   network: Sequential,
   inputTransform: FeatureTransform | undefined,
-  inputWidth: number,
+  input: number | readonly number[],
   data: Float32Array,
   options: RecalibrationOptions = { mode: 'exact' },
 ): Promise<RecalibrationResult> {
+  const inputWidth = numelOf(shapeOf(input));
   const total = data.length / inputWidth;
   const onProgress = options.onProgress;
-  const recalibrator = createRecalibrator(network, inputTransform, inputWidth, {
+  const recalibrator = createRecalibrator(network, inputTransform, input, {
     ...options,
     ...(onProgress && {
       onProgress: (p: RecalibrationProgress) =>

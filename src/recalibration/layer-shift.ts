@@ -1,7 +1,9 @@
 /** How far recalibration moved one BatchNorm's statistics, averaged over its features. */
 export interface LayerShift {
-  /** Index of the BatchNorm in the network. */
+  /** Index of the BatchNorm in the network (of the block holding it, for a nested one). */
   index: number;
+  /** The BatchNorm's state-dict prefix: `"5"`, or `"3.body.1"` inside a residual block. */
+  path: string;
   features: number;
   /** mean over features of |μ_new − μ_old| / σ_old. */
   mean_shift: number;
@@ -15,6 +17,7 @@ export interface LayerShift {
  */
 export function layerShift(
   index: number,
+  path: string,
   eps: number,
   oldMean: ArrayLike<number>,
   oldVar: ArrayLike<number>,
@@ -32,6 +35,7 @@ export function layerShift(
   }
   return {
     index,
+    path,
     features,
     mean_shift: features === 0 ? 0 : meanShift / features,
     std_ratio: features === 0 ? 1 : stdRatio / features,

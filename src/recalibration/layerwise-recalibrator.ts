@@ -1,5 +1,5 @@
 import { channelStatistics, type FeatureTransform, type Sequential, Tensor } from '../nn/index.js';
-import { type BatchNormLayer, forwardPrefix } from './batch-norm-layers.js';
+import { type BatchNormLayer, batchNormInput } from './batch-norm-layers.js';
 import { ChannelMoments } from './channel-moments.js';
 import { blendStatistics } from './prior-blend.js';
 import type { ResolvedOptions } from './recalibration-options.js';
@@ -9,8 +9,9 @@ import { type ModeResult, StreamingRecalibrator } from './streaming-recalibrator
 /**
  * `exact` and `prior` mode, layer by layer in network order (AdaBN, Li et al. 2016): BatchNorm k
  * gets the mean and unbiased variance (÷(n − 1), PyTorch's running_var convention) of its inputs
- * over all n rows, with every earlier layer in eval mode (Dropout off) and earlier BatchNorms
- * already recalibrated. `prior` blends each target estimate with the source statistics
+ * over all n rows — per channel over N·H·W values for a BatchNorm2d, n = N·H·W — with every
+ * earlier layer in eval mode (Dropout off) and earlier BatchNorms already recalibrated, those
+ * inside residual blocks included. `prior` blends each target estimate with the source statistics
  * (blendStatistics) before moving on, so later layers see the blended earlier ones.
  *
  * Statistics accumulate per channel in float64 (ChannelMoments) and are stored rounded to
@@ -28,12 +29,12 @@ export class LayerwiseRecalibrator extends StreamingRecalibrator {
   constructor(
     network: Sequential,
     inputTransform: FeatureTransform | undefined,
-    inputWidth: number,
+    inputShape: readonly number[],
     options: ResolvedOptions,
     layers: readonly BatchNormLayer[],
   ) {
-    super(network, inputTransform, inputWidth, options, layers);
-    this.store = new RowStore(inputWidth, options.chunkRows);
+    super(network, inputTransform, inputShape, options, layers);
+    this.store = new RowStore(this.inputWidth, options.chunkRows);
     this.first = new ChannelMoments(layers[0]!.bn.numFeatures);
   }
 
@@ -53,11 +54,23 @@ export class LayerwiseRecalibrator extends StreamingRecalibrator {
         for (const chunk of this.store.chunks()) {
           this.accumulate(moments, layer, chunk.data, chunk.rows);
           done += chunk.rows;
-          this.progress({ phase: 'statistics', rows: done, totalRows: n, layer: layer.index });
+          this.progress({
+            phase: 'statistics',
+            rows: done,
+            totalRows: n,
+            layer: layer.index,
+            path: layer.path,
+          });
           await this.pause();
         }
       } else {
-        this.progress({ phase: 'statistics', rows: n, totalRows: n, layer: layer.index });
+        this.progress({
+          phase: 'statistics',
+          rows: n,
+          totalRows: n,
+          layer: layer.index,
+          path: layer.path,
+        });
       }
       let mean = moments.mean;
       let variance = moments.unbiasedVariance();
@@ -81,7 +94,7 @@ export class LayerwiseRecalibrator extends StreamingRecalibrator {
   ): void {
     this.state.enterEval();
     try {
-      const h = forwardPrefix(this.network, new Tensor(x, [rows, this.inputWidth]), layer.index);
+      const h = batchNormInput(this.network, layer, new Tensor(x, [rows, ...this.inputShape]));
       const [batch, channels, spatial] = layer.bn.layout(h.shape);
       moments.add(channelStatistics(h.data, batch, channels, spatial));
     } finally {

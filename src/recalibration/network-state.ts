@@ -1,4 +1,4 @@
-import type { BatchNorm, Sequential } from '../nn/index.js';
+import { type BatchNorm, type Module, namedModules, type Sequential } from '../nn/index.js';
 import type { BatchNormLayer } from './batch-norm-layers.js';
 
 /**
@@ -11,7 +11,7 @@ function setMomentum(bn: BatchNorm, momentum: number | null): void {
 
 /**
  * What a recalibration may touch, captured before it starts: train/eval flags of the network and
- * its modules, each BatchNorm's momentum, running statistics and num_batches_tracked. The
+ * every module in it (nested ones too), each BatchNorm's momentum, running statistics and num_batches_tracked. The
  * original statistics feed the shift report and `prior` mode; everything is restored on failure.
  */
 export class NetworkState {
@@ -19,7 +19,7 @@ export class NetworkState {
   readonly vars: Float32Array[];
   private readonly batchesTracked: number[];
   private readonly momenta: (number | null)[];
-  private readonly networkTraining: boolean;
+  private readonly modules: Module[];
   private readonly moduleTraining: boolean[];
 
   constructor(
@@ -30,8 +30,8 @@ export class NetworkState {
     this.vars = layers.map(({ bn }) => bn.runningVar.data.slice());
     this.batchesTracked = layers.map(({ bn }) => bn.numBatchesTracked);
     this.momenta = layers.map(({ bn }) => bn.momentum);
-    this.networkTraining = network.training;
-    this.moduleTraining = network.modules.map((m) => m.training);
+    this.modules = namedModules(network).map(([, m]) => m);
+    this.moduleTraining = this.modules.map((m) => m.training);
   }
 
   /** Every module in eval mode (Dropout off, BatchNorm on running statistics). */
@@ -54,8 +54,7 @@ export class NetworkState {
 
   /** Back to the caller's train/eval flags and momenta. */
   leave(): void {
-    this.network.training = this.networkTraining;
-    this.network.modules.forEach((m, i) => {
+    this.modules.forEach((m, i) => {
       m.training = this.moduleTraining[i]!;
     });
     this.layers.forEach(({ bn }, k) => {

@@ -10,12 +10,16 @@ import { NormserveError } from '../errors/index.js';
  */
 export type RecalibrationMode = 'exact' | 'prior' | 'running';
 
-/** A progress report; `layer` (network index of a BatchNorm) is set while that layer is computed. */
+/**
+ * A progress report; while one BatchNorm's statistics are computed, `layer` is its top-level index
+ * and `path` its state-dict prefix (`"3.body.1"` inside a block).
+ */
 export interface RecalibrationProgress {
   phase: 'receiving' | 'statistics';
   rows: number;
   totalRows: number;
   layer?: number;
+  path?: string;
 }
 
 export interface RecalibrationOptions {

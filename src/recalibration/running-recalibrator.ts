@@ -1,5 +1,5 @@
 import { type FeatureTransform, type Sequential, Tensor } from '../nn/index.js';
-import { type BatchNormLayer, forwardPrefix } from './batch-norm-layers.js';
+import type { BatchNormLayer } from './batch-norm-layers.js';
 import type { ResolvedOptions } from './recalibration-options.js';
 import { type ModeResult, StreamingRecalibrator } from './streaming-recalibrator.js';
 
@@ -23,19 +23,16 @@ export class RunningRecalibrator extends StreamingRecalibrator {
   private batchedRows = 0;
   /** Rows taken so far, including the slice being consumed (received counts whole slices). */
   private seen = 0;
-  private readonly end: number;
 
   constructor(
     network: Sequential,
     inputTransform: FeatureTransform | undefined,
-    inputWidth: number,
+    inputShape: readonly number[],
     options: ResolvedOptions,
     layers: readonly BatchNormLayer[],
   ) {
-    super(network, inputTransform, inputWidth, options, layers);
-    this.batch = new Float32Array(options.batchSize * inputWidth);
-    // Layers after the last BatchNorm cannot change any statistic: stop there.
-    this.end = layers[layers.length - 1]!.index + 1;
+    super(network, inputTransform, inputShape, options, layers);
+    this.batch = new Float32Array(options.batchSize * this.inputWidth);
   }
 
   protected consume(x: Float32Array, rows: number): void {
@@ -72,8 +69,11 @@ export class RunningRecalibrator extends StreamingRecalibrator {
     }
     this.state.enterRunning();
     try {
-      const x = new Tensor(this.batch.subarray(0, rows * this.inputWidth), [rows, this.inputWidth]);
-      forwardPrefix(this.network, x, this.end);
+      const x = new Tensor(this.batch.subarray(0, rows * this.inputWidth), [
+        rows,
+        ...this.inputShape,
+      ]);
+      this.network.forward(x);
     } finally {
       this.state.leave();
       this.pending = 0;

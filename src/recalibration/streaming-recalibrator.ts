@@ -1,5 +1,10 @@
 import { NormserveError } from '../errors/index.js';
-import { applyFeatureTransform, type FeatureTransform, type Sequential } from '../nn/index.js';
+import {
+  applyFeatureTransform,
+  type FeatureTransform,
+  numelOf,
+  type Sequential,
+} from '../nn/index.js';
 import type { BatchNormLayer } from './batch-norm-layers.js';
 import { layerShift } from './layer-shift.js';
 import { NetworkState } from './network-state.js';
@@ -17,6 +22,8 @@ export type ModeResult = Pick<RecalibrationResult, 'batches' | 'skipped'>;
  */
 export abstract class StreamingRecalibrator implements Recalibrator {
   protected readonly state: NetworkState;
+  /** Values per row: the product of inputShape. */
+  protected readonly inputWidth: number;
   private received = 0;
   private busy = false;
   private closed = false;
@@ -24,10 +31,12 @@ export abstract class StreamingRecalibrator implements Recalibrator {
   constructor(
     protected readonly network: Sequential,
     private readonly inputTransform: FeatureTransform | undefined,
-    protected readonly inputWidth: number,
+    /** The shape of one sample ([F] or [C, H, W]); rows arrive flat, row-major. */
+    protected readonly inputShape: readonly number[],
     protected readonly options: ResolvedOptions,
     protected readonly layers: readonly BatchNormLayer[],
   ) {
+    this.inputWidth = numelOf(inputShape);
     this.state = new NetworkState(network, layers);
   }
 
@@ -106,22 +115,23 @@ export abstract class StreamingRecalibrator implements Recalibrator {
 
   /** Float32 overflow in the activations would store NaN/∞ statistics: refuse instead. */
   private checkFinite(): void {
-    for (const { index, bn } of this.layers) {
+    for (const { path, bn } of this.layers) {
       const ok =
         bn.runningMean.data.every(Number.isFinite) && bn.runningVar.data.every(Number.isFinite);
       if (!ok) {
         throw new NormserveError(
           'INVALID_INPUT',
-          `the statistics of BatchNorm layer ${index} are not finite: the inputs overflow float32 in the network`,
+          `the statistics of BatchNorm layer ${path} are not finite: the inputs overflow float32 in the network`,
         );
       }
     }
   }
 
   private shifts(): RecalibrationResult['layers'] {
-    return this.layers.map(({ index, bn }, k) =>
+    return this.layers.map(({ index, path, bn }, k) =>
       layerShift(
         index,
+        path,
         bn.eps,
         this.state.means[k]!,
         this.state.vars[k]!,

@@ -33,23 +33,6 @@ const defOf = (schema: z.ZodType): Def => (schema as unknown as { _zod: { def: D
 
 class Unsupported extends Error {}
 
-/**
- * Pipes whose first stage only reports problems sooner (and fewer of them) than their second:
- * it accepts every value the second accepts and passes it on unchanged, so the pipe accepts what
- * the second stage accepts, and compiles as that.
- */
-const firstReporters = new WeakSet<z.ZodType>();
-
-/**
- * `first.pipe(then)`, where `first` accepts every value `then` accepts and changes nothing (it
- * may refuse bad values earlier, with fewer issues): the fast check compiled from it is `then`'s.
- */
-export function reportsFirst<T extends z.ZodType>(first: z.ZodType, then: T) {
-  const pipe = (first as z.ZodType<unknown, unknown>).pipe(then as z.ZodType<z.output<T>, unknown>);
-  firstReporters.add(pipe);
-  return pipe;
-}
-
 const isObject = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
 
@@ -192,9 +175,6 @@ function compile(schema: z.ZodType): Accepts {
         return true;
       };
     }
-    case 'pipe':
-      if (!firstReporters.has(schema)) throw new Unsupported('pipe');
-      return compile((def as { out?: z.ZodType }).out!);
     default:
       // Transforms, defaults, pipes, …: their output differs from their input, so a value that
       // passes is not what the handler would get from zod. Those schemas are not compiled.

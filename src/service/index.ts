@@ -4,11 +4,20 @@ export {
 } from '../recalibration/index.js';
 export { JOBS_DIR, loadModelDirectory } from '../repository/index.js';
 export { bearerTokenCheck } from './bearer-token.js';
-export { type Accepts, compileAccepts, reportsFirst } from './compiled-schema.js';
+export { type Accepts, compileAccepts } from './compiled-schema.js';
 export { type BatchingPolicy, type BatchReport, DynamicBatcher } from './dynamic-batcher.js';
 export { defaultEngineThreads, nodeEngineOptions, prepareWasmRuntime } from './engine-runtime.js';
 export { featureNamesOf } from './feature-names.js';
 export { InferenceService, type InferenceServiceOptions } from './inference-service.js';
+export {
+  FINITE_NUMBER_MESSAGE,
+  FLOAT32_MAX,
+  FLOAT32_RANGE_MESSAGE,
+  failInput,
+  float32Value,
+  InputShape,
+  ROW_ARRAY_MESSAGE,
+} from './input-shape.js';
 export { jobRecordSchema, type TraceContext, traceContextSchema } from './job-record.js';
 export {
   JOB_RETENTION_MS,
@@ -17,6 +26,7 @@ export {
   JobRegistry,
   type JobState,
 } from './job-registry.js';
+export { type CompiledLayer, compiledLayers, foldedBatchNorms } from './layer-report.js';
 export { type LoadedModel, type LoadModelOptions, loadModel } from './load-model.js';
 export { type Log, silentLog } from './logger.js';
 export {
@@ -30,7 +40,6 @@ export {
 export { exportModelOnnx, type OnnxExport, type OnnxExportRequest } from './onnx-export.js';
 export {
   checkInputTensor,
-  failInput,
   type InputTensorHeader,
   modelMetadata,
   OIP_EXTENSIONS,
@@ -43,10 +52,9 @@ export {
 export {
   checkBatchSize,
   checkFiniteOutputs,
-  checkRowWidths,
+  inputShapeOf,
   type PredictInput,
   type PredictOutput,
-  packRows,
   predict,
   runBatch,
   runSources,
@@ -65,6 +73,7 @@ export {
   type InputBuffer,
   nestedRows,
   type RowSource,
+  sampleRows,
 } from './row-source.js';
 export { parseServerConfig, type ServerConfig, serverConfigSchema } from './server-config.js';
 export {

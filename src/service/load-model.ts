@@ -17,12 +17,12 @@ export interface LoadedModel {
   readonly name: string;
   readonly version: number;
   readonly task: 'classification' | 'regression';
-  /** Shape of one input row, e.g. [64]. */
+  /** Shape of one input sample, e.g. [64] or [1, 8, 8]; `run` takes samples flat, row-major. */
   readonly inputShape: readonly number[];
   readonly outputWidth: number;
   /** Class labels in output order (classification). */
   readonly labels: readonly string[] | undefined;
-  /** The engine that runs it (wasm, or js after a fallback). */
+  /** The engine that runs it (wasm, or js after a fallback: convolutional models for now). */
   readonly engine: EngineName;
   /**
    * Outputs [rows, outputWidth] — logits for classification — for `rows` rows of raw features
@@ -45,7 +45,7 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
     checkpoint.network,
     config.input_transform,
     options.maxBatchSize ?? 4096,
-    config.input_shape[0],
+    config.input_shape,
     nodeEngineOptions({ engine: options.engine ?? 'wasm', threads: options.threads ?? 1 }),
   );
   const executor = compiled.executor;

@@ -345,7 +345,7 @@ export class ModelRegistry {
         checkpoint.network,
         checkpoint.config.input_transform,
         this.options.maxBatchSize,
-        checkpoint.config.input_shape[0],
+        checkpoint.config.input_shape,
         {
           ...this.engine,
           onFallback: (reason) =>

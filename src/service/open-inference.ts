@@ -1,4 +1,5 @@
-import { NormserveError, quote } from '../errors/index.js';
+import { quote } from '../errors/index.js';
+import { failInput, type InputShape } from './input-shape.js';
 import type { AvailableVersion } from './model-registry.js';
 import { checkBatchSize, type PredictOutput } from './predict.js';
 import {
@@ -10,8 +11,9 @@ import {
 
 /*
  * The Open Inference Protocol's view of a model, shared by its REST (JSON and binary) and gRPC
- * forms: one FP32 input tensor "input" of shape [N, features]; outputs "probabilities",
- * "logits" and "label" (classification) or "predictions" (regression) (tensor-names.ts).
+ * forms: one FP32 input tensor "input" of shape [N, ...input_shape] or [N, features] (the shapes
+ * of input-shape.ts); outputs "probabilities", "logits" and "label" (classification) or
+ * "predictions" (regression) (tensor-names.ts).
  */
 
 /** The protocol extensions this server implements (REST GET /v2 and gRPC ServerMetadata). */
@@ -43,14 +45,9 @@ export function modelMetadata(served: AvailableVersion, versions: string[]) {
     name: served.checkpoint.config.name,
     versions,
     platform: 'normserve',
-    inputs: [{ name: INPUT_TENSOR, datatype: 'FP32', shape: [-1, served.compiled.inputWidth] }],
+    inputs: [{ name: INPUT_TENSOR, datatype: 'FP32', shape: [-1, ...served.compiled.inputShape] }],
     outputs,
   };
-}
-
-/** An INVALID_INPUT error naming one place. */
-export function failInput(path: string, message: string): never {
-  throw new NormserveError('INVALID_INPUT', `${path}: ${message}`, { errors: [{ path, message }] });
 }
 
 /** The tensor description of an OIP input, before its data is read. */
@@ -62,12 +59,12 @@ export interface InputTensorHeader {
 
 /**
  * Checks an infer request's input tensors against the model (exactly one, named "input", FP32,
- * shape [N, features] with 1 ≤ N ≤ maxRows) and returns N. `prefix` names the tensors in error
- * paths (`inputs` for REST, the proto field for gRPC).
+ * shape [N, ...input_shape] or [N, features] with 1 ≤ N ≤ maxRows) and returns N. `prefix`
+ * names the tensors in error paths (`inputs` for REST, the proto field for gRPC).
  */
 export function checkInputTensor(
   inputs: readonly InputTensorHeader[],
-  width: number,
+  inputShape: InputShape,
   maxRows: number,
   prefix = 'inputs',
 ): number {
@@ -84,10 +81,7 @@ export function checkInputTensor(
     );
   if (input.datatype !== 'FP32')
     failInput(`${prefix}[0].datatype`, `expected "FP32", got ${quote(input.datatype)}`);
-  const shape = input.shape;
-  if (shape.length !== 2 || shape[1] !== width)
-    failInput(`${prefix}[0].shape`, `expected [N, ${width}], got [${shape.join(', ')}]`);
-  const rows = shape[0]!;
+  const rows = inputShape.batchOf(input.shape, `${prefix}[0].shape`);
   if (rows < 1) failInput(`${prefix}[0].shape`, 'at least one row is required');
   checkBatchSize(`${prefix}[0].shape`, rows, maxRows);
   return rows;

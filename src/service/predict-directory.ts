@@ -11,10 +11,8 @@ export interface OpenedModel {
   featureNames: string[] | undefined;
   /** The column training predicted, if recorded. */
   labelColumn: string | undefined;
-  predict(
-    rows: readonly (readonly number[])[],
-    options?: { fused?: boolean; field?: string },
-  ): PredictOutput;
+  /** One sample per element, flat or nested by the model's input shape. */
+  predict(rows: readonly unknown[], options?: { fused?: boolean; field?: string }): PredictOutput;
   /** The version's fused plan as an ONNX model (see exportModelOnnx). */
   exportOnnx(options?: Omit<OnnxExportRequest, 'model' | 'version'>): OnnxExport;
 }

@@ -1,15 +1,19 @@
 import { type ErrorLocation, NormserveError } from '../errors/index.js';
 import type { CompiledModel } from '../inference/index.js';
 import { softmaxRows } from '../nn/index.js';
+import { InputShape } from './input-shape.js';
 import type { AvailableVersion, ModelRegistry } from './model-registry.js';
-import { float32Rows, nestedRows, type RowSource } from './row-source.js';
+import { float32Rows, type RowSource } from './row-source.js';
 
 export interface PredictInput {
   model: string;
   /** Explicit version, or undefined for the active one. */
   version?: number | undefined;
-  /** Rows of numbers, already checked to be finite by the caller's schema. */
-  rows: readonly (readonly number[])[];
+  /**
+   * One sample per element, flat or nested by the model's input shape (checked here against the
+   * version that serves the request: src/service/input-shape.ts).
+   */
+  rows: readonly unknown[];
   /** false runs the unfused reference path (debugging). */
   fused?: boolean;
   /** Name of the rows in error paths, e.g. `instances`. */
@@ -34,28 +38,6 @@ export interface PredictOutput {
   batchRows: number;
   /** Time spent queued for a dynamic batch (0 when not batched). */
   queueMs: number;
-}
-
-/** Every row must have exactly `width` values; reports up to 10 offending rows by path. */
-export function checkRowWidths(
-  rows: readonly (readonly number[])[],
-  width: number,
-  field: string,
-): void {
-  const errors: ErrorLocation[] = [];
-  for (let r = 0; r < rows.length && errors.length < 10; r++) {
-    if (rows[r]!.length !== width) {
-      errors.push({
-        path: `${field}[${r}]`,
-        message: `expected ${width} values, got ${rows[r]!.length}`,
-      });
-    }
-  }
-  if (errors.length > 0) {
-    throw new NormserveError('INVALID_INPUT', `${errors[0]!.path}: ${errors[0]!.message}`, {
-      errors,
-    });
-  }
 }
 
 /**
@@ -98,13 +80,6 @@ export function checkFiniteOutputs(
       errors,
     });
   }
-}
-
-/** Packs validated rows into a float32 [rows, width] matrix. */
-export function packRows(rows: readonly (readonly number[])[], width: number): Float32Array {
-  const data = new Float32Array(rows.length * width);
-  nestedRows(rows, width).copyTo(data, 0);
-  return data;
 }
 
 /**
@@ -203,10 +178,21 @@ export function runBatch(
   return runSources(served, [float32Rows(data, rows, served.compiled.inputWidth)], fused)[0]!;
 }
 
-/** The predict use case: resolve the version, check widths, run. */
+const inputShapes = new WeakMap<CompiledModel, InputShape>();
+
+/** How a served version takes its input (shape, flat or nested samples, validation). */
+export function inputShapeOf(served: AvailableVersion): InputShape {
+  let shape = inputShapes.get(served.compiled);
+  if (!shape) {
+    shape = new InputShape(served.compiled.inputShape);
+    inputShapes.set(served.compiled, shape);
+  }
+  return shape;
+}
+
+/** The predict use case: resolve the version, read the samples against its input shape, run. */
 export function predict(registry: ModelRegistry, input: PredictInput): PredictOutput {
   const served = registry.resolve(input.model, input.version);
-  const width = served.compiled.inputWidth;
-  checkRowWidths(input.rows, width, input.field ?? 'instances');
-  return runSources(served, [nestedRows(input.rows, width)], input.fused ?? true)[0]!;
+  const source = inputShapeOf(served).instances(input.rows, input.field ?? 'instances');
+  return runSources(served, [source], input.fused ?? true)[0]!;
 }

@@ -1,5 +1,5 @@
 import { createHash, type Hash, randomUUID } from 'node:crypto';
-import { networkFromCheckpoint } from '../checkpoint/index.js';
+import { holdsBatchNormStatistics, networkFromCheckpoint } from '../checkpoint/index.js';
 import { isNormserveError, NormserveError } from '../errors/index.js';
 import { cloneStateDict } from '../nn/index.js';
 import {
@@ -86,7 +86,7 @@ export class RecalibrationSession {
     this.job = job;
     const { config, state } = parent.checkpoint;
     const network = networkFromCheckpoint(config, cloneStateDict(state));
-    this.recalibrator = createRecalibrator(network, config.input_transform, this.width, {
+    this.recalibrator = createRecalibrator(network, config.input_transform, config.input_shape, {
       mode: request.mode,
       ...(request.priorStrength !== undefined ? { priorStrength: request.priorStrength } : {}),
       ...(request.batchSize !== undefined ? { batchSize: request.batchSize } : {}),
@@ -97,14 +97,14 @@ export class RecalibrationSession {
           phase:
             p.phase === 'receiving'
               ? 'receiving'
-              : `statistics${p.layer !== undefined ? ` (layer ${p.layer})` : ''}`,
+              : `statistics${p.path !== undefined ? ` (layer ${p.path})` : ''}`,
           progress: { rows: p.rows, total_rows: p.phase === 'receiving' ? null : p.totalRows },
         }),
     });
     this.network = network;
   }
 
-  /** Features per row (the model's input width). */
+  /** Values per row (the model's input width: the product of its input shape). */
   get width(): number {
     return this.parent.compiled.inputWidth;
   }
@@ -239,7 +239,7 @@ export class RecalibrationService {
    */
   async begin(request: RecalibrationRequest): Promise<RecalibrationSession> {
     const parent = this.registry.resolve(request.model);
-    if (!parent.checkpoint.config.layers.some((l) => l.type === 'batchnorm1d')) {
+    if (!holdsBatchNormStatistics(parent.checkpoint.config.layers)) {
       throw new NormserveError(
         'NOT_RECALIBRATABLE',
         `model "${request.model}" has no BatchNorm layer: there are no statistics to recalibrate`,

@@ -15,7 +15,7 @@ export interface RowSource {
   copyTo(buffer: InputBuffer, offset: number): void;
 }
 
-/** Rows as arrays of numbers (JSON `instances`, nested OIP data), each of length `width`. */
+/** Rows of numbers (an [F] input's `instances` or nested OIP data), each of length `width`. */
 export function nestedRows(rows: readonly (readonly number[])[], width: number): RowSource {
   return {
     rows: rows.length,
@@ -28,6 +28,32 @@ export function nestedRows(rows: readonly (readonly number[])[], width: number):
       }
     },
   };
+}
+
+/**
+ * Samples of a multi-dimensional input shape ([C, H, W]), each either `width` numbers or arrays
+ * nested exactly as the shape ([1][8][8]): written depth-first, which is the row-major order the
+ * engine takes.
+ */
+export function sampleRows(samples: readonly (readonly unknown[])[], width: number): RowSource {
+  return {
+    rows: samples.length,
+    width,
+    copyTo(buffer, offset) {
+      let o = offset;
+      for (let r = 0; r < samples.length; r++) o = writeDepthFirst(samples[r]!, buffer, o);
+    },
+  };
+}
+
+function writeDepthFirst(values: readonly unknown[], buffer: InputBuffer, offset: number): number {
+  let o = offset;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (Array.isArray(v)) o = writeDepthFirst(v, buffer, o);
+    else buffer[o++] = v as number;
+  }
+  return o;
 }
 
 /** Row-major numbers (flat OIP data, gRPC fp32_contents), `rows × width` of them. */

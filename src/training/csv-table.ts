@@ -1,5 +1,6 @@
 import { parse } from 'csv-parse/sync';
 import { NormserveError } from '../errors/index.js';
+import { FLOAT32_MAX } from '../nn/index.js';
 
 /** A numeric CSV read into memory: the header and the cells as strings, row by row. */
 export interface CsvTable {
@@ -61,8 +62,6 @@ export function parseCsv(text: string, source: string): CsvTable {
   return { source, header, rows, lines: rowLines };
 }
 
-/** Largest finite float32. */
-const FLOAT32_MAX = 3.4028234663852886e38;
 const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
 
 /** The numeric value of a cell, or an error naming its line and column. */

@@ -20,6 +20,7 @@ export function evaluate(
   network: Sequential,
   data: Dataset,
   task: 'classification' | 'regression',
+  inputShape: readonly number[] = [data.width],
   chunkRows = 1024,
 ): Evaluation {
   const wasTraining = network.training;
@@ -31,7 +32,7 @@ export function evaluate(
     const n = end - start;
     const x = new Tensor(data.features.subarray(start * data.width, end * data.width), [
       n,
-      data.width,
+      ...inputShape,
     ]);
     const out = network.forward(x);
     const targets = data.targets.subarray(start, end);

@@ -13,6 +13,8 @@ export type ResolvedTrainingConfig = Omit<TrainingConfig, 'architecture'> & {
   name: string;
   task: 'classification' | 'regression';
   description: string;
+  /** The sample shape: the init model's, the config's, or [feature count]. */
+  input_shape: number[];
   layers: LayerSpec[];
 };
 
@@ -101,6 +103,7 @@ export function resolveTrainingConfig(
         ? { target_scaling: config.data.target_scaling ?? ('standard' as const) }
         : {}),
     },
+    input_shape: init?.input_shape ?? config.input_shape ?? [data.width],
     layers,
     training: config.training,
   };

@@ -1,10 +1,13 @@
-import { buildSequential, networkFromCheckpoint } from '../checkpoint/build-model.js';
 import {
+  buildSequential,
   checkLayerChain,
+  holdsBatchNormStatistics,
+  type InputTransform,
   type LayerSpec,
   MODEL_FORMAT,
   type ModelConfig,
-} from '../checkpoint/model-config.js';
+  networkFromCheckpoint,
+} from '../checkpoint/index.js';
 import { NormserveError } from '../errors/index.js';
 import {
   applyFeatureTransform,
@@ -14,6 +17,7 @@ import {
   type LrSchedule,
   learningRateAt,
   mseLoss,
+  numelOf,
   Rng,
   type StateDict,
   Tensor,
@@ -158,9 +162,23 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
   const t = config.training;
 
   const layers: LayerSpec[] = config.layers;
+  const inputShape = config.input_shape;
+  if (numelOf(inputShape) !== data.width) {
+    throw new NormserveError(
+      'TRAINING_CONFIG_INVALID',
+      `${input.source ? `${input.source}: ` : ''}input_shape [${inputShape.join(', ')}] holds ${numelOf(inputShape)} values but the data has ${data.width} feature columns`,
+    );
+  }
   let outputWidth: number;
   try {
-    outputWidth = checkLayerChain(layers, data.width);
+    const outputShape = checkLayerChain(layers, inputShape);
+    if (outputShape.length !== 1) {
+      throw new NormserveError(
+        'TRAINING_CONFIG_INVALID',
+        `the network's output has shape [${outputShape.join(', ')}]; a flat [outputs] is needed (end with flatten or linear)`,
+      );
+    }
+    outputWidth = outputShape[0]!;
   } catch (e) {
     if (e instanceof NormserveError && input.source)
       throw new NormserveError(e.code, `${input.source}: ${e.message}`);
@@ -180,7 +198,7 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
   }
   const scaleTargets = task === 'regression' && config.data.target_scaling === 'standard';
   if (scaleTargets) checkTargetScalable(layers);
-  const hasBatchNorm = layers.some((l) => l.type === 'batchnorm1d');
+  const hasBatchNorm = holdsBatchNormStatistics(layers);
   if (hasBatchNorm && t.batch_size < 2) {
     throw new NormserveError(
       'TRAINING_CONFIG_INVALID',
@@ -190,11 +208,17 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
 
   const split = splitRows(data.rows, config.data, rng.split, config.data.path);
   const trainRaw = selectRows(data, split.train);
-  const transform = input.init
+  const scaling = config.data.input_scaling;
+  const transform: InputTransform | undefined = input.init
     ? input.init.config.input_transform
-    : config.data.input_scaling === 'standard'
+    : scaling === 'standard'
       ? fitStandardScaler(trainRaw.features, trainRaw.rows, data.width)
-      : undefined;
+      : scaling === 'none'
+        ? undefined
+        : {
+            shift: new Array<number>(data.width).fill(scaling.shift),
+            scale: new Array<number>(data.width).fill(scaling.scale),
+          };
   const targetScale = scaleTargets ? fitTargetScale(trainRaw.targets) : undefined;
   // Training and validation see standardized targets; the test rows keep y, and are evaluated
   // after the scale is folded into the network, as the served model will answer.
@@ -267,7 +291,7 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
       lr = learningRateAt(lrSchedule, baseLr, step, totalSteps);
       optimizer.lr = lr;
       optimizer.zeroGrad();
-      const out = network.forward(new Tensor(x, [n, data.width]));
+      const out = network.forward(new Tensor(x, [n, ...inputShape]));
       const { loss, grad } =
         task === 'classification'
           ? crossEntropy(out, y, t.label_smoothing)
@@ -295,7 +319,7 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
       }
     }
     const validation: Evaluation | undefined =
-      validationSet.rows > 0 ? evaluate(network, validationSet, task) : undefined;
+      validationSet.rows > 0 ? evaluate(network, validationSet, task, inputShape) : undefined;
     const metrics: EpochMetrics = {
       epoch,
       lr,
@@ -324,7 +348,7 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
   network.eval();
   if (targetScale) applyTargetScale(network, targetScale, 'fold');
 
-  const test = testSet.rows > 0 ? evaluate(network, testSet, task) : undefined;
+  const test = testSet.rows > 0 ? evaluate(network, testSet, task, inputShape) : undefined;
   const regressionFit = test && task === 'regression' ? fitQuality(test.loss, testSet.targets) : {};
   const trainingSeconds = (now() - trainingStarted) / 1000;
   const wallTime = now() - started;
@@ -332,7 +356,7 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
     format: MODEL_FORMAT,
     name: config.name,
     task,
-    input_shape: [data.width],
+    input_shape: [...inputShape],
     ...(task === 'classification'
       ? { labels: input.init?.config.labels ?? data.labels ?? [] }
       : {}),

@@ -70,14 +70,36 @@ export const trainingConfigSchema = z
         .default({ fraction: 0.2 }),
       /** Taken from the training rows by a seeded permutation; 0 disables validation. */
       validation_fraction: fraction.default(0.1),
-      /** `standard`: (x − mean)/std from the training rows, saved as the model's input_transform. */
-      input_scaling: z.enum(['standard', 'none']).default('standard'),
+      /**
+       * `standard`: (x − mean)/std from the training rows; `{shift, scale}`: the same
+       * (x − shift)·scale for every feature (e.g. `{"scale": 0.0625}` for pixels 0..16); saved as
+       * the model's input_transform, so the model takes raw features.
+       */
+      input_scaling: z
+        .union([
+          z.enum(['standard', 'none']),
+          z.strictObject({
+            shift: z.number().refine(Number.isFinite, 'expected a finite number').default(0),
+            scale: z.number().positive().refine(Number.isFinite, 'expected a finite number'),
+          }),
+        ])
+        .default('standard'),
       /**
        * Regression only: `standard` (the default there) trains on (y − mean)/std of the training
        * targets and folds the inverse into the last Linear, so the model outputs y's own units.
        */
       target_scaling: z.enum(['standard', 'none']).optional(),
     }),
+    /**
+     * The shape of one sample, as the model's config.json states it: the CSV's feature columns
+     * in row-major order, e.g. [1, 8, 8] for the 64 pixels of a digit. Default: [feature count].
+     */
+    input_shape: z
+      .array(positiveInt)
+      .refine((shape) => shape.length === 1 || shape.length === 3, {
+        message: 'expected [features] or [channels, height, width]',
+      })
+      .optional(),
     /** The network, layer by layer; without it, `architecture` (or its defaults) builds one. */
     layers: z.array(layerSchema).min(1).optional(),
     architecture: architectureSchema.optional(),

@@ -176,7 +176,13 @@ describe('the night shift, fixed through HTTP (issue acceptance)', () => {
       [5, 64],
     ]);
     for (const layer of outcome.layers) {
-      expect(Object.keys(layer).sort()).toEqual(['features', 'index', 'mean_shift', 'std_ratio']);
+      expect(Object.keys(layer).sort()).toEqual([
+        'features',
+        'index',
+        'mean_shift',
+        'path',
+        'std_ratio',
+      ]);
       expect(layer.mean_shift).toBeGreaterThan(0);
       expect(layer.std_ratio).toBeGreaterThan(0);
     }

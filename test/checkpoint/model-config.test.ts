@@ -156,7 +156,7 @@ describe('parseModelConfig applies defaults', () => {
 describe('parseModelConfig rejects, naming the place', () => {
   it('an unknown layer type', () => {
     const value = example();
-    value.layers[2] = { type: 'conv2d', in_channels: 1, out_channels: 8, kernel_size: 3 };
+    value.layers[2] = { type: 'conv3d', in_channels: 1, out_channels: 8, kernel_size: 3 };
     const message = rejection(value);
     expect(message).toContain('layers[2].type');
     expect(message).toContain('config.json');

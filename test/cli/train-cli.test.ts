@@ -115,7 +115,7 @@ const failures: { what: string; args: () => string[]; expected: (string | RegExp
     args: () => [
       '--config',
       irisConfigFile(inputs, 'conv.json', (c) => {
-        c.layers[1] = { type: 'conv2d', in_channels: 16, out_channels: 16, kernel_size: 3 };
+        c.layers[1] = { type: 'conv3d', in_channels: 16, out_channels: 16, kernel_size: 3 };
       }),
     ],
     expected: ['conv.json', 'layers[1].type'],

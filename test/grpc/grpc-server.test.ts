@@ -2,12 +2,13 @@
  * The gRPC Open Inference Protocol (inference.GRPCInferenceService) with a real @grpc/grpc-js
  * client: health, metadata, ModelInfer with raw and typed contents equal to the REST results bit
  * for bit, every malformed request refused with a client-side status (never INTERNAL/UNKNOWN),
- * the API token, and draining on shutdown.
+ * the API token, and draining on shutdown. A convolutional model ([1, 8, 8]) takes tensors of
+ * shape [N, 1, 8, 8] or [N, 64] the same way.
  */
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeTestApp, type TestApp } from '../helpers/app.js';
-import { digitsTestRows } from '../helpers/digits.js';
+import { digitsImage, digitsTestRows } from '../helpers/digits.js';
 import { type GrpcError, rawFloat32, startGrpc } from '../helpers/grpc.js';
 import { f32Bytes, type InferResponse, inferBody } from '../http/http-helpers.js';
 
@@ -17,7 +18,7 @@ const rows = digitsTestRows().x.slice(0, 30);
 const flat = rows.flat();
 
 beforeAll(async () => {
-  t = await makeTestApp({ models: ['digits'], env: { MAX_BATCH_SIZE: '64' } });
+  t = await makeTestApp({ models: ['digits', 'digits-cnn'], env: { MAX_BATCH_SIZE: '64' } });
   g = await startGrpc(t);
 });
 afterAll(async () => {
@@ -251,5 +252,119 @@ describe('gRPC ModelInfer', () => {
     const after = await s.client.call('ServerLive', {});
     expect(after.ok).toBe(false);
     s.client.close();
+  });
+});
+
+describe('gRPC ModelInfer of a convolutional model ([1, 8, 8])', () => {
+  const n = rows.length;
+  const f32 = (values: unknown[]) => Array.from(Float32Array.from(values as number[]));
+  let json: InferResponse;
+  beforeAll(async () => {
+    // The REST JSON form with the tensor nested [N][1][8][8].
+    json = (
+      await t.app.inject({
+        method: 'POST',
+        url: '/v2/models/digits-cnn/infer',
+        payload: {
+          inputs: [
+            { name: 'input', shape: [n, 1, 8, 8], datatype: 'FP32', data: rows.map(digitsImage) },
+          ],
+          outputs: [{ name: 'probabilities' }, { name: 'logits' }, { name: 'label' }],
+        },
+      })
+    ).json<InferResponse>();
+  });
+  const cnnRequest = (shape: number[], contents: 'raw' | 'typed') => ({
+    model_name: 'digits-cnn',
+    inputs: [input(shape, contents === 'typed' ? { contents: { fp32_contents: flat } } : {})],
+    ...(contents === 'raw' ? { raw_input_contents: [f32Bytes(flat)] } : {}),
+    outputs: [{ name: 'probabilities' }, { name: 'logits' }, { name: 'label' }],
+  });
+
+  it('ModelMetadata shows the input [-1, 1, 8, 8], as REST does', async () => {
+    const rest = (await t.app.inject({ url: '/v2/models/digits-cnn' })).json();
+    const meta = await g.client.call<{ inputs: unknown[] }>('ModelMetadata', {
+      name: 'digits-cnn',
+    });
+    expect(meta.ok && meta.value.inputs).toEqual([
+      { name: 'input', datatype: 'FP32', shape: [-1, 1, 8, 8] },
+    ]);
+    expect(meta.ok && { ...meta.value, properties: undefined }).toEqual({
+      ...rest,
+      properties: undefined,
+    });
+  });
+
+  it('raw or typed contents, shape [N, 1, 8, 8] or [N, 64]: the REST JSON results bit for bit', async () => {
+    for (const shape of [
+      [n, 1, 8, 8],
+      [n, 64],
+    ]) {
+      for (const contents of ['raw', 'typed'] as const) {
+        const res = await g.client.call<InferReply>('ModelInfer', cnnRequest(shape, contents));
+        expect(res.ok, JSON.stringify({ shape, contents })).toBe(true);
+        const reply = (res as { value: InferReply }).value;
+        expect(reply.outputs.map((o) => [o.name, o.shape])).toEqual([
+          ['probabilities', [n, 10]],
+          ['logits', [n, 10]],
+          ['label', [n]],
+        ]);
+        expect(rawFloat32(reply.raw_output_contents[0]!)).toEqual(f32(json.outputs[0]!.data));
+        expect(rawFloat32(reply.raw_output_contents[1]!)).toEqual(f32(json.outputs[1]!.data));
+      }
+    }
+  });
+
+  it('refuses a tensor whose shape or size does not fit [1, 8, 8]', async () => {
+    const I = status.INVALID_ARGUMENT;
+    const shape = await refused(cnnRequest([n, 1, 8, 9], 'raw'), I, 'INVALID_INPUT');
+    expect(shape.details).toBe(
+      `inputs[0].shape: expected [N, 1, 8, 8] or [N, 64], got [${n}, 1, 8, 9]`,
+    );
+    const short = await refused(
+      { ...cnnRequest([n, 1, 8, 8], 'raw'), raw_input_contents: [f32Bytes(flat).subarray(4)] },
+      I,
+    );
+    expect(short.details).toBe(
+      `raw_input_contents[0]: shape [${n}, 1, 8, 8] of FP32 is ${n * 256} bytes, got ${n * 256 - 4}`,
+    );
+    const typed = await refused(
+      {
+        model_name: 'digits-cnn',
+        inputs: [input([n, 1, 8, 8], { contents: { fp32_contents: flat.slice(1) } })],
+      },
+      I,
+    );
+    expect(typed.details).toMatch(
+      /^inputs\[0\]\.contents\.fp32_contents: shape \[30, 1, 8, 8\] needs 1920 values, got 1919/,
+    );
+  });
+
+  it('with dynamic batching, concurrent calls of either shape and contents get their own rows', async () => {
+    const batched = await startGrpc(t, { batchMaxDelayUs: 20_000 });
+    try {
+      const replies = await Promise.all(
+        rows.slice(0, 12).map((row, i) =>
+          batched.client.call<InferReply>('ModelInfer', {
+            model_name: 'digits-cnn',
+            inputs: [
+              input(
+                i % 2 === 0 ? [1, 1, 8, 8] : [1, 64],
+                i % 3 === 0 ? { contents: { fp32_contents: row } } : {},
+              ),
+            ],
+            ...(i % 3 === 0 ? {} : { raw_input_contents: [f32Bytes(row)] }),
+            outputs: [{ name: 'logits' }],
+          }),
+        ),
+      );
+      replies.forEach((res, i) => {
+        expect(res.ok).toBe(true);
+        const logits = rawFloat32((res as { value: InferReply }).value.raw_output_contents[0]!);
+        expect(logits).toEqual(f32((json.outputs[1]!.data as number[]).slice(i * 10, i * 10 + 10)));
+      });
+    } finally {
+      await batched.stop();
+    }
   });
 });

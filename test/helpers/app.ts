@@ -17,7 +17,9 @@ export const ADMIN_TOKEN = 'test-admin-token-0123456789abcdef';
 /** Model directories a test repository can hold: name → source directory (containing versions). */
 export const MODEL_SOURCES = {
   digits: 'models/digits',
+  'digits-cnn': 'models/digits-cnn',
   'digits-torch': 'test/fixtures/torch-model/digits-torch',
+  'digits-cnn-torch': 'test/fixtures/torch-model/digits-cnn-torch',
 } as const;
 
 export interface TestApp {

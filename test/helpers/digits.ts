@@ -16,3 +16,8 @@ export const digitsTestRows = (): { x: number[][]; y: number[] } => digitsRows(1
 /** The "night" domain shift of the recalibration issue: x' = 0.35·x + 0.1 on pixel/16, back in raw units. */
 export const nightShift = (x: number[][]): number[][] =>
   x.map((r) => r.map((v) => Math.fround(16 * (0.35 * (v / 16) + 0.1))));
+
+/** A row of 64 pixels as the nested [1][8][8] image a convolutional digits model takes. */
+export const digitsImage = (row: readonly number[]): number[][][] => [
+  Array.from({ length: 8 }, (_, h) => row.slice(h * 8, h * 8 + 8)),
+];

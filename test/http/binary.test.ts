@@ -3,10 +3,12 @@
  * answers) and the Open Inference Protocol's binary tensor data extension on /infer (Triton's
  * docs/protocol/extension_binary_data.md). Results equal the JSON forms bit for bit (the JSON
  * numbers are the float32 values the engine computed); every malformed body is a 4xx problem.
+ * A convolutional model ([1, 8, 8]) takes the same bytes: rows of 64 float32 on :predict, tensors
+ * of shape [N, 1, 8, 8] or [N, 64] on /infer.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeTestApp, type TestApp } from '../helpers/app.js';
-import { digitsTestRows } from '../helpers/digits.js';
+import { digitsImage, digitsTestRows } from '../helpers/digits.js';
 import {
   binaryInfer,
   digitsRow,
@@ -25,7 +27,7 @@ const PREDICT = '/v1/models/digits:predict';
 const INFER = '/v2/models/digits/infer';
 
 beforeAll(async () => {
-  t = await makeTestApp({ models: ['digits'], env: { MAX_BATCH_SIZE: '64' } });
+  t = await makeTestApp({ models: ['digits', 'digits-cnn'], env: { MAX_BATCH_SIZE: '64' } });
 });
 afterAll(async () => {
   await t.close();
@@ -330,5 +332,116 @@ describe('Open Inference Protocol binary tensor data extension on /infer', () =>
       404,
       'MODEL_NOT_FOUND',
     );
+  });
+});
+
+describe('a convolutional model ([1, 8, 8]): the binary forms equal the JSON forms bit for bit', () => {
+  const CNN_PREDICT = '/v1/models/digits-cnn:predict';
+  const CNN_INFER = '/v2/models/digits-cnn/infer';
+  const n = rows.length;
+  const images = rows.map(digitsImage);
+  const float32Of = (values: unknown[]) => Array.from(Float32Array.from(values as number[]));
+
+  it(':predict float32 rows of 64 values (the image row-major) answer what nested instances answer', async () => {
+    const nested = await t.app.inject({
+      method: 'POST',
+      url: CNN_PREDICT,
+      payload: { instances: images },
+    });
+    expect(nested.statusCode, nested.body).toBe(200);
+    const binary = await octet(f32Bytes(flat), CNN_PREDICT);
+    expect(binary.statusCode, binary.body).toBe(200);
+    expect(binary.body).toBe(nested.body);
+    const raw = await octet(f32Bytes(flat), CNN_PREDICT, { accept: 'application/octet-stream' });
+    expect(raw.headers['x-output-shape']).toBe(`${n},10`);
+    expect(Array.from(asFloat32(raw.rawPayload))).toEqual(
+      float32Of(nested.json<{ predictions: number[][] }>().predictions.flat()),
+    );
+    expectInvalid(await octet(f32Bytes(flat.slice(0, 100)), CNN_PREDICT), [
+      { path: 'body', message: /400 bytes is not a whole number of rows \(64 float32 values/ },
+    ]);
+  });
+
+  it('/infer binary tensors of shape [N, 1, 8, 8] and [N, 64] equal the nested JSON tensor', async () => {
+    const json = (
+      await t.app.inject({
+        method: 'POST',
+        url: CNN_INFER,
+        payload: {
+          inputs: [{ name: 'input', shape: [n, 1, 8, 8], datatype: 'FP32', data: images }],
+          outputs: [{ name: 'probabilities' }, { name: 'logits' }, { name: 'label' }],
+        },
+      })
+    ).json<InferResponse>();
+    for (const shape of [
+      [n, 1, 8, 8],
+      [n, 64],
+    ]) {
+      const { payload, headers } = binaryInfer(
+        {
+          inputs: [
+            {
+              name: 'input',
+              shape,
+              datatype: 'FP32',
+              parameters: { binary_data_size: flat.length * 4 },
+            },
+          ],
+          outputs: [
+            { name: 'probabilities', parameters: { binary_data: true } },
+            { name: 'logits', parameters: { binary_data: true } },
+            { name: 'label' },
+          ],
+        },
+        [f32Bytes(flat)],
+      );
+      const res = await t.app.inject({ method: 'POST', url: CNN_INFER, payload, headers });
+      expect(res.statusCode, res.body).toBe(200);
+      const { header: h, bytes } = readBinaryResponse(res);
+      expect(h.outputs.map((o) => [o.name, o.shape])).toEqual([
+        ['probabilities', [n, 10]],
+        ['logits', [n, 10]],
+        ['label', [n]],
+      ]);
+      const size = n * 10 * 4;
+      expect(bytes.length).toBe(2 * size);
+      expect(Array.from(asFloat32(bytes.subarray(0, size)))).toEqual(
+        float32Of(json.outputs[0]!.data),
+      );
+      expect(Array.from(asFloat32(bytes.subarray(size)))).toEqual(float32Of(json.outputs[1]!.data));
+      expect(h.outputs[2]!.data).toEqual(json.outputs[2]!.data);
+    }
+  });
+
+  it('refuses a binary tensor whose shape or size does not fit [1, 8, 8]', async () => {
+    const send = (shape: number[], size: number, bytes: Buffer) => {
+      const { payload, headers } = binaryInfer(
+        {
+          inputs: [
+            { name: 'input', shape, datatype: 'FP32', parameters: { binary_data_size: size } },
+          ],
+        },
+        [bytes],
+      );
+      return t.app.inject({ method: 'POST', url: CNN_INFER, payload, headers });
+    };
+    expectInvalid(await send([n, 1, 8, 7], flat.length * 4, f32Bytes(flat)), [
+      {
+        path: 'inputs[0].shape',
+        message: `expected [N, 1, 8, 8] or [N, 64], got [${n}, 1, 8, 7]`,
+      },
+    ]);
+    const short = f32Bytes(flat).subarray(4);
+    expectInvalid(await send([n, 1, 8, 8], short.length, short), [
+      {
+        path: 'inputs[0].parameters.binary_data_size',
+        message: `shape [${n}, 1, 8, 8] of FP32 is ${n * 256} bytes, got ${n * 256 - 4}`,
+      },
+    ]);
+    const nan = f32Bytes(flat);
+    nan.writeFloatLE(Number.NaN, 4 * 65);
+    expectInvalid(await send([n, 1, 8, 8], nan.length, nan), [
+      { path: 'inputs[0].binary_data[65]', message: 'expected a finite number, got NaN' },
+    ]);
   });
 });

@@ -71,13 +71,19 @@ describe('fused vs unfused eval', () => {
     );
     expect(plan.layers[0]).toEqual({
       index: 0,
+      path: '0',
       kind: 'BatchNorm1d',
       fate: 'folded_into_next_linear',
     });
     const end = compileNetwork(
       randomNetwork(combinations['BN at the end (stand-alone affine kernel)']!, 1),
     );
-    expect(end.layers.at(-1)).toEqual({ index: 4, kind: 'BatchNorm1d', fate: 'standalone_affine' });
+    expect(end.layers.at(-1)).toEqual({
+      index: 4,
+      path: '4',
+      kind: 'BatchNorm1d',
+      fate: 'standalone_affine',
+    });
   });
 });
 

@@ -203,13 +203,43 @@ const plans: Record<string, () => CompiledPlan> = {
         4,
       ),
       undefined,
-      10,
+      [10],
     ),
 };
 const digits = (await loadModelDirectory('models/digits/1')).checkpoint;
+const digitsCnn = (await loadModelDirectory('models/digits-cnn/1')).checkpoint;
+
+/** Steps of the shapes a [C, H, W] input brings that the engine has kernels for. */
+const samplePlans: Record<string, () => CompiledPlan> = {
+  'a [2, 3, 5] input: BatchNorm2d stand-alone (per channel over H·W), LayerNorm over [C, H, W]':
+    () =>
+      compileNetwork(
+        network(
+          [
+            {
+              type: 'batchnorm2d',
+              num_features: 2,
+              eps: 1e-5,
+              momentum: 0.1,
+              affine: true,
+              track_running_stats: true,
+            },
+            { type: 'layernorm', normalized_shape: [2, 3, 5], eps: 1e-5, elementwise_affine: true },
+            { type: 'relu' },
+            { type: 'flatten', start_dim: 1, end_dim: -1 },
+            linear(30, 7),
+            { type: 'relu' },
+            linear(7, 3),
+          ],
+          5,
+        ),
+        undefined,
+        [2, 3, 5],
+      ),
+};
 
 describe('WasmExecutor vs the JavaScript reference executor', () => {
-  for (const [name, make] of Object.entries(plans)) {
+  for (const [name, make] of Object.entries({ ...plans, ...samplePlans })) {
     for (const relaxed of variants) {
       it(`${name}${relaxed ? ', relaxed FMA' : ''}: outputs within ${OUTPUT_ATOL} at every batch size, several passes of the I/O region`, () => {
         const plan = make();
@@ -269,21 +299,46 @@ describe('executor factory', () => {
     expect(executor.run(Float32Array.of(1, 2, 3, 4), 1)).toHaveLength(2);
   });
 
-  it('falls back to JavaScript for a plan with a step the engine has no kernel for', () => {
+  it('falls back to JavaScript for a plan with a step the engine has no kernel for (the CNN)', () => {
     const reasons: string[] = [];
-    const withConv = {
-      ...plan,
-      // A step of a later layer type (convolution): the JavaScript executor runs it, not wasm.
-      steps: [
-        ...plan.steps,
-        { op: 'conv2d', activation: { kind: 'none' } } as unknown as CompiledPlan['steps'][number],
-      ],
-    };
-    const executor = createExecutor(withConv, {
+    const cnn = compileNetwork(
+      digitsCnn.network,
+      digitsCnn.config.input_transform,
+      digitsCnn.config.input_shape,
+    );
+    const executor = createExecutor(cnn, {
       maxBatchSize: 8,
       onFallback: (r) => reasons.push(r),
     });
     expect(executor.engine).toBe('js');
-    expect(reasons).toEqual(['the wasm engine has no kernel for plan step(s) conv2d']);
+    expect(reasons).toEqual([
+      'the wasm engine has no kernel for plan step(s) conv2d, save_skip, add_skip, maxpool2d, avgpool2d',
+    ]);
+    const image = Float32Array.from({ length: 64 }, (_, i) => i % 17);
+    expect(executor.run(image, 1)).toEqual(new PlanExecutor(cnn, 8).run(image, 1));
+  });
+
+  it('falls back to JavaScript for a LayerNorm over part of a sample', () => {
+    const reasons: string[] = [];
+    const partial = compileNetwork(
+      network(
+        [
+          { type: 'layernorm', normalized_shape: [3, 5], eps: 1e-5, elementwise_affine: true },
+          { type: 'flatten', start_dim: 1, end_dim: -1 },
+          linear(30, 2),
+        ],
+        6,
+      ),
+      undefined,
+      [2, 3, 5],
+    );
+    const executor = createExecutor(partial, {
+      maxBatchSize: 8,
+      onFallback: (r) => reasons.push(r),
+    });
+    expect(executor.engine).toBe('js');
+    expect(reasons).toEqual([
+      'the wasm engine has no kernel for a LayerNorm over part of a sample',
+    ]);
   });
 });

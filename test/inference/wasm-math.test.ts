@@ -1,5 +1,5 @@
 /**
- * The WebAssembly engine's activations (src/inference/wasm/vector-math-wat.ts, float32 SIMD)
+ * The WebAssembly engine's activations (src/nn/wasm/vector-math-wat.ts, float32 SIMD)
  * against the functions of src/nn (float64, PyTorch's definitions) on a dense grid, across
  * magnitudes, and at the special values.
  */

@@ -1,11 +1,11 @@
 /**
- * The engine's WebAssembly is assembled in-process by src/inference/wasm/wat-assembler.ts; wabt
+ * The engine's WebAssembly is assembled in-process by src/nn/wasm/wat-assembler.ts; wabt
  * (the WebAssembly Binary Toolkit's own assembler) is the oracle: the same text, the same bytes.
  */
 import { describe, expect, it } from 'vitest';
 import wabtInit from 'wabt';
 import { engineModuleText } from '../../src/inference/wasm/engine-module.js';
-import { assembleWat, WatError } from '../../src/inference/wasm/wat-assembler.js';
+import { assembleWat, WatError } from '../../src/nn/wasm/index.js';
 
 const wabt = await wabtInit();
 const features = { simd: true, relaxed_simd: true, threads: true };

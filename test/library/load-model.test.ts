@@ -44,6 +44,17 @@ describe('loadModel (src/index.ts)', () => {
     model.close();
   });
 
+  it("a convolutional model: input shape [1, 8, 8], images flat, PyTorch's logits (JavaScript executor)", async () => {
+    const cnnTorch = JSON.parse(
+      readFileSync('test/fixtures/torch-model/bundled-digits-cnn-eval.json', 'utf8'),
+    ) as { logits: number[][] };
+    const model = await loadModel('models/digits-cnn', { engine: 'wasm' });
+    // The wasm engine has no convolution kernels yet: the model runs on the reference executor.
+    expect(model).toMatchObject({ name: 'digits-cnn', inputShape: [1, 8, 8], engine: 'js' });
+    expectClose(model.run(input, x.length), cnnTorch.logits.flat(), BUNDLED_LOGITS_ATOL, 'logits');
+    model.close();
+  });
+
   it('wasm and js engines agree; two threads give one thread’s bits', async () => {
     const js = await loadModel('models/digits/1', { engine: 'js' });
     const wasm = await loadModel('models/digits/1', { engine: 'wasm', threads: 1 });

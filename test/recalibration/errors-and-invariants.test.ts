@@ -232,7 +232,13 @@ describe('shift report', () => {
     expect(Number.isFinite(first.layers[0]!.mean_shift)).toBe(true);
     expect(Number.isFinite(first.layers[0]!.std_ratio)).toBe(true);
     const second = await recalibrate(network, undefined, 2, data, { mode: 'exact' });
-    expect(second.layers[0]).toEqual({ index: 1, features: 2, mean_shift: 0, std_ratio: 1 });
+    expect(second.layers[0]).toEqual({
+      index: 1,
+      path: '1',
+      features: 2,
+      mean_shift: 0,
+      std_ratio: 1,
+    });
   });
 
   it('moves with a known input shift on the digits-torch model', async () => {

@@ -2,7 +2,8 @@
  * compileAccepts against zod itself: for the schemas the prediction routes compile (the predict
  * request, per model and general; the infer request and the binary header; the gRPC message),
  * the compiled predicate accepts exactly what the schema accepts, on valid bodies, mutated ones
- * and arbitrary JSON.
+ * and arbitrary JSON; and the sample check of a model's input shape accepts exactly what the
+ * input shape's reader (which names the errors) accepts.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -16,7 +17,7 @@ import {
   predictRequestSchema,
   predictRequestSchemaFor,
 } from '../../src/http/schemas/tf-serving.js';
-import { compileAccepts } from '../../src/service/index.js';
+import { compileAccepts, InputShape } from '../../src/service/index.js';
 
 const row = (n: number, v = 1) => Array.from({ length: n }, (_, i) => (i % 7) * v);
 
@@ -90,12 +91,69 @@ describe('compileAccepts accepts exactly what zod accepts', () => {
   });
 
   it("one model's predict request: rows of exactly its width, at most MAX_BATCH_SIZE", () => {
-    const schema = predictRequestSchemaFor(4, 3);
+    const schema = predictRequestSchemaFor([4], 3);
     agrees(schema, () => [{ instances: [row(4)] }, { inputs: [row(4), row(4), row(4)] }]);
     const accepts = compileAccepts(schema)!;
     expect(accepts({ instances: [row(4), row(4), row(4), row(4)] })).toBe(false);
     expect(accepts({ instances: [row(5)] })).toBe(false);
     expect(accepts({ instances: [row(4)], inputs: [row(4)] })).toBe(false);
+  });
+
+  it("a [2, 2, 3] model's predict request: samples of 12 values flat or nested [2][2][3]", () => {
+    const schema = predictRequestSchemaFor([2, 2, 3], 3);
+    const nested = [
+      [
+        [1, 2, 3],
+        [4, 5, 6],
+      ],
+      [
+        [7, 8, 9],
+        [10, 11, 12],
+      ],
+    ];
+    agrees(schema, () => [
+      { instances: [row(12)] },
+      { instances: [nested, row(12), nested] },
+      { inputs: [nested] },
+    ]);
+    const accepts = compileAccepts(schema)!;
+    expect(accepts({ instances: [nested[0]] })).toBe(false);
+    expect(accepts({ instances: [row(11)] })).toBe(false);
+    expect(accepts({ instances: [[nested[0], row(6)]] })).toBe(false);
+  });
+
+  it("a sample check compiled from an input shape accepts exactly what the shape's reader accepts", () => {
+    const nested = (shape: number[], v = 1): unknown =>
+      shape.length === 0
+        ? v
+        : Array.from({ length: shape[0]! }, (_, i) => nested(shape.slice(1), v * (i + 2)));
+    for (const dims of [[5], [2, 2, 3], [1, 3, 2]]) {
+      const shape = new InputShape(dims);
+      const accepts = compileAccepts(shape.sampleSchema())!;
+      const read = (value: unknown) => {
+        try {
+          shape.readInstances([value], 'instances');
+          return true;
+        } catch {
+          return false;
+        }
+      };
+      const valid = [row(shape.width), nested(dims)];
+      for (const v of valid) expect(read(v) && accepts(v), JSON.stringify(v)).toBe(true);
+      fc.assert(
+        fc.property(fc.constantFrom(...valid), fc.nat(), oddValues, (base, pick, replacement) => {
+          const value = mutate(base, pick, replacement);
+          expect(accepts(value), JSON.stringify(value)).toBe(read(value));
+        }),
+        { numRuns: 2000, seed: 13 },
+      );
+      fc.assert(
+        fc.property(fc.jsonValue({ maxDepth: 4 }), (value) => {
+          expect(accepts(value)).toBe(read(value));
+        }),
+        { numRuns: 300, seed: 14 },
+      );
+    }
   });
 
   it('the infer request and the binary header', () => {

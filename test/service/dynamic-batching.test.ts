@@ -2,15 +2,22 @@
  * Dynamic batching (BATCH_MAX_DELAY_US, config.json `dynamic_batching`): concurrent requests for
  * one version run as one engine call; each response has exactly its own rows (equal to the
  * unbatched answer bit for bit) and the version of its batch; BATCH_MAX_ROWS bounds a batch; the
- * batch metrics count it all. Outcomes and order only: no timing assertion.
+ * batch metrics count it all. Outcomes and order only: no timing assertion. A convolutional
+ * model's samples, flat or nested, JSON or binary, batch together the same way.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { InferenceService, nestedRows } from '../../src/service/index.js';
 import { makeRepository, makeTestApp, type TestApp } from '../helpers/app.js';
-import { digitsTestRows } from '../helpers/digits.js';
-import { type InferResponse, inferBody } from '../http/http-helpers.js';
+import { digitsImage, digitsTestRows } from '../helpers/digits.js';
+import {
+  binaryInfer,
+  f32Bytes,
+  type InferResponse,
+  inferBody,
+  readBinaryResponse,
+} from '../http/http-helpers.js';
 
 const rows = digitsTestRows().x.slice(0, 24);
 let t: TestApp | undefined;
@@ -96,6 +103,104 @@ describe('dynamic batching', () => {
     ]);
     expect(results[4]!.batchRows).toBe(9);
     expect(results[0]!.batchRows).toBe(4);
+  });
+
+  it('a convolutional model: nested, flat and binary samples of both APIs run as one engine call', async () => {
+    const n = 10;
+    t = await makeTestApp({
+      models: ['digits-cnn'],
+      env: { BATCH_MAX_DELAY_US: '1000000', BATCH_MAX_ROWS: String(n) },
+    });
+    const app = t.app;
+    const PREDICT = '/v1/models/digits-cnn:predict';
+    const INFER = '/v2/models/digits-cnn/infer';
+    const alone = await makeTestApp({ models: ['digits-cnn'] }).then(async (plain) => {
+      const res = await plain.app.inject({
+        method: 'POST',
+        url: PREDICT,
+        payload: { instances: rows.slice(0, n).map(digitsImage) },
+      });
+      await plain.close();
+      return res.json<{ predictions: number[][] }>().predictions;
+    });
+    const f32 = (values: readonly number[]) => Array.from(Float32Array.from(values));
+    const forms: ((row: number[]) => Promise<number[]>)[] = [
+      // TF JSON, nested [1][8][8] and flat 64.
+      async (row) =>
+        (
+          await app.inject({
+            method: 'POST',
+            url: PREDICT,
+            payload: { instances: [digitsImage(row)] },
+          })
+        ).json<{ predictions: number[][] }>().predictions[0]!,
+      async (row) =>
+        (await app.inject({ method: 'POST', url: PREDICT, payload: { inputs: [row] } })).json<{
+          outputs: number[][];
+        }>().outputs[0]!,
+      // TF float32 rows, answered as float32.
+      async (row) => {
+        const res = await app.inject({
+          method: 'POST',
+          url: PREDICT,
+          payload: f32Bytes(row),
+          headers: {
+            'content-type': 'application/octet-stream',
+            accept: 'application/octet-stream',
+          },
+        });
+        const bytes = res.rawPayload;
+        return Array.from(
+          new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length)),
+        );
+      },
+      // OIP JSON [1, 1, 8, 8] nested, and the binary extension with [1, 64].
+      async (row) =>
+        (
+          await app.inject({
+            method: 'POST',
+            url: INFER,
+            payload: {
+              inputs: [
+                { name: 'input', shape: [1, 1, 8, 8], datatype: 'FP32', data: [digitsImage(row)] },
+              ],
+            },
+          })
+        ).json<InferResponse>().outputs[0]!.data as number[],
+      async (row) => {
+        const { payload, headers } = binaryInfer(
+          {
+            inputs: [
+              {
+                name: 'input',
+                shape: [1, 64],
+                datatype: 'FP32',
+                parameters: { binary_data_size: 256 },
+              },
+            ],
+            outputs: [{ name: 'probabilities', parameters: { binary_data: true } }],
+          },
+          [f32Bytes(row)],
+        );
+        const { bytes } = readBinaryResponse(
+          await app.inject({ method: 'POST', url: INFER, payload, headers }),
+        );
+        return Array.from(
+          new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length)),
+        );
+      },
+    ];
+    const answers = await Promise.all(
+      rows.slice(0, n).map((row, i) => forms[i % forms.length]!(row)),
+    );
+    answers.forEach((probabilities, i) => {
+      expect(f32(probabilities), `row ${i}`).toEqual(f32(alone[i]!));
+    });
+    const metrics = (await app.inject({ url: '/metrics' })).body;
+    expect(metrics).toMatch(/normserve_dynamic_batch_requests_count\{model="digits-cnn"\} 1\b/);
+    expect(metrics).toMatch(
+      new RegExp(`normserve_dynamic_batch_rows_sum\\{model="digits-cnn"\\} ${n}\\b`),
+    );
   });
 
   it("a model's config.json dynamic_batching overrides the server setting", async () => {

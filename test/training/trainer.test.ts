@@ -35,6 +35,7 @@ const BN_MLP = [
 
 interface Overrides {
   seed?: number;
+  input_shape?: number[];
   layers?: unknown[];
   data?: Record<string, unknown>;
   training?: Record<string, unknown>;
@@ -45,6 +46,7 @@ function irisConfig(o: Overrides = {}) {
     {
       name: 'iris-test',
       seed: o.seed ?? 7,
+      ...(o.input_shape ? { input_shape: o.input_shape } : {}),
       data: { path: IRIS, test_split: { fraction: 0.2 }, validation_fraction: 0.1, ...o.data },
       layers: o.layers ?? BN_MLP,
       training: {
@@ -225,6 +227,57 @@ describe('early stopping', () => {
     expect(out.metrics.epochs).toHaveLength(15);
     const again = await run({ data, training: { ...recipe, epochs: 15 } });
     expect(bytes(out.state).equals(bytes(again.state))).toBe(true);
+  });
+});
+
+describe('sample shapes: a convolutional network on [C, H, W] samples', () => {
+  /** Iris's 4 features as a [4, 1, 1] "image": 1×1 convolutions, BatchNorm2d, flatten. */
+  const CNN = [
+    { type: 'conv2d', in_channels: 4, out_channels: 6, kernel_size: 1 },
+    { type: 'batchnorm2d', num_features: 6 },
+    { type: 'relu' },
+    {
+      type: 'residual',
+      layers: [
+        { type: 'conv2d', in_channels: 6, out_channels: 6, kernel_size: 1, bias: false },
+        { type: 'batchnorm2d', num_features: 6 },
+      ],
+    },
+    { type: 'flatten' },
+    { type: 'linear', in_features: 6, out_features: 3 },
+  ];
+
+  it('trains with input_shape and a constant input scaling, deterministically', async () => {
+    const o: Overrides = {
+      input_shape: [4, 1, 1],
+      layers: CNN,
+      data: { input_scaling: { shift: 1, scale: 0.5 } },
+    };
+    const a = await run(o);
+    const b = await run(o);
+    expect(bytes(a.state).equals(bytes(b.state))).toBe(true);
+    expect(a.config.input_shape).toEqual([4, 1, 1]);
+    expect(a.config.input_transform).toEqual({ shift: [1, 1, 1, 1], scale: [0.5, 0.5, 0.5, 0.5] });
+    expect([...a.state.keys()]).toContain('3.body.1.running_var');
+    // Every batch moved the nested BatchNorm's statistics: 3 epochs of ceil(108 / 16) batches.
+    expect(a.state.get('3.body.1.num_batches_tracked')).toBe(21n);
+    expect(a.metrics.epochs[2]!.train_loss).toBeLessThan(a.metrics.epochs[0]!.train_loss);
+  });
+
+  it('rejects an input_shape that does not hold the feature columns', async () => {
+    await expect(run({ input_shape: [2, 2, 2], layers: CNN })).rejects.toMatchObject({
+      code: 'TRAINING_CONFIG_INVALID',
+      message: expect.stringContaining(
+        'input_shape [2, 2, 2] holds 8 values but the data has 4 feature columns',
+      ),
+    });
+  });
+
+  it('rejects a network whose output is not flat', async () => {
+    await expect(run({ input_shape: [4, 1, 1], layers: CNN.slice(0, 3) })).rejects.toMatchObject({
+      code: 'TRAINING_CONFIG_INVALID',
+      message: expect.stringContaining('a flat [outputs] is needed'),
+    });
   });
 });
 

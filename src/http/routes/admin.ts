@@ -3,9 +3,8 @@ import rateLimit from '@fastify/rate-limit';
 import { z } from 'zod';
 import { NormserveError } from '../../errors/index.js';
 import {
-  checkRowWidths,
+  inputShapeOf,
   JobRegistry,
-  packRows,
   type RecalibrationRequest,
   RecalibrationService,
 } from '../../service/index.js';
@@ -133,9 +132,8 @@ async function adminScope(app: AppInstance): Promise<void> {
         // A JSON body is checked whole before the model is locked, so a bad request never makes
         // a good one wait; streamed bodies are checked as they arrive.
         if (json)
-          checkRowWidths(
+          inputShapeOf(registry.resolve(recalibration.model)).readInstances(
             json.instances,
-            registry.resolve(recalibration.model).compiled.inputWidth,
             'instances',
           );
         const session = await service.begin(recalibration);
@@ -143,8 +141,7 @@ async function adminScope(app: AppInstance): Promise<void> {
           if (json) {
             // Checked again against the parent the session got (it may be newer than the
             // version the early check saw).
-            checkRowWidths(json.instances, session.width, 'instances');
-            const data = packRows(json.instances, session.width);
+            const data = inputShapeOf(session.parent).readInstances(json.instances, 'instances');
             const step = 1024 * session.width;
             for (let i = 0; i < data.length; i += step)
               await session.push(data.subarray(i, i + step));

@@ -60,6 +60,9 @@ export async function modelExportRoutes(app: AppInstance): Promise<void> {
             'A bad query parameter, or probabilities=true for a regression model',
           ),
           404: errorResponses[404],
+          422: problemSchema.describe(
+            'NOT_EXPORTABLE: the compiled plan has steps the export does not write yet (convolutional models)',
+          ),
         },
       },
     },

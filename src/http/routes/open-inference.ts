@@ -1,15 +1,15 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { type ErrorLocation, NormserveError } from '../../errors/index.js';
+import { NormserveError } from '../../errors/index.js';
 import {
   type AvailableVersion,
   checkInputTensor,
   compileAccepts,
+  FP32_BYTES,
   failInput,
-  flatRows,
   float32Rows,
+  inputShapeOf,
   modelMetadata,
-  nestedRows,
   OIP_EXTENSIONS,
   type OutputName,
   outputTensor,
@@ -36,8 +36,6 @@ import { recordInference } from '../request-context.js';
 import {
   checkFiniteOutputs,
   errorResponses,
-  FLOAT32_MAX,
-  FLOAT32_RANGE_MESSAGE,
   inferenceErrorResponses,
   modelNameParam,
   versionParam,
@@ -67,70 +65,24 @@ type InferBody = z.output<ReturnType<typeof binaryInferHeaderSchema>>;
 type InferInput = InferBody['inputs'][number];
 
 /**
- * Reads JSON tensor data (flat row-major, or nested by rows) as rows for the engine: finite
- * numbers within float32 only, up to 10 offending places named.
- */
-function jsonRows(values: readonly unknown[], rows: number, width: number): RowSource {
-  const errors: ErrorLocation[] = [];
-  // NaN and ±Infinity fail both comparisons; JSON cannot carry them, but 1e999 parses to Infinity.
-  const bad = (v: unknown) => typeof v !== 'number' || !(v >= -FLOAT32_MAX && v <= FLOAT32_MAX);
-  const problem = (v: unknown) =>
-    typeof v !== 'number' || !Number.isFinite(v)
-      ? 'expected a finite number'
-      : FLOAT32_RANGE_MESSAGE;
-  if (values.length === rows * width && values.every((v) => !Array.isArray(v))) {
-    for (let i = 0; i < values.length && errors.length < 10; i++) {
-      const v = values[i];
-      if (bad(v)) errors.push({ path: `inputs[0].data[${i}]`, message: problem(v) });
-    }
-  } else if (values.length === rows && values.every(Array.isArray)) {
-    for (let r = 0; r < rows && errors.length < 10; r++) {
-      const row = values[r] as unknown[];
-      if (row.length !== width) {
-        errors.push({
-          path: `inputs[0].data[${r}]`,
-          message: `expected ${width} values, got ${row.length}`,
-        });
-        continue;
-      }
-      for (let c = 0; c < width; c++) {
-        const v = row[c];
-        if (bad(v)) errors.push({ path: `inputs[0].data[${r}][${c}]`, message: problem(v) });
-      }
-    }
-  } else {
-    failInput(
-      'inputs[0].data',
-      `expected ${rows * width} numbers (flat) or ${rows} rows of ${width} for shape [${rows}, ${width}]`,
-    );
-  }
-  if (errors.length > 0)
-    throw new NormserveError('INVALID_INPUT', `${errors[0]!.path}: ${errors[0]!.message}`, {
-      errors,
-    });
-  return values.length === rows * width && !Array.isArray(values[0])
-    ? flatRows(values as number[], rows, width)
-    : nestedRows(values as number[][], width);
-}
-
-/**
  * The input rows of an infer request: from JSON `data`, or from the bytes after a binary body's
  * header (`binary`, undefined for JSON bodies) when the input has `binary_data_size`.
  */
 function readInput(
   body: InferBody,
   binary: Buffer | undefined,
-  width: number,
+  served: AvailableVersion,
   maxRows: number,
 ): RowSource {
-  const rows = checkInputTensor(body.inputs, width, maxRows);
+  const shape = inputShapeOf(served);
+  const rows = checkInputTensor(body.inputs, shape, maxRows);
   const input: InferInput = body.inputs[0]!;
   const size = binaryDataSize(input.parameters, 'inputs[0].parameters');
   if (size === undefined) {
     if (binary !== undefined && binary.length > 0) checkBinaryConsumed(0, binary.length);
     if (input.data === undefined)
       failInput('inputs[0].data', 'required (or parameters.binary_data_size for binary data)');
-    return jsonRows(input.data, rows, width);
+    return shape.tensorData(input.data, input.shape, 'inputs[0].data');
   }
   if (binary === undefined)
     failInput(
@@ -140,13 +92,13 @@ function readInput(
   if (input.data !== undefined)
     failInput('inputs[0].data', 'give either data or parameters.binary_data_size, not both');
   checkBinaryConsumed(size, binary!.length);
-  const expected = rows * width * 4;
+  const expected = rows * shape.width * FP32_BYTES;
   if (size !== expected)
     failInput(
       'inputs[0].parameters.binary_data_size',
-      `shape [${rows}, ${width}] of FP32 is ${expected} bytes, got ${size}`,
+      `shape [${input.shape.join(', ')}] of FP32 is ${expected} bytes, got ${size}`,
     );
-  return float32Rows(readFloat32(binary!, 'inputs[0].binary_data'), rows, width);
+  return float32Rows(readFloat32(binary!, 'inputs[0].binary_data'), rows, shape.width);
 }
 
 /** Which requested outputs go back as bytes (binary_data, else the request's binary_data_output). */
@@ -348,7 +300,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
       parsed.outputs?.map((o) => o.name),
     );
     const asBytes = binaryOutputs(parsed, requested.length);
-    const source = readInput(parsed, binary, served.compiled.inputWidth, config.MAX_BATCH_SIZE);
+    const source = readInput(parsed, binary, served, config.MAX_BATCH_SIZE);
     let out: PredictOutput | Promise<PredictOutput> = inference.infer(served, source);
     if (out instanceof Promise) out = await out;
     checkFiniteOutputs(out.outputs, out.rows, out.outputWidth, (r) => `inputs[0].data (row ${r})`);

@@ -4,16 +4,18 @@ import { NormserveError } from '../../errors/index.js';
 import {
   type Accepts,
   type AvailableVersion,
-  checkRowWidths,
   compileAccepts,
+  compiledLayers,
   FP32_BYTES,
   failInput,
   float32Bytes,
   float32Rows,
+  foldedBatchNorms,
+  inputShapeOf,
   type ModelRegistry,
   type ModelSnapshot,
-  nestedRows,
   type PredictOutput,
+  type RowSource,
   readFloat32,
 } from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
@@ -101,17 +103,11 @@ export function versionMetadata(served: AvailableVersion) {
     version: served.version,
     task: config.task,
     input_shape: config.input_shape,
-    output_shape: [plan.outputWidth],
+    output_shape: plan.outputShape,
     labels: config.labels ?? null,
     description: config.description ?? null,
-    layers: config.layers.map((layer, index) => ({
-      index,
-      ...layer,
-      compiled: plan.layers.find((f) => f.index === index)?.fate ?? null,
-    })),
-    folded_batchnorms: plan.layers
-      .filter((f) => f.kind.startsWith('BatchNorm') && f.fate.startsWith('folded'))
-      .map((f) => f.index),
+    layers: compiledLayers(served),
+    folded_batchnorms: foldedBatchNorms(served),
     input_transform_folded: plan.inputTransformFolded,
     kernels: plan.steps.map(
       (s) => `${s.op}${s.activation.kind === 'none' ? '' : `+${s.activation.kind}`}`,
@@ -140,11 +136,21 @@ const metadataSchema = z
     output_shape: z.array(z.number().int()),
     labels: z.array(z.string()).nullable(),
     layers: z.array(
-      z.looseObject({ index: z.number().int(), type: z.string(), compiled: z.string().nullable() }),
+      z
+        .looseObject({
+          index: z.number().int(),
+          type: z.string(),
+          compiled: z.string().nullable(),
+        })
+        .meta({
+          description:
+            'A config.json layer entry and its fate in the compiled plan; a residual block lists its nested layers (each with its `path`) under `layers`',
+        }),
     ),
-    folded_batchnorms: z
-      .array(z.number().int())
-      .meta({ description: 'Indices of the BatchNorm layers folded into Linear weights' }),
+    folded_batchnorms: z.array(z.union([z.number().int(), z.string()])).meta({
+      description:
+        'The BatchNorm layers folded into Linear or Conv2d weights: the index of a top-level one, the path ("3.body.1") of one inside a residual block',
+    }),
     input_transform_folded: z.boolean(),
     kernels: z.array(z.string()),
     training: z.unknown(),
@@ -386,10 +392,10 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
   );
 
   // Bodies (and the query, whose errors come after the body's, as Fastify orders them) are
-  // validated by the handler: a check compiled per model from the zod schema (rows of exactly the
-  // model's width, at most MAX_BATCH_SIZE of them) accepts valid requests fast and the rows go
-  // straight into the engine's input buffer; anything it refuses takes the general path, whose
-  // zod schema and checks name every problem.
+  // validated by the handler: a check compiled per model from the zod schema (samples of the
+  // model's input shape, flat or nested, at most MAX_BATCH_SIZE of them) accepts valid requests
+  // fast and the samples go straight into the engine's input buffer; anything it refuses takes
+  // the general path, whose zod schema and the input shape's reader name every problem.
   const body = validatedByHandler(predictRequestSchema);
   const querystring = validatedByHandler(predictQuerySchema);
   const accepts = new WeakMap<AvailableVersion, Accepts | undefined>();
@@ -397,7 +403,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
     if (!accepts.has(served)) {
       accepts.set(
         served,
-        compileAccepts(predictRequestSchemaFor(served.compiled.inputWidth, config.MAX_BATCH_SIZE)),
+        compileAccepts(predictRequestSchemaFor(served.compiled.inputShape, config.MAX_BATCH_SIZE)),
       );
     }
     return accepts.get(served);
@@ -420,30 +426,25 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
       unresolved = e;
     }
     if (Buffer.isBuffer(request.body)) return predictBinary(request, reply, served, unresolved);
-    let instances: readonly (readonly number[])[];
+    let source: RowSource;
     let columnar: boolean;
     let fused: boolean;
     const raw = request.body as PredictBody;
     if (served && acceptsFor(served)?.(raw)) {
       columnar = raw.inputs !== undefined;
-      instances = (raw.instances ?? raw.inputs)!;
+      source = inputShapeOf(served).samples((raw.instances ?? raw.inputs)!);
       fused = fusedOf(request.query);
     } else {
       const parsed = parseWith(body, raw, 'body');
       fused = fusedOf(request.query);
       columnar = parsed.inputs !== undefined;
-      instances = (parsed.instances ?? parsed.inputs)!;
+      const instances = (parsed.instances ?? parsed.inputs)!;
       const field = columnar ? 'inputs' : 'instances';
       checkBatchSize(field, instances.length, config.MAX_BATCH_SIZE);
       if (!served) throw unresolved;
-      checkRowWidths(instances, served.compiled.inputWidth, field);
+      source = inputShapeOf(served).instances(instances, field);
     }
-    const width = served.compiled.inputWidth;
-    let out: PredictOutput | Promise<PredictOutput> = inference.infer(
-      served,
-      nestedRows(instances, width),
-      fused,
-    );
+    let out: PredictOutput | Promise<PredictOutput> = inference.infer(served, source, fused);
     if (out instanceof Promise) out = await out;
     checkFiniteOutputs(out.outputs, out.rows, out.outputWidth, (r) =>
       columnar ? `inputs[${r}]` : `instances[${r}]`,
@@ -455,8 +456,9 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
   };
 
   /**
-   * `Content-Type: application/octet-stream`: little-endian float32 rows of the model's width,
-   * back to back; the row count follows from the length.
+   * `Content-Type: application/octet-stream`: little-endian float32 rows of the model's width
+   * (a [C, H, W] sample row-major, as PyTorch stores it), back to back; the row count follows
+   * from the length.
    */
   const predictBinary = async (
     request: FastifyRequest,
@@ -498,7 +500,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
     body,
     consumes: ['application/json', OCTET_STREAM],
     description: [
-      "JSON (this schema), or `Content-Type: application/octet-stream`: little-endian float32 rows of the model's input width, back to back (the row count follows from the length).",
+      "JSON (this schema), or `Content-Type: application/octet-stream`: little-endian float32 rows of the model's input width, back to back (the row count follows from the length); a sample of a multi-dimensional input_shape is its values in row-major order (64 for [1, 8, 8]).",
       "The answer is JSON (this schema), or, with `Accept: application/octet-stream`, the probabilities (regression: the outputs) as little-endian float32 rows of the model's output width.",
     ].join('\n\n'),
     response: {

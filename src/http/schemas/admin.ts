@@ -4,7 +4,6 @@ import {
   MAX_PRIOR_STRENGTH,
   MAX_RECALIBRATION_BATCH_SIZE,
 } from '../../service/index.js';
-import { numberRowsSchema } from './common.js';
 import { LIMITS } from './limits.js';
 
 export const recalibrationModes = ['exact', 'prior', 'running'] as const;
@@ -32,9 +31,14 @@ const note = z
 /** JSON body of :recalibrate. */
 export const recalibrateBodySchema = z
   .strictObject({
-    instances: numberRowsSchema().meta({
-      description: 'Unlabeled rows of the new domain (raw features, as for predict)',
-    }),
+    instances: z
+      .array(z.array(z.unknown(), { error: 'expected an array of numbers (one row)' }), {
+        error: 'expected an array of rows',
+      })
+      .meta({
+        description:
+          'Unlabeled samples of the new domain (raw features, flat or nested by the input shape, as for predict)',
+      }),
     mode: modeField
       .optional()
       .meta({ description: `${modeField.description} Default: the query's mode, else exact.` }),
@@ -71,8 +75,13 @@ export const recalibrateQuerySchema = z.strictObject({
 });
 
 const layerShift = z.object({
-  index: z.number().int().meta({ description: 'Network index of the BatchNorm layer' }),
-  features: z.number().int(),
+  index: z.number().int().meta({
+    description: 'Network index of the BatchNorm layer (of the residual block holding it)',
+  }),
+  path: z.string().meta({
+    description: 'State-dict prefix of the BatchNorm: "5", or "3.body.1" inside a residual block',
+  }),
+  features: z.number().int().meta({ description: 'Channels (features) of the BatchNorm' }),
   mean_shift: z.number().meta({ description: 'mean over features of |μ_new − μ_old| / σ_old' }),
   std_ratio: z
     .number()
@@ -107,8 +116,8 @@ export const recalibrationOutcomeSchema = z
         duration_ms: 41.2,
         data_sha256: '3b7e…',
         layers: [
-          { index: 1, features: 128, mean_shift: 1.93, std_ratio: 0.41 },
-          { index: 5, features: 64, mean_shift: 0.88, std_ratio: 0.77 },
+          { index: 1, path: '1', features: 128, mean_shift: 1.93, std_ratio: 0.41 },
+          { index: 5, path: '5', features: 64, mean_shift: 0.88, std_ratio: 0.77 },
         ],
         job_id: '0b9c3a1e-6f0e-4d5e-9f54-1c2d3e4f5a6b',
       },

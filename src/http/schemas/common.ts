@@ -1,93 +1,31 @@
 import { z } from 'zod';
-import { checkBatchSize, checkFiniteOutputs, reportsFirst } from '../../service/index.js';
-import { LIMITS } from './limits.js';
+import { checkBatchSize, checkFiniteOutputs, ROW_ARRAY_MESSAGE } from '../../service/index.js';
 
 /** Defined with the inference use case (gRPC applies them too); re-exported for the routes. */
 export { checkBatchSize, checkFiniteOutputs };
 
-/** The largest float32, 3.4028234663852886e38: the engine stores every feature as float32. */
-export const FLOAT32_MAX = 3.4028234663852886e38;
-export const FLOAT32_RANGE_MESSAGE = `outside the float32 range (|x| ≤ ${FLOAT32_MAX})`;
-
 /**
- * A finite JSON number within the float32 range; NaN/Infinity cannot be written in JSON (1e999
- * parses to Infinity and is refused), strings/null/booleans are refused, and so is 1e39, which
- * would become Infinity as float32 and turn every output into NaN.
+ * Instances of a prediction request, one sample per element. Without `sample` (the OpenAPI
+ * document and the error reports) a sample is any array, checked afterwards by the service
+ * against the version that serves the request (src/service/input-shape.ts names each offending
+ * place); with a model's `InputShape.sampleSchema()` and `maxRows` it is the schema of that
+ * model's requests, compiled once per version for the fast path. Without `maxRows` the row count
+ * is left to the route (see checkBatchSize), so the general schema does not depend on the
+ * configuration or the model.
  */
-export const finiteNumber = z
-  .number({ error: 'expected a finite number' })
-  .min(-FLOAT32_MAX, FLOAT32_RANGE_MESSAGE)
-  .max(FLOAT32_MAX, FLOAT32_RANGE_MESSAGE);
-
-const ROW_MESSAGE = 'expected an array of numbers (one row)';
-const ROWS_MESSAGE = 'expected an array of rows';
-
-/** Rows of finite float32 numbers, as zod checks them (and the OpenAPI document shows them). */
-const numberRows = z.array(z.array(finiteNumber, { error: ROW_MESSAGE }), { error: ROWS_MESSAGE });
-
-/**
- * `rows` with at most LIMITS.errorLocations issues. zod reports every bad value, so a body of
- * 4096 rows of strings would build 262,144 issues (300 MB, and a problem document twenty times the
- * body). A first stage counts the bad values and names the first ones with zod's own messages (and
- * how many more there are, when they do not fit); the pipe then skips `rows`, which only ever
- * parses rows of good values. The first stage accepts whatever `rows` accepts, so the compiled
- * fast check is `rows`' (reportsFirst); it is documented as `rows` for the OpenAPI document.
- */
-function cappedIssues<T extends z.ZodType<number[][], number[][]>>(rows: T) {
-  const { $schema: _, ...documented } = z.toJSONSchema(rows, { io: 'input' });
-  const walk = (value: unknown[], ctx: z.RefinementCtx) => {
-    const found: { path: number[]; message: string }[] = [];
-    let bad = 0;
-    const report = (path: number[], v: unknown, message?: string) => {
-      if (bad++ < LIMITS.errorLocations)
-        found.push({
-          path,
-          message: message ?? finiteNumber.safeParse(v).error?.issues[0]?.message ?? 'invalid',
-        });
-    };
-    for (let r = 0; r < value.length; r++) {
-      const row: unknown = value[r];
-      if (!Array.isArray(row)) {
-        report([r], row, ROW_MESSAGE);
-        continue;
-      }
-      for (let c = 0; c < row.length; c++) {
-        const v: unknown = row[c];
-        if (!(typeof v === 'number' && Math.abs(v) <= FLOAT32_MAX)) report([r, c], v);
-      }
-    }
-    const listed = bad > LIMITS.errorLocations ? LIMITS.errorLocations - 1 : bad;
-    for (const issue of found.slice(0, listed)) ctx.addIssue({ code: 'custom', ...issue });
-    if (bad > listed)
-      ctx.addIssue({ code: 'custom', path: [], message: `${bad - listed} more invalid values` });
-  };
-  return reportsFirst(
-    z.array(z.unknown(), { error: ROWS_MESSAGE }).superRefine(walk).meta(documented),
-    rows,
-  );
-}
-
-/** Unlabeled rows of features (recalibration); the row count is checked by the service. */
-export const numberRowsSchema = () => cappedIssues(numberRows);
-
-/**
- * Rows of features, [N, features], at least one. Without `maxRows` and `width` the row count and
- * the feature count are left to the route (see checkBatchSize, checkRowWidths), so the schema, and
- * the OpenAPI document made from it, do not depend on the configuration or the model; with them it
- * is the schema of one model's requests (compiled once per model for the fast path).
- */
-export function rowsSchema(maxRows?: number, width?: number) {
-  const row = z.array(finiteNumber, { error: ROW_MESSAGE });
+export function rowsSchema(maxRows?: number, sample?: z.ZodType) {
+  const row =
+    sample ??
+    z.array(z.unknown(), { error: ROW_ARRAY_MESSAGE }).meta({
+      description:
+        "One sample: the model's input_shape flat (e.g. 64 numbers) or nested (e.g. [1][8][8]), finite float32 values",
+    });
   const rows = z
-    .array(width === undefined ? row : row.length(width, `expected ${width} values`), {
-      error: ROWS_MESSAGE,
-    })
+    .array(row, { error: 'expected an array of rows' })
     .min(1, 'at least one row is required');
-  return cappedIssues(
-    maxRows === undefined
-      ? rows
-      : rows.max(maxRows, `at most ${maxRows} rows per request (MAX_BATCH_SIZE)`),
-  );
+  return maxRows === undefined
+    ? rows
+    : rows.max(maxRows, `at most ${maxRows} rows per request (MAX_BATCH_SIZE)`);
 }
 
 /** A query-string flag spelled exactly `true` or `false`, absent = `defaultValue`, as a boolean. */

@@ -45,15 +45,15 @@ const tensorName = z.string().max(LIMITS.nameChars);
 /** The request tensor; `data` is checked by the route against the shape (flat or nested rows). */
 export const inferInputSchema = z.object({
   name: tensorName.meta({ description: 'Must be the model input name, "input"' }),
-  shape: z
-    .array(z.number().int().min(0))
-    .max(LIMITS.shapeDims)
-    .meta({ description: '[N, features]' }),
+  shape: z.array(z.number().int().min(0)).max(LIMITS.shapeDims).meta({
+    description: '[N, ...input_shape] (e.g. [N, 1, 8, 8]) or [N, features] (e.g. [N, 64])',
+  }),
   datatype: tensorName.meta({ description: 'Must be "FP32"' }),
   parameters: parametersSchema.optional(),
-  data: z
-    .array(z.unknown())
-    .meta({ description: 'Row-major values: flat [N·features] numbers or nested [N][features]' }),
+  data: z.array(z.unknown()).meta({
+    description:
+      'Row-major values: flat [N·features] numbers, or nested by rows ([N][features], [N][1][8][8])',
+  }),
 });
 
 function inferRequest<I extends z.ZodType>(input: I) {

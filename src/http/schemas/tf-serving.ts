@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { InputShape } from '../../service/index.js';
 import { queryFlag, rowsSchema } from './common.js';
 import { LIMITS } from './limits.js';
 
@@ -33,7 +34,7 @@ function predictRequest(rows: ReturnType<typeof rowsSchema>) {
 }
 
 /**
- * The request of the OpenAPI document and of error reports. The row limit and the feature count
+ * The request of the OpenAPI document and of error reports. The row limit and the samples' shape
  * are checked by the route, so this one schema (a named OpenAPI component) fits every app.
  */
 export const predictRequestSchema = predictRequest(rowsSchema()).meta({
@@ -44,9 +45,12 @@ export const predictRequestSchema = predictRequest(rowsSchema()).meta({
   ],
 });
 
-/** The same request for one model: rows of exactly `width` values, at most `maxRows` of them. */
-export const predictRequestSchemaFor = (width: number, maxRows: number) =>
-  predictRequest(rowsSchema(maxRows, width));
+/**
+ * The same request for one model: samples of its input shape (`[64]`: rows of exactly 64 values;
+ * `[1, 8, 8]`: 64 values flat or nested [1][8][8]), at most `maxRows` of them.
+ */
+export const predictRequestSchemaFor = (inputShape: readonly number[], maxRows: number) =>
+  predictRequest(rowsSchema(maxRows, new InputShape(inputShape).sampleSchema()));
 
 export const predictQuerySchema = z.strictObject({
   fused: queryFlag('true').meta({

@@ -1,8 +1,5 @@
-import { elementwiseWat } from './elementwise-wat.js';
-import { gemmWat } from './gemm-wat.js';
+import { assembleWat, elementwiseWat, gemmWat, vectorMathWat } from '../../nn/wasm/index.js';
 import { programWat } from './program-wat.js';
-import { vectorMathWat } from './vector-math-wat.js';
-import { assembleWat } from './wat-assembler.js';
 
 /** Largest memory the module accepts (64 KiB pages: 4 GiB, wasm32's limit). */
 export const MAX_PAGES = 65536;

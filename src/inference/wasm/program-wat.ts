@@ -1,5 +1,5 @@
+import { locals } from '../../nn/wasm/index.js';
 import { ACTIVATION_CODES } from '../kernels.js';
-import { locals } from './wat-text.js';
 
 /**
  * A compiled plan as the engine runs it: a program of fixed-size step records in linear memory,

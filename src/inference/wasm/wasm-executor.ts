@@ -1,8 +1,8 @@
+import { MR, NR, packedBytes, TILE_SCRATCH_BYTES } from '../../nn/wasm/index.js';
 import { checkRunArguments, type Executor } from '../executor.js';
 import { activationCode } from '../kernels.js';
 import type { Activation, CompiledPlan, PlanStep } from '../plan.js';
 import { type EngineExports, engineModule, instantiateEngine, MAX_PAGES } from './engine-module.js';
-import { MR, NR, packedBytes, TILE_SCRATCH_BYTES } from './gemm-wat.js';
 import { CONTROL, HELPER_STATE, OP, PROGRAM, STEP } from './program-wat.js';
 
 /** What a helper thread needs to run rows of the plan: see service/engine-threads.ts. */
@@ -60,6 +60,9 @@ export function wasmUnsupportedReason(plan: CompiledPlan): string | undefined {
   const unsupported = plan.steps.filter((s) => !ops.has(s.op)).map((s) => s.op);
   if (unsupported.length > 0)
     return `the wasm engine has no kernel for plan step(s) ${[...new Set(unsupported)].join(', ')}`;
+  // Its LayerNorm normalizes a whole row; one over part of a sample (groups > 1) is not that.
+  if (plan.steps.some((s) => s.op === 'layernorm' && s.groups !== 1))
+    return 'the wasm engine has no kernel for a LayerNorm over part of a sample';
   const pages = planLayout(plan, 1, 1).bytes / 65536;
   if (pages > MAX_PAGES)
     return `the model needs ${Math.ceil(pages)} pages of memory (limit ${MAX_PAGES})`;
@@ -83,15 +86,28 @@ function paramBytes(step: PlanStep): number[] {
   switch (step.op) {
     case 'dense':
       return [packedBytes(step.inFeatures, step.outFeatures), align(step.outFeatures, NR) * 4];
-    case 'affine':
-      return [align(step.features, 4) * 4, align(step.features, 4) * 4];
+    case 'affine': {
+      // Per value of the row: a per-channel scale is repeated over its spatial positions.
+      const features = step.channels * step.spatial;
+      return [align(features, 4) * 4, align(features, 4) * 4];
+    }
     case 'layernorm':
       return step.weight && step.bias
-        ? [align(step.features, 4) * 4, align(step.features, 4) * 4]
+        ? [align(step.groupSize, 4) * 4, align(step.groupSize, 4) * 4]
         : [];
     case 'activation':
       return [];
+    default:
+      throw new RangeError(`the wasm engine has no kernel for plan step ${step.op}`);
   }
+}
+
+/** A per-channel vector repeated over `spatial` positions each (as the affine kernel reads it). */
+function perValue(values: Float32Array, spatial: number): Float32Array {
+  if (spatial === 1) return values;
+  const out = new Float32Array(values.length * spatial);
+  for (let c = 0; c < values.length; c++) out.fill(values[c]!, c * spatial, (c + 1) * spatial);
+  return out;
 }
 
 /** Where everything lives in the version's linear memory. */
@@ -345,20 +361,22 @@ function writeProgram(
       }
       case 'affine': {
         const [scale, shift] = [layout.params[param++]!, layout.params[param++]!];
-        f32.set(step.scale, scale >> 2);
-        f32.set(step.shift, shift >> 2);
+        const features = step.channels * step.spatial;
+        f32.set(perValue(step.scale, step.spatial), scale >> 2);
+        f32.set(perValue(step.shift, step.spatial), shift >> 2);
         i32[w + STEP.op] = OP.affine;
-        i32[w + STEP.inFeatures] = step.features;
-        i32[w + STEP.outFeatures] = step.features;
+        i32[w + STEP.inFeatures] = features;
+        i32[w + STEP.outFeatures] = features;
         i32[w + STEP.first] = scale;
         i32[w + STEP.second] = shift;
-        flops += 2 * step.features;
+        flops += 2 * features;
         break;
       }
       case 'layernorm': {
+        // groups === 1 (wasmUnsupportedReason): the whole row is one group.
         i32[w + STEP.op] = OP.layernorm;
-        i32[w + STEP.inFeatures] = step.features;
-        i32[w + STEP.outFeatures] = step.features;
+        i32[w + STEP.inFeatures] = step.groupSize;
+        i32[w + STEP.outFeatures] = step.groupSize;
         if (step.weight && step.bias) {
           const [gamma, beta] = [layout.params[param++]!, layout.params[param++]!];
           f32.set(step.weight, gamma >> 2);
@@ -367,7 +385,7 @@ function writeProgram(
           i32[w + STEP.second] = beta;
         }
         f64[(st + STEP.epsByteOffset) >> 3] = step.eps;
-        flops += 8 * step.features;
+        flops += 8 * step.groupSize;
         break;
       }
       case 'activation':

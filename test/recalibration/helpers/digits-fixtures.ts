@@ -9,7 +9,7 @@ import {
   readSafetensors,
   safetensorsToStateDict,
 } from '../../../src/checkpoint/index.js';
-import type { FeatureTransform, Sequential } from '../../../src/nn/index.js';
+import { type FeatureTransform, numelOf, type Sequential } from '../../../src/nn/index.js';
 
 const ROOT = new URL('../../../', import.meta.url);
 
@@ -54,7 +54,9 @@ export function nightShift(pixels: Float32Array): Float32Array {
 export interface LoadedModel {
   network: Sequential;
   inputTransform: FeatureTransform | undefined;
+  /** Values per row (the product of inputShape). */
   inputWidth: number;
+  inputShape: number[];
 }
 
 /** A fresh network (eval mode) from a checkpoint directory relative to the repository root. */
@@ -69,7 +71,8 @@ export function loadModel(dir: string): LoadedModel {
   return {
     network,
     inputTransform: config.input_transform,
-    inputWidth: config.input_shape[0],
+    inputWidth: numelOf(config.input_shape),
+    inputShape: config.input_shape,
   };
 }
 

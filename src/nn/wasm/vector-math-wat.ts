@@ -1,5 +1,6 @@
-import { ERF_COEFFICIENTS, SELU_ALPHA, SELU_SCALE } from '../../nn/index.js';
-import { ACTIVATION_CODES } from '../kernels.js';
+import { SELU_ALPHA, SELU_SCALE } from '../activation-functions.js';
+import { ERF_COEFFICIENTS } from '../erf.js';
+import { ACTIVATION_CODES } from './activation-codes.js';
 import { locals, splat } from './wat-text.js';
 
 /**

@@ -1,0 +1,73 @@
+import { z } from 'zod';
+import { BatchNorm1d, BatchNorm2d } from '../../nn/index.js';
+import {
+  defineLayer,
+  eps,
+  imageInput,
+  positiveInt,
+  probability,
+  showShape,
+} from './layer-definition.js';
+
+/** PyTorch's _BatchNorm arguments, shared by BatchNorm1d and BatchNorm2d. */
+const batchNormFields = {
+  num_features: positiveInt,
+  eps,
+  momentum: probability.nullable().default(0.1),
+  affine: z.boolean().default(true),
+  track_running_stats: z
+    .literal(true, {
+      error:
+        'only track_running_stats=true is supported: without running statistics, eval would use batch statistics',
+    })
+    .default(true),
+};
+
+const options = (spec: {
+  num_features: number;
+  eps: number;
+  momentum: number | null;
+  affine: boolean;
+}) => ({
+  numFeatures: spec.num_features,
+  eps: spec.eps,
+  momentum: spec.momentum,
+  affine: spec.affine,
+});
+
+/** nn.BatchNorm1d on [C] (statistics per feature over the batch). */
+export const batchNorm1dLayer = defineLayer({
+  type: 'batchnorm1d',
+  torch: 'nn.BatchNorm1d',
+  schema: z.strictObject({ type: z.literal('batchnorm1d'), ...batchNormFields }),
+  outputShape(spec, input, ctx) {
+    if (input.length !== 1) {
+      ctx.fail(
+        `batchnorm1d needs a flat input [features], got ${showShape(input)}; use batchnorm2d for [C, H, W]`,
+      );
+    }
+    if (spec.num_features !== input[0])
+      ctx.fail(`num_features ${spec.num_features} does not match the previous width ${input[0]}`);
+    return input;
+  },
+  build: (spec) => new BatchNorm1d(options(spec)),
+  batchNormStatistics: true,
+});
+
+/** nn.BatchNorm2d on [C, H, W] (statistics per channel over N·H·W). */
+export const batchNorm2dLayer = defineLayer({
+  type: 'batchnorm2d',
+  torch: 'nn.BatchNorm2d',
+  schema: z.strictObject({ type: z.literal('batchnorm2d'), ...batchNormFields }),
+  outputShape(spec, input, ctx) {
+    const [c] = imageInput('batchnorm2d', input, ctx);
+    if (spec.num_features !== c) {
+      ctx.fail(
+        `num_features ${spec.num_features} does not match the ${c} channels of ${showShape(input)}`,
+      );
+    }
+    return input;
+  },
+  build: (spec) => new BatchNorm2d(options(spec)),
+  batchNormStatistics: true,
+});

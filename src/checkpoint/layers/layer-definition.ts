@@ -1,0 +1,88 @@
+import { z } from 'zod';
+import type { Module, Rng } from '../../nn/index.js';
+import type { LayerSpec } from './registry.js';
+
+/** The shape of one sample flowing between layers, without the batch: [F] or [C, H, W]. */
+export type Shape = readonly number[];
+
+/** Random streams for a new network: weight initialisation and dropout masks. */
+export interface BuildRngs {
+  init?: Rng | undefined;
+  dropout?: Rng | undefined;
+}
+
+/** What a definition's `build` may use: the random streams and, for blocks, nested layers. */
+export interface BuildContext {
+  readonly rngs: BuildRngs;
+  buildLayers(layers: readonly LayerSpec[]): Module[];
+}
+
+/** What a definition's `outputShape` may use: failing with its place, and nested chains. */
+export interface ShapeContext {
+  /** Throws MODEL_CONFIG_INVALID naming this layer (`layers[i] (type): message`). */
+  fail(message: string): never;
+  /** The output shape of nested layers (`layers[i].layers[j]` in messages). */
+  chain(layers: readonly LayerSpec[], input: Shape): Shape;
+}
+
+/**
+ * Everything normserve knows about one layer type of `normserve.model/v1`, in one record:
+ *  - `schema`: its config.json entry (zod, PyTorch's constructor argument names, strict);
+ *  - `outputShape`: the sample shape it produces from the one it receives, refusing what does
+ *    not fit, named in config terms;
+ *  - `build`: the nn module; the module's stateDict() gives the tensor names and shapes, which
+ *    are exactly PyTorch's (`i.weight`, `i.body.j.running_mean`, …);
+ *  - `batchNormStatistics`: it holds running statistics (recalibration, training's batch rule);
+ *  - `children`, `childName`: the nested layers of a block and their state-dict names.
+ * How a layer compiles for inference is keyed by the same module (src/inference/compile-rules/),
+ * because inference may not import checkpoint/ (docs/model-format.md, "Adding a layer type").
+ */
+export interface LayerDefinition<S extends { type: string } = { type: string }> {
+  readonly type: S['type'];
+  /** The PyTorch module it mirrors, e.g. `nn.Conv2d` (docs, tools/torch-eval-model.py). */
+  readonly torch: string;
+  /** A strict object schema with a `type` literal (one option of the layer union). */
+  readonly schema: LayerObjectSchema;
+  outputShape(spec: S, input: Shape, ctx: ShapeContext): Shape;
+  build(spec: S, ctx: BuildContext): Module;
+  readonly batchNormStatistics?: boolean;
+  children?(spec: S): readonly LayerSpec[];
+  /** The state-dict name of nested layer j (`body.3`): its path is `<block path>.<name>`. */
+  childName?(j: number): string;
+}
+
+/** The schema of one layer type: a zod object whose `type` is a string literal. */
+export type LayerObjectSchema = z.ZodObject<{ type: z.ZodLiteral<string> } & z.ZodRawShape>;
+
+/** A record whose spec type is its schema's output. */
+export function defineLayer<Schema extends LayerObjectSchema>(
+  definition: LayerDefinition<z.output<Schema> & { type: string }> & { readonly schema: Schema },
+): LayerDefinition<z.output<Schema> & { type: string }> & { readonly schema: Schema } {
+  return definition;
+}
+
+export const positiveInt = z.number().int().positive();
+export const nonNegativeInt = z.number().int().min(0);
+export const probability = z.number().min(0).max(1);
+export const eps = z.number().positive().default(1e-5);
+/** PyTorch's in-place flag changes nothing numerically; accept it so configs can mirror code. */
+export const inplace = { inplace: z.boolean().optional() };
+/** A size per spatial dimension: an int for both, or [h, w] (PyTorch's `_pair`). */
+export const sizePair = (element: z.ZodNumber) => z.union([element, z.tuple([element, element])]);
+
+/** Shape as text for messages: [16, 8, 8]. */
+export const showShape = (shape: Shape): string => `[${shape.join(', ')}]`;
+
+/** The channels of a [C, H, W] input, or a failure naming what the layer needs. */
+export function imageInput(
+  type: string,
+  input: Shape,
+  ctx: ShapeContext,
+): [number, number, number] {
+  if (input.length !== 3) {
+    ctx.fail(
+      `${type} needs a [C, H, W] input, got ${showShape(input)}${input.length === 1 ? ' (set input_shape to [C, H, W])' : ''}`,
+    );
+  }
+  return [input[0]!, input[1]!, input[2]!];
+}

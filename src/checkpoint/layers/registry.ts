@@ -1,0 +1,142 @@
+import { z } from 'zod';
+import { NormserveError } from '../../errors/index.js';
+import type { Module } from '../../nn/index.js';
+import { batchNorm1dLayer, batchNorm2dLayer } from './batch-norm.js';
+import { conv2dLayer } from './conv2d.js';
+import {
+  alphaDropoutLayer,
+  dropoutLayer,
+  geluLayer,
+  identityLayer,
+  leakyReluLayer,
+  reluLayer,
+  seluLayer,
+  sigmoidLayer,
+  tanhLayer,
+} from './element-wise.js';
+import { flattenLayer } from './flatten.js';
+import type {
+  BuildRngs,
+  LayerDefinition,
+  LayerObjectSchema,
+  Shape,
+  ShapeContext,
+} from './layer-definition.js';
+import { layerNormLayer } from './layer-norm.js';
+import { linearLayer } from './linear.js';
+import { adaptiveAvgPool2dLayer, avgPool2dLayer, maxPool2dLayer } from './pooling.js';
+import { type ResidualLayerSpec, residualLayer } from './residual.js';
+
+/**
+ * The registry of layer types: one record per type (./<type>.ts), and every question about a
+ * layer — its schema, its shape, its module, whether it holds BatchNorm statistics — answered by
+ * asking its record. Adding a type: write its record, list it here (docs/model-format.md).
+ */
+const flatLayers = [
+  linearLayer,
+  batchNorm1dLayer,
+  batchNorm2dLayer,
+  layerNormLayer,
+  conv2dLayer,
+  maxPool2dLayer,
+  avgPool2dLayer,
+  adaptiveAvgPool2dLayer,
+  flattenLayer,
+  reluLayer,
+  leakyReluLayer,
+  geluLayer,
+  tanhLayer,
+  sigmoidLayer,
+  seluLayer,
+  dropoutLayer,
+  alphaDropoutLayer,
+  identityLayer,
+] as const;
+
+/**
+ * A layer's config entry. The block type nests the union, so its spec is written out
+ * (ResidualLayerSpec) and the rest is inferred from the records' schemas.
+ */
+export type LayerSpec = z.output<(typeof flatLayers)[number]['schema']> | ResidualLayerSpec;
+export type LayerType = LayerSpec['type'];
+
+const residual = residualLayer(() => layerSchema);
+
+/**
+ * Every layer type, in the order error messages and the docs list them. Each record's methods
+ * take its own spec; the registry only ever hands a record the specs of its type (dispatch by
+ * `type` in layerDefinition), which is what the cast to the common element type states.
+ */
+export const layerDefinitions = [
+  ...flatLayers,
+  residual,
+] as unknown as readonly LayerDefinition<LayerSpec>[];
+
+export const layerTypes: readonly LayerType[] = layerDefinitions.map((d) => d.type);
+
+const options = layerDefinitions.map((d) => d.schema) as unknown as [
+  LayerObjectSchema,
+  ...LayerObjectSchema[],
+];
+
+/**
+ * One layer of config.json: the union of the records' schemas, told apart by `type`. (The
+ * annotation states the union's output type, which zod cannot infer through the nested block.)
+ */
+export const layerSchema: z.ZodType<LayerSpec> = z.discriminatedUnion('type', options, {
+  error: (issue) =>
+    issue.code === 'invalid_union' && 'options' in issue
+      ? `unknown layer type ${JSON.stringify((issue.input as { type?: unknown } | undefined)?.type)}; expected one of ${layerTypes.join(', ')}`
+      : undefined,
+}) as unknown as z.ZodType<LayerSpec>;
+
+const byType = new Map<string, LayerDefinition<LayerSpec>>(
+  layerDefinitions.map((d) => [d.type, d]),
+);
+
+/** The record of a layer's type. */
+export function layerDefinition(spec: LayerSpec): LayerDefinition<LayerSpec> {
+  const definition = byType.get(spec.type);
+  if (!definition) throw new Error(`unknown layer type ${JSON.stringify(spec.type)}`);
+  return definition;
+}
+
+/** The nn modules of a list of layers (nested blocks built through their records). */
+export function buildLayers(layers: readonly LayerSpec[], rngs: BuildRngs = {}): Module[] {
+  const ctx = { rngs, buildLayers: (nested: readonly LayerSpec[]) => buildLayers(nested, rngs) };
+  return layers.map((spec) => layerDefinition(spec).build(spec, ctx));
+}
+
+/**
+ * The sample shape after a list of layers, given the input's; throws MODEL_CONFIG_INVALID naming
+ * the first layer that does not fit (`layers[4] (linear): …`, `layers[1].layers[3] (conv2d): …`).
+ */
+export function checkLayerChain(
+  layers: readonly LayerSpec[],
+  input: Shape,
+  path = 'layers',
+): Shape {
+  let shape = input;
+  layers.forEach((spec, i) => {
+    const place = `${path}[${i}]`;
+    const ctx: ShapeContext = {
+      fail: (message) => {
+        throw new NormserveError('MODEL_CONFIG_INVALID', `${place} (${spec.type}): ${message}`);
+      },
+      chain: (nested, nestedInput) => checkLayerChain(nested, nestedInput, `${place}.layers`),
+    };
+    shape = layerDefinition(spec).outputShape(spec, shape, ctx);
+  });
+  return shape;
+}
+
+/** Whether any layer, nested ones included, holds BatchNorm running statistics. */
+export function holdsBatchNormStatistics(layers: readonly LayerSpec[]): boolean {
+  return layers.some((spec) => {
+    const definition = layerDefinition(spec);
+    return (
+      definition.batchNormStatistics === true ||
+      holdsBatchNormStatistics(definition.children?.(spec) ?? [])
+    );
+  });
+}

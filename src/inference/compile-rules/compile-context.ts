@@ -1,0 +1,161 @@
+import { type FeatureTransform, type Module, numelOf } from '../../nn/index.js';
+import type { Conv2dStep, DenseStep, LayerFate, PlanStep } from '../plan.js';
+
+/** A dense step under construction, in float64 so folding rounds once. */
+export interface DenseDraft extends Omit<DenseStep, 'weight' | 'bias'> {
+  weight: Float64Array;
+  bias: Float64Array;
+}
+
+/** A conv step under construction (weight [out, C·kh·kw]), in float64. */
+export interface ConvDraft extends Omit<Conv2dStep, 'weight' | 'bias'> {
+  weight: Float64Array;
+  bias: Float64Array;
+}
+
+export type Draft = DenseDraft | ConvDraft | Exclude<PlanStep, { op: 'dense' | 'conv2d' }>;
+
+/**
+ * A per-element affine y = x·scale + shift over the current sample (one value per element of
+ * the current shape) waiting for a Linear or Conv2d to fold into: BatchNorms and the input
+ * transform. Element-wise for every source, so chains compose and reshapes leave it valid.
+ */
+export interface Pending {
+  scale: Float64Array;
+  shift: Float64Array;
+  layers: string[];
+  /** Whether the model's input transform is part of it. */
+  input: boolean;
+}
+
+/** A compile rule: what one module kind becomes in the plan (./index.ts maps kinds to rules). */
+export type CompileRule = (module: Module, path: string, ctx: CompileContext) => void;
+
+/**
+ * The state of a compilation while it walks the network: the current sample shape, the steps so
+ * far, what is pending, and which step a following BatchNorm may fold into. Rules read and update
+ * it; the generic parts (flushing, fusing, fates) live here so that every rule does them alike.
+ */
+export class CompileContext {
+  shape: number[];
+  readonly drafts: Draft[] = [];
+  readonly fates: LayerFate[] = [];
+  pending: Pending | undefined;
+  /** The dense/conv step that produced the current tensor, nothing non-linear since. */
+  foldTarget: DenseDraft | ConvDraft | undefined;
+  /** The fold target before the current rule ran (rules that change nothing pass it on). */
+  previousFoldTarget: DenseDraft | ConvDraft | undefined;
+  inputTransformFolded = false;
+  maxWidth: number;
+  depth = 0;
+  maxDepth = 0;
+
+  constructor(
+    inputShape: readonly number[],
+    inputTransform: FeatureTransform | undefined,
+    readonly compileModule: (path: string, module: Module, ctx: CompileContext) => void,
+  ) {
+    this.shape = [...inputShape];
+    this.maxWidth = this.width;
+    if (inputTransform) {
+      const scale = Float64Array.from(inputTransform.scale);
+      const shift = Float64Array.from(inputTransform.shift, (s, i) => -s * scale[i]!);
+      this.pending = { scale, shift, layers: [], input: true };
+    }
+  }
+
+  /** Values per sample of the current tensor. */
+  get width(): number {
+    return numelOf(this.shape);
+  }
+
+  fate(path: string, module: Module, fate: LayerFate['fate']): void {
+    this.fates.push({ index: Number(path.split('.')[0]), path, kind: module.kind, fate });
+  }
+
+  private refate(paths: readonly string[], fate: LayerFate['fate']): void {
+    for (const f of this.fates) if (paths.includes(f.path)) f.fate = fate;
+  }
+
+  emit(draft: Draft): void {
+    this.drafts.push(draft);
+  }
+
+  /** The current tensor takes a new shape (its values per row sizes the buffers). */
+  reshape(shape: readonly number[]): void {
+    this.shape = [...shape];
+    this.maxWidth = Math.max(this.maxWidth, this.width);
+  }
+
+  /** Adds a per-element affine (a BatchNorm with nothing to fold into yet) to what is pending. */
+  addPending(scale: Float64Array, shift: Float64Array, path: string): void {
+    const p = this.pending;
+    if (p) {
+      // Two affines in a row compose: (x·s1 + t1)·s2 + t2.
+      for (let k = 0; k < scale.length; k++) {
+        p.scale[k] = p.scale[k]! * scale[k]!;
+        p.shift[k] = p.shift[k]! * scale[k]! + shift[k]!;
+      }
+      p.layers.push(path);
+    } else {
+      this.pending = { scale, shift, layers: [path], input: false };
+    }
+  }
+
+  /** The pending affine has been folded into a following kernel. */
+  consumePending(fate: 'folded_into_next_linear' | 'folded_into_next_conv'): string[] {
+    const p = this.pending!;
+    this.refate(p.layers, fate);
+    if (p.input) this.inputTransformFolded = true;
+    this.pending = undefined;
+    return p.layers;
+  }
+
+  /**
+   * Emits what is pending as its own step: per channel when the current tensor is [C, H, W] and
+   * each channel's values share one scale and shift (a BatchNorm2d), else per element.
+   */
+  flush(): void {
+    const p = this.pending;
+    if (!p) return;
+    const perChannel = this.shape.length === 3 ? uniformPerChannel(p, this.shape) : undefined;
+    this.drafts.push({
+      op: 'affine',
+      channels: perChannel ? this.shape[0]! : this.width,
+      spatial: perChannel ? this.width / this.shape[0]! : 1,
+      scale: Float32Array.from(perChannel?.scale ?? p.scale),
+      shift: Float32Array.from(perChannel?.shift ?? p.shift),
+      activation: { kind: 'none' },
+      layers: p.layers,
+    });
+    this.refate(p.layers, 'standalone_affine');
+    this.pending = undefined;
+  }
+
+  /** The last step, if it produced the current tensor and has no activation yet. */
+  fusableProducer(): Draft | undefined {
+    const last = this.drafts.at(-1);
+    return last && last.op !== 'save_skip' && last.activation.kind === 'none' ? last : undefined;
+  }
+}
+
+/** Per-channel scale and shift of a per-element affine over [C, H, W], if uniform per channel. */
+export function uniformPerChannel(
+  affine: { scale: Float64Array; shift: Float64Array },
+  shape: readonly number[],
+): { scale: Float64Array; shift: Float64Array } | undefined {
+  const c = shape[0]!;
+  const spatial = affine.scale.length / c;
+  const scale = new Float64Array(c);
+  const shift = new Float64Array(c);
+  for (let ch = 0; ch < c; ch++) {
+    const base = ch * spatial;
+    scale[ch] = affine.scale[base]!;
+    shift[ch] = affine.shift[base]!;
+    for (let s = 1; s < spatial; s++) {
+      if (affine.scale[base + s] !== scale[ch] || affine.shift[base + s] !== shift[ch])
+        return undefined;
+    }
+  }
+  return { scale, shift };
+}

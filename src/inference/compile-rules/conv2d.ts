@@ -1,0 +1,61 @@
+import { type Conv2d, geometryFor } from '../../nn/index.js';
+import { type CompileRule, type ConvDraft, uniformPerChannel } from './compile-context.js';
+
+/**
+ * Conv2d → a conv step (im2col + the dense GEMM). An affine pending before it folds into its
+ * weights when it is one scale and shift per input channel, W'[o, c] = W[o, c]·s_c and
+ * b' = b + Σ_{c,i,j} W[o, c, i, j]·t_c, and when the zero padding cannot tell the difference
+ * (no padding, or t = 0: padding zeros are zeros of the transformed input); else it runs first.
+ */
+export const conv2dRule: CompileRule = (module, path, ctx) => {
+  const m = module as Conv2d;
+  const geometry = geometryFor(
+    m.kind,
+    [1, ...ctx.shape],
+    m.kernelSize,
+    m.stride,
+    m.padding,
+    m.dilation,
+  );
+  const o = m.outChannels;
+  const c = m.inChannels;
+  const taps = m.kernelSize[0] * m.kernelSize[1];
+  const k = c * taps;
+  const weight = Float64Array.from(m.weight.value.data);
+  const bias = m.bias ? Float64Array.from(m.bias.value.data) : new Float64Array(o);
+  const layers = [path];
+  const pending = ctx.pending;
+  if (pending) {
+    const perChannel = uniformPerChannel(pending, ctx.shape);
+    const unpadded = m.padding[0] === 0 && m.padding[1] === 0;
+    if (perChannel && (unpadded || perChannel.shift.every((t) => t === 0))) {
+      for (let out = 0; out < o; out++) {
+        let extra = 0;
+        for (let ch = 0; ch < c; ch++) {
+          const base = out * k + ch * taps;
+          for (let j = 0; j < taps; j++) {
+            extra += weight[base + j]! * perChannel.shift[ch]!;
+            weight[base + j] = weight[base + j]! * perChannel.scale[ch]!;
+          }
+        }
+        bias[out] = bias[out]! + extra;
+      }
+      layers.unshift(...ctx.consumePending('folded_into_next_conv'));
+    } else {
+      ctx.flush();
+    }
+  }
+  const draft: ConvDraft = {
+    op: 'conv2d',
+    geometry,
+    outChannels: o,
+    weight,
+    bias,
+    activation: { kind: 'none' },
+    layers,
+  };
+  ctx.emit(draft);
+  ctx.fate(path, m, 'kernel');
+  ctx.reshape([o, geometry.outH, geometry.outW]);
+  ctx.foldTarget = draft;
+};

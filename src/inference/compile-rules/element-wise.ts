@@ -1,0 +1,43 @@
+import type { GELU, LeakyReLU, Module } from '../../nn/index.js';
+import type { Activation } from '../plan.js';
+import type { CompileRule } from './compile-context.js';
+
+function activationOf(m: Module): Activation {
+  switch (m.kind) {
+    case 'ReLU':
+      return { kind: 'relu' };
+    case 'LeakyReLU':
+      return { kind: 'leaky_relu', negativeSlope: (m as LeakyReLU).negativeSlope };
+    case 'GELU':
+      return (m as GELU).approximate === 'tanh' ? { kind: 'gelu_tanh' } : { kind: 'gelu' };
+    case 'Tanh':
+      return { kind: 'tanh' };
+    case 'Sigmoid':
+      return { kind: 'sigmoid' };
+    case 'SELU':
+      return { kind: 'selu' };
+    default:
+      throw new Error(`${m.kind} is not an activation`);
+  }
+}
+
+/** An activation runs inside the kernel that produced its input, or as its own step. */
+export const activationRule: CompileRule = (module, path, ctx) => {
+  const activation = activationOf(module);
+  ctx.flush();
+  const producer = ctx.fusableProducer();
+  if (producer) {
+    producer.activation = activation;
+    producer.layers.push(path);
+    ctx.fate(path, module, 'fused_activation');
+  } else {
+    ctx.emit({ op: 'activation', features: ctx.width, activation, layers: [path] });
+    ctx.fate(path, module, 'kernel');
+  }
+};
+
+/** Dropout, AlphaDropout and Identity are identities in eval: nothing to run, nothing changes. */
+export const removedInEvalRule: CompileRule = (module, path, ctx) => {
+  ctx.fate(path, module, 'removed_in_eval');
+  ctx.foldTarget = ctx.previousFoldTarget;
+};

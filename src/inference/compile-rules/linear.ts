@@ -1,0 +1,40 @@
+import type { Linear } from '../../nn/index.js';
+import type { CompileRule, DenseDraft } from './compile-context.js';
+
+/**
+ * Linear → a dense step. An affine pending before it folds into its columns:
+ * W(x·s + t) + b = (W·diag(s))x + (b + W·t).
+ */
+export const linearRule: CompileRule = (module, path, ctx) => {
+  const m = module as Linear;
+  const inF = m.inFeatures;
+  const outF = m.outFeatures;
+  const weight = Float64Array.from(m.weight.value.data);
+  const bias = m.bias ? Float64Array.from(m.bias.value.data) : new Float64Array(outF);
+  const layers = [path];
+  const pending = ctx.pending;
+  if (pending) {
+    for (let o = 0; o < outF; o++) {
+      let extra = 0;
+      for (let i = 0; i < inF; i++) {
+        extra += weight[o * inF + i]! * pending.shift[i]!;
+        weight[o * inF + i] = weight[o * inF + i]! * pending.scale[i]!;
+      }
+      bias[o] = bias[o]! + extra;
+    }
+    layers.unshift(...ctx.consumePending('folded_into_next_linear'));
+  }
+  const draft: DenseDraft = {
+    op: 'dense',
+    inFeatures: inF,
+    outFeatures: outF,
+    weight,
+    bias,
+    activation: { kind: 'none' },
+    layers,
+  };
+  ctx.emit(draft);
+  ctx.fate(path, m, 'kernel');
+  ctx.reshape([outF]);
+  ctx.foldTarget = draft;
+};

@@ -1,0 +1,129 @@
+import type { WindowGeometry } from './conv-geometry.js';
+
+/** Float storage a kernel reads: nn tensors are Float32Array, the inference buffers Float64Array. */
+export type FloatArray = Float32Array | Float64Array;
+
+/** Columns of one im2col row: C·kh·kw, in the order of a Conv2d weight [out, C, kh, kw] row. */
+export const im2colWidth = (g: WindowGeometry): number => g.channels * g.kernel[0] * g.kernel[1];
+
+/**
+ * im2col of one sample [C, H, W] (at `x[xOffset]`): writes H_out·W_out rows of C·kh·kw values to
+ * `cols` from row `rowOffset` on, row p = oh·W_out + ow holding the window under output (oh, ow),
+ * zeros where it reaches into the padding. A convolution is then the matrix product
+ * cols · Wᵀ with W = weight as [out, C·kh·kw] (row-major): one GEMM for every layer type.
+ */
+export function im2col(
+  x: FloatArray,
+  xOffset: number,
+  g: WindowGeometry,
+  cols: Float64Array,
+  rowOffset: number,
+): void {
+  const [kh, kw] = g.kernel;
+  const [sh, sw] = g.stride;
+  const [ph, pw] = g.padding;
+  const [dh, dw] = g.dilation;
+  const { channels, inH, inW, outH, outW } = g;
+  const k = channels * kh * kw;
+  let at = rowOffset * k;
+  for (let oh = 0; oh < outH; oh++) {
+    const h0 = oh * sh - ph;
+    for (let ow = 0; ow < outW; ow++) {
+      const w0 = ow * sw - pw;
+      for (let c = 0; c < channels; c++) {
+        const plane = xOffset + c * inH * inW;
+        for (let i = 0; i < kh; i++) {
+          const ih = h0 + i * dh;
+          if (ih < 0 || ih >= inH) {
+            for (let j = 0; j < kw; j++) cols[at++] = 0;
+            continue;
+          }
+          const line = plane + ih * inW;
+          for (let j = 0; j < kw; j++) {
+            const iw = w0 + j * dw;
+            cols[at++] = iw >= 0 && iw < inW ? x[line + iw]! : 0;
+          }
+        }
+      }
+    }
+  }
+}
+
+/**
+ * im2col transposed ([C·kh·kw, rows], the layout of Caffe's im2col): column p − first of every row
+ * gets what im2col puts in row p, for the H_out·W_out positions of one sample; `stride` is the
+ * row length (all positions of the batch). Writes are contiguous along each output row.
+ */
+export function im2colTransposed(
+  x: FloatArray,
+  xOffset: number,
+  g: WindowGeometry,
+  colsT: Float64Array,
+  first: number,
+  stride: number,
+): void {
+  const [kh, kw] = g.kernel;
+  const [sh, sw] = g.stride;
+  const [ph, pw] = g.padding;
+  const [dh, dw] = g.dilation;
+  const { channels, inH, inW, outH, outW } = g;
+  for (let c = 0; c < channels; c++) {
+    const plane = xOffset + c * inH * inW;
+    for (let i = 0; i < kh; i++) {
+      for (let j = 0; j < kw; j++) {
+        let at = ((c * kh + i) * kw + j) * stride + first;
+        for (let oh = 0; oh < outH; oh++) {
+          const ih = oh * sh - ph + i * dh;
+          if (ih < 0 || ih >= inH) {
+            for (let ow = 0; ow < outW; ow++) colsT[at++] = 0;
+            continue;
+          }
+          const line = plane + ih * inW;
+          for (let ow = 0; ow < outW; ow++) {
+            const iw = ow * sw - pw + j * dw;
+            colsT[at++] = iw >= 0 && iw < inW ? x[line + iw]! : 0;
+          }
+        }
+      }
+    }
+  }
+}
+
+/** The adjoint of im2col: adds each column value back to the input element it was read from. */
+export function col2imAdd(
+  cols: Float64Array,
+  rowOffset: number,
+  g: WindowGeometry,
+  dx: Float64Array,
+  xOffset: number,
+): void {
+  const [kh, kw] = g.kernel;
+  const [sh, sw] = g.stride;
+  const [ph, pw] = g.padding;
+  const [dh, dw] = g.dilation;
+  const { channels, inH, inW, outH, outW } = g;
+  const k = channels * kh * kw;
+  let at = rowOffset * k;
+  for (let oh = 0; oh < outH; oh++) {
+    const h0 = oh * sh - ph;
+    for (let ow = 0; ow < outW; ow++) {
+      const w0 = ow * sw - pw;
+      for (let c = 0; c < channels; c++) {
+        const plane = xOffset + c * inH * inW;
+        for (let i = 0; i < kh; i++) {
+          const ih = h0 + i * dh;
+          if (ih < 0 || ih >= inH) {
+            at += kw;
+            continue;
+          }
+          const line = plane + ih * inW;
+          for (let j = 0; j < kw; j++) {
+            const iw = w0 + j * dw;
+            if (iw >= 0 && iw < inW) dx[line + iw] = dx[line + iw]! + cols[at]!;
+            at++;
+          }
+        }
+      }
+    }
+  }
+}

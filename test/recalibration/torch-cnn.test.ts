@@ -1,0 +1,138 @@
+/**
+ * Recalibration of BatchNorm2d layers — per channel over N·H·W, inside residual blocks too — on
+ * the PyTorch-trained CNN digits-cnn-torch and the night rows, against PyTorch
+ * (test/fixtures/torch-model/cnn-recalibration.json, `tools/make-golden-fixtures.py cnn`): exact
+ * mode against the layer-by-layer statistics computed in float64 through forward pre-hooks,
+ * running mode against update_bn-style batches.
+ */
+import { describe, expect, it } from 'vitest';
+import { CompiledModel } from '../../src/inference/index.js';
+import { BatchNorm, namedModules, type Sequential } from '../../src/nn/index.js';
+import { recalibrate } from '../../src/recalibration/index.js';
+import { expectClose, expectRelClose } from '../helpers/compare.js';
+import { FUSION_ATOL, STATS_RTOL } from '../helpers/tolerances.js';
+import {
+  accuracy,
+  argmaxRows,
+  loadModel,
+  nightShift,
+  readDigitRows,
+  readFixture,
+  type TensorJson,
+} from './helpers/digits-fixtures.js';
+
+interface CnnRecalibrationFixture {
+  labels: number[];
+  night: { accuracy: number };
+  exact: {
+    batchnorms: {
+      path: string;
+      count: number;
+      running_mean_float64: TensorJson;
+      running_var_float64: TensorJson;
+    }[];
+    logits: TensorJson;
+    predictions: number[];
+    accuracy: number;
+  };
+  running: {
+    batch_size: number;
+    batchnorms: {
+      path: string;
+      running_mean: TensorJson;
+      running_var: TensorJson;
+      num_batches_tracked: number;
+    }[];
+  };
+}
+
+const MODEL_DIR = 'test/fixtures/torch-model/digits-cnn-torch/1';
+const fixture = readFixture<CnnRecalibrationFixture>('torch-model/cnn-recalibration.json');
+const { pixels, labels } = readDigitRows();
+const night = nightShift(pixels);
+const rows = labels.length;
+
+function batchNorm(network: Sequential, path: string): BatchNorm {
+  const m = new Map(namedModules(network)).get(path);
+  if (!(m instanceof BatchNorm)) throw new Error(`${path} is not a BatchNorm`);
+  return m;
+}
+
+describe('BatchNorm2d recalibration against PyTorch (digits-cnn-torch, night rows)', () => {
+  it('exact: every BatchNorm2d, nested ones included, within 1e-4 relative of PyTorch', async () => {
+    const { network, inputTransform, inputShape } = loadModel(MODEL_DIR);
+    expect(inputShape).toEqual([1, 8, 8]);
+    const result = await recalibrate(network, inputTransform, inputShape, night, {
+      mode: 'exact',
+    });
+    expect(labels).toEqual(fixture.labels);
+    expect(result.layers.map((l) => [l.index, l.path, l.features])).toEqual([
+      [1, '1', 16],
+      [3, '3.body.1', 16],
+      [3, '3.body.4', 16],
+      [6, '6', 32],
+    ]);
+    expect(fixture.exact.batchnorms.map((b) => b.path)).toEqual(result.layers.map((l) => l.path));
+    for (const expected of fixture.exact.batchnorms) {
+      // Statistics per channel over N·H·W values: 360·8·8 before the pooling, 360·4·4 after.
+      expect(expected.count).toBe(expected.path === '6' ? rows * 16 : rows * 64);
+      const bn = batchNorm(network, expected.path);
+      expectRelClose(
+        bn.runningMean.data,
+        expected.running_mean_float64.data,
+        STATS_RTOL,
+        `${expected.path}.running_mean`,
+      );
+      expectRelClose(
+        bn.runningVar.data,
+        expected.running_var_float64.data,
+        STATS_RTOL,
+        `${expected.path}.running_var`,
+      );
+    }
+  });
+
+  it("exact: the recalibrated model recovers the night rows with PyTorch's predictions, fused and unfused", async () => {
+    const { network, inputTransform, inputShape } = loadModel(MODEL_DIR);
+    const before = new CompiledModel(network, inputTransform, rows, inputShape);
+    const nightAccuracy = accuracy(argmaxRows(before.forward(night, rows).slice(), 10), labels);
+    expect(nightAccuracy).toBe(fixture.night.accuracy);
+    await recalibrate(network, inputTransform, inputShape, night, { mode: 'exact' });
+    const model = new CompiledModel(network, inputTransform, rows, inputShape);
+    const fused = model.forward(night, rows).slice();
+    const reference = model.reference(night, rows);
+    expectClose(fused, reference, FUSION_ATOL, 'fused vs unfused logits');
+    expectClose(reference, fixture.exact.logits.data, FUSION_ATOL, "PyTorch's recalibrated logits");
+    expect(argmaxRows(fused, 10)).toEqual(fixture.exact.predictions);
+    expect(accuracy(argmaxRows(fused, 10), labels)).toBe(fixture.exact.accuracy);
+    expect(fixture.exact.accuracy).toBeGreaterThanOrEqual(0.97);
+  });
+
+  it('running: batches of 64 like update_bn, every BatchNorm2d within 1e-4 relative of PyTorch', async () => {
+    const { network, inputTransform, inputShape } = loadModel(MODEL_DIR);
+    const result = await recalibrate(network, inputTransform, inputShape, night, {
+      mode: 'running',
+      batchSize: fixture.running.batch_size,
+    });
+    expect(result.batches).toBe(6);
+    for (const expected of fixture.running.batchnorms) {
+      const bn = batchNorm(network, expected.path);
+      expectRelClose(bn.runningMean.data, expected.running_mean.data, STATS_RTOL, expected.path);
+      expectRelClose(bn.runningVar.data, expected.running_var.data, STATS_RTOL, expected.path);
+      expect(bn.numBatchesTracked).toBe(expected.num_batches_tracked);
+    }
+  });
+
+  it('prior with strength 0 is exact, bit for bit', async () => {
+    const exact = loadModel(MODEL_DIR);
+    await recalibrate(exact.network, exact.inputTransform, exact.inputShape, night, {
+      mode: 'exact',
+    });
+    const prior0 = loadModel(MODEL_DIR);
+    await recalibrate(prior0.network, prior0.inputTransform, prior0.inputShape, night, {
+      mode: 'prior',
+      priorStrength: 0,
+    });
+    expect(prior0.network.stateDict()).toEqual(exact.network.stateDict());
+  });
+});
