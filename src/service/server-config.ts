@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { describeLocations, issuesToLocations, NormserveError } from '../errors/index.js';
-import { ENGINES } from '../inference/index.js';
+import { ENGINES } from '../inference/engine-name.js';
 
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
   z.coerce.number().int().min(min).max(max);
