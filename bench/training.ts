@@ -37,7 +37,10 @@ export interface TrainingRow {
 
 export interface TrainingBench {
   rows: TrainingRow[];
-  /** normserve wasm / PyTorch per model (absent without PyTorch). */
+  /**
+   * normserve wasm / PyTorch per model: the median of the rounds' ratios (each round runs the two
+   * back to back, so a ratio compares figures taken under the same load); absent without PyTorch.
+   */
   ratios: Record<string, number>;
   skipped?: string;
   torch?: string;
@@ -126,7 +129,7 @@ const median = (xs: number[]): number => {
 export async function benchTraining(
   options: { rounds?: number; wideRows?: number; log?: (line: string) => void } = {},
 ): Promise<TrainingBench> {
-  const rounds = options.rounds ?? 3;
+  const rounds = options.rounds ?? 5;
   const log = options.log ?? (() => {});
   const noTorch = torchUnavailable();
   const python = torchInterpreter();
@@ -139,15 +142,19 @@ export async function benchTraining(
     const add = (engine: TrainingRow['engine'], value: number) =>
       runs.set(engine, [...(runs.get(engine) ?? []), value]);
     let split = { train: w.data.rows, validation: 0 };
+    const roundRatios: number[] = [];
+    const normserve = async (engine: 'wasm' | 'js') => {
+      const out = await train({ config: w.config, data: w.data, dataSha256: 'bench', engine });
+      split = { train: out.metrics.rows.train, validation: out.metrics.rows.validation };
+      add(`normserve ${engine}`, out.metrics.samples_per_second);
+      log(
+        `${w.model}: normserve ${engine} ${Math.round(out.metrics.samples_per_second)} samples/s`,
+      );
+      return out.metrics.samples_per_second;
+    };
     for (let r = 0; r < rounds; r++) {
-      for (const engine of w.engines) {
-        const out = await train({ config: w.config, data: w.data, dataSha256: 'bench', engine });
-        split = { train: out.metrics.rows.train, validation: out.metrics.rows.validation };
-        add(`normserve ${engine}`, out.metrics.samples_per_second);
-        log(
-          `${w.model}: normserve ${engine} ${Math.round(out.metrics.samples_per_second)} samples/s`,
-        );
-      }
+      // normserve wasm and PyTorch back to back, so that a round's ratio sees the same load.
+      const wasm = await normserve('wasm');
       if (python !== undefined) {
         const spec = {
           layers: w.config.layers,
@@ -174,15 +181,15 @@ export async function benchTraining(
         };
         torchVersion = result.torch;
         add('PyTorch 1 thread', result.samples_per_second);
+        roundRatios.push(wasm / result.samples_per_second);
         log(`${w.model}: PyTorch ${Math.round(result.samples_per_second)} samples/s`);
       }
+      for (const engine of w.engines) if (engine !== 'wasm') await normserve(engine);
     }
     for (const [engine, values] of runs) {
       rows.push({ model: w.model, engine, samplesPerSecond: median(values), runs: values });
     }
-    const wasm = rows.find((x) => x.model === w.model && x.engine === 'normserve wasm');
-    const torch = rows.find((x) => x.model === w.model && x.engine === 'PyTorch 1 thread');
-    if (wasm && torch) ratios[w.model] = wasm.samplesPerSecond / torch.samplesPerSecond;
+    if (roundRatios.length > 0) ratios[w.model] = median(roundRatios);
   }
   return {
     rows,
