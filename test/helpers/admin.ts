@@ -13,7 +13,7 @@ import { readSafetensors } from '../../src/checkpoint/index.js';
 import { buildApp } from '../../src/http/app.js';
 import type { AppInstance } from '../../src/http/app-types.js';
 import { ServiceMetrics } from '../../src/http/metrics.js';
-import type { RateLimitCounter } from '../../src/http/rate-limit.js';
+import type { RateLimitCounter } from '../../src/http/fixed-window-counter.js';
 import {
   ModelRegistry,
   type ModelSnapshot,
