@@ -8,11 +8,20 @@ import { describe, expect, it } from 'vitest';
 import wabtInit from 'wabt';
 import {
   type AdamStep,
+  AdamW,
+  BatchNorm1d,
+  BatchNorm2d,
   type ChannelLayout,
+  Conv2d,
   type Kernels,
+  Linear,
+  type Module,
+  ReLU,
   Rng,
   referenceKernels,
+  Sequential,
   type SgdStep,
+  Tensor,
 } from '../../src/nn/index.js';
 import { assembleWat, trainingModuleText, WasmKernels } from '../../src/nn/wasm/index.js';
 
@@ -323,4 +332,83 @@ describe('training kernels: wasm = js, bit for bit', () => {
       }
     }
   });
+});
+
+describe('layers on the wasm kernels = on the js reference, bit for bit', () => {
+  /** Two copies of a network with the same initial weights, one moved onto the wasm kernels. */
+  const pair = (build: (rng: Rng) => Module): [Module, Module] => {
+    const js = build(new Rng(11));
+    const w = build(new Rng(11)).useKernels(new WasmKernels());
+    return [js, w];
+  };
+  const networks: [string, () => [Module, Module], number[]][] = [
+    [
+      'Linear → BatchNorm1d → ReLU → Linear, AdamW',
+      () =>
+        pair(
+          (rng) =>
+            new Sequential([
+              new Linear({ inFeatures: 13, outFeatures: 9 }, rng),
+              new BatchNorm1d({ numFeatures: 9 }),
+              new ReLU(),
+              new Linear({ inFeatures: 9, outFeatures: 5 }, rng),
+            ]),
+        ),
+      [7, 13],
+    ],
+    [
+      'Conv2d → BatchNorm2d → ReLU → Conv2d (stride 2, padding 1), AdamW',
+      () =>
+        pair(
+          (rng) =>
+            new Sequential([
+              new Conv2d(
+                { inChannels: 2, outChannels: 5, kernelSize: [3, 3], padding: [1, 1] },
+                rng,
+              ),
+              new BatchNorm2d({ numFeatures: 5 }),
+              new ReLU(),
+              new Conv2d(
+                {
+                  inChannels: 5,
+                  outChannels: 3,
+                  kernelSize: [3, 3],
+                  stride: [2, 2],
+                  padding: [1, 1],
+                },
+                rng,
+              ),
+            ]),
+        ),
+      [3, 2, 6, 5],
+    ],
+  ];
+  for (const [name, make, shape] of networks) {
+    it(`${name}: outputs, input gradients, parameter gradients and three steps`, () => {
+      const [js, w] = make();
+      const optimizers = [js, w].map(
+        (net) => new AdamW(net.parameters(), { lr: 0.01, weightDecay: 0.01, kernels: net.kernels }),
+      );
+      const data = new Rng(5);
+      for (let step = 0; step < 3; step++) {
+        const x = Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () =>
+          data.uniform(-2, 2),
+        );
+        const outs = [js, w].map((net) => net.forward(new Tensor(x.slice(), shape)));
+        expectSameBits(outs[1]!.data, outs[0]!.data, `${name} step ${step}: output`);
+        const g = Float32Array.from({ length: outs[0]!.numel }, () => data.uniform(-1, 1));
+        const dx = [js, w].map((net, i) => {
+          optimizers[i]!.zeroGrad();
+          return net.backward(new Tensor(g.slice(), outs[0]!.shape));
+        });
+        expectSameBits(dx[1]!.data, dx[0]!.data, `${name} step ${step}: input gradient`);
+        const [pj, pw] = [js, w].map((net) => net.namedParameters());
+        for (const [i, [key, p]] of pj!.entries())
+          expectSameBits(pw![i]![1].grad, p.grad, `${name} step ${step}: ${key}.grad`);
+        for (const o of optimizers) o.step();
+        for (const [i, [key, p]] of pj!.entries())
+          expectSameBits(pw![i]![1].value.data, p.value.data, `${name} step ${step}: ${key}`);
+      }
+    });
+  }
 });
