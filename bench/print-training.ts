@@ -21,7 +21,9 @@ export function printTraining(bench: TrainingBench, write: (line: string) => voi
     const goal = Object.entries(GOALS).find(([prefix]) => model.startsWith(prefix))?.[1];
     const verdict =
       goal === undefined ? '' : ` (≥ ${goal}: ${ratio >= goal ? 'meets goal' : 'BELOW GOAL'})`;
-    write(`normserve wasm / PyTorch (median of the rounds' ratios), ${model}: ${fmt(ratio, 2)}${verdict}`);
+    write(
+      `normserve wasm / PyTorch (median of the rounds' ratios), ${model}: ${fmt(ratio, 2)}${verdict}`,
+    );
   }
   if (bench.skipped) write(`skipped PyTorch: ${bench.skipped}`);
 }
