@@ -1,7 +1,9 @@
 export { ACTIVATION_CODES, type ActivationKind } from './activation-codes.js';
 export { elementwiseWat } from './elementwise-wat.js';
 export * from './gemm-wat.js';
+export { trainingModuleText } from './training-module.js';
 export { vectorMathWat } from './vector-math-wat.js';
+export { WasmKernels } from './wasm-kernels.js';
 export { detectWasmSupport, type WasmSupport } from './wasm-support.js';
 export { assembleWat, WatError } from './wat-assembler.js';
 export { locals, range, splat } from './wat-text.js';
