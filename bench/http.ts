@@ -9,9 +9,23 @@
  *   ModelInfer with raw contents, in rows/s;
  * - the wide 784-1024-1024-10 model with 32 concurrent 1-row clients, dynamic batching off and on;
  * - WORKERS=1 vs 2.
+ *
+ * Every row also reports the CPU time per request of the server process (all its threads and, for
+ * WORKERS=2, its workers; from /proc) and of the load generator (this process), so a reader can
+ * see that the client did not limit a figure. The servers' log lines go to a file in the run's
+ * temporary directory, not through a pipe into this process: reading them would cost the load
+ * generator CPU for normserve's rows and not for the bare route's.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import {
+  closeSync,
+  cpSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,6 +44,10 @@ export interface HttpRow {
   p99Ms: number;
   errors: number;
   non2xx: number;
+  /** CPU time of the server (every thread and worker) per request, µs; undefined without /proc. */
+  serverCpuUsPerRequest: number | undefined;
+  /** CPU time of the load generator (this process) per request, µs. */
+  clientCpuUsPerRequest: number;
 }
 
 export interface HttpBench {
@@ -40,49 +58,97 @@ export interface HttpBench {
 
 interface Server {
   port: number;
+  pid: number;
   stop(): Promise<void>;
   get(path: string): Promise<string>;
 }
 
-/** Starts a process and waits for `readyLines` listening lines (one per worker); reads the port. */
-function start(args: string[], env: Record<string, string>, readyLines = 1): Promise<Server> {
-  return new Promise((resolve, reject) => {
-    const child: ChildProcess = spawn(process.execPath, args, {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    let output = '';
-    const timer = setTimeout(
-      () => reject(new Error(`no listening line from ${args.join(' ')}: ${output.slice(-500)}`)),
-      60_000,
-    );
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString();
-      const matches = [...output.matchAll(/[Ll]istening (?:at http:\/\/127\.0\.0\.1:)?(\d+)/g)];
-      const match = matches[0];
-      if (match && matches.length >= readyLines) {
-        clearTimeout(timer);
-        // From now on the log lines are read and dropped, not parsed by the load generator.
-        child.stdout!.off('data', onData);
-        child.stdout!.resume();
-        const port = Number(match[1]);
-        resolve({
-          port,
-          get: async (path) => (await fetch(`http://127.0.0.1:${port}${path}`)).text(),
-          stop: () =>
-            new Promise((done) => {
-              child.once('exit', () => done());
-              child.kill('SIGTERM');
-            }),
-        });
-      }
-      if (output.length > 100_000) output = output.slice(-10_000);
-    };
-    child.stdout!.on('data', onData);
-    child.once('exit', (code) =>
-      reject(new Error(`${args.join(' ')} exited ${code}: ${output.slice(-500)}`)),
-    );
+/**
+ * Starts a process with its stdout in `logFile` and waits for `readyLines` listening lines (one
+ * per worker); reads the port.
+ */
+async function start(
+  args: string[],
+  env: Record<string, string>,
+  logFile: string,
+  readyLines = 1,
+): Promise<Server> {
+  const fd = openSync(logFile, 'w');
+  const child: ChildProcess = spawn(process.execPath, args, {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', fd, 'inherit'],
   });
+  closeSync(fd);
+  let exited: number | null | undefined;
+  child.once('exit', (code) => {
+    exited = code;
+  });
+  const started = Date.now();
+  for (;;) {
+    const output = readFileSync(logFile, 'utf8');
+    const matches = [...output.matchAll(/[Ll]istening (?:at http:\/\/127\.0\.0\.1:)?(\d+)/g)];
+    if (matches.length >= readyLines) {
+      const port = Number(matches[0]![1]);
+      return {
+        port,
+        pid: child.pid!,
+        get: async (path) => (await fetch(`http://127.0.0.1:${port}${path}`)).text(),
+        stop: () =>
+          new Promise((done) => {
+            if (exited !== undefined) return done();
+            child.once('exit', () => done());
+            child.kill('SIGTERM');
+          }),
+      };
+    }
+    if (exited !== undefined)
+      throw new Error(`${args.join(' ')} exited ${exited}: ${output.slice(-500)}`);
+    if (Date.now() - started > 60_000) {
+      child.kill('SIGKILL');
+      throw new Error(`no listening line from ${args.join(' ')}: ${output.slice(-500)}`);
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Linux's USER_HZ: /proc reports CPU times in 1/100 s on every architecture Node runs on. */
+const TICKS_PER_SECOND = 100;
+
+/** utime + stime of a process and of its descendants (cluster workers), in µs; undefined without /proc. */
+function processTreeCpuUs(pid: number): number | undefined {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    const ticks = Number(fields[11]) + Number(fields[12]);
+    let us = (ticks * 1e6) / TICKS_PER_SECOND;
+    for (const task of readdirSync(`/proc/${pid}/task`)) {
+      const children = readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim();
+      for (const child of children === '' ? [] : children.split(' ')) {
+        us += processTreeCpuUs(Number(child)) ?? 0;
+      }
+    }
+    return us;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Runs a load and reports the server's and this process's CPU time per request. */
+async function measured<T extends { requests: number }>(
+  server: Server,
+  run: () => Promise<T>,
+): Promise<T & { serverCpuUsPerRequest: number | undefined; clientCpuUsPerRequest: number }> {
+  const server0 = processTreeCpuUs(server.pid);
+  const client0 = process.cpuUsage();
+  const result = await run();
+  const client = process.cpuUsage(client0);
+  const server1 = processTreeCpuUs(server.pid);
+  const n = Math.max(1, result.requests);
+  return {
+    ...result,
+    serverCpuUsPerRequest:
+      server0 === undefined || server1 === undefined ? undefined : (server1 - server0) / n,
+    clientCpuUsPerRequest: (client.user + client.system) / n,
+  };
 }
 
 function freePort(): Promise<number> {
@@ -111,12 +177,39 @@ function load(
   });
 }
 
-function row(
-  name: string,
-  rowsPerRequest: number,
+type Measured = Omit<HttpRow, 'name' | 'rowsPerRequest' | 'connections' | 'rowsPerSecond'>;
+
+/** One autocannon run against `server`, with both sides' CPU per request. */
+async function http(
+  server: Server,
+  path: string,
+  body: string | Buffer,
+  headers: Record<string, string>,
+  durationSeconds: number,
   connections: number,
-  r: { requestsPerSecond: number; p50Ms: number; p99Ms: number; errors: number; non2xx: number },
-): HttpRow {
+): Promise<Measured> {
+  const r = await measured(server, async () => {
+    const result = await load(
+      `http://127.0.0.1:${server.port}${path}`,
+      body,
+      headers,
+      durationSeconds,
+      connections,
+    );
+    return { result, requests: result.requests.total };
+  });
+  return {
+    requestsPerSecond: r.result.requests.average,
+    p50Ms: r.result.latency.p50,
+    p99Ms: r.result.latency.p99,
+    errors: r.result.errors,
+    non2xx: r.result.non2xx,
+    serverCpuUsPerRequest: r.serverCpuUsPerRequest,
+    clientCpuUsPerRequest: r.clientCpuUsPerRequest,
+  };
+}
+
+function row(name: string, rowsPerRequest: number, connections: number, r: Measured): HttpRow {
   return {
     name,
     rowsPerRequest,
@@ -126,15 +219,40 @@ function row(
   };
 }
 
-const fromAutocannon = (r: autocannon.Result) => ({
-  requestsPerSecond: r.requests.average,
-  p50Ms: r.latency.p50,
-  p99Ms: r.latency.p99,
-  errors: r.errors,
-  non2xx: r.non2xx,
-});
-
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[values.length >> 1]!;
+
+/** The median of each figure over alternated runs; errors summed. */
+function medianOf(runs: Measured[]): Measured {
+  const cpu = runs.map((r) => r.serverCpuUsPerRequest);
+  return {
+    requestsPerSecond: median(runs.map((r) => r.requestsPerSecond)),
+    p50Ms: median(runs.map((r) => r.p50Ms)),
+    p99Ms: median(runs.map((r) => r.p99Ms)),
+    errors: runs.reduce((n, r) => n + r.errors, 0),
+    non2xx: runs.reduce((n, r) => n + r.non2xx, 0),
+    serverCpuUsPerRequest: cpu.every((c) => c !== undefined) ? median(cpu) : undefined,
+    clientCpuUsPerRequest: median(runs.map((r) => r.clientCpuUsPerRequest)),
+  };
+}
+
+/**
+ * Runs every load once per round, in an order that alternates direction each round (so no load
+ * always follows the same neighbour), and keeps each one's median: on a shared machine whose
+ * load drifts, the loads compared in a ratio see the same conditions.
+ */
+async function alternated(
+  rounds: number,
+  loads: Record<string, () => Promise<Measured>>,
+): Promise<Record<string, Measured>> {
+  const names = Object.keys(loads);
+  const runs = Object.fromEntries(names.map((n) => [n, [] as Measured[]]));
+  for (let r = 0; r < rounds; r++) {
+    for (const name of r % 2 === 0 ? names : [...names].reverse()) {
+      runs[name]!.push(await loads[name]!());
+    }
+  }
+  return Object.fromEntries(names.map((n) => [n, medianOf(runs[n]!)]));
+}
 
 /** A metric's value from a Prometheus text exposition (first matching sample). */
 function metric(text: string, name: string, labels: string): number {
@@ -157,6 +275,7 @@ export async function benchHttp(
   const rounds = options.rounds ?? 3;
   const delayUs = options.batchDelayUs ?? 2000;
   const repository = mkdtempSync(join(tmpdir(), 'normserve-bench-'));
+  const logs = mkdtempSync(join(tmpdir(), 'normserve-bench-logs-'));
   cpSync('models/digits', join(repository, 'digits'), { recursive: true });
   await publishCheckpoint(repository, wideCheckpoint());
   const env = {
@@ -189,6 +308,8 @@ export async function benchHttp(
   });
   const out: HttpRow[] = [];
   const tsx = ['--import', 'tsx'];
+  let servers = 0;
+  const logFile = () => join(logs, `server-${++servers}.log`);
   const serve = async (workers: number, extra: Record<string, string> = {}) =>
     start(
       [...tsx, 'src/cli/server.ts'],
@@ -199,117 +320,104 @@ export async function benchHttp(
         GRPC_PORT: '0',
         ...extra,
       },
+      logFile(),
       workers,
     );
+  const predict = '/v1/models/digits:predict';
   try {
     // 1 row, JSON: normserve next to the bare route, alternated.
     const grpcPort = await freePort();
-    const bare = await start([...tsx, 'bench/bare-server.ts'], { PORT: '0' });
+    const bare = await start([...tsx, 'bench/bare-server.ts'], { PORT: '0' }, logFile());
     const single = await serve(1, { GRPC_PORT: String(grpcPort) });
-    const url = (s: Server, path: string) => `http://127.0.0.1:${s.port}${path}`;
-    const predict = '/v1/models/digits:predict';
-    const bareRuns: ReturnType<typeof fromAutocannon>[] = [];
-    const predictRuns: ReturnType<typeof fromAutocannon>[] = [];
-    for (let r = 0; r < rounds; r++) {
-      bareRuns.push(fromAutocannon(await load(url(bare, predict), jsonBody(1), json, duration, 8)));
-      predictRuns.push(
-        fromAutocannon(await load(url(single, predict), jsonBody(1), json, duration, 8)),
-      );
-    }
-    const medianOf = (runs: ReturnType<typeof fromAutocannon>[]) => ({
-      requestsPerSecond: median(runs.map((r) => r.requestsPerSecond)),
-      p50Ms: median(runs.map((r) => r.p50Ms)),
-      p99Ms: median(runs.map((r) => r.p99Ms)),
-      errors: runs.reduce((n, r) => n + r.errors, 0),
-      non2xx: runs.reduce((n, r) => n + r.non2xx, 0),
+    const oneRow = await alternated(rounds, {
+      bare: () => http(bare, predict, jsonBody(1), json, duration, 8),
+      predict: () => http(single, predict, jsonBody(1), json, duration, 8),
     });
-    out.push(row('bare parse+validate, JSON', 1, 8, medianOf(bareRuns)));
-    out.push(row('predict JSON (WORKERS=1)', 1, 8, medianOf(predictRuns)));
-
-    // 256 rows: JSON, binary bodies, gRPC raw.
+    out.push(row('bare parse+validate, JSON', 1, 8, oneRow['bare']!));
+    out.push(row('predict JSON (WORKERS=1)', 1, 8, oneRow['predict']!));
     out.push(
       row(
         'bare parse+validate, JSON',
         256,
         8,
-        fromAutocannon(await load(url(bare, predict), jsonBody(256), json, duration, 8)),
+        await http(bare, predict, jsonBody(256), json, duration, 8),
       ),
     );
     await bare.stop();
-    out.push(
-      row(
-        'predict JSON (WORKERS=1)',
-        256,
-        8,
-        fromAutocannon(await load(url(single, predict), jsonBody(256), json, duration, 8)),
-      ),
-    );
-    out.push(
-      row(
-        'predict float32 in/out (WORKERS=1)',
-        256,
-        8,
-        fromAutocannon(
-          await load(
-            url(single, predict),
-            f32(rows256),
-            { ...octet, accept: 'application/octet-stream' },
-            duration,
-            8,
-          ),
-        ),
-      ),
-    );
-    out.push(
-      row(
-        'OIP infer binary tensors (WORKERS=1)',
-        256,
-        8,
-        fromAutocannon(
-          await load(
-            url(single, '/v2/models/digits/infer'),
-            Buffer.concat([oipHeader, f32(rows256)]),
-            { ...octet, 'inference-header-content-length': String(oipHeader.length) },
-            duration,
-            8,
-          ),
-        ),
-      ),
-    );
-    const grpc = await grpcLoad({
-      port: grpcPort,
-      method: 'ModelInfer',
-      request: {
-        model_name: 'digits',
-        inputs: [{ name: 'input', datatype: 'FP32', shape: [256, 64] }],
-        raw_input_contents: [f32(rows256)],
-        outputs: [{ name: 'probabilities' }],
-      },
-      connections: 8,
-      durationSeconds: duration,
-    });
-    out.push(row('gRPC ModelInfer raw (WORKERS=1)', 256, 8, { ...grpc, non2xx: 0 }));
 
-    // The wide model, 32 concurrent 1-row clients: batching off (this server), then on.
-    const wide = '/v1/models/wide:predict';
-    out.push(
-      row(
-        'wide, batching off (WORKERS=1)',
-        1,
-        32,
-        fromAutocannon(await load(url(single, wide), wideRow, json, duration, 32)),
-      ),
-    );
+    // 256 rows: JSON, binary bodies, gRPC raw, alternated.
+    const body256 = jsonBody(256);
+    const float32Body = f32(rows256);
+    const oipBody = Buffer.concat([oipHeader, f32(rows256)]);
+    const grpcRequest = {
+      model_name: 'digits',
+      inputs: [{ name: 'input', datatype: 'FP32', shape: [256, 64] }],
+      raw_input_contents: [f32(rows256)],
+      outputs: [{ name: 'probabilities' }],
+    };
+    const wide256 = await alternated(rounds, {
+      json: () => http(single, predict, body256, json, duration, 8),
+      float32: () =>
+        http(
+          single,
+          predict,
+          float32Body,
+          { ...octet, accept: 'application/octet-stream' },
+          duration,
+          8,
+        ),
+      oip: () =>
+        http(
+          single,
+          '/v2/models/digits/infer',
+          oipBody,
+          { ...octet, 'inference-header-content-length': String(oipHeader.length) },
+          duration,
+          8,
+        ),
+      grpc: async () => {
+        const r = await measured(single, () =>
+          grpcLoad({
+            port: grpcPort,
+            method: 'ModelInfer',
+            request: grpcRequest,
+            connections: 8,
+            durationSeconds: duration,
+            check: (response) => {
+              const raw = (response as { raw_output_contents?: Uint8Array[] })
+                .raw_output_contents?.[0];
+              if (raw?.byteLength !== 256 * 10 * 4)
+                throw new Error('gRPC ModelInfer: no 256 × 10 float32 probabilities');
+            },
+          }),
+        );
+        return {
+          requestsPerSecond: r.requestsPerSecond,
+          p50Ms: r.p50Ms,
+          p99Ms: r.p99Ms,
+          errors: r.errors,
+          non2xx: 0,
+          serverCpuUsPerRequest: r.serverCpuUsPerRequest,
+          clientCpuUsPerRequest: r.clientCpuUsPerRequest,
+        };
+      },
+    });
+    out.push(row('predict JSON (WORKERS=1)', 256, 8, wide256['json']!));
+    out.push(row('predict float32 in/out (WORKERS=1)', 256, 8, wide256['float32']!));
+    out.push(row('OIP infer binary tensors (WORKERS=1)', 256, 8, wide256['oip']!));
+    out.push(row('gRPC ModelInfer raw (WORKERS=1)', 256, 8, wide256['grpc']!));
     await single.stop();
+
+    // The wide model, 32 concurrent 1-row clients: batching off and on, two servers, alternated.
+    const wide = '/v1/models/wide:predict';
+    const unbatched = await serve(1);
     const batched = await serve(1, { BATCH_MAX_DELAY_US: String(delayUs) });
-    out.push(
-      row(
-        `wide, batching ${delayUs} µs (WORKERS=1)`,
-        1,
-        32,
-        fromAutocannon(await load(url(batched, wide), wideRow, json, duration, 32)),
-      ),
-    );
+    const wideRuns = await alternated(rounds, {
+      off: () => http(unbatched, wide, wideRow, json, duration, 32),
+      on: () => http(batched, wide, wideRow, json, duration, 32),
+    });
+    out.push(row('wide, batching off (WORKERS=1)', 1, 32, wideRuns['off']!));
+    out.push(row(`wide, batching ${delayUs} µs (WORKERS=1)`, 1, 32, wideRuns['on']!));
     const text = await batched.get('/metrics');
     const wideBatch = {
       delayUs,
@@ -321,7 +429,7 @@ export async function benchHttp(
         metric(text, 'normserve_dynamic_batch_rows_sum', 'model="wide"') /
         metric(text, 'normserve_dynamic_batch_rows_count', 'model="wide"'),
     };
-    await batched.stop();
+    await Promise.all([unbatched.stop(), batched.stop()]);
 
     // WORKERS=2.
     const double = await serve(2);
@@ -331,7 +439,7 @@ export async function benchHttp(
           'predict JSON (WORKERS=2)',
           n,
           8,
-          fromAutocannon(await load(url(double, predict), jsonBody(n), json, duration, 8)),
+          await http(double, predict, jsonBody(n), json, duration, 8),
         ),
       );
     }
@@ -339,5 +447,6 @@ export async function benchHttp(
     return { rows: out, wideBatch };
   } finally {
     rmSync(repository, { recursive: true, force: true });
+    rmSync(logs, { recursive: true, force: true });
   }
 }

@@ -149,13 +149,18 @@ if (runs('http')) {
     '\nserving (autocannon for HTTP, a closed-loop client for gRPC; digits model unless named)\n',
   );
   process.stdout.write(
-    `${'server'.padEnd(40)}${'rows'.padStart(6)}${'conns'.padStart(6)}${'req/s'.padStart(10)}${'rows/s'.padStart(11)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}${'errors'.padStart(8)}\n`,
+    `${'server'.padEnd(40)}${'rows'.padStart(6)}${'conns'.padStart(6)}${'req/s'.padStart(10)}${'rows/s'.padStart(11)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}${'errors'.padStart(8)}${'server µs/req'.padStart(15)}${'client µs/req'.padStart(15)}\n`,
   );
   for (const r of http) {
     process.stdout.write(
-      `${r.name.padEnd(40)}${String(r.rowsPerRequest).padStart(6)}${String(r.connections).padStart(6)}${fmt(r.requestsPerSecond).padStart(10)}${fmt(r.rowsPerSecond).padStart(11)}${fmt(r.p50Ms, 1).padStart(9)}${fmt(r.p99Ms, 1).padStart(9)}${String(r.errors + r.non2xx).padStart(8)}\n`,
+      `${r.name.padEnd(40)}${String(r.rowsPerRequest).padStart(6)}${String(r.connections).padStart(6)}${fmt(r.requestsPerSecond).padStart(10)}${fmt(r.rowsPerSecond).padStart(11)}${fmt(r.p50Ms, 1).padStart(9)}${fmt(r.p99Ms, 1).padStart(9)}${String(r.errors + r.non2xx).padStart(8)}${(r.serverCpuUsPerRequest === undefined ? '—' : fmt(r.serverCpuUsPerRequest)).padStart(15)}${fmt(r.clientCpuUsPerRequest).padStart(15)}\n`,
     );
   }
+  process.stdout.write(
+    `(CPU time per request: the server's threads and workers, from /proc; the load generator's, this process; load average at the end ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')})\n`,
+  );
   const find = (name: string, rows: number) =>
     http.find((r) => r.name.startsWith(name) && r.rowsPerRequest === rows)!;
   const bare1 = find('bare', 1);

@@ -39,6 +39,7 @@ import {
   readFloat32,
   requestedOutputs,
 } from '../service/index.js';
+import { widenConnectionWindows, widenStreamWindows } from './flow-control.js';
 import { grpcStatusOf } from './grpc-status.js';
 import { type ModelInferRequest, modelInferRequestSchema, modelRefSchema } from './messages.js';
 import { inferenceServiceDefinition } from './proto.js';
@@ -306,6 +307,8 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
     'grpc.max_send_message_length': -1,
   });
   server.addService(inferenceServiceDefinition(), handlers);
+  if (!widenStreamWindows(server))
+    log.warn({}, 'gRPC: could not widen the HTTP/2 stream windows (grpc-js internals changed)');
   return server;
 }
 
@@ -318,6 +321,7 @@ export function listenGrpc(server: Server, host: string, port: number): Promise<
         reject(error);
         return;
       }
+      widenConnectionWindows(server);
       resolve({
         port: bound,
         close: (timeoutMs) =>

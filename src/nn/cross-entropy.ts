@@ -59,20 +59,34 @@ export function crossEntropy(
   return { loss: total / n, grad: new Tensor(grad, logits.shape) };
 }
 
-/** Softmax of each row of [N, C] logits, in float64 with the maximum subtracted. */
+/** One row's exponentials, reused across calls (grown to the widest row seen). */
+let rowExps = new Float64Array(16);
+
+/**
+ * Softmax of each row of [N, C] logits, in float64 with the maximum subtracted. Each exponential
+ * is computed once and kept in float64 for the division, so the result is the same as computing
+ * it again (Math.exp is a function of its argument) at half the calls: the exponentials were a
+ * twentieth of a 256-row binary predict's server time (bench/README.md).
+ */
 export function softmaxRows(
   logits: Float32Array,
   n: number,
   c: number,
   out = new Float32Array(n * c),
 ): Float32Array {
+  if (rowExps.length < c) rowExps = new Float64Array(c);
+  const exps = rowExps;
   for (let r = 0; r < n; r++) {
     const base = r * c;
     let max = -Infinity;
     for (let k = 0; k < c; k++) max = Math.max(max, logits[base + k]!);
     let sum = 0;
-    for (let k = 0; k < c; k++) sum += Math.exp(logits[base + k]! - max);
-    for (let k = 0; k < c; k++) out[base + k] = Math.exp(logits[base + k]! - max) / sum;
+    for (let k = 0; k < c; k++) {
+      const e = Math.exp(logits[base + k]! - max);
+      exps[k] = e;
+      sum += e;
+    }
+    for (let k = 0; k < c; k++) out[base + k] = exps[k]! / sum;
   }
   return out;
 }

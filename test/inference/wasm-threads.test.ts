@@ -1,14 +1,21 @@
 /**
  * Both cores: a batch split by rows between the calling thread and a helper thread (worker_threads,
- * one shared WebAssembly memory) gives the single-thread result bit for bit; helpers stop with
- * close() and never keep a process alive.
+ * one shared WebAssembly memory) gives the single-thread result bit for bit; a helper that does not
+ * start its share (no free core) never holds the call up: the caller takes the share back; helpers
+ * stop with close() and never keep a process alive.
  */
 import { execFile } from 'node:child_process';
 import { resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { buildSequential } from '../../src/checkpoint/index.js';
-import { compileNetwork, detectWasmSupport, WasmExecutor } from '../../src/inference/index.js';
+import {
+  compileNetwork,
+  detectWasmSupport,
+  type HelperSpawner,
+  WasmExecutor,
+} from '../../src/inference/index.js';
+import { HELPER_STATE } from '../../src/inference/wasm/program-wat.js';
 import { Rng } from '../../src/nn/index.js';
 import { loadModelDirectory } from '../../src/repository/index.js';
 import { nodeEngineOptions, prepareWasmRuntime } from '../../src/service/index.js';
@@ -93,6 +100,38 @@ describe('helper threads', () => {
     } finally {
       two.close();
     }
+  });
+
+  it('a helper that never starts its share does not hold the call: the caller runs it', () => {
+    // A "helper" that announces itself ready and then never runs: the worst case of a helper
+    // thread waiting for a core on a busy machine.
+    const stalled: HelperSpawner = (init) => {
+      Atomics.store(
+        new Int32Array(init.memory.buffer),
+        (init.control >> 2) + init.protocol.state,
+        HELPER_STATE.ready,
+      );
+      return { terminate() {} };
+    };
+    const one = new WasmExecutor(plan, { maxBatchSize: 512, threads: 1, relaxedSimd });
+    const two = new WasmExecutor(plan, {
+      maxBatchSize: 512,
+      threads: 2,
+      relaxedSimd,
+      spawnHelper: stalled,
+      parallelMinFlops: 0,
+    });
+    expect(two.readyHelpers).toBe(1);
+    const rng = new Rng(7);
+    for (const rows of [8, 65, 512]) {
+      const input = Float32Array.from({ length: rows * 50 }, () => rng.normal() * 4);
+      expect(bits(two.run(input, rows)).equals(bits(one.run(input, rows))), `${rows} rows`).toBe(
+        true,
+      );
+    }
+    expect(two.parallelCalls).toBe(3);
+    expect(two.revokedShares).toBe(3);
+    two.close();
   });
 
   it('close() stops the helpers; the executor keeps working on the calling thread', async () => {

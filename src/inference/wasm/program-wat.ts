@@ -67,6 +67,13 @@ export const ALL_PARTS: EngineParts = { elementwise: true, cnn: true };
 /** A helper thread's control block, i32 words (one per helper; see serve). */
 export const CONTROL = { seq: 0, r0: 1, r1: 2, done: 3, state: 4, bytes: 64 } as const;
 export const HELPER_STATE = { starting: 0, ready: 1, stopping: 2, failed: 3 } as const;
+/**
+ * The `done` word of a share of rows: posted by the caller, claimed by the helper when it starts
+ * (compare-and-swap from posted), finished when it is done; or revoked by the caller, which then
+ * runs the share itself, when the helper had not claimed it by the time the caller finished its
+ * own share (a helper without a free core). failed: the helper thread died.
+ */
+export const DONE = { posted: 0, finished: 1, claimed: 2, revoked: 3, failed: -1 } as const;
 
 const word = (ptr: string, index: number, type = 'i32') =>
   `(${type}.load offset=${index * 4} ${ptr})`;
@@ -198,8 +205,9 @@ function runWat(parts: EngineParts): string {
 
 /**
  * serve(control, program, input, output, scratch): a helper thread's loop. It announces itself
- * (state = ready), then sleeps on the sequence word; each increment asks it to run rows r0 … r1−1,
- * after which it sets done = 1 and wakes the caller. state = stopping ends the loop.
+ * (state = ready), then sleeps on the sequence word; each increment posts rows r0 … r1−1, which it
+ * claims (done: posted → claimed) and runs, then sets done = finished and wakes the caller; a share
+ * the caller revoked meanwhile is left alone. state = stopping ends the loop.
  */
 const serve = `
   (func $serve (export "serve") (param $ctl i32) (param $prog i32) (param $in i32) (param $out i32)
@@ -214,11 +222,16 @@ const serve = `
       (local.set $seen (i32.atomic.load offset=${CONTROL.seq * 4} (local.get $ctl)))
       (if (i32.eq (i32.atomic.load offset=${CONTROL.state * 4} (local.get $ctl)) (i32.const ${HELPER_STATE.stopping}))
         (then (return)))
-      (call $run (local.get $prog) (local.get $in) (local.get $out)
-        (i32.atomic.load offset=${CONTROL.r0 * 4} (local.get $ctl))
-        (i32.atomic.load offset=${CONTROL.r1 * 4} (local.get $ctl)) (local.get $scratch))
-      (i32.atomic.store offset=${CONTROL.done * 4} (local.get $ctl) (i32.const 1))
-      (drop (memory.atomic.notify offset=${CONTROL.done * 4} (local.get $ctl) (i32.const 1)))
+      (if (i32.eq
+            (i32.atomic.rmw.cmpxchg offset=${CONTROL.done * 4} (local.get $ctl)
+              (i32.const ${DONE.posted}) (i32.const ${DONE.claimed}))
+            (i32.const ${DONE.posted}))
+        (then
+          (call $run (local.get $prog) (local.get $in) (local.get $out)
+            (i32.atomic.load offset=${CONTROL.r0 * 4} (local.get $ctl))
+            (i32.atomic.load offset=${CONTROL.r1 * 4} (local.get $ctl)) (local.get $scratch))
+          (i32.atomic.store offset=${CONTROL.done * 4} (local.get $ctl) (i32.const ${DONE.finished}))
+          (drop (memory.atomic.notify offset=${CONTROL.done * 4} (local.get $ctl) (i32.const 1)))))
       (br $wait)))`;
 
 /** The interpreter (with the steps of `parts`) and the helpers' loop. */

@@ -13,7 +13,7 @@ import { checkRunArguments, type Executor } from '../executor.js';
 import { ACT_NONE, activationCode } from '../kernels.js';
 import type { Activation, CompiledPlan, PlanStep } from '../plan.js';
 import { type EngineExports, engineModule, instantiateEngine, MAX_PAGES } from './engine-module.js';
-import { CONTROL, type EngineParts, HELPER_STATE, OP, PROGRAM, STEP } from './program-wat.js';
+import { CONTROL, DONE, type EngineParts, HELPER_STATE, OP, PROGRAM, STEP } from './program-wat.js';
 
 /** What a helper thread needs to run rows of the plan: see service/engine-threads.ts. */
 export interface HelperInit {
@@ -231,6 +231,7 @@ export class WasmExecutor implements Executor {
   private readonly parallelMinFlops: number;
   private helpers: { control: number; handle: HelperHandle }[] = [];
   private splitCalls = 0;
+  private takenBack = 0;
 
   constructor(plan: CompiledPlan, options: WasmExecutorOptions) {
     this.plan = plan;
@@ -280,6 +281,11 @@ export class WasmExecutor implements Executor {
   /** Calls whose rows were split across threads so far. */
   get parallelCalls(): number {
     return this.splitCalls;
+  }
+
+  /** Shares of rows the calling thread took back from a helper that had not started them. */
+  get revokedShares(): number {
+    return this.takenBack;
   }
 
   /** Helper threads ready to take rows now. */
@@ -346,7 +352,7 @@ export class WasmExecutor implements Executor {
       const r1 = Math.min(rows, share * (i + 2));
       Atomics.store(w, c + CONTROL.r0, r0);
       Atomics.store(w, c + CONTROL.r1, r1);
-      Atomics.store(w, c + CONTROL.done, 0);
+      Atomics.store(w, c + CONTROL.done, DONE.posted);
       Atomics.add(w, c + CONTROL.seq, 1);
       Atomics.notify(w, c + CONTROL.seq);
       return [r0, r1] as const;
@@ -354,9 +360,17 @@ export class WasmExecutor implements Executor {
     x.run(program, input, output, 0, Math.min(rows, share), scratch[0]!);
     helpers.forEach((h, i) => {
       const done = (h.control >> 2) + CONTROL.done;
-      while (Atomics.load(w, done) === 0) Atomics.wait(w, done, 0);
-      if (Atomics.load(w, done) < 0) {
-        // The helper died (its thread wrote the failure words): do its rows here.
+      // A share its helper has not started yet is taken back and run here: on a machine whose
+      // cores are all busy a woken helper may wait for a time slice, and the caller would sit
+      // blocked for it; now the call never takes longer than the caller alone would (plus a wake).
+      let state = Atomics.compareExchange(w, done, DONE.posted, DONE.revoked);
+      while (state === DONE.claimed) {
+        Atomics.wait(w, done, DONE.claimed);
+        state = Atomics.load(w, done);
+      }
+      if (state === DONE.posted) this.takenBack++;
+      if (state === DONE.posted || state === DONE.failed) {
+        // Revoked, or the helper died (its thread wrote the failure words): its rows run here.
         const [r0, r1] = ranges[i]!;
         x.run(program, input, output, r0, r1, scratch[0]!);
       }

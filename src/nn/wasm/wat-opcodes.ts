@@ -241,7 +241,7 @@ simd(
 );
 simd(0x105, 'none', 'f32x4.relaxed_madd', 'f32x4.relaxed_nmadd');
 
-// Threads proposal: the helper threads' wait/notify handshake.
+// Threads proposal: the helper threads' wait/notify handshake and their claim on a share of rows.
 const atomic = (code: number, align: number, name: string) => {
   table[name] = { prefix: 0xfe, code, imm: 'memarg', align };
 };
@@ -250,5 +250,6 @@ atomic(0x01, 2, 'memory.atomic.wait32');
 atomic(0x10, 2, 'i32.atomic.load');
 atomic(0x17, 2, 'i32.atomic.store');
 atomic(0x1e, 2, 'i32.atomic.rmw.add');
+atomic(0x48, 2, 'i32.atomic.rmw.cmpxchg');
 
 export const OPCODES: Readonly<Record<string, Opcode>> = table;
