@@ -34,7 +34,12 @@ export interface EngineRow {
   batch: number;
   engine: string;
   rowsPerSecond: number;
-  /** Floating-point operations per second of the whole plan (2 per multiply-add of the dense layers). */
+  /**
+   * CPU time of the whole process (every thread) per 1000 rows, median round, ms: on a busy
+   * machine wall-clock rows/s depend on the other load, CPU time per row much less.
+   */
+  cpuMsPerThousandRows: number;
+  /** Floating-point operations per second of the whole plan (2 per multiply-add of the dense and convolution layers). */
   gflops: number;
   rounds: number[];
 }
@@ -53,8 +58,11 @@ export interface EngineBench {
   relaxedSimd: boolean;
   rows: EngineRow[];
   kernels: KernelRow[];
-  /** loadModel('models/digits') in a fresh process: median and all runs, ms. */
-  loadMs: { median: number; runs: number[]; warm: number };
+  /**
+   * loadModel('models/digits') in a fresh process: median and all runs (wall clock, ms), the
+   * median CPU time of the process meanwhile (ms), and a second load in the same process.
+   */
+  loadMs: { median: number; runs: number[]; cpuMedian: number; warm: number };
   /** RSS of a process predicting one row at a time through loadModel, MiB. */
   memory: { afterThousandMiB: number; afterHundredThousandMiB: number; ratio: number };
 }
@@ -66,11 +74,20 @@ export interface EngineBenchOptions {
   log?: (line: string) => void;
 }
 
-/** Calls per second of fn over about budgetMs, timed in blocks so the clock is read rarely. */
-function rate(fn: () => void, budgetMs: number): number {
+const cpuMs = (): number => {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1000;
+};
+
+/**
+ * Calls per second of fn over about budgetMs, timed in blocks so the clock is read rarely, and
+ * the process's CPU time per call (ms).
+ */
+function rate(fn: () => void, budgetMs: number): { perSecond: number; cpuMsPerCall: number } {
   let block = 1;
   let calls = 0;
   const start = performance.now();
+  const cpuStart = cpuMs();
   let elapsed = 0;
   while (elapsed < budgetMs || calls < 2) {
     const t = performance.now();
@@ -80,7 +97,7 @@ function rate(fn: () => void, budgetMs: number): number {
     if (now - t < 1) block *= 2;
     elapsed = now - start;
   }
-  return (calls * 1000) / elapsed;
+  return { perSecond: (calls * 1000) / elapsed, cpuMsPerCall: (cpuMs() - cpuStart) / calls };
 }
 
 const median = (values: number[]): number => {
@@ -89,8 +106,18 @@ const median = (values: number[]): number => {
   return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 };
 
-const denseFlops = (plan: CompiledPlan): number =>
-  plan.steps.reduce((f, s) => f + (s.op === 'dense' ? 2 * s.inFeatures * s.outFeatures : 0), 0);
+/** Multiply-adds ×2 per row: dense layers in·out, convolutions out·C·kh·kw per output position. */
+function planFlops(plan: CompiledPlan): number {
+  let flops = 0;
+  for (const s of plan.steps) {
+    if (s.op === 'dense') flops += 2 * s.inFeatures * s.outFeatures;
+    if (s.op === 'conv2d') {
+      const g = s.geometry;
+      flops += 2 * s.outChannels * g.channels * g.kernel[0] * g.kernel[1] * g.outH * g.outW;
+    }
+  }
+  return flops;
+}
 
 /**
  * One dense step's GEMM on `rows` rows of operands placed in a memory of its own: returns a call
@@ -143,9 +170,10 @@ export async function benchEngine(options: EngineBenchOptions = {}): Promise<Eng
   const kernels: KernelRow[] = [];
   const closers: Executor[] = [];
 
-  for (const { name, model, inputWidth } of models) {
+  for (const { name, model, inputWidth, batches: only } of models) {
     const plan = model.plan;
-    const flopsPerRow = denseFlops(plan);
+    const flopsPerRow = planFlops(plan);
+    const convolutional = plan.steps.some((s) => s.op === 'conv2d');
     const wasm = (fma: boolean, threads = 1) => {
       const e = new WasmExecutor(plan, {
         maxBatchSize: 4096,
@@ -177,15 +205,18 @@ export async function benchEngine(options: EngineBenchOptions = {}): Promise<Eng
       batches: batches.filter((b) => b <= 256),
     });
 
-    for (const batch of batches) {
+    for (const batch of batches.filter((b) => !only || only.includes(b))) {
       const input = benchInput(batch, inputWidth);
       const active = engines.filter((e) => !e.batches || e.batches.includes(batch));
       const measured = new Map<string, number[]>(active.map((e) => [e.name, []]));
+      const cpu = new Map<string, number[]>(active.map((e) => [e.name, []]));
       for (const e of active) e.run(input, batch); // warm-up
       for (let r = 0; r < rounds; r++) {
         for (let i = 0; i < active.length; i++) {
           const e = active[(i + r) % active.length]!;
-          measured.get(e.name)!.push(rate(() => e.run(input, batch), budgetMs) * batch);
+          const { perSecond, cpuMsPerCall } = rate(() => e.run(input, batch), budgetMs);
+          measured.get(e.name)!.push(perSecond * batch);
+          cpu.get(e.name)!.push((cpuMsPerCall * 1000) / batch);
         }
       }
       for (const e of active) {
@@ -196,6 +227,7 @@ export async function benchEngine(options: EngineBenchOptions = {}): Promise<Eng
           batch,
           engine: e.name,
           rowsPerSecond,
+          cpuMsPerThousandRows: median(cpu.get(e.name)!),
           gflops: (rowsPerSecond * flopsPerRow) / 1e9,
           rounds: perRound,
         });
@@ -205,15 +237,16 @@ export async function benchEngine(options: EngineBenchOptions = {}): Promise<Eng
       }
     }
 
-    // Each dense kernel alone: the GEMM with its fused epilogue on operands already in the
-    // engine's memory (no copying in or out), B packed once.
-    for (const step of plan.steps.filter((s): s is DenseStep => s.op === 'dense')) {
+    // Each dense kernel alone (the MLPs'): the GEMM with its fused epilogue on operands already
+    // in the engine's memory (no copying in or out), B packed once.
+    const dense = convolutional ? [] : plan.steps.filter((s): s is DenseStep => s.op === 'dense');
+    for (const step of dense) {
       const flops = 2 * step.inFeatures * step.outFeatures;
       for (const batch of [256, 4096]) {
         const gflops = (fma: boolean) => {
           const gemm = gemmOnly(step, batch, fma);
           gemm();
-          const perRound = Array.from({ length: rounds }, () => rate(gemm, budgetMs / 2));
+          const perRound = Array.from({ length: rounds }, () => rate(gemm, budgetMs / 2).perSecond);
           return (median(perRound) * batch * flops) / 1e9;
         };
         kernels.push({
@@ -229,22 +262,26 @@ export async function benchEngine(options: EngineBenchOptions = {}): Promise<Eng
   for (const e of closers) e.close();
 
   // Cold load: a fresh process each time (module assembly, compilation, packing included).
-  const loadCode = `const t = performance.now();
+  const loadCode = `const cpu = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
+const t = performance.now();
 const { loadModel } = await import('./src/index.ts');
 const i = performance.now();
+const c = cpu();
 const m = await loadModel('models/digits');
 const loaded = performance.now();
+const cpuMs = cpu() - c;
 const again = await loadModel('models/digits');
-console.log(JSON.stringify({ importMs: i - t, loadMs: loaded - i, warmMs: performance.now() - loaded, engine: m.engine + again.engine }));`;
-  const loads: { loadMs: number; warmMs: number }[] = [];
+console.log(JSON.stringify({ importMs: i - t, loadMs: loaded - i, cpuMs, warmMs: performance.now() - loaded, engine: m.engine + again.engine }));`;
+  const loads: { loadMs: number; cpuMs: number; warmMs: number }[] = [];
   for (let r = 0; r < 5; r++) loads.push(JSON.parse(await child(loadCode)));
   const loadMs = {
     median: median(loads.map((l) => l.loadMs)),
     runs: loads.map((l) => l.loadMs),
+    cpuMedian: median(loads.map((l) => l.cpuMs)),
     warm: median(loads.map((l) => l.warmMs)),
   };
   log(
-    `load digits: median ${loadMs.median.toFixed(1)} ms cold (runs ${loadMs.runs.map((m) => m.toFixed(1)).join(', ')}), ${loadMs.warm.toFixed(1)} ms warm`,
+    `load digits: median ${loadMs.median.toFixed(1)} ms cold (CPU ${loadMs.cpuMedian.toFixed(1)} ms) (runs ${loadMs.runs.map((m) => m.toFixed(1)).join(', ')}), ${loadMs.warm.toFixed(1)} ms warm`,
   );
 
   const memoryCode = `const { loadModel } = await import('./src/index.ts');

@@ -78,16 +78,16 @@ function ortEngine(
   name: string,
   ort: Ort,
   session: Awaited<ReturnType<Ort['InferenceSession']['create']>>,
-  width: number,
+  shape: readonly number[],
 ): BenchEngine {
   const [inputName] = session.inputNames;
   const [outputName] = session.outputNames;
+  const width = shape.reduce((p, d) => p * d, 1);
   return {
     name,
     async run(input, rows) {
-      const feeds = {
-        [inputName!]: new ort.Tensor('float32', input.subarray(0, rows * width), [rows, width]),
-      };
+      const data = input.subarray(0, rows * width);
+      const feeds = { [inputName!]: new ort.Tensor('float32', data, [rows, ...shape]) };
       const out = await session.run(feeds);
       return out[outputName!]!.data as Float32Array;
     },
@@ -99,7 +99,7 @@ function ortEngine(
 export function onnxruntimeNode(threads: number): EngineFactory {
   return {
     name: `onnxruntime-node (${threads} thread${threads > 1 ? 's' : ''})`,
-    async create({ inputWidth }, onnx) {
+    async create({ inputShape }, onnx) {
       const ort = peersRequire('onnxruntime-node') as Ort;
       const session = await ort.InferenceSession.create(onnx, {
         intraOpNumThreads: threads,
@@ -108,7 +108,7 @@ export function onnxruntimeNode(threads: number): EngineFactory {
         graphOptimizationLevel: 'all',
         logSeverityLevel: 3,
       });
-      return ortEngine(this.name, ort, session, inputWidth);
+      return ortEngine(this.name, ort, session, inputShape);
     },
   };
 }
@@ -116,14 +116,14 @@ export function onnxruntimeNode(threads: number): EngineFactory {
 /** onnxruntime-web's WASM (SIMD) backend in Node, one thread. */
 export const onnxruntimeWeb: EngineFactory = {
   name: 'onnxruntime-web (wasm, 1 thread)',
-  async create({ inputWidth }, onnx) {
+  async create({ inputShape }, onnx) {
     const ort = peersRequire('onnxruntime-web') as Ort;
     ort.env.wasm.numThreads = 1;
     const session = await ort.InferenceSession.create(onnx, {
       executionProviders: ['wasm'],
       graphOptimizationLevel: 'all',
     });
-    return ortEngine(this.name, ort, session, inputWidth);
+    return ortEngine(this.name, ort, session, inputShape);
   },
 };
 
@@ -240,12 +240,14 @@ function tfjsNetwork(tf: Tf, plan: CompiledPlan) {
         break;
       }
       case 'affine': {
+        if (step.spatial !== 1) throw new Error('the tfjs peer runs per-feature affine steps only');
         const scale = keep(tf.tensor1d(step.scale));
         const shift = keep(tf.tensor1d(step.shift));
         body = (x) => tf.add(tf.mul(x, scale), shift);
         break;
       }
       case 'layernorm': {
+        if (step.groups !== 1) throw new Error('the tfjs peer runs LayerNorm over features only');
         const weight = step.weight ? keep(tf.tensor1d(step.weight)) : undefined;
         const bias = step.bias ? keep(tf.tensor1d(step.bias)) : undefined;
         body = (x) => {
@@ -260,6 +262,9 @@ function tfjsNetwork(tf: Tf, plan: CompiledPlan) {
       case 'activation':
         body = (x) => x;
         break;
+      default:
+        // The tfjs peer is written for the MLP plans (dense, affine, LayerNorm over features).
+        throw new Error(`the tfjs peer does not run ${step.op} steps`);
     }
     const activation = fused ? (x: TfTensor) => x : tfjsActivation(tf, step);
     return (x: TfTensor) => activation(body(x));

@@ -152,7 +152,7 @@ export async function benchPeers(options: PeersOptions = {}): Promise<PeersResul
         }
       }
       try {
-        for (const batch of batches) {
+        for (const batch of batches.filter((b) => !bench.batches || bench.batches.includes(b))) {
           const input = benchInput(batch, bench.inputWidth);
           const reference = await engines[0]!.run(input, batch);
           const timed: { engine: BenchEngine; diff: number; rounds: number[] }[] = [];

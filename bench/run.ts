@@ -63,6 +63,7 @@ if (runs('engine')) {
     for (const batch of [...new Set(engine.rows.map((r) => r.batch))]) {
       const at = (name: string) =>
         engine.rows.find((r) => r.model === model && r.batch === batch && r.engine === name);
+      if (!engine.rows.some((r) => r.model === model && r.batch === batch)) continue;
       const cells = engineNames.map((n) => {
         const r = at(n);
         return (r ? fmt(r.rowsPerSecond) : '—').padStart(17);
@@ -83,8 +84,20 @@ if (runs('engine')) {
       `${k.model.padEnd(24)}${k.kernel.padEnd(18)}${String(k.batch).padStart(7)}${(k.gflopsFma === undefined ? '—' : fmt(k.gflopsFma, 1)).padStart(9)}${fmt(k.gflopsMulAdd, 1).padStart(9)}\n`,
     );
   }
+  const wide = (name: string) =>
+    engine.rows.find((r) => r.model.startsWith('wide') && r.batch === 4096 && r.engine === name);
+  const [wide1, wide2] = [wide('wasm'), wide('wasm, 2 threads')];
+  if (wide1 && wide2) {
+    const load = loadavg()
+      .map((l) => fmt(l, 1))
+      .join(' ');
+    const cpuRatio = wide2.cpuMsPerThousandRows / wide1.cpuMsPerThousandRows;
+    process.stdout.write(
+      `\nwide, batch 4096, 2 threads / 1 thread: ${fmt(wide2.rowsPerSecond / wide1.rowsPerSecond, 2)}× rows/s (goal ≥ 1.7; load average now ${load}); CPU per 1000 rows ${fmt(wide1.cpuMsPerThousandRows, 1)} vs ${fmt(wide2.cpuMsPerThousandRows, 1)} ms (×${fmt(cpuRatio, 2)}): two free cores would allow about ${fmt(Math.min(2, 2 / cpuRatio), 2)}×\n`,
+    );
+  }
   process.stdout.write(
-    `\nload models/digits (fresh process, wasm): median ${fmt(engine.loadMs.median, 1)} ms (${engine.loadMs.runs.map((m) => fmt(m, 1)).join(', ')}); again in the same process ${fmt(engine.loadMs.warm, 1)} ms\n`,
+    `\nload models/digits (fresh process, wasm): median ${fmt(engine.loadMs.median, 1)} ms wall (${engine.loadMs.runs.map((m) => fmt(m, 1)).join(', ')}), ${fmt(engine.loadMs.cpuMedian, 1)} ms CPU; again in the same process ${fmt(engine.loadMs.warm, 1)} ms (goal ≤ 50)\n`,
   );
   process.stdout.write(
     `RSS predicting one row at a time: ${fmt(engine.memory.afterThousandMiB, 1)} MiB after 1 k, ${fmt(engine.memory.afterHundredThousandMiB, 1)} MiB after 100 k (×${fmt(engine.memory.ratio, 3)})\n\n`,

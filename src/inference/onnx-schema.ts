@@ -1,6 +1,6 @@
 /**
  * The part of the ONNX IR schema that the exporter writes, in protobuf 2 syntax like ONNX's own
- * `onnx/onnx.proto`: the messages a dense network needs (model, graph, node, attribute, tensor,
+ * `onnx/onnx.proto`: the messages a network's graph needs (model, graph, node, attribute, tensor,
  * value info, type, shape, opset id, metadata entry), with only the fields normserve sets. Message
  * names, field names and field numbers are those of the ONNX IR specification (docs/IR.md,
  * onnx/onnx.proto, https://github.com/onnx/onnx), so any ONNX reader decodes the file; fields and
@@ -74,6 +74,7 @@ message TensorProto {
   enum DataType {
     UNDEFINED = 0;
     FLOAT = 1;
+    INT64 = 7;
   }
   repeated int64 dims = 1;
   optional int32 data_type = 2;

@@ -1,4 +1,4 @@
-import type { PoolWindows, WindowGeometry } from '../nn/index.js';
+import type { Pair, PoolWindows, WindowGeometry } from '../nn/index.js';
 
 /** An activation applied inside a kernel's output loop. */
 export type Activation =
@@ -74,11 +74,20 @@ export interface ActivationStep extends StepBase {
   features: number;
 }
 
+/**
+ * The layer a pool step's windows come from (what an exporter writes; the executors read only the
+ * windows): a sliding window (MaxPool2d, AvgPool2d; dilation 1, ceil_mode=False), or adaptive.
+ */
+export type PoolSource =
+  | { kind: 'sliding'; kernel: Pair; stride: Pair; padding: Pair; countIncludePad: boolean }
+  | { kind: 'adaptive'; outputSize: Pair };
+
 /** Max or mean over windows (MaxPool2d; AvgPool2d and AdaptiveAvgPool2d), per channel. */
 export interface PoolStep extends StepBase {
   op: 'maxpool2d' | 'avgpool2d';
   channels: number;
   windows: PoolWindows;
+  source: PoolSource;
 }
 
 /** Keeps a copy of the current tensor in skip slot `slot` (the input of a residual block). */

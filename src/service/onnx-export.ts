@@ -24,10 +24,11 @@ export interface OnnxExport {
 }
 
 /**
- * A served version's compiled (fused) plan as an ONNX model: input `input` [batch, features],
+ * A served version's compiled (fused) plan as an ONNX model: input `input` [batch, ...input shape]
+ * ([batch, features], or [batch, C, H, W] for an image model),
  * output `logits` (classification) or `predictions` (regression) — the raw outputs, the same
  * numbers as the Open Inference Protocol's tensor of that name — and, on request, `probabilities`.
- * The input transform is part of the graph (folded into the first Gemm, or a Mul+Add), so the
+ * The input transform is part of the graph (folded into the first Gemm or Conv, or a Mul+Add), so the
  * model takes raw features like the service does. Labels, task and provenance go into the
  * model's metadata_props.
  */
@@ -64,6 +65,6 @@ export function exportModelOnnx(registry: ModelRegistry, request: OnnxExportRequ
     version: served.version,
     fileName: `${config.name}-${served.version}.onnx`,
     bytes,
-    summary: `ONNX opset ${ONNX_OPSET}, input "${INPUT_TENSOR}" [${ONNX_BATCH_DIM}, ${plan.inputWidth}], output${outputs.length > 1 ? 's' : ''} ${outputs.map((o) => `"${o}" [${ONNX_BATCH_DIM}, ${plan.outputWidth}]`).join(', ')}`,
+    summary: `ONNX opset ${ONNX_OPSET}, input "${INPUT_TENSOR}" [${[ONNX_BATCH_DIM, ...plan.inputShape].join(', ')}], output${outputs.length > 1 ? 's' : ''} ${outputs.map((o) => `"${o}" [${ONNX_BATCH_DIM}, ${plan.outputWidth}]`).join(', ')}`,
   };
 }

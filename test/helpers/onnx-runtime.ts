@@ -10,14 +10,18 @@ export type OnnxSession = ort.InferenceSession;
 export const onnxSession = (bytes: Uint8Array): Promise<OnnxSession> =>
   ort.InferenceSession.create(bytes);
 
-/** Runs [rows, width] float32 rows through the session's single input; every output, flat. */
+/**
+ * Runs `rows` samples through the session's single input — [rows, width], or [rows, ...shape] for
+ * a sample shape such as [C, H, W] — and returns every output, flat.
+ */
 export async function runOnnx(
   session: OnnxSession,
   input: Float32Array,
   rows: number,
-  width: number,
+  sample: number | readonly number[],
 ): Promise<Record<string, Float32Array>> {
-  const feeds = { [session.inputNames[0]!]: new ort.Tensor('float32', input, [rows, width]) };
+  const dims = [rows, ...(typeof sample === 'number' ? [sample] : sample)];
+  const feeds = { [session.inputNames[0]!]: new ort.Tensor('float32', input, dims) };
   const results = await session.run(feeds);
   const out: Record<string, Float32Array> = {};
   for (const name of session.outputNames) {

@@ -2,7 +2,7 @@
  * A PyTorch-trained CNN (test/fixtures/torch-model/digits-cnn-torch, input [1, 8, 8]) served by
  * both APIs: instances nested [1][8][8] or flat 64, OIP tensors [N, 1, 8, 8] or [N, 64],
  * probabilities within 1e-5 of PyTorch's, metadata showing the shape and the folded BatchNorms,
- * errors naming the offending place.
+ * the ONNX export running in onnxruntime, errors naming the offending place.
  */
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,6 +10,7 @@ import { openModelDirectory } from '../../src/service/index.js';
 import { makeTestApp, type TestApp } from '../helpers/app.js';
 import { expectClose } from '../helpers/compare.js';
 import { digitsTestRows, digitsImage as image } from '../helpers/digits.js';
+import { onnxSession, runOnnx } from '../helpers/onnx-runtime.js';
 import { FUSION_ATOL, OUTPUT_ATOL } from '../helpers/tolerances.js';
 import { expectInvalid, type InferResponse, type PredictResponse } from './http-helpers.js';
 
@@ -126,12 +127,15 @@ describe('metadata shows the shape and what was folded', () => {
 });
 
 describe('the ONNX export', () => {
-  it('refuses a convolutional model with 422 NOT_EXPORTABLE naming the first step it cannot write', async () => {
-    const res = await t.app.inject({ url: '/v1/models/digits-cnn-torch/versions/1/model.onnx' });
-    expect(res.statusCode, res.body).toBe(422);
-    const body = res.json<{ code: string; error: string }>();
-    expect(body.code).toBe('NOT_EXPORTABLE');
-    expect(body.error).toContain("this model's conv2d step (layers 0, 1, 2)");
+  it('exports the CNN as [batch, 1, 8, 8] → Conv/MaxPool/Add/GlobalAveragePool/Gemm; onnxruntime gives PyTorch’s probabilities', async () => {
+    const res = await t.app.inject({
+      url: '/v1/models/digits-cnn-torch/versions/1/model.onnx?probabilities=true',
+    });
+    expect(res.statusCode, res.body).toBe(200);
+    const session = await onnxSession(res.rawPayload);
+    expect(session.inputMetadata[0]).toMatchObject({ shape: ['batch', 1, 8, 8] });
+    const onnx = await runOnnx(session, Float32Array.from(x.flat()), x.length, [1, 8, 8]);
+    expectClose(onnx.probabilities!, torch.probabilities.data, OUTPUT_ATOL, 'probabilities');
   });
 });
 

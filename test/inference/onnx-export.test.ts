@@ -3,8 +3,14 @@
  * its outputs equal normserve's fused outputs within OUTPUT_ATOL for the bundled model and every
  * layer combination the compiler distinguishes (with and without an input transform), each
  * activation computes PyTorch's definition over a wide input range, the batch axis is symbolic,
- * and the optional probabilities output is the service's softmax.
+ * and the optional probabilities output is the service's softmax. Convolutional networks export
+ * with an image input [batch, C, H, W]; where Debian's python3-onnx is installed, the official
+ * checker (tools/onnx-check.py: full check, strict shape inference) accepts every export.
  */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { LayerSpec } from '../../src/checkpoint/index.js';
 import {
@@ -12,9 +18,15 @@ import {
   exportOnnx,
   ONNX_BATCH_DIM,
   type OnnxExportOptions,
+  PlanExecutor,
 } from '../../src/inference/index.js';
 import { softmaxRows } from '../../src/nn/index.js';
 import { loadModelDirectory } from '../../src/repository/index.js';
+import {
+  cnnCases,
+  randomNetwork as randomCnn,
+  randomInput as randomImages,
+} from '../helpers/cnn-combinations.js';
 import { expectClose } from '../helpers/compare.js';
 import { digitsTestRows } from '../helpers/digits.js';
 import {
@@ -31,7 +43,7 @@ const names: OnnxExportOptions = { graphName: 'test', inputName: 'input', output
 
 async function onnxOutputs(model: CompiledModel, x: Float32Array, rows: number) {
   const session = await onnxSession(exportOnnx(model.plan, names));
-  return (await runOnnx(session, x, rows, model.inputWidth)).logits!;
+  return (await runOnnx(session, x, rows, model.inputShape)).logits!;
 }
 
 describe('ONNX export vs normserve fused outputs', () => {
@@ -70,6 +82,82 @@ describe('ONNX export vs normserve fused outputs', () => {
     );
     const one = await runOnnx(session, input.subarray(0, 64), 1, 64);
     expectClose(one.logits!, ours.subarray(0, 10), OUTPUT_ATOL, 'row 0 alone');
+  });
+});
+
+describe('ONNX export of convolutional networks vs normserve fused outputs', () => {
+  for (const [name, c] of Object.entries(cnnCases)) {
+    const atol = c.float32Atol ?? OUTPUT_ATOL;
+    it(`${name}: input [batch, ${c.inputShape.join(', ')}], max |Δ| ≤ ${atol}`, async () => {
+      const model = new CompiledModel(randomCnn(c.layers, 7), c.transform, 32, c.inputShape);
+      const x = randomImages(32, model.inputWidth, 5);
+      const session = await onnxSession(exportOnnx(model.plan, names));
+      expect(session.inputMetadata[0]).toMatchObject({ shape: [ONNX_BATCH_DIM, ...c.inputShape] });
+      const onnx = (await runOnnx(session, x, 32, model.inputShape)).logits!;
+      expectClose(onnx, new PlanExecutor(model.plan, 32).run(x, 32), atol, name);
+    });
+  }
+
+  it('the bundled digits-cnn model: logits and probabilities on the 360 test rows, [N, 1, 8, 8]', async () => {
+    const { checkpoint } = await loadModelDirectory('models/digits-cnn/1');
+    const { config } = checkpoint;
+    const model = new CompiledModel(
+      checkpoint.network,
+      config.input_transform,
+      4096,
+      config.input_shape,
+    );
+    const bytes = exportOnnx(model.plan, { ...names, probabilitiesName: 'probabilities' });
+    const session = await onnxSession(bytes);
+    const { x } = digitsTestRows();
+    const input = Float32Array.from(x.flat());
+    const ours = model.forward(input, x.length);
+    const theirs = await runOnnx(session, input, x.length, [1, 8, 8]);
+    expectClose(theirs.logits!, ours, OUTPUT_ATOL, 'logits');
+    expectClose(
+      theirs.probabilities!,
+      softmaxRows(ours, x.length, 10),
+      OUTPUT_ATOL,
+      'probabilities',
+    );
+  });
+});
+
+/** The official ONNX checker, when /usr/bin/python3 has the onnx package (Debian's python3-onnx). */
+const PYTHON = '/usr/bin/python3';
+const hasOnnxChecker = spawnSync(PYTHON, ['-c', 'import onnx']).status === 0;
+
+describe.skipIf(!hasOnnxChecker)('the official ONNX checker (tools/onnx-check.py)', () => {
+  it('accepts the export of every convolutional arrangement and of the bundled models', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'onnx-check-'));
+    try {
+      const files = Object.entries(cnnCases).map(([, c], i) => {
+        const model = new CompiledModel(randomCnn(c.layers, 7), c.transform, 8, c.inputShape);
+        const file = join(dir, `case-${i}.onnx`);
+        writeFileSync(file, exportOnnx(model.plan, { ...names, probabilitiesName: 'p' }));
+        return file;
+      });
+      for (const name of ['digits', 'digits-cnn']) {
+        const { checkpoint } = await loadModelDirectory(`models/${name}/1`);
+        const { config } = checkpoint;
+        const model = new CompiledModel(
+          checkpoint.network,
+          config.input_transform,
+          8,
+          config.input_shape,
+        );
+        const file = join(dir, `${name}.onnx`);
+        writeFileSync(file, exportOnnx(model.plan, names));
+        files.push(file);
+      }
+      const check = spawnSync(PYTHON, ['tools/onnx-check.py', ...files], { encoding: 'utf8' });
+      expect(check.status, `${check.stdout}${check.stderr}`).toBe(0);
+      expect(check.stdout.split('\n').filter((l) => l.includes(': ok ('))).toHaveLength(
+        files.length,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

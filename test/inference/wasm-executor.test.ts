@@ -21,6 +21,7 @@ import {
 import { BatchNorm, Rng, type Sequential } from '../../src/nn/index.js';
 import { loadModelDirectory } from '../../src/repository/index.js';
 import { prepareWasmRuntime } from '../../src/service/index.js';
+import { cnnCases, randomNetwork as randomCnn } from '../helpers/cnn-combinations.js';
 import { expectClose } from '../helpers/compare.js';
 import { OUTPUT_ATOL } from '../helpers/tolerances.js';
 
@@ -48,6 +49,10 @@ describe('GEMM building block: C = epilogue(A·B + bias)', () => {
     [8, 10, 64],
     [17, 33, 65],
     [6, 40, 2],
+    // Longer than a K slice and taller than a row block: the blocked driver (GEMM_KC, GEMM_MC).
+    [70, 17, 600],
+    [133, 24, 520],
+    [9, 3, 300],
   ];
   for (const relaxed of variants) {
     for (const epilogue of ['none', 'relu', 'leaky'] as const) {
@@ -65,9 +70,11 @@ describe('GEMM building block: C = epilogue(A·B + bias)', () => {
             const bias = Float32Array.from({ length: Math.ceil(n / 8) * 8 }, (_, i) =>
               i < n ? rng.normal() : 0,
             );
-            const [aAt, srcAt, packedAt, biasAt, cAt, tmpAt] = [
-              1024, 40_000, 80_000, 120_000, 130_000, 200_000,
-            ];
+            // Float offsets of the operands, one after the other.
+            const sizes = [m * lda, k * n, Math.ceil(n / 8) * 8 * k, bias.length, m * ldc + 8, 64];
+            const [aAt, srcAt, packedAt, biasAt, cAt, tmpAt] = sizes.map(
+              (_, i) => 1024 + sizes.slice(0, i).reduce((t, x) => t + x + 64, 0),
+            ) as [number, number, number, number, number, number];
             heap.set(a, aAt);
             if (transposed) {
               const w = new Float32Array(n * k);
@@ -238,10 +245,35 @@ const samplePlans: Record<string, () => CompiledPlan> = {
       ),
 };
 
+/**
+ * The engine accumulates its products in float32 (as PyTorch does), the reference in float64:
+ * within OUTPUT_ATOL, or a case's own float32 tolerance (cnn-combinations.ts says why).
+ */
+const tolerances: Record<string, number> = Object.fromEntries(
+  Object.entries(cnnCases).map(([name, c]) => [`CNN: ${name}`, c.float32Atol ?? OUTPUT_ATOL]),
+);
+const toleranceOf = (name: string): number => tolerances[name] ?? OUTPUT_ATOL;
+
+/** Every convolutional arrangement of the compiler's tests, and the bundled CNN. */
+const cnnPlans: Record<string, () => CompiledPlan> = {
+  'bundled digits-cnn model': () =>
+    compileNetwork(
+      digitsCnn.network,
+      digitsCnn.config.input_transform,
+      digitsCnn.config.input_shape,
+    ),
+  ...Object.fromEntries(
+    Object.entries(cnnCases).map(([name, c]) => [
+      `CNN: ${name}`,
+      () => compileNetwork(randomCnn(c.layers, 7), c.transform, c.inputShape),
+    ]),
+  ),
+};
+
 describe('WasmExecutor vs the JavaScript reference executor', () => {
-  for (const [name, make] of Object.entries({ ...plans, ...samplePlans })) {
+  for (const [name, make] of Object.entries({ ...plans, ...samplePlans, ...cnnPlans })) {
     for (const relaxed of variants) {
-      it(`${name}${relaxed ? ', relaxed FMA' : ''}: outputs within ${OUTPUT_ATOL} at every batch size, several passes of the I/O region`, () => {
+      it(`${name}${relaxed ? ', relaxed FMA' : ''}: outputs within ${toleranceOf(name)} at every batch size, several passes of the I/O region`, () => {
         const plan = make();
         const reference = new PlanExecutor(plan, 64);
         const wasm = new WasmExecutor(plan, { maxBatchSize: 64, threads: 1, relaxedSimd: relaxed });
@@ -252,7 +284,7 @@ describe('WasmExecutor vs the JavaScript reference executor', () => {
           );
           const got = wasm.run(input, rows);
           expect(got).toHaveLength(rows * plan.outputWidth);
-          expectClose(got, reference.run(input, rows), OUTPUT_ATOL, `${name}, ${rows} rows`);
+          expectClose(got, reference.run(input, rows), toleranceOf(name), `${name}, ${rows} rows`);
         }
       });
     }
@@ -299,46 +331,29 @@ describe('executor factory', () => {
     expect(executor.run(Float32Array.of(1, 2, 3, 4), 1)).toHaveLength(2);
   });
 
-  it('falls back to JavaScript for a plan with a step the engine has no kernel for (the CNN)', () => {
-    const reasons: string[] = [];
-    const cnn = compileNetwork(
-      digitsCnn.network,
-      digitsCnn.config.input_transform,
-      digitsCnn.config.input_shape,
-    );
-    const executor = createExecutor(cnn, {
-      maxBatchSize: 8,
-      onFallback: (r) => reasons.push(r),
-    });
-    expect(executor.engine).toBe('js');
-    expect(reasons).toEqual([
-      'the wasm engine has no kernel for plan step(s) conv2d, save_skip, add_skip, maxpool2d, avgpool2d',
-    ]);
-    const image = Float32Array.from({ length: 64 }, (_, i) => i % 17);
-    expect(executor.run(image, 1)).toEqual(new PlanExecutor(cnn, 8).run(image, 1));
+  it('runs every plan of the layer registry on wasm: the CNN, pooling, skips, LayerNorm over part of a sample', () => {
+    for (const [name, make] of Object.entries({ ...samplePlans, ...cnnPlans })) {
+      const reasons: string[] = [];
+      const executor = createExecutor(make(), {
+        maxBatchSize: 8,
+        onFallback: (r) => reasons.push(r),
+      });
+      expect(executor.engine, name).toBe('wasm');
+      expect(reasons, name).toEqual([]);
+    }
   });
 
-  it('falls back to JavaScript for a LayerNorm over part of a sample', () => {
+  it('falls back to JavaScript, saying why, for a plan step it has no kernel for', () => {
     const reasons: string[] = [];
-    const partial = compileNetwork(
-      network(
-        [
-          { type: 'layernorm', normalized_shape: [3, 5], eps: 1e-5, elementwise_affine: true },
-          { type: 'flatten', start_dim: 1, end_dim: -1 },
-          linear(30, 2),
-        ],
-        6,
-      ),
-      undefined,
-      [2, 3, 5],
-    );
-    const executor = createExecutor(partial, {
-      maxBatchSize: 8,
-      onFallback: (r) => reasons.push(r),
-    });
-    expect(executor.engine).toBe('js');
-    expect(reasons).toEqual([
-      'the wasm engine has no kernel for a LayerNorm over part of a sample',
-    ]);
+    // A step kind from a future layer type (the plan is otherwise the digits CNN).
+    const cnn = cnnPlans['bundled digits-cnn model']!();
+    const future = {
+      ...cnn,
+      steps: [...cnn.steps, { ...cnn.steps.at(-1)!, op: 'unknown_op' }],
+    } as unknown as CompiledPlan;
+    expect(
+      createExecutor(future, { maxBatchSize: 8, onFallback: (r) => reasons.push(r) }),
+    ).toBeInstanceOf(PlanExecutor);
+    expect(reasons).toEqual(['the wasm engine has no kernel for plan step(s) unknown_op']);
   });
 });

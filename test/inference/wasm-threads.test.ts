@@ -10,6 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { buildSequential } from '../../src/checkpoint/index.js';
 import { compileNetwork, detectWasmSupport, WasmExecutor } from '../../src/inference/index.js';
 import { Rng } from '../../src/nn/index.js';
+import { loadModelDirectory } from '../../src/repository/index.js';
 import { nodeEngineOptions, prepareWasmRuntime } from '../../src/service/index.js';
 import { makeTempDir, removeTempDirs, writeTempFile } from '../helpers/temp-files.js';
 
@@ -58,6 +59,37 @@ describe('helper threads', () => {
         split += two.parallelCalls - before;
       }
       expect(split).toBeGreaterThanOrEqual(12); // every call (and each 1024-row pass) was split
+    } finally {
+      two.close();
+    }
+  });
+
+  it('the convolutional network too: conv, pooling and skips split bit-identically', async () => {
+    const { checkpoint } = await loadModelDirectory('models/digits-cnn/1');
+    const cnn = compileNetwork(
+      checkpoint.network,
+      checkpoint.config.input_transform,
+      checkpoint.config.input_shape,
+    );
+    const one = new WasmExecutor(cnn, { maxBatchSize: 512, threads: 1, relaxedSimd });
+    const two = new WasmExecutor(cnn, {
+      maxBatchSize: 512,
+      threads: 2,
+      relaxedSimd,
+      spawnHelper,
+      parallelMinFlops: 0,
+    });
+    try {
+      await two.ready();
+      const rng = new Rng(6);
+      for (const rows of [8, 9, 37, 300, 700]) {
+        const input = Float32Array.from({ length: rows * 64 }, () => rng.uniform(0, 16));
+        const before = two.parallelCalls;
+        expect(bits(two.run(input, rows)).equals(bits(one.run(input, rows))), `${rows} rows`).toBe(
+          true,
+        );
+        expect(two.parallelCalls).toBeGreaterThan(before);
+      }
     } finally {
       two.close();
     }

@@ -44,13 +44,13 @@ describe('loadModel (src/index.ts)', () => {
     model.close();
   });
 
-  it("a convolutional model: input shape [1, 8, 8], images flat, PyTorch's logits (JavaScript executor)", async () => {
+  it("a convolutional model on the wasm engine: input shape [1, 8, 8], images flat, PyTorch's logits", async () => {
     const cnnTorch = JSON.parse(
       readFileSync('test/fixtures/torch-model/bundled-digits-cnn-eval.json', 'utf8'),
     ) as { logits: number[][] };
     const model = await loadModel('models/digits-cnn', { engine: 'wasm' });
-    // The wasm engine has no convolution kernels yet: the model runs on the reference executor.
-    expect(model).toMatchObject({ name: 'digits-cnn', inputShape: [1, 8, 8], engine: 'js' });
+    // Convolutions, pooling and the residual block have wasm kernels: no fallback to JS.
+    expect(model).toMatchObject({ name: 'digits-cnn', inputShape: [1, 8, 8], engine: 'wasm' });
     expectClose(model.run(input, x.length), cnnTorch.logits.flat(), BUNDLED_LOGITS_ATOL, 'logits');
     model.close();
   });

@@ -61,7 +61,7 @@ export async function modelExportRoutes(app: AppInstance): Promise<void> {
           ),
           404: errorResponses[404],
           422: problemSchema.describe(
-            'NOT_EXPORTABLE: the compiled plan has steps the export does not write yet (convolutional models)',
+            'NOT_EXPORTABLE: the compiled plan has a step the export cannot write',
           ),
         },
       },

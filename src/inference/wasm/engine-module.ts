@@ -1,33 +1,79 @@
-import { assembleWat, elementwiseWat, gemmWat, vectorMathWat } from '../../nn/wasm/index.js';
-import { programWat } from './program-wat.js';
+import {
+  assembleWat,
+  convWat,
+  elementwiseWat,
+  gemmWat,
+  poolWat,
+  residualWat,
+  vectorMathWat,
+} from '../../nn/wasm/index.js';
+import { ENGINE_BINARIES } from './engine-binaries.js';
+import { ALL_PARTS, type EngineParts, programWat } from './program-wat.js';
 
 /** Largest memory the module accepts (64 KiB pages: 4 GiB, wasm32's limit). */
 export const MAX_PAGES = 65536;
 
 /**
- * The engine's whole module as text: one shared memory imported from the host (so the calling
- * thread and the helper threads run on the same weights), the GEMM, the element-wise steps and
- * their activations, the plan interpreter and the helpers' loop. `relaxed` uses relaxed SIMD's
- * fused multiply-add in the GEMM's inner loop.
+ * The engine's module as text: one shared memory imported from the host (so the calling thread
+ * and the helper threads run on the same weights), the GEMM, the plan interpreter and the helpers'
+ * loop, and the `parts` a plan needs: the element-wise steps and their activations; convolution,
+ * pooling and the residual add. `relaxed` uses relaxed SIMD's fused multiply-add in the GEMM's
+ * inner loop.
  */
-export function engineModuleText(relaxed: boolean): string {
+export function engineModuleText(relaxed: boolean, parts: EngineParts = ALL_PARTS): string {
+  const elementwise = parts.elementwise || parts.cnn;
   return `(module
   (import "env" "memory" (memory 1 ${MAX_PAGES} shared))
-  ${vectorMathWat()}
-  ${elementwiseWat()}
-  ${gemmWat(relaxed)}
-  ${programWat()}
+  ${elementwise ? vectorMathWat() : ''}
+  ${elementwise ? elementwiseWat() : ''}
+  ${gemmWat(relaxed, { rowBias: parts.cnn })}
+  ${parts.cnn ? [convWat(), poolWat(), residualWat()].join('\n') : ''}
+  ${programWat(parts)}
 )`;
 }
 
-const compiled = new Map<boolean, WebAssembly.Module>();
+/** Every variant of the module: relaxed FMA or not × the parts (cnn brings elementwise along). */
+export const ENGINE_VARIANTS: readonly { relaxed: boolean; parts: EngineParts }[] = [
+  false,
+  true,
+].flatMap((relaxed) => [
+  { relaxed, parts: { elementwise: false, cnn: false } },
+  { relaxed, parts: { elementwise: true, cnn: false } },
+  { relaxed, parts: { elementwise: true, cnn: true } },
+]);
 
-/** The compiled engine module, assembled and compiled once per process and variant. */
-export function engineModule(relaxed: boolean): WebAssembly.Module {
-  let module = compiled.get(relaxed);
+/** The name of a module variant (the same for parts that give the same text). */
+export const engineVariantKey = (relaxed: boolean, parts: EngineParts): string =>
+  `${relaxed}:${parts.elementwise || parts.cnn}:${parts.cnn}`;
+
+/** The module's bytes: assembled from its text, as tools/generate-engine-binaries.ts does. */
+export const assembleEngine = (relaxed: boolean, parts: EngineParts = ALL_PARTS): Uint8Array =>
+  assembleWat(engineModuleText(relaxed, parts));
+
+function decodeBase64(text: string): Uint8Array {
+  const binary = atob(text);
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return bytes;
+}
+
+const compiled = new Map<string, WebAssembly.Module>();
+
+/**
+ * The compiled engine module, compiled once per process, variant and set of parts (every part by
+ * default). Its bytes come assembled ahead of time (engine-binaries.ts, generated from the same
+ * text; a test fails when they differ from assembling it now), so that a model's first load does
+ * not spend its budget in the assembler: a cold assembly took 20–50 ms of CPU in a fresh process,
+ * most of the 50 ms load budget.
+ */
+export function engineModule(relaxed: boolean, parts: EngineParts = ALL_PARTS): WebAssembly.Module {
+  const key = engineVariantKey(relaxed, parts);
+  let module = compiled.get(key);
   if (!module) {
-    module = new WebAssembly.Module(assembleWat(engineModuleText(relaxed)));
-    compiled.set(relaxed, module);
+    const prebuilt = ENGINE_BINARIES[key];
+    const bytes = prebuilt ? decodeBase64(prebuilt) : assembleEngine(relaxed, parts);
+    module = new WebAssembly.Module(bytes);
+    compiled.set(key, module);
   }
   return module;
 }
@@ -43,6 +89,18 @@ export interface EngineExports {
   ): void;
   pack_b(src: number, kStride: number, nStride: number, k: number, n: number, dst: number): void;
   gemm: GemmFunction;
+  /** The GEMM with the bias per row of C (modules with the cnn part). */
+  gemm_rowbias: GemmFunction;
+  /** conv2d(descriptor, src, dst, rows, slope, tmp, scratch): see nn/wasm/conv-wat.ts. */
+  conv2d(
+    descriptor: number,
+    src: number,
+    dst: number,
+    rows: number,
+    slope: number,
+    tmp: number,
+    scratch: number,
+  ): void;
   act_pass(src: number, dst: number, count: number, code: number, slope: number): void;
   affine(
     src: number,

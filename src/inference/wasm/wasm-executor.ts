@@ -1,9 +1,19 @@
-import { MR, NR, packedBytes, TILE_SCRATCH_BYTES } from '../../nn/wasm/index.js';
+import {
+  CONV,
+  convSizes,
+  MR,
+  NR,
+  packedBytes,
+  poolTableBytes,
+  TILE_SCRATCH_BYTES,
+  writeConvDescriptor,
+  writePoolTable,
+} from '../../nn/wasm/index.js';
 import { checkRunArguments, type Executor } from '../executor.js';
-import { activationCode } from '../kernels.js';
+import { ACT_NONE, activationCode } from '../kernels.js';
 import type { Activation, CompiledPlan, PlanStep } from '../plan.js';
 import { type EngineExports, engineModule, instantiateEngine, MAX_PAGES } from './engine-module.js';
-import { CONTROL, HELPER_STATE, OP, PROGRAM, STEP } from './program-wat.js';
+import { CONTROL, type EngineParts, HELPER_STATE, OP, PROGRAM, STEP } from './program-wat.js';
 
 /** What a helper thread needs to run rows of the plan: see service/engine-threads.ts. */
 export interface HelperInit {
@@ -44,8 +54,13 @@ export interface WasmExecutorOptions {
 
 /** Rows of one pass of the I/O regions; a bigger batch loops (memory stays small for wide models). */
 const IO_ROWS_CAP = 4096;
-/** A chunk's two buffers together stay within L2 (≈ 512 KiB here) for the widest layer. */
-const CHUNK_BUFFER_BYTES = 256 * 1024;
+/**
+ * A chunk's two buffers together fill L2 (512 KiB per core here) for the widest layer. Every chunk
+ * streams each layer's packed weights once, so more rows per chunk means fewer passes over them:
+ * 64 rows of the wide 784-1024-1024-10 model (rather than 32 with 256 KiB) took 7–10 % less CPU
+ * time per row, one thread or two, in A/B runs on the 2-core machine (bench/README.md).
+ */
+const CHUNK_BUFFER_BYTES = 512 * 1024;
 const MAX_CHUNK_ROWS = 1024;
 const DEFAULT_PARALLEL_MIN_FLOPS = 4e6;
 /** Vector loads at a row's end may read 12 bytes past it. */
@@ -60,19 +75,37 @@ export function wasmUnsupportedReason(plan: CompiledPlan): string | undefined {
   const unsupported = plan.steps.filter((s) => !ops.has(s.op)).map((s) => s.op);
   if (unsupported.length > 0)
     return `the wasm engine has no kernel for plan step(s) ${[...new Set(unsupported)].join(', ')}`;
-  // Its LayerNorm normalizes a whole row; one over part of a sample (groups > 1) is not that.
-  if (plan.steps.some((s) => s.op === 'layernorm' && s.groups !== 1))
-    return 'the wasm engine has no kernel for a LayerNorm over part of a sample';
   const pages = planLayout(plan, 1, 1).bytes / 65536;
   if (pages > MAX_PAGES)
     return `the model needs ${Math.ceil(pages)} pages of memory (limit ${MAX_PAGES})`;
   return undefined;
 }
 
+/**
+ * The parts of the engine module a plan needs (a smaller module loads sooner): element-wise for
+ * steps and activations the GEMM's store does not cover, cnn for convolutions, pooling and skips.
+ */
+export function planParts(plan: CompiledPlan): EngineParts {
+  const cnn = plan.steps.some((s) =>
+    ['conv2d', 'maxpool2d', 'avgpool2d', 'save_skip', 'add_skip'].includes(s.op),
+  );
+  const elementwise = plan.steps.some(
+    (s) =>
+      s.op === 'affine' ||
+      s.op === 'layernorm' ||
+      s.op === 'activation' ||
+      !['none', 'relu', 'leaky_relu'].includes(s.activation.kind),
+  );
+  return { elementwise, cnn };
+}
+
 interface Layout {
   ioRows: number;
   chunkRows: number;
   bufferBytes: number;
+  /** From a thread's scratch: its skip buffers, its convolution scratch (bytes). */
+  skipsAt: number;
+  convAt: number;
   controls: number[];
   program: number;
   params: number[];
@@ -95,10 +128,18 @@ function paramBytes(step: PlanStep): number[] {
       return step.weight && step.bias
         ? [align(step.groupSize, 4) * 4, align(step.groupSize, 4) * 4]
         : [];
+    case 'conv2d': {
+      // Descriptor, weight [out, K] as it is (the GEMM's A), bias, koff table, lane groups.
+      const { koffBytes, lanesBytes } = convSizes(step.geometry);
+      return [CONV.bytes, step.weight.length * 4, step.outChannels * 4, koffBytes, lanesBytes];
+    }
+    case 'maxpool2d':
+    case 'avgpool2d':
+      return [poolTableBytes(step.windows)];
     case 'activation':
+    case 'save_skip':
+    case 'add_skip':
       return [];
-    default:
-      throw new RangeError(`the wasm engine has no kernel for plan step ${step.op}`);
   }
 }
 
@@ -140,16 +181,25 @@ function planLayout(plan: CompiledPlan, maxBatchSize: number, threads: number): 
   at = align(at + Math.max(ioRows * plan.inputWidth * 4, largestWeight) + SLACK);
   const output = at;
   at = align(at + ioRows * plan.outputWidth * 4 + SLACK);
-  // Each thread's two chunk buffers, then its GEMM tile scratch.
+  // Each thread's two chunk buffers, its GEMM tile scratch, a buffer per skip slot, then the
+  // scratch of its largest convolution.
+  const skipsAt = align(2 * bufferBytes + TILE_SCRATCH_BYTES);
+  const convAt = skipsAt + plan.skipSlots * bufferBytes;
+  const convBytes = Math.max(
+    0,
+    ...plan.steps.map((s) => (s.op === 'conv2d' ? convSizes(s.geometry).scratchBytes : 0)),
+  );
   const scratch = Array.from({ length: threads }, () => {
     const s = at;
-    at += align(2 * bufferBytes + TILE_SCRATCH_BYTES);
+    at += align(convAt + convBytes + SLACK);
     return s;
   });
   return {
     ioRows,
     chunkRows,
     bufferBytes,
+    skipsAt,
+    convAt,
     controls,
     program,
     params,
@@ -193,7 +243,7 @@ export class WasmExecutor implements Executor {
     const pages = Math.ceil(layout.bytes / 65536);
     if (pages > MAX_PAGES) throw new RangeError(wasmUnsupportedReason(plan));
     const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
-    const module = engineModule(options.relaxedSimd);
+    const module = engineModule(options.relaxedSimd, planParts(plan));
     this.exports = instantiateEngine(module, memory);
     this.heap = new Float32Array(memory.buffer);
     this.words = new Int32Array(memory.buffer);
@@ -337,6 +387,8 @@ function writeProgram(
   i32[base + PROGRAM.outWidth] = plan.outputWidth;
   i32[base + PROGRAM.chunkRows] = layout.chunkRows;
   i32[base + PROGRAM.bufferBytes] = layout.bufferBytes;
+  i32[base + PROGRAM.skipsAt] = layout.skipsAt;
+  i32[base + PROGRAM.convAt] = layout.convAt;
   let param = 0;
   let flops = 0;
   plan.steps.forEach((step, i) => {
@@ -373,10 +425,11 @@ function writeProgram(
         break;
       }
       case 'layernorm': {
-        // groups === 1 (wasmUnsupportedReason): the whole row is one group.
+        // Each row is `groups` rows of groupSize values to the kernel.
         i32[w + STEP.op] = OP.layernorm;
         i32[w + STEP.inFeatures] = step.groupSize;
-        i32[w + STEP.outFeatures] = step.groupSize;
+        i32[w + STEP.outFeatures] = step.groups * step.groupSize;
+        i32[w + STEP.extra] = step.groups;
         if (step.weight && step.bias) {
           const [gamma, beta] = [layout.params[param++]!, layout.params[param++]!];
           f32.set(step.weight, gamma >> 2);
@@ -385,9 +438,59 @@ function writeProgram(
           i32[w + STEP.second] = beta;
         }
         f64[(st + STEP.epsByteOffset) >> 3] = step.eps;
-        flops += 8 * step.groupSize;
+        flops += 8 * step.groups * step.groupSize;
         break;
       }
+      case 'conv2d': {
+        const [descriptor, weight, bias, koff, lanes] = layout.params.slice(param, param + 5) as [
+          number,
+          number,
+          number,
+          number,
+          number,
+        ];
+        param += 5;
+        const g = step.geometry;
+        f32.set(step.weight, weight >> 2);
+        f32.set(step.bias, bias >> 2);
+        writeConvDescriptor(memory.buffer, descriptor, g, step.outChannels, {
+          weight,
+          bias,
+          koff,
+          lanes,
+        });
+        const positions = g.outH * g.outW;
+        i32[w + STEP.op] = OP.conv2d;
+        i32[w + STEP.inFeatures] = g.channels * g.inH * g.inW;
+        i32[w + STEP.outFeatures] = step.outChannels * positions;
+        i32[w + STEP.first] = descriptor;
+        flops += 2 * step.outChannels * (step.weight.length / step.outChannels) * positions;
+        break;
+      }
+      case 'maxpool2d':
+      case 'avgpool2d': {
+        const table = layout.params[param++]!;
+        const win = step.windows;
+        writePoolTable(memory.buffer, table, win);
+        i32[w + STEP.op] = step.op === 'maxpool2d' ? OP.maxpool2d : OP.avgpool2d;
+        i32[w + STEP.inFeatures] = step.channels * win.inH * win.inW;
+        i32[w + STEP.outFeatures] = step.channels * win.outH * win.outW;
+        i32[w + STEP.first] = table;
+        i32[w + STEP.second] = win.inW * 4;
+        i32[w + STEP.extra] = step.channels;
+        flops += step.channels * win.inH * win.inW;
+        if (activationCode(step.activation) !== ACT_NONE)
+          flops += step.channels * win.outH * win.outW;
+        break;
+      }
+      case 'save_skip':
+      case 'add_skip':
+        i32[w + STEP.op] = step.op === 'save_skip' ? OP.save_skip : OP.add_skip;
+        i32[w + STEP.inFeatures] = step.features;
+        i32[w + STEP.outFeatures] = step.features;
+        i32[w + STEP.extra] = step.slot;
+        flops += step.op === 'add_skip' ? 2 * step.features : 0;
+        break;
       case 'activation':
         i32[w + STEP.op] = OP.activation;
         i32[w + STEP.inFeatures] = step.features;

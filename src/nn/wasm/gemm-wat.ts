@@ -85,9 +85,36 @@ const copyTile = `
 /** Bytes of the scratch tile a GEMM call needs (the widest tile: 4 × 8 or 1 × 32 floats). */
 export const TILE_SCRATCH_BYTES = 128;
 
-function tile4x8(relaxed: boolean): string {
+/**
+ * Cache blocking of the driver: row blocks of GEMM_MC rows (the block of A they read stays in L1/L2
+ * while every panel of B passes over it) and, within a block, K in slices of GEMM_KC (a panel
+ * slice, GEMM_KC × 32 bytes, stays in L1 for all the block's row tiles). Between K slices a tile's
+ * accumulators go to C and come back — float32 values stored and reloaded exactly, k still in
+ * order — so blocking never changes a result.
+ */
+export const GEMM_MC = 64;
+export const GEMM_KC = 256;
+
+/** The tile's `mode`: start from C instead of the bias; apply the epilogue (the last K slice). */
+const ACCUMULATE = 1;
+const LAST = 2;
+
+/**
+ * The bias the accumulators start from: per column of C (a Linear: bias[n], NR-padded), or per
+ * row (a convolution computing [out_channels, positions]: bias[m]).
+ */
+type BiasKind = 'column' | 'row';
+
+/** Names of a variant's functions: `gemm` and its tiles, or `gemm_rowbias` and theirs. */
+const suffix = (bias: BiasKind): string => (bias === 'row' ? '_rowbias' : '');
+
+function tile4x8(relaxed: boolean, bias: BiasKind): string {
   const acc = range(MR).flatMap((i) => range(2).map((j) => `c${i}_${j}`));
   const rowPtr = (i: number) => (i === 0 ? 'a' : `a${i}`);
+  const cRow = (i: number) =>
+    i === 0
+      ? '(local.get $c)'
+      : `(i32.add (local.get $c) (i32.mul (local.get $ldc) (i32.const ${i})))`;
   const k = range(MR)
     .map(
       (i) => `(local.set $x (v128.load32_splat (local.get $${rowPtr(i)})))
@@ -99,15 +126,26 @@ function tile4x8(relaxed: boolean): string {
         .join('\n')}`,
     )
     .join('\n');
+  const init =
+    bias === 'column'
+      ? `(local.set $b0 (v128.load (local.get $bias)))
+    (local.set $b1 (v128.load offset=16 (local.get $bias)))
+    ${acc.map((c) => `(local.set $${c} (local.get $b${c.at(-1)}))`).join(' ')}`
+      : range(MR)
+          .map(
+            (i) => `(local.set $c${i}_0 (v128.load32_splat offset=${4 * i} (local.get $bias)))
+    (local.set $c${i}_1 (local.get $c${i}_0))`,
+          )
+          .join('\n');
   return `
-  (func $tile4x8 (param $a i32) (param $lda i32) (param $bp i32) (param $k i32)
+  (func $tile4x8${suffix(bias)} (param $a i32) (param $lda i32) (param $bp i32) (param $k i32)
       (param $c i32) (param $ldc i32) (param $bias i32) (param $nv i32) (param $slope f32)
-      (param $tmp i32)
+      (param $tmp i32) (param $mode i32)
     ${locals('v128', ...acc, 'b0', 'b1', 'x', 'slopev')}
     ${locals('i32', 'a1', 'a2', 'a3', 'end')}
-    (local.set $b0 (v128.load (local.get $bias)))
-    (local.set $b1 (v128.load offset=16 (local.get $bias)))
-    ${acc.map((c) => `(local.set $${c} (local.get $b${c.at(-1)}))`).join(' ')}
+    ${init}
+    (if (i32.and (local.get $mode) (i32.const ${ACCUMULATE})) (then
+      ${acc.map((c) => `(local.set $${c} (v128.load offset=${16 * Number(c.at(-1))} ${cRow(Number(c[1]))}))`).join('\n      ')}))
     (local.set $a1 (i32.add (local.get $a) (local.get $lda)))
     (local.set $a2 (i32.add (local.get $a1) (local.get $lda)))
     (local.set $a3 (i32.add (local.get $a2) (local.get $lda)))
@@ -121,6 +159,10 @@ function tile4x8(relaxed: boolean): string {
         .join(' ')}
       (local.set $bp (i32.add (local.get $bp) (i32.const ${NR * 4})))
       (br_if $k (i32.lt_u (local.get $a) (local.get $end))))
+    (if (i32.eqz (i32.and (local.get $mode) (i32.const ${LAST}))) (then
+      ;; An earlier K slice of a whole panel: the raw sums, for the next slice to continue.
+      ${acc.map((c) => `(v128.store offset=${16 * Number(c.at(-1))} ${cRow(Number(c[1]))} (local.get $${c}))`).join('\n      ')}
+      (return)))
     ${storeTile(
       range(MR).flatMap((i) => range(2).map((j) => ({ name: `c${i}_${j}`, row: i, col: 4 * j }))),
       NR,
@@ -129,15 +171,28 @@ function tile4x8(relaxed: boolean): string {
 }
 
 /** One row against four consecutive panels (32 columns); $pb is the panel size in bytes. */
-function tile1x32(relaxed: boolean): string {
+function tile1x32(relaxed: boolean, bias: BiasKind): string {
   const acc = range(4).flatMap((p) => range(2).map((j) => `c${p}_${j}`));
+  const init =
+    bias === 'column'
+      ? acc
+          .map(
+            (c) =>
+              `(local.set $${c} (v128.load offset=${32 * Number(c[1]) + 16 * Number(c.at(-1))} (local.get $bias)))`,
+          )
+          .join(' ')
+      : `(local.set $c0_0 (v128.load32_splat (local.get $bias)))
+    ${acc
+      .slice(1)
+      .map((c) => `(local.set $${c} (local.get $c0_0))`)
+      .join(' ')}`;
   return `
-  (func $tile1x32 (param $a i32) (param $bp i32) (param $pb i32) (param $k i32)
+  (func $tile1x32${suffix(bias)} (param $a i32) (param $bp i32) (param $pb i32) (param $k i32)
       (param $c i32) (param $bias i32) (param $nv i32) (param $slope f32) (param $tmp i32)
     ${locals('v128', ...acc, 'x', 'slopev')}
     (local $ldc i32)
     ${locals('i32', 'q1', 'q2', 'q3', 'end')}
-    ${acc.map((c) => `(local.set $${c} (v128.load offset=${32 * Number(c[1]) + 16 * Number(c.at(-1))} (local.get $bias)))`).join(' ')}
+    ${init}
     (local.set $q1 (i32.add (local.get $bp) (local.get $pb)))
     (local.set $q2 (i32.add (local.get $q1) (local.get $pb)))
     (local.set $q3 (i32.add (local.get $q2) (local.get $pb)))
@@ -163,15 +218,20 @@ function tile1x32(relaxed: boolean): string {
 }
 
 /** One row against one panel. */
-function tile1x8(relaxed: boolean): string {
+function tile1x8(relaxed: boolean, bias: BiasKind): string {
+  const init =
+    bias === 'column'
+      ? `(local.set $c0 (v128.load (local.get $bias)))
+    (local.set $c1 (v128.load offset=16 (local.get $bias)))`
+      : `(local.set $c0 (v128.load32_splat (local.get $bias)))
+    (local.set $c1 (local.get $c0))`;
   return `
-  (func $tile1x8 (param $a i32) (param $bp i32) (param $k i32)
+  (func $tile1x8${suffix(bias)} (param $a i32) (param $bp i32) (param $k i32)
       (param $c i32) (param $bias i32) (param $nv i32) (param $slope f32) (param $tmp i32)
     ${locals('v128', 'c0', 'c1', 'x', 'slopev')}
     (local $ldc i32)
     (local $end i32)
-    (local.set $c0 (v128.load (local.get $bias)))
-    (local.set $c1 (v128.load offset=16 (local.get $bias)))
+    ${init}
     (local.set $end (i32.add (local.get $a) (i32.shl (local.get $k) (i32.const 2))))
     (loop $k
       (local.set $x (v128.load32_splat (local.get $a)))
@@ -191,62 +251,101 @@ function tile1x8(relaxed: boolean): string {
 }
 
 /**
- * gemm(M, N, K, A, lda, B packed, bias, C, ldc, slope, tmp): whole row blocks panel by panel, then
- * single rows; tmp is TILE_SCRATCH_BYTES of the calling thread's scratch.
+ * gemm(M, N, K, A, lda, B packed, bias, C, ldc, slope, tmp): row blocks of GEMM_MC rows; in each,
+ * the whole panels K slice by K slice (each slice over every panel, each panel over the block's
+ * 4-row tiles), then the last, partial panel over the whole K; then the rows left over one by one
+ * (four panels at a time, then one). tmp is TILE_SCRATCH_BYTES of the calling thread's scratch.
+ * The row-bias variant (`gemm_rowbias`) differs only in where the accumulators start.
  */
-function gemm(): string {
-  return `
-  (func $gemm (export "gemm") (param $m i32) (param $n i32) (param $k i32)
-      (param $a i32) (param $lda i32) (param $b i32) (param $bias i32) (param $c i32)
-      (param $ldc i32) (param $slope f32) (param $tmp i32)
-    ${locals('i32', 'pb', 'np', 'p', 'i', 'full')}
-    (local.set $pb (i32.mul (local.get $k) (i32.const ${NR * 4})))
-    (local.set $np (i32.shr_u (i32.add (local.get $n) (i32.const ${NR - 1})) (i32.const 3)))
-    (local.set $full (i32.and (local.get $m) (i32.const ${-MR})))
-    (local.set $p (i32.const 0))
-    (block $panels_done (loop $panels
-      (br_if $panels_done (i32.ge_u (local.get $p) (local.get $np)))
-      (local.set $i (i32.const 0))
-      (block $rows_done (loop $rows
-        (br_if $rows_done (i32.ge_u (local.get $i) (local.get $full)))
-        (call $tile4x8
-          (i32.add (local.get $a) (i32.mul (local.get $i) (local.get $lda))) (local.get $lda)
-          (i32.add (local.get $b) (i32.mul (local.get $p) (local.get $pb))) (local.get $k)
+function gemm(bias: BiasKind): string {
+  const s = suffix(bias);
+  /** The bias of the tile at rows $i, panel $p. */
+  const biasAt =
+    bias === 'column'
+      ? '(i32.add (local.get $bias) (i32.shl (local.get $p) (i32.const 5)))'
+      : '(i32.add (local.get $bias) (i32.shl (local.get $i) (i32.const 2)))';
+  const tile = (kc: string, kOffset: string, mode: string) => `
+        (call $tile4x8${s}
+          (i32.add (i32.add (local.get $a) (i32.mul (local.get $i) (local.get $lda))) ${kOffset})
+          (local.get $lda)
+          (i32.add (i32.add (local.get $b) (i32.mul (local.get $p) (local.get $pb)))
+            (i32.shl ${kOffset} (i32.const 3)))
+          ${kc}
           (i32.add (i32.add (local.get $c) (i32.mul (local.get $i) (local.get $ldc)))
             (i32.shl (local.get $p) (i32.const 5)))
-          (local.get $ldc)
-          (i32.add (local.get $bias) (i32.shl (local.get $p) (i32.const 5)))
+          (local.get $ldc) ${biasAt}
           (i32.sub (local.get $n) (i32.shl (local.get $p) (i32.const 3)))
-          (local.get $slope) (local.get $tmp))
-        (local.set $i (i32.add (local.get $i) (i32.const ${MR})))
-        (br $rows)))
-      (local.set $p (i32.add (local.get $p) (i32.const 1)))
-      (br $panels)))
+          (local.get $slope) (local.get $tmp) ${mode})`;
+  return `
+  (func $gemm${s} (export "gemm${s}") (param $m i32) (param $n i32) (param $k i32)
+      (param $a i32) (param $lda i32) (param $b i32) (param $bias i32) (param $c i32)
+      (param $ldc i32) (param $slope f32) (param $tmp i32)
+    ${locals('i32', 'pb', 'np', 'fp', 'p', 'i', 'full', 'i0', 'i1', 'k0', 'kc', 'mode')}
+    (local.set $pb (i32.mul (local.get $k) (i32.const ${NR * 4})))
+    (local.set $np (i32.shr_u (i32.add (local.get $n) (i32.const ${NR - 1})) (i32.const 3)))
+    (local.set $fp (i32.shr_u (local.get $n) (i32.const 3)))
+    (local.set $full (i32.and (local.get $m) (i32.const ${-MR})))
+    (block $blocks_done (loop $blocks
+      (br_if $blocks_done (i32.ge_u (local.get $i0) (local.get $full)))
+      (local.set $i1 (i32.add (local.get $i0) (i32.const ${GEMM_MC})))
+      (if (i32.gt_u (local.get $i1) (local.get $full)) (then (local.set $i1 (local.get $full))))
+      (local.set $k0 (i32.const 0))
+      (block $slices_done (loop $slices
+        (br_if $slices_done (i32.ge_u (local.get $k0) (local.get $k)))
+        (local.set $kc (i32.sub (local.get $k) (local.get $k0)))
+        (if (i32.gt_u (local.get $kc) (i32.const ${GEMM_KC})) (then (local.set $kc (i32.const ${GEMM_KC}))))
+        (local.set $mode (i32.or
+          (select (i32.const ${ACCUMULATE}) (i32.const 0) (local.get $k0))
+          (select (i32.const ${LAST}) (i32.const 0)
+            (i32.eq (i32.add (local.get $k0) (local.get $kc)) (local.get $k)))))
+        (local.set $p (i32.const 0))
+        (block $panels_done (loop $panels
+          (br_if $panels_done (i32.ge_u (local.get $p) (local.get $fp)))
+          (local.set $i (local.get $i0))
+          (block $rows_done (loop $rows
+            (br_if $rows_done (i32.ge_u (local.get $i) (local.get $i1)))
+            ${tile('(local.get $kc)', '(i32.shl (local.get $k0) (i32.const 2))', '(local.get $mode)')}
+            (local.set $i (i32.add (local.get $i) (i32.const ${MR})))
+            (br $rows)))
+          (local.set $p (i32.add (local.get $p) (i32.const 1)))
+          (br $panels)))
+        (local.set $k0 (i32.add (local.get $k0) (local.get $kc)))
+        (br $slices)))
+      (if (i32.lt_u (local.get $fp) (local.get $np)) (then
+        (local.set $p (local.get $fp))
+        (local.set $i (local.get $i0))
+        (block $tail_done (loop $tail
+          (br_if $tail_done (i32.ge_u (local.get $i) (local.get $i1)))
+          ${tile('(local.get $k)', '(i32.const 0)', `(i32.const ${LAST})`)}
+          (local.set $i (i32.add (local.get $i) (i32.const ${MR})))
+          (br $tail)))))
+      (local.set $i0 (local.get $i1))
+      (br $blocks)))
     (local.set $i (local.get $full))
     (block $single_done (loop $single
       (br_if $single_done (i32.ge_u (local.get $i) (local.get $m)))
       (local.set $p (i32.const 0))
       (block $wide_done (loop $wide
         (br_if $wide_done (i32.gt_u (i32.add (local.get $p) (i32.const 4)) (local.get $np)))
-        (call $tile1x32
+        (call $tile1x32${s}
           (i32.add (local.get $a) (i32.mul (local.get $i) (local.get $lda)))
           (i32.add (local.get $b) (i32.mul (local.get $p) (local.get $pb))) (local.get $pb)
           (local.get $k)
           (i32.add (i32.add (local.get $c) (i32.mul (local.get $i) (local.get $ldc)))
             (i32.shl (local.get $p) (i32.const 5)))
-          (i32.add (local.get $bias) (i32.shl (local.get $p) (i32.const 5)))
+          ${biasAt}
           (i32.sub (local.get $n) (i32.shl (local.get $p) (i32.const 3)))
           (local.get $slope) (local.get $tmp))
         (local.set $p (i32.add (local.get $p) (i32.const 4)))
         (br $wide)))
       (block $narrow_done (loop $narrow
         (br_if $narrow_done (i32.ge_u (local.get $p) (local.get $np)))
-        (call $tile1x8
+        (call $tile1x8${s}
           (i32.add (local.get $a) (i32.mul (local.get $i) (local.get $lda)))
           (i32.add (local.get $b) (i32.mul (local.get $p) (local.get $pb))) (local.get $k)
           (i32.add (i32.add (local.get $c) (i32.mul (local.get $i) (local.get $ldc)))
             (i32.shl (local.get $p) (i32.const 5)))
-          (i32.add (local.get $bias) (i32.shl (local.get $p) (i32.const 5)))
+          ${biasAt}
           (i32.sub (local.get $n) (i32.shl (local.get $p) (i32.const 3)))
           (local.get $slope) (local.get $tmp))
         (local.set $p (i32.add (local.get $p) (i32.const 1)))
@@ -291,8 +390,24 @@ const packB = `
 /** Bytes of B packed for K×N. */
 export const packedBytes = (k: number, n: number): number => Math.ceil(n / NR) * NR * k * 4;
 
-export function gemmWat(relaxed: boolean): string {
-  return [copyTile, tile4x8(relaxed), tile1x32(relaxed), tile1x8(relaxed), gemm(), packB].join(
-    '\n',
-  );
+/** The tiles and the driver of one bias variant. */
+const variant = (relaxed: boolean, bias: BiasKind): string[] => [
+  tile4x8(relaxed, bias),
+  tile1x32(relaxed, bias),
+  tile1x8(relaxed, bias),
+  gemm(bias),
+];
+
+/**
+ * The GEMM module fields: `gemm` (bias per column: Linear layers) and `pack_b`; with `rowBias`
+ * also `gemm_rowbias` (same signature, bias per row of C: convolutions computed as
+ * weight · columns, bias[m] for output channel m).
+ */
+export function gemmWat(relaxed: boolean, options: { rowBias?: boolean } = {}): string {
+  return [
+    copyTile,
+    ...variant(relaxed, 'column'),
+    ...(options.rowBias ? variant(relaxed, 'row') : []),
+    packB,
+  ].join('\n');
 }

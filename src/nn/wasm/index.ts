@@ -1,6 +1,9 @@
 export { ACTIVATION_CODES, type ActivationKind } from './activation-codes.js';
+export { CONV, convSizes, convWat, writeConvDescriptor } from './conv-wat.js';
 export { elementwiseWat } from './elementwise-wat.js';
 export * from './gemm-wat.js';
+export { POOL_WINDOW_BYTES, poolTableBytes, poolWat, writePoolTable } from './pool-wat.js';
+export { residualWat } from './residual-wat.js';
 export { trainingModuleText } from './training-module.js';
 export { vectorMathWat } from './vector-math-wat.js';
 export { WasmKernels } from './wasm-kernels.js';

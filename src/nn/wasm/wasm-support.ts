@@ -10,12 +10,20 @@ export interface WasmSupport {
   threads: boolean;
 }
 
+/** Each probe's bytes, assembled once (the answer is asked anew each time). */
+const probeBytes = new Map<string, Uint8Array | undefined>();
+
 const probe = (body: string, memory = ''): boolean => {
-  try {
-    return WebAssembly.validate(assembleWat(`(module ${memory} (func ${body}))`));
-  } catch {
-    return false;
+  const text = `(module ${memory} (func ${body}))`;
+  if (!probeBytes.has(text)) {
+    try {
+      probeBytes.set(text, assembleWat(text));
+    } catch {
+      probeBytes.set(text, undefined);
+    }
   }
+  const bytes = probeBytes.get(text);
+  return bytes !== undefined && WebAssembly.validate(bytes);
 };
 
 const PROBES = {
@@ -27,7 +35,8 @@ const PROBES = {
 
 /**
  * Asks the runtime, by validating tiny modules: cheap (microseconds), and not cached, since the
- * host may switch relaxed SIMD on after start-up (Node 20 keeps it behind a V8 flag).
+ * host may switch relaxed SIMD on after start-up (Node 20 keeps it behind a V8 flag); only the
+ * probes' bytes are kept.
  */
 export function detectWasmSupport(): WasmSupport {
   if (typeof WebAssembly !== 'object') return { simd: false, relaxedSimd: false, threads: false };
