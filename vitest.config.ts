@@ -11,6 +11,17 @@ const ENGINE_DEPENDENT = [
   'test/admin/recalibrate.test.ts',
 ];
 
+/**
+ * The layer tests against PyTorch and finite differences, whose modules run on the training
+ * kernels (test/helpers/kernels.ts): wasm by default, again on the JavaScript reference.
+ */
+const KERNEL_DEPENDENT = [
+  'test/nn/torch-golden.test.ts',
+  'test/nn/conv-golden.test.ts',
+  'test/nn/gradcheck.test.ts',
+  'test/nn/conv-gradcheck.test.ts',
+];
+
 export default defineConfig({
   test: {
     // Bundles the programs tests start as child processes (test/helpers/entries.ts).
@@ -22,12 +33,17 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     projects: [
-      // Everything, on the default engine (wasm; the test helpers read ENGINE).
+      // Everything, on the default engine and kernels (wasm; the test helpers read ENGINE, KERNELS).
       { extends: true, test: { name: 'default', include: ['test/**/*.test.ts'] } },
       // The engine-dependent tests again on the JavaScript reference (child processes inherit ENGINE).
       {
         extends: true,
         test: { name: 'js-engine', include: ENGINE_DEPENDENT, env: { ENGINE: 'js' } },
+      },
+      // The layer goldens and gradient checks again on the JavaScript reference kernels.
+      {
+        extends: true,
+        test: { name: 'js-kernels', include: KERNEL_DEPENDENT, env: { KERNELS: 'js' } },
       },
     ],
   },

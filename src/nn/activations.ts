@@ -51,10 +51,13 @@ export class ReLU extends ElementwiseActivation {
     return x > 0 ? 1 : 0;
   }
 
+  private readonly output = this.stepArray();
+  private readonly inputGrad = this.stepArray();
+
   // The same loops with f and f' written in: the most common activation, without a call per element.
   override forward(input: Tensor): Tensor {
     const x = input.data;
-    const out = new Float32Array(x.length);
+    const out = this.output.take(x.length, this.kernels, this.reusing);
     for (let i = 0; i < x.length; i++) out[i] = Math.max(x[i]!, 0);
     const output = new Tensor(out, input.shape);
     this.cache = { input, output };
@@ -64,7 +67,7 @@ export class ReLU extends ElementwiseActivation {
   override backward(gradOutput: Tensor): Tensor {
     const x = requireCache(this.cache, this.kind).input.data;
     const g = gradOutput.data;
-    const dx = new Float32Array(x.length);
+    const dx = this.inputGrad.take(x.length, this.kernels, this.reusing);
     for (let i = 0; i < x.length; i++) dx[i] = g[i]! * (x[i]! > 0 ? 1 : 0);
     return new Tensor(dx, gradOutput.shape);
   }

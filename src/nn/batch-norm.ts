@@ -76,6 +76,8 @@ export abstract class BatchNorm extends Module {
    */
   preHook: ((input: Tensor) => void) | undefined;
   private cache: Cache | undefined;
+  private readonly output = this.stepArray();
+  private readonly inputGrad = this.stepArray();
 
   constructor(options: BatchNormOptions) {
     super();
@@ -164,7 +166,7 @@ export abstract class BatchNorm extends Module {
       ? Float64Array.from(this.weight.value.data)
       : new Float64Array(c).fill(1);
     const beta = this.bias ? Float64Array.from(this.bias.value.data) : new Float64Array(c);
-    const out = new Float32Array(x.length);
+    const out = this.output.take(x.length, this.kernels, this.reusing);
     this.kernels.batchNormNormalize(x, out, { n, c, s: spatial }, { mean, invstd, gamma, beta });
     this.cache = { input, mean, invstd, usedBatchStats: this.training };
     return new Tensor(out, input.shape);
@@ -188,7 +190,7 @@ export abstract class BatchNorm extends Module {
     const [n, c, spatial] = this.layout(input.shape);
     const layout = { n, c, s: spatial };
     const dy = gradOutput.data;
-    const dx = new Float32Array(dy.length);
+    const dx = this.inputGrad.take(dy.length, this.kernels, this.reusing);
     const gamma = this.weight?.value.data;
     const count = n * spatial;
     const sumDy = new Float64Array(c);

@@ -10,6 +10,11 @@ abstract class DropoutBase extends Module {
   readonly p: number;
   protected readonly rng: Rng;
   private mask: Float32Array | undefined;
+  private readonly arrays = {
+    output: this.stepArray(),
+    mask: this.stepArray(),
+    inputGrad: this.stepArray(),
+  };
 
   constructor(options: { p?: number }, rng: Rng) {
     super();
@@ -21,7 +26,7 @@ abstract class DropoutBase extends Module {
     this.rng = rng;
   }
 
-  /** Writes the train-mode output and the per-element gradient factor (0 < p < 1). */
+  /** Writes every element of the train-mode output and of the per-element gradient factor (0 < p < 1). */
   protected abstract sample(x: Float32Array, out: Float32Array, mask: Float32Array): void;
 
   forward(input: Tensor): Tensor {
@@ -30,9 +35,14 @@ abstract class DropoutBase extends Module {
       return input;
     }
     const x = input.data;
-    const out = new Float32Array(x.length); // p = 1: every element dropped, as ATen returns zeros
-    const mask = new Float32Array(x.length);
+    const out = this.arrays.output.take(x.length, this.kernels, this.reusing);
+    const mask = this.arrays.mask.take(x.length, this.kernels, this.reusing);
     if (this.p < 1) this.sample(x, out, mask);
+    else {
+      // p = 1: every element dropped, as ATen returns zeros.
+      out.fill(0);
+      mask.fill(0);
+    }
     this.mask = mask;
     return new Tensor(out, input.shape);
   }
@@ -41,7 +51,7 @@ abstract class DropoutBase extends Module {
     if (!this.training || this.p === 0) return gradOutput;
     const mask = requireCache(this.mask, this.kind);
     const g = gradOutput.data;
-    const dx = new Float32Array(g.length);
+    const dx = this.arrays.inputGrad.take(g.length, this.kernels, this.reusing);
     for (let i = 0; i < g.length; i++) dx[i] = g[i]! * mask[i]!;
     return new Tensor(dx, gradOutput.shape);
   }
@@ -65,6 +75,9 @@ export class Dropout extends DropoutBase {
       if (this.rng.next() < keep) {
         mask[i] = scale;
         out[i] = x[i]! * scale;
+      } else {
+        mask[i] = 0;
+        out[i] = 0;
       }
     }
   }

@@ -77,4 +77,5 @@ export { Residual } from './residual.js';
 export { Rng } from './rng.js';
 export { Sequential } from './sequential.js';
 export { SGD, type SgdOptions } from './sgd.js';
+export { StepArray } from './step-array.js';
 export { FLOAT32_MAX, numelOf, Tensor } from './tensor.js';

@@ -16,6 +16,8 @@ export class Linear extends WeightedLayer {
   readonly inFeatures: number;
   readonly outFeatures: number;
   private input: Tensor | undefined;
+  private readonly output = this.stepArray();
+  private readonly inputGrad = this.stepArray();
 
   /** PyTorch's default initialisation with an Rng (see WeightedLayer), zeros without. */
   constructor(options: LinearOptions, rng?: Rng) {
@@ -34,7 +36,7 @@ export class Linear extends WeightedLayer {
       );
     }
     const rows = input.numel / inF;
-    const out = new Float32Array(rows * outF);
+    const out = this.output.take(rows * outF, this.kernels, this.reusing);
     // y = b + x·Wᵀ: B = Wᵀ, stored as W [out, in].
     this.kernels.matmul({
       m: rows,
@@ -54,7 +56,7 @@ export class Linear extends WeightedLayer {
     const input = this.backwardParameters(gradOutput);
     const rows = input.numel / this.inFeatures;
     // dX = gradY·W.
-    const dX = new Float32Array(rows * this.inFeatures);
+    const dX = this.inputGrad.take(rows * this.inFeatures, this.kernels, this.reusing);
     this.kernels.matmul({
       m: rows,
       n: this.inFeatures,

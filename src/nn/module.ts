@@ -2,6 +2,7 @@ import { NormserveError } from '../errors/index.js';
 import type { Kernels } from './kernels.js';
 import type { Parameter } from './parameter.js';
 import { referenceKernels } from './reference-kernels.js';
+import { StepArray } from './step-array.js';
 import type { Tensor } from './tensor.js';
 
 /**
@@ -27,6 +28,12 @@ export abstract class Module {
   training = true;
   /** Where the layer's arithmetic runs (nn/kernels.ts): the JavaScript reference unless useKernels chose. */
   kernels: Kernels = referenceKernels;
+  /**
+   * Whether forward and backward in train mode may return the arrays of this module's previous
+   * call (nn/step-array.ts), valid until its next call: set by reuseArrays for a training loop.
+   */
+  reusesArrays = false;
+  private readonly stepArrays: StepArray[] = [];
 
   /** PyTorch class name, e.g. `BatchNorm1d`. */
   abstract readonly kind: string;
@@ -119,6 +126,32 @@ export abstract class Module {
     for (const [, m] of namedModules(this)) m.kernels = kernels;
     for (const p of this.parameters()) kernels.adopt(p);
     return this;
+  }
+
+  /**
+   * Lets this module and every sub-module hand out, in train mode, the same output and gradient
+   * arrays every step (overwritten by the next forward or backward) instead of new ones: what a
+   * training loop that is done with a step's tensors before the next step wants. Off by default;
+   * turning it off lets go of the kept arrays.
+   */
+  reuseArrays(on = true): this {
+    for (const [, m] of namedModules(this)) {
+      m.reusesArrays = on;
+      if (!on) for (const a of m.stepArrays) a.release();
+    }
+    return this;
+  }
+
+  /** A per-step array of this module (nn/step-array.ts), taken with `reusing`. */
+  protected stepArray(): StepArray {
+    const a = new StepArray();
+    this.stepArrays.push(a);
+    return a;
+  }
+
+  /** Whether this call may reuse the arrays of the previous one (train mode, reuseArrays on). */
+  protected get reusing(): boolean {
+    return this.reusesArrays && this.training;
   }
 
   zeroGrad(): void {

@@ -23,6 +23,7 @@ import {
   Rng,
   referenceKernels,
   type StateDict,
+  StepArray,
   Tensor,
 } from '../nn/index.js';
 import { buildOptimizer } from './build-optimizer.js';
@@ -256,6 +257,8 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
   const { kernels, fallback } = createKernels(input.engine ?? 'wasm');
   if (fallback !== undefined) input.onFallback?.(fallback);
   network.useKernels(kernels);
+  // The loop is done with a step's tensors before the next step: layers reuse their arrays.
+  network.reuseArrays();
   network.train();
   const optimizer = buildOptimizer(network.parameters(), t.optimizer, kernels);
   const baseLr = t.optimizer.lr;
@@ -275,6 +278,8 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
     batchesPerEpoch,
   });
   const order = Int32Array.from({ length: rows }, (_, i) => i);
+  const batchRows = new StepArray();
+  const batchTargets = new StepArray();
   const epochs: EpochMetrics[] = [];
   let best: { epoch: number; loss: number; state: StateDict } | undefined;
   let stoppedEarly = false;
@@ -294,8 +299,9 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
       const start = b * batchSize;
       const end = Math.min(rows, start + batchSize);
       const n = end - start;
-      const x = new Float32Array(n * data.width);
-      const y = new Float32Array(n);
+      // The batch's rows, in arrays reused every step (the network reuses its own; see above).
+      const x = batchRows.take(n * data.width, kernels, true);
+      const y = batchTargets.take(n, referenceKernels, true);
       const width = data.width;
       const features = trainSet.features;
       for (let i = 0; i < n; i++) {
@@ -367,6 +373,7 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
 
   const test = testSet.rows > 0 ? evaluate(network, testSet, task, inputShape) : undefined;
   // The checkpoint's tensors go back to ordinary arrays (and the WebAssembly memory can go).
+  network.reuseArrays(false);
   network.useKernels(referenceKernels);
   const regressionFit = test && task === 'regression' ? fitQuality(test.loss, testSet.targets) : {};
   const trainingSeconds = (now() - trainingStarted) / 1000;

@@ -6,6 +6,7 @@
 import { expect } from 'vitest';
 import type { Module } from '../../src/nn/index.js';
 import { Rng, Tensor } from '../../src/nn/index.js';
+import { onTestKernels } from './kernels.js';
 import { GRADCHECK_ABS_FLOOR, GRADCHECK_STEP } from './statistical-tolerances.js';
 import { GRADCHECK_RTOL } from './tolerances.js';
 
@@ -72,7 +73,8 @@ export function awayFromZero(rng: Rng, shape: readonly number[], margin: number,
  * Analytic (forward, backward) and numeric gradients of head(make().forward(x)) with respect to
  * x and every parameter. `make` must build the same module every time (same parameters, same
  * mode, same dropout seed): every numeric evaluation uses a fresh module, so train-mode side
- * effects (running statistics, dropout RNG state) never leak between evaluations.
+ * effects (running statistics, dropout RNG state) never leak between evaluations. Every module
+ * runs on the test kernels (helpers/kernels.ts), so the check covers the wasm and js kernels.
  */
 export function gradcheckModule(
   make: () => Module,
@@ -80,7 +82,7 @@ export function gradcheckModule(
   head: Head | 'weighted-sum',
   seed = 1234,
 ): GradcheckReport {
-  const module = make();
+  const module = onTestKernels(make());
   const x = input.clone();
   const y = module.forward(x);
   let objective: Head;
@@ -105,7 +107,7 @@ export function gradcheckModule(
 
   const xData = input.data.slice();
   const evaluate = (): number => {
-    const fresh = make();
+    const fresh = onTestKernels(make());
     for (const [name, p] of fresh.namedParameters()) p.value.data.set(base.get(name)!);
     return objective(fresh.forward(new Tensor(xData.slice(), input.shape))).value;
   };

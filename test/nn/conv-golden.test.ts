@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { buildLayer, layerSchema } from '../../src/checkpoint/index.js';
 import { BatchNorm, namedModules, type StateDict, Tensor } from '../../src/nn/index.js';
 import { expectClose, expectRelClose } from '../helpers/compare.js';
+import { onTestKernels } from '../helpers/kernels.js';
 import { OUTPUT_ATOL, STATS_RTOL } from '../helpers/tolerances.js';
 
 interface TensorJson {
@@ -58,6 +59,7 @@ describe(`convolutional layers against PyTorch ${fixture.torch_version}`, () => 
     it(`${c.name}: forward, backward, parameters' gradients, buffers`, () => {
       const module = buildLayer(layerSchema.parse(c.options));
       module.loadStateDict(stateOf(c));
+      onTestKernels(module);
       if (c.state_dict_keys) expect([...module.stateDict().keys()]).toEqual(c.state_dict_keys);
       module.train(c.train);
       const y = module.forward(tensor(c.input));

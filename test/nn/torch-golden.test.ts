@@ -33,6 +33,7 @@ import {
   Tensor,
 } from '../../src/nn/index.js';
 import { expectClose, expectRelClose } from '../helpers/compare.js';
+import { adoptParameters, onTestKernels, TEST_KERNELS } from '../helpers/kernels.js';
 import { OUTPUT_ATOL, PARAM_ATOL, STATS_RTOL } from '../helpers/tolerances.js';
 
 interface TensorJson {
@@ -99,7 +100,7 @@ function makeBatchNorm(kind: '1d' | '2d', c: BatchNormCase): BatchNorm {
   const bn = kind === '1d' ? new BatchNorm1d(options) : new BatchNorm2d(options);
   bn.weight!.value.data.set(c.weight.data);
   bn.bias!.value.data.set(c.bias.data);
-  return bn;
+  return onTestKernels(bn);
 }
 
 function batchNormSuite(kind: '1d' | '2d', file: string): void {
@@ -170,7 +171,9 @@ describe('BatchNorm training on one value per channel', () => {
   for (const c of cases) {
     it(`${c.module} on [${c.input_shape}] ${c.error === null ? 'is accepted' : 'throws'}`, () => {
       const options = { numFeatures: c.num_features };
-      const bn = c.module === 'BatchNorm2d' ? new BatchNorm2d(options) : new BatchNorm1d(options);
+      const bn = onTestKernels(
+        c.module === 'BatchNorm2d' ? new BatchNorm2d(options) : new BatchNorm1d(options),
+      );
       const run = () => bn.forward(Tensor.zeros(c.input_shape));
       if (c.error === null) {
         expect(run).not.toThrow();
@@ -222,6 +225,7 @@ describe('LayerNorm against PyTorch', () => {
         ln.weight!.value.data.set(c.weight.data);
         ln.bias!.value.data.set(c.bias.data);
       }
+      onTestKernels(ln);
       expectTensor(ln.forward(tensor(c.input)), c.output, OUTPUT_ATOL, 'output');
       expectTensor(ln.backward(tensor(c.grad_output)), c.grad_input, OUTPUT_ATOL, 'grad_input');
       if (c.weight_grad && c.bias_grad) {
@@ -260,7 +264,7 @@ describe('activations against PyTorch', () => {
     it(`${c.name}: output and input gradient (including ±10, ±1e-3, 0)`, () => {
       const make = modules[c.name];
       expect(make, `no module for ${c.name}`).toBeDefined();
-      const m = make!();
+      const m = onTestKernels(make!());
       expectTensor(m.forward(tensor(fx.input)), c.output, OUTPUT_ATOL, `${c.name} output`);
       const dx = m.backward(tensor(fx.grad_output));
       expectTensor(dx, c.grad_input, OUTPUT_ATOL, `${c.name} grad_input`);
@@ -285,7 +289,9 @@ describe('Dropout and AlphaDropout in eval mode', () => {
 
   for (const c of fx.cases) {
     it(`${c.name}(p=${c.p}) is the identity`, () => {
-      const m = c.name === 'alpha_dropout' ? new AlphaDropout({ p: c.p }) : new Dropout({ p: c.p });
+      const m = onTestKernels(
+        c.name === 'alpha_dropout' ? new AlphaDropout({ p: c.p }) : new Dropout({ p: c.p }),
+      );
       m.eval();
       expectTensor(m.forward(tensor(fx.input)), c.output, OUTPUT_ATOL, 'output');
       expectTensor(m.backward(tensor(c.grad_output)), c.grad_input, OUTPUT_ATOL, 'grad_input');
@@ -322,7 +328,7 @@ describe('Sequential(Linear, BatchNorm1d) in eval mode', () => {
       new BatchNorm1d({ numFeatures: 4 }),
     ]);
     model.loadStateDict(toStateDict(fx.state_dict, fx.state_dict_keys));
-    return model.eval();
+    return onTestKernels(model).eval();
   };
 
   it('names its state like state_dict() and round-trips the values', () => {
@@ -387,10 +393,12 @@ function makeOptimizer(c: OptimizerCase, params: Parameter[]): Optimizer {
       ...(o.momentum === undefined ? {} : { momentum: o.momentum }),
       ...(o.weight_decay === undefined ? {} : { weightDecay: o.weight_decay }),
       ...(o.nesterov === undefined ? {} : { nesterov: o.nesterov }),
+      kernels: TEST_KERNELS,
     });
   }
   const options = {
     lr: o.lr,
+    kernels: TEST_KERNELS,
     ...(o.weight_decay === undefined ? {} : { weightDecay: o.weight_decay }),
   };
   return c.optimizer === 'Adam' ? new Adam(params, options) : new AdamW(params, options);
@@ -407,7 +415,7 @@ describe('optimizers against PyTorch', () => {
     it(`${c.name}: parameters after each of ${c.after_step.length} steps`, () => {
       const weight = new Parameter(tensor(fx.initial.weight));
       const bias = new Parameter(tensor(fx.initial.bias));
-      const opt = makeOptimizer(c, [weight, bias]);
+      const opt = makeOptimizer(c, adoptParameters([weight, bias]));
       // PyTorch's defaults (as resolved into its param group) are the engine's defaults.
       const r = c.resolved_options;
       expect(opt.lr).toBe(r.lr);
@@ -634,7 +642,7 @@ describe('digits-torch model fixture', () => {
     model.loadStateDict(
       readSafetensors(new URL(`../fixtures/${dir}/model.safetensors`, import.meta.url)),
     );
-    model.eval();
+    onTestKernels(model).eval();
 
     const expected = readJson<{
       rows: { start: number; end: number };
