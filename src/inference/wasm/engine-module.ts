@@ -1,4 +1,10 @@
-import { assembleWat, elementwiseWat, gemmWat, vectorMathWat } from '../../nn/wasm/index.js';
+import {
+  assembleWat,
+  elementwiseWat,
+  gemmWat,
+  statisticsWat,
+  vectorMathWat,
+} from '../../nn/wasm/index.js';
 import { programWat } from './program-wat.js';
 
 /** Largest memory the module accepts (64 KiB pages: 4 GiB, wasm32's limit). */
@@ -7,7 +13,7 @@ export const MAX_PAGES = 65536;
 /**
  * The engine's whole module as text: one shared memory imported from the host (so the calling
  * thread and the helper threads run on the same weights), the GEMM, the element-wise steps and
- * their activations, the plan interpreter and the helpers' loop. `relaxed` uses relaxed SIMD's
+ * their activations, the statistics taps' channel sums, the plan interpreter and the helpers' loop. `relaxed` uses relaxed SIMD's
  * fused multiply-add in the GEMM's inner loop.
  */
 export function engineModuleText(relaxed: boolean): string {
@@ -16,6 +22,7 @@ export function engineModuleText(relaxed: boolean): string {
   ${vectorMathWat()}
   ${elementwiseWat()}
   ${gemmWat(relaxed)}
+  ${statisticsWat()}
   ${programWat()}
 )`;
 }
@@ -66,6 +73,7 @@ export interface EngineExports {
     slope: number,
   ): void;
   serve(control: number, program: number, input: number, output: number, scratch: number): void;
+  channel_sums(src: number, rows: number, width: number, channels: number, acc: number): void;
 }
 
 /**

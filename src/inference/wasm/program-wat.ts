@@ -16,8 +16,21 @@ export const PROGRAM = {
   chunkRows: 3,
   /** Bytes of one of a thread's two ping-pong buffers. */
   bufferBytes: 4,
+  /** The tap table of the call (0: no statistics): see TAPS. */
+  taps: 5,
+  /** Steps this call runs: all of them, or the prefix a statistics call needs. */
+  limit: 6,
+  /** Byte offset of a thread's tap accumulators from the start of its scratch. */
+  accumulators: 7,
   headerBytes: 32,
 } as const;
+
+/**
+ * The tap table of a call: one i32 per tensor and reading, at word 2·(step + 1) + (pre ? 1 : 0)
+ * (step −1 is the input), 0 or the address of a tap record: channels, then the byte offset of
+ * its accumulators (Σx then Σx², f64 × channels) within the thread's accumulator area.
+ */
+export const TAP = { channels: 0, offset: 1, bytes: 8 } as const;
 
 /** A step record: i32 words (slope f32, eps f64 at its byte offset). */
 export const STEP = {
@@ -46,18 +59,25 @@ const word = (ptr: string, index: number, type = 'i32') =>
 /**
  * run(program, input, output, r0, r1, scratch): rows r0 … r1−1 of input ([rows, inWidth]) through
  * every step into output ([rows, outWidth]), a chunk of rows at a time, intermediate results in the
- * two buffers at scratch, followed by the GEMM's tile scratch.
+ * two buffers at scratch, followed by the GEMM's tile scratch and the tap accumulators. With a tap
+ * table (PROGRAM.taps), each tapped tensor's chunk is summed while it is hot, right after the step
+ * that wrote it; a statistics call runs only the first PROGRAM.limit steps (the last one then
+ * writes to a scratch buffer, not to output).
  */
 const run = `
   (func $run (export "run") (param $prog i32) (param $in i32) (param $out i32) (param $r0 i32)
       (param $r1 i32) (param $scratch i32)
     ${locals('i32', 'steps', 'inw', 'outw', 'chunk', 'bb', 'rows', 'i', 'st', 'src', 'dst', 'flip', 'n', 'code', 'op')}
+    ${locals('i32', 'taps', 'limit', 'acc', 'pre', 'real')}
     (local $slope f32)
     (local.set $steps ${word('(local.get $prog)', PROGRAM.steps)})
     (local.set $inw ${word('(local.get $prog)', PROGRAM.inWidth)})
     (local.set $outw ${word('(local.get $prog)', PROGRAM.outWidth)})
     (local.set $chunk ${word('(local.get $prog)', PROGRAM.chunkRows)})
     (local.set $bb ${word('(local.get $prog)', PROGRAM.bufferBytes)})
+    (local.set $taps ${word('(local.get $prog)', PROGRAM.taps)})
+    (local.set $limit ${word('(local.get $prog)', PROGRAM.limit)})
+    (local.set $acc (i32.add (local.get $scratch) ${word('(local.get $prog)', PROGRAM.accumulators)}))
     (block $done (loop $chunks
       (br_if $done (i32.ge_s (local.get $r0) (local.get $r1)))
       (local.set $rows (i32.sub (local.get $r1) (local.get $r0)))
@@ -65,8 +85,10 @@ const run = `
       (local.set $src (i32.add (local.get $in) (i32.mul (local.get $r0) (i32.shl (local.get $inw) (i32.const 2)))))
       (local.set $flip (i32.const 0))
       (local.set $i (i32.const 0))
+      (if (local.get $taps) (then
+        (call $tap (i32.load (local.get $taps)) (local.get $src) (local.get $rows) (local.get $inw) (local.get $acc))))
       (block $steps_done (loop $step
-        (br_if $steps_done (i32.ge_s (local.get $i) (local.get $steps)))
+        (br_if $steps_done (i32.ge_s (local.get $i) (local.get $limit)))
         (local.set $st (i32.add (i32.add (local.get $prog) (i32.const ${PROGRAM.headerBytes}))
           (i32.mul (local.get $i) (i32.const ${STEP.bytes}))))
         (local.set $dst (if (result i32) (i32.eq (local.get $i) (i32.sub (local.get $steps) (i32.const 1)))
@@ -76,6 +98,12 @@ const run = `
         (local.set $code ${word('(local.get $st)', STEP.activation)})
         (local.set $slope ${word('(local.get $st)', STEP.slope, 'f32')})
         (local.set $op ${word('(local.get $st)', STEP.op)})
+        ;; A pre-activation tap: the step runs without its activation, is read, then activated.
+        (local.set $pre (if (result i32) (local.get $taps)
+          (then (i32.load offset=12 (i32.add (local.get $taps) (i32.shl (local.get $i) (i32.const 3)))))
+          (else (i32.const 0))))
+        (local.set $real (local.get $code))
+        (if (local.get $pre) (then (local.set $code (i32.const 0))))
         (if (i32.eq (local.get $op) (i32.const ${OP.dense}))
           (then
             ;; ReLU and LeakyReLU are the GEMM's epilogue (slope 0 / the slope); the others run
@@ -105,12 +133,31 @@ const run = `
         (if (i32.eq (local.get $op) (i32.const ${OP.activation}))
           (then (call $act_pass (local.get $src) (local.get $dst) (i32.mul (local.get $rows) (local.get $n))
             (local.get $code) (local.get $slope))))
+        (if (local.get $pre) (then
+          (call $tap (local.get $pre) (local.get $dst) (local.get $rows) (local.get $n) (local.get $acc))
+          (if (local.get $real) (then (call $act_pass (local.get $dst) (local.get $dst)
+            (i32.mul (local.get $rows) (local.get $n)) (local.get $real) (local.get $slope))))))
+        (if (local.get $taps) (then
+          (call $tap (i32.load offset=8 (i32.add (local.get $taps) (i32.shl (local.get $i) (i32.const 3))))
+            (local.get $dst) (local.get $rows) (local.get $n) (local.get $acc))))
         (local.set $src (local.get $dst))
         (local.set $flip (i32.xor (local.get $flip) (i32.const 1)))
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
         (br $step)))
       (local.set $r0 (i32.add (local.get $r0) (local.get $rows)))
       (br $chunks))))`;
+
+/**
+ * tap(record, src, rows, width, acc): adds the channel sums of a [rows, width] block into the tap's
+ * accumulators (nothing when record is 0). Every step's record has its output width in
+ * outFeatures, so the interpreter taps any step kind the same way, after the step's kernel.
+ */
+const tap = `
+  (func $tap (param $rec i32) (param $src i32) (param $rows i32) (param $width i32) (param $acc i32)
+    (if (i32.eqz (local.get $rec)) (then (return)))
+    (call $channel_sums (local.get $src) (local.get $rows) (local.get $width)
+      (i32.load offset=${TAP.channels * 4} (local.get $rec))
+      (i32.add (local.get $acc) (i32.load offset=${TAP.offset * 4} (local.get $rec)))))`;
 
 /**
  * serve(control, program, input, output, scratch): a helper thread's loop. It announces itself
@@ -138,5 +185,5 @@ const serve = `
       (br $wait)))`;
 
 export function programWat(): string {
-  return [run, serve].join('\n');
+  return [tap, run, serve].join('\n');
 }

@@ -1,9 +1,20 @@
 import { MR, NR, packedBytes, TILE_SCRATCH_BYTES } from '../../nn/wasm/index.js';
-import { checkRunArguments, type Executor } from '../executor.js';
+import { checkRunArguments, checkSameStructure, type Executor } from '../executor.js';
 import { activationCode } from '../kernels.js';
 import type { Activation, CompiledPlan, PlanStep } from '../plan.js';
+import {
+  type ChannelSums,
+  checkTaps,
+  type StatisticsProbe,
+  type StatisticsTap,
+  sharedSums,
+  stepsNeeded,
+  tapPosition,
+  tappedWidth,
+  tensorChannels,
+} from '../statistics-probe.js';
 import { type EngineExports, engineModule, instantiateEngine, MAX_PAGES } from './engine-module.js';
-import { CONTROL, HELPER_STATE, OP, PROGRAM, STEP } from './program-wat.js';
+import { CONTROL, HELPER_STATE, OP, PROGRAM, STEP, TAP } from './program-wat.js';
 
 /** What a helper thread needs to run rows of the plan: see service/engine-threads.ts. */
 export interface HelperInit {
@@ -75,6 +86,11 @@ interface Layout {
   bufferBytes: number;
   controls: number[];
   program: number;
+  /** The tap table and its records (PROGRAM.taps points here during a statistics call). */
+  tapTable: number;
+  /** Offset of the tap accumulators within a thread's scratch, and their size. */
+  accumulators: number;
+  accumulatorBytes: number;
   params: number[];
   input: number;
   output: number;
@@ -126,6 +142,11 @@ function planLayout(plan: CompiledPlan, maxBatchSize: number, threads: number): 
   });
   const program = at;
   at = align(at + PROGRAM.headerBytes + plan.steps.length * STEP.bytes);
+  // Two readings per tensor at most (output, pre-activation), each no finer than its channels.
+  const positions = 2 * (plan.steps.length + 1);
+  const tapTable = at;
+  at = align(at + positions * 4 + positions * TAP.bytes);
+  const accumulatorBytes = 2 * 8 * 2 * tensorChannels(plan).reduce((a, b) => a + b, 0);
   const params: number[] = [];
   let largestWeight = 0;
   for (const step of plan.steps) {
@@ -140,10 +161,11 @@ function planLayout(plan: CompiledPlan, maxBatchSize: number, threads: number): 
   at = align(at + Math.max(ioRows * plan.inputWidth * 4, largestWeight) + SLACK);
   const output = at;
   at = align(at + ioRows * plan.outputWidth * 4 + SLACK);
-  // Each thread's two chunk buffers, then its GEMM tile scratch.
+  // Each thread's two chunk buffers, then its GEMM tile scratch, then its tap accumulators.
+  const accumulators = align(2 * bufferBytes + TILE_SCRATCH_BYTES);
   const scratch = Array.from({ length: threads }, () => {
     const s = at;
-    at += align(2 * bufferBytes + TILE_SCRATCH_BYTES);
+    at += align(accumulators + accumulatorBytes);
     return s;
   });
   return {
@@ -152,12 +174,69 @@ function planLayout(plan: CompiledPlan, maxBatchSize: number, threads: number): 
     bufferBytes,
     controls,
     program,
+    tapTable,
+    accumulators,
+    accumulatorBytes,
     params,
     input,
     output,
     scratch,
     bytes: at,
   };
+}
+
+/**
+ * A probe of the wasm executor: its tap table as written to memory (PROGRAM.taps) and where each
+ * tap's accumulators lie in a thread's accumulator area.
+ */
+class WasmProbe implements StatisticsProbe {
+  readonly sums: ChannelSums[];
+  /** Byte offset of each tap's Σx (then Σx²) within a thread's accumulator area. */
+  readonly offsets: number[];
+  /** Steps a statistics call runs. */
+  readonly steps: number;
+  /** The table's words (entries, then records), to be copied to layout.tapTable. */
+  readonly table: Int32Array;
+  /** Accumulator bytes in use. */
+  readonly bytes: number;
+  /** The taps that own their accumulators (the first of those sharing a tensor). */
+  readonly first: number[];
+
+  constructor(
+    readonly owner: WasmExecutor,
+    readonly taps: readonly StatisticsTap[],
+    tapTable: number,
+  ) {
+    this.sums = sharedSums(taps);
+    const positions = 2 * (owner.plan.steps.length + 1);
+    this.table = new Int32Array(positions + (TAP.bytes / 4) * taps.length);
+    this.offsets = [];
+    this.first = [];
+    const records = new Map<number, number>();
+    let offset = 0;
+    taps.forEach((t, i) => {
+      const position = tapPosition(t);
+      const shared = records.get(position);
+      if (shared !== undefined) {
+        this.offsets.push(this.offsets[shared]!);
+        return;
+      }
+      records.set(position, i);
+      this.first.push(i);
+      const record = positions + (TAP.bytes / 4) * i;
+      this.table[position] = tapTable + record * 4;
+      this.table[record + TAP.channels] = t.channels;
+      this.table[record + TAP.offset] = offset;
+      this.offsets.push(offset);
+      offset += 16 * t.channels;
+    });
+    this.bytes = offset;
+    this.steps = stepsNeeded(taps);
+  }
+
+  reset(): void {
+    for (const s of new Set(this.sums)) s.reset();
+  }
 }
 
 /**
@@ -170,14 +249,18 @@ function planLayout(plan: CompiledPlan, maxBatchSize: number, threads: number): 
  */
 export class WasmExecutor implements Executor {
   readonly engine = 'wasm' as const;
-  readonly plan: CompiledPlan;
+  plan: CompiledPlan;
   readonly threads: number;
   readonly relaxedSimd: boolean;
   private readonly layout: Layout;
   private readonly exports: EngineExports;
   private readonly heap: Float32Array;
   private readonly words: Int32Array;
-  private readonly flopsPerRow: number;
+  private readonly f64: Float64Array;
+  private readonly memory: WebAssembly.Memory;
+  private flopsPerRow: number;
+  /** The probe whose tap table is in memory. */
+  private written: WasmProbe | undefined;
   private readonly parallelMinFlops: number;
   private helpers: { control: number; handle: HelperHandle }[] = [];
   private splitCalls = 0;
@@ -195,8 +278,10 @@ export class WasmExecutor implements Executor {
     const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
     const module = engineModule(options.relaxedSimd);
     this.exports = instantiateEngine(module, memory);
+    this.memory = memory;
     this.heap = new Float32Array(memory.buffer);
     this.words = new Int32Array(memory.buffer);
+    this.f64 = new Float64Array(memory.buffer);
     this.flopsPerRow = writeProgram(plan, layout, memory, this.exports);
     if (options.spawnHelper) {
       for (let h = 0; h < threads - 1; h++) {
@@ -238,26 +323,59 @@ export class WasmExecutor implements Executor {
       .length;
   }
 
-  run(input: Float32Array, rows: number): Float32Array {
+  run(input: Float32Array, rows: number, probe?: StatisticsProbe): Float32Array {
     checkRunArguments(this.plan, input, rows);
     const { inputWidth, outputWidth } = this.plan;
+    if (this.plan.steps.length === 0) {
+      // Nothing to compute: the output is the input (an input tap still reads it).
+      if (probe) this.accumulate(input, rows, probe);
+      return input.slice(0, rows * inputWidth);
+    }
+    const taps = probe ? this.begin(probe, this.plan.steps.length) : undefined;
     const { ioRows, input: inAt, output: outAt } = this.layout;
     const inWord = inAt >> 2;
     const outWord = outAt >> 2;
+    let out: Float32Array;
     if (rows <= ioRows) {
       const n = rows * inputWidth;
       this.heap.set(input.length === n ? input : input.subarray(0, n), inWord);
       this.compute(rows);
-      return this.heap.slice(outWord, outWord + rows * outputWidth);
+      out = this.heap.slice(outWord, outWord + rows * outputWidth);
+    } else {
+      out = new Float32Array(rows * outputWidth);
+      for (let r = 0; r < rows; r += ioRows) {
+        const n = Math.min(ioRows, rows - r);
+        this.heap.set(input.subarray(r * inputWidth, (r + n) * inputWidth), inWord);
+        this.compute(n);
+        out.set(this.heap.subarray(outWord, outWord + n * outputWidth), r * outputWidth);
+      }
     }
-    const out = new Float32Array(rows * outputWidth);
+    if (taps) this.collect(taps, rows);
+    return out;
+  }
+
+  accumulate(input: Float32Array, rows: number, probe: StatisticsProbe): void {
+    checkRunArguments(this.plan, input, rows);
+    const taps = this.begin(probe);
+    const width = this.plan.inputWidth;
+    const { ioRows, input: inAt } = this.layout;
     for (let r = 0; r < rows; r += ioRows) {
       const n = Math.min(ioRows, rows - r);
-      this.heap.set(input.subarray(r * inputWidth, (r + n) * inputWidth), inWord);
+      this.heap.set(input.subarray(r * width, (r + n) * width), inAt >> 2);
       this.compute(n);
-      out.set(this.heap.subarray(outWord, outWord + n * outputWidth), r * outputWidth);
     }
-    return out;
+    this.collect(taps, rows);
+  }
+
+  createProbe(taps: readonly StatisticsTap[]): StatisticsProbe {
+    checkTaps(this.plan, taps);
+    return new WasmProbe(this, taps, this.layout.tapTable);
+  }
+
+  updateParameters(plan: CompiledPlan): void {
+    checkSameStructure(this.plan, plan);
+    this.plan = plan;
+    this.flopsPerRow = writeProgram(plan, this.layout, this.memory, this.exports);
   }
 
   close(): void {
@@ -268,6 +386,49 @@ export class WasmExecutor implements Executor {
       h.handle.terminate();
     }
     this.helpers = [];
+  }
+
+  /**
+   * Points the program at the probe's tap table with `limit` steps to run and zeroes every
+   * thread's accumulators; plain runs (finish) put the header back.
+   */
+  private begin(probe: StatisticsProbe, steps?: number): WasmProbe {
+    if (!(probe instanceof WasmProbe) || probe.owner !== this)
+      throw new RangeError('the probe was created by another executor');
+    const limit = steps ?? probe.steps;
+    if (this.written !== probe) {
+      this.words.set(probe.table, this.layout.tapTable >> 2);
+      this.written = probe;
+    }
+    const header = this.layout.program >> 2;
+    this.words[header + PROGRAM.taps] = this.layout.tapTable;
+    this.words[header + PROGRAM.limit] = limit;
+    for (const s of this.layout.scratch) {
+      const at = (s + this.layout.accumulators) >> 3;
+      this.f64.fill(0, at, at + probe.bytes / 8);
+    }
+    return probe;
+  }
+
+  /** Adds every thread's accumulators into the probe's sums and restores the plain header. */
+  private collect(probe: WasmProbe, rows: number): void {
+    const header = this.layout.program >> 2;
+    this.words[header + PROGRAM.taps] = 0;
+    this.words[header + PROGRAM.limit] = this.plan.steps.length;
+    for (const i of probe.first) {
+      const tap = probe.taps[i]!;
+      const sums = probe.sums[i]!;
+      const c = tap.channels;
+      for (const s of this.layout.scratch) {
+        const at = (s + this.layout.accumulators + probe.offsets[i]!) >> 3;
+        for (let k = 0; k < c; k++) {
+          sums.sum[k] = sums.sum[k]! + this.f64[at + k]!;
+          sums.sumSquares[k] = sums.sumSquares[k]! + this.f64[at + c + k]!;
+        }
+      }
+      const width = tappedWidth(this.plan, tap.step);
+      sums.count += rows * (width / c);
+    }
   }
 
   private word(control: number, index: number): number {
@@ -337,6 +498,9 @@ function writeProgram(
   i32[base + PROGRAM.outWidth] = plan.outputWidth;
   i32[base + PROGRAM.chunkRows] = layout.chunkRows;
   i32[base + PROGRAM.bufferBytes] = layout.bufferBytes;
+  i32[base + PROGRAM.taps] = 0;
+  i32[base + PROGRAM.limit] = plan.steps.length;
+  i32[base + PROGRAM.accumulators] = layout.accumulators;
   let param = 0;
   let flops = 0;
   plan.steps.forEach((step, i) => {
