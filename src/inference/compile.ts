@@ -27,6 +27,15 @@ export interface CompileOptions {
   until?: string | undefined;
   /** Per BatchNorm path, the mean and variance to fold instead of its running statistics. */
   statistics?: ReadonlyMap<string, FoldStatistics> | undefined;
+  /**
+   * false: every BatchNorm runs as its own affine step after the kernel it follows (per channel,
+   * x·s + t with s and t rounded to float32 once), its fate `standalone_affine`, instead of being
+   * folded into a neighbour's weights. Folding rounds diag(s)·W to float32 element by element,
+   * a fixed error per output channel that later layers' statistics average over every row
+   * rather than out; the affine step's rounding is the per-value kind PyTorch's own BatchNorm
+   * has. Recalibration's prefix plans use it (default true: the served plan folds).
+   */
+  foldBatchNorms?: boolean | undefined;
 }
 
 function compileModule(path: string, module: Module, ctx: CompileContext): void {
@@ -72,6 +81,7 @@ export function compileNetwork(
     compileModule,
     options.statistics,
     options.until,
+    options.foldBatchNorms ?? true,
   );
   network.modules.forEach((m, i) => {
     compileModule(String(i), m, ctx);

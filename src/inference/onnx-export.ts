@@ -174,8 +174,12 @@ class GraphBuilder {
       }
       case 'affine': {
         // Per feature (checkExportable: spatial = 1, so channels = features).
-        this.apply('Mul', scope, [this.tensor(`${scope}.scale`, [step.channels], step.scale)]);
-        this.apply('Add', scope, [this.tensor(`${scope}.shift`, [step.channels], step.shift)]);
+        this.apply('Mul', scope, [
+          this.tensor(`${scope}.scale`, [step.channels], Float32Array.from(step.scale)),
+        ]);
+        this.apply('Add', scope, [
+          this.tensor(`${scope}.shift`, [step.channels], Float32Array.from(step.shift)),
+        ]);
         break;
       }
       case 'layernorm': {

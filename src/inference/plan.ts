@@ -47,14 +47,17 @@ export interface Conv2dStep extends StepBase {
 
 /**
  * y = act(x·scale[c] + shift[c]) per channel c of `spatial` consecutive values: a BatchNorm (or
- * the input transform) with nothing to fold into. Per feature: spatial = 1.
+ * the input transform) with nothing to fold into. Per feature: spatial = 1. scale and shift stay
+ * float64 and every engine computes x·scale + shift in float64, rounded once to float32 (as nn's
+ * BatchNorm and input transform do): float32 parameters would add the same error to every row of
+ * a channel, which statistics gathered over many rows (recalibration) average over, not out.
  */
 export interface AffineStep extends StepBase {
   op: 'affine';
   channels: number;
   spatial: number;
-  scale: Float32Array;
-  shift: Float32Array;
+  scale: Float64Array;
+  shift: Float64Array;
 }
 
 /** LayerNorm: each row is `groups` groups of `groupSize` values, each normalized on its own. */

@@ -76,6 +76,15 @@ export const batchNormRule: CompileRule = (module, path, ctx) => {
     Float64Array.from({ length: ctx.width }, (_, i) => v[Math.floor(i / spatial)]!);
   const scale = expand(perChannel.scale);
   const shift = expand(perChannel.shift);
+  if (!ctx.foldBatchNorms) {
+    // Whatever is pending (the input transform) runs first, then this BatchNorm on its own.
+    ctx.flush();
+    recordPending(ctx, path, bn.numFeatures);
+    ctx.addPending(scale, shift, path);
+    ctx.fate(path, bn, 'standalone_affine');
+    ctx.flush();
+    return;
+  }
   const target = ctx.previousFoldTarget;
   if (
     !ctx.pending &&

@@ -82,6 +82,8 @@ export class CompileContext {
     readonly statistics: ReadonlyMap<string, FoldStatistics> = new Map(),
     /** Compile the layers before this path only (their output is that layer's input). */
     readonly stopAt?: string,
+    /** false: every BatchNorm runs as its own affine step (CompileOptions.foldBatchNorms). */
+    readonly foldBatchNorms = true,
   ) {
     this.shape = [...inputShape];
     this.maxWidth = this.width;
@@ -89,6 +91,7 @@ export class CompileContext {
       const scale = Float64Array.from(inputTransform.scale);
       const shift = Float64Array.from(inputTransform.shift, (s, i) => -s * scale[i]!);
       this.pending = { scale, shift, layers: [], input: true };
+      if (!foldBatchNorms) this.flush();
     }
   }
 
@@ -151,8 +154,8 @@ export class CompileContext {
       op: 'affine',
       channels: perChannel ? this.shape[0]! : this.width,
       spatial: perChannel ? this.width / this.shape[0]! : 1,
-      scale: Float32Array.from(perChannel?.scale ?? p.scale),
-      shift: Float32Array.from(perChannel?.shift ?? p.shift),
+      scale: Float64Array.from(perChannel?.scale ?? p.scale),
+      shift: Float64Array.from(perChannel?.shift ?? p.shift),
       activation: { kind: 'none' },
       layers: p.layers,
     });

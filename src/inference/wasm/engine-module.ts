@@ -1,6 +1,7 @@
 import {
   assembleWat,
   elementwiseWat,
+  gemm64Wat,
   gemmWat,
   statisticsWat,
   vectorMathWat,
@@ -13,7 +14,7 @@ export const MAX_PAGES = 65536;
 /**
  * The engine's whole module as text: one shared memory imported from the host (so the calling
  * thread and the helper threads run on the same weights), the GEMM, the element-wise steps and
- * their activations, the statistics taps' channel sums, the plan interpreter and the helpers' loop. `relaxed` uses relaxed SIMD's
+ * their activations, the float64-accumulating GEMM of statistics plans, the statistics taps' channel sums, the plan interpreter and the helpers' loop. `relaxed` uses relaxed SIMD's
  * fused multiply-add in the GEMM's inner loop.
  */
 export function engineModuleText(relaxed: boolean): string {
@@ -22,6 +23,7 @@ export function engineModuleText(relaxed: boolean): string {
   ${vectorMathWat()}
   ${elementwiseWat()}
   ${gemmWat(relaxed)}
+  ${gemm64Wat()}
   ${statisticsWat()}
   ${programWat()}
 )`;

@@ -47,7 +47,8 @@ export const STEP = {
   bytes: 48,
 } as const;
 
-export const OP = { dense: 1, affine: 2, layernorm: 3, activation: 4 } as const;
+/** Step kinds; dense64 is a dense step on the float64-accumulating GEMM (gemm64-wat.ts). */
+export const OP = { dense: 1, affine: 2, layernorm: 3, activation: 4, dense64: 5 } as const;
 
 /** A helper thread's control block, i32 words (one per helper; see serve). */
 export const CONTROL = { seq: 0, r0: 1, r1: 2, done: 3, state: 4, bytes: 64 } as const;
@@ -118,6 +119,20 @@ const run = `
                   (then (local.get $slope))
                   (else (f32.const 1)))))
               (i32.add (local.get $scratch) (i32.shl (local.get $bb) (i32.const 1))))
+            (if (i32.gt_u (local.get $code) (i32.const ${ACTIVATION_CODES.leaky_relu}))
+              (then (call $act_pass (local.get $dst) (local.get $dst)
+                (i32.mul (local.get $rows) (local.get $n)) (local.get $code) (local.get $slope))))))
+        (if (i32.eq (local.get $op) (i32.const ${OP.dense64}))
+          (then
+            (call $gemm64 (local.get $rows) (local.get $n) ${word('(local.get $st)', STEP.inFeatures)}
+              (local.get $src) (i32.shl ${word('(local.get $st)', STEP.inFeatures)} (i32.const 2))
+              ${word('(local.get $st)', STEP.first)} ${word('(local.get $st)', STEP.second)}
+              (local.get $dst) (i32.shl (local.get $n) (i32.const 2))
+              (if (result f32) (i32.eq (local.get $code) (i32.const ${ACTIVATION_CODES.relu}))
+                (then (f32.const 0))
+                (else (if (result f32) (i32.eq (local.get $code) (i32.const ${ACTIVATION_CODES.leaky_relu}))
+                  (then (local.get $slope))
+                  (else (f32.const 1))))))
             (if (i32.gt_u (local.get $code) (i32.const ${ACTIVATION_CODES.leaky_relu}))
               (then (call $act_pass (local.get $dst) (local.get $dst)
                 (i32.mul (local.get $rows) (local.get $n)) (local.get $code) (local.get $slope))))))

@@ -1,4 +1,12 @@
-import { MR, NR, packedBytes, TILE_SCRATCH_BYTES } from '../../nn/wasm/index.js';
+import {
+  MR,
+  NR,
+  NR64,
+  packedBytes,
+  packedBytes64,
+  packWeight64,
+  TILE_SCRATCH_BYTES,
+} from '../../nn/wasm/index.js';
 import { checkRunArguments, checkSameStructure, type Executor } from '../executor.js';
 import { activationCode } from '../kernels.js';
 import type { Activation, CompiledPlan, PlanStep } from '../plan.js';
@@ -49,9 +57,16 @@ export interface WasmExecutorOptions {
   /** Fused multiply-add in the GEMM (relaxed SIMD); the runtime must support it. */
   relaxedSimd: boolean;
   spawnHelper?: HelperSpawner | undefined;
+  /**
+   * How dense steps add their products: 'float32' (the default: the fast GEMM) or 'float64' (the
+   * float64-accumulating GEMM, half its speed; what statistics plans use, nn/wasm/gemm64-wat.ts).
+   */
+  denseAccumulation?: DenseAccumulation | undefined;
   /** Least floating-point work in one call worth waking the helpers for. */
   parallelMinFlops?: number | undefined;
 }
+
+export type DenseAccumulation = 'float32' | 'float64';
 
 /** Rows of one pass of the I/O regions; a bigger batch loops (memory stays small for wide models). */
 const IO_ROWS_CAP = 4096;
@@ -96,16 +111,23 @@ interface Layout {
   output: number;
   scratch: number[];
   bytes: number;
+  /** Dense steps run on gemm64 (float64 B and bias). */
+  dense64: boolean;
 }
 
-function paramBytes(step: PlanStep): number[] {
+function paramBytes(step: PlanStep, dense64: boolean): number[] {
   switch (step.op) {
     case 'dense':
+      if (dense64)
+        return [
+          packedBytes64(step.inFeatures, step.outFeatures),
+          align(step.outFeatures, NR64) * 8,
+        ];
       return [packedBytes(step.inFeatures, step.outFeatures), align(step.outFeatures, NR) * 4];
     case 'affine': {
-      // Per value of the row: a per-channel scale is repeated over its spatial positions.
+      // Per value of the row, float64: a per-channel scale is repeated over its spatial positions.
       const features = step.channels * step.spatial;
-      return [align(features, 4) * 4, align(features, 4) * 4];
+      return [align(features, 4) * 8, align(features, 4) * 8];
     }
     case 'layernorm':
       return step.weight && step.bias
@@ -119,15 +141,20 @@ function paramBytes(step: PlanStep): number[] {
 }
 
 /** A per-channel vector repeated over `spatial` positions each (as the affine kernel reads it). */
-function perValue(values: Float32Array, spatial: number): Float32Array {
+function perValue(values: Float64Array, spatial: number): Float64Array {
   if (spatial === 1) return values;
-  const out = new Float32Array(values.length * spatial);
+  const out = new Float64Array(values.length * spatial);
   for (let c = 0; c < values.length; c++) out.fill(values[c]!, c * spatial, (c + 1) * spatial);
   return out;
 }
 
 /** Where everything lives in the version's linear memory. */
-function planLayout(plan: CompiledPlan, maxBatchSize: number, threads: number): Layout {
+function planLayout(
+  plan: CompiledPlan,
+  maxBatchSize: number,
+  threads: number,
+  dense64 = false,
+): Layout {
   const ioRows = Math.max(1, Math.min(maxBatchSize, IO_ROWS_CAP));
   const chunkRows = Math.max(
     MR,
@@ -150,7 +177,7 @@ function planLayout(plan: CompiledPlan, maxBatchSize: number, threads: number): 
   const params: number[] = [];
   let largestWeight = 0;
   for (const step of plan.steps) {
-    for (const size of paramBytes(step)) {
+    for (const size of paramBytes(step, dense64)) {
       params.push(at);
       at = align(at + size);
     }
@@ -182,6 +209,7 @@ function planLayout(plan: CompiledPlan, maxBatchSize: number, threads: number): 
     output,
     scratch,
     bytes: at,
+    dense64,
   };
 }
 
@@ -271,7 +299,12 @@ export class WasmExecutor implements Executor {
     const threads = options.spawnHelper ? Math.max(1, Math.floor(options.threads)) : 1;
     this.threads = threads;
     this.parallelMinFlops = options.parallelMinFlops ?? DEFAULT_PARALLEL_MIN_FLOPS;
-    const layout = planLayout(plan, options.maxBatchSize, threads);
+    const layout = planLayout(
+      plan,
+      options.maxBatchSize,
+      threads,
+      options.denseAccumulation === 'float64',
+    );
     this.layout = layout;
     const pages = Math.ceil(layout.bytes / 65536);
     if (pages > MAX_PAGES) throw new RangeError(wasmUnsupportedReason(plan));
@@ -511,23 +544,35 @@ function writeProgram(
     switch (step.op) {
       case 'dense': {
         const [packed, bias] = [layout.params[param++]!, layout.params[param++]!];
-        f32.set(step.weight, layout.input >> 2);
-        // B = Wᵀ: B[k, n] = W[n, k], so k advances by one float and n by a row of W.
-        x.pack_b(layout.input, 4, step.inFeatures * 4, step.inFeatures, step.outFeatures, packed);
-        f32.set(step.bias, bias >> 2);
-        i32[w + STEP.op] = OP.dense;
         i32[w + STEP.inFeatures] = step.inFeatures;
         i32[w + STEP.outFeatures] = step.outFeatures;
         i32[w + STEP.first] = packed;
         i32[w + STEP.second] = bias;
         flops += 2 * step.inFeatures * step.outFeatures;
+        if (layout.dense64) {
+          const words = packedBytes64(step.inFeatures, step.outFeatures) / 8;
+          packWeight64(
+            step.weight,
+            step.inFeatures,
+            step.outFeatures,
+            f64.subarray(packed >> 3, (packed >> 3) + words),
+          );
+          f64.set(step.bias, bias >> 3);
+          i32[w + STEP.op] = OP.dense64;
+          break;
+        }
+        f32.set(step.weight, layout.input >> 2);
+        // B = Wᵀ: B[k, n] = W[n, k], so k advances by one float and n by a row of W.
+        x.pack_b(layout.input, 4, step.inFeatures * 4, step.inFeatures, step.outFeatures, packed);
+        f32.set(step.bias, bias >> 2);
+        i32[w + STEP.op] = OP.dense;
         break;
       }
       case 'affine': {
         const [scale, shift] = [layout.params[param++]!, layout.params[param++]!];
         const features = step.channels * step.spatial;
-        f32.set(perValue(step.scale, step.spatial), scale >> 2);
-        f32.set(perValue(step.shift, step.spatial), shift >> 2);
+        f64.set(perValue(step.scale, step.spatial), scale >> 3);
+        f64.set(perValue(step.shift, step.spatial), shift >> 3);
         i32[w + STEP.op] = OP.affine;
         i32[w + STEP.inFeatures] = features;
         i32[w + STEP.outFeatures] = features;
