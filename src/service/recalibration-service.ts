@@ -181,6 +181,11 @@ export class RecalibrationSession {
 
   /** Ends the session with an error (a bad row, a dropped upload), releasing the model. */
   async fail(error: unknown): Promise<void> {
+    if (this.settled) return;
+    // Frees the stored rows and the executors now rather than when the session is collected.
+    await this.recalibrator.abort().catch((e: unknown) => {
+      this.service.log.warn({ err: e, job: this.job.id }, 'releasing the recalibration failed');
+    });
     const info = isNormserveError(error)
       ? {
           code: error.code,
