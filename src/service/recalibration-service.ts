@@ -1,4 +1,5 @@
 import { createHash, type Hash, randomUUID } from 'node:crypto';
+import { tmpdir } from 'node:os';
 import { holdsBatchNormStatistics, networkFromCheckpoint } from '../checkpoint/index.js';
 import { isNormserveError, NormserveError } from '../errors/index.js';
 import { cloneStateDict } from '../nn/index.js';
@@ -15,6 +16,7 @@ import type { TraceContext } from './job-record.js';
 import { type Job, type JobRegistry, traceOf } from './job-registry.js';
 import { type Log, silentLog } from './logger.js';
 import type { AvailableVersion, ModelRegistry } from './model-registry.js';
+import { SpillingRowStore } from './spilling-row-store.js';
 
 export interface RecalibrationRequest {
   model: string;
@@ -46,6 +48,12 @@ export interface RecalibrationOutcome {
 
 export interface RecalibrationServiceOptions {
   maxSamples: number;
+  /**
+   * Bytes of rows an `exact`/`prior` recalibration keeps in memory; the rest is spilled to a
+   * temporary file under `spillDirectory` (SpillingRowStore). Default: everything in memory.
+   */
+  rowMemoryBytes?: number | undefined;
+  spillDirectory?: string | undefined;
   log?: Log;
   onOutcome?: (model: string, mode: RecalibrationMode, outcome: 'succeeded' | 'failed') => void;
 }
@@ -92,6 +100,15 @@ export class RecalibrationSession {
       ...(request.batchSize !== undefined ? { batchSize: request.batchSize } : {}),
       maxSamples: service.options.maxSamples,
       pause,
+      ...(service.options.rowMemoryBytes !== undefined && {
+        rowStore: (width: number, blockRows: number) =>
+          new SpillingRowStore(
+            width,
+            blockRows,
+            service.options.rowMemoryBytes!,
+            service.options.spillDirectory ?? tmpdir(),
+          ),
+      }),
       onProgress: (p) =>
         service.jobs.update(job, {
           phase:
