@@ -38,14 +38,20 @@ export interface HttpBench {
   wideBatch: { delayUs: number; meanBatchComputeMs: number; meanBatchRows: number };
 }
 
-interface Server {
+export interface Server {
   port: number;
+  /** The server process (with WORKERS=1 the one that serves). */
+  pid: number;
   stop(): Promise<void>;
   get(path: string): Promise<string>;
 }
 
 /** Starts a process and waits for `readyLines` listening lines (one per worker); reads the port. */
-function start(args: string[], env: Record<string, string>, readyLines = 1): Promise<Server> {
+export function start(
+  args: string[],
+  env: Record<string, string>,
+  readyLines = 1,
+): Promise<Server> {
   return new Promise((resolve, reject) => {
     const child: ChildProcess = spawn(process.execPath, args, {
       env: { ...process.env, ...env },
@@ -68,6 +74,7 @@ function start(args: string[], env: Record<string, string>, readyLines = 1): Pro
         const port = Number(match[1]);
         resolve({
           port,
+          pid: child.pid!,
           get: async (path) => (await fetch(`http://127.0.0.1:${port}${path}`)).text(),
           stop: () =>
             new Promise((done) => {
@@ -85,7 +92,7 @@ function start(args: string[], env: Record<string, string>, readyLines = 1): Pro
   });
 }
 
-function freePort(): Promise<number> {
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);

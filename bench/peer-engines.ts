@@ -324,6 +324,11 @@ export function torchUnavailable(): string | undefined {
   return `no python3 with torch (${failures.join('; ')})`;
 }
 
+/** The interpreter where `import torch` works (after torchUnavailable() returned undefined). */
+export function torchInterpreter(): string | undefined {
+  return torchPython;
+}
+
 /** A JSON-lines conversation with bench/torch-peer.py. */
 class TorchProcess {
   private readonly child: ChildProcessWithoutNullStreams;
