@@ -2,6 +2,7 @@ import { createHash, type Hash, randomUUID } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { holdsBatchNormStatistics, networkFromCheckpoint } from '../checkpoint/index.js';
 import { isNormserveError, NormserveError } from '../errors/index.js';
+import type { EngineName } from '../inference/index.js';
 import { cloneStateDict } from '../nn/index.js';
 import {
   createRecalibrator,
@@ -54,6 +55,8 @@ export interface RecalibrationServiceOptions {
    */
   rowMemoryBytes?: number | undefined;
   spillDirectory?: string | undefined;
+  /** The engine that gathers the statistics (default: wasm, JS where wasm cannot run the plan). */
+  engine?: EngineName | undefined;
   log?: Log;
   onOutcome?: (model: string, mode: RecalibrationMode, outcome: 'succeeded' | 'failed') => void;
 }
@@ -100,6 +103,7 @@ export class RecalibrationSession {
       ...(request.batchSize !== undefined ? { batchSize: request.batchSize } : {}),
       maxSamples: service.options.maxSamples,
       pause,
+      ...(service.options.engine !== undefined && { engine: { engine: service.options.engine } }),
       ...(service.options.rowMemoryBytes !== undefined && {
         rowStore: (width: number, blockRows: number) =>
           new SpillingRowStore(
