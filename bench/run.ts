@@ -187,10 +187,10 @@ if (runs('recalibration')) {
     .map((l) => fmt(l, 2))
     .join(' ');
   process.stdout.write(
-    `\nrecalibration, exact mode, one thread (rows/s, best of ${recal.library[0]?.normserveSeconds.length ?? 0} alternated rounds; PyTorch: ${recal.torch}; load average now ${loadNow})\n`,
+    `\nrecalibration, exact mode, one thread (rows/s, best of ${recal.library[0]?.normserveSeconds.length ?? 0} alternated rounds; PyTorch: ${recal.torch}; max Δ: statistics against PyTorch's, |Δμ|/σ and |Δσ²|/σ²; load average now ${loadNow})\n`,
   );
   process.stdout.write(
-    `${'model'.padEnd(22)}${'rows'.padStart(9)}${'normserve'.padStart(12)}${'pytorch'.padStart(12)}${'ratio'.padStart(8)}${'max rel Δ'.padStart(11)}\n`,
+    `${'model'.padEnd(22)}${'rows'.padStart(9)}${'normserve'.padStart(12)}${'pytorch'.padStart(12)}${'ratio'.padStart(8)}${'max Δ'.padStart(11)}\n`,
   );
   for (const r of recal.library) {
     process.stdout.write(
