@@ -56,8 +56,9 @@ export interface HttpBench {
   wideBatch: { delayUs: number; meanBatchComputeMs: number; meanBatchRows: number };
 }
 
-interface Server {
+export interface Server {
   port: number;
+  /** The server process (with WORKERS=1 the one that serves). */
   pid: number;
   stop(): Promise<void>;
   get(path: string): Promise<string>;
@@ -67,7 +68,7 @@ interface Server {
  * Starts a process with its stdout in `logFile` and waits for `readyLines` listening lines (one
  * per worker); reads the port.
  */
-async function start(
+export async function start(
   args: string[],
   env: Record<string, string>,
   logFile: string,
@@ -151,7 +152,7 @@ async function measured<T extends { requests: number }>(
   };
 }
 
-function freePort(): Promise<number> {
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);

@@ -241,8 +241,8 @@ function tfjsNetwork(tf: Tf, plan: CompiledPlan) {
       }
       case 'affine': {
         if (step.spatial !== 1) throw new Error('the tfjs peer runs per-feature affine steps only');
-        const scale = keep(tf.tensor1d(step.scale));
-        const shift = keep(tf.tensor1d(step.shift));
+        const scale = keep(tf.tensor1d(Float32Array.from(step.scale)));
+        const shift = keep(tf.tensor1d(Float32Array.from(step.shift)));
         body = (x) => tf.add(tf.mul(x, scale), shift);
         break;
       }
@@ -329,8 +329,10 @@ export function torchUnavailable(): string | undefined {
   return `no python3 with torch (${failures.join('; ')})`;
 }
 
-/** The interpreter torchUnavailable() found (undefined before it found one). */
-export const torchInterpreter = (): string | undefined => torchPython;
+/** The interpreter where `import torch` works (after torchUnavailable() returned undefined). */
+export function torchInterpreter(): string | undefined {
+  return torchPython;
+}
 
 /** A JSON-lines conversation with bench/torch-peer.py. */
 class TorchProcess {
@@ -387,8 +389,8 @@ function planForTorch(plan: CompiledPlan): { weights: Uint8Array; steps: unknown
       add(`${i}.weight`, step.weight, [step.outFeatures, step.inFeatures]);
       add(`${i}.bias`, step.bias, [step.outFeatures]);
     } else if (step.op === 'affine' && step.spatial === 1) {
-      add(`${i}.scale`, step.scale, [step.channels]);
-      add(`${i}.shift`, step.shift, [step.channels]);
+      add(`${i}.scale`, Float32Array.from(step.scale), [step.channels]);
+      add(`${i}.shift`, Float32Array.from(step.shift), [step.channels]);
     } else if (step.op === 'layernorm' && step.groups === 1) {
       if (step.weight) add(`${i}.weight`, step.weight, [step.groupSize]);
       if (step.bias) add(`${i}.bias`, step.bias, [step.groupSize]);

@@ -7,7 +7,11 @@
  * tables and writes bench/results/latest.json. Ratios are what to compare across machines;
  * absolute figures depend on the machine (recorded in the JSON).
  *
- * Flags: --quick (shorter run), --only engine,peers,training,http (some sections), --no-peers.
+ * Recalibration (bench/recalibration.ts): exact mode in the library and through HTTP next to PyTorch's
+ * same computation, and a streamed NDJSON upload while predictions are served.
+ *
+ * Flags: --quick (shorter run), --only engine,peers,training,http,recalibration (some sections),
+ * --no-peers.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, hostname, loadavg, totalmem } from 'node:os';
@@ -15,9 +19,10 @@ import { benchEngine } from './engine.js';
 import { benchHttp } from './http.js';
 import { benchPeers } from './peers.js';
 import { printTraining } from './print-training.js';
+import { benchRecalibration } from './recalibration.js';
 import { benchTraining } from './training.js';
 
-const SECTIONS = ['engine', 'peers', 'training', 'http'] as const;
+const SECTIONS = ['engine', 'peers', 'training', 'http', 'recalibration'] as const;
 type Section = (typeof SECTIONS)[number];
 const argv = process.argv.slice(2);
 const quick = argv.includes('--quick');
@@ -201,6 +206,39 @@ if (runs('http')) {
     ].join('\n'),
   );
   results['ratios'] = ratios;
+}
+if (runs('recalibration')) {
+  const recal = await benchRecalibration(
+    quick
+      ? { rows: 50_000, ndjsonRows: 200_000, rounds: 1 }
+      : { rows: 200_000, ndjsonRows: 1_000_000, rounds: 2 },
+  );
+  results['recalibration'] = recal;
+  const loadNow = loadavg()
+    .map((l) => fmt(l, 2))
+    .join(' ');
+  process.stdout.write(
+    `\nrecalibration, exact mode, one thread (rows/s, best of ${recal.library[0]?.normserveSeconds.length ?? 0} alternated rounds; PyTorch: ${recal.torch}; max Δ: statistics against PyTorch's, |Δμ|/σ and |Δσ²|/σ²; load average now ${loadNow})\n`,
+  );
+  process.stdout.write(
+    `${'model'.padEnd(22)}${'rows'.padStart(9)}${'normserve'.padStart(12)}${'pytorch'.padStart(12)}${'ratio'.padStart(8)}${'max Δ'.padStart(11)}\n`,
+  );
+  for (const r of recal.library) {
+    process.stdout.write(
+      `${r.model.padEnd(22)}${fmt(r.rows).padStart(9)}${fmt(r.normserveRowsPerSecond).padStart(12)}${(r.torchRowsPerSecond === undefined ? '—' : fmt(r.torchRowsPerSecond)).padStart(12)}${(r.torchRowsPerSecond === undefined ? '—' : fmt(r.normserveRowsPerSecond / r.torchRowsPerSecond, 2)).padStart(8)}${(r.maxRelativeDifference === undefined ? '—' : r.maxRelativeDifference.toExponential(1)).padStart(11)}\n`,
+    );
+  }
+  for (const h of recal.http) {
+    process.stdout.write(
+      `HTTP float32 body, digits: ${fmt(h.rows)} rows (${fmt(h.bodyBytes / 2 ** 20, 1)} MiB) in ${fmt(h.wallSeconds, 2)} s wall (duration_ms ${fmt(h.durationMs)}) = ${fmt(h.rowsPerSecond)} rows/s, ${h.ratioToTorch === undefined ? 'no PyTorch' : `${fmt(h.ratioToTorch, 2)}× PyTorch's (goal ≥ 1.0: ${h.ratioToTorch >= 1 ? 'meets goal' : 'BELOW GOAL'})`}\n`,
+    );
+  }
+  const n = recal.ndjson;
+  if (n) {
+    process.stdout.write(
+      `NDJSON, digits: ${fmt(n.rows)} rows (${fmt(n.bodyBytes / 2 ** 20)} MiB) in ${fmt(n.seconds, 1)} s = ${fmt(n.rowsPerSecond)} rows/s (goal ≤ 15 s for 1 M: ${n.rows >= 1_000_000 ? (n.seconds <= 15 ? 'meets goal' : 'BELOW GOAL') : 'not a 1 M run'}); meanwhile ${fmt(n.predictions)} predictions answered (${n.predictionErrors} errors, p99 ${fmt(n.predictionP99Ms, 1)} ms); RSS ${fmt(n.idleRssMiB)} MiB idle, ${fmt(n.peakRssMiB)} MiB peak (+${fmt(n.peakRssMiB - n.idleRssMiB)} MiB; goal ≤ +200: ${n.peakRssMiB - n.idleRssMiB <= 200 ? 'meets goal' : 'BELOW GOAL'})\n`,
+    );
+  }
 }
 mkdirSync('bench/results', { recursive: true });
 writeFileSync('bench/results/latest.json', `${JSON.stringify(results, null, 2)}\n`);

@@ -1,8 +1,12 @@
 import { NormserveError } from '../errors/index.js';
 import { FINITE_NUMBER_MESSAGE, FLOAT32_MAX, FLOAT32_RANGE_MESSAGE } from '../service/index.js';
+import { parseNumberRow } from './number-row-parser.js';
 
-/** Rows are handed on in chunks of this many, so memory is bounded by the chunk. */
-const CHUNK_ROWS = 1024;
+/**
+ * Rows are handed on in chunks of this many (recalibration's executor batch), so memory is bounded
+ * by the chunk.
+ */
+const CHUNK_ROWS = 4096;
 
 /** Node's error for a request whose connection closed before its body ended. */
 const isClientAbort = (e: unknown): boolean =>
@@ -37,7 +41,9 @@ async function* limitedBytes(
 
 /**
  * `application/x-ndjson`: one JSON array of `width` finite numbers per line (blank lines
- * skipped), read as the bytes arrive and handed on as float32 chunks of whole rows.
+ * skipped), read as the bytes arrive and handed on as float32 chunks of whole rows. Lines are
+ * parsed without allocating (parseNumberRow) and by JSON.parse only when that declines; the one
+ * chunk is filled again once the consumer has taken it (valid until the next is asked for).
  */
 export async function* ndjsonRows(
   stream: AsyncIterable<Buffer | string>,
@@ -47,8 +53,18 @@ export async function* ndjsonRows(
   const decoder = new TextDecoder('utf-8', { fatal: true });
   let pending = '';
   let line = 0;
-  let chunk = new Float32Array(CHUNK_ROWS * width);
+  const chunk = new Float32Array(CHUNK_ROWS * width);
   let rows = 0;
+  /** text[start, end) is a line (text[end] is its line end or past the string). */
+  const takeLine = (text: string, start: number, end: number): void => {
+    if (parseNumberRow(text, start, end, width, chunk, rows * width)) {
+      line++;
+      rows++;
+      return;
+    }
+    parseLine(text.slice(start, end));
+  };
+  // The slow way: JSON.parse, with the exact error for a line the fast scan did not take.
   const parseLine = (text: string): void => {
     line++;
     const trimmed = text.trim();
@@ -94,12 +110,17 @@ export async function* ndjsonRows(
     // Only the new text is searched for line ends, so the work is linear in the upload.
     let start = 0;
     for (let end = text.indexOf('\n'); end !== -1; end = text.indexOf('\n', start)) {
-      parseLine(pending + text.slice(start, end));
-      pending = '';
+      if (pending === '') {
+        takeLine(text, start, end);
+      } else {
+        const whole = pending + text.slice(start, end);
+        takeLine(whole, 0, whole.length);
+        pending = '';
+      }
       start = end + 1;
       if (rows === CHUNK_ROWS) {
+        // The consumer copies what it keeps before asking for more: the chunk is filled again.
         yield chunk;
-        chunk = new Float32Array(CHUNK_ROWS * width);
         rows = 0;
       }
     }
@@ -111,13 +132,20 @@ export async function* ndjsonRows(
       });
     }
   }
-  parseLine(pending + decoder.decode());
+  const last = pending + decoder.decode();
+  takeLine(last, 0, last.length);
   if (rows > 0) yield chunk.subarray(0, rows * width);
 }
 
+/** Whether this machine stores float32 little-endian (as uploads are): then bytes copy as they are. */
+const LITTLE_ENDIAN = new Uint8Array(new Float32Array([1]).buffer)[3] === 0x3f;
+
 /**
  * `application/octet-stream`: little-endian float32 rows of `width` values, back to back; read as
- * the bytes arrive. A body that ends inside a row is an error.
+ * the bytes arrive. The bytes are copied once, straight into a float32 chunk of CHUNK_ROWS rows
+ * (byte order swapped only on a big-endian machine); the same chunk is filled again after the
+ * consumer has taken it, so a yielded chunk is valid until the next one is asked for. A body
+ * that ends inside a row is an error.
  */
 export async function* float32Rows(
   stream: AsyncIterable<Buffer | string>,
@@ -125,23 +153,35 @@ export async function* float32Rows(
   maxBytes: number,
 ): AsyncGenerator<Float32Array> {
   const rowBytes = width * 4;
-  let carry = Buffer.alloc(0);
-  for await (const bytes of limitedBytes(stream, maxBytes)) {
-    const data = carry.length > 0 ? Buffer.concat([carry, bytes]) : bytes;
-    const whole = Math.floor(data.length / rowBytes);
-    for (let start = 0; start < whole; start += CHUNK_ROWS) {
-      const n = Math.min(CHUNK_ROWS, whole - start);
-      const chunk = new Float32Array(n * width);
-      const view = new DataView(data.buffer, data.byteOffset + start * rowBytes, n * rowBytes);
-      for (let i = 0; i < n * width; i++) chunk[i] = view.getFloat32(i * 4, true);
-      yield chunk;
+  const chunk = new Float32Array(CHUNK_ROWS * width);
+  const bytes = new Uint8Array(chunk.buffer);
+  let filled = 0;
+  const ready = (length: number): Float32Array => {
+    const values = chunk.subarray(0, length / 4);
+    if (!LITTLE_ENDIAN) {
+      const view = new DataView(chunk.buffer, 0, length);
+      for (let i = 0; i < values.length; i++) values[i] = view.getFloat32(i * 4, true);
     }
-    carry = Buffer.from(data.subarray(whole * rowBytes));
+    return values;
+  };
+  for await (const part of limitedBytes(stream, maxBytes)) {
+    let offset = 0;
+    while (offset < part.length) {
+      const n = Math.min(bytes.length - filled, part.length - offset);
+      bytes.set(part.subarray(offset, offset + n), filled);
+      filled += n;
+      offset += n;
+      if (filled === bytes.length) {
+        yield ready(filled);
+        filled = 0;
+      }
+    }
   }
-  if (carry.length > 0) {
+  if (filled % rowBytes !== 0) {
     throw new NormserveError(
       'INVALID_INPUT',
       `the body ends inside a row: its length is not a multiple of ${rowBytes} bytes (${width} float32 values per row)`,
     );
   }
+  if (filled > 0) yield ready(filled);
 }

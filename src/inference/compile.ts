@@ -7,12 +7,43 @@ import {
   numelOf,
   type Sequential,
 } from '../nn/index.js';
-import { CompileContext, compileRules, type Draft } from './compile-rules/index.js';
-import { type CompiledPlan, type PlanStep, stepOutputWidth } from './plan.js';
+import type { BatchNormInputDraft } from './compile-rules/compile-context.js';
+import {
+  CompileContext,
+  compileRules,
+  type Draft,
+  type FoldStatistics,
+} from './compile-rules/index.js';
+import { type BatchNormInput, type CompiledPlan, type PlanStep, stepOutputWidth } from './plan.js';
 
 export { batchNormAffine } from './compile-rules/index.js';
 
+export interface CompileOptions {
+  /**
+   * Compile only the layers before this one (a path: `"5"`, `"3.body.1"`): a prefix plan whose
+   * output is that layer's input (what is pending is flushed as a step). Recalibration reads a
+   * BatchNorm's input this way, exactly, with the earlier BatchNorms folded.
+   */
+  until?: string | undefined;
+  /** Per BatchNorm path, the mean and variance to fold instead of its running statistics. */
+  statistics?: ReadonlyMap<string, FoldStatistics> | undefined;
+  /**
+   * false: every BatchNorm runs as its own affine step after the kernel it follows (per channel,
+   * x·s + t with s and t rounded to float32 once), its fate `standalone_affine`, instead of being
+   * folded into a neighbour's weights. Folding rounds diag(s)·W to float32 element by element,
+   * a fixed error per output channel that later layers' statistics average over every row
+   * rather than out; the affine step's rounding is the per-value kind PyTorch's own BatchNorm
+   * has. Recalibration's prefix plans use it (default true: the served plan folds).
+   */
+  foldBatchNorms?: boolean | undefined;
+}
+
 function compileModule(path: string, module: Module, ctx: CompileContext): void {
+  if (ctx.stopped) return;
+  if (path === ctx.stopAt) {
+    ctx.stopped = { path, module };
+    return;
+  }
   const rule = compileRules[module.kind];
   if (!rule) throw new Error(`cannot compile layer ${path} (${module.kind}) for inference`);
   ctx.previousFoldTarget = ctx.foldTarget;
@@ -41,13 +72,32 @@ export function compileNetwork(
   network: Sequential,
   inputTransform?: FeatureTransform,
   inputShape?: readonly number[],
+  options: CompileOptions = {},
 ): CompiledPlan {
   const shape = inputShape ?? inferInputShape(network, inputTransform);
-  const ctx = new CompileContext(shape, inputTransform, compileModule);
+  const ctx = new CompileContext(
+    shape,
+    inputTransform,
+    compileModule,
+    options.statistics,
+    options.until,
+    options.foldBatchNorms ?? true,
+  );
   network.modules.forEach((m, i) => {
     compileModule(String(i), m, ctx);
   });
   ctx.flush();
+  if (options.until !== undefined) {
+    const stop = ctx.stopped;
+    if (!stop) throw new Error(`compileNetwork: the network has no layer ${options.until}`);
+    const channels = stop.module instanceof BatchNorm ? stop.module.numFeatures : ctx.width;
+    ctx.batchNormInputs.push({
+      path: stop.path,
+      channels,
+      step: ctx.drafts.length - 1,
+      point: 'output',
+    });
+  }
   const steps = ctx.drafts.map(finalize);
   const inputWidth = numelOf(shape);
   return {
@@ -60,8 +110,46 @@ export function compileNetwork(
     steps,
     layers: ctx.fates,
     inputTransformFolded: ctx.inputTransformFolded,
+    batchNormInputs: ctx.batchNormInputs.map(settleInput),
   };
 }
+
+/** A recorded BatchNorm input as the plan states it: x = y·scale + shift from the tapped y. */
+function settleInput(d: BatchNormInputDraft): BatchNormInput {
+  const tap = { step: d.step, point: d.point, channels: d.channels };
+  if (d.reason) return { ...noTap(d), reason: d.reason };
+  if (d.forward) {
+    const { s, t } = d.forward;
+    if (!s.every((v) => v !== 0 && Number.isFinite(v))) {
+      return {
+        ...noTap(d),
+        reason: `folded into step ${d.step} with a zero scale (γ = 0): its input cannot be recovered from the step's output`,
+      };
+    }
+    return {
+      path: d.path,
+      channels: d.channels,
+      tap,
+      scale: s.map((v) => 1 / v),
+      shift: t.map((v, c) => -v / s[c]!),
+    };
+  }
+  return {
+    path: d.path,
+    channels: d.channels,
+    tap,
+    scale: d.map?.scale,
+    shift: d.map?.shift,
+  };
+}
+
+const noTap = (d: BatchNormInputDraft): BatchNormInput => ({
+  path: d.path,
+  channels: d.channels,
+  tap: undefined,
+  scale: undefined,
+  shift: undefined,
+});
 
 function inferInputShape(network: Sequential, transform: FeatureTransform | undefined): number[] {
   if (transform) return [transform.scale.length];

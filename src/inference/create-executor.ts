@@ -3,7 +3,12 @@ import type { EngineName } from './engine-name.js';
 import type { Executor } from './executor.js';
 import type { CompiledPlan } from './plan.js';
 import { PlanExecutor } from './plan-executor.js';
-import { type HelperSpawner, WasmExecutor, wasmUnsupportedReason } from './wasm/wasm-executor.js';
+import {
+  type DenseAccumulation,
+  type HelperSpawner,
+  WasmExecutor,
+  wasmUnsupportedReason,
+} from './wasm/wasm-executor.js';
 
 export interface ExecutorOptions {
   /** The engine asked for (default wasm); the JS reference runs whatever wasm cannot. */
@@ -14,6 +19,11 @@ export interface ExecutorOptions {
   threads?: number | undefined;
   /** Starts helper threads (node: service/engine-threads.ts); without it, one thread. */
   spawnHelper?: HelperSpawner | undefined;
+  /**
+   * How the wasm engine's dense steps add their products (default 'float32'; 'float64' for
+   * statistics plans: see WasmExecutorOptions). The JavaScript executor always adds in float64.
+   */
+  denseAccumulation?: DenseAccumulation | undefined;
   /** Use relaxed SIMD's fused multiply-add when the runtime has it (default true). */
   relaxedSimd?: boolean | undefined;
   /** Told why the wasm engine was not used, when it was asked for. */
@@ -42,6 +52,7 @@ export function createExecutor(plan: CompiledPlan, options: ExecutorOptions): Ex
         maxBatchSize: options.maxBatchSize,
         threads: options.threads ?? 1,
         spawnHelper: options.spawnHelper,
+        denseAccumulation: options.denseAccumulation,
         relaxedSimd: (options.relaxedSimd ?? true) && support.relaxedSimd,
       });
     }

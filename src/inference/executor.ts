@@ -1,5 +1,6 @@
 import type { EngineName } from './engine-name.js';
 import type { CompiledPlan } from './plan.js';
+import type { StatisticsProbe, StatisticsTap } from './statistics-probe.js';
 
 /**
  * Runs a compiled plan: the seam between the plan (one intermediate form) and the engines. The
@@ -8,14 +9,32 @@ import type { CompiledPlan } from './plan.js';
  */
 export interface Executor {
   readonly engine: EngineName;
+  /** The plan it runs (replaced by updateParameters). */
   readonly plan: CompiledPlan;
   /** Threads a large batch is split across (1: the calling thread only). */
   readonly threads: number;
   /**
    * The model's outputs [rows, outputWidth] for the first rows·inputWidth values of `input`
-   * ([rows, inputWidth], row-major), in a new array. Synchronous; not re-entrant.
+   * ([rows, inputWidth], row-major), in a new array. Synchronous; not re-entrant. With a probe,
+   * its taps' sums gather these rows too (see accumulate).
    */
-  run(input: Float32Array, rows: number): Float32Array;
+  run(input: Float32Array, rows: number, probe?: StatisticsProbe): Float32Array;
+  /**
+   * Statistics only: runs the plan's steps up to the last one a tap of `probe` reads (a prefix of
+   * the plan; none for an input tap) on the rows and adds, per tap, Σx and Σx² per channel in
+   * float64 into probe.sums, over the batch buffers as each chunk of rows leaves its step — no
+   * output is written or returned. Rows are independent, so the sums do not depend on how a
+   * caller batches its rows (up to float64 rounding).
+   */
+  accumulate(input: Float32Array, rows: number, probe: StatisticsProbe): void;
+  /** Taps for run and accumulate, checked against the plan (RangeError), with zeroed sums. */
+  createProbe(taps: readonly StatisticsTap[]): StatisticsProbe;
+  /**
+   * Loads the numbers of `plan`, which must have the same steps as the current one (ops, shapes,
+   * activations): a plan compiled again after BatchNorm statistics changed. Cheaper than a new
+   * executor (no memory, module or threads). Throws a RangeError when the structure differs.
+   */
+  updateParameters(plan: CompiledPlan): void;
   /**
    * Releases what the executor holds beyond memory (its helper threads). Idempotent; `run` keeps
    * working on the calling thread afterwards.
@@ -28,6 +47,30 @@ export function checkRunArguments(plan: CompiledPlan, input: Float32Array, rows:
   if (!Number.isInteger(rows) || rows < 0 || input.length < rows * plan.inputWidth) {
     throw new RangeError(
       `run(input, rows): rows must be a whole number ≥ 0 and input hold rows·${plan.inputWidth} values (rows ${rows}, input ${input.length})`,
+    );
+  }
+}
+
+/** The plan's steps with every array replaced by its length: equal for plans that differ only in numbers. */
+export function planStructure(plan: CompiledPlan): string {
+  return JSON.stringify(
+    {
+      inputShape: plan.inputShape,
+      outputShape: plan.outputShape,
+      maxWidth: plan.maxWidth,
+      skipSlots: plan.skipSlots,
+      steps: plan.steps.map(({ layers: _, ...step }) => step),
+    },
+    (_key, value: unknown) =>
+      ArrayBuffer.isView(value) ? { length: (value as Float32Array).length } : value,
+  );
+}
+
+/** Throws unless `next` has the structure of `current` (Executor.updateParameters). */
+export function checkSameStructure(current: CompiledPlan, next: CompiledPlan): void {
+  if (planStructure(current) !== planStructure(next)) {
+    throw new RangeError(
+      'updateParameters(plan): the plan has different steps or shapes than the executor was built for; build a new executor',
     );
   }
 }

@@ -1,5 +1,12 @@
 export { detectWasmSupport, type WasmSupport } from '../nn/wasm/index.js';
-export { batchNormAffine, compileNetwork } from './compile.js';
+export {
+  batchNormInputsOf,
+  batchNormMoments,
+  batchNormTaps,
+  type InputMoments,
+} from './batch-norm-inputs.js';
+export { batchNormAffine, type CompileOptions, compileNetwork } from './compile.js';
+export type { FoldStatistics } from './compile-rules/index.js';
 export { compileRules } from './compile-rules/index.js';
 export { CompiledModel, type EngineOptions } from './compiled-model.js';
 export {
@@ -16,8 +23,15 @@ export {
   ONNX_OPSET,
   type OnnxExportOptions,
 } from './onnx-export.js';
-export type { Activation, CompiledPlan, LayerFate, PlanStep } from './plan.js';
+export type { Activation, BatchNormInput, CompiledPlan, LayerFate, PlanStep } from './plan.js';
 export { stepOutputWidth } from './plan.js';
 export { PlanExecutor } from './plan-executor.js';
+export {
+  ChannelSums,
+  type StatisticsProbe,
+  type StatisticsTap,
+  type TapPoint,
+  tensorChannels,
+} from './statistics-probe.js';
 export type { HelperHandle, HelperInit, HelperSpawner } from './wasm/wasm-executor.js';
 export { WasmExecutor } from './wasm/wasm-executor.js';

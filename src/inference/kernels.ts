@@ -45,12 +45,14 @@ function applyActivation(code: number, slope: number, v: number): number {
 }
 
 /**
- * An activation's output as every kernel stores it: rounded to float32, so the fused plan keeps
- * float32 semantics between layers (values, and overflow to ±Infinity, as in PyTorch) while its
- * buffers are float64 for speed.
+ * An activation's output as every kernel stores it: the kernel's value rounded to float32 (what
+ * PyTorch's layer would have stored), activated, rounded again — so the fused plan keeps float32
+ * semantics between layers (values, and overflow to ±Infinity, as in PyTorch) while its buffers
+ * are float64 for speed, and a step stored without its activation and activated afterwards (a
+ * pre-activation statistics tap) gives the same bits.
  */
 export function activate(code: number, slope: number, v: number): number {
-  return Math.fround(applyActivation(code, slope, v));
+  return Math.fround(applyActivation(code, slope, Math.fround(v)));
 }
 
 /**

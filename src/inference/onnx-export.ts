@@ -265,8 +265,12 @@ class GraphBuilder {
         else if (s[0] === step.channels && numel(s.slice(1)) === step.spatial)
           dims = [step.channels, ...s.slice(1).map(() => 1)];
         else throw notExportable(step, `no broadcast of ${step.channels} channels over [${s}]`);
-        this.apply('Mul', scope, [this.tensor(`${scope}.scale`, dims, step.scale)]);
-        this.apply('Add', scope, [this.tensor(`${scope}.shift`, dims, step.shift)]);
+        this.apply('Mul', scope, [
+          this.tensor(`${scope}.scale`, dims, Float32Array.from(step.scale)),
+        ]);
+        this.apply('Add', scope, [
+          this.tensor(`${scope}.shift`, dims, Float32Array.from(step.shift)),
+        ]);
         break;
       }
       case 'layernorm':

@@ -1,6 +1,6 @@
 import { maxPoolKernel, meanPoolKernel } from '../nn/index.js';
 import { conv2dKernel, conv2dScratch, type WideConv2dStep } from './conv2d-kernel.js';
-import { checkRunArguments, type Executor } from './executor.js';
+import { checkRunArguments, checkSameStructure, type Executor } from './executor.js';
 import {
   ACT_NONE,
   activationCode,
@@ -18,6 +18,41 @@ import type {
   PlanStep,
 } from './plan.js';
 import { addSkipKernel } from './skip-kernels.js';
+import {
+  addChannelSums,
+  type ChannelSums,
+  checkTaps,
+  type StatisticsProbe,
+  type StatisticsTap,
+  sharedSums,
+  stepsNeeded,
+  tapPosition,
+  tappedWidth,
+} from './statistics-probe.js';
+
+/** A probe of the JavaScript executor: per tensor position, the sums its taps add to. */
+class PlanProbe implements StatisticsProbe {
+  readonly sums: ChannelSums[];
+  /** Index 2·(step + 1) + (pre_activation ? 1 : 0) → the sums of the tap there. */
+  readonly at: (ChannelSums | undefined)[];
+  readonly steps: number;
+
+  constructor(
+    readonly owner: PlanExecutor,
+    readonly taps: readonly StatisticsTap[],
+  ) {
+    this.sums = sharedSums(taps);
+    this.at = new Array(2 * (owner.plan.steps.length + 1)).fill(undefined);
+    taps.forEach((t, i) => {
+      this.at[tapPosition(t)] = this.sums[i];
+    });
+    this.steps = stepsNeeded(taps);
+  }
+
+  reset(): void {
+    for (const s of new Set(this.sums)) s.reset();
+  }
+}
 
 interface Buffers {
   rows: number;
@@ -77,10 +112,10 @@ const slopeOf = (a: Activation): number => (a.kind === 'leaky_relu' ? a.negative
 export class PlanExecutor implements Executor {
   readonly engine = 'js' as const;
   readonly threads = 1;
-  readonly plan: CompiledPlan;
+  plan: CompiledPlan;
   readonly maxBatchSize: number;
   private readonly buffers = new Map<number, Buffers>();
-  private readonly steps: WideStep[];
+  private steps: WideStep[];
   private readonly codes: number[];
   private readonly slopes: number[];
   /** Scratch of the conv steps (im2col rows and GEMM output), shared: steps run one at a time. */
@@ -129,25 +164,65 @@ export class PlanExecutor implements Executor {
   }
 
   /** Runs the plan on `input` ([rows, inputWidth], row-major); returns a new [rows, outputWidth] array. */
-  run(input: Float32Array, rows: number): Float32Array {
+  run(input: Float32Array, rows: number, probe?: StatisticsProbe): Float32Array {
     checkRunArguments(this.plan, input, rows);
+    const taps = probe ? this.own(probe) : undefined;
     this.inputBuffer(rows).set(input.subarray(0, rows * this.plan.inputWidth));
-    return this.runInPlace(rows);
+    return this.runInPlace(rows, taps);
+  }
+
+  accumulate(input: Float32Array, rows: number, probe: StatisticsProbe): void {
+    checkRunArguments(this.plan, input, rows);
+    const taps = this.own(probe);
+    this.inputBuffer(rows).set(input.subarray(0, rows * this.plan.inputWidth));
+    this.execute(rows, taps, taps.steps);
+  }
+
+  createProbe(taps: readonly StatisticsTap[]): StatisticsProbe {
+    checkTaps(this.plan, taps);
+    return new PlanProbe(this, taps);
+  }
+
+  updateParameters(plan: CompiledPlan): void {
+    checkSameStructure(this.plan, plan);
+    this.plan = plan;
+    this.steps = plan.steps.map(widen);
   }
 
   /** Nothing to release: the buffers are garbage-collected with the executor. */
   close(): void {}
 
   /** Runs the plan on what `inputBuffer(rows)` holds. */
-  runInPlace(rows: number): Float32Array {
+  runInPlace(rows: number, probe?: StatisticsProbe): Float32Array {
+    const taps = probe ? this.own(probe) : undefined;
+    const out = this.execute(rows, taps, this.steps.length);
+    const width = this.plan.outputWidth;
+    return Float32Array.from(out.subarray(0, rows * width));
+  }
+
+  private own(probe: StatisticsProbe): PlanProbe {
+    if (!(probe instanceof PlanProbe) || probe.owner !== this)
+      throw new RangeError('the probe was created by another executor');
+    return probe;
+  }
+
+  /** Steps 0 … limit−1 on what the input buffer holds; returns the buffer holding the result. */
+  private execute(rows: number, taps: PlanProbe | undefined, limit: number): Float64Array {
     const buf = this.buffersFor(rows);
     let src = buf.a;
     let dst = buf.b;
     const steps = this.steps;
-    for (let s = 0; s < steps.length; s++) {
+    const tap = (index: number, x: Float64Array, step: number): void => {
+      const sums = taps?.at[index];
+      if (sums) addChannelSums(x, rows, tappedWidth(this.plan, step), sums);
+    };
+    tap(0, src, -1);
+    for (let s = 0; s < limit; s++) {
       const step = steps[s]!;
-      const code = this.codes[s]!;
       const slope = this.slopes[s]!;
+      const pre = taps?.at[2 * (s + 1) + 1];
+      // A pre-activation tap runs the step without its activation, reads it, then activates.
+      const code = pre ? ACT_NONE : this.codes[s]!;
       switch (step.op) {
         case 'dense':
           denseKernel(
@@ -206,16 +281,24 @@ export class PlanExecutor implements Executor {
         case 'save_skip':
           // The block's input stays where it is and is also kept for the add.
           buf.skips[step.slot]!.set(src.subarray(0, rows * step.features));
+          tap(2 * (s + 1) + 1, src, s);
+          tap(2 * (s + 1), src, s);
           continue;
         case 'add_skip':
           addSkipKernel(src, buf.skips[step.slot]!, rows * step.features, code, slope, dst);
           break;
       }
+      if (pre) {
+        tap(2 * (s + 1) + 1, dst, s);
+        const real = this.codes[s]!;
+        if (real !== ACT_NONE)
+          activationKernel(dst, rows * tappedWidth(this.plan, s), real, slope, dst);
+      }
+      tap(2 * (s + 1), dst, s);
       const t = src;
       src = dst;
       dst = t;
     }
-    const width = this.plan.outputWidth;
-    return Float32Array.from(src.subarray(0, rows * width));
+    return src;
   }
 }

@@ -47,14 +47,17 @@ export interface Conv2dStep extends StepBase {
 
 /**
  * y = act(x·scale[c] + shift[c]) per channel c of `spatial` consecutive values: a BatchNorm (or
- * the input transform) with nothing to fold into. Per feature: spatial = 1.
+ * the input transform) with nothing to fold into. Per feature: spatial = 1. scale and shift stay
+ * float64 and every engine computes x·scale + shift in float64, rounded once to float32 (as nn's
+ * BatchNorm and input transform do): float32 parameters would add the same error to every row of
+ * a channel, which statistics gathered over many rows (recalibration) average over, not out.
  */
 export interface AffineStep extends StepBase {
   op: 'affine';
   channels: number;
   spatial: number;
-  scale: Float32Array;
-  shift: Float32Array;
+  scale: Float64Array;
+  shift: Float64Array;
 }
 
 /** LayerNorm: each row is `groups` groups of `groupSize` values, each normalized on its own. */
@@ -154,6 +157,29 @@ export interface LayerFate {
     | 'removed_in_eval';
 }
 
+/**
+ * Where the input of one BatchNorm can be read in the plan (BatchNorms vanish into kernels): a
+ * statistics tap, and the per-channel map x = y·scale + shift from the tapped values y to the
+ * BatchNorm's input x (batch-norm-inputs.ts turns tap sums into the input's moments).
+ *  - folded into the step before it: that step's pre-activation output y = x·s + t, so
+ *    scale = 1/s, shift = −t/s (with later BatchNorms folded into the same step composed in);
+ *  - pending (folded into the next kernel, or a standalone affine): the current tensor, through
+ *    what was pending before it (the input transform, earlier BatchNorms), or as it is;
+ *  - the BatchNorm a prefix plan stops at (compileNetwork's `until`): the plan's output, as it is.
+ */
+export interface BatchNormInput {
+  /** The BatchNorm's path (state-dict prefix). */
+  path: string;
+  /** Its channels (features). */
+  channels: number;
+  /** Undefined when its input cannot be recovered here (`reason` says why). */
+  tap: { step: number; point: 'output' | 'pre_activation'; channels: number } | undefined;
+  /** Per channel; undefined: x = y. */
+  scale: Float64Array | undefined;
+  shift: Float64Array | undefined;
+  reason?: string;
+}
+
 /** An eval-mode execution plan: a short list of fused kernels. */
 export interface CompiledPlan {
   /** The shape of one input sample ([F] or [C, H, W]); rows are stored flat, row-major. */
@@ -170,4 +196,6 @@ export interface CompiledPlan {
   layers: LayerFate[];
   /** Whether the input transform was folded into the first Linear or Conv2d. */
   inputTransformFolded: boolean;
+  /** Every BatchNorm compiled (the one a prefix plan stops at last), in network order. */
+  batchNormInputs: BatchNormInput[];
 }

@@ -172,10 +172,15 @@ export abstract class BatchNorm extends Module {
     return new Tensor(out, input.shape);
   }
 
-  /** running = (1 − m)·running + m·batch, with the unbiased batch variance (PyTorch's convention). */
-  private updateRunningStatistics(stats: ChannelStatistics): void {
+  /**
+   * running = (1 − m)·running + m·batch, with the unbiased batch variance (PyTorch's convention);
+   * m = momentum, or 1/num_batches_tracked (cumulative average) when it is null. Train-mode
+   * forward calls it with the layer's momentum; running-mode recalibration with null, as
+   * torch.optim.swa_utils.update_bn sets it.
+   */
+  updateRunningStatistics(stats: ChannelStatistics, momentum: number | null = this.momentum): void {
     this.numBatchesTracked += 1;
-    const factor = this.momentum === null ? 1 / this.numBatchesTracked : this.momentum;
+    const factor = momentum === null ? 1 / this.numBatchesTracked : momentum;
     const unbiased = stats.count / (stats.count - 1);
     const rm = this.runningMean.data;
     const rv = this.runningVar.data;

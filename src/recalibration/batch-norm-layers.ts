@@ -1,5 +1,5 @@
 import { NormserveError } from '../errors/index.js';
-import { BatchNorm, namedModules, type Sequential, type Tensor } from '../nn/index.js';
+import { BatchNorm, namedModules, type Sequential } from '../nn/index.js';
 
 /** A BatchNorm of the network: its path (state-dict prefix) and its top-level layer index. */
 export interface BatchNormLayer {
@@ -27,28 +27,4 @@ export function batchNormLayers(network: Sequential): BatchNormLayer[] {
     );
   }
   return layers;
-}
-
-/** Thrown by the pre-hook to stop the forward pass once the input has been seen. */
-const STOP = Symbol('stop forward');
-
-/**
- * The input `layer` receives when the network runs on x in the modules' current modes: the
- * forward pass stops there (a pre-hook on the BatchNorm), so later layers cost nothing.
- */
-export function batchNormInput(network: Sequential, layer: BatchNormLayer, x: Tensor): Tensor {
-  let seen: Tensor | undefined;
-  layer.bn.preHook = (input) => {
-    seen = input;
-    throw STOP;
-  };
-  try {
-    network.forward(x);
-  } catch (e) {
-    if (e !== STOP) throw e;
-  } finally {
-    layer.bn.preHook = undefined;
-  }
-  if (!seen) throw new Error(`BatchNorm ${layer.path} is not on the forward path`);
-  return seen;
 }

@@ -1,4 +1,4 @@
-import type { ChannelStatistics } from '../nn/index.js';
+import type { InputMoments } from '../inference/index.js';
 
 /**
  * Per-channel count, mean and M2 = Σ(x − mean)² in float64, merged chunk by chunk with the
@@ -6,8 +6,9 @@ import type { ChannelStatistics } from '../nn/index.js';
  * computing sample variances", 1979), the batch form of Welford's (1962) running variance:
  *   δ = mean_B − mean_A, n = n_A + n_B,
  *   mean = mean_A + δ·n_B/n,  M2 = M2_A + M2_B + δ²·n_A·n_B/n.
- * Each chunk's (mean, M2) comes from nn's two-pass channelStatistics, so the result does not
- * depend on how the rows were chunked (up to float64 rounding).
+ * Each chunk's (mean, M2) comes from the executor's float64 sums of that chunk
+ * (LayerInputStatistics), so the result does not depend on how the rows were chunked (up to
+ * float64 rounding).
  */
 export class ChannelMoments {
   count = 0;
@@ -19,7 +20,7 @@ export class ChannelMoments {
     this.m2 = new Float64Array(channels);
   }
 
-  add(chunk: ChannelStatistics): void {
+  add(chunk: InputMoments): void {
     const nB = chunk.count;
     if (nB === 0) return;
     const nA = this.count;
@@ -27,7 +28,7 @@ export class ChannelMoments {
     for (let c = 0; c < this.mean.length; c++) {
       const delta = chunk.mean[c]! - this.mean[c]!;
       this.mean[c] = this.mean[c]! + (delta * nB) / n;
-      this.m2[c] = this.m2[c]! + chunk.varBiased[c]! * nB + (delta * delta * nA * nB) / n;
+      this.m2[c] = this.m2[c]! + chunk.m2[c]! + (delta * delta * nA * nB) / n;
     }
     this.count = n;
   }

@@ -1,9 +1,10 @@
-import { channelStatistics, type FeatureTransform, type Sequential, Tensor } from '../nn/index.js';
-import { type BatchNormLayer, batchNormInput } from './batch-norm-layers.js';
+import type { FeatureTransform, Sequential } from '../nn/index.js';
+import type { BatchNormLayer } from './batch-norm-layers.js';
 import { ChannelMoments } from './channel-moments.js';
+import { LayerInputStatistics } from './layer-input-statistics.js';
 import { blendStatistics } from './prior-blend.js';
 import type { ResolvedOptions } from './recalibration-options.js';
-import { RowStore } from './row-store.js';
+import { MemoryRowStore, type RowStore } from './row-store.js';
 import { type ModeResult, StreamingRecalibrator } from './streaming-recalibrator.js';
 
 /**
@@ -14,10 +15,13 @@ import { type ModeResult, StreamingRecalibrator } from './streaming-recalibrator
  * inside residual blocks included. `prior` blends each target estimate with the source statistics
  * (blendStatistics) before moving on, so later layers see the blended earlier ones.
  *
- * Statistics accumulate per channel in float64 (ChannelMoments) and are stored rounded to
- * float32. The input of BatchNorm k depends on the new statistics of BatchNorm k − 1, so the rows
- * are kept (RowStore) and run again from the input for each later BatchNorm, a chunk at a time;
- * the first BatchNorm's statistics are folded in as rows arrive.
+ * BatchNorm k's inputs are read by the fast executor (LayerInputStatistics): the compiled plan of
+ * everything before it, earlier BatchNorms folded with their new statistics, a chunk of rows per
+ * call, the per-channel sums taken in float64 inside the executor; each chunk's moments merge
+ * into ChannelMoments (Chan's pairwise update) and the result is stored rounded to float32. The
+ * input of BatchNorm k depends on the new statistics of BatchNorm k − 1, so the rows are kept
+ * (a RowStore) and run again for each later BatchNorm; the first BatchNorm's statistics are
+ * gathered as rows arrive.
  *
  * num_batches_tracked is left unchanged: it counts the optimizer steps that trained the source
  * model, eval never reads it, and nothing here is a training step.
@@ -25,6 +29,7 @@ import { type ModeResult, StreamingRecalibrator } from './streaming-recalibrator
 export class LayerwiseRecalibrator extends StreamingRecalibrator {
   private readonly store: RowStore;
   private readonly first: ChannelMoments;
+  private readonly firstInputs: LayerInputStatistics;
 
   constructor(
     network: Sequential,
@@ -33,15 +38,19 @@ export class LayerwiseRecalibrator extends StreamingRecalibrator {
     options: ResolvedOptions,
     layers: readonly BatchNormLayer[],
   ) {
-    super(network, inputTransform, inputShape, options, layers);
-    this.store = new RowStore(this.inputWidth, options.chunkRows);
+    super(network, inputTransform, inputShape, options, layers, options.chunkRows);
+    const blockRows = options.chunkRows;
+    this.store =
+      options.rowStore?.(this.inputWidth, blockRows) ??
+      new MemoryRowStore(this.inputWidth, blockRows);
     this.first = new ChannelMoments(layers[0]!.bn.numFeatures);
+    this.firstInputs = new LayerInputStatistics(this.source, layers[0]!);
   }
 
-  protected consume(x: Float32Array, rows: number): void {
-    // Statistics first: if the forward throws, nothing of this slice is kept.
-    this.accumulate(this.first, this.layers[0]!, x, rows);
-    this.store.append(x);
+  protected async consume(x: Float32Array, rows: number): Promise<void> {
+    // Statistics first: if they throw, nothing of this slice is kept.
+    this.first.add(this.firstInputs.measure(x, rows));
+    await this.store.append(x);
   }
 
   protected async compute(n: number): Promise<ModeResult> {
@@ -50,18 +59,24 @@ export class LayerwiseRecalibrator extends StreamingRecalibrator {
       let moments = this.first;
       if (k > 0) {
         moments = new ChannelMoments(layer.bn.numFeatures);
-        let done = 0;
-        for (const chunk of this.store.chunks()) {
-          this.accumulate(moments, layer, chunk.data, chunk.rows);
-          done += chunk.rows;
-          this.progress({
-            phase: 'statistics',
-            rows: done,
-            totalRows: n,
-            layer: layer.index,
-            path: layer.path,
-          });
-          await this.pause();
+        // Compiled now: the BatchNorms before k hold their new statistics.
+        const inputs = new LayerInputStatistics(this.source, layer);
+        try {
+          let done = 0;
+          for await (const chunk of this.store.chunks()) {
+            moments.add(inputs.measure(chunk.data, chunk.rows));
+            done += chunk.rows;
+            this.progress({
+              phase: 'statistics',
+              rows: done,
+              totalRows: n,
+              layer: layer.index,
+              path: layer.path,
+            });
+            await this.pause();
+          }
+        } finally {
+          inputs.close();
         }
       } else {
         this.progress({
@@ -85,20 +100,8 @@ export class LayerwiseRecalibrator extends StreamingRecalibrator {
     return {};
   }
 
-  /** Adds the statistics of `layer`'s inputs for `rows` input rows, earlier layers in eval. */
-  private accumulate(
-    moments: ChannelMoments,
-    layer: BatchNormLayer,
-    x: Float32Array,
-    rows: number,
-  ): void {
-    this.state.enterEval();
-    try {
-      const h = batchNormInput(this.network, layer, new Tensor(x, [rows, ...this.inputShape]));
-      const [batch, channels, spatial] = layer.bn.layout(h.shape);
-      moments.add(channelStatistics(h.data, batch, channels, spatial));
-    } finally {
-      this.state.leave();
-    }
+  protected async release(): Promise<void> {
+    this.firstInputs.close();
+    await this.store.close();
   }
 }

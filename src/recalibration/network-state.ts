@@ -39,19 +39,6 @@ export class NetworkState {
     this.network.eval();
   }
 
-  /**
-   * `running` mode: BatchNorms in train mode with momentum null (cumulative average), every other
-   * module in eval mode. Unlike update_bn, Dropout stays off: the statistics are meant for the
-   * eval-mode network, which never drops units, so dropout noise would only bias the variances.
-   */
-  enterRunning(): void {
-    this.network.eval();
-    for (const { bn } of this.layers) {
-      bn.train();
-      setMomentum(bn, null);
-    }
-  }
-
   /** Back to the caller's train/eval flags and momenta. */
   leave(): void {
     this.modules.forEach((m, i) => {

@@ -1,4 +1,6 @@
 import { NormserveError } from '../errors/index.js';
+import type { EngineOptions } from '../inference/index.js';
+import type { RowStore } from './row-store.js';
 
 /**
  * How BatchNorm statistics are re-estimated on the target data:
@@ -28,18 +30,32 @@ export interface RecalibrationOptions {
   priorStrength?: number;
   /** Rows per train-mode batch of `running` mode (default 256, 2 ≤ batchSize ≤ MAX_BATCH_SIZE). */
   batchSize?: number;
-  /** Rows per forward chunk (default 1024): working memory is bounded by it. */
+  /**
+   * Rows per executor call (default 4096): pushes are taken and stored rows read back in slices
+   * of this many rows, with pause() between them; working memory is bounded by it.
+   */
   chunkRows?: number;
   /** Most rows accepted (default 1 000 000); more is TOO_MANY_SAMPLES. */
   maxSamples?: number;
   onProgress?: (p: RecalibrationProgress) => void;
   /** Awaited between chunks, so that a server's event loop keeps serving. */
   pause?: () => Promise<void>;
+  /**
+   * The engine that gathers the statistics (createExecutor's options; default: the wasm engine
+   * where it can run the plan, else the JavaScript one). One thread is the default and the
+   * sensible choice: a recalibration builds one executor per BatchNorm.
+   */
+  engine?: EngineOptions;
+  /**
+   * Where `exact` and `prior` keep the rows until every BatchNorm has read them (default: in
+   * memory). The service passes a store that spills to a temporary file past a budget.
+   */
+  rowStore?: (width: number, blockRows: number) => RowStore;
 }
 
 export const DEFAULT_PRIOR_STRENGTH = 16;
 export const DEFAULT_BATCH_SIZE = 256;
-export const DEFAULT_CHUNK_ROWS = 1024;
+export const DEFAULT_CHUNK_ROWS = 4096;
 export const DEFAULT_MAX_SAMPLES = 1_000_000;
 /**
  * Upper bounds of the options a client chooses. `running` mode holds one batch of rows, so the
@@ -58,6 +74,8 @@ export interface ResolvedOptions {
   maxSamples: number;
   onProgress: ((p: RecalibrationProgress) => void) | undefined;
   pause: (() => Promise<void>) | undefined;
+  engine: EngineOptions;
+  rowStore: ((width: number, blockRows: number) => RowStore) | undefined;
 }
 
 const MODES: readonly RecalibrationMode[] = ['exact', 'prior', 'running'];
@@ -115,5 +133,7 @@ export function resolveOptions(options: RecalibrationOptions): ResolvedOptions {
     maxSamples: integerAtLeast('maxSamples', options.maxSamples ?? DEFAULT_MAX_SAMPLES, 2),
     onProgress: options.onProgress,
     pause: options.pause,
+    engine: options.engine ?? {},
+    rowStore: options.rowStore,
   };
 }

@@ -32,4 +32,10 @@ export interface Recalibrator {
    * network's buffers, modes and momenta are restored to what they were before the recalibration.
    */
   finish(): Promise<RecalibrationResult>;
+  /**
+   * Gives the recalibration up without finishing it: the network's statistics are restored and
+   * what it holds (stored rows, spill files, executors) is released. A no-op once finish() or
+   * abort() was called; not while a push() is running.
+   */
+  abort(): Promise<void>;
 }

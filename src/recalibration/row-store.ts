@@ -1,12 +1,26 @@
 /**
- * The received rows (after the input transform), kept because in `exact` and `prior` mode the
- * input of BatchNorm k depends on the new statistics of BatchNorm k − 1, so every row is needed
- * again once per BatchNorm. Rows are copied once into blocks of at most `blockRows` rows (small
- * pushes are coalesced, big ones split), never into one giant array; the open block grows by
- * doubling so that a few rows never allocate a whole block.
+ * The received rows (raw, as uploaded), kept because in `exact` and `prior` mode the input of
+ * BatchNorm k depends on the new statistics of BatchNorm k − 1, so every row is needed again once
+ * per BatchNorm. Appends copy; chunks() reads them back in order in blocks of at most `blockRows`
+ * rows (a block may be reused once the iteration moves on).
  */
-export class RowStore {
-  private readonly blocks: Float32Array[] = [];
+export interface RowStore {
+  readonly rows: number;
+  /** Copies whole rows in. */
+  append(rows: Float32Array): void | Promise<void>;
+  /** The stored rows, in the order received, in blocks of at most `blockRows` rows. */
+  chunks(): AsyncIterable<{ data: Float32Array; rows: number }>;
+  /** Releases what the store holds (files, memory); idempotent. */
+  close(): void | Promise<void>;
+}
+
+/**
+ * Rows in memory: copied once into blocks of at most `blockRows` rows (small pushes are
+ * coalesced, big ones split), never into one giant array; the open block grows by doubling so
+ * that a few rows never allocate a whole block.
+ */
+export class MemoryRowStore implements RowStore {
+  private blocks: Float32Array[] = [];
   private open = new Float32Array(0);
   private openRows = 0;
   private stored = 0;
@@ -42,10 +56,15 @@ export class RowStore {
   }
 
   /** The stored rows as blocks of at most `blockRows` rows, in the order received. */
-  *chunks(): Generator<{ data: Float32Array; rows: number }> {
+  async *chunks(): AsyncGenerator<{ data: Float32Array; rows: number }> {
     for (const data of this.blocks) yield { data, rows: this.blockRows };
     if (this.openRows > 0)
       yield { data: this.open.subarray(0, this.openRows * this.width), rows: this.openRows };
+  }
+
+  close(): void {
+    this.blocks = [];
+    this.open = new Float32Array(0);
   }
 
   private reserve(rows: number): void {

@@ -1,5 +1,7 @@
-import { type FeatureTransform, type Sequential, Tensor } from '../nn/index.js';
+import type { FoldStatistics } from '../inference/index.js';
+import type { FeatureTransform, Sequential } from '../nn/index.js';
 import type { BatchNormLayer } from './batch-norm-layers.js';
+import { LayerInputStatistics } from './layer-input-statistics.js';
 import type { ResolvedOptions } from './recalibration-options.js';
 import { type ModeResult, StreamingRecalibrator } from './streaming-recalibrator.js';
 
@@ -9,15 +11,22 @@ import { type ModeResult, StreamingRecalibrator } from './streaming-recalibrator
  * average) and forward consecutive batches of `batchSize` rows with the BatchNorms in train mode,
  * which normalize with the batch statistics and fold the batch mean and unbiased variance into
  * the running ones: after B batches each is the plain average over the batches, and
- * num_batches_tracked = B. Unlike update_bn, Dropout stays off (see NetworkState.enterRunning).
+ * num_batches_tracked = B. Unlike update_bn, Dropout stays off (every other layer is in eval).
  *
- * Batches are forwarded as soon as they are full, so only one batch of rows is ever held (memory
+ * The same statistics path as `exact`: for each batch and BatchNorm k in order, the compiled
+ * plan up to k's input — the earlier BatchNorms folded with this batch's own mean and biased
+ * variance, as train mode normalizes — runs on the fast executor (one per BatchNorm, its numbers
+ * reloaded per batch), which sums k's inputs in float64; the batch mean and unbiased variance
+ * enter the running statistics through BatchNorm's own update rule.
+ *
+ * Batches are processed as soon as they are full, so only one batch of rows is ever held (memory
  * is bounded by `batchSize`, whatever `chunkRows` is). A final partial batch of ≥ 2 rows is used;
  * a final batch of a single row is skipped (a train-mode BatchNorm cannot take one value per
- * channel) and reported as `skipped: 1`. Modes and momenta are restored after every batch.
+ * channel) and reported as `skipped: 1`.
  */
 export class RunningRecalibrator extends StreamingRecalibrator {
   private readonly batch: Float32Array;
+  private readonly inputs: (LayerInputStatistics | undefined)[];
   private pending = 0;
   private batches = 0;
   private batchedRows = 0;
@@ -31,8 +40,9 @@ export class RunningRecalibrator extends StreamingRecalibrator {
     options: ResolvedOptions,
     layers: readonly BatchNormLayer[],
   ) {
-    super(network, inputTransform, inputShape, options, layers);
+    super(network, inputTransform, inputShape, options, layers, options.batchSize);
     this.batch = new Float32Array(options.batchSize * this.inputWidth);
+    this.inputs = layers.map(() => undefined);
   }
 
   protected consume(x: Float32Array, rows: number): void {
@@ -57,8 +67,13 @@ export class RunningRecalibrator extends StreamingRecalibrator {
     return { batches: this.batches, skipped };
   }
 
+  protected async release(): Promise<void> {
+    for (const s of this.inputs) s?.close();
+  }
+
   private runBatch(): void {
     const rows = this.pending;
+    this.pending = 0;
     if (this.batches === 0) {
       // BatchNorm.reset_running_stats().
       for (const { bn } of this.layers) {
@@ -67,17 +82,24 @@ export class RunningRecalibrator extends StreamingRecalibrator {
         bn.numBatchesTracked = 0;
       }
     }
-    this.state.enterRunning();
-    try {
-      const x = new Tensor(this.batch.subarray(0, rows * this.inputWidth), [
-        rows,
-        ...this.inputShape,
-      ]);
-      this.network.forward(x);
-    } finally {
-      this.state.leave();
-      this.pending = 0;
-    }
+    const x = this.batch.subarray(0, rows * this.inputWidth);
+    const folded = new Map<string, FoldStatistics>();
+    this.layers.forEach((layer, k) => {
+      let inputs = this.inputs[k];
+      if (!inputs) {
+        inputs = new LayerInputStatistics(this.source, layer, folded);
+        this.inputs[k] = inputs;
+      } else if (k > 0) {
+        inputs.refold(folded);
+      }
+      const { count, mean, m2 } = inputs.measure(x, rows);
+      const varBiased = m2.map((v) => v / count);
+      // Train mode: the running statistics take the batch mean and unbiased variance
+      // (cumulative average, momentum null), and later layers see this batch normalized with
+      // its mean and biased variance.
+      layer.bn.updateRunningStatistics({ count, mean, varBiased }, null);
+      folded.set(layer.path, { mean, variance: varBiased });
+    });
     this.batches += 1;
     this.batchedRows += rows;
     this.progress({ phase: 'statistics', rows: this.batchedRows, totalRows: this.seen });

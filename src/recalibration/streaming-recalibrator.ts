@@ -1,11 +1,7 @@
 import { NormserveError } from '../errors/index.js';
-import {
-  applyFeatureTransform,
-  type FeatureTransform,
-  numelOf,
-  type Sequential,
-} from '../nn/index.js';
+import { type FeatureTransform, numelOf, type Sequential } from '../nn/index.js';
 import type { BatchNormLayer } from './batch-norm-layers.js';
+import type { PlanSource } from './layer-input-statistics.js';
 import { layerShift } from './layer-shift.js';
 import { NetworkState } from './network-state.js';
 import type { RecalibrationProgress, ResolvedOptions } from './recalibration-options.js';
@@ -16,9 +12,10 @@ import { checkCapacity, countRows } from './row-validation.js';
 export type ModeResult = Pick<RecalibrationResult, 'batches' | 'skipped'>;
 
 /**
- * The part every mode shares: validating pushed chunks, applying the input transform slice by
- * slice (at most `chunkRows` rows at a time, pausing between slices), progress, the one-shot
- * finish() that restores the network on failure, and the shift report.
+ * The part every mode shares: validating pushed chunks, handing them on slice by slice (at most
+ * `chunkRows` rows at a time, pausing between slices), progress, the one-shot finish() that
+ * restores the network on failure, and the shift report. Rows stay raw: the input transform is
+ * folded into the plans that read the BatchNorm inputs (LayerInputStatistics).
  */
 export abstract class StreamingRecalibrator implements Recalibrator {
   protected readonly state: NetworkState;
@@ -28,27 +25,35 @@ export abstract class StreamingRecalibrator implements Recalibrator {
   private busy = false;
   private closed = false;
 
+  /** What the modes compile their statistics plans from. */
+  protected readonly source: PlanSource;
+
   constructor(
     protected readonly network: Sequential,
-    private readonly inputTransform: FeatureTransform | undefined,
+    inputTransform: FeatureTransform | undefined,
     /** The shape of one sample ([F] or [C, H, W]); rows arrive flat, row-major. */
     protected readonly inputShape: readonly number[],
     protected readonly options: ResolvedOptions,
     protected readonly layers: readonly BatchNormLayer[],
+    batchRows: number,
   ) {
     this.inputWidth = numelOf(inputShape);
     this.state = new NetworkState(network, layers);
+    this.source = { network, inputTransform, inputShape, engine: options.engine, batchRows };
   }
 
   get rows(): number {
     return this.received;
   }
 
-  /** Takes `rows` transformed rows (a fresh array the mode may keep). */
-  protected abstract consume(x: Float32Array, rows: number): void;
+  /** Takes `rows` raw rows: a view of the caller's chunk, to be copied if kept. */
+  protected abstract consume(x: Float32Array, rows: number): void | Promise<void>;
 
   /** Writes the new statistics of every BatchNorm for `n` ≥ 2 rows. */
   protected abstract compute(n: number): Promise<ModeResult>;
+
+  /** Releases executors and stored rows (after finish, whatever its outcome). */
+  protected abstract release(): Promise<void>;
 
   async push(chunk: Float32Array): Promise<void> {
     this.enter('push');
@@ -59,10 +64,7 @@ export abstract class StreamingRecalibrator implements Recalibrator {
       const step = this.options.chunkRows;
       for (let start = 0; start < rows; start += step) {
         const end = Math.min(rows, start + step);
-        const raw = chunk.subarray(start * width, end * width);
-        const x = applyFeatureTransform(raw, width, this.inputTransform);
-        // Without a transform x is the caller's memory: keep a copy, never a view.
-        this.consume(x === raw ? raw.slice() : x, end - start);
+        await this.consume(chunk.subarray(start * width, end * width), end - start);
         this.received += end - start;
         this.progress({ phase: 'receiving', rows: this.received, totalRows: this.received });
         await this.pause();
@@ -91,8 +93,17 @@ export abstract class StreamingRecalibrator implements Recalibrator {
       throw e;
     } finally {
       this.state.leave();
+      await this.release();
       this.busy = false;
     }
+  }
+
+  async abort(): Promise<void> {
+    if (this.closed) return;
+    if (this.busy) throw new Error('Recalibrator.abort(): a push() is still running; await it');
+    this.closed = true;
+    this.state.restoreBuffers();
+    await this.release();
   }
 
   protected progress(p: RecalibrationProgress): void {

@@ -1,6 +1,8 @@
 import { createHash, type Hash, randomUUID } from 'node:crypto';
+import { tmpdir } from 'node:os';
 import { holdsBatchNormStatistics, networkFromCheckpoint } from '../checkpoint/index.js';
 import { isNormserveError, NormserveError } from '../errors/index.js';
+import type { EngineName } from '../inference/index.js';
 import { cloneStateDict } from '../nn/index.js';
 import {
   createRecalibrator,
@@ -15,6 +17,7 @@ import type { TraceContext } from './job-record.js';
 import { type Job, type JobRegistry, traceOf } from './job-registry.js';
 import { type Log, silentLog } from './logger.js';
 import type { AvailableVersion, ModelRegistry } from './model-registry.js';
+import { SpillingRowStore } from './spilling-row-store.js';
 
 export interface RecalibrationRequest {
   model: string;
@@ -46,6 +49,14 @@ export interface RecalibrationOutcome {
 
 export interface RecalibrationServiceOptions {
   maxSamples: number;
+  /**
+   * Bytes of rows an `exact`/`prior` recalibration keeps in memory; the rest is spilled to a
+   * temporary file under `spillDirectory` (SpillingRowStore). Default: everything in memory.
+   */
+  rowMemoryBytes?: number | undefined;
+  spillDirectory?: string | undefined;
+  /** The engine that gathers the statistics (default: wasm, JS where wasm cannot run the plan). */
+  engine?: EngineName | undefined;
   log?: Log;
   onOutcome?: (model: string, mode: RecalibrationMode, outcome: 'succeeded' | 'failed') => void;
 }
@@ -92,6 +103,16 @@ export class RecalibrationSession {
       ...(request.batchSize !== undefined ? { batchSize: request.batchSize } : {}),
       maxSamples: service.options.maxSamples,
       pause,
+      ...(service.options.engine !== undefined && { engine: { engine: service.options.engine } }),
+      ...(service.options.rowMemoryBytes !== undefined && {
+        rowStore: (width: number, blockRows: number) =>
+          new SpillingRowStore(
+            width,
+            blockRows,
+            service.options.rowMemoryBytes!,
+            service.options.spillDirectory ?? tmpdir(),
+          ),
+      }),
       onProgress: (p) =>
         service.jobs.update(job, {
           phase:
@@ -181,6 +202,11 @@ export class RecalibrationSession {
 
   /** Ends the session with an error (a bad row, a dropped upload), releasing the model. */
   async fail(error: unknown): Promise<void> {
+    if (this.settled) return;
+    // Frees the stored rows and the executors now rather than when the session is collected.
+    await this.recalibrator.abort().catch((e: unknown) => {
+      this.service.log.warn({ err: e, job: this.job.id }, 'releasing the recalibration failed');
+    });
     const info = isNormserveError(error)
       ? {
           code: error.code,

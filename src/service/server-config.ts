@@ -44,6 +44,11 @@ export const serverConfigSchema = z.object({
   MAX_RECALIBRATION_SAMPLES: int(2).default(1_000_000),
   /** Recalibrations with more rows than this run as a job (202 + Location). */
   RECALIBRATION_ASYNC_ROWS: int(2).default(50_000),
+  /**
+   * Bytes of uploaded rows an exact/prior recalibration keeps in memory until every BatchNorm has
+   * read them; beyond that they go to a temporary file (in os.tmpdir(), removed at the end).
+   */
+  RECALIBRATION_MEMORY_BYTES: int(0).default(64 * 1024 * 1024),
   /** Upper bound for a streamed recalibration upload (NDJSON or float32 rows). */
   RECALIBRATION_BODY_LIMIT_BYTES: int(1024).default(1024 * 1024 * 1024),
   /** How often the repository is scanned for versions published by other processes; 0 = never. */

@@ -63,6 +63,8 @@ async function adminScope(app: AppInstance): Promise<void> {
   });
   const service = new RecalibrationService(registry, jobs, {
     maxSamples: config.MAX_RECALIBRATION_SAMPLES,
+    rowMemoryBytes: config.RECALIBRATION_MEMORY_BYTES,
+    engine: config.ENGINE,
     log: app.log,
     onOutcome: (model, mode, outcome) => metrics.recalibrations.inc({ model, mode, outcome }),
   });

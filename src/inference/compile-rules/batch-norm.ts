@@ -1,21 +1,27 @@
 import type { BatchNorm } from '../../nn/index.js';
 import {
+  type CompileContext,
   type CompileRule,
   type ConvDraft,
   type DenseDraft,
+  type FoldStatistics,
   uniformPerChannel,
 } from './compile-context.js';
 
 /**
  * Eval-mode BatchNorm as a per-channel affine map: y = x·s + t with s = γ/√(σ² + ε) and
- * t = β − μ·s, from the running statistics only (never batch statistics).
+ * t = β − μ·s, from the running statistics (or the statistics given: a train-mode batch's mean
+ * and biased variance, for running-mode recalibration).
  */
-export function batchNormAffine(bn: BatchNorm): { scale: Float64Array; shift: Float64Array } {
+export function batchNormAffine(
+  bn: BatchNorm,
+  statistics?: FoldStatistics,
+): { scale: Float64Array; shift: Float64Array } {
   const c = bn.numFeatures;
   const scale = new Float64Array(c);
   const shift = new Float64Array(c);
-  const mean = bn.runningMean.data;
-  const variance = bn.runningVar.data;
+  const mean = statistics?.mean ?? bn.runningMean.data;
+  const variance = statistics?.variance ?? bn.runningVar.data;
   for (let k = 0; k < c; k++) {
     const gamma = bn.weight ? bn.weight.value.data[k]! : 1;
     const beta = bn.bias ? bn.bias.value.data[k]! : 0;
@@ -64,12 +70,21 @@ function foldIntoProducer(
  */
 export const batchNormRule: CompileRule = (module, path, ctx) => {
   const bn = module as BatchNorm;
-  const perChannel = batchNormAffine(bn);
+  const perChannel = batchNormAffine(bn, ctx.statistics.get(path));
   const spatial = ctx.width / bn.numFeatures;
   const expand = (v: Float64Array) =>
     Float64Array.from({ length: ctx.width }, (_, i) => v[Math.floor(i / spatial)]!);
   const scale = expand(perChannel.scale);
   const shift = expand(perChannel.shift);
+  if (!ctx.foldBatchNorms) {
+    // Whatever is pending (the input transform) runs first, then this BatchNorm on its own.
+    ctx.flush();
+    recordPending(ctx, path, bn.numFeatures);
+    ctx.addPending(scale, shift, path);
+    ctx.fate(path, bn, 'standalone_affine');
+    ctx.flush();
+    return;
+  }
   const target = ctx.previousFoldTarget;
   if (
     !ctx.pending &&
@@ -84,9 +99,67 @@ export const batchNormRule: CompileRule = (module, path, ctx) => {
       target.op === 'dense' ? 'folded_into_previous_linear' : 'folded_into_previous_conv',
     );
     ctx.foldTarget = target;
+    recordFolded(ctx, path, bn.numFeatures, ctx.drafts.indexOf(target), perChannel);
     return;
   }
+  recordPending(ctx, path, bn.numFeatures);
   ctx.addPending(scale, shift, path);
   // Provisional: settled when the pending affine is folded into a kernel or flushed as a step.
   ctx.fate(path, bn, 'folded_into_next_linear');
 };
+
+/**
+ * A BatchNorm folded into step `step`: its input x is that step's pre-activation output through
+ * y = x·s + t; BatchNorms folded into the same step earlier now see this one composed after them.
+ */
+function recordFolded(
+  ctx: CompileContext,
+  path: string,
+  channels: number,
+  step: number,
+  affine: { scale: Float64Array; shift: Float64Array },
+): void {
+  for (const r of ctx.batchNormInputs) {
+    if (r.step !== step || r.point !== 'pre_activation' || !r.forward) continue;
+    for (let c = 0; c < channels; c++) {
+      r.forward.s[c] = r.forward.s[c]! * affine.scale[c]!;
+      r.forward.t[c] = r.forward.t[c]! * affine.scale[c]! + affine.shift[c]!;
+    }
+  }
+  ctx.batchNormInputs.push({
+    path,
+    channels,
+    step,
+    point: 'pre_activation',
+    forward: { s: affine.scale.slice(), t: affine.shift.slice() },
+  });
+}
+
+/**
+ * A BatchNorm left pending: its input is the current tensor (the last step's output, or the
+ * plan's input) through what is pending before it, per channel.
+ */
+function recordPending(ctx: CompileContext, path: string, channels: number): void {
+  const step = ctx.drafts.length - 1;
+  const p = ctx.pending;
+  const record = { path, channels, step, point: 'output' as const };
+  if (!p) {
+    ctx.batchNormInputs.push(record);
+    return;
+  }
+  const map =
+    ctx.shape.length === 3
+      ? uniformPerChannel(p, ctx.shape)
+      : p.scale.length === channels
+        ? { scale: p.scale.slice(), shift: p.shift.slice() }
+        : undefined;
+  ctx.batchNormInputs.push(
+    map
+      ? { ...record, map }
+      : {
+          ...record,
+          reason:
+            'its input is the current tensor through an affine map that differs within a channel',
+        },
+  );
+}

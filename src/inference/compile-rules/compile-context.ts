@@ -28,6 +28,27 @@ export interface Pending {
   input: boolean;
 }
 
+/**
+ * Where a BatchNorm's input is read, while compiling: `forward` (y = x·s + t per channel) for one
+ * folded into the step before it, composed with any folded after it; `map` (x = y·scale + shift)
+ * for one read off the current tensor through what was pending.
+ */
+export interface BatchNormInputDraft {
+  path: string;
+  channels: number;
+  step: number;
+  point: 'output' | 'pre_activation';
+  forward?: { s: Float64Array; t: Float64Array };
+  map?: { scale: Float64Array; shift: Float64Array };
+  reason?: string;
+}
+
+/** Statistics to fold instead of a BatchNorm's running ones (running mode's batch statistics). */
+export interface FoldStatistics {
+  mean: ArrayLike<number>;
+  variance: ArrayLike<number>;
+}
+
 /** A compile rule: what one module kind becomes in the plan (./index.ts maps kinds to rules). */
 export type CompileRule = (module: Module, path: string, ctx: CompileContext) => void;
 
@@ -49,11 +70,20 @@ export class CompileContext {
   maxWidth: number;
   depth = 0;
   maxDepth = 0;
+  readonly batchNormInputs: BatchNormInputDraft[] = [];
+  /** The layer compilation stops at (a prefix plan), once reached. */
+  stopped: { path: string; module: Module } | undefined;
 
   constructor(
     inputShape: readonly number[],
     inputTransform: FeatureTransform | undefined,
     readonly compileModule: (path: string, module: Module, ctx: CompileContext) => void,
+    /** Per BatchNorm path, statistics to fold instead of its running ones. */
+    readonly statistics: ReadonlyMap<string, FoldStatistics> = new Map(),
+    /** Compile the layers before this path only (their output is that layer's input). */
+    readonly stopAt?: string,
+    /** false: every BatchNorm runs as its own affine step (CompileOptions.foldBatchNorms). */
+    readonly foldBatchNorms = true,
   ) {
     this.shape = [...inputShape];
     this.maxWidth = this.width;
@@ -61,6 +91,7 @@ export class CompileContext {
       const scale = Float64Array.from(inputTransform.scale);
       const shift = Float64Array.from(inputTransform.shift, (s, i) => -s * scale[i]!);
       this.pending = { scale, shift, layers: [], input: true };
+      if (!foldBatchNorms) this.flush();
     }
   }
 
@@ -123,8 +154,8 @@ export class CompileContext {
       op: 'affine',
       channels: perChannel ? this.shape[0]! : this.width,
       spatial: perChannel ? this.width / this.shape[0]! : 1,
-      scale: Float32Array.from(perChannel?.scale ?? p.scale),
-      shift: Float32Array.from(perChannel?.shift ?? p.shift),
+      scale: Float64Array.from(perChannel?.scale ?? p.scale),
+      shift: Float64Array.from(perChannel?.shift ?? p.shift),
       activation: { kind: 'none' },
       layers: p.layers,
     });

@@ -9,7 +9,12 @@ import { adaptiveAvgPool2dRule, avgPool2dRule, maxPool2dRule } from './pooling.j
 import { residualRule } from './residual.js';
 
 export { batchNormAffine } from './batch-norm.js';
-export { CompileContext, type CompileRule, type Draft } from './compile-context.js';
+export {
+  CompileContext,
+  type CompileRule,
+  type Draft,
+  type FoldStatistics,
+} from './compile-context.js';
 
 /**
  * How each module kind (nn's Module.kind, PyTorch's class name) compiles: the inference half of a

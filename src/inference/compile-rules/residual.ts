@@ -18,6 +18,8 @@ export const residualRule: CompileRule = (module, path, ctx) => {
   m.body.modules.forEach((child, j) => {
     ctx.compileModule(`${path}.body.${j}`, child, ctx);
   });
+  // A prefix plan that stops inside the body ends there (the skip is never added).
+  if (ctx.stopped) return;
   ctx.flush();
   ctx.emit({ op: 'add_skip', slot, features, activation: { kind: 'relu' }, layers: [path] });
   ctx.depth -= 1;

@@ -2,9 +2,11 @@ import {
   assembleWat,
   convWat,
   elementwiseWat,
+  gemm64Wat,
   gemmWat,
   poolWat,
   residualWat,
+  statisticsWat,
   vectorMathWat,
 } from '../../nn/wasm/index.js';
 import { ENGINE_BINARIES } from './engine-binaries.js';
@@ -15,7 +17,8 @@ export const MAX_PAGES = 65536;
 
 /**
  * The engine's module as text: one shared memory imported from the host (so the calling thread
- * and the helper threads run on the same weights), the GEMM, the plan interpreter and the helpers'
+ * and the helper threads run on the same weights), the GEMM, the float64-accumulating GEMM of
+ * statistics plans and the statistics taps' channel sums, the plan interpreter and the helpers'
  * loop, and the `parts` a plan needs: the element-wise steps and their activations; convolution,
  * pooling and the residual add. `relaxed` uses relaxed SIMD's fused multiply-add in the GEMM's
  * inner loop.
@@ -27,6 +30,8 @@ export function engineModuleText(relaxed: boolean, parts: EngineParts = ALL_PART
   ${elementwise ? vectorMathWat() : ''}
   ${elementwise ? elementwiseWat() : ''}
   ${gemmWat(relaxed, { rowBias: parts.cnn })}
+  ${elementwise ? gemm64Wat() : ''}
+  ${statisticsWat()}
   ${parts.cnn ? [convWat(), poolWat(), residualWat()].join('\n') : ''}
   ${programWat(parts)}
 )`;
@@ -124,6 +129,7 @@ export interface EngineExports {
     slope: number,
   ): void;
   serve(control: number, program: number, input: number, output: number, scratch: number): void;
+  channel_sums(src: number, rows: number, width: number, channels: number, acc: number): void;
 }
 
 /**

@@ -19,8 +19,21 @@ export const PROGRAM = {
   /** Where a thread's skip buffers and its convolution scratch start, from its scratch (bytes). */
   skipsAt: 5,
   convAt: 6,
-  headerBytes: 32,
+  /** The tap table of the call (0: no statistics): see TAP. */
+  taps: 7,
+  /** Steps this call runs: all of them, or the prefix a statistics call needs. */
+  limit: 8,
+  /** Byte offset of a thread's tap accumulators from the start of its scratch. */
+  accumulators: 9,
+  headerBytes: 40,
 } as const;
+
+/**
+ * The tap table of a call: one i32 per tensor and reading, at word 2·(step + 1) + (pre ? 1 : 0)
+ * (step −1 is the input), 0 or the address of a tap record: channels, then the byte offset of
+ * its accumulators (Σx then Σx², f64 × channels) within the thread's accumulator area.
+ */
+export const TAP = { channels: 0, offset: 1, bytes: 8 } as const;
 
 /** A step record: i32 words (slope f32, eps f64 at its byte offset). */
 export const STEP = {
@@ -49,6 +62,8 @@ export const OP = {
   avgpool2d: 7,
   save_skip: 8,
   add_skip: 9,
+  /** A dense step on the float64-accumulating GEMM (nn/wasm/gemm64-wat.ts): statistics plans. */
+  dense64: 10,
 } as const;
 
 /**
@@ -94,6 +109,18 @@ const elementwiseSteps = `
         (if (i32.eq (local.get $op) (i32.const ${OP.activation}))
           (then (call $act_pass (local.get $src) (local.get $dst) (i32.mul (local.get $rows) (local.get $n))
             (local.get $code) (local.get $slope))))`;
+
+/** A dense step on the float64-accumulating GEMM (statistics plans), then its activation. */
+const dense64Step = `
+        (if (i32.eq (local.get $op) (i32.const ${OP.dense64}))
+          (then
+            (call $gemm64 (local.get $rows) (local.get $n) ${word('(local.get $st)', STEP.inFeatures)}
+              (local.get $src) (i32.shl ${word('(local.get $st)', STEP.inFeatures)} (i32.const 2))
+              ${word('(local.get $st)', STEP.first)} ${word('(local.get $st)', STEP.second)}
+              (local.get $dst) (i32.shl (local.get $n) (i32.const 2)) (local.get $eslope))
+            (if (i32.gt_u (local.get $code) (i32.const ${ACTIVATION_CODES.leaky_relu}))
+              (then (call $act_pass (local.get $dst) (local.get $dst)
+                (i32.mul (local.get $rows) (local.get $n)) (local.get $code) (local.get $slope))))))`;
 
 /**
  * The convolutional steps: conv2d (`first`: its descriptor, see nn/wasm/conv-wat.ts), max and mean
@@ -146,12 +173,16 @@ function runWat(parts: EngineParts): string {
       (param $r1 i32) (param $scratch i32)
     ${locals('i32', 'steps', 'inw', 'outw', 'chunk', 'bb', 'rows', 'i', 'st', 'src', 'dst', 'flip', 'n', 'code', 'op', 'tmp')}
     ${locals('f32', 'slope', 'eslope')}
+    ${locals('i32', 'taps', 'limit', 'acc', 'pre', 'real')}
     (local.set $steps ${word('(local.get $prog)', PROGRAM.steps)})
     (local.set $inw ${word('(local.get $prog)', PROGRAM.inWidth)})
     (local.set $outw ${word('(local.get $prog)', PROGRAM.outWidth)})
     (local.set $chunk ${word('(local.get $prog)', PROGRAM.chunkRows)})
     (local.set $bb ${word('(local.get $prog)', PROGRAM.bufferBytes)})
     (local.set $tmp (i32.add (local.get $scratch) (i32.shl (local.get $bb) (i32.const 1))))
+    (local.set $taps ${word('(local.get $prog)', PROGRAM.taps)})
+    (local.set $limit ${word('(local.get $prog)', PROGRAM.limit)})
+    (local.set $acc (i32.add (local.get $scratch) ${word('(local.get $prog)', PROGRAM.accumulators)}))
     (block $done (loop $chunks
       (br_if $done (i32.ge_s (local.get $r0) (local.get $r1)))
       (local.set $rows (i32.sub (local.get $r1) (local.get $r0)))
@@ -159,8 +190,10 @@ function runWat(parts: EngineParts): string {
       (local.set $src (i32.add (local.get $in) (i32.mul (local.get $r0) (i32.shl (local.get $inw) (i32.const 2)))))
       (local.set $flip (i32.const 0))
       (local.set $i (i32.const 0))
+      (if (local.get $taps) (then
+        (call $tap (i32.load (local.get $taps)) (local.get $src) (local.get $rows) (local.get $inw) (local.get $acc))))
       (block $steps_done (loop $step
-        (br_if $steps_done (i32.ge_s (local.get $i) (local.get $steps)))
+        (br_if $steps_done (i32.ge_s (local.get $i) (local.get $limit)))
         (local.set $st (i32.add (i32.add (local.get $prog) (i32.const ${PROGRAM.headerBytes}))
           (i32.mul (local.get $i) (i32.const ${STEP.bytes}))))
         (local.set $dst (if (result i32) (i32.eq (local.get $i) (i32.sub (local.get $steps) (i32.const 1)))
@@ -170,6 +203,12 @@ function runWat(parts: EngineParts): string {
         (local.set $code ${word('(local.get $st)', STEP.activation)})
         (local.set $slope ${word('(local.get $st)', STEP.slope, 'f32')})
         (local.set $op ${word('(local.get $st)', STEP.op)})
+        ;; A pre-activation tap: the step runs without its activation, is read, then activated.
+        (local.set $pre (if (result i32) (local.get $taps)
+          (then (i32.load offset=12 (i32.add (local.get $taps) (i32.shl (local.get $i) (i32.const 3)))))
+          (else (i32.const 0))))
+        (local.set $real (local.get $code))
+        (if (local.get $pre) (then (local.set $code (i32.const 0))))
         ;; ReLU and LeakyReLU are the GEMM's epilogue (slope 0 / the slope); the others run as a
         ;; pass over the stored chunk, after an identity epilogue (slope 1).
         (local.set $eslope (if (result f32) (i32.eq (local.get $code) (i32.const ${ACTIVATION_CODES.relu}))
@@ -191,12 +230,25 @@ function runWat(parts: EngineParts): string {
                 (i32.mul (local.get $rows) (local.get $n)) (local.get $code) (local.get $slope))))`
                 : ''
             }))
+        ${elementwise ? dense64Step : ''}
         ${elementwise ? elementwiseSteps : ''}
         ${parts.cnn ? cnnSteps : ''}
+        ${
+          elementwise
+            ? `(if (local.get $pre) (then
+          (call $tap (local.get $pre) (local.get $dst) (local.get $rows) (local.get $n) (local.get $acc))
+          (if (local.get $real) (then (call $act_pass (local.get $dst) (local.get $dst)
+            (i32.mul (local.get $rows) (local.get $n)) (local.get $real) (local.get $slope))))))`
+            : ''
+        }
         ;; save_skip leaves the tensor where it is (it only keeps a copy).
         (if (i32.ne (local.get $op) (i32.const ${OP.save_skip})) (then
           (local.set $src (local.get $dst))
           (local.set $flip (i32.xor (local.get $flip) (i32.const 1)))))
+        ;; The step's output tensor (src from here on, save_skip's too) into its tap.
+        (if (local.get $taps) (then
+          (call $tap (i32.load offset=8 (i32.add (local.get $taps) (i32.shl (local.get $i) (i32.const 3))))
+            (local.get $src) (local.get $rows) (local.get $n) (local.get $acc))))
         (local.set $i (i32.add (local.get $i) (i32.const 1)))
         (br $step)))
       (local.set $r0 (i32.add (local.get $r0) (local.get $rows)))
@@ -234,7 +286,19 @@ const serve = `
           (drop (memory.atomic.notify offset=${CONTROL.done * 4} (local.get $ctl) (i32.const 1)))))
       (br $wait)))`;
 
-/** The interpreter (with the steps of `parts`) and the helpers' loop. */
+/**
+ * tap(record, src, rows, width, acc): adds the channel sums of a [rows, width] block into the tap's
+ * accumulators (nothing when record is 0). Every step's record has its output width in
+ * outFeatures, so the interpreter taps any step kind the same way, after the step's kernel.
+ */
+const tap = `
+  (func $tap (param $rec i32) (param $src i32) (param $rows i32) (param $width i32) (param $acc i32)
+    (if (i32.eqz (local.get $rec)) (then (return)))
+    (call $channel_sums (local.get $src) (local.get $rows) (local.get $width)
+      (i32.load offset=${TAP.channels * 4} (local.get $rec))
+      (i32.add (local.get $acc) (i32.load offset=${TAP.offset * 4} (local.get $rec)))))`;
+
+/** The interpreter (with the steps of `parts`), the statistics taps and the helpers' loop. */
 export function programWat(parts: EngineParts = ALL_PARTS): string {
-  return [runWat(parts), serve].join('\n');
+  return [tap, runWat(parts), serve].join('\n');
 }

@@ -3,17 +3,40 @@ import {
   convSizes,
   MR,
   NR,
+  NR64,
   packedBytes,
+  packedBytes64,
+  packWeight64,
   poolTableBytes,
   TILE_SCRATCH_BYTES,
   writeConvDescriptor,
   writePoolTable,
 } from '../../nn/wasm/index.js';
-import { checkRunArguments, type Executor } from '../executor.js';
+import { checkRunArguments, checkSameStructure, type Executor } from '../executor.js';
 import { ACT_NONE, activationCode } from '../kernels.js';
 import type { Activation, CompiledPlan, PlanStep } from '../plan.js';
+import {
+  type ChannelSums,
+  checkTaps,
+  type StatisticsProbe,
+  type StatisticsTap,
+  sharedSums,
+  stepsNeeded,
+  tapPosition,
+  tappedWidth,
+  tensorChannels,
+} from '../statistics-probe.js';
 import { type EngineExports, engineModule, instantiateEngine, MAX_PAGES } from './engine-module.js';
-import { CONTROL, DONE, type EngineParts, HELPER_STATE, OP, PROGRAM, STEP } from './program-wat.js';
+import {
+  CONTROL,
+  DONE,
+  type EngineParts,
+  HELPER_STATE,
+  OP,
+  PROGRAM,
+  STEP,
+  TAP,
+} from './program-wat.js';
 
 /** What a helper thread needs to run rows of the plan: see service/engine-threads.ts. */
 export interface HelperInit {
@@ -48,9 +71,16 @@ export interface WasmExecutorOptions {
   /** Fused multiply-add in the GEMM (relaxed SIMD); the runtime must support it. */
   relaxedSimd: boolean;
   spawnHelper?: HelperSpawner | undefined;
+  /**
+   * How dense steps add their products: 'float32' (the default: the fast GEMM) or 'float64' (the
+   * float64-accumulating GEMM, half its speed; what statistics plans use, nn/wasm/gemm64-wat.ts).
+   */
+  denseAccumulation?: DenseAccumulation | undefined;
   /** Least floating-point work in one call worth waking the helpers for. */
   parallelMinFlops?: number | undefined;
 }
+
+export type DenseAccumulation = 'float32' | 'float64';
 
 /** Rows of one pass of the I/O regions; a bigger batch loops (memory stays small for wide models). */
 const IO_ROWS_CAP = 4096;
@@ -108,21 +138,33 @@ interface Layout {
   convAt: number;
   controls: number[];
   program: number;
+  /** The tap table and its records (PROGRAM.taps points here during a statistics call). */
+  tapTable: number;
+  /** Offset of the tap accumulators within a thread's scratch, and their size. */
+  accumulators: number;
+  accumulatorBytes: number;
   params: number[];
   input: number;
   output: number;
   scratch: number[];
   bytes: number;
+  /** Dense steps run on gemm64 (float64 B and bias). */
+  dense64: boolean;
 }
 
-function paramBytes(step: PlanStep): number[] {
+function paramBytes(step: PlanStep, dense64: boolean): number[] {
   switch (step.op) {
     case 'dense':
+      if (dense64)
+        return [
+          packedBytes64(step.inFeatures, step.outFeatures),
+          align(step.outFeatures, NR64) * 8,
+        ];
       return [packedBytes(step.inFeatures, step.outFeatures), align(step.outFeatures, NR) * 4];
     case 'affine': {
-      // Per value of the row: a per-channel scale is repeated over its spatial positions.
+      // Per value of the row, float64: a per-channel scale is repeated over its spatial positions.
       const features = step.channels * step.spatial;
-      return [align(features, 4) * 4, align(features, 4) * 4];
+      return [align(features, 4) * 8, align(features, 4) * 8];
     }
     case 'layernorm':
       return step.weight && step.bias
@@ -144,15 +186,20 @@ function paramBytes(step: PlanStep): number[] {
 }
 
 /** A per-channel vector repeated over `spatial` positions each (as the affine kernel reads it). */
-function perValue(values: Float32Array, spatial: number): Float32Array {
+function perValue(values: Float64Array, spatial: number): Float64Array {
   if (spatial === 1) return values;
-  const out = new Float32Array(values.length * spatial);
+  const out = new Float64Array(values.length * spatial);
   for (let c = 0; c < values.length; c++) out.fill(values[c]!, c * spatial, (c + 1) * spatial);
   return out;
 }
 
 /** Where everything lives in the version's linear memory. */
-function planLayout(plan: CompiledPlan, maxBatchSize: number, threads: number): Layout {
+function planLayout(
+  plan: CompiledPlan,
+  maxBatchSize: number,
+  threads: number,
+  dense64 = false,
+): Layout {
   const ioRows = Math.max(1, Math.min(maxBatchSize, IO_ROWS_CAP));
   const chunkRows = Math.max(
     MR,
@@ -167,10 +214,15 @@ function planLayout(plan: CompiledPlan, maxBatchSize: number, threads: number): 
   });
   const program = at;
   at = align(at + PROGRAM.headerBytes + plan.steps.length * STEP.bytes);
+  // Two readings per tensor at most (output, pre-activation), each no finer than its channels.
+  const positions = 2 * (plan.steps.length + 1);
+  const tapTable = at;
+  at = align(at + positions * 4 + positions * TAP.bytes);
+  const accumulatorBytes = 2 * 8 * 2 * tensorChannels(plan).reduce((a, b) => a + b, 0);
   const params: number[] = [];
   let largestWeight = 0;
   for (const step of plan.steps) {
-    for (const size of paramBytes(step)) {
+    for (const size of paramBytes(step, dense64)) {
       params.push(at);
       at = align(at + size);
     }
@@ -181,17 +233,18 @@ function planLayout(plan: CompiledPlan, maxBatchSize: number, threads: number): 
   at = align(at + Math.max(ioRows * plan.inputWidth * 4, largestWeight) + SLACK);
   const output = at;
   at = align(at + ioRows * plan.outputWidth * 4 + SLACK);
-  // Each thread's two chunk buffers, its GEMM tile scratch, a buffer per skip slot, then the
-  // scratch of its largest convolution.
+  // Each thread's two chunk buffers, its GEMM tile scratch, a buffer per skip slot, the scratch of
+  // its largest convolution, then its tap accumulators.
   const skipsAt = align(2 * bufferBytes + TILE_SCRATCH_BYTES);
   const convAt = skipsAt + plan.skipSlots * bufferBytes;
   const convBytes = Math.max(
     0,
     ...plan.steps.map((s) => (s.op === 'conv2d' ? convSizes(s.geometry).scratchBytes : 0)),
   );
+  const accumulators = align(convAt + convBytes);
   const scratch = Array.from({ length: threads }, () => {
     const s = at;
-    at += align(convAt + convBytes + SLACK);
+    at += align(accumulators + accumulatorBytes + SLACK);
     return s;
   });
   return {
@@ -202,12 +255,70 @@ function planLayout(plan: CompiledPlan, maxBatchSize: number, threads: number): 
     convAt,
     controls,
     program,
+    tapTable,
+    accumulators,
+    accumulatorBytes,
     params,
     input,
     output,
     scratch,
     bytes: at,
+    dense64,
   };
+}
+
+/**
+ * A probe of the wasm executor: its tap table as written to memory (PROGRAM.taps) and where each
+ * tap's accumulators lie in a thread's accumulator area.
+ */
+class WasmProbe implements StatisticsProbe {
+  readonly sums: ChannelSums[];
+  /** Byte offset of each tap's Σx (then Σx²) within a thread's accumulator area. */
+  readonly offsets: number[];
+  /** Steps a statistics call runs. */
+  readonly steps: number;
+  /** The table's words (entries, then records), to be copied to layout.tapTable. */
+  readonly table: Int32Array;
+  /** Accumulator bytes in use. */
+  readonly bytes: number;
+  /** The taps that own their accumulators (the first of those sharing a tensor). */
+  readonly first: number[];
+
+  constructor(
+    readonly owner: WasmExecutor,
+    readonly taps: readonly StatisticsTap[],
+    tapTable: number,
+  ) {
+    this.sums = sharedSums(taps);
+    const positions = 2 * (owner.plan.steps.length + 1);
+    this.table = new Int32Array(positions + (TAP.bytes / 4) * taps.length);
+    this.offsets = [];
+    this.first = [];
+    const records = new Map<number, number>();
+    let offset = 0;
+    taps.forEach((t, i) => {
+      const position = tapPosition(t);
+      const shared = records.get(position);
+      if (shared !== undefined) {
+        this.offsets.push(this.offsets[shared]!);
+        return;
+      }
+      records.set(position, i);
+      this.first.push(i);
+      const record = positions + (TAP.bytes / 4) * i;
+      this.table[position] = tapTable + record * 4;
+      this.table[record + TAP.channels] = t.channels;
+      this.table[record + TAP.offset] = offset;
+      this.offsets.push(offset);
+      offset += 16 * t.channels;
+    });
+    this.bytes = offset;
+    this.steps = stepsNeeded(taps);
+  }
+
+  reset(): void {
+    for (const s of new Set(this.sums)) s.reset();
+  }
 }
 
 /**
@@ -220,14 +331,18 @@ function planLayout(plan: CompiledPlan, maxBatchSize: number, threads: number): 
  */
 export class WasmExecutor implements Executor {
   readonly engine = 'wasm' as const;
-  readonly plan: CompiledPlan;
+  plan: CompiledPlan;
   readonly threads: number;
   readonly relaxedSimd: boolean;
   private readonly layout: Layout;
   private readonly exports: EngineExports;
   private readonly heap: Float32Array;
   private readonly words: Int32Array;
-  private readonly flopsPerRow: number;
+  private readonly f64: Float64Array;
+  private readonly memory: WebAssembly.Memory;
+  private flopsPerRow: number;
+  /** The probe whose tap table is in memory. */
+  private written: WasmProbe | undefined;
   private readonly parallelMinFlops: number;
   private helpers: { control: number; handle: HelperHandle }[] = [];
   private splitCalls = 0;
@@ -239,15 +354,25 @@ export class WasmExecutor implements Executor {
     const threads = options.spawnHelper ? Math.max(1, Math.floor(options.threads)) : 1;
     this.threads = threads;
     this.parallelMinFlops = options.parallelMinFlops ?? DEFAULT_PARALLEL_MIN_FLOPS;
-    const layout = planLayout(plan, options.maxBatchSize, threads);
+    const layout = planLayout(
+      plan,
+      options.maxBatchSize,
+      threads,
+      options.denseAccumulation === 'float64',
+    );
     this.layout = layout;
     const pages = Math.ceil(layout.bytes / 65536);
     if (pages > MAX_PAGES) throw new RangeError(wasmUnsupportedReason(plan));
     const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
-    const module = engineModule(options.relaxedSimd, planParts(plan));
+    // Statistics need the element-wise part whatever the plan: a pre-activation tap applies the
+    // activation after reading (act_pass), and dense64 stores through store_partial. Probes are
+    // created after construction (live drift taps the serving executor), so every executor has it.
+    const module = engineModule(options.relaxedSimd, { ...planParts(plan), elementwise: true });
     this.exports = instantiateEngine(module, memory);
+    this.memory = memory;
     this.heap = new Float32Array(memory.buffer);
     this.words = new Int32Array(memory.buffer);
+    this.f64 = new Float64Array(memory.buffer);
     this.flopsPerRow = writeProgram(plan, layout, memory, this.exports);
     if (options.spawnHelper) {
       for (let h = 0; h < threads - 1; h++) {
@@ -294,26 +419,59 @@ export class WasmExecutor implements Executor {
       .length;
   }
 
-  run(input: Float32Array, rows: number): Float32Array {
+  run(input: Float32Array, rows: number, probe?: StatisticsProbe): Float32Array {
     checkRunArguments(this.plan, input, rows);
     const { inputWidth, outputWidth } = this.plan;
+    if (this.plan.steps.length === 0) {
+      // Nothing to compute: the output is the input (an input tap still reads it).
+      if (probe) this.accumulate(input, rows, probe);
+      return input.slice(0, rows * inputWidth);
+    }
+    const taps = probe ? this.begin(probe, this.plan.steps.length) : undefined;
     const { ioRows, input: inAt, output: outAt } = this.layout;
     const inWord = inAt >> 2;
     const outWord = outAt >> 2;
+    let out: Float32Array;
     if (rows <= ioRows) {
       const n = rows * inputWidth;
       this.heap.set(input.length === n ? input : input.subarray(0, n), inWord);
       this.compute(rows);
-      return this.heap.slice(outWord, outWord + rows * outputWidth);
+      out = this.heap.slice(outWord, outWord + rows * outputWidth);
+    } else {
+      out = new Float32Array(rows * outputWidth);
+      for (let r = 0; r < rows; r += ioRows) {
+        const n = Math.min(ioRows, rows - r);
+        this.heap.set(input.subarray(r * inputWidth, (r + n) * inputWidth), inWord);
+        this.compute(n);
+        out.set(this.heap.subarray(outWord, outWord + n * outputWidth), r * outputWidth);
+      }
     }
-    const out = new Float32Array(rows * outputWidth);
+    if (taps) this.collect(taps, rows);
+    return out;
+  }
+
+  accumulate(input: Float32Array, rows: number, probe: StatisticsProbe): void {
+    checkRunArguments(this.plan, input, rows);
+    const taps = this.begin(probe);
+    const width = this.plan.inputWidth;
+    const { ioRows, input: inAt } = this.layout;
     for (let r = 0; r < rows; r += ioRows) {
       const n = Math.min(ioRows, rows - r);
-      this.heap.set(input.subarray(r * inputWidth, (r + n) * inputWidth), inWord);
+      this.heap.set(input.subarray(r * width, (r + n) * width), inAt >> 2);
       this.compute(n);
-      out.set(this.heap.subarray(outWord, outWord + n * outputWidth), r * outputWidth);
     }
-    return out;
+    this.collect(taps, rows);
+  }
+
+  createProbe(taps: readonly StatisticsTap[]): StatisticsProbe {
+    checkTaps(this.plan, taps);
+    return new WasmProbe(this, taps, this.layout.tapTable);
+  }
+
+  updateParameters(plan: CompiledPlan): void {
+    checkSameStructure(this.plan, plan);
+    this.plan = plan;
+    this.flopsPerRow = writeProgram(plan, this.layout, this.memory, this.exports);
   }
 
   close(): void {
@@ -324,6 +482,49 @@ export class WasmExecutor implements Executor {
       h.handle.terminate();
     }
     this.helpers = [];
+  }
+
+  /**
+   * Points the program at the probe's tap table with `limit` steps to run and zeroes every
+   * thread's accumulators; plain runs (finish) put the header back.
+   */
+  private begin(probe: StatisticsProbe, steps?: number): WasmProbe {
+    if (!(probe instanceof WasmProbe) || probe.owner !== this)
+      throw new RangeError('the probe was created by another executor');
+    const limit = steps ?? probe.steps;
+    if (this.written !== probe) {
+      this.words.set(probe.table, this.layout.tapTable >> 2);
+      this.written = probe;
+    }
+    const header = this.layout.program >> 2;
+    this.words[header + PROGRAM.taps] = this.layout.tapTable;
+    this.words[header + PROGRAM.limit] = limit;
+    for (const s of this.layout.scratch) {
+      const at = (s + this.layout.accumulators) >> 3;
+      this.f64.fill(0, at, at + probe.bytes / 8);
+    }
+    return probe;
+  }
+
+  /** Adds every thread's accumulators into the probe's sums and restores the plain header. */
+  private collect(probe: WasmProbe, rows: number): void {
+    const header = this.layout.program >> 2;
+    this.words[header + PROGRAM.taps] = 0;
+    this.words[header + PROGRAM.limit] = this.plan.steps.length;
+    for (const i of probe.first) {
+      const tap = probe.taps[i]!;
+      const sums = probe.sums[i]!;
+      const c = tap.channels;
+      for (const s of this.layout.scratch) {
+        const at = (s + this.layout.accumulators + probe.offsets[i]!) >> 3;
+        for (let k = 0; k < c; k++) {
+          sums.sum[k] = sums.sum[k]! + this.f64[at + k]!;
+          sums.sumSquares[k] = sums.sumSquares[k]! + this.f64[at + c + k]!;
+        }
+      }
+      const width = tappedWidth(this.plan, tap.step);
+      sums.count += rows * (width / c);
+    }
   }
 
   private word(control: number, index: number): number {
@@ -403,6 +604,9 @@ function writeProgram(
   i32[base + PROGRAM.bufferBytes] = layout.bufferBytes;
   i32[base + PROGRAM.skipsAt] = layout.skipsAt;
   i32[base + PROGRAM.convAt] = layout.convAt;
+  i32[base + PROGRAM.taps] = 0;
+  i32[base + PROGRAM.limit] = plan.steps.length;
+  i32[base + PROGRAM.accumulators] = layout.accumulators;
   let param = 0;
   let flops = 0;
   plan.steps.forEach((step, i) => {
@@ -413,23 +617,35 @@ function writeProgram(
     switch (step.op) {
       case 'dense': {
         const [packed, bias] = [layout.params[param++]!, layout.params[param++]!];
-        f32.set(step.weight, layout.input >> 2);
-        // B = Wᵀ: B[k, n] = W[n, k], so k advances by one float and n by a row of W.
-        x.pack_b(layout.input, 4, step.inFeatures * 4, step.inFeatures, step.outFeatures, packed);
-        f32.set(step.bias, bias >> 2);
-        i32[w + STEP.op] = OP.dense;
         i32[w + STEP.inFeatures] = step.inFeatures;
         i32[w + STEP.outFeatures] = step.outFeatures;
         i32[w + STEP.first] = packed;
         i32[w + STEP.second] = bias;
         flops += 2 * step.inFeatures * step.outFeatures;
+        if (layout.dense64) {
+          const words = packedBytes64(step.inFeatures, step.outFeatures) / 8;
+          packWeight64(
+            step.weight,
+            step.inFeatures,
+            step.outFeatures,
+            f64.subarray(packed >> 3, (packed >> 3) + words),
+          );
+          f64.set(step.bias, bias >> 3);
+          i32[w + STEP.op] = OP.dense64;
+          break;
+        }
+        f32.set(step.weight, layout.input >> 2);
+        // B = Wᵀ: B[k, n] = W[n, k], so k advances by one float and n by a row of W.
+        x.pack_b(layout.input, 4, step.inFeatures * 4, step.inFeatures, step.outFeatures, packed);
+        f32.set(step.bias, bias >> 2);
+        i32[w + STEP.op] = OP.dense;
         break;
       }
       case 'affine': {
         const [scale, shift] = [layout.params[param++]!, layout.params[param++]!];
         const features = step.channels * step.spatial;
-        f32.set(perValue(step.scale, step.spatial), scale >> 2);
-        f32.set(perValue(step.shift, step.spatial), shift >> 2);
+        f64.set(perValue(step.scale, step.spatial), scale >> 3);
+        f64.set(perValue(step.shift, step.spatial), shift >> 3);
         i32[w + STEP.op] = OP.affine;
         i32[w + STEP.inFeatures] = features;
         i32[w + STEP.outFeatures] = features;

@@ -57,20 +57,33 @@ const rowLoop = (body: string) => `
 const at = (base: string) =>
   `(i32.add (local.get $${base}) (i32.shl (local.get $k) (i32.const 2)))`;
 
-/** affine(src, dst, rows, f, scale, shift, code, slope): act(x·scale + shift) per feature. */
-const affine = `
-  (func $affine (export "affine") (param $src i32) (param $dst i32) (param $rows i32) (param $f i32)
-      (param $scale i32) (param $shift i32) (param $code i32) (param $slope f32)
-    ${locals('i32', 'r', 'k')} (local $v v128)
-    ${rowLoop(`(local.set $v (f32x4.add (f32x4.mul (v128.load ${at('src')}) (v128.load ${at('scale')}))
-          (v128.load ${at('shift')})))`)})`;
-
-/** The float64 sum of both lanes of an f64x2. */
-const hsum = (v: string) => `(f64.add (f64x2.extract_lane 0 ${v}) (f64x2.extract_lane 1 ${v}))`;
 /** Lanes 2 and 3 of an f32x4, widened to f64x2. */
 const high = (v: string) =>
   `(f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 ${v} ${v}))`;
 
+/** Address of float64 element $k of the array at $base. */
+const at64 = (base: string) =>
+  `(i32.add (local.get $${base}) (i32.shl (local.get $k) (i32.const 3)))`;
+
+/**
+ * affine(src, dst, rows, f, scale, shift, code, slope): act(x·scale + shift) per feature, with
+ * float64 scale and shift (f values each, padded to a multiple of 4) and the value computed in
+ * float64, rounded once to float32 before the activation (like nn's BatchNorm; plan.ts AffineStep).
+ */
+const affine = `
+  (func $affine (export "affine") (param $src i32) (param $dst i32) (param $rows i32) (param $f i32)
+      (param $scale i32) (param $shift i32) (param $code i32) (param $slope f32)
+    ${locals('i32', 'r', 'k')} ${locals('v128', 'v', 'x', 'lo', 'hi')}
+    ${rowLoop(`(local.set $x (v128.load ${at('src')}))
+        (local.set $lo (f64x2.add (f64x2.mul (f64x2.promote_low_f32x4 (local.get $x))
+          (v128.load ${at64('scale')})) (v128.load ${at64('shift')})))
+        (local.set $hi (f64x2.add (f64x2.mul ${high('(local.get $x)')}
+          (v128.load offset=16 ${at64('scale')})) (v128.load offset=16 ${at64('shift')})))
+        (local.set $v (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23
+          (f32x4.demote_f64x2_zero (local.get $lo)) (f32x4.demote_f64x2_zero (local.get $hi))))`)})`;
+
+/** The float64 sum of both lanes of an f64x2. */
+const hsum = (v: string) => `(f64.add (f64x2.extract_lane 0 ${v}) (f64x2.extract_lane 1 ${v}))`;
 /**
  * layernorm(src, dst, rows, f, eps, gamma, beta, code, slope): each row normalised by its own mean
  * and biased variance, both accumulated in float64 like the JavaScript kernel; then

@@ -1,0 +1,344 @@
+/**
+ * Recalibration throughput (issue 16), side by side in one run:
+ *
+ * - exact mode in the library (`recalibrate`, one thread) on `models/digits` and
+ *   `models/digits-cnn` with N night-shifted rows, next to PyTorch doing the same computation on
+ *   one thread (bench/torch-recalibration.py: eval mode, a forward pre-hook on each BatchNorm in
+ *   turn, float64 sums, batches of 4096), alternated round by round; the best round of each
+ *   counts, and the statistics of both are compared;
+ * - the same through HTTP: `POST /v1/models/digits:recalibrate` with the N rows as one float32
+ *   body (a WORKERS=1 server), the request's wall time and its duration_ms;
+ * - M rows as NDJSON streamed to a WORKERS=1 server while a client keeps asking for predictions:
+ *   seconds to the published version, predictions answered meanwhile and their p99, and the
+ *   server's RSS (VmRSS, sampled every 100 ms) over its idle RSS.
+ */
+import { spawnSync } from 'node:child_process';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import {
+  networkFromCheckpoint,
+  parseModelConfig,
+  readSafetensors,
+  safetensorsToStateDict,
+} from '../src/checkpoint/index.js';
+import { BatchNorm, namedModules } from '../src/nn/index.js';
+import { recalibrate } from '../src/recalibration/index.js';
+import { freePort, type Server, start } from './http.js';
+import { torchInterpreter, torchUnavailable } from './peer-engines.js';
+
+const TOKEN = 'bench-admin-token-0123456789';
+
+export interface LibraryRow {
+  model: string;
+  rows: number;
+  normserveRowsPerSecond: number;
+  normserveSeconds: number[];
+  torchRowsPerSecond: number | undefined;
+  torchSeconds: number[];
+  /** Largest |Δ running_mean| / σ and |Δ running_var| / running_var against PyTorch's, over every channel. */
+  maxRelativeDifference: number | undefined;
+}
+
+export interface RecalibrationBench {
+  torch: string;
+  library: LibraryRow[];
+  http: {
+    rows: number;
+    bodyBytes: number;
+    wallSeconds: number;
+    durationMs: number;
+    rowsPerSecond: number;
+    ratioToTorch: number | undefined;
+  }[];
+  ndjson:
+    | {
+        rows: number;
+        bodyBytes: number;
+        seconds: number;
+        rowsPerSecond: number;
+        idleRssMiB: number;
+        peakRssMiB: number;
+        predictions: number;
+        predictionErrors: number;
+        predictionP99Ms: number;
+      }
+    | undefined;
+}
+
+function loadNetwork(dir: string) {
+  const config = parseModelConfig(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')));
+  const file = readSafetensors(
+    new Uint8Array(readFileSync(join(dir, 'model.safetensors'))),
+    'model.safetensors',
+  );
+  return {
+    config,
+    network: networkFromCheckpoint(config, safetensorsToStateDict(file, 'model.safetensors')),
+  };
+}
+
+/** The digits pixels with the project's night shift x' = 16·(0.35·(x/16) + 0.1), tiled to n rows. */
+function nightRows(n: number): Float32Array {
+  const lines = readFileSync('data/digits/digits.csv', 'utf8').trim().split('\n').slice(1);
+  const base = new Float32Array(lines.length * 64);
+  lines.forEach((line, r) => {
+    const cells = line.split(',').map(Number);
+    for (let c = 0; c < 64; c++) base[r * 64 + c] = 16 * (0.35 * (cells[c]! / 16) + 0.1);
+  });
+  const out = new Float32Array(n * 64);
+  for (let r = 0; r < n; r++)
+    out.set(base.subarray((r % lines.length) * 64, ((r % lines.length) + 1) * 64), r * 64);
+  return out;
+}
+
+function torchRound(model: string, file: string, rows: number, out: string): number {
+  const python = torchInterpreter()!;
+  const run = spawnSync(
+    python,
+    ['bench/torch-recalibration.py', model, file, String(rows), '--repeats', '1', '--out', out],
+    {
+      encoding: 'utf8',
+      maxBuffer: 1 << 20,
+    },
+  );
+  if (run.status !== 0)
+    throw new Error(`torch-recalibration.py failed: ${run.stderr.slice(-2000)}`);
+  const result = JSON.parse(run.stdout.trim().split('\n').at(-1)!) as { seconds: number[] };
+  return result.seconds[0]!;
+}
+
+async function libraryRows(
+  rows: number,
+  rounds: number,
+  torch: boolean,
+  dir: string,
+): Promise<LibraryRow[]> {
+  const data = nightRows(rows);
+  const file = join(dir, 'rows.f32');
+  writeFileSync(file, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+  const out: LibraryRow[] = [];
+  // The CNN's convolutions run on the JavaScript executor (no wasm kernels yet): a 20th of the rows.
+  for (const [model, n] of [
+    ['models/digits/1', rows],
+    ['models/digits-cnn/1', Math.max(1000, Math.round(rows / 20))],
+  ] as const) {
+    const normserveSeconds: number[] = [];
+    const torchSeconds: number[] = [];
+    let stats: Map<string, BatchNorm> | undefined;
+    const torchOut = join(dir, 'torch-stats.json');
+    for (let r = 0; r < rounds; r++) {
+      const { config, network } = loadNetwork(model);
+      const started = performance.now();
+      await recalibrate(network, config.input_transform, config.input_shape, data, {
+        mode: 'exact',
+      });
+      normserveSeconds.push((performance.now() - started) / 1000);
+      stats = new Map(
+        namedModules(network).filter((e): e is [string, BatchNorm] => e[1] instanceof BatchNorm),
+      );
+      if (torch) torchSeconds.push(torchRound(model, file, n, torchOut));
+    }
+    let maxRelativeDifference: number | undefined;
+    if (torch && stats) {
+      const theirs = JSON.parse(readFileSync(torchOut, 'utf8')) as Record<
+        string,
+        { mean: number[]; var: number[] }
+      >;
+      maxRelativeDifference = 0;
+      for (const [path, bn] of stats) {
+        const t = theirs[path];
+        if (!t) throw new Error(`PyTorch has no BatchNorm ${path}`);
+        // Means in units of the channel's standard deviation (a mean near 0 has no relative
+        // accuracy in either), variances relative.
+        for (let i = 0; i < bn.numFeatures; i++) {
+          const sigma = Math.sqrt(t.var[i]!);
+          const meanDelta = Math.abs(bn.runningMean.data[i]! - t.mean[i]!) / Math.max(sigma, 1e-6);
+          const varDelta =
+            Math.abs(bn.runningVar.data[i]! - t.var[i]!) / Math.max(Math.abs(t.var[i]!), 1e-12);
+          maxRelativeDifference = Math.max(maxRelativeDifference, meanDelta, varDelta);
+        }
+      }
+    }
+    const best = (s: number[]) => Math.min(...s);
+    out.push({
+      model: `${model.split('/')[1]} ${(loadNetwork(model).config.input_shape as number[]).join('×')}`,
+      rows: n,
+      normserveSeconds,
+      normserveRowsPerSecond: n / best(normserveSeconds),
+      torchSeconds,
+      torchRowsPerSecond: torch ? n / best(torchSeconds) : undefined,
+      maxRelativeDifference,
+    });
+  }
+  return out;
+}
+
+function rssMiB(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? Number.NaN);
+  return kb / 1024;
+}
+
+async function serve(repository: string): Promise<Server> {
+  return start(
+    ['--import', 'tsx', 'src/cli/server.ts'],
+    {
+      MODEL_REPOSITORY: repository,
+      MODEL_POLL_INTERVAL_MS: '0',
+      ADMIN_TOKEN: TOKEN,
+      LOG_LEVEL: 'info',
+      HOST: '127.0.0.1',
+      WORKERS: '1',
+      PORT: String(await freePort()),
+      GRPC_PORT: '0',
+      // One synchronous request: its answer is the published version and its duration_ms.
+      RECALIBRATION_ASYNC_ROWS: '2000000',
+    },
+    join(mkdtempSync(join(tmpdir(), 'normserve-bench-logs-')), 'server.log'),
+  );
+}
+
+async function postRecalibration(server: Server, contentType: string, body: Buffer | Readable) {
+  const response = await fetch(
+    `http://127.0.0.1:${server.port}/v1/models/digits:recalibrate?mode=exact`,
+    {
+      method: 'POST',
+      headers: { authorization: `Bearer ${TOKEN}`, 'content-type': contentType },
+      body: body instanceof Readable ? (Readable.toWeb(body) as ReadableStream) : body,
+      duplex: 'half',
+    } as RequestInit,
+  );
+  const text = await response.text();
+  if (response.status !== 201)
+    throw new Error(`recalibrate answered ${response.status}: ${text.slice(0, 500)}`);
+  return JSON.parse(text) as { samples: number; duration_ms: number };
+}
+
+/**
+ * NDJSON lines of the night rows as a sensor would write them (two decimals), rendered before
+ * the upload starts so that the client's own work does not slow the upload or the predictions.
+ */
+function ndjsonBody(rows: number): { parts: Buffer[]; bytes: number } {
+  const base = nightRows(1797);
+  const lines: string[] = [];
+  for (let r = 0; r < 1797; r++) {
+    const values = Array.from(base.subarray(r * 64, (r + 1) * 64), (v) => Number(v.toFixed(2)));
+    lines.push(`${JSON.stringify(values)}\n`);
+  }
+  const parts: Buffer[] = [];
+  let bytes = 0;
+  const per = 1024;
+  for (let r = 0; r < rows; r += per) {
+    let text = '';
+    for (let i = r; i < Math.min(rows, r + per); i++) text += lines[i % 1797];
+    const part = Buffer.from(text);
+    parts.push(part);
+    bytes += part.length;
+  }
+  return { parts, bytes };
+}
+
+export async function benchRecalibration(options: {
+  rows: number;
+  ndjsonRows: number;
+  rounds: number;
+}): Promise<RecalibrationBench> {
+  const why = torchUnavailable();
+  const torch = why === undefined;
+  const dir = mkdtempSync(join(tmpdir(), 'normserve-bench-recal-'));
+  try {
+    const library = await libraryRows(options.rows, options.rounds, torch, dir);
+    const digitsTorch = library[0]!.torchRowsPerSecond;
+    const repository = join(dir, 'repository');
+    cpSync('models/digits', join(repository, 'digits'), { recursive: true });
+    const server = await serve(repository);
+    const http: RecalibrationBench['http'] = [];
+    let ndjson: RecalibrationBench['ndjson'];
+    try {
+      const data = nightRows(options.rows);
+      const body = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+      for (let r = 0; r < options.rounds; r++) {
+        const started = performance.now();
+        const outcome = await postRecalibration(server, 'application/octet-stream', body);
+        const wallSeconds = (performance.now() - started) / 1000;
+        const rowsPerSecond = options.rows / wallSeconds;
+        http.push({
+          rows: outcome.samples,
+          bodyBytes: body.length,
+          wallSeconds,
+          durationMs: outcome.duration_ms,
+          rowsPerSecond,
+          ratioToTorch: digitsTorch ? rowsPerSecond / digitsTorch : undefined,
+        });
+      }
+      ndjson = await ndjsonUnderLoad(server, options.ndjsonRows);
+    } finally {
+      await server.stop();
+    }
+    return { torch: torch ? 'available' : why!, library, http, ndjson };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function ndjsonUnderLoad(
+  server: Server,
+  rows: number,
+): Promise<RecalibrationBench['ndjson']> {
+  const predictUrl = `http://127.0.0.1:${server.port}/v1/models/digits:predict`;
+  const predictBody = JSON.stringify({ instances: [Array.from(nightRows(1))] });
+  const predict = async () => {
+    const started = performance.now();
+    const response = await fetch(predictUrl, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: predictBody,
+    });
+    await response.arrayBuffer();
+    return { ok: response.status === 200, ms: performance.now() - started };
+  };
+  for (let i = 0; i < 50; i++) await predict();
+  await new Promise((r) => setTimeout(r, 500));
+  const idleRssMiB = rssMiB(server.pid);
+  let peakRssMiB = idleRssMiB;
+  const sampler = setInterval(() => {
+    peakRssMiB = Math.max(peakRssMiB, rssMiB(server.pid));
+  }, 100);
+  let uploading = true;
+  const latencies: number[] = [];
+  let errors = 0;
+  // One client asking for a prediction after another while the upload runs.
+  const client = (async () => {
+    while (uploading) {
+      const r = await predict();
+      if (r.ok) latencies.push(r.ms);
+      else errors++;
+    }
+  })();
+  const { parts, bytes } = ndjsonBody(rows);
+  const stream = Readable.from(parts, { objectMode: false });
+  const started = performance.now();
+  try {
+    await postRecalibration(server, 'application/x-ndjson', stream);
+  } finally {
+    uploading = false;
+    clearInterval(sampler);
+    await client;
+  }
+  const seconds = (performance.now() - started) / 1000;
+  latencies.sort((a, b) => a - b);
+  return {
+    rows,
+    bodyBytes: bytes,
+    seconds,
+    rowsPerSecond: rows / seconds,
+    idleRssMiB,
+    peakRssMiB,
+    predictions: latencies.length,
+    predictionErrors: errors,
+    predictionP99Ms:
+      latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * 0.99))] ?? Number.NaN,
+  };
+}

@@ -1,0 +1,131 @@
+import { locals } from './wat-text.js';
+
+/**
+ * channel_sums(src, rows, width, channels, acc): adds Σx and Σx² per channel, in float64, of a
+ * row-major [rows, width] float32 block whose rows are `channels` runs of width/channels values
+ * (per feature: channels = width; per channel of [C, H, W]: runs of H·W). acc holds the channels'
+ * sums (f64 × channels) followed by their sums of squares (f64 × channels). Each float32 value is
+ * widened exactly; its square is exact in float64 (24 + 24 significant bits), so only the sums
+ * round. Reads only the block (no slack past a row), writes only acc.
+ */
+
+/** Lanes 2 and 3 of an f32x4, widened to f64x2. */
+const high = (v: string) =>
+  `(f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 ${v} ${v}))`;
+const hsum = (v: string) => `(f64.add (f64x2.extract_lane 0 ${v}) (f64x2.extract_lane 1 ${v}))`;
+
+/**
+ * Per feature: four channels at a time down the rows (their accumulators stay in registers over
+ * the whole block, one strided load per row), then the channels left over one by one.
+ */
+const perFeature = `
+  (func $feature_sums (param $src i32) (param $rows i32) (param $width i32) (param $acc i32)
+    ${locals('i32', 'c', 'r', 'p', 'stride', 'sq')}
+    ${locals('v128', 'x', 'lo', 'hi', 's0', 's1', 'q0', 'q1')}
+    ${locals('f64', 's', 'q', 'd')}
+    (local.set $stride (i32.shl (local.get $width) (i32.const 2)))
+    (local.set $sq (i32.add (local.get $acc) (i32.shl (local.get $width) (i32.const 3))))
+    (block $vd (loop $vl
+      (br_if $vd (i32.gt_s (i32.add (local.get $c) (i32.const 4)) (local.get $width)))
+      (local.set $s0 (v128.const i32x4 0 0 0 0)) (local.set $s1 (v128.const i32x4 0 0 0 0))
+      (local.set $q0 (v128.const i32x4 0 0 0 0)) (local.set $q1 (v128.const i32x4 0 0 0 0))
+      (local.set $p (i32.add (local.get $src) (i32.shl (local.get $c) (i32.const 2))))
+      (local.set $r (i32.const 0))
+      (block $rd (loop $rl
+        (br_if $rd (i32.ge_s (local.get $r) (local.get $rows)))
+        (local.set $x (v128.load (local.get $p)))
+        (local.set $lo (f64x2.promote_low_f32x4 (local.get $x)))
+        (local.set $hi ${high('(local.get $x)')})
+        (local.set $s0 (f64x2.add (local.get $s0) (local.get $lo)))
+        (local.set $s1 (f64x2.add (local.get $s1) (local.get $hi)))
+        (local.set $q0 (f64x2.add (local.get $q0) (f64x2.mul (local.get $lo) (local.get $lo))))
+        (local.set $q1 (f64x2.add (local.get $q1) (f64x2.mul (local.get $hi) (local.get $hi))))
+        (local.set $p (i32.add (local.get $p) (local.get $stride)))
+        (local.set $r (i32.add (local.get $r) (i32.const 1)))
+        (br $rl)))
+      (local.set $p (i32.add (local.get $acc) (i32.shl (local.get $c) (i32.const 3))))
+      (v128.store (local.get $p) (f64x2.add (v128.load (local.get $p)) (local.get $s0)))
+      (v128.store offset=16 (local.get $p) (f64x2.add (v128.load offset=16 (local.get $p)) (local.get $s1)))
+      (local.set $p (i32.add (local.get $sq) (i32.shl (local.get $c) (i32.const 3))))
+      (v128.store (local.get $p) (f64x2.add (v128.load (local.get $p)) (local.get $q0)))
+      (v128.store offset=16 (local.get $p) (f64x2.add (v128.load offset=16 (local.get $p)) (local.get $q1)))
+      (local.set $c (i32.add (local.get $c) (i32.const 4)))
+      (br $vl)))
+    (block $td (loop $tl
+      (br_if $td (i32.ge_s (local.get $c) (local.get $width)))
+      (local.set $s (f64.const 0)) (local.set $q (f64.const 0))
+      (local.set $p (i32.add (local.get $src) (i32.shl (local.get $c) (i32.const 2))))
+      (local.set $r (i32.const 0))
+      (block $rd2 (loop $rl2
+        (br_if $rd2 (i32.ge_s (local.get $r) (local.get $rows)))
+        (local.set $d (f64.promote_f32 (f32.load (local.get $p))))
+        (local.set $s (f64.add (local.get $s) (local.get $d)))
+        (local.set $q (f64.add (local.get $q) (f64.mul (local.get $d) (local.get $d))))
+        (local.set $p (i32.add (local.get $p) (local.get $stride)))
+        (local.set $r (i32.add (local.get $r) (i32.const 1)))
+        (br $rl2)))
+      (local.set $p (i32.add (local.get $acc) (i32.shl (local.get $c) (i32.const 3))))
+      (f64.store (local.get $p) (f64.add (f64.load (local.get $p)) (local.get $s)))
+      (local.set $p (i32.add (local.get $sq) (i32.shl (local.get $c) (i32.const 3))))
+      (f64.store (local.get $p) (f64.add (f64.load (local.get $p)) (local.get $q)))
+      (local.set $c (i32.add (local.get $c) (i32.const 1)))
+      (br $tl))))`;
+
+/** Per channel of `spatial` consecutive values: each run summed in registers, then added to acc. */
+const perChannel = `
+  (func $run_sums (param $src i32) (param $rows i32) (param $channels i32) (param $spatial i32)
+      (param $acc i32)
+    ${locals('i32', 'r', 'c', 'k', 'end', 'p', 'sq')}
+    ${locals('v128', 'x', 'lo', 'hi', 's0', 's1', 'q0', 'q1')}
+    ${locals('f64', 's', 'q', 'd')}
+    (local.set $sq (i32.add (local.get $acc) (i32.shl (local.get $channels) (i32.const 3))))
+    (block $rd (loop $rl
+      (br_if $rd (i32.ge_s (local.get $r) (local.get $rows)))
+      (local.set $c (i32.const 0))
+      (block $cd (loop $cl
+        (br_if $cd (i32.ge_s (local.get $c) (local.get $channels)))
+        (local.set $s0 (v128.const i32x4 0 0 0 0)) (local.set $s1 (v128.const i32x4 0 0 0 0))
+        (local.set $q0 (v128.const i32x4 0 0 0 0)) (local.set $q1 (v128.const i32x4 0 0 0 0))
+        (local.set $k (i32.const 0))
+        (block $vd (loop $vl
+          (br_if $vd (i32.gt_s (i32.add (local.get $k) (i32.const 4)) (local.get $spatial)))
+          (local.set $x (v128.load (local.get $src)))
+          (local.set $lo (f64x2.promote_low_f32x4 (local.get $x)))
+          (local.set $hi ${high('(local.get $x)')})
+          (local.set $s0 (f64x2.add (local.get $s0) (local.get $lo)))
+          (local.set $s1 (f64x2.add (local.get $s1) (local.get $hi)))
+          (local.set $q0 (f64x2.add (local.get $q0) (f64x2.mul (local.get $lo) (local.get $lo))))
+          (local.set $q1 (f64x2.add (local.get $q1) (f64x2.mul (local.get $hi) (local.get $hi))))
+          (local.set $src (i32.add (local.get $src) (i32.const 16)))
+          (local.set $k (i32.add (local.get $k) (i32.const 4)))
+          (br $vl)))
+        (local.set $s (f64.add ${hsum('(local.get $s0)')} ${hsum('(local.get $s1)')}))
+        (local.set $q (f64.add ${hsum('(local.get $q0)')} ${hsum('(local.get $q1)')}))
+        (block $td (loop $tl
+          (br_if $td (i32.ge_s (local.get $k) (local.get $spatial)))
+          (local.set $d (f64.promote_f32 (f32.load (local.get $src))))
+          (local.set $s (f64.add (local.get $s) (local.get $d)))
+          (local.set $q (f64.add (local.get $q) (f64.mul (local.get $d) (local.get $d))))
+          (local.set $src (i32.add (local.get $src) (i32.const 4)))
+          (local.set $k (i32.add (local.get $k) (i32.const 1)))
+          (br $tl)))
+        (local.set $p (i32.add (local.get $acc) (i32.shl (local.get $c) (i32.const 3))))
+        (f64.store (local.get $p) (f64.add (f64.load (local.get $p)) (local.get $s)))
+        (local.set $p (i32.add (local.get $sq) (i32.shl (local.get $c) (i32.const 3))))
+        (f64.store (local.get $p) (f64.add (f64.load (local.get $p)) (local.get $q)))
+        (local.set $c (i32.add (local.get $c) (i32.const 1)))
+        (br $cl)))
+      (local.set $r (i32.add (local.get $r) (i32.const 1)))
+      (br $rl))))`;
+
+const channelSums = `
+  (func $channel_sums (export "channel_sums") (param $src i32) (param $rows i32) (param $width i32)
+      (param $channels i32) (param $acc i32)
+    (if (i32.eq (local.get $channels) (local.get $width))
+      (then (call $feature_sums (local.get $src) (local.get $rows) (local.get $width) (local.get $acc)))
+      (else (call $run_sums (local.get $src) (local.get $rows) (local.get $channels)
+        (i32.div_u (local.get $width) (local.get $channels)) (local.get $acc)))))`;
+
+export function statisticsWat(): string {
+  return [perFeature, perChannel, channelSums].join('\n');
+}

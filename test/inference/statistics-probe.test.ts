@@ -1,0 +1,431 @@
+/**
+ * The statistics primitive: executors add per-channel float64 Σx and Σx² of tapped tensors while
+ * they run a plan (or the prefix a probe needs). Checked against sums computed from the outputs of
+ * truncated plans, against the BatchNorm inputs the unfused network sees (forward pre-hooks), on
+ * both executors, with batches split any way, across helper threads, and after updateParameters.
+ */
+import { describe, expect, it } from 'vitest';
+import { buildSequential, type LayerSpec, layerSchema } from '../../src/checkpoint/index.js';
+import {
+  batchNormInputsOf,
+  batchNormMoments,
+  batchNormTaps,
+  ChannelSums,
+  type CompiledPlan,
+  compileNetwork,
+  createExecutor,
+  detectWasmSupport,
+  type Executor,
+  PlanExecutor,
+  type StatisticsTap,
+  stepOutputWidth,
+  tensorChannels,
+  WasmExecutor,
+} from '../../src/inference/index.js';
+import {
+  BatchNorm,
+  type FeatureTransform,
+  namedModules,
+  Rng,
+  type Sequential,
+  Tensor,
+} from '../../src/nn/index.js';
+import { nodeEngineOptions, prepareWasmRuntime } from '../../src/service/index.js';
+import { STATS_RTOL } from '../helpers/tolerances.js';
+
+prepareWasmRuntime();
+const relaxedSimd = detectWasmSupport().relaxedSimd;
+
+/** Sums of the same float32 values added in another order (chunks, threads, executors' loops). */
+const SUM_ORDER_RTOL = 1e-12;
+/**
+ * The two executors' BatchNorm inputs differ by float32 roundings of the layers before (the JS
+ * executor sums dot products in float64, the wasm GEMM in float32 with FMA): in σ for the means,
+ * relative for the M2.
+ */
+const ENGINE_AGREEMENT_RTOL = 1e-5;
+
+const spec = (value: unknown): LayerSpec => layerSchema.parse(value);
+const linear = (i: number, o: number) => spec({ type: 'linear', in_features: i, out_features: o });
+const bn1d = (c: number) => spec({ type: 'batchnorm1d', num_features: c });
+const bn2d = (c: number) => spec({ type: 'batchnorm2d', num_features: c });
+const relu = spec({ type: 'relu' });
+const conv = (i: number, o: number, extra: Record<string, unknown> = {}) =>
+  spec({ type: 'conv2d', in_channels: i, out_channels: o, kernel_size: 3, padding: 1, ...extra });
+
+/** Every way a BatchNorm ends up in a flat plan: first, folded before, pending, composed, GELU. */
+const MLP: LayerSpec[] = [
+  bn1d(12),
+  linear(12, 20),
+  bn1d(20),
+  relu,
+  spec({ type: 'dropout', p: 0.5 }),
+  linear(20, 16),
+  spec({ type: 'gelu', approximate: 'none' }),
+  bn1d(16),
+  linear(16, 9),
+  bn1d(9),
+  bn1d(9),
+  spec({ type: 'leaky_relu', negative_slope: 0.1 }),
+  linear(9, 5),
+];
+
+const CNN: LayerSpec[] = [
+  conv(2, 6),
+  bn2d(6),
+  relu,
+  spec({
+    type: 'residual',
+    layers: [conv(6, 6, { bias: false }), bn2d(6), relu, conv(6, 6, { bias: false }), bn2d(6)],
+  }),
+  spec({ type: 'maxpool2d', kernel_size: 2 }),
+  bn2d(6),
+  conv(6, 8),
+  bn2d(8),
+  relu,
+  spec({ type: 'adaptive_avgpool2d', output_size: 1 }),
+  spec({ type: 'flatten' }),
+  linear(8, 4),
+];
+
+/** Random weights and BatchNorm statistics (nested ones too), eval mode. */
+function randomNetwork(layers: LayerSpec[], seed: number): Sequential {
+  const rng = new Rng(seed);
+  const network = buildSequential(layers, { init: rng, dropout: rng });
+  for (const [, m] of namedModules(network)) {
+    if (!(m instanceof BatchNorm)) continue;
+    for (let k = 0; k < m.numFeatures; k++) {
+      m.runningMean.data[k] = rng.normal() * 0.5;
+      m.runningVar.data[k] = 0.2 + 2 * rng.next();
+      m.weight!.value.data[k] = (rng.next() < 0.5 ? -1 : 1) * (0.5 + rng.next());
+      m.bias!.value.data[k] = rng.normal() * 0.3;
+    }
+  }
+  return network.eval();
+}
+
+const transformOf = (width: number, seed: number): FeatureTransform => {
+  const rng = new Rng(seed);
+  return {
+    shift: Float32Array.from({ length: width }, () => rng.normal()),
+    scale: Float32Array.from({ length: width }, () => 0.5 + rng.next()),
+  };
+};
+
+function rowsOf(rows: number, width: number, seed: number): Float32Array {
+  const rng = new Rng(seed);
+  return Float32Array.from({ length: rows * width }, () => rng.normal() * 2 + 0.5);
+}
+
+/** Per BatchNorm path, the sums of its inputs in the unfused network (a pre-hook on each). */
+function hookedInputSums(
+  network: Sequential,
+  transform: FeatureTransform | undefined,
+  shape: number[],
+  x: Float32Array,
+  rows: number,
+): Map<string, ChannelSums> {
+  const sums = new Map<string, ChannelSums>();
+  for (const [path, m] of namedModules(network)) {
+    if (!(m instanceof BatchNorm)) continue;
+    const s = new ChannelSums(m.numFeatures);
+    sums.set(path, s);
+    m.preHook = (input) => {
+      const [n, c, spatial] = m.layout(input.shape);
+      for (let i = 0; i < n * c * spatial; i++) {
+        const ch = Math.floor(i / spatial) % c;
+        const v = input.data[i]!;
+        s.sum[ch] = s.sum[ch]! + v;
+        s.sumSquares[ch] = s.sumSquares[ch]! + v * v;
+      }
+      s.count += n * spatial;
+    };
+  }
+  const width = shape.reduce((a, b) => a * b, 1);
+  const scaled = transform
+    ? x.map((v, i) => (v - transform.shift[i % width]!) * transform.scale[i % width]!)
+    : x;
+  network.forward(new Tensor(scaled, [rows, ...shape]));
+  for (const [, m] of namedModules(network)) if (m instanceof BatchNorm) m.preHook = undefined;
+  return sums;
+}
+
+/** The plan's first `count` steps as a plan of their own (the last one without its activation). */
+function truncated(plan: CompiledPlan, count: number, preActivation: boolean): CompiledPlan {
+  const steps = plan.steps
+    .slice(0, count)
+    .map((s, i) =>
+      preActivation && i === count - 1 ? { ...s, activation: { kind: 'none' as const } } : s,
+    );
+  const width = count === 0 ? plan.inputWidth : stepOutputWidth(plan.steps[count - 1]!);
+  return { ...plan, steps, outputWidth: width, outputShape: [width] };
+}
+
+/** Σx and Σx² per channel of a [rows, width] array, in float64. */
+function directSums(y: Float32Array, rows: number, channels: number): ChannelSums {
+  const s = new ChannelSums(channels);
+  const width = y.length / rows;
+  const spatial = width / channels;
+  for (let i = 0; i < y.length; i++) {
+    const c = Math.floor((i % width) / spatial);
+    s.sum[c] = s.sum[c]! + y[i]!;
+    s.sumSquares[c] = s.sumSquares[c]! + y[i]! * y[i]!;
+  }
+  s.count = rows * spatial;
+  return s;
+}
+
+function expectSumsClose(a: ChannelSums, b: ChannelSums, rtol: number, what: string): void {
+  expect(a.count, `${what}: count`).toBe(b.count);
+  for (let c = 0; c < a.channels; c++) {
+    const scale = Math.max(Math.abs(b.sumSquares[c]!), 1e-30);
+    expect(
+      Math.abs(a.sum[c]! - b.sum[c]!) / Math.sqrt(scale * b.count),
+      `${what}: Σx[${c}]`,
+    ).toBeLessThanOrEqual(rtol);
+    expect(
+      Math.abs(a.sumSquares[c]! - b.sumSquares[c]!) / scale,
+      `${what}: Σx²[${c}]`,
+    ).toBeLessThanOrEqual(rtol);
+  }
+}
+
+/** Every tensor of the plan, at both readings where a step has an activation. */
+function everyTap(plan: CompiledPlan): StatisticsTap[] {
+  const channels = tensorChannels(plan);
+  const taps: StatisticsTap[] = [{ step: -1, point: 'output', channels: channels[0]! }];
+  plan.steps.forEach((s, i) => {
+    taps.push({ step: i, point: 'output', channels: channels[i + 1]! });
+    if (s.activation.kind !== 'none')
+      taps.push({ step: i, point: 'pre_activation', channels: channels[i + 1]! });
+  });
+  return taps;
+}
+
+const executors = (plan: CompiledPlan, maxBatchSize: number): Executor[] => {
+  const list: Executor[] = [new PlanExecutor(plan, maxBatchSize)];
+  const wasm = createExecutor(plan, { engine: 'wasm', maxBatchSize, relaxedSimd });
+  if (wasm.engine === 'wasm') list.push(wasm);
+  return list;
+};
+
+const cases = [
+  { name: 'MLP', layers: MLP, shape: [12], transform: transformOf(12, 3) },
+  { name: 'CNN', layers: CNN, shape: [2, 6, 6], transform: undefined },
+] as const;
+
+describe('statistics taps', () => {
+  for (const c of cases) {
+    const network = randomNetwork([...c.layers], 11);
+    const plan = compileNetwork(network, c.transform, c.shape);
+    const rows = 301;
+    const x = rowsOf(rows, plan.inputWidth, 5);
+
+    it(`${c.name}: every tensor's sums equal those of a truncated plan's outputs`, () => {
+      // The wasm engine runs both (the CNN on the convolution kernels).
+      if (detectWasmSupport().simd) expect(executors(plan, 1)).toHaveLength(2);
+      for (const executor of executors(plan, 128)) {
+        const taps = everyTap(plan);
+        const probe = executor.createProbe(taps);
+        executor.accumulate(x, rows, probe);
+        taps.forEach((tap, i) => {
+          // save_skip keeps a copy and passes its input on: its output is the plan before it (a
+          // plan ending in save_skip is no plan the compiler makes; the wasm engine writes no
+          // output for it).
+          const count = plan.steps[tap.step]?.op === 'save_skip' ? tap.step : tap.step + 1;
+          const reference = createExecutor(truncated(plan, count, tap.point === 'pre_activation'), {
+            engine: executor.engine,
+            maxBatchSize: 128,
+            relaxedSimd,
+          });
+          const y = count <= 0 ? x : reference.run(x, rows);
+          expectSumsClose(
+            probe.sums[i]!,
+            directSums(y, rows, tap.channels),
+            SUM_ORDER_RTOL,
+            `${executor.engine} step ${tap.step} ${tap.point}`,
+          );
+        });
+      }
+    });
+
+    it(`${c.name}: the BatchNorm inputs are those the unfused network sees`, () => {
+      const inputs = batchNormInputsOf(plan);
+      const hooked = hookedInputSums(network, c.transform, [...c.shape], x, rows);
+      expect(inputs.map((b) => b.path)).toEqual([...hooked.keys()]);
+      const perEngine = executors(plan, 1024).map((executor) => {
+        const probe = executor.createProbe(batchNormTaps(inputs));
+        const out = executor.run(x, rows, probe);
+        expect(out).toEqual(executor.run(x, rows));
+        return inputs.map((b, i) => batchNormMoments(b, probe.sums[i]!));
+      });
+      inputs.forEach((b, i) => {
+        const reference = hooked.get(b.path)!.moments();
+        for (const moments of perEngine) {
+          for (let ch = 0; ch < b.channels; ch++) {
+            const sigma = Math.sqrt(reference.m2[ch]! / reference.count);
+            expect(
+              Math.abs(moments[i]!.mean[ch]! - reference.mean[ch]!) / sigma,
+              `${b.path} mean`,
+            ).toBeLessThan(STATS_RTOL);
+            expect(
+              Math.abs(moments[i]!.m2[ch]! / reference.m2[ch]! - 1),
+              `${b.path} M2`,
+            ).toBeLessThan(STATS_RTOL);
+          }
+        }
+        if (perEngine.length === 2) {
+          const [js, wasm] = perEngine;
+          for (let ch = 0; ch < b.channels; ch++) {
+            const sigma = Math.sqrt(js![i]!.m2[ch]! / js![i]!.count);
+            expect(Math.abs(js![i]!.mean[ch]! - wasm![i]!.mean[ch]!) / sigma).toBeLessThan(
+              ENGINE_AGREEMENT_RTOL,
+            );
+            expect(Math.abs(js![i]!.m2[ch]! / wasm![i]!.m2[ch]! - 1)).toBeLessThan(
+              ENGINE_AGREEMENT_RTOL,
+            );
+          }
+        }
+      });
+    });
+
+    it(`${c.name}: sums do not depend on how the rows are batched`, () => {
+      for (const executor of executors(plan, 64)) {
+        const taps = everyTap(plan);
+        const whole = executor.createProbe(taps);
+        executor.accumulate(x, rows, whole);
+        const pieces = executor.createProbe(taps);
+        let row = 0;
+        for (const size of [1, 7, 64, 100, 3]) {
+          const n = Math.min(size, rows - row);
+          executor.accumulate(
+            x.subarray(row * plan.inputWidth, (row + n) * plan.inputWidth),
+            n,
+            pieces,
+          );
+          row += n;
+        }
+        executor.run(x.subarray(row * plan.inputWidth), rows - row, pieces);
+        taps.forEach((tap, i) => {
+          expectSumsClose(
+            pieces.sums[i]!,
+            whole.sums[i]!,
+            SUM_ORDER_RTOL,
+            `${executor.engine} ${tap.step}`,
+          );
+        });
+        whole.reset();
+        expect(whole.sums.every((s) => s.count === 0 && s.sum.every((v) => v === 0))).toBe(true);
+      }
+    });
+  }
+
+  it('helper threads add their rows into the same sums', async () => {
+    const network = randomNetwork(MLP, 2);
+    const plan = compileNetwork(network, undefined, [12]);
+    const { spawnHelper } = nodeEngineOptions({});
+    const one = new WasmExecutor(plan, { maxBatchSize: 2048, threads: 1, relaxedSimd });
+    const two = new WasmExecutor(plan, {
+      maxBatchSize: 2048,
+      threads: 2,
+      relaxedSimd,
+      spawnHelper,
+      parallelMinFlops: 0,
+    });
+    try {
+      await two.ready();
+      const rows = 2000;
+      const x = rowsOf(rows, 12, 9);
+      const taps = everyTap(plan);
+      const a = one.createProbe(taps);
+      const b = two.createProbe(taps);
+      one.accumulate(x, rows, a);
+      const before = two.parallelCalls;
+      two.accumulate(x, rows, b);
+      if (two.readyHelpers > 0) expect(two.parallelCalls).toBeGreaterThan(before);
+      taps.forEach((tap, i) => {
+        expectSumsClose(b.sums[i]!, a.sums[i]!, SUM_ORDER_RTOL, `step ${tap.step}`);
+      });
+    } finally {
+      two.close();
+    }
+  });
+
+  it('updateParameters loads a refolded plan; another structure is refused', () => {
+    const network = randomNetwork(MLP, 4);
+    const plan = compileNetwork(network, undefined, [12]);
+    const x = rowsOf(50, 12, 1);
+    for (const executor of executors(plan, 64)) {
+      const bn = namedModules(network).find(([p]) => p === '2')![1] as BatchNorm;
+      const saved = bn.runningMean.data.slice();
+      bn.runningMean.data.fill(3);
+      const refolded = compileNetwork(network, undefined, [12]);
+      bn.runningMean.data.set(saved);
+      const fresh = createExecutor(refolded, {
+        engine: executor.engine,
+        maxBatchSize: 64,
+        relaxedSimd,
+      });
+      expect(executor.run(x, 50)).not.toEqual(fresh.run(x, 50));
+      executor.updateParameters(refolded);
+      expect(executor.plan).toBe(refolded);
+      expect(executor.run(x, 50)).toEqual(fresh.run(x, 50));
+      const other = compileNetwork(randomNetwork([linear(12, 3)], 1), undefined, [12]);
+      expect(() => executor.updateParameters(other)).toThrow(/different steps/);
+    }
+  });
+
+  it('refuses taps that do not fit the plan, and probes of another executor', () => {
+    const plan = compileNetwork(randomNetwork(CNN, 1), undefined, [2, 6, 6]);
+    const executor = new PlanExecutor(plan, 8);
+    const last = plan.steps.length - 1;
+    expect(() => executor.createProbe([{ step: last + 1, point: 'output', channels: 4 }])).toThrow(
+      /no such step/,
+    );
+    expect(() =>
+      executor.createProbe([{ step: -1, point: 'pre_activation', channels: 2 }]),
+    ).toThrow(/no activation/);
+    expect(() => executor.createProbe([{ step: 0, point: 'output', channels: 5 }])).toThrow(
+      /do not divide/,
+    );
+    // Step 0 is a conv with 6 channels of 6×6: per value is finer than its channels.
+    expect(() => executor.createProbe([{ step: 0, point: 'output', channels: 216 }])).toThrow(
+      /finer/,
+    );
+    expect(() =>
+      executor.createProbe([
+        { step: 0, point: 'output', channels: 6 },
+        { step: 0, point: 'output', channels: 3 },
+      ]),
+    ).toThrow(/tapped with 6 channels too/);
+    // Taps of the same tensor and reading share their sums (two BatchNorms folded into one step).
+    const shared = executor.createProbe([
+      { step: 0, point: 'output', channels: 6 },
+      { step: 0, point: 'output', channels: 6 },
+    ]);
+    expect(shared.sums[0]).toBe(shared.sums[1]);
+    const other = new PlanExecutor(plan, 8).createProbe([
+      { step: 0, point: 'output', channels: 6 },
+    ]);
+    expect(() => executor.accumulate(rowsOf(1, 72, 1), 1, other)).toThrow(/another executor/);
+  });
+
+  it("a prefix plan's output is the BatchNorm's input; γ = 0 is not observable folded", () => {
+    const network = randomNetwork(MLP, 6);
+    const prefix = compileNetwork(network, undefined, [12], { until: '7' });
+    expect(prefix.batchNormInputs.at(-1)).toMatchObject({
+      path: '7',
+      channels: 16,
+      tap: { step: prefix.steps.length - 1, point: 'output', channels: 16 },
+      scale: undefined,
+    });
+    expect(() => compileNetwork(network, undefined, [12], { until: '99' })).toThrow(/no layer 99/);
+    const bn = namedModules(network).find(([p]) => p === '2')![1] as BatchNorm;
+    bn.weight!.value.data[3] = 0;
+    const plan = compileNetwork(network, undefined, [12]);
+    const input = plan.batchNormInputs.find((b) => b.path === '2')!;
+    expect(input.tap).toBeUndefined();
+    expect(input.reason).toMatch(/zero scale/);
+    expect(() => batchNormInputsOf(plan, ['2'])).toThrow(/cannot be read/);
+  });
+});
