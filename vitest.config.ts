@@ -13,8 +13,12 @@ const ENGINE_DEPENDENT = [
 
 export default defineConfig({
   test: {
+    // Bundles the programs tests start as child processes (test/helpers/entries.ts).
+    globalSetup: ['test/global-setup.ts'],
     // Numerics and real child processes: generous timeouts. Speed goals live in npm run bench;
-    // the only deadline asserted is the replicas' propagation within two poll intervals.
+    // no test asserts a wall-clock deadline that a loaded machine could miss (the replicas count
+    // propagation in repository scans; the few time bounds left exclude behaviour that is
+    // orders of magnitude slower).
     testTimeout: 60_000,
     hookTimeout: 60_000,
     projects: [

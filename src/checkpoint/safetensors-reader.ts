@@ -16,7 +16,7 @@ export const MAX_HEADER_SIZE = 100_000_000;
 
 const TENSOR_KEYS = ['dtype', 'shape', 'data_offsets'] as const;
 
-interface Entry {
+export interface SafetensorsEntry {
   name: string;
   tensor: Omit<RawTensor, 'bytes'>;
   begin: number;
@@ -43,34 +43,76 @@ function isNonNegativeIntegerArray(value: unknown): value is number[] {
   );
 }
 
+/** What the header of a safetensors file says: metadata, tensors and where the data starts. */
+export interface SafetensorsLayout {
+  metadata: Record<string, string>;
+  entries: readonly SafetensorsEntry[];
+  /** Offset of the data section in the file (8 + header length). */
+  dataStart: number;
+}
+
+/**
+ * Rule 1, from the first 8 bytes and the file's size: the JSON header's length, which must fit
+ * the limit and the file. A reader of a file calls this, reads that many more bytes and calls
+ * safetensorsLayout, all before reading the data.
+ */
+export function safetensorsHeaderLength(
+  first: Uint8Array,
+  fileSize: number,
+  fileName: string,
+): number {
+  const fail = (message: string) =>
+    new NormserveError('SAFETENSORS_INVALID', `${fileName}: ${message}`);
+  if (fileSize < 8 || first.length < 8) {
+    throw fail(`file is ${fileSize} bytes, too short for the 8-byte header length`);
+  }
+  const view = new DataView(first.buffer, first.byteOffset, 8);
+  const headerLength64 = view.getBigUint64(0, true);
+  if (headerLength64 > BigInt(MAX_HEADER_SIZE)) {
+    throw fail(`header length ${headerLength64} exceeds the limit of ${MAX_HEADER_SIZE} bytes`);
+  }
+  const headerLength = Number(headerLength64);
+  if (8 + headerLength > fileSize) {
+    throw fail(
+      `header length ${headerLength} exceeds the ${fileSize - 8} bytes after the length prefix (file is ${fileSize} bytes)`,
+    );
+  }
+  return headerLength;
+}
+
 /**
  * Parses a safetensors file (8-byte little-endian header length, JSON header, data), treating it
  * as hostile: every rule of the format is checked before any byte is used, and a violation throws
  * SAFETENSORS_INVALID with a message that starts with `fileName`.
  */
 export function readSafetensors(bytes: Uint8Array, fileName: string): SafetensorsFile {
+  const { metadata, entries, dataStart } = safetensorsLayout(bytes, bytes.length, fileName);
+  const tensors = new Map<string, RawTensor>();
+  for (const { name, tensor, begin, end } of entries) {
+    tensors.set(name, { ...tensor, bytes: bytes.subarray(dataStart + begin, dataStart + end) });
+  }
+  return { metadata, tensors };
+}
+
+/**
+ * Every rule of the format that the header and the file's size decide (all of them): `prefix`
+ * holds at least the length prefix and the header; the data is not needed.
+ */
+export function safetensorsLayout(
+  prefix: Uint8Array,
+  fileSize: number,
+  fileName: string,
+): SafetensorsLayout {
   const fail = (message: string) =>
     new NormserveError('SAFETENSORS_INVALID', `${fileName}: ${message}`);
 
   // Rule 1: the header length prefix.
-  if (bytes.length < 8) {
-    throw fail(`file is ${bytes.length} bytes, too short for the 8-byte header length`);
-  }
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const headerLength64 = view.getBigUint64(0, true);
-  if (headerLength64 > BigInt(MAX_HEADER_SIZE)) {
-    throw fail(`header length ${headerLength64} exceeds the limit of ${MAX_HEADER_SIZE} bytes`);
-  }
-  const headerLength = Number(headerLength64);
-  if (8 + headerLength > bytes.length) {
-    throw fail(
-      `header length ${headerLength} exceeds the ${bytes.length - 8} bytes after the length prefix (file is ${bytes.length} bytes)`,
-    );
-  }
+  const headerLength = safetensorsHeaderLength(prefix, fileSize, fileName);
   const dataStart = 8 + headerLength;
+  if (prefix.length < dataStart) throw new Error(`${fileName}: the header was not read whole`);
 
   // Rule 2: a UTF-8 JSON object (checked on the bytes: TextDecoder would silently drop a BOM).
-  const headerBytes = bytes.subarray(8, dataStart);
+  const headerBytes = prefix.subarray(8, dataStart);
   if (headerBytes[0] !== 0x7b) {
     throw fail(
       headerLength === 0
@@ -118,7 +160,7 @@ export function readSafetensors(bytes: Uint8Array, fileName: string): Safetensor
   }
 
   // Rules 4 and 5: each tensor entry on its own.
-  const entries: Entry[] = [];
+  const entries: SafetensorsEntry[] = [];
   for (const [name, info] of Object.entries(header)) {
     if (name === '__metadata__') continue;
     if (!isJsonObject(info)) {
@@ -166,7 +208,7 @@ export function readSafetensors(bytes: Uint8Array, fileName: string): Safetensor
   // Rule 6: contiguous from 0, no gap, no overlap.
   entries.sort((a, b) => a.begin - b.begin || a.end - b.end);
   let expected = 0;
-  let previous: Entry | undefined;
+  let previous: SafetensorsEntry | undefined;
   for (const entry of entries) {
     if (entry.begin > expected) {
       throw fail(
@@ -185,7 +227,7 @@ export function readSafetensors(bytes: Uint8Array, fileName: string): Safetensor
   }
 
   // Rule 7: the data section ends exactly at the last tensor.
-  const dataLength = bytes.length - dataStart;
+  const dataLength = fileSize - dataStart;
   if (expected > dataLength) {
     throw fail(
       `truncated: tensors need ${expected} bytes of data${previous === undefined ? '' : ` (last tensor "${previous.name}" ends at ${previous.end})`}, but only ${dataLength} bytes follow the header`,
@@ -196,10 +238,5 @@ export function readSafetensors(bytes: Uint8Array, fileName: string): Safetensor
       `${dataLength - expected} trailing bytes after the last tensor (tensors need ${expected} bytes of data, ${dataLength} follow the header)`,
     );
   }
-
-  const tensors = new Map<string, RawTensor>();
-  for (const { name, tensor, begin, end } of entries) {
-    tensors.set(name, { ...tensor, bytes: bytes.subarray(dataStart + begin, dataStart + end) });
-  }
-  return { metadata, tensors };
+  return { metadata, entries, dataStart };
 }

@@ -7,6 +7,13 @@ export {
   type SafetensorsDtype,
 } from './dtype.js';
 export { type RawTensor, rawToBigInt, rawToFloat32 } from './raw-tensor.js';
-export { MAX_HEADER_SIZE, readSafetensors, type SafetensorsFile } from './safetensors-reader.js';
+export {
+  MAX_HEADER_SIZE,
+  readSafetensors,
+  type SafetensorsFile,
+  type SafetensorsLayout,
+  safetensorsHeaderLength,
+  safetensorsLayout,
+} from './safetensors-reader.js';
 export { safetensorsToStateDict, stateDictToSafetensors } from './safetensors-state-dict.js';
 export { writeSafetensors } from './safetensors-writer.js';

@@ -154,9 +154,18 @@ export class ClusterMetricsPrimary {
   }
 }
 
+/**
+ * Metrics without their NaN values: prom-client reports the event loop lag's mean and standard
+ * deviation as NaN when no delay was sampled since the last collect (two scrapes in quick
+ * succession), which the IPC schema, and JSON across IPC, cannot carry. Such a value says nothing.
+ */
+function withoutNaN<T extends { values: { value: number }[] }>(metrics: T[]): T[] {
+  return metrics.map((m) => ({ ...m, values: m.values.filter((v) => !Number.isNaN(v.value)) }));
+}
+
 /** A registry's current values as the IPC schema types them. */
 async function metricsJson(registry: Registry): Promise<MetricJson[]> {
-  return metricJsonSchema.array().parse(await registry.getMetricsAsJSON());
+  return metricJsonSchema.array().parse(withoutNaN(await registry.getMetricsAsJSON()));
 }
 
 /**
@@ -189,7 +198,7 @@ export function answerCollectRequests(
     const mySeq = ++seq;
     Promise.all([
       metricsJson(metrics.serviceRegistry),
-      metrics.processMetricsJson().then((json) => metricJsonSchema.array().parse(json)),
+      metrics.processMetricsJson().then((json) => metricJsonSchema.array().parse(withoutNaN(json))),
     ])
       .then(([service, process]) =>
         channel.send({ type: 'normserve:collected', id, seq: mySeq, service, process }),

@@ -11,6 +11,7 @@ import { basename, dirname } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { NormserveError } from '../errors/index.js';
 import {
+  featureNamesOf,
   inputShapeOf,
   JobRegistry,
   ModelRegistry,
@@ -101,9 +102,7 @@ async function main(argv: readonly string[]): Promise<void> {
   const registry = new ModelRegistry(dirname(dir), { maxBatchSize: 4096 });
   await registry.refreshModel(name);
   const parent = registry.resolve(name);
-  const featureNames = (
-    parent.checkpoint.config.training as { feature_names?: string[] } | undefined
-  )?.feature_names;
+  const featureNames = featureNamesOf(parent.checkpoint.config);
 
   let text: string;
   try {

@@ -26,6 +26,10 @@ export const errorCatalogue = {
   TOO_FEW_SAMPLES: { status: 400, title: 'Too few samples' },
   TOO_MANY_SAMPLES: { status: 413, title: 'Too many samples' },
   SHUTTING_DOWN: { status: 503, title: 'Server is shutting down' },
+  REQUEST_TIMEOUT: { status: 408, title: 'Request timeout' },
+  HEADERS_TOO_LARGE: { status: 431, title: 'Request headers too large' },
+  /** nginx's 499: the client closed the connection before its request was read; nothing is sent. */
+  CLIENT_ABORTED: { status: 499, title: 'Client closed the request' },
 
   // Numerical engine
   BATCHNORM_SINGLE_VALUE: { status: 400, title: 'BatchNorm needs more than one value per channel' },

@@ -1,3 +1,4 @@
 export { type ErrorCode, errorCatalogue } from './catalogue.js';
 export { describeLocations, formatPath, issuesToLocations } from './issue-path.js';
 export { type ErrorLocation, isNormserveError, NormserveError } from './normserve-error.js';
+export { ECHO_CHARS, quote } from './quote.js';

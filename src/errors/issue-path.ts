@@ -21,9 +21,16 @@ export function issuesToLocations(
   return issues.map((issue) => ({ path: formatPath(issue.path, root), message: issue.message }));
 }
 
-/** One line naming every issue: `layers[2].type: Invalid input; name: Required`. */
-export function describeLocations(locations: readonly ErrorLocation[], max = 5): string {
+/**
+ * One line naming the first `max` issues: `layers[2].type: Invalid input; name: Required`;
+ * `total` counts issues beyond the given locations too.
+ */
+export function describeLocations(
+  locations: readonly ErrorLocation[],
+  max = 5,
+  total = locations.length,
+): string {
   const shown = locations.slice(0, max).map((l) => `${l.path}: ${l.message}`);
-  if (locations.length > max) shown.push(`… and ${locations.length - max} more`);
+  if (total > shown.length) shown.push(`… and ${total - shown.length} more`);
   return shown.join('; ');
 }

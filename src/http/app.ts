@@ -1,16 +1,17 @@
 import Fastify, { type FastifyBaseLogger, LogController } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { NormserveError } from '../errors/index.js';
+import { errorCatalogue, NormserveError } from '../errors/index.js';
 import { InferenceService, type ModelRegistry, type ServerConfig } from '../service/index.js';
 import type { AppDeps, AppInstance } from './app-types.js';
-import { requireBearer } from './auth.js';
 import { OCTET_STREAM } from './binary-infer.js';
+import { clientErrorHandler, httpServerOptions, limitConnections } from './connection-limits.js';
 import { parseJsonBody } from './json-body.js';
 import type { ServiceMetrics } from './metrics.js';
 import { notFoundHandler } from './not-found.js';
 import { openApiPath, registerOpenApi } from './openapi.js';
 import { errorHandler } from './problem.js';
+import { routeGuards } from './route-access.js';
 import { adminRoutes } from './routes/admin.js';
 import { healthRoutes } from './routes/health.js';
 import { indexRoutes } from './routes/index.js';
@@ -39,6 +40,9 @@ export function createInferenceService(
   });
 }
 
+/** The status of CLIENT_ABORTED (nginx's 499), under which aborted requests are counted. */
+const CLIENT_CLOSED = errorCatalogue.CLIENT_ABORTED.status;
+
 const routeLabels = new Map<string, string>();
 /** `/v1/models/:name(^…)::predict` → `/v1/models/{name}:predict`, for logs and metric labels. */
 function routeLabel(pattern: string): string {
@@ -60,6 +64,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     ...rest,
     inference: given ?? createInferenceService(rest.config, rest.registry, rest.metrics),
   };
+  const httpTimeouts = httpServerOptions(deps.config);
   const app = Fastify({
     loggerInstance: logger,
     // One log line per request, written by the onResponse hook below, instead of Fastify's two.
@@ -73,7 +78,9 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     // Requests arriving on open connections during shutdown get a SHUTTING_DOWN problem (below)
     // instead of Fastify's plain 503.
     return503OnClosing: false,
-    requestTimeout: deps.config.REQUEST_TIMEOUT_MS,
+    requestTimeout: httpTimeouts.requestTimeout,
+    http: httpTimeouts,
+    clientErrorHandler: clientErrorHandler(logger),
     genReqId: requestIdOf,
     // The request's log lines carry its request id and, when given, its W3C trace.
     childLoggerFactory: childLoggerWithTrace,
@@ -83,9 +90,11 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
       errorHandler(error, request, reply);
     },
   }).withTypeProvider<ZodTypeProvider>();
+  limitConnections(app.server, deps.config.MAX_CONNECTIONS, deps.metrics);
   app.decorate('deps', deps);
   app.decorateRequest('inference', undefined);
   app.decorateRequest('modelName', undefined);
+  app.decorateRequest('receivedAt', 0);
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.setErrorHandler(errorHandler);
@@ -111,7 +120,8 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     done();
   });
   // The per-request hooks are synchronous (no promise per hook and request).
-  app.addHook('onRequest', (_request, reply, done) => {
+  app.addHook('onRequest', (request, reply, done) => {
+    request.receivedAt = performance.now();
     if (!closing) return done();
     void reply.header('Connection', 'close');
     done(
@@ -120,6 +130,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   });
 
   const { metrics } = deps;
+  metrics.observeRegistry(deps.registry);
   const scrapeMetrics = deps.scrapeMetrics ?? (() => metrics.registry.metrics());
   app.addHook('onSend', (request, reply, payload, done) => {
     void reply.header('X-Request-Id', request.id);
@@ -184,26 +195,29 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     }
     done();
   });
+  // A client that closes the connection before its request has arrived gets no response (and
+  // no onResponse): recorded as nginx's 499 (CLIENT_ABORTED), at info, never as a server error.
+  app.addHook('onRequestAbort', (request, done) => {
+    const route = request.routeOptions.url ? routeLabel(request.routeOptions.url) : 'unmatched';
+    const seconds = (performance.now() - request.receivedAt) / 1000;
+    const model = request.modelName ?? '';
+    metrics.observeRequest(request.method, route, String(CLIENT_CLOSED), model, '', seconds);
+    request.log.info(
+      {
+        method: request.method,
+        url: request.url,
+        route,
+        status: CLIENT_CLOSED,
+        durationMs: Math.round(seconds * 1e6) / 1000,
+        ...(model ? { model } : {}),
+      },
+      'request aborted by the client',
+    );
+    done();
+  });
 
-  // API_TOKEN, when set, guards the prediction routes (predict, infer) like ADMIN_TOKEN guards admin,
-  // and the ONNX download, which hands out the weights.
-  const apiToken = deps.config.API_TOKEN;
-  if (apiToken !== undefined) {
-    const predictionGuard = requireBearer(apiToken, 'prediction');
-    const downloadGuard = requireBearer(apiToken, 'model download');
-    app.addHook('onRoute', (route) => {
-      const guard = /::predict$|\/infer$/.test(route.url)
-        ? predictionGuard
-        : /\/model\.onnx$/.test(route.url)
-          ? downloadGuard
-          : undefined;
-      if (guard) {
-        // onRequest: before the body is read or validated, so a missing token is a 401.
-        const existing = route.onRequest ? [route.onRequest].flat() : [];
-        route.onRequest = [guard, ...existing];
-      }
-    });
-  }
+  // Each route's declared access (config.access) decides which token it demands.
+  app.addHook('onRoute', routeGuards({ admin: deps.adminToken, api: deps.config.API_TOKEN }));
 
   await registerOpenApi(app);
   await indexRoutes(app);
@@ -226,6 +240,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   app.get(
     '/metrics',
     {
+      config: { access: 'public' },
       schema: {
         tags: ['operations'],
         summary: 'Prometheus metrics (text exposition format)',
@@ -237,6 +252,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   app.get(
     '/openapi.json',
     {
+      config: { access: 'public' },
       schema: {
         tags: ['operations'],
         summary: 'This OpenAPI 3.1 document',

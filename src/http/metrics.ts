@@ -1,5 +1,5 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import type { BatchReport } from '../service/index.js';
+import type { BatchReport, ModelRegistry } from '../service/index.js';
 
 const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096];
 const LATENCY_BUCKETS = [
@@ -28,6 +28,10 @@ export class ServiceMetrics {
   readonly loadFailures: Counter<'model'>;
   readonly activeVersion: Gauge<'model'>;
   readonly recalibrations: Counter<'model' | 'mode' | 'outcome'>;
+  readonly connectionsDropped: Counter;
+  readonly activeRecordInvalid: Gauge<'model'>;
+  readonly repositoryScans: Counter;
+  private models: Pick<ModelRegistry, 'list' | 'scans'> | undefined;
   readonly dynamicBatchRows: Histogram<'model'>;
   readonly dynamicBatchRequests: Histogram<'model'>;
   readonly batchQueueDelay: Histogram<'model'>;
@@ -123,6 +127,37 @@ export class ServiceMetrics {
       labelNames: ['model', 'mode', 'outcome'],
       registers,
     });
+    this.connectionsDropped = new Counter({
+      name: 'normserve_connections_dropped_total',
+      help: 'Connections closed on arrival because MAX_CONNECTIONS were open',
+      registers,
+    });
+    const metrics = this;
+    this.activeRecordInvalid = new Gauge({
+      name: 'normserve_model_active_record_invalid',
+      help: "1 while a model's active-version.json cannot be followed (unreadable, or naming a version that is not available); the version served before stays served",
+      labelNames: ['model'],
+      registers,
+      // Across workers: 1 while any of them cannot follow the record.
+      aggregator: 'max',
+      collect() {
+        if (!metrics.models) return;
+        this.reset();
+        for (const m of metrics.models.list()) this.set({ model: m.name }, m.activeProblem ? 1 : 0);
+      },
+    });
+    // A process metric (each worker polls on its own): in `registry` only, so a server with
+    // WORKERS > 1 shows it per worker.
+    this.repositoryScans = new Counter({
+      name: 'normserve_repository_scans_total',
+      help: 'Scans of the model repository completed by this process (MODEL_POLL_INTERVAL_MS)',
+      registers: [this.registry],
+      collect() {
+        if (!metrics.models) return;
+        this.reset();
+        this.inc(metrics.models.scans);
+      },
+    });
     if (options.defaultMetrics ?? true)
       collectDefaultMetrics({ register: this.registry, prefix: 'normserve_' });
   }
@@ -189,6 +224,11 @@ export class ServiceMetrics {
     this.child(`grpc-duration ${method} ${code}`, () =>
       this.grpcDuration.labels({ method, code }),
     ).observe(seconds);
+  }
+
+  /** Reads the registry at each scrape (for the series computed from it). */
+  observeRegistry(registry: Pick<ModelRegistry, 'list' | 'scans'>): void {
+    this.models = registry;
   }
 
   /** This process's runtime metrics: `registry` without the service metrics. */

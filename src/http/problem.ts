@@ -6,6 +6,7 @@ import {
   isNormserveError,
   NormserveError,
 } from '../errors/index.js';
+import { LIMITS } from './schemas/limits.js';
 
 /** RFC 9457 problem details, plus `error` (the message string TF Serving and OIP clients read). */
 export interface Problem {
@@ -39,7 +40,8 @@ export function toProblem(error: NormserveError, instance: string): Problem {
     instance,
     code: error.code,
     error: error.message,
-    ...(error.errors.length > 0 ? { errors: [...error.errors] } : {}),
+    // Bounded whatever raised it: a problem never grows with the number of bad values.
+    ...(error.errors.length > 0 ? { errors: error.errors.slice(0, LIMITS.errorLocations) } : {}),
   };
 }
 

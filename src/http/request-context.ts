@@ -19,6 +19,8 @@ declare module 'fastify' {
     inference: InferenceContext | undefined;
     /** The model a request addressed (set early so even failures are attributed). */
     modelName: string | undefined;
+    /** performance.now() when the request arrived (for requests that never get a response). */
+    receivedAt: number;
   }
 }
 

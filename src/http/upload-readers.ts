@@ -4,21 +4,34 @@ import { FINITE_NUMBER_MESSAGE, FLOAT32_MAX, FLOAT32_RANGE_MESSAGE } from '../se
 /** Rows are handed on in chunks of this many, so memory is bounded by the chunk. */
 const CHUNK_ROWS = 1024;
 
+/** Node's error for a request whose connection closed before its body ended. */
+const isClientAbort = (e: unknown): boolean =>
+  (e as NodeJS.ErrnoException | undefined)?.code === 'ECONNRESET';
+
 async function* limitedBytes(
   stream: AsyncIterable<Buffer | string>,
   maxBytes: number,
 ): AsyncGenerator<Buffer> {
   let total = 0;
-  for await (const part of stream) {
-    const buffer = typeof part === 'string' ? Buffer.from(part) : part;
-    total += buffer.length;
-    if (total > maxBytes) {
-      throw new NormserveError(
-        'BODY_TOO_LARGE',
-        `upload larger than ${maxBytes} bytes (RECALIBRATION_BODY_LIMIT_BYTES)`,
-      );
+  try {
+    for await (const part of stream) {
+      const buffer = typeof part === 'string' ? Buffer.from(part) : part;
+      total += buffer.length;
+      if (total > maxBytes) {
+        throw new NormserveError(
+          'BODY_TOO_LARGE',
+          `upload larger than ${maxBytes} bytes (RECALIBRATION_BODY_LIMIT_BYTES)`,
+        );
+      }
+      yield buffer;
     }
-    yield buffer;
+  } catch (e) {
+    if (!isClientAbort(e)) throw e;
+    throw new NormserveError(
+      'CLIENT_ABORTED',
+      `the client closed the connection after ${total} bytes, before the upload ended`,
+      { cause: e },
+    );
   }
 }
 

@@ -7,6 +7,7 @@ import {
   issuesToLocations,
   NormserveError,
 } from '../errors/index.js';
+import { LIMITS } from './schemas/limits.js';
 
 const isStream = (data: unknown): boolean =>
   typeof data === 'object' &&
@@ -20,19 +21,36 @@ const roots: Record<string, string> = {
   headers: 'headers',
 };
 
+/** A client's key as part of a path, cut like every echoed string. */
+const keyOf = (key: string): string =>
+  key.length > LIMITS.echoChars ? `${key.slice(0, LIMITS.echoChars)}…` : key;
+
 /**
  * zod reports unknown keys of a strict object once, at the object (`(root): Unrecognized key`);
- * each key is named as its own place instead, e.g. `instance: unknown field`.
+ * each key is named as its own place instead, e.g. `instance: unknown field`. At most
+ * LIMITS.errorLocations places are kept; `total` counts them all.
  */
-function locations(issues: readonly z.core.$ZodIssue[], root: string): ErrorLocation[] {
-  return issues.flatMap((issue) =>
-    issue.code === 'unrecognized_keys'
-      ? issue.keys.map((key) => ({
-          path: formatPath([...issue.path, key], root),
+function locations(
+  issues: readonly z.core.$ZodIssue[],
+  root: string,
+): { shown: ErrorLocation[]; total: number } {
+  const shown: ErrorLocation[] = [];
+  let total = 0;
+  for (const issue of issues) {
+    if (issue.code === 'unrecognized_keys') {
+      total += issue.keys.length;
+      for (const key of issue.keys.slice(0, LIMITS.errorLocations - shown.length)) {
+        shown.push({
+          path: formatPath([...issue.path, keyOf(key)], root),
           message: root === 'query' ? 'unknown query parameter' : 'unknown field',
-        }))
-      : issuesToLocations([issue], root),
-  );
+        });
+      }
+    } else {
+      total++;
+      if (shown.length < LIMITS.errorLocations) shown.push(...issuesToLocations([issue], root));
+    }
+  }
+  return { shown, total };
 }
 
 /** Validates `data` with a zod schema: the value, or the INVALID_INPUT error naming each place. */
@@ -43,8 +61,12 @@ export function validate(
 ): { value: unknown; error?: undefined } | { value?: undefined; error: NormserveError } {
   const result = schema.safeParse(data);
   if (result.success) return { value: result.data };
-  const errors = locations(result.error.issues, roots[httpPart ?? 'body'] ?? '');
-  return { error: new NormserveError('INVALID_INPUT', describeLocations(errors, 3), { errors }) };
+  const { shown, total } = locations(result.error.issues, roots[httpPart ?? 'body'] ?? '');
+  return {
+    error: new NormserveError('INVALID_INPUT', describeLocations(shown, 3, total), {
+      errors: shown,
+    }),
+  };
 }
 
 /** Like validate, but throws the error (for handlers that validate what they were handed). */

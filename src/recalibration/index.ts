@@ -5,6 +5,8 @@ export {
   DEFAULT_CHUNK_ROWS,
   DEFAULT_MAX_SAMPLES,
   DEFAULT_PRIOR_STRENGTH,
+  MAX_BATCH_SIZE,
+  MAX_PRIOR_STRENGTH,
   type RecalibrationMode,
   type RecalibrationOptions,
   type RecalibrationProgress,

@@ -24,9 +24,9 @@ export interface RecalibrationProgress {
 
 export interface RecalibrationOptions {
   mode: RecalibrationMode;
-  /** Prior strength N ≥ 0 of `prior` mode, in rows (default 16). */
+  /** Prior strength N of `prior` mode, in rows (default 16, 0 ≤ N ≤ MAX_PRIOR_STRENGTH). */
   priorStrength?: number;
-  /** Rows per train-mode batch of `running` mode (default 256, ≥ 2). */
+  /** Rows per train-mode batch of `running` mode (default 256, 2 ≤ batchSize ≤ MAX_BATCH_SIZE). */
   batchSize?: number;
   /** Rows per forward chunk (default 1024): working memory is bounded by it. */
   chunkRows?: number;
@@ -41,6 +41,13 @@ export const DEFAULT_PRIOR_STRENGTH = 16;
 export const DEFAULT_BATCH_SIZE = 256;
 export const DEFAULT_CHUNK_ROWS = 1024;
 export const DEFAULT_MAX_SAMPLES = 1_000_000;
+/**
+ * Upper bounds of the options a client chooses. `running` mode holds one batch of rows, so the
+ * batch size bounds its memory (65,536 rows of 64 float32 features: 16 MiB); a prior strength
+ * beyond 1e9 rows is indistinguishable from keeping the source statistics.
+ */
+export const MAX_BATCH_SIZE = 65_536;
+export const MAX_PRIOR_STRENGTH = 1e12;
 
 /** Options with defaults filled in and checked. */
 export interface ResolvedOptions {
@@ -55,12 +62,20 @@ export interface ResolvedOptions {
 
 const MODES: readonly RecalibrationMode[] = ['exact', 'prior', 'running'];
 
-function integerAtLeast(name: string, value: number, min: number): number {
-  if (!Number.isSafeInteger(value) || value < min) {
+function integerAtLeast(
+  name: string,
+  value: number,
+  min: number,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `≥ ${min}` : `in [${min}, ${max}]`;
     throw new NormserveError(
       'INVALID_INPUT',
-      `${name} must be an integer ≥ ${min}, got ${String(value)}`,
-      { errors: [{ path: name, message: `expected an integer ≥ ${min}` }] },
+      `${name} must be an integer ${range}, got ${String(value)}`,
+      {
+        errors: [{ path: name, message: `expected an integer ${range}` }],
+      },
     );
   }
   return value;
@@ -76,17 +91,26 @@ export function resolveOptions(options: RecalibrationOptions): ResolvedOptions {
     );
   }
   const priorStrength = options.priorStrength ?? DEFAULT_PRIOR_STRENGTH;
-  if (!(Number.isFinite(priorStrength) && priorStrength >= 0)) {
+  if (!(priorStrength >= 0 && priorStrength <= MAX_PRIOR_STRENGTH)) {
     throw new NormserveError(
       'INVALID_INPUT',
-      `priorStrength must be a finite number ≥ 0, got ${String(priorStrength)}`,
-      { errors: [{ path: 'priorStrength', message: 'expected a finite number ≥ 0' }] },
+      `priorStrength must be a number in [0, ${MAX_PRIOR_STRENGTH}], got ${String(priorStrength)}`,
+      {
+        errors: [
+          { path: 'priorStrength', message: `expected a number in [0, ${MAX_PRIOR_STRENGTH}]` },
+        ],
+      },
     );
   }
   return {
     mode: options.mode,
     priorStrength,
-    batchSize: integerAtLeast('batchSize', options.batchSize ?? DEFAULT_BATCH_SIZE, 2),
+    batchSize: integerAtLeast(
+      'batchSize',
+      options.batchSize ?? DEFAULT_BATCH_SIZE,
+      2,
+      MAX_BATCH_SIZE,
+    ),
     chunkRows: integerAtLeast('chunkRows', options.chunkRows ?? DEFAULT_CHUNK_ROWS, 1),
     maxSamples: integerAtLeast('maxSamples', options.maxSamples ?? DEFAULT_MAX_SAMPLES, 2),
     onProgress: options.onProgress,

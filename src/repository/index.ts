@@ -19,3 +19,4 @@ export {
   type ProcessOwner,
   STALE_AFTER_MS,
 } from './process-alive.js';
+export { MAX_JSON_FILE_BYTES, RepositoryFiles } from './repository-files.js';

@@ -1,16 +1,18 @@
 import { link, open, readFile, rename, rm, stat, utimes } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { z } from 'zod';
 import { temporaryName } from './atomic-write.js';
 import { HEARTBEAT_INTERVAL_MS, isProcessAlive, STALE_AFTER_MS } from './process-alive.js';
 
 /** Who holds a model's lock (the lock file's content). */
-export interface LockOwner {
-  owner: string;
-  host: string;
-  pid: number;
-  acquired_at: string;
-}
+const lockOwnerSchema = z.object({
+  owner: z.string(),
+  host: z.string(),
+  pid: z.number().int(),
+  acquired_at: z.string(),
+});
+export type LockOwner = z.output<typeof lockOwnerSchema>;
 
 export interface HeldLock {
   owner: string;
@@ -129,10 +131,10 @@ async function olderThan(path: string, ms: number): Promise<boolean> {
   }
 }
 
+/** The lock's holder; undefined when the file is gone, unreadable or not a lock (being written). */
 async function readOwner(path: string): Promise<LockOwner | undefined> {
   try {
-    const value = JSON.parse(await readFile(path, 'utf8')) as LockOwner;
-    return typeof value.owner === 'string' ? value : undefined;
+    return lockOwnerSchema.parse(JSON.parse(await readFile(path, 'utf8')));
   } catch {
     return undefined;
   }

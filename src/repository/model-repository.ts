@@ -1,5 +1,6 @@
-import { readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { lstat, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
+import { z } from 'zod';
 import {
   type Checkpoint,
   CONFIG_FILE,
@@ -9,7 +10,7 @@ import {
   serializeCheckpoint,
   WEIGHTS_FILE,
 } from '../checkpoint/index.js';
-import { NormserveError } from '../errors/index.js';
+import { describeLocations, issuesToLocations, NormserveError } from '../errors/index.js';
 import {
   fsyncPath,
   hostTag,
@@ -20,13 +21,17 @@ import {
 } from './atomic-write.js';
 import { releaseModelLockOf } from './model-lock.js';
 import { isProcessAlive } from './process-alive.js';
+import { RepositoryFiles } from './repository-files.js';
 
 /** The record of the version an operator activated (`<name>/active-version.json`). */
-export interface ActiveRecord {
-  version: number;
-  updated_at: string;
-  note?: string;
-}
+export const activeRecordSchema = z.looseObject({
+  version: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+  updated_at: z.string().optional(),
+  note: z.string().optional(),
+});
+export type ActiveRecord = z.output<typeof activeRecordSchema>;
+/** An active-version record is a few dozen bytes; anything this large is not one. */
+const MAX_ACTIVE_RECORD_BYTES = 64 * 1024;
 
 export const ACTIVE_FILE = 'active-version.json';
 /** Job records shared by the processes of a repository (hidden from the model scan). */
@@ -46,9 +51,11 @@ const isMissing = (e: unknown): boolean => (e as NodeJS.ErrnoException).code ===
  */
 export class ModelRepository {
   readonly root: string;
+  private readonly files: RepositoryFiles;
 
   constructor(root: string) {
     this.root = root;
+    this.files = new RepositoryFiles(root);
   }
 
   modelPath(name: string): string {
@@ -88,11 +95,14 @@ export class ModelRepository {
       .sort();
   }
 
-  /** Whether `name` is a model directory of the repository (a valid, non-hidden name). */
+  /**
+   * Whether `name` is a model directory of the repository (a valid, non-hidden name; not a
+   * symbolic link, as listModels sees it).
+   */
   async hasModel(name: string): Promise<boolean> {
     if (!MODEL_NAME.test(name)) return false;
     try {
-      return (await stat(this.modelPath(name))).isDirectory();
+      return (await lstat(this.modelPath(name))).isDirectory();
     } catch (e) {
       if (isMissing(e) || (e as NodeJS.ErrnoException).code === 'ENOTDIR') return false;
       throw e;
@@ -113,29 +123,37 @@ export class ModelRepository {
     }
   }
 
-  /** Reads and validates one version; errors name the directory and the broken rule. */
+  /**
+   * Reads and validates one version; errors name the file relative to the repository
+   * (`digits/2/config.json: …`) and the broken rule. Files must lie inside the repository, and
+   * the weights' header and size are checked before the weights are read.
+   */
   async loadVersion(name: string, version: number): Promise<LoadedCheckpoint> {
     const dir = this.versionPath(name, version);
-    const read = async (file: string, optional = false): Promise<Uint8Array | undefined> => {
-      try {
-        return await readFile(join(dir, file));
-      } catch (e) {
-        if (optional && isMissing(e)) return undefined;
-        if (isMissing(e))
-          throw new NormserveError('CHECKPOINT_MISMATCH', `${dir}: ${file} is missing`);
-        throw e;
-      }
+    const source = this.files.label(dir);
+    const required = (file: string, bytes: Uint8Array | undefined): Uint8Array => {
+      if (bytes === undefined)
+        throw new NormserveError('CHECKPOINT_MISMATCH', `${source}: ${file} is missing`);
+      return bytes;
     };
     const [config, weights, metrics] = await Promise.all([
-      read(CONFIG_FILE),
-      read(WEIGHTS_FILE),
-      read(METRICS_FILE, true),
+      this.files.readBytes(join(dir, CONFIG_FILE)),
+      this.files.readSafetensors(join(dir, WEIGHTS_FILE)),
+      // Metrics are informational: one that cannot be read (too large, a link out) is left out.
+      this.files.readBytes(join(dir, METRICS_FILE)).catch(() => undefined),
     ]);
-    const checkpoint = parseCheckpoint({ config: config!, weights: weights!, metrics }, dir);
+    const checkpoint = parseCheckpoint(
+      {
+        config: required(CONFIG_FILE, config),
+        weights: required(WEIGHTS_FILE, weights),
+        metrics,
+      },
+      source,
+    );
     if (checkpoint.config.name !== name) {
       throw new NormserveError(
         'MODEL_CONFIG_INVALID',
-        `${dir}/${CONFIG_FILE}: name "${checkpoint.config.name}" does not match the model directory "${name}"`,
+        `${source}/${CONFIG_FILE}: name "${checkpoint.config.name}" does not match the model directory "${name}"`,
       );
     }
     return checkpoint;
@@ -157,26 +175,29 @@ export class ModelRepository {
     return Number(chosen);
   }
 
+  /**
+   * The active-version record of a model; undefined when there is none. A record that cannot be
+   * read or is not a record is REPOSITORY_ERROR naming the file relative to the repository.
+   */
   async readActive(name: string): Promise<ActiveRecord | undefined> {
-    let text: string;
+    const path = join(this.modelPath(name), ACTIVE_FILE);
+    const text = await this.files.readText(path, MAX_ACTIVE_RECORD_BYTES);
+    if (text === undefined) return undefined;
+    const where = this.files.label(path);
+    let value: unknown;
     try {
-      text = await readFile(join(this.modelPath(name), ACTIVE_FILE), 'utf8');
-    } catch (e) {
-      if (isMissing(e)) return undefined;
-      throw e;
+      value = JSON.parse(text);
+    } catch {
+      throw new NormserveError('REPOSITORY_ERROR', `${where}: not valid JSON`);
     }
-    const value = JSON.parse(text) as Partial<ActiveRecord>;
-    if (
-      typeof value.version !== 'number' ||
-      !Number.isSafeInteger(value.version) ||
-      value.version < 1
-    ) {
+    const parsed = activeRecordSchema.safeParse(value);
+    if (!parsed.success) {
       throw new NormserveError(
         'REPOSITORY_ERROR',
-        `${join(this.modelPath(name), ACTIVE_FILE)}: "version" must be a positive integer`,
+        `${where}: ${describeLocations(issuesToLocations(parsed.error.issues), 3)}`,
       );
     }
-    return value as ActiveRecord;
+    return parsed.data;
   }
 
   /** Records the active version, atomically (rename over the old record). */
@@ -336,7 +357,15 @@ export async function loadModelDirectory(
       `${path}: no model version directories (expected ${path}/<version>/)`,
     );
   }
+  // The version an operator activated; without a record, the highest. A record naming a version
+  // that is not there is refused, as the server refuses to guess (give the version's directory).
   const active = await repository.readActive(name);
-  const version = active && versions.includes(active.version) ? active.version : versions.at(-1)!;
+  if (active && !versions.includes(active.version)) {
+    throw new NormserveError(
+      'REPOSITORY_ERROR',
+      `${path}: ${ACTIVE_FILE} names version ${active.version}, which does not exist; give a version directory (${path}/<version>)`,
+    );
+  }
+  const version = active ? active.version : versions.at(-1)!;
   return { version, name, checkpoint: await repository.loadVersion(name, version), root };
 }

@@ -1,8 +1,13 @@
+export {
+  MAX_BATCH_SIZE as MAX_RECALIBRATION_BATCH_SIZE,
+  MAX_PRIOR_STRENGTH,
+} from '../recalibration/index.js';
 export { JOBS_DIR, loadModelDirectory } from '../repository/index.js';
 export { bearerTokenCheck } from './bearer-token.js';
 export { type Accepts, compileAccepts } from './compiled-schema.js';
 export { type BatchingPolicy, type BatchReport, DynamicBatcher } from './dynamic-batcher.js';
 export { defaultEngineThreads, nodeEngineOptions, prepareWasmRuntime } from './engine-runtime.js';
+export { featureNamesOf } from './feature-names.js';
 export { InferenceService, type InferenceServiceOptions } from './inference-service.js';
 export {
   FINITE_NUMBER_MESSAGE,

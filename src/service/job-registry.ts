@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { readdir, readFile, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readdir, rm, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import {
   currentOwner,
   HEARTBEAT_INTERVAL_MS,
@@ -8,6 +8,7 @@ import {
   JOBS_DIR,
   type ModelRepository,
   type ProcessOwner,
+  RepositoryFiles,
   STALE_AFTER_MS,
   writeFileAtomically,
 } from '../repository/index.js';
@@ -22,6 +23,9 @@ import {
 import { type Log, silentLog } from './logger.js';
 
 export type { Job, JobState };
+
+/** A job record is a few kilobytes (its result's layer report); anything this large is not one. */
+const MAX_JOB_RECORD_BYTES = 1024 * 1024;
 
 const JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const JOB_FILE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.json$/;
@@ -216,12 +220,14 @@ export class JobRegistry {
   }
 
   private async read(path: string): Promise<Job | undefined> {
-    let text: string;
+    let text: string | undefined;
     try {
-      text = await readFile(path, 'utf8');
+      // Size-checked before it is read: a record is a few kilobytes, anything huge is no job.
+      text = await new RepositoryFiles(dirname(path)).readText(path, MAX_JOB_RECORD_BYTES);
     } catch {
       return undefined;
     }
+    if (text === undefined) return undefined;
     try {
       const parsed = jobRecordSchema.safeParse(JSON.parse(text));
       return parsed.success ? parsed.data : undefined;

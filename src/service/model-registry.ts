@@ -16,7 +16,7 @@ import {
   type WasmSupport,
   wasmRuntimeUnsupportedReason,
 } from '../inference/index.js';
-import { type ActiveRecord, ModelRepository } from '../repository/index.js';
+import { ACTIVE_FILE, type ActiveRecord, ModelRepository } from '../repository/index.js';
 import { nodeEngineOptions, prepareWasmRuntime } from './engine-runtime.js';
 import { type Log, silentLog } from './logger.js';
 
@@ -46,9 +46,15 @@ export interface AvailableVersion extends ServedVersion {
 export interface ModelSnapshot {
   readonly name: string;
   readonly versions: ReadonlyMap<number, ServedVersion>;
-  /** The served version: the recorded one if available, else the highest available one. */
+  /**
+   * The served version: the recorded one (active-version.json); without a record, the highest
+   * available one. While the record is unusable (activeProblem), the version served before it
+   * became so; none if there was none (a start-up never guesses).
+   */
   readonly active: number | undefined;
   readonly activeRecord: ActiveRecord | undefined;
+  /** Why the active-version record cannot be followed (unreadable, or naming no available version). */
+  readonly activeProblem?: string;
 }
 
 export interface RegistryOptions {
@@ -79,6 +85,9 @@ export class ModelRegistry {
   private readonly options: RegistryOptions;
   private readonly log: Log;
   private refreshing: Promise<void> | undefined;
+  /** Repository scans started and completed (the poll's clock: propagation is counted in scans). */
+  private scansStarted = 0;
+  private scansDone = 0;
   private readonly refreshQueues = new Map<string, Promise<unknown>>();
   private readonly engine: EngineOptions;
 
@@ -148,7 +157,9 @@ export class ModelRegistry {
     if (v === undefined) {
       throw new NormserveError(
         'MODEL_UNAVAILABLE',
-        `model "${name}" has no available version (${describeVersions(model)})`,
+        model.activeProblem !== undefined
+          ? `model "${name}" serves no version: ${model.activeProblem} (activate a version to repair it)`
+          : `model "${name}" has no available version (${describeVersions(model)})`,
       );
     }
     const served = model.versions.get(v);
@@ -166,11 +177,18 @@ export class ModelRegistry {
   /** Scans the repository and applies what changed; concurrent calls share one scan. */
   refresh(): Promise<void> {
     if (!this.refreshing) {
+      this.scansStarted++;
       this.refreshing = this.scan().finally(() => {
+        this.scansDone++;
         this.refreshing = undefined;
       });
     }
     return this.refreshing;
+  }
+
+  /** Repository scans completed so far (normserve_repository_scans_total). */
+  get scans(): number {
+    return this.scansDone;
   }
 
   private async scan(): Promise<void> {
@@ -212,6 +230,15 @@ export class ModelRegistry {
       throw new NormserveError('MODEL_NOT_FOUND', `model "${name}" is not in the repository`);
     }
     const previous = this.models.get(name);
+    // The record before the listing: a version is renamed into place before any record names it,
+    // so a record read first never names a version the listing below has not seen yet.
+    let record: ActiveRecord | undefined;
+    let recordProblem: string | undefined;
+    try {
+      record = await this.repository.readActive(name);
+    } catch (e) {
+      recordProblem = e instanceof Error ? e.message : String(e);
+    }
     const onDisk = await this.repository.listVersions(name);
     const versions = new Map<number, ServedVersion>();
     for (const v of onDisk) {
@@ -225,45 +252,65 @@ export class ModelRegistry {
         versions.set(v, await this.loadVersion(name, v));
       }
     }
-    let record: ActiveRecord | undefined;
-    try {
-      record = await this.repository.readActive(name);
-    } catch (e) {
-      this.log.warn({ err: e, model: name }, 'ignoring unreadable active-version record');
-    }
-    return this.swap(name, versions, record);
+    return this.swap(name, versions, record, recordProblem);
   }
 
+  /**
+   * The version to serve: the recorded one; without a record, the highest available one. A
+   * record that is unreadable or names a version that is not available is never silently
+   * replaced by another version (the highest may be one published with activate=false): the
+   * version served so far stays served, the problem is reported (status, /readyz, metrics), and
+   * with nothing served so far (start-up) the model serves nothing until a version is activated.
+   */
   private swap(
     name: string,
     versions: Map<number, ServedVersion>,
     record: ActiveRecord | undefined,
+    recordProblem: string | undefined,
   ): ModelSnapshot {
     const previous = this.models.get(name);
+    let problem = recordProblem;
     let active: number | undefined;
-    if (record && isAvailable(versions.get(record.version))) {
-      active = record.version;
-    } else {
-      if (record) {
+    if (record && problem === undefined) {
+      const named = versions.get(record.version);
+      if (isAvailable(named)) active = record.version;
+      else
+        problem = `${name}/${ACTIVE_FILE} names version ${record.version}, which ${named ? `failed to load: ${named.reason}` : 'does not exist'}`;
+    }
+    if (problem !== undefined) {
+      const last = previous?.active;
+      active = last !== undefined && isAvailable(versions.get(last)) ? last : undefined;
+      if (problem !== previous?.activeProblem) {
         this.log.warn(
-          { model: name, version: record.version },
-          'recorded active version is not available; serving the highest available version',
+          { model: name, problem, serving: active ?? null },
+          active === undefined
+            ? 'active-version record unusable; serving no version until one is activated'
+            : 'active-version record unusable; still serving the last active version',
         );
       }
+    } else if (!record) {
       active = [...versions.values()]
         .filter(isAvailable)
         .map((v) => v.version)
         .sort((a, b) => b - a)[0];
     }
-    const snapshot: ModelSnapshot = { name, versions, active, activeRecord: record };
+    const snapshot: ModelSnapshot = {
+      name,
+      versions,
+      active,
+      activeRecord: record,
+      ...(problem !== undefined ? { activeProblem: problem } : {}),
+    };
     this.models.set(name, snapshot);
     // Release-old: versions this snapshot no longer holds (removed, or replaced by a fresh load).
     for (const [v, served] of previous?.versions ?? []) {
       if (versions.get(v) !== served) served.compiled?.close();
     }
     if (previous?.active !== active) {
+      // `scan`: the repository scan that is running or ran last (a change made by a scan is seen
+      // during scan number `scan`), so propagation can be counted in polls, not wall time.
       this.log.info(
-        { model: name, version: active, previous: previous?.active },
+        { model: name, version: active, previous: previous?.active, scan: this.scansStarted },
         'active version changed',
       );
     }

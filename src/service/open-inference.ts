@@ -1,3 +1,4 @@
+import { quote } from '../errors/index.js';
 import { failInput, type InputShape } from './input-shape.js';
 import type { AvailableVersion } from './model-registry.js';
 import { checkBatchSize, type PredictOutput } from './predict.js';
@@ -76,10 +77,10 @@ export function checkInputTensor(
   if (input.name !== INPUT_TENSOR)
     failInput(
       `${prefix}[0].name`,
-      `unknown input "${input.name}"; the model's input is "${INPUT_TENSOR}"`,
+      `unknown input ${quote(input.name)}; the model's input is "${INPUT_TENSOR}"`,
     );
   if (input.datatype !== 'FP32')
-    failInput(`${prefix}[0].datatype`, `expected "FP32", got "${input.datatype}"`);
+    failInput(`${prefix}[0].datatype`, `expected "FP32", got ${quote(input.datatype)}`);
   const rows = inputShape.batchOf(input.shape, `${prefix}[0].shape`);
   if (rows < 1) failInput(`${prefix}[0].shape`, 'at least one row is required');
   checkBatchSize(`${prefix}[0].shape`, rows, maxRows);
@@ -87,8 +88,10 @@ export function checkInputTensor(
 }
 
 /**
- * The outputs a request asked for, checked against the model: unknown names are a 400 naming the
- * place; none asked for means the first output (probabilities, or predictions).
+ * The outputs a request asked for, checked against the model: an unknown name, or a name asked
+ * for twice, is a 400 naming the place; none asked for means the first output (probabilities, or
+ * predictions). Each output at most once bounds the answer by rows × the model's output values
+ * (one infer request repeating "logits" 20,000 times took a server down).
  */
 export function requestedOutputs(
   served: AvailableVersion,
@@ -97,13 +100,16 @@ export function requestedOutputs(
 ): OutputName[] {
   const known = outputNames(served);
   if (names === undefined) return [known[0]!];
+  const seen = new Set<string>();
   return names.map((name, i) => {
     if (!(known as readonly string[]).includes(name)) {
       failInput(
         `${prefix}[${i}].name`,
-        `unknown output "${name}"; this model has ${known.join(', ')}`,
+        `unknown output ${quote(name)}; this model has ${known.join(', ')}`,
       );
     }
+    if (seen.has(name)) failInput(`${prefix}[${i}].name`, `output "${name}" is asked for twice`);
+    seen.add(name);
     return name as OutputName;
   });
 }

@@ -1,4 +1,5 @@
 import { loadModelDirectory } from '../repository/index.js';
+import { trainingInfoOf } from './feature-names.js';
 import { ModelRegistry } from './model-registry.js';
 import { exportModelOnnx, type OnnxExport, type OnnxExportRequest } from './onnx-export.js';
 import { type PredictOutput, predict } from './predict.js';
@@ -27,16 +28,12 @@ export async function openModelDirectory(
   const { root, name, version, checkpoint } = await loadModelDirectory(dir);
   const registry = new ModelRegistry(root, { maxBatchSize });
   await registry.refreshModel(name);
-  const training = checkpoint.config.training as
-    | { feature_names?: unknown; label_column?: unknown }
-    | undefined;
+  const training = trainingInfoOf(checkpoint.config);
   return {
     name,
     version,
-    featureNames: Array.isArray(training?.feature_names)
-      ? (training.feature_names as string[])
-      : undefined,
-    labelColumn: typeof training?.label_column === 'string' ? training.label_column : undefined,
+    featureNames: training.featureNames,
+    labelColumn: training.labelColumn,
     predict: (rows, options = {}) =>
       predict(registry, {
         model: name,

@@ -5,6 +5,9 @@ import { ENGINES } from '../inference/index.js';
 
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
   z.coerce.number().int().min(min).max(max);
+/** Node's timers hold at most 2^31 − 1 ms; a longer delay fires at once (with a warning). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+const ms = (min: number) => int(min, MAX_TIMER_MS);
 const emptyToUndefined = (v: unknown) => (v === '' ? undefined : v);
 /** A bearer token: long enough, and not the placeholder of deploy/ left unchanged. */
 const token = z
@@ -25,7 +28,8 @@ export const serverConfigSchema = z.object({
   MODEL_REPOSITORY: z.string().min(1).default('./models'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   MAX_BATCH_SIZE: int(1, 1_000_000).default(4096),
-  BODY_LIMIT_BYTES: int(1024).default(16 * 1024 * 1024),
+  /** A JSON body is read as one string: V8's strings end near 512 MiB, so 256 MiB at most. */
+  BODY_LIMIT_BYTES: int(1024, 256 * 1024 * 1024).default(16 * 1024 * 1024),
   /** Bearer token for admin routes; generated at start-up (and logged once) when unset. */
   ADMIN_TOKEN: z.preprocess(emptyToUndefined, token.optional()),
   /** Bearer token for prediction routes; unset = predictions are open. */
@@ -43,15 +47,18 @@ export const serverConfigSchema = z.object({
   /** Upper bound for a streamed recalibration upload (NDJSON or float32 rows). */
   RECALIBRATION_BODY_LIMIT_BYTES: int(1024).default(1024 * 1024 * 1024),
   /** How often the repository is scanned for versions published by other processes; 0 = never. */
-  MODEL_POLL_INTERVAL_MS: int(0).default(2000),
+  MODEL_POLL_INTERVAL_MS: ms(0).default(2000),
   /** Server processes sharing the port (node:cluster); 1 = a single process. */
   WORKERS: int(1, 256).default(availableParallelism()),
   /** The executor of fused plans: wasm (WebAssembly SIMD) or js (the reference); wasm falls back to js where the runtime lacks WebAssembly SIMD. */
   ENGINE: z.enum(ENGINES).default('wasm'),
   /** Threads one large batch is split across, per process; default: the cores per worker process. */
   ENGINE_THREADS: z.preprocess(emptyToUndefined, int(1, 64).optional()),
-  SHUTDOWN_TIMEOUT_MS: int(100).default(10_000),
-  REQUEST_TIMEOUT_MS: int(0).default(60_000),
+  SHUTDOWN_TIMEOUT_MS: ms(100).default(10_000),
+  /** Time to receive one whole request, headers and body; 0 = no limit (headers get 60 s). */
+  REQUEST_TIMEOUT_MS: ms(0).default(60_000),
+  /** Open connections per process; more are closed as they arrive (counted in /metrics). */
+  MAX_CONNECTIONS: int(1, 1_000_000).default(1024),
   /** gRPC Open Inference Protocol port (inference.GRPCInferenceService); 0 = no gRPC server. */
   GRPC_PORT: int(0, 65535).default(8081),
   /**

@@ -16,6 +16,7 @@ import { ADMIN, labelAccuracy, predictRows } from '../helpers/admin.js';
 import { makeTestApp, type TestApp } from '../helpers/app.js';
 import { expectClose } from '../helpers/compare.js';
 import { digitsTestRows, digitsImage as image, nightShift } from '../helpers/digits.js';
+import { nodeArgs } from '../helpers/entries.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-files.js';
 
 const run = promisify(execFile);
@@ -37,9 +38,7 @@ describe('bundled model models/digits-cnn/1', () => {
     const [a, b] = [makeTempDir('cnn-a'), makeTempDir('cnn-b')];
     const train = (out: string) =>
       run(process.execPath, [
-        '--import',
-        'tsx',
-        'src/cli/train.ts',
+        ...nodeArgs('src/cli/train.ts'),
         '--config',
         'configs/digits-cnn.json',
         '--epochs',

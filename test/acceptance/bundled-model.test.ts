@@ -12,6 +12,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { openModelDirectory } from '../../src/service/index.js';
 import { expectClose } from '../helpers/compare.js';
 import { digitsTestRows } from '../helpers/digits.js';
+import { TEST_ENGINE } from '../helpers/engine.js';
+import { nodeArgs } from '../helpers/entries.js';
 import { makeTempDir, removeTempDirs, writeTempFile } from '../helpers/temp-files.js';
 import { OUTPUT_ATOL } from '../helpers/tolerances.js';
 
@@ -24,27 +26,31 @@ const sha256 = (path: string) => createHash('sha256').update(readFileSync(path))
 afterAll(removeTempDirs);
 
 describe('bundled model models/digits/1', () => {
-  it('is reproduced bit for bit by `npm run train -- --config configs/digits-mlp.json`, twice', async () => {
-    const [a, b] = [makeTempDir('train-a'), makeTempDir('train-b')];
-    const train = (out: string) =>
-      run(process.execPath, [
-        '--import',
-        'tsx',
-        'src/cli/train.ts',
+  // One retraining compared with the committed bytes: those came from an earlier run (another
+  // process, another day), so equal bytes show the run reproducible as well as the file
+  // reproduced, at half the cost of comparing two fresh runs. Training runs no fused plan, so the
+  // js-engine project (vitest.config.ts) does not repeat it.
+  it.skipIf(TEST_ENGINE === 'js')(
+    'is reproduced bit for bit by `npm run train -- --config configs/digits-mlp.json`',
+    async () => {
+      const out = makeTempDir('train');
+      await run(process.execPath, [
+        ...nodeArgs('src/cli/train.ts'),
         '--config',
         'configs/digits-mlp.json',
         '--out',
         out,
         '--no-progress',
       ]);
-    await Promise.all([train(a), train(b)]);
-    const committed = sha256('models/digits/1/model.safetensors');
-    expect(sha256(join(a, 'digits/1/model.safetensors'))).toBe(committed);
-    expect(sha256(join(b, 'digits/1/model.safetensors'))).toBe(committed);
-    const metrics = JSON.parse(readFileSync(join(a, 'digits/1/metrics.json'), 'utf8'));
-    expect(metrics.test.rows).toBe(360);
-    expect(metrics.test.accuracy).toBeGreaterThanOrEqual(0.94);
-  }, 120_000);
+      expect(sha256(join(out, 'digits/1/model.safetensors'))).toBe(
+        sha256('models/digits/1/model.safetensors'),
+      );
+      const metrics = JSON.parse(readFileSync(join(out, 'digits/1/metrics.json'), 'utf8'));
+      expect(metrics.test.rows).toBe(360);
+      expect(metrics.test.accuracy).toBeGreaterThanOrEqual(0.94);
+    },
+    120_000,
+  );
 
   it("gives PyTorch's logits (tools/torch-eval-model.py) within 1e-4, fused and unfused", async () => {
     const torch = JSON.parse(
@@ -76,9 +82,7 @@ describe('a PyTorch-trained model directory', () => {
     const { x } = digitsTestRows();
     const input = writeTempFile(makeTempDir('predict'), 'rows.json', { instances: x });
     const { stdout } = await run(process.execPath, [
-      '--import',
-      'tsx',
-      'src/cli/predict.ts',
+      ...nodeArgs('src/cli/predict.ts'),
       '--model',
       'test/fixtures/torch-model/digits-torch/1',
       '--input',

@@ -5,7 +5,7 @@
  * the server's byte for byte; bad data exits non-zero with ONE stderr line and writes nothing.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,6 +20,7 @@ import {
 } from '../helpers/admin.js';
 import { makeRepository, makeTestApp } from '../helpers/app.js';
 import { digitsTestRows, nightShift } from '../helpers/digits.js';
+import { type Entry, nodeArgs } from '../helpers/entries.js';
 import { listTree, makeTempDir, removeTempDirs, writeTempFile } from '../helpers/temp-files.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -32,8 +33,8 @@ interface CliResult {
   stderr: string;
 }
 
-function run(script: string, args: readonly string[]): CliResult {
-  const result = spawnSync(process.execPath, ['--import', 'tsx', script, ...args], {
+function run(script: Entry, args: readonly string[]): CliResult {
+  const result = spawnSync(process.execPath, [...nodeArgs(script), ...args], {
     cwd: ROOT,
     encoding: 'utf8',
     timeout: 30_000,
@@ -236,6 +237,64 @@ describe('recalibrate CLI', () => {
         else expect(lines[0]).toMatch(e);
       }
       expect(listTree(repository)).toEqual(before);
+    });
+  }
+
+  it('training.feature_names that is not a list of names is ignored (the CSV columns in order), not a crash', () => {
+    const copy = makeRepository(['digits']);
+    try {
+      const configPath = join(copy, 'digits', '1', 'config.json');
+      const config = JSON.parse(readFileSync(configPath, 'utf8')) as Record<string, unknown>;
+      config.training = { ...(config.training as object), feature_names: 'p0,p1' };
+      writeFileSync(configPath, JSON.stringify(config));
+      const res = recalibrateCli(['--model', join(copy, 'digits'), '--data', nightCsv]);
+      expect(res.status, res.stderr).toBe(0);
+      expect((JSON.parse(res.stdout) as Outcome).data_sha256).toBe(rowsSha256(night));
+    } finally {
+      rmSync(copy, { recursive: true, force: true });
+    }
+  });
+
+  const refused: {
+    what: string;
+    args: string[];
+    prepare?: (dir: string) => void;
+    expected: RegExp;
+  }[] = [
+    {
+      what: '--batch-size beyond its bound',
+      args: ['--mode', 'running', '--batch-size', '1000000000'],
+      expected: /batchSize must be an integer in \[2, 65536\], got 1000000000/,
+    },
+    {
+      what: '--prior-strength beyond its bound',
+      args: ['--mode', 'prior', '--prior-strength', '1e300'],
+      expected: /priorStrength must be a number in \[0, 1000000000000\]/,
+    },
+    {
+      what: 'an active-version.json that is not JSON',
+      args: [],
+      prepare: (dir) => writeFileSync(join(dir, 'active-version.json'), 'garbage'),
+      expected: /digits\/active-version\.json: not valid JSON/,
+    },
+  ];
+  for (const { what, args, prepare, expected } of refused) {
+    it(`${what} → exit 1, one line, nothing written`, () => {
+      const copy = makeRepository(['digits']);
+      try {
+        prepare?.(join(copy, 'digits'));
+        const before = listTree(copy);
+        const res = recalibrateCli(['--model', join(copy, 'digits'), '--data', nightCsv, ...args]);
+        expect(res.status, res.stderr).toBe(1);
+        const lines = res.stderr.trimEnd().split('\n');
+        expect(lines, res.stderr).toHaveLength(1);
+        expect(lines[0]).toMatch(/^recalibrate: /);
+        expect(lines[0]).not.toMatch(/internal error/);
+        expect(lines[0]).toMatch(expected);
+        expect(listTree(copy)).toEqual(before);
+      } finally {
+        rmSync(copy, { recursive: true, force: true });
+      }
     });
   }
 

@@ -1020,7 +1020,7 @@ describe('one recalibration per model at a time (409 with the running job)', () 
     }
   });
 
-  it('an upload dropped mid-way fails its job and releases the model', async () => {
+  it('an upload dropped mid-way fails its job as CLIENT_ABORTED (not INTERNAL), counted as 499, and releases the model', async () => {
     const { req, response } = startUpload();
     response.catch(() => undefined);
     req.write(
@@ -1042,6 +1042,12 @@ describe('one recalibration per model at a time (409 with the running job)', () 
       10_000,
     );
     expect(job.state).toBe('failed');
+    expect(job.error?.code).toBe('CLIENT_ABORTED');
+    const metrics = (await t.app.inject({ url: '/metrics' })).body;
+    expect(metrics).toMatch(
+      /^normserve_http_requests_total\{method="POST",route="\/v1\/models\/\{name\}:recalibrate",status="499",[^}]*\} 1$/m,
+    );
+    expect(metrics).not.toMatch(/^normserve_http_requests_total\{[^}]*status="5\d\d"/m);
     const next = await recalibrate(t, { instances: night, activate: false });
     expect(next.statusCode, next.body).toBe(201);
     expect(next.json<Outcome>().version).toBe(4);

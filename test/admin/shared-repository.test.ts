@@ -2,7 +2,7 @@
  * Two processes' view of one repository (two apps on one directory, no polling): what one
  * publishes, activates or deletes must never be undone or shadowed by the other.
  */
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN, ADMIN_TOKEN } from '../helpers/admin.js';
@@ -62,5 +62,32 @@ describe('one repository, two processes', () => {
     const next = await recalibrate(a);
     expect(next.statusCode, next.body).toBe(201);
     expect(next.json().version).toBe(newest + 1);
+  });
+
+  it("another process's job record is read through its schema: a damaged one is no job (404), never a 500", async () => {
+    const first = await a.app.inject({
+      method: 'POST',
+      url: '/v1/models/digits:recalibrate?activate=false',
+      headers: { ...ADMIN, prefer: 'respond-async' },
+      payload: { instances: night },
+    });
+    expect(first.statusCode, first.body).toBe(202);
+    const id = first.json<{ job_id: string }>().job_id;
+    const record = join(repository, '.jobs', `${id}.json`);
+    const seen = async () => {
+      for (let i = 0; i < 500; i++) {
+        const res = await b.app.inject({ url: `/v1/jobs/${id}`, headers: ADMIN });
+        if (res.statusCode === 200 && res.json<{ state: string }>().state !== 'running') return res;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      throw new Error('the job never finished');
+    };
+    expect((await seen()).json()).toMatchObject({ id, kind: 'recalibration', state: 'succeeded' });
+    for (const damaged of ['{"id":', '{"id":"x","state":"done"}', '[]', 'x'.repeat(2_000_000)]) {
+      writeFileSync(record, damaged);
+      const res = await b.app.inject({ url: `/v1/jobs/${id}`, headers: ADMIN });
+      expect(res.statusCode, `${damaged.slice(0, 30)}: ${res.body}`).toBe(404);
+      expect(res.json()).toMatchObject({ code: 'JOB_NOT_FOUND' });
+    }
   });
 });

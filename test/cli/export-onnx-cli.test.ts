@@ -11,6 +11,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { exportModelOnnx, ModelRegistry, openModelDirectory } from '../../src/service/index.js';
 import { expectClose } from '../helpers/compare.js';
 import { digitsTestRows } from '../helpers/digits.js';
+import { nodeArgs } from '../helpers/entries.js';
 import { onnxSession, runOnnx } from '../helpers/onnx-runtime.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-files.js';
 import { OUTPUT_ATOL } from '../helpers/tolerances.js';
@@ -21,11 +22,11 @@ const VERSION = (
 ).version;
 
 function exportCli(args: readonly string[]) {
-  const result = spawnSync(
-    process.execPath,
-    ['--import', 'tsx', 'src/cli/export-onnx.ts', ...args],
-    { cwd: ROOT, encoding: 'utf8', timeout: 60_000 },
-  );
+  const result = spawnSync(process.execPath, [...nodeArgs('src/cli/export-onnx.ts'), ...args], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 

@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { nodeArgs } from '../helpers/entries.js';
 import { listTree, makeTempDir, removeTempDirs, writeTempFile } from '../helpers/temp-files.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -26,7 +27,7 @@ interface CliResult {
 function trainCli(args: readonly string[]): CliResult {
   const result = spawnSync(
     process.execPath,
-    ['--import', 'tsx', 'src/cli/train.ts', '--no-progress', ...args],
+    [...nodeArgs('src/cli/train.ts'), '--no-progress', ...args],
     { cwd: ROOT, encoding: 'utf8', timeout: 30_000 },
   );
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };

@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openModelDirectory } from '../../src/service/index.js';
 import { makeTestApp, type TestApp } from '../helpers/app.js';
 import { expectRelClose } from '../helpers/compare.js';
+import { nodeArgs } from '../helpers/entries.js';
 import { listTree, makeTempDir, removeTempDirs } from '../helpers/temp-files.js';
 import { FUSION_RTOL } from '../helpers/tolerances.js';
 
@@ -24,7 +25,14 @@ afterAll(removeTempDirs);
 function trainCli(args: readonly string[], cwd = ROOT, script = 'src/cli/train.ts') {
   const result = spawnSync(
     process.execPath,
-    ['--import', 'tsx', script, '--no-progress', ...args],
+    // The checkout's bundle, except for a copy of the checkout (its own src/, found by import.meta.url).
+    [
+      ...(cwd === ROOT && script === 'src/cli/train.ts'
+        ? nodeArgs(script)
+        : ['--import', 'tsx', script]),
+      '--no-progress',
+      ...args,
+    ],
     {
       cwd,
       encoding: 'utf8',

@@ -190,6 +190,8 @@ async function expectOnlyVersion2Failed(t: TestApp, reason: RegExp): Promise<voi
   expect(status[0]!.status.error_code).toBe('UNKNOWN');
   expect(status[0]!.status.error_message).toMatch(reason);
   expect(status[1]!.status).toEqual({ error_code: 'OK', error_message: '' });
+  // Unauthenticated routes name files relative to the repository, never by absolute path.
+  expect(res.body).not.toContain(t.repository);
   const listing = await t.app.inject({ method: 'GET', url: '/v1/models/digits/versions' });
   expect(listing.json()).toMatchObject({
     active_version: 1,
@@ -347,7 +349,7 @@ describe('a damaged version appearing while serving (refresh)', () => {
     expect((await predictRows(t.app, 'digits', rows, 3)).model_version).toBe(3);
   });
 
-  it('a served version damaged on disk keeps serving from memory; a restart marks it FAILED and falls back', async () => {
+  it('a served version damaged on disk keeps serving from memory; a restart marks it FAILED and serves no other version until one is activated', async () => {
     truncateSync(join(t.repository, 'digits', '1', WEIGHTS), 10);
     await t.registry.refresh();
     expect((await predictRows(t.app, 'digits', rows)).res.body).toBe(baseline);
@@ -357,19 +359,151 @@ describe('a damaged version appearing while serving (refresh)', () => {
         method: 'GET',
         url: '/v1/models/digits/versions',
       });
+      // The record names version 1, which no longer loads: no other version is served in its
+      // place (version 3 was never activated), and the listing says why.
       expect(listing.json()).toMatchObject({
-        active_version: 3,
+        active_version: null,
+        state: 'UNAVAILABLE',
+        active_record_error: expect.stringMatching(
+          /^digits\/active-version\.json names version 1, which failed to load: digits\/1\/model\.safetensors/,
+        ),
         versions: [
           { version: 1, state: 'FAILED', reason: expect.stringMatching(/model\.safetensors/) },
-          { version: 3, state: 'AVAILABLE', active: true },
+          { version: 3, state: 'AVAILABLE', active: false },
         ],
       });
-      // Version 3 is a byte copy of version 1: the same predictions, under version 3.
+      const refused = await restarted.app.inject({
+        method: 'POST',
+        url: '/v1/models/digits:predict',
+        payload: { instances: rows },
+      });
+      expect(expectProblem(refused, 503, 'MODEL_UNAVAILABLE').detail).toMatch(
+        /names version 1, which failed to load/,
+      );
+      // Activating version 3 (a byte copy of version 1) repairs it.
+      const activate = await restarted.app.inject({
+        method: 'POST',
+        url: '/v1/models/digits/versions/3:activate',
+        headers: ADMIN,
+      });
+      expect(activate.statusCode, activate.body).toBe(200);
       const served = await predictRows(restarted.app, 'digits', rows);
       expect(served.model_version).toBe(3);
       expect(served.res.body).toBe(baseline.replace('"model_version":1', '"model_version":3'));
+      const repaired = await restarted.app.inject({ url: '/v1/models/digits/versions' });
+      expect(repaired.json()).not.toHaveProperty('active_record_error');
     } finally {
       await restarted.close();
+    }
+  });
+});
+
+describe('an active-version record that cannot be followed', () => {
+  /** digits/1 active, digits/2 published with activate=false (the highest, never activated). */
+  async function servingV1WithInactiveV2(): Promise<TestApp> {
+    const t = await makeTestApp({ repository: repositoryWithTwoVersions(1) });
+    expect((await predictRows(t.app, 'digits', rows)).model_version).toBe(1);
+    return t;
+  }
+  const recordPath = (t: TestApp) => join(t.repository, 'digits', 'active-version.json');
+  const gauge = async (t: TestApp) =>
+    /^normserve_model_active_record_invalid\{model="digits"\} (\d)$/m.exec(
+      (await t.app.inject({ url: '/metrics' })).body,
+    )?.[1];
+
+  const broken: { what: string; content: string; problem: RegExp }[] = [
+    {
+      what: 'garbage',
+      content: 'not json {',
+      problem: /^digits\/active-version\.json: not valid JSON$/,
+    },
+    {
+      what: 'a version that is not a positive integer',
+      content: '{"version":"2"}',
+      problem: /^digits\/active-version\.json: version: /,
+    },
+    {
+      what: 'a missing version',
+      content: '{"version":7}',
+      problem: /^digits\/active-version\.json names version 7, which does not exist$/,
+    },
+  ];
+
+  for (const { what, content, problem } of broken) {
+    it(`${what}: the last active version keeps serving, reported in status, /readyz and /metrics`, async () => {
+      const t = await servingV1WithInactiveV2();
+      try {
+        expect(await gauge(t)).toBe('0');
+        writeFileSync(recordPath(t), content);
+        await t.registry.refresh();
+        // Not the highest version (2, never activated): the one served before.
+        expect((await predictRows(t.app, 'digits', rows)).res.body).toBe(
+          (await predictRows(t.app, 'digits', rows, 1)).res.body,
+        );
+        const status = (await t.app.inject({ url: '/v1/models/digits' })).json<{
+          active_record_error?: string;
+          model_version_status: VersionStatus[];
+        }>();
+        expect(status.active_record_error).toMatch(problem);
+        expect(status.model_version_status.find((v) => v.active)?.version).toBe('1');
+        const listing = (await t.app.inject({ url: '/v1/models' })).json<{
+          models: { active_version: number; active_record_error?: string }[];
+        }>();
+        expect(listing.models[0]).toMatchObject({ active_version: 1 });
+        expect(listing.models[0]!.active_record_error).toMatch(problem);
+        const ready = await t.app.inject({ url: '/readyz' });
+        expect(ready.statusCode).toBe(200);
+        expect(ready.json()).toMatchObject({
+          status: 'ready',
+          models: [{ name: 'digits', ready: true, active_version: 1 }],
+        });
+        expect(ready.json().models[0].active_record_error).toMatch(problem);
+        expect(await gauge(t)).toBe('1');
+        // Public reasons name files relative to the repository, never by absolute path.
+        expect(JSON.stringify(status)).not.toContain(t.repository);
+
+        // An activation repairs the record.
+        const activate = await t.app.inject({
+          method: 'POST',
+          url: '/v1/models/digits/versions/1:activate',
+          headers: ADMIN,
+        });
+        expect(activate.statusCode, activate.body).toBe(200);
+        expect((await t.app.inject({ url: '/v1/models/digits' })).json()).not.toHaveProperty(
+          'active_record_error',
+        );
+        expect(await gauge(t)).toBe('0');
+      } finally {
+        await t.close();
+      }
+    });
+  }
+
+  it('at start-up (no last active version) the model serves nothing, says why, and is not ready', async () => {
+    const repository = repositoryWithTwoVersions(1);
+    writeFileSync(join(repository, 'digits', 'active-version.json'), 'not json {');
+    const t = await makeTestApp({ repository });
+    try {
+      const refused = await t.app.inject({
+        method: 'POST',
+        url: '/v1/models/digits:predict',
+        payload: { instances: rows },
+      });
+      expect(expectProblem(refused, 503, 'MODEL_UNAVAILABLE').detail).toMatch(
+        /digits\/active-version\.json: not valid JSON/,
+      );
+      const ready = await t.app.inject({ url: '/readyz' });
+      expect(ready.statusCode).toBe(503);
+      expect(ready.json().models[0]).toMatchObject({
+        ready: false,
+        active_version: null,
+        active_record_error: 'digits/active-version.json: not valid JSON',
+      });
+      expect(await gauge(t)).toBe('1');
+      // Explicit versions are still served.
+      expect((await predictRows(t.app, 'digits', rows, 2)).model_version).toBe(2);
+    } finally {
+      await t.close();
     }
   });
 });

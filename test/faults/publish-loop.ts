@@ -3,8 +3,11 @@
  * a tight loop, publishes recalibrated versions of `digits` (random modes, sizes, activate or not),
  * activates random versions and deletes old ones, until it is killed.
  *   node --import tsx test/faults/publish-loop.ts <repository> <seed>
- * Prints `ready` once the registry is loaded, then one line per finished operation.
+ * Prints `loaded` once its code is loaded, waits for a line on stdin (so the test can load the
+ * next victim while it checks the last kill), prints `ready` once the registry is loaded, then one
+ * line per finished operation.
  */
+import { once } from 'node:events';
 import { Rng } from '../../src/nn/index.js';
 import { JobRegistry, ModelRegistry, RecalibrationService } from '../../src/service/index.js';
 import { digitsTestRows, nightShift } from '../helpers/digits.js';
@@ -21,12 +24,15 @@ night.forEach((row, r) => {
   rows.set(row, r * WIDTH);
 });
 
+const say = (line: string) => process.stdout.write(`${line}\n`);
+say('loaded');
+await once(process.stdin, 'data');
+
 const registry = new ModelRegistry(root, { maxBatchSize: 64 });
 await registry.refresh();
 const service = new RecalibrationService(registry, new JobRegistry(), {
   maxSamples: Number.MAX_SAFE_INTEGER,
 });
-const say = (line: string) => process.stdout.write(`${line}\n`);
 say('ready');
 
 const modes = ['exact', 'prior', 'running'] as const;

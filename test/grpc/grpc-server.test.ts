@@ -185,6 +185,13 @@ describe('gRPC ModelInfer', () => {
     // Unknown output names.
     const unknown = await refused(inferRaw({ outputs: [{ name: 'nope' }] }), I);
     expect(unknown.details).toMatch(/^outputs\[0\]\.name: unknown output "nope"/);
+    // An output asked for twice (the answer must stay bounded by rows × the model's outputs).
+    const twice = await refused(
+      inferRaw({ outputs: Array(20_000).fill({ name: 'logits' }) }),
+      I,
+      'INVALID_INPUT',
+    );
+    expect(twice.details).toBe('outputs[1].name: output "logits" is asked for twice');
   });
 
   it('needs the API token when API_TOKEN is set (metadata authorization: Bearer)', async () => {

@@ -4,6 +4,7 @@
 import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { FastifyBaseLogger } from 'fastify';
 import pino from 'pino';
 import { buildApp } from '../../src/http/app.js';
 import type { AppInstance } from '../../src/http/app-types.js';
@@ -43,6 +44,8 @@ export async function makeTestApp(
     models?: (keyof typeof MODEL_SOURCES)[];
     repository?: string;
     env?: Record<string, string>;
+    /** Where the app logs (silent by default). */
+    logger?: FastifyBaseLogger;
   } = {},
 ): Promise<TestApp> {
   const repository = options.repository ?? makeRepository(options.models);
@@ -66,7 +69,7 @@ export async function makeTestApp(
     metrics: new ServiceMetrics({ defaultMetrics: false }),
     adminToken: config.ADMIN_TOKEN ?? ADMIN_TOKEN,
     version: '0.0.0-test',
-    logger: pino({ level: 'silent' }),
+    logger: options.logger ?? pino({ level: 'silent' }),
   });
   await app.ready();
   return {

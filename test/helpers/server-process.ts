@@ -1,5 +1,5 @@
 /**
- * Real server processes for tests (`node --import tsx src/cli/server.ts`): each is the leader of
+ * Real server processes for tests (`src/cli/server.ts`, bundled: see entries.ts): each is the leader of
  * its own process group, so killServers() (call it from afterEach) takes cluster workers down too,
  * even when the primary was killed with SIGKILL; log lines are parsed as they come; plain HTTP
  * requests on fresh connections.
@@ -8,8 +8,9 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import http from 'node:http';
 import { createInterface } from 'node:readline';
 import { expect } from 'vitest';
+import { nodeArgs } from './entries.js';
 
-const SERVER = 'src/cli/server.ts';
+const SERVER = 'src/cli/server.ts' as const;
 const children: ChildProcess[] = [];
 
 /** SIGKILLs every server process group started by startServer (and not yet killed). */
@@ -43,7 +44,7 @@ export interface Server {
 }
 
 export function startServer(env: Record<string, string>): Server {
-  const child = spawn(process.execPath, ['--import', 'tsx', SERVER], {
+  const child = spawn(process.execPath, nodeArgs(SERVER), {
     cwd: process.cwd(),
     // gRPC off (GRPC_PORT=0) unless a test gives a port, so parallel servers need no free port.
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', GRPC_PORT: '0', ...env },

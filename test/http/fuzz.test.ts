@@ -1,8 +1,10 @@
 /**
  * Property-based fuzzing of every route of the app (from its OpenAPI document, plus the hidden
- * /docs routes) with malformed bodies, header variants, and random paths and methods; of the
- * binary forms of the prediction routes (float32 rows, the binary tensor data extension) and of
- * the gRPC service with malformed messages. Whatever
+ * /docs routes) with malformed bodies, header variants, random paths and methods, the Open
+ * Inference Protocol's `outputs` and `parameters`, the query-string options of every route, and
+ * the float32 and NDJSON recalibration uploads; of the binary forms of the prediction routes
+ * (float32 rows, the binary tensor data extension) and of the gRPC service with malformed
+ * messages. Whatever
  * the request, the answer is never a 5xx, every 4xx is an application/problem+json document with
  * `code` and `error`, no 200 carries a non-finite number (JSON null), admin routes never succeed
  * without the admin token, and the server stays up and ready.
@@ -24,7 +26,7 @@ interface Route {
   method: Method;
   /** OpenAPI path template, e.g. `/v1/models/{name}:predict`. */
   path: string;
-  /** The operation declares a security requirement (bearer token). */
+  /** The operation demands the admin token (its security requirement names adminToken). */
   secured: boolean;
 }
 
@@ -62,7 +64,7 @@ async function withApp(run: (app: TestApp) => Promise<void>): Promise<void> {
 beforeAll(async () => {
   t = await fuzzApp();
   const doc = (await t.app.inject({ url: '/openapi.json' })).json<{
-    paths: Record<string, Record<string, { security?: unknown[] }>>;
+    paths: Record<string, Record<string, { security?: Record<string, unknown>[] }>>;
   }>();
   routes = [
     ...Object.entries(doc.paths).flatMap(([path, item]) =>
@@ -71,7 +73,7 @@ beforeAll(async () => {
         .map(([m, op]) => ({
           method: m.toUpperCase() as Method,
           path,
-          secured: (op.security?.length ?? 0) > 0,
+          secured: op.security?.some((s) => 'adminToken' in s) ?? false,
         })),
     ),
     ...HIDDEN_ROUTES,
@@ -500,6 +502,209 @@ describe('fuzzing every route', () => {
             ['POST', `/v1/models/${'x'.repeat(300)}:predict`, ''],
           ],
         },
+      );
+    });
+  });
+
+  it('Open Inference Protocol outputs and parameters: never a 5xx; a 200 names each output once, bounded by rows × outputs', async () => {
+    const outputName = fc.oneof(
+      { weight: 4, arbitrary: fc.constantFrom('probabilities', 'logits', 'label') },
+      {
+        weight: 2,
+        arbitrary: fc.constantFrom('predictions', 'input', '', 'LOGITS', 'logits ', '__proto__'),
+      },
+      { weight: 1, arbitrary: fc.string({ maxLength: 300 }) },
+    );
+    const parameters = fc.oneof(
+      fc.dictionary(fc.string({ maxLength: 20 }), fc.jsonValue({ maxDepth: 2 }), { maxKeys: 80 }),
+      fc.jsonValue({ maxDepth: 2 }),
+    );
+    const output = fc.oneof(
+      { weight: 6, arbitrary: fc.record({ name: outputName }) },
+      { weight: 2, arbitrary: fc.record({ name: outputName, parameters }) },
+      { weight: 1, arbitrary: fc.jsonValue({ maxDepth: 2 }) },
+    );
+    const body = fc.record(
+      {
+        id: fc.oneof(fc.string({ maxLength: 40 }), fc.string({ minLength: 250, maxLength: 300 })),
+        parameters,
+        outputs: fc.oneof(
+          fc.array(output, { maxLength: 8 }),
+          fc.array(output, { minLength: 100, maxLength: 400 }),
+          fc.jsonValue({ maxDepth: 2 }),
+        ),
+        inputParameters: parameters,
+        rows: fc.integer({ min: 1, max: 64 }),
+      },
+      { requiredKeys: ['rows'] },
+    );
+    await withApp(async (a) => {
+      await fc.assert(
+        fc.asyncProperty(body, async ({ rows, inputParameters, ...rest }) => {
+          const data = Array.from({ length: rows }, (_, i) => digitsRow(i));
+          const payload = {
+            ...rest,
+            inputs: [
+              {
+                name: 'input',
+                shape: [rows, 64],
+                datatype: 'FP32',
+                data: data.flat(),
+                ...(inputParameters !== undefined ? { parameters: inputParameters } : {}),
+              },
+            ],
+          };
+          const res = await a.app.inject({
+            method: 'POST',
+            url: '/v2/models/digits/infer',
+            payload,
+          });
+          const what = `infer ${JSON.stringify(payload).slice(0, 300)}`;
+          checkResponse(res, 'POST', what);
+          if (res.statusCode === 200) {
+            const names = res.json<{ outputs: { name: string }[] }>().outputs.map((o) => o.name);
+            expect(new Set(names).size, what).toBe(names.length);
+            expect(res.rawPayload.length, what).toBeLessThanOrEqual(16 * 1024 + rows * 21 * 32);
+          }
+        }),
+        { numRuns: 400, seed: SEED + 6 },
+      );
+    });
+  });
+
+  it('query-string options of every route (as documented, and not): never a 5xx', async () => {
+    const doc = (await t.app.inject({ url: '/openapi.json' })).json<{
+      paths: Record<string, Record<string, { parameters?: { in: string; name: string }[] }>>;
+    }>();
+    const declared = [
+      ...new Set(
+        Object.values(doc.paths).flatMap((item) =>
+          Object.values(item).flatMap((op) =>
+            (op.parameters ?? []).filter((p) => p.in === 'query').map((p) => p.name),
+          ),
+        ),
+      ),
+    ];
+    expect(declared).toEqual(expect.arrayContaining(['fused', 'mode', 'batch_size', 'activate']));
+    const value = fc.oneof(
+      fc.constantFrom(
+        '',
+        '0',
+        '1',
+        '2',
+        '-1',
+        '1.5',
+        '1e3',
+        '1e9',
+        '1e999',
+        '-1e999',
+        'NaN',
+        'Infinity',
+        '0x10',
+        '65536',
+        '65537',
+        '1000000000',
+        '9007199254740993',
+        'true',
+        'false',
+        'exact',
+        'prior',
+        'running',
+        '%00',
+        '%ZZ',
+        '__proto__',
+      ),
+      fc.integer().map(String),
+      fc.double().map(String),
+      fc.stringMatching(/^[A-Za-z0-9%._~-]{0,30}$/),
+    );
+    const key = fc.oneof(
+      { weight: 5, arbitrary: fc.constantFrom(...declared) },
+      { weight: 1, arbitrary: fc.constantFrom('x', '__proto__', 'constructor', 'fused[]', '') },
+    );
+    const query = fc
+      .array(fc.tuple(key, value), { maxLength: 5 })
+      .map((pairs) => pairs.map(([k, v]) => `${k}=${v}`).join('&'));
+    const bodies: Record<string, () => unknown> = {
+      ':predict': validPredict,
+      '/infer': validInfer,
+      ':recalibrate': validRecalibrate,
+    };
+    await withApp(async (a) => {
+      await fc.assert(
+        fc.asyncProperty(fc.nat(), query, async (i, q) => {
+          const route = routes[i % routes.length]!;
+          const url = urlOf(route.path, 'digits', '1', '00000000-0000-4000-8000-000000000000');
+          const make = Object.entries(bodies).find(([suffix]) => url.endsWith(suffix))?.[1];
+          const res = await a.app.inject({
+            method: route.method,
+            url: `${url}?${q}`,
+            headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+            ...(make ? { payload: make() as Record<string, unknown> } : {}),
+          });
+          checkResponse(res, route.method, `${route.method} ${url}?${q}`);
+        }),
+        { numRuns: 600, seed: SEED + 4 },
+      );
+    });
+  });
+
+  it('streamed recalibration uploads (float32 and NDJSON bodies, any bytes, any options): never a 5xx', async () => {
+    const float = fc.oneof(
+      { weight: 8, arbitrary: fc.float({ min: 0, max: 16, noNaN: true }) },
+      {
+        weight: 1,
+        arbitrary: fc.constantFrom(Number.NaN, Infinity, -Infinity, 3.4e38, -3.4e38, 1e-45),
+      },
+    );
+    const float32Body = fc
+      .tuple(fc.array(float, { maxLength: 64 * 40 }), fc.integer({ min: 0, max: 3 }))
+      .map(([values, cut]) => {
+        const bytes = Buffer.from(new Float32Array(values).buffer);
+        return bytes.subarray(0, Math.max(0, bytes.length - cut));
+      });
+    const ndjsonBody = fc
+      .array(
+        fc.oneof(
+          { weight: 6, arbitrary: fc.constant(null).map(() => JSON.stringify(digitsRow(3))) },
+          { weight: 1, arbitrary: fc.json({ maxDepth: 2 }) },
+          { weight: 1, arbitrary: fc.string({ maxLength: 40 }) },
+        ),
+        { maxLength: 40 },
+      )
+      .map((lines) => lines.join('\n'));
+    const upload = fc.oneof(
+      float32Body.map((body) => ({ type: 'application/octet-stream', body })),
+      fc.uint8Array({ maxLength: 4096 }).map((b) => ({
+        type: 'application/octet-stream',
+        body: Buffer.from(b),
+      })),
+      ndjsonBody.map((body) => ({ type: 'application/x-ndjson', body })),
+    );
+    const options = fc.record(
+      {
+        mode: fc.constantFrom('exact', 'prior', 'running', 'other'),
+        prior_strength: fc.constantFrom('0', '16', '1e12', '1e13', '-1', 'x'),
+        batch_size: fc.constantFrom('1', '2', '256', '65536', '65537', '1000000000', '1e999'),
+        activate: fc.constantFrom('false', 'false', 'true', 'maybe'),
+      },
+      { requiredKeys: [] },
+    );
+    await withApp(async (a) => {
+      await fc.assert(
+        fc.asyncProperty(upload, options, async ({ type, body }, opts) => {
+          const q = new URLSearchParams(opts as Record<string, string>).toString();
+          const res = await a.app.inject({
+            method: 'POST',
+            url: `/v1/models/digits:recalibrate?${q}`,
+            payload: body,
+            headers: { 'content-type': type, authorization: `Bearer ${ADMIN_TOKEN}` },
+          });
+          checkResponse(res, 'POST', `${type} ${q} ${body.length} bytes`);
+          const ready = await a.app.inject({ url: '/readyz' });
+          expect(ready.statusCode).toBe(200);
+        }),
+        { numRuns: 200, seed: SEED + 5 },
       );
     });
   });

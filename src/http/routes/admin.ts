@@ -9,7 +9,6 @@ import {
   RecalibrationService,
 } from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
-import { requireBearer } from '../auth.js';
 import { beforeVerb } from '../not-found.js';
 import { adminRateLimit } from '../rate-limit.js';
 import {
@@ -45,14 +44,13 @@ const adminErrors = {
  * (JSON, NDJSON or float32 uploads, streamed), jobs, activation (rollback) and deletion of versions.
  */
 export async function adminRoutes(parent: AppInstance): Promise<void> {
-  // One scope for every admin route: the rate limit's counter is shared by all of them, and the
-  // token check (preParsing: after the rate limit counts the request, before any body is read or
-  // validated) applies to all of them.
+  // One scope for every admin route: the rate limit's counter is shared by all of them. The token
+  // check comes with each route's `access: 'admin'` (route-access.ts).
   await parent.register(async (app: AppInstance) => adminScope(app));
 }
 
 async function adminScope(app: AppInstance): Promise<void> {
-  const { registry, config, metrics, adminToken } = app.deps;
+  const { registry, config, metrics } = app.deps;
   const jobs = JobRegistry.forRepository(registry.repository, { log: app.log });
   // Settles jobs abandoned by dead processes and deletes expired records, now and hourly.
   await jobs.startSweeping();
@@ -72,9 +70,7 @@ async function adminScope(app: AppInstance): Promise<void> {
     // Per client address and minute, for the whole server; failed authentications apart.
     ...adminRateLimit(app.deps),
   });
-  app.addHook('preParsing', requireBearer(adminToken, 'admin'));
   const tags = ['admin'];
-  const security = [{ adminToken: [] }];
   const nameParams = z.object({ name: modelNameParam });
   const versionParams = z.object({ name: modelNameParam, version: versionParam });
 
@@ -93,10 +89,10 @@ async function adminScope(app: AppInstance): Promise<void> {
     scope.post(
       '/v1/models/:name(^[A-Za-z0-9][A-Za-z0-9._-]*)::recalibrate',
       {
+        config: { access: 'admin' },
         bodyLimit: config.BODY_LIMIT_BYTES,
         schema: {
           tags,
-          security,
           summary: 'Recalibrate BatchNorm statistics on unlabeled rows and publish a new version',
           description: [
             'Recomputes every BatchNorm running mean and variance on the posted rows (AdaBN), re-folds, and publishes the result as the next version, atomically; with `activate` (default) it is served at once.',
@@ -185,9 +181,9 @@ async function adminScope(app: AppInstance): Promise<void> {
   app.get(
     '/v1/jobs/:id',
     {
+      config: { access: 'admin' },
       schema: {
         tags,
-        security,
         summary: 'State, progress (rows processed) and result or error of a job',
         params: z.object({
           id: z.string().uuid().meta({ description: 'Job id from a 202 or 409 response' }),
@@ -205,9 +201,9 @@ async function adminScope(app: AppInstance): Promise<void> {
   app.post(
     '/v1/models/:name/versions/:version(^[0-9]+)::activate',
     {
+      config: { access: 'admin' },
       schema: {
         tags,
-        security,
         summary: 'Serve this version (rollback or roll forward); persisted in the repository',
         params: versionParams,
         body: activateBodySchema,
@@ -230,9 +226,9 @@ async function adminScope(app: AppInstance): Promise<void> {
   app.delete(
     `/v1/models/:name/versions/${beforeVerb('version')}`,
     {
+      config: { access: 'admin' },
       schema: {
         tags,
-        security,
         summary: 'Delete a version that is not the active one (409 otherwise)',
         params: versionParams,
         response: {

@@ -1,10 +1,15 @@
 import { z } from 'zod';
 import type { AppInstance } from '../app-types.js';
+import { activeRecordStatus } from './tf-serving.js';
 
 const modelReadiness = z.object({
   name: z.string(),
   ready: z.boolean(),
   active_version: z.number().int().nullable(),
+  active_record_error: z.string().optional().meta({
+    description:
+      "Why the model's active-version.json cannot be followed; the version served before stays served (ready), none at start-up (not ready)",
+  }),
 });
 
 export async function healthRoutes(app: AppInstance): Promise<void> {
@@ -12,6 +17,7 @@ export async function healthRoutes(app: AppInstance): Promise<void> {
   app.get(
     '/healthz',
     {
+      config: { access: 'public' },
       schema: {
         tags: ['health'],
         summary: 'Liveness: the process answers',
@@ -30,6 +36,7 @@ export async function healthRoutes(app: AppInstance): Promise<void> {
   app.get(
     '/readyz',
     {
+      config: { access: 'public' },
       schema: {
         tags: ['health'],
         summary: 'Readiness: every model of the repository has an AVAILABLE version',
@@ -56,6 +63,7 @@ export async function healthRoutes(app: AppInstance): Promise<void> {
         name: m.name,
         ready: m.active !== undefined,
         active_version: m.active ?? null,
+        ...activeRecordStatus(m),
       }));
       const ready = registry.isReady();
       return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not_ready', models });

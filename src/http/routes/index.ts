@@ -53,6 +53,7 @@ export async function indexRoutes(app: AppInstance): Promise<void> {
   app.get(
     '/',
     {
+      config: { access: 'public' },
       schema: {
         tags: ['operations'],
         summary: 'Entry points: documentation, model list, each model’s predict and infer URLs',

@@ -46,6 +46,7 @@ export async function modelExportRoutes(app: AppInstance): Promise<void> {
   app.get(
     '/v1/models/:name/versions/:version/model.onnx',
     {
+      config: { access: 'download' },
       onRequest: attributeModel(registry),
       schema: {
         tags: ['models'],

@@ -123,12 +123,16 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
 
   app.get(
     '/v2',
-    { schema: { tags, summary: 'Server metadata', response: { 200: serverMetadataSchema } } },
+    {
+      config: { access: 'public' },
+      schema: { tags, summary: 'Server metadata', response: { 200: serverMetadataSchema } },
+    },
     async () => ({ name: 'normserve', version: app.deps.version, extensions: [...OIP_EXTENSIONS] }),
   );
   app.get(
     '/v2/health/live',
     {
+      config: { access: 'public' },
       schema: {
         tags,
         summary: 'Server liveness',
@@ -141,6 +145,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
   app.get(
     '/v2/health/ready',
     {
+      config: { access: 'public' },
       schema: {
         tags,
         summary: 'Server readiness: every model has an available version',
@@ -167,6 +172,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
   app.get(
     '/v2/models/:name',
     {
+      config: { access: 'public' },
       onRequest,
       schema: {
         tags,
@@ -181,6 +187,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
   app.get(
     '/v2/models/:name/versions/:version',
     {
+      config: { access: 'public' },
       onRequest,
       schema: {
         tags,
@@ -215,6 +222,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
   app.get(
     '/v2/models/:name/ready',
     {
+      config: { access: 'public' },
       onRequest,
       schema: { tags, summary: 'Model readiness', params: nameParams, response: readyResponses },
     },
@@ -226,6 +234,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
   app.get(
     '/v2/models/:name/versions/:version/ready',
     {
+      config: { access: 'public' },
       onRequest,
       schema: {
         tags,
@@ -327,6 +336,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
   app.post(
     '/v2/models/:name/infer',
     {
+      config: { access: 'prediction' },
       onRequest: onInferRequest,
       schema: { ...inferSchema, summary: 'Inference with the active version', params: nameParams },
     },
@@ -335,6 +345,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
   app.post(
     '/v2/models/:name/versions/:version/infer',
     {
+      config: { access: 'prediction' },
       onRequest: onInferRequest,
       schema: { ...inferSchema, summary: 'Inference with one version', params: versionParams },
     },

@@ -84,19 +84,20 @@ function versionStatus(model: ModelSnapshot, only?: number) {
     }));
 }
 
+/** The fields of metrics.json that metadata reports (any JSON; other fields are left out). */
+const trainingMetricsSchema = z.looseObject({
+  test: z.unknown(),
+  best_epoch: z.unknown(),
+  seed: z.unknown(),
+  data_sha256: z.unknown(),
+  wall_time_ms: z.unknown(),
+});
+
 /** Metadata of one served version: what a client needs to call it and what compilation did. */
 export function versionMetadata(served: AvailableVersion) {
   const { config, metrics } = served.checkpoint;
   const plan = served.compiled.plan;
-  const m = metrics as
-    | {
-        test?: unknown;
-        best_epoch?: unknown;
-        seed?: unknown;
-        data_sha256?: unknown;
-        wall_time_ms?: unknown;
-      }
-    | undefined;
+  const m = metrics === undefined ? undefined : trainingMetricsSchema.safeParse(metrics).data;
   return {
     name: config.name,
     version: served.version,
@@ -210,10 +211,17 @@ const metadataSchema = z
     ],
   });
 
+/** normserve extension of model status: why active-version.json cannot be followed. */
+const activeRecordError = z.string().optional().meta({
+  description:
+    "Why the model's active-version.json cannot be followed (unreadable, or naming a version that is not available); the version served before stays served, or none at start-up",
+});
+
 const modelListing = z.object({
   name: z.string(),
   active_version: z.number().int().nullable(),
   state: z.enum(['AVAILABLE', 'UNAVAILABLE']),
+  active_record_error: activeRecordError,
   versions: z.array(
     z.object({
       version: z.number().int(),
@@ -246,11 +254,16 @@ const modelsListSchema = z
   .object({ models: z.array(modelListing) })
   .meta({ examples: [{ models: [modelListingExample] }] });
 
+/** The problem of a model's active-version record, as the optional status field. */
+export const activeRecordStatus = (model: ModelSnapshot) =>
+  model.activeProblem !== undefined ? { active_record_error: model.activeProblem } : {};
+
 export function listModel(model: ModelSnapshot) {
   return {
     name: model.name,
     active_version: model.active ?? null,
     state: model.active === undefined ? ('UNAVAILABLE' as const) : ('AVAILABLE' as const),
+    ...activeRecordStatus(model),
     versions: [...model.versions.values()]
       .sort((a, b) => a.version - b.version)
       .map((v) => ({
@@ -275,6 +288,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
   app.get(
     '/v1/models',
     {
+      config: { access: 'public' },
       schema: {
         tags: ['models'],
         summary: 'All models with their versions and states',
@@ -287,6 +301,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
   app.get(
     `/v1/models/${beforeVerb('name')}`,
     {
+      config: { access: 'public' },
       onRequest,
       schema: {
         tags: ['models'],
@@ -295,12 +310,16 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
         response: { 200: modelStatusSchema, ...errorResponses },
       },
     },
-    async (request) => ({ model_version_status: versionStatus(registry.get(request.params.name)) }),
+    async (request) => {
+      const model = registry.get(request.params.name);
+      return { model_version_status: versionStatus(model), ...activeRecordStatus(model) };
+    },
   );
 
   app.get(
     '/v1/models/:name/versions',
     {
+      config: { access: 'public' },
       onRequest,
       schema: {
         tags: ['models'],
@@ -318,6 +337,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
   app.get(
     `/v1/models/:name/versions/${beforeVerb('version')}`,
     {
+      config: { access: 'public' },
       onRequest,
       schema: {
         tags: ['models'],
@@ -335,13 +355,14 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
           `model "${model.name}" has no version ${request.params.version}`,
         );
       }
-      return { model_version_status: status };
+      return { model_version_status: status, ...activeRecordStatus(model) };
     },
   );
 
   app.get(
     '/v1/models/:name/metadata',
     {
+      config: { access: 'public' },
       onRequest,
       schema: {
         tags: ['models'],
@@ -357,6 +378,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
   app.get(
     '/v1/models/:name/versions/:version/metadata',
     {
+      config: { access: 'public' },
       onRequest,
       schema: {
         tags: ['models'],
@@ -490,6 +512,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
   app.post(
     '/v1/models/:name(^[A-Za-z0-9][A-Za-z0-9._-]*)::predict',
     {
+      config: { access: 'prediction' },
       onRequest,
       schema: {
         ...predictSchema,
@@ -502,6 +525,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
   app.post(
     '/v1/models/:name/versions/:version(^[0-9]+)::predict',
     {
+      config: { access: 'prediction' },
       onRequest,
       schema: { ...predictSchema, summary: 'Predict with one version', params: versionParams },
     },

@@ -1,5 +1,10 @@
 import { z } from 'zod';
-import { jobRecordSchema } from '../../service/index.js';
+import {
+  jobRecordSchema,
+  MAX_PRIOR_STRENGTH,
+  MAX_RECALIBRATION_BATCH_SIZE,
+} from '../../service/index.js';
+import { LIMITS } from './limits.js';
 
 export const recalibrationModes = ['exact', 'prior', 'running'] as const;
 
@@ -7,18 +12,20 @@ const modeField = z.enum(recalibrationModes).meta({
   description:
     'exact: AdaBN statistics over all rows (default); prior: blended with the source statistics; running: update_bn-style batches',
 });
-const priorStrength = z
-  .number()
-  .min(0)
-  .meta({ description: 'prior mode: the weight N of the source statistics, in rows (default 16)' });
-const batchSize = z
-  .number()
-  .int()
-  .min(2)
-  .meta({ description: 'running mode: rows per batch (default 256)' });
+/** The numeric options, for a JSON body (`z.number()`) or the query string (`z.coerce.number()`). */
+const priorStrengthOf = (n: z.ZodNumber) =>
+  n.min(0).max(MAX_PRIOR_STRENGTH).meta({
+    description: 'prior mode: the weight N of the source statistics, in rows (default 16)',
+  });
+const batchSizeOf = (n: z.ZodNumber) =>
+  n
+    .int()
+    .min(2)
+    .max(MAX_RECALIBRATION_BATCH_SIZE)
+    .meta({ description: 'running mode: rows per batch (default 256)' });
 const note = z
   .string()
-  .max(1000)
+  .max(LIMITS.noteChars)
   .meta({ description: 'Free text recorded in the new version’s provenance' });
 
 /** JSON body of :recalibrate. */
@@ -35,8 +42,8 @@ export const recalibrateBodySchema = z
     mode: modeField
       .optional()
       .meta({ description: `${modeField.description} Default: the query's mode, else exact.` }),
-    prior_strength: priorStrength.optional(),
-    batch_size: batchSize.optional(),
+    prior_strength: priorStrengthOf(z.number()).optional(),
+    batch_size: batchSizeOf(z.number()).optional(),
     activate: z.boolean().optional().meta({
       description: 'Serve the new version at once (default: the query’s activate, else true)',
     }),
@@ -61,17 +68,8 @@ const booleanString = z.enum(['true', 'false']).transform((v) => v === 'true');
 /** Options in the query string, for the NDJSON and float32 uploads (JSON bodies may use them too). */
 export const recalibrateQuerySchema = z.strictObject({
   mode: modeField.optional(),
-  prior_strength: z.coerce
-    .number()
-    .min(0)
-    .optional()
-    .meta({ description: priorStrength.description }),
-  batch_size: z.coerce
-    .number()
-    .int()
-    .min(2)
-    .optional()
-    .meta({ description: batchSize.description }),
+  prior_strength: priorStrengthOf(z.coerce.number()).optional(),
+  batch_size: batchSizeOf(z.coerce.number()).optional(),
   activate: booleanString.optional().meta({ description: 'false publishes without serving it' }),
   note: note.optional(),
 });

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { LIMITS, parametersSchema } from './limits.js';
 
 const example = Array.from({ length: 64 }, (_, i) => (i % 9 === 0 ? 8 : 0));
 
@@ -39,14 +40,16 @@ export const modelMetadataSchema = z
     ],
   });
 
+const tensorName = z.string().max(LIMITS.nameChars);
+
 /** The request tensor; `data` is checked by the route against the shape (flat or nested rows). */
 export const inferInputSchema = z.object({
-  name: z.string().meta({ description: 'Must be the model input name, "input"' }),
-  shape: z.array(z.number().int().min(0)).meta({
+  name: tensorName.meta({ description: 'Must be the model input name, "input"' }),
+  shape: z.array(z.number().int().min(0)).max(LIMITS.shapeDims).meta({
     description: '[N, ...input_shape] (e.g. [N, 1, 8, 8]) or [N, features] (e.g. [N, 64])',
   }),
-  datatype: z.string().meta({ description: 'Must be "FP32"' }),
-  parameters: z.record(z.string(), z.unknown()).optional(),
+  datatype: tensorName.meta({ description: 'Must be "FP32"' }),
+  parameters: parametersSchema.optional(),
   data: z.array(z.unknown()).meta({
     description:
       'Row-major values: flat [N·features] numbers, or nested by rows ([N][features], [N][1][8][8])',
@@ -55,17 +58,16 @@ export const inferInputSchema = z.object({
 
 function inferRequest<I extends z.ZodType>(input: I) {
   return z.object({
-    id: z.string().optional().meta({ description: 'Echoed in the response' }),
-    parameters: z.record(z.string(), z.unknown()).optional(),
-    inputs: z.array(input).min(1, 'at least one input tensor is required'),
+    id: z.string().max(LIMITS.idChars).optional().meta({ description: 'Echoed in the response' }),
+    parameters: parametersSchema.optional(),
+    inputs: z.array(input).min(1, 'at least one input tensor is required').max(LIMITS.tensors),
     outputs: z
-      .array(
-        z.object({ name: z.string(), parameters: z.record(z.string(), z.unknown()).optional() }),
-      )
+      .array(z.object({ name: tensorName, parameters: parametersSchema.optional() }))
+      .max(LIMITS.tensors)
       .optional()
       .meta({
         description:
-          'Outputs to return: probabilities (default), logits, label; regression: predictions',
+          'Outputs to return, each at most once: probabilities (default), logits, label; regression: predictions',
       }),
   });
 }

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { InputShape } from '../../service/index.js';
 import { queryFlag, rowsSchema } from './common.js';
+import { LIMITS } from './limits.js';
 
 /** A digits row (the README's), the example of every predict body. */
 export const digitsExampleRow = [
@@ -17,6 +18,7 @@ function predictRequest(rows: ReturnType<typeof rowsSchema>) {
     .strictObject({
       signature_name: z
         .string()
+        .max(LIMITS.nameChars)
         .optional()
         .meta({ description: 'Accepted for compatibility; models have one signature' }),
       instances: rows
@@ -92,19 +94,27 @@ const versionStatus = z.object({
     .meta({ description: 'normserve extension: this version is served by default' }),
 });
 
-export const modelStatusSchema = z.object({ model_version_status: z.array(versionStatus) }).meta({
-  id: 'ModelStatus',
-  description: "TF Serving's GetModelStatus response",
-  examples: [
-    {
-      model_version_status: [
-        {
-          version: '1',
-          state: 'AVAILABLE',
-          status: { error_code: 'OK', error_message: '' },
-          active: true,
-        },
-      ],
-    },
-  ],
-});
+export const modelStatusSchema = z
+  .object({
+    model_version_status: z.array(versionStatus),
+    active_record_error: z.string().optional().meta({
+      description:
+        "normserve extension: why the model's active-version.json cannot be followed (the version served before stays served)",
+    }),
+  })
+  .meta({
+    id: 'ModelStatus',
+    description: "TF Serving's GetModelStatus response",
+    examples: [
+      {
+        model_version_status: [
+          {
+            version: '1',
+            state: 'AVAILABLE',
+            status: { error_code: 'OK', error_message: '' },
+            active: true,
+          },
+        ],
+      },
+    ],
+  });

@@ -1,0 +1,78 @@
+import { type Server, STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
+import type { FastifyBaseLogger } from 'fastify';
+import { NormserveError } from '../errors/index.js';
+import type { ServerConfig } from '../service/index.js';
+import type { ServiceMetrics } from './metrics.js';
+import { PROBLEM_CONTENT_TYPE, toProblem } from './problem.js';
+
+/** Node's default time to receive the headers of a request. */
+const HEADERS_TIMEOUT_MS = 60_000;
+/** Node's default period of its timeout sweep. */
+const CHECK_INTERVAL_MS = 30_000;
+
+/**
+ * Node's request timeouts (`http.createServer` options), from REQUEST_TIMEOUT_MS: the whole
+ * request, headers and body, must arrive within it. Node needs all three set together: it swaps
+ * headersTimeout and requestTimeout when the first is the larger (so a 10 s request timeout with
+ * the default 60 s headers timeout gave bodies 60 s), and it only looks every
+ * connectionsCheckingInterval (30 s by default): the sweep here runs four times per timeout, so a
+ * request is cut at most 25 % late.
+ */
+export function httpServerOptions(config: ServerConfig) {
+  const requestTimeout = config.REQUEST_TIMEOUT_MS;
+  return {
+    requestTimeout,
+    headersTimeout:
+      requestTimeout > 0 ? Math.min(HEADERS_TIMEOUT_MS, requestTimeout) : HEADERS_TIMEOUT_MS,
+    connectionsCheckingInterval: Math.max(
+      100,
+      Math.min(CHECK_INTERVAL_MS, Math.floor((requestTimeout || HEADERS_TIMEOUT_MS) / 4)),
+    ),
+  };
+}
+
+/** Writes a problem document straight to a socket whose request never reached a route. */
+function writeProblem(socket: Socket, error: NormserveError): void {
+  const body = JSON.stringify(toProblem(error, ''));
+  socket.write(
+    `HTTP/1.1 ${error.status} ${STATUS_CODES[error.status]}\r\n` +
+      `Content-Type: ${PROBLEM_CONTENT_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
+}
+
+/**
+ * Errors Node's HTTP parser raises before a request reaches Fastify (a request that did not
+ * arrive in time, headers too large, malformed HTTP): answered as problem documents like
+ * everything else, then the connection is closed.
+ */
+export function clientErrorHandler(log: FastifyBaseLogger) {
+  return (err: NodeJS.ErrnoException, socket: Socket): void => {
+    if (err.code === 'ECONNRESET' || socket.destroyed) return;
+    let error: NormserveError;
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+      error = new NormserveError(
+        'REQUEST_TIMEOUT',
+        'the request did not arrive within REQUEST_TIMEOUT_MS',
+      );
+      log.info({ code: err.code }, 'request timed out while being received');
+    } else if (err.code === 'HPE_HEADER_OVERFLOW') {
+      error = new NormserveError('HEADERS_TOO_LARGE', 'the request headers are too large');
+    } else {
+      error = new NormserveError('INVALID_INPUT', 'malformed HTTP request');
+    }
+    // As Node's own handler: only when no response has begun on this connection.
+    const response = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+    if (socket.writable && !response?.headersSent) writeProblem(socket, error);
+    socket.destroy(err);
+  };
+}
+
+/**
+ * At most MAX_CONNECTIONS open connections per process: Node closes the ones above it as they
+ * arrive ('drop'), counted in normserve_connections_dropped_total.
+ */
+export function limitConnections(server: Server, max: number, metrics: ServiceMetrics): void {
+  server.maxConnections = max;
+  server.on('drop', () => metrics.connectionsDropped.inc());
+}

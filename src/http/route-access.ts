@@ -1,0 +1,61 @@
+import type { RouteOptions } from 'fastify';
+import { requireBearer } from './auth.js';
+
+/**
+ * Who may call a route, declared by every route in its options (`config: { access }`):
+ *  - `public`: anyone (health, models, metadata, metrics, documents);
+ *  - `prediction`: predictions, behind `Authorization: Bearer <API_TOKEN>` when API_TOKEN is set;
+ *  - `download`: the ONNX export, which hands out the weights: the same token as predictions;
+ *  - `admin`: behind `Authorization: Bearer <ADMIN_TOKEN>` always.
+ */
+export type RouteAccess = 'public' | 'prediction' | 'download' | 'admin';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    access?: RouteAccess;
+  }
+}
+
+/** OpenAPI security requirements per access (`{}`: the token is optional, as API_TOKEN is). */
+const SECURITY: Record<RouteAccess, Record<string, string[]>[] | undefined> = {
+  public: undefined,
+  prediction: [{ apiToken: [] }, {}],
+  download: [{ apiToken: [] }, {}],
+  admin: [{ adminToken: [] }],
+};
+
+/**
+ * An onRoute hook giving each route the guard its declared access asks for, and the matching
+ * OpenAPI security requirement: one place decides which token a route demands, from what the
+ * route says about itself, never from its URL. A route that declares nothing stops the start
+ * (the hidden routes of the interactive docs are public).
+ */
+export function routeGuards(tokens: { admin: string; api: string | undefined }) {
+  const adminGuard = requireBearer(tokens.admin, 'admin');
+  const apiGuards =
+    tokens.api === undefined
+      ? undefined
+      : {
+          prediction: requireBearer(tokens.api, 'prediction'),
+          download: requireBearer(tokens.api, 'model download'),
+        };
+  return (route: RouteOptions): void => {
+    const schema = route.schema as { hide?: boolean; security?: unknown } | undefined;
+    const access = route.config?.access ?? (schema?.hide ? 'public' : undefined);
+    if (access === undefined) {
+      throw new Error(
+        `route ${String(route.method)} ${route.url} declares no access (config.access: public, prediction or admin)`,
+      );
+    }
+    const security = SECURITY[access];
+    if (security && route.schema) route.schema = { ...route.schema, security };
+    if (access === 'admin') {
+      // preParsing: after the admin rate limit counted the request (onRequest), before any body
+      // is read or validated, so a missing token is a 401, not a 400.
+      route.preParsing = [adminGuard, ...(route.preParsing ? [route.preParsing].flat() : [])];
+    } else if ((access === 'prediction' || access === 'download') && apiGuards) {
+      // onRequest: before the body is read or validated.
+      route.onRequest = [apiGuards[access], ...(route.onRequest ? [route.onRequest].flat() : [])];
+    }
+  };
+}

@@ -1,0 +1,161 @@
+import { constants as bufferConstants } from 'node:buffer';
+import { type FileHandle, open, realpath } from 'node:fs/promises';
+import { relative, sep } from 'node:path';
+import { safetensorsHeaderLength, safetensorsLayout } from '../checkpoint/index.js';
+import { NormserveError } from '../errors/index.js';
+
+/** Largest JSON file of a repository read whole (config.json, metrics.json, records). */
+export const MAX_JSON_FILE_BYTES = 16 * 1024 * 1024;
+/** Bytes per read of a large file (fs reads take at most 2 GiB at a time). */
+const READ_CHUNK_BYTES = 64 * 1024 * 1024;
+
+const errnoOf = (e: unknown): string | undefined => (e as NodeJS.ErrnoException).code;
+
+/**
+ * Reading the files of one repository, treating them as hostile: a file must resolve (symbolic
+ * links followed) to a place inside the repository, sizes are checked before anything is read
+ * whole, and every message names the file relative to the repository, never by absolute path
+ * (reasons of FAILED versions are shown on unauthenticated routes).
+ */
+export class RepositoryFiles {
+  private readonly root: string;
+  private realRoot: string | undefined;
+
+  constructor(root: string) {
+    this.root = root;
+  }
+
+  /** `path` relative to the repository, for messages. */
+  label(path: string): string {
+    return relative(this.root, path).split(sep).join('/');
+  }
+
+  /**
+   * The real path of `path`, which must lie inside the repository (the repository itself may be
+   * a link); undefined when it does not exist.
+   */
+  async resolveInside(path: string): Promise<string | undefined> {
+    let real: string;
+    try {
+      real = await realpath(path);
+      this.realRoot ??= await realpath(this.root);
+    } catch (e) {
+      if (errnoOf(e) === 'ENOENT') return undefined;
+      throw this.unreadable(path, e);
+    }
+    const root = this.realRoot;
+    if (real !== root && !real.startsWith(root + sep)) {
+      throw new NormserveError(
+        'REPOSITORY_ERROR',
+        `${this.label(path)}: a symbolic link to a place outside the model repository (refused)`,
+      );
+    }
+    return real;
+  }
+
+  /** A JSON file's text, at most `maxBytes`; undefined when the file does not exist. */
+  async readText(path: string, maxBytes = MAX_JSON_FILE_BYTES): Promise<string | undefined> {
+    const bytes = await this.readBytes(path, maxBytes);
+    return bytes === undefined ? undefined : new TextDecoder().decode(bytes);
+  }
+
+  /** A small file's bytes, at most `maxBytes`; undefined when the file does not exist. */
+  async readBytes(path: string, maxBytes = MAX_JSON_FILE_BYTES): Promise<Uint8Array | undefined> {
+    return this.withFile(path, async (handle, size) => {
+      if (size > maxBytes) {
+        throw new NormserveError(
+          'REPOSITORY_ERROR',
+          `${this.label(path)}: ${size} bytes, more than the ${maxBytes} a file of this kind may have`,
+        );
+      }
+      return this.readRange(handle, path, 0, size);
+    });
+  }
+
+  /**
+   * A safetensors file's bytes, read only once its header and the file's size agree: a length
+   * prefix, a header and a data section the header accounts for to the byte (the 8-byte prefix
+   * and the header are read first, so a huge or sparse file with a bad header costs nothing).
+   * Undefined when the file does not exist.
+   */
+  async readSafetensors(path: string): Promise<Uint8Array | undefined> {
+    const name = this.label(path);
+    return this.withFile(path, async (handle, size) => {
+      const first = await this.readRange(handle, path, 0, Math.min(8, size));
+      const headerLength = safetensorsHeaderLength(first, size, name);
+      const prefix = await this.readRange(handle, path, 0, 8 + headerLength);
+      safetensorsLayout(prefix, size, name);
+      if (size > bufferConstants.MAX_LENGTH) {
+        throw new NormserveError(
+          'SAFETENSORS_INVALID',
+          `${name}: ${size} bytes, more than one process can hold (${bufferConstants.MAX_LENGTH})`,
+        );
+      }
+      return this.readRange(handle, path, 0, size);
+    });
+  }
+
+  private async withFile<T>(
+    path: string,
+    use: (handle: FileHandle, size: number) => Promise<T>,
+  ): Promise<T | undefined> {
+    const real = await this.resolveInside(path);
+    if (real === undefined) return undefined;
+    let handle: FileHandle;
+    try {
+      handle = await open(real, 'r');
+    } catch (e) {
+      if (errnoOf(e) === 'ENOENT') return undefined;
+      throw this.unreadable(path, e);
+    }
+    try {
+      const info = await handle.stat();
+      if (!info.isFile()) {
+        throw new NormserveError('REPOSITORY_ERROR', `${this.label(path)}: not a regular file`);
+      }
+      return await use(handle, info.size);
+    } finally {
+      await handle.close();
+    }
+  }
+
+  /** Bytes [start, start + length) of an open file, in chunks; short files are an error. */
+  private async readRange(
+    handle: FileHandle,
+    path: string,
+    start: number,
+    length: number,
+  ): Promise<Uint8Array> {
+    const bytes = Buffer.allocUnsafe(length);
+    let done = 0;
+    try {
+      while (done < length) {
+        const { bytesRead } = await handle.read(
+          bytes,
+          done,
+          Math.min(READ_CHUNK_BYTES, length - done),
+          start + done,
+        );
+        if (bytesRead === 0) break;
+        done += bytesRead;
+      }
+    } catch (e) {
+      throw this.unreadable(path, e);
+    }
+    if (done < length) {
+      throw new NormserveError(
+        'REPOSITORY_ERROR',
+        `${this.label(path)}: the file shrank while being read`,
+      );
+    }
+    return bytes;
+  }
+
+  private unreadable(path: string, e: unknown): NormserveError {
+    return new NormserveError(
+      'REPOSITORY_ERROR',
+      `${this.label(path)}: cannot be read (${errnoOf(e) ?? (e instanceof Error ? e.message : String(e))})`,
+      { cause: e },
+    );
+  }
+}

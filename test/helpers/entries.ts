@@ -1,0 +1,37 @@
+/**
+ * The programs tests run as child processes (the CLIs, the server, the SIGKILL victim), started
+ * from bundles that test/global-setup.ts builds with esbuild before every run: `node --import tsx`
+ * spends 1–3 s compiling the sources of each child (more on a loaded machine), a bundle starts in
+ * a fraction of that. The bundles are built from the same sources for every run, so they are
+ * never stale; without them (a build that failed) the children run through tsx as before.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+/** Every program a test starts, relative to the repository. */
+export const ENTRIES = [
+  'src/cli/server.ts',
+  'src/cli/train.ts',
+  'src/cli/predict.ts',
+  'src/cli/recalibrate.ts',
+  'src/cli/export-onnx.ts',
+  'tools/night-shift.ts',
+  'test/faults/publish-loop.ts',
+] as const;
+
+export type Entry = (typeof ENTRIES)[number];
+
+/** Inside node_modules, so the bundles' imports of packages resolve as the sources' do. */
+export const BUNDLE_DIR = join(ROOT, 'node_modules', '.cache', 'normserve-test-entries');
+
+export const bundlePath = (entry: Entry): string =>
+  join(BUNDLE_DIR, entry.replace(/\.ts$/, '.mjs'));
+
+/** Node's arguments that run `entry`: its bundle, or the source through tsx. */
+export function nodeArgs(entry: Entry): string[] {
+  const bundle = bundlePath(entry);
+  return existsSync(bundle) ? [bundle] : ['--import', 'tsx', join(ROOT, entry)];
+}

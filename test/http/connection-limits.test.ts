@@ -1,0 +1,176 @@
+/**
+ * Limits that only a listening server has: REQUEST_TIMEOUT_MS reaches slow request bodies and
+ * slow headers (Node's headersTimeout/requestTimeout interplay), and MAX_CONNECTIONS caps the
+ * connections open at once. Timing assertions are bounds far from the behaviour they exclude
+ * (Node's defaults gave a 10 s timeout's body 60 s + a 30 s sweep), so a loaded machine passes.
+ */
+import { connect, type Socket } from 'node:net';
+import pino from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { httpServerOptions } from '../../src/http/connection-limits.js';
+import { parseServerConfig } from '../../src/service/index.js';
+import { makeTestApp, type TestApp } from '../helpers/app.js';
+import { digitsRow } from './http-helpers.js';
+
+let t: TestApp | undefined;
+afterEach(async () => {
+  await t?.close();
+  t = undefined;
+});
+
+async function listen(env: Record<string, string>): Promise<number> {
+  t = await makeTestApp({ env });
+  await t.app.listen({ port: 0, host: '127.0.0.1' });
+  const address = t.app.server.address();
+  if (address === null || typeof address === 'string') throw new Error('no port');
+  return address.port;
+}
+
+/** A socket and everything it receives until the server closes it. */
+function open(port: number): {
+  socket: Socket;
+  received: Promise<string>;
+  connected: Promise<void>;
+} {
+  const socket = connect(port, '127.0.0.1');
+  let data = '';
+  socket.setEncoding('utf8').on('data', (d: string) => {
+    data += d;
+  });
+  const received = new Promise<string>((resolve) => {
+    socket.on('close', () => resolve(data));
+    socket.on('error', () => undefined);
+  });
+  const connected = new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+  return { socket, received, connected };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function problemOf(raw: string): { status: number; code: string; type: string } {
+  const [head, body] = raw.split('\r\n\r\n');
+  expect(head, raw).toMatch(/^HTTP\/1\.1 408 /);
+  expect(head).toMatch(/content-type: application\/problem\+json/i);
+  return JSON.parse(body!) as { status: number; code: string; type: string };
+}
+
+describe('REQUEST_TIMEOUT_MS', () => {
+  it('sets headersTimeout ≤ requestTimeout and a sweep of a quarter of it (Node swaps them otherwise)', () => {
+    const of = (v: string) =>
+      httpServerOptions(parseServerConfig({ REQUEST_TIMEOUT_MS: v, MODEL_REPOSITORY: 'x' }));
+    expect(of('10000')).toEqual({
+      requestTimeout: 10_000,
+      headersTimeout: 10_000,
+      connectionsCheckingInterval: 2_500,
+    });
+    expect(of('120000')).toEqual({
+      requestTimeout: 120_000,
+      headersTimeout: 60_000,
+      connectionsCheckingInterval: 30_000,
+    });
+    // 0 = no limit on the request; the headers keep Node's 60 s (no slowloris on headers).
+    expect(of('0')).toEqual({
+      requestTimeout: 0,
+      headersTimeout: 60_000,
+      connectionsCheckingInterval: 15_000,
+    });
+  });
+
+  it('cuts a body that trickles in: 408 REQUEST_TIMEOUT problem, long before 60 s', async () => {
+    const port = await listen({ REQUEST_TIMEOUT_MS: '1000' });
+    const { socket, received } = open(port);
+    const started = performance.now();
+    socket.write(
+      'POST /v1/models/digits:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n',
+    );
+    const row = JSON.stringify(digitsRow(1));
+    socket.write(`${(15).toString(16)}\r\n{"instances":[ \r\n`);
+    const drip = setInterval(() => {
+      if (!socket.destroyed) socket.write(`${(row.length + 1).toString(16)}\r\n${row},\r\n`);
+    }, 100);
+    const raw = await received;
+    clearInterval(drip);
+    const elapsed = performance.now() - started;
+    const problem = problemOf(raw);
+    expect(problem).toMatchObject({ status: 408, code: 'REQUEST_TIMEOUT' });
+    // Node's defaults answered after 60 s + up to one 30 s sweep; 1 s + a 250 ms sweep here.
+    expect(elapsed).toBeGreaterThanOrEqual(900);
+    expect(elapsed).toBeLessThan(30_000);
+  });
+
+  it('cuts headers that trickle in the same way', async () => {
+    const port = await listen({ REQUEST_TIMEOUT_MS: '1000' });
+    const { socket, received } = open(port);
+    socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n');
+    const drip = setInterval(() => {
+      if (!socket.destroyed) socket.write('X-Slow: 1\r\n');
+    }, 100);
+    const raw = await received;
+    clearInterval(drip);
+    expect(problemOf(raw)).toMatchObject({ status: 408, code: 'REQUEST_TIMEOUT' });
+  });
+});
+
+describe('a client that closes the connection before its body arrived', () => {
+  it('is logged at info and counted as 499, never as a server error', async () => {
+    const lines: { level: number; msg: string; status?: number; route?: string }[] = [];
+    const logger = pino(
+      { level: 'info' },
+      { write: (l: string) => void lines.push(JSON.parse(l)) },
+    );
+    t = await makeTestApp({ logger });
+    await t.app.listen({ port: 0, host: '127.0.0.1' });
+    const { port } = t.app.server.address() as { port: number };
+    const { socket, received } = open(port);
+    socket.write(
+      'POST /v1/models/digits:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"instances":[[1,2',
+    );
+    for (let i = 0; i < 200 && !lines.some((l) => l.status === 499); i++) {
+      if (i === 5) socket.destroy();
+      await sleep(20);
+    }
+    await received;
+    const aborted = lines.filter((l) => l.status === 499);
+    expect(aborted).toEqual([
+      expect.objectContaining({
+        level: 30,
+        msg: 'request aborted by the client',
+        route: '/v1/models/{name}:predict',
+      }),
+    ]);
+    expect(lines.filter((l) => l.level >= 50)).toEqual([]);
+    const metrics = (await t.app.inject({ url: '/metrics' })).body;
+    expect(metrics).toContain(
+      'normserve_http_requests_total{method="POST",route="/v1/models/{name}:predict",status="499"',
+    );
+  });
+});
+
+describe('MAX_CONNECTIONS', () => {
+  it('closes connections beyond the limit on arrival, counts them, and serves again once one closes', async () => {
+    const port = await listen({ MAX_CONNECTIONS: '2' });
+    const held = [open(port), open(port)];
+    await Promise.all(held.map((c) => c.connected));
+    // Both are served (keep-alive: they stay open afterwards).
+    for (const c of held) c.socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+    await sleep(100);
+
+    const third = open(port);
+    third.socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+    expect(await third.received).toBe('');
+
+    held[0]!.socket.destroy();
+    await held[0]!.received;
+    // The server notices the close on its next turn; poll until a new connection is served.
+    let answer = '';
+    for (let i = 0; i < 100 && !answer.startsWith('HTTP/1.1 200'); i++) {
+      const next = open(port);
+      next.socket.end('GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+      answer = await next.received;
+      if (!answer) await sleep(50);
+    }
+    expect(answer).toMatch(/^HTTP\/1\.1 200/);
+    expect(answer).toMatch(/^normserve_connections_dropped_total [1-9]/m);
+    held[1]!.socket.destroy();
+  });
+});
