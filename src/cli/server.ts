@@ -9,7 +9,7 @@ import closeWithGrace from 'close-with-grace';
 import pino from 'pino';
 import { isNormserveError } from '../errors/index.js';
 import { createGrpcServer, type GrpcServerHandle, listenGrpc } from '../grpc/grpc-server.js';
-import { buildApp, createInferenceService } from '../http/app.js';
+import { buildApp, createDriftService, createInferenceService } from '../http/app.js';
 import { ServiceMetrics } from '../http/metrics.js';
 import { FixedWindowCounter } from '../http/rate-limit.js';
 import {
@@ -68,11 +68,13 @@ export async function startServer(config: ServerConfig): Promise<void> {
       'not every model has an available version',
     );
 
-  const inference = createInferenceService(config, registry, metrics);
+  const drift = createDriftService(config, registry, metrics, logger);
+  const inference = createInferenceService(config, registry, metrics, drift);
   const app = await buildApp({
     config,
     registry,
     inference,
+    drift,
     metrics,
     adminToken,
     version: packageVersion(),

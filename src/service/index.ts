@@ -5,6 +5,15 @@ export {
 export { JOBS_DIR, loadModelDirectory } from '../repository/index.js';
 export { bearerTokenCheck } from './bearer-token.js';
 export { type Accepts, compileAccepts } from './compiled-schema.js';
+export {
+  AUTO_RECALIBRATE_MODES,
+  type AutoRecalibrate,
+  type AutoRecalibrationStatus,
+  DEFAULT_DRIFT_THRESHOLD,
+  type DriftOptions,
+  type DriftReport,
+  DriftService,
+} from './drift-service.js';
 export { type BatchingPolicy, type BatchReport, DynamicBatcher } from './dynamic-batcher.js';
 export { defaultEngineThreads, nodeEngineOptions, prepareWasmRuntime } from './engine-runtime.js';
 export { featureNamesOf } from './feature-names.js';
@@ -89,3 +98,5 @@ export {
   PROBABILITIES_TENSOR,
   rawOutputTensor,
 } from './tensor-names.js';
+export type { TrafficObserver } from './traffic-observer.js';
+export type { VersionDriftReport } from './version-drift.js';
