@@ -153,6 +153,10 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     parseJsonBody,
   );
 
+  // Automatic recalibrations and shadow runs in progress finish (or fail) before the app closes.
+  app.addHook('onClose', async () => {
+    await drift.drain();
+  });
   let closing = false;
   app.addHook('preClose', (done) => {
     closing = true;

@@ -377,8 +377,10 @@ export class DriftService implements TrafficObserver {
     state.inFlight = true;
     const rows = state.reservoir!.rows();
     const held = state.reservoir!.size;
+    // Rows the active version served since it became active (the sample is uniform over them).
+    const trafficRows = state.reservoir!.seen;
     state.reservoir!.reset();
-    const context = { model: served.name, parent: served.version, mode, rows: held };
+    const context = { model: served.name, parent: served.version, mode, rows: held, trafficRows };
     this.log.info({ ...context, score: report.score }, 'drift: recalibrating from traffic');
     try {
       const outcome: RecalibrationOutcome = await service.recalibrateRows(
