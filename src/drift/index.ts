@@ -8,6 +8,7 @@ export {
   type RunningStatistics,
   recalibrationRecommended,
 } from './layer-drift.js';
+export { RecentRows } from './recent-rows.js';
 export { Reservoir } from './reservoir.js';
 export { ShadowComparison, type ShadowSummary } from './shadow-comparison.js';
 export { type MomentWindow, WindowedMoments } from './windowed-moments.js';

@@ -19,6 +19,7 @@ import { openApiPath, registerOpenApi } from './openapi.js';
 import { errorHandler } from './problem.js';
 import { routeGuards } from './route-access.js';
 import { adminRoutes } from './routes/admin.js';
+import { dashboardRoutes } from './routes/dashboard.js';
 import { driftRoutes } from './routes/drift.js';
 import { healthRoutes } from './routes/health.js';
 import { indexRoutes } from './routes/index.js';
@@ -281,6 +282,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   });
   await modelExportRoutes(app);
   await driftRoutes(app);
+  await dashboardRoutes(app);
   await adminRoutes(app);
 
   app.get(

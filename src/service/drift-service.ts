@@ -1,7 +1,14 @@
-import { type DriftRule, Reservoir, ShadowComparison, type ShadowSummary } from '../drift/index.js';
+import {
+  type DriftRule,
+  RecentRows,
+  Reservoir,
+  ShadowComparison,
+  type ShadowSummary,
+} from '../drift/index.js';
 import { isNormserveError } from '../errors/index.js';
 import type { StatisticsProbe } from '../inference/index.js';
 import { Rng, softmaxRows } from '../nn/index.js';
+import { type LayerPicture, layerPictures } from './layer-pictures.js';
 import { type Log, silentLog } from './logger.js';
 import type { AvailableVersion, ModelRegistry } from './model-registry.js';
 import type { RecalibrationOutcome, RecalibrationService } from './recalibration-service.js';
@@ -40,6 +47,18 @@ export interface DriftOptions extends DriftRule {
 export type AutoAction = 'recommend' | 'candidate' | 'promote';
 export type AutoOutcome = 'succeeded' | 'failed' | 'skipped';
 
+/** Rows of recent traffic kept per model for the before/after-BatchNorm pictures. */
+export const PICTURE_SAMPLE_ROWS = 256;
+
+/** The pictures of a model's active version on its recent traffic (GET …/drift/layers). */
+export interface LayerPictures {
+  model: string;
+  version: number;
+  /** Recent rows the pictures were drawn from (the last PICTURE_SAMPLE_ROWS served). */
+  rows: number;
+  layers: LayerPicture[];
+}
+
 /** Active rows between two looks at the drift of a model (cheap, but not per request). */
 const CHECK_EVERY_ROWS = 16;
 /** Rows waiting for a shadow run at most; more are not shadowed (the candidate falls behind). */
@@ -55,6 +74,8 @@ interface Candidate {
 /** What the service tracks per model. */
 interface ModelTraffic {
   reservoir: Reservoir | undefined;
+  /** The last rows the active version served (the pictures' sample). */
+  recent: RecentRows;
   /** The active version the reservoir's rows were served by. */
   activeVersion: number | undefined;
   recommended: boolean;
@@ -190,9 +211,11 @@ export class DriftService implements TrafficObserver {
       // A new active version (promoted, rolled back): the sample describes the old one's traffic.
       state.activeVersion = served.version;
       state.reservoir?.reset();
+      state.recent.reset();
       state.recommended = false;
     }
     state.reservoir?.offer(input, rows);
+    state.recent.push(input, rows);
     if (state.candidate && probabilities) this.shadow(served, state, input, rows, probabilities);
     state.rowsSinceCheck += rows;
     if (probe && state.rowsSinceCheck >= CHECK_EVERY_ROWS) {
@@ -227,6 +250,35 @@ export class DriftService implements TrafficObserver {
       active,
       versions,
       auto_recalibration: this.autoStatus(name, versions),
+    };
+  }
+
+  /**
+   * The seed's picture per BatchNorm of the active version, on the last rows it served: the
+   * layer's inputs before and after normalisation, running against live channel statistics.
+   */
+  pictures(name: string): LayerPictures {
+    const served = this.requireRegistry().resolve(name);
+    const state = this.models.get(name);
+    const recent = state && state.activeVersion === served.version ? state.recent : undefined;
+    const rows = recent?.size ?? 0;
+    return {
+      model: name,
+      version: served.version,
+      rows,
+      layers:
+        rows === 0
+          ? []
+          : layerPictures(
+              {
+                network: served.checkpoint.network,
+                inputTransform: served.checkpoint.config.input_transform,
+                inputShape: served.compiled.inputShape,
+                plan: served.compiled.plan,
+              },
+              recent!.rows(),
+              rows,
+            ),
     };
   }
 
@@ -302,6 +354,7 @@ export class DriftService implements TrafficObserver {
           o.autoRecalibrate === 'candidate' || o.autoRecalibrate === 'promote'
             ? new Reservoir(width, Math.max(1, capacity), this.rng)
             : undefined,
+        recent: new RecentRows(width, PICTURE_SAMPLE_ROWS),
         activeVersion: served.version,
         recommended: false,
         rowsSinceCheck: 0,

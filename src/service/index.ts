@@ -13,6 +13,8 @@ export {
   type DriftOptions,
   type DriftReport,
   DriftService,
+  type LayerPictures,
+  PICTURE_SAMPLE_ROWS,
 } from './drift-service.js';
 export { type BatchingPolicy, type BatchReport, DynamicBatcher } from './dynamic-batcher.js';
 export { defaultEngineThreads, nodeEngineOptions, prepareWasmRuntime } from './engine-runtime.js';
@@ -35,6 +37,13 @@ export {
   JobRegistry,
   type JobState,
 } from './job-registry.js';
+export {
+  type ChannelSummary,
+  driftOfRows,
+  type LayerPicture,
+  layerPictures,
+  type PictureSource,
+} from './layer-pictures.js';
 export { type CompiledLayer, compiledLayers, foldedBatchNorms } from './layer-report.js';
 export { type LoadedModel, type LoadModelOptions, loadModel } from './load-model.js';
 export { type Log, silentLog } from './logger.js';

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { AppInstance } from '../app-types.js';
 import { errorResponses, modelNameParam } from '../schemas/common.js';
-import { driftReportSchema } from '../schemas/drift.js';
+import { driftReportSchema, layerPicturesSchema } from '../schemas/drift.js';
 import { attributeModel } from './tf-serving.js';
 
 /** `GET /v1/models/{name}/drift`: live per-BatchNorm drift and automatic recalibration state. */
@@ -22,5 +22,21 @@ export async function driftRoutes(app: AppInstance): Promise<void> {
       },
     },
     async (request) => drift.report(request.params.name),
+  );
+  app.get(
+    '/v1/models/:name/drift/layers',
+    {
+      config: { access: 'public' },
+      onRequest: attributeModel(registry),
+      schema: {
+        tags: ['models'],
+        summary: 'Before/after-BatchNorm histograms of recent traffic, per layer',
+        description:
+          'For the active version and the last 256 rows it served: each BatchNorm’s inputs pooled over channels before normalisation and its outputs after (with the running statistics, where a following ReLU cuts at 0), and per channel the running against the live mean and standard deviation. Empty before traffic.',
+        params: z.object({ name: modelNameParam }),
+        response: { 200: layerPicturesSchema, ...errorResponses },
+      },
+    },
+    async (request) => drift.pictures(request.params.name),
   );
 }

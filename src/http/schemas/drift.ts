@@ -121,3 +121,60 @@ export const driftReportSchema = z
       },
     ],
   });
+
+const histogramSchema = z.object({
+  min: z.number(),
+  max: z.number(),
+  counts: z.array(z.number().int()),
+  below: z.number().int().meta({ description: 'Values below min (left out of the bins)' }),
+  above: z.number().int().meta({ description: 'Values above max' }),
+});
+const channelSummary = z.object({ mean: z.array(z.number()), std: z.array(z.number()) });
+
+export const layerPicturesSchema = z
+  .object({
+    model: z.string(),
+    version: z.number().int(),
+    rows: z.number().int().meta({ description: 'Recent rows the pictures are drawn from' }),
+    layers: z.array(
+      z.object({
+        path: z.string(),
+        channels: z.number().int(),
+        before: histogramSchema.meta({
+          description: 'The BatchNorm’s inputs, all channels pooled, before normalisation',
+        }),
+        after: histogramSchema.meta({
+          description:
+            'Its outputs γ·(x − running_mean)/√(running_var + ε) + β, pooled; a following ReLU keeps what is above 0',
+        }),
+        below_zero: z.number().meta({ description: 'Share of outputs below 0' }),
+        running: channelSummary.meta({
+          description: 'Per channel: running mean and √(running_var + ε)',
+        }),
+        live: channelSummary.meta({ description: 'The same of the recent rows' }),
+      }),
+    ),
+  })
+  .meta({
+    id: 'LayerPictures',
+    examples: [
+      {
+        model: 'digits',
+        version: 1,
+        rows: 2,
+        layers: [
+          {
+            path: '1',
+            channels: 2,
+            before: { min: -1, max: 1, counts: [1, 3], below: 0, above: 0 },
+            after: { min: -1, max: 1, counts: [2, 2], below: 0, above: 0 },
+            below_zero: 0.5,
+            running: { mean: [0, 0.1], std: [1, 0.9] },
+            live: { mean: [0.2, 0.1], std: [0.8, 1.1] },
+          },
+        ],
+      },
+    ],
+    description:
+      'Per BatchNorm of the active version, on the last rows it served: histograms before and after normalisation, running against live channel statistics',
+  });
