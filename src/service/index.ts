@@ -55,6 +55,7 @@ export {
   type ServedVersion,
   type VersionState,
 } from './model-registry.js';
+export { type ModelReport, openReportModel, type ReportModel } from './model-report.js';
 export { exportModelOnnx, type OnnxExport, type OnnxExportRequest } from './onnx-export.js';
 export {
   checkInputTensor,
