@@ -38,14 +38,18 @@ export interface HttpBench {
   wideBatch: { delayUs: number; meanBatchComputeMs: number; meanBatchRows: number };
 }
 
-interface Server {
+export interface Server {
   port: number;
   stop(): Promise<void>;
   get(path: string): Promise<string>;
 }
 
 /** Starts a process and waits for `readyLines` listening lines (one per worker); reads the port. */
-function start(args: string[], env: Record<string, string>, readyLines = 1): Promise<Server> {
+export function start(
+  args: string[],
+  env: Record<string, string>,
+  readyLines = 1,
+): Promise<Server> {
   return new Promise((resolve, reject) => {
     const child: ChildProcess = spawn(process.execPath, args, {
       env: { ...process.env, ...env },
@@ -85,7 +89,7 @@ function start(args: string[], env: Record<string, string>, readyLines = 1): Pro
   });
 }
 
-function freePort(): Promise<number> {
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);
@@ -96,7 +100,7 @@ function freePort(): Promise<number> {
   });
 }
 
-function load(
+export function load(
   url: string,
   body: string | Buffer,
   headers: Record<string, string>,
@@ -126,7 +130,7 @@ function row(
   };
 }
 
-const fromAutocannon = (r: autocannon.Result) => ({
+export const fromAutocannon = (r: autocannon.Result) => ({
   requestsPerSecond: r.requests.average,
   p50Ms: r.latency.p50,
   p99Ms: r.latency.p99,
@@ -134,7 +138,7 @@ const fromAutocannon = (r: autocannon.Result) => ({
   non2xx: r.non2xx,
 });
 
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[values.length >> 1]!;
+export const median = (values: number[]) => [...values].sort((a, b) => a - b)[values.length >> 1]!;
 
 /** A metric's value from a Prometheus text exposition (first matching sample). */
 function metric(text: string, name: string, labels: string): number {
@@ -142,7 +146,7 @@ function metric(text: string, name: string, labels: string): number {
   return line ? Number(line.split(' ').at(-1)) : Number.NaN;
 }
 
-const DIGITS_ROW = [
+export const DIGITS_ROW = [
   0, 0, 5, 13, 9, 1, 0, 0, 0, 0, 13, 15, 10, 15, 5, 0, 0, 3, 15, 2, 0, 11, 8, 0, 0, 4, 12, 0, 0, 8,
   8, 0, 0, 5, 8, 0, 0, 9, 8, 0, 0, 4, 11, 0, 1, 12, 7, 0, 0, 2, 14, 5, 10, 12, 0, 0, 0, 0, 6, 13,
   10, 0, 0, 0,

@@ -6,15 +6,17 @@
  * tables and writes bench/results/latest.json. Ratios are what to compare across machines;
  * absolute figures depend on the machine (recorded in the JSON).
  *
- * Flags: --quick (shorter run), --only engine,peers,http (some sections), --no-peers.
+ * Flags: --quick (shorter run), --only engine,peers,http,drift (some sections), --no-peers.
+ * `drift`: predict throughput with the live drift statistics on vs off (bench/drift.ts).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, hostname, loadavg, totalmem } from 'node:os';
+import { benchDrift } from './drift.js';
 import { benchEngine } from './engine.js';
 import { benchHttp } from './http.js';
 import { benchPeers } from './peers.js';
 
-const SECTIONS = ['engine', 'peers', 'http'] as const;
+const SECTIONS = ['engine', 'peers', 'http', 'drift'] as const;
 type Section = (typeof SECTIONS)[number];
 const argv = process.argv.slice(2);
 const quick = argv.includes('--quick');
@@ -172,6 +174,22 @@ if (runs('http')) {
   );
   results['ratios'] = ratios;
 }
+if (runs('drift')) {
+  const drift = await benchDrift(quick ? { durationSeconds: 3, rounds: 2 } : {});
+  results['drift'] = drift;
+  process.stdout.write(
+    '\nlive drift statistics (DRIFT_SAMPLE_FRACTION=1 vs 0; per second, median of interleaved rounds)\n',
+  );
+  process.stdout.write(
+    `${'what'.padEnd(48)}${'rows'.padStart(6)}${'off'.padStart(12)}${'on'.padStart(12)}${'on/off'.padStart(9)}\n`,
+  );
+  for (const r of drift) {
+    process.stdout.write(
+      `${r.what.padEnd(48)}${String(r.rowsPerRequest).padStart(6)}${fmt(r.off).padStart(12)}${fmt(r.on).padStart(12)}${fmt(r.ratio, 3).padStart(9)}\n`,
+    );
+  }
+}
+
 mkdirSync('bench/results', { recursive: true });
 writeFileSync('bench/results/latest.json', `${JSON.stringify(results, null, 2)}\n`);
 process.stdout.write('\nwrote bench/results/latest.json\n');

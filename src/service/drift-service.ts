@@ -2,6 +2,7 @@ import {
   type DriftRule,
   RecentRows,
   Reservoir,
+  recalibrationRecommended,
   ShadowComparison,
   type ShadowSummary,
 } from '../drift/index.js';
@@ -384,7 +385,8 @@ export class DriftService implements TrafficObserver {
   private check(served: AvailableVersion, state: ModelTraffic, now: number): void {
     const drift = this.versions.get(served);
     if (!drift) return;
-    const report = drift.report(now, this.rule);
+    const { score, rows } = drift.score(now);
+    const report = { score, rows, recommended: recalibrationRecommended(this.rule, score, rows) };
     if (report.recommended !== state.recommended) {
       state.recommended = report.recommended;
       const context = {
@@ -424,7 +426,7 @@ export class DriftService implements TrafficObserver {
     served: AvailableVersion,
     state: ModelTraffic,
     mode: 'candidate' | 'promote',
-    report: VersionDriftReport,
+    report: { score: number; rows: number },
     service: RecalibrationService,
   ): Promise<void> {
     state.inFlight = true;

@@ -98,6 +98,16 @@ export class VersionDrift {
     this.pendingRows = 0;
   }
 
+  /** The model score and rows over the horizon (the report without its per-window timeline). */
+  score(now: number): { score: number; rows: number } {
+    this.fold(now);
+    const merged = this.moments.merged(now);
+    return {
+      score: modelDriftScore(this.running.map((r, i) => layerDrift(r, merged.layers[i]!))),
+      rows: merged.rows,
+    };
+  }
+
   report(now: number, rule: DriftRule): VersionDriftReport {
     this.fold(now);
     const merged = this.moments.merged(now);
