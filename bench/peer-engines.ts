@@ -324,6 +324,9 @@ export function torchUnavailable(): string | undefined {
   return `no python3 with torch (${failures.join('; ')})`;
 }
 
+/** The interpreter torchUnavailable() found (undefined before it found one). */
+export const torchInterpreter = (): string | undefined => torchPython;
+
 /** A JSON-lines conversation with bench/torch-peer.py. */
 class TorchProcess {
   private readonly child: ChildProcessWithoutNullStreams;

@@ -2,11 +2,12 @@
  * `npm run bench`: engine throughput (normserve's executors: wasm, js, unfused), normserve next to its peers
  * (onnxruntime-node, onnxruntime-web, TensorFlow.js WASM, PyTorch) and serving throughput (JSON
  * predict vs a bare parse-and-validate route, binary bodies, gRPC, dynamic batching, WORKERS=1
- * vs 2; bench/http.ts), measured side by side in one run. Prints
+ * vs 2; bench/http.ts) and training throughput next to PyTorch eager (bench/training.ts), measured
+ * side by side in one run. Prints
  * tables and writes bench/results/latest.json. Ratios are what to compare across machines;
  * absolute figures depend on the machine (recorded in the JSON).
  *
- * Flags: --quick (shorter run), --only engine,peers,http,drift (some sections), --no-peers.
+ * Flags: --quick (shorter run), --only engine,peers,training,http,drift (some sections), --no-peers.
  * `drift`: predict throughput with the live drift statistics on vs off (bench/drift.ts).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -15,8 +16,10 @@ import { benchDrift } from './drift.js';
 import { benchEngine } from './engine.js';
 import { benchHttp } from './http.js';
 import { benchPeers } from './peers.js';
+import { printTraining } from './print-training.js';
+import { benchTraining } from './training.js';
 
-const SECTIONS = ['engine', 'peers', 'http', 'drift'] as const;
+const SECTIONS = ['engine', 'peers', 'training', 'http', 'drift'] as const;
 type Section = (typeof SECTIONS)[number];
 const argv = process.argv.slice(2);
 const quick = argv.includes('--quick');
@@ -116,6 +119,15 @@ if (runs('peers')) {
   for (const s of peers.skipped) {
     process.stdout.write(`skipped ${s.engine}${s.model ? ` (${s.model})` : ''}: ${s.reason}\n`);
   }
+}
+
+if (runs('training')) {
+  const training = await benchTraining({
+    ...(quick ? { rounds: 1, wideRows: 512 } : {}),
+    log: (line) => process.stderr.write(`${line}\n`),
+  });
+  results['training'] = training;
+  printTraining(training, (line) => process.stdout.write(`${line}\n`));
 }
 
 if (runs('http')) {

@@ -1,31 +1,25 @@
 /**
- * `npm run bench:train`: training throughput of configs/digits-mlp.json (samples/s over all
- * epochs, forward + backward + AdamW), median of 3 runs, no files written.
+ * `npm run bench:train`: the training section of `npm run bench` alone (bench/training.ts):
+ * normserve's training samples/s on the wasm and js kernels next to PyTorch eager, one thread
+ * each, on configs/digits-mlp.json and a 784-1024-1024-10 BatchNorm MLP. Flags: --quick.
  */
-import { cpus, hostname } from 'node:os';
-import { loadCsvDataset, loadTrainingConfig, train } from '../src/training/index.js';
+import { cpus, hostname, loadavg } from 'node:os';
+import { printTraining } from './print-training.js';
+import { benchTraining } from './training.js';
 
-const configPath = process.argv[2] ?? 'configs/digits-mlp.json';
-const config = await loadTrainingConfig(configPath);
-const { data, sha256 } = await loadCsvDataset(
-  config.data.path,
-  config.data.label_column,
-  config.task,
-);
-const runs: { samplesPerSecond: number; wallMs: number; accuracy: number | null }[] = [];
-for (let i = 0; i < 3; i++) {
-  const out = await train({ config, data, dataSha256: sha256 });
-  runs.push({
-    samplesPerSecond: out.metrics.samples_per_second,
-    wallMs: out.metrics.wall_time_ms,
-    accuracy: out.metrics.test?.accuracy ?? null,
-  });
-  process.stdout.write(
-    `run ${i + 1}: ${Math.round(out.metrics.samples_per_second)} samples/s, ${(out.metrics.wall_time_ms / 1000).toFixed(2)} s\n`,
-  );
-}
-const sorted = [...runs].sort((a, b) => a.samplesPerSecond - b.samplesPerSecond);
-const median = sorted[1]!;
+const quick = process.argv.includes('--quick');
 process.stdout.write(
-  `${configPath}: median ${Math.round(median.samplesPerSecond)} samples/s (${config.training.epochs} epochs, batch ${config.training.batch_size}, ${(median.wallMs / 1000).toFixed(2)} s per run, test accuracy ${median.accuracy}) on ${cpus()[0]?.model ?? 'unknown CPU'} (${hostname()}), node ${process.version}\n`,
+  `normserve training bench on ${cpus()[0]?.model ?? 'unknown CPU'} (${hostname()}), node ${process.version}, load average ${loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ')}\n`,
+);
+const bench = await benchTraining({
+  ...(quick ? { rounds: 1, wideRows: 512 } : {}),
+  log: (line) => process.stderr.write(`${line}\n`),
+});
+printTraining(bench, (line) => process.stdout.write(`${line}\n`));
+process.stdout.write(
+  `load average at the end ${loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ')}\n`,
 );

@@ -1,5 +1,5 @@
 import type { Worker } from 'node:cluster';
-import type { RateLimitCounter } from '../http/rate-limit.js';
+import type { RateLimitCounter } from '../http/fixed-window-counter.js';
 import { type FromWorker, type PrimaryChannel, sendToWorker } from './cluster-messages.js';
 
 /**

@@ -301,6 +301,8 @@ async function main(argv: readonly string[]): Promise<void> {
     data,
     dataSha256: sha256,
     init: init ? { config: init.config, state: init.state, source: initSource } : undefined,
+    // Same bytes either way (nn/kernels.ts), only slower: say so once.
+    onFallback: (reason) => log(`note: training on the JavaScript kernels: ${reason}`),
     ...(bar
       ? {
           onBatch: (p) => {

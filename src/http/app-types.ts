@@ -12,8 +12,8 @@ import type {
   ModelRegistry,
   ServerConfig,
 } from '../service/index.js';
+import type { RateLimitCounter } from './fixed-window-counter.js';
 import type { ServiceMetrics } from './metrics.js';
-import type { RateLimitCounter } from './rate-limit.js';
 
 /** What the HTTP layer is built from; the process (cli/server.ts) or a test provides it. */
 export interface AppDeps {

@@ -16,7 +16,7 @@ import { Tensor } from './tensor.js';
  * f and f' (from the input x and the output y, whichever is cheaper).
  */
 abstract class ElementwiseActivation extends Module {
-  private cache: { input: Tensor; output: Tensor } | undefined;
+  protected cache: { input: Tensor; output: Tensor } | undefined;
 
   protected abstract f(x: number): number;
   protected abstract df(x: number, y: number): number;
@@ -49,6 +49,24 @@ export class ReLU extends ElementwiseActivation {
   }
   protected df(x: number): number {
     return x > 0 ? 1 : 0;
+  }
+
+  // The same loops with f and f' written in: the most common activation, without a call per element.
+  override forward(input: Tensor): Tensor {
+    const x = input.data;
+    const out = new Float32Array(x.length);
+    for (let i = 0; i < x.length; i++) out[i] = Math.max(x[i]!, 0);
+    const output = new Tensor(out, input.shape);
+    this.cache = { input, output };
+    return output;
+  }
+
+  override backward(gradOutput: Tensor): Tensor {
+    const x = requireCache(this.cache, this.kind).input.data;
+    const g = gradOutput.data;
+    const dx = new Float32Array(x.length);
+    for (let i = 0; i < x.length; i++) dx[i] = g[i]! * (x[i]! > 0 ? 1 : 0);
+    return new Tensor(dx, gradOutput.shape);
   }
 }
 

@@ -1,3 +1,4 @@
+import type { AdamStep, Kernels } from './kernels.js';
 import { Optimizer } from './optimizer.js';
 import type { Parameter } from './parameter.js';
 
@@ -6,6 +7,8 @@ export interface AdamOptions {
   betas?: readonly [number, number];
   eps?: number;
   weightDecay?: number;
+  /** Where the step runs (nn/kernels.ts; default the JavaScript reference): the moments live there. */
+  kernels?: Kernels | undefined;
 }
 
 /**
@@ -15,7 +18,7 @@ export interface AdamOptions {
  *   AdamW: θ ← θ·(1 − lr·λ) (decoupled decay, applied before the moment update)
  *   m ← β1·m + (1 − β1)·g;  v ← β2·v + (1 − β2)·g²
  *   θ ← θ − (lr / (1 − β1ᵗ)) · m / (√v / √(1 − β2ᵗ) + ε)
- * Moments are float32, like PyTorch's state tensors.
+ * Moments are float32, like PyTorch's state tensors. The loop is Kernels.adamStep.
  */
 export class Adam extends Optimizer {
   readonly beta1: number;
@@ -27,36 +30,32 @@ export class Adam extends Optimizer {
   private readonly expAvgSq: Float32Array[];
 
   constructor(params: readonly Parameter[], options: AdamOptions = {}, defaultWeightDecay = 0) {
-    super(params, options.lr ?? 1e-3);
+    super(params, options.lr ?? 1e-3, options.kernels);
     [this.beta1, this.beta2] = options.betas ?? [0.9, 0.999];
     this.eps = options.eps ?? 1e-8;
     this.weightDecay = options.weightDecay ?? defaultWeightDecay;
-    this.expAvg = params.map((p) => new Float32Array(p.value.numel));
-    this.expAvgSq = params.map((p) => new Float32Array(p.value.numel));
+    this.expAvg = params.map((p) => this.kernels.allocate(p.value.numel));
+    this.expAvgSq = params.map((p) => this.kernels.allocate(p.value.numel));
   }
 
   step(): void {
     this.stepCount += 1;
     const t = this.stepCount;
     const { beta1, beta2, eps, lr, weightDecay } = this;
-    const stepSize = lr / (1 - beta1 ** t);
-    const biasCorrection2Sqrt = Math.sqrt(1 - beta2 ** t);
-    const decay = 1 - lr * weightDecay;
+    const step: AdamStep = {
+      mode: weightDecay === 0 ? 0 : this.decoupled ? 1 : 2,
+      decay: 1 - lr * weightDecay,
+      weightDecay,
+      beta1,
+      oneMinusBeta1: 1 - beta1,
+      beta2,
+      oneMinusBeta2: 1 - beta2,
+      stepSize: lr / (1 - beta1 ** t),
+      biasCorrection2Sqrt: Math.sqrt(1 - beta2 ** t),
+      eps,
+    };
     this.params.forEach((p, k) => {
-      const theta = p.value.data;
-      const grad = p.grad;
-      const m = this.expAvg[k]!;
-      const v = this.expAvgSq[k]!;
-      for (let i = 0; i < theta.length; i++) {
-        let g = grad[i]!;
-        if (weightDecay !== 0) {
-          if (this.decoupled) theta[i] = theta[i]! * decay;
-          else g += weightDecay * theta[i]!;
-        }
-        m[i] = beta1 * m[i]! + (1 - beta1) * g;
-        v[i] = beta2 * v[i]! + (1 - beta2) * g * g;
-        theta[i] = theta[i]! - (stepSize * m[i]!) / (Math.sqrt(v[i]!) / biasCorrection2Sqrt + eps);
-      }
+      this.kernels.adamStep(p.value.data, p.grad, this.expAvg[k]!, this.expAvgSq[k]!, step);
     });
   }
 }

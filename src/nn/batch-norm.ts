@@ -1,6 +1,8 @@
 import { NormserveError } from '../errors/index.js';
+import type { Kernels } from './kernels.js';
 import { Module, requireCache, type StateDict, type StateValue } from './module.js';
 import { Parameter } from './parameter.js';
+import { referenceKernels } from './reference-kernels.js';
 import { Tensor } from './tensor.js';
 
 export interface BatchNormOptions {
@@ -21,43 +23,32 @@ export interface ChannelStatistics {
 }
 
 /**
- * Mean and biased variance per channel of x with layout [N, C, *spatial] (two passes, float64),
- * the statistics BatchNorm normalizes with in training.
+ * Mean and biased variance per channel of x with layout [N, C, *spatial] (two passes, float64,
+ * each channel summed batch row by batch row), the statistics BatchNorm normalizes with in
+ * training; on `kernels` (the JavaScript reference by default), which give the same bits.
  */
 export function channelStatistics(
   x: Float32Array,
   n: number,
   c: number,
   spatial: number,
+  kernels: Kernels = referenceKernels,
 ): ChannelStatistics {
   const count = n * spatial;
+  const layout = { n, c, s: spatial };
   const mean = new Float64Array(c);
+  kernels.channelSums(x, layout, mean);
+  for (let ch = 0; ch < c; ch++) mean[ch] = mean[ch]! / count;
   const varBiased = new Float64Array(c);
-  for (let ch = 0; ch < c; ch++) {
-    let sum = 0;
-    for (let b = 0; b < n; b++) {
-      const base = (b * c + ch) * spatial;
-      for (let s = 0; s < spatial; s++) sum += x[base + s]!;
-    }
-    const m = sum / count;
-    let sq = 0;
-    for (let b = 0; b < n; b++) {
-      const base = (b * c + ch) * spatial;
-      for (let s = 0; s < spatial; s++) {
-        const d = x[base + s]! - m;
-        sq += d * d;
-      }
-    }
-    mean[ch] = m;
-    varBiased[ch] = sq / count;
-  }
+  kernels.channelSumSquares(x, layout, mean, varBiased);
+  for (let ch = 0; ch < c; ch++) varBiased[ch] = varBiased[ch]! / count;
   return { count, mean, varBiased };
 }
 
 interface Cache {
   input: Tensor;
-  /** x̂ = (x − mean)·invstd, float64 for the backward pass. */
-  xhat: Float64Array;
+  /** The statistics the forward pass normalized with: x̂ = (x − mean)·invstd, recomputed by backward. */
+  mean: Float64Array;
   invstd: Float64Array;
   usedBatchStats: boolean;
 }
@@ -150,7 +141,7 @@ export abstract class BatchNorm extends Module {
     this.preHook?.(input);
     const [n, c, spatial] = this.layout(input.shape);
     const x = input.data;
-    let mean: ArrayLike<number>;
+    let mean: Float64Array;
     let variance: ArrayLike<number>;
     if (this.training) {
       if (n * spatial <= 1) {
@@ -159,35 +150,23 @@ export abstract class BatchNorm extends Module {
           `Expected more than 1 value per channel when training, got input size [${input.shape.join(', ')}]`,
         );
       }
-      const stats = channelStatistics(x, n, c, spatial);
+      const stats = channelStatistics(x, n, c, spatial, this.kernels);
       this.updateRunningStatistics(stats);
       mean = stats.mean;
       variance = stats.varBiased;
     } else {
-      mean = this.runningMean.data;
+      mean = Float64Array.from(this.runningMean.data);
       variance = this.runningVar.data;
     }
-    const gamma = this.weight?.value.data;
-    const beta = this.bias?.value.data;
-    const out = new Float32Array(x.length);
-    const xhat = new Float64Array(x.length);
     const invstd = new Float64Array(c);
-    for (let ch = 0; ch < c; ch++) {
-      const inv = 1 / Math.sqrt(variance[ch]! + this.eps);
-      invstd[ch] = inv;
-      const m = mean[ch]!;
-      const g = gamma ? gamma[ch]! : 1;
-      const bt = beta ? beta[ch]! : 0;
-      for (let b = 0; b < n; b++) {
-        const base = (b * c + ch) * spatial;
-        for (let s = 0; s < spatial; s++) {
-          const h = (x[base + s]! - m) * inv;
-          xhat[base + s] = h;
-          out[base + s] = h * g + bt;
-        }
-      }
-    }
-    this.cache = { input, xhat, invstd, usedBatchStats: this.training };
+    for (let ch = 0; ch < c; ch++) invstd[ch] = 1 / Math.sqrt(variance[ch]! + this.eps);
+    const gamma = this.weight
+      ? Float64Array.from(this.weight.value.data)
+      : new Float64Array(c).fill(1);
+    const beta = this.bias ? Float64Array.from(this.bias.value.data) : new Float64Array(c);
+    const out = new Float32Array(x.length);
+    this.kernels.batchNormNormalize(x, out, { n, c, s: spatial }, { mean, invstd, gamma, beta });
+    this.cache = { input, mean, invstd, usedBatchStats: this.training };
     return new Tensor(out, input.shape);
   }
 
@@ -205,37 +184,38 @@ export abstract class BatchNorm extends Module {
   }
 
   backward(gradOutput: Tensor): Tensor {
-    const { input, xhat, invstd, usedBatchStats } = requireCache(this.cache, this.kind);
+    const { input, mean, invstd, usedBatchStats } = requireCache(this.cache, this.kind);
     const [n, c, spatial] = this.layout(input.shape);
+    const layout = { n, c, s: spatial };
     const dy = gradOutput.data;
     const dx = new Float32Array(dy.length);
     const gamma = this.weight?.value.data;
     const count = n * spatial;
-    for (let ch = 0; ch < c; ch++) {
-      let sumDy = 0;
-      let sumDyXhat = 0;
-      for (let b = 0; b < n; b++) {
-        const base = (b * c + ch) * spatial;
-        for (let s = 0; s < spatial; s++) {
-          sumDy += dy[base + s]!;
-          sumDyXhat += dy[base + s]! * xhat[base + s]!;
-        }
+    const sumDy = new Float64Array(c);
+    const sumDyXhat = new Float64Array(c);
+    this.kernels.batchNormBackwardSums(dy, input.data, layout, { mean, invstd, sumDy, sumDyXhat });
+    if (this.weight && this.bias) {
+      for (let ch = 0; ch < c; ch++) {
+        this.weight.grad[ch] = this.weight.grad[ch]! + sumDyXhat[ch]!;
+        this.bias.grad[ch] = this.bias.grad[ch]! + sumDy[ch]!;
       }
-      if (this.weight && this.bias) {
-        this.weight.grad[ch] = this.weight.grad[ch]! + sumDyXhat;
-        this.bias.grad[ch] = this.bias.grad[ch]! + sumDy;
-      }
-      const scale = (gamma ? gamma[ch]! : 1) * invstd[ch]!;
-      for (let b = 0; b < n; b++) {
-        const base = (b * c + ch) * spatial;
-        for (let s = 0; s < spatial; s++) {
-          // With batch statistics the mean and variance depend on x too:
-          // dx = γ·invstd/M · (M·dy − Σdy − x̂·Σ(dy·x̂)); with running statistics dx = γ·invstd·dy.
-          dx[base + s] = usedBatchStats
-            ? (scale / count) * (count * dy[base + s]! - sumDy - xhat[base + s]! * sumDyXhat)
-            : scale * dy[base + s]!;
-        }
-      }
+    }
+    // With batch statistics the mean and variance depend on x too:
+    // dx = γ·invstd/M · (M·dy − Σdy − x̂·Σ(dy·x̂)); with running statistics dx = γ·invstd·dy.
+    const scale = new Float64Array(c);
+    for (let ch = 0; ch < c; ch++) scale[ch] = (gamma ? gamma[ch]! : 1) * invstd[ch]!;
+    if (usedBatchStats) {
+      const scaleOverCount = scale.map((v) => v / count);
+      this.kernels.batchNormInputGrad(
+        dy,
+        input.data,
+        dx,
+        layout,
+        { mean, invstd, scaleOverCount, sumDy, sumDyXhat },
+        count,
+      );
+    } else {
+      this.kernels.channelScale(dy, dx, layout, scale);
     }
     return new Tensor(dx, input.shape);
   }

@@ -1,7 +1,7 @@
 import { NormserveError } from '../errors/index.js';
 import { type Pair, type WindowGeometry, windowGeometry } from './conv-geometry.js';
-import { gemmABt } from './gemm.js';
-import { col2imAdd, im2col, im2colTransposed, im2colWidth } from './im2col.js';
+import { col2imAdd, im2col, im2colWidth } from './im2col.js';
+import type { Kernels } from './kernels.js';
 import { requireCache } from './module.js';
 import type { Rng } from './rng.js';
 import { Tensor } from './tensor.js';
@@ -54,11 +54,14 @@ export function geometryFor(
 interface Cache {
   input: Tensor;
   geometry: WindowGeometry;
-  weight: Float64Array;
+  /** The forward pass's im2col rows (a work array, valid until the next forward). */
+  cols: Float32Array;
 }
 
+type WorkName = 'cols' | 'dyRows';
+
 /** A float64 work array of at least `size` elements, grown (never shrunk) on demand. */
-function grown(buffer: Float64Array, size: number): Float64Array {
+function grown(buffer: Float64Array<ArrayBuffer>, size: number): Float64Array<ArrayBuffer> {
   return buffer.length >= size ? buffer : new Float64Array(size);
 }
 
@@ -66,10 +69,10 @@ function grown(buffer: Float64Array, size: number): Float64Array {
  * torch.nn.Conv2d (groups = 1, zero padding) as im2col + one matrix product: the batch's windows
  * become the rows of cols [N·H_out·W_out, C·kh·kw], the weight is W [out, C·kh·kw] (its
  * [out, C, kh, kw] storage read row-major), and y = cols · Wᵀ + b is transposed back to
- * [N, out, H_out, W_out]. Backward: dW = dYᵀ·cols, db = Σ dY, dx = col2im(dY·W). Every
- * product runs as C = A·Bᵀ (dot products over contiguous memory, the fastest form in plain
- * JavaScript), on transposed copies where needed; products accumulate in float64. Work arrays
- * are kept between batches.
+ * [N, out, H_out, W_out]. Backward: dW = dYᵀ·cols, db = Σ dY, dx = col2im(dY·W). The products
+ * are the kernels' matmul (nn/kernels.ts: float64 sums); y + b, db and col2im's sums are float64
+ * too, rounded once. The float32 work arrays (cols, dY's rows) come from the kernels, so the
+ * WebAssembly kernels read them without copies; all work arrays are kept between batches.
  */
 export class Conv2d extends WeightedLayer {
   readonly kind = 'Conv2d';
@@ -80,12 +83,9 @@ export class Conv2d extends WeightedLayer {
   readonly padding: Pair;
   readonly dilation: Pair;
   private cache: Cache | undefined;
-  private scratch: Record<'cols' | 'product' | 'transposed' | 'gradient', Float64Array> = {
-    cols: new Float64Array(0),
-    product: new Float64Array(0),
-    transposed: new Float64Array(0),
-    gradient: new Float64Array(0),
-  };
+  private readonly work = new Map<WorkName, { kernels: Kernels; data: Float32Array }>();
+  /** The float64 products (forward y, backward dcols), kept between batches. */
+  private scratch = { product: new Float64Array(0), gradient: new Float64Array(0) };
 
   /** PyTorch's default initialisation with an Rng, fan_in = in_channels·kh·kw (WeightedLayer). */
   constructor(options: Conv2dOptions, rng?: Rng) {
@@ -97,6 +97,15 @@ export class Conv2d extends WeightedLayer {
     this.stride = options.stride ?? [1, 1];
     this.padding = options.padding ?? [0, 0];
     this.dilation = options.dilation ?? [1, 1];
+  }
+
+  /** A work array of at least `size` values from the current kernels, grown (never shrunk) on demand. */
+  private workArray(name: WorkName, size: number): Float32Array {
+    const held = this.work.get(name);
+    if (held && held.kernels === this.kernels && held.data.length >= size) return held.data;
+    const data = this.kernels.allocate(size);
+    this.work.set(name, { kernels: this.kernels, data });
+    return data;
   }
 
   forward(input: Tensor): Tensor {
@@ -112,15 +121,22 @@ export class Conv2d extends WeightedLayer {
     const p = g.outH * g.outW;
     const k = im2colWidth(g);
     const o = this.outChannels;
+    const rows = n * p;
     const sample = input.rowSize;
-    const work = this.scratch;
-    work.cols = grown(work.cols, n * p * k);
-    const cols = work.cols;
+    const cols = this.workArray('cols', rows * k);
     for (let s = 0; s < n; s++) im2col(input.data, s * sample, g, cols, s * p);
-    const weight = Float64Array.from(this.weight.value.data);
-    work.product = grown(work.product, n * p * o);
-    const y = work.product;
-    gemmABt(cols, weight, n * p, k, o, y);
+    this.scratch.product = grown(this.scratch.product, rows * o);
+    const y = this.scratch.product;
+    // y [N·P, out] = cols·Wᵀ (float64 sums); the bias is added after the sum, rounding once.
+    this.kernels.matmul({
+      m: rows,
+      n: o,
+      k,
+      a: cols,
+      b: this.weight.value.data,
+      transB: true,
+      c: y,
+    });
     const b = this.bias?.value.data;
     const out = new Float32Array(n * o * p);
     for (let s = 0; s < n; s++) {
@@ -130,59 +146,68 @@ export class Conv2d extends WeightedLayer {
         for (let q = 0; q < p; q++) out[dst + q] = y[(s * p + q) * o + c]! + bias;
       }
     }
-    this.cache = { input, geometry: g, weight };
+    this.cache = { input, geometry: g, cols };
     return new Tensor(out, [n, o, g.outH, g.outW]);
   }
 
   backward(gradOutput: Tensor): Tensor {
-    const { input, geometry: g, weight } = requireCache(this.cache, this.kind);
+    const { input, geometry: g, rows, dyRows } = this.parameterGradients(gradOutput);
+    const n = input.shape[0]!;
+    const p = g.outH * g.outW;
+    const k = im2colWidth(g);
+    const o = this.outChannels;
+    // dcols [N·P, K] = dY·W, float64 sums that col2im adds up before rounding.
+    this.scratch.gradient = grown(this.scratch.gradient, rows * k);
+    const dcols = this.scratch.gradient;
+    this.kernels.matmul({ m: rows, n: k, k: o, a: dyRows, b: this.weight.value.data, c: dcols });
+    const sample = input.rowSize;
+    const dx = new Float64Array(input.numel);
+    for (let s = 0; s < n; s++) col2imAdd(dcols, s * p, g, dx, s * sample);
+    return new Tensor(Float32Array.from(dx), input.shape);
+  }
+
+  override backwardParameters(gradOutput: Tensor): void {
+    this.parameterGradients(gradOutput);
+  }
+
+  /** dW += dYᵀ·cols, db += Σ dY; returns dY as [N·P, out] (the rows of the forward product). */
+  private parameterGradients(gradOutput: Tensor) {
+    const { input, geometry: g, cols } = requireCache(this.cache, this.kind);
     const n = input.shape[0]!;
     const p = g.outH * g.outW;
     const k = im2colWidth(g);
     const o = this.outChannels;
     const dy = gradOutput.data;
     const rows = n * p;
-    const work = this.scratch;
-    // dY as [N·P, out] (rows of the forward product) and as [out, N·P] (its transpose).
-    work.product = grown(work.product, 2 * rows * o);
-    const dyRows = work.product.subarray(0, rows * o);
-    const dyT = work.product.subarray(rows * o, 2 * rows * o);
+    const dyRows = this.workArray('dyRows', rows * o);
     const db = new Float64Array(o);
     for (let s = 0; s < n; s++) {
       for (let c = 0; c < o; c++) {
         const src = (s * o + c) * p;
-        const row = c * rows + s * p;
         let sum = 0;
         for (let q = 0; q < p; q++) {
           const v = dy[src + q]!;
           dyRows[(s * p + q) * o + c] = v;
-          dyT[row + q] = v;
           sum += v;
         }
         db[c] = db[c]! + sum;
       }
     }
-    // dW [out, K] = dYᵀ·cols: dot products of dYᵀ's rows with colsᵀ's rows.
-    work.transposed = grown(work.transposed, k * rows);
-    const colsT = work.transposed;
-    const sample = input.rowSize;
-    for (let s = 0; s < n; s++) im2colTransposed(input.data, s * sample, g, colsT, s * p, rows);
-    const dw = new Float64Array(o * k);
-    gemmABt(dyT, colsT, o, rows, k, dw);
-    const gw = this.weight.grad;
-    for (let i = 0; i < gw.length; i++) gw[i] = gw[i]! + dw[i]!;
+    // dW [out, K] = dYᵀ·cols: A = dYᵀ, stored as dY [N·P, out].
+    this.kernels.matmul({
+      m: o,
+      n: k,
+      k: rows,
+      a: dyRows,
+      transA: true,
+      b: cols,
+      c: this.weight.grad,
+      accumulate: true,
+    });
     if (this.bias) {
       const gb = this.bias.grad;
       for (let c = 0; c < o; c++) gb[c] = gb[c]! + db[c]!;
     }
-    // dcols [N·P, K] = dY·W = dY·(Wᵀ)ᵀ.
-    const weightT = new Float64Array(k * o);
-    for (let c = 0; c < o; c++) for (let j = 0; j < k; j++) weightT[j * o + c] = weight[c * k + j]!;
-    work.gradient = grown(work.gradient, rows * k);
-    const dcols = work.gradient;
-    gemmABt(dyRows, weightT, rows, o, k, dcols);
-    const dx = new Float64Array(input.numel);
-    for (let s = 0; s < n; s++) col2imAdd(dcols, s * p, g, dx, s * sample);
-    return new Tensor(Float32Array.from(dx), input.shape);
+    return { input, geometry: g, rows, dyRows };
   }
 }

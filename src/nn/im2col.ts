@@ -16,7 +16,7 @@ export function im2col(
   x: FloatArray,
   xOffset: number,
   g: WindowGeometry,
-  cols: Float64Array,
+  cols: FloatArray,
   rowOffset: number,
 ): void {
   const [kh, kw] = g.kernel;
@@ -49,49 +49,9 @@ export function im2col(
   }
 }
 
-/**
- * im2col transposed ([C·kh·kw, rows], the layout of Caffe's im2col): column p − first of every row
- * gets what im2col puts in row p, for the H_out·W_out positions of one sample; `stride` is the
- * row length (all positions of the batch). Writes are contiguous along each output row.
- */
-export function im2colTransposed(
-  x: FloatArray,
-  xOffset: number,
-  g: WindowGeometry,
-  colsT: Float64Array,
-  first: number,
-  stride: number,
-): void {
-  const [kh, kw] = g.kernel;
-  const [sh, sw] = g.stride;
-  const [ph, pw] = g.padding;
-  const [dh, dw] = g.dilation;
-  const { channels, inH, inW, outH, outW } = g;
-  for (let c = 0; c < channels; c++) {
-    const plane = xOffset + c * inH * inW;
-    for (let i = 0; i < kh; i++) {
-      for (let j = 0; j < kw; j++) {
-        let at = ((c * kh + i) * kw + j) * stride + first;
-        for (let oh = 0; oh < outH; oh++) {
-          const ih = oh * sh - ph + i * dh;
-          if (ih < 0 || ih >= inH) {
-            for (let ow = 0; ow < outW; ow++) colsT[at++] = 0;
-            continue;
-          }
-          const line = plane + ih * inW;
-          for (let ow = 0; ow < outW; ow++) {
-            const iw = ow * sw - pw + j * dw;
-            colsT[at++] = iw >= 0 && iw < inW ? x[line + iw]! : 0;
-          }
-        }
-      }
-    }
-  }
-}
-
 /** The adjoint of im2col: adds each column value back to the input element it was read from. */
 export function col2imAdd(
-  cols: Float64Array,
+  cols: FloatArray,
   rowOffset: number,
   g: WindowGeometry,
   dx: Float64Array,

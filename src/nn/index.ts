@@ -28,12 +28,21 @@ export {
   windowOutputSize,
 } from './conv-geometry.js';
 export { Conv2d, type Conv2dOptions, checkImageInput, geometryFor } from './conv2d.js';
+export { createKernels, KERNELS, wasmKernelsUnsupportedReason } from './create-kernels.js';
 export { crossEntropy, type LossResult, softmaxRows } from './cross-entropy.js';
 export { AlphaDropout, Dropout } from './dropout.js';
 export { ERF_COEFFICIENTS, erf } from './erf.js';
 export { applyFeatureTransform, type FeatureTransform } from './feature-transform.js';
 export { Flatten } from './flatten.js';
 export { col2imAdd, type FloatArray, im2col, im2colWidth } from './im2col.js';
+export type {
+  AdamStep,
+  ChannelLayout,
+  Kernels,
+  KernelsName,
+  MatmulSpec,
+  SgdStep,
+} from './kernels.js';
 export { LayerNorm, type LayerNormOptions } from './layer-norm.js';
 export { Linear, type LinearOptions } from './linear.js';
 export { type LrSchedule, learningRateAt } from './lr-schedule.js';
@@ -63,6 +72,7 @@ export {
   MaxPool2d,
   type Pool2dOptions,
 } from './pooling.js';
+export { referenceKernels } from './reference-kernels.js';
 export { Residual } from './residual.js';
 export { Rng } from './rng.js';
 export { Sequential } from './sequential.js';

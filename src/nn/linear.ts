@@ -34,57 +34,60 @@ export class Linear extends WeightedLayer {
       );
     }
     const rows = input.numel / inF;
-    const x = input.data;
-    const w = this.weight.value.data;
-    const b = this.bias?.value.data;
     const out = new Float32Array(rows * outF);
-    for (let n = 0; n < rows; n++) {
-      const xo = n * inF;
-      for (let o = 0; o < outF; o++) {
-        const wo = o * inF;
-        let acc = b ? b[o]! : 0;
-        for (let i = 0; i < inF; i++) acc += x[xo + i]! * w[wo + i]!;
-        out[n * outF + o] = acc;
-      }
-    }
+    // y = b + x·Wᵀ: B = Wᵀ, stored as W [out, in].
+    this.kernels.matmul({
+      m: rows,
+      n: outF,
+      k: inF,
+      a: input.data,
+      b: this.weight.value.data,
+      transB: true,
+      bias: this.bias?.value.data,
+      c: out,
+    });
     this.input = input;
     return new Tensor(out, [...input.shape.slice(0, -1), outF]);
   }
 
   backward(gradOutput: Tensor): Tensor {
+    const input = this.backwardParameters(gradOutput);
+    const rows = input.numel / this.inFeatures;
+    // dX = gradY·W.
+    const dX = new Float32Array(rows * this.inFeatures);
+    this.kernels.matmul({
+      m: rows,
+      n: this.inFeatures,
+      k: this.outFeatures,
+      a: gradOutput.data,
+      b: this.weight.value.data,
+      c: dX,
+    });
+    return new Tensor(dX, input.shape);
+  }
+
+  /** dW += gradYᵀ·x (float32 products summed over the batch rows in order), db += Σ gradY (float64). */
+  override backwardParameters(gradOutput: Tensor): Tensor {
     const input = requireCache(this.input, this.kind);
     const inF = this.inFeatures;
     const outF = this.outFeatures;
     const rows = input.numel / inF;
-    const x = input.data;
-    const g = gradOutput.data;
-    const w = this.weight.value.data;
-    // Accumulate in float64, then add once into the float32 gradients.
-    const dW = new Float64Array(outF * inF);
-    const dB = new Float64Array(outF);
-    const dX = new Float32Array(rows * inF);
-    const rowAcc = new Float64Array(inF);
-    for (let n = 0; n < rows; n++) {
-      const xo = n * inF;
-      rowAcc.fill(0);
-      for (let o = 0; o < outF; o++) {
-        const go = g[n * outF + o]!;
-        if (go === 0) continue;
-        dB[o] = dB[o]! + go;
-        const wo = o * inF;
-        for (let i = 0; i < inF; i++) {
-          dW[wo + i] = dW[wo + i]! + go * x[xo + i]!;
-          rowAcc[i] = rowAcc[i]! + go * w[wo + i]!;
-        }
-      }
-      dX.set(rowAcc, xo);
-    }
-    const gw = this.weight.grad;
-    for (let i = 0; i < gw.length; i++) gw[i] = gw[i]! + dW[i]!;
+    this.kernels.matmul({
+      m: outF,
+      n: inF,
+      k: rows,
+      a: gradOutput.data,
+      transA: true,
+      b: input.data,
+      c: this.weight.grad,
+      accumulate: true,
+    });
     if (this.bias) {
+      const dB = new Float64Array(outF);
+      this.kernels.channelSums(gradOutput.data, { n: rows, c: outF, s: 1 }, dB);
       const gb = this.bias.grad;
       for (let o = 0; o < outF; o++) gb[o] = gb[o]! + dB[o]!;
     }
-    return new Tensor(dX, input.shape);
+    return input;
   }
 }

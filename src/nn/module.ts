@@ -1,5 +1,7 @@
 import { NormserveError } from '../errors/index.js';
+import type { Kernels } from './kernels.js';
 import type { Parameter } from './parameter.js';
+import { referenceKernels } from './reference-kernels.js';
 import type { Tensor } from './tensor.js';
 
 /**
@@ -23,6 +25,8 @@ export function cloneStateDict(state: StateDict): StateDict {
  */
 export abstract class Module {
   training = true;
+  /** Where the layer's arithmetic runs (nn/kernels.ts): the JavaScript reference unless useKernels chose. */
+  kernels: Kernels = referenceKernels;
 
   /** PyTorch class name, e.g. `BatchNorm1d`. */
   abstract readonly kind: string;
@@ -31,6 +35,15 @@ export abstract class Module {
 
   /** Gradient of the loss with respect to the last forward's input. */
   abstract backward(gradOutput: Tensor): Tensor;
+
+  /**
+   * Accumulates the parameters' gradients only, for when the input's gradient is not wanted (the
+   * first layers of a network: PyTorch skips what no leaf requires). Layers that can skip work
+   * override it (Linear, Conv2d skip their largest product); by default a full backward.
+   */
+  backwardParameters(gradOutput: Tensor): void {
+    this.backward(gradOutput);
+  }
 
   namedParameters(): [string, Parameter][] {
     return [];
@@ -96,6 +109,16 @@ export abstract class Module {
 
   eval(): this {
     return this.train(false);
+  }
+
+  /**
+   * Runs this module and every sub-module on `kernels` from now on, moving every parameter's
+   * storage to them (values kept), as PyTorch's module.to(device).
+   */
+  useKernels(kernels: Kernels): this {
+    for (const [, m] of namedModules(this)) m.kernels = kernels;
+    for (const p of this.parameters()) kernels.adopt(p);
+    return this;
   }
 
   zeroGrad(): void {

@@ -31,4 +31,16 @@ export class Sequential extends Container {
     for (let i = this.modules.length - 1; i >= 0; i--) g = this.modules[i]!.backward(g);
     return g;
   }
+
+  /**
+   * Back to the first module with parameters; that one computes its parameters' gradients only
+   * and the modules before it (which have none to learn) are not visited.
+   */
+  override backwardParameters(gradOutput: Tensor): void {
+    const first = this.modules.findIndex((m) => m.parameters().length > 0);
+    if (first < 0) return;
+    let g = gradOutput;
+    for (let i = this.modules.length - 1; i > first; i--) g = this.modules[i]!.backward(g);
+    this.modules[first]!.backwardParameters(g);
+  }
 }

@@ -1,3 +1,4 @@
+import type { Kernels } from './kernels.js';
 import { Optimizer } from './optimizer.js';
 import type { Parameter } from './parameter.js';
 
@@ -7,6 +8,8 @@ export interface SgdOptions {
   dampening?: number;
   weightDecay?: number;
   nesterov?: boolean;
+  /** Where the step runs (nn/kernels.ts; default the JavaScript reference). */
+  kernels?: Kernels | undefined;
 }
 
 /**
@@ -22,7 +25,7 @@ export class SGD extends Optimizer {
   private readonly buffers: (Float32Array | undefined)[];
 
   constructor(params: readonly Parameter[], options: SgdOptions) {
-    super(params, options.lr);
+    super(params, options.lr, options.kernels);
     this.momentum = options.momentum ?? 0;
     this.dampening = options.dampening ?? 0;
     this.weightDecay = options.weightDecay ?? 0;
@@ -37,22 +40,20 @@ export class SGD extends Optimizer {
     this.stepCount += 1;
     const { lr, momentum, dampening, weightDecay, nesterov } = this;
     this.params.forEach((p, k) => {
-      const theta = p.value.data;
-      const grad = p.grad;
       let buf = this.buffers[k];
       const first = buf === undefined;
       if (momentum !== 0 && buf === undefined) {
-        buf = new Float32Array(theta.length);
+        buf = this.kernels.allocate(p.value.numel);
         this.buffers[k] = buf;
       }
-      for (let i = 0; i < theta.length; i++) {
-        let g = grad[i]! + weightDecay * theta[i]!;
-        if (buf) {
-          buf[i] = first ? g : momentum * buf[i]! + (1 - dampening) * g;
-          g = nesterov ? g + momentum * buf[i]! : buf[i]!;
-        }
-        theta[i] = theta[i]! - lr * g;
-      }
+      this.kernels.sgdStep(p.value.data, p.grad, buf, {
+        lr,
+        weightDecay,
+        momentum,
+        oneMinusDampening: 1 - dampening,
+        first,
+        nesterov,
+      });
     });
   }
 }

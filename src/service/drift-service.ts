@@ -9,6 +9,7 @@ import {
 import { isNormserveError } from '../errors/index.js';
 import type { StatisticsProbe } from '../inference/index.js';
 import { Rng, softmaxRows } from '../nn/index.js';
+import type { AutoRecalibrate } from './drift-settings.js';
 import { type LayerPicture, layerPictures } from './layer-pictures.js';
 import { type Log, silentLog } from './logger.js';
 import type { AvailableVersion, ModelRegistry } from './model-registry.js';
@@ -16,14 +17,7 @@ import type { RecalibrationOutcome, RecalibrationService } from './recalibration
 import type { TrafficObserver } from './traffic-observer.js';
 import { VersionDrift, type VersionDriftReport } from './version-drift.js';
 
-export const AUTO_RECALIBRATE_MODES = ['off', 'recommend', 'candidate', 'promote'] as const;
-/**
- * The default DRIFT_THRESHOLD: a model score (its worst BatchNorm's mean |standardised shift| +
- * |log std ratio|) that clean digits traffic stays well under and night-shifted traffic passes
- * within the first hundred rows (measured: docs/drift.md, test/drift/drift-night-shift.test.ts).
- */
-export const DEFAULT_DRIFT_THRESHOLD = 0.5;
-export type AutoRecalibrate = (typeof AUTO_RECALIBRATE_MODES)[number];
+export { AUTO_RECALIBRATE_MODES, DEFAULT_DRIFT_THRESHOLD } from './drift-settings.js';
 
 export interface DriftOptions extends DriftRule {
   /** Share of engine calls whose BatchNorm inputs are gathered (DRIFT_SAMPLE_FRACTION; 0 = off). */

@@ -6,16 +6,18 @@ export { JOBS_DIR, loadModelDirectory } from '../repository/index.js';
 export { bearerTokenCheck } from './bearer-token.js';
 export { type Accepts, compileAccepts } from './compiled-schema.js';
 export {
-  AUTO_RECALIBRATE_MODES,
-  type AutoRecalibrate,
   type AutoRecalibrationStatus,
-  DEFAULT_DRIFT_THRESHOLD,
   type DriftOptions,
   type DriftReport,
   DriftService,
   type LayerPictures,
   PICTURE_SAMPLE_ROWS,
 } from './drift-service.js';
+export {
+  AUTO_RECALIBRATE_MODES,
+  type AutoRecalibrate,
+  DEFAULT_DRIFT_THRESHOLD,
+} from './drift-settings.js';
 export { type BatchingPolicy, type BatchReport, DynamicBatcher } from './dynamic-batcher.js';
 export { defaultEngineThreads, nodeEngineOptions, prepareWasmRuntime } from './engine-runtime.js';
 export { featureNamesOf } from './feature-names.js';

@@ -1,8 +1,15 @@
-import { Adam, AdamW, type Optimizer, type Parameter, SGD } from '../nn/index.js';
+import { Adam, AdamW, type Kernels, type Optimizer, type Parameter, SGD } from '../nn/index.js';
 import type { OptimizerConfig } from './training-config.js';
 
-/** The optimizer a config names, with PyTorch's argument names mapped to the engine's. */
-export function buildOptimizer(params: readonly Parameter[], config: OptimizerConfig): Optimizer {
+/**
+ * The optimizer a config names, with PyTorch's argument names mapped to the engine's, stepping on
+ * `kernels` (the parameters' own).
+ */
+export function buildOptimizer(
+  params: readonly Parameter[],
+  config: OptimizerConfig,
+  kernels?: Kernels,
+): Optimizer {
   switch (config.type) {
     case 'adamw':
       return new AdamW(params, {
@@ -10,6 +17,7 @@ export function buildOptimizer(params: readonly Parameter[], config: OptimizerCo
         betas: config.betas,
         eps: config.eps,
         weightDecay: config.weight_decay,
+        kernels,
       });
     case 'adam':
       return new Adam(params, {
@@ -17,6 +25,7 @@ export function buildOptimizer(params: readonly Parameter[], config: OptimizerCo
         betas: config.betas,
         eps: config.eps,
         weightDecay: config.weight_decay,
+        kernels,
       });
     case 'sgd':
       return new SGD(params, {
@@ -25,6 +34,7 @@ export function buildOptimizer(params: readonly Parameter[], config: OptimizerCo
         dampening: config.dampening,
         nesterov: config.nesterov,
         weightDecay: config.weight_decay,
+        kernels,
       });
   }
 }

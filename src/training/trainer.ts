@@ -13,12 +13,15 @@ import {
   applyFeatureTransform,
   clipGradNorm,
   cloneStateDict,
+  createKernels,
   crossEntropy,
+  type KernelsName,
   type LrSchedule,
   learningRateAt,
   mseLoss,
   numelOf,
   Rng,
+  referenceKernels,
   type StateDict,
   Tensor,
 } from '../nn/index.js';
@@ -97,6 +100,13 @@ export interface TrainInput {
   source?: string;
   /** Clock for durations (injectable so tests need no timers). */
   now?: () => number;
+  /**
+   * Where the arithmetic runs (nn/kernels.ts): `wasm` (default; WebAssembly SIMD) or `js` (the
+   * plain-JavaScript reference). Both give the same bytes; wasm falls back to js on a runtime
+   * without WebAssembly SIMD, and `onFallback` hears why.
+   */
+  engine?: KernelsName;
+  onFallback?: (reason: string) => void;
 }
 
 export interface TrainOutput {
@@ -243,8 +253,11 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
     : buildSequential(layers, { init: rng.init, dropout: rng.dropout });
   // A checkpoint being fine-tuned outputs y: bring it to the standardized targets first.
   if (targetScale && input.init) applyTargetScale(network, targetScale, 'unfold');
+  const { kernels, fallback } = createKernels(input.engine ?? 'wasm');
+  if (fallback !== undefined) input.onFallback?.(fallback);
+  network.useKernels(kernels);
   network.train();
-  const optimizer = buildOptimizer(network.parameters(), t.optimizer);
+  const optimizer = buildOptimizer(network.parameters(), t.optimizer, kernels);
   const baseLr = t.optimizer.lr;
   const lrSchedule = schedule(config);
 
@@ -283,9 +296,13 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
       const n = end - start;
       const x = new Float32Array(n * data.width);
       const y = new Float32Array(n);
+      const width = data.width;
+      const features = trainSet.features;
       for (let i = 0; i < n; i++) {
         const r = order[start + i]!;
-        x.set(trainSet.features.subarray(r * data.width, (r + 1) * data.width), i * data.width);
+        // A loop, not subarray + set: rows are short and a view per row costs more than the copy.
+        for (let j = 0, from = r * width, to = i * width; j < width; j++)
+          x[to + j] = features[from + j]!;
         y[i] = trainSet.targets[r]!;
       }
       lr = learningRateAt(lrSchedule, baseLr, step, totalSteps);
@@ -296,7 +313,7 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
         task === 'classification'
           ? crossEntropy(out, y, t.label_smoothing)
           : mseLoss(out, new Tensor(y, [n, 1]));
-      network.backward(grad);
+      network.backwardParameters(grad);
       if (t.grad_clip_norm !== null) clipGradNorm(optimizer.params, t.grad_clip_norm);
       optimizer.step();
       step++;
@@ -349,6 +366,8 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
   if (targetScale) applyTargetScale(network, targetScale, 'fold');
 
   const test = testSet.rows > 0 ? evaluate(network, testSet, task, inputShape) : undefined;
+  // The checkpoint's tensors go back to ordinary arrays (and the WebAssembly memory can go).
+  network.useKernels(referenceKernels);
   const regressionFit = test && task === 'regression' ? fitQuality(test.loss, testSet.targets) : {};
   const trainingSeconds = (now() - trainingStarted) / 1000;
   const wallTime = now() - started;

@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { InjectOptions, LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FixedWindowCounter } from '../../src/http/rate-limit.js';
+import { FixedWindowCounter } from '../../src/http/fixed-window-counter.js';
 import {
   ADMIN,
   ADMIN_TOKEN,

@@ -12,8 +12,8 @@ import pino from 'pino';
 import { readSafetensors } from '../../src/checkpoint/index.js';
 import { buildApp } from '../../src/http/app.js';
 import type { AppInstance } from '../../src/http/app-types.js';
+import type { RateLimitCounter } from '../../src/http/fixed-window-counter.js';
 import { ServiceMetrics } from '../../src/http/metrics.js';
-import type { RateLimitCounter } from '../../src/http/rate-limit.js';
 import {
   ModelRegistry,
   type ModelSnapshot,

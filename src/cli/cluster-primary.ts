@@ -1,0 +1,134 @@
+/**
+ * WORKERS > 1: the cluster primary. It forks the workers (server-worker.ts), replaces those that
+ * die, answers their IPC requests (the server's metrics and admin rate limit) and drains them all
+ * on SIGTERM/SIGINT.
+ */
+import cluster, { type Worker } from 'node:cluster';
+import { randomBytes } from 'node:crypto';
+import pino from 'pino';
+import { FixedWindowCounter } from '../http/fixed-window-counter.js';
+import type { ServerConfig } from '../service/server-config.js';
+import { onWorkerMessage, sendToWorker } from './cluster-messages.js';
+import { ClusterMetricsPrimary } from './cluster-metrics.js';
+import { answerRateLimit } from './cluster-rate-limit.js';
+import { EXIT_START_FAILED } from './exit-codes.js';
+
+/**
+ * The primary's answers to its workers: the whole server's metrics (cluster-metrics.ts) and the
+ * server's one admin rate limit (cluster-rate-limit.ts).
+ */
+function answerWorkers(metrics: ClusterMetricsPrimary, logger: pino.Logger): void {
+  const rateLimits = new FixedWindowCounter();
+  onWorkerMessage((worker, message) => {
+    switch (message.type) {
+      case 'normserve:ready':
+        metrics.add(worker);
+        break;
+      case 'normserve:collected':
+        metrics.collected(worker, message);
+        break;
+      case 'normserve:scrape':
+        metrics.scrape().then(
+          (text) => sendToWorker(worker, { type: 'normserve:scraped', id: message.id, text }),
+          (e: unknown) => {
+            logger.error({ err: e }, 'collecting the cluster metrics failed');
+            sendToWorker(worker, { type: 'normserve:scraped', id: message.id, error: String(e) });
+          },
+        );
+        break;
+      case 'normserve:rate-limit':
+        void answerRateLimit(rateLimits, worker, message);
+        break;
+    }
+  });
+}
+
+/**
+ * WORKERS > 1: a primary that forks that many server processes sharing the port (node:cluster
+ * distributes connections round-robin). Every worker loads the repository and watches it, so a
+ * recalibration or activation made through one worker reaches the others through the repository
+ * (within MODEL_POLL_INTERVAL_MS). SIGTERM/SIGINT drain every worker; a worker that dies otherwise
+ * is replaced.
+ */
+export async function runPrimary(config: ServerConfig): Promise<void> {
+  const logger = pino({ level: config.LOG_LEVEL });
+  // The primary loads no model and leaves the repository's temporary leftovers to the workers
+  // (each removes those of dead writers as it starts): it imports only what forking and the IPC
+  // answers need, so the workers start sooner (issue 13: a restart in about a second).
+  if (config.ADMIN_TOKEN === undefined) {
+    // One token for all workers, logged once.
+    const adminToken = randomBytes(24).toString('base64url');
+    process.env.ADMIN_TOKEN = adminToken;
+    logger.warn({ adminToken }, 'ADMIN_TOKEN is not set; generated an admin token for this server');
+  }
+
+  const clusterMetrics = new ClusterMetricsPrimary();
+  answerWorkers(clusterMetrics, logger);
+
+  let stopping = false;
+  let startFailed = false;
+  const recentDeaths: number[] = [];
+  // Workers accept from the shared socket themselves (SCHED_NONE) rather than through the
+  // primary's round-robin: a worker that closes stops accepting at once, so during shutdown no
+  // connection is handed to a worker that is already closing (it would hang until that worker
+  // exits). The kernel then balances connections by which worker is free to accept.
+  cluster.schedulingPolicy = cluster.SCHED_NONE;
+  const fork = (): Worker => cluster.fork();
+  cluster.on('exit', (worker, code, signal) => {
+    // Its counters join the retired bucket, so the server's totals never go backwards.
+    clusterMetrics.retire(worker, !stopping);
+    if (stopping) return;
+    if (code === EXIT_START_FAILED) {
+      // The worker printed why (a taken port, say); another one would fail the same way.
+      logger.fatal({ worker: worker.process.pid }, 'a worker could not start; stopping');
+      startFailed = true;
+      stop('SIGTERM');
+      return;
+    }
+    logger.error({ worker: worker.process.pid, code, signal }, 'worker died; starting a new one');
+    const now = Date.now();
+    recentDeaths.push(now);
+    while (recentDeaths.length > 0 && now - recentDeaths[0]! > 60_000) recentDeaths.shift();
+    // A crash loop (e.g. the port is taken) must not spin: give up after 10 deaths a minute.
+    if (recentDeaths.length > 10) {
+      logger.fatal('workers keep dying; stopping');
+      process.exit(1);
+    }
+    fork();
+  });
+  for (let i = 0; i < config.WORKERS; i++) fork();
+  logger.info(
+    { workers: config.WORKERS, port: config.PORT, host: config.HOST },
+    'primary started workers',
+  );
+
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'stopping workers');
+    const workers = Object.values(cluster.workers ?? {}).filter(
+      (w): w is Worker => w !== undefined,
+    );
+    let clean = true;
+    let left = workers.length;
+    const done = () => {
+      logger.info({ clean }, 'all workers stopped');
+      process.exit(clean && !startFailed ? 0 : 1);
+    };
+    if (left === 0) done();
+    for (const worker of workers) {
+      worker.once('exit', (code) => {
+        if (code !== 0) clean = false;
+        if (--left === 0) done();
+      });
+      worker.process.kill('SIGTERM');
+    }
+    setTimeout(() => {
+      logger.error('workers did not stop in time; killing them');
+      for (const worker of workers) worker.process.kill('SIGKILL');
+      process.exit(1);
+    }, config.SHUTDOWN_TIMEOUT_MS + 2_000).unref();
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}

@@ -1,0 +1,119 @@
+/**
+ * One server process: the logger, the model registry with its repository watch, the HTTP app and
+ * the gRPC server, listen, graceful shutdown. With WORKERS > 1 every cluster worker runs this; with
+ * WORKERS=1 the process itself does.
+ */
+import cluster from 'node:cluster';
+import { randomBytes } from 'node:crypto';
+import closeWithGrace from 'close-with-grace';
+import pino from 'pino';
+import { createGrpcServer, type GrpcServerHandle, listenGrpc } from '../grpc/grpc-server.js';
+import { buildApp, createDriftService, createInferenceService } from '../http/app.js';
+import { ServiceMetrics } from '../http/metrics.js';
+import { defaultEngineThreads, ModelRegistry, type ServerConfig } from '../service/index.js';
+import { PrimaryChannel } from './cluster-messages.js';
+import { answerCollectRequests, clusterScrape } from './cluster-metrics.js';
+import { clusterRateLimitCounter } from './cluster-rate-limit.js';
+import { packageVersion } from './package-version.js';
+
+export async function startServer(config: ServerConfig): Promise<void> {
+  // Log lines are written asynchronously: while one write is in flight the next lines gather and
+  // leave together, so a busy server makes few write calls instead of one per request, and an idle
+  // one still writes each line at once. pino flushes what is pending when the process exits.
+  const logger = pino(
+    { level: config.LOG_LEVEL, redact: ['req.headers.authorization'] },
+    pino.destination({ dest: 1, sync: false }),
+  );
+  const metrics = new ServiceMetrics();
+  // A cluster worker serves the server's metrics and counts admin requests through the primary.
+  const channel = cluster.isWorker ? new PrimaryChannel() : undefined;
+  if (channel) channel.onCollect = answerCollectRequests(channel, metrics);
+  const registry = new ModelRegistry(config.MODEL_REPOSITORY, {
+    maxBatchSize: config.MAX_BATCH_SIZE,
+    engine: config.ENGINE,
+    engineThreads: config.ENGINE_THREADS ?? defaultEngineThreads(config.WORKERS),
+    log: logger,
+    onLoadFailure: (model) => metrics.loadFailures.inc({ model }),
+    onChange: (snapshot) => {
+      if (snapshot.active !== undefined)
+        metrics.activeVersion.set({ model: snapshot.name }, snapshot.active);
+    },
+  });
+  const removed = await registry.repository.removeTemporaries();
+  if (removed.length > 0)
+    logger.info({ removed }, 'removed temporary leftovers of interrupted writes');
+  await registry.refresh();
+  let adminToken = config.ADMIN_TOKEN;
+  if (adminToken === undefined) {
+    adminToken = randomBytes(24).toString('base64url');
+    // Logged once so a local `npm start` is usable; set ADMIN_TOKEN to choose it.
+    logger.warn(
+      { adminToken },
+      'ADMIN_TOKEN is not set; generated an admin token for this process',
+    );
+  }
+  if (!registry.isReady())
+    logger.warn(
+      { models: registry.list().map((m) => m.name) },
+      'not every model has an available version',
+    );
+
+  const drift = createDriftService(config, registry, metrics, logger);
+  const inference = createInferenceService(config, registry, metrics, drift);
+  const app = await buildApp({
+    drift,
+    config,
+    registry,
+    inference,
+    metrics,
+    adminToken,
+    version: packageVersion(),
+    logger,
+    ...(channel
+      ? {
+          scrapeMetrics: clusterScrape(channel),
+          rateLimitCounter: clusterRateLimitCounter(channel),
+        }
+      : {}),
+  });
+  let grpc: GrpcServerHandle | undefined;
+  let poll: NodeJS.Timeout | undefined;
+  if (config.MODEL_POLL_INTERVAL_MS > 0) {
+    poll = setInterval(() => {
+      registry.refresh().catch((e: unknown) => logger.error({ err: e }, 'repository poll failed'));
+    }, config.MODEL_POLL_INTERVAL_MS);
+  }
+
+  closeWithGrace(
+    { delay: config.SHUTDOWN_TIMEOUT_MS, logger: { error: (m: unknown) => logger.error(m) } },
+    async ({ signal, err }) => {
+      if (err) logger.error({ err }, 'shutting down after an error');
+      else
+        logger.info({ signal }, 'shutting down: no new connections, finishing requests in flight');
+      if (poll) clearInterval(poll);
+      // Both transports stop taking work and finish what is in flight, together.
+      await Promise.all([app.close(), grpc?.close(config.SHUTDOWN_TIMEOUT_MS)]);
+      registry.close();
+      logger.info('stopped');
+    },
+  );
+
+  await app.listen({ port: config.PORT, host: config.HOST });
+  if (config.GRPC_PORT > 0) {
+    // Under node:cluster every worker binds the same port and the listening socket is shared as
+    // for HTTP; each HTTP/2 connection (and every call on it) stays on the worker that accepted it.
+    const server = createGrpcServer({
+      inference,
+      version: packageVersion(),
+      maxBatchSize: config.MAX_BATCH_SIZE,
+      maxMessageBytes: config.BODY_LIMIT_BYTES,
+      apiToken: config.API_TOKEN,
+      log: logger,
+      observer: metrics,
+    });
+    grpc = await listenGrpc(server, config.HOST, config.GRPC_PORT);
+    logger.info({ port: grpc.port, host: config.HOST }, 'gRPC server listening');
+  }
+  // Listening: the primary may ask for this worker's metrics from now on.
+  channel?.send({ type: 'normserve:ready' });
+}
