@@ -106,20 +106,28 @@ describe.skipIf(!available)('dashboard in chromium', () => {
     mkdirSync('test/artifacts', { recursive: true });
     await page.screenshot({ path: 'test/artifacts/dashboard.png', fullPage: true });
 
-    // A second version (recalibrated on the night rows), then the rollback button of version 1.
-    const rec = await fetch(`${base}/v1/models/digits:recalibrate`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${ADMIN_TOKEN}` },
-      body: JSON.stringify({ instances: nightShift(x) }),
+    // The recalibrate button: a file of night rows (NDJSON) → version 2, served.
+    await page.fill('#token', ADMIN_TOKEN);
+    await page.setInputFiles('#recalibrate-file', {
+      name: 'night.ndjson',
+      mimeType: 'application/x-ndjson',
+      buffer: Buffer.from(
+        nightShift(x)
+          .map((r) => JSON.stringify(r))
+          .join('\n'),
+      ),
     });
-    expect(rec.status).toBe(201);
+    await page.click('#recalibrate-button');
     await page.waitForSelector('#versions tr[data-version="2"][data-active="true"]', {
       timeout: PAGE_WAIT_MS,
     });
     expect(await page.textContent('#versions tr[data-version="2"] .provenance')).toMatch(
       /recalibration · from version 1 · exact · 360 samples/,
     );
-    await page.fill('#token', ADMIN_TOKEN);
+    expect(await page.textContent('#status')).toMatch(
+      /version 2 published from 360 rows and active/,
+    );
+    // Then the rollback button of version 1.
     await page.click('#versions tr[data-version="1"] button.activate');
     await page.waitForSelector('#versions tr[data-version="1"][data-active="true"]', {
       timeout: PAGE_WAIT_MS,
