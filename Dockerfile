@@ -18,6 +18,7 @@ COPY package.json package-lock.json ./
 # devDependency); no production dependency has install scripts.
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
+COPY dashboard ./dashboard
 # The gRPC service definition, loaded at start-up (src/grpc/proto.ts).
 COPY proto ./proto
 # The model repository: recalibration publishes new versions here, so the runtime user owns it.

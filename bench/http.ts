@@ -163,7 +163,7 @@ export function freePort(): Promise<number> {
   });
 }
 
-function load(
+export function load(
   url: string,
   body: string | Buffer,
   headers: Record<string, string>,
@@ -261,7 +261,7 @@ function metric(text: string, name: string, labels: string): number {
   return line ? Number(line.split(' ').at(-1)) : Number.NaN;
 }
 
-const DIGITS_ROW = [
+export const DIGITS_ROW = [
   0, 0, 5, 13, 9, 1, 0, 0, 0, 0, 13, 15, 10, 15, 5, 0, 0, 3, 15, 2, 0, 11, 8, 0, 0, 4, 12, 0, 0, 8,
   8, 0, 0, 5, 8, 0, 0, 9, 8, 0, 0, 4, 11, 0, 1, 12, 7, 0, 0, 2, 14, 5, 10, 12, 0, 0, 0, 0, 6, 13,
   10, 0, 0, 0,

@@ -9,12 +9,14 @@
  *
  * Recalibration (bench/recalibration.ts): exact mode in the library and through HTTP next to PyTorch's
  * same computation, and a streamed NDJSON upload while predictions are served.
+ * Drift (bench/drift.ts): predict throughput with the live drift statistics on vs off.
  *
- * Flags: --quick (shorter run), --only engine,peers,training,http,recalibration (some sections),
- * --no-peers.
+ * Flags: --quick (shorter run), --only engine,peers,training,http,recalibration,drift (some
+ * sections), --no-peers.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, hostname, loadavg, totalmem } from 'node:os';
+import { benchDrift } from './drift.js';
 import { benchEngine } from './engine.js';
 import { benchHttp } from './http.js';
 import { benchPeers } from './peers.js';
@@ -22,7 +24,7 @@ import { printTraining } from './print-training.js';
 import { benchRecalibration } from './recalibration.js';
 import { benchTraining } from './training.js';
 
-const SECTIONS = ['engine', 'peers', 'training', 'http', 'recalibration'] as const;
+const SECTIONS = ['engine', 'peers', 'training', 'http', 'recalibration', 'drift'] as const;
 type Section = (typeof SECTIONS)[number];
 const argv = process.argv.slice(2);
 const quick = argv.includes('--quick');
@@ -240,6 +242,22 @@ if (runs('recalibration')) {
     );
   }
 }
+if (runs('drift')) {
+  const drift = await benchDrift(quick ? { durationSeconds: 3, rounds: 2 } : {});
+  results['drift'] = drift;
+  process.stdout.write(
+    '\nlive drift statistics (DRIFT_SAMPLE_FRACTION=1 vs 0; per second, median of interleaved rounds)\n',
+  );
+  process.stdout.write(
+    `${'what'.padEnd(48)}${'rows'.padStart(6)}${'off'.padStart(12)}${'on'.padStart(12)}${'on/off'.padStart(9)}\n`,
+  );
+  for (const r of drift) {
+    process.stdout.write(
+      `${r.what.padEnd(48)}${String(r.rowsPerRequest).padStart(6)}${fmt(r.off).padStart(12)}${fmt(r.on).padStart(12)}${fmt(r.ratio, 3).padStart(9)}\n`,
+    );
+  }
+}
+
 mkdirSync('bench/results', { recursive: true });
 writeFileSync('bench/results/latest.json', `${JSON.stringify(results, null, 2)}\n`);
 process.stdout.write('\nwrote bench/results/latest.json\n');

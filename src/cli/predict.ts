@@ -10,8 +10,9 @@ import { readFile } from 'node:fs/promises';
 import { Command } from 'commander';
 import { NormserveError } from '../errors/index.js';
 import { openModelDirectory } from '../service/index.js';
-import { numericCell, parseCsv } from '../training/index.js';
+import { parseCsv } from '../training/index.js';
 import { runCli } from './cli-errors.js';
+import { csvFeatureRows } from './csv-features.js';
 
 interface Flags {
   model: string;
@@ -78,14 +79,9 @@ async function main(argv: readonly string[]): Promise<void> {
     rows = rowsFromJson(text, flags.input);
   } else {
     const table = parseCsv(text, flags.input);
-    const labelIndex = table.header.indexOf(labelColumn);
-    // Feature columns: the model's recorded feature names if all present, else every non-label column.
-    const featureNames = model.featureNames;
-    const columns = featureNames?.every((f) => table.header.includes(f))
-      ? featureNames.map((f) => table.header.indexOf(f))
-      : table.header.map((_, i) => i).filter((i) => i !== labelIndex);
-    rows = table.rows.map((_, r) => columns.map((c) => numericCell(table, r, c)));
-    if (labelIndex >= 0) truth = table.rows.map((row) => row[labelIndex]!);
+    const features = csvFeatureRows(table, model.featureNames, labelColumn);
+    rows = features.rows;
+    truth = features.labels;
   }
   const output = model.predict(rows, { fused: flags.fused, field: 'rows' });
   const w = output.outputWidth;

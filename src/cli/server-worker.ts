@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import closeWithGrace from 'close-with-grace';
 import pino from 'pino';
 import { createGrpcServer, type GrpcServerHandle, listenGrpc } from '../grpc/grpc-server.js';
-import { buildApp, createInferenceService } from '../http/app.js';
+import { buildApp, createDriftService, createInferenceService } from '../http/app.js';
 import { ServiceMetrics } from '../http/metrics.js';
 import { defaultEngineThreads, ModelRegistry, type ServerConfig } from '../service/index.js';
 import { PrimaryChannel } from './cluster-messages.js';
@@ -58,8 +58,10 @@ export async function startServer(config: ServerConfig): Promise<void> {
       'not every model has an available version',
     );
 
-  const inference = createInferenceService(config, registry, metrics);
+  const drift = createDriftService(config, registry, metrics, logger);
+  const inference = createInferenceService(config, registry, metrics, drift);
   const app = await buildApp({
+    drift,
     config,
     registry,
     inference,

@@ -6,7 +6,12 @@ import type {
   RawServerDefault,
 } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
-import type { InferenceService, ModelRegistry, ServerConfig } from '../service/index.js';
+import type {
+  DriftService,
+  InferenceService,
+  ModelRegistry,
+  ServerConfig,
+} from '../service/index.js';
 import type { RateLimitCounter } from './fixed-window-counter.js';
 import type { ServiceMetrics } from './metrics.js';
 
@@ -16,6 +21,8 @@ export interface AppDeps {
   registry: ModelRegistry;
   /** The inference use case (shared with the gRPC server, so both feed one dynamic batcher). */
   inference: InferenceService;
+  /** Live drift statistics and AUTO_RECALIBRATE (the inference service's traffic observer). */
+  drift: DriftService;
   metrics: ServiceMetrics;
   /** Bearer token of the admin routes (generated at start-up when ADMIN_TOKEN is unset). */
   adminToken: string;

@@ -2,7 +2,13 @@ import Fastify, { type FastifyBaseLogger, LogController } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { errorCatalogue, NormserveError } from '../errors/index.js';
-import { InferenceService, type ModelRegistry, type ServerConfig } from '../service/index.js';
+import {
+  DriftService,
+  InferenceService,
+  type Log,
+  type ModelRegistry,
+  type ServerConfig,
+} from '../service/index.js';
 import type { AppDeps, AppInstance } from './app-types.js';
 import { OCTET_STREAM } from './binary-infer.js';
 import { clientErrorHandler, httpServerOptions, limitConnections } from './connection-limits.js';
@@ -13,6 +19,8 @@ import { openApiPath, registerOpenApi } from './openapi.js';
 import { errorHandler } from './problem.js';
 import { routeGuards } from './route-access.js';
 import { adminRoutes } from './routes/admin.js';
+import { dashboardRoutes } from './routes/dashboard.js';
+import { driftRoutes } from './routes/drift.js';
 import { healthRoutes } from './routes/health.js';
 import { indexRoutes } from './routes/index.js';
 import { modelExportRoutes } from './routes/model-export.js';
@@ -21,10 +29,38 @@ import { tfServingRoutes } from './routes/tf-serving.js';
 import { childLoggerWithTrace, REQUEST_ID_LOG_FIELD, requestIdOf } from './tracing.js';
 import { serializerCompiler, validatorCompiler } from './validation.js';
 
-export interface BuildAppOptions extends Omit<AppDeps, 'inference'> {
+export interface BuildAppOptions extends Omit<AppDeps, 'inference' | 'drift'> {
   logger: FastifyBaseLogger;
   /** The inference service to share (with a gRPC server); made from the config when absent. */
   inference?: InferenceService;
+  /** Its drift service (the one given to createInferenceService); made when absent. */
+  drift?: DriftService;
+}
+
+/** The drift service configured from DRIFT_* and AUTO_RECALIBRATE, counting its actions. */
+export function createDriftService(
+  config: ServerConfig,
+  registry: ModelRegistry,
+  metrics: ServiceMetrics,
+  log: Log,
+): DriftService {
+  const drift = new DriftService({
+    sampleFraction: config.DRIFT_SAMPLE_FRACTION,
+    windowMs: config.DRIFT_WINDOW_MS,
+    windows: config.DRIFT_WINDOWS,
+    threshold: config.DRIFT_THRESHOLD,
+    minRows: config.DRIFT_MIN_ROWS,
+    autoRecalibrate: config.AUTO_RECALIBRATE,
+    autoMinRows: config.AUTO_RECALIBRATE_MIN_ROWS,
+    sampleRows: config.TRAFFIC_SAMPLE_ROWS,
+    sampleBytes: config.TRAFFIC_SAMPLE_BYTES,
+    log,
+    onAction: (model, action, outcome) =>
+      metrics.autoRecalibrations.inc({ model, action, outcome }),
+  });
+  drift.useRegistry(registry);
+  metrics.observeDrift(drift);
+  return drift;
 }
 
 /** The inference use case configured from BATCH_* and reporting batches to the metrics. */
@@ -32,11 +68,13 @@ export function createInferenceService(
   config: ServerConfig,
   registry: ModelRegistry,
   metrics: ServiceMetrics,
+  drift?: DriftService,
 ): InferenceService {
   return new InferenceService(registry, {
     batchMaxDelayUs: config.BATCH_MAX_DELAY_US,
     batchMaxRows: config.BATCH_MAX_ROWS,
     onBatch: (report) => metrics.observeBatch(report),
+    observer: drift,
   });
 }
 
@@ -59,10 +97,14 @@ function routeLabel(pattern: string): string {
  * validated by zod before it reaches the engine; every error leaves as application/problem+json.
  */
 export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
-  const { logger, inference: given, ...rest } = options;
+  const { logger, inference: given, drift: givenDrift, ...rest } = options;
+  if (given && !givenDrift)
+    throw new Error('buildApp: pass the drift service the inference service was made with');
+  const drift = givenDrift ?? createDriftService(rest.config, rest.registry, rest.metrics, logger);
   const deps: AppDeps = {
     ...rest,
-    inference: given ?? createInferenceService(rest.config, rest.registry, rest.metrics),
+    drift,
+    inference: given ?? createInferenceService(rest.config, rest.registry, rest.metrics, drift),
   };
   const httpTimeouts = httpServerOptions(deps.config);
   const app = Fastify({
@@ -112,6 +154,10 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     parseJsonBody,
   );
 
+  // Automatic recalibrations and shadow runs in progress finish (or fail) before the app closes.
+  app.addHook('onClose', async () => {
+    await drift.drain();
+  });
   let closing = false;
   app.addHook('preClose', (done) => {
     closing = true;
@@ -235,6 +281,8 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     await openInferenceRoutes(scope);
   });
   await modelExportRoutes(app);
+  await driftRoutes(app);
+  await dashboardRoutes(app);
   await adminRoutes(app);
 
   app.get(

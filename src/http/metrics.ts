@@ -1,5 +1,5 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import type { BatchReport, ModelRegistry } from '../service/index.js';
+import type { BatchReport, DriftService, ModelRegistry } from '../service/index.js';
 
 const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096];
 const LATENCY_BUCKETS = [
@@ -37,6 +37,12 @@ export class ServiceMetrics {
   readonly batchQueueDelay: Histogram<'model'>;
   readonly grpcRequests: Counter<'method' | 'code' | 'model'>;
   readonly grpcDuration: Histogram<'method' | 'code'>;
+  readonly driftScore: Gauge<'model' | 'version'>;
+  readonly driftLayerScore: Gauge<'model' | 'version' | 'layer'>;
+  readonly driftRows: Gauge<'model' | 'version'>;
+  readonly driftRecommended: Gauge<'model' | 'version'>;
+  readonly autoRecalibrations: Counter<'model' | 'action' | 'outcome'>;
+  private drift: DriftService | undefined;
   /** Label children by label values (see child()). */
   private readonly children = new Map<string, unknown>();
 
@@ -158,6 +164,66 @@ export class ServiceMetrics {
         this.inc(metrics.models.scans);
       },
     });
+    // Live drift (docs/drift.md): each worker sees its own share of the traffic; across workers
+    // the scores and the recommendation combine as the largest (any worker that sees the shift).
+    const driftReports = () => metrics.drift?.allReports() ?? [];
+    this.driftScore = new Gauge({
+      name: 'normserve_drift_score',
+      help: "Live drift of a model version: its worst BatchNorm layer's score (mean |standardised shift| + |log std ratio| over channels)",
+      labelNames: ['model', 'version'],
+      registers,
+      aggregator: 'max',
+      collect() {
+        this.reset();
+        for (const r of driftReports())
+          this.set({ model: r.model, version: String(r.report.version) }, r.report.score);
+      },
+    });
+    this.driftLayerScore = new Gauge({
+      name: 'normserve_drift_layer_score',
+      help: 'Live drift of one BatchNorm layer (layer: its state-dict prefix)',
+      labelNames: ['model', 'version', 'layer'],
+      registers,
+      aggregator: 'max',
+      collect() {
+        this.reset();
+        for (const r of driftReports())
+          for (const l of r.report.layers)
+            this.set({ model: r.model, version: String(r.report.version), layer: l.path }, l.score);
+      },
+    });
+    this.driftRows = new Gauge({
+      name: 'normserve_drift_rows',
+      help: 'Rows in the live drift statistics of a model version (the last DRIFT_WINDOWS × DRIFT_WINDOW_MS)',
+      labelNames: ['model', 'version'],
+      registers,
+      collect() {
+        this.reset();
+        for (const r of driftReports())
+          this.set({ model: r.model, version: String(r.report.version) }, r.report.rows);
+      },
+    });
+    this.driftRecommended = new Gauge({
+      name: 'normserve_drift_recalibration_recommended',
+      help: '1 while the drift score is above DRIFT_THRESHOLD with at least DRIFT_MIN_ROWS rows',
+      labelNames: ['model', 'version'],
+      registers,
+      aggregator: 'max',
+      collect() {
+        this.reset();
+        for (const r of driftReports())
+          this.set(
+            { model: r.model, version: String(r.report.version) },
+            r.report.recommended ? 1 : 0,
+          );
+      },
+    });
+    this.autoRecalibrations = new Counter({
+      name: 'normserve_auto_recalibration_actions_total',
+      help: 'AUTO_RECALIBRATE actions (recommend, candidate, promote) by outcome (succeeded, failed, skipped)',
+      labelNames: ['model', 'action', 'outcome'],
+      registers,
+    });
     if (options.defaultMetrics ?? true)
       collectDefaultMetrics({ register: this.registry, prefix: 'normserve_' });
   }
@@ -229,6 +295,11 @@ export class ServiceMetrics {
   /** Reads the registry at each scrape (for the series computed from it). */
   observeRegistry(registry: Pick<ModelRegistry, 'list' | 'scans'>): void {
     this.models = registry;
+  }
+
+  /** Reads the drift service at each scrape. */
+  observeDrift(drift: DriftService): void {
+    this.drift = drift;
   }
 
   /** This process's runtime metrics: `registry` without the service metrics. */

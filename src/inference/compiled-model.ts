@@ -8,6 +8,7 @@ import { compileNetwork } from './compile.js';
 import { createExecutor, type ExecutorOptions } from './create-executor.js';
 import type { Executor } from './executor.js';
 import type { CompiledPlan } from './plan.js';
+import type { StatisticsProbe } from './statistics-probe.js';
 
 /** How a CompiledModel runs its plan: createExecutor's options but the batch size. */
 export type EngineOptions = Omit<ExecutorOptions, 'maxBatchSize'>;
@@ -55,9 +56,12 @@ export class CompiledModel {
     return this.plan.outputWidth;
   }
 
-  /** Model outputs (logits for classification) for [rows, inputWidth] inputs (flat rows). */
-  forward(input: Float32Array, rows: number, fused = true): Float32Array {
-    if (fused) return this.executor.run(input, rows);
+  /**
+   * Model outputs (logits for classification) for [rows, inputWidth] inputs (flat rows). A probe
+   * (fused path only) gathers its taps' statistics during the same run (live drift statistics).
+   */
+  forward(input: Float32Array, rows: number, fused = true, probe?: StatisticsProbe): Float32Array {
+    if (fused) return this.executor.run(input, rows, probe);
     return this.reference(input, rows);
   }
 

@@ -1,6 +1,7 @@
 import type { AvailableVersion } from './model-registry.js';
 import { type PredictOutput, runSources } from './predict.js';
 import type { RowSource } from './row-source.js';
+import type { TrafficObserver } from './traffic-observer.js';
 
 /** How one model version is batched (the server's BATCH_* settings or its config.json's). */
 export interface BatchingPolicy {
@@ -49,9 +50,13 @@ interface Queue {
 export class DynamicBatcher {
   private readonly queues = new Map<AvailableVersion, Queue>();
   private readonly onBatch: ((report: BatchReport) => void) | undefined;
+  private readonly observer: TrafficObserver | undefined;
 
-  constructor(options: { onBatch?: (report: BatchReport) => void } = {}) {
+  constructor(
+    options: { onBatch?: (report: BatchReport) => void; observer?: TrafficObserver } = {},
+  ) {
     this.onBatch = options.onBatch;
+    this.observer = options.observer;
   }
 
   /** Queues the rows of one request; resolves with exactly its rows' results. */
@@ -117,6 +122,8 @@ export class DynamicBatcher {
       outputs = runSources(
         queue.served,
         items.map((p) => p.source),
+        true,
+        this.observer,
       );
     } catch (e) {
       for (const p of items) p.reject(e);

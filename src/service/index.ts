@@ -5,6 +5,19 @@ export {
 export { JOBS_DIR, loadModelDirectory } from '../repository/index.js';
 export { bearerTokenCheck } from './bearer-token.js';
 export { type Accepts, compileAccepts } from './compiled-schema.js';
+export {
+  type AutoRecalibrationStatus,
+  type DriftOptions,
+  type DriftReport,
+  DriftService,
+  type LayerPictures,
+  PICTURE_SAMPLE_ROWS,
+} from './drift-service.js';
+export {
+  AUTO_RECALIBRATE_MODES,
+  type AutoRecalibrate,
+  DEFAULT_DRIFT_THRESHOLD,
+} from './drift-settings.js';
 export { type BatchingPolicy, type BatchReport, DynamicBatcher } from './dynamic-batcher.js';
 export { defaultEngineThreads, nodeEngineOptions, prepareWasmRuntime } from './engine-runtime.js';
 export { featureNamesOf } from './feature-names.js';
@@ -26,6 +39,13 @@ export {
   JobRegistry,
   type JobState,
 } from './job-registry.js';
+export {
+  type ChannelSummary,
+  driftOfRows,
+  type LayerPicture,
+  layerPictures,
+  type PictureSource,
+} from './layer-pictures.js';
 export { type CompiledLayer, compiledLayers, foldedBatchNorms } from './layer-report.js';
 export { type LoadedModel, type LoadModelOptions, loadModel } from './load-model.js';
 export { type Log, silentLog } from './logger.js';
@@ -37,6 +57,7 @@ export {
   type ServedVersion,
   type VersionState,
 } from './model-registry.js';
+export { type ModelReport, openReportModel, type ReportModel } from './model-report.js';
 export { exportModelOnnx, type OnnxExport, type OnnxExportRequest } from './onnx-export.js';
 export {
   checkInputTensor,
@@ -89,3 +110,5 @@ export {
   PROBABILITIES_TENSOR,
   rawOutputTensor,
 } from './tensor-names.js';
+export type { TrafficObserver } from './traffic-observer.js';
+export type { VersionDriftReport } from './version-drift.js';

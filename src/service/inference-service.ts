@@ -2,6 +2,7 @@ import { type BatchingPolicy, type BatchReport, DynamicBatcher } from './dynamic
 import type { AvailableVersion, ModelRegistry } from './model-registry.js';
 import { type PredictOutput, runSources } from './predict.js';
 import type { RowSource } from './row-source.js';
+import type { TrafficObserver } from './traffic-observer.js';
 
 export interface InferenceServiceOptions {
   /** BATCH_MAX_DELAY_US: the server-wide batching delay (0 = off); config.json may override. */
@@ -9,6 +10,8 @@ export interface InferenceServiceOptions {
   /** BATCH_MAX_ROWS: the server-wide largest batch; config.json may override. */
   batchMaxRows: number;
   onBatch?: (report: BatchReport) => void;
+  /** Sees every fused engine call (live drift statistics, traffic sample, shadow runs). */
+  observer?: TrafficObserver | undefined;
 }
 
 /**
@@ -24,7 +27,10 @@ export class InferenceService {
   constructor(registry: ModelRegistry, options: InferenceServiceOptions) {
     this.registry = registry;
     this.options = options;
-    this.batcher = new DynamicBatcher(options.onBatch ? { onBatch: options.onBatch } : {});
+    this.batcher = new DynamicBatcher({
+      ...(options.onBatch ? { onBatch: options.onBatch } : {}),
+      ...(options.observer ? { observer: options.observer } : {}),
+    });
   }
 
   /** The version a request runs on: the explicit one, else the active one (or a 404/503 error). */
@@ -56,7 +62,8 @@ export class InferenceService {
     fused = true,
   ): PredictOutput | Promise<PredictOutput> {
     const policy = this.policy(served);
-    if (!fused || policy.maxDelayUs === 0) return runSources(served, [source], fused)[0]!;
+    if (!fused || policy.maxDelayUs === 0)
+      return runSources(served, [source], fused, this.options.observer)[0]!;
     return this.batcher.submit(served, source, policy);
   }
 

@@ -4,6 +4,7 @@ import { softmaxRows } from '../nn/index.js';
 import { InputShape } from './input-shape.js';
 import type { AvailableVersion, ModelRegistry } from './model-registry.js';
 import { float32Rows, type RowSource } from './row-source.js';
+import type { TrafficObserver } from './traffic-observer.js';
 
 export interface PredictInput {
   model: string;
@@ -92,6 +93,7 @@ export function runSources(
   served: AvailableVersion,
   sources: readonly RowSource[],
   fused = true,
+  observer?: TrafficObserver,
 ): PredictOutput[] {
   const config = served.checkpoint.config;
   const compiled = served.compiled;
@@ -106,7 +108,10 @@ export function runSources(
     sources.length === 1 && sources[0]!.matrix
       ? sources[0]!.matrix
       : packSources(compiled, sources, total, inputWidth);
-  const outputs = compiled.forward(input, total, fused);
+  // Live statistics ride along the fused run (the executor's taps), never a second pass.
+  const watch = fused ? observer : undefined;
+  const probe = watch?.probe(served, total);
+  const outputs = compiled.forward(input, total, fused, probe);
   let probabilities: Float32Array | undefined;
   let labels: string[] | undefined;
   if (config.task === 'classification') {
@@ -121,6 +126,7 @@ export function runSources(
     }
   }
   const computeMs = performance.now() - started;
+  watch?.observed(served, input, total, outputs, probabilities, probe);
   const results = new Array<PredictOutput>(sources.length);
   let row = 0;
   for (let i = 0; i < sources.length; i++) {

@@ -27,6 +27,8 @@ export interface RecalibrationRequest {
   /** Serve the new version at once (default true). */
   activate: boolean;
   note?: string | undefined;
+  /** Where the rows came from when not from the request: `traffic` (AUTO_RECALIBRATE's sample). */
+  source?: 'traffic' | undefined;
   /** The request that asked for it (request id, W3C trace), recorded in the job and its logs. */
   trace?: TraceContext | undefined;
 }
@@ -154,9 +156,10 @@ export class RecalibrationSession {
       this.service.jobs.update(this.job, { phase: 'publishing' });
       const dataSha256 = this.hash.digest('hex');
       const parentConfig = this.parent.checkpoint.config;
-      const { mode, priorStrength, batchSize, note } = this.request;
+      const { mode, priorStrength, batchSize, note, source } = this.request;
       const provenance = {
         kind: 'recalibration',
+        ...(source !== undefined ? { source } : {}),
         parent_version: this.parent.version,
         mode,
         ...(mode === 'prior' ? { prior_strength: priorStrength ?? DEFAULT_PRIOR_STRENGTH } : {}),

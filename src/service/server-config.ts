@@ -2,6 +2,7 @@ import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { describeLocations, issuesToLocations, NormserveError } from '../errors/index.js';
 import { ENGINES } from '../inference/engine-name.js';
+import { AUTO_RECALIBRATE_MODES, DEFAULT_DRIFT_THRESHOLD } from './drift-settings.js';
 
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
   z.coerce.number().int().min(min).max(max);
@@ -73,6 +74,27 @@ export const serverConfigSchema = z.object({
   BATCH_MAX_DELAY_US: int(0, 1_000_000).default(0),
   /** Most rows of one batched engine call (a single larger request still runs, alone). */
   BATCH_MAX_ROWS: int(1, 1_000_000).default(256),
+  /**
+   * Share of engine calls whose BatchNorm inputs feed the live drift statistics (1 = every call,
+   * 0 = no drift statistics). The statistics ride along the served forward pass.
+   */
+  DRIFT_SAMPLE_FRACTION: z.coerce.number().min(0).max(1).default(1),
+  /** Live statistics are kept per time window of this length… */
+  DRIFT_WINDOW_MS: ms(1000).default(60_000),
+  /** …over this many windows (the drift horizon is their product). */
+  DRIFT_WINDOWS: int(1, 1440).default(10),
+  /** A model drift score above this recommends recalibration (docs/drift.md). */
+  DRIFT_THRESHOLD: z.coerce.number().positive().max(100).default(DEFAULT_DRIFT_THRESHOLD),
+  /** Rows the drift statistics need before a recommendation. */
+  DRIFT_MIN_ROWS: int(2).default(100),
+  /** What drift does: off, recommend (log + count), candidate (publish, shadow), promote (publish + serve). */
+  AUTO_RECALIBRATE: z.enum(AUTO_RECALIBRATE_MODES).default('off'),
+  /** Rows the traffic sample must hold before an automatic recalibration. */
+  AUTO_RECALIBRATE_MIN_ROWS: int(2).default(512),
+  /** Bounds of the per-model traffic sample (reservoir) kept for AUTO_RECALIBRATE: rows… */
+  TRAFFIC_SAMPLE_ROWS: int(2, 1_000_000).default(2048),
+  /** …and bytes (float32 rows; the smaller bound wins). */
+  TRAFFIC_SAMPLE_BYTES: int(1024, 1024 * 1024 * 1024).default(16 * 1024 * 1024),
 });
 
 export type ServerConfig = z.output<typeof serverConfigSchema>;

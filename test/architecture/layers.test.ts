@@ -13,8 +13,18 @@ const allowed: Record<string, string[]> = {
   training: ['nn', 'checkpoint', 'errors'],
   inference: ['nn', 'errors'],
   recalibration: ['nn', 'inference', 'errors'],
+  drift: ['nn', 'inference', 'recalibration', 'errors'],
   repository: ['checkpoint', 'nn', 'errors'],
-  service: ['nn', 'checkpoint', 'training', 'inference', 'recalibration', 'repository', 'errors'],
+  service: [
+    'nn',
+    'checkpoint',
+    'training',
+    'inference',
+    'recalibration',
+    'drift',
+    'repository',
+    'errors',
+  ],
   http: ['service', 'errors'],
   grpc: ['service', 'errors'],
   cli: ['service', 'training', 'http', 'grpc', 'errors'],
@@ -25,6 +35,7 @@ const forbiddenPackages: Record<string, RegExp> = {
   checkpoint: /^(node:|fastify|pino)/,
   inference: /^(node:|fastify|zod|pino)/,
   recalibration: /^(node:|fastify|zod|pino)/,
+  drift: /^(node:|fastify|zod|pino)/,
 };
 
 function files(dir: string): string[] {

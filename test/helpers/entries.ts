@@ -18,6 +18,7 @@ export const ENTRIES = [
   'src/cli/predict.ts',
   'src/cli/recalibrate.ts',
   'src/cli/export-onnx.ts',
+  'src/cli/report.ts',
   'tools/night-shift.ts',
   'test/faults/publish-loop.ts',
 ] as const;

@@ -20,6 +20,7 @@ describe('GET /', () => {
     expect(body.name).toBe('normserve');
     expect(body.links.map((l: { href: string }) => l.href)).toEqual([
       '/docs',
+      '/dashboard',
       '/v1/models',
       '/openapi.json',
       '/readyz',

@@ -68,6 +68,8 @@ async function adminScope(app: AppInstance): Promise<void> {
     log: app.log,
     onOutcome: (model, mode, outcome) => metrics.recalibrations.inc({ model, mode, outcome }),
   });
+  // AUTO_RECALIBRATE publishes through this same service (its lock, jobs and publishing).
+  app.deps.drift.useRecalibration(service);
   await app.register(rateLimit, {
     // Per client address and minute, for the whole server; failed authentications apart.
     ...adminRateLimit(app.deps),

@@ -280,7 +280,7 @@ export function listModel(model: ModelSnapshot) {
  * and predict in row (`instances`) or columnar (`inputs`) format, plus the model list.
  */
 export async function tfServingRoutes(app: AppInstance): Promise<void> {
-  const { registry, config, inference } = app.deps;
+  const { registry, config, inference, drift } = app.deps;
   const onRequest = attributeModel(registry);
   const nameParams = z.object({ name: modelNameParam });
   const versionParams = z.object({ name: modelNameParam, version: versionParam });
@@ -312,7 +312,13 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
     },
     async (request) => {
       const model = registry.get(request.params.name);
-      return { model_version_status: versionStatus(model), ...activeRecordStatus(model) };
+      return {
+        model_version_status: versionStatus(model),
+        ...activeRecordStatus(model),
+        ...(drift.options.autoRecalibrate !== 'off'
+          ? { auto_recalibration: drift.autoStatus(model.name) }
+          : {}),
+      };
     },
   );
 

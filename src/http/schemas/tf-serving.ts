@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { InputShape } from '../../service/index.js';
 import { queryFlag, rowsSchema } from './common.js';
+import { autoRecalibrationSchema } from './drift.js';
 import { LIMITS } from './limits.js';
 
 /** A digits row (the README's), the example of every predict body. */
@@ -100,6 +101,10 @@ export const modelStatusSchema = z
     active_record_error: z.string().optional().meta({
       description:
         "normserve extension: why the model's active-version.json cannot be followed (the version served before stays served)",
+    }),
+    auto_recalibration: autoRecalibrationSchema.optional().meta({
+      description:
+        'normserve extension (AUTO_RECALIBRATE other than off): the traffic sample, the last automatic action, a candidate version and its shadow evaluation',
     }),
   })
   .meta({

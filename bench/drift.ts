@@ -1,0 +1,154 @@
+/**
+ * The cost of the live drift statistics (issue 12), side by side in one run:
+ * - serving: two server processes (WORKERS=1, wasm) on the bundled digits model, one with
+ *   DRIFT_SAMPLE_FRACTION=1 (every engine call carries the statistics probe: the default) and one
+ *   with 0 (no probe), loaded alternately by autocannon over several rounds — 1-row JSON predicts
+ *   and 256-row float32 predicts; the median of each and the on/off ratio;
+ * - engine: CompiledModel.forward with and without the probe on the same executor (the taps alone,
+ *   without HTTP), interleaved rounds.
+ */
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { batchNormInputsOf, batchNormTaps, CompiledModel } from '../src/inference/index.js';
+import { loadModelDirectory } from '../src/service/index.js';
+import { DIGITS_ROW, freePort, load, start } from './http.js';
+
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[values.length >> 1]!;
+
+export interface DriftBenchRow {
+  what: string;
+  rowsPerRequest: number;
+  /** Requests (serving) or engine calls (engine) per second, median of the rounds. */
+  off: number;
+  on: number;
+  /** on / off. */
+  ratio: number;
+}
+
+export async function benchDrift(
+  options: { durationSeconds?: number; rounds?: number } = {},
+): Promise<DriftBenchRow[]> {
+  const duration = options.durationSeconds ?? 5;
+  const rounds = options.rounds ?? 3;
+  const rows: DriftBenchRow[] = [];
+  const repository = mkdtempSync(join(tmpdir(), 'normserve-bench-drift-'));
+  cpSync('models/digits', join(repository, 'digits'), { recursive: true });
+  const env = {
+    MODEL_REPOSITORY: repository,
+    MODEL_POLL_INTERVAL_MS: '0',
+    ADMIN_TOKEN: 'bench-admin-token-0123456789',
+    LOG_LEVEL: 'warn',
+    HOST: '127.0.0.1',
+    WORKERS: '1',
+    GRPC_PORT: '0',
+  };
+  const serve = async (fraction: string) =>
+    start(
+      ['--import', 'tsx', 'src/cli/server.ts'],
+      {
+        ...env,
+        PORT: String(await freePort()),
+        DRIFT_SAMPLE_FRACTION: fraction,
+        // The server logs its listening line at info.
+        LOG_LEVEL: 'info',
+      },
+      join(mkdtempSync(join(tmpdir(), 'normserve-bench-logs-')), `drift-${fraction}.log`),
+    );
+  const off = await serve('0');
+  const on = await serve('1');
+  const tenth = await serve('0.1');
+  try {
+    const predict = (port: number) => `http://127.0.0.1:${port}/v1/models/digits:predict`;
+    const json1 = JSON.stringify({ instances: [DIGITS_ROW] });
+    const rows256 = Buffer.from(
+      Float32Array.from(Array.from({ length: 256 }, () => DIGITS_ROW).flat()).buffer,
+    );
+    const cases = [
+      {
+        what: 'serving: predict JSON',
+        n: 1,
+        body: json1,
+        headers: { 'content-type': 'application/json' },
+      },
+      {
+        what: 'serving: predict float32 in/out',
+        n: 256,
+        body: rows256,
+        headers: { 'content-type': 'application/octet-stream', accept: 'application/octet-stream' },
+      },
+    ];
+    for (const c of cases) {
+      const offRuns: number[] = [];
+      const onRuns: number[] = [];
+      const tenthRuns: number[] = [];
+      const rate = async (s: typeof off) =>
+        (await load(predict(s.port), c.body, c.headers, duration, 8)).requests.average;
+      for (let r = 0; r < rounds; r++) {
+        offRuns.push(await rate(off));
+        onRuns.push(await rate(on));
+        tenthRuns.push(await rate(tenth));
+      }
+      const a = median(offRuns);
+      const b = median(onRuns);
+      const d = median(tenthRuns);
+      rows.push({ what: c.what, rowsPerRequest: c.n, off: a, on: b, ratio: b / a });
+      rows.push({
+        what: `${c.what}, fraction 0.1`,
+        rowsPerRequest: c.n,
+        off: a,
+        on: d,
+        ratio: d / a,
+      });
+    }
+    const scraped = await on.get('/metrics');
+    const gathered = scraped.split('\n').find((l) => l.startsWith('normserve_drift_rows{'));
+    if (!gathered) throw new Error('the drift-on server gathered no statistics');
+  } finally {
+    await Promise.all([off.stop(), on.stop(), tenth.stop()]);
+    rmSync(repository, { recursive: true, force: true });
+  }
+
+  // The taps alone: the same executor with and without the probe.
+  const { checkpoint } = await loadModelDirectory('models/digits');
+  const config = checkpoint.config;
+  const model = new CompiledModel(
+    checkpoint.network,
+    config.input_transform,
+    256,
+    config.input_shape,
+  );
+  const probe = model.executor.createProbe(batchNormTaps(batchNormInputsOf(model.plan)));
+  for (const batch of [1, 256]) {
+    const input = Float32Array.from(Array.from({ length: batch }, () => DIGITS_ROW).flat());
+    const callsPerSecond = (withProbe: boolean) => {
+      const budgetMs = 300;
+      const t0 = performance.now();
+      let calls = 0;
+      while (performance.now() - t0 < budgetMs) {
+        for (let i = 0; i < 50; i++)
+          model.forward(input, batch, true, withProbe ? probe : undefined);
+        calls += 50;
+      }
+      return (calls * 1000) / (performance.now() - t0);
+    };
+    const offRuns: number[] = [];
+    const onRuns: number[] = [];
+    for (let r = 0; r < rounds + 2; r++) {
+      offRuns.push(callsPerSecond(false));
+      onRuns.push(callsPerSecond(true));
+      probe.reset();
+    }
+    const a = median(offRuns);
+    const b = median(onRuns);
+    rows.push({
+      what: `engine (${model.executor.engine}): forward`,
+      rowsPerRequest: batch,
+      off: a,
+      on: b,
+      ratio: b / a,
+    });
+  }
+  model.close();
+  return rows;
+}

@@ -1,0 +1,102 @@
+#!/usr/bin/env node
+/**
+ * `npm run report -- --model <repo>/<name>[/<version>] --data <file.csv> [--out <dir>]`: the
+ * drift of every BatchNorm layer on the CSV's rows and the before/after-BatchNorm histograms, as
+ * SVG files and one self-contained HTML page (index.html) in the output directory.
+ */
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Command } from 'commander';
+import { NormserveError } from '../errors/index.js';
+import { openReportModel, parseServerConfig } from '../service/index.js';
+import { parseCsv } from '../training/index.js';
+import { runCli } from './cli-errors.js';
+import { csvFeatureRows } from './csv-features.js';
+import {
+  channelStatsSvg,
+  driftTableSvg,
+  histogramSvg,
+  layerFile,
+  reportHtml,
+} from './report-svg.js';
+
+interface Flags {
+  model: string;
+  data: string;
+  out: string;
+  labelColumn?: string;
+}
+
+async function main(argv: readonly string[]): Promise<void> {
+  const program = new Command('report')
+    .description('Drift and before/after-BatchNorm pictures of a model on a CSV, as SVG + HTML')
+    .requiredOption('--model <dir>', 'model directory: <repo>/<name> or <repo>/<name>/<version>')
+    .requiredOption(
+      '--data <file>',
+      'CSV with a header row (feature columns; a label column is ignored)',
+    )
+    .option('--out <dir>', 'output directory', 'report')
+    .option(
+      '--label-column <name>',
+      'column left out of the features (default: the model’s, else "label")',
+    )
+    .exitOverride();
+  program.parse(argv, { from: 'node' });
+  const flags = program.opts<Flags>();
+  // The threshold and the minimum rows are the server's (DRIFT_THRESHOLD, DRIFT_MIN_ROWS).
+  const config = parseServerConfig(process.env);
+  let text: string;
+  try {
+    text = await readFile(flags.data, 'utf8');
+  } catch (e) {
+    throw new NormserveError(
+      'DATA_INVALID',
+      `cannot read data ${flags.data}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`,
+    );
+  }
+  const model = await openReportModel(flags.model);
+  const table = parseCsv(text, flags.data);
+  const { rows } = csvFeatureRows(
+    table,
+    model.featureNames,
+    flags.labelColumn ?? model.labelColumn ?? 'label',
+  );
+  const width = model.inputWidth;
+  const input = new Float32Array(rows.length * width);
+  rows.forEach((row, r) => {
+    if (row.length !== width) {
+      throw new NormserveError(
+        'DATA_INVALID',
+        `${flags.data}: row ${r + 1} has ${row.length} feature values; model "${model.name}" takes ${width}`,
+      );
+    }
+    input.set(row, r * width);
+  });
+  if (rows.length < 2)
+    throw new NormserveError('DATA_INVALID', `${flags.data}: at least 2 rows are needed`);
+  const report = model.report(input, rows.length, {
+    threshold: config.DRIFT_THRESHOLD,
+    minRows: config.DRIFT_MIN_ROWS,
+  });
+  const svgs = new Map<string, string>([['drift.svg', driftTableSvg(report)]]);
+  for (const p of report.pictures) {
+    const f = layerFile(p.path);
+    svgs.set(
+      `layer-${f}-before.svg`,
+      histogramSvg(p.before, `BatchNorm ${p.path}: inputs before`, '#5b8def'),
+    );
+    svgs.set(
+      `layer-${f}-after.svg`,
+      histogramSvg(p.after, `BatchNorm ${p.path}: after (ReLU at 0)`, '#27ae60', 0),
+    );
+    svgs.set(`layer-${f}-channels.svg`, channelStatsSvg(p));
+  }
+  await mkdir(flags.out, { recursive: true });
+  for (const [file, svg] of svgs) await writeFile(join(flags.out, file), svg);
+  await writeFile(join(flags.out, 'index.html'), reportHtml(report, svgs, flags.data));
+  process.stdout.write(
+    `${JSON.stringify({ model: report.model, version: report.version, rows: report.rows, score: report.score, threshold: report.threshold, recommended: report.recommended, layers: report.drift.map((d) => ({ path: d.path, mean_shift: d.mean_shift, log_std_ratio: d.log_std_ratio, score: d.score })), files: ['index.html', ...svgs.keys()].map((f) => join(flags.out, f)) })}\n`,
+  );
+}
+
+await runCli('report', () => main(process.argv));

@@ -1,0 +1,14 @@
+export { type Histogram, histogram, robustRange } from './histogram.js';
+export {
+  type DriftRule,
+  type LayerDrift,
+  type LiveMoments,
+  layerDrift,
+  modelDriftScore,
+  type RunningStatistics,
+  recalibrationRecommended,
+} from './layer-drift.js';
+export { RecentRows } from './recent-rows.js';
+export { Reservoir } from './reservoir.js';
+export { ShadowComparison, type ShadowSummary } from './shadow-comparison.js';
+export { type MomentWindow, WindowedMoments } from './windowed-moments.js';

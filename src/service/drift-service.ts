@@ -1,0 +1,523 @@
+import {
+  type DriftRule,
+  RecentRows,
+  Reservoir,
+  recalibrationRecommended,
+  ShadowComparison,
+  type ShadowSummary,
+} from '../drift/index.js';
+import { isNormserveError } from '../errors/index.js';
+import type { StatisticsProbe } from '../inference/index.js';
+import { Rng, softmaxRows } from '../nn/index.js';
+import type { AutoRecalibrate } from './drift-settings.js';
+import { type LayerPicture, layerPictures } from './layer-pictures.js';
+import { type Log, silentLog } from './logger.js';
+import type { AvailableVersion, ModelRegistry } from './model-registry.js';
+import type { RecalibrationOutcome, RecalibrationService } from './recalibration-service.js';
+import type { TrafficObserver } from './traffic-observer.js';
+import { VersionDrift, type VersionDriftReport } from './version-drift.js';
+
+export { AUTO_RECALIBRATE_MODES, DEFAULT_DRIFT_THRESHOLD } from './drift-settings.js';
+
+export interface DriftOptions extends DriftRule {
+  /** Share of engine calls whose BatchNorm inputs are gathered (DRIFT_SAMPLE_FRACTION; 0 = off). */
+  sampleFraction: number;
+  windowMs: number;
+  windows: number;
+  autoRecalibrate: AutoRecalibrate;
+  /** Rows the traffic sample must hold before an automatic recalibration. */
+  autoMinRows: number;
+  /** Bounds of the per-model traffic sample (rows and bytes; the smaller wins). */
+  sampleRows: number;
+  sampleBytes: number;
+  /** Seed of the sampling decisions and the reservoir (reproducible tests). */
+  seed?: number;
+  /** The clock (ms since the epoch); tests move it by hand. */
+  now?: () => number;
+  log?: Log;
+  /** Every automatic action and its outcome (metrics). */
+  onAction?: (model: string, action: AutoAction, outcome: AutoOutcome) => void;
+}
+
+export type AutoAction = 'recommend' | 'candidate' | 'promote';
+export type AutoOutcome = 'succeeded' | 'failed' | 'skipped';
+
+/** Rows of recent traffic kept per model for the before/after-BatchNorm pictures. */
+export const PICTURE_SAMPLE_ROWS = 256;
+
+/** The pictures of a model's active version on its recent traffic (GET …/drift/layers). */
+export interface LayerPictures {
+  model: string;
+  version: number;
+  /** Recent rows the pictures were drawn from (the last PICTURE_SAMPLE_ROWS served). */
+  rows: number;
+  layers: LayerPicture[];
+}
+
+/** Active rows between two looks at the drift of a model (cheap, but not per request). */
+const CHECK_EVERY_ROWS = 16;
+/** Rows waiting for a shadow run at most; more are not shadowed (the candidate falls behind). */
+const MAX_SHADOW_PENDING_ROWS = 4096;
+
+interface Candidate {
+  version: number;
+  parent: number;
+  shadow: ShadowComparison;
+  publishedAt: string;
+}
+
+/** What the service tracks per model. */
+interface ModelTraffic {
+  reservoir: Reservoir | undefined;
+  /** The last rows the active version served (the pictures' sample). */
+  recent: RecentRows;
+  /** The active version the reservoir's rows were served by. */
+  activeVersion: number | undefined;
+  recommended: boolean;
+  rowsSinceCheck: number;
+  inFlight: boolean;
+  /** Parent versions an automatic recalibration was published from (never twice from one). */
+  autoParents: Set<number>;
+  candidate: Candidate | undefined;
+  shadowPendingRows: number;
+  last: AutoActionRecord | undefined;
+}
+
+/** The last automatic action of a model. */
+export interface AutoActionRecord {
+  action: AutoAction;
+  outcome: AutoOutcome;
+  version?: number;
+  at: string;
+  detail?: string;
+}
+
+export interface AutoRecalibrationStatus {
+  mode: AutoRecalibrate;
+  /** Rows held in the traffic sample (never written anywhere but a new version's data hash). */
+  sample_rows: number;
+  sample_capacity: number;
+  in_progress: boolean;
+  last_action: AutoActionRecord | null;
+  candidate: {
+    version: number;
+    parent_version: number;
+    published_at: string;
+    shadow: ShadowSummary;
+    drift: VersionDriftReport | null;
+  } | null;
+}
+
+export interface DriftReport {
+  model: string;
+  active_version: number | null;
+  threshold: number;
+  min_rows: number;
+  sample_fraction: number;
+  window_ms: number;
+  windows: number;
+  /** The active version's drift (null while nothing was sampled or no version is served). */
+  active: VersionDriftReport | null;
+  /** Every loaded version with live statistics, highest first. */
+  versions: VersionDriftReport[];
+  auto_recalibration: AutoRecalibrationStatus;
+}
+
+/**
+ * Drift seen in live traffic, per model and version, and what is done about it
+ * (AUTO_RECALIBRATE): `recommend` logs and counts when a version's drift crosses the threshold;
+ * `candidate` recalibrates (exact mode) from a bounded sample of the traffic and publishes the
+ * result without serving it, then shadow-runs it on the traffic that follows; `promote` publishes
+ * and serves it. Publishing goes through the RecalibrationService, the admin route's lock and
+ * publishing code; each version is recalibrated automatically at most once (a rollback with
+ * `:activate` sticks).
+ */
+export class DriftService implements TrafficObserver {
+  readonly options: DriftOptions;
+  private readonly versions = new WeakMap<AvailableVersion, VersionDrift | null>();
+  private readonly models = new Map<string, ModelTraffic>();
+  private readonly rng: Rng;
+  private readonly now: () => number;
+  private readonly log: Log;
+  private registry: ModelRegistry | undefined;
+  private recalibration: RecalibrationService | undefined;
+  private readonly pending = new Set<Promise<unknown>>();
+
+  constructor(options: DriftOptions) {
+    this.options = options;
+    this.rng = new Rng(options.seed ?? 0x5eed);
+    this.now = options.now ?? Date.now;
+    this.log = options.log ?? silentLog;
+  }
+
+  /** The registry whose models are watched (for the active version, candidates and reports). */
+  useRegistry(registry: ModelRegistry): void {
+    this.registry = registry;
+  }
+
+  /** The recalibration use case automatic actions publish through (the admin route's). */
+  useRecalibration(service: RecalibrationService): void {
+    this.recalibration = service;
+  }
+
+  get rule(): DriftRule {
+    return { threshold: this.options.threshold, minRows: this.options.minRows };
+  }
+
+  /** The live statistics of a version (made on first use; null: nothing observable). */
+  versionDrift(served: AvailableVersion): VersionDrift | null {
+    let drift = this.versions.get(served);
+    if (drift === undefined) {
+      try {
+        drift = new VersionDrift(served, this.options);
+        if (drift.inputs.length === 0) drift = null;
+      } catch (e) {
+        this.log.warn(
+          { model: served.name, version: served.version, err: e },
+          'live drift statistics unavailable for this version',
+        );
+        drift = null;
+      }
+      this.versions.set(served, drift);
+    }
+    return drift;
+  }
+
+  probe(served: AvailableVersion, _rows: number): StatisticsProbe | undefined {
+    const f = this.options.sampleFraction;
+    if (f <= 0 || (f < 1 && this.rng.next() >= f)) return undefined;
+    return this.versionDrift(served)?.probe;
+  }
+
+  observed(
+    served: AvailableVersion,
+    input: Float32Array,
+    rows: number,
+    _outputs: Float32Array,
+    probabilities: Float32Array | undefined,
+    probe: StatisticsProbe | undefined,
+  ): void {
+    const now = this.now();
+    if (probe) this.versions.get(served)?.gathered(rows, now);
+    const registry = this.registry;
+    if (!registry?.has(served.name) || registry.get(served.name).active !== served.version) return;
+    const state = this.stateOf(served);
+    if (state.activeVersion !== served.version) {
+      // A new active version (promoted, rolled back): the sample describes the old one's traffic.
+      state.activeVersion = served.version;
+      state.reservoir?.reset();
+      state.recent.reset();
+      state.recommended = false;
+    }
+    state.reservoir?.offer(input, rows);
+    state.recent.push(input, rows);
+    if (state.candidate && probabilities) this.shadow(served, state, input, rows, probabilities);
+    state.rowsSinceCheck += rows;
+    if (probe && state.rowsSinceCheck >= CHECK_EVERY_ROWS) {
+      state.rowsSinceCheck = 0;
+      this.check(served, state, now);
+    }
+  }
+
+  /** The drift report of a model (GET /v1/models/{name}/drift). */
+  report(name: string): DriftReport {
+    const registry = this.requireRegistry();
+    const model = registry.get(name);
+    const now = this.now();
+    const versions: VersionDriftReport[] = [];
+    let active: VersionDriftReport | null = null;
+    for (const v of [...model.versions.values()].sort((a, b) => b.version - a.version)) {
+      if (v.state !== 'AVAILABLE') continue;
+      const drift = this.versions.get(v as AvailableVersion);
+      if (!drift) continue;
+      const r = drift.report(now, this.rule);
+      versions.push(r);
+      if (v.version === model.active) active = r;
+    }
+    return {
+      model: name,
+      active_version: model.active ?? null,
+      threshold: this.options.threshold,
+      min_rows: this.options.minRows,
+      sample_fraction: this.options.sampleFraction,
+      window_ms: this.options.windowMs,
+      windows: this.options.windows,
+      active,
+      versions,
+      auto_recalibration: this.autoStatus(name, versions),
+    };
+  }
+
+  /**
+   * The seed's picture per BatchNorm of the active version, on the last rows it served: the
+   * layer's inputs before and after normalisation, running against live channel statistics.
+   */
+  pictures(name: string): LayerPictures {
+    const served = this.requireRegistry().resolve(name);
+    const state = this.models.get(name);
+    const recent = state && state.activeVersion === served.version ? state.recent : undefined;
+    const rows = recent?.size ?? 0;
+    return {
+      model: name,
+      version: served.version,
+      rows,
+      layers:
+        rows === 0
+          ? []
+          : layerPictures(
+              {
+                network: served.checkpoint.network,
+                inputTransform: served.checkpoint.config.input_transform,
+                inputShape: served.compiled.inputShape,
+                plan: served.compiled.plan,
+              },
+              recent!.rows(),
+              rows,
+            ),
+    };
+  }
+
+  /** The automatic recalibration state of a model (also in its status). */
+  autoStatus(name: string, reports?: readonly VersionDriftReport[]): AutoRecalibrationStatus {
+    const state = this.models.get(name);
+    const candidate = state?.candidate;
+    let candidateDrift: VersionDriftReport | null = null;
+    if (candidate) {
+      candidateDrift = reports?.find((r) => r.version === candidate.version) ?? null;
+      if (!reports) {
+        const served = this.registry?.get(name).versions.get(candidate.version);
+        const drift =
+          served?.state === 'AVAILABLE' ? this.versions.get(served as AvailableVersion) : undefined;
+        candidateDrift = drift ? drift.report(this.now(), this.rule) : null;
+      }
+    }
+    return {
+      mode: this.options.autoRecalibrate,
+      sample_rows: state?.reservoir?.size ?? 0,
+      sample_capacity: state?.reservoir?.capacity ?? 0,
+      in_progress: state?.inFlight ?? false,
+      last_action: state?.last ?? null,
+      candidate: candidate
+        ? {
+            version: candidate.version,
+            parent_version: candidate.parent,
+            published_at: candidate.publishedAt,
+            shadow: candidate.shadow.summary(),
+            drift: candidateDrift,
+          }
+        : null,
+    };
+  }
+
+  /** Every version's report, for the metrics (model, version, report). */
+  allReports(): { model: string; active: boolean; report: VersionDriftReport }[] {
+    const out: { model: string; active: boolean; report: VersionDriftReport }[] = [];
+    const now = this.now();
+    for (const model of this.registry?.list() ?? []) {
+      for (const v of model.versions.values()) {
+        if (v.state !== 'AVAILABLE') continue;
+        const drift = this.versions.get(v as AvailableVersion);
+        if (drift)
+          out.push({
+            model: model.name,
+            active: model.active === v.version,
+            report: drift.report(now, this.rule),
+          });
+      }
+    }
+    return out;
+  }
+
+  /** Resolves when automatic recalibrations and shadow runs in progress are done (shutdown, tests). */
+  async drain(): Promise<void> {
+    while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
+  }
+
+  private requireRegistry(): ModelRegistry {
+    if (!this.registry) throw new Error('DriftService: no registry (useRegistry)');
+    return this.registry;
+  }
+
+  private stateOf(served: AvailableVersion): ModelTraffic {
+    let state = this.models.get(served.name);
+    if (!state) {
+      const o = this.options;
+      const width = served.compiled.inputWidth;
+      const capacity = Math.min(o.sampleRows, Math.floor(o.sampleBytes / (4 * width)));
+      state = {
+        reservoir:
+          o.autoRecalibrate === 'candidate' || o.autoRecalibrate === 'promote'
+            ? new Reservoir(width, Math.max(1, capacity), this.rng)
+            : undefined,
+        recent: new RecentRows(width, PICTURE_SAMPLE_ROWS),
+        activeVersion: served.version,
+        recommended: false,
+        rowsSinceCheck: 0,
+        inFlight: false,
+        autoParents: new Set(),
+        candidate: undefined,
+        shadowPendingRows: 0,
+        last: undefined,
+      };
+      this.models.set(served.name, state);
+    }
+    return state;
+  }
+
+  private track(work: Promise<unknown>): void {
+    this.pending.add(work);
+    const forget = () => this.pending.delete(work);
+    work.then(forget, forget);
+  }
+
+  private record(name: string, state: ModelTraffic, last: AutoActionRecord): void {
+    state.last = last;
+    this.options.onAction?.(name, last.action, last.outcome);
+  }
+
+  /** Looks at the active version's drift; acts on it as AUTO_RECALIBRATE says. */
+  private check(served: AvailableVersion, state: ModelTraffic, now: number): void {
+    const drift = this.versions.get(served);
+    if (!drift) return;
+    const { score, rows } = drift.score(now);
+    const report = { score, rows, recommended: recalibrationRecommended(this.rule, score, rows) };
+    if (report.recommended !== state.recommended) {
+      state.recommended = report.recommended;
+      const context = {
+        model: served.name,
+        version: served.version,
+        score: report.score,
+        rows: report.rows,
+        threshold: this.options.threshold,
+      };
+      if (report.recommended) {
+        this.log.warn(context, 'drift: recalibration recommended');
+        if (this.options.autoRecalibrate !== 'off')
+          this.record(served.name, state, {
+            action: 'recommend',
+            outcome: 'succeeded',
+            version: served.version,
+            at: new Date(now).toISOString(),
+            detail: `drift score ${report.score.toFixed(3)} over ${report.rows} rows`,
+          });
+      } else this.log.info(context, 'drift: back under the threshold');
+    }
+    const mode = this.options.autoRecalibrate;
+    if (
+      report.recommended &&
+      (mode === 'candidate' || mode === 'promote') &&
+      !state.inFlight &&
+      !state.autoParents.has(served.version) &&
+      state.reservoir &&
+      state.reservoir.size >= this.options.autoMinRows &&
+      this.recalibration
+    ) {
+      this.track(this.recalibrate(served, state, mode, report, this.recalibration));
+    }
+  }
+
+  private async recalibrate(
+    served: AvailableVersion,
+    state: ModelTraffic,
+    mode: 'candidate' | 'promote',
+    report: { score: number; rows: number },
+    service: RecalibrationService,
+  ): Promise<void> {
+    state.inFlight = true;
+    const rows = state.reservoir!.rows();
+    const held = state.reservoir!.size;
+    // Rows the active version served since it became active (the sample is uniform over them).
+    const trafficRows = state.reservoir!.seen;
+    state.reservoir!.reset();
+    const context = { model: served.name, parent: served.version, mode, rows: held, trafficRows };
+    this.log.info({ ...context, score: report.score }, 'drift: recalibrating from traffic');
+    try {
+      const outcome: RecalibrationOutcome = await service.recalibrateRows(
+        {
+          model: served.name,
+          mode: 'exact',
+          activate: mode === 'promote',
+          source: 'traffic',
+          note: `recalibrated from traffic: drift score ${report.score.toFixed(3)} over ${report.rows} rows, ${held} sampled rows (AUTO_RECALIBRATE=${mode})`,
+        },
+        rows,
+      );
+      state.autoParents.add(served.version);
+      if (mode === 'candidate') {
+        state.candidate = {
+          version: outcome.version,
+          parent: served.version,
+          shadow: new ShadowComparison(),
+          publishedAt: new Date(this.now()).toISOString(),
+        };
+      }
+      this.record(served.name, state, {
+        action: mode,
+        outcome: 'succeeded',
+        version: outcome.version,
+        at: new Date(this.now()).toISOString(),
+      });
+      this.log.info(
+        { ...context, version: outcome.version, activated: outcome.activated },
+        mode === 'promote'
+          ? 'drift: recalibrated from traffic and promoted'
+          : 'drift: recalibrated from traffic; candidate published',
+      );
+    } catch (e) {
+      const busy = isNormserveError(e) && e.code === 'RECALIBRATION_IN_PROGRESS';
+      this.record(served.name, state, {
+        action: mode,
+        outcome: busy ? 'skipped' : 'failed',
+        at: new Date(this.now()).toISOString(),
+        detail: e instanceof Error ? e.message : String(e),
+      });
+      if (busy) this.log.info({ ...context, reason: String(e) }, 'drift: recalibration skipped');
+      else this.log.error({ ...context, err: e }, 'drift: recalibration from traffic failed');
+    } finally {
+      state.inFlight = false;
+    }
+  }
+
+  /** Runs the candidate on a copy of the rows the active version just answered, off the request. */
+  private shadow(
+    served: AvailableVersion,
+    state: ModelTraffic,
+    input: Float32Array,
+    rows: number,
+    probabilities: Float32Array,
+  ): void {
+    const candidate = state.candidate!;
+    const version = this.registry?.get(served.name).versions.get(candidate.version);
+    if (version?.state !== 'AVAILABLE' || candidate.version === served.version) {
+      // Deleted, or promoted by hand: nothing left to compare.
+      state.candidate = undefined;
+      return;
+    }
+    if (state.shadowPendingRows + rows > MAX_SHADOW_PENDING_ROWS) return;
+    const target = version as AvailableVersion;
+    const width = served.compiled.inputWidth;
+    const x = input.slice(0, rows * width);
+    const active = probabilities.slice(0, rows * served.compiled.outputWidth);
+    state.shadowPendingRows += rows;
+    this.track(
+      new Promise<void>((resolve) => {
+        setImmediate(() => {
+          state.shadowPendingRows -= rows;
+          try {
+            const probe = this.probe(target, rows);
+            const outputs = target.compiled.forward(x, rows, true, probe);
+            if (probe) this.versions.get(target)?.gathered(rows, this.now());
+            const classes = target.compiled.outputWidth;
+            candidate.shadow.add(active, softmaxRows(outputs, rows, classes), rows, classes);
+          } catch (e) {
+            this.log.error(
+              { model: served.name, version: candidate.version, err: e },
+              'shadow run failed',
+            );
+          }
+          resolve();
+        });
+      }),
+    );
+  }
+}

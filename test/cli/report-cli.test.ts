@@ -1,0 +1,102 @@
+/**
+ * `npm run report`: the drift table and the before/after-BatchNorm histograms of a model on a CSV,
+ * as SVG files and one self-contained HTML page; night rows are recommended, clean rows are not.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { layerDrift } from '../../src/drift/index.js';
+import { openReportModel } from '../../src/service/index.js';
+import { digitsTestRows, nightShift } from '../helpers/digits.js';
+import { nodeArgs, ROOT } from '../helpers/entries.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'normserve-report-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const { x, y } = digitsTestRows();
+const header = `${Array.from({ length: 64 }, (_, i) => `pixel_${i}`).join(',')},label`;
+function writeCsv(name: string, rows: number[][]): string {
+  const path = join(dir, name);
+  writeFileSync(path, `${header}\n${rows.map((r, i) => `${r.join(',')},${y[i]}`).join('\n')}\n`);
+  return path;
+}
+
+function report(data: string, out: string) {
+  const result = spawnSync(
+    process.execPath,
+    [...nodeArgs('src/cli/report.ts'), '--model', 'models/digits', '--data', data, '--out', out],
+    { cwd: ROOT, encoding: 'utf8', timeout: 120_000 },
+  );
+  expect(result.stderr).toBe('');
+  expect(result.status).toBe(0);
+  return JSON.parse(result.stdout) as {
+    score: number;
+    recommended: boolean;
+    threshold: number;
+    layers: { path: string; score: number }[];
+  };
+}
+
+describe('npm run report', () => {
+  it('writes SVGs and one self-contained HTML page; night rows are recommended, clean ones not', () => {
+    const nightOut = join(dir, 'night');
+    const night = report(writeCsv('night.csv', nightShift(x)), nightOut);
+    expect(night.recommended).toBe(true);
+    expect(night.layers.map((l) => l.path)).toEqual(['1', '5']);
+    expect(night.score).toBeGreaterThan(night.threshold);
+    const clean = report(writeCsv('clean.csv', x), join(dir, 'clean'));
+    expect(clean.recommended).toBe(false);
+    expect(clean.score).toBeLessThan(clean.threshold);
+
+    expect(readdirSync(nightOut).sort()).toEqual([
+      'drift.svg',
+      'index.html',
+      'layer-1-after.svg',
+      'layer-1-before.svg',
+      'layer-1-channels.svg',
+      'layer-5-after.svg',
+      'layer-5-before.svg',
+      'layer-5-channels.svg',
+    ]);
+    for (const f of readdirSync(nightOut).filter((n) => n.endsWith('.svg'))) {
+      const svg = readFileSync(join(nightOut, f), 'utf8');
+      expect(svg).toMatch(/^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
+      expect(svg).toMatch(/<(rect|polyline) /);
+    }
+    const html = readFileSync(join(nightOut, 'index.html'), 'utf8');
+    // Self-contained: every SVG inline, nothing loaded from anywhere.
+    expect(html.match(/<svg /g)).toHaveLength(7);
+    expect(html).not.toMatch(/\b(src|href)=/);
+    expect(html.replaceAll('http://www.w3.org/2000/svg', '')).not.toMatch(/https?:\/\//);
+    expect(html).toContain('recalibration recommended');
+  });
+
+  it('its two paths agree: tapped executor sums and the prefix plans’ values give one drift', async () => {
+    const model = await openReportModel('models/digits');
+    const rows = Float32Array.from(nightShift(x).flat());
+    const r = model.report(rows, x.length, { threshold: 0.5, minRows: 100 });
+    for (const [i, d] of r.drift.entries()) {
+      const p = r.pictures[i]!;
+      expect(p.path).toBe(d.path);
+      // The pictures' channel statistics (σ = √(variance + ε), ε = 1e-5 for every BatchNorm of
+      // this model), as moments, through the same drift formula.
+      const n = r.pictureRows;
+      const fromPictures = layerDrift(
+        {
+          path: p.path,
+          mean: p.running.mean,
+          variance: p.running.std.map((s) => s * s - 1e-5),
+          eps: 1e-5,
+        },
+        {
+          count: n,
+          mean: p.live.mean,
+          m2: p.live.std.map((s) => (s * s - 1e-5) * (n - 1)),
+        },
+      );
+      expect(Math.abs(fromPictures.score - d.score)).toBeLessThan(1e-4 * d.score + 1e-6);
+    }
+  });
+});
