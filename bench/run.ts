@@ -160,7 +160,7 @@ function printCeiling(
 ): void {
   const peak = engine.peak.fmaGflops ?? engine.peak.mulAddGflops;
   process.stdout.write(
-    `\nthe ceiling (GFLOP/s = flops per row × rows/s; wasm peak ${fmt(peak, 1)} GFLOP/s a thread, ×2 for two threads)\n`,
+    `\nthe ceiling (GFLOP/s = flops per row × wall-clock rows/s; wasm peak ${fmt(peak, 1)} GFLOP/s per CPU-second of a thread, ×2 for two threads: the two agree only on a quiet machine)\n`,
   );
   process.stdout.write(
     `${'model'.padEnd(24)}${'batch'.padStart(7)}${'threads'.padStart(9)}${'onnxruntime'.padStart(13)}${'0.6× of it'.padStart(12)}${'wasm peak'.padStart(11)}${'normserve'.padStart(11)}${'of peak'.padStart(9)}  0.6× reachable?\n`,
