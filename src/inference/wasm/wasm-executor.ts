@@ -384,9 +384,9 @@ export class WasmExecutor implements Executor {
   /**
    * Starts the helper threads, once: on the first batch big enough to split (that batch runs on
    * the calling thread; later ones use the helpers once ready) or when `ready()` asks. Not at
-   * construction: a helper is a new isolate (tens of milliseconds of CPU on this 2-core machine),
-   * which a model version's load would otherwise wait for, and which one serving small batches
-   * never needs.
+   * construction: a helper is a new worker thread with its own isolate, whose start-up a model
+   * version's load would otherwise pay for (and, through loadModel, wait for), and which a version
+   * serving small batches never needs.
    */
   private startHelpers(): void {
     const spawn = this.spawnHelper;
