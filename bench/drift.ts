@@ -5,13 +5,21 @@
  *   with 0 (no probe), loaded alternately by autocannon over several rounds — 1-row JSON predicts
  *   and 256-row float32 predicts; the median of each and the on/off ratio;
  * - engine: CompiledModel.forward with and without the probe on the same executor (the taps alone,
- *   without HTTP), interleaved rounds.
+ *   without HTTP), interleaved rounds;
+ * - service: runSources with and without the drift service observing (taps, windows, check).
  */
 import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { batchNormInputsOf, batchNormTaps, CompiledModel } from '../src/inference/index.js';
-import { loadModelDirectory } from '../src/service/index.js';
+import {
+  DEFAULT_DRIFT_THRESHOLD,
+  DriftService,
+  float32Rows,
+  loadModelDirectory,
+  ModelRegistry,
+  runSources,
+} from '../src/service/index.js';
 import { DIGITS_ROW, freePort, load, measured, start } from './http.js';
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[values.length >> 1]!;
@@ -188,5 +196,63 @@ export async function benchDrift(
     });
   }
   model.close();
+  rows.push(...(await serviceRows()));
+  return rows;
+}
+
+/**
+ * What a request pays for the statistics beyond the engine: runSources (the service's engine call
+ * with softmax and labels) with the drift service as its observer (probe, fold into windows, the
+ * recommendation check, the recent-rows ring) against no observer, on one served version. Many
+ * short alternating rounds; the best of each side (the rounds least disturbed by other work on the
+ * machine: on a loaded machine the medians of long rounds measure the scheduler).
+ */
+async function serviceRows(): Promise<DriftBenchRow[]> {
+  const repository = mkdtempSync(join(tmpdir(), 'normserve-bench-drift-service-'));
+  cpSync('models/digits', join(repository, 'digits'), { recursive: true });
+  const registry = new ModelRegistry(repository, { maxBatchSize: 256 });
+  await registry.refresh();
+  const drift = new DriftService({
+    sampleFraction: 1,
+    windowMs: 60_000,
+    windows: 10,
+    threshold: DEFAULT_DRIFT_THRESHOLD,
+    minRows: 100,
+    autoRecalibrate: 'off',
+    autoMinRows: 512,
+    sampleRows: 2048,
+    sampleBytes: 16 * 2 ** 20,
+  });
+  drift.useRegistry(registry);
+  const served = registry.resolve('digits');
+  const rows: DriftBenchRow[] = [];
+  for (const batch of [1, 256]) {
+    const input = Float32Array.from(Array.from({ length: batch }, () => DIGITS_ROW).flat());
+    const callsPerSecond = (observer: DriftService | undefined) => {
+      const t0 = performance.now();
+      let calls = 0;
+      while (performance.now() - t0 < 50) {
+        for (let i = 0; i < 10; i++)
+          runSources(served, [float32Rows(input, batch, 64)], true, observer);
+        calls += 10;
+      }
+      return (calls * 1000) / (performance.now() - t0);
+    };
+    let off = 0;
+    let on = 0;
+    for (let r = 0; r < 40; r++) {
+      off = Math.max(off, callsPerSecond(undefined));
+      on = Math.max(on, callsPerSecond(drift));
+    }
+    rows.push({
+      what: 'service: runSources, best round',
+      rowsPerRequest: batch,
+      off,
+      on,
+      ratio: on / off,
+    });
+  }
+  registry.close();
+  rmSync(repository, { recursive: true, force: true });
   return rows;
 }

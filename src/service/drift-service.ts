@@ -65,8 +65,12 @@ export interface LayerPictures {
   layers: LayerPicture[];
 }
 
-/** Active rows between two looks at the drift of a model (cheap, but not per request). */
-const CHECK_EVERY_ROWS = 16;
+/**
+ * Active rows between two looks at the drift of a model: as often as a version folds its probe's
+ * sums into its windows (version-drift.ts's FOLD_ROWS), when the score can have moved. A look
+ * costs a logarithm per channel, a visible share of a small model's engine call.
+ */
+const CHECK_EVERY_ROWS = 64;
 /** Rows waiting for a shadow run at most; more are not shadowed (the candidate falls behind). */
 const MAX_SHADOW_PENDING_ROWS = 4096;
 

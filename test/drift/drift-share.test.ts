@@ -102,7 +102,8 @@ describe('drift shared between processes', () => {
 
     // Each saw fewer than DRIFT_MIN_ROWS rows itself; with the other's share the decider acts
     // (AUTO_RECALIBRATE=recommend) at its next look, and only it: the other reports its state.
-    for (let i = 0; i < 16; i++) {
+    // (It looks every 64 of its rows.)
+    for (let i = 0; i < 64; i++) {
       runSources(served, [nestedRows([night[rng.int(night.length)]!], 64)], true, decider);
       runSources(served, [nestedRows([night[rng.int(night.length)]!], 64)], true, other);
     }
@@ -111,8 +112,8 @@ describe('drift shared between processes', () => {
     expect(other.report('digits').auto_recalibration.last_action).toBeNull();
     other.mergeShare(driftShareSchema.parse(JSON.parse(JSON.stringify(decider.takeShare()))));
     expect(other.report('digits').auto_recalibration.last_action).toEqual(acted);
-    // Its own 16 rows and the decider's 16.
-    expect(other.report('digits').active!.rows).toBe(rows + 32);
+    // Its own 64 rows and the decider's 64.
+    expect(other.report('digits').active!.rows).toBe(rows + 128);
 
     // The other takes over when told: it acts on its own from then on.
     other.setDecides(true);
