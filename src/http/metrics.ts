@@ -1,5 +1,6 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { BatchReport, DriftService, ModelRegistry } from '../service/index.js';
+import { BoundCounter, BoundHistogram } from './metric-cells.js';
 
 const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096];
 const LATENCY_BUCKETS = [
@@ -238,7 +239,7 @@ export class ServiceMetrics {
     return child;
   }
 
-  /** Counts one HTTP request and observes its latency. */
+  /** Counts one HTTP request and observes its latency (bound cells: metric-cells.ts). */
   observeRequest(
     method: string,
     route: string,
@@ -247,11 +248,13 @@ export class ServiceMetrics {
     version: string,
     seconds: number,
   ): void {
-    this.child(`requests ${method} ${route} ${status} ${model} ${version}`, () =>
-      this.requests.labels({ method, route, status, model, version }),
+    this.child(
+      `requests ${method} ${route} ${status} ${model} ${version}`,
+      () => new BoundCounter(this.requests, { method, route, status, model, version }),
     ).inc();
-    this.child(`duration ${method} ${route} ${status}`, () =>
-      this.requestDuration.labels({ method, route, status }),
+    this.child(
+      `duration ${method} ${route} ${status}`,
+      () => new BoundHistogram(this.requestDuration, { method, route, status }),
     ).observe(seconds);
   }
 
@@ -263,10 +266,11 @@ export class ServiceMetrics {
     computeSeconds: number,
     rows: number,
   ): void {
-    this.child(`inference ${model} ${version} ${fused}`, () =>
-      this.inferenceDuration.labels({ model, version, fused }),
+    this.child(
+      `inference ${model} ${version} ${fused}`,
+      () => new BoundHistogram(this.inferenceDuration, { model, version, fused }),
     ).observe(computeSeconds);
-    this.child(`rows ${model}`, () => this.batchSize.labels({ model })).observe(rows);
+    this.child(`rows ${model}`, () => new BoundHistogram(this.batchSize, { model })).observe(rows);
   }
 
   /** One engine call of the dynamic batcher. */
