@@ -24,7 +24,7 @@ interface CounterCell {
 interface HistogramCell {
   sum: number;
   count: number;
-  bucketValues: Record<number, number>;
+  bucketValues: Record<string, number>;
   labels: Record<string, string>;
 }
 
@@ -68,6 +68,11 @@ export class BoundHistogram {
   private key: string | undefined;
   private cell: HistogramCell | undefined;
   private readonly upperBounds: readonly number[];
+  /**
+   * The bucket keys, as the property names prom-client gave them: indexing by the number itself
+   * would convert it to a string on every observation (a runtime call for a fraction like 0.0005).
+   */
+  private bucketKeys: string[] = [];
 
   constructor(
     private readonly metric: Histogram<string>,
@@ -84,6 +89,10 @@ export class BoundHistogram {
       this.metric.observe(this.labels, value);
       this.key = seriesKey(series, this.labels);
       this.cell = this.key === undefined ? undefined : series[this.key];
+      if (this.cell) {
+        const keys = Object.keys(this.cell.bucketValues);
+        this.bucketKeys = this.upperBounds.map((b) => keys.find((k) => Number(k) === b)!);
+      }
       return;
     }
     // The first upper bound ≥ value (prom-client's findBound); above the last, no bucket (+Inf
@@ -92,7 +101,7 @@ export class BoundHistogram {
     for (let i = 0; i < bounds.length; i++) {
       const bound = bounds[i]!;
       if (value <= bound) {
-        cell.bucketValues[bound]! += 1;
+        cell.bucketValues[this.bucketKeys[i]!]! += 1;
         break;
       }
     }

@@ -239,7 +239,10 @@ export class ServiceMetrics {
     return child;
   }
 
-  /** Counts one HTTP request and observes its latency (bound cells: metric-cells.ts). */
+  /**
+   * Counts one HTTP request and observes its latency: one look-up finds both bound cells
+   * (metric-cells.ts) of the request's label values.
+   */
   observeRequest(
     method: string,
     route: string,
@@ -248,17 +251,18 @@ export class ServiceMetrics {
     version: string,
     seconds: number,
   ): void {
-    this.child(
-      `requests ${method} ${route} ${status} ${model} ${version}`,
-      () => new BoundCounter(this.requests, { method, route, status, model, version }),
-    ).inc();
-    this.child(
-      `duration ${method} ${route} ${status}`,
-      () => new BoundHistogram(this.requestDuration, { method, route, status }),
-    ).observe(seconds);
+    const cells = this.child(`request ${method} ${route} ${status} ${model} ${version}`, () => ({
+      count: new BoundCounter(this.requests, { method, route, status, model, version }),
+      duration: this.child(
+        `duration ${method} ${route} ${status}`,
+        () => new BoundHistogram(this.requestDuration, { method, route, status }),
+      ),
+    }));
+    cells.count.inc();
+    cells.duration.observe(seconds);
   }
 
-  /** Compute time and rows of one inference request. */
+  /** Compute time and rows of one inference request (one look-up, as observeRequest). */
   observeInference(
     model: string,
     version: string,
@@ -266,11 +270,12 @@ export class ServiceMetrics {
     computeSeconds: number,
     rows: number,
   ): void {
-    this.child(
-      `inference ${model} ${version} ${fused}`,
-      () => new BoundHistogram(this.inferenceDuration, { model, version, fused }),
-    ).observe(computeSeconds);
-    this.child(`rows ${model}`, () => new BoundHistogram(this.batchSize, { model })).observe(rows);
+    const cells = this.child(`inference ${model} ${version} ${fused}`, () => ({
+      compute: new BoundHistogram(this.inferenceDuration, { model, version, fused }),
+      rows: this.child(`rows ${model}`, () => new BoundHistogram(this.batchSize, { model })),
+    }));
+    cells.compute.observe(computeSeconds);
+    cells.rows.observe(rows);
   }
 
   /** One engine call of the dynamic batcher. */
