@@ -73,6 +73,7 @@ export function createInferenceService(
   return new InferenceService(registry, {
     batchMaxDelayUs: config.BATCH_MAX_DELAY_US,
     batchMaxRows: config.BATCH_MAX_ROWS,
+    batchFlush: config.BATCH_FLUSH,
     onBatch: (report) => metrics.observeBatch(report),
     observer: drift,
   });
