@@ -73,7 +73,6 @@ export function createInferenceService(
   return new InferenceService(registry, {
     batchMaxDelayUs: config.BATCH_MAX_DELAY_US,
     batchMaxRows: config.BATCH_MAX_ROWS,
-    batchFlush: config.BATCH_FLUSH,
     onBatch: (report) => metrics.observeBatch(report),
     observer: drift,
   });

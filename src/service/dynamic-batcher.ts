@@ -9,16 +9,7 @@ export interface BatchingPolicy {
   maxDelayUs: number;
   /** Most rows per engine call; a request with more rows runs alone. */
   maxRows: number;
-  /**
-   * When a batch runs before it is full: `idle` as soon as an event-loop turn brought no new
-   * request for it (every request already read has joined; the delay is only the bound), `delay`
-   * when the delay has passed.
-   */
-  flush: BatchFlush;
 }
-
-export const BATCH_FLUSH_MODES = ['idle', 'delay'] as const;
-export type BatchFlush = (typeof BATCH_FLUSH_MODES)[number];
 
 /** What one engine call of the batcher did, for metrics. */
 export interface BatchReport {
@@ -44,9 +35,6 @@ interface Queue {
   rows: number;
   /** performance.now() in ms when the oldest request's wait ends. */
   deadline: number;
-  flush: BatchFlush;
-  /** Requests queued at the previous event-loop turn's check (flush `idle`). */
-  seen: number;
   timer: NodeJS.Timeout | NodeJS.Immediate | undefined;
 }
 
@@ -55,16 +43,7 @@ interface Queue {
  * model version wait at most `maxDelayUs` and then run as one engine call (up to `maxRows` rows),
  * which amortises the weight traffic of a matrix-vector product over many rows. Queues are keyed
  * by the version object itself, so a batch never mixes versions and every request is answered by
- * the version it resolved.
- *
- * With flush `idle` (the default) the queue is checked once per event-loop turn (setImmediate runs
- * right after the poll phase has read every request that had arrived): a turn that added no
- * request runs the batch. Closed-loop clients — each waiting for its answer before sending again —
- * are then batched as soon as all of them are in, instead of waiting out the delay while no one
- * else can join (32 one-row clients of the wide model: batches of ~28 rows every 2 ms delay plus
- * compute, against back-to-back batches; bench/README.md); requests that arrive during a batch's
- * compute are read together into the next one. The delay stays the bound.
- * With flush `delay`, delays of a millisecond or more wait on a timer; the last sub-millisecond
+ * the version it resolved. Delays of a millisecond or more wait on a timer; the last sub-millisecond
  * part re-checks the clock once per event-loop turn (setImmediate), so incoming requests are read
  * in between and the bound holds with sub-millisecond delays too.
  */
@@ -100,8 +79,6 @@ export class DynamicBatcher {
           items: [],
           rows: 0,
           deadline: now + policy.maxDelayUs / 1000,
-          flush: policy.flush,
-          seen: 0,
           timer: undefined,
         };
         this.queues.set(served, queue);
@@ -123,17 +100,11 @@ export class DynamicBatcher {
     const check = () => {
       queue.timer = undefined;
       if (this.queues.get(queue.served) !== queue) return; // flushed meanwhile
-      const idle = queue.flush === 'idle' && queue.items.length === queue.seen;
-      if (idle || performance.now() >= queue.deadline) this.flush(queue);
-      else {
-        queue.seen = queue.items.length;
-        this.schedule(queue);
-      }
+      if (performance.now() >= queue.deadline) this.flush(queue);
+      else this.schedule(queue);
     };
     queue.timer =
-      remainingMs >= 1 && queue.flush === 'delay'
-        ? setTimeout(check, Math.floor(remainingMs))
-        : setImmediate(check);
+      remainingMs >= 1 ? setTimeout(check, Math.floor(remainingMs)) : setImmediate(check);
   }
 
   private flush(queue: Queue): void {

@@ -18,13 +18,7 @@ export {
   type AutoRecalibrate,
   DEFAULT_DRIFT_THRESHOLD,
 } from './drift-settings.js';
-export {
-  BATCH_FLUSH_MODES,
-  type BatchFlush,
-  type BatchingPolicy,
-  type BatchReport,
-  DynamicBatcher,
-} from './dynamic-batcher.js';
+export { type BatchingPolicy, type BatchReport, DynamicBatcher } from './dynamic-batcher.js';
 export { defaultEngineThreads, nodeEngineOptions, prepareWasmRuntime } from './engine-runtime.js';
 export { featureNamesOf } from './feature-names.js';
 export { InferenceService, type InferenceServiceOptions } from './inference-service.js';

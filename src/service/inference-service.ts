@@ -1,9 +1,4 @@
-import {
-  type BatchFlush,
-  type BatchingPolicy,
-  type BatchReport,
-  DynamicBatcher,
-} from './dynamic-batcher.js';
+import { type BatchingPolicy, type BatchReport, DynamicBatcher } from './dynamic-batcher.js';
 import type { AvailableVersion, ModelRegistry } from './model-registry.js';
 import { type PredictOutput, runSources } from './predict.js';
 import type { RowSource } from './row-source.js';
@@ -14,8 +9,6 @@ export interface InferenceServiceOptions {
   batchMaxDelayUs: number;
   /** BATCH_MAX_ROWS: the server-wide largest batch; config.json may override. */
   batchMaxRows: number;
-  /** BATCH_FLUSH: when a batch that is not full runs (default `idle`; dynamic-batcher.ts). */
-  batchFlush?: BatchFlush;
   onBatch?: (report: BatchReport) => void;
   /** Sees every fused engine call (live drift statistics, traffic sample, shadow runs). */
   observer?: TrafficObserver | undefined;
@@ -53,7 +46,6 @@ export class InferenceService {
       policy = {
         maxDelayUs: own?.max_queue_delay_microseconds ?? this.options.batchMaxDelayUs,
         maxRows: own?.max_batch_rows ?? this.options.batchMaxRows,
-        flush: this.options.batchFlush ?? 'idle',
       };
       this.policies.set(served, policy);
     }

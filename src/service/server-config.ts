@@ -3,7 +3,6 @@ import { z } from 'zod';
 import { describeLocations, issuesToLocations, NormserveError } from '../errors/index.js';
 import { ENGINES } from '../inference/engine-name.js';
 import { AUTO_RECALIBRATE_MODES, DEFAULT_DRIFT_THRESHOLD } from './drift-settings.js';
-import { BATCH_FLUSH_MODES } from './dynamic-batcher.js';
 
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
   z.coerce.number().int().min(min).max(max);
@@ -75,11 +74,6 @@ export const serverConfigSchema = z.object({
   BATCH_MAX_DELAY_US: int(0, 1_000_000).default(0),
   /** Most rows of one batched engine call (a single larger request still runs, alone). */
   BATCH_MAX_ROWS: int(1, 1_000_000).default(256),
-  /**
-   * When a batch that is not full runs: `idle` once an event-loop turn brings no new request for
-   * it (the delay is the bound), `delay` when the delay has passed.
-   */
-  BATCH_FLUSH: z.enum(BATCH_FLUSH_MODES).default('idle'),
   /**
    * Share of engine calls whose BatchNorm inputs feed the live drift statistics (1 = every call,
    * 0 = no drift statistics). The statistics ride along the served forward pass.

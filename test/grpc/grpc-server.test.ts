@@ -241,7 +241,7 @@ describe('gRPC ModelInfer', () => {
   });
 
   it('drains on shutdown: a call in flight finishes, new calls are refused', async () => {
-    const s = await startGrpc(t, { batchMaxDelayUs: 300_000, batchFlush: 'delay' });
+    const s = await startGrpc(t, { batchMaxDelayUs: 300_000 });
     // Waits in the batch queue for 300 ms, so it is in flight when the server starts closing.
     const inFlight = s.client.call('ModelInfer', inferRaw());
     await new Promise((r) => setTimeout(r, 50));

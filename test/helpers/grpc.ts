@@ -6,7 +6,7 @@ import { type Client, credentials, loadPackageDefinition, Metadata } from '@grpc
 import { loadSync } from '@grpc/proto-loader';
 import { createGrpcServer, listenGrpc } from '../../src/grpc/grpc-server.js';
 import { PROTO_FILE, PROTO_OPTIONS } from '../../src/grpc/proto.js';
-import { type BatchFlush, InferenceService, silentLog } from '../../src/service/index.js';
+import { InferenceService, silentLog } from '../../src/service/index.js';
 import type { TestApp } from './app.js';
 
 export interface GrpcError {
@@ -61,7 +61,7 @@ export function grpcClient(port: number, options: { channel?: number } = {}): Gr
 /** A gRPC server over a test app's registry (same InferenceService options as the app's). */
 export async function startGrpc(
   t: TestApp,
-  options: { apiToken?: string; batchMaxDelayUs?: number; batchFlush?: BatchFlush } = {},
+  options: { apiToken?: string; batchMaxDelayUs?: number } = {},
 ) {
   const inference =
     options.batchMaxDelayUs === undefined
@@ -69,7 +69,6 @@ export async function startGrpc(
       : new InferenceService(t.registry, {
           batchMaxDelayUs: options.batchMaxDelayUs,
           batchMaxRows: t.config.BATCH_MAX_ROWS,
-          ...(options.batchFlush ? { batchFlush: options.batchFlush } : {}),
         });
   const server = createGrpcServer({
     inference,

@@ -105,38 +105,6 @@ describe('dynamic batching', () => {
     expect(results[0]!.batchRows).toBe(4);
   });
 
-  it("flush 'idle' runs a batch once an event-loop turn adds no request; 'delay' waits", async () => {
-    t = await makeTestApp();
-    const run = async (flush: 'idle' | 'delay') => {
-      const reports: number[] = [];
-      const service = new InferenceService(t!.registry, {
-        // Far longer than any test: only the idle rule can run the first batch early.
-        batchMaxDelayUs: 1_000_000,
-        batchMaxRows: 256,
-        batchFlush: flush,
-        onBatch: (r) => reports.push(r.rows),
-      });
-      const served = service.resolve('digits');
-      const one = (i: number) => service.infer(served, nestedRows([rows[i]!], 64));
-      // Three requests in one turn, then two more a few turns later (after the first batch ran).
-      const first = [one(0), one(1), one(2)];
-      await new Promise((r) => setTimeout(r, 20));
-      const afterFirst = [...reports];
-      const second = [one(3), one(4)];
-      if (flush === 'delay') service.flush();
-      const results = await Promise.all([...first, ...second]);
-      expect(results.map((r) => r.rows)).toEqual([1, 1, 1, 1, 1]);
-      return { afterFirst, reports };
-    };
-    const idle = await run('idle');
-    expect(idle.afterFirst).toEqual([3]);
-    expect(idle.reports).toEqual([3, 2]);
-    // 'delay': nothing ran within 20 ms of a 1 s delay; the shutdown flush runs all five at once.
-    const delay = await run('delay');
-    expect(delay.afterFirst).toEqual([]);
-    expect(delay.reports).toEqual([5]);
-  });
-
   it('a convolutional model: nested, flat and binary samples of both APIs run as one engine call', async () => {
     const n = 10;
     t = await makeTestApp({
@@ -248,11 +216,7 @@ describe('dynamic batching', () => {
     );
     t = await makeTestApp({ repository, env: { BATCH_MAX_DELAY_US: '0' } });
     const service = t.app.deps.inference;
-    expect(service.policy(service.resolve('digits'))).toEqual({
-      maxDelayUs: 100_000,
-      maxRows: 8,
-      flush: 'idle',
-    });
+    expect(service.policy(service.resolve('digits'))).toEqual({ maxDelayUs: 100_000, maxRows: 8 });
     const results = await Promise.all(
       rows
         .slice(0, 8)
