@@ -79,29 +79,14 @@ export interface EngineParts {
 
 export const ALL_PARTS: EngineParts = { elementwise: true, cnn: true };
 
-/**
- * A helper thread's control block, i32 words (one per helper; see serve): `cursor` holds the
- * byte address of the call's shared next-row word (the `next` word of the first helper's block),
- * `rows` the rows of the call, `chunk` the rows taken at a time, `current` the first row of the
- * chunk the helper is running (−1 before its first).
- */
-export const CONTROL = {
-  seq: 0,
-  cursor: 1,
-  rows: 2,
-  done: 3,
-  state: 4,
-  chunk: 5,
-  current: 6,
-  next: 7,
-  bytes: 64,
-} as const;
+/** A helper thread's control block, i32 words (one per helper; see serve). */
+export const CONTROL = { seq: 0, r0: 1, r1: 2, done: 3, state: 4, bytes: 64 } as const;
 export const HELPER_STATE = { starting: 0, ready: 1, stopping: 2, failed: 3 } as const;
 /**
- * The `done` word of a helper's part in a call: posted by the caller, claimed by the helper when it
- * starts (compare-and-swap from posted), finished when the shared cursor ran out of rows; or
- * revoked by the caller when it has taken every chunk itself before the helper woke (a helper
- * without a free core). failed: the helper thread died.
+ * The `done` word of a share of rows: posted by the caller, claimed by the helper when it starts
+ * (compare-and-swap from posted), finished when it is done; or revoked by the caller, which then
+ * runs the share itself, when the helper had not claimed it by the time the caller finished its
+ * own share (a helper without a free core). failed: the helper thread died.
  */
 export const DONE = { posted: 0, finished: 1, claimed: 2, revoked: 3, failed: -1 } as const;
 
@@ -272,16 +257,14 @@ function runWat(parts: EngineParts): string {
 
 /**
  * serve(control, program, input, output, scratch): a helper thread's loop. It announces itself
- * (state = ready), then sleeps on the sequence word; each increment posts a call, which it claims
- * (done: posted → claimed), then takes `chunk` rows at a time from the shared cursor (an atomic
- * add, as the caller does) until the rows run out, sets done = finished and wakes the caller. A
- * call the caller revoked meanwhile is left alone. state = stopping ends the loop.
+ * (state = ready), then sleeps on the sequence word; each increment posts rows r0 … r1−1, which it
+ * claims (done: posted → claimed) and runs, then sets done = finished and wakes the caller; a share
+ * the caller revoked meanwhile is left alone. state = stopping ends the loop.
  */
 const serve = `
   (func $serve (export "serve") (param $ctl i32) (param $prog i32) (param $in i32) (param $out i32)
       (param $scratch i32)
-    (local $seen i32) (local $cursor i32) (local $rows i32) (local $chunk i32) (local $r0 i32)
-    (local $r1 i32)
+    (local $seen i32)
     (local.set $seen (i32.atomic.load offset=${CONTROL.seq * 4} (local.get $ctl)))
     (i32.atomic.store offset=${CONTROL.state * 4} (local.get $ctl) (i32.const ${HELPER_STATE.ready}))
     (drop (memory.atomic.notify offset=${CONTROL.state * 4} (local.get $ctl) (i32.const 1)))
@@ -296,18 +279,9 @@ const serve = `
               (i32.const ${DONE.posted}) (i32.const ${DONE.claimed}))
             (i32.const ${DONE.posted}))
         (then
-          (local.set $cursor (i32.atomic.load offset=${CONTROL.cursor * 4} (local.get $ctl)))
-          (local.set $rows (i32.atomic.load offset=${CONTROL.rows * 4} (local.get $ctl)))
-          (local.set $chunk (i32.atomic.load offset=${CONTROL.chunk * 4} (local.get $ctl)))
-          (block $drained (loop $take
-            (local.set $r0 (i32.atomic.rmw.add (local.get $cursor) (local.get $chunk)))
-            (br_if $drained (i32.ge_u (local.get $r0) (local.get $rows)))
-            (i32.atomic.store offset=${CONTROL.current * 4} (local.get $ctl) (local.get $r0))
-            (local.set $r1 (i32.add (local.get $r0) (local.get $chunk)))
-            (call $run (local.get $prog) (local.get $in) (local.get $out) (local.get $r0)
-              (select (local.get $rows) (local.get $r1) (i32.gt_u (local.get $r1) (local.get $rows)))
-              (local.get $scratch))
-            (br $take)))
+          (call $run (local.get $prog) (local.get $in) (local.get $out)
+            (i32.atomic.load offset=${CONTROL.r0 * 4} (local.get $ctl))
+            (i32.atomic.load offset=${CONTROL.r1 * 4} (local.get $ctl)) (local.get $scratch))
           (i32.atomic.store offset=${CONTROL.done * 4} (local.get $ctl) (i32.const ${DONE.finished}))
           (drop (memory.atomic.notify offset=${CONTROL.done * 4} (local.get $ctl) (i32.const 1)))))
       (br $wait)))`;

@@ -408,7 +408,7 @@ export class WasmExecutor implements Executor {
     return this.splitCalls;
   }
 
-  /** Split calls whose chunks the calling thread took all of before a helper had started. */
+  /** Shares of rows the calling thread took back from a helper that had not started them. */
   get revokedShares(): number {
     return this.takenBack;
   }
@@ -544,48 +544,38 @@ export class WasmExecutor implements Executor {
       return;
     }
     this.splitCalls++;
-    // Every thread takes chunks of rows from one shared cursor until none are left, so a helper
-    // that wakes late (no free core) finds fewer chunks and the caller never waits for more than
-    // the chunk a helper is running. A chunk is half an even share (two per thread), at least 16
-    // rows, a multiple of the GEMM's row tile: each chunk re-reads every weight matrix, which for
-    // a wide model costs more than the finer balance gains (a quarter share: 1.28× the wall time
-    // of the wide model at 256 rows in an A/B run under load).
-    const per = Math.ceil(rows / (helpers.length + 1));
-    const chunk = Math.ceil(Math.max(Math.ceil(per / 2), Math.min(per, 16)) / MR) * MR;
+    // Contiguous shares, a multiple of the GEMM's row tile each; the calling thread takes the first.
+    const share = Math.ceil(rows / (helpers.length + 1) / MR) * MR;
     const w = this.words;
-    const cursor = this.helpers[0]!.control + CONTROL.next * 4;
-    Atomics.store(w, cursor >> 2, 0);
-    for (const h of helpers) {
+    const ranges = helpers.map((h, i) => {
       const c = h.control >> 2;
-      Atomics.store(w, c + CONTROL.cursor, cursor);
-      Atomics.store(w, c + CONTROL.rows, rows);
-      Atomics.store(w, c + CONTROL.chunk, chunk);
-      Atomics.store(w, c + CONTROL.current, -1);
+      const r0 = Math.min(rows, share * (i + 1));
+      const r1 = Math.min(rows, share * (i + 2));
+      Atomics.store(w, c + CONTROL.r0, r0);
+      Atomics.store(w, c + CONTROL.r1, r1);
       Atomics.store(w, c + CONTROL.done, DONE.posted);
       Atomics.add(w, c + CONTROL.seq, 1);
       Atomics.notify(w, c + CONTROL.seq);
-    }
-    for (;;) {
-      const r0 = Atomics.add(w, cursor >> 2, chunk);
-      if (r0 >= rows) break;
-      x.run(program, input, output, r0, Math.min(rows, r0 + chunk), scratch[0]!);
-    }
-    for (const h of helpers) {
-      const c = h.control >> 2;
-      // Revoke a call the helper has not claimed yet (every chunk is taken); wait for one that is
-      // running its last chunk.
-      let state = Atomics.compareExchange(w, c + CONTROL.done, DONE.posted, DONE.revoked);
+      return [r0, r1] as const;
+    });
+    x.run(program, input, output, 0, Math.min(rows, share), scratch[0]!);
+    helpers.forEach((h, i) => {
+      const done = (h.control >> 2) + CONTROL.done;
+      // A share its helper has not started yet is taken back and run here: on a machine whose
+      // cores are all busy a woken helper may wait for a time slice, and the caller would sit
+      // blocked for it; now the call never takes longer than the caller alone would (plus a wake).
+      let state = Atomics.compareExchange(w, done, DONE.posted, DONE.revoked);
       while (state === DONE.claimed) {
-        Atomics.wait(w, c + CONTROL.done, DONE.claimed);
-        state = Atomics.load(w, c + CONTROL.done);
+        Atomics.wait(w, done, DONE.claimed);
+        state = Atomics.load(w, done);
       }
       if (state === DONE.posted) this.takenBack++;
-      const current = Atomics.load(w, c + CONTROL.current);
-      if (state === DONE.failed && current >= 0) {
-        // The helper died (its thread wrote the failure words) in the chunk it was running.
-        x.run(program, input, output, current, Math.min(rows, current + chunk), scratch[0]!);
+      if (state === DONE.posted || state === DONE.failed) {
+        // Revoked, or the helper died (its thread wrote the failure words): its rows run here.
+        const [r0, r1] = ranges[i]!;
+        x.run(program, input, output, r0, r1, scratch[0]!);
       }
-    }
+    });
     if (helpers.some((h) => this.word(h.control, CONTROL.state) === HELPER_STATE.failed))
       this.helpers = this.helpers.filter(
         (h) => this.word(h.control, CONTROL.state) !== HELPER_STATE.failed,
