@@ -11,18 +11,19 @@ import { createGrpcServer, type GrpcServerHandle, listenGrpc } from '../grpc/grp
 import { buildApp, createDriftService, createInferenceService } from '../http/app.js';
 import { ServiceMetrics } from '../http/metrics.js';
 import { defaultEngineThreads, ModelRegistry, type ServerConfig } from '../service/index.js';
+import { shareDrift } from './cluster-drift.js';
 import { PrimaryChannel } from './cluster-messages.js';
 import { answerCollectRequests, clusterScrape } from './cluster-metrics.js';
 import { clusterRateLimitCounter } from './cluster-rate-limit.js';
 import { packageVersion } from './package-version.js';
+import { turnLogDestination } from './turn-log-destination.js';
 
 export async function startServer(config: ServerConfig): Promise<void> {
-  // Log lines are written asynchronously: while one write is in flight the next lines gather and
-  // leave together, so a busy server makes few write calls instead of one per request, and an idle
-  // one still writes each line at once. pino flushes what is pending when the process exits.
+  // Each event-loop turn's log lines leave in one write at the end of the turn
+  // (turn-log-destination.ts).
   const logger = pino(
     { level: config.LOG_LEVEL, redact: ['req.headers.authorization'] },
-    pino.destination({ dest: 1, sync: false }),
+    turnLogDestination(),
   );
   const metrics = new ServiceMetrics();
   // A cluster worker serves the server's metrics and counts admin requests through the primary.
@@ -58,7 +59,8 @@ export async function startServer(config: ServerConfig): Promise<void> {
       'not every model has an available version',
     );
 
-  const drift = createDriftService(config, registry, metrics, logger);
+  const drift = createDriftService(config, registry, metrics, logger, channel !== undefined);
+  const stopSharing = channel ? shareDrift(channel, drift) : undefined;
   const inference = createInferenceService(config, registry, metrics, drift);
   const app = await buildApp({
     drift,
@@ -91,6 +93,7 @@ export async function startServer(config: ServerConfig): Promise<void> {
       else
         logger.info({ signal }, 'shutting down: no new connections, finishing requests in flight');
       if (poll) clearInterval(poll);
+      stopSharing?.();
       // Both transports stop taking work and finish what is in flight, together.
       await Promise.all([app.close(), grpc?.close(config.SHUTDOWN_TIMEOUT_MS)]);
       registry.close();

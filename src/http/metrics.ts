@@ -1,5 +1,6 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { BatchReport, DriftService, ModelRegistry } from '../service/index.js';
+import { BoundCounter, BoundHistogram } from './metric-cells.js';
 
 const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096];
 const LATENCY_BUCKETS = [
@@ -164,8 +165,9 @@ export class ServiceMetrics {
         this.inc(metrics.models.scans);
       },
     });
-    // Live drift (docs/drift.md): each worker sees its own share of the traffic; across workers
-    // the scores and the recommendation combine as the largest (any worker that sees the shift).
+    // Live drift (docs/drift.md): with WORKERS > 1 every worker merges the others' shares
+    // (cli/cluster-drift.ts), so each reports the drift of all the traffic, the freshest at most
+    // a share interval ahead of the others: across workers every drift gauge is their largest.
     const driftReports = () => metrics.drift?.allReports() ?? [];
     this.driftScore = new Gauge({
       name: 'normserve_drift_score',
@@ -197,6 +199,7 @@ export class ServiceMetrics {
       help: 'Rows in the live drift statistics of a model version (the last DRIFT_WINDOWS × DRIFT_WINDOW_MS)',
       labelNames: ['model', 'version'],
       registers,
+      aggregator: 'max',
       collect() {
         this.reset();
         for (const r of driftReports())
@@ -238,7 +241,10 @@ export class ServiceMetrics {
     return child;
   }
 
-  /** Counts one HTTP request and observes its latency. */
+  /**
+   * Counts one HTTP request and observes its latency: one look-up finds both bound cells
+   * (metric-cells.ts) of the request's label values.
+   */
   observeRequest(
     method: string,
     route: string,
@@ -247,15 +253,18 @@ export class ServiceMetrics {
     version: string,
     seconds: number,
   ): void {
-    this.child(`requests ${method} ${route} ${status} ${model} ${version}`, () =>
-      this.requests.labels({ method, route, status, model, version }),
-    ).inc();
-    this.child(`duration ${method} ${route} ${status}`, () =>
-      this.requestDuration.labels({ method, route, status }),
-    ).observe(seconds);
+    const cells = this.child(`request ${method} ${route} ${status} ${model} ${version}`, () => ({
+      count: new BoundCounter(this.requests, { method, route, status, model, version }),
+      duration: this.child(
+        `duration ${method} ${route} ${status}`,
+        () => new BoundHistogram(this.requestDuration, { method, route, status }),
+      ),
+    }));
+    cells.count.inc();
+    cells.duration.observe(seconds);
   }
 
-  /** Compute time and rows of one inference request. */
+  /** Compute time and rows of one inference request (one look-up, as observeRequest). */
   observeInference(
     model: string,
     version: string,
@@ -263,10 +272,12 @@ export class ServiceMetrics {
     computeSeconds: number,
     rows: number,
   ): void {
-    this.child(`inference ${model} ${version} ${fused}`, () =>
-      this.inferenceDuration.labels({ model, version, fused }),
-    ).observe(computeSeconds);
-    this.child(`rows ${model}`, () => this.batchSize.labels({ model })).observe(rows);
+    const cells = this.child(`inference ${model} ${version} ${fused}`, () => ({
+      compute: new BoundHistogram(this.inferenceDuration, { model, version, fused }),
+      rows: this.child(`rows ${model}`, () => new BoundHistogram(this.batchSize, { model })),
+    }));
+    cells.compute.observe(computeSeconds);
+    cells.rows.observe(rows);
   }
 
   /** One engine call of the dynamic batcher. */
