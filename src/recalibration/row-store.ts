@@ -80,8 +80,9 @@ export class MemoryRowStore implements RowStore {
 /**
  * Rows the caller holds for the whole recalibration (recalibrate(), whose data stays untouched
  * until it returns): appends keep views of them, nothing is copied. Touching fresh memory is
- * what a copy costs here — 51 MiB of new blocks took 0.18 s of user and 0.1 s of system CPU on
- * the 2-core machine, as long as the statistics of 200,000 rows themselves (bench/README.md).
+ * what a copy costs here — 51 MiB of new blocks took 0.12–0.17 s of user and 0.07–0.1 s of
+ * system CPU on the 2-core machine (bench/fresh-memory.ts), about as much as the statistics of
+ * those 200,000 rows themselves.
  */
 export class ViewRowStore implements RowStore {
   private views: Float32Array[] = [];
