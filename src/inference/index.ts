@@ -5,6 +5,7 @@ export {
   batchNormTaps,
   type InputMoments,
 } from './batch-norm-inputs.js';
+export { centredPlan, inputCentre } from './centred-plan.js';
 export { batchNormAffine, type CompileOptions, compileNetwork } from './compile.js';
 export type { FoldStatistics } from './compile-rules/index.js';
 export { compileRules } from './compile-rules/index.js';

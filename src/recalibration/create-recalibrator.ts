@@ -9,6 +9,7 @@ import {
   resolveOptions,
 } from './recalibration-options.js';
 import type { RecalibrationResult, Recalibrator } from './recalibrator.js';
+import { ViewRowStore } from './row-store.js';
 import { checkCapacity } from './row-validation.js';
 import { RunningRecalibrator } from './running-recalibrator.js';
 
@@ -79,7 +80,9 @@ function checkInputShape(
 
 /**
  * Recalibrates on rows held in memory ([n, numel(input)] row-major raw features): pushes them
- * `chunkRows` rows at a time and finishes. Progress of the 'receiving' phase reports the data's
+ * `chunkRows` rows at a time and finishes. `data` must not change until the promise settles:
+ * `exact` and `prior` read the rows from it again for the later BatchNorms (no copy), unless
+ * options.rowStore says otherwise. Progress of the 'receiving' phase reports the data's
  * row count as totalRows (a streaming caller of createRecalibrator cannot know it in advance and
  * gets the rows received so far).
  */
@@ -94,6 +97,8 @@ export async function recalibrate(
   const total = data.length / inputWidth;
   const onProgress = options.onProgress;
   const recalibrator = createRecalibrator(network, inputTransform, input, {
+    // `data` is the caller's for the whole call: the rows are read from it, not copied.
+    rowStore: (width) => new ViewRowStore(width),
     ...options,
     ...(onProgress && {
       onProgress: (p: RecalibrationProgress) =>

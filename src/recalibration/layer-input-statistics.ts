@@ -3,6 +3,9 @@ import {
   batchNormInputsOf,
   batchNormMoments,
   batchNormTaps,
+  ChannelSums,
+  type CompiledPlan,
+  centredPlan,
   compileNetwork,
   createExecutor,
   type EngineOptions,
@@ -10,6 +13,7 @@ import {
   type FoldStatistics,
   type InputMoments,
   type StatisticsProbe,
+  type StatisticsTap,
 } from '../inference/index.js';
 import type { FeatureTransform, Sequential } from '../nn/index.js';
 import type { BatchNormLayer } from './batch-norm-layers.js';
@@ -25,33 +29,54 @@ export interface PlanSource {
 }
 
 /**
+ * How a prefix plan adds its products: `float64` (the float64-accumulating GEMM, each output
+ * rounded once: what the nn layers compute), `float32` (the fast float32 GEMM as it is), or
+ * `centred` (the float32 GEMM, its first Linear on inputs centred at `centre`: centredPlan,
+ * src/inference/centred-plan.ts).
+ */
+export type PrefixArithmetic =
+  | { kind: 'float64' }
+  | { kind: 'float32' }
+  | { kind: 'centred'; centre: Float64Array };
+
+/**
  * The inputs of one BatchNorm, read by the fast executor: the plan of everything before it (the
- * input transform and the earlier BatchNorms folded into the kernels, with the statistics they
- * have now, or those given), whose output is exactly the BatchNorm's input, on an executor with
- * one statistics tap on that output (src/inference/README.md, "Statistics"). Rows go in raw,
- * as uploaded; nothing but the executor's batch buffers holds activations.
+ * input transform and the earlier BatchNorms, each its own float64 affine step, with the
+ * statistics they have now, or those given), whose output is exactly the BatchNorm's input, on
+ * an executor with one statistics tap on that output (src/inference/README.md, "Statistics").
+ * Rows go in raw, as uploaded; nothing but the executor's batch buffers holds activations.
  */
 export class LayerInputStatistics {
   private readonly executor: Executor;
   private readonly probe: StatisticsProbe;
-  private readonly input: BatchNormInput;
+  private input: BatchNormInput;
+  /** The tap of the plan's (transformed) input, when asked for: see centre(). */
+  private readonly centreTap: StatisticsTap | undefined;
 
   constructor(
     private readonly source: PlanSource,
     readonly layer: BatchNormLayer,
     statistics?: ReadonlyMap<string, FoldStatistics>,
+    private readonly arithmetic: PrefixArithmetic = { kind: 'float64' },
+    /** Also sum the plan's input after the input transform, per feature (centre()). */
+    measureCentre = false,
   ) {
     const plan = this.compile(statistics);
-    // float64 sums in the dense steps too: the nn layers' arithmetic, which the statistics of
-    // many rows would otherwise average float32 rounding into (WasmExecutorOptions).
     this.executor = createExecutor(plan, {
       ...source.engine,
       maxBatchSize: source.batchRows,
-      denseAccumulation: 'float64',
+      denseAccumulation: arithmetic.kind === 'float64' ? 'float64' : 'float32',
     });
     [this.input] = batchNormInputsOf(plan, [layer.path]) as [BatchNormInput];
-    this.probe = this.executor.createProbe(batchNormTaps([this.input]));
+    this.centreTap = measureCentre ? transformedInputTap(plan) : undefined;
+    this.probe = this.executor.createProbe([
+      ...batchNormTaps([this.input]),
+      ...(this.centreTap ? [this.centreTap] : []),
+    ]);
+    this.centreSums = this.centreTap ? new ChannelSums(this.centreTap.channels) : undefined;
   }
+
+  private readonly centreSums: ChannelSums | undefined;
 
   /** The engine that runs it ('wasm', or 'js' for steps the wasm engine has no kernel for). */
   get engine(): string {
@@ -62,24 +87,67 @@ export class LayerInputStatistics {
   measure(x: Float32Array, rows: number): InputMoments {
     this.probe.reset();
     this.executor.accumulate(x, rows, this.probe);
+    const into = this.centreSums;
+    if (into) {
+      // Plain sums over every row measured: the centre needs only a few digits.
+      const from = this.probe.sums[1]!;
+      into.count += from.count;
+      for (let i = 0; i < into.channels; i++) into.sum[i] = into.sum[i]! + from.sum[i]!;
+    }
     return batchNormMoments(this.input, this.probe.sums[0]!);
+  }
+
+  /**
+   * The mean of every row measured so far after the input transform, per feature, rounded to
+   * float32 (so that the float64 rounding of sums taken in other chunks cannot move it): the
+   * centre of the centred prefix plans of later BatchNorms (centredPlan). Needs measureCentre.
+   */
+  centre(): Float64Array {
+    const sums = this.centreSums;
+    if (!sums || sums.count === 0)
+      throw new Error('centre(): no rows were measured with a centre tap');
+    return sums.sum.map((s) => Math.fround(s / sums.count));
   }
 
   /** Folds other statistics into the earlier BatchNorms (same plan structure, new numbers). */
   refold(statistics: ReadonlyMap<string, FoldStatistics>): void {
-    this.executor.updateParameters(this.compile(statistics));
+    const plan = this.compile(statistics);
+    [this.input] = batchNormInputsOf(plan, [this.layer.path]) as [BatchNormInput];
+    this.executor.updateParameters(plan);
   }
 
   close(): void {
     this.executor.close();
   }
 
-  private compile(statistics: ReadonlyMap<string, FoldStatistics> | undefined) {
-    const { network, inputTransform, inputShape } = this.source;
-    return compileNetwork(network, inputTransform, inputShape, {
-      until: this.layer.path,
-      statistics,
-      foldBatchNorms: false,
-    });
+  private compile(statistics: ReadonlyMap<string, FoldStatistics> | undefined): CompiledPlan {
+    const plan = prefixPlan(this.source, this.layer, statistics);
+    if (this.arithmetic.kind !== 'centred') return plan;
+    return centredPlan(plan, this.arithmetic.centre) ?? plan;
   }
+}
+
+/** The plan of everything before `layer` (BatchNorms as their own float64 affine steps). */
+function prefixPlan(
+  source: PlanSource,
+  layer: BatchNormLayer,
+  statistics?: ReadonlyMap<string, FoldStatistics>,
+): CompiledPlan {
+  const { network, inputTransform, inputShape } = source;
+  return compileNetwork(network, inputTransform, inputShape, {
+    until: layer.path,
+    statistics,
+    foldBatchNorms: false,
+  });
+}
+
+/**
+ * The plan's input as its first Linear reads it, per feature: the input affine's output (the
+ * input transform), or the raw input.
+ */
+function transformedInputTap(plan: CompiledPlan): StatisticsTap {
+  const first = plan.steps[0];
+  const transformed =
+    first?.op === 'affine' && first.spatial === 1 && first.channels === plan.inputWidth;
+  return { step: transformed ? 0 : -1, point: 'output', channels: plan.inputWidth };
 }

@@ -1,7 +1,7 @@
 import type { FeatureTransform, Sequential } from '../nn/index.js';
 import type { BatchNormLayer } from './batch-norm-layers.js';
 import { ChannelMoments } from './channel-moments.js';
-import { LayerInputStatistics } from './layer-input-statistics.js';
+import { LayerInputStatistics, type PrefixArithmetic } from './layer-input-statistics.js';
 import { blendStatistics } from './prior-blend.js';
 import type { ResolvedOptions } from './recalibration-options.js';
 import { MemoryRowStore, type RowStore } from './row-store.js';
@@ -30,6 +30,7 @@ export class LayerwiseRecalibrator extends StreamingRecalibrator {
   private readonly store: RowStore;
   private readonly first: ChannelMoments;
   private readonly firstInputs: LayerInputStatistics;
+  private readonly flat: boolean;
 
   constructor(
     network: Sequential,
@@ -44,7 +45,16 @@ export class LayerwiseRecalibrator extends StreamingRecalibrator {
       options.rowStore?.(this.inputWidth, blockRows) ??
       new MemoryRowStore(this.inputWidth, blockRows);
     this.first = new ChannelMoments(layers[0]!.bn.numFeatures);
-    this.firstInputs = new LayerInputStatistics(this.source, layers[0]!);
+    // Flat rows: the fast float32 GEMM, and the transformed input's mean for the centred plans
+    // of the later BatchNorms (compute). Convolutional networks keep the float64 dense steps.
+    this.flat = inputShape.length === 1;
+    this.firstInputs = new LayerInputStatistics(
+      this.source,
+      layers[0]!,
+      undefined,
+      { kind: this.flat ? 'float32' : 'float64' },
+      this.flat,
+    );
   }
 
   protected async consume(x: Float32Array, rows: number): Promise<void> {
@@ -54,13 +64,16 @@ export class LayerwiseRecalibrator extends StreamingRecalibrator {
   }
 
   protected async compute(n: number): Promise<ModeResult> {
+    const arithmetic: PrefixArithmetic = this.flat
+      ? { kind: 'centred', centre: this.firstInputs.centre() }
+      : { kind: 'float64' };
     for (let k = 0; k < this.layers.length; k++) {
       const layer = this.layers[k]!;
       let moments = this.first;
       if (k > 0) {
         moments = new ChannelMoments(layer.bn.numFeatures);
         // Compiled now: the BatchNorms before k hold their new statistics.
-        const inputs = new LayerInputStatistics(this.source, layer);
+        const inputs = new LayerInputStatistics(this.source, layer, undefined, arithmetic);
         try {
           let done = 0;
           for await (const chunk of this.store.chunks()) {

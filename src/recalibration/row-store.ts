@@ -76,3 +76,35 @@ export class MemoryRowStore implements RowStore {
     this.open = next;
   }
 }
+
+/**
+ * Rows the caller holds for the whole recalibration (recalibrate(), whose data stays untouched
+ * until it returns): appends keep views of them, nothing is copied. Touching fresh memory is
+ * what a copy costs here — 51 MiB of new blocks took 0.12–0.17 s of user and 0.07–0.1 s of
+ * system CPU on the 2-core machine (bench/fresh-memory.ts), about as much as the statistics of
+ * those 200,000 rows themselves.
+ */
+export class ViewRowStore implements RowStore {
+  private views: Float32Array[] = [];
+  private stored = 0;
+
+  constructor(readonly width: number) {}
+
+  get rows(): number {
+    return this.stored;
+  }
+
+  /** Keeps a view: `rows` must not change until the store is closed. */
+  append(rows: Float32Array): void {
+    this.views.push(rows);
+    this.stored += rows.length / this.width;
+  }
+
+  async *chunks(): AsyncGenerator<{ data: Float32Array; rows: number }> {
+    for (const data of this.views) yield { data, rows: data.length / this.width };
+  }
+
+  close(): void {
+    this.views = [];
+  }
+}
