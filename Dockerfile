@@ -36,5 +36,6 @@ EXPOSE 8080 8081
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 8080) + '/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 # Exec form: node is PID 1 and receives SIGTERM itself (graceful shutdown). The server's esbuild
-# bundle (tools/build.mjs), as `npm start` runs it: one file per process kind to load.
-CMD ["node", "dist/bundle/server.js"]
+# bundle (tools/build.mjs), as `npm start` runs it: one file per process kind to load; stack
+# traces through its source maps name src/ files.
+CMD ["node", "--enable-source-maps", "dist/bundle/server.js"]

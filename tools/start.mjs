@@ -8,4 +8,7 @@ if (cluster.isPrimary) {
   const status = await ensureBuilt();
   if (status !== 0) process.exit(status);
 }
+// Stack traces name the src/ files and lines (the bundle is minified), as under
+// `node --enable-source-maps`; the maps are read as the bundle's files load.
+process.setSourceMapsEnabled(true);
 await import('../dist/bundle/server.js');
