@@ -37,7 +37,7 @@ function project(withTypescript = true): string {
   writeFileSync(
     join(dir, 'src/cli/server.ts'),
     "import { greeting } from './hello.js';\n" +
-      "process.stdout.write(`${greeting} from ${new URL('.', import.meta.url).pathname}\\n`);\n",
+      "process.stdout.write(greeting + ' from ' + new URL('.', import.meta.url).pathname + '\\n');\n",
   );
   if (withTypescript) {
     mkdirSync(join(dir, 'node_modules'));
