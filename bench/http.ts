@@ -270,7 +270,13 @@ export const DIGITS_ROW = [
 const f32 = (values: number[]) => Buffer.from(Float32Array.from(values).buffer);
 
 export async function benchHttp(
-  options: { durationSeconds?: number; rounds?: number; batchDelayUs?: number } = {},
+  options: {
+    durationSeconds?: number;
+    rounds?: number;
+    batchDelayUs?: number;
+    /** Only the 1-row pair (bare route and JSON predict), as `--only http-1row` runs it. */
+    oneRowOnly?: boolean;
+  } = {},
 ): Promise<HttpBench> {
   const duration = options.durationSeconds ?? 8;
   const rounds = options.rounds ?? 3;
@@ -336,6 +342,10 @@ export async function benchHttp(
     });
     out.push(row('bare parse+validate, JSON', 1, 8, oneRow['bare']!));
     out.push(row('predict JSON (WORKERS=1)', 1, 8, oneRow['predict']!));
+    if (options.oneRowOnly) {
+      await Promise.all([bare.stop(), single.stop()]);
+      return { rows: out, wideBatch: { delayUs, meanBatchComputeMs: NaN, meanBatchRows: NaN } };
+    }
     out.push(
       row(
         'bare parse+validate, JSON',

@@ -15,14 +15,14 @@ import { PrimaryChannel } from './cluster-messages.js';
 import { answerCollectRequests, clusterScrape } from './cluster-metrics.js';
 import { clusterRateLimitCounter } from './cluster-rate-limit.js';
 import { packageVersion } from './package-version.js';
+import { turnLogDestination } from './turn-log-destination.js';
 
 export async function startServer(config: ServerConfig): Promise<void> {
-  // Log lines are written asynchronously: while one write is in flight the next lines gather and
-  // leave together, so a busy server makes few write calls instead of one per request, and an idle
-  // one still writes each line at once. pino flushes what is pending when the process exits.
+  // Each event-loop turn's log lines leave in one write at the end of the turn
+  // (turn-log-destination.ts).
   const logger = pino(
     { level: config.LOG_LEVEL, redact: ['req.headers.authorization'] },
-    pino.destination({ dest: 1, sync: false }),
+    turnLogDestination(),
   );
   const metrics = new ServiceMetrics();
   // A cluster worker serves the server's metrics and counts admin requests through the primary.

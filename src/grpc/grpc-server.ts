@@ -303,6 +303,9 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
   };
 
   const server = new Server({
+    // Channelz (grpc-js's per-call and per-session counters for the channelz admin service, which
+    // normserve does not serve) was 3.5 % of the serving thread's samples on 256-row ModelInfer.
+    'grpc.enable_channelz': 0,
     'grpc.max_receive_message_length': options.maxMessageBytes,
     'grpc.max_send_message_length': -1,
   });

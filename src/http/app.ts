@@ -202,9 +202,14 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     done(null, payload);
   });
   app.addHook('onResponse', (request, reply, done) => {
-    const route = request.routeOptions.url ? routeLabel(request.routeOptions.url) : 'unmatched';
+    // routeOptions is a getter that builds an object: read once.
+    const url = request.routeOptions.url;
+    const route = url ? routeLabel(url) : 'unmatched';
     const inference = request.inference;
-    const seconds = reply.elapsedTime / 1000;
+    // Read once: each read of elapsedTime takes the clock again.
+    const elapsedMs = reply.elapsedTime;
+    const durationMs = Math.round(elapsedMs * 1000) / 1000;
+    const seconds = elapsedMs / 1000;
     const version = inference ? String(inference.version) : '';
     metrics.observeRequest(
       request.method,
@@ -228,7 +233,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
           url: request.url,
           route,
           status: reply.statusCode,
-          durationMs: Math.round(reply.elapsedTime * 1000) / 1000,
+          durationMs,
           model: inference.model,
           version: inference.version,
           rows: inference.rows,
@@ -249,7 +254,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
           url: request.url,
           route,
           status: reply.statusCode,
-          durationMs: Math.round(reply.elapsedTime * 1000) / 1000,
+          durationMs,
           ...(request.modelName ? { model: request.modelName } : {}),
         },
         'request',

@@ -1,5 +1,6 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { BatchReport, DriftService, ModelRegistry } from '../service/index.js';
+import { BoundCounter, BoundHistogram } from './metric-cells.js';
 
 const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096];
 const LATENCY_BUCKETS = [
@@ -238,7 +239,10 @@ export class ServiceMetrics {
     return child;
   }
 
-  /** Counts one HTTP request and observes its latency. */
+  /**
+   * Counts one HTTP request and observes its latency: one look-up finds both bound cells
+   * (metric-cells.ts) of the request's label values.
+   */
   observeRequest(
     method: string,
     route: string,
@@ -247,15 +251,18 @@ export class ServiceMetrics {
     version: string,
     seconds: number,
   ): void {
-    this.child(`requests ${method} ${route} ${status} ${model} ${version}`, () =>
-      this.requests.labels({ method, route, status, model, version }),
-    ).inc();
-    this.child(`duration ${method} ${route} ${status}`, () =>
-      this.requestDuration.labels({ method, route, status }),
-    ).observe(seconds);
+    const cells = this.child(`request ${method} ${route} ${status} ${model} ${version}`, () => ({
+      count: new BoundCounter(this.requests, { method, route, status, model, version }),
+      duration: this.child(
+        `duration ${method} ${route} ${status}`,
+        () => new BoundHistogram(this.requestDuration, { method, route, status }),
+      ),
+    }));
+    cells.count.inc();
+    cells.duration.observe(seconds);
   }
 
-  /** Compute time and rows of one inference request. */
+  /** Compute time and rows of one inference request (one look-up, as observeRequest). */
   observeInference(
     model: string,
     version: string,
@@ -263,10 +270,12 @@ export class ServiceMetrics {
     computeSeconds: number,
     rows: number,
   ): void {
-    this.child(`inference ${model} ${version} ${fused}`, () =>
-      this.inferenceDuration.labels({ model, version, fused }),
-    ).observe(computeSeconds);
-    this.child(`rows ${model}`, () => this.batchSize.labels({ model })).observe(rows);
+    const cells = this.child(`inference ${model} ${version} ${fused}`, () => ({
+      compute: new BoundHistogram(this.inferenceDuration, { model, version, fused }),
+      rows: this.child(`rows ${model}`, () => new BoundHistogram(this.batchSize, { model })),
+    }));
+    cells.compute.observe(computeSeconds);
+    cells.rows.observe(rows);
   }
 
   /** One engine call of the dynamic batcher. */

@@ -112,19 +112,8 @@ export function runSources(
   const watch = fused ? observer : undefined;
   const probe = watch?.probe(served, total);
   const outputs = compiled.forward(input, total, fused, probe);
-  let probabilities: Float32Array | undefined;
-  let labels: string[] | undefined;
-  if (config.task === 'classification') {
-    probabilities = softmaxRows(outputs, total, width);
-    const names = config.labels!;
-    labels = new Array<string>(total);
-    for (let r = 0; r < total; r++) {
-      const base = r * width;
-      let best = 0;
-      for (let k = 1; k < width; k++) if (outputs[base + k]! > outputs[base + best]!) best = k;
-      labels[r] = names[best]!;
-    }
-  }
+  const names = config.task === 'classification' ? config.labels! : undefined;
+  const probabilities = names ? softmaxRows(outputs, total, width) : undefined;
   const computeMs = performance.now() - started;
   watch?.observed(served, input, total, outputs, probabilities, probe);
   const results = new Array<PredictOutput>(sources.length);
@@ -134,15 +123,21 @@ export function runSources(
     const single = sources.length === 1;
     const from = row * width;
     const to = (row + rows) * width;
+    const own = single ? outputs : outputs.subarray(from, to);
+    // Labels are strings made on first use: binary and gRPC replies of probabilities never ask.
+    let labels: string[] | undefined;
     results[i] = {
       model: served.name,
       version: served.version,
       task: config.task,
       rows,
       outputWidth: width,
-      outputs: single ? outputs : outputs.subarray(from, to),
+      outputs: own,
       probabilities: single ? probabilities : probabilities?.subarray(from, to),
-      labels: single ? labels : labels?.slice(row, row + rows),
+      get labels() {
+        if (names && !labels) labels = argmaxLabels(own, rows, width, names);
+        return labels;
+      },
       computeMs,
       batchRows: total,
       queueMs: 0,
@@ -150,6 +145,23 @@ export function runSources(
     row += rows;
   }
   return results;
+}
+
+/** The label of each row's largest output (the first of equal ones). */
+function argmaxLabels(
+  outputs: Float32Array,
+  rows: number,
+  width: number,
+  names: readonly string[],
+): string[] {
+  const labels = new Array<string>(rows);
+  for (let r = 0; r < rows; r++) {
+    const base = r * width;
+    let best = 0;
+    for (let k = 1; k < width; k++) if (outputs[base + k]! > outputs[base + best]!) best = k;
+    labels[r] = names[best]!;
+  }
+  return labels;
 }
 
 /** Input matrices by model, grown to the largest batch seen (at most MAX_BATCH_SIZE rows, or one larger dynamic batch). */
