@@ -5,14 +5,22 @@
  *   with 0 (no probe), loaded alternately by autocannon over several rounds — 1-row JSON predicts
  *   and 256-row float32 predicts; the median of each and the on/off ratio;
  * - engine: CompiledModel.forward with and without the probe on the same executor (the taps alone,
- *   without HTTP), interleaved rounds.
+ *   without HTTP), interleaved rounds;
+ * - service: runSources with and without the drift service observing (taps, windows, check).
  */
 import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { batchNormInputsOf, batchNormTaps, CompiledModel } from '../src/inference/index.js';
-import { loadModelDirectory } from '../src/service/index.js';
-import { DIGITS_ROW, freePort, load, start } from './http.js';
+import {
+  DEFAULT_DRIFT_THRESHOLD,
+  DriftService,
+  float32Rows,
+  loadModelDirectory,
+  ModelRegistry,
+  runSources,
+} from '../src/service/index.js';
+import { DIGITS_ROW, freePort, load, measured, start } from './http.js';
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[values.length >> 1]!;
 
@@ -24,13 +32,23 @@ export interface DriftBenchRow {
   on: number;
   /** on / off. */
   ratio: number;
+  /**
+   * Serving: CPU time of the server process per request, µs (median of the rounds), off and on,
+   * and off / on — what the statistics cost in CPU, which a machine shared with other work
+   * disturbs less than the throughput (undefined without /proc).
+   */
+  cpuOffUs?: number;
+  cpuOnUs?: number;
+  cpuRatio?: number;
 }
 
 export async function benchDrift(
   options: { durationSeconds?: number; rounds?: number } = {},
 ): Promise<DriftBenchRow[]> {
-  const duration = options.durationSeconds ?? 5;
-  const rounds = options.rounds ?? 3;
+  // Many short rounds rather than a few long ones: on a shared machine the load moves between
+  // rounds, and the median of more rounds moves less with it.
+  const duration = options.durationSeconds ?? 3;
+  const rounds = options.rounds ?? 5;
   const rows: DriftBenchRow[] = [];
   const repository = mkdtempSync(join(tmpdir(), 'normserve-bench-drift-'));
   cpSync('models/digits', join(repository, 'digits'), { recursive: true });
@@ -79,26 +97,54 @@ export async function benchDrift(
       },
     ];
     for (const c of cases) {
-      const offRuns: number[] = [];
-      const onRuns: number[] = [];
-      const tenthRuns: number[] = [];
-      const rate = async (s: typeof off) =>
-        (await load(predict(s.port), c.body, c.headers, duration, 8)).requests.average;
+      const offRuns: { rate: number; cpu: number | undefined }[] = [];
+      const onRuns: typeof offRuns = [];
+      const tenthRuns: typeof offRuns = [];
+      const rate = async (s: typeof off) => {
+        const r = await measured(s, async () => {
+          const result = await load(predict(s.port), c.body, c.headers, duration, 8);
+          return { requests: result.requests.total, rate: result.requests.average };
+        });
+        return { rate: r.rate, cpu: r.serverCpuUsPerRequest };
+      };
+      // Each round in another order (off, on, 0.1; on, 0.1, off; …): a server loaded last in every
+      // round would carry whatever drifts within a round (the machine's load, the JIT) alone.
+      const servers = [
+        { server: off, runs: offRuns },
+        { server: on, runs: onRuns },
+        { server: tenth, runs: tenthRuns },
+      ];
       for (let r = 0; r < rounds; r++) {
-        offRuns.push(await rate(off));
-        onRuns.push(await rate(on));
-        tenthRuns.push(await rate(tenth));
+        for (let k = 0; k < servers.length; k++) {
+          const s = servers[(r + k) % servers.length]!;
+          s.runs.push(await rate(s.server));
+        }
       }
-      const a = median(offRuns);
-      const b = median(onRuns);
-      const d = median(tenthRuns);
-      rows.push({ what: c.what, rowsPerRequest: c.n, off: a, on: b, ratio: b / a });
+      const a = median(offRuns.map((r) => r.rate));
+      const b = median(onRuns.map((r) => r.rate));
+      const d = median(tenthRuns.map((r) => r.rate));
+      const cpu = (runs: typeof offRuns) =>
+        runs.every((r) => r.cpu !== undefined) ? median(runs.map((r) => r.cpu!)) : undefined;
+      const cpuOff = cpu(offRuns);
+      const cpuRow = (cpuOn: number | undefined) =>
+        cpuOff === undefined || cpuOn === undefined
+          ? {}
+          : { cpuOffUs: cpuOff, cpuOnUs: cpuOn, cpuRatio: cpuOff / cpuOn };
+      rows.push({
+        what: c.what,
+        rowsPerRequest: c.n,
+        off: a,
+        on: b,
+        ratio: b / a,
+        ...cpuRow(cpu(onRuns)),
+      });
       rows.push({
         what: `${c.what}, fraction 0.1`,
         rowsPerRequest: c.n,
         off: a,
         on: d,
         ratio: d / a,
+        ...cpuRow(cpu(tenthRuns)),
       });
     }
     const scraped = await on.get('/metrics');
@@ -150,5 +196,63 @@ export async function benchDrift(
     });
   }
   model.close();
+  rows.push(...(await serviceRows()));
+  return rows;
+}
+
+/**
+ * What a request pays for the statistics beyond the engine: runSources (the service's engine call
+ * with softmax and labels) with the drift service as its observer (probe, fold into windows, the
+ * recommendation check, the recent-rows ring) against no observer, on one served version. Many
+ * short alternating rounds; the best of each side (the rounds least disturbed by other work on the
+ * machine: on a loaded machine the medians of long rounds measure the scheduler).
+ */
+async function serviceRows(): Promise<DriftBenchRow[]> {
+  const repository = mkdtempSync(join(tmpdir(), 'normserve-bench-drift-service-'));
+  cpSync('models/digits', join(repository, 'digits'), { recursive: true });
+  const registry = new ModelRegistry(repository, { maxBatchSize: 256 });
+  await registry.refresh();
+  const drift = new DriftService({
+    sampleFraction: 1,
+    windowMs: 60_000,
+    windows: 10,
+    threshold: DEFAULT_DRIFT_THRESHOLD,
+    minRows: 100,
+    autoRecalibrate: 'off',
+    autoMinRows: 512,
+    sampleRows: 2048,
+    sampleBytes: 16 * 2 ** 20,
+  });
+  drift.useRegistry(registry);
+  const served = registry.resolve('digits');
+  const rows: DriftBenchRow[] = [];
+  for (const batch of [1, 256]) {
+    const input = Float32Array.from(Array.from({ length: batch }, () => DIGITS_ROW).flat());
+    const callsPerSecond = (observer: DriftService | undefined) => {
+      const t0 = performance.now();
+      let calls = 0;
+      while (performance.now() - t0 < 50) {
+        for (let i = 0; i < 10; i++)
+          runSources(served, [float32Rows(input, batch, 64)], true, observer);
+        calls += 10;
+      }
+      return (calls * 1000) / (performance.now() - t0);
+    };
+    let off = 0;
+    let on = 0;
+    for (let r = 0; r < 40; r++) {
+      off = Math.max(off, callsPerSecond(undefined));
+      on = Math.max(on, callsPerSecond(drift));
+    }
+    rows.push({
+      what: 'service: runSources, best round',
+      rowsPerRequest: batch,
+      off,
+      on,
+      ratio: on / off,
+    });
+  }
+  registry.close();
+  rmSync(repository, { recursive: true, force: true });
   return rows;
 }

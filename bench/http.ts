@@ -134,7 +134,7 @@ function processTreeCpuUs(pid: number): number | undefined {
 }
 
 /** Runs a load and reports the server's and this process's CPU time per request. */
-async function measured<T extends { requests: number }>(
+export async function measured<T extends { requests: number }>(
   server: Server,
   run: () => Promise<T>,
 ): Promise<T & { serverCpuUsPerRequest: number | undefined; clientCpuUsPerRequest: number }> {

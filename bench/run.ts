@@ -271,14 +271,20 @@ if (runs('drift')) {
   const drift = await benchDrift(quick ? { durationSeconds: 3, rounds: 2 } : {});
   results['drift'] = drift;
   process.stdout.write(
-    '\nlive drift statistics (DRIFT_SAMPLE_FRACTION=1 vs 0; per second, median of interleaved rounds)\n',
+    `\nlive drift statistics (DRIFT_SAMPLE_FRACTION=1 vs 0; per second, median of interleaved rounds; load average now ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')})\n`,
   );
   process.stdout.write(
-    `${'what'.padEnd(48)}${'rows'.padStart(6)}${'off'.padStart(12)}${'on'.padStart(12)}${'on/off'.padStart(9)}\n`,
+    `${'what'.padEnd(48)}${'rows'.padStart(6)}${'off'.padStart(12)}${'on'.padStart(12)}${'on/off'.padStart(9)}${'CPU µs/req off'.padStart(16)}${'on'.padStart(8)}${'off/on'.padStart(9)}\n`,
   );
   for (const r of drift) {
+    const cpu =
+      r.cpuRatio === undefined
+        ? ''
+        : `${fmt(r.cpuOffUs!, 1).padStart(16)}${fmt(r.cpuOnUs!, 1).padStart(8)}${fmt(r.cpuRatio, 3).padStart(9)}`;
     process.stdout.write(
-      `${r.what.padEnd(48)}${String(r.rowsPerRequest).padStart(6)}${fmt(r.off).padStart(12)}${fmt(r.on).padStart(12)}${fmt(r.ratio, 3).padStart(9)}\n`,
+      `${r.what.padEnd(48)}${String(r.rowsPerRequest).padStart(6)}${fmt(r.off).padStart(12)}${fmt(r.on).padStart(12)}${fmt(r.ratio, 3).padStart(9)}${cpu}\n`,
     );
   }
 }

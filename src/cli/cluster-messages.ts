@@ -1,5 +1,6 @@
 import cluster, { type Worker } from 'node:cluster';
 import { z } from 'zod';
+import { driftShareSchema } from '../service/drift-share.js';
 
 /**
  * The messages the primary and its workers exchange over node:cluster's IPC channel (only with
@@ -39,6 +40,8 @@ export const fromWorkerSchema = z.discriminatedUnion('type', [
     service: z.array(metricJsonSchema),
     process: z.array(metricJsonSchema),
   }),
+  /** What this worker's drift service saw since its last share: relayed to the other workers. */
+  z.object({ type: z.literal('normserve:drift-share'), share: driftShareSchema }),
   /** Count one admin request against `key` in the server's rate limit. */
   z.object({
     type: z.literal('normserve:rate-limit'),
@@ -58,6 +61,10 @@ export const fromPrimarySchema = z.discriminatedUnion('type', [
     text: z.string().optional(),
     error: z.string().optional(),
   }),
+  /** Another worker's drift share (cluster-drift.ts). */
+  z.object({ type: z.literal('normserve:drift-shared'), share: driftShareSchema }),
+  /** Whether this worker is the one that acts on drift (AUTO_RECALIBRATE). */
+  z.object({ type: z.literal('normserve:drift-decider'), decides: z.boolean() }),
   z.object({
     type: z.literal('normserve:rate-limited'),
     id,
@@ -80,7 +87,9 @@ export function onWorkerMessage(handler: (worker: Worker, message: FromWorker) =
   });
 }
 
-type Answer = Exclude<FromPrimary, { type: 'normserve:collect' }>;
+/** What the primary sends unasked (besides collect requests): see PrimaryChannel.onNotice. */
+type Notice = Extract<FromPrimary, { type: 'normserve:drift-shared' | 'normserve:drift-decider' }>;
+type Answer = Exclude<FromPrimary, { type: 'normserve:collect' } | Notice>;
 /** A worker's request without its id (distributed over the union). */
 type Request = FromWorker extends infer M
   ? M extends { id: number }
@@ -95,6 +104,8 @@ type Request = FromWorker extends infer M
 export class PrimaryChannel {
   /** Answers the primary's collect requests (set once the worker's metrics exist). */
   onCollect: (id: number) => void = () => undefined;
+  /** Handles the primary's notices (drift shares of other workers, the drift decider). */
+  onNotice: (notice: Notice) => void = () => undefined;
   private nextId = 0;
   private readonly pending = new Map<
     number,
@@ -108,6 +119,10 @@ export class PrimaryChannel {
       const message = parsed.data;
       if (message.type === 'normserve:collect') {
         this.onCollect(message.id);
+        return;
+      }
+      if (message.type === 'normserve:drift-shared' || message.type === 'normserve:drift-decider') {
+        this.onNotice(message);
         return;
       }
       const waiting = this.pending.get(message.id);

@@ -8,21 +8,31 @@ import { randomBytes } from 'node:crypto';
 import pino from 'pino';
 import { FixedWindowCounter } from '../http/fixed-window-counter.js';
 import type { ServerConfig } from '../service/server-config.js';
+import { ClusterDriftPrimary } from './cluster-drift.js';
 import { onWorkerMessage, sendToWorker } from './cluster-messages.js';
 import { ClusterMetricsPrimary } from './cluster-metrics.js';
 import { answerRateLimit } from './cluster-rate-limit.js';
 import { EXIT_START_FAILED } from './exit-codes.js';
 
 /**
- * The primary's answers to its workers: the whole server's metrics (cluster-metrics.ts) and the
- * server's one admin rate limit (cluster-rate-limit.ts).
+ * The primary's answers to its workers: the whole server's metrics (cluster-metrics.ts), the
+ * server's one admin rate limit (cluster-rate-limit.ts) and the workers' drift shares and decider
+ * (cluster-drift.ts).
  */
-function answerWorkers(metrics: ClusterMetricsPrimary, logger: pino.Logger): void {
+function answerWorkers(
+  metrics: ClusterMetricsPrimary,
+  drift: ClusterDriftPrimary,
+  logger: pino.Logger,
+): void {
   const rateLimits = new FixedWindowCounter();
   onWorkerMessage((worker, message) => {
     switch (message.type) {
       case 'normserve:ready':
         metrics.add(worker);
+        drift.add(worker);
+        break;
+      case 'normserve:drift-share':
+        drift.shared(worker, message);
         break;
       case 'normserve:collected':
         metrics.collected(worker, message);
@@ -63,7 +73,8 @@ export async function runPrimary(config: ServerConfig): Promise<void> {
   }
 
   const clusterMetrics = new ClusterMetricsPrimary();
-  answerWorkers(clusterMetrics, logger);
+  const clusterDrift = new ClusterDriftPrimary();
+  answerWorkers(clusterMetrics, clusterDrift, logger);
 
   let stopping = false;
   let startFailed = false;
@@ -77,6 +88,7 @@ export async function runPrimary(config: ServerConfig): Promise<void> {
   cluster.on('exit', (worker, code, signal) => {
     // Its counters join the retired bucket, so the server's totals never go backwards.
     clusterMetrics.retire(worker, !stopping);
+    clusterDrift.retire(worker);
     if (stopping) return;
     if (code === EXIT_START_FAILED) {
       // The worker printed why (a taken port, say); another one would fail the same way.

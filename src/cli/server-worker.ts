@@ -11,6 +11,7 @@ import type { GrpcServerHandle } from '../grpc/grpc-server.js';
 import { buildApp, createDriftService, createInferenceService } from '../http/app.js';
 import { ServiceMetrics } from '../http/metrics.js';
 import { defaultEngineThreads, ModelRegistry, type ServerConfig } from '../service/index.js';
+import { shareDrift } from './cluster-drift.js';
 import { PrimaryChannel } from './cluster-messages.js';
 import { answerCollectRequests, clusterScrape } from './cluster-metrics.js';
 import { clusterRateLimitCounter } from './cluster-rate-limit.js';
@@ -58,7 +59,8 @@ export async function startServer(config: ServerConfig): Promise<void> {
       'not every model has an available version',
     );
 
-  const drift = createDriftService(config, registry, metrics, logger);
+  const drift = createDriftService(config, registry, metrics, logger, channel !== undefined);
+  const stopSharing = channel ? shareDrift(channel, drift) : undefined;
   const inference = createInferenceService(config, registry, metrics, drift);
   const app = await buildApp({
     drift,
@@ -91,6 +93,7 @@ export async function startServer(config: ServerConfig): Promise<void> {
       else
         logger.info({ signal }, 'shutting down: no new connections, finishing requests in flight');
       if (poll) clearInterval(poll);
+      stopSharing?.();
       // Both transports stop taking work and finish what is in flight, together.
       await Promise.all([app.close(), grpc?.close(config.SHUTDOWN_TIMEOUT_MS)]);
       registry.close();

@@ -23,10 +23,14 @@ export class RecentRows {
   /** Adds the last min(rows, capacity) rows of `input` ([rows, width]). */
   push(input: Float32Array, rows: number): void {
     const w = this.width;
-    for (let r = Math.max(0, rows - this.capacity); r < rows; r++) {
-      this.data.set(input.subarray(r * w, (r + 1) * w), this.next * w);
-      this.next = (this.next + 1) % this.capacity;
-      if (this.held < this.capacity) this.held++;
+    let from = Math.max(0, rows - this.capacity);
+    // At most two copies: up to the end of the ring, then from its start.
+    while (from < rows) {
+      const n = Math.min(rows - from, this.capacity - this.next);
+      this.data.set(input.subarray(from * w, (from + n) * w), this.next * w);
+      from += n;
+      this.next = (this.next + n) % this.capacity;
+      this.held = Math.min(this.capacity, this.held + n);
     }
   }
 

@@ -19,6 +19,7 @@ export interface MomentWindow {
  */
 export class WindowedMoments {
   private ring: MomentWindow[] = [];
+  private scratch: ChannelMoments[] | undefined;
 
   constructor(
     readonly channels: readonly number[],
@@ -44,17 +45,38 @@ export class WindowedMoments {
     return window;
   }
 
-  /** Adds one batch's moments of every layer (moments[i] for layer i) and its row count. */
+  /**
+   * Adds one batch's moments of every layer (moments[i] for layer i) and its row count; the
+   * arrays are read, not kept (callers reuse theirs).
+   */
   add(now: number, rows: number, moments: readonly LiveMoments[]): void {
     const window = this.current(now);
-    moments.forEach((m, i) => {
-      if (m.count === 0) return;
-      window.layers[i]!.add({
-        count: m.count,
-        mean: Float64Array.from(m.mean),
-        m2: Float64Array.from(m.m2 as ArrayLike<number>),
-      });
-    });
+    for (let i = 0; i < moments.length; i++) {
+      const m = moments[i]!;
+      if (m.count > 0) window.layers[i]!.add(m);
+    }
+    window.rows += rows;
+  }
+
+  /**
+   * Adds a window's moments (moments[i] for layer i) seen elsewhere — another process's share of
+   * the traffic — into the window that starts at `start` (made if needed, in order); a window
+   * already outside the horizon at `now` is dropped.
+   */
+  addWindow(now: number, start: number, rows: number, moments: readonly LiveMoments[]): void {
+    this.expire(now);
+    if (start < this.oldestStart(now)) return;
+    let at = this.ring.findIndex((w) => w.start >= start);
+    if (at < 0) at = this.ring.length;
+    let window = this.ring[at];
+    if (window?.start !== start) {
+      window = { start, layers: this.channels.map((c) => new ChannelMoments(c)), rows: 0 };
+      this.ring.splice(at, 0, window);
+    }
+    for (let i = 0; i < moments.length; i++) {
+      const m = moments[i]!;
+      if (m.count > 0) window.layers[i]!.add(m);
+    }
     window.rows += rows;
   }
 
@@ -67,24 +89,42 @@ export class WindowedMoments {
   /** Per layer, the moments of every window inside the horizon merged; and their rows. */
   merged(now: number): { rows: number; layers: LiveMoments[] } {
     const layers = this.channels.map((c) => new ChannelMoments(c));
+    return { rows: this.mergeInto(now, layers), layers };
+  }
+
+  /**
+   * The same in arrays this object keeps and reuses: valid until its next call (for a caller that
+   * looks often, on the request path, and keeps nothing).
+   */
+  mergedInPlace(now: number): { rows: number; layers: LiveMoments[] } {
+    this.scratch ??= this.channels.map((c) => new ChannelMoments(c));
+    return { rows: this.mergeInto(now, this.scratch), layers: this.scratch };
+  }
+
+  private mergeInto(now: number, layers: readonly ChannelMoments[]): number {
     let rows = 0;
+    for (const l of layers) l.reset();
     for (const w of this.windowsAt(now)) {
       rows += w.rows;
-      w.layers.forEach((m, i) => {
-        if (m.count === 0) return;
-        layers[i]!.add({ count: m.count, mean: m.mean, m2: m.m2 });
-      });
+      for (let i = 0; i < w.layers.length; i++) {
+        const m = w.layers[i]!;
+        if (m.count > 0) layers[i]!.add(m);
+      }
     }
-    return { rows, layers };
+    return rows;
   }
 
   reset(): void {
     this.ring = [];
   }
 
+  /** Start of the oldest window inside the horizon at `now`. */
+  private oldestStart(now: number): number {
+    return Math.floor(now / this.windowMs) * this.windowMs - (this.windows - 1) * this.windowMs;
+  }
+
   private expire(now: number): void {
-    const oldest =
-      Math.floor(now / this.windowMs) * this.windowMs - (this.windows - 1) * this.windowMs;
+    const oldest = this.oldestStart(now);
     while (this.ring.length > 0 && this.ring[0]!.start < oldest) this.ring.shift();
   }
 }

@@ -43,8 +43,11 @@ export function createDriftService(
   registry: ModelRegistry,
   metrics: ServiceMetrics,
   log: Log,
+  /** WORKERS > 1: one of several processes (shares its statistics; decides when told). */
+  cluster = false,
 ): DriftService {
   const drift = new DriftService({
+    ...(cluster ? { share: true, decides: false } : {}),
     sampleFraction: config.DRIFT_SAMPLE_FRACTION,
     windowMs: config.DRIFT_WINDOW_MS,
     windows: config.DRIFT_WINDOWS,

@@ -165,8 +165,9 @@ export class ServiceMetrics {
         this.inc(metrics.models.scans);
       },
     });
-    // Live drift (docs/drift.md): each worker sees its own share of the traffic; across workers
-    // the scores and the recommendation combine as the largest (any worker that sees the shift).
+    // Live drift (docs/drift.md): with WORKERS > 1 every worker merges the others' shares
+    // (cli/cluster-drift.ts), so each reports the drift of all the traffic, the freshest at most
+    // a share interval ahead of the others: across workers every drift gauge is their largest.
     const driftReports = () => metrics.drift?.allReports() ?? [];
     this.driftScore = new Gauge({
       name: 'normserve_drift_score',
@@ -198,6 +199,7 @@ export class ServiceMetrics {
       help: 'Rows in the live drift statistics of a model version (the last DRIFT_WINDOWS × DRIFT_WINDOW_MS)',
       labelNames: ['model', 'version'],
       registers,
+      aggregator: 'max',
       collect() {
         this.reset();
         for (const r of driftReports())

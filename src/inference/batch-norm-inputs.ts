@@ -33,10 +33,15 @@ export function batchNormTaps(inputs: readonly BatchNormInput[]): StatisticsTap[
 
 /**
  * The moments of a BatchNorm's input from its tap's sums, through the recorded map
- * x = y·scale + shift: mean_x = scale·mean_y + shift, M2_x = scale²·M2_y per channel.
+ * x = y·scale + shift: mean_x = scale·mean_y + shift, M2_x = scale²·M2_y per channel. `into`
+ * receives them instead of new arrays.
  */
-export function batchNormMoments(input: BatchNormInput, sums: ChannelSums): InputMoments {
-  const { count, mean, m2 } = sums.moments();
+export function batchNormMoments(
+  input: BatchNormInput,
+  sums: ChannelSums,
+  into?: { mean: Float64Array; m2: Float64Array },
+): InputMoments {
+  const { count, mean, m2 } = sums.moments(into);
   const { scale, shift } = input;
   if (scale && shift) {
     for (let c = 0; c < mean.length; c++) {

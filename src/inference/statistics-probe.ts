@@ -54,12 +54,21 @@ export class ChannelSums {
    * batch of float32 values (squares of float32 values are exact in float64; the cancellation
    * costs log10(mean²/variance) of float64's 16 digits, far below float32's resolution of the
    * values themselves); merge batches with Chan's pairwise update, not by adding sums forever.
+   * `into` receives them instead of new arrays (a caller on the request path allocates nothing).
    */
-  moments(): { count: number; mean: Float64Array; m2: Float64Array } {
+  moments(into?: { mean: Float64Array; m2: Float64Array }): {
+    count: number;
+    mean: Float64Array;
+    m2: Float64Array;
+  } {
     const n = this.count;
-    const mean = new Float64Array(this.channels);
-    const m2 = new Float64Array(this.channels);
-    if (n === 0) return { count: 0, mean, m2 };
+    const mean = into?.mean ?? new Float64Array(this.channels);
+    const m2 = into?.m2 ?? new Float64Array(this.channels);
+    if (n === 0) {
+      mean.fill(0, 0, this.channels);
+      m2.fill(0, 0, this.channels);
+      return { count: 0, mean, m2 };
+    }
     for (let c = 0; c < this.channels; c++) {
       const m = this.sum[c]! / n;
       mean[c] = m;

@@ -1,5 +1,3 @@
-import type { InputMoments } from '../inference/index.js';
-
 /**
  * Per-channel count, mean and M2 = Σ(x − mean)² in float64, merged chunk by chunk with the
  * pairwise update of Chan, Golub & LeVeque ("Updating formulae and a pairwise algorithm for
@@ -20,7 +18,8 @@ export class ChannelMoments {
     this.m2 = new Float64Array(channels);
   }
 
-  add(chunk: InputMoments): void {
+  /** Merges a chunk's moments in (its arrays are only read). */
+  add(chunk: { count: number; mean: ArrayLike<number>; m2: ArrayLike<number> }): void {
     const nB = chunk.count;
     if (nB === 0) return;
     const nA = this.count;
@@ -31,6 +30,13 @@ export class ChannelMoments {
       this.m2[c] = this.m2[c]! + chunk.m2[c]! + (delta * delta * nA * nB) / n;
     }
     this.count = n;
+  }
+
+  /** Back to no values (the arrays are kept). */
+  reset(): void {
+    this.count = 0;
+    this.mean.fill(0);
+    this.m2.fill(0);
   }
 
   /** The unbiased variance M2 / (n − 1), PyTorch's convention for running_var (needs n ≥ 2). */

@@ -10,6 +10,7 @@ import { isNormserveError } from '../errors/index.js';
 import type { StatisticsProbe } from '../inference/index.js';
 import { Rng, softmaxRows } from '../nn/index.js';
 import type { AutoRecalibrate } from './drift-settings.js';
+import type { DriftShare, SharedAutoStatus } from './drift-share.js';
 import { type LayerPicture, layerPictures } from './layer-pictures.js';
 import { type Log, silentLog } from './logger.js';
 import type { AvailableVersion, ModelRegistry } from './model-registry.js';
@@ -30,6 +31,16 @@ export interface DriftOptions extends DriftRule {
   /** Bounds of the per-model traffic sample (rows and bytes; the smaller wins). */
   sampleRows: number;
   sampleBytes: number;
+  /**
+   * WORKERS > 1: this process is one of several serving the same versions; it keeps its own
+   * statistics apart for takeShare and merges the others' (mergeShare).
+   */
+  share?: boolean;
+  /**
+   * Whether this process acts on drift (AUTO_RECALIBRATE's log lines, counts, traffic sample and
+   * recalibrations): one process of a cluster does (setDecides); true by default.
+   */
+  decides?: boolean;
   /** Seed of the sampling decisions and the reservoir (reproducible tests). */
   seed?: number;
   /** The clock (ms since the epoch); tests move it by hand. */
@@ -54,8 +65,12 @@ export interface LayerPictures {
   layers: LayerPicture[];
 }
 
-/** Active rows between two looks at the drift of a model (cheap, but not per request). */
-const CHECK_EVERY_ROWS = 16;
+/**
+ * Active rows between two looks at the drift of a model: as often as a version folds its probe's
+ * sums into its windows (version-drift.ts's FOLD_ROWS), when the score can have moved. A look
+ * costs a logarithm per channel, a visible share of a small model's engine call.
+ */
+const CHECK_EVERY_ROWS = 64;
 /** Rows waiting for a shadow run at most; more are not shadowed (the candidate falls behind). */
 const MAX_SHADOW_PENDING_ROWS = 4096;
 
@@ -87,9 +102,9 @@ interface ModelTraffic {
 export interface AutoActionRecord {
   action: AutoAction;
   outcome: AutoOutcome;
-  version?: number;
+  version?: number | undefined;
   at: string;
-  detail?: string;
+  detail?: string | undefined;
 }
 
 export interface AutoRecalibrationStatus {
@@ -135,6 +150,8 @@ export interface DriftReport {
 export class DriftService implements TrafficObserver {
   readonly options: DriftOptions;
   private readonly versions = new WeakMap<AvailableVersion, VersionDrift | null>();
+  /** Versions recalibrated automatically by a process that decided before this one. */
+  private readonly inheritedParents = new Map<string, Set<number>>();
   private readonly models = new Map<string, ModelTraffic>();
   private readonly rng: Rng;
   private readonly now: () => number;
@@ -142,9 +159,15 @@ export class DriftService implements TrafficObserver {
   private registry: ModelRegistry | undefined;
   private recalibration: RecalibrationService | undefined;
   private readonly pending = new Set<Promise<unknown>>();
+  private deciding: boolean;
+  /** The automatic state as last shared (JSON), so that an unchanged one is not sent again. */
+  private autoTold = '[]';
+  /** The deciding process's automatic recalibration state per model (when this one does not). */
+  private readonly remoteAuto = new Map<string, SharedAutoStatus>();
 
   constructor(options: DriftOptions) {
     this.options = options;
+    this.deciding = options.decides ?? true;
     this.rng = new Rng(options.seed ?? 0x5eed);
     this.now = options.now ?? Date.now;
     this.log = options.log ?? silentLog;
@@ -160,6 +183,94 @@ export class DriftService implements TrafficObserver {
     this.recalibration = service;
   }
 
+  /** Whether this process acts on drift (AUTO_RECALIBRATE). */
+  get decides(): boolean {
+    return this.deciding;
+  }
+
+  /**
+   * Makes this process the one that acts on drift, or not (WORKERS > 1: the cluster primary
+   * names one). A process that takes over knows which versions the previous one recalibrated.
+   */
+  setDecides(decides: boolean): void {
+    if (decides === this.deciding) return;
+    this.deciding = decides;
+    this.autoTold = '[]';
+    if (!decides) return;
+    for (const [model, status] of this.remoteAuto) {
+      const state = this.models.get(model);
+      const parents = state?.autoParents ?? new Set<number>();
+      for (const p of status.auto_parents) parents.add(p);
+      if (state) state.last ??= status.last_action ?? undefined;
+      else this.inheritedParents.set(model, parents);
+    }
+    this.remoteAuto.clear();
+  }
+
+  /**
+   * What this process saw since its last share (its own traffic's moments per version and
+   * window) and, when it decides, its automatic recalibration state; undefined when there is
+   * nothing new to tell.
+   */
+  takeShare(): DriftShare | undefined {
+    const now = this.now();
+    const versions: DriftShare['versions'] = [];
+    for (const model of this.registry?.list() ?? []) {
+      for (const v of model.versions.values()) {
+        if (v.state !== 'AVAILABLE') continue;
+        const drift = this.versions.get(v as AvailableVersion);
+        if (!drift) continue;
+        const windows = drift.takeShare(now);
+        if (windows.length > 0) versions.push({ model: model.name, version: v.version, windows });
+      }
+    }
+    let auto: SharedAutoStatus[] = [];
+    if (this.deciding && this.options.autoRecalibrate !== 'off') {
+      for (const [name, state] of this.models) {
+        const { mode: _mode, candidate, ...status } = this.autoStatus(name, []);
+        auto.push({
+          model: name,
+          ...status,
+          auto_parents: [...state.autoParents],
+          candidate: candidate && {
+            version: candidate.version,
+            parent_version: candidate.parent_version,
+            published_at: candidate.published_at,
+            shadow: candidate.shadow,
+          },
+        });
+      }
+    }
+    // The automatic state is told when it changed (and each time this process starts deciding).
+    const told = JSON.stringify(auto);
+    if (told === this.autoTold) auto = [];
+    else this.autoTold = told;
+    if (versions.length === 0 && auto.length === 0) return undefined;
+    return auto.length > 0 ? { versions, auto } : { versions };
+  }
+
+  /** Merges what another process shared (its traffic's moments; the decider's auto state). */
+  mergeShare(share: DriftShare): void {
+    const now = this.now();
+    const registry = this.registry;
+    for (const v of share.versions) {
+      if (!registry?.has(v.model)) continue;
+      const served = registry.get(v.model).versions.get(v.version);
+      // A version this process has not loaded (yet, or any more): its share is not kept.
+      if (served?.state !== 'AVAILABLE') continue;
+      try {
+        this.versionDrift(served as AvailableVersion)?.mergeShared(now, v.windows);
+      } catch (e) {
+        this.log.warn(
+          { model: v.model, version: v.version, err: e },
+          'shared drift statistics ignored',
+        );
+      }
+    }
+    if (!this.deciding)
+      for (const status of share.auto ?? []) this.remoteAuto.set(status.model, status);
+  }
+
   get rule(): DriftRule {
     return { threshold: this.options.threshold, minRows: this.options.minRows };
   }
@@ -169,7 +280,11 @@ export class DriftService implements TrafficObserver {
     let drift = this.versions.get(served);
     if (drift === undefined) {
       try {
-        drift = new VersionDrift(served, this.options);
+        drift = new VersionDrift(served, {
+          windowMs: this.options.windowMs,
+          windows: this.options.windows,
+          share: this.options.share ?? false,
+        });
         if (drift.inputs.length === 0) drift = null;
       } catch (e) {
         this.log.warn(
@@ -209,8 +324,9 @@ export class DriftService implements TrafficObserver {
       state.recent.reset();
       state.recommended = false;
     }
-    state.reservoir?.offer(input, rows);
     state.recent.push(input, rows);
+    if (!this.deciding) return;
+    state.reservoir?.offer(input, rows);
     if (state.candidate && probabilities) this.shadow(served, state, input, rows, probabilities);
     state.rowsSinceCheck += rows;
     if (probe && state.rowsSinceCheck >= CHECK_EVERY_ROWS) {
@@ -279,18 +395,21 @@ export class DriftService implements TrafficObserver {
 
   /** The automatic recalibration state of a model (also in its status). */
   autoStatus(name: string, reports?: readonly VersionDriftReport[]): AutoRecalibrationStatus {
+    const remote = this.deciding ? undefined : this.remoteAuto.get(name);
+    if (remote) {
+      const { model: _model, auto_parents: _parents, candidate, ...status } = remote;
+      return {
+        mode: this.options.autoRecalibrate,
+        ...status,
+        candidate: candidate && {
+          ...candidate,
+          drift: this.candidateDrift(name, candidate.version, reports),
+        },
+      };
+    }
     const state = this.models.get(name);
     const candidate = state?.candidate;
-    let candidateDrift: VersionDriftReport | null = null;
-    if (candidate) {
-      candidateDrift = reports?.find((r) => r.version === candidate.version) ?? null;
-      if (!reports) {
-        const served = this.registry?.get(name).versions.get(candidate.version);
-        const drift =
-          served?.state === 'AVAILABLE' ? this.versions.get(served as AvailableVersion) : undefined;
-        candidateDrift = drift ? drift.report(this.now(), this.rule) : null;
-      }
-    }
+    const candidateDrift = candidate ? this.candidateDrift(name, candidate.version, reports) : null;
     return {
       mode: this.options.autoRecalibrate,
       sample_rows: state?.reservoir?.size ?? 0,
@@ -307,6 +426,19 @@ export class DriftService implements TrafficObserver {
           }
         : null,
     };
+  }
+
+  /** A candidate's drift: from the reports at hand, else its own. */
+  private candidateDrift(
+    name: string,
+    version: number,
+    reports?: readonly VersionDriftReport[],
+  ): VersionDriftReport | null {
+    if (reports) return reports.find((r) => r.version === version) ?? null;
+    const served = this.registry?.get(name).versions.get(version);
+    const drift =
+      served?.state === 'AVAILABLE' ? this.versions.get(served as AvailableVersion) : undefined;
+    return drift ? drift.report(this.now(), this.rule) : null;
   }
 
   /** Every version's report, for the metrics (model, version, report). */
@@ -354,7 +486,7 @@ export class DriftService implements TrafficObserver {
         recommended: false,
         rowsSinceCheck: 0,
         inFlight: false,
-        autoParents: new Set(),
+        autoParents: this.inheritedParents.get(served.name) ?? new Set(),
         candidate: undefined,
         shadowPendingRows: 0,
         last: undefined,

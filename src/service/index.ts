@@ -18,6 +18,7 @@ export {
   type AutoRecalibrate,
   DEFAULT_DRIFT_THRESHOLD,
 } from './drift-settings.js';
+export { type DriftShare, driftShareSchema } from './drift-share.js';
 export { type BatchingPolicy, type BatchReport, DynamicBatcher } from './dynamic-batcher.js';
 export { defaultEngineThreads, nodeEngineOptions, prepareWasmRuntime } from './engine-runtime.js';
 export { featureNamesOf } from './feature-names.js';

@@ -14,6 +14,7 @@ import {
   type StatisticsProbe,
 } from '../inference/index.js';
 import { BatchNorm, namedModules } from '../nn/index.js';
+import type { SharedWindow } from './drift-share.js';
 import type { AvailableVersion } from './model-registry.js';
 
 /** Rows gathered in a probe before they are merged into the current window. */
@@ -22,6 +23,8 @@ const FOLD_ROWS = 64;
 export interface DriftWindowingOptions {
   windowMs: number;
   windows: number;
+  /** Other processes serve the same versions: keep what this one saw for takeShare. */
+  share?: boolean;
 }
 
 /** One version's drift: per BatchNorm layer and for the whole model. */
@@ -48,8 +51,15 @@ export class VersionDrift {
   readonly inputs: BatchNormInput[];
   readonly running: RunningStatistics[];
   readonly unobserved: { path: string; reason: string }[];
+  /** Every process's traffic this one knows of: its own and what the others shared. */
   readonly moments: WindowedMoments;
+  /** This process's own traffic since its last share (shared: WORKERS > 1). */
+  private readonly unshared: WindowedMoments;
+  /** Per layer, where fold puts a batch's moments and score merges the windows (reused). */
+  private readonly batch: { mean: Float64Array; m2: Float64Array }[];
   private pendingRows = 0;
+  /** Whether other processes are told (WORKERS > 1): then unshared collects too. */
+  private readonly sharing: boolean;
   private pendingWindow = Number.NaN;
 
   constructor(
@@ -73,11 +83,11 @@ export class VersionDrift {
       };
     });
     this.probe = served.compiled.executor.createProbe(batchNormTaps(this.inputs));
-    this.moments = new WindowedMoments(
-      this.inputs.map((b) => b.channels),
-      options.windowMs,
-      options.windows,
-    );
+    const channels = this.inputs.map((b) => b.channels);
+    this.moments = new WindowedMoments(channels, options.windowMs, options.windows);
+    this.unshared = new WindowedMoments(channels, options.windowMs, options.windows);
+    this.sharing = options.share ?? false;
+    this.batch = channels.map((c) => ({ mean: new Float64Array(c), m2: new Float64Array(c) }));
   }
 
   /** After an engine call that carried the probe: merge now and then, and at window changes. */
@@ -92,16 +102,52 @@ export class VersionDrift {
   /** Merges the probe's sums into the current window and resets them. */
   fold(now: number): void {
     if (this.pendingRows === 0) return;
-    const moments = this.inputs.map((b, i) => batchNormMoments(b, this.probe.sums[i]!));
+    // On the request path: typed arrays of more than 64 bytes live outside V8's heap and cost
+    // microseconds each to allocate, so the moments go into arrays kept for the purpose.
+    const moments = this.inputs.map((b, i) =>
+      batchNormMoments(b, this.probe.sums[i]!, this.batch[i]),
+    );
     this.moments.add(now, this.pendingRows, moments);
+    if (this.sharing) this.unshared.add(now, this.pendingRows, moments);
     this.probe.reset();
     this.pendingRows = 0;
+  }
+
+  /**
+   * The moments of this process's own traffic since the last call, per window (the arrays are
+   * copies), for the other processes; empty when nothing new was seen.
+   */
+  takeShare(now: number): SharedWindow[] {
+    this.fold(now);
+    const windows = this.unshared.windowsAt(now).map((w) => ({
+      start: w.start,
+      rows: w.rows,
+      layers: w.layers.map((m) => ({ count: m.count, mean: [...m.mean], m2: [...m.m2] })),
+    }));
+    this.unshared.reset();
+    return windows;
+  }
+
+  /** Merges windows another process shared (their layers must be this version's). */
+  mergeShared(now: number, windows: readonly SharedWindow[]): void {
+    for (const w of windows) {
+      if (
+        w.layers.length !== this.inputs.length ||
+        w.layers.some(
+          (m, i) => m.mean.length !== this.inputs[i]!.channels || m.m2.length !== m.mean.length,
+        )
+      )
+        throw new RangeError(
+          `shared drift statistics of ${this.served.name} version ${this.served.version} do not fit its BatchNorms`,
+        );
+      this.moments.addWindow(now, w.start, w.rows, w.layers);
+    }
   }
 
   /** The model score and rows over the horizon (the report without its per-window timeline). */
   score(now: number): { score: number; rows: number } {
     this.fold(now);
-    const merged = this.moments.merged(now);
+    const merged = this.moments.mergedInPlace(now);
     return {
       score: modelDriftScore(this.running.map((r, i) => layerDrift(r, merged.layers[i]!))),
       rows: merged.rows,

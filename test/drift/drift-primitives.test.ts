@@ -3,6 +3,7 @@ import {
   histogram,
   layerDrift,
   modelDriftScore,
+  RecentRows,
   Reservoir,
   recalibrationRecommended,
   ShadowComparison,
@@ -92,6 +93,39 @@ describe('WindowedMoments', () => {
     }
     expect(w.windowsAt(3900).map((x) => x.start)).toEqual([1000, 2000, 3000]);
     expect(w.merged(10_000).rows).toBe(0);
+  });
+});
+
+describe('WindowedMoments.addWindow', () => {
+  it("merges another process's windows in order; one outside the horizon is dropped", () => {
+    const w = new WindowedMoments([1], 1000, 3);
+    const one = (x: number) => [{ count: 1, mean: [x], m2: [0] }];
+    w.add(2500, 1, one(1));
+    w.addWindow(2600, 1000, 1, one(3)); // before the local window
+    w.addWindow(2600, 2000, 1, one(5)); // into it
+    w.addWindow(2600, -1000, 1, one(7)); // expired: [0, 3000) is the horizon
+    expect(w.windowsAt(2600).map((x) => [x.start, x.rows])).toEqual([
+      [1000, 1],
+      [2000, 2],
+    ]);
+    const merged = w.merged(2600);
+    expect(merged.rows).toBe(3);
+    expect(merged.layers[0]!.mean[0]).toBeCloseTo(3, 12);
+    expect(merged.layers[0]!.m2[0]).toBeCloseTo(8, 12);
+  });
+});
+
+describe('RecentRows', () => {
+  it('keeps the last rows in order across the end of its ring, however they arrive', () => {
+    const ring = new RecentRows(2, 5);
+    const rows = (from: number, n: number) =>
+      Float32Array.from({ length: 2 * n }, (_, i) => from + Math.floor(i / 2));
+    ring.push(rows(0, 3), 3);
+    ring.push(rows(3, 4), 4); // wraps
+    expect([...ring.rows()]).toEqual([2, 2, 3, 3, 4, 4, 5, 5, 6, 6]);
+    ring.push(rows(7, 12), 12); // more than it holds: the last 5
+    expect(ring.size).toBe(5);
+    expect([...ring.rows()]).toEqual([14, 14, 15, 15, 16, 16, 17, 17, 18, 18]);
   });
 });
 

@@ -130,6 +130,15 @@ export interface EngineExports {
   ): void;
   serve(control: number, program: number, input: number, output: number, scratch: number): void;
   channel_sums(src: number, rows: number, width: number, channels: number, acc: number): void;
+  /** channel_sums, then v > 0 ? v : v·slope + 0 in place (nn/wasm/statistics-wat.ts). */
+  channel_sums_act(
+    src: number,
+    rows: number,
+    width: number,
+    channels: number,
+    acc: number,
+    slope: number,
+  ): void;
 }
 
 /**

@@ -161,6 +161,18 @@ const cnnSteps = `
             (local.get $dst) (i32.mul (local.get $rows) (local.get $n)) (local.get $code) (local.get $slope))))`;
 
 /**
+ * The slope of the GEMM's epilogue that applies the activation with code $`code` (0: ReLU, the
+ * step's slope: LeakyReLU, 1: the identity, for the others, which run as a pass afterwards).
+ */
+const epilogueSlope = (
+  code: string,
+) => `(if (result f32) (i32.eq (local.get $${code}) (i32.const ${ACTIVATION_CODES.relu}))
+          (then (f32.const 0))
+          (else (if (result f32) (i32.eq (local.get $${code}) (i32.const ${ACTIVATION_CODES.leaky_relu}))
+            (then (local.get $slope))
+            (else (f32.const 1)))))`;
+
+/**
  * run(program, input, output, r0, r1, scratch): rows r0 … r1−1 of input ([rows, inWidth]) through
  * every step into output ([rows, outWidth]), a chunk of rows at a time. A thread's scratch holds
  * the two buffers of a chunk's intermediate results, the GEMM's tile scratch, then (at the header's
@@ -211,11 +223,7 @@ function runWat(parts: EngineParts): string {
         (if (local.get $pre) (then (local.set $code (i32.const 0))))
         ;; ReLU and LeakyReLU are the GEMM's epilogue (slope 0 / the slope); the others run as a
         ;; pass over the stored chunk, after an identity epilogue (slope 1).
-        (local.set $eslope (if (result f32) (i32.eq (local.get $code) (i32.const ${ACTIVATION_CODES.relu}))
-          (then (f32.const 0))
-          (else (if (result f32) (i32.eq (local.get $code) (i32.const ${ACTIVATION_CODES.leaky_relu}))
-            (then (local.get $slope))
-            (else (f32.const 1))))))
+        (local.set $eslope ${epilogueSlope('code')})
         (if (i32.eq (local.get $op) (i32.const ${OP.dense}))
           (then
             (call $gemm (local.get $rows) (local.get $n) ${word('(local.get $st)', STEP.inFeatures)}
@@ -235,10 +243,15 @@ function runWat(parts: EngineParts): string {
         ${parts.cnn ? cnnSteps : ''}
         ${
           elementwise
-            ? `(if (local.get $pre) (then
-          (call $tap (local.get $pre) (local.get $dst) (local.get $rows) (local.get $n) (local.get $acc))
-          (if (local.get $real) (then (call $act_pass (local.get $dst) (local.get $dst)
-            (i32.mul (local.get $rows) (local.get $n)) (local.get $real) (local.get $slope))))))`
+            ? `;; Read, then activated: in the same pass when the GEMM's epilogue is the activation.
+        (if (local.get $pre) (then
+          (if (i32.le_u (local.get $real) (i32.const ${ACTIVATION_CODES.leaky_relu}))
+            (then (call $tap_act (local.get $pre) (local.get $dst) (local.get $rows) (local.get $n)
+              (local.get $acc) ${epilogueSlope('real')}))
+            (else
+              (call $tap (local.get $pre) (local.get $dst) (local.get $rows) (local.get $n) (local.get $acc))
+              (call $act_pass (local.get $dst) (local.get $dst)
+                (i32.mul (local.get $rows) (local.get $n)) (local.get $real) (local.get $slope))))))`
             : ''
         }
         ;; save_skip leaves the tensor where it is (it only keeps a copy).
@@ -298,7 +311,16 @@ const tap = `
       (i32.load offset=${TAP.channels * 4} (local.get $rec))
       (i32.add (local.get $acc) (i32.load offset=${TAP.offset * 4} (local.get $rec)))))`;
 
+/** tap_act(record, src, rows, width, acc, slope): the tap, then the GEMM's epilogue in place. */
+const tapAct = `
+  (func $tap_act (param $rec i32) (param $src i32) (param $rows i32) (param $width i32) (param $acc i32)
+      (param $slope f32)
+    (call $channel_sums_act (local.get $src) (local.get $rows) (local.get $width)
+      (i32.load offset=${TAP.channels * 4} (local.get $rec))
+      (i32.add (local.get $acc) (i32.load offset=${TAP.offset * 4} (local.get $rec)))
+      (local.get $slope)))`;
+
 /** The interpreter (with the steps of `parts`), the statistics taps and the helpers' loop. */
 export function programWat(parts: EngineParts = ALL_PARTS): string {
-  return [tap, runWat(parts), serve].join('\n');
+  return [tap, tapAct, runWat(parts), serve].join('\n');
 }

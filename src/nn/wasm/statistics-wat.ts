@@ -7,6 +7,11 @@ import { locals } from './wat-text.js';
  * sums (f64 × channels) followed by their sums of squares (f64 × channels). Each float32 value is
  * widened exactly; its square is exact in float64 (24 + 24 significant bits), so only the sums
  * round. Reads only the block (no slack past a row), writes only acc.
+ *
+ * channel_sums_act(src, rows, width, channels, acc, slope): the same sums of the block, which then
+ * becomes v > 0 ? v : v·slope + 0 in place — the GEMM's epilogue (gemm-wat.ts: slope 0 is ReLU,
+ * 1 the identity, others LeakyReLU), so a pre-activation tap reads a step's values and activates
+ * them in one pass over the block instead of two (live drift statistics on the served plan).
  */
 
 /** Lanes 2 and 3 of an f32x4, widened to f64x2. */
@@ -14,15 +19,46 @@ const high = (v: string) =>
   `(f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 ${v} ${v}))`;
 const hsum = (v: string) => `(f64.add (f64x2.extract_lane 0 ${v}) (f64x2.extract_lane 1 ${v}))`;
 
+/** The GEMM's epilogue on a vector (v > 0 ? v : v·slope + 0, $slopev the slope in every lane). */
+const activateVector = (v: string) =>
+  `(v128.bitselect ${v} (f32x4.add (f32x4.mul ${v} (local.get $slopev)) (v128.const i32x4 0 0 0 0))
+    (f32x4.gt ${v} (v128.const i32x4 0 0 0 0)))`;
+/** The same on one value ($f the value, $slope the slope). */
+const activateScalar = `(select (local.get $f)
+    (f32.add (f32.mul (local.get $f) (local.get $slope)) (f32.const 0)) (f32.gt (local.get $f) (f32.const 0)))`;
+
+/**
+ * The pieces of a sums kernel that differ when it also activates the block: the extra parameter
+ * and locals, the in-place store of a vector at $p (or $src) and of a value.
+ */
+const activation = (act: boolean) => ({
+  name: act ? '_act' : '',
+  param: act ? '(param $slope f32)' : '',
+  locals: act ? `(local $slopev v128) (local $f f32)` : '',
+  init: act ? '(local.set $slopev (f32x4.splat (local.get $slope)))' : '',
+  storeVector: (at: string) =>
+    act ? `(v128.store ${at} ${activateVector('(local.get $x)')})` : '',
+  /** Loads the value at `at` widened into $d (and keeps it in $f to activate and store). */
+  loadValue: (at: string) =>
+    act
+      ? `(local.set $f (f32.load ${at})) (local.set $d (f64.promote_f32 (local.get $f)))
+          (f32.store ${at} ${activateScalar})`
+      : `(local.set $d (f64.promote_f32 (f32.load ${at})))`,
+});
+
 /**
  * Per feature: four channels at a time down the rows (their accumulators stay in registers over
  * the whole block, one strided load per row), then the channels left over one by one.
  */
-const perFeature = `
-  (func $feature_sums (param $src i32) (param $rows i32) (param $width i32) (param $acc i32)
+const perFeature = (act: boolean) => {
+  const a = activation(act);
+  return `
+  (func $feature_sums${a.name} (param $src i32) (param $rows i32) (param $width i32) (param $acc i32)
+      ${a.param}
     ${locals('i32', 'c', 'r', 'p', 'stride', 'sq')}
     ${locals('v128', 'x', 'lo', 'hi', 's0', 's1', 'q0', 'q1')}
-    ${locals('f64', 's', 'q', 'd')}
+    ${locals('f64', 's', 'q', 'd')} ${a.locals}
+    ${a.init}
     (local.set $stride (i32.shl (local.get $width) (i32.const 2)))
     (local.set $sq (i32.add (local.get $acc) (i32.shl (local.get $width) (i32.const 3))))
     (block $vd (loop $vl
@@ -34,6 +70,7 @@ const perFeature = `
       (block $rd (loop $rl
         (br_if $rd (i32.ge_s (local.get $r) (local.get $rows)))
         (local.set $x (v128.load (local.get $p)))
+        ${a.storeVector('(local.get $p)')}
         (local.set $lo (f64x2.promote_low_f32x4 (local.get $x)))
         (local.set $hi ${high('(local.get $x)')})
         (local.set $s0 (f64x2.add (local.get $s0) (local.get $lo)))
@@ -58,7 +95,7 @@ const perFeature = `
       (local.set $r (i32.const 0))
       (block $rd2 (loop $rl2
         (br_if $rd2 (i32.ge_s (local.get $r) (local.get $rows)))
-        (local.set $d (f64.promote_f32 (f32.load (local.get $p))))
+        ${a.loadValue('(local.get $p)')}
         (local.set $s (f64.add (local.get $s) (local.get $d)))
         (local.set $q (f64.add (local.get $q) (f64.mul (local.get $d) (local.get $d))))
         (local.set $p (i32.add (local.get $p) (local.get $stride)))
@@ -70,14 +107,18 @@ const perFeature = `
       (f64.store (local.get $p) (f64.add (f64.load (local.get $p)) (local.get $q)))
       (local.set $c (i32.add (local.get $c) (i32.const 1)))
       (br $tl))))`;
+};
 
 /** Per channel of `spatial` consecutive values: each run summed in registers, then added to acc. */
-const perChannel = `
-  (func $run_sums (param $src i32) (param $rows i32) (param $channels i32) (param $spatial i32)
-      (param $acc i32)
+const perChannel = (act: boolean) => {
+  const a = activation(act);
+  return `
+  (func $run_sums${a.name} (param $src i32) (param $rows i32) (param $channels i32) (param $spatial i32)
+      (param $acc i32) ${a.param}
     ${locals('i32', 'r', 'c', 'k', 'end', 'p', 'sq')}
     ${locals('v128', 'x', 'lo', 'hi', 's0', 's1', 'q0', 'q1')}
-    ${locals('f64', 's', 'q', 'd')}
+    ${locals('f64', 's', 'q', 'd')} ${a.locals}
+    ${a.init}
     (local.set $sq (i32.add (local.get $acc) (i32.shl (local.get $channels) (i32.const 3))))
     (block $rd (loop $rl
       (br_if $rd (i32.ge_s (local.get $r) (local.get $rows)))
@@ -90,6 +131,7 @@ const perChannel = `
         (block $vd (loop $vl
           (br_if $vd (i32.gt_s (i32.add (local.get $k) (i32.const 4)) (local.get $spatial)))
           (local.set $x (v128.load (local.get $src)))
+          ${a.storeVector('(local.get $src)')}
           (local.set $lo (f64x2.promote_low_f32x4 (local.get $x)))
           (local.set $hi ${high('(local.get $x)')})
           (local.set $s0 (f64x2.add (local.get $s0) (local.get $lo)))
@@ -103,7 +145,7 @@ const perChannel = `
         (local.set $q (f64.add ${hsum('(local.get $q0)')} ${hsum('(local.get $q1)')}))
         (block $td (loop $tl
           (br_if $td (i32.ge_s (local.get $k) (local.get $spatial)))
-          (local.set $d (f64.promote_f32 (f32.load (local.get $src))))
+          ${a.loadValue('(local.get $src)')}
           (local.set $s (f64.add (local.get $s) (local.get $d)))
           (local.set $q (f64.add (local.get $q) (f64.mul (local.get $d) (local.get $d))))
           (local.set $src (i32.add (local.get $src) (i32.const 4)))
@@ -117,15 +159,23 @@ const perChannel = `
         (br $cl)))
       (local.set $r (i32.add (local.get $r) (i32.const 1)))
       (br $rl))))`;
+};
 
-const channelSums = `
-  (func $channel_sums (export "channel_sums") (param $src i32) (param $rows i32) (param $width i32)
-      (param $channels i32) (param $acc i32)
+const channelSums = (act: boolean) => {
+  const a = activation(act);
+  const slope = act ? '(local.get $slope)' : '';
+  return `
+  (func $channel_sums${a.name} (export "channel_sums${a.name}") (param $src i32) (param $rows i32)
+      (param $width i32) (param $channels i32) (param $acc i32) ${a.param}
     (if (i32.eq (local.get $channels) (local.get $width))
-      (then (call $feature_sums (local.get $src) (local.get $rows) (local.get $width) (local.get $acc)))
-      (else (call $run_sums (local.get $src) (local.get $rows) (local.get $channels)
-        (i32.div_u (local.get $width) (local.get $channels)) (local.get $acc)))))`;
+      (then (call $feature_sums${a.name} (local.get $src) (local.get $rows) (local.get $width)
+        (local.get $acc) ${slope}))
+      (else (call $run_sums${a.name} (local.get $src) (local.get $rows) (local.get $channels)
+        (i32.div_u (local.get $width) (local.get $channels)) (local.get $acc) ${slope}))))`;
+};
 
 export function statisticsWat(): string {
-  return [perFeature, perChannel, channelSums].join('\n');
+  return [false, true]
+    .flatMap((act) => [perFeature(act), perChannel(act), channelSums(act)])
+    .join('\n');
 }

@@ -1,0 +1,77 @@
+import { z } from 'zod';
+
+/**
+ * What one server process tells the others about the drift it saw (WORKERS > 1: the cluster
+ * primary relays it), so that every process reports the drift of all the traffic:
+ *
+ * - `versions`: per model version, the moments (count, mean, M2 per channel of each BatchNorm's
+ *   input) its own traffic added to each time window since its last share — deltas, which the
+ *   receiver merges into the same windows with Chan's pairwise update, so no row is counted twice;
+ * - `auto`: from the one process that decides AUTO_RECALIBRATE (the primary names it), the
+ *   automatic recalibration state of each model it watches, which the others report as theirs.
+ *
+ * Parsed on receipt like every IPC message (cluster-messages.ts).
+ */
+const finite = z.number().finite();
+
+export const sharedWindowSchema = z.object({
+  /** Start of the window, ms since the epoch (a multiple of DRIFT_WINDOW_MS). */
+  start: finite,
+  rows: z.number().int().nonnegative(),
+  /** Per BatchNorm of the version, in the plan's order. */
+  layers: z.array(
+    z.object({
+      count: z.number().int().nonnegative(),
+      mean: z.array(finite),
+      m2: z.array(finite),
+    }),
+  ),
+});
+export type SharedWindow = z.output<typeof sharedWindowSchema>;
+
+const autoActionSchema = z.object({
+  action: z.enum(['recommend', 'candidate', 'promote']),
+  outcome: z.enum(['succeeded', 'failed', 'skipped']),
+  version: z.number().int().positive().optional(),
+  at: z.string(),
+  detail: z.string().optional(),
+});
+
+const shadowSide = z.object({ mean_entropy: finite, mean_confidence: finite });
+
+/** AutoRecalibrationStatus as the deciding process shares it (a candidate's drift is merged anew). */
+export const sharedAutoStatusSchema = z.object({
+  model: z.string(),
+  sample_rows: z.number().int().nonnegative(),
+  sample_capacity: z.number().int().nonnegative(),
+  in_progress: z.boolean(),
+  /** Versions already recalibrated automatically (never twice: a process that decides next knows). */
+  auto_parents: z.array(z.number().int().positive()),
+  last_action: autoActionSchema.nullable(),
+  candidate: z
+    .object({
+      version: z.number().int().positive(),
+      parent_version: z.number().int().positive(),
+      published_at: z.string(),
+      shadow: z.object({
+        rows: z.number().int().nonnegative(),
+        agreement: finite,
+        active: shadowSide,
+        candidate: shadowSide,
+      }),
+    })
+    .nullable(),
+});
+export type SharedAutoStatus = z.output<typeof sharedAutoStatusSchema>;
+
+export const driftShareSchema = z.object({
+  versions: z.array(
+    z.object({
+      model: z.string(),
+      version: z.number().int().positive(),
+      windows: z.array(sharedWindowSchema),
+    }),
+  ),
+  auto: z.array(sharedAutoStatusSchema).optional(),
+});
+export type DriftShare = z.output<typeof driftShareSchema>;

@@ -1,0 +1,170 @@
+/**
+ * Live drift on a WORKERS=2 server (real processes) is the server's, not a worker's: each worker
+ * sees only the connections it accepted, shares what it saw and merges the other's
+ * (cli/cluster-drift.ts), so GET /v1/models/{name}/drift counts every request whichever worker
+ * answers, and so does the normserve_drift_rows gauge; AUTO_RECALIBRATE=promote is acted on by one
+ * worker only — one automatic version is published, one recommendation logged — and both workers
+ * then serve it. Assertions poll with generous bounds (shares travel every second).
+ */
+import { cpSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { Rng } from '../../src/nn/index.js';
+import type { DriftReport } from '../../src/service/index.js';
+import { ADMIN_TOKEN } from '../helpers/app.js';
+import { digitsImage, digitsTestRows, nightShift } from '../helpers/digits.js';
+import {
+  freshRequest,
+  killServers,
+  type LogLine,
+  listeningPort,
+  type Server,
+  startServer,
+} from '../helpers/server-process.js';
+import { makeTempDir } from '../helpers/temp-files.js';
+
+const CLEAN_REQUESTS = 300;
+const NIGHT_REQUESTS = 600;
+/** Reads in a row that must all agree (each on a fresh connection: either worker answers). */
+const AGREEING_READS = 6;
+
+const temps: string[] = [];
+afterEach(killServers);
+afterAll(() => {
+  for (const dir of temps.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+async function predictions(
+  port: number,
+  model: string,
+  samples: unknown[],
+  concurrency: number,
+): Promise<void> {
+  let next = 0;
+  const client = async () => {
+    while (next < samples.length) {
+      const body = JSON.stringify({ instances: [samples[next++]] });
+      const res = await freshRequest(port, 'POST', `/v1/models/${model}:predict`, { body });
+      expect(res.status, res.body).toBe(200);
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, client));
+}
+
+async function driftReport(port: number, model: string): Promise<DriftReport> {
+  const res = await freshRequest(port, 'GET', `/v1/models/${model}/drift`);
+  expect(res.status, res.body).toBe(200);
+  return JSON.parse(res.body) as DriftReport;
+}
+
+/** Polls until AGREEING_READS reports in a row satisfy `ok`; fails after `timeoutMs`. */
+async function untilAgreed(
+  port: number,
+  model: string,
+  ok: (r: DriftReport) => boolean,
+  what: string,
+  timeoutMs = 90_000,
+): Promise<DriftReport> {
+  const deadline = Date.now() + timeoutMs;
+  let streak = 0;
+  let last: DriftReport | undefined;
+  while (streak < AGREEING_READS) {
+    if (Date.now() > deadline || timeoutMs < 0)
+      throw new Error(`timed out waiting for ${what}; last report ${JSON.stringify(last)}`);
+    last = await driftReport(port, model);
+    if (ok(last)) streak++;
+    else {
+      streak = 0;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  return last!;
+}
+
+const lines = (server: Server, msg: string) => server.logs.filter((l: LogLine) => l.msg === msg);
+
+describe('live drift on a WORKERS=2 server', () => {
+  it('counts the traffic of both workers; one worker recalibrates from traffic, both serve the result', async () => {
+    const repository = makeTempDir('cluster-drift');
+    temps.push(repository);
+    for (const model of ['digits', 'digits-cnn'])
+      cpSync(join('models', model), join(repository, model), { recursive: true });
+    const server = startServer({
+      PORT: '0',
+      HOST: '127.0.0.1',
+      MODEL_REPOSITORY: repository,
+      MODEL_POLL_INTERVAL_MS: '200',
+      LOG_LEVEL: 'info',
+      ADMIN_TOKEN,
+      WORKERS: '2',
+      AUTO_RECALIBRATE: 'promote',
+      AUTO_RECALIBRATE_MIN_ROWS: '200',
+    });
+    const port = await listeningPort(server, 2);
+    const rng = new Rng(1818);
+    const { x } = digitsTestRows();
+    // Clean traffic to the CNN (never recommended), night traffic to the MLP: the MLP's traffic
+    // sample then holds night rows only, as in test/drift/auto-recalibrate.test.ts.
+    const clean = Array.from({ length: CLEAN_REQUESTS }, () => digitsImage(x[rng.int(x.length)]!));
+    await predictions(port, 'digits-cnn', clean, 8);
+
+    // Both workers served some of them (fresh connections, each accepted by a free worker) …
+    const pids = new Set(
+      server.logs.filter((l) => l.msg === 'request' && l.model === 'digits-cnn').map((l) => l.pid),
+    );
+    expect(pids.size).toBe(2);
+    // … and every drift report, whichever worker answers, counts all of them.
+    const report = await untilAgreed(
+      port,
+      'digits-cnn',
+      (r) => r.active?.rows === CLEAN_REQUESTS,
+      `${CLEAN_REQUESTS} rows in every drift report`,
+    );
+    expect(report.active!.recommended).toBe(false);
+    const metrics = await freshRequest(port, 'GET', '/metrics');
+    expect(metrics.body).toMatch(
+      new RegExp(
+        `^normserve_drift_rows\\{model="digits-cnn",version="1"\\} ${CLEAN_REQUESTS}$`,
+        'm',
+      ),
+    );
+
+    // Night traffic: the drift is recommended, and one worker alone acts on it.
+    const night = nightShift(x);
+    await predictions(
+      port,
+      'digits',
+      Array.from({ length: NIGHT_REQUESTS }, () => night[rng.int(night.length)]!),
+      4,
+    );
+    const promoted = await untilAgreed(
+      port,
+      'digits',
+      (r) =>
+        r.active_version === 2 &&
+        r.auto_recalibration.last_action?.action === 'promote' &&
+        r.auto_recalibration.last_action.version === 2,
+      'version 2 promoted, seen by every worker',
+    );
+    expect(promoted.auto_recalibration.last_action!.outcome).toBe('succeeded');
+    expect(lines(server, 'drift: recalibration recommended')).toHaveLength(1);
+    expect(lines(server, 'drift: recalibrating from traffic')).toHaveLength(1);
+    expect(lines(server, 'drift: recalibrated from traffic and promoted')).toHaveLength(1);
+    const versions = (model: string) =>
+      readdirSync(join(repository, model))
+        .filter((d) => /^\d+$/.test(d))
+        .sort();
+    expect(versions('digits')).toEqual(['1', '2']);
+    expect(versions('digits-cnn')).toEqual(['1']);
+    const config = JSON.parse(readFileSync(join(repository, 'digits', '2', 'config.json'), 'utf8'));
+    expect(config.provenance).toMatchObject({ source: 'traffic', parent_version: 1 });
+    // Both workers loaded and serve version 2.
+    for (let i = 0; i < AGREEING_READS; i++) {
+      const res = await freshRequest(port, 'POST', '/v1/models/digits:predict', {
+        body: JSON.stringify({ instances: [night[i]] }),
+      });
+      expect(res.status).toBe(200);
+      expect(JSON.parse(res.body).model_version).toBe(2);
+    }
+  }, 300_000);
+});
