@@ -25,6 +25,7 @@ import { engineModule, instantiateEngine } from '../src/inference/wasm/engine-mo
 import { NR } from '../src/nn/wasm/index.js';
 import { nodeEngineOptions, prepareWasmRuntime } from '../src/service/index.js';
 import { benchInput, benchModels } from './models.js';
+import { measureWasmPeak, type WasmPeak } from './wasm-peak.js';
 
 const runChild = promisify(execFile);
 type DenseStep = Extract<PlanStep, { op: 'dense' }>;
@@ -65,6 +66,10 @@ export interface EngineBench {
   loadMs: { median: number; runs: number[]; cpuMedian: number; warm: number };
   /** RSS of a process predicting one row at a time through loadModel, MiB. */
   memory: { afterThousandMiB: number; afterHundredThousandMiB: number; ratio: number };
+  /** The WebAssembly SIMD ceiling of one thread (bench/wasm-peak.ts). */
+  peak: WasmPeak;
+  /** Floating-point operations per row of each model's plan (2 per multiply-add). */
+  flopsPerRow: Record<string, number>;
 }
 
 export interface EngineBenchOptions {
@@ -166,6 +171,7 @@ export async function benchEngine(options: EngineBenchOptions = {}): Promise<Eng
   const relaxedSimd = detectWasmSupport().relaxedSimd;
   const { spawnHelper } = nodeEngineOptions({});
   const models = await benchModels();
+  const flopsByModel: Record<string, number> = {};
   const rows: EngineRow[] = [];
   const kernels: KernelRow[] = [];
   const closers: Executor[] = [];
@@ -173,6 +179,7 @@ export async function benchEngine(options: EngineBenchOptions = {}): Promise<Eng
   for (const { name, model, inputWidth, batches: only } of models) {
     const plan = model.plan;
     const flopsPerRow = planFlops(plan);
+    flopsByModel[name] = flopsPerRow;
     const convolutional = plan.steps.some((s) => s.op === 'conv2d');
     const wasm = (fma: boolean, threads = 1) => {
       const e = new WasmExecutor(plan, {
@@ -261,6 +268,12 @@ export async function benchEngine(options: EngineBenchOptions = {}): Promise<Eng
   }
   for (const e of closers) e.close();
 
+  // The ceiling: register-only f32x4 multiply-add chains, measured like the kernels above.
+  const peak = measureWasmPeak(relaxedSimd, Math.max(5, rounds * 3), budgetMs / 2);
+  log(
+    `wasm peak: FMA ${peak.fmaGflops?.toFixed(1) ?? '—'} GFLOP/s, mul+add ${peak.mulAddGflops.toFixed(1)} GFLOP/s`,
+  );
+
   // Cold load: a fresh process each time (module assembly, compilation, packing included).
   const loadCode = `const cpu = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
 const t = performance.now();
@@ -302,5 +315,5 @@ console.log(JSON.stringify({ a, b, s: Number.isFinite(s) }));`;
   log(
     `RSS after 1 k predictions ${memory.afterThousandMiB.toFixed(1)} MiB, after 100 k ${memory.afterHundredThousandMiB.toFixed(1)} MiB`,
   );
-  return { relaxedSimd, rows, kernels, loadMs, memory };
+  return { relaxedSimd, rows, kernels, loadMs, memory, peak, flopsPerRow: flopsByModel };
 }

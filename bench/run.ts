@@ -94,13 +94,21 @@ if (runs('engine')) {
       );
     }
   }
-  process.stdout.write('\ndense kernels alone (wasm, GFLOP/s)\n');
+  const { peak } = engine;
   process.stdout.write(
-    `${'model'.padEnd(24)}${'kernel'.padEnd(18)}${'batch'.padStart(7)}${'FMA'.padStart(9)}${'mul+add'.padStart(9)}\n`,
+    `\nWebAssembly SIMD peak, one thread (register-only: ${peak.chains} independent f32x4 chains, no memory; median of rounds, best in brackets): relaxed_madd ${peak.fmaGflops === undefined ? '—' : `${fmt(peak.fmaGflops, 1)} (${fmt(peak.fmaBestGflops ?? 0, 1)})`} GFLOP/s, f32x4.mul + f32x4.add ${fmt(peak.mulAddGflops, 1)} (${fmt(peak.mulAddBestGflops, 1)}) GFLOP/s\n`,
   );
+  process.stdout.write(
+    '\ndense kernels alone (wasm, GFLOP/s; share of the peak of the same kind)\n',
+  );
+  process.stdout.write(
+    `${'model'.padEnd(24)}${'kernel'.padEnd(18)}${'batch'.padStart(7)}${'FMA'.padStart(9)}${'of peak'.padStart(9)}${'mul+add'.padStart(9)}${'of peak'.padStart(9)}\n`,
+  );
+  const share = (value: number | undefined, of: number | undefined) =>
+    value === undefined || of === undefined ? '—' : `${fmt((100 * value) / of)} %`;
   for (const k of engine.kernels) {
     process.stdout.write(
-      `${k.model.padEnd(24)}${k.kernel.padEnd(18)}${String(k.batch).padStart(7)}${(k.gflopsFma === undefined ? '—' : fmt(k.gflopsFma, 1)).padStart(9)}${fmt(k.gflopsMulAdd, 1).padStart(9)}\n`,
+      `${k.model.padEnd(24)}${k.kernel.padEnd(18)}${String(k.batch).padStart(7)}${(k.gflopsFma === undefined ? '—' : fmt(k.gflopsFma, 1)).padStart(9)}${share(k.gflopsFma, peak.fmaGflops).padStart(9)}${fmt(k.gflopsMulAdd, 1).padStart(9)}${share(k.gflopsMulAdd, peak.mulAddGflops).padStart(9)}\n`,
     );
   }
   const wide = (name: string) =>
@@ -148,6 +156,44 @@ if (runs('peers')) {
   }
   for (const s of peers.skipped) {
     process.stdout.write(`skipped ${s.engine}${s.model ? ` (${s.model})` : ''}: ${s.reason}\n`);
+  }
+  const engine = results['engine'] as Awaited<ReturnType<typeof benchEngine>> | undefined;
+  if (engine) printCeiling(engine, peers.rows);
+}
+
+/**
+ * The ceiling: what onnxruntime-node achieves in GFLOP/s (flops per row × rows/s) next to the
+ * WebAssembly SIMD peak of one thread. Where 0.6× onnxruntime's figure exceeds the peak, the
+ * issue's 0.6× goal cannot be met by any 128-bit WebAssembly kernel on this CPU.
+ */
+function printCeiling(
+  engine: Awaited<ReturnType<typeof benchEngine>>,
+  rows: Awaited<ReturnType<typeof benchPeers>>['rows'],
+): void {
+  const peak = engine.peak.fmaGflops ?? engine.peak.mulAddGflops;
+  process.stdout.write(
+    `\nthe ceiling (GFLOP/s = flops per row × wall-clock rows/s; wasm peak ${fmt(peak, 1)} GFLOP/s per CPU-second of a thread, ×2 for two threads: the two agree only on a quiet machine)\n`,
+  );
+  process.stdout.write(
+    `${'model'.padEnd(24)}${'batch'.padStart(7)}${'threads'.padStart(9)}${'onnxruntime'.padStart(13)}${'0.6× of it'.padStart(12)}${'wasm peak'.padStart(11)}${'normserve'.padStart(11)}${'of peak'.padStart(9)}  0.6× reachable?\n`,
+  );
+  for (const [model, flops] of Object.entries(engine.flopsPerRow)) {
+    for (const batch of [...new Set(rows.filter((r) => r.model === model).map((r) => r.batch))]) {
+      if (batch === 1) continue; // batch 1 is a per-call floor, not arithmetic
+      for (const threads of [1, 2]) {
+        const at = (name: string) =>
+          rows.find((r) => r.model === model && r.batch === batch && r.engine === name);
+        const ort = at(`onnxruntime-node (${threads} thread${threads > 1 ? 's' : ''})`);
+        const own = at(`normserve (wasm, ${threads} thread${threads > 1 ? 's' : ''})`);
+        if (!ort || !own) continue;
+        const ortGflops = (ort.rowsPerSecond * flops) / 1e9;
+        const ownGflops = (own.rowsPerSecond * flops) / 1e9;
+        const ceiling = peak * threads;
+        process.stdout.write(
+          `${model.padEnd(24)}${String(batch).padStart(7)}${String(threads).padStart(9)}${fmt(ortGflops, 1).padStart(13)}${fmt(0.6 * ortGflops, 1).padStart(12)}${fmt(ceiling, 1).padStart(11)}${fmt(ownGflops, 1).padStart(11)}${`${fmt((100 * ownGflops) / ceiling)} %`.padStart(9)}  ${0.6 * ortGflops <= ceiling ? 'yes' : `no: needs ${fmt((0.6 * ortGflops) / ceiling, 2)}× the peak`}\n`,
+        );
+      }
+    }
   }
 }
 

@@ -1,5 +1,5 @@
 import type { EngineName } from '../inference/engine-name.js';
-import { CompiledModel, WasmExecutor } from '../inference/index.js';
+import { CompiledModel } from '../inference/index.js';
 import { loadModelDirectory } from '../repository/index.js';
 import { nodeEngineOptions } from './engine-runtime.js';
 
@@ -35,8 +35,9 @@ export interface LoadedModel {
 
 /**
  * Loads a model directory — `<repository>/<model>` (its active version) or a version directory —
- * compiled for eval (BatchNorm folded) on the chosen engine. With `threads` > 1, resolves once the
- * helper threads are ready.
+ * compiled for eval (BatchNorm folded) on the chosen engine. With `threads` > 1, the helper threads
+ * start with the first batch big enough to split (that batch runs on the calling thread) and are
+ * used once ready: loading does not wait for them.
  */
 export async function loadModel(dir: string, options: LoadModelOptions = {}): Promise<LoadedModel> {
   const { name, version, checkpoint } = await loadModelDirectory(dir);
@@ -49,7 +50,6 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
     nodeEngineOptions({ engine: options.engine ?? 'wasm', threads: options.threads ?? 1 }),
   );
   const executor = compiled.executor;
-  if (executor instanceof WasmExecutor) await executor.ready();
   return {
     name,
     version,

@@ -121,7 +121,8 @@ describe('helper threads', () => {
       spawnHelper: stalled,
       parallelMinFlops: 0,
     });
-    expect(two.readyHelpers).toBe(1);
+    // Helpers start with the first batch worth splitting, not with the executor (a model's load).
+    expect(two.readyHelpers).toBe(0);
     const rng = new Rng(7);
     for (const rows of [8, 65, 512]) {
       const input = Float32Array.from({ length: rows * 50 }, () => rng.normal() * 4);
@@ -129,9 +130,40 @@ describe('helper threads', () => {
         true,
       );
     }
+    expect(two.readyHelpers).toBe(1);
     expect(two.parallelCalls).toBe(3);
     expect(two.revokedShares).toBe(3);
     two.close();
+  });
+
+  it('helpers are spawned on the first batch worth splitting, once, and never for small ones', () => {
+    let spawned = 0;
+    const counting: HelperSpawner = (init) => {
+      spawned++;
+      Atomics.store(
+        new Int32Array(init.memory.buffer),
+        (init.control >> 2) + init.protocol.state,
+        HELPER_STATE.ready,
+      );
+      return { terminate() {} };
+    };
+    const two = new WasmExecutor(plan, {
+      maxBatchSize: 512,
+      threads: 2,
+      relaxedSimd,
+      spawnHelper: counting,
+      parallelMinFlops: 2e6, // 32 rows of this plan (~13 k flops each) are below it, 512 above
+    });
+    const input = Float32Array.from({ length: 512 * 50 }, (_, i) => Math.cos(i));
+    two.run(input, 4);
+    two.run(input, 32);
+    expect(spawned).toBe(0);
+    two.run(input, 512);
+    two.run(input, 512);
+    expect(spawned).toBe(1);
+    two.close();
+    two.run(input, 512);
+    expect(spawned).toBe(1);
   });
 
   it('close() stops the helpers; the executor keeps working on the calling thread', async () => {

@@ -55,7 +55,17 @@ export const engineVariantKey = (relaxed: boolean, parts: EngineParts): string =
 export const assembleEngine = (relaxed: boolean, parts: EngineParts = ALL_PARTS): Uint8Array =>
   assembleWat(engineModuleText(relaxed, parts));
 
+/** Node's Buffer when the host has it (a native decoder), looked up without importing node:*. */
+const nodeBuffer = (
+  globalThis as { Buffer?: { from(text: string, encoding: 'base64'): Uint8Array } }
+).Buffer;
+
+/**
+ * The bytes of base64 text: natively where the host offers it (Node's Buffer); else through atob,
+ * whose one-char-at-a-time copy loop runs cold, in V8's interpreter, at a model's first load.
+ */
 function decodeBase64(text: string): Uint8Array {
+  if (nodeBuffer) return nodeBuffer.from(text, 'base64');
   const binary = atob(text);
   const bytes = new Uint8Array(binary.length);
   for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);

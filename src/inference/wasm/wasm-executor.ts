@@ -345,6 +345,9 @@ export class WasmExecutor implements Executor {
   private written: WasmProbe | undefined;
   private readonly parallelMinFlops: number;
   private helpers: { control: number; handle: HelperHandle }[] = [];
+  /** Set until the helpers are started (startHelpers). */
+  private spawnHelper: HelperSpawner | undefined;
+  private readonly module: WebAssembly.Module;
   private splitCalls = 0;
   private takenBack = 0;
 
@@ -374,26 +377,44 @@ export class WasmExecutor implements Executor {
     this.words = new Int32Array(memory.buffer);
     this.f64 = new Float64Array(memory.buffer);
     this.flopsPerRow = writeProgram(plan, layout, memory, this.exports);
-    if (options.spawnHelper) {
-      for (let h = 0; h < threads - 1; h++) {
-        const control = layout.controls[h]!;
-        const handle = options.spawnHelper({
-          module,
-          memory,
-          control,
-          program: layout.program,
-          input: layout.input,
-          output: layout.output,
-          scratch: layout.scratch[h + 1]!,
-          protocol: { state: CONTROL.state, done: CONTROL.done, failed: HELPER_STATE.failed },
-        });
-        this.helpers.push({ control, handle });
-      }
+    this.module = module;
+    this.spawnHelper = options.spawnHelper;
+  }
+
+  /**
+   * Starts the helper threads, once: on the first batch big enough to split (that batch runs on
+   * the calling thread; later ones use the helpers once ready) or when `ready()` asks. Not at
+   * construction: a helper is a new worker thread with its own isolate, whose start-up a model
+   * version's load would otherwise pay for (and, through loadModel, wait for), and which a version
+   * serving small batches never needs.
+   */
+  private startHelpers(): void {
+    const spawn = this.spawnHelper;
+    if (!spawn) return;
+    this.spawnHelper = undefined;
+    const layout = this.layout;
+    for (let h = 0; h < this.threads - 1; h++) {
+      const control = layout.controls[h]!;
+      const handle = spawn({
+        module: this.module,
+        memory: this.memory,
+        control,
+        program: layout.program,
+        input: layout.input,
+        output: layout.output,
+        scratch: layout.scratch[h + 1]!,
+        protocol: { state: CONTROL.state, done: CONTROL.done, failed: HELPER_STATE.failed },
+      });
+      this.helpers.push({ control, handle });
     }
   }
 
-  /** Resolves when every helper thread is ready (or has failed), polling every few milliseconds. */
+  /**
+   * Starts the helper threads if they are not yet, and resolves when every one is ready (or has
+   * failed), polling every few milliseconds.
+   */
   async ready(timeoutMs = 30_000): Promise<void> {
+    this.startHelpers();
     const started = Date.now();
     while (
       this.helpers.some((h) => this.word(h.control, CONTROL.state) === HELPER_STATE.starting) &&
@@ -475,6 +496,7 @@ export class WasmExecutor implements Executor {
   }
 
   close(): void {
+    this.spawnHelper = undefined;
     for (const h of this.helpers) {
       Atomics.store(this.words, (h.control >> 2) + CONTROL.state, HELPER_STATE.stopping);
       Atomics.add(this.words, (h.control >> 2) + CONTROL.seq, 1);
@@ -535,8 +557,10 @@ export class WasmExecutor implements Executor {
   private compute(rows: number): void {
     const { program, input, output, scratch } = this.layout;
     const x = this.exports;
+    const split = rows >= 2 * MR && rows * this.flopsPerRow >= this.parallelMinFlops;
+    if (split) this.startHelpers();
     const helpers =
-      this.helpers.length > 0 && rows >= 2 * MR && rows * this.flopsPerRow >= this.parallelMinFlops
+      split && this.helpers.length > 0
         ? this.helpers.filter((h) => this.word(h.control, CONTROL.state) === HELPER_STATE.ready)
         : [];
     if (helpers.length === 0) {

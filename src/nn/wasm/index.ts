@@ -9,6 +9,6 @@ export { statisticsWat } from './statistics-wat.js';
 export { trainingModuleText } from './training-module.js';
 export { vectorMathWat } from './vector-math-wat.js';
 export { WasmKernels } from './wasm-kernels.js';
-export { detectWasmSupport, type WasmSupport } from './wasm-support.js';
+export { detectWasmSupport, WASM_PROBES, type WasmSupport } from './wasm-support.js';
 export { assembleWat, WatError } from './wat-assembler.js';
 export { locals, range, splat } from './wat-text.js';
