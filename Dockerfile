@@ -1,4 +1,4 @@
-# normserve: build stage (dev dependencies, TypeScript compile), then a slim runtime stage with
+# normserve: build stage (dev dependencies, TypeScript compile, server bundle), then a slim runtime stage with
 # production dependencies, the compiled code and the bundled model repository.
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
@@ -35,5 +35,7 @@ EXPOSE 8080 8081
 # No curl in the image: node's fetch checks liveness.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 8080) + '/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
-# Exec form: node is PID 1 and receives SIGTERM itself (graceful shutdown).
-CMD ["node", "dist/cli/server.js"]
+# Exec form: node is PID 1 and receives SIGTERM itself (graceful shutdown). The server's esbuild
+# bundle (tools/build.mjs), as `npm start` runs it: one file per process kind to load; stack
+# traces through its source maps name src/ files.
+CMD ["node", "--enable-source-maps", "dist/bundle/server.js"]

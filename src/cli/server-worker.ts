@@ -7,7 +7,7 @@ import cluster from 'node:cluster';
 import { randomBytes } from 'node:crypto';
 import closeWithGrace from 'close-with-grace';
 import pino from 'pino';
-import { createGrpcServer, type GrpcServerHandle, listenGrpc } from '../grpc/grpc-server.js';
+import type { GrpcServerHandle } from '../grpc/grpc-server.js';
 import { buildApp, createDriftService, createInferenceService } from '../http/app.js';
 import { ServiceMetrics } from '../http/metrics.js';
 import { defaultEngineThreads, ModelRegistry, type ServerConfig } from '../service/index.js';
@@ -103,6 +103,10 @@ export async function startServer(config: ServerConfig): Promise<void> {
 
   await app.listen({ port: config.PORT, host: config.HOST });
   if (config.GRPC_PORT > 0) {
+    // Loaded once HTTP listens (as before, gRPC listens right after HTTP): grpc-js, proto-loader
+    // and protobufjs are a third of the server's code, and a worker that waited for them before
+    // its first HTTP request would start that much later (issue 13).
+    const { createGrpcServer, listenGrpc } = await import('../grpc/grpc-server.js');
     // Under node:cluster every worker binds the same port and the listening socket is shared as
     // for HTTP; each HTTP/2 connection (and every call on it) stays on the worker that accepted it.
     const server = createGrpcServer({

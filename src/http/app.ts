@@ -1,4 +1,4 @@
-import Fastify, { type FastifyBaseLogger, LogController } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyServerOptions, LogController } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { errorCatalogue, NormserveError } from '../errors/index.js';
@@ -81,6 +81,18 @@ export function createInferenceService(
   });
 }
 
+/**
+ * The zod compilers as Fastify's compiler factories. Fastify types the factories after ajv's
+ * (a route definition whose schema is any JSON schema); every schema here is a zod schema, which
+ * is what the compilers themselves declare.
+ */
+const zodCompilers = {
+  buildValidator: () => validatorCompiler,
+  buildSerializer: () => serializerCompiler,
+} as unknown as NonNullable<
+  NonNullable<FastifyServerOptions['schemaController']>['compilersFactory']
+>;
+
 /** The status of CLIENT_ABORTED (nginx's 499), under which aborted requests are counted. */
 const CLIENT_CLOSED = errorCatalogue.CLIENT_ABORTED.status;
 
@@ -130,6 +142,10 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     // The request's log lines carry its request id and, when given, its W3C trace.
     childLoggerFactory: childLoggerWithTrace,
     routerOptions: { maxParamLength: 256 },
+    // Every route validates and serialises with the zod compilers below; naming them here also
+    // keeps Fastify from loading its default ones (ajv, fast-json-stringify), which no route
+    // would use and which cost a worker a large share of its start-up (issue 13).
+    schemaController: { compilersFactory: zodCompilers },
     // Router errors (malformed percent-encoding, over-long parameters) leave as problems too.
     frameworkErrors: (error, request, reply) => {
       errorHandler(error, request, reply);

@@ -23,7 +23,7 @@ import { makeTempDir, removeTempDirs } from '../helpers/temp-files.js';
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 afterAll(removeTempDirs);
 
-/** tools/build.mjs and the tsconfig files of the project, over a one-file src/. */
+/** tools/build.mjs and the tsconfig files of the project, over a two-file src/ (a server entry). */
 function project(withTypescript = true): string {
   const dir = makeTempDir('build-once');
   mkdirSync(join(dir, 'tools'));
@@ -33,9 +33,15 @@ function project(withTypescript = true): string {
   }
   mkdirSync(join(dir, 'src/cli'), { recursive: true });
   writeFileSync(join(dir, 'src/cli/hello.ts'), "export const greeting: string = 'hello';\n");
+  // The bundle's entry (src/cli/server.ts in the project): it finds a file beside its source.
+  writeFileSync(
+    join(dir, 'src/cli/server.ts'),
+    "import { greeting } from './hello.js';\n" +
+      "process.stdout.write(greeting + ' from ' + new URL('.', import.meta.url).pathname + '\\n');\n",
+  );
   if (withTypescript) {
     mkdirSync(join(dir, 'node_modules'));
-    for (const m of ['typescript', '@types']) {
+    for (const m of ['typescript', '@types', 'esbuild', '@esbuild']) {
       symlinkSync(join(ROOT, 'node_modules', m), join(dir, 'node_modules', m));
     }
   }
@@ -58,6 +64,12 @@ describe('tools/build.mjs', () => {
     expect(first.status, first.stderr).toBe(0);
     expect(first.stderr).toMatch(/^build: compiled src\/ to dist\/ in \d+\.\d s\n$/);
     expect(readFileSync(output, 'utf8')).toContain("export const greeting = 'hello';");
+    // The bundle runs on its own, and its modules see their import.meta.url as in dist/cli/.
+    const bundled = spawnSync(process.execPath, ['dist/bundle/server.js'], {
+      cwd: dir,
+      encoding: 'utf8',
+    });
+    expect(bundled.stdout).toBe(`hello from ${join(dir, 'dist/cli')}/\n`);
     const builtAt = statSync(output).mtimeMs;
 
     const second = build(dir);
@@ -88,7 +100,7 @@ describe('tools/build.mjs', () => {
     const stale = build(dir);
     expect(stale.status).toBe(1);
     expect(stale.stderr).toBe(
-      'build: dist/ is missing or older than src/, and building it needs the devDependencies (typescript): run `npm ci` (without --omit=dev)\n',
+      'build: dist/ is missing or older than src/, and building it needs the devDependencies (typescript, esbuild): run `npm ci` (without --omit=dev)\n',
     );
     expect(readFileSync(join(dir, 'dist/cli/hello.js'), 'utf8')).toContain("'hello'");
   }, 120_000);
