@@ -63,7 +63,7 @@ async function untilAgreed(
   model: string,
   ok: (r: DriftReport) => boolean,
   what: string,
-  timeoutMs = 90_000,
+  timeoutMs = 180_000,
 ): Promise<DriftReport> {
   const deadline = Date.now() + timeoutMs;
   let streak = 0;
@@ -166,5 +166,5 @@ describe('live drift on a WORKERS=2 server', () => {
       expect(res.status).toBe(200);
       expect(JSON.parse(res.body).model_version).toBe(2);
     }
-  }, 300_000);
+  }, 480_000);
 });
