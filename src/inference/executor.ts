@@ -20,6 +20,19 @@ export interface Executor {
    */
   run(input: Float32Array, rows: number, probe?: StatisticsProbe): Float32Array;
   /**
+   * Whether runAsync would compute `rows` rows off the calling thread: enough work to be worth a
+   * hand-over (the executor's threshold, flops per row × rows) and a helper thread to take it.
+   * Callers run the other calls with `run`, which costs no promise.
+   */
+  offloads(rows: number): boolean;
+  /**
+   * run's result, bit for bit, computed where the executor can without blocking the calling
+   * thread (WasmExecutor: on its helper threads; otherwise synchronously, settled at once).
+   * Calls are answered first in, first out; a `run` meanwhile is still correct. `input` must not
+   * change until the promise settles.
+   */
+  runAsync(input: Float32Array, rows: number, probe?: StatisticsProbe): Promise<Float32Array>;
+  /**
    * Statistics only: runs the plan's steps up to the last one a tap of `probe` reads (a prefix of
    * the plan; none for an input tap) on the rows and adds, per tap, Σx and Σx² per channel in
    * float64 into probe.sums, over the batch buffers as each chunk of rows leaves its step — no

@@ -171,6 +171,19 @@ export class PlanExecutor implements Executor {
     return this.runInPlace(rows, taps);
   }
 
+  /** Never: this executor has no other thread. */
+  offloads(_rows: number): boolean {
+    return false;
+  }
+
+  runAsync(input: Float32Array, rows: number, probe?: StatisticsProbe): Promise<Float32Array> {
+    try {
+      return Promise.resolve(this.run(input, rows, probe));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
   accumulate(input: Float32Array, rows: number, probe: StatisticsProbe): void {
     checkRunArguments(this.plan, input, rows);
     const taps = this.own(probe);

@@ -1,5 +1,5 @@
 import type { AvailableVersion } from './model-registry.js';
-import { type PredictOutput, runSources } from './predict.js';
+import { inferSources, type PredictOutput } from './predict.js';
 import type { RowSource } from './row-source.js';
 import type { TrafficObserver } from './traffic-observer.js';
 
@@ -36,6 +36,8 @@ interface Queue {
   /** performance.now() in ms when the oldest request's wait ends. */
   deadline: number;
   timer: NodeJS.Timeout | NodeJS.Immediate | undefined;
+  /** The delay is over but the version's previous batch is still computing: runs when it ends. */
+  due: boolean;
 }
 
 /**
@@ -45,12 +47,17 @@ interface Queue {
  * by the version object itself, so a batch never mixes versions and every request is answered by
  * the version it resolved. Delays of a millisecond or more wait on a timer; the last sub-millisecond
  * part re-checks the clock once per event-loop turn (setImmediate), so incoming requests are read
- * in between and the bound holds with sub-millisecond delays too.
+ * in between and the bound holds with sub-millisecond delays too. A batch big enough for the
+ * engine's helper thread computes there (inferSources) while the next batch collects: as with
+ * Triton's batcher in front of a busy model instance, a batch whose delay is over waits for the
+ * version's batch in flight to end, taking in requests meanwhile up to `maxRows`.
  */
 export class DynamicBatcher {
   private readonly queues = new Map<AvailableVersion, Queue>();
   private readonly onBatch: ((report: BatchReport) => void) | undefined;
   private readonly observer: TrafficObserver | undefined;
+  /** Batches computing on a helper thread, per version. */
+  private readonly computing = new Map<AvailableVersion, number>();
 
   constructor(
     options: { onBatch?: (report: BatchReport) => void; observer?: TrafficObserver } = {},
@@ -80,13 +87,14 @@ export class DynamicBatcher {
           rows: 0,
           deadline: now + policy.maxDelayUs / 1000,
           timer: undefined,
+          due: false,
         };
         this.queues.set(served, queue);
       }
       queue.items.push({ source, enqueuedAt: now, resolve, reject });
       queue.rows += source.rows;
       if (queue.rows >= policy.maxRows) this.flush(queue);
-      else if (queue.timer === undefined) this.schedule(queue);
+      else if (queue.timer === undefined && !queue.due) this.schedule(queue);
     });
   }
 
@@ -100,8 +108,9 @@ export class DynamicBatcher {
     const check = () => {
       queue.timer = undefined;
       if (this.queues.get(queue.served) !== queue) return; // flushed meanwhile
-      if (performance.now() >= queue.deadline) this.flush(queue);
-      else this.schedule(queue);
+      if (performance.now() < queue.deadline) this.schedule(queue);
+      else if (this.computing.has(queue.served)) queue.due = true;
+      else this.flush(queue);
     };
     queue.timer =
       remainingMs >= 1 ? setTimeout(check, Math.floor(remainingMs)) : setImmediate(check);
@@ -117,18 +126,56 @@ export class DynamicBatcher {
     const items = queue.items;
     if (items.length === 0) return;
     const started = performance.now();
-    let outputs: PredictOutput[];
+    let outputs: PredictOutput[] | Promise<PredictOutput[]>;
     try {
-      outputs = runSources(
+      outputs = inferSources(
         queue.served,
         items.map((p) => p.source),
-        true,
         this.observer,
       );
     } catch (e) {
       for (const p of items) p.reject(e);
       return;
     }
+    if (!(outputs instanceof Promise)) {
+      this.deliver(queue, started, outputs);
+      return;
+    }
+    const served = queue.served;
+    this.computing.set(served, (this.computing.get(served) ?? 0) + 1);
+    void outputs.then(
+      (o) => {
+        try {
+          this.deliver(queue, started, o);
+        } finally {
+          this.ended(served);
+        }
+      },
+      (e: unknown) => {
+        try {
+          for (const p of items) p.reject(e);
+        } finally {
+          this.ended(served);
+        }
+      },
+    );
+  }
+
+  /** A batch of `served` computed on a helper thread ended: the next one runs if its delay is over. */
+  private ended(served: AvailableVersion): void {
+    const left = (this.computing.get(served) ?? 1) - 1;
+    if (left > 0) {
+      this.computing.set(served, left);
+      return;
+    }
+    this.computing.delete(served);
+    const next = this.queues.get(served);
+    if (next?.due) this.flush(next);
+  }
+
+  /** Answers each request of a batch with its own rows; reports the batch. */
+  private deliver(queue: Queue, started: number, outputs: PredictOutput[]): void {
+    const items = queue.items;
     const queueSeconds = items.map((p) => (started - p.enqueuedAt) / 1000);
     for (let i = 0; i < items.length; i++) {
       outputs[i]!.queueMs = queueSeconds[i]! * 1000;

@@ -1,6 +1,6 @@
 import { type BatchingPolicy, type BatchReport, DynamicBatcher } from './dynamic-batcher.js';
 import type { AvailableVersion, ModelRegistry } from './model-registry.js';
-import { type PredictOutput, runSources } from './predict.js';
+import { inferSources, type PredictOutput, runSources } from './predict.js';
 import type { RowSource } from './row-source.js';
 import type { TrafficObserver } from './traffic-observer.js';
 
@@ -54,7 +54,8 @@ export class InferenceService {
 
   /**
    * Runs one request's rows. Without batching (or on the unfused debugging path) the engine runs
-   * now and the result is returned as is; with batching the result arrives when the batch ran.
+   * now and the result is returned as is, or, for a call big enough for the engine's helper
+   * thread, arrives when that thread has run it; with batching it arrives when the batch ran.
    */
   infer(
     served: AvailableVersion,
@@ -62,8 +63,11 @@ export class InferenceService {
     fused = true,
   ): PredictOutput | Promise<PredictOutput> {
     const policy = this.policy(served);
-    if (!fused || policy.maxDelayUs === 0)
-      return runSources(served, [source], fused, this.options.observer)[0]!;
+    if (!fused) return runSources(served, [source], false)[0]!;
+    if (policy.maxDelayUs === 0) {
+      const out = inferSources(served, [source], this.options.observer);
+      return out instanceof Promise ? out.then((o) => o[0]!) : out[0]!;
+    }
     return this.batcher.submit(served, source, policy);
   }
 

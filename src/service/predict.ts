@@ -1,5 +1,5 @@
 import { type ErrorLocation, NormserveError } from '../errors/index.js';
-import type { CompiledModel } from '../inference/index.js';
+import type { CompiledModel, StatisticsProbe } from '../inference/index.js';
 import { softmaxRows } from '../nn/index.js';
 import { InputShape } from './input-shape.js';
 import type { AvailableVersion, ModelRegistry } from './model-registry.js';
@@ -87,7 +87,8 @@ export function checkFiniteOutputs(
  * Runs the rows of one or more requests on one version as a single engine call: each source is
  * written straight into the engine's input buffer at its offset, the plan runs once, and every
  * request gets a view of exactly its own rows. Rows are independent in eval mode, so a request's
- * results do not depend on what it was batched with.
+ * results do not depend on what it was batched with. Synchronous (the library, the CLI); the
+ * server's path is inferSources.
  */
 export function runSources(
   served: AvailableVersion,
@@ -95,26 +96,89 @@ export function runSources(
   fused = true,
   observer?: TrafficObserver,
 ): PredictOutput[] {
-  const config = served.checkpoint.config;
+  const call = engineCall(served, sources, fused, observer, false);
+  const outputs = served.compiled.forward(call.input, call.total, fused, call.probe);
+  return answer(served, sources, call, outputs, performance.now() - call.started);
+}
+
+/**
+ * runSources for the server: a call with enough work for the engine's helper thread
+ * (Executor.offloads) runs there while the event loop keeps reading and answering other requests
+ * (the model instance on its own thread, as in Triton and onnxruntime); the promise settles with
+ * the same results, bit for bit. Smaller calls (a 1-row request) run synchronously, as before.
+ */
+export function inferSources(
+  served: AvailableVersion,
+  sources: readonly RowSource[],
+  observer?: TrafficObserver,
+): PredictOutput[] | Promise<PredictOutput[]> {
+  const executor = served.compiled.executor;
+  let total = 0;
+  for (const source of sources) total += source.rows;
+  if (!executor.offloads(total)) return runSources(served, sources, true, observer);
+  const call = engineCall(served, sources, true, observer, true);
+  return executor.runAsync(call.input, total, call.probe).then((outputs) => {
+    // Calls queue first in, first out behind the one in flight; the engine time of this one began
+    // when it was made or when the previous one ended, whichever is later.
+    const now = performance.now();
+    const began = Math.max(call.started, engineFreeAt.get(executor) ?? 0);
+    engineFreeAt.set(executor, now);
+    return answer(served, sources, call, outputs, now - began);
+  });
+}
+
+/** When each executor's last asynchronous call was answered (performance.now(), ms). */
+const engineFreeAt = new WeakMap<object, number>();
+
+interface EngineCall {
+  input: Float32Array;
+  total: number;
+  started: number;
+  watch: TrafficObserver | undefined;
+  probe: StatisticsProbe | undefined;
+}
+
+/**
+ * The engine call's input and probe: one request of float32 rows runs on them as they are;
+ * otherwise the rows of every request are written once into an input matrix, the model's reused
+ * one for a synchronous call, a new one for an asynchronous call (which reads it later).
+ */
+function engineCall(
+  served: AvailableVersion,
+  sources: readonly RowSource[],
+  fused: boolean,
+  observer: TrafficObserver | undefined,
+  offloaded: boolean,
+): EngineCall {
   const compiled = served.compiled;
-  const width = compiled.outputWidth;
-  const inputWidth = compiled.inputWidth;
   let total = 0;
   for (const source of sources) total += source.rows;
   const started = performance.now();
-  // One request of float32 rows runs on them as they are; otherwise the rows of every request are
-  // written once into the model's input matrix (reused: the engine call is synchronous).
   const input =
     sources.length === 1 && sources[0]!.matrix
       ? sources[0]!.matrix
-      : packSources(compiled, sources, total, inputWidth);
+      : packSources(compiled, sources, total, compiled.inputWidth, offloaded);
   // Live statistics ride along the fused run (the executor's taps), never a second pass.
   const watch = fused ? observer : undefined;
   const probe = watch?.probe(served, total);
-  const outputs = compiled.forward(input, total, fused, probe);
+  return { input, total, started, watch, probe };
+}
+
+/** Softmax, the observer, and each request's view of its own rows. */
+function answer(
+  served: AvailableVersion,
+  sources: readonly RowSource[],
+  call: EngineCall,
+  outputs: Float32Array,
+  engineMs: number,
+): PredictOutput[] {
+  const config = served.checkpoint.config;
+  const width = served.compiled.outputWidth;
+  const { input, total, watch, probe } = call;
   const names = config.task === 'classification' ? config.labels! : undefined;
+  const softmaxStarted = performance.now();
   const probabilities = names ? softmaxRows(outputs, total, width) : undefined;
-  const computeMs = performance.now() - started;
+  const computeMs = engineMs + (performance.now() - softmaxStarted);
   watch?.observed(served, input, total, outputs, probabilities, probe);
   const results = new Array<PredictOutput>(sources.length);
   let row = 0;
@@ -172,8 +236,9 @@ function packSources(
   sources: readonly RowSource[],
   total: number,
   width: number,
+  fresh: boolean,
 ): Float32Array {
-  let matrix = inputMatrices.get(compiled);
+  let matrix = fresh ? new Float32Array(total * width) : inputMatrices.get(compiled);
   if (!matrix || matrix.length < total * width) {
     matrix = new Float32Array(total * width);
     inputMatrices.set(compiled, matrix);

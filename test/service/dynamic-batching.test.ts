@@ -8,7 +8,8 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { InferenceService, nestedRows } from '../../src/service/index.js';
+import { WasmExecutor } from '../../src/inference/index.js';
+import { float32Rows, InferenceService, nestedRows, runSources } from '../../src/service/index.js';
 import { makeRepository, makeTestApp, type TestApp } from '../helpers/app.js';
 import { digitsImage, digitsTestRows } from '../helpers/digits.js';
 import {
@@ -201,6 +202,44 @@ describe('dynamic batching', () => {
     expect(metrics).toMatch(
       new RegExp(`normserve_dynamic_batch_rows_sum\\{model="digits-cnn"\\} ${n}\\b`),
     );
+  });
+
+  it('batches computed on the helper thread: each request gets its own rows; the next batch collects meanwhile', async () => {
+    // 2 engine threads: a batch of 256 digits rows (~8.7 MFLOP) runs on the helper thread.
+    t = await makeTestApp({ env: { ENGINE_THREADS: '2' } });
+    const many = digitsTestRows().x.slice(0, 256);
+    const reports: { rows: number; requests: number }[] = [];
+    const service = new InferenceService(t.registry, {
+      batchMaxDelayUs: 1000,
+      batchMaxRows: 256,
+      onBatch: (r) => reports.push({ rows: r.rows, requests: r.requests }),
+    });
+    const served = service.resolve('digits');
+    const executor = served.compiled.executor;
+    if (executor instanceof WasmExecutor) await executor.ready();
+    const offloadedBefore = executor instanceof WasmExecutor ? executor.offloadedCalls : 0;
+    const alone = runSources(served, [nestedRows(many, 64)])[0]!.probabilities!;
+    // 64 requests of 8 rows: the first 32 fill a batch at once; the next ones queue while it runs.
+    const results = await Promise.all(
+      Array.from({ length: 64 }, (_, i) => {
+        const own = many.slice((i % 32) * 8, (i % 32) * 8 + 8);
+        return i < 32
+          ? service.infer(served, nestedRows(own, 64))
+          : service.infer(served, float32Rows(Float32Array.from(own.flat()), 8, 64));
+      }),
+    );
+    results.forEach((r, i) => {
+      const from = (i % 32) * 8 * 10;
+      expect(r.rows).toBe(8);
+      expect(Array.from(r.probabilities!), `request ${i}`).toEqual(
+        Array.from(alone.subarray(from, from + 80)),
+      );
+    });
+    expect(reports.reduce((n, r) => n + r.rows, 0)).toBe(512);
+    expect(reports.reduce((n, r) => n + r.requests, 0)).toBe(64);
+    expect(reports[0]).toEqual({ rows: 256, requests: 32 });
+    if (executor instanceof WasmExecutor)
+      expect(executor.offloadedCalls).toBeGreaterThan(offloadedBefore);
   });
 
   it("a model's config.json dynamic_batching overrides the server setting", async () => {

@@ -93,6 +93,8 @@ const IO_ROWS_CAP = 4096;
 const CHUNK_BUFFER_BYTES = 512 * 1024;
 const MAX_CHUNK_ROWS = 1024;
 const DEFAULT_PARALLEL_MIN_FLOPS = 4e6;
+/** How often a wait for a helper re-reads its state word (a helper that died unseen). */
+const HELPER_CHECK_MS = 1000;
 /** Vector loads at a row's end may read 12 bytes past it. */
 const SLACK = 16;
 
@@ -267,6 +269,34 @@ function planLayout(
   };
 }
 
+interface Helper {
+  control: number;
+  /** The helper's scratch (its tap accumulators live there). */
+  scratch: number;
+  handle: HelperHandle;
+}
+
+/** One runAsync call: its rows go through the I/O regions in passes of at most ioRows rows. */
+interface AsyncCall {
+  input: Float32Array;
+  rows: number;
+  probe: StatisticsProbe | undefined;
+  out: Float32Array;
+  /** Rows handed to the engine so far. */
+  next: number;
+  resolve: (out: Float32Array) => void;
+  reject: (error: unknown) => void;
+}
+
+/** A pass of an async call in flight: rows r0 … r1−1 of the I/O regions on each helper. */
+interface AsyncPass {
+  call: AsyncCall;
+  rows: number;
+  /** The call's probe, pointed at by the program for this pass (begin). */
+  taps: WasmProbe | undefined;
+  shares: { helper: Helper; r0: number; r1: number }[];
+}
+
 /**
  * A probe of the wasm executor: its tap table as written to memory (PROGRAM.taps) and where each
  * tap's accumulators lie in a thread's accumulator area.
@@ -344,12 +374,17 @@ export class WasmExecutor implements Executor {
   /** The probe whose tap table is in memory. */
   private written: WasmProbe | undefined;
   private readonly parallelMinFlops: number;
-  private helpers: { control: number; handle: HelperHandle }[] = [];
+  private helpers: Helper[] = [];
   /** Set until the helpers are started (startHelpers). */
   private spawnHelper: HelperSpawner | undefined;
   private readonly module: WebAssembly.Module;
   private splitCalls = 0;
   private takenBack = 0;
+  /** runAsync calls not yet answered, oldest first; a pass in flight belongs to the first. */
+  private readonly calls: AsyncCall[] = [];
+  /** The pass of rows running on helper threads for calls[0], if any. */
+  private pass: AsyncPass | undefined;
+  private offloadedPasses = 0;
 
   constructor(plan: CompiledPlan, options: WasmExecutorOptions) {
     this.plan = plan;
@@ -405,7 +440,7 @@ export class WasmExecutor implements Executor {
         scratch: layout.scratch[h + 1]!,
         protocol: { state: CONTROL.state, done: CONTROL.done, failed: HELPER_STATE.failed },
       });
-      this.helpers.push({ control, handle });
+      this.helpers.push({ control, scratch: layout.scratch[h + 1]!, handle });
     }
   }
 
@@ -441,6 +476,7 @@ export class WasmExecutor implements Executor {
   }
 
   run(input: Float32Array, rows: number, probe?: StatisticsProbe): Float32Array {
+    this.drain();
     checkRunArguments(this.plan, input, rows);
     const { inputWidth, outputWidth } = this.plan;
     if (this.plan.steps.length === 0) {
@@ -472,6 +508,7 @@ export class WasmExecutor implements Executor {
   }
 
   accumulate(input: Float32Array, rows: number, probe: StatisticsProbe): void {
+    this.drain();
     checkRunArguments(this.plan, input, rows);
     const taps = this.begin(probe);
     const width = this.plan.inputWidth;
@@ -484,6 +521,212 @@ export class WasmExecutor implements Executor {
     this.collect(taps, rows);
   }
 
+  offloads(rows: number): boolean {
+    return (
+      this.plan.steps.length > 0 &&
+      this.threads > 1 &&
+      rows * this.flopsPerRow >= this.parallelMinFlops &&
+      (this.spawnHelper !== undefined || this.helpers.length > 0)
+    );
+  }
+
+  /**
+   * run on the helper threads: the rows of each pass (at most ioRows) are copied into the input
+   * region and posted whole to the ready helpers (split between them when there are several; the
+   * calling thread takes no share), and the event loop waits for them with Atomics.waitAsync, so
+   * it keeps serving meanwhile. Same kernels, same rows per call of the engine's run: the result
+   * is run's bit for bit. One call is in flight at a time (one I/O region); later calls queue,
+   * first in first out, and a synchronous call meanwhile first ends the pass in flight (drain).
+   * Without a ready helper (starting, failed, closed) a call runs on the calling thread.
+   */
+  runAsync(input: Float32Array, rows: number, probe?: StatisticsProbe): Promise<Float32Array> {
+    try {
+      checkRunArguments(this.plan, input, rows);
+      if (this.plan.steps.length === 0 || (this.calls.length === 0 && !this.offloads(rows)))
+        return Promise.resolve(this.run(input, rows, probe));
+      this.startHelpers();
+      return new Promise((resolve, reject) => {
+        const out = new Float32Array(rows * this.plan.outputWidth);
+        this.calls.push({ input, rows, probe, out, next: 0, resolve, reject });
+        if (!this.pass) this.pump();
+      });
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /** Passes of async calls that ran on helper threads so far. */
+  get offloadedCalls(): number {
+    return this.offloadedPasses;
+  }
+
+  /** Starts the next pass of the queued calls (none may be in flight). */
+  private pump(): void {
+    while (!this.pass && this.calls.length > 0) {
+      const call = this.calls[0]!;
+      try {
+        const helpers = this.helpers.filter(
+          (h) => this.word(h.control, CONTROL.state) === HELPER_STATE.ready,
+        );
+        if (helpers.length === 0) {
+          // No helper to take it: the rest of the call runs here, as a synchronous one.
+          const { inputWidth, outputWidth } = this.plan;
+          const rest = call.input.subarray(call.next * inputWidth, call.rows * inputWidth);
+          call.out.set(this.run(rest, call.rows - call.next, call.probe), call.next * outputWidth);
+          this.calls.shift();
+          call.resolve(call.out);
+          continue;
+        }
+        this.post(call, helpers);
+      } catch (e) {
+        this.calls.shift();
+        call.reject(e);
+      }
+    }
+  }
+
+  /** Copies the call's next pass into the input region and posts it to `helpers`. */
+  private post(call: AsyncCall, helpers: Helper[]): void {
+    const width = this.plan.inputWidth;
+    const rows = Math.min(this.layout.ioRows, call.rows - call.next);
+    const from = call.next * width;
+    this.heap.set(call.input.subarray(from, from + rows * width), this.layout.input >> 2);
+    const taps = call.probe ? this.begin(call.probe, this.plan.steps.length) : undefined;
+    const share = Math.ceil(rows / helpers.length / MR) * MR;
+    const w = this.words;
+    const shares = helpers
+      .map((helper, i) => ({
+        helper,
+        r0: Math.min(rows, share * i),
+        r1: Math.min(rows, share * (i + 1)),
+      }))
+      .filter((s) => s.r1 > s.r0);
+    for (const { helper, r0, r1 } of shares) {
+      const c = helper.control >> 2;
+      Atomics.store(w, c + CONTROL.r0, r0);
+      Atomics.store(w, c + CONTROL.r1, r1);
+      Atomics.store(w, c + CONTROL.done, DONE.posted);
+      Atomics.add(w, c + CONTROL.seq, 1);
+      Atomics.notify(w, c + CONTROL.seq);
+    }
+    const pass: AsyncPass = { call, rows, taps, shares };
+    this.pass = pass;
+    this.offloadedPasses++;
+    void this.awaitPass(pass);
+  }
+
+  /**
+   * Waits, without blocking, until every share of `pass` is finished (or its helper failed),
+   * then answers or continues the call and starts the next pass. A synchronous call may have
+   * ended the pass meanwhile (drain): then there is nothing left to do here.
+   */
+  private async awaitPass(pass: AsyncPass): Promise<void> {
+    const w = this.words;
+    for (const { helper } of pass.shares) {
+      const done = (helper.control >> 2) + CONTROL.done;
+      for (;;) {
+        const state = Atomics.load(w, done);
+        if (state !== DONE.posted && state !== DONE.claimed) break;
+        // A helper that died before it could claim the share writes its failure words, which
+        // change `done`; the timeout re-checks its state in case it died just before the post.
+        if (this.word(helper.control, CONTROL.state) === HELPER_STATE.failed) break;
+        const waited = Atomics.waitAsync(w, done, state, HELPER_CHECK_MS);
+        if (waited.async) await waited.value;
+        if (this.pass !== pass) return;
+      }
+    }
+    if (this.pass !== pass) return;
+    this.finishPass(pass);
+    this.pump();
+  }
+
+  /**
+   * The shares of `pass` are done: runs here any a helper did not run (revoked by drain, or its
+   * helper failed), copies the pass's outputs and statistics out, answers the call when it has
+   * every row.
+   */
+  private finishPass(pass: AsyncPass): void {
+    this.pass = undefined;
+    const { call, rows, taps } = pass;
+    try {
+      const w = this.words;
+      const { program, input, output, scratch } = this.layout;
+      for (const { helper, r0, r1 } of pass.shares) {
+        const state = Atomics.load(w, (helper.control >> 2) + CONTROL.done);
+        if (state === DONE.finished) continue;
+        if (state === DONE.posted || state === DONE.claimed) {
+          // Its helper failed (state word) without touching `done`: mark the share revoked.
+          Atomics.store(w, (helper.control >> 2) + CONTROL.done, DONE.revoked);
+        }
+        if (taps) {
+          // A helper that died part-way may have added some rows to its accumulators.
+          const at = (helper.scratch + this.layout.accumulators) >> 3;
+          this.f64.fill(0, at, at + taps.bytes / 8);
+        }
+        this.exports.run(program, input, output, r0, r1, scratch[0]!);
+      }
+      this.helpers = this.helpers.filter(
+        (h) => this.word(h.control, CONTROL.state) !== HELPER_STATE.failed,
+      );
+      const width = this.plan.outputWidth;
+      const at = output >> 2;
+      call.out.set(this.heap.subarray(at, at + rows * width), call.next * width);
+      if (taps) this.collect(taps, rows);
+      call.next += rows;
+      if (call.next < call.rows) return;
+      this.calls.shift();
+      call.resolve(call.out);
+    } catch (e) {
+      this.calls.shift();
+      call.reject(e);
+    }
+  }
+
+  /**
+   * Ends the pass in flight now, for a synchronous call that needs the I/O regions and the
+   * helpers: a share a helper has not started is taken back and run here (as compute() does),
+   * one it has started is waited for. The queued calls go on after the synchronous call returns.
+   */
+  private drain(): void {
+    const pass = this.pass;
+    if (!pass) return;
+    const w = this.words;
+    for (const { helper } of pass.shares) {
+      const done = (helper.control >> 2) + CONTROL.done;
+      // The helper wakes one waiter when it finishes: move awaitPass's wait out of the way (it
+      // finds the pass ended and returns), so that the waiter is this thread.
+      Atomics.notify(w, done);
+      let state = Atomics.compareExchange(w, done, DONE.posted, DONE.revoked);
+      while (state === DONE.claimed) {
+        Atomics.wait(w, done, DONE.claimed, HELPER_CHECK_MS);
+        state = Atomics.load(w, done);
+        if (this.word(helper.control, CONTROL.state) === HELPER_STATE.failed) break;
+      }
+      if (state === DONE.posted) this.takenBack++;
+    }
+    this.finishPass(pass);
+    if (this.calls.length > 0)
+      queueMicrotask(() => {
+        if (!this.pass) this.pump();
+      });
+  }
+
+  /** Answers every queued call now, on the calling thread if need be (updateParameters). */
+  private settleAll(): void {
+    this.drain();
+    while (this.calls.length > 0) {
+      const call = this.calls.shift()!;
+      try {
+        const { inputWidth, outputWidth } = this.plan;
+        const rest = call.input.subarray(call.next * inputWidth, call.rows * inputWidth);
+        call.out.set(this.run(rest, call.rows - call.next, call.probe), call.next * outputWidth);
+        call.resolve(call.out);
+      } catch (e) {
+        call.reject(e);
+      }
+    }
+  }
+
   createProbe(taps: readonly StatisticsTap[]): StatisticsProbe {
     checkTaps(this.plan, taps);
     return new WasmProbe(this, taps, this.layout.tapTable);
@@ -491,12 +734,14 @@ export class WasmExecutor implements Executor {
 
   updateParameters(plan: CompiledPlan): void {
     checkSameStructure(this.plan, plan);
+    this.settleAll(); // calls made before run with the parameters they were made with
     this.plan = plan;
     this.flopsPerRow = writeProgram(plan, this.layout, this.memory, this.exports);
   }
 
   close(): void {
     this.spawnHelper = undefined;
+    this.drain();
     for (const h of this.helpers) {
       Atomics.store(this.words, (h.control >> 2) + CONTROL.state, HELPER_STATE.stopping);
       Atomics.add(this.words, (h.control >> 2) + CONTROL.seq, 1);

@@ -1,0 +1,247 @@
+/**
+ * The asynchronous engine call (Executor.runAsync): the whole call runs on the helper thread while
+ * the calling thread is free, with run's result bit for bit (statistics too); concurrent calls are
+ * answered first in, first out, each with its own rows; a synchronous call during one is correct;
+ * a helper that fails hands its rows back to the calling thread. Outcomes and order only.
+ */
+import { describe, expect, it } from 'vitest';
+import { buildSequential } from '../../src/checkpoint/index.js';
+import {
+  batchNormTaps,
+  compileNetwork,
+  detectWasmSupport,
+  type HelperSpawner,
+  PlanExecutor,
+  WasmExecutor,
+} from '../../src/inference/index.js';
+import { HELPER_STATE } from '../../src/inference/wasm/program-wat.js';
+import { Rng } from '../../src/nn/index.js';
+import { nodeEngineOptions, prepareWasmRuntime } from '../../src/service/index.js';
+
+prepareWasmRuntime();
+const relaxedSimd = detectWasmSupport().relaxedSimd;
+const { spawnHelper } = nodeEngineOptions({});
+
+const network = buildSequential(
+  [
+    { type: 'linear', in_features: 50, out_features: 72, bias: true },
+    {
+      type: 'batchnorm1d',
+      num_features: 72,
+      eps: 1e-5,
+      momentum: 0.1,
+      affine: true,
+      track_running_stats: true,
+    },
+    { type: 'relu' },
+    { type: 'linear', in_features: 72, out_features: 33, bias: true },
+    { type: 'gelu', approximate: 'none' },
+    { type: 'linear', in_features: 33, out_features: 7, bias: true },
+  ],
+  { init: new Rng(2) },
+).eval();
+const plan = compileNetwork(network);
+
+const bits = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+const rowsOf = (rows: number, seed: number) => {
+  const rng = new Rng(seed);
+  return Float32Array.from({ length: rows * 50 }, () => rng.normal() * 4);
+};
+const one = new WasmExecutor(plan, { maxBatchSize: 1024, threads: 1, relaxedSimd });
+const twoThreads = (extra: { spawnHelper?: HelperSpawner; maxBatchSize?: number } = {}) =>
+  new WasmExecutor(plan, {
+    maxBatchSize: extra.maxBatchSize ?? 1024,
+    threads: 2,
+    relaxedSimd,
+    spawnHelper: extra.spawnHelper ?? spawnHelper,
+    parallelMinFlops: 0,
+  });
+
+/** A "helper" on the main thread that says it is ready and fails on the first rows it is given. */
+const failing: HelperSpawner = (init) => {
+  const words = new Int32Array(init.memory.buffer);
+  const c = init.control >> 2;
+  Atomics.store(words, c + init.protocol.state, HELPER_STATE.ready);
+  const seen = Atomics.load(words, c);
+  const waited = Atomics.waitAsync(words, c, seen);
+  void (waited.async ? waited.value : Promise.resolve()).then(() => {
+    Atomics.store(words, c + init.protocol.state, init.protocol.failed);
+    Atomics.store(words, c + init.protocol.done, -1);
+    Atomics.notify(words, c + init.protocol.done);
+  });
+  return { terminate() {} };
+};
+
+describe('asynchronous engine calls', () => {
+  it('run on the helper thread, bit-identical to run, passes of the I/O region included', async () => {
+    const two = twoThreads({ maxBatchSize: 300 });
+    try {
+      await two.ready();
+      expect(two.readyHelpers).toBe(1);
+      for (const rows of [1, 7, 64, 299, 300, 301, 1000]) {
+        const input = rowsOf(rows, rows);
+        const before = two.offloadedCalls;
+        const out = await two.runAsync(input, rows);
+        expect(bits(out).equals(bits(one.run(input, rows))), `${rows} rows`).toBe(true);
+        // One pass per 300 rows of the I/O region, each on the helper.
+        expect(two.offloadedCalls - before, `${rows} rows`).toBe(Math.ceil(rows / 300));
+      }
+    } finally {
+      two.close();
+    }
+  });
+
+  it('gather the same statistics as a synchronous run', async () => {
+    const two = twoThreads();
+    try {
+      await two.ready();
+      const taps = batchNormTaps(plan.batchNormInputs.filter((b) => b.tap !== undefined));
+      const input = rowsOf(500, 9);
+      const syncProbe = one.createProbe(taps);
+      const asyncProbe = two.createProbe(taps);
+      const expected = one.run(input, 500, syncProbe);
+      expect(bits(await two.runAsync(input, 500, asyncProbe)).equals(bits(expected))).toBe(true);
+      expect(asyncProbe.sums.length).toBeGreaterThan(0);
+      // The helper runs the rows in the chunks the calling thread would: the same sums exactly.
+      asyncProbe.sums.forEach((s, i) => {
+        expect(s.count).toBe(syncProbe.sums[i]!.count);
+        expect(Array.from(s.sum)).toEqual(Array.from(syncProbe.sums[i]!.sum));
+        expect(Array.from(s.sumSquares)).toEqual(Array.from(syncProbe.sums[i]!.sumSquares));
+      });
+      // A probe of another executor is refused through the promise.
+      await expect(two.runAsync(input, 500, syncProbe)).rejects.toThrow(RangeError);
+    } finally {
+      two.close();
+    }
+  });
+
+  it('answer concurrent calls first in, first out, each with its own rows', async () => {
+    const two = twoThreads({ maxBatchSize: 128 });
+    try {
+      await two.ready();
+      const sizes = [200, 3, 128, 50, 129, 1, 77];
+      const inputs = sizes.map((rows, i) => rowsOf(rows, 100 + i));
+      const order: number[] = [];
+      const outs = await Promise.all(
+        sizes.map((rows, i) =>
+          two.runAsync(inputs[i]!, rows).then((out) => {
+            order.push(i);
+            return out;
+          }),
+        ),
+      );
+      expect(order).toEqual(sizes.map((_, i) => i));
+      outs.forEach((out, i) => {
+        expect(bits(out).equals(bits(one.run(inputs[i]!, sizes[i]!))), `call ${i}`).toBe(true);
+      });
+      expect(two.offloadedCalls).toBeGreaterThanOrEqual(sizes.length);
+    } finally {
+      two.close();
+    }
+  });
+
+  it('a synchronous call while asynchronous ones are queued and in flight is correct, and so are they', async () => {
+    const two = twoThreads({ maxBatchSize: 256 });
+    try {
+      await two.ready();
+      const a = rowsOf(600, 1); // three passes
+      const b = rowsOf(256, 2);
+      const c = rowsOf(40, 3);
+      const pending = [two.runAsync(a, 600), two.runAsync(b, 256)];
+      // A pass of `a` is in flight on the helper now; the synchronous call ends it first.
+      const now = two.run(c, 40);
+      expect(bits(now).equals(bits(one.run(c, 40)))).toBe(true);
+      const [outA, outB] = await Promise.all(pending);
+      expect(bits(outA!).equals(bits(one.run(a, 600)))).toBe(true);
+      expect(bits(outB!).equals(bits(one.run(b, 256)))).toBe(true);
+      // And the executor goes on asynchronously afterwards.
+      const before = two.offloadedCalls;
+      expect(bits(await two.runAsync(c, 40)).equals(bits(one.run(c, 40)))).toBe(true);
+      expect(two.offloadedCalls).toBe(before + 1);
+    } finally {
+      two.close();
+    }
+  });
+
+  it('calls made before updateParameters or close are answered as they were made', async () => {
+    const two = twoThreads({ maxBatchSize: 256 });
+    await two.ready();
+    const a = rowsOf(300, 4);
+    const first = two.runAsync(a, 300);
+    const second = two.runAsync(a, 300);
+    const other = compileNetwork(
+      buildSequential(
+        [
+          { type: 'linear', in_features: 50, out_features: 72, bias: true },
+          {
+            type: 'batchnorm1d',
+            num_features: 72,
+            eps: 1e-5,
+            momentum: 0.1,
+            affine: true,
+            track_running_stats: true,
+          },
+          { type: 'relu' },
+          { type: 'linear', in_features: 72, out_features: 33, bias: true },
+          { type: 'gelu', approximate: 'none' },
+          { type: 'linear', in_features: 33, out_features: 7, bias: true },
+        ],
+        { init: new Rng(3) },
+      ).eval(),
+    );
+    two.updateParameters(other);
+    const expected = one.run(a, 300);
+    expect(bits(await first).equals(bits(expected))).toBe(true);
+    expect(bits(await second).equals(bits(expected))).toBe(true);
+    const third = two.runAsync(a, 300);
+    two.close();
+    const reference = new WasmExecutor(other, { maxBatchSize: 1024, threads: 1, relaxedSimd });
+    expect(bits(await third).equals(bits(reference.run(a, 300)))).toBe(true);
+    expect(bits(await two.runAsync(a, 300)).equals(bits(reference.run(a, 300)))).toBe(true);
+  });
+
+  it('a helper that fails hands its rows back: the call runs on the calling thread', async () => {
+    const two = twoThreads({ spawnHelper: failing });
+    await two.ready();
+    expect(two.readyHelpers).toBe(1);
+    const input = rowsOf(333, 5);
+    const taps = batchNormTaps(plan.batchNormInputs.filter((b) => b.tap !== undefined));
+    const probe = two.createProbe(taps);
+    const reference = one.createProbe(taps);
+    const out = await two.runAsync(input, 333, probe);
+    expect(bits(out).equals(bits(one.run(input, 333, reference)))).toBe(true);
+    expect(two.offloadedCalls).toBe(1);
+    // The failed helper is gone; later calls run here, and answer the same.
+    expect(two.readyHelpers).toBe(0);
+    expect(two.offloads(333)).toBe(false);
+    expect(bits(await two.runAsync(input, 333)).equals(bits(out))).toBe(true);
+    expect(two.offloadedCalls).toBe(1);
+    // The statistics count the rows once (the helper's accumulators are cleared).
+    probe.sums.forEach((s, i) => {
+      expect(s.count).toBe(reference.sums[i]!.count);
+      expect(Array.from(s.sum)).toEqual(Array.from(reference.sums[i]!.sum));
+    });
+    two.close();
+  });
+
+  it('small calls and executors without helpers stay synchronous; the JavaScript executor resolves run', async () => {
+    const two = new WasmExecutor(plan, {
+      maxBatchSize: 512,
+      threads: 2,
+      relaxedSimd,
+      spawnHelper,
+      parallelMinFlops: 2e6, // ~13 k flops per row: 32 rows below, 512 above
+    });
+    expect(two.offloads(32)).toBe(false);
+    expect(two.offloads(512)).toBe(true);
+    expect(one.offloads(512)).toBe(false);
+    const js = new PlanExecutor(plan, 512);
+    expect(js.offloads(512)).toBe(false);
+    const input = rowsOf(512, 6);
+    expect(bits(await js.runAsync(input, 512)).equals(bits(js.run(input, 512)))).toBe(true);
+    await expect(js.runAsync(input, 513)).rejects.toThrow(RangeError);
+    // The first big call starts the helper and, with none ready yet, runs here.
+    expect(bits(await two.runAsync(input, 512)).equals(bits(one.run(input, 512)))).toBe(true);
+    two.close();
+  });
+});
