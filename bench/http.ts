@@ -267,7 +267,31 @@ export const DIGITS_ROW = [
   10, 0, 0, 0,
 ];
 
-const f32 = (values: number[]) => Buffer.from(Float32Array.from(values).buffer);
+export const f32 = (values: number[]) => Buffer.from(Float32Array.from(values).buffer);
+
+/** The serving bench's request bodies (bench/ab-trees.ts sends the same). */
+export function requestBodies() {
+  const jsonBody = (n: number) =>
+    JSON.stringify({ instances: Array.from({ length: n }, () => DIGITS_ROW) });
+  const rows256 = Array.from({ length: 256 }, () => DIGITS_ROW).flat();
+  const oipHeader = Buffer.from(
+    JSON.stringify({
+      inputs: [
+        {
+          name: 'input',
+          shape: [256, 64],
+          datatype: 'FP32',
+          parameters: { binary_data_size: rows256.length * 4 },
+        },
+      ],
+      outputs: [{ name: 'probabilities', parameters: { binary_data: true } }],
+    }),
+  );
+  const wideRow = JSON.stringify({
+    instances: [Array.from({ length: 784 }, (_, i) => ((i * 37) % 255) / 255)],
+  });
+  return { jsonBody, rows256, oipHeader, wideRow };
+}
 
 export async function benchHttp(
   options: {
@@ -294,25 +318,7 @@ export async function benchHttp(
   };
   const json = { 'content-type': 'application/json' };
   const octet = { 'content-type': 'application/octet-stream' };
-  const jsonBody = (n: number) =>
-    JSON.stringify({ instances: Array.from({ length: n }, () => DIGITS_ROW) });
-  const rows256 = Array.from({ length: 256 }, () => DIGITS_ROW).flat();
-  const oipHeader = Buffer.from(
-    JSON.stringify({
-      inputs: [
-        {
-          name: 'input',
-          shape: [256, 64],
-          datatype: 'FP32',
-          parameters: { binary_data_size: rows256.length * 4 },
-        },
-      ],
-      outputs: [{ name: 'probabilities', parameters: { binary_data: true } }],
-    }),
-  );
-  const wideRow = JSON.stringify({
-    instances: [Array.from({ length: 784 }, (_, i) => ((i * 37) % 255) / 255)],
-  });
+  const { jsonBody, rows256, oipHeader, wideRow } = requestBodies();
   const out: HttpRow[] = [];
   const tsx = ['--import', 'tsx'];
   let servers = 0;

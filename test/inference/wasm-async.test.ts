@@ -224,6 +224,28 @@ describe('asynchronous engine calls', () => {
     two.close();
   });
 
+  it('a share a helper never starts is taken back once the calling thread is free', async () => {
+    // Ready, and then never runs: a helper waiting for a core on a busy machine, at worst.
+    const stalled: HelperSpawner = (init) => {
+      Atomics.store(
+        new Int32Array(init.memory.buffer),
+        (init.control >> 2) + init.protocol.state,
+        HELPER_STATE.ready,
+      );
+      return { terminate() {} };
+    };
+    const two = twoThreads({ spawnHelper: stalled, maxBatchSize: 128 });
+    await two.ready();
+    const input = rowsOf(300, 8);
+    const out = await two.runAsync(input, 300);
+    expect(bits(out).equals(bits(one.run(input, 300)))).toBe(true);
+    // Three passes, each posted and taken back; the helper stays (it is alive, only late).
+    expect(two.offloadedCalls).toBe(3);
+    expect(two.revokedShares).toBe(3);
+    expect(two.readyHelpers).toBe(1);
+    two.close();
+  });
+
   it('small calls and executors without helpers stay synchronous; the JavaScript executor resolves run', async () => {
     const two = new WasmExecutor(plan, {
       maxBatchSize: 512,

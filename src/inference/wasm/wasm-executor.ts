@@ -95,6 +95,11 @@ const MAX_CHUNK_ROWS = 1024;
 const DEFAULT_PARALLEL_MIN_FLOPS = 4e6;
 /** How often a wait for a helper re-reads its state word (a helper that died unseen). */
 const HELPER_CHECK_MS = 1000;
+/**
+ * An asynchronous call's share a helper has not started after this long is taken back by the
+ * calling thread when it is free: a woken helper starts within tens of µs when it has a core.
+ */
+const TAKE_BACK_MS = 1;
 /** Vector loads at a row's end may read 12 bytes past it. */
 const SLACK = 16;
 
@@ -537,7 +542,8 @@ export class WasmExecutor implements Executor {
    * it keeps serving meanwhile. Same kernels, same rows per call of the engine's run: the result
    * is run's bit for bit. One call is in flight at a time (one I/O region); later calls queue,
    * first in first out, and a synchronous call meanwhile first ends the pass in flight (drain).
-   * Without a ready helper (starting, failed, closed) a call runs on the calling thread.
+   * Without a ready helper (starting, failed, closed) a call runs on the calling thread, and so
+   * does a share its helper has not started TAKE_BACK_MS after the post once this thread is free.
    */
   runAsync(input: Float32Array, rows: number, probe?: StatisticsProbe): Promise<Float32Array> {
     try {
@@ -630,9 +636,21 @@ export class WasmExecutor implements Executor {
         // A helper that died before it could claim the share writes its failure words, which
         // change `done`; the timeout re-checks its state in case it died just before the post.
         if (this.word(helper.control, CONTROL.state) === HELPER_STATE.failed) break;
-        const waited = Atomics.waitAsync(w, done, state, HELPER_CHECK_MS);
-        if (waited.async) await waited.value;
+        const posted = state === DONE.posted;
+        const waited = Atomics.waitAsync(w, done, state, posted ? TAKE_BACK_MS : HELPER_CHECK_MS);
+        const outcome = waited.async ? await waited.value : waited.value;
         if (this.pass !== pass) return;
+        // Not started yet, and this thread has nothing else to do (the timeout runs only when the
+        // event loop is free): the helper is waiting for a core; the share is taken back and run
+        // here (finishPass), as compute() does.
+        if (
+          posted &&
+          outcome === 'timed-out' &&
+          Atomics.compareExchange(w, done, DONE.posted, DONE.revoked) === DONE.posted
+        ) {
+          this.takenBack++;
+          break;
+        }
       }
     }
     if (this.pass !== pass) return;
@@ -641,8 +659,8 @@ export class WasmExecutor implements Executor {
   }
 
   /**
-   * The shares of `pass` are done: runs here any a helper did not run (revoked by drain, or its
-   * helper failed), copies the pass's outputs and statistics out, answers the call when it has
+   * The shares of `pass` are done: runs here any a helper did not run (taken back, or its helper
+   * failed), copies the pass's outputs and statistics out, answers the call when it has
    * every row.
    */
   private finishPass(pass: AsyncPass): void {
