@@ -1,5 +1,6 @@
 /**
- * Two source trees' servers side by side: `npx tsx bench/ab-trees.ts BASE_TREE [rounds] [seconds]`
+ * Two source trees' servers side by side: `npx tsx bench/ab-trees.ts BASE_TREE [rounds] [seconds]
+ * [load,load…]`
  * starts this tree's server and BASE_TREE's (a git worktree of another commit, with node_modules)
  * on the same model repository, and alternates the serving bench's loads between them, round by
  * round in alternating order, so both see the same machine. Prints, per load, the median req/s
@@ -14,8 +15,11 @@ import { grpcLoad } from './grpc-load.js';
 import { f32, freePort, load, measured, requestBodies, type Server, start } from './http.js';
 import { wideCheckpoint } from './models.js';
 
-const [baseArg, roundsArg, secondsArg] = process.argv.slice(2);
-if (!baseArg) throw new Error('usage: tsx bench/ab-trees.ts BASE_TREE [rounds] [seconds]');
+const [baseArg, roundsArg, secondsArg, onlyArg] = process.argv.slice(2);
+if (!baseArg)
+  throw new Error('usage: tsx bench/ab-trees.ts BASE_TREE [rounds] [seconds] [load,load…]');
+/** Loads whose name contains one of these (all by default). */
+const only = onlyArg?.split(',');
 const trees = { base: resolve(baseArg), this: process.cwd() };
 const rounds = Number(roundsArg ?? 4);
 const seconds = Number(secondsArg ?? 5);
@@ -146,6 +150,7 @@ process.stdout.write(
 );
 try {
   for (const [name, { env, run }] of Object.entries(loads)) {
+    if (only && !only.some((o) => name.includes(o))) continue;
     const servers: Record<string, { server: Server; grpcPort: number }> = {};
     for (const [which, tree] of Object.entries(trees)) {
       const grpcPort = await freePort();
