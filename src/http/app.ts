@@ -76,6 +76,7 @@ export function createInferenceService(
   return new InferenceService(registry, {
     batchMaxDelayUs: config.BATCH_MAX_DELAY_US,
     batchMaxRows: config.BATCH_MAX_ROWS,
+    engineAsync: config.ENGINE_ASYNC === 'on',
     onBatch: (report) => metrics.observeBatch(report),
     observer: drift,
   });

@@ -56,12 +56,19 @@ export class DynamicBatcher {
   private readonly queues = new Map<AvailableVersion, Queue>();
   private readonly onBatch: ((report: BatchReport) => void) | undefined;
   private readonly observer: TrafficObserver | undefined;
+  private readonly engineAsync: boolean;
   /** Batches computing on a helper thread, per version. */
   private readonly computing = new Map<AvailableVersion, number>();
 
   constructor(
-    options: { onBatch?: (report: BatchReport) => void; observer?: TrafficObserver } = {},
+    options: {
+      onBatch?: (report: BatchReport) => void;
+      observer?: TrafficObserver;
+      /** Batches with enough work compute on the engine's helper thread (inferSources). */
+      engineAsync?: boolean;
+    } = {},
   ) {
+    this.engineAsync = options.engineAsync ?? false;
     this.onBatch = options.onBatch;
     this.observer = options.observer;
   }
@@ -132,6 +139,7 @@ export class DynamicBatcher {
         queue.served,
         items.map((p) => p.source),
         this.observer,
+        this.engineAsync,
       );
     } catch (e) {
       for (const p of items) p.reject(e);

@@ -9,6 +9,8 @@ export interface InferenceServiceOptions {
   batchMaxDelayUs: number;
   /** BATCH_MAX_ROWS: the server-wide largest batch; config.json may override. */
   batchMaxRows: number;
+  /** ENGINE_ASYNC: calls with enough work run on the engine's helper thread (inferSources). */
+  engineAsync?: boolean | undefined;
   onBatch?: (report: BatchReport) => void;
   /** Sees every fused engine call (live drift statistics, traffic sample, shadow runs). */
   observer?: TrafficObserver | undefined;
@@ -30,6 +32,7 @@ export class InferenceService {
     this.batcher = new DynamicBatcher({
       ...(options.onBatch ? { onBatch: options.onBatch } : {}),
       ...(options.observer ? { observer: options.observer } : {}),
+      engineAsync: options.engineAsync ?? false,
     });
   }
 
@@ -65,7 +68,12 @@ export class InferenceService {
     const policy = this.policy(served);
     if (!fused) return runSources(served, [source], false)[0]!;
     if (policy.maxDelayUs === 0) {
-      const out = inferSources(served, [source], this.options.observer);
+      const out = inferSources(
+        served,
+        [source],
+        this.options.observer,
+        this.options.engineAsync ?? false,
+      );
       return out instanceof Promise ? out.then((o) => o[0]!) : out[0]!;
     }
     return this.batcher.submit(served, source, policy);

@@ -105,17 +105,19 @@ export function runSources(
  * runSources for the server: a call with enough work for the engine's helper thread
  * (Executor.offloads) runs there while the event loop keeps reading and answering other requests
  * (the model instance on its own thread, as in Triton and onnxruntime); the promise settles with
- * the same results, bit for bit. Smaller calls (a 1-row request) run synchronously, as before.
+ * the same results, bit for bit. Smaller calls (a 1-row request), and every call without
+ * `offload` (ENGINE_ASYNC=off, the default), run synchronously.
  */
 export function inferSources(
   served: AvailableVersion,
   sources: readonly RowSource[],
-  observer?: TrafficObserver,
+  observer: TrafficObserver | undefined,
+  offload: boolean,
 ): PredictOutput[] | Promise<PredictOutput[]> {
   const executor = served.compiled.executor;
   let total = 0;
   for (const source of sources) total += source.rows;
-  if (!executor.offloads(total)) return runSources(served, sources, true, observer);
+  if (!offload || !executor.offloads(total)) return runSources(served, sources, true, observer);
   const call = engineCall(served, sources, true, observer, true);
   return executor.runAsync(call.input, total, call.probe).then((outputs) => {
     // Calls queue first in, first out behind the one in flight; the engine time of this one began

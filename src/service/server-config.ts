@@ -60,6 +60,12 @@ export const serverConfigSchema = z.object({
   ENGINE: z.enum(ENGINES).default('wasm'),
   /** Threads one large batch is split across, per process; default: the cores per worker process. */
   ENGINE_THREADS: z.preprocess(emptyToUndefined, int(1, 64).optional()),
+  /**
+   * on: an engine call with enough work (one a split would take) runs whole on the engine's helper
+   * thread while the event loop serves other requests; off: it is split between the request's
+   * thread and the helpers. Off by default: no gain measured on 2 cores (bench/README.md).
+   */
+  ENGINE_ASYNC: z.enum(['off', 'on']).default('off'),
   SHUTDOWN_TIMEOUT_MS: ms(100).default(10_000),
   /** Time to receive one whole request, headers and body; 0 = no limit (headers get 60 s). */
   REQUEST_TIMEOUT_MS: ms(0).default(60_000),

@@ -206,12 +206,13 @@ describe('dynamic batching', () => {
 
   it('batches computed on the helper thread: each request gets its own rows; the next batch collects meanwhile', async () => {
     // 2 engine threads: a batch of 256 digits rows (~8.7 MFLOP) runs on the helper thread.
-    t = await makeTestApp({ env: { ENGINE_THREADS: '2' } });
+    t = await makeTestApp({ env: { ENGINE_THREADS: '2', ENGINE_ASYNC: 'on' } });
     const many = digitsTestRows().x.slice(0, 256);
     const reports: { rows: number; requests: number }[] = [];
     const service = new InferenceService(t.registry, {
       batchMaxDelayUs: 1000,
       batchMaxRows: 256,
+      engineAsync: true,
       onBatch: (r) => reports.push({ rows: r.rows, requests: r.requests }),
     });
     const served = service.resolve('digits');
@@ -240,6 +241,51 @@ describe('dynamic batching', () => {
     expect(reports[0]).toEqual({ rows: 256, requests: 32 });
     if (executor instanceof WasmExecutor)
       expect(executor.offloadedCalls).toBeGreaterThan(offloadedBefore);
+  });
+
+  it('ENGINE_ASYNC=on: 256-row JSON, float32 and OIP binary requests answer what they answer synchronously', async () => {
+    const body = { instances: digitsTestRows().x.slice(0, 256) };
+    const f32Body = f32Bytes(body.instances.flat());
+    const ask = async (app: TestApp['app']) => {
+      const json = await app.inject({
+        method: 'POST',
+        url: '/v1/models/digits:predict',
+        payload: body,
+      });
+      const binary = await app.inject({
+        method: 'POST',
+        url: '/v1/models/digits:predict',
+        payload: f32Bytes(body.instances.flat()),
+        headers: { 'content-type': 'application/octet-stream', accept: 'application/octet-stream' },
+      });
+      const oip = binaryInfer(
+        {
+          inputs: [
+            {
+              name: 'input',
+              shape: [256, 64],
+              datatype: 'FP32',
+              parameters: { binary_data_size: f32Body.length },
+            },
+          ],
+          outputs: [{ name: 'probabilities', parameters: { binary_data: true } }],
+        },
+        [f32Body],
+      );
+      const infer = await app.inject({ method: 'POST', url: '/v2/models/digits/infer', ...oip });
+      expect([json.statusCode, binary.statusCode, infer.statusCode]).toEqual([200, 200, 200]);
+      return [json.body, binary.rawPayload, readBinaryResponse(infer).bytes];
+    };
+    const plain = await makeTestApp({ env: { ENGINE_THREADS: '2' } });
+    const expected = await ask(plain.app);
+    await plain.close();
+    t = await makeTestApp({ env: { ENGINE_THREADS: '2', ENGINE_ASYNC: 'on' } });
+    const executor = t.registry.resolve('digits').compiled.executor;
+    if (executor instanceof WasmExecutor) await executor.ready();
+    // Four at once: they queue on the helper thread, first in, first out.
+    const answers = await Promise.all([ask(t.app), ask(t.app), ask(t.app), ask(t.app)]);
+    for (const answer of answers) expect(answer).toEqual(expected);
+    if (executor instanceof WasmExecutor) expect(executor.offloadedCalls).toBeGreaterThan(0);
   });
 
   it("a model's config.json dynamic_batching overrides the server setting", async () => {
