@@ -33,3 +33,6 @@ export const ACTIVATION_ULPS = {
  * |2u| (≈ 40 ulps at x ≈ −5.5, where the output is ≈ 1e-7 of |x|), as any float32 evaluation does.
  */
 export const GELU_TANH_RTOL = 4e-6;
+
+/** Float64 statistics sums of the same values added in another grouping (collected at other times). */
+export const FLOAT64_REGROUP_RTOL = 1e-12;

@@ -17,6 +17,7 @@ import {
 import { HELPER_STATE } from '../../src/inference/wasm/program-wat.js';
 import { Rng } from '../../src/nn/index.js';
 import { nodeEngineOptions, prepareWasmRuntime } from '../../src/service/index.js';
+import { FLOAT64_REGROUP_RTOL } from '../helpers/tolerances.js';
 
 prepareWasmRuntime();
 const relaxedSimd = detectWasmSupport().relaxedSimd;
@@ -110,6 +111,35 @@ describe('asynchronous engine calls', () => {
       });
       // A probe of another executor is refused through the promise.
       await expect(two.runAsync(input, 500, syncProbe)).rejects.toThrow(RangeError);
+    } finally {
+      two.close();
+    }
+  });
+
+  it('a probe read while a call that carries it is in flight counts every row once', async () => {
+    const two = twoThreads({ maxBatchSize: 256 });
+    try {
+      await two.ready();
+      const taps = batchNormTaps(plan.batchNormInputs.filter((b) => b.tap !== undefined));
+      const a = rowsOf(400, 11);
+      const b = rowsOf(200, 12);
+      const probe = two.createProbe(taps);
+      const reference = one.createProbe(taps);
+      one.run(a, 400, reference);
+      one.run(b, 200, reference);
+      const pending = [two.runAsync(a, 400, probe), two.runAsync(b, 200, probe)];
+      // Reading the sums now ends the pass in flight first (the helper may be adding to them).
+      const early = probe.sums[0]!.count;
+      expect(early).toBeLessThanOrEqual(600);
+      await Promise.all(pending);
+      probe.sums.forEach((s, i) => {
+        expect(s.count).toBe(reference.sums[i]!.count);
+        s.sum.forEach((v, k) => {
+          expect(Math.abs(v - reference.sums[i]!.sum[k]!)).toBeLessThanOrEqual(
+            FLOAT64_REGROUP_RTOL * Math.max(1, Math.abs(v)),
+          );
+        });
+      });
     } finally {
       two.close();
     }
