@@ -20,6 +20,16 @@ if (!baseArg)
   throw new Error('usage: tsx bench/ab-trees.ts BASE_TREE [rounds] [seconds] [load,load…]');
 /** Loads whose name contains one of these (all by default). */
 const only = onlyArg?.split(',');
+/**
+ * AB_THIS_ENV=KEY=VALUE,… is set for this tree's servers only: with BASE_TREE `.` it compares two
+ * settings of one tree (AB_THIS_ENV=ENGINE_ASYNC=on).
+ */
+const thisEnv = Object.fromEntries(
+  (process.env.AB_THIS_ENV ?? '')
+    .split(',')
+    .filter((kv) => kv.includes('='))
+    .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
+);
 const trees = { base: resolve(baseArg), this: process.cwd() };
 const rounds = Number(roundsArg ?? 4);
 const seconds = Number(secondsArg ?? 5);
@@ -141,7 +151,7 @@ const fmt = (n: number | undefined, digits = 0) =>
     : n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 
 process.stdout.write(
-  `A/B of two trees' servers (WORKERS=1, ${rounds} alternated rounds of ${seconds} s; medians): base ${trees.base}, this ${trees.this}; load average ${loadavg()
+  `A/B of two trees' servers (WORKERS=1, ${rounds} alternated rounds of ${seconds} s; medians): base ${trees.base}, this ${trees.this} ${JSON.stringify(thisEnv)}; load average ${loadavg()
     .map((l) => l.toFixed(2))
     .join(' ')}\n`,
 );
@@ -155,7 +165,11 @@ try {
     for (const [which, tree] of Object.entries(trees)) {
       const grpcPort = await freePort();
       servers[which] = {
-        server: await serve(tree, { ...env, GRPC_PORT: String(grpcPort) }),
+        server: await serve(tree, {
+          ...env,
+          ...(which === 'this' ? thisEnv : {}),
+          GRPC_PORT: String(grpcPort),
+        }),
         grpcPort,
       };
     }
