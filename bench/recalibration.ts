@@ -8,13 +8,15 @@
  *   `rows` rows; the best round of each counts, and the statistics of both are compared with the
  *   same procedure run by PyTorch in float64 (`--dtype float64`), the exact reference;
  * - the same through HTTP: `POST /v1/models/digits:recalibrate` with the N rows as one float32
- *   body (a WORKERS=1 server), the request's wall time and its duration_ms;
+ *   body (a WORKERS=1 server, posted with node:http), the request's wall time, its duration_ms
+ *   and the server's CPU time;
  * - M rows as NDJSON streamed to a WORKERS=1 server while a client keeps asking for predictions:
  *   seconds to the published version, predictions answered meanwhile and their p99, and the
  *   server's RSS (VmRSS, sampled every 100 ms) over its idle RSS.
  */
 import { spawnSync } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -26,7 +28,7 @@ import {
 } from '../src/checkpoint/index.js';
 import { BatchNorm, namedModules } from '../src/nn/index.js';
 import { recalibrate } from '../src/recalibration/index.js';
-import { freePort, type Server, start } from './http.js';
+import { freePort, measured, type Server, start } from './http.js';
 import { torchInterpreter, torchUnavailable } from './peer-engines.js';
 
 const TOKEN = 'bench-admin-token-0123456789';
@@ -54,7 +56,11 @@ export interface RecalibrationBench {
     bodyBytes: number;
     wallSeconds: number;
     durationMs: number;
+    /** The server process's CPU time (user + system) during the request. */
+    serverCpuSeconds: number | undefined;
     rowsPerSecond: number;
+    /** Against normserve's own library rows/s on the same rows in this run. */
+    ratioToLibrary: number;
     ratioToTorch: number | undefined;
   }[];
   ndjson:
@@ -254,6 +260,47 @@ async function serve(repository: string): Promise<Server> {
   );
 }
 
+/**
+ * A float32 body posted with node:http (Content-Length, one write): a lean client, so that the
+ * figure is the server's. fetch() (undici) spent about 0.5 s of this process's CPU on each
+ * 51 MiB body — on the same two cores as the server — and added 0.4–0.7 s of wall time to a
+ * request the server took 0.6–1.0 s over (bench/recalibration-clients.ts, bench/README.md).
+ */
+function postBody(
+  server: Server,
+  contentType: string,
+  body: Buffer,
+): Promise<{ samples: number; duration_ms: number }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      `http://127.0.0.1:${server.port}/v1/models/digits:recalibrate?mode=exact`,
+      {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${TOKEN}`,
+          'content-type': contentType,
+          'content-length': body.length,
+        },
+      },
+      (response) => {
+        let text = '';
+        response.setEncoding('utf8');
+        response.on('data', (part: string) => {
+          text += part;
+        });
+        response.on('error', reject);
+        response.on('end', () => {
+          if (response.statusCode !== 201)
+            reject(new Error(`recalibrate answered ${response.statusCode}: ${text.slice(0, 500)}`));
+          else resolve(JSON.parse(text) as { samples: number; duration_ms: number });
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
 async function postRecalibration(server: Server, contentType: string, body: Buffer | Readable) {
   const response = await fetch(
     `http://127.0.0.1:${server.port}/v1/models/digits:recalibrate?mode=exact`,
@@ -314,15 +361,23 @@ export async function benchRecalibration(options: {
       const data = nightRows(options.rows);
       const body = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
       for (let r = 0; r < options.rounds; r++) {
-        const started = performance.now();
-        const outcome = await postRecalibration(server, 'application/octet-stream', body);
-        const wallSeconds = (performance.now() - started) / 1000;
+        let outcome: { samples: number; duration_ms: number } | undefined;
+        let wallSeconds = 0;
+        const cpu = await measured(server, async () => {
+          const started = performance.now();
+          outcome = await postBody(server, 'application/octet-stream', body);
+          wallSeconds = (performance.now() - started) / 1000;
+          return { requests: 1 };
+        });
         const rowsPerSecond = options.rows / wallSeconds;
         http.push({
-          rows: outcome.samples,
+          rows: outcome!.samples,
           bodyBytes: body.length,
           wallSeconds,
-          durationMs: outcome.duration_ms,
+          durationMs: outcome!.duration_ms,
+          serverCpuSeconds:
+            cpu.serverCpuUsPerRequest === undefined ? undefined : cpu.serverCpuUsPerRequest / 1e6,
+          ratioToLibrary: rowsPerSecond / library[0]!.normserveRowsPerSecond,
           rowsPerSecond,
           ratioToTorch: digitsTorch ? rowsPerSecond / digitsTorch : undefined,
         });
