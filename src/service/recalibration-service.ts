@@ -113,6 +113,11 @@ export class RecalibrationSession {
             blockRows,
             service.options.rowMemoryBytes!,
             service.options.spillDirectory ?? tmpdir(),
+            (e) =>
+              service.log.warn(
+                { err: e, job: job.id },
+                'no temporary directory for the recalibration rows: they are kept in memory',
+              ),
           ),
       }),
       onProgress: (p) =>

@@ -48,8 +48,10 @@ export const serverConfigSchema = z.object({
   /**
    * Bytes of uploaded rows an exact/prior recalibration keeps in memory until every BatchNorm has
    * read them; beyond that they go to a temporary file (in os.tmpdir(), removed at the end).
+   * Default 0: the file is faster than fresh memory (SpillingRowStore); in memory where no
+   * temporary directory can be created.
    */
-  RECALIBRATION_MEMORY_BYTES: int(0).default(64 * 1024 * 1024),
+  RECALIBRATION_MEMORY_BYTES: int(0).default(0),
   /** Upper bound for a streamed recalibration upload (NDJSON or float32 rows). */
   RECALIBRATION_BODY_LIMIT_BYTES: int(1024).default(1024 * 1024 * 1024),
   /** How often the repository is scanned for versions published by other processes; 0 = never. */
