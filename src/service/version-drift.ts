@@ -17,8 +17,13 @@ import { BatchNorm, namedModules } from '../nn/index.js';
 import type { SharedWindow } from './drift-share.js';
 import type { AvailableVersion } from './model-registry.js';
 
-/** Rows gathered in a probe before they are merged into the current window. */
-const FOLD_ROWS = 64;
+/**
+ * Rows gathered in a probe at most before they are merged into the current window. Reads (score,
+ * report, share) and window changes fold too, so this only bounds how long Σx and Σx² grow before
+ * they become moments (merged pairwise, Chan et al.); folding every call would cost a 256-row call
+ * 1 %.
+ */
+const FOLD_ROWS = 4096;
 
 export interface DriftWindowingOptions {
   windowMs: number;

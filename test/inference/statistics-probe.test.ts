@@ -318,6 +318,44 @@ describe('statistics taps', () => {
         expect(whole.sums.every((s) => s.count === 0 && s.sum.every((v) => v === 0))).toBe(true);
       }
     });
+
+    it(`${c.name}: a probe's sums hold its own calls' rows, whatever runs between them`, () => {
+      // The wasm engine keeps a run() probe's sums in its accumulators across calls and collects
+      // them when they are read: plain calls, another probe's calls and reads in between must
+      // neither add to them nor lose any.
+      for (const executor of executors(plan, 64)) {
+        const taps = everyTap(plan);
+        const reference = executor.createProbe(taps);
+        executor.accumulate(x, rows, reference);
+        const live = executor.createProbe(taps);
+        const other = executor.createProbe(taps);
+        const slice = (from: number, to: number) =>
+          x.subarray(from * plan.inputWidth, to * plan.inputWidth);
+        executor.run(slice(0, 100), 100, live);
+        executor.run(slice(0, 50), 50); // plain: not gathered
+        executor.run(slice(100, 101), 1, live);
+        executor.accumulate(slice(0, 30), 30, other);
+        executor.run(slice(101, 200), 99, live);
+        expect(live.sums[0]!.count).toBe(200 * (plan.inputWidth / taps[0]!.channels));
+        executor.run(slice(0, 10), 10, other);
+        executor.run(slice(200, rows), rows - 200, live);
+        executor.run(slice(0, 5), 5);
+        taps.forEach((tap, i) => {
+          expectSumsClose(
+            live.sums[i]!,
+            reference.sums[i]!,
+            SUM_ORDER_RTOL,
+            `${executor.engine} ${tap.step} ${tap.point}`,
+          );
+        });
+        expect(other.sums[0]!.count).toBe(40 * (plan.inputWidth / taps[0]!.channels));
+        // A reset drops what is still pending too.
+        executor.run(slice(0, 20), 20, live);
+        live.reset();
+        executor.run(slice(0, 7), 7, live);
+        expect(live.sums[0]!.count).toBe(7 * (plan.inputWidth / taps[0]!.channels));
+      }
+    });
   }
 
   it('helper threads add their rows into the same sums', async () => {

@@ -272,7 +272,10 @@ function planLayout(
  * tap's accumulators lie in a thread's accumulator area.
  */
 class WasmProbe implements StatisticsProbe {
-  readonly sums: ChannelSums[];
+  /** The JS-side sums; part of what run() gathered may still be in the executor's accumulators. */
+  readonly held: ChannelSums[];
+  /** Rows run() added to the accumulators since they were last collected into `held`. */
+  pendingRows = 0;
   /** Byte offset of each tap's Σx (then Σx²) within a thread's accumulator area. */
   readonly offsets: number[];
   /** Steps a statistics call runs. */
@@ -289,7 +292,7 @@ class WasmProbe implements StatisticsProbe {
     readonly taps: readonly StatisticsTap[],
     tapTable: number,
   ) {
-    this.sums = sharedSums(taps);
+    this.held = sharedSums(taps);
     const positions = 2 * (owner.plan.steps.length + 1);
     this.table = new Int32Array(positions + (TAP.bytes / 4) * taps.length);
     this.offsets = [];
@@ -316,8 +319,15 @@ class WasmProbe implements StatisticsProbe {
     this.steps = stepsNeeded(taps);
   }
 
+  /** Every row run so far, the executor's accumulators collected first. */
+  get sums(): readonly ChannelSums[] {
+    this.owner.collectPending(this);
+    return this.held;
+  }
+
   reset(): void {
-    for (const s of new Set(this.sums)) s.reset();
+    this.owner.discardPending(this);
+    for (const s of new Set(this.held)) s.reset();
   }
 }
 
@@ -343,6 +353,13 @@ export class WasmExecutor implements Executor {
   private flopsPerRow: number;
   /** The probe whose tap table is in memory. */
   private written: WasmProbe | undefined;
+  /**
+   * The probe whose sums run() is adding to the accumulators, collected only when they are read
+   * (probe.sums), another probe takes the accumulators, or the parameters change: live drift taps
+   * every served call, and zeroing and collecting every channel of every thread per call cost a
+   * 1-row call as much as its two GEMMs.
+   */
+  private resident: WasmProbe | undefined;
   private readonly parallelMinFlops: number;
   private helpers: { control: number; handle: HelperHandle }[] = [];
   /** Set until the helpers are started (startHelpers). */
@@ -442,38 +459,53 @@ export class WasmExecutor implements Executor {
 
   run(input: Float32Array, rows: number, probe?: StatisticsProbe): Float32Array {
     checkRunArguments(this.plan, input, rows);
-    const { inputWidth, outputWidth } = this.plan;
+    const { inputWidth } = this.plan;
     if (this.plan.steps.length === 0) {
       // Nothing to compute: the output is the input (an input tap still reads it).
       if (probe) this.accumulate(input, rows, probe);
       return input.slice(0, rows * inputWidth);
     }
-    const taps = probe ? this.begin(probe, this.plan.steps.length) : undefined;
+    const taps = probe ? this.take(probe) : undefined;
+    if (!taps) return this.runRows(input, rows);
+    this.setTaps(this.plan.steps.length);
+    try {
+      const out = this.runRows(input, rows);
+      taps.pendingRows += rows;
+      return out;
+    } finally {
+      this.setTaps(undefined);
+    }
+  }
+
+  /** The rows through the program as its header says, ioRows at a time. */
+  private runRows(input: Float32Array, rows: number): Float32Array {
+    const { inputWidth, outputWidth } = this.plan;
     const { ioRows, input: inAt, output: outAt } = this.layout;
     const inWord = inAt >> 2;
     const outWord = outAt >> 2;
-    let out: Float32Array;
     if (rows <= ioRows) {
       const n = rows * inputWidth;
       this.heap.set(input.length === n ? input : input.subarray(0, n), inWord);
       this.compute(rows);
-      out = this.heap.slice(outWord, outWord + rows * outputWidth);
-    } else {
-      out = new Float32Array(rows * outputWidth);
-      for (let r = 0; r < rows; r += ioRows) {
-        const n = Math.min(ioRows, rows - r);
-        this.heap.set(input.subarray(r * inputWidth, (r + n) * inputWidth), inWord);
-        this.compute(n);
-        out.set(this.heap.subarray(outWord, outWord + n * outputWidth), r * outputWidth);
-      }
+      return this.heap.slice(outWord, outWord + rows * outputWidth);
     }
-    if (taps) this.collect(taps, rows);
+    const out = new Float32Array(rows * outputWidth);
+    for (let r = 0; r < rows; r += ioRows) {
+      const n = Math.min(ioRows, rows - r);
+      this.heap.set(input.subarray(r * inputWidth, (r + n) * inputWidth), inWord);
+      this.compute(n);
+      out.set(this.heap.subarray(outWord, outWord + n * outputWidth), r * outputWidth);
+    }
     return out;
   }
 
   accumulate(input: Float32Array, rows: number, probe: StatisticsProbe): void {
     checkRunArguments(this.plan, input, rows);
+    // Its own accumulators, zeroed and collected within the call (what recalibration adds is
+    // exactly what one call gathered, whatever ran before).
+    this.release();
     const taps = this.begin(probe);
+    this.setTaps(taps.steps);
     const width = this.plan.inputWidth;
     const { ioRows, input: inAt } = this.layout;
     for (let r = 0; r < rows; r += ioRows) {
@@ -481,6 +513,7 @@ export class WasmExecutor implements Executor {
       this.heap.set(input.subarray(r * width, (r + n) * width), inAt >> 2);
       this.compute(n);
     }
+    this.setTaps(undefined);
     this.collect(taps, rows);
   }
 
@@ -491,6 +524,7 @@ export class WasmExecutor implements Executor {
 
   updateParameters(plan: CompiledPlan): void {
     checkSameStructure(this.plan, plan);
+    this.release();
     this.plan = plan;
     this.flopsPerRow = writeProgram(plan, this.layout, this.memory, this.exports);
   }
@@ -506,36 +540,72 @@ export class WasmExecutor implements Executor {
     this.helpers = [];
   }
 
-  /**
-   * Points the program at the probe's tap table with `limit` steps to run and zeroes every
-   * thread's accumulators; plain runs (finish) put the header back.
-   */
-  private begin(probe: StatisticsProbe, steps?: number): WasmProbe {
+  /** Collects what run() gathered for `probe` into its sums (probe.sums). */
+  collectPending(probe: WasmProbe): void {
+    if (this.resident !== probe || probe.pendingRows === 0) return;
+    this.collect(probe, probe.pendingRows);
+    this.zero(probe);
+    probe.pendingRows = 0;
+  }
+
+  /** Drops what run() gathered for `probe` (probe.reset). */
+  discardPending(probe: WasmProbe): void {
+    if (this.resident !== probe) return;
+    this.resident = undefined;
+    probe.pendingRows = 0;
+  }
+
+  /** Collects the resident probe's pending sums and frees the accumulators. */
+  private release(): void {
+    const resident = this.resident;
+    if (!resident) return;
+    this.collectPending(resident);
+    this.resident = undefined;
+  }
+
+  /** Makes `probe` the one run() adds to: its table in memory, the accumulators its own. */
+  private take(probe: StatisticsProbe): WasmProbe {
+    if (this.resident === probe) return probe as WasmProbe;
+    this.release();
+    const taken = this.begin(probe);
+    this.resident = taken;
+    return taken;
+  }
+
+  /** Writes the probe's tap table into memory (once) and zeroes every thread's accumulators. */
+  private begin(probe: StatisticsProbe): WasmProbe {
     if (!(probe instanceof WasmProbe) || probe.owner !== this)
       throw new RangeError('the probe was created by another executor');
-    const limit = steps ?? probe.steps;
     if (this.written !== probe) {
       this.words.set(probe.table, this.layout.tapTable >> 2);
       this.written = probe;
     }
+    this.zero(probe);
+    return probe;
+  }
+
+  /**
+   * The program header: the written tap table and `limit` steps (a statistics call), or no taps
+   * and every step (undefined: a plain call).
+   */
+  private setTaps(limit: number | undefined): void {
     const header = this.layout.program >> 2;
-    this.words[header + PROGRAM.taps] = this.layout.tapTable;
-    this.words[header + PROGRAM.limit] = limit;
+    this.words[header + PROGRAM.taps] = limit === undefined ? 0 : this.layout.tapTable;
+    this.words[header + PROGRAM.limit] = limit ?? this.plan.steps.length;
+  }
+
+  private zero(probe: WasmProbe): void {
     for (const s of this.layout.scratch) {
       const at = (s + this.layout.accumulators) >> 3;
       this.f64.fill(0, at, at + probe.bytes / 8);
     }
-    return probe;
   }
 
-  /** Adds every thread's accumulators into the probe's sums and restores the plain header. */
+  /** Adds every thread's accumulators into the probe's sums. */
   private collect(probe: WasmProbe, rows: number): void {
-    const header = this.layout.program >> 2;
-    this.words[header + PROGRAM.taps] = 0;
-    this.words[header + PROGRAM.limit] = this.plan.steps.length;
     for (const i of probe.first) {
       const tap = probe.taps[i]!;
-      const sums = probe.sums[i]!;
+      const sums = probe.held[i]!;
       const c = tap.channels;
       for (const s of this.layout.scratch) {
         const at = (s + this.layout.accumulators + probe.offsets[i]!) >> 3;
