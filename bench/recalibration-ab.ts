@@ -6,6 +6,7 @@
  * (/proc, user + system) and duration_ms, the ratio B/A, and a check that both published the same
  * statistics (the layer report of each round). A_ENV / B_ENV (JSON) add environment variables to
  * one server, e.g. B_ENV='{"RECALIBRATION_MEMORY_BYTES":"0"}' to compare a setting on one tree.
+ * BODY=ndjson posts the rows as NDJSON (two decimals a value, as the bench's NDJSON upload).
  *
  *   npx tsx bench/recalibration-ab.ts TREE_A TREE_B [ROWS] [ROUNDS] [MODE]
  */
@@ -28,7 +29,15 @@ for (let r = 0; r < rows; r++) {
   const cells = lines[r % lines.length]!.split(',').map(Number);
   for (let c = 0; c < 64; c++) data[r * 64 + c] = 16 * (0.35 * (cells[c]! / 16) + 0.1);
 }
-const body = Buffer.from(data.buffer);
+const ndjson = process.env.BODY === 'ndjson';
+const body = ndjson
+  ? Buffer.from(
+      Array.from({ length: rows }, (_, r) => {
+        const row = Array.from(data.subarray(r * 64, (r + 1) * 64), (v) => Number(v.toFixed(2)));
+        return `${JSON.stringify(row)}\n`;
+      }).join(''),
+    )
+  : Buffer.from(data.buffer);
 const dirs: string[] = [];
 
 async function serverOf(tree: string, extra: Record<string, string>): Promise<Server> {
@@ -72,7 +81,7 @@ function post(port: number): Promise<{ duration_ms: number; layers: unknown }> {
         method: 'POST',
         headers: {
           authorization: `Bearer ${TOKEN}`,
-          'content-type': 'application/octet-stream',
+          'content-type': ndjson ? 'application/x-ndjson' : 'application/octet-stream',
           'content-length': body.length,
         },
       },
@@ -131,7 +140,7 @@ try {
     );
   }
   process.stdout.write(
-    `B/A wall ${(median(figures.B.wall) / median(figures.A.wall)).toFixed(3)}, server CPU ${(median(figures.B.cpu) / median(figures.A.cpu)).toFixed(3)} (${rows} rows, ${mode}, ${rounds} rounds; load average ${load0.toFixed(2)} -> ${loadavg()[0]!.toFixed(2)})\n`,
+    `B/A wall ${(median(figures.B.wall) / median(figures.A.wall)).toFixed(3)}, server CPU ${(median(figures.B.cpu) / median(figures.A.cpu)).toFixed(3)} (${rows} rows, ${ndjson ? 'NDJSON' : 'float32'}, ${mode}, ${rounds} rounds; load average ${load0.toFixed(2)} -> ${loadavg()[0]!.toFixed(2)})\n`,
   );
 } finally {
   await servers.A.stop();
