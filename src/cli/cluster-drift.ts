@@ -182,10 +182,21 @@ export function shareDrift(channel: PrimaryChannel, drift: DriftService): () => 
       if (id !== undefined) collecting.delete(id);
     }
   });
-  const timer = setInterval(() => {
-    const share = drift.takeShare();
-    if (share) channel.send({ type: 'normserve:drift-share', share });
-  }, DRIFT_SHARE_INTERVAL_MS);
+  const share = () => {
+    const taken = drift.takeShare();
+    if (taken) channel.send({ type: 'normserve:drift-share', share: taken });
+  };
+  // A traffic sample grew by SAMPLE_GREW_ROWS: shared after the request's turn (once per turn).
+  let pending = false;
+  drift.onSampleGrew(() => {
+    if (pending) return;
+    pending = true;
+    setImmediate(() => {
+      pending = false;
+      share();
+    });
+  });
+  const timer = setInterval(share, DRIFT_SHARE_INTERVAL_MS);
   timer.unref();
   return () => clearInterval(timer);
 }

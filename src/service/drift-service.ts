@@ -99,6 +99,13 @@ export interface LayerPictures {
  */
 const CHECK_EVERY_ROWS = 64;
 const CHECK_EVERY_CALLS = 8;
+/**
+ * WORKERS > 1: while a process's traffic sample fills, each time it grew by this many rows the
+ * process shares at once (onSampleGrew) rather than at the next DRIFT_SHARE_INTERVAL_MS, so the
+ * decider learns that the cluster's samples hold AUTO_RECALIBRATE_MIN_ROWS rows within this many
+ * rows per process whatever the request rate (at 300 requests/s, a second is 300 rows).
+ */
+export const SAMPLE_GREW_ROWS = 64;
 /** Rows waiting for a shadow run at most; more are not shadowed (the candidate falls behind). */
 const MAX_SHADOW_PENDING_ROWS = 4096;
 
@@ -198,6 +205,7 @@ export class DriftService implements TrafficObserver {
   /** The sample sizes as last shared (JSON). */
   private samplesTold = '[]';
   private collectPeers: PeerSampleCollector | undefined;
+  private sampleGrew: (() => void) | undefined;
 
   constructor(options: DriftOptions) {
     this.options = options;
@@ -223,6 +231,14 @@ export class DriftService implements TrafficObserver {
    */
   usePeerSamples(collect: PeerSampleCollector): void {
     this.collectPeers = collect;
+  }
+
+  /**
+   * WORKERS > 1: called when a traffic sample that is still filling grew by SAMPLE_GREW_ROWS rows
+   * (the worker then shares at once: cli/cluster-drift.ts).
+   */
+  onSampleGrew(grew: () => void): void {
+    this.sampleGrew = grew;
   }
 
   /** Whether this process acts on drift (AUTO_RECALIBRATE). */
@@ -339,6 +355,26 @@ export class DriftService implements TrafficObserver {
       this.peerSizes.set(size.model, peers);
       peers.set(from, size);
     }
+    this.mergeMoments(share);
+    if (!this.deciding) {
+      for (const status of share.auto ?? []) this.remoteAuto.set(status.model, status);
+      return;
+    }
+    // The cluster's samples grew: the decider looks at once (the rows that complete the minimum
+    // may be another worker's, with none of its own to follow for a while).
+    const now = this.now();
+    for (const size of share.samples ?? []) {
+      const state = this.models.get(size.model);
+      if (!state || !this.registry?.has(size.model)) continue;
+      const model = this.registry.get(size.model);
+      const served = model.active === undefined ? undefined : model.versions.get(model.active);
+      if (served?.state === 'AVAILABLE' && state.activeVersion === served.version)
+        this.check(served as AvailableVersion, state, now);
+    }
+  }
+
+  /** Merges another process's moments into the versions' windows. */
+  private mergeMoments(share: DriftShare): void {
     const now = this.now();
     const registry = this.registry;
     for (const v of share.versions) {
@@ -355,8 +391,6 @@ export class DriftService implements TrafficObserver {
         );
       }
     }
-    if (!this.deciding)
-      for (const status of share.auto ?? []) this.remoteAuto.set(status.model, status);
   }
 
   get rule(): DriftRule {
@@ -414,7 +448,17 @@ export class DriftService implements TrafficObserver {
     }
     state.recent.push(input, rows);
     // Every process samples the traffic it serves; the decider draws from all the samples.
-    state.reservoir?.offer(input, rows);
+    const reservoir = state.reservoir;
+    if (reservoir) {
+      const before = reservoir.size;
+      reservoir.offer(input, rows);
+      if (
+        this.sampleGrew &&
+        before < reservoir.capacity &&
+        Math.floor(reservoir.size / SAMPLE_GREW_ROWS) > Math.floor(before / SAMPLE_GREW_ROWS)
+      )
+        this.sampleGrew();
+    }
     if (!this.deciding) return;
     if (state.candidate && probabilities) this.shadow(served, state, input, rows, probabilities);
     state.rowsSinceCheck += rows;

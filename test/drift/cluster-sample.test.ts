@@ -129,6 +129,39 @@ describe('recalibration from the traffic of several workers', () => {
     registry.close();
   });
 
+  it('a share that completes the minimum makes the decider act at once; a filling sample asks to be shared', async () => {
+    const { registry, decider, other, logs } = await cluster();
+    let grew = 0;
+    other.onSampleGrew(() => grew++);
+    decider.usePeerSamples(async (model, _version, onSample) => {
+      onSample(2, overIpc(other.trafficSample(model)));
+      return { asked: 1, leftOut: [] };
+    });
+    const rng = new Rng(34);
+    const feed = (s: DriftService, n: number) => {
+      for (let i = 0; i < n; i++)
+        runSources(
+          registry.resolve('digits'),
+          [nestedRows([night[rng.int(night.length)]!], 64)],
+          true,
+          s,
+        );
+    };
+    feed(decider, 40);
+    feed(other, 230);
+    // Every SAMPLE_GREW_ROWS (64) rows while the sample fills.
+    expect(grew).toBe(3);
+    // The decider's own 40 rows never made it look; the share alone does.
+    decider.mergeShare(other.takeShare()!, 2);
+    await decider.drain();
+    const started = logs.filter((l) => l.msg === 'drift: recalibrating from traffic');
+    expect(started.map((l) => l.context)).toMatchObject([
+      { rows: 270, trafficRows: 270, workers: 2, leftOut: [] },
+    ]);
+    expect(registry.get('digits').active).toBe(2);
+    registry.close();
+  });
+
   it('leaves out a worker that serves another version or does not answer, and says so', async () => {
     const { registry, decider, other, logs } = await cluster();
     const rng = new Rng(12);
