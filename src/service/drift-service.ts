@@ -116,6 +116,11 @@ interface Candidate {
   publishedAt: string;
 }
 
+/** The sample a recalibration from traffic draws from, and (WORKERS > 1) whose it is. */
+type ClusterSample = UniformSample & {
+  workers?: { workers: number; leftOut: LeftOut[]; deciderTrafficRows: number };
+};
+
 /** What the service tracks per model. */
 interface ModelTraffic {
   reservoir: Reservoir | undefined;
@@ -775,9 +780,7 @@ export class DriftService implements TrafficObserver {
   private async clusterSample(
     served: AvailableVersion,
     state: ModelTraffic,
-  ): Promise<
-    (UniformSample & { workers?: { workers: number; leftOut: LeftOut[] } | undefined }) | undefined
-  > {
+  ): Promise<ClusterSample | undefined> {
     const reservoir = state.reservoir!;
     const collect = this.collectPeers;
     if (!collect) {
@@ -817,8 +820,9 @@ export class DriftService implements TrafficObserver {
     // What the others hold now is what they answered (a worker left out is forgotten).
     this.peerSizes.set(served.name, sizes);
     if (state.activeVersion !== served.version) return undefined; // changed meanwhile
-    merged = uniformUnion([merged, reservoir.sample()], width, capacity, this.rng);
-    const workers = { workers: answered + 1, leftOut };
+    const own = reservoir.sample();
+    merged = uniformUnion([merged, own], width, capacity, this.rng);
+    const workers = { workers: answered + 1, leftOut, deciderTrafficRows: own.seen };
     if (merged.size < this.options.autoMinRows) {
       this.log.info(
         { model: served.name, version: served.version, rows: merged.size, ...workers },
