@@ -60,6 +60,7 @@ export interface DriftOptions extends DriftRule {
 }
 
 export type AutoAction = 'recommend' | 'candidate' | 'promote';
+export type AutoOutcome = 'succeeded' | 'failed' | 'skipped';
 
 /** A process left out of a cluster's traffic sample, and why. */
 export interface LeftOut {
@@ -77,7 +78,6 @@ export type PeerSampleCollector = (
   version: number,
   onSample: (worker: number, sample: TrafficSampleMessage) => void,
 ) => Promise<{ asked: number; leftOut: LeftOut[] }>;
-export type AutoOutcome = 'succeeded' | 'failed' | 'skipped';
 
 /** Rows of recent traffic kept per model for the before/after-BatchNorm pictures. */
 export const PICTURE_SAMPLE_ROWS = 256;
