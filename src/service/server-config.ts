@@ -48,10 +48,11 @@ export const serverConfigSchema = z.object({
   /**
    * Bytes of uploaded rows an exact/prior recalibration keeps in memory until every BatchNorm has
    * read them; beyond that they go to a temporary file (in os.tmpdir(), removed at the end).
-   * Default 0: the file is faster than fresh memory (SpillingRowStore); in memory where no
-   * temporary directory can be created.
+   * 0 is faster (SpillingRowStore) but writes every upload to disk, which a default should not do
+   * to data an operator did not expect at rest; in memory where no temporary directory can be
+   * created.
    */
-  RECALIBRATION_MEMORY_BYTES: int(0).default(0),
+  RECALIBRATION_MEMORY_BYTES: int(0).default(64 * 1024 * 1024),
   /** Upper bound for a streamed recalibration upload (NDJSON or float32 rows). */
   RECALIBRATION_BODY_LIMIT_BYTES: int(1024).default(1024 * 1024 * 1024),
   /** How often the repository is scanned for versions published by other processes; 0 = never. */

@@ -10,10 +10,11 @@ import { MemoryRowStore, type RowStore } from '../recalibration/index.js';
  * `blockRows` rows. The file holds the machine's float32 bytes and is read by the process that
  * wrote it; a process killed mid-recalibration leaves it in the temporary directory.
  *
- * The file is also the faster place (the server's default budget is 0): written rows land in
- * the page cache without a page fault each, while fresh process memory is faulted in and zeroed
- * page by page — 200,000 digits rows through HTTP took 0.76–0.80× the wall time and 0.77–0.82×
- * the server CPU with every row in the file (bench/README.md, "Recalibration", third round).
+ * The file is also the faster place (a budget of 0): written rows land in the page cache without
+ * a page fault each, while fresh process memory is faulted in and zeroed page by page — 200,000
+ * digits rows through HTTP took 0.76–0.80× the wall time and 0.77–0.82× the server CPU with every
+ * row in the file (bench/README.md, "Recalibration", third round). The server's default budget is
+ * still 64 MiB: a default should not put every upload on disk.
  * Where no temporary directory can be created (a read-only filesystem), the rows stay in memory
  * instead and `onSpillUnavailable` is told once.
  */

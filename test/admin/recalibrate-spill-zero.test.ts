@@ -1,8 +1,8 @@
 /**
- * The server's default RECALIBRATION_MEMORY_BYTES is 0: an exact recalibration keeps its rows in
- * a temporary file from the first row (faster than fresh memory: SpillingRowStore). Same
- * statistics as with every row in memory (up to the float64 order of the sums), and no file is
- * left when the job ends.
+ * RECALIBRATION_MEMORY_BYTES=0: an exact recalibration keeps its rows in a temporary file from the
+ * first row (faster than fresh memory: SpillingRowStore). Same statistics as the default, every
+ * row in memory (up to the float64 order of the sums), and no file is left when the job ends; the
+ * default budget (64 MiB) writes nothing.
  */
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -18,7 +18,7 @@ import { CHUNKING_RTOL } from '../recalibration/helpers/recalibration-tolerances
 const night = nightShift(digitsTestRows().x);
 const FLOAT32 = { ...ADMIN, 'content-type': 'application/octet-stream' };
 
-describe('recalibration rows by default', () => {
+describe('recalibration rows with no memory budget', () => {
   let spill: string;
   const previous = process.env.TMPDIR;
   beforeAll(() => {
@@ -32,9 +32,9 @@ describe('recalibration rows by default', () => {
   });
 
   it('go to a temporary file and give the statistics of an in-memory recalibration', async () => {
-    expect(parseServerConfig({}).RECALIBRATION_MEMORY_BYTES).toBe(0);
+    expect(parseServerConfig({}).RECALIBRATION_MEMORY_BYTES).toBe(64 * 1024 * 1024);
     const versions = [];
-    for (const env of [{ RECALIBRATION_MEMORY_BYTES: String(64 * 1024 * 1024) }, {}]) {
+    for (const env of [{}, { RECALIBRATION_MEMORY_BYTES: '0' }]) {
       const t = await makeTestApp({ env: { ADMIN_RATE_LIMIT_PER_MINUTE: '100000', ...env } });
       try {
         const res = await t.app.inject({
