@@ -4,16 +4,19 @@
  * - exact mode in the library (`recalibrate`, one thread) on `models/digits` and
  *   `models/digits-cnn` with N night-shifted rows, next to PyTorch doing the same computation on
  *   one thread (bench/torch-recalibration.py: eval mode, a forward pre-hook on each BatchNorm in
- *   turn, float64 sums, batches of 4096), alternated round by round; the best round of each
- *   counts, and the statistics of both are compared;
+ *   turn, float64 sums, batches of 4096), alternated round by round, both on the same first
+ *   `rows` rows; the best round of each counts, and the statistics of both are compared with the
+ *   same procedure run by PyTorch in float64 (`--dtype float64`), the exact reference;
  * - the same through HTTP: `POST /v1/models/digits:recalibrate` with the N rows as one float32
- *   body (a WORKERS=1 server), the request's wall time and its duration_ms;
+ *   body (a WORKERS=1 server, posted with node:http), the request's wall time, its duration_ms
+ *   and the server's CPU time;
  * - M rows as NDJSON streamed to a WORKERS=1 server while a client keeps asking for predictions:
  *   seconds to the published version, predictions answered meanwhile and their p99, and the
  *   server's RSS (VmRSS, sampled every 100 ms) over its idle RSS.
  */
 import { spawnSync } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -25,7 +28,7 @@ import {
 } from '../src/checkpoint/index.js';
 import { BatchNorm, namedModules } from '../src/nn/index.js';
 import { recalibrate } from '../src/recalibration/index.js';
-import { freePort, type Server, start } from './http.js';
+import { freePort, measured, type Server, start } from './http.js';
 import { torchInterpreter, torchUnavailable } from './peer-engines.js';
 
 const TOKEN = 'bench-admin-token-0123456789';
@@ -37,8 +40,12 @@ export interface LibraryRow {
   normserveSeconds: number[];
   torchRowsPerSecond: number | undefined;
   torchSeconds: number[];
-  /** Largest |Δ running_mean| / σ and |Δ running_var| / running_var against PyTorch's, over every channel. */
-  maxRelativeDifference: number | undefined;
+  /**
+   * Largest |Δ running_mean| / σ and |Δ running_var| / running_var over every channel, against
+   * the float64 reference: normserve's statistics, and PyTorch's float32 ones.
+   */
+  normserveDelta: number | undefined;
+  torchDelta: number | undefined;
 }
 
 export interface RecalibrationBench {
@@ -49,7 +56,11 @@ export interface RecalibrationBench {
     bodyBytes: number;
     wallSeconds: number;
     durationMs: number;
+    /** The server process's CPU time (user + system) during the request. */
+    serverCpuSeconds: number | undefined;
     rowsPerSecond: number;
+    /** Against normserve's own library rows/s on the same rows in this run. */
+    ratioToLibrary: number;
     ratioToTorch: number | undefined;
   }[];
   ndjson:
@@ -99,11 +110,28 @@ function nightRows(n: number): Float32Array {
  * normserve's rounds run in a warm process — one cold pass per round made PyTorch look 2–8×
  * slower than it is.
  */
-function torchRound(model: string, file: string, rows: number, out: string): number {
+function torchRound(
+  model: string,
+  file: string,
+  rows: number,
+  out: string,
+  dtype: 'float32' | 'float64' = 'float32',
+): number {
   const python = torchInterpreter()!;
   const run = spawnSync(
     python,
-    ['bench/torch-recalibration.py', model, file, String(rows), '--repeats', '3', '--out', out],
+    [
+      'bench/torch-recalibration.py',
+      model,
+      file,
+      String(rows),
+      '--repeats',
+      dtype === 'float32' ? '3' : '1',
+      '--dtype',
+      dtype,
+      '--out',
+      out,
+    ],
     {
       encoding: 'utf8',
       maxBuffer: 1 << 20,
@@ -132,40 +160,65 @@ async function libraryRows(
   ] as const) {
     const normserveSeconds: number[] = [];
     const torchSeconds: number[] = [];
-    let stats: Map<string, BatchNorm> | undefined;
+    type Statistics = Map<string, { mean: ArrayLike<number>; var: ArrayLike<number> }>;
+    let ours: Statistics | undefined;
     const torchOut = join(dir, 'torch-stats.json');
+    const { config: shapeOf } = loadNetwork(model);
+    const width = (shapeOf.input_shape as number[]).reduce((a, b) => a * b, 1);
+    // Both sides see the same first n rows (until 2026-12-01 normserve recalibrated the CNN on
+    // all `rows` rows and PyTorch on the first n: the CNN's "max Δ 4.2e-3" was that difference).
+    const rowsOfModel = data.subarray(0, n * width);
     for (let r = 0; r < rounds; r++) {
       const { config, network } = loadNetwork(model);
       const started = performance.now();
-      await recalibrate(network, config.input_transform, config.input_shape, data, {
+      await recalibrate(network, config.input_transform, config.input_shape, rowsOfModel, {
         mode: 'exact',
       });
       normserveSeconds.push((performance.now() - started) / 1000);
-      stats = new Map(
-        namedModules(network).filter((e): e is [string, BatchNorm] => e[1] instanceof BatchNorm),
+      ours = new Map(
+        namedModules(network)
+          .filter((e): e is [string, BatchNorm] => e[1] instanceof BatchNorm)
+          .map(([path, bn]) => [path, { mean: bn.runningMean.data, var: bn.runningVar.data }]),
       );
       if (torch) torchSeconds.push(torchRound(model, file, n, torchOut));
     }
-    let maxRelativeDifference: number | undefined;
-    if (torch && stats) {
-      const theirs = JSON.parse(readFileSync(torchOut, 'utf8')) as Record<
-        string,
-        { mean: number[]; var: number[] }
-      >;
-      maxRelativeDifference = 0;
-      for (const [path, bn] of stats) {
-        const t = theirs[path];
-        if (!t) throw new Error(`PyTorch has no BatchNorm ${path}`);
-        // Means in units of the channel's standard deviation (a mean near 0 has no relative
-        // accuracy in either), variances relative.
-        for (let i = 0; i < bn.numFeatures; i++) {
-          const sigma = Math.sqrt(t.var[i]!);
-          const meanDelta = Math.abs(bn.runningMean.data[i]! - t.mean[i]!) / Math.max(sigma, 1e-6);
+    const readStatistics = (path: string): Statistics =>
+      new Map(
+        Object.entries(
+          JSON.parse(readFileSync(path, 'utf8')) as Record<
+            string,
+            { mean: number[]; var: number[] }
+          >,
+        ),
+      );
+    /**
+     * Means in units of the reference channel's standard deviation (a mean near 0 has no relative
+     * accuracy in either), variances relative; the largest over every channel of every BatchNorm.
+     */
+    const largestDelta = (stats: Statistics, reference: Statistics): number => {
+      let largest = 0;
+      for (const [path, ref] of reference) {
+        const s = stats.get(path);
+        if (!s) throw new Error(`no BatchNorm ${path} to compare`);
+        for (let i = 0; i < ref.mean.length; i++) {
+          const sigma = Math.sqrt(ref.var[i]!);
+          const meanDelta = Math.abs(s.mean[i]! - ref.mean[i]!) / Math.max(sigma, 1e-6);
           const varDelta =
-            Math.abs(bn.runningVar.data[i]! - t.var[i]!) / Math.max(Math.abs(t.var[i]!), 1e-12);
-          maxRelativeDifference = Math.max(maxRelativeDifference, meanDelta, varDelta);
+            Math.abs(s.var[i]! - ref.var[i]!) / Math.max(Math.abs(ref.var[i]!), 1e-12);
+          largest = Math.max(largest, meanDelta, varDelta);
         }
       }
+      return largest;
+    };
+    let normserveDelta: number | undefined;
+    let torchDelta: number | undefined;
+    if (torch && ours) {
+      const torch32 = readStatistics(torchOut);
+      const reference = join(dir, 'torch-stats-float64.json');
+      torchRound(model, file, n, reference, 'float64');
+      const exact = readStatistics(reference);
+      normserveDelta = largestDelta(ours, exact);
+      torchDelta = largestDelta(torch32, exact);
     }
     const best = (s: number[]) => Math.min(...s);
     out.push({
@@ -175,7 +228,8 @@ async function libraryRows(
       normserveRowsPerSecond: n / best(normserveSeconds),
       torchSeconds,
       torchRowsPerSecond: torch ? n / best(torchSeconds) : undefined,
-      maxRelativeDifference,
+      normserveDelta,
+      torchDelta,
     });
   }
   return out;
@@ -204,6 +258,47 @@ async function serve(repository: string): Promise<Server> {
     },
     join(mkdtempSync(join(tmpdir(), 'normserve-bench-logs-')), 'server.log'),
   );
+}
+
+/**
+ * A float32 body posted with node:http (Content-Length, one write): a lean client, so that the
+ * figure is the server's. fetch() (undici) spent about 0.5 s of this process's CPU on each
+ * 51 MiB body — on the same two cores as the server — and added 0.4–0.7 s of wall time to a
+ * request the server took 0.6–1.0 s over (bench/recalibration-clients.ts, bench/README.md).
+ */
+function postBody(
+  server: Server,
+  contentType: string,
+  body: Buffer,
+): Promise<{ samples: number; duration_ms: number }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      `http://127.0.0.1:${server.port}/v1/models/digits:recalibrate?mode=exact`,
+      {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${TOKEN}`,
+          'content-type': contentType,
+          'content-length': body.length,
+        },
+      },
+      (response) => {
+        let text = '';
+        response.setEncoding('utf8');
+        response.on('data', (part: string) => {
+          text += part;
+        });
+        response.on('error', reject);
+        response.on('end', () => {
+          if (response.statusCode !== 201)
+            reject(new Error(`recalibrate answered ${response.statusCode}: ${text.slice(0, 500)}`));
+          else resolve(JSON.parse(text) as { samples: number; duration_ms: number });
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
 }
 
 async function postRecalibration(server: Server, contentType: string, body: Buffer | Readable) {
@@ -266,15 +361,23 @@ export async function benchRecalibration(options: {
       const data = nightRows(options.rows);
       const body = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
       for (let r = 0; r < options.rounds; r++) {
-        const started = performance.now();
-        const outcome = await postRecalibration(server, 'application/octet-stream', body);
-        const wallSeconds = (performance.now() - started) / 1000;
+        let outcome: { samples: number; duration_ms: number } | undefined;
+        let wallSeconds = 0;
+        const cpu = await measured(server, async () => {
+          const started = performance.now();
+          outcome = await postBody(server, 'application/octet-stream', body);
+          wallSeconds = (performance.now() - started) / 1000;
+          return { requests: 1 };
+        });
         const rowsPerSecond = options.rows / wallSeconds;
         http.push({
-          rows: outcome.samples,
+          rows: outcome!.samples,
           bodyBytes: body.length,
           wallSeconds,
-          durationMs: outcome.duration_ms,
+          durationMs: outcome!.duration_ms,
+          serverCpuSeconds:
+            cpu.serverCpuUsPerRequest === undefined ? undefined : cpu.serverCpuUsPerRequest / 1e6,
+          ratioToLibrary: rowsPerSecond / library[0]!.normserveRowsPerSecond,
           rowsPerSecond,
           ratioToTorch: digitsTorch ? rowsPerSecond / digitsTorch : undefined,
         });

@@ -291,19 +291,19 @@ if (runs('recalibration')) {
     .map((l) => fmt(l, 2))
     .join(' ');
   process.stdout.write(
-    `\nrecalibration, exact mode, one thread (rows/s, best of ${recal.library[0]?.normserveSeconds.length ?? 0} alternated rounds; PyTorch: ${recal.torch}; max Δ: statistics against PyTorch's, |Δμ|/σ and |Δσ²|/σ²; load average now ${loadNow})\n`,
+    `\nrecalibration, exact mode, one thread (rows/s, best of ${recal.library[0]?.normserveSeconds.length ?? 0} alternated rounds; PyTorch: ${recal.torch}; Δ: largest |Δμ|/σ or |Δσ²|/σ² of each side's statistics against the same procedure in float64 (PyTorch, --dtype float64); load average now ${loadNow})\n`,
   );
   process.stdout.write(
-    `${'model'.padEnd(22)}${'rows'.padStart(9)}${'normserve'.padStart(12)}${'pytorch'.padStart(12)}${'ratio'.padStart(8)}${'max Δ'.padStart(11)}\n`,
+    `${'model'.padEnd(22)}${'rows'.padStart(9)}${'normserve'.padStart(12)}${'pytorch'.padStart(12)}${'ratio'.padStart(8)}${'Δ normserve'.padStart(13)}${'Δ pytorch'.padStart(11)}\n`,
   );
   for (const r of recal.library) {
     process.stdout.write(
-      `${r.model.padEnd(22)}${fmt(r.rows).padStart(9)}${fmt(r.normserveRowsPerSecond).padStart(12)}${(r.torchRowsPerSecond === undefined ? '—' : fmt(r.torchRowsPerSecond)).padStart(12)}${(r.torchRowsPerSecond === undefined ? '—' : fmt(r.normserveRowsPerSecond / r.torchRowsPerSecond, 2)).padStart(8)}${(r.maxRelativeDifference === undefined ? '—' : r.maxRelativeDifference.toExponential(1)).padStart(11)}\n`,
+      `${r.model.padEnd(22)}${fmt(r.rows).padStart(9)}${fmt(r.normserveRowsPerSecond).padStart(12)}${(r.torchRowsPerSecond === undefined ? '—' : fmt(r.torchRowsPerSecond)).padStart(12)}${(r.torchRowsPerSecond === undefined ? '—' : fmt(r.normserveRowsPerSecond / r.torchRowsPerSecond, 2)).padStart(8)}${(r.normserveDelta === undefined ? '—' : r.normserveDelta.toExponential(1)).padStart(13)}${(r.torchDelta === undefined ? '—' : r.torchDelta.toExponential(1)).padStart(11)}\n`,
     );
   }
   for (const h of recal.http) {
     process.stdout.write(
-      `HTTP float32 body, digits: ${fmt(h.rows)} rows (${fmt(h.bodyBytes / 2 ** 20, 1)} MiB) in ${fmt(h.wallSeconds, 2)} s wall (duration_ms ${fmt(h.durationMs)}) = ${fmt(h.rowsPerSecond)} rows/s, ${h.ratioToTorch === undefined ? 'no PyTorch' : `${fmt(h.ratioToTorch, 2)}× PyTorch's (goal ≥ 1.0: ${h.ratioToTorch >= 1 ? 'meets goal' : 'BELOW GOAL'})`}\n`,
+      `HTTP float32 body, digits: ${fmt(h.rows)} rows (${fmt(h.bodyBytes / 2 ** 20, 1)} MiB) in ${fmt(h.wallSeconds, 2)} s wall (duration_ms ${fmt(h.durationMs)}, server CPU ${h.serverCpuSeconds === undefined ? '—' : `${fmt(h.serverCpuSeconds, 2)} s`}) = ${fmt(h.rowsPerSecond)} rows/s, ${fmt(h.ratioToLibrary, 2)}× the library's, ${h.ratioToTorch === undefined ? 'no PyTorch' : `${fmt(h.ratioToTorch, 2)}× PyTorch's (goal ≥ 1.0: ${h.ratioToTorch >= 1 ? 'meets goal' : 'BELOW GOAL'})`}\n`,
     );
   }
   const n = recal.ndjson;

@@ -9,9 +9,16 @@ see the earlier ones recalibrated). The input transform is applied per batch in 
 
 Usage (from the repository root; Debian's python3-torch):
   /usr/bin/python3 bench/torch-recalibration.py MODEL_DIR ROWS.f32 ROWS [--repeats N] [--out S.json]
+      [--dtype float32|float64]
 ROWS.f32 holds ROWS little-endian float32 rows of raw features. Prints one JSON line:
 {"torch": version, "threads": 1, "rows": R, "seconds": [...], "rows_per_second": best, ...}
 and writes the recalibrated statistics to --out (for the bench's agreement check).
+
+`--dtype float64` runs the same procedure with the model, the rows and the input transform in
+float64 and writes the statistics unrounded: the exact reference both normserve's and PyTorch's
+float32 statistics are measured against (a float32 pipeline on either side differs from it by
+its own rounding; comparing the two float32 pipelines with each other says nothing about which
+one is off).
 """
 
 import argparse
@@ -44,7 +51,7 @@ def batch_norms(model):
     return [(name, m) for name, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
-def recalibrate(model, x, transform, shape):
+def recalibrate(model, x, transform, shape, dtype=torch.float32):
     """Exact layer-by-layer recalibration of every BatchNorm of `model` on the rows x (raw)."""
     for _name, bn in batch_norms(model):
         channels = bn.num_features
@@ -77,8 +84,8 @@ def recalibrate(model, x, transform, shape):
             handle.remove()
         mean = total / count
         var = (squares - mean * total) / (count - 1)
-        bn.running_mean.copy_(mean.float())
-        bn.running_var.copy_(var.float())
+        bn.running_mean.copy_(mean.to(dtype))
+        bn.running_var.copy_(var.to(dtype))
 
 
 def main():
@@ -88,25 +95,35 @@ def main():
     parser.add_argument("rows", type=int)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out")
+    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     args = parser.parse_args()
 
     config = json.load(open(os.path.join(args.model_dir, "config.json")))
     state = _tem.read_safetensors(os.path.join(args.model_dir, "model.safetensors"))
     shape = config["input_shape"]
     width = int(np.prod(shape))
+    dtype = torch.float64 if args.dtype == "float64" else torch.float32
     x = torch.from_numpy(np.fromfile(args.rows_file, dtype="<f4", count=args.rows * width).reshape(args.rows, width))
+    x = x.to(dtype)
     t = config.get("input_transform")
+    # The transform's shift and scale as the checkpoint's float32 values, widened exactly.
     transform = (
-        (torch.tensor(t["shift"], dtype=torch.float32), torch.tensor(t["scale"], dtype=torch.float32)) if t else None
+        (
+            torch.tensor(t["shift"], dtype=torch.float32).to(dtype),
+            torch.tensor(t["scale"], dtype=torch.float32).to(dtype),
+        )
+        if t
+        else None
     )
     seconds = []
     model = None
     for _ in range(args.repeats):
         model = _tem.build(config)
         model.load_state_dict(state, strict=True)
+        model.to(dtype)
         model.eval()
         started = time.perf_counter()
-        recalibrate(model, x, transform, shape)
+        recalibrate(model, x, transform, shape, dtype)
         seconds.append(time.perf_counter() - started)
     best = min(seconds)
     if args.out:
@@ -118,6 +135,7 @@ def main():
             {
                 "torch": torch.__version__,
                 "threads": torch.get_num_threads(),
+                "dtype": args.dtype,
                 "rows": args.rows,
                 "seconds": seconds,
                 "rows_per_second": args.rows / best,

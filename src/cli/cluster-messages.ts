@@ -1,6 +1,6 @@
 import cluster, { type Worker } from 'node:cluster';
 import { z } from 'zod';
-import { driftShareSchema } from '../service/drift-share.js';
+import { driftShareSchema, trafficSampleSchema } from '../service/drift-share.js';
 
 /**
  * The messages the primary and its workers exchange over node:cluster's IPC channel (only with
@@ -42,6 +42,18 @@ export const fromWorkerSchema = z.discriminatedUnion('type', [
   }),
   /** What this worker's drift service saw since its last share: relayed to the other workers. */
   z.object({ type: z.literal('normserve:drift-share'), share: driftShareSchema }),
+  /**
+   * The deciding worker is about to recalibrate `model` from traffic: the primary asks the other
+   * workers for their traffic samples, relays each (`sample-part`) and answers `sample-done`.
+   */
+  z.object({
+    type: z.literal('normserve:sample-request'),
+    id,
+    model: z.string(),
+    version: z.number().int().positive(),
+  }),
+  /** A worker's traffic sample, answering the primary's `sample-ask` of the same id. */
+  z.object({ type: z.literal('normserve:sample-answer'), id, sample: trafficSampleSchema }),
   /** Count one admin request against `key` in the server's rate limit. */
   z.object({
     type: z.literal('normserve:rate-limit'),
@@ -61,8 +73,24 @@ export const fromPrimarySchema = z.discriminatedUnion('type', [
     text: z.string().optional(),
     error: z.string().optional(),
   }),
-  /** Another worker's drift share (cluster-drift.ts). */
-  z.object({ type: z.literal('normserve:drift-shared'), share: driftShareSchema }),
+  /** Another worker's drift share (cluster-drift.ts); `from` is its cluster worker id. */
+  z.object({ type: z.literal('normserve:drift-shared'), from: id, share: driftShareSchema }),
+  /** The deciding worker wants this worker's traffic sample of `model` (answer: `sample-answer`). */
+  z.object({ type: z.literal('normserve:sample-ask'), id, model: z.string() }),
+  /** One other worker's traffic sample, for the deciding worker's `sample-request` `id`. */
+  z.object({
+    type: z.literal('normserve:sample-part'),
+    id,
+    worker: id,
+    sample: trafficSampleSchema,
+  }),
+  /** Every other worker answered, or the wait ended: who was asked and who was left out. */
+  z.object({
+    type: z.literal('normserve:sample-done'),
+    id,
+    asked: z.number().int().nonnegative(),
+    left_out: z.array(z.object({ worker: id, reason: z.string() })),
+  }),
   /** Whether this worker is the one that acts on drift (AUTO_RECALIBRATE). */
   z.object({ type: z.literal('normserve:drift-decider'), decides: z.boolean() }),
   z.object({
@@ -88,7 +116,14 @@ export function onWorkerMessage(handler: (worker: Worker, message: FromWorker) =
 }
 
 /** What the primary sends unasked (besides collect requests): see PrimaryChannel.onNotice. */
-type Notice = Extract<FromPrimary, { type: 'normserve:drift-shared' | 'normserve:drift-decider' }>;
+const NOTICES = [
+  'normserve:drift-shared',
+  'normserve:drift-decider',
+  'normserve:sample-ask',
+  'normserve:sample-part',
+] as const;
+type Notice = Extract<FromPrimary, { type: (typeof NOTICES)[number] }>;
+const isNotice = (m: FromPrimary): m is Notice => (NOTICES as readonly string[]).includes(m.type);
 type Answer = Exclude<FromPrimary, { type: 'normserve:collect' } | Notice>;
 /** A worker's request without its id (distributed over the union). */
 type Request = FromWorker extends infer M
@@ -104,7 +139,10 @@ type Request = FromWorker extends infer M
 export class PrimaryChannel {
   /** Answers the primary's collect requests (set once the worker's metrics exist). */
   onCollect: (id: number) => void = () => undefined;
-  /** Handles the primary's notices (drift shares of other workers, the drift decider). */
+  /**
+   * Handles the primary's notices (drift shares of other workers, the drift decider, requests for
+   * this worker's traffic sample and other workers' samples for this worker's request).
+   */
   onNotice: (notice: Notice) => void = () => undefined;
   private nextId = 0;
   private readonly pending = new Map<
@@ -121,7 +159,7 @@ export class PrimaryChannel {
         this.onCollect(message.id);
         return;
       }
-      if (message.type === 'normserve:drift-shared' || message.type === 'normserve:drift-decider') {
+      if (isNotice(message)) {
         this.onNotice(message);
         return;
       }
@@ -137,12 +175,15 @@ export class PrimaryChannel {
     process.send?.(message, undefined, {}, () => undefined);
   }
 
+  /** `onId` learns the request's id before it is sent (for notices that carry it). */
   request<T extends Answer['type']>(
     message: Request,
     answerType: T,
     timeoutMs: number,
+    onId?: (id: number) => void,
   ): Promise<Extract<Answer, { type: T }>> {
     const requestId = this.nextId++;
+    onId?.(requestId);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(requestId);

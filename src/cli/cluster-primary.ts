@@ -34,6 +34,12 @@ function answerWorkers(
       case 'normserve:drift-share':
         drift.shared(worker, message);
         break;
+      case 'normserve:sample-request':
+        drift.requested(worker, message);
+        break;
+      case 'normserve:sample-answer':
+        drift.answered(worker, message);
+        break;
       case 'normserve:collected':
         metrics.collected(worker, message);
         break;

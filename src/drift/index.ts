@@ -10,5 +10,6 @@ export {
 } from './layer-drift.js';
 export { RecentRows } from './recent-rows.js';
 export { Reservoir } from './reservoir.js';
+export { allocateDraw, type UniformSample, uniformUnion } from './sample-union.js';
 export { ShadowComparison, type ShadowSummary } from './shadow-comparison.js';
 export { type MomentWindow, WindowedMoments } from './windowed-moments.js';

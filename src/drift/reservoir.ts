@@ -1,4 +1,5 @@
 import type { Rng } from '../nn/index.js';
+import type { UniformSample } from './sample-union.js';
 
 /**
  * A uniform sample of at most `capacity` rows of everything offered since the last reset
@@ -46,6 +47,11 @@ export class Reservoir {
   /** A copy of the held rows ([size, width]). */
   rows(): Float32Array {
     return this.data.slice(0, this.size * this.width);
+  }
+
+  /** The held rows (a copy) with the count they stand for: the input of uniformUnion. */
+  sample(): UniformSample {
+    return { rows: this.rows(), size: this.size, seen: this.seen };
   }
 
   reset(): void {

@@ -83,14 +83,25 @@ export class LayerInputStatistics {
     return this.executor.engine;
   }
 
-  /** Count, mean and M2 per channel of the BatchNorm's inputs for `rows` raw rows. */
-  measure(x: Float32Array, rows: number): InputMoments {
+  /**
+   * Count, mean and M2 per channel of the BatchNorm's inputs for `rows` raw rows. With a centre
+   * tap, `onNonFiniteInput` is called — before these rows count towards the centre — when a sum
+   * of the plan's input is not finite, i.e. when some input value is not (or the input transform
+   * overflowed float32); if it throws, nothing of these rows is kept.
+   */
+  measure(x: Float32Array, rows: number, onNonFiniteInput?: () => void): InputMoments {
     this.probe.reset();
     this.executor.accumulate(x, rows, this.probe);
     const into = this.centreSums;
     if (into) {
       // Plain sums over every row measured: the centre needs only a few digits.
       const from = this.probe.sums[1]!;
+      if (onNonFiniteInput) {
+        // s·0 is 0 for a finite s and NaN otherwise (one pass over the few sums).
+        let probe = 0;
+        for (let i = 0; i < from.channels; i++) probe += from.sum[i]! * 0;
+        if (probe !== 0) onNonFiniteInput();
+      }
       into.count += from.count;
       for (let i = 0; i < into.channels; i++) into.sum[i] = into.sum[i]! + from.sum[i]!;
     }

@@ -5,6 +5,7 @@ import { LayerInputStatistics, type PrefixArithmetic } from './layer-input-stati
 import { blendStatistics } from './prior-blend.js';
 import type { ResolvedOptions } from './recalibration-options.js';
 import { MemoryRowStore, type RowStore } from './row-store.js';
+import { checkFiniteRows } from './row-validation.js';
 import { type ModeResult, StreamingRecalibrator } from './streaming-recalibrator.js';
 
 /**
@@ -57,9 +58,27 @@ export class LayerwiseRecalibrator extends StreamingRecalibrator {
     );
   }
 
-  protected async consume(x: Float32Array, rows: number): Promise<void> {
-    // Statistics first: if they throw, nothing of this slice is kept.
-    this.first.add(this.firstInputs.measure(x, rows));
+  /**
+   * Flat rows: the first plan's input tap sums every value of every row (after the input
+   * transform), and a sum is finite only if every value in it is (float64 sums of float32 values
+   * cannot overflow): push() leaves the finiteness check to that pass, which saves reading each
+   * upload once more (bench/README.md, "Recalibration", third round).
+   */
+  protected override get checksFinite(): boolean {
+    return this.flat;
+  }
+
+  protected async consume(
+    x: Float32Array,
+    rows: number,
+    unchecked?: { firstRow: number },
+  ): Promise<void> {
+    // Statistics first: if they throw, nothing of this slice is kept. Non-finite input sums send
+    // the slice to the exact check, which names the first bad value; if it finds none (the
+    // transform overflowed float32 on finite values), the statistics go on as before and the
+    // final check of the statistics reports it.
+    const check = unchecked && (() => checkFiniteRows(x, this.inputWidth, unchecked.firstRow));
+    this.first.add(this.firstInputs.measure(x, rows, check));
     await this.store.append(x);
   }
 

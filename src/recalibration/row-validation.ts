@@ -6,17 +6,29 @@ import { formatPath, NormserveError } from '../errors/index.js';
  * received, so that errors name the row (0-based) and column of the data as a whole.
  */
 export function countRows(chunk: Float32Array, width: number, firstRow: number): number {
+  const rows = wholeRows(chunk, width);
+  checkFiniteRows(chunk, width, firstRow);
+  return rows;
+}
+
+/** Number of rows in a chunk, after checking only that it holds whole rows of `width` values. */
+export function wholeRows(chunk: Float32Array, width: number): number {
   if (chunk.length % width !== 0) {
     throw new NormserveError(
       'INVALID_INPUT',
       `a chunk of ${chunk.length} values is not a whole number of rows of ${width} features`,
     );
   }
+  return chunk.length / width;
+}
+
+/** INVALID_INPUT naming the first value of the chunk that is not finite (row `firstRow` + r). */
+export function checkFiniteRows(chunk: Float32Array, width: number, firstRow: number): void {
   // x·0 is 0 for every finite x and NaN for ±∞ and NaN: one multiply-add per value finds out
   // whether the chunk is clean (the common case) before the loop that names the first bad value.
   let probe = 0;
   for (let i = 0; i < chunk.length; i++) probe += chunk[i]! * 0;
-  if (probe === 0) return chunk.length / width;
+  if (probe === 0) return;
   for (let i = 0; i < chunk.length; i++) {
     const v = chunk[i]!;
     if (!Number.isFinite(v)) {
@@ -29,7 +41,6 @@ export function countRows(chunk: Float32Array, width: number, firstRow: number):
       );
     }
   }
-  return chunk.length / width;
 }
 
 /** TOO_MANY_SAMPLES when `incoming` more rows would exceed `maxSamples`. */

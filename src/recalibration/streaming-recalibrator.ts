@@ -6,7 +6,7 @@ import { layerShift } from './layer-shift.js';
 import { NetworkState } from './network-state.js';
 import type { RecalibrationProgress, ResolvedOptions } from './recalibration-options.js';
 import type { RecalibrationResult, Recalibrator } from './recalibrator.js';
-import { checkCapacity, countRows } from './row-validation.js';
+import { checkCapacity, countRows, wholeRows } from './row-validation.js';
 
 /** What a mode adds to the result (`running`: batches and skipped rows). */
 export type ModeResult = Pick<RecalibrationResult, 'batches' | 'skipped'>;
@@ -46,8 +46,25 @@ export abstract class StreamingRecalibrator implements Recalibrator {
     return this.received;
   }
 
-  /** Takes `rows` raw rows: a view of the caller's chunk, to be copied if kept. */
-  protected abstract consume(x: Float32Array, rows: number): void | Promise<void>;
+  /**
+   * Takes `rows` raw rows: a view of the caller's chunk, to be copied if kept. With `unchecked`
+   * (only where checksFinite), their values were not yet checked to be finite: consume() must
+   * keep nothing of them unless checkFiniteRows(x, width, unchecked.firstRow) would pass.
+   */
+  protected abstract consume(
+    x: Float32Array,
+    rows: number,
+    unchecked?: { firstRow: number },
+  ): void | Promise<void>;
+
+  /**
+   * Whether consume() can tell non-finite values from its own pass over the rows (the first
+   * BatchNorm's plan sums every input value), so that push() need not read a chunk of one slice
+   * twice. Chunks of several slices are checked whole first (a bad one is rejected whole).
+   */
+  protected get checksFinite(): boolean {
+    return false;
+  }
 
   /** Writes the new statistics of every BatchNorm for `n` ≥ 2 rows. */
   protected abstract compute(n: number): Promise<ModeResult>;
@@ -59,12 +76,17 @@ export abstract class StreamingRecalibrator implements Recalibrator {
     this.enter('push');
     try {
       const width = this.inputWidth;
-      const rows = countRows(chunk, width, this.received);
-      checkCapacity(this.received, rows, this.options.maxSamples);
       const step = this.options.chunkRows;
+      const fused = this.checksFinite && chunk.length <= step * width;
+      const rows = fused ? wholeRows(chunk, width) : countRows(chunk, width, this.received);
+      checkCapacity(this.received, rows, this.options.maxSamples);
       for (let start = 0; start < rows; start += step) {
         const end = Math.min(rows, start + step);
-        await this.consume(chunk.subarray(start * width, end * width), end - start);
+        await this.consume(
+          chunk.subarray(start * width, end * width),
+          end - start,
+          fused ? { firstRow: this.received } : undefined,
+        );
         this.received += end - start;
         this.progress({ phase: 'receiving', rows: this.received, totalRows: this.received });
         await this.pause();

@@ -5,12 +5,21 @@ import {
   recalibrationRecommended,
   ShadowComparison,
   type ShadowSummary,
+  type UniformSample,
+  uniformUnion,
 } from '../drift/index.js';
 import { isNormserveError } from '../errors/index.js';
 import type { StatisticsProbe } from '../inference/index.js';
 import { Rng, softmaxRows } from '../nn/index.js';
 import type { AutoRecalibrate } from './drift-settings.js';
-import type { DriftShare, SharedAutoStatus } from './drift-share.js';
+import {
+  type DriftShare,
+  decodeSampleRows,
+  encodeSampleRows,
+  type SampleSize,
+  type SharedAutoStatus,
+  type TrafficSampleMessage,
+} from './drift-share.js';
 import { type LayerPicture, layerPictures } from './layer-pictures.js';
 import { type Log, silentLog } from './logger.js';
 import type { AvailableVersion, ModelRegistry } from './model-registry.js';
@@ -53,6 +62,23 @@ export interface DriftOptions extends DriftRule {
 export type AutoAction = 'recommend' | 'candidate' | 'promote';
 export type AutoOutcome = 'succeeded' | 'failed' | 'skipped';
 
+/** A process left out of a cluster's traffic sample, and why. */
+export interface LeftOut {
+  worker: number;
+  reason: string;
+}
+
+/**
+ * WORKERS > 1: asks every other process for its traffic sample of a model (through the cluster
+ * primary, cli/cluster-drift.ts); each answer is handed to `onSample` as it arrives; resolves
+ * when all answered or the wait ended, with how many were asked and who was left out.
+ */
+export type PeerSampleCollector = (
+  model: string,
+  version: number,
+  onSample: (worker: number, sample: TrafficSampleMessage) => void,
+) => Promise<{ asked: number; leftOut: LeftOut[] }>;
+
 /** Rows of recent traffic kept per model for the before/after-BatchNorm pictures. */
 export const PICTURE_SAMPLE_ROWS = 256;
 
@@ -73,6 +99,13 @@ export interface LayerPictures {
  */
 const CHECK_EVERY_ROWS = 64;
 const CHECK_EVERY_CALLS = 8;
+/**
+ * WORKERS > 1: while a process's traffic sample fills, each time it grew by this many rows the
+ * process shares at once (onSampleGrew) rather than at the next DRIFT_SHARE_INTERVAL_MS, so the
+ * decider learns that the cluster's samples hold AUTO_RECALIBRATE_MIN_ROWS rows within this many
+ * rows per process whatever the request rate (at 300 requests/s, a second is 300 rows).
+ */
+export const SAMPLE_GREW_ROWS = 64;
 /** Rows waiting for a shadow run at most; more are not shadowed (the candidate falls behind). */
 const MAX_SHADOW_PENDING_ROWS = 4096;
 
@@ -82,6 +115,11 @@ interface Candidate {
   shadow: ShadowComparison;
   publishedAt: string;
 }
+
+/** The sample a recalibration from traffic draws from, and (WORKERS > 1) whose it is. */
+type ClusterSample = UniformSample & {
+  workers?: { workers: number; leftOut: LeftOut[]; deciderTrafficRows: number };
+};
 
 /** What the service tracks per model. */
 interface ModelTraffic {
@@ -167,6 +205,12 @@ export class DriftService implements TrafficObserver {
   private autoTold = '[]';
   /** The deciding process's automatic recalibration state per model (when this one does not). */
   private readonly remoteAuto = new Map<string, SharedAutoStatus>();
+  /** The other processes' traffic sample sizes per model, by worker (from their shares). */
+  private readonly peerSizes = new Map<string, Map<number, SampleSize>>();
+  /** The sample sizes as last shared (JSON). */
+  private samplesTold = '[]';
+  private collectPeers: PeerSampleCollector | undefined;
+  private sampleGrew: (() => void) | undefined;
 
   constructor(options: DriftOptions) {
     this.options = options;
@@ -184,6 +228,22 @@ export class DriftService implements TrafficObserver {
   /** The recalibration use case automatic actions publish through (the admin route's). */
   useRecalibration(service: RecalibrationService): void {
     this.recalibration = service;
+  }
+
+  /**
+   * WORKERS > 1: how the deciding process gathers the other processes' traffic samples before it
+   * recalibrates from traffic (without it, from its own sample alone: one process).
+   */
+  usePeerSamples(collect: PeerSampleCollector): void {
+    this.collectPeers = collect;
+  }
+
+  /**
+   * WORKERS > 1: called when a traffic sample that is still filling grew by SAMPLE_GREW_ROWS rows
+   * (the worker then shares at once: cli/cluster-drift.ts).
+   */
+  onSampleGrew(grew: () => void): void {
+    this.sampleGrew = grew;
   }
 
   /** Whether this process acts on drift (AUTO_RECALIBRATE). */
@@ -248,12 +308,78 @@ export class DriftService implements TrafficObserver {
     const told = JSON.stringify(auto);
     if (told === this.autoTold) auto = [];
     else this.autoTold = told;
-    if (versions.length === 0 && auto.length === 0) return undefined;
-    return auto.length > 0 ? { versions, auto } : { versions };
+    // So are the sizes of this process's traffic samples (every process keeps one).
+    let samples: SampleSize[] = [];
+    for (const [model, state] of this.models)
+      if (state.reservoir && state.activeVersion !== undefined)
+        samples.push({
+          model,
+          version: state.activeVersion,
+          size: state.reservoir.size,
+          seen: state.reservoir.seen,
+        });
+    const sizes = JSON.stringify(samples);
+    if (sizes === this.samplesTold) samples = [];
+    else this.samplesTold = sizes;
+    if (versions.length === 0 && auto.length === 0 && samples.length === 0) return undefined;
+    return {
+      versions,
+      ...(auto.length > 0 ? { auto } : {}),
+      ...(samples.length > 0 ? { samples } : {}),
+    };
   }
 
-  /** Merges what another process shared (its traffic's moments; the decider's auto state). */
-  mergeShare(share: DriftShare): void {
+  /**
+   * This process's traffic sample of a model (asked for by the deciding process): the rows the
+   * active version served since it became active, as a uniform sample, with the count they
+   * stand for.
+   */
+  trafficSample(model: string): TrafficSampleMessage {
+    const state = this.models.get(model);
+    const reservoir = state?.reservoir;
+    const width = reservoir?.width ?? 1;
+    if (!reservoir || state.activeVersion === undefined)
+      return { model, version: null, width, size: 0, seen: 0, rows: '' };
+    return {
+      model,
+      version: state.activeVersion,
+      width,
+      size: reservoir.size,
+      seen: reservoir.seen,
+      rows: encodeSampleRows(reservoir.rows()),
+    };
+  }
+
+  /**
+   * Merges what another process shared (its traffic's moments and sample sizes; the decider's
+   * auto state). `from` names the sender (its cluster worker id).
+   */
+  mergeShare(share: DriftShare, from = 0): void {
+    for (const size of share.samples ?? []) {
+      const peers = this.peerSizes.get(size.model) ?? new Map<number, SampleSize>();
+      this.peerSizes.set(size.model, peers);
+      peers.set(from, size);
+    }
+    this.mergeMoments(share);
+    if (!this.deciding) {
+      for (const status of share.auto ?? []) this.remoteAuto.set(status.model, status);
+      return;
+    }
+    // The cluster's samples grew: the decider looks at once (the rows that complete the minimum
+    // may be another worker's, with none of its own to follow for a while).
+    const now = this.now();
+    for (const size of share.samples ?? []) {
+      const state = this.models.get(size.model);
+      if (!state || !this.registry?.has(size.model)) continue;
+      const model = this.registry.get(size.model);
+      const served = model.active === undefined ? undefined : model.versions.get(model.active);
+      if (served?.state === 'AVAILABLE' && state.activeVersion === served.version)
+        this.check(served as AvailableVersion, state, now);
+    }
+  }
+
+  /** Merges another process's moments into the versions' windows. */
+  private mergeMoments(share: DriftShare): void {
     const now = this.now();
     const registry = this.registry;
     for (const v of share.versions) {
@@ -270,8 +396,6 @@ export class DriftService implements TrafficObserver {
         );
       }
     }
-    if (!this.deciding)
-      for (const status of share.auto ?? []) this.remoteAuto.set(status.model, status);
   }
 
   get rule(): DriftRule {
@@ -328,8 +452,19 @@ export class DriftService implements TrafficObserver {
       state.recommended = false;
     }
     state.recent.push(input, rows);
+    // Every process samples the traffic it serves; the decider draws from all the samples.
+    const reservoir = state.reservoir;
+    if (reservoir) {
+      const before = reservoir.size;
+      reservoir.offer(input, rows);
+      if (
+        this.sampleGrew &&
+        before < reservoir.capacity &&
+        Math.floor(reservoir.size / SAMPLE_GREW_ROWS) > Math.floor(before / SAMPLE_GREW_ROWS)
+      )
+        this.sampleGrew();
+    }
     if (!this.deciding) return;
-    state.reservoir?.offer(input, rows);
     if (state.candidate && probabilities) this.shadow(served, state, input, rows, probabilities);
     state.rowsSinceCheck += rows;
     state.callsSinceCheck++;
@@ -421,7 +556,7 @@ export class DriftService implements TrafficObserver {
     const candidateDrift = candidate ? this.candidateDrift(name, candidate.version, reports) : null;
     return {
       mode: this.options.autoRecalibrate,
-      sample_rows: state?.reservoir?.size ?? 0,
+      sample_rows: state ? this.clusterSampleRows(name, state) : 0,
       sample_capacity: state?.reservoir?.capacity ?? 0,
       in_progress: state?.inFlight ?? false,
       last_action: state?.last ?? null,
@@ -435,6 +570,20 @@ export class DriftService implements TrafficObserver {
           }
         : null,
     };
+  }
+
+  /**
+   * Rows a recalibration from traffic would draw now: this process's sample and, WORKERS > 1,
+   * those the other processes last said they hold for the same active version, at most the
+   * sample's capacity (one process: its reservoir's size).
+   */
+  private clusterSampleRows(name: string, state: ModelTraffic): number {
+    const reservoir = state.reservoir;
+    if (!reservoir) return 0;
+    let held = reservoir.size;
+    for (const peer of this.peerSizes.get(name)?.values() ?? [])
+      if (peer.version === state.activeVersion) held += peer.size;
+    return Math.min(held, reservoir.capacity);
   }
 
   /** A candidate's drift: from the reports at hand, else its own. */
@@ -551,7 +700,7 @@ export class DriftService implements TrafficObserver {
       !state.inFlight &&
       !state.autoParents.has(served.version) &&
       state.reservoir &&
-      state.reservoir.size >= this.options.autoMinRows &&
+      this.clusterSampleRows(served.name, state) >= this.options.autoMinRows &&
       this.recalibration
     ) {
       this.track(this.recalibrate(served, state, mode, report, this.recalibration));
@@ -566,14 +715,14 @@ export class DriftService implements TrafficObserver {
     service: RecalibrationService,
   ): Promise<void> {
     state.inFlight = true;
-    const rows = state.reservoir!.rows();
-    const held = state.reservoir!.size;
-    // Rows the active version served since it became active (the sample is uniform over them).
-    const trafficRows = state.reservoir!.seen;
-    state.reservoir!.reset();
-    const context = { model: served.name, parent: served.version, mode, rows: held, trafficRows };
-    this.log.info({ ...context, score: report.score }, 'drift: recalibrating from traffic');
+    let context: Record<string, unknown> = { model: served.name, parent: served.version, mode };
     try {
+      const sample = await this.clusterSample(served, state);
+      if (sample === undefined) return;
+      const { rows, size: held, seen: trafficRows, workers } = sample;
+      // Rows the active version served since it became active (the sample is uniform over them).
+      context = { ...context, rows: held, trafficRows, ...workers };
+      this.log.info({ ...context, score: report.score }, 'drift: recalibrating from traffic');
       const outcome: RecalibrationOutcome = await service.recalibrateRows(
         {
           model: served.name,
@@ -618,6 +767,71 @@ export class DriftService implements TrafficObserver {
     } finally {
       state.inFlight = false;
     }
+  }
+
+  /**
+   * The traffic sample a recalibration draws from: this process's reservoir (reset: the next
+   * sample starts after it) and, WORKERS > 1, the other processes' samples of the same active
+   * version, folded one by one as they arrive into one uniform sample of at most the capacity
+   * (uniformUnion), so this process never holds more than two samples' rows. Undefined (nothing
+   * done, a later check tries again) when the samples that came hold fewer than
+   * AUTO_RECALIBRATE_MIN_ROWS rows.
+   */
+  private async clusterSample(
+    served: AvailableVersion,
+    state: ModelTraffic,
+  ): Promise<ClusterSample | undefined> {
+    const reservoir = state.reservoir!;
+    const collect = this.collectPeers;
+    if (!collect) {
+      const own = reservoir.sample();
+      reservoir.reset();
+      return own;
+    }
+    const width = reservoir.width;
+    const capacity = reservoir.capacity;
+    let merged: UniformSample = { rows: new Float32Array(0), size: 0, seen: 0 };
+    const leftOut: LeftOut[] = [];
+    let answered = 0;
+    const sizes = new Map<number, SampleSize>();
+    const { leftOut: unanswered } = await collect(served.name, served.version, (worker, m) => {
+      if (m.version !== served.version || m.width !== width) {
+        leftOut.push({
+          worker,
+          reason:
+            m.version === null
+              ? 'no traffic sample'
+              : m.version !== served.version
+                ? `its sample is of version ${m.version}`
+                : `rows of width ${m.width}, not ${width}`,
+        });
+        return;
+      }
+      try {
+        const part = { rows: decodeSampleRows(m), size: m.size, seen: m.seen };
+        merged = uniformUnion([merged, part], width, capacity, this.rng);
+        sizes.set(worker, { model: m.model, version: m.version, size: m.size, seen: m.seen });
+        answered++;
+      } catch (e) {
+        leftOut.push({ worker, reason: e instanceof Error ? e.message : String(e) });
+      }
+    });
+    leftOut.push(...unanswered);
+    // What the others hold now is what they answered (a worker left out is forgotten).
+    this.peerSizes.set(served.name, sizes);
+    if (state.activeVersion !== served.version) return undefined; // changed meanwhile
+    const own = reservoir.sample();
+    merged = uniformUnion([merged, own], width, capacity, this.rng);
+    const workers = { workers: answered + 1, leftOut, deciderTrafficRows: own.seen };
+    if (merged.size < this.options.autoMinRows) {
+      this.log.info(
+        { model: served.name, version: served.version, rows: merged.size, ...workers },
+        'drift: the cluster traffic sample is too small; recalibration from traffic postponed',
+      );
+      return undefined;
+    }
+    reservoir.reset();
+    return { ...merged, workers };
   }
 
   /** Runs the candidate on a copy of the rows the active version just answered, off the request. */

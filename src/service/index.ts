@@ -11,6 +11,8 @@ export {
   type DriftReport,
   DriftService,
   type LayerPictures,
+  type LeftOut,
+  type PeerSampleCollector,
   PICTURE_SAMPLE_ROWS,
 } from './drift-service.js';
 export {
@@ -18,7 +20,14 @@ export {
   type AutoRecalibrate,
   DEFAULT_DRIFT_THRESHOLD,
 } from './drift-settings.js';
-export { type DriftShare, driftShareSchema } from './drift-share.js';
+export {
+  type DriftShare,
+  decodeSampleRows,
+  driftShareSchema,
+  encodeSampleRows,
+  type TrafficSampleMessage,
+  trafficSampleSchema,
+} from './drift-share.js';
 export { type BatchingPolicy, type BatchReport, DynamicBatcher } from './dynamic-batcher.js';
 export { defaultEngineThreads, nodeEngineOptions, prepareWasmRuntime } from './engine-runtime.js';
 export { featureNamesOf } from './feature-names.js';

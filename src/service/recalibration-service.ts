@@ -106,15 +106,23 @@ export class RecalibrationSession {
       maxSamples: service.options.maxSamples,
       pause,
       ...(service.options.engine !== undefined && { engine: { engine: service.options.engine } }),
-      ...(service.options.rowMemoryBytes !== undefined && {
-        rowStore: (width: number, blockRows: number) =>
-          new SpillingRowStore(
-            width,
-            blockRows,
-            service.options.rowMemoryBytes!,
-            service.options.spillDirectory ?? tmpdir(),
-          ),
-      }),
+      // A traffic sample never goes to disk (it leaves the process only as its hash, issue 12):
+      // it is bounded by TRAFFIC_SAMPLE_BYTES and stays in memory whatever the spill budget.
+      ...(service.options.rowMemoryBytes !== undefined &&
+        request.source !== 'traffic' && {
+          rowStore: (width: number, blockRows: number) =>
+            new SpillingRowStore(
+              width,
+              blockRows,
+              service.options.rowMemoryBytes!,
+              service.options.spillDirectory ?? tmpdir(),
+              (e) =>
+                service.log.warn(
+                  { err: e, job: job.id },
+                  'no temporary directory for the recalibration rows: they are kept in memory',
+                ),
+            ),
+        }),
       onProgress: (p) =>
         service.jobs.update(job, {
           phase:

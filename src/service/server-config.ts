@@ -48,6 +48,9 @@ export const serverConfigSchema = z.object({
   /**
    * Bytes of uploaded rows an exact/prior recalibration keeps in memory until every BatchNorm has
    * read them; beyond that they go to a temporary file (in os.tmpdir(), removed at the end).
+   * 0 is faster (SpillingRowStore) but writes every upload to disk, which a default should not do
+   * to data an operator did not expect at rest; in memory where no temporary directory can be
+   * created.
    */
   RECALIBRATION_MEMORY_BYTES: int(0).default(64 * 1024 * 1024),
   /** Upper bound for a streamed recalibration upload (NDJSON or float32 rows). */

@@ -3,14 +3,16 @@
  * sees only the connections it accepted, shares what it saw and merges the other's
  * (cli/cluster-drift.ts), so GET /v1/models/{name}/drift counts every request whichever worker
  * answers, and so does the normserve_drift_rows gauge; AUTO_RECALIBRATE=promote is acted on by one
- * worker only — one automatic version is published, one recommendation logged — and both workers
- * then serve it. Assertions poll with generous bounds (shares travel every second).
+ * worker only — one automatic version is published, one recommendation logged — from a sample of
+ * both workers' traffic (the default AUTO_RECALIBRATE_MIN_ROWS, 512, reached by the cluster's
+ * rows, not the decider's), within 1,000 night requests of one row, and both workers then serve
+ * it. Assertions poll with generous bounds (shares travel every second).
  */
 import { cpSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { Rng } from '../../src/nn/index.js';
-import type { DriftReport } from '../../src/service/index.js';
+import { type DriftReport, ModelRegistry, runBatch } from '../../src/service/index.js';
 import { ADMIN_TOKEN } from '../helpers/app.js';
 import { digitsImage, digitsTestRows, nightShift } from '../helpers/digits.js';
 import {
@@ -24,7 +26,10 @@ import {
 import { makeTempDir } from '../helpers/temp-files.js';
 
 const CLEAN_REQUESTS = 300;
-const NIGHT_REQUESTS = 600;
+/** Night requests sent at most; the issue's bound for the promotion. */
+const NIGHT_REQUESTS = 1000;
+/** Night requests sent between two looks at the server's log for the promotion. */
+const NIGHT_ROUND = 20;
 /** Reads in a row that must all agree (each on a fresh connection: either worker answers). */
 const AGREEING_READS = 6;
 
@@ -98,11 +103,10 @@ describe('live drift on a WORKERS=2 server', () => {
       ADMIN_TOKEN,
       WORKERS: '2',
       AUTO_RECALIBRATE: 'promote',
-      AUTO_RECALIBRATE_MIN_ROWS: '200',
     });
     const port = await listeningPort(server, 2);
     const rng = new Rng(1818);
-    const { x } = digitsTestRows();
+    const { x, y } = digitsTestRows();
     // Clean traffic to the CNN (never recommended), night traffic to the MLP: the MLP's traffic
     // sample then holds night rows only, as in test/drift/auto-recalibrate.test.ts.
     const clean = Array.from({ length: CLEAN_REQUESTS }, () => digitsImage(x[rng.int(x.length)]!));
@@ -129,13 +133,38 @@ describe('live drift on a WORKERS=2 server', () => {
       ),
     );
 
-    // Night traffic: the drift is recommended, and one worker alone acts on it.
+    // Night traffic, one row per request: the drift is recommended, and one worker alone acts on
+    // it, from both workers' samples. Rounds of requests until the decision is logged; then no
+    // more requests while it publishes (how many would arrive meanwhile is a matter of request
+    // rate and machine load, not of the sample), until the promotion is logged.
     const night = nightShift(x);
-    await predictions(
-      port,
-      'digits',
-      Array.from({ length: NIGHT_REQUESTS }, () => night[rng.int(night.length)]!),
-      4,
+    let sent = 0;
+    while (
+      sent < NIGHT_REQUESTS &&
+      lines(server, 'drift: recalibrating from traffic').length === 0
+    ) {
+      const round = Array.from({ length: NIGHT_ROUND }, () => night[rng.int(night.length)]!);
+      await predictions(port, 'digits', round, 4);
+      sent += NIGHT_ROUND;
+    }
+    const promotedLine = await server.waitForLog(
+      (l) => l.msg === 'drift: recalibrated from traffic and promoted',
+      'the promotion',
+      { timeoutMs: 180_000 },
+    );
+    const decided = lines(server, 'drift: recalibrating from traffic');
+    console.log(
+      `WORKERS=2, AUTO_RECALIBRATE=promote: decision logged after ${sent} night requests (rounds of ${NIGHT_ROUND}), promoted ${Number(promotedLine.time) - Number(decided[0]?.time)} ms later; ${JSON.stringify(decided[0])}`,
+    );
+    expect(lines(server, 'drift: recalibrated from traffic and promoted')).toHaveLength(1);
+    expect(sent).toBeLessThanOrEqual(NIGHT_REQUESTS);
+    // Both workers' samples, none left out; the decider alone held about half of them.
+    expect(decided[0]).toMatchObject({ model: 'digits', workers: 2, leftOut: [] });
+    expect(decided[0]!.rows as number).toBeGreaterThanOrEqual(512);
+    expect(decided[0]!.trafficRows as number).toBeLessThanOrEqual(sent);
+    // The other worker's rows are in it (the decider's own are a part of the traffic).
+    expect(decided[0]!.deciderTrafficRows as number).toBeLessThan(
+      decided[0]!.trafficRows as number,
     );
     const promoted = await untilAgreed(
       port,
@@ -158,6 +187,19 @@ describe('live drift on a WORKERS=2 server', () => {
     expect(versions('digits-cnn')).toEqual(['1']);
     const config = JSON.parse(readFileSync(join(repository, 'digits', '2', 'config.json'), 'utf8'));
     expect(config.provenance).toMatchObject({ source: 'traffic', parent_version: 1 });
+    // Night accuracy of version 1 and of the new version, computed on the versions (not traffic).
+    const registry = new ModelRegistry(repository, { maxBatchSize: 64 });
+    await registry.refresh();
+    const accuracy = (version: number) => {
+      const served = registry.resolve('digits', version);
+      const out = runBatch(served, Float32Array.from(night.flat()), night.length);
+      return out.labels!.filter((l, i) => Number(l) === y[i]).length / y.length;
+    };
+    const [before, after] = [accuracy(1), accuracy(2)];
+    console.log(`night accuracy: version 1 ${before.toFixed(4)}, version 2 ${after.toFixed(4)}`);
+    expect(before).toBeLessThan(0.35);
+    expect(after).toBeGreaterThanOrEqual(0.93);
+    registry.close();
     // Both workers loaded and serve version 2.
     for (let i = 0; i < AGREEING_READS; i++) {
       const res = await freshRequest(port, 'POST', '/v1/models/digits:predict', {

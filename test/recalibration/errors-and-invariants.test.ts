@@ -80,6 +80,57 @@ describe('refusals', () => {
     expect((await recalibrator.finish()).samples).toBe(360);
   });
 
+  it('non-finite values are found whether the first pass checks them (one slice) or push does (several)', async () => {
+    // A chunk of one slice is checked by the first BatchNorm's own pass over it (its input sums);
+    // a chunk of several slices is checked whole before any slice is taken. Same errors, and a
+    // rejected chunk leaves nothing behind either way: the statistics equal a clean run's.
+    const { network: clean, inputTransform } = loadModel(MODEL_DIR);
+    await recalibrate(clean, inputTransform, WIDTH, night, { mode: 'exact' });
+    for (const chunkRows of [4096, 2]) {
+      const { network } = loadModel(MODEL_DIR);
+      const recalibrator = createRecalibrator(network, inputTransform, WIDTH, {
+        mode: 'exact',
+        chunkRows,
+      });
+      await recalibrator.push(night.subarray(0, 3 * WIDTH));
+      for (const [at, value] of [
+        [0, Number.NaN],
+        [3 * WIDTH + 63, Number.POSITIVE_INFINITY],
+        [4 * WIDTH, Number.NEGATIVE_INFINITY],
+      ] as const) {
+        const bad = night.slice(3 * WIDTH, 8 * WIDTH);
+        bad[at] = value;
+        expect(await codeOf(() => recalibrator.push(bad))).toEqual({
+          code: 'INVALID_INPUT',
+          message: `row ${3 + Math.floor(at / WIDTH)}, column ${at % WIDTH}: ${value} is not a finite number`,
+        });
+        expect(recalibrator.rows).toBe(3);
+      }
+      await recalibrator.push(night.subarray(3 * WIDTH));
+      await recalibrator.finish();
+      const got = snapshot(network);
+      for (const [name, v] of snapshot(clean))
+        expect(got.get(name), `${name} (chunkRows ${chunkRows})`).toEqual(v);
+    }
+  });
+
+  it('a finite value the input transform overflows is not mistaken for a non-finite one', async () => {
+    // 3e38 standardised overflows float32 inside the plan: the first pass's input sums are
+    // infinite, the exact check finds every value finite, and the statistics' own check refuses.
+    const { network, inputTransform } = loadModel(MODEL_DIR);
+    const scale = Math.max(...Array.from(inputTransform!.scale, Math.abs));
+    expect(3e38 * scale).toBeGreaterThan(3.4028234663852886e38);
+    const rows = night.slice(0, 10 * WIDTH);
+    rows[WIDTH + 7] = 3e38;
+    const recalibrator = createRecalibrator(network, inputTransform, WIDTH, { mode: 'exact' });
+    await recalibrator.push(rows);
+    expect(recalibrator.rows).toBe(10);
+    expect(await codeOf(() => recalibrator.finish())).toMatchObject({
+      code: 'INVALID_INPUT',
+      message: expect.stringMatching(/statistics of BatchNorm layer .* are not finite/),
+    });
+  });
+
   it('a chunk that is not whole rows is INVALID_INPUT', async () => {
     const { network, inputTransform } = loadModel(MODEL_DIR);
     for (const mode of MODES) {

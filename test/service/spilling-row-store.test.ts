@@ -57,4 +57,30 @@ describe('SpillingRowStore', () => {
     await store.close();
     expect(existsSync(parent)).toBe(false);
   });
+
+  it('keeps the rows in memory, and says so once, where no temporary directory can be made', async () => {
+    const parent = join(tmpdir(), 'normserve-spill-missing', 'deeper');
+    const told: string[] = [];
+    const store = new SpillingRowStore(2, 4, 0, parent, (e) => {
+      told.push((e as NodeJS.ErrnoException).code ?? '');
+    });
+    for (const [first, n] of [
+      [0, 3],
+      [3, 6],
+    ] as const) {
+      const chunk = rowsFrom(first, n, 2);
+      await store.append(chunk);
+      chunk.fill(-1); // copied, as in memory within a budget
+    }
+    expect(told).toEqual(['ENOENT']);
+    expect(store.rows).toBe(9);
+    const read: number[] = [];
+    for await (const { data, rows } of store.chunks()) {
+      expect(rows).toBeLessThanOrEqual(4);
+      read.push(...data);
+    }
+    expect(read).toEqual([...rowsFrom(0, 9, 2)]);
+    await store.close();
+    expect(existsSync(parent)).toBe(false);
+  });
 });

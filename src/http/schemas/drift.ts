@@ -32,8 +32,14 @@ const shadowSide = z.object({ mean_entropy: z.number(), mean_confidence: z.numbe
 export const autoRecalibrationSchema = z
   .object({
     mode: z.enum(['off', 'recommend', 'candidate', 'promote']),
-    sample_rows: z.number().int(),
-    sample_capacity: z.number().int(),
+    sample_rows: z.number().int().meta({
+      description:
+        'Rows an automatic recalibration would draw from traffic now: a uniform sample of the rows the active version served since it became active, across all WORKERS (each worker keeps a sample of its own traffic; the deciding worker draws from the union), at most sample_capacity',
+    }),
+    sample_capacity: z.number().int().meta({
+      description:
+        'The most rows the traffic sample holds (TRAFFIC_SAMPLE_ROWS and TRAFFIC_SAMPLE_BYTES)',
+    }),
     in_progress: z.boolean(),
     last_action: z
       .object({
