@@ -14,14 +14,14 @@ import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, type Server, start } from './http.js';
+import { type Server, start } from './http.js';
+import { recalibrationServerEnv, TOKEN } from './recalibration-setup.js';
 
 const [treeA, treeB, rowsArg, roundsArg, modeArg] = process.argv.slice(2);
 if (!treeA || !treeB) throw new Error('usage: recalibration-ab.ts TREE_A TREE_B [ROWS] [ROUNDS]');
 const rows = Number(rowsArg ?? 200_000);
 const rounds = Number(roundsArg ?? 8);
 const mode = modeArg ?? 'exact';
-const TOKEN = 'bench-admin-token-0123456789';
 
 const lines = readFileSync('data/digits/digits.csv', 'utf8').trim().split('\n').slice(1);
 const data = new Float32Array(rows * 64);
@@ -49,18 +49,7 @@ async function serverOf(tree: string, extra: Record<string, string>): Promise<Se
   try {
     return await start(
       ['--import', 'tsx', join(tree, 'src/cli/server.ts')],
-      {
-        MODEL_REPOSITORY: join(dir, 'repository'),
-        MODEL_POLL_INTERVAL_MS: '0',
-        ADMIN_TOKEN: TOKEN,
-        LOG_LEVEL: 'info',
-        HOST: '127.0.0.1',
-        WORKERS: '1',
-        PORT: String(await freePort()),
-        GRPC_PORT: '0',
-        RECALIBRATION_ASYNC_ROWS: '2000000',
-        ...extra,
-      },
+      { ...(await recalibrationServerEnv(join(dir, 'repository'))), ...extra },
       join(dir, 'server.log'),
     );
   } finally {

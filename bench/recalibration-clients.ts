@@ -12,11 +12,11 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:f
 import { request } from 'node:http';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, start } from './http.js';
+import { start } from './http.js';
+import { recalibrationServerEnv, TOKEN } from './recalibration-setup.js';
 
 const rows = Number(process.argv[2] ?? 200_000);
 const rounds = Number(process.argv[3] ?? 3);
-const TOKEN = 'bench-admin-token-0123456789';
 
 const lines = readFileSync('data/digits/digits.csv', 'utf8').trim().split('\n').slice(1);
 const data = new Float32Array(rows * 64);
@@ -31,17 +31,7 @@ writeFileSync(file, body);
 cpSync('models/digits', join(dir, 'repository', 'digits'), { recursive: true });
 const server = await start(
   ['--import', 'tsx', 'src/cli/server.ts'],
-  {
-    MODEL_REPOSITORY: join(dir, 'repository'),
-    MODEL_POLL_INTERVAL_MS: '0',
-    ADMIN_TOKEN: TOKEN,
-    LOG_LEVEL: 'info',
-    HOST: '127.0.0.1',
-    WORKERS: '1',
-    PORT: String(await freePort()),
-    GRPC_PORT: '0',
-    RECALIBRATION_ASYNC_ROWS: '2000000',
-  },
+  await recalibrationServerEnv(join(dir, 'repository')),
   join(dir, 'server.log'),
 );
 const url = `http://127.0.0.1:${server.port}/v1/models/digits:recalibrate?mode=exact`;

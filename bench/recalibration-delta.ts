@@ -13,44 +13,16 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  networkFromCheckpoint,
-  parseModelConfig,
-  readSafetensors,
-  safetensorsToStateDict,
-} from '../src/checkpoint/index.js';
 import { BatchNorm, namedModules } from '../src/nn/index.js';
 import { recalibrate } from '../src/recalibration/index.js';
 import { torchInterpreter, torchUnavailable } from './peer-engines.js';
+import { loadNetwork, nightRows } from './recalibration-setup.js';
 
 type Statistics = Map<string, { mean: ArrayLike<number>; var: ArrayLike<number> }>;
 
 const model = process.argv[2] ?? 'models/digits-cnn/1';
 const n = Number(process.argv[3] ?? 10_000);
 const big = Number(process.argv[4] ?? n);
-
-function loadNetwork(dir: string) {
-  const config = parseModelConfig(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')));
-  const file = readSafetensors(
-    new Uint8Array(readFileSync(join(dir, 'model.safetensors'))),
-    'model.safetensors',
-  );
-  return {
-    config,
-    network: networkFromCheckpoint(config, safetensorsToStateDict(file, 'model.safetensors')),
-  };
-}
-
-/** The digits pixels with the night shift of bench/recalibration.ts, tiled to `rows` rows. */
-function nightRows(rows: number): Float32Array {
-  const lines = readFileSync('data/digits/digits.csv', 'utf8').trim().split('\n').slice(1);
-  const out = new Float32Array(rows * 64);
-  for (let r = 0; r < rows; r++) {
-    const cells = lines[r % lines.length]!.split(',').map(Number);
-    for (let c = 0; c < 64; c++) out[r * 64 + c] = 16 * (0.35 * (cells[c]! / 16) + 0.1);
-  }
-  return out;
-}
 
 const why = torchUnavailable();
 if (why !== undefined) throw new Error(`PyTorch is needed: ${why}`);

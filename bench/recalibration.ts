@@ -20,18 +20,11 @@ import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
-import {
-  networkFromCheckpoint,
-  parseModelConfig,
-  readSafetensors,
-  safetensorsToStateDict,
-} from '../src/checkpoint/index.js';
 import { BatchNorm, namedModules } from '../src/nn/index.js';
 import { recalibrate } from '../src/recalibration/index.js';
-import { freePort, measured, type Server, start } from './http.js';
+import { measured, type Server, start } from './http.js';
 import { torchInterpreter, torchUnavailable } from './peer-engines.js';
-
-const TOKEN = 'bench-admin-token-0123456789';
+import { loadNetwork, nightRows, recalibrationServerEnv, TOKEN } from './recalibration-setup.js';
 
 export interface LibraryRow {
   model: string;
@@ -76,32 +69,6 @@ export interface RecalibrationBench {
         predictionP99Ms: number;
       }
     | undefined;
-}
-
-function loadNetwork(dir: string) {
-  const config = parseModelConfig(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')));
-  const file = readSafetensors(
-    new Uint8Array(readFileSync(join(dir, 'model.safetensors'))),
-    'model.safetensors',
-  );
-  return {
-    config,
-    network: networkFromCheckpoint(config, safetensorsToStateDict(file, 'model.safetensors')),
-  };
-}
-
-/** The digits pixels with the project's night shift x' = 16·(0.35·(x/16) + 0.1), tiled to n rows. */
-function nightRows(n: number): Float32Array {
-  const lines = readFileSync('data/digits/digits.csv', 'utf8').trim().split('\n').slice(1);
-  const base = new Float32Array(lines.length * 64);
-  lines.forEach((line, r) => {
-    const cells = line.split(',').map(Number);
-    for (let c = 0; c < 64; c++) base[r * 64 + c] = 16 * (0.35 * (cells[c]! / 16) + 0.1);
-  });
-  const out = new Float32Array(n * 64);
-  for (let r = 0; r < n; r++)
-    out.set(base.subarray((r % lines.length) * 64, ((r % lines.length) + 1) * 64), r * 64);
-  return out;
 }
 
 /**
@@ -244,18 +211,7 @@ function rssMiB(pid: number): number {
 async function serve(repository: string): Promise<Server> {
   return start(
     ['--import', 'tsx', 'src/cli/server.ts'],
-    {
-      MODEL_REPOSITORY: repository,
-      MODEL_POLL_INTERVAL_MS: '0',
-      ADMIN_TOKEN: TOKEN,
-      LOG_LEVEL: 'info',
-      HOST: '127.0.0.1',
-      WORKERS: '1',
-      PORT: String(await freePort()),
-      GRPC_PORT: '0',
-      // One synchronous request: its answer is the published version and its duration_ms.
-      RECALIBRATION_ASYNC_ROWS: '2000000',
-    },
+    await recalibrationServerEnv(repository),
     join(mkdtempSync(join(tmpdir(), 'normserve-bench-logs-')), 'server.log'),
   );
 }
