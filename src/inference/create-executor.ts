@@ -24,8 +24,6 @@ export interface ExecutorOptions {
    * statistics plans: see WasmExecutorOptions). The JavaScript executor always adds in float64.
    */
   denseAccumulation?: DenseAccumulation | undefined;
-  /** Split calls across threads only while that pays (wasm only; see WasmExecutorOptions). */
-  splitWhenItPays?: boolean | undefined;
   /** Use relaxed SIMD's fused multiply-add when the runtime has it (default true). */
   relaxedSimd?: boolean | undefined;
   /** Told why the wasm engine was not used, when it was asked for. */
@@ -55,7 +53,6 @@ export function createExecutor(plan: CompiledPlan, options: ExecutorOptions): Ex
         threads: options.threads ?? 1,
         spawnHelper: options.spawnHelper,
         denseAccumulation: options.denseAccumulation,
-        splitWhenItPays: options.splitWhenItPays,
         relaxedSimd: (options.relaxedSimd ?? true) && support.relaxedSimd,
       });
     }

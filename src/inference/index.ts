@@ -35,4 +35,4 @@ export {
   tensorChannels,
 } from './statistics-probe.js';
 export type { HelperHandle, HelperInit, HelperSpawner } from './wasm/wasm-executor.js';
-export { SplitJudge, WasmExecutor } from './wasm/wasm-executor.js';
+export { WasmExecutor } from './wasm/wasm-executor.js';

@@ -112,9 +112,6 @@ export class ModelRegistry {
     this.engine = nodeEngineOptions({
       engine,
       threads: options.engineThreads ?? 1,
-      // A server's cores are shared with its other requests' work (and often other processes):
-      // a call is split only while that is faster (WasmExecutorOptions.splitWhenItPays).
-      splitWhenItPays: true,
       support,
       onHelperError: (err) => this.log.error({ err }, 'engine helper thread failed'),
     });

@@ -78,13 +78,6 @@ export interface WasmExecutorOptions {
   denseAccumulation?: DenseAccumulation | undefined;
   /** Least floating-point work in one call worth waking the helpers for. */
   parallelMinFlops?: number | undefined;
-  /**
-   * Split a call across threads only while splitting pays (default false: every call with enough
-   * work is split): each split call's wall time is compared with the calling thread's own share
-   * scaled to all the rows, and when a window of split calls saved less than a quarter, calls run on
-   * the calling thread alone for a while before splitting is tried again (SplitJudge).
-   */
-  splitWhenItPays?: boolean | undefined;
 }
 
 export type DenseAccumulation = 'float32' | 'float64';
@@ -100,61 +93,6 @@ const IO_ROWS_CAP = 4096;
 const CHUNK_BUFFER_BYTES = 512 * 1024;
 const MAX_CHUNK_ROWS = 1024;
 const DEFAULT_PARALLEL_MIN_FLOPS = 4e6;
-/** Split calls judged together (SplitJudge): a few, so a bad stretch costs a few calls. */
-const SPLIT_WINDOW_CALLS = 8;
-/**
- * A window's mean wall time over the one-thread estimate above this does not pay: the helper saved
- * less than a quarter of the call. A split costs more CPU than one thread (waking and waiting on
- * the helper: 239 against 206 µs per 256-row digits call in-process at load 7, where it saved 13 %
- * of the wall time), CPU the server's other requests need; a helper with a core of its own saves
- * close to half.
- */
-const SPLIT_PAYS_BELOW = 0.75;
-/** Calls run unsplit after a window that did not pay; doubled while windows keep not paying. */
-const SPLIT_PAUSE_MIN_CALLS = 32;
-const SPLIT_PAUSE_MAX_CALLS = 1024;
-
-/**
- * Whether splitting calls across the engine's threads pays on this machine now. A split call
- * costs more CPU than one thread (waking the helper, waiting on it), and saves wall time only when
- * the helper gets a core at once; on a machine whose cores are busy (the load generator, other
- * processes) the calling thread sits in Atomics.wait for a helper waiting for a time slice, or
- * takes its share back — slower than not splitting (bench/README.md, issue 11's fifth round).
- * Judged from the calls themselves: the calling thread's share, timed, scaled to all the rows, is
- * what the call would have taken alone.
- */
-export class SplitJudge {
-  private windowRatio = 0;
-  private windowCalls = 0;
-  private pauseCalls = SPLIT_PAUSE_MIN_CALLS;
-  private pausedFor = 0;
-
-  /** Whether the next call with enough work should be split. */
-  shouldSplit(): boolean {
-    if (this.pausedFor === 0) return true;
-    this.pausedFor--;
-    return false;
-  }
-
-  /**
-   * A split call of `rows` rows took `wallMs` in all; the calling thread's own `ownRows` took
-   * `ownMs` of it.
-   */
-  judge(ownMs: number, ownRows: number, wallMs: number, rows: number): void {
-    const alone = (ownMs * rows) / ownRows;
-    this.windowRatio += alone > 0 ? wallMs / alone : 1;
-    if (++this.windowCalls < SPLIT_WINDOW_CALLS) return;
-    const mean = this.windowRatio / this.windowCalls;
-    this.windowRatio = 0;
-    this.windowCalls = 0;
-    if (mean < SPLIT_PAYS_BELOW) {
-      this.pauseCalls = SPLIT_PAUSE_MIN_CALLS;
-      return;
-    }
-    this.pausedFor = this.pauseCalls;
-    this.pauseCalls = Math.min(SPLIT_PAUSE_MAX_CALLS, this.pauseCalls * 2);
-  }
-}
 /** How often a wait for a helper re-reads its state word (a helper that died unseen). */
 const HELPER_CHECK_MS = 1000;
 /**
@@ -469,8 +407,6 @@ export class WasmExecutor implements Executor {
   /** The pass of rows running on helper threads for calls[0], if any. */
   private pass: AsyncPass | undefined;
   private offloadedPasses = 0;
-  /** Set with splitWhenItPays: judges whether splitting pays. */
-  private readonly splitJudge: SplitJudge | undefined;
 
   constructor(plan: CompiledPlan, options: WasmExecutorOptions) {
     this.plan = plan;
@@ -478,7 +414,6 @@ export class WasmExecutor implements Executor {
     const threads = options.spawnHelper ? Math.max(1, Math.floor(options.threads)) : 1;
     this.threads = threads;
     this.parallelMinFlops = options.parallelMinFlops ?? DEFAULT_PARALLEL_MIN_FLOPS;
-    this.splitJudge = options.splitWhenItPays ? new SplitJudge() : undefined;
     const layout = planLayout(
       plan,
       options.maxBatchSize,
@@ -968,10 +903,7 @@ export class WasmExecutor implements Executor {
   private compute(rows: number): void {
     const { program, input, output, scratch } = this.layout;
     const x = this.exports;
-    const split =
-      rows >= 2 * MR &&
-      rows * this.flopsPerRow >= this.parallelMinFlops &&
-      (this.splitJudge?.shouldSplit() ?? true);
+    const split = rows >= 2 * MR && rows * this.flopsPerRow >= this.parallelMinFlops;
     if (split) this.startHelpers();
     const helpers =
       split && this.helpers.length > 0
@@ -982,7 +914,6 @@ export class WasmExecutor implements Executor {
       return;
     }
     this.splitCalls++;
-    const started = this.splitJudge ? performance.now() : 0;
     // Contiguous shares, a multiple of the GEMM's row tile each; the calling thread takes the first.
     const share = Math.ceil(rows / (helpers.length + 1) / MR) * MR;
     const w = this.words;
@@ -998,7 +929,6 @@ export class WasmExecutor implements Executor {
       return [r0, r1] as const;
     });
     x.run(program, input, output, 0, Math.min(rows, share), scratch[0]!);
-    const ownDone = this.splitJudge ? performance.now() : 0;
     helpers.forEach((h, i) => {
       const done = (h.control >> 2) + CONTROL.done;
       // A share its helper has not started yet is taken back and run here: on a machine whose
@@ -1016,12 +946,6 @@ export class WasmExecutor implements Executor {
         x.run(program, input, output, r0, r1, scratch[0]!);
       }
     });
-    this.splitJudge?.judge(
-      ownDone - started,
-      Math.min(rows, share),
-      performance.now() - started,
-      rows,
-    );
     if (helpers.some((h) => this.word(h.control, CONTROL.state) === HELPER_STATE.failed))
       this.helpers = this.helpers.filter(
         (h) => this.word(h.control, CONTROL.state) !== HELPER_STATE.failed,
