@@ -64,8 +64,18 @@ export interface EngineBench {
    * median CPU time of the process meanwhile (ms), and a second load in the same process.
    */
   loadMs: { median: number; runs: number[]; cpuMedian: number; warm: number };
-  /** RSS of a process predicting one row at a time through loadModel, MiB. */
-  memory: { afterThousandMiB: number; afterHundredThousandMiB: number; ratio: number };
+  /**
+   * RSS of a process predicting one row at a time through loadModel, MiB, after 1 k, 50 k and
+   * 100 k predictions; and V8's young generation (new space) as reserved and as used at 1 k.
+   */
+  memory: {
+    afterThousandMiB: number;
+    afterFiftyThousandMiB: number;
+    afterHundredThousandMiB: number;
+    ratio: number;
+    newSpaceMiB: number;
+    newSpaceUsedAtThousandMiB: number;
+  };
   /** The WebAssembly SIMD ceiling of one thread (bench/wasm-peak.ts). */
   peak: WasmPeak;
   /** Floating-point operations per row of each model's plan (2 per multiply-add). */
@@ -297,23 +307,42 @@ console.log(JSON.stringify({ importMs: i - t, loadMs: loaded - i, cpuMs, warmMs:
     `load digits: median ${loadMs.median.toFixed(1)} ms cold (CPU ${loadMs.cpuMedian.toFixed(1)} ms) (runs ${loadMs.runs.map((m) => m.toFixed(1)).join(', ')}), ${loadMs.warm.toFixed(1)} ms warm`,
   );
 
+  // Why three readings and the new space: each run() returns a fresh Float32Array (~240 bytes of
+  // garbage a call), so the first 100 k calls sweep V8's young generation (reserved at start,
+  // touched page by page as allocation first walks through it) into RSS once; after that RSS is
+  // flat. The 50 k reading shows the plateau, the new space how much of the 1 k → 100 k growth
+  // is that first touch.
   const memoryCode = `const { loadModel } = await import('./src/index.ts');
+const v8 = await import('node:v8');
 const m = await loadModel('models/digits');
 const x = new Float32Array(64).fill(5);
 let s = 0;
-for (let i = 0; i < 1000; i++) s += m.run(x, 1)[0];
+const predict = (n) => { for (let i = 0; i < n; i++) s += m.run(x, 1)[0]; };
+predict(1000);
 const a = process.memoryUsage().rss;
-for (let i = 0; i < 99000; i++) s += m.run(x, 1)[0];
+const young = v8.getHeapSpaceStatistics().find((h) => h.space_name === 'new_space');
+predict(49000);
+const h = process.memoryUsage().rss;
+predict(50000);
 const b = process.memoryUsage().rss;
-console.log(JSON.stringify({ a, b, s: Number.isFinite(s) }));`;
-  const mem = JSON.parse(await child(memoryCode)) as { a: number; b: number };
+console.log(JSON.stringify({ a, h, b, ns: young.space_size, nu: young.space_used_size, s: Number.isFinite(s) }));`;
+  const mem = JSON.parse(await child(memoryCode)) as {
+    a: number;
+    h: number;
+    b: number;
+    ns: number;
+    nu: number;
+  };
   const memory = {
     afterThousandMiB: mem.a / 2 ** 20,
+    afterFiftyThousandMiB: mem.h / 2 ** 20,
     afterHundredThousandMiB: mem.b / 2 ** 20,
     ratio: mem.b / mem.a,
+    newSpaceMiB: mem.ns / 2 ** 20,
+    newSpaceUsedAtThousandMiB: mem.nu / 2 ** 20,
   };
   log(
-    `RSS after 1 k predictions ${memory.afterThousandMiB.toFixed(1)} MiB, after 100 k ${memory.afterHundredThousandMiB.toFixed(1)} MiB`,
+    `RSS after 1 k predictions ${memory.afterThousandMiB.toFixed(1)} MiB, after 50 k ${memory.afterFiftyThousandMiB.toFixed(1)} MiB, after 100 k ${memory.afterHundredThousandMiB.toFixed(1)} MiB`,
   );
   return { relaxedSimd, rows, kernels, loadMs, memory, peak, flopsPerRow: flopsByModel };
 }
