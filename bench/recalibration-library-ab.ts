@@ -6,11 +6,17 @@
  * relative difference of any running mean or variance).
  *
  *   npx tsx bench/recalibration-library-ab.ts TREE_A TREE_B [ROWS] [ROUNDS] [MODEL_DIR]
+ * (NO_ENGINE_RUNTIME=1: V8's defaults, without the engine's runtime flags)
  */
 import { loadavg } from 'node:os';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { prepareWasmRuntime } from '../src/service/index.js';
 import { nightRows } from './recalibration-setup.js';
+
+// The engine as the server and the CLI prepare it (relaxed-SIMD FMA, eager compilation), as
+// bench/recalibration.ts runs the library; NO_ENGINE_RUNTIME=1 leaves V8's defaults.
+if (process.env.NO_ENGINE_RUNTIME !== '1') prepareWasmRuntime();
 
 const [treeA, treeB, rowsArg, roundsArg, modelArg] = process.argv.slice(2);
 if (!treeA || !treeB)
@@ -84,8 +90,10 @@ for (const side of ['A', 'B'] as const) {
     `${side} ${side === 'A' ? treeA : treeB}: median ${(m * 1000).toFixed(0)} ms (${fmt(rows / m)} rows/s), best ${(best * 1000).toFixed(0)} ms (${fmt(rows / best)} rows/s)`,
   );
 }
+// Each round's B/A (its two runs back to back): robust against load that drifts between rounds.
+const paired = times.B.map((b, i) => b / times.A[i]!);
 console.log(
-  `B/A time: median ${(median(times.B) / median(times.A)).toFixed(3)}, best ${(Math.min(...times.B) / Math.min(...times.A)).toFixed(3)}; ${rows} rows of ${model}, ${rounds} rounds ABBA; largest relative difference of the statistics ${largest.toExponential(1)}; load average ${before.map((l) => l.toFixed(1)).join(' ')} -> ${loadavg()
+  `B/A time: median ${(median(times.B) / median(times.A)).toFixed(3)}, median of the rounds' ratios ${median(paired).toFixed(3)}, best ${(Math.min(...times.B) / Math.min(...times.A)).toFixed(3)}; ${rows} rows of ${model}, ${rounds} rounds ABBA; largest relative difference of the statistics ${largest.toExponential(1)}; load average ${before.map((l) => l.toFixed(1)).join(' ')} -> ${loadavg()
     .map((l) => l.toFixed(1))
     .join(' ')}`,
 );
