@@ -6,6 +6,8 @@
  * (/proc, user + system) and duration_ms, the ratio B/A, and a check that both published the same
  * statistics (the layer report of each round). A_ENV / B_ENV (JSON) add environment variables to
  * one server, e.g. B_ENV='{"RECALIBRATION_MEMORY_BYTES":"0"}' to compare a setting on one tree.
+ * A_NODE_ARGS / B_NODE_ARGS (space-separated) go to one server's node, e.g.
+ * A_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof' for a CPU profile written when it stops.
  * BODY=ndjson posts the rows as NDJSON (two decimals a value, as the bench's NDJSON upload).
  *
  *   npx tsx bench/recalibration-ab.ts TREE_A TREE_B [ROWS] [ROUNDS] [MODE]
@@ -40,7 +42,11 @@ const body = ndjson
   : Buffer.from(data.buffer);
 const dirs: string[] = [];
 
-async function serverOf(tree: string, extra: Record<string, string>): Promise<Server> {
+async function serverOf(
+  tree: string,
+  extra: Record<string, string>,
+  nodeArgs: string[],
+): Promise<Server> {
   const dir = mkdtempSync(join(tmpdir(), 'normserve-bench-ab-'));
   dirs.push(dir);
   cpSync(join(tree, 'models/digits'), join(dir, 'repository', 'digits'), { recursive: true });
@@ -48,7 +54,7 @@ async function serverOf(tree: string, extra: Record<string, string>): Promise<Se
   process.chdir(tree); // tsx resolves the tree's own tsconfig and node_modules
   try {
     return await start(
-      ['--import', 'tsx', join(tree, 'src/cli/server.ts')],
+      [...nodeArgs, '--import', 'tsx', join(tree, 'src/cli/server.ts')],
       { ...(await recalibrationServerEnv(join(dir, 'repository'))), ...extra },
       join(dir, 'server.log'),
     );
@@ -96,10 +102,14 @@ const median = (values: number[]): number => {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 };
 
+function nodeArgsOf(side: 'A' | 'B'): string[] {
+  return (process.env[`${side}_NODE_ARGS`] ?? '').split(' ').filter((a) => a !== '');
+}
+
 const load0 = loadavg()[0]!;
 const servers = {
-  A: await serverOf(treeA, JSON.parse(process.env.A_ENV ?? '{}')),
-  B: await serverOf(treeB, JSON.parse(process.env.B_ENV ?? '{}')),
+  A: await serverOf(treeA, JSON.parse(process.env.A_ENV ?? '{}'), nodeArgsOf('A')),
+  B: await serverOf(treeB, JSON.parse(process.env.B_ENV ?? '{}'), nodeArgsOf('B')),
 };
 const figures = {
   A: { wall: [] as number[], cpu: [] as number[], duration: [] as number[] },

@@ -15,8 +15,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BatchNorm, namedModules } from '../src/nn/index.js';
 import { recalibrate } from '../src/recalibration/index.js';
+import { prepareWasmRuntime } from '../src/service/index.js';
 import { torchInterpreter, torchUnavailable } from './peer-engines.js';
 import { loadNetwork, nightRows } from './recalibration-setup.js';
+
+// The engine as the server and the CLI run it (their model registry prepares V8 before the first
+// model loads): relaxed-SIMD FMA in the GEMM, WebAssembly compiled optimized up front. Until
+// 2026-12-01 (h28) the library figures ran without it, unlike the HTTP figures of the same run.
+prepareWasmRuntime();
 
 type Statistics = Map<string, { mean: ArrayLike<number>; var: ArrayLike<number> }>;
 

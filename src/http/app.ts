@@ -1,3 +1,5 @@
+import type { Server, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import Fastify, { type FastifyBaseLogger, type FastifyServerOptions, LogController } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -83,6 +85,24 @@ export function createInferenceService(
 }
 
 /**
+ * Tells the dynamic batcher how many callers the server has: its open connections and the
+ * requests in progress on them (a response's 'close' comes after it was sent or when it was
+ * abandoned). One object read in place, a counter each way per connection and per request.
+ */
+function countCallers(server: Server, inference: InferenceService): void {
+  const callers = { connections: 0, requests: 0 };
+  server.on('connection', (socket: Socket) => {
+    callers.connections++;
+    socket.once('close', () => callers.connections--);
+  });
+  server.on('request', (_request, response: ServerResponse) => {
+    callers.requests++;
+    response.once('close', () => callers.requests--);
+  });
+  inference.countCallers(() => callers);
+}
+
+/**
  * The zod compilers as Fastify's compiler factories. Fastify types the factories after ajv's
  * (a route definition whose schema is any JSON schema); every schema here is a zod schema, which
  * is what the compilers themselves declare.
@@ -153,6 +173,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     },
   }).withTypeProvider<ZodTypeProvider>();
   limitConnections(app.server, deps.config.MAX_CONNECTIONS, deps.metrics);
+  countCallers(app.server, deps.inference);
   app.decorate('deps', deps);
   app.decorateRequest('inference', undefined);
   app.decorateRequest('modelName', undefined);

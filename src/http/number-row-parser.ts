@@ -4,6 +4,10 @@ import { FLOAT32_MAX } from '../service/index.js';
 const POW10 = Array.from({ length: 23 }, (_, i) => 10 ** i);
 /** Most significant digits whose integer value is exact in a double (< 2^53). */
 const MAX_FAST_DIGITS = 15;
+/** Significant digits kept for a longer mantissa (the rest change it by less than 1e-18). */
+const MAX_KEPT_DIGITS = 19;
+/** Relative distance either side of an approximate value inside which the exact one lies. */
+const APPROX_MARGIN = 2 ** -46;
 
 const SPACE = 0x20;
 const TAB = 0x09;
@@ -25,8 +29,10 @@ const UPPER_E = 0x45;
  * code and each number is built from its digits. The digits m and decimal exponent e give the
  * correctly rounded double m·10^e (or m / 10^−e) when m has at most 15 digits and |e| ≤ 22, as
  * both are exact doubles and IEEE division and multiplication round once (Clinger, "How to read
- * floating point numbers accurately", 1990: the fast path); other numbers go through Number() of
- * their text, which is what JSON.parse computes. The value is the same double JSON.parse gives.
+ * floating point numbers accurately", 1990: the fast path); a longer mantissa gives a double
+ * close enough to decide its float32 in all but rare cases (below); other numbers go through
+ * Number() of their text, which is what JSON.parse computes. The float32 stored is the one of the
+ * double JSON.parse gives.
  *
  * Returns false, having written an unspecified prefix, for anything else — a syntax the fast scan
  * does not take, a wrong count, a value out of range — so that the caller parses the line the
@@ -75,7 +81,7 @@ export function parseNumberRow(
       for (; i < end; i++) {
         c = text.charCodeAt(i);
         if (c < ZERO || c > NINE) break;
-        if (digits < MAX_FAST_DIGITS + 1) {
+        if (digits < MAX_KEPT_DIGITS) {
           mantissa = mantissa * 10 + (c - ZERO);
           if (mantissa !== 0) digits++;
         } else {
@@ -91,7 +97,7 @@ export function parseNumberRow(
       for (; i < end; i++) {
         c = text.charCodeAt(i);
         if (c < ZERO || c > NINE) break;
-        if (digits < MAX_FAST_DIGITS + 1) {
+        if (digits < MAX_KEPT_DIGITS) {
           mantissa = mantissa * 10 + (c - ZERO);
           if (mantissa !== 0) digits++;
           exponent--;
@@ -120,9 +126,25 @@ export function parseNumberRow(
       exponent += sign * e;
     }
     let value: number;
-    if (digits <= MAX_FAST_DIGITS && exponent >= -22 && exponent <= 22) {
+    if (exponent >= -22 && exponent <= 22) {
       value = exponent < 0 ? mantissa / POW10[-exponent]! : mantissa * POW10[exponent]!;
       if (negative) value = -value;
+      // More than 15 digits (JavaScript's shortest form of most doubles has 16 or 17): the
+      // mantissa and the quotient are within 2^-49 of the exact value (at most 19 digits kept,
+      // a rounding per step beyond 2^53, one for the scaling), so the correctly rounded double
+      // lies within APPROX_MARGIN of it. Only its float32 is stored, and Math.fround is
+      // monotonic: when both ends of that interval round to the same float32, so does the
+      // exact double. Otherwise (a value within 2^-46 of a float32 rounding boundary, or of the
+      // float32 range's end) the text is converted exactly.
+      if (digits > MAX_FAST_DIGITS) {
+        const low = Math.fround(value * (1 - APPROX_MARGIN));
+        if (
+          low === Math.fround(value * (1 + APPROX_MARGIN)) &&
+          Math.abs(value) < FLOAT32_MAX * (1 - APPROX_MARGIN)
+        )
+          value = low;
+        else value = Number(text.slice(numberStart, i));
+      }
     } else {
       value = Number(text.slice(numberStart, i));
     }

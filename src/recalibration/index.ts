@@ -12,4 +12,4 @@ export {
   type RecalibrationProgress,
 } from './recalibration-options.js';
 export type { RecalibrationResult, Recalibrator } from './recalibrator.js';
-export { MemoryRowStore, type RowStore, ViewRowStore } from './row-store.js';
+export { MemoryRowStore, type RowBlockSource, type RowStore, ViewRowStore } from './row-store.js';

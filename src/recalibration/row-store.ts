@@ -15,19 +15,34 @@ export interface RowStore {
 }
 
 /**
+ * Where a MemoryRowStore gets its blocks and leaves them when it closes: a server keeps the
+ * blocks of one recalibration for the next (RowBlockPool in src/service/), because writing into
+ * memory already touched costs a fraction of faulting in fresh pages (bench/README.md,
+ * "Recalibration", fourth round).
+ */
+export interface RowBlockSource {
+  /** An array of `length` values whose contents are unspecified (every value is written before it is read). */
+  take(length: number): Float32Array;
+  /** Arrays the store no longer uses; their contents are garbage to the next taker. */
+  give(blocks: readonly Float32Array[]): void;
+}
+
+/**
  * Rows in memory: copied once into blocks of at most `blockRows` rows (small pushes are
  * coalesced, big ones split), never into one giant array; the open block grows by doubling so
- * that a few rows never allocate a whole block.
+ * that a few rows never allocate a whole block — or, with a block source, is a whole block from
+ * it, returned to it by close().
  */
 export class MemoryRowStore implements RowStore {
   private blocks: Float32Array[] = [];
-  private open = new Float32Array(0);
+  private open: Float32Array = new Float32Array(0);
   private openRows = 0;
   private stored = 0;
 
   constructor(
     readonly width: number,
     readonly blockRows: number,
+    private readonly source?: RowBlockSource,
   ) {}
 
   get rows(): number {
@@ -63,13 +78,22 @@ export class MemoryRowStore implements RowStore {
   }
 
   close(): void {
+    if (this.source) {
+      const whole = this.blockRows * this.width;
+      this.source.give(this.open.length === whole ? [...this.blocks, this.open] : this.blocks);
+    }
     this.blocks = [];
     this.open = new Float32Array(0);
+    this.openRows = 0;
   }
 
   private reserve(rows: number): void {
     const capacity = this.open.length / this.width;
     if (rows <= capacity) return;
+    if (this.source && capacity === 0) {
+      this.open = this.source.take(this.blockRows * this.width);
+      return;
+    }
     const grown = Math.min(this.blockRows, Math.max(rows, 2 * capacity, 16));
     const next = new Float32Array(grown * this.width);
     next.set(this.open.subarray(0, this.openRows * this.width));

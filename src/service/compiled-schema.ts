@@ -68,6 +68,38 @@ function numberCheck(checks: CheckDef[]): Accepts {
     (!int || Number.isSafeInteger(v));
 }
 
+/**
+ * An array of numbers with finite inclusive bounds (a row of float32 values): one loop with the
+ * comparisons inline, instead of a call of the element's check per value: a 784-value row
+ * 1.2–1.9 against 6.2–6.7 µs, 256 rows of 64 values 26–43 against 138–145 µs (bench/README.md,
+ * issue 11's fifth round). Finite bounds refuse NaN and ±Infinity as Number.isFinite does. Undefined for any other element (the general loop below).
+ */
+function numberArray(
+  element: z.ZodType,
+  minLength: number,
+  maxLength: number,
+): Accepts | undefined {
+  const def = defOf(element);
+  if (def.type !== 'number') return undefined;
+  let low = -Infinity;
+  let high = Infinity;
+  for (const { _zod } of def.checks ?? []) {
+    const c = _zod.def;
+    if (c.check === 'greater_than' && c.inclusive) low = c.value!;
+    else if (c.check === 'less_than' && c.inclusive) high = c.value!;
+    else return undefined;
+  }
+  if (!Number.isFinite(low) || !Number.isFinite(high)) return undefined;
+  return (v) => {
+    if (!Array.isArray(v) || v.length < minLength || v.length > maxLength) return false;
+    for (let i = 0; i < v.length; i++) {
+      const x: unknown = v[i];
+      if (typeof x !== 'number' || !(x >= low && x <= high)) return false;
+    }
+    return true;
+  };
+}
+
 function lengthBounds(checks: CheckDef[]): { min: number; max: number } {
   let min = 0;
   let max = Infinity;
@@ -140,6 +172,8 @@ function compile(schema: z.ZodType): Accepts {
     }
     case 'array': {
       const { min, max } = lengthBounds(checks);
+      const numbers = numberArray(def.element!, min, max);
+      if (numbers) return numbers;
       const element = compile(def.element!);
       return (v) => {
         if (!Array.isArray(v) || v.length < min || v.length > max) return false;

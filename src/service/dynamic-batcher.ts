@@ -11,6 +11,18 @@ export interface BatchingPolicy {
   maxRows: number;
 }
 
+/**
+ * Who could still add a request to a batch, as the transport sees it: its open connections and
+ * the requests it is handling. A closed-loop client (one request per connection at a time) sends
+ * nothing more while every one of its requests waits in the batcher.
+ */
+export interface CallerCount {
+  /** Open HTTP/1.1 connections. */
+  connections: number;
+  /** Requests received and not yet answered on them. */
+  requests: number;
+}
+
 /** What one engine call of the batcher did, for metrics. */
 export interface BatchReport {
   model: string;
@@ -59,6 +71,9 @@ export class DynamicBatcher {
   private readonly engineAsync: boolean;
   /** Batches computing on a helper thread, per version. */
   private readonly computing = new Map<AvailableVersion, number>();
+  /** Requests queued in every queue plus those of batches computing on a helper thread. */
+  private waiting = 0;
+  private callers: (() => CallerCount) | undefined;
 
   constructor(
     options: {
@@ -71,6 +86,20 @@ export class DynamicBatcher {
     this.engineAsync = options.engineAsync ?? false;
     this.onBatch = options.onBatch;
     this.observer = options.observer;
+  }
+
+  /**
+   * Lets a batch run before its delay is over once no caller can add to it: when the transport
+   * has at least one open connection, every connection has a request in progress, and every
+   * request in progress is waiting here (queued or in a batch computing), waiting longer only
+   * adds latency — no request can arrive until one of these is answered. Triton runs a batch at
+   * once when it reaches its preferred or maximum size; a closed-loop set of clients smaller than
+   * BATCH_MAX_ROWS is the size it can reach. Other transports' requests (gRPC, whose HTTP/2
+   * connections carry many calls) count as waiting but not as callers, so a gRPC-only load waits
+   * out its delay as before.
+   */
+  countCallers(callers: () => CallerCount): void {
+    this.callers = callers;
   }
 
   /** Queues the rows of one request; resolves with exactly its rows' results. */
@@ -100,9 +129,25 @@ export class DynamicBatcher {
       }
       queue.items.push({ source, enqueuedAt: now, resolve, reject });
       queue.rows += source.rows;
+      this.waiting++;
       if (queue.rows >= policy.maxRows) this.flush(queue);
+      else if (this.noMoreCallers()) this.flushReady();
       else if (queue.timer === undefined && !queue.due) this.schedule(queue);
     });
+  }
+
+  private noMoreCallers(): boolean {
+    if (!this.callers) return false;
+    const { connections, requests } = this.callers();
+    return connections > 0 && requests >= connections && this.waiting >= requests;
+  }
+
+  /** Runs every queue now, or, for a version with a batch computing, as soon as it ends. */
+  private flushReady(): void {
+    for (const queue of [...this.queues.values()]) {
+      if (this.computing.has(queue.served)) queue.due = true;
+      else this.flush(queue);
+    }
   }
 
   /** Runs every queued batch now (shutdown). */
@@ -133,6 +178,7 @@ export class DynamicBatcher {
     const items = queue.items;
     if (items.length === 0) return;
     const started = performance.now();
+    // Synchronous batches leave the count now; batches on a helper thread when they are answered.
     let outputs: PredictOutput[] | Promise<PredictOutput[]>;
     try {
       outputs = inferSources(
@@ -142,10 +188,12 @@ export class DynamicBatcher {
         this.engineAsync,
       );
     } catch (e) {
+      this.waiting -= items.length;
       for (const p of items) p.reject(e);
       return;
     }
     if (!(outputs instanceof Promise)) {
+      this.waiting -= items.length;
       this.deliver(queue, started, outputs);
       return;
     }
@@ -153,6 +201,7 @@ export class DynamicBatcher {
     this.computing.set(served, (this.computing.get(served) ?? 0) + 1);
     void outputs.then(
       (o) => {
+        this.waiting -= items.length;
         try {
           this.deliver(queue, started, o);
         } finally {
@@ -160,6 +209,7 @@ export class DynamicBatcher {
         }
       },
       (e: unknown) => {
+        this.waiting -= items.length;
         try {
           for (const p of items) p.reject(e);
         } finally {

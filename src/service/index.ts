@@ -28,7 +28,12 @@ export {
   type TrafficSampleMessage,
   trafficSampleSchema,
 } from './drift-share.js';
-export { type BatchingPolicy, type BatchReport, DynamicBatcher } from './dynamic-batcher.js';
+export {
+  type BatchingPolicy,
+  type BatchReport,
+  type CallerCount,
+  DynamicBatcher,
+} from './dynamic-batcher.js';
 export { defaultEngineThreads, nodeEngineOptions, prepareWasmRuntime } from './engine-runtime.js';
 export { featureNamesOf } from './feature-names.js';
 export { InferenceService, type InferenceServiceOptions } from './inference-service.js';

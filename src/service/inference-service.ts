@@ -1,4 +1,9 @@
-import { type BatchingPolicy, type BatchReport, DynamicBatcher } from './dynamic-batcher.js';
+import {
+  type BatchingPolicy,
+  type BatchReport,
+  type CallerCount,
+  DynamicBatcher,
+} from './dynamic-batcher.js';
 import type { AvailableVersion, ModelRegistry } from './model-registry.js';
 import { inferSources, type PredictOutput, runSources } from './predict.js';
 import type { RowSource } from './row-source.js';
@@ -77,6 +82,14 @@ export class InferenceService {
       return out instanceof Promise ? out.then((o) => o[0]!) : out[0]!;
     }
     return this.batcher.submit(served, source, policy);
+  }
+
+  /**
+   * The HTTP server's open connections and requests in progress: a batch runs before its delay
+   * once every one of them waits in the batcher (DynamicBatcher.countCallers).
+   */
+  countCallers(callers: () => CallerCount): void {
+    this.batcher.countCallers(callers);
   }
 
   /** Runs whatever is queued now (shutdown: requests in flight finish without waiting). */

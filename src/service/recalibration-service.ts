@@ -17,6 +17,7 @@ import type { TraceContext } from './job-record.js';
 import { type Job, type JobRegistry, traceOf } from './job-registry.js';
 import { type Log, silentLog } from './logger.js';
 import type { AvailableVersion, ModelRegistry } from './model-registry.js';
+import { RowBlockPool } from './row-block-pool.js';
 import { SpillingRowStore } from './spilling-row-store.js';
 
 export interface RecalibrationRequest {
@@ -121,6 +122,7 @@ export class RecalibrationSession {
                   { err: e, job: job.id },
                   'no temporary directory for the recalibration rows: they are kept in memory',
                 ),
+              service.rowBlocks,
             ),
         }),
       onProgress: (p) =>
@@ -260,6 +262,8 @@ export class RecalibrationService {
   readonly jobs: JobRegistry;
   readonly options: RecalibrationServiceOptions;
   readonly log: Log;
+  /** The in-memory row blocks of finished recalibrations, reused by the next (RowBlockPool). */
+  readonly rowBlocks: RowBlockPool;
   private readonly running = new Map<string, RecalibrationSession>();
   private readonly completing = new Set<Promise<unknown>>();
 
@@ -268,6 +272,7 @@ export class RecalibrationService {
     this.jobs = jobs;
     this.options = options;
     this.log = options.log ?? silentLog;
+    this.rowBlocks = new RowBlockPool(options.rowMemoryBytes ?? 0);
   }
 
   /**

@@ -1,6 +1,6 @@
 import { type FileHandle, mkdtemp, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { MemoryRowStore, type RowStore } from '../recalibration/index.js';
+import { MemoryRowStore, type RowBlockSource, type RowStore } from '../recalibration/index.js';
 
 /**
  * The rows of an `exact` or `prior` recalibration, kept until every BatchNorm has read them:
@@ -32,8 +32,10 @@ export class SpillingRowStore implements RowStore {
     memoryBytes: number,
     private readonly parent: string,
     private readonly onSpillUnavailable?: (error: Error) => void,
+    /** Where the in-memory blocks come from and go back to (RowBlockPool); default: new arrays. */
+    blocks?: RowBlockSource,
   ) {
-    this.memory = new MemoryRowStore(width, blockRows);
+    this.memory = new MemoryRowStore(width, blockRows, blocks);
     this.memoryRows = Math.floor(memoryBytes / (4 * width));
   }
 

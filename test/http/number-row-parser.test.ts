@@ -64,6 +64,40 @@ describe('parseNumberRow', () => {
     );
   });
 
+  it('decides the float32 of long mantissas next to a float32 rounding boundary as JSON.parse does', () => {
+    // Doubles at, just below and just above the midpoint of two neighbouring float32 values, in
+    // their shortest form (16–17 digits) and with 18–20: where an approximate value could round
+    // the other way, the parser must convert the text exactly.
+    const f32 = new Float32Array(1);
+    const bits = new Uint32Array(f32.buffer);
+    const f64 = new Float64Array(1);
+    const bits64 = new BigUint64Array(f64.buffer);
+    fc.assert(
+      fc.property(
+        fc.float({ min: Math.fround(-3e38), max: Math.fround(3e38), noNaN: true }),
+        fc.integer({ min: -3, max: 3 }),
+        fc.integer({ min: 17, max: 20 }),
+        (f, ulps, precision) => {
+          f32[0] = f;
+          bits[0]! += 1;
+          const midpoint = (f + f32[0]!) / 2;
+          f64[0] = midpoint;
+          bits64[0]! += BigInt(ulps);
+          const v = f64[0]!;
+          if (!Number.isFinite(v) || Math.abs(v) > FLOAT32_MAX) return;
+          const line = `[${v}, ${v.toPrecision(precision)}]`;
+          const expected = viaJson(line, 2);
+          const actual = parsed(line, 2);
+          expect(actual).not.toBe(false);
+          expect([...new Uint32Array((actual as Float32Array).buffer)]).toEqual([
+            ...new Uint32Array(expected.buffer),
+          ]);
+        },
+      ),
+      { numRuns: 5000 },
+    );
+  });
+
   it('takes long mantissas, tiny and huge exponents and -0 through the slow number path', () => {
     const line =
       '[0.1000000000000000055511151231257827, -0, 1e-320, 123456789012345678901234567890, 3.4028234e38, 7E-3, 0.000001]';

@@ -137,6 +137,49 @@ describe('GEMM building block: C = epilogue(A·B + bias)', () => {
   }
 });
 
+describe('affine building block: act(x·scale + shift), float64, rounded once', () => {
+  // f a multiple of 4 with no activation or ReLU takes the call-free loop; the others the general
+  // one. Both must give what nn's BatchNorm gives, bit for bit, +0 for ReLU's zeros included.
+  for (const f of [4, 7, 8, 64, 130]) {
+    for (const code of [0, 1, 2] as const) {
+      it(`${f} features, activation code ${code}`, () => {
+        const { x, heap } = engine(false);
+        const rng = new Rng(11 + f);
+        const rows = 9;
+        const padded = Math.ceil(f / 4) * 4;
+        const slope = Math.fround(0.05);
+        const src = Float32Array.from({ length: rows * f }, () => rng.normal() * 3);
+        src[0] = -0;
+        src[1] = 0;
+        const scale = Float64Array.from({ length: padded }, () => rng.normal());
+        const shift = Float64Array.from({ length: padded }, () => rng.normal());
+        shift[0] = 0; // x = −0 → −0·s + 0: +0 or −0 by the sign of s
+        // Byte offsets: src, dst (with 16 bytes of slack each), scale, shift.
+        const srcAt = 1024;
+        const dstAt = srcAt + rows * f * 4 + 64;
+        const scaleAt = dstAt + rows * f * 4 + 64;
+        const shiftAt = scaleAt + padded * 8;
+        heap.set(src, srcAt / 4);
+        new Float64Array(heap.buffer, scaleAt, padded).set(scale);
+        new Float64Array(heap.buffer, shiftAt, padded).set(shift);
+        heap.fill(777, dstAt / 4, dstAt / 4 + rows * f + 4);
+        x.affine(srcAt, dstAt, rows, f, scaleAt, shiftAt, code, slope);
+        for (let r = 0; r < rows; r++) {
+          for (let k = 0; k < f; k++) {
+            const v = Math.fround(src[r * f + k]! * scale[k]! + shift[k]!);
+            const want =
+              code === 0 ? v : code === 1 ? Math.max(v, 0) : v > 0 ? v : Math.fround(v * slope);
+            expect(Object.is(heap[dstAt / 4 + r * f + k], want), `row ${r}, feature ${k}`).toBe(
+              true,
+            );
+          }
+        }
+        expect(heap[dstAt / 4 + rows * f], 'nothing written past the block').toBe(777);
+      });
+    }
+  }
+});
+
 const linear = (i: number, o: number): LayerSpec => ({
   type: 'linear',
   in_features: i,

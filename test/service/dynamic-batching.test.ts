@@ -2,10 +2,13 @@
  * Dynamic batching (BATCH_MAX_DELAY_US, config.json `dynamic_batching`): concurrent requests for
  * one version run as one engine call; each response has exactly its own rows (equal to the
  * unbatched answer bit for bit) and the version of its batch; BATCH_MAX_ROWS bounds a batch; the
- * batch metrics count it all. Outcomes and order only: no timing assertion. A convolutional
+ * batch metrics count it all; a batch runs before its delay once every caller waits in it.
+ * Outcomes and order only: no timing assertion. A convolutional
  * model's samples, flat or nested, JSON or binary, batch together the same way.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WasmExecutor } from '../../src/inference/index.js';
@@ -286,6 +289,104 @@ describe('dynamic batching', () => {
     const answers = await Promise.all([ask(t.app), ask(t.app), ask(t.app), ask(t.app)]);
     for (const answer of answers) expect(answer).toEqual(expected);
     if (executor instanceof WasmExecutor) expect(executor.offloadedCalls).toBeGreaterThan(0);
+  });
+
+  it('a batch runs before its delay once every caller waits in it, and not while one could still send', async () => {
+    t = await makeTestApp();
+    const reports: { rows: number; requests: number }[] = [];
+    const service = new InferenceService(t.registry, {
+      batchMaxDelayUs: 1_000_000,
+      batchMaxRows: 256,
+      onBatch: (r) => reports.push({ rows: r.rows, requests: r.requests }),
+    });
+    const callers = { connections: 3, requests: 3 };
+    service.countCallers(() => callers);
+    const served = service.resolve('digits');
+    const alone = runSources(served, [nestedRows(rows.slice(0, 3), 64)])[0]!.probabilities!;
+    const first = [0, 1].map((i) => service.infer(served, nestedRows([rows[i]!], 64)));
+    expect(reports).toEqual([]);
+    // The third caller's request: nobody else can send, so the batch runs within this call.
+    const third = service.infer(served, nestedRows([rows[2]!], 64));
+    expect(reports).toEqual([{ rows: 3, requests: 3 }]);
+    const results = await Promise.all([...first, third]);
+    results.forEach((r, i) => {
+      expect(r.batchRows).toBe(3);
+      expect(Array.from(r.probabilities!)).toEqual(Array.from(alone.subarray(i * 10, i * 10 + 10)));
+    });
+    // A fourth connection is open and idle: three queued requests wait for it (or the delay).
+    callers.connections = 4;
+    const waiting = [0, 1, 2].map((i) => service.infer(served, nestedRows([rows[i]!], 64)));
+    expect(reports).toHaveLength(1);
+    // No connections counted (gRPC alone, or app.inject): the delay as before.
+    callers.connections = 0;
+    callers.requests = 0;
+    waiting.push(service.infer(served, nestedRows([rows[3]!], 64)));
+    expect(reports).toHaveLength(1);
+    service.flush();
+    expect(reports).toEqual([
+      { rows: 3, requests: 3 },
+      { rows: 4, requests: 4 },
+    ]);
+    await Promise.all(waiting);
+  });
+
+  it('the HTTP server counts its connections and requests: a closed loop of clients runs as one batch at once', async () => {
+    t = await makeTestApp({ env: { BATCH_MAX_DELAY_US: '1000000' } });
+    await t.app.listen({ port: 0, host: '127.0.0.1' });
+    const { port } = t.app.server.address() as AddressInfo;
+    const n = 4;
+    const agent = new Agent({ keepAlive: true, maxSockets: n });
+    const post = (path: string, body?: unknown) =>
+      new Promise<{ status: number; text: string }>((resolve, reject) => {
+        const req = request(
+          {
+            host: '127.0.0.1',
+            port,
+            path,
+            agent,
+            method: body === undefined ? 'GET' : 'POST',
+            headers: body === undefined ? {} : { 'content-type': 'application/json' },
+          },
+          (res) => {
+            let text = '';
+            res.setEncoding('utf8');
+            res.on('data', (chunk: string) => {
+              text += chunk;
+            });
+            res.on('end', () => resolve({ status: res.statusCode!, text }));
+          },
+        );
+        req.on('error', reject);
+        req.end(body === undefined ? undefined : JSON.stringify(body));
+      });
+    try {
+      // Open the n connections first, as a closed loop's clients have.
+      await Promise.all(Array.from({ length: n }, () => post('/healthz')));
+      const alone = runSources(t.app.deps.inference.resolve('digits'), [
+        nestedRows(rows.slice(0, n), 64),
+      ])[0]!.probabilities!;
+      const answers = await Promise.all(
+        rows.slice(0, n).map((row) => post('/v1/models/digits:predict', { instances: [row] })),
+      );
+      answers.forEach((a, i) => {
+        expect(a.status, a.text).toBe(200);
+        const body = JSON.parse(a.text) as { predictions: number[][] };
+        expect(body.predictions[0]).toEqual(Array.from(alone.subarray(i * 10, i * 10 + 10)));
+      });
+    } finally {
+      agent.destroy();
+    }
+    const metrics = (await t.app.inject({ url: '/metrics' })).body;
+    expect(metrics).toMatch(/normserve_dynamic_batch_requests_count\{model="digits"\} 1\b/);
+    expect(metrics).toMatch(
+      new RegExp(`normserve_dynamic_batch_rows_sum\\{model="digits"\\} ${n}\\b`),
+    );
+    // Ran when the last request came, not after the 1 s delay: together the four waited less
+    // than the one second each would have waited (a bound no loaded machine comes near).
+    const waited = Number(
+      /normserve_batch_queue_delay_seconds_sum\{model="digits"\} (\S+)/.exec(metrics)![1],
+    );
+    expect(waited).toBeLessThan(1);
   });
 
   it("a model's config.json dynamic_batching overrides the server setting", async () => {

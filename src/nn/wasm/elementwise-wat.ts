@@ -1,3 +1,4 @@
+import { ACTIVATION_CODES } from './activation-codes.js';
 import { locals } from './wat-text.js';
 
 /**
@@ -65,22 +66,51 @@ const high = (v: string) =>
 const at64 = (base: string) =>
   `(i32.add (local.get $${base}) (i32.shl (local.get $k) (i32.const 3)))`;
 
-/**
- * affine(src, dst, rows, f, scale, shift, code, slope): act(x·scale + shift) per feature, with
- * float64 scale and shift (f values each, padded to a multiple of 4) and the value computed in
- * float64, rounded once to float32 before the activation (like nn's BatchNorm; plan.ts AffineStep).
- */
-const affine = `
-  (func $affine (export "affine") (param $src i32) (param $dst i32) (param $rows i32) (param $f i32)
-      (param $scale i32) (param $shift i32) (param $code i32) (param $slope f32)
-    ${locals('i32', 'r', 'k')} ${locals('v128', 'v', 'x', 'lo', 'hi')}
-    ${rowLoop(`(local.set $x (v128.load ${at('src')}))
+/** x·scale + shift for features $k … $k+3 of the row at $src, in float64, rounded once into $v. */
+const affineVector = `(local.set $x (v128.load ${at('src')}))
         (local.set $lo (f64x2.add (f64x2.mul (f64x2.promote_low_f32x4 (local.get $x))
           (v128.load ${at64('scale')})) (v128.load ${at64('shift')})))
         (local.set $hi (f64x2.add (f64x2.mul ${high('(local.get $x)')}
           (v128.load offset=16 ${at64('scale')})) (v128.load offset=16 ${at64('shift')})))
         (local.set $v (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23
-          (f32x4.demote_f64x2_zero (local.get $lo)) (f32x4.demote_f64x2_zero (local.get $hi))))`)})`;
+          (f32x4.demote_f64x2_zero (local.get $lo)) (f32x4.demote_f64x2_zero (local.get $hi))))`;
+
+/**
+ * affine(src, dst, rows, f, scale, shift, code, slope): act(x·scale + shift) per feature, with
+ * float64 scale and shift (f values each, padded to a multiple of 4) and the value computed in
+ * float64, rounded once to float32 before the activation (like nn's BatchNorm; plan.ts AffineStep).
+ *
+ * Rows of whole vectors (f a multiple of 4) with no activation or ReLU — the input transform and a
+ * BatchNorm → ReLU of the statistics plans — take a loop without calls: $act's ReLU is
+ * max(v, 0), and max(v, −∞) is v, so one max with $floor (0 or −∞ in every lane) is either. The
+ * calls to $act and $store_partial per vector of the general loop cost about as much as the
+ * arithmetic (bench/README.md, "Recalibration", fourth round).
+ */
+const affine = `
+  (func $affine (export "affine") (param $src i32) (param $dst i32) (param $rows i32) (param $f i32)
+      (param $scale i32) (param $shift i32) (param $code i32) (param $slope f32)
+    ${locals('i32', 'r', 'k')} ${locals('v128', 'v', 'x', 'lo', 'hi', 'floor')}
+    (if (i32.and (i32.eqz (i32.and (local.get $f) (i32.const 3)))
+          (i32.le_u (local.get $code) (i32.const ${ACTIVATION_CODES.relu})))
+      (then
+        (local.set $floor (if (result v128) (local.get $code)
+          (then (v128.const i32x4 0 0 0 0))
+          (else (f32x4.splat (f32.const -inf)))))
+        (block $rows_done (loop $rows
+          (br_if $rows_done (i32.ge_s (local.get $r) (local.get $rows)))
+          (local.set $k (i32.const 0))
+          (block $k_done (loop $ks
+            (br_if $k_done (i32.ge_s (local.get $k) (local.get $f)))
+            ${affineVector}
+            (v128.store ${at('dst')} (f32x4.max (local.get $v) (local.get $floor)))
+            (local.set $k (i32.add (local.get $k) (i32.const 4)))
+            (br $ks)))
+          (local.set $src (i32.add (local.get $src) (i32.shl (local.get $f) (i32.const 2))))
+          (local.set $dst (i32.add (local.get $dst) (i32.shl (local.get $f) (i32.const 2))))
+          (local.set $r (i32.add (local.get $r) (i32.const 1)))
+          (br $rows)))
+        (return)))
+    ${rowLoop(affineVector)})`;
 
 /** The float64 sum of both lanes of an f64x2. */
 const hsum = (v: string) => `(f64.add (f64x2.extract_lane 0 ${v}) (f64x2.extract_lane 1 ${v}))`;
