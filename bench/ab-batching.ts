@@ -13,7 +13,7 @@ import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { publishCheckpoint } from '../src/service/index.js';
-import { freePort, load, measured, requestBodies, type Server, start } from './http.js';
+import { freePort, http, requestBodies, type Server, start } from './http.js';
 import { wideCheckpoint } from './models.js';
 
 const configs = JSON.parse(process.env.AB_CONFIGS ?? '[]') as [
@@ -71,23 +71,17 @@ try {
     }
   }
   const run = async (server: Server): Promise<Figure> => {
-    const r = await measured(server, async () => {
-      const result = await load(
-        `http://127.0.0.1:${server.port}${path}`,
-        body,
-        { 'content-type': 'application/json' },
-        seconds,
-        connections,
-      );
-      if (result.errors > 0 || result.non2xx > 0)
-        throw new Error(`${path}: ${result.errors} errors, ${result.non2xx} non-2xx`);
-      return { result, requests: result.requests.total };
-    });
-    return {
-      rps: r.result.requests.average,
-      cpu: r.serverCpuUsPerRequest ?? Number.NaN,
-      p99: r.result.latency.p99,
-    };
+    const r = await http(
+      server,
+      path,
+      body,
+      { 'content-type': 'application/json' },
+      seconds,
+      connections,
+    );
+    if (r.errors > 0 || r.non2xx > 0)
+      throw new Error(`${path}: ${r.errors} errors, ${r.non2xx} non-2xx`);
+    return { rps: r.requestsPerSecond, cpu: r.serverCpuUsPerRequest ?? Number.NaN, p99: r.p99Ms };
   };
   const load0 = loadavg();
   // One untimed warm-up each (JIT, helper threads, the first batches).

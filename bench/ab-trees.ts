@@ -12,7 +12,15 @@ import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { publishCheckpoint } from '../src/service/index.js';
 import { grpcLoad } from './grpc-load.js';
-import { f32, freePort, load, measured, requestBodies, type Server, start } from './http.js';
+import {
+  f32,
+  freePort,
+  measured,
+  http as measuredHttp,
+  requestBodies,
+  type Server,
+  start,
+} from './http.js';
 import { wideCheckpoint } from './models.js';
 
 const [baseArg, roundsArg, secondsArg, onlyArg] = process.argv.slice(2);
@@ -78,23 +86,10 @@ type Load = (server: Server, grpcPort: number) => Promise<Figure>;
 const http =
   (path: string, body: string | Buffer, headers: Record<string, string>, connections: number) =>
   async (server: Server): Promise<Figure> => {
-    const r = await measured(server, async () => {
-      const result = await load(
-        `http://127.0.0.1:${server.port}${path}`,
-        body,
-        headers,
-        seconds,
-        connections,
-      );
-      if (result.errors > 0 || result.non2xx > 0)
-        throw new Error(`${path}: ${result.errors} errors, ${result.non2xx} non-2xx`);
-      return { result, requests: result.requests.total };
-    });
-    return {
-      rps: r.result.requests.average,
-      cpu: r.serverCpuUsPerRequest,
-      p99: r.result.latency.p99,
-    };
+    const r = await measuredHttp(server, path, body, headers, seconds, connections);
+    if (r.errors > 0 || r.non2xx > 0)
+      throw new Error(`${path}: ${r.errors} errors, ${r.non2xx} non-2xx`);
+    return { rps: r.requestsPerSecond, cpu: r.serverCpuUsPerRequest, p99: r.p99Ms };
   };
 
 const predict = '/v1/models/digits:predict';

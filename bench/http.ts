@@ -178,10 +178,10 @@ export function load(
   });
 }
 
-type Measured = Omit<HttpRow, 'name' | 'rowsPerRequest' | 'connections' | 'rowsPerSecond'>;
+export type Measured = Omit<HttpRow, 'name' | 'rowsPerRequest' | 'connections' | 'rowsPerSecond'>;
 
 /** One autocannon run against `server`, with both sides' CPU per request. */
-async function http(
+export async function http(
   server: Server,
   path: string,
   body: string | Buffer,
