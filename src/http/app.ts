@@ -1,4 +1,4 @@
-import type { Server, ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import Fastify, { type FastifyBaseLogger, type FastifyServerOptions, LogController } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
@@ -85,19 +85,42 @@ export function createInferenceService(
 }
 
 /**
- * Tells the dynamic batcher how many callers the server has: its open connections and the
- * requests in progress on them (a response's 'close' comes after it was sent or when it was
- * abandoned). One object read in place, a counter each way per connection and per request.
+ * Tells the dynamic batcher how many callers the server has: its open connections, those with no
+ * request in progress, and the requests in progress on them. A request leaves the count once:
+ * when its response closes (sent or abandoned) or, for requests still queued behind it on a
+ * pipelining connection (Node never attaches their responses to the socket, so they get no
+ * 'close'), when the connection closes. A counter each way per connection and per request.
  */
 function countCallers(server: Server, inference: InferenceService): void {
-  const callers = { connections: 0, requests: 0 };
+  const callers = { connections: 0, idleConnections: 0, requests: 0 };
+  // Requests in progress per open connection; a closed connection is forgotten.
+  const inProgress = new Map<Socket, number>();
   server.on('connection', (socket: Socket) => {
     callers.connections++;
-    socket.once('close', () => callers.connections--);
+    callers.idleConnections++;
+    inProgress.set(socket, 0);
+    socket.once('close', () => {
+      const n = inProgress.get(socket) ?? 0;
+      inProgress.delete(socket);
+      callers.connections--;
+      callers.requests -= n;
+      if (n === 0) callers.idleConnections--;
+    });
   });
-  server.on('request', (_request, response: ServerResponse) => {
+  server.on('request', (request: IncomingMessage, response: ServerResponse) => {
+    const socket = request.socket;
+    const n = inProgress.get(socket);
+    if (n === undefined) return; // its connection already closed: nothing to count
+    inProgress.set(socket, n + 1);
     callers.requests++;
-    response.once('close', () => callers.requests--);
+    if (n === 0) callers.idleConnections--;
+    response.once('close', () => {
+      const m = inProgress.get(socket);
+      if (m === undefined) return; // the connection's close took it off already
+      inProgress.set(socket, m - 1);
+      callers.requests--;
+      if (m === 1) callers.idleConnections++;
+    });
   });
   inference.countCallers(() => callers);
 }

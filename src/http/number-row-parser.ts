@@ -130,8 +130,9 @@ export function parseNumberRow(
       value = exponent < 0 ? mantissa / POW10[-exponent]! : mantissa * POW10[exponent]!;
       if (negative) value = -value;
       // More than 15 digits (JavaScript's shortest form of most doubles has 16 or 17): the
-      // mantissa and the quotient are within 2^-49 of the exact value (at most 19 digits kept,
-      // a rounding per step beyond 2^53, one for the scaling), so the correctly rounded double
+      // mantissa and the quotient are within 2^-49 of the exact value (at most 19 digits kept:
+      // at most four digit steps at or past 2^53, each rounding twice (×10, +digit), one rounding
+      // for the scaling: about 9·2^-53 relative), so the correctly rounded double
       // lies within APPROX_MARGIN of it. Only its float32 is stored, and Math.fround is
       // monotonic: when both ends of that interval round to the same float32, so does the
       // exact double. Otherwise (a value within 2^-46 of a float32 rounding boundary, or of the

@@ -21,8 +21,12 @@ export interface RowStore {
  * "Recalibration", fourth round).
  */
 export interface RowBlockSource {
-  /** An array of `length` values whose contents are unspecified (every value is written before it is read). */
-  take(length: number): Float32Array;
+  /**
+   * A held array of `length` values, its contents unspecified (every value is written before it
+   * is read), or undefined when none is held: the store then grows a block of its own, so that a
+   * few rows never cost a whole block of fresh memory.
+   */
+  take(length: number): Float32Array | undefined;
   /** Arrays the store no longer uses; their contents are garbage to the next taker. */
   give(blocks: readonly Float32Array[]): void;
 }
@@ -30,8 +34,8 @@ export interface RowBlockSource {
 /**
  * Rows in memory: copied once into blocks of at most `blockRows` rows (small pushes are
  * coalesced, big ones split), never into one giant array; the open block grows by doubling so
- * that a few rows never allocate a whole block — or, with a block source, is a whole block from
- * it, returned to it by close().
+ * that a few rows never allocate a whole block — or, when a block source holds one, is a whole
+ * block from it; close() gives the whole blocks back.
  */
 export class MemoryRowStore implements RowStore {
   private blocks: Float32Array[] = [];
@@ -91,8 +95,11 @@ export class MemoryRowStore implements RowStore {
     const capacity = this.open.length / this.width;
     if (rows <= capacity) return;
     if (this.source && capacity === 0) {
-      this.open = this.source.take(this.blockRows * this.width);
-      return;
+      const pooled = this.source.take(this.blockRows * this.width);
+      if (pooled) {
+        this.open = pooled;
+        return;
+      }
     }
     const grown = Math.min(this.blockRows, Math.max(rows, 2 * capacity, 16));
     const next = new Float32Array(grown * this.width);

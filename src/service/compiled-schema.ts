@@ -44,12 +44,19 @@ function numberCheck(checks: CheckDef[]): Accepts {
   let maxInclusive = true;
   let int = false;
   for (const c of checks) {
+    // Several bounds of one kind all hold (zod checks each): keep the tightest.
     if (c.check === 'greater_than') {
-      min = c.value!;
-      minInclusive = c.inclusive ?? false;
+      const inclusive = c.inclusive ?? false;
+      if (c.value! > min || (c.value === min && !inclusive)) {
+        min = c.value!;
+        minInclusive = inclusive;
+      }
     } else if (c.check === 'less_than') {
-      max = c.value!;
-      maxInclusive = c.inclusive ?? false;
+      const inclusive = c.inclusive ?? false;
+      if (c.value! < max || (c.value === max && !inclusive)) {
+        max = c.value!;
+        maxInclusive = inclusive;
+      }
     } else if (c.check === 'number_format' && (c.format === 'safeint' || c.format === 'int32')) {
       int = true;
       if (c.format === 'int32') {
@@ -85,8 +92,8 @@ function numberArray(
   let high = Infinity;
   for (const { _zod } of def.checks ?? []) {
     const c = _zod.def;
-    if (c.check === 'greater_than' && c.inclusive) low = c.value!;
-    else if (c.check === 'less_than' && c.inclusive) high = c.value!;
+    if (c.check === 'greater_than' && c.inclusive) low = Math.max(low, c.value!);
+    else if (c.check === 'less_than' && c.inclusive) high = Math.min(high, c.value!);
     else return undefined;
   }
   if (!Number.isFinite(low) || !Number.isFinite(high)) return undefined;

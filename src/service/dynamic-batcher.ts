@@ -19,6 +19,8 @@ export interface BatchingPolicy {
 export interface CallerCount {
   /** Open HTTP/1.1 connections. */
   connections: number;
+  /** Of those, the ones with no request in progress (a client that could send one now). */
+  idleConnections: number;
   /** Requests received and not yet answered on them. */
   requests: number;
 }
@@ -39,6 +41,8 @@ interface Pending {
   enqueuedAt: number;
   resolve: (output: PredictOutput) => void;
   reject: (error: unknown) => void;
+  /** One of the transport's counted requests in progress (submit's `counted`). */
+  counted: boolean;
 }
 
 interface Queue {
@@ -71,7 +75,11 @@ export class DynamicBatcher {
   private readonly engineAsync: boolean;
   /** Batches computing on a helper thread, per version. */
   private readonly computing = new Map<AvailableVersion, number>();
-  /** Requests queued in every queue plus those of batches computing on a helper thread. */
+  /**
+   * Requests of counted callers (submit's `counted`: the HTTP routes) queued in every queue plus
+   * those of batches computing on a helper thread. Other callers' requests (gRPC) are not in it:
+   * they stand for no HTTP request in progress.
+   */
   private waiting = 0;
   private callers: (() => CallerCount) | undefined;
 
@@ -95,18 +103,24 @@ export class DynamicBatcher {
    * adds latency — no request can arrive until one of these is answered. Triton runs a batch at
    * once when it reaches its preferred or maximum size; a closed-loop set of clients smaller than
    * BATCH_MAX_ROWS is the size it can reach. Other transports' requests (gRPC, whose HTTP/2
-   * connections carry many calls) count as waiting but not as callers, so a gRPC-only load waits
-   * out its delay as before.
+   * connections carry many calls) count neither as callers nor as waiting: a gRPC-only load waits
+   * out its delay as before, and a gRPC call queued never stands in for an HTTP request that is
+   * still arriving. An idle connection (a keep-alive client, a prober, a metrics scraper between
+   * scrapes) keeps the delay.
    */
   countCallers(callers: () => CallerCount): void {
     this.callers = callers;
   }
 
-  /** Queues the rows of one request; resolves with exactly its rows' results. */
+  /**
+   * Queues the rows of one request; resolves with exactly its rows' results. `counted`: the
+   * request is one of the requests in progress that countCallers' transport counts (HTTP).
+   */
   submit(
     served: AvailableVersion,
     source: RowSource,
     policy: BatchingPolicy,
+    counted = false,
   ): Promise<PredictOutput> {
     return new Promise((resolve, reject) => {
       let queue = this.queues.get(served);
@@ -127,9 +141,9 @@ export class DynamicBatcher {
         };
         this.queues.set(served, queue);
       }
-      queue.items.push({ source, enqueuedAt: now, resolve, reject });
+      queue.items.push({ source, enqueuedAt: now, resolve, reject, counted });
       queue.rows += source.rows;
-      this.waiting++;
+      if (counted) this.waiting++;
       if (queue.rows >= policy.maxRows) this.flush(queue);
       else if (this.noMoreCallers()) this.flushReady();
       else if (queue.timer === undefined && !queue.due) this.schedule(queue);
@@ -138,8 +152,8 @@ export class DynamicBatcher {
 
   private noMoreCallers(): boolean {
     if (!this.callers) return false;
-    const { connections, requests } = this.callers();
-    return connections > 0 && requests >= connections && this.waiting >= requests;
+    const { connections, idleConnections, requests } = this.callers();
+    return connections > 0 && idleConnections === 0 && this.waiting >= requests;
   }
 
   /** Runs every queue now, or, for a version with a batch computing, as soon as it ends. */
@@ -168,6 +182,11 @@ export class DynamicBatcher {
       remainingMs >= 1 ? setTimeout(check, Math.floor(remainingMs)) : setImmediate(check);
   }
 
+  /** The counted requests of a batch leave the waiting count (once, when it is answered). */
+  private leave(items: readonly Pending[]): void {
+    for (const p of items) if (p.counted) this.waiting--;
+  }
+
   private flush(queue: Queue): void {
     if (this.queues.get(queue.served) === queue) this.queues.delete(queue.served);
     if (queue.timer !== undefined) {
@@ -188,12 +207,12 @@ export class DynamicBatcher {
         this.engineAsync,
       );
     } catch (e) {
-      this.waiting -= items.length;
+      this.leave(items);
       for (const p of items) p.reject(e);
       return;
     }
     if (!(outputs instanceof Promise)) {
-      this.waiting -= items.length;
+      this.leave(items);
       this.deliver(queue, started, outputs);
       return;
     }
@@ -201,7 +220,7 @@ export class DynamicBatcher {
     this.computing.set(served, (this.computing.get(served) ?? 0) + 1);
     void outputs.then(
       (o) => {
-        this.waiting -= items.length;
+        this.leave(items);
         try {
           this.deliver(queue, started, o);
         } finally {
@@ -209,7 +228,7 @@ export class DynamicBatcher {
         }
       },
       (e: unknown) => {
-        this.waiting -= items.length;
+        this.leave(items);
         try {
           for (const p of items) p.reject(e);
         } finally {

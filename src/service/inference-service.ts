@@ -69,6 +69,8 @@ export class InferenceService {
     served: AvailableVersion,
     source: RowSource,
     fused = true,
+    /** The request is one the HTTP server counts (countCallers); gRPC's are not. */
+    counted = false,
   ): PredictOutput | Promise<PredictOutput> {
     const policy = this.policy(served);
     if (!fused) return runSources(served, [source], false)[0]!;
@@ -81,7 +83,7 @@ export class InferenceService {
       );
       return out instanceof Promise ? out.then((o) => o[0]!) : out[0]!;
     }
-    return this.batcher.submit(served, source, policy);
+    return this.batcher.submit(served, source, policy, counted);
   }
 
   /**

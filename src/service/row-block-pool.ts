@@ -12,7 +12,8 @@ export const ROW_BLOCK_IDLE_MS = 60_000;
  * back. Why: 49 MiB of fresh process memory is faulted in and zeroed page by page, which cost a
  * 200,000-row upload more CPU than its first statistics pass; copying into blocks already touched
  * does not (bench/README.md, "Recalibration", fourth round). A block taken is either a pooled one
- * of that length or a new array; its contents are whatever the last recalibration left there.
+ * of that length or none (the store then grows its own, as without a pool); its contents are
+ * whatever the last recalibration left there.
  */
 export class RowBlockPool implements RowBlockSource {
   private free: Float32Array[] = [];
@@ -29,9 +30,9 @@ export class RowBlockPool implements RowBlockSource {
     return this.freeBytes;
   }
 
-  take(length: number): Float32Array {
+  take(length: number): Float32Array | undefined {
     const i = this.free.findIndex((b) => b.length === length);
-    if (i < 0) return new Float32Array(length);
+    if (i < 0) return undefined;
     const [block] = this.free.splice(i, 1) as [Float32Array];
     this.freeBytes -= block.byteLength;
     return block;

@@ -200,6 +200,24 @@ describe('compileAccepts accepts exactly what zod accepts', () => {
     ).toBe(false);
   });
 
+  it('several bounds of one kind: every one holds, the tightest decides (numbers and number rows)', () => {
+    const values = [-6, -5, -3, 0, 4.5, 5, 7, 10, 11];
+    const schemas = [
+      z.number().min(0).min(-5),
+      z.number().max(5).max(10),
+      z.number().gt(-5).min(-5),
+      z.number().min(-5).gt(-5).lt(10).max(5),
+      z.array(z.number().min(0).min(-5).max(5).max(10)),
+    ];
+    for (const schema of schemas) {
+      const accepts = compileAccepts(schema)!;
+      for (const v of values) {
+        const value = schema instanceof z.ZodArray ? [1, v] : v;
+        expect(accepts(value), `${JSON.stringify(value)}`).toBe(schema.safeParse(value).success);
+      }
+    }
+  });
+
   it('refuses to compile what it cannot mirror (transforms, defaults)', () => {
     expect(compileAccepts(z.object({ a: z.string().transform(Number) }))).toBeUndefined();
     expect(compileAccepts(z.object({ a: z.number().default(1) }))).toBeUndefined();

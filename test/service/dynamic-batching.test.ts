@@ -8,11 +8,17 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, connect } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { WasmExecutor } from '../../src/inference/index.js';
-import { float32Rows, InferenceService, nestedRows, runSources } from '../../src/service/index.js';
+import {
+  type CallerCount,
+  float32Rows,
+  InferenceService,
+  nestedRows,
+  runSources,
+} from '../../src/service/index.js';
 import { makeRepository, makeTestApp, type TestApp } from '../helpers/app.js';
 import { digitsImage, digitsTestRows } from '../helpers/digits.js';
 import {
@@ -299,35 +305,85 @@ describe('dynamic batching', () => {
       batchMaxRows: 256,
       onBatch: (r) => reports.push({ rows: r.rows, requests: r.requests }),
     });
-    const callers = { connections: 3, requests: 3 };
+    const callers = { connections: 3, idleConnections: 0, requests: 3 };
     service.countCallers(() => callers);
     const served = service.resolve('digits');
-    const alone = runSources(served, [nestedRows(rows.slice(0, 3), 64)])[0]!.probabilities!;
-    const first = [0, 1].map((i) => service.infer(served, nestedRows([rows[i]!], 64)));
+    const http = (i: number) => service.infer(served, nestedRows([rows[i]!], 64), true, true);
+    const grpc = (i: number) => service.infer(served, nestedRows([rows[i]!], 64));
+    const alone = runSources(served, [nestedRows(rows.slice(0, 4), 64)])[0]!.probabilities!;
+    const first = [http(0), http(1)];
+    // A gRPC call queued meanwhile is not counted: it does not stand in for the third HTTP request.
+    first.push(grpc(3));
     expect(reports).toEqual([]);
-    // The third caller's request: nobody else can send, so the batch runs within this call.
-    const third = service.infer(served, nestedRows([rows[2]!], 64));
-    expect(reports).toEqual([{ rows: 3, requests: 3 }]);
+    // The third HTTP caller's request: nobody else can send, so the batch runs within this call.
+    const third = http(2);
+    expect(reports).toEqual([{ rows: 4, requests: 4 }]);
     const results = await Promise.all([...first, third]);
     results.forEach((r, i) => {
-      expect(r.batchRows).toBe(3);
-      expect(Array.from(r.probabilities!)).toEqual(Array.from(alone.subarray(i * 10, i * 10 + 10)));
+      const row = [0, 1, 3, 2][i]!;
+      expect(r.batchRows).toBe(4);
+      expect(Array.from(r.probabilities!)).toEqual(
+        Array.from(alone.subarray(row * 10, row * 10 + 10)),
+      );
     });
     // A fourth connection is open and idle: three queued requests wait for it (or the delay).
     callers.connections = 4;
-    const waiting = [0, 1, 2].map((i) => service.infer(served, nestedRows([rows[i]!], 64)));
+    callers.idleConnections = 1;
+    const waiting = [http(0), http(1), http(2)];
+    expect(reports).toHaveLength(1);
+    // As many requests as connections, but two of them on one pipelining connection while
+    // another is idle: the idle one could still send, so the batch still waits.
+    callers.requests = 4;
+    waiting.push(http(3));
     expect(reports).toHaveLength(1);
     // No connections counted (gRPC alone, or app.inject): the delay as before.
     callers.connections = 0;
+    callers.idleConnections = 0;
     callers.requests = 0;
-    waiting.push(service.infer(served, nestedRows([rows[3]!], 64)));
+    waiting.push(http(0));
     expect(reports).toHaveLength(1);
     service.flush();
     expect(reports).toEqual([
-      { rows: 3, requests: 3 },
       { rows: 4, requests: 4 },
+      { rows: 5, requests: 5 },
     ]);
     await Promise.all(waiting);
+  });
+
+  it('the connection count forgets the requests a pipelining client left when it closed', async () => {
+    t = await makeTestApp({ env: { BATCH_MAX_DELAY_US: '1000000' } });
+    await t.app.listen({ port: 0, host: '127.0.0.1' });
+    const { port } = t.app.server.address() as AddressInfo;
+    // What the server counts, read through the hook the batcher reads.
+    const batcher = (
+      t.app.deps.inference as unknown as { batcher: { callers?: () => CallerCount } }
+    ).batcher;
+    const body = JSON.stringify({ instances: [rows[0]] });
+    const predict = `POST /v1/models/digits:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+    const open = async () => {
+      const s = connect(port, '127.0.0.1');
+      await new Promise<void>((resolve, reject) => {
+        s.once('connect', resolve);
+        s.once('error', reject);
+      });
+      return s;
+    };
+    // An idle connection keeps the batch waiting its delay (1 s).
+    const idle = await open();
+    // Three pipelined predicts on another: the first waits in the batcher, the other two are
+    // queued behind it; the client goes away once all three are counted.
+    const socket = await open();
+    socket.on('error', () => {});
+    socket.write(predict.repeat(3));
+    for (let i = 0; i < 500 && (batcher.callers?.().requests ?? 0) < 3; i++)
+      await new Promise((r) => setTimeout(r, 10));
+    expect(batcher.callers?.()).toEqual({ connections: 2, idleConnections: 1, requests: 3 });
+    socket.destroy();
+    for (let i = 0; i < 500 && (batcher.callers?.().connections ?? 0) > 1; i++)
+      await new Promise((r) => setTimeout(r, 10));
+    expect(batcher.callers?.()).toEqual({ connections: 1, idleConnections: 1, requests: 0 });
+    idle.destroy();
+    t.app.deps.inference.flush();
   });
 
   it('the HTTP server counts its connections and requests: a closed loop of clients runs as one batch at once', async () => {

@@ -301,7 +301,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
     );
     const asBytes = binaryOutputs(parsed, requested.length);
     const source = readInput(parsed, binary, served, config.MAX_BATCH_SIZE);
-    let out: PredictOutput | Promise<PredictOutput> = inference.infer(served, source);
+    let out: PredictOutput | Promise<PredictOutput> = inference.infer(served, source, true, true);
     if (out instanceof Promise) out = await out;
     checkFiniteOutputs(out.outputs, out.rows, out.outputWidth, (r) => `inputs[0].data (row ${r})`);
     recordInference(request, out, true);

@@ -450,7 +450,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
       if (!served) throw unresolved;
       source = inputShapeOf(served).instances(instances, field);
     }
-    let out: PredictOutput | Promise<PredictOutput> = inference.infer(served, source, fused);
+    let out: PredictOutput | Promise<PredictOutput> = inference.infer(served, source, fused, true);
     if (out instanceof Promise) out = await out;
     checkFiniteOutputs(out.outputs, out.rows, out.outputWidth, (r) =>
       columnar ? `inputs[${r}]` : `instances[${r}]`,
@@ -491,6 +491,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
       served,
       float32Rows(values, rows, width),
       fused,
+      true,
     );
     if (out instanceof Promise) out = await out;
     checkFiniteOutputs(out.outputs, out.rows, out.outputWidth, (r) => `body (row ${r})`);
