@@ -47,6 +47,12 @@ export class MemoryRowStore implements RowStore {
     readonly width: number,
     readonly blockRows: number,
     private readonly source?: RowBlockSource,
+    /**
+     * With a source: a block the source does not hold is allocated whole at once (each page
+     * touched once, no growing copies) rather than grown by doubling. For a caller whose memory
+     * budget holds whole blocks; otherwise a few rows would cost a whole block.
+     */
+    private readonly wholeBlocks = false,
   ) {}
 
   get rows(): number {
@@ -96,8 +102,8 @@ export class MemoryRowStore implements RowStore {
     if (rows <= capacity) return;
     if (this.source && capacity === 0) {
       const pooled = this.source.take(this.blockRows * this.width);
-      if (pooled) {
-        this.open = pooled;
+      if (pooled || this.wholeBlocks) {
+        this.open = pooled ?? new Float32Array(this.blockRows * this.width);
         return;
       }
     }

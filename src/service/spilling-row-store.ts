@@ -35,8 +35,9 @@ export class SpillingRowStore implements RowStore {
     /** Where the in-memory blocks come from and go back to (RowBlockPool); default: new arrays. */
     blocks?: RowBlockSource,
   ) {
-    this.memory = new MemoryRowStore(width, blockRows, blocks);
     this.memoryRows = Math.floor(memoryBytes / (4 * width));
+    // Whole blocks from the start only where the budget holds one.
+    this.memory = new MemoryRowStore(width, blockRows, blocks, this.memoryRows >= blockRows);
   }
 
   get rows(): number {
