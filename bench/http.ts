@@ -26,6 +26,7 @@ import {
   readFileSync,
   rmSync,
 } from 'node:fs';
+import { get as httpGet } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -65,6 +66,30 @@ export interface Server {
 }
 
 /**
+ * GET on a connection of its own, closed after the answer. Why not fetch(): undici keeps the
+ * socket open for the server's keep-alive time (72 s), and one idle connection during a load is a
+ * caller the dynamic batcher must wait for (an idle client could still send): the bench's own
+ * metrics reads would turn the 32 closed-loop clients into 33 callers.
+ */
+function getClosing(port: number, path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = httpGet(
+      { host: '127.0.0.1', port, path, agent: false, headers: { connection: 'close' } },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => {
+          text += chunk;
+        });
+        res.on('end', () => resolve(text));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+  });
+}
+
+/**
  * Starts a process with its stdout in `logFile` and waits for `readyLines` listening lines (one
  * per worker); reads the port.
  */
@@ -93,7 +118,7 @@ export async function start(
       return {
         port,
         pid: child.pid!,
-        get: async (path) => (await fetch(`http://127.0.0.1:${port}${path}`)).text(),
+        get: (path) => getClosing(port, path),
         stop: () =>
           new Promise((done) => {
             if (exited !== undefined) return done();
