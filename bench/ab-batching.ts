@@ -13,7 +13,7 @@ import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { publishCheckpoint } from '../src/service/index.js';
-import { freePort, http, requestBodies, type Server, start } from './http.js';
+import { http, requestBodies, type Server, startTree } from './http.js';
 import { wideCheckpoint } from './models.js';
 
 const configs = JSON.parse(process.env.AB_CONFIGS ?? '[]') as [
@@ -48,27 +48,13 @@ const servers: { name: string; server: Server; figures: Figure[]; before: string
 const here = process.cwd();
 try {
   for (const [name, tree, env] of configs) {
-    process.chdir(resolve(here, tree));
-    try {
-      const server = await start(
-        ['--import', 'tsx', 'src/cli/server.ts'],
-        {
-          MODEL_REPOSITORY: repository,
-          MODEL_POLL_INTERVAL_MS: '0',
-          ADMIN_TOKEN: 'bench-admin-token-0123456789',
-          LOG_LEVEL: 'info',
-          HOST: '127.0.0.1',
-          WORKERS: '1',
-          GRPC_PORT: '0',
-          PORT: String(await freePort()),
-          ...env,
-        },
-        join(logs, `server-${servers.length + 1}.log`),
-      );
-      servers.push({ name, server, figures: [], before: '' });
-    } finally {
-      process.chdir(here);
-    }
+    const server = await startTree(
+      resolve(here, tree),
+      repository,
+      join(logs, `server-${servers.length + 1}.log`),
+      { GRPC_PORT: '0', ...env },
+    );
+    servers.push({ name, server, figures: [], before: '' });
   }
   const run = async (server: Server): Promise<Figure> => {
     const r = await http(

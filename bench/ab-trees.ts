@@ -19,7 +19,7 @@ import {
   http as measuredHttp,
   requestBodies,
   type Server,
-  start,
+  startTree,
 } from './http.js';
 import { wideCheckpoint } from './models.js';
 
@@ -49,28 +49,8 @@ await publishCheckpoint(repository, wideCheckpoint());
 
 let logCount = 0;
 /** A server of `tree` (spawned from that directory, so it runs that tree's sources). */
-async function serve(tree: string, env: Record<string, string>): Promise<Server> {
-  const here = process.cwd();
-  process.chdir(tree);
-  try {
-    return await start(
-      ['--import', 'tsx', 'src/cli/server.ts'],
-      {
-        MODEL_REPOSITORY: repository,
-        MODEL_POLL_INTERVAL_MS: '0',
-        ADMIN_TOKEN: 'bench-admin-token-0123456789',
-        LOG_LEVEL: 'info',
-        HOST: '127.0.0.1',
-        WORKERS: '1',
-        PORT: String(await freePort()),
-        ...env,
-      },
-      join(logs, `server-${++logCount}.log`),
-    );
-  } finally {
-    process.chdir(here);
-  }
-}
+const serve = (tree: string, env: Record<string, string>): Promise<Server> =>
+  startTree(tree, repository, join(logs, `server-${++logCount}.log`), env);
 
 const json = { 'content-type': 'application/json' };
 const octet = { 'content-type': 'application/octet-stream' };

@@ -177,6 +177,38 @@ export async function measured<T extends { requests: number }>(
   };
 }
 
+/**
+ * A WORKERS=1 server of the source tree `tree` (spawned from that directory, so it runs that
+ * tree's sources) on `repository`, for the A/B scripts (ab-trees.ts, ab-batching.ts).
+ */
+export async function startTree(
+  tree: string,
+  repository: string,
+  logFile: string,
+  env: Record<string, string> = {},
+): Promise<Server> {
+  const here = process.cwd();
+  process.chdir(tree);
+  try {
+    return await start(
+      ['--import', 'tsx', 'src/cli/server.ts'],
+      {
+        MODEL_REPOSITORY: repository,
+        MODEL_POLL_INTERVAL_MS: '0',
+        ADMIN_TOKEN: 'bench-admin-token-0123456789',
+        LOG_LEVEL: 'info',
+        HOST: '127.0.0.1',
+        WORKERS: '1',
+        PORT: String(await freePort()),
+        ...env,
+      },
+      logFile,
+    );
+  } finally {
+    process.chdir(here);
+  }
+}
+
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
