@@ -13,11 +13,10 @@
  *   npx tsx bench/recalibration-ab.ts TREE_A TREE_B [ROWS] [ROUNDS] [MODE]
  */
 import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { request } from 'node:http';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Server, start } from './http.js';
-import { recalibrationServerEnv, TOKEN } from './recalibration-setup.js';
+import { postRecalibration, recalibrationServerEnv } from './recalibration-setup.js';
 
 const [treeA, treeB, rowsArg, roundsArg, modeArg] = process.argv.slice(2);
 if (!treeA || !treeB) throw new Error('usage: recalibration-ab.ts TREE_A TREE_B [ROWS] [ROUNDS]');
@@ -68,33 +67,13 @@ function cpuMs(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
-function post(port: number): Promise<{ duration_ms: number; layers: unknown }> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      `http://127.0.0.1:${port}/v1/models/digits:recalibrate?mode=${mode}`,
-      {
-        method: 'POST',
-        headers: {
-          authorization: `Bearer ${TOKEN}`,
-          'content-type': ndjson ? 'application/x-ndjson' : 'application/octet-stream',
-          'content-length': body.length,
-        },
-      },
-      (response) => {
-        let text = '';
-        response.setEncoding('utf8');
-        response.on('data', (part: string) => {
-          text += part;
-        });
-        response.on('end', () =>
-          response.statusCode === 201 ? resolve(JSON.parse(text)) : reject(new Error(text)),
-        );
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
-}
+const post = (port: number) =>
+  postRecalibration<{ duration_ms: number; layers: unknown }>(
+    port,
+    mode,
+    ndjson ? 'application/x-ndjson' : 'application/octet-stream',
+    body,
+  );
 
 const median = (values: number[]): number => {
   const s = [...values].sort((a, b) => a - b);

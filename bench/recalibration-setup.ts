@@ -4,6 +4,7 @@
  * digits rows.
  */
 import { readFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import {
   networkFromCheckpoint,
@@ -55,4 +56,47 @@ export function nightRows(n: number): Float32Array {
   for (let r = 0; r < n; r++)
     out.set(base.subarray((r % lines.length) * 64, ((r % lines.length) + 1) * 64), r * 64);
   return out;
+}
+
+/**
+ * A recalibration body posted with node:http (Content-Length, one write): a lean client, so that
+ * the figure is the server's. fetch() (undici) spent about 0.5 s of the bench's CPU on each
+ * 51 MiB body — on the same two cores as the server — and added 0.4–0.7 s of wall time to a
+ * request the server took 0.6–1.0 s over (bench/recalibration-clients.ts, bench/README.md).
+ * Resolves with the 201 answer's JSON.
+ */
+export function postRecalibration<T>(
+  port: number,
+  mode: string,
+  contentType: string,
+  body: Buffer,
+): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      `http://127.0.0.1:${port}/v1/models/digits:recalibrate?mode=${mode}`,
+      {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${TOKEN}`,
+          'content-type': contentType,
+          'content-length': body.length,
+        },
+      },
+      (response) => {
+        let text = '';
+        response.setEncoding('utf8');
+        response.on('data', (part: string) => {
+          text += part;
+        });
+        response.on('error', reject);
+        response.on('end', () => {
+          if (response.statusCode !== 201)
+            reject(new Error(`recalibrate answered ${response.statusCode}: ${text.slice(0, 500)}`));
+          else resolve(JSON.parse(text) as T);
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
 }

@@ -16,7 +16,6 @@
  */
 import { spawnSync } from 'node:child_process';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -25,7 +24,13 @@ import { recalibrate } from '../src/recalibration/index.js';
 import { prepareWasmRuntime } from '../src/service/index.js';
 import { measured, type Server, start } from './http.js';
 import { torchInterpreter, torchUnavailable } from './peer-engines.js';
-import { loadNetwork, nightRows, recalibrationServerEnv, TOKEN } from './recalibration-setup.js';
+import {
+  loadNetwork,
+  nightRows,
+  postRecalibration,
+  recalibrationServerEnv,
+  TOKEN,
+} from './recalibration-setup.js';
 
 // The engine as the server and the CLI run it (their model registry prepares V8 before the first
 // model loads): relaxed-SIMD FMA in the GEMM, WebAssembly compiled optimized up front. Until
@@ -222,48 +227,16 @@ async function serve(repository: string): Promise<Server> {
   );
 }
 
-/**
- * A float32 body posted with node:http (Content-Length, one write): a lean client, so that the
- * figure is the server's. fetch() (undici) spent about 0.5 s of this process's CPU on each
- * 51 MiB body — on the same two cores as the server — and added 0.4–0.7 s of wall time to a
- * request the server took 0.6–1.0 s over (bench/recalibration-clients.ts, bench/README.md).
- */
-function postBody(
-  server: Server,
-  contentType: string,
-  body: Buffer,
-): Promise<{ samples: number; duration_ms: number }> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(
-      `http://127.0.0.1:${server.port}/v1/models/digits:recalibrate?mode=exact`,
-      {
-        method: 'POST',
-        headers: {
-          authorization: `Bearer ${TOKEN}`,
-          'content-type': contentType,
-          'content-length': body.length,
-        },
-      },
-      (response) => {
-        let text = '';
-        response.setEncoding('utf8');
-        response.on('data', (part: string) => {
-          text += part;
-        });
-        response.on('error', reject);
-        response.on('end', () => {
-          if (response.statusCode !== 201)
-            reject(new Error(`recalibrate answered ${response.statusCode}: ${text.slice(0, 500)}`));
-          else resolve(JSON.parse(text) as { samples: number; duration_ms: number });
-        });
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
-}
+const postBody = (server: Server, contentType: string, body: Buffer) =>
+  postRecalibration<{ samples: number; duration_ms: number }>(
+    server.port,
+    'exact',
+    contentType,
+    body,
+  );
 
-async function postRecalibration(server: Server, contentType: string, body: Buffer | Readable) {
+/** A streamed body (the NDJSON upload, written while it is read) through fetch(). */
+async function postStreamed(server: Server, contentType: string, body: Buffer | Readable) {
   const response = await fetch(
     `http://127.0.0.1:${server.port}/v1/models/digits:recalibrate?mode=exact`,
     {
@@ -400,7 +373,7 @@ async function ndjsonUnderLoad(
   const stream = Readable.from(parts, { objectMode: false });
   const started = performance.now();
   try {
-    await postRecalibration(server, 'application/x-ndjson', stream);
+    await postStreamed(server, 'application/x-ndjson', stream);
   } finally {
     uploading = false;
     clearInterval(sampler);
