@@ -4,9 +4,17 @@ import { parseNumberRow } from './number-row-parser.js';
 
 /**
  * Rows are handed on in chunks of this many (recalibration's executor batch), so memory is bounded
- * by the chunk.
+ * by the chunk. Two chunks are filled in turn, so that the consumer can take one while the next is
+ * read (RecalibrationSession.pushAll): a yielded chunk stays unchanged until the one after it has
+ * been yielded and the next is asked for.
  */
 const CHUNK_ROWS = 4096;
+
+/** The two chunks of CHUNK_ROWS rows of `width` values a reader fills in turn. */
+const chunkPair = (width: number): [Float32Array, Float32Array] => [
+  new Float32Array(CHUNK_ROWS * width),
+  new Float32Array(CHUNK_ROWS * width),
+];
 
 /** Node's error for a request whose connection closed before its body ended. */
 const isClientAbort = (e: unknown): boolean =>
@@ -42,8 +50,8 @@ async function* limitedBytes(
 /**
  * `application/x-ndjson`: one JSON array of `width` finite numbers per line (blank lines
  * skipped), read as the bytes arrive and handed on as float32 chunks of whole rows. Lines are
- * parsed without allocating (parseNumberRow) and by JSON.parse only when that declines; the one
- * chunk is filled again once the consumer has taken it (valid until the next is asked for).
+ * parsed without allocating (parseNumberRow) and by JSON.parse only when that declines; two
+ * chunks are filled in turn (see CHUNK_ROWS).
  */
 export async function* ndjsonRows(
   stream: AsyncIterable<Buffer | string>,
@@ -53,7 +61,8 @@ export async function* ndjsonRows(
   const decoder = new TextDecoder('utf-8', { fatal: true });
   let pending = '';
   let line = 0;
-  const chunk = new Float32Array(CHUNK_ROWS * width);
+  const chunks = chunkPair(width);
+  let chunk = chunks[0];
   let rows = 0;
   /** text[start, end) is a line (text[end] is its line end or past the string). */
   const takeLine = (text: string, start: number, end: number): void => {
@@ -119,8 +128,8 @@ export async function* ndjsonRows(
       }
       start = end + 1;
       if (rows === CHUNK_ROWS) {
-        // The consumer copies what it keeps before asking for more: the chunk is filled again.
         yield chunk;
+        chunk = chunk === chunks[0] ? chunks[1] : chunks[0];
         rows = 0;
       }
     }
@@ -143,9 +152,8 @@ const LITTLE_ENDIAN = new Uint8Array(new Float32Array([1]).buffer)[3] === 0x3f;
 /**
  * `application/octet-stream`: little-endian float32 rows of `width` values, back to back; read as
  * the bytes arrive. The bytes are copied once, straight into a float32 chunk of CHUNK_ROWS rows
- * (byte order swapped only on a big-endian machine); the same chunk is filled again after the
- * consumer has taken it, so a yielded chunk is valid until the next one is asked for. A body
- * that ends inside a row is an error.
+ * (byte order swapped only on a big-endian machine); two chunks are filled in turn (see
+ * CHUNK_ROWS). A body that ends inside a row is an error.
  */
 export async function* float32Rows(
   stream: AsyncIterable<Buffer | string>,
@@ -153,8 +161,9 @@ export async function* float32Rows(
   maxBytes: number,
 ): AsyncGenerator<Float32Array> {
   const rowBytes = width * 4;
-  const chunk = new Float32Array(CHUNK_ROWS * width);
-  const bytes = new Uint8Array(chunk.buffer);
+  const chunks = chunkPair(width);
+  let chunk = chunks[0];
+  let bytes = new Uint8Array(chunk.buffer);
   let filled = 0;
   const ready = (length: number): Float32Array => {
     const values = chunk.subarray(0, length / 4);
@@ -173,6 +182,8 @@ export async function* float32Rows(
       offset += n;
       if (filled === bytes.length) {
         yield ready(filled);
+        chunk = chunk === chunks[0] ? chunks[1] : chunks[0];
+        bytes = new Uint8Array(chunk.buffer);
         filled = 0;
       }
     }

@@ -40,6 +40,13 @@ export interface Executor {
    * caller batches its rows (up to float64 rounding).
    */
   accumulate(input: Float32Array, rows: number, probe: StatisticsProbe): void;
+  /**
+   * accumulate's sums, computed as runAsync computes (WasmExecutor: whole passes on a helper
+   * thread, so the calling thread is free meanwhile; otherwise synchronously, settled at once),
+   * with no output written. Queued with the runAsync calls, first in, first out. `input` must not
+   * change, and the probe's sums must not be read, until the promise settles.
+   */
+  accumulateAsync(input: Float32Array, rows: number, probe: StatisticsProbe): Promise<void>;
   /** Taps for run and accumulate, checked against the plan (RangeError), with zeroed sums. */
   createProbe(taps: readonly StatisticsTap[]): StatisticsProbe;
   /**

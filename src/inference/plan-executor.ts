@@ -191,6 +191,15 @@ export class PlanExecutor implements Executor {
     this.execute(rows, taps, taps.steps);
   }
 
+  accumulateAsync(input: Float32Array, rows: number, probe: StatisticsProbe): Promise<void> {
+    try {
+      this.accumulate(input, rows, probe);
+      return Promise.resolve();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
   createProbe(taps: readonly StatisticsTap[]): StatisticsProbe {
     checkTaps(this.plan, taps);
     return new PlanProbe(this, taps);

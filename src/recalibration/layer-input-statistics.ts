@@ -92,6 +92,26 @@ export class LayerInputStatistics {
   measure(x: Float32Array, rows: number, onNonFiniteInput?: () => void): InputMoments {
     this.probe.reset();
     this.executor.accumulate(x, rows, this.probe);
+    return this.moments(onNonFiniteInput);
+  }
+
+  /**
+   * measure, computed off the calling thread where the executor can (accumulateAsync: on its
+   * helper thread, so that the event loop goes on reading the upload meanwhile). `x` must not
+   * change, and no other measure of this object start, until the promise settles.
+   */
+  async measureAsync(
+    x: Float32Array,
+    rows: number,
+    onNonFiniteInput?: () => void,
+  ): Promise<InputMoments> {
+    this.probe.reset();
+    await this.executor.accumulateAsync(x, rows, this.probe);
+    return this.moments(onNonFiniteInput);
+  }
+
+  /** The moments of the rows the probe gathered since its reset (see measure). */
+  private moments(onNonFiniteInput: (() => void) | undefined): InputMoments {
     const into = this.centreSums;
     if (into) {
       // Plain sums over every row measured: the centre needs only a few digits.

@@ -78,7 +78,7 @@ export class LayerwiseRecalibrator extends StreamingRecalibrator {
     // transform overflowed float32 on finite values), the statistics go on as before and the
     // final check of the statistics reports it.
     const check = unchecked && (() => checkFiniteRows(x, this.inputWidth, unchecked.firstRow));
-    this.first.add(this.firstInputs.measure(x, rows, check));
+    this.first.add(await this.firstInputs.measureAsync(x, rows, check));
     await this.store.append(x);
   }
 
@@ -91,8 +91,15 @@ export class LayerwiseRecalibrator extends StreamingRecalibrator {
       let moments = this.first;
       if (k > 0) {
         moments = new ChannelMoments(layer.bn.numFeatures);
-        // Compiled now: the BatchNorms before k hold their new statistics.
-        const inputs = new LayerInputStatistics(this.source, layer, undefined, arithmetic);
+        // Compiled now: the BatchNorms before k hold their new statistics. On the calling thread
+        // (no helper): the upload has ended, so there is nothing left to overlap, and a helper
+        // would cost a thread start per BatchNorm.
+        const inputs = new LayerInputStatistics(
+          { ...this.source, engine: { ...this.source.engine, threads: 1 } },
+          layer,
+          undefined,
+          arithmetic,
+        );
         try {
           let done = 0;
           for await (const chunk of this.store.chunks()) {

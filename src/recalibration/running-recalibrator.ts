@@ -45,7 +45,7 @@ export class RunningRecalibrator extends StreamingRecalibrator {
     this.inputs = layers.map(() => undefined);
   }
 
-  protected consume(x: Float32Array, rows: number): void {
+  protected async consume(x: Float32Array, rows: number): Promise<void> {
     const w = this.inputWidth;
     const size = this.options.batchSize;
     let offset = 0;
@@ -55,13 +55,13 @@ export class RunningRecalibrator extends StreamingRecalibrator {
       this.pending += take;
       this.seen += take;
       offset += take;
-      if (this.pending === size) this.runBatch();
+      if (this.pending === size) await this.runBatch();
     }
   }
 
   protected async compute(): Promise<ModeResult> {
     let skipped = 0;
-    if (this.pending >= 2) this.runBatch();
+    if (this.pending >= 2) await this.runBatch();
     else skipped = this.pending;
     this.pending = 0;
     return { batches: this.batches, skipped };
@@ -71,7 +71,7 @@ export class RunningRecalibrator extends StreamingRecalibrator {
     for (const s of this.inputs) s?.close();
   }
 
-  private runBatch(): void {
+  private async runBatch(): Promise<void> {
     const rows = this.pending;
     this.pending = 0;
     if (this.batches === 0) {
@@ -84,7 +84,7 @@ export class RunningRecalibrator extends StreamingRecalibrator {
     }
     const x = this.batch.subarray(0, rows * this.inputWidth);
     const folded = new Map<string, FoldStatistics>();
-    this.layers.forEach((layer, k) => {
+    for (const [k, layer] of this.layers.entries()) {
       let inputs = this.inputs[k];
       if (!inputs) {
         inputs = new LayerInputStatistics(this.source, layer, folded);
@@ -92,14 +92,14 @@ export class RunningRecalibrator extends StreamingRecalibrator {
       } else if (k > 0) {
         inputs.refold(folded);
       }
-      const { count, mean, m2 } = inputs.measure(x, rows);
+      const { count, mean, m2 } = await inputs.measureAsync(x, rows);
       const varBiased = m2.map((v) => v / count);
       // Train mode: the running statistics take the batch mean and unbiased variance
       // (cumulative average, momentum null), and later layers see this batch normalized with
       // its mean and biased variance.
       layer.bn.updateRunningStatistics({ count, mean, varBiased }, null);
       folded.set(layer.path, { mean, variance: varBiased });
-    });
+    }
     this.batches += 1;
     this.batchedRows += rows;
     this.progress({ phase: 'statistics', rows: this.batchedRows, totalRows: this.seen });

@@ -102,6 +102,7 @@ export {
   type RecalibrationRequest,
   RecalibrationService,
   RecalibrationSession,
+  slices,
 } from './recalibration-service.js';
 export {
   flatRows,

@@ -13,6 +13,7 @@ import {
   type Recalibrator,
 } from '../recalibration/index.js';
 import { acquireModelLock, type HeldLock } from '../repository/index.js';
+import { nodeEngineOptions } from './engine-runtime.js';
 import type { TraceContext } from './job-record.js';
 import { type Job, type JobRegistry, traceOf } from './job-registry.js';
 import { type Log, silentLog } from './logger.js';
@@ -106,7 +107,15 @@ export class RecalibrationSession {
       ...(request.batchSize !== undefined ? { batchSize: request.batchSize } : {}),
       maxSamples: service.options.maxSamples,
       pause,
-      ...(service.options.engine !== undefined && { engine: { engine: service.options.engine } }),
+      // The statistics run on one helper thread (the executors' accumulateAsync: one pass at a
+      // time, whole, on the helper), so the event loop goes on reading the upload and answering
+      // predictions meanwhile: two threads, the helper computing and this one doing the I/O.
+      engine: nodeEngineOptions({
+        engine: service.options.engine,
+        threads: 2,
+        onHelperError: (e) =>
+          service.log.warn({ err: e, job: job.id }, 'a recalibration helper thread failed'),
+      }),
       // A traffic sample never goes to disk (it leaves the process only as its hash, issue 12):
       // it is bounded by TRAFFIC_SAMPLE_BYTES and stays in memory whatever the spill budget.
       ...(service.options.rowMemoryBytes !== undefined &&
@@ -146,13 +155,49 @@ export class RecalibrationSession {
     return this.recalibrator.rows;
   }
 
-  /** Whole rows [k, width] of raw features. */
+  /**
+   * Whole rows [k, width] of raw features, unchanged until the promise settles. A rejected chunk
+   * ends the upload: every later push rejects with the same error, and the caller fails the
+   * session (the chunk is hashed while its statistics run, before they can reject it).
+   */
   async push(chunk: Float32Array): Promise<void> {
-    await this.recalibrator.push(chunk);
+    if (this.rejected) throw this.rejected.error;
+    const taking = this.recalibrator.push(chunk);
+    // Hashed here while the helper thread computes the chunk's first statistics.
     this.hash.update(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+    try {
+      await taking;
+    } catch (error) {
+      this.rejected = { error };
+      throw error;
+    }
     this.service.jobs.update(this.job, {
       progress: { rows: this.recalibrator.rows, total_rows: null },
     });
+  }
+
+  private rejected: { error: unknown } | undefined;
+
+  /**
+   * Pushes every chunk, reading the next one while the last is taken (its statistics run on a
+   * helper thread, so reading the upload and computing overlap). A yielded chunk must stay
+   * unchanged until the one after it has been yielded and the next asked for (upload-readers.ts
+   * fill two chunks in turn).
+   */
+  async pushAll(chunks: AsyncIterable<Float32Array> | Iterable<Float32Array>): Promise<void> {
+    let taking: Promise<void> | undefined;
+    try {
+      for await (const chunk of chunks) {
+        await taking;
+        taking = this.push(chunk);
+        // Awaited on the next round or below; a rejection must not go unhandled meanwhile.
+        taking.catch(() => undefined);
+      }
+      await taking;
+    } finally {
+      // A failed read leaves the last push to settle before the caller fails the session.
+      await taking?.catch(() => undefined);
+    }
   }
 
   /** Computes the statistics, publishes the new version (activating it if asked), settles the job. */
@@ -360,14 +405,17 @@ export class RecalibrationService {
   ): Promise<RecalibrationOutcome> {
     const session = await this.begin(request);
     try {
-      const chunkRows = 4096;
-      const step = chunkRows * session.width;
-      for (let i = 0; i < rows.length; i += step)
-        await session.push(rows.subarray(i, Math.min(rows.length, i + step)));
+      await session.pushAll(slices(rows, 4096 * session.width));
     } catch (e) {
       await session.fail(e);
       throw e;
     }
     return session.complete();
   }
+}
+
+/** `rows` in consecutive views of at most `step` values. */
+export function* slices(rows: Float32Array, step: number): Generator<Float32Array> {
+  for (let i = 0; i < rows.length; i += step)
+    yield rows.subarray(i, Math.min(rows.length, i + step));
 }

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildSequential, type ModelConfig, parseModelConfig } from '../../src/checkpoint/index.js';
 import { Rng } from '../../src/nn/index.js';
+import { recalibrate as recalibrateLibrary } from '../../src/recalibration/index.js';
 import { ModelRepository } from '../../src/repository/index.js';
 import {
   ADMIN,
@@ -29,8 +30,10 @@ import {
 import { makeRepository, makeTestApp, type TestApp } from '../helpers/app.js';
 import { expectClose, expectRelClose } from '../helpers/compare.js';
 import { digitsTestRows, nightShift } from '../helpers/digits.js';
+import { TEST_ENGINE } from '../helpers/engine.js';
 import { listTree } from '../helpers/temp-files.js';
 import { OUTPUT_ATOL, STATS_RTOL } from '../helpers/tolerances.js';
+import { loadModel, WIDTH } from '../recalibration/helpers/digits-fixtures.js';
 
 /** The night shift must really hurt the bundled model for the story to mean anything. */
 const NIGHT_ACCURACY_MAX = 0.75;
@@ -470,6 +473,49 @@ describe('modes and options through HTTP', () => {
     }
     const p = await predictRows(t.app, 'digits', night, running.version);
     expect(labelAccuracy(p.labels, test.y)).toBeGreaterThan(NIGHT_ACCURACY_MAX);
+  });
+
+  it('uploads of several chunks give the statistics of the library bit for bit (the next chunk is read while one is measured)', async () => {
+    // 10,800 rows: three chunks of the upload readers, each measured on the recalibration's
+    // helper thread while the next is read into the readers' other chunk (pushAll).
+    const rows = Array.from({ length: 10_800 }, (_, i) => night[i % night.length]!);
+    const { network, inputTransform } = loadModel('models/digits/1');
+    await recalibrateLibrary(network, inputTransform, [WIDTH], Float32Array.from(rows.flat()), {
+      mode: 'exact',
+      engine: { engine: TEST_ENGINE },
+    });
+    const expected = new Map(
+      [...network.stateDict()]
+        .filter(([name]) => isRunningStat(name))
+        .map(([name, v]) => [name, Buffer.from((v as { data: Float32Array }).data.buffer)]),
+    );
+    expect(expected.size).toBe(4);
+    for (const [body, headers] of [
+      [float32Body(rows), FLOAT32],
+      [ndjsonBody(rows), NDJSON],
+    ] as const) {
+      const res = await recalibrate(t, body, { url: `${RECALIBRATE}?activate=false`, headers });
+      expect(res.statusCode, res.body).toBe(201);
+      const o = res.json<Outcome>();
+      expect(o.samples).toBe(10_800);
+      expect(o.data_sha256).toBe(rowsSha256(rows));
+      const tensors = versionTensors(t.repository, 'digits', o.version);
+      for (const [name, bytes] of expected)
+        expect(Buffer.from(tensors.get(name)!.bytes).equals(bytes), name).toBe(true);
+    }
+    // A bad value in the second chunk is refused while the third is being read: 400 naming it,
+    // nothing published, and the model free for the next recalibration.
+    const bad = rows.map((r) => [...r]);
+    bad[5000]![7] = Number.NaN;
+    const before = versionDirs(t.repository);
+    const refused = await recalibrate(t, float32Body(bad), { headers: FLOAT32 });
+    expect(expectProblem(refused, 400, 'INVALID_INPUT').detail).toMatch(/row 5000, column 7/);
+    expect(versionDirs(t.repository)).toEqual(before);
+    const again = await recalibrate(t, float32Body(rows.slice(0, 100)), {
+      url: `${RECALIBRATE}?activate=false`,
+      headers: FLOAT32,
+    });
+    expect(again.statusCode, again.body).toBe(201);
   });
 
   it('invalid options → 400 naming the option; the model is not locked afterwards', async () => {

@@ -116,6 +116,73 @@ describe('asynchronous engine calls', () => {
     }
   });
 
+  it('accumulateAsync gathers the statistics accumulate does, on the helper, in order with runAsync calls', async () => {
+    const two = twoThreads({ maxBatchSize: 256 });
+    try {
+      const taps = batchNormTaps(plan.batchNormInputs.filter((b) => b.tap !== undefined));
+      const syncOne = new WasmExecutor(plan, { maxBatchSize: 256, threads: 1, relaxedSimd });
+      const a = rowsOf(200, 21); // one pass of the I/O region
+      const b = rowsOf(700, 22); // three passes
+      // Before the helper is ready, the call runs on the calling thread: the same sums.
+      const early = two.createProbe(taps);
+      const earlyReference = syncOne.createProbe(taps);
+      await two.accumulateAsync(a, 200, early);
+      syncOne.accumulate(a, 200, earlyReference);
+      early.sums.forEach((s, i) => {
+        expect(s.count).toBe(earlyReference.sums[i]!.count);
+        expect(Array.from(s.sum)).toEqual(Array.from(earlyReference.sums[i]!.sum));
+        expect(Array.from(s.sumSquares)).toEqual(Array.from(earlyReference.sums[i]!.sumSquares));
+      });
+      await two.ready();
+      const probeA = two.createProbe(taps);
+      const probeB = two.createProbe(taps);
+      const order: string[] = [];
+      const before = two.offloadedCalls;
+      await Promise.all([
+        two.accumulateAsync(a, 200, probeA).then(() => order.push('a')),
+        two.runAsync(b, 700).then((out) => {
+          expect(bits(out).equals(bits(one.run(b, 700)))).toBe(true);
+          order.push('run');
+        }),
+        two.accumulateAsync(b, 700, probeB).then((v) => {
+          expect(v).toBeUndefined();
+          order.push('b');
+        }),
+      ]);
+      expect(order).toEqual(['a', 'run', 'b']);
+      // Every pass went to the helper: 1 + 3 + 3.
+      expect(two.offloadedCalls - before).toBe(7);
+      const referenceA = syncOne.createProbe(taps);
+      syncOne.accumulate(a, 200, referenceA);
+      // One pass: the same float64 additions, the same sums exactly.
+      probeA.sums.forEach((s, i) => {
+        expect(s.count).toBe(referenceA.sums[i]!.count);
+        expect(Array.from(s.sum)).toEqual(Array.from(referenceA.sums[i]!.sum));
+        expect(Array.from(s.sumSquares)).toEqual(Array.from(referenceA.sums[i]!.sumSquares));
+      });
+      // Three passes: each pass's sums are added to the probe in turn (accumulate adds them in
+      // its accumulators first), so equal up to the regrouping of float64 additions.
+      const referenceB = syncOne.createProbe(taps);
+      syncOne.accumulate(b, 700, referenceB);
+      probeB.sums.forEach((s, i) => {
+        const r = referenceB.sums[i]!;
+        expect(s.count).toBe(r.count);
+        s.sum.forEach((v, k) => {
+          const tolerance = FLOAT64_REGROUP_RTOL * Math.max(1, Math.abs(v));
+          expect(Math.abs(v - r.sum[k]!)).toBeLessThanOrEqual(tolerance);
+          expect(Math.abs(s.sumSquares[k]! - r.sumSquares[k]!)).toBeLessThanOrEqual(
+            FLOAT64_REGROUP_RTOL * Math.max(1, s.sumSquares[k]!),
+          );
+        });
+      });
+      // A probe of another executor is refused through the promise.
+      await expect(two.accumulateAsync(a, 200, referenceA)).rejects.toThrow(RangeError);
+      syncOne.close();
+    } finally {
+      two.close();
+    }
+  });
+
   it('a probe read while a call that carries it is in flight counts every row once', async () => {
     const two = twoThreads({ maxBatchSize: 256 });
     try {

@@ -7,6 +7,7 @@ import {
   JobRegistry,
   type RecalibrationRequest,
   RecalibrationService,
+  slices,
 } from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
 import { beforeVerb } from '../not-found.js';
@@ -146,18 +147,16 @@ async function adminScope(app: AppInstance): Promise<void> {
             // Checked again against the parent the session got (it may be newer than the
             // version the early check saw).
             const data = inputShapeOf(session.parent).readInstances(json.instances, 'instances');
-            const step = 1024 * session.width;
-            for (let i = 0; i < data.length; i += step)
-              await session.push(data.subarray(i, i + step));
+            await session.pushAll(slices(data, 1024 * session.width));
           } else {
             const read = contentType === NDJSON ? ndjsonRows : float32Rows;
-            for await (const chunk of read(
-              request.body as unknown as Readable,
-              session.width,
-              config.RECALIBRATION_BODY_LIMIT_BYTES,
-            )) {
-              await session.push(chunk);
-            }
+            await session.pushAll(
+              read(
+                request.body as unknown as Readable,
+                session.width,
+                config.RECALIBRATION_BODY_LIMIT_BYTES,
+              ),
+            );
           }
         } catch (e) {
           await session.fail(e);

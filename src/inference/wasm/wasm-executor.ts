@@ -281,15 +281,19 @@ interface Helper {
   handle: HelperHandle;
 }
 
-/** One runAsync call: its rows go through the I/O regions in passes of at most ioRows rows. */
+/**
+ * One runAsync or accumulateAsync call: its rows go through the I/O regions in passes of at most
+ * ioRows rows.
+ */
 interface AsyncCall {
   input: Float32Array;
   rows: number;
   probe: StatisticsProbe | undefined;
-  out: Float32Array;
+  /** Where the outputs go (runAsync); none for accumulateAsync, which has a probe. */
+  out: Float32Array | undefined;
   /** Rows handed to the engine so far. */
   next: number;
-  resolve: (out: Float32Array) => void;
+  resolve: (out: Float32Array | undefined) => void;
   reject: (error: unknown) => void;
 }
 
@@ -579,19 +583,45 @@ export class WasmExecutor implements Executor {
    * does a share its helper has not started TAKE_BACK_MS after the post once this thread is free.
    */
   runAsync(input: Float32Array, rows: number, probe?: StatisticsProbe): Promise<Float32Array> {
+    return this.enqueue(input, rows, probe, true) as Promise<Float32Array>;
+  }
+
+  accumulateAsync(input: Float32Array, rows: number, probe: StatisticsProbe): Promise<void> {
+    return this.enqueue(input, rows, probe, false).then(() => undefined);
+  }
+
+  /** A runAsync (`output`) or accumulateAsync call, queued, or answered at once (see offloads). */
+  private enqueue(
+    input: Float32Array,
+    rows: number,
+    probe: StatisticsProbe | undefined,
+    output: boolean,
+  ): Promise<Float32Array | undefined> {
     try {
       checkRunArguments(this.plan, input, rows);
-      if (this.plan.steps.length === 0 || (this.calls.length === 0 && !this.offloads(rows)))
-        return Promise.resolve(this.run(input, rows, probe));
+      if (this.plan.steps.length === 0 || (this.calls.length === 0 && !this.offloads(rows))) {
+        if (output) return Promise.resolve(this.run(input, rows, probe));
+        this.accumulate(input, rows, probe!);
+        return Promise.resolve(undefined);
+      }
       this.startHelpers();
       return new Promise((resolve, reject) => {
-        const out = new Float32Array(rows * this.plan.outputWidth);
+        const out = output ? new Float32Array(rows * this.plan.outputWidth) : undefined;
         this.calls.push({ input, rows, probe, out, next: 0, resolve, reject });
         if (!this.pass) this.pump();
       });
     } catch (e) {
       return Promise.reject(e);
     }
+  }
+
+  /** The rows of `call` not yet handed to the engine, run here (the caller answers the call). */
+  private finishHere(call: AsyncCall): void {
+    const { inputWidth, outputWidth } = this.plan;
+    const rest = call.input.subarray(call.next * inputWidth, call.rows * inputWidth);
+    const rows = call.rows - call.next;
+    if (call.out) call.out.set(this.run(rest, rows, call.probe), call.next * outputWidth);
+    else this.accumulate(rest, rows, call.probe!);
   }
 
   /** Passes of async calls that ran on helper threads so far. */
@@ -609,9 +639,7 @@ export class WasmExecutor implements Executor {
         );
         if (helpers.length === 0) {
           // No helper to take it: the rest of the call runs here, as a synchronous one.
-          const { inputWidth, outputWidth } = this.plan;
-          const rest = call.input.subarray(call.next * inputWidth, call.rows * inputWidth);
-          call.out.set(this.run(rest, call.rows - call.next, call.probe), call.next * outputWidth);
+          this.finishHere(call);
           this.calls.shift();
           call.resolve(call.out);
           continue;
@@ -727,7 +755,7 @@ export class WasmExecutor implements Executor {
       );
       const width = this.plan.outputWidth;
       const at = output >> 2;
-      call.out.set(this.heap.subarray(at, at + rows * width), call.next * width);
+      call.out?.set(this.heap.subarray(at, at + rows * width), call.next * width);
       if (taps) {
         taps.pendingRows += rows;
         this.setTaps(undefined);
@@ -778,9 +806,7 @@ export class WasmExecutor implements Executor {
     while (this.calls.length > 0) {
       const call = this.calls.shift()!;
       try {
-        const { inputWidth, outputWidth } = this.plan;
-        const rest = call.input.subarray(call.next * inputWidth, call.rows * inputWidth);
-        call.out.set(this.run(rest, call.rows - call.next, call.probe), call.next * outputWidth);
+        this.finishHere(call);
         call.resolve(call.out);
       } catch (e) {
         call.reject(e);
