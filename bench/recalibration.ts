@@ -31,6 +31,7 @@ import {
   recalibrationServerEnv,
   TOKEN,
 } from './recalibration-setup.js';
+import { uploadFloorSeconds } from './upload-floor.js';
 
 // The engine as the server and the CLI run it (their model registry prepares V8 before the first
 // model loads): relaxed-SIMD FMA in the GEMM, WebAssembly compiled optimized up front. Until
@@ -67,6 +68,11 @@ export interface RecalibrationBench {
     ratioToLibrary: number;
     ratioToTorch: number | undefined;
   }[];
+  /**
+   * The same body posted by the same client to a bare server that only reads it into reused
+   * memory and hashes it (bench/upload-floor.ts): wall seconds per round.
+   */
+  uploadFloorSeconds: number[];
   ndjson:
     | {
         rows: number;
@@ -292,6 +298,7 @@ export async function benchRecalibration(options: {
     const server = await serve(repository);
     const http: RecalibrationBench['http'] = [];
     let ndjson: RecalibrationBench['ndjson'];
+    let floor: number[] = [];
     try {
       const data = nightRows(options.rows);
       const body = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
@@ -317,6 +324,7 @@ export async function benchRecalibration(options: {
           ratioToTorch: digitsTorch ? rowsPerSecond / digitsTorch : undefined,
         });
       }
+      floor = await uploadFloorSeconds(body, options.rounds);
     } finally {
       await server.stop();
     }
@@ -329,7 +337,13 @@ export async function benchRecalibration(options: {
     } finally {
       await fresh.stop();
     }
-    return { torch: torch ? 'available' : why!, library, http, ndjson };
+    return {
+      torch: torch ? 'available' : why!,
+      library,
+      http,
+      uploadFloorSeconds: floor,
+      ndjson,
+    };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -306,6 +306,14 @@ if (runs('recalibration')) {
       `HTTP float32 body, digits: ${fmt(h.rows)} rows (${fmt(h.bodyBytes / 2 ** 20, 1)} MiB) in ${fmt(h.wallSeconds, 2)} s wall (duration_ms ${fmt(h.durationMs)}, server CPU ${h.serverCpuSeconds === undefined ? '—' : `${fmt(h.serverCpuSeconds, 2)} s`}) = ${fmt(h.rowsPerSecond)} rows/s, ${fmt(h.ratioToLibrary, 2)}× the library's, ${h.ratioToTorch === undefined ? 'no PyTorch' : `${fmt(h.ratioToTorch, 2)}× PyTorch's (goal ≥ 1.0 for 200,000 rows: ${h.rows < 200_000 ? 'not a 200 k run' : h.ratioToTorch >= 1 ? 'meets goal' : 'BELOW GOAL'})`}\n`,
     );
   }
+  if (recal.uploadFloorSeconds.length > 0 && recal.http.length > 0) {
+    const floor = Math.min(...recal.uploadFloorSeconds);
+    const h = recal.http[0]!;
+    const torchSeconds = h.ratioToTorch === undefined ? undefined : h.wallSeconds * h.ratioToTorch;
+    process.stdout.write(
+      `transfer floor: the same ${fmt(h.bodyBytes / 2 ** 20, 1)} MiB from the same client to a bare node:http server that reads it into reused memory and hashes it: ${recal.uploadFloorSeconds.map((v) => fmt(v, 3)).join(', ')} s wall (best ${fmt(floor, 3)} s${torchSeconds === undefined ? '' : `, ${fmt((100 * floor) / torchSeconds)} % of PyTorch's ${fmt(torchSeconds, 3)} s for the computation alone`})\n`,
+    );
+  }
   const n = recal.ndjson;
   if (n) {
     process.stdout.write(
