@@ -3,17 +3,23 @@ import { FINITE_NUMBER_MESSAGE, FLOAT32_MAX, FLOAT32_RANGE_MESSAGE } from '../se
 import { parseNumberRow } from './number-row-parser.js';
 
 /**
- * Rows are handed on in chunks of this many (recalibration's executor batch), so memory is bounded
- * by the chunk. Two chunks are filled in turn, so that the consumer can take one while the next is
- * read (RecalibrationSession.pushAll): a yielded chunk stays unchanged until the one after it has
- * been yielded and the next is asked for.
+ * Rows are handed on in chunks of at most this many (recalibration's executor batch) and at most
+ * CHUNK_BYTES, so memory is bounded by the chunk whatever the width. Two chunks are filled in
+ * turn, so that the consumer can take one while the next is read (RecalibrationSession.pushAll):
+ * a yielded chunk stays unchanged until the one after it has been yielded and the next is asked
+ * for.
  */
 const CHUNK_ROWS = 4096;
+const CHUNK_BYTES = 4 * 1024 * 1024;
 
-/** The two chunks of CHUNK_ROWS rows of `width` values a reader fills in turn. */
+/** Rows per chunk for rows of `width` float32 values. */
+const chunkRowsFor = (width: number): number =>
+  Math.max(1, Math.min(CHUNK_ROWS, Math.floor(CHUNK_BYTES / (4 * width))));
+
+/** The two chunks of chunkRowsFor(width) rows a reader fills in turn. */
 const chunkPair = (width: number): [Float32Array, Float32Array] => [
-  new Float32Array(CHUNK_ROWS * width),
-  new Float32Array(CHUNK_ROWS * width),
+  new Float32Array(chunkRowsFor(width) * width),
+  new Float32Array(chunkRowsFor(width) * width),
 ];
 
 /** Node's error for a request whose connection closed before its body ended. */
@@ -61,6 +67,7 @@ export async function* ndjsonRows(
   const decoder = new TextDecoder('utf-8', { fatal: true });
   let pending = '';
   let line = 0;
+  const chunkRows = chunkRowsFor(width);
   const chunks = chunkPair(width);
   let chunk = chunks[0];
   let rows = 0;
@@ -127,7 +134,7 @@ export async function* ndjsonRows(
         pending = '';
       }
       start = end + 1;
-      if (rows === CHUNK_ROWS) {
+      if (rows === chunkRows) {
         yield chunk;
         chunk = chunk === chunks[0] ? chunks[1] : chunks[0];
         rows = 0;
@@ -151,7 +158,7 @@ const LITTLE_ENDIAN = new Uint8Array(new Float32Array([1]).buffer)[3] === 0x3f;
 
 /**
  * `application/octet-stream`: little-endian float32 rows of `width` values, back to back; read as
- * the bytes arrive. The bytes are copied once, straight into a float32 chunk of CHUNK_ROWS rows
+ * the bytes arrive. The bytes are copied once, straight into a float32 chunk of whole rows
  * (byte order swapped only on a big-endian machine); two chunks are filled in turn (see
  * CHUNK_ROWS). A body that ends inside a row is an error.
  */

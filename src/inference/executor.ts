@@ -43,7 +43,7 @@ export interface Executor {
   /**
    * accumulate's sums, computed as runAsync computes (WasmExecutor: whole passes on a helper
    * thread, so the calling thread is free meanwhile; otherwise synchronously, settled at once),
-   * with no output written. Queued with the runAsync calls, first in, first out. `input` must not
+   * through the steps accumulate runs, with nothing copied out. Queued with the runAsync calls, first in, first out. `input` must not
    * change, and the probe's sums must not be read, until the promise settles.
    */
   accumulateAsync(input: Float32Array, rows: number, probe: StatisticsProbe): Promise<void>;

@@ -91,11 +91,10 @@ export class LayerwiseRecalibrator extends StreamingRecalibrator {
       let moments = this.first;
       if (k > 0) {
         moments = new ChannelMoments(layer.bn.numFeatures);
-        // Compiled now: the BatchNorms before k hold their new statistics. On the calling thread
-        // (no helper): the upload has ended, so there is nothing left to overlap, and a helper
-        // would cost a thread start per BatchNorm.
+        // Compiled now: the BatchNorms before k hold their new statistics. On the calling thread:
+        // the upload has ended, so there is nothing left to overlap.
         const inputs = new LayerInputStatistics(
-          { ...this.source, engine: { ...this.source.engine, threads: 1 } },
+          this.sourceOnCallingThread,
           layer,
           undefined,
           arithmetic,

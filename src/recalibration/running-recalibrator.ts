@@ -87,7 +87,13 @@ export class RunningRecalibrator extends StreamingRecalibrator {
     for (const [k, layer] of this.layers.entries()) {
       let inputs = this.inputs[k];
       if (!inputs) {
-        inputs = new LayerInputStatistics(this.source, layer, folded);
+        // The first BatchNorm's plan on the helper thread (if the engine options give one),
+        // the later ones on the calling thread (sourceOnCallingThread).
+        inputs = new LayerInputStatistics(
+          k === 0 ? this.source : this.sourceOnCallingThread,
+          layer,
+          folded,
+        );
         this.inputs[k] = inputs;
       } else if (k > 0) {
         inputs.refold(folded);

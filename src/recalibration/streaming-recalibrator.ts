@@ -47,6 +47,15 @@ export abstract class StreamingRecalibrator implements Recalibrator {
   }
 
   /**
+   * The source with no helper thread: the statistics plans beyond the one that overlaps the
+   * upload run on the calling thread, since a helper costs a thread start per executor (one per
+   * BatchNorm) and only one of them computes at a time.
+   */
+  protected get sourceOnCallingThread(): PlanSource {
+    return { ...this.source, engine: { ...this.source.engine, threads: 1 } };
+  }
+
+  /**
    * Takes `rows` raw rows: a view of the caller's chunk, to be copied if kept. With `unchecked`
    * (only where checksFinite), their values were not yet checked to be finite: consume() must
    * keep nothing of them unless checkFiniteRows(x, width, unchecked.firstRow) would pass.

@@ -107,9 +107,10 @@ export class RecalibrationSession {
       ...(request.batchSize !== undefined ? { batchSize: request.batchSize } : {}),
       maxSamples: service.options.maxSamples,
       pause,
-      // The statistics run on one helper thread (the executors' accumulateAsync: one pass at a
-      // time, whole, on the helper), so the event loop goes on reading the upload and answering
-      // predictions meanwhile: two threads, the helper computing and this one doing the I/O.
+      // The statistics that overlap the upload (the first BatchNorm's plan; recalibration/
+      // README.md) run on one helper thread, a pass at a time (accumulateAsync), so the event loop
+      // goes on reading the upload and answering predictions meanwhile: one thread computing,
+      // this one doing the I/O.
       engine: nodeEngineOptions({
         engine: service.options.engine,
         threads: 2,
@@ -182,21 +183,41 @@ export class RecalibrationSession {
    * Pushes every chunk, reading the next one while the last is taken (its statistics run on a
    * helper thread, so reading the upload and computing overlap). A yielded chunk must stay
    * unchanged until the one after it has been yielded and the next asked for (upload-readers.ts
-   * fill two chunks in turn).
+   * fill two chunks in turn). A refused chunk rejects at once, not once the next chunk has been
+   * read (a slow client would hold its 400 and the model's lock); its error wins over a read error
+   * that follows it.
    */
   async pushAll(chunks: AsyncIterable<Float32Array> | Iterable<Float32Array>): Promise<void> {
+    const it: AsyncIterator<Float32Array> | Iterator<Float32Array> =
+      Symbol.asyncIterator in chunks
+        ? chunks[Symbol.asyncIterator]()
+        : (chunks as Iterable<Float32Array>)[Symbol.iterator]();
     let taking: Promise<void> | undefined;
+    let refused: Promise<never> | undefined;
     try {
-      for await (const chunk of chunks) {
+      for (;;) {
+        const next = Promise.resolve(it.next());
+        // A read abandoned for a refused chunk may still fail later: nobody awaits it then.
+        next.catch(() => undefined);
+        // While a push runs, a rejection of it ends the upload before the next chunk arrives.
+        const step = await (refused ? Promise.race([next, refused]) : next);
+        if (step.done) break;
         await taking;
-        taking = this.push(chunk);
+        taking = this.push(step.value);
+        refused = taking.then(() => new Promise<never>(() => undefined));
         // Awaited on the next round or below; a rejection must not go unhandled meanwhile.
-        taking.catch(() => undefined);
+        refused.catch(() => undefined);
       }
       await taking;
-    } finally {
-      // A failed read leaves the last push to settle before the caller fails the session.
+    } catch (e) {
+      // A read error after a refused chunk: the chunk's error is the one to report.
       await taking?.catch(() => undefined);
+      if (this.rejected) {
+        // The read in flight, if any, is abandoned: its reader ends when it next wakes.
+        void Promise.resolve(it.return?.()).catch(() => undefined);
+        throw this.rejected.error;
+      }
+      throw e;
     }
   }
 

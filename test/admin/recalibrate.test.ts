@@ -969,13 +969,13 @@ describe('one recalibration per model at a time (409 with the running job)', () 
   });
 
   /** Starts a streamed NDJSON upload over a real connection; the body is written by the caller. */
-  function startUpload() {
+  function startUpload(headers: Record<string, string> = NDJSON) {
     const req = httpRequest({
       host: '127.0.0.1',
       port,
       method: 'POST',
       path: RECALIBRATE,
-      headers: NDJSON,
+      headers,
     });
     const response = new Promise<{ status: number; body: string }>((resolve, reject) => {
       req.on('response', (res) => {
@@ -1006,6 +1006,32 @@ describe('one recalibration per model at a time (409 with the running job)', () 
       }
     }, 'the upload to take the lock');
   }
+
+  it('a refused chunk is answered while the client is still sending: 400 naming the row, the model released', async () => {
+    // A whole chunk of the reader (4,096 rows) with a NaN, then a few rows of the next one, and
+    // the client stalls: the refusal must not wait for the next chunk to fill.
+    const rows = Array.from({ length: 4_106 }, (_, i) => night[i % night.length]!);
+    const bad = rows.map((r) => [...r]);
+    bad[100]![3] = Number.NaN;
+    const { req, response } = startUpload(FLOAT32);
+    try {
+      req.write(float32Body(bad));
+      const stalledMs = 30_000; // a generous bound: the answer needs no more bytes
+      const answer = await Promise.race([
+        response,
+        new Promise<'stalled'>((resolve) => setTimeout(() => resolve('stalled'), stalledMs)),
+      ]);
+      expect(answer).not.toBe('stalled');
+      const { status, body } = answer as { status: number; body: string };
+      expect(status, body).toBe(400);
+      expect((JSON.parse(body) as { detail: string }).detail).toMatch(/row 100, column 3/);
+    } finally {
+      req.destroy();
+    }
+    // The session failed before the answer: the model's lock is gone (nothing published here,
+    // so the versions of the next test stay as they are).
+    expect(existsSync(join(t.repository, 'digits', '.recalibration.lock'))).toBe(false);
+  });
 
   it('a second POST while an upload streams → 409 with job_id; after it finishes, a new one succeeds', async () => {
     const { req, response } = startUpload();

@@ -663,7 +663,8 @@ export class WasmExecutor implements Executor {
     const taps = call.probe ? this.take(call.probe) : undefined;
     if (taps) {
       this.collectPending(taps);
-      this.setTaps(this.plan.steps.length);
+      // accumulateAsync stops where accumulate does: after the last tapped step.
+      this.setTaps(call.out ? this.plan.steps.length : taps.steps);
     }
     const share = Math.ceil(rows / helpers.length / MR) * MR;
     const w = this.words;
