@@ -1,0 +1,55 @@
+/**
+ * The recalibration upload readers hand rows on in chunks bounded in bytes as well as in rows
+ * (two chunks are held at a time: RecalibrationSession.pushAll reads one while the other is
+ * measured), so a wide model's upload does not hold 4,096 rows of it twice.
+ */
+import { Readable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { float32Rows, ndjsonRows } from '../../src/http/upload-readers.js';
+
+/** The rows of each chunk a reader yields, and every value, copied as they come. */
+async function collect(chunks: AsyncIterable<Float32Array>, width: number) {
+  const sizes: number[] = [];
+  const copies: Float32Array[] = [];
+  for await (const chunk of chunks) {
+    sizes.push(chunk.length / width);
+    copies.push(chunk.slice());
+  }
+  const values = new Float32Array(copies.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const c of copies) {
+    values.set(c, at);
+    at += c.length;
+  }
+  return { sizes, values };
+}
+
+describe('upload readers', () => {
+  it('float32: chunks of at most 4 MiB for wide rows, 4,096 rows for narrow ones', async () => {
+    const wide = 2048; // 8 KiB a row: 512 rows a chunk
+    const rows = Float32Array.from({ length: 1200 * wide }, (_, i) => i % 1000);
+    const bytes = Buffer.from(rows.buffer);
+    // Parts that split rows and values anywhere.
+    const parts = [bytes.subarray(0, 5), bytes.subarray(5, 3_000_001), bytes.subarray(3_000_001)];
+    const got = await collect(float32Rows(Readable.from(parts), wide, 1 << 30), wide);
+    expect(got.sizes).toEqual([512, 512, 176]);
+    expect(Buffer.from(got.values.buffer).equals(Buffer.from(rows.buffer))).toBe(true);
+    const narrow = Float32Array.from({ length: 5000 * 64 }, (_, i) => i % 77);
+    const small = await collect(
+      float32Rows(Readable.from([Buffer.from(narrow.buffer)]), 64, 1 << 30),
+      64,
+    );
+    expect(small.sizes).toEqual([4096, 904]);
+  });
+
+  it('NDJSON: the same bound', async () => {
+    const wide = 4096; // 16 KiB a row: 256 rows a chunk
+    const line = `[${Array.from({ length: wide }, (_, i) => i % 10).join(',')}]\n`;
+    const text = line.repeat(300);
+    const got = await collect(ndjsonRows(Readable.from([Buffer.from(text)]), wide, 1 << 30), wide);
+    expect(got.sizes).toEqual([256, 44]);
+    expect(Array.from(got.values.subarray(wide * 299, wide * 299 + 12))).toEqual([
+      0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1,
+    ]);
+  });
+});
