@@ -33,6 +33,13 @@ export interface RecalibrationRequest {
   source?: 'traffic' | undefined;
   /** The request that asked for it (request id, W3C trace), recorded in the job and its logs. */
   trace?: TraceContext | undefined;
+  /**
+   * Rows parsed from text as they arrive (NDJSON): the statistics that overlap the upload run on
+   * a helper thread while the event loop parses. Elsewhere (float32 bodies, rows in memory) the
+   * event loop has little to do meanwhile, and the helper's thread start cost more CPU than the
+   * overlap saved (bench/README.md, recalibration, fifth round).
+   */
+  parsedAsItArrives?: boolean | undefined;
 }
 
 /** The response of a recalibration (also a job's result). */
@@ -107,13 +114,13 @@ export class RecalibrationSession {
       ...(request.batchSize !== undefined ? { batchSize: request.batchSize } : {}),
       maxSamples: service.options.maxSamples,
       pause,
-      // The statistics that overlap the upload (the first BatchNorm's plan; recalibration/
-      // README.md) run on one helper thread, a pass at a time (accumulateAsync), so the event loop
-      // goes on reading the upload and answering predictions meanwhile: one thread computing,
-      // this one doing the I/O.
+      // With parsedAsItArrives, the statistics that overlap the upload (the first BatchNorm's
+      // plan; recalibration/README.md) run on one helper thread, a pass at a time
+      // (accumulateAsync), while the event loop goes on parsing the upload and answering
+      // predictions: one thread computing, this one doing the I/O.
       engine: nodeEngineOptions({
         engine: service.options.engine,
-        threads: 2,
+        threads: request.parsedAsItArrives ? 2 : 1,
         onHelperError: (e) =>
           service.log.warn({ err: e, job: job.id }, 'a recalibration helper thread failed'),
       }),
@@ -164,7 +171,7 @@ export class RecalibrationSession {
   async push(chunk: Float32Array): Promise<void> {
     if (this.rejected) throw this.rejected.error;
     const taking = this.recalibrator.push(chunk);
-    // Hashed here while the helper thread computes the chunk's first statistics.
+    // Hashed here while a helper thread computes the chunk's first statistics, if it has one.
     this.hash.update(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
     try {
       await taking;
@@ -180,8 +187,8 @@ export class RecalibrationSession {
   private rejected: { error: unknown } | undefined;
 
   /**
-   * Pushes every chunk, reading the next one while the last is taken (its statistics run on a
-   * helper thread, so reading the upload and computing overlap). A yielded chunk must stay
+   * Pushes every chunk, reading the next one while the last is taken (with parsedAsItArrives its
+   * statistics run on a helper thread, so parsing the upload and computing overlap). A yielded chunk must stay
    * unchanged until the one after it has been yielded and the next asked for (upload-readers.ts
    * fill two chunks in turn). A refused chunk rejects at once, not once the next chunk has been
    * read (a slow client would hold its 400 and the model's lock); its error wins over a read error

@@ -59,38 +59,46 @@ async function pushAllOf(
   }
 }
 
-const begin = () => service.begin({ model: 'digits', mode: 'exact', activate: false });
+/** A session; `parsed`: as for an NDJSON upload, its first statistics on a helper thread. */
+const begin = (parsed = false) =>
+  service.begin({ model: 'digits', mode: 'exact', activate: false, parsedAsItArrives: parsed });
 
 describe('RecalibrationSession.pushAll', () => {
-  it('a refused chunk rejects while the next read is still waiting for bytes', async () => {
-    const session = await begin();
-    const events: string[] = [];
-    let release: () => void = () => {};
-    const stalled = new Promise<void>((resolve) => {
-      release = resolve;
-    });
-    async function* upload() {
-      yield rows(4096, 7);
-      events.push('reading the next chunk');
-      await stalled; // a client that stopped sending
-      events.push('next chunk read');
-      yield rows(10);
-    }
-    const error = await pushAllOf(session, upload());
-    events.push('rejected');
-    release();
-    expect(error).toBeInstanceOf(NormserveError);
-    expect((error as NormserveError).code).toBe('INVALID_INPUT');
-    expect((error as NormserveError).message).toBe('row 7, column 3: NaN is not a finite number');
-    expect(events).toEqual(['reading the next chunk', 'rejected']);
-    // The model is free again.
-    const next = await begin();
-    await next.pushAll([rows(100)]);
-    expect((await next.complete()).samples).toBe(100);
-  });
+  it.each([
+    ['on the calling thread', false],
+    ['on a helper thread', true],
+  ])(
+    'a refused chunk rejects while the next read is still waiting for bytes (statistics %s)',
+    async (_, parsed) => {
+      const session = await begin(parsed);
+      const events: string[] = [];
+      let release: () => void = () => {};
+      const stalled = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      async function* upload() {
+        yield rows(4096, 7);
+        events.push('reading the next chunk');
+        await stalled; // a client that stopped sending
+        events.push('next chunk read');
+        yield rows(10);
+      }
+      const error = await pushAllOf(session, upload());
+      events.push('rejected');
+      release();
+      expect(error).toBeInstanceOf(NormserveError);
+      expect((error as NormserveError).code).toBe('INVALID_INPUT');
+      expect((error as NormserveError).message).toBe('row 7, column 3: NaN is not a finite number');
+      expect(events).toEqual(['reading the next chunk', 'rejected']);
+      // The model is free again.
+      const next = await begin();
+      await next.pushAll([rows(100)]);
+      expect((await next.complete()).samples).toBe(100);
+    },
+  );
 
-  it("a refused chunk's error wins over a read error that follows it; later pushes repeat it", async () => {
-    const session = await begin();
+  it("a refused chunk's error wins over a read error that follows it", async () => {
+    const session = await begin(true);
     async function* upload() {
       yield rows(4096, 9);
       throw new NormserveError('BODY_TOO_LARGE', 'upload larger than the limit');

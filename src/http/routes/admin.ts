@@ -133,6 +133,7 @@ async function adminScope(app: AppInstance): Promise<void> {
           activate: json?.activate ?? q.activate ?? true,
           note: json?.note ?? q.note,
           trace: traceContextOf(request),
+          parsedAsItArrives: contentType === NDJSON,
         };
         // A JSON body is checked whole before the model is locked, so a bad request never makes
         // a good one wait; streamed bodies are checked as they arrive.
