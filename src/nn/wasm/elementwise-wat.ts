@@ -34,20 +34,24 @@ const actPass = `
       (local.set $i (i32.add (local.get $i) (i32.const 4)))
       (br $next))))`;
 
+/** Activates $v and stores features $k … $k+3 (fewer at the row's end) at $dst. */
+const activateAndStore = `(call $store_partial (i32.add (local.get $dst) (i32.shl (local.get $k) (i32.const 2)))
+          (call $act (local.get $v) (local.get $code) (local.get $slope))
+          (i32.sub (local.get $f) (local.get $k)))`;
+
 /**
  * Loops over rows × feature vectors; `body` computes the vector for features $k … $k+3 of the row
- * at $src (into $v), which is then activated and stored at $dst.
+ * at $src (into $v), which `store` writes at $dst (activated, partial at the row's end, unless
+ * the caller knows better).
  */
-const rowLoop = (body: string) => `
+const rowLoop = (body: string, store = activateAndStore) => `
     (block $rows_done (loop $rows
       (br_if $rows_done (i32.ge_s (local.get $r) (local.get $rows)))
       (local.set $k (i32.const 0))
       (block $k_done (loop $ks
         (br_if $k_done (i32.ge_s (local.get $k) (local.get $f)))
         ${body}
-        (call $store_partial (i32.add (local.get $dst) (i32.shl (local.get $k) (i32.const 2)))
-          (call $act (local.get $v) (local.get $code) (local.get $slope))
-          (i32.sub (local.get $f) (local.get $k)))
+        ${store}
         (local.set $k (i32.add (local.get $k) (i32.const 4)))
         (br $ks)))
       (local.set $src (i32.add (local.get $src) (i32.shl (local.get $f) (i32.const 2))))
@@ -96,19 +100,7 @@ const affine = `
         (local.set $floor (if (result v128) (local.get $code)
           (then (v128.const i32x4 0 0 0 0))
           (else (f32x4.splat (f32.const -inf)))))
-        (block $rows_done (loop $rows
-          (br_if $rows_done (i32.ge_s (local.get $r) (local.get $rows)))
-          (local.set $k (i32.const 0))
-          (block $k_done (loop $ks
-            (br_if $k_done (i32.ge_s (local.get $k) (local.get $f)))
-            ${affineVector}
-            (v128.store ${at('dst')} (f32x4.max (local.get $v) (local.get $floor)))
-            (local.set $k (i32.add (local.get $k) (i32.const 4)))
-            (br $ks)))
-          (local.set $src (i32.add (local.get $src) (i32.shl (local.get $f) (i32.const 2))))
-          (local.set $dst (i32.add (local.get $dst) (i32.shl (local.get $f) (i32.const 2))))
-          (local.set $r (i32.add (local.get $r) (i32.const 1)))
-          (br $rows)))
+        ${rowLoop(affineVector, `(v128.store ${at('dst')} (f32x4.max (local.get $v) (local.get $floor)))`)}
         (return)))
     ${rowLoop(affineVector)})`;
 
