@@ -15,10 +15,12 @@ import { shareDrift } from './cluster-drift.js';
 import { PrimaryChannel } from './cluster-messages.js';
 import { answerCollectRequests, clusterScrape } from './cluster-metrics.js';
 import { clusterRateLimitCounter } from './cluster-rate-limit.js';
+import { applyHeapGrowingPercent } from './heap-growth.js';
 import { packageVersion } from './package-version.js';
 import { turnLogDestination } from './turn-log-destination.js';
 
 export async function startServer(config: ServerConfig): Promise<void> {
+  applyHeapGrowingPercent(config.V8_HEAP_GROWING_PERCENT);
   // Each event-loop turn's log lines leave in one write at the end of the turn
   // (turn-log-destination.ts).
   const logger = pino(

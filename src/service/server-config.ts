@@ -69,6 +69,11 @@ export const serverConfigSchema = z.object({
    * thread and the helpers. Off by default: no gain measured on 2 cores (bench/README.md).
    */
   ENGINE_ASYNC: z.enum(['off', 'on']).default('off'),
+  /**
+   * V8's old-generation growth factor after a full collection, in percent
+   * (`--heap-growing-percent`; cli/heap-growth.ts says why); 0 = V8's own choice.
+   */
+  V8_HEAP_GROWING_PERCENT: int(0, 300).default(200),
   SHUTDOWN_TIMEOUT_MS: ms(100).default(10_000),
   /** Time to receive one whole request, headers and body; 0 = no limit (headers get 60 s). */
   REQUEST_TIMEOUT_MS: ms(0).default(60_000),
