@@ -7,6 +7,7 @@
 import { execFile } from 'node:child_process';
 import { resolve } from 'node:path';
 import { promisify } from 'node:util';
+import { Worker } from 'node:worker_threads';
 import { afterAll, describe, expect, it } from 'vitest';
 import { buildSequential } from '../../src/checkpoint/index.js';
 import {
@@ -15,7 +16,7 @@ import {
   type HelperSpawner,
   WasmExecutor,
 } from '../../src/inference/index.js';
-import { HELPER_STATE } from '../../src/inference/wasm/program-wat.js';
+import { CONTROL, DONE, HELPER_STATE } from '../../src/inference/wasm/program-wat.js';
 import { Rng } from '../../src/nn/index.js';
 import { loadModelDirectory } from '../../src/repository/index.js';
 import { nodeEngineOptions, prepareWasmRuntime } from '../../src/service/index.js';
@@ -134,6 +135,73 @@ describe('helper threads', () => {
     expect(two.parallelCalls).toBe(3);
     expect(two.revokedShares).toBe(3);
     two.close();
+  });
+
+  it('a helper that dies in a chunk it claimed: that chunk runs again on the caller', async () => {
+    // A "helper" thread that claims its share and one chunk from the row cursor, then dies
+    // without computing it (the failure words, as the engine's helper writes them when serve
+    // throws). The output region still holds the previous call's values for those rows.
+    const claimed: number[] = [];
+    const dying: HelperSpawner = (init) => {
+      const worker = new Worker(
+        `const { workerData: d, parentPort } = require('node:worker_threads');
+        const w = new Int32Array(d.memory.buffer);
+        const c = d.control >> 2;
+        const seen = Atomics.load(w, c + d.C.seq);
+        Atomics.store(w, c + d.C.state, d.ready);
+        Atomics.wait(w, c + d.C.seq, seen);
+        let r = -1;
+        if (Atomics.compareExchange(w, c + d.C.done, d.posted, d.claimed) === d.posted) {
+          r = Atomics.add(w, Atomics.load(w, c + d.C.cursor) >> 2, Atomics.load(w, c + d.C.chunk));
+          Atomics.store(w, c + d.C.current, r);
+        }
+        parentPort.postMessage(r);
+        Atomics.store(w, c + d.C.state, d.failed);
+        Atomics.store(w, c + d.C.done, -1);
+        Atomics.notify(w, c + d.C.done);`,
+        {
+          eval: true,
+          workerData: {
+            memory: init.memory,
+            control: init.control,
+            C: CONTROL,
+            ready: HELPER_STATE.ready,
+            failed: HELPER_STATE.failed,
+            posted: DONE.posted,
+            claimed: DONE.claimed,
+          },
+        },
+      );
+      worker.on('message', (r: number) => claimed.push(r));
+      return { terminate: () => void worker.terminate() };
+    };
+    const one = new WasmExecutor(plan, { maxBatchSize: 4096, threads: 1, relaxedSimd });
+    const two = new WasmExecutor(plan, {
+      maxBatchSize: 4096,
+      threads: 2,
+      relaxedSimd,
+      spawnHelper: dying,
+      parallelMinFlops: 0,
+    });
+    try {
+      const rng = new Rng(11);
+      const rows = 4096;
+      const first = Float32Array.from({ length: rows * 50 }, () => rng.normal());
+      two.run(first, rows); // starts the helper; runs here
+      await two.ready();
+      const input = Float32Array.from({ length: rows * 50 }, () => rng.normal() * 3);
+      expect(bits(two.run(input, rows)).equals(bits(one.run(input, rows)))).toBe(true);
+      for (let i = 0; i < 500 && claimed.length === 0; i++)
+        await new Promise((r) => setTimeout(r, 10));
+      // The chunked path ran (a row ≥ 0: the chunk the helper claimed and never computed) or
+      // the caller had taken every chunk before the helper woke (−1); either way the answer is
+      // the one-thread answer, and the helper is gone.
+      expect(claimed.length).toBe(1);
+      expect(two.readyHelpers).toBe(0);
+      expect(bits(two.run(input, rows)).equals(bits(one.run(input, rows)))).toBe(true);
+    } finally {
+      two.close();
+    }
   });
 
   it('helpers are spawned on the first batch worth splitting, once, and never for small ones', () => {

@@ -79,8 +79,25 @@ export interface EngineParts {
 
 export const ALL_PARTS: EngineParts = { elementwise: true, cnn: true };
 
-/** A helper thread's control block, i32 words (one per helper; see serve). */
-export const CONTROL = { seq: 0, r0: 1, r1: 2, done: 3, state: 4, bytes: 64 } as const;
+/**
+ * A helper thread's control block, i32 words (one per helper; see serve). A share is rows
+ * r0 … r1−1 (chunk 0), or, with chunk > 0, the rows below r1 that the helper claims `chunk` at a
+ * time from the shared row cursor at byte address `cursor` (the calling thread and every helper
+ * claim from it); `current` is the first row of the chunk the helper is running (−1: none).
+ */
+export const CONTROL = {
+  seq: 0,
+  r0: 1,
+  r1: 2,
+  done: 3,
+  state: 4,
+  chunk: 5,
+  cursor: 6,
+  current: 7,
+  /** The row cursor of a chunked call, in the first helper's block. */
+  next: 8,
+  bytes: 64,
+} as const;
 export const HELPER_STATE = { starting: 0, ready: 1, stopping: 2, failed: 3 } as const;
 /**
  * The `done` word of a share of rows: posted by the caller, claimed by the helper when it starts
@@ -270,14 +287,15 @@ function runWat(parts: EngineParts): string {
 
 /**
  * serve(control, program, input, output, scratch): a helper thread's loop. It announces itself
- * (state = ready), then sleeps on the sequence word; each increment posts rows r0 … r1−1, which it
- * claims (done: posted → claimed) and runs, then sets done = finished and wakes the caller; a share
- * the caller revoked meanwhile is left alone. state = stopping ends the loop.
+ * (state = ready), then sleeps on the sequence word; each increment posts a share, which it
+ * claims (done: posted → claimed) and runs — rows r0 … r1−1, or chunks taken from the row cursor
+ * until it passes r1 — then sets done = finished and wakes the caller; a share the caller revoked
+ * meanwhile is left alone. state = stopping ends the loop.
  */
 const serve = `
   (func $serve (export "serve") (param $ctl i32) (param $prog i32) (param $in i32) (param $out i32)
       (param $scratch i32)
-    (local $seen i32)
+    (local $seen i32) (local $chunk i32) (local $cursor i32) (local $end i32) (local $r i32)
     (local.set $seen (i32.atomic.load offset=${CONTROL.seq * 4} (local.get $ctl)))
     (i32.atomic.store offset=${CONTROL.state * 4} (local.get $ctl) (i32.const ${HELPER_STATE.ready}))
     (drop (memory.atomic.notify offset=${CONTROL.state * 4} (local.get $ctl) (i32.const 1)))
@@ -292,9 +310,26 @@ const serve = `
               (i32.const ${DONE.posted}) (i32.const ${DONE.claimed}))
             (i32.const ${DONE.posted}))
         (then
-          (call $run (local.get $prog) (local.get $in) (local.get $out)
-            (i32.atomic.load offset=${CONTROL.r0 * 4} (local.get $ctl))
-            (i32.atomic.load offset=${CONTROL.r1 * 4} (local.get $ctl)) (local.get $scratch))
+          (local.set $chunk (i32.atomic.load offset=${CONTROL.chunk * 4} (local.get $ctl)))
+          (local.set $end (i32.atomic.load offset=${CONTROL.r1 * 4} (local.get $ctl)))
+          (if (i32.eqz (local.get $chunk))
+            (then
+              (call $run (local.get $prog) (local.get $in) (local.get $out)
+                (i32.atomic.load offset=${CONTROL.r0 * 4} (local.get $ctl)) (local.get $end)
+                (local.get $scratch)))
+            (else
+              (local.set $cursor (i32.atomic.load offset=${CONTROL.cursor * 4} (local.get $ctl)))
+              (block $drained
+                (loop $claim
+                  (local.set $r (i32.atomic.rmw.add (local.get $cursor) (local.get $chunk)))
+                  (br_if $drained (i32.ge_s (local.get $r) (local.get $end)))
+                  (i32.atomic.store offset=${CONTROL.current * 4} (local.get $ctl) (local.get $r))
+                  (call $run (local.get $prog) (local.get $in) (local.get $out) (local.get $r)
+                    (select (local.get $end) (i32.add (local.get $r) (local.get $chunk))
+                      (i32.lt_s (local.get $end) (i32.add (local.get $r) (local.get $chunk))))
+                    (local.get $scratch))
+                  (br $claim)))
+              (i32.atomic.store offset=${CONTROL.current * 4} (local.get $ctl) (i32.const -1))))
           (i32.atomic.store offset=${CONTROL.done * 4} (local.get $ctl) (i32.const ${DONE.finished}))
           (drop (memory.atomic.notify offset=${CONTROL.done * 4} (local.get $ctl) (i32.const 1)))))
       (br $wait)))`;

@@ -91,6 +91,9 @@ const IO_ROWS_CAP = 4096;
  * time per row, one thread or two, in A/B runs on the 2-core machine (bench/README.md).
  */
 const CHUNK_BUFFER_BYTES = 512 * 1024;
+/** A split call's chunks: about this many per thread, each at least MIN_CHUNK_ROWS rows. */
+const CHUNKS_PER_THREAD = 2;
+const MIN_CHUNK_ROWS = 16;
 const MAX_CHUNK_ROWS = 1024;
 const DEFAULT_PARALLEL_MIN_FLOPS = 4e6;
 /** How often a wait for a helper re-reads its state word (a helper that died unseen). */
@@ -679,6 +682,7 @@ export class WasmExecutor implements Executor {
       const c = helper.control >> 2;
       Atomics.store(w, c + CONTROL.r0, r0);
       Atomics.store(w, c + CONTROL.r1, r1);
+      Atomics.store(w, c + CONTROL.chunk, 0);
       Atomics.store(w, c + CONTROL.done, DONE.posted);
       Atomics.add(w, c + CONTROL.seq, 1);
       Atomics.notify(w, c + CONTROL.seq);
@@ -941,38 +945,52 @@ export class WasmExecutor implements Executor {
       return;
     }
     this.splitCalls++;
-    // Contiguous shares, a multiple of the GEMM's row tile each; the calling thread takes the first.
-    const share = Math.ceil(rows / (helpers.length + 1) / MR) * MR;
+    // Every thread claims chunks of rows from one cursor until none is left (dynamic scheduling,
+    // as OpenMP's and onnxruntime's thread pools do): a helper that wakes late, or loses its core
+    // for a while, takes fewer chunks, and this thread waits at most for the chunk a helper is
+    // running instead of for its whole share. Chunks are multiples of the GEMM's row tile, so
+    // every row is computed as in one call (bit-identical), and at least MIN_CHUNK_ROWS rows, so
+    // that a model whose weights do not fit in cache reads them once per chunk of real work.
+    const threads = helpers.length + 1;
+    const chunk = Math.max(
+      MIN_CHUNK_ROWS,
+      Math.ceil(rows / (CHUNKS_PER_THREAD * threads) / MR) * MR,
+    );
     const w = this.words;
-    const ranges = helpers.map((h, i) => {
+    const cursorAt = helpers[0]!.control + CONTROL.next * 4;
+    Atomics.store(w, cursorAt >> 2, 0);
+    for (const h of helpers) {
       const c = h.control >> 2;
-      const r0 = Math.min(rows, share * (i + 1));
-      const r1 = Math.min(rows, share * (i + 2));
-      Atomics.store(w, c + CONTROL.r0, r0);
-      Atomics.store(w, c + CONTROL.r1, r1);
+      Atomics.store(w, c + CONTROL.r1, rows);
+      Atomics.store(w, c + CONTROL.chunk, chunk);
+      Atomics.store(w, c + CONTROL.cursor, cursorAt);
+      Atomics.store(w, c + CONTROL.current, -1);
       Atomics.store(w, c + CONTROL.done, DONE.posted);
       Atomics.add(w, c + CONTROL.seq, 1);
       Atomics.notify(w, c + CONTROL.seq);
-      return [r0, r1] as const;
-    });
-    x.run(program, input, output, 0, Math.min(rows, share), scratch[0]!);
-    helpers.forEach((h, i) => {
-      const done = (h.control >> 2) + CONTROL.done;
-      // A share its helper has not started yet is taken back and run here: on a machine whose
-      // cores are all busy a woken helper may wait for a time slice, and the caller would sit
-      // blocked for it; now the call never takes longer than the caller alone would (plus a wake).
-      let state = Atomics.compareExchange(w, done, DONE.posted, DONE.revoked);
+    }
+    for (;;) {
+      const r0 = Atomics.add(w, cursorAt >> 2, chunk);
+      if (r0 >= rows) break;
+      x.run(program, input, output, r0, Math.min(rows, r0 + chunk), scratch[0]!);
+    }
+    for (const h of helpers) {
+      const c = h.control >> 2;
+      // A helper that has not claimed its share yet is told not to (revoked): no rows are left.
+      let state = Atomics.compareExchange(w, c + CONTROL.done, DONE.posted, DONE.revoked);
       while (state === DONE.claimed) {
-        Atomics.wait(w, done, DONE.claimed);
-        state = Atomics.load(w, done);
+        Atomics.wait(w, c + CONTROL.done, DONE.claimed);
+        state = Atomics.load(w, c + CONTROL.done);
       }
       if (state === DONE.posted) this.takenBack++;
-      if (state === DONE.posted || state === DONE.failed) {
-        // Revoked, or the helper died (its thread wrote the failure words): its rows run here.
-        const [r0, r1] = ranges[i]!;
-        x.run(program, input, output, r0, r1, scratch[0]!);
+      const current = Atomics.load(w, c + CONTROL.current);
+      if (state === DONE.failed && current >= 0) {
+        // The helper died in the chunk it was running (its thread wrote the failure words; the
+        // chunks it finished are in the output): that chunk runs again here. Its statistics
+        // taps may hold part of that chunk, which then counts twice, as a failed share did.
+        x.run(program, input, output, current, Math.min(rows, current + chunk), scratch[0]!);
       }
-    });
+    }
     if (helpers.some((h) => this.word(h.control, CONTROL.state) === HELPER_STATE.failed))
       this.helpers = this.helpers.filter(
         (h) => this.word(h.control, CONTROL.state) !== HELPER_STATE.failed,
