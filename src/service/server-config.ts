@@ -71,7 +71,8 @@ export const serverConfigSchema = z.object({
   ENGINE_ASYNC: z.enum(['off', 'on']).default('off'),
   /**
    * V8's old-generation growth factor after a full collection, in percent
-   * (`--heap-growing-percent`; cli/heap-growth.ts says why); 0 = V8's own choice.
+   * (`--heap-growing-percent`; cli/heap-growth.ts says why); 0 = V8's own choice. At most 300:
+   * V8's own largest factor (4.0, heap-controller.cc).
    */
   V8_HEAP_GROWING_PERCENT: int(0, 300).default(200),
   SHUTDOWN_TIMEOUT_MS: ms(100).default(10_000),

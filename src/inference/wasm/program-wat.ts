@@ -82,7 +82,7 @@ export const ALL_PARTS: EngineParts = { elementwise: true, cnn: true };
 /**
  * A helper thread's control block, i32 words (one per helper; see serve). A share is rows
  * r0 … r1−1 (chunk 0), or, with chunk > 0, the rows below r1 that the helper claims `chunk` at a
- * time from the shared row cursor at byte address `cursor` (the calling thread and every helper
+ * time from the shared row cursor at byte address `cursorAt` (the calling thread and every helper
  * claim from it); `current` is the first row of the chunk the helper is running (−1: none).
  */
 export const CONTROL = {
@@ -92,18 +92,19 @@ export const CONTROL = {
   done: 3,
   state: 4,
   chunk: 5,
-  cursor: 6,
+  cursorAt: 6,
   current: 7,
   /** The row cursor of a chunked call, in the first helper's block. */
-  next: 8,
+  cursor: 8,
   bytes: 64,
 } as const;
 export const HELPER_STATE = { starting: 0, ready: 1, stopping: 2, failed: 3 } as const;
 /**
  * The `done` word of a share of rows: posted by the caller, claimed by the helper when it starts
- * (compare-and-swap from posted), finished when it is done; or revoked by the caller, which then
- * runs the share itself, when the helper had not claimed it by the time the caller finished its
- * own share (a helper without a free core). failed: the helper thread died.
+ * (compare-and-swap from posted), finished when it is done; or revoked by the caller when the
+ * helper had not claimed it in time (a helper without a free core): a synchronous split call's
+ * caller has then run every chunk itself, an asynchronous call's caller runs the share. failed:
+ * the helper thread died.
  */
 export const DONE = { posted: 0, finished: 1, claimed: 2, revoked: 3, failed: -1 } as const;
 
@@ -318,7 +319,7 @@ const serve = `
                 (i32.atomic.load offset=${CONTROL.r0 * 4} (local.get $ctl)) (local.get $end)
                 (local.get $scratch)))
             (else
-              (local.set $cursor (i32.atomic.load offset=${CONTROL.cursor * 4} (local.get $ctl)))
+              (local.set $cursor (i32.atomic.load offset=${CONTROL.cursorAt * 4} (local.get $ctl)))
               (block $drained
                 (loop $claim
                   (local.set $r (i32.atomic.rmw.add (local.get $cursor) (local.get $chunk)))

@@ -91,7 +91,12 @@ const IO_ROWS_CAP = 4096;
  * time per row, one thread or two, in A/B runs on the 2-core machine (bench/README.md).
  */
 const CHUNK_BUFFER_BYTES = 512 * 1024;
-/** A split call's chunks: about this many per thread, each at least MIN_CHUNK_ROWS rows. */
+/**
+ * A split call's chunks: about CHUNKS_PER_THREAD per thread, and at least MIN_CHUNK_ROWS rows
+ * unless that would leave a thread without one. Every chunk streams the weights through the GEMM
+ * once: for the wide 784-1024-1024-10 model (7.4 MiB of weights) a quarter of a 256-row batch
+ * per chunk instead of a half cost 1.28× the wall time (bench/README.md, h20's round).
+ */
 const CHUNKS_PER_THREAD = 2;
 const MIN_CHUNK_ROWS = 16;
 const MAX_CHUNK_ROWS = 1024;
@@ -493,7 +498,10 @@ export class WasmExecutor implements Executor {
     return this.splitCalls;
   }
 
-  /** Shares of rows the calling thread took back from a helper that had not started them. */
+  /**
+   * Shares a helper had not started when the calling thread revoked them: an asynchronous call's
+   * share then runs on the calling thread; a split call's chunks had all been run by it.
+   */
   get revokedShares(): number {
     return this.takenBack;
   }
@@ -714,7 +722,7 @@ export class WasmExecutor implements Executor {
         if (this.pass !== pass) return;
         // Not started yet, and this thread has nothing else to do (the timeout runs only when the
         // event loop is free): the helper is waiting for a core; the share is taken back and run
-        // here (finishPass), as compute() does.
+        // here (finishPass).
         if (
           posted &&
           outcome === 'timed-out' &&
@@ -778,7 +786,7 @@ export class WasmExecutor implements Executor {
 
   /**
    * Ends the pass in flight now, for a synchronous call that needs the I/O regions and the
-   * helpers: a share a helper has not started is taken back and run here (as compute() does),
+   * helpers: a share a helper has not started is taken back and run here,
    * one it has started is waited for. The queued calls go on after the synchronous call returns.
    */
   private drain(): void {
@@ -952,25 +960,26 @@ export class WasmExecutor implements Executor {
     // every row is computed as in one call (bit-identical), and at least MIN_CHUNK_ROWS rows, so
     // that a model whose weights do not fit in cache reads them once per chunk of real work.
     const threads = helpers.length + 1;
-    const chunk = Math.max(
-      MIN_CHUNK_ROWS,
-      Math.ceil(rows / (CHUNKS_PER_THREAD * threads) / MR) * MR,
+    const evenShare = Math.ceil(rows / threads / MR) * MR;
+    const chunk = Math.min(
+      evenShare,
+      Math.max(MIN_CHUNK_ROWS, Math.ceil(rows / (CHUNKS_PER_THREAD * threads) / MR) * MR),
     );
     const w = this.words;
-    const cursorAt = helpers[0]!.control + CONTROL.next * 4;
-    Atomics.store(w, cursorAt >> 2, 0);
+    const cursor = (helpers[0]!.control >> 2) + CONTROL.cursor;
+    Atomics.store(w, cursor, 0);
     for (const h of helpers) {
       const c = h.control >> 2;
       Atomics.store(w, c + CONTROL.r1, rows);
       Atomics.store(w, c + CONTROL.chunk, chunk);
-      Atomics.store(w, c + CONTROL.cursor, cursorAt);
+      Atomics.store(w, c + CONTROL.cursorAt, cursor << 2);
       Atomics.store(w, c + CONTROL.current, -1);
       Atomics.store(w, c + CONTROL.done, DONE.posted);
       Atomics.add(w, c + CONTROL.seq, 1);
       Atomics.notify(w, c + CONTROL.seq);
     }
     for (;;) {
-      const r0 = Atomics.add(w, cursorAt >> 2, chunk);
+      const r0 = Atomics.add(w, cursor, chunk);
       if (r0 >= rows) break;
       x.run(program, input, output, r0, Math.min(rows, r0 + chunk), scratch[0]!);
     }
@@ -979,8 +988,11 @@ export class WasmExecutor implements Executor {
       // A helper that has not claimed its share yet is told not to (revoked): no rows are left.
       let state = Atomics.compareExchange(w, c + CONTROL.done, DONE.posted, DONE.revoked);
       while (state === DONE.claimed) {
-        Atomics.wait(w, c + CONTROL.done, DONE.claimed);
+        Atomics.wait(w, c + CONTROL.done, DONE.claimed, HELPER_CHECK_MS);
         state = Atomics.load(w, c + CONTROL.done);
+        // Re-checked every HELPER_CHECK_MS; a helper whose state word says failed is not waited
+        // for (its thread writes the state word first, then done = −1).
+        if (this.word(h.control, CONTROL.state) === HELPER_STATE.failed) state = DONE.failed;
       }
       if (state === DONE.posted) this.takenBack++;
       const current = Atomics.load(w, c + CONTROL.current);
