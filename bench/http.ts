@@ -179,19 +179,21 @@ export async function measured<T extends { requests: number }>(
 
 /**
  * A WORKERS=1 server of the source tree `tree` (spawned from that directory, so it runs that
- * tree's sources) on `repository`, for the A/B scripts (ab-trees.ts, ab-batching.ts).
+ * tree's sources) on `repository`, for the A/B scripts (ab-trees.ts, ab-batching.ts) and
+ * server-threads.ts (`nodeFlags`: node's own flags, such as --trace-gc).
  */
 export async function startTree(
   tree: string,
   repository: string,
   logFile: string,
   env: Record<string, string> = {},
+  nodeFlags: string[] = [],
 ): Promise<Server> {
   const here = process.cwd();
   process.chdir(tree);
   try {
     return await start(
-      ['--import', 'tsx', 'src/cli/server.ts'],
+      [...nodeFlags, '--import', 'tsx', 'src/cli/server.ts'],
       {
         MODEL_REPOSITORY: repository,
         MODEL_POLL_INTERVAL_MS: '0',

@@ -12,7 +12,7 @@
 import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { f32, freePort, http, requestBodies, start } from './http.js';
+import { f32, http, requestBodies, startTree } from './http.js';
 
 const [load = 'float32', secondsArg, envArg, ...nodeFlags] = process.argv.slice(2);
 const seconds = Number(secondsArg ?? 8);
@@ -45,21 +45,10 @@ function threadTicks(pid: number): Map<string, [number, number]> {
 const repository = mkdtempSync(join(tmpdir(), 'normserve-threads-'));
 cpSync('models/digits', join(repository, 'digits'), { recursive: true });
 const logFile = join(repository, 'server.log');
-const server = await start(
-  ['--trace-gc', ...nodeFlags, '--import', 'tsx', 'src/cli/server.ts'],
-  {
-    MODEL_REPOSITORY: repository,
-    MODEL_POLL_INTERVAL_MS: '0',
-    ADMIN_TOKEN: 'bench-admin-token-0123456789',
-    LOG_LEVEL: 'info',
-    HOST: '127.0.0.1',
-    WORKERS: '1',
-    GRPC_PORT: '0',
-    PORT: String(await freePort()),
-    ...env,
-  },
-  logFile,
-);
+const server = await startTree('.', repository, logFile, { GRPC_PORT: '0', ...env }, [
+  '--trace-gc',
+  ...nodeFlags,
+]);
 try {
   const path = '/v1/models/digits:predict';
   await http(server, path, body, headers, 2, 8);
