@@ -47,6 +47,12 @@ export interface Executor {
    * change, and the probe's sums must not be read, until the promise settles.
    */
   accumulateAsync(input: Float32Array, rows: number, probe: StatisticsProbe): Promise<void>;
+  /**
+   * The softmax of each row of `logits` ([rows, width], a classifier's outputs), in a new array:
+   * PlanExecutor in float64 (nn's softmaxRows, the reference), WasmExecutor as PyTorch's float32
+   * softmax does it (within a few float32 ulps of the reference). Synchronous.
+   */
+  softmax(logits: Float32Array, rows: number, width: number): Float32Array;
   /** Taps for run and accumulate, checked against the plan (RangeError), with zeroed sums. */
   createProbe(taps: readonly StatisticsTap[]): StatisticsProbe;
   /**

@@ -1,4 +1,4 @@
-import { maxPoolKernel, meanPoolKernel } from '../nn/index.js';
+import { maxPoolKernel, meanPoolKernel, softmaxRows } from '../nn/index.js';
 import { conv2dKernel, conv2dScratch, type WideConv2dStep } from './conv2d-kernel.js';
 import { checkRunArguments, checkSameStructure, type Executor } from './executor.js';
 import {
@@ -174,6 +174,10 @@ export class PlanExecutor implements Executor {
   /** Never: this executor has no other thread. */
   offloads(_rows: number): boolean {
     return false;
+  }
+
+  softmax(logits: Float32Array, rows: number, width: number): Float32Array {
+    return softmaxRows(logits, rows, width);
   }
 
   runAsync(input: Float32Array, rows: number, probe?: StatisticsProbe): Promise<Float32Array> {

@@ -10,7 +10,7 @@ import {
 } from '../drift/index.js';
 import { isNormserveError } from '../errors/index.js';
 import type { StatisticsProbe } from '../inference/index.js';
-import { Rng, softmaxRows } from '../nn/index.js';
+import { Rng } from '../nn/index.js';
 import type { AutoRecalibrate } from './drift-settings.js';
 import {
   type DriftShare,
@@ -864,7 +864,8 @@ export class DriftService implements TrafficObserver {
             const outputs = target.compiled.forward(x, rows, true, probe);
             if (probe) this.versions.get(target)?.gathered(rows, this.now());
             const classes = target.compiled.outputWidth;
-            candidate.shadow.add(active, softmaxRows(outputs, rows, classes), rows, classes);
+            const shadow = target.compiled.executor.softmax(outputs, rows, classes);
+            candidate.shadow.add(active, shadow, rows, classes);
           } catch (e) {
             this.log.error(
               { model: served.name, version: candidate.version, err: e },

@@ -1,6 +1,5 @@
 import { type ErrorLocation, NormserveError } from '../errors/index.js';
 import type { CompiledModel, StatisticsProbe } from '../inference/index.js';
-import { softmaxRows } from '../nn/index.js';
 import { InputShape } from './input-shape.js';
 import type { AvailableVersion, ModelRegistry } from './model-registry.js';
 import { float32Rows, type RowSource } from './row-source.js';
@@ -188,7 +187,7 @@ function answer(
   const { input, total, watch, probe } = call;
   const names = config.task === 'classification' ? config.labels! : undefined;
   const softmaxStarted = performance.now();
-  const probabilities = names ? softmaxRows(outputs, total, width) : undefined;
+  const probabilities = names ? served.compiled.executor.softmax(outputs, total, width) : undefined;
   const computeMs = engineMs + (performance.now() - softmaxStarted);
   watch?.observed(served, input, total, outputs, probabilities, probe);
   const results = new Array<PredictOutput>(sources.length);

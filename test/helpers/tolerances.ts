@@ -34,5 +34,13 @@ export const ACTIVATION_ULPS = {
  */
 export const GELU_TANH_RTOL = 4e-6;
 
+/**
+ * The WebAssembly engine's float32 softmax against nn's float64 one: each probability within
+ * SOFTMAX_ULPS float32 ulps of the reference (expf within 1, the float64 sum and division, the
+ * rounding of the result) plus |x − max| float32 ulps of the argument, which float32 rounds before
+ * the exponential as PyTorch's float32 softmax does.
+ */
+export const SOFTMAX_ULPS = 3;
+
 /** Float64 statistics sums of the same values added in another grouping (collected at other times). */
 export const FLOAT64_REGROUP_RTOL = 1e-12;

@@ -2,10 +2,12 @@ import {
   assembleWat,
   convWat,
   elementwiseWat,
+  expWat,
   gemm64Wat,
   gemmWat,
   poolWat,
   residualWat,
+  softmaxWat,
   statisticsWat,
   vectorMathWat,
 } from '../../nn/wasm/index.js';
@@ -19,7 +21,7 @@ export const MAX_PAGES = 65536;
  * The engine's module as text: one shared memory imported from the host (so the calling thread
  * and the helper threads run on the same weights), the GEMM, the float64-accumulating GEMM of
  * statistics plans and the statistics taps' channel sums, the plan interpreter and the helpers'
- * loop, and the `parts` a plan needs: the element-wise steps and their activations; convolution,
+ * loop, the classifiers' softmax, and the `parts` a plan needs: the element-wise steps and their activations; convolution,
  * pooling and the residual add. `relaxed` uses relaxed SIMD's fused multiply-add in the GEMM's
  * inner loop.
  */
@@ -27,6 +29,8 @@ export function engineModuleText(relaxed: boolean, parts: EngineParts = ALL_PART
   const elementwise = parts.elementwise || parts.cnn;
   return `(module
   (import "env" "memory" (memory 1 ${MAX_PAGES} shared))
+  ${expWat()}
+  ${softmaxWat()}
   ${elementwise ? vectorMathWat() : ''}
   ${elementwise ? elementwiseWat() : ''}
   ${gemmWat(relaxed, { rowBias: parts.cnn })}
@@ -139,6 +143,8 @@ export interface EngineExports {
     slope: number,
   ): void;
   serve(control: number, program: number, input: number, output: number, scratch: number): void;
+  /** softmax(src, dst, rows, width): see nn/wasm/softmax-wat.ts. */
+  softmax(src: number, dst: number, rows: number, width: number): void;
   channel_sums(src: number, rows: number, width: number, channels: number, acc: number): void;
   /** channel_sums, then v > 0 ? v : v·slope + 0 in place (nn/wasm/statistics-wat.ts). */
   channel_sums_act(

@@ -574,6 +574,27 @@ export class WasmExecutor implements Executor {
     this.collect(taps, rows);
   }
 
+  /**
+   * In blocks through the calling thread's two chunk buffers (each holds at least MR rows of the
+   * plan's widest tensor, so at least four rows of outputs), which a synchronous call uses only
+   * while it runs and helper threads never touch.
+   */
+  softmax(logits: Float32Array, rows: number, width: number): Float32Array {
+    const out = new Float32Array(rows * width);
+    const { bufferBytes, scratch } = this.layout;
+    const src = scratch[0]!;
+    const dst = src + bufferBytes;
+    const block = Math.floor((bufferBytes - SLACK) / (width * 4));
+    if (block < 1) throw new RangeError(`softmax: ${width} values a row is wider than the plan`);
+    for (let r = 0; r < rows; r += block) {
+      const n = Math.min(block, rows - r);
+      this.heap.set(logits.subarray(r * width, (r + n) * width), src >> 2);
+      this.exports.softmax(src, dst, n, width);
+      out.set(this.heap.subarray(dst >> 2, (dst >> 2) + n * width), r * width);
+    }
+    return out;
+  }
+
   offloads(rows: number): boolean {
     return (
       this.plan.steps.length > 0 &&

@@ -233,6 +233,12 @@ function activate(): string {
     (block $a${last} ${text}) ${body[last]})`;
 }
 
+/** $exp alone: every engine variant has it (softmax-wat.ts); the rest of vectorMathWat calls it. */
+export function expWat(): string {
+  return exp;
+}
+
+/** The activations' vector math ($exp comes apart, from expWat). */
 export function vectorMathWat(): string {
-  return [exp, expm1, tanh, sigmoid, selu, geluTanh, gelu, activate()].join('\n');
+  return [expm1, tanh, sigmoid, selu, geluTanh, gelu, activate()].join('\n');
 }
