@@ -49,8 +49,9 @@ export interface Executor {
   accumulateAsync(input: Float32Array, rows: number, probe: StatisticsProbe): Promise<void>;
   /**
    * The softmax of each row of `logits` ([rows, width], a classifier's outputs), in a new array:
-   * PlanExecutor in float64 (nn's softmaxRows, the reference), WasmExecutor as PyTorch's float32
-   * softmax does it (within a few float32 ulps of the reference). Synchronous.
+   * PlanExecutor in float64 (nn's softmaxRows, the reference); WasmExecutor with the exponentials
+   * in float32, as PyTorch computes them, and the sum and division in float64 (within a few float32
+   * ulps of the reference). Synchronous.
    */
   softmax(logits: Float32Array, rows: number, width: number): Float32Array;
   /** Taps for run and accumulate, checked against the plan (RangeError), with zeroed sums. */

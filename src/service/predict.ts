@@ -1,5 +1,6 @@
 import { type ErrorLocation, NormserveError } from '../errors/index.js';
 import type { CompiledModel, StatisticsProbe } from '../inference/index.js';
+import { softmaxRows } from '../nn/index.js';
 import { InputShape } from './input-shape.js';
 import type { AvailableVersion, ModelRegistry } from './model-registry.js';
 import { float32Rows, type RowSource } from './row-source.js';
@@ -146,6 +147,8 @@ interface EngineCall {
   started: number;
   watch: TrafficObserver | undefined;
   probe: StatisticsProbe | undefined;
+  /** false: the unfused reference path (?fused=false), whose softmax is the float64 reference. */
+  fused: boolean;
 }
 
 /**
@@ -171,7 +174,7 @@ function engineCall(
   // Live statistics ride along the fused run (the executor's taps), never a second pass.
   const watch = fused ? observer : undefined;
   const probe = watch?.probe(served, total);
-  return { input, total, started, watch, probe };
+  return { input, total, started, watch, probe, fused };
 }
 
 /** Softmax, the observer, and each request's view of its own rows. */
@@ -187,7 +190,11 @@ function answer(
   const { input, total, watch, probe } = call;
   const names = config.task === 'classification' ? config.labels! : undefined;
   const softmaxStarted = performance.now();
-  const probabilities = names ? served.compiled.executor.softmax(outputs, total, width) : undefined;
+  const probabilities = !names
+    ? undefined
+    : call.fused
+      ? served.compiled.executor.softmax(outputs, total, width)
+      : softmaxRows(outputs, total, width);
   const computeMs = engineMs + (performance.now() - softmaxStarted);
   watch?.observed(served, input, total, outputs, probabilities, probe);
   const results = new Array<PredictOutput>(sources.length);

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { ACTIVATION_CODES } from '../../src/inference/kernels.js';
 import { engineModule, instantiateEngine } from '../../src/inference/wasm/engine-module.js';
 import { gelu, geluTanh, leakyRelu, selu, sigmoid } from '../../src/nn/index.js';
-import { ACTIVATION_ULPS, GELU_TANH_RTOL } from '../helpers/tolerances.js';
+import { ACTIVATION_ULPS, float32Ulp, GELU_TANH_RTOL } from '../helpers/tolerances.js';
 
 const SLOPE = Math.fround(0.01);
 const reference: Record<keyof typeof ACTIVATION_ULPS | 'gelu_tanh', (x: number) => number> = {
@@ -43,12 +43,7 @@ function engine(code: number): Float32Array {
   return heap.slice(dst, dst + inputs.length);
 }
 
-/** One unit in the last place of a float32 value (subnormal spacing below the normal range). */
-function ulp(v: number): number {
-  const a = Math.abs(v);
-  if (a < 1.17549435e-38) return 2 ** -149;
-  return 2 ** (Math.floor(Math.log2(a)) - 23);
-}
+const ulp = float32Ulp;
 
 describe('WebAssembly activations vs the float64 reference', () => {
   for (const [name, fn] of Object.entries(reference)) {

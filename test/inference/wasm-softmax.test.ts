@@ -15,7 +15,7 @@ import {
 } from '../../src/inference/index.js';
 import { Rng, softmaxRows } from '../../src/nn/index.js';
 import { prepareWasmRuntime } from '../../src/service/index.js';
-import { SOFTMAX_ULPS } from '../helpers/tolerances.js';
+import { float32Ulp, SOFTMAX_ULPS } from '../helpers/tolerances.js';
 
 prepareWasmRuntime();
 const relaxedSimd = detectWasmSupport().relaxedSimd;
@@ -27,10 +27,7 @@ const plan = compileNetwork(
 );
 const wasm = new WasmExecutor(plan, { maxBatchSize: 64, threads: 1, relaxedSimd });
 
-const ulp = (x: number) => {
-  if (x === 0) return 2 ** -149;
-  return 2 ** (Math.floor(Math.log2(Math.abs(x))) - 23);
-};
+const ulp = float32Ulp;
 
 /** Each value within the named tolerance of the float64 reference. */
 function expectClose(logits: Float32Array, rows: number, width: number): void {
@@ -73,8 +70,8 @@ describe('the engine softmax', () => {
 
   it('runs a batch of many blocks through the calling thread buffers', () => {
     const rng = new Rng(5);
-    // A block is what one of the plan's chunk buffers holds: 408 rows of its widest tensor
-    // (40 values), 1,632 rows of 10 classes; 5,000 rows are four blocks, the last one partial.
+    // A block is what one of the plan's chunk buffers holds: 1,024 rows of its widest tensor
+    // (40 values), 4,097 rows of 10 classes; 5,000 rows are two blocks, the second partial.
     const rows = 5_000;
     const logits = Float32Array.from({ length: rows * 10 }, () => rng.normal() * 6);
     expectClose(logits, rows, 10);

@@ -585,7 +585,10 @@ export class WasmExecutor implements Executor {
     const src = scratch[0]!;
     const dst = src + bufferBytes;
     const block = Math.floor((bufferBytes - SLACK) / (width * 4));
-    if (block < 1) throw new RangeError(`softmax: ${width} values a row is wider than the plan`);
+    if (block < 1 || logits.length < rows * width)
+      throw new RangeError(
+        `softmax(logits, rows, width): rows·width values (${rows}·${width}, at most ${Math.floor((bufferBytes - SLACK) / 4)} a row) and logits of that length (${logits.length})`,
+      );
     for (let r = 0; r < rows; r += block) {
       const n = Math.min(block, rows - r);
       this.heap.set(logits.subarray(r * width, (r + n) * width), src >> 2);
