@@ -21,9 +21,9 @@ export const MAX_PAGES = 65536;
  * The engine's module as text: one shared memory imported from the host (so the calling thread
  * and the helper threads run on the same weights), the GEMM, the float64-accumulating GEMM of
  * statistics plans and the statistics taps' channel sums, the plan interpreter and the helpers'
- * loop, the classifiers' softmax, and the `parts` a plan needs: the element-wise steps and their activations; convolution,
- * pooling and the residual add. `relaxed` uses relaxed SIMD's fused multiply-add in the GEMM's
- * inner loop.
+ * loop, the classifiers' softmax, and the `parts` a plan needs: the element-wise steps and their
+ * activations; convolution, pooling and the residual add. `relaxed` uses relaxed SIMD's fused
+ * multiply-add in the GEMM's inner loop.
  */
 export function engineModuleText(relaxed: boolean, parts: EngineParts = ALL_PARTS): string {
   const elementwise = parts.elementwise || parts.cnn;

@@ -3,9 +3,10 @@
  * `src`, written to `dst`: e^(x − max) in float32 as PyTorch computes it (x − max rounded to
  * float32, then $exp, Cephes' expf within 1 ulp; vector-math-wat.ts) four values at a time, then,
  * per row, the sum in float64 in order and each value divided by it in float64 (PyTorch sums in
- * float32 and multiplies by the reciprocal: this is a little more accurate). Not in place: a row's last vector may write up to
- * three values past the row, which the next row then overwrites (dst needs 12 bytes of slack),
- * and its last vector may read as far past the row in src.
+ * float32 and multiplies by the reciprocal: this is a little more accurate). Not in place: a
+ * row's last vector may write up to three values past the row, which the next row then
+ * overwrites (dst needs 12 bytes of slack), and its last vector may read as far past the row in
+ * src.
  */
 export function softmaxWat(): string {
   const at = (base: string) =>
