@@ -1,4 +1,4 @@
-import { FLOAT32_MAX } from '../service/index.js';
+import { FLOAT32_MAX, roundsToFiniteFloat32 } from '../service/index.js';
 
 /** Exact powers of ten as doubles (10^0 … 10^22 are all exactly representable). */
 const POW10 = Array.from({ length: 23 }, (_, i) => 10 ** i);
@@ -149,7 +149,7 @@ export function parseNumberRow(
     } else {
       value = Number(text.slice(numberStart, i));
     }
-    if (!(Math.abs(value) <= FLOAT32_MAX)) return false;
+    if (!roundsToFiniteFloat32(value)) return false;
     out[offset + k] = value;
   }
   skipSpace();

@@ -1,5 +1,9 @@
 import { NormserveError } from '../errors/index.js';
-import { FINITE_NUMBER_MESSAGE, FLOAT32_MAX, FLOAT32_RANGE_MESSAGE } from '../service/index.js';
+import {
+  FINITE_NUMBER_MESSAGE,
+  FLOAT32_RANGE_MESSAGE,
+  roundsToFiniteFloat32,
+} from '../service/index.js';
 import { parseNumberRow } from './number-row-parser.js';
 
 /**
@@ -103,7 +107,7 @@ export async function* ndjsonRows(
     }
     for (let c = 0; c < width; c++) {
       const v = value[c];
-      if (typeof v !== 'number' || !(Math.abs(v) <= FLOAT32_MAX)) {
+      if (typeof v !== 'number' || !roundsToFiniteFloat32(v)) {
         const message = typeof v === 'number' ? FLOAT32_RANGE_MESSAGE : FINITE_NUMBER_MESSAGE;
         throw new NormserveError('INVALID_INPUT', `line ${line}[${c}]: ${message}`, {
           errors: [{ path: `line ${line}[${c}]`, message }],

@@ -78,4 +78,10 @@ export { Rng } from './rng.js';
 export { Sequential } from './sequential.js';
 export { SGD, type SgdOptions } from './sgd.js';
 export { StepArray } from './step-array.js';
-export { FLOAT32_MAX, numelOf, Tensor } from './tensor.js';
+export {
+  FLOAT32_MAX,
+  FLOAT32_ROUNDING_MAX,
+  numelOf,
+  roundsToFiniteFloat32,
+  Tensor,
+} from './tensor.js';

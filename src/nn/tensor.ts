@@ -4,6 +4,18 @@
  */
 export const FLOAT32_MAX = 3.4028234663852886e38;
 
+/**
+ * The largest double that rounds to a finite float32 (round to nearest, ties to even, as
+ * Math.fround and PyTorch's float32 conversion do): 2^128 − 2^103 lies halfway between FLOAT32_MAX
+ * and 2^128 and rounds to the even one, Infinity, so the limit is the double below it,
+ * 2^128 − 2^103 − 2^75 = 3.4028235677973362e38. Numbers printed as `3.4028235e38` (numpy's, Java's
+ * and Rust's shortest form of FLOAT32_MAX) are within it.
+ */
+export const FLOAT32_ROUNDING_MAX = 2 ** 128 - 2 ** 103 - 2 ** 75;
+
+/** Whether `x` is a number that stays finite as float32 (false for NaN and ±Infinity). */
+export const roundsToFiniteFloat32 = (x: number): boolean => Math.abs(x) <= FLOAT32_ROUNDING_MAX;
+
 /** Number of elements of a shape; `[]` is a scalar with one element. */
 export function numelOf(shape: readonly number[]): number {
   let n = 1;

@@ -45,6 +45,7 @@ export {
   float32Value,
   InputShape,
   ROW_ARRAY_MESSAGE,
+  roundsToFiniteFloat32,
 } from './input-shape.js';
 export { jobRecordSchema, type TraceContext, traceContextSchema } from './job-record.js';
 export {

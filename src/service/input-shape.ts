@@ -1,25 +1,26 @@
 import { z } from 'zod';
 import { describeLocations, type ErrorLocation, NormserveError } from '../errors/index.js';
-import { FLOAT32_MAX, numelOf } from '../nn/index.js';
+import { FLOAT32_MAX, FLOAT32_ROUNDING_MAX, numelOf, roundsToFiniteFloat32 } from '../nn/index.js';
 import { compileAccepts } from './compiled-schema.js';
 import { flatRows, nestedRows, type RowSource, sampleRows } from './row-source.js';
 
-export { FLOAT32_MAX };
-export const FLOAT32_RANGE_MESSAGE = `outside the float32 range (|x| ≤ ${FLOAT32_MAX})`;
+export { FLOAT32_MAX, roundsToFiniteFloat32 };
+export const FLOAT32_RANGE_MESSAGE = `outside the float32 range (it would round to ±Infinity; the largest float32 is ${FLOAT32_MAX})`;
 export const FINITE_NUMBER_MESSAGE = 'expected a finite number';
 export const ROW_ARRAY_MESSAGE = 'expected an array of numbers (one row)';
 
 /**
- * The rule for every input value sent as JSON: a finite number within the float32 range. NaN and
- * Infinity cannot be written in JSON (1e999 parses to Infinity and is refused); strings, null and
- * booleans are refused, and so is 1e39, which would become Infinity as float32 and turn every
+ * The rule for every input value sent as JSON: a finite number that stays finite as float32
+ * (`roundsToFiniteFloat32`: 3.4028235e38, the largest float32 as numpy prints it, is taken). NaN
+ * and Infinity cannot be written in JSON (1e999 parses to Infinity and is refused); strings, null
+ * and booleans are refused, and so is 1e39, which would become Infinity as float32 and turn every
  * output into NaN. The request schemas use it as it is; the readers below use the predicate
  * compiled from it and its messages, so the rule is written once.
  */
 export const float32Value = z
   .number({ error: FINITE_NUMBER_MESSAGE })
-  .min(-FLOAT32_MAX, FLOAT32_RANGE_MESSAGE)
-  .max(FLOAT32_MAX, FLOAT32_RANGE_MESSAGE);
+  .min(-FLOAT32_ROUNDING_MAX, FLOAT32_RANGE_MESSAGE)
+  .max(FLOAT32_ROUNDING_MAX, FLOAT32_RANGE_MESSAGE);
 
 const isFloat32Value = compileAccepts(float32Value)!;
 

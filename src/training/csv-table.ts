@@ -1,6 +1,6 @@
 import { parse } from 'csv-parse/sync';
 import { NormserveError } from '../errors/index.js';
-import { FLOAT32_MAX } from '../nn/index.js';
+import { roundsToFiniteFloat32 } from '../nn/index.js';
 
 /** A numeric CSV read into memory: the header and the cells as strings, row by row. */
 export interface CsvTable {
@@ -70,7 +70,7 @@ export function numericCell(table: CsvTable, row: number, column: number): numbe
   // Decimal notation only: Number() would also take "0x10", "0b1" and "" (as 0).
   const value = DECIMAL.test(cell) ? Number(cell) : Number.NaN;
   // Beyond float32's range the value would become ±Infinity in the engine's float32 storage.
-  if (!(Math.abs(value) <= FLOAT32_MAX)) {
+  if (!roundsToFiniteFloat32(value)) {
     throw new NormserveError(
       'DATA_INVALID',
       `${table.source}: line ${table.lines[row]}, column "${table.header[column]}": ${JSON.stringify(cell)} is not a finite number`,

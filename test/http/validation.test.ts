@@ -95,7 +95,8 @@ describe('feature values', () => {
   });
 
   it('a number outside the float32 range (1e39) is refused at its place, not answered with NaN', async () => {
-    const message = 'outside the float32 range (|x| ≤ 3.4028234663852886e+38)';
+    const message =
+      'outside the float32 range (it would round to ±Infinity; the largest float32 is 3.4028234663852886e+38)';
     expectInvalid(await post({ instances: withBadValue(1e39) }), [
       { path: 'instances[3][17]', message },
     ]);
@@ -109,10 +110,25 @@ describe('feature values', () => {
     ]);
   });
 
-  it('the largest float32 is accepted', async () => {
+  it('the largest float32 is accepted, also as numpy prints it (3.4028235e38)', async () => {
     const row: number[] = digitsRow();
     row[5] = 3.4028234663852886e38;
     expect((await post({ instances: [row] })).statusCode).toBe(200);
+    // Written as numpy, Java and Rust print FLOAT32_MAX: above it as a double, but it rounds to it.
+    const text = JSON.stringify({ instances: [digitsRow()] }).replace(
+      /^(\{"instances":\[\[)0,/,
+      '$1-3.4028235e38,',
+    );
+    expect(text).toContain('-3.4028235e38');
+    expect((await postRaw(text, 'application/json')).statusCode).toBe(200);
+    // The halfway point to 2^128 rounds to Infinity (ties to even) and is refused.
+    expectInvalid(await post({ instances: withBadValue(2 ** 128 - 2 ** 103) }), [
+      {
+        path: 'instances[3][17]',
+        message:
+          'outside the float32 range (it would round to ±Infinity; the largest float32 is 3.4028234663852886e+38)',
+      },
+    ]);
   });
 
   it('rows whose outputs overflow float32 inside the network are refused by name', async () => {
