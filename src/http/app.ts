@@ -14,6 +14,7 @@ import {
 import type { AppDeps, AppInstance } from './app-types.js';
 import { OCTET_STREAM } from './binary-infer.js';
 import { clientErrorHandler, httpServerOptions, limitConnections } from './connection-limits.js';
+import { decodeContentEncoding } from './content-encoding.js';
 import { parseJsonBody } from './json-body.js';
 import type { ServiceMetrics } from './metrics.js';
 import { notFoundHandler } from './not-found.js';
@@ -217,6 +218,9 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     { parseAs: 'string' },
     parseJsonBody,
   );
+
+  // Bodies sent with Content-Encoding gzip or deflate are read decoded, by every parser.
+  app.addHook('preParsing', decodeContentEncoding);
 
   // Automatic recalibrations and shadow runs in progress finish (or fail) before the app closes.
   app.addHook('onClose', async () => {

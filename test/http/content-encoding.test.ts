@@ -1,0 +1,141 @@
+/**
+ * Compressed request bodies (Content-Encoding gzip or deflate, as Triton's HTTP endpoint takes
+ * them) are read decoded by every body reader; other encodings are refused with a 415, never read
+ * as they are.
+ */
+import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ADMIN, ndjsonBody } from '../helpers/admin.js';
+import { makeTestApp, type TestApp } from '../helpers/app.js';
+import { digitsTestRows, nightShift } from '../helpers/digits.js';
+import {
+  binaryInfer,
+  digitsRow,
+  expectProblem,
+  f32Bytes,
+  type PredictResponse,
+} from './http-helpers.js';
+
+let t: TestApp;
+const BODY_LIMIT_BYTES = 64 * 1024;
+
+beforeAll(async () => {
+  t = await makeTestApp({
+    models: ['digits'],
+    env: { BODY_LIMIT_BYTES: String(BODY_LIMIT_BYTES) },
+  });
+});
+afterAll(async () => {
+  await t.close();
+});
+
+const PREDICT = '/v1/models/digits:predict';
+const rows = [digitsRow(0), digitsRow(1), digitsRow(2)];
+
+function post(payload: Buffer | string, headers: Record<string, string>, url = PREDICT) {
+  return t.app.inject({ method: 'POST', url, payload, headers });
+}
+
+describe('Content-Encoding of request bodies', () => {
+  it('a gzip JSON body and a deflate float32 body answer exactly as the plain ones', async () => {
+    const json = JSON.stringify({ instances: rows });
+    const plain = await post(json, { 'content-type': 'application/json' });
+    expect(plain.statusCode).toBe(200);
+    const gzipped = await post(gzipSync(json), {
+      'content-type': 'application/json',
+      'content-encoding': 'gzip',
+    });
+    expect(gzipped.statusCode).toBe(200);
+    expect(gzipped.json<PredictResponse>()).toEqual(plain.json<PredictResponse>());
+
+    const binary = {
+      'content-type': 'application/octet-stream',
+      accept: 'application/octet-stream',
+    };
+    const f32 = f32Bytes(rows.flat());
+    const plainBinary = await post(f32, binary);
+    const deflated = await post(deflateSync(f32), { ...binary, 'content-encoding': 'Deflate' });
+    expect(deflated.statusCode).toBe(200);
+    expect(deflated.rawPayload.equals(plainBinary.rawPayload)).toBe(true);
+  });
+
+  it('the binary tensor extension reads its header length in the decoded body', async () => {
+    const { payload, headers } = binaryInfer(
+      {
+        inputs: [
+          {
+            name: 'input',
+            shape: [3, 64],
+            datatype: 'FP32',
+            parameters: { binary_data_size: 3 * 64 * 4 },
+          },
+        ],
+      },
+      [f32Bytes(rows.flat())],
+    );
+    const url = '/v2/models/digits/infer';
+    const plain = await post(payload, headers, url);
+    expect(plain.statusCode).toBe(200);
+    const gzipped = await post(gzipSync(payload), { ...headers, 'content-encoding': 'gzip' }, url);
+    expect(gzipped.statusCode).toBe(200);
+    expect(gzipped.json()).toEqual(plain.json());
+  });
+
+  it('an encoding it does not decode is a 415 naming it and the ones it takes', async () => {
+    const json = JSON.stringify({ instances: rows });
+    const res = await post(brotliCompressSync(json), {
+      'content-type': 'application/json',
+      'content-encoding': 'br',
+    });
+    const body = expectProblem(res, 415, 'UNSUPPORTED_MEDIA_TYPE', PREDICT);
+    expect(body.detail).toBe(
+      'unsupported Content-Encoding "br"; send the body as gzip, deflate, identity',
+    );
+    // Raw float32 bytes labelled gzip are not taken for values.
+    const f32 = f32Bytes(rows.flat());
+    const labelled = await post(f32, {
+      'content-type': 'application/octet-stream',
+      'content-encoding': 'gzip',
+    });
+    expectProblem(labelled, 400, 'INVALID_INPUT', PREDICT);
+    expect(labelled.json<{ detail: string }>().detail).toMatch(
+      /^the body is not valid gzip data \(Content-Encoding\): /,
+    );
+  });
+
+  it('identity is no encoding', async () => {
+    const res = await post(JSON.stringify({ instances: rows }), {
+      'content-type': 'application/json',
+      'content-encoding': 'identity',
+    });
+    expect(res.statusCode).toBe(200);
+  });
+
+  it('a small body that expands beyond BODY_LIMIT_BYTES is a 413, not read whole', async () => {
+    const bomb = gzipSync(Buffer.alloc(64 * BODY_LIMIT_BYTES));
+    expect(bomb.length).toBeLessThan(BODY_LIMIT_BYTES);
+    const res = await post(bomb, {
+      'content-type': 'application/octet-stream',
+      'content-encoding': 'gzip',
+    });
+    expectProblem(res, 413, 'BODY_TOO_LARGE', PREDICT);
+  });
+
+  it('a gzip NDJSON recalibration upload gives the rows and statistics of the plain upload', async () => {
+    const night = nightShift(digitsTestRows().x);
+    const url = '/v1/models/digits:recalibrate?activate=false';
+    const headers = { ...ADMIN, 'content-type': 'application/x-ndjson' };
+    const body = ndjsonBody(night);
+    const plain = await post(body, headers, url);
+    expect(plain.statusCode, plain.body).toBe(201);
+    const gzipped = await post(gzipSync(body), { ...headers, 'content-encoding': 'gzip' }, url);
+    expect(gzipped.statusCode, gzipped.body).toBe(201);
+    type Outcome = { samples: number; data_sha256: string; layers: unknown[] };
+    const [a, b] = [plain.json<Outcome>(), gzipped.json<Outcome>()];
+    expect(b.samples).toBe(night.length);
+    expect({ data_sha256: b.data_sha256, layers: b.layers }).toEqual({
+      data_sha256: a.data_sha256,
+      layers: a.layers,
+    });
+  });
+});
