@@ -77,6 +77,23 @@ describe('TF-style :predict with application/octet-stream float32 rows', () => {
     }
   });
 
+  it('answers float32 only when Accept prefers it to JSON (q-values)', async () => {
+    const cases: [string, string][] = [
+      ['application/octet-stream', 'application/octet-stream'],
+      ['application/json;q=0.5, application/octet-stream', 'application/octet-stream'],
+      ['Application/Octet-Stream', 'application/octet-stream'],
+      ['application/octet-stream;q=0, application/json', 'application/json; charset=utf-8'],
+      ['application/json, application/octet-stream;q=0.9', 'application/json; charset=utf-8'],
+      ['*/*', 'application/json; charset=utf-8'],
+      ['text/html', 'application/json; charset=utf-8'],
+    ];
+    for (const [accept, answered] of cases) {
+      const res = await octet(f32Bytes(flat), PREDICT, { accept });
+      expect(res.statusCode, accept).toBe(200);
+      expect(res.headers['content-type'], accept).toBe(answered);
+    }
+  });
+
   it('refuses malformed bodies with 4xx problems', async () => {
     expectInvalid(await octet(Buffer.alloc(0)), [
       { path: 'body', message: 'at least one row is required' },

@@ -1,4 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import Negotiator from 'negotiator';
 import { z } from 'zod';
 import { NormserveError } from '../../errors/index.js';
 import {
@@ -57,9 +58,18 @@ export function attributeModel(registry: ModelRegistry) {
 
 const JSON_TYPE = 'application/json; charset=utf-8';
 
-/** `Accept: application/octet-stream` asks for raw float32 outputs. */
-const wantsBinary = (request: FastifyRequest): boolean =>
-  request.headers.accept?.toLowerCase().includes(OCTET_STREAM) ?? false;
+const ANSWER_TYPES = ['application/json', OCTET_STREAM];
+
+/**
+ * Raw float32 outputs when Accept prefers application/octet-stream to JSON, by q-values
+ * (`application/octet-stream;q=0, application/json` is JSON); without Accept, with any type or
+ * with only types it cannot answer, JSON.
+ */
+function wantsBinary(request: FastifyRequest): boolean {
+  const accept = request.headers.accept;
+  if (accept === undefined || !accept.toLowerCase().includes(OCTET_STREAM)) return false;
+  return new Negotiator(request.raw).mediaType(ANSWER_TYPES) === OCTET_STREAM;
+}
 
 /** The probabilities (regression: the outputs) as little-endian float32 rows. */
 function sendFloat32(reply: FastifyReply, out: PredictOutput): FastifyReply {
