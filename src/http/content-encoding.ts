@@ -40,10 +40,14 @@ export const decodeContentEncoding: preParsingHookHandler = (request, _reply, pa
   done(null, decoded(payload, decoder(), encoding));
 };
 
-/** The one encoding named, lower case; undefined for none or identity. */
+/** The one encoding named, lower case; undefined for none, identity, or no body. */
 function encodingOf(request: FastifyRequest): string | undefined {
-  const header = request.headers['content-encoding'];
+  const { headers } = request;
+  const header = headers['content-encoding'];
+  // A request without a body (a GET) has nothing to decode, whatever it says.
   if (header === undefined) return undefined;
+  if (headers['content-length'] === undefined && headers['transfer-encoding'] === undefined)
+    return undefined;
   const encoding = header.trim().toLowerCase();
   return encoding === '' || encoding === 'identity' ? undefined : encoding;
 }

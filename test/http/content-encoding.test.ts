@@ -103,6 +103,15 @@ describe('Content-Encoding of request bodies', () => {
     );
   });
 
+  it('a request without a body is not refused for its Content-Encoding', async () => {
+    const res = await t.app.inject({
+      method: 'GET',
+      url: '/v1/models/digits',
+      headers: { 'content-encoding': 'br' },
+    });
+    expect(res.statusCode).toBe(200);
+  });
+
   it('identity is no encoding', async () => {
     const res = await post(JSON.stringify({ instances: rows }), {
       'content-type': 'application/json',
