@@ -303,7 +303,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
     const source = readInput(parsed, binary, served, config.MAX_BATCH_SIZE);
     let out: PredictOutput | Promise<PredictOutput> = inference.infer(served, source, true, true);
     if (out instanceof Promise) out = await out;
-    checkFiniteOutputs(out.outputs, out.rows, out.outputWidth, (r) => `inputs[0].data (row ${r})`);
+    checkFiniteOutputs(out, (r) => `inputs[0].data (row ${r})`);
     recordInference(request, out, true);
     void reply.header('X-Model-Version', String(out.version));
     const parts: Buffer[] = [];
