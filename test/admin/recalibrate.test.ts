@@ -541,7 +541,9 @@ describe('modes and options through HTTP', () => {
     const csv = await recalibrate(t, 'a,b\n1,2\n', {
       headers: { ...ADMIN, 'content-type': 'text/csv' },
     });
-    expectProblem(csv, 415, 'UNSUPPORTED_MEDIA_TYPE');
+    expect(expectProblem(csv, 415, 'UNSUPPORTED_MEDIA_TYPE').detail).toBe(
+      'unsupported Content-Type; this route accepts application/json, application/x-ndjson, application/octet-stream',
+    );
     const ok = await recalibrate(t, { instances: night.slice(0, 20), activate: false });
     expect(ok.statusCode, ok.body).toBe(201);
   });

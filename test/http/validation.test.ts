@@ -286,6 +286,21 @@ describe('media types', () => {
     });
   }
 
+  it('the 415 lists every type the route reads', async () => {
+    const accepts = 'this route accepts application/json, application/octet-stream';
+    for (const url of [PREDICT, '/v2/models/digits/infer']) {
+      const res = await t.app.inject({
+        method: 'POST',
+        url,
+        headers: { 'content-type': 'text/plain' },
+        payload: json,
+      });
+      expect(expectProblem(res, 415, 'UNSUPPORTED_MEDIA_TYPE').detail).toBe(
+        `unsupported Content-Type; ${accepts}`,
+      );
+    }
+  });
+
   it('application/json with a charset parameter is accepted', async () => {
     expect((await postRaw(json, 'application/json; charset=utf-8')).statusCode).toBe(200);
   });
