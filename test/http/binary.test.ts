@@ -301,6 +301,16 @@ describe('Open Inference Protocol binary tensor data extension on /infer', () =>
       { path: 'inputs[0].binary_data[2]', message: 'expected a finite number, got NaN' },
       { path: 'inputs[0].binary_data[100]', message: 'expected a finite number, got -Infinity' },
     ]);
+    // Finite bytes whose outputs overflow inside the network: the binary data is named, not data.
+    const overflowing = f32Bytes(flat);
+    for (let i = 64; i < 128; i++) overflowing.writeFloatLE(3e38, 4 * i);
+    const over = binaryInfer(header([]), [overflowing]);
+    expectInvalid(await send(over.payload, over.headers), [
+      {
+        path: 'inputs[0].binary_data (row 1)',
+        message: "the model's outputs overflow float32 for this row (values too large)",
+      },
+    ]);
     // Unknown output names and non-boolean binary_data.
     const unknown = binaryInfer(header([{ name: 'nope', parameters: { binary_data: true } }]), [
       f32Bytes(flat),

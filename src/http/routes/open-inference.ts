@@ -66,14 +66,15 @@ type InferInput = InferBody['inputs'][number];
 
 /**
  * The input rows of an infer request: from JSON `data`, or from the bytes after a binary body's
- * header (`binary`, undefined for JSON bodies) when the input has `binary_data_size`.
+ * header (`binary`, undefined for JSON bodies) when the input has `binary_data_size`; `path`
+ * names where they came from in error documents.
  */
 function readInput(
   body: InferBody,
   binary: Buffer | undefined,
   served: AvailableVersion,
   maxRows: number,
-): RowSource {
+): { source: RowSource; path: string } {
   const shape = inputShapeOf(served);
   const rows = checkInputTensor(body.inputs, shape, maxRows);
   const input: InferInput = body.inputs[0]!;
@@ -82,7 +83,7 @@ function readInput(
     if (binary !== undefined && binary.length > 0) checkBinaryConsumed(0, binary.length);
     if (input.data === undefined)
       failInput('inputs[0].data', 'required (or parameters.binary_data_size for binary data)');
-    return shape.tensorData(input.data, input.shape, 'inputs[0].data');
+    return { source: shape.tensorData(input.data, input.shape, JSON_DATA), path: JSON_DATA };
   }
   if (binary === undefined)
     failInput(
@@ -98,8 +99,13 @@ function readInput(
       'inputs[0].parameters.binary_data_size',
       `shape [${input.shape.join(', ')}] of FP32 is ${expected} bytes, got ${size}`,
     );
-  return float32Rows(readFloat32(binary!, 'inputs[0].binary_data'), rows, shape.width);
+  const values = readFloat32(binary!, BINARY_DATA);
+  return { source: float32Rows(values, rows, shape.width), path: BINARY_DATA };
 }
+
+const JSON_DATA = 'inputs[0].data';
+/** The input's bytes after a binary body's JSON header. */
+const BINARY_DATA = 'inputs[0].binary_data';
 
 /** Which requested outputs go back as bytes (binary_data, else the request's binary_data_output). */
 function binaryOutputs(body: InferBody, count: number): boolean[] {
@@ -300,10 +306,15 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
       parsed.outputs?.map((o) => o.name),
     );
     const asBytes = binaryOutputs(parsed, requested.length);
-    const source = readInput(parsed, binary, served, config.MAX_BATCH_SIZE);
-    let out: PredictOutput | Promise<PredictOutput> = inference.infer(served, source, true, true);
+    const input = readInput(parsed, binary, served, config.MAX_BATCH_SIZE);
+    let out: PredictOutput | Promise<PredictOutput> = inference.infer(
+      served,
+      input.source,
+      true,
+      true,
+    );
     if (out instanceof Promise) out = await out;
-    checkFiniteOutputs(out, (r) => `inputs[0].data (row ${r})`);
+    checkFiniteOutputs(out, (r) => `${input.path} (row ${r})`);
     recordInference(request, out, true);
     void reply.header('X-Model-Version', String(out.version));
     const parts: Buffer[] = [];
