@@ -109,6 +109,24 @@ describe('feature values', () => {
     ]);
   });
 
+  it('a JSON infer request without data says why: binary data needs a binary body', async () => {
+    const input = { name: 'input', shape: [1, 64], datatype: 'FP32' };
+    const binary = { inputs: [{ ...input, parameters: { binary_data_size: 256 } }] };
+    expectInvalid(await post(binary, '/v2/models/digits/infer'), [
+      {
+        path: 'inputs[0].parameters.binary_data_size',
+        message:
+          'binary data needs a binary body (Content-Type: application/octet-stream with Inference-Header-Content-Length)',
+      },
+    ]);
+    expectInvalid(await post({ inputs: [input] }, '/v2/models/digits/infer'), [
+      {
+        path: 'inputs[0].data',
+        message: 'required (or parameters.binary_data_size for binary data)',
+      },
+    ]);
+  });
+
   it('the largest float32 is accepted', async () => {
     const row: number[] = digitsRow();
     row[5] = 3.4028234663852886e38;

@@ -296,9 +296,12 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
         ? (header as InferBody)
         : parseWith(headerSchema, header, 'body');
     } else {
+      // A refused body is parsed with the header's schema (the same but for an input's `data`,
+      // optional there): a missing `data` is then named by readInput, which knows why (binary
+      // data without a binary body, or no data at all), instead of "expected array".
       parsed = acceptsBody?.(request.body)
         ? (request.body as InferBody)
-        : parseWith(body, request.body, 'body');
+        : parseWith(headerSchema, request.body, 'body');
     }
     if (!served) throw unresolved;
     const requested = requestedOutputs(
