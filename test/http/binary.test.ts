@@ -242,6 +242,22 @@ describe('Open Inference Protocol binary tensor data extension on /infer', () =>
       await send(good.payload, { ...good.headers, 'inference-header-content-length': '0' }),
       [{ path: HL, message: 'the JSON header is empty' }],
     );
+    // No header length: the whole body is read as JSON, and the refusal says the header is missing.
+    const unheaded = expectProblem(
+      await send(good.payload, { 'content-type': 'application/octet-stream' }),
+      400,
+      'INVALID_JSON',
+    );
+    expect(unheaded.detail).toMatch(
+      /^malformed JSON at .* \(no Inference-Header-Content-Length header: a binary body is a JSON header of that many bytes followed by the tensor bytes\)$/s,
+    );
+    // With the header, a header that is not JSON is refused as before, without the hint.
+    const notJson = expectProblem(
+      await send(good.payload, { ...good.headers, 'inference-header-content-length': '5' }),
+      400,
+      'INVALID_JSON',
+    );
+    expect(notJson.detail).not.toMatch(/no Inference-Header-Content-Length/);
     // A header that is not JSON, or not an infer request.
     expectProblem(
       await send(good.payload, { ...good.headers, 'inference-header-content-length': '5' }),

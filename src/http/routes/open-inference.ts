@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { NormserveError } from '../../errors/index.js';
+import { isNormserveError, NormserveError } from '../../errors/index.js';
 import {
   type AvailableVersion,
   checkInputTensor,
@@ -59,6 +59,19 @@ const JSON_TYPE = 'application/json; charset=utf-8';
 function binaryContentType(request: FastifyRequest, _reply: FastifyReply, done: () => void): void {
   if (request.headers[HEADER_LENGTH] !== undefined) request.headers['content-type'] = OCTET_STREAM;
   done();
+}
+
+/**
+ * An application/octet-stream body without Inference-Header-Content-Length is read whole as the
+ * JSON header: when that is not JSON, the likely cause is the missing header, so say so.
+ */
+function withoutLengthHint(error: Error): Error {
+  if (!isNormserveError(error) || error.code !== 'INVALID_JSON') return error;
+  return new NormserveError(
+    error.code,
+    `${error.message} (no ${HEADER_LENGTH_NAME} header: a binary body is a JSON header of that many bytes followed by the tensor bytes)`,
+    { errors: error.errors, extra: { ...error.extra }, cause: error },
+  );
 }
 
 type InferBody = z.output<ReturnType<typeof binaryInferHeaderSchema>>;
@@ -261,7 +274,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
   const acceptsBody = compileAccepts(body);
   const headerSchema = binaryInferHeaderSchema();
   const acceptsHeader = compileAccepts(headerSchema);
-  const parseHeader = (request: FastifyRequest, text: string): unknown => {
+  const parseHeader = (request: FastifyRequest, text: string, lengthGiven: boolean): unknown => {
     if (text.trim() === '') failInput(`headers.${HEADER_LENGTH}`, 'the JSON header is empty');
     let parsed: unknown;
     let error: Error | null = null;
@@ -270,7 +283,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
       error = e;
       parsed = value;
     });
-    if (error) throw error;
+    if (error) throw lengthGiven ? error : withoutLengthHint(error);
     return parsed;
   };
 
@@ -289,9 +302,10 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
     let parsed: InferBody;
     let binary: Buffer | undefined;
     if (Buffer.isBuffer(request.body)) {
-      const split = splitInferBody(request.body, request.headers[HEADER_LENGTH]);
+      const lengthHeader = request.headers[HEADER_LENGTH];
+      const split = splitInferBody(request.body, lengthHeader);
       binary = split.binary;
-      const header = parseHeader(request, split.json);
+      const header = parseHeader(request, split.json, lengthHeader !== undefined);
       parsed = acceptsHeader?.(header)
         ? (header as InferBody)
         : parseWith(headerSchema, header, 'body');
