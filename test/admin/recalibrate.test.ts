@@ -571,7 +571,18 @@ describe('recalibration errors (MAX_RECALIBRATION_SAMPLES=10)', () => {
       await recalibrate(t, { instances: [row(0)] }),
       await recalibrate(t, ndjsonBody([row(0)]), { headers: NDJSON }),
       await recalibrate(t, float32Body([row(0)]), { headers: FLOAT32 }),
+    ]) {
+      const body = expectProblem(res, 400, 'TOO_FEW_SAMPLES', RECALIBRATE);
+      expect(body.detail).toBe(message);
+    }
+  });
+
+  it('no rows → 400 TOO_FEW_SAMPLES saying the upload held none (every format)', async () => {
+    const message = 'no rows were received (an empty upload): need at least 2 samples';
+    for (const res of [
       await recalibrate(t, { instances: [] }),
+      await recalibrate(t, '', { headers: NDJSON }),
+      await recalibrate(t, Buffer.alloc(0), { headers: FLOAT32 }),
     ]) {
       const body = expectProblem(res, 400, 'TOO_FEW_SAMPLES', RECALIBRATE);
       expect(body.detail).toBe(message);
