@@ -228,10 +228,10 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
     out: PredictOutput,
     served: AvailableVersion,
   ) => {
-    checkFiniteOutputs(out.outputs, out.rows, out.outputWidth, (r) => `inputs[0] (row ${r})`);
+    checkFiniteOutputs(out, (r) => `inputs[0] (row ${r})`);
     const names = requestedOutputs(
       served,
-      request.outputs.length > 0 ? request.outputs.map((o) => o.name) : undefined,
+      request.outputs.map((o) => o.name),
     );
     const tensors = names.map((name) => outputTensor(name, out));
     return {

@@ -48,8 +48,17 @@ export function toProblem(error: NormserveError, instance: string): Problem {
 const MALFORMED_JSON =
   'malformed JSON: the body is not valid JSON, or has a "__proto__" or "constructor.prototype" key (refused)';
 
+/**
+ * The media types a route reads: those its schema declares (`consumes`, also what the OpenAPI
+ * document lists), else JSON.
+ */
+function acceptedTypes(request: FastifyRequest): readonly string[] {
+  const consumes = (request.routeOptions?.schema as { consumes?: unknown } | undefined)?.consumes;
+  return Array.isArray(consumes) && consumes.length > 0 ? consumes : ['application/json'];
+}
+
 /** Fastify's own errors (body parsing, limits, media types) as catalogue errors. */
-function fromFastifyError(error: FastifyError): NormserveError {
+function fromFastifyError(error: FastifyError, request: FastifyRequest): NormserveError {
   switch (error.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return new NormserveError(
@@ -59,7 +68,7 @@ function fromFastifyError(error: FastifyError): NormserveError {
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return new NormserveError(
         'UNSUPPORTED_MEDIA_TYPE',
-        `unsupported Content-Type; this route accepts application/json`,
+        `unsupported Content-Type; this route accepts ${acceptedTypes(request).join(', ')}`,
       );
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
       return new NormserveError('INVALID_INPUT', 'Content-Length does not match the body');
@@ -110,7 +119,9 @@ export function errorHandler(
   request: FastifyRequest,
   reply: FastifyReply,
 ): FastifyReply {
-  const normserveError = isNormserveError(error) ? error : fromFastifyError(error as FastifyError);
+  const normserveError = isNormserveError(error)
+    ? error
+    : fromFastifyError(error as FastifyError, request);
   if (normserveError.status >= 500) {
     request.log.error({ err: error }, 'request failed');
   }

@@ -113,7 +113,9 @@ export abstract class StreamingRecalibrator implements Recalibrator {
       if (n < 2) {
         throw new NormserveError(
           'TOO_FEW_SAMPLES',
-          'need at least 2 samples: the variance of one sample is 0',
+          n === 0
+            ? 'no rows were received (an empty upload): need at least 2 samples'
+            : 'need at least 2 samples: the variance of one sample is 0',
         );
       }
       const extra = await this.compute(n);

@@ -431,6 +431,11 @@ export class DriftService implements TrafficObserver {
     return this.versionDrift(served)?.probe;
   }
 
+  refused(served: AvailableVersion, probe: StatisticsProbe): void {
+    const drift = this.versions.get(served);
+    if (drift?.probe === probe) drift.discard();
+  }
+
   observed(
     served: AvailableVersion,
     input: Float32Array,
@@ -862,10 +867,16 @@ export class DriftService implements TrafficObserver {
           try {
             const probe = this.probe(target, rows);
             const outputs = target.compiled.forward(x, rows, true, probe);
-            if (probe) this.versions.get(target)?.gathered(rows, this.now());
-            const classes = target.compiled.outputWidth;
-            const shadow = target.compiled.executor.softmax(outputs, rows, classes);
-            candidate.shadow.add(active, shadow, rows, classes);
+            // The candidate's outputs of a row may overflow where the active version's did not:
+            // as for a refused request, such a run's statistics are not used, nor compared.
+            const drift = probe && this.versions.get(target);
+            if (!outputs.every(Number.isFinite)) drift?.discard();
+            else {
+              drift?.gathered(rows, this.now());
+              const classes = target.compiled.outputWidth;
+              const shadow = target.compiled.executor.softmax(outputs, rows, classes);
+              candidate.shadow.add(active, shadow, rows, classes);
+            }
           } catch (e) {
             this.log.error(
               { model: served.name, version: candidate.version, err: e },

@@ -39,7 +39,17 @@ export interface PredictOutput {
   batchRows: number;
   /** Time spent queued for a dynamic batch (0 when not batched). */
   queueMs: number;
+  /**
+   * This request's rows whose outputs are not finite (a row of values near 1e38 overflows inside
+   * the network), the first MAX_LISTED_ROWS of them: such a request is refused
+   * (checkFiniteOutputs), so none of its rows was shown to the traffic observer.
+   */
+  overflowRows: readonly number[];
 }
+
+/** Rows named in one error document at most. */
+const MAX_LISTED_ROWS = 10;
+const NO_ROWS: readonly number[] = Object.freeze([]);
 
 /**
  * More rows than MAX_BATCH_SIZE is a 413 BATCH_TOO_LARGE (not a 400): the data is fine, the
@@ -56,31 +66,36 @@ export function checkBatchSize(path: string, rows: number, maxRows: number): voi
 
 /**
  * Inputs within the float32 range can still overflow inside the network (a row of values near
- * 1e38); such rows are refused by name instead of answering NaN (JSON null) predictions.
+ * 1e38); such rows are refused by name instead of answering NaN (JSON null) predictions. The rows
+ * were found when the engine call was answered (`overflowRows`), before the traffic observer saw
+ * the call, so a refused request never reaches the drift statistics or the traffic sample.
  */
-export function checkFiniteOutputs(
-  outputs: Float32Array,
-  rows: number,
-  width: number,
-  rowPath: (row: number) => string,
-): void {
-  const errors: ErrorLocation[] = [];
-  for (let r = 0; r < rows && errors.length < 10; r++) {
+export function checkFiniteOutputs(out: PredictOutput, rowPath: (row: number) => string): void {
+  if (out.overflowRows.length === 0) return;
+  const errors: ErrorLocation[] = out.overflowRows.map((r) => ({
+    path: rowPath(r),
+    message: "the model's outputs overflow float32 for this row (values too large)",
+  }));
+  throw new NormserveError('INVALID_INPUT', `${errors[0]!.path}: ${errors[0]!.message}`, {
+    errors,
+  });
+}
+
+/** The rows (at most MAX_LISTED_ROWS) of outputs[from, from + rows) with a non-finite output. */
+function overflowRows(outputs: Float32Array, from: number, rows: number, width: number) {
+  let found: number[] | undefined;
+  for (let r = 0; r < rows; r++) {
+    const base = (from + r) * width;
     for (let k = 0; k < width; k++) {
-      if (!Number.isFinite(outputs[r * width + k]!)) {
-        errors.push({
-          path: rowPath(r),
-          message: "the model's outputs overflow float32 for this row (values too large)",
-        });
+      if (!Number.isFinite(outputs[base + k]!)) {
+        found ??= [];
+        found.push(r);
         break;
       }
     }
+    if (found && found.length >= MAX_LISTED_ROWS) break;
   }
-  if (errors.length > 0) {
-    throw new NormserveError('INVALID_INPUT', `${errors[0]!.path}: ${errors[0]!.message}`, {
-      errors,
-    });
-  }
+  return found ?? NO_ROWS;
 }
 
 /**
@@ -177,7 +192,10 @@ function engineCall(
   return { input, total, started, watch, probe, fused };
 }
 
-/** Softmax, the observer, and each request's view of its own rows. */
+/**
+ * Softmax, each request's view of its own rows, and the observer, which sees only the requests
+ * that will be answered: a request with a row whose outputs are not finite is refused.
+ */
 function answer(
   served: AvailableVersion,
   sources: readonly RowSource[],
@@ -187,7 +205,7 @@ function answer(
 ): PredictOutput[] {
   const config = served.checkpoint.config;
   const width = served.compiled.outputWidth;
-  const { input, total, watch, probe } = call;
+  const { total, watch } = call;
   const names = config.task === 'classification' ? config.labels! : undefined;
   const softmaxStarted = performance.now();
   const probabilities = !names
@@ -196,8 +214,8 @@ function answer(
       ? served.compiled.executor.softmax(outputs, total, width)
       : softmaxRows(outputs, total, width);
   const computeMs = engineMs + (performance.now() - softmaxStarted);
-  watch?.observed(served, input, total, outputs, probabilities, probe);
   const results = new Array<PredictOutput>(sources.length);
+  let refused = false;
   let row = 0;
   for (let i = 0; i < sources.length; i++) {
     const rows = sources[i]!.rows;
@@ -205,6 +223,8 @@ function answer(
     const from = row * width;
     const to = (row + rows) * width;
     const own = single ? outputs : outputs.subarray(from, to);
+    const overflow = overflowRows(outputs, row, rows, width);
+    if (overflow.length > 0) refused = true;
     // Labels are strings made on first use: binary and gRPC replies of probabilities never ask.
     let labels: string[] | undefined;
     results[i] = {
@@ -222,10 +242,57 @@ function answer(
       computeMs,
       batchRows: total,
       queueMs: 0,
+      overflowRows: overflow,
     };
     row += rows;
   }
+  if (watch) {
+    if (!refused) watch.observed(served, call.input, total, outputs, probabilities, call.probe);
+    else observeAnswered(served, call, results, outputs, probabilities);
+  }
   return results;
+}
+
+/**
+ * A call with a refused request: the taps summed every row of the call, so its statistics are
+ * dropped (`refused`); the rows of the answered requests, copied together, still enter the
+ * traffic sample and the recent rows. Rare, so the copies cost nothing that matters.
+ */
+function observeAnswered(
+  served: AvailableVersion,
+  call: EngineCall,
+  results: readonly PredictOutput[],
+  outputs: Float32Array,
+  probabilities: Float32Array | undefined,
+): void {
+  const watch = call.watch!;
+  if (call.probe) watch.refused(served, call.probe);
+  const inputWidth = served.compiled.inputWidth;
+  const width = served.compiled.outputWidth;
+  let answered = 0;
+  for (const out of results) if (out.overflowRows.length === 0) answered += out.rows;
+  if (answered === 0) return;
+  const input = new Float32Array(answered * inputWidth);
+  const kept = new Float32Array(answered * width);
+  const keptProbabilities = probabilities && new Float32Array(answered * width);
+  let row = 0;
+  let to = 0;
+  for (const out of results) {
+    if (out.overflowRows.length === 0) {
+      input.set(
+        call.input.subarray(row * inputWidth, (row + out.rows) * inputWidth),
+        to * inputWidth,
+      );
+      kept.set(outputs.subarray(row * width, (row + out.rows) * width), to * width);
+      keptProbabilities?.set(
+        probabilities!.subarray(row * width, (row + out.rows) * width),
+        to * width,
+      );
+      to += out.rows;
+    }
+    row += out.rows;
+  }
+  watch.observed(served, input, answered, kept, keptProbabilities, undefined);
 }
 
 /** The label of each row's largest output (the first of equal ones). */

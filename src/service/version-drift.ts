@@ -104,7 +104,21 @@ export class VersionDrift {
     if (this.pendingRows >= FOLD_ROWS) this.fold(now);
   }
 
-  /** Merges the probe's sums into the current window and resets them. */
+  /**
+   * Drops the probe's sums since the last fold (at most FOLD_ROWS rows): an engine call that
+   * carried the probe had a request refused, and the taps cannot tell its rows from the others'.
+   */
+  discard(): void {
+    this.probe.reset();
+    this.pendingRows = 0;
+  }
+
+  /**
+   * Merges the probe's sums into the current window and resets them. Sums that are not finite (a
+   * value overflowed inside the network, yet its row's outputs were finite, e.g. −∞ clamped by a
+   * ReLU) are dropped with the rows they came with: one such value would make every score of the
+   * horizon NaN until its window expires.
+   */
   fold(now: number): void {
     if (this.pendingRows === 0) return;
     // On the request path: typed arrays of more than 64 bytes live outside V8's heap and cost
@@ -112,10 +126,11 @@ export class VersionDrift {
     const moments = this.inputs.map((b, i) =>
       batchNormMoments(b, this.probe.sums[i]!, this.batch[i]),
     );
-    this.moments.add(now, this.pendingRows, moments);
-    if (this.sharing) this.unshared.add(now, this.pendingRows, moments);
-    this.probe.reset();
-    this.pendingRows = 0;
+    if (moments.every(finiteMoments)) {
+      this.moments.add(now, this.pendingRows, moments);
+      if (this.sharing) this.unshared.add(now, this.pendingRows, moments);
+    }
+    this.discard();
   }
 
   /**
@@ -184,4 +199,10 @@ export class VersionDrift {
       timeline,
     };
   }
+}
+
+function finiteMoments(m: { mean: Float64Array; m2: Float64Array }): boolean {
+  for (let c = 0; c < m.mean.length; c++)
+    if (!Number.isFinite(m.mean[c]!) || !Number.isFinite(m.m2[c]!)) return false;
+  return true;
 }

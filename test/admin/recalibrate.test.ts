@@ -541,7 +541,9 @@ describe('modes and options through HTTP', () => {
     const csv = await recalibrate(t, 'a,b\n1,2\n', {
       headers: { ...ADMIN, 'content-type': 'text/csv' },
     });
-    expectProblem(csv, 415, 'UNSUPPORTED_MEDIA_TYPE');
+    expect(expectProblem(csv, 415, 'UNSUPPORTED_MEDIA_TYPE').detail).toBe(
+      'unsupported Content-Type; this route accepts application/json, application/x-ndjson, application/octet-stream',
+    );
     const ok = await recalibrate(t, { instances: night.slice(0, 20), activate: false });
     expect(ok.statusCode, ok.body).toBe(201);
   });
@@ -569,7 +571,18 @@ describe('recalibration errors (MAX_RECALIBRATION_SAMPLES=10)', () => {
       await recalibrate(t, { instances: [row(0)] }),
       await recalibrate(t, ndjsonBody([row(0)]), { headers: NDJSON }),
       await recalibrate(t, float32Body([row(0)]), { headers: FLOAT32 }),
+    ]) {
+      const body = expectProblem(res, 400, 'TOO_FEW_SAMPLES', RECALIBRATE);
+      expect(body.detail).toBe(message);
+    }
+  });
+
+  it('no rows → 400 TOO_FEW_SAMPLES saying the upload held none (every format)', async () => {
+    const message = 'no rows were received (an empty upload): need at least 2 samples';
+    for (const res of [
       await recalibrate(t, { instances: [] }),
+      await recalibrate(t, '', { headers: NDJSON }),
+      await recalibrate(t, Buffer.alloc(0), { headers: FLOAT32 }),
     ]) {
       const body = expectProblem(res, 400, 'TOO_FEW_SAMPLES', RECALIBRATE);
       expect(body.detail).toBe(message);

@@ -175,6 +175,21 @@ describe('AUTO_RECALIBRATE=candidate', () => {
     expect(res.statusCode).toBe(200);
     expect(nightAccuracy(t).accuracy).toBeGreaterThanOrEqual(0.93);
   });
+
+  it('a request refused for overflowing outputs neither blinds the drift nor spoils the sample', async () => {
+    t = await makeLoggedApp({ env: { AUTO_RECALIBRATE: 'candidate' }, level: 'info' });
+    const refused = await t.app.inject({
+      method: 'POST',
+      url: '/v1/models/digits:predict',
+      payload: { instances: [night[0], Array.from({ length: 64 }, () => 3e38)] },
+    });
+    expect(refused.statusCode).toBe(400);
+    const registry = t.registry;
+    await nightTraffic(t, 1000, () => registry.get('digits').versions.has(2));
+    await t.app.deps.drift.drain();
+    expect(logged(t, 'drift: recalibrated from traffic; candidate published')).toHaveLength(1);
+    expect((await status(t.app)).auto_recalibration!.candidate).toMatchObject({ version: 2 });
+  });
 });
 
 describe('AUTO_RECALIBRATE=recommend', () => {

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { type DriftReport, parseServerConfig } from '../../src/service/index.js';
 import { makeTestApp, type TestApp } from '../helpers/app.js';
-import { digitsTestRows } from '../helpers/digits.js';
+import { digitsTestRows, nightShift } from '../helpers/digits.js';
 
 let t: TestApp | undefined;
 afterEach(async () => {
@@ -94,5 +94,65 @@ describe('drift configuration', () => {
       /DRIFT_SAMPLE_FRACTION/,
     );
     expect(() => parseServerConfig({ AUTO_RECALIBRATE: 'always' })).toThrow(/AUTO_RECALIBRATE/);
+  });
+});
+
+describe('refused rows', () => {
+  const float32Body = (batch: readonly (readonly number[])[]): Buffer =>
+    Buffer.from(Float32Array.from(batch.flat()).buffer);
+  const postBinary = (app: TestApp['app'], batch: readonly (readonly number[])[]) =>
+    app.inject({
+      method: 'POST',
+      url: '/v1/models/digits:predict',
+      headers: { 'content-type': 'application/octet-stream' },
+      payload: float32Body(batch),
+    });
+
+  it('a row answered 400 (outputs overflow) feeds neither the drift windows nor the pictures', async () => {
+    t = await makeTestApp();
+    for (let i = 0; i < 200; i += 20) {
+      expect((await postBinary(t.app, rows.slice(i, i + 20))).statusCode).toBe(200);
+    }
+    // A read folds the sums gathered so far; a refused call drops what was gathered since the
+    // last fold (the taps cannot tell its rows apart), here its own row alone.
+    expect((await report(t.app)).active!.rows).toBe(200);
+    const huge = Array.from({ length: 64 }, () => 3e38);
+    const refusals = [
+      () => postBinary(t!.app, [huge]),
+      () =>
+        t!.app.inject({
+          method: 'POST',
+          url: '/v1/models/digits:predict',
+          payload: { instances: [huge] },
+        }),
+      () =>
+        t!.app.inject({
+          method: 'POST',
+          url: '/v2/models/digits/infer',
+          payload: { inputs: [{ name: 'input', shape: [1, 64], datatype: 'FP32', data: huge }] },
+        }),
+    ];
+    for (const refuse of refusals) {
+      const res = await refuse();
+      expect(res.statusCode).toBe(400);
+      expect(res.json()).toMatchObject({
+        detail: expect.stringMatching(/outputs overflow float32/),
+      });
+      expect((await report(t.app)).active!.rows).toBe(200);
+    }
+    const night = nightShift(rows);
+    for (let i = 0; i < 900; i += 30) {
+      const batch = Array.from({ length: 30 }, (_, k) => night[(i + k) % night.length]!);
+      expect((await postBinary(t.app, batch)).statusCode).toBe(200);
+    }
+    const r = (await report(t.app)).active!;
+    expect(r.rows).toBe(1100);
+    expect(r.layers.every((l) => l.score !== null && Number.isFinite(l.score))).toBe(true);
+    expect(Number.isFinite(r.score)).toBe(true);
+    expect(r.recommended).toBe(true);
+    const pictures = await t.app.inject({ method: 'GET', url: '/v1/models/digits/drift/layers' });
+    expect(pictures.statusCode).toBe(200);
+    const text = pictures.body;
+    expect(text).not.toMatch(/e\+3[0-9]/);
   });
 });

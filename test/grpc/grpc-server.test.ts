@@ -138,6 +138,25 @@ describe('gRPC ModelInfer', () => {
     );
   });
 
+  it('an empty outputs list means the default output over REST as over gRPC', async () => {
+    const grpc = await g.client.call<InferReply>('ModelInfer', inferRaw({ outputs: [] }));
+    expect(grpc.ok).toBe(true);
+    const reply = (grpc as { value: InferReply }).value;
+    expect(reply.outputs.map((o) => o.name)).toEqual(['probabilities']);
+    const body = { ...inferBody(rows), outputs: [] };
+    const rest = await t.app.inject({
+      method: 'POST',
+      url: '/v2/models/digits/infer',
+      payload: body,
+    });
+    expect(rest.statusCode).toBe(200);
+    const outputs = rest.json<InferResponse>().outputs;
+    expect(outputs.map((o) => o.name)).toEqual(['probabilities']);
+    expect(Array.from(Float32Array.from(outputs[0]!.data as number[]))).toEqual(
+      rawFloat32(reply.raw_output_contents[0]!),
+    );
+  });
+
   it('refuses every malformed request with a client-side status', async () => {
     const I = status.INVALID_ARGUMENT;
     await refused(inferRaw({ model_name: 'nope' }), status.NOT_FOUND, 'MODEL_NOT_FOUND');

@@ -259,6 +259,22 @@ describe('Open Inference Protocol binary tensor data extension on /infer', () =>
       await send(good.payload, { ...good.headers, 'inference-header-content-length': '0' }),
       [{ path: HL, message: 'the JSON header is empty' }],
     );
+    // No header length: the whole body is read as JSON, and the refusal says the header is missing.
+    const unheaded = expectProblem(
+      await send(good.payload, { 'content-type': 'application/octet-stream' }),
+      400,
+      'INVALID_JSON',
+    );
+    expect(unheaded.detail).toMatch(
+      /^malformed JSON at .* \(no Inference-Header-Content-Length header: a binary body is a JSON header of that many bytes followed by the tensor bytes\)$/s,
+    );
+    // With the header, a header that is not JSON is refused as before, without the hint.
+    const notJson = expectProblem(
+      await send(good.payload, { ...good.headers, 'inference-header-content-length': '5' }),
+      400,
+      'INVALID_JSON',
+    );
+    expect(notJson.detail).not.toMatch(/no Inference-Header-Content-Length/);
     // A header that is not JSON, or not an infer request.
     expectProblem(
       await send(good.payload, { ...good.headers, 'inference-header-content-length': '5' }),
@@ -317,6 +333,16 @@ describe('Open Inference Protocol binary tensor data extension on /infer', () =>
     expectInvalid(await send(nan.payload, nan.headers), [
       { path: 'inputs[0].binary_data[2]', message: 'expected a finite number, got NaN' },
       { path: 'inputs[0].binary_data[100]', message: 'expected a finite number, got -Infinity' },
+    ]);
+    // Finite bytes whose outputs overflow inside the network: the binary data is named, not data.
+    const overflowing = f32Bytes(flat);
+    for (let i = 64; i < 128; i++) overflowing.writeFloatLE(3e38, 4 * i);
+    const over = binaryInfer(header([]), [overflowing]);
+    expectInvalid(await send(over.payload, over.headers), [
+      {
+        path: 'inputs[0].binary_data (row 1)',
+        message: "the model's outputs overflow float32 for this row (values too large)",
+      },
     ]);
     // Unknown output names and non-boolean binary_data.
     const unknown = binaryInfer(header([{ name: 'nope', parameters: { binary_data: true } }]), [

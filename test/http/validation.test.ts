@@ -110,6 +110,24 @@ describe('feature values', () => {
     ]);
   });
 
+  it('a JSON infer request without data says why: binary data needs a binary body', async () => {
+    const input = { name: 'input', shape: [1, 64], datatype: 'FP32' };
+    const binary = { inputs: [{ ...input, parameters: { binary_data_size: 256 } }] };
+    expectInvalid(await post(binary, '/v2/models/digits/infer'), [
+      {
+        path: 'inputs[0].parameters.binary_data_size',
+        message:
+          'binary data needs a binary body (Content-Type: application/octet-stream with Inference-Header-Content-Length)',
+      },
+    ]);
+    expectInvalid(await post({ inputs: [input] }, '/v2/models/digits/infer'), [
+      {
+        path: 'inputs[0].data',
+        message: 'required (or parameters.binary_data_size for binary data)',
+      },
+    ]);
+  });
+
   it('the largest float32 is accepted, also as numpy prints it (3.4028235e38)', async () => {
     const row: number[] = digitsRow();
     row[5] = 3.4028234663852886e38;
@@ -301,6 +319,21 @@ describe('media types', () => {
       expect(body.error).toMatch(/application\/json/);
     });
   }
+
+  it('the 415 lists every type the route reads', async () => {
+    const accepts = 'this route accepts application/json, application/octet-stream';
+    for (const url of [PREDICT, '/v2/models/digits/infer']) {
+      const res = await t.app.inject({
+        method: 'POST',
+        url,
+        headers: { 'content-type': 'text/plain' },
+        payload: json,
+      });
+      expect(expectProblem(res, 415, 'UNSUPPORTED_MEDIA_TYPE').detail).toBe(
+        `unsupported Content-Type; ${accepts}`,
+      );
+    }
+  });
 
   it('application/json with a charset parameter is accepted', async () => {
     expect((await postRaw(json, 'application/json; charset=utf-8')).statusCode).toBe(200);

@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { NormserveError } from '../../errors/index.js';
+import { isNormserveError, NormserveError } from '../../errors/index.js';
 import {
   type AvailableVersion,
   checkInputTensor,
@@ -61,19 +61,33 @@ function binaryContentType(request: FastifyRequest, _reply: FastifyReply, done: 
   done();
 }
 
+/**
+ * An application/octet-stream body without Inference-Header-Content-Length is read whole as the
+ * JSON header: when that is not JSON, the likely cause is the missing header, so say so.
+ */
+function withoutLengthHint(error: Error): Error {
+  if (!isNormserveError(error) || error.code !== 'INVALID_JSON') return error;
+  return new NormserveError(
+    error.code,
+    `${error.message} (no ${HEADER_LENGTH_NAME} header: a binary body is a JSON header of that many bytes followed by the tensor bytes)`,
+    { errors: error.errors, extra: { ...error.extra }, cause: error },
+  );
+}
+
 type InferBody = z.output<ReturnType<typeof binaryInferHeaderSchema>>;
 type InferInput = InferBody['inputs'][number];
 
 /**
  * The input rows of an infer request: from JSON `data`, or from the bytes after a binary body's
- * header (`binary`, undefined for JSON bodies) when the input has `binary_data_size`.
+ * header (`binary`, undefined for JSON bodies) when the input has `binary_data_size`; `path`
+ * names where they came from in error documents.
  */
 function readInput(
   body: InferBody,
   binary: Buffer | undefined,
   served: AvailableVersion,
   maxRows: number,
-): RowSource {
+): { source: RowSource; path: string } {
   const shape = inputShapeOf(served);
   const rows = checkInputTensor(body.inputs, shape, maxRows);
   const input: InferInput = body.inputs[0]!;
@@ -82,7 +96,7 @@ function readInput(
     if (binary !== undefined && binary.length > 0) checkBinaryConsumed(0, binary.length);
     if (input.data === undefined)
       failInput('inputs[0].data', 'required (or parameters.binary_data_size for binary data)');
-    return shape.tensorData(input.data, input.shape, 'inputs[0].data');
+    return { source: shape.tensorData(input.data, input.shape, JSON_DATA), path: JSON_DATA };
   }
   if (binary === undefined)
     failInput(
@@ -98,8 +112,13 @@ function readInput(
       'inputs[0].parameters.binary_data_size',
       `shape [${input.shape.join(', ')}] of FP32 is ${expected} bytes, got ${size}`,
     );
-  return float32Rows(readFloat32(binary!, 'inputs[0].binary_data'), rows, shape.width);
+  const values = readFloat32(binary!, BINARY_DATA);
+  return { source: float32Rows(values, rows, shape.width), path: BINARY_DATA };
 }
+
+const JSON_DATA = 'inputs[0].data';
+/** The input's bytes after a binary body's JSON header. */
+const BINARY_DATA = 'inputs[0].binary_data';
 
 /** Which requested outputs go back as bytes (binary_data, else the request's binary_data_output). */
 function binaryOutputs(body: InferBody, count: number): boolean[] {
@@ -255,7 +274,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
   const acceptsBody = compileAccepts(body);
   const headerSchema = binaryInferHeaderSchema();
   const acceptsHeader = compileAccepts(headerSchema);
-  const parseHeader = (request: FastifyRequest, text: string): unknown => {
+  const parseHeader = (request: FastifyRequest, text: string, lengthGiven: boolean): unknown => {
     if (text.trim() === '') failInput(`headers.${HEADER_LENGTH}`, 'the JSON header is empty');
     let parsed: unknown;
     let error: Error | null = null;
@@ -264,7 +283,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
       error = e;
       parsed = value;
     });
-    if (error) throw error;
+    if (error) throw lengthGiven ? error : withoutLengthHint(error);
     return parsed;
   };
 
@@ -283,16 +302,20 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
     let parsed: InferBody;
     let binary: Buffer | undefined;
     if (Buffer.isBuffer(request.body)) {
-      const split = splitInferBody(request.body, request.headers[HEADER_LENGTH]);
+      const lengthHeader = request.headers[HEADER_LENGTH];
+      const split = splitInferBody(request.body, lengthHeader);
       binary = split.binary;
-      const header = parseHeader(request, split.json);
+      const header = parseHeader(request, split.json, lengthHeader !== undefined);
       parsed = acceptsHeader?.(header)
         ? (header as InferBody)
         : parseWith(headerSchema, header, 'body');
     } else {
+      // A refused body is parsed with the header's schema (the same but for an input's `data`,
+      // optional there): a missing `data` is then named by readInput, which knows why (binary
+      // data without a binary body, or no data at all), instead of "expected array".
       parsed = acceptsBody?.(request.body)
         ? (request.body as InferBody)
-        : parseWith(body, request.body, 'body');
+        : parseWith(headerSchema, request.body, 'body');
     }
     if (!served) throw unresolved;
     const requested = requestedOutputs(
@@ -300,10 +323,15 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
       parsed.outputs?.map((o) => o.name),
     );
     const asBytes = binaryOutputs(parsed, requested.length);
-    const source = readInput(parsed, binary, served, config.MAX_BATCH_SIZE);
-    let out: PredictOutput | Promise<PredictOutput> = inference.infer(served, source, true, true);
+    const input = readInput(parsed, binary, served, config.MAX_BATCH_SIZE);
+    let out: PredictOutput | Promise<PredictOutput> = inference.infer(
+      served,
+      input.source,
+      true,
+      true,
+    );
     if (out instanceof Promise) out = await out;
-    checkFiniteOutputs(out.outputs, out.rows, out.outputWidth, (r) => `inputs[0].data (row ${r})`);
+    checkFiniteOutputs(out, (r) => `${input.path} (row ${r})`);
     recordInference(request, out, true);
     void reply.header('X-Model-Version', String(out.version));
     const parts: Buffer[] = [];

@@ -462,9 +462,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
     }
     let out: PredictOutput | Promise<PredictOutput> = inference.infer(served, source, fused, true);
     if (out instanceof Promise) out = await out;
-    checkFiniteOutputs(out.outputs, out.rows, out.outputWidth, (r) =>
-      columnar ? `inputs[${r}]` : `instances[${r}]`,
-    );
+    checkFiniteOutputs(out, (r) => (columnar ? `inputs[${r}]` : `instances[${r}]`));
     recordInference(request, out, fused);
     void reply.header('X-Model-Version', String(out.version));
     if (wantsBinary(request)) return sendFloat32(reply, out);
@@ -504,7 +502,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
       true,
     );
     if (out instanceof Promise) out = await out;
-    checkFiniteOutputs(out.outputs, out.rows, out.outputWidth, (r) => `body (row ${r})`);
+    checkFiniteOutputs(out, (r) => `body (row ${r})`);
     recordInference(request, out, fused);
     void reply.header('X-Model-Version', String(out.version));
     if (wantsBinary(request)) return sendFloat32(reply, out);
