@@ -14,7 +14,6 @@ import { ClusterDriftPrimary } from '../../src/cli/cluster-drift.js';
 import { fromPrimarySchema, fromWorkerSchema } from '../../src/cli/cluster-messages.js';
 import { Rng } from '../../src/nn/index.js';
 import {
-  type DriftOptions,
   DriftService,
   driftShareSchema,
   encodeSampleRows,
@@ -29,6 +28,7 @@ import {
   trafficSampleSchema,
 } from '../../src/service/index.js';
 import { digitsTestRows, nightShift } from '../helpers/digits.js';
+import { testDriftOptions } from '../helpers/drift-options.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-files.js';
 
 afterAll(removeTempDirs);
@@ -36,18 +36,11 @@ afterEach(() => {
   vi.useRealTimers();
 });
 
-const OPTIONS: DriftOptions = {
-  sampleFraction: 1,
-  windowMs: 60_000,
-  windows: 10,
-  threshold: 0.5,
-  minRows: 100,
+const OPTIONS = testDriftOptions({
   autoRecalibrate: 'promote',
   autoMinRows: 256,
-  sampleRows: 2048,
-  sampleBytes: 16 * 1024 * 1024,
   share: true,
-};
+});
 
 const { x, y } = digitsTestRows();
 const night = nightShift(x);

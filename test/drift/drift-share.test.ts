@@ -18,6 +18,7 @@ import {
   runSources,
 } from '../../src/service/index.js';
 import { digitsTestRows, nightShift } from '../helpers/digits.js';
+import { testDriftOptions } from '../helpers/drift-options.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-files.js';
 
 /** The same float64 moments merged in another order (Chan's pairwise update): relative. */
@@ -25,17 +26,7 @@ const MERGE_ORDER_RTOL = 1e-9;
 
 afterAll(removeTempDirs);
 
-const OPTIONS: DriftOptions = {
-  sampleFraction: 1,
-  windowMs: 60_000,
-  windows: 10,
-  threshold: 0.5,
-  minRows: 100,
-  autoRecalibrate: 'recommend',
-  autoMinRows: 512,
-  sampleRows: 2048,
-  sampleBytes: 16 * 1024 * 1024,
-};
+const OPTIONS = testDriftOptions({ autoRecalibrate: 'recommend', autoMinRows: 512 });
 
 describe('drift shared between processes', () => {
   it('two services that each saw part of the traffic both report all of it, as one service would', async () => {

@@ -8,7 +8,6 @@ import { cpSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
-  type DriftOptions,
   DriftService,
   decodeSampleRows,
   InferenceService,
@@ -18,21 +17,12 @@ import {
   runSources,
 } from '../../src/service/index.js';
 import { digitsTestRows } from '../helpers/digits.js';
+import { testDriftOptions } from '../helpers/drift-options.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-files.js';
 
 afterAll(removeTempDirs);
 
-const OPTIONS: DriftOptions = {
-  sampleFraction: 1,
-  windowMs: 60_000,
-  windows: 10,
-  threshold: 0.5,
-  minRows: 100,
-  autoRecalibrate: 'candidate',
-  autoMinRows: 10_000,
-  sampleRows: 2048,
-  sampleBytes: 16 * 1024 * 1024,
-};
+const OPTIONS = testDriftOptions({ autoRecalibrate: 'candidate', autoMinRows: 10_000 });
 
 const rows = digitsTestRows().x;
 const huge = Array.from({ length: 64 }, () => 3e38);
