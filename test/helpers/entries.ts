@@ -35,7 +35,8 @@ export const BUNDLE_DIR = join(
   ROOT,
   'node_modules',
   '.cache',
-  'normserve-test-entries',
+  // Not under the earlier shared 'normserve-test-entries', which older checkouts still remove.
+  'normserve-test-entries-by-checkout',
   createHash('sha256').update(ROOT).digest('hex').slice(0, 12),
 );
 
