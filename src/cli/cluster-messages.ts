@@ -30,6 +30,11 @@ export type MetricJson = z.output<typeof metricJsonSchema>;
 export const fromWorkerSchema = z.discriminatedUnion('type', [
   /** The worker answers `collect` from now on (it has built its app). */
   z.object({ type: z.literal('normserve:ready') }),
+  /**
+   * The worker cannot start (`message`: the one line saying why, e.g. a taken port) and exits
+   * EXIT_START_FAILED next: the primary prints the line once for all workers, and stops.
+   */
+  z.object({ type: z.literal('normserve:start-failed'), message: z.string().max(4096) }),
   /** GET /metrics reached this worker: the primary answers with the whole server's metrics. */
   z.object({ type: z.literal('normserve:scrape'), id }),
   /** The worker's metrics, answering `collect`; `seq` grows with every answer of this worker. */

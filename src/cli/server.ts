@@ -7,6 +7,7 @@
 import cluster from 'node:cluster';
 import { isNormserveError } from '../errors/index.js';
 import { parseServerConfig, type ServerConfig } from '../service/server-config.js';
+import type { FromWorker } from './cluster-messages.js';
 import { EXIT_START_FAILED } from './exit-codes.js';
 
 async function main(): Promise<void> {
@@ -30,9 +31,29 @@ async function main(): Promise<void> {
         ? e.message
         : undefined;
     if (message === undefined) throw e;
-    process.stderr.write(`normserve: ${message}\n`);
-    process.exit(cluster.isWorker ? EXIT_START_FAILED : 1);
+    if (cluster.isWorker) exitWorker(message);
+    else {
+      process.stderr.write(`normserve: ${message}\n`);
+      process.exit(1);
+    }
   }
+}
+
+/**
+ * A cluster worker that cannot start hands its line to the primary, which prints it once however
+ * many workers fail alike (the line itself when the channel is gone), and exits EXIT_START_FAILED
+ * so that the primary stops instead of replacing it.
+ */
+function exitWorker(message: string): void {
+  const alone = () => {
+    process.stderr.write(`normserve: ${message}\n`);
+    process.exit(EXIT_START_FAILED);
+  };
+  if (!process.send || !process.connected) alone();
+  const failed: FromWorker = { type: 'normserve:start-failed', message };
+  process.send!(failed, undefined, {}, (e: Error | null) =>
+    e ? alone() : process.exit(EXIT_START_FAILED),
+  );
 }
 
 await main();
