@@ -9,21 +9,44 @@ import { loadSync } from '@grpc/proto-loader';
 import protobuf from 'protobufjs';
 import { PROTO_FILE } from '../src/grpc/proto.js';
 
+const root = protobuf.loadSync(PROTO_FILE);
+const service = root.lookupService('inference.GRPCInferenceService');
+const USAGE = `usage: npm run -s grpc -- [host:port] <Method> [json request]
+
+Calls one method of the gRPC Open Inference Protocol (inference.GRPCInferenceService) at
+host:port (default 127.0.0.1:8081, the server's GRPC_PORT) and prints the reply as grpcurl does.
+Requests and replies use the protobuf JSON mapping (lowerCamelCase or proto names, int64 as
+strings, bytes as base64); the request defaults to {}.
+
+Methods: ${Object.keys(service.methods).join(', ')}
+
+Examples:
+  npm run -s grpc -- ServerReady
+  npm run -s grpc -- localhost:8081 ModelMetadata '{"name":"digits"}'
+`;
+
 const args = process.argv.slice(2);
+if (args.includes('--help') || args.includes('-h')) {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
+const unknown = args.find((a) => a.startsWith('-'));
+if (unknown !== undefined) {
+  process.stderr.write(`grpc: unknown option ${unknown}\n${USAGE}`);
+  process.exit(2);
+}
 const address = args[0]?.includes(':') ? args.shift()! : '127.0.0.1:8081';
 const method = args[0];
 const body = args[1] ?? '{}';
 if (!method) {
-  process.stderr.write('usage: npm run -s grpc -- [host:port] <Method> [json request]\n');
+  process.stderr.write(USAGE);
   process.exit(2);
 }
 
-const root = protobuf.loadSync(PROTO_FILE);
-const service = root.lookupService('inference.GRPCInferenceService');
 const rpc = service.methods[method];
 if (!rpc) {
   process.stderr.write(
-    `unknown method ${method}; one of ${Object.keys(service.methods).join(', ')}\n`,
+    `unknown method ${method}; one of $Object.keys(service.methods).join(', ')\n`,
   );
   process.exit(2);
 }

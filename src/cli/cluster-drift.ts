@@ -108,7 +108,12 @@ export class ClusterDriftPrimary {
     this.collections.set(id, collection);
     if (others.length === 0) this.finish(id, collection);
     for (const w of others)
-      sendToWorker(w, { type: 'normserve:sample-ask', id, model: message.model });
+      sendToWorker(w, {
+        type: 'normserve:sample-ask',
+        id,
+        model: message.model,
+        kind: message.kind,
+      });
   }
 
   /** A worker's sample: relayed to the decider at once (the primary keeps no rows). */
@@ -157,7 +162,10 @@ export function shareDrift(channel: PrimaryChannel, drift: DriftService): () => 
         channel.send({
           type: 'normserve:sample-answer',
           id: notice.id,
-          sample: drift.trafficSample(notice.model),
+          sample:
+            notice.kind === 'recent'
+              ? drift.recentSample(notice.model)
+              : drift.trafficSample(notice.model),
         });
         break;
       case 'normserve:sample-part':
@@ -165,11 +173,11 @@ export function shareDrift(channel: PrimaryChannel, drift: DriftService): () => 
         break;
     }
   };
-  drift.usePeerSamples(async (model, version, onSample) => {
+  drift.usePeerSamples(async (model, version, onSample, kind = 'traffic') => {
     let id: number | undefined;
     try {
       const done = await channel.request(
-        { type: 'normserve:sample-request', model, version },
+        { type: 'normserve:sample-request', model, version, kind },
         'normserve:sample-done',
         SAMPLE_REQUEST_TIMEOUT_MS,
         (requestId) => {

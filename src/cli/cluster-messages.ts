@@ -1,5 +1,6 @@
 import cluster, { type Worker } from 'node:cluster';
 import { z } from 'zod';
+import { SAMPLE_KINDS } from '../service/drift-service.js';
 import { driftShareSchema, trafficSampleSchema } from '../service/drift-share.js';
 
 /**
@@ -9,6 +10,8 @@ import { driftShareSchema, trafficSampleSchema } from '../service/drift-share.js
  */
 
 const id = z.number().int().nonnegative();
+/** Traffic sample or recent rows (service/drift-service.ts); traffic when absent. */
+const sampleKind = z.enum(SAMPLE_KINDS).default('traffic');
 
 /** One metric as prom-client's `Registry.getMetricsAsJSON()` gives it (values already collected). */
 export const metricJsonSchema = z.object({
@@ -30,6 +33,11 @@ export type MetricJson = z.output<typeof metricJsonSchema>;
 export const fromWorkerSchema = z.discriminatedUnion('type', [
   /** The worker answers `collect` from now on (it has built its app). */
   z.object({ type: z.literal('normserve:ready') }),
+  /**
+   * The worker cannot start (`message`: the one line saying why, e.g. a taken port) and exits
+   * EXIT_START_FAILED next: the primary prints the line once for all workers, and stops.
+   */
+  z.object({ type: z.literal('normserve:start-failed'), message: z.string().max(4096) }),
   /** GET /metrics reached this worker: the primary answers with the whole server's metrics. */
   z.object({ type: z.literal('normserve:scrape'), id }),
   /** The worker's metrics, answering `collect`; `seq` grows with every answer of this worker. */
@@ -43,14 +51,16 @@ export const fromWorkerSchema = z.discriminatedUnion('type', [
   /** What this worker's drift service saw since its last share: relayed to the other workers. */
   z.object({ type: z.literal('normserve:drift-share'), share: driftShareSchema }),
   /**
-   * The deciding worker is about to recalibrate `model` from traffic: the primary asks the other
-   * workers for their traffic samples, relays each (`sample-part`) and answers `sample-done`.
+   * The deciding worker is about to recalibrate `model` from traffic (`kind` traffic), or a worker
+   * draws the pictures of GET …/drift/layers (`kind` recent): the primary asks the other workers
+   * for their samples of that kind, relays each (`sample-part`) and answers `sample-done`.
    */
   z.object({
     type: z.literal('normserve:sample-request'),
     id,
     model: z.string(),
     version: z.number().int().positive(),
+    kind: sampleKind,
   }),
   /** A worker's traffic sample, answering the primary's `sample-ask` of the same id. */
   z.object({ type: z.literal('normserve:sample-answer'), id, sample: trafficSampleSchema }),
@@ -75,8 +85,8 @@ export const fromPrimarySchema = z.discriminatedUnion('type', [
   }),
   /** Another worker's drift share (cluster-drift.ts); `from` is its cluster worker id. */
   z.object({ type: z.literal('normserve:drift-shared'), from: id, share: driftShareSchema }),
-  /** The deciding worker wants this worker's traffic sample of `model` (answer: `sample-answer`). */
-  z.object({ type: z.literal('normserve:sample-ask'), id, model: z.string() }),
+  /** A worker wants this worker's sample of `model` of `kind` (answer: `sample-answer`). */
+  z.object({ type: z.literal('normserve:sample-ask'), id, model: z.string(), kind: sampleKind }),
   /** One other worker's traffic sample, for the deciding worker's `sample-request` `id`. */
   z.object({
     type: z.literal('normserve:sample-part'),

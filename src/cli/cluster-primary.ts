@@ -23,13 +23,19 @@ function answerWorkers(
   metrics: ClusterMetricsPrimary,
   drift: ClusterDriftPrimary,
   logger: pino.Logger,
+  ready: Set<number>,
+  startFailed: (message: string) => void,
 ): void {
   const rateLimits = new FixedWindowCounter();
   onWorkerMessage((worker, message) => {
     switch (message.type) {
       case 'normserve:ready':
+        ready.add(worker.id);
         metrics.add(worker);
         drift.add(worker);
+        break;
+      case 'normserve:start-failed':
+        startFailed(message.message);
         break;
       case 'normserve:drift-share':
         drift.shared(worker, message);
@@ -80,10 +86,18 @@ export async function runPrimary(config: ServerConfig): Promise<void> {
 
   const clusterMetrics = new ClusterMetricsPrimary();
   const clusterDrift = new ClusterDriftPrimary();
-  answerWorkers(clusterMetrics, clusterDrift, logger);
+  /** Workers that said they listen (`normserve:ready`). */
+  const ready = new Set<number>();
+  // Every worker fails to start the same way (a taken port): the reason is printed once.
+  let reported = false;
+  answerWorkers(clusterMetrics, clusterDrift, logger, ready, (message) => {
+    if (reported) return;
+    reported = true;
+    process.stderr.write(`normserve: ${message}\n`);
+  });
 
   let stopping = false;
-  let startFailed = false;
+  let failed = false;
   const recentDeaths: number[] = [];
   // Workers accept from the shared socket themselves (SCHED_NONE) rather than through the
   // primary's round-robin: a worker that closes stops accepting at once, so during shutdown no
@@ -95,11 +109,16 @@ export async function runPrimary(config: ServerConfig): Promise<void> {
     // Its counters join the retired bucket, so the server's totals never go backwards.
     clusterMetrics.retire(worker, !stopping);
     clusterDrift.retire(worker);
+    const wasReady = ready.delete(worker.id);
     if (stopping) return;
-    if (code === EXIT_START_FAILED) {
-      // The worker printed why (a taken port, say); another one would fail the same way.
-      logger.fatal({ worker: worker.process.pid }, 'a worker could not start; stopping');
-      startFailed = true;
+    if (code === EXIT_START_FAILED || !wasReady) {
+      // It printed why (a taken port, say: EXIT_START_FAILED), or died before it listened; another
+      // one would fail the same way, so the server stops rather than replacing it in a loop.
+      logger.fatal(
+        { worker: worker.process.pid, code, signal },
+        'a worker could not start; stopping',
+      );
+      failed = true;
       stop('SIGTERM');
       return;
     }
@@ -110,7 +129,11 @@ export async function runPrimary(config: ServerConfig): Promise<void> {
     // A crash loop (e.g. the port is taken) must not spin: give up after 10 deaths a minute.
     if (recentDeaths.length > 10) {
       logger.fatal('workers keep dying; stopping');
-      process.exit(1);
+      // Drained like a SIGTERM: exiting at once would leave the others writing to a closed IPC
+      // channel (EPIPE) until they noticed.
+      failed = true;
+      stop('SIGTERM');
+      return;
     }
     fork();
   });
@@ -131,7 +154,7 @@ export async function runPrimary(config: ServerConfig): Promise<void> {
     let left = workers.length;
     const done = () => {
       logger.info({ clean }, 'all workers stopped');
-      process.exit(clean && !startFailed ? 0 : 1);
+      process.exit(clean && !failed ? 0 : 1);
     };
     if (left === 0) done();
     for (const worker of workers) {

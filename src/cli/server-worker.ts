@@ -7,6 +7,7 @@ import cluster from 'node:cluster';
 import { randomBytes } from 'node:crypto';
 import closeWithGrace from 'close-with-grace';
 import pino from 'pino';
+import { NormserveError } from '../errors/index.js';
 import type { GrpcServerHandle } from '../grpc/grpc-server.js';
 import { buildApp, createDriftService, createInferenceService } from '../http/app.js';
 import { ServiceMetrics } from '../http/metrics.js';
@@ -18,6 +19,15 @@ import { clusterRateLimitCounter } from './cluster-rate-limit.js';
 import { applyHeapGrowingPercent } from './heap-growth.js';
 import { packageVersion } from './package-version.js';
 import { turnLogDestination } from './turn-log-destination.js';
+
+/**
+ * A port that cannot be bound (taken, not permitted) stops the start: one line naming the address
+ * (Node's bind error) and the variable to change. Anything else is not a listen failure.
+ */
+function listenFailed(e: unknown, prefix: string, hint: string): unknown {
+  if (!(e instanceof Error && 'code' in e && typeof e.code === 'string')) return e;
+  return new NormserveError('LISTEN_FAILED', `${prefix}${e.message}; ${hint}`);
+}
 
 export async function startServer(config: ServerConfig): Promise<void> {
   applyHeapGrowingPercent(config.V8_HEAP_GROWING_PERCENT);
@@ -103,12 +113,15 @@ export async function startServer(config: ServerConfig): Promise<void> {
     },
   );
 
-  await app.listen({ port: config.PORT, host: config.HOST });
+  await app.listen({ port: config.PORT, host: config.HOST }).catch((e: unknown) => {
+    throw listenFailed(e, '', 'set PORT to a free port');
+  });
   if (config.GRPC_PORT > 0) {
     // Loaded once HTTP listens (as before, gRPC listens right after HTTP): grpc-js, proto-loader
     // and protobufjs are a third of the server's code, and a worker that waited for them before
     // its first HTTP request would start that much later (issue 13).
-    const { createGrpcServer, listenGrpc } = await import('../grpc/grpc-server.js');
+    const { createGrpcServer, listenGrpc, routeGrpcJsLog } = await import('../grpc/grpc-server.js');
+    routeGrpcJsLog(logger);
     // Under node:cluster every worker binds the same port and the listening socket is shared as
     // for HTTP; each HTTP/2 connection (and every call on it) stays on the worker that accepted it.
     const server = createGrpcServer({
@@ -120,7 +133,9 @@ export async function startServer(config: ServerConfig): Promise<void> {
       log: logger,
       observer: metrics,
     });
-    grpc = await listenGrpc(server, config.HOST, config.GRPC_PORT);
+    grpc = await listenGrpc(server, config.HOST, config.GRPC_PORT).catch((e: unknown) => {
+      throw listenFailed(e, 'gRPC: ', 'set GRPC_PORT to a free port (0 = no gRPC server)');
+    });
     logger.info({ port: grpc.port, host: config.HOST }, 'gRPC server listening');
   }
   // Listening: the primary may ask for this worker's metrics from now on.

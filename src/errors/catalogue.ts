@@ -44,6 +44,7 @@ export const errorCatalogue = {
   SERVER_CONFIG_INVALID: { status: 500, title: 'Invalid server configuration' },
   REPOSITORY_ERROR: { status: 500, title: 'Model repository error' },
   OUTPUT_WRITE_FAILED: { status: 500, title: 'Cannot write the output file' },
+  LISTEN_FAILED: { status: 500, title: 'Cannot listen on the port' },
 
   INTERNAL: { status: 500, title: 'Internal server error' },
 } as const satisfies Record<string, { status: number; title: string }>;

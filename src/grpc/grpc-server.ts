@@ -40,6 +40,9 @@ import {
   requestedOutputs,
 } from '../service/index.js';
 import { widenConnectionWindows, widenStreamWindows } from './flow-control.js';
+
+export { routeGrpcJsLog } from './grpc-js-log.js';
+
 import { grpcStatusOf } from './grpc-status.js';
 import { type ModelInferRequest, modelInferRequestSchema, modelRefSchema } from './messages.js';
 import { inferenceServiceDefinition } from './proto.js';
@@ -315,13 +318,28 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
   return server;
 }
 
-/** Binds a server on `host:port` (IPv6 hosts bracketed) and returns its handle. */
+/**
+ * grpc-js reports a failed bind as `No address added out of total 1 resolved errors: [<Node's
+ * error messages>]` (server.ts of grpc-js 1.14), the errno code only inside the text: the bind
+ * error is Node's message (`bind EADDRINUSE 127.0.0.1:8081` in a cluster worker, `listen
+ * EADDRINUSE: address already in use 127.0.0.1:8081` otherwise), its code the errno name.
+ */
+export function bindError(error: Error): Error & { code: string } {
+  const inner = /errors: \[(.*)\]\s*$/s.exec(error.message)?.[1] || error.message;
+  const code = /\b(E[A-Z]+)\b/.exec(inner)?.[1] ?? 'EBIND';
+  return Object.assign(new Error(inner), { code });
+}
+
+/**
+ * Binds a server on `host:port` (IPv6 hosts bracketed) and returns its handle; a failed bind
+ * rejects with Node's bind error (bindError).
+ */
 export function listenGrpc(server: Server, host: string, port: number): Promise<GrpcServerHandle> {
   const address = `${host.includes(':') ? `[${host}]` : host}:${port}`;
   return new Promise((resolve, reject) => {
     server.bindAsync(address, ServerCredentials.createInsecure(), (error, bound) => {
       if (error) {
-        reject(error);
+        reject(bindError(error));
         return;
       }
       widenConnectionWindows(server);

@@ -69,14 +69,23 @@ export interface LeftOut {
 }
 
 /**
- * WORKERS > 1: asks every other process for its traffic sample of a model (through the cluster
- * primary, cli/cluster-drift.ts); each answer is handed to `onSample` as it arrives; resolves
- * when all answered or the wait ended, with how many were asked and who was left out.
+ * Which rows a process gives when asked: its traffic sample (for a recalibration from traffic)
+ * or its recent rows (for the before/after-BatchNorm pictures).
+ */
+export const SAMPLE_KINDS = ['traffic', 'recent'] as const;
+export type SampleKind = (typeof SAMPLE_KINDS)[number];
+
+/**
+ * WORKERS > 1: asks every other process for its traffic sample (or recent rows) of a model
+ * (through the cluster primary, cli/cluster-drift.ts); each answer is handed to `onSample` as it
+ * arrives; resolves when all answered or the wait ended, with how many were asked and who was
+ * left out.
  */
 export type PeerSampleCollector = (
   model: string,
   version: number,
   onSample: (worker: number, sample: TrafficSampleMessage) => void,
+  kind?: SampleKind,
 ) => Promise<{ asked: number; leftOut: LeftOut[] }>;
 
 /** Rows of recent traffic kept per model for the before/after-BatchNorm pictures. */
@@ -86,7 +95,10 @@ export const PICTURE_SAMPLE_ROWS = 256;
 export interface LayerPictures {
   model: string;
   version: number;
-  /** Recent rows the pictures were drawn from (the last PICTURE_SAMPLE_ROWS served). */
+  /**
+   * Recent rows the pictures were drawn from: the last PICTURE_SAMPLE_ROWS served, by each
+   * process of the server (WORKERS > 1).
+   */
   rows: number;
   layers: LayerPicture[];
 }
@@ -516,18 +528,24 @@ export class DriftService implements TrafficObserver {
   /**
    * The seed's picture per BatchNorm of the active version, on the last rows it served: the
    * layer's inputs before and after normalisation, running against live channel statistics.
+   * WORKERS > 1: on the last rows every process served, gathered from the others through the
+   * primary, so any worker draws the same pictures. The pictures are merged by their rows, not by
+   * their fields: the histograms' bins come from the rows' own range (robustRange) and differ
+   * between workers, so two workers' histograms cannot be added exactly; their rows can.
    */
-  pictures(name: string): LayerPictures {
+  async pictures(name: string): Promise<LayerPictures> {
     const served = this.requireRegistry().resolve(name);
-    const state = this.models.get(name);
-    const recent = state && state.activeVersion === served.version ? state.recent : undefined;
-    const rows = recent?.size ?? 0;
+    const own = this.recentSample(name);
+    const samples = own.version === served.version ? [own] : [];
+    if (this.collectPeers)
+      await this.collectPeers(name, served.version, (_, m) => samples.push(m), 'recent');
+    const { rows, count } = recentRowsOf(samples, served.version, served.compiled.inputWidth);
     return {
       model: name,
       version: served.version,
-      rows,
+      rows: count,
       layers:
-        rows === 0
+        count === 0
           ? []
           : layerPictures(
               {
@@ -536,9 +554,25 @@ export class DriftService implements TrafficObserver {
                 inputShape: served.compiled.inputShape,
                 plan: served.compiled.plan,
               },
-              recent!.rows(),
               rows,
+              count,
             ),
+    };
+  }
+
+  /** This process's recent rows of a model's active version (for the pictures), as a sample. */
+  recentSample(model: string): TrafficSampleMessage {
+    const state = this.models.get(model);
+    const recent = state?.recent;
+    if (!recent || state.activeVersion === undefined)
+      return { model, version: null, width: recent?.width ?? 1, size: 0, seen: 0, rows: '' };
+    return {
+      model,
+      version: state.activeVersion,
+      width: recent.width,
+      size: recent.size,
+      seen: recent.size,
+      rows: encodeSampleRows(recent.rows()),
     };
   }
 
@@ -888,4 +922,25 @@ export class DriftService implements TrafficObserver {
       }),
     );
   }
+}
+
+/**
+ * The rows of several processes' recent-row samples of one version, one after the other (the
+ * pictures' input): samples of another version or width (a process that has not loaded the new
+ * version yet) are left out.
+ */
+export function recentRowsOf(
+  samples: readonly TrafficSampleMessage[],
+  version: number,
+  width: number,
+): { rows: Float32Array; count: number } {
+  const parts = samples.filter((s) => s.version === version && s.width === width && s.size > 0);
+  const count = parts.reduce((n, s) => n + s.size, 0);
+  const rows = new Float32Array(count * width);
+  let at = 0;
+  for (const part of parts) {
+    rows.set(decodeSampleRows(part), at);
+    at += part.size * width;
+  }
+  return { rows, count };
 }

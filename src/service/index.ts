@@ -14,6 +14,9 @@ export {
   type LeftOut,
   type PeerSampleCollector,
   PICTURE_SAMPLE_ROWS,
+  recentRowsOf,
+  SAMPLE_KINDS,
+  type SampleKind,
 } from './drift-service.js';
 export {
   AUTO_RECALIBRATE_MODES,

@@ -1,11 +1,35 @@
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
-import { describeLocations, issuesToLocations, NormserveError } from '../errors/index.js';
+import {
+  describeInput,
+  describeLocations,
+  issueMessage,
+  issuesToLocations,
+  NormserveError,
+} from '../errors/index.js';
 import { ENGINES } from '../inference/engine-name.js';
 import { AUTO_RECALIBRATE_MODES, DEFAULT_DRIFT_THRESHOLD } from './drift-settings.js';
 
+/**
+ * The environment's text as a number, as Number() reads it ('' is 0, as before); text that is no
+ * number stays text, so that the message quotes what was given.
+ */
+const numeric = (v: unknown) =>
+  typeof v === 'string' && Number.isFinite(Number(v)) ? Number(v) : v;
+type RangeMessage = (issue: { input?: unknown }) => string;
+/** A number in a range, one message for every way to miss it: `expected …, got "abc"`. */
+const inRange = (
+  expected: string,
+  checks: (n: z.ZodNumber, error: RangeMessage) => z.ZodNumber,
+) => {
+  const error: RangeMessage = (issue) => `expected ${expected}, got ${describeInput(issue.input)}`;
+  return z.preprocess(numeric, checks(z.number({ error }), error));
+};
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
-  z.coerce.number().int().min(min).max(max);
+  inRange(
+    max === Number.MAX_SAFE_INTEGER ? `an integer ≥ ${min}` : `an integer from ${min} to ${max}`,
+    (n, error) => n.int({ error }).min(min, { error }).max(max, { error }),
+  );
 /** Node's timers hold at most 2^31 − 1 ms; a longer delay fires at once (with a warning). */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 const ms = (min: number) => int(min, MAX_TIMER_MS);
@@ -25,8 +49,8 @@ const token = z
  */
 export const serverConfigSchema = z.object({
   PORT: int(0, 65535).default(8080),
-  HOST: z.string().min(1).default('127.0.0.1'),
-  MODEL_REPOSITORY: z.string().min(1).default('./models'),
+  HOST: z.string().min(1, 'must not be empty').default('127.0.0.1'),
+  MODEL_REPOSITORY: z.string().min(1, 'must not be empty').default('./models'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   MAX_BATCH_SIZE: int(1, 1_000_000).default(4096),
   /** A JSON body is read as one string: V8's strings end near 512 MiB, so 256 MiB at most. */
@@ -93,13 +117,17 @@ export const serverConfigSchema = z.object({
    * Share of engine calls whose BatchNorm inputs feed the live drift statistics (1 = every call,
    * 0 = no drift statistics). The statistics ride along the served forward pass.
    */
-  DRIFT_SAMPLE_FRACTION: z.coerce.number().min(0).max(1).default(1),
+  DRIFT_SAMPLE_FRACTION: inRange('a number from 0 to 1', (n, error) =>
+    n.min(0, { error }).max(1, { error }),
+  ).default(1),
   /** Live statistics are kept per time window of this length… */
   DRIFT_WINDOW_MS: ms(1000).default(60_000),
   /** …over this many windows (the drift horizon is their product). */
   DRIFT_WINDOWS: int(1, 1440).default(10),
   /** A model drift score above this recommends recalibration (docs/drift.md). */
-  DRIFT_THRESHOLD: z.coerce.number().positive().max(100).default(DEFAULT_DRIFT_THRESHOLD),
+  DRIFT_THRESHOLD: inRange('a number above 0, at most 100', (n, error) =>
+    n.positive({ error }).max(100, { error }),
+  ).default(DEFAULT_DRIFT_THRESHOLD),
   /** Rows the drift statistics need before a recommendation. */
   DRIFT_MIN_ROWS: int(2).default(100),
   /** What drift does: off, recommend (log + count), candidate (publish, shadow), promote (publish + serve). */
@@ -116,7 +144,7 @@ export type ServerConfig = z.output<typeof serverConfigSchema>;
 
 /** Parses the environment; an invalid value stops the start with one line naming the variable. */
 export function parseServerConfig(env: Record<string, string | undefined>): ServerConfig {
-  const parsed = serverConfigSchema.safeParse(env);
+  const parsed = serverConfigSchema.safeParse(env, { error: issueMessage });
   if (!parsed.success) {
     const errors = issuesToLocations(parsed.error.issues);
     throw new NormserveError(

@@ -4,6 +4,7 @@ import {
   describeLocations,
   type ErrorLocation,
   formatPath,
+  issueMessage,
   NormserveError,
 } from '../errors/index.js';
 import { architectureSchema } from './architecture.js';
@@ -138,14 +139,14 @@ export type OptimizerConfig = TrainingConfig['training']['optimizer'];
 /**
  * Parses a training config. `sourceOf` names where a value came from, by its path: a flag
  * (`--epochs`) or undefined for the config file `source`; messages name that place, so a bad
- * `--epochs -5` reads `--epochs: Too small…` and not as a problem of the file.
+ * `--epochs -5` reads `--epochs: at least 1…` and not as a problem of the file.
  */
 export function parseTrainingConfig(
   value: unknown,
   source: string,
   sourceOf: (path: readonly PropertyKey[]) => string | undefined = () => undefined,
 ): TrainingConfig {
-  const parsed = trainingConfigSchema.safeParse(value);
+  const parsed = trainingConfigSchema.safeParse(value, { error: issueMessage });
   if (!parsed.success) {
     const fromFlags: ErrorLocation[] = [];
     const fromFile: ErrorLocation[] = [];

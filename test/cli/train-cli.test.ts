@@ -129,7 +129,7 @@ const failures: { what: string; args: () => string[]; expected: (string | RegExp
   {
     what: 'a negative learning rate (--lr -1)',
     args: () => ['--config', IRIS_CONFIG, '--lr', '-1'],
-    expected: [/^train: --lr: Too small: expected number to be >=0$/],
+    expected: [/^train: --lr: expected a number ≥ 0, got -1$/],
   },
   {
     what: 'negative epochs (--epochs -5)',
@@ -152,20 +152,22 @@ const failures: { what: string; args: () => string[]; expected: (string | RegExp
     what: 'several bad flags at once, each named',
     args: () => ['--data', IRIS_DATA, '--lr', '-1', '--epochs', '2.5', '--task', 'clustering'],
     expected: [
-      '--lr: Too small',
-      '--epochs: Invalid input: expected int',
-      '--task: Invalid option',
+      '--lr: expected a number ≥ 0, got -1',
+      '--epochs: expected an integer, got 2.5',
+      '--task: expected one of "classification", "regression", got "clustering"',
     ],
   },
   {
     what: 'a bad hidden width (--hidden 128,-4) names the flag and the item',
     args: () => ['--data', IRIS_DATA, '--hidden', '128,-4'],
-    expected: [/^train: --hidden\[1\]: Too small: expected number to be >0$/],
+    expected: [/^train: --hidden\[1\]: expected a number > 0, got -4$/],
   },
   {
     what: 'an unknown --norm',
     args: () => ['--data', IRIS_DATA, '--norm', 'groupnorm'],
-    expected: [/^train: --norm: Invalid option: expected one of "batchnorm"\|"layernorm"\|"none"$/],
+    expected: [
+      /^train: --norm: expected one of "batchnorm", "layernorm", "none", got "groupnorm"$/,
+    ],
   },
   {
     what: 'a bad value in the config file still names the file and the field',

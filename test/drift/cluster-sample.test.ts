@@ -297,6 +297,7 @@ describe("the primary's collection", () => {
       id: 7,
       model: 'digits',
       version: 1,
+      kind: 'traffic',
     });
     const ask = b!.sent.at(-1) as { type: string; id: number };
     expect(ask).toMatchObject({ type: 'normserve:sample-ask', model: 'digits' });

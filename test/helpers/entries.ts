@@ -5,6 +5,7 @@
  * a fraction of that. The bundles are built from the same sources for every run, so they are
  * never stale; without them (a build that failed) the children run through tsx as before.
  */
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,8 +26,19 @@ export const ENTRIES = [
 
 export type Entry = (typeof ENTRIES)[number];
 
-/** Inside node_modules, so the bundles' imports of packages resolve as the sources' do. */
-export const BUNDLE_DIR = join(ROOT, 'node_modules', '.cache', 'normserve-test-entries');
+/**
+ * Inside node_modules, so the bundles' imports of packages resolve as the sources' do; one
+ * directory per checkout, since worktrees may share one node_modules (a symlink) and each run
+ * rebuilds its bundles from its own sources.
+ */
+export const BUNDLE_DIR = join(
+  ROOT,
+  'node_modules',
+  '.cache',
+  // Not under the earlier shared 'normserve-test-entries', which older checkouts still remove.
+  'normserve-test-entries-by-checkout',
+  createHash('sha256').update(ROOT).digest('hex').slice(0, 12),
+);
 
 export const bundlePath = (entry: Entry): string =>
   join(BUNDLE_DIR, entry.replace(/\.ts$/, '.mjs'));

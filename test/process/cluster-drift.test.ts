@@ -12,7 +12,12 @@ import { cpSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { Rng } from '../../src/nn/index.js';
-import { type DriftReport, ModelRegistry, runBatch } from '../../src/service/index.js';
+import {
+  type DriftReport,
+  ModelRegistry,
+  PICTURE_SAMPLE_ROWS,
+  runBatch,
+} from '../../src/service/index.js';
 import { ADMIN_TOKEN } from '../helpers/app.js';
 import { digitsImage, digitsTestRows, nightShift } from '../helpers/digits.js';
 import {
@@ -125,6 +130,21 @@ describe('live drift on a WORKERS=2 server', () => {
       `${CLEAN_REQUESTS} rows in every drift report`,
     );
     expect(report.active!.recommended).toBe(false);
+    // The before/after-BatchNorm pictures too: drawn, whichever worker answers, from the recent
+    // rows of both (each keeps its last PICTURE_SAMPLE_ROWS), not from the answering worker's.
+    const servedBy = new Map<unknown, number>();
+    for (const l of server.logs)
+      if (l.msg === 'request' && l.model === 'digits-cnn' && typeof l.rows === 'number')
+        servedBy.set(l.pid, (servedBy.get(l.pid) ?? 0) + l.rows);
+    const recentRows = [...servedBy.values()].reduce(
+      (n, count) => n + Math.min(count, PICTURE_SAMPLE_ROWS),
+      0,
+    );
+    for (let i = 0; i < AGREEING_READS; i++) {
+      const res = await freshRequest(port, 'GET', '/v1/models/digits-cnn/drift/layers');
+      expect(res.status, res.body).toBe(200);
+      expect((JSON.parse(res.body) as { rows: number }).rows).toBe(recentRows);
+    }
     const metrics = await freshRequest(port, 'GET', '/metrics');
     expect(metrics.body).toMatch(
       new RegExp(

@@ -234,3 +234,45 @@ describe('an invalid configuration', () => {
     });
   }
 });
+
+describe('a port that is taken', () => {
+  for (const workers of [1, 2]) {
+    for (const transport of ['HTTP', 'gRPC'] as const) {
+      it(`WORKERS=${workers}, ${transport}: one stderr line naming the address and the variable, exit code 1, no worker replaced`, async () => {
+        const holder = createServer();
+        await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+        const taken = (holder.address() as { port: number }).port;
+        try {
+          const server = startServer({
+            MODEL_REPOSITORY: repositoryCopy(),
+            WORKERS: String(workers),
+            ...(transport === 'HTTP'
+              ? { PORT: String(taken) }
+              : { PORT: '0', GRPC_PORT: String(taken) }),
+          });
+          const { code } = await exitWithin(server, 60_000);
+          expect(code).toBe(1);
+          const lines = server.stderr().trimEnd().split('\n');
+          expect(lines, server.stderr()).toHaveLength(1);
+          // Node's bind error: `listen EADDRINUSE: address already in use <address>` in a single
+          // process, `bind EADDRINUSE <address>` in a cluster worker.
+          const error = `(listen EADDRINUSE: address already in use|bind EADDRINUSE) 127\\.0\\.0\\.1:${taken}`;
+          expect(lines[0]).toMatch(
+            new RegExp(
+              transport === 'HTTP'
+                ? `^normserve: ${error}; set PORT to a free port$`
+                : `^normserve: gRPC: ${error}; set GRPC_PORT to a free port \\(0 = no gRPC server\\)$`,
+            ),
+          );
+          expect(server.logs.filter((l) => /worker died|keep dying/.test(l.msg ?? ''))).toEqual([]);
+          if (workers > 1)
+            expect(
+              server.logs.filter((l) => l.msg === 'a worker could not start; stopping'),
+            ).not.toEqual([]);
+        } finally {
+          holder.close();
+        }
+      });
+    }
+  }
+});

@@ -32,7 +32,7 @@ export async function driftRoutes(app: AppInstance): Promise<void> {
         tags: ['models'],
         summary: 'Before/after-BatchNorm histograms of recent traffic, per layer',
         description:
-          'For the active version and the last 256 rows it served: each BatchNorm’s inputs pooled over channels before normalisation and its outputs after (with the running statistics, where a following ReLU cuts at 0), and per channel the running against the live mean and standard deviation. Empty before traffic.',
+          'For the active version and the last 256 rows it served (by each worker process, all gathered, with WORKERS > 1): each BatchNorm’s inputs pooled over channels before normalisation and its outputs after (with the running statistics, where a following ReLU cuts at 0), and per channel the running against the live mean and standard deviation. Empty before traffic.',
         params: z.object({ name: modelNameParam }),
         response: { 200: layerPicturesSchema, ...errorResponses },
       },

@@ -1,0 +1,100 @@
+/**
+ * The server's command line and configuration messages: `--help` prints usage and starts nothing,
+ * an argument is an error (the environment is the configuration), an invalid variable is named
+ * with what was expected and what was given; `npm run grpc -- --help` prints its usage.
+ */
+import { spawnSync } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
+import { parseServerConfig } from '../../src/service/index.js';
+import { nodeArgs, ROOT } from '../helpers/entries.js';
+
+/** Runs the server CLI; a server that started instead would be killed after `timeout`. */
+function serverCli(args: readonly string[]) {
+  return spawnSync(process.execPath, [...nodeArgs('src/cli/server.ts'), ...args], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', PORT: '0', GRPC_PORT: '0', WORKERS: '1' },
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+}
+
+describe('the server CLI', () => {
+  for (const flag of ['--help', '-h']) {
+    it(`${flag} prints usage and the main variables, starts no server and exits 0`, () => {
+      const result = serverCli([flag]);
+      expect(result.status, result.stderr).toBe(0);
+      expect(result.stdout).toMatch(/^Usage: normserve /);
+      expect(result.stdout).toContain('README.md, section Configuration');
+      for (const variable of ['PORT', 'GRPC_PORT', 'MODEL_REPOSITORY', 'WORKERS', 'ADMIN_TOKEN'])
+        expect(result.stdout).toMatch(new RegExp(`^  ${variable} +\\S`, 'm'));
+      expect(result.stdout).toContain('(default 8080)');
+      expect(result.stdout).not.toContain('Server listening');
+    });
+  }
+
+  for (const args of [['--port', '9000'], ['serve']]) {
+    it(`${args.join(' ')} is an error: one line naming it, a pointer to --help, exit 1`, () => {
+      const result = serverCli(args);
+      expect(result.status, result.stderr).toBe(1);
+      const lines = result.stderr.trimEnd().split('\n');
+      expect(lines[0]).toMatch(/^normserve: error: (unknown option '--port'|too many arguments)/);
+      expect(lines.at(-1)).toContain('see --help');
+      expect(result.stdout).toBe('');
+    });
+  }
+});
+
+describe('an invalid server configuration says what was expected and what was given', () => {
+  for (const [variable, value, message] of [
+    ['PORT', 'abc', 'PORT: expected an integer from 0 to 65535, got "abc"'],
+    ['PORT', '70000', 'PORT: expected an integer from 0 to 65535, got 70000'],
+    ['GRPC_PORT', '1.5', 'GRPC_PORT: expected an integer from 0 to 65535, got 1.5'],
+    [
+      'ADMIN_RATE_LIMIT_PER_MINUTE',
+      '0',
+      'ADMIN_RATE_LIMIT_PER_MINUTE: expected an integer ≥ 1, got 0',
+    ],
+    [
+      'DRIFT_SAMPLE_FRACTION',
+      'half',
+      'DRIFT_SAMPLE_FRACTION: expected a number from 0 to 1, got "half"',
+    ],
+    ['DRIFT_THRESHOLD', '0', 'DRIFT_THRESHOLD: expected a number above 0, at most 100, got 0'],
+    [
+      'LOG_LEVEL',
+      'loud',
+      'LOG_LEVEL: expected one of "fatal", "error", "warn", "info", "debug", "trace", "silent", got "loud"',
+    ],
+    ['HOST', '', 'HOST: must not be empty'],
+  ] as const) {
+    it(`${variable}=${JSON.stringify(value)}`, () => {
+      expect(() => parseServerConfig({ [variable]: value })).toThrow(
+        `invalid configuration: ${message}`,
+      );
+    });
+  }
+
+  it('a valid value still parses as before (spaces around a number, the default when unset)', () => {
+    expect(parseServerConfig({ PORT: ' 9000 ' }).PORT).toBe(9000);
+    expect(parseServerConfig({}).PORT).toBe(8080);
+    expect(parseServerConfig({ DRIFT_SAMPLE_FRACTION: '0.25' }).DRIFT_SAMPLE_FRACTION).toBe(0.25);
+  });
+});
+
+describe('npm run grpc', () => {
+  it('--help prints the usage, the methods and examples and exits 0', () => {
+    const result = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', 'tools/grpc-call.ts', '--help'],
+      {
+        cwd: ROOT,
+        encoding: 'utf8',
+        timeout: 60_000,
+      },
+    );
+    expect(result.status, result.stderr).toBe(0);
+    expect(result.stdout).toMatch(/^usage: npm run -s grpc -- \[host:port\] <Method>/);
+    expect(result.stdout).toContain('Methods: ServerLive, ServerReady, ModelReady');
+    expect(result.stdout).toContain('ModelMetadata \'{"name":"digits"}\'');
+  });
+});

@@ -1,0 +1,141 @@
+/**
+ * GET …/drift/layers with WORKERS > 1, in one process: each worker keeps the last rows it served;
+ * the worker that answers gathers the others' (here a function in place of the primary's IPC,
+ * the messages through their schema) and draws the pictures from all of them — the pictures one
+ * process would draw had it served every row. Merged by rows, not by fields: a histogram's bins
+ * come from its own rows' range, so two workers' histograms have different bins.
+ */
+import { cpSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { Rng } from '../../src/nn/index.js';
+import {
+  type DriftOptions,
+  DriftService,
+  encodeSampleRows,
+  type LayerPictures,
+  ModelRegistry,
+  nestedRows,
+  recentRowsOf,
+  runSources,
+  type TrafficSampleMessage,
+  trafficSampleSchema,
+} from '../../src/service/index.js';
+import { digitsTestRows, nightShift } from '../helpers/digits.js';
+import { makeTempDir, removeTempDirs } from '../helpers/temp-files.js';
+
+afterAll(removeTempDirs);
+
+/** The live mean and std sum the same values in another order (float64): last digits only. */
+const SUM_ORDER_RTOL = 1e-12;
+
+const OPTIONS: DriftOptions = {
+  sampleFraction: 1,
+  windowMs: 60_000,
+  windows: 10,
+  threshold: 0.5,
+  minRows: 100,
+  autoRecalibrate: 'off',
+  autoMinRows: 256,
+  sampleRows: 2048,
+  sampleBytes: 16 * 1024 * 1024,
+  share: true,
+};
+
+const overIpc = (m: TrafficSampleMessage) =>
+  trafficSampleSchema.parse(JSON.parse(JSON.stringify(m)));
+
+function expectSamePictures(merged: LayerPictures, whole: LayerPictures): void {
+  expect(merged.rows).toBe(whole.rows);
+  expect(merged.layers.map((l) => l.path)).toEqual(whole.layers.map((l) => l.path));
+  merged.layers.forEach((layer, i) => {
+    const one = whole.layers[i]!;
+    // Counts, bins and the share below zero: exactly those of one process.
+    expect(layer.before).toEqual(one.before);
+    expect(layer.after).toEqual(one.after);
+    expect(layer.below_zero).toBe(one.below_zero);
+    expect(layer.running).toEqual(one.running);
+    for (const key of ['mean', 'std'] as const) {
+      layer.live[key].forEach((v, c) => {
+        const w = one.live[key][c]!;
+        expect(Math.abs(v - w), `${layer.path} live ${key}[${c}]`).toBeLessThanOrEqual(
+          SUM_ORDER_RTOL * Math.max(1, Math.abs(w)),
+        );
+      });
+    }
+  });
+}
+
+describe('the pictures of GET …/drift/layers with two workers', () => {
+  it('any worker draws them from both workers’ recent rows, as one process that served them all', async () => {
+    const repository = makeTempDir('cluster-pictures');
+    cpSync('models/digits', join(repository, 'digits'), { recursive: true });
+    const registry = new ModelRegistry(repository, { maxBatchSize: 64 });
+    await registry.refresh();
+    const [a, b, alone] = [1, 2, 3].map(
+      (seed) => new DriftService({ ...OPTIONS, seed, decides: seed !== 2 }),
+    ) as [DriftService, DriftService, DriftService];
+    for (const s of [a, b, alone]) s.useRegistry(registry);
+    const peersOf =
+      (other: DriftService, worker: number) =>
+      async (
+        model: string,
+        _version: number,
+        onSample: (w: number, m: TrafficSampleMessage) => void,
+        kind?: string,
+      ) => {
+        expect(kind).toBe('recent');
+        onSample(worker, overIpc(other.recentSample(model)));
+        return { asked: 1, leftOut: [] };
+      };
+    a.usePeerSamples(peersOf(b, 2));
+    b.usePeerSamples(peersOf(a, 1));
+
+    const { x } = digitsTestRows();
+    const night = nightShift(x);
+    const rng = new Rng(4242);
+    // 200 rows, under the 256 each keeps: 2 of 5 to worker a, the rest to b; all to `alone`.
+    for (let i = 0; i < 200; i++) {
+      const row = nestedRows([(i % 2 === 0 ? night : x)[rng.int(x.length)]!], 64);
+      runSources(registry.resolve('digits'), [row], true, i % 5 < 2 ? a : b);
+      runSources(registry.resolve('digits'), [row], true, alone);
+    }
+    const own = (s: DriftService) => s.recentSample('digits').size;
+    expect([own(a), own(b), own(alone)]).toEqual([80, 120, 200]);
+    const whole = await alone.pictures('digits');
+    expect(whole.rows).toBe(200);
+    expect(whole.layers.length).toBeGreaterThan(0);
+    expectSamePictures(await a.pictures('digits'), whole);
+    expectSamePictures(await b.pictures('digits'), whole);
+    registry.close();
+  });
+});
+
+describe('recentRowsOf', () => {
+  const sample = (version: number | null, width: number, values: number[]) =>
+    overIpc({
+      model: 'digits',
+      version,
+      width,
+      size: values.length / width,
+      seen: values.length / width,
+      rows: encodeSampleRows(Float32Array.from(values)),
+    });
+
+  it('puts the rows of the version one after the other and leaves out other versions and widths', () => {
+    const merged = recentRowsOf(
+      [
+        sample(3, 2, [1, 2, 3, 4]),
+        sample(2, 2, [9, 9]),
+        sample(3, 2, [5, 6]),
+        sample(3, 1, [7]),
+        sample(null, 2, []),
+      ],
+      3,
+      2,
+    );
+    expect(merged.count).toBe(3);
+    expect(Array.from(merged.rows)).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(recentRowsOf([], 3, 2)).toEqual({ rows: new Float32Array(0), count: 0 });
+  });
+});
