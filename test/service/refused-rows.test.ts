@@ -65,7 +65,7 @@ describe('a refused request', () => {
     const held = Array.from(decodeSampleRows(sample));
     const answered = Array.from(Float32Array.from([rows[0]!, rows[1]!, rows[2]!].flat()));
     expect([...held].sort((a, b) => a - b)).toEqual([...answered].sort((a, b) => a - b));
-    expect(drift.pictures('digits').rows).toBe(3);
+    expect((await drift.pictures('digits')).rows).toBe(3);
 
     // Statistics gathered afterwards are whole numbers again.
     runSources(served, [nestedRows(rows.slice(3, 11), 64)], true, drift);
@@ -86,9 +86,9 @@ describe('a refused request', () => {
     const refused = await service.infer(served, nestedRows([rows[5]!, huge], 64));
     expect(refused.overflowRows).toEqual([1]);
     expect(drift.trafficSample('digits').size).toBe(5);
-    expect(drift.pictures('digits').rows).toBe(5);
-    for (const layer of drift.pictures('digits').layers)
-      expect(JSON.stringify(layer)).not.toMatch(/e\+3\d/);
+    const pictures = await drift.pictures('digits');
+    expect(pictures.rows).toBe(5);
+    for (const layer of pictures.layers) expect(JSON.stringify(layer)).not.toMatch(/e\+3\d/);
   });
 });
 
