@@ -11,17 +11,24 @@ import { NormserveError } from '../errors/index.js';
  */
 export const CONTENT_ENCODINGS = ['gzip', 'deflate', 'identity'] as const;
 
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /**
+     * The limit of a decoded body read as a stream by the route itself (recalibration uploads),
+     * and its variable's name; other routes' decoded bodies are held to their bodyLimit
+     * (BODY_LIMIT_BYTES).
+     */
+    decodedBodyLimit?: { bytes: number; name: string };
+  }
+}
+
 const decoders: Record<string, () => Gunzip | Inflate> = {
   gzip: createGunzip,
   'x-gzip': createGunzip,
   deflate: createInflate,
 };
 
-/**
- * A body stream with a receivedEncodedLength, which Fastify compares with Content-Length (the
- * encoded size) and with bodyLimit; the decoded bytes it counts itself are held to bodyLimit too,
- * so a small compressed body cannot expand past the limit (a "zip bomb" ends in a 413).
- */
+/** A body stream with the encoded size read so far, which Fastify compares with Content-Length. */
 type DecodedBody = PassThrough & { receivedEncodedLength: number };
 
 /** preParsing: the body decoded by its Content-Encoding; 415 for an encoding not supported. */
@@ -37,7 +44,9 @@ export const decodeContentEncoding: preParsingHookHandler = (request, _reply, pa
       ),
     );
   }
-  done(null, decoded(payload, decoder(), encoding));
+  const { bodyLimit, config } = request.routeOptions;
+  const limit = config.decodedBodyLimit ?? { bytes: bodyLimit, name: 'BODY_LIMIT_BYTES' };
+  done(null, decodedBody(payload, decoder(), encoding, limit));
 };
 
 /** The one encoding named, lower case; undefined for none, identity, or no body. */
@@ -52,23 +61,68 @@ function encodingOf(request: FastifyRequest): string | undefined {
   return encoding === '' || encoding === 'identity' ? undefined : encoding;
 }
 
-function decoded(payload: Readable, decoder: Gunzip | Inflate, encoding: string): Readable {
+/**
+ * The decoded body. Decoding costs CPU that a small body can multiply a thousandfold (a "zip
+ * bomb"), so it stops as soon as nobody needs more: past the decoded limit (a 413), when the
+ * reader stops (Fastify after its own 413, an upload reader that gave up) or never reads (a 415 or
+ * a 401 before the body): unread, the decoded bytes back up and pause the decoder. The rest of the
+ * body is then read and dropped, undecoded.
+ */
+export function decodedBody(
+  payload: Readable,
+  decoder: Gunzip | Inflate,
+  encoding: string,
+  limit: { bytes: number; name: string },
+): Readable {
   const out = new PassThrough() as DecodedBody;
   out.receivedEncodedLength = 0;
+  let decodedBytes = 0;
+  let stopped = false;
+  // Fastify hears errors while it reads the body; once it has stopped, or when it never reads,
+  // nothing else would, and an 'error' event without a listener ends the process.
+  out.on('error', () => {});
+  const stop = () => {
+    if (stopped) return;
+    stopped = true;
+    payload.unpipe(decoder);
+    decoder.destroy();
+    payload.resume();
+  };
+  const fail = (error: Error) => {
+    stop();
+    out.destroy(error);
+  };
   payload.on('data', (chunk: Buffer) => {
     out.receivedEncodedLength += chunk.length;
   });
-  payload.on('error', (error) => out.destroy(error));
+  payload.on('error', fail);
   decoder.on('error', (error) =>
-    out.destroy(
+    fail(
       new NormserveError(
         'INVALID_INPUT',
         `the body is not valid ${encoding} data (Content-Encoding): ${error.message}`,
       ),
     ),
   );
-  // The decoder stops reading when its reader does (a body refused as too large, a client gone).
-  out.on('close', () => payload.unpipe(decoder));
-  payload.pipe(decoder).pipe(out);
+  decoder.on('data', (chunk: Buffer) => {
+    if (stopped) return;
+    decodedBytes += chunk.length;
+    if (decodedBytes > limit.bytes) {
+      fail(
+        new NormserveError(
+          'BODY_TOO_LARGE',
+          `the decoded request body is larger than the limit (${limit.name}: ${limit.bytes} bytes)`,
+        ),
+      );
+      return;
+    }
+    // A reader that took data in flowing mode and then let go (Fastify after a 413) takes no more.
+    if (out.readableFlowing === true && out.listenerCount('data') === 0) return stop();
+    if (!out.write(chunk)) decoder.pause();
+  });
+  out.on('drain', () => decoder.resume());
+  decoder.on('end', () => out.end());
+  out.on('close', stop);
+  payload.pipe(decoder);
   return out;
 }

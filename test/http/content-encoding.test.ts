@@ -3,8 +3,12 @@
  * them) are read decoded by every body reader; other encodings are refused with a 415, never read
  * as they are.
  */
-import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
+import { once } from 'node:events';
+import { Readable } from 'node:stream';
+import { brotliCompressSync, createGunzip, deflateSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { NormserveError } from '../../src/errors/index.js';
+import { decodedBody } from '../../src/http/content-encoding.js';
 import { ADMIN, ndjsonBody } from '../helpers/admin.js';
 import { makeTestApp, type TestApp } from '../helpers/app.js';
 import { digitsTestRows, nightShift } from '../helpers/digits.js';
@@ -146,5 +150,57 @@ describe('Content-Encoding of request bodies', () => {
       data_sha256: a.data_sha256,
       layers: a.layers,
     });
+  });
+});
+
+describe('decoding stops when no more is needed', () => {
+  /** A gzip stream of `bytes` zeros, fed in 16 KiB pieces, and a decoder that counts its output. */
+  function bomb(bytes: number) {
+    const gz = gzipSync(Buffer.alloc(bytes));
+    const pieces = Array.from({ length: Math.ceil(gz.length / 16384) }, (_, i) =>
+      gz.subarray(i * 16384, (i + 1) * 16384),
+    );
+    const payload = Readable.from(pieces, { objectMode: false });
+    const consumed = new Promise((resolve) => payload.on('close', resolve));
+    const decoder = createGunzip();
+    const counted = { bytes: 0 };
+    decoder.on('data', (chunk: Buffer) => {
+      counted.bytes += chunk.length;
+    });
+    return { payload, consumed, decoder, counted };
+  }
+  const limit = { bytes: 256 * 1024, name: 'BODY_LIMIT_BYTES' };
+
+  it('past the decoded limit: a 413 error, and the decoder stopped within a chunk of it', async () => {
+    const { payload, consumed, decoder, counted } = bomb(256 * 1024 * 1024);
+    const out = decodedBody(payload, decoder, 'gzip', limit);
+    const failed = once(out, 'error');
+    out.on('data', () => {});
+    const [error] = (await failed) as [NormserveError];
+    expect(error.code).toBe('BODY_TOO_LARGE');
+    expect(error.message).toBe(
+      'the decoded request body is larger than the limit (BODY_LIMIT_BYTES: 262144 bytes)',
+    );
+    await consumed;
+    expect(counted.bytes).toBeLessThan(limit.bytes + 4 * 65536);
+  });
+
+  it('when the reader lets go (as Fastify after its own 413), the rest is not decoded', async () => {
+    const { payload, consumed, decoder, counted } = bomb(256 * 1024 * 1024);
+    const out = decodedBody(payload, decoder, 'gzip', { bytes: 2 ** 40, name: 'X' });
+    const first = (chunk: Buffer) => {
+      expect(chunk.length).toBeGreaterThan(0);
+      out.removeListener('data', first);
+    };
+    out.on('data', first);
+    await consumed;
+    expect(counted.bytes).toBeLessThan(1024 * 1024);
+  });
+
+  it('a body nobody reads, not valid gzip: no unheard error (it would end the process)', async () => {
+    const payload = Readable.from([Buffer.from('not gzip at all')], { objectMode: false });
+    const out = decodedBody(payload, createGunzip(), 'gzip', limit);
+    await new Promise((resolve) => out.on('close', resolve));
+    expect(out.destroyed).toBe(true);
   });
 });
