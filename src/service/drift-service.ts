@@ -445,7 +445,7 @@ export class DriftService implements TrafficObserver {
 
   refused(served: AvailableVersion, probe: StatisticsProbe): void {
     const drift = this.versions.get(served);
-    if (drift?.probe === probe) drift.discard();
+    if (drift?.probe === probe) drift.refused(this.now());
   }
 
   observed(
@@ -904,7 +904,7 @@ export class DriftService implements TrafficObserver {
             // The candidate's outputs of a row may overflow where the active version's did not:
             // as for a refused request, such a run's statistics are not used, nor compared.
             const drift = probe && this.versions.get(target);
-            if (!outputs.every(Number.isFinite)) drift?.discard();
+            if (!outputs.every(Number.isFinite)) drift?.refused(this.now());
             else {
               drift?.gathered(rows, this.now());
               const classes = target.compiled.outputWidth;

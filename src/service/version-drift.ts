@@ -66,6 +66,13 @@ export class VersionDrift {
   /** Whether other processes are told (WORKERS > 1): then unshared collects too. */
   private readonly sharing: boolean;
   private pendingWindow = Number.NaN;
+  /**
+   * Until then every call is folded as it ends (ms since the epoch): set for a window after a
+   * refused call, so that the next refused call drops its own sums only, not the other requests'
+   * since the last fold (a client sending one overflowing row now and then cannot keep the drift
+   * statistics empty).
+   */
+  private foldEachCallUntil = Number.NEGATIVE_INFINITY;
 
   constructor(
     readonly served: AvailableVersion,
@@ -101,14 +108,21 @@ export class VersionDrift {
     if (this.pendingRows > 0 && window !== this.pendingWindow) this.fold(now);
     this.pendingWindow = window;
     this.pendingRows += rows;
-    if (this.pendingRows >= FOLD_ROWS) this.fold(now);
+    if (this.pendingRows >= FOLD_ROWS || now < this.foldEachCallUntil) this.fold(now);
   }
 
   /**
-   * Drops the probe's sums since the last fold (at most FOLD_ROWS rows): an engine call that
-   * carried the probe had a request refused, and the taps cannot tell its rows from the others'.
+   * An engine call that carried the probe had a request refused, and the taps cannot tell its
+   * rows from the others': drops the probe's sums since the last fold — at most FOLD_ROWS rows,
+   * and for a window after a refusal only that call's (every call is folded as it ends then).
    */
-  discard(): void {
+  refused(now: number): void {
+    this.discard();
+    this.foldEachCallUntil = now + this.moments.windowMs;
+  }
+
+  /** Drops the probe's sums since the last fold. */
+  private discard(): void {
     this.probe.reset();
     this.pendingRows = 0;
   }

@@ -90,6 +90,23 @@ describe('a refused request', () => {
     expect(pictures.rows).toBe(5);
     for (const layer of pictures.layers) expect(JSON.stringify(layer)).not.toMatch(/e\+3\d/);
   });
+
+  it("after a refusal, the next refused call drops its own statistics, not the others' since", async () => {
+    const { registry, drift, served } = await setup();
+    const service = new InferenceService(registry, {
+      batchMaxDelayUs: 0,
+      batchMaxRows: 64,
+      observer: drift,
+    });
+    // The first refusal drops what was not folded yet (here 5 rows): the taps mixed them.
+    await service.infer(served, nestedRows(rows.slice(0, 5), 64));
+    await service.infer(served, nestedRows([huge], 64));
+    // From then on each call is folded as it ends: a second refusal drops only itself.
+    await service.infer(served, nestedRows(rows.slice(5, 12), 64));
+    await service.infer(served, nestedRows([rows[12]!, huge], 64));
+    await service.infer(served, nestedRows(rows.slice(13, 16), 64));
+    expect(drift.report('digits')!.active!.rows).toBe(7 + 3);
+  });
 });
 
 describe('drift folding', () => {
