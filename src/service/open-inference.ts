@@ -90,8 +90,8 @@ export function checkInputTensor(
 /**
  * The outputs a request asked for, checked against the model: an unknown name, or a name asked
  * for twice, is a 400 naming the place; none asked for (no list, or an empty one: protobuf cannot
- * tell them apart, and Triton treats them alike) means the first output (probabilities, or
- * predictions). Each output at most once bounds the answer by rows × the model's output values
+ * tell them apart) means every output of the model, as the protocol says ("if not specified all
+ * outputs produced by the model will be returned") and Triton and KServe do. Each output at most once bounds the answer by rows × the model's output values
  * (one infer request repeating "logits" 20,000 times took a server down).
  */
 export function requestedOutputs(
@@ -100,7 +100,7 @@ export function requestedOutputs(
   prefix = 'outputs',
 ): OutputName[] {
   const known = outputNames(served);
-  if (names === undefined || names.length === 0) return [known[0]!];
+  if (names === undefined || names.length === 0) return [...known];
   const seen = new Set<string>();
   return names.map((name, i) => {
     if (!(known as readonly string[]).includes(name)) {

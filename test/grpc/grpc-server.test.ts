@@ -124,7 +124,7 @@ describe('gRPC ModelInfer', () => {
     expect(labels).toEqual(json.outputs[2]!.data);
   });
 
-  it('typed contents (fp32_contents) give the same bits; no outputs asked = probabilities', async () => {
+  it('typed contents (fp32_contents) give the same bits; no outputs asked = all of them', async () => {
     const res = await g.client.call<InferReply>('ModelInfer', {
       model_name: 'digits',
       model_version: '1',
@@ -132,17 +132,17 @@ describe('gRPC ModelInfer', () => {
     });
     expect(res.ok).toBe(true);
     const reply = (res as { value: InferReply }).value;
-    expect(reply.outputs.map((o) => o.name)).toEqual(['probabilities']);
+    expect(reply.outputs.map((o) => o.name)).toEqual(['probabilities', 'logits', 'label']);
     expect(rawFloat32(reply.raw_output_contents[0]!)).toEqual(
       Array.from(Float32Array.from(json.outputs[0]!.data as number[])),
     );
   });
 
-  it('an empty outputs list means the default output over REST as over gRPC', async () => {
+  it('an empty outputs list means every output over REST as over gRPC (the protocol)', async () => {
     const grpc = await g.client.call<InferReply>('ModelInfer', inferRaw({ outputs: [] }));
     expect(grpc.ok).toBe(true);
     const reply = (grpc as { value: InferReply }).value;
-    expect(reply.outputs.map((o) => o.name)).toEqual(['probabilities']);
+    expect(reply.outputs.map((o) => o.name)).toEqual(['probabilities', 'logits', 'label']);
     const body = { ...inferBody(rows), outputs: [] };
     const rest = await t.app.inject({
       method: 'POST',
@@ -151,7 +151,7 @@ describe('gRPC ModelInfer', () => {
     });
     expect(rest.statusCode).toBe(200);
     const outputs = rest.json<InferResponse>().outputs;
-    expect(outputs.map((o) => o.name)).toEqual(['probabilities']);
+    expect(outputs.map((o) => o.name)).toEqual(['probabilities', 'logits', 'label']);
     expect(Array.from(Float32Array.from(outputs[0]!.data as number[]))).toEqual(
       rawFloat32(reply.raw_output_contents[0]!),
     );

@@ -119,7 +119,7 @@ describe('model readiness', () => {
 });
 
 describe('infer', () => {
-  it('answers the probabilities by default, as an FP32 tensor of shape [N, 10] summing to 1 per row', async () => {
+  it('answers every output when none is named (the protocol), probabilities first: FP32 [N, 10] summing to 1 per row', async () => {
     const res = await infer(inferBody(rows));
     expect(res.statusCode).toBe(200);
     expect(res.headers['x-model-version']).toBe('1');
@@ -127,9 +127,14 @@ describe('infer', () => {
     expect(body.model_name).toBe('digits');
     expect(body.model_version).toBe('1');
     expect(body).not.toHaveProperty('id');
-    expect(body.outputs).toHaveLength(1);
+    expect(body.outputs.map((o) => [o.name, o.datatype, o.shape])).toEqual([
+      ['probabilities', 'FP32', [3, 10]],
+      ['logits', 'FP32', [3, 10]],
+      ['label', 'BYTES', [3]],
+    ]);
+    const named = await infer(inferBody(rows, { outputs: ['probabilities', 'logits', 'label'] }));
+    expect(body).toEqual(named.json());
     const [out] = body.outputs;
-    expect(out).toMatchObject({ name: 'probabilities', datatype: 'FP32', shape: [3, 10] });
     expect(out!.data).toHaveLength(30);
     for (let r = 0; r < 3; r++) {
       const sum = (out!.data as number[]).slice(r * 10, r * 10 + 10).reduce((a, b) => a + b, 0);

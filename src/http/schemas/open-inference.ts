@@ -67,7 +67,7 @@ function inferRequest<I extends z.ZodType>(input: I) {
       .optional()
       .meta({
         description:
-          'Outputs to return, each at most once: probabilities, logits, label; regression: predictions. Absent or empty: the first of them',
+          'Outputs to return, each at most once: probabilities, logits, label; regression: predictions. Absent or empty: all of them, as the protocol says',
       }),
   });
 }
