@@ -10,7 +10,6 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Rng } from '../../src/nn/index.js';
 import {
-  type DriftOptions,
   DriftService,
   encodeSampleRows,
   type LayerPictures,
@@ -22,6 +21,7 @@ import {
   trafficSampleSchema,
 } from '../../src/service/index.js';
 import { digitsTestRows, nightShift } from '../helpers/digits.js';
+import { testDriftOptions } from '../helpers/drift-options.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-files.js';
 
 afterAll(removeTempDirs);
@@ -29,18 +29,7 @@ afterAll(removeTempDirs);
 /** The live mean and std sum the same values in another order (float64): last digits only. */
 const SUM_ORDER_RTOL = 1e-12;
 
-const OPTIONS: DriftOptions = {
-  sampleFraction: 1,
-  windowMs: 60_000,
-  windows: 10,
-  threshold: 0.5,
-  minRows: 100,
-  autoRecalibrate: 'off',
-  autoMinRows: 256,
-  sampleRows: 2048,
-  sampleBytes: 16 * 1024 * 1024,
-  share: true,
-};
+const OPTIONS = testDriftOptions({ autoRecalibrate: 'off', autoMinRows: 256, share: true });
 
 const overIpc = (m: TrafficSampleMessage) =>
   trafficSampleSchema.parse(JSON.parse(JSON.stringify(m)));
