@@ -66,8 +66,10 @@ const ANSWER_TYPES = ['application/json', OCTET_STREAM];
  * with only types it cannot answer, JSON.
  */
 function wantsBinary(request: FastifyRequest): boolean {
-  const accept = request.headers.accept;
-  if (accept === undefined || !accept.toLowerCase().includes(OCTET_STREAM)) return false;
+  const accept = request.headers.accept?.toLowerCase();
+  if (accept === undefined || !accept.includes(OCTET_STREAM)) return false;
+  // The form binary clients send, decided without parsing the header.
+  if (accept === OCTET_STREAM) return true;
   return new Negotiator(request.raw).mediaType(ANSWER_TYPES) === OCTET_STREAM;
 }
 
