@@ -276,3 +276,24 @@ describe('a port that is taken', () => {
     }
   }
 });
+
+describe('a HOST that does not resolve', () => {
+  for (const workers of [1, 2]) {
+    it(`WORKERS=${workers}: one stderr line naming HOST (not PORT), exit code 1`, async () => {
+      const server = startServer({
+        MODEL_REPOSITORY: repositoryCopy(),
+        WORKERS: String(workers),
+        PORT: '0',
+        HOST: 'foo.invalid',
+      });
+      const { code } = await exitWithin(server, 60_000);
+      expect(code).toBe(1);
+      const lines = server.stderr().trimEnd().split('\n');
+      expect(lines, server.stderr()).toHaveLength(1);
+      // ENOTFOUND, or EAI_AGAIN where no name server answers.
+      expect(lines[0]).toMatch(
+        /^normserve: getaddrinfo (ENOTFOUND|EAI_AGAIN) foo\.invalid; set HOST to an address of this machine/,
+      );
+    });
+  }
+});
