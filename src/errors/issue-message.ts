@@ -84,7 +84,6 @@ export function issueMessage(issue: IssueFacts): string | undefined {
   // An integer field says so whichever way it is missed: its schema knows (zod's isInt).
   const integer =
     issue.schema !== undefined && 'isInt' in issue.schema && issue.schema.isInt === true;
-  const bound = (b: number | bigint | undefined) => (b === undefined ? undefined : Number(b));
   switch (issue.code) {
     case 'invalid_type': {
       if (integer && (issue.expected === 'number' || issue.expected === 'int'))
@@ -93,19 +92,15 @@ export function issueMessage(issue: IssueFacts): string | undefined {
       return kind === undefined ? undefined : `expected ${kind}, ${got}`;
     }
     case 'too_small':
-      return issue.origin === 'number'
-        ? rangeMessage(
-            { integer, min: bound(issue.minimum), minInclusive: issue.inclusive },
-            issue.input,
-          )
-        : undefined;
-    case 'too_big':
-      return issue.origin === 'number'
-        ? rangeMessage(
-            { integer, max: bound(issue.maximum), maxInclusive: issue.inclusive },
-            issue.input,
-          )
-        : undefined;
+    case 'too_big': {
+      if (issue.origin !== 'number') return undefined;
+      const bound = Number(issue.code === 'too_small' ? issue.minimum : issue.maximum);
+      const range: NumberRange =
+        issue.code === 'too_small'
+          ? { integer, min: bound, minInclusive: issue.inclusive }
+          : { integer, max: bound, maxInclusive: issue.inclusive };
+      return rangeMessage(range, issue.input);
+    }
     case 'invalid_value':
       return issue.values === undefined
         ? undefined
