@@ -23,7 +23,6 @@ function answerWorkers(
   metrics: ClusterMetricsPrimary,
   drift: ClusterDriftPrimary,
   logger: pino.Logger,
-  ready: Set<number>,
   deaths: WorkerDeaths,
   startFailed: (worker: Worker, message: string) => void,
 ): void {
@@ -31,7 +30,6 @@ function answerWorkers(
   onWorkerMessage((worker, message) => {
     switch (message.type) {
       case 'normserve:ready':
-        ready.add(worker.id);
         deaths.ready();
         metrics.add(worker);
         drift.add(worker);
@@ -88,13 +86,12 @@ export async function runPrimary(config: ServerConfig): Promise<void> {
 
   const clusterMetrics = new ClusterMetricsPrimary();
   const clusterDrift = new ClusterDriftPrimary();
-  /** Workers that said they listen (`normserve:ready`). */
-  const ready = new Set<number>();
+  /** Whether a worker has ever said it listens (`normserve:ready`), and the recent deaths. */
   const deaths = new WorkerDeaths();
   // Every worker fails to start the same way (a taken port): the reason is printed once. Once the
   // server has served, a replacement that cannot start is logged and replaced (worker-deaths.ts).
   let reported = false;
-  answerWorkers(clusterMetrics, clusterDrift, logger, ready, deaths, (worker, message) => {
+  answerWorkers(clusterMetrics, clusterDrift, logger, deaths, (worker, message) => {
     if (deaths.served) {
       logger.error({ worker: worker.process.pid, reason: message }, 'a worker could not start');
       return;
@@ -142,7 +139,6 @@ export async function runPrimary(config: ServerConfig): Promise<void> {
     // Its counters join the retired bucket, so the server's totals never go backwards.
     clusterMetrics.retire(worker, !stopping);
     clusterDrift.retire(worker);
-    ready.delete(worker.id);
     // The child's exit can be seen before the primary has read what it sent last (its
     // `start-failed` line): decided once its IPC channel has closed, every message read.
     if (worker.isConnected()) worker.once('disconnect', () => decide(worker, code, signal));
