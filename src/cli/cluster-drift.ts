@@ -43,7 +43,7 @@ interface Collection {
   asked: number;
   /** Workers that have not answered yet. */
   waiting: Set<number>;
-  leftOut: LeftOut[];
+  leftOut: Required<LeftOut>[];
   timer: NodeJS.Timeout;
 }
 

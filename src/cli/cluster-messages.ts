@@ -35,7 +35,9 @@ export const fromWorkerSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('normserve:ready') }),
   /**
    * The worker cannot start (`message`: the one line saying why, e.g. a taken port) and exits
-   * EXIT_START_FAILED next: the primary prints the line once for all workers, and stops.
+   * EXIT_START_FAILED next: before any worker has listened the primary prints the line once for
+   * all workers, and stops; later (a replacement) it logs it and replaces the worker
+   * (worker-deaths.ts).
    */
   z.object({ type: z.literal('normserve:start-failed'), message: z.string().max(4096) }),
   /** GET /metrics reached this worker: the primary answers with the whole server's metrics. */

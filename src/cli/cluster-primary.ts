@@ -12,7 +12,7 @@ import { ClusterDriftPrimary } from './cluster-drift.js';
 import { onWorkerMessage, sendToWorker } from './cluster-messages.js';
 import { ClusterMetricsPrimary } from './cluster-metrics.js';
 import { answerRateLimit } from './cluster-rate-limit.js';
-import { EXIT_START_FAILED } from './exit-codes.js';
+import { WorkerDeaths } from './worker-deaths.js';
 
 /**
  * The primary's answers to its workers: the whole server's metrics (cluster-metrics.ts), the
@@ -23,19 +23,19 @@ function answerWorkers(
   metrics: ClusterMetricsPrimary,
   drift: ClusterDriftPrimary,
   logger: pino.Logger,
-  ready: Set<number>,
-  startFailed: (message: string) => void,
+  deaths: WorkerDeaths,
+  startFailed: (worker: Worker, message: string) => void,
 ): void {
   const rateLimits = new FixedWindowCounter();
   onWorkerMessage((worker, message) => {
     switch (message.type) {
       case 'normserve:ready':
-        ready.add(worker.id);
+        deaths.ready();
         metrics.add(worker);
         drift.add(worker);
         break;
       case 'normserve:start-failed':
-        startFailed(message.message);
+        startFailed(worker, message.message);
         break;
       case 'normserve:drift-share':
         drift.shared(worker, message);
@@ -86,11 +86,16 @@ export async function runPrimary(config: ServerConfig): Promise<void> {
 
   const clusterMetrics = new ClusterMetricsPrimary();
   const clusterDrift = new ClusterDriftPrimary();
-  /** Workers that said they listen (`normserve:ready`). */
-  const ready = new Set<number>();
-  // Every worker fails to start the same way (a taken port): the reason is printed once.
+  /** Whether a worker has ever said it listens (`normserve:ready`), and the recent deaths. */
+  const deaths = new WorkerDeaths();
+  // Every worker fails to start the same way (a taken port): the reason is printed once. Once the
+  // server has served, a replacement that cannot start is logged and replaced (worker-deaths.ts).
   let reported = false;
-  answerWorkers(clusterMetrics, clusterDrift, logger, ready, (message) => {
+  answerWorkers(clusterMetrics, clusterDrift, logger, deaths, (worker, message) => {
+    if (deaths.served) {
+      logger.error({ worker: worker.process.pid, reason: message }, 'a worker could not start');
+      return;
+    }
     if (reported) return;
     reported = true;
     process.stderr.write(`normserve: ${message}\n`);
@@ -98,22 +103,19 @@ export async function runPrimary(config: ServerConfig): Promise<void> {
 
   let stopping = false;
   let failed = false;
-  const recentDeaths: number[] = [];
   // Workers accept from the shared socket themselves (SCHED_NONE) rather than through the
   // primary's round-robin: a worker that closes stops accepting at once, so during shutdown no
   // connection is handed to a worker that is already closing (it would hang until that worker
   // exits). The kernel then balances connections by which worker is free to accept.
   cluster.schedulingPolicy = cluster.SCHED_NONE;
   const fork = (): Worker => cluster.fork();
-  cluster.on('exit', (worker, code, signal) => {
-    // Its counters join the retired bucket, so the server's totals never go backwards.
-    clusterMetrics.retire(worker, !stopping);
-    clusterDrift.retire(worker);
-    const wasReady = ready.delete(worker.id);
+  const decide = (worker: Worker, code: number | null, signal: string | null) => {
     if (stopping) return;
-    if (code === EXIT_START_FAILED || !wasReady) {
-      // It printed why (a taken port, say: EXIT_START_FAILED), or died before it listened; another
-      // one would fail the same way, so the server stops rather than replacing it in a loop.
+    const verdict = deaths.died(Date.now());
+    if (verdict === 'start-failed') {
+      // No worker has listened yet: it printed why (a taken port: EXIT_START_FAILED) or died
+      // before it listened; another would fail the same way, so the server stops rather than
+      // replacing it in a loop.
       logger.fatal(
         { worker: worker.process.pid, code, signal },
         'a worker could not start; stopping',
@@ -122,12 +124,7 @@ export async function runPrimary(config: ServerConfig): Promise<void> {
       stop('SIGTERM');
       return;
     }
-    logger.error({ worker: worker.process.pid, code, signal }, 'worker died; starting a new one');
-    const now = Date.now();
-    recentDeaths.push(now);
-    while (recentDeaths.length > 0 && now - recentDeaths[0]! > 60_000) recentDeaths.shift();
-    // A crash loop (e.g. the port is taken) must not spin: give up after 10 deaths a minute.
-    if (recentDeaths.length > 10) {
+    if (verdict === 'crash-loop') {
       logger.fatal('workers keep dying; stopping');
       // Drained like a SIGTERM: exiting at once would leave the others writing to a closed IPC
       // channel (EPIPE) until they noticed.
@@ -135,7 +132,17 @@ export async function runPrimary(config: ServerConfig): Promise<void> {
       stop('SIGTERM');
       return;
     }
+    logger.error({ worker: worker.process.pid, code, signal }, 'worker died; starting a new one');
     fork();
+  };
+  cluster.on('exit', (worker, code, signal) => {
+    // Its counters join the retired bucket, so the server's totals never go backwards.
+    clusterMetrics.retire(worker, !stopping);
+    clusterDrift.retire(worker);
+    // The child's exit can be seen before the primary has read what it sent last (its
+    // `start-failed` line): decided once its IPC channel has closed, every message read.
+    if (worker.isConnected()) worker.once('disconnect', () => decide(worker, code, signal));
+    else decide(worker, code, signal);
   });
   for (let i = 0; i < config.WORKERS; i++) fork();
   logger.info(
@@ -147,8 +154,10 @@ export async function runPrimary(config: ServerConfig): Promise<void> {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'stopping workers');
+    // A worker that has exited but whose channel has not closed yet is still listed: it will not
+    // exit again.
     const workers = Object.values(cluster.workers ?? {}).filter(
-      (w): w is Worker => w !== undefined,
+      (w): w is Worker => w !== undefined && !w.isDead(),
     );
     let clean = true;
     let left = workers.length;

@@ -7,7 +7,6 @@ import cluster from 'node:cluster';
 import { randomBytes } from 'node:crypto';
 import closeWithGrace from 'close-with-grace';
 import pino from 'pino';
-import { NormserveError } from '../errors/index.js';
 import type { GrpcServerHandle } from '../grpc/grpc-server.js';
 import { buildApp, createDriftService, createInferenceService } from '../http/app.js';
 import { ServiceMetrics } from '../http/metrics.js';
@@ -17,17 +16,9 @@ import { PrimaryChannel } from './cluster-messages.js';
 import { answerCollectRequests, clusterScrape } from './cluster-metrics.js';
 import { clusterRateLimitCounter } from './cluster-rate-limit.js';
 import { applyHeapGrowingPercent } from './heap-growth.js';
+import { listenFailed } from './listen-failure.js';
 import { packageVersion } from './package-version.js';
 import { turnLogDestination } from './turn-log-destination.js';
-
-/**
- * A port that cannot be bound (taken, not permitted) stops the start: one line naming the address
- * (Node's bind error) and the variable to change. Anything else is not a listen failure.
- */
-function listenFailed(e: unknown, prefix: string, hint: string): unknown {
-  if (!(e instanceof Error && 'code' in e && typeof e.code === 'string')) return e;
-  return new NormserveError('LISTEN_FAILED', `${prefix}${e.message}; ${hint}`);
-}
 
 export async function startServer(config: ServerConfig): Promise<void> {
   applyHeapGrowingPercent(config.V8_HEAP_GROWING_PERCENT);
@@ -114,7 +105,7 @@ export async function startServer(config: ServerConfig): Promise<void> {
   );
 
   await app.listen({ port: config.PORT, host: config.HOST }).catch((e: unknown) => {
-    throw listenFailed(e, '', 'set PORT to a free port');
+    throw listenFailed(e, { prefix: '', portHint: 'set PORT to a free port' });
   });
   if (config.GRPC_PORT > 0) {
     // Loaded once HTTP listens (as before, gRPC listens right after HTTP): grpc-js, proto-loader
@@ -134,7 +125,10 @@ export async function startServer(config: ServerConfig): Promise<void> {
       observer: metrics,
     });
     grpc = await listenGrpc(server, config.HOST, config.GRPC_PORT).catch((e: unknown) => {
-      throw listenFailed(e, 'gRPC: ', 'set GRPC_PORT to a free port (0 = no gRPC server)');
+      throw listenFailed(e, {
+        prefix: 'gRPC: ',
+        portHint: 'set GRPC_PORT to a free port (0 = no gRPC server)',
+      });
     });
     logger.info({ port: grpc.port, host: config.HOST }, 'gRPC server listening');
   }

@@ -1,5 +1,12 @@
 export { type ErrorCode, errorCatalogue } from './catalogue.js';
-export { describeInput, type IssueFacts, issueMessage } from './issue-message.js';
+export {
+  describeInput,
+  describeRange,
+  type IssueFacts,
+  issueMessage,
+  type NumberRange,
+  rangeMessage,
+} from './issue-message.js';
 export { describeLocations, formatPath, issuesToLocations } from './issue-path.js';
 export { type ErrorLocation, isNormserveError, NormserveError } from './normserve-error.js';
 export { ECHO_CHARS, quote } from './quote.js';

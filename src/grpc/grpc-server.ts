@@ -322,12 +322,18 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
  * grpc-js reports a failed bind as `No address added out of total 1 resolved errors: [<Node's
  * error messages>]` (server.ts of grpc-js 1.14), the errno code only inside the text: the bind
  * error is Node's message (`bind EADDRINUSE 127.0.0.1:8081` in a cluster worker, `listen
- * EADDRINUSE: address already in use 127.0.0.1:8081` otherwise), its code the errno name.
+ * EADDRINUSE: address already in use 127.0.0.1:8081` otherwise), its syscall the first word and its
+ * code the errno name, given back as Node's error has them. A name that does not resolve is
+ * `Name resolution failed for target dns:<host>:<port>`: getaddrinfo's ENOTFOUND, as Node says it
+ * for HTTP. Anything else keeps grpc-js's message and gets no code: it is no bind failure.
  */
-export function bindError(error: Error): Error & { code: string } {
+export function bindError(error: Error): Error & { code?: string; syscall?: string } {
+  if (/^Name resolution failed for target /.test(error.message))
+    return Object.assign(new Error(error.message), { code: 'ENOTFOUND', syscall: 'getaddrinfo' });
   const inner = /errors: \[(.*)\]\s*$/s.exec(error.message)?.[1] || error.message;
-  const code = /\b(E[A-Z]+)\b/.exec(inner)?.[1] ?? 'EBIND';
-  return Object.assign(new Error(inner), { code });
+  const node = /^(listen|bind) (E[A-Z]+)\b/.exec(inner);
+  if (!node) return new Error(inner);
+  return Object.assign(new Error(inner), { code: node[2]!, syscall: node[1]! });
 }
 
 /**

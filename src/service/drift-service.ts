@@ -62,10 +62,28 @@ export interface DriftOptions extends DriftRule {
 export type AutoAction = 'recommend' | 'candidate' | 'promote';
 export type AutoOutcome = 'succeeded' | 'failed' | 'skipped';
 
-/** A process left out of a cluster's traffic sample, and why. */
+/**
+ * A process left out of a cluster's traffic sample (or recent rows), and why; no `worker` when
+ * it is not known which (the cluster primary did not answer at all).
+ */
 export interface LeftOut {
-  worker: number;
+  worker?: number;
   reason: string;
+}
+
+/**
+ * Why a process's sample cannot join one of `version` with rows of `width` (undefined: it can):
+ * it has none, or it is of another version (a process that has not loaded the new version yet).
+ */
+function sampleMismatch(
+  m: TrafficSampleMessage,
+  version: number,
+  width: number,
+): string | undefined {
+  if (m.version === null) return 'no traffic sample';
+  if (m.version !== version) return `its sample is of version ${m.version}`;
+  if (m.width !== width) return `rows of width ${m.width}, not ${width}`;
+  return undefined;
 }
 
 /**
@@ -91,6 +109,23 @@ export type PeerSampleCollector = (
 /** Rows of recent traffic kept per model for the before/after-BatchNorm pictures. */
 export const PICTURE_SAMPLE_ROWS = 256;
 
+/**
+ * WORKERS > 1: how long the other workers' recent rows, once gathered for GET …/drift/layers, are
+ * drawn from again. A gathering moves up to PICTURE_SAMPLE_ROWS rows per worker through the
+ * primary (base64, about 1 MB per worker for a 784-wide input, relayed twice and parsed), and the
+ * dashboard asks every second per open page (POLL_MS in dashboard/dashboard.js): one second keeps
+ * any number of pages and concurrent calls at one gathering a second per model, while the
+ * pictures stay at most a second behind the others' traffic (the answering worker's own rows are
+ * read at every call).
+ */
+export const PEER_RECENT_REUSE_MS = 1_000;
+
+/** The other workers' recent rows of a version as gathered (samples that fit) and who is missing. */
+interface PeerRecent {
+  samples: TrafficSampleMessage[];
+  leftOut: LeftOut[];
+}
+
 /** The pictures of a model's active version on its recent traffic (GET …/drift/layers). */
 export interface LayerPictures {
   model: string;
@@ -100,6 +135,11 @@ export interface LayerPictures {
    * process of the server (WORKERS > 1).
    */
   rows: number;
+  /**
+   * WORKERS > 1: the workers whose rows are not in the pictures (no answer in time, another
+   * version loaded, the primary silent), and why; empty when every worker's rows are in.
+   */
+  workers_left_out: LeftOut[];
   layers: LayerPicture[];
 }
 
@@ -222,6 +262,14 @@ export class DriftService implements TrafficObserver {
   /** The sample sizes as last shared (JSON). */
   private samplesTold = '[]';
   private collectPeers: PeerSampleCollector | undefined;
+  /**
+   * The other workers' recent rows per model: a gathering in flight (`doneAt` undefined) is
+   * shared by every call that comes meanwhile, a finished one reused for PEER_RECENT_REUSE_MS.
+   */
+  private readonly peerRecent = new Map<
+    string,
+    { version: number; doneAt: number | undefined; gathered: Promise<PeerRecent> }
+  >();
   private sampleGrew: (() => void) | undefined;
 
   constructor(options: DriftOptions) {
@@ -535,15 +583,19 @@ export class DriftService implements TrafficObserver {
    */
   async pictures(name: string): Promise<LayerPictures> {
     const served = this.requireRegistry().resolve(name);
+    const width = served.compiled.inputWidth;
+    const peers = this.collectPeers
+      ? await this.peerRecentRows(name, served.version, width)
+      : { samples: [], leftOut: [] };
+    // This process's rows as they are now (after the wait), whatever the others' age.
     const own = this.recentSample(name);
-    const samples = own.version === served.version ? [own] : [];
-    if (this.collectPeers)
-      await this.collectPeers(name, served.version, (_, m) => samples.push(m), 'recent');
-    const { rows, count } = recentRowsOf(samples, served.version, served.compiled.inputWidth);
+    const samples = own.version === served.version ? [own, ...peers.samples] : peers.samples;
+    const { rows, count } = recentRowsOf(samples, served.version, width);
     return {
       model: name,
       version: served.version,
       rows: count,
+      workers_left_out: peers.leftOut,
       layers:
         count === 0
           ? []
@@ -558,6 +610,58 @@ export class DriftService implements TrafficObserver {
               count,
             ),
     };
+  }
+
+  /** The other workers' recent rows: one gathering shared and reused (PEER_RECENT_REUSE_MS). */
+  private peerRecentRows(name: string, version: number, width: number): Promise<PeerRecent> {
+    const known = this.peerRecent.get(name);
+    if (
+      known?.version === version &&
+      (known.doneAt === undefined || this.now() - known.doneAt < PEER_RECENT_REUSE_MS)
+    )
+      return known.gathered;
+    const entry = {
+      version,
+      doneAt: undefined as number | undefined,
+      gathered: this.gatherPeerRecent(name, version, width).finally(() => {
+        entry.doneAt = this.now();
+      }),
+    };
+    this.peerRecent.set(name, entry);
+    return entry.gathered;
+  }
+
+  /**
+   * Asks the other workers for their recent rows; never fails: a worker that does not answer in
+   * time, or answers rows of another version, is left out (and named), and a primary that does
+   * not answer leaves out all that had not answered yet (the rows that came are kept).
+   */
+  private async gatherPeerRecent(
+    name: string,
+    version: number,
+    width: number,
+  ): Promise<PeerRecent> {
+    const samples: TrafficSampleMessage[] = [];
+    const leftOut: LeftOut[] = [];
+    try {
+      const done = await this.collectPeers!(
+        name,
+        version,
+        (worker, m) => {
+          if (m.size === 0) return; // answered: no rows yet
+          const mismatch = sampleMismatch(m, version, width);
+          if (mismatch === undefined) samples.push(m);
+          else leftOut.push({ worker, reason: mismatch });
+        },
+        'recent',
+      );
+      leftOut.push(...done.leftOut);
+    } catch (e) {
+      leftOut.push({
+        reason: `the others' rows did not all come: ${e instanceof Error ? e.message : String(e)}`,
+      });
+    }
+    return { samples, leftOut };
   }
 
   /** This process's recent rows of a model's active version (for the pictures), as a sample. */
@@ -834,22 +938,15 @@ export class DriftService implements TrafficObserver {
     let answered = 0;
     const sizes = new Map<number, SampleSize>();
     const { leftOut: unanswered } = await collect(served.name, served.version, (worker, m) => {
-      if (m.version !== served.version || m.width !== width) {
-        leftOut.push({
-          worker,
-          reason:
-            m.version === null
-              ? 'no traffic sample'
-              : m.version !== served.version
-                ? `its sample is of version ${m.version}`
-                : `rows of width ${m.width}, not ${width}`,
-        });
+      const mismatch = sampleMismatch(m, served.version, width);
+      if (mismatch !== undefined) {
+        leftOut.push({ worker, reason: mismatch });
         return;
       }
       try {
         const part = { rows: decodeSampleRows(m), size: m.size, seen: m.seen };
         merged = uniformUnion([merged, part], width, capacity, this.rng);
-        sizes.set(worker, { model: m.model, version: m.version, size: m.size, seen: m.seen });
+        sizes.set(worker, { model: m.model, version: served.version, size: m.size, seen: m.seen });
         answered++;
       } catch (e) {
         leftOut.push({ worker, reason: e instanceof Error ? e.message : String(e) });

@@ -12,6 +12,7 @@ export {
   DriftService,
   type LayerPictures,
   type LeftOut,
+  PEER_RECENT_REUSE_MS,
   type PeerSampleCollector,
   PICTURE_SAMPLE_ROWS,
   recentRowsOf,

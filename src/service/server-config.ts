@@ -1,35 +1,39 @@
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import {
-  describeInput,
   describeLocations,
   issueMessage,
   issuesToLocations,
   NormserveError,
+  type NumberRange,
+  rangeMessage,
 } from '../errors/index.js';
 import { ENGINES } from '../inference/engine-name.js';
 import { AUTO_RECALIBRATE_MODES, DEFAULT_DRIFT_THRESHOLD } from './drift-settings.js';
 
 /**
- * The environment's text as a number, as Number() reads it ('' is 0, as before); text that is no
- * number stays text, so that the message quotes what was given.
+ * The environment's text as a number ('  9000 ' is 9000); text that is no number stays text, so
+ * that the message quotes what was given. Empty (or blank) text is no number: Number('') is 0,
+ * which made PORT='' a random port; a variable with a default refuses it, as HOST and LOG_LEVEL
+ * do, and the optional ones (ENGINE_THREADS, the tokens) read it as unset (emptyToUndefined).
  */
 const numeric = (v: unknown) =>
-  typeof v === 'string' && Number.isFinite(Number(v)) ? Number(v) : v;
-type RangeMessage = (issue: { input?: unknown }) => string;
-/** A number in a range, one message for every way to miss it: `expected …, got "abc"`. */
-const inRange = (
-  expected: string,
-  checks: (n: z.ZodNumber, error: RangeMessage) => z.ZodNumber,
-) => {
-  const error: RangeMessage = (issue) => `expected ${expected}, got ${describeInput(issue.input)}`;
-  return z.preprocess(numeric, checks(z.number({ error }), error));
+  typeof v === 'string' && v.trim() !== '' && Number.isFinite(Number(v)) ? Number(v) : v;
+/**
+ * A number in a range, one message for every way to miss it (errors/issue-message.ts words it):
+ * `expected an integer from 0 to 65535, got "abc"`.
+ */
+const inRange = (range: NumberRange) => {
+  const error = (issue: { input?: unknown }) => rangeMessage(range, issue.input);
+  let n = z.number({ error });
+  if (range.integer) n = n.int({ error });
+  if (range.min !== undefined)
+    n = range.minInclusive === false ? n.gt(range.min, { error }) : n.min(range.min, { error });
+  if (range.max !== undefined)
+    n = range.maxInclusive === false ? n.lt(range.max, { error }) : n.max(range.max, { error });
+  return z.preprocess(numeric, n);
 };
-const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
-  inRange(
-    max === Number.MAX_SAFE_INTEGER ? `an integer ≥ ${min}` : `an integer from ${min} to ${max}`,
-    (n, error) => n.int({ error }).min(min, { error }).max(max, { error }),
-  );
+const int = (min: number, max?: number) => inRange({ integer: true, min, max });
 /** Node's timers hold at most 2^31 − 1 ms; a longer delay fires at once (with a warning). */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 const ms = (min: number) => int(min, MAX_TIMER_MS);
@@ -117,17 +121,15 @@ export const serverConfigSchema = z.object({
    * Share of engine calls whose BatchNorm inputs feed the live drift statistics (1 = every call,
    * 0 = no drift statistics). The statistics ride along the served forward pass.
    */
-  DRIFT_SAMPLE_FRACTION: inRange('a number from 0 to 1', (n, error) =>
-    n.min(0, { error }).max(1, { error }),
-  ).default(1),
+  DRIFT_SAMPLE_FRACTION: inRange({ integer: false, min: 0, max: 1 }).default(1),
   /** Live statistics are kept per time window of this length… */
   DRIFT_WINDOW_MS: ms(1000).default(60_000),
   /** …over this many windows (the drift horizon is their product). */
   DRIFT_WINDOWS: int(1, 1440).default(10),
   /** A model drift score above this recommends recalibration (docs/drift.md). */
-  DRIFT_THRESHOLD: inRange('a number above 0, at most 100', (n, error) =>
-    n.positive({ error }).max(100, { error }),
-  ).default(DEFAULT_DRIFT_THRESHOLD),
+  DRIFT_THRESHOLD: inRange({ integer: false, min: 0, minInclusive: false, max: 100 }).default(
+    DEFAULT_DRIFT_THRESHOLD,
+  ),
   /** Rows the drift statistics need before a recommendation. */
   DRIFT_MIN_ROWS: int(2).default(100),
   /** What drift does: off, recommend (log + count), candidate (publish, shadow), promote (publish + serve). */

@@ -139,7 +139,9 @@ export type OptimizerConfig = TrainingConfig['training']['optimizer'];
 /**
  * Parses a training config. `sourceOf` names where a value came from, by its path: a flag
  * (`--epochs`) or undefined for the config file `source`; messages name that place, so a bad
- * `--epochs -5` reads `--epochs: at least 1…` and not as a problem of the file.
+ * `--epochs -5` reads `--epochs: at least 1 (0 epochs would publish the random initial weights as
+ * a model)` (the schema's own message, which wins over issueMessage) and not as a problem of the
+ * file; `--lr -1` reads `--lr: expected a number ≥ 0, got -1` (issueMessage).
  */
 export function parseTrainingConfig(
   value: unknown,

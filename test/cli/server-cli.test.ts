@@ -66,6 +66,10 @@ describe('an invalid server configuration says what was expected and what was gi
       'LOG_LEVEL: expected one of "fatal", "error", "warn", "info", "debug", "trace", "silent", got "loud"',
     ],
     ['HOST', '', 'HOST: must not be empty'],
+    // Empty is no number (Number('') is 0: PORT='' was a random port).
+    ['PORT', '', 'PORT: expected an integer from 0 to 65535, got ""'],
+    ['GRPC_PORT', ' ', 'GRPC_PORT: expected an integer from 0 to 65535, got " "'],
+    ['MAX_BATCH_SIZE', '', 'MAX_BATCH_SIZE: expected an integer from 1 to 1000000, got ""'],
   ] as const) {
     it(`${variable}=${JSON.stringify(value)}`, () => {
       expect(() => parseServerConfig({ [variable]: value })).toThrow(
@@ -78,6 +82,8 @@ describe('an invalid server configuration says what was expected and what was gi
     expect(parseServerConfig({ PORT: ' 9000 ' }).PORT).toBe(9000);
     expect(parseServerConfig({}).PORT).toBe(8080);
     expect(parseServerConfig({ DRIFT_SAMPLE_FRACTION: '0.25' }).DRIFT_SAMPLE_FRACTION).toBe(0.25);
+    // An optional variable reads empty as unset: its own meaning (cores per worker), not 0.
+    expect(parseServerConfig({ ENGINE_THREADS: '' }).ENGINE_THREADS).toBeUndefined();
   });
 });
 

@@ -134,7 +134,9 @@ const failures: { what: string; args: () => string[]; expected: (string | RegExp
   {
     what: 'negative epochs (--epochs -5)',
     args: () => ['--config', IRIS_CONFIG, '--epochs', '-5'],
-    expected: [/^train: --epochs: at least 1 /],
+    expected: [
+      /^train: --epochs: at least 1 \(0 epochs would publish the random initial weights as a model\)$/,
+    ],
   },
   {
     what: 'zero epochs (--epochs 0): it would publish the untrained initial weights',
@@ -160,7 +162,7 @@ const failures: { what: string; args: () => string[]; expected: (string | RegExp
   {
     what: 'a bad hidden width (--hidden 128,-4) names the flag and the item',
     args: () => ['--data', IRIS_DATA, '--hidden', '128,-4'],
-    expected: [/^train: --hidden\[1\]: expected a number > 0, got -4$/],
+    expected: [/^train: --hidden\[1\]: expected an integer > 0, got -4$/],
   },
   {
     what: 'an unknown --norm',

@@ -15,6 +15,8 @@ import {
   type LayerPictures,
   ModelRegistry,
   nestedRows,
+  PEER_RECENT_REUSE_MS,
+  type PeerSampleCollector,
   recentRowsOf,
   runSources,
   type TrafficSampleMessage,
@@ -24,7 +26,11 @@ import { digitsTestRows, nightShift } from '../helpers/digits.js';
 import { testDriftOptions } from '../helpers/drift-options.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-files.js';
 
-afterAll(removeTempDirs);
+const registries: ModelRegistry[] = [];
+afterAll(() => {
+  for (const r of registries.splice(0)) r.close();
+  removeTempDirs();
+});
 
 /** The live mean and std sum the same values in another order (float64): last digits only. */
 const SUM_ORDER_RTOL = 1e-12;
@@ -97,6 +103,101 @@ describe('the pictures of GET …/drift/layers with two workers', () => {
     expectSamePictures(await a.pictures('digits'), whole);
     expectSamePictures(await b.pictures('digits'), whole);
     registry.close();
+  });
+});
+
+/** A registry of digits and a drift service that served `rows` rows of it (seeded). */
+async function servedService(rows: number, options: Partial<DriftOptions> = {}) {
+  const repository = makeTempDir('cluster-pictures');
+  cpSync('models/digits', join(repository, 'digits'), { recursive: true });
+  const registry = new ModelRegistry(repository, { maxBatchSize: 64 });
+  await registry.refresh();
+  registries.push(registry);
+  const service = new DriftService({ ...OPTIONS, seed: 7, ...options });
+  service.useRegistry(registry);
+  const { x } = digitsTestRows();
+  const rng = new Rng(99);
+  for (let i = 0; i < rows; i++)
+    runSources(
+      registry.resolve('digits'),
+      [nestedRows([x[rng.int(x.length)]!], 64)],
+      true,
+      service,
+    );
+  return { registry, service };
+}
+
+describe('the other workers’ recent rows for the pictures', () => {
+  it('concurrent calls share one gathering, and its result is reused for PEER_RECENT_REUSE_MS', async () => {
+    let nowMs = 1_000_000;
+    const { service } = await servedService(30, { now: () => nowMs });
+    const { service: other } = await servedService(20);
+    let gatherings = 0;
+    let release: () => void = () => {};
+    // The first gathering waits until every call has come; later ones answer at once.
+    const firstHeld = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    service.usePeerSamples(async (model, _version, onSample) => {
+      gatherings++;
+      if (gatherings === 1) await firstHeld;
+      onSample(2, overIpc(other.recentSample(model)));
+      return { asked: 1, leftOut: [] };
+    });
+    const calls = [1, 2, 3].map(() => service.pictures('digits'));
+    // Let every call reach the gathering before it ends.
+    await new Promise((resolve) => setImmediate(resolve));
+    release();
+    const answers = await Promise.all(calls);
+    expect(gatherings).toBe(1);
+    for (const a of answers) {
+      expect(a.rows).toBe(50);
+      expect(a.workers_left_out).toEqual([]);
+    }
+    // Within the reuse time: the same gathering.
+    nowMs += PEER_RECENT_REUSE_MS - 1;
+    expect((await service.pictures('digits')).rows).toBe(50);
+    expect(gatherings).toBe(1);
+    // After it: gathered again.
+    nowMs += 1;
+    expect((await service.pictures('digits')).rows).toBe(50);
+    expect(gatherings).toBe(2);
+  });
+
+  it('names the workers left out: no answer in time, rows of another version', async () => {
+    const { service } = await servedService(30);
+    const { service: other } = await servedService(20);
+    service.usePeerSamples(async (model, _version, onSample) => {
+      onSample(2, overIpc(other.recentSample(model)));
+      onSample(3, overIpc({ ...other.recentSample(model), version: 7 }));
+      onSample(4, overIpc(other.recentSample('nothing-served')));
+      return { asked: 4, leftOut: [{ worker: 5, reason: 'no answer within 5000 ms' }] };
+    });
+    const pictures = await service.pictures('digits');
+    // Its own 30 and worker 2's 20; worker 4 answered with no rows: not left out.
+    expect(pictures.rows).toBe(50);
+    expect(pictures.workers_left_out).toEqual([
+      { worker: 3, reason: 'its sample is of version 7' },
+      { worker: 5, reason: 'no answer within 5000 ms' },
+    ]);
+  });
+
+  it('a primary that does not answer: the pictures from the rows that came (its own at least), not an error', async () => {
+    const { service } = await servedService(30);
+    const { service: other } = await servedService(20);
+    const silent: PeerSampleCollector = async (model, _version, onSample) => {
+      onSample(2, overIpc(other.recentSample(model)));
+      throw new Error('no normserve:sample-done within 10000 ms');
+    };
+    service.usePeerSamples(silent);
+    const pictures = await service.pictures('digits');
+    expect(pictures.rows).toBe(50);
+    expect(pictures.layers.length).toBeGreaterThan(0);
+    expect(pictures.workers_left_out).toEqual([
+      {
+        reason: "the others' rows did not all come: no normserve:sample-done within 10000 ms",
+      },
+    ]);
   });
 });
 

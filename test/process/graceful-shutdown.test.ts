@@ -3,7 +3,7 @@
  * flight, with one process and with a cluster primary, and the start-up refusal of an invalid
  * configuration.
  */
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +15,7 @@ import {
   exitWithin,
   freshGet,
   killServers,
+  LISTENING,
   listeningPort,
   type Reply,
   slowUpload,
@@ -275,4 +276,66 @@ describe('a port that is taken', () => {
       });
     }
   }
+});
+
+describe('a HOST that does not resolve', () => {
+  for (const workers of [1, 2]) {
+    it(`WORKERS=${workers}: one stderr line naming HOST (not PORT), exit code 1`, async () => {
+      const server = startServer({
+        MODEL_REPOSITORY: repositoryCopy(),
+        WORKERS: String(workers),
+        PORT: '0',
+        HOST: 'foo.invalid',
+      });
+      const { code } = await exitWithin(server, 60_000);
+      expect(code).toBe(1);
+      const lines = server.stderr().trimEnd().split('\n');
+      expect(lines, server.stderr()).toHaveLength(1);
+      // ENOTFOUND, or EAI_AGAIN where no name server answers.
+      expect(lines[0]).toMatch(
+        /^normserve: getaddrinfo (ENOTFOUND|EAI_AGAIN) foo\.invalid; set HOST to an address of this machine/,
+      );
+    });
+  }
+});
+
+describe('a replacement worker that cannot start', () => {
+  it('WORKERS=2: after a crash, a replacement that fails as it starts is replaced (the other worker keeps serving), not a full stop', async () => {
+    const repository = repositoryCopy();
+    const server = startServer({
+      PORT: '0',
+      HOST: '127.0.0.1',
+      MODEL_REPOSITORY: repository,
+      LOG_LEVEL: 'info',
+      ADMIN_TOKEN,
+      WORKERS: '2',
+      MODEL_POLL_INTERVAL_MS: '0',
+    });
+    const port = await listeningPort(server, 2);
+    const pids = server.logs.filter((l) => LISTENING.test(l.msg ?? '')).map((l) => Number(l.pid));
+    // The repository goes away, so a new worker cannot start; a ready worker is killed.
+    const away = `${repository}-away`;
+    renameSync(repository, away);
+    let restored = false;
+    try {
+      process.kill(pids[0]!, 'SIGKILL');
+      const reason = await server.waitForLog(
+        (l) => l.msg === 'a worker could not start',
+        'a worker could not start',
+      );
+      expect(String(reason.reason)).toContain('does not exist (MODEL_REPOSITORY)');
+      renameSync(away, repository);
+      restored = true;
+      // The other worker served throughout; a later replacement starts.
+      expect(((await freshGet(port, '/healthz')) as Reply).status).toBe(200);
+      await listeningPort(server, 3);
+    } finally {
+      if (!restored) renameSync(away, repository);
+    }
+    expect(server.logs.filter((l) => l.msg === 'a worker could not start; stopping')).toEqual([]);
+    expect(server.stderr()).toBe('');
+    server.child.kill('SIGTERM');
+    const { code, signal } = await exitWithin(server, EXIT_WITHIN_MS);
+    expect({ code, signal }, server.stderr()).toEqual({ code: 0, signal: null });
+  });
 });

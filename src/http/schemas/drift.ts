@@ -142,6 +142,20 @@ export const layerPicturesSchema = z
     model: z.string(),
     version: z.number().int(),
     rows: z.number().int().meta({ description: 'Recent rows the pictures are drawn from' }),
+    workers_left_out: z
+      .array(
+        z.object({
+          worker: z.number().int().optional().meta({
+            description:
+              'The cluster worker id; absent when not known (the primary did not answer)',
+          }),
+          reason: z.string(),
+        }),
+      )
+      .meta({
+        description:
+          'WORKERS > 1: worker processes whose recent rows are not in the pictures (no answer in time, another version loaded), and why; empty when all are in',
+      }),
     layers: z.array(
       z.object({
         path: z.string(),
@@ -168,6 +182,7 @@ export const layerPicturesSchema = z
         model: 'digits',
         version: 1,
         rows: 2,
+        workers_left_out: [],
         layers: [
           {
             path: '1',
