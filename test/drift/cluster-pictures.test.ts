@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Rng } from '../../src/nn/index.js';
 import {
+  type DriftOptions,
   DriftService,
   encodeSampleRows,
   type LayerPictures,
