@@ -14,11 +14,12 @@ export const CONTENT_ENCODINGS = ['gzip', 'deflate', 'identity'] as const;
 declare module 'fastify' {
   interface FastifyContextConfig {
     /**
-     * The limit of a decoded body read as a stream by the route itself (recalibration uploads),
-     * and its variable's name; other routes' decoded bodies are held to their bodyLimit
-     * (BODY_LIMIT_BYTES).
+     * The route reads some bodies as streams and holds them to its own limit (recalibration
+     * uploads: RECALIBRATION_BODY_LIMIT_BYTES, counted on the decoded bytes by the upload
+     * readers, whose giving up stops the decoding). Other routes' decoded bodies are held here to
+     * their bodyLimit (BODY_LIMIT_BYTES).
      */
-    decodedBodyLimit?: { bytes: number; name: string };
+    streamedBody?: boolean;
   }
 }
 
@@ -32,7 +33,7 @@ const decoders: Record<string, () => Gunzip | Inflate> = {
 type DecodedBody = PassThrough & { receivedEncodedLength: number };
 
 /** preParsing: the body decoded by its Content-Encoding; 415 for an encoding not supported. */
-export const decodeContentEncoding: preParsingHookHandler = (request, _reply, payload, done) => {
+export const decodeContentEncoding: preParsingHookHandler = (request, reply, payload, done) => {
   const encoding = encodingOf(request);
   if (encoding === undefined) return done(null, payload);
   const decoder = decoders[encoding];
@@ -45,8 +46,17 @@ export const decodeContentEncoding: preParsingHookHandler = (request, _reply, pa
     );
   }
   const { bodyLimit, config } = request.routeOptions;
-  const limit = config.decodedBodyLimit ?? { bytes: bodyLimit, name: 'BODY_LIMIT_BYTES' };
-  done(null, decodedBody(payload, decoder(), encoding, limit));
+  const limit = config.streamedBody
+    ? { bytes: Number.POSITIVE_INFINITY, name: '' }
+    : { bytes: bodyLimit, name: 'BODY_LIMIT_BYTES' };
+  const out = decodedBody(payload, decoder(), encoding, limit);
+  // A body answered before it was read (a 415, a 401 from a guard after this hook) would stay
+  // paused half-read, holding its keep-alive connection and the server's shutdown: once the
+  // response is out, the rest is read and dropped, undecoded.
+  reply.raw.once('finish', () => {
+    if (!out.readableEnded) out.destroy();
+  });
+  done(null, out);
 };
 
 /** The one encoding named, lower case; undefined for none, identity, or no body. */
@@ -64,9 +74,10 @@ function encodingOf(request: FastifyRequest): string | undefined {
 /**
  * The decoded body. Decoding costs CPU that a small body can multiply a thousandfold (a "zip
  * bomb"), so it stops as soon as nobody needs more: past the decoded limit (a 413), when the
- * reader stops (Fastify after its own 413, an upload reader that gave up) or never reads (a 415 or
- * a 401 before the body): unread, the decoded bytes back up and pause the decoder. The rest of the
- * body is then read and dropped, undecoded.
+ * reader stops (Fastify after its own 413, an upload reader that gave up: it destroys the stream)
+ * or never reads (a 415 or a 401 before the body: unread, the decoded bytes back up and pause the
+ * decoder, and the hook destroys the stream once the response is out). The rest of the body is
+ * then read and dropped, undecoded.
  */
 export function decodedBody(
   payload: Readable,

@@ -3,7 +3,11 @@
  * them) are read decoded by every body reader; other encodings are refused with a 415, never read
  * as they are.
  */
+
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { Agent, request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { brotliCompressSync, createGunzip, deflateSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -202,5 +206,42 @@ describe('decoding stops when no more is needed', () => {
     const out = decodedBody(payload, createGunzip(), 'gzip', limit);
     await new Promise((resolve) => out.on('close', resolve));
     expect(out.destroyed).toBe(true);
+  });
+});
+
+describe('a compressed body answered before it is read', () => {
+  it('does not hold its keep-alive connection: the next request on it is answered', async () => {
+    const served = await makeTestApp({ models: ['digits'] });
+    try {
+      await served.app.listen({ port: 0, host: '127.0.0.1' });
+      const { port } = served.app.server.address() as AddressInfo;
+      const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+      const send = (path: string, headers: Record<string, string>, body?: Buffer) =>
+        new Promise<{ status: number; socket: unknown }>((resolve, reject) => {
+          const req = httpRequest(
+            { host: '127.0.0.1', port, path, method: body ? 'POST' : 'GET', headers, agent },
+            (res) => {
+              res.resume();
+              res.on('end', () => resolve({ status: res.statusCode!, socket: req.socket }));
+            },
+          );
+          req.on('error', reject);
+          req.end(body);
+        });
+      // 4 MiB that gzip cannot shrink: far more than the socket buffers hold unread.
+      const body = gzipSync(randomBytes(4 * 1024 * 1024));
+      const refused = await send(
+        PREDICT,
+        { 'content-type': 'text/csv', 'content-encoding': 'gzip' },
+        body,
+      );
+      expect(refused.status).toBe(415);
+      const next = await send('/v1/models/digits', {});
+      expect(next.status).toBe(200);
+      expect(next.socket).toBe(refused.socket);
+      agent.destroy();
+    } finally {
+      await served.close();
+    }
   });
 });

@@ -94,14 +94,8 @@ async function adminScope(app: AppInstance): Promise<void> {
     scope.post(
       '/v1/models/:name(^[A-Za-z0-9][A-Za-z0-9._-]*)::recalibrate',
       {
-        config: {
-          access: 'admin',
-          // NDJSON and float32 uploads are read as streams, held to their own limit decoded too.
-          decodedBodyLimit: {
-            bytes: config.RECALIBRATION_BODY_LIMIT_BYTES,
-            name: 'RECALIBRATION_BODY_LIMIT_BYTES',
-          },
-        },
+        // NDJSON and float32 uploads are read as streams and held to their own limit, decoded.
+        config: { access: 'admin', streamedBody: true },
         bodyLimit: config.BODY_LIMIT_BYTES,
         schema: {
           tags,
