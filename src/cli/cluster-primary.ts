@@ -88,17 +88,13 @@ export async function runPrimary(config: ServerConfig): Promise<void> {
   const clusterDrift = new ClusterDriftPrimary();
   /** Whether a worker has ever said it listens (`normserve:ready`), and the recent deaths. */
   const deaths = new WorkerDeaths();
-  // Every worker fails to start the same way (a taken port): the reason is printed once. Once the
-  // server has served, a replacement that cannot start is logged and replaced (worker-deaths.ts).
+  // Why a worker could not start, by worker id, until its death is decided: the line is printed
+  // only if the server stops for it (every worker fails the same way, a taken port: once), and
+  // logged if the server goes on (another worker got ready meanwhile, or a replacement failed).
+  const startFailures = new Map<number, string>();
   let reported = false;
   answerWorkers(clusterMetrics, clusterDrift, logger, deaths, (worker, message) => {
-    if (deaths.served) {
-      logger.error({ worker: worker.process.pid, reason: message }, 'a worker could not start');
-      return;
-    }
-    if (reported) return;
-    reported = true;
-    process.stderr.write(`normserve: ${message}\n`);
+    startFailures.set(worker.id, message);
   });
 
   let stopping = false;
@@ -110,8 +106,16 @@ export async function runPrimary(config: ServerConfig): Promise<void> {
   cluster.schedulingPolicy = cluster.SCHED_NONE;
   const fork = (): Worker => cluster.fork();
   const decide = (worker: Worker, code: number | null, signal: string | null) => {
+    const reason = startFailures.get(worker.id);
+    startFailures.delete(worker.id);
     if (stopping) return;
     const verdict = deaths.died(Date.now());
+    if (verdict === 'start-failed' && reason !== undefined && !reported) {
+      reported = true;
+      process.stderr.write(`normserve: ${reason}\n`);
+    } else if (reason !== undefined) {
+      logger.error({ worker: worker.process.pid, reason }, 'a worker could not start');
+    }
     if (verdict === 'start-failed') {
       // No worker has listened yet: it printed why (a taken port: EXIT_START_FAILED) or died
       // before it listened; another would fail the same way, so the server stops rather than

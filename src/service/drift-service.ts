@@ -614,12 +614,14 @@ export class DriftService implements TrafficObserver {
 
   /** The other workers' recent rows: one gathering shared and reused (PEER_RECENT_REUSE_MS). */
   private peerRecentRows(name: string, version: number, width: number): Promise<PeerRecent> {
+    const now = this.now();
+    // Gatherings are kept for their reuse only (up to 256 rows per worker each): the stale ones
+    // of every model go, not only this one's.
+    for (const [model, gathering] of this.peerRecent)
+      if (gathering.doneAt !== undefined && now - gathering.doneAt >= PEER_RECENT_REUSE_MS)
+        this.peerRecent.delete(model);
     const known = this.peerRecent.get(name);
-    if (
-      known?.version === version &&
-      (known.doneAt === undefined || this.now() - known.doneAt < PEER_RECENT_REUSE_MS)
-    )
-      return known.gathered;
+    if (known?.version === version) return known.gathered;
     const entry = {
       version,
       doneAt: undefined as number | undefined,

@@ -91,8 +91,9 @@ export function checkInputTensor(
  * The outputs a request asked for, checked against the model: an unknown name, or a name asked
  * for twice, is a 400 naming the place; none asked for (no list, or an empty one: protobuf cannot
  * tell them apart) means every output of the model, as the protocol says ("if not specified all
- * outputs produced by the model will be returned") and Triton and KServe do. Each output at most once bounds the answer by rows × the model's output values
- * (one infer request repeating "logits" 20,000 times took a server down).
+ * outputs produced by the model will be returned") and Triton and KServe do. Each output at
+ * most once bounds the answer by rows × the model's output values (one infer request repeating
+ * "logits" 20,000 times took a server down).
  */
 export function requestedOutputs(
   served: AvailableVersion,

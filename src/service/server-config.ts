@@ -23,8 +23,8 @@ const numeric = (v: unknown) =>
  * A number in a range, one message for every way to miss it (errors/issue-message.ts words it):
  * `expected an integer from 0 to 65535, got "abc"`.
  */
-const inRange = (range: NumberRange) => {
-  const error = (issue: { input?: unknown }) => rangeMessage(range, issue.input);
+const inRange = (range: NumberRange, meaning = '') => {
+  const error = (issue: { input?: unknown }) => rangeMessage(range, issue.input) + meaning;
   let n = z.number({ error });
   if (range.integer) n = n.int({ error });
   if (range.min !== undefined)
@@ -33,11 +33,13 @@ const inRange = (range: NumberRange) => {
     n = range.maxInclusive === false ? n.lt(range.max, { error }) : n.max(range.max, { error });
   return z.preprocess(numeric, n);
 };
-const int = (min: number, max?: number) => inRange({ integer: true, min, max });
+/** An integer from min to max; `meaning` follows the message (what a special value does). */
+const int = (min: number, max?: number, meaning?: string) =>
+  inRange({ integer: true, min, max }, meaning);
 /** Node's timers hold at most 2^31 − 1 ms; a longer delay fires at once (with a warning). */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 const ms = (min: number) => int(min, MAX_TIMER_MS);
-const emptyToUndefined = (v: unknown) => (v === '' ? undefined : v);
+const emptyToUndefined = (v: unknown) => (typeof v === 'string' && v.trim() === '' ? undefined : v);
 /** A bearer token: long enough, and not the placeholder of deploy/ left unchanged. */
 const token = z
   .string()
@@ -109,7 +111,7 @@ export const serverConfigSchema = z.object({
   /** Open connections per process; more are closed as they arrive (counted in /metrics). */
   MAX_CONNECTIONS: int(1, 1_000_000).default(1024),
   /** gRPC Open Inference Protocol port (inference.GRPCInferenceService); 0 = no gRPC server. */
-  GRPC_PORT: int(0, 65535).default(8081),
+  GRPC_PORT: int(0, 65535, ' (0 = no gRPC server)').default(8081),
   /**
    * Dynamic batching: concurrent requests for one model version wait at most this long (µs) to
    * run as one engine call; 0 = off. A model's config.json may override it.

@@ -48,7 +48,11 @@ describe('an invalid server configuration says what was expected and what was gi
   for (const [variable, value, message] of [
     ['PORT', 'abc', 'PORT: expected an integer from 0 to 65535, got "abc"'],
     ['PORT', '70000', 'PORT: expected an integer from 0 to 65535, got 70000'],
-    ['GRPC_PORT', '1.5', 'GRPC_PORT: expected an integer from 0 to 65535, got 1.5'],
+    [
+      'GRPC_PORT',
+      '1.5',
+      'GRPC_PORT: expected an integer from 0 to 65535, got 1.5 (0 = no gRPC server)',
+    ],
     [
       'ADMIN_RATE_LIMIT_PER_MINUTE',
       '0',
@@ -68,7 +72,11 @@ describe('an invalid server configuration says what was expected and what was gi
     ['HOST', '', 'HOST: must not be empty'],
     // Empty is no number (Number('') is 0: PORT='' was a random port).
     ['PORT', '', 'PORT: expected an integer from 0 to 65535, got ""'],
-    ['GRPC_PORT', ' ', 'GRPC_PORT: expected an integer from 0 to 65535, got " "'],
+    [
+      'GRPC_PORT',
+      ' ',
+      'GRPC_PORT: expected an integer from 0 to 65535, got " " (0 = no gRPC server)',
+    ],
     ['MAX_BATCH_SIZE', '', 'MAX_BATCH_SIZE: expected an integer from 1 to 1000000, got ""'],
   ] as const) {
     it(`${variable}=${JSON.stringify(value)}`, () => {
@@ -84,6 +92,7 @@ describe('an invalid server configuration says what was expected and what was gi
     expect(parseServerConfig({ DRIFT_SAMPLE_FRACTION: '0.25' }).DRIFT_SAMPLE_FRACTION).toBe(0.25);
     // An optional variable reads empty as unset: its own meaning (cores per worker), not 0.
     expect(parseServerConfig({ ENGINE_THREADS: '' }).ENGINE_THREADS).toBeUndefined();
+    expect(parseServerConfig({ ENGINE_THREADS: '  ' }).ENGINE_THREADS).toBeUndefined();
   });
 });
 
