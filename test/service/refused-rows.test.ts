@@ -34,7 +34,13 @@ async function setup() {
   await registry.refresh();
   const drift = new DriftService({ ...OPTIONS, now: () => 1_000_000 });
   drift.useRegistry(registry);
-  return { registry, drift, served: registry.resolve('digits') };
+  // No dynamic batching: each infer() is one engine call.
+  const unbatched = new InferenceService(registry, {
+    batchMaxDelayUs: 0,
+    batchMaxRows: 64,
+    observer: drift,
+  });
+  return { registry, drift, served: registry.resolve('digits'), unbatched };
 }
 
 const bits = (out: PredictOutput) => Buffer.from(out.outputs.slice().buffer).toString('hex');
@@ -76,12 +82,7 @@ describe('a refused request', () => {
   });
 
   it('alone (no batching): nothing of it is observed', async () => {
-    const { registry, drift, served } = await setup();
-    const service = new InferenceService(registry, {
-      batchMaxDelayUs: 0,
-      batchMaxRows: 64,
-      observer: drift,
-    });
+    const { drift, served, unbatched: service } = await setup();
     await service.infer(served, nestedRows(rows.slice(0, 5), 64));
     const refused = await service.infer(served, nestedRows([rows[5]!, huge], 64));
     expect(refused.overflowRows).toEqual([1]);
@@ -92,12 +93,7 @@ describe('a refused request', () => {
   });
 
   it("after a refusal, the next refused call drops its own statistics, not the others' since", async () => {
-    const { registry, drift, served } = await setup();
-    const service = new InferenceService(registry, {
-      batchMaxDelayUs: 0,
-      batchMaxRows: 64,
-      observer: drift,
-    });
+    const { drift, served, unbatched: service } = await setup();
     // The first refusal drops what was not folded yet (here 5 rows): the taps mixed them.
     await service.infer(served, nestedRows(rows.slice(0, 5), 64));
     await service.infer(served, nestedRows([huge], 64));
