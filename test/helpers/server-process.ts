@@ -8,6 +8,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import http from 'node:http';
 import { createInterface } from 'node:readline';
 import { expect } from 'vitest';
+import { ADMIN_TOKEN } from './app.js';
 import { nodeArgs } from './entries.js';
 
 const SERVER = 'src/cli/server.ts' as const;
@@ -41,6 +42,26 @@ export interface Server {
     options?: { count?: number; timeoutMs?: number },
   ): Promise<LogLine>;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/**
+ * The environment of a server that serves `repository` on a free port of 127.0.0.1 with `workers`
+ * processes, info logs (the tests read them) and the tests' admin token; `more` adds or overrides.
+ */
+export function servingEnv(
+  repository: string,
+  workers: number | string,
+  more: Record<string, string> = {},
+): Record<string, string> {
+  return {
+    PORT: '0',
+    HOST: '127.0.0.1',
+    MODEL_REPOSITORY: repository,
+    LOG_LEVEL: 'info',
+    ADMIN_TOKEN,
+    WORKERS: String(workers),
+    ...more,
+  };
 }
 
 export function startServer(env: Record<string, string>): Server {

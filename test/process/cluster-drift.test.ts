@@ -18,7 +18,6 @@ import {
   PICTURE_SAMPLE_ROWS,
   runBatch,
 } from '../../src/service/index.js';
-import { ADMIN_TOKEN } from '../helpers/app.js';
 import { digitsImage, digitsTestRows, nightShift } from '../helpers/digits.js';
 import {
   freshRequest,
@@ -26,6 +25,7 @@ import {
   type LogLine,
   listeningPort,
   type Server,
+  servingEnv,
   startServer,
 } from '../helpers/server-process.js';
 import { makeTempDir } from '../helpers/temp-files.js';
@@ -99,16 +99,9 @@ describe('live drift on a WORKERS=2 server', () => {
     temps.push(repository);
     for (const model of ['digits', 'digits-cnn'])
       cpSync(join('models', model), join(repository, model), { recursive: true });
-    const server = startServer({
-      PORT: '0',
-      HOST: '127.0.0.1',
-      MODEL_REPOSITORY: repository,
-      MODEL_POLL_INTERVAL_MS: '200',
-      LOG_LEVEL: 'info',
-      ADMIN_TOKEN,
-      WORKERS: '2',
-      AUTO_RECALIBRATE: 'promote',
-    });
+    const server = startServer(
+      servingEnv(repository, '2', { MODEL_POLL_INTERVAL_MS: '200', AUTO_RECALIBRATE: 'promote' }),
+    );
     const port = await listeningPort(server, 2);
     const rng = new Rng(1818);
     const { x, y } = digitsTestRows();

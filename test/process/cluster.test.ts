@@ -24,6 +24,7 @@ import {
   type LogLine,
   listeningPort,
   type Server,
+  servingEnv,
   startServer,
 } from '../helpers/server-process.js';
 import { makeTempDir } from '../helpers/temp-files.js';
@@ -140,14 +141,7 @@ describe('GET /metrics of a WORKERS=2 server', () => {
     const repository = makeTempDir('cluster-metrics');
     temps.push(repository);
     cpSync('models/digits', join(repository, 'digits'), { recursive: true });
-    const server = startServer({
-      PORT: '0',
-      HOST: '127.0.0.1',
-      MODEL_REPOSITORY: repository,
-      LOG_LEVEL: 'info',
-      ADMIN_TOKEN,
-      WORKERS: '2',
-    });
+    const server = startServer(servingEnv(repository, '2'));
     const port = await listeningPort(server, 2);
 
     await predictions(port, PREDICTIONS);
@@ -233,16 +227,12 @@ describe('GET /metrics of a WORKERS=2 server', () => {
     cpSync('models/digits', join(repository, 'digits'), { recursive: true });
     const limit = 5;
     const failureLimit = 3;
-    const server = startServer({
-      PORT: '0',
-      HOST: '127.0.0.1',
-      MODEL_REPOSITORY: repository,
-      LOG_LEVEL: 'info',
-      ADMIN_TOKEN,
-      WORKERS: '2',
-      ADMIN_RATE_LIMIT_PER_MINUTE: String(limit),
-      ADMIN_AUTH_FAILURES_PER_MINUTE: String(failureLimit),
-    });
+    const server = startServer(
+      servingEnv(repository, '2', {
+        ADMIN_RATE_LIMIT_PER_MINUTE: String(limit),
+        ADMIN_AUTH_FAILURES_PER_MINUTE: String(failureLimit),
+      }),
+    );
     const port = await listeningPort(server, 2);
     const JOB = '00000000-0000-4000-8000-000000000000';
     /** `count` admin requests, 4 at a time on fresh connections (spread over the workers). */

@@ -8,7 +8,6 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN } from '../helpers/app.js';
 import { digitsTestRows } from '../helpers/digits.js';
 import { grpcClient } from '../helpers/grpc.js';
 import {
@@ -18,6 +17,7 @@ import {
   LISTENING,
   listeningPort,
   type Reply,
+  servingEnv,
   slowUpload,
   startServer,
 } from '../helpers/server-process.js';
@@ -83,14 +83,7 @@ const predictBody = JSON.stringify({ instances: rows });
 describe('graceful shutdown of the real server process', () => {
   for (const workers of ['1', '2']) {
     it(`WORKERS=${workers}: SIGTERM finishes the request in flight (200), refuses new connections and exits 0 within 10 s`, async () => {
-      const server = startServer({
-        PORT: '0',
-        HOST: '127.0.0.1',
-        MODEL_REPOSITORY: repositoryCopy(),
-        LOG_LEVEL: 'info',
-        ADMIN_TOKEN,
-        WORKERS: workers,
-      });
+      const server = startServer(servingEnv(repositoryCopy(), workers));
       const port = await listeningPort(server, Number(workers));
       expect((await freshGet(port, '/readyz')) as Reply).toMatchObject({ status: 200 });
 
@@ -143,15 +136,7 @@ function freePort(): Promise<number> {
 describe('gRPC in the real server process', () => {
   it('WORKERS=2: every worker serves GRPC_PORT (one shared socket), calls on several channels succeed, SIGTERM drains and exits 0', async () => {
     const grpcPort = await freePort();
-    const server = startServer({
-      PORT: '0',
-      GRPC_PORT: String(grpcPort),
-      HOST: '127.0.0.1',
-      MODEL_REPOSITORY: repositoryCopy(),
-      LOG_LEVEL: 'info',
-      ADMIN_TOKEN,
-      WORKERS: '2',
-    });
+    const server = startServer(servingEnv(repositoryCopy(), '2', { GRPC_PORT: String(grpcPort) }));
     await listeningPort(server, 2);
     await server.waitForLog((l) => l.msg === 'gRPC server listening', 'gRPC server listening', {
       count: 2,
@@ -187,14 +172,7 @@ describe('the real server process', () => {
   it('counts a model that fails to load in normserve_model_load_failures_total and keeps serving the others', async () => {
     const repository = repositoryCopy();
     addBrokenModel(repository, 'broken');
-    const server = startServer({
-      PORT: '0',
-      HOST: '127.0.0.1',
-      MODEL_REPOSITORY: repository,
-      LOG_LEVEL: 'info',
-      ADMIN_TOKEN,
-      WORKERS: '1',
-    });
+    const server = startServer(servingEnv(repository, '1'));
     const port = await listeningPort(server);
     const metrics = (await freshGet(port, '/metrics')) as Reply;
     expect(metrics.status).toBe(200);
@@ -302,15 +280,7 @@ describe('a HOST that does not resolve', () => {
 describe('a replacement worker that cannot start', () => {
   it('WORKERS=2: after a crash, a replacement that fails as it starts is replaced (the other worker keeps serving), not a full stop', async () => {
     const repository = repositoryCopy();
-    const server = startServer({
-      PORT: '0',
-      HOST: '127.0.0.1',
-      MODEL_REPOSITORY: repository,
-      LOG_LEVEL: 'info',
-      ADMIN_TOKEN,
-      WORKERS: '2',
-      MODEL_POLL_INTERVAL_MS: '0',
-    });
+    const server = startServer(servingEnv(repository, '2', { MODEL_POLL_INTERVAL_MS: '0' }));
     const port = await listeningPort(server, 2);
     const pids = server.logs.filter((l) => LISTENING.test(l.msg ?? '')).map((l) => Number(l.pid));
     // The repository goes away, so a new worker cannot start; a ready worker is killed.

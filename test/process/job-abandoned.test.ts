@@ -15,6 +15,7 @@ import {
   freshRequest,
   killServers,
   listeningPort,
+  servingEnv,
   slowUpload,
   startServer,
 } from '../helpers/server-process.js';
@@ -60,14 +61,7 @@ describe('a recalibration job whose process is SIGKILLed', () => {
     const repository = makeTempDir('job-abandoned');
     temps.push(repository);
     cpSync('models/digits', join(repository, 'digits'), { recursive: true });
-    const server = startServer({
-      PORT: '0',
-      HOST: '127.0.0.1',
-      MODEL_REPOSITORY: repository,
-      LOG_LEVEL: 'info',
-      ADMIN_TOKEN,
-      WORKERS: '2',
-    });
+    const server = startServer(servingEnv(repository, '2'));
     const port = await listeningPort(server, 2);
 
     // An NDJSON upload that stops half-way: its job is running (phase "receiving") in the worker
