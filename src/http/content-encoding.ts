@@ -11,6 +11,10 @@ import { NormserveError } from '../errors/index.js';
  */
 export const CONTENT_ENCODINGS = ['gzip', 'deflate', 'identity'] as const;
 
+/** What the OpenAPI document says of it, on every route that reads a body of rows. */
+export const CONTENT_ENCODING_DOC =
+  'A body may be compressed with `Content-Encoding: gzip` or `deflate` (another encoding is a 415); lengths and limits count the decoded bytes.';
+
 declare module 'fastify' {
   interface FastifyContextConfig {
     /**

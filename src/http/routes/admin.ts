@@ -10,6 +10,7 @@ import {
   slices,
 } from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
+import { CONTENT_ENCODING_DOC } from '../content-encoding.js';
 import { beforeVerb } from '../not-found.js';
 import { adminRateLimit } from '../rate-limit.js';
 import {
@@ -105,6 +106,7 @@ async function adminScope(app: AppInstance): Promise<void> {
             `Bodies: \`application/json\` (this schema), \`${NDJSON}\` (one JSON array of features per line; options in the query string) or \`${FLOAT32}\` (little-endian float32 rows; options in the query string). NDJSON and float32 uploads are read as a stream.`,
             `More than RECALIBRATION_ASYNC_ROWS rows (default ${config.RECALIBRATION_ASYNC_ROWS}), or \`Prefer: respond-async\`, answer 202 with \`Location: /v1/jobs/{id}\` once the upload is received.`,
             'A second recalibration of the same model while one runs answers 409 with `job_id` naming the running job.',
+            CONTENT_ENCODING_DOC,
           ].join('\n\n'),
           consumes: ['application/json', NDJSON, FLOAT32],
           params: nameParams,

@@ -30,6 +30,7 @@ import {
   splitInferBody,
   tensorBytes,
 } from '../binary-infer.js';
+import { CONTENT_ENCODING_DOC } from '../content-encoding.js';
 import { parseJsonBody } from '../json-body.js';
 import { inferResponseJson, outputTensorJson } from '../json-responses.js';
 import { recordInference } from '../request-context.js';
@@ -357,6 +358,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
     description: [
       "JSON (`application/json`, this schema), or the binary tensor data extension: `application/octet-stream` with an `Inference-Header-Content-Length` header giving the byte length of a JSON header (this schema; an input's `data` replaced by `parameters.binary_data_size`) followed by the input's little-endian FP32 bytes.",
       'Outputs with `parameters.binary_data: true` (or all, with the request parameter `binary_data_output: true`) are returned the same way: `application/octet-stream`, `Inference-Header-Content-Length`, the JSON header with `parameters.binary_data_size` per output, then the bytes (FP32 little-endian; BYTES as 4-byte little-endian length + UTF-8).',
+      CONTENT_ENCODING_DOC,
     ].join('\n\n'),
     response: { 200: inferResponseSchema, ...inferenceErrorResponses },
   };

@@ -21,6 +21,7 @@ import {
 } from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
 import { OCTET_STREAM } from '../binary-infer.js';
+import { CONTENT_ENCODING_DOC } from '../content-encoding.js';
 import { predictResponseJson } from '../json-responses.js';
 import { beforeVerb } from '../not-found.js';
 import { recordInference } from '../request-context.js';
@@ -519,6 +520,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
     description: [
       "JSON (this schema), or `Content-Type: application/octet-stream`: little-endian float32 rows of the model's input width, back to back (the row count follows from the length); a sample of a multi-dimensional input_shape is its values in row-major order (64 for [1, 8, 8]).",
       "The answer is JSON (this schema), or, with `Accept: application/octet-stream`, the probabilities (regression: the outputs) as little-endian float32 rows of the model's output width.",
+      CONTENT_ENCODING_DOC,
     ].join('\n\n'),
     response: {
       200: predictResponseSchema,
