@@ -1,42 +1,17 @@
-import {
-  CONV,
-  convSizes,
-  MR,
-  NR,
-  NR64,
-  packedBytes,
-  packedBytes64,
-  packWeight64,
-  poolTableBytes,
-  TILE_SCRATCH_BYTES,
-  writeConvDescriptor,
-  writePoolTable,
-} from '../../nn/wasm/index.js';
+import { MR } from '../../nn/wasm/index.js';
 import { checkRunArguments, checkSameStructure, type Executor } from '../executor.js';
-import { ACT_NONE, activationCode } from '../kernels.js';
-import type { Activation, CompiledPlan, PlanStep } from '../plan.js';
+import type { CompiledPlan } from '../plan.js';
 import {
-  type ChannelSums,
   checkTaps,
   type StatisticsProbe,
   type StatisticsTap,
-  sharedSums,
-  stepsNeeded,
-  tapPosition,
   tappedWidth,
-  tensorChannels,
 } from '../statistics-probe.js';
 import { type EngineExports, engineModule, instantiateEngine, MAX_PAGES } from './engine-module.js';
-import {
-  CONTROL,
-  DONE,
-  type EngineParts,
-  HELPER_STATE,
-  OP,
-  PROGRAM,
-  STEP,
-  TAP,
-} from './program-wat.js';
+import { type Layout, planLayout, SLACK } from './memory-layout.js';
+import { CONTROL, DONE, type EngineParts, HELPER_STATE, OP, PROGRAM } from './program-wat.js';
+import { WasmProbe } from './wasm-probe.js';
+import { writeProgram } from './write-program.js';
 
 /** What a helper thread needs to run rows of the plan: see service/engine-threads.ts. */
 export interface HelperInit {
@@ -82,15 +57,6 @@ export interface WasmExecutorOptions {
 
 export type DenseAccumulation = 'float32' | 'float64';
 
-/** Rows of one pass of the I/O regions; a bigger batch loops (memory stays small for wide models). */
-const IO_ROWS_CAP = 4096;
-/**
- * A chunk's two buffers together fill L2 (512 KiB per core here) for the widest layer. Every chunk
- * streams each layer's packed weights once, so more rows per chunk means fewer passes over them:
- * 64 rows of the wide 784-1024-1024-10 model (rather than 32 with 256 KiB) took 7–10 % less CPU
- * time per row, one thread or two, in A/B runs on the 2-core machine (bench/README.md).
- */
-const CHUNK_BUFFER_BYTES = 512 * 1024;
 /**
  * A split call's chunks: about CHUNKS_PER_THREAD per thread, and at least MIN_CHUNK_ROWS rows
  * unless that would leave a thread without one. Every chunk streams the weights through the GEMM
@@ -99,7 +65,6 @@ const CHUNK_BUFFER_BYTES = 512 * 1024;
  */
 const CHUNKS_PER_THREAD = 2;
 const MIN_CHUNK_ROWS = 16;
-const MAX_CHUNK_ROWS = 1024;
 const DEFAULT_PARALLEL_MIN_FLOPS = 4e6;
 /** How often a wait for a helper re-reads its state word (a helper that died unseen). */
 const HELPER_CHECK_MS = 1000;
@@ -108,11 +73,6 @@ const HELPER_CHECK_MS = 1000;
  * calling thread when it is free: a woken helper starts within tens of µs when it has a core.
  */
 const TAKE_BACK_MS = 1;
-/** Vector loads at a row's end may read 12 bytes past it. */
-const SLACK = 16;
-
-const align = (n: number, to = 64): number => Math.ceil(n / to) * to;
-const slopeOf = (a: Activation): number => (a.kind === 'leaky_relu' ? a.negativeSlope : 0);
 
 /** Why the WASM engine cannot run `plan`, or undefined when it can. */
 export function wasmUnsupportedReason(plan: CompiledPlan): string | undefined {
@@ -142,144 +102,6 @@ export function planParts(plan: CompiledPlan): EngineParts {
       !['none', 'relu', 'leaky_relu'].includes(s.activation.kind),
   );
   return { elementwise, cnn };
-}
-
-interface Layout {
-  ioRows: number;
-  chunkRows: number;
-  bufferBytes: number;
-  /** From a thread's scratch: its skip buffers, its convolution scratch (bytes). */
-  skipsAt: number;
-  convAt: number;
-  controls: number[];
-  program: number;
-  /** The tap table and its records (PROGRAM.taps points here during a statistics call). */
-  tapTable: number;
-  /** Offset of the tap accumulators within a thread's scratch, and their size. */
-  accumulators: number;
-  accumulatorBytes: number;
-  params: number[];
-  input: number;
-  output: number;
-  scratch: number[];
-  bytes: number;
-  /** Dense steps run on gemm64 (float64 B and bias). */
-  dense64: boolean;
-}
-
-function paramBytes(step: PlanStep, dense64: boolean): number[] {
-  switch (step.op) {
-    case 'dense':
-      if (dense64)
-        return [
-          packedBytes64(step.inFeatures, step.outFeatures),
-          align(step.outFeatures, NR64) * 8,
-        ];
-      return [packedBytes(step.inFeatures, step.outFeatures), align(step.outFeatures, NR) * 4];
-    case 'affine': {
-      // Per value of the row, float64: a per-channel scale is repeated over its spatial positions.
-      const features = step.channels * step.spatial;
-      return [align(features, 4) * 8, align(features, 4) * 8];
-    }
-    case 'layernorm':
-      return step.weight && step.bias
-        ? [align(step.groupSize, 4) * 4, align(step.groupSize, 4) * 4]
-        : [];
-    case 'conv2d': {
-      // Descriptor, weight [out, K] as it is (the GEMM's A), bias, koff table, lane groups.
-      const { koffBytes, lanesBytes } = convSizes(step.geometry);
-      return [CONV.bytes, step.weight.length * 4, step.outChannels * 4, koffBytes, lanesBytes];
-    }
-    case 'maxpool2d':
-    case 'avgpool2d':
-      return [poolTableBytes(step.windows)];
-    case 'activation':
-    case 'save_skip':
-    case 'add_skip':
-      return [];
-  }
-}
-
-/** A per-channel vector repeated over `spatial` positions each (as the affine kernel reads it). */
-function perValue(values: Float64Array, spatial: number): Float64Array {
-  if (spatial === 1) return values;
-  const out = new Float64Array(values.length * spatial);
-  for (let c = 0; c < values.length; c++) out.fill(values[c]!, c * spatial, (c + 1) * spatial);
-  return out;
-}
-
-/** Where everything lives in the version's linear memory. */
-function planLayout(
-  plan: CompiledPlan,
-  maxBatchSize: number,
-  threads: number,
-  dense64 = false,
-): Layout {
-  const ioRows = Math.max(1, Math.min(maxBatchSize, IO_ROWS_CAP));
-  const chunkRows = Math.max(
-    MR,
-    Math.min(MAX_CHUNK_ROWS, Math.floor(CHUNK_BUFFER_BYTES / 2 / (plan.maxWidth * 4) / MR) * MR),
-  );
-  const bufferBytes = align(chunkRows * plan.maxWidth * 4 + SLACK);
-  let at = 64; // the first 64 bytes stay zero
-  const controls = Array.from({ length: threads - 1 }, () => {
-    const c = at;
-    at += CONTROL.bytes;
-    return c;
-  });
-  const program = at;
-  at = align(at + PROGRAM.headerBytes + plan.steps.length * STEP.bytes);
-  // Two readings per tensor at most (output, pre-activation), each no finer than its channels.
-  const positions = 2 * (plan.steps.length + 1);
-  const tapTable = at;
-  at = align(at + positions * 4 + positions * TAP.bytes);
-  const accumulatorBytes = 2 * 8 * 2 * tensorChannels(plan).reduce((a, b) => a + b, 0);
-  const params: number[] = [];
-  let largestWeight = 0;
-  for (const step of plan.steps) {
-    for (const size of paramBytes(step, dense64)) {
-      params.push(at);
-      at = align(at + size);
-    }
-    if (step.op === 'dense') largestWeight = Math.max(largestWeight, step.weight.length * 4);
-  }
-  // The input region also stages each weight matrix while it is packed.
-  const input = at;
-  at = align(at + Math.max(ioRows * plan.inputWidth * 4, largestWeight) + SLACK);
-  const output = at;
-  at = align(at + ioRows * plan.outputWidth * 4 + SLACK);
-  // Each thread's two chunk buffers, its GEMM tile scratch, a buffer per skip slot, the scratch of
-  // its largest convolution, then its tap accumulators.
-  const skipsAt = align(2 * bufferBytes + TILE_SCRATCH_BYTES);
-  const convAt = skipsAt + plan.skipSlots * bufferBytes;
-  const convBytes = Math.max(
-    0,
-    ...plan.steps.map((s) => (s.op === 'conv2d' ? convSizes(s.geometry).scratchBytes : 0)),
-  );
-  const accumulators = align(convAt + convBytes);
-  const scratch = Array.from({ length: threads }, () => {
-    const s = at;
-    at += align(accumulators + accumulatorBytes + SLACK);
-    return s;
-  });
-  return {
-    ioRows,
-    chunkRows,
-    bufferBytes,
-    skipsAt,
-    convAt,
-    controls,
-    program,
-    tapTable,
-    accumulators,
-    accumulatorBytes,
-    params,
-    input,
-    output,
-    scratch,
-    bytes: at,
-    dense64,
-  };
 }
 
 interface Helper {
@@ -312,70 +134,6 @@ interface AsyncPass {
   /** The call's probe, pointed at by the program for this pass (begin). */
   taps: WasmProbe | undefined;
   shares: { helper: Helper; r0: number; r1: number }[];
-}
-
-/**
- * A probe of the wasm executor: its tap table as written to memory (PROGRAM.taps) and where each
- * tap's accumulators lie in a thread's accumulator area.
- */
-class WasmProbe implements StatisticsProbe {
-  /** The JS-side sums; part of what run() gathered may still be in the executor's accumulators. */
-  readonly held: ChannelSums[];
-  /** Rows run() added to the accumulators since they were last collected into `held`. */
-  pendingRows = 0;
-  /** Byte offset of each tap's Σx (then Σx²) within a thread's accumulator area. */
-  readonly offsets: number[];
-  /** Steps a statistics call runs. */
-  readonly steps: number;
-  /** The table's words (entries, then records), to be copied to layout.tapTable. */
-  readonly table: Int32Array;
-  /** Accumulator bytes in use. */
-  readonly bytes: number;
-  /** The taps that own their accumulators (the first of those sharing a tensor). */
-  readonly first: number[];
-
-  constructor(
-    readonly owner: WasmExecutor,
-    readonly taps: readonly StatisticsTap[],
-    tapTable: number,
-  ) {
-    this.held = sharedSums(taps);
-    const positions = 2 * (owner.plan.steps.length + 1);
-    this.table = new Int32Array(positions + (TAP.bytes / 4) * taps.length);
-    this.offsets = [];
-    this.first = [];
-    const records = new Map<number, number>();
-    let offset = 0;
-    taps.forEach((t, i) => {
-      const position = tapPosition(t);
-      const shared = records.get(position);
-      if (shared !== undefined) {
-        this.offsets.push(this.offsets[shared]!);
-        return;
-      }
-      records.set(position, i);
-      this.first.push(i);
-      const record = positions + (TAP.bytes / 4) * i;
-      this.table[position] = tapTable + record * 4;
-      this.table[record + TAP.channels] = t.channels;
-      this.table[record + TAP.offset] = offset;
-      this.offsets.push(offset);
-      offset += 16 * t.channels;
-    });
-    this.bytes = offset;
-    this.steps = stepsNeeded(taps);
-  }
-
-  /** Every row run so far, the executor's accumulators collected first. */
-  get sums(): readonly ChannelSums[] {
-    this.owner.collectPending(this);
-    return this.held;
-  }
-
-  reset(): void {
-    this.owner.discardPending(this);
-    for (const s of new Set(this.held)) s.reset();
-  }
 }
 
 /**
@@ -1032,153 +790,4 @@ export class WasmExecutor implements Executor {
         (h) => this.word(h.control, CONTROL.state) !== HELPER_STATE.failed,
       );
   }
-}
-
-/**
- * Writes the program and the parameters (weights packed by the engine's own pack_b, staged in the
- * input region) into memory; returns the floating-point operations per row.
- */
-function writeProgram(
-  plan: CompiledPlan,
-  layout: Layout,
-  memory: WebAssembly.Memory,
-  x: EngineExports,
-): number {
-  const i32 = new Int32Array(memory.buffer);
-  const f32 = new Float32Array(memory.buffer);
-  const f64 = new Float64Array(memory.buffer);
-  const base = layout.program >> 2;
-  i32[base + PROGRAM.steps] = plan.steps.length;
-  i32[base + PROGRAM.inWidth] = plan.inputWidth;
-  i32[base + PROGRAM.outWidth] = plan.outputWidth;
-  i32[base + PROGRAM.chunkRows] = layout.chunkRows;
-  i32[base + PROGRAM.bufferBytes] = layout.bufferBytes;
-  i32[base + PROGRAM.skipsAt] = layout.skipsAt;
-  i32[base + PROGRAM.convAt] = layout.convAt;
-  i32[base + PROGRAM.taps] = 0;
-  i32[base + PROGRAM.limit] = plan.steps.length;
-  i32[base + PROGRAM.accumulators] = layout.accumulators;
-  let param = 0;
-  let flops = 0;
-  plan.steps.forEach((step, i) => {
-    const st = layout.program + PROGRAM.headerBytes + i * STEP.bytes;
-    const w = st >> 2;
-    i32[w + STEP.activation] = activationCode(step.activation);
-    f32[w + STEP.slope] = slopeOf(step.activation);
-    switch (step.op) {
-      case 'dense': {
-        const [packed, bias] = [layout.params[param++]!, layout.params[param++]!];
-        i32[w + STEP.inFeatures] = step.inFeatures;
-        i32[w + STEP.outFeatures] = step.outFeatures;
-        i32[w + STEP.first] = packed;
-        i32[w + STEP.second] = bias;
-        flops += 2 * step.inFeatures * step.outFeatures;
-        if (layout.dense64) {
-          const words = packedBytes64(step.inFeatures, step.outFeatures) / 8;
-          packWeight64(
-            step.weight,
-            step.inFeatures,
-            step.outFeatures,
-            f64.subarray(packed >> 3, (packed >> 3) + words),
-          );
-          f64.set(step.bias, bias >> 3);
-          i32[w + STEP.op] = OP.dense64;
-          break;
-        }
-        f32.set(step.weight, layout.input >> 2);
-        // B = Wᵀ: B[k, n] = W[n, k], so k advances by one float and n by a row of W.
-        x.pack_b(layout.input, 4, step.inFeatures * 4, step.inFeatures, step.outFeatures, packed);
-        f32.set(step.bias, bias >> 2);
-        i32[w + STEP.op] = OP.dense;
-        break;
-      }
-      case 'affine': {
-        const [scale, shift] = [layout.params[param++]!, layout.params[param++]!];
-        const features = step.channels * step.spatial;
-        f64.set(perValue(step.scale, step.spatial), scale >> 3);
-        f64.set(perValue(step.shift, step.spatial), shift >> 3);
-        i32[w + STEP.op] = OP.affine;
-        i32[w + STEP.inFeatures] = features;
-        i32[w + STEP.outFeatures] = features;
-        i32[w + STEP.first] = scale;
-        i32[w + STEP.second] = shift;
-        flops += 2 * features;
-        break;
-      }
-      case 'layernorm': {
-        // Each row is `groups` rows of groupSize values to the kernel.
-        i32[w + STEP.op] = OP.layernorm;
-        i32[w + STEP.inFeatures] = step.groupSize;
-        i32[w + STEP.outFeatures] = step.groups * step.groupSize;
-        i32[w + STEP.extra] = step.groups;
-        if (step.weight && step.bias) {
-          const [gamma, beta] = [layout.params[param++]!, layout.params[param++]!];
-          f32.set(step.weight, gamma >> 2);
-          f32.set(step.bias, beta >> 2);
-          i32[w + STEP.first] = gamma;
-          i32[w + STEP.second] = beta;
-        }
-        f64[(st + STEP.epsByteOffset) >> 3] = step.eps;
-        flops += 8 * step.groups * step.groupSize;
-        break;
-      }
-      case 'conv2d': {
-        const [descriptor, weight, bias, koff, lanes] = layout.params.slice(param, param + 5) as [
-          number,
-          number,
-          number,
-          number,
-          number,
-        ];
-        param += 5;
-        const g = step.geometry;
-        f32.set(step.weight, weight >> 2);
-        f32.set(step.bias, bias >> 2);
-        writeConvDescriptor(memory.buffer, descriptor, g, step.outChannels, {
-          weight,
-          bias,
-          koff,
-          lanes,
-        });
-        const positions = g.outH * g.outW;
-        i32[w + STEP.op] = OP.conv2d;
-        i32[w + STEP.inFeatures] = g.channels * g.inH * g.inW;
-        i32[w + STEP.outFeatures] = step.outChannels * positions;
-        i32[w + STEP.first] = descriptor;
-        flops += 2 * step.outChannels * (step.weight.length / step.outChannels) * positions;
-        break;
-      }
-      case 'maxpool2d':
-      case 'avgpool2d': {
-        const table = layout.params[param++]!;
-        const win = step.windows;
-        writePoolTable(memory.buffer, table, win);
-        i32[w + STEP.op] = step.op === 'maxpool2d' ? OP.maxpool2d : OP.avgpool2d;
-        i32[w + STEP.inFeatures] = step.channels * win.inH * win.inW;
-        i32[w + STEP.outFeatures] = step.channels * win.outH * win.outW;
-        i32[w + STEP.first] = table;
-        i32[w + STEP.second] = win.inW * 4;
-        i32[w + STEP.extra] = step.channels;
-        flops += step.channels * win.inH * win.inW;
-        if (activationCode(step.activation) !== ACT_NONE)
-          flops += step.channels * win.outH * win.outW;
-        break;
-      }
-      case 'save_skip':
-      case 'add_skip':
-        i32[w + STEP.op] = step.op === 'save_skip' ? OP.save_skip : OP.add_skip;
-        i32[w + STEP.inFeatures] = step.features;
-        i32[w + STEP.outFeatures] = step.features;
-        i32[w + STEP.extra] = step.slot;
-        flops += step.op === 'add_skip' ? 2 * step.features : 0;
-        break;
-      case 'activation':
-        i32[w + STEP.op] = OP.activation;
-        i32[w + STEP.inFeatures] = step.features;
-        i32[w + STEP.outFeatures] = step.features;
-        flops += step.features;
-        break;
-    }
-  });
-  return flops;
 }

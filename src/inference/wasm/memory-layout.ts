@@ -1,0 +1,165 @@
+import {
+  CONV,
+  convSizes,
+  MR,
+  NR,
+  NR64,
+  packedBytes,
+  packedBytes64,
+  poolTableBytes,
+  TILE_SCRATCH_BYTES,
+} from '../../nn/wasm/index.js';
+import type { CompiledPlan, PlanStep } from '../plan.js';
+import { tensorChannels } from '../statistics-probe.js';
+import { CONTROL, PROGRAM, STEP, TAP } from './program-wat.js';
+
+/*
+ * Where a model version's program, parameters, I/O regions and per-thread scratch lie in the
+ * WebAssembly engine's linear memory (one shared memory per executor, sized once, never grown).
+ */
+
+/** Rows of one pass of the I/O regions; a bigger batch loops (memory stays small for wide models). */
+const IO_ROWS_CAP = 4096;
+/**
+ * A chunk's two buffers together fill L2 (512 KiB per core here) for the widest layer. Every chunk
+ * streams each layer's packed weights once, so more rows per chunk means fewer passes over them:
+ * 64 rows of the wide 784-1024-1024-10 model (rather than 32 with 256 KiB) took 7–10 % less CPU
+ * time per row, one thread or two, in A/B runs on the 2-core machine (bench/README.md).
+ */
+const CHUNK_BUFFER_BYTES = 512 * 1024;
+/** Rows of a chunk at most (a narrow model's chunk would otherwise hold thousands). */
+const MAX_CHUNK_ROWS = 1024;
+/** Vector loads at a row's end may read 12 bytes past it. */
+export const SLACK = 16;
+
+export const align = (n: number, to = 64): number => Math.ceil(n / to) * to;
+
+export interface Layout {
+  ioRows: number;
+  chunkRows: number;
+  bufferBytes: number;
+  /** From a thread's scratch: its skip buffers, its convolution scratch (bytes). */
+  skipsAt: number;
+  convAt: number;
+  controls: number[];
+  program: number;
+  /** The tap table and its records (PROGRAM.taps points here during a statistics call). */
+  tapTable: number;
+  /** Offset of the tap accumulators within a thread's scratch, and their size. */
+  accumulators: number;
+  accumulatorBytes: number;
+  params: number[];
+  input: number;
+  output: number;
+  scratch: number[];
+  bytes: number;
+  /** Dense steps run on gemm64 (float64 B and bias). */
+  dense64: boolean;
+}
+
+function paramBytes(step: PlanStep, dense64: boolean): number[] {
+  switch (step.op) {
+    case 'dense':
+      if (dense64)
+        return [
+          packedBytes64(step.inFeatures, step.outFeatures),
+          align(step.outFeatures, NR64) * 8,
+        ];
+      return [packedBytes(step.inFeatures, step.outFeatures), align(step.outFeatures, NR) * 4];
+    case 'affine': {
+      // Per value of the row, float64: a per-channel scale is repeated over its spatial positions.
+      const features = step.channels * step.spatial;
+      return [align(features, 4) * 8, align(features, 4) * 8];
+    }
+    case 'layernorm':
+      return step.weight && step.bias
+        ? [align(step.groupSize, 4) * 4, align(step.groupSize, 4) * 4]
+        : [];
+    case 'conv2d': {
+      // Descriptor, weight [out, K] as it is (the GEMM's A), bias, koff table, lane groups.
+      const { koffBytes, lanesBytes } = convSizes(step.geometry);
+      return [CONV.bytes, step.weight.length * 4, step.outChannels * 4, koffBytes, lanesBytes];
+    }
+    case 'maxpool2d':
+    case 'avgpool2d':
+      return [poolTableBytes(step.windows)];
+    case 'activation':
+    case 'save_skip':
+    case 'add_skip':
+      return [];
+  }
+}
+
+/** Where everything lives in the version's linear memory. */
+export function planLayout(
+  plan: CompiledPlan,
+  maxBatchSize: number,
+  threads: number,
+  dense64 = false,
+): Layout {
+  const ioRows = Math.max(1, Math.min(maxBatchSize, IO_ROWS_CAP));
+  const chunkRows = Math.max(
+    MR,
+    Math.min(MAX_CHUNK_ROWS, Math.floor(CHUNK_BUFFER_BYTES / 2 / (plan.maxWidth * 4) / MR) * MR),
+  );
+  const bufferBytes = align(chunkRows * plan.maxWidth * 4 + SLACK);
+  let at = 64; // the first 64 bytes stay zero
+  const controls = Array.from({ length: threads - 1 }, () => {
+    const c = at;
+    at += CONTROL.bytes;
+    return c;
+  });
+  const program = at;
+  at = align(at + PROGRAM.headerBytes + plan.steps.length * STEP.bytes);
+  // Two readings per tensor at most (output, pre-activation), each no finer than its channels.
+  const positions = 2 * (plan.steps.length + 1);
+  const tapTable = at;
+  at = align(at + positions * 4 + positions * TAP.bytes);
+  const accumulatorBytes = 2 * 8 * 2 * tensorChannels(plan).reduce((a, b) => a + b, 0);
+  const params: number[] = [];
+  let largestWeight = 0;
+  for (const step of plan.steps) {
+    for (const size of paramBytes(step, dense64)) {
+      params.push(at);
+      at = align(at + size);
+    }
+    if (step.op === 'dense') largestWeight = Math.max(largestWeight, step.weight.length * 4);
+  }
+  // The input region also stages each weight matrix while it is packed.
+  const input = at;
+  at = align(at + Math.max(ioRows * plan.inputWidth * 4, largestWeight) + SLACK);
+  const output = at;
+  at = align(at + ioRows * plan.outputWidth * 4 + SLACK);
+  // Each thread's two chunk buffers, its GEMM tile scratch, a buffer per skip slot, the scratch of
+  // its largest convolution, then its tap accumulators.
+  const skipsAt = align(2 * bufferBytes + TILE_SCRATCH_BYTES);
+  const convAt = skipsAt + plan.skipSlots * bufferBytes;
+  const convBytes = Math.max(
+    0,
+    ...plan.steps.map((s) => (s.op === 'conv2d' ? convSizes(s.geometry).scratchBytes : 0)),
+  );
+  const accumulators = align(convAt + convBytes);
+  const scratch = Array.from({ length: threads }, () => {
+    const s = at;
+    at += align(accumulators + accumulatorBytes + SLACK);
+    return s;
+  });
+  return {
+    ioRows,
+    chunkRows,
+    bufferBytes,
+    skipsAt,
+    convAt,
+    controls,
+    program,
+    tapTable,
+    accumulators,
+    accumulatorBytes,
+    params,
+    input,
+    output,
+    scratch,
+    bytes: at,
+    dense64,
+  };
+}

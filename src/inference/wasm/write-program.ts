@@ -1,0 +1,170 @@
+import {
+  packedBytes64,
+  packWeight64,
+  writeConvDescriptor,
+  writePoolTable,
+} from '../../nn/wasm/index.js';
+import { ACT_NONE, activationCode } from '../kernels.js';
+import type { Activation, CompiledPlan } from '../plan.js';
+import type { EngineExports } from './engine-module.js';
+import type { Layout } from './memory-layout.js';
+import { OP, PROGRAM, STEP } from './program-wat.js';
+
+const slopeOf = (a: Activation): number => (a.kind === 'leaky_relu' ? a.negativeSlope : 0);
+
+/** A per-channel vector repeated over `spatial` positions each (as the affine kernel reads it). */
+function perValue(values: Float64Array, spatial: number): Float64Array {
+  if (spatial === 1) return values;
+  const out = new Float64Array(values.length * spatial);
+  for (let c = 0; c < values.length; c++) out.fill(values[c]!, c * spatial, (c + 1) * spatial);
+  return out;
+}
+
+/**
+ * Writes the program and the parameters (weights packed by the engine's own pack_b, staged in the
+ * input region) into memory; returns the floating-point operations per row.
+ */
+export function writeProgram(
+  plan: CompiledPlan,
+  layout: Layout,
+  memory: WebAssembly.Memory,
+  x: EngineExports,
+): number {
+  const i32 = new Int32Array(memory.buffer);
+  const f32 = new Float32Array(memory.buffer);
+  const f64 = new Float64Array(memory.buffer);
+  const base = layout.program >> 2;
+  i32[base + PROGRAM.steps] = plan.steps.length;
+  i32[base + PROGRAM.inWidth] = plan.inputWidth;
+  i32[base + PROGRAM.outWidth] = plan.outputWidth;
+  i32[base + PROGRAM.chunkRows] = layout.chunkRows;
+  i32[base + PROGRAM.bufferBytes] = layout.bufferBytes;
+  i32[base + PROGRAM.skipsAt] = layout.skipsAt;
+  i32[base + PROGRAM.convAt] = layout.convAt;
+  i32[base + PROGRAM.taps] = 0;
+  i32[base + PROGRAM.limit] = plan.steps.length;
+  i32[base + PROGRAM.accumulators] = layout.accumulators;
+  let param = 0;
+  let flops = 0;
+  plan.steps.forEach((step, i) => {
+    const st = layout.program + PROGRAM.headerBytes + i * STEP.bytes;
+    const w = st >> 2;
+    i32[w + STEP.activation] = activationCode(step.activation);
+    f32[w + STEP.slope] = slopeOf(step.activation);
+    switch (step.op) {
+      case 'dense': {
+        const [packed, bias] = [layout.params[param++]!, layout.params[param++]!];
+        i32[w + STEP.inFeatures] = step.inFeatures;
+        i32[w + STEP.outFeatures] = step.outFeatures;
+        i32[w + STEP.first] = packed;
+        i32[w + STEP.second] = bias;
+        flops += 2 * step.inFeatures * step.outFeatures;
+        if (layout.dense64) {
+          const words = packedBytes64(step.inFeatures, step.outFeatures) / 8;
+          packWeight64(
+            step.weight,
+            step.inFeatures,
+            step.outFeatures,
+            f64.subarray(packed >> 3, (packed >> 3) + words),
+          );
+          f64.set(step.bias, bias >> 3);
+          i32[w + STEP.op] = OP.dense64;
+          break;
+        }
+        f32.set(step.weight, layout.input >> 2);
+        // B = Wᵀ: B[k, n] = W[n, k], so k advances by one float and n by a row of W.
+        x.pack_b(layout.input, 4, step.inFeatures * 4, step.inFeatures, step.outFeatures, packed);
+        f32.set(step.bias, bias >> 2);
+        i32[w + STEP.op] = OP.dense;
+        break;
+      }
+      case 'affine': {
+        const [scale, shift] = [layout.params[param++]!, layout.params[param++]!];
+        const features = step.channels * step.spatial;
+        f64.set(perValue(step.scale, step.spatial), scale >> 3);
+        f64.set(perValue(step.shift, step.spatial), shift >> 3);
+        i32[w + STEP.op] = OP.affine;
+        i32[w + STEP.inFeatures] = features;
+        i32[w + STEP.outFeatures] = features;
+        i32[w + STEP.first] = scale;
+        i32[w + STEP.second] = shift;
+        flops += 2 * features;
+        break;
+      }
+      case 'layernorm': {
+        // Each row is `groups` rows of groupSize values to the kernel.
+        i32[w + STEP.op] = OP.layernorm;
+        i32[w + STEP.inFeatures] = step.groupSize;
+        i32[w + STEP.outFeatures] = step.groups * step.groupSize;
+        i32[w + STEP.extra] = step.groups;
+        if (step.weight && step.bias) {
+          const [gamma, beta] = [layout.params[param++]!, layout.params[param++]!];
+          f32.set(step.weight, gamma >> 2);
+          f32.set(step.bias, beta >> 2);
+          i32[w + STEP.first] = gamma;
+          i32[w + STEP.second] = beta;
+        }
+        f64[(st + STEP.epsByteOffset) >> 3] = step.eps;
+        flops += 8 * step.groups * step.groupSize;
+        break;
+      }
+      case 'conv2d': {
+        const [descriptor, weight, bias, koff, lanes] = layout.params.slice(param, param + 5) as [
+          number,
+          number,
+          number,
+          number,
+          number,
+        ];
+        param += 5;
+        const g = step.geometry;
+        f32.set(step.weight, weight >> 2);
+        f32.set(step.bias, bias >> 2);
+        writeConvDescriptor(memory.buffer, descriptor, g, step.outChannels, {
+          weight,
+          bias,
+          koff,
+          lanes,
+        });
+        const positions = g.outH * g.outW;
+        i32[w + STEP.op] = OP.conv2d;
+        i32[w + STEP.inFeatures] = g.channels * g.inH * g.inW;
+        i32[w + STEP.outFeatures] = step.outChannels * positions;
+        i32[w + STEP.first] = descriptor;
+        flops += 2 * step.outChannels * (step.weight.length / step.outChannels) * positions;
+        break;
+      }
+      case 'maxpool2d':
+      case 'avgpool2d': {
+        const table = layout.params[param++]!;
+        const win = step.windows;
+        writePoolTable(memory.buffer, table, win);
+        i32[w + STEP.op] = step.op === 'maxpool2d' ? OP.maxpool2d : OP.avgpool2d;
+        i32[w + STEP.inFeatures] = step.channels * win.inH * win.inW;
+        i32[w + STEP.outFeatures] = step.channels * win.outH * win.outW;
+        i32[w + STEP.first] = table;
+        i32[w + STEP.second] = win.inW * 4;
+        i32[w + STEP.extra] = step.channels;
+        flops += step.channels * win.inH * win.inW;
+        if (activationCode(step.activation) !== ACT_NONE)
+          flops += step.channels * win.outH * win.outW;
+        break;
+      }
+      case 'save_skip':
+      case 'add_skip':
+        i32[w + STEP.op] = step.op === 'save_skip' ? OP.save_skip : OP.add_skip;
+        i32[w + STEP.inFeatures] = step.features;
+        i32[w + STEP.outFeatures] = step.features;
+        i32[w + STEP.extra] = step.slot;
+        flops += step.op === 'add_skip' ? 2 * step.features : 0;
+        break;
+      case 'activation':
+        i32[w + STEP.op] = OP.activation;
+        i32[w + STEP.inFeatures] = step.features;
+        i32[w + STEP.outFeatures] = step.features;
+        flops += step.features;
+        break;
+    }
+  });
+  return flops;
+}
