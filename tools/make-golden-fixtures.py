@@ -370,12 +370,24 @@ def make_optimizers():
         ("sgd_momentum_wd", "SGD", {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-3}),
         ("sgd_nesterov", "SGD", {"lr": 0.1, "momentum": 0.9, "nesterov": True}),
         ("sgd_plain", "SGD", {"lr": 0.1}),
+        ("adamw_betas_eps", "AdamW", {"lr": 1e-2, "betas": [0.8, 0.99], "eps": 1e-6,
+                                      "weight_decay": 0.05}),
+        ("adam_betas_eps", "Adam", {"lr": 3e-3, "betas": [0.5, 0.9], "eps": 1e-4}),
+        ("sgd_dampening", "SGD", {"lr": 0.1, "momentum": 0.9, "dampening": 0.3,
+                                  "weight_decay": 1e-2}),
     ]
+    # The lr of each step set in the param group before it, as an LR scheduler does.
+    lr_per_step = [("adamw_lr_per_step", "AdamW", {"lr": 1e-2, "weight_decay": 0.1},
+                    [1e-2, 5e-3, 2e-2, 1e-3, 0.0]),
+                   ("sgd_momentum_lr_per_step", "SGD", {"lr": 0.1, "momentum": 0.9},
+                    [0.1, 0.05, 0.2, 0.01, 0.0])]
+    configs = [(name, cls_name, options, None) for name, cls_name, options in configs] + lr_per_step
     cases = []
-    for name, cls_name, options in configs:
+    for name, cls_name, options, lrs in configs:
         weight = nn.Parameter(initial["weight"].clone())
         bias = nn.Parameter(initial["bias"].clone())
-        opt = getattr(torch.optim, cls_name)([weight, bias], **options)
+        kwargs = {k: (tuple(v) if k == "betas" else v) for k, v in options.items()}
+        opt = getattr(torch.optim, cls_name)([weight, bias], **kwargs)
         group = opt.param_groups[0]
         resolved = {
             k: (list(v) if isinstance(v, tuple) else v)
@@ -383,19 +395,23 @@ def make_optimizers():
             if k in ("lr", "betas", "eps", "weight_decay", "momentum", "dampening", "nesterov")
         }
         after = []
-        for g in grads:
+        for k, g in enumerate(grads):
+            if lrs is not None:
+                group["lr"] = lrs[k]
             weight.grad = g["weight"].clone()
             bias.grad = g["bias"].clone()
             opt.step()
             after.append({"weight": t(weight), "bias": t(bias)})
-        cases.append(
-            {"name": name, "optimizer": cls_name, "options": options, "resolved_options": resolved,
-             "after_step": after}
-        )
+        case = {"name": name, "optimizer": cls_name, "options": options,
+                "resolved_options": resolved, "after_step": after}
+        if lrs is not None:
+            case["lr_per_step"] = lrs
+        cases.append(case)
     write_json(
         os.path.join(TORCH_DIR, "optimizers.json"),
         {
-            "description": "Linear(4,3) weight and bias; before step k the gradients are grads[k]",
+            "description": "Linear(4,3) weight and bias; before step k the gradients are grads[k] "
+            "and, when lr_per_step is given, the param group's lr is lr_per_step[k]",
             "initial": {"weight": t(initial["weight"]), "bias": t(initial["bias"])},
             "grads": [{"weight": t(g["weight"]), "bias": t(g["bias"])} for g in grads],
             "cases": cases,
@@ -1337,6 +1353,129 @@ def make_cnn_fixture():
           f"{accuracy(recal_logits, y_test):.4f}")
 
 
+# ---------------------------------------------------------------------------------------------
+# o. Every layer option config.json accepts, built from its config entry (section `options`)
+
+
+def trace_case(name, options, module, train_inputs, eval_input):
+    """Train-mode steps (forward, backward, buffers after each), then one eval step. `options` is
+    the normserve config entry with only the arguments given to the PyTorch constructor, so the
+    schema's defaults are checked against PyTorch's."""
+    with torch.no_grad():
+        for k, p in module.named_parameters():
+            if k.endswith("weight") and isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d,
+                                                            nn.LayerNorm)):
+                p.copy_(torch.rand(*p.shape) * 1.5 + 0.5)
+            elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)):
+                p.copy_(torch.randn(*p.shape) * 0.5)
+    case = {
+        "name": name,
+        "options": options,
+        "parameters": {k: t(p) for k, p in module.named_parameters()},
+        "buffers_before": {k: state_entry(b) for k, b in module.named_buffers()},
+        "state_dict_keys": list(module.state_dict().keys()),
+        "steps": [],
+    }
+    for train, x in [(True, x) for x in train_inputs] + [(False, eval_input)]:
+        module.train(train)
+        x = x.clone().requires_grad_(True)
+        y = module(x)
+        grad_output = torch.randn(*y.shape)
+        y.backward(grad_output)
+        case["steps"].append({
+            "train": train,
+            "input": t(x),
+            "output": t(y),
+            "grad_output": t(grad_output),
+            "grad_input": t(x.grad),
+            "grads": {k: t(p.grad) for k, p in module.named_parameters()},
+            "buffers": {k: state_entry(b) for k, b in module.named_buffers()},
+        })
+        module.zero_grad(set_to_none=False)
+    return case
+
+
+def make_layer_options():
+    torch.manual_seed(41)
+    means = [-2.0, 0.5, 3.0, 1.0, -0.5, 0.0]
+
+    def batch(shape, scale=2.0):
+        view = [1] * len(shape)
+        view[1] = shape[1]
+        return torch.randn(*shape) * scale + torch.tensor(means[: shape[1]]).view(view)
+
+    specs = [
+        ("linear_defaults", {"type": "linear", "in_features": 5, "out_features": 3},
+         nn.Linear(5, 3), [5, 5], 1),
+        ("linear_no_bias", {"type": "linear", "in_features": 5, "out_features": 3, "bias": False},
+         nn.Linear(5, 3, bias=False), [5, 5], 1),
+        ("bn1d_defaults", {"type": "batchnorm1d", "num_features": 4}, nn.BatchNorm1d(4),
+         [8, 4], 3),
+        ("bn1d_momentum_none_eps", {"type": "batchnorm1d", "num_features": 4, "momentum": None,
+                                    "eps": 1e-3},
+         nn.BatchNorm1d(4, momentum=None, eps=1e-3), [6, 4], 4),
+        ("bn1d_no_affine", {"type": "batchnorm1d", "num_features": 4, "affine": False,
+                            "momentum": 0.3},
+         nn.BatchNorm1d(4, affine=False, momentum=0.3), [5, 4], 3),
+        ("bn1d_momentum_1", {"type": "batchnorm1d", "num_features": 4, "momentum": 1.0},
+         nn.BatchNorm1d(4, momentum=1.0), [3, 4], 2),
+        ("bn1d_momentum_0", {"type": "batchnorm1d", "num_features": 4, "momentum": 0.0},
+         nn.BatchNorm1d(4, momentum=0.0), [4, 4], 2),
+        ("bn1d_two_rows_large_eps", {"type": "batchnorm1d", "num_features": 3, "eps": 0.5,
+                                     "track_running_stats": True},
+         nn.BatchNorm1d(3, eps=0.5, track_running_stats=True), [2, 3], 3),
+        ("bn2d_momentum_none_no_affine", {"type": "batchnorm2d", "num_features": 3,
+                                          "momentum": None, "affine": False, "eps": 1e-4},
+         nn.BatchNorm2d(3, momentum=None, affine=False, eps=1e-4), [2, 3, 3, 4], 3),
+        ("bn2d_eps_momentum", {"type": "batchnorm2d", "num_features": 2, "eps": 0.25,
+                               "momentum": 0.2},
+         nn.BatchNorm2d(2, eps=0.25, momentum=0.2), [2, 2, 3, 3], 2),
+        ("layernorm_int_eps", {"type": "layernorm", "normalized_shape": 6, "eps": 1e-2},
+         nn.LayerNorm(6, eps=1e-2), [4, 6], 1),
+        ("layernorm_chw_tail_no_affine_eps",
+         {"type": "layernorm", "normalized_shape": [3, 4], "elementwise_affine": False,
+          "eps": 0.1},
+         nn.LayerNorm([3, 4], elementwise_affine=False, eps=0.1), [2, 2, 3, 4], 1),
+        ("leaky_relu_default_slope", {"type": "leaky_relu"}, nn.LeakyReLU(), [3, 5], 1),
+        ("gelu_default", {"type": "gelu"}, nn.GELU(), [3, 5], 1),
+        ("relu_inplace", {"type": "relu", "inplace": True}, nn.ReLU(), [3, 5], 1),
+        ("selu_inplace", {"type": "selu", "inplace": True}, nn.SELU(), [3, 5], 1),
+        ("dropout_eval_defaults", {"type": "dropout"}, nn.Dropout(), [3, 5], 0),
+        ("identity", {"type": "identity"}, nn.Identity(), [3, 5], 1),
+    ]
+    cases = []
+    for name, options, module, shape, train_steps in specs:
+        inputs = [batch(shape) for _ in range(train_steps)]
+        cases.append(trace_case(name, options, module, inputs, batch([2, *shape[1:]])))
+
+    # Dropouts in train mode: the masks come from different generators, so the test compares
+    # element by element where both kept (or both dropped) an element; p = 1 drops everything.
+    x = torch.randn(8, 10) * 2.0
+    grad_output = torch.randn(8, 10)
+    dropouts = []
+    for name, cls, p in [("dropout", nn.Dropout, 0.3), ("dropout", nn.Dropout, 0.5),
+                         ("dropout", nn.Dropout, 1.0), ("alpha_dropout", nn.AlphaDropout, 0.2),
+                         ("alpha_dropout", nn.AlphaDropout, 0.5),
+                         ("alpha_dropout", nn.AlphaDropout, 1.0)]:
+        xi = x.clone().requires_grad_(True)
+        y = cls(p).train()(xi)
+        y.backward(grad_output)
+        dropouts.append({"name": name, "p": p, "output": t(y), "grad_input": t(xi.grad)})
+    write_json(
+        os.path.join(TORCH_DIR, "layer-options.json"),
+        {
+            "description": "layers built from their config entry (options: only the arguments "
+            "passed to the PyTorch constructor, so defaults are PyTorch's): parameters and "
+            "buffers before, then train-mode steps and one eval step (train: false), each with "
+            "input, output, grad_output (randn), grad_input, parameter gradients of that step "
+            "alone and the buffers after it. dropouts: train mode on input with grad_output; an "
+            "element was kept where grad_input is not 0.",
+            "cases": cases,
+            "dropouts": {"input": t(x), "grad_output": t(grad_output), "cases": dropouts},
+        },
+    )
+
+
 SECTIONS = {}
 
 
@@ -1362,9 +1501,11 @@ def main():
     make_running_recalibration()
     make_conv_layers()
     make_cnn_fixture()
+    make_layer_options()
 
 
-SECTIONS.update(conv=make_conv_layers, cnn=make_cnn_fixture)
+SECTIONS.update(conv=make_conv_layers, cnn=make_cnn_fixture, options=make_layer_options,
+                optimizers=make_optimizers)
 
 if __name__ == "__main__":
     main()

@@ -369,10 +369,15 @@ interface OptimizerCase {
   optimizer: 'Adam' | 'AdamW' | 'SGD';
   options: {
     lr: number;
+    betas?: [number, number];
+    eps?: number;
     weight_decay?: number;
     momentum?: number;
+    dampening?: number;
     nesterov?: boolean;
   };
+  /** The param group's lr before step k, as a scheduler sets it (absent: options.lr throughout). */
+  lr_per_step?: number[];
   resolved_options: {
     lr: number;
     betas?: [number, number];
@@ -392,6 +397,7 @@ function makeOptimizer(c: OptimizerCase, params: Parameter[]): Optimizer {
       lr: o.lr,
       ...(o.momentum === undefined ? {} : { momentum: o.momentum }),
       ...(o.weight_decay === undefined ? {} : { weightDecay: o.weight_decay }),
+      ...(o.dampening === undefined ? {} : { dampening: o.dampening }),
       ...(o.nesterov === undefined ? {} : { nesterov: o.nesterov }),
       kernels: TEST_KERNELS,
     });
@@ -399,6 +405,8 @@ function makeOptimizer(c: OptimizerCase, params: Parameter[]): Optimizer {
   const options = {
     lr: o.lr,
     kernels: TEST_KERNELS,
+    ...(o.betas === undefined ? {} : { betas: o.betas }),
+    ...(o.eps === undefined ? {} : { eps: o.eps }),
     ...(o.weight_decay === undefined ? {} : { weightDecay: o.weight_decay }),
   };
   return c.optimizer === 'Adam' ? new Adam(params, options) : new AdamW(params, options);
@@ -431,6 +439,7 @@ describe('optimizers against PyTorch', () => {
       }
       c.after_step.forEach((expected, k) => {
         const g = fx.grads[k]!;
+        if (c.lr_per_step) opt.lr = c.lr_per_step[k]!;
         weight.grad.set(g.weight.data);
         bias.grad.set(g.bias.data);
         opt.step();
