@@ -1178,8 +1178,23 @@ def layer_entry(m):
     if isinstance(m, nn.Linear):
         return {"type": "linear", "in_features": m.in_features, "out_features": m.out_features,
                 "bias": m.bias is not None}
-    if isinstance(m, nn.ReLU):
-        return {"type": "relu"}
+    if isinstance(m, nn.AvgPool2d):
+        assert m.divisor_override is None and not m.ceil_mode
+        return {"type": "avgpool2d", "kernel_size": m.kernel_size, "stride": m.stride,
+                "padding": m.padding, "count_include_pad": m.count_include_pad}
+    if isinstance(m, nn.LayerNorm):
+        return {"type": "layernorm", "normalized_shape": list(m.normalized_shape), "eps": m.eps,
+                "elementwise_affine": m.elementwise_affine}
+    if isinstance(m, nn.LeakyReLU):
+        return {"type": "leaky_relu", "negative_slope": m.negative_slope}
+    if isinstance(m, nn.GELU):
+        return {"type": "gelu", "approximate": m.approximate}
+    if isinstance(m, (nn.Dropout, nn.AlphaDropout)):
+        return {"type": "dropout" if isinstance(m, nn.Dropout) else "alpha_dropout", "p": m.p}
+    simple = {nn.ReLU: "relu", nn.SELU: "selu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid",
+              nn.Identity: "identity"}
+    if type(m) in simple:
+        return {"type": simple[type(m)]}
     if isinstance(m, Residual):
         return {"type": "residual", "layers": [layer_entry(c) for c in m.body]}
     raise TypeError(type(m))
@@ -1476,6 +1491,108 @@ def make_layer_options():
     )
 
 
+# ---------------------------------------------------------------------------------------------
+# p. A PyTorch state_dict with every layer type, in normserve's checkpoint format (section
+#    `roundtrip`)
+
+
+ROUNDTRIP_DIR = os.path.join(MODEL_DIR, "every-layer-torch", "1")
+
+
+def every_layer_model():
+    """Every layer type config.json accepts, most with non-default options, on [2, 6, 6]."""
+    return nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1, bias=False),
+        nn.BatchNorm2d(4, momentum=None, affine=False),
+        nn.LeakyReLU(0.1),
+        Residual(
+            nn.Conv2d(4, 4, (3, 1), padding=(1, 0)), nn.BatchNorm2d(4, eps=1e-3),
+            nn.GELU(approximate="tanh"),
+            nn.Conv2d(4, 4, 3, padding=2, dilation=2, bias=False), nn.BatchNorm2d(4),
+        ),
+        nn.AvgPool2d(2, padding=1, count_include_pad=False),
+        nn.LayerNorm([4, 4], eps=1e-4),
+        nn.MaxPool2d(3, stride=1, padding=1),
+        nn.Conv2d(4, 3, 2, stride=2),
+        nn.AdaptiveAvgPool2d((2, 1)),
+        nn.Flatten(),
+        nn.Linear(6, 8),
+        nn.BatchNorm1d(8, momentum=0.05, eps=1e-4),
+        nn.SELU(),
+        nn.AlphaDropout(0.1),
+        nn.Linear(8, 8, bias=False),
+        nn.LayerNorm(8, elementwise_affine=False),
+        nn.Tanh(),
+        nn.Dropout(0.3),
+        nn.Linear(8, 6),
+        nn.Sigmoid(),
+        nn.Identity(),
+        nn.ReLU(),
+        nn.Linear(6, 3),
+    )
+
+
+def make_every_layer_checkpoint():
+    torch.manual_seed(51)
+    model = every_layer_model()
+    # A few SGD steps in train mode, so every BatchNorm has its own running statistics and count.
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    x_train = torch.randn(48, 2, 6, 6) * 1.5 + 0.3
+    y_train = torch.randint(0, 3, (48,))
+    model.train()
+    for start in range(0, 48, 16):
+        opt.zero_grad()
+        F.cross_entropy(model(x_train[start:start + 16]), y_train[start:start + 16]).backward()
+        opt.step()
+    model.eval()
+
+    config = {
+        "format": "normserve.model/v1",
+        "name": "every-layer-torch",
+        "task": "classification",
+        "description": "every layer type of normserve.model/v1, most with non-default options, "
+        "trained briefly by PyTorch (tools/make-golden-fixtures.py roundtrip)",
+        "input_shape": [2, 6, 6],
+        "labels": ["a", "b", "c"],
+        "layers": [layer_entry(m) for m in model],
+        "provenance": {"source": "pytorch", "torch_version": TORCH_VERSION},
+    }
+    os.makedirs(ROUNDTRIP_DIR, exist_ok=True)
+    with open(os.path.join(ROUNDTRIP_DIR, "config.json"), "w", encoding="utf-8") as f:
+        f.write(json.dumps(config, indent=2, allow_nan=False) + "\n")
+    state = model.state_dict()
+    weights = os.path.join(ROUNDTRIP_DIR, "model.safetensors")
+    write_safetensors(weights, state, {"format": "pt", "torch_version": TORCH_VERSION})
+
+    # The directory read back by the reference loader (tools/torch-eval-model.py) with
+    # load_state_dict(strict=True) gives the same module.
+    reference = load_torch_eval_model()
+    reloaded = reference.build(config)
+    reloaded.load_state_dict(reference.read_safetensors(weights), strict=True)
+    reloaded.eval()
+
+    x = torch.randn(5, 2, 6, 6) * 1.5 + 0.3
+    outputs = eval_logits(model, x)
+    assert torch.equal(eval_logits(reloaded, x), outputs)
+    write_json(
+        os.path.join(MODEL_DIR, "every-layer-expected.json"),
+        {
+            "description": "eval outputs of every-layer-torch/1 (no input_transform) on input; "
+            "outputs_float64: the float32 checkpoint evaluated in float64 on the same input; "
+            "state_dict: PyTorch's names in order with dtype and shape (what "
+            "load_state_dict(strict=True) needs)",
+            "model": "every-layer-torch",
+            "input": t(x),
+            "outputs": t(outputs),
+            "outputs_float64": t64(eval_logits(copy.deepcopy(model).double(), x.double())),
+            "state_dict": [
+                {"name": k, "dtype": str(v.dtype).replace("torch.", ""), "shape": list(v.shape)}
+                for k, v in state.items()
+            ],
+        },
+    )
+
+
 SECTIONS = {}
 
 
@@ -1502,9 +1619,10 @@ def main():
     make_conv_layers()
     make_cnn_fixture()
     make_layer_options()
+    make_every_layer_checkpoint()
 
 
-SECTIONS.update(conv=make_conv_layers, cnn=make_cnn_fixture, options=make_layer_options,
+SECTIONS.update(roundtrip=make_every_layer_checkpoint, conv=make_conv_layers, cnn=make_cnn_fixture, options=make_layer_options,
                 optimizers=make_optimizers)
 
 if __name__ == "__main__":
