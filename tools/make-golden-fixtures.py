@@ -1593,6 +1593,147 @@ def make_every_layer_checkpoint():
     )
 
 
+# ---------------------------------------------------------------------------------------------
+# q. normserve's training loop against PyTorch's (section `training`)
+
+
+def torch_training_case(name, task, input_shape, layers, model, options, x, y, test_x, test_y):
+    """The loop normserve's trainer documents (src/training/trainer.ts), written in PyTorch: per
+    epoch the training rows in order (shuffle false), mini-batches in train mode, loss (cross
+    entropy with label smoothing, or MSE), backward, clip_grad_norm_, optimizer.step(),
+    scheduler.step(). `model` starts from the recorded initial state."""
+    t_opts = options["training"]
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    o = t_opts["optimizer"]
+    if o["type"] == "adamw":
+        opt = torch.optim.AdamW(model.parameters(), lr=o["lr"], betas=tuple(o["betas"]),
+                                eps=o["eps"], weight_decay=o["weight_decay"])
+    elif o["type"] == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=o["lr"], momentum=o["momentum"],
+                              dampening=o["dampening"], nesterov=o["nesterov"],
+                              weight_decay=o["weight_decay"])
+    else:
+        raise TypeError(o["type"])
+    rows, batch_size, epochs = x.shape[0], t_opts["batch_size"], t_opts["epochs"]
+    batches = math.ceil(rows / batch_size)
+    total = batches * epochs
+    s = t_opts["lr_schedule"]
+    if s["type"] == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total,
+                                                               eta_min=s["eta_min"])
+    elif s["type"] == "one_cycle":
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=o["lr"], total_steps=total, pct_start=s["pct_start"],
+            div_factor=s["div_factor"], final_div_factor=s["final_div_factor"],
+            cycle_momentum=False)
+    else:
+        raise TypeError(s["type"])
+    lrs, losses, epoch_losses = [], [], []
+    for _ in range(epochs):
+        model.train()
+        loss_sum = 0.0
+        for b in range(batches):
+            xb, yb = x[b * batch_size:(b + 1) * batch_size], y[b * batch_size:(b + 1) * batch_size]
+            lrs.append(opt.param_groups[0]["lr"])
+            opt.zero_grad()
+            out = model(xb)
+            if task == "classification":
+                loss = F.cross_entropy(out, yb, label_smoothing=t_opts["label_smoothing"])
+            else:
+                loss = F.mse_loss(out, yb.view(-1, 1))
+            loss.backward()
+            if t_opts["grad_clip_norm"] is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), t_opts["grad_clip_norm"])
+            opt.step()
+            scheduler.step()
+            losses.append(loss.item())
+            loss_sum += loss.item() * xb.shape[0]
+        epoch_losses.append(loss_sum / rows)
+    model.eval()
+    final = model.state_dict()
+    features = torch.cat([x, test_x]).flatten(1)
+    return {
+        "name": name,
+        "task": task,
+        "input_shape": input_shape,
+        "layers": layers,
+        "config": options,
+        "features": t(features),
+        "targets": torch.cat([y, test_y]).tolist(),
+        "train_rows": x.shape[0],
+        "initial_state": {k: state_entry(v) for k, v in initial.items()},
+        "lrs": lrs,
+        "losses": losses,
+        "epoch_train_losses": epoch_losses,
+        "final_state": {k: state_entry(v) for k, v in final.items()},
+        "test_outputs": t(eval_logits(model, test_x)),
+    }
+
+
+def make_training_loop():
+    cases = []
+    torch.manual_seed(61)
+    layers = [
+        # No bias before the BatchNorm: its gradient is rounding noise around 0, which Adam
+        # normalizes into lr-sized steps of either sign, in PyTorch as in any float32 engine.
+        {"type": "linear", "in_features": 4, "out_features": 8, "bias": False},
+        {"type": "batchnorm1d", "num_features": 8},
+        {"type": "relu"},
+        {"type": "linear", "in_features": 8, "out_features": 8},
+        {"type": "layernorm", "normalized_shape": 8},
+        {"type": "gelu"},
+        {"type": "linear", "in_features": 8, "out_features": 3},
+    ]
+    model = nn.Sequential(nn.Linear(4, 8, bias=False), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 8),
+                          nn.LayerNorm(8), nn.GELU(), nn.Linear(8, 3))
+    x = torch.randn(44, 4) * torch.tensor([1.0, 2.0, 0.5, 1.5]) + torch.tensor([0.5, -1.0, 0.0, 2.0])
+    y = ((x[:, 0] + 0.5 * x[:, 1] > 0).long() + (x[:, 3] > 2.0).long())
+    options = {"training": {
+        "epochs": 2, "batch_size": 12, "shuffle": False,
+        "optimizer": {"type": "adamw", "lr": 1e-2, "betas": [0.9, 0.999], "eps": 1e-8,
+                      "weight_decay": 0.05},
+        "lr_schedule": {"type": "cosine", "eta_min": 1e-4},
+        "label_smoothing": 0.1, "grad_clip_norm": 0.5, "patience": None}}
+    cases.append(torch_training_case("classification_adamw_cosine_clip_smoothing",
+                                     "classification", [4], layers, model, options,
+                                     x[:40], y[:40], x[40:], y[40:]))
+
+    torch.manual_seed(62)
+    layers = [
+        {"type": "conv2d", "in_channels": 1, "out_channels": 2, "kernel_size": 2},
+        {"type": "batchnorm2d", "num_features": 2, "momentum": None},
+        {"type": "relu"},
+        {"type": "flatten"},
+        {"type": "linear", "in_features": 8, "out_features": 1},
+    ]
+    model = nn.Sequential(nn.Conv2d(1, 2, 2), nn.BatchNorm2d(2, momentum=None), nn.ReLU(),
+                          nn.Flatten(), nn.Linear(8, 1))
+    x = torch.randn(33, 1, 3, 3)
+    y = x.flatten(1) @ torch.linspace(-1.0, 1.0, 9) + 0.1 * torch.randn(33)
+    options = {"training": {
+        "epochs": 3, "batch_size": 10, "shuffle": False,
+        "optimizer": {"type": "sgd", "lr": 0.05, "momentum": 0.9, "dampening": 0.0,
+                      "nesterov": True, "weight_decay": 1e-3},
+        "lr_schedule": {"type": "one_cycle", "pct_start": 0.3, "div_factor": 25.0,
+                        "final_div_factor": 1e4},
+        "label_smoothing": 0.0, "grad_clip_norm": None, "patience": None}}
+    cases.append(torch_training_case("regression_sgd_nesterov_one_cycle", "regression",
+                                     [1, 3, 3], layers, model, options, x[:30], y[:30],
+                                     x[30:], y[30:]))
+    write_json(
+        os.path.join(TORCH_DIR, "training-loop.json"),
+        {
+            "description": "the training loop in PyTorch from initial_state: rows [0, train_rows) "
+            "of features/targets in order, batches of batch_size (the last one partial), per "
+            "batch zero_grad, forward in train mode, loss, backward, clip_grad_norm_ (if set), "
+            "step, scheduler.step() (T_max / total_steps = batches × epochs); lrs and losses per "
+            "step, epoch_train_losses = Σ loss·rows / rows; final_state in eval; test_outputs on "
+            "the rows after train_rows. config.training is normserve's training section.",
+            "cases": cases,
+        },
+    )
+
+
 SECTIONS = {}
 
 
@@ -1620,9 +1761,10 @@ def main():
     make_cnn_fixture()
     make_layer_options()
     make_every_layer_checkpoint()
+    make_training_loop()
 
 
-SECTIONS.update(roundtrip=make_every_layer_checkpoint, conv=make_conv_layers, cnn=make_cnn_fixture, options=make_layer_options,
+SECTIONS.update(training=make_training_loop, roundtrip=make_every_layer_checkpoint, conv=make_conv_layers, cnn=make_cnn_fixture, options=make_layer_options,
                 optimizers=make_optimizers)
 
 if __name__ == "__main__":
