@@ -524,12 +524,32 @@ def make_lr_schedules():
                 0.05,
             ),
         },
+        {
+            # pct_start·total_steps − 1 = 5.9: the warm-up ends between two steps.
+            "name": "one_cycle_uneven_warmup",
+            "scheduler": "OneCycleLR",
+            "options": {"max_lr": 0.02, "total_steps": 23, "pct_start": 0.3, "div_factor": 25.0,
+                        "final_div_factor": 1e4, "cycle_momentum": False},
+            "base_lr": 0.02,
+            "lrs": record_lrs(
+                lambda o: sched.OneCycleLR(o, max_lr=0.02, total_steps=23, cycle_momentum=False),
+                0.02, steps=23,
+            ),
+        },
+        {
+            "name": "cosine_23_steps",
+            "scheduler": "CosineAnnealingLR",
+            "options": {"T_max": 23, "eta_min": 1e-5},
+            "base_lr": 3e-3,
+            "lrs": record_lrs(lambda o: sched.CosineAnnealingLR(o, T_max=23, eta_min=1e-5), 3e-3,
+                              steps=23),
+        },
     ]
     write_json(
         os.path.join(TORCH_DIR, "lr-schedules.json"),
         {
             "description": "lrs[k] is the learning rate of optimizer step k (0-based), read before "
-            "the scheduler.step() that follows it; 20 steps",
+            "the scheduler.step() that follows it; 20 steps unless the case has more lrs",
             "steps": 20,
             "cases": cases,
         },
@@ -1764,7 +1784,7 @@ def main():
     make_training_loop()
 
 
-SECTIONS.update(training=make_training_loop, roundtrip=make_every_layer_checkpoint, conv=make_conv_layers, cnn=make_cnn_fixture, options=make_layer_options,
+SECTIONS.update(schedules=make_lr_schedules, training=make_training_loop, roundtrip=make_every_layer_checkpoint, conv=make_conv_layers, cnn=make_cnn_fixture, options=make_layer_options,
                 optimizers=make_optimizers)
 
 if __name__ == "__main__":
