@@ -137,3 +137,24 @@ describe(`train() against PyTorch ${fixture.torch_version}'s training loop`, () 
     }
   }
 });
+
+describe('optimizer options torch.optim refuses', () => {
+  const parse = (optimizer: Record<string, unknown>) => () =>
+    parseTrainingConfig({ data: { path: 'x.csv' }, training: { optimizer } }, 'c.json');
+
+  it('refuses Nesterov SGD without momentum or with dampening, in PyTorch words, at parse time', () => {
+    for (const optimizer of [
+      { type: 'sgd', nesterov: true },
+      { type: 'sgd', nesterov: true, momentum: 0.9, dampening: 0.1 },
+    ]) {
+      expect(parse(optimizer)).toThrow(
+        expect.objectContaining({
+          code: 'TRAINING_CONFIG_INVALID',
+          message:
+            'c.json: training.optimizer.nesterov: Nesterov momentum requires a momentum and zero dampening',
+        }),
+      );
+    }
+    expect(parse({ type: 'sgd', nesterov: true, momentum: 0.9 })).not.toThrow();
+  });
+});
