@@ -1594,13 +1594,42 @@ def make_every_layer_checkpoint():
     x = torch.randn(5, 2, 6, 6) * 1.5 + 0.3
     outputs = eval_logits(model, x)
     assert torch.equal(eval_logits(reloaded, x), outputs)
+    # Recalibration on shifted rows (other mean and scale per input channel): exact, through
+    # forward pre-hooks in float64, and running (update_bn-style, dropouts in eval), batches of 16.
+    x_shift = torch.randn(40, 2, 6, 6) * torch.tensor([0.6, 2.5]).view(1, 2, 1, 1) \
+        + torch.tensor([1.5, -0.8]).view(1, 2, 1, 1)
+    stats64 = recalibrate_exact_hooks(copy.deepcopy(model).double(), x_shift.double())
+    running = copy.deepcopy(model)
+    bns = batchnorms_in_order(running)
+    for _, bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None
+    running.eval()
+    for _, bn in bns:
+        bn.train()
+    with torch.no_grad():
+        for start in range(0, x_shift.shape[0], 16):
+            running(x_shift[start:start + 16])
+    running.eval()
+    recalibration = {
+        "input": t(x_shift),
+        "exact": [{"path": st["path"], "count": st["count"], "running_mean_float64": t64(st["mean"]),
+                   "running_var_float64": t64(st["var"])} for st in stats64],
+        "running": {"batch_size": 16, "batchnorms": [
+            {"path": path, "running_mean": t(bn.running_mean), "running_var": t(bn.running_var),
+             "num_batches_tracked": int(bn.num_batches_tracked.item())} for path, bn in bns]},
+    }
     write_json(
         os.path.join(MODEL_DIR, "every-layer-expected.json"),
         {
             "description": "eval outputs of every-layer-torch/1 (no input_transform) on input; "
             "outputs_float64: the float32 checkpoint evaluated in float64 on the same input; "
             "state_dict: PyTorch's names in order with dtype and shape (what "
-            "load_state_dict(strict=True) needs)",
+            "load_state_dict(strict=True) needs); recalibration: on its input, exact statistics "
+            "of every BatchNorm (forward pre-hooks, float64, whole network in eval, earlier "
+            "BatchNorms recalibrated; unbiased variance over N·H·W) and running mode "
+            "(reset, momentum None, BatchNorms alone in train mode, batches of batch_size)",
+            "recalibration": recalibration,
             "model": "every-layer-torch",
             "input": t(x),
             "outputs": t(outputs),
