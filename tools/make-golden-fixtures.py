@@ -1504,11 +1504,31 @@ def make_layer_options():
             "buffers before, then train-mode steps and one eval step (train: false), each with "
             "input, output, grad_output (randn), grad_input, parameter gradients of that step "
             "alone and the buffers after it. dropouts: train mode on input with grad_output; an "
-            "element was kept where grad_input is not 0.",
+            "element was kept where grad_input is not 0. init: the bounds of the default "
+            "initialisation of Linear and Conv2d (uniform draws), as torch.nn.init computes them.",
             "cases": cases,
             "dropouts": {"input": t(x), "grad_output": t(grad_output), "cases": dropouts},
+            "init": init_bounds(),
         },
     )
+
+
+def init_bounds():
+    """The bounds of PyTorch's default initialisation (reset_parameters of Linear and Conv2d):
+    weight U(-b, b) from kaiming_uniform_(a=sqrt(5)), b = gain * sqrt(3 / fan_in); bias
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)). Computed with torch.nn.init's own helpers, no draws."""
+    gain = nn.init.calculate_gain("leaky_relu", math.sqrt(5))
+    bounds = []
+    for options, shape in [
+        ({"type": "linear", "in_features": 60, "out_features": 50}, [50, 60]),
+        ({"type": "conv2d", "in_channels": 6, "out_channels": 40, "kernel_size": [3, 2]},
+         [40, 6, 3, 2]),
+    ]:
+        fan_in, _ = nn.init._calculate_fan_in_and_fan_out(torch.empty(*shape))
+        bounds.append({"options": options, "fan_in": fan_in,
+                       "weight_bound": gain * math.sqrt(3.0 / fan_in),
+                       "bias_bound": 1.0 / math.sqrt(fan_in)})
+    return bounds
 
 
 # ---------------------------------------------------------------------------------------------

@@ -56,20 +56,16 @@ describe(`every layer type between PyTorch ${expected.torch_version} and normser
       UNIT_OUTPUT_ATOL,
       'outputs vs float64',
     );
-    const model = new CompiledModel(network, config.input_transform, rows, config.input_shape);
     const input = Float32Array.from(expected.input.data);
-    expectClose(
-      model.forward(input, rows),
-      expected.outputs.data,
-      UNIT_OUTPUT_ATOL,
-      'fused outputs',
-    );
-    expectClose(
-      model.reference(input, rows),
-      expected.outputs.data,
-      UNIT_OUTPUT_ATOL,
-      'plan reference',
-    );
+    for (const engine of ['wasm', 'js'] as const) {
+      const model = new CompiledModel(network, config.input_transform, rows, config.input_shape, {
+        engine,
+      });
+      const fused = model.forward(input, rows);
+      expectClose(fused, expected.outputs.data, UNIT_OUTPUT_ATOL, `${engine} fused outputs`);
+      const reference = model.reference(input, rows);
+      expectClose(reference, expected.outputs.data, UNIT_OUTPUT_ATOL, `${engine} plan reference`);
+    }
   });
 
   it("writes back PyTorch's state_dict: names in order, dtypes, shapes and bytes", () => {

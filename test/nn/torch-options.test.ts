@@ -9,7 +9,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { buildLayer, layerSchema } from '../../src/checkpoint/index.js';
-import { BatchNorm, namedModules, type StateDict, Tensor } from '../../src/nn/index.js';
+import { BatchNorm, namedModules, Rng, type StateDict, Tensor } from '../../src/nn/index.js';
 import { expectClose, expectRelClose } from '../helpers/compare.js';
 import { onTestKernels } from '../helpers/kernels.js';
 import { OUTPUT_ATOL, STATS_RTOL } from '../helpers/tolerances.js';
@@ -51,6 +51,7 @@ const fixture = JSON.parse(
   torch_version: string;
   cases: TraceCase[];
   dropouts: { input: TensorJson; grad_output: TensorJson; cases: DropoutCase[] };
+  init: { options: unknown; fan_in: number; weight_bound: number; bias_bound: number }[];
 };
 
 const tensor = (t: TensorJson) => Tensor.from(t.data, t.shape);
@@ -133,6 +134,39 @@ describe('Dropout and AlphaDropout in train mode against PyTorch', () => {
         // 80 elements, p ≤ 0.5: each category holds about 80·p(1−p)-ish of them at the least.
         expect(bothKept).toBeGreaterThanOrEqual(10);
         expect(bothDropped).toBeGreaterThanOrEqual(2);
+      }
+    });
+  }
+});
+
+describe("Linear and Conv2d start from PyTorch's default initialisation", () => {
+  for (const c of fixture.init) {
+    it(`${JSON.stringify(c.options)}: U(−b, b) with PyTorch's bounds (fan_in ${c.fan_in})`, () => {
+      const module = buildLayer(layerSchema.parse(c.options), { init: new Rng(7) });
+      const params = new Map(module.namedParameters());
+      for (const [name, bound] of [
+        ['weight', c.weight_bound],
+        ['bias', c.bias_bound],
+      ] as const) {
+        const values = params.get(name)!.value.data;
+        let max = -Infinity;
+        let min = Infinity;
+        let sumSq = 0;
+        for (const v of values) {
+          max = Math.max(max, v);
+          min = Math.min(min, v);
+          sumSq += v * v;
+        }
+        expect(max, `${name} max`).toBeLessThanOrEqual(Math.fround(bound));
+        expect(min, `${name} min`).toBeGreaterThanOrEqual(-Math.fround(bound));
+        // Uniform on (−b, b): the extremes of n ≥ 40 draws lie within b·(1 − 0.15) with
+        // probability 1 − 2·0.925⁴⁰ ≈ 0.9996 (seeded, so fixed), and E[v²] = b²/3.
+        expect(max, `${name} max`).toBeGreaterThan(0.85 * bound);
+        expect(min, `${name} min`).toBeLessThan(-0.85 * bound);
+        if (name === 'weight') {
+          // 3000 and 1440 draws: the mean square within 10% of b²/3 (its sd is ≈ 2–3% of it).
+          expect(sumSq / values.length / ((bound * bound) / 3)).toBeCloseTo(1, 1);
+        }
       }
     });
   }
