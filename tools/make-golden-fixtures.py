@@ -578,7 +578,26 @@ def make_clip_grad_norm():
                 "clipped_grads": [t(p.grad) for p in params],
             }
         )
-    write_json(os.path.join(TORCH_DIR, "clip-grad-norm.json"), {"cases": cases})
+    # A non-finite gradient: PyTorch multiplies by clamp(max_norm / (total + 1e-6), max=1) even
+    # then, so a NaN norm makes every gradient NaN and an infinite one zeroes the finite ones.
+    # JSON has no NaN or Infinity: they are written as the strings "nan", "inf".
+    def text(values):
+        return [v if math.isfinite(v) else ("nan" if math.isnan(v) else
+                                            ("inf" if v > 0 else "-inf")) for v in values]
+
+    nonfinite = []
+    for name, bad in [("nan_gradient", float("nan")), ("inf_gradient", float("inf"))]:
+        grads = [torch.tensor([1.0, bad, -2.0]), torch.tensor([3.0, 4.0])]
+        params = [nn.Parameter(torch.zeros(3)), nn.Parameter(torch.zeros(2))]
+        for p, g in zip(params, grads):
+            p.grad = g.clone()
+        total = nn.utils.clip_grad_norm_(params, max_norm=1.0)
+        nonfinite.append({"name": name, "max_norm": 1.0,
+                          "grads": [text(g.tolist()) for g in grads],
+                          "total_norm": text([total.item()])[0],
+                          "clipped_grads": [text(p.grad.tolist()) for p in params]})
+    write_json(os.path.join(TORCH_DIR, "clip-grad-norm.json"),
+               {"cases": cases, "nonfinite": nonfinite})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1833,7 +1852,7 @@ def main():
     make_training_loop()
 
 
-SECTIONS.update(schedules=make_lr_schedules, training=make_training_loop, roundtrip=make_every_layer_checkpoint, conv=make_conv_layers, cnn=make_cnn_fixture, options=make_layer_options,
+SECTIONS.update(clip=make_clip_grad_norm, schedules=make_lr_schedules, training=make_training_loop, roundtrip=make_every_layer_checkpoint, conv=make_conv_layers, cnn=make_cnn_fixture, options=make_layer_options,
                 optimizers=make_optimizers)
 
 if __name__ == "__main__":

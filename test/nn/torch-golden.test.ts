@@ -540,13 +540,20 @@ describe('LR schedules against PyTorch', () => {
 // k. Gradient clipping
 
 describe('clip_grad_norm_ against PyTorch', () => {
-  const { cases } = fixture<{
+  const { cases, nonfinite } = fixture<{
     cases: {
       name: string;
       max_norm: number;
       grads: TensorJson[];
       total_norm: number;
       clipped_grads: TensorJson[];
+    }[];
+    nonfinite: {
+      name: string;
+      max_norm: number;
+      grads: (number | string)[][];
+      total_norm: number | string;
+      clipped_grads: (number | string)[][];
     }[];
   }>('clip-grad-norm.json');
 
@@ -562,6 +569,24 @@ describe('clip_grad_norm_ against PyTorch', () => {
       params.forEach((p, i) => {
         expectClose(p.grad, c.clipped_grads[i]!.data, OUTPUT_ATOL, `grad ${i}`);
       });
+    });
+  }
+
+  // The fixture writes NaN and ±Infinity, which JSON cannot hold, as "nan", "inf", "-inf".
+  const value = (v: number | string): number =>
+    typeof v === 'number' ? v : v === 'nan' ? Number.NaN : v === 'inf' ? Infinity : -Infinity;
+  for (const c of nonfinite) {
+    it(`${c.name}: scales by the clamped coefficient even then (NaN everywhere, or zeros)`, () => {
+      const params = c.grads.map((g) => {
+        const p = new Parameter(Tensor.zeros([g.length]));
+        p.grad.set(g.map(value));
+        return p;
+      });
+      expect(clipGradNorm(params, c.max_norm)).toBe(value(c.total_norm));
+      // toEqual tells NaN (equal to NaN) and ±0 apart, as PyTorch's results do.
+      expect(params.map((p) => Array.from(p.grad))).toEqual(
+        c.clipped_grads.map((g) => g.map(value)),
+      );
     });
   }
 });
