@@ -22,9 +22,20 @@ It writes
   test/fixtures/torch-model/cnn-expected.json      its eval outputs on the test rows
   test/fixtures/torch-model/cnn-recalibration.json exact (forward pre-hooks, float64) and running
                                                    BatchNorm2d recalibration on the night rows
+  test/fixtures/torch/layer-options.json           every layer option config.json accepts, built
+                                                   from its config entry (PyTorch's defaults for
+                                                   the rest), train steps and eval; dropouts in
+                                                   train mode; default initialisation bounds (o)
+  test/fixtures/torch-model/every-layer-torch/1/   a PyTorch network holding every layer type, in
+  test/fixtures/torch-model/every-layer-expected.json
+                                                   normserve's format, with its eval outputs,
+                                                   state_dict names and recalibration (p)
+  test/fixtures/torch/training-loop.json           normserve's training loop run by PyTorch (q)
 
 `/usr/bin/python3 tools/make-golden-fixtures.py conv cnn` writes only the named sections (conv:
-k2, cnn: n). The outputs are committed, so CI and the TypeScript tests never need torch. Re-run this only to
+k2, cnn: n, optimizers: h, schedules: j, clip: k, options: o, roundtrip: p, training: q).
+Deterministic on one machine; PyTorch's float32 matrix products depend on the CPU's kernels, so
+another machine may change the Linear-based fixtures by float32 ulps. The outputs are committed, so CI and the TypeScript tests never need torch. Re-run this only to
 regenerate them (e.g. after changing what is recorded), and commit the result.
 
 Conventions of the JSON files:
