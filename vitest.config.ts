@@ -18,6 +18,7 @@ const ENGINE_DEPENDENT = [
 const KERNEL_DEPENDENT = [
   'test/nn/torch-golden.test.ts',
   'test/nn/conv-golden.test.ts',
+  'test/nn/torch-options.test.ts',
   'test/nn/gradcheck.test.ts',
   'test/nn/conv-gradcheck.test.ts',
 ];

@@ -22,9 +22,20 @@ It writes
   test/fixtures/torch-model/cnn-expected.json      its eval outputs on the test rows
   test/fixtures/torch-model/cnn-recalibration.json exact (forward pre-hooks, float64) and running
                                                    BatchNorm2d recalibration on the night rows
+  test/fixtures/torch/layer-options.json           every layer option config.json accepts, built
+                                                   from its config entry (PyTorch's defaults for
+                                                   the rest), train steps and eval; dropouts in
+                                                   train mode; default initialisation bounds (o)
+  test/fixtures/torch-model/every-layer-torch/1/   a PyTorch network holding every layer type, in
+  test/fixtures/torch-model/every-layer-expected.json
+                                                   normserve's format, with its eval outputs,
+                                                   state_dict names and recalibration (p)
+  test/fixtures/torch/training-loop.json           normserve's training loop run by PyTorch (q)
 
 `/usr/bin/python3 tools/make-golden-fixtures.py conv cnn` writes only the named sections (conv:
-k2, cnn: n). The outputs are committed, so CI and the TypeScript tests never need torch. Re-run this only to
+k2, cnn: n, optimizers: h, schedules: j, clip: k, options: o, roundtrip: p, training: q).
+Deterministic on one machine; PyTorch's float32 matrix products depend on the CPU's kernels, so
+another machine may change the Linear-based fixtures by float32 ulps. The outputs are committed, so CI and the TypeScript tests never need torch. Re-run this only to
 regenerate them (e.g. after changing what is recorded), and commit the result.
 
 Conventions of the JSON files:
@@ -370,12 +381,24 @@ def make_optimizers():
         ("sgd_momentum_wd", "SGD", {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-3}),
         ("sgd_nesterov", "SGD", {"lr": 0.1, "momentum": 0.9, "nesterov": True}),
         ("sgd_plain", "SGD", {"lr": 0.1}),
+        ("adamw_betas_eps", "AdamW", {"lr": 1e-2, "betas": [0.8, 0.99], "eps": 1e-6,
+                                      "weight_decay": 0.05}),
+        ("adam_betas_eps", "Adam", {"lr": 3e-3, "betas": [0.5, 0.9], "eps": 1e-4}),
+        ("sgd_dampening", "SGD", {"lr": 0.1, "momentum": 0.9, "dampening": 0.3,
+                                  "weight_decay": 1e-2}),
     ]
+    # The lr of each step set in the param group before it, as an LR scheduler does.
+    lr_per_step = [("adamw_lr_per_step", "AdamW", {"lr": 1e-2, "weight_decay": 0.1},
+                    [1e-2, 5e-3, 2e-2, 1e-3, 0.0]),
+                   ("sgd_momentum_lr_per_step", "SGD", {"lr": 0.1, "momentum": 0.9},
+                    [0.1, 0.05, 0.2, 0.01, 0.0])]
+    configs = [(name, cls_name, options, None) for name, cls_name, options in configs] + lr_per_step
     cases = []
-    for name, cls_name, options in configs:
+    for name, cls_name, options, lrs in configs:
         weight = nn.Parameter(initial["weight"].clone())
         bias = nn.Parameter(initial["bias"].clone())
-        opt = getattr(torch.optim, cls_name)([weight, bias], **options)
+        kwargs = {k: (tuple(v) if k == "betas" else v) for k, v in options.items()}
+        opt = getattr(torch.optim, cls_name)([weight, bias], **kwargs)
         group = opt.param_groups[0]
         resolved = {
             k: (list(v) if isinstance(v, tuple) else v)
@@ -383,19 +406,23 @@ def make_optimizers():
             if k in ("lr", "betas", "eps", "weight_decay", "momentum", "dampening", "nesterov")
         }
         after = []
-        for g in grads:
+        for k, g in enumerate(grads):
+            if lrs is not None:
+                group["lr"] = lrs[k]
             weight.grad = g["weight"].clone()
             bias.grad = g["bias"].clone()
             opt.step()
             after.append({"weight": t(weight), "bias": t(bias)})
-        cases.append(
-            {"name": name, "optimizer": cls_name, "options": options, "resolved_options": resolved,
-             "after_step": after}
-        )
+        case = {"name": name, "optimizer": cls_name, "options": options,
+                "resolved_options": resolved, "after_step": after}
+        if lrs is not None:
+            case["lr_per_step"] = lrs
+        cases.append(case)
     write_json(
         os.path.join(TORCH_DIR, "optimizers.json"),
         {
-            "description": "Linear(4,3) weight and bias; before step k the gradients are grads[k]",
+            "description": "Linear(4,3) weight and bias; before step k the gradients are grads[k] "
+            "and, when lr_per_step is given, the param group's lr is lr_per_step[k]",
             "initial": {"weight": t(initial["weight"]), "bias": t(initial["bias"])},
             "grads": [{"weight": t(g["weight"]), "bias": t(g["bias"])} for g in grads],
             "cases": cases,
@@ -508,12 +535,32 @@ def make_lr_schedules():
                 0.05,
             ),
         },
+        {
+            # pct_start·total_steps − 1 = 5.9: the warm-up ends between two steps.
+            "name": "one_cycle_uneven_warmup",
+            "scheduler": "OneCycleLR",
+            "options": {"max_lr": 0.02, "total_steps": 23, "pct_start": 0.3, "div_factor": 25.0,
+                        "final_div_factor": 1e4, "cycle_momentum": False},
+            "base_lr": 0.02,
+            "lrs": record_lrs(
+                lambda o: sched.OneCycleLR(o, max_lr=0.02, total_steps=23, cycle_momentum=False),
+                0.02, steps=23,
+            ),
+        },
+        {
+            "name": "cosine_23_steps",
+            "scheduler": "CosineAnnealingLR",
+            "options": {"T_max": 23, "eta_min": 1e-5},
+            "base_lr": 3e-3,
+            "lrs": record_lrs(lambda o: sched.CosineAnnealingLR(o, T_max=23, eta_min=1e-5), 3e-3,
+                              steps=23),
+        },
     ]
     write_json(
         os.path.join(TORCH_DIR, "lr-schedules.json"),
         {
             "description": "lrs[k] is the learning rate of optimizer step k (0-based), read before "
-            "the scheduler.step() that follows it; 20 steps",
+            "the scheduler.step() that follows it; 20 steps unless the case has more lrs",
             "steps": 20,
             "cases": cases,
         },
@@ -542,7 +589,26 @@ def make_clip_grad_norm():
                 "clipped_grads": [t(p.grad) for p in params],
             }
         )
-    write_json(os.path.join(TORCH_DIR, "clip-grad-norm.json"), {"cases": cases})
+    # A non-finite gradient: PyTorch multiplies by clamp(max_norm / (total + 1e-6), max=1) even
+    # then, so a NaN norm makes every gradient NaN and an infinite one zeroes the finite ones.
+    # JSON has no NaN or Infinity: they are written as the strings "nan", "inf".
+    def text(values):
+        return [v if math.isfinite(v) else ("nan" if math.isnan(v) else
+                                            ("inf" if v > 0 else "-inf")) for v in values]
+
+    nonfinite = []
+    for name, bad in [("nan_gradient", float("nan")), ("inf_gradient", float("inf"))]:
+        grads = [torch.tensor([1.0, bad, -2.0]), torch.tensor([3.0, 4.0])]
+        params = [nn.Parameter(torch.zeros(3)), nn.Parameter(torch.zeros(2))]
+        for p, g in zip(params, grads):
+            p.grad = g.clone()
+        total = nn.utils.clip_grad_norm_(params, max_norm=1.0)
+        nonfinite.append({"name": name, "max_norm": 1.0,
+                          "grads": [text(g.tolist()) for g in grads],
+                          "total_norm": text([total.item()])[0],
+                          "clipped_grads": [text(p.grad.tolist()) for p in params]})
+    write_json(os.path.join(TORCH_DIR, "clip-grad-norm.json"),
+               {"cases": cases, "nonfinite": nonfinite})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1162,8 +1228,23 @@ def layer_entry(m):
     if isinstance(m, nn.Linear):
         return {"type": "linear", "in_features": m.in_features, "out_features": m.out_features,
                 "bias": m.bias is not None}
-    if isinstance(m, nn.ReLU):
-        return {"type": "relu"}
+    if isinstance(m, nn.AvgPool2d):
+        assert m.divisor_override is None and not m.ceil_mode
+        return {"type": "avgpool2d", "kernel_size": m.kernel_size, "stride": m.stride,
+                "padding": m.padding, "count_include_pad": m.count_include_pad}
+    if isinstance(m, nn.LayerNorm):
+        return {"type": "layernorm", "normalized_shape": list(m.normalized_shape), "eps": m.eps,
+                "elementwise_affine": m.elementwise_affine}
+    if isinstance(m, nn.LeakyReLU):
+        return {"type": "leaky_relu", "negative_slope": m.negative_slope}
+    if isinstance(m, nn.GELU):
+        return {"type": "gelu", "approximate": m.approximate}
+    if isinstance(m, (nn.Dropout, nn.AlphaDropout)):
+        return {"type": "dropout" if isinstance(m, nn.Dropout) else "alpha_dropout", "p": m.p}
+    simple = {nn.ReLU: "relu", nn.SELU: "selu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid",
+              nn.Identity: "identity"}
+    if type(m) in simple:
+        return {"type": simple[type(m)]}
     if isinstance(m, Residual):
         return {"type": "residual", "layers": [layer_entry(c) for c in m.body]}
     raise TypeError(type(m))
@@ -1337,6 +1418,421 @@ def make_cnn_fixture():
           f"{accuracy(recal_logits, y_test):.4f}")
 
 
+# ---------------------------------------------------------------------------------------------
+# o. Every layer option config.json accepts, built from its config entry (section `options`)
+
+
+def trace_case(name, options, module, train_inputs, eval_input):
+    """Train-mode steps (forward, backward, buffers after each), then one eval step. `options` is
+    the normserve config entry with only the arguments given to the PyTorch constructor, so the
+    schema's defaults are checked against PyTorch's."""
+    with torch.no_grad():
+        for k, p in module.named_parameters():
+            if k.endswith("weight") and isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d,
+                                                            nn.LayerNorm)):
+                p.copy_(torch.rand(*p.shape) * 1.5 + 0.5)
+            elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)):
+                p.copy_(torch.randn(*p.shape) * 0.5)
+    case = {
+        "name": name,
+        "options": options,
+        "parameters": {k: t(p) for k, p in module.named_parameters()},
+        "buffers_before": {k: state_entry(b) for k, b in module.named_buffers()},
+        "state_dict_keys": list(module.state_dict().keys()),
+        "steps": [],
+    }
+    for train, x in [(True, x) for x in train_inputs] + [(False, eval_input)]:
+        module.train(train)
+        x = x.clone().requires_grad_(True)
+        y = module(x)
+        grad_output = torch.randn(*y.shape)
+        y.backward(grad_output)
+        case["steps"].append({
+            "train": train,
+            "input": t(x),
+            "output": t(y),
+            "grad_output": t(grad_output),
+            "grad_input": t(x.grad),
+            "grads": {k: t(p.grad) for k, p in module.named_parameters()},
+            "buffers": {k: state_entry(b) for k, b in module.named_buffers()},
+        })
+        module.zero_grad(set_to_none=False)
+    return case
+
+
+def make_layer_options():
+    torch.manual_seed(41)
+    means = [-2.0, 0.5, 3.0, 1.0, -0.5, 0.0]
+
+    def batch(shape, scale=2.0):
+        view = [1] * len(shape)
+        view[1] = shape[1]
+        return torch.randn(*shape) * scale + torch.tensor(means[: shape[1]]).view(view)
+
+    specs = [
+        ("linear_defaults", {"type": "linear", "in_features": 5, "out_features": 3},
+         nn.Linear(5, 3), [5, 5], 1),
+        ("linear_no_bias", {"type": "linear", "in_features": 5, "out_features": 3, "bias": False},
+         nn.Linear(5, 3, bias=False), [5, 5], 1),
+        ("bn1d_defaults", {"type": "batchnorm1d", "num_features": 4}, nn.BatchNorm1d(4),
+         [8, 4], 3),
+        ("bn1d_momentum_none_eps", {"type": "batchnorm1d", "num_features": 4, "momentum": None,
+                                    "eps": 1e-3},
+         nn.BatchNorm1d(4, momentum=None, eps=1e-3), [6, 4], 4),
+        ("bn1d_no_affine", {"type": "batchnorm1d", "num_features": 4, "affine": False,
+                            "momentum": 0.3},
+         nn.BatchNorm1d(4, affine=False, momentum=0.3), [5, 4], 3),
+        ("bn1d_momentum_1", {"type": "batchnorm1d", "num_features": 4, "momentum": 1.0},
+         nn.BatchNorm1d(4, momentum=1.0), [3, 4], 2),
+        ("bn1d_momentum_0", {"type": "batchnorm1d", "num_features": 4, "momentum": 0.0},
+         nn.BatchNorm1d(4, momentum=0.0), [4, 4], 2),
+        ("bn1d_two_rows_large_eps", {"type": "batchnorm1d", "num_features": 3, "eps": 0.5,
+                                     "track_running_stats": True},
+         nn.BatchNorm1d(3, eps=0.5, track_running_stats=True), [2, 3], 3),
+        ("bn2d_momentum_none_no_affine", {"type": "batchnorm2d", "num_features": 3,
+                                          "momentum": None, "affine": False, "eps": 1e-4},
+         nn.BatchNorm2d(3, momentum=None, affine=False, eps=1e-4), [2, 3, 3, 4], 3),
+        ("bn2d_eps_momentum", {"type": "batchnorm2d", "num_features": 2, "eps": 0.25,
+                               "momentum": 0.2},
+         nn.BatchNorm2d(2, eps=0.25, momentum=0.2), [2, 2, 3, 3], 2),
+        ("layernorm_int_eps", {"type": "layernorm", "normalized_shape": 6, "eps": 1e-2},
+         nn.LayerNorm(6, eps=1e-2), [4, 6], 1),
+        ("layernorm_chw_tail_no_affine_eps",
+         {"type": "layernorm", "normalized_shape": [3, 4], "elementwise_affine": False,
+          "eps": 0.1},
+         nn.LayerNorm([3, 4], elementwise_affine=False, eps=0.1), [2, 2, 3, 4], 1),
+        ("leaky_relu_default_slope", {"type": "leaky_relu"}, nn.LeakyReLU(), [3, 5], 1),
+        ("gelu_default", {"type": "gelu"}, nn.GELU(), [3, 5], 1),
+        ("relu_inplace", {"type": "relu", "inplace": True}, nn.ReLU(), [3, 5], 1),
+        ("selu_inplace", {"type": "selu", "inplace": True}, nn.SELU(), [3, 5], 1),
+        ("dropout_eval_defaults", {"type": "dropout"}, nn.Dropout(), [3, 5], 0),
+        ("identity", {"type": "identity"}, nn.Identity(), [3, 5], 1),
+    ]
+    cases = []
+    for name, options, module, shape, train_steps in specs:
+        inputs = [batch(shape) for _ in range(train_steps)]
+        cases.append(trace_case(name, options, module, inputs, batch([2, *shape[1:]])))
+
+    # Dropouts in train mode: the masks come from different generators, so the test compares
+    # element by element where both kept (or both dropped) an element; p = 1 drops everything.
+    x = torch.randn(8, 10) * 2.0
+    grad_output = torch.randn(8, 10)
+    dropouts = []
+    for name, cls, p in [("dropout", nn.Dropout, 0.3), ("dropout", nn.Dropout, 0.5),
+                         ("dropout", nn.Dropout, 1.0), ("alpha_dropout", nn.AlphaDropout, 0.2),
+                         ("alpha_dropout", nn.AlphaDropout, 0.5),
+                         ("alpha_dropout", nn.AlphaDropout, 1.0)]:
+        xi = x.clone().requires_grad_(True)
+        y = cls(p).train()(xi)
+        y.backward(grad_output)
+        dropouts.append({"name": name, "p": p, "output": t(y), "grad_input": t(xi.grad)})
+    write_json(
+        os.path.join(TORCH_DIR, "layer-options.json"),
+        {
+            "description": "layers built from their config entry (options: only the arguments "
+            "passed to the PyTorch constructor, so defaults are PyTorch's): parameters and "
+            "buffers before, then train-mode steps and one eval step (train: false), each with "
+            "input, output, grad_output (randn), grad_input, parameter gradients of that step "
+            "alone and the buffers after it. dropouts: train mode on input with grad_output; an "
+            "element was kept where grad_input is not 0. init: the bounds of the default "
+            "initialisation of Linear and Conv2d (uniform draws), as torch.nn.init computes them.",
+            "cases": cases,
+            "dropouts": {"input": t(x), "grad_output": t(grad_output), "cases": dropouts},
+            "init": init_bounds(),
+        },
+    )
+
+
+def init_bounds():
+    """The bounds of PyTorch's default initialisation (reset_parameters of Linear and Conv2d):
+    weight U(-b, b) from kaiming_uniform_(a=sqrt(5)), b = gain * sqrt(3 / fan_in); bias
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)). Computed with torch.nn.init's own helpers, no draws."""
+    gain = nn.init.calculate_gain("leaky_relu", math.sqrt(5))
+    bounds = []
+    for options, shape in [
+        ({"type": "linear", "in_features": 60, "out_features": 50}, [50, 60]),
+        ({"type": "conv2d", "in_channels": 6, "out_channels": 40, "kernel_size": [3, 2]},
+         [40, 6, 3, 2]),
+    ]:
+        fan_in, _ = nn.init._calculate_fan_in_and_fan_out(torch.empty(*shape))
+        bounds.append({"options": options, "fan_in": fan_in,
+                       "weight_bound": gain * math.sqrt(3.0 / fan_in),
+                       "bias_bound": 1.0 / math.sqrt(fan_in)})
+    return bounds
+
+
+# ---------------------------------------------------------------------------------------------
+# p. A PyTorch state_dict with every layer type, in normserve's checkpoint format (section
+#    `roundtrip`)
+
+
+ROUNDTRIP_DIR = os.path.join(MODEL_DIR, "every-layer-torch", "1")
+
+
+def every_layer_model():
+    """Every layer type config.json accepts, most with non-default options, on [2, 6, 6]."""
+    return nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1, bias=False),
+        nn.BatchNorm2d(4, momentum=None, affine=False),
+        nn.LeakyReLU(0.1),
+        Residual(
+            nn.Conv2d(4, 4, (3, 1), padding=(1, 0)), nn.BatchNorm2d(4, eps=1e-3),
+            nn.GELU(approximate="tanh"),
+            nn.Conv2d(4, 4, 3, padding=2, dilation=2, bias=False), nn.BatchNorm2d(4),
+        ),
+        nn.AvgPool2d(2, padding=1, count_include_pad=False),
+        nn.LayerNorm([4, 4], eps=1e-4),
+        nn.MaxPool2d(3, stride=1, padding=1),
+        nn.Conv2d(4, 3, 2, stride=2),
+        nn.AdaptiveAvgPool2d((2, 1)),
+        nn.Flatten(),
+        nn.Linear(6, 8),
+        nn.BatchNorm1d(8, momentum=0.05, eps=1e-4),
+        nn.SELU(),
+        nn.AlphaDropout(0.1),
+        nn.Linear(8, 8, bias=False),
+        nn.LayerNorm(8, elementwise_affine=False),
+        nn.Tanh(),
+        nn.Dropout(0.3),
+        nn.Linear(8, 6),
+        nn.Sigmoid(),
+        nn.Identity(),
+        nn.ReLU(),
+        nn.Linear(6, 3),
+    )
+
+
+def make_every_layer_checkpoint():
+    torch.manual_seed(51)
+    model = every_layer_model()
+    # A few SGD steps in train mode, so every BatchNorm has its own running statistics and count.
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    x_train = torch.randn(48, 2, 6, 6) * 1.5 + 0.3
+    y_train = torch.randint(0, 3, (48,))
+    model.train()
+    for start in range(0, 48, 16):
+        opt.zero_grad()
+        F.cross_entropy(model(x_train[start:start + 16]), y_train[start:start + 16]).backward()
+        opt.step()
+    model.eval()
+
+    config = {
+        "format": "normserve.model/v1",
+        "name": "every-layer-torch",
+        "task": "classification",
+        "description": "every layer type of normserve.model/v1, most with non-default options, "
+        "trained briefly by PyTorch (tools/make-golden-fixtures.py roundtrip)",
+        "input_shape": [2, 6, 6],
+        "labels": ["a", "b", "c"],
+        "layers": [layer_entry(m) for m in model],
+        "provenance": {"source": "pytorch", "torch_version": TORCH_VERSION},
+    }
+    os.makedirs(ROUNDTRIP_DIR, exist_ok=True)
+    with open(os.path.join(ROUNDTRIP_DIR, "config.json"), "w", encoding="utf-8") as f:
+        f.write(json.dumps(config, indent=2, allow_nan=False) + "\n")
+    state = model.state_dict()
+    weights = os.path.join(ROUNDTRIP_DIR, "model.safetensors")
+    write_safetensors(weights, state, {"format": "pt", "torch_version": TORCH_VERSION})
+
+    # The directory read back by the reference loader (tools/torch-eval-model.py) with
+    # load_state_dict(strict=True) gives the same module.
+    reference = load_torch_eval_model()
+    reloaded = reference.build(config)
+    reloaded.load_state_dict(reference.read_safetensors(weights), strict=True)
+    reloaded.eval()
+
+    x = torch.randn(5, 2, 6, 6) * 1.5 + 0.3
+    outputs = eval_logits(model, x)
+    assert torch.equal(eval_logits(reloaded, x), outputs)
+    # Recalibration on shifted rows (other mean and scale per input channel): exact, through
+    # forward pre-hooks in float64, and running (update_bn-style, dropouts in eval), batches of 16.
+    x_shift = torch.randn(40, 2, 6, 6) * torch.tensor([0.6, 2.5]).view(1, 2, 1, 1) \
+        + torch.tensor([1.5, -0.8]).view(1, 2, 1, 1)
+    stats64 = recalibrate_exact_hooks(copy.deepcopy(model).double(), x_shift.double())
+    running = copy.deepcopy(model)
+    bns = batchnorms_in_order(running)
+    for _, bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None
+    running.eval()
+    for _, bn in bns:
+        bn.train()
+    with torch.no_grad():
+        for start in range(0, x_shift.shape[0], 16):
+            running(x_shift[start:start + 16])
+    running.eval()
+    recalibration = {
+        "input": t(x_shift),
+        "exact": [{"path": st["path"], "count": st["count"], "running_mean_float64": t64(st["mean"]),
+                   "running_var_float64": t64(st["var"])} for st in stats64],
+        "running": {"batch_size": 16, "batchnorms": [
+            {"path": path, "running_mean": t(bn.running_mean), "running_var": t(bn.running_var),
+             "num_batches_tracked": int(bn.num_batches_tracked.item())} for path, bn in bns]},
+    }
+    write_json(
+        os.path.join(MODEL_DIR, "every-layer-expected.json"),
+        {
+            "description": "eval outputs of every-layer-torch/1 (no input_transform) on input; "
+            "outputs_float64: the float32 checkpoint evaluated in float64 on the same input; "
+            "state_dict: PyTorch's names in order with dtype and shape (what "
+            "load_state_dict(strict=True) needs); recalibration: on its input, exact statistics "
+            "of every BatchNorm (forward pre-hooks, float64, whole network in eval, earlier "
+            "BatchNorms recalibrated; unbiased variance over N·H·W) and running mode "
+            "(reset, momentum None, BatchNorms alone in train mode, batches of batch_size)",
+            "recalibration": recalibration,
+            "model": "every-layer-torch",
+            "input": t(x),
+            "outputs": t(outputs),
+            "outputs_float64": t64(eval_logits(copy.deepcopy(model).double(), x.double())),
+            "state_dict": [
+                {"name": k, "dtype": str(v.dtype).replace("torch.", ""), "shape": list(v.shape)}
+                for k, v in state.items()
+            ],
+        },
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# q. normserve's training loop against PyTorch's (section `training`)
+
+
+def torch_training_case(name, task, input_shape, layers, model, options, x, y, test_x, test_y):
+    """The loop normserve's trainer documents (src/training/trainer.ts), written in PyTorch: per
+    epoch the training rows in order (shuffle false), mini-batches in train mode, loss (cross
+    entropy with label smoothing, or MSE), backward, clip_grad_norm_, optimizer.step(),
+    scheduler.step(). `model` starts from the recorded initial state."""
+    t_opts = options["training"]
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    o = t_opts["optimizer"]
+    if o["type"] == "adamw":
+        opt = torch.optim.AdamW(model.parameters(), lr=o["lr"], betas=tuple(o["betas"]),
+                                eps=o["eps"], weight_decay=o["weight_decay"])
+    elif o["type"] == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=o["lr"], momentum=o["momentum"],
+                              dampening=o["dampening"], nesterov=o["nesterov"],
+                              weight_decay=o["weight_decay"])
+    else:
+        raise TypeError(o["type"])
+    rows, batch_size, epochs = x.shape[0], t_opts["batch_size"], t_opts["epochs"]
+    batches = math.ceil(rows / batch_size)
+    total = batches * epochs
+    s = t_opts["lr_schedule"]
+    if s["type"] == "cosine":
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total,
+                                                               eta_min=s["eta_min"])
+    elif s["type"] == "one_cycle":
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=o["lr"], total_steps=total, pct_start=s["pct_start"],
+            div_factor=s["div_factor"], final_div_factor=s["final_div_factor"],
+            cycle_momentum=False)
+    else:
+        raise TypeError(s["type"])
+    lrs, losses, epoch_losses = [], [], []
+    for _ in range(epochs):
+        model.train()
+        loss_sum = 0.0
+        for b in range(batches):
+            xb, yb = x[b * batch_size:(b + 1) * batch_size], y[b * batch_size:(b + 1) * batch_size]
+            lrs.append(opt.param_groups[0]["lr"])
+            opt.zero_grad()
+            out = model(xb)
+            if task == "classification":
+                loss = F.cross_entropy(out, yb, label_smoothing=t_opts["label_smoothing"])
+            else:
+                loss = F.mse_loss(out, yb.view(-1, 1))
+            loss.backward()
+            if t_opts["grad_clip_norm"] is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), t_opts["grad_clip_norm"])
+            opt.step()
+            scheduler.step()
+            losses.append(loss.item())
+            loss_sum += loss.item() * xb.shape[0]
+        epoch_losses.append(loss_sum / rows)
+    model.eval()
+    final = model.state_dict()
+    features = torch.cat([x, test_x]).flatten(1)
+    return {
+        "name": name,
+        "task": task,
+        "input_shape": input_shape,
+        "layers": layers,
+        "config": options,
+        "features": t(features),
+        "targets": torch.cat([y, test_y]).tolist(),
+        "train_rows": x.shape[0],
+        "initial_state": {k: state_entry(v) for k, v in initial.items()},
+        "lrs": lrs,
+        "losses": losses,
+        "epoch_train_losses": epoch_losses,
+        "final_state": {k: state_entry(v) for k, v in final.items()},
+        "test_outputs": t(eval_logits(model, test_x)),
+    }
+
+
+def make_training_loop():
+    cases = []
+    torch.manual_seed(61)
+    layers = [
+        # No bias before the BatchNorm: its gradient is rounding noise around 0, which Adam
+        # normalizes into lr-sized steps of either sign, in PyTorch as in any float32 engine.
+        {"type": "linear", "in_features": 4, "out_features": 8, "bias": False},
+        {"type": "batchnorm1d", "num_features": 8},
+        {"type": "relu"},
+        {"type": "linear", "in_features": 8, "out_features": 8},
+        {"type": "layernorm", "normalized_shape": 8},
+        {"type": "gelu"},
+        {"type": "linear", "in_features": 8, "out_features": 3},
+    ]
+    model = nn.Sequential(nn.Linear(4, 8, bias=False), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 8),
+                          nn.LayerNorm(8), nn.GELU(), nn.Linear(8, 3))
+    x = torch.randn(44, 4) * torch.tensor([1.0, 2.0, 0.5, 1.5]) + torch.tensor([0.5, -1.0, 0.0, 2.0])
+    y = ((x[:, 0] + 0.5 * x[:, 1] > 0).long() + (x[:, 3] > 2.0).long())
+    options = {"training": {
+        "epochs": 2, "batch_size": 12, "shuffle": False,
+        "optimizer": {"type": "adamw", "lr": 1e-2, "betas": [0.9, 0.999], "eps": 1e-8,
+                      "weight_decay": 0.05},
+        "lr_schedule": {"type": "cosine", "eta_min": 1e-4},
+        "label_smoothing": 0.1, "grad_clip_norm": 0.5, "patience": None}}
+    cases.append(torch_training_case("classification_adamw_cosine_clip_smoothing",
+                                     "classification", [4], layers, model, options,
+                                     x[:40], y[:40], x[40:], y[40:]))
+
+    torch.manual_seed(62)
+    layers = [
+        {"type": "conv2d", "in_channels": 1, "out_channels": 2, "kernel_size": 2},
+        {"type": "batchnorm2d", "num_features": 2, "momentum": None},
+        {"type": "relu"},
+        {"type": "flatten"},
+        {"type": "linear", "in_features": 8, "out_features": 1},
+    ]
+    model = nn.Sequential(nn.Conv2d(1, 2, 2), nn.BatchNorm2d(2, momentum=None), nn.ReLU(),
+                          nn.Flatten(), nn.Linear(8, 1))
+    x = torch.randn(33, 1, 3, 3)
+    y = x.flatten(1) @ torch.linspace(-1.0, 1.0, 9) + 0.1 * torch.randn(33)
+    options = {"training": {
+        "epochs": 3, "batch_size": 10, "shuffle": False,
+        "optimizer": {"type": "sgd", "lr": 0.05, "momentum": 0.9, "dampening": 0.0,
+                      "nesterov": True, "weight_decay": 1e-3},
+        "lr_schedule": {"type": "one_cycle", "pct_start": 0.3, "div_factor": 25.0,
+                        "final_div_factor": 1e4},
+        "label_smoothing": 0.0, "grad_clip_norm": None, "patience": None}}
+    cases.append(torch_training_case("regression_sgd_nesterov_one_cycle", "regression",
+                                     [1, 3, 3], layers, model, options, x[:30], y[:30],
+                                     x[30:], y[30:]))
+    write_json(
+        os.path.join(TORCH_DIR, "training-loop.json"),
+        {
+            "description": "the training loop in PyTorch from initial_state: rows [0, train_rows) "
+            "of features/targets in order, batches of batch_size (the last one partial), per "
+            "batch zero_grad, forward in train mode, loss, backward, clip_grad_norm_ (if set), "
+            "step, scheduler.step() (T_max / total_steps = batches × epochs); lrs and losses per "
+            "step, epoch_train_losses = Σ loss·rows / rows; final_state in eval; test_outputs on "
+            "the rows after train_rows. config.training is normserve's training section.",
+            "cases": cases,
+        },
+    )
+
+
 SECTIONS = {}
 
 
@@ -1362,9 +1858,13 @@ def main():
     make_running_recalibration()
     make_conv_layers()
     make_cnn_fixture()
+    make_layer_options()
+    make_every_layer_checkpoint()
+    make_training_loop()
 
 
-SECTIONS.update(conv=make_conv_layers, cnn=make_cnn_fixture)
+SECTIONS.update(clip=make_clip_grad_norm, schedules=make_lr_schedules, training=make_training_loop, roundtrip=make_every_layer_checkpoint, conv=make_conv_layers, cnn=make_cnn_fixture, options=make_layer_options,
+                optimizers=make_optimizers)
 
 if __name__ == "__main__":
     main()

@@ -39,8 +39,8 @@ abstract class DropoutBase extends Module {
     const mask = this.arrays.mask.take(x.length, this.kernels, this.reusing);
     if (this.p < 1) this.sample(x, out, mask);
     else {
-      // p = 1: every element dropped, as ATen returns zeros.
-      out.fill(0);
+      // p = 1: every element dropped; ATen multiplies by zero (so NaN and ±Inf give NaN).
+      for (let i = 0; i < x.length; i++) out[i] = x[i]! * 0;
       mask.fill(0);
     }
     this.mask = mask;
@@ -70,14 +70,18 @@ export class Dropout extends DropoutBase {
 
   protected sample(x: Float32Array, out: Float32Array, mask: Float32Array): void {
     const keep = 1 - this.p;
-    const scale = 1 / keep;
+    // ATen's _dropout_impl (aten/src/ATen/native/Dropout.cpp) builds a float32 noise tensor,
+    // bernoulli_(1 − p).div_(1 − p), and multiplies: the scale is the float32 quotient
+    // 1 / float32(1 − p), and x·scale rounds once to float32 (exact in double before that).
+    const scale = Math.fround(1 / Math.fround(keep));
     for (let i = 0; i < x.length; i++) {
       if (this.rng.next() < keep) {
         mask[i] = scale;
         out[i] = x[i]! * scale;
       } else {
+        // x·0 as ATen's multiply gives it: ±0, or NaN for a non-finite x.
         mask[i] = 0;
-        out[i] = 0;
+        out[i] = x[i]! * 0;
       }
     }
   }
@@ -104,12 +108,19 @@ export class AlphaDropout extends DropoutBase {
     const alpha = AlphaDropout.ALPHA;
     const a = 1 / Math.sqrt((alpha * alpha * p + 1) * (1 - p));
     const keep = 1 - p;
+    // ATen works on float32 tensors with the scalars a, α·a and α·a·p rounded to float32:
+    // b = (noise − 1)·(α·a) + α·a·p; noise·a; y = x·(noise·a) + b, each operation rounded.
+    const scale = Math.fround(a);
+    const shiftKept = Math.fround(alpha * a * p);
+    const dropped = Math.fround(shiftKept - Math.fround(alpha * a));
     for (let i = 0; i < x.length; i++) {
-      const kept = this.rng.next() < keep ? 1 : 0;
-      // ATen: b = (noise − 1)·α·a + α·a·p; y = x·noise·a + b.
-      const b = (kept - 1) * alpha * a + alpha * a * p;
-      mask[i] = kept * a;
-      out[i] = x[i]! * kept * a + b;
+      if (this.rng.next() < keep) {
+        mask[i] = scale;
+        out[i] = Math.fround(x[i]! * scale) + shiftKept;
+      } else {
+        mask[i] = 0;
+        out[i] = x[i]! * 0 + dropped;
+      }
     }
   }
 }

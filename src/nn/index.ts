@@ -76,7 +76,7 @@ export { referenceKernels } from './reference-kernels.js';
 export { Residual } from './residual.js';
 export { Rng } from './rng.js';
 export { Sequential } from './sequential.js';
-export { SGD, type SgdOptions } from './sgd.js';
+export { SGD, type SgdOptions, sgdOptionsProblem } from './sgd.js';
 export { StepArray } from './step-array.js';
 export {
   FLOAT32_MAX,

@@ -13,6 +13,21 @@ export interface SgdOptions {
 }
 
 /**
+ * What torch.optim.SGD refuses in these options (its ValueError, word for word), or undefined:
+ * Nesterov momentum needs a momentum and no dampening. The training config's schema asks this too.
+ */
+export function sgdOptionsProblem(options: {
+  momentum?: number;
+  dampening?: number;
+  nesterov?: boolean;
+}): string | undefined {
+  const { momentum = 0, dampening = 0, nesterov = false } = options;
+  return nesterov && (momentum <= 0 || dampening !== 0)
+    ? 'Nesterov momentum requires a momentum and zero dampening'
+    : undefined;
+}
+
+/**
  * SGD as torch.optim.SGD (torch/optim/sgd.py, _single_tensor_sgd):
  *   g ← g + λ·θ;  b ← g on the first step, else b ← μ·b + (1 − dampening)·g;
  *   g ← g + μ·b (Nesterov) or g ← b;  θ ← θ − lr·g.
@@ -30,9 +45,8 @@ export class SGD extends Optimizer {
     this.dampening = options.dampening ?? 0;
     this.weightDecay = options.weightDecay ?? 0;
     this.nesterov = options.nesterov ?? false;
-    if (this.nesterov && (this.momentum <= 0 || this.dampening !== 0)) {
-      throw new RangeError('Nesterov momentum requires a momentum and zero dampening');
-    }
+    const problem = sgdOptionsProblem(this);
+    if (problem !== undefined) throw new RangeError(problem);
     this.buffers = params.map(() => undefined);
   }
 

@@ -7,6 +7,7 @@ import {
   issueMessage,
   NormserveError,
 } from '../errors/index.js';
+import { sgdOptionsProblem } from '../nn/index.js';
 import { architectureSchema } from './architecture.js';
 
 const positiveInt = z.number().int().positive();
@@ -27,14 +28,20 @@ const optimizerSchema = z.discriminatedUnion('type', [
     eps: z.number().positive().default(1e-8),
     weight_decay: z.number().min(0).default(0),
   }),
-  z.strictObject({
-    type: z.literal('sgd'),
-    lr: z.number().min(0).default(1e-2),
-    momentum: z.number().min(0).default(0),
-    dampening: z.number().min(0).default(0),
-    nesterov: z.boolean().default(false),
-    weight_decay: z.number().min(0).default(0),
-  }),
+  z
+    .strictObject({
+      type: z.literal('sgd'),
+      lr: z.number().min(0).default(1e-2),
+      momentum: z.number().min(0).default(0),
+      dampening: z.number().min(0).default(0),
+      nesterov: z.boolean().default(false),
+      weight_decay: z.number().min(0).default(0),
+    })
+    // What torch.optim.SGD refuses (ValueError), refused here with its words, not mid-training.
+    .superRefine((o, ctx) => {
+      const message = sgdOptionsProblem(o);
+      if (message !== undefined) ctx.addIssue({ code: 'custom', path: ['nesterov'], message });
+    }),
 ]);
 
 const scheduleSchema = z.discriminatedUnion('type', [

@@ -4,10 +4,36 @@
  */
 /** Layer and model outputs against PyTorch: absolute. */
 export const OUTPUT_ATOL = 1e-5;
+/**
+ * Outputs of magnitude ≲ 1 against PyTorch (both float32 storage, a few roundings apart: 1 ulp of
+ * 0.5 is 6e-8): absolute. Measured 6e-8 on every-layer-torch, unfused and fused.
+ */
+export const UNIT_OUTPUT_ATOL = 1e-6;
 /** Running statistics and other accumulated quantities against PyTorch: relative. */
 export const STATS_RTOL = 1e-4;
+/**
+ * A loss against PyTorch's float32 one (float32 inputs, float64 sums here): relative. Measured
+ * 5e-8 on the training-loop goldens.
+ */
+export const LOSS_RTOL = 1e-6;
 /** Parameters after optimizer steps against PyTorch: absolute. */
 export const PARAM_ATOL = 1e-6;
+/**
+ * Parameters after each of a few optimizer steps against PyTorch (|θ| ≲ 0.5): absolute, 4 float32
+ * ulps at 0.5. Measured 1.2e-7 over the optimizer goldens' 5 steps.
+ */
+export const OPTIMIZER_STEP_ATOL = 2.5e-7;
+/**
+ * Learning rates against PyTorch's schedulers (both double arithmetic; PyTorch's recursive cosine
+ * drifts by a few double ulps): relative.
+ */
+export const LR_RTOL = 1e-12;
+/**
+ * The committed models (models/digits, models/digits-cnn) against PyTorch's evaluation of the same
+ * files (tools/torch-eval-model.py), logits up to 8.3: absolute. Measured 1.4e-6 (digits) and
+ * 3.4e-6 (digits-cnn, fused; 2.9e-6 unfused), 3.5 float32 ulps at 8.
+ */
+export const BUNDLED_LOGITS_ATOL = 1e-5;
 /** Fused (folded) vs unfused eval outputs: absolute. */
 export const FUSION_ATOL = 1e-4;
 /** A row predicted inside a batch vs alone: absolute. */

@@ -12,12 +12,10 @@ import { expectClose } from '../helpers/compare.js';
 import { digitsTestRows } from '../helpers/digits.js';
 import { TEST_ENGINE } from '../helpers/engine.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-files.js';
-import { OUTPUT_ATOL } from '../helpers/tolerances.js';
+import { BUNDLED_LOGITS_ATOL, OUTPUT_ATOL } from '../helpers/tolerances.js';
 
 const run = promisify(execFile);
 afterAll(removeTempDirs);
-/** The committed model against PyTorch's evaluation of the same file (as the acceptance test). */
-const BUNDLED_LOGITS_ATOL = 1e-4;
 const torch = JSON.parse(
   readFileSync('test/fixtures/torch-model/bundled-digits-eval.json', 'utf8'),
 ) as { logits: number[][] };

@@ -10,7 +10,7 @@ import { CompiledModel } from '../../src/inference/index.js';
 import { BatchNorm, namedModules, type Sequential } from '../../src/nn/index.js';
 import { recalibrate } from '../../src/recalibration/index.js';
 import { expectClose, expectRelClose } from '../helpers/compare.js';
-import { FUSION_ATOL, STATS_RTOL } from '../helpers/tolerances.js';
+import { FUSION_ATOL, OUTPUT_ATOL, STATS_RTOL } from '../helpers/tolerances.js';
 import {
   accuracy,
   argmaxRows,
@@ -102,7 +102,14 @@ describe('BatchNorm2d recalibration against PyTorch (digits-cnn-torch, night row
     const fused = model.forward(night, rows).slice();
     const reference = model.reference(night, rows);
     expectClose(fused, reference, FUSION_ATOL, 'fused vs unfused logits');
-    expectClose(reference, fixture.exact.logits.data, FUSION_ATOL, "PyTorch's recalibrated logits");
+    // PyTorch's float32 logits (up to ~10 here): measured 4.8e-6 unfused, 6.0e-6 fused.
+    expectClose(reference, fixture.exact.logits.data, OUTPUT_ATOL, "PyTorch's recalibrated logits");
+    expectClose(
+      fused,
+      fixture.exact.logits.data,
+      OUTPUT_ATOL,
+      "PyTorch's recalibrated logits, fused",
+    );
     expect(argmaxRows(fused, 10)).toEqual(fixture.exact.predictions);
     expect(accuracy(argmaxRows(fused, 10), labels)).toBe(fixture.exact.accuracy);
     expect(fixture.exact.accuracy).toBeGreaterThanOrEqual(0.97);
