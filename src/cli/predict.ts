@@ -4,12 +4,13 @@
  * as JSON on stdout, computed by the service's own code (registry, fused plan, softmax). A CSV
  * needs a header; columns are matched to the model's feature names when it records them, and a
  * label column, if present, is used to report accuracy (classification) or RMSE and R²
- * (regression) on stderr.
+ * (regression) on stderr. A row whose outputs overflow float32 is refused as the server refuses it
+ * (INVALID_INPUT naming its CSV line or `rows[i]`; one stderr line, exit 1, nothing on stdout).
  */
 import { readFile } from 'node:fs/promises';
 import { Command } from 'commander';
 import { NormserveError } from '../errors/index.js';
-import { openModelDirectory } from '../service/index.js';
+import { checkFiniteOutputs, openModelDirectory } from '../service/index.js';
 import { parseCsv } from '../training/index.js';
 import { runCli } from './cli-errors.js';
 import { csvFeatureRows } from './csv-features.js';
@@ -75,6 +76,8 @@ async function main(argv: readonly string[]): Promise<void> {
   const labelColumn = flags.labelColumn ?? model.labelColumn ?? 'label';
   let rows: unknown[];
   let truth: string[] | undefined;
+  // Where a row came from, for a row refused as the server refuses it (outputs that overflow).
+  let rowPath = (r: number) => `rows[${r}]`;
   if (flags.input.toLowerCase().endsWith('.json')) {
     rows = rowsFromJson(text, flags.input);
   } else {
@@ -82,8 +85,10 @@ async function main(argv: readonly string[]): Promise<void> {
     const features = csvFeatureRows(table, model.featureNames, labelColumn);
     rows = features.rows;
     truth = features.labels;
+    rowPath = (r) => `${flags.input}: line ${table.lines[r]}`;
   }
   const output = model.predict(rows, { fused: flags.fused, field: 'rows' });
+  checkFiniteOutputs(output, rowPath);
   const w = output.outputWidth;
   const matrix = (data: Float32Array) =>
     Array.from({ length: output.rows }, (_, r) => Array.from(data.subarray(r * w, (r + 1) * w)));

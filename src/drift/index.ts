@@ -1,3 +1,4 @@
+export { rowsWithFiniteStatistics } from './finite-rows.js';
 export { type Histogram, histogram, robustRange } from './histogram.js';
 export {
   type DriftRule,

@@ -3,6 +3,7 @@ import {
   RecentRows,
   Reservoir,
   recalibrationRecommended,
+  rowsWithFiniteStatistics,
   ShadowComparison,
   type ShadowSummary,
   type UniformSample,
@@ -271,6 +272,8 @@ export class DriftService implements TrafficObserver {
     { version: number; doneAt: number | undefined; gathered: Promise<PeerRecent> }
   >();
   private sampleGrew: (() => void) | undefined;
+  /** Per version, a probe of its observable BatchNorm inputs for usableRows (null: none). */
+  private readonly checkProbes = new WeakMap<AvailableVersion, StatisticsProbe | null>();
 
   constructor(options: DriftOptions) {
     this.options = options;
@@ -590,7 +593,8 @@ export class DriftService implements TrafficObserver {
     // This process's rows as they are now (after the wait), whatever the others' age.
     const own = this.recentSample(name);
     const samples = own.version === served.version ? [own, ...peers.samples] : peers.samples;
-    const { rows, count } = recentRowsOf(samples, served.version, width);
+    const recent = recentRowsOf(samples, served.version, width);
+    const { rows, count } = this.usableRows(served, recent.rows, recent.count);
     return {
       model: name,
       version: served.version,
@@ -864,9 +868,18 @@ export class DriftService implements TrafficObserver {
     try {
       const sample = await this.clusterSample(served, state);
       if (sample === undefined) return;
-      const { rows, size: held, seen: trafficRows, workers } = sample;
+      const { seen: trafficRows, workers } = sample;
+      const { rows, count: held } = this.usableRows(served, sample.rows, sample.size);
       // Rows the active version served since it became active (the sample is uniform over them).
       context = { ...context, rows: held, trafficRows, ...workers };
+      if (held < sample.size) context.overflowingRows = sample.size - held;
+      if (held === 0) {
+        this.log.info(
+          context,
+          'drift: no usable rows in the traffic sample; recalibration postponed',
+        );
+        return;
+      }
       this.log.info({ ...context, score: report.score }, 'drift: recalibrating from traffic');
       const outcome: RecalibrationOutcome = await service.recalibrateRows(
         {
@@ -970,6 +983,30 @@ export class DriftService implements TrafficObserver {
     }
     reservoir.reset();
     return { ...merged, workers };
+  }
+
+  /**
+   * `rows` of traffic the version answered ([count, inputWidth]) without those whose BatchNorm
+   * inputs are not finite on it: a row whose outputs are finite may still have overflowed inside
+   * the network (−∞ before a ReLU, which clamps it to +0), and it would make a recalibration from
+   * traffic fail, or the pictures' statistics ±∞. The traffic sample and the recent rows take every
+   * answered row as it is served (telling such a row apart there would cost every call a look at
+   * the taps' sums); the rows are checked here, when used, in one statistics pass
+   * (rowsWithFiniteStatistics) on the served executor with a probe of their own.
+   */
+  private usableRows(
+    served: AvailableVersion,
+    rows: Float32Array,
+    count: number,
+  ): { rows: Float32Array; count: number } {
+    let probe = this.checkProbes.get(served);
+    if (probe === undefined) {
+      const taps = served.compiled.plan.batchNormInputs.flatMap((b) => (b.tap ? [b.tap] : []));
+      probe = taps.length > 0 ? served.compiled.executor.createProbe(taps) : null;
+      this.checkProbes.set(served, probe);
+    }
+    if (!probe) return { rows, count };
+    return rowsWithFiniteStatistics(served.compiled.executor, probe, rows, count);
   }
 
   /** Runs the candidate on a copy of the rows the active version just answered, off the request. */

@@ -2,6 +2,8 @@ import type { EngineName } from '../inference/engine-name.js';
 import { CompiledModel } from '../inference/index.js';
 import { loadModelDirectory } from '../repository/index.js';
 import { nodeEngineOptions } from './engine-runtime.js';
+import { checkFiniteOutputs, overflowRows } from './predict.js';
+import { checkFinite } from './tensor-codec.js';
 
 export interface LoadModelOptions {
   /** wasm (default; js where the runtime or the model cannot) or js, the reference. */
@@ -26,7 +28,10 @@ export interface LoadedModel {
   readonly engine: EngineName;
   /**
    * Outputs [rows, outputWidth] — logits for classification — for `rows` rows of raw features
-   * ([rows, inputWidth], row-major; the model's input transform is applied). Synchronous.
+   * ([rows, inputWidth], row-major; the model's input transform is applied). Synchronous. A row
+   * whose outputs are not finite is refused as the server refuses it: a NormserveError with
+   * `code` INVALID_INPUT naming `input[i]` (a value that is NaN or ±Infinity) or else
+   * `input (row r)` (values so large that the outputs overflow float32).
    */
   run(input: Float32Array, rows: number): Float32Array;
   /** Stops the model's helper threads (run keeps working, on the calling thread). */
@@ -58,7 +63,16 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
     outputWidth: compiled.outputWidth,
     labels: config.labels ? [...config.labels] : undefined,
     engine: executor.engine,
-    run: (input, rows) => executor.run(input, rows),
+    run: (input, rows) => {
+      const outputs = executor.run(input, rows);
+      const overflow = overflowRows(outputs, 0, rows, compiled.outputWidth);
+      if (overflow.length > 0) {
+        // Rare: only then are the inputs read again, to name a value that was never finite.
+        checkFinite(input.subarray(0, rows * compiled.inputWidth), 'input');
+        checkFiniteOutputs({ overflowRows: overflow }, (r) => `input (row ${r})`);
+      }
+      return outputs;
+    },
     close: () => executor.close(),
   };
 }

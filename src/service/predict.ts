@@ -70,7 +70,10 @@ export function checkBatchSize(path: string, rows: number, maxRows: number): voi
  * were found when the engine call was answered (`overflowRows`), before the traffic observer saw
  * the call, so a refused request never reaches the drift statistics or the traffic sample.
  */
-export function checkFiniteOutputs(out: PredictOutput, rowPath: (row: number) => string): void {
+export function checkFiniteOutputs(
+  out: Pick<PredictOutput, 'overflowRows'>,
+  rowPath: (row: number) => string,
+): void {
   if (out.overflowRows.length === 0) return;
   const errors: ErrorLocation[] = out.overflowRows.map((r) => ({
     path: rowPath(r),
@@ -81,8 +84,11 @@ export function checkFiniteOutputs(out: PredictOutput, rowPath: (row: number) =>
   });
 }
 
-/** The rows (at most MAX_LISTED_ROWS) of outputs[from, from + rows) with a non-finite output. */
-function overflowRows(outputs: Float32Array, from: number, rows: number, width: number) {
+/**
+ * The rows (at most MAX_LISTED_ROWS) of outputs[from, from + rows) with a non-finite output,
+ * counted from `from` (0 is row `from`): PredictOutput.overflowRows, and the library's run.
+ */
+export function overflowRows(outputs: Float32Array, from: number, rows: number, width: number) {
   let found: number[] | undefined;
   for (let r = 0; r < rows; r++) {
     const base = (from + r) * width;

@@ -131,7 +131,8 @@ export class VersionDrift {
    * Merges the probe's sums into the current window and resets them. Sums that are not finite (a
    * value overflowed inside the network, yet its row's outputs were finite, e.g. −∞ clamped by a
    * ReLU) are dropped with the rows they came with: one such value would make every score of the
-   * horizon NaN until its window expires.
+   * horizon NaN until its window expires. As after a refused call, every call is then folded as
+   * it ends for a window, so that the next such row drops its own call's sums only.
    */
   fold(now: number): void {
     if (this.pendingRows === 0) return;
@@ -143,7 +144,7 @@ export class VersionDrift {
     if (moments.every(finiteMoments)) {
       this.moments.add(now, this.pendingRows, moments);
       if (this.sharing) this.unshared.add(now, this.pendingRows, moments);
-    }
+    } else this.foldEachCallUntil = now + this.moments.windowMs;
     this.discard();
   }
 

@@ -137,6 +137,77 @@ describe('GEMM building block: C = epilogue(A·B + bias)', () => {
   }
 });
 
+describe('the epilogues at values that overflowed float32 (±∞) and NaN, as PyTorch', () => {
+  // torch.relu(−∞) is +0, not −∞·0 = NaN: a row whose pre-activation overflowed to −∞ and that a
+  // ReLU clamps has finite outputs in PyTorch. LeakyReLU keeps −∞·slope = −∞; NaN stays NaN.
+  // The epilogues' + 0 gives −0 as +0 for the identity and LeakyReLU too, as it always did.
+  const activate = (v: number, slope: number): number =>
+    slope === 1 ? v + 0 : slope === 0 ? Math.max(v, 0) : v > 0 ? v : Math.fround(v * slope) + 0;
+  const slopes = [1, 0, Math.fround(0.1)];
+  const a = Float32Array.from([3e38, -3e38, 1, Number.NaN, 3e38]);
+  const b = Float32Array.from([1, -1.5, 2, -2, 0.5, -0.5, 1e-30, -1]);
+  const m = a.length;
+  const n = b.length;
+
+  for (const relaxed of variants) {
+    it(`gemm and gemm64 (K = 1, the 4×8 and 1×8 tiles)${relaxed ? ', relaxed FMA' : ''}`, () => {
+      const { x, heap } = engine(relaxed);
+      const gemm64 = (x as unknown as { gemm64: (...args: number[]) => void }).gemm64;
+      // Byte offsets: A, B (W = Bᵀ, [n, 1]), packed B, bias, C, tmp, packed B64, bias64.
+      const [aAt, wAt, packedAt, biasAt, cAt, tmpAt, b64At, bias64At] = Array.from(
+        { length: 8 },
+        (_, i) => 4096 + i * 1024,
+      ) as [number, number, number, number, number, number, number, number];
+      heap.set(a, aAt / 4);
+      heap.set(b, wAt / 4);
+      x.pack_b(wAt, 4, 4, 1, n, packedAt);
+      heap.fill(0, biasAt / 4, biasAt / 4 + 8);
+      new Float64Array(heap.buffer, b64At, 8).set(b);
+      new Float64Array(heap.buffer, bias64At, 8).fill(0);
+      for (const slope of slopes) {
+        for (const [name, run] of [
+          ['gemm', () => x.gemm(m, n, 1, aAt, 4, packedAt, biasAt, cAt, n * 4, slope, tmpAt)],
+          ['gemm64', () => gemm64(m, n, 1, aAt, 4, b64At, bias64At, cAt, n * 4, slope)],
+        ] as const) {
+          heap.fill(777, cAt / 4, cAt / 4 + m * n);
+          run();
+          for (let i = 0; i < m; i++)
+            for (let j = 0; j < n; j++) {
+              const want = activate(Math.fround(a[i]! * b[j]!), slope);
+              const got = heap[cAt / 4 + i * n + j]!;
+              expect(Object.is(got, want), `${name}, slope ${slope}: C[${i}, ${j}] = ${got}`).toBe(
+                true,
+              );
+            }
+        }
+      }
+    });
+  }
+
+  it('channel_sums_act: the block activated in place (vector and scalar paths)', () => {
+    const { x, heap } = engine(false);
+    const values = [Number.NEGATIVE_INFINITY, Number.POSITIVE_INFINITY, Number.NaN, -3, 2, -0, 0];
+    const srcAt = 4096;
+    const accAt = 8192;
+    for (const slope of slopes) {
+      // Per feature (7 channels: four in vectors, three one by one) and one channel of 7 values.
+      for (const channels of [7, 1]) {
+        const rows = 3;
+        const src = Float32Array.from({ length: rows * 7 }, (_, i) => values[(i * 3) % 7]!);
+        heap.set(src, srcAt / 4);
+        new Float64Array(heap.buffer, accAt, 2 * channels).fill(0);
+        x.channel_sums_act(srcAt, rows, 7, channels, accAt, slope);
+        src.forEach((v, i) => {
+          const got = heap[srcAt / 4 + i]!;
+          expect(Object.is(got, activate(v, slope)), `slope ${slope}, value ${i}: ${got}`).toBe(
+            true,
+          );
+        });
+      }
+    }
+  });
+});
+
 describe('affine building block: act(x·scale + shift), float64, rounded once', () => {
   // f a multiple of 4 with no activation or ReLU takes the call-free loop; the others the general
   // one. Both must give what nn's BatchNorm gives, bit for bit, +0 for ReLU's zeros included.

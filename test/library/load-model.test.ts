@@ -42,6 +42,32 @@ describe('loadModel (src/index.ts)', () => {
     model.close();
   });
 
+  it('refuses a row whose outputs are not finite as the server does: INVALID_INPUT naming the row', async () => {
+    const model = await loadModel('models/digits', { engine: TEST_ENGINE });
+    const rows = Float32Array.from([...x[0]!, ...Array.from({ length: 64 }, () => 3e38), ...x[1]!]);
+    expect(() => model.run(rows, 3)).toThrow(
+      expect.objectContaining({
+        code: 'INVALID_INPUT',
+        message:
+          "input (row 1): the model's outputs overflow float32 for this row (values too large)",
+      }),
+    );
+    // A value that is not a number at all is named as such (as a binary request's would be).
+    rows.set(x[0]!, 64);
+    rows[64 + 5] = Number.NaN;
+    expect(() => model.run(rows, 3)).toThrow(
+      expect.objectContaining({
+        code: 'INVALID_INPUT',
+        message: 'input[69]: expected a finite number, got NaN',
+      }),
+    );
+    // Outputs that are finite are returned as before, and the model keeps working.
+    rows[64 + 5] = x[0]![5]!;
+    const logits = model.run(rows, 3);
+    expect(logits.subarray(10, 20)).toEqual(logits.subarray(0, 10));
+    model.close();
+  });
+
   it("a convolutional model on the wasm engine: input shape [1, 8, 8], images flat, PyTorch's logits", async () => {
     const cnnTorch = JSON.parse(
       readFileSync('test/fixtures/torch-model/bundled-digits-cnn-eval.json', 'utf8'),

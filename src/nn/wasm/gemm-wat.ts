@@ -1,3 +1,4 @@
+import { FLOAT32_MAX } from '../tensor.js';
 import { locals, range } from './wat-text.js';
 
 /**
@@ -10,8 +11,9 @@ import { locals, range } from './wat-text.js';
  * stride of `ldc` bytes, B packed by `pack_b` into panels of NR columns: panel p holds
  * B[k, p·NR + j] at ((p·K + k)·NR + j)·4, zero beyond N, so a panel is one contiguous stream. The
  * bias is padded with zeros to a multiple of NR. The epilogue is applied to the accumulators as
- * they are stored: slope 1 is the identity, 0 ReLU (the + 0 makes ReLU's zeros +0, as max(v, 0)),
- * any other slope LeakyReLU; other activations run as a pass afterwards.
+ * they are stored: slope 1 is the identity, 0 ReLU (the + 0 makes ReLU's zeros +0, as max(v, 0);
+ * ReLU(−∞) is +0, see `epilogue`), any other slope LeakyReLU; other activations run as a pass
+ * afterwards.
  *
  * Register blocking: a 4×8 tile keeps 8 f32x4 accumulators, 2 panel vectors and one broadcast of A
  * in registers (V8 allocates 15 of the 16 x64 vector registers; wider tiles spill). Rows left over
@@ -30,9 +32,26 @@ const ZERO = '(v128.const i32x4 0 0 0 0)';
 const madd = (relaxed: boolean, a: string, b: string, acc: string): string =>
   relaxed ? `(f32x4.relaxed_madd ${a} ${b} ${acc})` : `(f32x4.add ${acc} (f32x4.mul ${a} ${b}))`;
 
-/** v > 0 ? v : v·slope + 0, with $slopev = slope in every lane. NaN stays NaN. */
-const epilogue = (v: string): string =>
-  `(v128.bitselect ${v} (f32x4.add (f32x4.mul ${v} (local.get $slopev)) ${ZERO}) (f32x4.gt ${v} ${ZERO}))`;
+/**
+ * The epilogue, v > 0 ? v : max(v, floor)·slope + 0, on a vector `v` (a local.get: it is read
+ * three times), with $slopev and $floorv set by epilogueInit. The floor is −FLOAT32_MAX for ReLU
+ * (slope 0) and −∞ otherwise: a value that overflowed to −∞ before a ReLU becomes +0, as
+ * torch.relu gives it, where −∞·0 would be NaN; LeakyReLU keeps −∞·slope = −∞. NaN stays NaN:
+ * pmax(v, floor) is v < floor ? floor : v (one instruction), and NaN < floor is false. Also the
+ * epilogue of the float64 GEMM and of the statistics taps (gemm64-wat.ts, statistics-wat.ts).
+ */
+export const epilogue = (v: string): string =>
+  `(v128.bitselect ${v} (f32x4.add (f32x4.mul (f32x4.pmax ${v} (local.get $floorv)) (local.get $slopev)) ${ZERO}) (f32x4.gt ${v} ${ZERO}))`;
+
+/** The epilogue on one f32 value `f` (a local.get), with $slope and the lanes of $floorv. */
+export const epilogueScalar = (f: string): string =>
+  `(select ${f} (f32.add (f32.mul (f32.max ${f} (f32x4.extract_lane 0 (local.get $floorv))) (local.get $slope))
+    (f32.const 0)) (f32.gt ${f} (f32.const 0)))`;
+
+/** Sets the epilogue's $slopev and $floorv (v128 locals) from the f32 $slope. */
+export const epilogueInit = `(local.set $slopev (f32x4.splat (local.get $slope)))
+    (local.set $floorv (f32x4.splat (select (f32.const ${-FLOAT32_MAX}) (f32.const -inf)
+      (f32.eq (local.get $slope) (f32.const 0)))))`;
 
 interface Accumulator {
   name: string;
@@ -53,7 +72,7 @@ const storeTile = (accs: Accumulator[], width: number, rows: number): string => 
       ? '(local.get $c)'
       : `(i32.add (local.get $c) (i32.mul (local.get $ldc) (i32.const ${row})))`;
   return `
-    (local.set $slopev (f32x4.splat (local.get $slope)))
+    ${epilogueInit}
     ${accs.map((a) => `(local.set $${a.name} ${epilogue(`(local.get $${a.name})`)})`).join('\n')}
     (if (i32.ge_s (local.get $nv) (i32.const ${width}))
       (then ${accs.map((a) => `(v128.store offset=${a.col * 4} ${rowAt(a.row)} (local.get $${a.name}))`).join(' ')})
@@ -141,7 +160,7 @@ function tile4x8(relaxed: boolean, bias: BiasKind): string {
   (func $tile4x8${suffix(bias)} (param $a i32) (param $lda i32) (param $bp i32) (param $k i32)
       (param $c i32) (param $ldc i32) (param $bias i32) (param $nv i32) (param $slope f32)
       (param $tmp i32) (param $mode i32)
-    ${locals('v128', ...acc, 'b0', 'b1', 'x', 'slopev')}
+    ${locals('v128', ...acc, 'b0', 'b1', 'x', 'slopev', 'floorv')}
     ${locals('i32', 'a1', 'a2', 'a3', 'end')}
     ${init}
     (if (i32.and (local.get $mode) (i32.const ${ACCUMULATE})) (then
@@ -189,7 +208,7 @@ function tile1x32(relaxed: boolean, bias: BiasKind): string {
   return `
   (func $tile1x32${suffix(bias)} (param $a i32) (param $bp i32) (param $pb i32) (param $k i32)
       (param $c i32) (param $bias i32) (param $nv i32) (param $slope f32) (param $tmp i32)
-    ${locals('v128', ...acc, 'x', 'slopev')}
+    ${locals('v128', ...acc, 'x', 'slopev', 'floorv')}
     (local $ldc i32)
     ${locals('i32', 'q1', 'q2', 'q3', 'end')}
     ${init}
@@ -228,7 +247,7 @@ function tile1x8(relaxed: boolean, bias: BiasKind): string {
   return `
   (func $tile1x8${suffix(bias)} (param $a i32) (param $bp i32) (param $k i32)
       (param $c i32) (param $bias i32) (param $nv i32) (param $slope f32) (param $tmp i32)
-    ${locals('v128', 'c0', 'c1', 'x', 'slopev')}
+    ${locals('v128', 'c0', 'c1', 'x', 'slopev', 'floorv')}
     (local $ldc i32)
     (local $end i32)
     ${init}

@@ -1,3 +1,4 @@
+import { epilogue, epilogueInit } from './gemm-wat.js';
 import { locals, range } from './wat-text.js';
 
 /**
@@ -22,9 +23,6 @@ import { locals, range } from './wat-text.js';
  */
 export const NR64 = 8;
 
-const ZERO = '(v128.const i32x4 0 0 0 0)';
-const epilogue = (v: string): string =>
-  `(v128.bitselect ${v} (f32x4.add (f32x4.mul ${v} (local.get $slopev)) ${ZERO}) (f32x4.gt ${v} ${ZERO}))`;
 /** Two f64x2 → one f32x4 (lanes of `lo`, then of `hi`), each value rounded once. */
 const narrow = (lo: string, hi: string): string =>
   `(i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (f32x4.demote_f64x2_zero ${lo}) (f32x4.demote_f64x2_zero ${hi}))`;
@@ -35,7 +33,7 @@ const accs = range(2).flatMap((r) => range(4).map((v) => `c${r}${v}`));
 const tile = `
   (func $tile64 (param $a0 i32) (param $a1 i32) (param $b i32) (param $k i32) (param $c0 i32)
       (param $c1 i32) (param $bias i32) (param $nv i32) (param $slope f32)
-    ${locals('v128', ...accs, 'b0', 'b1', 'b2', 'b3', 'x0', 'x1', 'slopev', 'v')}
+    ${locals('v128', ...accs, 'b0', 'b1', 'b2', 'b3', 'x0', 'x1', 'slopev', 'floorv', 'v')}
     (local $kk i32)
     ${range(4)
       .map(
@@ -63,12 +61,14 @@ const tile = `
       (local.set $b (i32.add (local.get $b) (i32.const ${NR64 * 8})))
       (local.set $kk (i32.add (local.get $kk) (i32.const 1)))
       (br $ks)))
-    (local.set $slopev (f32x4.splat (local.get $slope)))
+    ${epilogueInit}
     ${range(2)
       .map(
-        (r) => `(local.set $v ${epilogue(narrow(`(local.get $c${r}0)`, `(local.get $c${r}1)`))})
+        (r) => `(local.set $v ${narrow(`(local.get $c${r}0)`, `(local.get $c${r}1)`)})
+    (local.set $v ${epilogue('(local.get $v)')})
     (call $store_partial (local.get $c${r}) (local.get $v) (local.get $nv))
-    (local.set $v ${epilogue(narrow(`(local.get $c${r}2)`, `(local.get $c${r}3)`))})
+    (local.set $v ${narrow(`(local.get $c${r}2)`, `(local.get $c${r}3)`)})
+    (local.set $v ${epilogue('(local.get $v)')})
     (call $store_partial (i32.add (local.get $c${r}) (i32.const 16)) (local.get $v)
       (i32.sub (local.get $nv) (i32.const 4)))`,
       )

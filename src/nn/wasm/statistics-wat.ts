@@ -1,3 +1,4 @@
+import { epilogue, epilogueInit, epilogueScalar } from './gemm-wat.js';
 import { locals } from './wat-text.js';
 
 /**
@@ -10,7 +11,7 @@ import { locals } from './wat-text.js';
  *
  * channel_sums_act(src, rows, width, channels, acc, slope): the same sums of the block, which then
  * becomes v > 0 ? v : v·slope + 0 in place — the GEMM's epilogue (gemm-wat.ts: slope 0 is ReLU,
- * 1 the identity, others LeakyReLU), so a pre-activation tap reads a step's values and activates
+ * with ReLU(−∞) = +0; 1 the identity, others LeakyReLU), so a pre-activation tap reads a step's values and activates
  * them in one pass over the block instead of two (live drift statistics on the served plan).
  */
 
@@ -19,14 +20,6 @@ const high = (v: string) =>
   `(f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 ${v} ${v}))`;
 const hsum = (v: string) => `(f64.add (f64x2.extract_lane 0 ${v}) (f64x2.extract_lane 1 ${v}))`;
 
-/** The GEMM's epilogue on a vector (v > 0 ? v : v·slope + 0, $slopev the slope in every lane). */
-const activateVector = (v: string) =>
-  `(v128.bitselect ${v} (f32x4.add (f32x4.mul ${v} (local.get $slopev)) (v128.const i32x4 0 0 0 0))
-    (f32x4.gt ${v} (v128.const i32x4 0 0 0 0)))`;
-/** The same on one value ($f the value, $slope the slope). */
-const activateScalar = `(select (local.get $f)
-    (f32.add (f32.mul (local.get $f) (local.get $slope)) (f32.const 0)) (f32.gt (local.get $f) (f32.const 0)))`;
-
 /**
  * The pieces of a sums kernel that differ when it also activates the block: the extra parameter
  * and locals, the in-place store of a vector at $p (or $src) and of a value.
@@ -34,15 +27,14 @@ const activateScalar = `(select (local.get $f)
 const activation = (act: boolean) => ({
   name: act ? '_act' : '',
   param: act ? '(param $slope f32)' : '',
-  locals: act ? `(local $slopev v128) (local $f f32)` : '',
-  init: act ? '(local.set $slopev (f32x4.splat (local.get $slope)))' : '',
-  storeVector: (at: string) =>
-    act ? `(v128.store ${at} ${activateVector('(local.get $x)')})` : '',
+  locals: act ? `(local $slopev v128) (local $floorv v128) (local $f f32)` : '',
+  init: act ? epilogueInit : '',
+  storeVector: (at: string) => (act ? `(v128.store ${at} ${epilogue('(local.get $x)')})` : ''),
   /** Loads the value at `at` widened into $d (and keeps it in $f to activate and store). */
   loadValue: (at: string) =>
     act
       ? `(local.set $f (f32.load ${at})) (local.set $d (f64.promote_f32 (local.get $f)))
-          (f32.store ${at} ${activateScalar})`
+          (f32.store ${at} ${epilogueScalar('(local.get $f)')})`
       : `(local.set $d (f64.promote_f32 (f32.load ${at})))`,
 });
 

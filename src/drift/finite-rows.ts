@@ -1,0 +1,50 @@
+import type { ChannelSums, Executor, StatisticsProbe } from '../inference/index.js';
+
+/**
+ * Rows of one block checked at once when a whole sample's statistics are not finite; a block whose
+ * statistics are not finite either is checked row by row.
+ */
+const BLOCK_ROWS = 64;
+
+/**
+ * The rows of `input` ([rows, inputWidth]) whose tapped tensors are all finite, in order, and how
+ * many: a row whose outputs are finite may still have overflowed inside the network (−∞ before a
+ * ReLU, which clamps it to 0), and its BatchNorm statistics are then ±∞ or NaN — a recalibration
+ * or a picture of such a row fails. The taps' float64 sums are finite exactly when every value they
+ * read is (a float32 value's square is at most 1.2e77), so one statistics pass
+ * (Executor.accumulate, through the last tapped step) clears a whole sample; only when it does not
+ * are blocks of BLOCK_ROWS checked, and the rows of a block that fails one by one: at most about
+ * three passes' work. `input` itself is returned when every row is kept.
+ */
+export function rowsWithFiniteStatistics(
+  executor: Executor,
+  probe: StatisticsProbe,
+  input: Float32Array,
+  rows: number,
+): { rows: Float32Array; count: number } {
+  const width = executor.plan.inputWidth;
+  const finite = (from: number, count: number): boolean => {
+    probe.reset();
+    executor.accumulate(input.subarray(from * width, (from + count) * width), count, probe);
+    return probe.sums.every(finiteSums);
+  };
+  if (rows === 0 || finite(0, rows)) return { rows: input, count: rows };
+  const kept: number[] = [];
+  for (let from = 0; from < rows; from += BLOCK_ROWS) {
+    const count = Math.min(BLOCK_ROWS, rows - from);
+    if (finite(from, count)) for (let r = from; r < from + count; r++) kept.push(r);
+    else for (let r = from; r < from + count; r++) if (finite(r, 1)) kept.push(r);
+  }
+  probe.reset();
+  const out = new Float32Array(kept.length * width);
+  kept.forEach((r, i) => {
+    out.set(input.subarray(r * width, (r + 1) * width), i * width);
+  });
+  return { rows: out, count: kept.length };
+}
+
+function finiteSums(sums: ChannelSums): boolean {
+  for (let c = 0; c < sums.channels; c++)
+    if (!Number.isFinite(sums.sum[c]!) || !Number.isFinite(sums.sumSquares[c]!)) return false;
+  return true;
+}
