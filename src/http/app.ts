@@ -201,6 +201,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   app.decorate('deps', deps);
   app.decorateRequest('inference', undefined);
   app.decorateRequest('modelName', undefined);
+  app.decorateRequest('servedVersion', undefined);
   app.decorateRequest('receivedAt', 0);
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
@@ -262,7 +263,8 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     const elapsedMs = reply.elapsedTime;
     const durationMs = Math.round(elapsedMs * 1000) / 1000;
     const seconds = elapsedMs / 1000;
-    const version = inference ? String(inference.version) : '';
+    const servedVersion = inference?.version ?? request.servedVersion;
+    const version = servedVersion === undefined ? '' : String(servedVersion);
     metrics.observeRequest(
       request.method,
       route,
@@ -308,6 +310,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
           status: reply.statusCode,
           durationMs,
           ...(request.modelName ? { model: request.modelName } : {}),
+          ...(servedVersion !== undefined ? { version: servedVersion } : {}),
         },
         'request',
       );
