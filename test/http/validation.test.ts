@@ -4,6 +4,7 @@
  * `errors: [{path, message}]` naming each offending place.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ADMIN } from '../helpers/admin.js';
 import { makeTestApp, type TestApp } from '../helpers/app.js';
 import { digitsRow, expectInvalid, expectProblem, inferBody } from './http-helpers.js';
 
@@ -320,8 +321,9 @@ describe('media types', () => {
     });
   }
 
-  it('the 415 lists every type the route reads', async () => {
-    const accepts = 'this route accepts application/json, application/octet-stream';
+  it("the 415 lists every type the route reads, curl -d's type among the JSON ones", async () => {
+    const accepts =
+      'this route accepts application/json, application/x-www-form-urlencoded (read as JSON), application/octet-stream';
     for (const url of [PREDICT, '/v2/models/digits/infer']) {
       const res = await t.app.inject({
         method: 'POST',
@@ -333,6 +335,16 @@ describe('media types', () => {
         `unsupported Content-Type; ${accepts}`,
       );
     }
+    // A route that reads JSON only (it declares no types).
+    const activate = await t.app.inject({
+      method: 'POST',
+      url: '/v1/models/digits/versions/1:activate',
+      headers: { ...ADMIN, 'content-type': 'text/plain' },
+      payload: '{}',
+    });
+    expect(expectProblem(activate, 415, 'UNSUPPORTED_MEDIA_TYPE').detail).toBe(
+      'unsupported Content-Type; this route accepts application/json, application/x-www-form-urlencoded (read as JSON)',
+    );
   });
 
   it('application/json with a charset parameter is accepted', async () => {
