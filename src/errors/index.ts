@@ -2,6 +2,7 @@ export { type ErrorCode, errorCatalogue } from './catalogue.js';
 export {
   describeInput,
   describeRange,
+  expecting,
   type IssueFacts,
   issueMessage,
   type NumberRange,

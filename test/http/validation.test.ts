@@ -441,7 +441,7 @@ describe('malformed JSON', () => {
 
   it('a JSON body that is not an object is a 400 INVALID_INPUT at (root)', async () => {
     expectInvalid(await postRaw('[]', 'application/json'), [
-      { path: '(root)', message: 'Invalid input: expected object, received array' },
+      { path: '(root)', message: 'expected an object, got an array' },
     ]);
   });
 });
@@ -496,7 +496,7 @@ describe('the request object', () => {
 
   it('a signature_name that is not a string is a 400 naming signature_name', async () => {
     expectInvalid(await post({ signature_name: 1, instances: [digitsRow()] }), [
-      { path: 'signature_name', message: 'Invalid input: expected string, received number' },
+      { path: 'signature_name', message: 'expected a string, got 1' },
     ]);
   });
 });
@@ -504,7 +504,29 @@ describe('the request object', () => {
 describe('query and path parameters', () => {
   it('fused other than true/false is a 400 naming query.fused', async () => {
     expectInvalid(await post({ instances: [digitsRow()] }, `${PREDICT}?fused=yes`), [
-      { path: 'query.fused', message: /^Invalid option/ },
+      { path: 'query.fused', message: 'expected one of "true", "false", got "yes"' },
+    ]);
+  });
+
+  it('a query parameter out of its range or its set names what it takes and quotes what came', async () => {
+    expectInvalid(await post({ instances: [digitsRow()] }, `${PREDICT}?fused=1`), [
+      { path: 'query.fused', message: 'expected one of "true", "false", got "1"' },
+    ]);
+    const recalibrate = (query: string) =>
+      t.app.inject({
+        method: 'POST',
+        url: `/v1/models/digits:recalibrate?${query}`,
+        headers: ADMIN,
+        payload: { instances: [digitsRow(), digitsRow(1)] },
+      });
+    expectInvalid(await recalibrate('mode=fast'), [
+      { path: 'query.mode', message: 'expected one of "exact", "prior", "running", got "fast"' },
+    ]);
+    expectInvalid(await recalibrate('batch_size=1'), [
+      { path: 'query.batch_size', message: 'expected an integer from 2 to 65536, got 1' },
+    ]);
+    expectInvalid(await recalibrate('note=' + 'n'.repeat(2000)), [
+      { path: 'query.note', message: /^expected at most \d+ characters, got 2000$/ },
     ]);
   });
 
@@ -516,13 +538,16 @@ describe('query and path parameters', () => {
 
   it('version 0 is a 400 naming path.version', async () => {
     expectInvalid(await post({ instances: [digitsRow()] }, '/v2/models/digits/versions/0/infer'), [
-      { path: 'path.version', message: 'a positive integer' },
+      { path: 'path.version', message: 'expected a positive integer, got "0"' },
     ]);
   });
 
   it('a model name starting with "_" is a 400 naming path.name', async () => {
     expectInvalid(await t.app.inject({ url: '/v1/models/_digits' }), [
-      { path: 'path.name', message: 'a model name: letters, digits, ".", "_", "-"' },
+      {
+        path: 'path.name',
+        message: 'expected a model name: letters, digits, ".", "_", "-", got "_digits"',
+      },
     ]);
   });
 });
