@@ -4,6 +4,7 @@ export {
   describeRange,
   expecting,
   type IssueFacts,
+  inNumberRange,
   issueMessage,
   type NumberRange,
   rangeMessage,

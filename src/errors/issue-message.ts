@@ -67,6 +67,18 @@ export function describeRange(range: NumberRange): string {
   return kind;
 }
 
+/** Whether `value` is a number within `range` (an integer if it asks for one). */
+export function inNumberRange(range: NumberRange, value: unknown): value is number {
+  if (typeof value !== 'number' || !Number.isFinite(value)) return false;
+  if (range.integer && !Number.isSafeInteger(value)) return false;
+  const { min, max } = range;
+  if (min !== undefined && (range.minInclusive === false ? value <= min : value < min))
+    return false;
+  if (max !== undefined && (range.maxInclusive === false ? value >= max : value > max))
+    return false;
+  return true;
+}
+
 /** `expected an integer from 0 to 65535, got "abc"`: one message for every way to miss a range. */
 export function rangeMessage(range: NumberRange, input: unknown): string {
   return `expected ${describeRange(range)}, got ${describeInput(input)}`;

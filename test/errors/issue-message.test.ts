@@ -2,7 +2,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { describeRange, expecting, issueMessage } from '../../src/errors/index.js';
+import { describeRange, expecting, inNumberRange, issueMessage } from '../../src/errors/index.js';
 
 const message = (schema: z.ZodType, value: unknown) =>
   schema.safeParse(value, { error: issueMessage }).error?.issues[0]?.message;
@@ -69,6 +69,27 @@ describe('issueMessage words every kind of issue a request or a config meets', (
     expect(
       message(z.string().regex(/^[1-9][0-9]*$/, { error: expecting('a positive integer') }), '01'),
     ).toBe('expected a positive integer, got "01"');
+  });
+});
+
+describe('inNumberRange', () => {
+  it('holds a value to the range describeRange words', () => {
+    const batch = { integer: true, min: 2, max: 65536 };
+    expect([1, 2, 65536, 65537, 2.5, Number.NaN].map((v) => inNumberRange(batch, v))).toEqual([
+      false,
+      true,
+      true,
+      false,
+      false,
+      false,
+    ]);
+    const open = { integer: false, min: 0, minInclusive: false, max: 1, maxInclusive: false };
+    expect([0, 0.5, 1, '0.5'].map((v) => inNumberRange(open, v))).toEqual([
+      false,
+      true,
+      false,
+      false,
+    ]);
   });
 });
 

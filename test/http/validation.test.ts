@@ -525,7 +525,7 @@ describe('query and path parameters', () => {
     expectInvalid(await recalibrate('batch_size=1'), [
       { path: 'query.batch_size', message: 'expected an integer from 2 to 65536, got 1' },
     ]);
-    expectInvalid(await recalibrate('note=' + 'n'.repeat(2000)), [
+    expectInvalid(await recalibrate(`note=${'n'.repeat(2000)}`), [
       { path: 'query.note', message: /^expected at most \d+ characters, got 2000$/ },
     ]);
   });

@@ -1,8 +1,8 @@
 import { z } from 'zod';
 import {
   jobRecordSchema,
-  MAX_PRIOR_STRENGTH,
-  MAX_RECALIBRATION_BATCH_SIZE,
+  PRIOR_STRENGTH_RANGE,
+  RECALIBRATION_BATCH_SIZE_RANGE,
 } from '../../service/index.js';
 import { LIMITS } from './limits.js';
 
@@ -14,14 +14,14 @@ const modeField = z.enum(recalibrationModes).meta({
 });
 /** The numeric options, for a JSON body (`z.number()`) or the query string (`z.coerce.number()`). */
 const priorStrengthOf = (n: z.ZodNumber) =>
-  n.min(0).max(MAX_PRIOR_STRENGTH).meta({
+  n.min(PRIOR_STRENGTH_RANGE.min!).max(PRIOR_STRENGTH_RANGE.max!).meta({
     description: 'prior mode: the weight N of the source statistics, in rows (default 16)',
   });
 const batchSizeOf = (n: z.ZodNumber) =>
   n
     .int()
-    .min(2)
-    .max(MAX_RECALIBRATION_BATCH_SIZE)
+    .min(RECALIBRATION_BATCH_SIZE_RANGE.min!)
+    .max(RECALIBRATION_BATCH_SIZE_RANGE.max!)
     .meta({ description: 'running mode: rows per batch (default 256)' });
 const note = z
   .string()
