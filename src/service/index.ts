@@ -119,7 +119,12 @@ export {
   type RowSource,
   sampleRows,
 } from './row-source.js';
-export { parseServerConfig, type ServerConfig, serverConfigSchema } from './server-config.js';
+export {
+  numericText,
+  parseServerConfig,
+  type ServerConfig,
+  serverConfigSchema,
+} from './server-config.js';
 export {
   bytesTensor,
   checkFinite,

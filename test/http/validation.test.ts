@@ -525,6 +525,16 @@ describe('query and path parameters', () => {
     expectInvalid(await recalibrate('batch_size=1'), [
       { path: 'query.batch_size', message: 'expected an integer from 2 to 65536, got 1' },
     ]);
+    // Text that is no number is quoted as sent (not NaN), and an empty value is not 0.
+    expectInvalid(await recalibrate('prior_strength=strong'), [
+      {
+        path: 'query.prior_strength',
+        message: 'expected a number from 0 to 1000000000000, got "strong"',
+      },
+    ]);
+    expectInvalid(await recalibrate('batch_size='), [
+      { path: 'query.batch_size', message: 'expected an integer from 2 to 65536, got ""' },
+    ]);
     expectInvalid(await recalibrate(`note=${'n'.repeat(2000)}`), [
       { path: 'query.note', message: /^expected at most \d+ characters, got 2000$/ },
     ]);

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import {
   jobRecordSchema,
+  numericText,
   PRIOR_STRENGTH_RANGE,
   RECALIBRATION_BATCH_SIZE_RANGE,
 } from '../../service/index.js';
@@ -12,7 +13,11 @@ const modeField = z.enum(recalibrationModes).meta({
   description:
     'exact: AdaBN statistics over all rows (default); prior: blended with the source statistics; running: update_bn-style batches',
 });
-/** The numeric options, for a JSON body (`z.number()`) or the query string (`z.coerce.number()`). */
+/**
+ * The numeric options, for a JSON body or the query string, whose text is read as the server
+ * configuration's is (numericText: text that is no number, or none — `?batch_size=`, which
+ * Number() reads as 0 — stays text, so the message quotes what was sent).
+ */
 const priorStrengthOf = (n: z.ZodNumber) =>
   n.min(PRIOR_STRENGTH_RANGE.min!).max(PRIOR_STRENGTH_RANGE.max!).meta({
     description: 'prior mode: the weight N of the source statistics, in rows (default 16)',
@@ -68,8 +73,8 @@ const booleanString = z.enum(['true', 'false']).transform((v) => v === 'true');
 /** Options in the query string, for the NDJSON and float32 uploads (JSON bodies may use them too). */
 export const recalibrateQuerySchema = z.strictObject({
   mode: modeField.optional(),
-  prior_strength: priorStrengthOf(z.coerce.number()).optional(),
-  batch_size: batchSizeOf(z.coerce.number()).optional(),
+  prior_strength: z.preprocess(numericText, priorStrengthOf(z.number())).optional(),
+  batch_size: z.preprocess(numericText, batchSizeOf(z.number())).optional(),
   activate: booleanString.optional().meta({ description: 'false publishes without serving it' }),
   note: note.optional(),
 });
