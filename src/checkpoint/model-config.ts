@@ -1,5 +1,11 @@
 import { z } from 'zod';
-import { describeLocations, issuesToLocations, NormserveError } from '../errors/index.js';
+import {
+  describeLocations,
+  expecting,
+  issueMessage,
+  issuesToLocations,
+  NormserveError,
+} from '../errors/index.js';
 import { numelOf } from '../nn/index.js';
 import type { Shape } from './layers/layer-definition.js';
 import { checkLayerChain, layerSchema } from './layers/registry.js';
@@ -33,12 +39,11 @@ export const MODEL_FORMAT = 'normserve.model/v1';
 
 /** A model's name: also its directory in a repository, so no path separators and no leading dot. */
 export const MODEL_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
-export const modelNameSchema = z
-  .string()
-  .regex(
-    MODEL_NAME_PATTERN,
+export const modelNameSchema = z.string().regex(MODEL_NAME_PATTERN, {
+  error: expecting(
     'letters, digits, ".", "_" and "-" (at most 128), starting with a letter or digit',
-  );
+  ),
+});
 
 /** Unknown top-level keys are kept (looseObject), so a recalibrated version carries them on. */
 export const modelConfigSchema = z.looseObject({
@@ -74,7 +79,7 @@ export type ModelConfig = z.output<typeof modelConfigSchema>;
 export function parseModelConfig(value: unknown, source = 'config.json'): ModelConfig {
   // Parsed once per load: zod's compiled fast path (generated on an object schema's first parse)
   // pays off only over many parses, and generating it cost a model's cold load ~3–4 ms of CPU.
-  const parsed = modelConfigSchema.safeParse(value, { jitless: true });
+  const parsed = modelConfigSchema.safeParse(value, { jitless: true, error: issueMessage });
   if (!parsed.success) {
     const errors = issuesToLocations(parsed.error.issues);
     throw new NormserveError('MODEL_CONFIG_INVALID', `${source}: ${describeLocations(errors)}`, {

@@ -8,13 +8,15 @@
  */
 import { readFile } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
-import { Command, InvalidArgumentError, Option } from 'commander';
-import { NormserveError } from '../errors/index.js';
+import { Command, Option } from 'commander';
+import { inNumberRange, NormserveError, type NumberRange, rangeMessage } from '../errors/index.js';
 import {
   featureNamesOf,
   inputShapeOf,
   JobRegistry,
   ModelRegistry,
+  PRIOR_STRENGTH_RANGE,
+  RECALIBRATION_BATCH_SIZE_RANGE,
   RecalibrationService,
 } from '../service/index.js';
 import { numericCell, parseCsv } from '../training/index.js';
@@ -24,22 +26,26 @@ interface Flags {
   model: string;
   data: string;
   mode: 'exact' | 'prior' | 'running';
-  priorStrength?: number;
-  batchSize?: number;
+  priorStrength?: string;
+  batchSize?: string;
   activate: boolean;
   note?: string;
   labelColumn: string;
 }
 
-const positiveNumber = (flag: string, integer: boolean) => (value: string) => {
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n) || n < 0 || (integer && !Number.isInteger(n))) {
-    throw new InvalidArgumentError(
-      `${flag} needs a non-negative ${integer ? 'integer' : 'number'}, got "${value}"`,
-    );
-  }
-  return n;
-};
+/**
+ * A numeric flag's value, held to the option's range with the flag's name, in the words of every
+ * other range message: `--batch-size: expected an integer from 2 to 65536, got 1`.
+ */
+function numberFlag(flag: string, value: string | undefined, range: NumberRange) {
+  if (value === undefined) return undefined;
+  const n = value.trim() === '' ? Number.NaN : Number(value);
+  if (inNumberRange(range, n)) return n;
+  const message = rangeMessage(range, Number.isFinite(n) ? n : value);
+  throw new NormserveError('INVALID_INPUT', `${flag}: ${message}`, {
+    errors: [{ path: flag, message }],
+  });
+}
 
 function rowsFromNdjson(text: string, source: string): number[][] {
   const rows: number[][] = [];
@@ -80,22 +86,16 @@ async function main(argv: readonly string[]): Promise<void> {
         .choices(['exact', 'prior', 'running'])
         .default('exact'),
     )
-    .option(
-      '--prior-strength <n>',
-      'prior mode: weight of the source statistics, in rows',
-      positiveNumber('--prior-strength', false),
-    )
-    .option(
-      '--batch-size <n>',
-      'running mode: rows per batch',
-      positiveNumber('--batch-size', true),
-    )
+    .option('--prior-strength <n>', 'prior mode: weight of the source statistics, in rows')
+    .option('--batch-size <n>', 'running mode: rows per batch')
     .option('--no-activate', 'publish without making it the served version')
     .option('--note <text>', 'recorded in the new version’s provenance')
     .option('--label-column <name>', 'CSV column to ignore', 'label')
     .exitOverride();
   program.parse(argv, { from: 'node' });
   const flags = program.opts<Flags>();
+  const priorStrength = numberFlag('--prior-strength', flags.priorStrength, PRIOR_STRENGTH_RANGE);
+  const batchSize = numberFlag('--batch-size', flags.batchSize, RECALIBRATION_BATCH_SIZE_RANGE);
 
   const dir = flags.model.replace(/\/+$/, '');
   const name = basename(dir);
@@ -132,8 +132,8 @@ async function main(argv: readonly string[]): Promise<void> {
     {
       model: name,
       mode: flags.mode,
-      priorStrength: flags.priorStrength,
-      batchSize: flags.batchSize,
+      priorStrength,
+      batchSize,
       activate: flags.activate,
       note: flags.note,
     },

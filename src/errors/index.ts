@@ -2,7 +2,9 @@ export { type ErrorCode, errorCatalogue } from './catalogue.js';
 export {
   describeInput,
   describeRange,
+  expecting,
   type IssueFacts,
+  inNumberRange,
   issueMessage,
   type NumberRange,
   rangeMessage,

@@ -7,12 +7,30 @@ import { quote } from './quote.js';
 export interface IssueFacts {
   code: string;
   input?: unknown;
-  expected?: string;
-  origin?: string;
-  minimum?: number | bigint;
-  maximum?: number | bigint;
-  inclusive?: boolean;
-  values?: readonly unknown[];
+  expected?: string | undefined;
+  origin?: string | undefined;
+  minimum?: number | bigint | undefined;
+  maximum?: number | bigint | undefined;
+  inclusive?: boolean | undefined;
+  values?: readonly unknown[] | undefined;
+  /** A length bound that is the only length allowed (`z.array(…).length(3)`). */
+  exact?: boolean | undefined;
+  /** invalid_format: the format (`regex`, `starts_with`, `email`, …) and what it asks for. */
+  format?: string | undefined;
+  pattern?: string | undefined;
+  prefix?: string | undefined;
+  suffix?: string | undefined;
+  includes?: string | undefined;
+  divisor?: number | bigint | undefined;
+  /** unrecognized_keys: the keys a strict object does not know. */
+  keys?: readonly string[] | undefined;
+  /** invalid_union of a discriminated union: the discriminator and the values it takes. */
+  discriminator?: string | undefined;
+  options?: readonly unknown[] | undefined;
+  /** invalid_union: the issues of each option, already worded (by this map too). */
+  errors?:
+    | readonly (readonly { code: string; path: readonly PropertyKey[]; message: string }[])[]
+    | undefined;
   /**
    * The schema that raised the issue (zod 4 gives it): a number schema's `isInt` says whether it
    * takes integers only.
@@ -49,10 +67,32 @@ export function describeRange(range: NumberRange): string {
   return kind;
 }
 
+/** Whether `value` is a number within `range` (an integer if it asks for one). */
+export function inNumberRange(range: NumberRange, value: unknown): value is number {
+  if (typeof value !== 'number' || !Number.isFinite(value)) return false;
+  if (range.integer && !Number.isSafeInteger(value)) return false;
+  const { min, max } = range;
+  if (min !== undefined && (range.minInclusive === false ? value <= min : value < min))
+    return false;
+  if (max !== undefined && (range.maxInclusive === false ? value >= max : value > max))
+    return false;
+  return true;
+}
+
 /** `expected an integer from 0 to 65535, got "abc"`: one message for every way to miss a range. */
 export function rangeMessage(range: NumberRange, input: unknown): string {
   return `expected ${describeRange(range)}, got ${describeInput(input)}`;
 }
+
+/**
+ * A schema's own message for a check whose rule is worded better than its mechanism (a pattern):
+ * `.regex(VERSION, { error: expecting('a positive integer') })` reads `expected a positive
+ * integer, got "01"`, in the words of issueMessage.
+ */
+export const expecting =
+  (what: string) =>
+  (issue: { input?: unknown }): string =>
+    `expected ${what}, got ${describeInput(issue.input)}`;
 
 /** A value a client or an operator gave, as a message shows it: `"abc"`, `-1`, `an array`. */
 export function describeInput(input: unknown): string {
@@ -69,15 +109,117 @@ const KINDS: Readonly<Record<string, string>> = {
   string: 'a string',
   boolean: 'true or false',
   array: 'an array',
+  tuple: 'an array',
   object: 'an object',
+  record: 'an object',
+  null: 'null',
 };
+
+/** What a length bound counts, by the issue's origin. */
+const UNITS: Readonly<Record<string, string>> = {
+  string: 'character',
+  array: 'item',
+  set: 'item',
+  file: 'byte',
+};
+
+const counted = (n: number | bigint, unit: string): string =>
+  `${n} ${unit}${Number(n) === 1 ? '' : 's'}`;
+
+/** The values a value may take, as a message lists them: `"a"`, `one of "a", "b"`. */
+const oneOf = (values: readonly unknown[]): string =>
+  `${values.length === 1 ? '' : 'one of '}${values.map((v) => JSON.stringify(v)).join(', ')}`;
+
+/** The length of a string, an array or a set, as a message gives it; else the value itself. */
+function lengthOf(input: unknown): string {
+  if (typeof input === 'string' || Array.isArray(input)) return String(input.length);
+  if (input instanceof Set) return String(input.size);
+  return describeInput(input);
+}
+
+/** What a string format asks for: `a string matching /^a/`, `a string starting with "x"`. */
+function describeFormat(issue: IssueFacts): string {
+  switch (issue.format) {
+    case 'regex':
+      return `a string matching ${issue.pattern}`;
+    case 'starts_with':
+      return `a string starting with ${JSON.stringify(issue.prefix)}`;
+    case 'ends_with':
+      return `a string ending with ${JSON.stringify(issue.suffix)}`;
+    case 'includes':
+      return `a string containing ${JSON.stringify(issue.includes)}`;
+    default:
+      return `a valid ${issue.format ?? 'string'}`;
+  }
+}
+
+/**
+ * A union no option of which took the value: when every option refused it for its type or its
+ * value at the top (`z.union([z.number(), z.string()])` given true), what each one expected,
+ * from the option's own message (`expected a number or a string, got true`); else undefined.
+ */
+function unionMessage(issue: IssueFacts, got: string): string | undefined {
+  const expected: string[] = [];
+  for (const option of issue.errors ?? []) {
+    const top = option.length === 1 && option[0]!.path.length === 0 ? option[0]! : undefined;
+    const match = top && /^expected (.+), got /s.exec(top.message);
+    if (!match) return undefined;
+    if (!expected.includes(match[1]!)) expected.push(match[1]!);
+  }
+  return expected.length === 0 ? undefined : `expected ${expected.join(' or ')}, ${got}`;
+}
+
+/** A bound of a zod 4 number schema, as its checks hold it (`schema._zod.def.checks`). */
+interface BoundCheck {
+  _zod?: { def?: { check?: string; value?: unknown; inclusive?: boolean } };
+}
+
+/**
+ * The whole range of the number schema that raised an issue, from its bound checks (the tightest
+ * of each side, as zod checks each), so a miss on one side names both (`an integer from 2 to
+ * 65536`) as the server configuration's hand-written ranges do; undefined bounds when the schema
+ * has none (or is not a number schema).
+ */
+function rangeOf(schema: object | undefined, integer: boolean): NumberRange {
+  const range: NumberRange = { integer };
+  const checks = (schema as { _zod?: { def?: { checks?: readonly BoundCheck[] } } } | undefined)
+    ?._zod?.def?.checks;
+  for (const check of checks ?? []) {
+    const def = check._zod?.def;
+    if (def === undefined || typeof def.value !== 'number') continue;
+    const inclusive = def.inclusive === true;
+    if (def.check === 'greater_than') {
+      if (
+        range.min === undefined ||
+        def.value > range.min ||
+        (def.value === range.min && !inclusive)
+      ) {
+        range.min = def.value;
+        range.minInclusive = inclusive;
+      }
+    } else if (def.check === 'less_than') {
+      if (
+        range.max === undefined ||
+        def.value < range.max ||
+        (def.value === range.max && !inclusive)
+      ) {
+        range.max = def.value;
+        range.maxInclusive = inclusive;
+      }
+    }
+  }
+  return range;
+}
 
 /**
  * The messages of a zod error map (`schema.safeParse(value, { error: issueMessage })`), in the
  * style of normserve's own: `expected a number ≥ 0, got -1`, `expected an integer > 0, got -4`
  * (the schema takes integers only), `expected one of "batchnorm",
- * "layernorm", "none", got "groupnorm"`. The rules stay in the schema (the bounds are the issue's);
- * undefined leaves zod's message, and a message a schema writes itself wins over this map.
+ * "layernorm", "none", got "groupnorm"`, `expected at most 128 characters, got 300`,
+ * `unknown field "rate"`. Every parse whose issues reach a user passes it: the HTTP validation
+ * (http/validation.ts), gRPC messages, config.json, the training and the server configuration.
+ * The rules stay in the schema (the bounds are its checks'); undefined leaves zod's message, and
+ * a message a schema writes itself wins over this map.
  */
 export function issueMessage(issue: IssueFacts): string | undefined {
   const got = `got ${describeInput(issue.input)}`;
@@ -86,25 +228,56 @@ export function issueMessage(issue: IssueFacts): string | undefined {
     issue.schema !== undefined && 'isInt' in issue.schema && issue.schema.isInt === true;
   switch (issue.code) {
     case 'invalid_type': {
-      if (integer && (issue.expected === 'number' || issue.expected === 'int'))
-        return rangeMessage({ integer }, issue.input);
+      if (issue.expected === 'number' || issue.expected === 'int')
+        return rangeMessage(rangeOf(issue.schema, integer), issue.input);
       const kind = issue.expected === undefined ? undefined : KINDS[issue.expected];
       return kind === undefined ? undefined : `expected ${kind}, ${got}`;
     }
     case 'too_small':
     case 'too_big': {
+      const small = issue.code === 'too_small';
+      const bound = small ? issue.minimum : issue.maximum;
+      if (bound === undefined) return undefined;
+      const unit = issue.origin === undefined ? undefined : UNITS[issue.origin];
+      if (unit !== undefined) {
+        // Lengths: `expected at least 1 item, got 0`, `expected exactly 2 items, got 3`.
+        const inclusive = issue.inclusive ?? true;
+        const n = inclusive || issue.exact ? Number(bound) : Number(bound) + (small ? 1 : -1);
+        const which = issue.exact ? 'exactly' : small ? 'at least' : 'at most';
+        return `expected ${which} ${counted(n, unit)}, got ${lengthOf(issue.input)}`;
+      }
       if (issue.origin !== 'number') return undefined;
-      const bound = Number(issue.code === 'too_small' ? issue.minimum : issue.maximum);
-      const range: NumberRange =
-        issue.code === 'too_small'
-          ? { integer, min: bound, minInclusive: issue.inclusive }
-          : { integer, max: bound, maxInclusive: issue.inclusive };
+      // The issue's bound is the one missed; the schema's range names the other side too.
+      const range = rangeOf(issue.schema, integer);
+      if (small && range.min === undefined) {
+        range.min = Number(bound);
+        range.minInclusive = issue.inclusive;
+      } else if (!small && range.max === undefined) {
+        range.max = Number(bound);
+        range.maxInclusive = issue.inclusive;
+      }
       return rangeMessage(range, issue.input);
     }
     case 'invalid_value':
-      return issue.values === undefined
+      return issue.values === undefined ? undefined : `expected ${oneOf(issue.values)}, ${got}`;
+    case 'invalid_format':
+      return `expected ${describeFormat(issue)}, ${got}`;
+    case 'not_multiple_of':
+      return issue.divisor === undefined
         ? undefined
-        : `expected ${issue.values.length === 1 ? '' : 'one of '}${issue.values.map((v) => JSON.stringify(v)).join(', ')}, ${got}`;
+        : `expected a multiple of ${issue.divisor}, ${got}`;
+    case 'unrecognized_keys':
+      return issue.keys === undefined || issue.keys.length === 0
+        ? undefined
+        : `unknown field${issue.keys.length === 1 ? '' : 's'} ${issue.keys.map((k) => quote(k)).join(', ')}`;
+    case 'invalid_union': {
+      // A discriminated union names its discriminator's values; the issue's input is the object.
+      if (issue.discriminator !== undefined && issue.options !== undefined) {
+        const input = issue.input as Record<string, unknown> | undefined;
+        return `expected ${oneOf(issue.options)}, got ${describeInput(input?.[issue.discriminator])}`;
+      }
+      return unionMessage(issue, got);
+    }
     default:
       return undefined;
   }

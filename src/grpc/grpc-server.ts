@@ -11,6 +11,7 @@ import type { z } from 'zod';
 import {
   describeLocations,
   isNormserveError,
+  issueMessage,
   issuesToLocations,
   NormserveError,
 } from '../errors/index.js';
@@ -82,7 +83,7 @@ const statusNames = Object.fromEntries(
 
 /** A zod parse of a decoded message; a refusal is INVALID_INPUT naming the fields. */
 function parseMessage<T extends z.ZodType>(schema: T, value: unknown): z.output<T> {
-  const result = schema.safeParse(value);
+  const result = schema.safeParse(value, { error: issueMessage });
   if (result.success) return result.data;
   const errors = issuesToLocations(result.error.issues);
   throw new NormserveError('INVALID_INPUT', describeLocations(errors, 3), { errors });

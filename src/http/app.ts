@@ -15,7 +15,7 @@ import type { AppDeps, AppInstance } from './app-types.js';
 import { OCTET_STREAM } from './binary-infer.js';
 import { clientErrorHandler, httpServerOptions, limitConnections } from './connection-limits.js';
 import { decodeContentEncoding } from './content-encoding.js';
-import { parseJsonBody } from './json-body.js';
+import { JSON_BODY_TYPES, parseJsonBody } from './json-body.js';
 import type { ServiceMetrics } from './metrics.js';
 import { notFoundHandler } from './not-found.js';
 import { openApiPath, registerOpenApi } from './openapi.js';
@@ -201,6 +201,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   app.decorate('deps', deps);
   app.decorateRequest('inference', undefined);
   app.decorateRequest('modelName', undefined);
+  app.decorateRequest('servedVersion', undefined);
   app.decorateRequest('receivedAt', 0);
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
@@ -208,16 +209,11 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   app.setNotFoundHandler(notFoundHandler(app));
   // JSON only where JSON is declared: drop Fastify's text/plain parser so other types get 415.
   app.removeContentTypeParser('text/plain');
-  // Fastify's JSON parser, with the position of a syntax error in the problem (json-body.ts).
+  // Fastify's JSON parser, with the position of a syntax error in the problem (json-body.ts), for
+  // application/json and curl's -d type (JSON_BODY_TYPES).
   app.removeContentTypeParser('application/json');
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, parseJsonBody);
-  // Also the type curl sends for `-d @file` without -H: TF Serving's documented examples post
-  // JSON that way, so it is read as JSON (and must parse as JSON, with the same protections).
-  app.addContentTypeParser(
-    'application/x-www-form-urlencoded',
-    { parseAs: 'string' },
-    parseJsonBody,
-  );
+  for (const type of JSON_BODY_TYPES)
+    app.addContentTypeParser(type, { parseAs: 'string' }, parseJsonBody);
 
   // Bodies sent with Content-Encoding gzip or deflate are read decoded, by every parser.
   app.addHook('preParsing', decodeContentEncoding);
@@ -262,7 +258,8 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     const elapsedMs = reply.elapsedTime;
     const durationMs = Math.round(elapsedMs * 1000) / 1000;
     const seconds = elapsedMs / 1000;
-    const version = inference ? String(inference.version) : '';
+    const servedVersion = inference?.version ?? request.servedVersion;
+    const version = servedVersion === undefined ? '' : String(servedVersion);
     metrics.observeRequest(
       request.method,
       route,
@@ -308,6 +305,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
           status: reply.statusCode,
           durationMs,
           ...(request.modelName ? { model: request.modelName } : {}),
+          ...(servedVersion !== undefined ? { version: servedVersion } : {}),
         },
         'request',
       );

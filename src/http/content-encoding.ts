@@ -111,14 +111,14 @@ export function decodedBody(
     out.receivedEncodedLength += chunk.length;
   });
   payload.on('error', fail);
-  decoder.on('error', (error) =>
+  const invalid = (why: string) =>
     fail(
       new NormserveError(
         'INVALID_INPUT',
-        `the body is not valid ${encoding} data (Content-Encoding): ${error.message}`,
+        `the body is not valid ${encoding} data (Content-Encoding): ${why}`,
       ),
-    ),
-  );
+    );
+  decoder.on('error', (error) => invalid(error.message));
   decoder.on('data', (chunk: Buffer) => {
     if (stopped) return;
     decodedBytes += chunk.length;
@@ -136,7 +136,28 @@ export function decodedBody(
     if (!out.write(chunk)) decoder.pause();
   });
   out.on('drain', () => decoder.resume());
-  decoder.on('end', () => out.end());
+  // The body ends where its compressed data ends. zlib's inflate stops at the end of its stream
+  // and drops whatever follows, unread, while gunzip reads what follows as the next member and
+  // fails on garbage (though it skips zero bytes): bytes the decoder never consumed
+  // (`bytesWritten` counts what it did) make either body invalid, with gunzip's 400. The check
+  // waits for both ends: inflate may end before the rest of the body has arrived.
+  let decoderEnded = false;
+  const finish = () => {
+    if (stopped) return;
+    const trailing = out.receivedEncodedLength - decoder.bytesWritten;
+    if (trailing > 0)
+      return invalid(
+        `${trailing} byte${trailing === 1 ? '' : 's'} after the end of the compressed data`,
+      );
+    out.end();
+  };
+  decoder.on('end', () => {
+    decoderEnded = true;
+    if (payload.readableEnded) finish();
+  });
+  payload.on('end', () => {
+    if (decoderEnded) finish();
+  });
   out.on('close', stop);
   payload.pipe(decoder);
   return out;

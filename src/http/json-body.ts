@@ -3,6 +3,14 @@ import { parse as locateJsonErrors } from 'jsonc-parser';
 import secureJson from 'secure-json-parse';
 import { NormserveError } from '../errors/index.js';
 
+/**
+ * The media types whose bodies are read as JSON (app.ts registers parseJsonBody for each; a 415
+ * lists them for every route that reads JSON). application/json, and the type curl sends for
+ * `-d @file` without -H: TF Serving's documented examples post JSON that way, so it is read as
+ * JSON (and must parse as JSON, with the same protections), never as form fields.
+ */
+export const JSON_BODY_TYPES = ['application/json', 'application/x-www-form-urlencoded'] as const;
+
 /** Where a JSON text stops being JSON: 1-based line and column, 0-based character offset. */
 export interface JsonPosition {
   line: number;

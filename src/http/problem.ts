@@ -6,6 +6,7 @@ import {
   isNormserveError,
   NormserveError,
 } from '../errors/index.js';
+import { JSON_BODY_TYPES } from './json-body.js';
 import { LIMITS } from './schemas/limits.js';
 
 /** RFC 9457 problem details, plus `error` (the message string TF Serving and OIP clients read). */
@@ -48,13 +49,21 @@ export function toProblem(error: NormserveError, instance: string): Problem {
 const MALFORMED_JSON =
   'malformed JSON: the body is not valid JSON, or has a "__proto__" or "constructor.prototype" key (refused)';
 
+const [JSON_TYPE, ...READ_AS_JSON] = JSON_BODY_TYPES;
+
 /**
  * The media types a route reads: those its schema declares (`consumes`, also what the OpenAPI
- * document lists), else JSON.
+ * document lists), else JSON; JSON with every type whose body is read as JSON (JSON_BODY_TYPES,
+ * the list the parsers are registered from): `application/json, application/x-www-form-urlencoded
+ * (read as JSON)`.
  */
 function acceptedTypes(request: FastifyRequest): readonly string[] {
   const consumes = (request.routeOptions?.schema as { consumes?: unknown } | undefined)?.consumes;
-  return Array.isArray(consumes) && consumes.length > 0 ? consumes : ['application/json'];
+  const types: readonly string[] =
+    Array.isArray(consumes) && consumes.length > 0 ? consumes : [JSON_TYPE];
+  return types.flatMap((type) =>
+    type === JSON_TYPE ? [type, ...READ_AS_JSON.map((t) => `${t} (read as JSON)`)] : [type],
+  );
 }
 
 /** Fastify's own errors (body parsing, limits, media types) as catalogue errors. */

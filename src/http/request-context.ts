@@ -19,6 +19,11 @@ declare module 'fastify' {
     inference: InferenceContext | undefined;
     /** The model a request addressed (set early so even failures are attributed). */
     modelName: string | undefined;
+    /**
+     * The version a request served without an inference (the ONNX download): its metrics and
+     * log line carry it as the prediction routes carry theirs.
+     */
+    servedVersion: number | undefined;
     /** performance.now() when the request arrived (for requests that never get a response). */
     receivedAt: number;
   }

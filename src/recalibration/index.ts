@@ -1,12 +1,14 @@
 export { createRecalibrator, recalibrate } from './create-recalibrator.js';
 export type { LayerShift } from './layer-shift.js';
 export {
+  BATCH_SIZE_RANGE,
   DEFAULT_BATCH_SIZE,
   DEFAULT_CHUNK_ROWS,
   DEFAULT_MAX_SAMPLES,
   DEFAULT_PRIOR_STRENGTH,
   MAX_BATCH_SIZE,
   MAX_PRIOR_STRENGTH,
+  PRIOR_STRENGTH_RANGE,
   type RecalibrationMode,
   type RecalibrationOptions,
   type RecalibrationProgress,

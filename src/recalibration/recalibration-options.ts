@@ -1,4 +1,10 @@
-import { NormserveError } from '../errors/index.js';
+import {
+  describeInput,
+  inNumberRange,
+  NormserveError,
+  type NumberRange,
+  rangeMessage,
+} from '../errors/index.js';
 import type { EngineOptions } from '../inference/index.js';
 import type { RowStore } from './row-store.js';
 
@@ -80,57 +86,47 @@ export interface ResolvedOptions {
 
 const MODES: readonly RecalibrationMode[] = ['exact', 'prior', 'running'];
 
-function integerAtLeast(
-  name: string,
-  value: number,
-  min: number,
-  max = Number.MAX_SAFE_INTEGER,
-): number {
-  if (!Number.isSafeInteger(value) || value < min || value > max) {
-    const range = max === Number.MAX_SAFE_INTEGER ? `≥ ${min}` : `in [${min}, ${max}]`;
-    throw new NormserveError(
-      'INVALID_INPUT',
-      `${name} must be an integer ${range}, got ${String(value)}`,
-      {
-        errors: [{ path: name, message: `expected an integer ${range}` }],
-      },
-    );
-  }
-  return value;
+/** The values of the numeric options, for their checks here and a CLI's flags. */
+export const BATCH_SIZE_RANGE: NumberRange = { integer: true, min: 2, max: MAX_BATCH_SIZE };
+export const PRIOR_STRENGTH_RANGE: NumberRange = {
+  integer: false,
+  min: 0,
+  max: MAX_PRIOR_STRENGTH,
+};
+
+/** `value` if it is within `range`, else INVALID_INPUT naming the option: `batchSize: expected …`. */
+function checked(name: string, value: number, range: NumberRange): number {
+  if (inNumberRange(range, value)) return value;
+  const message = rangeMessage(range, value);
+  throw new NormserveError('INVALID_INPUT', `${name}: ${message}`, {
+    errors: [{ path: name, message }],
+  });
 }
 
-/** Fills in the defaults; invalid values are INVALID_INPUT naming the option. */
 export function resolveOptions(options: RecalibrationOptions): ResolvedOptions {
   if (!MODES.includes(options.mode)) {
-    throw new NormserveError(
-      'INVALID_INPUT',
-      `mode must be one of ${MODES.join(', ')}, got ${String(options.mode)}`,
-      { errors: [{ path: 'mode', message: `expected one of ${MODES.join(', ')}` }] },
-    );
+    const message = `expected one of ${MODES.map((m) => JSON.stringify(m)).join(', ')}, got ${describeInput(options.mode)}`;
+    throw new NormserveError('INVALID_INPUT', `mode: ${message}`, {
+      errors: [{ path: 'mode', message }],
+    });
   }
-  const priorStrength = options.priorStrength ?? DEFAULT_PRIOR_STRENGTH;
-  if (!(priorStrength >= 0 && priorStrength <= MAX_PRIOR_STRENGTH)) {
-    throw new NormserveError(
-      'INVALID_INPUT',
-      `priorStrength must be a number in [0, ${MAX_PRIOR_STRENGTH}], got ${String(priorStrength)}`,
-      {
-        errors: [
-          { path: 'priorStrength', message: `expected a number in [0, ${MAX_PRIOR_STRENGTH}]` },
-        ],
-      },
-    );
-  }
+  const priorStrength = checked(
+    'priorStrength',
+    options.priorStrength ?? DEFAULT_PRIOR_STRENGTH,
+    PRIOR_STRENGTH_RANGE,
+  );
   return {
     mode: options.mode,
     priorStrength,
-    batchSize: integerAtLeast(
-      'batchSize',
-      options.batchSize ?? DEFAULT_BATCH_SIZE,
-      2,
-      MAX_BATCH_SIZE,
-    ),
-    chunkRows: integerAtLeast('chunkRows', options.chunkRows ?? DEFAULT_CHUNK_ROWS, 1),
-    maxSamples: integerAtLeast('maxSamples', options.maxSamples ?? DEFAULT_MAX_SAMPLES, 2),
+    batchSize: checked('batchSize', options.batchSize ?? DEFAULT_BATCH_SIZE, BATCH_SIZE_RANGE),
+    chunkRows: checked('chunkRows', options.chunkRows ?? DEFAULT_CHUNK_ROWS, {
+      integer: true,
+      min: 1,
+    }),
+    maxSamples: checked('maxSamples', options.maxSamples ?? DEFAULT_MAX_SAMPLES, {
+      integer: true,
+      min: 2,
+    }),
     onProgress: options.onProgress,
     pause: options.pause,
     engine: options.engine ?? {},

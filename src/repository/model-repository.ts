@@ -10,7 +10,12 @@ import {
   serializeCheckpoint,
   WEIGHTS_FILE,
 } from '../checkpoint/index.js';
-import { describeLocations, issuesToLocations, NormserveError } from '../errors/index.js';
+import {
+  describeLocations,
+  issueMessage,
+  issuesToLocations,
+  NormserveError,
+} from '../errors/index.js';
 import {
   fsyncPath,
   hostTag,
@@ -190,7 +195,7 @@ export class ModelRepository {
     } catch {
       throw new NormserveError('REPOSITORY_ERROR', `${where}: not valid JSON`);
     }
-    const parsed = activeRecordSchema.safeParse(value);
+    const parsed = activeRecordSchema.safeParse(value, { error: issueMessage });
     if (!parsed.success) {
       throw new NormserveError(
         'REPOSITORY_ERROR',

@@ -1,6 +1,8 @@
 export {
+  BATCH_SIZE_RANGE as RECALIBRATION_BATCH_SIZE_RANGE,
   MAX_BATCH_SIZE as MAX_RECALIBRATION_BATCH_SIZE,
   MAX_PRIOR_STRENGTH,
+  PRIOR_STRENGTH_RANGE,
 } from '../recalibration/index.js';
 export { JOBS_DIR, loadModelDirectory } from '../repository/index.js';
 export { bearerTokenCheck } from './bearer-token.js';
@@ -117,7 +119,12 @@ export {
   type RowSource,
   sampleRows,
 } from './row-source.js';
-export { parseServerConfig, type ServerConfig, serverConfigSchema } from './server-config.js';
+export {
+  numericText,
+  parseServerConfig,
+  type ServerConfig,
+  serverConfigSchema,
+} from './server-config.js';
 export {
   bytesTensor,
   checkFinite,

@@ -17,7 +17,7 @@ import { AUTO_RECALIBRATE_MODES, DEFAULT_DRIFT_THRESHOLD } from './drift-setting
  * which made PORT='' a random port; a variable with a default refuses it, as HOST and LOG_LEVEL
  * do, and the optional ones (ENGINE_THREADS, the tokens) read it as unset (emptyToUndefined).
  */
-const numeric = (v: unknown) =>
+export const numericText = (v: unknown) =>
   typeof v === 'string' && v.trim() !== '' && Number.isFinite(Number(v)) ? Number(v) : v;
 /**
  * A number in a range, one message for every way to miss it (errors/issue-message.ts words it):
@@ -31,7 +31,7 @@ const inRange = (range: NumberRange, meaning = '') => {
     n = range.minInclusive === false ? n.gt(range.min, { error }) : n.min(range.min, { error });
   if (range.max !== undefined)
     n = range.maxInclusive === false ? n.lt(range.max, { error }) : n.max(range.max, { error });
-  return z.preprocess(numeric, n);
+  return z.preprocess(numericText, n);
 };
 /** An integer from min to max; `meaning` follows the message (what a special value does). */
 const int = (min: number, max?: number, meaning?: string) =>

@@ -264,12 +264,24 @@ describe('recalibrate CLI', () => {
     {
       what: '--batch-size beyond its bound',
       args: ['--mode', 'running', '--batch-size', '1000000000'],
-      expected: /batchSize must be an integer in \[2, 65536\], got 1000000000/,
+      expected: /^recalibrate: --batch-size: expected an integer from 2 to 65536, got 1000000000$/,
+    },
+    {
+      what: '--batch-size 1 (a batch of one has no variance)',
+      args: ['--mode', 'running', '--batch-size', '1'],
+      expected: /^recalibrate: --batch-size: expected an integer from 2 to 65536, got 1$/,
     },
     {
       what: '--prior-strength beyond its bound',
       args: ['--mode', 'prior', '--prior-strength', '1e300'],
-      expected: /priorStrength must be a number in \[0, 1000000000000\]/,
+      expected:
+        /^recalibrate: --prior-strength: expected a number from 0 to 1000000000000, got 1e\+300$/,
+    },
+    {
+      what: '--prior-strength that is no number',
+      args: ['--mode', 'prior', '--prior-strength', 'strong'],
+      expected:
+        /^recalibrate: --prior-strength: expected a number from 0 to 1000000000000, got "strong"$/,
     },
     {
       what: 'an active-version.json that is not JSON',

@@ -542,7 +542,7 @@ describe('modes and options through HTTP', () => {
       headers: { ...ADMIN, 'content-type': 'text/csv' },
     });
     expect(expectProblem(csv, 415, 'UNSUPPORTED_MEDIA_TYPE').detail).toBe(
-      'unsupported Content-Type; this route accepts application/json, application/x-ndjson, application/octet-stream',
+      'unsupported Content-Type; this route accepts application/json, application/x-www-form-urlencoded (read as JSON), application/x-ndjson, application/octet-stream',
     );
     const ok = await recalibrate(t, { instances: night.slice(0, 20), activate: false });
     expect(ok.statusCode, ok.body).toBe(201);

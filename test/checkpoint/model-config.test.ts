@@ -280,6 +280,82 @@ describe('parseModelConfig rejects, naming the place', () => {
     expect(rejection('not a config')).toContain('config.json');
   });
 
+  it('in the words of every other message: the field, what it takes, what it got', () => {
+    const cases: [string, (v: ReturnType<typeof example>) => void, string][] = [
+      [
+        'format',
+        (v) => {
+          v.format = 'normserve.model/v2';
+        },
+        'format: expected "normserve.model/v1", got "normserve.model/v2"',
+      ],
+      [
+        'task',
+        (v) => {
+          v.task = 'ranking';
+        },
+        'task: expected one of "classification", "regression", got "ranking"',
+      ],
+      [
+        'labels',
+        (v) => {
+          v.labels = ['cat'];
+        },
+        'labels: expected at least 2 items, got 1',
+      ],
+      [
+        'layers',
+        (v) => {
+          v.layers = [];
+        },
+        'layers: expected at least 1 item, got 0',
+      ],
+      [
+        'name',
+        (v) => {
+          v.name = '../etc';
+        },
+        'name: expected letters, digits, ".", "_" and "-" (at most 128), starting with a letter or digit, got "../etc"',
+      ],
+      [
+        'a field a layer does not have',
+        (v) => {
+          v.layers[3] = { type: 'dropout', p: 0.2, rate: 0.5 };
+        },
+        'layers[3]: unknown field "rate"',
+      ],
+      [
+        'a momentum',
+        (v) => {
+          v.layers[1] = { type: 'batchnorm1d', num_features: 128, momentum: 1.5 };
+        },
+        'layers[1].momentum: expected a number from 0 to 1, got 1.5',
+      ],
+      [
+        'in_features',
+        (v) => {
+          v.layers[0] = { type: 'linear', in_features: 'sixty-four', out_features: 128 };
+        },
+        'layers[0].in_features: expected an integer > 0, got "sixty-four"',
+      ],
+      [
+        'dynamic_batching',
+        (v) => {
+          v.dynamic_batching = { max_batch_rows: 0 };
+        },
+        'dynamic_batching.max_batch_rows: expected an integer from 1 to 1000000, got 0',
+      ],
+    ];
+    for (const [what, change, expected] of cases) {
+      const value = example();
+      change(value);
+      expect(rejection(value), what).toBe(`config.json: ${expected}`);
+    }
+    expect(rejection('not a config')).toBe(
+      'config.json: (root): expected an object, got "not a config"',
+    );
+  });
+
   it('names the source it was given', () => {
     const value = example();
     value.format = 'x';

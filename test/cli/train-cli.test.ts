@@ -148,14 +148,14 @@ const failures: { what: string; args: () => string[]; expected: (string | RegExp
   {
     what: 'a model name with a path in it (--name ../evil)',
     args: () => ['--config', IRIS_CONFIG, '--name', '../evil'],
-    expected: [/^train: --name: letters, digits/],
+    expected: [/^train: --name: expected letters, digits, .* got "\.\.\/evil"$/],
   },
   {
     what: 'several bad flags at once, each named',
     args: () => ['--data', IRIS_DATA, '--lr', '-1', '--epochs', '2.5', '--task', 'clustering'],
     expected: [
       '--lr: expected a number ≥ 0, got -1',
-      '--epochs: expected an integer, got 2.5',
+      '--epochs: expected an integer ≥ 1, got 2.5',
       '--task: expected one of "classification", "regression", got "clustering"',
     ],
   },

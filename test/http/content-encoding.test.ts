@@ -9,7 +9,7 @@ import { once } from 'node:events';
 import { Agent, request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
-import { brotliCompressSync, createGunzip, deflateSync, gzipSync } from 'node:zlib';
+import { brotliCompressSync, createGunzip, createInflate, deflateSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NormserveError } from '../../src/errors/index.js';
 import { decodedBody } from '../../src/http/content-encoding.js';
@@ -111,6 +111,36 @@ describe('Content-Encoding of request bodies', () => {
     );
   });
 
+  it('bytes after the compressed data are refused alike for gzip and deflate (400)', async () => {
+    const json = JSON.stringify({ instances: rows });
+    const headers = { 'content-type': 'application/json' };
+    const details: string[] = [];
+    for (const [encoding, compress] of [
+      ['gzip', gzipSync],
+      ['deflate', deflateSync],
+    ] as const) {
+      // The whole body is valid compressed data: accepted.
+      const whole = await post(compress(json), { ...headers, 'content-encoding': encoding });
+      expect(whole.statusCode, whole.body).toBe(200);
+      for (const trailing of [Buffer.from('garbage!'), Buffer.from('{"more":1}')]) {
+        const res = await post(Buffer.concat([compress(json), trailing]), {
+          ...headers,
+          'content-encoding': encoding,
+        });
+        const body = expectProblem(res, 400, 'INVALID_INPUT', PREDICT);
+        expect(body.detail).toMatch(
+          new RegExp(`^the body is not valid ${encoding} data \\(Content-Encoding\\): `),
+        );
+        details.push(body.detail);
+      }
+    }
+    // inflate drops what follows its stream: the message says what was left.
+    expect(details.slice(2)).toEqual([
+      'the body is not valid deflate data (Content-Encoding): 8 bytes after the end of the compressed data',
+      'the body is not valid deflate data (Content-Encoding): 10 bytes after the end of the compressed data',
+    ]);
+  });
+
   it('a request without a body is not refused for its Content-Encoding', async () => {
     const res = await t.app.inject({
       method: 'GET',
@@ -199,6 +229,19 @@ describe('decoding stops when no more is needed', () => {
     out.on('data', first);
     await consumed;
     expect(counted.bytes).toBeLessThan(1024 * 1024);
+  });
+
+  it('bytes after a deflate stream that arrive after it ended are refused too', async () => {
+    const deflated = deflateSync(Buffer.from('{"instances":[]}'));
+    // The stream's end arrives whole in the first piece; the stray byte comes later.
+    const payload = Readable.from([deflated, Buffer.from([0])], { objectMode: false });
+    const out = decodedBody(payload, createInflate(), 'deflate', limit);
+    out.on('data', () => {});
+    const [error] = (await once(out, 'error')) as [NormserveError];
+    expect(error.code).toBe('INVALID_INPUT');
+    expect(error.message).toBe(
+      'the body is not valid deflate data (Content-Encoding): 1 byte after the end of the compressed data',
+    );
   });
 
   it('a body nobody reads, not valid gzip: no unheard error (it would end the process)', async () => {

@@ -399,6 +399,8 @@ describe('/metrics', () => {
     await post('/v1/models/digits:predict', { instances: [[1, 'x']] });
     await post('/v1/models/made-up-model:predict', { instances: rows(1) });
     await app.inject({ url: '/v1/models/digits/metadata' });
+    const download = await app.inject({ url: '/v1/models/digits/versions/1/model.onnx' });
+    expect(download.statusCode).toBe(200);
     const res = await app.inject({ url: '/metrics' });
     expect(res.statusCode).toBe(200);
     expect(res.headers['content-type']).toMatch(/^text\/plain; version=0\.0\.4/);
@@ -455,6 +457,18 @@ describe('/metrics', () => {
   it('status and metadata requests are counted under their model', async () => {
     expect(requests({ method: 'GET', route: '/v1/models/{name}/metadata', status: '200' })).toBe(1);
     expect(requests({ route: '/v1/models/{name}/metadata', model: 'digits', version: '' })).toBe(1);
+  });
+
+  it('an ONNX download is counted under the model and the version it served', async () => {
+    expect(
+      requests({
+        method: 'GET',
+        route: '/v1/models/{name}/versions/{version}/model.onnx',
+        status: '200',
+        model: 'digits',
+        version: '1',
+      }),
+    ).toBe(1);
   });
 
   it('a made-up model name never becomes a label value (bounded cardinality)', async () => {

@@ -4,6 +4,7 @@
  * `errors: [{path, message}]` naming each offending place.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ADMIN } from '../helpers/admin.js';
 import { makeTestApp, type TestApp } from '../helpers/app.js';
 import { digitsRow, expectInvalid, expectProblem, inferBody } from './http-helpers.js';
 
@@ -320,8 +321,9 @@ describe('media types', () => {
     });
   }
 
-  it('the 415 lists every type the route reads', async () => {
-    const accepts = 'this route accepts application/json, application/octet-stream';
+  it("the 415 lists every type the route reads, curl -d's type among the JSON ones", async () => {
+    const accepts =
+      'this route accepts application/json, application/x-www-form-urlencoded (read as JSON), application/octet-stream';
     for (const url of [PREDICT, '/v2/models/digits/infer']) {
       const res = await t.app.inject({
         method: 'POST',
@@ -333,6 +335,16 @@ describe('media types', () => {
         `unsupported Content-Type; ${accepts}`,
       );
     }
+    // A route that reads JSON only (it declares no types).
+    const activate = await t.app.inject({
+      method: 'POST',
+      url: '/v1/models/digits/versions/1:activate',
+      headers: { ...ADMIN, 'content-type': 'text/plain' },
+      payload: '{}',
+    });
+    expect(expectProblem(activate, 415, 'UNSUPPORTED_MEDIA_TYPE').detail).toBe(
+      'unsupported Content-Type; this route accepts application/json, application/x-www-form-urlencoded (read as JSON)',
+    );
   });
 
   it('application/json with a charset parameter is accepted', async () => {
@@ -429,7 +441,7 @@ describe('malformed JSON', () => {
 
   it('a JSON body that is not an object is a 400 INVALID_INPUT at (root)', async () => {
     expectInvalid(await postRaw('[]', 'application/json'), [
-      { path: '(root)', message: 'Invalid input: expected object, received array' },
+      { path: '(root)', message: 'expected an object, got an array' },
     ]);
   });
 });
@@ -484,7 +496,7 @@ describe('the request object', () => {
 
   it('a signature_name that is not a string is a 400 naming signature_name', async () => {
     expectInvalid(await post({ signature_name: 1, instances: [digitsRow()] }), [
-      { path: 'signature_name', message: 'Invalid input: expected string, received number' },
+      { path: 'signature_name', message: 'expected a string, got 1' },
     ]);
   });
 });
@@ -492,7 +504,39 @@ describe('the request object', () => {
 describe('query and path parameters', () => {
   it('fused other than true/false is a 400 naming query.fused', async () => {
     expectInvalid(await post({ instances: [digitsRow()] }, `${PREDICT}?fused=yes`), [
-      { path: 'query.fused', message: /^Invalid option/ },
+      { path: 'query.fused', message: 'expected one of "true", "false", got "yes"' },
+    ]);
+  });
+
+  it('a query parameter out of its range or its set names what it takes and quotes what came', async () => {
+    expectInvalid(await post({ instances: [digitsRow()] }, `${PREDICT}?fused=1`), [
+      { path: 'query.fused', message: 'expected one of "true", "false", got "1"' },
+    ]);
+    const recalibrate = (query: string) =>
+      t.app.inject({
+        method: 'POST',
+        url: `/v1/models/digits:recalibrate?${query}`,
+        headers: ADMIN,
+        payload: { instances: [digitsRow(), digitsRow(1)] },
+      });
+    expectInvalid(await recalibrate('mode=fast'), [
+      { path: 'query.mode', message: 'expected one of "exact", "prior", "running", got "fast"' },
+    ]);
+    expectInvalid(await recalibrate('batch_size=1'), [
+      { path: 'query.batch_size', message: 'expected an integer from 2 to 65536, got 1' },
+    ]);
+    // Text that is no number is quoted as sent (not NaN), and an empty value is not 0.
+    expectInvalid(await recalibrate('prior_strength=strong'), [
+      {
+        path: 'query.prior_strength',
+        message: 'expected a number from 0 to 1000000000000, got "strong"',
+      },
+    ]);
+    expectInvalid(await recalibrate('batch_size='), [
+      { path: 'query.batch_size', message: 'expected an integer from 2 to 65536, got ""' },
+    ]);
+    expectInvalid(await recalibrate(`note=${'n'.repeat(2000)}`), [
+      { path: 'query.note', message: /^expected at most \d+ characters, got 2000$/ },
     ]);
   });
 
@@ -504,13 +548,16 @@ describe('query and path parameters', () => {
 
   it('version 0 is a 400 naming path.version', async () => {
     expectInvalid(await post({ instances: [digitsRow()] }, '/v2/models/digits/versions/0/infer'), [
-      { path: 'path.version', message: 'a positive integer' },
+      { path: 'path.version', message: 'expected a positive integer, got "0"' },
     ]);
   });
 
   it('a model name starting with "_" is a 400 naming path.name', async () => {
     expectInvalid(await t.app.inject({ url: '/v1/models/_digits' }), [
-      { path: 'path.name', message: 'a model name: letters, digits, ".", "_", "-"' },
+      {
+        path: 'path.name',
+        message: 'expected a model name: letters, digits, ".", "_", "-", got "_digits"',
+      },
     ]);
   });
 });

@@ -73,6 +73,7 @@ export async function modelExportRoutes(app: AppInstance): Promise<void> {
         probabilities: request.query.probabilities,
         producerVersion,
       });
+      request.servedVersion = onnx.version;
       return reply
         .type(ONNX_CONTENT_TYPE)
         .header('Content-Disposition', `attachment; filename="${onnx.fileName}"`)

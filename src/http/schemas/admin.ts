@@ -1,8 +1,9 @@
 import { z } from 'zod';
 import {
   jobRecordSchema,
-  MAX_PRIOR_STRENGTH,
-  MAX_RECALIBRATION_BATCH_SIZE,
+  numericText,
+  PRIOR_STRENGTH_RANGE,
+  RECALIBRATION_BATCH_SIZE_RANGE,
 } from '../../service/index.js';
 import { LIMITS } from './limits.js';
 
@@ -12,16 +13,20 @@ const modeField = z.enum(recalibrationModes).meta({
   description:
     'exact: AdaBN statistics over all rows (default); prior: blended with the source statistics; running: update_bn-style batches',
 });
-/** The numeric options, for a JSON body (`z.number()`) or the query string (`z.coerce.number()`). */
+/**
+ * The numeric options, for a JSON body or the query string, whose text is read as the server
+ * configuration's is (numericText: text that is no number, or none — `?batch_size=`, which
+ * Number() reads as 0 — stays text, so the message quotes what was sent).
+ */
 const priorStrengthOf = (n: z.ZodNumber) =>
-  n.min(0).max(MAX_PRIOR_STRENGTH).meta({
+  n.min(PRIOR_STRENGTH_RANGE.min!).max(PRIOR_STRENGTH_RANGE.max!).meta({
     description: 'prior mode: the weight N of the source statistics, in rows (default 16)',
   });
 const batchSizeOf = (n: z.ZodNumber) =>
   n
     .int()
-    .min(2)
-    .max(MAX_RECALIBRATION_BATCH_SIZE)
+    .min(RECALIBRATION_BATCH_SIZE_RANGE.min!)
+    .max(RECALIBRATION_BATCH_SIZE_RANGE.max!)
     .meta({ description: 'running mode: rows per batch (default 256)' });
 const note = z
   .string()
@@ -68,8 +73,8 @@ const booleanString = z.enum(['true', 'false']).transform((v) => v === 'true');
 /** Options in the query string, for the NDJSON and float32 uploads (JSON bodies may use them too). */
 export const recalibrateQuerySchema = z.strictObject({
   mode: modeField.optional(),
-  prior_strength: priorStrengthOf(z.coerce.number()).optional(),
-  batch_size: batchSizeOf(z.coerce.number()).optional(),
+  prior_strength: z.preprocess(numericText, priorStrengthOf(z.number())).optional(),
+  batch_size: z.preprocess(numericText, batchSizeOf(z.number())).optional(),
   activate: booleanString.optional().meta({ description: 'false publishes without serving it' }),
   note: note.optional(),
 });

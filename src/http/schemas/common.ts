@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { expecting } from '../../errors/index.js';
 import { checkBatchSize, checkFiniteOutputs, ROW_ARRAY_MESSAGE } from '../../service/index.js';
 
 /** Defined with the inference use case (gRPC applies them too); re-exported for the routes. */
@@ -37,12 +38,14 @@ export const queryFlag = (defaultValue: 'true' | 'false') =>
 
 export const modelNameParam = z
   .string()
-  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'a model name: letters, digits, ".", "_", "-"')
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, {
+    error: expecting('a model name: letters, digits, ".", "_", "-"'),
+  })
   .meta({ description: 'Model name (a directory of the model repository)', example: 'digits' });
 
 export const versionParam = z
   .string()
-  .regex(/^[1-9][0-9]{0,14}$/, 'a positive integer')
+  .regex(/^[1-9][0-9]{0,14}$/, { error: expecting('a positive integer') })
   .transform(Number)
   .meta({ description: 'Model version (a positive integer)', example: '1' });
 
