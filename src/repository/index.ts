@@ -11,6 +11,7 @@ export {
   JOBS_DIR,
   loadModelDirectory,
   ModelRepository,
+  VERSION_NAME_PATTERN,
 } from './model-repository.js';
 export {
   currentOwner,

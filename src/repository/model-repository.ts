@@ -6,6 +6,7 @@ import {
   CONFIG_FILE,
   type LoadedCheckpoint,
   METRICS_FILE,
+  MODEL_NAME_PATTERN,
   parseCheckpoint,
   serializeCheckpoint,
   WEIGHTS_FILE,
@@ -43,8 +44,8 @@ export const ACTIVE_FILE = 'active-version.json';
 export const JOBS_DIR = '.jobs';
 /** `<model>/.deleted-<v>`: version v was deleted and its number is retired. */
 const TOMBSTONE_PREFIX = '.deleted-';
-const VERSION_NAME = /^[1-9][0-9]{0,14}$/;
-const MODEL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+/** A version's directory name: a positive integer of at most 15 digits (a safe integer). */
+export const VERSION_NAME_PATTERN = /^[1-9][0-9]{0,14}$/;
 
 const isMissing = (e: unknown): boolean => (e as NodeJS.ErrnoException).code === 'ENOENT';
 
@@ -72,7 +73,7 @@ export class ModelRepository {
    * does for a job it finds abandoned (see service/job-registry.ts).
    */
   async releaseLockOf(model: string, owner: string): Promise<void> {
-    if (MODEL_NAME.test(model)) await releaseModelLockOf(this.modelPath(model), owner);
+    if (MODEL_NAME_PATTERN.test(model)) await releaseModelLockOf(this.modelPath(model), owner);
   }
 
   versionPath(name: string, version: number): string {
@@ -95,7 +96,7 @@ export class ModelRepository {
       throw e;
     }
     return entries
-      .filter((e) => e.isDirectory() && MODEL_NAME.test(e.name))
+      .filter((e) => e.isDirectory() && MODEL_NAME_PATTERN.test(e.name))
       .map((e) => e.name)
       .sort();
   }
@@ -105,7 +106,7 @@ export class ModelRepository {
    * symbolic link, as listModels sees it).
    */
   async hasModel(name: string): Promise<boolean> {
-    if (!MODEL_NAME.test(name)) return false;
+    if (!MODEL_NAME_PATTERN.test(name)) return false;
     try {
       return (await lstat(this.modelPath(name))).isDirectory();
     } catch (e) {
@@ -119,7 +120,7 @@ export class ModelRepository {
     try {
       const entries = await readdir(this.modelPath(name), { withFileTypes: true });
       return entries
-        .filter((e) => e.isDirectory() && VERSION_NAME.test(e.name))
+        .filter((e) => e.isDirectory() && VERSION_NAME_PATTERN.test(e.name))
         .map((e) => Number(e.name))
         .sort((a, b) => a - b);
     } catch (e) {
@@ -258,7 +259,8 @@ export class ModelRepository {
     return names
       .filter(
         (n) =>
-          n.startsWith(TOMBSTONE_PREFIX) && VERSION_NAME.test(n.slice(TOMBSTONE_PREFIX.length)),
+          n.startsWith(TOMBSTONE_PREFIX) &&
+          VERSION_NAME_PATTERN.test(n.slice(TOMBSTONE_PREFIX.length)),
       )
       .map((n) => Number(n.slice(TOMBSTONE_PREFIX.length)))
       .sort((a, b) => a - b);
@@ -317,7 +319,7 @@ async function checkIsDirectory(path: string, clean: string): Promise<void> {
   } catch (e) {
     if (!isMissing(e)) throw e;
     const parent = dirname(clean);
-    const versions = VERSION_NAME.test(basename(clean))
+    const versions = VERSION_NAME_PATTERN.test(basename(clean))
       ? await new ModelRepository(dirname(parent)).listVersions(basename(parent))
       : [];
     throw new NormserveError(
@@ -344,7 +346,7 @@ export async function loadModelDirectory(
   const clean = resolve(path);
   const base = basename(clean);
   await checkIsDirectory(path, clean);
-  if (VERSION_NAME.test(base)) {
+  if (VERSION_NAME_PATTERN.test(base)) {
     const modelDir = dirname(clean);
     const name = basename(modelDir);
     const root = dirname(modelDir);

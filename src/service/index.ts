@@ -1,10 +1,11 @@
+export { MODEL_NAME_PATTERN } from '../checkpoint/index.js';
 export {
   BATCH_SIZE_RANGE as RECALIBRATION_BATCH_SIZE_RANGE,
   MAX_BATCH_SIZE as MAX_RECALIBRATION_BATCH_SIZE,
   MAX_PRIOR_STRENGTH,
   PRIOR_STRENGTH_RANGE,
 } from '../recalibration/index.js';
-export { JOBS_DIR, loadModelDirectory } from '../repository/index.js';
+export { JOBS_DIR, loadModelDirectory, VERSION_NAME_PATTERN } from '../repository/index.js';
 export { bearerTokenCheck } from './bearer-token.js';
 export { type Accepts, compileAccepts } from './compiled-schema.js';
 export {

@@ -22,7 +22,13 @@ import {
   recalibrateQuerySchema,
   recalibrationOutcomeSchema,
 } from '../schemas/admin.js';
-import { errorResponses, modelNameParam, problemSchema, versionParam } from '../schemas/common.js';
+import {
+  errorResponses,
+  MODEL_NAME_ROUTE_PARAM,
+  modelNameParam,
+  problemSchema,
+  versionParam,
+} from '../schemas/common.js';
 import { traceContextOf } from '../tracing.js';
 import { float32Rows, ndjsonRows } from '../upload-readers.js';
 import { listModel } from './tf-serving.js';
@@ -93,7 +99,7 @@ async function adminScope(app: AppInstance): Promise<void> {
 
     const body = recalibrateBodySchema;
     scope.post(
-      '/v1/models/:name(^[A-Za-z0-9][A-Za-z0-9._-]*)::recalibrate',
+      `/v1/models/${MODEL_NAME_ROUTE_PARAM}::recalibrate`,
       {
         // NDJSON and float32 uploads are read as streams and held to their own limit, decoded.
         config: { access: 'admin', streamedBody: true },

@@ -30,6 +30,7 @@ import {
   checkFiniteOutputs,
   errorResponses,
   inferenceErrorResponses,
+  MODEL_NAME_ROUTE_PARAM,
   modelNameParam,
   versionParam,
 } from '../schemas/common.js';
@@ -529,7 +530,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
     },
   };
   app.post(
-    '/v1/models/:name(^[A-Za-z0-9][A-Za-z0-9._-]*)::predict',
+    `/v1/models/${MODEL_NAME_ROUTE_PARAM}::predict`,
     {
       config: { access: 'prediction' },
       onRequest,

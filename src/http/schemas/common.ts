@@ -1,6 +1,12 @@
 import { z } from 'zod';
 import { expecting } from '../../errors/index.js';
-import { checkBatchSize, checkFiniteOutputs, ROW_ARRAY_MESSAGE } from '../../service/index.js';
+import {
+  checkBatchSize,
+  checkFiniteOutputs,
+  MODEL_NAME_PATTERN,
+  ROW_ARRAY_MESSAGE,
+  VERSION_NAME_PATTERN,
+} from '../../service/index.js';
 
 /** Defined with the inference use case (gRPC applies them too); re-exported for the routes. */
 export { checkBatchSize, checkFiniteOutputs };
@@ -36,16 +42,23 @@ export const queryFlag = (defaultValue: 'true' | 'false') =>
     .default(defaultValue)
     .transform((v) => v === 'true');
 
+/**
+ * The `:name` of a route whose last segment goes on after the name (`/v1/models/digits:predict`):
+ * find-my-way needs the name's characters to find where `:predict` starts. The pattern's length
+ * and anchoring are checked by `modelNameParam` afterwards.
+ */
+export const MODEL_NAME_ROUTE_PARAM = ':name(^[A-Za-z0-9][A-Za-z0-9._-]*)';
+
 export const modelNameParam = z
   .string()
-  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, {
+  .regex(MODEL_NAME_PATTERN, {
     error: expecting('a model name: letters, digits, ".", "_", "-"'),
   })
   .meta({ description: 'Model name (a directory of the model repository)', example: 'digits' });
 
 export const versionParam = z
   .string()
-  .regex(/^[1-9][0-9]{0,14}$/, { error: expecting('a positive integer') })
+  .regex(VERSION_NAME_PATTERN, { error: expecting('a positive integer') })
   .transform(Number)
   .meta({ description: 'Model version (a positive integer)', example: '1' });
 
