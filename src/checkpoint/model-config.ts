@@ -27,7 +27,8 @@ export {
  */
 const positiveInt = z.number().int().positive();
 
-const finite = z.number().refine(Number.isFinite, 'expected a finite number');
+/** zod 4's number refuses NaN and ±Infinity itself (and JSON cannot hold them). */
+const finite = z.number();
 
 export const inputTransformSchema = z.strictObject({
   shift: z.array(finite),

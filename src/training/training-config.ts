@@ -87,8 +87,9 @@ export const trainingConfigSchema = z
         .union([
           z.enum(['standard', 'none']),
           z.strictObject({
-            shift: z.number().refine(Number.isFinite, 'expected a finite number').default(0),
-            scale: z.number().positive().refine(Number.isFinite, 'expected a finite number'),
+            // zod 4's number refuses NaN and ±Infinity itself.
+            shift: z.number().default(0),
+            scale: z.number().positive(),
           }),
         ])
         .default('standard'),
