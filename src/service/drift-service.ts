@@ -873,10 +873,12 @@ export class DriftService implements TrafficObserver {
       // Rows the active version served since it became active (the sample is uniform over them).
       context = { ...context, rows: held, trafficRows, ...workers };
       if (held < sample.size) context.overflowingRows = sample.size - held;
-      if (held === 0) {
+      // The sample held AUTO_RECALIBRATE_MIN_ROWS rows; the usable ones must too, or a client
+      // sending such rows could have a version recalibrated from a handful of rows.
+      if (held < this.options.autoMinRows) {
         this.log.info(
-          context,
-          'drift: no usable rows in the traffic sample; recalibration postponed',
+          { ...context, minRows: this.options.autoMinRows },
+          'drift: too few usable rows in the traffic sample (AUTO_RECALIBRATE_MIN_ROWS); recalibration postponed',
         );
         return;
       }

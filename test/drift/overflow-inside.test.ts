@@ -147,6 +147,38 @@ describe('a row that overflows inside the network, its outputs finite', () => {
   });
 });
 
+describe('a traffic sample mostly of such rows', () => {
+  it('is not recalibrated from with fewer usable rows than AUTO_RECALIBRATE_MIN_ROWS', async () => {
+    t = await makeLoggedApp({
+      repository: await tinyRepository(),
+      level: 'info',
+      env: {
+        AUTO_RECALIBRATE: 'promote',
+        AUTO_RECALIBRATE_MIN_ROWS: '128',
+        DRIFT_MIN_ROWS: '8',
+      },
+    });
+    const rng = new Rng(5);
+    // 200 such rows in one call, then shifted traffic 3 rows a call: when the drift rule first
+    // fires, the sample holds more than 128 rows but fewer than 128 usable ones (87).
+    await predict(Array.from({ length: 200 }, () => POISON));
+    for (let i = 0; i < 200 && t.registry.get('tiny').active === 1; i++) {
+      await predict(shifted(rng, 3));
+      await t.app.deps.drift.drain();
+    }
+    expect(t.registry.get('tiny').active).toBe(2);
+    const lines = t.logs.map((l) => JSON.parse(l) as Record<string, unknown>);
+    const postponed = lines.filter((l) =>
+      String(l.msg).startsWith('drift: too few usable rows in the traffic sample'),
+    );
+    expect(postponed.length).toBeGreaterThanOrEqual(1);
+    expect(postponed[0]).toMatchObject({ overflowingRows: 200 });
+    const started = lines.filter((l) => l.msg === 'drift: recalibrating from traffic');
+    expect(started).toHaveLength(1);
+    expect(started[0]!.rows as number).toBeGreaterThanOrEqual(128);
+  });
+});
+
 describe('rowsWithFiniteStatistics', () => {
   it('keeps, in order, exactly the rows whose tapped values are finite; a clean sample as it is', async () => {
     const registry = new ModelRegistry(await tinyRepository(), {

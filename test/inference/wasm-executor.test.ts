@@ -140,10 +140,17 @@ describe('GEMM building block: C = epilogue(A·B + bias)', () => {
 describe('the epilogues at values that overflowed float32 (±∞) and NaN, as PyTorch', () => {
   // torch.relu(−∞) is +0, not −∞·0 = NaN: a row whose pre-activation overflowed to −∞ and that a
   // ReLU clamps has finite outputs in PyTorch. LeakyReLU keeps −∞·slope = −∞; NaN stays NaN.
+  // Slope −0 is LeakyReLU(0) (program-wat.ts passes it so): −∞·0 = NaN there, as torch gives it.
   // The epilogues' + 0 gives −0 as +0 for the identity and LeakyReLU too, as it always did.
   const activate = (v: number, slope: number): number =>
-    slope === 1 ? v + 0 : slope === 0 ? Math.max(v, 0) : v > 0 ? v : Math.fround(v * slope) + 0;
-  const slopes = [1, 0, Math.fround(0.1)];
+    slope === 1
+      ? v + 0
+      : Object.is(slope, 0)
+        ? Math.max(v, 0)
+        : v > 0
+          ? v
+          : Math.fround(v * slope) + 0;
+  const slopes = [1, 0, -0, Math.fround(0.1)];
   const a = Float32Array.from([3e38, -3e38, 1, Number.NaN, 3e38]);
   const b = Float32Array.from([1, -1.5, 2, -2, 0.5, -0.5, 1e-30, -1]);
   const m = a.length;
@@ -206,6 +213,32 @@ describe('the epilogues at values that overflowed float32 (±∞) and NaN, as Py
       }
     }
   });
+});
+
+describe('ReLU and LeakyReLU(0) after an overflow to −∞, whole plans as PyTorch', () => {
+  // torch.relu(−∞) = +0, but torch.nn.LeakyReLU(0)(−∞) = −∞·0 = NaN (x > 0 ? x : x·slope), as nn's
+  // leakyRelu and the reference executor give it: a slope of 0 is not a ReLU there. The row [3e38]
+  // makes the second hidden unit −1.5·3e38 = −∞; the ReLU's answer is finite, LeakyReLU(0)'s NaN.
+  for (const act of [{ type: 'relu' }, { type: 'leaky_relu', negative_slope: 0 }] as LayerSpec[]) {
+    for (const relaxed of variants) {
+      it(`${JSON.stringify(act)}${relaxed ? ', relaxed FMA' : ''}: the reference executor's outputs, NaN included`, () => {
+        const net = network([linear(1, 2), act, linear(2, 1)], 1);
+        const params = new Map(net.namedParameters());
+        const set = (name: string, values: number[]) => params.get(name)!.value.data.set(values);
+        set('0.weight', [1, -1.5]);
+        set('0.bias', [0, 0]);
+        set('2.weight', [1e-36, 1]);
+        set('2.bias', [0]);
+        const plan = compileNetwork(net);
+        const wasm = new WasmExecutor(plan, { maxBatchSize: 8, threads: 1, relaxedSimd: relaxed });
+        const input = Float32Array.from([3e38, 1, -2, 3e38, 0.5]);
+        const want = new PlanExecutor(plan, 8).run(input, input.length);
+        expect(Number.isNaN(want[0]!)).toBe(act.type === 'leaky_relu');
+        const got = wasm.run(input, input.length);
+        expect([...got]).toEqual([...want]);
+      });
+    }
+  }
 });
 
 describe('affine building block: act(x·scale + shift), float64, rounded once', () => {

@@ -12,7 +12,13 @@ import { networkFromCheckpoint, parseModelConfig } from '../../src/checkpoint/in
 import { type KernelsName, type StateDict, Tensor } from '../../src/nn/index.js';
 import { type LabeledDataset, parseTrainingConfig, train } from '../../src/training/index.js';
 import { expectClose, expectRelClose } from '../helpers/compare.js';
-import { LOSS_RTOL, OUTPUT_ATOL, PARAM_ATOL, STATS_RTOL } from '../helpers/tolerances.js';
+import {
+  LOSS_RTOL,
+  LR_RTOL,
+  OPTIMIZER_STEP_ATOL,
+  OUTPUT_ATOL,
+  STATS_RTOL,
+} from '../helpers/tolerances.js';
 
 interface TensorJson {
   shape: number[];
@@ -112,7 +118,7 @@ describe(`train() against PyTorch ${fixture.torch_version}'s training loop`, () 
         expectRelClose(
           metrics.epochs.map((e) => e.lr),
           metrics.epochs.map((_, i) => c.lrs[(i + 1) * stepsPerEpoch - 1]!),
-          1e-12,
+          LR_RTOL,
           'lr of the last step of each epoch',
         );
         expect([...state.keys()]).toEqual(Object.keys(c.final_state));
@@ -123,7 +129,7 @@ describe(`train() against PyTorch ${fixture.torch_version}'s training loop`, () 
           } else if (name.endsWith('running_mean') || name.endsWith('running_var')) {
             expectRelClose((actual as Tensor).data, expected.data, STATS_RTOL, name);
           } else {
-            expectClose((actual as Tensor).data, expected.data, PARAM_ATOL, name);
+            expectClose((actual as Tensor).data, expected.data, OPTIMIZER_STEP_ATOL, name);
           }
         }
         const network = networkFromCheckpoint(config, state);

@@ -158,7 +158,7 @@ export interface EngineExports {
 }
 
 /**
- * C = A·B + bias, then v > 0 ? v : v·slope (slope 1: identity, 0: ReLU): see gemm-wat.ts. All
+ * C = A·B + bias, then v > 0 ? v : v·slope (slope 1: identity, +0: ReLU): see gemm-wat.ts. All
  * addresses and strides in bytes; tmp: 128 bytes of scratch.
  */
 export type GemmFunction = (

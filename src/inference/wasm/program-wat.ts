@@ -179,15 +179,18 @@ const cnnSteps = `
             (local.get $dst) (i32.mul (local.get $rows) (local.get $n)) (local.get $code) (local.get $slope))))`;
 
 /**
- * The slope of the GEMM's epilogue that applies the activation with code $`code` (0: ReLU, the
- * step's slope: LeakyReLU, 1: the identity, for the others, which run as a pass afterwards).
+ * The slope of the GEMM's epilogue that applies the activation with code $`code` (+0: ReLU, the
+ * step's slope: LeakyReLU, 1: the identity, for the others, which run as a pass afterwards). A
+ * LeakyReLU of slope 0 passes −0, so that the epilogue tells it from ReLU (gemm-wat.ts: −∞ gives
+ * NaN there, as torch's LeakyReLU(0), not ReLU's +0).
  */
 const epilogueSlope = (
   code: string,
 ) => `(if (result f32) (i32.eq (local.get $${code}) (i32.const ${ACTIVATION_CODES.relu}))
           (then (f32.const 0))
           (else (if (result f32) (i32.eq (local.get $${code}) (i32.const ${ACTIVATION_CODES.leaky_relu}))
-            (then (local.get $slope))
+            (then (select (f32.const -0) (local.get $slope)
+              (f32.eq (local.get $slope) (f32.const 0))))
             (else (f32.const 1)))))`;
 
 /**
@@ -239,7 +242,7 @@ function runWat(parts: EngineParts): string {
           (else (i32.const 0))))
         (local.set $real (local.get $code))
         (if (local.get $pre) (then (local.set $code (i32.const 0))))
-        ;; ReLU and LeakyReLU are the GEMM's epilogue (slope 0 / the slope); the others run as a
+        ;; ReLU and LeakyReLU are the GEMM's epilogue (slope +0 / the slope); the others run as a
         ;; pass over the stored chunk, after an identity epilogue (slope 1).
         (local.set $eslope ${epilogueSlope('code')})
         (if (i32.eq (local.get $op) (i32.const ${OP.dense}))

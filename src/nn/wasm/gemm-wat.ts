@@ -11,9 +11,9 @@ import { locals, range } from './wat-text.js';
  * stride of `ldc` bytes, B packed by `pack_b` into panels of NR columns: panel p holds
  * B[k, p·NR + j] at ((p·K + k)·NR + j)·4, zero beyond N, so a panel is one contiguous stream. The
  * bias is padded with zeros to a multiple of NR. The epilogue is applied to the accumulators as
- * they are stored: slope 1 is the identity, 0 ReLU (the + 0 makes ReLU's zeros +0, as max(v, 0);
- * ReLU(−∞) is +0, see `epilogue`), any other slope LeakyReLU; other activations run as a pass
- * afterwards.
+ * they are stored: slope 1 is the identity, +0 ReLU (the + 0 makes ReLU's zeros +0, as max(v, 0);
+ * ReLU(−∞) is +0, see `epilogue`), any other slope LeakyReLU (−0: LeakyReLU(0)); other activations
+ * run as a pass afterwards.
  *
  * Register blocking: a 4×8 tile keeps 8 f32x4 accumulators, 2 panel vectors and one broadcast of A
  * in registers (V8 allocates 15 of the 16 x64 vector registers; wider tiles spill). Rows left over
@@ -35,10 +35,12 @@ const madd = (relaxed: boolean, a: string, b: string, acc: string): string =>
 /**
  * The epilogue, v > 0 ? v : max(v, floor)·slope + 0, on a vector `v` (a local.get: it is read
  * three times), with $slopev and $floorv set by epilogueInit. The floor is −FLOAT32_MAX for ReLU
- * (slope 0) and −∞ otherwise: a value that overflowed to −∞ before a ReLU becomes +0, as
- * torch.relu gives it, where −∞·0 would be NaN; LeakyReLU keeps −∞·slope = −∞. NaN stays NaN:
- * pmax(v, floor) is v < floor ? floor : v (one instruction), and NaN < floor is false. Also the
- * epilogue of the float64 GEMM and of the statistics taps (gemm64-wat.ts, statistics-wat.ts).
+ * (slope +0) and −∞ otherwise: a value that overflowed to −∞ before a ReLU becomes +0, as
+ * torch.relu gives it, where −∞·0 would be NaN; LeakyReLU keeps −∞·slope = −∞. A LeakyReLU of
+ * slope 0 comes as slope −0 (program-wat.ts, epilogueSlope), floor −∞: torch's LeakyReLU(0)
+ * gives −∞·0 = NaN there, not ReLU's +0. NaN stays NaN: pmax(v, floor) is
+ * v < floor ? floor : v (one instruction), and NaN < floor is false. Also the epilogue of the
+ * float64 GEMM and of the statistics taps (gemm64-wat.ts, statistics-wat.ts).
  */
 export const epilogue = (v: string): string =>
   `(v128.bitselect ${v} (f32x4.add (f32x4.mul (f32x4.pmax ${v} (local.get $floorv)) (local.get $slopev)) ${ZERO}) (f32x4.gt ${v} ${ZERO}))`;
@@ -48,10 +50,13 @@ export const epilogueScalar = (f: string): string =>
   `(select ${f} (f32.add (f32.mul (f32.max ${f} (f32x4.extract_lane 0 (local.get $floorv))) (local.get $slope))
     (f32.const 0)) (f32.gt ${f} (f32.const 0)))`;
 
-/** Sets the epilogue's $slopev and $floorv (v128 locals) from the f32 $slope. */
+/**
+ * Sets the epilogue's $slopev and $floorv (v128 locals) from the f32 $slope: ReLU's floor when its
+ * bits are those of +0 (a −0 slope is LeakyReLU(0), see `epilogue`).
+ */
 export const epilogueInit = `(local.set $slopev (f32x4.splat (local.get $slope)))
     (local.set $floorv (f32x4.splat (select (f32.const ${-FLOAT32_MAX}) (f32.const -inf)
-      (f32.eq (local.get $slope) (f32.const 0)))))`;
+      (i32.eqz (i32.reinterpret_f32 (local.get $slope))))))`;
 
 interface Accumulator {
   name: string;
