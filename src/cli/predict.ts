@@ -39,6 +39,7 @@ function rowsFromJson(text: string, source: string): unknown[] {
       'DATA_INVALID',
       `${source}: expected [[...], ...] or {"instances": [[...], ...]}`,
     );
+  if (rows.length === 0) throw new NormserveError('DATA_INVALID', `${source}: no rows to predict`);
   return rows;
 }
 
