@@ -6,14 +6,16 @@
  * Publishes the next version of the model atomically (and activates it unless --no-activate);
  * prints the result as JSON. A server watching the repository picks the new version up.
  */
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { basename, dirname } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { NormserveError } from '../errors/index.js';
 import {
   featureNamesOf,
   inputShapeOf,
   JobRegistry,
+  loadModelDirectory,
   ModelRegistry,
   RecalibrationService,
 } from '../service/index.js';
@@ -98,6 +100,14 @@ async function main(argv: readonly string[]): Promise<void> {
   const flags = program.opts<Flags>();
 
   const dir = flags.model.replace(/\/+$/, '');
+  // The directory must exist and hold versions; the hints name a repository given instead.
+  await loadModelDirectory(dir);
+  if (/^[1-9][0-9]*$/.test(basename(resolve(dir))) && existsSync(join(dir, 'config.json'))) {
+    throw new NormserveError(
+      'MODEL_NOT_FOUND',
+      `--model ${flags.model} is a version directory; give its model directory ${dirname(dir)} (the new version's parent is the active version; activate another one first to start from it)`,
+    );
+  }
   const name = basename(dir);
   const registry = new ModelRegistry(dirname(dir), { maxBatchSize: 4096 });
   await registry.refreshModel(name);

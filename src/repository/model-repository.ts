@@ -390,9 +390,15 @@ export async function loadModelDirectory(
   const repository = new ModelRepository(root);
   const versions = await repository.listVersions(name);
   if (versions.length === 0) {
+    // `--model models` for `--model models/digits` is the likeliest slip: name what is in there.
+    const inside = new ModelRepository(clean);
+    const models: string[] = [];
+    for (const model of await inside.listModels().catch(() => [])) {
+      if ((await inside.listVersions(model)).length > 0) models.push(model);
+    }
     throw new NormserveError(
       'MODEL_NOT_FOUND',
-      `${path}: no model version directories (expected ${path}/<version>/)`,
+      `${path}: no model version directories (expected ${path}/<version>/)${models.length > 0 ? `; it is a model repository: give one of its models, e.g. ${join(path, models[0]!)}` : ''}`,
     );
   }
   // The version an operator activated; without a record, the highest. A record naming a version
