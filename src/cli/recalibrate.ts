@@ -16,6 +16,8 @@ import {
   inputShapeOf,
   JobRegistry,
   loadModelDirectory,
+  MAX_PRIOR_STRENGTH,
+  MAX_RECALIBRATION_BATCH_SIZE,
   ModelRegistry,
   RecalibrationService,
 } from '../service/index.js';
@@ -33,11 +35,15 @@ interface Flags {
   labelColumn: string;
 }
 
-const positiveNumber = (flag: string, integer: boolean) => (value: string) => {
+/**
+ * A numeric flag within the range the recalibration takes (recalibration-options.ts), refused by
+ * commander naming the flag, not by the library naming its option (`batchSize must be …`).
+ */
+const numberIn = (flag: string, integer: boolean, min: number, max: number) => (value: string) => {
   const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n) || n < 0 || (integer && !Number.isInteger(n))) {
+  if (value.trim() === '' || !(n >= min && n <= max) || (integer && !Number.isInteger(n))) {
     throw new InvalidArgumentError(
-      `${flag} needs a non-negative ${integer ? 'integer' : 'number'}, got "${value}"`,
+      `${flag} needs ${integer ? 'an integer' : 'a number'} in [${min}, ${max}], got "${value}"`,
     );
   }
   return n;
@@ -85,12 +91,12 @@ async function main(argv: readonly string[]): Promise<void> {
     .option(
       '--prior-strength <n>',
       'prior mode: weight of the source statistics, in rows',
-      positiveNumber('--prior-strength', false),
+      numberIn('--prior-strength', false, 0, MAX_PRIOR_STRENGTH),
     )
     .option(
       '--batch-size <n>',
       'running mode: rows per batch',
-      positiveNumber('--batch-size', true),
+      numberIn('--batch-size', true, 2, MAX_RECALIBRATION_BATCH_SIZE),
     )
     .option('--no-activate', 'publish without making it the served version')
     .option('--note <text>', 'recorded in the new version’s provenance')
