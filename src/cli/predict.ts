@@ -6,13 +6,13 @@
  * label column, if present, is used to report accuracy (classification) or RMSE and R²
  * (regression) on stderr.
  */
-import { readFile } from 'node:fs/promises';
 import { Command } from 'commander';
 import { NormserveError } from '../errors/index.js';
 import { openModelDirectory } from '../service/index.js';
 import { parseCsv } from '../training/index.js';
 import { runCli } from './cli-errors.js';
 import { csvFeatureRows } from './csv-features.js';
+import { readInputText } from './read-input.js';
 
 interface Flags {
   model: string;
@@ -63,15 +63,7 @@ async function main(argv: readonly string[]): Promise<void> {
     .exitOverride();
   program.parse(argv, { from: 'node' });
   const flags = program.opts<Flags>();
-  let text: string;
-  try {
-    text = await readFile(flags.input, 'utf8');
-  } catch (e) {
-    throw new NormserveError(
-      'DATA_INVALID',
-      `cannot read input ${flags.input}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`,
-    );
-  }
+  const text = await readInputText(flags.input, 'input ');
   const model = await openModelDirectory(flags.model);
   const labelColumn = flags.labelColumn ?? model.labelColumn ?? 'label';
   let rows: unknown[];

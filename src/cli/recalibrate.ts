@@ -7,7 +7,6 @@
  * prints the result as JSON. A server watching the repository picks the new version up.
  */
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { NormserveError } from '../errors/index.js';
@@ -23,6 +22,7 @@ import {
 } from '../service/index.js';
 import { numericCell, parseCsv } from '../training/index.js';
 import { runCli } from './cli-errors.js';
+import { readInputText } from './read-input.js';
 
 interface Flags {
   model: string;
@@ -120,15 +120,7 @@ async function main(argv: readonly string[]): Promise<void> {
   const parent = registry.resolve(name);
   const featureNames = featureNamesOf(parent.checkpoint.config);
 
-  let text: string;
-  try {
-    text = await readFile(flags.data, 'utf8');
-  } catch (e) {
-    throw new NormserveError(
-      'DATA_INVALID',
-      `cannot read ${flags.data}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`,
-    );
-  }
+  const text = await readInputText(flags.data, '');
   let rows: number[][];
   if (/\.(ndjson|jsonl)$/i.test(flags.data)) {
     rows = rowsFromNdjson(text, flags.data);

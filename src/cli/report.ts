@@ -4,7 +4,7 @@
  * drift of every BatchNorm layer on the CSV's rows and the before/after-BatchNorm histograms, as
  * SVG files and one self-contained HTML page (index.html) in the output directory.
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { NormserveError } from '../errors/index.js';
@@ -13,6 +13,7 @@ import { parseCsv } from '../training/index.js';
 import { runCli } from './cli-errors.js';
 import { csvFeatureRows } from './csv-features.js';
 import { outputWriteFailed, prepareOutputDirectory } from './output-path.js';
+import { readInputText } from './read-input.js';
 import {
   channelStatsSvg,
   driftTableSvg,
@@ -46,15 +47,7 @@ async function main(argv: readonly string[]): Promise<void> {
   const flags = program.opts<Flags>();
   // The threshold and the minimum rows are the server's (DRIFT_THRESHOLD, DRIFT_MIN_ROWS).
   const config = parseServerConfig(process.env);
-  let text: string;
-  try {
-    text = await readFile(flags.data, 'utf8');
-  } catch (e) {
-    throw new NormserveError(
-      'DATA_INVALID',
-      `cannot read data ${flags.data}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`,
-    );
-  }
+  const text = await readInputText(flags.data, 'data ');
   const model = await openReportModel(flags.model);
   const table = parseCsv(text, flags.data);
   const { rows } = csvFeatureRows(
