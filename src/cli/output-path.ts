@@ -1,4 +1,5 @@
 import { access, constants, mkdir, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { NormserveError } from '../errors/index.js';
 
 /** Why a file system error stopped a write, in words (the errno names only what is unexpected). */
@@ -35,7 +36,7 @@ export function outputWriteFailed(path: string, e: unknown): NormserveError {
  */
 export async function prepareOutputDirectory(dir: string, flag: string): Promise<void> {
   try {
-    await mkdir(dir, { recursive: true });
+    await makeDirectories(dir);
     if (!(await stat(dir)).isDirectory()) throw Object.assign(new Error(), { code: 'ENOTDIR' });
     await access(dir, constants.W_OK);
   } catch (e) {
@@ -47,4 +48,24 @@ export async function prepareOutputDirectory(dir: string, flag: string): Promise
       },
     );
   }
+}
+
+/**
+ * `mkdir -p`, one level at a time: Node 20's `mkdir(…, { recursive: true })` never settles where
+ * mkdir fails with ENOENT under an existing directory (`--out /proc/x` spun a core forever).
+ */
+async function makeDirectories(dir: string): Promise<void> {
+  try {
+    await mkdir(dir);
+    return;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return; // a directory, or a file the caller's stat reports
+    const parent = dirname(dir);
+    if (code !== 'ENOENT' || parent === dir) throw e;
+  }
+  await makeDirectories(dirname(dir));
+  await mkdir(dir).catch((e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EEXIST') throw e;
+  });
 }

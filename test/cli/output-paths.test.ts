@@ -20,6 +20,7 @@ function run(entry: Entry, args: readonly string[]) {
     cwd: ROOT,
     encoding: 'utf8',
     timeout: 120_000,
+    killSignal: 'SIGKILL',
   });
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
@@ -55,6 +56,39 @@ describe('outputs that cannot be written', () => {
     expect(result.stderr).toBe(
       `train: --out ${repository}: cannot write there: ${join(repository, 'iris')} is a file, not a model directory\n`,
     );
+  });
+
+  // Node's recursive mkdir never settled there: the run trained to the end, then hung.
+  it.skipIf(!existsSync('/proc/self'))(
+    'train --out /proc/x (mkdir fails with ENOENT): one line, exit 1',
+    () => {
+      const result = run('src/cli/train.ts', [
+        '--config',
+        'configs/iris-mlp.json',
+        '--no-progress',
+        '--out',
+        '/proc/x/models',
+      ]);
+      expect(result.status, result.stderr).toBe(1);
+      expect(result.stderr).toBe(
+        'train: --out /proc/x/models: cannot write there: no such directory\n',
+      );
+    },
+  );
+
+  it('train --out <new nested dirs> creates them', () => {
+    const nested = join(dir, 'a', 'b', 'models');
+    const result = run('src/cli/train.ts', [
+      '--config',
+      'configs/iris-mlp.json',
+      '--no-progress',
+      '--epochs',
+      '1',
+      '--out',
+      nested,
+    ]);
+    expect(result.status, result.stderr).toBe(0);
+    expect(existsSync(join(nested, 'iris', '1', 'model.safetensors'))).toBe(true);
   });
 
   it('report --out <a file>: one line, exit 1', () => {
