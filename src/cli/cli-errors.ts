@@ -1,8 +1,10 @@
+import { CommanderError } from 'commander';
 import { isNormserveError } from '../errors/index.js';
 
 /**
  * Runs a CLI's main function: an expected failure prints one line (`<program>: <message>`) to
- * stderr and exits 1; anything else prints the stack, since it is a bug.
+ * stderr and exits 1; anything else prints the stack, since it is a bug. commander's own exits
+ * (`--help`, a missing or unknown flag) keep commander's exit code: 0 for --help.
  */
 export async function runCli(program: string, main: () => Promise<void>): Promise<void> {
   // `... | head` closes stdout early: that is the reader's choice, not an error.
@@ -13,15 +15,13 @@ export async function runCli(program: string, main: () => Promise<void>): Promis
   try {
     await main();
   } catch (e) {
+    if (e instanceof CommanderError) {
+      // commander already printed the usage (--help: exit code 0) or its one-line error (1)
+      process.exitCode = e.exitCode;
+      return;
+    }
     if (isNormserveError(e)) {
       process.stderr.write(`${program}: ${e.message}\n`);
-    } else if (
-      e instanceof Error &&
-      'code' in e &&
-      typeof e.code === 'string' &&
-      e.code.startsWith('commander.')
-    ) {
-      // commander already printed its message
     } else {
       process.stderr.write(
         `${program}: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`,

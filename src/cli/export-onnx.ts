@@ -8,9 +8,9 @@
 import { randomBytes } from 'node:crypto';
 import { rename, rm, writeFile } from 'node:fs/promises';
 import { Command } from 'commander';
-import { NormserveError } from '../errors/index.js';
 import { openModelDirectory } from '../service/index.js';
 import { runCli } from './cli-errors.js';
+import { outputWriteFailed } from './output-path.js';
 import { packageVersion } from './package-version.js';
 
 interface Flags {
@@ -25,17 +25,9 @@ async function writeWhole(path: string, bytes: Uint8Array): Promise<void> {
     await writeFile(temporary, bytes, { flag: 'wx' });
     await rename(temporary, path);
   } catch (e) {
-    await rm(temporary, { force: true });
-    const code = (e as NodeJS.ErrnoException).code;
-    const why =
-      code === 'ENOENT'
-        ? 'no such directory'
-        : code === 'EACCES' || code === 'EPERM'
-          ? 'permission denied'
-          : code === 'EISDIR'
-            ? 'it is a directory'
-            : (e as Error).message;
-    throw new NormserveError('OUTPUT_WRITE_FAILED', `cannot write ${path}: ${why}`);
+    // ENOTDIR (a file on the path) would fail the clean-up too: the error to report is the write's.
+    await rm(temporary, { force: true }).catch(() => undefined);
+    throw outputWriteFailed(path, e);
   }
 }
 

@@ -7,13 +7,13 @@
  * (regression) on stderr. A row whose outputs overflow float32 is refused as the server refuses it
  * (INVALID_INPUT naming its CSV line or `rows[i]`; one stderr line, exit 1, nothing on stdout).
  */
-import { readFile } from 'node:fs/promises';
 import { Command } from 'commander';
 import { NormserveError } from '../errors/index.js';
 import { checkFiniteOutputs, openModelDirectory } from '../service/index.js';
 import { parseCsv } from '../training/index.js';
 import { runCli } from './cli-errors.js';
 import { csvFeatureRows } from './csv-features.js';
+import { readInputText } from './read-input.js';
 
 interface Flags {
   model: string;
@@ -40,6 +40,7 @@ function rowsFromJson(text: string, source: string): unknown[] {
       'DATA_INVALID',
       `${source}: expected [[...], ...] or {"instances": [[...], ...]}`,
     );
+  if (rows.length === 0) throw new NormserveError('DATA_INVALID', `${source}: no rows to predict`);
   return rows;
 }
 
@@ -63,15 +64,7 @@ async function main(argv: readonly string[]): Promise<void> {
     .exitOverride();
   program.parse(argv, { from: 'node' });
   const flags = program.opts<Flags>();
-  let text: string;
-  try {
-    text = await readFile(flags.input, 'utf8');
-  } catch (e) {
-    throw new NormserveError(
-      'DATA_INVALID',
-      `cannot read input ${flags.input}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`,
-    );
-  }
+  const text = await readInputText(flags.input, 'input ');
   const model = await openModelDirectory(flags.model);
   const labelColumn = flags.labelColumn ?? model.labelColumn ?? 'label';
   let rows: unknown[];

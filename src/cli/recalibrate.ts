@@ -6,14 +6,15 @@
  * Publishes the next version of the model atomically (and activates it unless --no-activate);
  * prints the result as JSON. A server watching the repository picks the new version up.
  */
-import { readFile } from 'node:fs/promises';
-import { basename, dirname } from 'node:path';
+import { existsSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { inNumberRange, NormserveError, type NumberRange, rangeMessage } from '../errors/index.js';
 import {
   featureNamesOf,
   inputShapeOf,
   JobRegistry,
+  loadModelDirectory,
   ModelRegistry,
   PRIOR_STRENGTH_RANGE,
   RECALIBRATION_BATCH_SIZE_RANGE,
@@ -21,6 +22,7 @@ import {
 } from '../service/index.js';
 import { numericCell, parseCsv } from '../training/index.js';
 import { runCli } from './cli-errors.js';
+import { readInputText } from './read-input.js';
 
 interface Flags {
   model: string;
@@ -98,21 +100,21 @@ async function main(argv: readonly string[]): Promise<void> {
   const batchSize = numberFlag('--batch-size', flags.batchSize, RECALIBRATION_BATCH_SIZE_RANGE);
 
   const dir = flags.model.replace(/\/+$/, '');
+  // The directory must exist and hold versions; the hints name a repository given instead.
+  await loadModelDirectory(dir);
+  if (/^[1-9][0-9]*$/.test(basename(resolve(dir))) && existsSync(join(dir, 'config.json'))) {
+    throw new NormserveError(
+      'MODEL_NOT_FOUND',
+      `--model ${flags.model} is a version directory; give its model directory ${dirname(dir)} (the new version's parent is the active version; activate another one first to start from it)`,
+    );
+  }
   const name = basename(dir);
   const registry = new ModelRegistry(dirname(dir), { maxBatchSize: 4096 });
   await registry.refreshModel(name);
   const parent = registry.resolve(name);
   const featureNames = featureNamesOf(parent.checkpoint.config);
 
-  let text: string;
-  try {
-    text = await readFile(flags.data, 'utf8');
-  } catch (e) {
-    throw new NormserveError(
-      'DATA_INVALID',
-      `cannot read ${flags.data}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`,
-    );
-  }
+  const text = await readInputText(flags.data, '');
   let rows: number[][];
   if (/\.(ndjson|jsonl)$/i.test(flags.data)) {
     rows = rowsFromNdjson(text, flags.data);

@@ -4,7 +4,7 @@
  * drift of every BatchNorm layer on the CSV's rows and the before/after-BatchNorm histograms, as
  * SVG files and one self-contained HTML page (index.html) in the output directory.
  */
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { NormserveError } from '../errors/index.js';
@@ -12,6 +12,8 @@ import { openReportModel, parseServerConfig } from '../service/index.js';
 import { parseCsv } from '../training/index.js';
 import { runCli } from './cli-errors.js';
 import { csvFeatureRows } from './csv-features.js';
+import { outputWriteFailed, prepareOutputDirectory } from './output-path.js';
+import { readInputText } from './read-input.js';
 import {
   channelStatsSvg,
   driftTableSvg,
@@ -45,15 +47,7 @@ async function main(argv: readonly string[]): Promise<void> {
   const flags = program.opts<Flags>();
   // The threshold and the minimum rows are the server's (DRIFT_THRESHOLD, DRIFT_MIN_ROWS).
   const config = parseServerConfig(process.env);
-  let text: string;
-  try {
-    text = await readFile(flags.data, 'utf8');
-  } catch (e) {
-    throw new NormserveError(
-      'DATA_INVALID',
-      `cannot read data ${flags.data}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`,
-    );
-  }
+  const text = await readInputText(flags.data, 'data ');
   const model = await openReportModel(flags.model);
   const table = parseCsv(text, flags.data);
   const { rows } = csvFeatureRows(
@@ -91,9 +85,13 @@ async function main(argv: readonly string[]): Promise<void> {
     );
     svgs.set(`layer-${f}-channels.svg`, channelStatsSvg(p));
   }
-  await mkdir(flags.out, { recursive: true });
-  for (const [file, svg] of svgs) await writeFile(join(flags.out, file), svg);
-  await writeFile(join(flags.out, 'index.html'), reportHtml(report, svgs, flags.data));
+  await prepareOutputDirectory(flags.out, '--out');
+  const write = (file: string, text: string) =>
+    writeFile(join(flags.out, file), text).catch((e: unknown) => {
+      throw outputWriteFailed(join(flags.out, file), e);
+    });
+  for (const [file, svg] of svgs) await write(file, svg);
+  await write('index.html', reportHtml(report, svgs, flags.data));
   process.stdout.write(
     `${JSON.stringify({ model: report.model, version: report.version, rows: report.rows, score: report.score, threshold: report.threshold, recommended: report.recommended, layers: report.drift.map((d) => ({ path: d.path, mean_shift: d.mean_shift, log_std_ratio: d.log_std_ratio, score: d.score })), files: ['index.html', ...svgs.keys()].map((f) => join(flags.out, f)) })}\n`,
   );

@@ -9,8 +9,8 @@
  * the end, so bad input or an interrupted run writes nothing.
  */
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import { relative, resolve } from 'node:path';
+import { readFile, stat } from 'node:fs/promises';
+import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import cliProgress from 'cli-progress';
 import { Command, InvalidArgumentError, Option } from 'commander';
@@ -26,6 +26,7 @@ import {
   trainingConfigSchema,
 } from '../training/index.js';
 import { runCli } from './cli-errors.js';
+import { outputWriteFailed, prepareOutputDirectory } from './output-path.js';
 
 /** Only the syntax of a number: its range and integrality are the schema's to check. */
 const number = (value: string) => {
@@ -277,6 +278,17 @@ async function main(argv: readonly string[]): Promise<void> {
     return;
   }
 
+  // Checked before the run: a training of minutes must not end in a write that could never work.
+  const out = flags.out ?? DEFAULT_OUT;
+  await prepareOutputDirectory(out, '--out');
+  const modelDir = join(out, config.name);
+  if ((await stat(modelDir).catch(() => undefined))?.isDirectory() === false) {
+    throw new NormserveError(
+      'OUTPUT_WRITE_FAILED',
+      `--out ${out}: cannot write there: ${modelDir} is a file, not a model directory`,
+    );
+  }
+
   const interactive = flags.progress && process.stderr.isTTY === true;
   const bar = interactive
     ? new cliProgress.SingleBar(
@@ -328,8 +340,10 @@ async function main(argv: readonly string[]): Promise<void> {
       );
     },
   });
-  const out = flags.out ?? DEFAULT_OUT;
-  const { version, path } = await publishCheckpoint(out, output);
+  const { version, path } = await publishCheckpoint(out, output).catch((e: unknown) => {
+    // A file system error (disk full, permissions changed during the run): one line, no stack.
+    throw typeof (e as NodeJS.ErrnoException).code === 'string' ? outputWriteFailed(out, e) : e;
+  });
   const weights = await readFile(`${path}/model.safetensors`);
   const m = output.metrics;
   // Versions written into the checkout's own models/ are served by `npm start` and show up as

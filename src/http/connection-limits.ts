@@ -41,6 +41,16 @@ function writeProblem(socket: Socket, error: NormserveError): void {
   );
 }
 
+/** Connections whose request Node cut at REQUEST_TIMEOUT_MS (see requestTimedOut). */
+const timedOutSockets = new WeakSet<Socket>();
+
+/**
+ * Whether the request on `socket` was cut because it did not arrive within REQUEST_TIMEOUT_MS: a
+ * route still reading its body sees only the connection closing (ECONNRESET), as if the client
+ * had gone, and would record a timed-out upload as CLIENT_ABORTED.
+ */
+export const requestTimedOut = (socket: Socket): boolean => timedOutSockets.has(socket);
+
 /**
  * Errors Node's HTTP parser raises before a request reaches Fastify (a request that did not
  * arrive in time, headers too large, malformed HTTP): answered as problem documents like
@@ -51,6 +61,7 @@ export function clientErrorHandler(log: FastifyBaseLogger) {
     if (err.code === 'ECONNRESET' || socket.destroyed) return;
     let error: NormserveError;
     if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+      timedOutSockets.add(socket);
       error = new NormserveError(
         'REQUEST_TIMEOUT',
         'the request did not arrive within REQUEST_TIMEOUT_MS',

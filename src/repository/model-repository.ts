@@ -206,18 +206,44 @@ export class ModelRepository {
     return parsed.data;
   }
 
-  /** Records the active version, atomically (rename over the old record). */
+  /**
+   * Records the active version, atomically (rename over the old record). A deletion of `version`
+   * that passed its "not active" check before this write (another request, worker or replica)
+   * would leave the record naming a missing version, and the model serving nothing: deleteVersion
+   * reads the record after hiding the directory, this reads the directory after writing the
+   * record, so at least one of the two sees the other. When this one does, the record it wrote is
+   * put back as it was (unless someone replaced it meanwhile) and the version is not found.
+   */
   async writeActive(name: string, version: number, note?: string): Promise<ActiveRecord> {
     const record: ActiveRecord = {
       version,
       updated_at: new Date().toISOString(),
       ...(note ? { note } : {}),
     };
-    await writeFileAtomically(
-      this.modelPath(name),
-      ACTIVE_FILE,
-      new TextEncoder().encode(`${JSON.stringify(record)}\n`),
-    );
+    const path = join(this.modelPath(name), ACTIVE_FILE);
+    const previous = await this.files
+      .readText(path, MAX_ACTIVE_RECORD_BYTES)
+      .catch(() => undefined);
+    const text = `${JSON.stringify(record)}\n`;
+    await writeFileAtomically(this.modelPath(name), ACTIVE_FILE, new TextEncoder().encode(text));
+    if (!(await this.listVersions(name)).includes(version)) {
+      const current = await this.files
+        .readText(path, MAX_ACTIVE_RECORD_BYTES)
+        .catch(() => undefined);
+      if (current === text) {
+        if (previous === undefined) await rm(path, { force: true });
+        else
+          await writeFileAtomically(
+            this.modelPath(name),
+            ACTIVE_FILE,
+            new TextEncoder().encode(previous),
+          );
+      }
+      throw new NormserveError(
+        'VERSION_NOT_FOUND',
+        `model "${name}" has no version ${version} (it was deleted while being activated)`,
+      );
+    }
     return record;
   }
 
@@ -242,6 +268,18 @@ export class ModelRepository {
       if (isMissing(e))
         throw new NormserveError('VERSION_NOT_FOUND', `model "${name}" has no version ${version}`);
       throw e;
+    }
+    // The caller checked that `version` is not active, but an activation may have written the
+    // record since (see writeActive): then the version comes back, whole, and stays.
+    const active = await this.readActive(name).catch(() => undefined);
+    if (active?.version === version) {
+      await rename(hidden, this.versionPath(name, version));
+      await rm(join(this.modelPath(name), `${TOMBSTONE_PREFIX}${version}`), { force: true });
+      await fsyncPath(this.modelPath(name));
+      throw new NormserveError(
+        'ACTIVE_VERSION_DELETE',
+        `version ${version} is the active version of "${name}" (activated while being deleted); activate another version first`,
+      );
     }
     await fsyncPath(this.modelPath(name));
     await rm(hidden, { recursive: true, force: true });
@@ -359,9 +397,15 @@ export async function loadModelDirectory(
   const repository = new ModelRepository(root);
   const versions = await repository.listVersions(name);
   if (versions.length === 0) {
+    // `--model models` for `--model models/digits` is the likeliest slip: name what is in there.
+    const inside = new ModelRepository(clean);
+    const models: string[] = [];
+    for (const model of await inside.listModels().catch(() => [])) {
+      if ((await inside.listVersions(model)).length > 0) models.push(model);
+    }
     throw new NormserveError(
       'MODEL_NOT_FOUND',
-      `${path}: no model version directories (expected ${path}/<version>/)`,
+      `${path}: no model version directories (expected ${path}/<version>/)${models.length > 0 ? `; it is a model repository: give one of its models, e.g. ${join(path, models[0]!)}` : ''}`,
     );
   }
   // The version an operator activated; without a record, the highest. A record naming a version

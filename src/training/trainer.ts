@@ -175,9 +175,15 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
   const layers: LayerSpec[] = config.layers;
   const inputShape = config.input_shape;
   if (numelOf(inputShape) !== data.width) {
+    // With an init checkpoint the shape is the checkpoint's (resolveTrainingConfig): name it.
+    const where = input.init
+      ? `the init checkpoint${input.init.source ? ` ${input.init.source}` : ''}: `
+      : input.source
+        ? `${input.source}: `
+        : '';
     throw new NormserveError(
       'TRAINING_CONFIG_INVALID',
-      `${input.source ? `${input.source}: ` : ''}input_shape [${inputShape.join(', ')}] holds ${numelOf(inputShape)} values but the data has ${data.width} feature columns`,
+      `${where}input_shape [${inputShape.join(', ')}] holds ${numelOf(inputShape)} values but the data has ${data.width} feature columns`,
     );
   }
   let outputWidth: number;

@@ -52,6 +52,15 @@ const irisHeader = 'sepal_length,sepal_width,petal_length,petal_width,label';
 /** Each bad input: the arguments and what the one stderr line must contain. */
 const failures: { what: string; args: () => string[]; expected: (string | RegExp)[] }[] = [
   {
+    // The shape is the init checkpoint's, not the config file's: the line blamed the config.
+    what: '--init of a model whose input shape does not fit the data',
+    args: () => ['--config', IRIS_CONFIG, '--init', 'models/digits'],
+    expected: [
+      /^train: the init checkpoint \S*models\/digits\/1: /,
+      'input_shape [64] holds 64 values but the data has 4 feature columns',
+    ],
+  },
+  {
     what: 'a missing data file',
     args: () => ['--config', IRIS_CONFIG, '--data', join(inputs, 'missing.csv')],
     expected: ['cannot read data file', join(inputs, 'missing.csv'), 'no such file'],

@@ -4,11 +4,14 @@
  * connections open at once. Timing assertions are bounds far from the behaviour they exclude
  * (Node's defaults gave a 10 s timeout's body 60 s + a 30 s sweep), so a loaded machine passes.
  */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
+import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { httpServerOptions } from '../../src/http/connection-limits.js';
 import { parseServerConfig } from '../../src/service/index.js';
+import { ADMIN_TOKEN } from '../helpers/admin.js';
 import { makeTestApp, type TestApp } from '../helpers/app.js';
 import { digitsRow } from './http-helpers.js';
 
@@ -96,6 +99,35 @@ describe('REQUEST_TIMEOUT_MS', () => {
     // Node's defaults answered after 60 s + up to one 30 s sweep; 1 s + a 250 ms sweep here.
     expect(elapsed).toBeGreaterThanOrEqual(900);
     expect(elapsed).toBeLessThan(30_000);
+  });
+
+  it('a recalibration upload cut by it is recorded as REQUEST_TIMEOUT in its job, not as a client abort', async () => {
+    const port = await listen({ REQUEST_TIMEOUT_MS: '1000', ADMIN_TOKEN });
+    const { socket, received } = open(port);
+    socket.write(
+      `POST /v1/models/digits:recalibrate HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${ADMIN_TOKEN}\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n`,
+    );
+    const line = `${JSON.stringify(digitsRow(1))}\n`;
+    const drip = setInterval(() => {
+      if (!socket.destroyed) socket.write(`${line.length.toString(16)}\r\n${line}\r\n`);
+    }, 100);
+    const raw = await received;
+    clearInterval(drip);
+    expect(problemOf(raw)).toMatchObject({ status: 408, code: 'REQUEST_TIMEOUT' });
+    const jobs = join(t!.repository, '.jobs');
+    let job: { state: string; error?: { code: string; message: string } } | undefined;
+    for (let i = 0; i < 200 && job?.state !== 'failed'; i++) {
+      const files = existsSync(jobs) ? readdirSync(jobs).filter((f) => f.endsWith('.json')) : [];
+      if (files.length === 1) job = JSON.parse(readFileSync(join(jobs, files[0]!), 'utf8'));
+      if (job?.state !== 'failed') await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(job).toMatchObject({
+      state: 'failed',
+      error: {
+        code: 'REQUEST_TIMEOUT',
+        message: 'the upload did not arrive within REQUEST_TIMEOUT_MS (1000 ms)',
+      },
+    });
   });
 
   it('cuts headers that trickle in the same way', async () => {

@@ -10,6 +10,7 @@ import {
   slices,
 } from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
+import { requestTimedOut } from '../connection-limits.js';
 import { CONTENT_ENCODING_DOC } from '../content-encoding.js';
 import { beforeVerb } from '../not-found.js';
 import { adminRateLimit } from '../rate-limit.js';
@@ -169,8 +170,18 @@ async function adminScope(app: AppInstance): Promise<void> {
             );
           }
         } catch (e) {
-          await session.fail(e);
-          throw e;
+          const error =
+            e instanceof NormserveError &&
+            e.code === 'CLIENT_ABORTED' &&
+            requestTimedOut(request.raw.socket)
+              ? new NormserveError(
+                  'REQUEST_TIMEOUT',
+                  `the upload did not arrive within REQUEST_TIMEOUT_MS (${config.REQUEST_TIMEOUT_MS} ms)`,
+                  { cause: e },
+                )
+              : e;
+          await session.fail(error);
+          throw error;
         }
         const prefersAsync = /\brespond-async\b/i.test(String(request.headers.prefer ?? ''));
         if (prefersAsync || session.rows > config.RECALIBRATION_ASYNC_ROWS) {

@@ -1,0 +1,43 @@
+/**
+ * The offline CLIs' commander exits: `--help` prints the usage on stdout and exits 0 (a shell
+ * script or `npm run … -- --help && …` must not see a failure); a missing required flag is one
+ * commander line on stderr and exit 1.
+ */
+import { spawnSync } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
+import { type Entry, nodeArgs, ROOT } from '../helpers/entries.js';
+
+const CLIS: readonly [Entry, string][] = [
+  ['src/cli/train.ts', 'train'],
+  ['src/cli/predict.ts', 'predict'],
+  ['src/cli/recalibrate.ts', 'recalibrate'],
+  ['src/cli/report.ts', 'report'],
+  ['src/cli/export-onnx.ts', 'export-onnx'],
+];
+
+function run(entry: Entry, args: readonly string[]) {
+  const result = spawnSync(process.execPath, [...nodeArgs(entry), ...args], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+describe('the offline CLIs', () => {
+  for (const [entry, name] of CLIS) {
+    it(`${name} --help prints the usage and exits 0`, () => {
+      const result = run(entry, ['--help']);
+      expect(result.status, result.stderr).toBe(0);
+      expect(result.stdout).toMatch(new RegExp(`^Usage: ${name} \\[options\\]`));
+      expect(result.stderr).toBe('');
+    });
+  }
+
+  it('a missing required flag is one line on stderr and exit 1', () => {
+    const result = run('src/cli/predict.ts', ['--input', 'x.csv']);
+    expect(result.status).toBe(1);
+    expect(result.stderr).toBe("error: required option '--model <dir>' not specified\n");
+    expect(result.stdout).toBe('');
+  });
+});

@@ -1,0 +1,101 @@
+/**
+ * The input files of the offline CLIs. Nothing to predict (a CSV header alone, an empty JSON
+ * array) is one line and exit 1 — predict exited 0 with `"predictions":[]` and, for a CSV with
+ * the label column, printed "accuracy NaN (0/0)". A UTF-8 byte order mark (what Excel and
+ * Notepad write) is dropped from JSON and NDJSON files as from CSV ones: predict and recalibrate
+ * refused such files as "not valid JSON", while the HTTP upload and the CSV reader took them.
+ */
+import { spawnSync } from 'node:child_process';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { makeRepository } from '../helpers/app.js';
+import { digitsTestRows } from '../helpers/digits.js';
+import { type Entry, nodeArgs, ROOT } from '../helpers/entries.js';
+import { makeTempDir, removeTempDirs } from '../helpers/temp-files.js';
+
+const dir = makeTempDir('input-files');
+const repository = makeRepository(['digits']);
+afterAll(() => {
+  removeTempDirs();
+  rmSync(repository, { recursive: true, force: true });
+});
+const BOM = '\uFEFF';
+
+function run(entry: Entry, args: readonly string[]) {
+  const result = spawnSync(process.execPath, [...nodeArgs(entry), ...args], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+const header = `${Array.from({ length: 64 }, (_, i) => `p${i}`).join(',')},label\n`;
+
+describe('nothing to predict', () => {
+  it('a CSV of a header alone', () => {
+    const csv = join(dir, 'header.csv');
+    writeFileSync(csv, header);
+    const result = run('src/cli/predict.ts', ['--model', 'models/digits', '--input', csv]);
+    expect(result.status).toBe(1);
+    expect(result.stderr).toBe(`predict: ${csv}: no data rows after the header\n`);
+    expect(result.stdout).toBe('');
+  });
+
+  it('a JSON file of no rows', () => {
+    for (const [name, text] of [
+      ['empty.json', '[]'],
+      ['instances.json', '{"instances": []}'],
+    ] as const) {
+      const file = join(dir, name);
+      writeFileSync(file, text);
+      const result = run('src/cli/predict.ts', ['--model', 'models/digits', '--input', file]);
+      expect(result.status).toBe(1);
+      expect(result.stderr).toBe(`predict: ${file}: no rows to predict\n`);
+    }
+  });
+
+  it('report says the same for a header alone', () => {
+    const csv = join(dir, 'header-report.csv');
+    writeFileSync(csv, header);
+    const result = run('src/cli/report.ts', [
+      '--model',
+      'models/digits',
+      '--data',
+      csv,
+      '--out',
+      join(dir, 'r'),
+    ]);
+    expect(result.status).toBe(1);
+    expect(result.stderr).toBe(`report: ${csv}: no data rows after the header\n`);
+  });
+});
+
+describe('a UTF-8 byte order mark', () => {
+  const rows = digitsTestRows().x.slice(0, 5);
+
+  it('predict reads a JSON file that starts with one', () => {
+    const file = join(dir, 'bom.json');
+    writeFileSync(file, `${BOM}${JSON.stringify({ instances: rows })}`);
+    const result = run('src/cli/predict.ts', ['--model', 'models/digits', '--input', file]);
+    expect(result.status, result.stderr).toBe(0);
+    expect(JSON.parse(result.stdout).predictions).toHaveLength(5);
+  });
+
+  it('recalibrate reads an NDJSON file that starts with one (CRLF line ends too)', () => {
+    const file = join(dir, 'bom.ndjson');
+    writeFileSync(file, `${BOM}${rows.map((r) => JSON.stringify(r)).join('\r\n')}\r\n`);
+    const result = run('src/cli/recalibrate.ts', [
+      '--model',
+      join(repository, 'digits'),
+      '--data',
+      file,
+      '--no-activate',
+    ]);
+    expect(result.status, result.stderr).toBe(0);
+    expect(JSON.parse(result.stdout)).toMatchObject({ version: 2, samples: 5 });
+    const config = JSON.parse(readFileSync(join(repository, 'digits', '2', 'config.json'), 'utf8'));
+    expect(config.provenance).toMatchObject({ kind: 'recalibration', samples: 5 });
+  });
+});

@@ -1,0 +1,118 @@
+/**
+ * An output path that cannot be written (a file where a directory must be, a directory under a
+ * file): train, report and export:onnx say so in one line and exit 1 — never a stack trace — and
+ * train says it before training, not after.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { type Entry, nodeArgs, ROOT } from '../helpers/entries.js';
+import { makeTempDir, removeTempDirs } from '../helpers/temp-files.js';
+
+const dir = makeTempDir('output-paths');
+afterAll(() => removeTempDirs());
+const aFile = join(dir, 'a-file');
+writeFileSync(aFile, 'not a directory\n');
+
+function run(entry: Entry, args: readonly string[]) {
+  const result = spawnSync(process.execPath, [...nodeArgs(entry), ...args], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    timeout: 120_000,
+    killSignal: 'SIGKILL',
+  });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+const IN_THE_WAY = 'a file is in the way (the path, or a directory on it, is a file)';
+
+describe('outputs that cannot be written', () => {
+  it('train --out <a file>: one line before any epoch, exit 1', () => {
+    const result = run('src/cli/train.ts', [
+      '--config',
+      'configs/iris-mlp.json',
+      '--no-progress',
+      '--out',
+      aFile,
+    ]);
+    expect(result.status).toBe(1);
+    expect(result.stderr).toBe(`train: --out ${aFile}: cannot write there: ${IN_THE_WAY}\n`);
+    expect(result.stdout).toBe('');
+  });
+
+  it('train --out <dir> where <dir>/<model name> is a file: one line before any epoch, exit 1', () => {
+    const repository = join(dir, 'repository');
+    mkdirSync(repository);
+    writeFileSync(join(repository, 'iris'), '');
+    const result = run('src/cli/train.ts', [
+      '--config',
+      'configs/iris-mlp.json',
+      '--no-progress',
+      '--out',
+      repository,
+    ]);
+    expect(result.status).toBe(1);
+    expect(result.stderr).toBe(
+      `train: --out ${repository}: cannot write there: ${join(repository, 'iris')} is a file, not a model directory\n`,
+    );
+  });
+
+  // Node's recursive mkdir never settled there: the run trained to the end, then hung.
+  it.skipIf(!existsSync('/proc/self'))(
+    'train --out /proc/x (mkdir fails with ENOENT): one line, exit 1',
+    () => {
+      const result = run('src/cli/train.ts', [
+        '--config',
+        'configs/iris-mlp.json',
+        '--no-progress',
+        '--out',
+        '/proc/x/models',
+      ]);
+      expect(result.status, result.stderr).toBe(1);
+      expect(result.stderr).toBe(
+        'train: --out /proc/x/models: cannot write there: no such directory\n',
+      );
+    },
+  );
+
+  it('train --out <new nested dirs> creates them', () => {
+    const nested = join(dir, 'a', 'b', 'models');
+    const result = run('src/cli/train.ts', [
+      '--config',
+      'configs/iris-mlp.json',
+      '--no-progress',
+      '--epochs',
+      '1',
+      '--out',
+      nested,
+    ]);
+    expect(result.status, result.stderr).toBe(0);
+    expect(existsSync(join(nested, 'iris', '1', 'model.safetensors'))).toBe(true);
+  });
+
+  it('report --out <a file>: one line, exit 1', () => {
+    const csv = join(dir, 'rows.csv');
+    const header = Array.from({ length: 64 }, (_, i) => `p${i}`).join(',');
+    const row = (k: number) => Array.from({ length: 64 }, (_, i) => (i * k) % 17).join(',');
+    writeFileSync(csv, `${header}\n${row(1)}\n${row(3)}\n${row(5)}\n`);
+    const result = run('src/cli/report.ts', [
+      '--model',
+      'models/digits',
+      '--data',
+      csv,
+      '--out',
+      aFile,
+    ]);
+    expect(result.status).toBe(1);
+    expect(result.stderr).toBe(`report: --out ${aFile}: cannot write there: ${IN_THE_WAY}\n`);
+  });
+
+  it('export:onnx --out <a file>/x.onnx: one line, exit 1, no temporary left', () => {
+    const target = join(aFile, 'x.onnx');
+    const result = run('src/cli/export-onnx.ts', ['--model', 'models/digits', '--out', target]);
+    expect(result.status).toBe(1);
+    expect(result.stderr).toBe(`export-onnx: cannot write ${target}: ${IN_THE_WAY}\n`);
+    expect(existsSync(target)).toBe(false);
+  });
+});
