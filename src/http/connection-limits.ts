@@ -33,8 +33,8 @@ export function httpServerOptions(config: ServerConfig) {
 }
 
 /** Writes a problem document straight to a socket whose request never reached a route. */
-function writeProblem(socket: Socket, error: NormserveError): void {
-  const body = JSON.stringify(toProblem(error, ''));
+function writeProblem(socket: Socket, error: NormserveError, url: string | undefined): void {
+  const body = JSON.stringify(toProblem(error, url));
   socket.write(
     `HTTP/1.1 ${error.status} ${STATUS_CODES[error.status]}\r\n` +
       `Content-Type: ${PROBLEM_CONTENT_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
@@ -73,8 +73,11 @@ export function clientErrorHandler(log: FastifyBaseLogger) {
       error = new NormserveError('INVALID_INPUT', 'malformed HTTP request');
     }
     // As Node's own handler: only when no response has begun on this connection.
-    const response = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
-    if (socket.writable && !response?.headersSent) writeProblem(socket, error);
+    // (A body cut by the timeout has its request, and so its URL; headers that never ended have none.)
+    const response = (
+      socket as Socket & { _httpMessage?: { headersSent?: boolean; req?: { url?: string } } }
+    )._httpMessage;
+    if (socket.writable && !response?.headersSent) writeProblem(socket, error, response?.req?.url);
     socket.destroy(err);
   };
 }

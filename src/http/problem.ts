@@ -15,7 +15,8 @@ export interface Problem {
   title: string;
   status: number;
   detail: string;
-  instance: string;
+  /** The request's path and query; absent when no request line was read (see connection-limits.ts). */
+  instance?: string;
   code: ErrorCode;
   error: string;
   errors?: ErrorLocation[];
@@ -30,7 +31,7 @@ export const PROBLEM_CONTENT_TYPE = 'application/problem+json; charset=utf-8';
 export const problemType = (code: ErrorCode): string =>
   `urn:normserve:problem:${code.toLowerCase().replaceAll('_', '-')}`;
 
-export function toProblem(error: NormserveError, instance: string): Problem {
+export function toProblem(error: NormserveError, instance: string | undefined): Problem {
   const { status, title } = errorCatalogue[error.code];
   return {
     ...error.extra,
@@ -38,7 +39,7 @@ export function toProblem(error: NormserveError, instance: string): Problem {
     title,
     status,
     detail: error.message,
-    instance,
+    ...(instance === undefined ? {} : { instance }),
     code: error.code,
     error: error.message,
     // Bounded whatever raised it: a problem never grows with the number of bad values.

@@ -95,7 +95,11 @@ describe('REQUEST_TIMEOUT_MS', () => {
     clearInterval(drip);
     const elapsed = performance.now() - started;
     const problem = problemOf(raw);
-    expect(problem).toMatchObject({ status: 408, code: 'REQUEST_TIMEOUT' });
+    expect(problem).toMatchObject({
+      status: 408,
+      code: 'REQUEST_TIMEOUT',
+      instance: '/v1/models/digits:predict',
+    });
     // Node's defaults answered after 60 s + up to one 30 s sweep; 1 s + a 250 ms sweep here.
     expect(elapsed).toBeGreaterThanOrEqual(900);
     expect(elapsed).toBeLessThan(30_000);
@@ -139,7 +143,10 @@ describe('REQUEST_TIMEOUT_MS', () => {
     }, 100);
     const raw = await received;
     clearInterval(drip);
-    expect(problemOf(raw)).toMatchObject({ status: 408, code: 'REQUEST_TIMEOUT' });
+    const problem = problemOf(raw);
+    expect(problem).toMatchObject({ status: 408, code: 'REQUEST_TIMEOUT' });
+    // No request line was read to completion: no instance, rather than an empty one.
+    expect(problem).not.toHaveProperty('instance');
   });
 });
 

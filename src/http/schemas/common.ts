@@ -68,7 +68,10 @@ export const problemSchema = z
     title: z.string(),
     status: z.number().int(),
     detail: z.string(),
-    instance: z.string(),
+    instance: z.string().optional().meta({
+      description:
+        "The request's path and query string; absent only when no request line was read (headers that did not arrive within REQUEST_TIMEOUT_MS, malformed HTTP)",
+    }),
     code: z.string().meta({ description: 'Stable error code from the catalogue (docs/errors.md)' }),
     error: z.string().meta({
       description:
