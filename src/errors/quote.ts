@@ -14,8 +14,7 @@ function escapeChar(ch: string): string {
   const json = JSON.stringify(ch).slice(1, -1);
   if (json !== ch || ch === ' ' || !UNPRINTABLE.test(ch)) return json;
   let out = '';
-  for (let i = 0; i < ch.length; i++)
-    out += `\\u${ch.charCodeAt(i).toString(16).padStart(4, '0')}`;
+  for (let i = 0; i < ch.length; i++) out += `\\u${ch.charCodeAt(i).toString(16).padStart(4, '0')}`;
   return out;
 }
 
@@ -46,9 +45,17 @@ export function quote(value: string): string {
   return `"${out}"`;
 }
 
-/** Values quoted and listed, the first `max` of them: `"a", "b", … and 7 more`. */
-export function quoteList(values: readonly string[], max = 8): string {
-  const shown = values.slice(0, max).map(quote);
-  if (values.length > max) shown.push(`… and ${values.length - max} more`);
-  return shown.join(', ');
+/**
+ * Values quoted and listed, as many as fit in `maxChars` (one at least): `"a", "b", … and 7
+ * more` — a file's column names or labels, however many and however long, stay a short list.
+ */
+export function quoteList(values: readonly string[], maxChars = 2 * ECHO_CHARS): string {
+  let out = '';
+  for (let i = 0; i < values.length; i++) {
+    const next = `${i === 0 ? '' : ', '}${quote(values[i]!)}`;
+    if (i > 0 && out.length + next.length > maxChars)
+      return `${out}, … and ${values.length - i} more`;
+    out += next;
+  }
+  return out;
 }

@@ -67,7 +67,10 @@ export function parseCsv(text: string, source: string): CsvTable {
     if (name === '')
       throw new NormserveError('DATA_INVALID', `${source}: header column ${i + 1} has no name`);
     if (seen.has(name))
-      throw new NormserveError('DATA_INVALID', `${source}: header names column ${quote(name)} twice`);
+      throw new NormserveError(
+        'DATA_INVALID',
+        `${source}: header names column ${quote(name)} twice`,
+      );
     seen.add(name);
   });
   const rows = records.slice(1);
