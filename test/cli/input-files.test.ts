@@ -103,18 +103,19 @@ describe('a UTF-8 byte order mark', () => {
 
 describe('a binary file given as an input', () => {
   /**
-   * Seeded bytes; `lines`: two lines of them, without quotes, commas or line ends, so that the
-   * CSV reader takes the first as the header's one name and the second as its cell.
+   * Seeded bytes. As a CSV (`at`): without quotes, commas or line ends but one quote or one line
+   * end at `at`: a stray quote after that many bytes of one cell, or a header of one name and a
+   * row of one cell.
    */
-  function binary(name: string, seed: number, lines = false): string {
+  function binary(name: string, seed: number, at?: { index: number; byte: number }): string {
     const bytes = Buffer.alloc(4000);
     let state = seed;
     for (let i = 0; i < bytes.length; i++) {
       state = (state * 1103515245 + 12345) % 2 ** 31;
       const b = state >>> 23;
-      bytes[i] = lines && [0x22, 0x2c, 0x0a, 0x0d].includes(b) ? 0x07 : b;
+      bytes[i] = at && [0x22, 0x2c, 0x0a, 0x0d].includes(b) ? 0x07 : b;
     }
-    if (lines) bytes[2000] = 0x0a;
+    if (at) bytes[at.index] = at.byte;
     const file = join(dir, name);
     writeFileSync(file, bytes);
     return file;
@@ -134,9 +135,10 @@ describe('a binary file given as an input', () => {
 
   const digitsModel = () => join(repository, 'digits');
   for (const lines of [false, true]) {
-    const kind = lines ? 'a header and a cell of bytes' : 'a stray quote';
+    const kind = lines ? 'a header and a cell of bytes' : 'a stray quote after 1500 bytes';
     it(`train, predict, recalibrate and report (${kind})`, () => {
-      const file = binary(`binary-${lines}.csv`, 11, lines);
+      const at = lines ? { index: 2000, byte: 0x0a } : { index: 1500, byte: 0x22 };
+      const file = binary(`binary-${lines}.csv`, 11, at);
       const train = run('src/cli/train.ts', ['--data', file, '--out', join(dir, 'no-train')]);
       expectOneShortLine(train, 'train', file);
       const predict = run('src/cli/predict.ts', ['--model', 'models/digits', '--input', file]);
@@ -144,6 +146,10 @@ describe('a binary file given as an input', () => {
       if (lines) {
         expect(train.stderr).toMatch(/unknown label column "label" \(columns: ".*…"\)\n$/);
         expect(predict.stderr).toMatch(/line 2, column ".*…": ".*…" is not a finite number\n$/);
+      } else {
+        expect(predict.stderr).toMatch(
+          /line 1: not valid CSV: a quote inside the unquoted cell ".*…"\n$/,
+        );
       }
       expectOneShortLine(
         run('src/cli/recalibrate.ts', ['--model', digitsModel(), '--data', file]),
