@@ -85,7 +85,7 @@ describe('parseCsv', () => {
   });
 
   it('a binary file read as CSV: one short printable line, not the bytes it holds', () => {
-    // Seeded bytes with a quote after 500 others: csv-parse's own message quoted all 500, raw.
+    // Seeded bytes with a quote after 600 others: csv-parse's own message quoted all 600.
     let state = 7;
     const bytes = Buffer.alloc(2000, 0);
     for (let i = 0; i < bytes.length; i++) {
