@@ -4,13 +4,15 @@
  * as JSON on stdout, computed by the service's own code (registry, fused plan, softmax). A CSV
  * needs a header; columns are matched to the model's feature names when it records them, and a
  * label column, if present, is used to report accuracy (classification) or RMSE and R²
- * (regression) on stderr. A row whose outputs overflow float32 is refused as the server refuses it
- * (INVALID_INPUT naming its CSV line or `rows[i]`; one stderr line, exit 1, nothing on stdout).
+ * (regression) on stderr. A bad row names the file and its place there: its CSV line (and column),
+ * or its path in the JSON (`rows.json: instances[2][63]`, `[2][63]` in a top-level array); so does
+ * a row whose outputs overflow float32, refused as the server refuses it (one stderr line, exit 1,
+ * nothing on stdout).
  */
 import { Command } from 'commander';
-import { NormserveError } from '../errors/index.js';
-import { checkFiniteOutputs, openModelDirectory } from '../service/index.js';
-import { parseCsv } from '../training/index.js';
+import { isNormserveError, NormserveError, printable } from '../errors/index.js';
+import { checkFiniteOutputs, openModelDirectory, type PredictOutput } from '../service/index.js';
+import { csvPlace, parseCsv } from '../training/index.js';
 import { runCli } from './cli-errors.js';
 import { csvFeatureRows } from './csv-features.js';
 import { readInputText } from './read-input.js';
@@ -25,23 +27,29 @@ interface Flags {
 
 /**
  * The instances of a JSON input file: `[...]` or `{"instances": [...]}`, one sample per element,
- * flat or nested by the model's input shape (checked by the service, errors naming `rows[i]…`).
+ * flat or nested by the model's input shape (checked by the service), and their path in the file
+ * (`instances`, or `` for a top-level array, whose rows are `[2]`).
  */
-function rowsFromJson(text: string, source: string): unknown[] {
+function rowsFromJson(text: string, source: string): { rows: unknown[]; field: string } {
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch (e) {
-    throw new NormserveError('DATA_INVALID', `${source}: not valid JSON (${(e as Error).message})`);
+    // V8 quotes the text around the error: raw bytes, for a binary file.
+    throw new NormserveError(
+      'DATA_INVALID',
+      `${source}: not valid JSON (${printable((e as Error).message)})`,
+    );
   }
-  const rows = Array.isArray(value) ? value : (value as { instances?: unknown } | null)?.instances;
+  const top = Array.isArray(value);
+  const rows = top ? value : (value as { instances?: unknown } | null)?.instances;
   if (!Array.isArray(rows))
     throw new NormserveError(
       'DATA_INVALID',
       `${source}: expected [[...], ...] or {"instances": [[...], ...]}`,
     );
   if (rows.length === 0) throw new NormserveError('DATA_INVALID', `${source}: no rows to predict`);
-  return rows;
+  return { rows, field: top ? '' : 'instances' };
 }
 
 async function main(argv: readonly string[]): Promise<void> {
@@ -67,21 +75,35 @@ async function main(argv: readonly string[]): Promise<void> {
   const text = await readInputText(flags.input, 'input ');
   const model = await openModelDirectory(flags.model);
   const labelColumn = flags.labelColumn ?? model.labelColumn ?? 'label';
+  const json = flags.input.toLowerCase().endsWith('.json');
   let rows: unknown[];
+  let field = 'rows';
   let truth: string[] | undefined;
   // Where a row came from, for a row refused as the server refuses it (outputs that overflow).
-  let rowPath = (r: number) => `rows[${r}]`;
-  if (flags.input.toLowerCase().endsWith('.json')) {
-    rows = rowsFromJson(text, flags.input);
+  let rowPath = (r: number) => `${field}[${r}]`;
+  if (json) {
+    ({ rows, field } = rowsFromJson(text, flags.input));
   } else {
     const table = parseCsv(text, flags.input);
     const features = csvFeatureRows(table, model.featureNames, labelColumn);
     rows = features.rows;
     truth = features.labels;
-    rowPath = (r) => `${flags.input}: line ${table.lines[r]}`;
+    rowPath = (r) => csvPlace(table, r);
   }
-  const output = model.predict(rows, { fused: flags.fused, field: 'rows' });
-  checkFiniteOutputs(output, rowPath);
+  let output: PredictOutput;
+  try {
+    output = model.predict(rows, { fused: flags.fused, field });
+    checkFiniteOutputs(output, rowPath);
+  } catch (e) {
+    // The places in a JSON file are paths in it (`instances[2][63]`); the message names the file
+    // once, before them, as a CSV's names it before its line.
+    if (json && isNormserveError(e) && e.code === 'INVALID_INPUT')
+      throw new NormserveError(e.code, `${flags.input}: ${e.message}`, {
+        errors: e.errors,
+        cause: e,
+      });
+    throw e;
+  }
   const w = output.outputWidth;
   const matrix = (data: Float32Array) =>
     Array.from({ length: output.rows }, (_, r) => Array.from(data.subarray(r * w, (r + 1) * w)));

@@ -5,11 +5,19 @@
  *  [--prior-strength N] [--batch-size N] [--no-activate] [--note text]`.
  * Publishes the next version of the model atomically (and activates it unless --no-activate);
  * prints the result as JSON. A server watching the repository picks the new version up.
+ * --prior-strength belongs to --mode prior and --batch-size to --mode running: given with another
+ * mode (the default, exact, included) they are refused, not silently ignored.
  */
 import { existsSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
-import { inNumberRange, NormserveError, type NumberRange, rangeMessage } from '../errors/index.js';
+import {
+  fileLine,
+  inNumberRange,
+  NormserveError,
+  type NumberRange,
+  rangeMessage,
+} from '../errors/index.js';
 import {
   featureNamesOf,
   inputShapeOf,
@@ -49,6 +57,26 @@ function numberFlag(flag: string, value: string | undefined, range: NumberRange)
   });
 }
 
+/** The flags only one mode reads, and that mode. */
+const MODE_FLAGS = [
+  { flag: '--prior-strength', key: 'priorStrength', mode: 'prior' },
+  { flag: '--batch-size', key: 'batchSize', mode: 'running' },
+] as const;
+
+/**
+ * A flag of another mode than the one chosen would be read by nothing: refused, naming both flags
+ * (`--batch-size needs --mode running (the mode is exact, the default)`).
+ */
+function checkModeFlags(flags: Flags, modeIsDefault: boolean): void {
+  for (const { flag, key, mode } of MODE_FLAGS) {
+    if (flags[key] === undefined || flags.mode === mode) continue;
+    const message = `needs --mode ${mode} (the mode is ${flags.mode}${modeIsDefault ? ', the default' : ''})`;
+    throw new NormserveError('INVALID_INPUT', `${flag} ${message}`, {
+      errors: [{ path: flag, message }],
+    });
+  }
+}
+
 function rowsFromNdjson(text: string, source: string): number[][] {
   const rows: number[][] = [];
   text.split('\n').forEach((line, i) => {
@@ -57,12 +85,12 @@ function rowsFromNdjson(text: string, source: string): number[][] {
     try {
       value = JSON.parse(line);
     } catch {
-      throw new NormserveError('DATA_INVALID', `${source}: line ${i + 1}: not valid JSON`);
+      throw new NormserveError('DATA_INVALID', `${fileLine(source, i + 1)}: not valid JSON`);
     }
     if (!Array.isArray(value) || value.some((v) => typeof v !== 'number' || !Number.isFinite(v))) {
       throw new NormserveError(
         'DATA_INVALID',
-        `${source}: line ${i + 1}: expected an array of finite numbers`,
+        `${fileLine(source, i + 1)}: expected an array of finite numbers`,
       );
     }
     rows.push(value as number[]);
@@ -96,6 +124,7 @@ async function main(argv: readonly string[]): Promise<void> {
     .exitOverride();
   program.parse(argv, { from: 'node' });
   const flags = program.opts<Flags>();
+  checkModeFlags(flags, program.getOptionValueSource('mode') === 'default');
   const priorStrength = numberFlag('--prior-strength', flags.priorStrength, PRIOR_STRENGTH_RANGE);
   const batchSize = numberFlag('--batch-size', flags.batchSize, RECALIBRATION_BATCH_SIZE_RANGE);
 

@@ -14,11 +14,12 @@ import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import cliProgress from 'cli-progress';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { NormserveError } from '../errors/index.js';
+import { NormserveError, printable } from '../errors/index.js';
 import { loadModelDirectory, publishCheckpoint } from '../service/index.js';
 import {
   architectureSchema,
   loadCsvDataset,
+  MAX_EPOCHS,
   parseTrainingConfig,
   resolveTrainingConfig,
   type TrainingMetrics,
@@ -79,7 +80,7 @@ const CONFIG_FLAGS: readonly ConfigFlag[] = [
   configFlag('--seed <n>', `random seed (default ${DEFAULTS.seed})`, ['seed'], number),
   configFlag(
     '--epochs <n>',
-    `epochs, at least 1 (default ${DEFAULTS.training.epochs})`,
+    `epochs, 1 to ${MAX_EPOCHS} (default ${DEFAULTS.training.epochs})`,
     ['training', 'epochs'],
     number,
   ),
@@ -197,7 +198,7 @@ async function readConfigFile(path: string): Promise<Raw> {
   } catch (e) {
     throw new NormserveError(
       'TRAINING_CONFIG_INVALID',
-      `${path}: not valid JSON (${(e as Error).message})`,
+      `${path}: not valid JSON (${printable((e as Error).message)})`,
     );
   }
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {

@@ -9,6 +9,6 @@ export {
   type NumberRange,
   rangeMessage,
 } from './issue-message.js';
-export { describeLocations, formatPath, issuesToLocations } from './issue-path.js';
+export { describeLocations, fileLine, formatPath, issuesToLocations } from './issue-path.js';
 export { type ErrorLocation, isNormserveError, NormserveError } from './normserve-error.js';
-export { ECHO_CHARS, quote } from './quote.js';
+export { ECHO_CHARS, printable, quote, quoteList } from './quote.js';

@@ -1,4 +1,5 @@
 import type { ErrorLocation } from './normserve-error.js';
+import { quote } from './quote.js';
 
 /** `['instances', 3, 17]` → `instances[3][17]`; `['layers', 2, 'type']` → `layers[2].type`. */
 export function formatPath(path: readonly PropertyKey[], root = ''): string {
@@ -33,4 +34,13 @@ export function describeLocations(
   const shown = locations.slice(0, max).map((l) => `${l.path}: ${l.message}`);
   if (total > shown.length) shown.push(`… and ${total - shown.length} more`);
   return shown.join('; ');
+}
+
+/**
+ * Where in an input file a message points, in the one form every reader uses: `data.csv: line 7`,
+ * or `data.csv: line 7, column "b"` (the column's name quoted, as a file may hold anything).
+ * `line` is the file's own 1-based line number, blank lines counted.
+ */
+export function fileLine(file: string, line: number, column?: string): string {
+  return `${file}: line ${line}${column === undefined ? '' : `, column ${quote(column)}`}`;
 }

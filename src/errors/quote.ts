@@ -2,9 +2,60 @@
 export const ECHO_CHARS = 64;
 
 /**
- * `value` quoted for a message, cut to ECHO_CHARS characters: a message (and the problem that
- * carries it as `detail`, `error` and an `errors` entry) never grows with what a client sent.
+ * What a terminal line or a log line cannot show as itself: control characters (C0, DEL, C1),
+ * format characters (bidirectional overrides, zero-width characters), surrogates, private-use and
+ * unassigned code points, and every separator but the plain space (line and paragraph separators,
+ * no-break and other spaces, which look like a space and are not one).
+ */
+const UNPRINTABLE = /[\p{C}\p{Z}]/u;
+
+/** One character (code point) as it is written in a message: JSON's escapes, `\uXXXX` else. */
+function escapeChar(ch: string): string {
+  const json = JSON.stringify(ch).slice(1, -1);
+  if (json !== ch || ch === ' ' || !UNPRINTABLE.test(ch)) return json;
+  let out = '';
+  for (let i = 0; i < ch.length; i++) out += `\\u${ch.charCodeAt(i).toString(16).padStart(4, '0')}`;
+  return out;
+}
+
+/**
+ * `text` with every character a terminal cannot show as itself escaped (`\u0003`, `\n`,
+ * `\u202e`), for text a library quotes from its input (a parser's message): a message stays one
+ * printable line.
+ */
+export function printable(text: string): string {
+  let out = '';
+  for (const ch of text) out += ch === '"' || ch === '\\' ? ch : escapeChar(ch);
+  return out;
+}
+
+/**
+ * `value` quoted for a message as a JSON string, its unprintable characters escaped, cut to
+ * ECHO_CHARS characters of quoted text (marked "…"): a message (and the problem that carries it
+ * as `detail`, `error` and an `errors` entry) stays one short printable line whatever a client
+ * sent or a file held — binary data included.
  */
 export function quote(value: string): string {
-  return JSON.stringify(value.length > ECHO_CHARS ? `${value.slice(0, ECHO_CHARS)}…` : value);
+  let out = '';
+  for (const ch of value) {
+    const escaped = escapeChar(ch);
+    if (out.length + escaped.length > ECHO_CHARS) return `"${out}…"`;
+    out += escaped;
+  }
+  return `"${out}"`;
+}
+
+/**
+ * Values quoted and listed, as many as fit in `maxChars` (one at least): `"a", "b", … and 7
+ * more` — a file's column names or labels, however many and however long, stay a short list.
+ */
+export function quoteList(values: readonly string[], maxChars = 2 * ECHO_CHARS): string {
+  let out = '';
+  for (let i = 0; i < values.length; i++) {
+    const next = `${i === 0 ? '' : ', '}${quote(values[i]!)}`;
+    if (i > 0 && out.length + next.length > maxChars)
+      return `${out}, … and ${values.length - i} more`;
+    out += next;
+  }
+  return out;
 }

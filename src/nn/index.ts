@@ -80,6 +80,7 @@ export { SGD, type SgdOptions, sgdOptionsProblem } from './sgd.js';
 export { StepArray } from './step-array.js';
 export {
   FLOAT32_MAX,
+  FLOAT32_RANGE_MESSAGE,
   FLOAT32_ROUNDING_MAX,
   numelOf,
   roundsToFiniteFloat32,

@@ -16,6 +16,9 @@ export const FLOAT32_ROUNDING_MAX = 2 ** 128 - 2 ** 103 - 2 ** 75;
 /** Whether `x` is a number that stays finite as float32 (false for NaN and ±Infinity). */
 export const roundsToFiniteFloat32 = (x: number): boolean => Math.abs(x) <= FLOAT32_ROUNDING_MAX;
 
+/** Why a value that does not round to a finite float32 is refused, in every reader's words. */
+export const FLOAT32_RANGE_MESSAGE = `outside the float32 range (it would round to ±Infinity; the largest float32 is ${FLOAT32_MAX})`;
+
 /** Number of elements of a shape; `[]` is a scalar with one element. */
 export function numelOf(shape: readonly number[]): number {
   let n = 1;

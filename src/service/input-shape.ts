@@ -1,11 +1,16 @@
 import { z } from 'zod';
 import { describeLocations, type ErrorLocation, NormserveError } from '../errors/index.js';
-import { FLOAT32_MAX, FLOAT32_ROUNDING_MAX, numelOf, roundsToFiniteFloat32 } from '../nn/index.js';
+import {
+  FLOAT32_MAX,
+  FLOAT32_RANGE_MESSAGE,
+  FLOAT32_ROUNDING_MAX,
+  numelOf,
+  roundsToFiniteFloat32,
+} from '../nn/index.js';
 import { compileAccepts } from './compiled-schema.js';
 import { flatRows, nestedRows, type RowSource, sampleRows } from './row-source.js';
 
-export { FLOAT32_MAX, roundsToFiniteFloat32 };
-export const FLOAT32_RANGE_MESSAGE = `outside the float32 range (it would round to ±Infinity; the largest float32 is ${FLOAT32_MAX})`;
+export { FLOAT32_MAX, FLOAT32_RANGE_MESSAGE, roundsToFiniteFloat32 };
 export const FINITE_NUMBER_MESSAGE = 'expected a finite number';
 export const ROW_ARRAY_MESSAGE = 'expected an array of numbers (one row)';
 

@@ -1,5 +1,5 @@
-import { NormserveError } from '../errors/index.js';
-import { type CsvTable, numericCell } from './csv-table.js';
+import { NormserveError, quote, quoteList } from '../errors/index.js';
+import { type CsvTable, csvPlace, numericCell } from './csv-table.js';
 
 /** Features as a row-major float32 matrix and targets (class indices or regression values). */
 export interface Dataset {
@@ -31,7 +31,7 @@ export function datasetFromTable(
   if (labelIndex < 0) {
     throw new NormserveError(
       'DATA_INVALID',
-      `${table.source}: unknown label column "${labelColumn}" (columns: ${table.header.join(', ')})`,
+      `${table.source}: unknown label column ${quote(labelColumn)} (columns: ${quoteList(table.header)})`,
     );
   }
   const featureColumns = table.header.map((_, i) => i).filter((i) => i !== labelIndex);
@@ -56,7 +56,7 @@ export function datasetFromTable(
       if (k === undefined) {
         throw new NormserveError(
           'DATA_INVALID',
-          `${table.source}: line ${table.lines[r]}, column "${labelColumn}": label ${JSON.stringify(value)} is not one of the model's labels`,
+          `${csvPlace(table, r, labelIndex)}: label ${quote(value)} is not one of the model's labels`,
         );
       }
       targets[r] = k;

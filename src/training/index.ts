@@ -3,7 +3,7 @@ export {
   architectureSchema,
   layersFromArchitecture,
 } from './architecture.js';
-export { type CsvTable, numericCell, parseCsv } from './csv-table.js';
+export { type CsvTable, csvPlace, numericCell, parseCsv } from './csv-table.js';
 export { type Dataset, datasetFromTable, type LabeledDataset, selectRows } from './dataset.js';
 export { argmaxRow, type Evaluation, evaluate } from './evaluate.js';
 export { loadCsvDataset, loadTrainingConfig } from './load-data.js';
@@ -24,6 +24,7 @@ export {
   train,
 } from './trainer.js';
 export {
+  MAX_EPOCHS,
   type OptimizerConfig,
   parseTrainingConfig,
   type TrainingConfig,

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { NormserveError } from '../errors/index.js';
+import { NormserveError, printable } from '../errors/index.js';
 import { parseCsv } from './csv-table.js';
 import { datasetFromTable, type LabeledDataset } from './dataset.js';
 import { parseTrainingConfig, type TrainingConfig } from './training-config.js';
@@ -27,7 +27,7 @@ export async function loadTrainingConfig(path: string): Promise<TrainingConfig> 
   } catch (e) {
     throw new NormserveError(
       'TRAINING_CONFIG_INVALID',
-      `${path}: not valid JSON (${(e as Error).message})`,
+      `${path}: not valid JSON (${printable((e as Error).message)})`,
     );
   }
   return parseTrainingConfig(value, path);

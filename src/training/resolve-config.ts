@@ -3,7 +3,7 @@ import {
   MODEL_NAME_PATTERN,
   type ModelConfig,
 } from '../checkpoint/model-config.js';
-import { NormserveError } from '../errors/index.js';
+import { NormserveError, quote } from '../errors/index.js';
 import { architectureSchema, layersFromArchitecture } from './architecture.js';
 import type { LabeledDataset } from './dataset.js';
 import type { TrainingConfig } from './training-config.js';
@@ -54,7 +54,7 @@ export function resolveTrainingConfig(
     if (classes.length < 2) {
       throw new NormserveError(
         'DATA_INVALID',
-        `${path}: label column "${label}" has ${classes.length === 1 ? `a single value (${JSON.stringify(classes[0])})` : 'no values'}; classification needs at least 2 classes`,
+        `${path}: label column ${quote(label)} has ${classes.length === 1 ? `a single value (${quote(classes[0]!)})` : 'no values'}; classification needs at least 2 classes`,
       );
     }
     const numbers = classes.map(Number);

@@ -8,7 +8,7 @@ import {
   type ModelConfig,
   networkFromCheckpoint,
 } from '../checkpoint/index.js';
-import { NormserveError } from '../errors/index.js';
+import { NormserveError, quoteList } from '../errors/index.js';
 import {
   applyFeatureTransform,
   clipGradNorm,
@@ -204,7 +204,7 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
   if (task === 'classification' && data.labels && outputWidth !== data.labels.length) {
     throw new NormserveError(
       'TRAINING_CONFIG_INVALID',
-      `the last layer has ${outputWidth} outputs but the data has ${data.labels.length} classes (${data.labels.join(', ')})`,
+      `the last layer has ${outputWidth} outputs but the data has ${data.labels.length} classes (${quoteList(data.labels)})`,
     );
   }
   if (task === 'regression' && outputWidth !== 1) {

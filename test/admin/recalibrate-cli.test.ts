@@ -283,6 +283,29 @@ describe('recalibrate CLI', () => {
       expected:
         /^recalibrate: --prior-strength: expected a number from 0 to 1000000000000, got "strong"$/,
     },
+    // A flag of another mode than the one chosen was read by nothing: refused, naming both flags.
+    {
+      what: '--batch-size without --mode running (the default mode is exact)',
+      args: ['--batch-size', '8'],
+      expected:
+        /^recalibrate: --batch-size needs --mode running \(the mode is exact, the default\)$/,
+    },
+    {
+      what: '--batch-size with --mode prior',
+      args: ['--mode', 'prior', '--batch-size', '8'],
+      expected: /^recalibrate: --batch-size needs --mode running \(the mode is prior\)$/,
+    },
+    {
+      what: '--prior-strength without --mode prior',
+      args: ['--prior-strength', '32'],
+      expected:
+        /^recalibrate: --prior-strength needs --mode prior \(the mode is exact, the default\)$/,
+    },
+    {
+      what: '--prior-strength with --mode running',
+      args: ['--mode', 'running', '--batch-size', '64', '--prior-strength', '32'],
+      expected: /^recalibrate: --prior-strength needs --mode prior \(the mode is running\)$/,
+    },
     {
       what: 'an active-version.json that is not JSON',
       args: [],

@@ -1,5 +1,6 @@
 /**
- * The input files of the offline CLIs. Nothing to predict (a CSV header alone, an empty JSON
+ * The input files of the offline CLIs. A binary file given as a CSV or JSON input is refused in
+ * one short printable line: the CSV reader's message quoted up to ~500 raw bytes of it. Nothing to predict (a CSV header alone, an empty JSON
  * array) is one line and exit 1 — predict exited 0 with `"predictions":[]` and, for a CSV with
  * the label column, printed "accuracy NaN (0/0)". A UTF-8 byte order mark (what Excel and
  * Notepad write) is dropped from JSON and NDJSON files as from CSV ones: predict and recalibrate
@@ -97,5 +98,83 @@ describe('a UTF-8 byte order mark', () => {
     expect(JSON.parse(result.stdout)).toMatchObject({ version: 2, samples: 5 });
     const config = JSON.parse(readFileSync(join(repository, 'digits', '2', 'config.json'), 'utf8'));
     expect(config.provenance).toMatchObject({ kind: 'recalibration', samples: 5 });
+  });
+});
+
+describe('a binary file given as an input', () => {
+  /**
+   * Seeded bytes. As a CSV (`at`): without quotes, commas or line ends but one quote or one line
+   * end at `at`: a stray quote after that many bytes of one cell, or a header of one name and a
+   * row of one cell.
+   */
+  function binary(name: string, seed: number, at?: { index: number; byte: number }): string {
+    const bytes = Buffer.alloc(4000);
+    let state = seed;
+    for (let i = 0; i < bytes.length; i++) {
+      state = (state * 1103515245 + 12345) % 2 ** 31;
+      const b = state >>> 23;
+      bytes[i] = at && [0x22, 0x2c, 0x0a, 0x0d].includes(b) ? 0x07 : b;
+    }
+    if (at) bytes[at.index] = at.byte;
+    const file = join(dir, name);
+    writeFileSync(file, bytes);
+    return file;
+  }
+
+  /** Exit 1, nothing on stdout, one stderr line: the program, the file, at most 200 printable more. */
+  function expectOneShortLine(result: ReturnType<typeof run>, program: string, file: string): void {
+    expect(result.status).toBe(1);
+    expect(result.stdout).toBe('');
+    const prefix = `${program}: ${file}: `;
+    expect(result.stderr.startsWith(prefix), result.stderr).toBe(true);
+    expect(result.stderr.endsWith('\n')).toBe(true);
+    const rest = result.stderr.slice(prefix.length, -1);
+    expect(rest.length, rest).toBeLessThanOrEqual(200);
+    expect(rest, rest).not.toMatch(/[\p{C}\p{Zl}\p{Zp}\n]/u);
+  }
+
+  const digitsModel = () => join(repository, 'digits');
+  for (const lines of [false, true]) {
+    const kind = lines ? 'a header and a cell of bytes' : 'a stray quote after 1500 bytes';
+    it(`train, predict, recalibrate and report (${kind})`, () => {
+      const at = lines ? { index: 2000, byte: 0x0a } : { index: 1500, byte: 0x22 };
+      const file = binary(`binary-${lines}.csv`, 11, at);
+      const train = run('src/cli/train.ts', ['--data', file, '--out', join(dir, 'no-train')]);
+      expectOneShortLine(train, 'train', file);
+      const predict = run('src/cli/predict.ts', ['--model', 'models/digits', '--input', file]);
+      expectOneShortLine(predict, 'predict', file);
+      if (lines) {
+        expect(train.stderr).toMatch(/unknown label column "label" \(columns: ".*…"\)\n$/);
+        expect(predict.stderr).toMatch(/line 2, column ".*…": ".*…" is not a finite number\n$/);
+      } else {
+        expect(predict.stderr).toMatch(
+          /line 1: not valid CSV: a quote inside the unquoted cell ".*…"\n$/,
+        );
+      }
+      expectOneShortLine(
+        run('src/cli/recalibrate.ts', ['--model', digitsModel(), '--data', file]),
+        'recalibrate',
+        file,
+      );
+      expectOneShortLine(
+        run('src/cli/report.ts', [
+          '--model',
+          'models/digits',
+          '--data',
+          file,
+          '--out',
+          join(dir, 'no-report'),
+        ]),
+        'report',
+        file,
+      );
+    });
+  }
+
+  it('predict with a binary .json file: the bytes V8 quotes are escaped', () => {
+    const file = binary('binary.json', 13);
+    const result = run('src/cli/predict.ts', ['--model', 'models/digits', '--input', file]);
+    expectOneShortLine(result, 'predict', file);
+    expect(result.stderr).toContain('not valid JSON');
   });
 });

@@ -1,8 +1,10 @@
 /**
  * `npm run predict` as a user runs it: a row whose outputs overflow float32 (64 values of 3e38
  * on the digits model) is refused as the HTTP route refuses it — the same message, naming the
- * row by its CSV line or its place in the JSON — on one stderr line, exit 1, nothing on stdout,
- * instead of printing null predictions.
+ * file and the row by its CSV line or its path in the JSON — on one stderr line, exit 1, nothing
+ * on stdout, instead of printing null predictions. A bad value is named the same way: a JSON
+ * file's rows were named `rows[2]` (the file unnamed), a CSV value beyond float32 was "not a
+ * finite number".
  */
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -36,15 +38,18 @@ function csv(name: string, rows: readonly (readonly number[])[]): string {
 }
 
 describe('npm run predict: a row whose outputs overflow float32', () => {
-  it('in a JSON file: refused by its place (rows[i]), exit 1, nothing printed', () => {
+  it('in a JSON file: refused by the file and its path there, exit 1, nothing printed', () => {
     const file = join(dir, 'rows.json');
     writeFileSync(file, JSON.stringify({ instances: [x[0], x[1], huge, x[2]] }));
     for (const flags of [[], ['--no-fused']]) {
       const result = predictCli(file, ...flags);
       expect(result.status).toBe(1);
       expect(result.stdout).toBe('');
-      expect(result.stderr).toBe(`predict: rows[2]: ${OVERFLOW}\n`);
+      expect(result.stderr).toBe(`predict: ${file}: instances[2]: ${OVERFLOW}\n`);
     }
+    const array = join(dir, 'array.json');
+    writeFileSync(array, JSON.stringify([x[0], huge]));
+    expect(predictCli(array).stderr).toBe(`predict: ${array}: [1]: ${OVERFLOW}\n`);
   });
 
   it('in a CSV: refused by its line of the file (the header is line 1)', () => {
@@ -61,5 +66,40 @@ describe('npm run predict: a row whose outputs overflow float32', () => {
     const printed = JSON.parse(result.stdout) as { predictions: number[][]; labels: string[] };
     expect(printed.labels).toHaveLength(2);
     expect(printed.predictions.flat().every(Number.isFinite)).toBe(true);
+  });
+});
+
+describe('npm run predict: a bad value names the file and its place', () => {
+  const RANGE =
+    'outside the float32 range (it would round to ±Infinity; the largest float32 is 3.4028234663852886e+38)';
+
+  it('in a JSON file: its path in the file, after the file, once for all the places', () => {
+    const file = join(dir, 'bad.json');
+    writeFileSync(
+      file,
+      JSON.stringify({ instances: [x[0], [...x[1]!.slice(0, 63), 'x'], [1, 2]] }),
+    );
+    const result = predictCli(file);
+    expect(result.status).toBe(1);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toBe(
+      `predict: ${file}: instances[1][63]: expected a finite number; instances[2]: expected 64 values, got 2\n`,
+    );
+    const array = join(dir, 'bad-array.json');
+    writeFileSync(array, JSON.stringify([x[0], [...x[1]!.slice(0, 63), 1e39]]));
+    expect(predictCli(array).stderr).toBe(`predict: ${array}: [1][63]: ${RANGE}\n`);
+  });
+
+  it('in a CSV: a value beyond float32 by file, line and column, in the same words', () => {
+    const file = join(dir, 'beyond.csv');
+    const header = Array.from({ length: 64 }, (_, i) => `p${i}`).join(',');
+    writeFileSync(
+      file,
+      `${header}\n${x[0]!.join(',')}\n${[...x[1]!.slice(0, 63), '1e39'].join(',')}\n`,
+    );
+    const result = predictCli(file);
+    expect(result.status).toBe(1);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toBe(`predict: ${file}: line 3, column "p63": "1e39" is ${RANGE}\n`);
   });
 });

@@ -102,7 +102,7 @@ const failures: { what: string; args: () => string[]; expected: (string | RegExp
   {
     what: 'an unknown label column',
     args: () => ['--config', IRIS_CONFIG, '--label-column', 'species'],
-    expected: ['unknown label column "species"', 'sepal_length, sepal_width'],
+    expected: ['unknown label column "species"', '"sepal_length", "sepal_width"'],
   },
   {
     what: '--batch-size 1 with a BatchNorm config',
@@ -155,6 +155,23 @@ const failures: { what: string; args: () => string[]; expected: (string | RegExp
     ],
   },
   {
+    what: 'epochs beyond the bound (--epochs 1e12 would run for ever)',
+    args: () => ['--data', IRIS_DATA, '--epochs', '1e12'],
+    expected: [/^train: --epochs: expected an integer from 1 to 100000, got 1000000000000$/],
+  },
+  {
+    what: 'epochs beyond the bound in the config file',
+    args: () => [
+      '--config',
+      irisConfigFile(inputs, 'many-epochs.json', (c) => {
+        (c as unknown as { training: { epochs: number } }).training.epochs = 100_001;
+      }),
+    ],
+    expected: [
+      /many-epochs\.json: training\.epochs: expected an integer from 1 to 100000, got 100001$/,
+    ],
+  },
+  {
     what: 'a model name with a path in it (--name ../evil)',
     args: () => ['--config', IRIS_CONFIG, '--name', '../evil'],
     expected: [/^train: --name: expected letters, digits, .* got "\.\.\/evil"$/],
@@ -164,7 +181,7 @@ const failures: { what: string; args: () => string[]; expected: (string | RegExp
     args: () => ['--data', IRIS_DATA, '--lr', '-1', '--epochs', '2.5', '--task', 'clustering'],
     expected: [
       '--lr: expected a number ≥ 0, got -1',
-      '--epochs: expected an integer ≥ 1, got 2.5',
+      '--epochs: expected an integer from 1 to 100000, got 2.5',
       '--task: expected one of "classification", "regression", got "clustering"',
     ],
   },

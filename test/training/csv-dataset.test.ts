@@ -70,7 +70,43 @@ describe('parseCsv', () => {
   });
 
   it('rejects malformed CSV (an unclosed quote)', () => {
-    expect(dataError(() => parseCsv('a,"b,label\n1,2,0\n', 'f.csv'))).toContain('not valid CSV');
+    expect(dataError(() => parseCsv('a,"b,label\n1,2,0\n', 'f.csv'))).toBe(
+      'f.csv: not valid CSV: a quoted cell is still open at the end of the file',
+    );
+  });
+
+  it('names the line of a stray quote and quotes a short, escaped prefix of its cell', () => {
+    expect(dataError(() => parseCsv('a,b\n1,2"3\n', 'f.csv'))).toBe(
+      'f.csv: line 2: not valid CSV: a quote inside the unquoted cell "2"',
+    );
+    expect(dataError(() => parseCsv('a,b\n1,"2"\u0001\n', 'f.csv'))).toBe(
+      'f.csv: line 2: not valid CSV: a quoted cell is followed by more than a comma or the end of the line',
+    );
+  });
+
+  it('a binary file read as CSV: one short printable line, not the bytes it holds', () => {
+    // Seeded bytes with a quote after 600 others: csv-parse's own message quoted all 600.
+    let state = 7;
+    const bytes = Buffer.alloc(2000, 0);
+    for (let i = 0; i < bytes.length; i++) {
+      state = (state * 1103515245 + 12345) % 2 ** 31;
+      bytes[i] = state >>> 23;
+    }
+    const noQuote = (b: number) => (b === 0x22 || b === 0x2c || b === 0x0a ? 0x01 : b);
+    for (let i = 0; i < bytes.length; i++) bytes[i] = noQuote(bytes[i]!);
+    bytes[600] = 0x22;
+    const message = dataError(() => parseCsv(bytes.toString('utf8'), 'f.csv'));
+    expect(message).toMatch(/^f\.csv: line \d+: not valid CSV: a quote inside the unquoted cell "/);
+    expect(message.length).toBeLessThan(160);
+    expect(message).toMatch(/…"$/);
+    expect(message).not.toMatch(/[\p{C}\n]/u);
+  });
+
+  it('quotes a duplicate header name escaped and cut', () => {
+    const name = `\u0007${'x'.repeat(300)}`;
+    expect(dataError(() => parseCsv(`${name},${name}\n1,2\n`, 'f.csv'))).toBe(
+      `f.csv: header names column "\\u0007${'x'.repeat(58)}…" twice`,
+    );
   });
 });
 
@@ -106,8 +142,27 @@ describe('datasetFromTable', () => {
 
   it('names an unknown label column and lists the columns', () => {
     const message = dataError(() => classify('a,b,label\n1,2,0\n', 'species'));
-    expect(message).toContain('unknown label column "species"');
-    expect(message).toContain('a, b, label');
+    expect(message).toBe('f.csv: unknown label column "species" (columns: "a", "b", "label")');
+  });
+
+  it('lists the columns short, each quoted short and escaped (a binary header)', () => {
+    // Each is cut at 64 characters of quoted text: "c0", 6 for U+202E, then 9 of 40 "\u0000";
+    // the list at 128, so one of them is shown.
+    const header = Array.from({ length: 20 }, (_, i) => `c${i}\u202e${'\u0000'.repeat(40)}`);
+    const message = dataError(() => classify(`${header.join(',')}\n${'1,'.repeat(19)}1\n`));
+    expect(message).toBe(
+      `f.csv: unknown label column "label" (columns: "c0\\u202e${'\\u0000'.repeat(9)}…", … and 19 more)`,
+    );
+  });
+
+  it('a number beyond the float32 range is named by line and column, in the range words', () => {
+    expect(dataError(() => classify('a,b,label\n1,2,0\n3,-1e39,1\n'))).toBe(
+      `f.csv: line 3, column "b": "-1e39" is outside the float32 range (it would round to ±Infinity; the largest float32 is 3.4028234663852886e+38)`,
+    );
+    // The largest value that rounds to a finite float32 is taken, as from JSON.
+    expect(Array.from(classify('a,label\n3.4028235e38,0\n').features)).toEqual([
+      Math.fround(3.4028235e38),
+    ]);
   });
 
   it('rejects a table with no feature column', () => {
@@ -141,8 +196,9 @@ describe('datasetFromTable', () => {
     expect(data.labels).toEqual(['b', 'a']);
     expect(Array.from(data.targets)).toEqual([0, 1]);
     const message = dataError(() => datasetFromTable(table, 'label', 'classification', ['a', 'b']));
-    expect(message).toContain('line 4');
-    expect(message).toContain('"c"');
+    expect(message).toBe(
+      `f.csv: line 4, column "label": label "c" is not one of the model's labels`,
+    );
   });
 
   it('regression: the label column is a numeric target, checked like a feature', () => {
