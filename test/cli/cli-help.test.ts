@@ -3,9 +3,8 @@
  * script or `npm run … -- --help && …` must not see a failure); a missing required flag is one
  * commander line on stderr and exit 1.
  */
-import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { type Entry, nodeArgs, ROOT } from '../helpers/entries.js';
+import { type Entry, runEntry as run } from '../helpers/entries.js';
 
 const CLIS: readonly [Entry, string][] = [
   ['src/cli/train.ts', 'train'],
@@ -14,15 +13,6 @@ const CLIS: readonly [Entry, string][] = [
   ['src/cli/report.ts', 'report'],
   ['src/cli/export-onnx.ts', 'export-onnx'],
 ];
-
-function run(entry: Entry, args: readonly string[]) {
-  const result = spawnSync(process.execPath, [...nodeArgs(entry), ...args], {
-    cwd: ROOT,
-    encoding: 'utf8',
-    timeout: 60_000,
-  });
-  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
-}
 
 describe('the offline CLIs', () => {
   for (const [entry, name] of CLIS) {

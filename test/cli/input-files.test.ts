@@ -6,13 +6,12 @@
  * Notepad write) is dropped from JSON and NDJSON files as from CSV ones: predict and recalibrate
  * refused such files as "not valid JSON", while the HTTP upload and the CSV reader took them.
  */
-import { spawnSync } from 'node:child_process';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { makeRepository } from '../helpers/app.js';
 import { digitsTestRows } from '../helpers/digits.js';
-import { type Entry, nodeArgs, ROOT } from '../helpers/entries.js';
+import { runEntry as run } from '../helpers/entries.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-files.js';
 
 const dir = makeTempDir('input-files');
@@ -22,15 +21,6 @@ afterAll(() => {
   rmSync(repository, { recursive: true, force: true });
 });
 const BOM = '\uFEFF';
-
-function run(entry: Entry, args: readonly string[]) {
-  const result = spawnSync(process.execPath, [...nodeArgs(entry), ...args], {
-    cwd: ROOT,
-    encoding: 'utf8',
-    timeout: 60_000,
-  });
-  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
-}
 
 const header = `${Array.from({ length: 64 }, (_, i) => `p${i}`).join(',')},label\n`;
 

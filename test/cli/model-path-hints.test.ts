@@ -3,24 +3,14 @@
  * it; recalibrate given a version directory says to give the model directory (it said
  * `model "1" has no available version (no version directories)`).
  */
-import { spawnSync } from 'node:child_process';
 import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { makeRepository } from '../helpers/app.js';
-import { type Entry, nodeArgs, ROOT } from '../helpers/entries.js';
+import { runEntry as run } from '../helpers/entries.js';
 
 const repository = makeRepository(['digits']);
 afterAll(() => rmSync(repository, { recursive: true, force: true }));
-
-function run(entry: Entry, args: readonly string[]) {
-  const result = spawnSync(process.execPath, [...nodeArgs(entry), ...args], {
-    cwd: ROOT,
-    encoding: 'utf8',
-    timeout: 60_000,
-  });
-  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
-}
 
 describe('--model one level off', () => {
   it('predict --model <repository> names a model in it', () => {

@@ -3,27 +3,16 @@
  * file): train, report and export:onnx say so in one line and exit 1 — never a stack trace — and
  * train says it before training, not after.
  */
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { type Entry, nodeArgs, ROOT } from '../helpers/entries.js';
+import { runEntry as run } from '../helpers/entries.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-files.js';
 
 const dir = makeTempDir('output-paths');
 afterAll(() => removeTempDirs());
 const aFile = join(dir, 'a-file');
 writeFileSync(aFile, 'not a directory\n');
-
-function run(entry: Entry, args: readonly string[]) {
-  const result = spawnSync(process.execPath, [...nodeArgs(entry), ...args], {
-    cwd: ROOT,
-    encoding: 'utf8',
-    timeout: 120_000,
-    killSignal: 'SIGKILL',
-  });
-  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
-}
 
 const IN_THE_WAY = 'a file is in the way (the path, or a directory on it, is a file)';
 

@@ -5,6 +5,7 @@
  * a fraction of that. The bundles are built from the same sources for every run, so they are
  * never stale; without them (a build that failed) the children run through tsx as before.
  */
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -47,4 +48,18 @@ export const bundlePath = (entry: Entry): string =>
 export function nodeArgs(entry: Entry): string[] {
   const bundle = bundlePath(entry);
   return existsSync(bundle) ? [bundle] : ['--import', 'tsx', join(ROOT, entry)];
+}
+
+/**
+ * Runs `entry` to its end with `args` from the repository's root: its exit status and output.
+ * Killed after `timeoutMs` (generous: a loaded machine starts a child slowly), when status is null.
+ */
+export function runEntry(entry: Entry, args: readonly string[], timeoutMs = 120_000) {
+  const result = spawnSync(process.execPath, [...nodeArgs(entry), ...args], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    timeout: timeoutMs,
+    killSignal: 'SIGKILL',
+  });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
