@@ -102,9 +102,31 @@ export function layerDefinition(spec: LayerSpec): LayerDefinition<LayerSpec> {
 }
 
 /** The nn modules of a list of layers (nested blocks built through their records). */
-export function buildLayers(layers: readonly LayerSpec[], rngs: BuildRngs = {}): Module[] {
-  const ctx = { rngs, buildLayers: (nested: readonly LayerSpec[]) => buildLayers(nested, rngs) };
-  return layers.map((spec) => layerDefinition(spec).build(spec, ctx));
+export function buildLayers(
+  layers: readonly LayerSpec[],
+  rngs: BuildRngs = {},
+  path = 'layers',
+): Module[] {
+  return layers.map((spec, i) => {
+    const place = `${path}[${i}]`;
+    const ctx = {
+      rngs,
+      buildLayers: (nested: readonly LayerSpec[]) => buildLayers(nested, rngs, `${place}.layers`),
+    };
+    try {
+      return layerDefinition(spec).build(spec, ctx);
+    } catch (e) {
+      // A layer so wide that its tensors cannot be allocated (V8 refuses a typed array beyond
+      // its length limit, or the memory for it): the config's fault, named by its place.
+      if (e instanceof RangeError && /typed array length|allocation failed/i.test(e.message)) {
+        throw new NormserveError(
+          'MODEL_CONFIG_INVALID',
+          `${place} (${spec.type}): its tensors are too large to allocate (${e.message})`,
+        );
+      }
+      throw e;
+    }
+  });
 }
 
 /**
