@@ -85,7 +85,7 @@ async function main(argv: readonly string[]): Promise<void> {
     ({ rows, field } = rowsFromJson(text, flags.input));
   } else {
     const table = parseCsv(text, flags.input);
-    const features = csvFeatureRows(table, model.featureNames, labelColumn);
+    const features = csvFeatureRows(table, model, labelColumn);
     rows = features.rows;
     truth = features.labels;
     rowPath = (r) => csvPlace(table, r);

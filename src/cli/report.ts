@@ -50,20 +50,10 @@ async function main(argv: readonly string[]): Promise<void> {
   const text = await readInputText(flags.data, 'data ');
   const model = await openReportModel(flags.model);
   const table = parseCsv(text, flags.data);
-  const { rows } = csvFeatureRows(
-    table,
-    model.featureNames,
-    flags.labelColumn ?? model.labelColumn ?? 'label',
-  );
+  const { rows } = csvFeatureRows(table, model, flags.labelColumn ?? model.labelColumn ?? 'label');
   const width = model.inputWidth;
   const input = new Float32Array(rows.length * width);
   rows.forEach((row, r) => {
-    if (row.length !== width) {
-      throw new NormserveError(
-        'DATA_INVALID',
-        `${flags.data}: row ${r + 1} has ${row.length} feature values; model "${model.name}" takes ${width}`,
-      );
-    }
     input.set(row, r * width);
   });
   if (rows.length < 2)

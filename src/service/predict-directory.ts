@@ -7,6 +7,8 @@ import { type PredictOutput, predict } from './predict.js';
 export interface OpenedModel {
   name: string;
   version: number;
+  /** Values in one (flattened) sample. */
+  inputWidth: number;
   /** Feature names recorded by training, in input order, if any. */
   featureNames: string[] | undefined;
   /** The column training predicted, if recorded. */
@@ -32,6 +34,7 @@ export async function openModelDirectory(
   return {
     name,
     version,
+    inputWidth: registry.resolve(name, version).compiled.inputWidth,
     featureNames: training.featureNames,
     labelColumn: training.labelColumn,
     predict: (rows, options = {}) =>

@@ -63,6 +63,39 @@ describe('nothing to predict', () => {
   });
 });
 
+describe('a CSV of the wrong width', () => {
+  // Named once for the file (it said `rows[0]: expected 64 values, got 2`, or, in report, row 1's).
+  it('predict names the column count, the model width and the missing feature names', () => {
+    const csv = join(dir, 'narrow.csv');
+    writeFileSync(csv, 'p0,p1,label\n1,2,3\n');
+    const result = run('src/cli/predict.ts', ['--model', 'models/digits', '--input', csv]);
+    expect(result.status).toBe(1);
+    expect(result.stderr).toMatch(
+      new RegExp(
+        `^predict: ${csv.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: 2 feature columns; model "digits" takes 64 \\(no column named "p2", "p3", .* and \\d+ more\\)\n$`,
+      ),
+    );
+    expect(result.stdout).toBe('');
+  });
+
+  it('report says the same', () => {
+    const csv = join(dir, 'narrow-report.csv');
+    writeFileSync(csv, 'a,b,label\n1,2,3\n4,5,6\n');
+    const result = run('src/cli/report.ts', [
+      '--model',
+      'models/digits',
+      '--data',
+      csv,
+      '--out',
+      join(dir, 'r2'),
+    ]);
+    expect(result.status).toBe(1);
+    expect(result.stderr).toMatch(
+      /: 2 feature columns; model "digits" takes 64 \(no column named "p0", /,
+    );
+  });
+});
+
 describe('a UTF-8 byte order mark', () => {
   const rows = digitsTestRows().x.slice(0, 5);
 
@@ -135,7 +168,8 @@ describe('a binary file given as an input', () => {
       expectOneShortLine(predict, 'predict', file);
       if (lines) {
         expect(train.stderr).toMatch(/unknown label column "label" \(columns: ".*…"\)\n$/);
-        expect(predict.stderr).toMatch(/line 2, column ".*…": ".*…" is not a finite number\n$/);
+        // One column of bytes: the width is refused before any cell is read.
+        expect(predict.stderr).toMatch(/: 1 feature column; model "digits" takes 64 \(no column/);
       } else {
         expect(predict.stderr).toMatch(
           /line 1: not valid CSV: a quote inside the unquoted cell ".*…"\n$/,
