@@ -28,8 +28,9 @@ import {
   RECALIBRATION_BATCH_SIZE_RANGE,
   RecalibrationService,
 } from '../service/index.js';
-import { numericCell, parseCsv } from '../training/index.js';
+import { parseCsv } from '../training/index.js';
 import { runCli } from './cli-errors.js';
+import { csvFeatureRows } from './csv-features.js';
 import { readInputText } from './read-input.js';
 
 interface Flags {
@@ -148,12 +149,8 @@ async function main(argv: readonly string[]): Promise<void> {
   if (/\.(ndjson|jsonl)$/i.test(flags.data)) {
     rows = rowsFromNdjson(text, flags.data);
   } else {
-    const table = parseCsv(text, flags.data);
-    const label = table.header.indexOf(flags.labelColumn);
-    const columns = featureNames?.every((f) => table.header.includes(f))
-      ? featureNames.map((f) => table.header.indexOf(f))
-      : table.header.map((_, i) => i).filter((i) => i !== label);
-    rows = table.rows.map((_, r) => columns.map((c) => numericCell(table, r, c)));
+    const model = { name, inputWidth: parent.compiled.inputWidth, featureNames };
+    rows = csvFeatureRows(parseCsv(text, flags.data), model, flags.labelColumn).rows;
   }
   const data = inputShapeOf(parent).readInstances(rows, flags.data);
   const service = new RecalibrationService(registry, new JobRegistry(), {

@@ -205,7 +205,7 @@ describe('recalibrate CLI', () => {
     {
       what: 'rows of the wrong width',
       data: () => writeTempFile(inputs, 'narrow.csv', 'a,b,label\n1,2,0\n3,4,1\n'),
-      expected: ['narrow.csv', 'expected 64 values, got 2'],
+      expected: ['narrow.csv: 2 feature columns; model "digits" takes 64 (no column named "p0", '],
     },
     {
       what: 'a single row',
