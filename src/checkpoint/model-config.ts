@@ -2,9 +2,9 @@ import { z } from 'zod';
 import {
   describeLocations,
   expecting,
-  issueMessage,
   issuesToLocations,
   NormserveError,
+  safeParseWorded,
 } from '../errors/index.js';
 import { numelOf } from '../nn/index.js';
 import type { Shape } from './layers/layer-definition.js';
@@ -80,7 +80,7 @@ export type ModelConfig = z.output<typeof modelConfigSchema>;
 export function parseModelConfig(value: unknown, source = 'config.json'): ModelConfig {
   // Parsed once per load: zod's compiled fast path (generated on an object schema's first parse)
   // pays off only over many parses, and generating it cost a model's cold load ~3–4 ms of CPU.
-  const parsed = modelConfigSchema.safeParse(value, { jitless: true, error: issueMessage });
+  const parsed = safeParseWorded(modelConfigSchema, value, { jitless: true });
   if (!parsed.success) {
     const errors = issuesToLocations(parsed.error.issues);
     throw new NormserveError('MODEL_CONFIG_INVALID', `${source}: ${describeLocations(errors)}`, {

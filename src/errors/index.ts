@@ -8,6 +8,7 @@ export {
   issueMessage,
   type NumberRange,
   rangeMessage,
+  safeParseWorded,
 } from './issue-message.js';
 export { describeLocations, fileLine, formatPath, issuesToLocations } from './issue-path.js';
 export { type ErrorLocation, isNormserveError, NormserveError } from './normserve-error.js';

@@ -11,9 +11,9 @@ import type { z } from 'zod';
 import {
   describeLocations,
   isNormserveError,
-  issueMessage,
   issuesToLocations,
   NormserveError,
+  safeParseWorded,
 } from '../errors/index.js';
 import {
   type AvailableVersion,
@@ -83,7 +83,7 @@ const statusNames = Object.fromEntries(
 
 /** A zod parse of a decoded message; a refusal is INVALID_INPUT naming the fields. */
 function parseMessage<T extends z.ZodType>(schema: T, value: unknown): z.output<T> {
-  const result = schema.safeParse(value, { error: issueMessage });
+  const result = safeParseWorded(schema, value);
   if (result.success) return result.data;
   const errors = issuesToLocations(result.error.issues);
   throw new NormserveError('INVALID_INPUT', describeLocations(errors, 3), { errors });

@@ -4,9 +4,9 @@ import {
   describeLocations,
   type ErrorLocation,
   formatPath,
-  issueMessage,
   issuesToLocations,
   NormserveError,
+  safeParseWorded,
 } from '../errors/index.js';
 import { LIMITS } from './schemas/limits.js';
 
@@ -54,16 +54,13 @@ function locations(
   return { shown, total };
 }
 
-/** Issues worded as every message of normserve's (errors/issue-message.ts); one object for every parse. */
-const PARSE_PARAMS = { error: issueMessage };
-
 /** Validates `data` with a zod schema: the value, or the INVALID_INPUT error naming each place. */
 export function validate(
   schema: z.ZodType,
   data: unknown,
   httpPart: string | undefined,
 ): { value: unknown; error?: undefined } | { value?: undefined; error: NormserveError } {
-  const result = schema.safeParse(data, PARSE_PARAMS);
+  const result = safeParseWorded(schema, data);
   if (result.success) return { value: result.data };
   const { shown, total } = locations(result.error.issues, roots[httpPart ?? 'body'] ?? '');
   return {

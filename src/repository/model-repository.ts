@@ -13,9 +13,9 @@ import {
 } from '../checkpoint/index.js';
 import {
   describeLocations,
-  issueMessage,
   issuesToLocations,
   NormserveError,
+  safeParseWorded,
 } from '../errors/index.js';
 import {
   fsyncPath,
@@ -196,7 +196,7 @@ export class ModelRepository {
     } catch {
       throw new NormserveError('REPOSITORY_ERROR', `${where}: not valid JSON`);
     }
-    const parsed = activeRecordSchema.safeParse(value, { error: issueMessage });
+    const parsed = safeParseWorded(activeRecordSchema, value);
     if (!parsed.success) {
       throw new NormserveError(
         'REPOSITORY_ERROR',

@@ -2,11 +2,11 @@ import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import {
   describeLocations,
-  issueMessage,
   issuesToLocations,
   NormserveError,
   type NumberRange,
   rangeMessage,
+  safeParseWorded,
 } from '../errors/index.js';
 import { ENGINES } from '../inference/engine-name.js';
 import { AUTO_RECALIBRATE_MODES, DEFAULT_DRIFT_THRESHOLD } from './drift-settings.js';
@@ -148,7 +148,7 @@ export type ServerConfig = z.output<typeof serverConfigSchema>;
 
 /** Parses the environment; an invalid value stops the start with one line naming the variable. */
 export function parseServerConfig(env: Record<string, string | undefined>): ServerConfig {
-  const parsed = serverConfigSchema.safeParse(env, { error: issueMessage });
+  const parsed = safeParseWorded(serverConfigSchema, env);
   if (!parsed.success) {
     const errors = issuesToLocations(parsed.error.issues);
     throw new NormserveError(

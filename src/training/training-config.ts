@@ -4,8 +4,8 @@ import {
   describeLocations,
   type ErrorLocation,
   formatPath,
-  issueMessage,
   NormserveError,
+  safeParseWorded,
 } from '../errors/index.js';
 import { sgdOptionsProblem } from '../nn/index.js';
 import { architectureSchema } from './architecture.js';
@@ -166,7 +166,7 @@ export function parseTrainingConfig(
   source: string,
   sourceOf: (path: readonly PropertyKey[]) => string | undefined = () => undefined,
 ): TrainingConfig {
-  const parsed = trainingConfigSchema.safeParse(value, { error: issueMessage });
+  const parsed = safeParseWorded(trainingConfigSchema, value);
   if (!parsed.success) {
     const fromFlags: ErrorLocation[] = [];
     const fromFile: ErrorLocation[] = [];
