@@ -19,6 +19,7 @@ import {
   rangeMessage,
 } from '../errors/index.js';
 import {
+  FLOAT32_RANGE_MESSAGE,
   featureNamesOf,
   inputShapeOf,
   JobRegistry,
@@ -27,6 +28,7 @@ import {
   PRIOR_STRENGTH_RANGE,
   RECALIBRATION_BATCH_SIZE_RANGE,
   RecalibrationService,
+  roundsToFiniteFloat32,
 } from '../service/index.js';
 import { parseCsv } from '../training/index.js';
 import { runCli } from './cli-errors.js';
@@ -92,6 +94,14 @@ function rowsFromNdjson(text: string, source: string): number[][] {
       throw new NormserveError(
         'DATA_INVALID',
         `${fileLine(source, i + 1)}: expected an array of finite numbers`,
+      );
+    }
+    // As the HTTP upload names it (line 4[3]), in its words: a value float32 cannot hold.
+    const beyond = value.findIndex((v: number) => !roundsToFiniteFloat32(v));
+    if (beyond >= 0) {
+      throw new NormserveError(
+        'DATA_INVALID',
+        `${fileLine(source, i + 1)}[${beyond}]: ${value[beyond]} is ${FLOAT32_RANGE_MESSAGE}`,
       );
     }
     rows.push(value as number[]);

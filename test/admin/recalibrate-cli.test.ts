@@ -220,6 +220,16 @@ describe('recalibrate CLI', () => {
       data: () => writeTempFile(inputs, 'bad.ndjson', `${JSON.stringify(night[0])}\n["x"]\n`),
       expected: ['bad.ndjson', 'line 2', 'expected an array of finite numbers'],
     },
+    {
+      what: 'an NDJSON value beyond float32, named by line and index as the HTTP upload names it',
+      data: () =>
+        writeTempFile(
+          inputs,
+          'huge.ndjson',
+          `${JSON.stringify(night[0])}\n${JSON.stringify(night[1]!.map((v, j) => (j === 5 ? 1e39 : v)))}\n`,
+        ),
+      expected: [/huge\.ndjson: line 2\[5\]: 1e\+39 is outside the float32 range/],
+    },
   ];
 
   for (const { what, data, expected } of bad) {
