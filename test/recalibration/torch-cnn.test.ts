@@ -7,13 +7,14 @@
  */
 import { describe, expect, it } from 'vitest';
 import { CompiledModel } from '../../src/inference/index.js';
-import { BatchNorm, namedModules, type Sequential } from '../../src/nn/index.js';
 import { recalibrate } from '../../src/recalibration/index.js';
 import { expectClose, expectRelClose } from '../helpers/compare.js';
 import { FUSION_ATOL, OUTPUT_ATOL, STATS_RTOL } from '../helpers/tolerances.js';
 import {
   accuracy,
   argmaxRows,
+  batchNorm,
+  expectFloat64StatisticsClose,
   loadModel,
   nightShift,
   readDigitRows,
@@ -52,12 +53,6 @@ const { pixels, labels } = readDigitRows();
 const night = nightShift(pixels);
 const rows = labels.length;
 
-function batchNorm(network: Sequential, path: string): BatchNorm {
-  const m = new Map(namedModules(network)).get(path);
-  if (!(m instanceof BatchNorm)) throw new Error(`${path} is not a BatchNorm`);
-  return m;
-}
-
 describe('BatchNorm2d recalibration against PyTorch (digits-cnn-torch, night rows)', () => {
   it('exact: every BatchNorm2d, nested ones included, within 1e-4 relative of PyTorch', async () => {
     const { network, inputTransform, inputShape } = loadModel(MODEL_DIR);
@@ -76,19 +71,7 @@ describe('BatchNorm2d recalibration against PyTorch (digits-cnn-torch, night row
     for (const expected of fixture.exact.batchnorms) {
       // Statistics per channel over N·H·W values: 360·8·8 before the pooling, 360·4·4 after.
       expect(expected.count).toBe(expected.path === '6' ? rows * 16 : rows * 64);
-      const bn = batchNorm(network, expected.path);
-      expectRelClose(
-        bn.runningMean.data,
-        expected.running_mean_float64.data,
-        STATS_RTOL,
-        `${expected.path}.running_mean`,
-      );
-      expectRelClose(
-        bn.runningVar.data,
-        expected.running_var_float64.data,
-        STATS_RTOL,
-        `${expected.path}.running_var`,
-      );
+      expectFloat64StatisticsClose(network, expected);
     }
   });
 

@@ -7,11 +7,16 @@
  * batches of 16 (dropouts in eval).
  */
 import { describe, expect, it } from 'vitest';
-import { BatchNorm, namedModules, type Sequential } from '../../src/nn/index.js';
 import { recalibrate } from '../../src/recalibration/index.js';
 import { expectRelClose } from '../helpers/compare.js';
 import { STATS_RTOL } from '../helpers/tolerances.js';
-import { loadModel, readFixture, type TensorJson } from './helpers/digits-fixtures.js';
+import {
+  batchNorm,
+  expectFloat64StatisticsClose,
+  loadModel,
+  readFixture,
+  type TensorJson,
+} from './helpers/digits-fixtures.js';
 
 const MODEL_DIR = 'test/fixtures/torch-model/every-layer-torch/1';
 const fixture = readFixture<{
@@ -38,31 +43,13 @@ const fixture = readFixture<{
 const { input, exact, running } = fixture.recalibration;
 const rows = Float32Array.from(input.data);
 
-function batchNorm(network: Sequential, path: string): BatchNorm {
-  const m = new Map(namedModules(network)).get(path);
-  if (!(m instanceof BatchNorm)) throw new Error(`${path} is not a BatchNorm`);
-  return m;
-}
-
 describe(`recalibrating every layer type against PyTorch ${fixture.torch_version}`, () => {
   it('exact: every BatchNorm within STATS_RTOL of the float64 statistics', async () => {
     const { network, inputTransform, inputShape } = loadModel(MODEL_DIR);
     const result = await recalibrate(network, inputTransform, inputShape, rows, { mode: 'exact' });
     expect(result.layers.map((l) => l.path)).toEqual(exact.map((b) => b.path));
     for (const expected of exact) {
-      const bn = batchNorm(network, expected.path);
-      expectRelClose(
-        bn.runningMean.data,
-        expected.running_mean_float64.data,
-        STATS_RTOL,
-        `${expected.path}.running_mean`,
-      );
-      expectRelClose(
-        bn.runningVar.data,
-        expected.running_var_float64.data,
-        STATS_RTOL,
-        `${expected.path}.running_var`,
-      );
+      expectFloat64StatisticsClose(network, expected);
     }
   });
 

@@ -9,7 +9,15 @@ import {
   readSafetensors,
   safetensorsToStateDict,
 } from '../../../src/checkpoint/index.js';
-import { type FeatureTransform, numelOf, type Sequential } from '../../../src/nn/index.js';
+import {
+  BatchNorm,
+  type FeatureTransform,
+  namedModules,
+  numelOf,
+  type Sequential,
+} from '../../../src/nn/index.js';
+import { expectRelClose } from '../../helpers/compare.js';
+import { STATS_RTOL } from '../../helpers/tolerances.js';
 
 const ROOT = new URL('../../../', import.meta.url);
 
@@ -93,4 +101,31 @@ export function accuracy(predictions: readonly number[], labels: readonly number
     if (p === labels[i]) hits++;
   });
   return hits / labels.length;
+}
+
+/** The BatchNorm at `path` of the network (a state_dict prefix such as `6` or `3.layers.1`). */
+export function batchNorm(network: Sequential, path: string): BatchNorm {
+  const m = new Map(namedModules(network)).get(path);
+  if (!(m instanceof BatchNorm)) throw new Error(`${path} is not a BatchNorm`);
+  return m;
+}
+
+/** A BatchNorm's running statistics within STATS_RTOL of PyTorch's float64 ones (a fixture's). */
+export function expectFloat64StatisticsClose(
+  network: Sequential,
+  expected: { path: string; running_mean_float64: TensorJson; running_var_float64: TensorJson },
+): void {
+  const bn = batchNorm(network, expected.path);
+  expectRelClose(
+    bn.runningMean.data,
+    expected.running_mean_float64.data,
+    STATS_RTOL,
+    `${expected.path}.running_mean`,
+  );
+  expectRelClose(
+    bn.runningVar.data,
+    expected.running_var_float64.data,
+    STATS_RTOL,
+    `${expected.path}.running_var`,
+  );
 }
