@@ -552,6 +552,46 @@ describe('query and path parameters', () => {
     ]);
   });
 
+  // One version rule for every route with a version segment: a malformed version is the same
+  // 400, worded the same, whether a TF Serving verb (`:predict`, `:activate`) follows it or not
+  // (the verb routes once answered 404 "no route" for `abc`, the others 400).
+  describe('a malformed version is the same 400 naming path.version on every version route', () => {
+    const routes = [
+      ['GET', (v: string) => `/v1/models/digits/versions/${v}`, undefined],
+      ['GET', (v: string) => `/v1/models/digits/versions/${v}/metadata`, undefined],
+      ['GET', (v: string) => `/v1/models/digits/versions/${v}/model.onnx`, undefined],
+      ['POST', (v: string) => `/v1/models/digits/versions/${v}:predict`, undefined],
+      ['POST', (v: string) => `/v1/models/digits/versions/${v}:activate`, ADMIN],
+      ['DELETE', (v: string) => `/v1/models/digits/versions/${v}`, ADMIN],
+      ['GET', (v: string) => `/v2/models/digits/versions/${v}`, undefined],
+      ['GET', (v: string) => `/v2/models/digits/versions/${v}/ready`, undefined],
+      ['POST', (v: string) => `/v2/models/digits/versions/${v}/infer`, undefined],
+    ] as const;
+    for (const [method, url, headers] of routes) {
+      for (const version of ['abc', '0', '01', '-1', '1.5', '1e3']) {
+        it(`${method} ${url(version)} → 400 path.version`, async () => {
+          const payload =
+            method !== 'POST'
+              ? undefined
+              : url('').endsWith('/infer')
+                ? inferBody([digitsRow()])
+                : url('').endsWith(':predict')
+                  ? { instances: [digitsRow()] }
+                  : {};
+          const res = await t.app.inject({
+            method,
+            url: url(version),
+            ...(headers ? { headers } : {}),
+            ...(payload ? { payload } : {}),
+          });
+          expectInvalid(res, [
+            { path: 'path.version', message: `expected a positive integer, got "${version}"` },
+          ]);
+        });
+      }
+    }
+  });
+
   it('a model name starting with "_" is a 400 naming path.name', async () => {
     expectInvalid(await t.app.inject({ url: '/v1/models/_digits' }), [
       {
