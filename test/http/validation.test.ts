@@ -494,6 +494,25 @@ describe('the request object', () => {
     ]);
   });
 
+  it('an unknown field named with quotes, control characters or at length is quoted: escaped and cut', async () => {
+    expectInvalid(await post({ instances: [digitsRow()], 'foo\u0000"bar\n': 1 }), [
+      { path: '["foo\\u0000\\"bar\\n"]', message: 'unknown field' },
+    ]);
+    const long = `${'k'.repeat(1000)}`;
+    const body = expectInvalid(await post({ instances: [digitsRow()], [long]: 1 }), [
+      { path: `["${'k'.repeat(64)}…"]`, message: 'unknown field' },
+    ]);
+    expect(body.error.length).toBeLessThan(100);
+    // A key that is an identifier stays as it is; one that is not is quoted, as in JavaScript.
+    expectInvalid(await post({ instances: [digitsRow()], 'x-y': 1, '': 2 }), [
+      { path: '["x-y"]', message: 'unknown field' },
+      { path: '[""]', message: 'unknown field' },
+    ]);
+    expectInvalid(await post({ instances: [digitsRow()] }, `${PREDICT}?a%0Ab%E2%80%AE=1`), [
+      { path: 'query["a\\nb\\u202e"]', message: 'unknown query parameter' },
+    ]);
+  });
+
   it('a signature_name that is not a string is a 400 naming signature_name', async () => {
     expectInvalid(await post({ signature_name: 1, instances: [digitsRow()] }), [
       { path: 'signature_name', message: 'expected a string, got 1' },
