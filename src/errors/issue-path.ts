@@ -1,12 +1,24 @@
 import type { ErrorLocation } from './normserve-error.js';
-import { quote } from './quote.js';
+import { ECHO_CHARS, quote } from './quote.js';
 
-/** `['instances', 3, 17]` → `instances[3][17]`; `['layers', 2, 'type']` → `layers[2].type`. */
+/** A key written as itself in a path: an identifier, short enough to be echoed whole. */
+const BARE_KEY = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
+
+/**
+ * `['instances', 3, 17]` → `instances[3][17]`; `['layers', 2, 'type']` → `layers[2].type`. A key
+ * that is no short identifier (a client's unknown field holding a NUL and a quote, `x-y`, `a.b`,
+ * a 1 MB name) is quoted as JavaScript writes it, `["foo\u0000\"bar"]`: escaped and cut by
+ * quote(), so a path stays one short printable line, never ambiguous, whatever keys a client sent.
+ */
 export function formatPath(path: readonly PropertyKey[], root = ''): string {
   let out = root;
   for (const key of path) {
     if (typeof key === 'number') out += `[${key}]`;
-    else out += out === '' ? String(key) : `.${String(key)}`;
+    else {
+      const text = String(key);
+      if (!BARE_KEY.test(text) || text.length > ECHO_CHARS) out += `[${quote(text)}]`;
+      else out += out === '' ? text : `.${text}`;
+    }
   }
   return out === '' ? '(root)' : out;
 }

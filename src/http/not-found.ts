@@ -7,10 +7,13 @@ import { sendProblem } from './problem.js';
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const;
 
 /**
- * A model name or version as the LAST segment of a route's path: anything but `:`, which starts
- * TF Serving's verb (`/v1/models/digits:predict`, `/versions/2:activate`). Without it,
- * `GET /v1/models/digits:predict` would match `GET /v1/models/:name` with the name
- * "digits:predict" and answer a name validation error instead of 405.
+ * A model name or version as the LAST segment of a route's path, or before TF Serving's verb
+ * (`${beforeVerb('version')}::predict`): anything but `:`, which starts the verb
+ * (`/v1/models/digits:predict`, `/versions/2:activate`). Without it, `GET /v1/models/digits:predict`
+ * would match `GET /v1/models/:name` with the name "digits:predict" and answer a name validation
+ * error instead of 405. It admits any version text so that the params schema (`versionParam`),
+ * not the router, judges it: `versions/abc:predict` is the same 400 as `versions/abc/metadata`,
+ * not a 404 "no route".
  */
 export const beforeVerb = (param: 'name' | 'version'): string => `:${param}(^[^:]+)`;
 

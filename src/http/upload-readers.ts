@@ -3,6 +3,7 @@ import {
   FINITE_NUMBER_MESSAGE,
   FLOAT32_RANGE_MESSAGE,
   roundsToFiniteFloat32,
+  rowWidthMessage,
 } from '../service/index.js';
 import { parseNumberRow } from './number-row-parser.js';
 
@@ -99,7 +100,7 @@ export async function* ndjsonRows(
     }
     if (!Array.isArray(value) || value.length !== width) {
       const message = Array.isArray(value)
-        ? `expected ${width} values, got ${value.length}`
+        ? rowWidthMessage(width, value.length)
         : `expected an array of ${width} numbers`;
       throw new NormserveError('INVALID_INPUT', `line ${line}: ${message}`, {
         errors: [{ path: `line ${line}`, message }],

@@ -22,10 +22,6 @@ const roots: Record<string, string> = {
   headers: 'headers',
 };
 
-/** A client's key as part of a path, cut like every echoed string. */
-const keyOf = (key: string): string =>
-  key.length > LIMITS.echoChars ? `${key.slice(0, LIMITS.echoChars)}…` : key;
-
 /**
  * zod reports unknown keys of a strict object once, at the object (`(root): Unrecognized key`);
  * each key is named as its own place instead, e.g. `instance: unknown field`. At most
@@ -42,7 +38,8 @@ function locations(
       total += issue.keys.length;
       for (const key of issue.keys.slice(0, LIMITS.errorLocations - shown.length)) {
         shown.push({
-          path: formatPath([...issue.path, keyOf(key)], root),
+          // formatPath quotes a key that is no identifier: escaped and cut, as every echo.
+          path: formatPath([...issue.path, key], root),
           message: root === 'query' ? 'unknown query parameter' : 'unknown field',
         });
       }

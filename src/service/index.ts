@@ -53,6 +53,7 @@ export {
   InputShape,
   ROW_ARRAY_MESSAGE,
   roundsToFiniteFloat32,
+  rowWidthMessage,
 } from './input-shape.js';
 export { jobRecordSchema, type TraceContext, traceContextSchema } from './job-record.js';
 export {

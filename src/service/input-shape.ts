@@ -15,6 +15,13 @@ export const FINITE_NUMBER_MESSAGE = 'expected a finite number';
 export const ROW_ARRAY_MESSAGE = 'expected an array of numbers (one row)';
 
 /**
+ * A flat row of the wrong width, `expected 64 values, got 63`: one wording for JSON instances
+ * (InputShape) and NDJSON upload lines (http/upload-readers.ts).
+ */
+export const rowWidthMessage = (width: number, got: number): string =>
+  `expected ${width} value${width === 1 ? '' : 's'}, got ${got}`;
+
+/**
  * The rule for every input value sent as JSON: a finite number that stays finite as float32
  * (`roundsToFiniteFloat32`: 3.4028235e38, the largest float32 as numpy prints it, is taken). NaN
  * and Infinity cannot be written in JSON (1e999 parses to Infinity and is refused); strings, null
@@ -128,7 +135,7 @@ export class InputShape {
         path,
         message:
           this.shape.length === 1
-            ? `expected ${this.width} values, got ${value.length}`
+            ? rowWidthMessage(this.width, value.length)
             : `expected ${this.describe()}, got ${value.length} values`,
       });
       return;

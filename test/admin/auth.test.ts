@@ -128,6 +128,10 @@ describe('admin routes need Authorization: Bearer <ADMIN_TOKEN>', () => {
       },
       { method: 'GET', url: '/v1/jobs/not-a-uuid' },
       { method: 'POST', url: '/v1/models/digits/versions/1:activate', payload: { nope: 1 } },
+      // A malformed version is a validation error too: 401 first, as for any other.
+      { method: 'POST', url: '/v1/models/digits/versions/abc:activate', payload: {} },
+      { method: 'POST', url: '/v1/models/digits/versions/0:activate', payload: {} },
+      { method: 'DELETE', url: '/v1/models/digits/versions/abc' },
     ];
     for (const request of bad) {
       const res = await t.app.inject(request);

@@ -5,7 +5,9 @@
  */
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
+import { NormserveError } from '../../src/errors/index.js';
 import { float32Rows, ndjsonRows } from '../../src/http/upload-readers.js';
+import { InputShape } from '../../src/service/index.js';
 
 /** The rows of each chunk a reader yields, and every value, copied as they come. */
 async function collect(chunks: AsyncIterable<Float32Array>, width: number) {
@@ -51,5 +53,33 @@ describe('upload readers', () => {
     expect(Array.from(got.values.subarray(wide * 299, wide * 299 + 12))).toEqual([
       0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1,
     ]);
+  });
+
+  it('NDJSON lines and JSON instances word a row of the wrong width alike, one value singular', async () => {
+    const ndjsonError = async (width: number, line: string) => {
+      try {
+        await collect(ndjsonRows(Readable.from([Buffer.from(line)]), width, 1 << 30), width);
+      } catch (err) {
+        return (err as NormserveError).errors[0]?.message;
+      }
+      throw new Error('the line was taken');
+    };
+    const instancesError = (width: number, row: number[]) => {
+      try {
+        new InputShape([width]).instances([row], 'instances');
+      } catch (err) {
+        expect(err).toBeInstanceOf(NormserveError);
+        return (err as NormserveError).errors[0]?.message;
+      }
+      throw new Error('the row was taken');
+    };
+    for (const [width, row, message] of [
+      [64, [1, 2, 3], 'expected 64 values, got 3'],
+      [1, [1, 2], 'expected 1 value, got 2'],
+      [2, [], 'expected 2 values, got 0'],
+    ] as const) {
+      expect(await ndjsonError(width, `${JSON.stringify(row)}\n`)).toBe(message);
+      expect(instancesError(width, [...row])).toBe(message);
+    }
   });
 });

@@ -494,6 +494,25 @@ describe('the request object', () => {
     ]);
   });
 
+  it('an unknown field named with quotes, control characters or at length is quoted: escaped and cut', async () => {
+    expectInvalid(await post({ instances: [digitsRow()], 'foo\u0000"bar\n': 1 }), [
+      { path: '["foo\\u0000\\"bar\\n"]', message: 'unknown field' },
+    ]);
+    const long = `${'k'.repeat(1000)}`;
+    const body = expectInvalid(await post({ instances: [digitsRow()], [long]: 1 }), [
+      { path: `["${'k'.repeat(64)}…"]`, message: 'unknown field' },
+    ]);
+    expect(body.error.length).toBeLessThan(100);
+    // A key that is an identifier stays as it is; one that is not is quoted, as in JavaScript.
+    expectInvalid(await post({ instances: [digitsRow()], 'x-y': 1, '': 2 }), [
+      { path: '["x-y"]', message: 'unknown field' },
+      { path: '[""]', message: 'unknown field' },
+    ]);
+    expectInvalid(await post({ instances: [digitsRow()] }, `${PREDICT}?a%0Ab%E2%80%AE=1`), [
+      { path: 'query["a\\nb\\u202e"]', message: 'unknown query parameter' },
+    ]);
+  });
+
   it('a signature_name that is not a string is a 400 naming signature_name', async () => {
     expectInvalid(await post({ signature_name: 1, instances: [digitsRow()] }), [
       { path: 'signature_name', message: 'expected a string, got 1' },
@@ -550,6 +569,46 @@ describe('query and path parameters', () => {
     expectInvalid(await post({ instances: [digitsRow()] }, '/v2/models/digits/versions/0/infer'), [
       { path: 'path.version', message: 'expected a positive integer, got "0"' },
     ]);
+  });
+
+  // One version rule for every route with a version segment: a malformed version is the same
+  // 400, worded the same, whether a TF Serving verb (`:predict`, `:activate`) follows it or not
+  // (the verb routes once answered 404 "no route" for `abc`, the others 400).
+  describe('a malformed version is the same 400 naming path.version on every version route', () => {
+    const routes = [
+      ['GET', (v: string) => `/v1/models/digits/versions/${v}`, undefined],
+      ['GET', (v: string) => `/v1/models/digits/versions/${v}/metadata`, undefined],
+      ['GET', (v: string) => `/v1/models/digits/versions/${v}/model.onnx`, undefined],
+      ['POST', (v: string) => `/v1/models/digits/versions/${v}:predict`, undefined],
+      ['POST', (v: string) => `/v1/models/digits/versions/${v}:activate`, ADMIN],
+      ['DELETE', (v: string) => `/v1/models/digits/versions/${v}`, ADMIN],
+      ['GET', (v: string) => `/v2/models/digits/versions/${v}`, undefined],
+      ['GET', (v: string) => `/v2/models/digits/versions/${v}/ready`, undefined],
+      ['POST', (v: string) => `/v2/models/digits/versions/${v}/infer`, undefined],
+    ] as const;
+    for (const [method, url, headers] of routes) {
+      for (const version of ['abc', '0', '01', '-1', '1.5', '1e3']) {
+        it(`${method} ${url(version)} → 400 path.version`, async () => {
+          const payload =
+            method !== 'POST'
+              ? undefined
+              : url('').endsWith('/infer')
+                ? inferBody([digitsRow()])
+                : url('').endsWith(':predict')
+                  ? { instances: [digitsRow()] }
+                  : {};
+          const res = await t.app.inject({
+            method,
+            url: url(version),
+            ...(headers ? { headers } : {}),
+            ...(payload ? { payload } : {}),
+          });
+          expectInvalid(res, [
+            { path: 'path.version', message: `expected a positive integer, got "${version}"` },
+          ]);
+        });
+      }
+    }
   });
 
   it('a model name starting with "_" is a 400 naming path.name', async () => {

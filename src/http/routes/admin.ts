@@ -223,7 +223,7 @@ async function adminScope(app: AppInstance): Promise<void> {
   );
 
   app.post(
-    '/v1/models/:name/versions/:version(^[0-9]+)::activate',
+    `/v1/models/:name/versions/${beforeVerb('version')}::activate`,
     {
       config: { access: 'admin' },
       schema: {

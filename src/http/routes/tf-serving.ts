@@ -543,7 +543,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
     handler,
   );
   app.post(
-    '/v1/models/:name/versions/:version(^[0-9]+)::predict',
+    `/v1/models/:name/versions/${beforeVerb('version')}::predict`,
     {
       config: { access: 'prediction' },
       onRequest,

@@ -1,5 +1,4 @@
 import { z } from 'zod';
-import { ECHO_CHARS } from '../../errors/index.js';
 
 export { quote } from '../../errors/index.js';
 
@@ -11,8 +10,6 @@ export { quote } from '../../errors/index.js';
 export const LIMITS = {
   /** Places named in a problem's `errors`; the detail counts the rest. */
   errorLocations: 10,
-  /** Characters of a client's string quoted back in a message (the rest is cut, marked "…"). */
-  echoChars: ECHO_CHARS,
   /** An Open Inference Protocol request id (echoed in the response). */
   idChars: 256,
   /** Tensor names, datatypes and signature names. */
