@@ -609,6 +609,7 @@ export class DriftService implements TrafficObserver {
                 inputTransform: served.checkpoint.config.input_transform,
                 inputShape: served.compiled.inputShape,
                 plan: served.compiled.plan,
+                engine: served.compiled.executor.engine,
               },
               rows,
               count,

@@ -11,6 +11,8 @@ import {
   batchNormTaps,
   type CompiledPlan,
   compileNetwork,
+  createExecutor,
+  type EngineName,
   PlanExecutor,
 } from '../inference/index.js';
 import { BatchNorm, type FeatureTransform, namedModules, type Sequential } from '../nn/index.js';
@@ -22,6 +24,12 @@ export interface PictureSource {
   inputShape: readonly number[];
   /** The version's fused plan (where each BatchNorm input is observable). */
   plan: CompiledPlan;
+  /**
+   * The engine that serves the version (default wasm), which also runs the pictures' prefix
+   * plans: their values are the served engine's, and the wasm engine draws a convolutional
+   * network's pictures ~5× faster than the JavaScript reference (bench/README.md, issue 12).
+   */
+  engine?: EngineName | undefined;
 }
 
 /** Per-channel mean and standard deviation √(variance + ε). */
@@ -67,11 +75,26 @@ export function layerPictures(
   const modules = namedModules(source.network).filter(
     (entry): entry is [string, BatchNorm] => entry[1] instanceof BatchNorm,
   );
-  return modules.map(([path, bn]) => {
-    const prefix = compileNetwork(source.network, source.inputTransform, source.inputShape, {
+  // The layers' outputs and robustRange's copies reuse two arrays of the widest layer: fresh ones
+  // per layer cost more in first-touch page faults than the pictures' arithmetic.
+  let widest = 0;
+  const prefixes = modules.map(([path]) => {
+    const plan = compileNetwork(source.network, source.inputTransform, source.inputShape, {
       until: path,
     });
-    const x = new PlanExecutor(prefix, Math.max(1, rows)).run(input, rows);
+    widest = Math.max(widest, plan.outputWidth);
+    return plan;
+  });
+  const outputs = new Float64Array(rows * widest);
+  const scratch = new Float64Array(rows * widest);
+  return modules.map(([path, bn], index) => {
+    const prefix = prefixes[index]!;
+    // An executor for one call: no helper threads (threads 1), its memory collected with it.
+    const executor = createExecutor(prefix, {
+      engine: source.engine ?? 'wasm',
+      maxBatchSize: Math.max(1, rows),
+    });
+    const x = executor.run(input, rows);
     const width = prefix.outputWidth;
     const channels = bn.numFeatures;
     const spatial = width / channels;
@@ -79,27 +102,40 @@ export function layerPictures(
     const variance = bn.runningVar.data;
     const gamma = bn.weight?.value.data;
     const beta = bn.bias?.value.data;
-    const y = new Float64Array(x.length);
+    const std = Array.from(variance, (v) => Math.sqrt(v + bn.eps));
+    const y = outputs.subarray(0, x.length);
     const sum = new Float64Array(channels);
     const sumSq = new Float64Array(channels);
     let negative = 0;
-    for (let i = 0; i < x.length; i++) {
-      const c = Math.floor((i % width) / spatial);
-      const v = x[i]!;
-      sum[c] = sum[c]! + v;
-      sumSq[c] = sumSq[c]! + v * v;
-      const z = (v - mean[c]!) / Math.sqrt(variance[c]! + bn.eps);
-      const out = z * (gamma ? gamma[c]! : 1) + (beta ? beta[c]! : 0);
-      y[i] = out;
-      if (out < 0) negative++;
+    let i = 0;
+    for (let r = 0; r < rows; r++) {
+      for (let c = 0; c < channels; c++) {
+        const m = mean[c]!;
+        const sd = std[c]!;
+        const g = gamma ? gamma[c]! : 1;
+        const b = beta ? beta[c]! : 0;
+        // Added in the order of the values, as one running sum per channel.
+        let s = sum[c]!;
+        let sq = sumSq[c]!;
+        for (let k = 0; k < spatial; k++, i++) {
+          const v = x[i]!;
+          s += v;
+          sq += v * v;
+          const out = ((v - m) / sd) * g + b;
+          y[i] = out;
+          if (out < 0) negative++;
+        }
+        sum[c] = s;
+        sumSq[c] = sq;
+      }
     }
     const n = rows * spatial;
     const liveMean = Array.from(sum, (s) => (n > 0 ? s / n : 0));
     const liveStd = liveMean.map((m, c) =>
       Math.sqrt(Math.max(0, n > 1 ? (sumSq[c]! - m * sum[c]!) / (n - 1) : 0) + bn.eps),
     );
-    const [lo, hi] = robustRange(x);
-    const [ylo, yhi] = robustRange(y);
+    const [lo, hi] = robustRange(x, undefined, scratch);
+    const [ylo, yhi] = robustRange(y, undefined, scratch);
     return {
       path,
       channels,
@@ -107,10 +143,7 @@ export function layerPictures(
       // The after range always shows 0, where the ReLU cuts.
       after: histogram(y, Math.min(ylo, -1), Math.max(yhi, 1), bins),
       below_zero: y.length === 0 ? 0 : negative / y.length,
-      running: {
-        mean: Array.from(mean),
-        std: Array.from(variance, (v) => Math.sqrt(v + bn.eps)),
-      },
+      running: { mean: Array.from(mean), std },
       live: { mean: liveMean, std: liveStd },
     };
   });
