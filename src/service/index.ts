@@ -69,6 +69,7 @@ export {
   type LayerPicture,
   layerPictures,
   type PictureSource,
+  picturePrefixes,
 } from './layer-pictures.js';
 export { type CompiledLayer, compiledLayers, foldedBatchNorms } from './layer-report.js';
 export { type LoadedModel, type LoadModelOptions, loadModel } from './load-model.js';

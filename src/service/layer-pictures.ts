@@ -13,6 +13,7 @@ import {
   compileNetwork,
   createExecutor,
   type EngineName,
+  type Executor,
   PlanExecutor,
 } from '../inference/index.js';
 import { BatchNorm, type FeatureTransform, namedModules, type Sequential } from '../nn/index.js';
@@ -61,10 +62,53 @@ export const PICTURE_BINS = 40;
 /** Rows pictures are computed from at most (the dashboard's and the report's samples). */
 export const MAX_PICTURE_ROWS = 4096;
 
+/** Rows a prefix executor holds at once; more rows run through it in slices of this many. */
+const PREFIX_BATCH_ROWS = 256;
+
+/** One BatchNorm of a version with the prefix plan that stops at it, and that plan's executor. */
+export interface Prefix {
+  path: string;
+  bn: BatchNorm;
+  plan: CompiledPlan;
+  executor: Executor;
+}
+
+/**
+ * The prefixes of each version's fused plan (its CompiledPlan, which never changes once compiled),
+ * made on its first pictures and kept with it. A wasm executor's shared memory is reclaimed only
+ * by a full collection, which its size does not prompt: an executor per layer and call grew a
+ * server's RSS by ~6 MB per GET …/drift/layers of digits-cnn (3.7 GB after 600 calls).
+ */
+const prefixesOf = new WeakMap<CompiledPlan, { engine: EngineName; prefixes: Prefix[] }>();
+
+/** The BatchNorms of a version with their prefix plans and executors, made once per plan. */
+export function picturePrefixes(source: PictureSource): readonly Prefix[] {
+  const engine = source.engine ?? 'wasm';
+  const known = prefixesOf.get(source.plan);
+  if (known?.engine === engine) return known.prefixes;
+  const made = namedModules(source.network)
+    .filter((entry): entry is [string, BatchNorm] => entry[1] instanceof BatchNorm)
+    .map(([path, bn]) => {
+      const plan = compileNetwork(source.network, source.inputTransform, source.inputShape, {
+        until: path,
+      });
+      // No helper threads (threads 1).
+      return {
+        path,
+        bn,
+        plan,
+        executor: createExecutor(plan, { engine, maxBatchSize: PREFIX_BATCH_ROWS }),
+      };
+    });
+  prefixesOf.set(source.plan, { engine, prefixes: made });
+  return made;
+}
+
 /**
  * The before/after pictures of every BatchNorm of a network for `rows` input rows
  * ([rows, inputWidth]): each layer's input is the output of the prefix plan that stops at it
- * (compileNetwork's `until`: earlier BatchNorms folded, exactly as served).
+ * (compileNetwork's `until`: earlier BatchNorms folded, exactly as served), run by the engine
+ * that serves the version.
  */
 export function layerPictures(
   source: PictureSource,
@@ -72,28 +116,13 @@ export function layerPictures(
   rows: number,
   bins = PICTURE_BINS,
 ): LayerPicture[] {
-  const modules = namedModules(source.network).filter(
-    (entry): entry is [string, BatchNorm] => entry[1] instanceof BatchNorm,
-  );
+  const layers = picturePrefixes(source);
   // The layers' outputs and robustRange's copies reuse two arrays of the widest layer: fresh ones
   // per layer cost more in first-touch page faults than the pictures' arithmetic.
-  let widest = 0;
-  const prefixes = modules.map(([path]) => {
-    const plan = compileNetwork(source.network, source.inputTransform, source.inputShape, {
-      until: path,
-    });
-    widest = Math.max(widest, plan.outputWidth);
-    return plan;
-  });
+  const widest = layers.reduce((w, p) => Math.max(w, p.plan.outputWidth), 0);
   const outputs = new Float64Array(rows * widest);
   const scratch = new Float64Array(rows * widest);
-  return modules.map(([path, bn], index) => {
-    const prefix = prefixes[index]!;
-    // An executor for one call: no helper threads (threads 1), its memory collected with it.
-    const executor = createExecutor(prefix, {
-      engine: source.engine ?? 'wasm',
-      maxBatchSize: Math.max(1, rows),
-    });
+  return layers.map(({ path, bn, plan: prefix, executor }) => {
     const x = executor.run(input, rows);
     const width = prefix.outputWidth;
     const channels = bn.numFeatures;
