@@ -3,7 +3,6 @@ import {
   RecentRows,
   Reservoir,
   recalibrationRecommended,
-  rowsWithFiniteStatistics,
   ShadowComparison,
   type ShadowSummary,
   type UniformSample,
@@ -12,6 +11,12 @@ import {
 import { isNormserveError } from '../errors/index.js';
 import type { StatisticsProbe } from '../inference/index.js';
 import { Rng } from '../nn/index.js';
+import type {
+  AutoActionRecord,
+  DriftContext,
+  DriftOptions,
+  ModelTraffic,
+} from './drift-context.js';
 import type { AutoRecalibrate } from './drift-settings.js';
 import {
   type DriftShare,
@@ -21,137 +26,34 @@ import {
   type SharedAutoStatus,
   type TrafficSampleMessage,
 } from './drift-share.js';
-import { type LayerPicture, layerPictures } from './layer-pictures.js';
 import { type Log, silentLog } from './logger.js';
 import type { AvailableVersion, ModelRegistry } from './model-registry.js';
+import { type LeftOut, type PeerSampleCollector, sampleMismatch } from './peer-samples.js';
 import type { RecalibrationOutcome, RecalibrationService } from './recalibration-service.js';
+import { type LayerPictures, PICTURE_SAMPLE_ROWS, RecentPictures } from './recent-pictures.js';
 import type { TrafficObserver } from './traffic-observer.js';
+import { UsableRows } from './usable-rows.js';
 import { VersionDrift, type VersionDriftReport } from './version-drift.js';
 
+export type {
+  AutoAction,
+  AutoActionRecord,
+  AutoOutcome,
+  DriftOptions,
+} from './drift-context.js';
 export { AUTO_RECALIBRATE_MODES, DEFAULT_DRIFT_THRESHOLD } from './drift-settings.js';
-
-export interface DriftOptions extends DriftRule {
-  /** Share of engine calls whose BatchNorm inputs are gathered (DRIFT_SAMPLE_FRACTION; 0 = off). */
-  sampleFraction: number;
-  windowMs: number;
-  windows: number;
-  autoRecalibrate: AutoRecalibrate;
-  /** Rows the traffic sample must hold before an automatic recalibration. */
-  autoMinRows: number;
-  /** Bounds of the per-model traffic sample (rows and bytes; the smaller wins). */
-  sampleRows: number;
-  sampleBytes: number;
-  /**
-   * WORKERS > 1: this process is one of several serving the same versions; it keeps its own
-   * statistics apart for takeShare and merges the others' (mergeShare).
-   */
-  share?: boolean;
-  /**
-   * Whether this process acts on drift (AUTO_RECALIBRATE's log lines, counts, traffic sample and
-   * recalibrations): one process of a cluster does (setDecides); true by default.
-   */
-  decides?: boolean;
-  /** Seed of the sampling decisions and the reservoir (reproducible tests). */
-  seed?: number;
-  /** The clock (ms since the epoch); tests move it by hand. */
-  now?: () => number;
-  log?: Log;
-  /** Every automatic action and its outcome (metrics). */
-  onAction?: (model: string, action: AutoAction, outcome: AutoOutcome) => void;
-}
-
-export type AutoAction = 'recommend' | 'candidate' | 'promote';
-export type AutoOutcome = 'succeeded' | 'failed' | 'skipped';
-
-/**
- * A process left out of a cluster's traffic sample (or recent rows), and why; no `worker` when
- * it is not known which (the cluster primary did not answer at all).
- */
-export interface LeftOut {
-  worker?: number;
-  reason: string;
-}
-
-/**
- * Why a process's sample cannot join one of `version` with rows of `width` (undefined: it can):
- * it has none, or it is of another version (a process that has not loaded the new version yet).
- */
-function sampleMismatch(
-  m: TrafficSampleMessage,
-  version: number,
-  width: number,
-): string | undefined {
-  if (m.version === null) return 'no traffic sample';
-  if (m.version !== version) return `its sample is of version ${m.version}`;
-  if (m.width !== width) return `rows of width ${m.width}, not ${width}`;
-  return undefined;
-}
-
-/**
- * Which rows a process gives when asked: its traffic sample (for a recalibration from traffic)
- * or its recent rows (for the before/after-BatchNorm pictures).
- */
-export const SAMPLE_KINDS = ['traffic', 'recent'] as const;
-export type SampleKind = (typeof SAMPLE_KINDS)[number];
-
-/**
- * WORKERS > 1: asks every other process for its traffic sample (or recent rows) of a model
- * (through the cluster primary, cli/cluster-drift.ts); each answer is handed to `onSample` as it
- * arrives; resolves when all answered or the wait ended, with how many were asked and who was
- * left out.
- */
-export type PeerSampleCollector = (
-  model: string,
-  version: number,
-  onSample: (worker: number, sample: TrafficSampleMessage) => void,
-  kind?: SampleKind,
-) => Promise<{ asked: number; leftOut: LeftOut[] }>;
-
-/** Rows of recent traffic kept per model for the before/after-BatchNorm pictures. */
-export const PICTURE_SAMPLE_ROWS = 256;
-
-/**
- * WORKERS > 1: how long the other workers' recent rows, once gathered for GET …/drift/layers, are
- * drawn from again. A gathering moves up to PICTURE_SAMPLE_ROWS rows per worker through the
- * primary (base64, about 1 MB per worker for a 784-wide input, relayed twice and parsed), and the
- * dashboard asks every second per open page (POLL_MS in dashboard/dashboard.js): one second keeps
- * any number of pages and concurrent calls at one gathering a second per model, while the
- * pictures stay at most a second behind the others' traffic (the answering worker's own rows are
- * read at every call).
- */
-export const PEER_RECENT_REUSE_MS = 1_000;
-
-/** The other workers' recent rows of a version as gathered (samples that fit) and who is missing. */
-interface PeerRecent {
-  samples: TrafficSampleMessage[];
-  leftOut: LeftOut[];
-}
-
-/** The pictures of a model's active version on its recent traffic (GET …/drift/layers). */
-export interface LayerPictures {
-  model: string;
-  version: number;
-  /**
-   * Recent rows the pictures were drawn from: the last PICTURE_SAMPLE_ROWS served, by each
-   * process of the server (WORKERS > 1).
-   */
-  rows: number;
-  /**
-   * WORKERS > 1: the workers whose rows are not in the pictures (no answer in time, another
-   * version loaded, the primary silent), and why; empty when every worker's rows are in.
-   */
-  workers_left_out: LeftOut[];
-  layers: LayerPicture[];
-}
-
-/** Pictures drawn on a version, and the recent rows (before usableRows) they were drawn from. */
-interface DrawnPictures {
-  input: Float32Array;
-  count: number;
-  /** Rows of `input` the pictures show (usableRows). */
-  rows: number;
-  layers: LayerPicture[];
-}
+export {
+  type LeftOut,
+  type PeerSampleCollector,
+  SAMPLE_KINDS,
+  type SampleKind,
+} from './peer-samples.js';
+export {
+  type LayerPictures,
+  PEER_RECENT_REUSE_MS,
+  PICTURE_SAMPLE_ROWS,
+  recentRowsOf,
+} from './recent-pictures.js';
 
 /**
  * A look at the drift of a model (it folds the probe's sums into the windows, merges them and takes
@@ -171,44 +73,10 @@ export const SAMPLE_GREW_ROWS = 64;
 /** Rows waiting for a shadow run at most; more are not shadowed (the candidate falls behind). */
 const MAX_SHADOW_PENDING_ROWS = 4096;
 
-interface Candidate {
-  version: number;
-  parent: number;
-  shadow: ShadowComparison;
-  publishedAt: string;
-}
-
 /** The sample a recalibration from traffic draws from, and (WORKERS > 1) whose it is. */
 type ClusterSample = UniformSample & {
   workers?: { workers: number; leftOut: LeftOut[]; deciderTrafficRows: number };
 };
-
-/** What the service tracks per model. */
-interface ModelTraffic {
-  reservoir: Reservoir | undefined;
-  /** The last rows the active version served (the pictures' sample). */
-  recent: RecentRows;
-  /** The active version the reservoir's rows were served by. */
-  activeVersion: number | undefined;
-  recommended: boolean;
-  rowsSinceCheck: number;
-  callsSinceCheck: number;
-  inFlight: boolean;
-  /** Parent versions an automatic recalibration was published from (never twice from one). */
-  autoParents: Set<number>;
-  candidate: Candidate | undefined;
-  shadowPendingRows: number;
-  last: AutoActionRecord | undefined;
-}
-
-/** The last automatic action of a model. */
-export interface AutoActionRecord {
-  action: AutoAction;
-  outcome: AutoOutcome;
-  version?: number | undefined;
-  at: string;
-  detail?: string | undefined;
-}
 
 export interface AutoRecalibrationStatus {
   mode: AutoRecalibrate;
@@ -272,19 +140,10 @@ export class DriftService implements TrafficObserver {
   /** The sample sizes as last shared (JSON). */
   private samplesTold = '[]';
   private collectPeers: PeerSampleCollector | undefined;
-  /**
-   * The other workers' recent rows per model: a gathering in flight (`doneAt` undefined) is
-   * shared by every call that comes meanwhile, a finished one reused for PEER_RECENT_REUSE_MS.
-   */
-  private readonly peerRecent = new Map<
-    string,
-    { version: number; doneAt: number | undefined; gathered: Promise<PeerRecent> }
-  >();
   private sampleGrew: (() => void) | undefined;
-  /** Per version, the last pictures drawn (drawPictures) and their rows. */
-  private readonly lastPictures = new WeakMap<AvailableVersion, DrawnPictures>();
-  /** Per version, a probe of its observable BatchNorm inputs for usableRows (null: none). */
-  private readonly checkProbes = new WeakMap<AvailableVersion, StatisticsProbe | null>();
+  /** The pictures of the recent traffic (GET …/drift/layers). */
+  private readonly recentPictures: RecentPictures;
+  private readonly usable: UsableRows;
 
   constructor(options: DriftOptions) {
     this.options = options;
@@ -292,6 +151,26 @@ export class DriftService implements TrafficObserver {
     this.rng = new Rng(options.seed ?? 0x5eed);
     this.now = options.now ?? Date.now;
     this.log = options.log ?? silentLog;
+    this.usable = new UsableRows();
+    const context: DriftContext = {
+      options,
+      rng: this.rng,
+      now: this.now,
+      log: this.log,
+      versions: this.versions,
+      models: this.models,
+      remoteAuto: this.remoteAuto,
+      peerSizes: this.peerSizes,
+      usable: this.usable,
+      registry: () => this.registry,
+      requireRegistry: () => this.requireRegistry(),
+      collectPeers: () => this.collectPeers,
+      deciding: () => this.deciding,
+      rule: () => this.rule,
+      probe: (served, rows) => this.probe(served, rows),
+      versionDrift: (served) => this.versionDrift(served),
+    };
+    this.recentPictures = new RecentPictures(context);
   }
 
   /** The registry whose models are watched (for the active version, candidates and reports). */
@@ -588,140 +467,16 @@ export class DriftService implements TrafficObserver {
   }
 
   /**
-   * The seed's picture per BatchNorm of the active version, on the last rows it served: the
-   * layer's inputs before and after normalisation, running against live channel statistics.
-   * WORKERS > 1: on the last rows every process served, gathered from the others through the
-   * primary, so any worker draws the same pictures. The pictures are merged by their rows, not by
-   * their fields: the histograms' bins come from the rows' own range (robustRange) and differ
-   * between workers, so two workers' histograms cannot be added exactly; their rows can.
+   * The seed's picture per BatchNorm of the active version, on the last rows it served
+   * (RecentPictures.pictures).
    */
-  async pictures(name: string): Promise<LayerPictures> {
-    const served = this.requireRegistry().resolve(name);
-    const width = served.compiled.inputWidth;
-    const peers = this.collectPeers
-      ? await this.peerRecentRows(name, served.version, width)
-      : { samples: [], leftOut: [] };
-    // This process's rows as they are now (after the wait), whatever the others' age.
-    const own = this.recentSample(name);
-    const samples = own.version === served.version ? [own, ...peers.samples] : peers.samples;
-    const recent = recentRowsOf(samples, served.version, width);
-    const drawn = this.drawPictures(served, recent.rows, recent.count);
-    return {
-      model: name,
-      version: served.version,
-      rows: drawn.rows,
-      workers_left_out: peers.leftOut,
-      layers: drawn.layers,
-    };
-  }
-
-  /**
-   * The pictures of `input` ([count, inputWidth], the recent rows as gathered) on a version, drawn
-   * again only when the rows changed: a version never changes once published and layerPictures
-   * (like usableRows) is a function of the version and the rows, so the same rows, byte for byte
-   * in the same order, give the same pictures. They hold the event loop (digits-cnn: ~0.1 s for
-   * 256 rows, docs/drift.md) and every open dashboard asks each second: while no new traffic
-   * arrives, or for a second dashboard between two requests, the last ones are answered again.
-   */
-  private drawPictures(
-    served: AvailableVersion,
-    input: Float32Array,
-    count: number,
-  ): DrawnPictures {
-    const last = this.lastPictures.get(served);
-    if (last !== undefined && last.count === count && sameBytes(last.input, input)) return last;
-    const { rows, count: usable } = this.usableRows(served, input, count);
-    const drawn: DrawnPictures = {
-      input,
-      count,
-      rows: usable,
-      layers:
-        usable === 0
-          ? []
-          : layerPictures(
-              {
-                network: served.checkpoint.network,
-                inputTransform: served.checkpoint.config.input_transform,
-                inputShape: served.compiled.inputShape,
-                plan: served.compiled.plan,
-                engine: served.compiled.executor.engine,
-              },
-              rows,
-              usable,
-            ),
-    };
-    this.lastPictures.set(served, drawn);
-    return drawn;
-  }
-
-  /** The other workers' recent rows: one gathering shared and reused (PEER_RECENT_REUSE_MS). */
-  private peerRecentRows(name: string, version: number, width: number): Promise<PeerRecent> {
-    const now = this.now();
-    // Gatherings are kept for their reuse only (up to 256 rows per worker each): the stale ones
-    // of every model go, not only this one's.
-    for (const [model, gathering] of this.peerRecent)
-      if (gathering.doneAt !== undefined && now - gathering.doneAt >= PEER_RECENT_REUSE_MS)
-        this.peerRecent.delete(model);
-    const known = this.peerRecent.get(name);
-    if (known?.version === version) return known.gathered;
-    const entry = {
-      version,
-      doneAt: undefined as number | undefined,
-      gathered: this.gatherPeerRecent(name, version, width).finally(() => {
-        entry.doneAt = this.now();
-      }),
-    };
-    this.peerRecent.set(name, entry);
-    return entry.gathered;
-  }
-
-  /**
-   * Asks the other workers for their recent rows; never fails: a worker that does not answer in
-   * time, or answers rows of another version, is left out (and named), and a primary that does
-   * not answer leaves out all that had not answered yet (the rows that came are kept).
-   */
-  private async gatherPeerRecent(
-    name: string,
-    version: number,
-    width: number,
-  ): Promise<PeerRecent> {
-    const samples: TrafficSampleMessage[] = [];
-    const leftOut: LeftOut[] = [];
-    try {
-      const done = await this.collectPeers!(
-        name,
-        version,
-        (worker, m) => {
-          if (m.size === 0) return; // answered: no rows yet
-          const mismatch = sampleMismatch(m, version, width);
-          if (mismatch === undefined) samples.push(m);
-          else leftOut.push({ worker, reason: mismatch });
-        },
-        'recent',
-      );
-      leftOut.push(...done.leftOut);
-    } catch (e) {
-      leftOut.push({
-        reason: `the others' rows did not all come: ${e instanceof Error ? e.message : String(e)}`,
-      });
-    }
-    return { samples, leftOut };
+  pictures(name: string): Promise<LayerPictures> {
+    return this.recentPictures.pictures(name);
   }
 
   /** This process's recent rows of a model's active version (for the pictures), as a sample. */
   recentSample(model: string): TrafficSampleMessage {
-    const state = this.models.get(model);
-    const recent = state?.recent;
-    if (!recent || state.activeVersion === undefined)
-      return { model, version: null, width: recent?.width ?? 1, size: 0, seen: 0, rows: '' };
-    return {
-      model,
-      version: state.activeVersion,
-      width: recent.width,
-      size: recent.size,
-      seen: recent.size,
-      rows: encodeSampleRows(recent.rows()),
-    };
+    return this.recentPictures.recentSample(model);
   }
 
   /** The automatic recalibration state of a model (also in its status). */
@@ -907,7 +662,7 @@ export class DriftService implements TrafficObserver {
       const sample = await this.clusterSample(served, state);
       if (sample === undefined) return;
       const { seen: trafficRows, workers } = sample;
-      const { rows, count: held } = this.usableRows(served, sample.rows, sample.size);
+      const { rows, count: held } = this.usable.usableRows(served, sample.rows, sample.size);
       // Rows the active version served since it became active (the sample is uniform over them).
       context = { ...context, rows: held, trafficRows, ...workers };
       if (held < sample.size) context.overflowingRows = sample.size - held;
@@ -1025,30 +780,6 @@ export class DriftService implements TrafficObserver {
     return { ...merged, workers };
   }
 
-  /**
-   * `rows` of traffic the version answered ([count, inputWidth]) without those whose BatchNorm
-   * inputs are not finite on it: a row whose outputs are finite may still have overflowed inside
-   * the network (−∞ before a ReLU, which clamps it to +0), and it would make a recalibration from
-   * traffic fail, or the pictures' statistics ±∞. The traffic sample and the recent rows take every
-   * answered row as it is served (telling such a row apart there would cost every call a look at
-   * the taps' sums); the rows are checked here, when used, in one statistics pass
-   * (rowsWithFiniteStatistics) on the served executor with a probe of their own.
-   */
-  private usableRows(
-    served: AvailableVersion,
-    rows: Float32Array,
-    count: number,
-  ): { rows: Float32Array; count: number } {
-    let probe = this.checkProbes.get(served);
-    if (probe === undefined) {
-      const taps = served.compiled.plan.batchNormInputs.flatMap((b) => (b.tap ? [b.tap] : []));
-      probe = taps.length > 0 ? served.compiled.executor.createProbe(taps) : null;
-      this.checkProbes.set(served, probe);
-    }
-    if (!probe) return { rows, count };
-    return rowsWithFiniteStatistics(served.compiled.executor, probe, rows, count);
-  }
-
   /** Runs the candidate on a copy of the rows the active version just answered, off the request. */
   private shadow(
     served: AvailableVersion,
@@ -1098,32 +829,4 @@ export class DriftService implements TrafficObserver {
       }),
     );
   }
-}
-
-/** Whether two arrays hold the same bytes (−0 ≠ +0 and NaN payloads told apart: the rows as sent). */
-function sameBytes(a: Float32Array, b: Float32Array): boolean {
-  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(
-    Buffer.from(b.buffer, b.byteOffset, b.byteLength),
-  );
-}
-
-/**
- * The rows of several processes' recent-row samples of one version, one after the other (the
- * pictures' input): samples of another version or width (a process that has not loaded the new
- * version yet) are left out.
- */
-export function recentRowsOf(
-  samples: readonly TrafficSampleMessage[],
-  version: number,
-  width: number,
-): { rows: Float32Array; count: number } {
-  const parts = samples.filter((s) => s.version === version && s.width === width && s.size > 0);
-  const count = parts.reduce((n, s) => n + s.size, 0);
-  const rows = new Float32Array(count * width);
-  let at = 0;
-  for (const part of parts) {
-    rows.set(decodeSampleRows(part), at);
-    at += part.size * width;
-  }
-  return { rows, count };
 }
