@@ -2,14 +2,9 @@ import { type DriftRule, RecentRows, Reservoir } from '../drift/index.js';
 import type { StatisticsProbe } from '../inference/index.js';
 import { Rng } from '../nn/index.js';
 import { AutoRecalibration, type AutoRecalibrationStatus } from './auto-recalibration.js';
+import { DriftCluster } from './drift-cluster.js';
 import type { DriftContext, DriftOptions, ModelTraffic } from './drift-context.js';
-import {
-  type DriftShare,
-  encodeSampleRows,
-  type SampleSize,
-  type SharedAutoStatus,
-  type TrafficSampleMessage,
-} from './drift-share.js';
+import type { DriftShare, TrafficSampleMessage } from './drift-share.js';
 import { type Log, silentLog } from './logger.js';
 import type { AvailableVersion, ModelRegistry } from './model-registry.js';
 import type { PeerSampleCollector } from './peer-samples.js';
@@ -79,33 +74,29 @@ export interface DriftReport {
  * and serves it. Publishing goes through the RecalibrationService, the admin route's lock and
  * publishing code; each version is recalibrated automatically at most once (a rollback with
  * `:activate` sticks).
+ *
+ * The service is the facade of the drift parts, and keeps the per-request path (probe, observed,
+ * refused) and the reports: the pictures of the recent traffic are `recent-pictures.ts`'s, the
+ * automatic recalibration `auto-recalibration.ts`'s, the sharing between processes
+ * (WORKERS > 1) `drift-cluster.ts`'s; what they share is a DriftContext (`drift-context.ts`).
  */
 export class DriftService implements TrafficObserver {
   readonly options: DriftOptions;
   private readonly versions = new WeakMap<AvailableVersion, VersionDrift | null>();
-  /** Versions recalibrated automatically by a process that decided before this one. */
-  private readonly inheritedParents = new Map<string, Set<number>>();
   private readonly models = new Map<string, ModelTraffic>();
   private readonly rng: Rng;
   private readonly now: () => number;
   private readonly log: Log;
   private registry: ModelRegistry | undefined;
   private deciding: boolean;
-  /** The automatic state as last shared (JSON), so that an unchanged one is not sent again. */
-  private autoTold = '[]';
-  /** The deciding process's automatic recalibration state per model (when this one does not). */
-  private readonly remoteAuto = new Map<string, SharedAutoStatus>();
-  /** The other processes' traffic sample sizes per model, by worker (from their shares). */
-  private readonly peerSizes = new Map<string, Map<number, SampleSize>>();
-  /** The sample sizes as last shared (JSON). */
-  private samplesTold = '[]';
   private collectPeers: PeerSampleCollector | undefined;
   private sampleGrew: (() => void) | undefined;
   /** The pictures of the recent traffic (GET …/drift/layers). */
   private readonly recentPictures: RecentPictures;
-  private readonly usable: UsableRows;
   /** What AUTO_RECALIBRATE does about the drift. */
   private readonly auto: AutoRecalibration;
+  /** WORKERS > 1: what this process shares with the others. */
+  private readonly cluster: DriftCluster;
 
   constructor(options: DriftOptions) {
     this.options = options;
@@ -113,7 +104,6 @@ export class DriftService implements TrafficObserver {
     this.rng = new Rng(options.seed ?? 0x5eed);
     this.now = options.now ?? Date.now;
     this.log = options.log ?? silentLog;
-    this.usable = new UsableRows();
     const context: DriftContext = {
       options,
       rng: this.rng,
@@ -121,9 +111,9 @@ export class DriftService implements TrafficObserver {
       log: this.log,
       versions: this.versions,
       models: this.models,
-      remoteAuto: this.remoteAuto,
-      peerSizes: this.peerSizes,
-      usable: this.usable,
+      remoteAuto: new Map(),
+      peerSizes: new Map(),
+      usable: new UsableRows(),
       registry: () => this.registry,
       requireRegistry: () => this.requireRegistry(),
       collectPeers: () => this.collectPeers,
@@ -134,6 +124,7 @@ export class DriftService implements TrafficObserver {
     };
     this.recentPictures = new RecentPictures(context);
     this.auto = new AutoRecalibration(context);
+    this.cluster = new DriftCluster(context, this.auto);
   }
 
   /** The registry whose models are watched (for the active version, candidates and reports). */
@@ -174,16 +165,7 @@ export class DriftService implements TrafficObserver {
   setDecides(decides: boolean): void {
     if (decides === this.deciding) return;
     this.deciding = decides;
-    this.autoTold = '[]';
-    if (!decides) return;
-    for (const [model, status] of this.remoteAuto) {
-      const state = this.models.get(model);
-      const parents = state?.autoParents ?? new Set<number>();
-      for (const p of status.auto_parents) parents.add(p);
-      if (state) state.last ??= status.last_action ?? undefined;
-      else this.inheritedParents.set(model, parents);
-    }
-    this.remoteAuto.clear();
+    this.cluster.decidesNow(decides);
   }
 
   /**
@@ -192,57 +174,7 @@ export class DriftService implements TrafficObserver {
    * nothing new to tell.
    */
   takeShare(): DriftShare | undefined {
-    const now = this.now();
-    const versions: DriftShare['versions'] = [];
-    for (const model of this.registry?.list() ?? []) {
-      for (const v of model.versions.values()) {
-        if (v.state !== 'AVAILABLE') continue;
-        const drift = this.versions.get(v as AvailableVersion);
-        if (!drift) continue;
-        const windows = drift.takeShare(now);
-        if (windows.length > 0) versions.push({ model: model.name, version: v.version, windows });
-      }
-    }
-    let auto: SharedAutoStatus[] = [];
-    if (this.deciding && this.options.autoRecalibrate !== 'off') {
-      for (const [name, state] of this.models) {
-        const { mode: _mode, candidate, ...status } = this.auto.autoStatus(name, []);
-        auto.push({
-          model: name,
-          ...status,
-          auto_parents: [...state.autoParents],
-          candidate: candidate && {
-            version: candidate.version,
-            parent_version: candidate.parent_version,
-            published_at: candidate.published_at,
-            shadow: candidate.shadow,
-          },
-        });
-      }
-    }
-    // The automatic state is told when it changed (and each time this process starts deciding).
-    const told = JSON.stringify(auto);
-    if (told === this.autoTold) auto = [];
-    else this.autoTold = told;
-    // So are the sizes of this process's traffic samples (every process keeps one).
-    let samples: SampleSize[] = [];
-    for (const [model, state] of this.models)
-      if (state.reservoir && state.activeVersion !== undefined)
-        samples.push({
-          model,
-          version: state.activeVersion,
-          size: state.reservoir.size,
-          seen: state.reservoir.seen,
-        });
-    const sizes = JSON.stringify(samples);
-    if (sizes === this.samplesTold) samples = [];
-    else this.samplesTold = sizes;
-    if (versions.length === 0 && auto.length === 0 && samples.length === 0) return undefined;
-    return {
-      versions,
-      ...(auto.length > 0 ? { auto } : {}),
-      ...(samples.length > 0 ? { samples } : {}),
-    };
+    return this.cluster.takeShare();
   }
 
   /**
@@ -251,19 +183,7 @@ export class DriftService implements TrafficObserver {
    * stand for.
    */
   trafficSample(model: string): TrafficSampleMessage {
-    const state = this.models.get(model);
-    const reservoir = state?.reservoir;
-    const width = reservoir?.width ?? 1;
-    if (!reservoir || state.activeVersion === undefined)
-      return { model, version: null, width, size: 0, seen: 0, rows: '' };
-    return {
-      model,
-      version: state.activeVersion,
-      width,
-      size: reservoir.size,
-      seen: reservoir.seen,
-      rows: encodeSampleRows(reservoir.rows()),
-    };
+    return this.cluster.trafficSample(model);
   }
 
   /**
@@ -271,47 +191,7 @@ export class DriftService implements TrafficObserver {
    * auto state). `from` names the sender (its cluster worker id).
    */
   mergeShare(share: DriftShare, from = 0): void {
-    for (const size of share.samples ?? []) {
-      const peers = this.peerSizes.get(size.model) ?? new Map<number, SampleSize>();
-      this.peerSizes.set(size.model, peers);
-      peers.set(from, size);
-    }
-    this.mergeMoments(share);
-    if (!this.deciding) {
-      for (const status of share.auto ?? []) this.remoteAuto.set(status.model, status);
-      return;
-    }
-    // The cluster's samples grew: the decider looks at once (the rows that complete the minimum
-    // may be another worker's, with none of its own to follow for a while).
-    const now = this.now();
-    for (const size of share.samples ?? []) {
-      const state = this.models.get(size.model);
-      if (!state || !this.registry?.has(size.model)) continue;
-      const model = this.registry.get(size.model);
-      const served = model.active === undefined ? undefined : model.versions.get(model.active);
-      if (served?.state === 'AVAILABLE' && state.activeVersion === served.version)
-        this.auto.check(served as AvailableVersion, state, now);
-    }
-  }
-
-  /** Merges another process's moments into the versions' windows. */
-  private mergeMoments(share: DriftShare): void {
-    const now = this.now();
-    const registry = this.registry;
-    for (const v of share.versions) {
-      if (!registry?.has(v.model)) continue;
-      const served = registry.get(v.model).versions.get(v.version);
-      // A version this process has not loaded (yet, or any more): its share is not kept.
-      if (served?.state !== 'AVAILABLE') continue;
-      try {
-        this.versionDrift(served as AvailableVersion)?.mergeShared(now, v.windows);
-      } catch (e) {
-        this.log.warn(
-          { model: v.model, version: v.version, err: e },
-          'shared drift statistics ignored',
-        );
-      }
-    }
+    this.cluster.mergeShare(share, from);
   }
 
   get rule(): DriftRule {
@@ -494,7 +374,7 @@ export class DriftService implements TrafficObserver {
         rowsSinceCheck: 0,
         callsSinceCheck: 0,
         inFlight: false,
-        autoParents: this.inheritedParents.get(served.name) ?? new Set(),
+        autoParents: this.cluster.inheritedParents.get(served.name) ?? new Set(),
         candidate: undefined,
         shadowPendingRows: 0,
         last: undefined,
