@@ -1,157 +1,39 @@
-import {
-  type DriftRule,
-  RecentRows,
-  Reservoir,
-  recalibrationRecommended,
-  rowsWithFiniteStatistics,
-  ShadowComparison,
-  type ShadowSummary,
-  type UniformSample,
-  uniformUnion,
-} from '../drift/index.js';
-import { isNormserveError } from '../errors/index.js';
+import { type DriftRule, RecentRows, Reservoir } from '../drift/index.js';
 import type { StatisticsProbe } from '../inference/index.js';
 import { Rng } from '../nn/index.js';
-import type { AutoRecalibrate } from './drift-settings.js';
-import {
-  type DriftShare,
-  decodeSampleRows,
-  encodeSampleRows,
-  type SampleSize,
-  type SharedAutoStatus,
-  type TrafficSampleMessage,
-} from './drift-share.js';
-import { type LayerPicture, layerPictures } from './layer-pictures.js';
+import { AutoRecalibration, type AutoRecalibrationStatus } from './auto-recalibration.js';
+import { DriftCluster } from './drift-cluster.js';
+import type { DriftContext, DriftOptions, ModelTraffic } from './drift-context.js';
+import type { DriftShare, TrafficSampleMessage } from './drift-share.js';
 import { type Log, silentLog } from './logger.js';
 import type { AvailableVersion, ModelRegistry } from './model-registry.js';
-import type { RecalibrationOutcome, RecalibrationService } from './recalibration-service.js';
+import type { PeerSampleCollector } from './peer-samples.js';
+import type { RecalibrationService } from './recalibration-service.js';
+import { type LayerPictures, PICTURE_SAMPLE_ROWS, RecentPictures } from './recent-pictures.js';
 import type { TrafficObserver } from './traffic-observer.js';
+import { UsableRows } from './usable-rows.js';
 import { VersionDrift, type VersionDriftReport } from './version-drift.js';
 
+export type { AutoRecalibrationStatus } from './auto-recalibration.js';
+export type {
+  AutoAction,
+  AutoActionRecord,
+  AutoOutcome,
+  DriftOptions,
+} from './drift-context.js';
 export { AUTO_RECALIBRATE_MODES, DEFAULT_DRIFT_THRESHOLD } from './drift-settings.js';
-
-export interface DriftOptions extends DriftRule {
-  /** Share of engine calls whose BatchNorm inputs are gathered (DRIFT_SAMPLE_FRACTION; 0 = off). */
-  sampleFraction: number;
-  windowMs: number;
-  windows: number;
-  autoRecalibrate: AutoRecalibrate;
-  /** Rows the traffic sample must hold before an automatic recalibration. */
-  autoMinRows: number;
-  /** Bounds of the per-model traffic sample (rows and bytes; the smaller wins). */
-  sampleRows: number;
-  sampleBytes: number;
-  /**
-   * WORKERS > 1: this process is one of several serving the same versions; it keeps its own
-   * statistics apart for takeShare and merges the others' (mergeShare).
-   */
-  share?: boolean;
-  /**
-   * Whether this process acts on drift (AUTO_RECALIBRATE's log lines, counts, traffic sample and
-   * recalibrations): one process of a cluster does (setDecides); true by default.
-   */
-  decides?: boolean;
-  /** Seed of the sampling decisions and the reservoir (reproducible tests). */
-  seed?: number;
-  /** The clock (ms since the epoch); tests move it by hand. */
-  now?: () => number;
-  log?: Log;
-  /** Every automatic action and its outcome (metrics). */
-  onAction?: (model: string, action: AutoAction, outcome: AutoOutcome) => void;
-}
-
-export type AutoAction = 'recommend' | 'candidate' | 'promote';
-export type AutoOutcome = 'succeeded' | 'failed' | 'skipped';
-
-/**
- * A process left out of a cluster's traffic sample (or recent rows), and why; no `worker` when
- * it is not known which (the cluster primary did not answer at all).
- */
-export interface LeftOut {
-  worker?: number;
-  reason: string;
-}
-
-/**
- * Why a process's sample cannot join one of `version` with rows of `width` (undefined: it can):
- * it has none, or it is of another version (a process that has not loaded the new version yet).
- */
-function sampleMismatch(
-  m: TrafficSampleMessage,
-  version: number,
-  width: number,
-): string | undefined {
-  if (m.version === null) return 'no traffic sample';
-  if (m.version !== version) return `its sample is of version ${m.version}`;
-  if (m.width !== width) return `rows of width ${m.width}, not ${width}`;
-  return undefined;
-}
-
-/**
- * Which rows a process gives when asked: its traffic sample (for a recalibration from traffic)
- * or its recent rows (for the before/after-BatchNorm pictures).
- */
-export const SAMPLE_KINDS = ['traffic', 'recent'] as const;
-export type SampleKind = (typeof SAMPLE_KINDS)[number];
-
-/**
- * WORKERS > 1: asks every other process for its traffic sample (or recent rows) of a model
- * (through the cluster primary, cli/cluster-drift.ts); each answer is handed to `onSample` as it
- * arrives; resolves when all answered or the wait ended, with how many were asked and who was
- * left out.
- */
-export type PeerSampleCollector = (
-  model: string,
-  version: number,
-  onSample: (worker: number, sample: TrafficSampleMessage) => void,
-  kind?: SampleKind,
-) => Promise<{ asked: number; leftOut: LeftOut[] }>;
-
-/** Rows of recent traffic kept per model for the before/after-BatchNorm pictures. */
-export const PICTURE_SAMPLE_ROWS = 256;
-
-/**
- * WORKERS > 1: how long the other workers' recent rows, once gathered for GET …/drift/layers, are
- * drawn from again. A gathering moves up to PICTURE_SAMPLE_ROWS rows per worker through the
- * primary (base64, about 1 MB per worker for a 784-wide input, relayed twice and parsed), and the
- * dashboard asks every second per open page (POLL_MS in dashboard/dashboard.js): one second keeps
- * any number of pages and concurrent calls at one gathering a second per model, while the
- * pictures stay at most a second behind the others' traffic (the answering worker's own rows are
- * read at every call).
- */
-export const PEER_RECENT_REUSE_MS = 1_000;
-
-/** The other workers' recent rows of a version as gathered (samples that fit) and who is missing. */
-interface PeerRecent {
-  samples: TrafficSampleMessage[];
-  leftOut: LeftOut[];
-}
-
-/** The pictures of a model's active version on its recent traffic (GET …/drift/layers). */
-export interface LayerPictures {
-  model: string;
-  version: number;
-  /**
-   * Recent rows the pictures were drawn from: the last PICTURE_SAMPLE_ROWS served, by each
-   * process of the server (WORKERS > 1).
-   */
-  rows: number;
-  /**
-   * WORKERS > 1: the workers whose rows are not in the pictures (no answer in time, another
-   * version loaded, the primary silent), and why; empty when every worker's rows are in.
-   */
-  workers_left_out: LeftOut[];
-  layers: LayerPicture[];
-}
-
-/** Pictures drawn on a version, and the recent rows (before usableRows) they were drawn from. */
-interface DrawnPictures {
-  input: Float32Array;
-  count: number;
-  /** Rows of `input` the pictures show (usableRows). */
-  rows: number;
-  layers: LayerPicture[];
-}
+export {
+  type LeftOut,
+  type PeerSampleCollector,
+  SAMPLE_KINDS,
+  type SampleKind,
+} from './peer-samples.js';
+export {
+  type LayerPictures,
+  PEER_RECENT_REUSE_MS,
+  PICTURE_SAMPLE_ROWS,
+  recentRowsOf,
+} from './recent-pictures.js';
 
 /**
  * A look at the drift of a model (it folds the probe's sums into the windows, merges them and takes
@@ -168,63 +50,6 @@ const CHECK_EVERY_CALLS = 8;
  * rows per process whatever the request rate (at 300 requests/s, a second is 300 rows).
  */
 export const SAMPLE_GREW_ROWS = 64;
-/** Rows waiting for a shadow run at most; more are not shadowed (the candidate falls behind). */
-const MAX_SHADOW_PENDING_ROWS = 4096;
-
-interface Candidate {
-  version: number;
-  parent: number;
-  shadow: ShadowComparison;
-  publishedAt: string;
-}
-
-/** The sample a recalibration from traffic draws from, and (WORKERS > 1) whose it is. */
-type ClusterSample = UniformSample & {
-  workers?: { workers: number; leftOut: LeftOut[]; deciderTrafficRows: number };
-};
-
-/** What the service tracks per model. */
-interface ModelTraffic {
-  reservoir: Reservoir | undefined;
-  /** The last rows the active version served (the pictures' sample). */
-  recent: RecentRows;
-  /** The active version the reservoir's rows were served by. */
-  activeVersion: number | undefined;
-  recommended: boolean;
-  rowsSinceCheck: number;
-  callsSinceCheck: number;
-  inFlight: boolean;
-  /** Parent versions an automatic recalibration was published from (never twice from one). */
-  autoParents: Set<number>;
-  candidate: Candidate | undefined;
-  shadowPendingRows: number;
-  last: AutoActionRecord | undefined;
-}
-
-/** The last automatic action of a model. */
-export interface AutoActionRecord {
-  action: AutoAction;
-  outcome: AutoOutcome;
-  version?: number | undefined;
-  at: string;
-  detail?: string | undefined;
-}
-
-export interface AutoRecalibrationStatus {
-  mode: AutoRecalibrate;
-  /** Rows held in the traffic sample (never written anywhere but a new version's data hash). */
-  sample_rows: number;
-  sample_capacity: number;
-  in_progress: boolean;
-  last_action: AutoActionRecord | null;
-  candidate: {
-    version: number;
-    parent_version: number;
-    published_at: string;
-    shadow: ShadowSummary;
-    drift: VersionDriftReport | null;
-  } | null;
-}
 
 export interface DriftReport {
   model: string;
@@ -249,42 +74,29 @@ export interface DriftReport {
  * and serves it. Publishing goes through the RecalibrationService, the admin route's lock and
  * publishing code; each version is recalibrated automatically at most once (a rollback with
  * `:activate` sticks).
+ *
+ * The service is the facade of the drift parts, and keeps the per-request path (probe, observed,
+ * refused) and the reports: the pictures of the recent traffic are `recent-pictures.ts`'s, the
+ * automatic recalibration `auto-recalibration.ts`'s, the sharing between processes
+ * (WORKERS > 1) `drift-cluster.ts`'s; what they share is a DriftContext (`drift-context.ts`).
  */
 export class DriftService implements TrafficObserver {
   readonly options: DriftOptions;
   private readonly versions = new WeakMap<AvailableVersion, VersionDrift | null>();
-  /** Versions recalibrated automatically by a process that decided before this one. */
-  private readonly inheritedParents = new Map<string, Set<number>>();
   private readonly models = new Map<string, ModelTraffic>();
   private readonly rng: Rng;
   private readonly now: () => number;
   private readonly log: Log;
   private registry: ModelRegistry | undefined;
-  private recalibration: RecalibrationService | undefined;
-  private readonly pending = new Set<Promise<unknown>>();
   private deciding: boolean;
-  /** The automatic state as last shared (JSON), so that an unchanged one is not sent again. */
-  private autoTold = '[]';
-  /** The deciding process's automatic recalibration state per model (when this one does not). */
-  private readonly remoteAuto = new Map<string, SharedAutoStatus>();
-  /** The other processes' traffic sample sizes per model, by worker (from their shares). */
-  private readonly peerSizes = new Map<string, Map<number, SampleSize>>();
-  /** The sample sizes as last shared (JSON). */
-  private samplesTold = '[]';
   private collectPeers: PeerSampleCollector | undefined;
-  /**
-   * The other workers' recent rows per model: a gathering in flight (`doneAt` undefined) is
-   * shared by every call that comes meanwhile, a finished one reused for PEER_RECENT_REUSE_MS.
-   */
-  private readonly peerRecent = new Map<
-    string,
-    { version: number; doneAt: number | undefined; gathered: Promise<PeerRecent> }
-  >();
   private sampleGrew: (() => void) | undefined;
-  /** Per version, the last pictures drawn (drawPictures) and their rows. */
-  private readonly lastPictures = new WeakMap<AvailableVersion, DrawnPictures>();
-  /** Per version, a probe of its observable BatchNorm inputs for usableRows (null: none). */
-  private readonly checkProbes = new WeakMap<AvailableVersion, StatisticsProbe | null>();
+  /** The pictures of the recent traffic (GET …/drift/layers). */
+  private readonly recentPictures: RecentPictures;
+  /** What AUTO_RECALIBRATE does about the drift. */
+  private readonly auto: AutoRecalibration;
+  /** WORKERS > 1: what this process shares with the others. */
+  private readonly cluster: DriftCluster;
 
   constructor(options: DriftOptions) {
     this.options = options;
@@ -292,6 +104,27 @@ export class DriftService implements TrafficObserver {
     this.rng = new Rng(options.seed ?? 0x5eed);
     this.now = options.now ?? Date.now;
     this.log = options.log ?? silentLog;
+    const context: DriftContext = {
+      options,
+      rng: this.rng,
+      now: this.now,
+      log: this.log,
+      versions: this.versions,
+      models: this.models,
+      remoteAuto: new Map(),
+      peerSizes: new Map(),
+      usable: new UsableRows(),
+      registry: () => this.registry,
+      requireRegistry: () => this.requireRegistry(),
+      collectPeers: () => this.collectPeers,
+      deciding: () => this.deciding,
+      rule: () => this.rule,
+      probe: (served, rows) => this.probe(served, rows),
+      versionDrift: (served) => this.versionDrift(served),
+    };
+    this.recentPictures = new RecentPictures(context);
+    this.auto = new AutoRecalibration(context);
+    this.cluster = new DriftCluster(context, this.auto);
   }
 
   /** The registry whose models are watched (for the active version, candidates and reports). */
@@ -301,7 +134,7 @@ export class DriftService implements TrafficObserver {
 
   /** The recalibration use case automatic actions publish through (the admin route's). */
   useRecalibration(service: RecalibrationService): void {
-    this.recalibration = service;
+    this.auto.useRecalibration(service);
   }
 
   /**
@@ -332,16 +165,7 @@ export class DriftService implements TrafficObserver {
   setDecides(decides: boolean): void {
     if (decides === this.deciding) return;
     this.deciding = decides;
-    this.autoTold = '[]';
-    if (!decides) return;
-    for (const [model, status] of this.remoteAuto) {
-      const state = this.models.get(model);
-      const parents = state?.autoParents ?? new Set<number>();
-      for (const p of status.auto_parents) parents.add(p);
-      if (state) state.last ??= status.last_action ?? undefined;
-      else this.inheritedParents.set(model, parents);
-    }
-    this.remoteAuto.clear();
+    this.cluster.decidesNow(decides);
   }
 
   /**
@@ -350,57 +174,7 @@ export class DriftService implements TrafficObserver {
    * nothing new to tell.
    */
   takeShare(): DriftShare | undefined {
-    const now = this.now();
-    const versions: DriftShare['versions'] = [];
-    for (const model of this.registry?.list() ?? []) {
-      for (const v of model.versions.values()) {
-        if (v.state !== 'AVAILABLE') continue;
-        const drift = this.versions.get(v as AvailableVersion);
-        if (!drift) continue;
-        const windows = drift.takeShare(now);
-        if (windows.length > 0) versions.push({ model: model.name, version: v.version, windows });
-      }
-    }
-    let auto: SharedAutoStatus[] = [];
-    if (this.deciding && this.options.autoRecalibrate !== 'off') {
-      for (const [name, state] of this.models) {
-        const { mode: _mode, candidate, ...status } = this.autoStatus(name, []);
-        auto.push({
-          model: name,
-          ...status,
-          auto_parents: [...state.autoParents],
-          candidate: candidate && {
-            version: candidate.version,
-            parent_version: candidate.parent_version,
-            published_at: candidate.published_at,
-            shadow: candidate.shadow,
-          },
-        });
-      }
-    }
-    // The automatic state is told when it changed (and each time this process starts deciding).
-    const told = JSON.stringify(auto);
-    if (told === this.autoTold) auto = [];
-    else this.autoTold = told;
-    // So are the sizes of this process's traffic samples (every process keeps one).
-    let samples: SampleSize[] = [];
-    for (const [model, state] of this.models)
-      if (state.reservoir && state.activeVersion !== undefined)
-        samples.push({
-          model,
-          version: state.activeVersion,
-          size: state.reservoir.size,
-          seen: state.reservoir.seen,
-        });
-    const sizes = JSON.stringify(samples);
-    if (sizes === this.samplesTold) samples = [];
-    else this.samplesTold = sizes;
-    if (versions.length === 0 && auto.length === 0 && samples.length === 0) return undefined;
-    return {
-      versions,
-      ...(auto.length > 0 ? { auto } : {}),
-      ...(samples.length > 0 ? { samples } : {}),
-    };
+    return this.cluster.takeShare();
   }
 
   /**
@@ -409,19 +183,7 @@ export class DriftService implements TrafficObserver {
    * stand for.
    */
   trafficSample(model: string): TrafficSampleMessage {
-    const state = this.models.get(model);
-    const reservoir = state?.reservoir;
-    const width = reservoir?.width ?? 1;
-    if (!reservoir || state.activeVersion === undefined)
-      return { model, version: null, width, size: 0, seen: 0, rows: '' };
-    return {
-      model,
-      version: state.activeVersion,
-      width,
-      size: reservoir.size,
-      seen: reservoir.seen,
-      rows: encodeSampleRows(reservoir.rows()),
-    };
+    return this.cluster.trafficSample(model);
   }
 
   /**
@@ -429,47 +191,7 @@ export class DriftService implements TrafficObserver {
    * auto state). `from` names the sender (its cluster worker id).
    */
   mergeShare(share: DriftShare, from = 0): void {
-    for (const size of share.samples ?? []) {
-      const peers = this.peerSizes.get(size.model) ?? new Map<number, SampleSize>();
-      this.peerSizes.set(size.model, peers);
-      peers.set(from, size);
-    }
-    this.mergeMoments(share);
-    if (!this.deciding) {
-      for (const status of share.auto ?? []) this.remoteAuto.set(status.model, status);
-      return;
-    }
-    // The cluster's samples grew: the decider looks at once (the rows that complete the minimum
-    // may be another worker's, with none of its own to follow for a while).
-    const now = this.now();
-    for (const size of share.samples ?? []) {
-      const state = this.models.get(size.model);
-      if (!state || !this.registry?.has(size.model)) continue;
-      const model = this.registry.get(size.model);
-      const served = model.active === undefined ? undefined : model.versions.get(model.active);
-      if (served?.state === 'AVAILABLE' && state.activeVersion === served.version)
-        this.check(served as AvailableVersion, state, now);
-    }
-  }
-
-  /** Merges another process's moments into the versions' windows. */
-  private mergeMoments(share: DriftShare): void {
-    const now = this.now();
-    const registry = this.registry;
-    for (const v of share.versions) {
-      if (!registry?.has(v.model)) continue;
-      const served = registry.get(v.model).versions.get(v.version);
-      // A version this process has not loaded (yet, or any more): its share is not kept.
-      if (served?.state !== 'AVAILABLE') continue;
-      try {
-        this.versionDrift(served as AvailableVersion)?.mergeShared(now, v.windows);
-      } catch (e) {
-        this.log.warn(
-          { model: v.model, version: v.version, err: e },
-          'shared drift statistics ignored',
-        );
-      }
-    }
+    this.cluster.mergeShare(share, from);
   }
 
   get rule(): DriftRule {
@@ -544,7 +266,8 @@ export class DriftService implements TrafficObserver {
         this.sampleGrew();
     }
     if (!this.deciding) return;
-    if (state.candidate && probabilities) this.shadow(served, state, input, rows, probabilities);
+    if (state.candidate && probabilities)
+      this.auto.shadow(served, state, input, rows, probabilities);
     state.rowsSinceCheck += rows;
     state.callsSinceCheck++;
     if (
@@ -554,7 +277,7 @@ export class DriftService implements TrafficObserver {
     ) {
       state.rowsSinceCheck = 0;
       state.callsSinceCheck = 0;
-      this.check(served, state, now);
+      this.auto.check(served, state, now);
     }
   }
 
@@ -583,207 +306,26 @@ export class DriftService implements TrafficObserver {
       windows: this.options.windows,
       active,
       versions,
-      auto_recalibration: this.autoStatus(name, versions),
+      auto_recalibration: this.auto.autoStatus(name, versions),
     };
   }
 
   /**
-   * The seed's picture per BatchNorm of the active version, on the last rows it served: the
-   * layer's inputs before and after normalisation, running against live channel statistics.
-   * WORKERS > 1: on the last rows every process served, gathered from the others through the
-   * primary, so any worker draws the same pictures. The pictures are merged by their rows, not by
-   * their fields: the histograms' bins come from the rows' own range (robustRange) and differ
-   * between workers, so two workers' histograms cannot be added exactly; their rows can.
+   * The seed's picture per BatchNorm of the active version, on the last rows it served
+   * (RecentPictures.pictures).
    */
-  async pictures(name: string): Promise<LayerPictures> {
-    const served = this.requireRegistry().resolve(name);
-    const width = served.compiled.inputWidth;
-    const peers = this.collectPeers
-      ? await this.peerRecentRows(name, served.version, width)
-      : { samples: [], leftOut: [] };
-    // This process's rows as they are now (after the wait), whatever the others' age.
-    const own = this.recentSample(name);
-    const samples = own.version === served.version ? [own, ...peers.samples] : peers.samples;
-    const recent = recentRowsOf(samples, served.version, width);
-    const drawn = this.drawPictures(served, recent.rows, recent.count);
-    return {
-      model: name,
-      version: served.version,
-      rows: drawn.rows,
-      workers_left_out: peers.leftOut,
-      layers: drawn.layers,
-    };
-  }
-
-  /**
-   * The pictures of `input` ([count, inputWidth], the recent rows as gathered) on a version, drawn
-   * again only when the rows changed: a version never changes once published and layerPictures
-   * (like usableRows) is a function of the version and the rows, so the same rows, byte for byte
-   * in the same order, give the same pictures. They hold the event loop (digits-cnn: ~0.1 s for
-   * 256 rows, docs/drift.md) and every open dashboard asks each second: while no new traffic
-   * arrives, or for a second dashboard between two requests, the last ones are answered again.
-   */
-  private drawPictures(
-    served: AvailableVersion,
-    input: Float32Array,
-    count: number,
-  ): DrawnPictures {
-    const last = this.lastPictures.get(served);
-    if (last !== undefined && last.count === count && sameBytes(last.input, input)) return last;
-    const { rows, count: usable } = this.usableRows(served, input, count);
-    const drawn: DrawnPictures = {
-      input,
-      count,
-      rows: usable,
-      layers:
-        usable === 0
-          ? []
-          : layerPictures(
-              {
-                network: served.checkpoint.network,
-                inputTransform: served.checkpoint.config.input_transform,
-                inputShape: served.compiled.inputShape,
-                plan: served.compiled.plan,
-                engine: served.compiled.executor.engine,
-              },
-              rows,
-              usable,
-            ),
-    };
-    this.lastPictures.set(served, drawn);
-    return drawn;
-  }
-
-  /** The other workers' recent rows: one gathering shared and reused (PEER_RECENT_REUSE_MS). */
-  private peerRecentRows(name: string, version: number, width: number): Promise<PeerRecent> {
-    const now = this.now();
-    // Gatherings are kept for their reuse only (up to 256 rows per worker each): the stale ones
-    // of every model go, not only this one's.
-    for (const [model, gathering] of this.peerRecent)
-      if (gathering.doneAt !== undefined && now - gathering.doneAt >= PEER_RECENT_REUSE_MS)
-        this.peerRecent.delete(model);
-    const known = this.peerRecent.get(name);
-    if (known?.version === version) return known.gathered;
-    const entry = {
-      version,
-      doneAt: undefined as number | undefined,
-      gathered: this.gatherPeerRecent(name, version, width).finally(() => {
-        entry.doneAt = this.now();
-      }),
-    };
-    this.peerRecent.set(name, entry);
-    return entry.gathered;
-  }
-
-  /**
-   * Asks the other workers for their recent rows; never fails: a worker that does not answer in
-   * time, or answers rows of another version, is left out (and named), and a primary that does
-   * not answer leaves out all that had not answered yet (the rows that came are kept).
-   */
-  private async gatherPeerRecent(
-    name: string,
-    version: number,
-    width: number,
-  ): Promise<PeerRecent> {
-    const samples: TrafficSampleMessage[] = [];
-    const leftOut: LeftOut[] = [];
-    try {
-      const done = await this.collectPeers!(
-        name,
-        version,
-        (worker, m) => {
-          if (m.size === 0) return; // answered: no rows yet
-          const mismatch = sampleMismatch(m, version, width);
-          if (mismatch === undefined) samples.push(m);
-          else leftOut.push({ worker, reason: mismatch });
-        },
-        'recent',
-      );
-      leftOut.push(...done.leftOut);
-    } catch (e) {
-      leftOut.push({
-        reason: `the others' rows did not all come: ${e instanceof Error ? e.message : String(e)}`,
-      });
-    }
-    return { samples, leftOut };
+  pictures(name: string): Promise<LayerPictures> {
+    return this.recentPictures.pictures(name);
   }
 
   /** This process's recent rows of a model's active version (for the pictures), as a sample. */
   recentSample(model: string): TrafficSampleMessage {
-    const state = this.models.get(model);
-    const recent = state?.recent;
-    if (!recent || state.activeVersion === undefined)
-      return { model, version: null, width: recent?.width ?? 1, size: 0, seen: 0, rows: '' };
-    return {
-      model,
-      version: state.activeVersion,
-      width: recent.width,
-      size: recent.size,
-      seen: recent.size,
-      rows: encodeSampleRows(recent.rows()),
-    };
+    return this.recentPictures.recentSample(model);
   }
 
   /** The automatic recalibration state of a model (also in its status). */
   autoStatus(name: string, reports?: readonly VersionDriftReport[]): AutoRecalibrationStatus {
-    const remote = this.deciding ? undefined : this.remoteAuto.get(name);
-    if (remote) {
-      const { model: _model, auto_parents: _parents, candidate, ...status } = remote;
-      return {
-        mode: this.options.autoRecalibrate,
-        ...status,
-        candidate: candidate && {
-          ...candidate,
-          drift: this.candidateDrift(name, candidate.version, reports),
-        },
-      };
-    }
-    const state = this.models.get(name);
-    const candidate = state?.candidate;
-    const candidateDrift = candidate ? this.candidateDrift(name, candidate.version, reports) : null;
-    return {
-      mode: this.options.autoRecalibrate,
-      sample_rows: state ? this.clusterSampleRows(name, state) : 0,
-      sample_capacity: state?.reservoir?.capacity ?? 0,
-      in_progress: state?.inFlight ?? false,
-      last_action: state?.last ?? null,
-      candidate: candidate
-        ? {
-            version: candidate.version,
-            parent_version: candidate.parent,
-            published_at: candidate.publishedAt,
-            shadow: candidate.shadow.summary(),
-            drift: candidateDrift,
-          }
-        : null,
-    };
-  }
-
-  /**
-   * Rows a recalibration from traffic would draw now: this process's sample and, WORKERS > 1,
-   * those the other processes last said they hold for the same active version, at most the
-   * sample's capacity (one process: its reservoir's size).
-   */
-  private clusterSampleRows(name: string, state: ModelTraffic): number {
-    const reservoir = state.reservoir;
-    if (!reservoir) return 0;
-    let held = reservoir.size;
-    for (const peer of this.peerSizes.get(name)?.values() ?? [])
-      if (peer.version === state.activeVersion) held += peer.size;
-    return Math.min(held, reservoir.capacity);
-  }
-
-  /** A candidate's drift: from the reports at hand, else its own. */
-  private candidateDrift(
-    name: string,
-    version: number,
-    reports?: readonly VersionDriftReport[],
-  ): VersionDriftReport | null {
-    if (reports) return reports.find((r) => r.version === version) ?? null;
-    const served = this.registry?.get(name).versions.get(version);
-    const drift =
-      served?.state === 'AVAILABLE' ? this.versions.get(served as AvailableVersion) : undefined;
-    return drift ? drift.report(this.now(), this.rule) : null;
+    return this.auto.autoStatus(name, reports);
   }
 
   /** Every version's report, for the metrics (model, version, report). */
@@ -806,8 +348,8 @@ export class DriftService implements TrafficObserver {
   }
 
   /** Resolves when automatic recalibrations and shadow runs in progress are done (shutdown, tests). */
-  async drain(): Promise<void> {
-    while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
+  drain(): Promise<void> {
+    return this.auto.drain();
   }
 
   private requireRegistry(): ModelRegistry {
@@ -832,7 +374,7 @@ export class DriftService implements TrafficObserver {
         rowsSinceCheck: 0,
         callsSinceCheck: 0,
         inFlight: false,
-        autoParents: this.inheritedParents.get(served.name) ?? new Set(),
+        autoParents: this.cluster.inheritedParents.get(served.name) ?? new Set(),
         candidate: undefined,
         shadowPendingRows: 0,
         last: undefined,
@@ -841,289 +383,4 @@ export class DriftService implements TrafficObserver {
     }
     return state;
   }
-
-  private track(work: Promise<unknown>): void {
-    this.pending.add(work);
-    const forget = () => this.pending.delete(work);
-    work.then(forget, forget);
-  }
-
-  private record(name: string, state: ModelTraffic, last: AutoActionRecord): void {
-    state.last = last;
-    this.options.onAction?.(name, last.action, last.outcome);
-  }
-
-  /** Looks at the active version's drift; acts on it as AUTO_RECALIBRATE says. */
-  private check(served: AvailableVersion, state: ModelTraffic, now: number): void {
-    const drift = this.versions.get(served);
-    if (!drift) return;
-    const { score, rows } = drift.score(now);
-    const report = { score, rows, recommended: recalibrationRecommended(this.rule, score, rows) };
-    if (report.recommended !== state.recommended) {
-      state.recommended = report.recommended;
-      const context = {
-        model: served.name,
-        version: served.version,
-        score: report.score,
-        rows: report.rows,
-        threshold: this.options.threshold,
-      };
-      if (report.recommended) {
-        this.log.warn(context, 'drift: recalibration recommended');
-        if (this.options.autoRecalibrate !== 'off')
-          this.record(served.name, state, {
-            action: 'recommend',
-            outcome: 'succeeded',
-            version: served.version,
-            at: new Date(now).toISOString(),
-            detail: `drift score ${report.score.toFixed(3)} over ${report.rows} rows`,
-          });
-      } else this.log.info(context, 'drift: back under the threshold');
-    }
-    const mode = this.options.autoRecalibrate;
-    if (
-      report.recommended &&
-      (mode === 'candidate' || mode === 'promote') &&
-      !state.inFlight &&
-      !state.autoParents.has(served.version) &&
-      state.reservoir &&
-      this.clusterSampleRows(served.name, state) >= this.options.autoMinRows &&
-      this.recalibration
-    ) {
-      this.track(this.recalibrate(served, state, mode, report, this.recalibration));
-    }
-  }
-
-  private async recalibrate(
-    served: AvailableVersion,
-    state: ModelTraffic,
-    mode: 'candidate' | 'promote',
-    report: { score: number; rows: number },
-    service: RecalibrationService,
-  ): Promise<void> {
-    state.inFlight = true;
-    let context: Record<string, unknown> = { model: served.name, parent: served.version, mode };
-    try {
-      const sample = await this.clusterSample(served, state);
-      if (sample === undefined) return;
-      const { seen: trafficRows, workers } = sample;
-      const { rows, count: held } = this.usableRows(served, sample.rows, sample.size);
-      // Rows the active version served since it became active (the sample is uniform over them).
-      context = { ...context, rows: held, trafficRows, ...workers };
-      if (held < sample.size) context.overflowingRows = sample.size - held;
-      // The sample held AUTO_RECALIBRATE_MIN_ROWS rows; the usable ones must too, or a client
-      // sending such rows could have a version recalibrated from a handful of rows.
-      if (held < this.options.autoMinRows) {
-        this.log.info(
-          { ...context, minRows: this.options.autoMinRows },
-          'drift: too few usable rows in the traffic sample (AUTO_RECALIBRATE_MIN_ROWS); recalibration postponed',
-        );
-        return;
-      }
-      this.log.info({ ...context, score: report.score }, 'drift: recalibrating from traffic');
-      const outcome: RecalibrationOutcome = await service.recalibrateRows(
-        {
-          model: served.name,
-          mode: 'exact',
-          activate: mode === 'promote',
-          source: 'traffic',
-          note: `recalibrated from traffic: drift score ${report.score.toFixed(3)} over ${report.rows} rows, ${held} sampled rows (AUTO_RECALIBRATE=${mode})`,
-        },
-        rows,
-      );
-      state.autoParents.add(served.version);
-      if (mode === 'candidate') {
-        state.candidate = {
-          version: outcome.version,
-          parent: served.version,
-          shadow: new ShadowComparison(),
-          publishedAt: new Date(this.now()).toISOString(),
-        };
-      }
-      this.record(served.name, state, {
-        action: mode,
-        outcome: 'succeeded',
-        version: outcome.version,
-        at: new Date(this.now()).toISOString(),
-      });
-      this.log.info(
-        { ...context, version: outcome.version, activated: outcome.activated },
-        mode === 'promote'
-          ? 'drift: recalibrated from traffic and promoted'
-          : 'drift: recalibrated from traffic; candidate published',
-      );
-    } catch (e) {
-      const busy = isNormserveError(e) && e.code === 'RECALIBRATION_IN_PROGRESS';
-      this.record(served.name, state, {
-        action: mode,
-        outcome: busy ? 'skipped' : 'failed',
-        at: new Date(this.now()).toISOString(),
-        detail: e instanceof Error ? e.message : String(e),
-      });
-      if (busy) this.log.info({ ...context, reason: String(e) }, 'drift: recalibration skipped');
-      else this.log.error({ ...context, err: e }, 'drift: recalibration from traffic failed');
-    } finally {
-      state.inFlight = false;
-    }
-  }
-
-  /**
-   * The traffic sample a recalibration draws from: this process's reservoir (reset: the next
-   * sample starts after it) and, WORKERS > 1, the other processes' samples of the same active
-   * version, folded one by one as they arrive into one uniform sample of at most the capacity
-   * (uniformUnion), so this process never holds more than two samples' rows. Undefined (nothing
-   * done, a later check tries again) when the samples that came hold fewer than
-   * AUTO_RECALIBRATE_MIN_ROWS rows.
-   */
-  private async clusterSample(
-    served: AvailableVersion,
-    state: ModelTraffic,
-  ): Promise<ClusterSample | undefined> {
-    const reservoir = state.reservoir!;
-    const collect = this.collectPeers;
-    if (!collect) {
-      const own = reservoir.sample();
-      reservoir.reset();
-      return own;
-    }
-    const width = reservoir.width;
-    const capacity = reservoir.capacity;
-    let merged: UniformSample = { rows: new Float32Array(0), size: 0, seen: 0 };
-    const leftOut: LeftOut[] = [];
-    let answered = 0;
-    const sizes = new Map<number, SampleSize>();
-    const { leftOut: unanswered } = await collect(served.name, served.version, (worker, m) => {
-      const mismatch = sampleMismatch(m, served.version, width);
-      if (mismatch !== undefined) {
-        leftOut.push({ worker, reason: mismatch });
-        return;
-      }
-      try {
-        const part = { rows: decodeSampleRows(m), size: m.size, seen: m.seen };
-        merged = uniformUnion([merged, part], width, capacity, this.rng);
-        sizes.set(worker, { model: m.model, version: served.version, size: m.size, seen: m.seen });
-        answered++;
-      } catch (e) {
-        leftOut.push({ worker, reason: e instanceof Error ? e.message : String(e) });
-      }
-    });
-    leftOut.push(...unanswered);
-    // What the others hold now is what they answered (a worker left out is forgotten).
-    this.peerSizes.set(served.name, sizes);
-    if (state.activeVersion !== served.version) return undefined; // changed meanwhile
-    const own = reservoir.sample();
-    merged = uniformUnion([merged, own], width, capacity, this.rng);
-    const workers = { workers: answered + 1, leftOut, deciderTrafficRows: own.seen };
-    if (merged.size < this.options.autoMinRows) {
-      this.log.info(
-        { model: served.name, version: served.version, rows: merged.size, ...workers },
-        'drift: the cluster traffic sample is too small; recalibration from traffic postponed',
-      );
-      return undefined;
-    }
-    reservoir.reset();
-    return { ...merged, workers };
-  }
-
-  /**
-   * `rows` of traffic the version answered ([count, inputWidth]) without those whose BatchNorm
-   * inputs are not finite on it: a row whose outputs are finite may still have overflowed inside
-   * the network (−∞ before a ReLU, which clamps it to +0), and it would make a recalibration from
-   * traffic fail, or the pictures' statistics ±∞. The traffic sample and the recent rows take every
-   * answered row as it is served (telling such a row apart there would cost every call a look at
-   * the taps' sums); the rows are checked here, when used, in one statistics pass
-   * (rowsWithFiniteStatistics) on the served executor with a probe of their own.
-   */
-  private usableRows(
-    served: AvailableVersion,
-    rows: Float32Array,
-    count: number,
-  ): { rows: Float32Array; count: number } {
-    let probe = this.checkProbes.get(served);
-    if (probe === undefined) {
-      const taps = served.compiled.plan.batchNormInputs.flatMap((b) => (b.tap ? [b.tap] : []));
-      probe = taps.length > 0 ? served.compiled.executor.createProbe(taps) : null;
-      this.checkProbes.set(served, probe);
-    }
-    if (!probe) return { rows, count };
-    return rowsWithFiniteStatistics(served.compiled.executor, probe, rows, count);
-  }
-
-  /** Runs the candidate on a copy of the rows the active version just answered, off the request. */
-  private shadow(
-    served: AvailableVersion,
-    state: ModelTraffic,
-    input: Float32Array,
-    rows: number,
-    probabilities: Float32Array,
-  ): void {
-    const candidate = state.candidate!;
-    const version = this.registry?.get(served.name).versions.get(candidate.version);
-    if (version?.state !== 'AVAILABLE' || candidate.version === served.version) {
-      // Deleted, or promoted by hand: nothing left to compare.
-      state.candidate = undefined;
-      return;
-    }
-    if (state.shadowPendingRows + rows > MAX_SHADOW_PENDING_ROWS) return;
-    const target = version as AvailableVersion;
-    const width = served.compiled.inputWidth;
-    const x = input.slice(0, rows * width);
-    const active = probabilities.slice(0, rows * served.compiled.outputWidth);
-    state.shadowPendingRows += rows;
-    this.track(
-      new Promise<void>((resolve) => {
-        setImmediate(() => {
-          state.shadowPendingRows -= rows;
-          try {
-            const probe = this.probe(target, rows);
-            const outputs = target.compiled.forward(x, rows, true, probe);
-            // The candidate's outputs of a row may overflow where the active version's did not:
-            // as for a refused request, such a run's statistics are not used, nor compared.
-            const drift = probe && this.versions.get(target);
-            if (!outputs.every(Number.isFinite)) drift?.refused(this.now());
-            else {
-              drift?.gathered(rows, this.now());
-              const classes = target.compiled.outputWidth;
-              const shadow = target.compiled.executor.softmax(outputs, rows, classes);
-              candidate.shadow.add(active, shadow, rows, classes);
-            }
-          } catch (e) {
-            this.log.error(
-              { model: served.name, version: candidate.version, err: e },
-              'shadow run failed',
-            );
-          }
-          resolve();
-        });
-      }),
-    );
-  }
-}
-
-/** Whether two arrays hold the same bytes (−0 ≠ +0 and NaN payloads told apart: the rows as sent). */
-function sameBytes(a: Float32Array, b: Float32Array): boolean {
-  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(
-    Buffer.from(b.buffer, b.byteOffset, b.byteLength),
-  );
-}
-
-/**
- * The rows of several processes' recent-row samples of one version, one after the other (the
- * pictures' input): samples of another version or width (a process that has not loaded the new
- * version yet) are left out.
- */
-export function recentRowsOf(
-  samples: readonly TrafficSampleMessage[],
-  version: number,
-  width: number,
-): { rows: Float32Array; count: number } {
-  const parts = samples.filter((s) => s.version === version && s.width === width && s.size > 0);
-  const count = parts.reduce((n, s) => n + s.size, 0);
-  const rows = new Float32Array(count * width);
-  let at = 0;
-  for (const part of parts) {
-    rows.set(decodeSampleRows(part), at);
-    at += part.size * width;
-  }
-  return { rows, count };
 }

@@ -1,0 +1,371 @@
+import {
+  recalibrationRecommended,
+  ShadowComparison,
+  type ShadowSummary,
+  type UniformSample,
+  uniformUnion,
+} from '../drift/index.js';
+import { isNormserveError } from '../errors/index.js';
+import type { AutoActionRecord, DriftContext, ModelTraffic } from './drift-context.js';
+import type { AutoRecalibrate } from './drift-settings.js';
+import { decodeSampleRows, type SampleSize } from './drift-share.js';
+import type { AvailableVersion } from './model-registry.js';
+import { type LeftOut, sampleMismatch } from './peer-samples.js';
+import type { RecalibrationOutcome, RecalibrationService } from './recalibration-service.js';
+import type { VersionDriftReport } from './version-drift.js';
+
+/** Rows waiting for a shadow run at most; more are not shadowed (the candidate falls behind). */
+const MAX_SHADOW_PENDING_ROWS = 4096;
+
+/** The sample a recalibration from traffic draws from, and (WORKERS > 1) whose it is. */
+type ClusterSample = UniformSample & {
+  workers?: { workers: number; leftOut: LeftOut[]; deciderTrafficRows: number };
+};
+
+export interface AutoRecalibrationStatus {
+  mode: AutoRecalibrate;
+  /** Rows held in the traffic sample (never written anywhere but a new version's data hash). */
+  sample_rows: number;
+  sample_capacity: number;
+  in_progress: boolean;
+  last_action: AutoActionRecord | null;
+  candidate: {
+    version: number;
+    parent_version: number;
+    published_at: string;
+    shadow: ShadowSummary;
+    drift: VersionDriftReport | null;
+  } | null;
+}
+
+/**
+ * What AUTO_RECALIBRATE does about a model's drift (DriftService delegates): the look at the active
+ * version's drift, the recalibration from the (cluster's) traffic sample, the candidate's shadow
+ * runs, and the automatic state reported.
+ */
+export class AutoRecalibration {
+  private recalibration: RecalibrationService | undefined;
+  private readonly pending = new Set<Promise<unknown>>();
+
+  constructor(private readonly context: DriftContext) {}
+
+  /** The recalibration use case automatic actions publish through (the admin route's). */
+  useRecalibration(service: RecalibrationService): void {
+    this.recalibration = service;
+  }
+
+  /** The automatic recalibration state of a model (also in its status). */
+  autoStatus(name: string, reports?: readonly VersionDriftReport[]): AutoRecalibrationStatus {
+    const remote = this.context.deciding() ? undefined : this.context.remoteAuto.get(name);
+    if (remote) {
+      const { model: _model, auto_parents: _parents, candidate, ...status } = remote;
+      return {
+        mode: this.context.options.autoRecalibrate,
+        ...status,
+        candidate: candidate && {
+          ...candidate,
+          drift: this.candidateDrift(name, candidate.version, reports),
+        },
+      };
+    }
+    const state = this.context.models.get(name);
+    const candidate = state?.candidate;
+    const candidateDrift = candidate ? this.candidateDrift(name, candidate.version, reports) : null;
+    return {
+      mode: this.context.options.autoRecalibrate,
+      sample_rows: state ? this.clusterSampleRows(name, state) : 0,
+      sample_capacity: state?.reservoir?.capacity ?? 0,
+      in_progress: state?.inFlight ?? false,
+      last_action: state?.last ?? null,
+      candidate: candidate
+        ? {
+            version: candidate.version,
+            parent_version: candidate.parent,
+            published_at: candidate.publishedAt,
+            shadow: candidate.shadow.summary(),
+            drift: candidateDrift,
+          }
+        : null,
+    };
+  }
+
+  /**
+   * Rows a recalibration from traffic would draw now: this process's sample and, WORKERS > 1,
+   * those the other processes last said they hold for the same active version, at most the
+   * sample's capacity (one process: its reservoir's size).
+   */
+  private clusterSampleRows(name: string, state: ModelTraffic): number {
+    const reservoir = state.reservoir;
+    if (!reservoir) return 0;
+    let held = reservoir.size;
+    for (const peer of this.context.peerSizes.get(name)?.values() ?? [])
+      if (peer.version === state.activeVersion) held += peer.size;
+    return Math.min(held, reservoir.capacity);
+  }
+
+  /** A candidate's drift: from the reports at hand, else its own. */
+  private candidateDrift(
+    name: string,
+    version: number,
+    reports?: readonly VersionDriftReport[],
+  ): VersionDriftReport | null {
+    if (reports) return reports.find((r) => r.version === version) ?? null;
+    const served = this.context.registry()?.get(name).versions.get(version);
+    const drift =
+      served?.state === 'AVAILABLE'
+        ? this.context.versions.get(served as AvailableVersion)
+        : undefined;
+    return drift ? drift.report(this.context.now(), this.context.rule()) : null;
+  }
+
+  /** Resolves when automatic recalibrations and shadow runs in progress are done (shutdown, tests). */
+  async drain(): Promise<void> {
+    while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
+  }
+
+  private track(work: Promise<unknown>): void {
+    this.pending.add(work);
+    const forget = () => this.pending.delete(work);
+    work.then(forget, forget);
+  }
+
+  private record(name: string, state: ModelTraffic, last: AutoActionRecord): void {
+    state.last = last;
+    this.context.options.onAction?.(name, last.action, last.outcome);
+  }
+
+  /** Looks at the active version's drift; acts on it as AUTO_RECALIBRATE says. */
+  check(served: AvailableVersion, state: ModelTraffic, now: number): void {
+    const drift = this.context.versions.get(served);
+    if (!drift) return;
+    const { score, rows } = drift.score(now);
+    const report = {
+      score,
+      rows,
+      recommended: recalibrationRecommended(this.context.rule(), score, rows),
+    };
+    if (report.recommended !== state.recommended) {
+      state.recommended = report.recommended;
+      const context = {
+        model: served.name,
+        version: served.version,
+        score: report.score,
+        rows: report.rows,
+        threshold: this.context.options.threshold,
+      };
+      if (report.recommended) {
+        this.context.log.warn(context, 'drift: recalibration recommended');
+        if (this.context.options.autoRecalibrate !== 'off')
+          this.record(served.name, state, {
+            action: 'recommend',
+            outcome: 'succeeded',
+            version: served.version,
+            at: new Date(now).toISOString(),
+            detail: `drift score ${report.score.toFixed(3)} over ${report.rows} rows`,
+          });
+      } else this.context.log.info(context, 'drift: back under the threshold');
+    }
+    const mode = this.context.options.autoRecalibrate;
+    if (
+      report.recommended &&
+      (mode === 'candidate' || mode === 'promote') &&
+      !state.inFlight &&
+      !state.autoParents.has(served.version) &&
+      state.reservoir &&
+      this.clusterSampleRows(served.name, state) >= this.context.options.autoMinRows &&
+      this.recalibration
+    ) {
+      this.track(this.recalibrate(served, state, mode, report, this.recalibration));
+    }
+  }
+
+  private async recalibrate(
+    served: AvailableVersion,
+    state: ModelTraffic,
+    mode: 'candidate' | 'promote',
+    report: { score: number; rows: number },
+    service: RecalibrationService,
+  ): Promise<void> {
+    state.inFlight = true;
+    let context: Record<string, unknown> = { model: served.name, parent: served.version, mode };
+    try {
+      const sample = await this.clusterSample(served, state);
+      if (sample === undefined) return;
+      const { seen: trafficRows, workers } = sample;
+      const { rows, count: held } = this.context.usable.usableRows(
+        served,
+        sample.rows,
+        sample.size,
+      );
+      // Rows the active version served since it became active (the sample is uniform over them).
+      context = { ...context, rows: held, trafficRows, ...workers };
+      if (held < sample.size) context.overflowingRows = sample.size - held;
+      // The sample held AUTO_RECALIBRATE_MIN_ROWS rows; the usable ones must too, or a client
+      // sending such rows could have a version recalibrated from a handful of rows.
+      if (held < this.context.options.autoMinRows) {
+        this.context.log.info(
+          { ...context, minRows: this.context.options.autoMinRows },
+          'drift: too few usable rows in the traffic sample (AUTO_RECALIBRATE_MIN_ROWS); recalibration postponed',
+        );
+        return;
+      }
+      this.context.log.info(
+        { ...context, score: report.score },
+        'drift: recalibrating from traffic',
+      );
+      const outcome: RecalibrationOutcome = await service.recalibrateRows(
+        {
+          model: served.name,
+          mode: 'exact',
+          activate: mode === 'promote',
+          source: 'traffic',
+          note: `recalibrated from traffic: drift score ${report.score.toFixed(3)} over ${report.rows} rows, ${held} sampled rows (AUTO_RECALIBRATE=${mode})`,
+        },
+        rows,
+      );
+      state.autoParents.add(served.version);
+      if (mode === 'candidate') {
+        state.candidate = {
+          version: outcome.version,
+          parent: served.version,
+          shadow: new ShadowComparison(),
+          publishedAt: new Date(this.context.now()).toISOString(),
+        };
+      }
+      this.record(served.name, state, {
+        action: mode,
+        outcome: 'succeeded',
+        version: outcome.version,
+        at: new Date(this.context.now()).toISOString(),
+      });
+      this.context.log.info(
+        { ...context, version: outcome.version, activated: outcome.activated },
+        mode === 'promote'
+          ? 'drift: recalibrated from traffic and promoted'
+          : 'drift: recalibrated from traffic; candidate published',
+      );
+    } catch (e) {
+      const busy = isNormserveError(e) && e.code === 'RECALIBRATION_IN_PROGRESS';
+      this.record(served.name, state, {
+        action: mode,
+        outcome: busy ? 'skipped' : 'failed',
+        at: new Date(this.context.now()).toISOString(),
+        detail: e instanceof Error ? e.message : String(e),
+      });
+      if (busy)
+        this.context.log.info({ ...context, reason: String(e) }, 'drift: recalibration skipped');
+      else
+        this.context.log.error({ ...context, err: e }, 'drift: recalibration from traffic failed');
+    } finally {
+      state.inFlight = false;
+    }
+  }
+
+  /**
+   * The traffic sample a recalibration draws from: this process's reservoir (reset: the next
+   * sample starts after it) and, WORKERS > 1, the other processes' samples of the same active
+   * version, folded one by one as they arrive into one uniform sample of at most the capacity
+   * (uniformUnion), so this process never holds more than two samples' rows. Undefined (nothing
+   * done, a later check tries again) when the samples that came hold fewer than
+   * AUTO_RECALIBRATE_MIN_ROWS rows.
+   */
+  private async clusterSample(
+    served: AvailableVersion,
+    state: ModelTraffic,
+  ): Promise<ClusterSample | undefined> {
+    const reservoir = state.reservoir!;
+    const collect = this.context.collectPeers();
+    if (!collect) {
+      const own = reservoir.sample();
+      reservoir.reset();
+      return own;
+    }
+    const width = reservoir.width;
+    const capacity = reservoir.capacity;
+    let merged: UniformSample = { rows: new Float32Array(0), size: 0, seen: 0 };
+    const leftOut: LeftOut[] = [];
+    let answered = 0;
+    const sizes = new Map<number, SampleSize>();
+    const { leftOut: unanswered } = await collect(served.name, served.version, (worker, m) => {
+      const mismatch = sampleMismatch(m, served.version, width);
+      if (mismatch !== undefined) {
+        leftOut.push({ worker, reason: mismatch });
+        return;
+      }
+      try {
+        const part = { rows: decodeSampleRows(m), size: m.size, seen: m.seen };
+        merged = uniformUnion([merged, part], width, capacity, this.context.rng);
+        sizes.set(worker, { model: m.model, version: served.version, size: m.size, seen: m.seen });
+        answered++;
+      } catch (e) {
+        leftOut.push({ worker, reason: e instanceof Error ? e.message : String(e) });
+      }
+    });
+    leftOut.push(...unanswered);
+    // What the others hold now is what they answered (a worker left out is forgotten).
+    this.context.peerSizes.set(served.name, sizes);
+    if (state.activeVersion !== served.version) return undefined; // changed meanwhile
+    const own = reservoir.sample();
+    merged = uniformUnion([merged, own], width, capacity, this.context.rng);
+    const workers = { workers: answered + 1, leftOut, deciderTrafficRows: own.seen };
+    if (merged.size < this.context.options.autoMinRows) {
+      this.context.log.info(
+        { model: served.name, version: served.version, rows: merged.size, ...workers },
+        'drift: the cluster traffic sample is too small; recalibration from traffic postponed',
+      );
+      return undefined;
+    }
+    reservoir.reset();
+    return { ...merged, workers };
+  }
+
+  /** Runs the candidate on a copy of the rows the active version just answered, off the request. */
+  shadow(
+    served: AvailableVersion,
+    state: ModelTraffic,
+    input: Float32Array,
+    rows: number,
+    probabilities: Float32Array,
+  ): void {
+    const candidate = state.candidate!;
+    const version = this.context.registry()?.get(served.name).versions.get(candidate.version);
+    if (version?.state !== 'AVAILABLE' || candidate.version === served.version) {
+      // Deleted, or promoted by hand: nothing left to compare.
+      state.candidate = undefined;
+      return;
+    }
+    if (state.shadowPendingRows + rows > MAX_SHADOW_PENDING_ROWS) return;
+    const target = version as AvailableVersion;
+    const width = served.compiled.inputWidth;
+    const x = input.slice(0, rows * width);
+    const active = probabilities.slice(0, rows * served.compiled.outputWidth);
+    state.shadowPendingRows += rows;
+    this.track(
+      new Promise<void>((resolve) => {
+        setImmediate(() => {
+          state.shadowPendingRows -= rows;
+          try {
+            const probe = this.context.probe(target, rows);
+            const outputs = target.compiled.forward(x, rows, true, probe);
+            // The candidate's outputs of a row may overflow where the active version's did not:
+            // as for a refused request, such a run's statistics are not used, nor compared.
+            const drift = probe && this.context.versions.get(target);
+            if (!outputs.every(Number.isFinite)) drift?.refused(this.context.now());
+            else {
+              drift?.gathered(rows, this.context.now());
+              const classes = target.compiled.outputWidth;
+              const shadow = target.compiled.executor.softmax(outputs, rows, classes);
+              candidate.shadow.add(active, shadow, rows, classes);
+            }
+          } catch (e) {
+            this.context.log.error(
+              { model: served.name, version: candidate.version, err: e },
+              'shadow run failed',
+            );
+          }
+          resolve();
+        });
+      }),
+    );
+  }
+}
