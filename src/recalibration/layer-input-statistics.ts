@@ -71,6 +71,10 @@ export class LayerInputStatistics {
       denseAccumulation: arithmetic.kind === 'float64' ? 'float64' : 'float32',
     });
     [this.input] = batchNormInputsOf(plan, [layer.path]) as [BatchNormInput];
+    // Helper threads (only where the engine options give them: the pass that overlaps an
+    // upload) start now, while the first rows are read: started with the first call, they would
+    // leave that call (a chunk of up to 4,096 rows) to the calling thread, a server's event loop.
+    this.executor.startHelpers();
     this.centreTap = measureCentre ? transformedInputTap(plan) : undefined;
     this.probe = this.executor.createProbe([
       ...batchNormTaps([this.input]),
