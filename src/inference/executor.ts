@@ -63,6 +63,12 @@ export interface Executor {
    */
   updateParameters(plan: CompiledPlan): void;
   /**
+   * Starts the helper threads now, if the executor has any to start, instead of with the first
+   * call big enough to use them (whose rows run on the calling thread while they start): for a
+   * caller that knows large asynchronous calls are coming. Does not wait for them; idempotent.
+   */
+  startHelpers(): void;
+  /**
    * Releases what the executor holds beyond memory (its helper threads). Idempotent; `run` keeps
    * working on the calling thread afterwards.
    */

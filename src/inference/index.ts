@@ -27,6 +27,7 @@ export {
 export type { Activation, BatchNormInput, CompiledPlan, LayerFate, PlanStep } from './plan.js';
 export { stepOutputWidth } from './plan.js';
 export { PlanExecutor } from './plan-executor.js';
+export { planFlopsPerRow, stepFlopsPerRow } from './plan-flops.js';
 export {
   ChannelSums,
   type StatisticsProbe,

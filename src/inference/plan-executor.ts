@@ -215,6 +215,9 @@ export class PlanExecutor implements Executor {
     this.steps = plan.steps.map(widen);
   }
 
+  /** No helper threads: everything runs on the calling thread. */
+  startHelpers(): void {}
+
   /** Nothing to release: the buffers are garbage-collected with the executor. */
   close(): void {}
 

@@ -12,11 +12,14 @@ import {
   type Executor,
   type FoldStatistics,
   type InputMoments,
+  planFlopsPerRow,
   type StatisticsProbe,
   type StatisticsTap,
 } from '../inference/index.js';
 import type { FeatureTransform, Sequential } from '../nn/index.js';
 import type { BatchNormLayer } from './batch-norm-layers.js';
+import { ChannelMoments } from './channel-moments.js';
+import { SYNC_SLICE_BUDGET_FLOPS } from './recalibration-options.js';
 
 /** The network a recalibration compiles its prefix plans from. */
 export interface PlanSource {
@@ -68,6 +71,10 @@ export class LayerInputStatistics {
       denseAccumulation: arithmetic.kind === 'float64' ? 'float64' : 'float32',
     });
     [this.input] = batchNormInputsOf(plan, [layer.path]) as [BatchNormInput];
+    // Helper threads (only where the engine options give them: the pass that overlaps an
+    // upload) start now, while the first rows are read: started with the first call, they would
+    // leave that call (a chunk of up to 4,096 rows) to the calling thread, a server's event loop.
+    this.executor.startHelpers();
     this.centreTap = measureCentre ? transformedInputTap(plan) : undefined;
     this.probe = this.executor.createProbe([
       ...batchNormTaps([this.input]),
@@ -93,6 +100,40 @@ export class LayerInputStatistics {
     this.probe.reset();
     this.executor.accumulate(x, rows, this.probe);
     return this.moments(onNonFiniteInput);
+  }
+
+  /**
+   * Rows per call of measureInSlices: as many as keep one call's work within
+   * SYNC_SLICE_BUDGET_FLOPS (the plan's flops per row, planFlopsPerRow), at least one. It
+   * depends on the plan's structure only, never on the engine or its threads, so every caller
+   * (library, CLI, server) slices the same rows the same way and gets the same bits.
+   */
+  get sliceRows(): number {
+    return sliceRowsFor(planFlopsPerRow(this.executor.plan));
+  }
+
+  /**
+   * measure on the calling thread, in slices of sliceRows rows with `pause` awaited between
+   * them, so that a long chunk never holds the thread (a server's event loop) for more than one
+   * slice; the slices' moments merge with Chan's update (ChannelMoments), so the result differs
+   * from one measure call only by float64 rounding. Rows that fit in one slice: measure's result
+   * itself.
+   */
+  async measureInSlices(
+    x: Float32Array,
+    rows: number,
+    pause: () => Promise<void>,
+  ): Promise<InputMoments> {
+    const step = this.sliceRows;
+    if (rows <= step) return this.measure(x, rows);
+    const merged = new ChannelMoments(this.input.channels);
+    const width = this.executor.plan.inputWidth;
+    for (let r = 0; r < rows; r += step) {
+      if (r > 0) await pause();
+      const n = Math.min(step, rows - r);
+      merged.add(this.measure(x.subarray(r * width, (r + n) * width), n));
+    }
+    return { count: merged.count, mean: merged.mean, m2: merged.m2 };
   }
 
   /**
@@ -156,6 +197,11 @@ export class LayerInputStatistics {
     if (this.arithmetic.kind !== 'centred') return plan;
     return centredPlan(plan, this.arithmetic.centre) ?? plan;
   }
+}
+
+/** Rows of one measureInSlices call for a plan of `flopsPerRow` (SYNC_SLICE_BUDGET_FLOPS). */
+export function sliceRowsFor(flopsPerRow: number): number {
+  return Math.max(1, Math.floor(SYNC_SLICE_BUDGET_FLOPS / flopsPerRow));
 }
 
 /** The plan of everything before `layer` (BatchNorms as their own float64 affine steps). */

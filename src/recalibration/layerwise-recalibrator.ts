@@ -18,7 +18,8 @@ import { type ModeResult, StreamingRecalibrator } from './streaming-recalibrator
  *
  * BatchNorm k's inputs are read by the fast executor (LayerInputStatistics): the compiled plan of
  * everything before it, earlier BatchNorms folded with their new statistics, a chunk of rows per
- * call, the per-channel sums taken in float64 inside the executor; each chunk's moments merge
+ * call (later BatchNorms: a slice of a chunk whose work is bounded, SYNC_SLICE_BUDGET_FLOPS), the
+ * per-channel sums taken in float64 inside the executor; each call's moments merge
  * into ChannelMoments (Chan's pairwise update) and the result is stored rounded to float32. The
  * input of BatchNorm k depends on the new statistics of BatchNorm k − 1, so the rows are kept
  * (a RowStore) and run again for each later BatchNorm; the first BatchNorm's statistics are
@@ -91,8 +92,10 @@ export class LayerwiseRecalibrator extends StreamingRecalibrator {
       let moments = this.first;
       if (k > 0) {
         moments = new ChannelMoments(layer.bn.numFeatures);
-        // Compiled now: the BatchNorms before k hold their new statistics. On the calling thread:
-        // the upload has ended, so there is nothing left to overlap.
+        // Compiled now: the BatchNorms before k hold their new statistics. On the calling thread
+        // (the upload has ended, so there is nothing left to overlap), each chunk in slices of
+        // bounded work with pause() between them (measureInSlices): a chunk of 4,096 rows
+        // through a convolutional prefix would hold a server's event loop for ~150 ms.
         const inputs = new LayerInputStatistics(
           this.sourceOnCallingThread,
           layer,
@@ -102,7 +105,7 @@ export class LayerwiseRecalibrator extends StreamingRecalibrator {
         try {
           let done = 0;
           for await (const chunk of this.store.chunks()) {
-            moments.add(inputs.measure(chunk.data, chunk.rows));
+            moments.add(await inputs.measureInSlices(chunk.data, chunk.rows, this.slicePause));
             done += chunk.rows;
             this.progress({
               phase: 'statistics',

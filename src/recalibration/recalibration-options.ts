@@ -64,6 +64,16 @@ export const DEFAULT_BATCH_SIZE = 256;
 export const DEFAULT_CHUNK_ROWS = 4096;
 export const DEFAULT_MAX_SAMPLES = 1_000_000;
 /**
+ * The most work one synchronous statistics call does on the calling thread (a server's event
+ * loop) before pause(): the passes that run there measure each stored chunk (or batch) in slices
+ * of ⌊budget ÷ the prefix plan's flops per row⌋ rows (LayerInputStatistics.measureInSlices).
+ * 50 MFLOP is 2–3 ms on the wasm engine at the 17–23 GFLOP/s measured for digits-cnn's prefix
+ * plans on a 2-core machine, and about 10 ms at the 5 GFLOP/s of a small float64 dense plan:
+ * under ~20 ms with room for a loaded machine or a slower engine, where a whole chunk of 4,096 rows
+ * through digits-cnn's last prefix (765,056 flops a row) held the loop for ~150 ms.
+ */
+export const SYNC_SLICE_BUDGET_FLOPS = 50e6;
+/**
  * Upper bounds of the options a client chooses. `running` mode holds one batch of rows, so the
  * batch size bounds its memory (65,536 rows of 64 float32 features: 16 MiB); a prior strength
  * beyond 1e9 rows is indistinguishable from keeping the source statistics.

@@ -98,7 +98,13 @@ export class RunningRecalibrator extends StreamingRecalibrator {
       } else if (k > 0) {
         inputs.refold(folded);
       }
-      const { count, mean, m2 } = await inputs.measureAsync(x, rows);
+      // The first BatchNorm's plan may run on a helper thread (measureAsync); the later ones run
+      // on the calling thread, in slices of bounded work (measureInSlices), since a batch may
+      // hold up to MAX_BATCH_SIZE rows.
+      const { count, mean, m2 } =
+        k === 0
+          ? await inputs.measureAsync(x, rows)
+          : await inputs.measureInSlices(x, rows, this.slicePause);
       const varBiased = m2.map((v) => v / count);
       // Train mode: the running statistics take the batch mean and unbiased variance
       // (cumulative average, momentum null), and later layers see this batch normalized with

@@ -147,6 +147,9 @@ export abstract class StreamingRecalibrator implements Recalibrator {
     if (this.options.pause) await this.options.pause();
   }
 
+  /** pause, bound: what measureInSlices awaits between slices. */
+  protected readonly slicePause = (): Promise<void> => this.pause();
+
   private enter(what: string): void {
     if (this.closed) throw new Error(`Recalibrator.${what}(): finish() was already called`);
     if (this.busy) {

@@ -92,6 +92,30 @@ describe('asynchronous engine calls', () => {
     }
   });
 
+  it('startHelpers starts the helper without a call, so that the first large call runs on it', async () => {
+    let spawned = 0;
+    const counting: HelperSpawner = (init) => {
+      spawned += 1;
+      return spawnHelper!(init);
+    };
+    const two = twoThreads({ spawnHelper: counting });
+    try {
+      two.startHelpers();
+      two.startHelpers();
+      expect(spawned).toBe(1);
+      // Generous bound: a worker thread's start on a busy machine.
+      for (let waited = 0; two.readyHelpers === 0 && waited < 30_000; waited += 10)
+        await new Promise((r) => setTimeout(r, 10));
+      expect(two.readyHelpers).toBe(1);
+      const input = rowsOf(64, 5);
+      const out = await two.runAsync(input, 64);
+      expect(two.offloadedCalls).toBe(1);
+      expect(bits(out).equals(bits(one.run(input, 64)))).toBe(true);
+    } finally {
+      two.close();
+    }
+  });
+
   it('gather the same statistics as a synchronous run', async () => {
     const two = twoThreads();
     try {

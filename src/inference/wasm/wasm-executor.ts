@@ -210,12 +210,13 @@ export class WasmExecutor implements Executor {
 
   /**
    * Starts the helper threads, once: on the first batch big enough to split (that batch runs on
-   * the calling thread; later ones use the helpers once ready) or when `ready()` asks. Not at
+   * the calling thread; later ones use the helpers once ready), when `ready()` asks, or when a
+   * caller expecting large asynchronous calls asks (recalibration's first pass). Not at
    * construction: a helper is a new worker thread with its own isolate, whose start-up a model
    * version's load would otherwise pay for (and, through loadModel, wait for), and which a version
    * serving small batches never needs.
    */
-  private startHelpers(): void {
+  startHelpers(): void {
     const spawn = this.spawnHelper;
     if (!spawn) return;
     this.spawnHelper = undefined;

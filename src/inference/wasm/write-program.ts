@@ -4,8 +4,9 @@ import {
   writeConvDescriptor,
   writePoolTable,
 } from '../../nn/wasm/index.js';
-import { ACT_NONE, activationCode } from '../kernels.js';
+import { activationCode } from '../kernels.js';
 import type { Activation, CompiledPlan } from '../plan.js';
+import { planFlopsPerRow } from '../plan-flops.js';
 import type { EngineExports } from './engine-module.js';
 import type { Layout } from './memory-layout.js';
 import { OP, PROGRAM, STEP } from './program-wat.js';
@@ -45,7 +46,6 @@ export function writeProgram(
   i32[base + PROGRAM.limit] = plan.steps.length;
   i32[base + PROGRAM.accumulators] = layout.accumulators;
   let param = 0;
-  let flops = 0;
   plan.steps.forEach((step, i) => {
     const st = layout.program + PROGRAM.headerBytes + i * STEP.bytes;
     const w = st >> 2;
@@ -58,7 +58,6 @@ export function writeProgram(
         i32[w + STEP.outFeatures] = step.outFeatures;
         i32[w + STEP.first] = packed;
         i32[w + STEP.second] = bias;
-        flops += 2 * step.inFeatures * step.outFeatures;
         if (layout.dense64) {
           const words = packedBytes64(step.inFeatures, step.outFeatures) / 8;
           packWeight64(
@@ -88,7 +87,6 @@ export function writeProgram(
         i32[w + STEP.outFeatures] = features;
         i32[w + STEP.first] = scale;
         i32[w + STEP.second] = shift;
-        flops += 2 * features;
         break;
       }
       case 'layernorm': {
@@ -105,7 +103,6 @@ export function writeProgram(
           i32[w + STEP.second] = beta;
         }
         f64[(st + STEP.epsByteOffset) >> 3] = step.eps;
-        flops += 8 * step.groups * step.groupSize;
         break;
       }
       case 'conv2d': {
@@ -131,7 +128,6 @@ export function writeProgram(
         i32[w + STEP.inFeatures] = g.channels * g.inH * g.inW;
         i32[w + STEP.outFeatures] = step.outChannels * positions;
         i32[w + STEP.first] = descriptor;
-        flops += 2 * step.outChannels * (step.weight.length / step.outChannels) * positions;
         break;
       }
       case 'maxpool2d':
@@ -145,9 +141,6 @@ export function writeProgram(
         i32[w + STEP.first] = table;
         i32[w + STEP.second] = win.inW * 4;
         i32[w + STEP.extra] = step.channels;
-        flops += step.channels * win.inH * win.inW;
-        if (activationCode(step.activation) !== ACT_NONE)
-          flops += step.channels * win.outH * win.outW;
         break;
       }
       case 'save_skip':
@@ -156,15 +149,13 @@ export function writeProgram(
         i32[w + STEP.inFeatures] = step.features;
         i32[w + STEP.outFeatures] = step.features;
         i32[w + STEP.extra] = step.slot;
-        flops += step.op === 'add_skip' ? 2 * step.features : 0;
         break;
       case 'activation':
         i32[w + STEP.op] = OP.activation;
         i32[w + STEP.inFeatures] = step.features;
         i32[w + STEP.outFeatures] = step.features;
-        flops += step.features;
         break;
     }
   });
-  return flops;
+  return planFlopsPerRow(plan);
 }
