@@ -5,6 +5,10 @@
   const $ = (id) => document.getElementById(id);
   const state = { model: '', history: [], charts: new Map(), width: 0 };
   const POLL_MS = 1000;
+  // The pictures every fifth poll: the server draws them on its event loop, ~0.1 s for a
+  // convolutional model's 256 rows (docs/drift.md), which a poll a second would hold it for a
+  // tenth of the time. The drift score keeps the one-second poll.
+  const LAYERS_EVERY_POLLS = 5;
 
   function status(text, error = false) {
     const el = $('status');
@@ -316,10 +320,10 @@
     }
   }
 
-  async function refresh() {
+  async function refresh(layers = true) {
     try {
       await refreshDrift();
-      await refreshLayers();
+      if (layers) await refreshLayers();
     } catch (e) {
       status(`refresh failed: ${e.message}`, true);
     }
@@ -342,11 +346,12 @@
     $('recalibrate').addEventListener('submit', recalibrate);
     await loadModels();
     if (state.model) await selectModel(state.model);
-    let versionsTick = 0;
+    let polls = 0;
     // One refresh at a time: the next starts POLL_MS after the last one finished.
     const tick = async () => {
-      await refresh();
-      if (++versionsTick % 5 === 0) await refreshVersions().catch(() => {});
+      ++polls;
+      await refresh(polls % LAYERS_EVERY_POLLS === 0);
+      if (polls % 5 === 0) await refreshVersions().catch(() => {});
       setTimeout(tick, POLL_MS);
     };
     setTimeout(tick, POLL_MS);
