@@ -27,8 +27,8 @@ export interface PictureSource {
   plan: CompiledPlan;
   /**
    * The engine that serves the version (default wasm), which also runs the pictures' prefix
-   * plans: their values are the served engine's, and the wasm engine draws a convolutional
-   * network's pictures ~5× faster than the JavaScript reference (bench/README.md, issue 12).
+   * plans: their values are the served engine's, and the wasm engine runs a convolutional
+   * network's prefixes ~4–7× faster than the JavaScript reference (docs/drift.md, Pictures).
    */
   engine?: EngineName | undefined;
 }
