@@ -73,20 +73,31 @@ export interface Prefix {
   executor: Executor;
 }
 
+/** The prefixes of a version's plan for one engine, and the pictures' reused output array. */
+interface KeptPrefixes {
+  engine: EngineName;
+  prefixes: Prefix[];
+  /**
+   * The normalised outputs of a layer, for up to PREFIX_BATCH_ROWS rows of the widest one, made
+   * on the first pictures: a fresh 2 MiB array per call (digits-cnn's 256 rows) cost more in
+   * first-touch page faults than the loop that fills it.
+   */
+  outputs: Float64Array | undefined;
+}
+
 /**
  * The prefixes of each version's fused plan (its CompiledPlan, which never changes once compiled),
  * made on its first pictures and kept with it. A wasm executor's shared memory is reclaimed only
  * by a full collection, which its size does not prompt: an executor per layer and call grew a
  * server's RSS by ~6 MB per GET …/drift/layers of digits-cnn (3.7 GB after 600 calls).
  */
-const prefixesOf = new WeakMap<CompiledPlan, { engine: EngineName; prefixes: Prefix[] }>();
+const prefixesOf = new WeakMap<CompiledPlan, KeptPrefixes>();
 
-/** The BatchNorms of a version with their prefix plans and executors, made once per plan. */
-export function picturePrefixes(source: PictureSource): readonly Prefix[] {
+function keptPrefixes(source: PictureSource): KeptPrefixes {
   const engine = source.engine ?? 'wasm';
   const known = prefixesOf.get(source.plan);
-  if (known?.engine === engine) return known.prefixes;
-  const made = namedModules(source.network)
+  if (known?.engine === engine) return known;
+  const prefixes = namedModules(source.network)
     .filter((entry): entry is [string, BatchNorm] => entry[1] instanceof BatchNorm)
     .map(([path, bn]) => {
       const plan = compileNetwork(source.network, source.inputTransform, source.inputShape, {
@@ -100,8 +111,14 @@ export function picturePrefixes(source: PictureSource): readonly Prefix[] {
         executor: createExecutor(plan, { engine, maxBatchSize: PREFIX_BATCH_ROWS }),
       };
     });
-  prefixesOf.set(source.plan, { engine, prefixes: made });
-  return made;
+  const kept: KeptPrefixes = { engine, prefixes, outputs: undefined };
+  prefixesOf.set(source.plan, kept);
+  return kept;
+}
+
+/** The BatchNorms of a version with their prefix plans and executors, made once per plan. */
+export function picturePrefixes(source: PictureSource): readonly Prefix[] {
+  return keptPrefixes(source).prefixes;
 }
 
 /**
@@ -116,12 +133,15 @@ export function layerPictures(
   rows: number,
   bins = PICTURE_BINS,
 ): LayerPicture[] {
-  const layers = picturePrefixes(source);
-  // The layers' outputs and robustRange's copies reuse two arrays of the widest layer: fresh ones
-  // per layer cost more in first-touch page faults than the pictures' arithmetic.
+  const kept = keptPrefixes(source);
+  const layers = kept.prefixes;
   const widest = layers.reduce((w, p) => Math.max(w, p.plan.outputWidth), 0);
-  const outputs = new Float64Array(rows * widest);
-  const scratch = new Float64Array(rows * widest);
+  let outputs: Float64Array;
+  if (rows > PREFIX_BATCH_ROWS) outputs = new Float64Array(rows * widest);
+  else {
+    kept.outputs ??= new Float64Array(PREFIX_BATCH_ROWS * widest);
+    outputs = kept.outputs;
+  }
   return layers.map(({ path, bn, plan: prefix, executor }) => {
     const x = executor.run(input, rows);
     const width = prefix.outputWidth;
@@ -163,8 +183,9 @@ export function layerPictures(
     const liveStd = liveMean.map((m, c) =>
       Math.sqrt(Math.max(0, n > 1 ? (sumSq[c]! - m * sum[c]!) / (n - 1) : 0) + bn.eps),
     );
-    const [lo, hi] = robustRange(x, undefined, scratch);
-    const [ylo, yhi] = robustRange(y, undefined, scratch);
+    // Both read in place (robustRange copies nothing out of a typed array).
+    const [lo, hi] = robustRange(x);
+    const [ylo, yhi] = robustRange(y);
     return {
       path,
       channels,

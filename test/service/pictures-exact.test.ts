@@ -1,0 +1,66 @@
+/**
+ * layerPictures draws, bit for bit, what it drew before it was made faster (the frozen copy in
+ * helpers/reference-pictures.ts): every BatchNorm's "before" values are its prefix plan's output,
+ * and every histogram, range and statistic follows from them exactly. On the bundled MLP, the
+ * bundled CNN (a residual block) and a PyTorch-trained network with every layer type, on both
+ * engines, for a kept batch's rows and more.
+ */
+import { describe, expect, it } from 'vitest';
+import { compileNetwork, type EngineName } from '../../src/inference/index.js';
+import { loadModelDirectory } from '../../src/repository/index.js';
+import { layerPictures, type PictureSource } from '../../src/service/index.js';
+import { digitsRows } from '../helpers/digits.js';
+import { referencePictures } from '../helpers/reference-pictures.js';
+
+async function source(dir: string, engine: EngineName): Promise<PictureSource> {
+  const { checkpoint } = await loadModelDirectory(dir);
+  const network = checkpoint.network.eval();
+  const { input_transform: inputTransform, input_shape: inputShape } = checkpoint.config;
+  return {
+    network,
+    inputTransform,
+    inputShape,
+    plan: compileNetwork(network, inputTransform, inputShape),
+    engine,
+  };
+}
+
+/** Seeded rows in [−2, 2) (mulberry32), with exact zeros of both signs among them. */
+function seededRows(rows: number, width: number, seed: number): Float32Array {
+  let s = seed >>> 0;
+  const next = () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  return Float32Array.from({ length: rows * width }, (_, i) =>
+    i % 97 === 0 ? (i % 2 === 0 ? 0 : -0) : 4 * next() - 2,
+  );
+}
+
+const digits = (rows: number) => Float32Array.from(digitsRows(0, rows).x.flat());
+
+describe('layerPictures', () => {
+  for (const engine of ['wasm', 'js'] as const) {
+    it(`draws the pictures it drew before, bit for bit (${engine})`, async () => {
+      const cases: [string, (rows: number) => Float32Array][] = [
+        ['models/digits', digits],
+        ['models/digits-cnn', digits],
+        ['test/fixtures/torch-model/every-layer-torch', (rows) => seededRows(rows, 72, 7)],
+      ];
+      for (const [dir, rowsOf] of cases) {
+        const picture = await source(dir, engine);
+        for (const rows of [1, 256, 300]) {
+          const input = rowsOf(rows);
+          const drawn = layerPictures(picture, input, rows);
+          expect(drawn.length).toBeGreaterThan(1);
+          expect(drawn, `${dir}, ${rows} rows`).toStrictEqual(
+            referencePictures(picture, input, rows),
+          );
+        }
+      }
+    });
+  }
+});
