@@ -73,16 +73,25 @@ export interface Prefix {
   executor: Executor;
 }
 
-/** The prefixes of a version's plan for one engine, and the pictures' reused output array. */
+/** Rows of input a prefix runs on between two pauses of layerPicturesInTurns. */
+const TURN_ROWS = 64;
+
+/** A drawing's arrays: the layer's values (float32, as its prefix gives them) and its outputs. */
+interface PictureBuffers {
+  values: Float32Array;
+  outputs: Float64Array;
+}
+
+/** The prefixes of a version's plan for one engine, and the pictures' reused arrays. */
 interface KeptPrefixes {
   engine: EngineName;
   prefixes: Prefix[];
   /**
-   * The normalised outputs of a layer, for up to PREFIX_BATCH_ROWS rows of the widest one, made
-   * on the first pictures: a fresh 2 MiB array per call (digits-cnn's 256 rows) cost more in
-   * first-touch page faults than the loop that fills it.
+   * Arrays for PREFIX_BATCH_ROWS rows of the widest layer, made on the first pictures and taken
+   * by one drawing at a time (another one meanwhile makes its own): fresh arrays per call (3 MiB
+   * for digits-cnn's 256 rows) cost more in first-touch page faults than the loop that fills them.
    */
-  outputs: Float64Array | undefined;
+  buffers: PictureBuffers | undefined;
 }
 
 /**
@@ -111,7 +120,7 @@ function keptPrefixes(source: PictureSource): KeptPrefixes {
         executor: createExecutor(plan, { engine, maxBatchSize: PREFIX_BATCH_ROWS }),
       };
     });
-  const kept: KeptPrefixes = { engine, prefixes, outputs: undefined };
+  const kept: KeptPrefixes = { engine, prefixes, buffers: undefined };
   prefixesOf.set(source.plan, kept);
   return kept;
 }
@@ -133,70 +142,128 @@ export function layerPictures(
   rows: number,
   bins = PICTURE_BINS,
 ): LayerPicture[] {
+  const drawing = drawLayers(source, input, rows, bins);
+  for (;;) {
+    const step = drawing.next();
+    if (step.done) return step.value;
+  }
+}
+
+/**
+ * layerPictures' pictures, the same bit for bit, drawn over several turns of the event loop: a
+ * pause after each TURN_ROWS rows through a prefix, after a layer's statistics and after each
+ * histogram's work, so requests that arrive meanwhile wait for a few milliseconds of it instead
+ * of the whole drawing (digits-cnn's 256 rows: docs/drift.md, Pictures). `input` must not change
+ * until it settles.
+ */
+export async function layerPicturesInTurns(
+  source: PictureSource,
+  input: Float32Array,
+  rows: number,
+  bins = PICTURE_BINS,
+): Promise<LayerPicture[]> {
+  const drawing = drawLayers(source, input, rows, bins);
+  for (;;) {
+    const step = drawing.next();
+    if (step.done) return step.value;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+/**
+ * The pictures, one piece of work between two yields: a prefix on TURN_ROWS rows (rows are
+ * independent, so its values are those of one call on every row), a layer's statistics, the
+ * picture of its inputs, the picture of its outputs.
+ */
+function* drawLayers(
+  source: PictureSource,
+  input: Float32Array,
+  rows: number,
+  bins: number,
+): Generator<void, LayerPicture[], void> {
   const kept = keptPrefixes(source);
   const layers = kept.prefixes;
   const widest = layers.reduce((w, p) => Math.max(w, p.plan.outputWidth), 0);
-  let outputs: Float64Array;
-  if (rows > PREFIX_BATCH_ROWS) outputs = new Float64Array(rows * widest);
-  else {
-    kept.outputs ??= new Float64Array(PREFIX_BATCH_ROWS * widest);
-    outputs = kept.outputs;
+  const reused = rows <= PREFIX_BATCH_ROWS;
+  let buffers: PictureBuffers;
+  if (reused && kept.buffers) {
+    buffers = kept.buffers;
+    kept.buffers = undefined;
+  } else {
+    const size = (reused ? PREFIX_BATCH_ROWS : rows) * widest;
+    buffers = { values: new Float32Array(size), outputs: new Float64Array(size) };
   }
-  return layers.map(({ path, bn, plan: prefix, executor }) => {
-    const x = executor.run(input, rows);
-    const width = prefix.outputWidth;
-    const channels = bn.numFeatures;
-    const spatial = width / channels;
-    const mean = bn.runningMean.data;
-    const variance = bn.runningVar.data;
-    const gamma = bn.weight?.value.data;
-    const beta = bn.bias?.value.data;
-    const std = Array.from(variance, (v) => Math.sqrt(v + bn.eps));
-    const y = outputs.subarray(0, x.length);
-    const sum = new Float64Array(channels);
-    const sumSq = new Float64Array(channels);
-    let negative = 0;
-    let i = 0;
-    for (let r = 0; r < rows; r++) {
-      for (let c = 0; c < channels; c++) {
-        const m = mean[c]!;
-        const sd = std[c]!;
-        const g = gamma ? gamma[c]! : 1;
-        const b = beta ? beta[c]! : 0;
-        // Added in the order of the values, as one running sum per channel.
-        let s = sum[c]!;
-        let sq = sumSq[c]!;
-        for (let k = 0; k < spatial; k++, i++) {
-          const v = x[i]!;
-          s += v;
-          sq += v * v;
-          const out = ((v - m) / sd) * g + b;
-          y[i] = out;
-          if (out < 0) negative++;
-        }
-        sum[c] = s;
-        sumSq[c] = sq;
+  const pictures: LayerPicture[] = [];
+  try {
+    for (const { path, bn, plan: prefix, executor } of layers) {
+      const width = prefix.outputWidth;
+      const x = buffers.values.subarray(0, rows * width);
+      for (let r = 0; r < rows; r += TURN_ROWS) {
+        const n = Math.min(TURN_ROWS, rows - r);
+        const part = input.subarray(r * prefix.inputWidth, (r + n) * prefix.inputWidth);
+        x.set(executor.run(part, n), r * width);
+        yield;
       }
+      const channels = bn.numFeatures;
+      const spatial = width / channels;
+      const mean = bn.runningMean.data;
+      const variance = bn.runningVar.data;
+      const gamma = bn.weight?.value.data;
+      const beta = bn.bias?.value.data;
+      const std = Array.from(variance, (v) => Math.sqrt(v + bn.eps));
+      const y = buffers.outputs.subarray(0, x.length);
+      const sum = new Float64Array(channels);
+      const sumSq = new Float64Array(channels);
+      let negative = 0;
+      let i = 0;
+      for (let r = 0; r < rows; r++) {
+        for (let c = 0; c < channels; c++) {
+          const m = mean[c]!;
+          const sd = std[c]!;
+          const g = gamma ? gamma[c]! : 1;
+          const b = beta ? beta[c]! : 0;
+          // Added in the order of the values, as one running sum per channel.
+          let s = sum[c]!;
+          let sq = sumSq[c]!;
+          for (let k = 0; k < spatial; k++, i++) {
+            const v = x[i]!;
+            s += v;
+            sq += v * v;
+            const out = ((v - m) / sd) * g + b;
+            y[i] = out;
+            if (out < 0) negative++;
+          }
+          sum[c] = s;
+          sumSq[c] = sq;
+        }
+      }
+      const n = rows * spatial;
+      const liveMean = Array.from(sum, (s) => (n > 0 ? s / n : 0));
+      const liveStd = liveMean.map((m, c) =>
+        Math.sqrt(Math.max(0, n > 1 ? (sumSq[c]! - m * sum[c]!) / (n - 1) : 0) + bn.eps),
+      );
+      yield;
+      // Both read in place (robustRange copies nothing out of a typed array).
+      const [lo, hi] = robustRange(x);
+      const before = histogram(x, lo, hi, bins);
+      yield;
+      const [ylo, yhi] = robustRange(y);
+      pictures.push({
+        path,
+        channels,
+        before,
+        // The after range always shows 0, where the ReLU cuts.
+        after: histogram(y, Math.min(ylo, -1), Math.max(yhi, 1), bins),
+        below_zero: y.length === 0 ? 0 : negative / y.length,
+        running: { mean: Array.from(mean), std },
+        live: { mean: liveMean, std: liveStd },
+      });
+      yield;
     }
-    const n = rows * spatial;
-    const liveMean = Array.from(sum, (s) => (n > 0 ? s / n : 0));
-    const liveStd = liveMean.map((m, c) =>
-      Math.sqrt(Math.max(0, n > 1 ? (sumSq[c]! - m * sum[c]!) / (n - 1) : 0) + bn.eps),
-    );
-    // Both read in place (robustRange copies nothing out of a typed array).
-    const [lo, hi] = robustRange(x);
-    const [ylo, yhi] = robustRange(y);
-    return {
-      path,
-      channels,
-      before: histogram(x, lo, hi, bins),
-      // The after range always shows 0, where the ReLU cuts.
-      after: histogram(y, Math.min(ylo, -1), Math.max(yhi, 1), bins),
-      below_zero: y.length === 0 ? 0 : negative / y.length,
-      running: { mean: Array.from(mean), std },
-      live: { mean: liveMean, std: liveStd },
-    };
-  });
+  } finally {
+    if (reused) kept.buffers = buffers;
+  }
+  return pictures;
 }
 
 /**

@@ -3,12 +3,17 @@
  * helpers/reference-pictures.ts): every BatchNorm's "before" values are its prefix plan's output,
  * and every histogram, range and statistic follows from them exactly. On the bundled MLP, the
  * bundled CNN (a residual block) and a PyTorch-trained network with every layer type, on both
- * engines, for a kept batch's rows and more.
+ * engines, for a kept batch's rows and more; and so does layerPicturesInTurns, which draws them
+ * over several turns of the event loop.
  */
 import { describe, expect, it } from 'vitest';
 import { compileNetwork, type EngineName } from '../../src/inference/index.js';
 import { loadModelDirectory } from '../../src/repository/index.js';
-import { layerPictures, type PictureSource } from '../../src/service/index.js';
+import {
+  layerPictures,
+  layerPicturesInTurns,
+  type PictureSource,
+} from '../../src/service/index.js';
 import { digitsRows } from '../helpers/digits.js';
 import { referencePictures } from '../helpers/reference-pictures.js';
 
@@ -56,11 +61,37 @@ describe('layerPictures', () => {
           const input = rowsOf(rows);
           const drawn = layerPictures(picture, input, rows);
           expect(drawn.length).toBeGreaterThan(1);
-          expect(drawn, `${dir}, ${rows} rows`).toStrictEqual(
-            referencePictures(picture, input, rows),
-          );
+          const reference = referencePictures(picture, input, rows);
+          expect(drawn, `${dir}, ${rows} rows`).toStrictEqual(reference);
+          expect(await layerPicturesInTurns(picture, input, rows)).toStrictEqual(reference);
         }
       }
     });
   }
+
+  it('in turns, lets other callbacks run while it draws, and two drawings at once stay apart', async () => {
+    const cnn = await source('models/digits-cnn', 'wasm');
+    const a = digits(256);
+    const b = Float32Array.from(digitsRows(256, 512).x.flat());
+    // A first drawing leaves the version's arrays kept for the next ones.
+    const once = layerPictures(cnn, a, 256);
+    const order: string[] = [];
+    const drawings = [
+      layerPicturesInTurns(cnn, a, 256).then((p) => {
+        order.push('a drawn');
+        return p;
+      }),
+      layerPicturesInTurns(cnn, b, 256).then((p) => {
+        order.push('b drawn');
+        return p;
+      }),
+    ];
+    setImmediate(() => order.push('another callback'));
+    const [pa, pb] = await Promise.all(drawings);
+    expect(order[0]).toBe('another callback');
+    // Both used the version's kept executors and arrays at once, each its own rows.
+    expect(pa).toStrictEqual(referencePictures(cnn, a, 256));
+    expect(pb).toStrictEqual(referencePictures(cnn, b, 256));
+    expect(pa).toStrictEqual(once);
+  });
 });
