@@ -101,8 +101,9 @@ export class RecentPictures {
    * (like usableRows) is a function of the version and the rows, so the same rows, byte for byte
    * in the same order, give the same pictures. While no new traffic arrives, or for a second
    * dashboard between two requests, the last ones are answered again, and calls that come while
-   * they are drawn wait for that drawing. They are drawn over several turns of the event loop
-   * (layerPicturesInTurns), each a few milliseconds of the work (docs/drift.md, Pictures).
+   * they are drawn wait for that drawing. The rows are checked and the pictures drawn over several
+   * turns of the event loop (usableRowsInTurns, layerPicturesInTurns), each a few milliseconds of
+   * the work (docs/drift.md, Pictures).
    */
   private drawPictures(
     served: AvailableVersion,
@@ -112,31 +113,27 @@ export class RecentPictures {
     const last = this.lastPictures.get(served);
     if (last !== undefined && last.count === count && sameBytes(last.input, input))
       return last.drawn;
-    const { rows, count: usable } = this.context.usable.usableRows(served, input, count);
+    const source = {
+      network: served.checkpoint.network,
+      inputTransform: served.checkpoint.config.input_transform,
+      inputShape: served.compiled.inputShape,
+      plan: served.compiled.plan,
+      engine: served.compiled.executor.engine,
+    };
+    const draw = async () => {
+      const usable = await this.context.usable.usableRowsInTurns(served, input, count);
+      const layers =
+        usable.count === 0 ? [] : await layerPicturesInTurns(source, usable.rows, usable.count);
+      return { rows: usable.count, layers };
+    };
     const entry: DrawnPictures = {
       input,
       count,
-      drawn: (usable === 0
-        ? Promise.resolve([])
-        : layerPicturesInTurns(
-            {
-              network: served.checkpoint.network,
-              inputTransform: served.checkpoint.config.input_transform,
-              inputShape: served.compiled.inputShape,
-              plan: served.compiled.plan,
-              engine: served.compiled.executor.engine,
-            },
-            rows,
-            usable,
-          )
-      ).then(
-        (layers) => ({ rows: usable, layers }),
-        (error: unknown) => {
-          // A failed drawing is not answered again: the next call draws anew.
-          if (this.lastPictures.get(served) === entry) this.lastPictures.delete(served);
-          throw error;
-        },
-      ),
+      drawn: draw().catch((error: unknown) => {
+        // A failed drawing is not answered again: the next call draws anew.
+        if (this.lastPictures.get(served) === entry) this.lastPictures.delete(served);
+        throw error;
+      }),
     };
     this.lastPictures.set(served, entry);
     return entry.drawn;
