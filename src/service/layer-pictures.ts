@@ -170,6 +170,59 @@ export async function layerPicturesInTurns(
   }
 }
 
+/** Which of a float64's two 32-bit words holds its sign and exponent. */
+const HIGH_WORD = new Int32Array(Float64Array.of(-1).buffer)[1] === -1074790400 ? 1 : 0;
+
+/**
+ * A layer's outputs γ·(x − running_mean)/σ + β into `y`, with per channel Σx and Σx² and the
+ * count of outputs below 0.
+ */
+export function normalise(
+  bn: BatchNorm,
+  std: readonly number[],
+  x: Float32Array,
+  y: Float64Array,
+  rows: number,
+  spatial: number,
+): { sum: Float64Array; sumSq: Float64Array; negative: number } {
+  const channels = bn.numFeatures;
+  const mean = bn.runningMean.data;
+  const gamma = bn.weight?.value.data;
+  const beta = bn.bias?.value.data;
+  const sum = new Float64Array(channels);
+  const sumSq = new Float64Array(channels);
+  const words = new Int32Array(y.buffer, y.byteOffset, 2 * y.length);
+  let negative = 0;
+  let i = 0;
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < channels; c++) {
+      const m = mean[c]!;
+      const sd = std[c]!;
+      const g = gamma ? gamma[c]! : 1;
+      const b = beta ? beta[c]! : 0;
+      // Added in the order of the values, as one running sum per channel.
+      let s = sum[c]!;
+      let sq = sumSq[c]!;
+      for (let k = 0; k < spatial; k++, i++) {
+        const v = x[i]!;
+        s += v;
+        sq += v * v;
+        const out = ((v - m) / sd) * g + b;
+        y[i] = out;
+        // out < 0 from the sign bit of what was stored, without a branch on it: the signs of a
+        // layer's outputs follow no pattern, and a mispredicted branch per value took this loop
+        // from ~1.0 to ~2.3 ms per 262,144 values. −0 and a NaN may carry the bit: taken back.
+        const sign = words[2 * i + HIGH_WORD]! >>> 31;
+        negative += sign;
+        if (out === 0 || out !== out) negative -= sign;
+      }
+      sum[c] = s;
+      sumSq[c] = sq;
+    }
+  }
+  return { sum, sumSq, negative };
+}
+
 /**
  * The pictures, one piece of work between two yields: a prefix on TURN_ROWS rows (rows are
  * independent, so its values are those of one call on every row), a layer's statistics, the
@@ -206,37 +259,9 @@ function* drawLayers(
       }
       const channels = bn.numFeatures;
       const spatial = width / channels;
-      const mean = bn.runningMean.data;
-      const variance = bn.runningVar.data;
-      const gamma = bn.weight?.value.data;
-      const beta = bn.bias?.value.data;
-      const std = Array.from(variance, (v) => Math.sqrt(v + bn.eps));
+      const std = Array.from(bn.runningVar.data, (v) => Math.sqrt(v + bn.eps));
       const y = buffers.outputs.subarray(0, x.length);
-      const sum = new Float64Array(channels);
-      const sumSq = new Float64Array(channels);
-      let negative = 0;
-      let i = 0;
-      for (let r = 0; r < rows; r++) {
-        for (let c = 0; c < channels; c++) {
-          const m = mean[c]!;
-          const sd = std[c]!;
-          const g = gamma ? gamma[c]! : 1;
-          const b = beta ? beta[c]! : 0;
-          // Added in the order of the values, as one running sum per channel.
-          let s = sum[c]!;
-          let sq = sumSq[c]!;
-          for (let k = 0; k < spatial; k++, i++) {
-            const v = x[i]!;
-            s += v;
-            sq += v * v;
-            const out = ((v - m) / sd) * g + b;
-            y[i] = out;
-            if (out < 0) negative++;
-          }
-          sum[c] = s;
-          sumSq[c] = sq;
-        }
-      }
+      const { sum, sumSq, negative } = normalise(bn, std, x, y, rows, spatial);
       const n = rows * spatial;
       const liveMean = Array.from(sum, (s) => (n > 0 ? s / n : 0));
       const liveStd = liveMean.map((m, c) =>
@@ -255,7 +280,7 @@ function* drawLayers(
         // The after range always shows 0, where the ReLU cuts.
         after: histogram(y, Math.min(ylo, -1), Math.max(yhi, 1), bins),
         below_zero: y.length === 0 ? 0 : negative / y.length,
-        running: { mean: Array.from(mean), std },
+        running: { mean: Array.from(bn.runningMean.data), std },
         live: { mean: liveMean, std: liveStd },
       });
       yield;

@@ -8,12 +8,14 @@
  */
 import { describe, expect, it } from 'vitest';
 import { compileNetwork, type EngineName } from '../../src/inference/index.js';
+import { BatchNorm1d } from '../../src/nn/index.js';
 import { loadModelDirectory } from '../../src/repository/index.js';
 import {
   layerPictures,
   layerPicturesInTurns,
   type PictureSource,
 } from '../../src/service/index.js';
+import { normalise } from '../../src/service/layer-pictures.js';
 import { digitsRows } from '../helpers/digits.js';
 import { referencePictures } from '../helpers/reference-pictures.js';
 
@@ -93,5 +95,33 @@ describe('layerPictures', () => {
     expect(pa).toStrictEqual(referencePictures(cnn, a, 256));
     expect(pb).toStrictEqual(referencePictures(cnn, b, 256));
     expect(pa).toStrictEqual(once);
+  });
+
+  it('counts the outputs below 0 from their sign bits: not −0, not NaN, −∞ yes', () => {
+    const bn = new BatchNorm1d({ numFeatures: 4 });
+    bn.runningMean.data.set([0, 1, 0, 0]);
+    // γ = 0 and β = −0 (channel 2) give ±0 outputs; channel 3's β = −∞ gives −∞ and, with x = +∞, NaN.
+    bn.weight!.value.data.set([1, 1, 0, 1]);
+    bn.bias!.value.data.set([0, 0, -0, Number.NEGATIVE_INFINITY]);
+    const std = Array.from(bn.runningVar.data, (v) => Math.sqrt(v + bn.eps));
+    const x = Float32Array.from([
+      -1,
+      1,
+      -5,
+      2,
+      3,
+      0.5,
+      5,
+      Number.POSITIVE_INFINITY,
+      Number.NaN,
+      -0,
+      -3,
+      1,
+    ]);
+    const y = new Float64Array(x.length);
+    const { negative } = normalise(bn, std, x, y, 3, 1);
+    expect(y.some((v) => Object.is(v, -0))).toBe(true);
+    expect(y.some((v) => Number.isNaN(v))).toBe(true);
+    expect(negative).toBe(y.filter((v) => v < 0).length);
   });
 });
