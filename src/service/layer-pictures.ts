@@ -210,8 +210,8 @@ export function normalise(
         const out = ((v - m) / sd) * g + b;
         y[i] = out;
         // out < 0 from the sign bit of what was stored, without a branch on it: the signs of a
-        // layer's outputs follow no pattern, and a mispredicted branch per value took this loop
-        // from ~1.0 to ~2.3 ms per 262,144 values. −0 and a NaN may carry the bit: taken back.
+        // layer's outputs follow no pattern, and a branch mispredicted on them cost more than the
+        // rest of the loop. −0 and a NaN may carry the bit: taken back.
         const sign = words[2 * i + HIGH_WORD]! >>> 31;
         negative += sign;
         if (out === 0 || Number.isNaN(out)) negative -= sign;
