@@ -1,8 +1,8 @@
 import { z } from 'zod';
 import type { AppInstance } from '../app-types.js';
+import { attributeModel } from '../attribute-model.js';
 import { errorResponses, modelNameParam } from '../schemas/common.js';
 import { driftReportSchema, layerPicturesSchema } from '../schemas/drift.js';
-import { attributeModel } from './tf-serving.js';
 
 /** `GET /v1/models/{name}/drift`: live per-BatchNorm drift and automatic recalibration state. */
 export async function driftRoutes(app: AppInstance): Promise<void> {

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { exportModelOnnx } from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
+import { attributeModel } from '../attribute-model.js';
 import {
   errorResponses,
   modelNameParam,
@@ -8,7 +9,6 @@ import {
   queryFlag,
   versionParam,
 } from '../schemas/common.js';
-import { attributeModel } from './tf-serving.js';
 
 /**
  * ONNX has no registered media type; application/octet-stream is what HTTP clients, browsers and

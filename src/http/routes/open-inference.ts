@@ -19,6 +19,7 @@ import {
   requestedOutputs,
 } from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
+import { attributeModel } from '../attribute-model.js';
 import {
   binaryBody,
   binaryDataSize,
@@ -49,7 +50,6 @@ import {
   serverMetadataSchema,
 } from '../schemas/open-inference.js';
 import { parseWith, validatedByHandler } from '../validation.js';
-import { attributeModel } from './tf-serving.js';
 
 const JSON_TYPE = 'application/json; charset=utf-8';
 

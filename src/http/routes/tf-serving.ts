@@ -13,13 +13,13 @@ import {
   float32Rows,
   foldedBatchNorms,
   inputShapeOf,
-  type ModelRegistry,
   type ModelSnapshot,
   type PredictOutput,
   type RowSource,
   readFloat32,
 } from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
+import { attributeModel } from '../attribute-model.js';
 import { OCTET_STREAM } from '../binary-infer.js';
 import { CONTENT_ENCODING_DOC } from '../content-encoding.js';
 import { predictResponseJson } from '../json-responses.js';
@@ -44,19 +44,6 @@ import {
 import { parseWith, validatedByHandler } from '../validation.js';
 
 type PredictBody = z.output<typeof predictRequestSchema>;
-
-/**
- * An onRequest hook for routes with a `:name` parameter: attributes the request to that model
- * (log line, metric labels), even when it fails later (415, malformed JSON, validation). Only
- * models of the registry are named, so requests for made-up models cannot create label values.
- */
-export function attributeModel(registry: ModelRegistry) {
-  return (request: FastifyRequest, _reply: FastifyReply, done: () => void): void => {
-    const name = (request.params as { name?: unknown } | undefined)?.name;
-    if (typeof name === 'string' && registry.has(name)) request.modelName = name;
-    done();
-  };
-}
 
 const JSON_TYPE = 'application/json; charset=utf-8';
 
