@@ -32,7 +32,7 @@ import {
 } from '../schemas/common.js';
 import { traceContextOf } from '../tracing.js';
 import { float32Rows, ndjsonRows } from '../upload-readers.js';
-import { listModel } from './tf-serving.js';
+import { listModel } from '../views/model-listing.js';
 
 const NDJSON = 'application/x-ndjson';
 const FLOAT32 = 'application/octet-stream';

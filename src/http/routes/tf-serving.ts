@@ -1,19 +1,15 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import Negotiator from 'negotiator';
 import { z } from 'zod';
-import { NormserveError } from '../../errors/index.js';
 import {
   type Accepts,
   type AvailableVersion,
   compileAccepts,
-  compiledLayers,
   FP32_BYTES,
   failInput,
   float32Bytes,
   float32Rows,
-  foldedBatchNorms,
   inputShapeOf,
-  type ModelSnapshot,
   type PredictOutput,
   type RowSource,
   readFloat32,
@@ -36,12 +32,18 @@ import {
 } from '../schemas/common.js';
 import {
   modelStatusSchema,
+  modelsListSchema,
+  modelVersionsSchema,
   predictQuerySchema,
   predictRequestSchema,
   predictRequestSchemaFor,
   predictResponseSchema,
+  versionMetadataSchema,
 } from '../schemas/tf-serving.js';
 import { parseWith, validatedByHandler } from '../validation.js';
+import { listModel } from '../views/model-listing.js';
+import { modelStatus, oneVersionStatus } from '../views/model-status.js';
+import { versionMetadata } from '../views/version-metadata.js';
 
 type PredictBody = z.output<typeof predictRequestSchema>;
 
@@ -68,212 +70,6 @@ function sendFloat32(reply: FastifyReply, out: PredictOutput): FastifyReply {
     .type(OCTET_STREAM)
     .header('X-Output-Shape', `${out.rows},${out.outputWidth}`)
     .send(float32Bytes(out.probabilities ?? out.outputs));
-}
-
-function versionStatus(model: ModelSnapshot, only?: number) {
-  return [...model.versions.values()]
-    .filter((v) => only === undefined || v.version === only)
-    .sort((a, b) => b.version - a.version)
-    .map((v) => ({
-      version: String(v.version),
-      state: v.state,
-      status:
-        v.state === 'AVAILABLE'
-          ? { error_code: 'OK', error_message: '' }
-          : { error_code: 'UNKNOWN', error_message: v.reason ?? '' },
-      active: model.active === v.version,
-    }));
-}
-
-/** The fields of metrics.json that metadata reports (any JSON; other fields are left out). */
-const trainingMetricsSchema = z.looseObject({
-  test: z.unknown(),
-  best_epoch: z.unknown(),
-  seed: z.unknown(),
-  data_sha256: z.unknown(),
-  wall_time_ms: z.unknown(),
-});
-
-/** Metadata of one served version: what a client needs to call it and what compilation did. */
-export function versionMetadata(served: AvailableVersion) {
-  const { config, metrics } = served.checkpoint;
-  const plan = served.compiled.plan;
-  const m = metrics === undefined ? undefined : trainingMetricsSchema.safeParse(metrics).data;
-  return {
-    name: config.name,
-    version: served.version,
-    task: config.task,
-    input_shape: config.input_shape,
-    output_shape: plan.outputShape,
-    labels: config.labels ?? null,
-    description: config.description ?? null,
-    layers: compiledLayers(served),
-    folded_batchnorms: foldedBatchNorms(served),
-    input_transform_folded: plan.inputTransformFolded,
-    kernels: plan.steps.map(
-      (s) => `${s.op}${s.activation.kind === 'none' ? '' : `+${s.activation.kind}`}`,
-    ),
-    training: config.training ?? null,
-    metrics: m
-      ? {
-          test: m.test ?? null,
-          best_epoch: m.best_epoch ?? null,
-          seed: m.seed ?? null,
-          data_sha256: m.data_sha256 ?? null,
-          wall_time_ms: m.wall_time_ms ?? null,
-        }
-      : null,
-    provenance: config.provenance ?? null,
-    loaded_at: served.loadedAt,
-  };
-}
-
-const metadataSchema = z
-  .looseObject({
-    name: z.string(),
-    version: z.number().int(),
-    task: z.enum(['classification', 'regression']),
-    input_shape: z.array(z.number().int()),
-    output_shape: z.array(z.number().int()),
-    labels: z.array(z.string()).nullable(),
-    layers: z.array(
-      z
-        .looseObject({
-          index: z.number().int(),
-          type: z.string(),
-          compiled: z.string().nullable(),
-        })
-        .meta({
-          description:
-            'A config.json layer entry and its fate in the compiled plan; a residual block lists its nested layers (each with its `path`) under `layers`',
-        }),
-    ),
-    folded_batchnorms: z.array(z.union([z.number().int(), z.string()])).meta({
-      description:
-        'The BatchNorm layers folded into Linear or Conv2d weights: the index of a top-level one, the path ("3.body.1") of one inside a residual block',
-    }),
-    input_transform_folded: z.boolean(),
-    kernels: z.array(z.string()),
-    training: z.unknown(),
-    metrics: z.unknown(),
-    provenance: z.unknown(),
-  })
-  .meta({
-    description: 'What a client needs to call the version, and what compilation did to it',
-    examples: [
-      {
-        name: 'digits',
-        version: 1,
-        task: 'classification',
-        input_shape: [64],
-        output_shape: [10],
-        labels: ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'],
-        description: '8x8 handwritten digits',
-        layers: [
-          {
-            index: 0,
-            type: 'linear',
-            in_features: 64,
-            out_features: 128,
-            bias: true,
-            compiled: 'kernel',
-          },
-          {
-            index: 1,
-            type: 'batchnorm1d',
-            num_features: 128,
-            compiled: 'folded_into_previous_linear',
-          },
-          { index: 2, type: 'relu', compiled: 'fused_activation' },
-          { index: 3, type: 'dropout', p: 0.2, compiled: 'removed_in_eval' },
-          {
-            index: 4,
-            type: 'linear',
-            in_features: 128,
-            out_features: 10,
-            bias: true,
-            compiled: 'kernel',
-          },
-        ],
-        folded_batchnorms: [1],
-        input_transform_folded: true,
-        kernels: ['dense+relu', 'dense'],
-        training: null,
-        metrics: {
-          test: { loss: 0.245, accuracy: 0.95, rows: 360 },
-          best_epoch: 39,
-          seed: 42,
-          data_sha256: 'd7ff1341011182b7af3733b201a919cea2ffe00f25ff23ba48c5e791daffb498',
-          wall_time_ms: 6551,
-        },
-        provenance: null,
-        loaded_at: '2026-01-01T00:00:00.000Z',
-      },
-    ],
-  });
-
-/** normserve extension of model status: why active-version.json cannot be followed. */
-const activeRecordError = z.string().optional().meta({
-  description:
-    "Why the model's active-version.json cannot be followed (unreadable, or naming a version that is not available); the version served before stays served, or none at start-up",
-});
-
-const modelListing = z.object({
-  name: z.string(),
-  active_version: z.number().int().nullable(),
-  state: z.enum(['AVAILABLE', 'UNAVAILABLE']),
-  active_record_error: activeRecordError,
-  versions: z.array(
-    z.object({
-      version: z.number().int(),
-      state: z.enum(['AVAILABLE', 'FAILED']),
-      active: z.boolean(),
-      reason: z
-        .string()
-        .optional()
-        .meta({ description: 'Why the version failed to load (FAILED only)' }),
-    }),
-  ),
-});
-
-const modelListingExample = {
-  name: 'digits',
-  active_version: 1,
-  state: 'AVAILABLE',
-  versions: [
-    { version: 1, state: 'AVAILABLE', active: true },
-    {
-      version: 2,
-      state: 'FAILED',
-      active: false,
-      reason: 'model.safetensors: the file is shorter than its header says',
-    },
-  ],
-};
-
-const modelsListSchema = z
-  .object({ models: z.array(modelListing) })
-  .meta({ examples: [{ models: [modelListingExample] }] });
-
-/** The problem of a model's active-version record, as the optional status field. */
-export const activeRecordStatus = (model: ModelSnapshot) =>
-  model.activeProblem !== undefined ? { active_record_error: model.activeProblem } : {};
-
-export function listModel(model: ModelSnapshot) {
-  return {
-    name: model.name,
-    active_version: model.active ?? null,
-    state: model.active === undefined ? ('UNAVAILABLE' as const) : ('AVAILABLE' as const),
-    ...activeRecordStatus(model),
-    versions: [...model.versions.values()]
-      .sort((a, b) => a.version - b.version)
-      .map((v) => ({
-        version: v.version,
-        state: v.state,
-        active: model.active === v.version,
-        ...(v.reason ? { reason: v.reason } : {}),
-      })),
-  };
 }
 
 /**
@@ -311,16 +107,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
         response: { 200: modelStatusSchema, ...errorResponses },
       },
     },
-    async (request) => {
-      const model = registry.get(request.params.name);
-      return {
-        model_version_status: versionStatus(model),
-        ...activeRecordStatus(model),
-        ...(drift.options.autoRecalibrate !== 'off'
-          ? { auto_recalibration: drift.autoStatus(model.name) }
-          : {}),
-      };
-    },
+    async (request) => modelStatus(registry.get(request.params.name), drift),
   );
 
   app.get(
@@ -332,10 +119,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
         tags: ['models'],
         summary: 'Versions of a model with states, the active one marked',
         params: nameParams,
-        response: {
-          200: modelListing.meta({ examples: [modelListingExample] }),
-          ...errorResponses,
-        },
+        response: { 200: modelVersionsSchema, ...errorResponses },
       },
     },
     async (request) => listModel(registry.get(request.params.name)),
@@ -353,17 +137,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
         response: { 200: modelStatusSchema, ...errorResponses },
       },
     },
-    async (request) => {
-      const model = registry.get(request.params.name);
-      const status = versionStatus(model, request.params.version);
-      if (status.length === 0) {
-        throw new NormserveError(
-          'VERSION_NOT_FOUND',
-          `model "${model.name}" has no version ${request.params.version}`,
-        );
-      }
-      return { model_version_status: status, ...activeRecordStatus(model) };
-    },
+    async (request) => oneVersionStatus(registry.get(request.params.name), request.params.version),
   );
 
   app.get(
@@ -376,7 +150,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
         summary:
           'Metadata of the active version: inputs, labels, layers, folded BatchNorms, training metrics, provenance',
         params: nameParams,
-        response: { 200: metadataSchema, ...errorResponses },
+        response: { 200: versionMetadataSchema, ...errorResponses },
       },
     },
     async (request) => versionMetadata(registry.resolve(request.params.name)),
@@ -391,7 +165,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
         tags: ['models'],
         summary: 'Metadata of one version',
         params: versionParams,
-        response: { 200: metadataSchema, ...errorResponses },
+        response: { 200: versionMetadataSchema, ...errorResponses },
       },
     },
     async (request) =>
