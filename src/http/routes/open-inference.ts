@@ -1,6 +1,5 @@
 import { z } from 'zod';
-import { NormserveError } from '../../errors/index.js';
-import { modelMetadata, OIP_EXTENSIONS } from '../../service/index.js';
+import { OIP_EXTENSIONS } from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
 import { attributeModel } from '../attribute-model.js';
 import { binaryContentType, OCTET_STREAM } from '../binary-infer.js';
@@ -15,8 +14,12 @@ import {
 import {
   inferResponseSchema,
   modelMetadataSchema,
+  modelReadyResponses,
+  serverLiveSchema,
   serverMetadataSchema,
+  serverReadyResponses,
 } from '../schemas/open-inference.js';
+import { modelReadiness, oipModelMetadata } from '../views/open-inference.js';
 
 /**
  * The Open Inference Protocol v2 REST API of KServe and Triton
@@ -41,15 +44,10 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
     '/v2/health/live',
     {
       config: { access: 'public' },
-      schema: {
-        tags,
-        summary: 'Server liveness',
-        response: { 200: z.object({ live: z.boolean() }).meta({ examples: [{ live: true }] }) },
-      },
+      schema: { tags, summary: 'Server liveness', response: { 200: serverLiveSchema } },
     },
     async () => ({ live: true }),
   );
-  const readySchema = z.object({ ready: z.boolean() });
   app.get(
     '/v2/health/ready',
     {
@@ -57,13 +55,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
       schema: {
         tags,
         summary: 'Server readiness: every model has an available version',
-        response: {
-          200: readySchema.meta({ examples: [{ ready: true }] }),
-          503: readySchema.meta({
-            description: 'Some model has no available version, or the repository is empty',
-            examples: [{ ready: false }],
-          }),
-        },
+        response: serverReadyResponses,
       },
     },
     async (_request, reply) => {
@@ -71,11 +63,6 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
       return reply.code(ready ? 200 : 503).send({ ready });
     },
   );
-
-  const versionsOf = (name: string) =>
-    [...registry.get(name).versions.values()]
-      .filter((v) => v.state === 'AVAILABLE')
-      .map((v) => String(v.version));
 
   app.get(
     '/v2/models/:name',
@@ -89,8 +76,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
         response: { 200: modelMetadataSchema, ...errorResponses },
       },
     },
-    async (request) =>
-      modelMetadata(registry.resolve(request.params.name), versionsOf(request.params.name)),
+    async (request) => oipModelMetadata(registry, request.params.name),
   );
   app.get(
     '/v2/models/:name/versions/:version',
@@ -104,38 +90,23 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
         response: { 200: modelMetadataSchema, ...errorResponses },
       },
     },
-    async (request) =>
-      modelMetadata(registry.resolve(request.params.name, request.params.version), [
-        String(request.params.version),
-      ]),
+    async (request) => oipModelMetadata(registry, request.params.name, request.params.version),
   );
 
-  const modelReady = z.object({ name: z.string(), ready: z.boolean() });
-  const readyResponses = {
-    200: modelReady.meta({ examples: [{ name: 'digits', ready: true }] }),
-    ...errorResponses,
-    503: modelReady.meta({
-      description: 'Known model with no available version',
-      examples: [{ name: 'digits', ready: false }],
-    }),
-  };
-  const readyHandler = (name: string, version?: number) => {
-    const model = registry.get(name);
-    const v = version ?? model.active;
-    const served = v === undefined ? undefined : model.versions.get(v);
-    if (version !== undefined && !served)
-      throw new NormserveError('VERSION_NOT_FOUND', `model "${name}" has no version ${version}`);
-    return { name, ready: served?.state === 'AVAILABLE' };
-  };
   app.get(
     '/v2/models/:name/ready',
     {
       config: { access: 'public' },
       onRequest,
-      schema: { tags, summary: 'Model readiness', params: nameParams, response: readyResponses },
+      schema: {
+        tags,
+        summary: 'Model readiness',
+        params: nameParams,
+        response: modelReadyResponses,
+      },
     },
     async (request, reply) => {
-      const body = readyHandler(request.params.name);
+      const body = modelReadiness(registry, request.params.name);
       return reply.code(body.ready ? 200 : 503).send(body);
     },
   );
@@ -148,11 +119,11 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
         tags,
         summary: 'Model version readiness',
         params: versionParams,
-        response: readyResponses,
+        response: modelReadyResponses,
       },
     },
     async (request, reply) => {
-      const body = readyHandler(request.params.name, request.params.version);
+      const body = modelReadiness(registry, request.params.name, request.params.version);
       return reply.code(body.ready ? 200 : 503).send(body);
     },
   );
