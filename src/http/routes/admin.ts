@@ -20,9 +20,9 @@ import {
 import {
   errorResponses,
   MODEL_NAME_ROUTE_PARAM,
-  modelNameParam,
+  nameParams,
   problemSchema,
-  versionParam,
+  versionParams,
 } from '../schemas/common.js';
 import { listModel } from '../views/model-listing.js';
 
@@ -73,8 +73,6 @@ async function adminScope(app: AppInstance): Promise<void> {
     ...adminRateLimit(app.deps),
   });
   const tags = ['admin'];
-  const nameParams = z.object({ name: modelNameParam });
-  const versionParams = z.object({ name: modelNameParam, version: versionParam });
 
   // The recalibrate route reads NDJSON and float32 bodies as streams; its own scope keeps these
   // parsers away from every other route (which stay JSON only).

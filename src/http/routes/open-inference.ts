@@ -1,4 +1,3 @@
-import { z } from 'zod';
 import { OIP_EXTENSIONS } from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
 import { attributeModel } from '../attribute-model.js';
@@ -8,8 +7,8 @@ import { inferBody, inferHandler } from '../infer-request.js';
 import {
   errorResponses,
   inferenceErrorResponses,
-  modelNameParam,
-  versionParam,
+  nameParams,
+  versionParams,
 } from '../schemas/common.js';
 import {
   inferResponseSchema,
@@ -28,8 +27,6 @@ import { modelReadiness, oipModelMetadata } from '../views/open-inference.js';
 export async function openInferenceRoutes(app: AppInstance): Promise<void> {
   const { registry } = app.deps;
   const onRequest = attributeModel(registry);
-  const nameParams = z.object({ name: modelNameParam });
-  const versionParams = z.object({ name: modelNameParam, version: versionParam });
   const tags = ['open inference protocol v2'];
 
   app.get(

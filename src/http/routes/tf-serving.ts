@@ -1,4 +1,3 @@
-import { z } from 'zod';
 import type { AppInstance } from '../app-types.js';
 import { attributeModel } from '../attribute-model.js';
 import { OCTET_STREAM } from '../binary-infer.js';
@@ -9,8 +8,8 @@ import {
   errorResponses,
   inferenceErrorResponses,
   MODEL_NAME_ROUTE_PARAM,
-  modelNameParam,
-  versionParam,
+  nameParams,
+  versionParams,
 } from '../schemas/common.js';
 import {
   modelStatusSchema,
@@ -30,8 +29,6 @@ import { versionMetadata } from '../views/version-metadata.js';
 export async function tfServingRoutes(app: AppInstance): Promise<void> {
   const { registry, drift } = app.deps;
   const onRequest = attributeModel(registry);
-  const nameParams = z.object({ name: modelNameParam });
-  const versionParams = z.object({ name: modelNameParam, version: versionParam });
 
   app.get(
     '/v1/models',

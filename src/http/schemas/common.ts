@@ -57,6 +57,12 @@ export const versionParam = z
   .transform(Number)
   .meta({ description: 'Model version (a positive integer)', example: '1' });
 
+/** The path parameters of a model's routes (`/…/models/:name…`). */
+export const nameParams = z.object({ name: modelNameParam });
+
+/** The path parameters of one version's routes (`/…/models/:name/versions/:version…`). */
+export const versionParams = z.object({ name: modelNameParam, version: versionParam });
+
 export const problemSchema = z
   .object({
     type: z.string().meta({ example: 'urn:normserve:problem:invalid-input' }),
