@@ -224,17 +224,18 @@ describe('refusals', () => {
 
   it('calls must not overlap', async () => {
     const { network, inputTransform } = loadModel(MODEL_DIR);
-    let release = (): void => {};
+    // Every pause waits until released (the first push may pause more than once: prefault).
+    let released = false;
+    const waiting: (() => void)[] = [];
     const recalibrator = createRecalibrator(network, inputTransform, WIDTH, {
       mode: 'exact',
       pause: () =>
-        new Promise<void>((resolve) => {
-          release = resolve;
-        }),
+        released ? Promise.resolve() : new Promise<void>((resolve) => waiting.push(resolve)),
     });
     const first = recalibrator.push(night.subarray(0, 4 * WIDTH));
     await expect(recalibrator.push(night.subarray(0, 4 * WIDTH))).rejects.toThrow(/still running/);
-    release();
+    released = true;
+    for (const resolve of waiting) resolve();
     await first;
     expect(recalibrator.rows).toBe(4);
   });
