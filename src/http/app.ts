@@ -1,6 +1,12 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import Fastify, { type FastifyBaseLogger, type FastifyServerOptions, LogController } from 'fastify';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyReply,
+  type FastifyRequest,
+  type FastifyServerOptions,
+  LogController,
+} from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { errorCatalogue, NormserveError } from '../errors/index.js';
@@ -336,7 +342,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   // Each route's declared access (config.access) decides which token it demands.
   app.addHook('onRoute', routeGuards({ admin: deps.adminToken, api: deps.config.API_TOKEN }));
 
-  await registerOpenApi(app);
+  const openApiText = await registerOpenApi(app);
   await indexRoutes(app);
   await healthRoutes(app);
   // The prediction routes also read binary bodies (the TF-style float32 rows and the Open
@@ -384,7 +390,10 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
         },
       },
     },
-    async () => app.swagger() as unknown as Record<string, unknown>,
+    // Text built at start-up (registerOpenApi); the reply's type is FastifyReply's, since the
+    // schema's types describe the document, not the text it is sent as.
+    async (_request: FastifyRequest, reply: FastifyReply) =>
+      reply.type('application/json; charset=utf-8').send(openApiText()),
   );
   return app;
 }

@@ -1,4 +1,7 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { isNormserveError, NormserveError } from '../errors/index.js';
 import { bytesTensor, failInput, float32Bytes, type OutputTensor } from '../service/index.js';
+import { parseJsonBody } from './json-body.js';
 
 /**
  * The Open Inference Protocol's binary tensor data extension over HTTP, as Triton documents it
@@ -11,6 +14,19 @@ import { bytesTensor, failInput, float32Bytes, type OutputTensor } from '../serv
 export const OCTET_STREAM = 'application/octet-stream';
 export const HEADER_LENGTH = 'inference-header-content-length';
 const HEADER_LENGTH_NAME = 'Inference-Header-Content-Length';
+
+/**
+ * Binary requests are recognised by their Inference-Header-Content-Length header, as Triton and
+ * KServe do (clients such as tritonclient send no Content-Type): such a body is read as bytes.
+ */
+export function binaryContentType(
+  request: FastifyRequest,
+  _reply: FastifyReply,
+  done: () => void,
+): void {
+  if (request.headers[HEADER_LENGTH] !== undefined) request.headers['content-type'] = OCTET_STREAM;
+  done();
+}
 
 /** Splits a binary body into its JSON header text and the bytes after it. */
 export function splitInferBody(
@@ -34,6 +50,37 @@ export function splitInferBody(
     );
   }
   return { json: body.toString('utf8', 0, length), binary: body.subarray(length) };
+}
+
+/**
+ * An application/octet-stream body without Inference-Header-Content-Length is read whole as the
+ * JSON header: when that is not JSON, the likely cause is the missing header, so say so.
+ */
+function withoutLengthHint(error: Error): Error {
+  if (!isNormserveError(error) || error.code !== 'INVALID_JSON') return error;
+  return new NormserveError(
+    error.code,
+    `${error.message} (no ${HEADER_LENGTH_NAME} header: a binary body is a JSON header of that many bytes followed by the tensor bytes)`,
+    { errors: error.errors, extra: { ...error.extra }, cause: error },
+  );
+}
+
+/** The JSON header of a binary body (`text`, from splitInferBody), parsed but not yet validated. */
+export function parseInferHeader(
+  request: FastifyRequest,
+  text: string,
+  lengthGiven: boolean,
+): unknown {
+  if (text.trim() === '') failInput(`headers.${HEADER_LENGTH}`, 'the JSON header is empty');
+  let parsed: unknown;
+  let error: Error | null = null;
+  // The JSON bodies' own parser (synchronous): the same refusals and error positions.
+  parseJsonBody(request, text, (e, value) => {
+    error = e;
+    parsed = value;
+  });
+  if (error) throw lengthGiven ? error : withoutLengthHint(error);
+  return parsed;
 }
 
 /** A parameter that must be a boolean when given (`binary_data`, `binary_data_output`). */

@@ -69,6 +69,16 @@ export interface Executor {
    */
   startHelpers(): void;
   /**
+   * Makes the operating system back the next `maxBytes` of the executor's memory that no
+   * prefault call has reached yet, without changing what it holds (WasmExecutor: an atomic add of
+   * zero per page, safe while a helper thread computes); true while some remain. A new executor's
+   * first large call otherwise takes a page fault per page its buffers first touch — for
+   * recalibration's first pass through a 4,096-row output region of 16 MiB, on the calling thread
+   * — and a caller that must not hold its thread that long touches them here in slices first.
+   * PlanExecutor: nothing to do (its arrays are zeroed when allocated), false.
+   */
+  prefault(maxBytes: number): boolean;
+  /**
    * Releases what the executor holds beyond memory (its helper threads). Idempotent; `run` keeps
    * working on the calling thread afterwards.
    */

@@ -218,6 +218,11 @@ export class PlanExecutor implements Executor {
   /** No helper threads: everything runs on the calling thread. */
   startHelpers(): void {}
 
+  /** Its buffers are allocated (and zeroed) by the call that needs them: nothing to touch. */
+  prefault(_maxBytes: number): boolean {
+    return false;
+  }
+
   /** Nothing to release: the buffers are garbage-collected with the executor. */
   close(): void {}
 

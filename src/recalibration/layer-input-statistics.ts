@@ -19,7 +19,7 @@ import {
 import type { FeatureTransform, Sequential } from '../nn/index.js';
 import type { BatchNormLayer } from './batch-norm-layers.js';
 import { ChannelMoments } from './channel-moments.js';
-import { SYNC_SLICE_BUDGET_FLOPS } from './recalibration-options.js';
+import { PREFAULT_SLICE_BYTES, SYNC_SLICE_BUDGET_FLOPS } from './recalibration-options.js';
 
 /** The network a recalibration compiles its prefix plans from. */
 export interface PlanSource {
@@ -134,6 +134,18 @@ export class LayerInputStatistics {
       merged.add(this.measure(x.subarray(r * width, (r + n) * width), n));
     }
     return { count: merged.count, mean: merged.mean, m2: merged.m2 };
+  }
+
+  /**
+   * Backs the executor's memory PREFAULT_SLICE_BYTES at a time with `pause` awaited between,
+   * when a pass of `rows` rows would run on the calling thread (no helper thread takes it): the
+   * first such pass through a new executor otherwise pays a page fault per page of its buffers
+   * in the same turn (a 4,096-row output region of 16 MiB for digits-cnn's first BatchNorm), on
+   * top of the pass's own work. Changes nothing the executor computes.
+   */
+  async prefault(rows: number, pause: () => Promise<void>): Promise<void> {
+    if (this.executor.offloads(rows)) return;
+    while (this.executor.prefault(PREFAULT_SLICE_BYTES)) await pause();
   }
 
   /**

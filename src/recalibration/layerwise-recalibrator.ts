@@ -33,6 +33,8 @@ export class LayerwiseRecalibrator extends StreamingRecalibrator {
   private readonly first: ChannelMoments;
   private readonly firstInputs: LayerInputStatistics;
   private readonly flat: boolean;
+  /** Whether the first pass's executor memory is backed yet (prefault, before the first chunk). */
+  private prefaulted = false;
 
   constructor(
     network: Sequential,
@@ -79,6 +81,10 @@ export class LayerwiseRecalibrator extends StreamingRecalibrator {
     // transform overflowed float32 on finite values), the statistics go on as before and the
     // final check of the statistics reports it.
     const check = unchecked && (() => checkFiniteRows(x, this.inputWidth, unchecked.firstRow));
+    if (!this.prefaulted && this.options.pause) {
+      this.prefaulted = true;
+      await this.firstInputs.prefault(this.options.chunkRows, this.slicePause);
+    }
     this.first.add(await this.firstInputs.measureAsync(x, rows, check));
     await this.store.append(x);
   }

@@ -78,6 +78,24 @@ describe('/openapi.json', () => {
     expect(validated.info.title).toBe('normserve');
   });
 
+  it('is built when the app is ready, not by a request: served without app.swagger()', async () => {
+    // A fresh app: nothing has asked it for the document before this request.
+    const fresh = await makeTestApp({ models: ['digits'] });
+    try {
+      const built = JSON.stringify(fresh.app.swagger());
+      fresh.app.swagger = () => {
+        throw new Error('the document was built by a request');
+      };
+      const res = await fresh.app.inject({ url: '/openapi.json' });
+      expect(res.statusCode).toBe(200);
+      expect(res.headers['content-type']).toBe('application/json; charset=utf-8');
+      // Byte for byte what serialising the document per request sent (validation.ts: JSON.stringify).
+      expect(res.body).toBe(built);
+    } finally {
+      await fresh.close();
+    }
+  });
+
   it('is what /docs/json serves', async () => {
     const res = await t.app.inject({ url: '/docs/json' });
     expect(res.statusCode).toBe(200);

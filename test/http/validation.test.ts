@@ -667,6 +667,8 @@ describe('405 Method Not Allowed, with Allow, on every route', () => {
     ['DELETE', '/healthz', 'GET, HEAD'],
     ['POST', '/', 'GET, HEAD'],
     ['PATCH', '/v1/jobs/abc?x=1', 'GET, HEAD'],
+    ['OPTIONS', '/v1/models/digits:predict', 'POST'],
+    ['OPTIONS', '/v1/models/digits', 'GET, HEAD'],
   ] as const) {
     it(`${method} ${url} → 405, Allow: ${allow}`, async () => {
       const res = await t.app.inject({ method, url });
@@ -677,6 +679,21 @@ describe('405 Method Not Allowed, with Allow, on every route', () => {
       );
     });
   }
+
+  it('HEAD on a POST-only route is a 405 whose document names HEAD (its length, as HEAD sends no body)', async () => {
+    const url = '/v1/models/digits:predict';
+    const head = await t.app.inject({ method: 'HEAD', url });
+    expect(head.statusCode).toBe(405);
+    expect(head.headers.allow).toBe('POST');
+    expect(head.body).toBe('');
+    // The same document as GET's but for the method's name, twice (detail and error); request
+    // ids have one length.
+    const get = await t.app.inject({ method: 'GET', url });
+    expect(get.json().error).toBe(`GET is not allowed on ${url}; it answers POST`);
+    expect(Number(head.headers['content-length'])).toBe(
+      Buffer.byteLength(get.body.replaceAll('GET is not allowed', 'HEAD is not allowed')),
+    );
+  });
 
   it('the routes still answer their own methods, and bad names stay validation errors', async () => {
     expect((await t.app.inject({ url: '/v1/models/digits' })).statusCode).toBe(200);

@@ -195,19 +195,47 @@ describe('refusals', () => {
     expect(error.message).toContain('input width 63 does not fit the network');
   });
 
+  it('the shape check runs no rows through the network, and still refuses every shape that does not fit', async () => {
+    const { network, inputTransform, inputShape } = loadModel(
+      'test/fixtures/torch-model/digits-cnn-torch/1',
+    );
+    const batches: number[] = [];
+    const forward = network.forward.bind(network);
+    network.forward = (x) => {
+      batches.push(x.shape[0]!);
+      return forward(x);
+    };
+    (await createRecalibrator(network, inputTransform, inputShape, { mode: 'exact' })).abort();
+    // Channels, a flat row, and an image too small for the max pooling (its geometry fails).
+    for (const [shape, message] of [
+      [[2, 8, 8], 'Conv2d expects input [N, 1, H, W]'],
+      [[64], 'Conv2d expects input [N, 1, H, W]'],
+      [[1, 1, 1], 'MaxPool2d: the output of input'],
+    ] as const) {
+      const error = await codeOf(() => createRecalibrator(network, undefined, shape));
+      expect(error.code).toBe('SHAPE_MISMATCH');
+      expect(error.message).toContain(
+        `input ${shape.length === 1 ? `width ${shape[0]}` : `shape [${shape.join(', ')}]`} does not fit the network`,
+      );
+      expect(error.message).toContain(message);
+    }
+    expect(batches).toEqual([0, 0, 0, 0]);
+  });
+
   it('calls must not overlap', async () => {
     const { network, inputTransform } = loadModel(MODEL_DIR);
-    let release = (): void => {};
+    // Every pause waits until released (the first push may pause more than once: prefault).
+    let released = false;
+    const waiting: (() => void)[] = [];
     const recalibrator = createRecalibrator(network, inputTransform, WIDTH, {
       mode: 'exact',
       pause: () =>
-        new Promise<void>((resolve) => {
-          release = resolve;
-        }),
+        released ? Promise.resolve() : new Promise<void>((resolve) => waiting.push(resolve)),
     });
     const first = recalibrator.push(night.subarray(0, 4 * WIDTH));
     await expect(recalibrator.push(night.subarray(0, 4 * WIDTH))).rejects.toThrow(/still running/);
-    release();
+    released = true;
+    for (const resolve of waiting) resolve();
     await first;
     expect(recalibrator.rows).toBe(4);
   });

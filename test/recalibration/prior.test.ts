@@ -6,9 +6,9 @@ import { describe, expect, it } from 'vitest';
 import { BatchNorm, type Sequential, Tensor } from '../../src/nn/index.js';
 import { recalibrate } from '../../src/recalibration/index.js';
 import { expectRelClose } from '../helpers/compare.js';
-import { STATS_RTOL } from '../helpers/tolerances.js';
 import { loadModel, nightShift, readDigitRows, WIDTH } from './helpers/digits-fixtures.js';
-import { PRIOR_SOURCE_RTOL } from './helpers/recalibration-tolerances.js';
+import { BN_STATISTICS_TOL, PRIOR_SOURCE_RTOL } from './helpers/recalibration-tolerances.js';
+import { expectStatisticsClose } from './helpers/statistics-close.js';
 
 const MODEL_DIR = 'test/fixtures/torch-model/digits-torch/1';
 const night = nightShift(readDigitRows().pixels);
@@ -108,19 +108,21 @@ describe('prior mode', () => {
       const source = prior.source[k]!;
       const blend = (s: ArrayLike<number>, t: Float64Array) =>
         Array.from(t, (tc, c) => w * s[c]! + (1 - w) * tc);
-      expectRelClose(bn.runningMean.data, blend(source.mean, target.mean), STATS_RTOL, `mean ${k}`);
-      expectRelClose(
-        bn.runningVar.data,
-        blend(source.variance, target.variance),
-        STATS_RTOL,
-        `var ${k}`,
+      expectStatisticsClose(
+        { mean: bn.runningMean.data, variance: bn.runningVar.data },
+        {
+          mean: blend(source.mean, target.mean),
+          variance: blend(source.variance, target.variance),
+        },
+        bn.eps,
+        `prior ${k}`,
       );
       // Strictly between source and target wherever they differ.
       bn.runningVar.data.forEach((v, c) => {
         const lo = Math.min(source.variance[c]!, target.variance[c]!);
         const hi = Math.max(source.variance[c]!, target.variance[c]!);
-        expect(v).toBeGreaterThanOrEqual(lo * (1 - STATS_RTOL));
-        expect(v).toBeLessThanOrEqual(hi * (1 + STATS_RTOL));
+        expect(v).toBeGreaterThanOrEqual(lo - BN_STATISTICS_TOL * (lo + bn.eps));
+        expect(v).toBeLessThanOrEqual(hi + BN_STATISTICS_TOL * (hi + bn.eps));
       });
     });
     // The first BatchNorm's target is the same as exact's, so its mean moves n/(N + n) as far.

@@ -14,7 +14,6 @@ import {
 } from '../../src/nn/index.js';
 import { createRecalibrator, recalibrate } from '../../src/recalibration/index.js';
 import { expectRelClose } from '../helpers/compare.js';
-import { STATS_RTOL } from '../helpers/tolerances.js';
 import {
   argmaxRows,
   loadModel,
@@ -25,6 +24,7 @@ import {
   WIDTH,
 } from './helpers/digits-fixtures.js';
 import { CUMULATIVE_AVERAGE_RTOL } from './helpers/recalibration-tolerances.js';
+import { expectStatisticsClose } from './helpers/statistics-close.js';
 
 const MODEL_DIR = 'test/fixtures/torch-model/digits-torch/1';
 const night = nightShift(readDigitRows().pixels);
@@ -148,8 +148,12 @@ describe('running mode', () => {
     expect(result.layers.map((l) => l.index)).toEqual(fixture.batchnorms.map((b) => b.index));
     for (const expected of fixture.batchnorms) {
       const bn = network.modules[expected.index] as BatchNorm;
-      expectRelClose(bn.runningMean.data, expected.running_mean.data, STATS_RTOL, 'mean');
-      expectRelClose(bn.runningVar.data, expected.running_var.data, STATS_RTOL, 'var');
+      expectStatisticsClose(
+        { mean: bn.runningMean.data, variance: bn.runningVar.data },
+        { mean: expected.running_mean.data, variance: expected.running_var.data },
+        bn.eps,
+        `${expected.index} (running)`,
+      );
       expect(bn.numBatchesTracked).toBe(expected.num_batches_tracked);
     }
     const logits = new CompiledModel(network, inputTransform, n).forward(night, n);

@@ -8,8 +8,6 @@
  */
 import { describe, expect, it } from 'vitest';
 import { recalibrate } from '../../src/recalibration/index.js';
-import { expectRelClose } from '../helpers/compare.js';
-import { STATS_RTOL } from '../helpers/tolerances.js';
 import {
   batchNorm,
   expectFloat64StatisticsClose,
@@ -17,6 +15,7 @@ import {
   readFixture,
   type TensorJson,
 } from './helpers/digits-fixtures.js';
+import { expectStatisticsClose } from './helpers/statistics-close.js';
 
 const MODEL_DIR = 'test/fixtures/torch-model/every-layer-torch/1';
 const fixture = readFixture<{
@@ -44,7 +43,7 @@ const { input, exact, running } = fixture.recalibration;
 const rows = Float32Array.from(input.data);
 
 describe(`recalibrating every layer type against PyTorch ${fixture.torch_version}`, () => {
-  it('exact: every BatchNorm within STATS_RTOL of the float64 statistics', async () => {
+  it('exact: every BatchNorm within BN_STATISTICS_TOL of the float64 statistics', async () => {
     const { network, inputTransform, inputShape } = loadModel(MODEL_DIR);
     const result = await recalibrate(network, inputTransform, inputShape, rows, { mode: 'exact' });
     expect(result.layers.map((l) => l.path)).toEqual(exact.map((b) => b.path));
@@ -53,7 +52,7 @@ describe(`recalibrating every layer type against PyTorch ${fixture.torch_version
     }
   });
 
-  it('running: batches like update_bn, every BatchNorm within STATS_RTOL', async () => {
+  it('running: batches like update_bn, every BatchNorm within BN_STATISTICS_TOL', async () => {
     const { network, inputTransform, inputShape } = loadModel(MODEL_DIR);
     const result = await recalibrate(network, inputTransform, inputShape, rows, {
       mode: 'running',
@@ -62,8 +61,12 @@ describe(`recalibrating every layer type against PyTorch ${fixture.torch_version
     expect(result.batches).toBe(Math.ceil(input.shape[0]! / running.batch_size));
     for (const expected of running.batchnorms) {
       const bn = batchNorm(network, expected.path);
-      expectRelClose(bn.runningMean.data, expected.running_mean.data, STATS_RTOL, expected.path);
-      expectRelClose(bn.runningVar.data, expected.running_var.data, STATS_RTOL, expected.path);
+      expectStatisticsClose(
+        { mean: bn.runningMean.data, variance: bn.runningVar.data },
+        { mean: expected.running_mean.data, variance: expected.running_var.data },
+        bn.eps,
+        `${expected.path} (running)`,
+      );
       expect(bn.numBatchesTracked).toBe(expected.num_batches_tracked);
     }
   });

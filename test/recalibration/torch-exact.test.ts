@@ -7,8 +7,8 @@ import { describe, expect, it } from 'vitest';
 import { CompiledModel } from '../../src/inference/index.js';
 import { BatchNorm } from '../../src/nn/index.js';
 import { recalibrate } from '../../src/recalibration/index.js';
-import { expectClose, expectRelClose } from '../helpers/compare.js';
-import { FUSION_ATOL, OUTPUT_ATOL, STATS_RTOL } from '../helpers/tolerances.js';
+import { expectClose } from '../helpers/compare.js';
+import { FUSION_ATOL, OUTPUT_ATOL } from '../helpers/tolerances.js';
 import {
   accuracy,
   argmaxRows,
@@ -19,6 +19,7 @@ import {
   type TensorJson,
   WIDTH,
 } from './helpers/digits-fixtures.js';
+import { expectStatisticsClose } from './helpers/statistics-close.js';
 
 interface RecalibrationFixture {
   num_rows: number;
@@ -52,17 +53,11 @@ describe('exact recalibration against PyTorch (digits-torch, night rows)', () =>
       const bn = network.modules[expected.index];
       if (!(bn instanceof BatchNorm)) throw new Error(`layer ${expected.index} is not a BatchNorm`);
       expect(expected.count).toBe(result.samples);
-      expectRelClose(
-        bn.runningMean.data,
-        expected.running_mean.data,
-        STATS_RTOL,
-        `${expected.index}.running_mean`,
-      );
-      expectRelClose(
-        bn.runningVar.data,
-        expected.running_var.data,
-        STATS_RTOL,
-        `${expected.index}.running_var`,
+      expectStatisticsClose(
+        { mean: bn.runningMean.data, variance: bn.runningVar.data },
+        { mean: expected.running_mean.data, variance: expected.running_var.data },
+        bn.eps,
+        `${expected.index} (exact)`,
       );
     }
     // num_batches_tracked counts training steps of the source model: untouched.

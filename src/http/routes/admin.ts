@@ -2,18 +2,12 @@ import type { Readable } from 'node:stream';
 import rateLimit from '@fastify/rate-limit';
 import { z } from 'zod';
 import { NormserveError } from '../../errors/index.js';
-import {
-  inputShapeOf,
-  JobRegistry,
-  type RecalibrationRequest,
-  RecalibrationService,
-  slices,
-} from '../../service/index.js';
+import { JobRegistry, RecalibrationService } from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
-import { requestTimedOut } from '../connection-limits.js';
 import { CONTENT_ENCODING_DOC } from '../content-encoding.js';
 import { beforeVerb } from '../not-found.js';
 import { adminRateLimit } from '../rate-limit.js';
+import { FLOAT32, NDJSON, recalibrateHandler } from '../recalibrate-request.js';
 import {
   acceptedSchema,
   activateBodySchema,
@@ -26,16 +20,11 @@ import {
 import {
   errorResponses,
   MODEL_NAME_ROUTE_PARAM,
-  modelNameParam,
+  nameParams,
   problemSchema,
-  versionParam,
+  versionParams,
 } from '../schemas/common.js';
-import { traceContextOf } from '../tracing.js';
-import { float32Rows, ndjsonRows } from '../upload-readers.js';
-import { listModel } from './tf-serving.js';
-
-const NDJSON = 'application/x-ndjson';
-const FLOAT32 = 'application/octet-stream';
+import { listModel } from '../views/model-listing.js';
 
 const adminErrors = {
   ...errorResponses,
@@ -84,8 +73,6 @@ async function adminScope(app: AppInstance): Promise<void> {
     ...adminRateLimit(app.deps),
   });
   const tags = ['admin'];
-  const nameParams = z.object({ name: modelNameParam });
-  const versionParams = z.object({ name: modelNameParam, version: versionParam });
 
   // The recalibrate route reads NDJSON and float32 bodies as streams; its own scope keeps these
   // parsers away from every other route (which stay JSON only).
@@ -98,7 +85,7 @@ async function adminScope(app: AppInstance): Promise<void> {
     scope.addContentTypeParser(NDJSON, passStream);
     scope.addContentTypeParser(FLOAT32, passStream);
 
-    const body = recalibrateBodySchema;
+    const recalibrate = recalibrateHandler(app.deps, service);
     scope.post(
       `/v1/models/${MODEL_NAME_ROUTE_PARAM}::recalibrate`,
       {
@@ -118,7 +105,7 @@ async function adminScope(app: AppInstance): Promise<void> {
           consumes: ['application/json', NDJSON, FLOAT32],
           params: nameParams,
           querystring: recalibrateQuerySchema,
-          body,
+          body: recalibrateBodySchema,
           response: {
             201: recalibrationOutcomeSchema.describe('Published (Location: the new version)'),
             202: acceptedSchema.describe('Running as a job (Location: /v1/jobs/{id})'),
@@ -126,79 +113,7 @@ async function adminScope(app: AppInstance): Promise<void> {
           },
         },
       },
-      async (request, reply) => {
-        request.modelName = request.params.name;
-        const contentType = (request.headers['content-type'] ?? '')
-          .split(';')[0]!
-          .trim()
-          .toLowerCase();
-        const streamed = contentType === NDJSON || contentType === FLOAT32;
-        const json = streamed ? undefined : (request.body as z.output<typeof body>);
-        const q = request.query;
-        const recalibration: RecalibrationRequest = {
-          model: request.params.name,
-          mode: json?.mode ?? q.mode ?? 'exact',
-          priorStrength: json?.prior_strength ?? q.prior_strength,
-          batchSize: json?.batch_size ?? q.batch_size,
-          activate: json?.activate ?? q.activate ?? true,
-          note: json?.note ?? q.note,
-          trace: traceContextOf(request),
-          parsedAsItArrives: contentType === NDJSON,
-        };
-        // A JSON body is checked whole before the model is locked, so a bad request never makes
-        // a good one wait; streamed bodies are checked as they arrive.
-        if (json)
-          inputShapeOf(registry.resolve(recalibration.model)).readInstances(
-            json.instances,
-            'instances',
-          );
-        const session = await service.begin(recalibration);
-        try {
-          if (json) {
-            // Checked again against the parent the session got (it may be newer than the
-            // version the early check saw).
-            const data = inputShapeOf(session.parent).readInstances(json.instances, 'instances');
-            await session.pushAll(slices(data, 1024 * session.width));
-          } else {
-            const read = contentType === NDJSON ? ndjsonRows : float32Rows;
-            await session.pushAll(
-              read(
-                request.body as unknown as Readable,
-                session.width,
-                config.RECALIBRATION_BODY_LIMIT_BYTES,
-              ),
-            );
-          }
-        } catch (e) {
-          const error =
-            e instanceof NormserveError &&
-            e.code === 'CLIENT_ABORTED' &&
-            requestTimedOut(request.raw.socket)
-              ? new NormserveError(
-                  'REQUEST_TIMEOUT',
-                  `the upload did not arrive within REQUEST_TIMEOUT_MS (${config.REQUEST_TIMEOUT_MS} ms)`,
-                  { cause: e },
-                )
-              : e;
-          await session.fail(error);
-          throw error;
-        }
-        const prefersAsync = /\brespond-async\b/i.test(String(request.headers.prefer ?? ''));
-        if (prefersAsync || session.rows > config.RECALIBRATION_ASYNC_ROWS) {
-          session.complete().catch(() => undefined); // the job records the outcome
-          const location = `/v1/jobs/${session.job.id}`;
-          return reply
-            .code(202)
-            .header('Location', location)
-            .send({ job_id: session.job.id, state: session.job.state, location });
-        }
-        const outcome = await session.complete();
-        return reply
-          .code(201)
-          .header('Location', `/v1/models/${outcome.model}/versions/${outcome.version}`)
-          .header('X-Model-Version', String(outcome.version))
-          .send(outcome);
-      },
+      recalibrate,
     );
   });
 

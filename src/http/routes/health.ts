@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { AppInstance } from '../app-types.js';
-import { activeRecordStatus } from './tf-serving.js';
+import { activeRecordStatus } from '../views/model-status.js';
 
 const modelReadiness = z.object({
   name: z.string(),

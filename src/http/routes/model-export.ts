@@ -1,14 +1,8 @@
 import { z } from 'zod';
 import { exportModelOnnx } from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
-import {
-  errorResponses,
-  modelNameParam,
-  problemSchema,
-  queryFlag,
-  versionParam,
-} from '../schemas/common.js';
-import { attributeModel } from './tf-serving.js';
+import { attributeModel } from '../attribute-model.js';
+import { errorResponses, problemSchema, queryFlag, versionParams } from '../schemas/common.js';
 
 /**
  * ONNX has no registered media type; application/octet-stream is what HTTP clients, browsers and
@@ -52,7 +46,7 @@ export async function modelExportRoutes(app: AppInstance): Promise<void> {
         tags: ['models'],
         summary:
           'The version as an ONNX model: BatchNorm and the input transform folded, outputs = the raw outputs (logits)',
-        params: z.object({ name: modelNameParam, version: versionParam }),
+        params: versionParams,
         querystring: exportQuerySchema,
         response: {
           200: onnxResponse,

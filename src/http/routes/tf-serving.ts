@@ -1,303 +1,34 @@
-import type { FastifyReply, FastifyRequest } from 'fastify';
-import Negotiator from 'negotiator';
-import { z } from 'zod';
-import { NormserveError } from '../../errors/index.js';
-import {
-  type Accepts,
-  type AvailableVersion,
-  compileAccepts,
-  compiledLayers,
-  FP32_BYTES,
-  failInput,
-  float32Bytes,
-  float32Rows,
-  foldedBatchNorms,
-  inputShapeOf,
-  type ModelRegistry,
-  type ModelSnapshot,
-  type PredictOutput,
-  type RowSource,
-  readFloat32,
-} from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
+import { attributeModel } from '../attribute-model.js';
 import { OCTET_STREAM } from '../binary-infer.js';
 import { CONTENT_ENCODING_DOC } from '../content-encoding.js';
-import { predictResponseJson } from '../json-responses.js';
 import { beforeVerb } from '../not-found.js';
-import { recordInference } from '../request-context.js';
+import { predictBody, predictHandler, predictQuery } from '../predict-request.js';
 import {
-  checkBatchSize,
-  checkFiniteOutputs,
   errorResponses,
   inferenceErrorResponses,
   MODEL_NAME_ROUTE_PARAM,
-  modelNameParam,
-  versionParam,
+  nameParams,
+  versionParams,
 } from '../schemas/common.js';
 import {
   modelStatusSchema,
-  predictQuerySchema,
-  predictRequestSchema,
-  predictRequestSchemaFor,
+  modelsListSchema,
+  modelVersionsSchema,
   predictResponseSchema,
+  versionMetadataSchema,
 } from '../schemas/tf-serving.js';
-import { parseWith, validatedByHandler } from '../validation.js';
-
-type PredictBody = z.output<typeof predictRequestSchema>;
-
-/**
- * An onRequest hook for routes with a `:name` parameter: attributes the request to that model
- * (log line, metric labels), even when it fails later (415, malformed JSON, validation). Only
- * models of the registry are named, so requests for made-up models cannot create label values.
- */
-export function attributeModel(registry: ModelRegistry) {
-  return (request: FastifyRequest, _reply: FastifyReply, done: () => void): void => {
-    const name = (request.params as { name?: unknown } | undefined)?.name;
-    if (typeof name === 'string' && registry.has(name)) request.modelName = name;
-    done();
-  };
-}
-
-const JSON_TYPE = 'application/json; charset=utf-8';
-
-const ANSWER_TYPES = ['application/json', OCTET_STREAM];
-
-/**
- * Raw float32 outputs when Accept prefers application/octet-stream to JSON, by q-values
- * (`application/octet-stream;q=0, application/json` is JSON); without Accept, with any type or
- * with only types it cannot answer, JSON.
- */
-function wantsBinary(request: FastifyRequest): boolean {
-  const accept = request.headers.accept?.toLowerCase();
-  if (accept === undefined || !accept.includes(OCTET_STREAM)) return false;
-  // The form binary clients send, decided without parsing the header.
-  if (accept === OCTET_STREAM) return true;
-  return new Negotiator(request.raw).mediaType(ANSWER_TYPES) === OCTET_STREAM;
-}
-
-/** The probabilities (regression: the outputs) as little-endian float32 rows. */
-function sendFloat32(reply: FastifyReply, out: PredictOutput): FastifyReply {
-  return reply
-    .type(OCTET_STREAM)
-    .header('X-Output-Shape', `${out.rows},${out.outputWidth}`)
-    .send(float32Bytes(out.probabilities ?? out.outputs));
-}
-
-function versionStatus(model: ModelSnapshot, only?: number) {
-  return [...model.versions.values()]
-    .filter((v) => only === undefined || v.version === only)
-    .sort((a, b) => b.version - a.version)
-    .map((v) => ({
-      version: String(v.version),
-      state: v.state,
-      status:
-        v.state === 'AVAILABLE'
-          ? { error_code: 'OK', error_message: '' }
-          : { error_code: 'UNKNOWN', error_message: v.reason ?? '' },
-      active: model.active === v.version,
-    }));
-}
-
-/** The fields of metrics.json that metadata reports (any JSON; other fields are left out). */
-const trainingMetricsSchema = z.looseObject({
-  test: z.unknown(),
-  best_epoch: z.unknown(),
-  seed: z.unknown(),
-  data_sha256: z.unknown(),
-  wall_time_ms: z.unknown(),
-});
-
-/** Metadata of one served version: what a client needs to call it and what compilation did. */
-export function versionMetadata(served: AvailableVersion) {
-  const { config, metrics } = served.checkpoint;
-  const plan = served.compiled.plan;
-  const m = metrics === undefined ? undefined : trainingMetricsSchema.safeParse(metrics).data;
-  return {
-    name: config.name,
-    version: served.version,
-    task: config.task,
-    input_shape: config.input_shape,
-    output_shape: plan.outputShape,
-    labels: config.labels ?? null,
-    description: config.description ?? null,
-    layers: compiledLayers(served),
-    folded_batchnorms: foldedBatchNorms(served),
-    input_transform_folded: plan.inputTransformFolded,
-    kernels: plan.steps.map(
-      (s) => `${s.op}${s.activation.kind === 'none' ? '' : `+${s.activation.kind}`}`,
-    ),
-    training: config.training ?? null,
-    metrics: m
-      ? {
-          test: m.test ?? null,
-          best_epoch: m.best_epoch ?? null,
-          seed: m.seed ?? null,
-          data_sha256: m.data_sha256 ?? null,
-          wall_time_ms: m.wall_time_ms ?? null,
-        }
-      : null,
-    provenance: config.provenance ?? null,
-    loaded_at: served.loadedAt,
-  };
-}
-
-const metadataSchema = z
-  .looseObject({
-    name: z.string(),
-    version: z.number().int(),
-    task: z.enum(['classification', 'regression']),
-    input_shape: z.array(z.number().int()),
-    output_shape: z.array(z.number().int()),
-    labels: z.array(z.string()).nullable(),
-    layers: z.array(
-      z
-        .looseObject({
-          index: z.number().int(),
-          type: z.string(),
-          compiled: z.string().nullable(),
-        })
-        .meta({
-          description:
-            'A config.json layer entry and its fate in the compiled plan; a residual block lists its nested layers (each with its `path`) under `layers`',
-        }),
-    ),
-    folded_batchnorms: z.array(z.union([z.number().int(), z.string()])).meta({
-      description:
-        'The BatchNorm layers folded into Linear or Conv2d weights: the index of a top-level one, the path ("3.body.1") of one inside a residual block',
-    }),
-    input_transform_folded: z.boolean(),
-    kernels: z.array(z.string()),
-    training: z.unknown(),
-    metrics: z.unknown(),
-    provenance: z.unknown(),
-  })
-  .meta({
-    description: 'What a client needs to call the version, and what compilation did to it',
-    examples: [
-      {
-        name: 'digits',
-        version: 1,
-        task: 'classification',
-        input_shape: [64],
-        output_shape: [10],
-        labels: ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'],
-        description: '8x8 handwritten digits',
-        layers: [
-          {
-            index: 0,
-            type: 'linear',
-            in_features: 64,
-            out_features: 128,
-            bias: true,
-            compiled: 'kernel',
-          },
-          {
-            index: 1,
-            type: 'batchnorm1d',
-            num_features: 128,
-            compiled: 'folded_into_previous_linear',
-          },
-          { index: 2, type: 'relu', compiled: 'fused_activation' },
-          { index: 3, type: 'dropout', p: 0.2, compiled: 'removed_in_eval' },
-          {
-            index: 4,
-            type: 'linear',
-            in_features: 128,
-            out_features: 10,
-            bias: true,
-            compiled: 'kernel',
-          },
-        ],
-        folded_batchnorms: [1],
-        input_transform_folded: true,
-        kernels: ['dense+relu', 'dense'],
-        training: null,
-        metrics: {
-          test: { loss: 0.245, accuracy: 0.95, rows: 360 },
-          best_epoch: 39,
-          seed: 42,
-          data_sha256: 'd7ff1341011182b7af3733b201a919cea2ffe00f25ff23ba48c5e791daffb498',
-          wall_time_ms: 6551,
-        },
-        provenance: null,
-        loaded_at: '2026-01-01T00:00:00.000Z',
-      },
-    ],
-  });
-
-/** normserve extension of model status: why active-version.json cannot be followed. */
-const activeRecordError = z.string().optional().meta({
-  description:
-    "Why the model's active-version.json cannot be followed (unreadable, or naming a version that is not available); the version served before stays served, or none at start-up",
-});
-
-const modelListing = z.object({
-  name: z.string(),
-  active_version: z.number().int().nullable(),
-  state: z.enum(['AVAILABLE', 'UNAVAILABLE']),
-  active_record_error: activeRecordError,
-  versions: z.array(
-    z.object({
-      version: z.number().int(),
-      state: z.enum(['AVAILABLE', 'FAILED']),
-      active: z.boolean(),
-      reason: z
-        .string()
-        .optional()
-        .meta({ description: 'Why the version failed to load (FAILED only)' }),
-    }),
-  ),
-});
-
-const modelListingExample = {
-  name: 'digits',
-  active_version: 1,
-  state: 'AVAILABLE',
-  versions: [
-    { version: 1, state: 'AVAILABLE', active: true },
-    {
-      version: 2,
-      state: 'FAILED',
-      active: false,
-      reason: 'model.safetensors: the file is shorter than its header says',
-    },
-  ],
-};
-
-const modelsListSchema = z
-  .object({ models: z.array(modelListing) })
-  .meta({ examples: [{ models: [modelListingExample] }] });
-
-/** The problem of a model's active-version record, as the optional status field. */
-export const activeRecordStatus = (model: ModelSnapshot) =>
-  model.activeProblem !== undefined ? { active_record_error: model.activeProblem } : {};
-
-export function listModel(model: ModelSnapshot) {
-  return {
-    name: model.name,
-    active_version: model.active ?? null,
-    state: model.active === undefined ? ('UNAVAILABLE' as const) : ('AVAILABLE' as const),
-    ...activeRecordStatus(model),
-    versions: [...model.versions.values()]
-      .sort((a, b) => a.version - b.version)
-      .map((v) => ({
-        version: v.version,
-        state: v.state,
-        active: model.active === v.version,
-        ...(v.reason ? { reason: v.reason } : {}),
-      })),
-  };
-}
+import { listModel } from '../views/model-listing.js';
+import { modelStatus, oneVersionStatus } from '../views/model-status.js';
+import { versionMetadata } from '../views/version-metadata.js';
 
 /**
  * TF Serving's REST API (https://www.tensorflow.org/tfx/serving/api_rest): model status, metadata
  * and predict in row (`instances`) or columnar (`inputs`) format, plus the model list.
  */
 export async function tfServingRoutes(app: AppInstance): Promise<void> {
-  const { registry, config, inference, drift } = app.deps;
+  const { registry, drift } = app.deps;
   const onRequest = attributeModel(registry);
-  const nameParams = z.object({ name: modelNameParam });
-  const versionParams = z.object({ name: modelNameParam, version: versionParam });
 
   app.get(
     '/v1/models',
@@ -324,16 +55,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
         response: { 200: modelStatusSchema, ...errorResponses },
       },
     },
-    async (request) => {
-      const model = registry.get(request.params.name);
-      return {
-        model_version_status: versionStatus(model),
-        ...activeRecordStatus(model),
-        ...(drift.options.autoRecalibrate !== 'off'
-          ? { auto_recalibration: drift.autoStatus(model.name) }
-          : {}),
-      };
-    },
+    async (request) => modelStatus(registry.get(request.params.name), drift),
   );
 
   app.get(
@@ -345,10 +67,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
         tags: ['models'],
         summary: 'Versions of a model with states, the active one marked',
         params: nameParams,
-        response: {
-          200: modelListing.meta({ examples: [modelListingExample] }),
-          ...errorResponses,
-        },
+        response: { 200: modelVersionsSchema, ...errorResponses },
       },
     },
     async (request) => listModel(registry.get(request.params.name)),
@@ -366,17 +85,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
         response: { 200: modelStatusSchema, ...errorResponses },
       },
     },
-    async (request) => {
-      const model = registry.get(request.params.name);
-      const status = versionStatus(model, request.params.version);
-      if (status.length === 0) {
-        throw new NormserveError(
-          'VERSION_NOT_FOUND',
-          `model "${model.name}" has no version ${request.params.version}`,
-        );
-      }
-      return { model_version_status: status, ...activeRecordStatus(model) };
-    },
+    async (request) => oneVersionStatus(registry.get(request.params.name), request.params.version),
   );
 
   app.get(
@@ -389,7 +98,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
         summary:
           'Metadata of the active version: inputs, labels, layers, folded BatchNorms, training metrics, provenance',
         params: nameParams,
-        response: { 200: metadataSchema, ...errorResponses },
+        response: { 200: versionMetadataSchema, ...errorResponses },
       },
     },
     async (request) => versionMetadata(registry.resolve(request.params.name)),
@@ -404,119 +113,18 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
         tags: ['models'],
         summary: 'Metadata of one version',
         params: versionParams,
-        response: { 200: metadataSchema, ...errorResponses },
+        response: { 200: versionMetadataSchema, ...errorResponses },
       },
     },
     async (request) =>
       versionMetadata(registry.resolve(request.params.name, request.params.version)),
   );
 
-  // Bodies (and the query, whose errors come after the body's, as Fastify orders them) are
-  // validated by the handler: a check compiled per model from the zod schema (samples of the
-  // model's input shape, flat or nested, at most MAX_BATCH_SIZE of them) accepts valid requests
-  // fast and the samples go straight into the engine's input buffer; anything it refuses takes
-  // the general path, whose zod schema and the input shape's reader name every problem.
-  const body = validatedByHandler(predictRequestSchema);
-  const querystring = validatedByHandler(predictQuerySchema);
-  const accepts = new WeakMap<AvailableVersion, Accepts | undefined>();
-  const acceptsFor = (served: AvailableVersion) => {
-    if (!accepts.has(served)) {
-      accepts.set(
-        served,
-        compileAccepts(predictRequestSchemaFor(served.compiled.inputShape, config.MAX_BATCH_SIZE)),
-      );
-    }
-    return accepts.get(served);
-  };
-  const fusedOf = (query: unknown): boolean => {
-    // No query string is the common case: the default without running the schema.
-    for (const _ in query as object) return parseWith(querystring, query, 'querystring').fused;
-    return true;
-  };
-
-  const handler = async (
-    request: FastifyRequest & { params: { name: string; version?: number } },
-    reply: FastifyReply,
-  ) => {
-    let served: AvailableVersion | undefined;
-    let unresolved: unknown;
-    try {
-      served = inference.resolve(request.params.name, request.params.version);
-    } catch (e) {
-      unresolved = e;
-    }
-    if (Buffer.isBuffer(request.body)) return predictBinary(request, reply, served, unresolved);
-    let source: RowSource;
-    let columnar: boolean;
-    let fused: boolean;
-    const raw = request.body as PredictBody;
-    if (served && acceptsFor(served)?.(raw)) {
-      columnar = raw.inputs !== undefined;
-      source = inputShapeOf(served).samples((raw.instances ?? raw.inputs)!);
-      fused = fusedOf(request.query);
-    } else {
-      const parsed = parseWith(body, raw, 'body');
-      fused = fusedOf(request.query);
-      columnar = parsed.inputs !== undefined;
-      const instances = (parsed.instances ?? parsed.inputs)!;
-      const field = columnar ? 'inputs' : 'instances';
-      checkBatchSize(field, instances.length, config.MAX_BATCH_SIZE);
-      if (!served) throw unresolved;
-      source = inputShapeOf(served).instances(instances, field);
-    }
-    let out: PredictOutput | Promise<PredictOutput> = inference.infer(served, source, fused, true);
-    if (out instanceof Promise) out = await out;
-    checkFiniteOutputs(out, (r) => (columnar ? `inputs[${r}]` : `instances[${r}]`));
-    recordInference(request, out, fused);
-    void reply.header('X-Model-Version', String(out.version));
-    if (wantsBinary(request)) return sendFloat32(reply, out);
-    return reply.type(JSON_TYPE).send(predictResponseJson(out, columnar));
-  };
-
-  /**
-   * `Content-Type: application/octet-stream`: little-endian float32 rows of the model's width
-   * (a [C, H, W] sample row-major, as PyTorch stores it), back to back; the row count follows
-   * from the length.
-   */
-  const predictBinary = async (
-    request: FastifyRequest,
-    reply: FastifyReply,
-    served: AvailableVersion | undefined,
-    unresolved: unknown,
-  ) => {
-    const bytes = request.body as Buffer;
-    const fused = fusedOf(request.query);
-    if (!served) throw unresolved;
-    const width = served.compiled.inputWidth;
-    const rowBytes = width * FP32_BYTES;
-    if (bytes.length === 0) failInput('body', 'at least one row is required');
-    if (bytes.length % rowBytes !== 0) {
-      failInput(
-        'body',
-        `${bytes.length} bytes is not a whole number of rows (${width} float32 values, ${rowBytes} bytes each)`,
-      );
-    }
-    const rows = bytes.length / rowBytes;
-    checkBatchSize('body', rows, config.MAX_BATCH_SIZE);
-    const values = readFloat32(bytes, 'body');
-    let out: PredictOutput | Promise<PredictOutput> = inference.infer(
-      served,
-      float32Rows(values, rows, width),
-      fused,
-      true,
-    );
-    if (out instanceof Promise) out = await out;
-    checkFiniteOutputs(out, (r) => `body (row ${r})`);
-    recordInference(request, out, fused);
-    void reply.header('X-Model-Version', String(out.version));
-    if (wantsBinary(request)) return sendFloat32(reply, out);
-    return reply.type(JSON_TYPE).send(predictResponseJson(out, false));
-  };
-
+  const predict = predictHandler(app.deps);
   const predictSchema = {
     tags: ['predict'],
-    querystring,
-    body,
+    querystring: predictQuery,
+    body: predictBody,
     consumes: ['application/json', OCTET_STREAM],
     description: [
       "JSON (this schema), or `Content-Type: application/octet-stream`: little-endian float32 rows of the model's input width, back to back (the row count follows from the length); a sample of a multi-dimensional input_shape is its values in row-major order (64 for [1, 8, 8]).",
@@ -540,7 +148,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
         params: nameParams,
       },
     },
-    handler,
+    predict,
   );
   app.post(
     `/v1/models/:name/versions/${beforeVerb('version')}::predict`,
@@ -549,6 +157,6 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
       onRequest,
       schema: { ...predictSchema, summary: 'Predict with one version', params: versionParams },
     },
-    handler,
+    predict,
   );
 }

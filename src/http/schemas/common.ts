@@ -1,15 +1,10 @@
 import { z } from 'zod';
 import { expecting } from '../../errors/index.js';
 import {
-  checkBatchSize,
-  checkFiniteOutputs,
   MODEL_NAME_PATTERN,
   ROW_ARRAY_MESSAGE,
   VERSION_NAME_PATTERN,
 } from '../../service/index.js';
-
-/** Defined with the inference use case (gRPC applies them too); re-exported for the routes. */
-export { checkBatchSize, checkFiniteOutputs };
 
 /**
  * Instances of a prediction request, one sample per element. Without `sample` (the OpenAPI
@@ -17,7 +12,7 @@ export { checkBatchSize, checkFiniteOutputs };
  * against the version that serves the request (src/service/input-shape.ts names each offending
  * place); with a model's `InputShape.sampleSchema()` and `maxRows` it is the schema of that
  * model's requests, compiled once per version for the fast path. Without `maxRows` the row count
- * is left to the route (see checkBatchSize), so the general schema does not depend on the
+ * is left to the handler (see checkBatchSize), so the general schema does not depend on the
  * configuration or the model.
  */
 export function rowsSchema(maxRows?: number, sample?: z.ZodType) {
@@ -61,6 +56,12 @@ export const versionParam = z
   .regex(VERSION_NAME_PATTERN, { error: expecting('a positive integer') })
   .transform(Number)
   .meta({ description: 'Model version (a positive integer)', example: '1' });
+
+/** The path parameters of a model's routes (`/…/models/:name…`). */
+export const nameParams = z.object({ name: modelNameParam });
+
+/** The path parameters of one version's routes (`/…/models/:name/versions/:version…`). */
+export const versionParams = z.object({ name: modelNameParam, version: versionParam });
 
 export const problemSchema = z
   .object({

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { errorResponses } from './common.js';
 import { LIMITS, parametersSchema } from './limits.js';
 
 const example = Array.from({ length: 64 }, (_, i) => (i % 9 === 0 ? 8 : 0));
@@ -14,6 +15,31 @@ export const serverMetadataSchema = z
   .meta({
     examples: [{ name: 'normserve', version: '0.1.0', extensions: ['binary_tensor_data'] }],
   });
+
+export const serverLiveSchema = z
+  .object({ live: z.boolean() })
+  .meta({ examples: [{ live: true }] });
+
+const readySchema = z.object({ ready: z.boolean() });
+
+export const serverReadyResponses = {
+  200: readySchema.meta({ examples: [{ ready: true }] }),
+  503: readySchema.meta({
+    description: 'Some model has no available version, or the repository is empty',
+    examples: [{ ready: false }],
+  }),
+};
+
+const modelReady = z.object({ name: z.string(), ready: z.boolean() });
+
+export const modelReadyResponses = {
+  200: modelReady.meta({ examples: [{ name: 'digits', ready: true }] }),
+  ...errorResponses,
+  503: modelReady.meta({
+    description: 'Known model with no available version',
+    examples: [{ name: 'digits', ready: false }],
+  }),
+};
 
 export const modelMetadataSchema = z
   .object({

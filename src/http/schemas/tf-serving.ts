@@ -123,3 +123,135 @@ export const modelStatusSchema = z
       },
     ],
   });
+
+/** GET /v1/models/{name}/metadata (and one version's). */
+export const versionMetadataSchema = z
+  .looseObject({
+    name: z.string(),
+    version: z.number().int(),
+    task: z.enum(['classification', 'regression']),
+    input_shape: z.array(z.number().int()),
+    output_shape: z.array(z.number().int()),
+    labels: z.array(z.string()).nullable(),
+    layers: z.array(
+      z
+        .looseObject({
+          index: z.number().int(),
+          type: z.string(),
+          compiled: z.string().nullable(),
+        })
+        .meta({
+          description:
+            'A config.json layer entry and its fate in the compiled plan; a residual block lists its nested layers (each with its `path`) under `layers`',
+        }),
+    ),
+    folded_batchnorms: z.array(z.union([z.number().int(), z.string()])).meta({
+      description:
+        'The BatchNorm layers folded into Linear or Conv2d weights: the index of a top-level one, the path ("3.body.1") of one inside a residual block',
+    }),
+    input_transform_folded: z.boolean(),
+    kernels: z.array(z.string()),
+    training: z.unknown(),
+    metrics: z.unknown(),
+    provenance: z.unknown(),
+  })
+  .meta({
+    description: 'What a client needs to call the version, and what compilation did to it',
+    examples: [
+      {
+        name: 'digits',
+        version: 1,
+        task: 'classification',
+        input_shape: [64],
+        output_shape: [10],
+        labels: ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'],
+        description: '8x8 handwritten digits',
+        layers: [
+          {
+            index: 0,
+            type: 'linear',
+            in_features: 64,
+            out_features: 128,
+            bias: true,
+            compiled: 'kernel',
+          },
+          {
+            index: 1,
+            type: 'batchnorm1d',
+            num_features: 128,
+            compiled: 'folded_into_previous_linear',
+          },
+          { index: 2, type: 'relu', compiled: 'fused_activation' },
+          { index: 3, type: 'dropout', p: 0.2, compiled: 'removed_in_eval' },
+          {
+            index: 4,
+            type: 'linear',
+            in_features: 128,
+            out_features: 10,
+            bias: true,
+            compiled: 'kernel',
+          },
+        ],
+        folded_batchnorms: [1],
+        input_transform_folded: true,
+        kernels: ['dense+relu', 'dense'],
+        training: null,
+        metrics: {
+          test: { loss: 0.245, accuracy: 0.95, rows: 360 },
+          best_epoch: 39,
+          seed: 42,
+          data_sha256: 'd7ff1341011182b7af3733b201a919cea2ffe00f25ff23ba48c5e791daffb498',
+          wall_time_ms: 6551,
+        },
+        provenance: null,
+        loaded_at: '2026-01-01T00:00:00.000Z',
+      },
+    ],
+  });
+
+/** normserve extension of model status: why active-version.json cannot be followed. */
+const activeRecordError = z.string().optional().meta({
+  description:
+    "Why the model's active-version.json cannot be followed (unreadable, or naming a version that is not available); the version served before stays served, or none at start-up",
+});
+
+const modelListing = z.object({
+  name: z.string(),
+  active_version: z.number().int().nullable(),
+  state: z.enum(['AVAILABLE', 'UNAVAILABLE']),
+  active_record_error: activeRecordError,
+  versions: z.array(
+    z.object({
+      version: z.number().int(),
+      state: z.enum(['AVAILABLE', 'FAILED']),
+      active: z.boolean(),
+      reason: z
+        .string()
+        .optional()
+        .meta({ description: 'Why the version failed to load (FAILED only)' }),
+    }),
+  ),
+});
+
+const modelListingExample = {
+  name: 'digits',
+  active_version: 1,
+  state: 'AVAILABLE',
+  versions: [
+    { version: 1, state: 'AVAILABLE', active: true },
+    {
+      version: 2,
+      state: 'FAILED',
+      active: false,
+      reason: 'model.safetensors: the file is shorter than its header says',
+    },
+  ],
+};
+
+/** GET /v1/models. */
+export const modelsListSchema = z
+  .object({ models: z.array(modelListing) })
+  .meta({ examples: [{ models: [modelListingExample] }] });
+
+/** GET /v1/models/{name}/versions. */
+export const modelVersionsSchema = modelListing.meta({ examples: [modelListingExample] });

@@ -13,6 +13,9 @@ import { CONTROL, DONE, type EngineParts, HELPER_STATE, OP, PROGRAM } from './pr
 import { WasmProbe } from './wasm-probe.js';
 import { writeProgram } from './write-program.js';
 
+/** The operating system's page (x86-64, arm64 Linux): prefault touches one word per page. */
+const PAGE_BYTES = 4096;
+
 /** What a helper thread needs to run rows of the plan: see service/engine-threads.ts. */
 export interface HelperInit {
   module: WebAssembly.Module;
@@ -177,6 +180,8 @@ export class WasmExecutor implements Executor {
   /** The pass of rows running on helper threads for calls[0], if any. */
   private pass: AsyncPass | undefined;
   private offloadedPasses = 0;
+  /** Bytes from the start of memory that prefault has touched. */
+  private prefaulted = 0;
 
   constructor(plan: CompiledPlan, options: WasmExecutorOptions) {
     this.plan = plan;
@@ -621,6 +626,16 @@ export class WasmExecutor implements Executor {
     this.release();
     this.plan = plan;
     this.flopsPerRow = writeProgram(plan, this.layout, this.memory, this.exports);
+  }
+
+  prefault(maxBytes: number): boolean {
+    const words = this.words;
+    const end = Math.min(words.length * 4, this.prefaulted + Math.max(PAGE_BYTES, maxBytes));
+    // A read would map the shared zero page; an atomic add of zero writes, so the page is backed,
+    // and leaves what a helper thread may be writing meanwhile as it is.
+    for (let at = this.prefaulted; at < end; at += PAGE_BYTES) Atomics.add(words, at >> 2, 0);
+    this.prefaulted = Math.ceil(end / PAGE_BYTES) * PAGE_BYTES;
+    return this.prefaulted < words.length * 4;
   }
 
   close(): void {

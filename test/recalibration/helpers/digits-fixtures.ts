@@ -16,8 +16,7 @@ import {
   numelOf,
   type Sequential,
 } from '../../../src/nn/index.js';
-import { expectRelClose } from '../../helpers/compare.js';
-import { STATS_RTOL } from '../../helpers/tolerances.js';
+import { expectStatisticsClose } from './statistics-close.js';
 
 const ROOT = new URL('../../../', import.meta.url);
 
@@ -110,22 +109,16 @@ export function batchNorm(network: Sequential, path: string): BatchNorm {
   return m;
 }
 
-/** A BatchNorm's running statistics within STATS_RTOL of PyTorch's float64 ones (a fixture's). */
+/** A BatchNorm's running statistics close to PyTorch's float64 ones (a fixture's): statistics-close.ts. */
 export function expectFloat64StatisticsClose(
   network: Sequential,
   expected: { path: string; running_mean_float64: TensorJson; running_var_float64: TensorJson },
 ): void {
   const bn = batchNorm(network, expected.path);
-  expectRelClose(
-    bn.runningMean.data,
-    expected.running_mean_float64.data,
-    STATS_RTOL,
-    `${expected.path}.running_mean`,
-  );
-  expectRelClose(
-    bn.runningVar.data,
-    expected.running_var_float64.data,
-    STATS_RTOL,
-    `${expected.path}.running_var`,
+  expectStatisticsClose(
+    { mean: bn.runningMean.data, variance: bn.runningVar.data },
+    { mean: expected.running_mean_float64.data, variance: expected.running_var_float64.data },
+    bn.eps,
+    `${expected.path} (float64 reference)`,
   );
 }

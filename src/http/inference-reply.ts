@@ -1,0 +1,23 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { checkFiniteOutputs, type PredictOutput } from '../service/index.js';
+import { recordInference } from './request-context.js';
+
+/** The content type of the prediction routes' JSON replies (written as text, json-responses.ts). */
+export const JSON_TYPE = 'application/json; charset=utf-8';
+
+/**
+ * What the prediction routes (TF Serving predict, OIP infer) do with the engine's answer before
+ * shaping their reply: refuse rows whose outputs overflow (`rowPath` names each one in the
+ * request), record the inference for the log line and metrics, and name the version that answered.
+ */
+export function answered(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  out: PredictOutput,
+  fused: boolean,
+  rowPath: (row: number) => string,
+): void {
+  checkFiniteOutputs(out, rowPath);
+  recordInference(request, out, fused);
+  void reply.header('X-Model-Version', String(out.version));
+}

@@ -1,0 +1,176 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import Negotiator from 'negotiator';
+import type { z } from 'zod';
+import {
+  type Accepts,
+  type AvailableVersion,
+  checkBatchSize,
+  compileAccepts,
+  FP32_BYTES,
+  failInput,
+  float32Bytes,
+  float32Rows,
+  inputShapeOf,
+  type PredictOutput,
+  type RowSource,
+  readFloat32,
+} from '../service/index.js';
+import type { AppDeps } from './app-types.js';
+import { OCTET_STREAM } from './binary-infer.js';
+import { answered, JSON_TYPE } from './inference-reply.js';
+import { predictResponseJson } from './json-responses.js';
+import {
+  predictQuerySchema,
+  predictRequestSchema,
+  predictRequestSchemaFor,
+} from './schemas/tf-serving.js';
+import { parseWith, validatedByHandler } from './validation.js';
+
+type PredictBody = z.output<typeof predictRequestSchema>;
+
+// Bodies (and the query, whose errors come after the body's, as Fastify orders them) are
+// validated by the handler: a check compiled per model from the zod schema (samples of the
+// model's input shape, flat or nested, at most MAX_BATCH_SIZE of them) accepts valid requests
+// fast and the samples go straight into the engine's input buffer; anything it refuses takes
+// the general path, whose zod schema and the input shape's reader name every problem.
+export const predictBody = validatedByHandler(predictRequestSchema);
+export const predictQuery = validatedByHandler(predictQuerySchema);
+
+const fusedOf = (query: unknown): boolean => {
+  // No query string is the common case: the default without running the schema.
+  for (const _ in query as object) return parseWith(predictQuery, query, 'querystring').fused;
+  return true;
+};
+
+const ANSWER_TYPES = ['application/json', OCTET_STREAM];
+
+/**
+ * Raw float32 outputs when Accept prefers application/octet-stream to JSON, by q-values
+ * (`application/octet-stream;q=0, application/json` is JSON); without Accept, with any type or
+ * with only types it cannot answer, JSON.
+ */
+function wantsBinary(request: FastifyRequest): boolean {
+  const accept = request.headers.accept?.toLowerCase();
+  if (accept === undefined || !accept.includes(OCTET_STREAM)) return false;
+  // The form binary clients send, decided without parsing the header.
+  if (accept === OCTET_STREAM) return true;
+  return new Negotiator(request.raw).mediaType(ANSWER_TYPES) === OCTET_STREAM;
+}
+
+/**
+ * The reply: the probabilities (regression: the outputs) as little-endian float32 rows when
+ * Accept asks for them, else JSON (`outputs` for a columnar request, `predictions` otherwise).
+ */
+function sendPrediction(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  out: PredictOutput,
+  columnar: boolean,
+): FastifyReply {
+  if (wantsBinary(request)) {
+    return reply
+      .type(OCTET_STREAM)
+      .header('X-Output-Shape', `${out.rows},${out.outputWidth}`)
+      .send(float32Bytes(out.probabilities ?? out.outputs));
+  }
+  return reply.type(JSON_TYPE).send(predictResponseJson(out, columnar));
+}
+
+// Where a row whose outputs overflow is named, by the form of the request.
+const instancesRow = (r: number) => `instances[${r}]`;
+const inputsRow = (r: number) => `inputs[${r}]`;
+const bodyRow = (r: number) => `body (row ${r})`;
+
+/**
+ * TF Serving's REST predict (https://www.tensorflow.org/tfx/serving/api_rest): rows in row
+ * (`instances`) or columnar (`inputs`) JSON, or float32 bytes, run on the version the route names
+ * (else the active one), answered as JSON or float32 bytes. One handler per app serves both
+ * predict routes; the compiled checks are kept per version.
+ */
+export function predictHandler({ config, inference }: Pick<AppDeps, 'config' | 'inference'>) {
+  const accepts = new WeakMap<AvailableVersion, Accepts | undefined>();
+  const acceptsFor = (served: AvailableVersion) => {
+    if (!accepts.has(served)) {
+      accepts.set(
+        served,
+        compileAccepts(predictRequestSchemaFor(served.compiled.inputShape, config.MAX_BATCH_SIZE)),
+      );
+    }
+    return accepts.get(served);
+  };
+
+  const predict = async (
+    request: FastifyRequest & { params: { name: string; version?: number } },
+    reply: FastifyReply,
+  ) => {
+    let served: AvailableVersion | undefined;
+    let unresolved: unknown;
+    try {
+      served = inference.resolve(request.params.name, request.params.version);
+    } catch (e) {
+      unresolved = e;
+    }
+    if (Buffer.isBuffer(request.body)) return predictBinary(request, reply, served, unresolved);
+    let source: RowSource;
+    let columnar: boolean;
+    let fused: boolean;
+    const raw = request.body as PredictBody;
+    if (served && acceptsFor(served)?.(raw)) {
+      columnar = raw.inputs !== undefined;
+      source = inputShapeOf(served).samples((raw.instances ?? raw.inputs)!);
+      fused = fusedOf(request.query);
+    } else {
+      const parsed = parseWith(predictBody, raw, 'body');
+      fused = fusedOf(request.query);
+      columnar = parsed.inputs !== undefined;
+      const instances = (parsed.instances ?? parsed.inputs)!;
+      const field = columnar ? 'inputs' : 'instances';
+      checkBatchSize(field, instances.length, config.MAX_BATCH_SIZE);
+      if (!served) throw unresolved;
+      source = inputShapeOf(served).instances(instances, field);
+    }
+    let out: PredictOutput | Promise<PredictOutput> = inference.infer(served, source, fused, true);
+    if (out instanceof Promise) out = await out;
+    answered(request, reply, out, fused, columnar ? inputsRow : instancesRow);
+    return sendPrediction(request, reply, out, columnar);
+  };
+
+  /**
+   * `Content-Type: application/octet-stream`: little-endian float32 rows of the model's width
+   * (a [C, H, W] sample row-major, as PyTorch stores it), back to back; the row count follows
+   * from the length.
+   */
+  const predictBinary = async (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    served: AvailableVersion | undefined,
+    unresolved: unknown,
+  ) => {
+    const bytes = request.body as Buffer;
+    const fused = fusedOf(request.query);
+    if (!served) throw unresolved;
+    const width = served.compiled.inputWidth;
+    const rowBytes = width * FP32_BYTES;
+    if (bytes.length === 0) failInput('body', 'at least one row is required');
+    if (bytes.length % rowBytes !== 0) {
+      failInput(
+        'body',
+        `${bytes.length} bytes is not a whole number of rows (${width} float32 values, ${rowBytes} bytes each)`,
+      );
+    }
+    const rows = bytes.length / rowBytes;
+    checkBatchSize('body', rows, config.MAX_BATCH_SIZE);
+    const values = readFloat32(bytes, 'body');
+    let out: PredictOutput | Promise<PredictOutput> = inference.infer(
+      served,
+      float32Rows(values, rows, width),
+      fused,
+      true,
+    );
+    if (out instanceof Promise) out = await out;
+    answered(request, reply, out, fused, bodyRow);
+    return sendPrediction(request, reply, out, false);
+  };
+
+  return predict;
+}
