@@ -5,9 +5,10 @@
   const $ = (id) => document.getElementById(id);
   const state = { model: '', history: [], charts: new Map(), width: 0 };
   const POLL_MS = 1000;
-  // The pictures every fifth poll: the server draws them on its event loop, ~0.1 s for a
-  // convolutional model's 256 rows (docs/drift.md), which a poll a second would hold it for a
-  // tenth of the time. The drift score keeps the one-second poll.
+  // The pictures every fifth poll: the server draws them on its event loop, in turns of a few
+  // milliseconds but ~50 ms of work in all for a convolutional model's 256 rows while traffic
+  // flows (docs/drift.md), which a poll a second would spend every second. The drift score keeps
+  // the one-second poll.
   const LAYERS_EVERY_POLLS = 5;
 
   function status(text, error = false) {

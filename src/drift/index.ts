@@ -1,4 +1,4 @@
-export { rowsWithFiniteStatistics } from './finite-rows.js';
+export { rowsWithFiniteStatistics, rowsWithFiniteStatisticsInBlocks } from './finite-rows.js';
 export { type Histogram, histogram, robustRange } from './histogram.js';
 export {
   type DriftRule,

@@ -68,6 +68,7 @@ export {
   driftOfRows,
   type LayerPicture,
   layerPictures,
+  layerPicturesInTurns,
   type PictureSource,
   picturePrefixes,
 } from './layer-pictures.js';

@@ -27,8 +27,8 @@ export interface PictureSource {
   plan: CompiledPlan;
   /**
    * The engine that serves the version (default wasm), which also runs the pictures' prefix
-   * plans: their values are the served engine's, and the wasm engine runs a convolutional
-   * network's prefixes ~4–7× faster than the JavaScript reference (docs/drift.md, Pictures).
+   * plans: their values are the served engine's, and digits-cnn's pictures took ~5× the CPU
+   * time with the prefixes on the JavaScript reference (docs/drift.md, Pictures).
    */
   engine?: EngineName | undefined;
 }
@@ -73,20 +73,40 @@ export interface Prefix {
   executor: Executor;
 }
 
+/** Rows of input a prefix runs on between two pauses of layerPicturesInTurns. */
+const TURN_ROWS = 64;
+
+/** A drawing's arrays: the layer's values (float32, as its prefix gives them) and its outputs. */
+interface PictureBuffers {
+  values: Float32Array;
+  outputs: Float64Array;
+}
+
+/** The prefixes of a version's plan for one engine, and the pictures' reused arrays. */
+interface KeptPrefixes {
+  engine: EngineName;
+  prefixes: Prefix[];
+  /**
+   * Arrays for PREFIX_BATCH_ROWS rows of the widest layer, made on the first pictures and taken
+   * by one drawing at a time (another one meanwhile makes its own): fresh arrays per call (3 MiB
+   * for digits-cnn's 256 rows) cost more in first-touch page faults than the loop that fills them.
+   */
+  buffers: PictureBuffers | undefined;
+}
+
 /**
  * The prefixes of each version's fused plan (its CompiledPlan, which never changes once compiled),
  * made on its first pictures and kept with it. A wasm executor's shared memory is reclaimed only
  * by a full collection, which its size does not prompt: an executor per layer and call grew a
  * server's RSS by ~6 MB per GET …/drift/layers of digits-cnn (3.7 GB after 600 calls).
  */
-const prefixesOf = new WeakMap<CompiledPlan, { engine: EngineName; prefixes: Prefix[] }>();
+const prefixesOf = new WeakMap<CompiledPlan, KeptPrefixes>();
 
-/** The BatchNorms of a version with their prefix plans and executors, made once per plan. */
-export function picturePrefixes(source: PictureSource): readonly Prefix[] {
+function keptPrefixes(source: PictureSource): KeptPrefixes {
   const engine = source.engine ?? 'wasm';
   const known = prefixesOf.get(source.plan);
-  if (known?.engine === engine) return known.prefixes;
-  const made = namedModules(source.network)
+  if (known?.engine === engine) return known;
+  const prefixes = namedModules(source.network)
     .filter((entry): entry is [string, BatchNorm] => entry[1] instanceof BatchNorm)
     .map(([path, bn]) => {
       const plan = compileNetwork(source.network, source.inputTransform, source.inputShape, {
@@ -100,8 +120,14 @@ export function picturePrefixes(source: PictureSource): readonly Prefix[] {
         executor: createExecutor(plan, { engine, maxBatchSize: PREFIX_BATCH_ROWS }),
       };
     });
-  prefixesOf.set(source.plan, { engine, prefixes: made });
-  return made;
+  const kept: KeptPrefixes = { engine, prefixes, buffers: undefined };
+  prefixesOf.set(source.plan, kept);
+  return kept;
+}
+
+/** The BatchNorms of a version with their prefix plans and executors, made once per plan. */
+export function picturePrefixes(source: PictureSource): readonly Prefix[] {
+  return keptPrefixes(source).prefixes;
 }
 
 /**
@@ -116,66 +142,153 @@ export function layerPictures(
   rows: number,
   bins = PICTURE_BINS,
 ): LayerPicture[] {
-  const layers = picturePrefixes(source);
-  // The layers' outputs and robustRange's copies reuse two arrays of the widest layer: fresh ones
-  // per layer cost more in first-touch page faults than the pictures' arithmetic.
-  const widest = layers.reduce((w, p) => Math.max(w, p.plan.outputWidth), 0);
-  const outputs = new Float64Array(rows * widest);
-  const scratch = new Float64Array(rows * widest);
-  return layers.map(({ path, bn, plan: prefix, executor }) => {
-    const x = executor.run(input, rows);
-    const width = prefix.outputWidth;
-    const channels = bn.numFeatures;
-    const spatial = width / channels;
-    const mean = bn.runningMean.data;
-    const variance = bn.runningVar.data;
-    const gamma = bn.weight?.value.data;
-    const beta = bn.bias?.value.data;
-    const std = Array.from(variance, (v) => Math.sqrt(v + bn.eps));
-    const y = outputs.subarray(0, x.length);
-    const sum = new Float64Array(channels);
-    const sumSq = new Float64Array(channels);
-    let negative = 0;
-    let i = 0;
-    for (let r = 0; r < rows; r++) {
-      for (let c = 0; c < channels; c++) {
-        const m = mean[c]!;
-        const sd = std[c]!;
-        const g = gamma ? gamma[c]! : 1;
-        const b = beta ? beta[c]! : 0;
-        // Added in the order of the values, as one running sum per channel.
-        let s = sum[c]!;
-        let sq = sumSq[c]!;
-        for (let k = 0; k < spatial; k++, i++) {
-          const v = x[i]!;
-          s += v;
-          sq += v * v;
-          const out = ((v - m) / sd) * g + b;
-          y[i] = out;
-          if (out < 0) negative++;
-        }
-        sum[c] = s;
-        sumSq[c] = sq;
+  const drawing = drawLayers(source, input, rows, bins);
+  for (;;) {
+    const step = drawing.next();
+    if (step.done) return step.value;
+  }
+}
+
+/**
+ * layerPictures' pictures, the same bit for bit, drawn over several turns of the event loop: a
+ * pause after each TURN_ROWS rows through a prefix, after a layer's statistics and after each
+ * histogram's work, so requests that arrive meanwhile wait for a few milliseconds of it instead
+ * of the whole drawing (digits-cnn's 256 rows: docs/drift.md, Pictures). `input` must not change
+ * until it settles.
+ */
+export async function layerPicturesInTurns(
+  source: PictureSource,
+  input: Float32Array,
+  rows: number,
+  bins = PICTURE_BINS,
+): Promise<LayerPicture[]> {
+  const drawing = drawLayers(source, input, rows, bins);
+  for (;;) {
+    const step = drawing.next();
+    if (step.done) return step.value;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+/** Which of a float64's two 32-bit words holds its sign and exponent. */
+const HIGH_WORD = new Int32Array(Float64Array.of(-1).buffer)[1] === -1074790400 ? 1 : 0;
+
+/**
+ * A layer's outputs γ·(x − running_mean)/σ + β into `y`, with per channel Σx and Σx² and the
+ * count of outputs below 0.
+ */
+export function normalise(
+  bn: BatchNorm,
+  std: readonly number[],
+  x: Float32Array,
+  y: Float64Array,
+  rows: number,
+  spatial: number,
+): { sum: Float64Array; sumSq: Float64Array; negative: number } {
+  const channels = bn.numFeatures;
+  const mean = bn.runningMean.data;
+  const gamma = bn.weight?.value.data;
+  const beta = bn.bias?.value.data;
+  const sum = new Float64Array(channels);
+  const sumSq = new Float64Array(channels);
+  const words = new Int32Array(y.buffer, y.byteOffset, 2 * y.length);
+  let negative = 0;
+  let i = 0;
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < channels; c++) {
+      const m = mean[c]!;
+      const sd = std[c]!;
+      const g = gamma ? gamma[c]! : 1;
+      const b = beta ? beta[c]! : 0;
+      // Added in the order of the values, as one running sum per channel.
+      let s = sum[c]!;
+      let sq = sumSq[c]!;
+      for (let k = 0; k < spatial; k++, i++) {
+        const v = x[i]!;
+        s += v;
+        sq += v * v;
+        const out = ((v - m) / sd) * g + b;
+        y[i] = out;
+        // out < 0 from the sign bit of what was stored, without a branch on it: the signs of a
+        // layer's outputs follow no pattern, and a branch mispredicted on them cost more than the
+        // rest of the loop. −0 and a NaN may carry the bit: taken back.
+        const sign = words[2 * i + HIGH_WORD]! >>> 31;
+        negative += sign;
+        if (out === 0 || Number.isNaN(out)) negative -= sign;
       }
+      sum[c] = s;
+      sumSq[c] = sq;
     }
-    const n = rows * spatial;
-    const liveMean = Array.from(sum, (s) => (n > 0 ? s / n : 0));
-    const liveStd = liveMean.map((m, c) =>
-      Math.sqrt(Math.max(0, n > 1 ? (sumSq[c]! - m * sum[c]!) / (n - 1) : 0) + bn.eps),
-    );
-    const [lo, hi] = robustRange(x, undefined, scratch);
-    const [ylo, yhi] = robustRange(y, undefined, scratch);
-    return {
-      path,
-      channels,
-      before: histogram(x, lo, hi, bins),
-      // The after range always shows 0, where the ReLU cuts.
-      after: histogram(y, Math.min(ylo, -1), Math.max(yhi, 1), bins),
-      below_zero: y.length === 0 ? 0 : negative / y.length,
-      running: { mean: Array.from(mean), std },
-      live: { mean: liveMean, std: liveStd },
-    };
-  });
+  }
+  return { sum, sumSq, negative };
+}
+
+/**
+ * The pictures, one piece of work between two yields: a prefix on TURN_ROWS rows (rows are
+ * independent, so its values are those of one call on every row), a layer's statistics, the
+ * picture of its inputs, the picture of its outputs.
+ */
+function* drawLayers(
+  source: PictureSource,
+  input: Float32Array,
+  rows: number,
+  bins: number,
+): Generator<void, LayerPicture[], void> {
+  const kept = keptPrefixes(source);
+  const layers = kept.prefixes;
+  const widest = layers.reduce((w, p) => Math.max(w, p.plan.outputWidth), 0);
+  const reused = rows <= PREFIX_BATCH_ROWS;
+  let buffers: PictureBuffers;
+  if (reused && kept.buffers) {
+    buffers = kept.buffers;
+    kept.buffers = undefined;
+  } else {
+    const size = (reused ? PREFIX_BATCH_ROWS : rows) * widest;
+    buffers = { values: new Float32Array(size), outputs: new Float64Array(size) };
+  }
+  const pictures: LayerPicture[] = [];
+  try {
+    for (const { path, bn, plan: prefix, executor } of layers) {
+      const width = prefix.outputWidth;
+      const x = buffers.values.subarray(0, rows * width);
+      for (let r = 0; r < rows; r += TURN_ROWS) {
+        const n = Math.min(TURN_ROWS, rows - r);
+        const part = input.subarray(r * prefix.inputWidth, (r + n) * prefix.inputWidth);
+        x.set(executor.run(part, n), r * width);
+        yield;
+      }
+      const channels = bn.numFeatures;
+      const spatial = width / channels;
+      const std = Array.from(bn.runningVar.data, (v) => Math.sqrt(v + bn.eps));
+      const y = buffers.outputs.subarray(0, x.length);
+      const { sum, sumSq, negative } = normalise(bn, std, x, y, rows, spatial);
+      const n = rows * spatial;
+      const liveMean = Array.from(sum, (s) => (n > 0 ? s / n : 0));
+      const liveStd = liveMean.map((m, c) =>
+        Math.sqrt(Math.max(0, n > 1 ? (sumSq[c]! - m * sum[c]!) / (n - 1) : 0) + bn.eps),
+      );
+      yield;
+      // Both read in place (robustRange copies nothing out of a typed array).
+      const [lo, hi] = robustRange(x);
+      const before = histogram(x, lo, hi, bins);
+      yield;
+      const [ylo, yhi] = robustRange(y);
+      pictures.push({
+        path,
+        channels,
+        before,
+        // The after range always shows 0, where the ReLU cuts.
+        after: histogram(y, Math.min(ylo, -1), Math.max(yhi, 1), bins),
+        below_zero: y.length === 0 ? 0 : negative / y.length,
+        running: { mean: Array.from(bn.runningMean.data), std },
+        live: { mean: liveMean, std: liveStd },
+      });
+      yield;
+    }
+  } finally {
+    if (reused) kept.buffers = buffers;
+  }
+  return pictures;
 }
 
 /**

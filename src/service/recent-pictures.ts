@@ -1,6 +1,6 @@
 import type { DriftContext } from './drift-context.js';
 import { decodeSampleRows, encodeSampleRows, type TrafficSampleMessage } from './drift-share.js';
-import { type LayerPicture, layerPictures } from './layer-pictures.js';
+import { type LayerPicture, layerPicturesInTurns } from './layer-pictures.js';
 import type { AvailableVersion } from './model-registry.js';
 import { type LeftOut, sampleMismatch } from './peer-samples.js';
 
@@ -41,13 +41,12 @@ export interface LayerPictures {
   layers: LayerPicture[];
 }
 
-/** Pictures drawn on a version, and the recent rows (before usableRows) they were drawn from. */
+/** Pictures of a version's recent rows (before usableRows), drawn or being drawn. */
 interface DrawnPictures {
   input: Float32Array;
   count: number;
-  /** Rows of `input` the pictures show (usableRows). */
-  rows: number;
-  layers: LayerPicture[];
+  /** The rows of `input` the pictures show (usableRows), and the pictures. */
+  drawn: Promise<{ rows: number; layers: LayerPicture[] }>;
 }
 
 /**
@@ -63,7 +62,7 @@ export class RecentPictures {
     string,
     { version: number; doneAt: number | undefined; gathered: Promise<PeerRecent> }
   >();
-  /** Per version, the last pictures drawn (drawPictures) and their rows. */
+  /** Per version, the last pictures drawn or being drawn (drawPictures) and their rows. */
   private readonly lastPictures = new WeakMap<AvailableVersion, DrawnPictures>();
 
   constructor(private readonly context: DriftContext) {}
@@ -86,7 +85,7 @@ export class RecentPictures {
     const own = this.recentSample(name);
     const samples = own.version === served.version ? [own, ...peers.samples] : peers.samples;
     const recent = recentRowsOf(samples, served.version, width);
-    const drawn = this.drawPictures(served, recent.rows, recent.count);
+    const drawn = await this.drawPictures(served, recent.rows, recent.count);
     return {
       model: name,
       version: served.version,
@@ -100,39 +99,44 @@ export class RecentPictures {
    * The pictures of `input` ([count, inputWidth], the recent rows as gathered) on a version, drawn
    * again only when the rows changed: a version never changes once published and layerPictures
    * (like usableRows) is a function of the version and the rows, so the same rows, byte for byte
-   * in the same order, give the same pictures. They hold the event loop (digits-cnn: ~0.1 s for
-   * 256 rows, docs/drift.md) and every open dashboard asks each second: while no new traffic
-   * arrives, or for a second dashboard between two requests, the last ones are answered again.
+   * in the same order, give the same pictures. While no new traffic arrives, or for a second
+   * dashboard between two requests, the last ones are answered again, and calls that come while
+   * they are drawn wait for that drawing. The rows are checked and the pictures drawn over several
+   * turns of the event loop (usableRowsInTurns, layerPicturesInTurns), each a few milliseconds of
+   * the work (docs/drift.md, Pictures).
    */
   private drawPictures(
     served: AvailableVersion,
     input: Float32Array,
     count: number,
-  ): DrawnPictures {
+  ): Promise<{ rows: number; layers: LayerPicture[] }> {
     const last = this.lastPictures.get(served);
-    if (last !== undefined && last.count === count && sameBytes(last.input, input)) return last;
-    const { rows, count: usable } = this.context.usable.usableRows(served, input, count);
-    const drawn: DrawnPictures = {
+    if (last !== undefined && last.count === count && sameBytes(last.input, input))
+      return last.drawn;
+    const source = {
+      network: served.checkpoint.network,
+      inputTransform: served.checkpoint.config.input_transform,
+      inputShape: served.compiled.inputShape,
+      plan: served.compiled.plan,
+      engine: served.compiled.executor.engine,
+    };
+    const draw = async () => {
+      const usable = await this.context.usable.usableRowsInTurns(served, input, count);
+      const layers =
+        usable.count === 0 ? [] : await layerPicturesInTurns(source, usable.rows, usable.count);
+      return { rows: usable.count, layers };
+    };
+    const entry: DrawnPictures = {
       input,
       count,
-      rows: usable,
-      layers:
-        usable === 0
-          ? []
-          : layerPictures(
-              {
-                network: served.checkpoint.network,
-                inputTransform: served.checkpoint.config.input_transform,
-                inputShape: served.compiled.inputShape,
-                plan: served.compiled.plan,
-                engine: served.compiled.executor.engine,
-              },
-              rows,
-              usable,
-            ),
+      drawn: draw().catch((error: unknown) => {
+        // A failed drawing is not answered again: the next call draws anew.
+        if (this.lastPictures.get(served) === entry) this.lastPictures.delete(served);
+        throw error;
+      }),
     };
-    this.lastPictures.set(served, drawn);
-    return drawn;
+    this.lastPictures.set(served, entry);
+    return entry.drawn;
   }
 
   /** The other workers' recent rows: one gathering shared and reused (PEER_RECENT_REUSE_MS). */

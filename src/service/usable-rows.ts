@@ -1,4 +1,4 @@
-import { rowsWithFiniteStatistics } from '../drift/index.js';
+import { rowsWithFiniteStatistics, rowsWithFiniteStatisticsInBlocks } from '../drift/index.js';
 import type { StatisticsProbe } from '../inference/index.js';
 import type { AvailableVersion } from './model-registry.js';
 
@@ -21,13 +21,38 @@ export class UsableRows {
     rows: Float32Array,
     count: number,
   ): { rows: Float32Array; count: number } {
+    const probe = this.probeOf(served);
+    if (!probe) return { rows, count };
+    return rowsWithFiniteStatistics(served.compiled.executor, probe, rows, count);
+  }
+
+  /**
+   * usableRows' rows, the same, checked 64 rows per turn of the event loop (the pictures: a
+   * convolutional model's statistics pass over 256 rows holds the loop ~7 ms, docs/drift.md).
+   * `rows` must not change until it settles.
+   */
+  async usableRowsInTurns(
+    served: AvailableVersion,
+    rows: Float32Array,
+    count: number,
+  ): Promise<{ rows: Float32Array; count: number }> {
+    const probe = this.probeOf(served);
+    if (!probe) return { rows, count };
+    const checking = rowsWithFiniteStatisticsInBlocks(served.compiled.executor, probe, rows, count);
+    for (;;) {
+      const step = checking.next();
+      if (step.done) return step.value;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+
+  private probeOf(served: AvailableVersion): StatisticsProbe | null {
     let probe = this.checkProbes.get(served);
     if (probe === undefined) {
       const taps = served.compiled.plan.batchNormInputs.flatMap((b) => (b.tap ? [b.tap] : []));
       probe = taps.length > 0 ? served.compiled.executor.createProbe(taps) : null;
       this.checkProbes.set(served, probe);
     }
-    if (!probe) return { rows, count };
-    return rowsWithFiniteStatistics(served.compiled.executor, probe, rows, count);
+    return probe;
   }
 }

@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { robustRange } from '../../src/drift/index.js';
 import { selectInPlace } from '../../src/drift/order-statistics.js';
+import { referenceRobustRange } from '../helpers/reference-pictures.js';
 
 /** robustRange as it was written first: a sorted copy of the finite values, read at two ranks. */
 function sortedRange(values: ArrayLike<number>, tail: number): [number, number] {
@@ -85,5 +86,34 @@ describe('robustRange', () => {
         },
       ),
     );
+  });
+
+  it('gives the bounds the selection in a copy gave before, bit for bit, signs of zero included', () => {
+    const zeros = fc.oneof(fc.constantFrom(0, -0), value);
+    fc.assert(
+      fc.property(
+        fc.array(zeros, { maxLength: 500 }),
+        fc.constantFrom(0, 0.005, 0.1, 0.25, 0.5, 0.9, 1),
+        (list, tail) => {
+          for (const values of [list, Float32Array.from(list), Float64Array.from(list)]) {
+            expect(robustRange(values, tail)).toStrictEqual(referenceRobustRange(values, tail));
+          }
+        },
+      ),
+    );
+    // Many values in one bucket, values spread over every bucket, and zeros of both signs at the
+    // ranks (the bounds then come from the selection in a copy).
+    const big = 50_000;
+    const inputs = [
+      Float64Array.from({ length: big }, (_, i) => 1 + i / big / 64),
+      Float64Array.from({ length: big }, (_, i) => (i % 2 ? -1 : 1) * 2 ** ((i % 2000) - 1000)),
+      Float32Array.from({ length: big }, (_, i) => (i % 3 === 0 ? -0 : i % 3 === 1 ? 0 : i)),
+      Float64Array.from({ length: big }, (_, i) => (i % 5 === 0 ? Number.NaN : (i % 7) - 3)),
+    ];
+    for (const input of inputs) {
+      for (const tail of [0.005, 0.5]) {
+        expect(robustRange(input, tail)).toStrictEqual(referenceRobustRange(input, tail));
+      }
+    }
   });
 });

@@ -10,7 +10,10 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildSequential, parseModelConfig } from '../../src/checkpoint/index.js';
-import { rowsWithFiniteStatistics } from '../../src/drift/index.js';
+import {
+  rowsWithFiniteStatistics,
+  rowsWithFiniteStatisticsInBlocks,
+} from '../../src/drift/index.js';
 import { batchNormTaps } from '../../src/inference/index.js';
 import { Rng } from '../../src/nn/index.js';
 import { ModelRepository } from '../../src/repository/index.js';
@@ -203,10 +206,24 @@ describe('rowsWithFiniteStatistics', () => {
     const want = [...clean].filter((_, r) => !bad.includes(r));
     expect(kept.count).toBe(want.length);
     expect([...kept.rows]).toEqual(want);
+    // Block by block, a yield after each: the same rows (a clean sample as it is).
+    const inBlocks = (sample: Float32Array) => {
+      const checking = rowsWithFiniteStatisticsInBlocks(compiled.executor, probe, sample, rows);
+      let yields = 0;
+      for (;;) {
+        const step = checking.next();
+        if (step.done) return { ...step.value, yields };
+        yields++;
+      }
+    };
+    expect(inBlocks(clean)).toStrictEqual({ rows: clean, count: rows, yields: 4 });
+    expect(inBlocks(clean).rows).toBe(clean);
+    expect(inBlocks(input)).toStrictEqual({ ...kept, yields: 4 });
     // Every row bad: none kept.
     expect(rowsWithFiniteStatistics(compiled.executor, probe, input.fill(3e38), rows).count).toBe(
       0,
     );
+    expect(inBlocks(input).count).toBe(0);
     registry.close();
   });
 });

@@ -70,5 +70,15 @@ describe('the pictures of recent traffic', () => {
     expect(next.layers).toStrictEqual(drawnAfresh(drift, served));
     expect(next.layers).not.toStrictEqual(first.layers);
     expect((await drift.pictures('digits-cnn')).layers).toBe(next.layers);
+
+    // Two calls while new rows are drawn (over several turns): one drawing, both answered by it.
+    runSources(served, [nestedRows(rows.slice(21, 40), 64)], true, drift);
+    const [one, two] = await Promise.all([
+      drift.pictures('digits-cnn'),
+      drift.pictures('digits-cnn'),
+    ]);
+    expect(one.rows).toBe(40);
+    expect(two.layers).toBe(one.layers);
+    expect(one.layers).toStrictEqual(drawnAfresh(drift, served));
   });
 });
