@@ -3,7 +3,9 @@
  * `npx tsx bench/server-threads.ts LOAD [seconds] ['{"ENV":"value"}'] [node flags…]` starts one
  * server (WORKERS=1, digits, this tree's sources, with `--trace-gc` and any extra node flags),
  * warms it up for 2 s, then runs LOAD — `float32` (256 rows of float32 in and out), `json256` or
- * `json1` — for `seconds` (8) with 8 connections and prints req/s, p99, the server's CPU per
+ * `json1`, or `wide` (the serving bench's 1-row wide-model load, 32 connections; set
+ * BATCH_MAX_DELAY_US in the environment argument to batch it) — for `seconds` (8) with 8
+ * connections (wide: 32) and prints req/s, p99, the server's CPU per
  * request of each of its threads (user and system, from /proc/<pid>/task/*), its peak RSS, and
  * the full (Mark-Compact) and young (Scavenge) collections of the whole run, from V8's trace.
  * For the full collections that float32 request bodies started (bench/README.md, issue 11's
@@ -12,13 +14,15 @@
 import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { publishCheckpoint } from '../src/service/index.js';
 import { f32, http, requestBodies, startTree } from './http.js';
+import { wideCheckpoint } from './models.js';
 
 const [load = 'float32', secondsArg, envArg, ...nodeFlags] = process.argv.slice(2);
 const seconds = Number(secondsArg ?? 8);
 const env = JSON.parse(envArg ?? '{}') as Record<string, string>;
 
-const { jsonBody, rows256 } = requestBodies();
+const { jsonBody, rows256, wideRow } = requestBodies();
 const bodies: Record<string, [string | Buffer, Record<string, string>]> = {
   float32: [
     f32(rows256),
@@ -26,6 +30,7 @@ const bodies: Record<string, [string | Buffer, Record<string, string>]> = {
   ],
   json256: [jsonBody(256), { 'content-type': 'application/json' }],
   json1: [jsonBody(1), { 'content-type': 'application/json' }],
+  wide: [wideRow, { 'content-type': 'application/json' }],
 };
 const chosen = bodies[load];
 if (!chosen) throw new Error(`LOAD is one of ${Object.keys(bodies).join(', ')}`);
@@ -44,16 +49,18 @@ function threadTicks(pid: number): Map<string, [number, number]> {
 
 const repository = mkdtempSync(join(tmpdir(), 'normserve-threads-'));
 cpSync('models/digits', join(repository, 'digits'), { recursive: true });
+if (load === 'wide') await publishCheckpoint(repository, wideCheckpoint());
 const logFile = join(repository, 'server.log');
 const server = await startTree('.', repository, logFile, { GRPC_PORT: '0', ...env }, [
   '--trace-gc',
   ...nodeFlags,
 ]);
 try {
-  const path = '/v1/models/digits:predict';
-  await http(server, path, body, headers, 2, 8);
+  const path = load === 'wide' ? '/v1/models/wide:predict' : '/v1/models/digits:predict';
+  const connections = load === 'wide' ? 32 : 8;
+  await http(server, path, body, headers, 2, connections);
   const before = threadTicks(server.pid);
-  const r = await http(server, path, body, headers, seconds, 8);
+  const r = await http(server, path, body, headers, seconds, connections);
   const after = threadTicks(server.pid);
   const requests = r.requestsPerSecond * seconds;
   console.log(
