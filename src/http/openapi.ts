@@ -72,7 +72,7 @@ function binaryBodies(path: string, item: Record<string, Operation>): Record<str
  * OpenAPI 3.1 from the routes' zod schemas, served at /openapi.json, interactive docs at /docs.
  * Returns the document as the text /openapi.json sends: built once when the app is ready (before
  * it listens), since @fastify/swagger builds it from every route's schema on its first call
- * (74–101 ms, README "Performance"), which would otherwise hold the event loop of the first
+ * (74–101 ms at start-up, README "Build once"), which would otherwise hold the event loop of the first
  * request. The same bytes as serialising `app.swagger()` per request (validation.ts).
  */
 export async function registerOpenApi(app: AppInstance): Promise<() => string> {

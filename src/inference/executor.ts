@@ -75,7 +75,8 @@ export interface Executor {
    * first large call otherwise takes a page fault per page its buffers first touch — for
    * recalibration's first pass through a 4,096-row output region of 16 MiB, on the calling thread
    * — and a caller that must not hold its thread that long touches them here in slices first.
-   * PlanExecutor: nothing to do (its arrays are zeroed when allocated), false.
+   * PlanExecutor: nothing to touch yet (its buffers are allocated by the first call of each size
+   * class, which then takes their page faults itself), false.
    */
   prefault(maxBytes: number): boolean;
   /**

@@ -218,7 +218,7 @@ export class PlanExecutor implements Executor {
   /** No helper threads: everything runs on the calling thread. */
   startHelpers(): void {}
 
-  /** Its buffers are allocated (and zeroed) by the call that needs them: nothing to touch. */
+  /** Its buffers do not exist before the call that needs them (buffersFor): nothing to touch. */
   prefault(_maxBytes: number): boolean {
     return false;
   }

@@ -632,6 +632,26 @@ describe('not found', () => {
     expect(body.error).toBe('model "nope" is not in the repository');
   });
 
+  it('a bad body (then a bad query) to an unknown model or version is a 400: the request is judged before the model is looked up, as Fastify orders its own validation', async () => {
+    for (const url of [
+      '/v1/models/nope:predict',
+      '/v1/models/digits/versions/2:predict',
+      '/v2/models/nope/infer',
+      '/v2/models/digits/versions/2/infer',
+    ]) {
+      const bad = url.endsWith(':predict') ? { instances: 'x' } : {};
+      expectProblem(await post(bad, url), 400, 'INVALID_INPUT', url);
+    }
+    const query = '/v1/models/nope:predict?fused=maybe';
+    expectInvalid(await post({ instances: [digitsRow()] }, query), [
+      { path: 'query.fused', message: 'expected one of "true", "false", got "maybe"' },
+    ]);
+    // The body's problems come before the query's.
+    expectInvalid(await post({ instances: 'x' }, query), [
+      { path: 'instances', message: 'expected an array of rows' },
+    ]);
+  });
+
   it('an unknown version is a 404 VERSION_NOT_FOUND', async () => {
     const body = expectProblem(
       await post({ instances: [digitsRow()] }, '/v1/models/digits/versions/2:predict'),

@@ -4,7 +4,14 @@
  */
 import { describe, expect, it } from 'vitest';
 import { isNormserveError } from '../../src/errors/index.js';
-import { type BatchNorm, BatchNorm1d, Linear, ReLU, Sequential } from '../../src/nn/index.js';
+import {
+  type BatchNorm,
+  BatchNorm1d,
+  Linear,
+  ReLU,
+  Sequential,
+  Tensor,
+} from '../../src/nn/index.js';
 import {
   createRecalibrator,
   type RecalibrationMode,
@@ -220,6 +227,39 @@ describe('refusals', () => {
       expect(error.message).toContain(message);
     }
     expect(batches).toEqual([0, 0, 0, 0]);
+  });
+
+  it('a batch of no rows and a batch of two meet the same fate in every layer type, for any input shape', () => {
+    // Every layer type of normserve.model/v1 (test/fixtures/torch-model/every-layer-torch), in
+    // eval mode as the shape check runs it: no layer may check a shape by the batch's data, nor
+    // refuse (or divide by) an empty batch.
+    const { network, inputShape } = loadModel('test/fixtures/torch-model/every-layer-torch/1');
+    network.eval();
+    const fate = (shape: readonly number[], n: number) => {
+      try {
+        return `[${network.forward(Tensor.zeros([n, ...shape])).shape.slice(1)}]`;
+      } catch (e) {
+        return isNormserveError(e) ? e.code : String(e);
+      }
+    };
+    const shapes: number[][] = [[...inputShape]];
+    const sizes = [1, 2, 3, 5, 6, 7, 72];
+    for (const a of sizes) {
+      shapes.push([a]);
+      for (const b of sizes) {
+        shapes.push([a, b]);
+        for (const c of sizes) shapes.push([a, b, c], [1, a, b, c]);
+      }
+    }
+    const fates = new Set<string>();
+    for (const shape of shapes) {
+      expect(fate(shape, 0), `[${shape}]`).toBe(fate(shape, 2));
+      fates.add(fate(shape, 0));
+    }
+    // Outputs for the shapes that fit ([2, 6, 6] and the sizes its pooling maps to the same), and
+    // refusals.
+    expect(fates).toContain('[3]');
+    expect(fates).toContain('SHAPE_MISMATCH');
   });
 
   it('calls must not overlap', async () => {

@@ -68,7 +68,7 @@ export const modelMetadataSchema = z
 
 const tensorName = z.string().max(LIMITS.nameChars);
 
-/** The request tensor; `data` is checked by the route against the shape (flat or nested rows). */
+/** The request tensor; `data` is checked by the handler (infer-request.ts) against the shape. */
 export const inferInputSchema = z.object({
   name: tensorName.meta({ description: 'Must be the model input name, "input"' }),
   shape: z.array(z.number().int().min(0)).max(LIMITS.shapeDims).meta({

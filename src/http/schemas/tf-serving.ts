@@ -36,7 +36,8 @@ function predictRequest(rows: ReturnType<typeof rowsSchema>) {
 
 /**
  * The request of the OpenAPI document and of error reports. The row limit and the samples' shape
- * are checked by the route, so this one schema (a named OpenAPI component) fits every app.
+ * are checked by the handler (predict-request.ts), so this one schema (a named OpenAPI component)
+ * fits every app.
  */
 export const predictRequestSchema = predictRequest(rowsSchema()).meta({
   id: 'PredictRequest',

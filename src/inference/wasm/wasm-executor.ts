@@ -13,7 +13,10 @@ import { CONTROL, DONE, type EngineParts, HELPER_STATE, OP, PROGRAM } from './pr
 import { WasmProbe } from './wasm-probe.js';
 import { writeProgram } from './write-program.js';
 
-/** The operating system's page (x86-64, arm64 Linux): prefault touches one word per page. */
+/**
+ * The smallest operating-system page (x86-64; arm64 Linux's 4 KiB kernels): prefault touches one
+ * word per 4 KiB, which reaches every page of larger (16 or 64 KiB) pages too.
+ */
 const PAGE_BYTES = 4096;
 
 /** What a helper thread needs to run rows of the plan: see service/engine-threads.ts. */

@@ -20,8 +20,8 @@ export const CUMULATIVE_AVERAGE_RTOL = 1e-5;
 export const SHIFT_REPORT_RTOL = 1e-6;
 /**
  * BatchNorm statistics against a reference (expectStatisticsClose, statistics-close.ts), each
- * error as the change it makes to the layer's normalized output: |Δμ|/√(σ² + ε) and
- * |Δσ²|/(σ² + ε). Measured with `BN_STATISTICS_REPORT=1 npx vitest run test/recalibration`, wasm
+ * error as the change it makes to the layer's normalized output: |Δμ|/√(σ² + ε) (its shift) and
+ * |Δσ²|/(σ² + ε) (about twice its relative change). Measured with `BN_STATISTICS_REPORT=1 npx vitest run test/recalibration`, wasm
  * and JS engines: at most 4.3e-6 for a mean (running mode against PyTorch's float32 update_bn on
  * digits-torch; 3.7e-6 exact against the float32-rounded float64 statistics) and 1.3e-6 for a
  * variance; against float64 references at most 4.9e-7 and 3.1e-7. 2e-5 is five times the

@@ -1,8 +1,9 @@
 /**
  * BatchNorm statistics against reference ones, each error weighed by what it does to the layer's
  * output: eval mode computes (x − μ)/√(σ² + ε), so a mean error Δμ moves every normalized value by
- * Δμ/√(σ² + ε) of its unit, and a variance error scales them by √(1 + Δσ²/(σ² + ε)), i.e. by
- * Δσ²/(2(σ² + ε)) relative. Both ratios are dimensionless and bounded by BN_STATISTICS_TOL: a
+ * Δμ/√(σ² + ε) of its unit, and a variance error scales them by 1/√(1 + Δσ²/(σ² + ε)), i.e. by
+ * about Δσ²/(2(σ² + ε)) relative (test/recalibration/statistics-close.test.ts). The ratios
+ * |Δμ|/√(σ² + ε) and |Δσ²|/(σ² + ε) are dimensionless and bounded by BN_STATISTICS_TOL: a
  * running mean near zero is judged against its channel's spread (a relative tolerance on the mean
  * itself fails there on float32 rounding alone), and a variance far below ε can only move the
  * output as much as ε lets it.
