@@ -69,16 +69,19 @@ export interface Executor {
    */
   startHelpers(): void;
   /**
-   * Makes the operating system back the next `maxBytes` of the executor's memory that no
-   * prefault call has reached yet, without changing what it holds (WasmExecutor: an atomic add of
-   * zero per page, safe while a helper thread computes); true while some remain. A new executor's
-   * first large call otherwise takes a page fault per page its buffers first touch — for
-   * recalibration's first pass through a 4,096-row output region of 16 MiB, on the calling thread
-   * — and a caller that must not hold its thread that long touches them here in slices first.
+   * Makes the operating system back the next `maxBytes` of the memory a call of `rows` rows on
+   * the calling thread will write (the rows of the first prefault call), without changing what it
+   * holds (WasmExecutor: the first rows of its input and output regions and the calling thread's
+   * scratch, an atomic add of zero per page, safe while a helper thread computes); true while
+   * some remain. A new executor's first large call otherwise takes a page fault per page its
+   * buffers first touch — for recalibration's first pass through a 4,096-row output region of
+   * 16 MiB, on the calling thread — and a caller that must not hold its thread that long touches
+   * them here in slices first. Only what those rows reach: an executor sized for 4,096 rows of a
+   * wide feature map holds a gigabyte that a small upload never writes.
    * PlanExecutor: nothing to touch yet (its buffers are allocated by the first call of each size
    * class, which then takes their page faults itself), false.
    */
-  prefault(maxBytes: number): boolean;
+  prefault(rows: number, maxBytes: number): boolean;
   /**
    * Releases what the executor holds beyond memory (its helper threads). Idempotent; `run` keeps
    * working on the calling thread afterwards.

@@ -219,7 +219,7 @@ export class PlanExecutor implements Executor {
   startHelpers(): void {}
 
   /** Its buffers do not exist before the call that needs them (buffersFor): nothing to touch. */
-  prefault(_maxBytes: number): boolean {
+  prefault(_rows: number, _maxBytes: number): boolean {
     return false;
   }
 

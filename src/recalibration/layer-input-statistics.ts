@@ -137,15 +137,15 @@ export class LayerInputStatistics {
   }
 
   /**
-   * Backs the executor's memory PREFAULT_SLICE_BYTES at a time with `pause` awaited between,
-   * when a pass of `rows` rows would run on the calling thread (no helper thread takes it): the
+   * Backs the executor memory a pass of `rows` rows writes, PREFAULT_SLICE_BYTES at a time with
+   * `pause` awaited between, when that pass would run on the calling thread (no helper thread takes it): the
    * first such pass through a new executor otherwise pays a page fault per page of its buffers
    * in the same turn (a 4,096-row output region of 16 MiB for digits-cnn's first BatchNorm), on
    * top of the pass's own work. Changes nothing the executor computes.
    */
   async prefault(rows: number, pause: () => Promise<void>): Promise<void> {
     if (this.executor.offloads(rows)) return;
-    while (this.executor.prefault(PREFAULT_SLICE_BYTES)) await pause();
+    while (this.executor.prefault(rows, PREFAULT_SLICE_BYTES)) await pause();
   }
 
   /**

@@ -83,7 +83,7 @@ export class LayerwiseRecalibrator extends StreamingRecalibrator {
     const check = unchecked && (() => checkFiniteRows(x, this.inputWidth, unchecked.firstRow));
     if (!this.prefaulted && this.options.pause) {
       this.prefaulted = true;
-      await this.firstInputs.prefault(this.options.chunkRows, this.slicePause);
+      await this.firstInputs.prefault(rows, this.slicePause);
     }
     this.first.add(await this.firstInputs.measureAsync(x, rows, check));
     await this.store.append(x);

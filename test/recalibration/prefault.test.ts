@@ -21,6 +21,9 @@ prepareWasmRuntime();
 const CNN = 'models/digits-cnn/1';
 const rows = nightShift(readDigitRows().pixels);
 const n = rows.length / 64;
+/** The fixture's rows repeated to more than a 4,096-row chunk: the first chunk is a whole one. */
+const manyRows = new Float32Array(rows.length * Math.ceil(4097 / n));
+for (let at = 0; at < manyRows.length; at += rows.length) manyRows.set(rows, at);
 const bits = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 
 describe('Executor.prefault', () => {
@@ -35,17 +38,35 @@ describe('Executor.prefault', () => {
     const before = new WasmExecutor(plan, options).run(rows, n);
     const executor = new WasmExecutor(plan, options);
     let calls = 1;
-    while (executor.prefault(1 << 16)) calls++;
+    while (executor.prefault(4096, 1 << 16)) calls++;
     // Its input region alone holds 4,096 rows of 64 float32 values: 1 MiB, 16 slices of 64 KiB.
     expect(calls).toBeGreaterThan(16);
-    expect(executor.prefault(1 << 16)).toBe(false);
+    expect(executor.prefault(4096, 1 << 16)).toBe(false);
     expect(bits(executor.run(rows, n))).toEqual(bits(before));
+  });
+
+  it('wasm: touches only what a call of the rows it is given writes', () => {
+    const { network, inputTransform, inputShape } = loadModel(CNN);
+    // The prefix that stops at the first BatchNorm: 4,096 rows of [16, 8, 8] outputs are 16 MiB.
+    const plan = compileNetwork(network, inputTransform, inputShape, { until: '1' });
+    const options = { maxBatchSize: 4096, threads: 1, relaxedSimd: false };
+    const slices = (rows: number) => {
+      const executor = new WasmExecutor(plan, options);
+      let calls = 1;
+      while (executor.prefault(rows, 1 << 16)) calls++;
+      return calls;
+    };
+    const full = slices(4096);
+    expect(full).toBeGreaterThan((16 << 20) >> 16);
+    // One row's input and output are a few KiB: what is left is the thread's scratch.
+    expect(slices(1) * 4).toBeLessThan(full);
+    expect(slices(1)).toBeLessThan(slices(64));
   });
 
   it('js: nothing to touch', () => {
     const { network, inputTransform, inputShape } = loadModel(CNN);
     const executor = new PlanExecutor(compileNetwork(network, inputTransform, inputShape), 64);
-    expect(executor.prefault(1 << 20)).toBe(false);
+    expect(executor.prefault(4096, 1 << 20)).toBe(false);
   });
 });
 
@@ -68,7 +89,7 @@ describe('the first pass on the calling thread', () => {
         if (p.phase === 'receiving') pausesBeforeProgress ??= pauses;
       },
     });
-    await recalibrator.push(rows);
+    await recalibrator.push(manyRows);
     await recalibrator.finish();
     const statistics = [...network.stateDict()]
       .filter(([name]) => name.endsWith('running_mean') || name.endsWith('running_var'))
@@ -78,7 +99,8 @@ describe('the first pass on the calling thread', () => {
 
   it('backs its executor memory in slices, with pauses, before its first chunk (wasm)', async () => {
     const { pausesBeforeProgress } = await firstChunk(1);
-    // The first BatchNorm's executor holds 4,096 rows of [16, 8, 8] outputs (16 MiB).
+    // The first chunk's 4,096 rows of [16, 8, 8] outputs through the first BatchNorm's prefix
+    // are 16 MiB.
     const slices = Math.floor((16 << 20) / PREFAULT_SLICE_BYTES);
     if (TEST_ENGINE === 'wasm') expect(pausesBeforeProgress).toBeGreaterThanOrEqual(slices);
     else expect(pausesBeforeProgress).toBe(0);

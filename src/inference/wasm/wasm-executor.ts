@@ -183,8 +183,11 @@ export class WasmExecutor implements Executor {
   /** The pass of rows running on helper threads for calls[0], if any. */
   private pass: AsyncPass | undefined;
   private offloadedPasses = 0;
-  /** Bytes from the start of memory that prefault has touched. */
-  private prefaulted = 0;
+  /**
+   * What prefault has left to back, as [from, to) byte ranges, and how far into the first it has
+   * got: made at its first call, for that call's rows.
+   */
+  private prefaultRanges: [number, number][] | undefined;
 
   constructor(plan: CompiledPlan, options: WasmExecutorOptions) {
     this.plan = plan;
@@ -631,14 +634,36 @@ export class WasmExecutor implements Executor {
     this.flopsPerRow = writeProgram(plan, this.layout, this.memory, this.exports);
   }
 
-  prefault(maxBytes: number): boolean {
+  prefault(rows: number, maxBytes: number): boolean {
+    if (this.prefaultRanges === undefined) {
+      // What a call of `rows` rows on the calling thread writes: the first rows of the input and
+      // output regions and the calling thread's scratch. The program and parameters were written
+      // when the executor was made; the rest of the I/O regions only bigger calls reach, and a
+      // helper's scratch its own thread.
+      const { input, output, scratch, ioRows, bytes } = this.layout;
+      const r = Math.max(0, Math.min(rows, ioRows));
+      this.prefaultRanges = [
+        [input, input + r * this.plan.inputWidth * 4],
+        [output, output + r * this.plan.outputWidth * 4],
+        [scratch[0]!, scratch[1] ?? bytes],
+      ];
+    }
+    const ranges = this.prefaultRanges;
     const words = this.words;
-    const end = Math.min(words.length * 4, this.prefaulted + Math.max(PAGE_BYTES, maxBytes));
-    // A read would map the shared zero page; an atomic add of zero writes, so the page is backed,
-    // and leaves what a helper thread may be writing meanwhile as it is.
-    for (let at = this.prefaulted; at < end; at += PAGE_BYTES) Atomics.add(words, at >> 2, 0);
-    this.prefaulted = Math.ceil(end / PAGE_BYTES) * PAGE_BYTES;
-    return this.prefaulted < words.length * 4;
+    let budget = Math.max(PAGE_BYTES, maxBytes);
+    while (ranges.length > 0 && budget > 0) {
+      const range = ranges[0]!;
+      const end = Math.min(range[1], range[0] + budget);
+      // A read would map the shared zero page; an atomic add of zero writes, so the page is
+      // backed, and leaves what a helper thread may be writing meanwhile as it is.
+      for (let at = range[0] - (range[0] % PAGE_BYTES); at < end; at += PAGE_BYTES) {
+        Atomics.add(words, at >> 2, 0);
+      }
+      budget -= end - range[0];
+      range[0] = end;
+      if (end >= range[1]) ranges.shift();
+    }
+    return ranges.length > 0;
   }
 
   close(): void {
