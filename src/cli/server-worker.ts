@@ -74,6 +74,7 @@ export async function startServer(config: ServerConfig): Promise<void> {
     adminToken,
     version: packageVersion(),
     logger,
+    openApiAtStart: true,
     ...(channel
       ? {
           scrapeMetrics: clusterScrape(channel),

@@ -44,6 +44,12 @@ export interface BuildAppOptions extends Omit<AppDeps, 'inference' | 'drift'> {
   inference?: InferenceService;
   /** Its drift service (the one given to createInferenceService); made when absent. */
   drift?: DriftService;
+  /**
+   * Build the OpenAPI document's text when the app is ready (a server: before it listens), so no
+   * request holds the event loop for it; otherwise (test apps, `npm run openapi`) the first
+   * GET /openapi.json builds it. Default false.
+   */
+  openApiAtStart?: boolean;
 }
 
 /** The drift service configured from DRIFT_* and AUTO_RECALIBRATE, counting its actions. */
@@ -342,7 +348,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   // Each route's declared access (config.access) decides which token it demands.
   app.addHook('onRoute', routeGuards({ admin: deps.adminToken, api: deps.config.API_TOKEN }));
 
-  const openApiText = await registerOpenApi(app);
+  const openApiText = await registerOpenApi(app, options.openApiAtStart ?? false);
   await indexRoutes(app);
   await healthRoutes(app);
   // The prediction routes also read binary bodies (the TF-style float32 rows and the Open
@@ -390,7 +396,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
         },
       },
     },
-    // Text built at start-up (registerOpenApi); the reply's type is FastifyReply's, since the
+    // Text built once (registerOpenApi); the reply's type is FastifyReply's, since the
     // schema's types describe the document, not the text it is sent as.
     async (_request: FastifyRequest, reply: FastifyReply) =>
       reply.type('application/json; charset=utf-8').send(openApiText()),

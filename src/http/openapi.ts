@@ -70,12 +70,13 @@ function binaryBodies(path: string, item: Record<string, Operation>): Record<str
 
 /**
  * OpenAPI 3.1 from the routes' zod schemas, served at /openapi.json, interactive docs at /docs.
- * Returns the document as the text /openapi.json sends: built once when the app is ready (before
- * it listens), since @fastify/swagger builds it from every route's schema on its first call
- * (74–101 ms at start-up, README "Build once"), which would otherwise hold the event loop of the first
- * request. The same bytes as serialising `app.swagger()` per request (validation.ts).
+ * Returns the document as the text /openapi.json sends, built once: with `atStart` when the app
+ * is ready (a server, before it listens), since @fastify/swagger builds it from every route's
+ * schema on its first call (74–101 ms, README "Build once"), which would otherwise hold the event
+ * loop of the first request; without, at the first request (test apps, which seldom ask). The
+ * same bytes as serialising `app.swagger()` per request (validation.ts).
  */
-export async function registerOpenApi(app: AppInstance): Promise<() => string> {
+export async function registerOpenApi(app: AppInstance, atStart: boolean): Promise<() => string> {
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',
@@ -137,10 +138,12 @@ export async function registerOpenApi(app: AppInstance): Promise<() => string> {
   await app.register(swaggerUi, { routePrefix: '/docs', staticCSP: true });
   // After @fastify/swagger's own onReady hook, which collects the routes' schemas.
   let text: string | undefined;
-  app.addHook('onReady', (done) => {
-    text = JSON.stringify(app.swagger());
-    done();
-  });
+  if (atStart) {
+    app.addHook('onReady', (done) => {
+      text = JSON.stringify(app.swagger());
+      done();
+    });
+  }
   return () => {
     text ??= JSON.stringify(app.swagger());
     return text;

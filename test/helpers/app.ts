@@ -46,6 +46,8 @@ export async function makeTestApp(
     env?: Record<string, string>;
     /** Where the app logs (silent by default). */
     logger?: FastifyBaseLogger;
+    /** buildApp's openApiAtStart (false: most tests never ask for the document). */
+    openApiAtStart?: boolean;
   } = {},
 ): Promise<TestApp> {
   const repository = options.repository ?? makeRepository(options.models);
@@ -70,6 +72,7 @@ export async function makeTestApp(
     adminToken: config.ADMIN_TOKEN ?? ADMIN_TOKEN,
     version: '0.0.0-test',
     logger: options.logger ?? pino({ level: 'silent' }),
+    openApiAtStart: options.openApiAtStart ?? false,
   });
   await app.ready();
   return {

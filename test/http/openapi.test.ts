@@ -78,9 +78,9 @@ describe('/openapi.json', () => {
     expect(validated.info.title).toBe('normserve');
   });
 
-  it('is built when the app is ready, not by a request: served without app.swagger()', async () => {
-    // A fresh app: nothing has asked it for the document before this request.
-    const fresh = await makeTestApp({ models: ['digits'] });
+  it('is built when a server app is ready, not by a request: served without app.swagger()', async () => {
+    // A fresh app as the server builds it: nothing has asked it for the document before.
+    const fresh = await makeTestApp({ models: ['digits'], openApiAtStart: true });
     try {
       const built = JSON.stringify(fresh.app.swagger());
       fresh.app.swagger = () => {
