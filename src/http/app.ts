@@ -22,6 +22,7 @@ import { OCTET_STREAM } from './binary-infer.js';
 import { clientErrorHandler, httpServerOptions, limitConnections } from './connection-limits.js';
 import { decodeContentEncoding } from './content-encoding.js';
 import { JSON_BODY_TYPES, parseJsonBody } from './json-body.js';
+import { JSON_TYPE } from './json-responses.js';
 import type { ServiceMetrics } from './metrics.js';
 import { notFoundHandler } from './not-found.js';
 import { openApiPath, registerOpenApi } from './openapi.js';
@@ -399,7 +400,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     // Text built once (registerOpenApi); the reply's type is FastifyReply's, since the
     // schema's types describe the document, not the text it is sent as.
     async (_request: FastifyRequest, reply: FastifyReply) =>
-      reply.type('application/json; charset=utf-8').send(openApiText()),
+      reply.type(JSON_TYPE).send(openApiText()),
   );
   return app;
 }

@@ -28,8 +28,8 @@ import {
   splitInferBody,
   tensorBytes,
 } from './binary-infer.js';
-import { answered, JSON_TYPE } from './inference-reply.js';
-import { inferResponseJson, outputTensorJson } from './json-responses.js';
+import { answered } from './inference-reply.js';
+import { inferResponseJson, JSON_TYPE, outputTensorJson } from './json-responses.js';
 import { binaryInferHeaderSchema, inferRequestSchema } from './schemas/open-inference.js';
 import { parseWith, validatedByHandler } from './validation.js';
 

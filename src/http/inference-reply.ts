@@ -2,9 +2,6 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { checkFiniteOutputs, type PredictOutput } from '../service/index.js';
 import { recordInference } from './request-context.js';
 
-/** The content type of the prediction routes' JSON replies (written as text, json-responses.ts). */
-export const JSON_TYPE = 'application/json; charset=utf-8';
-
 /**
  * What the prediction routes (TF Serving predict, OIP infer) do with the engine's answer before
  * shaping their reply: refuse rows whose outputs overflow (`rowPath` names each one in the

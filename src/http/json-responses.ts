@@ -1,5 +1,8 @@
 import type { OutputTensor, PredictOutput } from '../service/index.js';
 
+/** The content type of JSON replies written as text (these, and the OpenAPI document's). */
+export const JSON_TYPE = 'application/json; charset=utf-8';
+
 /**
  * The prediction responses as JSON text, built by hand: the same bytes JSON.stringify writes for
  * these objects (numbers through the same number-to-string conversion, strings through

@@ -17,8 +17,8 @@ import {
 } from '../service/index.js';
 import type { AppDeps } from './app-types.js';
 import { OCTET_STREAM } from './binary-infer.js';
-import { answered, JSON_TYPE } from './inference-reply.js';
-import { predictResponseJson } from './json-responses.js';
+import { answered } from './inference-reply.js';
+import { JSON_TYPE, predictResponseJson } from './json-responses.js';
 import {
   predictQuerySchema,
   predictRequestSchema,

@@ -32,8 +32,9 @@ import { expectClose, expectRelClose } from '../helpers/compare.js';
 import { digitsTestRows, nightShift } from '../helpers/digits.js';
 import { TEST_ENGINE } from '../helpers/engine.js';
 import { listTree } from '../helpers/temp-files.js';
-import { OUTPUT_ATOL, STATS_RTOL } from '../helpers/tolerances.js';
+import { OUTPUT_ATOL } from '../helpers/tolerances.js';
 import { loadModel, WIDTH } from '../recalibration/helpers/digits-fixtures.js';
+import { expectStatisticsClose } from '../recalibration/helpers/statistics-close.js';
 
 /** The night shift must really hurt the bundled model for the story to mean anything. */
 const NIGHT_ACCURACY_MAX = 0.75;
@@ -1173,6 +1174,8 @@ describe('PyTorch equivalence through HTTP (digits-torch on the night rows)', ()
   const reference = JSON.parse(
     readFileSync('test/fixtures/torch-model/reference-float64.json', 'utf8'),
   ) as { recalibrated: { logits: TensorJson } };
+  /** Every BatchNorm1d's eps in digits-torch's config.json (PyTorch's default). */
+  const BN_EPS = 1e-5;
   let t: TestApp;
   beforeAll(async () => {
     t = await makeTestApp({ models: ['digits-torch'], env: UNLIMITED });
@@ -1181,7 +1184,7 @@ describe('PyTorch equivalence through HTTP (digits-torch on the night rows)', ()
     await t.close();
   });
 
-  it('exact: running stats equal PyTorch within STATS_RTOL, served probabilities the float64 reference within OUTPUT_ATOL', async () => {
+  it('exact: running stats equal PyTorch within BN_STATISTICS_TOL, served probabilities the float64 reference within OUTPUT_ATOL', async () => {
     expect(fixture.labels).toEqual(test.y);
     const res = await recalibrate(
       t,
@@ -1192,17 +1195,14 @@ describe('PyTorch equivalence through HTTP (digits-torch on the night rows)', ()
     const { version } = res.json<Outcome>();
     const tensors = versionTensors(t.repository, 'digits-torch', version);
     for (const bn of fixture.batchnorms) {
-      expectRelClose(
-        tensors.get(bn.running_mean_key)!.values!,
-        bn.running_mean.data,
-        STATS_RTOL,
+      expectStatisticsClose(
+        {
+          mean: tensors.get(bn.running_mean_key)!.values!,
+          variance: tensors.get(bn.running_var_key)!.values!,
+        },
+        { mean: bn.running_mean.data, variance: bn.running_var.data },
+        BN_EPS,
         bn.running_mean_key,
-      );
-      expectRelClose(
-        tensors.get(bn.running_var_key)!.values!,
-        bn.running_var.data,
-        STATS_RTOL,
-        bn.running_var_key,
       );
     }
     const served = await predictRows(t.app, 'digits-torch', night);
@@ -1212,7 +1212,7 @@ describe('PyTorch equivalence through HTTP (digits-torch on the night rows)', ()
     expect(served.labels.map(Number)).toEqual(fixture.recalibrated.predictions);
   });
 
-  it('running (float32 upload, batch_size 64): running stats equal PyTorch within STATS_RTOL', async () => {
+  it('running (float32 upload, batch_size 64): running stats equal PyTorch within BN_STATISTICS_TOL', async () => {
     const res = await recalibrate(t, float32Body(night), {
       url: `/v1/models/digits-torch:recalibrate?mode=running&batch_size=${running.batch_size}&activate=false`,
       headers: FLOAT32,
@@ -1222,17 +1222,14 @@ describe('PyTorch equivalence through HTTP (digits-torch on the night rows)', ()
     expect(outcome.batches).toBe(running.num_batches);
     const tensors = versionTensors(t.repository, 'digits-torch', outcome.version);
     for (const bn of running.batchnorms) {
-      expectRelClose(
-        tensors.get(bn.running_mean_key)!.values!,
-        bn.running_mean.data,
-        STATS_RTOL,
+      expectStatisticsClose(
+        {
+          mean: tensors.get(bn.running_mean_key)!.values!,
+          variance: tensors.get(bn.running_var_key)!.values!,
+        },
+        { mean: bn.running_mean.data, variance: bn.running_var.data },
+        BN_EPS,
         bn.running_mean_key,
-      );
-      expectRelClose(
-        tensors.get(bn.running_var_key)!.values!,
-        bn.running_var.data,
-        STATS_RTOL,
-        bn.running_var_key,
       );
     }
   });
