@@ -136,13 +136,6 @@ export function inferHandler({ config, inference }: Pick<AppDeps, 'config' | 'in
     request: FastifyRequest & { params: { name: string; version?: number } },
     reply: FastifyReply,
   ) => {
-    let served: AvailableVersion | undefined;
-    let unresolved: unknown;
-    try {
-      served = inference.resolve(request.params.name, request.params.version);
-    } catch (e) {
-      unresolved = e;
-    }
     // JSON bodies arrive parsed; binary ones (the binary tensor data extension) as bytes.
     let parsed: InferBody;
     let binary: Buffer | undefined;
@@ -162,7 +155,8 @@ export function inferHandler({ config, inference }: Pick<AppDeps, 'config' | 'in
         ? (request.body as InferBody)
         : parseWith(headerSchema, request.body, 'body');
     }
-    if (!served) throw unresolved;
+    // An unknown model or version is named after the body's errors, in Fastify's order.
+    const served = inference.resolve(request.params.name, request.params.version);
     const requested = requestedOutputs(
       served,
       parsed.outputs?.map((o) => o.name),

@@ -103,19 +103,16 @@ export function predictHandler({ config, inference }: Pick<AppDeps, 'config' | '
     request: FastifyRequest & { params: { name: string; version?: number } },
     reply: FastifyReply,
   ) => {
-    let served: AvailableVersion | undefined;
-    let unresolved: unknown;
-    try {
-      served = inference.resolve(request.params.name, request.params.version);
-    } catch (e) {
-      unresolved = e;
-    }
-    if (Buffer.isBuffer(request.body)) return predictBinary(request, reply, served, unresolved);
+    const { name, version } = request.params;
+    const resolved = inference.tryResolve(name, version);
+    if (Buffer.isBuffer(request.body)) return predictBinary(request, reply, resolved);
     let source: RowSource;
     let columnar: boolean;
     let fused: boolean;
     const raw = request.body as PredictBody;
-    if (served && acceptsFor(served)?.(raw)) {
+    let served: AvailableVersion;
+    if (resolved && acceptsFor(resolved)?.(raw)) {
+      served = resolved;
       columnar = raw.inputs !== undefined;
       source = inputShapeOf(served).samples((raw.instances ?? raw.inputs)!);
       fused = fusedOf(request.query);
@@ -126,7 +123,7 @@ export function predictHandler({ config, inference }: Pick<AppDeps, 'config' | '
       const instances = (parsed.instances ?? parsed.inputs)!;
       const field = columnar ? 'inputs' : 'instances';
       checkBatchSize(field, instances.length, config.MAX_BATCH_SIZE);
-      if (!served) throw unresolved;
+      served = resolved ?? inference.resolve(name, version);
       source = inputShapeOf(served).instances(instances, field);
     }
     let out: PredictOutput | Promise<PredictOutput> = inference.infer(served, source, fused, true);
@@ -141,14 +138,13 @@ export function predictHandler({ config, inference }: Pick<AppDeps, 'config' | '
    * from the length.
    */
   const predictBinary = async (
-    request: FastifyRequest,
+    request: FastifyRequest & { params: { name: string; version?: number } },
     reply: FastifyReply,
-    served: AvailableVersion | undefined,
-    unresolved: unknown,
+    resolved: AvailableVersion | undefined,
   ) => {
     const bytes = request.body as Buffer;
     const fused = fusedOf(request.query);
-    if (!served) throw unresolved;
+    const served = resolved ?? inference.resolve(request.params.name, request.params.version);
     const width = served.compiled.inputWidth;
     const rowBytes = width * FP32_BYTES;
     if (bytes.length === 0) failInput('body', 'at least one row is required');

@@ -46,6 +46,20 @@ export class InferenceService {
     return this.registry.resolve(name, version);
   }
 
+  /**
+   * resolve, or undefined where it would throw. For the prediction routes, whose errors follow
+   * Fastify's order — a bad body before an unknown model — but whose fast path needs the version
+   * (the body check is compiled for its input shape): they resolve first and, when this gives
+   * nothing, call resolve for its error once the body has passed.
+   */
+  tryResolve(name: string, version?: number): AvailableVersion | undefined {
+    try {
+      return this.registry.resolve(name, version);
+    } catch {
+      return undefined;
+    }
+  }
+
   /** The batching policy of a version: its config.json's `dynamic_batching`, else the server's. */
   policy(served: AvailableVersion): BatchingPolicy {
     let policy = this.policies.get(served);
