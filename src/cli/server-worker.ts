@@ -104,6 +104,9 @@ export async function startServer(config: ServerConfig): Promise<void> {
       stopSharing?.();
       // Both transports stop taking work and finish what is in flight, together.
       await Promise.all([app.close(), grpc?.close(config.SHUTDOWN_TIMEOUT_MS)]);
+      // Serving nothing more: another worker's change is acknowledged without loading it.
+      if (channel)
+        channel.onRefreshModel = (id) => channel.send({ type: 'normserve:model-refreshed', id });
       registry.close();
       logger.info('stopped');
     },
