@@ -73,7 +73,7 @@ function fromFastifyError(error: FastifyError, request: FastifyRequest): Normser
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return new NormserveError(
         'BODY_TOO_LARGE',
-        'request body is larger than the limit (BODY_LIMIT_BYTES)',
+        `request body is larger than the limit (BODY_LIMIT_BYTES: ${request.routeOptions.bodyLimit} bytes)`,
       );
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return new NormserveError(

@@ -59,6 +59,16 @@ export function validate(
 ): { value: unknown; error?: undefined } | { value?: undefined; error: NormserveError } {
   const result = safeParseWorded(schema, data);
   if (result.success) return { value: result.data };
+  if (data == null && (httpPart ?? 'body') === 'body') {
+    // A POST with no body at all (Fastify hands over null): zod would say "expected an object,
+    // got null", which names a value the client never sent.
+    const missing = { path: '(root)', message: 'no body; expected a JSON object' };
+    return {
+      error: new NormserveError('INVALID_INPUT', `${missing.path}: ${missing.message}`, {
+        errors: [missing],
+      }),
+    };
+  }
   const { shown, total } = locations(result.error.issues, roots[httpPart ?? 'body'] ?? '');
   return {
     error: new NormserveError('INVALID_INPUT', describeLocations(shown, 3, total), {

@@ -298,7 +298,8 @@ describe('body size (BODY_LIMIT_BYTES=2048)', () => {
       headers: { 'content-type': 'application/json' },
     });
     const body = expectProblem(res, 413, 'BODY_TOO_LARGE', PREDICT);
-    expect(body.error).toMatch(/BODY_LIMIT_BYTES/);
+    // The setting and its value, as the decoded-body 413 says them (content-encoding.ts).
+    expect(body.error).toBe('request body is larger than the limit (BODY_LIMIT_BYTES: 2048 bytes)');
   });
 
   it('the limit holds for /v2 infer too', async () => {
@@ -437,6 +438,13 @@ describe('malformed JSON', () => {
 
   it('an empty body with Content-Type application/json is a 400 INVALID_JSON', async () => {
     expectProblem(await postRaw('', 'application/json'), 400, 'INVALID_JSON');
+  });
+
+  it('a POST with no body at all says so, on predict and infer', async () => {
+    for (const url of [PREDICT, '/v2/models/digits/infer']) {
+      const res = await t.app.inject({ method: 'POST', url });
+      expectInvalid(res, [{ path: '(root)', message: 'no body; expected a JSON object' }]);
+    }
   });
 
   it('a JSON body that is not an object is a 400 INVALID_INPUT at (root)', async () => {
