@@ -18,7 +18,7 @@ import { sendToWorker } from './cluster-messages.js';
  *   recalibrated automatically once, not once per worker; its automatic recalibration state
  *   travels with its shares, so every worker reports it. When the decider exits the primary
  *   names another, which inherits the versions already recalibrated. A new version reaches the
- *   other workers through the repository, like an admin's (MODEL_POLL_INTERVAL_MS).
+ *   other workers before the recalibration returns, like an admin's (cluster-models.ts).
  * - Every worker keeps its own traffic sample (bounded, per model, of the active version) and
  *   says in its shares how many rows it holds and stands for. When the cluster's samples hold
  *   AUTO_RECALIBRATE_MIN_ROWS rows and the drift is recommended, the decider asks the primary for

@@ -66,6 +66,14 @@ export const fromWorkerSchema = z.discriminatedUnion('type', [
   }),
   /** A worker's traffic sample, answering the primary's `sample-ask` of the same id. */
   z.object({ type: z.literal('normserve:sample-answer'), id, sample: trafficSampleSchema }),
+  /**
+   * This worker changed what `model` serves (published, activated or deleted a version): the
+   * primary asks every other worker to refresh it (`refresh-model`) and answers
+   * `models-refreshed` once the ready ones did, or its wait ended (cluster-models.ts).
+   */
+  z.object({ type: z.literal('normserve:model-written'), id, model: z.string().max(1024) }),
+  /** This worker refreshed the model of the primary's `refresh-model` of the same id. */
+  z.object({ type: z.literal('normserve:model-refreshed'), id }),
   /** Count one admin request against `key` in the server's rate limit. */
   z.object({
     type: z.literal('normserve:rate-limit'),
@@ -103,6 +111,15 @@ export const fromPrimarySchema = z.discriminatedUnion('type', [
     asked: z.number().int().nonnegative(),
     left_out: z.array(z.object({ worker: id, reason: z.string() })),
   }),
+  /** Another worker changed `model` in the repository: refresh it now (answer: `model-refreshed`). */
+  z.object({ type: z.literal('normserve:refresh-model'), id, model: z.string().max(1024) }),
+  /** Answers `model-written`: the other ready workers refreshed, but for those left out. */
+  z.object({
+    type: z.literal('normserve:models-refreshed'),
+    id,
+    asked: z.number().int().nonnegative(),
+    left_out: z.array(z.object({ worker: id, reason: z.string() })),
+  }),
   /** Whether this worker is the one that acts on drift (AUTO_RECALIBRATE). */
   z.object({ type: z.literal('normserve:drift-decider'), decides: z.boolean() }),
   z.object({
@@ -136,7 +153,9 @@ const NOTICES = [
 ] as const;
 type Notice = Extract<FromPrimary, { type: (typeof NOTICES)[number] }>;
 const isNotice = (m: FromPrimary): m is Notice => (NOTICES as readonly string[]).includes(m.type);
-type Answer = Exclude<FromPrimary, { type: 'normserve:collect' } | Notice>;
+/** The primary's requests to a worker, each with its own handler. */
+type PrimaryRequest = { type: 'normserve:collect' } | { type: 'normserve:refresh-model' };
+type Answer = Exclude<FromPrimary, PrimaryRequest | Notice>;
 /** A worker's request without its id (distributed over the union). */
 type Request = FromWorker extends infer M
   ? M extends { id: number }
@@ -146,11 +165,14 @@ type Request = FromWorker extends infer M
 
 /**
  * A worker's end: requests to the primary that resolve with its answer (or reject after
- * `timeoutMs`), and the primary's `collect` requests handed to `onCollect`.
+ * `timeoutMs`), and the primary's `collect` and `refresh-model` requests handed to `onCollect` and
+ * `onRefreshModel`.
  */
 export class PrimaryChannel {
   /** Answers the primary's collect requests (set once the worker's metrics exist). */
   onCollect: (id: number) => void = () => undefined;
+  /** Answers the primary's `refresh-model` requests (set once the worker's registry exists). */
+  onRefreshModel: (id: number, model: string) => void = () => undefined;
   /**
    * Handles the primary's notices (drift shares of other workers, the drift decider, requests for
    * this worker's traffic sample and other workers' samples for this worker's request).
@@ -169,6 +191,10 @@ export class PrimaryChannel {
       const message = parsed.data;
       if (message.type === 'normserve:collect') {
         this.onCollect(message.id);
+        return;
+      }
+      if (message.type === 'normserve:refresh-model') {
+        this.onRefreshModel(message.id, message.model);
         return;
       }
       if (isNotice(message)) {

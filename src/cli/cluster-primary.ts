@@ -11,17 +11,20 @@ import type { ServerConfig } from '../service/server-config.js';
 import { ClusterDriftPrimary } from './cluster-drift.js';
 import { onWorkerMessage, sendToWorker } from './cluster-messages.js';
 import { ClusterMetricsPrimary } from './cluster-metrics.js';
+import { ClusterModelsPrimary } from './cluster-models.js';
 import { answerRateLimit } from './cluster-rate-limit.js';
 import { WorkerDeaths } from './worker-deaths.js';
 
 /**
  * The primary's answers to its workers: the whole server's metrics (cluster-metrics.ts), the
- * server's one admin rate limit (cluster-rate-limit.ts) and the workers' drift shares and decider
- * (cluster-drift.ts).
+ * server's one admin rate limit (cluster-rate-limit.ts), the workers' drift shares and decider
+ * (cluster-drift.ts) and a worker's model changes, refreshed by every other worker before its call
+ * returns (cluster-models.ts).
  */
 function answerWorkers(
   metrics: ClusterMetricsPrimary,
   drift: ClusterDriftPrimary,
+  models: ClusterModelsPrimary,
   logger: pino.Logger,
   deaths: WorkerDeaths,
   startFailed: (worker: Worker, message: string) => void,
@@ -33,6 +36,7 @@ function answerWorkers(
         deaths.ready();
         metrics.add(worker);
         drift.add(worker);
+        models.add(worker);
         break;
       case 'normserve:start-failed':
         startFailed(worker, message.message);
@@ -45,6 +49,12 @@ function answerWorkers(
         break;
       case 'normserve:sample-answer':
         drift.answered(worker, message);
+        break;
+      case 'normserve:model-written':
+        models.written(worker, message);
+        break;
+      case 'normserve:model-refreshed':
+        models.refreshed(worker, message);
         break;
       case 'normserve:collected':
         metrics.collected(worker, message);
@@ -67,10 +77,11 @@ function answerWorkers(
 
 /**
  * WORKERS > 1: a primary that forks that many server processes sharing the port (node:cluster
- * distributes connections round-robin). Every worker loads the repository and watches it, so a
- * recalibration or activation made through one worker reaches the others through the repository
- * (within MODEL_POLL_INTERVAL_MS). SIGTERM/SIGINT drain every worker; a worker that dies otherwise
- * is replaced.
+ * distributes connections round-robin). Every worker loads the repository and watches it; a
+ * recalibration, activation or version delete made through one worker is refreshed by the others
+ * before the call returns (cluster-models.ts; the poll, MODEL_POLL_INTERVAL_MS, catches up on a
+ * worker that did not confirm). SIGTERM/SIGINT drain every worker; a worker that dies otherwise is
+ * replaced.
  */
 export async function runPrimary(config: ServerConfig): Promise<void> {
   const logger = pino({ level: config.LOG_LEVEL });
@@ -86,6 +97,7 @@ export async function runPrimary(config: ServerConfig): Promise<void> {
 
   const clusterMetrics = new ClusterMetricsPrimary();
   const clusterDrift = new ClusterDriftPrimary();
+  const clusterModels = new ClusterModelsPrimary();
   /** Whether a worker has ever said it listens (`normserve:ready`), and the recent deaths. */
   const deaths = new WorkerDeaths();
   // Why a worker could not start, by worker id, until its death is decided: the line is printed
@@ -93,7 +105,7 @@ export async function runPrimary(config: ServerConfig): Promise<void> {
   // logged if the server goes on (another worker got ready meanwhile, or a replacement failed).
   const startFailures = new Map<number, string>();
   let reported = false;
-  answerWorkers(clusterMetrics, clusterDrift, logger, deaths, (worker, message) => {
+  answerWorkers(clusterMetrics, clusterDrift, clusterModels, logger, deaths, (worker, message) => {
     startFailures.set(worker.id, message);
   });
 
@@ -143,6 +155,7 @@ export async function runPrimary(config: ServerConfig): Promise<void> {
     // Its counters join the retired bucket, so the server's totals never go backwards.
     clusterMetrics.retire(worker, !stopping);
     clusterDrift.retire(worker);
+    clusterModels.retire(worker);
     // The child's exit can be seen before the primary has read what it sent last (its
     // `start-failed` line): decided once its IPC channel has closed, every message read.
     if (worker.isConnected()) worker.once('disconnect', () => decide(worker, code, signal));

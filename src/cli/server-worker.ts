@@ -14,6 +14,7 @@ import { defaultEngineThreads, ModelRegistry, type ServerConfig } from '../servi
 import { shareDrift } from './cluster-drift.js';
 import { PrimaryChannel } from './cluster-messages.js';
 import { answerCollectRequests, clusterScrape } from './cluster-metrics.js';
+import { announceModelWrites, answerRefreshRequests } from './cluster-models.js';
 import { clusterRateLimitCounter } from './cluster-rate-limit.js';
 import { applyHeapGrowingPercent } from './heap-growth.js';
 import { listenFailed } from './listen-failure.js';
@@ -42,7 +43,10 @@ export async function startServer(config: ServerConfig): Promise<void> {
       if (snapshot.active !== undefined)
         metrics.activeVersion.set({ model: snapshot.name }, snapshot.active);
     },
+    // A cluster worker's writes reach the server's other workers before the call returns.
+    ...(channel ? { onWrite: announceModelWrites(channel, logger) } : {}),
   });
+  if (channel) channel.onRefreshModel = answerRefreshRequests(channel, registry, logger);
   const removed = await registry.repository.removeTemporaries();
   if (removed.length > 0)
     logger.info({ removed }, 'removed temporary leftovers of interrupted writes');
@@ -100,6 +104,9 @@ export async function startServer(config: ServerConfig): Promise<void> {
       stopSharing?.();
       // Both transports stop taking work and finish what is in flight, together.
       await Promise.all([app.close(), grpc?.close(config.SHUTDOWN_TIMEOUT_MS)]);
+      // Serving nothing more: another worker's change is acknowledged without loading it.
+      if (channel)
+        channel.onRefreshModel = (id) => channel.send({ type: 'normserve:model-refreshed', id });
       registry.close();
       logger.info('stopped');
     },

@@ -68,6 +68,14 @@ export interface RegistryOptions {
   log?: Log;
   onLoadFailure?: (name: string, version: number, reason: string) => void;
   onChange?: (snapshot: ModelSnapshot) => void;
+  /**
+   * Awaited by this registry's own writes to the repository (publish, activate, deleteVersion)
+   * once this process serves the result, before they return: the server's other processes (its
+   * cluster workers) refresh `name` now, so that every process of the server serves what the
+   * call left (cli/cluster-models.ts). Bounded by the hook; a failure is logged, never thrown (the
+   * write is done, and the other processes' next scan catches up). Not set with one process.
+   */
+  onWrite?: (name: string) => Promise<void>;
 }
 
 const isAvailable = (v: ServedVersion | undefined): v is AvailableVersion =>
@@ -411,6 +419,7 @@ export class ModelRegistry {
       if (this.models.get(name)?.versions.get(version) !== loaded) loaded.compiled.close();
       throw e;
     }
+    await this.announce(name);
     return { version, activated: activate };
   }
 
@@ -419,7 +428,9 @@ export class ModelRegistry {
     await this.refreshModel(name).catch(() => undefined);
     this.resolve(name, version); // exists and is AVAILABLE, or a 404 naming why
     await this.repository.writeActive(name, version, note);
-    return this.refreshModel(name);
+    const snapshot = await this.refreshModel(name);
+    await this.announce(name);
+    return snapshot;
   }
 
   /** Deletes a version that is not the active one. */
@@ -434,7 +445,18 @@ export class ModelRegistry {
       );
     }
     await this.repository.deleteVersion(name, version);
-    return this.refreshModel(name);
+    const snapshot = await this.refreshModel(name);
+    await this.announce(name);
+    return snapshot;
+  }
+
+  /** This process wrote `name`'s versions or record: the server's other processes follow now. */
+  private async announce(name: string): Promise<void> {
+    try {
+      await this.options.onWrite?.(name);
+    } catch (e) {
+      this.log.error({ err: e, model: name }, 'telling the other workers of a change failed');
+    }
   }
 
   /** The config of a served version (for metadata), or throws like `resolve`. */

@@ -3,8 +3,8 @@
  * (`node --import tsx src/cli/server.ts`) on one temp copy of models/, under continuous
  * prediction load. A recalibration published through one replica, and a rollback through the
  * other, reach the other replica through the repository poll within two polls, without a failed
- * request; SIGTERM stops every process with exit code 0. Then the same for the workers of one
- * WORKERS=2 process (node:cluster).
+ * request; SIGTERM stops every process with exit code 0. Then the workers of one WORKERS=2
+ * process (node:cluster), which tell each other rather than wait for the poll.
  *
  * "Within two polls" is counted on the receiving replica's own clock, its repository scans
  * (normserve_repository_scans_total, and the scan number its "active version changed" line
@@ -471,10 +471,10 @@ describe('one server with WORKERS=2 (node:cluster) on a repository, under predic
     const version = recalibrated.body.version;
     expect(version).toBe(2);
 
-    // Both workers switch: the one that published at once, the other at its next scans. Their
-    // scan counters are per process and unreachable through the shared port, so here the
-    // outcome is asserted in order (every answer after both switched is the new version), and
-    // the wall time printed.
+    // Both workers switch before the 201: the one that published, and the other when the primary
+    // relays the change (cluster-models.ts; one-server-one-version.test.ts asserts that with the
+    // poll out of the way). Their log lines arrive on their own; here the outcome is asserted in
+    // order (every answer after both switched is the new version), and the wall time printed.
     const deadline = performance.now() + SWITCH_TIMEOUT_MS;
     const switched = () =>
       new Set(server.switches.filter((e) => e.version === version).map((e) => e.pid));
@@ -494,7 +494,7 @@ describe('one server with WORKERS=2 (node:cluster) on a repository, under predic
       after.push(r.version);
     }
     expect(after).toEqual(Array(50).fill(version));
-    // Both workers switched (the one that published and the one that polled).
+    // Both workers switched (the one that published and the one it told).
     expect(pids.size).toBe(2);
     expect(failures(load.samples)).toEqual([]);
   });
