@@ -37,6 +37,7 @@ export async function startServer(config: ServerConfig): Promise<void> {
     maxBatchSize: config.MAX_BATCH_SIZE,
     engine: config.ENGINE,
     engineThreads: config.ENGINE_THREADS ?? defaultEngineThreads(config.WORKERS),
+    strictReadiness: config.STRICT_READINESS === 'on',
     log: logger,
     onLoadFailure: (model) => metrics.loadFailures.inc({ model }),
     onChange: (snapshot) => {

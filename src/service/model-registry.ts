@@ -68,6 +68,8 @@ export interface RegistryOptions {
   log?: Log;
   onLoadFailure?: (name: string, version: number, reason: string) => void;
   onChange?: (snapshot: ModelSnapshot) => void;
+  /** isReady with every model serving (default), or with at least one (STRICT_READINESS=off). */
+  strictReadiness?: boolean;
   /**
    * Awaited by this registry's own writes to the repository (publish, activate, deleteVersion)
    * once this process serves the result, before they return: the server's other processes (its
@@ -153,9 +155,16 @@ export class ModelRegistry {
     return model;
   }
 
-  /** Every model has an active (AVAILABLE) version, and there is at least one model. */
+  /**
+   * There is at least one model, and every model (strictReadiness, the default) or at least one
+   * has an active (AVAILABLE) version.
+   */
   isReady(): boolean {
-    return this.models.size > 0 && [...this.models.values()].every((m) => m.active !== undefined);
+    const serving = (m: ModelSnapshot) => m.active !== undefined;
+    const models = [...this.models.values()];
+    return (this.options.strictReadiness ?? true)
+      ? models.length > 0 && models.every(serving)
+      : models.some(serving);
   }
 
   /** The version a request should run on: the explicit one, else the active one. */

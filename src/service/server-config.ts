@@ -85,6 +85,12 @@ export const serverConfigSchema = z.object({
   RECALIBRATION_MEMORY_BYTES: int(0).default(64 * 1024 * 1024),
   /** Upper bound for a streamed recalibration upload (NDJSON or float32 rows). */
   RECALIBRATION_BODY_LIMIT_BYTES: int(1024).default(1024 * 1024 * 1024),
+  /**
+   * on (Triton's --strict-readiness, its default): the server is ready when every model of the
+   * repository serves a version; off: when at least one does, so that one broken model on a
+   * shared volume does not take every replica out of its load balancer.
+   */
+  STRICT_READINESS: z.enum(['off', 'on']).default('on'),
   /** How often the repository is scanned for versions published by other processes; 0 = never. */
   MODEL_POLL_INTERVAL_MS: ms(0).default(2000),
   /** Server processes sharing the port (node:cluster); 1 = a single process. */

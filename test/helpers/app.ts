@@ -63,6 +63,7 @@ export async function makeTestApp(
     maxBatchSize: config.MAX_BATCH_SIZE,
     engine: config.ENGINE,
     engineThreads: config.ENGINE_THREADS,
+    strictReadiness: config.STRICT_READINESS === 'on',
   });
   await registry.refresh();
   const app = await buildApp({

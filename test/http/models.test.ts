@@ -257,14 +257,42 @@ describe('readiness', () => {
     }
   });
 
-  it('GET /readyz answers 503 with an empty repository', async () => {
-    const t = await makeTestApp({ repository: tempRepository() });
-    try {
-      const res = await t.app.inject({ url: '/readyz' });
-      expect(res.statusCode).toBe(503);
-      expect(res.json()).toEqual({ status: 'not_ready', models: [] });
-    } finally {
-      await t.close();
+  it('with STRICT_READINESS=off, GET /readyz (and OIP readiness) answers 200 while one model of two serves', async () => {
+    const root = tempRepository();
+    addBrokenVersion(root, 'broken', 1);
+    cpSync('models/digits', join(root, 'digits'), { recursive: true });
+    for (const [strict, status] of [
+      ['on', 503],
+      ['off', 200],
+    ] as const) {
+      const t = await makeTestApp({ repository: root, env: { STRICT_READINESS: strict } });
+      try {
+        const res = await t.app.inject({ url: '/readyz' });
+        expect(res.statusCode, `STRICT_READINESS=${strict}`).toBe(status);
+        expect(res.json().models).toEqual([
+          { name: 'broken', ready: false, active_version: null },
+          { name: 'digits', ready: true, active_version: 1 },
+        ]);
+        expect((await t.app.inject({ url: '/v2/health/ready' })).statusCode).toBe(status);
+      } finally {
+        await t.close();
+      }
+    }
+  });
+
+  it('GET /readyz answers 503 with an empty repository, strict or not', async () => {
+    for (const strict of ['on', 'off']) {
+      const t = await makeTestApp({
+        repository: tempRepository(),
+        env: { STRICT_READINESS: strict },
+      });
+      try {
+        const res = await t.app.inject({ url: '/readyz' });
+        expect(res.statusCode).toBe(503);
+        expect(res.json()).toEqual({ status: 'not_ready', models: [] });
+      } finally {
+        await t.close();
+      }
     }
   });
 });

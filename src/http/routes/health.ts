@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { AppInstance } from '../app-types.js';
+import { NOT_READY_DESCRIPTION } from '../schemas/common.js';
 import { activeRecordStatus } from '../views/model-status.js';
 
 const modelReadiness = z.object({
@@ -39,7 +40,8 @@ export async function healthRoutes(app: AppInstance): Promise<void> {
       config: { access: 'public' },
       schema: {
         tags: ['health'],
-        summary: 'Readiness: every model of the repository has an AVAILABLE version',
+        summary:
+          'Readiness: every model of the repository has an AVAILABLE version (STRICT_READINESS=off: at least one)',
         response: {
           200: readiness.meta({
             examples: [
@@ -47,7 +49,7 @@ export async function healthRoutes(app: AppInstance): Promise<void> {
             ],
           }),
           503: readiness.meta({
-            description: 'Some model has no available version, or the repository is empty',
+            description: NOT_READY_DESCRIPTION,
             examples: [
               {
                 status: 'not_ready',

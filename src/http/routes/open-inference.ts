@@ -51,7 +51,8 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
       config: { access: 'public' },
       schema: {
         tags,
-        summary: 'Server readiness: every model has an available version',
+        summary:
+          'Server readiness: every model has an available version (STRICT_READINESS=off: at least one)',
         response: serverReadyResponses,
       },
     },

@@ -60,6 +60,10 @@ export const versionParam = z
 /** The path parameters of a model's routes (`/…/models/:name…`). */
 export const nameParams = z.object({ name: modelNameParam });
 
+/** What the readiness routes (/readyz, /v2/health/ready) answer 503 for. */
+export const NOT_READY_DESCRIPTION =
+  'Some model has no available version (STRICT_READINESS=off: no model has one), or the repository is empty';
+
 /** The path parameters of one version's routes (`/…/models/:name/versions/:version…`). */
 export const versionParams = z.object({ name: modelNameParam, version: versionParam });
 

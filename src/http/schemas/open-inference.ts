@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { errorResponses } from './common.js';
+import { errorResponses, NOT_READY_DESCRIPTION } from './common.js';
 import { LIMITS, parametersSchema } from './limits.js';
 
 const example = Array.from({ length: 64 }, (_, i) => (i % 9 === 0 ? 8 : 0));
@@ -25,7 +25,7 @@ const readySchema = z.object({ ready: z.boolean() });
 export const serverReadyResponses = {
   200: readySchema.meta({ examples: [{ ready: true }] }),
   503: readySchema.meta({
-    description: 'Some model has no available version, or the repository is empty',
+    description: NOT_READY_DESCRIPTION,
     examples: [{ ready: false }],
   }),
 };
