@@ -1,5 +1,6 @@
 export { type ErrorCode, errorCatalogue } from './catalogue.js';
 export {
+  counted,
   describeInput,
   describeRange,
   expecting,

@@ -124,7 +124,8 @@ const UNITS: Readonly<Record<string, string>> = {
   file: 'byte',
 };
 
-const counted = (n: number | bigint, unit: string): string =>
+/** `1 row`, `2 rows`: a count with its unit, plural but for one. */
+export const counted = (n: number | bigint, unit: string): string =>
   `${n} ${unit}${Number(n) === 1 ? '' : 's'}`;
 
 /** The values a value may take, as a message lists them: `"a"`, `one of "a", "b"`. */

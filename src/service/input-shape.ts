@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { describeLocations, type ErrorLocation, NormserveError } from '../errors/index.js';
+import { counted, describeLocations, type ErrorLocation, NormserveError } from '../errors/index.js';
 import {
   FLOAT32_MAX,
   FLOAT32_RANGE_MESSAGE,
@@ -213,9 +213,16 @@ export class InputShape {
       return this.samples(values);
     }
     const row = this.shape.length === 1 ? this.width : this.describe();
+    const arrays = values.filter(Array.isArray).length;
+    const got =
+      arrays === 0
+        ? counted(values.length, 'number')
+        : arrays === values.length
+          ? counted(arrays, 'row')
+          : `${counted(values.length, 'value')}, ${arrays} of them arrays`;
     return failInput(
       path,
-      `expected ${rows * this.width} numbers (flat) or ${rows} rows of ${row} for shape [${tensorShape.join(', ')}]`,
+      `expected ${counted(rows * this.width, 'number')} (flat) or ${counted(rows, 'row')} of ${row} for shape [${tensorShape.join(', ')}], got ${got}`,
     );
   }
 

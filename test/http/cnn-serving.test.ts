@@ -187,7 +187,7 @@ describe('errors name the offending place', () => {
       {
         path: 'inputs[0].data',
         message:
-          'expected 128 numbers (flat) or 2 rows of 64 numbers or a nested [1][8][8] array for shape [2, 1, 8, 8]',
+          'expected 128 numbers (flat) or 2 rows of 64 numbers or a nested [1][8][8] array for shape [2, 1, 8, 8], got 64 numbers',
       },
     ]);
   });

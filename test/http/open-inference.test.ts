@@ -231,7 +231,22 @@ describe('infer errors are problems with an `error` string', () => {
     expectInvalid(await infer(tensor({ shape: [2, 64] })), [
       {
         path: 'inputs[0].data',
-        message: 'expected 128 numbers (flat) or 2 rows of 64 for shape [2, 64]',
+        // tensor() sends one row's 64 numbers.
+        message: 'expected 128 numbers (flat) or 2 rows of 64 for shape [2, 64], got 64 numbers',
+      },
+    ]);
+    // What was sent is counted as rows, or as values with the arrays among them.
+    expectInvalid(await infer(tensor({ data: [digitsRow(), digitsRow()] })), [
+      {
+        path: 'inputs[0].data',
+        message: 'expected 64 numbers (flat) or 1 row of 64 for shape [1, 64], got 2 rows',
+      },
+    ]);
+    expectInvalid(await infer(tensor({ data: [digitsRow(), 1, 2] })), [
+      {
+        path: 'inputs[0].data',
+        message:
+          'expected 64 numbers (flat) or 1 row of 64 for shape [1, 64], got 3 values, 1 of them arrays',
       },
     ]);
     expectInvalid(await infer(tensor({ data: digitsRow().slice(1) })), [
