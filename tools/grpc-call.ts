@@ -4,19 +4,28 @@
  * use the protobuf JSON mapping grpcurl uses (lowerCamelCase names, int64 as strings, bytes as
  * base64), and the vendored proto/open_inference_grpc.proto.
  */
-import { type Client, credentials, loadPackageDefinition } from '@grpc/grpc-js';
+import {
+  type Client,
+  credentials,
+  loadPackageDefinition,
+  Metadata,
+  type ServiceError,
+  status,
+} from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import protobuf from 'protobufjs';
 import { PROTO_FILE } from '../src/grpc/proto.js';
 
 const root = protobuf.loadSync(PROTO_FILE);
 const service = root.lookupService('inference.GRPCInferenceService');
-const USAGE = `usage: npm run -s grpc -- [host:port] <Method> [json request]
+const USAGE = `usage: npm run -s grpc -- [-H 'name: value' …] [host:port] <Method> [json request]
 
 Calls one method of the gRPC Open Inference Protocol (inference.GRPCInferenceService) at
 host:port (default 127.0.0.1:8081, the server's GRPC_PORT) and prints the reply as grpcurl does.
 Requests and replies use the protobuf JSON mapping (lowerCamelCase or proto names, int64 as
-strings, bytes as base64); the request defaults to {}.
+strings, bytes as base64); the request defaults to {}. -H adds a request header (metadata), as
+grpcurl's -H does: -H 'authorization: Bearer <API_TOKEN>' when the server sets API_TOKEN. An error
+prints its status code and message, and normserve's error code (the normserve-code trailer).
 
 Methods: ${Object.keys(service.methods).join(', ')}
 
@@ -29,6 +38,17 @@ const args = process.argv.slice(2);
 if (args.includes('--help') || args.includes('-h')) {
   process.stdout.write(USAGE);
   process.exit(0);
+}
+const metadata = new Metadata();
+for (let i = args.indexOf('-H'); i >= 0; i = args.indexOf('-H')) {
+  const header = args[i + 1];
+  const colon = header?.indexOf(':') ?? -1;
+  if (header === undefined || colon <= 0) {
+    process.stderr.write(`grpc: -H takes 'name: value', got ${JSON.stringify(header)}\n${USAGE}`);
+    process.exit(2);
+  }
+  metadata.add(header.slice(0, colon).trim().toLowerCase(), header.slice(colon + 1).trim());
+  args.splice(i, 2);
 }
 const unknown = args.find((a) => a.startsWith('-'));
 if (unknown !== undefined) {
@@ -46,7 +66,7 @@ if (!method) {
 const rpc = service.methods[method];
 if (!rpc) {
   process.stderr.write(
-    `unknown method ${method}; one of $Object.keys(service.methods).join(', ')\n`,
+    `unknown method ${method}; one of ${Object.keys(service.methods).join(', ')}\n`,
   );
   process.exit(2);
 }
@@ -76,13 +96,18 @@ const client = new definition.inference.GRPCInferenceService(address, credential
 (
   client as unknown as Record<
     string,
-    (r: unknown, cb: (e: Error | null, v: unknown) => void) => void
+    (r: unknown, m: Metadata, cb: (e: ServiceError | null, v: unknown) => void) => void
   >
-)[method]!(request, (error, reply) => {
+)[method]!(request, metadata, (error, reply) => {
   client.close();
   if (error) {
+    // As grpcurl prints a status: the code's name in CamelCase (NOT_FOUND → NotFound).
+    const name = (status[error.code] ?? String(error.code))
+      .toLowerCase()
+      .replace(/(^|_)([a-z])/g, (_, __: string, c: string) => c.toUpperCase());
+    const code = error.metadata?.get('normserve-code')[0];
     process.stderr.write(
-      `ERROR:\n  ${(error as Error & { details?: string }).details ?? error.message}\n`,
+      `ERROR:\n  Code: ${name}\n  Message: ${error.details ?? error.message}\n${code === undefined ? '' : `  normserve-code: ${String(code)}\n`}`,
     );
     process.exit(1);
   }

@@ -108,7 +108,9 @@ describe('npm run grpc', () => {
       },
     );
     expect(result.status, result.stderr).toBe(0);
-    expect(result.stdout).toMatch(/^usage: npm run -s grpc -- \[host:port\] <Method>/);
+    expect(result.stdout).toMatch(
+      /^usage: npm run -s grpc -- \[-H 'name: value' …\] \[host:port\] <Method>/,
+    );
     expect(result.stdout).toContain('Methods: ServerLive, ServerReady, ModelReady');
     expect(result.stdout).toContain('ModelMetadata \'{"name":"digits"}\'');
   });
