@@ -47,7 +47,13 @@ for (let i = args.indexOf('-H'); i >= 0; i = args.indexOf('-H')) {
     process.stderr.write(`grpc: -H takes 'name: value', got ${JSON.stringify(header)}\n${USAGE}`);
     process.exit(2);
   }
-  metadata.add(header.slice(0, colon).trim().toLowerCase(), header.slice(colon + 1).trim());
+  try {
+    metadata.add(header.slice(0, colon).trim().toLowerCase(), header.slice(colon + 1).trim());
+  } catch (e) {
+    // grpc-js refuses names outside [0-9a-z_.-] and text values for -bin keys.
+    process.stderr.write(`grpc: -H ${JSON.stringify(header)}: ${(e as Error).message}\n`);
+    process.exit(2);
+  }
   args.splice(i, 2);
 }
 const unknown = args.find((a) => a.startsWith('-'));

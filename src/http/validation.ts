@@ -60,9 +60,9 @@ export function validate(
   const result = safeParseWorded(schema, data);
   if (result.success) return { value: result.data };
   if (data == null && (httpPart ?? 'body') === 'body') {
-    // A POST with no body at all (Fastify hands over null): zod would say "expected an object,
-    // got null", which names a value the client never sent.
-    const missing = { path: '(root)', message: 'no body; expected a JSON object' };
+    // A POST with no body at all, which Fastify hands over as null like a JSON `null`: zod would
+    // say "expected an object, got null", a value most such clients never sent.
+    const missing = { path: '(root)', message: 'no body (or JSON null); expected a JSON object' };
     return {
       error: new NormserveError('INVALID_INPUT', `${missing.path}: ${missing.message}`, {
         errors: [missing],

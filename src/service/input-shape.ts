@@ -215,11 +215,11 @@ export class InputShape {
     const row = this.shape.length === 1 ? this.width : this.describe();
     const arrays = values.filter(Array.isArray).length;
     const got =
-      arrays === 0
-        ? counted(values.length, 'number')
-        : arrays === values.length
-          ? counted(arrays, 'row')
-          : `${counted(values.length, 'value')}, ${arrays} of them arrays`;
+      arrays === values.length
+        ? counted(arrays, 'row')
+        : values.every((v) => typeof v === 'number')
+          ? counted(values.length, 'number')
+          : `${counted(values.length, 'value')}${arrays > 0 ? `, ${arrays} of them ${arrays === 1 ? 'an array' : 'arrays'}` : ''}`;
     return failInput(
       path,
       `expected ${counted(rows * this.width, 'number')} (flat) or ${counted(rows, 'row')} of ${row} for shape [${tensorShape.join(', ')}], got ${got}`,

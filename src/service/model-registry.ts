@@ -427,8 +427,10 @@ export class ModelRegistry {
     } catch (e) {
       if (this.models.get(name)?.versions.get(version) !== loaded) loaded.compiled.close();
       throw e;
+    } finally {
+      // The version is on disk whatever this process made of it: the others read it now.
+      await this.announce(name);
     }
-    await this.announce(name);
     return { version, activated: activate };
   }
 
@@ -437,9 +439,11 @@ export class ModelRegistry {
     await this.refreshModel(name).catch(() => undefined);
     this.resolve(name, version); // exists and is AVAILABLE, or a 404 naming why
     await this.repository.writeActive(name, version, note);
-    const snapshot = await this.refreshModel(name);
-    await this.announce(name);
-    return snapshot;
+    try {
+      return await this.refreshModel(name);
+    } finally {
+      await this.announce(name); // written: the others read it now, whatever this refresh did
+    }
   }
 
   /** Deletes a version that is not the active one. */
@@ -454,9 +458,11 @@ export class ModelRegistry {
       );
     }
     await this.repository.deleteVersion(name, version);
-    const snapshot = await this.refreshModel(name);
-    await this.announce(name);
-    return snapshot;
+    try {
+      return await this.refreshModel(name);
+    } finally {
+      await this.announce(name); // deleted: the others read it now, whatever this refresh did
+    }
   }
 
   /** This process wrote `name`'s versions or record: the server's other processes follow now. */

@@ -246,7 +246,7 @@ describe('infer errors are problems with an `error` string', () => {
       {
         path: 'inputs[0].data',
         message:
-          'expected 64 numbers (flat) or 1 row of 64 for shape [1, 64], got 3 values, 1 of them arrays',
+          'expected 64 numbers (flat) or 1 row of 64 for shape [1, 64], got 3 values, 1 of them an array',
       },
     ]);
     expectInvalid(await infer(tensor({ data: digitsRow().slice(1) })), [

@@ -443,7 +443,9 @@ describe('malformed JSON', () => {
   it('a POST with no body at all says so, on predict and infer', async () => {
     for (const url of [PREDICT, '/v2/models/digits/infer']) {
       const res = await t.app.inject({ method: 'POST', url });
-      expectInvalid(res, [{ path: '(root)', message: 'no body; expected a JSON object' }]);
+      expectInvalid(res, [
+        { path: '(root)', message: 'no body (or JSON null); expected a JSON object' },
+      ]);
     }
   });
 

@@ -641,7 +641,7 @@ export class WasmExecutor implements Executor {
       // when the executor was made; the rest of the I/O regions only bigger calls reach, and a
       // helper's scratch its own thread.
       const { input, output, scratch, ioRows, bytes } = this.layout;
-      const r = Math.max(0, Math.min(rows, ioRows));
+      const r = Number.isInteger(rows) ? Math.max(0, Math.min(rows, ioRows)) : 0;
       this.prefaultRanges = [
         [input, input + r * this.plan.inputWidth * 4],
         [output, output + r * this.plan.outputWidth * 4],
@@ -657,7 +657,7 @@ export class WasmExecutor implements Executor {
       // A read would map the shared zero page; an atomic add of zero writes, so the page is
       // backed, and leaves what a helper thread may be writing meanwhile as it is.
       for (let at = range[0] - (range[0] % PAGE_BYTES); at < end; at += PAGE_BYTES) {
-        Atomics.add(words, at >> 2, 0);
+        Atomics.add(words, at >>> 2, 0); // >>>: offsets past 2 GiB stay positive
       }
       budget -= end - range[0];
       range[0] = end;
