@@ -10,6 +10,8 @@ import { driftShareSchema, trafficSampleSchema } from '../service/drift-share.js
  */
 
 const id = z.number().int().nonnegative();
+/** A model's served version as a write left it (null: none; absent: not said). */
+const servedVersion = z.number().int().positive().nullable().optional();
 /** Traffic sample or recent rows (service/drift-service.ts); traffic when absent. */
 const sampleKind = z.enum(SAMPLE_KINDS).default('traffic');
 
@@ -71,9 +73,23 @@ export const fromWorkerSchema = z.discriminatedUnion('type', [
    * primary asks every other worker to refresh it (`refresh-model`) and answers
    * `models-refreshed` once the ready ones did, or its wait ended (cluster-models.ts).
    */
-  z.object({ type: z.literal('normserve:model-written'), id, model: z.string().max(1024) }),
-  /** This worker refreshed the model of the primary's `refresh-model` of the same id. */
-  z.object({ type: z.literal('normserve:model-refreshed'), id }),
+  z.object({
+    type: z.literal('normserve:model-written'),
+    id,
+    model: z.string().max(1024),
+    /** The version the writer serves after its write (null: none). */
+    active: servedVersion,
+  }),
+  /**
+   * This worker refreshed the model of the primary's `refresh-model` of the same id; `problem`
+   * when it does not serve what the writer serves (its refresh failed, or the version did not
+   * load here).
+   */
+  z.object({
+    type: z.literal('normserve:model-refreshed'),
+    id,
+    problem: z.string().max(1024).optional(),
+  }),
   /** Count one admin request against `key` in the server's rate limit. */
   z.object({
     type: z.literal('normserve:rate-limit'),
@@ -112,7 +128,12 @@ export const fromPrimarySchema = z.discriminatedUnion('type', [
     left_out: z.array(z.object({ worker: id, reason: z.string() })),
   }),
   /** Another worker changed `model` in the repository: refresh it now (answer: `model-refreshed`). */
-  z.object({ type: z.literal('normserve:refresh-model'), id, model: z.string().max(1024) }),
+  z.object({
+    type: z.literal('normserve:refresh-model'),
+    id,
+    model: z.string().max(1024),
+    active: servedVersion,
+  }),
   /** Answers `model-written`: the other ready workers refreshed, but for those left out. */
   z.object({
     type: z.literal('normserve:models-refreshed'),
@@ -172,7 +193,7 @@ export class PrimaryChannel {
   /** Answers the primary's collect requests (set once the worker's metrics exist). */
   onCollect: (id: number) => void = () => undefined;
   /** Answers the primary's `refresh-model` requests (set once the worker's registry exists). */
-  onRefreshModel: (id: number, model: string) => void = () => undefined;
+  onRefreshModel: (id: number, model: string, active?: number | null) => void = () => undefined;
   /**
    * Handles the primary's notices (drift shares of other workers, the drift decider, requests for
    * this worker's traffic sample and other workers' samples for this worker's request).
@@ -194,7 +215,7 @@ export class PrimaryChannel {
         return;
       }
       if (message.type === 'normserve:refresh-model') {
-        this.onRefreshModel(message.id, message.model);
+        this.onRefreshModel(message.id, message.model, message.active);
         return;
       }
       if (isNotice(message)) {

@@ -11,8 +11,9 @@ import { sendToWorker } from './cluster-messages.js';
  * one process would. The registry awaits its `onWrite` hook after each of its writes; here the hook
  * asks the primary (`model-written`), which asks every other worker to refresh that model
  * (`refresh-model`) and answers (`models-refreshed`) once every ready one confirmed
- * (`model-refreshed`), a worker exited, or REFRESH_TIMEOUT_MS passed (who was left out is logged;
- * its next repository scan catches up). Workers still starting are told too but not waited for:
+ * (`model-refreshed`), a worker exited, or REFRESH_TIMEOUT_MS passed (who was left out — no
+ * answer, exited, or serving another version than the writer's after its refresh — is logged by
+ * the writer; its next repository scan catches up). Workers still starting are told too but not waited for:
  * one whose first scan read the repository before the write refreshes again.
  *
  * Separate servers sharing the repository (replicas) are not told: they follow by polling
@@ -89,7 +90,12 @@ export class ClusterModelsPrimary {
     };
     this.refreshes.set(id, refresh);
     for (const w of others)
-      sendToWorker(w, { type: 'normserve:refresh-model', id, model: message.model });
+      sendToWorker(w, {
+        type: 'normserve:refresh-model',
+        id,
+        model: message.model,
+        active: message.active,
+      });
     if (refresh.waiting.size === 0) this.finish(id, refresh);
   }
 
@@ -97,6 +103,7 @@ export class ClusterModelsPrimary {
   refreshed(from: Worker, message: FromWorkerOf<'normserve:model-refreshed'>): void {
     const r = this.refreshes.get(message.id);
     if (!r?.waiting.delete(from.id)) return;
+    if (message.problem !== undefined) r.leftOut.push({ worker: from.id, reason: message.problem });
     if (r.waiting.size === 0) this.finish(message.id, r);
   }
 
@@ -115,21 +122,32 @@ export class ClusterModelsPrimary {
 
 /**
  * A worker's `refresh-model` handler (PrimaryChannel.onRefreshModel): reloads the model from the
- * repository, then confirms — also when the refresh failed (logged): the wait is for this worker
- * to have read the repository, and a failed read is what its next scan retries.
+ * repository, then confirms — also when the refresh failed (logged), or when it serves another
+ * version than the writer (`active`; the version did not load here), naming the problem, which
+ * the writer logs: the wait is for this worker to have read the repository, and a failed read is
+ * what its next scan retries.
  */
 export function answerRefreshRequests(
   channel: PrimaryChannel,
   registry: ModelRegistry,
   log: Log,
-): (id: number, model: string) => void {
-  return (id, model) => {
-    registry
-      .refreshModel(model)
-      .catch((e: unknown) =>
-        log.warn({ err: e, model }, 'refreshing a model another worker changed failed'),
-      )
-      .finally(() => channel.send({ type: 'normserve:model-refreshed', id }));
+): (id: number, model: string, active?: number | null) => void {
+  return (id, model, active) => {
+    registry.refreshModel(model).then(
+      (snapshot) => {
+        const serves = snapshot.active ?? null;
+        const problem =
+          active === undefined || serves === active
+            ? undefined
+            : `serves version ${serves ?? 'none'}, not ${active ?? 'none'}`;
+        channel.send({ type: 'normserve:model-refreshed', id, ...(problem ? { problem } : {}) });
+      },
+      (e: unknown) => {
+        log.warn({ err: e, model }, 'refreshing a model another worker changed failed');
+        const problem = `its refresh failed: ${e instanceof Error ? e.message : String(e)}`;
+        channel.send({ type: 'normserve:model-refreshed', id, problem: problem.slice(0, 1024) });
+      },
+    );
   };
 }
 
@@ -140,18 +158,18 @@ export function answerRefreshRequests(
 export function announceModelWrites(
   channel: PrimaryChannel,
   log: Log,
-): (model: string) => Promise<void> {
-  return async (model) => {
+): (model: string, active: number | null) => Promise<void> {
+  return async (model, active) => {
     try {
       const done = await channel.request(
-        { type: 'normserve:model-written', model },
+        { type: 'normserve:model-written', model, active },
         'normserve:models-refreshed',
         WRITTEN_REQUEST_TIMEOUT_MS,
       );
       if (done.left_out.length > 0)
         log.warn(
           { model, asked: done.asked, left_out: done.left_out },
-          'some workers did not confirm the change in time; their next repository scan serves it',
+          'some workers do not serve the change yet; their next repository scan catches up',
         );
     } catch (e) {
       log.error(

@@ -77,7 +77,7 @@ export interface RegistryOptions {
    * call left (cli/cluster-models.ts). Bounded by the hook; a failure is logged, never thrown (the
    * write is done, and the other processes' next scan catches up). Not set with one process.
    */
-  onWrite?: (name: string) => Promise<void>;
+  onWrite?: (name: string, active: number | null) => Promise<void>;
 }
 
 const isAvailable = (v: ServedVersion | undefined): v is AvailableVersion =>
@@ -468,7 +468,7 @@ export class ModelRegistry {
   /** This process wrote `name`'s versions or record: the server's other processes follow now. */
   private async announce(name: string): Promise<void> {
     try {
-      await this.options.onWrite?.(name);
+      await this.options.onWrite?.(name, this.models.get(name)?.active ?? null);
     } catch (e) {
       this.log.error({ err: e, model: name }, 'telling the other workers of a change failed');
     }

@@ -188,6 +188,32 @@ describe("the primary's relay", () => {
     vi.advanceTimersByTime(10_000);
     expect(a!.sent).toEqual([]);
   });
+  it("the primary counts a worker's problem as left out", () => {
+    const workers = [fakeWorker(1), fakeWorker(2)];
+    const primary = new ClusterModelsPrimary(60_000, () => workers.map((w) => w.worker));
+    for (const w of workers) primary.add(w.worker);
+    primary.written(workers[0]!.worker, {
+      type: 'normserve:model-written',
+      id: 7,
+      model: 'm',
+      active: 2,
+    });
+    const ask = workers[1]!.sent[0] as { id: number; active: number };
+    expect(ask.active).toBe(2);
+    primary.refreshed(workers[1]!.worker, {
+      type: 'normserve:model-refreshed',
+      id: ask.id,
+      problem: 'serves version 1, not 2',
+    });
+    expect(workers[0]!.sent).toEqual([
+      {
+        type: 'normserve:models-refreshed',
+        id: 7,
+        asked: 1,
+        left_out: [{ worker: 2, reason: 'serves version 1, not 2' }],
+      },
+    ]);
+  });
 });
 
 describe("a worker's halves", () => {
@@ -203,9 +229,18 @@ describe("a worker's halves", () => {
     other.close();
     const sent: unknown[] = [];
     const channel = { send: (m: unknown) => sent.push(m) } as unknown as PrimaryChannel;
-    answerRefreshRequests(channel, registry, recordingLog().log)(5, 'digits');
+    answerRefreshRequests(channel, registry, recordingLog().log)(5, 'digits', 1);
     await vi.waitFor(() => expect(sent).toEqual([{ type: 'normserve:model-refreshed', id: 5 }]));
     expect(registry.get('digits').active).toBe(1);
+    // Asked to serve a version it does not (it did not load here, say): it says so.
+    answerRefreshRequests(channel, registry, recordingLog().log)(6, 'digits', 2);
+    await vi.waitFor(() =>
+      expect(sent[1]).toEqual({
+        type: 'normserve:model-refreshed',
+        id: 6,
+        problem: 'serves version 1, not 2',
+      }),
+    );
     registry.close();
   });
 
@@ -228,11 +263,11 @@ describe("a worker's halves", () => {
       },
     } as unknown as PrimaryChannel;
     const announce = announceModelWrites(channel, log);
-    await announce('digits');
-    await announce('digits');
+    await announce('digits', 2);
+    await announce('digits', null);
     expect(asked).toEqual([
-      { type: 'normserve:model-written', model: 'digits' },
-      { type: 'normserve:model-written', model: 'digits' },
+      { type: 'normserve:model-written', model: 'digits', active: 2 },
+      { type: 'normserve:model-written', model: 'digits', active: null },
     ]);
     expect(lines.map((l) => l.level)).toEqual(['warn', 'error']);
   });
