@@ -2,6 +2,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import { createGunzip, createInflate, type Gunzip, type Inflate } from 'node:zlib';
 import type { FastifyRequest, preParsingHookHandler } from 'fastify';
 import { NormserveError } from '../errors/index.js';
+import { bodyTooLarge } from './body-too-large.js';
 
 /**
  * Request bodies compressed as Triton's HTTP endpoint accepts them (`Content-Encoding: gzip` or
@@ -123,12 +124,7 @@ export function decodedBody(
     if (stopped) return;
     decodedBytes += chunk.length;
     if (decodedBytes > limit.bytes) {
-      fail(
-        new NormserveError(
-          'BODY_TOO_LARGE',
-          `the decoded request body is larger than the limit (${limit.name}: ${limit.bytes} bytes)`,
-        ),
-      );
+      fail(bodyTooLarge('decoded request body', limit));
       return;
     }
     // A reader that took data in flowing mode and then let go (Fastify after a 413) takes no more.

@@ -6,6 +6,7 @@ import {
   isNormserveError,
   NormserveError,
 } from '../errors/index.js';
+import { bodyTooLarge } from './body-too-large.js';
 import { JSON_BODY_TYPES } from './json-body.js';
 import { LIMITS } from './schemas/limits.js';
 
@@ -71,10 +72,10 @@ function acceptedTypes(request: FastifyRequest): readonly string[] {
 function fromFastifyError(error: FastifyError, request: FastifyRequest): NormserveError {
   switch (error.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return new NormserveError(
-        'BODY_TOO_LARGE',
-        `request body is larger than the limit (BODY_LIMIT_BYTES: ${request.routeOptions.bodyLimit} bytes)`,
-      );
+      return bodyTooLarge('request body', {
+        name: 'BODY_LIMIT_BYTES',
+        bytes: request.routeOptions.bodyLimit,
+      });
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return new NormserveError(
         'UNSUPPORTED_MEDIA_TYPE',

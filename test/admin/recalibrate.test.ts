@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildSequential, type ModelConfig, parseModelConfig } from '../../src/checkpoint/index.js';
-import { Rng } from '../../src/nn/index.js';
+import { BatchNorm, namedModules, Rng } from '../../src/nn/index.js';
 import { recalibrate as recalibrateLibrary } from '../../src/recalibration/index.js';
 import { ModelRepository } from '../../src/repository/index.js';
 import {
@@ -1174,8 +1174,17 @@ describe('PyTorch equivalence through HTTP (digits-torch on the night rows)', ()
   const reference = JSON.parse(
     readFileSync('test/fixtures/torch-model/reference-float64.json', 'utf8'),
   ) as { recalibrated: { logits: TensorJson } };
-  /** Every BatchNorm1d's eps in digits-torch's config.json (PyTorch's default). */
-  const BN_EPS = 1e-5;
+  /** Each BatchNorm's eps by its state-dict prefix, from digits-torch's own config.json. */
+  const epsOf = new Map(
+    namedModules(loadModel('test/fixtures/torch-model/digits-torch/1').network)
+      .filter((e): e is [string, BatchNorm] => e[1] instanceof BatchNorm)
+      .map(([path, bn]) => [path, bn.eps]),
+  );
+  const bnEps = (runningMeanKey: string): number => {
+    const eps = epsOf.get(runningMeanKey.replace(/\.running_mean$/, ''));
+    if (eps === undefined) throw new Error(`no BatchNorm for ${runningMeanKey} in digits-torch`);
+    return eps;
+  };
   let t: TestApp;
   beforeAll(async () => {
     t = await makeTestApp({ models: ['digits-torch'], env: UNLIMITED });
@@ -1201,7 +1210,7 @@ describe('PyTorch equivalence through HTTP (digits-torch on the night rows)', ()
           variance: tensors.get(bn.running_var_key)!.values!,
         },
         { mean: bn.running_mean.data, variance: bn.running_var.data },
-        BN_EPS,
+        bnEps(bn.running_mean_key),
         bn.running_mean_key,
       );
     }
@@ -1228,7 +1237,7 @@ describe('PyTorch equivalence through HTTP (digits-torch on the night rows)', ()
           variance: tensors.get(bn.running_var_key)!.values!,
         },
         { mean: bn.running_mean.data, variance: bn.running_var.data },
-        BN_EPS,
+        bnEps(bn.running_mean_key),
         bn.running_mean_key,
       );
     }

@@ -299,7 +299,9 @@ describe('body size (BODY_LIMIT_BYTES=2048)', () => {
     });
     const body = expectProblem(res, 413, 'BODY_TOO_LARGE', PREDICT);
     // The setting and its value, as the decoded-body 413 says them (content-encoding.ts).
-    expect(body.error).toBe('request body is larger than the limit (BODY_LIMIT_BYTES: 2048 bytes)');
+    expect(body.error).toBe(
+      'the request body is larger than the limit (BODY_LIMIT_BYTES: 2048 bytes)',
+    );
   });
 
   it('the limit holds for /v2 infer too', async () => {
