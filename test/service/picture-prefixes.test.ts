@@ -5,26 +5,13 @@
  */
 import { describe, expect, it } from 'vitest';
 import { compileNetwork, createExecutor } from '../../src/inference/index.js';
-import { loadModelDirectory } from '../../src/repository/index.js';
-import { layerPictures, type PictureSource, picturePrefixes } from '../../src/service/index.js';
+import { layerPictures, picturePrefixes } from '../../src/service/index.js';
 import { digitsTestRows } from '../helpers/digits.js';
-
-async function source(dir: string, engine: 'wasm' | 'js'): Promise<PictureSource> {
-  const { checkpoint } = await loadModelDirectory(dir);
-  const network = checkpoint.network.eval();
-  const { input_transform: inputTransform, input_shape: inputShape } = checkpoint.config;
-  return {
-    network,
-    inputTransform,
-    inputShape,
-    plan: compileNetwork(network, inputTransform, inputShape),
-    engine,
-  };
-}
+import { pictureSource } from '../helpers/picture-source.js';
 
 describe('picturePrefixes', () => {
   it('makes one prefix and executor per BatchNorm once per plan and engine', async () => {
-    const cnn = await source('models/digits-cnn', 'wasm');
+    const cnn = await pictureSource('models/digits-cnn', 'wasm');
     const first = picturePrefixes(cnn);
     expect(first.map((p) => p.path)).toEqual(['1', '3.body.1', '3.body.4', '6']);
     expect(first.every((p) => p.executor.engine === 'wasm')).toBe(true);
@@ -38,7 +25,7 @@ describe('picturePrefixes', () => {
   });
 
   it('draws the same pictures on every call, through the kept executors, for any number of rows', async () => {
-    const digits = await source('models/digits', 'wasm');
+    const digits = await pictureSource('models/digits', 'wasm');
     const input = Float32Array.from(digitsTestRows().x.slice(0, 300).flat());
     const once = layerPictures(digits, input, 300);
     const executors = picturePrefixes(digits).map((p) => p.executor);

@@ -7,30 +7,12 @@
  * over several turns of the event loop.
  */
 import { describe, expect, it } from 'vitest';
-import { compileNetwork, type EngineName } from '../../src/inference/index.js';
 import { BatchNorm1d } from '../../src/nn/index.js';
-import { loadModelDirectory } from '../../src/repository/index.js';
-import {
-  layerPictures,
-  layerPicturesInTurns,
-  type PictureSource,
-} from '../../src/service/index.js';
+import { layerPictures, layerPicturesInTurns } from '../../src/service/index.js';
 import { normalise } from '../../src/service/layer-pictures.js';
 import { digitsRows } from '../helpers/digits.js';
+import { pictureSource } from '../helpers/picture-source.js';
 import { referencePictures } from '../helpers/reference-pictures.js';
-
-async function source(dir: string, engine: EngineName): Promise<PictureSource> {
-  const { checkpoint } = await loadModelDirectory(dir);
-  const network = checkpoint.network.eval();
-  const { input_transform: inputTransform, input_shape: inputShape } = checkpoint.config;
-  return {
-    network,
-    inputTransform,
-    inputShape,
-    plan: compileNetwork(network, inputTransform, inputShape),
-    engine,
-  };
-}
 
 /** Seeded rows in [−2, 2) (mulberry32), with exact zeros of both signs among them. */
 function seededRows(rows: number, width: number, seed: number): Float32Array {
@@ -58,7 +40,7 @@ describe('layerPictures', () => {
         ['test/fixtures/torch-model/every-layer-torch', (rows) => seededRows(rows, 72, 7)],
       ];
       for (const [dir, rowsOf] of cases) {
-        const picture = await source(dir, engine);
+        const picture = await pictureSource(dir, engine);
         for (const rows of [1, 256, 300]) {
           const input = rowsOf(rows);
           const drawn = layerPictures(picture, input, rows);
@@ -72,7 +54,7 @@ describe('layerPictures', () => {
   }
 
   it('in turns, lets other callbacks run while it draws, and two drawings at once stay apart', async () => {
-    const cnn = await source('models/digits-cnn', 'wasm');
+    const cnn = await pictureSource('models/digits-cnn', 'wasm');
     const a = digits(256);
     const b = Float32Array.from(digitsRows(256, 512).x.flat());
     // A first drawing leaves the version's arrays kept for the next ones.
