@@ -10,6 +10,7 @@ export {
   Tanh,
 } from './activations.js';
 export { Adam, type AdamOptions, AdamW } from './adam.js';
+export { allFinite } from './all-finite.js';
 export {
   BatchNorm,
   BatchNorm1d,

@@ -1,4 +1,5 @@
 import { formatPath, NormserveError } from '../errors/index.js';
+import { allFinite } from '../nn/index.js';
 
 /**
  * Number of rows in a chunk of raw features, after checking that it holds whole rows of `width`
@@ -24,11 +25,7 @@ export function wholeRows(chunk: Float32Array, width: number): number {
 
 /** INVALID_INPUT naming the first value of the chunk that is not finite (row `firstRow` + r). */
 export function checkFiniteRows(chunk: Float32Array, width: number, firstRow: number): void {
-  // x·0 is 0 for every finite x and NaN for ±∞ and NaN: one multiply-add per value finds out
-  // whether the chunk is clean (the common case) before the loop that names the first bad value.
-  let probe = 0;
-  for (let i = 0; i < chunk.length; i++) probe += chunk[i]! * 0;
-  if (probe === 0) return;
+  if (allFinite(chunk)) return;
   for (let i = 0; i < chunk.length; i++) {
     const v = chunk[i]!;
     if (!Number.isFinite(v)) {

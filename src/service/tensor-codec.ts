@@ -1,5 +1,6 @@
 import { endianness } from 'node:os';
 import { type ErrorLocation, NormserveError } from '../errors/index.js';
+import { allFinite } from '../nn/index.js';
 import { FINITE_NUMBER_MESSAGE } from './input-shape.js';
 
 /**
@@ -38,6 +39,7 @@ export function readFloat32(bytes: Uint8Array, where: string): Float32Array {
 
 /** Every value must be finite (float32 bytes can hold NaN and ±Infinity; JSON cannot). */
 export function checkFinite(values: Float32Array, where: string): void {
+  if (allFinite(values)) return;
   let errors: ErrorLocation[] | undefined;
   for (let i = 0; i < values.length; i++) {
     // v - v is 0 for finite values and NaN for NaN and ±Infinity: one comparison per value.
