@@ -24,7 +24,7 @@ import {
   predictRequestSchema,
   predictRequestSchemaFor,
 } from './schemas/tf-serving.js';
-import { parseWith, validatedByHandler } from './validation.js';
+import { parseWith, validatedByHandler, withRowFields } from './validation.js';
 
 type PredictBody = z.output<typeof predictRequestSchema>;
 
@@ -33,7 +33,10 @@ type PredictBody = z.output<typeof predictRequestSchema>;
 // model's input shape, flat or nested, at most MAX_BATCH_SIZE of them) accepts valid requests
 // fast and the samples go straight into the engine's input buffer; anything it refuses takes
 // the general path, whose zod schema and the input shape's reader name every problem.
-export const predictBody = validatedByHandler(predictRequestSchema);
+export const predictBody = withRowFields(validatedByHandler(predictRequestSchema), [
+  'instances',
+  'inputs',
+]);
 export const predictQuery = validatedByHandler(predictQuerySchema);
 
 const fusedOf = (query: unknown): boolean => {
@@ -117,12 +120,17 @@ export function predictHandler({ config, inference }: Pick<AppDeps, 'config' | '
       source = inputShapeOf(served).samples((raw.instances ?? raw.inputs)!);
       fused = fusedOf(request.query);
     } else {
+      // The row count before the rows: millions of them are a 413 before any is looked at.
+      const given = typeof raw === 'object' && raw !== null ? (raw.instances ?? raw.inputs) : 0;
+      if (Array.isArray(given)) {
+        const field = raw.instances !== undefined ? 'instances' : 'inputs';
+        checkBatchSize(field, given.length, config.MAX_BATCH_SIZE);
+      }
       const parsed = parseWith(predictBody, raw, 'body');
       fused = fusedOf(request.query);
       columnar = parsed.inputs !== undefined;
       const instances = (parsed.instances ?? parsed.inputs)!;
       const field = columnar ? 'inputs' : 'instances';
-      checkBatchSize(field, instances.length, config.MAX_BATCH_SIZE);
       served = resolved ?? inference.resolve(name, version);
       source = inputShapeOf(served).instances(instances, field);
     }

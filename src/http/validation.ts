@@ -8,6 +8,7 @@ import {
   NormserveError,
   safeParseWorded,
 } from '../errors/index.js';
+import { ROW_ARRAY_MESSAGE } from '../service/index.js';
 import { LIMITS } from './schemas/limits.js';
 
 const isStream = (data: unknown): boolean =>
@@ -51,12 +52,64 @@ function locations(
   return { shown, total };
 }
 
+/**
+ * Bodies whose fields hold rows, screened before zod sees them (`screenRows`): zod checks every
+ * element of an array and reports each bad one, so a 16 MiB predict body of 3,000,000 numbers
+ * where rows belong built 3,000,000 issues (1.4 GB and 2 s in zod alone, 14 s with the worded
+ * messages) before one was shown, and 8,300,000 of them took the process past its heap.
+ */
+const rowFields = new WeakMap<z.ZodType, readonly string[]>();
+
+/** Marks `fields` of `schema`'s object as arrays of rows, to be screened before validation. */
+export function withRowFields<T extends z.ZodType>(schema: T, fields: readonly string[]): T {
+  rowFields.set(schema, fields);
+  return schema;
+}
+
+/**
+ * The elements of `data`'s row fields that are not arrays, as zod would name them (the first
+ * LIMITS.errorLocations, and how many there are), or undefined when every element is an array
+ * (zod then checks the rows, one issue at most per row that fails).
+ */
+function screenRows(
+  data: unknown,
+  fields: readonly string[],
+): { shown: ErrorLocation[]; total: number } | undefined {
+  if (typeof data !== 'object' || data === null) return undefined;
+  const shown: ErrorLocation[] = [];
+  let total = 0;
+  for (const field of fields) {
+    const rows = (data as Record<string, unknown>)[field];
+    if (!Array.isArray(rows)) continue;
+    for (let i = 0; i < rows.length; i++) {
+      if (Array.isArray(rows[i])) continue;
+      total++;
+      if (shown.length < LIMITS.errorLocations)
+        shown.push({ path: formatPath([field, i]), message: ROW_ARRAY_MESSAGE });
+    }
+  }
+  return total === 0 ? undefined : { shown, total };
+}
+
 /** Validates `data` with a zod schema: the value, or the INVALID_INPUT error naming each place. */
 export function validate(
   schema: z.ZodType,
   data: unknown,
   httpPart: string | undefined,
 ): { value: unknown; error?: undefined } | { value?: undefined; error: NormserveError } {
+  const fields = rowFields.get(schema);
+  const screened = fields && screenRows(data, fields);
+  if (screened) {
+    return {
+      error: new NormserveError(
+        'INVALID_INPUT',
+        describeLocations(screened.shown, 3, screened.total),
+        {
+          errors: screened.shown,
+        },
+      ),
+    };
+  }
   const result = safeParseWorded(schema, data);
   if (result.success) return { value: result.data };
   if (data == null && (httpPart ?? 'body') === 'body') {

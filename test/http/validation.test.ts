@@ -252,6 +252,15 @@ describe('batch size (MAX_BATCH_SIZE=8)', () => {
     );
   });
 
+  it('9 numbers where rows belong are a 413 too: the row count is judged before the rows', async () => {
+    expectInvalid(
+      await post({ instances: [1, 2, 3, 4, 5, 6, 7, 8, 9] }, PREDICT, small),
+      [{ path: 'instances', message: 'at most 8 rows per request (MAX_BATCH_SIZE), got 9' }],
+      'BATCH_TOO_LARGE',
+      413,
+    );
+  });
+
   it('9 rows through /v2 infer are a 413 BATCH_TOO_LARGE naming inputs[0].shape', async () => {
     expectInvalid(
       await post(inferBody(rows(9)), '/v2/models/digits/infer', small),

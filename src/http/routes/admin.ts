@@ -24,6 +24,7 @@ import {
   problemSchema,
   versionParams,
 } from '../schemas/common.js';
+import { withRowFields } from '../validation.js';
 import { listModel } from '../views/model-listing.js';
 
 const adminErrors = {
@@ -105,7 +106,7 @@ async function adminScope(app: AppInstance): Promise<void> {
           consumes: ['application/json', NDJSON, FLOAT32],
           params: nameParams,
           querystring: recalibrateQuerySchema,
-          body: recalibrateBodySchema,
+          body: withRowFields(recalibrateBodySchema, ['instances']),
           response: {
             201: recalibrationOutcomeSchema.describe('Published (Location: the new version)'),
             202: acceptedSchema.describe('Running as a job (Location: /v1/jobs/{id})'),
