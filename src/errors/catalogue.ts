@@ -28,6 +28,7 @@ export const errorCatalogue = {
   SHUTTING_DOWN: { status: 503, title: 'Server is shutting down' },
   REQUEST_TIMEOUT: { status: 408, title: 'Request timeout' },
   HEADERS_TOO_LARGE: { status: 431, title: 'Request headers too large' },
+  EXPECTATION_FAILED: { status: 417, title: 'Expectation failed' },
   /** nginx's 499: the client closed the connection before its request was read; nothing is sent. */
   CLIENT_ABORTED: { status: 499, title: 'Client closed the request' },
 

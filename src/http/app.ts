@@ -21,6 +21,7 @@ import type { AppDeps, AppInstance } from './app-types.js';
 import { OCTET_STREAM } from './binary-infer.js';
 import { clientErrorHandler, httpServerOptions, limitConnections } from './connection-limits.js';
 import { decodeContentEncoding } from './content-encoding.js';
+import { routeUnmetExpectations, unmetExpectation } from './expectations.js';
 import { JSON_BODY_TYPES, parseJsonBody } from './json-body.js';
 import { JSON_TYPE } from './json-responses.js';
 import type { ServiceMetrics } from './metrics.js';
@@ -210,6 +211,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     },
   }).withTypeProvider<ZodTypeProvider>();
   limitConnections(app.server, deps.config.MAX_CONNECTIONS, deps.metrics);
+  routeUnmetExpectations(app.server);
   countCallers(app.server, deps.inference);
   app.decorate('deps', deps);
   app.decorateRequest('inference', undefined);
@@ -245,7 +247,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   // The per-request hooks are synchronous (no promise per hook and request).
   app.addHook('onRequest', (request, reply, done) => {
     request.receivedAt = performance.now();
-    if (!closing) return done();
+    if (!closing) return done(unmetExpectation(request.raw));
     void reply.header('Connection', 'close');
     done(
       new NormserveError('SHUTTING_DOWN', 'the server is shutting down; retry on another instance'),

@@ -1,0 +1,86 @@
+/**
+ * `Expect` other than 100-continue (RFC 9110 §10.1.1): Node would answer a bare 417 itself, with
+ * no body and no request id; the server refuses it as a problem document like every other error.
+ * 100-continue still works. Only a listening server sees the header (inject bypasses Node's
+ * parser).
+ */
+import { request } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeTestApp, type TestApp } from '../helpers/app.js';
+import { digitsRow } from './http-helpers.js';
+
+let t: TestApp;
+let port: number;
+beforeAll(async () => {
+  t = await makeTestApp({ models: ['digits'] });
+  await t.app.listen({ port: 0, host: '127.0.0.1' });
+  port = (t.app.server.address() as { port: number }).port;
+});
+afterAll(async () => {
+  await t.close();
+});
+
+function post(
+  expectHeader: string,
+): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
+  const payload = JSON.stringify({ instances: [digitsRow()] });
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        port,
+        host: '127.0.0.1',
+        method: 'POST',
+        path: '/v1/models/digits:predict',
+        headers: {
+          'content-type': 'application/json',
+          'content-length': Buffer.byteLength(payload),
+          expect: expectHeader,
+        },
+      },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8').on('data', (d: string) => {
+          body += d;
+        });
+        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body }));
+      },
+    );
+    req.on('error', reject);
+    // With 100-continue the body waits for the server's go-ahead, as curl's does.
+    if (expectHeader === '100-continue') req.on('continue', () => req.end(payload));
+    else req.end(payload);
+  });
+}
+
+describe('Expect', () => {
+  it('an expectation the server cannot meet is a 417 problem with the request id', async () => {
+    const res = await post('200-ok');
+    expect(res.status).toBe(417);
+    expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
+    const body = JSON.parse(res.body) as Record<string, unknown>;
+    expect(body).toMatchObject({
+      status: 417,
+      code: 'EXPECTATION_FAILED',
+      title: 'Expectation failed',
+      detail: 'Expect: "200-ok" cannot be met; the only expectation served is 100-continue',
+      instance: '/v1/models/digits:predict',
+    });
+    expect(body.request_id).toBe(res.headers['x-request-id']);
+  });
+
+  it('100-continue is answered and the request served', async () => {
+    const res = await post('100-continue');
+    expect(res.status, res.body).toBe(200);
+    expect(JSON.parse(res.body)).toHaveProperty('predictions');
+  });
+
+  it('the next request on the server is served as usual', async () => {
+    await post('something');
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/v1/models/digits:predict',
+      payload: { instances: [digitsRow()] },
+    });
+    expect(res.statusCode).toBe(200);
+  });
+});
