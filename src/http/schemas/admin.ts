@@ -147,6 +147,24 @@ export const recalibrationOutcomeSchema = z
         ],
         job_id: '0b9c3a1e-6f0e-4d5e-9f54-1c2d3e4f5a6b',
       },
+      {
+        model: 'digits',
+        version: 3,
+        parent_version: 2,
+        mode: 'exact',
+        samples: 400000,
+        activated: false,
+        duration_ms: 5821.7,
+        data_sha256: '9c1f…',
+        layers: [{ index: 1, path: '1', features: 128, mean_shift: 1.87, std_ratio: 0.43 }],
+        job_id: '5d0e1f2a-3b4c-4d5e-8f60-718293a4b5c6',
+        not_activated: {
+          code: 'PARENT_DELETED',
+          message:
+            'version 3 was published but not activated: it derives from version 2, which was deleted while the recalibration ran, and version 1 is active: a recalibration never overrules an activation made while it ran. Activate version 3 to serve it.',
+          active_version: 1,
+        },
+      },
     ],
   });
 
