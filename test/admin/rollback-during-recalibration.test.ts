@@ -227,4 +227,38 @@ describe('a recalibration job and the operator’s activations', () => {
     expect(activeRecord().version).toBe(5);
     expect(t.registry.get('digits').active).toBe(5);
   });
+  it('the rollback comes from another process sharing the repository, unseen by the job’s process → not activated', async () => {
+    // A second server on the same repository (another replica; no polling, no cluster hook): the
+    // job's process learns of its activation only from active-version.json.
+    const other = await makeLoggedApp({
+      repository: t.repository,
+      env: { ADMIN_RATE_LIMIT_PER_MINUTE: '100000' },
+      level: 'info',
+    });
+    try {
+      const job = await heldJob(); // parent: version 5
+      const rollback = await other.app.inject({
+        method: 'POST',
+        url: '/v1/models/digits/versions/1:activate',
+        headers: ADMIN,
+        payload: { note: 'rolled back on the other replica' },
+      });
+      expect(rollback.statusCode, rollback.body).toBe(200);
+      expect(t.registry.get('digits').active).toBe(5); // this process has not seen it
+      const settled = await job.finish();
+      expect(settled.result).toMatchObject({
+        version: 6,
+        parent_version: 5,
+        activated: false,
+        not_activated: { code: 'PARENT_NOT_ACTIVE', active_version: 1 },
+      });
+      expect(activeRecord()).toMatchObject({
+        version: 1,
+        note: 'rolled back on the other replica',
+      });
+      expect(t.registry.get('digits').active).toBe(1);
+    } finally {
+      await other.close();
+    }
+  });
 });
