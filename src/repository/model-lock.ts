@@ -24,17 +24,19 @@ const LOCK_FILE = '.recalibration.lock';
 /**
  * A per-model lock shared by every process using the repository (workers of one machine, replicas
  * on a shared volume): a file created with O_EXCL in the model directory, holding the owner's id.
+ * The recalibration lock by default (`.recalibration.lock`); `file` names another (the short lock
+ * of the active-version record, active-record-lock.ts).
  * The holder refreshes its mtime every `heartbeatMs`; a lock whose holder died (same host, pid gone)
  * or whose heartbeat stopped for `staleMs` is broken, so a crashed holder never blocks the model.
  */
 export async function acquireModelLock(
   modelDir: string,
   owner: string,
-  options: { heartbeatMs?: number; staleMs?: number } = {},
+  options: { heartbeatMs?: number; staleMs?: number; file?: string } = {},
 ): Promise<HeldLock | { heldBy: LockOwner }> {
   const heartbeatMs = options.heartbeatMs ?? HEARTBEAT_INTERVAL_MS;
   const staleMs = options.staleMs ?? STALE_AFTER_MS;
-  const path = join(modelDir, LOCK_FILE);
+  const path = join(modelDir, options.file ?? LOCK_FILE);
   const content: LockOwner = {
     owner,
     host: hostname(),

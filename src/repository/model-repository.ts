@@ -17,6 +17,7 @@ import {
   NormserveError,
   safeParseWorded,
 } from '../errors/index.js';
+import { ACTIVE_RECORD_LOCK_FILE, withActiveRecordLock } from './active-record-lock.js';
 import {
   fsyncPath,
   hostTag,
@@ -207,7 +208,9 @@ export class ModelRepository {
   }
 
   /**
-   * Records the active version, atomically (rename over the old record). A deletion of `version`
+   * Records the active version, atomically (rename over the old record), holding the record's
+   * lock (withActiveRecordLock) so that no conditional write (writeActiveIf) of another process
+   * can decide on the record this replaces. A deletion of `version`
    * that passed its "not active" check before this write (another request, worker or replica)
    * would leave the record naming a missing version, and the model serving nothing: deleteVersion
    * reads the record after hiding the directory, this reads the directory after writing the
@@ -215,6 +218,35 @@ export class ModelRepository {
    * put back as it was (unless someone replaced it meanwhile) and the version is not found.
    */
   async writeActive(name: string, version: number, note?: string): Promise<ActiveRecord> {
+    return this.withRecordLock(name, () => this.replaceActive(name, version, note));
+  }
+
+  /**
+   * Records `version` as active only if the record names `expected` now (null: there is no
+   * usable record — none, or one that cannot be read), deciding and writing under the record's
+   * lock, against the file on disk rather than any process's last poll. Otherwise writes nothing
+   * and returns what it found (the recorded version; null without a usable record).
+   */
+  async writeActiveIf(
+    name: string,
+    version: number,
+    expected: number | null,
+    note?: string,
+  ): Promise<{ written: true; record: ActiveRecord } | { written: false; found: number | null }> {
+    return this.withRecordLock(name, async () => {
+      const found = (await this.readActive(name).catch(() => undefined))?.version ?? null;
+      if (found !== expected) return { written: false, found };
+      return { written: true, record: await this.replaceActive(name, version, note) };
+    });
+  }
+
+  private withRecordLock<T>(name: string, write: () => Promise<T>): Promise<T> {
+    const dir = this.modelPath(name);
+    return withActiveRecordLock(dir, this.files.label(join(dir, ACTIVE_RECORD_LOCK_FILE)), write);
+  }
+
+  /** writeActive's write, with the record's lock held. */
+  private async replaceActive(name: string, version: number, note?: string): Promise<ActiveRecord> {
     const record: ActiveRecord = {
       version,
       updated_at: new Date().toISOString(),

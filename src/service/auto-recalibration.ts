@@ -232,18 +232,28 @@ export class AutoRecalibration {
           publishedAt: new Date(this.context.now()).toISOString(),
         };
       }
+      // promote: an operator's activation while the recalibration ran wins; the version is
+      // published, not activated, and the promotion counts as skipped (not_activated says why).
+      const overruled = mode === 'promote' && !outcome.activated;
       this.record(served.name, state, {
         action: mode,
-        outcome: 'succeeded',
+        outcome: overruled ? 'skipped' : 'succeeded',
         version: outcome.version,
         at: new Date(this.context.now()).toISOString(),
+        ...(outcome.not_activated ? { detail: outcome.not_activated.message } : {}),
       });
-      this.context.log.info(
-        { ...context, version: outcome.version, activated: outcome.activated },
-        mode === 'promote'
-          ? 'drift: recalibrated from traffic and promoted'
-          : 'drift: recalibrated from traffic; candidate published',
-      );
+      if (overruled)
+        this.context.log.warn(
+          { ...context, version: outcome.version, notActivated: outcome.not_activated },
+          'drift: recalibrated from traffic; not promoted, the active version changed meanwhile',
+        );
+      else
+        this.context.log.info(
+          { ...context, version: outcome.version, activated: outcome.activated },
+          mode === 'promote'
+            ? 'drift: recalibrated from traffic and promoted'
+            : 'drift: recalibrated from traffic; candidate published',
+        );
     } catch (e) {
       const busy = isNormserveError(e) && e.code === 'RECALIBRATION_IN_PROGRESS';
       this.record(served.name, state, {

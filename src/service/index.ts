@@ -79,6 +79,7 @@ export {
   type AvailableVersion,
   ModelRegistry,
   type ModelSnapshot,
+  type PublishResult,
   type RegistryOptions,
   type ServedVersion,
   type VersionState,
@@ -109,6 +110,9 @@ export {
 export { type OpenedModel, openModelDirectory } from './predict-directory.js';
 export { publishCheckpoint } from './publish-checkpoint.js';
 export {
+  NOT_ACTIVATED_CODES,
+  type NotActivated,
+  type NotActivatedCode,
   type RecalibrationOutcome,
   type RecalibrationRequest,
   RecalibrationService,

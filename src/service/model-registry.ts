@@ -80,6 +80,17 @@ export interface RegistryOptions {
   onWrite?: (name: string, active: number | null) => Promise<void>;
 }
 
+/** What `publish` did: the new version, and whether it is the active one. */
+export interface PublishResult {
+  version: number;
+  activated: boolean;
+  /**
+   * With `ifActive`, when the condition failed: the version the active-version record named
+   * instead (null: no usable record).
+   */
+  activeFound?: number | null;
+}
+
 const isAvailable = (v: ServedVersion | undefined): v is AvailableVersion =>
   v?.state === 'AVAILABLE';
 
@@ -394,21 +405,35 @@ export class ModelRegistry {
    * Publishes a checkpoint as the next version, loads it back from disk (what other replicas will
    * see) and, with `activate`, records and serves it. Without `activate`, the current active
    * version is recorded first, so "highest version wins" does not switch to the new one.
+   *
+   * `ifActive` (a recalibration's parent) makes the activation conditional: the new version is
+   * recorded as active only if the record still names `ifActive` when it is written, decided under
+   * the record's lock against the file every process shares (writeActiveIf). An operator's
+   * activation (rollback) in any process since the caller began wins: the version is published,
+   * not activated, and `activeFound` says what the record named instead.
    */
   async publish(
     checkpoint: Checkpoint,
     activate: boolean,
     note?: string,
-  ): Promise<{ version: number; activated: boolean }> {
+    options: { ifActive?: number } = {},
+  ): Promise<PublishResult> {
     const name = checkpoint.config.name;
-    if (!activate) {
-      // Decide the pin on the repository's current state, not on this process's last poll.
+    const conditional = activate && options.ifActive !== undefined;
+    if (!activate || conditional) {
+      // Decide the pin on the repository's current state, not on this process's last poll. A
+      // conditional activation needs a record too: without one, the new version would be served
+      // as the highest whatever the condition decides.
       const current = await this.refreshModel(name).catch(() => this.models.get(name));
       if (current?.active !== undefined && current.activeRecord?.version !== current.active) {
-        await this.repository.writeActive(
+        // Only over the record this decision read: an activation written meanwhile stands.
+        await this.repository.writeActiveIf(
           name,
           current.active,
-          'pinned before publishing an inactive version',
+          current.activeRecord?.version ?? null,
+          conditional
+            ? 'pinned before publishing a version activated only if this one is still active'
+            : 'pinned before publishing an inactive version',
         );
       }
     }
@@ -421,8 +446,12 @@ export class ModelRegistry {
         `published version ${version} does not load: ${loaded.reason}`,
       );
     }
+    let result: PublishResult = { version, activated: activate };
     try {
-      if (activate) await this.repository.writeActive(name, version, note);
+      if (conditional) {
+        const written = await this.repository.writeActiveIf(name, version, options.ifActive!, note);
+        if (!written.written) result = { version, activated: false, activeFound: written.found };
+      } else if (activate) await this.repository.writeActive(name, version, note);
       await this.refreshModel(name, loaded);
     } catch (e) {
       if (this.models.get(name)?.versions.get(version) !== loaded) loaded.compiled.close();
@@ -431,7 +460,7 @@ export class ModelRegistry {
       // The version is on disk whatever this process made of it: the others read it now.
       await this.announce(name);
     }
-    return { version, activated: activate };
+    return result;
   }
 
   /** Makes `version` the served version of `name`, persistently (rollback or roll forward). */

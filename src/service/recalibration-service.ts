@@ -56,7 +56,25 @@ export interface RecalibrationOutcome {
   layers: RecalibrationResult['layers'];
   batches?: number;
   job_id: string;
+  /** Why a recalibration asked to activate its version did not (absent when it did, or was not asked). */
+  not_activated?: NotActivated;
 }
+
+/**
+ * Why a version published with `activate` is not active: the model's active version was no longer
+ * the recalibration's parent when it was published (an operator activated another version
+ * meanwhile, and may have deleted the parent), and a job never undoes an operator's activation.
+ */
+export interface NotActivated {
+  code: NotActivatedCode;
+  message: string;
+  /** What the active-version record named at publish time (null: no usable record). */
+  active_version: number | null;
+}
+
+/** Stable codes of NotActivated (clients may switch on them). */
+export const NOT_ACTIVATED_CODES = ['PARENT_NOT_ACTIVE', 'PARENT_DELETED'] as const;
+export type NotActivatedCode = (typeof NOT_ACTIVATED_CODES)[number];
 
 export interface RecalibrationServiceOptions {
   maxSamples: number;
@@ -255,7 +273,7 @@ export class RecalibrationSession {
         note: note ?? null,
         previous: parentConfig.provenance ?? null,
       };
-      const { version, activated } = await this.service.registry.publish(
+      const published = await this.service.registry.publish(
         {
           config: { ...parentConfig, provenance },
           state: this.network.stateDict(),
@@ -264,7 +282,15 @@ export class RecalibrationSession {
         this.request.activate,
         note ??
           `recalibrated from version ${this.parent.version} (${mode}, ${result.samples} samples)`,
+        // Activated only if the parent is still the active version: an operator who activated
+        // another one while this job ran (a rollback) is not overruled by the job.
+        { ifActive: this.parent.version },
       );
+      const { version, activated } = published;
+      const notActivated =
+        published.activeFound !== undefined
+          ? await this.notActivated(version, published.activeFound)
+          : undefined;
       const outcome: RecalibrationOutcome = {
         model: parentConfig.name,
         version,
@@ -277,6 +303,7 @@ export class RecalibrationSession {
         layers: result.layers,
         ...(result.batches !== undefined ? { batches: result.batches } : {}),
         job_id: this.job.id,
+        ...(notActivated !== undefined ? { not_activated: notActivated } : {}),
       };
       await this.settle('succeeded', { result: outcome, phase: 'done' });
       return outcome;
@@ -284,6 +311,41 @@ export class RecalibrationSession {
       await this.fail(e);
       throw e;
     }
+  }
+
+  /**
+   * Why the published `version` was not activated, `activeFound` being what the active-version
+   * record named instead; logged as a warning, since the caller asked for an activation.
+   */
+  private async notActivated(version: number, activeFound: number | null): Promise<NotActivated> {
+    const { name } = this.parent;
+    const parent = this.parent.version;
+    const deleted = await this.service.registry.repository
+      .deletedVersions(name)
+      .then((versions) => versions.includes(parent))
+      .catch(() => false);
+    const now =
+      activeFound === null
+        ? 'the model has no usable active-version record'
+        : `version ${activeFound} is active`;
+    const notActivated: NotActivated = {
+      code: deleted ? 'PARENT_DELETED' : 'PARENT_NOT_ACTIVE',
+      message: `version ${version} was published but not activated: it derives from version ${parent}, which ${deleted ? 'was deleted' : 'is no longer the active version'} while the recalibration ran, and ${now}: a recalibration never overrules an activation made while it ran. Activate version ${version} to serve it.`,
+      active_version: activeFound,
+    };
+    this.service.log.warn(
+      {
+        model: name,
+        job: this.job.id,
+        ...traceOf(this.job),
+        version,
+        parent,
+        active: activeFound,
+        code: notActivated.code,
+      },
+      'recalibration published without activating: the active version changed while it ran',
+    );
+    return notActivated;
   }
 
   /** Ends the session with an error (a bad row, a dropped upload), releasing the model. */

@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Rng } from '../../src/nn/index.js';
 import {
   type AutoRecalibrationStatus,
@@ -139,6 +139,78 @@ describe('AUTO_RECALIBRATE=promote', () => {
       await t.app.inject({ method: 'GET', url: '/v1/models/digits/drift' })
     ).json() as DriftReport;
     expect(drift.active).toMatchObject({ version: 1, recommended: true });
+  });
+});
+
+describe('AUTO_RECALIBRATE=promote with an operator’s activation during the recalibration', () => {
+  it('does not take over: the version is published, not promoted, and the operator’s choice stays active', async () => {
+    t = await makeLoggedApp({ env: { AUTO_RECALIBRATE: 'promote' }, level: 'info' });
+    // A version the operator will switch to: published inactive through the admin route.
+    const published = await t.app.inject({
+      method: 'POST',
+      url: '/v1/models/digits:recalibrate',
+      headers: ADMIN,
+      payload: { instances: night, activate: false, note: 'the operator’s night version' },
+    });
+    expect(published.statusCode, published.body).toBe(201);
+    expect(t.registry.get('digits').active).toBe(1);
+    // Held mid-way: when the recalibration from traffic (parent 1) is about to publish, the
+    // operator activates version 2 through the admin route first.
+    const registry = t.registry;
+    const app = t.app;
+    const publish = registry.publish.bind(registry);
+    const operator: { status?: number } = {};
+    vi.spyOn(registry, 'publish').mockImplementationOnce(async (...args) => {
+      const res = await app.inject({
+        method: 'POST',
+        url: '/v1/models/digits/versions/2:activate',
+        headers: ADMIN,
+        payload: { note: 'operator: version 2' },
+      });
+      operator.status = res.statusCode;
+      return publish(...args);
+    });
+    await nightTraffic(t, 1000, () => registry.get('digits').versions.has(3));
+    await t.app.deps.drift.drain();
+    expect(operator.status).toBe(200);
+
+    const model = registry.get('digits');
+    expect(model.active).toBe(2);
+    expect(model.versions.get(3)?.state).toBe('AVAILABLE');
+    const record = JSON.parse(
+      readFileSync(join(t.repository, 'digits', 'active-version.json'), 'utf8'),
+    );
+    expect(record).toMatchObject({ version: 2, note: 'operator: version 2' });
+    const config = JSON.parse(
+      readFileSync(join(t.repository, 'digits', '3', 'config.json'), 'utf8'),
+    );
+    expect(config.provenance).toMatchObject({ source: 'traffic', parent_version: 1 });
+
+    expect(logged(t, 'drift: recalibrated from traffic and promoted')).toHaveLength(0);
+    expect(
+      logged(
+        t,
+        'drift: recalibrated from traffic; not promoted, the active version changed meanwhile',
+      )[0],
+    ).toMatchObject({
+      model: 'digits',
+      parent: 1,
+      version: 3,
+      notActivated: { code: 'PARENT_NOT_ACTIVE', active_version: 2 },
+    });
+    const s = await status(t.app);
+    expect(s.auto_recalibration!.last_action).toMatchObject({
+      action: 'promote',
+      outcome: 'skipped',
+      version: 3,
+    });
+    expect(s.auto_recalibration!.last_action!.detail).toMatch(
+      /version 3 was published but not activated: it derives from version 1/,
+    );
+    const metrics = (await t.app.inject({ method: 'GET', url: '/metrics' })).body;
+    expect(metrics).toMatch(
+      /^normserve_auto_recalibration_actions_total\{model="digits",action="promote",outcome="skipped"\} 1$/m,
+    );
   });
 });
 

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import {
   jobRecordSchema,
+  NOT_ACTIVATED_CODES,
   numericText,
   PRIOR_STRENGTH_RANGE,
   RECALIBRATION_BATCH_SIZE_RANGE,
@@ -100,7 +101,10 @@ export const recalibrationOutcomeSchema = z
     parent_version: z.number().int(),
     mode: z.enum(recalibrationModes),
     samples: z.number().int(),
-    activated: z.boolean(),
+    activated: z.boolean().meta({
+      description:
+        'Whether the new version is the active one. With activate (the default) it is activated only if the version it was recalibrated from is still active when it is published; otherwise not_activated says why',
+    }),
     duration_ms: z.number(),
     data_sha256: z
       .string()
@@ -108,6 +112,23 @@ export const recalibrationOutcomeSchema = z
     layers: z.array(layerShift),
     batches: z.number().int().optional(),
     job_id: z.string(),
+    not_activated: z
+      .object({
+        code: z.enum(NOT_ACTIVATED_CODES).meta({
+          description:
+            'PARENT_NOT_ACTIVE: another version was activated while the recalibration ran (a rollback); PARENT_DELETED: moreover its parent version was deleted',
+        }),
+        message: z.string(),
+        active_version: z.number().int().nullable().meta({
+          description:
+            'The active version found when the new one was published (null: no usable active-version record)',
+        }),
+      })
+      .optional()
+      .meta({
+        description:
+          'Present when activation was asked for but not done: the model’s active version was no longer parent_version at publish time. The version is published; activate it to serve it',
+      }),
   })
   .meta({
     examples: [
@@ -125,6 +146,24 @@ export const recalibrationOutcomeSchema = z
           { index: 5, path: '5', features: 64, mean_shift: 0.88, std_ratio: 0.77 },
         ],
         job_id: '0b9c3a1e-6f0e-4d5e-9f54-1c2d3e4f5a6b',
+      },
+      {
+        model: 'digits',
+        version: 3,
+        parent_version: 2,
+        mode: 'exact',
+        samples: 400000,
+        activated: false,
+        duration_ms: 5821.7,
+        data_sha256: '9c1f…',
+        layers: [{ index: 1, path: '1', features: 128, mean_shift: 1.87, std_ratio: 0.43 }],
+        job_id: '5d0e1f2a-3b4c-4d5e-8f60-718293a4b5c6',
+        not_activated: {
+          code: 'PARENT_DELETED',
+          message:
+            'version 3 was published but not activated: it derives from version 2, which was deleted while the recalibration ran, and version 1 is active: a recalibration never overrules an activation made while it ran. Activate version 3 to serve it.',
+          active_version: 1,
+        },
       },
     ],
   });

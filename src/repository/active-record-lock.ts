@@ -1,0 +1,55 @@
+import { randomUUID } from 'node:crypto';
+import { NormserveError } from '../errors/index.js';
+import { acquireModelLock } from './model-lock.js';
+import { STALE_AFTER_MS } from './process-alive.js';
+
+/** The lock every writer of a model's active-version record holds while it reads and writes it. */
+export const ACTIVE_RECORD_LOCK_FILE = '.active-version.lock';
+
+/** First and longest pause between attempts: a holder keeps the lock for a read and one write. */
+const FIRST_RETRY_MS = 2;
+const MAX_RETRY_MS = 100;
+/**
+ * How long a writer waits for the record's lock before giving up: a holder that died on this host
+ * is seen at once, one on another host once its heartbeat is STALE_AFTER_MS old (acquireModelLock
+ * breaks it then), so a lock still held after twice that belongs to a live, stuck writer.
+ */
+const MAX_WAIT_MS = 2 * STALE_AFTER_MS;
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Runs `write` holding the lock of the active-version record of the model in `modelDir`, shared by
+ * every process of the repository (workers, replicas on a shared volume). Renaming a new record
+ * into place is atomic, but "read the record, decide, write" is not: without the lock, an
+ * operator's rollback written by another process between a job's read and its write would be
+ * overwritten (the job's "activate only if my parent is still active", issue of the rollback
+ * undone). The lock is held for one read and one write, so a busy lock is waited for.
+ */
+export async function withActiveRecordLock<T>(
+  modelDir: string,
+  /** The lock file as messages name it (relative to the repository). */
+  label: string,
+  write: () => Promise<T>,
+): Promise<T> {
+  const owner = randomUUID();
+  const started = Date.now();
+  for (let retryMs = FIRST_RETRY_MS; ; retryMs = Math.min(retryMs * 2, MAX_RETRY_MS)) {
+    const lock = await acquireModelLock(modelDir, owner, { file: ACTIVE_RECORD_LOCK_FILE });
+    if (!('heldBy' in lock)) {
+      try {
+        return await write();
+      } finally {
+        await lock.release();
+      }
+    }
+    if (Date.now() - started > MAX_WAIT_MS) {
+      const { host, pid, acquired_at } = lock.heldBy;
+      throw new NormserveError(
+        'REPOSITORY_ERROR',
+        `${label} has been held since ${acquired_at} by process ${pid} on ${host}; the active version was not written`,
+      );
+    }
+    await sleep(retryMs);
+  }
+}

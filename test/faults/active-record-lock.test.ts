@@ -1,0 +1,128 @@
+/**
+ * The active-version record's lock: a conditional write (a recalibration's "activate only if my
+ * parent is still active") decides on the record on disk and cannot slip between an operator's
+ * activation written by another process and that activation's reply. Every writer of the record
+ * holds the lock for one read and one write; a busy lock is waited for, one left by a dead
+ * process is broken at once.
+ */
+import { spawnSync } from 'node:child_process';
+import { cpSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import { ACTIVE_RECORD_LOCK_FILE } from '../../src/repository/active-record-lock.js';
+import {
+  acquireModelLock,
+  ModelRepository,
+  writeFileAtomically,
+} from '../../src/repository/index.js';
+import { makeRepository } from '../helpers/app.js';
+
+const roots: string[] = [];
+afterAll(() => {
+  for (const root of roots) rmSync(root, { recursive: true, force: true });
+});
+
+let root: string;
+let repository: ModelRepository;
+let modelDir: string;
+beforeEach(() => {
+  root = makeRepository(['digits']);
+  roots.push(root);
+  modelDir = join(root, 'digits');
+  for (const v of [2, 3])
+    cpSync(join(modelDir, '1'), join(modelDir, String(v)), { recursive: true });
+  repository = new ModelRepository(root);
+});
+
+const recordVersion = () =>
+  (JSON.parse(readFileSync(join(modelDir, 'active-version.json'), 'utf8')) as { version: number })
+    .version;
+
+/** Whether `promise` is still pending after the event loop had time to run everything else. */
+async function stillPending(promise: Promise<unknown>): Promise<boolean> {
+  let settled = false;
+  void promise.then(
+    () => {
+      settled = true;
+    },
+    () => {
+      settled = true;
+    },
+  );
+  // Many turns of the loop: a write that did not wait for the lock would have finished (a few
+  // file operations); one that waits stays pending however long this takes.
+  for (let i = 0; i < 20; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+  return !settled;
+}
+
+describe('writeActiveIf', () => {
+  it('writes only when the record names the expected version; otherwise reports what it found', async () => {
+    await repository.writeActive('digits', 1);
+    expect(await repository.writeActiveIf('digits', 3, 2)).toEqual({ written: false, found: 1 });
+    expect(recordVersion()).toBe(1);
+    const written = await repository.writeActiveIf('digits', 3, 1, 'recalibrated');
+    expect(written).toMatchObject({ written: true, record: { version: 3, note: 'recalibrated' } });
+    expect(recordVersion()).toBe(3);
+  });
+
+  it('null expects no usable record: absent or unreadable', async () => {
+    expect(existsSync(join(modelDir, 'active-version.json'))).toBe(false);
+    expect(await repository.writeActiveIf('digits', 2, 1)).toEqual({ written: false, found: null });
+    expect(await repository.writeActiveIf('digits', 2, null)).toMatchObject({ written: true });
+    writeFileSync(join(modelDir, 'active-version.json'), '{"version": "two"}');
+    expect(await repository.writeActiveIf('digits', 3, 2)).toEqual({ written: false, found: null });
+    expect(await repository.writeActiveIf('digits', 3, null)).toMatchObject({ written: true });
+    expect(recordVersion()).toBe(3);
+  });
+});
+
+describe('the record’s lock', () => {
+  it('a conditional write waits for a writer holding the lock and decides on what it wrote (the rollback stands)', async () => {
+    await repository.writeActive('digits', 1);
+    // Another process is activating version 2 (an operator's rollback): it holds the lock.
+    const operator = await acquireModelLock(modelDir, 'operator', {
+      file: ACTIVE_RECORD_LOCK_FILE,
+    });
+    if ('heldBy' in operator) throw new Error('the lock should be free');
+    // The job whose parent is version 1 publishes version 3, to be activated only if 1 is active.
+    const job = repository.writeActiveIf('digits', 3, 1, 'recalibrated from version 1');
+    expect(await stillPending(job)).toBe(true);
+    expect(recordVersion()).toBe(1);
+    await writeFileAtomically(
+      modelDir,
+      'active-version.json',
+      new TextEncoder().encode(`${JSON.stringify({ version: 2, note: 'rollback' })}\n`),
+    );
+    await operator.release();
+    expect(await job).toEqual({ written: false, found: 2 });
+    expect(recordVersion()).toBe(2);
+  });
+
+  it('an activation waits for the lock too, so it never lands between a conditional read and write', async () => {
+    const holder = await acquireModelLock(modelDir, 'job', { file: ACTIVE_RECORD_LOCK_FILE });
+    if ('heldBy' in holder) throw new Error('the lock should be free');
+    const activation = repository.writeActive('digits', 2, 'rollback');
+    expect(await stillPending(activation)).toBe(true);
+    await holder.release();
+    await expect(activation).resolves.toMatchObject({ version: 2, note: 'rollback' });
+    expect(recordVersion()).toBe(2);
+    expect(existsSync(join(modelDir, ACTIVE_RECORD_LOCK_FILE))).toBe(false);
+  });
+
+  it('a lock left by a dead process of this host is broken at once', async () => {
+    const dead = spawnSync(process.execPath, ['-e', '']).pid;
+    writeFileSync(
+      join(modelDir, ACTIVE_RECORD_LOCK_FILE),
+      JSON.stringify({
+        owner: 'gone',
+        host: hostname(),
+        pid: dead,
+        acquired_at: new Date().toISOString(),
+      }),
+    );
+    await expect(repository.writeActive('digits', 3)).resolves.toMatchObject({ version: 3 });
+    expect(recordVersion()).toBe(3);
+    expect(existsSync(join(modelDir, ACTIVE_RECORD_LOCK_FILE))).toBe(false);
+  });
+});
