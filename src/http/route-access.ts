@@ -1,5 +1,6 @@
 import type { RouteOptions } from 'fastify';
 import { requireBearer } from './auth.js';
+import { problemSchema } from './schemas/common.js';
 
 /**
  * Who may call a route, declared by every route in its options (`config: { access }`):
@@ -15,6 +16,10 @@ declare module 'fastify' {
     access?: RouteAccess;
   }
 }
+
+const API_TOKEN_401 = problemSchema.describe(
+  'UNAUTHORIZED: API_TOKEN is set and the request has no `Authorization: Bearer <API_TOKEN>`, or another token (WWW-Authenticate: Bearer)',
+);
 
 /** OpenAPI security requirements per access (`{}`: the token is optional, as API_TOKEN is). */
 const SECURITY: Record<RouteAccess, Record<string, string[]>[] | undefined> = {
@@ -48,7 +53,18 @@ export function routeGuards(tokens: { admin: string; api: string | undefined }) 
       );
     }
     const security = SECURITY[access];
-    if (security && route.schema) route.schema = { ...route.schema, security };
+    if (security && route.schema) {
+      // The 401 its token brings, documented wherever the token applies (the admin routes list
+      // theirs with their other admin errors).
+      const response = route.schema.response as Record<string, unknown> | undefined;
+      route.schema = {
+        ...route.schema,
+        security,
+        ...(access !== 'admin' && response
+          ? { response: { ...response, 401: API_TOKEN_401 } }
+          : {}),
+      };
+    }
     if (access === 'admin') {
       // preParsing: after the admin rate limit counted the request (onRequest), before any body
       // is read or validated, so a missing token is a 401, not a 400.

@@ -5,6 +5,7 @@ import { binaryContentType, OCTET_STREAM } from '../binary-infer.js';
 import { CONTENT_ENCODING_DOC } from '../content-encoding.js';
 import { inferBody, inferHandler } from '../infer-request.js';
 import {
+  activeVersionErrorResponses,
   errorResponses,
   inferenceErrorResponses,
   nameParams,
@@ -71,7 +72,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
         tags,
         summary: 'Model metadata (active version)',
         params: nameParams,
-        response: { 200: modelMetadataSchema, ...errorResponses },
+        response: { 200: modelMetadataSchema, ...activeVersionErrorResponses },
       },
     },
     async (request) => oipModelMetadata(registry, request.params.name),

@@ -5,6 +5,7 @@ import { CONTENT_ENCODING_DOC } from '../content-encoding.js';
 import { beforeVerb } from '../not-found.js';
 import { predictBody, predictHandler, predictQuery } from '../predict-request.js';
 import {
+  activeVersionErrorResponses,
   errorResponses,
   inferenceErrorResponses,
   MODEL_NAME_ROUTE_PARAM,
@@ -98,7 +99,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
         summary:
           'Metadata of the active version: inputs, labels, layers, folded BatchNorms, training metrics, provenance',
         params: nameParams,
-        response: { 200: versionMetadataSchema, ...errorResponses },
+        response: { 200: versionMetadataSchema, ...activeVersionErrorResponses },
       },
     },
     async (request) => versionMetadata(registry.resolve(request.params.name)),
@@ -134,7 +135,6 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
     response: {
       200: predictResponseSchema,
       ...inferenceErrorResponses,
-      503: errorResponses[400].describe('The model has no available version'),
     },
   };
   app.post(

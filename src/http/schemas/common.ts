@@ -116,9 +116,17 @@ export const errorResponses = {
   415: problemSchema.describe('Content-Type other than application/json'),
 } as const;
 
+/** Error responses of the routes that answer for a model's active version. */
+export const activeVersionErrorResponses = {
+  ...errorResponses,
+  503: problemSchema.describe(
+    'MODEL_UNAVAILABLE: the model has no available version (none loaded, or its active-version record names one that cannot serve)',
+  ),
+} as const;
+
 /** Error responses of the inference routes, where 413 also means too many rows. */
 export const inferenceErrorResponses = {
-  ...errorResponses,
+  ...activeVersionErrorResponses,
   413: problemSchema.describe(
     'Body larger than BODY_LIMIT_BYTES (BODY_TOO_LARGE), or more rows than MAX_BATCH_SIZE (BATCH_TOO_LARGE)',
   ),
