@@ -4,7 +4,6 @@ import {
   checkCsvRowWidth,
   csvHeader,
   csvNumber,
-  emptyCsv,
   numericCell,
 } from '../training/index.js';
 
@@ -116,9 +115,12 @@ export class CsvFeatureReader {
     return true;
   }
 
-  /** After the last record: a CSV with no record, or with a header alone, is an error. */
+  /**
+   * After the last record: a header alone is an error (nothing to compute). No record at all is
+   * left to the caller: an empty upload is answered alike whatever its form.
+   */
   finish(): void {
-    if (this.header === undefined) throw emptyCsv(this.source);
+    if (this.header === undefined) return;
     if (this.rows === 0) throw noCsvDataRows(this.source);
   }
 }

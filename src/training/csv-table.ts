@@ -55,10 +55,6 @@ function csvSyntaxMessage(error: unknown, source: string): string {
   return inFile(where, `not valid CSV: ${why}`);
 }
 
-/** A CSV without a single record (nothing, or blank lines only). */
-export const emptyCsv = (source: string): NormserveError =>
-  new NormserveError('DATA_INVALID', inFile(source, 'the file is empty'));
-
 /**
  * The header row, checked: it names every column, once, and is not a row of numbers (a CSV
  * without a header would lose its first row to it).
@@ -123,7 +119,8 @@ export function parseCsv(text: string, source: string): CsvTable {
   } catch (e) {
     throw new NormserveError('DATA_INVALID', csvSyntaxMessage(e, source));
   }
-  if (records.length === 0) throw emptyCsv(source);
+  if (records.length === 0)
+    throw new NormserveError('DATA_INVALID', `${source}: the file is empty`);
   const header = csvHeader(records[0]!, source);
   const rows = records.slice(1);
   const rowLines = lines.slice(1);

@@ -11,7 +11,6 @@ export {
   csvNumber,
   csvPlace,
   csvRecords,
-  emptyCsv,
   numericCell,
   parseCsv,
 } from './csv-table.js';
