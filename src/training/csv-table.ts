@@ -133,7 +133,9 @@ export function parseCsv(text: string, source: string): CsvTable {
 /**
  * The records of a CSV that arrives in pieces (an upload), parsed as they arrive with parseCsv's
  * options and its syntax messages; the header is a record like the others (check it with
- * csvHeader, the rows with checkCsvRowWidth). A record longer than `maxRecordChars` is refused
+ * csvHeader, the rows with checkCsvRowWidth). A record is handed on once a character after its
+ * line end has arrived (csv-parse looks one ahead: a line end may be CRLF), so a stalled upload
+ * holds back its last line at most. A record longer than `maxRecordChars` is refused
  * rather than held: an unclosed quote would otherwise keep the rest of the upload in memory. An
  * error of the input (a body over its limit, a closed connection) is thrown as it is.
  */
