@@ -177,8 +177,8 @@ async function* utf8Text(bytes: AsyncIterable<Buffer>): AsyncGenerator<string> {
 }
 
 /**
- * `text/csv`: a header row, then rows, read as the bytes arrive (csv-parse's stream, with the
- * CLIs' options) and handed on as float32 chunks of whole rows, two filled in turn (see
+ * `text/csv`: a header row, then rows, read as the bytes arrive (training's csvRecords: parseCsv's
+ * syntax) and handed on as float32 chunks of whole rows, two filled in turn (see
  * CHUNK_ROWS). The columns are the CLIs' (the model's feature names when the header has them all,
  * else every column but `labelColumn`) and so are the rules and words for a cell, a row and the
  * header (service's CsvFeatureReader), naming the line: `line 7, column "b": "x" is not a finite

@@ -33,6 +33,9 @@ const CSV_OPTIONS = {
   info: true,
 } as const;
 
+/** A record past an upload's bound (csvRecords). */
+const TOO_LONG = 'a row longer than any row of numbers (a quoted cell left open?)';
+
 /**
  * Why csv-parse refused a text, in our words: its own messages quote the field it stopped in
  * (hundreds of bytes of a binary file given as a CSV) and a raw character; these quote a short,
@@ -50,7 +53,7 @@ function csvSyntaxMessage(error: unknown, source: string): string {
           e.code === 'CSV_NON_TRIMABLE_CHAR_AFTER_CLOSING_QUOTE'
         ? 'a quoted cell is followed by more than a comma or the end of the line'
         : e.code === 'CSV_MAX_RECORD_SIZE'
-          ? 'a row longer than any row of numbers (a quoted cell left open?)'
+          ? TOO_LONG
           : printable(e.message);
   return inFile(where, `not valid CSV: ${why}`);
 }
@@ -130,22 +133,92 @@ export function parseCsv(text: string, source: string): CsvTable {
   return { source, header, rows, lines: rowLines };
 }
 
+/** A data line the fast path takes as it is: no quote, no whitespace (trim would change nothing). */
+const PLAIN_LINE = /^[^\s"]*$/;
+
 /**
- * The records of a CSV that arrives in pieces (an upload), parsed as they arrive with parseCsv's
- * options and its syntax messages; the header is a record like the others (check it with
- * csvHeader, the rows with checkCsvRowWidth). A record is handed on once a character after its
- * line end has arrived (csv-parse looks one ahead: a line end may be CRLF), so a stalled upload
- * holds back its last line at most. A record longer than `maxRecordChars` is refused
- * rather than held: an unclosed quote would otherwise keep the rest of the upload in memory. An
- * error of the input (a body over its limit, a closed connection) is thrown as it is.
+ * The records of a CSV that arrives in pieces (an upload), parsed as they arrive, as parseCsv
+ * parses a whole text (its options, its syntax messages); the header is a record like the others
+ * (check it with csvHeader, the rows with checkCsvRowWidth). A record longer than
+ * `maxRecordChars` is refused rather than held: an unclosed quote would otherwise keep the rest
+ * of the upload in memory. An error of the input (a body over its limit, a closed connection)
+ * is thrown as it is.
+ *
+ * csv-parse reads about 10 MB/s, a tenth of the NDJSON reader, so the plain lines of the usual
+ * upload (numbers and commas, the header's line end) are split here, as csv-parse would split
+ * them; from the first line that is not plain (a quote, a space, a tab, another line end) to the
+ * end, csv-parse reads the rest, its line numbers counted from there (it hands a record on once
+ * a character past its line end has arrived: a line end may be CRLF). The header is parsed by
+ * csv-parse alone. test/training/csv-stream.test.ts holds both to parseCsv's records, lines and
+ * messages.
  */
 export async function* csvRecords(
-  input: AsyncIterable<string | Buffer>,
+  input: AsyncIterable<string>,
   source: string,
   maxRecordChars: number,
 ): AsyncGenerator<CsvRecord> {
-  const parser = csvParser({ ...CSV_OPTIONS, max_record_size: maxRecordChars });
-  const text = Readable.from(input);
+  const parts = input[Symbol.asyncIterator]();
+  let pending = '';
+  /** Lines taken (the header's included; blank lines too). */
+  let lines = 0;
+  /** The header's line end, which csv-parse would take for every line: CRLF or LF. */
+  let crlf = false;
+  let ended = false;
+  let slowFrom: number | undefined;
+  plain: while (!ended) {
+    const part = await parts.next();
+    if (part.done) ended = true;
+    else pending += part.value;
+    let start = 0;
+    for (;;) {
+      let end = pending.indexOf('\n', start);
+      if (end === -1) {
+        if (!ended || start >= pending.length) break;
+        end = pending.length; // the last line, without a line end
+      }
+      const text = pending.slice(start, end);
+      if (lines === 0) {
+        const header = headerRecord(text, end < pending.length, source);
+        if (header === undefined) {
+          slowFrom = start;
+          break plain;
+        }
+        crlf = text.endsWith('\r');
+        yield { record: header, line: 1 };
+      } else {
+        const body = crlf && end < pending.length ? text.slice(0, -1) : text;
+        if (!PLAIN_LINE.test(body) || (crlf && end < pending.length && !text.endsWith('\r'))) {
+          slowFrom = start;
+          break plain;
+        }
+        if (body !== '') yield { record: body.split(','), line: lines + 1 };
+      }
+      lines++;
+      start = end + 1;
+    }
+    pending = pending.slice(start);
+    if (pending.length > maxRecordChars) {
+      throw new NormserveError(
+        'DATA_INVALID',
+        inFile(fileLine(source, lines + 1), `not valid CSV: ${TOO_LONG}`),
+      );
+    }
+  }
+  if (slowFrom === undefined) return;
+  // csv-parse from the first line that is not plain, with the line end the header set (a BOM
+  // past the start of the text is a character of its cell, as for a whole parse).
+  const rest = pending.slice(slowFrom);
+  const offset = lines;
+  async function* restOfText() {
+    yield rest;
+    for (let part = await parts.next(); !part.done; part = await parts.next()) yield part.value;
+  }
+  const parser = csvParser({
+    ...CSV_OPTIONS,
+    max_record_size: maxRecordChars,
+    ...(offset > 0 ? { bom: false, record_delimiter: crlf ? '\r\n' : '\n' } : {}),
+  });
+  const text = Readable.from(restOfText());
   text.on('error', (e) => parser.destroy(e));
   text.pipe(parser);
   try {
@@ -153,15 +226,34 @@ export async function* csvRecords(
       record: string[];
       info: { lines: number };
     }>) {
-      yield { record: parsed.record, line: parsed.info.lines };
+      yield { record: parsed.record, line: parsed.info.lines + offset };
     }
   } catch (e) {
-    if (e instanceof CsvError)
+    if (e instanceof CsvError) {
+      const lines = (e as { lines?: number }).lines;
+      if (typeof lines === 'number') Object.assign(e, { lines: lines + offset });
       throw new NormserveError('DATA_INVALID', csvSyntaxMessage(e, source));
+    }
     throw e;
   } finally {
     text.destroy();
   }
+}
+
+/**
+ * The header, the first line of a CSV arriving in pieces, parsed by csv-parse alone (its
+ * BOM, quotes, spaces); undefined when it is not one whole record on its own (blank, a quoted cell
+ * that goes on past the line): then csv-parse reads the text from its start.
+ */
+function headerRecord(line: string, lineEnded: boolean, source: string): string[] | undefined {
+  if ((line.match(/"/g)?.length ?? 0) % 2 !== 0) return undefined;
+  let parsed: { record: string[]; info: { lines: number } }[];
+  try {
+    parsed = parse(lineEnded ? `${line}\n` : line, CSV_OPTIONS) as unknown as typeof parsed;
+  } catch (e) {
+    throw new NormserveError('DATA_INVALID', csvSyntaxMessage(e, source));
+  }
+  return parsed.length === 1 && parsed[0]!.info.lines === 1 ? parsed[0]!.record : undefined;
 }
 
 const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
