@@ -91,7 +91,8 @@ function textBodies(item: Record<string, Operation>): Record<string, Operation> 
   for (const operation of Object.values(item)) {
     const content = operation?.requestBody?.content;
     for (const [type, example] of Object.entries(textExamples)) {
-      if (content?.[type]) content[type] = { schema: { type: 'string' }, examples: { rows: example } };
+      if (content?.[type])
+        content[type] = { schema: { type: 'string' }, examples: { rows: example } };
     }
   }
   return item;
