@@ -11,10 +11,15 @@
  */
 import { Command } from 'commander';
 import { isNormserveError, NormserveError, printable } from '../errors/index.js';
-import { checkFiniteOutputs, openModelDirectory, type PredictOutput } from '../service/index.js';
+import {
+  checkFiniteOutputs,
+  csvFeatureRows,
+  labelColumnFor,
+  openModelDirectory,
+  type PredictOutput,
+} from '../service/index.js';
 import { csvPlace, parseCsv } from '../training/index.js';
 import { runCli } from './cli-errors.js';
-import { csvFeatureRows } from './csv-features.js';
 import { readInputText } from './read-input.js';
 
 interface Flags {
@@ -74,7 +79,7 @@ async function main(argv: readonly string[]): Promise<void> {
   const flags = program.opts<Flags>();
   const text = await readInputText(flags.input, 'input ');
   const model = await openModelDirectory(flags.model);
-  const labelColumn = flags.labelColumn ?? model.labelColumn ?? 'label';
+  const labelColumn = labelColumnFor(model, flags.labelColumn);
   const json = flags.input.toLowerCase().endsWith('.json');
   let rows: unknown[];
   let field = 'rows';

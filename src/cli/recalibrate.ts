@@ -19,20 +19,21 @@ import {
   rangeMessage,
 } from '../errors/index.js';
 import {
+  csvFeatureRows,
   FLOAT32_RANGE_MESSAGE,
-  featureNamesOf,
   inputShapeOf,
   JobRegistry,
+  labelColumnFor,
   loadModelDirectory,
   ModelRegistry,
   PRIOR_STRENGTH_RANGE,
   RECALIBRATION_BATCH_SIZE_RANGE,
   RecalibrationService,
   roundsToFiniteFloat32,
+  trainingInfoOf,
 } from '../service/index.js';
 import { parseCsv } from '../training/index.js';
 import { runCli } from './cli-errors.js';
-import { csvFeatureRows } from './csv-features.js';
 import { readInputText } from './read-input.js';
 
 interface Flags {
@@ -43,7 +44,7 @@ interface Flags {
   batchSize?: string;
   activate: boolean;
   note?: string;
-  labelColumn: string;
+  labelColumn?: string;
 }
 
 /**
@@ -131,7 +132,10 @@ async function main(argv: readonly string[]): Promise<void> {
     .option('--batch-size <n>', 'running mode: rows per batch')
     .option('--no-activate', 'publish without making it the served version')
     .option('--note <text>', 'recorded in the new version’s provenance')
-    .option('--label-column <name>', 'CSV column to ignore', 'label')
+    .option(
+      '--label-column <name>',
+      'CSV column left out of the features (default: the model’s, else "label")',
+    )
     .exitOverride();
   program.parse(argv, { from: 'node' });
   const flags = program.opts<Flags>();
@@ -152,15 +156,19 @@ async function main(argv: readonly string[]): Promise<void> {
   const registry = new ModelRegistry(dirname(dir), { maxBatchSize: 4096 });
   await registry.refreshModel(name);
   const parent = registry.resolve(name);
-  const featureNames = featureNamesOf(parent.checkpoint.config);
+  const { featureNames, labelColumn } = trainingInfoOf(parent.checkpoint.config);
 
   const text = await readInputText(flags.data, '');
   let rows: number[][];
   if (/\.(ndjson|jsonl)$/i.test(flags.data)) {
     rows = rowsFromNdjson(text, flags.data);
   } else {
-    const model = { name, inputWidth: parent.compiled.inputWidth, featureNames };
-    rows = csvFeatureRows(parseCsv(text, flags.data), model, flags.labelColumn).rows;
+    const model = { name, inputWidth: parent.compiled.inputWidth, featureNames, labelColumn };
+    rows = csvFeatureRows(
+      parseCsv(text, flags.data),
+      model,
+      labelColumnFor(model, flags.labelColumn),
+    ).rows;
   }
   const data = inputShapeOf(parent).readInstances(rows, flags.data);
   const service = new RecalibrationService(registry, new JobRegistry(), {

@@ -8,10 +8,14 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { NormserveError } from '../errors/index.js';
-import { openReportModel, parseServerConfig } from '../service/index.js';
+import {
+  csvFeatureRows,
+  labelColumnFor,
+  openReportModel,
+  parseServerConfig,
+} from '../service/index.js';
 import { parseCsv } from '../training/index.js';
 import { runCli } from './cli-errors.js';
-import { csvFeatureRows } from './csv-features.js';
 import { outputWriteFailed, prepareOutputDirectory } from './output-path.js';
 import { readInputText } from './read-input.js';
 import {
@@ -50,7 +54,7 @@ async function main(argv: readonly string[]): Promise<void> {
   const text = await readInputText(flags.data, 'data ');
   const model = await openReportModel(flags.model);
   const table = parseCsv(text, flags.data);
-  const { rows } = csvFeatureRows(table, model, flags.labelColumn ?? model.labelColumn ?? 'label');
+  const { rows } = csvFeatureRows(table, model, labelColumnFor(model, flags.labelColumn));
   const width = model.inputWidth;
   const input = new Float32Array(rows.length * width);
   rows.forEach((row, r) => {

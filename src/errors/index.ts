@@ -11,6 +11,12 @@ export {
   rangeMessage,
   safeParseWorded,
 } from './issue-message.js';
-export { describeLocations, fileLine, formatPath, issuesToLocations } from './issue-path.js';
+export {
+  describeLocations,
+  fileLine,
+  formatPath,
+  inFile,
+  issuesToLocations,
+} from './issue-path.js';
 export { type ErrorLocation, isNormserveError, NormserveError } from './normserve-error.js';
 export { ECHO_CHARS, printable, quote, quoteList } from './quote.js';

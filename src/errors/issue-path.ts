@@ -51,8 +51,13 @@ export function describeLocations(
 /**
  * Where in an input file a message points, in the one form every reader uses: `data.csv: line 7`,
  * or `data.csv: line 7, column "b"` (the column's name quoted, as a file may hold anything).
- * `line` is the file's own 1-based line number, blank lines counted.
+ * `line` is the file's own 1-based line number, blank lines counted. A request body has no file
+ * name (`file` ''): `line 7, column "b"`, as the NDJSON upload's `line 7`.
  */
 export function fileLine(file: string, line: number, column?: string): string {
-  return `${file}: line ${line}${column === undefined ? '' : `, column ${quote(column)}`}`;
+  return inFile(file, `line ${line}${column === undefined ? '' : `, column ${quote(column)}`}`);
 }
+
+/** A message about a whole input file: `data.csv: what`; `what` alone for a request body (''). */
+export const inFile = (file: string, what: string): string =>
+  file === '' ? what : `${file}: ${what}`;

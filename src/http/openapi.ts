@@ -2,6 +2,8 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { jsonSchemaTransform, jsonSchemaTransformObject } from 'fastify-type-provider-zod';
 import type { AppInstance } from './app-types.js';
+import { CSV } from './csv-media-type.js';
+import { NDJSON } from './recalibrate-request.js';
 import { digitsExampleRow } from './schemas/tf-serving.js';
 
 /**
@@ -68,6 +70,34 @@ function binaryBodies(path: string, item: Record<string, Operation>): Record<str
   return item;
 }
 
+/** Two digits rows, as the text bodies of :recalibrate carry them. */
+const digitsRows = [digitsExampleRow, [...digitsExampleRow].reverse()];
+const textExamples: Record<string, { summary: string; value: string }> = {
+  [CSV]: {
+    summary: 'a header of the model’s feature names (p0 … p63 for digits), then one row per line',
+    value: `${[digitsExampleRow.map((_, i) => `p${i}`), ...digitsRows].map((r) => r.join(',')).join('\n')}\n`,
+  },
+  [NDJSON]: {
+    summary: 'one JSON array of features per line',
+    value: `${digitsRows.map((r) => JSON.stringify(r)).join('\n')}\n`,
+  },
+};
+
+/**
+ * @fastify/swagger gives every type a route consumes the JSON body's schema; a text upload (CSV,
+ * NDJSON) is text (the route's description says what it holds), with an example.
+ */
+function textBodies(item: Record<string, Operation>): Record<string, Operation> {
+  for (const operation of Object.values(item)) {
+    const content = operation?.requestBody?.content;
+    for (const [type, example] of Object.entries(textExamples)) {
+      if (content?.[type])
+        content[type] = { schema: { type: 'string' }, examples: { rows: example } };
+    }
+  }
+  return item;
+}
+
 /**
  * OpenAPI 3.1 from the routes' zod schemas, served at /openapi.json, interactive docs at /docs.
  * Returns the document as the text /openapi.json sends, built once: with `atStart` when the app
@@ -128,7 +158,9 @@ export async function registerOpenApi(app: AppInstance, atStart: boolean): Promi
         document.paths = Object.fromEntries(
           Object.entries(document.paths).map(([path, item]) => [
             path.replaceAll('%3A', ':'),
-            binaryBodies(path.replaceAll('%3A', ':'), item as Record<string, Operation>),
+            textBodies(
+              binaryBodies(path.replaceAll('%3A', ':'), item as Record<string, Operation>),
+            ),
           ]),
         );
       }

@@ -4,20 +4,28 @@ import type { z } from 'zod';
 import { NormserveError } from '../errors/index.js';
 import {
   inputShapeOf,
+  labelColumnFor,
   type RecalibrationRequest,
   type RecalibrationService,
   slices,
+  trainingInfoOf,
 } from '../service/index.js';
 import type { AppDeps } from './app-types.js';
 import { OCTET_STREAM } from './binary-infer.js';
 import { requestTimedOut } from './connection-limits.js';
+import { CSV } from './csv-media-type.js';
 import type { recalibrateBodySchema, recalibrateQuerySchema } from './schemas/admin.js';
 import { traceContextOf } from './tracing.js';
-import { float32Rows, ndjsonRows } from './upload-readers.js';
+import { csvRows, float32Rows, ndjsonRows } from './upload-readers.js';
 
 /** The streamed uploads of :recalibrate (JSON bodies are read whole). */
 export const NDJSON = 'application/x-ndjson';
 export const FLOAT32 = OCTET_STREAM;
+export { CSV };
+
+const STREAMED: readonly string[] = [NDJSON, FLOAT32, CSV];
+/** Uploads parsed as text as they arrive (their first statistics overlap the parsing). */
+const PARSED: readonly string[] = [NDJSON, CSV];
 
 type RecalibrateRequest = FastifyRequest<{
   Params: { name: string };
@@ -27,7 +35,7 @@ type RecalibrateRequest = FastifyRequest<{
 
 /**
  * `:recalibrate`: options from the JSON body, else the query string; rows from the JSON body, or
- * streamed from an NDJSON or float32 upload; published at once (201), or as a job (202) for
+ * streamed from an NDJSON, CSV or float32 upload; published at once (201), or as a job (202) for
  * large uploads and `Prefer: respond-async`.
  */
 export function recalibrateHandler(
@@ -37,9 +45,16 @@ export function recalibrateHandler(
   return async (request: RecalibrateRequest, reply: FastifyReply) => {
     request.modelName = request.params.name;
     const contentType = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-    const streamed = contentType === NDJSON || contentType === FLOAT32;
+    const streamed = STREAMED.includes(contentType);
     const json = streamed ? undefined : request.body;
     const q = request.query;
+    // An option nothing would read is refused, not ignored (as the CLI refuses a flag of another mode).
+    if (q.label_column !== undefined && contentType !== CSV) {
+      const message = `read from a ${CSV} upload only`;
+      throw new NormserveError('INVALID_INPUT', `label_column: ${message}`, {
+        errors: [{ path: 'label_column', message }],
+      });
+    }
     const recalibration: RecalibrationRequest = {
       model: request.params.name,
       mode: json?.mode ?? q.mode ?? 'exact',
@@ -48,7 +63,7 @@ export function recalibrateHandler(
       activate: json?.activate ?? q.activate ?? true,
       note: json?.note ?? q.note,
       trace: traceContextOf(request),
-      parsedAsItArrives: contentType === NDJSON,
+      parsedAsItArrives: PARSED.includes(contentType),
     };
     // A JSON body is checked whole before the model is locked, so a bad request never makes
     // a good one wait; streamed bodies are checked as they arrive.
@@ -65,14 +80,16 @@ export function recalibrateHandler(
         const data = inputShapeOf(session.parent).readInstances(json.instances, 'instances');
         await session.pushAll(slices(data, 1024 * session.width));
       } else {
-        const read = contentType === NDJSON ? ndjsonRows : float32Rows;
-        await session.pushAll(
-          read(
-            request.body as unknown as Readable,
-            session.width,
-            config.RECALIBRATION_BODY_LIMIT_BYTES,
-          ),
-        );
+        const body = request.body as unknown as Readable;
+        const limit = config.RECALIBRATION_BODY_LIMIT_BYTES;
+        if (contentType === CSV) {
+          const training = trainingInfoOf(session.parent.checkpoint.config);
+          const model = { name: recalibration.model, inputWidth: session.width, ...training };
+          await session.pushAll(csvRows(body, model, labelColumnFor(model, q.label_column), limit));
+        } else {
+          const read = contentType === NDJSON ? ndjsonRows : float32Rows;
+          await session.pushAll(read(body, session.width, limit));
+        }
       }
     } catch (e) {
       const error =

@@ -6,8 +6,18 @@ export {
   PRIOR_STRENGTH_RANGE,
 } from '../recalibration/index.js';
 export { JOBS_DIR, loadModelDirectory, VERSION_NAME_PATTERN } from '../repository/index.js';
+// The CSV reader of an upload as it arrives, for http/ (which imports service/ only).
+export { type CsvRecord, csvRecords } from '../training/index.js';
 export { bearerTokenCheck } from './bearer-token.js';
 export { type Accepts, compileAccepts } from './compiled-schema.js';
+export {
+  type CsvFeatureModel,
+  CsvFeatureReader,
+  csvFeatureColumns,
+  csvFeatureRows,
+  labelColumnFor,
+  noCsvDataRows,
+} from './csv-features.js';
 export {
   type AutoRecalibrationStatus,
   type DriftOptions,
@@ -42,7 +52,7 @@ export {
   DynamicBatcher,
 } from './dynamic-batcher.js';
 export { defaultEngineThreads, nodeEngineOptions, prepareWasmRuntime } from './engine-runtime.js';
-export { featureNamesOf } from './feature-names.js';
+export { featureNamesOf, trainingInfoOf } from './feature-names.js';
 export { InferenceService, type InferenceServiceOptions } from './inference-service.js';
 export {
   FINITE_NUMBER_MESSAGE,

@@ -1,5 +1,7 @@
+import { Readable } from 'node:stream';
+import { CsvError, parse as csvParser } from 'csv-parse';
 import { parse } from 'csv-parse/sync';
-import { fileLine, NormserveError, printable, quote } from '../errors/index.js';
+import { fileLine, inFile, NormserveError, printable, quote } from '../errors/index.js';
 import { FLOAT32_RANGE_MESSAGE, roundsToFiniteFloat32 } from '../nn/index.js';
 
 /** A numeric CSV read into memory: the header and the cells as strings, row by row. */
@@ -12,15 +14,37 @@ export interface CsvTable {
   lines: number[];
 }
 
+/** One record of a CSV and the file line it ends on (1-based; blank lines counted). */
+export interface CsvRecord {
+  record: string[];
+  line: number;
+}
+
+/**
+ * How every CSV normserve reads is parsed, a file whole (parseCsv) or an upload as it arrives
+ * (csvRecords): RFC 4180 quoting, CRLF or LF, a BOM dropped, blank lines skipped, cells trimmed;
+ * rows of any length reach the checks below, which name the line.
+ */
+const CSV_OPTIONS = {
+  bom: true,
+  skip_empty_lines: true,
+  trim: true,
+  relax_column_count: true,
+  info: true,
+} as const;
+
+/** A record past an upload's bound (csvRecords). */
+const TOO_LONG = 'a row longer than any row of numbers (a quoted cell left open?)';
+
 /**
  * Why csv-parse refused a text, in our words: its own messages quote the field it stopped in
  * (hundreds of bytes of a binary file given as a CSV) and a raw character; these quote a short,
- * escaped prefix of the field at most. Other codes cannot occur with the options below.
+ * escaped prefix of the field at most. Other codes cannot occur with the options above.
  */
 function csvSyntaxMessage(error: unknown, source: string): string {
   const e = error as { code?: string; lines?: number; field?: string; message: string };
   if (e.code === 'CSV_QUOTE_NOT_CLOSED')
-    return `${source}: not valid CSV: a quoted cell is still open at the end of the file`;
+    return inFile(source, 'not valid CSV: a quoted cell is still open at the end of the file');
   const where = typeof e.lines === 'number' ? fileLine(source, e.lines) : source;
   const why =
     e.code === 'INVALID_OPENING_QUOTE'
@@ -28,8 +52,56 @@ function csvSyntaxMessage(error: unknown, source: string): string {
       : e.code === 'CSV_INVALID_CLOSING_QUOTE' ||
           e.code === 'CSV_NON_TRIMABLE_CHAR_AFTER_CLOSING_QUOTE'
         ? 'a quoted cell is followed by more than a comma or the end of the line'
-        : printable(e.message);
-  return `${where}: not valid CSV: ${why}`;
+        : e.code === 'CSV_MAX_RECORD_SIZE'
+          ? TOO_LONG
+          : printable(e.message);
+  return inFile(where, `not valid CSV: ${why}`);
+}
+
+/**
+ * The header row, checked: it names every column, once, and is not a row of numbers (a CSV
+ * without a header would lose its first row to it).
+ */
+export function csvHeader(record: readonly string[], source: string): string[] {
+  if (record.every((h) => h !== '' && Number.isFinite(Number(h)))) {
+    throw new NormserveError(
+      'DATA_INVALID',
+      inFile(
+        source,
+        'no header row (line 1 holds only numbers); the first line must name the columns',
+      ),
+    );
+  }
+  const seen = new Set<string>();
+  record.forEach((name, i) => {
+    if (name === '')
+      throw new NormserveError(
+        'DATA_INVALID',
+        inFile(source, `header column ${i + 1} has no name`),
+      );
+    if (seen.has(name))
+      throw new NormserveError(
+        'DATA_INVALID',
+        inFile(source, `header names column ${quote(name)} twice`),
+      );
+    seen.add(name);
+  });
+  return [...record];
+}
+
+/** A data row must have as many cells as the header. */
+export function checkCsvRowWidth(
+  row: readonly string[],
+  header: readonly string[],
+  line: number,
+  source: string,
+): void {
+  if (row.length !== header.length) {
+    throw new NormserveError(
+      'DATA_INVALID',
+      `${fileLine(source, line)} has ${row.length} cells, the header has ${header.length}`,
+    );
+  }
 }
 
 /**
@@ -41,13 +113,10 @@ export function parseCsv(text: string, source: string): CsvTable {
   let records: string[][];
   let lines: number[];
   try {
-    const parsed = parse(text, {
-      bom: true,
-      skip_empty_lines: true,
-      trim: true,
-      relax_column_count: true,
-      info: true,
-    }) as unknown as { record: string[]; info: { lines: number } }[];
+    const parsed = parse(text, CSV_OPTIONS) as unknown as {
+      record: string[];
+      info: { lines: number };
+    }[];
     records = parsed.map((p) => p.record);
     lines = parsed.map((p) => p.info.lines);
   } catch (e) {
@@ -55,35 +124,136 @@ export function parseCsv(text: string, source: string): CsvTable {
   }
   if (records.length === 0)
     throw new NormserveError('DATA_INVALID', `${source}: the file is empty`);
-  const header = records[0]!;
-  if (header.every((h) => h !== '' && Number.isFinite(Number(h)))) {
-    throw new NormserveError(
-      'DATA_INVALID',
-      `${source}: no header row (line 1 holds only numbers); the first line must name the columns`,
-    );
-  }
-  const seen = new Set<string>();
-  header.forEach((name, i) => {
-    if (name === '')
-      throw new NormserveError('DATA_INVALID', `${source}: header column ${i + 1} has no name`);
-    if (seen.has(name))
-      throw new NormserveError(
-        'DATA_INVALID',
-        `${source}: header names column ${quote(name)} twice`,
-      );
-    seen.add(name);
-  });
+  const header = csvHeader(records[0]!, source);
   const rows = records.slice(1);
   const rowLines = lines.slice(1);
   rows.forEach((row, i) => {
-    if (row.length !== header.length) {
-      throw new NormserveError(
-        'DATA_INVALID',
-        `${fileLine(source, rowLines[i]!)} has ${row.length} cells, the header has ${header.length}`,
-      );
-    }
+    checkCsvRowWidth(row, header, rowLines[i]!, source);
   });
   return { source, header, rows, lines: rowLines };
+}
+
+/** A data line the fast path takes as it is: no quote, no whitespace (trim would change nothing). */
+const PLAIN_LINE = /^[^\s"]*$/;
+
+/**
+ * The records of a CSV that arrives in pieces (an upload), parsed as they arrive, as parseCsv
+ * parses a whole text (its options, its syntax messages); the header is a record like the others
+ * (check it with csvHeader, the rows with checkCsvRowWidth). A record longer than
+ * `maxRecordChars` is refused rather than held: an unclosed quote would otherwise keep the rest
+ * of the upload in memory. An error of the input (a body over its limit, a closed connection)
+ * is thrown as it is.
+ *
+ * csv-parse reads about 10 MB/s, a tenth of the NDJSON reader, so the plain lines of the usual
+ * upload (numbers and commas, the header's line end) are split here, as csv-parse would split
+ * them; from the first line that is not plain (a quote, a space, a tab, another line end) to the
+ * end, csv-parse reads the rest, its line numbers counted from there (it hands a record on once
+ * a character past its line end has arrived: a line end may be CRLF). The header is parsed by
+ * csv-parse alone. test/training/csv-stream.test.ts holds both to parseCsv's records, lines and
+ * messages.
+ */
+export async function* csvRecords(
+  input: AsyncIterable<string>,
+  source: string,
+  maxRecordChars: number,
+): AsyncGenerator<CsvRecord> {
+  const parts = input[Symbol.asyncIterator]();
+  let pending = '';
+  /** Lines taken (the header's included; blank lines too). */
+  let lines = 0;
+  /** The header's line end, which csv-parse would take for every line: CRLF or LF. */
+  let crlf = false;
+  let ended = false;
+  let slowFrom: number | undefined;
+  plain: while (!ended) {
+    const part = await parts.next();
+    if (part.done) ended = true;
+    else pending += part.value;
+    let start = 0;
+    for (;;) {
+      let end = pending.indexOf('\n', start);
+      if (end === -1) {
+        if (!ended || start >= pending.length) break;
+        end = pending.length; // the last line, without a line end
+      }
+      const text = pending.slice(start, end);
+      if (lines === 0) {
+        const header = headerRecord(text, end < pending.length, source);
+        if (header === undefined) {
+          slowFrom = start;
+          break plain;
+        }
+        crlf = text.endsWith('\r');
+        yield { record: header, line: 1 };
+      } else {
+        const body = crlf && end < pending.length ? text.slice(0, -1) : text;
+        if (!PLAIN_LINE.test(body) || (crlf && end < pending.length && !text.endsWith('\r'))) {
+          slowFrom = start;
+          break plain;
+        }
+        if (body !== '') yield { record: body.split(','), line: lines + 1 };
+      }
+      lines++;
+      start = end + 1;
+    }
+    pending = pending.slice(start);
+    if (pending.length > maxRecordChars) {
+      throw new NormserveError(
+        'DATA_INVALID',
+        inFile(fileLine(source, lines + 1), `not valid CSV: ${TOO_LONG}`),
+      );
+    }
+  }
+  if (slowFrom === undefined) return;
+  // csv-parse from the first line that is not plain, with the line end the header set (a BOM
+  // past the start of the text is a character of its cell, as for a whole parse).
+  const rest = pending.slice(slowFrom);
+  const offset = lines;
+  async function* restOfText() {
+    yield rest;
+    for (let part = await parts.next(); !part.done; part = await parts.next()) yield part.value;
+  }
+  const parser = csvParser({
+    ...CSV_OPTIONS,
+    max_record_size: maxRecordChars,
+    ...(offset > 0 ? { bom: false, record_delimiter: crlf ? '\r\n' : '\n' } : {}),
+  });
+  const text = Readable.from(restOfText());
+  text.on('error', (e) => parser.destroy(e));
+  text.pipe(parser);
+  try {
+    for await (const parsed of parser as AsyncIterable<{
+      record: string[];
+      info: { lines: number };
+    }>) {
+      yield { record: parsed.record, line: parsed.info.lines + offset };
+    }
+  } catch (e) {
+    if (e instanceof CsvError) {
+      const lines = (e as { lines?: number }).lines;
+      if (typeof lines === 'number') Object.assign(e, { lines: lines + offset });
+      throw new NormserveError('DATA_INVALID', csvSyntaxMessage(e, source));
+    }
+    throw e;
+  } finally {
+    text.destroy();
+  }
+}
+
+/**
+ * The header, the first line of a CSV arriving in pieces, parsed by csv-parse alone (its
+ * BOM, quotes, spaces); undefined when it is not one whole record on its own (blank, a quoted cell
+ * that goes on past the line): then csv-parse reads the text from its start.
+ */
+function headerRecord(line: string, lineEnded: boolean, source: string): string[] | undefined {
+  if ((line.match(/"/g)?.length ?? 0) % 2 !== 0) return undefined;
+  let parsed: { record: string[]; info: { lines: number } }[];
+  try {
+    parsed = parse(lineEnded ? `${line}\n` : line, CSV_OPTIONS) as unknown as typeof parsed;
+  } catch (e) {
+    throw new NormserveError('DATA_INVALID', csvSyntaxMessage(e, source));
+  }
+  return parsed.length === 1 && parsed[0]!.info.lines === 1 ? parsed[0]!.record : undefined;
 }
 
 const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
@@ -103,13 +273,22 @@ export function csvPlace(table: CsvTable, row: number, column?: number): string 
  * ±Infinity in the engine's float32 storage) is refused in the words of every other reader.
  */
 export function numericCell(table: CsvTable, row: number, column: number): number {
-  const cell = table.rows[row]![column]!;
+  return csvNumber(
+    table.rows[row]![column]!,
+    table.source,
+    table.lines[row]!,
+    table.header[column]!,
+  );
+}
+
+/** numericCell's rule for a cell on `line` of `source`, in column `column` (its name). */
+export function csvNumber(cell: string, source: string, line: number, column: string): number {
   // Decimal notation only: Number() would also take "0x10", "0b1" and "" (as 0).
   const value = DECIMAL.test(cell) ? Number(cell) : Number.NaN;
   if (!roundsToFiniteFloat32(value)) {
     throw new NormserveError(
       'DATA_INVALID',
-      `${csvPlace(table, row, column)}: ${quote(cell)} is ${Number.isNaN(value) ? 'not a finite number' : FLOAT32_RANGE_MESSAGE}`,
+      `${fileLine(source, line, column)}: ${quote(cell)} is ${Number.isNaN(value) ? 'not a finite number' : FLOAT32_RANGE_MESSAGE}`,
     );
   }
   return value;

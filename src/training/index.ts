@@ -3,7 +3,17 @@ export {
   architectureSchema,
   layersFromArchitecture,
 } from './architecture.js';
-export { type CsvTable, csvPlace, numericCell, parseCsv } from './csv-table.js';
+export {
+  type CsvRecord,
+  type CsvTable,
+  checkCsvRowWidth,
+  csvHeader,
+  csvNumber,
+  csvPlace,
+  csvRecords,
+  numericCell,
+  parseCsv,
+} from './csv-table.js';
 export { type Dataset, datasetFromTable, type LabeledDataset, selectRows } from './dataset.js';
 export { argmaxRow, type Evaluation, evaluate } from './evaluate.js';
 export { loadCsvDataset, loadTrainingConfig } from './load-data.js';

@@ -53,6 +53,10 @@ const RECALIBRATE = '/v1/models/digits:recalibrate';
 const UNLIMITED = { ADMIN_RATE_LIMIT_PER_MINUTE: '100000' };
 const NDJSON = { ...ADMIN, 'content-type': 'application/x-ndjson' };
 const FLOAT32 = { ...ADMIN, 'content-type': 'application/octet-stream' };
+const CSV = { ...ADMIN, 'content-type': 'text/csv' };
+/** Rows as a CSV whose header is the digits model's feature names (p0 … p63). */
+const csvBody = (rows: readonly (readonly number[])[]) =>
+  `${[Array.from({ length: 64 }, (_, i) => `p${i}`), ...rows].map((r) => r.join(',')).join('\n')}\n`;
 
 interface Outcome {
   model: string;
@@ -539,11 +543,11 @@ describe('modes and options through HTTP', () => {
         res.body,
       ).toContain(c.path);
     }
-    const csv = await recalibrate(t, 'a,b\n1,2\n', {
-      headers: { ...ADMIN, 'content-type': 'text/csv' },
+    const text = await recalibrate(t, 'a,b\n1,2\n', {
+      headers: { ...ADMIN, 'content-type': 'text/plain' },
     });
-    expect(expectProblem(csv, 415, 'UNSUPPORTED_MEDIA_TYPE').detail).toBe(
-      'unsupported Content-Type; this route accepts application/json, application/x-www-form-urlencoded (read as JSON), application/x-ndjson, application/octet-stream',
+    expect(expectProblem(text, 415, 'UNSUPPORTED_MEDIA_TYPE').detail).toBe(
+      'unsupported Content-Type; this route accepts application/json, application/x-www-form-urlencoded (read as JSON), application/x-ndjson, text/csv, application/octet-stream',
     );
     const ok = await recalibrate(t, { instances: night.slice(0, 20), activate: false });
     expect(ok.statusCode, ok.body).toBe(201);
@@ -572,6 +576,7 @@ describe('recalibration errors (MAX_RECALIBRATION_SAMPLES=10)', () => {
       await recalibrate(t, { instances: [row(0)] }),
       await recalibrate(t, ndjsonBody([row(0)]), { headers: NDJSON }),
       await recalibrate(t, float32Body([row(0)]), { headers: FLOAT32 }),
+      await recalibrate(t, csvBody([row(0)]), { headers: CSV }),
     ]) {
       const body = expectProblem(res, 400, 'TOO_FEW_SAMPLES', RECALIBRATE);
       expect(body.detail).toBe(message);
@@ -584,6 +589,7 @@ describe('recalibration errors (MAX_RECALIBRATION_SAMPLES=10)', () => {
       await recalibrate(t, { instances: [] }),
       await recalibrate(t, '', { headers: NDJSON }),
       await recalibrate(t, Buffer.alloc(0), { headers: FLOAT32 }),
+      await recalibrate(t, '', { headers: CSV }),
     ]) {
       const body = expectProblem(res, 400, 'TOO_FEW_SAMPLES', RECALIBRATE);
       expect(body.detail).toBe(message);

@@ -321,6 +321,8 @@ const contentType = fc.oneof(
       'application/xml',
       'application/octet-stream',
       'application/x-ndjson',
+      'text/csv',
+      'text/csv; charset=latin1',
       'multipart/form-data; boundary=x',
       '*/*',
       ';',
@@ -649,7 +651,7 @@ describe('fuzzing every route', () => {
     });
   });
 
-  it('streamed recalibration uploads (float32 and NDJSON bodies, any bytes, any options): never a 5xx', async () => {
+  it('streamed recalibration uploads (float32, NDJSON and CSV bodies, any bytes, any options): never a 5xx', async () => {
     const float = fc.oneof(
       { weight: 8, arbitrary: fc.float({ min: 0, max: 16, noNaN: true }) },
       {
@@ -673,8 +675,33 @@ describe('fuzzing every route', () => {
         { maxLength: 40 },
       )
       .map((lines) => lines.join('\n'));
+    // CSV: the digits header (feature names shuffled or cut, a label or other columns), then
+    // rows of numbers among quoted, blank, ragged or binary lines, with LF or CRLF.
+    const pixels = Array.from({ length: 64 }, (_, i) => `p${i}`);
+    const csvHeader = fc.oneof(
+      { weight: 4, arbitrary: fc.shuffledSubarray([...pixels, 'label', 'id'], { minLength: 60 }) },
+      { weight: 1, arbitrary: fc.array(fc.string({ maxLength: 6 }), { maxLength: 70 }) },
+    );
+    const csvLine = fc.oneof(
+      { weight: 6, arbitrary: fc.constant(null).map(() => [...digitsRow(3), 7].join(',')) },
+      {
+        weight: 1,
+        arbitrary: fc
+          .array(fc.constantFrom('1', '"2"', '', 'NaN', '1e39', '"', 'x,y'), { maxLength: 70 })
+          .map((c) => c.join(',')),
+      },
+      { weight: 1, arbitrary: fc.string({ maxLength: 40 }) },
+    );
+    const csvBody = fc
+      .tuple(csvHeader, fc.array(csvLine, { maxLength: 40 }), fc.constantFrom('\n', '\r\n'))
+      .map(([header, lines, eol]) => [header.join(','), ...lines].join(eol));
     const upload = fc.oneof(
       float32Body.map((body) => ({ type: 'application/octet-stream', body })),
+      csvBody.map((body) => ({ type: 'text/csv', body })),
+      fc.uint8Array({ maxLength: 4096 }).map((b) => ({
+        type: 'text/csv; charset=utf-8',
+        body: Buffer.from(b),
+      })),
       fc.uint8Array({ maxLength: 4096 }).map((b) => ({
         type: 'application/octet-stream',
         body: Buffer.from(b),
@@ -687,6 +714,7 @@ describe('fuzzing every route', () => {
         prior_strength: fc.constantFrom('0', '16', '1e12', '1e13', '-1', 'x'),
         batch_size: fc.constantFrom('1', '2', '256', '65536', '65537', '1000000000', '1e999'),
         activate: fc.constantFrom('false', 'false', 'true', 'maybe'),
+        label_column: fc.constantFrom('label', 'id', 'p3', '', 'x'.repeat(200)),
       },
       { requiredKeys: [] },
     );

@@ -6,7 +6,7 @@
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { NormserveError } from '../../src/errors/index.js';
-import { float32Rows, ndjsonRows } from '../../src/http/upload-readers.js';
+import { csvRows, float32Rows, ndjsonRows } from '../../src/http/upload-readers.js';
 import { InputShape } from '../../src/service/index.js';
 
 /** The rows of each chunk a reader yields, and every value, copied as they come. */
@@ -81,5 +81,48 @@ describe('upload readers', () => {
       expect(await ndjsonError(width, `${JSON.stringify(row)}\n`)).toBe(message);
       expect(instancesError(width, [...row])).toBe(message);
     }
+  });
+
+  it('CSV: the same bound; rows as the CLI reads them, whatever the parts split (a line, a character)', async () => {
+    const wide = 4096; // 16 KiB a row: 256 rows a chunk
+    const names = Array.from({ length: wide }, (_, i) => `f${i}`);
+    const model = { name: 'wide', inputWidth: wide, featureNames: names };
+    // The label first and the features reversed: the recorded names pick and order the columns.
+    const header = `label,é,${[...names].reverse().join(',')}\r\n`;
+    const line = (r: number) =>
+      `${r % 10},"ü ${r}",${Array.from({ length: wide }, (_, i) => (wide - 1 - i + r) % 10).join(',')}\r\n`;
+    const bytes = Buffer.from(header + Array.from({ length: 300 }, (_, r) => line(r)).join(''));
+    // Parts split inside the two-byte "é" of the header and inside lines.
+    const cut = header.indexOf('é') + 1;
+    const parts = [bytes.subarray(0, cut), bytes.subarray(cut, 100_003), bytes.subarray(100_003)];
+    const got = await collect(csvRows(Readable.from(parts), model, 'label', 1 << 30), wide);
+    expect(got.sizes).toEqual([256, 44]);
+    expect(Array.from(got.values.subarray(wide * 299, wide * 299 + 12))).toEqual([
+      9, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0,
+    ]);
+  });
+
+  it('CSV: a chunk is handed on once its last line has arrived, before the upload ends', async () => {
+    let release: () => void = () => undefined;
+    const more = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const taken: string[] = [];
+    async function* upload() {
+      yield Buffer.from(`a,b\n${'1,2\n'.repeat(4096)}`);
+      await more; // the client stalls
+      taken.push('after the stall');
+      yield Buffer.from('3,4\n');
+    }
+    const model = { name: 'm', inputWidth: 2, featureNames: undefined };
+    const chunks = csvRows(upload(), model, 'label', 1 << 30);
+    const first = await chunks.next();
+    expect(taken).toEqual([]);
+    expect(first.value?.length).toBe(4096 * 2);
+    release();
+    const rest = await chunks.next();
+    expect(Array.from(rest.value ?? [])).toEqual([3, 4]);
+    expect(taken).toEqual(['after the stall']);
+    expect((await chunks.next()).done).toBe(true);
   });
 });

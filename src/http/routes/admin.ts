@@ -5,9 +5,10 @@ import { NormserveError } from '../../errors/index.js';
 import { JobRegistry, RecalibrationService } from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
 import { CONTENT_ENCODING_DOC } from '../content-encoding.js';
+import { checkCsvMediaType } from '../csv-media-type.js';
 import { beforeVerb } from '../not-found.js';
 import { adminRateLimit } from '../rate-limit.js';
-import { FLOAT32, NDJSON, recalibrateHandler } from '../recalibrate-request.js';
+import { CSV, FLOAT32, NDJSON, recalibrateHandler } from '../recalibrate-request.js';
 import {
   acceptedSchema,
   activateBodySchema,
@@ -40,7 +41,7 @@ const adminErrors = {
 
 /**
  * Admin routes, behind `Authorization: Bearer <ADMIN_TOKEN>` and a rate limit: recalibration
- * (JSON, NDJSON or float32 uploads, streamed), jobs, activation (rollback) and deletion of versions.
+ * (JSON, NDJSON, CSV or float32 uploads, streamed), jobs, activation (rollback) and deletion of versions.
  */
 export async function adminRoutes(parent: AppInstance): Promise<void> {
   // One scope for every admin route: the rate limit's counter is shared by all of them. The token
@@ -75,7 +76,7 @@ async function adminScope(app: AppInstance): Promise<void> {
   });
   const tags = ['admin'];
 
-  // The recalibrate route reads NDJSON and float32 bodies as streams; its own scope keeps these
+  // The recalibrate route reads NDJSON, CSV and float32 bodies as streams; its own scope keeps these
   // parsers away from every other route (which stay JSON only).
   await app.register(async (scope: AppInstance) => {
     const passStream = (
@@ -85,12 +86,22 @@ async function adminScope(app: AppInstance): Promise<void> {
     ) => done(null, payload);
     scope.addContentTypeParser(NDJSON, passStream);
     scope.addContentTypeParser(FLOAT32, passStream);
+    // A charset other than UTF-8's is a 415 before the body is read.
+    scope.addContentTypeParser(CSV, (request, payload: Readable, done) => {
+      try {
+        checkCsvMediaType(request.headers['content-type'] ?? '');
+      } catch (e) {
+        done(e as Error);
+        return;
+      }
+      done(null, payload);
+    });
 
     const recalibrate = recalibrateHandler(app.deps, service);
     scope.post(
       `/v1/models/${MODEL_NAME_ROUTE_PARAM}::recalibrate`,
       {
-        // NDJSON and float32 uploads are read as streams and held to their own limit, decoded.
+        // NDJSON, CSV and float32 uploads are read as streams and held to their own limit, decoded.
         config: { access: 'admin', streamedBody: true },
         bodyLimit: config.BODY_LIMIT_BYTES,
         schema: {
@@ -98,12 +109,12 @@ async function adminScope(app: AppInstance): Promise<void> {
           summary: 'Recalibrate BatchNorm statistics on unlabeled rows and publish a new version',
           description: [
             'Recomputes every BatchNorm running mean and variance on the posted rows (AdaBN), re-folds, and publishes the result as the next version, atomically; with `activate` (default) it is served at once.',
-            `Bodies: \`application/json\` (this schema), \`${NDJSON}\` (one JSON array of features per line; options in the query string) or \`${FLOAT32}\` (little-endian float32 rows; options in the query string). NDJSON and float32 uploads are read as a stream.`,
+            `Bodies: \`application/json\` (this schema), \`${NDJSON}\` (one JSON array of features per line), \`${CSV}\` (UTF-8, a header row naming the columns, as \`npm run recalibrate -- --data file.csv\` reads it: the model's recorded feature names' columns, in any order, when the header has them all, else every column but \`label_column\`) or \`${FLOAT32}\` (little-endian float32 rows); for these three, options in the query string. They are read as a stream, and a bad line is named in the problem (\`line 7, column "b": "x" is not a finite number\`).`,
             `More than RECALIBRATION_ASYNC_ROWS rows (default ${config.RECALIBRATION_ASYNC_ROWS}), or \`Prefer: respond-async\`, answer 202 with \`Location: /v1/jobs/{id}\` once the upload is received.`,
             'A second recalibration of the same model while one runs answers 409 with `job_id` naming the running job.',
             CONTENT_ENCODING_DOC,
           ].join('\n\n'),
-          consumes: ['application/json', NDJSON, FLOAT32],
+          consumes: ['application/json', NDJSON, CSV, FLOAT32],
           params: nameParams,
           querystring: recalibrateQuerySchema,
           body: withRowFields(recalibrateBodySchema, ['instances']),

@@ -71,8 +71,12 @@ export const recalibrateBodySchema = z
 
 const booleanString = z.enum(['true', 'false']).transform((v) => v === 'true');
 
-/** Options in the query string, for the NDJSON and float32 uploads (JSON bodies may use them too). */
+/** Options in the query string, for the NDJSON, CSV and float32 uploads (JSON bodies may use them too). */
 export const recalibrateQuerySchema = z.strictObject({
+  label_column: z.string().min(1).max(LIMITS.nameChars).optional().meta({
+    description:
+      'text/csv uploads: the column left out of the features when the header lacks some of the feature names the model recorded (default: the column the model was trained to predict, else "label")',
+  }),
   mode: modeField.optional(),
   prior_strength: z.preprocess(numericText, priorStrengthOf(z.number())).optional(),
   batch_size: z.preprocess(numericText, batchSizeOf(z.number())).optional(),

@@ -1,0 +1,168 @@
+/**
+ * csvRecords (a CSV read as it arrives, the recalibration upload's reader) against parseCsv (a
+ * file read whole, the CLIs'): the same header, rows and line numbers for any text, however it is
+ * cut into parts; a text parseCsv refuses is refused. The plain lines it splits itself and the
+ * lines it leaves to csv-parse (quotes, spaces, CR, BOMs, blank lines) are mixed on purpose.
+ */
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { isNormserveError } from '../../src/errors/index.js';
+import {
+  type CsvTable,
+  checkCsvRowWidth,
+  csvHeader,
+  csvRecords,
+  parseCsv,
+} from '../../src/training/index.js';
+
+const SEED = 20261202;
+const MAX_RECORD_CHARS = 1 << 20;
+
+async function* partsOf(text: string, cuts: readonly number[]): AsyncGenerator<string> {
+  let at = 0;
+  for (const cut of [...new Set(cuts.map((c) => Math.min(c, text.length)))].sort((a, b) => a - b)) {
+    yield text.slice(at, cut);
+    at = cut;
+  }
+  yield text.slice(at);
+}
+
+/** The table csvRecords gives, checked as parseCsv checks a table, or the error's message. */
+async function streamed(text: string, cuts: readonly number[]): Promise<CsvTable | string> {
+  try {
+    let header: string[] | undefined;
+    const rows: string[][] = [];
+    const lines: number[] = [];
+    for await (const { record, line } of csvRecords(
+      partsOf(text, cuts),
+      'f.csv',
+      MAX_RECORD_CHARS,
+    )) {
+      if (header === undefined) {
+        header = csvHeader(record, 'f.csv');
+        continue;
+      }
+      checkCsvRowWidth(record, header, line, 'f.csv');
+      rows.push(record);
+      lines.push(line);
+    }
+    if (header === undefined) return 'f.csv: the file is empty';
+    return { source: 'f.csv', header, rows, lines };
+  } catch (e) {
+    if (!isNormserveError(e)) throw e;
+    expect(e.code).toBe('DATA_INVALID');
+    return e.message;
+  }
+}
+
+function whole(text: string): CsvTable | string {
+  try {
+    return parseCsv(text, 'f.csv');
+  } catch (e) {
+    if (!isNormserveError(e)) throw e;
+    return e.message;
+  }
+}
+
+const plainCell = fc.constantFrom('0', '1.5', '-2', '16', '1e3', '', 'x', '3.25');
+const oddCell = fc.constantFrom(
+  ' 1',
+  '2 ',
+  '"3"',
+  '"4,5"',
+  '"a\nb"',
+  '"c""d"',
+  '\t6',
+  '\uFEFF7',
+  'e"f',
+  '"g',
+  '8\r9',
+  '"h" ',
+);
+const cell = fc.oneof({ weight: 8, arbitrary: plainCell }, { weight: 1, arbitrary: oddCell });
+const width = 3;
+const dataLine = fc
+  .oneof(
+    { weight: 8, arbitrary: fc.array(cell, { minLength: width, maxLength: width }) },
+    { weight: 1, arbitrary: fc.array(cell, { minLength: 0, maxLength: width + 1 }) },
+  )
+  .map((cells) => cells.join(','));
+const headerLine = fc.constantFrom(
+  'a,b,c',
+  '\uFEFFa,b,c',
+  'a b,c,d',
+  '"a","b, c",d',
+  ' a , b ,c',
+  '"a\nb",c,d',
+  '',
+  '1,2,3',
+  'a,a,b',
+);
+const eol = fc.constantFrom('\n', '\r\n');
+const csvText = fc
+  .tuple(
+    headerLine,
+    fc.array(
+      fc.oneof(
+        { weight: 6, arbitrary: dataLine },
+        { weight: 1, arbitrary: fc.constantFrom('', ' ', '\r') },
+      ),
+      {
+        maxLength: 12,
+      },
+    ),
+    eol,
+    fc.oneof(
+      { weight: 6, arbitrary: fc.constant(false) },
+      { weight: 1, arbitrary: fc.constant(true) },
+    ),
+    fc.boolean(),
+  )
+  .map(([header, lines, end, mixed, trailing]) =>
+    [header, ...lines]
+      .map((l, i) => `${l}${mixed && i % 3 === 2 ? (end === '\n' ? '\r\n' : '\n') : end}`)
+      .join('')
+      .slice(0, trailing ? undefined : -end.length),
+  );
+
+describe('csvRecords: parseCsv as the text arrives', () => {
+  it('the same header, rows and lines for any text and any cuts; a refused text is refused', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        csvText,
+        fc.array(fc.nat({ max: 200 }), { maxLength: 6 }),
+        async (text, cuts) => {
+          const expected = whole(text);
+          const got = await streamed(text, cuts);
+          if (typeof expected === 'string') expect(typeof got, JSON.stringify(text)).toBe('string');
+          else expect(got, JSON.stringify(text)).toEqual(expected);
+        },
+      ),
+      { numRuns: 3000, seed: SEED },
+    );
+  });
+
+  it('syntax errors are worded and placed as for a whole file', async () => {
+    for (const text of [
+      'a,b\n1,2\n3,"4\n',
+      'a,b\n1,2\n3,4"5\n',
+      'a,b\r\n1,2\r\n"3"x,4\r\n',
+      'a,b\n1,2\n 3,4\n5,6"\n',
+      '"a,b\n1,2\n',
+    ]) {
+      expect(await streamed(text, [5]), JSON.stringify(text)).toBe(whole(text));
+    }
+  });
+
+  it('a line longer than the bound is refused naming it, not held', async () => {
+    const text = `a,b\n1,2\n${'1'.repeat(100)}`;
+    const chunks = csvRecords(partsOf(text, [10, 50, 90]), '', 64);
+    const got: number[] = [];
+    await expect(
+      (async () => {
+        for await (const { line } of chunks) got.push(line);
+      })(),
+    ).rejects.toThrow('line 3: not valid CSV: a row longer than any row of numbers');
+    expect(got).toEqual([1, 2]);
+  });
+});
