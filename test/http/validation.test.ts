@@ -534,9 +534,12 @@ describe('the request object', () => {
     ]);
   });
 
-  it('a signature_name that is not a string is a 400 naming signature_name', async () => {
+  it('a signature_name other than serving_default is a 400 naming signature_name, as in TF Serving', async () => {
     expectInvalid(await post({ signature_name: 1, instances: [digitsRow()] }), [
-      { path: 'signature_name', message: 'expected a string, got 1' },
+      { path: 'signature_name', message: 'expected "serving_default", got 1' },
+    ]);
+    expectInvalid(await post({ signature_name: 'predict', inputs: [digitsRow()] }), [
+      { path: 'signature_name', message: 'expected "serving_default", got "predict"' },
     ]);
   });
 });

@@ -2,7 +2,6 @@ import { z } from 'zod';
 import { InputShape } from '../../service/index.js';
 import { queryFlag, rowsSchema } from './common.js';
 import { autoRecalibrationSchema } from './drift.js';
-import { LIMITS } from './limits.js';
 
 /** A digits row (the README's), the example of every predict body. */
 export const digitsExampleRow = [
@@ -11,17 +10,18 @@ export const digitsExampleRow = [
   10, 0, 0, 0,
 ];
 
+/** The one signature every model has, under TF Serving's default key. */
+export const SERVING_SIGNATURE = 'serving_default';
+
 const rowLimit = 'at most MAX_BATCH_SIZE rows (4096 by default; more is a 413 BATCH_TOO_LARGE)';
 
 /** TF Serving's REST predict request: row format (`instances`) or columnar (`inputs`). */
 function predictRequest(rows: ReturnType<typeof rowsSchema>) {
   return z
     .strictObject({
-      signature_name: z
-        .string()
-        .max(LIMITS.nameChars)
-        .optional()
-        .meta({ description: 'Accepted for compatibility; models have one signature' }),
+      signature_name: z.enum([SERVING_SIGNATURE]).optional().meta({
+        description: `TF Serving's signature key: every model has one signature, "${SERVING_SIGNATURE}" (TF Serving's default key); another name is a 400, as TF Serving answers for a signature the model does not have`,
+      }),
       instances: rows
         .optional()
         .meta({ description: `Row format: one array of features per instance, ${rowLimit}` }),
