@@ -76,6 +76,7 @@ export function createDriftService(
     log,
     onAction: (model, action, outcome) =>
       metrics.autoRecalibrations.inc({ model, action, outcome }),
+    onOutlierRows: (model, rows) => metrics.autoOutlierRows.inc({ model }, rows),
   });
   drift.useRegistry(registry);
   metrics.observeDrift(drift);

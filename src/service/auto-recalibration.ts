@@ -1,4 +1,5 @@
 import {
+  OUTLIER_BOUND,
   recalibrationRecommended,
   ShadowComparison,
   type ShadowSummary,
@@ -12,6 +13,7 @@ import { decodeSampleRows, type SampleSize } from './drift-share.js';
 import type { AvailableVersion } from './model-registry.js';
 import { type LeftOut, sampleMismatch } from './peer-samples.js';
 import type { RecalibrationOutcome, RecalibrationService } from './recalibration-service.js';
+import { screenTrafficSample } from './traffic-screen.js';
 import type { VersionDriftReport } from './version-drift.js';
 
 /** Rows waiting for a shadow run at most; more are not shadowed (the candidate falls behind). */
@@ -192,14 +194,37 @@ export class AutoRecalibration {
       const sample = await this.clusterSample(served, state);
       if (sample === undefined) return;
       const { seen: trafficRows, workers } = sample;
-      const { rows, count: held } = this.context.usable.usableRows(
-        served,
-        sample.rows,
-        sample.size,
-      );
+      const usable = this.context.usable.usableRows(served, sample.rows, sample.size);
       // Rows the active version served since it became active (the sample is uniform over them).
-      context = { ...context, rows: held, trafficRows, ...workers };
-      if (held < sample.size) context.overflowingRows = sample.size - held;
+      context = { ...context, rows: usable.count, trafficRows, ...workers };
+      if (usable.count < sample.size) context.overflowingRows = sample.size - usable.count;
+      // The windowed drift score sums every row on the request path, so a handful of absurd rows
+      // can carry it over the threshold alone (3 rows of 1e4 among 1,100: 0.1 → 7.9). What is
+      // acted on is the sample's own drift once its outlying rows are left out (bounded
+      // influence: traffic-screen.ts, docs/drift.md "Outlying rows"), and it recalibrates from the
+      // rows kept.
+      const screened = await screenTrafficSample(served, usable.rows, usable.count);
+      if (state.activeVersion !== served.version) return; // changed meanwhile
+      const held = screened.count;
+      context.screenedScore = screened.score;
+      if (screened.outliers > 0) {
+        context.outlierRows = screened.outliers;
+        this.context.options.onOutlierRows?.(served.name, screened.outliers);
+      }
+      if (!(screened.score > this.context.options.threshold)) {
+        const detail = `the traffic sample's drift score without its ${screened.outliers} outlying rows is ${screened.score.toFixed(3)}, not above the threshold ${this.context.options.threshold} (windowed score ${report.score.toFixed(3)})`;
+        this.record(served.name, state, {
+          action: mode,
+          outcome: 'skipped',
+          at: new Date(this.context.now()).toISOString(),
+          detail,
+        });
+        this.context.log.warn(
+          { ...context, score: report.score, threshold: this.context.options.threshold },
+          'drift: the traffic sample does not drift without its outlying rows; recalibration skipped',
+        );
+        return;
+      }
       // The sample held AUTO_RECALIBRATE_MIN_ROWS rows; the usable ones must too, or a client
       // sending such rows could have a version recalibrated from a handful of rows.
       if (held < this.context.options.autoMinRows) {
@@ -213,15 +238,19 @@ export class AutoRecalibration {
         { ...context, score: report.score },
         'drift: recalibrating from traffic',
       );
+      const screening =
+        screened.outliers > 0
+          ? `, ${screened.outliers} outlying rows left out (beyond ${OUTLIER_BOUND} robust standard deviations of the sample at a BatchNorm input)`
+          : '';
       const outcome: RecalibrationOutcome = await service.recalibrateRows(
         {
           model: served.name,
           mode: 'exact',
           activate: mode === 'promote',
           source: 'traffic',
-          note: `recalibrated from traffic: drift score ${report.score.toFixed(3)} over ${report.rows} rows, ${held} sampled rows (AUTO_RECALIBRATE=${mode})`,
+          note: `recalibrated from traffic: drift score ${report.score.toFixed(3)} over ${report.rows} rows (${screened.score.toFixed(3)} in the screened sample), ${held} sampled rows${screening} (AUTO_RECALIBRATE=${mode})`,
         },
-        rows,
+        screened.rows,
       );
       state.autoParents.add(served.version);
       if (mode === 'candidate') {

@@ -37,6 +37,8 @@ export interface DriftOptions extends DriftRule {
   log?: Log;
   /** Every automatic action and its outcome (metrics). */
   onAction?: (model: string, action: AutoAction, outcome: AutoOutcome) => void;
+  /** Rows the screening of a traffic sample left out as outlying (metrics). */
+  onOutlierRows?: (model: string, rows: number) => void;
 }
 
 export type AutoAction = 'recommend' | 'candidate' | 'promote';
