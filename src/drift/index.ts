@@ -18,6 +18,12 @@ export {
   rowOutlyingness,
   SCALE_FLOOR,
 } from './outlying-rows.js';
+export {
+  COLLAPSE_SHARE,
+  promotionRefusal,
+  type SamplePredictions,
+  topClassShare,
+} from './promotion-guard.js';
 export { RecentRows } from './recent-rows.js';
 export { Reservoir } from './reservoir.js';
 export { allocateDraw, type UniformSample, uniformUnion } from './sample-union.js';

@@ -71,6 +71,7 @@ export function createDriftService(
     minRows: config.DRIFT_MIN_ROWS,
     autoRecalibrate: config.AUTO_RECALIBRATE,
     autoMinRows: config.AUTO_RECALIBRATE_MIN_ROWS,
+    outlierBound: config.AUTO_RECALIBRATE_OUTLIER_BOUND,
     sampleRows: config.TRAFFIC_SAMPLE_ROWS,
     sampleBytes: config.TRAFFIC_SAMPLE_BYTES,
     log,

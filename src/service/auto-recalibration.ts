@@ -1,5 +1,6 @@
 import {
   OUTLIER_BOUND,
+  promotionRefusal,
   recalibrationRecommended,
   ShadowComparison,
   type ShadowSummary,
@@ -13,7 +14,7 @@ import { decodeSampleRows, type SampleSize } from './drift-share.js';
 import type { AvailableVersion } from './model-registry.js';
 import { type LeftOut, sampleMismatch } from './peer-samples.js';
 import type { RecalibrationOutcome, RecalibrationService } from './recalibration-service.js';
-import { screenTrafficSample } from './traffic-screen.js';
+import { samplePredictions, screenTrafficSample } from './traffic-screen.js';
 import type { VersionDriftReport } from './version-drift.js';
 
 /** Rows waiting for a shadow run at most; more are not shadowed (the candidate falls behind). */
@@ -203,7 +204,8 @@ export class AutoRecalibration {
       // acted on is the sample's own drift once its outlying rows are left out (bounded
       // influence: traffic-screen.ts, docs/drift.md "Outlying rows"), and it recalibrates from the
       // rows kept.
-      const screened = await screenTrafficSample(served, usable.rows, usable.count);
+      const bound = this.context.options.outlierBound ?? OUTLIER_BOUND;
+      const screened = await screenTrafficSample(served, usable.rows, usable.count, bound);
       if (state.activeVersion !== served.version) return; // changed meanwhile
       const held = screened.count;
       context.screenedScore = screened.score;
@@ -240,38 +242,72 @@ export class AutoRecalibration {
       );
       const screening =
         screened.outliers > 0
-          ? `, ${screened.outliers} outlying rows left out (beyond ${OUTLIER_BOUND} robust standard deviations of the sample at a BatchNorm input)`
+          ? `, ${screened.outliers} outlying rows left out (beyond ${bound} robust standard deviations of the sample at a BatchNorm input)`
           : '';
+      // Published without serving it even with `promote`: it is served only once its answers on
+      // the sample are not degenerate (promotionRefusal).
+      const note = `recalibrated from traffic: drift score ${report.score.toFixed(3)} over ${report.rows} rows (${screened.score.toFixed(3)} in the screened sample), ${held} sampled rows${screening} (AUTO_RECALIBRATE=${mode})`;
       const outcome: RecalibrationOutcome = await service.recalibrateRows(
-        {
-          model: served.name,
-          mode: 'exact',
-          activate: mode === 'promote',
-          source: 'traffic',
-          note: `recalibrated from traffic: drift score ${report.score.toFixed(3)} over ${report.rows} rows (${screened.score.toFixed(3)} in the screened sample), ${held} sampled rows${screening} (AUTO_RECALIBRATE=${mode})`,
-        },
+        { model: served.name, mode: 'exact', activate: false, source: 'traffic', note },
         screened.rows,
       );
       state.autoParents.add(served.version);
+      const at = () => new Date(this.context.now()).toISOString();
       if (mode === 'candidate') {
         state.candidate = {
           version: outcome.version,
           parent: served.version,
           shadow: new ShadowComparison(),
-          publishedAt: new Date(this.context.now()).toISOString(),
+          publishedAt: at(),
         };
+        this.record(served.name, state, {
+          action: mode,
+          outcome: 'succeeded',
+          version: outcome.version,
+          at: at(),
+        });
+        this.context.log.info(
+          { ...context, version: outcome.version, activated: false },
+          'drift: recalibrated from traffic; candidate published',
+        );
+        return;
       }
+      const registry = this.context.requireRegistry();
+      const candidate = registry.resolve(served.name, outcome.version);
+      const refusal = promotionRefusal(
+        await samplePredictions(served, screened.rows, held),
+        await samplePredictions(candidate, screened.rows, held),
+      );
+      const notServed =
+        refusal !== undefined
+          ? `version ${outcome.version} published, not served: ${refusal}`
+          : state.activeVersion !== served.version
+            ? `version ${outcome.version} published, not served: the active version changed meanwhile`
+            : undefined;
+      if (notServed !== undefined) {
+        this.record(served.name, state, {
+          action: mode,
+          outcome: 'skipped',
+          version: outcome.version,
+          at: at(),
+          detail: notServed,
+        });
+        this.context.log.warn(
+          { ...context, version: outcome.version, reason: notServed },
+          'drift: recalibrated from traffic; not promoted',
+        );
+        return;
+      }
+      await registry.activate(served.name, outcome.version, note);
       this.record(served.name, state, {
         action: mode,
         outcome: 'succeeded',
         version: outcome.version,
-        at: new Date(this.context.now()).toISOString(),
+        at: at(),
       });
       this.context.log.info(
-        { ...context, version: outcome.version, activated: outcome.activated },
-        mode === 'promote'
-          ? 'drift: recalibrated from traffic and promoted'
-          : 'drift: recalibrated from traffic; candidate published',
+        { ...context, version: outcome.version, activated: true },
+        'drift: recalibrated from traffic and promoted',
       );
     } catch (e) {
       const busy = isNormserveError(e) && e.code === 'RECALIBRATION_IN_PROGRESS';

@@ -17,6 +17,11 @@ export interface DriftOptions extends DriftRule {
   autoRecalibrate: AutoRecalibrate;
   /** Rows the traffic sample must hold before an automatic recalibration. */
   autoMinRows: number;
+  /**
+   * Robust standard deviations from the traffic sample's median beyond which a row is left out
+   * of an automatic recalibration (default OUTLIER_BOUND; docs/drift.md, Outlying rows).
+   */
+  outlierBound?: number;
   /** Bounds of the per-model traffic sample (rows and bytes; the smaller wins). */
   sampleRows: number;
   sampleBytes: number;

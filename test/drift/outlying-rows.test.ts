@@ -6,13 +6,16 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import {
+  COLLAPSE_SHARE,
   keptMoments,
   LayerRowFeatures,
   MAD_TO_SIGMA,
   median,
   OUTLIER_BOUND,
+  promotionRefusal,
   rowOutlyingness,
   SCALE_FLOOR,
+  topClassShare,
 } from '../../src/drift/index.js';
 import { Rng } from '../../src/nn/index.js';
 import { type AutoRecalibrationStatus, runBatch } from '../../src/service/index.js';
@@ -104,6 +107,26 @@ describe('the screening', () => {
   });
 });
 
+describe('the promotion guard', () => {
+  const p = (counts: number[], nonFinite = 0) => ({
+    rows: counts.reduce((a, b) => a + b, 0) + nonFinite,
+    counts,
+    nonFinite,
+  });
+  it("refuses outputs that are not finite where the served version's were", () => {
+    expect(promotionRefusal(p([5, 5]), p([5, 4], 1))).toMatch(/not finite on 1 of 10/);
+    expect(promotionRefusal(p([5, 4], 1), p([5, 4], 1))).toBeUndefined();
+  });
+  it(`refuses a top class share above COLLAPSE_SHARE (${COLLAPSE_SHARE}) unless the served version's is as large`, () => {
+    expect(topClassShare(p([91, 9]))).toBe(0.91);
+    expect(promotionRefusal(p([50, 50]), p([91, 9]))).toMatch(/one class for 91.0 % of 100/);
+    expect(promotionRefusal(p([50, 50]), p([90, 10]))).toBeUndefined();
+    // Traffic of one class, already answered as one class: not a collapse.
+    expect(promotionRefusal(p([95, 5]), p([93, 7]))).toBeUndefined();
+    expect(promotionRefusal(p([95, 5]), p([99, 1]))).toMatch(/one class/);
+  });
+});
+
 describe("the bundled models' own rows are not outlying", () => {
   for (const name of ['digits', 'digits-cnn'] as const) {
     it(`${name}: all 1,797 digits rows, clean and night-shifted, lie within OUTLIER_BOUND`, async () => {
@@ -185,6 +208,42 @@ describe('AUTO_RECALIBRATE=promote and a few outlying rows', () => {
     expect(metrics).toMatch(
       /^normserve_auto_recalibration_actions_total\{model="digits",action="promote",outcome="skipped"\} 1$/m,
     );
+  });
+
+  it('with the screening off (a bound of 1e300), the promotion guard alone refuses the collapsed version', async () => {
+    t = await makeLoggedApp({
+      env: { AUTO_RECALIBRATE: 'promote', AUTO_RECALIBRATE_OUTLIER_BOUND: '1e300' },
+      level: 'info',
+    });
+    const before = accuracy(t, x);
+    const rng = new Rng(SEED);
+    for (let i = 0; i < 1000; i++) await predict(t.app, x[rng.int(x.length)]!);
+    const attack = Array.from({ length: 64 }, () => 1e4);
+    for (let i = 0; i < 3; i++) await predict(t.app, attack);
+    for (let i = 0; i < 100; i++) await predict(t.app, x[rng.int(x.length)]!);
+    await t.app.deps.drift.drain();
+    // What the version recalibrated from all the sample's rows would have served.
+    const poisoned = t.registry.resolve('digits', 2);
+    const out = runBatch(poisoned, Float32Array.from(x.flat()), x.length);
+    const poisonedAccuracy = out.labels!.filter((l, i) => Number(l) === y[i]).length / y.length;
+    const refused = logged(t, 'drift: recalibrated from traffic; not promoted');
+    console.log(
+      `screening off: version 2's clean accuracy ${poisonedAccuracy.toFixed(4)} (version 1: ${before.accuracy.toFixed(4)}); ${refused[0]?.reason}`,
+    );
+    expect(poisonedAccuracy).toBeLessThan(0.5);
+    expect(t.registry.get('digits').active).toBe(1);
+    expect(accuracy(t, x)).toEqual(before);
+    expect(refused).toHaveLength(1);
+    expect(refused[0]!.reason).toMatch(/^version 2 published, not served: it predicts one class/);
+    expect(logged(t, 'drift: recalibrated from traffic and promoted')).toHaveLength(0);
+    const s = (await t.app.inject({ method: 'GET', url: '/v1/models/digits' })).json() as {
+      auto_recalibration: AutoRecalibrationStatus;
+    };
+    expect(s.auto_recalibration.last_action).toMatchObject({
+      action: 'promote',
+      outcome: 'skipped',
+      version: 2,
+    });
   });
 
   // Three ways out of the bulk, each a path r(α), α ∈ [0, 1], from a night row (inside) to a row
