@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
-import { OUTLIER_BOUND } from '../drift/outlying-rows.js';
+import { OUTLIER_BOUND } from '../drift/index.js';
 import {
   describeLocations,
   issuesToLocations,
