@@ -9,6 +9,21 @@ export {
   type RunningStatistics,
   recalibrationRecommended,
 } from './layer-drift.js';
+export {
+  keptMoments,
+  LayerRowFeatures,
+  MAD_TO_SIGMA,
+  median,
+  OUTLIER_BOUND,
+  rowOutlyingness,
+  SCALE_FLOOR,
+} from './outlying-rows.js';
+export {
+  COLLAPSE_SHARE,
+  promotionRefusal,
+  type SamplePredictions,
+  topClassShare,
+} from './promotion-guard.js';
 export { RecentRows } from './recent-rows.js';
 export { Reservoir } from './reservoir.js';
 export { allocateDraw, type UniformSample, uniformUnion } from './sample-union.js';

@@ -72,11 +72,13 @@ export function createDriftService(
     minRows: config.DRIFT_MIN_ROWS,
     autoRecalibrate: config.AUTO_RECALIBRATE,
     autoMinRows: config.AUTO_RECALIBRATE_MIN_ROWS,
+    outlierBound: config.AUTO_RECALIBRATE_OUTLIER_BOUND,
     sampleRows: config.TRAFFIC_SAMPLE_ROWS,
     sampleBytes: config.TRAFFIC_SAMPLE_BYTES,
     log,
     onAction: (model, action, outcome) =>
       metrics.autoRecalibrations.inc({ model, action, outcome }),
+    onOutlierRows: (model, rows) => metrics.autoOutlierRows.inc({ model }, rows),
   });
   drift.useRegistry(registry);
   metrics.observeDrift(drift);

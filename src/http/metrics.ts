@@ -43,6 +43,8 @@ export class ServiceMetrics {
   readonly driftRows: Gauge<'model' | 'version'>;
   readonly driftRecommended: Gauge<'model' | 'version'>;
   readonly autoRecalibrations: Counter<'model' | 'action' | 'outcome'>;
+  /** Rows an automatic recalibration's screening left out of a traffic sample (docs/drift.md). */
+  readonly autoOutlierRows: Counter<'model'>;
   private drift: DriftService | undefined;
   /** Label children by label values (see child()). */
   private readonly children = new Map<string, unknown>();
@@ -225,6 +227,12 @@ export class ServiceMetrics {
       name: 'normserve_auto_recalibration_actions_total',
       help: 'AUTO_RECALIBRATE actions (recommend, candidate, promote) by outcome (succeeded, failed, skipped)',
       labelNames: ['model', 'action', 'outcome'],
+      registers,
+    });
+    this.autoOutlierRows = new Counter({
+      name: 'normserve_auto_recalibration_outlier_rows_total',
+      help: 'Rows of traffic samples left out of an automatic recalibration as outlying (more than OUTLIER_BOUND robust deviations from the sample median at a BatchNorm input)',
+      labelNames: ['model'],
       registers,
     });
     if (options.defaultMetrics ?? true)

@@ -1,4 +1,6 @@
 import {
+  OUTLIER_BOUND,
+  promotionRefusal,
   recalibrationRecommended,
   ShadowComparison,
   type ShadowSummary,
@@ -12,6 +14,7 @@ import { decodeSampleRows, type SampleSize } from './drift-share.js';
 import type { AvailableVersion } from './model-registry.js';
 import { type LeftOut, sampleMismatch } from './peer-samples.js';
 import type { RecalibrationOutcome, RecalibrationService } from './recalibration-service.js';
+import { samplePredictions, screenTrafficSample } from './traffic-screen.js';
 import type { VersionDriftReport } from './version-drift.js';
 
 /** Rows waiting for a shadow run at most; more are not shadowed (the candidate falls behind). */
@@ -192,14 +195,38 @@ export class AutoRecalibration {
       const sample = await this.clusterSample(served, state);
       if (sample === undefined) return;
       const { seen: trafficRows, workers } = sample;
-      const { rows, count: held } = this.context.usable.usableRows(
-        served,
-        sample.rows,
-        sample.size,
-      );
+      const usable = this.context.usable.usableRows(served, sample.rows, sample.size);
       // Rows the active version served since it became active (the sample is uniform over them).
-      context = { ...context, rows: held, trafficRows, ...workers };
-      if (held < sample.size) context.overflowingRows = sample.size - held;
+      context = { ...context, rows: usable.count, trafficRows, ...workers };
+      if (usable.count < sample.size) context.overflowingRows = sample.size - usable.count;
+      // The windowed drift score sums every row on the request path, so a handful of absurd rows
+      // can carry it over the threshold alone (3 rows of 1e4 among 1,100: 0.1 → 7.9). What is
+      // acted on is the sample's own drift once its outlying rows are left out (bounded
+      // influence: traffic-screen.ts, docs/drift.md "Outlying rows"), and it recalibrates from the
+      // rows kept.
+      const bound = this.context.options.outlierBound ?? OUTLIER_BOUND;
+      const screened = await screenTrafficSample(served, usable.rows, usable.count, bound);
+      if (state.activeVersion !== served.version) return; // changed meanwhile
+      const held = screened.count;
+      context.screenedScore = screened.score;
+      if (screened.outliers > 0) {
+        context.outlierRows = screened.outliers;
+        this.context.options.onOutlierRows?.(served.name, screened.outliers);
+      }
+      if (!(screened.score > this.context.options.threshold)) {
+        const detail = `the traffic sample's drift score without its ${screened.outliers} outlying rows is ${screened.score.toFixed(3)}, not above the threshold ${this.context.options.threshold} (windowed score ${report.score.toFixed(3)})`;
+        this.record(served.name, state, {
+          action: mode,
+          outcome: 'skipped',
+          at: new Date(this.context.now()).toISOString(),
+          detail,
+        });
+        this.context.log.warn(
+          { ...context, score: report.score, threshold: this.context.options.threshold },
+          'drift: the traffic sample does not drift without its outlying rows; recalibration skipped',
+        );
+        return;
+      }
       // The sample held AUTO_RECALIBRATE_MIN_ROWS rows; the usable ones must too, or a client
       // sending such rows could have a version recalibrated from a handful of rows.
       if (held < this.context.options.autoMinRows) {
@@ -213,47 +240,80 @@ export class AutoRecalibration {
         { ...context, score: report.score },
         'drift: recalibrating from traffic',
       );
+      const screening =
+        screened.outliers > 0
+          ? `, ${screened.outliers} outlying rows left out (beyond ${bound} robust standard deviations of the sample at a BatchNorm input)`
+          : '';
+      // Published without serving it even with `promote`: it is served only once its answers on
+      // the sample are not degenerate (promotionRefusal).
+      const note = `recalibrated from traffic: drift score ${report.score.toFixed(3)} over ${report.rows} rows (${screened.score.toFixed(3)} in the screened sample), ${held} sampled rows${screening} (AUTO_RECALIBRATE=${mode})`;
       const outcome: RecalibrationOutcome = await service.recalibrateRows(
-        {
-          model: served.name,
-          mode: 'exact',
-          activate: mode === 'promote',
-          source: 'traffic',
-          note: `recalibrated from traffic: drift score ${report.score.toFixed(3)} over ${report.rows} rows, ${held} sampled rows (AUTO_RECALIBRATE=${mode})`,
-        },
-        rows,
+        { model: served.name, mode: 'exact', activate: false, source: 'traffic', note },
+        screened.rows,
       );
       state.autoParents.add(served.version);
+      const at = () => new Date(this.context.now()).toISOString();
       if (mode === 'candidate') {
         state.candidate = {
           version: outcome.version,
           parent: served.version,
           shadow: new ShadowComparison(),
-          publishedAt: new Date(this.context.now()).toISOString(),
+          publishedAt: at(),
         };
+        this.record(served.name, state, {
+          action: mode,
+          outcome: 'succeeded',
+          version: outcome.version,
+          at: at(),
+        });
+        this.context.log.info(
+          { ...context, version: outcome.version, activated: false },
+          'drift: recalibrated from traffic; candidate published',
+        );
+        return;
       }
-      // promote: an operator's activation while the recalibration ran wins; the version is
-      // published, not activated, and the promotion counts as skipped (not_activated says why).
-      const overruled = mode === 'promote' && !outcome.activated;
+      const registry = this.context.requireRegistry();
+      const candidate = registry.resolve(served.name, outcome.version);
+      const refusal = promotionRefusal(
+        await samplePredictions(served, screened.rows, held),
+        await samplePredictions(candidate, screened.rows, held),
+      );
+      // Served only if its parent is still the active version when it is activated: an
+      // operator's activation while it was recalibrated (in any process) stands.
+      const activation =
+        refusal === undefined
+          ? await registry.activateIf(served.name, outcome.version, served.version, note)
+          : undefined;
+      const notServed =
+        refusal !== undefined
+          ? `version ${outcome.version} published, not served: ${refusal}`
+          : !activation?.activated
+            ? `version ${outcome.version} published, not served: the active version changed meanwhile (version ${activation?.found ?? 'none'} is active); an activation made while a recalibration runs is never undone`
+            : undefined;
+      if (notServed !== undefined) {
+        this.record(served.name, state, {
+          action: mode,
+          outcome: 'skipped',
+          version: outcome.version,
+          at: at(),
+          detail: notServed,
+        });
+        this.context.log.warn(
+          { ...context, version: outcome.version, reason: notServed },
+          'drift: recalibrated from traffic; not promoted',
+        );
+        return;
+      }
       this.record(served.name, state, {
         action: mode,
-        outcome: overruled ? 'skipped' : 'succeeded',
+        outcome: 'succeeded',
         version: outcome.version,
-        at: new Date(this.context.now()).toISOString(),
-        ...(outcome.not_activated ? { detail: outcome.not_activated.message } : {}),
+        at: at(),
       });
-      if (overruled)
-        this.context.log.warn(
-          { ...context, version: outcome.version, notActivated: outcome.not_activated },
-          'drift: recalibrated from traffic; not promoted, the active version changed meanwhile',
-        );
-      else
-        this.context.log.info(
-          { ...context, version: outcome.version, activated: outcome.activated },
-          mode === 'promote'
-            ? 'drift: recalibrated from traffic and promoted'
-            : 'drift: recalibrated from traffic; candidate published',
-        );
+      this.context.log.info(
+        { ...context, version: outcome.version, activated: true },
+        'drift: recalibrated from traffic and promoted',
+      );
     } catch (e) {
       const busy = isNormserveError(e) && e.code === 'RECALIBRATION_IN_PROGRESS';
       this.record(served.name, state, {

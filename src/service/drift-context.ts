@@ -17,6 +17,11 @@ export interface DriftOptions extends DriftRule {
   autoRecalibrate: AutoRecalibrate;
   /** Rows the traffic sample must hold before an automatic recalibration. */
   autoMinRows: number;
+  /**
+   * Robust standard deviations from the traffic sample's median beyond which a row is left out
+   * of an automatic recalibration (default OUTLIER_BOUND; docs/drift.md, Outlying rows).
+   */
+  outlierBound?: number;
   /** Bounds of the per-model traffic sample (rows and bytes; the smaller wins). */
   sampleRows: number;
   sampleBytes: number;
@@ -37,6 +42,8 @@ export interface DriftOptions extends DriftRule {
   log?: Log;
   /** Every automatic action and its outcome (metrics). */
   onAction?: (model: string, action: AutoAction, outcome: AutoOutcome) => void;
+  /** Rows the screening of a traffic sample left out as outlying (metrics). */
+  onOutlierRows?: (model: string, rows: number) => void;
 }
 
 export type AutoAction = 'recommend' | 'candidate' | 'promote';

@@ -475,6 +475,29 @@ export class ModelRegistry {
     }
   }
 
+  /**
+   * Makes `version` the served version of `name` only if the active-version record still names
+   * `expected` (decided under the record's lock, against the file every process shares:
+   * writeActiveIf), so that an operator's activation made meanwhile in any process stands.
+   * Returns whether it did, and the version the record named when it did not.
+   */
+  async activateIf(
+    name: string,
+    version: number,
+    expected: number,
+    note?: string,
+  ): Promise<{ activated: boolean; found?: number | null }> {
+    this.resolve(name, version); // exists and is AVAILABLE, or a 404 naming why
+    const written = await this.repository.writeActiveIf(name, version, expected, note);
+    if (!written.written) return { activated: false, found: written.found };
+    try {
+      await this.refreshModel(name);
+    } finally {
+      await this.announce(name);
+    }
+    return { activated: true };
+  }
+
   /** Deletes a version that is not the active one. */
   async deleteVersion(name: string, version: number): Promise<ModelSnapshot> {
     const model = await this.refreshModel(name);

@@ -1,5 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
+import { OUTLIER_BOUND } from '../drift/index.js';
 import {
   describeLocations,
   issuesToLocations,
@@ -144,6 +145,16 @@ export const serverConfigSchema = z.object({
   AUTO_RECALIBRATE: z.enum(AUTO_RECALIBRATE_MODES).default('off'),
   /** Rows the traffic sample must hold before an automatic recalibration. */
   AUTO_RECALIBRATE_MIN_ROWS: int(2).default(512),
+  /**
+   * Rows of a traffic sample further than this many robust standard deviations from its median at
+   * a BatchNorm input are left out of an automatic recalibration (docs/drift.md, Outlying rows).
+   */
+  AUTO_RECALIBRATE_OUTLIER_BOUND: inRange({
+    integer: false,
+    min: 0,
+    minInclusive: false,
+    max: Number.MAX_VALUE,
+  }).default(OUTLIER_BOUND),
   /** Bounds of the per-model traffic sample (reservoir) kept for AUTO_RECALIBRATE: rows… */
   TRAFFIC_SAMPLE_ROWS: int(2, 1_000_000).default(2048),
   /** …and bytes (float32 rows; the smaller bound wins). */

@@ -187,16 +187,11 @@ describe('AUTO_RECALIBRATE=promote with an operator’s activation during the re
     expect(config.provenance).toMatchObject({ source: 'traffic', parent_version: 1 });
 
     expect(logged(t, 'drift: recalibrated from traffic and promoted')).toHaveLength(0);
-    expect(
-      logged(
-        t,
-        'drift: recalibrated from traffic; not promoted, the active version changed meanwhile',
-      )[0],
-    ).toMatchObject({
+    expect(logged(t, 'drift: recalibrated from traffic; not promoted')[0]).toMatchObject({
       model: 'digits',
       parent: 1,
       version: 3,
-      notActivated: { code: 'PARENT_NOT_ACTIVE', active_version: 2 },
+      reason: expect.stringContaining('the active version changed meanwhile (version 2 is active)'),
     });
     const s = await status(t.app);
     expect(s.auto_recalibration!.last_action).toMatchObject({
@@ -205,7 +200,7 @@ describe('AUTO_RECALIBRATE=promote with an operator’s activation during the re
       version: 3,
     });
     expect(s.auto_recalibration!.last_action!.detail).toMatch(
-      /version 3 was published but not activated: it derives from version 1/,
+      /version 3 published, not served: the active version changed meanwhile \(version 2 is active\)/,
     );
     const metrics = (await t.app.inject({ method: 'GET', url: '/metrics' })).body;
     expect(metrics).toMatch(

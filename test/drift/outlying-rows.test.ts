@@ -1,0 +1,309 @@
+/**
+ * Bounded influence of a few rows on AUTO_RECALIBRATE (docs/drift.md, "Outlying rows"): the
+ * screening's formulas on hand-made numbers, the reviewer's attack (three rows of 1e4 among clean
+ * traffic), rows just inside the bound mixed into night traffic, and the screening of the bundled
+ * models' own rows.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  COLLAPSE_SHARE,
+  keptMoments,
+  LayerRowFeatures,
+  MAD_TO_SIGMA,
+  median,
+  OUTLIER_BOUND,
+  promotionRefusal,
+  rowOutlyingness,
+  SCALE_FLOOR,
+  topClassShare,
+} from '../../src/drift/index.js';
+import { Rng } from '../../src/nn/index.js';
+import { type AutoRecalibrationStatus, runBatch } from '../../src/service/index.js';
+import { screenTrafficSample } from '../../src/service/traffic-screen.js';
+import { type LoggedApp, makeLoggedApp } from '../helpers/admin.js';
+import { digitsRows, digitsTestRows, nightShift } from '../helpers/digits.js';
+
+/** Float64 sums of a handful of values: agreement to the last bits that matter. */
+const EXACT = 1e-12;
+const SEED = 61;
+
+let t: LoggedApp | undefined;
+afterEach(async () => {
+  await t?.close();
+  t = undefined;
+});
+
+const { x, y } = digitsTestRows();
+const night = nightShift(x);
+
+describe('the screening', () => {
+  it('median: the middle value, or the mean of the two middle ones', () => {
+    expect(median(Float64Array.from([5, 1, 3]))).toBe(3);
+    expect(median(Float64Array.from([4, 1, 3, 2]))).toBe(2.5);
+    expect(median(Float64Array.from([7, 7, 1, 7]))).toBe(7);
+  });
+
+  it('MAD_TO_SIGMA is 1/Φ⁻¹(3/4): P(|Z| ≤ 1/MAD_TO_SIGMA) = 1/2 for a standard normal', () => {
+    // Φ is not in the standard library: integrate the density over [−z, z] (Simpson, 2,000
+    // intervals on [0, z], doubled).
+    const z = 1 / MAD_TO_SIGMA;
+    const n = 2000;
+    const h = z / n;
+    let s = 0;
+    for (let i = 0; i <= n; i++) {
+      const w = i === 0 || i === n ? 1 : i % 2 === 1 ? 4 : 2;
+      s += w * Math.exp(-((i * h) ** 2) / 2);
+    }
+    const probability = (((2 * h) / 3) * s) / Math.sqrt(2 * Math.PI);
+    expect(Math.abs(probability - 0.5)).toBeLessThan(1e-12);
+  });
+
+  it('D_r = max |f − med| / max(MAD_TO_SIGMA · MAD, SCALE_FLOOR · √(running_var + ε)), per feature', () => {
+    // One BatchNorm1d channel, five rows: median 2, |f − 2| = 1, 0, 1, 0, 98 → MAD 1.
+    const f = new LayerRowFeatures(5, 1, 1);
+    f.add(0, 5, [1, 2, 3, 2, 100]);
+    const d = rowOutlyingness([{ features: f, runningVar: [4], eps: 0 }], 5);
+    const scale = MAD_TO_SIGMA * 1;
+    expect([...d]).toEqual([1 / scale, 0, 1 / scale, 0, 98 / scale]);
+    // A constant channel: the MAD is 0 and the floor, SCALE_FLOOR · √4, is the scale.
+    const flat = new LayerRowFeatures(3, 1, 1);
+    flat.add(0, 3, [1, 1, 1.5]);
+    const e = rowOutlyingness([{ features: flat, runningVar: [4], eps: 0 }], 3);
+    expect(e[2]).toBeCloseTo(0.5 / (SCALE_FLOOR * 2), 12);
+  });
+
+  it('a BatchNorm2d row is judged by its spatial mean and by its spread around it', () => {
+    // Two channels of 2 values per row: row 3 has the others' mean but a spread of 50.
+    const f = new LayerRowFeatures(4, 2, 2);
+    f.add(0, 4, [1, 1, 0, 0, 1.2, 0.8, 0, 0.2, 0.9, 1.1, 0.1, 0, -49, 51, 0, 0]);
+    expect(f.mean[3 * 2]).toBe(1);
+    expect(f.spread[3 * 2]).toBe(50);
+    const d = rowOutlyingness([{ features: f, runningVar: [1, 1], eps: 1e-5 }], 4);
+    expect(d[3]).toBeGreaterThan(OUTLIER_BOUND);
+    expect(Math.max(d[0]!, d[1]!, d[2]!)).toBeLessThan(OUTLIER_BOUND);
+  });
+
+  it("keptMoments: M2 = HW·Σ s_r² + HW·Σ (a_r − mean)², the moments of the kept rows' values", () => {
+    const rng = new Rng(SEED);
+    const rows = 7;
+    const channels = 3;
+    const spatial = 5;
+    const values = Array.from({ length: rows * channels * spatial }, () => rng.normal() * 3 + 1);
+    const f = new LayerRowFeatures(rows, channels, spatial);
+    f.add(0, 4, values.slice(0, 4 * channels * spatial));
+    f.add(4, 3, values.slice(4 * channels * spatial));
+    const kept = [0, 2, 3, 6];
+    const m = keptMoments(f, kept);
+    expect(m.count).toBe(kept.length * spatial);
+    for (let c = 0; c < channels; c++) {
+      const xs = kept.flatMap((r) =>
+        values.slice((r * channels + c) * spatial, (r * channels + c + 1) * spatial),
+      );
+      const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
+      const m2 = xs.reduce((a, b) => a + (b - mean) ** 2, 0);
+      expect(Math.abs(m.mean[c]! - mean)).toBeLessThan(EXACT);
+      expect(Math.abs(m.m2[c]! - m2) / m2).toBeLessThan(EXACT);
+    }
+  });
+});
+
+describe('the promotion guard', () => {
+  const p = (counts: number[], nonFinite = 0) => ({
+    rows: counts.reduce((a, b) => a + b, 0) + nonFinite,
+    counts,
+    nonFinite,
+  });
+  it("refuses outputs that are not finite where the served version's were", () => {
+    expect(promotionRefusal(p([5, 5]), p([5, 4], 1))).toMatch(/not finite on 1 of 10/);
+    expect(promotionRefusal(p([5, 4], 1), p([5, 4], 1))).toBeUndefined();
+  });
+  it(`refuses a top class share above COLLAPSE_SHARE (${COLLAPSE_SHARE}) unless the served version's is as large`, () => {
+    expect(topClassShare(p([91, 9]))).toBe(0.91);
+    expect(promotionRefusal(p([50, 50]), p([91, 9]))).toMatch(/one class for 91.0 % of 100/);
+    expect(promotionRefusal(p([50, 50]), p([90, 10]))).toBeUndefined();
+    // Traffic of one class, already answered as one class: not a collapse.
+    expect(promotionRefusal(p([95, 5]), p([93, 7]))).toBeUndefined();
+    expect(promotionRefusal(p([95, 5]), p([99, 1]))).toMatch(/one class/);
+  });
+});
+
+describe("the bundled models' own rows are not outlying", () => {
+  for (const name of ['digits', 'digits-cnn'] as const) {
+    it(`${name}: all 1,797 digits rows, clean and night-shifted, lie within OUTLIER_BOUND`, async () => {
+      t = await makeLoggedApp({ models: [name] });
+      const served = t.registry.resolve(name);
+      const all = digitsRows(0, 1797).x;
+      for (const rows of [all, nightShift(all)]) {
+        const s = await screenTrafficSample(served, Float32Array.from(rows.flat()), rows.length);
+        expect(s.outliers).toBe(0);
+      }
+      const attack = Array.from({ length: 64 }, () => 1e4);
+      const mixed = [...all.slice(0, 509), attack, attack, attack];
+      const s = await screenTrafficSample(served, Float32Array.from(mixed.flat()), 512);
+      expect(s.outliers).toBe(3);
+      expect(s.count).toBe(509);
+      expect(s.score).toBeLessThan(0.5);
+    });
+  }
+});
+
+async function predict(app: LoggedApp['app'], row: number[]): Promise<void> {
+  const res = await app.inject({
+    method: 'POST',
+    url: '/v1/models/digits:predict',
+    payload: { instances: [row] },
+  });
+  expect(res.statusCode).toBe(200);
+}
+
+/** Accuracy of the active version on rows (computed on the version: not traffic). */
+function accuracy(t: LoggedApp, rows: number[][]): { version: number; accuracy: number } {
+  const served = t.registry.resolve('digits');
+  const out = runBatch(served, Float32Array.from(rows.flat()), rows.length);
+  const right = out.labels!.filter((l, i) => Number(l) === y[i]).length;
+  return { version: served.version, accuracy: right / y.length };
+}
+
+const logged = (t: LoggedApp, msg: string) =>
+  t.logs.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === msg);
+
+describe('AUTO_RECALIBRATE=promote and a few outlying rows', () => {
+  it("the reviewer's attack: 1,000 clean rows, 3 rows of 1e4, 100 clean rows — nothing promoted", async () => {
+    t = await makeLoggedApp({ env: { AUTO_RECALIBRATE: 'promote' }, level: 'info' });
+    const before = accuracy(t, x);
+    const rng = new Rng(SEED);
+    for (let i = 0; i < 1000; i++) await predict(t.app, x[rng.int(x.length)]!);
+    const attack = Array.from({ length: 64 }, () => 1e4);
+    for (let i = 0; i < 3; i++) await predict(t.app, attack);
+    for (let i = 0; i < 100; i++) await predict(t.app, x[rng.int(x.length)]!);
+    await t.app.deps.drift.drain();
+    const after = accuracy(t, x);
+    console.log(
+      `attack: clean accuracy ${before.accuracy.toFixed(4)} → ${after.accuracy.toFixed(4)} (version ${after.version}); ${JSON.stringify(logged(t, 'drift: the traffic sample does not drift without its outlying rows; recalibration skipped')[0])}`,
+    );
+    expect(after).toEqual(before);
+    expect([...t.registry.get('digits').versions.keys()]).toEqual([1]);
+    // The windowed score (every row's sums) still crosses the threshold: what is acted on is not.
+    expect(logged(t, 'drift: recalibration recommended')).toHaveLength(1);
+    const skipped = logged(
+      t,
+      'drift: the traffic sample does not drift without its outlying rows; recalibration skipped',
+    );
+    expect(skipped).toHaveLength(1);
+    expect(skipped[0]).toMatchObject({ model: 'digits', parent: 1, outlierRows: 3 });
+    expect(skipped[0]!.screenedScore as number).toBeLessThan(0.5);
+    expect(skipped[0]!.score as number).toBeGreaterThan(5);
+    const s = (await t.app.inject({ method: 'GET', url: '/v1/models/digits' })).json() as {
+      auto_recalibration: AutoRecalibrationStatus;
+    };
+    expect(s.auto_recalibration.last_action).toMatchObject({
+      action: 'promote',
+      outcome: 'skipped',
+    });
+    expect(s.auto_recalibration.last_action!.detail).toMatch(/without its 3 outlying rows/);
+    const metrics = (await t.app.inject({ method: 'GET', url: '/metrics' })).body;
+    expect(metrics).toMatch(
+      /^normserve_auto_recalibration_outlier_rows_total\{model="digits"\} 3$/m,
+    );
+    expect(metrics).toMatch(
+      /^normserve_auto_recalibration_actions_total\{model="digits",action="promote",outcome="skipped"\} 1$/m,
+    );
+  });
+
+  it('with the screening off (a bound of 1e300), the promotion guard alone refuses the collapsed version', async () => {
+    t = await makeLoggedApp({
+      env: { AUTO_RECALIBRATE: 'promote', AUTO_RECALIBRATE_OUTLIER_BOUND: '1e300' },
+      level: 'info',
+    });
+    const before = accuracy(t, x);
+    const rng = new Rng(SEED);
+    for (let i = 0; i < 1000; i++) await predict(t.app, x[rng.int(x.length)]!);
+    const attack = Array.from({ length: 64 }, () => 1e4);
+    for (let i = 0; i < 3; i++) await predict(t.app, attack);
+    for (let i = 0; i < 100; i++) await predict(t.app, x[rng.int(x.length)]!);
+    await t.app.deps.drift.drain();
+    // What the version recalibrated from all the sample's rows would have served.
+    const poisoned = t.registry.resolve('digits', 2);
+    const out = runBatch(poisoned, Float32Array.from(x.flat()), x.length);
+    const poisonedAccuracy = out.labels!.filter((l, i) => Number(l) === y[i]).length / y.length;
+    const refused = logged(t, 'drift: recalibrated from traffic; not promoted');
+    console.log(
+      `screening off: version 2's clean accuracy ${poisonedAccuracy.toFixed(4)} (version 1: ${before.accuracy.toFixed(4)}); ${refused[0]?.reason}`,
+    );
+    expect(poisonedAccuracy).toBeLessThan(0.5);
+    expect(t.registry.get('digits').active).toBe(1);
+    expect(accuracy(t, x)).toEqual(before);
+    expect(refused).toHaveLength(1);
+    expect(refused[0]!.reason).toMatch(/^version 2 published, not served: it predicts one class/);
+    expect(logged(t, 'drift: recalibrated from traffic and promoted')).toHaveLength(0);
+    const s = (await t.app.inject({ method: 'GET', url: '/v1/models/digits' })).json() as {
+      auto_recalibration: AutoRecalibrationStatus;
+    };
+    expect(s.auto_recalibration.last_action).toMatchObject({
+      action: 'promote',
+      outcome: 'skipped',
+      version: 2,
+    });
+  });
+
+  // Three ways out of the bulk, each a path r(α), α ∈ [0, 1], from a night row (inside) to a row
+  // far outside: towards the reviewer's row of 1e4, the row's own contrast 1,000 times stronger,
+  // and ±1e4 in seeded random signs.
+  const signs = (() => {
+    const rng = new Rng(SEED + 1);
+    return Array.from({ length: 64 }, () => (rng.int(2) === 0 ? -1 : 1));
+  })();
+  const nightMean = Array.from(
+    { length: 64 },
+    (_, j) => night.reduce((a, r) => a + r[j]!, 0) / night.length,
+  );
+  const paths: [string, (base: number[], alpha: number) => number[]][] = [
+    ['towards 1e4', (b, a) => b.map((v) => v + a * (1e4 - v))],
+    [
+      'contrast ×1,000',
+      (b, a) => b.map((v, j) => nightMean[j]! + (1 + 999 * a) * (v - nightMean[j]!)),
+    ],
+    ['±1e4 in random signs', (b, a) => b.map((v, j) => v + a * 1e4 * signs[j]!)],
+  ];
+  for (const [direction, path] of paths)
+    it(`3 rows just inside the bound (${direction}) among night traffic: night accuracy holds`, async () => {
+      t = await makeLoggedApp({ env: { AUTO_RECALIBRATE: 'promote' }, level: 'info' });
+      const served = t.registry.resolve('digits');
+      const rng = new Rng(SEED);
+      const nightRows = Array.from({ length: 1000 }, () => night[rng.int(night.length)]!);
+      const rowAt = (alpha: number) => path(nightRows[0]!, alpha).map(Math.fround);
+      // The sample at the decision: the 3 rows first, then the night rows up to 512 (the check
+      // comes every 64 rows, so a few dozen more may be in it: the rows sit at 95 % of the edge).
+      const outliersAt = async (alpha: number) => {
+        const r = rowAt(alpha);
+        const sample = [r, r, r, ...nightRows.slice(0, 509)];
+        return (await screenTrafficSample(served, Float32Array.from(sample.flat()), 512)).outliers;
+      };
+      let lo = 0;
+      let hi = 1;
+      expect(await outliersAt(lo)).toBe(0);
+      expect(await outliersAt(hi)).toBe(3);
+      for (let i = 0; i < 40; i++) {
+        const mid = (lo + hi) / 2;
+        if ((await outliersAt(mid)) === 0) lo = mid;
+        else hi = mid;
+      }
+      const edge = rowAt(0.95 * lo);
+      const before = accuracy(t, night);
+      for (let i = 0; i < 3; i++) await predict(t.app, edge);
+      const registry = t.registry;
+      for (const row of nightRows) {
+        await predict(t.app, row);
+        if (registry.get('digits').active === 2) break;
+      }
+      await t.app.deps.drift.drain();
+      const after = accuracy(t, night);
+      const started = logged(t, 'drift: recalibrating from traffic')[0]!;
+      console.log(
+        `edge rows (${direction}) at α = ${(0.95 * lo).toExponential(3)}, values ${Math.min(...edge).toFixed(2)} … ${Math.max(...edge).toFixed(2)}: night accuracy ${before.accuracy.toFixed(4)} → ${after.accuracy.toFixed(4)} (version ${after.version}); rows ${started.rows}, outlierRows ${started.outlierRows}`,
+      );
+      expect(started.outlierRows).toBeUndefined();
+      expect(after.version).toBe(2);
+      expect(after.accuracy).toBeGreaterThanOrEqual(0.9);
+    });
+});
