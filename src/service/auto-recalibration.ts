@@ -253,6 +253,19 @@ export class AutoRecalibration {
       );
       state.autoParents.add(served.version);
       const at = () => new Date(this.context.now()).toISOString();
+      /** Records the action's result and logs it (a version not served is a warning). */
+      const settle = (result: 'succeeded' | 'skipped', message: string, detail?: string) => {
+        this.record(served.name, state, {
+          action: mode,
+          outcome: result,
+          version: outcome.version,
+          at: at(),
+          ...(detail !== undefined ? { detail } : {}),
+        });
+        const fields = { ...context, version: outcome.version };
+        if (result === 'skipped') this.context.log.warn({ ...fields, reason: detail }, message);
+        else this.context.log.info({ ...fields, activated: mode === 'promote' }, message);
+      };
       if (mode === 'candidate') {
         state.candidate = {
           version: outcome.version,
@@ -260,16 +273,7 @@ export class AutoRecalibration {
           shadow: new ShadowComparison(),
           publishedAt: at(),
         };
-        this.record(served.name, state, {
-          action: mode,
-          outcome: 'succeeded',
-          version: outcome.version,
-          at: at(),
-        });
-        this.context.log.info(
-          { ...context, version: outcome.version, activated: false },
-          'drift: recalibrated from traffic; candidate published',
-        );
+        settle('succeeded', 'drift: recalibrated from traffic; candidate published');
         return;
       }
       const registry = this.context.requireRegistry();
@@ -278,42 +282,25 @@ export class AutoRecalibration {
         await samplePredictions(served, screened.rows, held),
         await samplePredictions(candidate, screened.rows, held),
       );
-      // Served only if its parent is still the active version when it is activated: an
-      // operator's activation while it was recalibrated (in any process) stands.
-      const activation =
-        refusal === undefined
-          ? await registry.activateIf(served.name, outcome.version, served.version, note)
-          : undefined;
-      const notServed =
-        refusal !== undefined
-          ? `version ${outcome.version} published, not served: ${refusal}`
-          : !activation?.activated
-            ? `version ${outcome.version} published, not served: the active version changed meanwhile (version ${activation?.found ?? 'none'} is active); an activation made while a recalibration runs is never undone`
-            : undefined;
-      if (notServed !== undefined) {
-        this.record(served.name, state, {
-          action: mode,
-          outcome: 'skipped',
-          version: outcome.version,
-          at: at(),
-          detail: notServed,
-        });
-        this.context.log.warn(
-          { ...context, version: outcome.version, reason: notServed },
-          'drift: recalibrated from traffic; not promoted',
-        );
+      if (refusal !== undefined) {
+        const detail = `version ${outcome.version} published, not served: ${refusal}`;
+        settle('skipped', 'drift: recalibrated from traffic; not promoted', detail);
         return;
       }
-      this.record(served.name, state, {
-        action: mode,
-        outcome: 'succeeded',
-        version: outcome.version,
-        at: at(),
-      });
-      this.context.log.info(
-        { ...context, version: outcome.version, activated: true },
-        'drift: recalibrated from traffic and promoted',
+      // Served only if its parent is still the active version when it is activated: an
+      // operator's activation while it was recalibrated (in any process) stands.
+      const activation = await registry.activateIf(
+        served.name,
+        outcome.version,
+        served.version,
+        note,
       );
+      if (!activation.activated) {
+        const detail = `version ${outcome.version} published, not served: the active version changed meanwhile (version ${activation.found ?? 'none'} is active); an activation made while a recalibration runs is never undone`;
+        settle('skipped', 'drift: recalibrated from traffic; not promoted', detail);
+        return;
+      }
+      settle('succeeded', 'drift: recalibrated from traffic and promoted');
     } catch (e) {
       const busy = isNormserveError(e) && e.code === 'RECALIBRATION_IN_PROGRESS';
       this.record(served.name, state, {

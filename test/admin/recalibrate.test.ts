@@ -6,7 +6,6 @@
  * errors, deletion, jobs (202), the per-model lock (409), and PyTorch's statistics.
  */
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -31,6 +30,7 @@ import { makeRepository, makeTestApp, type TestApp } from '../helpers/app.js';
 import { expectClose, expectRelClose } from '../helpers/compare.js';
 import { digitsTestRows, nightShift } from '../helpers/digits.js';
 import { TEST_ENGINE } from '../helpers/engine.js';
+import { streamedUpload } from '../helpers/streamed-upload.js';
 import { listTree } from '../helpers/temp-files.js';
 import { OUTPUT_ATOL } from '../helpers/tolerances.js';
 import { loadModel, WIDTH } from '../recalibration/helpers/digits-fixtures.js';
@@ -990,26 +990,7 @@ describe('one recalibration per model at a time (409 with the running job)', () 
 
   /** Starts a streamed NDJSON upload over a real connection; the body is written by the caller. */
   function startUpload(headers: Record<string, string> = NDJSON) {
-    const req = httpRequest({
-      host: '127.0.0.1',
-      port,
-      method: 'POST',
-      path: RECALIBRATE,
-      headers,
-    });
-    const response = new Promise<{ status: number; body: string }>((resolve, reject) => {
-      req.on('response', (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => {
-          body += d;
-        });
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      });
-      req.on('error', reject);
-    });
-    req.flushHeaders();
-    return { req, response };
+    return streamedUpload(port, RECALIBRATE, headers);
   }
 
   /**

@@ -6,7 +6,6 @@
  * activating, saying so. Jobs are held mid-way by a streamed upload the test writes itself.
  */
 import { readFileSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,6 +19,7 @@ import {
   waitFor,
 } from '../helpers/admin.js';
 import { digitsTestRows, nightShift } from '../helpers/digits.js';
+import { streamedUpload } from '../helpers/streamed-upload.js';
 
 const night = nightShift(digitsTestRows().x);
 const RECALIBRATE = '/v1/models/digits:recalibrate';
@@ -72,25 +72,7 @@ const activeRecord = () =>
  * the job's settled record (polled, generously bounded).
  */
 async function heldJob(): Promise<{ jobId: string; finish: () => Promise<JobBody> }> {
-  const req = httpRequest({
-    host: '127.0.0.1',
-    port,
-    method: 'POST',
-    path: RECALIBRATE,
-    headers: ASYNC_NDJSON,
-  });
-  const response = new Promise<{ status: number; body: string }>((resolve, reject) => {
-    req.on('response', (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => {
-        body += d;
-      });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('error', reject);
-  });
-  req.flushHeaders();
+  const { req, response } = streamedUpload(port, RECALIBRATE, ASYNC_NDJSON);
   req.write(ndjsonBody(night.slice(0, 10)));
   const lock = join(t.repository, 'digits', '.recalibration.lock');
   const jobId = await waitFor(() => {
