@@ -19,9 +19,12 @@ const rowLimit = 'at most MAX_BATCH_SIZE rows (4096 by default; more is a 413 BA
 function predictRequest(rows: ReturnType<typeof rowsSchema>) {
   return z
     .strictObject({
-      signature_name: z.enum([SERVING_SIGNATURE]).optional().meta({
-        description: `TF Serving's signature key: every model has one signature, "${SERVING_SIGNATURE}" (TF Serving's default key); another name is a 400, as TF Serving answers for a signature the model does not have`,
-      }),
+      signature_name: z
+        .enum([SERVING_SIGNATURE])
+        .optional()
+        .meta({
+          description: `TF Serving's signature key: every model has one signature, "${SERVING_SIGNATURE}" (TF Serving's default key); another name is a 400, as TF Serving answers for a signature the model does not have`,
+        }),
       instances: rows
         .optional()
         .meta({ description: `Row format: one array of features per instance, ${rowLimit}` }),
