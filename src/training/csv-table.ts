@@ -136,6 +136,9 @@ export function parseCsv(text: string, source: string): CsvTable {
 /** A data line the fast path takes as it is: no quote, no whitespace (trim would change nothing). */
 const PLAIN_LINE = /^[^\s"]*$/;
 
+/** A line feed's character code. */
+const LF = 0x0a;
+
 /**
  * The records of a CSV that arrives in pieces (an upload), parsed as they arrive, as parseCsv
  * parses a whole text (its options, its syntax messages); the header is a record like the others
@@ -165,13 +168,32 @@ export async function* csvRecords(
   let crlf = false;
   let ended = false;
   let slowFrom: number | undefined;
+  /**
+   * Characters at the start of `pending` already searched for a line end (and, before the
+   * header, for a CR): each part's text is searched once, so a long line sent in small pieces
+   * costs its length, not its length squared.
+   */
+  let scanned = 0;
   plain: while (!ended) {
     const part = await parts.next();
     if (part.done) ended = true;
     else pending += part.value;
+    if (lines === 0) {
+      // A CR that does not end a CRLF before the header's line end: CR line ends (or a CR in a
+      // quoted field), which csv-parse reads, as parseCsv does; the split below knows only LF.
+      const cr = pending.indexOf('\r', Math.max(0, scanned - 1));
+      const lf = pending.indexOf('\n', Math.max(0, scanned - 1));
+      if (cr !== -1 && (lf === -1 || cr < lf)) {
+        const next = cr + 1 < pending.length ? pending.charCodeAt(cr + 1) : undefined;
+        if (next !== undefined ? next !== LF : ended) {
+          slowFrom = 0;
+          break plain;
+        }
+      }
+    }
     let start = 0;
     for (;;) {
-      let end = pending.indexOf('\n', start);
+      let end = pending.indexOf('\n', Math.max(start, scanned));
       if (end === -1) {
         if (!ended || start >= pending.length) break;
         end = pending.length; // the last line, without a line end
@@ -197,6 +219,7 @@ export async function* csvRecords(
       start = end + 1;
     }
     pending = pending.slice(start);
+    scanned = pending.length;
     if (pending.length > maxRecordChars) {
       throw new NormserveError(
         'DATA_INVALID',

@@ -5,7 +5,7 @@
  * lines it leaves to csv-parse (quotes, spaces, CR, BOMs, blank lines) are mixed on purpose.
  */
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { isNormserveError } from '../../src/errors/index.js';
 import {
   type CsvTable,
@@ -98,7 +98,7 @@ const headerLine = fc.constantFrom(
   '1,2,3',
   'a,a,b',
 );
-const eol = fc.constantFrom('\n', '\r\n');
+const eol = fc.constantFrom('\n', '\r\n', '\r');
 const csvText = fc
   .tuple(
     headerLine,
@@ -120,7 +120,7 @@ const csvText = fc
   )
   .map(([header, lines, end, mixed, trailing]) =>
     [header, ...lines]
-      .map((l, i) => `${l}${mixed && i % 3 === 2 ? (end === '\n' ? '\r\n' : '\n') : end}`)
+      .map((l, i) => `${l}${mixed && i % 3 === 2 ? (end === '\r\n' ? '\n' : '\r\n') : end}`)
       .join('')
       .slice(0, trailing ? undefined : -end.length),
   );
@@ -152,6 +152,40 @@ describe('csvRecords: parseCsv as the text arrives', () => {
     ]) {
       expect(await streamed(text, [5]), JSON.stringify(text)).toBe(whole(text));
     }
+  });
+
+  it('CR line ends, as parseCsv reads them (a reviewer found them refused as one long line)', async () => {
+    const text = `a,b\r${Array.from({ length: 5000 }, (_, i) => `${i},${i + 1}`).join('\r')}\r`;
+    const expected = whole(text);
+    expect(typeof expected).not.toBe('string');
+    expect(await streamed(text, [3, 4, 5, 1000, 40_000])).toEqual(expected);
+    // Longer than a record may be: the fast path, which splits at LF only, took it for one line.
+    let rows = 0;
+    for await (const _ of csvRecords(partsOf(text, [3, 4, 5, 1000, 40_000]), 'f.csv', 1000)) rows++;
+    expect(rows).toBe(5001);
+  });
+
+  it('each part is searched once: a long line in small pieces costs its length, not its square', async () => {
+    const line = '1'.repeat(200_000);
+    const text = `a\n${line}\n`;
+    const cuts = Array.from({ length: text.length / 16 }, (_, i) => i * 16);
+    let searched = 0;
+    const indexOf = String.prototype.indexOf;
+    const spy = vi.spyOn(String.prototype, 'indexOf').mockImplementation(function (
+      this: string,
+      search: string,
+      from?: number,
+    ) {
+      if (this.length > 1000) searched += this.length - (from ?? 0);
+      return indexOf.call(this, search, from);
+    });
+    try {
+      for await (const _ of csvRecords(partsOf(text, cuts), 'f.csv', MAX_RECORD_CHARS));
+    } finally {
+      spy.mockRestore();
+    }
+    // Searched from the start at every part, it was ~text.length² / 32 = 1.25e9 characters.
+    expect(searched).toBeLessThan(4 * text.length);
   });
 
   it('a line longer than the bound is refused naming it, not held', async () => {
