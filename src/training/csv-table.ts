@@ -187,7 +187,7 @@ export async function* csvRecords(
         const next = cr + 1 < pending.length ? pending.charCodeAt(cr + 1) : undefined;
         if (next !== undefined ? next !== LF : ended) {
           slowFrom = 0;
-          break plain;
+          break;
         }
       }
     }
