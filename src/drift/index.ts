@@ -1,3 +1,4 @@
+export { distinctRows } from './distinct-rows.js';
 export { rowsWithFiniteStatistics, rowsWithFiniteStatisticsInBlocks } from './finite-rows.js';
 export { type Histogram, histogram, robustRange } from './histogram.js';
 export {

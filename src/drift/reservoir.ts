@@ -44,6 +44,26 @@ export class Reservoir {
     }
   }
 
+  /**
+   * Offers at most `max` of `rows` rows, a uniform choice of them (Knuth's selection sampling,
+   * Algorithm S: row r of the call is taken with probability needed / (rows − r)); the rows not
+   * chosen are not offered and do not count in `seen`.
+   */
+  offerAtMost(input: Float32Array, rows: number, max: number): void {
+    if (rows <= max) {
+      this.offer(input, rows);
+      return;
+    }
+    const w = this.width;
+    let needed = max;
+    for (let r = 0; r < rows && needed > 0; r++) {
+      if (this.rng.int(rows - r) < needed) {
+        this.offer(input.subarray(r * w, (r + 1) * w), 1);
+        needed--;
+      }
+    }
+  }
+
   /** A copy of the held rows ([size, width]). */
   rows(): Float32Array {
     return this.data.slice(0, this.size * this.width);

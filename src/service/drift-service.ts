@@ -44,6 +44,14 @@ export {
 const CHECK_EVERY_ROWS = 64;
 const CHECK_EVERY_CALLS = 8;
 /**
+ * Rows an engine call offers the traffic sample at most, chosen uniformly: a call's rows come from
+ * one client (or a dynamic batch of a few), and one large request must not fill the sample — a
+ * reviewer's single predict of 600 blank rows made it, and a version recalibrated from it served
+ * clean digits at 0.64 (docs/drift.md, "Outlying rows").
+ */
+export const SAMPLE_ROWS_PER_CALL = 8;
+
+/**
  * WORKERS > 1: while a process's traffic sample fills, each time it grew by this many rows the
  * process shares at once (onSampleGrew) rather than at the next DRIFT_SHARE_INTERVAL_MS, so the
  * decider learns that the cluster's samples hold AUTO_RECALIBRATE_MIN_ROWS rows within this many
@@ -257,7 +265,7 @@ export class DriftService implements TrafficObserver {
     const reservoir = state.reservoir;
     if (reservoir) {
       const before = reservoir.size;
-      reservoir.offer(input, rows);
+      reservoir.offerAtMost(input, rows, SAMPLE_ROWS_PER_CALL);
       if (
         this.sampleGrew &&
         before < reservoir.capacity &&

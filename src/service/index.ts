@@ -30,6 +30,7 @@ export {
   PICTURE_SAMPLE_ROWS,
   recentRowsOf,
   SAMPLE_KINDS,
+  SAMPLE_ROWS_PER_CALL,
   type SampleKind,
 } from './drift-service.js';
 export {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  distinctRows,
   histogram,
   layerDrift,
   modelDriftScore,
@@ -129,6 +130,19 @@ describe('RecentRows', () => {
   });
 });
 
+describe('distinctRows', () => {
+  it('keeps each distinct row once, in first-seen order, comparing float32 bits', () => {
+    const rows = Float32Array.from([1, 2, 0, 0, 1, 2, -0, 0, 0, 0, 3, 4]);
+    const d = distinctRows(rows, 6, 2);
+    expect(d.count).toBe(4);
+    expect(d.duplicates).toBe(2);
+    expect(Array.from(d.rows)).toEqual([1, 2, 0, 0, -0, 0, 3, 4]);
+    expect(Object.is(d.rows[4], -0)).toBe(true);
+    const unique = Float32Array.from([1, 2, 3, 4]);
+    expect(distinctRows(unique, 2, 2)).toEqual({ rows: unique, count: 2, duplicates: 0 });
+  });
+});
+
 describe('Reservoir', () => {
   it('holds at most its capacity, every row of the stream equally likely (seeded)', () => {
     const capacity = 50;
@@ -149,6 +163,32 @@ describe('Reservoir', () => {
     const late = hits.slice(400).reduce((a, b) => a + b, 0) / 100;
     expect(Math.abs(early - 40)).toBeLessThan(4);
     expect(Math.abs(late - 40)).toBeLessThan(4);
+  });
+
+  it('offerAtMost offers a uniform choice of at most max rows of a call, and counts only those', () => {
+    const rows = 10;
+    const max = 3;
+    const hits = new Array<number>(rows).fill(0);
+    const trials = 20_000;
+    const rng = new Rng(11);
+    const call = Float32Array.from({ length: rows * 2 }, (_, i) => Math.floor(i / 2));
+    for (let t = 0; t < trials; t++) {
+      const r = new Reservoir(2, 16, rng);
+      r.offerAtMost(call, rows, max);
+      expect(r.seen).toBe(max);
+      const held = r.rows();
+      for (let k = 0; k < max; k++) {
+        // Whole rows: both values of a row are its index.
+        expect(held[2 * k]).toBe(held[2 * k + 1]);
+        hits[held[2 * k]!]!++;
+      }
+      expect(new Set(Array.from({ length: max }, (_, k) => held[2 * k])).size).toBe(max);
+    }
+    // Each row is chosen with probability max/rows = 0.3: 6,000 of 20,000 (sd ≈ 65).
+    for (const h of hits) expect(Math.abs(h - 6000)).toBeLessThan(400);
+    const small = new Reservoir(2, 16, rng);
+    small.offerAtMost(call, 2, max);
+    expect(small.seen).toBe(2);
   });
 
   it('keeps whole rows and starts over on reset', () => {

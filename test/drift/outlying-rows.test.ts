@@ -18,7 +18,11 @@ import {
   topClassShare,
 } from '../../src/drift/index.js';
 import { Rng } from '../../src/nn/index.js';
-import { type AutoRecalibrationStatus, runBatch } from '../../src/service/index.js';
+import {
+  type AutoRecalibrationStatus,
+  runBatch,
+  SAMPLE_ROWS_PER_CALL,
+} from '../../src/service/index.js';
 import { screenTrafficSample } from '../../src/service/traffic-screen.js';
 import { type LoggedApp, makeLoggedApp } from '../helpers/admin.js';
 import { digitsRows, digitsTestRows, nightShift } from '../helpers/digits.js';
@@ -306,4 +310,41 @@ describe('AUTO_RECALIBRATE=promote and a few outlying rows', () => {
       expect(after.version).toBe(2);
       expect(after.accuracy).toBeGreaterThanOrEqual(0.9);
     });
+});
+
+describe('AUTO_RECALIBRATE=promote and one input repeated (a second reviewer)', () => {
+  const blank = Array.from({ length: 64 }, () => 0);
+
+  it('one predict of 600 blank rows offers the sample at most SAMPLE_ROWS_PER_CALL of them: nothing is recalibrated', async () => {
+    t = await makeLoggedApp({ env: { AUTO_RECALIBRATE: 'promote' }, level: 'info' });
+    const before = accuracy(t, x);
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/v1/models/digits:predict',
+      payload: { instances: Array.from({ length: 600 }, () => blank) },
+    });
+    expect(res.statusCode).toBe(200);
+    const rng = new Rng(SEED);
+    for (let i = 0; i < 8; i++) await predict(t.app, x[rng.int(x.length)]!);
+    await t.app.deps.drift.drain();
+    const s = (await t.app.inject({ method: 'GET', url: '/v1/models/digits' })).json() as {
+      auto_recalibration: AutoRecalibrationStatus;
+    };
+    expect(s.auto_recalibration.sample_rows).toBe(SAMPLE_ROWS_PER_CALL + 8);
+    expect(accuracy(t, x)).toEqual(before);
+    expect([...t.registry.get('digits').versions.keys()]).toEqual([1]);
+  });
+
+  it('600 one-row requests of the same blank row (a stuck sensor): too few distinct rows, skipped', async () => {
+    t = await makeLoggedApp({ env: { AUTO_RECALIBRATE: 'promote' }, level: 'info' });
+    const before = accuracy(t, x);
+    for (let i = 0; i < 600; i++) await predict(t.app, blank);
+    await t.app.deps.drift.drain();
+    expect(accuracy(t, x)).toEqual(before);
+    expect([...t.registry.get('digits').versions.keys()]).toEqual([1]);
+    const skipped = logged(t, 'drift: recalibration skipped');
+    expect(skipped.length).toBeGreaterThan(0);
+    expect(skipped[0]).toMatchObject({ model: 'digits', distinctRows: 1 });
+    expect(skipped[0]!.reason).toMatch(/holds 1 distinct rows of 512, fewer than 128/);
+  });
 });

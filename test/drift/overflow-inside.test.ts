@@ -17,7 +17,11 @@ import {
 import { batchNormTaps } from '../../src/inference/index.js';
 import { Rng } from '../../src/nn/index.js';
 import { ModelRepository } from '../../src/repository/index.js';
-import { type AutoRecalibrationStatus, ModelRegistry } from '../../src/service/index.js';
+import {
+  type AutoRecalibrationStatus,
+  ModelRegistry,
+  SAMPLE_ROWS_PER_CALL,
+} from '../../src/service/index.js';
 import { type LoggedApp, makeLoggedApp } from '../helpers/admin.js';
 import { TEST_ENGINE } from '../helpers/engine.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-files.js';
@@ -162,9 +166,11 @@ describe('a traffic sample mostly of such rows', () => {
       },
     });
     const rng = new Rng(5);
-    // 200 such rows in one call, then shifted traffic 3 rows a call: when the drift rule first
-    // fires, the sample holds more than 128 rows but fewer than 128 usable ones (87).
-    await predict(Array.from({ length: 200 }, () => POISON));
+    // 200 such rows in 25 calls (a call offers the sample SAMPLE_ROWS_PER_CALL rows at most), then
+    // shifted traffic 3 rows a call: when the drift rule first fires, the sample holds more than
+    // 128 rows but fewer than 128 usable ones.
+    expect(SAMPLE_ROWS_PER_CALL).toBe(8);
+    for (let i = 0; i < 25; i++) await predict(Array.from({ length: 8 }, () => POISON));
     for (let i = 0; i < 200 && t.registry.get('tiny').active === 1; i++) {
       await predict(shifted(rng, 3));
       await t.app.deps.drift.drain();
