@@ -123,7 +123,7 @@ export function predictHandler({ config, inference }: Pick<AppDeps, 'config' | '
       // The row count before the rows: millions of them are a 413 before any is looked at.
       const given = typeof raw === 'object' && raw !== null ? (raw.instances ?? raw.inputs) : 0;
       if (Array.isArray(given)) {
-        const field = raw.instances !== undefined ? 'instances' : 'inputs';
+        const field = given === raw.instances ? 'instances' : 'inputs';
         checkBatchSize(field, given.length, config.MAX_BATCH_SIZE);
       }
       const parsed = parseWith(predictBody, raw, 'body');

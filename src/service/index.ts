@@ -1,6 +1,7 @@
 export { MODEL_NAME_PATTERN } from '../checkpoint/index.js';
 export {
   BATCH_SIZE_RANGE as RECALIBRATION_BATCH_SIZE_RANGE,
+  checkCapacity as checkRecalibrationCapacity,
   MAX_BATCH_SIZE as MAX_RECALIBRATION_BATCH_SIZE,
   MAX_PRIOR_STRENGTH,
   PRIOR_STRENGTH_RANGE,

@@ -257,6 +257,11 @@ export function failInput(path: string, message: string): never {
 
 function throwIfAny(errors: ErrorLocation[]): void {
   if (errors.length > 0) {
-    throw new NormserveError('INVALID_INPUT', describeLocations(errors, 3), { errors });
+    // The checks stop at MAX_ERRORS places: past it, "… and 7 more" would read as a count of all.
+    const stopped =
+      errors.length >= MAX_ERRORS ? `; the check stopped at ${MAX_ERRORS} places` : '';
+    throw new NormserveError('INVALID_INPUT', `${describeLocations(errors, 3)}${stopped}`, {
+      errors,
+    });
   }
 }

@@ -83,3 +83,40 @@ describe('bodies of numbers where rows belong', () => {
     }
   });
 });
+
+describe('the row count before the rows', () => {
+  it(':recalibrate: more JSON rows than MAX_RECALIBRATION_SAMPLES are a 413 TOO_MANY_SAMPLES, whatever they hold', async () => {
+    const t = await makeTestApp({ models: ['digits'], env: { MAX_RECALIBRATION_SAMPLES: '10' } });
+    try {
+      const res = await t.app.inject({
+        method: 'POST',
+        url: '/v1/models/digits:recalibrate',
+        headers: ADMIN,
+        payload: { instances: new Array(11).fill(0) },
+      });
+      expect(res.statusCode, res.body).toBe(413);
+      expect(res.json()).toMatchObject({ code: 'TOO_MANY_SAMPLES' });
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('predict: the 413 names the field the rows came from (instances: null beside inputs)', async () => {
+    const t = await makeTestApp({ models: ['digits'], env: { MAX_BATCH_SIZE: '2' } });
+    try {
+      const res = await t.app.inject({
+        method: 'POST',
+        url: '/v1/models/digits:predict',
+        payload: { instances: null, inputs: [digitsRow(), digitsRow(), digitsRow()] },
+      });
+      expectInvalid(
+        res,
+        [{ path: 'inputs', message: 'at most 2 rows per request (MAX_BATCH_SIZE), got 3' }],
+        'BATCH_TOO_LARGE',
+        413,
+      );
+    } finally {
+      await t.close();
+    }
+  });
+});

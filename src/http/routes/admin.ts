@@ -8,7 +8,13 @@ import { CONTENT_ENCODING_DOC } from '../content-encoding.js';
 import { checkCsvMediaType } from '../csv-media-type.js';
 import { beforeVerb } from '../not-found.js';
 import { adminRateLimit } from '../rate-limit.js';
-import { CSV, FLOAT32, NDJSON, recalibrateHandler } from '../recalibrate-request.js';
+import {
+  CSV,
+  FLOAT32,
+  NDJSON,
+  recalibrateHandler,
+  refuseTooManyRows,
+} from '../recalibrate-request.js';
 import {
   acceptedSchema,
   activateBodySchema,
@@ -19,6 +25,7 @@ import {
   recalibrationOutcomeSchema,
 } from '../schemas/admin.js';
 import {
+  activeVersionErrorResponses,
   errorResponses,
   MODEL_NAME_ROUTE_PARAM,
   nameParams,
@@ -84,6 +91,8 @@ async function adminScope(app: AppInstance): Promise<void> {
       payload: Readable,
       done: (err: Error | null, body?: unknown) => void,
     ) => done(null, payload);
+    // A JSON body's row count before its rows (recalibrate-request.ts).
+    scope.addHook('preValidation', refuseTooManyRows(app.deps));
     scope.addContentTypeParser(NDJSON, passStream);
     scope.addContentTypeParser(FLOAT32, passStream);
     // A charset other than UTF-8's is a 415 before the body is read.
@@ -122,6 +131,7 @@ async function adminScope(app: AppInstance): Promise<void> {
             201: recalibrationOutcomeSchema.describe('Published (Location: the new version)'),
             202: acceptedSchema.describe('Running as a job (Location: /v1/jobs/{id})'),
             ...adminErrors,
+            503: activeVersionErrorResponses[503],
           },
         },
       },

@@ -1,6 +1,6 @@
 import type { AppInstance } from '../app-types.js';
 import { attributeModel } from '../attribute-model.js';
-import { errorResponses, nameParams } from '../schemas/common.js';
+import { activeVersionErrorResponses, errorResponses, nameParams } from '../schemas/common.js';
 import { driftReportSchema, layerPicturesSchema } from '../schemas/drift.js';
 
 /** `GET /v1/models/{name}/drift`: live per-BatchNorm drift and automatic recalibration state. */
@@ -34,7 +34,7 @@ export async function driftRoutes(app: AppInstance): Promise<void> {
         description:
           'For the active version and the last 256 rows it served (by each worker process, all gathered, with WORKERS > 1): each BatchNorm’s inputs pooled over channels before normalisation and its outputs after (with the running statistics, where a following ReLU cuts at 0), and per channel the running against the live mean and standard deviation. Empty before traffic.',
         params: nameParams,
-        response: { 200: layerPicturesSchema, ...errorResponses },
+        response: { 200: layerPicturesSchema, ...activeVersionErrorResponses },
       },
     },
     async (request) => drift.pictures(request.params.name),
