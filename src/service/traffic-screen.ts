@@ -7,13 +7,11 @@ import {
   OUTLIER_BOUND,
   rowOutlyingness,
   type SamplePredictions,
+  TURN_ROWS,
 } from '../drift/index.js';
 import { picturePrefixes } from './layer-pictures.js';
 import type { AvailableVersion } from './model-registry.js';
 import { runBatch } from './predict.js';
-
-/** Rows a prefix plan runs on between two pauses of the event loop (as the pictures' turns). */
-const TURN_ROWS = 64;
 
 /** A traffic sample without its outlying rows, and its drift without them. */
 export interface ScreenedSample {
