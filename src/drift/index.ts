@@ -14,6 +14,7 @@ export {
   keptMoments,
   LayerRowFeatures,
   MAD_TO_SIGMA,
+  massPoint,
   median,
   OUTLIER_BOUND,
   rowOutlyingness,

@@ -20,6 +20,8 @@ export interface ScreenedSample {
   count: number;
   /** Rows left out as outlying (docs/drift.md, "Outlying rows"). */
   outliers: number;
+  /** The largest robust distance D_r of a kept row (0 when none is kept). */
+  largestKeptDistance: number;
   /** The drift of the kept rows against the served version's running statistics. */
   score: number;
   layers: LayerDrift[];
@@ -68,7 +70,12 @@ export async function screenTrafficSample(
   }
   const distance = rowOutlyingness(layers, count);
   const kept: number[] = [];
-  for (let r = 0; r < count; r++) if (distance[r]! <= bound) kept.push(r);
+  let largestKeptDistance = 0;
+  for (let r = 0; r < count; r++)
+    if (distance[r]! <= bound) {
+      kept.push(r);
+      largestKeptDistance = Math.max(largestKeptDistance, distance[r]!);
+    }
   const drifts = layers.map((l) => layerDrift(l.running, keptMoments(l.features, kept)));
   const outliers = count - kept.length;
   let keptRows = rows;
@@ -82,6 +89,7 @@ export async function screenTrafficSample(
     rows: keptRows,
     count: kept.length,
     outliers,
+    largestKeptDistance,
     score: modelDriftScore(drifts),
     layers: drifts,
   };
