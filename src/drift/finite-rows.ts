@@ -1,10 +1,5 @@
 import type { ChannelSums, Executor, StatisticsProbe } from '../inference/index.js';
-
-/**
- * Rows of one block checked at once when a whole sample's statistics are not finite; a block whose
- * statistics are not finite either is checked row by row.
- */
-const BLOCK_ROWS = 64;
+import { TURN_ROWS } from './turn-rows.js';
 
 /**
  * The rows of `input` ([rows, inputWidth]) whose tapped tensors are all finite, in order, and how
@@ -13,7 +8,7 @@ const BLOCK_ROWS = 64;
  * or a picture of such a row fails. The taps' float64 sums are finite exactly when every value they
  * read is (a float32 value's square is at most 1.2e77), so one statistics pass
  * (Executor.accumulate, through the last tapped step) clears a whole sample; only when it does not
- * are blocks of BLOCK_ROWS checked, and the rows of a block that fails one by one: at most about
+ * are blocks of TURN_ROWS checked, and the rows of a block that fails one by one: at most about
  * three passes' work. `input` itself is returned when every row is kept.
  */
 export function rowsWithFiniteStatistics(
@@ -25,8 +20,8 @@ export function rowsWithFiniteStatistics(
   const finite = finiteCheck(executor, probe, input);
   if (rows === 0 || finite(0, rows)) return { rows: input, count: rows };
   const kept: number[] = [];
-  for (let from = 0; from < rows; from += BLOCK_ROWS) {
-    const count = Math.min(BLOCK_ROWS, rows - from);
+  for (let from = 0; from < rows; from += TURN_ROWS) {
+    const count = Math.min(TURN_ROWS, rows - from);
     if (finite(from, count)) for (let r = from; r < from + count; r++) kept.push(r);
     else for (let r = from; r < from + count; r++) if (finite(r, 1)) kept.push(r);
   }
@@ -35,7 +30,7 @@ export function rowsWithFiniteStatistics(
 }
 
 /**
- * rowsWithFiniteStatistics' rows, the same, found a block of BLOCK_ROWS rows at a time, with a
+ * rowsWithFiniteStatistics' rows, the same, found a block of TURN_ROWS rows at a time, with a
  * yield after each (the caller's pause: a block is a few milliseconds of a convolutional model's
  * work). The whole sample's sums are finite exactly when every block's are (float64 sums of
  * float32 values and squares do not overflow), so checking the blocks first keeps the same rows.
@@ -50,8 +45,8 @@ export function* rowsWithFiniteStatisticsInBlocks(
 ): Generator<void, { rows: Float32Array; count: number }, void> {
   const finite = finiteCheck(executor, probe, input);
   const kept: number[] = [];
-  for (let from = 0; from < rows; from += BLOCK_ROWS) {
-    const count = Math.min(BLOCK_ROWS, rows - from);
+  for (let from = 0; from < rows; from += TURN_ROWS) {
+    const count = Math.min(TURN_ROWS, rows - from);
     if (finite(from, count)) for (let r = from; r < from + count; r++) kept.push(r);
     else for (let r = from; r < from + count; r++) if (finite(r, 1)) kept.push(r);
     yield;

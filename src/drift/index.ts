@@ -14,6 +14,7 @@ export {
   keptMoments,
   LayerRowFeatures,
   MAD_TO_SIGMA,
+  massPoint,
   median,
   OUTLIER_BOUND,
   rowOutlyingness,
@@ -29,4 +30,5 @@ export { RecentRows } from './recent-rows.js';
 export { Reservoir } from './reservoir.js';
 export { allocateDraw, type UniformSample, uniformUnion } from './sample-union.js';
 export { ShadowComparison, type ShadowSummary } from './shadow-comparison.js';
+export { TURN_ROWS } from './turn-rows.js';
 export { type MomentWindow, WindowedMoments } from './windowed-moments.js';

@@ -4,6 +4,7 @@ import {
   type LayerDrift,
   layerDrift,
   robustRange,
+  TURN_ROWS,
 } from '../drift/index.js';
 import {
   batchNormInputsOf,
@@ -72,9 +73,6 @@ export interface Prefix {
   plan: CompiledPlan;
   executor: Executor;
 }
-
-/** Rows of input a prefix runs on between two pauses of layerPicturesInTurns. */
-const TURN_ROWS = 64;
 
 /** A drawing's arrays: the layer's values (float32, as its prefix gives them) and its outputs. */
 interface PictureBuffers {

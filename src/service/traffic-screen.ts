@@ -7,13 +7,11 @@ import {
   OUTLIER_BOUND,
   rowOutlyingness,
   type SamplePredictions,
+  TURN_ROWS,
 } from '../drift/index.js';
 import { picturePrefixes } from './layer-pictures.js';
 import type { AvailableVersion } from './model-registry.js';
 import { runBatch } from './predict.js';
-
-/** Rows a prefix plan runs on between two pauses of the event loop (as the pictures' turns). */
-const TURN_ROWS = 64;
 
 /** A traffic sample without its outlying rows, and its drift without them. */
 export interface ScreenedSample {
@@ -22,6 +20,8 @@ export interface ScreenedSample {
   count: number;
   /** Rows left out as outlying (docs/drift.md, "Outlying rows"). */
   outliers: number;
+  /** The largest robust distance D_r of a kept row (0 when none is kept). */
+  largestKeptDistance: number;
   /** The drift of the kept rows against the served version's running statistics. */
   score: number;
   layers: LayerDrift[];
@@ -70,7 +70,12 @@ export async function screenTrafficSample(
   }
   const distance = rowOutlyingness(layers, count);
   const kept: number[] = [];
-  for (let r = 0; r < count; r++) if (distance[r]! <= bound) kept.push(r);
+  let largestKeptDistance = 0;
+  for (let r = 0; r < count; r++)
+    if (distance[r]! <= bound) {
+      kept.push(r);
+      largestKeptDistance = Math.max(largestKeptDistance, distance[r]!);
+    }
   const drifts = layers.map((l) => layerDrift(l.running, keptMoments(l.features, kept)));
   const outliers = count - kept.length;
   let keptRows = rows;
@@ -84,6 +89,7 @@ export async function screenTrafficSample(
     rows: keptRows,
     count: kept.length,
     outliers,
+    largestKeptDistance,
     score: modelDriftScore(drifts),
     layers: drifts,
   };

@@ -5,11 +5,13 @@
  * models' own rows.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { buildSequential, parseModelConfig } from '../../src/checkpoint/index.js';
 import {
   COLLAPSE_SHARE,
   keptMoments,
   LayerRowFeatures,
   MAD_TO_SIGMA,
+  massPoint,
   median,
   OUTLIER_BOUND,
   promotionRefusal,
@@ -18,6 +20,7 @@ import {
   topClassShare,
 } from '../../src/drift/index.js';
 import { Rng } from '../../src/nn/index.js';
+import { ModelRepository } from '../../src/repository/index.js';
 import {
   type AutoRecalibrationStatus,
   runBatch,
@@ -26,6 +29,7 @@ import {
 import { screenTrafficSample } from '../../src/service/traffic-screen.js';
 import { type LoggedApp, makeLoggedApp } from '../helpers/admin.js';
 import { digitsRows, digitsTestRows, nightShift } from '../helpers/digits.js';
+import { makeTempDir, removeTempDirs } from '../helpers/temp-files.js';
 
 /** Float64 sums of a handful of values: agreement to the last bits that matter. */
 const EXACT = 1e-12;
@@ -35,6 +39,7 @@ let t: LoggedApp | undefined;
 afterEach(async () => {
   await t?.close();
   t = undefined;
+  removeTempDirs();
 });
 
 const { x, y } = digitsTestRows();
@@ -62,18 +67,127 @@ describe('the screening', () => {
     expect(Math.abs(probability - 0.5)).toBeLessThan(1e-12);
   });
 
-  it('D_r = max |f − med| / max(MAD_TO_SIGMA · MAD, SCALE_FLOOR · √(running_var + ε)), per feature', () => {
-    // One BatchNorm1d channel, five rows: median 2, |f − 2| = 1, 0, 1, 0, 98 → MAD 1.
+  it('D_r = max |f − med| / max(MAD_TO_SIGMA · median{|f − med| : f ≠ mode}, SCALE_FLOOR · √(running_var + ε)), per feature', () => {
+    // One BatchNorm1d channel, five rows, no value repeated: median 2.5, |f − 2.5| = 1.5, 0.5,
+    // 0.5, 0, 97.5 → the MAD, 0.5.
     const f = new LayerRowFeatures(5, 1, 1);
-    f.add(0, 5, [1, 2, 3, 2, 100]);
+    f.add(0, 5, [1, 2, 3, 2.5, 100]);
     const d = rowOutlyingness([{ features: f, runningVar: [4], eps: 0 }], 5);
-    const scale = MAD_TO_SIGMA * 1;
-    expect([...d]).toEqual([1 / scale, 0, 1 / scale, 0, 98 / scale]);
-    // A constant channel: the MAD is 0 and the floor, SCALE_FLOOR · √4, is the scale.
-    const flat = new LayerRowFeatures(3, 1, 1);
-    flat.add(0, 3, [1, 1, 1.5]);
-    const e = rowOutlyingness([{ features: flat, runningVar: [4], eps: 0 }], 3);
-    expect(e[2]).toBeCloseTo(0.5 / (SCALE_FLOOR * 2), 12);
+    const scale = MAD_TO_SIGMA * 0.5;
+    expect([...d]).toEqual([1.5 / scale, 0.5 / scale, 0.5 / scale, 0, 97.5 / scale]);
+    // A mass point: five rows of 0 (the median and the mode), then 1, 2, 3. The MAD is 0; the
+    // rows off the mass point lie 1, 2, 3 from the median: their median 2 is the scale.
+    const sparse = new LayerRowFeatures(8, 1, 1);
+    sparse.add(0, 8, [0, 1, 0, 0, 2, 0, 3, 0]);
+    const e = rowOutlyingness([{ features: sparse, runningVar: [4], eps: 0 }], 8);
+    const s2 = MAD_TO_SIGMA * 2;
+    expect([...e]).toEqual([0, 1 / s2, 0, 0, 2 / s2, 0, 3 / s2, 0]);
+    // The floor: a constant channel (no row off the mass point), and one whose other rows lie
+    // within SCALE_FLOOR · √4 = 0.1 of it.
+    const flat = new LayerRowFeatures(4, 1, 1);
+    flat.add(0, 4, [1, 1, 1, 1]);
+    expect([...rowOutlyingness([{ features: flat, runningVar: [4], eps: 0 }], 4)]).toEqual([
+      0, 0, 0, 0,
+    ]);
+    const nearly = new LayerRowFeatures(4, 1, 1);
+    nearly.add(0, 4, [1, 1, 1, 1.001]);
+    const g = rowOutlyingness([{ features: nearly, runningVar: [4], eps: 0 }], 4);
+    expect(g[3]).toBeCloseTo(0.001 / (SCALE_FLOOR * 2), 12);
+  });
+
+  it('massPoint: the most frequent value when one repeats (the smallest of a tie), else NaN', () => {
+    expect(massPoint(Float64Array.from([1, 2, 3]))).toBeNaN();
+    expect(massPoint(Float64Array.from([1, 1, 2, 2, 2, 3]))).toBe(2);
+    expect(massPoint(Float64Array.from([1, 1, 2, 2]))).toBe(1);
+    expect(massPoint(Float64Array.from([-0, 0, 5])) === 0).toBe(true);
+    expect(massPoint(new Float64Array(0))).toBeNaN();
+  });
+
+  /** n rows of one BatchNorm1d channel: a share `zeros` of 0, the rest |N(0, sigma²)|, seeded. */
+  const reluColumn = (n: number, zeros: number, sigma: number, seed: number): number[] => {
+    const rng = new Rng(seed);
+    const k = Math.round(n * zeros);
+    return Array.from({ length: n }, (_, i) => (i < k ? 0 : Math.abs(rng.normal()) * sigma));
+  };
+  const distancesOf = (column: readonly number[], runningVar: number): Float64Array => {
+    const f = new LayerRowFeatures(column.length, 1, 1);
+    f.add(0, column.length, column);
+    return rowOutlyingness([{ features: f, runningVar: [runningVar], eps: 1e-5 }], column.length);
+  };
+
+  it("a channel that is mostly one value (the reviewer's: 512 rows, 60 % zeros, the rest |N(0,1)|, σ_running 0.517) keeps its honest rows", () => {
+    const column = reluColumn(512, 0.6, 1, SEED);
+    const d = distancesOf(column, 0.517 ** 2);
+    // The rows off the mass point are half-normal: the scale is about σ = 1, their largest
+    // distance about their largest value (≈ 3 among 205).
+    expect(Math.max(...d)).toBeLessThan(OUTLIER_BOUND / 2);
+    // With the MAD (0) the scale was the floor, 0.05 · 0.517: 154 of these 205 were left out
+    // (146 in the reviewer's sample).
+    const floor = SCALE_FLOOR * Math.sqrt(0.517 ** 2 + 1e-5);
+    expect(column.filter((v) => v / floor > OUTLIER_BOUND).length).toBe(154);
+    // A real outlier among such rows is still caught, and only it.
+    const withOutlier = [...column.slice(0, 511), 40];
+    const e = distancesOf(withOutlier, 0.517 ** 2);
+    expect(e[511]).toBeGreaterThan(OUTLIER_BOUND);
+    expect(Math.max(...e.subarray(0, 511))).toBeLessThan(OUTLIER_BOUND / 2);
+    // So are 3 rows of 1e4 on a channel that fires on 10 of 512 rows (3 < 13/2).
+    const sparse = [...reluColumn(509, 499 / 509, 1, SEED + 2), 1e4, 1e4, 1e4];
+    const s = distancesOf(sparse, 0.15 ** 2);
+    expect([...s].filter((x) => x > OUTLIER_BOUND)).toHaveLength(3);
+    expect(s[509]).toBeGreaterThan(OUTLIER_BOUND);
+  });
+
+  it('a mass point just under half the rows (45 % zeros) no longer shrinks the scale to its gap from the median', () => {
+    const column = reluColumn(512, 0.45, 1, SEED + 3);
+    expect(Math.max(...distancesOf(column, 0.6 ** 2))).toBeLessThan(OUTLIER_BOUND / 2);
+  });
+
+  // MAD_TO_SIGMA · median of the fired rows' values is σ for f = ReLU(z), z ~ N(0, σ²), whatever
+  // the share that did not fire: 90 % zeros of 100,000 rows leave 10,000 half-normal values, whose
+  // sample median has a relative standard error of 1/(2·2φ(0.674)·0.674·√10,000) ≈ 1.2 %.
+  const HALF_NORMAL_MEDIAN_TOLERANCE = 0.06;
+  it('the scale off the mass point is σ of the ReLU input, at 60 % and at 90 % zeros', () => {
+    for (const zeros of [0.6, 0.9]) {
+      const sigma = 2;
+      const column = [...reluColumn(100_000, zeros, sigma, SEED + 4), sigma];
+      // The last row lies σ from the median 0: its distance is σ / σ̂.
+      const d = distancesOf(column, 1);
+      expect(Math.abs(1 / d[column.length - 1]! - 1)).toBeLessThan(HALF_NORMAL_MEDIAN_TOLERANCE);
+    }
+  });
+
+  it('kept rows at the bound: m of n move the mean by bound·m/n σ̂ and add at most bound²·m/n σ̂² to the variance', () => {
+    // 509 rows symmetric about 0 (200 below, 109 at 0, 200 above), then 3 at the bound, + σ̂·bound.
+    const rng = new Rng(SEED + 5);
+    const half = Array.from({ length: 200 }, () => Math.abs(rng.normal()) + 0.01);
+    const base = [...half.map((v) => -v), ...Array.from({ length: 109 }, () => 0), ...half];
+    const n = 512;
+    const m = 3;
+    // Where the 3 rows are does not move the median (0) or the scale, as long as they lie above
+    // the rows off the mass point: place them far, read σ̂ = 1e3 / D, then place them at the bound.
+    const far = distancesOf([...base, 1e3, 1e3, 1e3], 1);
+    const scale = 1e3 / far[n - 1]!;
+    const atBound = OUTLIER_BOUND * scale;
+    const column = [...base, atBound, atBound, atBound];
+    const d = distancesOf(column, 1);
+    expect(Math.abs(d[n - 1]! - OUTLIER_BOUND)).toBeLessThan(EXACT);
+    const f = new LayerRowFeatures(n, 1, 1);
+    f.add(0, n, column);
+    const all = keptMoments(f, [...column.keys()]);
+    const without = keptMoments(f, [...base.keys()]);
+    expect(Math.abs(without.mean[0]!)).toBeLessThan(EXACT);
+    // The mean: exactly bound·m/n σ̂, as the base is centred on the median.
+    expect(Math.abs(all.mean[0]! - (OUTLIER_BOUND * m * scale) / n)).toBeLessThan(EXACT);
+    // The variance: v·(n−m)/n + bound²·σ̂²·m(n−m)/n², i.e. at most bound²·m/n σ̂² more than v.
+    const v = without.m2[0]! / (n - m);
+    const variance = all.m2[0]! / n;
+    const exact = (v * (n - m)) / n + (OUTLIER_BOUND ** 2 * scale ** 2 * m * (n - m)) / n ** 2;
+    expect(Math.abs(variance - exact) / exact).toBeLessThan(EXACT);
+    expect(variance - v).toBeLessThanOrEqual((OUTLIER_BOUND ** 2 * m * scale ** 2) / n);
+    expect(variance - v).toBeGreaterThan(0.9 * ((OUTLIER_BOUND ** 2 * m * scale ** 2) / n) - v);
+    // The figures of the comment and docs/drift.md: 3 rows in 512, 0.07 σ̂ and 0.84 σ̂².
+    expect(((OUTLIER_BOUND * 3) / 512).toFixed(2)).toBe('0.07');
+    expect(((OUTLIER_BOUND ** 2 * 3) / 512).toFixed(2)).toBe('0.84');
   });
 
   it('a BatchNorm2d row is judged by its spatial mean and by its spread around it', () => {
@@ -137,10 +251,17 @@ describe("the bundled models' own rows are not outlying", () => {
       t = await makeLoggedApp({ models: [name] });
       const served = t.registry.resolve(name);
       const all = digitsRows(0, 1797).x;
+      const largest: number[] = [];
       for (const rows of [all, nightShift(all)]) {
         const s = await screenTrafficSample(served, Float32Array.from(rows.flat()), rows.length);
         expect(s.outliers).toBe(0);
+        largest.push(s.largestKeptDistance);
       }
+      // docs/drift.md and OUTLIER_BOUND's comment: no such row lies beyond 10 robust deviations.
+      console.log(
+        `${name}: largest distance, clean ${largest[0]!.toFixed(2)}, night ${largest[1]!.toFixed(2)}`,
+      );
+      expect(Math.max(...largest)).toBeLessThan(10);
       const attack = Array.from({ length: 64 }, () => 1e4);
       const mixed = [...all.slice(0, 509), attack, attack, attack];
       const s = await screenTrafficSample(served, Float32Array.from(mixed.flat()), 512);
@@ -149,6 +270,64 @@ describe("the bundled models' own rows are not outlying", () => {
       expect(s.score).toBeLessThan(0.5);
     });
   }
+});
+
+describe('a BatchNorm after a ReLU, through screenTrafficSample', () => {
+  /**
+   * Linear(1→1, weight 1) → ReLU → BatchNorm1d(1) → Linear(1→1): the BatchNorm's input is
+   * max(x, 0), 0 for every row with x ≤ 0. Running statistics of the reviewer's channel (60 % zeros,
+   * the rest |N(0,1)|): mean 0.4·√(2/π), σ 0.517.
+   */
+  async function reluRepository(): Promise<string> {
+    const root = makeTempDir('relu-screen');
+    const config = parseModelConfig({
+      format: 'normserve.model/v1',
+      name: 'relu-bn',
+      task: 'regression',
+      input_shape: [1],
+      layers: [
+        { type: 'linear', in_features: 1, out_features: 1, bias: true },
+        { type: 'relu' },
+        {
+          type: 'batchnorm1d',
+          num_features: 1,
+          eps: 1e-5,
+          momentum: 0.1,
+          affine: true,
+          track_running_stats: true,
+        },
+        { type: 'linear', in_features: 1, out_features: 1, bias: true },
+      ],
+    });
+    const state = buildSequential(config.layers, { init: new Rng(1) }).stateDict();
+    const set = (name: string, values: number[]) =>
+      (state.get(name) as { data: Float32Array }).data.set(values);
+    set('0.weight', [1]);
+    set('0.bias', [0]);
+    set('2.weight', [1]);
+    set('2.bias', [0]);
+    set('2.running_mean', [0.4 * Math.sqrt(2 / Math.PI)]);
+    set('2.running_var', [0.517 ** 2]);
+    set('3.weight', [1]);
+    set('3.bias', [0]);
+    await new ModelRepository(root).publishVersion({ config, state });
+    return root;
+  }
+
+  it('512 rows, 60 % of them negative (the unit does not fire): every row kept, one of 1e3 left out', async () => {
+    t = await makeLoggedApp({ repository: await reluRepository(), level: 'warn' });
+    const served = t.registry.resolve('relu-bn');
+    const rng = new Rng(SEED + 6);
+    const rows = Array.from({ length: 512 }, (_, i) => Math.abs(rng.normal()) * (i < 307 ? -1 : 1));
+    const s = await screenTrafficSample(served, Float32Array.from(rows), 512);
+    expect(s.outliers).toBe(0);
+    expect(s.count).toBe(512);
+    expect(s.largestKeptDistance).toBeLessThan(OUTLIER_BOUND / 2);
+    const attacked = [...rows.slice(0, 511), 1e3];
+    const a = await screenTrafficSample(served, Float32Array.from(attacked), 512);
+    expect(a.outliers).toBe(1);
+    expect([...a.rows]).toEqual([...Float32Array.from(rows.slice(0, 511))]);
+  });
 });
 
 async function predict(app: LoggedApp['app'], row: number[]): Promise<void> {
