@@ -262,8 +262,11 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   app.addHook('onSend', (request, reply, payload, done) => {
     void reply.header('X-Request-Id', request.id);
     // During shutdown, close each connection after its response: a kept-alive idle connection
-    // would otherwise hold server.close() (and the process) until the keep-alive timeout.
-    if (closing) void reply.header('Connection', 'close');
+    // would otherwise hold server.close() (and the process) until the keep-alive timeout. So too
+    // a response sent before its request's body was read whole (an upload refused at its line 2,
+    // a body over its limit): the unread rest would hold the connection open, and a shutdown
+    // with it (Node closes the socket once a `Connection: close` response is written).
+    if (closing || !request.raw.complete) void reply.header('Connection', 'close');
     done(null, payload);
   });
   app.addHook('onResponse', (request, reply, done) => {

@@ -55,9 +55,9 @@ export const decodeContentEncoding: preParsingHookHandler = (request, reply, pay
     ? { bytes: Number.POSITIVE_INFINITY, name: '' }
     : { bytes: bodyLimit, name: 'BODY_LIMIT_BYTES' };
   const out = decodedBody(payload, decoder(), encoding, limit);
-  // A body answered before it was read (a 415, a 401 from a guard after this hook) would stay
-  // paused half-read, holding its keep-alive connection and the server's shutdown: once the
-  // response is out, the rest is read and dropped, undecoded.
+  // A body answered before it was read (a 415, a 401 from a guard after this hook) would keep
+  // its decoder paused half-read: once the response is out, it is dropped (and the connection
+  // closed, app.ts's onSend hook).
   reply.raw.once('finish', () => {
     if (!out.readableEnded) out.destroy();
   });

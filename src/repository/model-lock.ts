@@ -22,11 +22,21 @@ export interface HeldLock {
 const LOCK_FILE = '.recalibration.lock';
 
 /**
+ * The owners of the locks this process holds. A lock of this host naming this process's pid with
+ * an owner not in the set was left by an earlier process that had the same pid: in a container
+ * node runs as PID 1 and the hostname survives a restart, so the previous incarnation's lock looks
+ * held by a live process (issue: an `:activate` waited STALE_AFTER_MS for it). Owners are unique
+ * ids (job ids, UUIDs), so the set tells the two apart exactly.
+ */
+const heldOwners = new Set<string>();
+
+/**
  * A per-model lock shared by every process using the repository (workers of one machine, replicas
  * on a shared volume): a file created with O_EXCL in the model directory, holding the owner's id.
  * The recalibration lock by default (`.recalibration.lock`); `file` names another (the short lock
  * of the active-version record, active-record-lock.ts).
- * The holder refreshes its mtime every `heartbeatMs`; a lock whose holder died (same host, pid gone)
+ * The holder refreshes its mtime every `heartbeatMs`; a lock whose holder died (same host, pid gone
+ * or this very pid with an owner this process does not hold: an earlier process's, see heldOwners)
  * or whose heartbeat stopped for `staleMs` is broken, so a crashed holder never blocks the model.
  */
 export async function acquireModelLock(
@@ -54,6 +64,9 @@ export async function acquireModelLock(
     } finally {
       await handle.close();
     }
+    // Counted as held before the link: from the moment the file is in place, another acquisition
+    // in this process must see it as this process's.
+    heldOwners.add(owner);
     try {
       await link(temp, path);
       await rm(temp, { force: true });
@@ -66,10 +79,15 @@ export async function acquireModelLock(
         owner,
         release: async () => {
           clearInterval(timer);
-          await removeLockOf(modelDir, path, owner);
+          try {
+            await removeLockOf(modelDir, path, owner);
+          } finally {
+            heldOwners.delete(owner);
+          }
         },
       };
     } catch (e) {
+      heldOwners.delete(owner);
       await rm(temp, { force: true });
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
     }
@@ -78,7 +96,7 @@ export async function acquireModelLock(
     if (holder === undefined) {
       stale = true; // unreadable: never written by this code (the content is linked in whole)
     } else {
-      if (holder.host === content.host && !isProcessAlive(holder.pid)) stale = true;
+      if (holder.host === content.host && leftByDeadProcess(holder.pid, holder.owner)) stale = true;
       else {
         stale = await olderThan(path, staleMs);
       }
@@ -123,6 +141,13 @@ async function removeLockOf(
   }
   await rm(aside, { force: true });
 }
+
+/**
+ * Whether a lock of this host names a process that is gone: its pid no longer exists, or it is
+ * this process's pid but not a lock this process holds (an earlier process with the same pid).
+ */
+const leftByDeadProcess = (pid: number, owner: string): boolean =>
+  pid === process.pid ? !heldOwners.has(owner) : !isProcessAlive(pid);
 
 /** True when the file is older than `ms`, or gone (released meanwhile). */
 async function olderThan(path: string, ms: number): Promise<boolean> {

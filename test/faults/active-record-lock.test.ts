@@ -6,7 +6,7 @@
  * process is broken at once.
  */
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
@@ -125,4 +125,74 @@ describe('the record’s lock', () => {
     expect(recordVersion()).toBe(3);
     expect(existsSync(join(modelDir, ACTIVE_RECORD_LOCK_FILE))).toBe(false);
   });
+});
+
+/**
+ * In a container node runs as PID 1 and the hostname survives a restart: a lock left by the
+ * previous incarnation names this very process. Its owner is not one this process holds, so it is
+ * broken at once; a lock this process does hold is still respected.
+ */
+describe.each([
+  ['the active-version record', ACTIVE_RECORD_LOCK_FILE],
+  ['a recalibration', '.recalibration.lock'],
+])('the lock of %s, naming this process’s pid', (_what, file) => {
+  const lockPath = () => join(modelDir, file);
+  const earlierIncarnation = () =>
+    writeFileSync(
+      lockPath(),
+      JSON.stringify({
+        owner: 'job-of-the-previous-container',
+        host: hostname(),
+        pid: process.pid,
+        acquired_at: new Date().toISOString(),
+      }),
+    );
+
+  it('left by an earlier process (an owner this process does not hold) is broken at once', async () => {
+    earlierIncarnation();
+    // The file is fresh (its heartbeat is now): only its owner tells it was left behind.
+    const lock = await acquireModelLock(modelDir, 'new-owner', { file });
+    if ('heldBy' in lock) throw new Error(`not broken: held by ${JSON.stringify(lock.heldBy)}`);
+    expect(JSON.parse(readFileSync(lockPath(), 'utf8'))).toMatchObject({
+      owner: 'new-owner',
+      pid: process.pid,
+    });
+    await lock.release();
+    expect(existsSync(lockPath())).toBe(false);
+  });
+
+  it('held by this process is respected by a second acquisition in the same process, until released', async () => {
+    const first = await acquireModelLock(modelDir, 'first', { file });
+    if ('heldBy' in first) throw new Error('the lock should be free');
+    const second = await acquireModelLock(modelDir, 'second', { file });
+    expect(second).toEqual({
+      heldBy: expect.objectContaining({ owner: 'first', pid: process.pid }),
+    });
+    await first.release();
+    const third = await acquireModelLock(modelDir, 'second', { file });
+    if ('heldBy' in third) throw new Error('the released lock should be free');
+    await third.release();
+  });
+});
+
+it('an activation is not held by a lock the previous incarnation of this process left', async () => {
+  const path = join(modelDir, ACTIVE_RECORD_LOCK_FILE);
+  writeFileSync(
+    path,
+    JSON.stringify({
+      owner: 'job-of-the-previous-container',
+      host: hostname(),
+      pid: process.pid,
+      acquired_at: new Date().toISOString(),
+    }),
+  );
+  // A heartbeat an hour ahead never goes stale while the test runs: a write that waited for the
+  // lock to age would never finish (the reviewer's :activate waited STALE_AFTER_MS, 30 s).
+  const ahead = new Date(Date.now() + 3_600_000);
+  utimesSync(path, ahead, ahead);
+  await expect(repository.writeActive('digits', 2, 'rollback')).resolves.toMatchObject({
+    version: 2,
+  });
+  expect(recordVersion()).toBe(2);
+  expect(existsSync(path)).toBe(false);
 });

@@ -213,3 +213,114 @@ describe('MAX_CONNECTIONS', () => {
     held[1]!.socket.destroy();
   });
 });
+
+/**
+ * A response sent before its request's body was read whole (a bad cell on line 2 of a 50 MB
+ * upload) closes the connection: kept open, the unread rest held the connection, and a SIGTERM
+ * waited SHUTDOWN_TIMEOUT_MS for it.
+ */
+describe('a request answered before its body was read whole', () => {
+  /** Head and the whole message received on a socket, once the server has closed it. */
+  async function refused(
+    port: number,
+    head: string,
+    first: Buffer | string,
+  ): Promise<{ head: string; body: string; socket: Socket }> {
+    const { socket, received } = open(port);
+    socket.write(head);
+    socket.write(first);
+    // The rest of the body is never sent: only the server can end the connection. (Bounded by
+    // the test's timeout; the server answers without waiting for more bytes.)
+    const raw = await received;
+    const [responseHead, body] = raw.split('\r\n\r\n');
+    return { head: responseHead!, body: body!, socket };
+  }
+
+  const upload = (type: string, contentLength: number) =>
+    `POST /v1/models/digits:recalibrate HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${ADMIN_TOKEN}\r\nContent-Type: ${type}\r\nContent-Length: ${contentLength}\r\n\r\n`;
+  const row = (seed: number) => digitsRow(seed);
+  const rows = (n: number, first = 0) => Array.from({ length: n }, (_, i) => row(first + i));
+  const UPLOAD_BYTES = 50 * 1024 * 1024;
+
+  it.each([
+    [
+      'text/csv',
+      `${Array.from({ length: 64 }, (_, i) => `p${i}`).join(',')}\n${['x', ...row(1).slice(1)].join(',')}\n${rows(
+        200,
+      )
+        .map((r) => r.join(','))
+        .join('\n')}\n`,
+      /line 2, column "p0"/,
+    ],
+    [
+      'application/x-ndjson',
+      `${JSON.stringify(row(0))}\n[1,2]\n${rows(200)
+        .map((r) => JSON.stringify(r))
+        .join('\n')}\n`,
+      /line 2/,
+    ],
+    [
+      // A whole reader chunk (4,096 rows) with a NaN: refused once the chunk is read.
+      'application/octet-stream',
+      (() => {
+        const body = Buffer.alloc(4_200 * 64 * 4);
+        for (let r = 0; r < 4_200; r++)
+          for (let c = 0; c < 64; c++) body.writeFloatLE(row(r)[c]!, (r * 64 + c) * 4);
+        body.writeFloatLE(Number.NaN, (1 * 64 + 3) * 4);
+        return body;
+      })(),
+      /row 1, column 3/,
+    ],
+  ])(
+    'a refused %s upload gets its 400 with Connection: close, and the server closes the connection',
+    async (type, first, detail) => {
+      const port = await listen({
+        ADMIN_TOKEN,
+        RECALIBRATION_BODY_LIMIT_BYTES: String(2 * UPLOAD_BYTES),
+      });
+      const { head, body } = await refused(port, upload(type, UPLOAD_BYTES), first);
+      expect(head).toMatch(/^HTTP\/1\.1 400 /);
+      expect(head).toMatch(/^connection: close$/im);
+      expect(head).toMatch(/^content-type: application\/problem\+json/im);
+      const problem = JSON.parse(body) as { code: string; detail: string };
+      expect(problem.code).toBe('INVALID_INPUT');
+      expect(problem.detail).toMatch(detail);
+    },
+  );
+
+  it('a predict body over BODY_LIMIT_BYTES gets its 413 with Connection: close, and the connection is closed', async () => {
+    const port = await listen({ BODY_LIMIT_BYTES: '4096' });
+    const { head, body } = await refused(
+      port,
+      'POST /v1/models/digits:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n',
+      `{"instances":[${JSON.stringify(row(0))}`,
+    );
+    expect(head).toMatch(/^HTTP\/1\.1 413 /);
+    expect(head).toMatch(/^connection: close$/im);
+    expect((JSON.parse(body) as { code: string }).code).toBe('BODY_TOO_LARGE');
+  });
+
+  it('a request whose body was read whole keeps its connection, refused or not', async () => {
+    const port = await listen({});
+    const { socket, received } = open(port);
+    const bad = '{"instances": [[1, 2]]}';
+    const good = JSON.stringify({ instances: [row(0)] });
+    const request = (body: string) =>
+      `POST /v1/models/digits:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+    let data = '';
+    socket.on('data', (d: string) => {
+      data += d;
+    });
+    socket.write(request(bad));
+    for (let i = 0; i < 500 && !/^HTTP\/1\.1 400 [\s\S]*\r\n\r\n\{[\s\S]*\}$/.test(data); i++)
+      await sleep(20);
+    socket.write(request(good));
+    for (let i = 0; i < 500 && !/HTTP\/1\.1 200 /.test(data); i++) await sleep(20);
+    expect(data).toMatch(/^HTTP\/1\.1 400 /);
+    expect(data).toMatch(/HTTP\/1\.1 200 /);
+    expect(data).not.toMatch(/^connection: close$/im);
+    expect(socket.destroyed).toBe(false);
+    socket.destroy();
+    await received;
+  });
+});
