@@ -55,6 +55,12 @@ export interface JobRegistryOptions {
 }
 
 /**
+ * Ids of the jobs any registry of this process created (kept while the registry keeps the job):
+ * a running record naming this process's host and pid but not among them is an earlier process's.
+ */
+const createdInThisProcess = new Set<string>();
+
+/**
  * Jobs, kept in memory by the process that runs them and, with a `dir` (the repository's
  * `.jobs/`), written there as JSON so that any worker or replica sharing the repository answers
  * GET /v1/jobs/{id}.
@@ -130,6 +136,7 @@ export class JobRegistry {
       ...definedOnly(trace),
     };
     this.jobs.set(job.id, job);
+    createdInThisProcess.add(job.id);
     this.persist(job, true);
     this.startHeartbeat();
     return job;
@@ -238,7 +245,16 @@ export class JobRegistry {
 
   /** Settles a record of another process as JOB_ABANDONED when `abandonment` says so. */
   private async settleIfAbandoned(job: Job): Promise<Job> {
-    const why = abandonment(job, this.now(), this.isGone, this.staleMs);
+    // A running record naming this very process that no registry of it created was left by an
+    // earlier process with the same pid (PID 1 of a restarted container): gone, not alive.
+    const earlierSamePid =
+      job.state === 'running' &&
+      job.owner?.host === this.owner.host &&
+      job.owner.pid === this.owner.pid &&
+      !createdInThisProcess.has(job.id);
+    const why = earlierSamePid
+      ? { reason: 'owner-gone' as const, owner: job.owner! }
+      : abandonment(job, this.now(), this.isGone, this.staleMs);
     if (!why) return job;
     const failed: Job = {
       ...job,
@@ -310,6 +326,7 @@ export class JobRegistry {
     const finished = [...this.jobs.values()].filter((j) => j.state !== 'running');
     for (const job of finished.slice(0, Math.max(0, finished.length - this.keepFinished))) {
       this.jobs.delete(job.id);
+      createdInThisProcess.delete(job.id);
       this.lastWrite.delete(job.id);
     }
   }

@@ -155,7 +155,11 @@ describe('a running record of another process', () => {
 
   it('of a live process (this one) stays running; a record written before owners existed goes by updated_at', async () => {
     const { root, jobs } = repository();
-    write(jobs, runningRecord(ids(6), { owner: { host: HERE, pid: process.pid } }));
+    // A job this process runs, read by another registry of it (two apps on one repository).
+    const runner = JobRegistry.forRepository(new ModelRepository(root), { now: () => T0 });
+    const running = runner.create('recalibration', 'digits', ids(6));
+    await runner.flush();
+    expect(running.owner).toMatchObject({ host: HERE, pid: process.pid });
     const {
       owner: _o,
       heartbeat_at: _h,
@@ -167,6 +171,17 @@ describe('a running record of another process', () => {
     const reader = JobRegistry.forRepository(new ModelRepository(root), { now: () => T0 });
     expect(await reader.get(ids(6))).toMatchObject({ state: 'running' });
     expect(await reader.get(ids(7))).toMatchObject({
+      state: 'failed',
+      error: { code: 'JOB_ABANDONED' },
+    });
+    runner.close();
+  });
+
+  it("naming this process's pid but created by no registry of it (an earlier process with the same pid: PID 1 of a restarted container): failed at once", async () => {
+    const { root, jobs } = repository();
+    write(jobs, runningRecord(ids(8), { owner: { host: HERE, pid: process.pid } }));
+    const reader = JobRegistry.forRepository(new ModelRepository(root), { now: () => T0 });
+    expect(await reader.get(ids(8))).toMatchObject({
       state: 'failed',
       error: { code: 'JOB_ABANDONED' },
     });
