@@ -153,6 +153,19 @@ function readRows(request: ModelInferRequest, inputShape: InputShape, maxRows: n
 }
 
 /**
+ * The longest status message sent: it travels in an HTTP/2 trailer, and one of hundreds of
+ * kilobytes (a 100,000-character model name echoed) stalled the connection it was sent on, other
+ * calls included, instead of reaching the client. Requests are held to the HTTP routes' limits
+ * (messages.ts); this bounds whatever a message may still quote.
+ */
+const MAX_STATUS_MESSAGE_CHARS = 1024;
+
+const statusMessage = (message: string): string =>
+  message.length <= MAX_STATUS_MESSAGE_CHARS
+    ? message
+    : `${message.slice(0, MAX_STATUS_MESSAGE_CHARS - 1)}…`;
+
+/**
  * The Open Inference Protocol's gRPC service on @grpc/grpc-js. Every handler goes through the
  * service layer the HTTP routes use (the registry, InferenceService and its dynamic batcher, the
  * OIP tensor rules), so a gRPC ModelInfer and a REST infer of the same rows give the same bits.
@@ -199,7 +212,7 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
         finish(code, error);
         const metadata = new Metadata();
         metadata.set('normserve-code', error.code);
-        callback({ code, details: error.message, metadata });
+        callback({ code, details: statusMessage(error.message), metadata });
       };
       try {
         const result = run(call);

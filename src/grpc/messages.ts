@@ -1,9 +1,13 @@
 import { z } from 'zod';
+import { LIMITS, modelNameSchema } from '../service/index.js';
 
 /**
  * The request messages as @grpc/proto-loader decodes them (PROTO_OPTIONS: .proto field names,
  * defaults filled in, int64 as numbers, bytes as Buffers). Protobuf has already checked the wire
- * types; these schemas give the handlers their types and refuse anything else (parse, don't cast).
+ * types; these schemas give the handlers their types and refuse anything else (parse, don't cast),
+ * with the HTTP routes' limits (LIMITS, modelNameSchema): a 100,000-character model name or id,
+ * or a shape of 100,000 dimensions, made a status message of hundreds of kilobytes that stalled
+ * the HTTP/2 connection it was sent on.
  */
 const parameters = z.record(z.string(), z.unknown());
 
@@ -19,24 +23,31 @@ const tensorContents = z.object({
 });
 export type TensorContents = z.output<typeof tensorContents>;
 
+const tensorName = z.string().max(LIMITS.nameChars);
+
 export const modelInferRequestSchema = z.object({
-  model_name: z.string(),
-  model_version: z.string(),
-  id: z.string(),
+  model_name: modelNameSchema,
+  model_version: z.string().max(LIMITS.nameChars),
+  id: z.string().max(LIMITS.idChars),
   parameters,
-  inputs: z.array(
-    z.object({
-      name: z.string(),
-      datatype: z.string(),
-      shape: z.array(z.number()),
-      parameters,
-      contents: tensorContents.nullable(),
-    }),
-  ),
-  outputs: z.array(z.object({ name: z.string(), parameters })),
-  raw_input_contents: z.array(z.instanceof(Uint8Array)),
+  inputs: z
+    .array(
+      z.object({
+        name: tensorName,
+        datatype: tensorName,
+        shape: z.array(z.number()).max(LIMITS.shapeDims),
+        parameters,
+        contents: tensorContents.nullable(),
+      }),
+    )
+    .max(LIMITS.tensors),
+  outputs: z.array(z.object({ name: tensorName, parameters })).max(LIMITS.tensors),
+  raw_input_contents: z.array(z.instanceof(Uint8Array)).max(LIMITS.tensors),
 });
 export type ModelInferRequest = z.output<typeof modelInferRequestSchema>;
 
 /** ModelReadyRequest and ModelMetadataRequest: a model name and an optional version. */
-export const modelRefSchema = z.object({ name: z.string(), version: z.string() });
+export const modelRefSchema = z.object({
+  name: modelNameSchema,
+  version: z.string().max(LIMITS.nameChars),
+});

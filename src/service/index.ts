@@ -131,6 +131,7 @@ export {
   RecalibrationSession,
   slices,
 } from './recalibration-service.js';
+export { LIMITS, modelNameSchema } from './request-limits.js';
 export {
   flatRows,
   float32Rows,

@@ -206,11 +206,46 @@ describe('gRPC ModelInfer', () => {
     expect(unknown.details).toMatch(/^outputs\[0\]\.name: unknown output "nope"/);
     // An output asked for twice (the answer must stay bounded by rows × the model's outputs).
     const twice = await refused(
-      inferRaw({ outputs: Array(20_000).fill({ name: 'logits' }) }),
+      inferRaw({ outputs: Array(2).fill({ name: 'logits' }) }),
       I,
       'INVALID_INPUT',
     );
     expect(twice.details).toBe('outputs[1].name: output "logits" is asked for twice');
+    // The HTTP routes' limits (LIMITS): more outputs than a request may name, as over REST.
+    const many = await refused(
+      inferRaw({ outputs: Array(20_000).fill({ name: 'logits' }) }),
+      I,
+      'INVALID_INPUT',
+    );
+    expect(many.details).toMatch(/^outputs: /);
+  });
+
+  it('holds requests to the HTTP limits, so a status message stays short (a second attacker)', async () => {
+    const I = status.INVALID_ARGUMENT;
+    // A 100,000-character model name was echoed in a status message of 100 KB that stalled the
+    // connection, the calls sharing it included.
+    const [long, alongside] = await Promise.all([
+      refused(inferRaw({ model_name: 'm'.repeat(100_000) }), I, 'INVALID_INPUT'),
+      g.client.call('ModelInfer', inferRaw()),
+    ]);
+    expect(long.details.length).toBeLessThan(300);
+    expect(long.details).toMatch(/^model_name: expected a model name/);
+    expect(alongside.ok).toBe(true);
+    const id = await refused(inferRaw({ id: 'i'.repeat(100_000) }), I, 'INVALID_INPUT');
+    expect(id.details).toMatch(/^id: /);
+    expect(id.details.length).toBeLessThan(300);
+    const shape = await refused(
+      inferRaw({ inputs: [input(Array(100_000).fill(1))] }),
+      I,
+      'INVALID_INPUT',
+    );
+    expect(shape.details).toMatch(/^inputs\[0\]\.shape: /);
+    expect(shape.details.length).toBeLessThan(300);
+    const ready = await g.client.call('ModelReady', { name: 'n'.repeat(100_000), version: '' });
+    expect(ready.ok).toBe(false);
+    const readyError = (ready as { error: GrpcError }).error;
+    expect(readyError.code).toBe(I);
+    expect(readyError.details.length).toBeLessThan(300);
   });
 
   it('needs the API token when API_TOKEN is set (metadata authorization: Bearer)', async () => {

@@ -1,10 +1,6 @@
 import { z } from 'zod';
 import { expecting } from '../../errors/index.js';
-import {
-  MODEL_NAME_PATTERN,
-  ROW_ARRAY_MESSAGE,
-  VERSION_NAME_PATTERN,
-} from '../../service/index.js';
+import { modelNameSchema, ROW_ARRAY_MESSAGE, VERSION_NAME_PATTERN } from '../../service/index.js';
 
 /**
  * Instances of a prediction request, one sample per element. Without `sample` (the OpenAPI
@@ -44,12 +40,10 @@ export const queryFlag = (defaultValue: 'true' | 'false') =>
  */
 export const MODEL_NAME_ROUTE_PARAM = ':name(^[A-Za-z0-9][A-Za-z0-9._-]*)';
 
-export const modelNameParam = z
-  .string()
-  .regex(MODEL_NAME_PATTERN, {
-    error: expecting('a model name: letters, digits, ".", "_", "-"'),
-  })
-  .meta({ description: 'Model name (a directory of the model repository)', example: 'digits' });
+export const modelNameParam = modelNameSchema.meta({
+  description: 'Model name (a directory of the model repository)',
+  example: 'digits',
+});
 
 export const versionParam = z
   .string()
