@@ -25,6 +25,7 @@ interface CheckDef {
   maximum?: number;
   length?: number;
   format?: string;
+  pattern?: RegExp;
   fn?: (value: unknown) => unknown;
   when?: unknown;
 }
@@ -145,8 +146,23 @@ function compile(schema: z.ZodType): Accepts {
     case 'number':
       return numberCheck(checks);
     case 'string': {
-      const { min, max } = lengthBounds(checks);
-      return (v) => typeof v === 'string' && v.length >= min && v.length <= max;
+      // `.regex(pattern)` (a model name): the pattern as zod tests it; other formats unsupported.
+      const patterns = checks
+        .filter((c) => c.check === 'string_format' && c.format === 'regex' && c.pattern)
+        .map((c) => c.pattern!);
+      const { min, max } = lengthBounds(
+        checks.filter((c) => c.check !== 'string_format' || c.format !== 'regex'),
+      );
+      if (patterns.length === 0)
+        return (v) => typeof v === 'string' && v.length >= min && v.length <= max;
+      return (v) =>
+        typeof v === 'string' &&
+        v.length >= min &&
+        v.length <= max &&
+        patterns.every((p) => {
+          p.lastIndex = 0;
+          return p.test(v);
+        });
     }
     case 'custom': {
       // z.custom / z.instanceof: the predicate is the check.
