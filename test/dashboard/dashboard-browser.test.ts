@@ -286,7 +286,8 @@ describe.skipIf(!available)('dashboard in chromium', () => {
       cpSync(join(repository, 'digits', '1'), version, { recursive: true });
       const weights = join(version, 'model.safetensors');
       writeFileSync(weights, readFileSync(weights).subarray(0, 100));
-      t = await makeTestApp({ repository });
+      // Uploads of more than 100 rows run as jobs (202), which the page follows.
+      t = await makeTestApp({ repository, env: { RECALIBRATION_ASYNC_ROWS: '100' } });
       expect(t.registry.list().map((m) => m.name)).toEqual(['aa0-broken', 'digits']);
       base = await listen(t);
       page = await openPage(browser, problems);
@@ -356,6 +357,42 @@ describe.skipIf(!available)('dashboard in chromium', () => {
         expect(await page.isHidden('#model-problem')).toBe(true);
         expect(await page.textContent('#status')).toBe('');
         // The browser logs the broken model's 503s (its metadata, asked for its problem); nothing else.
+        expect(
+          problems.filter((p) => !/status of 503 .*\/aa0-broken\/metadata\)$/.test(p)),
+        ).toEqual([]);
+      },
+      TEST_BOUND_MS,
+    );
+
+    it(
+      'sends a JSON array of rows as instances, and follows a recalibration run as a job',
+      async () => {
+        const night = nightShift(digitsTestRows().x);
+        await page.fill('#token', ADMIN_TOKEN);
+        await page.setInputFiles('#recalibrate-file', {
+          name: 'night.json',
+          mimeType: 'application/json',
+          buffer: Buffer.from(JSON.stringify(night)),
+        });
+        const accepted = page.waitForResponse(
+          (r) => new URL(r.url()).pathname === '/v1/models/digits:recalibrate',
+          { timeout: PAGE_WAIT_MS },
+        );
+        const job = page.waitForResponse((r) => new URL(r.url()).pathname.startsWith('/v1/jobs/'), {
+          timeout: PAGE_WAIT_MS,
+        });
+        await page.click('#recalibrate-button');
+        expect((await accepted).status()).toBe(202);
+        expect((await job).status()).toBe(200);
+        await page.waitForSelector('#versions tr[data-version="2"][data-active="true"]', {
+          timeout: PAGE_WAIT_MS,
+        });
+        expect(await page.textContent('#status')).toBe(
+          'version 2 published from 360 rows and active',
+        );
+        expect(versionConfig(t.repository, 'digits', 2).provenance?.data_sha256).toBe(
+          rowsSha256(night),
+        );
         expect(
           problems.filter((p) => !/status of 503 .*\/aa0-broken\/metadata\)$/.test(p)),
         ).toEqual([]);
