@@ -3,8 +3,23 @@
 // the page lives in a variable only (never stored).
 (() => {
   const $ = (id) => document.getElementById(id);
-  const state = { model: '', history: [], charts: new Map(), width: 0 };
+  // model: the one shown; available: whether it serves a version (its versions listing; undefined
+  // until read);
+  // problem: why it cannot be shown (the server's problem detail); refreshError: the last
+  // refresh's failure, cleared by the next refresh that succeeds or by choosing another model.
+  const state = {
+    model: '',
+    available: undefined,
+    listed: '',
+    problem: '',
+    problemOf: '',
+    refreshError: '',
+    history: [],
+    charts: new Map(),
+  };
   const POLL_MS = 1000;
+  // The model list and the versions table every fifth poll too.
+  const VERSIONS_EVERY_POLLS = 5;
   // The pictures every fifth poll: the server draws them on its event loop, in turns of a few
   // milliseconds but ~50 ms of work in all for a convolutional model's 256 rows while traffic
   // flows (docs/drift.md), which a poll a second would spend every second. The drift score keeps
@@ -17,22 +32,40 @@
     el.className = error ? 'error' : '';
   }
 
+  /** The server's words for a failed response: its problem document's detail (RFC 9457). */
+  async function failure(url, res) {
+    const body = await res.json().catch(() => ({}));
+    return new Error(body.detail ?? `${url}: ${res.status}`);
+  }
+
   async function getJson(url) {
     const res = await fetch(url, { headers: { accept: 'application/json' } });
-    if (!res.ok) throw new Error(`${url}: ${res.status}`);
+    if (!res.ok) throw await failure(url, res);
     return res.json();
   }
 
-  async function admin(url, init) {
+  /** The status and body of an admin request (a failure throws the server's detail). */
+  async function adminResponse(url, init) {
     const token = $('token').value;
     if (!token) throw new Error('enter the admin token first');
     const res = await fetch(url, {
       ...init,
       headers: { ...(init.headers ?? {}), authorization: `Bearer ${token}` },
     });
-    const body = await res.json().catch(() => ({}));
-    if (!res.ok) throw new Error(body.detail ?? `${res.status}`);
-    return body;
+    if (!res.ok) throw await failure(url, res);
+    return { status: res.status, body: await res.json() };
+  }
+
+  async function admin(url, init) {
+    return (await adminResponse(url, init)).body;
+  }
+
+  /** The model's problem, else the last refresh's failure, in the page; nothing when all is well. */
+  function showProblem() {
+    const text = (state.available === false && state.problem) || state.refreshError;
+    const el = $('model-problem');
+    el.textContent = text;
+    el.hidden = !text;
   }
 
   function cell(row, text, className) {
@@ -43,23 +76,57 @@
     return td;
   }
 
+  /**
+   * The model list. At the start, the first model that serves a version is shown (one whose
+   * versions all failed to load could show nothing but its problem), else the first.
+   */
   async function loadModels() {
     const { models } = await getJson('/v1/models');
     const select = $('model');
-    select.replaceChildren(
-      ...models.map((m) => {
-        const o = document.createElement('option');
-        o.value = m.name;
-        o.textContent = m.name;
-        return o;
-      }),
-    );
-    if (!state.model && models.length > 0) state.model = models[0].name;
+    const listed = JSON.stringify(models.map((m) => [m.name, m.state]));
+    // Unchanged, the options stay as they are (a list the user holds open stays open).
+    if (listed !== state.listed) {
+      state.listed = listed;
+      select.replaceChildren(
+        ...models.map((m) => {
+          const o = document.createElement('option');
+          o.value = m.name;
+          o.textContent = m.state === 'AVAILABLE' ? m.name : `${m.name} (unavailable)`;
+          return o;
+        }),
+      );
+    }
+    if (!state.model && models.length > 0)
+      state.model = (models.find((m) => m.state === 'AVAILABLE') ?? models[0]).name;
     select.value = state.model;
   }
 
+  /**
+   * Why a model without an available version cannot be shown, in the server's words: the
+   * problem its metadata answers (503 MODEL_UNAVAILABLE, naming each version's failure). Asked
+   * again only when its versions change.
+   */
+  async function learnProblem(model, versions) {
+    const key = JSON.stringify(versions);
+    if (state.problemOf === key) return;
+    let problem = '';
+    try {
+      await getJson(`/v1/models/${encodeURIComponent(model)}/metadata`);
+    } catch (e) {
+      problem = e.message;
+    }
+    if (model !== state.model) return;
+    state.problem = problem;
+    state.problemOf = key;
+  }
+
   async function refreshVersions() {
-    const listing = await getJson(`/v1/models/${encodeURIComponent(state.model)}/versions`);
+    const model = state.model;
+    const listing = await getJson(`/v1/models/${encodeURIComponent(model)}/versions`);
+    if (model !== state.model) return;
+    state.available = listing.active_version !== null;
+    if (state.available) state.problemOf = '';
+    else await learnProblem(model, listing.versions);
     const tbody = $('versions').querySelector('tbody');
     const rows = [];
     for (const v of listing.versions) {
@@ -71,7 +138,7 @@
       let provenance = '';
       if (v.state === 'AVAILABLE') {
         const meta = await getJson(
-          `/v1/models/${encodeURIComponent(state.model)}/versions/${v.version}/metadata`,
+          `/v1/models/${encodeURIComponent(model)}/versions/${v.version}/metadata`,
         );
         const p = meta.provenance;
         provenance = p
@@ -100,7 +167,9 @@
       }
       rows.push(tr);
     }
+    if (model !== state.model) return;
     tbody.replaceChildren(...rows);
+    showProblem();
   }
 
   async function activate(version) {
@@ -116,31 +185,56 @@
     }
   }
 
-  function rowsOfFile(name, text) {
-    const lines = text.split(/\r?\n/).filter((l) => l.trim() !== '');
-    if (/\.csv$/i.test(name)) {
-      const width = state.width;
-      return lines.slice(1).map((l) => l.split(',').slice(0, width).map(Number));
+  const CSV = 'text/csv';
+  const NDJSON = 'application/x-ndjson';
+  const JSON_TYPE = 'application/json';
+  const FILE_TYPES = [
+    [/\.csv$/i, CSV],
+    [/\.(ndjson|jsonl)$/i, NDJSON],
+    [/\.json$/i, JSON_TYPE],
+  ];
+
+  /**
+   * The request a chosen file becomes. The page reads no rows itself: CSV and NDJSON files are
+   * sent as they are, so the server applies its one column rule (docs/recalibration.md: a CSV's
+   * columns by the model's feature names, else all but the label) and names a bad line. A JSON
+   * file is a request body, or a bare array of rows, sent as its `instances`.
+   */
+  async function uploadOf(file) {
+    const type =
+      FILE_TYPES.find(([re]) => re.test(file.name))?.[1] ??
+      [CSV, NDJSON, JSON_TYPE].find((t) => file.type === t);
+    if (!type) throw new Error(`${file.name}: choose a .csv, .ndjson, .jsonl or .json file`);
+    if (type !== JSON_TYPE) return { type, body: file };
+    const text = await file.text();
+    return { type, body: text.trimStart().startsWith('[') ? `{"instances":${text}}` : text };
+  }
+
+  /** A recalibration answered 202 runs as a job: its record, asked every second until it ends. */
+  async function jobOutcome(location) {
+    for (;;) {
+      const job = await admin(location, { method: 'GET' });
+      if (job.state === 'succeeded') return job.result;
+      if (job.state === 'failed') throw new Error(job.error?.message ?? `job ${job.id} failed`);
+      status(`recalibrating: ${job.phase}, ${job.progress.rows} rows…`);
+      await new Promise((resolve) => setTimeout(resolve, POLL_MS));
     }
-    if (/\.json$/i.test(name)) {
-      const v = JSON.parse(text);
-      return Array.isArray(v) ? v : v.instances;
-    }
-    return lines.map((l) => JSON.parse(l));
   }
 
   async function recalibrate(event) {
     event.preventDefault();
     const file = $('recalibrate-file').files[0];
     if (!file) return status('choose a file of rows first', true);
+    const model = state.model;
     try {
-      const instances = rowsOfFile(file.name, await file.text());
-      status(`recalibrating on ${instances.length} rows…`);
-      const r = await admin(`/v1/models/${encodeURIComponent(state.model)}:recalibrate`, {
+      const { type, body } = await uploadOf(file);
+      status(`recalibrating ${model} on ${file.name}…`);
+      const res = await adminResponse(`/v1/models/${encodeURIComponent(model)}:recalibrate`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ instances }),
+        headers: { 'content-type': type },
+        body,
       });
+      const r = res.status === 202 ? await jobOutcome(res.body.location) : res.body;
       status(
         `version ${r.version} published from ${r.samples} rows${r.activated ? ' and active' : ''}`,
       );
@@ -184,7 +278,9 @@
   }
 
   async function refreshDrift() {
-    const report = await getJson(`/v1/models/${encodeURIComponent(state.model)}/drift`);
+    const model = state.model;
+    const report = await getJson(`/v1/models/${encodeURIComponent(model)}/drift`);
+    if (model !== state.model) return;
     const a = report.active;
     $('drift-threshold').textContent = String(report.threshold);
     $('drift-rows').textContent = String(a ? a.rows : 0);
@@ -229,7 +325,13 @@
   }
 
   async function refreshLayers() {
-    const pictures = await getJson(`/v1/models/${encodeURIComponent(state.model)}/drift/layers`);
+    const model = state.model;
+    if (state.available === false) {
+      $('layers-note').textContent = 'No version of this model is served.';
+      return;
+    }
+    const pictures = await getJson(`/v1/models/${encodeURIComponent(model)}/drift/layers`);
+    if (model !== state.model) return;
     $('layers-note').textContent =
       pictures.rows === 0
         ? 'No traffic yet.'
@@ -321,38 +423,77 @@
     }
   }
 
-  async function refresh(layers = true) {
+  /**
+   * One refresh of what the page shows of the current model. A failure is shown until a later
+   * refresh of the same model succeeds or another model is chosen; one of a model no longer
+   * shown is dropped.
+   */
+  async function refresh({ versions = false, layers = true } = {}) {
+    const model = state.model;
+    if (!model) {
+      // No list yet (the server had none, or failed to answer): asked for with the versions.
+      if (!versions) return;
+      try {
+        await loadModels();
+        state.refreshError = '';
+      } catch (e) {
+        state.refreshError = `refresh failed: ${e.message}`;
+      }
+      showProblem();
+      if (state.model) await selectModel(state.model);
+      return;
+    }
     try {
+      if (versions) {
+        await loadModels();
+        await refreshVersions();
+      }
       await refreshDrift();
       if (layers) await refreshLayers();
+      if (model === state.model) state.refreshError = '';
     } catch (e) {
-      status(`refresh failed: ${e.message}`, true);
+      if (model === state.model) state.refreshError = `refresh failed: ${e.message}`;
     }
+    if (model === state.model) showProblem();
   }
 
   async function selectModel(name) {
     state.model = name;
+    state.available = undefined;
+    state.problem = '';
+    state.problemOf = '';
+    state.refreshError = '';
     state.history = [];
     for (const c of state.charts.values()) c.destroy();
     state.charts.clear();
     $('layers').replaceChildren();
-    const meta = await getJson(`/v1/models/${encodeURIComponent(name)}/metadata`);
-    state.width = (meta.input_shape ?? []).reduce((a, b) => a * b, 1);
-    await refreshVersions();
-    await refresh();
+    $('versions').querySelector('tbody').replaceChildren();
+    // An error shown for the model before is not this one's.
+    if ($('status').className === 'error') status('');
+    showProblem();
+    await refresh({ versions: true });
   }
 
   async function start() {
     $('model').addEventListener('change', (e) => selectModel(e.target.value));
     $('recalibrate').addEventListener('submit', recalibrate);
-    await loadModels();
+    try {
+      await loadModels();
+    } catch (e) {
+      // The list is asked for again with every versions refresh below.
+      state.refreshError = `refresh failed: ${e.message}`;
+      showProblem();
+    }
     if (state.model) await selectModel(state.model);
     let polls = 0;
-    // One refresh at a time: the next starts POLL_MS after the last one finished.
+    // One refresh at a time: the next starts POLL_MS after the last one finished, whatever the
+    // last one met (refresh never throws).
     const tick = async () => {
       ++polls;
-      await refresh(polls % LAYERS_EVERY_POLLS === 0);
-      if (polls % 5 === 0) await refreshVersions().catch(() => {});
+      await refresh({
+        versions: polls % VERSIONS_EVERY_POLLS === 0,
+        layers: polls % LAYERS_EVERY_POLLS === 0,
+      });
       setTimeout(tick, POLL_MS);
     };
     setTimeout(tick, POLL_MS);

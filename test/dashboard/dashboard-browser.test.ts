@@ -1,19 +1,23 @@
 /**
  * The dashboard in a real browser: Debian's chromium driven by playwright-core. The page renders
  * with no console errors, its histograms and drift chart have data, the drift shown rises after
- * night traffic, and the rollback button activates the version it names. A screenshot is written
- * to test/artifacts/dashboard.png (not committed).
+ * night traffic, and the rollback button activates the version it names. Its recalibrate button
+ * sends a CSV as it is (the server's column rule: a label column and reordered columns give what
+ * the server's own text/csv upload gives; a bad cell shows the server's message). A model whose
+ * versions all fail to load is reported, and the others stay shown and refreshed. A screenshot is
+ * written to test/artifacts/dashboard.png (not committed).
  *
  * Without /usr/bin/chromium the test is skipped, unless DASHBOARD_BROWSER=required (.ci/run sets
  * it after installing chromium): there it fails.
  */
-import { existsSync, mkdirSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Rng } from '../../src/nn/index.js';
-import { ADMIN_TOKEN } from '../helpers/admin.js';
-import { makeTestApp, type TestApp } from '../helpers/app.js';
+import { ADMIN, ADMIN_TOKEN, rowsSha256, versionConfig, versionTensors } from '../helpers/admin.js';
+import { makeRepository, makeTestApp, type TestApp } from '../helpers/app.js';
 import { digitsTestRows, nightShift } from '../helpers/digits.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -23,117 +27,377 @@ if (!available && process.env.DASHBOARD_BROWSER === 'required')
 
 /** Generous bound for what the page shows after a change (it polls every second). */
 const PAGE_WAIT_MS = 60_000;
+/** A test waits for the page several times: its bound, beyond vitest's default. */
+const TEST_BOUND_MS = 4 * PAGE_WAIT_MS;
+/** The digits model's recorded feature names, p0 … p63 (data/digits/README.md). */
+const PIXELS = Array.from({ length: 64 }, (_, i) => `p${i}`);
+
+/** A CSV of the header and rows as given (cells as text). */
+const csvText = (header: readonly string[], rows: readonly (readonly unknown[])[]) =>
+  `${[header, ...rows].map((r) => r.join(',')).join('\n')}\n`;
+
+/** A listening app on `t`'s repository: its base URL. */
+async function listen(t: TestApp): Promise<string> {
+  await t.app.listen({ port: 0, host: '127.0.0.1' });
+  return `http://127.0.0.1:${(t.app.server.address() as AddressInfo).port}`;
+}
+
+/** `count` one-row predictions of digits, rows drawn (seeded) from `rows`. */
+async function traffic(base: string, rows: number[][], count: number, seed: number) {
+  const rng = new Rng(seed);
+  for (let i = 0; i < count; i++) {
+    const res = await fetch(`${base}/v1/models/digits:predict`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ instances: [rows[rng.int(rows.length)]] }),
+    });
+    expect(res.status).toBe(200);
+  }
+}
+
+/**
+ * A page whose console errors, page errors, failed requests and requests to another host are
+ * recorded in `problems` (a console error names the resource it is about, when it has one).
+ */
+async function openPage(browser: Browser, problems: string[]): Promise<Page> {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 1800 } });
+  page.on('console', (m) => {
+    if (m.type() === 'error') problems.push(`console: ${m.text()} (${m.location().url})`);
+  });
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('requestfailed', (r) => problems.push(`request failed: ${r.url()}`));
+  // Nothing may leave for another host.
+  await page.route(/^(?!http:\/\/127\.0\.0\.1:)/, (route) => {
+    problems.push(`network: ${route.request().url()}`);
+    return route.abort();
+  });
+  return page;
+}
+
+/** Polls `read` until `accept` holds of it (or the bound is reached): the last value read. */
+async function shown<T>(page: Page, read: () => Promise<T>, accept: (v: T) => boolean) {
+  let value = await read();
+  for (let i = 0; i < PAGE_WAIT_MS / 100 && !accept(value); i++) {
+    await page.waitForTimeout(100);
+    value = await read();
+  }
+  return value;
+}
 
 describe.skipIf(!available)('dashboard in chromium', () => {
-  let t: TestApp;
   let browser: Browser;
-  let page: Page;
-  let base: string;
-  const problems: string[] = [];
 
   beforeAll(async () => {
-    t = await makeTestApp({ models: ['digits', 'digits-cnn'] });
-    await t.app.listen({ port: 0, host: '127.0.0.1' });
-    base = `http://127.0.0.1:${(t.app.server.address() as AddressInfo).port}`;
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
-    });
-    page = await browser.newPage({ viewport: { width: 1400, height: 1800 } });
-    page.on('console', (m) => {
-      if (m.type() === 'error') problems.push(`console: ${m.text()}`);
-    });
-    page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-    page.on('requestfailed', (r) => problems.push(`request failed: ${r.url()}`));
-    // Nothing may leave for another host.
-    await page.route(/^(?!http:\/\/127\.0\.0\.1:)/, (route) => {
-      problems.push(`network: ${route.request().url()}`);
-      return route.abort();
     });
   }, 120_000);
 
   afterAll(async () => {
     await browser?.close();
-    await t?.close();
   });
 
-  async function traffic(rows: number[][], count: number, seed: number): Promise<void> {
-    const rng = new Rng(seed);
-    for (let i = 0; i < count; i++) {
-      const res = await fetch(`${base}/v1/models/digits:predict`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ instances: [rows[rng.int(rows.length)]] }),
-      });
-      expect(res.status).toBe(200);
-    }
-  }
+  describe('digits and digits-cnn', () => {
+    let t: TestApp;
+    let page: Page;
+    let base: string;
+    const problems: string[] = [];
 
-  const shownScore = async () => Number(await page.getAttribute('#drift-score', 'data-score'));
+    beforeAll(async () => {
+      t = await makeTestApp({ models: ['digits', 'digits-cnn'] });
+      base = await listen(t);
+      page = await openPage(browser, problems);
+    }, 120_000);
 
-  it('renders, shows drift rising after night traffic, and rolls back with one click', async () => {
-    const { x } = digitsTestRows();
-    await page.goto(`${base}/dashboard`);
-    await page.waitForSelector('body[data-ready="true"]', { timeout: PAGE_WAIT_MS });
-    expect(await page.inputValue('#model')).toBe('digits');
-    expect(await page.locator('#versions tbody tr').count()).toBe(1);
-
-    await traffic(x, 150, 1);
-    // Polled from here: the page's CSP forbids the string evaluation waitForFunction needs.
-    for (let i = 0; i < PAGE_WAIT_MS / 100; i++) {
-      if (Number(await page.textContent('#drift-rows')) >= 150) break;
-      await page.waitForTimeout(100);
-    }
-    expect(Number(await page.textContent('#drift-rows'))).toBeGreaterThanOrEqual(150);
-    const clean = await shownScore();
-    expect(clean).toBeGreaterThan(0);
-    expect(await page.isHidden('#drift-recommended')).toBe(true);
-    // Two BatchNorm layers, each with three charts whose histograms hold the recent rows.
-    await page.waitForSelector('.layer[data-layer="5"] .after canvas', { timeout: PAGE_WAIT_MS });
-    expect(await page.locator('.layer').count()).toBe(2);
-    const total = Number(await page.getAttribute('.layer[data-layer="1"] .before', 'data-total'));
-    expect(total).toBeGreaterThan(150 * 128 * 0.9);
-    expect(await page.locator('.layer canvas').count()).toBe(6);
-
-    await traffic(nightShift(x), 150, 2);
-    await page.waitForSelector('#drift-recommended:not([hidden])', { timeout: PAGE_WAIT_MS });
-    const night = await shownScore();
-    expect(night).toBeGreaterThan(clean);
-    expect(night).toBeGreaterThan(0.5);
-    expect(Number(await page.getAttribute('#drift-chart', 'data-points'))).toBeGreaterThan(1);
-    expect(await page.locator('#drift-chart canvas').count()).toBe(1);
-
-    mkdirSync('test/artifacts', { recursive: true });
-    await page.screenshot({ path: 'test/artifacts/dashboard.png', fullPage: true });
-
-    // The recalibrate button: a file of night rows (NDJSON) → version 2, served.
-    await page.fill('#token', ADMIN_TOKEN);
-    await page.setInputFiles('#recalibrate-file', {
-      name: 'night.ndjson',
-      mimeType: 'application/x-ndjson',
-      buffer: Buffer.from(
-        nightShift(x)
-          .map((r) => JSON.stringify(r))
-          .join('\n'),
-      ),
+    afterAll(async () => {
+      await t?.close();
     });
-    await page.click('#recalibrate-button');
-    await page.waitForSelector('#versions tr[data-version="2"][data-active="true"]', {
-      timeout: PAGE_WAIT_MS,
-    });
-    expect(await page.textContent('#versions tr[data-version="2"] .provenance')).toMatch(
-      /recalibration · from version 1 · exact · 360 samples/,
+
+    const shownScore = async () => Number(await page.getAttribute('#drift-score', 'data-score'));
+
+    it(
+      'renders, shows drift rising after night traffic, and rolls back with one click',
+      async () => {
+        const { x } = digitsTestRows();
+        await page.goto(`${base}/dashboard`);
+        await page.waitForSelector('body[data-ready="true"]', { timeout: PAGE_WAIT_MS });
+        expect(await page.inputValue('#model')).toBe('digits');
+        expect(await page.locator('#versions tbody tr').count()).toBe(1);
+
+        await traffic(base, x, 150, 1);
+        // Polled from here: the page's CSP forbids the string evaluation waitForFunction needs.
+        for (let i = 0; i < PAGE_WAIT_MS / 100; i++) {
+          if (Number(await page.textContent('#drift-rows')) >= 150) break;
+          await page.waitForTimeout(100);
+        }
+        expect(Number(await page.textContent('#drift-rows'))).toBeGreaterThanOrEqual(150);
+        const clean = await shownScore();
+        expect(clean).toBeGreaterThan(0);
+        expect(await page.isHidden('#drift-recommended')).toBe(true);
+        // Two BatchNorm layers, each with three charts whose histograms hold the recent rows.
+        await page.waitForSelector('.layer[data-layer="5"] .after canvas', {
+          timeout: PAGE_WAIT_MS,
+        });
+        expect(await page.locator('.layer').count()).toBe(2);
+        const total = Number(
+          await page.getAttribute('.layer[data-layer="1"] .before', 'data-total'),
+        );
+        expect(total).toBeGreaterThan(150 * 128 * 0.9);
+        expect(await page.locator('.layer canvas').count()).toBe(6);
+
+        await traffic(base, nightShift(x), 150, 2);
+        await page.waitForSelector('#drift-recommended:not([hidden])', { timeout: PAGE_WAIT_MS });
+        const night = await shownScore();
+        expect(night).toBeGreaterThan(clean);
+        expect(night).toBeGreaterThan(0.5);
+        expect(Number(await page.getAttribute('#drift-chart', 'data-points'))).toBeGreaterThan(1);
+        expect(await page.locator('#drift-chart canvas').count()).toBe(1);
+
+        mkdirSync('test/artifacts', { recursive: true });
+        await page.screenshot({ path: 'test/artifacts/dashboard.png', fullPage: true });
+
+        // The recalibrate button: a file of night rows (NDJSON) → version 2, served.
+        await page.fill('#token', ADMIN_TOKEN);
+        await page.setInputFiles('#recalibrate-file', {
+          name: 'night.ndjson',
+          mimeType: 'application/x-ndjson',
+          buffer: Buffer.from(
+            nightShift(x)
+              .map((r) => JSON.stringify(r))
+              .join('\n'),
+          ),
+        });
+        await page.click('#recalibrate-button');
+        await page.waitForSelector('#versions tr[data-version="2"][data-active="true"]', {
+          timeout: PAGE_WAIT_MS,
+        });
+        expect(await page.textContent('#versions tr[data-version="2"] .provenance')).toMatch(
+          /recalibration · from version 1 · exact · 360 samples/,
+        );
+        expect(await page.textContent('#status')).toMatch(
+          /version 2 published from 360 rows and active/,
+        );
+        // Then the rollback button of version 1.
+        await page.click('#versions tr[data-version="1"] button.activate');
+        await page.waitForSelector('#versions tr[data-version="1"][data-active="true"]', {
+          timeout: PAGE_WAIT_MS,
+        });
+        expect(t.registry.get('digits').active).toBe(1);
+        expect(await page.textContent('#status')).toMatch(/version 1 active \(was 2\)/);
+        expect(problems).toEqual([]);
+      },
+      TEST_BOUND_MS,
     );
-    expect(await page.textContent('#status')).toMatch(
-      /version 2 published from 360 rows and active/,
+
+    it(
+      'sends a CSV as it is: its columns are matched by name, and a bad cell shows the server message',
+      async () => {
+        const { x, y } = digitsTestRows();
+        const night = nightShift(x);
+        // The label first, the pixels in reverse order.
+        const header = ['label', ...[...PIXELS].reverse()];
+        const rowOf = (r: number[], i: number): unknown[] => [y[i], ...[...r].reverse()];
+        const csv = csvText(header, night.map(rowOf));
+        const before = t.registry.get('digits').versions.size;
+        await page.fill('#token', ADMIN_TOKEN);
+        await page.setInputFiles('#recalibrate-file', {
+          name: 'night-reordered.csv',
+          mimeType: 'text/csv',
+          buffer: Buffer.from(csv),
+        });
+        await page.click('#recalibrate-button');
+        const fromPage = before + 1;
+        await page.waitForSelector(`#versions tr[data-version="${fromPage}"][data-active="true"]`, {
+          timeout: PAGE_WAIT_MS,
+        });
+        expect(await page.textContent('#status')).toBe(
+          `version ${fromPage} published from 360 rows and active`,
+        );
+        // The rows the page's version was computed from: the pixels, in the model's order.
+        expect(versionConfig(t.repository, 'digits', fromPage).provenance?.data_sha256).toBe(
+          rowsSha256(night),
+        );
+        // The same file through the server's own text/csv upload: the same statistics, to the byte.
+        const direct = await fetch(`${base}/v1/models/digits:recalibrate?activate=false`, {
+          method: 'POST',
+          headers: { ...ADMIN, 'content-type': 'text/csv' },
+          body: csv,
+        });
+        expect(direct.status).toBe(201);
+        const outcome = (await direct.json()) as { version: number; data_sha256: string };
+        expect(outcome.data_sha256).toBe(rowsSha256(night));
+        const expected = versionTensors(t.repository, 'digits', outcome.version);
+        const got = versionTensors(t.repository, 'digits', fromPage);
+        const statistics = [...expected.keys()].filter((k) => /running_(mean|var)$/.test(k));
+        expect(statistics.length).toBe(4);
+        for (const name of expected.keys())
+          expect(
+            Buffer.from(got.get(name)!.bytes).equals(Buffer.from(expected.get(name)!.bytes)),
+            name,
+          ).toBe(true);
+
+        // A bad cell (line 4, pixel p5): the server's problem, shown as the server words it.
+        const bad = csvText(
+          header,
+          night.map((r, i) => {
+            const row = rowOf(r, i);
+            if (i === 2) row[header.indexOf('p5')] = 'n/a';
+            return row;
+          }),
+        );
+        const refused = await fetch(`${base}/v1/models/digits:recalibrate`, {
+          method: 'POST',
+          headers: { ...ADMIN, 'content-type': 'text/csv' },
+          body: bad,
+        });
+        expect(refused.status).toBe(400);
+        const { detail } = (await refused.json()) as { detail: string };
+        expect(detail).toBe('line 4, column "p5": "n/a" is not a finite number');
+        await page.setInputFiles('#recalibrate-file', {
+          name: 'bad.csv',
+          mimeType: 'text/csv',
+          buffer: Buffer.from(bad),
+        });
+        await page.click('#recalibrate-button');
+        await page.waitForSelector('#status.error', { timeout: PAGE_WAIT_MS });
+        expect(await page.textContent('#status')).toBe(`recalibration failed: ${detail}`);
+        expect(t.registry.get('digits').versions.size).toBe(fromPage + 1);
+        expect(t.registry.get('digits').active).toBe(fromPage);
+        // The browser logs the refused upload's 400; nothing else went wrong.
+        expect(problems.filter((p) => !/status of 400 .*:recalibrate\)$/.test(p))).toEqual([]);
+        expect(problems.length).toBe(1);
+      },
+      TEST_BOUND_MS,
     );
-    // Then the rollback button of version 1.
-    await page.click('#versions tr[data-version="1"] button.activate');
-    await page.waitForSelector('#versions tr[data-version="1"][data-active="true"]', {
-      timeout: PAGE_WAIT_MS,
+  });
+
+  describe('a model whose versions all fail to load, listed first', () => {
+    let t: TestApp;
+    let page: Page;
+    let base: string;
+    let repository: string;
+    const problems: string[] = [];
+
+    beforeAll(async () => {
+      repository = makeRepository(['digits']);
+      // aa0-broken sorts before digits; its one version's weights are cut short.
+      const version = join(repository, 'aa0-broken', '1');
+      cpSync(join(repository, 'digits', '1'), version, { recursive: true });
+      const weights = join(version, 'model.safetensors');
+      writeFileSync(weights, readFileSync(weights).subarray(0, 100));
+      // Uploads of more than 100 rows run as jobs (202), which the page follows.
+      t = await makeTestApp({ repository, env: { RECALIBRATION_ASYNC_ROWS: '100' } });
+      expect(t.registry.list().map((m) => m.name)).toEqual(['aa0-broken', 'digits']);
+      base = await listen(t);
+      page = await openPage(browser, problems);
+    }, 120_000);
+
+    afterAll(async () => {
+      await t?.close();
+      if (repository) rmSync(repository, { recursive: true, force: true });
     });
-    expect(t.registry.get('digits').active).toBe(1);
-    expect(await page.textContent('#status')).toMatch(/version 1 active \(was 2\)/);
-    expect(problems).toEqual([]);
+
+    const rowsShown = async () => Number(await page.textContent('#drift-rows'));
+
+    it(
+      'starts on the healthy model, reports the broken one, and keeps refreshing',
+      async () => {
+        const { x } = digitsTestRows();
+        await page.goto(`${base}/dashboard`);
+        await page.waitForSelector('body[data-ready="true"]', { timeout: PAGE_WAIT_MS });
+        expect(await page.inputValue('#model')).toBe('digits');
+        expect(await page.locator('#model option').allTextContents()).toEqual([
+          'aa0-broken (unavailable)',
+          'digits',
+        ]);
+        expect(await page.isHidden('#model-problem')).toBe(true);
+        await page.waitForSelector('#versions tr[data-version="1"][data-active="true"]', {
+          timeout: PAGE_WAIT_MS,
+        });
+        await traffic(base, x, 50, 3);
+        expect(await shown(page, rowsShown, (n) => n >= 50)).toBeGreaterThanOrEqual(50);
+
+        // The broken model: its problem, in the server's words, and its failed version.
+        const res = await fetch(`${base}/v1/models/aa0-broken/metadata`);
+        expect(res.status).toBe(503);
+        const { detail } = (await res.json()) as { detail: string };
+        expect(detail).toMatch(/model\.safetensors/);
+        await page.selectOption('#model', 'aa0-broken');
+        await page.waitForSelector('#model-problem:not([hidden])', { timeout: PAGE_WAIT_MS });
+        expect(await page.textContent('#model-problem')).toBe(detail);
+        await page.waitForSelector('#versions tr[data-version="1"]', { timeout: PAGE_WAIT_MS });
+        expect(await page.textContent('#versions tr[data-version="1"]')).toMatch(/FAILED/);
+        expect(await page.textContent('#layers-note')).toBe('No version of this model is served.');
+        // Still shown after the next refresh of its versions (every fifth poll) and the poll after.
+        for (const path of ['/v1/models/aa0-broken/versions', '/v1/models/aa0-broken/drift']) {
+          await page.waitForResponse((r) => new URL(r.url()).pathname === path, {
+            timeout: PAGE_WAIT_MS,
+          });
+        }
+        expect(await page.textContent('#model-problem')).toBe(detail);
+
+        // Back to digits: the problem goes, and the page keeps refreshing it.
+        await page.selectOption('#model', 'digits');
+        await page.waitForSelector('#model-problem[hidden]', {
+          state: 'attached',
+          timeout: PAGE_WAIT_MS,
+        });
+        await page.waitForSelector('#versions tr[data-version="1"][data-active="true"]', {
+          timeout: PAGE_WAIT_MS,
+        });
+        const before = await shown(page, rowsShown, (n) => n >= 50);
+        await traffic(base, x, 50, 4);
+        expect(await shown(page, rowsShown, (n) => n >= before + 50)).toBeGreaterThanOrEqual(
+          before + 50,
+        );
+        await page.waitForSelector('.layer[data-layer="5"] .after canvas', {
+          timeout: PAGE_WAIT_MS,
+        });
+        expect(await page.isHidden('#model-problem')).toBe(true);
+        expect(await page.textContent('#status')).toBe('');
+        // The browser logs the broken model's 503s (its metadata, asked for its problem); nothing else.
+        expect(
+          problems.filter((p) => !/status of 503 .*\/aa0-broken\/metadata\)$/.test(p)),
+        ).toEqual([]);
+      },
+      TEST_BOUND_MS,
+    );
+
+    it(
+      'sends a JSON array of rows as instances, and follows a recalibration run as a job',
+      async () => {
+        const night = nightShift(digitsTestRows().x);
+        await page.fill('#token', ADMIN_TOKEN);
+        await page.setInputFiles('#recalibrate-file', {
+          name: 'night.json',
+          mimeType: 'application/json',
+          buffer: Buffer.from(JSON.stringify(night)),
+        });
+        const accepted = page.waitForResponse(
+          (r) => new URL(r.url()).pathname === '/v1/models/digits:recalibrate',
+          { timeout: PAGE_WAIT_MS },
+        );
+        const job = page.waitForResponse((r) => new URL(r.url()).pathname.startsWith('/v1/jobs/'), {
+          timeout: PAGE_WAIT_MS,
+        });
+        await page.click('#recalibrate-button');
+        expect((await accepted).status()).toBe(202);
+        expect((await job).status()).toBe(200);
+        await page.waitForSelector('#versions tr[data-version="2"][data-active="true"]', {
+          timeout: PAGE_WAIT_MS,
+        });
+        expect(await page.textContent('#status')).toBe(
+          'version 2 published from 360 rows and active',
+        );
+        expect(versionConfig(t.repository, 'digits', 2).provenance?.data_sha256).toBe(
+          rowsSha256(night),
+        );
+        expect(
+          problems.filter((p) => !/status of 503 .*\/aa0-broken\/metadata\)$/.test(p)),
+        ).toEqual([]);
+      },
+      TEST_BOUND_MS,
+    );
   });
 });
