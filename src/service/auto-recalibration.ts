@@ -199,6 +199,16 @@ export class AutoRecalibration {
   ): Promise<void> {
     state.inFlight = true;
     let context: Record<string, unknown> = { model: served.name, parent: served.version, mode };
+    /** Records a skipped action with its reason and logs it (fields: the log line's extras). */
+    const skip = (detail: string, message: string, fields: Record<string, unknown> = {}) => {
+      this.record(served.name, state, {
+        action: mode,
+        outcome: 'skipped',
+        at: new Date(this.context.now()).toISOString(),
+        detail,
+      });
+      this.context.log.warn({ ...context, reason: detail, ...fields }, message);
+    };
     try {
       const sample = await this.clusterSample(served, state);
       if (sample === undefined) return;
@@ -221,14 +231,10 @@ export class AutoRecalibration {
       context.distinctRows = distinct;
       const minDistinct = Math.ceil(MIN_DISTINCT_SHARE * this.context.options.autoMinRows);
       if (distinct < minDistinct) {
-        const detail = `the traffic sample holds ${distinct} distinct rows of ${usable.count}, fewer than ${minDistinct} (a quarter of AUTO_RECALIBRATE_MIN_ROWS): a few inputs repeated`;
-        this.record(served.name, state, {
-          action: mode,
-          outcome: 'skipped',
-          at: new Date(this.context.now()).toISOString(),
-          detail,
-        });
-        this.context.log.warn({ ...context, reason: detail }, 'drift: recalibration skipped');
+        skip(
+          `the traffic sample holds ${distinct} distinct rows of ${usable.count}, fewer than ${minDistinct} (a quarter of AUTO_RECALIBRATE_MIN_ROWS): a few inputs repeated`,
+          'drift: recalibration skipped',
+        );
         return;
       }
       const bound = this.context.options.outlierBound ?? OUTLIER_BOUND;
@@ -236,14 +242,10 @@ export class AutoRecalibration {
       if (state.activeVersion !== served.version) {
         // Promoted or rolled back while the sample was screened: it described the old version's
         // traffic, and the sample starts again for the new one.
-        const detail = `version ${served.version} stopped being the active version while its traffic sample was screened`;
-        this.record(served.name, state, {
-          action: mode,
-          outcome: 'skipped',
-          at: new Date(this.context.now()).toISOString(),
-          detail,
-        });
-        this.context.log.info({ ...context, reason: detail }, 'drift: recalibration skipped');
+        skip(
+          `version ${served.version} stopped being the active version while its traffic sample was screened`,
+          'drift: recalibration skipped',
+        );
         return;
       }
       const held = screened.count;
@@ -253,16 +255,10 @@ export class AutoRecalibration {
         this.context.options.onOutlierRows?.(served.name, screened.outliers);
       }
       if (!(screened.score > this.context.options.threshold)) {
-        const detail = `the traffic sample's drift score without its ${screened.outliers} outlying rows is ${screened.score.toFixed(3)}, not above the threshold ${this.context.options.threshold} (windowed score ${report.score.toFixed(3)})`;
-        this.record(served.name, state, {
-          action: mode,
-          outcome: 'skipped',
-          at: new Date(this.context.now()).toISOString(),
-          detail,
-        });
-        this.context.log.warn(
-          { ...context, score: report.score, threshold: this.context.options.threshold },
+        skip(
+          `the traffic sample's drift score without its ${screened.outliers} outlying rows is ${screened.score.toFixed(3)}, not above the threshold ${this.context.options.threshold} (windowed score ${report.score.toFixed(3)})`,
           'drift: the traffic sample does not drift without its outlying rows; recalibration skipped',
+          { score: report.score, threshold: this.context.options.threshold },
         );
         return;
       }
