@@ -350,16 +350,21 @@ function accuracy(t: LoggedApp, rows: number[][]): { version: number; accuracy: 
 const logged = (t: LoggedApp, msg: string) =>
   t.logs.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === msg);
 
+/** The reviewer's attack: 1,000 clean one-row predicts, 3 rows of 1e4, 100 clean ones (seeded). */
+async function reviewersAttack(t: LoggedApp): Promise<void> {
+  const rng = new Rng(SEED);
+  for (let i = 0; i < 1000; i++) await predict(t.app, x[rng.int(x.length)]!);
+  const attack = Array.from({ length: 64 }, () => 1e4);
+  for (let i = 0; i < 3; i++) await predict(t.app, attack);
+  for (let i = 0; i < 100; i++) await predict(t.app, x[rng.int(x.length)]!);
+  await t.app.deps.drift.drain();
+}
+
 describe('AUTO_RECALIBRATE=promote and a few outlying rows', () => {
   it("the reviewer's attack: 1,000 clean rows, 3 rows of 1e4, 100 clean rows — nothing promoted", async () => {
     t = await makeLoggedApp({ env: { AUTO_RECALIBRATE: 'promote' }, level: 'info' });
     const before = accuracy(t, x);
-    const rng = new Rng(SEED);
-    for (let i = 0; i < 1000; i++) await predict(t.app, x[rng.int(x.length)]!);
-    const attack = Array.from({ length: 64 }, () => 1e4);
-    for (let i = 0; i < 3; i++) await predict(t.app, attack);
-    for (let i = 0; i < 100; i++) await predict(t.app, x[rng.int(x.length)]!);
-    await t.app.deps.drift.drain();
+    await reviewersAttack(t);
     const after = accuracy(t, x);
     console.log(
       `attack: clean accuracy ${before.accuracy.toFixed(4)} → ${after.accuracy.toFixed(4)} (version ${after.version}); ${JSON.stringify(logged(t, 'drift: the traffic sample does not drift without its outlying rows; recalibration skipped')[0])}`,
@@ -399,12 +404,7 @@ describe('AUTO_RECALIBRATE=promote and a few outlying rows', () => {
       level: 'info',
     });
     const before = accuracy(t, x);
-    const rng = new Rng(SEED);
-    for (let i = 0; i < 1000; i++) await predict(t.app, x[rng.int(x.length)]!);
-    const attack = Array.from({ length: 64 }, () => 1e4);
-    for (let i = 0; i < 3; i++) await predict(t.app, attack);
-    for (let i = 0; i < 100; i++) await predict(t.app, x[rng.int(x.length)]!);
-    await t.app.deps.drift.drain();
+    await reviewersAttack(t);
     // What the version recalibrated from all the sample's rows would have served.
     const poisoned = t.registry.resolve('digits', 2);
     const out = runBatch(poisoned, Float32Array.from(x.flat()), x.length);
