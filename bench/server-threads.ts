@@ -47,6 +47,15 @@ function threadTicks(pid: number): Map<string, [number, number]> {
   return out;
 }
 
+/** The thread's name (comm: "node", "libuv-worker", "V8 DefaultWorke", a worker's own name). */
+function threadName(pid: number, task: string): string {
+  try {
+    return readFileSync(`/proc/${pid}/task/${task}/comm`, 'utf8').trim();
+  } catch {
+    return '(ended)';
+  }
+}
+
 const repository = mkdtempSync(join(tmpdir(), 'normserve-threads-'));
 cpSync('models/digits', join(repository, 'digits'), { recursive: true });
 if (load === 'wide') await publishCheckpoint(repository, wideCheckpoint());
@@ -73,7 +82,7 @@ try {
     const s = ((system - system0) * usPerTick) / requests;
     if (u + s >= 1)
       console.log(
-        `  thread ${task}${task === String(server.pid) ? ' (main)' : ''}: user ${u.toFixed(0)} µs, system ${s.toFixed(0)} µs per request`,
+        `  thread ${task} ${threadName(server.pid, task)}${task === String(server.pid) ? ' (main)' : ''}: user ${u.toFixed(0)} µs, system ${s.toFixed(0)} µs per request`,
       );
   }
   const status = readFileSync(`/proc/${server.pid}/status`, 'utf8');

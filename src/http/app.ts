@@ -154,6 +154,22 @@ const zodCompilers = {
   NonNullable<FastifyServerOptions['schemaController']>['compilersFactory']
 >;
 
+/**
+ * Whether a request has body bytes the server has not read. `complete` alone is not the test: a
+ * request without a body (a GET answered synchronously, such as a 404 or 405) is not complete
+ * until the parser returns from its handler, and closing its connection would cost a keep-alive
+ * client a new connection per wrong URL. A request has a body when it declares Transfer-Encoding
+ * or a non-zero Content-Length (RFC 9112 §6.3).
+ */
+function bodyLeftUnread(raw: IncomingMessage): boolean {
+  if (raw.complete) return false;
+  const { headers } = raw;
+  return (
+    headers['transfer-encoding'] !== undefined ||
+    (headers['content-length'] !== undefined && headers['content-length'] !== '0')
+  );
+}
+
 /** The status of CLIENT_ABORTED (nginx's 499), under which aborted requests are counted. */
 const CLIENT_CLOSED = errorCatalogue.CLIENT_ABORTED.status;
 
@@ -266,7 +282,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     // a response sent before its request's body was read whole (an upload refused at its line 2,
     // a body over its limit): the unread rest would hold the connection open, and a shutdown
     // with it (Node closes the socket once a `Connection: close` response is written).
-    if (closing || !request.raw.complete) void reply.header('Connection', 'close');
+    if (closing || bodyLeftUnread(request.raw)) void reply.header('Connection', 'close');
     done(null, payload);
   });
   app.addHook('onResponse', (request, reply, done) => {

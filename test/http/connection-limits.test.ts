@@ -300,6 +300,29 @@ describe('a request answered before its body was read whole', () => {
     expect((JSON.parse(body) as { code: string }).code).toBe('BODY_TOO_LARGE');
   });
 
+  it('a request without a body keeps its connection when answered at once (404, 405)', async () => {
+    const port = await listen({});
+    const { socket, received } = open(port);
+    let data = '';
+    socket.on('data', (d: string) => {
+      data += d;
+    });
+    const answers = () => data.match(/HTTP\/1\.1 \d{3} /g) ?? [];
+    // A wrong URL and a wrong method: answered inside the request's parse, before Node marks a
+    // bodyless request complete.
+    socket.write('GET /no-such-route HTTP/1.1\r\nHost: x\r\n\r\n');
+    for (let i = 0; i < 500 && answers().length < 1; i++) await sleep(20);
+    socket.write('GET /v1/models/digits:predict HTTP/1.1\r\nHost: x\r\n\r\n');
+    for (let i = 0; i < 500 && answers().length < 2; i++) await sleep(20);
+    socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+    for (let i = 0; i < 500 && answers().length < 3; i++) await sleep(20);
+    expect(answers()).toEqual(['HTTP/1.1 404 ', 'HTTP/1.1 405 ', 'HTTP/1.1 200 ']);
+    expect(data).not.toMatch(/^connection: close$/im);
+    expect(socket.destroyed).toBe(false);
+    socket.destroy();
+    await received;
+  });
+
   it('a request whose body was read whole keeps its connection, refused or not', async () => {
     const port = await listen({});
     const { socket, received } = open(port);
