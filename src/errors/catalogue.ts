@@ -26,6 +26,10 @@ export const errorCatalogue = {
   TOO_FEW_SAMPLES: { status: 400, title: 'Too few samples' },
   TOO_MANY_SAMPLES: { status: 413, title: 'Too many samples' },
   SHUTTING_DOWN: { status: 503, title: 'Server is shutting down' },
+  ACTIVE_RECORD_BUSY: {
+    status: 503,
+    title: 'The active-version record is locked by another writer',
+  },
   REQUEST_TIMEOUT: { status: 408, title: 'Request timeout' },
   HEADERS_TOO_LARGE: { status: 431, title: 'Request headers too large' },
   EXPECTATION_FAILED: { status: 417, title: 'Expectation failed' },

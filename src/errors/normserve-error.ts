@@ -13,6 +13,8 @@ export class NormserveError extends Error {
   readonly errors: readonly ErrorLocation[];
   /** Extra fields the HTTP layer copies into the problem body (e.g. a running job's id). */
   readonly extra: Readonly<Record<string, unknown>>;
+  /** When retrying may succeed, in whole seconds (the HTTP layer sends it as Retry-After). */
+  readonly retryAfterSeconds: number | undefined;
 
   constructor(
     code: ErrorCode,
@@ -20,6 +22,7 @@ export class NormserveError extends Error {
     options: {
       errors?: readonly ErrorLocation[];
       extra?: Record<string, unknown>;
+      retryAfterSeconds?: number | undefined;
       cause?: unknown;
     } = {},
   ) {
@@ -27,6 +30,7 @@ export class NormserveError extends Error {
     this.code = code;
     this.errors = options.errors ?? [];
     this.extra = options.extra ?? {};
+    this.retryAfterSeconds = options.retryAfterSeconds;
   }
 
   get status(): number {

@@ -121,6 +121,8 @@ export function sendProblem(
   const problem: Problem = { ...toProblem(error, request.url), request_id: request.id };
   if (error.code === 'UNAUTHORIZED')
     void reply.header('WWW-Authenticate', 'Bearer realm="normserve"');
+  if (error.retryAfterSeconds !== undefined)
+    void reply.header('Retry-After', String(error.retryAfterSeconds));
   return reply.code(problem.status).type(PROBLEM_CONTENT_TYPE).send(problem);
 }
 

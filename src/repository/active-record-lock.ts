@@ -10,11 +10,18 @@ export const ACTIVE_RECORD_LOCK_FILE = '.active-version.lock';
 const FIRST_RETRY_MS = 2;
 const MAX_RETRY_MS = 100;
 /**
- * How long a writer waits for the record's lock before giving up: a holder that died on this host
- * is seen at once, one on another host once its heartbeat is STALE_AFTER_MS old (acquireModelLock
- * breaks it then), so a lock still held after twice that belongs to a live, stuck writer.
+ * How long a writer waits for the record's lock before giving up (default of `maxWaitMs`): a
+ * holder that died on this host is seen at once, one on another host once its heartbeat is
+ * STALE_AFTER_MS old (acquireModelLock breaks it then), so a lock still held after twice that
+ * belongs to a live, stuck writer.
  */
-const MAX_WAIT_MS = 2 * STALE_AFTER_MS;
+export const ACTIVE_RECORD_LOCK_WAIT_MS = 2 * STALE_AFTER_MS;
+/**
+ * The Retry-After of ACTIVE_RECORD_BUSY: the holder of a lock given up on showed a heartbeat
+ * within the last STALE_AFTER_MS (an older one is broken), so should it stop now, its lock can be
+ * broken STALE_AFTER_MS from now.
+ */
+const RETRY_AFTER_SECONDS = Math.ceil(STALE_AFTER_MS / 1000);
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -24,13 +31,16 @@ const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve,
  * into place is atomic, but "read the record, decide, write" is not: without the lock, an
  * operator's rollback written by another process between a job's read and its write would be
  * overwritten (the job's "activate only if my parent is still active", issue of the rollback
- * undone). The lock is held for one read and one write, so a busy lock is waited for.
+ * undone). The lock is held for one read and one write, so a busy lock is waited for, up to
+ * `maxWaitMs`; then ACTIVE_RECORD_BUSY, and nothing was written.
  */
 export async function withActiveRecordLock<T>(
   modelDir: string,
   /** The lock file as messages name it (relative to the repository). */
   label: string,
   write: () => Promise<T>,
+  /** How long to wait for a busy lock before ACTIVE_RECORD_BUSY (default ACTIVE_RECORD_LOCK_WAIT_MS). */
+  maxWaitMs: number = ACTIVE_RECORD_LOCK_WAIT_MS,
 ): Promise<T> {
   const owner = randomUUID();
   const started = Date.now();
@@ -43,11 +53,12 @@ export async function withActiveRecordLock<T>(
         await lock.release();
       }
     }
-    if (Date.now() - started > MAX_WAIT_MS) {
+    if (Date.now() - started > maxWaitMs) {
       const { host, pid, acquired_at } = lock.heldBy;
       throw new NormserveError(
-        'REPOSITORY_ERROR',
-        `${label} has been held since ${acquired_at} by process ${pid} on ${host}; the active version was not written`,
+        'ACTIVE_RECORD_BUSY',
+        `${label} has been held since ${acquired_at} by process ${pid} on ${host}, and was still held after waiting ${maxWaitMs / 1000} s; the active version was not written`,
+        { retryAfterSeconds: RETRY_AFTER_SECONDS },
       );
     }
     await sleep(retryMs);

@@ -1,3 +1,4 @@
+export { ACTIVE_RECORD_LOCK_WAIT_MS } from './active-record-lock.js';
 export {
   fsyncPath,
   publishDirectoryAtomically,
@@ -11,6 +12,7 @@ export {
   JOBS_DIR,
   loadModelDirectory,
   ModelRepository,
+  type ModelRepositoryOptions,
   VERSION_NAME_PATTERN,
 } from './model-repository.js';
 export {

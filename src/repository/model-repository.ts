@@ -56,13 +56,23 @@ const isMissing = (e: unknown): boolean => (e as NodeJS.ErrnoException).code ===
  * Names starting with a dot (temporaries) and non-numeric entries are ignored. Every change is
  * published atomically (see atomic-write.ts), so several processes may share one repository.
  */
+export interface ModelRepositoryOptions {
+  /**
+   * How long a write of the active-version record waits for the record's lock before failing
+   * with ACTIVE_RECORD_BUSY (default ACTIVE_RECORD_LOCK_WAIT_MS, 60 s; tests shorten it).
+   */
+  activeRecordLockWaitMs?: number | undefined;
+}
+
 export class ModelRepository {
   readonly root: string;
   private readonly files: RepositoryFiles;
+  private readonly activeRecordLockWaitMs: number | undefined;
 
-  constructor(root: string) {
+  constructor(root: string, options: ModelRepositoryOptions = {}) {
     this.root = root;
     this.files = new RepositoryFiles(root);
+    this.activeRecordLockWaitMs = options.activeRecordLockWaitMs;
   }
 
   modelPath(name: string): string {
@@ -210,7 +220,8 @@ export class ModelRepository {
   /**
    * Records the active version, atomically (rename over the old record), holding the record's
    * lock (withActiveRecordLock) so that no conditional write (writeActiveIf) of another process
-   * can decide on the record this replaces. A deletion of `version`
+   * can decide on the record this replaces; ACTIVE_RECORD_BUSY, nothing written, when the lock
+   * stays held longer than activeRecordLockWaitMs. A deletion of `version`
    * that passed its "not active" check before this write (another request, worker or replica)
    * would leave the record naming a missing version, and the model serving nothing: deleteVersion
    * reads the record after hiding the directory, this reads the directory after writing the
@@ -226,6 +237,7 @@ export class ModelRepository {
    * usable record — none, or one that cannot be read), deciding and writing under the record's
    * lock, against the file on disk rather than any process's last poll. Otherwise writes nothing
    * and returns what it found (the recorded version; null without a usable record).
+   * ACTIVE_RECORD_BUSY, nothing written, when the lock stays held (as writeActive).
    */
   async writeActiveIf(
     name: string,
@@ -242,7 +254,12 @@ export class ModelRepository {
 
   private withRecordLock<T>(name: string, write: () => Promise<T>): Promise<T> {
     const dir = this.modelPath(name);
-    return withActiveRecordLock(dir, this.files.label(join(dir, ACTIVE_RECORD_LOCK_FILE)), write);
+    return withActiveRecordLock(
+      dir,
+      this.files.label(join(dir, ACTIVE_RECORD_LOCK_FILE)),
+      write,
+      this.activeRecordLockWaitMs,
+    );
   }
 
   /** writeActive's write, with the record's lock held. */

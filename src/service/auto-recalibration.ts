@@ -14,7 +14,11 @@ import type { AutoRecalibrate } from './drift-settings.js';
 import { decodeSampleRows, type SampleSize } from './drift-share.js';
 import type { AvailableVersion } from './model-registry.js';
 import { type LeftOut, sampleMismatch } from './peer-samples.js';
-import type { RecalibrationOutcome, RecalibrationService } from './recalibration-service.js';
+import {
+  activationCall,
+  type RecalibrationOutcome,
+  type RecalibrationService,
+} from './recalibration-service.js';
 import { samplePredictions, screenTrafficSample } from './traffic-screen.js';
 import type { VersionDriftReport } from './version-drift.js';
 
@@ -324,12 +328,17 @@ export class AutoRecalibration {
       }
       // Served only if its parent is still the active version when it is activated: an
       // operator's activation while it was recalibrated (in any process) stands.
-      const activation = await registry.activateIf(
-        served.name,
-        outcome.version,
-        served.version,
-        note,
-      );
+      let activation: Awaited<ReturnType<typeof registry.activateIf>>;
+      try {
+        activation = await registry.activateIf(served.name, outcome.version, served.version, note);
+      } catch (e) {
+        if (!isNormserveError(e) || e.code !== 'ACTIVE_RECORD_BUSY') throw e;
+        // The version is published (on disk, listed): not promoted, as when the active version
+        // changed, rather than a failure that would leave it unmentioned.
+        const detail = `version ${outcome.version} published, not served: ${e.message}; activate it by hand (${activationCall(served.name, outcome.version)})`;
+        settle('skipped', 'drift: recalibrated from traffic; not promoted', detail);
+        return;
+      }
       if (!activation.activated) {
         const detail = `version ${outcome.version} published, not served: the active version changed meanwhile (version ${activation.found ?? 'none'} is active); an activation made while a recalibration runs is never undone`;
         settle('skipped', 'drift: recalibrated from traffic; not promoted', detail);

@@ -6,7 +6,12 @@ export {
   MAX_PRIOR_STRENGTH,
   PRIOR_STRENGTH_RANGE,
 } from '../recalibration/index.js';
-export { JOBS_DIR, loadModelDirectory, VERSION_NAME_PATTERN } from '../repository/index.js';
+export {
+  ACTIVE_RECORD_LOCK_WAIT_MS,
+  JOBS_DIR,
+  loadModelDirectory,
+  VERSION_NAME_PATTERN,
+} from '../repository/index.js';
 // The CSV reader of an upload as it arrives, for http/ (which imports service/ only).
 export { type CsvRecord, csvRecords } from '../training/index.js';
 export { bearerTokenCheck } from './bearer-token.js';

@@ -7,7 +7,7 @@ import {
   type ModelConfig,
   WEIGHTS_FILE,
 } from '../checkpoint/index.js';
-import { NormserveError } from '../errors/index.js';
+import { isNormserveError, NormserveError } from '../errors/index.js';
 import {
   CompiledModel,
   detectWasmSupport,
@@ -16,7 +16,12 @@ import {
   type WasmSupport,
   wasmRuntimeUnsupportedReason,
 } from '../inference/index.js';
-import { ACTIVE_FILE, type ActiveRecord, ModelRepository } from '../repository/index.js';
+import {
+  ACTIVE_FILE,
+  type ActiveRecord,
+  ModelRepository,
+  type ModelRepositoryOptions,
+} from '../repository/index.js';
 import { nodeEngineOptions, prepareWasmRuntime } from './engine-runtime.js';
 import { type Log, silentLog } from './logger.js';
 
@@ -57,7 +62,7 @@ export interface ModelSnapshot {
   readonly activeProblem?: string;
 }
 
-export interface RegistryOptions {
+export interface RegistryOptions extends ModelRepositoryOptions {
   maxBatchSize: number;
   /** The executor for fused plans (default wasm; js where the runtime or a plan cannot). */
   engine?: EngineName | undefined;
@@ -86,10 +91,20 @@ export interface PublishResult {
   activated: boolean;
   /**
    * With `ifActive`, when the condition failed: the version the active-version record named
-   * instead (null: no usable record).
+   * instead (null: no usable record). With activationBusy: the version it names (read without
+   * the lock).
    */
   activeFound?: number | null;
+  /**
+   * With `activate`, when the activation was not written because the active-version record's
+   * lock stayed held (ACTIVE_RECORD_BUSY): that error. The version is published all the same (on
+   * disk, listed, loaded), so this is the caller's to report, not a failure of `publish`.
+   */
+  activationBusy?: NormserveError;
 }
+
+const isActiveRecordBusy = (e: unknown): e is NormserveError =>
+  isNormserveError(e) && e.code === 'ACTIVE_RECORD_BUSY';
 
 const isAvailable = (v: ServedVersion | undefined): v is AvailableVersion =>
   v?.state === 'AVAILABLE';
@@ -113,7 +128,9 @@ export class ModelRegistry {
   private readonly engine: EngineOptions;
 
   constructor(repositoryRoot: string, options: RegistryOptions) {
-    this.repository = new ModelRepository(repositoryRoot);
+    this.repository = new ModelRepository(repositoryRoot, {
+      activeRecordLockWaitMs: options.activeRecordLockWaitMs,
+    });
     this.options = options;
     this.log = options.log ?? silentLog;
     let engine = options.engine ?? 'wasm';
@@ -411,6 +428,9 @@ export class ModelRegistry {
    * the record's lock against the file every process shares (writeActiveIf). An operator's
    * activation (rollback) in any process since the caller began wins: the version is published,
    * not activated, and `activeFound` says what the record named instead.
+   *
+   * A record's lock that stays held (ACTIVE_RECORD_BUSY) fails the call before the version is
+   * written (the pin), but once it is written only leaves it not activated: `activationBusy`.
    */
   async publish(
     checkpoint: Checkpoint,
@@ -427,14 +447,24 @@ export class ModelRegistry {
       const current = await this.refreshModel(name).catch(() => this.models.get(name));
       if (current?.active !== undefined && current.activeRecord?.version !== current.active) {
         // Only over the record this decision read: an activation written meanwhile stands.
-        await this.repository.writeActiveIf(
-          name,
-          current.active,
-          current.activeRecord?.version ?? null,
-          conditional
-            ? 'pinned before publishing a version activated only if this one is still active'
-            : 'pinned before publishing an inactive version',
-        );
+        try {
+          await this.repository.writeActiveIf(
+            name,
+            current.active,
+            current.activeRecord?.version ?? null,
+            conditional
+              ? 'pinned before publishing a version activated only if this one is still active'
+              : 'pinned before publishing an inactive version',
+          );
+        } catch (e) {
+          if (!isActiveRecordBusy(e)) throw e;
+          // Without the pin the new version would be served as the highest: it is not written.
+          throw new NormserveError(
+            'ACTIVE_RECORD_BUSY',
+            `${e.message}, so no version was published (the current version ${current.active} must be recorded as active first)`,
+            { retryAfterSeconds: e.retryAfterSeconds, cause: e },
+          );
+        }
       }
     }
     const version = await this.repository.publishVersion(checkpoint);
@@ -448,11 +478,32 @@ export class ModelRegistry {
     }
     let result: PublishResult = { version, activated: activate };
     try {
-      if (conditional) {
-        const written = await this.repository.writeActiveIf(name, version, options.ifActive!, note);
-        if (!written.written) result = { version, activated: false, activeFound: written.found };
-      } else if (activate) await this.repository.writeActive(name, version, note);
-      await this.refreshModel(name, loaded);
+      try {
+        if (conditional) {
+          const written = await this.repository.writeActiveIf(
+            name,
+            version,
+            options.ifActive!,
+            note,
+          );
+          if (!written.written) result = { version, activated: false, activeFound: written.found };
+        } else if (activate) await this.repository.writeActive(name, version, note);
+      } catch (e) {
+        if (!isActiveRecordBusy(e)) throw e;
+        // Published, only not activated: loaded and listed below like any other version.
+        const found = await this.repository.readActive(name).catch(() => undefined);
+        result = {
+          version,
+          activated: false,
+          activeFound: found?.version ?? null,
+          activationBusy: e,
+        };
+      }
+      const snapshot = await this.refreshModel(name, loaded);
+      // Without a record the highest version is served: an unconditional activation that could
+      // not be recorded may be in effect all the same.
+      if (result.activationBusy && snapshot.active === version)
+        result = { version, activated: true };
     } catch (e) {
       if (this.models.get(name)?.versions.get(version) !== loaded) loaded.compiled.close();
       throw e;

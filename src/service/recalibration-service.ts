@@ -63,18 +63,31 @@ export interface RecalibrationOutcome {
 /**
  * Why a version published with `activate` is not active: the model's active version was no longer
  * the recalibration's parent when it was published (an operator activated another version
- * meanwhile, and may have deleted the parent), and a job never undoes an operator's activation.
+ * meanwhile, and may have deleted the parent), and a job never undoes an operator's activation;
+ * or the active-version record's lock stayed held by another writer (ACTIVE_RECORD_BUSY), so the
+ * activation could not be written.
  */
 export interface NotActivated {
   code: NotActivatedCode;
   message: string;
-  /** What the active-version record named at publish time (null: no usable record). */
+  /**
+   * What the active-version record named at publish time (null: no usable record); with
+   * ACTIVE_RECORD_BUSY, what it named once the lock was given up on (read without it).
+   */
   active_version: number | null;
 }
 
 /** Stable codes of NotActivated (clients may switch on them). */
-export const NOT_ACTIVATED_CODES = ['PARENT_NOT_ACTIVE', 'PARENT_DELETED'] as const;
+export const NOT_ACTIVATED_CODES = [
+  'PARENT_NOT_ACTIVE',
+  'PARENT_DELETED',
+  'ACTIVE_RECORD_BUSY',
+] as const;
 export type NotActivatedCode = (typeof NOT_ACTIVATED_CODES)[number];
+
+/** The admin call that activates a published version (what an operator is told to send). */
+export const activationCall = (model: string, version: number): string =>
+  `POST /v1/models/${model}/versions/${version}:activate`;
 
 export interface RecalibrationServiceOptions {
   maxSamples: number;
@@ -288,9 +301,11 @@ export class RecalibrationSession {
       );
       const { version, activated } = published;
       const notActivated =
-        published.activeFound !== undefined
-          ? await this.notActivated(version, published.activeFound)
-          : undefined;
+        published.activationBusy !== undefined
+          ? this.activationBusy(version, published.activeFound ?? null, published.activationBusy)
+          : published.activeFound !== undefined
+            ? await this.notActivated(version, published.activeFound)
+            : undefined;
       const outcome: RecalibrationOutcome = {
         model: parentConfig.name,
         version,
@@ -344,6 +359,44 @@ export class RecalibrationSession {
         code: notActivated.code,
       },
       'recalibration published without activating: the active version changed while it ran',
+    );
+    return notActivated;
+  }
+
+  /**
+   * The published `version` was not activated because the active-version record's lock stayed
+   * held (`busy`, ACTIVE_RECORD_BUSY): the job still succeeds (its version is on disk and listed),
+   * and the operator is told, by the outcome and a warning, how to activate it.
+   */
+  private activationBusy(
+    version: number,
+    activeFound: number | null,
+    busy: NormserveError,
+  ): NotActivated {
+    const { name } = this.parent;
+    const call = activationCall(name, version);
+    const now =
+      activeFound === null
+        ? 'the model has no usable active-version record'
+        : `version ${activeFound} is active`;
+    const notActivated: NotActivated = {
+      code: 'ACTIVE_RECORD_BUSY',
+      message: `version ${version} was published but not activated: ${busy.message}; ${now}. Activate version ${version} to serve it (${call}).`,
+      active_version: activeFound,
+    };
+    this.service.log.warn(
+      {
+        model: name,
+        job: this.job.id,
+        ...traceOf(this.job),
+        version,
+        parent: this.parent.version,
+        active: activeFound,
+        code: notActivated.code,
+        reason: busy.message,
+        activate: call,
+      },
+      'recalibration published without activating: the active-version record stayed locked',
     );
     return notActivated;
   }

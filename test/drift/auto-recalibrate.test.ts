@@ -8,6 +8,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Rng } from '../../src/nn/index.js';
+import { ACTIVE_RECORD_LOCK_FILE } from '../../src/repository/active-record-lock.js';
+import { acquireModelLock, type HeldLock } from '../../src/repository/index.js';
 import {
   type AutoRecalibrationStatus,
   type DriftReport,
@@ -206,6 +208,62 @@ describe('AUTO_RECALIBRATE=promote with an operator’s activation during the re
     expect(metrics).toMatch(
       /^normserve_auto_recalibration_actions_total\{model="digits",action="promote",outcome="skipped"\} 1$/m,
     );
+  });
+});
+
+describe('AUTO_RECALIBRATE=promote while another writer keeps the active-version record’s lock', () => {
+  it('publishes, does not promote (skipped, not failed), says which version and how to activate it', async () => {
+    t = await makeLoggedApp({
+      env: { AUTO_RECALIBRATE: 'promote' },
+      level: 'info',
+      activeRecordLockWaitMs: 50,
+    });
+    const registry = t.registry;
+    const modelDir = join(t.repository, 'digits');
+    // A record, so publishing writes none first; then, once the version is published, another
+    // writer takes the record's lock and keeps it while the promotion tries to write it.
+    await registry.activate('digits', 1, 'operator: version 1');
+    const publish = registry.publish.bind(registry);
+    let held: HeldLock | undefined;
+    vi.spyOn(registry, 'publish').mockImplementationOnce(async (...args) => {
+      const published = await publish(...args);
+      const lock = await acquireModelLock(modelDir, 'stuck-writer', {
+        file: ACTIVE_RECORD_LOCK_FILE,
+      });
+      if ('heldBy' in lock) throw new Error('the lock should be free');
+      held = lock;
+      return published;
+    });
+    try {
+      await nightTraffic(t, 1000, () => registry.get('digits').versions.has(2));
+      await t.app.deps.drift.drain();
+    } finally {
+      await held?.release();
+    }
+    expect(held).toBeDefined();
+
+    const model = registry.get('digits');
+    expect(model.active).toBe(1);
+    expect(model.versions.get(2)?.state).toBe('AVAILABLE');
+    const record = JSON.parse(readFileSync(join(modelDir, 'active-version.json'), 'utf8'));
+    expect(record).toMatchObject({ version: 1 });
+
+    expect(logged(t, 'drift: recalibration from traffic failed')).toHaveLength(0);
+    expect(logged(t, 'drift: recalibrated from traffic; not promoted')[0]).toMatchObject({
+      level: 40,
+      model: 'digits',
+      parent: 1,
+      version: 2,
+      reason: expect.stringMatching(
+        /^version 2 published, not served: digits\/\.active-version\.lock has been held since .*; the active version was not written; activate it by hand \(POST \/v1\/models\/digits\/versions\/2:activate\)$/,
+      ),
+    });
+    const s = await status(t.app);
+    expect(s.auto_recalibration!.last_action).toMatchObject({
+      action: 'promote',
+      outcome: 'skipped',
+      version: 2,
+    });
   });
 });
 

@@ -110,6 +110,35 @@ describe('the record’s lock', () => {
     expect(existsSync(join(modelDir, ACTIVE_RECORD_LOCK_FILE))).toBe(false);
   });
 
+  it('a lock kept beyond the wait: ACTIVE_RECORD_BUSY (Retry-After 30 s), nothing written, the holder’s lock untouched', async () => {
+    await repository.writeActive('digits', 1);
+    const holder = await acquireModelLock(modelDir, 'stuck', { file: ACTIVE_RECORD_LOCK_FILE });
+    if ('heldBy' in holder) throw new Error('the lock should be free');
+    const impatient = new ModelRepository(root, { activeRecordLockWaitMs: 20 });
+    for (const write of [
+      () => impatient.writeActive('digits', 2),
+      () => impatient.writeActiveIf('digits', 2, 1),
+    ]) {
+      const error = await write().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(error).toMatchObject({
+        code: 'ACTIVE_RECORD_BUSY',
+        retryAfterSeconds: 30,
+        message: expect.stringMatching(
+          /^digits\/\.active-version\.lock has been held since .* by process \d+ on .*, and was still held after waiting 0\.02 s; the active version was not written$/,
+        ),
+      });
+    }
+    expect(recordVersion()).toBe(1);
+    expect(JSON.parse(readFileSync(join(modelDir, ACTIVE_RECORD_LOCK_FILE), 'utf8'))).toMatchObject(
+      { owner: 'stuck' },
+    );
+    await holder.release();
+    await expect(impatient.writeActive('digits', 2)).resolves.toMatchObject({ version: 2 });
+  });
+
   it('a lock left by a dead process of this host is broken at once', async () => {
     const dead = spawnSync(process.execPath, ['-e', '']).pid;
     writeFileSync(

@@ -61,6 +61,8 @@ export async function makeLoggedApp(
     level?: pino.Level;
     /** The admin rate limit's counter (default: the app's own). */
     rateLimitCounter?: RateLimitCounter;
+    /** How long a write of an active-version record waits for its lock (default 60 s). */
+    activeRecordLockWaitMs?: number;
   } = {},
 ): Promise<LoggedApp> {
   const repository = options.repository ?? makeRepository(options.models);
@@ -87,6 +89,7 @@ export async function makeLoggedApp(
     engine: config.ENGINE,
     engineThreads: config.ENGINE_THREADS,
     log: logger,
+    activeRecordLockWaitMs: options.activeRecordLockWaitMs,
     onChange: (snapshot: ModelSnapshot) =>
       changes.push({ at: performance.now(), model: snapshot.name, active: snapshot.active }),
   });

@@ -2,7 +2,11 @@ import type { Readable } from 'node:stream';
 import rateLimit from '@fastify/rate-limit';
 import { z } from 'zod';
 import { NormserveError } from '../../errors/index.js';
-import { JobRegistry, RecalibrationService } from '../../service/index.js';
+import {
+  ACTIVE_RECORD_LOCK_WAIT_MS,
+  JobRegistry,
+  RecalibrationService,
+} from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
 import { CONTENT_ENCODING_DOC } from '../content-encoding.js';
 import { checkCsvMediaType } from '../csv-media-type.js';
@@ -45,6 +49,9 @@ const adminErrors = {
     'Admin rate limit exceeded (ADMIN_RATE_LIMIT_PER_MINUTE, or ADMIN_AUTH_FAILURES_PER_MINUTE for requests without the valid token)',
   ),
 };
+
+/** The 503 of a write of the active-version record whose lock another writer keeps. */
+const ACTIVE_RECORD_BUSY_DOC = `ACTIVE_RECORD_BUSY: the active-version record’s lock (.active-version.lock) stayed held by another live writer for ${ACTIVE_RECORD_LOCK_WAIT_MS / 1000} s; nothing was written. Retry-After (seconds) says when a retry may find it free`;
 
 /**
  * Admin routes, behind `Authorization: Bearer <ADMIN_TOKEN>` and a rate limit: recalibration
@@ -131,7 +138,9 @@ async function adminScope(app: AppInstance): Promise<void> {
             201: recalibrationOutcomeSchema.describe('Published (Location: the new version)'),
             202: acceptedSchema.describe('Running as a job (Location: /v1/jobs/{id})'),
             ...adminErrors,
-            503: activeVersionErrorResponses[503],
+            503: problemSchema.describe(
+              `${activeVersionErrorResponses[503].description}. Or ACTIVE_RECORD_BUSY, with Retry-After, when the model has no active-version record yet (one is written before publishing) and the record’s lock stays held for ${ACTIVE_RECORD_LOCK_WAIT_MS / 1000} s: no version was published. Once the version is published, a busy lock only leaves it not activated (201, not_activated.code ACTIVE_RECORD_BUSY)`,
+            ),
           },
         },
       },
@@ -168,7 +177,11 @@ async function adminScope(app: AppInstance): Promise<void> {
         summary: 'Serve this version (rollback or roll forward); persisted in the repository',
         params: versionParams,
         body: activateBodySchema,
-        response: { 200: activationSchema, ...adminErrors },
+        response: {
+          200: activationSchema,
+          ...adminErrors,
+          503: problemSchema.describe(ACTIVE_RECORD_BUSY_DOC),
+        },
       },
     },
     async (request, reply) => {

@@ -107,7 +107,7 @@ export const recalibrationOutcomeSchema = z
     samples: z.number().int(),
     activated: z.boolean().meta({
       description:
-        'Whether the new version is the active one. With activate (the default) it is activated only if the version it was recalibrated from is still active when it is published; otherwise not_activated says why',
+        'Whether the new version is the active one. With activate (the default) it is activated only if the version it was recalibrated from is still active when it is published, and the active-version record can be written; otherwise not_activated says why',
     }),
     duration_ms: z.number(),
     data_sha256: z
@@ -120,18 +120,18 @@ export const recalibrationOutcomeSchema = z
       .object({
         code: z.enum(NOT_ACTIVATED_CODES).meta({
           description:
-            'PARENT_NOT_ACTIVE: another version was activated while the recalibration ran (a rollback); PARENT_DELETED: moreover its parent version was deleted',
+            'PARENT_NOT_ACTIVE: another version was activated while the recalibration ran (a rollback); PARENT_DELETED: moreover its parent version was deleted; ACTIVE_RECORD_BUSY: the active-version record’s lock stayed held by another writer, so the activation could not be written',
         }),
         message: z.string(),
         active_version: z.number().int().nullable().meta({
           description:
-            'The active version found when the new one was published (null: no usable active-version record)',
+            'The active version found when the new one was published (null: no usable active-version record); with ACTIVE_RECORD_BUSY, read once the lock was given up on',
         }),
       })
       .optional()
       .meta({
         description:
-          'Present when activation was asked for but not done: the model’s active version was no longer parent_version at publish time. The version is published; activate it to serve it',
+          'Present when activation was asked for but not done: the model’s active version was no longer parent_version at publish time, or the active-version record could not be written. The version is published; activate it (POST /v1/models/{name}/versions/{v}:activate) to serve it',
       }),
   })
   .meta({
