@@ -19,7 +19,12 @@ import {
 } from '../service/index.js';
 import type { AppDeps, AppInstance } from './app-types.js';
 import { OCTET_STREAM } from './binary-infer.js';
-import { clientErrorHandler, httpServerOptions, limitConnections } from './connection-limits.js';
+import {
+  clientErrorHandler,
+  httpServerOptions,
+  limitConnections,
+  requestTimedOut,
+} from './connection-limits.js';
 import { decodeContentEncoding } from './content-encoding.js';
 import { routeUnmetExpectations, unmetExpectation } from './expectations.js';
 import { JSON_BODY_TYPES, parseJsonBody } from './json-body.js';
@@ -172,6 +177,8 @@ function bodyLeftUnread(raw: IncomingMessage): boolean {
 
 /** The status of CLIENT_ABORTED (nginx's 499), under which aborted requests are counted. */
 const CLIENT_CLOSED = errorCatalogue.CLIENT_ABORTED.status;
+/** The status of REQUEST_TIMEOUT, under which requests cut at REQUEST_TIMEOUT_MS are counted. */
+const TIMED_OUT = errorCatalogue.REQUEST_TIMEOUT.status;
 
 const routeLabels = new Map<string, string>();
 /** `/v1/models/:name(^…)::predict` → `/v1/models/{name}:predict`, for logs and metric labels. */
@@ -349,22 +356,26 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     done();
   });
   // A client that closes the connection before its request has arrived gets no response (and
-  // no onResponse): recorded as nginx's 499 (CLIENT_ABORTED), at info, never as a server error.
+  // no onResponse): recorded as nginx's 499 (CLIENT_ABORTED), at info, never as a server error. A
+  // request the server cut at REQUEST_TIMEOUT_MS also ends here; it got its 408 and is recorded
+  // as one.
   app.addHook('onRequestAbort', (request, done) => {
     const route = request.routeOptions.url ? routeLabel(request.routeOptions.url) : 'unmatched';
     const seconds = (performance.now() - request.receivedAt) / 1000;
     const model = request.modelName ?? '';
-    metrics.observeRequest(request.method, route, String(CLIENT_CLOSED), model, '', seconds);
+    const timedOut = requestTimedOut(request.raw.socket);
+    const status = timedOut ? TIMED_OUT : CLIENT_CLOSED;
+    metrics.observeRequest(request.method, route, String(status), model, '', seconds);
     request.log.info(
       {
         method: request.method,
         url: request.url,
         route,
-        status: CLIENT_CLOSED,
+        status,
         durationMs: Math.round(seconds * 1e6) / 1000,
         ...(model ? { model } : {}),
       },
-      'request aborted by the client',
+      timedOut ? 'request timed out while being received' : 'request aborted by the client',
     );
     done();
   });

@@ -1,10 +1,11 @@
-import { type Server, STATUS_CODES } from 'node:http';
+import { type IncomingMessage, type Server, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyBaseLogger } from 'fastify';
 import { NormserveError } from '../errors/index.js';
 import type { ServerConfig } from '../service/index.js';
 import type { ServiceMetrics } from './metrics.js';
 import { PROBLEM_CONTENT_TYPE, toProblem } from './problem.js';
+import { REQUEST_ID_LOG_FIELD, requestIdOfUnrouted } from './tracing.js';
 
 /** Node's default time to receive the headers of a request. */
 const HEADERS_TIMEOUT_MS = 60_000;
@@ -32,12 +33,20 @@ export function httpServerOptions(config: ServerConfig) {
   };
 }
 
-/** Writes a problem document straight to a socket whose request never reached a route. */
-function writeProblem(socket: Socket, error: NormserveError, url: string | undefined): void {
-  const body = JSON.stringify(toProblem(error, url));
+/**
+ * Writes a problem document straight to a socket whose request never reached a route, with its
+ * request id in `X-Request-Id` and `request_id` as on every other answer.
+ */
+function writeProblem(
+  socket: Socket,
+  error: NormserveError,
+  url: string | undefined,
+  requestId: string,
+): void {
+  const body = JSON.stringify({ ...toProblem(error, url), request_id: requestId });
   socket.write(
     `HTTP/1.1 ${error.status} ${STATUS_CODES[error.status]}\r\n` +
-      `Content-Type: ${PROBLEM_CONTENT_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+      `Content-Type: ${PROBLEM_CONTENT_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Request-Id: ${requestId}\r\nConnection: close\r\n\r\n${body}`,
   );
 }
 
@@ -60,24 +69,32 @@ export function clientErrorHandler(log: FastifyBaseLogger) {
   return (err: NodeJS.ErrnoException, socket: Socket): void => {
     if (err.code === 'ECONNRESET' || socket.destroyed) return;
     let error: NormserveError;
+    let message: string;
     if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
       timedOutSockets.add(socket);
       error = new NormserveError(
         'REQUEST_TIMEOUT',
         'the request did not arrive within REQUEST_TIMEOUT_MS',
       );
-      log.info({ code: err.code }, 'request timed out while being received');
+      message = 'request timed out while being received';
     } else if (err.code === 'HPE_HEADER_OVERFLOW') {
       error = new NormserveError('HEADERS_TOO_LARGE', 'the request headers are too large');
+      message = 'request headers too large';
     } else {
       error = new NormserveError('INVALID_INPUT', 'malformed HTTP request');
+      message = 'malformed HTTP request';
     }
     // As Node's own handler: only when no response has begun on this connection.
     // (A body cut by the timeout has its request, and so its URL; headers that never ended have none.)
     const response = (
-      socket as Socket & { _httpMessage?: { headersSent?: boolean; req?: { url?: string } } }
+      socket as Socket & { _httpMessage?: { headersSent?: boolean; req?: IncomingMessage } }
     )._httpMessage;
-    if (socket.writable && !response?.headersSent) writeProblem(socket, error, response?.req?.url);
+    const requestId = requestIdOfUnrouted(response?.req);
+    // A request that reached Fastify gets its line from the onRequestAbort hook (app.ts), with its
+    // route and status; one that did not is logged here.
+    if (!response?.req) log.info({ code: err.code, [REQUEST_ID_LOG_FIELD]: requestId }, message);
+    if (socket.writable && !response?.headersSent)
+      writeProblem(socket, error, response?.req?.url, requestId);
     socket.destroy(err);
   };
 }

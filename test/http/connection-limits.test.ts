@@ -50,9 +50,12 @@ function open(port: number): {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function problemOf(raw: string): { status: number; code: string; type: string } {
+function problemOf(
+  raw: string,
+  status = 408,
+): { status: number; code: string; type: string; request_id?: string } {
   const [head, body] = raw.split('\r\n\r\n');
-  expect(head, raw).toMatch(/^HTTP\/1\.1 408 /);
+  expect(head, raw).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
   expect(head).toMatch(/content-type: application\/problem\+json/i);
   return JSON.parse(body!) as { status: number; code: string; type: string };
 }
@@ -84,7 +87,7 @@ describe('REQUEST_TIMEOUT_MS', () => {
     const { socket, received } = open(port);
     const started = performance.now();
     socket.write(
-      'POST /v1/models/digits:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n',
+      'POST /v1/models/digits:predict HTTP/1.1\r\nHost: x\r\nX-Request-Id: trickle-1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n',
     );
     const row = JSON.stringify(digitsRow(1));
     socket.write(`${(15).toString(16)}\r\n{"instances":[ \r\n`);
@@ -99,10 +102,33 @@ describe('REQUEST_TIMEOUT_MS', () => {
       status: 408,
       code: 'REQUEST_TIMEOUT',
       instance: '/v1/models/digits:predict',
+      // The id the request was given when it reached Fastify (the client's here), as on every answer.
+      request_id: 'trickle-1',
     });
+    expect(raw).toMatch(/^X-Request-Id: trickle-1\r$/m);
+    // Counted as the 408 it got, not as a client's abort (499). The count lands when Fastify sees
+    // the request close, a turn or so after the answer.
+    let exposition = '';
+    for (let i = 0; i < 100 && !/status="408"/.test(exposition); i++) {
+      exposition = (await t!.app.inject({ url: '/metrics' })).body;
+      if (!/status="408"/.test(exposition)) await sleep(20);
+    }
+    expect(exposition).toMatch(/^normserve_http_requests_total\{.*status="408".*\} 1$/m);
+    expect(exposition).not.toMatch(/^normserve_http_requests_total\{.*status="499"/m);
     // Node's defaults answered after 60 s + up to one 30 s sweep; 1 s + a 250 ms sweep here.
     expect(elapsed).toBeGreaterThanOrEqual(900);
     expect(elapsed).toBeLessThan(30_000);
+  });
+
+  it('headers over Node\'s limit get a 431 problem with a request id, header and body alike', async () => {
+    const port = await listen({});
+    const { socket, received } = open(port);
+    socket.write(`GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`);
+    const raw = await received;
+    const problem = problemOf(raw, 431);
+    expect(problem).toMatchObject({ status: 431, code: 'HEADERS_TOO_LARGE' });
+    expect(problem.request_id).toMatch(/^[0-9a-f-]{36}$/);
+    expect(raw).toMatch(new RegExp(`^X-Request-Id: ${problem.request_id}\\r$`, 'm'));
   });
 
   it('a recalibration upload cut by it is recorded as REQUEST_TIMEOUT in its job, not as a client abort', async () => {
