@@ -5,6 +5,7 @@ export {
   MAX_BATCH_SIZE as MAX_RECALIBRATION_BATCH_SIZE,
   MAX_PRIOR_STRENGTH,
   PRIOR_STRENGTH_RANGE,
+  tooManySamples,
 } from '../recalibration/index.js';
 export { JOBS_DIR, loadModelDirectory, VERSION_NAME_PATTERN } from '../repository/index.js';
 // The CSV reader of an upload as it arrives, for http/ (which imports service/ only).
@@ -89,6 +90,7 @@ export { type LoadedModel, type LoadModelOptions, loadModel } from './load-model
 export { type Log, silentLog } from './logger.js';
 export {
   type AvailableVersion,
+  isAvailable,
   ModelRegistry,
   type ModelSnapshot,
   type PublishResult,
@@ -110,6 +112,8 @@ export {
   requestedOutputs,
 } from './open-inference.js';
 export {
+  batchLimit,
+  batchTooLarge,
   checkBatchSize,
   checkFiniteOutputs,
   inputShapeOf,

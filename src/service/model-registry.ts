@@ -91,7 +91,7 @@ export interface PublishResult {
   activeFound?: number | null;
 }
 
-const isAvailable = (v: ServedVersion | undefined): v is AvailableVersion =>
+export const isAvailable = (v: ServedVersion | undefined): v is AvailableVersion =>
   v?.state === 'AVAILABLE';
 
 /**

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { NormserveError } from '../../errors/index.js';
 import { JobRegistry, RecalibrationService } from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
+import { recalibrationBudget } from '../container-budget.js';
 import { CONTENT_ENCODING_DOC } from '../content-encoding.js';
 import { checkCsvMediaType } from '../csv-media-type.js';
 import { beforeVerb } from '../not-found.js';
@@ -110,8 +111,13 @@ async function adminScope(app: AppInstance): Promise<void> {
     scope.post(
       `/v1/models/${MODEL_NAME_ROUTE_PARAM}::recalibrate`,
       {
-        // NDJSON, CSV and float32 uploads are read as streams and held to their own limit, decoded.
-        config: { access: 'admin', streamedBody: true },
+        // NDJSON, CSV and float32 uploads are read as streams and held to their own limit, decoded;
+        // a JSON body with millions of empty rows is a 413 before it is parsed (container-budget.ts).
+        config: {
+          access: 'admin',
+          streamedBody: true,
+          jsonContainers: recalibrationBudget(registry, config),
+        },
         bodyLimit: config.BODY_LIMIT_BYTES,
         schema: {
           tags,
