@@ -137,6 +137,9 @@ async function adminScope(app: AppInstance): Promise<void> {
             201: recalibrationOutcomeSchema.describe('Published (Location: the new version)'),
             202: acceptedSchema.describe('Running as a job (Location: /v1/jobs/{id})'),
             ...adminErrors,
+            413: problemSchema.describe(
+              'Body larger than BODY_LIMIT_BYTES, or a streamed upload larger than RECALIBRATION_BODY_LIMIT_BYTES (BODY_TOO_LARGE); more rows than MAX_RECALIBRATION_SAMPLES, or a JSON body with more arrays and objects than that many samples of the model can be written with, refused before it is parsed (TOO_MANY_SAMPLES)',
+            ),
             503: activeVersionErrorResponses[503],
           },
         },

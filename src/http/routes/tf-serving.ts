@@ -1,8 +1,8 @@
 import type { AppInstance } from '../app-types.js';
 import { attributeModel } from '../attribute-model.js';
 import { OCTET_STREAM } from '../binary-infer.js';
-import { CONTENT_ENCODING_DOC } from '../content-encoding.js';
 import { predictionBudget } from '../container-budget.js';
+import { CONTENT_ENCODING_DOC } from '../content-encoding.js';
 import { beforeVerb } from '../not-found.js';
 import { predictBody, predictHandler, predictQuery } from '../predict-request.js';
 import {
