@@ -45,8 +45,8 @@ export const ENVELOPE_CONTAINERS = 1024;
 
 /**
  * A text of n characters holds at most n/2 arrays and objects (`[]`), and every budget is at
- * least the envelope: a body of at most this many characters (every 1-row prediction) is never
- * counted.
+ * least the envelope: a body of at most this many characters cannot exceed any, and is not
+ * counted (nor its route's budget looked up): a 1-row digits prediction is about 200.
  */
 const COUNTED_FROM_CHARS = 2 * ENVELOPE_CONTAINERS;
 
@@ -80,7 +80,7 @@ export function overContainerBudget(
   if (body.length <= COUNTED_FROM_CHARS) return undefined;
   const budget = request.routeOptions.config.jsonContainers ?? DEFAULT_BUDGET;
   const limit = budget.containers(request, body.length);
-  // n characters hold at most n/2 of them: a body that cannot pass the budget is not counted.
+  // n characters hold at most n/2 of them: a body that cannot exceed the budget is not counted.
   if (body.length <= 2 * limit) return undefined;
   if (!hasMoreContainers(body, limit)) return undefined;
   return budget.refusal(request, body.length, limit);
