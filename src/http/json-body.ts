@@ -2,6 +2,7 @@ import type { FastifyRequest } from 'fastify';
 import { parse as locateJsonErrors } from 'jsonc-parser';
 import secureJson from 'secure-json-parse';
 import { NormserveError } from '../errors/index.js';
+import { overContainerBudget } from './container-budget.js';
 
 /**
  * The media types whose bodies are read as JSON (app.ts registers parseJsonBody for each; a 415
@@ -60,10 +61,11 @@ const reason = (message: string): string =>
  * Fastify's JSON body parser with a position in its error: the same secure-json-parse refusals of
  * `__proto__` and `constructor.prototype` keys, but a syntax error names its line and column
  * (and carries them as `position` in the problem document), so a client can find it in a body
- * of thousands of rows.
+ * of thousands of rows. A body with more arrays and objects than its route reads is refused
+ * before it is parsed, with the route's 413 (container-budget.ts).
  */
 export function parseJsonBody(
-  _request: FastifyRequest,
+  request: FastifyRequest,
   body: string,
   done: (error: Error | null, value?: unknown) => void,
 ): void {
@@ -71,6 +73,11 @@ export function parseJsonBody(
     done(
       new NormserveError('INVALID_JSON', 'the body is empty but Content-Type is application/json'),
     );
+    return;
+  }
+  const refused = overContainerBudget(request, body);
+  if (refused) {
+    done(refused);
     return;
   }
   try {

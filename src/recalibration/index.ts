@@ -15,4 +15,4 @@ export {
 } from './recalibration-options.js';
 export type { RecalibrationResult, Recalibrator } from './recalibrator.js';
 export { MemoryRowStore, type RowBlockSource, type RowStore, ViewRowStore } from './row-store.js';
-export { checkCapacity } from './row-validation.js';
+export { checkCapacity, tooManySamples } from './row-validation.js';

@@ -40,12 +40,15 @@ export function checkFiniteRows(chunk: Float32Array, width: number, firstRow: nu
   }
 }
 
+/** The 413 TOO_MANY_SAMPLES: the sample limit, then why the upload is over it. */
+export function tooManySamples(maxSamples: number, why: string): NormserveError {
+  return new NormserveError(
+    'TOO_MANY_SAMPLES',
+    `at most ${maxSamples} samples are accepted (MAX_RECALIBRATION_SAMPLES); ${why}`,
+  );
+}
+
 /** TOO_MANY_SAMPLES when `incoming` more rows would exceed `maxSamples`. */
 export function checkCapacity(received: number, incoming: number, maxSamples: number): void {
-  if (received + incoming > maxSamples) {
-    throw new NormserveError(
-      'TOO_MANY_SAMPLES',
-      `at most ${maxSamples} samples are accepted (MAX_RECALIBRATION_SAMPLES); the upload has more`,
-    );
-  }
+  if (received + incoming > maxSamples) throw tooManySamples(maxSamples, 'the upload has more');
 }

@@ -5,6 +5,7 @@ export {
   MAX_BATCH_SIZE as MAX_RECALIBRATION_BATCH_SIZE,
   MAX_PRIOR_STRENGTH,
   PRIOR_STRENGTH_RANGE,
+  tooManySamples,
 } from '../recalibration/index.js';
 export {
   ACTIVE_RECORD_LOCK_WAIT_MS,
@@ -94,6 +95,7 @@ export { type LoadedModel, type LoadModelOptions, loadModel } from './load-model
 export { type Log, silentLog } from './logger.js';
 export {
   type AvailableVersion,
+  isAvailable,
   ModelRegistry,
   type ModelSnapshot,
   type PublishResult,
@@ -115,6 +117,8 @@ export {
   requestedOutputs,
 } from './open-inference.js';
 export {
+  batchLimit,
+  batchTooLarge,
   checkBatchSize,
   checkFiniteOutputs,
   inputShapeOf,

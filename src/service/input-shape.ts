@@ -57,10 +57,23 @@ export class InputShape {
   readonly shape: readonly number[];
   /** Values per sample. */
   readonly width: number;
+  /**
+   * The most JSON arrays one sample is written with: 1 flat; nested, one per index prefix of the
+   * shape but the full one, 1 + C + C·H for [C, H, W] (10 for [1, 8, 8]). What a body of such
+   * samples may hold (http/container-budget.ts).
+   */
+  readonly arraysPerSample: number;
 
   constructor(shape: readonly number[]) {
     this.shape = [...shape];
     this.width = numelOf(shape);
+    let arrays = 1;
+    let prefix = 1;
+    for (let d = 0; d < shape.length - 1; d++) {
+      prefix *= shape[d]!;
+      arrays += prefix;
+    }
+    this.arraysPerSample = arrays;
   }
 
   /** What one sample may look like, for messages: `64 numbers or a nested [1][8][8] array`. */

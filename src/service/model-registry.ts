@@ -106,7 +106,7 @@ export interface PublishResult {
 const isActiveRecordBusy = (e: unknown): e is NormserveError =>
   isNormserveError(e) && e.code === 'ACTIVE_RECORD_BUSY';
 
-const isAvailable = (v: ServedVersion | undefined): v is AvailableVersion =>
+export const isAvailable = (v: ServedVersion | undefined): v is AvailableVersion =>
   v?.state === 'AVAILABLE';
 
 /**

@@ -51,17 +51,23 @@ export interface PredictOutput {
 const MAX_LISTED_ROWS = 10;
 const NO_ROWS: readonly number[] = Object.freeze([]);
 
+/** The row limit of one prediction request, as its 413 states it. */
+export const batchLimit = (maxRows: number): string =>
+  `at most ${maxRows} rows per request (MAX_BATCH_SIZE)`;
+
+/** The 413 BATCH_TOO_LARGE naming one place: `message` starts with batchLimit's words. */
+export function batchTooLarge(path: string, message: string): NormserveError {
+  return new NormserveError('BATCH_TOO_LARGE', `${path}: ${message}`, {
+    errors: [{ path, message }],
+  });
+}
+
 /**
  * More rows than MAX_BATCH_SIZE is a 413 BATCH_TOO_LARGE (not a 400): the data is fine, the
  * client should split the batch.
  */
 export function checkBatchSize(path: string, rows: number, maxRows: number): void {
-  if (rows > maxRows) {
-    const message = `at most ${maxRows} rows per request (MAX_BATCH_SIZE), got ${rows}`;
-    throw new NormserveError('BATCH_TOO_LARGE', `${path}: ${message}`, {
-      errors: [{ path, message }],
-    });
-  }
+  if (rows > maxRows) throw batchTooLarge(path, `${batchLimit(maxRows)}, got ${rows}`);
 }
 
 /**

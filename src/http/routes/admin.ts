@@ -8,6 +8,7 @@ import {
   RecalibrationService,
 } from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
+import { recalibrationBudget } from '../container-budget.js';
 import { CONTENT_ENCODING_DOC } from '../content-encoding.js';
 import { checkCsvMediaType } from '../csv-media-type.js';
 import { beforeVerb } from '../not-found.js';
@@ -117,8 +118,13 @@ async function adminScope(app: AppInstance): Promise<void> {
     scope.post(
       `/v1/models/${MODEL_NAME_ROUTE_PARAM}::recalibrate`,
       {
-        // NDJSON, CSV and float32 uploads are read as streams and held to their own limit, decoded.
-        config: { access: 'admin', streamedBody: true },
+        // NDJSON, CSV and float32 uploads are read as streams and held to their own limit, decoded;
+        // a JSON body with millions of empty rows is a 413 before it is parsed (container-budget.ts).
+        config: {
+          access: 'admin',
+          streamedBody: true,
+          jsonContainers: recalibrationBudget(registry, config),
+        },
         bodyLimit: config.BODY_LIMIT_BYTES,
         schema: {
           tags,
@@ -138,6 +144,9 @@ async function adminScope(app: AppInstance): Promise<void> {
             201: recalibrationOutcomeSchema.describe('Published (Location: the new version)'),
             202: acceptedSchema.describe('Running as a job (Location: /v1/jobs/{id})'),
             ...adminErrors,
+            413: problemSchema.describe(
+              'Body larger than BODY_LIMIT_BYTES, or a streamed upload larger than RECALIBRATION_BODY_LIMIT_BYTES (BODY_TOO_LARGE); more rows than MAX_RECALIBRATION_SAMPLES, or a JSON body with more arrays and objects than that many samples of the model can be written with, refused before it is parsed (TOO_MANY_SAMPLES)',
+            ),
             503: problemSchema.describe(
               `${activeVersionErrorResponses[503].description}. Or ACTIVE_RECORD_BUSY, with Retry-After, when the model has no active-version record yet (one is written before publishing) and the record’s lock stays held for ${ACTIVE_RECORD_LOCK_WAIT_MS / 1000} s: no version was published. Once the version is published, a busy lock only leaves it not activated (201, not_activated.code ACTIVE_RECORD_BUSY)`,
             ),

@@ -1,6 +1,7 @@
 import type { AppInstance } from '../app-types.js';
 import { attributeModel } from '../attribute-model.js';
 import { OCTET_STREAM } from '../binary-infer.js';
+import { predictionBudget } from '../container-budget.js';
 import { CONTENT_ENCODING_DOC } from '../content-encoding.js';
 import { beforeVerb } from '../not-found.js';
 import { predictBody, predictHandler, predictQuery } from '../predict-request.js';
@@ -122,6 +123,8 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
   );
 
   const predict = predictHandler(app.deps);
+  // Millions of empty rows are a 413 before they are parsed (container-budget.ts).
+  const jsonContainers = predictionBudget(registry, app.deps.config);
   const predictSchema = {
     tags: ['predict'],
     querystring: predictQuery,
@@ -140,7 +143,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
   app.post(
     `/v1/models/${MODEL_NAME_ROUTE_PARAM}::predict`,
     {
-      config: { access: 'prediction' },
+      config: { access: 'prediction', jsonContainers },
       onRequest,
       schema: {
         ...predictSchema,
@@ -153,7 +156,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
   app.post(
     `/v1/models/:name/versions/${beforeVerb('version')}::predict`,
     {
-      config: { access: 'prediction' },
+      config: { access: 'prediction', jsonContainers },
       onRequest,
       schema: { ...predictSchema, summary: 'Predict with one version', params: versionParams },
     },

@@ -1,0 +1,213 @@
+/**
+ * The arrays and objects of a JSON body, counted before it is parsed (src/http/container-budget.ts):
+ * millions of empty rows held the event loop for seconds in JSON.parse before any limit looked at
+ * them. A body over its route's budget gets the route's 413 without being parsed; a valid body
+ * never does, at the row limit of the deepest bundled model ([1, 8, 8]) included.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hasMoreContainers } from '../../src/http/json-containers.js';
+import { InputShape } from '../../src/service/index.js';
+import { ADMIN } from '../helpers/admin.js';
+import { makeTestApp, type TestApp } from '../helpers/app.js';
+import { binaryInfer, expectProblem } from './http-helpers.js';
+
+const JSON_HEADERS = { 'content-type': 'application/json' };
+/** `n` empty arrays (or objects), comma-separated: 3 characters each. */
+const empties = (n: number, item = '[]') => new Array(n).fill(item).join(',');
+/** A [1, 8, 8] sample nested, single digits: the densest valid form (147 characters, 10 arrays). */
+const cnnSample = (seed: number) => [
+  Array.from({ length: 8 }, (_, h) => Array.from({ length: 8 }, (_, w) => (seed + h * 8 + w) % 10)),
+];
+const cnnRows = (n: number) => Array.from({ length: n }, (_, r) => cnnSample(r));
+
+describe('hasMoreContainers', () => {
+  // Exactly `n` arrays and objects: more than n − 1, not more than n.
+  const holds = (text: string, n: number) => {
+    expect(hasMoreContainers(text, n - 1), `more than ${n - 1}`).toBe(true);
+    expect(hasMoreContainers(text, n), `more than ${n}`).toBe(false);
+  };
+
+  it('counts the arrays and objects outside strings, escaped quotes and backslashes included', () => {
+    holds('{"a":[[],{}],"b":"[{["}', 4);
+    // Strings that end in a backslash, and quotes escaped after one: ["\\","\"[[",{"k\\\"[":[1]},[]]
+    holds(JSON.stringify(['\\', '"[[', { 'k\\"[': [1] }, []]), 4);
+    holds('"[[[[[["', 0);
+    holds(`[${empties(1000)}]`, 1001);
+    holds(`["${'['.repeat(5000)}", ${empties(100)}, "${'{'.repeat(5000)}"]`, 101);
+  });
+
+  it('is decided by a body’s first limit + 1 arrays, whatever follows', () => {
+    expect(hasMoreContainers(`[${empties(100)}] !!! "unterminated`, 100)).toBe(true);
+    expect(hasMoreContainers(`[${empties(99)}] !!! "unterminated [[[[`, 100)).toBe(false);
+  });
+});
+
+describe('InputShape.arraysPerSample', () => {
+  it('is 1 flat and 1 + C + C·H nested [C, H, W]', () => {
+    expect(new InputShape([64]).arraysPerSample).toBe(1);
+    expect(new InputShape([1, 8, 8]).arraysPerSample).toBe(10);
+    expect(new InputShape([3, 32, 32]).arraysPerSample).toBe(1 + 3 + 3 * 32);
+    expect(new InputShape([2, 3, 4, 5]).arraysPerSample).toBe(1 + 2 + 2 * 3 + 2 * 3 * 4);
+    // It is what the nested form of one sample holds.
+    expect(hasMoreContainers(JSON.stringify(cnnSample(0)), 9)).toBe(true);
+    expect(hasMoreContainers(JSON.stringify(cnnSample(0)), 10)).toBe(false);
+  });
+});
+
+describe('bodies over the budget: the route’s 413, before parsing', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await makeTestApp({ models: ['digits', 'digits-cnn'] });
+  });
+  afterAll(async () => {
+    await t.close();
+  });
+  const post = (url: string, payload: string | Buffer, headers: Record<string, string> = {}) =>
+    t.app.inject({ method: 'POST', url, payload, headers: { ...JSON_HEADERS, ...headers } });
+  // digits [64], MAX_BATCH_SIZE 4096: in a body of 524,288 characters or more (4096 · 2 · 64),
+  // 4096 flat rows of one array each, and the envelope's 1024.
+  const DIGITS_PREDICT =
+    'at most 4096 rows per request (MAX_BATCH_SIZE); the body holds more than 5120 arrays and objects, more than 4096 samples of [64] and the request around them can';
+
+  it('predict: empty arrays and empty objects are a 413 BATCH_TOO_LARGE', async () => {
+    for (const item of ['[]', '{}']) {
+      const res = await post(
+        '/v1/models/digits:predict',
+        `{"instances":[${empties(200_000, item)}]}`,
+      );
+      const problem = expectProblem(res, 413, 'BATCH_TOO_LARGE', '/v1/models/digits:predict');
+      expect(problem.errors).toEqual([{ path: 'body', message: DIGITS_PREDICT }]);
+      expect(problem.detail).toBe(`body: ${DIGITS_PREDICT}`);
+    }
+  });
+
+  it('Open Inference infer, JSON or a binary request’s JSON header: 413 BATCH_TOO_LARGE', async () => {
+    const header = `{"inputs":[{"name":"input","shape":[1,64],"datatype":"FP32","data":[${empties(200_000)}]}]}`;
+    const json = await post('/v2/models/digits/infer', header);
+    expect(expectProblem(json, 413, 'BATCH_TOO_LARGE').errors).toEqual([
+      { path: 'body', message: DIGITS_PREDICT },
+    ]);
+    const binary = binaryInfer(undefined, [], header);
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/v2/models/digits/infer',
+      payload: binary.payload,
+      headers: binary.headers,
+    });
+    expectProblem(res, 413, 'BATCH_TOO_LARGE');
+  });
+
+  it('the budget is the addressed model’s: [1, 8, 8] rows may hold 10 arrays each', async () => {
+    // 41,984 = 4096 · 10 + 1024 (the bodies are padded past 524,288 characters): 41,002 arrays
+    // pass the CNN's budget (and the row count refuses them after parsing), 42,002 do not.
+    const pad = ' '.repeat(450_000);
+    const under = await post(
+      '/v1/models/digits-cnn:predict',
+      `{"instances":[${empties(41_000)}${pad}]}`,
+    );
+    expect(expectProblem(under, 413, 'BATCH_TOO_LARGE').errors?.[0]?.path).toBe('instances');
+    const over = await post(
+      '/v1/models/digits-cnn:predict',
+      `{"instances":[${empties(42_000)}${pad}]}`,
+    );
+    expect(expectProblem(over, 413, 'BATCH_TOO_LARGE').errors).toEqual([
+      {
+        path: 'body',
+        message:
+          'at most 4096 rows per request (MAX_BATCH_SIZE); the body holds more than 41984 arrays and objects, more than 4096 samples of [1, 8, 8] and the request around them can',
+      },
+    ]);
+  });
+
+  it(':recalibrate (JSON): a 413 TOO_MANY_SAMPLES, the rows bounded by the body’s length', async () => {
+    // 1,000,000 samples are allowed, but 300,015 characters fit at most 300,015 / 128 = 2343
+    // samples of 64 values: 2343 + 1024 arrays.
+    const body = `{"instances":[${empties(100_000)}]}`;
+    expect(body).toHaveLength(300_015);
+    const res = await post('/v1/models/digits:recalibrate', body, ADMIN);
+    const problem = expectProblem(res, 413, 'TOO_MANY_SAMPLES', '/v1/models/digits:recalibrate');
+    expect(problem.detail).toBe(
+      'at most 1000000 samples are accepted (MAX_RECALIBRATION_SAMPLES); the body holds more than 3367 arrays and objects, more than 2343 samples of [64] and the request around them can (the most its 300015 characters fit)',
+    );
+  });
+
+  it('is decided before parsing: a body that stops being JSON after its arrays is a 413, not a 400', async () => {
+    const res = await post('/v1/models/digits:predict', `{"instances":[${empties(6000)}]]]} !`);
+    expectProblem(res, 413, 'BATCH_TOO_LARGE');
+    // The same body under the budget is parsed, and refused as malformed JSON.
+    const parsed = await post('/v1/models/digits:predict', `{"instances":[${empties(1000)}]]]} !`);
+    expectProblem(parsed, 400, 'INVALID_JSON');
+  });
+
+  it('an unknown model is screened with the largest loaded model’s budget, then 404s as before', async () => {
+    const over = await post('/v1/models/nope:predict', `{"instances":[${empties(45_000)}]}`);
+    expectProblem(over, 413, 'BATCH_TOO_LARGE');
+    // 3015 characters: at most 23 samples of [1, 8, 8], 1254 arrays.
+    const under = await post('/v1/models/nope:predict', `{"instances":[${empties(1000)}]}`);
+    expectProblem(under, 404, 'MODEL_NOT_FOUND');
+  });
+
+  it('routes that read no rows (and 404s) allow 65,536, as a 413 BODY_TOO_LARGE', async () => {
+    const over = await post('/no/such/route', `[${empties(65_537)}]`);
+    expect(expectProblem(over, 413, 'BODY_TOO_LARGE').detail).toBe(
+      'the request body holds more than 65536 arrays and objects, the most this route reads',
+    );
+    expectProblem(await post('/no/such/route', `[${empties(65_535)}]`), 404, 'NOT_FOUND');
+  });
+
+  it('brackets in strings are not counted: a note of 70,000 "[" is parsed and named by zod', async () => {
+    const res = await post(
+      '/v1/models/digits/versions/1:activate',
+      JSON.stringify({ note: '['.repeat(70_000) }),
+      ADMIN,
+    );
+    const problem = expectProblem(res, 400, 'INVALID_INPUT');
+    expect(problem.errors?.[0]?.path).toBe('note');
+  });
+});
+
+describe('valid bodies at the limits pass', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await makeTestApp({ models: ['digits', 'digits-cnn'] });
+  });
+  afterAll(async () => {
+    await t.close();
+  });
+
+  it('predict and infer: MAX_BATCH_SIZE nested [1, 8, 8] rows, with brackets in every string', async () => {
+    const rows = cnnRows(t.config.MAX_BATCH_SIZE);
+    const predict = await t.app.inject({
+      method: 'POST',
+      url: '/v1/models/digits-cnn:predict',
+      payload: { instances: rows },
+    });
+    expect(predict.statusCode, predict.body.slice(0, 300)).toBe(200);
+    expect(predict.json().predictions).toHaveLength(4096);
+    const infer = await t.app.inject({
+      method: 'POST',
+      url: '/v2/models/digits-cnn/infer',
+      payload: {
+        id: '['.repeat(256),
+        parameters: { comment: '{['.repeat(50_000) },
+        inputs: [{ name: 'input', shape: [4096, 1, 8, 8], datatype: 'FP32', data: rows }],
+        outputs: [{ name: 'label' }],
+      },
+    });
+    expect(infer.statusCode, infer.body.slice(0, 300)).toBe(200);
+    expect(infer.json().outputs[0].shape).toEqual([4096]);
+  });
+
+  it(':recalibrate: the densest valid rows, where the body’s length bounds the budget', async () => {
+    // 2000 nested rows of single digits: 147 characters and 10 arrays each, within the 10 per
+    // 128 characters the length allows.
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/v1/models/digits-cnn:recalibrate',
+      headers: ADMIN,
+      payload: { instances: cnnRows(2000), note: '['.repeat(1000) },
+    });
+    expect(res.statusCode, res.body.slice(0, 300)).toBe(201);
+    expect(res.json()).toMatchObject({ model: 'digits-cnn', samples: 2000 });
+  });
+});
