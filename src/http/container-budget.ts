@@ -139,9 +139,17 @@ function rowBudget(
     refusal: (request, chars, budget) => {
       const best = largest(request, chars);
       if (!best) return DEFAULT_BUDGET.refusal(request, chars, budget);
-      const fit = best.rows < maxRows ? ` (the most its ${chars} characters fit)` : '';
+      const shape = `[${best.shape.shape.join(', ')}]`;
+      if (best.rows < maxRows) {
+        // The body's length, not the row limit, bounds it: no valid body of this size holds so
+        // many arrays, so its samples are missing values. Not too large: malformed (400).
+        const message = `more than ${budget} arrays and objects in ${chars} characters, more than any ${best.rows} samples of ${shape} (the most that length fits) and the request around them hold: samples are missing values (counted before parsing)`;
+        return new NormserveError('INVALID_INPUT', `body: ${message}`, {
+          errors: [{ path: 'body', message }],
+        });
+      }
       return refuse(
-        `the body holds more than ${budget} arrays and objects, more than ${best.rows} samples of [${best.shape.shape.join(', ')}] and the request around them can${fit}`,
+        `the body holds more than ${budget} arrays and objects, more than ${best.rows} samples of ${shape} and the request around them can`,
       );
     },
   };

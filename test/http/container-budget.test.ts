@@ -119,21 +119,22 @@ describe('bodies over the budget: the route’s 413, before parsing', () => {
     ]);
   });
 
-  it(':recalibrate (JSON): a 413 TOO_MANY_SAMPLES, the rows bounded by the body’s length', async () => {
+  it(':recalibrate (JSON): bounded by the body’s length, a 400: its samples are missing values', async () => {
     // 1,000,000 samples are allowed, but 300,015 characters fit at most 300,015 / 128 = 2343
-    // samples of 64 values: 2343 + 1024 arrays.
+    // samples of 64 values: 2343 + 1024 arrays. More is no body too large but a malformed one.
     const body = `{"instances":[${empties(100_000)}]}`;
     expect(body).toHaveLength(300_015);
     const res = await post('/v1/models/digits:recalibrate', body, ADMIN);
-    const problem = expectProblem(res, 413, 'TOO_MANY_SAMPLES', '/v1/models/digits:recalibrate');
+    const problem = expectProblem(res, 400, 'INVALID_INPUT', '/v1/models/digits:recalibrate');
     expect(problem.detail).toBe(
-      'at most 1000000 samples are accepted (MAX_RECALIBRATION_SAMPLES); the body holds more than 3367 arrays and objects, more than 2343 samples of [64] and the request around them can (the most its 300015 characters fit)',
+      'body: more than 3367 arrays and objects in 300015 characters, more than any 2343 samples of [64] (the most that length fits) and the request around them hold: samples are missing values (counted before parsing)',
     );
   });
 
-  it('is decided before parsing: a body that stops being JSON after its arrays is a 413, not a 400', async () => {
+  it('is decided before parsing: a body that stops being JSON after its arrays is refused for them, not as malformed JSON', async () => {
     const res = await post('/v1/models/digits:predict', `{"instances":[${empties(6000)}]]]} !`);
-    expectProblem(res, 413, 'BATCH_TOO_LARGE');
+    // 6000 rows are within MAX_BATCH_SIZE; 18,019 characters cannot hold them: a 400.
+    expectProblem(res, 400, 'INVALID_INPUT');
     // The same body under the budget is parsed, and refused as malformed JSON.
     const parsed = await post('/v1/models/digits:predict', `{"instances":[${empties(1000)}]]]} !`);
     expectProblem(parsed, 400, 'INVALID_JSON');
@@ -141,7 +142,7 @@ describe('bodies over the budget: the route’s 413, before parsing', () => {
 
   it('an unknown model is screened with the largest loaded model’s budget, then 404s as before', async () => {
     const over = await post('/v1/models/nope:predict', `{"instances":[${empties(45_000)}]}`);
-    expectProblem(over, 413, 'BATCH_TOO_LARGE');
+    expect(expectProblem(over, 400, 'INVALID_INPUT').detail).toMatch(/samples of \[1, 8, 8\]/);
     // 3015 characters: at most 23 samples of [1, 8, 8], 1254 arrays.
     const under = await post('/v1/models/nope:predict', `{"instances":[${empties(1000)}]}`);
     expectProblem(under, 404, 'MODEL_NOT_FOUND');
