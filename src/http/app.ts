@@ -1,5 +1,3 @@
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyReply,
@@ -19,6 +17,8 @@ import {
 } from '../service/index.js';
 import type { AppDeps, AppInstance } from './app-types.js';
 import { OCTET_STREAM } from './binary-infer.js';
+import { trackCallers } from './callers.js';
+import { abortReply, linkReply, replyOf, replySignal } from './client-gone.js';
 import { clientErrorHandler, httpServerOptions, limitConnections } from './connection-limits.js';
 import { decodeContentEncoding } from './content-encoding.js';
 import { routeUnmetExpectations, unmetExpectation } from './expectations.js';
@@ -102,47 +102,6 @@ export function createInferenceService(
 }
 
 /**
- * Tells the dynamic batcher how many callers the server has: its open connections, those with no
- * request in progress, and the requests in progress on them. A request leaves the count once:
- * when its response closes (sent or abandoned) or, for requests still queued behind it on a
- * pipelining connection (Node never attaches their responses to the socket, so they get no
- * 'close'), when the connection closes. A counter each way per connection and per request.
- */
-function countCallers(server: Server, inference: InferenceService): void {
-  const callers = { connections: 0, idleConnections: 0, requests: 0 };
-  // Requests in progress per open connection; a closed connection is forgotten.
-  const inProgress = new Map<Socket, number>();
-  server.on('connection', (socket: Socket) => {
-    callers.connections++;
-    callers.idleConnections++;
-    inProgress.set(socket, 0);
-    socket.once('close', () => {
-      const n = inProgress.get(socket) ?? 0;
-      inProgress.delete(socket);
-      callers.connections--;
-      callers.requests -= n;
-      if (n === 0) callers.idleConnections--;
-    });
-  });
-  server.on('request', (request: IncomingMessage, response: ServerResponse) => {
-    const socket = request.socket;
-    const n = inProgress.get(socket);
-    if (n === undefined) return; // its connection already closed: nothing to count
-    inProgress.set(socket, n + 1);
-    callers.requests++;
-    if (n === 0) callers.idleConnections--;
-    response.once('close', () => {
-      const m = inProgress.get(socket);
-      if (m === undefined) return; // the connection's close took it off already
-      inProgress.set(socket, m - 1);
-      callers.requests--;
-      if (m === 1) callers.idleConnections++;
-    });
-  });
-  inference.countCallers(() => callers);
-}
-
-/**
  * The zod compilers as Fastify's compiler factories. Fastify types the factories after ajv's
  * (a route definition whose schema is any JSON schema); every schema here is a zod schema, which
  * is what the compilers themselves declare.
@@ -214,12 +173,13 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   }).withTypeProvider<ZodTypeProvider>();
   limitConnections(app.server, deps.config.MAX_CONNECTIONS, deps.metrics);
   routeUnmetExpectations(app.server);
-  countCallers(app.server, deps.inference);
   app.decorate('deps', deps);
   app.decorateRequest('inference', undefined);
   app.decorateRequest('modelName', undefined);
   app.decorateRequest('servedVersion', undefined);
   app.decorateRequest('receivedAt', 0);
+  app.decorateRequest('clientGone', false);
+  app.decorateReply('signal', { getter: replySignal });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.setErrorHandler(errorHandler);
@@ -249,6 +209,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   // The per-request hooks are synchronous (no promise per hook and request).
   app.addHook('onRequest', (request, reply, done) => {
     request.receivedAt = performance.now();
+    linkReply(reply);
     if (!closing) return done(unmetExpectation(request.raw));
     void reply.header('Connection', 'close');
     done(
@@ -270,6 +231,8 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     done(null, payload);
   });
   app.addHook('onResponse', (request, reply, done) => {
+    // Recorded already, as 499, when its client left (recordClientGone).
+    if (request.clientGone) return done();
     // routeOptions is a getter that builds an object: read once.
     const url = request.routeOptions.url;
     const route = url ? routeLabel(url) : 'unmatched';
@@ -332,13 +295,22 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     }
     done();
   });
-  // A client that closes the connection before its request has arrived gets no response (and
-  // no onResponse): recorded as nginx's 499 (CLIENT_ABORTED), at info, never as a server error.
-  app.addHook('onRequestAbort', (request, done) => {
+  /**
+   * A client that goes before its response was sent whole gets none, and Fastify calls no
+   * onResponse for it: recorded once as nginx's 499 (CLIENT_ABORTED), at info, never as a server
+   * error nor with the status it would have had. Before its request arrived whole (Fastify's
+   * onRequestAbort), or after (trackCallers: its response closed unfinished — it may have been
+   * waiting for a batch, which it leaves, or computing, which finishes unsent).
+   */
+  const recordClientGone = (request: FastifyRequest): void => {
+    if (request.clientGone) return;
+    request.clientGone = true;
     const route = request.routeOptions.url ? routeLabel(request.routeOptions.url) : 'unmatched';
     const seconds = (performance.now() - request.receivedAt) / 1000;
-    const model = request.modelName ?? '';
-    metrics.observeRequest(request.method, route, String(CLIENT_CLOSED), model, '', seconds);
+    const model = request.inference?.model ?? request.modelName ?? '';
+    const servedVersion = request.inference?.version ?? request.servedVersion;
+    const version = servedVersion === undefined ? '' : String(servedVersion);
+    metrics.observeRequest(request.method, route, String(CLIENT_CLOSED), model, version, seconds);
     request.log.info(
       {
         method: request.method,
@@ -347,10 +319,21 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
         status: CLIENT_CLOSED,
         durationMs: Math.round(seconds * 1e6) / 1000,
         ...(model ? { model } : {}),
+        ...(servedVersion !== undefined ? { version: servedVersion } : {}),
       },
       'request aborted by the client',
     );
+  };
+  app.addHook('onRequestAbort', (request, done) => {
+    recordClientGone(request);
     done();
+  });
+  trackCallers(app.server, deps.inference, (response) => {
+    const reply = replyOf(response);
+    // Not routed (nothing to record), or still arriving: onRequestAbort's.
+    if (reply === undefined || !reply.request.raw.complete) return;
+    recordClientGone(reply.request);
+    abortReply(reply);
   });
 
   // Each route's declared access (config.access) decides which token it demands.
