@@ -19,6 +19,7 @@ import {
   type AvailableVersion,
   bearerTokenCheck,
   bytesTensor,
+  type CallerSignal,
   checkFinite,
   checkFiniteOutputs,
   checkInputTensor,
@@ -152,6 +153,40 @@ function readRows(request: ModelInferRequest, inputShape: InputShape, maxRows: n
   return float32Rows(readFloat32(bytes, 'raw_input_contents[0]'), rows, width);
 }
 
+/** What is read of a call here (grpc-js exports no name for its ServerSurfaceCall). */
+type AnyCall = ServerUnaryCall<unknown, unknown>;
+
+/**
+ * A call's CallerSignal: its AbortSignal is made when first read (only by a call that waits for a
+ * dynamic batch) and aborts when the call is cancelled — by its client, or by grpc-js at its
+ * deadline (a server call's 'cancelled').
+ */
+function callSignal(call: AnyCall): CallerSignal {
+  let controller: AbortController | undefined;
+  return {
+    get signal() {
+      if (controller === undefined) {
+        const made = new AbortController();
+        controller = made;
+        if (call.cancelled) made.abort();
+        else call.once('cancelled', () => made.abort());
+      }
+      return controller.signal;
+    },
+  };
+}
+
+/**
+ * The status of a call that ended before it was answered (grpc-js's `cancelled`: its stream
+ * closed): DEADLINE_EXCEEDED when its deadline has passed (grpc-js sent that status), else
+ * CANCELLED (the client cancelled it or its connection went).
+ */
+function endedStatus(call: AnyCall): status {
+  const deadline = call.getDeadline();
+  const ms = deadline instanceof Date ? deadline.getTime() : deadline;
+  return Number.isFinite(ms) && Date.now() >= ms ? status.DEADLINE_EXCEEDED : status.CANCELLED;
+}
+
 /**
  * The longest status message sent: it travels in an HTTP/2 trailer, and one of hundreds of
  * kilobytes (a 100,000-character model name echoed) stalled the connection it was sent on, other
@@ -179,7 +214,11 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
   const checkToken =
     options.apiToken !== undefined ? bearerTokenCheck(options.apiToken, 'prediction') : undefined;
 
-  /** Wraps a handler: errors become statuses; every call is counted and logged. */
+  /**
+   * Wraps a handler: errors become statuses; every call is counted and logged once, a call that
+   * ended before its answer (cancelled, past its deadline) with the status it ended with, never
+   * OK: nothing is sent to it.
+   */
   const unary = <Req, Res>(
     method: string,
     run: (call: ServerUnaryCall<Req, Res>) => Res | Promise<Res>,
@@ -204,6 +243,13 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
         else log.info(line, 'grpc request');
       };
       const fail = (e: unknown) => {
+        if (call.cancelled) {
+          // Gone before its answer: a failure (CLIENT_ABORTED when it left while queued) is moot.
+          if (!isNormserveError(e))
+            log.error({ err: e, grpcMethod: method }, 'grpc handler failed');
+          finish(endedStatus(call));
+          return;
+        }
         const error = isNormserveError(e)
           ? e
           : new NormserveError('INTERNAL', 'internal server error', { cause: e });
@@ -214,17 +260,18 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
         metadata.set('normserve-code', error.code);
         callback({ code, details: statusMessage(error.message), metadata });
       };
+      const succeed = (value: Res) => {
+        if (call.cancelled) {
+          finish(endedStatus(call));
+          return;
+        }
+        finish(status.OK);
+        callback(null, value);
+      };
       try {
         const result = run(call);
-        if (result instanceof Promise) {
-          result.then((value) => {
-            finish(status.OK);
-            callback(null, value);
-          }, fail);
-        } else {
-          finish(status.OK);
-          callback(null, result);
-        }
+        if (result instanceof Promise) result.then(succeed, fail);
+        else succeed(result);
       } catch (e) {
         fail(e);
       }
@@ -310,7 +357,7 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
           request.outputs.length > 0 ? request.outputs.map((o) => o.name) : undefined,
         );
         const source = readRows(request, inputShapeOf(served), options.maxBatchSize);
-        const out = inference.infer(served, source);
+        const out = inference.infer(served, source, true, false, callSignal(call));
         return out instanceof Promise
           ? out.then((o) => finishInfer(request, o, served))
           : finishInfer(request, out, served);

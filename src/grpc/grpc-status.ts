@@ -25,6 +25,8 @@ export function grpcStatusOf(code: ErrorCode): status {
       return status.ABORTED;
     case 429:
       return status.RESOURCE_EXHAUSTED;
+    case 499: // CLIENT_ABORTED, nginx's "client closed request": the mapping's CANCELLED
+      return status.CANCELLED;
     case 503:
       return status.UNAVAILABLE;
     case 504:

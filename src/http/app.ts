@@ -1,5 +1,4 @@
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import type { IncomingMessage } from 'node:http';
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyReply,
@@ -19,6 +18,8 @@ import {
 } from '../service/index.js';
 import type { AppDeps, AppInstance } from './app-types.js';
 import { OCTET_STREAM } from './binary-infer.js';
+import { trackCallers } from './callers.js';
+import { abortReply, linkReply, replyOf, replySignal } from './client-gone.js';
 import {
   clientErrorHandler,
   httpServerOptions,
@@ -104,47 +105,6 @@ export function createInferenceService(
     onBatch: (report) => metrics.observeBatch(report),
     observer: drift,
   });
-}
-
-/**
- * Tells the dynamic batcher how many callers the server has: its open connections, those with no
- * request in progress, and the requests in progress on them. A request leaves the count once:
- * when its response closes (sent or abandoned) or, for requests still queued behind it on a
- * pipelining connection (Node never attaches their responses to the socket, so they get no
- * 'close'), when the connection closes. A counter each way per connection and per request.
- */
-function countCallers(server: Server, inference: InferenceService): void {
-  const callers = { connections: 0, idleConnections: 0, requests: 0 };
-  // Requests in progress per open connection; a closed connection is forgotten.
-  const inProgress = new Map<Socket, number>();
-  server.on('connection', (socket: Socket) => {
-    callers.connections++;
-    callers.idleConnections++;
-    inProgress.set(socket, 0);
-    socket.once('close', () => {
-      const n = inProgress.get(socket) ?? 0;
-      inProgress.delete(socket);
-      callers.connections--;
-      callers.requests -= n;
-      if (n === 0) callers.idleConnections--;
-    });
-  });
-  server.on('request', (request: IncomingMessage, response: ServerResponse) => {
-    const socket = request.socket;
-    const n = inProgress.get(socket);
-    if (n === undefined) return; // its connection already closed: nothing to count
-    inProgress.set(socket, n + 1);
-    callers.requests++;
-    if (n === 0) callers.idleConnections--;
-    response.once('close', () => {
-      const m = inProgress.get(socket);
-      if (m === undefined) return; // the connection's close took it off already
-      inProgress.set(socket, m - 1);
-      callers.requests--;
-      if (m === 1) callers.idleConnections++;
-    });
-  });
-  inference.countCallers(() => callers);
 }
 
 /**
@@ -237,12 +197,13 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   }).withTypeProvider<ZodTypeProvider>();
   limitConnections(app.server, deps.config.MAX_CONNECTIONS, deps.metrics);
   routeUnmetExpectations(app.server);
-  countCallers(app.server, deps.inference);
   app.decorate('deps', deps);
   app.decorateRequest('inference', undefined);
   app.decorateRequest('modelName', undefined);
   app.decorateRequest('servedVersion', undefined);
   app.decorateRequest('receivedAt', 0);
+  app.decorateRequest('clientGone', false);
+  app.decorateReply('signal', { getter: replySignal });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.setErrorHandler(errorHandler);
@@ -272,6 +233,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   // The per-request hooks are synchronous (no promise per hook and request).
   app.addHook('onRequest', (request, reply, done) => {
     request.receivedAt = performance.now();
+    linkReply(reply);
     if (!closing) return done(unmetExpectation(request.raw));
     void reply.header('Connection', 'close');
     done(
@@ -293,6 +255,8 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     done(null, payload);
   });
   app.addHook('onResponse', (request, reply, done) => {
+    // Recorded already, as 499, when its client left (recordClientGone).
+    if (request.clientGone) return done();
     // routeOptions is a getter that builds an object: read once.
     const url = request.routeOptions.url;
     const route = url ? routeLabel(url) : 'unmatched';
@@ -355,17 +319,25 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     }
     done();
   });
-  // A client that closes the connection before its request has arrived gets no response (and
-  // no onResponse): recorded as nginx's 499 (CLIENT_ABORTED), at info, never as a server error. A
-  // request the server cut at REQUEST_TIMEOUT_MS also ends here; it got its 408 and is recorded
-  // as one.
-  app.addHook('onRequestAbort', (request, done) => {
+  /**
+   * A client that goes before its response was sent whole gets none, and Fastify calls no
+   * onResponse for it: recorded once as nginx's 499 (CLIENT_ABORTED), at info, never as a server
+   * error nor with the status it would have had. Before its request arrived whole (Fastify's
+   * onRequestAbort), or after (trackCallers: its response closed unfinished — it may have been
+   * waiting for a batch, which it leaves, or computing, which finishes unsent). A request the
+   * server cut at REQUEST_TIMEOUT_MS also ends here: it got its 408 and is recorded as one.
+   */
+  const recordClientGone = (request: FastifyRequest): void => {
+    if (request.clientGone) return;
+    request.clientGone = true;
     const route = request.routeOptions.url ? routeLabel(request.routeOptions.url) : 'unmatched';
     const seconds = (performance.now() - request.receivedAt) / 1000;
-    const model = request.modelName ?? '';
+    const model = request.inference?.model ?? request.modelName ?? '';
+    const servedVersion = request.inference?.version ?? request.servedVersion;
+    const version = servedVersion === undefined ? '' : String(servedVersion);
     const timedOut = requestTimedOut(request.raw.socket);
     const status = timedOut ? TIMED_OUT : CLIENT_CLOSED;
-    metrics.observeRequest(request.method, route, String(status), model, '', seconds);
+    metrics.observeRequest(request.method, route, String(status), model, version, seconds);
     request.log.info(
       {
         method: request.method,
@@ -374,10 +346,21 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
         status,
         durationMs: Math.round(seconds * 1e6) / 1000,
         ...(model ? { model } : {}),
+        ...(servedVersion !== undefined ? { version: servedVersion } : {}),
       },
       timedOut ? 'request timed out while being received' : 'request aborted by the client',
     );
+  };
+  app.addHook('onRequestAbort', (request, done) => {
+    recordClientGone(request);
     done();
+  });
+  trackCallers(app.server, deps.inference, (response) => {
+    const reply = replyOf(response);
+    // Not routed (nothing to record), or still arriving: onRequestAbort's.
+    if (reply === undefined || !reply.request.raw.complete) return;
+    recordClientGone(reply.request);
+    abortReply(reply);
   });
 
   // Each route's declared access (config.access) decides which token it demands.

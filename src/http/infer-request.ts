@@ -168,6 +168,7 @@ export function inferHandler({ config, inference }: Pick<AppDeps, 'config' | 'in
       input.source,
       true,
       true,
+      reply,
     );
     if (out instanceof Promise) out = await out;
     answered(request, reply, out, true, input.rowPath);

@@ -134,7 +134,14 @@ export function predictHandler({ config, inference }: Pick<AppDeps, 'config' | '
       served = resolved ?? inference.resolve(name, version);
       source = inputShapeOf(served).instances(instances, field);
     }
-    let out: PredictOutput | Promise<PredictOutput> = inference.infer(served, source, fused, true);
+    // The reply is the caller: its signal aborts if the client goes (client-gone.ts).
+    let out: PredictOutput | Promise<PredictOutput> = inference.infer(
+      served,
+      source,
+      fused,
+      true,
+      reply,
+    );
     if (out instanceof Promise) out = await out;
     answered(request, reply, out, fused, columnar ? inputsRow : instancesRow);
     return sendPrediction(request, reply, out, columnar);
@@ -170,6 +177,7 @@ export function predictHandler({ config, inference }: Pick<AppDeps, 'config' | '
       float32Rows(values, rows, width),
       fused,
       true,
+      reply,
     );
     if (out instanceof Promise) out = await out;
     answered(request, reply, out, fused, bodyRow);

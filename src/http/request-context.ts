@@ -26,6 +26,11 @@ declare module 'fastify' {
     servedVersion: number | undefined;
     /** performance.now() when the request arrived (for requests that never get a response). */
     receivedAt: number;
+    /**
+     * Its client went before its response was sent whole (app.ts's recordClientGone): recorded
+     * once, as 499, and by no other hook.
+     */
+    clientGone: boolean;
   }
 }
 

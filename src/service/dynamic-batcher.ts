@@ -1,3 +1,4 @@
+import { type CallerSignal, callerGone } from './caller-signal.js';
 import type { AvailableVersion } from './model-registry.js';
 import { inferSources, type PredictOutput } from './predict.js';
 import type { RowSource } from './row-source.js';
@@ -43,6 +44,9 @@ interface Pending {
   reject: (error: unknown) => void;
   /** One of the transport's counted requests in progress (submit's `counted`). */
   counted: boolean;
+  /** The caller's signal and the listener that takes this request out of its queue on abort. */
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
 }
 
 interface Queue {
@@ -115,14 +119,23 @@ export class DynamicBatcher {
   /**
    * Queues the rows of one request; resolves with exactly its rows' results. `counted`: the
    * request is one of the requests in progress that countCallers' transport counts (HTTP).
+   * `caller`: when its signal aborts while the request is still queued, the request leaves the
+   * queue (its rows are never computed; the rest of the batch is unchanged) and is rejected with
+   * CLIENT_ABORTED; once its batch has gone to the engine it runs to the end.
    */
   submit(
     served: AvailableVersion,
     source: RowSource,
     policy: BatchingPolicy,
     counted = false,
+    caller?: CallerSignal,
   ): Promise<PredictOutput> {
     return new Promise((resolve, reject) => {
+      const signal = caller?.signal;
+      if (signal?.aborted) {
+        reject(callerGone());
+        return;
+      }
       let queue = this.queues.get(served);
       // A request that would overflow the batch sends the queued ones off first.
       if (queue && queue.rows + source.rows > policy.maxRows) {
@@ -141,9 +154,23 @@ export class DynamicBatcher {
         };
         this.queues.set(served, queue);
       }
-      queue.items.push({ source, enqueuedAt: now, resolve, reject, counted });
+      const item: Pending = {
+        source,
+        enqueuedAt: now,
+        resolve,
+        reject,
+        counted,
+        signal,
+        onAbort: undefined,
+      };
+      queue.items.push(item);
       queue.rows += source.rows;
       if (counted) this.waiting++;
+      if (signal) {
+        const queued = queue;
+        item.onAbort = () => this.drop(queued, item);
+        signal.addEventListener('abort', item.onAbort, { once: true });
+      }
       if (queue.rows >= policy.maxRows) this.flush(queue);
       else if (this.noMoreCallers()) this.flushReady();
       else if (queue.timer === undefined && !queue.due) this.schedule(queue);
@@ -182,20 +209,42 @@ export class DynamicBatcher {
       remainingMs >= 1 ? setTimeout(check, Math.floor(remainingMs)) : setImmediate(check);
   }
 
-  /** The counted requests of a batch leave the waiting count (once, when it is answered). */
-  private leave(items: readonly Pending[]): void {
-    for (const p of items) if (p.counted) this.waiting--;
+  /**
+   * A queued request whose caller went: out of its queue (and the waiting count), rejected. The
+   * others keep their places and their delay, unless nobody else can add to their batch now.
+   */
+  private drop(queue: Queue, item: Pending): void {
+    const at = queue.items.indexOf(item);
+    if (at < 0) return; // its batch has gone to the engine
+    queue.items.splice(at, 1);
+    queue.rows -= item.source.rows;
+    if (item.counted) this.waiting--;
+    item.reject(callerGone());
+    if (queue.items.length === 0) this.discard(queue);
+    else if (this.noMoreCallers()) this.flushReady();
   }
 
-  private flush(queue: Queue): void {
+  /** A queue leaves the batcher: no longer the one its version's requests join; its timer off. */
+  private discard(queue: Queue): void {
     if (this.queues.get(queue.served) === queue) this.queues.delete(queue.served);
     if (queue.timer !== undefined) {
       clearTimeout(queue.timer as NodeJS.Timeout);
       clearImmediate(queue.timer as NodeJS.Immediate);
       queue.timer = undefined;
     }
+  }
+
+  /** The counted requests of a batch leave the waiting count (once, when it is answered). */
+  private leave(items: readonly Pending[]): void {
+    for (const p of items) if (p.counted) this.waiting--;
+  }
+
+  private flush(queue: Queue): void {
+    this.discard(queue);
     const items = queue.items;
     if (items.length === 0) return;
+    // From here on the batch is the engine's: a caller leaving no longer takes its request out.
+    for (const p of items) if (p.onAbort) p.signal!.removeEventListener('abort', p.onAbort);
     const started = performance.now();
     // Synchronous batches leave the count now; batches on a helper thread when they are answered.
     let outputs: PredictOutput[] | Promise<PredictOutput[]>;

@@ -16,6 +16,7 @@ export {
 // The CSV reader of an upload as it arrives, for http/ (which imports service/ only).
 export { type CsvRecord, csvRecords } from '../training/index.js';
 export { bearerTokenCheck } from './bearer-token.js';
+export { type CallerSignal, callerGone } from './caller-signal.js';
 export { type Accepts, compileAccepts } from './compiled-schema.js';
 export {
   type CsvFeatureModel,

@@ -1,3 +1,4 @@
+import type { CallerSignal } from './caller-signal.js';
 import {
   type BatchingPolicy,
   type BatchReport,
@@ -78,6 +79,9 @@ export class InferenceService {
    * Runs one request's rows. Without batching (or on the unfused debugging path) the engine runs
    * now and the result is returned as is, or, for a call big enough for the engine's helper
    * thread, arrives when that thread has run it; with batching it arrives when the batch ran.
+   * A request whose caller goes (`caller`'s signal aborts) while it still waits for its batch is
+   * not computed: it is rejected with CLIENT_ABORTED. Work already on the engine runs to its end
+   * (the transport does not send it); the signal is read only for a request that waits.
    */
   infer(
     served: AvailableVersion,
@@ -85,6 +89,7 @@ export class InferenceService {
     fused = true,
     /** The request is one the HTTP server counts (countCallers); gRPC's are not. */
     counted = false,
+    caller?: CallerSignal,
   ): PredictOutput | Promise<PredictOutput> {
     const policy = this.policy(served);
     if (!fused) return runSources(served, [source], false)[0]!;
@@ -97,7 +102,7 @@ export class InferenceService {
       );
       return out instanceof Promise ? out.then((o) => o[0]!) : out[0]!;
     }
-    return this.batcher.submit(served, source, policy, counted);
+    return this.batcher.submit(served, source, policy, counted, caller);
   }
 
   /**

@@ -10,7 +10,7 @@ import { Writable } from 'node:stream';
 import type { LightMyRequestResponse } from 'fastify';
 import pino from 'pino';
 import { readSafetensors } from '../../src/checkpoint/index.js';
-import { buildApp } from '../../src/http/app.js';
+import { buildApp, createDriftService, createInferenceService } from '../../src/http/app.js';
 import type { AppInstance } from '../../src/http/app-types.js';
 import type { RateLimitCounter } from '../../src/http/fixed-window-counter.js';
 import { ServiceMetrics } from '../../src/http/metrics.js';
@@ -63,6 +63,11 @@ export async function makeLoggedApp(
     rateLimitCounter?: RateLimitCounter;
     /** How long a write of an active-version record waits for its lock (default 60 s). */
     activeRecordLockWaitMs?: number;
+    /**
+     * A batching delay past BATCH_MAX_DELAY_US's bound (1 s), for tests whose batches must wait
+     * until the test flushes them, however slow the machine.
+     */
+    batchMaxDelayUs?: number;
   } = {},
 ): Promise<LoggedApp> {
   const repository = options.repository ?? makeRepository(options.models);
@@ -94,10 +99,18 @@ export async function makeLoggedApp(
       changes.push({ at: performance.now(), model: snapshot.name, active: snapshot.active }),
   });
   await registry.refresh();
+  const metrics = new ServiceMetrics({ defaultMetrics: false });
+  let services = {};
+  if (options.batchMaxDelayUs !== undefined) {
+    const drift = createDriftService(config, registry, metrics, logger);
+    const batching = { ...config, BATCH_MAX_DELAY_US: options.batchMaxDelayUs };
+    services = { drift, inference: createInferenceService(batching, registry, metrics, drift) };
+  }
   const app = await buildApp({
+    ...services,
     config,
     registry,
-    metrics: new ServiceMetrics({ defaultMetrics: false }),
+    metrics,
     adminToken: config.ADMIN_TOKEN ?? ADMIN_TOKEN,
     version: '0.0.0-test',
     logger,

@@ -4,9 +4,9 @@
  */
 import { type Client, credentials, loadPackageDefinition, Metadata } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
-import { createGrpcServer, listenGrpc } from '../../src/grpc/grpc-server.js';
+import { createGrpcServer, type GrpcObserver, listenGrpc } from '../../src/grpc/grpc-server.js';
 import { PROTO_FILE, PROTO_OPTIONS } from '../../src/grpc/proto.js';
-import { InferenceService, silentLog } from '../../src/service/index.js';
+import { InferenceService, type Log, silentLog } from '../../src/service/index.js';
 import type { TestApp } from './app.js';
 
 export interface GrpcError {
@@ -21,6 +21,12 @@ export interface GrpcClient {
     request: unknown,
     metadata?: Record<string, string>,
   ): Promise<{ ok: true; value: T } | { ok: false; error: GrpcError }>;
+  /** A call the test can cancel (or give a deadline): its handle and its outcome. */
+  start(
+    method: string,
+    request: unknown,
+    options?: { deadline?: Date },
+  ): { cancel(): void; outcome: Promise<{ ok: boolean; code?: number; value?: unknown }> };
   close(): void;
 }
 
@@ -29,8 +35,9 @@ type Methods = Record<
   (
     request: unknown,
     metadata: Metadata,
+    options: { deadline?: Date },
     callback: (error: GrpcError | null, value: unknown) => void,
-  ) => void
+  ) => { cancel(): void }
 >;
 
 export function grpcClient(port: number, options: { channel?: number } = {}): GrpcClient {
@@ -50,33 +57,56 @@ export function grpcClient(port: number, options: { channel?: number } = {}): Gr
       new Promise((resolve) => {
         const metadata = new Metadata();
         for (const [k, v] of Object.entries(headers)) metadata.set(k, v);
-        (client as unknown as Methods)[method]!(request, metadata, (error, value) =>
+        (client as unknown as Methods)[method]!(request, metadata, {}, (error, value) =>
           resolve(error ? { ok: false, error } : { ok: true, value: value as never }),
         );
       }),
+    start: (method, request, options = {}) => {
+      let call: { cancel(): void } | undefined;
+      const outcome = new Promise<{ ok: boolean; code?: number; value?: unknown }>((resolve) => {
+        call = (client as unknown as Methods)[method]!(
+          request,
+          new Metadata(),
+          options,
+          (error, value) => resolve(error ? { ok: false, code: error.code } : { ok: true, value }),
+        );
+      });
+      return { cancel: () => call!.cancel(), outcome };
+    },
     close: () => client.close(),
   };
 }
 
-/** A gRPC server over a test app's registry (same InferenceService options as the app's). */
+/**
+ * A gRPC server over a test app's registry (same InferenceService options as the app's, or the
+ * given service), reporting to `observer` and `log` when given.
+ */
 export async function startGrpc(
   t: TestApp,
-  options: { apiToken?: string; batchMaxDelayUs?: number } = {},
+  options: {
+    apiToken?: string;
+    batchMaxDelayUs?: number;
+    inference?: InferenceService;
+    observer?: GrpcObserver;
+    log?: Log;
+  } = {},
 ) {
   const inference =
-    options.batchMaxDelayUs === undefined
+    options.inference ??
+    (options.batchMaxDelayUs === undefined
       ? t.app.deps.inference
       : new InferenceService(t.registry, {
           batchMaxDelayUs: options.batchMaxDelayUs,
           batchMaxRows: t.config.BATCH_MAX_ROWS,
-        });
+        }));
   const server = createGrpcServer({
     inference,
     version: '0.0.0-test',
     maxBatchSize: t.config.MAX_BATCH_SIZE,
     maxMessageBytes: t.config.BODY_LIMIT_BYTES,
     apiToken: options.apiToken,
-    log: silentLog,
+    log: options.log ?? silentLog,
+    ...(options.observer ? { observer: options.observer } : {}),
   });
   const handle = await listenGrpc(server, '127.0.0.1', 0);
   const client = grpcClient(handle.port);

@@ -2,7 +2,8 @@
  * Dynamic batching (BATCH_MAX_DELAY_US, config.json `dynamic_batching`): concurrent requests for
  * one version run as one engine call; each response has exactly its own rows (equal to the
  * unbatched answer bit for bit) and the version of its batch; BATCH_MAX_ROWS bounds a batch; the
- * batch metrics count it all; a batch runs before its delay once every caller waits in it.
+ * batch metrics count it all; a batch runs before its delay once every caller waits in it; a
+ * request whose caller goes while it waits leaves its batch uncomputed.
  * Outcomes and order only: no timing assertion. A convolutional
  * model's samples, flat or nested, JSON or binary, batch together the same way.
  */
@@ -17,6 +18,7 @@ import {
   float32Rows,
   InferenceService,
   nestedRows,
+  type PredictOutput,
   runSources,
 } from '../../src/service/index.js';
 import { makeRepository, makeTestApp, type TestApp } from '../helpers/app.js';
@@ -348,6 +350,92 @@ describe('dynamic batching', () => {
       { rows: 5, requests: 5 },
     ]);
     await Promise.all(waiting);
+  });
+
+  it('a request whose caller goes while it waits leaves the batch uncomputed; the others get their own rows', async () => {
+    t = await makeTestApp();
+    const reports: { rows: number; requests: number }[] = [];
+    const service = new InferenceService(t.registry, {
+      batchMaxDelayUs: 1_000_000,
+      batchMaxRows: 256,
+      onBatch: (r) => reports.push({ rows: r.rows, requests: r.requests }),
+    });
+    const served = service.resolve('digits');
+    const alone = runSources(served, [nestedRows(rows.slice(0, 4), 64)])[0]!.probabilities!;
+    const callers = rows.slice(0, 4).map(() => new AbortController());
+    const pending = Promise.allSettled(
+      callers.map((caller, i) =>
+        service.infer(served, nestedRows([rows[i]!, rows[i]!], 64), true, false, caller),
+      ),
+    );
+    callers[1]!.abort();
+    callers[3]!.abort();
+    // A caller gone before its request is queued: refused at once, never queued.
+    const early = new AbortController();
+    early.abort();
+    await expect(
+      service.infer(served, nestedRows([rows[5]!], 64), true, false, early),
+    ).rejects.toMatchObject({ code: 'CLIENT_ABORTED', status: 499 });
+    service.flush();
+    expect(reports).toEqual([{ rows: 4, requests: 2 }]);
+    const results = await pending;
+    expect(results.map((r) => r.status)).toEqual([
+      'fulfilled',
+      'rejected',
+      'fulfilled',
+      'rejected',
+    ]);
+    for (const i of [0, 2]) {
+      const out = (results[i] as PromiseFulfilledResult<PredictOutput>).value;
+      expect(out.batchRows).toBe(4);
+      const own = Array.from(alone.subarray(i * 10, i * 10 + 10));
+      expect(Array.from(out.probabilities!)).toEqual([...own, ...own]);
+    }
+    for (const i of [1, 3])
+      expect((results[i] as PromiseRejectedResult).reason).toMatchObject({
+        code: 'CLIENT_ABORTED',
+      });
+    // Every caller of a queue gone: the queue is gone too, and no engine call is made for it.
+    const last = new AbortController();
+    const alone1 = service.infer(served, nestedRows([rows[0]!], 64), true, false, last);
+    last.abort();
+    await expect(alone1).rejects.toMatchObject({ code: 'CLIENT_ABORTED' });
+    service.flush();
+    expect(reports).toHaveLength(1);
+    // Gone once its batch is on the engine: it runs to the end and is answered.
+    const late = new AbortController();
+    const running = service.infer(served, nestedRows([rows[2]!], 64), true, false, late);
+    service.flush();
+    late.abort();
+    expect(Array.from((await running).probabilities!)).toEqual(Array.from(alone.subarray(20, 30)));
+  });
+
+  it("a caller's signal is read only for a request that waits for a batch", async () => {
+    t = await makeTestApp();
+    let reads = 0;
+    const caller = {
+      get signal() {
+        reads++;
+        return new AbortController().signal;
+      },
+    };
+    const plain = new InferenceService(t.registry, { batchMaxDelayUs: 0, batchMaxRows: 256 });
+    plain.infer(plain.resolve('digits'), nestedRows([rows[0]!], 64), true, true, caller);
+    expect(reads).toBe(0);
+    const batched = new InferenceService(t.registry, {
+      batchMaxDelayUs: 1_000_000,
+      batchMaxRows: 256,
+    });
+    const waiting = batched.infer(
+      batched.resolve('digits'),
+      nestedRows([rows[0]!], 64),
+      true,
+      true,
+      caller,
+    );
+    expect(reads).toBe(1);
+    batched.flush();
+    await waiting;
   });
 
   it('the connection count forgets the requests a pipelining client left when it closed', async () => {
