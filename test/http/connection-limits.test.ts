@@ -120,7 +120,7 @@ describe('REQUEST_TIMEOUT_MS', () => {
     expect(elapsed).toBeLessThan(30_000);
   });
 
-  it('headers over Node\'s limit get a 431 problem with a request id, header and body alike', async () => {
+  it("headers over Node's limit get a 431 problem with a request id, header and body alike", async () => {
     const port = await listen({});
     const { socket, received } = open(port);
     socket.write(`GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`);
@@ -131,34 +131,42 @@ describe('REQUEST_TIMEOUT_MS', () => {
     expect(raw).toMatch(new RegExp(`^X-Request-Id: ${problem.request_id}\\r$`, 'm'));
   });
 
-  it('a recalibration upload cut by it is recorded as REQUEST_TIMEOUT in its job, not as a client abort', async () => {
-    const port = await listen({ REQUEST_TIMEOUT_MS: '1000', ADMIN_TOKEN });
-    const { socket, received } = open(port);
-    socket.write(
-      `POST /v1/models/digits:recalibrate HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${ADMIN_TOKEN}\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n`,
-    );
-    const line = `${JSON.stringify(digitsRow(1))}\n`;
-    const drip = setInterval(() => {
-      if (!socket.destroyed) socket.write(`${line.length.toString(16)}\r\n${line}\r\n`);
-    }, 100);
-    const raw = await received;
-    clearInterval(drip);
-    expect(problemOf(raw)).toMatchObject({ status: 408, code: 'REQUEST_TIMEOUT' });
-    const jobs = join(t!.repository, '.jobs');
-    let job: { state: string; error?: { code: string; message: string } } | undefined;
-    for (let i = 0; i < 200 && job?.state !== 'failed'; i++) {
-      const files = existsSync(jobs) ? readdirSync(jobs).filter((f) => f.endsWith('.json')) : [];
-      if (files.length === 1) job = JSON.parse(readFileSync(join(jobs, files[0]!), 'utf8'));
-      if (job?.state !== 'failed') await new Promise((r) => setTimeout(r, 50));
-    }
-    expect(job).toMatchObject({
-      state: 'failed',
-      error: {
-        code: 'REQUEST_TIMEOUT',
-        message: 'the upload did not arrive within REQUEST_TIMEOUT_MS (1000 ms)',
-      },
-    });
-  });
+  it.each([
+    ['exact', ''],
+    ['running', '&batch_size=2'],
+  ])(
+    'a recalibration upload cut by it is recorded as REQUEST_TIMEOUT in its job, not as a client abort (mode=%s)',
+    async (mode, extra) => {
+      const port = await listen({ REQUEST_TIMEOUT_MS: '1000', ADMIN_TOKEN });
+      const { socket, received } = open(port);
+      socket.write(
+        `POST /v1/models/digits:recalibrate?mode=${mode}${extra} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${ADMIN_TOKEN}\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n`,
+      );
+      const line = `${JSON.stringify(digitsRow(1))}\n`;
+      const drip = setInterval(() => {
+        if (!socket.destroyed) socket.write(`${line.length.toString(16)}\r\n${line}\r\n`);
+      }, 100);
+      const raw = await received;
+      clearInterval(drip);
+      expect(problemOf(raw)).toMatchObject({ status: 408, code: 'REQUEST_TIMEOUT' });
+      const jobs = join(t!.repository, '.jobs');
+      let job: { state: string; error?: { code: string; message: string } } | undefined;
+      for (let i = 0; i < 200 && job?.state !== 'failed'; i++) {
+        const files = existsSync(jobs) ? readdirSync(jobs).filter((f) => f.endsWith('.json')) : [];
+        if (files.length === 1) job = JSON.parse(readFileSync(join(jobs, files[0]!), 'utf8'));
+        if (job?.state !== 'failed') await new Promise((r) => setTimeout(r, 50));
+      }
+      expect(job).toMatchObject({ state: 'failed', error: { code: 'REQUEST_TIMEOUT' } });
+      const message = job!.error!.message;
+      expect(message).toMatch(
+        /^the upload did not arrive within REQUEST_TIMEOUT_MS \(1000 ms\); \d+ rows had been read/,
+      );
+      // Running mode reads as fast as it computes: the message says the server may be the slow side.
+      if (mode === 'running')
+        expect(message).toMatch(/mode=running reads an upload only as fast as .* at batch_size 2/);
+      else expect(message).not.toMatch(/mode=running/);
+    },
+  );
 
   it('cuts headers that trickle in the same way', async () => {
     const port = await listen({ REQUEST_TIMEOUT_MS: '1000' });
