@@ -1,3 +1,10 @@
+/**
+ * K of the live drift statistics' clip: each value a live drift tap reads is winsorized at
+ * running_mean_c ± K·√(running_var_c + ε) of its BatchNorm channel before it is summed, so that a
+ * row's influence on the windowed moments is bounded (docs/drift.md, "Bounded influence").
+ */
+export const LIVE_DRIFT_CLIP_SIGMAS = 16;
+
 /** What a layer's live inputs look like against its running (training) statistics. */
 export interface LayerDrift {
   /** The BatchNorm's state-dict prefix: `"1"`, or `"3.body.1"` inside a residual block. */
