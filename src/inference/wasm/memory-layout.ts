@@ -35,10 +35,10 @@ export const SLACK = 16;
 export const align = (n: number, to = 64): number => Math.ceil(n / to) * to;
 
 /**
- * The room a probe's taps have (WasmProbe refuses more): a record per tensor reading and one more
- * per BatchNorm (its input clipped at its own bounds), accumulators (16 bytes a channel) and
- * clip bounds (8 bytes a channel) for every tensor's channels at both readings and every
- * BatchNorm's channels once more.
+ * The room a probe's taps have (WasmProbe refuses more): every tensor reading four times (exact
+ * and three clips) and every BatchNorm's input once more (clipped at its own running
+ * statistics), in records, accumulators (16 bytes a channel) and clip bounds (8 bytes a
+ * channel): a few KiB per thread for the bundled models.
  */
 export interface TapCapacity {
   records: number;
@@ -50,8 +50,8 @@ export function tapCapacity(plan: CompiledPlan): TapCapacity {
   const natural = tensorChannels(plan).reduce((a, b) => a + b, 0);
   const batchNorm = plan.batchNormInputs.reduce((a, b) => a + b.channels, 0);
   return {
-    records: positions + plan.batchNormInputs.length,
-    channels: 2 * natural + batchNorm,
+    records: 4 * positions + plan.batchNormInputs.length,
+    channels: 8 * natural + batchNorm,
   };
 }
 
