@@ -179,7 +179,7 @@ function directSums(y: Float32Array, rows: number, channels: number): ChannelSum
 }
 
 /** x winsorized at [lo, hi] as the executors do it (NaN passes). */
-const winsorize = (x: number, lo: number, hi: number): number => (x < lo ? lo : hi < x ? hi : x);
+const winsorize = (x: number, lo: number, hi: number): number => (x < lo ? lo : Math.min(hi, x));
 
 /** directSums of the values winsorized per channel at clip's bounds. */
 function clippedSums(y: Float32Array, rows: number, clip: TapClip): ChannelSums {
