@@ -16,8 +16,9 @@ import { stepOutputWidth } from './plan.js';
 export type TapPoint = 'output' | 'pre_activation';
 
 /**
- * Per channel of a tap, the interval its values are winsorized to before they are summed: a value
- * below lower[c] counts as lower[c], one above upper[c] as upper[c] (NaN stays NaN). Float32, in
+ * Per channel of a tap, the interval its values are winsorized to before they are summed: a finite
+ * value below lower[c] counts as lower[c], one above upper[c] as upper[c]; ±∞ and NaN count as
+ * NaN, so that sums with a value that overflowed stay not finite, as unclipped. Float32, in
  * the units of the tapped tensor, so that every executor compares the same float32 values with
  * the same bounds. Live drift statistics bound a row's influence with it
  * (batch-norm-inputs.ts: batchNormClip); recalibration's taps have none: PyTorch's statistics.
@@ -216,8 +217,8 @@ export function stepsNeeded(taps: readonly StatisticsTap[]): number {
 
 /**
  * The JavaScript executor's tap: adds rows × width values of `x` (row-major, float32 values held
- * in float64) into `sums`, per run of width/channels values; with `clip`, each value winsorized
- * at its channel's bounds first (as the wasm engine's f32x4.pmax / pmin: NaN passes).
+ * in float64) into `sums`, per run of width/channels values; with `clip`, each finite value
+ * winsorized at its channel's bounds first, and ±∞ and NaN made NaN (as the wasm engine).
  */
 export function addChannelSums(
   x: Float64Array,
@@ -241,7 +242,8 @@ export function addChannelSums(
         let q = 0;
         for (let k = 0; k < spatial; k++, i++) {
           const x0 = x[i]!;
-          const v = x0 < lo ? lo : Math.min(hi, x0); // NaN stays NaN
+          // + x0·0: NaN for ±∞ and NaN (the sums stay not finite), +0 otherwise.
+          const v = (x0 < lo ? lo : Math.min(hi, x0)) + x0 * 0;
           s += v;
           q += v * v;
         }

@@ -178,8 +178,9 @@ function directSums(y: Float32Array, rows: number, channels: number): ChannelSum
   return s;
 }
 
-/** x winsorized at [lo, hi] as the executors do it (NaN passes). */
-const winsorize = (x: number, lo: number, hi: number): number => (x < lo ? lo : Math.min(hi, x));
+/** x winsorized at [lo, hi] as the executors do it (±∞ and NaN: NaN). */
+const winsorize = (x: number, lo: number, hi: number): number =>
+  (x < lo ? lo : Math.min(hi, x)) + x * 0;
 
 /** directSums of the values winsorized per channel at clip's bounds. */
 function clippedSums(y: Float32Array, rows: number, clip: TapClip): ChannelSums {
@@ -579,30 +580,37 @@ describe('statistics taps', () => {
     }
   });
 
-  it('clips ±∞ and values beyond the bounds to them, keeps NaN, per feature and per channel', () => {
+  it('clips finite values beyond the bounds to them, and makes ±∞ and NaN NaN, per feature and per channel', () => {
     // The input tap (step −1) reads the rows as they are. 7 features: one vector of four and
-    // a scalar tail of three; 2 channels of 3×3: two vectors of four and a tail of one each.
-    const values = [
-      -1e30,
-      -2,
-      -1,
-      0.5,
-      1,
-      2,
-      3,
-      Number.POSITIVE_INFINITY,
-      Number.NEGATIVE_INFINITY,
-    ];
+    // a scalar tail of three; 3 channels of 3×3: two vectors of four and a tail of one each.
+    // Value 0 is NaN (channel 0 of both), value 10 +∞ (feature 3, channel 1).
+    const values = [-1e30, -2, -1, 0.5, 1, 2, 3, 1e30, -0.25];
     const flat = compileNetwork(randomNetwork([linear(7, 2)], 1), undefined, [7]);
-    const image = compileNetwork(randomNetwork(CNN, 1), undefined, [2, 3, 3]);
+    const image = compileNetwork(randomNetwork([conv(3, 2)], 1), undefined, [3, 3, 3]);
     const cases = [
-      { plan: flat, channels: 7, lower: [-1, -1, -1, -1, -1, -1, 0], upper: [2, 2, 2, 2, 2, 2, 0] },
-      { plan: image, channels: 2, lower: [-1, 0.75], upper: [2, 0.75] },
+      {
+        plan: flat,
+        channels: 7,
+        lower: [-1, -1, -1, -1, -1, -1, 0],
+        upper: [2, 2, 2, 2, 2, 2, 0],
+        finite: [false, true, true, false, true, true, true],
+      },
+      {
+        plan: image,
+        channels: 3,
+        lower: [-1, 0.75, -1],
+        upper: [2, 0.75, 2],
+        finite: [false, false, true],
+      },
     ];
-    for (const { plan, channels, lower, upper } of cases) {
+    for (const { plan, channels, lower, upper, finite } of cases) {
       const rows = 5;
       const x = Float32Array.from({ length: rows * plan.inputWidth }, (_, i) =>
-        i === 0 ? Number.NaN : values[(i * 7) % values.length]!,
+        i === 0
+          ? Number.NaN
+          : i === 10
+            ? Number.POSITIVE_INFINITY
+            : values[(i * 7) % values.length]!,
       );
       const clip = { lower: Float32Array.from(lower), upper: Float32Array.from(upper) };
       const expected = clippedSums(x, rows, clip);
@@ -615,12 +623,13 @@ describe('statistics taps', () => {
         const sums = probe.sums[1]!;
         expect(sums.count).toBe(expected.count);
         for (let c = 0; c < channels; c++) {
-          // Channel 0 holds the NaN: its sums are NaN, as the exact tap's.
           const what = `${executor.engine} ${channels} channels: channel ${c}`;
           expect(sums.sum[c], what).toBe(expected.sum[c]);
           expect(sums.sumSquares[c], what).toBe(expected.sumSquares[c]);
-          if (c === 0) expect(probe.sums[0]!.sum[0]).toBeNaN();
-          else expect(Number.isFinite(sums.sum[c]!), what).toBe(true);
+          // ±1e30 counts as a bound; a channel with NaN or +∞ stays not finite, as exact.
+          expect(Number.isFinite(sums.sum[c]!), what).toBe(finite[c]);
+          expect(Number.isFinite(probe.sums[0]!.sum[c]!), what).toBe(finite[c]);
+          if (finite[c]) expect(Math.abs(sums.sum[c]!)).toBeLessThanOrEqual(2 * 5 * 9);
         }
       }
     }

@@ -18,9 +18,11 @@ import { locals } from './wat-text.js';
  * channel_sums_clip(src, rows, width, channels, acc, bounds) and channel_sums_clip_act(…, bounds,
  * slope): the same, each value winsorized first at its channel's bounds — bounds holds f32 ×
  * channels lower bounds then f32 × channels upper ones — as f32x4.pmin(f32x4.pmax(x, lower),
- * upper) = x < lower ? lower : upper < x ? upper : x (NaN passes, as in the JavaScript
- * executor's addChannelSums): two instructions per four values before they are widened. The
- * activated block keeps the values as they were (only the sums see the clipped ones).
+ * upper) + x·0, that is x < lower ? lower : upper < x ? upper : x for a finite x and NaN for ±∞
+ * and NaN (x·0), as the JavaScript executor's addChannelSums: four instructions per four values
+ * before they are widened. A value that overflowed inside the network keeps making the sums not
+ * finite (live drift drops them, docs/drift.md) instead of counting as a bound. The activated
+ * block keeps the values as they were (only the sums see the clipped ones).
  */
 
 /** Lanes 2 and 3 of an f32x4, widened to f64x2. */
@@ -38,7 +40,7 @@ const variant = (act: boolean, clip: boolean) => ({
   param: `${clip ? '(param $bounds i32)' : ''} ${act ? '(param $slope f32)' : ''}`,
   locals: `${act ? '(local $slopev v128) (local $floorv v128)' : ''} ${
     act || clip ? '(local $f f32)' : ''
-  } ${clip ? '(local $lower v128) (local $higher v128) (local $lower1 f32) (local $higher1 f32) (local $upper i32)' : ''}`,
+  } ${clip ? '(local $lower v128) (local $higher v128) (local $lower1 f32) (local $higher1 f32) (local $upper i32) (local $g f32)' : ''}`,
   init: `${act ? epilogueInit : ''} ${
     clip
       ? '(local.set $upper (i32.add (local.get $bounds) (i32.shl (local.get $channels) (i32.const 2))))'
@@ -47,7 +49,9 @@ const variant = (act: boolean, clip: boolean) => ({
   storeVector: (at: string) => (act ? `(v128.store ${at} ${epilogue('(local.get $x)')})` : ''),
   /** $x winsorized at $lower, $higher (after it was stored activated). */
   clipVector: clip
-    ? '(local.set $x (f32x4.pmin (f32x4.pmax (local.get $x) (local.get $lower)) (local.get $higher)))'
+    ? `(local.set $x (f32x4.add
+          (f32x4.pmin (f32x4.pmax (local.get $x) (local.get $lower)) (local.get $higher))
+          (f32x4.mul (local.get $x) (v128.const i32x4 0 0 0 0))))`
     : '',
   /** The bounds of channel `c` into $lower, $higher (splat: per channel) or of channels c … c+3. */
   loadBounds: (c: string, splat: boolean) => {
@@ -68,12 +72,12 @@ const variant = (act: boolean, clip: boolean) => ({
   loadValue: (at: string) => {
     if (!act && !clip) return `(local.set $d (f64.promote_f32 (f32.load ${at})))`;
     const store = act ? `(f32.store ${at} ${epilogueScalar('(local.get $f)')})` : '';
-    const clipped = clip
-      ? `(local.set $f (select (local.get $lower1) (local.get $f) (f32.lt (local.get $f) (local.get $lower1))))
-          (local.set $f (select (local.get $higher1) (local.get $f) (f32.lt (local.get $higher1) (local.get $f))))`
-      : '';
-    return `(local.set $f (f32.load ${at})) ${store} ${clipped}
-          (local.set $d (f64.promote_f32 (local.get $f)))`;
+    if (!clip)
+      return `(local.set $f (f32.load ${at})) ${store} (local.set $d (f64.promote_f32 (local.get $f)))`;
+    return `(local.set $f (f32.load ${at})) ${store}
+          (local.set $g (select (local.get $lower1) (local.get $f) (f32.lt (local.get $f) (local.get $lower1))))
+          (local.set $g (select (local.get $higher1) (local.get $g) (f32.lt (local.get $higher1) (local.get $g))))
+          (local.set $d (f64.promote_f32 (f32.add (local.get $g) (f32.mul (local.get $f) (f32.const 0)))))`;
   },
 });
 
