@@ -28,7 +28,10 @@ export interface RunningStatistics {
   eps: number;
 }
 
-/** Live moments: count per channel, mean and M2 = Σ(x − mean)². */
+/**
+ * Live moments: count per channel, mean and M2 = Σ(x − mean)² — on the live path of the values
+ * winsorized at running_mean ± LIVE_DRIFT_CLIP_SIGMAS·√(running_var + ε) (version-drift.ts).
+ */
 export interface LiveMoments {
   count: number;
   mean: ArrayLike<number>;
@@ -39,7 +42,8 @@ export interface LiveMoments {
  * The drift of one BatchNorm: per channel c, z_c = (μ_live − μ_run)/σ_run and
  * r_c = ln(σ_live/σ_run) with σ = √(variance + ε) (ε as in the normalisation itself, so a constant
  * channel cannot divide by zero; σ²_live is the unbiased M2/(n − 1), PyTorch's running_var
- * convention), averaged over channels. A shift of the mean by one training standard deviation
+ * convention; μ_live and σ²_live are those of `live`: for live traffic, of the winsorized
+ * values, so one row moves z_c by at most about LIVE_DRIFT_CLIP_SIGMAS/n), averaged over channels. A shift of the mean by one training standard deviation
  * scores 1; so does a spread e ≈ 2.72 times wider or narrower.
  */
 export function layerDrift(running: RunningStatistics, live: LiveMoments): LayerDrift {
