@@ -43,7 +43,8 @@ export interface LiveMoments {
  * r_c = ln(σ_live/σ_run) with σ = √(variance + ε) (ε as in the normalisation itself, so a constant
  * channel cannot divide by zero; σ²_live is the unbiased M2/(n − 1), PyTorch's running_var
  * convention; μ_live and σ²_live are those of `live`: for live traffic, of the winsorized
- * values, so one row moves z_c by at most about LIVE_DRIFT_CLIP_SIGMAS/n), averaged over channels. A shift of the mean by one training standard deviation
+ * values, so m rows among N move z_c by at most m·(K + |z̄_c|)/N, K = LIVE_DRIFT_CLIP_SIGMAS:
+ * test/drift/bounded-influence.test.ts), averaged over channels. A shift of the mean by one training standard deviation
  * scores 1; so does a spread e ≈ 2.72 times wider or narrower.
  */
 export function layerDrift(running: RunningStatistics, live: LiveMoments): LayerDrift {

@@ -8,6 +8,7 @@
  * drift-night-shift.test.ts; below, how many clean and night values the clip reaches.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import { buildSequential, layerSchema } from '../../src/checkpoint/index.js';
 import {
   LIVE_DRIFT_CLIP_SIGMAS,
   layerDrift,
@@ -15,9 +16,13 @@ import {
   recalibrationRecommended,
 } from '../../src/drift/index.js';
 import {
+  batchNormInputsOf,
   batchNormMoments,
   batchNormTaps,
   clippedBatchNormTaps,
+  compileNetwork,
+  createExecutor,
+  detectWasmSupport,
   type EngineName,
 } from '../../src/inference/index.js';
 import { BatchNorm, namedModules, Rng, Tensor } from '../../src/nn/index.js';
@@ -27,6 +32,8 @@ import { type LoggedApp, makeLoggedApp } from '../helpers/admin.js';
 import { digitsImage, digitsRows, digitsTestRows, nightShift } from '../helpers/digits.js';
 
 const SEED = 61;
+/** Float64 sums of a few thousand values against a closed form. */
+const CLOSED_FORM_RTOL = 1e-9;
 
 let t: LoggedApp | undefined;
 afterEach(async () => {
@@ -71,6 +78,60 @@ function scoreOf(t: LoggedApp, name: string, rows: number[][], clipped: boolean)
     drift.inputs.map((b, i) => layerDrift(drift.running[i]!, batchNormMoments(b, probe.sums[i]!))),
   );
 }
+
+describe('what m values at a bound can do', () => {
+  it('among n clean ones, to N = n + m: the mean moves by m·(K − z̄)/N running σ, M2 grows by n·m·(K − z̄)²/N running variances', () => {
+    // A lone BatchNorm1d (running mean 1, running variance 4): its input is the row itself. Per
+    // channel z̄ is the clean values' standardised mean; the m rows of 1e4 sit at the upper bound
+    // 1 + K·√(4 + ε). Chan's merge of the clean moments with m equal values gives both.
+    const bn = layerSchema.parse({ type: 'batchnorm1d', num_features: 3 });
+    const network = buildSequential([bn], { init: new Rng(1) }).eval();
+    const layer = network.modules[0] as unknown as BatchNorm;
+    layer.runningMean.data.fill(1);
+    layer.runningVar.data.fill(4);
+    const plan = compileNetwork(network, undefined, [3]);
+    const inputs = batchNormInputsOf(plan);
+    const running = [
+      { mean: layer.runningMean.data, variance: layer.runningVar.data, eps: layer.eps },
+    ];
+    const rng = new Rng(SEED);
+    const n = 1000;
+    const m = 3;
+    const clean = Array.from({ length: n * 3 }, () => 1 + 2 * rng.normal() + 0.5);
+    const rows = Float32Array.from([...clean, ...Array.from({ length: m * 3 }, () => 1e4)]);
+    const K = LIVE_DRIFT_CLIP_SIGMAS;
+    const sigma = Math.sqrt(4 + layer.eps);
+    const relaxedSimd = detectWasmSupport().relaxedSimd;
+    for (const engine of ['js', 'wasm'] as const) {
+      const executor = createExecutor(plan, { engine, maxBatchSize: 2048, relaxedSimd });
+      const exact = executor.createProbe(batchNormTaps(inputs));
+      const clipped = executor.createProbe(clippedBatchNormTaps(inputs, running, K));
+      executor.accumulate(rows.subarray(0, n * 3), n, exact);
+      executor.accumulate(rows, n + m, clipped);
+      const before = batchNormMoments(inputs[0]!, exact.sums[0]!);
+      const after = batchNormMoments(inputs[0]!, clipped.sums[0]!);
+      const N = n + m;
+      for (let c = 0; c < 3; c++) {
+        const zBar = (before.mean[c]! - 1) / sigma;
+        const bound = Math.fround(1 + K * sigma);
+        const kAt = (bound - 1) / sigma; // K, to float32's rounding of the bound
+        expect(Math.abs(kAt / K - 1)).toBeLessThan(1e-7);
+        const meanMoved = (after.mean[c]! - before.mean[c]!) / sigma;
+        expect(Math.abs(meanMoved / ((m * (kAt - zBar)) / N) - 1), engine).toBeLessThan(
+          CLOSED_FORM_RTOL,
+        );
+        const m2Grew = (after.m2[c]! - before.m2[c]!) / sigma ** 2;
+        expect(Math.abs(m2Grew / ((n * m * (kAt - zBar) ** 2) / N) - 1), engine).toBeLessThan(
+          CLOSED_FORM_RTOL,
+        );
+      }
+      // The drift score's two terms: for m = 3 among 1,003, 0.048 σ and ≈ 0.77 running variances.
+      const drift = layerDrift({ path: '0', ...running[0]! }, after);
+      const cleanDrift = layerDrift({ path: '0', ...running[0]! }, before);
+      expect(drift.mean_shift - cleanDrift.mean_shift).toBeLessThan((m * (K + 0.3)) / N);
+    }
+  });
+});
 
 describe.each(cases)(
   'live drift on $name ($engine) and three absurd rows',
