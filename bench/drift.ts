@@ -4,14 +4,22 @@
  *   DRIFT_SAMPLE_FRACTION=1 (every engine call carries the statistics probe: the default) and one
  *   with 0 (no probe), loaded alternately by autocannon over several rounds — 1-row JSON predicts
  *   and 256-row float32 predicts; the median of each and the on/off ratio;
- * - engine: CompiledModel.forward with and without the probe on the same executor (the taps alone,
- *   without HTTP), interleaved rounds;
+ * - engine: CompiledModel.forward without a probe, with the exact taps and with the clipped ones
+ *   live drift reads, on the same executor (the taps alone, without HTTP), interleaved rounds;
  * - service: runSources with and without the drift service observing (taps, windows, check).
  */
 import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { batchNormInputsOf, batchNormTaps, CompiledModel } from '../src/inference/index.js';
+import { LIVE_DRIFT_CLIP_SIGMAS } from '../src/drift/index.js';
+import {
+  batchNormInputsOf,
+  batchNormTaps,
+  CompiledModel,
+  clippedBatchNormTaps,
+  type StatisticsProbe,
+} from '../src/inference/index.js';
+import { type BatchNorm, namedModules } from '../src/nn/index.js';
 import {
   DEFAULT_DRIFT_THRESHOLD,
   DriftService,
@@ -155,47 +163,68 @@ export async function benchDrift(
     rmSync(repository, { recursive: true, force: true });
   }
 
-  // The taps alone: the same executor with and without the probe.
-  const { checkpoint } = await loadModelDirectory('models/digits');
-  const config = checkpoint.config;
-  const model = new CompiledModel(
-    checkpoint.network,
-    config.input_transform,
-    256,
-    config.input_shape,
-  );
-  const probe = model.executor.createProbe(batchNormTaps(batchNormInputsOf(model.plan)));
-  for (const batch of [1, 256]) {
-    const input = Float32Array.from(Array.from({ length: batch }, () => DIGITS_ROW).flat());
-    const callsPerSecond = (withProbe: boolean) => {
-      const budgetMs = 300;
-      const t0 = performance.now();
-      let calls = 0;
-      while (performance.now() - t0 < budgetMs) {
-        for (let i = 0; i < 50; i++)
-          model.forward(input, batch, true, withProbe ? probe : undefined);
-        calls += 50;
-      }
-      return (calls * 1000) / (performance.now() - t0);
-    };
-    const offRuns: number[] = [];
-    const onRuns: number[] = [];
-    for (let r = 0; r < rounds + 2; r++) {
-      offRuns.push(callsPerSecond(false));
-      onRuns.push(callsPerSecond(true));
-      probe.reset();
-    }
-    const a = median(offRuns);
-    const b = median(onRuns);
-    rows.push({
-      what: `engine (${model.executor.engine}): forward`,
-      rowsPerRequest: batch,
-      off: a,
-      on: b,
-      ratio: b / a,
+  // The taps alone: the same executor with and without the probe, on digits (per-feature taps)
+  // and digits-cnn (per-channel taps of 8×8 planes; the same 64 pixels as a [1, 8, 8] image).
+  for (const name of ['digits', 'digits-cnn']) {
+    const { checkpoint } = await loadModelDirectory(`models/${name}`);
+    const config = checkpoint.config;
+    const model = new CompiledModel(
+      checkpoint.network,
+      config.input_transform,
+      256,
+      config.input_shape,
+    );
+    // The exact taps (recalibration's) and the clipped ones live drift reads (each value winsorized
+    // at its channel's running_mean ± LIVE_DRIFT_CLIP_SIGMAS running σ), against none.
+    const inputs = batchNormInputsOf(model.plan);
+    const modules = new Map(namedModules(checkpoint.network));
+    const running = inputs.map((b) => {
+      const bn = modules.get(b.path) as BatchNorm;
+      return { mean: bn.runningMean.data, variance: bn.runningVar.data, eps: bn.eps };
     });
+    const exact = model.executor.createProbe(batchNormTaps(inputs));
+    const clipped = model.executor.createProbe(
+      clippedBatchNormTaps(inputs, running, LIVE_DRIFT_CLIP_SIGMAS),
+    );
+    for (const batch of [1, 256]) {
+      const input = Float32Array.from(Array.from({ length: batch }, () => DIGITS_ROW).flat());
+      const callsPerSecond = (probe: StatisticsProbe | undefined) => {
+        const budgetMs = 300;
+        const t0 = performance.now();
+        let calls = 0;
+        while (performance.now() - t0 < budgetMs) {
+          for (let i = 0; i < 50; i++) model.forward(input, batch, true, probe);
+          calls += 50;
+        }
+        return (calls * 1000) / (performance.now() - t0);
+      };
+      const offRuns: number[] = [];
+      const exactRuns: number[] = [];
+      const clippedRuns: number[] = [];
+      for (let r = 0; r < rounds + 2; r++) {
+        offRuns.push(callsPerSecond(undefined));
+        exactRuns.push(callsPerSecond(exact));
+        clippedRuns.push(callsPerSecond(clipped));
+        exact.reset();
+        clipped.reset();
+      }
+      const a = median(offRuns);
+      for (const [what, runs] of [
+        ['exact taps', exactRuns],
+        ['live drift taps (clipped)', clippedRuns],
+      ] as const) {
+        const b = median(runs);
+        rows.push({
+          what: `engine (${model.executor.engine}): ${name} forward, ${what}`,
+          rowsPerRequest: batch,
+          off: a,
+          on: b,
+          ratio: b / a,
+        });
+      }
+    }
+    model.close();
   }
-  model.close();
   rows.push(...(await serviceRows()));
   return rows;
 }

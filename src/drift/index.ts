@@ -4,6 +4,7 @@ export { type Histogram, histogram, robustRange } from './histogram.js';
 export {
   type DriftRule,
   type LayerDrift,
+  LIVE_DRIFT_CLIP_SIGMAS,
   type LiveMoments,
   layerDrift,
   modelDriftScore,

@@ -1,3 +1,10 @@
+/**
+ * K of the live drift statistics' clip: each value a live drift tap reads is winsorized at
+ * running_mean_c ± K·√(running_var_c + ε) of its BatchNorm channel before it is summed, so that a
+ * row's influence on the windowed moments is bounded (docs/drift.md, "Bounded influence").
+ */
+export const LIVE_DRIFT_CLIP_SIGMAS = 16;
+
 /** What a layer's live inputs look like against its running (training) statistics. */
 export interface LayerDrift {
   /** The BatchNorm's state-dict prefix: `"1"`, or `"3.body.1"` inside a residual block. */
@@ -21,7 +28,10 @@ export interface RunningStatistics {
   eps: number;
 }
 
-/** Live moments: count per channel, mean and M2 = Σ(x − mean)². */
+/**
+ * Live moments: count per channel, mean and M2 = Σ(x − mean)² — on the live path of the values
+ * winsorized at running_mean ± LIVE_DRIFT_CLIP_SIGMAS·√(running_var + ε) (version-drift.ts).
+ */
 export interface LiveMoments {
   count: number;
   mean: ArrayLike<number>;
@@ -32,7 +42,9 @@ export interface LiveMoments {
  * The drift of one BatchNorm: per channel c, z_c = (μ_live − μ_run)/σ_run and
  * r_c = ln(σ_live/σ_run) with σ = √(variance + ε) (ε as in the normalisation itself, so a constant
  * channel cannot divide by zero; σ²_live is the unbiased M2/(n − 1), PyTorch's running_var
- * convention), averaged over channels. A shift of the mean by one training standard deviation
+ * convention; μ_live and σ²_live are those of `live`: for live traffic, of the winsorized
+ * values, so m rows among N move z_c by at most m·(K + |z̄_c|)/N, K = LIVE_DRIFT_CLIP_SIGMAS:
+ * test/drift/bounded-influence.test.ts), averaged over channels. A shift of the mean by one training standard deviation
  * scores 1; so does a spread e ≈ 2.72 times wider or narrower.
  */
 export function layerDrift(running: RunningStatistics, live: LiveMoments): LayerDrift {

@@ -1,5 +1,5 @@
 import type { BatchNormInput, CompiledPlan } from './plan.js';
-import type { ChannelSums, StatisticsTap } from './statistics-probe.js';
+import type { ChannelSums, StatisticsTap, TapClip } from './statistics-probe.js';
 
 /** Per-channel count, mean and M2 = Σ(x − mean)² of one BatchNorm's input. */
 export interface InputMoments {
@@ -29,6 +29,55 @@ export function batchNormTaps(inputs: readonly BatchNormInput[]): StatisticsTap[
     if (!b.tap) throw new Error(`the input of BatchNorm ${b.path} cannot be read: ${b.reason}`);
     return b.tap;
   });
+}
+
+/** A BatchNorm's running statistics (running_mean, running_var) and its ε. */
+export interface RunningMoments {
+  mean: ArrayLike<number>;
+  variance: ArrayLike<number>;
+  eps: number;
+}
+
+/**
+ * The clip that winsorizes a BatchNorm's input x at running_mean_c ± sigmas·√(running_var_c + ε)
+ * per channel, in the units of the tapped values y (x = y·scale + shift: y = (x − shift)/scale,
+ * the bounds swapped where scale < 0), rounded to float32. Clipping y there clips x there: the
+ * map is monotone per channel. A channel whose bounds cannot be stated — a zero or non-finite
+ * scale, running statistics that are not finite — gets −∞ … +∞: it is left unclipped.
+ */
+export function batchNormClip(
+  input: BatchNormInput,
+  running: RunningMoments,
+  sigmas: number,
+): TapClip {
+  const lower = new Float32Array(input.channels).fill(Number.NEGATIVE_INFINITY);
+  const upper = new Float32Array(input.channels).fill(Number.POSITIVE_INFINITY);
+  for (let c = 0; c < input.channels; c++) {
+    const half = sigmas * Math.sqrt(running.variance[c]! + running.eps);
+    const scale = input.scale?.[c] ?? 1;
+    const shift = input.shift?.[c] ?? 0;
+    const a = (running.mean[c]! - half - shift) / scale;
+    const b = (running.mean[c]! + half - shift) / scale;
+    if (!Number.isFinite(a) || !Number.isFinite(b) || scale === 0) continue;
+    lower[c] = Math.min(a, b);
+    upper[c] = Math.max(a, b);
+  }
+  return { lower, upper };
+}
+
+/**
+ * The taps of these BatchNorms' inputs, each winsorized at its own running statistics
+ * (batchNormClip; running[i] belongs to inputs[i]): what live drift reads.
+ */
+export function clippedBatchNormTaps(
+  inputs: readonly BatchNormInput[],
+  running: readonly RunningMoments[],
+  sigmas: number,
+): StatisticsTap[] {
+  return batchNormTaps(inputs).map((tap, i) => ({
+    ...tap,
+    clip: batchNormClip(inputs[i]!, running[i]!, sigmas),
+  }));
 }
 
 /**

@@ -1,9 +1,12 @@
 export { detectWasmSupport, type WasmSupport } from '../nn/wasm/index.js';
 export {
+  batchNormClip,
   batchNormInputsOf,
   batchNormMoments,
   batchNormTaps,
+  clippedBatchNormTaps,
   type InputMoments,
+  type RunningMoments,
 } from './batch-norm-inputs.js';
 export { centredPlan, inputCentre } from './centred-plan.js';
 export { batchNormAffine, type CompileOptions, compileNetwork } from './compile.js';
@@ -32,6 +35,7 @@ export {
   ChannelSums,
   type StatisticsProbe,
   type StatisticsTap,
+  type TapClip,
   type TapPoint,
   tensorChannels,
 } from './statistics-probe.js';

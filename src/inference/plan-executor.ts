@@ -26,15 +26,22 @@ import {
   type StatisticsTap,
   sharedSums,
   stepsNeeded,
+  type TapClip,
   tapPosition,
   tappedWidth,
 } from './statistics-probe.js';
 
+/** The sums one tensor reading adds to, and the clip they are gathered with. */
+interface TapTarget {
+  sums: ChannelSums;
+  clip: TapClip | undefined;
+}
+
 /** A probe of the JavaScript executor: per tensor position, the sums its taps add to. */
 class PlanProbe implements StatisticsProbe {
   readonly sums: ChannelSums[];
-  /** Index 2·(step + 1) + (pre_activation ? 1 : 0) → the sums of the tap there. */
-  readonly at: (ChannelSums | undefined)[];
+  /** Index 2·(step + 1) + (pre_activation ? 1 : 0) → the sums of the taps there (distinct). */
+  readonly at: (TapTarget[] | undefined)[];
   readonly steps: number;
 
   constructor(
@@ -44,7 +51,11 @@ class PlanProbe implements StatisticsProbe {
     this.sums = sharedSums(taps);
     this.at = new Array(2 * (owner.plan.steps.length + 1)).fill(undefined);
     taps.forEach((t, i) => {
-      this.at[tapPosition(t)] = this.sums[i];
+      const sums = this.sums[i]!;
+      const position = tapPosition(t);
+      const targets = this.at[position] ?? [];
+      this.at[position] = targets;
+      if (!targets.some((x) => x.sums === sums)) targets.push({ sums, clip: t.clip });
     });
     this.steps = stepsNeeded(taps);
   }
@@ -247,8 +258,10 @@ export class PlanExecutor implements Executor {
     let dst = buf.b;
     const steps = this.steps;
     const tap = (index: number, x: Float64Array, step: number): void => {
-      const sums = taps?.at[index];
-      if (sums) addChannelSums(x, rows, tappedWidth(this.plan, step), sums);
+      const targets = taps?.at[index];
+      if (!targets) return;
+      for (const t of targets)
+        addChannelSums(x, rows, tappedWidth(this.plan, step), t.sums, t.clip);
     };
     tap(0, src, -1);
     for (let s = 0; s < limit; s++) {

@@ -15,6 +15,19 @@ import { stepOutputWidth } from './plan.js';
  */
 export type TapPoint = 'output' | 'pre_activation';
 
+/**
+ * Per channel of a tap, the interval its values are winsorized to before they are summed: a finite
+ * value below lower[c] counts as lower[c], one above upper[c] as upper[c]; ±∞ and NaN count as
+ * NaN, so that sums with a value that overflowed stay not finite, as unclipped. Float32, in
+ * the units of the tapped tensor, so that every executor compares the same float32 values with
+ * the same bounds. Live drift statistics bound a row's influence with it
+ * (batch-norm-inputs.ts: batchNormClip); recalibration's taps have none: PyTorch's statistics.
+ */
+export interface TapClip {
+  lower: Float32Array;
+  upper: Float32Array;
+}
+
 /** A tensor of the plan whose per-channel sums are gathered. */
 export interface StatisticsTap {
   /** Index of the step in plan.steps whose tensor is read; −1: the plan's input (raw rows). */
@@ -27,6 +40,8 @@ export interface StatisticsTap {
    * channels = width.
    */
   channels: number;
+  /** Winsorize each value at its channel's bounds before it is summed; none: the exact values. */
+  clip?: TapClip;
 }
 
 /**
@@ -150,6 +165,15 @@ export function checkTaps(plan: CompiledPlan, taps: readonly StatisticsTap[]): v
       throw new RangeError(`${where}: ${tap.channels} channels do not divide a width of ${width}`);
     if (tap.channels > max)
       throw new RangeError(`${where}: ${tap.channels} channels are finer than the tensor's ${max}`);
+    if (
+      tap.clip &&
+      (tap.clip.lower.length !== tap.channels ||
+        tap.clip.upper.length !== tap.channels ||
+        tap.clip.lower.some((lo, c) => !(lo <= tap.clip!.upper[c]!)))
+    )
+      throw new RangeError(
+        `${where}: clip needs ${tap.channels} lower and upper bounds with lower ≤ upper`,
+      );
     const key = `${tap.step}/${tap.point}`;
     const other = seen.get(key);
     if (other !== undefined && other !== tap.channels)
@@ -163,17 +187,24 @@ export const tapPosition = (tap: StatisticsTap): number =>
   2 * (tap.step + 1) + (tap.point === 'pre_activation' ? 1 : 0);
 
 /**
- * One ChannelSums per tap; taps reading the same tensor the same way (two BatchNorms folded into
- * one step) share theirs, so the executor sums that tensor once.
+ * One ChannelSums per tap; taps reading the same tensor the same way with the same clip (two
+ * BatchNorms folded into one step, unclipped) share theirs, so the executor sums that tensor once.
+ * Clipped taps of one tensor with other bounds (each BatchNorm's own running statistics) each
+ * have their own.
  */
 export function sharedSums(taps: readonly StatisticsTap[]): ChannelSums[] {
-  const byPosition = new Map<number, ChannelSums>();
+  const byPosition = new Map<number, Map<TapClip | undefined, ChannelSums>>();
   return taps.map((t) => {
     const key = tapPosition(t);
-    let sums = byPosition.get(key);
+    let byClip = byPosition.get(key);
+    if (!byClip) {
+      byClip = new Map();
+      byPosition.set(key, byClip);
+    }
+    let sums = byClip.get(t.clip);
     if (!sums) {
       sums = new ChannelSums(t.channels);
-      byPosition.set(key, sums);
+      byClip.set(t.clip, sums);
     }
     return sums;
   });
@@ -186,19 +217,41 @@ export function stepsNeeded(taps: readonly StatisticsTap[]): number {
 
 /**
  * The JavaScript executor's tap: adds rows × width values of `x` (row-major, float32 values held
- * in float64) into `sums`, per run of width/channels values.
+ * in float64) into `sums`, per run of width/channels values; with `clip`, each finite value
+ * winsorized at its channel's bounds first, and ±∞ and NaN made NaN (as the wasm engine).
  */
 export function addChannelSums(
   x: Float64Array,
   rows: number,
   width: number,
   sums: ChannelSums,
+  clip?: TapClip,
 ): void {
   const channels = sums.channels;
   const spatial = width / channels;
   const sum = sums.sum;
   const sq = sums.sumSquares;
-  if (spatial === 1) {
+  if (clip) {
+    const { lower, upper } = clip;
+    let i = 0;
+    for (let r = 0; r < rows; r++) {
+      for (let c = 0; c < channels; c++) {
+        const lo = lower[c]!;
+        const hi = upper[c]!;
+        let s = 0;
+        let q = 0;
+        for (let k = 0; k < spatial; k++, i++) {
+          const x0 = x[i]!;
+          // + x0·0: NaN for ±∞ and NaN (the sums stay not finite), +0 otherwise.
+          const v = (x0 < lo ? lo : Math.min(hi, x0)) + x0 * 0;
+          s += v;
+          q += v * v;
+        }
+        sum[c] = sum[c]! + s;
+        sq[c] = sq[c]! + q;
+      }
+    }
+  } else if (spatial === 1) {
     for (let r = 0; r < rows; r++) {
       const base = r * width;
       for (let c = 0; c < channels; c++) {

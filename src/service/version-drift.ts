@@ -1,6 +1,7 @@
 import {
   type DriftRule,
   type LayerDrift,
+  LIVE_DRIFT_CLIP_SIGMAS,
   layerDrift,
   modelDriftScore,
   type RunningStatistics,
@@ -10,7 +11,7 @@ import {
 import {
   type BatchNormInput,
   batchNormMoments,
-  batchNormTaps,
+  clippedBatchNormTaps,
   type StatisticsProbe,
 } from '../inference/index.js';
 import { BatchNorm, namedModules } from '../nn/index.js';
@@ -94,7 +95,11 @@ export class VersionDrift {
         eps: bn.eps,
       };
     });
-    this.probe = served.compiled.executor.createProbe(batchNormTaps(this.inputs));
+    // Each value winsorized at its channel's running_mean ± LIVE_DRIFT_CLIP_SIGMAS running σ: a
+    // few absurd rows cannot move the windowed moments far (recalibration's taps are exact).
+    this.probe = served.compiled.executor.createProbe(
+      clippedBatchNormTaps(this.inputs, this.running, LIVE_DRIFT_CLIP_SIGMAS),
+    );
     const channels = this.inputs.map((b) => b.channels);
     this.moments = new WindowedMoments(channels, options.windowMs, options.windows);
     this.unshared = new WindowedMoments(channels, options.windowMs, options.windows);

@@ -1,7 +1,7 @@
 /**
  * Bounded influence of a few rows on AUTO_RECALIBRATE (docs/drift.md, "Outlying rows"): the
- * screening's formulas on hand-made numbers, the reviewer's attack (three rows of 1e4 among clean
- * traffic), rows just inside the bound mixed into night traffic, and the screening of the bundled
+ * screening's formulas on hand-made numbers, the reviewer's attack (rows of 1e4 among clean
+ * traffic: a dozen, since the reviewer's three no longer cross the clipped live score), rows just inside the bound mixed into night traffic, and the screening of the bundled
  * models' own rows.
  */
 import { afterEach, describe, expect, it } from 'vitest';
@@ -350,18 +350,28 @@ function accuracy(t: LoggedApp, rows: number[][]): { version: number; accuracy: 
 const logged = (t: LoggedApp, msg: string) =>
   t.logs.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === msg);
 
-/** The reviewer's attack: 1,000 clean one-row predicts, 3 rows of 1e4, 100 clean ones (seeded). */
+/**
+ * Rows of 1e4 that cross the threshold of the live drift score even clipped (bounded-influence
+ * test: the reviewer's 3 take it to 0.34 on digits, about 0.09 a row), so that the screening has
+ * something to act on.
+ */
+const ABSURD_ROWS = 12;
+
+/**
+ * The reviewer's attack made bigger: 1,000 clean one-row predicts, ABSURD_ROWS rows of 1e4 (the
+ * reviewer sent 3: bounded-influence.test.ts), 100 clean ones (seeded).
+ */
 async function reviewersAttack(t: LoggedApp): Promise<void> {
   const rng = new Rng(SEED);
   for (let i = 0; i < 1000; i++) await predict(t.app, x[rng.int(x.length)]!);
   const attack = Array.from({ length: 64 }, () => 1e4);
-  for (let i = 0; i < 3; i++) await predict(t.app, attack);
+  for (let i = 0; i < ABSURD_ROWS; i++) await predict(t.app, attack);
   for (let i = 0; i < 100; i++) await predict(t.app, x[rng.int(x.length)]!);
   await t.app.deps.drift.drain();
 }
 
 describe('AUTO_RECALIBRATE=promote and a few outlying rows', () => {
-  it("the reviewer's attack: 1,000 clean rows, 3 rows of 1e4, 100 clean rows — nothing promoted", async () => {
+  it("the reviewer's attack with 12 rows of 1e4 among 1,100 clean rows — screened, nothing promoted", async () => {
     t = await makeLoggedApp({ env: { AUTO_RECALIBRATE: 'promote' }, level: 'info' });
     const before = accuracy(t, x);
     await reviewersAttack(t);
@@ -371,16 +381,16 @@ describe('AUTO_RECALIBRATE=promote and a few outlying rows', () => {
     );
     expect(after).toEqual(before);
     expect([...t.registry.get('digits').versions.keys()]).toEqual([1]);
-    // The windowed score (every row's sums) still crosses the threshold: what is acted on is not.
+    // The windowed score (clipped sums) crosses the threshold: what is acted on does not.
     expect(logged(t, 'drift: recalibration recommended')).toHaveLength(1);
     const skipped = logged(
       t,
       'drift: the traffic sample does not drift without its outlying rows; recalibration skipped',
     );
     expect(skipped).toHaveLength(1);
-    expect(skipped[0]).toMatchObject({ model: 'digits', parent: 1, outlierRows: 3 });
+    expect(skipped[0]).toMatchObject({ model: 'digits', parent: 1, outlierRows: ABSURD_ROWS });
     expect(skipped[0]!.screenedScore as number).toBeLessThan(0.5);
-    expect(skipped[0]!.score as number).toBeGreaterThan(5);
+    expect(skipped[0]!.score as number).toBeGreaterThan(0.5);
     const s = (await t.app.inject({ method: 'GET', url: '/v1/models/digits' })).json() as {
       auto_recalibration: AutoRecalibrationStatus;
     };
@@ -388,10 +398,15 @@ describe('AUTO_RECALIBRATE=promote and a few outlying rows', () => {
       action: 'promote',
       outcome: 'skipped',
     });
-    expect(s.auto_recalibration.last_action!.detail).toMatch(/without its 3 outlying rows/);
+    expect(s.auto_recalibration.last_action!.detail).toMatch(
+      new RegExp(`without its ${ABSURD_ROWS} outlying rows`),
+    );
     const metrics = (await t.app.inject({ method: 'GET', url: '/metrics' })).body;
     expect(metrics).toMatch(
-      /^normserve_auto_recalibration_outlier_rows_total\{model="digits"\} 3$/m,
+      new RegExp(
+        `^normserve_auto_recalibration_outlier_rows_total\\{model="digits"\\} ${ABSURD_ROWS}$`,
+        'm',
+      ),
     );
     expect(metrics).toMatch(
       /^normserve_auto_recalibration_actions_total\{model="digits",action="promote",outcome="skipped"\} 1$/m,

@@ -7,11 +7,13 @@
 import { describe, expect, it } from 'vitest';
 import { buildSequential, type LayerSpec, layerSchema } from '../../src/checkpoint/index.js';
 import {
+  batchNormClip,
   batchNormInputsOf,
   batchNormMoments,
   batchNormTaps,
   ChannelSums,
   type CompiledPlan,
+  clippedBatchNormTaps,
   compileNetwork,
   createExecutor,
   detectWasmSupport,
@@ -19,6 +21,7 @@ import {
   PlanExecutor,
   type StatisticsTap,
   stepOutputWidth,
+  type TapClip,
   tensorChannels,
   WasmExecutor,
 } from '../../src/inference/index.js';
@@ -175,6 +178,53 @@ function directSums(y: Float32Array, rows: number, channels: number): ChannelSum
   return s;
 }
 
+/** x winsorized at [lo, hi] as the executors do it (±∞ and NaN: NaN). */
+const winsorize = (x: number, lo: number, hi: number): number =>
+  (x < lo ? lo : Math.min(hi, x)) + x * 0;
+
+/** directSums of the values winsorized per channel at clip's bounds. */
+function clippedSums(y: Float32Array, rows: number, clip: TapClip): ChannelSums {
+  const channels = clip.lower.length;
+  const s = new ChannelSums(channels);
+  const width = y.length / rows;
+  const spatial = width / channels;
+  for (let i = 0; i < y.length; i++) {
+    const c = Math.floor((i % width) / spatial);
+    const v = winsorize(y[i]!, clip.lower[c]!, clip.upper[c]!);
+    s.sum[c] = s.sum[c]! + v;
+    s.sumSquares[c] = s.sumSquares[c]! + v * v;
+  }
+  s.count = rows * spatial;
+  return s;
+}
+
+/**
+ * The taps again, each clipped at its channels' mean ± `sigmas` standard deviations of `x`'s
+ * values there (from an exact pass): a good share of every tensor's values lies outside.
+ */
+function clippedCopies(
+  plan: CompiledPlan,
+  taps: readonly StatisticsTap[],
+  x: Float32Array,
+  rows: number,
+  sigmas: number,
+): StatisticsTap[] {
+  const executor = new PlanExecutor(plan, 1024);
+  const probe = executor.createProbe(taps);
+  executor.accumulate(x, rows, probe);
+  return taps.map((tap, i) => {
+    const { count, mean, m2 } = probe.sums[i]!.moments();
+    const sd = (c: number) => Math.sqrt(m2[c]! / count);
+    return {
+      ...tap,
+      clip: {
+        lower: Float32Array.from(mean, (m, c) => m - sigmas * sd(c)),
+        upper: Float32Array.from(mean, (m, c) => m + sigmas * sd(c)),
+      },
+    };
+  });
+}
+
 function expectSumsClose(a: ChannelSums, b: ChannelSums, rtol: number, what: string): void {
   expect(a.count, `${what}: count`).toBe(b.count);
   for (let c = 0; c < a.channels; c++) {
@@ -249,6 +299,80 @@ describe('statistics taps', () => {
       }
     });
 
+    it(`${c.name}: clipped BatchNorm taps winsorize the inputs at running_mean ± K·√(running_var + ε)`, () => {
+      // K = 1: most values of these random networks' BatchNorm inputs lie beyond a bound.
+      const K = 1;
+      const inputs = batchNormInputsOf(plan);
+      const modules = new Map(namedModules(network));
+      const running = inputs.map((b) => {
+        const bn = modules.get(b.path) as BatchNorm;
+        return { mean: bn.runningMean.data, variance: bn.runningVar.data, eps: bn.eps };
+      });
+      // The unfused network's inputs, winsorized in x's own units.
+      const hooked = new Map<string, ChannelSums>();
+      let clipped = 0;
+      for (const [path, m] of namedModules(network)) {
+        if (!(m instanceof BatchNorm)) continue;
+        const s = new ChannelSums(m.numFeatures);
+        hooked.set(path, s);
+        m.preHook = (input) => {
+          const [n, ch, spatial] = m.layout(input.shape);
+          for (let i = 0; i < n * ch * spatial; i++) {
+            const k = Math.floor(i / spatial) % ch;
+            const half = K * Math.sqrt(m.runningVar.data[k]! + m.eps);
+            const lo = m.runningMean.data[k]! - half;
+            const hi = m.runningMean.data[k]! + half;
+            const v = winsorize(input.data[i]!, lo, hi);
+            if (v !== input.data[i]) clipped++;
+            s.sum[k] = s.sum[k]! + v;
+            s.sumSquares[k] = s.sumSquares[k]! + v * v;
+          }
+          s.count += n * spatial;
+        };
+      }
+      const width = plan.inputWidth;
+      const t = c.transform;
+      const scaled = t ? x.map((v, i) => (v - t.shift[i % width]!) * t.scale[i % width]!) : x;
+      network.forward(new Tensor(scaled, [rows, ...c.shape]));
+      for (const [, m] of namedModules(network)) if (m instanceof BatchNorm) m.preHook = undefined;
+      expect(clipped).toBeGreaterThan(0.2 * rows * inputs.length);
+      const perEngine = executors(plan, 1024).map((executor) => {
+        const probe = executor.createProbe(clippedBatchNormTaps(inputs, running, K));
+        executor.run(x, rows, probe);
+        return inputs.map((b, i) => batchNormMoments(b, probe.sums[i]!));
+      });
+      // A channel whose inputs all lie beyond one bound has M2 = 0: both differences in units of
+      // the running σ (the drift score's yardstick) rather than of the live one.
+      inputs.forEach((b, i) => {
+        const reference = hooked.get(b.path)!.moments();
+        const sigma = (ch: number) => Math.sqrt(running[i]!.variance[ch]! + running[i]!.eps);
+        const expectClose = (
+          a: { count: number; mean: Float64Array; m2: Float64Array },
+          ref: { count: number; mean: Float64Array; m2: Float64Array },
+          rtol: number,
+          what: string,
+        ) => {
+          for (let ch = 0; ch < b.channels; ch++) {
+            expect(Math.abs(a.mean[ch]! - ref.mean[ch]!) / sigma(ch), `${what} mean`).toBeLessThan(
+              rtol,
+            );
+            expect(
+              Math.abs(a.m2[ch]! - ref.m2[ch]!) / (ref.count * sigma(ch) ** 2),
+              `${what} M2`,
+            ).toBeLessThan(rtol);
+          }
+        };
+        for (const moments of perEngine) expectClose(moments[i]!, reference, STATS_RTOL, b.path);
+        if (perEngine.length === 2)
+          expectClose(
+            perEngine[0]![i]!,
+            perEngine[1]![i]!,
+            ENGINE_AGREEMENT_RTOL,
+            `${b.path} js/wasm`,
+          );
+      });
+    });
+
     it(`${c.name}: the BatchNorm inputs are those the unfused network sees`, () => {
       const inputs = batchNormInputsOf(plan);
       const hooked = hookedInputSums(network, c.transform, [...c.shape], x, rows);
@@ -289,9 +413,51 @@ describe('statistics taps', () => {
       });
     });
 
+    it(`${c.name}: clipped taps sum every value winsorized at its channel's bounds, beside the exact ones`, () => {
+      // Every tensor read three ways at once (a chain of records in the wasm engine): exact,
+      // clipped at ±0.75 σ and at ±1.5 σ of its own values, so a good share is clipped.
+      const exact = everyTap(plan);
+      const taps = [
+        ...exact,
+        ...clippedCopies(plan, exact, x, rows, 0.75),
+        ...clippedCopies(plan, exact, x, rows, 1.5),
+      ];
+      for (const executor of executors(plan, 128)) {
+        const probe = executor.createProbe(taps);
+        expect(new Set(probe.sums).size).toBe(taps.length);
+        executor.accumulate(x, rows, probe);
+        // A served call reads them too (run: the pre-activation taps activate in the same pass).
+        const served = executor.createProbe(taps);
+        expect(executor.run(x, rows, served)).toEqual(executor.run(x, rows));
+        let clipped = 0;
+        taps.forEach((tap, i) => {
+          const count = plan.steps[tap.step]?.op === 'save_skip' ? tap.step : tap.step + 1;
+          const reference = createExecutor(truncated(plan, count, tap.point === 'pre_activation'), {
+            engine: executor.engine,
+            maxBatchSize: 128,
+            relaxedSimd,
+          });
+          const y = count <= 0 ? x : reference.run(x, rows);
+          const what = `${executor.engine} step ${tap.step} ${tap.point} ${tap.clip ? 'clipped' : 'exact'}`;
+          const expected = tap.clip
+            ? clippedSums(y, rows, tap.clip)
+            : directSums(y, rows, tap.channels);
+          expectSumsClose(probe.sums[i]!, expected, SUM_ORDER_RTOL, what);
+          expectSumsClose(served.sums[i]!, expected, SUM_ORDER_RTOL, `${what} (run)`);
+          if (tap.clip)
+            clipped += y.filter((v, k) => {
+              const ch = Math.floor((k % (y.length / rows)) / (y.length / rows / tap.channels));
+              return v < tap.clip!.lower[ch]! || v > tap.clip!.upper[ch]!;
+            }).length;
+        });
+        expect(clipped).toBeGreaterThan(0.1 * taps.length * rows);
+      }
+    });
+
     it(`${c.name}: sums do not depend on how the rows are batched`, () => {
       for (const executor of executors(plan, 64)) {
-        const taps = everyTap(plan);
+        const exact = everyTap(plan);
+        const taps = [...exact, ...clippedCopies(plan, exact, x, rows, 0.75)];
         const whole = executor.createProbe(taps);
         executor.accumulate(x, rows, whole);
         const pieces = executor.createProbe(taps);
@@ -374,7 +540,8 @@ describe('statistics taps', () => {
       await two.ready();
       const rows = 2000;
       const x = rowsOf(rows, 12, 9);
-      const taps = everyTap(plan);
+      const exact = everyTap(plan);
+      const taps = [...exact, ...clippedCopies(plan, exact, x, rows, 0.75)];
       const a = one.createProbe(taps);
       const b = two.createProbe(taps);
       one.accumulate(x, rows, a);
@@ -413,6 +580,86 @@ describe('statistics taps', () => {
     }
   });
 
+  it('clips finite values beyond the bounds to them, and makes ±∞ and NaN NaN, per feature and per channel', () => {
+    // The input tap (step −1) reads the rows as they are. 7 features: one vector of four and
+    // a scalar tail of three; 3 channels of 3×3: two vectors of four and a tail of one each.
+    // Value 0 is NaN (channel 0 of both), value 10 +∞ (feature 3, channel 1).
+    const values = [-1e30, -2, -1, 0.5, 1, 2, 3, 1e30, -0.25];
+    const flat = compileNetwork(randomNetwork([linear(7, 2)], 1), undefined, [7]);
+    const image = compileNetwork(randomNetwork([conv(3, 2)], 1), undefined, [3, 3, 3]);
+    const cases = [
+      {
+        plan: flat,
+        channels: 7,
+        lower: [-1, -1, -1, -1, -1, -1, 0],
+        upper: [2, 2, 2, 2, 2, 2, 0],
+        finite: [false, true, true, false, true, true, true],
+      },
+      {
+        plan: image,
+        channels: 3,
+        lower: [-1, 0.75, -1],
+        upper: [2, 0.75, 2],
+        finite: [false, false, true],
+      },
+    ];
+    for (const { plan, channels, lower, upper, finite } of cases) {
+      const rows = 5;
+      const x = Float32Array.from({ length: rows * plan.inputWidth }, (_, i) =>
+        i === 0
+          ? Number.NaN
+          : i === 10
+            ? Number.POSITIVE_INFINITY
+            : values[(i * 7) % values.length]!,
+      );
+      const clip = { lower: Float32Array.from(lower), upper: Float32Array.from(upper) };
+      const expected = clippedSums(x, rows, clip);
+      for (const executor of executors(plan, 8)) {
+        const probe = executor.createProbe([
+          { step: -1, point: 'output', channels },
+          { step: -1, point: 'output', channels, clip },
+        ]);
+        executor.run(x, rows, probe);
+        const sums = probe.sums[1]!;
+        expect(sums.count).toBe(expected.count);
+        for (let c = 0; c < channels; c++) {
+          const what = `${executor.engine} ${channels} channels: channel ${c}`;
+          expect(sums.sum[c], what).toBe(expected.sum[c]);
+          expect(sums.sumSquares[c], what).toBe(expected.sumSquares[c]);
+          // ±1e30 counts as a bound; a channel with NaN or +∞ stays not finite, as exact.
+          expect(Number.isFinite(sums.sum[c]!), what).toBe(finite[c]);
+          expect(Number.isFinite(probe.sums[0]!.sum[c]!), what).toBe(finite[c]);
+          if (finite[c]) expect(Math.abs(sums.sum[c]!)).toBeLessThanOrEqual(2 * 5 * 9);
+        }
+      }
+    }
+  });
+
+  it('batchNormClip: bounds in the tapped units (swapped for a negative scale), none where the map cannot say', () => {
+    const input = {
+      path: '1',
+      channels: 4,
+      tap: { step: 0, point: 'pre_activation' as const, channels: 4 },
+      // x = y·scale + shift
+      scale: Float64Array.from([2, -0.5, 0, 1]),
+      shift: Float64Array.from([1, 3, 0, 0]),
+    };
+    const running = {
+      mean: [5, -1, 0, 0],
+      variance: [3.99999, 15.99999, 1, Number.NaN],
+      eps: 1e-5,
+    };
+    const { lower, upper } = batchNormClip(input, running, 16);
+    // Channel 0: x ∈ 5 ± 16·2 = [−27, 37] → y = (x − 1)/2 ∈ [−14, 18].
+    // Channel 1: x ∈ −1 ± 16·4 = [−65, 63] → y = (x − 3)/(−0.5) ∈ [−120, 136], swapped.
+    // Channel 2: a zero scale; channel 3: no running variance: unclipped.
+    expect([...lower]).toEqual([-14, -120, Number.NEGATIVE_INFINITY, Number.NEGATIVE_INFINITY]);
+    expect([...upper]).toEqual([18, 136, Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY]);
+    const plain = batchNormClip({ ...input, scale: undefined, shift: undefined }, running, 2);
+    expect(plain.lower[0]).toBe(1);
+    expect(plain.upper[0]).toBe(9);
+  });
+
   it('refuses taps that do not fit the plan, and probes of another executor', () => {
     const plan = compileNetwork(randomNetwork(CNN, 1), undefined, [2, 6, 6]);
     const executor = new PlanExecutor(plan, 8);
@@ -436,6 +683,26 @@ describe('statistics taps', () => {
         { step: 0, point: 'output', channels: 3 },
       ]),
     ).toThrow(/tapped with 6 channels too/);
+    expect(() =>
+      executor.createProbe([
+        {
+          step: 0,
+          point: 'output',
+          channels: 6,
+          clip: { lower: new Float32Array(6).fill(1), upper: new Float32Array(6) },
+        },
+      ]),
+    ).toThrow(/lower ≤ upper/);
+    expect(() =>
+      executor.createProbe([
+        {
+          step: 0,
+          point: 'output',
+          channels: 6,
+          clip: { lower: new Float32Array(5), upper: new Float32Array(6) },
+        },
+      ]),
+    ).toThrow(/6 lower and upper bounds/);
     // Taps of the same tensor and reading share their sums (two BatchNorms folded into one step).
     const shared = executor.createProbe([
       { step: 0, point: 'output', channels: 6 },

@@ -34,6 +34,27 @@ export const SLACK = 16;
 
 export const align = (n: number, to = 64): number => Math.ceil(n / to) * to;
 
+/**
+ * The room a probe's taps have (WasmProbe refuses more): every tensor reading four times (exact
+ * and three clips) and every BatchNorm's input once more (clipped at its own running
+ * statistics), in records, accumulators (16 bytes a channel) and clip bounds (8 bytes a
+ * channel): a few KiB per thread for the bundled models.
+ */
+export interface TapCapacity {
+  records: number;
+  channels: number;
+}
+
+export function tapCapacity(plan: CompiledPlan): TapCapacity {
+  const positions = 2 * (plan.steps.length + 1);
+  const natural = tensorChannels(plan).reduce((a, b) => a + b, 0);
+  const batchNorm = plan.batchNormInputs.reduce((a, b) => a + b.channels, 0);
+  return {
+    records: 4 * positions + plan.batchNormInputs.length,
+    channels: 8 * natural + batchNorm,
+  };
+}
+
 export interface Layout {
   ioRows: number;
   chunkRows: number;
@@ -45,6 +66,8 @@ export interface Layout {
   program: number;
   /** The tap table and its records (PROGRAM.taps points here during a statistics call). */
   tapTable: number;
+  /** What a probe may use: tap records, and channels of their accumulators and clip bounds. */
+  tapCapacity: TapCapacity;
   /** Offset of the tap accumulators within a thread's scratch, and their size. */
   accumulators: number;
   accumulatorBytes: number;
@@ -113,9 +136,10 @@ export function planLayout(
   at = align(at + PROGRAM.headerBytes + plan.steps.length * STEP.bytes);
   // Two readings per tensor at most (output, pre-activation), each no finer than its channels.
   const positions = 2 * (plan.steps.length + 1);
+  const capacity = tapCapacity(plan);
   const tapTable = at;
-  at = align(at + positions * 4 + positions * TAP.bytes);
-  const accumulatorBytes = 2 * 8 * 2 * tensorChannels(plan).reduce((a, b) => a + b, 0);
+  at = align(at + positions * 4 + capacity.records * TAP.bytes + capacity.channels * 8);
+  const accumulatorBytes = 2 * 8 * capacity.channels;
   const params: number[] = [];
   let largestWeight = 0;
   for (const step of plan.steps) {
@@ -153,6 +177,7 @@ export function planLayout(
     controls,
     program,
     tapTable,
+    tapCapacity: capacity,
     accumulators,
     accumulatorBytes,
     params,

@@ -30,10 +30,13 @@ export const PROGRAM = {
 
 /**
  * The tap table of a call: one i32 per tensor and reading, at word 2·(step + 1) + (pre ? 1 : 0)
- * (step −1 is the input), 0 or the address of a tap record: channels, then the byte offset of
- * its accumulators (Σx then Σx², f64 × channels) within the thread's accumulator area.
+ * (step −1 is the input), 0 or the address of the first of its tap records: channels, the byte
+ * offset of its accumulators (Σx then Σx², f64 × channels) within the thread's accumulator area,
+ * the address of its clip bounds (f32 × channels lower, then upper; 0: not clipped), and the
+ * address of the next record reading the same tensor (0: the last) — one tensor read unclipped
+ * and, with each BatchNorm's own bounds, clipped for live drift.
  */
-export const TAP = { channels: 0, offset: 1, bytes: 8 } as const;
+export const TAP = { channels: 0, offset: 1, bounds: 2, next: 3, bytes: 16 } as const;
 
 /** A step record: i32 words (slope f32, eps f64 at its byte offset). */
 export const STEP = {
@@ -339,27 +342,59 @@ const serve = `
       (br $wait)))`;
 
 /**
- * tap(record, src, rows, width, acc): adds the channel sums of a [rows, width] block into the tap's
- * accumulators (nothing when record is 0). Every step's record has its output width in
- * outFeatures, so the interpreter taps any step kind the same way, after the step's kernel.
+ * tap(record, src, rows, width, acc): adds the channel sums of a [rows, width] block into the
+ * accumulators of each record of the chain (nothing when record is 0), clipped where the record
+ * has bounds. Every step's record has its output width in outFeatures, so the interpreter taps
+ * any step kind the same way, after the step's kernel.
  */
 const tap = `
   (func $tap (param $rec i32) (param $src i32) (param $rows i32) (param $width i32) (param $acc i32)
-    (if (i32.eqz (local.get $rec)) (then (return)))
-    (call $channel_sums (local.get $src) (local.get $rows) (local.get $width)
-      (i32.load offset=${TAP.channels * 4} (local.get $rec))
-      (i32.add (local.get $acc) (i32.load offset=${TAP.offset * 4} (local.get $rec)))))`;
+    (block $end (loop $next
+      (br_if $end (i32.eqz (local.get $rec)))
+      (call $tap_one (local.get $rec) (local.get $src) (local.get $rows) (local.get $width) (local.get $acc))
+      (local.set $rec (i32.load offset=${TAP.next * 4} (local.get $rec)))
+      (br $next))))`;
 
-/** tap_act(record, src, rows, width, acc, slope): the tap, then the GEMM's epilogue in place. */
+/** One record's sums of the block. */
+const tapOne = `
+  (func $tap_one (param $rec i32) (param $src i32) (param $rows i32) (param $width i32) (param $acc i32)
+    (local $bounds i32)
+    (local.set $bounds (i32.load offset=${TAP.bounds * 4} (local.get $rec)))
+    (if (local.get $bounds)
+      (then (call $channel_sums_clip (local.get $src) (local.get $rows) (local.get $width)
+        (i32.load offset=${TAP.channels * 4} (local.get $rec))
+        (i32.add (local.get $acc) (i32.load offset=${TAP.offset * 4} (local.get $rec)))
+        (local.get $bounds)))
+      (else (call $channel_sums (local.get $src) (local.get $rows) (local.get $width)
+        (i32.load offset=${TAP.channels * 4} (local.get $rec))
+        (i32.add (local.get $acc) (i32.load offset=${TAP.offset * 4} (local.get $rec)))))))`;
+
+/**
+ * tap_act(record, src, rows, width, acc, slope): the taps of the chain, the last one with the
+ * GEMM's epilogue applied in place in the same pass (the block is activated once, after every
+ * record read it).
+ */
 const tapAct = `
   (func $tap_act (param $rec i32) (param $src i32) (param $rows i32) (param $width i32) (param $acc i32)
       (param $slope f32)
-    (call $channel_sums_act (local.get $src) (local.get $rows) (local.get $width)
-      (i32.load offset=${TAP.channels * 4} (local.get $rec))
-      (i32.add (local.get $acc) (i32.load offset=${TAP.offset * 4} (local.get $rec)))
-      (local.get $slope)))`;
+    (local $bounds i32)
+    (block $last (loop $next
+      (br_if $last (i32.eqz (i32.load offset=${TAP.next * 4} (local.get $rec))))
+      (call $tap_one (local.get $rec) (local.get $src) (local.get $rows) (local.get $width) (local.get $acc))
+      (local.set $rec (i32.load offset=${TAP.next * 4} (local.get $rec)))
+      (br $next)))
+    (local.set $bounds (i32.load offset=${TAP.bounds * 4} (local.get $rec)))
+    (if (local.get $bounds)
+      (then (call $channel_sums_clip_act (local.get $src) (local.get $rows) (local.get $width)
+        (i32.load offset=${TAP.channels * 4} (local.get $rec))
+        (i32.add (local.get $acc) (i32.load offset=${TAP.offset * 4} (local.get $rec)))
+        (local.get $bounds) (local.get $slope)))
+      (else (call $channel_sums_act (local.get $src) (local.get $rows) (local.get $width)
+        (i32.load offset=${TAP.channels * 4} (local.get $rec))
+        (i32.add (local.get $acc) (i32.load offset=${TAP.offset * 4} (local.get $rec)))
+        (local.get $slope)))))`;
 
 /** The interpreter (with the steps of `parts`), the statistics taps and the helpers' loop. */
 export function programWat(parts: EngineParts = ALL_PARTS): string {
-  return [tap, tapAct, runWat(parts), serve].join('\n');
+  return [tap, tapOne, tapAct, runWat(parts), serve].join('\n');
 }

@@ -623,7 +623,7 @@ export class WasmExecutor implements Executor {
 
   createProbe(taps: readonly StatisticsTap[]): StatisticsProbe {
     checkTaps(this.plan, taps);
-    return new WasmProbe(this, taps, this.layout.tapTable);
+    return new WasmProbe(this, taps, this.layout.tapTable, this.layout.tapCapacity);
   }
 
   updateParameters(plan: CompiledPlan): void {

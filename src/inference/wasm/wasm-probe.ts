@@ -6,6 +6,7 @@ import {
   stepsNeeded,
   tapPosition,
 } from '../statistics-probe.js';
+import type { TapCapacity } from './memory-layout.js';
 import { TAP } from './program-wat.js';
 import type { WasmExecutor } from './wasm-executor.js';
 
@@ -22,41 +23,68 @@ export class WasmProbe implements StatisticsProbe {
   readonly offsets: number[];
   /** Steps a statistics call runs. */
   readonly steps: number;
-  /** The table's words (entries, then records), to be copied to layout.tapTable. */
+  /**
+   * The table's words (entries, then a record per distinct sums, then the clipped records'
+   * bounds as float32 bits), to be copied to layout.tapTable.
+   */
   readonly table: Int32Array;
   /** Accumulator bytes in use. */
   readonly bytes: number;
-  /** The taps that own their accumulators (the first of those sharing a tensor). */
+  /** The taps that own their accumulators (the first of those sharing their sums). */
   readonly first: number[];
 
   constructor(
     readonly owner: WasmExecutor,
     readonly taps: readonly StatisticsTap[],
     tapTable: number,
+    capacity: TapCapacity,
   ) {
     this.held = sharedSums(taps);
     const positions = 2 * (owner.plan.steps.length + 1);
-    this.table = new Int32Array(positions + (TAP.bytes / 4) * taps.length);
-    this.offsets = [];
     this.first = [];
-    const records = new Map<number, number>();
-    let offset = 0;
-    taps.forEach((t, i) => {
-      const position = tapPosition(t);
-      const shared = records.get(position);
-      if (shared !== undefined) {
-        this.offsets.push(this.offsets[shared]!);
-        return;
+    const owners = new Map<ChannelSums, number>();
+    taps.forEach((_, i) => {
+      if (!owners.has(this.held[i]!)) {
+        owners.set(this.held[i]!, i);
+        this.first.push(i);
       }
-      records.set(position, i);
-      this.first.push(i);
-      const record = positions + (TAP.bytes / 4) * i;
-      this.table[position] = tapTable + record * 4;
+    });
+    const channels = this.first.reduce((n, i) => n + taps[i]!.channels, 0);
+    if (this.first.length > capacity.records || channels > capacity.channels)
+      throw new RangeError(
+        `the probe's taps need ${this.first.length} records of ${channels} channels; the executor has room for ${capacity.records} of ${capacity.channels}`,
+      );
+    const recordWords = TAP.bytes / 4;
+    const boundsAt = positions + recordWords * this.first.length;
+    const clipped = this.first.reduce((n, i) => n + (taps[i]!.clip ? 2 * taps[i]!.channels : 0), 0);
+    this.table = new Int32Array(boundsAt + clipped);
+    const bounds = new Float32Array(this.table.buffer);
+    const address = (word: number) => tapTable + word * 4;
+    /** Per tensor reading, the word of the last record of its chain. */
+    const last = new Map<number, number>();
+    const offsetOf = new Map<ChannelSums, number>();
+    let offset = 0;
+    let free = boundsAt;
+    this.first.forEach((i, k) => {
+      const t = taps[i]!;
+      const record = positions + recordWords * k;
+      const position = tapPosition(t);
+      const previous = last.get(position);
+      if (previous === undefined) this.table[position] = address(record);
+      else this.table[previous + TAP.next] = address(record);
+      last.set(position, record);
       this.table[record + TAP.channels] = t.channels;
       this.table[record + TAP.offset] = offset;
-      this.offsets.push(offset);
+      if (t.clip) {
+        this.table[record + TAP.bounds] = address(free);
+        bounds.set(t.clip.lower, free);
+        bounds.set(t.clip.upper, free + t.channels);
+        free += 2 * t.channels;
+      }
+      offsetOf.set(this.held[i]!, offset);
       offset += 16 * t.channels;
     });
+    this.offsets = taps.map((_, i) => offsetOf.get(this.held[i]!)!);
     this.bytes = offset;
     this.steps = stepsNeeded(taps);
   }

@@ -320,6 +320,9 @@ function parseFunc(field: SExpr[], typeIndexOf: (s: FuncSig) => number): FuncDef
   const declare = (list: SExpr[], into: number[], offset: () => number) => {
     const items = list.slice(1) as string[];
     if (items[0]?.startsWith('$')) {
+      // As wat2wasm: a second local of one name would silently alias the first's uses.
+      if (localNames.has(items[0]))
+        throw new WatError(`duplicate local ${items[0]} in ${name ?? 'a function'}`);
       localNames.set(items[0], offset());
       into.push(valtype(items[1]!));
     } else {
