@@ -8,7 +8,7 @@
  *   without HTTP), interleaved rounds;
  * - service: runSources with and without the drift service observing (taps, windows, check).
  */
-import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { batchNormInputsOf, batchNormTaps, CompiledModel } from '../src/inference/index.js';
@@ -20,6 +20,7 @@ import {
   ModelRegistry,
   runSources,
 } from '../src/service/index.js';
+import { bundledVersionDir, copyBundledModel } from '../test/helpers/bundled-models.js';
 import { DIGITS_ROW, freePort, load, measured, start } from './http.js';
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[values.length >> 1]!;
@@ -51,7 +52,7 @@ export async function benchDrift(
   const rounds = options.rounds ?? 5;
   const rows: DriftBenchRow[] = [];
   const repository = mkdtempSync(join(tmpdir(), 'normserve-bench-drift-'));
-  cpSync('models/digits', join(repository, 'digits'), { recursive: true });
+  copyBundledModel('digits', repository);
   const env = {
     MODEL_REPOSITORY: repository,
     MODEL_POLL_INTERVAL_MS: '0',
@@ -156,7 +157,7 @@ export async function benchDrift(
   }
 
   // The taps alone: the same executor with and without the probe.
-  const { checkpoint } = await loadModelDirectory('models/digits');
+  const { checkpoint } = await loadModelDirectory(bundledVersionDir('digits'));
   const config = checkpoint.config;
   const model = new CompiledModel(
     checkpoint.network,
@@ -209,7 +210,7 @@ export async function benchDrift(
  */
 async function serviceRows(): Promise<DriftBenchRow[]> {
   const repository = mkdtempSync(join(tmpdir(), 'normserve-bench-drift-service-'));
-  cpSync('models/digits', join(repository, 'digits'), { recursive: true });
+  copyBundledModel('digits', repository);
   const registry = new ModelRegistry(repository, { maxBatchSize: 256 });
   await registry.refresh();
   const drift = new DriftService({
