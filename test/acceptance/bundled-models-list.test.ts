@@ -8,6 +8,7 @@ import { cpSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
+  BUNDLED_MODEL_NAMES,
   BUNDLED_MODELS,
   BUNDLED_REPOSITORY,
   bundledVersionDir,
@@ -56,14 +57,16 @@ describe('bundled models', () => {
   it('copies leave out versions and models trained next to the bundled ones', () => {
     // A checkout after the README's Training section: two more digits versions and a penguins model.
     const checkout = makeTempDir('checkout');
-    for (const name of Object.keys(BUNDLED_MODELS) as (keyof typeof BUNDLED_MODELS)[]) {
+    for (const name of BUNDLED_MODEL_NAMES) {
       cpSync(bundledVersionDir(name), bundledVersionDir(name, checkout), { recursive: true });
     }
     for (const extra of ['digits/2', 'digits/3', 'penguins/1']) {
       mkdirSync(join(checkout, BUNDLED_REPOSITORY, extra), { recursive: true });
     }
     const whole = copyBundledRepository(makeTempDir('repo'), checkout);
-    expect(listTree(whole).filter((p) => !p.includes('/'))).toEqual(['digits', 'digits-cnn']);
+    expect(listTree(whole).filter((p) => !p.includes('/'))).toEqual(
+      [...BUNDLED_MODEL_NAMES].sort(),
+    );
     expect(listTree(join(whole, 'digits')).filter((p) => !p.includes('/'))).toEqual(['1']);
 
     const one = makeTempDir('one');
