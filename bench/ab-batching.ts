@@ -9,10 +9,11 @@
  * batch and the mean queue delay. For the batching policy of issue 11 (bench/README.md, fifth
  * round); bench/ab-trees.ts compares two trees on every serving load.
  */
-import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { publishCheckpoint } from '../src/service/index.js';
+import { copyBundledModel } from '../test/helpers/bundled-models.js';
 import { http, requestBodies, type Server, startTree } from './http.js';
 import { wideCheckpoint } from './models.js';
 
@@ -36,7 +37,7 @@ const connections = digits ? 8 : 32;
 
 const repository = mkdtempSync(join(tmpdir(), 'normserve-ab-batching-'));
 const logs = mkdtempSync(join(tmpdir(), 'normserve-ab-batching-logs-'));
-cpSync('models/digits', join(repository, 'digits'), { recursive: true });
+copyBundledModel('digits', repository);
 await publishCheckpoint(repository, wideCheckpoint());
 
 interface Figure {

@@ -7,10 +7,11 @@
  * and server CPU per request of each tree and this tree's / the base's req/s. For a change whose
  * effect one run's load drift would hide (bench/README.md, the async engine calls of issue 11).
  */
-import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { publishCheckpoint } from '../src/service/index.js';
+import { copyBundledModel } from '../test/helpers/bundled-models.js';
 import { grpcLoad } from './grpc-load.js';
 import {
   f32,
@@ -44,7 +45,7 @@ const seconds = Number(secondsArg ?? 5);
 
 const repository = mkdtempSync(join(tmpdir(), 'normserve-ab-'));
 const logs = mkdtempSync(join(tmpdir(), 'normserve-ab-logs-'));
-cpSync('models/digits', join(repository, 'digits'), { recursive: true });
+copyBundledModel('digits', repository);
 await publishCheckpoint(repository, wideCheckpoint());
 
 let logCount = 0;

@@ -8,7 +8,7 @@
  *   live drift reads, on the same executor (the taps alone, without HTTP), interleaved rounds;
  * - service: runSources with and without the drift service observing (taps, windows, check).
  */
-import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LIVE_DRIFT_CLIP_SIGMAS } from '../src/drift/index.js';
@@ -28,6 +28,7 @@ import {
   ModelRegistry,
   runSources,
 } from '../src/service/index.js';
+import { bundledVersionDir, copyBundledModel } from '../test/helpers/bundled-models.js';
 import { DIGITS_ROW, freePort, load, measured, start } from './http.js';
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[values.length >> 1]!;
@@ -59,7 +60,7 @@ export async function benchDrift(
   const rounds = options.rounds ?? 5;
   const rows: DriftBenchRow[] = [];
   const repository = mkdtempSync(join(tmpdir(), 'normserve-bench-drift-'));
-  cpSync('models/digits', join(repository, 'digits'), { recursive: true });
+  copyBundledModel('digits', repository);
   const env = {
     MODEL_REPOSITORY: repository,
     MODEL_POLL_INTERVAL_MS: '0',
@@ -165,8 +166,8 @@ export async function benchDrift(
 
   // The taps alone: the same executor with and without the probe, on digits (per-feature taps)
   // and digits-cnn (per-channel taps of 8×8 planes; the same 64 pixels as a [1, 8, 8] image).
-  for (const name of ['digits', 'digits-cnn']) {
-    const { checkpoint } = await loadModelDirectory(`models/${name}`);
+  for (const name of ['digits', 'digits-cnn'] as const) {
+    const { checkpoint } = await loadModelDirectory(bundledVersionDir(name));
     const config = checkpoint.config;
     const model = new CompiledModel(
       checkpoint.network,
@@ -238,7 +239,7 @@ export async function benchDrift(
  */
 async function serviceRows(): Promise<DriftBenchRow[]> {
   const repository = mkdtempSync(join(tmpdir(), 'normserve-bench-drift-service-'));
-  cpSync('models/digits', join(repository, 'digits'), { recursive: true });
+  copyBundledModel('digits', repository);
   const registry = new ModelRegistry(repository, { maxBatchSize: 256 });
   await registry.refresh();
   const drift = new DriftService({

@@ -24,6 +24,7 @@ import {
 import { engineModule, instantiateEngine } from '../src/inference/wasm/engine-module.js';
 import { NR } from '../src/nn/wasm/index.js';
 import { nodeEngineOptions, prepareWasmRuntime } from '../src/service/index.js';
+import { bundledVersionDir } from '../test/helpers/bundled-models.js';
 import { benchInput, benchModels } from './models.js';
 import { measureWasmPeak, type WasmPeak } from './wasm-peak.js';
 
@@ -60,7 +61,7 @@ export interface EngineBench {
   rows: EngineRow[];
   kernels: KernelRow[];
   /**
-   * loadModel('models/digits') in a fresh process: median and all runs (wall clock, ms), the
+   * loadModel('models/digits/1') in a fresh process: median and all runs (wall clock, ms), the
    * median CPU time of the process meanwhile (ms), and a second load in the same process.
    */
   loadMs: { median: number; runs: number[]; cpuMedian: number; warm: number };
@@ -290,10 +291,10 @@ const t = performance.now();
 const { loadModel } = await import('./src/index.ts');
 const i = performance.now();
 const c = cpu();
-const m = await loadModel('models/digits');
+const m = await loadModel(${JSON.stringify(bundledVersionDir('digits'))});
 const loaded = performance.now();
 const cpuMs = cpu() - c;
-const again = await loadModel('models/digits');
+const again = await loadModel(${JSON.stringify(bundledVersionDir('digits'))});
 console.log(JSON.stringify({ importMs: i - t, loadMs: loaded - i, cpuMs, warmMs: performance.now() - loaded, engine: m.engine + again.engine }));`;
   const loads: { loadMs: number; cpuMs: number; warmMs: number }[] = [];
   for (let r = 0; r < 5; r++) loads.push(JSON.parse(await child(loadCode)));
@@ -314,7 +315,7 @@ console.log(JSON.stringify({ importMs: i - t, loadMs: loaded - i, cpuMs, warmMs:
   // is that first touch.
   const memoryCode = `const { loadModel } = await import('./src/index.ts');
 const v8 = await import('node:v8');
-const m = await loadModel('models/digits');
+const m = await loadModel(${JSON.stringify(bundledVersionDir('digits'))});
 const x = new Float32Array(64).fill(5);
 let s = 0;
 const predict = (n) => { for (let i = 0; i < n; i++) s += m.run(x, 1)[0]; };

@@ -7,9 +7,10 @@
  * The difference is what normserve adds: the engine (its GEMM runs at the WebAssembly peak, bench
  * section "Engine"), the input check, softmax, drift statistics, the log line and metrics.
  */
-import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { copyBundledModel } from '../test/helpers/bundled-models.js';
 import { f32, http, requestBodies, start, startTree } from './http.js';
 
 const [roundsArg, secondsArg] = process.argv.slice(2);
@@ -21,7 +22,7 @@ const headers = { 'content-type': 'application/octet-stream', accept: 'applicati
 const path = '/v1/models/digits:predict';
 
 const repository = mkdtempSync(join(tmpdir(), 'normserve-float32-floor-'));
-cpSync('models/digits', join(repository, 'digits'), { recursive: true });
+copyBundledModel('digits', repository);
 const servers = {
   'bare route (transport floor)': await start(
     ['--import', 'tsx', 'bench/float32-floor-server.ts'],

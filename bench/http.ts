@@ -17,21 +17,14 @@
  * generator CPU for normserve's rows and not for the bare route's.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import {
-  closeSync,
-  cpSync,
-  mkdtempSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-} from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { get as httpGet } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
 import { publishCheckpoint } from '../src/service/index.js';
+import { copyBundledModel } from '../test/helpers/bundled-models.js';
 import { grpcLoad } from './grpc-load.js';
 import { wideCheckpoint } from './models.js';
 
@@ -366,7 +359,7 @@ export async function benchHttp(
   const delayUs = options.batchDelayUs ?? 2000;
   const repository = mkdtempSync(join(tmpdir(), 'normserve-bench-'));
   const logs = mkdtempSync(join(tmpdir(), 'normserve-bench-logs-'));
-  cpSync('models/digits', join(repository, 'digits'), { recursive: true });
+  copyBundledModel('digits', repository);
   await publishCheckpoint(repository, wideCheckpoint());
   const env = {
     MODEL_REPOSITORY: repository,

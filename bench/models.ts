@@ -15,6 +15,7 @@ import {
 import { CompiledModel } from '../src/inference/index.js';
 import { Rng, type Sequential, type StateDict } from '../src/nn/index.js';
 import { loadModelDirectory } from '../src/repository/index.js';
+import { bundledVersionDir } from '../test/helpers/bundled-models.js';
 
 export interface BenchModel {
   name: string;
@@ -81,8 +82,8 @@ export function wideCheckpoint(): Checkpoint {
 }
 
 export async function benchModels(maxBatchSize = 4096): Promise<BenchModel[]> {
-  const digits = (await loadModelDirectory('models/digits/1')).checkpoint;
-  const cnn = (await loadModelDirectory('models/digits-cnn/1')).checkpoint;
+  const digits = (await loadModelDirectory(bundledVersionDir('digits'))).checkpoint;
+  const cnn = (await loadModelDirectory(bundledVersionDir('digits-cnn'))).checkpoint;
   return [
     {
       name: 'digits 64-128-64-10',

@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import { compileNetwork } from '../src/inference/index.js';
 import { loadModelDirectory } from '../src/repository/index.js';
 import { layerPictures, layerPicturesInTurns } from '../src/service/index.js';
+import { bundledVersionDir } from '../test/helpers/bundled-models.js';
 
 const { values } = parseArgs({
   options: {
@@ -18,7 +19,7 @@ const { values } = parseArgs({
     engine: { type: 'string', default: 'wasm' },
   },
 });
-const { checkpoint } = await loadModelDirectory('models/digits-cnn');
+const { checkpoint } = await loadModelDirectory(bundledVersionDir('digits-cnn'));
 const network = checkpoint.network.eval();
 const { input_transform: inputTransform, input_shape: inputShape } = checkpoint.config;
 const source = {

@@ -12,9 +12,10 @@
  *
  *   npx tsx bench/recalibration-ab.ts TREE_A TREE_B [ROWS] [ROUNDS] [MODE]
  */
-import { cpSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { copyBundledModel } from '../test/helpers/bundled-models.js';
 import { type Server, start } from './http.js';
 import { postRecalibration, recalibrationServerEnv } from './recalibration-setup.js';
 
@@ -48,7 +49,7 @@ async function serverOf(
 ): Promise<Server> {
   const dir = mkdtempSync(join(tmpdir(), 'normserve-bench-ab-'));
   dirs.push(dir);
-  cpSync(join(tree, 'models/digits'), join(dir, 'repository', 'digits'), { recursive: true });
+  copyBundledModel('digits', join(dir, 'repository'), { checkout: tree });
   const here = process.cwd();
   process.chdir(tree); // tsx resolves the tree's own tsconfig and node_modules
   try {

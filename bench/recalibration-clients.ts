@@ -8,10 +8,11 @@
  *   npx tsx bench/recalibration-clients.ts [ROWS] [ROUNDS]
  */
 import { execFileSync } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { copyBundledModel } from '../test/helpers/bundled-models.js';
 import { start } from './http.js';
 import { recalibrationServerEnv, TOKEN } from './recalibration-setup.js';
 
@@ -28,7 +29,7 @@ const body = Buffer.from(data.buffer);
 const dir = mkdtempSync(join(tmpdir(), 'normserve-bench-clients-'));
 const file = join(dir, 'rows.f32');
 writeFileSync(file, body);
-cpSync('models/digits', join(dir, 'repository', 'digits'), { recursive: true });
+copyBundledModel('digits', join(dir, 'repository'));
 const server = await start(
   ['--import', 'tsx', 'src/cli/server.ts'],
   await recalibrationServerEnv(join(dir, 'repository')),

@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { BatchNorm, namedModules } from '../src/nn/index.js';
 import { recalibrate } from '../src/recalibration/index.js';
 import { prepareWasmRuntime } from '../src/service/index.js';
+import { bundledVersionDir } from '../test/helpers/bundled-models.js';
 import { torchInterpreter, torchUnavailable } from './peer-engines.js';
 import { loadNetwork, nightRows } from './recalibration-setup.js';
 
@@ -26,7 +27,7 @@ prepareWasmRuntime();
 
 type Statistics = Map<string, { mean: ArrayLike<number>; var: ArrayLike<number> }>;
 
-const model = process.argv[2] ?? 'models/digits-cnn/1';
+const model = process.argv[2] ?? bundledVersionDir('digits-cnn');
 const n = Number(process.argv[3] ?? 10_000);
 const big = Number(process.argv[4] ?? n);
 

@@ -12,6 +12,7 @@ import { loadavg } from 'node:os';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { prepareWasmRuntime } from '../src/service/index.js';
+import { bundledVersionDir } from '../test/helpers/bundled-models.js';
 import { nightRows } from './recalibration-setup.js';
 
 // The engine as the server and the CLI prepare it (relaxed-SIMD FMA, eager compilation), as
@@ -23,7 +24,7 @@ if (!treeA || !treeB)
   throw new Error('usage: recalibration-library-ab.ts TREE_A TREE_B [ROWS] [ROUNDS] [MODEL_DIR]');
 const rows = Number(rowsArg ?? 200_000);
 const rounds = Number(roundsArg ?? 8);
-const model = modelArg ?? 'models/digits/1';
+const model = modelArg ?? bundledVersionDir('digits');
 
 /** A tree's own modules: its network classes are not the other tree's (instanceof). */
 interface Side {

@@ -12,9 +12,10 @@
  * line also gives the server's longest turn during each recalibration, wall and CPU time
  * (STALL_TRACE=1: every long turn of the first one, timed from the request's start).
  */
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { copyBundledRepository } from '../test/helpers/bundled-models.js';
 import { DIGITS_ROW, startTree } from './http.js';
 import { nightRows, TOKEN } from './recalibration-setup.js';
 
@@ -88,7 +89,7 @@ interface Round {
 
 async function round(tree: string): Promise<Round> {
   const dir = mkdtempSync(join(tmpdir(), 'normserve-bench-stall-'));
-  cpSync('models', join(dir, 'repository'), { recursive: true });
+  copyBundledRepository(join(dir, 'repository'));
   const stallLog = join(dir, 'stalls.txt');
   const server = await startTree(
     tree,

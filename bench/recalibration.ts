@@ -15,13 +15,14 @@
  *   server's RSS (VmRSS, sampled every 100 ms) over its idle RSS.
  */
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { BatchNorm, namedModules } from '../src/nn/index.js';
 import { recalibrate } from '../src/recalibration/index.js';
 import { prepareWasmRuntime } from '../src/service/index.js';
+import { bundledVersionDir, copyBundledModel } from '../test/helpers/bundled-models.js';
 import { measured, type Server, start } from './http.js';
 import { torchInterpreter, torchUnavailable } from './peer-engines.js';
 import {
@@ -139,8 +140,8 @@ async function libraryRows(
   const out: LibraryRow[] = [];
   // The CNN's convolutions run on the JavaScript executor (no wasm kernels yet): a 20th of the rows.
   for (const [model, n] of [
-    ['models/digits/1', rows],
-    ['models/digits-cnn/1', Math.max(1000, Math.round(rows / 20))],
+    [bundledVersionDir('digits'), rows],
+    [bundledVersionDir('digits-cnn'), Math.max(1000, Math.round(rows / 20))],
   ] as const) {
     const normserveSeconds: number[] = [];
     const torchSeconds: number[] = [];
@@ -294,7 +295,7 @@ export async function benchRecalibration(options: {
     const library = await libraryRows(options.rows, options.rounds, torch, dir);
     const digitsTorch = library[0]!.torchRowsPerSecond;
     const repository = join(dir, 'repository');
-    cpSync('models/digits', join(repository, 'digits'), { recursive: true });
+    copyBundledModel('digits', repository);
     const server = await serve(repository);
     const http: RecalibrationBench['http'] = [];
     let ndjson: RecalibrationBench['ndjson'];

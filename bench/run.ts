@@ -124,7 +124,7 @@ if (runs('engine')) {
     );
   }
   process.stdout.write(
-    `\nload models/digits (fresh process, wasm): median ${fmt(engine.loadMs.median, 1)} ms wall (${engine.loadMs.runs.map((m) => fmt(m, 1)).join(', ')}), ${fmt(engine.loadMs.cpuMedian, 1)} ms CPU; again in the same process ${fmt(engine.loadMs.warm, 1)} ms (goal ≤ 50)\n`,
+    `\nload models/digits/1 (fresh process, wasm): median ${fmt(engine.loadMs.median, 1)} ms wall (${engine.loadMs.runs.map((m) => fmt(m, 1)).join(', ')}), ${fmt(engine.loadMs.cpuMedian, 1)} ms CPU; again in the same process ${fmt(engine.loadMs.warm, 1)} ms (goal ≤ 50)\n`,
   );
   process.stdout.write(
     `RSS predicting one row at a time: ${fmt(engine.memory.afterThousandMiB, 1)} MiB after 1 k, ${fmt(engine.memory.afterFiftyThousandMiB, 1)} after 50 k, ${fmt(engine.memory.afterHundredThousandMiB, 1)} after 100 k (×${fmt(engine.memory.ratio, 3)}; goal ≤ 1.10; 100 k / 50 k ×${fmt(engine.memory.afterHundredThousandMiB / engine.memory.afterFiftyThousandMiB, 3)}); V8's young generation ${fmt(engine.memory.newSpaceMiB, 1)} MiB reserved, ${fmt(engine.memory.newSpaceUsedAtThousandMiB, 1)} MiB in use after 1 k\n\n`,

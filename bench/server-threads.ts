@@ -11,10 +11,11 @@
  * For the full collections that float32 request bodies started (bench/README.md, issue 11's
  * seventh round).
  */
-import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { publishCheckpoint } from '../src/service/index.js';
+import { copyBundledModel } from '../test/helpers/bundled-models.js';
 import { f32, http, requestBodies, startTree } from './http.js';
 import { wideCheckpoint } from './models.js';
 
@@ -57,7 +58,7 @@ function threadName(pid: number, task: string): string {
 }
 
 const repository = mkdtempSync(join(tmpdir(), 'normserve-threads-'));
-cpSync('models/digits', join(repository, 'digits'), { recursive: true });
+copyBundledModel('digits', repository);
 if (load === 'wide') await publishCheckpoint(repository, wideCheckpoint());
 const logFile = join(repository, 'server.log');
 const server = await startTree('.', repository, logFile, { GRPC_PORT: '0', ...env }, [

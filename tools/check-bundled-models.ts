@@ -11,11 +11,17 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import {
+  BUNDLED_MODEL_NAMES,
+  type BundledModel,
+  bundledVersionDir,
+  isBundledModel,
+} from '../test/helpers/bundled-models.js';
 
 const run = promisify(execFile);
 
-/** Bundled model → the config that reproduces it (README, Training). */
-const BUNDLED: Record<string, string> = {
+/** Bundled model (test/helpers/bundled-models.ts) → the config that reproduces it (README, Training). */
+const BUNDLED: Record<BundledModel, string> = {
   digits: 'configs/digits-mlp.json',
   'digits-cnn': 'configs/digits-cnn.json',
 };
@@ -23,7 +29,7 @@ const BUNDLED: Record<string, string> = {
 const sha256 = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
 
 const names = process.argv.slice(2);
-const unknown = names.filter((n) => !(n in BUNDLED));
+const unknown = names.filter((n) => !isBundledModel(n));
 if (unknown.length > 0) {
   process.stderr.write(
     `unknown model ${unknown.join(', ')}; bundled: ${Object.keys(BUNDLED).join(', ')}\n`,
@@ -31,7 +37,7 @@ if (unknown.length > 0) {
   process.exit(2);
 }
 let failed = false;
-for (const name of names.length > 0 ? names : Object.keys(BUNDLED)) {
+for (const name of names.length > 0 ? names.filter(isBundledModel) : BUNDLED_MODEL_NAMES) {
   const out = mkdtempSync(join(tmpdir(), `check-${name}-`));
   const started = performance.now();
   try {
@@ -40,18 +46,18 @@ for (const name of names.length > 0 ? names : Object.keys(BUNDLED)) {
       'tsx',
       'src/cli/train.ts',
       '--config',
-      BUNDLED[name]!,
+      BUNDLED[name],
       '--out',
       out,
       '--no-progress',
     ]);
-    const committed = sha256(join('models', name, '1', 'model.safetensors'));
+    const committed = sha256(join(bundledVersionDir(name), 'model.safetensors'));
     const retrained = sha256(join(out, name, '1', 'model.safetensors'));
     const seconds = ((performance.now() - started) / 1000).toFixed(1);
     const same = committed === retrained;
     failed ||= !same;
     process.stdout.write(
-      `${same ? 'ok  ' : 'FAIL'} models/${name}/1 from ${BUNDLED[name]}: ${same ? `sha256 ${committed}` : `committed ${committed}, retrained ${retrained}`} (${seconds} s)\n`,
+      `${same ? 'ok  ' : 'FAIL'} ${bundledVersionDir(name)} from ${BUNDLED[name]}: ${same ? `sha256 ${committed}` : `committed ${committed}, retrained ${retrained}`} (${seconds} s)\n`,
     );
   } finally {
     rmSync(out, { recursive: true, force: true });

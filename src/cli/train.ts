@@ -348,7 +348,8 @@ async function main(argv: readonly string[]): Promise<void> {
   const weights = await readFile(`${path}/model.safetensors`);
   const m = output.metrics;
   // Versions written into the checkout's own models/ are served by `npm start` and show up as
-  // untracked files in git: say so, with the way to undo it.
+  // untracked files in git: say so, with the way to undo it. Tests and benches use only the bundled
+  // versions (test/helpers/bundled-models.ts), so they do not see it.
   const inCheckout = resolve(out) === CHECKOUT_MODELS;
   process.stdout.write(
     [
@@ -358,7 +359,7 @@ async function main(argv: readonly string[]): Promise<void> {
       `wrote ${path} (version ${version}), model.safetensors sha256 ${createHash('sha256').update(weights).digest('hex')}`,
       ...(inCheckout
         ? [
-            `note: ${relative(process.cwd(), path) || path} is in this checkout's model repository: npm start serves it, git lists it as untracked; rm -r it to undo, or train with --out <dir> elsewhere`,
+            `note: ${relative(process.cwd(), path) || path} is in this checkout's model repository: npm start serves it, npm test ignores it, git lists it as untracked; rm -r it to undo, or train with --out <dir> elsewhere`,
           ]
         : []),
       '',

@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openModelDirectory } from '../../src/service/index.js';
 import { ADMIN, labelAccuracy, predictRows } from '../helpers/admin.js';
 import { makeTestApp, type TestApp } from '../helpers/app.js';
+import { bundledVersionDir } from '../helpers/bundled-models.js';
 import { expectClose } from '../helpers/compare.js';
 import { digitsTestRows, digitsImage as image, nightShift } from '../helpers/digits.js';
 import { nodeArgs } from '../helpers/entries.js';
@@ -57,7 +58,7 @@ describe('bundled model models/digits-cnn/1', () => {
   }, 180_000);
 
   it(`classifies the test rows with accuracy ≥ ${CLEAN_ACCURACY_MIN}, as its metrics say`, async () => {
-    const model = await openModelDirectory('models/digits-cnn/1');
+    const model = await openModelDirectory(bundledVersionDir('digits-cnn'));
     const out = model.predict(x);
     const accuracy = labelAccuracy(out.labels!, y);
     expect(accuracy).toBeGreaterThanOrEqual(CLEAN_ACCURACY_MIN);
@@ -69,7 +70,7 @@ describe('bundled model models/digits-cnn/1', () => {
     const torch = JSON.parse(
       readFileSync('test/fixtures/torch-model/bundled-digits-cnn-eval.json', 'utf8'),
     ) as { logits: number[][]; accuracy: number };
-    const model = await openModelDirectory('models/digits-cnn/1');
+    const model = await openModelDirectory(bundledVersionDir('digits-cnn'));
     for (const fused of [true, false]) {
       const out = model.predict(x, { fused });
       expectClose(out.outputs, torch.logits.flat(), BUNDLED_LOGITS_ATOL, `logits (fused=${fused})`);

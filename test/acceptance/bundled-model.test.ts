@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openModelDirectory } from '../../src/service/index.js';
+import { bundledVersionDir } from '../helpers/bundled-models.js';
 import { expectClose } from '../helpers/compare.js';
 import { digitsTestRows } from '../helpers/digits.js';
 import { TEST_ENGINE } from '../helpers/engine.js';
@@ -57,7 +58,7 @@ describe('bundled model models/digits/1', () => {
       logits: number[][];
       accuracy: number;
     };
-    const model = await openModelDirectory('models/digits/1');
+    const model = await openModelDirectory(bundledVersionDir('digits'));
     const { x } = digitsTestRows();
     for (const fused of [true, false]) {
       const out = model.predict(x, { fused });

@@ -27,6 +27,7 @@ import {
   waitFor,
 } from '../helpers/admin.js';
 import { makeRepository, makeTestApp, type TestApp } from '../helpers/app.js';
+import { bundledVersionDir } from '../helpers/bundled-models.js';
 import { expectClose, expectRelClose } from '../helpers/compare.js';
 import { digitsTestRows, nightShift } from '../helpers/digits.js';
 import { TEST_ENGINE } from '../helpers/engine.js';
@@ -484,7 +485,7 @@ describe('modes and options through HTTP', () => {
     // 10,800 rows: three chunks of the upload readers, each measured on the recalibration's
     // helper thread while the next is read into the readers' other chunk (pushAll).
     const rows = Array.from({ length: 10_800 }, (_, i) => night[i % night.length]!);
-    const { network, inputTransform } = loadModel('models/digits/1');
+    const { network, inputTransform } = loadModel(bundledVersionDir('digits'));
     await recalibrateLibrary(network, inputTransform, [WIDTH], Float32Array.from(rows.flat()), {
       mode: 'exact',
       engine: { engine: TEST_ENGINE },

@@ -9,12 +9,16 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { exportModelOnnx, ModelRegistry, openModelDirectory } from '../../src/service/index.js';
+import { bundledVersionDir, copyBundledRepository } from '../helpers/bundled-models.js';
 import { expectClose } from '../helpers/compare.js';
 import { digitsTestRows } from '../helpers/digits.js';
 import { nodeArgs } from '../helpers/entries.js';
 import { onnxSession, runOnnx } from '../helpers/onnx-runtime.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-files.js';
 import { OUTPUT_ATOL } from '../helpers/tolerances.js';
+
+/** The bundled digits version (not models/digits: `npm run train` may have added versions). */
+const DIGITS = bundledVersionDir('digits');
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const VERSION = (
@@ -36,19 +40,21 @@ afterAll(() => removeTempDirs());
 describe('npm run export:onnx', () => {
   it('writes the service export of the active version; onnxruntime runs it to the predict logits', async () => {
     const file = join(out, 'digits.onnx');
-    const result = exportCli(['--model', 'models/digits', '--out', file]);
+    // A model directory (its active version) in a repository of its own, and the service's export.
+    const repository = copyBundledRepository(makeTempDir('export-onnx-repository'));
+    const result = exportCli(['--model', join(repository, 'digits'), '--out', file]);
     expect(result.status, result.stderr).toBe(0);
     expect(result.stdout).toBe('');
     expect(result.stderr).toBe(
       `wrote ${file} (${readFileSync(file).length} bytes): digits version 1, ONNX opset 17, input "input" [batch, 64], output "logits" [batch, 10]\n`,
     );
-    const registry = new ModelRegistry('models', { maxBatchSize: 4096 });
+    const registry = new ModelRegistry(repository, { maxBatchSize: 4096 });
     await registry.refreshModel('digits');
     const expected = exportModelOnnx(registry, { model: 'digits', producerVersion: VERSION });
     expect(Buffer.compare(readFileSync(file), Buffer.from(expected.bytes))).toBe(0);
 
     const rows = digitsTestRows().x;
-    const prediction = (await openModelDirectory('models/digits/1')).predict(rows);
+    const prediction = (await openModelDirectory(DIGITS)).predict(rows);
     const onnx = await runOnnx(
       await onnxSession(readFileSync(file)),
       Float32Array.from(rows.flat()),
@@ -60,7 +66,7 @@ describe('npm run export:onnx', () => {
 
   it('--probabilities adds the softmax output', async () => {
     const file = join(out, 'with-probabilities.onnx');
-    const result = exportCli(['--model', 'models/digits/1', '--out', file, '--probabilities']);
+    const result = exportCli(['--model', DIGITS, '--out', file, '--probabilities']);
     expect(result.status, result.stderr).toBe(0);
     expect((await onnxSession(readFileSync(file))).outputNames).toEqual([
       'logits',
@@ -72,10 +78,10 @@ describe('npm run export:onnx', () => {
     const cases: [string[], RegExp][] = [
       [['--model', join(out, 'nope'), '--out', join(out, 'x.onnx')], /^export-onnx: .*nope/],
       [
-        ['--model', 'models/digits', '--out', join(out, 'missing', 'x.onnx')],
+        ['--model', DIGITS, '--out', join(out, 'missing', 'x.onnx')],
         /^export-onnx: cannot write .*missing\/x\.onnx: no such directory$/,
       ],
-      [['--model', 'models/digits'], /^error: required option '--out <file>' not specified$/],
+      [['--model', DIGITS], /^error: required option '--out <file>' not specified$/],
     ];
     const before = readdirSync(out).sort();
     for (const [args, message] of cases) {

@@ -10,9 +10,13 @@ import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { makeRepository } from '../helpers/app.js';
+import { bundledVersionDir } from '../helpers/bundled-models.js';
 import { digitsTestRows } from '../helpers/digits.js';
 import { runEntry as run } from '../helpers/entries.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-files.js';
+
+/** The bundled digits version (not models/digits: `npm run train` may have added versions). */
+const DIGITS = bundledVersionDir('digits');
 
 const dir = makeTempDir('input-files');
 const repository = makeRepository(['digits']);
@@ -28,7 +32,7 @@ describe('nothing to predict', () => {
   it('a CSV of a header alone', () => {
     const csv = join(dir, 'header.csv');
     writeFileSync(csv, header);
-    const result = run('src/cli/predict.ts', ['--model', 'models/digits', '--input', csv]);
+    const result = run('src/cli/predict.ts', ['--model', DIGITS, '--input', csv]);
     expect(result.status).toBe(1);
     expect(result.stderr).toBe(`predict: ${csv}: no data rows after the header\n`);
     expect(result.stdout).toBe('');
@@ -41,7 +45,7 @@ describe('nothing to predict', () => {
     ] as const) {
       const file = join(dir, name);
       writeFileSync(file, text);
-      const result = run('src/cli/predict.ts', ['--model', 'models/digits', '--input', file]);
+      const result = run('src/cli/predict.ts', ['--model', DIGITS, '--input', file]);
       expect(result.status).toBe(1);
       expect(result.stderr).toBe(`predict: ${file}: no rows to predict\n`);
     }
@@ -52,7 +56,7 @@ describe('nothing to predict', () => {
     writeFileSync(csv, header);
     const result = run('src/cli/report.ts', [
       '--model',
-      'models/digits',
+      DIGITS,
       '--data',
       csv,
       '--out',
@@ -68,7 +72,7 @@ describe('a CSV of the wrong width', () => {
   it('predict names the column count, the model width and the missing feature names', () => {
     const csv = join(dir, 'narrow.csv');
     writeFileSync(csv, 'p0,p1,label\n1,2,3\n');
-    const result = run('src/cli/predict.ts', ['--model', 'models/digits', '--input', csv]);
+    const result = run('src/cli/predict.ts', ['--model', DIGITS, '--input', csv]);
     expect(result.status).toBe(1);
     expect(result.stderr).toMatch(
       new RegExp(
@@ -83,7 +87,7 @@ describe('a CSV of the wrong width', () => {
     writeFileSync(csv, 'a,b,label\n1,2,3\n4,5,6\n');
     const result = run('src/cli/report.ts', [
       '--model',
-      'models/digits',
+      DIGITS,
       '--data',
       csv,
       '--out',
@@ -102,7 +106,7 @@ describe('a UTF-8 byte order mark', () => {
   it('predict reads a JSON file that starts with one', () => {
     const file = join(dir, 'bom.json');
     writeFileSync(file, `${BOM}${JSON.stringify({ instances: rows })}`);
-    const result = run('src/cli/predict.ts', ['--model', 'models/digits', '--input', file]);
+    const result = run('src/cli/predict.ts', ['--model', DIGITS, '--input', file]);
     expect(result.status, result.stderr).toBe(0);
     expect(JSON.parse(result.stdout).predictions).toHaveLength(5);
   });
@@ -164,7 +168,7 @@ describe('a binary file given as an input', () => {
       const file = binary(`binary-${lines}.csv`, 11, at);
       const train = run('src/cli/train.ts', ['--data', file, '--out', join(dir, 'no-train')]);
       expectOneShortLine(train, 'train', file);
-      const predict = run('src/cli/predict.ts', ['--model', 'models/digits', '--input', file]);
+      const predict = run('src/cli/predict.ts', ['--model', DIGITS, '--input', file]);
       expectOneShortLine(predict, 'predict', file);
       if (lines) {
         expect(train.stderr).toMatch(/unknown label column "label" \(columns: ".*…"\)\n$/);
@@ -183,7 +187,7 @@ describe('a binary file given as an input', () => {
       expectOneShortLine(
         run('src/cli/report.ts', [
           '--model',
-          'models/digits',
+          DIGITS,
           '--data',
           file,
           '--out',
@@ -197,7 +201,7 @@ describe('a binary file given as an input', () => {
 
   it('predict with a binary .json file: the bytes V8 quotes are escaped', () => {
     const file = binary('binary.json', 13);
-    const result = run('src/cli/predict.ts', ['--model', 'models/digits', '--input', file]);
+    const result = run('src/cli/predict.ts', ['--model', DIGITS, '--input', file]);
     expectOneShortLine(result, 'predict', file);
     expect(result.stderr).toContain('not valid JSON');
   });

@@ -3,18 +3,30 @@
  * reported as such, not as a version whose config.json or weights are missing.
  */
 import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { loadModelDirectory } from '../../src/repository/index.js';
+import { bundledVersionDir, copyBundledModel } from '../helpers/bundled-models.js';
+import { makeTempDir, removeTempDirs } from '../helpers/temp-files.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+afterAll(removeTempDirs);
+
+/** A repository of its own whose digits has versions 1 and 3 (the checkout's models/ may hold more). */
+const repository = makeTempDir('model-directory');
+copyBundledModel('digits', repository);
+copyBundledModel('digits', repository, { version: 3 });
 
 describe('loadModelDirectory', () => {
   it.each([
     ['models/nope', 'models/nope: no such directory'],
     ['models/nope/1', 'models/nope/1: no such directory'],
     ['/tmp/normserve-nowhere/x/3', '/tmp/normserve-nowhere/x/3: no such directory'],
-    ['models/digits/7', 'models/digits/7: no such directory (models/digits has versions 1)'],
+    [
+      join(repository, 'digits', '7'),
+      `${join(repository, 'digits', '7')}: no such directory (${join(repository, 'digits')} has versions 1, 3)`,
+    ],
     [
       'package.json',
       'package.json: not a directory (expected <repository>/<model> or <repository>/<model>/<version>)',
@@ -26,9 +38,10 @@ describe('loadModelDirectory', () => {
     });
   });
 
-  it('an existing model and version still load', async () => {
-    expect((await loadModelDirectory('models/digits')).version).toBe(1);
-    expect((await loadModelDirectory('models/digits/1')).name).toBe('digits');
+  it('an existing model (its highest version) and version still load', async () => {
+    expect((await loadModelDirectory(join(repository, 'digits'))).version).toBe(3);
+    expect((await loadModelDirectory(join(repository, 'digits', '1'))).version).toBe(1);
+    expect((await loadModelDirectory(bundledVersionDir('digits'))).name).toBe('digits');
   });
 
   it('as the predict CLI prints it', () => {

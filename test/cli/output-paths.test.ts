@@ -6,8 +6,12 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { bundledVersionDir } from '../helpers/bundled-models.js';
 import { runEntry as run } from '../helpers/entries.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-files.js';
+
+/** The bundled digits version (not models/digits: `npm run train` may have added versions). */
+const DIGITS = bundledVersionDir('digits');
 
 const dir = makeTempDir('output-paths');
 afterAll(() => removeTempDirs());
@@ -85,21 +89,14 @@ describe('outputs that cannot be written', () => {
     const header = Array.from({ length: 64 }, (_, i) => `p${i}`).join(',');
     const row = (k: number) => Array.from({ length: 64 }, (_, i) => (i * k) % 17).join(',');
     writeFileSync(csv, `${header}\n${row(1)}\n${row(3)}\n${row(5)}\n`);
-    const result = run('src/cli/report.ts', [
-      '--model',
-      'models/digits',
-      '--data',
-      csv,
-      '--out',
-      aFile,
-    ]);
+    const result = run('src/cli/report.ts', ['--model', DIGITS, '--data', csv, '--out', aFile]);
     expect(result.status).toBe(1);
     expect(result.stderr).toBe(`report: --out ${aFile}: cannot write there: ${IN_THE_WAY}\n`);
   });
 
   it('export:onnx --out <a file>/x.onnx: one line, exit 1, no temporary left', () => {
     const target = join(aFile, 'x.onnx');
-    const result = run('src/cli/export-onnx.ts', ['--model', 'models/digits', '--out', target]);
+    const result = run('src/cli/export-onnx.ts', ['--model', DIGITS, '--out', target]);
     expect(result.status).toBe(1);
     expect(result.stderr).toBe(`export-onnx: cannot write ${target}: ${IN_THE_WAY}\n`);
     expect(existsSync(target)).toBe(false);

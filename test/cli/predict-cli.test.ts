@@ -10,9 +10,13 @@ import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { bundledVersionDir } from '../helpers/bundled-models.js';
 import { digitsTestRows } from '../helpers/digits.js';
 import { nodeArgs, ROOT } from '../helpers/entries.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-files.js';
+
+/** The bundled digits version (not models/digits: `npm run train` may have added versions). */
+const DIGITS = bundledVersionDir('digits');
 
 afterAll(removeTempDirs);
 
@@ -24,7 +28,7 @@ const OVERFLOW = "the model's outputs overflow float32 for this row (values too 
 function predictCli(input: string, ...flags: string[]) {
   const result = spawnSync(
     process.execPath,
-    [...nodeArgs('src/cli/predict.ts'), '--model', 'models/digits', '--input', input, ...flags],
+    [...nodeArgs('src/cli/predict.ts'), '--model', DIGITS, '--input', input, ...flags],
     { cwd: ROOT, encoding: 'utf8', timeout: 60_000 },
   );
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };

@@ -9,8 +9,12 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { layerDrift } from '../../src/drift/index.js';
 import { openReportModel } from '../../src/service/index.js';
+import { bundledVersionDir } from '../helpers/bundled-models.js';
 import { digitsTestRows, nightShift } from '../helpers/digits.js';
 import { nodeArgs, ROOT } from '../helpers/entries.js';
+
+/** The bundled digits version (not models/digits: `npm run train` may have added versions). */
+const DIGITS = bundledVersionDir('digits');
 
 const dir = mkdtempSync(join(tmpdir(), 'normserve-report-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -26,7 +30,7 @@ function writeCsv(name: string, rows: number[][]): string {
 function report(data: string, out: string) {
   const result = spawnSync(
     process.execPath,
-    [...nodeArgs('src/cli/report.ts'), '--model', 'models/digits', '--data', data, '--out', out],
+    [...nodeArgs('src/cli/report.ts'), '--model', DIGITS, '--data', data, '--out', out],
     { cwd: ROOT, encoding: 'utf8', timeout: 120_000 },
   );
   expect(result.stderr).toBe('');
@@ -74,7 +78,7 @@ describe('npm run report', () => {
   });
 
   it('its two paths agree: tapped executor sums and the prefix plans’ values give one drift', async () => {
-    const model = await openReportModel('models/digits');
+    const model = await openReportModel(DIGITS);
     const rows = Float32Array.from(nightShift(x).flat());
     const r = model.report(rows, x.length, { threshold: 0.5, minRows: 100 });
     for (const [i, d] of r.drift.entries()) {

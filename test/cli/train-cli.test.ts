@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { bundledVersionDir } from '../helpers/bundled-models.js';
 import { nodeArgs } from '../helpers/entries.js';
 import { listTree, makeTempDir, removeTempDirs, writeTempFile } from '../helpers/temp-files.js';
 
@@ -54,7 +55,7 @@ const failures: { what: string; args: () => string[]; expected: (string | RegExp
   {
     // The shape is the init checkpoint's, not the config file's: the line blamed the config.
     what: '--init of a model whose input shape does not fit the data',
-    args: () => ['--config', IRIS_CONFIG, '--init', 'models/digits'],
+    args: () => ['--config', IRIS_CONFIG, '--init', bundledVersionDir('digits')],
     expected: [
       /^train: the init checkpoint \S*models\/digits\/1: /,
       'input_shape [64] holds 64 values but the data has 4 feature columns',

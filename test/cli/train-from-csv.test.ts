@@ -272,7 +272,7 @@ describe('the default --out', () => {
     );
     expect(listTree(join(checkout, 'models'))).toContain('iris-own/1/model.safetensors');
     expect(result.stdout).toContain(
-      "note: models/iris-own/1 is in this checkout's model repository: npm start serves it, git lists it as untracked",
+      "note: models/iris-own/1 is in this checkout's model repository: npm start serves it, npm test ignores it, git lists it as untracked",
     );
 
     const elsewhere = makeTempDir('elsewhere');

@@ -5,12 +5,13 @@
  * runtime) agrees with src/service/server-config.ts, the routes of the app and the Dockerfile.
  */
 import { execFileSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import { parseServerConfig, serverConfigSchema } from '../../src/service/index.js';
 import { makeTestApp, type TestApp } from '../helpers/app.js';
+import { copyBundledRepository } from '../helpers/bundled-models.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-files.js';
 
 /** Stands in for values that come from a Secret (ADMIN_TOKEN needs at least 16 characters). */
@@ -514,7 +515,7 @@ describe('Kubernetes Deployment', () => {
   }
   function bundledCopy(): string {
     const dir = makeTempDir('bundled');
-    cpSync('models', dir, { recursive: true });
+    copyBundledRepository(dir);
     return dir;
   }
 

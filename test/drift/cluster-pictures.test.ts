@@ -1,12 +1,3 @@
-/**
- * GET …/drift/layers with WORKERS > 1, in one process: each worker keeps the last rows it served;
- * the worker that answers gathers the others' (here a function in place of the primary's IPC,
- * the messages through their schema) and draws the pictures from all of them — the pictures one
- * process would draw had it served every row. Merged by rows, not by fields: a histogram's bins
- * come from its own rows' range, so two workers' histograms have different bins.
- */
-import { cpSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Rng } from '../../src/nn/index.js';
 import {
@@ -23,6 +14,7 @@ import {
   type TrafficSampleMessage,
   trafficSampleSchema,
 } from '../../src/service/index.js';
+import { copyBundledModel } from '../helpers/bundled-models.js';
 import { digitsTestRows, nightShift } from '../helpers/digits.js';
 import { testDriftOptions } from '../helpers/drift-options.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-files.js';
@@ -65,7 +57,7 @@ function expectSamePictures(merged: LayerPictures, whole: LayerPictures): void {
 describe('the pictures of GET …/drift/layers with two workers', () => {
   it('any worker draws them from both workers’ recent rows, as one process that served them all', async () => {
     const repository = makeTempDir('cluster-pictures');
-    cpSync('models/digits', join(repository, 'digits'), { recursive: true });
+    copyBundledModel('digits', repository);
     const registry = new ModelRegistry(repository, { maxBatchSize: 64 });
     await registry.refresh();
     const [a, b, alone] = [1, 2, 3].map(
@@ -110,7 +102,7 @@ describe('the pictures of GET …/drift/layers with two workers', () => {
 /** A registry of digits and a drift service that served `rows` rows of it (seeded). */
 async function servedService(rows: number, options: Partial<DriftOptions> = {}) {
   const repository = makeTempDir('cluster-pictures');
-  cpSync('models/digits', join(repository, 'digits'), { recursive: true });
+  copyBundledModel('digits', repository);
   const registry = new ModelRegistry(repository, { maxBatchSize: 64 });
   await registry.refresh();
   registries.push(registry);

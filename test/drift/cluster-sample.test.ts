@@ -7,8 +7,6 @@
  */
 
 import type { Worker } from 'node:cluster';
-import { cpSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { ClusterDriftPrimary } from '../../src/cli/cluster-drift.js';
 import { fromPrimarySchema, fromWorkerSchema } from '../../src/cli/cluster-messages.js';
@@ -27,6 +25,7 @@ import {
   type TrafficSampleMessage,
   trafficSampleSchema,
 } from '../../src/service/index.js';
+import { copyBundledModel } from '../helpers/bundled-models.js';
 import { digitsTestRows, nightShift } from '../helpers/digits.js';
 import { testDriftOptions } from '../helpers/drift-options.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-files.js';
@@ -51,7 +50,7 @@ const overIpc = (m: TrafficSampleMessage) =>
 
 async function cluster() {
   const repository = makeTempDir('cluster-sample');
-  cpSync('models/digits', join(repository, 'digits'), { recursive: true });
+  copyBundledModel('digits', repository);
   const registry = new ModelRegistry(repository, { maxBatchSize: 64 });
   await registry.refresh();
   const logs: { msg: string; context: Record<string, unknown> }[] = [];

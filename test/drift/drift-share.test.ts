@@ -1,12 +1,3 @@
-/**
- * Drift with WORKERS > 1, in one process: two drift services that each see a share of the traffic
- * (as two cluster workers do), exchange what they saw (takeShare → mergeShare, what the cluster
- * primary relays: cli/cluster-drift.ts) and then both report the drift of all of it — the same
- * rows and, up to the order of float64 merges, the same numbers as one service that saw every row.
- * Only the deciding service acts on AUTO_RECALIBRATE; the other reports the decider's state.
- */
-import { cpSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Rng } from '../../src/nn/index.js';
 import {
@@ -17,6 +8,7 @@ import {
   nestedRows,
   runSources,
 } from '../../src/service/index.js';
+import { copyBundledModel } from '../helpers/bundled-models.js';
 import { digitsTestRows, nightShift } from '../helpers/digits.js';
 import { testDriftOptions } from '../helpers/drift-options.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-files.js';
@@ -31,7 +23,7 @@ const OPTIONS = testDriftOptions({ autoRecalibrate: 'recommend', autoMinRows: 51
 describe('drift shared between processes', () => {
   it('two services that each saw part of the traffic both report all of it, as one service would', async () => {
     const repository = makeTempDir('drift-share');
-    cpSync('models/digits', join(repository, 'digits'), { recursive: true });
+    copyBundledModel('digits', repository);
     const registry = new ModelRegistry(repository, { maxBatchSize: 64 });
     await registry.refresh();
     const served = registry.resolve('digits');
@@ -115,7 +107,7 @@ describe('drift shared between processes', () => {
 
   it('refuses shared statistics that do not fit the version', async () => {
     const repository = makeTempDir('drift-share-misfit');
-    cpSync('models/digits', join(repository, 'digits'), { recursive: true });
+    copyBundledModel('digits', repository);
     const registry = new ModelRegistry(repository, { maxBatchSize: 64 });
     await registry.refresh();
     const warnings: string[] = [];

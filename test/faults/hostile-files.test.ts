@@ -18,6 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { makeRepository, makeTestApp } from '../helpers/app.js';
+import { bundledVersionDir } from '../helpers/bundled-models.js';
 
 const made: string[] = [];
 afterAll(() => {
@@ -38,7 +39,7 @@ function twoVersions(): { repository: string; v2: string } {
 function outside(): string {
   const dir = join(tmpdir(), `normserve-outside-${process.pid}-${made.length}`);
   made.push(dir);
-  cpSync('models/digits/1', dir, { recursive: true });
+  cpSync(bundledVersionDir('digits'), dir, { recursive: true });
   return dir;
 }
 
@@ -102,7 +103,7 @@ describe('symbolic links', () => {
     const elsewhere = join(tmpdir(), `normserve-outside-model-${process.pid}`);
     made.push(elsewhere);
     mkdirSync(elsewhere, { recursive: true });
-    cpSync('models/digits/1', join(elsewhere, '1'), { recursive: true });
+    cpSync(bundledVersionDir('digits'), join(elsewhere, '1'), { recursive: true });
     symlinkSync(elsewhere, join(repository, 'linked'));
     const t = await makeTestApp({ repository });
     try {

@@ -6,7 +6,7 @@
  * active-version record parseable and naming an available version, and no temporaries left.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { cpSync, existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -19,6 +19,7 @@ import {
   type RecalibrationOutcome,
   RecalibrationService,
 } from '../../src/service/index.js';
+import { copyBundledModel } from '../helpers/bundled-models.js';
 import { digitsTestRows, nightShift } from '../helpers/digits.js';
 import { nodeArgs } from '../helpers/entries.js';
 import { listTree, makeTempDir, removeTempDirs } from '../helpers/temp-files.js';
@@ -104,7 +105,7 @@ describe('SIGKILL during publish / activate / delete', () => {
   beforeAll(() => {
     repository = makeTempDir('sigkill');
     // Only the model the loop works on: every restart below loads the whole repository.
-    cpSync(join(ROOT, 'models', 'digits'), join(repository, 'digits'), { recursive: true });
+    copyBundledModel('digits', repository, { checkout: ROOT });
     modelDir = join(repository, 'digits');
   });
   const rng = new Rng(SEED);

@@ -10,14 +10,18 @@ import { buildApp } from '../../src/http/app.js';
 import type { AppInstance } from '../../src/http/app-types.js';
 import { ServiceMetrics } from '../../src/http/metrics.js';
 import { ModelRegistry, parseServerConfig, type ServerConfig } from '../../src/service/index.js';
+import { copyBundledModel, isBundledModel } from './bundled-models.js';
 import { TEST_ENGINE } from './engine.js';
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789abcdef';
 
-/** Model directories a test repository can hold: name → source directory (containing versions). */
+/**
+ * Models a test repository can hold: the bundled ones (their bundled version only, never what
+ * `npm run train` added to models/) and the PyTorch-made fixtures (name → directory of versions).
+ */
 export const MODEL_SOURCES = {
-  digits: 'models/digits',
-  'digits-cnn': 'models/digits-cnn',
+  digits: 'bundled',
+  'digits-cnn': 'bundled',
   'digits-torch': 'test/fixtures/torch-model/digits-torch',
   'digits-cnn-torch': 'test/fixtures/torch-model/digits-cnn-torch',
 } as const;
@@ -35,7 +39,10 @@ export function makeRepository(
   models: readonly (keyof typeof MODEL_SOURCES)[] = ['digits'],
 ): string {
   const root = mkdtempSync(join(tmpdir(), 'normserve-repo-'));
-  for (const name of models) cpSync(MODEL_SOURCES[name], join(root, name), { recursive: true });
+  for (const name of models) {
+    if (isBundledModel(name)) copyBundledModel(name, root);
+    else cpSync(MODEL_SOURCES[name], join(root, name), { recursive: true });
+  }
   return root;
 }
 

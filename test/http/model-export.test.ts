@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exportModelOnnx } from '../../src/service/index.js';
 import { makeRepository, makeTestApp, type TestApp } from '../helpers/app.js';
+import { bundledVersionDir, copyBundledModel } from '../helpers/bundled-models.js';
 import { expectClose } from '../helpers/compare.js';
 import { digitsTestRows } from '../helpers/digits.js';
 import { onnxSession, runOnnx } from '../helpers/onnx-runtime.js';
@@ -22,7 +23,7 @@ let t: TestApp;
 function repository(): string {
   const root = makeRepository(['digits']);
   const dir = join(root, 'regressor', '1');
-  cpSync('models/digits/1', dir, { recursive: true });
+  cpSync(bundledVersionDir('digits'), dir, { recursive: true });
   const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
   config.name = 'regressor';
   config.task = 'regression';
@@ -137,7 +138,7 @@ describe('GET …/model.onnx', () => {
 
   it('a version that failed to load: 404 naming the reason', async () => {
     const root = makeRepository(['digits']);
-    cpSync('models/digits/1', join(root, 'digits', '2'), { recursive: true });
+    copyBundledModel('digits', root, { version: 2 });
     const weights = join(root, 'digits', '2', 'model.safetensors');
     writeFileSync(weights, readFileSync(weights).subarray(0, 100));
     const broken = await makeTestApp({ repository: root });

@@ -12,6 +12,7 @@ import type { AppInstance } from '../../src/http/app-types.js';
 import { ServiceMetrics } from '../../src/http/metrics.js';
 import { ModelRegistry, parseServerConfig } from '../../src/service/index.js';
 import { ADMIN_TOKEN, makeTestApp, type TestApp } from '../helpers/app.js';
+import { bundledVersionDir, copyBundledModel } from '../helpers/bundled-models.js';
 import { TEST_ENGINE } from '../helpers/engine.js';
 import { digitsRow, expectProblem } from './http-helpers.js';
 
@@ -23,7 +24,7 @@ afterAll(() => {
 /** A copy of models/digits/1 as `name`/`version`, with model.safetensors cut to half its size. */
 function addBrokenVersion(root: string, name: string, version: number): void {
   const dir = join(root, name, String(version));
-  cpSync('models/digits/1', dir, { recursive: true });
+  cpSync(bundledVersionDir('digits'), dir, { recursive: true });
   const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as { name: string };
   config.name = name;
   writeFileSync(join(dir, 'config.json'), JSON.stringify(config, null, 2));
@@ -40,7 +41,7 @@ function tempRepository(): string {
 /** digits: good version 1, truncated version 2; broken: only a truncated version 1. */
 function brokenRepository(): string {
   const root = tempRepository();
-  cpSync('models/digits/1', join(root, 'digits', '1'), { recursive: true });
+  copyBundledModel('digits', root);
   addBrokenVersion(root, 'digits', 2);
   addBrokenVersion(root, 'broken', 1);
   return root;
@@ -260,7 +261,7 @@ describe('readiness', () => {
   it('with STRICT_READINESS=off, GET /readyz (and OIP readiness) answers 200 while one model of two serves', async () => {
     const root = tempRepository();
     addBrokenVersion(root, 'broken', 1);
-    cpSync('models/digits', join(root, 'digits'), { recursive: true });
+    copyBundledModel('digits', root);
     for (const [strict, status] of [
       ['on', 503],
       ['off', 200],

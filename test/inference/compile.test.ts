@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { CompiledModel, compileNetwork, PlanExecutor } from '../../src/inference/index.js';
 import type { BatchNorm, FeatureTransform, Sequential } from '../../src/nn/index.js';
 import { loadModelDirectory } from '../../src/repository/index.js';
+import { bundledVersionDir } from '../helpers/bundled-models.js';
 import { expectClose } from '../helpers/compare.js';
 import { digitsTestRows } from '../helpers/digits.js';
 import { TEST_ENGINE } from '../helpers/engine.js';
@@ -41,7 +42,7 @@ describe('fused vs unfused eval', () => {
   }
 
   it('folds the bundled model to three dense kernels and matches its unfused path within 1e-4', async () => {
-    const { checkpoint } = await loadModelDirectory('models/digits/1');
+    const { checkpoint } = await loadModelDirectory(bundledVersionDir('digits'));
     const model = compiled(checkpoint.network, checkpoint.config.input_transform, 4096);
     expect(model.plan.steps.map((s) => `${s.op}:${s.activation.kind}`)).toEqual([
       'dense:relu',

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { WasmExecutor } from '../../src/inference/index.js';
 import { type Log, ModelRegistry, parseServerConfig, predict } from '../../src/service/index.js';
+import { copyBundledModel } from '../helpers/bundled-models.js';
 import { digitsTestRows } from '../helpers/digits.js';
 
 const roots: string[] = [];
@@ -18,7 +19,7 @@ afterAll(() => {
 function repository(): string {
   const root = mkdtempSync(join(tmpdir(), 'normserve-engine-'));
   roots.push(root);
-  cpSync('models/digits', join(root, 'digits'), { recursive: true });
+  copyBundledModel('digits', root);
   cpSync('test/fixtures/torch-model/digits-torch', join(root, 'digits-torch'), { recursive: true });
   return root;
 }

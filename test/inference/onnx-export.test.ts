@@ -22,6 +22,7 @@ import {
 } from '../../src/inference/index.js';
 import { softmaxRows } from '../../src/nn/index.js';
 import { loadModelDirectory } from '../../src/repository/index.js';
+import { BUNDLED_MODEL_NAMES, bundledVersionDir } from '../helpers/bundled-models.js';
 import {
   cnnCases,
   randomNetwork as randomCnn,
@@ -59,7 +60,7 @@ describe('ONNX export vs normserve fused outputs', () => {
   }
 
   it('the bundled digits model: logits and probabilities on the 360 test rows, one session for batch 1 and 360', async () => {
-    const { checkpoint } = await loadModelDirectory('models/digits/1');
+    const { checkpoint } = await loadModelDirectory(bundledVersionDir('digits'));
     const model = new CompiledModel(checkpoint.network, checkpoint.config.input_transform, 4096);
     const session = await onnxSession(
       exportOnnx(model.plan, { ...names, probabilitiesName: 'probabilities' }),
@@ -99,7 +100,7 @@ describe('ONNX export of convolutional networks vs normserve fused outputs', () 
   }
 
   it('the bundled digits-cnn model: logits and probabilities on the 360 test rows, [N, 1, 8, 8]', async () => {
-    const { checkpoint } = await loadModelDirectory('models/digits-cnn/1');
+    const { checkpoint } = await loadModelDirectory(bundledVersionDir('digits-cnn'));
     const { config } = checkpoint;
     const model = new CompiledModel(
       checkpoint.network,
@@ -137,8 +138,8 @@ describe.skipIf(!hasOnnxChecker)('the official ONNX checker (tools/onnx-check.py
         writeFileSync(file, exportOnnx(model.plan, { ...names, probabilitiesName: 'p' }));
         return file;
       });
-      for (const name of ['digits', 'digits-cnn']) {
-        const { checkpoint } = await loadModelDirectory(`models/${name}/1`);
+      for (const name of BUNDLED_MODEL_NAMES) {
+        const { checkpoint } = await loadModelDirectory(bundledVersionDir(name));
         const { config } = checkpoint;
         const model = new CompiledModel(
           checkpoint.network,

@@ -21,6 +21,7 @@ import {
 import { BatchNorm, Rng, type Sequential } from '../../src/nn/index.js';
 import { loadModelDirectory } from '../../src/repository/index.js';
 import { prepareWasmRuntime } from '../../src/service/index.js';
+import { bundledVersionDir } from '../helpers/bundled-models.js';
 import { cnnCases, randomNetwork as randomCnn } from '../helpers/cnn-combinations.js';
 import { expectClose } from '../helpers/compare.js';
 import { OUTPUT_ATOL } from '../helpers/tolerances.js';
@@ -360,8 +361,8 @@ const plans: Record<string, () => CompiledPlan> = {
       [10],
     ),
 };
-const digits = (await loadModelDirectory('models/digits/1')).checkpoint;
-const digitsCnn = (await loadModelDirectory('models/digits-cnn/1')).checkpoint;
+const digits = (await loadModelDirectory(bundledVersionDir('digits'))).checkpoint;
+const digitsCnn = (await loadModelDirectory(bundledVersionDir('digits-cnn'))).checkpoint;
 
 /** Steps of the shapes a [C, H, W] input brings that the engine has kernels for. */
 const samplePlans: Record<string, () => CompiledPlan> = {

@@ -20,6 +20,7 @@ import { CONTROL, DONE, HELPER_STATE } from '../../src/inference/wasm/program-wa
 import { Rng } from '../../src/nn/index.js';
 import { loadModelDirectory } from '../../src/repository/index.js';
 import { nodeEngineOptions, prepareWasmRuntime } from '../../src/service/index.js';
+import { bundledVersionDir } from '../helpers/bundled-models.js';
 import { makeTempDir, removeTempDirs, writeTempFile } from '../helpers/temp-files.js';
 
 const run = promisify(execFile);
@@ -73,7 +74,7 @@ describe('helper threads', () => {
   });
 
   it('the convolutional network too: conv, pooling and skips split bit-identically', async () => {
-    const { checkpoint } = await loadModelDirectory('models/digits-cnn/1');
+    const { checkpoint } = await loadModelDirectory(bundledVersionDir('digits-cnn'));
     const cnn = compileNetwork(
       checkpoint.network,
       checkpoint.config.input_transform,
@@ -268,7 +269,7 @@ describe('helper threads', () => {
       dir,
       'never-closes.mts',
       `import { loadModel } from ${JSON.stringify(resolve('src/index.ts'))};
-const model = await loadModel(${JSON.stringify(resolve('models/digits'))}, { threads: 2 });
+const model = await loadModel(${JSON.stringify(resolve(bundledVersionDir('digits')))}, { threads: 2 });
 const out = model.run(new Float32Array(4096 * 64).fill(3), 4096);
 console.log(model.engine, out.length);
 `,

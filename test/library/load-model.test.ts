@@ -8,6 +8,7 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadModel } from '../../src/index.js';
+import { bundledVersionDir, copyBundledModel } from '../helpers/bundled-models.js';
 import { expectClose } from '../helpers/compare.js';
 import { digitsTestRows } from '../helpers/digits.js';
 import { TEST_ENGINE } from '../helpers/engine.js';
@@ -24,7 +25,10 @@ const input = Float32Array.from(x.flat());
 
 describe('loadModel (src/index.ts)', () => {
   it("describes the model and runs raw rows to PyTorch's logits", async () => {
-    const model = await loadModel('models/digits', { engine: TEST_ENGINE });
+    // A model directory (`<repository>/<model>`, its active version) of a repository of its own.
+    const repository = makeTempDir('load-model');
+    copyBundledModel('digits', repository);
+    const model = await loadModel(join(repository, 'digits'), { engine: TEST_ENGINE });
     expect(model).toMatchObject({
       name: 'digits',
       version: 1,
@@ -43,7 +47,7 @@ describe('loadModel (src/index.ts)', () => {
   });
 
   it('refuses a row whose outputs are not finite as the server does: INVALID_INPUT naming the row', async () => {
-    const model = await loadModel('models/digits', { engine: TEST_ENGINE });
+    const model = await loadModel(bundledVersionDir('digits'), { engine: TEST_ENGINE });
     const rows = Float32Array.from([...x[0]!, ...Array.from({ length: 64 }, () => 3e38), ...x[1]!]);
     expect(() => model.run(rows, 3)).toThrow(
       expect.objectContaining({
@@ -72,7 +76,7 @@ describe('loadModel (src/index.ts)', () => {
     const cnnTorch = JSON.parse(
       readFileSync('test/fixtures/torch-model/bundled-digits-cnn-eval.json', 'utf8'),
     ) as { logits: number[][] };
-    const model = await loadModel('models/digits-cnn', { engine: 'wasm' });
+    const model = await loadModel(bundledVersionDir('digits-cnn'), { engine: 'wasm' });
     // Convolutions, pooling and the residual block have wasm kernels: no fallback to JS.
     expect(model).toMatchObject({ name: 'digits-cnn', inputShape: [1, 8, 8], engine: 'wasm' });
     expectClose(model.run(input, x.length), cnnTorch.logits.flat(), BUNDLED_LOGITS_ATOL, 'logits');
@@ -80,9 +84,9 @@ describe('loadModel (src/index.ts)', () => {
   });
 
   it('wasm and js engines agree; two threads give one thread’s bits', async () => {
-    const js = await loadModel('models/digits/1', { engine: 'js' });
-    const wasm = await loadModel('models/digits/1', { engine: 'wasm', threads: 1 });
-    const both = await loadModel('models/digits/1', { engine: 'wasm', threads: 2 });
+    const js = await loadModel(bundledVersionDir('digits'), { engine: 'js' });
+    const wasm = await loadModel(bundledVersionDir('digits'), { engine: 'wasm', threads: 1 });
+    const both = await loadModel(bundledVersionDir('digits'), { engine: 'wasm', threads: 2 });
     expect([js.engine, wasm.engine, both.engine]).toEqual(['js', 'wasm', 'wasm']);
     const big = new Float32Array(4096 * 64);
     for (let i = 0; i < big.length; i++) big[i] = input[i % input.length]!;
@@ -106,7 +110,7 @@ describe("import { loadModel } from 'normserve' in another project", () => {
     symlinkSync(pkg, join(app, 'node_modules', 'normserve'), 'dir');
     writeFileSync(join(app, 'package.json'), JSON.stringify({ type: 'module' }));
     const use = `import { loadModel } from 'normserve';
-const model = await loadModel(${JSON.stringify(resolve('models/digits'))});
+const model = await loadModel(${JSON.stringify(resolve(bundledVersionDir('digits')))});
 const rows: number = 2;
 const out: Float32Array = model.run(new Float32Array(rows * model.inputShape[0]!).fill(8), rows);
 console.log(JSON.stringify({ engine: model.engine, labels: model.labels, out: Array.from(out) }));
@@ -137,7 +141,7 @@ model.close();
     const result = JSON.parse(stdout) as { engine: string; labels: string[]; out: number[] };
     expect(result.engine).toBe('wasm');
     expect(result.labels).toHaveLength(10);
-    const model = await loadModel('models/digits');
+    const model = await loadModel(bundledVersionDir('digits'));
     expect(result.out).toEqual(Array.from(model.run(new Float32Array(2 * 64).fill(8), 2)));
   }, 300_000);
 });

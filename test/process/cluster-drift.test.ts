@@ -8,7 +8,7 @@
  * rows, not the decider's), within 1,000 night requests of one row, and both workers then serve
  * it. Assertions poll with generous bounds (shares travel every second).
  */
-import { cpSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { Rng } from '../../src/nn/index.js';
@@ -18,6 +18,7 @@ import {
   PICTURE_SAMPLE_ROWS,
   runBatch,
 } from '../../src/service/index.js';
+import { copyBundledRepository } from '../helpers/bundled-models.js';
 import { digitsImage, digitsTestRows, nightShift } from '../helpers/digits.js';
 import {
   freshRequest,
@@ -97,8 +98,7 @@ describe('live drift on a WORKERS=2 server', () => {
   it('counts the traffic of both workers; one worker recalibrates from traffic, both serve the result', async () => {
     const repository = makeTempDir('cluster-drift');
     temps.push(repository);
-    for (const model of ['digits', 'digits-cnn'])
-      cpSync(join('models', model), join(repository, model), { recursive: true });
+    copyBundledRepository(repository);
     const server = startServer(
       servingEnv(repository, '2', { MODEL_POLL_INTERVAL_MS: '200', AUTO_RECALIBRATE: 'promote' }),
     );

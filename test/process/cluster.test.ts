@@ -12,11 +12,11 @@
  * Accounting of the scrapes themselves: a request is counted when its response has been sent
  * (Fastify's onResponse), so scrape k (k = 0, 1, …) sees the k scrapes before it and not itself.
  */
-import { cpSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import parsePrometheusTextFormat, { type PrometheusFamily } from 'parse-prometheus-text-format';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN } from '../helpers/app.js';
+import { copyBundledModel } from '../helpers/bundled-models.js';
 import { digitsTestRows } from '../helpers/digits.js';
 import {
   freshRequest,
@@ -140,7 +140,7 @@ describe('GET /metrics of a WORKERS=2 server', () => {
   it('reports the sum over both workers in every scrape, per-worker process metrics, and keeps a killed worker’s counts', async () => {
     const repository = makeTempDir('cluster-metrics');
     temps.push(repository);
-    cpSync('models/digits', join(repository, 'digits'), { recursive: true });
+    copyBundledModel('digits', repository);
     const server = startServer(servingEnv(repository, '2'));
     const port = await listeningPort(server, 2);
 
@@ -224,7 +224,7 @@ describe('GET /metrics of a WORKERS=2 server', () => {
   it('counts admin requests against one server-wide limit, failed authentications apart', async () => {
     const repository = makeTempDir('cluster-rate-limit');
     temps.push(repository);
-    cpSync('models/digits', join(repository, 'digits'), { recursive: true });
+    copyBundledModel('digits', repository);
     const limit = 5;
     const failureLimit = 3;
     const server = startServer(

@@ -8,6 +8,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { bundledVersionDir, copyBundledModel } from '../helpers/bundled-models.js';
 import { digitsTestRows } from '../helpers/digits.js';
 import { grpcClient } from '../helpers/grpc.js';
 import {
@@ -35,14 +36,14 @@ afterAll(() => {
 function repositoryCopy(): string {
   const root = mkdtempSync(join(tmpdir(), 'normserve-process-'));
   temps.push(root);
-  cpSync('models/digits', join(root, 'digits'), { recursive: true });
+  copyBundledModel('digits', root);
   return root;
 }
 
 /** Adds model `name` whose only version is models/digits/1 with model.safetensors truncated. */
 function addBrokenModel(root: string, name: string): void {
   const dir = join(root, name, '1');
-  cpSync('models/digits/1', dir, { recursive: true });
+  cpSync(bundledVersionDir('digits'), dir, { recursive: true });
   const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as { name: string };
   config.name = name;
   writeFileSync(join(dir, 'config.json'), JSON.stringify(config));

@@ -5,11 +5,12 @@
  * new recalibration of the model then succeeds. The job carries the request id and W3C trace of
  * the request that started it, into its record and into the log line of the process that settles it.
  */
-import { cpSync, existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { STALE_AFTER_MS } from '../../src/repository/index.js';
 import { ADMIN_TOKEN } from '../helpers/app.js';
+import { copyBundledModel } from '../helpers/bundled-models.js';
 import { digitsTestRows, nightShift } from '../helpers/digits.js';
 import {
   freshRequest,
@@ -60,7 +61,7 @@ describe('a recalibration job whose process is SIGKILLed', () => {
   it('is reported failed (JOB_ABANDONED) by another process, its lock released, and the model recalibrates again', async () => {
     const repository = makeTempDir('job-abandoned');
     temps.push(repository);
-    cpSync('models/digits', join(repository, 'digits'), { recursive: true });
+    copyBundledModel('digits', repository);
     const server = startServer(servingEnv(repository, '2'));
     const port = await listeningPort(server, 2);
 

@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import type { HelperSpawner } from '../../src/inference/index.js';
 import { createRecalibrator } from '../../src/recalibration/index.js';
 import { nodeEngineOptions } from '../../src/service/index.js';
+import { bundledVersionDir } from '../helpers/bundled-models.js';
 import { TEST_ENGINE } from '../helpers/engine.js';
 import { loadModel, nightShift, readDigitRows } from './helpers/digits-fixtures.js';
 
@@ -18,7 +19,7 @@ describe('the first pass helper thread', () => {
       spawned += 1;
       return spawnHelper!(init);
     };
-    const { network, inputTransform, inputShape } = loadModel('models/digits-cnn/1');
+    const { network, inputTransform, inputShape } = loadModel(bundledVersionDir('digits-cnn'));
     const recalibrator = createRecalibrator(network, inputTransform, inputShape, {
       mode: 'exact',
       engine: { engine: TEST_ENGINE, threads: 2, spawnHelper: counting },

@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { CompiledModel } from '../../src/inference/index.js';
 import { recalibrate } from '../../src/recalibration/index.js';
+import { bundledVersionDir } from '../helpers/bundled-models.js';
 import {
   accuracy,
   argmaxRows,
@@ -19,7 +20,7 @@ import {
   RECALIBRATED_ACCURACY_MARGIN,
 } from './helpers/recalibration-tolerances.js';
 
-const MODEL_DIR = 'models/digits/1';
+const MODEL_DIR = bundledVersionDir('digits');
 
 function accuracyOf(model: LoadedModel, x: Float32Array, labels: readonly number[]): number {
   const rows = labels.length;

@@ -14,11 +14,12 @@ import {
 import { createRecalibrator } from '../../src/recalibration/index.js';
 import { PREFAULT_SLICE_BYTES } from '../../src/recalibration/recalibration-options.js';
 import { nodeEngineOptions, prepareWasmRuntime } from '../../src/service/index.js';
+import { bundledVersionDir } from '../helpers/bundled-models.js';
 import { TEST_ENGINE } from '../helpers/engine.js';
 import { loadModel, nightShift, readDigitRows } from './helpers/digits-fixtures.js';
 
 prepareWasmRuntime();
-const CNN = 'models/digits-cnn/1';
+const CNN = bundledVersionDir('digits-cnn');
 const rows = nightShift(readDigitRows().pixels);
 const n = rows.length / 64;
 /** The fixture's rows repeated to more than a 4,096-row chunk: the first chunk is a whole one. */

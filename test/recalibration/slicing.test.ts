@@ -9,6 +9,7 @@ import { compileNetwork, planFlopsPerRow } from '../../src/inference/index.js';
 import { batchNormLayers } from '../../src/recalibration/batch-norm-layers.js';
 import { LayerInputStatistics } from '../../src/recalibration/layer-input-statistics.js';
 import { SYNC_SLICE_BUDGET_FLOPS } from '../../src/recalibration/recalibration-options.js';
+import { bundledVersionDir } from '../helpers/bundled-models.js';
 import { expectRelClose } from '../helpers/compare.js';
 import { TEST_ENGINE } from '../helpers/engine.js';
 import { FLOAT64_REGROUP_RTOL } from '../helpers/tolerances.js';
@@ -18,7 +19,7 @@ const night = nightShift(readDigitRows().pixels);
 const rows = night.length / WIDTH;
 
 describe('slices of bounded work on the calling thread', () => {
-  for (const dir of ['models/digits-cnn/1', 'models/digits/1']) {
+  for (const dir of [bundledVersionDir('digits-cnn'), bundledVersionDir('digits')]) {
     it(`${dir}: every later BatchNorm's slice follows the budget, and the sliced moments are the unsliced ones`, async () => {
       const { network, inputTransform, inputShape } = loadModel(dir);
       const source = {
@@ -75,7 +76,8 @@ describe('slices of bounded work on the calling thread', () => {
           return s.sliceRows;
         });
     };
-    for (const slice of sliceOf('models/digits-cnn/1')) expect(slice).toBeLessThan(rows / 2);
-    for (const slice of sliceOf('models/digits/1')) expect(slice).toBeGreaterThan(rows);
+    for (const slice of sliceOf(bundledVersionDir('digits-cnn')))
+      expect(slice).toBeLessThan(rows / 2);
+    for (const slice of sliceOf(bundledVersionDir('digits'))) expect(slice).toBeGreaterThan(rows);
   });
 });

@@ -5,8 +5,6 @@
  * one-server-one-version.test.ts runs the whole with real processes.
  */
 import type { Worker } from 'node:cluster';
-import { cpSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import type { PrimaryChannel } from '../../src/cli/cluster-messages.js';
 import { fromPrimarySchema, fromWorkerSchema } from '../../src/cli/cluster-messages.js';
@@ -16,6 +14,7 @@ import {
   ClusterModelsPrimary,
 } from '../../src/cli/cluster-models.js';
 import { type Log, ModelRegistry } from '../../src/service/index.js';
+import { copyBundledModel } from '../helpers/bundled-models.js';
 import { TEST_ENGINE } from '../helpers/engine.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-files.js';
 
@@ -27,8 +26,8 @@ afterEach(() => {
 /** A repository whose digits model has versions 1 and 2 (the same weights), no record. */
 function twoVersions(): string {
   const root = makeTempDir('cluster-refresh');
-  cpSync('models/digits/1', join(root, 'digits', '1'), { recursive: true });
-  cpSync('models/digits/1', join(root, 'digits', '2'), { recursive: true });
+  copyBundledModel('digits', root);
+  copyBundledModel('digits', root, { version: 2 });
   return root;
 }
 

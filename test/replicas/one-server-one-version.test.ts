@@ -9,10 +9,10 @@
  * have answered some of them (their request log lines, by pid): a run that reached one worker only
  * would prove nothing, and fails instead.
  */
-import { cpSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN } from '../helpers/app.js';
+import { copyBundledModel } from '../helpers/bundled-models.js';
 import { digitsTestRows, nightShift } from '../helpers/digits.js';
 import {
   freshRequest,
@@ -82,7 +82,7 @@ describe('a WORKERS=2 server serves one version', () => {
   it('on every worker as soon as :recalibrate, :activate or a version delete returned', async () => {
     const repository = makeTempDir('one-server-one-version');
     temps.push(repository);
-    cpSync('models/digits', join(repository, 'digits'), { recursive: true });
+    copyBundledModel('digits', repository);
     const server = startServer(servingEnv(repository, '2', { MODEL_POLL_INTERVAL_MS: '60000' }));
     const port = await listeningPort(server, 2);
     const predict = '/v1/models/digits:predict';

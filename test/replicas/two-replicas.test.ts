@@ -12,10 +12,10 @@
  * wall-clock budget failed there (869 ms against 550). Wall times are printed for information.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { cpSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { copyBundledRepository } from '../helpers/bundled-models.js';
 import { digitsTestRows, nightShift } from '../helpers/digits.js';
 import { nodeArgs } from '../helpers/entries.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-files.js';
@@ -363,7 +363,7 @@ describe('two replicas (WORKERS=1 each) on one repository, under prediction load
 
   beforeAll(async () => {
     const repository = makeTempDir('replicas');
-    cpSync('models', repository, { recursive: true });
+    copyBundledRepository(repository);
     [a, b] = await Promise.all([startServer('A', repository, 1), startServer('B', repository, 1)]);
     load = new PredictionLoad([a, b]);
     // Both serve version 1 under load before anything changes.
@@ -459,7 +459,7 @@ describe('one server with WORKERS=2 (node:cluster) on a repository, under predic
 
   beforeAll(async () => {
     const repository = makeTempDir('workers');
-    cpSync('models', repository, { recursive: true });
+    copyBundledRepository(repository);
     server = await startServer('W', repository, 2);
     load = new PredictionLoad([server]);
     await load.first('W', (s) => s.version === 1);

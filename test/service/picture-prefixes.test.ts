@@ -6,12 +6,13 @@
 import { describe, expect, it } from 'vitest';
 import { compileNetwork, createExecutor } from '../../src/inference/index.js';
 import { layerPictures, picturePrefixes } from '../../src/service/index.js';
+import { bundledVersionDir } from '../helpers/bundled-models.js';
 import { digitsTestRows } from '../helpers/digits.js';
 import { pictureSource } from '../helpers/picture-source.js';
 
 describe('picturePrefixes', () => {
   it('makes one prefix and executor per BatchNorm once per plan and engine', async () => {
-    const cnn = await pictureSource('models/digits-cnn', 'wasm');
+    const cnn = await pictureSource(bundledVersionDir('digits-cnn'), 'wasm');
     const first = picturePrefixes(cnn);
     expect(first.map((p) => p.path)).toEqual(['1', '3.body.1', '3.body.4', '6']);
     expect(first.every((p) => p.executor.engine === 'wasm')).toBe(true);
@@ -25,7 +26,7 @@ describe('picturePrefixes', () => {
   });
 
   it('draws the same pictures on every call, through the kept executors, for any number of rows', async () => {
-    const digits = await pictureSource('models/digits', 'wasm');
+    const digits = await pictureSource(bundledVersionDir('digits'), 'wasm');
     const input = Float32Array.from(digitsTestRows().x.slice(0, 300).flat());
     const once = layerPictures(digits, input, 300);
     const executors = picturePrefixes(digits).map((p) => p.executor);

@@ -10,6 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { BatchNorm1d } from '../../src/nn/index.js';
 import { layerPictures, layerPicturesInTurns } from '../../src/service/index.js';
 import { normalise } from '../../src/service/layer-pictures.js';
+import { bundledVersionDir } from '../helpers/bundled-models.js';
 import { digitsRows } from '../helpers/digits.js';
 import { pictureSource } from '../helpers/picture-source.js';
 import { referencePictures } from '../helpers/reference-pictures.js';
@@ -35,8 +36,8 @@ describe('layerPictures', () => {
   for (const engine of ['wasm', 'js'] as const) {
     it(`draws the pictures it drew before, bit for bit (${engine})`, async () => {
       const cases: [string, (rows: number) => Float32Array][] = [
-        ['models/digits', digits],
-        ['models/digits-cnn', digits],
+        [bundledVersionDir('digits'), digits],
+        [bundledVersionDir('digits-cnn'), digits],
         ['test/fixtures/torch-model/every-layer-torch', (rows) => seededRows(rows, 72, 7)],
       ];
       for (const [dir, rowsOf] of cases) {
@@ -54,7 +55,7 @@ describe('layerPictures', () => {
   }
 
   it('in turns, lets other callbacks run while it draws, and two drawings at once stay apart', async () => {
-    const cnn = await pictureSource('models/digits-cnn', 'wasm');
+    const cnn = await pictureSource(bundledVersionDir('digits-cnn'), 'wasm');
     const a = digits(256);
     const b = Float32Array.from(digitsRows(256, 512).x.flat());
     // A first drawing leaves the version's arrays kept for the next ones.

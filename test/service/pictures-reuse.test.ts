@@ -1,10 +1,3 @@
-/**
- * GET …/drift/layers draws its pictures again only when the recent rows changed: the same rows on
- * the same version give the pictures already drawn (one object, not a second computation), and
- * new rows give exactly what layerPictures draws from them.
- */
-import { cpSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   type AvailableVersion,
@@ -15,6 +8,7 @@ import {
   nestedRows,
   runSources,
 } from '../../src/service/index.js';
+import { copyBundledModel } from '../helpers/bundled-models.js';
 import { digitsTestRows } from '../helpers/digits.js';
 import { testDriftOptions } from '../helpers/drift-options.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-files.js';
@@ -42,7 +36,7 @@ function drawnAfresh(drift: DriftService, served: AvailableVersion) {
 describe('the pictures of recent traffic', () => {
   it('are drawn once for the same rows and again, exactly, when a row arrives', async () => {
     const repository = makeTempDir('pictures-reuse');
-    cpSync('models/digits-cnn', join(repository, 'digits-cnn'), { recursive: true });
+    copyBundledModel('digits-cnn', repository);
     const registry = new ModelRegistry(repository, { maxBatchSize: 64 });
     await registry.refresh();
     const drift = new DriftService({

@@ -1,12 +1,3 @@
-/**
- * A recalibration session takes an upload chunk by chunk (RecalibrationSession.pushAll), reading
- * the next chunk while the last one's first statistics run on the recalibration's helper thread.
- * A refused chunk ends the upload at once — not when the next chunk has been read — and its error
- * is the one reported even when a read error follows; a running-mode recalibration starts one
- * helper thread, not one per BatchNorm. Order and outcome only.
- */
-import { cpSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NormserveError } from '../../src/errors/index.js';
 import type { HelperSpawner } from '../../src/inference/index.js';
@@ -18,6 +9,7 @@ import {
   RecalibrationService,
   type RecalibrationSession,
 } from '../../src/service/index.js';
+import { bundledVersionDir, copyBundledModel } from '../helpers/bundled-models.js';
 import { digitsTestRows, nightShift } from '../helpers/digits.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-files.js';
 import { loadModel, WIDTH } from '../recalibration/helpers/digits-fixtures.js';
@@ -35,7 +27,7 @@ let registry: ModelRegistry;
 let service: RecalibrationService;
 beforeAll(async () => {
   const repository = makeTempDir('recalibration-push');
-  cpSync('models/digits', join(repository, 'digits'), { recursive: true });
+  copyBundledModel('digits', repository);
   registry = new ModelRegistry(repository, { maxBatchSize: 64 });
   await registry.refresh();
   service = new RecalibrationService(registry, new JobRegistry(), { maxSamples: 1_000_000 });
@@ -126,7 +118,7 @@ describe('RecalibrationSession.pushAll', () => {
 
 describe('helper threads of a recalibration', () => {
   it('running mode starts one helper for every BatchNorm of the network together', async () => {
-    const { network, inputTransform } = loadModel('models/digits/1');
+    const { network, inputTransform } = loadModel(bundledVersionDir('digits'));
     const { spawnHelper } = nodeEngineOptions({});
     let spawned = 0;
     const counting: HelperSpawner = (init) => {

@@ -1,11 +1,3 @@
-/**
- * A request refused after the engine ran (a row whose outputs overflow float32) is not traffic:
- * its rows reach neither the drift windows, nor the recent rows of the pictures, nor the traffic
- * sample an automatic recalibration draws from; the requests batched with it are answered as if
- * it had not been there.
- */
-import { cpSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   DriftService,
@@ -16,6 +8,7 @@ import {
   type PredictOutput,
   runSources,
 } from '../../src/service/index.js';
+import { copyBundledModel } from '../helpers/bundled-models.js';
 import { digitsTestRows } from '../helpers/digits.js';
 import { testDriftOptions } from '../helpers/drift-options.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-files.js';
@@ -29,7 +22,7 @@ const huge = Array.from({ length: 64 }, () => 3e38);
 
 async function setup() {
   const repository = makeTempDir('refused-rows');
-  cpSync('models/digits', join(repository, 'digits'), { recursive: true });
+  copyBundledModel('digits', repository);
   const registry = new ModelRegistry(repository, { maxBatchSize: 64 });
   await registry.refresh();
   const drift = new DriftService({ ...OPTIONS, now: () => 1_000_000 });

@@ -1,10 +1,3 @@
-/**
- * A traffic sample is recalibrated from memory only (issue 12: it leaves the process only as the
- * new version's data hash), whatever RECALIBRATION_MEMORY_BYTES says; other rows past the budget
- * go to the spill directory. The spill directory here cannot be created: a recalibration that
- * tries to spill says so in a warning (and keeps its rows in memory), one that never tries does not.
- */
-import { cpSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
@@ -13,6 +6,7 @@ import {
   type RecalibrationRequest,
   RecalibrationService,
 } from '../../src/service/index.js';
+import { copyBundledModel } from '../helpers/bundled-models.js';
 import { digitsTestRows, nightShift } from '../helpers/digits.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-files.js';
 
@@ -21,7 +15,7 @@ afterAll(removeTempDirs);
 describe('recalibration rows of a traffic sample', () => {
   it('stay in memory with a spill budget of 0; an upload with the same budget spills', async () => {
     const repository = makeTempDir('traffic-sample-memory');
-    cpSync('models/digits', join(repository, 'digits'), { recursive: true });
+    copyBundledModel('digits', repository);
     const registry = new ModelRegistry(repository, { maxBatchSize: 64 });
     await registry.refresh();
     const warnings: string[] = [];
