@@ -22,8 +22,10 @@ export {
   type LayerType,
   layerDefinition,
   layerDefinitions,
+  layerListSchema,
   layerSchema,
   layerTypes,
+  MAX_BLOCK_DEPTH,
 } from './layers/registry.js';
 export type { ResidualLayerSpec } from './layers/residual.js';
 export * from './model-config.js';
