@@ -5,11 +5,15 @@ export {
   networkFromCheckpoint,
 } from './build-model.js';
 export {
+  assembleCheckpoint,
   type Checkpoint,
   CONFIG_FILE,
   type LoadedCheckpoint,
+  loadWeights,
   METRICS_FILE,
+  networkForWeights,
   parseCheckpoint,
+  parseConfigFile,
   serializeCheckpoint,
   WEIGHTS_FILE,
 } from './checkpoint-files.js';
