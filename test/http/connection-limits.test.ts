@@ -120,7 +120,7 @@ describe('REQUEST_TIMEOUT_MS', () => {
     expect(elapsed).toBeLessThan(30_000);
   });
 
-  it('headers over Node\'s limit get a 431 problem with a request id, header and body alike', async () => {
+  it("headers over Node's limit get a 431 problem with a request id, header and body alike", async () => {
     const port = await listen({});
     const { socket, received } = open(port);
     socket.write(`GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`);
