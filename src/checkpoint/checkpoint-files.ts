@@ -1,9 +1,21 @@
 import { NormserveError } from '../errors/index.js';
-import type { Sequential, StateDict } from '../nn/index.js';
-import { networkFromCheckpoint } from './build-model.js';
+import {
+  checkStateFits,
+  type Sequential,
+  type StateDict,
+  type StateSignature,
+} from '../nn/index.js';
+import { buildSequential } from './build-model.js';
+import { isFloatDtype } from './dtype.js';
 import { formatJson } from './json-format.js';
 import { type ModelConfig, parseModelConfig } from './model-config.js';
-import { readSafetensors, safetensorsToStateDict, stateDictToSafetensors } from './safetensors.js';
+import {
+  type SafetensorsLayout,
+  safetensorsFromLayout,
+  safetensorsLayout,
+  safetensorsToStateDict,
+  stateDictToSafetensors,
+} from './safetensors.js';
 
 /** File names inside a model version directory (docs/model-format.md). */
 export const CONFIG_FILE = 'config.json';
@@ -80,30 +92,73 @@ function checkValues(state: StateDict, source: string): void {
   }
 }
 
+/** config.json's bytes as a checked config (MODEL_CONFIG_INVALID naming `source` otherwise). */
+export function parseConfigFile(bytes: Uint8Array, source: string): ModelConfig {
+  return parseModelConfig(parseJson(bytes, source), source);
+}
+
+/** Prefixes a CHECKPOINT_MISMATCH from nn/ with the file it concerns. */
+function naming<T>(source: string, run: () => T): T {
+  try {
+    return run();
+  } catch (e) {
+    if (e instanceof NormserveError && e.code === 'CHECKPOINT_MISMATCH')
+      throw new NormserveError('CHECKPOINT_MISMATCH', `${source}: ${e.message}`);
+    throw e;
+  }
+}
+
 /**
- * Parses and validates a checkpoint from its file bytes: config schema and shape chain, the
- * safetensors rules, tensors against the config (names, shapes, kinds; nothing missing or extra),
- * finite values. `source` names the directory in error messages.
+ * The network `config` describes (weights zero, to be loaded), once the weights file's header
+ * (its checked layout) names exactly its tensors, each of its kind and shape: the rule
+ * loadStateDict applies (nn's checkStateFits), applied to the header before any data is read.
+ * The names and shapes are the built network's state_dict(), so each layer type's record states
+ * them once (./layers/). CHECKPOINT_MISMATCH naming `weightsSource` and the first tensor that
+ * differs otherwise (an extra 3 GiB tensor is refused from its header entry, unread).
  */
-export function parseCheckpoint(
-  files: { config: Uint8Array; weights: Uint8Array; metrics?: Uint8Array | undefined },
-  source: string,
-): LoadedCheckpoint {
-  const config = parseModelConfig(
-    parseJson(files.config, `${source}/${CONFIG_FILE}`),
-    `${source}/${CONFIG_FILE}`,
+export function networkForWeights(
+  config: ModelConfig,
+  layout: SafetensorsLayout,
+  weightsSource: string,
+): Sequential {
+  const network = buildSequential(config.layers);
+  const found = new Map<string, StateSignature>(
+    layout.entries.map(({ name, tensor }) => [
+      name,
+      { integer: !isFloatDtype(tensor.dtype), shape: tensor.shape },
+    ]),
   );
-  const weightsSource = `${source}/${WEIGHTS_FILE}`;
-  const state = safetensorsToStateDict(
-    readSafetensors(files.weights, weightsSource),
-    weightsSource,
-  );
+  naming(weightsSource, () => checkStateFits(network.stateDict(), found));
+  return network;
+}
+
+/**
+ * Loads the weights into the network networkForWeights built from the same layout, given the
+ * file's data section: values decoded, checked finite (running variances non-negative), copied
+ * in; the network is left in eval mode.
+ */
+export function loadWeights(
+  network: Sequential,
+  layout: SafetensorsLayout,
+  data: Uint8Array,
+  weightsSource: string,
+): Sequential {
+  const state = safetensorsToStateDict(safetensorsFromLayout(layout, data), weightsSource);
   checkValues(state, weightsSource);
-  const network = networkFromCheckpoint(config, state, weightsSource);
+  naming(weightsSource, () => network.loadStateDict(state));
+  return network.eval();
+}
+
+/** A checkpoint from its checked parts; metrics that are not JSON are left out (informational). */
+export function assembleCheckpoint(
+  config: ModelConfig,
+  network: Sequential,
+  metricsBytes: Uint8Array | undefined,
+): LoadedCheckpoint {
   let metrics: unknown;
-  if (files.metrics) {
+  if (metricsBytes) {
     try {
-      metrics = JSON.parse(new TextDecoder().decode(files.metrics));
+      metrics = JSON.parse(new TextDecoder().decode(metricsBytes));
     } catch {
       metrics = undefined; // metrics are informational; a broken file does not fail the model
     }
@@ -114,4 +169,22 @@ export function parseCheckpoint(
     network,
     ...(metrics === undefined ? {} : { metrics }),
   };
+}
+
+/**
+ * Parses and validates a checkpoint from its file bytes, in the order a reader of files follows
+ * (ModelRepository.loadVersion): the config (schema, shape chain), the safetensors rules, the
+ * header's tensors against the config (names, shapes, kinds; nothing missing or extra), then the
+ * values (finite). `source` names the directory in error messages.
+ */
+export function parseCheckpoint(
+  files: { config: Uint8Array; weights: Uint8Array; metrics?: Uint8Array | undefined },
+  source: string,
+): LoadedCheckpoint {
+  const config = parseConfigFile(files.config, `${source}/${CONFIG_FILE}`);
+  const weightsSource = `${source}/${WEIGHTS_FILE}`;
+  const layout = safetensorsLayout(files.weights, files.weights.length, weightsSource);
+  const network = networkForWeights(config, layout, weightsSource);
+  loadWeights(network, layout, files.weights.subarray(layout.dataStart), weightsSource);
+  return assembleCheckpoint(config, network, files.metrics);
 }

@@ -5,11 +5,15 @@ export {
   networkFromCheckpoint,
 } from './build-model.js';
 export {
+  assembleCheckpoint,
   type Checkpoint,
   CONFIG_FILE,
   type LoadedCheckpoint,
+  loadWeights,
   METRICS_FILE,
+  networkForWeights,
   parseCheckpoint,
+  parseConfigFile,
   serializeCheckpoint,
   WEIGHTS_FILE,
 } from './checkpoint-files.js';
@@ -22,8 +26,10 @@ export {
   type LayerType,
   layerDefinition,
   layerDefinitions,
+  layerListSchema,
   layerSchema,
   layerTypes,
+  MAX_BLOCK_DEPTH,
 } from './layers/registry.js';
 export type { ResidualLayerSpec } from './layers/residual.js';
 export * from './model-config.js';

@@ -8,7 +8,7 @@ import {
 } from '../errors/index.js';
 import { numelOf } from '../nn/index.js';
 import type { Shape } from './layers/layer-definition.js';
-import { checkLayerChain, layerSchema } from './layers/registry.js';
+import { checkLayerChain, layerListSchema } from './layers/registry.js';
 
 // The layer union and its helpers live with the layer records; re-exported where the config
 // schema is, as before.
@@ -16,8 +16,10 @@ export {
   checkLayerChain,
   type LayerSpec,
   type LayerType,
+  layerListSchema,
   layerSchema,
   layerTypes,
+  MAX_BLOCK_DEPTH,
 } from './layers/registry.js';
 
 /**
@@ -57,7 +59,7 @@ export const modelConfigSchema = z.looseObject({
   labels: z.array(z.string().min(1)).min(2).optional(),
   description: z.string().optional(),
   input_transform: inputTransformSchema.optional(),
-  layers: z.array(layerSchema).min(1),
+  layers: layerListSchema,
   training: z.record(z.string(), z.unknown()).optional(),
   provenance: z.record(z.string(), z.unknown()).optional(),
   /**

@@ -86,12 +86,23 @@ export function safetensorsHeaderLength(
  * SAFETENSORS_INVALID with a message that starts with `fileName`.
  */
 export function readSafetensors(bytes: Uint8Array, fileName: string): SafetensorsFile {
-  const { metadata, entries, dataStart } = safetensorsLayout(bytes, bytes.length, fileName);
+  const layout = safetensorsLayout(bytes, bytes.length, fileName);
+  return safetensorsFromLayout(layout, bytes.subarray(layout.dataStart));
+}
+
+/**
+ * The file a checked layout describes, given its data section (the bytes after the header, as
+ * many as the layout's tensors span: safetensorsLayout made sure the file holds exactly that).
+ */
+export function safetensorsFromLayout(
+  layout: SafetensorsLayout,
+  data: Uint8Array,
+): SafetensorsFile {
   const tensors = new Map<string, RawTensor>();
-  for (const { name, tensor, begin, end } of entries) {
-    tensors.set(name, { ...tensor, bytes: bytes.subarray(dataStart + begin, dataStart + end) });
+  for (const { name, tensor, begin, end } of layout.entries) {
+    tensors.set(name, { ...tensor, bytes: data.subarray(begin, end) });
   }
-  return { metadata, tensors };
+  return { metadata: layout.metadata, tensors };
 }
 
 /**

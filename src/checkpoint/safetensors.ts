@@ -12,6 +12,7 @@ export {
   readSafetensors,
   type SafetensorsFile,
   type SafetensorsLayout,
+  safetensorsFromLayout,
   safetensorsHeaderLength,
   safetensorsLayout,
 } from './safetensors-reader.js';

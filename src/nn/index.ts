@@ -49,11 +49,14 @@ export { Linear, type LinearOptions } from './linear.js';
 export { type LrSchedule, learningRateAt } from './lr-schedule.js';
 export {
   Container,
+  checkStateFits,
   cloneStateDict,
   Module,
   namedModules,
   type StateDict,
+  type StateSignature,
   type StateValue,
+  signatureOf,
 } from './module.js';
 export { mseLoss } from './mse-loss.js';
 export { Optimizer } from './optimizer.js';

@@ -20,6 +20,66 @@ export function cloneStateDict(state: StateDict): StateDict {
 }
 
 /**
+ * What a state-dict entry is, without its values: an integer scalar, or a float tensor of a
+ * shape. Enough to decide whether a state fits a module before any value is read (a checkpoint's
+ * file header says this much).
+ */
+export type StateSignature =
+  | { integer: true; shape: readonly number[] }
+  | { integer: false; shape: readonly number[] };
+
+export const signatureOf = (value: StateValue): StateSignature =>
+  typeof value === 'bigint' ? { integer: true, shape: [] } : { integer: false, shape: value.shape };
+
+const signaturesOf = (state: StateDict): Map<string, StateSignature> =>
+  new Map([...state].map(([name, value]) => [name, signatureOf(value)]));
+
+/** Why `found` cannot be written into `target` (named `fullName`); undefined when it can. */
+function entryMismatch(
+  fullName: string,
+  target: StateValue,
+  found: StateSignature,
+): string | undefined {
+  if (typeof target === 'bigint') {
+    return found.integer && found.shape.length === 0
+      ? undefined
+      : `tensor "${fullName}" must be an integer scalar`;
+  }
+  if (found.integer) return `tensor "${fullName}" must be a float tensor`;
+  if (
+    target.shape.length !== found.shape.length ||
+    target.shape.some((d, i) => d !== found.shape[i])
+  )
+    return `tensor "${fullName}" has shape [${found.shape}], expected [${target.shape}]`;
+  return undefined;
+}
+
+/**
+ * The one rule of loading a state into a module whose state is `own`: no name `own` lacks, none
+ * missing, each of the kind and shape `own` holds. Throws CHECKPOINT_MISMATCH naming the first
+ * entry that breaks it (names prefixed with `prefix`). loadStateDict applies it to values; a
+ * reader of a checkpoint applies it to the file's header, before reading any value.
+ */
+export function checkStateFits(
+  own: StateDict,
+  found: ReadonlyMap<string, StateSignature>,
+  prefix = '',
+): void {
+  for (const name of found.keys()) {
+    if (!own.has(name))
+      throw new NormserveError('CHECKPOINT_MISMATCH', `unexpected tensor "${prefix}${name}"`);
+  }
+  for (const [name, target] of own) {
+    const signature = found.get(name);
+    const problem =
+      signature === undefined
+        ? `missing tensor "${prefix}${name}"`
+        : entryMismatch(`${prefix}${name}`, target, signature);
+    if (problem !== undefined) throw new NormserveError('CHECKPOINT_MISMATCH', problem);
+  }
+}
+
+/**
  * A layer with PyTorch semantics: forward in train or eval mode, backward from the gradient of the
  * output (gradients accumulate into parameters, as `loss.backward()` does), parameters and buffers
  * named as in PyTorch.
@@ -70,35 +130,17 @@ export abstract class Module {
   /** Copies values into this module's tensors (shapes must match); every key must be consumed. */
   loadStateDict(state: StateDict, prefix = ''): void {
     const own = this.stateDict();
-    for (const name of state.keys()) {
-      if (!own.has(name))
-        throw new NormserveError('CHECKPOINT_MISMATCH', `unexpected tensor "${prefix}${name}"`);
-    }
-    for (const [name, target] of own) {
-      const value = state.get(name);
-      if (value === undefined)
-        throw new NormserveError('CHECKPOINT_MISMATCH', `missing tensor "${prefix}${name}"`);
-      this.assign(`${prefix}${name}`, name, target, value);
-    }
+    checkStateFits(own, signaturesOf(state), prefix);
+    for (const [name, target] of own)
+      this.assign(`${prefix}${name}`, name, target, state.get(name)!);
   }
 
-  /** Writes one state entry; modules with integer buffers override it for those. */
+  /** Writes one state entry (checkStateFits passed); modules with integer buffers override it. */
   protected assign(fullName: string, _name: string, target: StateValue, value: StateValue): void {
-    if (typeof target === 'bigint' || typeof value === 'bigint') {
-      throw new NormserveError(
-        'CHECKPOINT_MISMATCH',
-        `tensor "${fullName}" must be ${typeof target === 'bigint' ? 'an integer scalar' : 'a float tensor'}`,
-      );
-    }
-    if (
-      target.shape.length !== value.shape.length ||
-      target.shape.some((d, i) => d !== value.shape[i])
-    ) {
-      throw new NormserveError(
-        'CHECKPOINT_MISMATCH',
-        `tensor "${fullName}" has shape [${value.shape}], expected [${target.shape}]`,
-      );
-    }
+    // checkStateFits matched the kinds: only a module holding an integer it does not assign
+    // itself (as BatchNorm assigns num_batches_tracked) gets here.
+    if (typeof target === 'bigint' || typeof value === 'bigint')
+      throw new Error(`${this.kind}: integer state "${fullName}" needs the module's own assign`);
     target.data.set(value.data);
   }
 
@@ -192,11 +234,7 @@ export abstract class Container extends Module {
   }
 
   override loadStateDict(state: StateDict, prefix = ''): void {
-    const own = this.stateDict();
-    for (const name of state.keys()) {
-      if (!own.has(name))
-        throw new NormserveError('CHECKPOINT_MISMATCH', `unexpected tensor "${prefix}${name}"`);
-    }
+    checkStateFits(this.stateDict(), signaturesOf(state), prefix);
     for (const [name, m] of this.children()) {
       const local = `${name}.`;
       const sub: StateDict = new Map();

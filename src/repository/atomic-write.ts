@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { openWithoutBlocking } from './repository-files.js';
 
 /** Prefix of temporary entries; the repository scan ignores names starting with a dot. */
 export const TEMP_PREFIX = '.tmp-';
@@ -19,7 +20,7 @@ export const hostTag = (): string => hostname().replace(/[^A-Za-z0-9_]/g, '_');
 
 /** fsync a file or directory by path (directories: makes a rename or creation durable). */
 export async function fsyncPath(path: string): Promise<void> {
-  const handle = await open(path, 'r');
+  const handle = await openWithoutBlocking(path);
   try {
     await handle.sync();
   } finally {

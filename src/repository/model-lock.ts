@@ -1,9 +1,10 @@
-import { link, open, readFile, rename, rm, stat, utimes } from 'node:fs/promises';
+import { link, open, rename, rm, stat, utimes } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { z } from 'zod';
 import { temporaryName } from './atomic-write.js';
 import { HEARTBEAT_INTERVAL_MS, isProcessAlive, STALE_AFTER_MS } from './process-alive.js';
+import { RepositoryFiles } from './repository-files.js';
 
 /** Who holds a model's lock (the lock file's content). */
 const lockOwnerSchema = z.object({
@@ -20,6 +21,8 @@ export interface HeldLock {
 }
 
 const LOCK_FILE = '.recalibration.lock';
+/** A lock's content is one small JSON object; anything larger is not a lock. */
+const MAX_LOCK_BYTES = 64 * 1024;
 
 /**
  * The owners of the locks this process holds. A lock of this host naming this process's pid with
@@ -158,10 +161,15 @@ async function olderThan(path: string, ms: number): Promise<boolean> {
   }
 }
 
-/** The lock's holder; undefined when the file is gone, unreadable or not a lock (being written). */
+/**
+ * The lock's holder; undefined when the file is gone, unreadable or not a lock (being written).
+ * Read as any file of the repository (repository-files.ts): a FIFO or a huge file put where the
+ * lock goes is not a lock (so it is broken), rather than a read that never returns.
+ */
 async function readOwner(path: string): Promise<LockOwner | undefined> {
   try {
-    return lockOwnerSchema.parse(JSON.parse(await readFile(path, 'utf8')));
+    const text = await new RepositoryFiles(dirname(path)).readText(path, MAX_LOCK_BYTES);
+    return text === undefined ? undefined : lockOwnerSchema.parse(JSON.parse(text));
   } catch {
     return undefined;
   }

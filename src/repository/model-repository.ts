@@ -2,12 +2,15 @@ import { lstat, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
 import {
+  assembleCheckpoint,
   type Checkpoint,
   CONFIG_FILE,
   type LoadedCheckpoint,
+  loadWeights,
   METRICS_FILE,
   MODEL_NAME_PATTERN,
-  parseCheckpoint,
+  networkForWeights,
+  parseConfigFile,
   serializeCheckpoint,
   WEIGHTS_FILE,
 } from '../checkpoint/index.js';
@@ -142,38 +145,37 @@ export class ModelRepository {
 
   /**
    * Reads and validates one version; errors name the file relative to the repository
-   * (`digits/2/config.json: …`) and the broken rule. Files must lie inside the repository, and
-   * the weights' header and size are checked before the weights are read.
+   * (`digits/2/config.json: …`) and the broken rule. Files must lie inside the repository and be
+   * regular files. What is read, in order, each step only once the one before passed: config.json
+   * (schema, nesting, shape chain, name), the weights' length prefix and header (the format's
+   * rules against the file's size, then the tensors the config's layers hold: names, kinds,
+   * shapes), and only then the weights' data, exactly the bytes those tensors need.
    */
   async loadVersion(name: string, version: number): Promise<LoadedCheckpoint> {
     const dir = this.versionPath(name, version);
     const source = this.files.label(dir);
-    const required = (file: string, bytes: Uint8Array | undefined): Uint8Array => {
-      if (bytes === undefined)
-        throw new NormserveError('CHECKPOINT_MISMATCH', `${source}: ${file} is missing`);
-      return bytes;
-    };
-    const [config, weights, metrics] = await Promise.all([
-      this.files.readBytes(join(dir, CONFIG_FILE)),
-      this.files.readSafetensors(join(dir, WEIGHTS_FILE)),
+    const missing = (file: string) =>
+      new NormserveError('CHECKPOINT_MISMATCH', `${source}: ${file} is missing`);
+    const configBytes = await this.files.readBytes(join(dir, CONFIG_FILE));
+    if (configBytes === undefined) throw missing(CONFIG_FILE);
+    const config = parseConfigFile(configBytes, `${source}/${CONFIG_FILE}`);
+    if (config.name !== name) {
+      throw new NormserveError(
+        'MODEL_CONFIG_INVALID',
+        `${source}/${CONFIG_FILE}: name "${config.name}" does not match the model directory "${name}"`,
+      );
+    }
+    const weightsSource = `${source}/${WEIGHTS_FILE}`;
+    const [weights, metrics] = await Promise.all([
+      this.files.readSafetensors(join(dir, WEIGHTS_FILE), (layout) =>
+        networkForWeights(config, layout, weightsSource),
+      ),
       // Metrics are informational: one that cannot be read (too large, a link out) is left out.
       this.files.readBytes(join(dir, METRICS_FILE)).catch(() => undefined),
     ]);
-    const checkpoint = parseCheckpoint(
-      {
-        config: required(CONFIG_FILE, config),
-        weights: required(WEIGHTS_FILE, weights),
-        metrics,
-      },
-      source,
-    );
-    if (checkpoint.config.name !== name) {
-      throw new NormserveError(
-        'MODEL_CONFIG_INVALID',
-        `${source}/${CONFIG_FILE}: name "${checkpoint.config.name}" does not match the model directory "${name}"`,
-      );
-    }
-    return checkpoint;
+    if (weights === undefined) throw missing(WEIGHTS_FILE);
+    const network = loadWeights(weights.checked, weights.layout, weights.data, weightsSource);
+    return assembleCheckpoint(config, network, metrics);
   }
 
   /**

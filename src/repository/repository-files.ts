@@ -1,7 +1,12 @@
 import { constants as bufferConstants } from 'node:buffer';
+import { constants as fsConstants } from 'node:fs';
 import { type FileHandle, open, realpath } from 'node:fs/promises';
 import { relative, sep } from 'node:path';
-import { safetensorsHeaderLength, safetensorsLayout } from '../checkpoint/index.js';
+import {
+  type SafetensorsLayout,
+  safetensorsHeaderLength,
+  safetensorsLayout,
+} from '../checkpoint/index.js';
 import { NormserveError } from '../errors/index.js';
 
 /** Largest JSON file of a repository read whole (config.json, metrics.json, records). */
@@ -10,6 +15,24 @@ export const MAX_JSON_FILE_BYTES = 16 * 1024 * 1024;
 const READ_CHUNK_BYTES = 64 * 1024 * 1024;
 
 const errnoOf = (e: unknown): string | undefined => (e as NodeJS.ErrnoException).code;
+
+/**
+ * How every file of a repository is opened for reading. O_NONBLOCK: opening a FIFO for reading
+ * otherwise waits for a writer, forever, holding one of libuv's four thread-pool threads (a FIFO
+ * at `digits/2/model.safetensors` kept the server from ever listening, and one at
+ * `active-version.json` froze every later poll and `:activate`); with it the open returns at
+ * once and fstat refuses the FIFO. A regular file ignores the flag. (Windows has no O_NONBLOCK,
+ * and no FIFOs in the file system.)
+ */
+const READ_FLAGS = fsConstants.O_RDONLY | (fsConstants.O_NONBLOCK ?? 0);
+
+/**
+ * Opens `path` for reading without ever blocking on it (READ_FLAGS), for a file of the
+ * repository or a directory (fsync): the one way this folder opens what it did not just create.
+ */
+export function openWithoutBlocking(path: string): Promise<FileHandle> {
+  return open(path, READ_FLAGS);
+}
 
 /**
  * Reading the files of one repository, treating them as hostile: a file must resolve (symbolic
@@ -73,25 +96,33 @@ export class RepositoryFiles {
   }
 
   /**
-   * A safetensors file's bytes, read only once its header and the file's size agree: a length
-   * prefix, a header and a data section the header accounts for to the byte (the 8-byte prefix
-   * and the header are read first, so a huge or sparse file with a bad header costs nothing).
+   * A safetensors file read in the order that reads least: the 8-byte length prefix, then the
+   * header, checked against the file's size (every rule of the format) and then by `check`, which
+   * throws to refuse the file (the caller's expectations: the tensors its config names); only
+   * then the data section, exactly the bytes the accepted header accounts for. A huge or sparse
+   * file whose header is wrong, or names a tensor nobody expects, costs a header's read.
    * Undefined when the file does not exist.
    */
-  async readSafetensors(path: string): Promise<Uint8Array | undefined> {
+  async readSafetensors<T>(
+    path: string,
+    check: (layout: SafetensorsLayout) => T,
+  ): Promise<{ layout: SafetensorsLayout; data: Uint8Array; checked: T } | undefined> {
     const name = this.label(path);
     return this.withFile(path, async (handle, size) => {
       const first = await this.readRange(handle, path, 0, Math.min(8, size));
       const headerLength = safetensorsHeaderLength(first, size, name);
       const prefix = await this.readRange(handle, path, 0, 8 + headerLength);
-      safetensorsLayout(prefix, size, name);
-      if (size > bufferConstants.MAX_LENGTH) {
+      const layout = safetensorsLayout(prefix, size, name);
+      const checked = check(layout);
+      const dataLength = size - layout.dataStart;
+      if (dataLength > bufferConstants.MAX_LENGTH) {
         throw new NormserveError(
           'SAFETENSORS_INVALID',
-          `${name}: ${size} bytes, more than one process can hold (${bufferConstants.MAX_LENGTH})`,
+          `${name}: ${dataLength} bytes of tensor data, more than one process can hold (${bufferConstants.MAX_LENGTH})`,
         );
       }
-      return this.readRange(handle, path, 0, size);
+      const data = await this.readRange(handle, path, layout.dataStart, dataLength);
+      return { layout, data, checked };
     });
   }
 
@@ -103,12 +134,13 @@ export class RepositoryFiles {
     if (real === undefined) return undefined;
     let handle: FileHandle;
     try {
-      handle = await open(real, 'r');
+      handle = await openWithoutBlocking(real);
     } catch (e) {
       if (errnoOf(e) === 'ENOENT') return undefined;
       throw this.unreadable(path, e);
     }
     try {
+      // Refused from the open descriptor (fstat), so what is read is what was checked.
       const info = await handle.stat();
       if (!info.isFile()) {
         throw new NormserveError('REPOSITORY_ERROR', `${this.label(path)}: not a regular file`);

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { layerSchema, modelNameSchema } from '../checkpoint/model-config.js';
+import { layerListSchema, modelNameSchema } from '../checkpoint/model-config.js';
 import {
   describeLocations,
   type ErrorLocation,
@@ -119,7 +119,7 @@ export const trainingConfigSchema = z
       })
       .optional(),
     /** The network, layer by layer; without it, `architecture` (or its defaults) builds one. */
-    layers: z.array(layerSchema).min(1).optional(),
+    layers: layerListSchema.optional(),
     architecture: architectureSchema.optional(),
     training: z
       .strictObject({

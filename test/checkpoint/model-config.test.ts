@@ -5,7 +5,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { parseModelConfig } from '../../src/checkpoint/model-config.js';
+import { MAX_BLOCK_DEPTH, parseModelConfig } from '../../src/checkpoint/model-config.js';
+import { parseTrainingConfig } from '../../src/training/index.js';
 
 const readJson = (relative: string): unknown =>
   JSON.parse(readFileSync(new URL(relative, import.meta.url), 'utf8'));
@@ -361,6 +362,42 @@ describe('parseModelConfig rejects, naming the place', () => {
     value.format = 'x';
     expect(() => parseModelConfig(value, 'models/digits/7/config.json')).toThrow(
       /^models\/digits\/7\/config\.json: format/,
+    );
+  });
+});
+
+describe('nested blocks: at most MAX_BLOCK_DEPTH deep', () => {
+  /** A regression config whose one layer is `depth` residual blocks nested in one another. */
+  const nested = (depth: number): unknown =>
+    JSON.parse(
+      `{"format":"normserve.model/v1","name":"deep","task":"regression","input_shape":[1],"layers":[${'{"type":"residual","layers":['.repeat(depth)}{"type":"relu"}${']}'.repeat(depth)}]}`,
+    );
+  /** The path of the relu under `blocks` blocks: layers[0].layers[0]…[0]. */
+  const pathUnder = (blocks: number) => `layers[0]${'.layers[0]'.repeat(blocks)}`;
+
+  it('64 levels load (the relu at depth 64)', () => {
+    expect(MAX_BLOCK_DEPTH).toBe(64);
+    const config = parseModelConfig(nested(MAX_BLOCK_DEPTH));
+    expect(config.layers[0]!.type).toBe('residual');
+  });
+
+  it('65 levels: MODEL_CONFIG_INVALID naming the file and the first layer too deep', () => {
+    expect(() => parseModelConfig(nested(65), 'deep/1/config.json')).toThrow(
+      `deep/1/config.json: ${pathUnder(65)}: blocks nested more than 64 deep (the limit; real networks nest one or two)`,
+    );
+    expect(rejection(nested(65))).toMatch(/blocks nested more than 64 deep/);
+  });
+
+  it('3,000 levels (past where the passes would exhaust the stack): the same refusal, no stack overflow', () => {
+    expect(rejection(nested(3000))).toBe(
+      `config.json: ${pathUnder(65)}: blocks nested more than 64 deep (the limit; real networks nest one or two)`,
+    );
+  });
+
+  it('a training config’s layers obey the same limit', () => {
+    const layers = (nested(3000) as { layers: unknown[] }).layers;
+    expect(() => parseTrainingConfig({ data: { path: 'x.csv' }, layers }, 'train.json')).toThrow(
+      `train.json: ${pathUnder(65)}: blocks nested more than 64 deep`,
     );
   });
 });

@@ -3,21 +3,30 @@
  * refused (a version linking config.json to a system file is FAILED, and nothing of that file
  * reaches the public reason), reasons name files relative to the repository, and sizes are
  * checked before a file is read whole (a sparse 1.5 GB or 3 GiB model.safetensors with a small
- * header costs neither memory nor a message without the file's name).
+ * header costs neither memory nor a message without the file's name). A FIFO where a file goes
+ * is refused at once, never waited on; a weights header naming tensors the config does not
+ * expect is refused before any data is read, and a config that is invalid before the weights
+ * are opened.
  */
+import { execFileSync } from 'node:child_process';
 import {
   cpSync,
   mkdirSync,
   readFileSync,
   rmSync,
+  statSync,
   symlinkSync,
   truncateSync,
   writeFileSync,
 } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
-import { makeRepository, makeTestApp } from '../helpers/app.js';
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
+import { ModelRepository } from '../../src/repository/index.js';
+import { JobRegistry } from '../../src/service/index.js';
+import { ADMIN, predictRows } from '../helpers/admin.js';
+import { digitsTestRows, makeRepository, makeTestApp } from '../helpers/app.js';
 import { bundledVersionDir } from '../helpers/bundled-models.js';
 
 const made: string[] = [];
@@ -179,5 +188,216 @@ describe('sizes before reading', () => {
     const { listing } = await statusOf(repository);
     expect(version2(listing).reason).toBe('digits/2/config.json: not a regular file');
     expect(readFileSync(join(repository, 'digits', '1', 'config.json')).length).toBeGreaterThan(0);
+  });
+});
+
+/** A FIFO (named pipe) at `path`: opening it for reading would wait for a writer. */
+const mkfifo = (path: string) => execFileSync('mkfifo', [path]);
+
+describe.skipIf(process.platform === 'win32')('FIFOs where files go: refused at once', () => {
+  const rows = digitsTestRows().x.slice(0, 4);
+
+  it('model.safetensors a FIFO: that version FAILED naming it, the other serves, polling goes on, close completes', async () => {
+    const { repository, v2 } = twoVersions();
+    rmSync(join(v2, 'model.safetensors'));
+    mkfifo(join(v2, 'model.safetensors'));
+    const t = await makeTestApp({ repository });
+    try {
+      const listing = (await t.app.inject({ url: '/v1/models/digits/versions' })).json<Listing>();
+      expect(version2(listing)).toMatchObject({
+        state: 'FAILED',
+        reason: 'digits/2/model.safetensors: not a regular file',
+      });
+      expect((await predictRows(t.app, 'digits', rows)).model_version).toBe(1);
+      // The next poll is not stuck behind the FIFO: a version added now appears.
+      cpSync(join(repository, 'digits', '1'), join(repository, 'digits', '3'), { recursive: true });
+      await t.registry.refresh();
+      const after = (await t.app.inject({ url: '/v1/models/digits/versions' })).json<Listing>();
+      expect(after.versions.map((v) => [v.version, v.state])).toEqual([
+        [1, 'AVAILABLE'],
+        [2, 'FAILED'],
+        [3, 'AVAILABLE'],
+      ]);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('config.json a FIFO: FAILED naming it', async () => {
+    const { repository, v2 } = twoVersions();
+    rmSync(join(v2, 'config.json'));
+    mkfifo(join(v2, 'config.json'));
+    const { listing } = await statusOf(repository);
+    expect(version2(listing).reason).toBe('digits/2/config.json: not a regular file');
+  });
+
+  it('active-version.json turned into a FIFO while serving: reported, the last active version serves, :activate answers and repairs it', async () => {
+    const { repository } = twoVersions();
+    const t = await makeTestApp({ repository });
+    try {
+      const record = join(repository, 'digits', 'active-version.json');
+      rmSync(record);
+      mkfifo(record);
+      await t.registry.refresh();
+      const status = (await t.app.inject({ url: '/v1/models/digits/versions' })).json<
+        Listing & { active_record_error?: string }
+      >();
+      expect(status.active_record_error).toBe('digits/active-version.json: not a regular file');
+      expect((await predictRows(t.app, 'digits', rows)).model_version).toBe(1);
+      const activate = await t.app.inject({
+        method: 'POST',
+        url: '/v1/models/digits/versions/2:activate',
+        headers: ADMIN,
+      });
+      expect(activate.statusCode, activate.body).toBe(200);
+      expect((await predictRows(t.app, 'digits', rows)).model_version).toBe(2);
+      expect(statSync(record).isFile()).toBe(true);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it("a FIFO where the active record's lock goes is no lock: :activate breaks it and answers", async () => {
+    const { repository } = twoVersions();
+    mkfifo(join(repository, 'digits', '.active-version.lock'));
+    const t = await makeTestApp({ repository });
+    try {
+      const activate = await t.app.inject({
+        method: 'POST',
+        url: '/v1/models/digits/versions/2:activate',
+        headers: ADMIN,
+      });
+      expect(activate.statusCode, activate.body).toBe(200);
+      expect((await predictRows(t.app, 'digits', rows)).model_version).toBe(2);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('a FIFO named as a job record: not a record; the sweep and a lookup return', async () => {
+    const { repository } = twoVersions();
+    const jobs = new JobRegistry({ dir: join(repository, '.jobs') });
+    mkdirSync(join(repository, '.jobs'));
+    const id = '0b5d0c6e-4c2a-4f7e-9a53-2f3c1d9e8a71';
+    mkfifo(join(repository, '.jobs', `${id}.json`));
+    await jobs.sweep();
+    expect(await jobs.get(id)).toBeUndefined();
+    jobs.close();
+  });
+});
+
+describe('weights checked against the config before their data is read', () => {
+  /** Bytes asked of every read of any file from now on (FileHandle.prototype.read). */
+  async function countReads(): Promise<{ total: () => number; largest: () => number }> {
+    const handle = await open(join('models', 'digits', '1', 'config.json'));
+    const proto = Object.getPrototypeOf(handle) as { read: (...args: unknown[]) => unknown };
+    await handle.close();
+    const spy = vi.spyOn(proto, 'read');
+    const lengths = () =>
+      spy.mock.calls.map((args) => (typeof args[2] === 'number' ? args[2] : Number.NaN));
+    return {
+      total: () => lengths().reduce((a, b) => a + b, 0),
+      largest: () => Math.max(0, ...lengths()),
+    };
+  }
+  afterEach(() => {
+    vi.restoreAllMocks();
+  });
+
+  /** digits/2 with v1's tensors plus `extra` bytes of an F32 tensor "evil", sparse on disk. */
+  function withEvilTensor(v2: string, extra: number): number {
+    const original = readFileSync(join(v2, 'model.safetensors'));
+    const headerLength = Number(original.readBigUInt64LE(0));
+    const header = JSON.parse(original.subarray(8, 8 + headerLength).toString('utf8'));
+    const body = original.subarray(8 + headerLength);
+    header.evil = {
+      dtype: 'F32',
+      shape: [extra / 4],
+      data_offsets: [body.length, body.length + extra],
+    };
+    let text = JSON.stringify(header);
+    text += ' '.repeat((8 - (text.length % 8)) % 8);
+    const prefix = Buffer.alloc(8);
+    prefix.writeBigUInt64LE(BigInt(text.length));
+    const path = join(v2, 'model.safetensors');
+    writeFileSync(path, Buffer.concat([prefix, Buffer.from(text), body]));
+    truncateSync(path, 8 + text.length + body.length + extra);
+    return 8 + text.length;
+  }
+
+  it('an extra 3 GiB tensor (sparse): refused from its header entry, reading only the header', async () => {
+    const { repository, v2 } = twoVersions();
+    const headerEnd = withEvilTensor(v2, 3 * 1024 ** 3);
+    const { listing } = await statusOf(repository);
+    expect(version2(listing)).toMatchObject({
+      state: 'FAILED',
+      reason: 'digits/2/model.safetensors: unexpected tensor "evil"',
+    });
+    const reads = await countReads();
+    await expect(new ModelRepository(repository).loadVersion('digits', 2)).rejects.toMatchObject({
+      code: 'CHECKPOINT_MISMATCH',
+      message: 'digits/2/model.safetensors: unexpected tensor "evil"',
+    });
+    // config.json and metrics.json whole, the weights' length prefix and header: not a byte more.
+    const small = statSync(join(v2, 'config.json')).size + statSync(join(v2, 'metrics.json')).size;
+    expect(reads.total()).toBe(small + 8 + headerEnd);
+  });
+
+  it('a config that is invalid: refused without opening the weights (even a 3 GiB sparse file)', async () => {
+    const { repository, v2 } = twoVersions();
+    withEvilTensor(v2, 3 * 1024 ** 3);
+    const config = JSON.parse(readFileSync(join(v2, 'config.json'), 'utf8'));
+    config.layers[2].type = 'softplus';
+    writeFileSync(join(v2, 'config.json'), JSON.stringify(config));
+    const reads = await countReads();
+    await expect(new ModelRepository(repository).loadVersion('digits', 2)).rejects.toMatchObject({
+      code: 'MODEL_CONFIG_INVALID',
+      message: expect.stringMatching(
+        /^digits\/2\/config\.json: layers\[2\]\.type: unknown layer type "softplus"/,
+      ),
+    });
+    expect(reads.total()).toBe(statSync(join(v2, 'config.json')).size);
+  });
+
+  it('a valid version reads its files once: config, metrics, prefix, header, data', async () => {
+    const { repository, v2 } = twoVersions();
+    const reads = await countReads();
+    await new ModelRepository(repository).loadVersion('digits', 2);
+    const sizes = ['config.json', 'metrics.json', 'model.safetensors'].map(
+      (f) => statSync(join(v2, f)).size,
+    );
+    // The weights' first 8 bytes are read twice (alone, then with the header).
+    expect(reads.total()).toBe(sizes[0]! + sizes[1]! + sizes[2]! + 8);
+  });
+});
+
+describe('a config whose blocks nest too deep', () => {
+  it('3,000 nested residual blocks: FAILED as config-invalid naming the file and layer, not a stack overflow; digits serves', async () => {
+    const { repository } = twoVersions();
+    const dir = join(repository, 'deep', '1');
+    mkdirSync(dir, { recursive: true });
+    const depth = 3000;
+    writeFileSync(
+      join(dir, 'config.json'),
+      `{"format":"normserve.model/v1","name":"deep","task":"regression","input_shape":[1],"layers":[${'{"type":"residual","layers":['.repeat(depth)}{"type":"relu"}${']}'.repeat(depth)}]}`,
+    );
+    // A residual block of relus holds no tensors: an empty safetensors file (header "{}" + padding).
+    const header = Buffer.from('{}      ');
+    const prefix = Buffer.alloc(8);
+    prefix.writeBigUInt64LE(BigInt(header.length));
+    writeFileSync(join(dir, 'model.safetensors'), Buffer.concat([prefix, header]));
+    const t = await makeTestApp({ repository });
+    try {
+      const deep = (await t.app.inject({ url: '/v1/models/deep/versions' })).json<Listing>();
+      expect(deep.versions[0]).toMatchObject({
+        state: 'FAILED',
+        reason: `deep/1/config.json: layers[0]${'.layers[0]'.repeat(65)}: blocks nested more than 64 deep (the limit; real networks nest one or two)`,
+      });
+      expect(
+        (await predictRows(t.app, 'digits', digitsTestRows().x.slice(0, 2))).model_version,
+      ).toBe(1);
+    } finally {
+      await t.close();
+    }
   });
 });

@@ -90,6 +90,57 @@ export const layerSchema: z.ZodType<LayerSpec> = z.discriminatedUnion('type', op
       : undefined,
 }) as unknown as z.ZodType<LayerSpec>;
 
+/**
+ * How many blocks deep a layer may sit (a layer of `layers` is at depth 0, one in a residual
+ * block's `layers` at 1). Real networks nest blocks one level (a ResNet's blocks hold plain
+ * layers), so 64 refuses no architecture anyone trains. Every pass over a config — the zod
+ * parse, the shape chain, building, state_dict names, compiling — recurses once per level: a
+ * server refused 1,500 levels with "Maximum call stack size exceeded" (no file or layer named),
+ * and the parse, chain, build and state_dict alone gave out past ~700 levels (Node 20's default
+ * stack, nested residual blocks), so 64 keeps every pass 10× away. docs/model-format.md states it.
+ */
+export const MAX_BLOCK_DEPTH = 64;
+
+/** The path (zod's, from the list) of the first layer deeper than MAX_BLOCK_DEPTH; iterative. */
+function tooDeepLayer(layers: readonly unknown[]): PropertyKey[] | undefined {
+  // Blocks nest through a `layers` array (the residual block; every other type is a strict
+  // object, which refuses that key anyway), so the raw input can be measured before zod
+  // recurses into it. Depth-first, document order: children pushed last-first.
+  const pending: { layers: readonly unknown[]; path: PropertyKey[] }[] = [{ layers, path: [] }];
+  while (pending.length > 0) {
+    const { layers: list, path } = pending.pop()!;
+    for (let i = list.length - 1; i >= 0; i--) {
+      const nested = (list[i] as { layers?: unknown } | null)?.layers;
+      if (typeof list[i] !== 'object' || !Array.isArray(nested) || nested.length === 0) continue;
+      const nestedPath = [...path, i, 'layers'];
+      // A list at depth d + 1 sits at path.length / 2 + 1 blocks (each level adds [i, 'layers']).
+      if (nestedPath.length / 2 > MAX_BLOCK_DEPTH) return [...nestedPath, 0];
+      pending.push({ layers: nested, path: nestedPath });
+    }
+  }
+  return undefined;
+}
+
+/**
+ * A list of layers (config.json's `layers`, a training config's): its nesting measured first,
+ * without recursion, then each layer parsed. A list whose blocks nest deeper than MAX_BLOCK_DEPTH
+ * is refused naming the first layer too deep, and none of it is parsed.
+ */
+export const layerListSchema = z
+  .unknown()
+  .superRefine((value, ctx) => {
+    if (!Array.isArray(value)) return;
+    const path = tooDeepLayer(value);
+    if (path !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path,
+        message: `blocks nested more than ${MAX_BLOCK_DEPTH} deep (the limit; real networks nest one or two)`,
+      });
+    }
+  })
+  .pipe(z.array(layerSchema).min(1));
+
 const byType = new Map<string, LayerDefinition<LayerSpec>>(
   layerDefinitions.map((d) => [d.type, d]),
 );
