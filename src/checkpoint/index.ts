@@ -22,10 +22,12 @@ export type { LayerDefinition, Shape } from './layers/layer-definition.js';
 export {
   checkLayerChain,
   holdsBatchNormStatistics,
+  type LayerFootprint,
   type LayerSpec,
   type LayerType,
   layerDefinition,
   layerDefinitions,
+  layerFootprint,
   layerListSchema,
   layerSchema,
   layerTypes,

@@ -90,3 +90,9 @@ export {
   roundsToFiniteFloat32,
   Tensor,
 } from './tensor.js';
+export {
+  WASM_TRAINING_MEMORY_BYTES,
+  type WasmTrainingBytes,
+  type WasmTrainingLayout,
+  wasmTrainingBytes,
+} from './wasm/wasm-kernels.js';

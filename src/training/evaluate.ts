@@ -15,13 +15,16 @@ export function argmaxRow(values: Float32Array, r: number, width: number): numbe
   return best;
 }
 
+/** Rows per forward pass of an evaluation: its arrays' size (training's memory estimate). */
+export const EVAL_CHUNK_ROWS = 1024;
+
 /** Mean loss and accuracy of the network in eval mode, in chunks (eval rows are independent). */
 export function evaluate(
   network: Sequential,
   data: Dataset,
   task: 'classification' | 'regression',
   inputShape: readonly number[] = [data.width],
-  chunkRows = 1024,
+  chunkRows = EVAL_CHUNK_ROWS,
 ): Evaluation {
   const wasTraining = network.training;
   network.eval();

@@ -39,6 +39,7 @@ import {
   standardizeTargets,
 } from './target-scaling.js';
 import type { TrainingConfig } from './training-config.js';
+import { checkWasmTrainingMemory } from './wasm-memory.js';
 
 export interface EpochMetrics {
   epoch: number;
@@ -224,6 +225,17 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
   }
 
   const split = splitRows(data.rows, config.data, rng.split, config.data.path);
+  // The kernels before the network: on WebAssembly a network too large for its memory is refused
+  // here, from the config, before its tensors are allocated (gigabytes, for nothing).
+  const { kernels, fallback } = createKernels(input.engine ?? 'wasm');
+  if (fallback !== undefined) input.onFallback?.(fallback);
+  if (kernels.name === 'wasm') {
+    checkWasmTrainingMemory(layers, inputShape, {
+      batchSize: t.batch_size,
+      optimizer: t.optimizer,
+      validationRows: split.validation.length,
+    });
+  }
   const trainRaw = selectRows(data, split.train);
   const scaling = config.data.input_scaling;
   const transform: InputTransform | undefined = input.init
@@ -260,8 +272,6 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
     : buildSequential(layers, { init: rng.init, dropout: rng.dropout });
   // A checkpoint being fine-tuned outputs y: bring it to the standardized targets first.
   if (targetScale && input.init) applyTargetScale(network, targetScale, 'unfold');
-  const { kernels, fallback } = createKernels(input.engine ?? 'wasm');
-  if (fallback !== undefined) input.onFallback?.(fallback);
   network.useKernels(kernels);
   // The loop is done with a step's tensors before the next step: layers reuse their arrays.
   network.reuseArrays();

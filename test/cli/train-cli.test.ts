@@ -264,6 +264,43 @@ describe('train CLI: bad input exits non-zero with one line on stderr and writes
   }
 });
 
+describe('train CLI: a network too large for WebAssembly memory', () => {
+  it('is refused in one line with exit code 1, before its tensors are allocated', () => {
+    const out = makeTempDir('cli-out');
+    // The child reports its peak resident memory as it exits (kilobytes).
+    const report = `process.on('exit', () => process.stderr.write('maxRSS ' + process.resourceUsage().maxRSS + '\\n'))`;
+    const result = spawnSync(
+      process.execPath,
+      [
+        '--import',
+        `data:text/javascript,${encodeURIComponent(report)}`,
+        ...nodeArgs('src/cli/train.ts'),
+        '--no-progress',
+        '--data',
+        IRIS_DATA,
+        '--hidden',
+        '16384,16384',
+        '--epochs',
+        '1',
+        '--out',
+        out,
+      ],
+      { cwd: ROOT, encoding: 'utf8', timeout: 30_000 },
+    );
+    expect(result.status, result.stderr).toBe(1);
+    const [line, rss, ...rest] = result.stderr.trimEnd().split('\n');
+    expect(rest, result.stderr).toEqual([]);
+    expect(line).toMatch(
+      /^train: this network needs about \d+\.\d GiB of WebAssembly memory to train, over wasm32's 4 GiB limit: 268,648,451 parameters \(weights and gradients 2\.0 GiB, AdamW state 2\.0 GiB, matrix-product workspace [\d.]+ GiB\) and activations for batch size 64 \([\d.]+ MiB\); train narrower layers \(--hidden, .*\) or a smaller batch size \(--batch-size\)$/,
+    );
+    // The weights alone are 1 GiB (their gradients, Adam's state and the workspace 5 GiB more):
+    // a run that allocated them before refusing would exceed this by far.
+    expect(Number(rss!.replace('maxRSS ', ''))).toBeLessThan(512 * 1024);
+    expect(result.stdout).toBe('');
+    expect(listTree(out)).toEqual([]);
+  });
+});
+
 describe('train CLI: a good run', () => {
   it('publishes version 1, then version 2, with config, weights and metrics', () => {
     const out = makeTempDir('cli-repo');

@@ -52,6 +52,7 @@ export const batchNorm1dLayer = defineLayer({
   },
   build: (spec) => new BatchNorm1d(options(spec)),
   batchNormStatistics: true,
+  parameterShapes: (spec) => (spec.affine ? [[spec.num_features], [spec.num_features]] : []),
 });
 
 /** nn.BatchNorm2d on [C, H, W] (statistics per channel over N·H·W). */
@@ -70,4 +71,5 @@ export const batchNorm2dLayer = defineLayer({
   },
   build: (spec) => new BatchNorm2d(options(spec)),
   batchNormStatistics: true,
+  parameterShapes: (spec) => (spec.affine ? [[spec.num_features], [spec.num_features]] : []),
 });

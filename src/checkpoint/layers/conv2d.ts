@@ -53,6 +53,10 @@ export const conv2dLayer = defineLayer({
     }
     return [spec.out_channels, g.outH, g.outW];
   },
+  parameterShapes: (spec) => [
+    [spec.out_channels, spec.in_channels, ...pairOf(spec.kernel_size)],
+    ...(spec.bias ? [[spec.out_channels]] : []),
+  ],
   build: (spec, ctx) =>
     new Conv2d(
       {

@@ -33,6 +33,7 @@ export interface ShapeContext {
  *  - `build`: the nn module; the module's stateDict() gives the tensor names and shapes, which
  *    are exactly PyTorch's (`i.weight`, `i.body.j.running_mean`, …);
  *  - `batchNormStatistics`: it holds running statistics (recalibration, training's batch rule);
+ *  - `parameterShapes`: its trainable tensors' shapes, without building it (training's memory);
  *  - `children`, `childName`: the nested layers of a block and their state-dict names.
  * How a layer compiles for inference is keyed by the same module (src/inference/compile-rules/),
  * because inference may not import checkpoint/ (docs/model-format.md, "Adding a layer type").
@@ -46,6 +47,11 @@ export interface LayerDefinition<S extends { type: string } = { type: string }> 
   outputShape(spec: S, input: Shape, ctx: ShapeContext): Shape;
   build(spec: S, ctx: BuildContext): Module;
   readonly batchNormStatistics?: boolean;
+  /**
+   * The shapes of the parameters `build` makes, in the module's parameters() order (none when
+   * absent; a block's are its children's): what training will hold, known before it allocates.
+   */
+  parameterShapes?(spec: S): readonly Shape[];
   children?(spec: S): readonly LayerSpec[];
   /** The state-dict name of nested layer j (`body.3`): its path is `<block path>.<name>`. */
   childName?(j: number): string;

@@ -24,6 +24,8 @@ export const layerNormLayer = defineLayer({
     }
     return input;
   },
+  parameterShapes: (spec) =>
+    spec.elementwise_affine ? [spec.normalized_shape, spec.normalized_shape] : [],
   build: (spec) =>
     new LayerNorm({
       normalizedShape: spec.normalized_shape,

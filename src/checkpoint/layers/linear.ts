@@ -22,6 +22,10 @@ export const linearLayer = defineLayer({
       ctx.fail(`in_features ${spec.in_features} does not match the previous width ${input[0]}`);
     return [spec.out_features];
   },
+  parameterShapes: (spec) => [
+    [spec.out_features, spec.in_features],
+    ...(spec.bias ? [[spec.out_features]] : []),
+  ],
   build: (spec, ctx) =>
     new Linear(
       { inFeatures: spec.in_features, outFeatures: spec.out_features, bias: spec.bias },

@@ -203,6 +203,33 @@ export function checkLayerChain(
   return shape;
 }
 
+/** What a network holds per sample and in all, known from its config without building it. */
+export interface LayerFootprint {
+  /** Every parameter's shape, nested layers' included, in parameters() order. */
+  parameterShapes: Shape[];
+  /** Each layer's type, input and output sample shapes (nested layers' too), first layer first. */
+  layerShapes: { type: LayerType; input: Shape; output: Shape }[];
+}
+
+/** The footprint of a list of layers that checkLayerChain accepts for this input shape. */
+export function layerFootprint(layers: readonly LayerSpec[], input: Shape): LayerFootprint {
+  const footprint: LayerFootprint = { parameterShapes: [], layerShapes: [] };
+  const walk = (chain: readonly LayerSpec[], shape: Shape): Shape => {
+    for (const spec of chain) {
+      const definition = layerDefinition(spec);
+      const children = definition.children?.(spec);
+      if (children) walk(children, shape);
+      footprint.parameterShapes.push(...(definition.parameterShapes?.(spec) ?? []));
+      const output = checkLayerChain([spec], shape);
+      footprint.layerShapes.push({ type: spec.type, input: shape, output });
+      shape = output;
+    }
+    return shape;
+  };
+  walk(layers, input);
+  return footprint;
+}
+
 /** Whether any layer, nested ones included, holds BatchNorm running statistics. */
 export function holdsBatchNormStatistics(layers: readonly LayerSpec[]): boolean {
   return layers.some((spec) => {

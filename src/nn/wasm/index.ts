@@ -9,7 +9,14 @@ export { softmaxWat } from './softmax-wat.js';
 export { statisticsWat } from './statistics-wat.js';
 export { trainingModuleText } from './training-module.js';
 export { expWat, vectorMathWat } from './vector-math-wat.js';
-export { WasmKernels } from './wasm-kernels.js';
+export {
+  WASM_TRAINING_MEMORY_BYTES,
+  WasmKernels,
+  type WasmTrainingBytes,
+  type WasmTrainingLayout,
+  wasmBlockBytes,
+  wasmTrainingBytes,
+} from './wasm-kernels.js';
 export { detectWasmSupport, WASM_PROBES, type WasmSupport } from './wasm-support.js';
 export { assembleWat, WatError } from './wat-assembler.js';
 export { locals, range, splat } from './wat-text.js';

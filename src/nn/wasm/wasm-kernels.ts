@@ -1,3 +1,4 @@
+import { NormserveError } from '../../errors/index.js';
 import type { AdamStep, ChannelLayout, Kernels, MatmulSpec, SgdStep } from '../kernels.js';
 import type { Parameter } from '../parameter.js';
 import { NR_F64, packedF64Bytes } from './gemm-f64-wat.js';
@@ -7,12 +8,111 @@ const PAGE = 65536;
 /** Every block ends in this much slack: vector loads at a row's end read up to 28 bytes past it. */
 const SLACK = 64;
 const align = (n: number, to = 64): number => Math.ceil(n / to) * to;
+/** Where the first block starts. */
+const FIRST_BLOCK = 64;
+
+/** The most linear memory the training kernels can have: wasm32's 4 GiB. */
+export const WASM_TRAINING_MEMORY_BYTES = TRAINING_MAX_PAGES * PAGE;
+
+/**
+ * The memory one block of `bytes` takes (`reserve`): the bytes and their slack, up to the next
+ * 64-byte boundary, where the next block starts.
+ */
+export const wasmBlockBytes = (bytes: number): number => align(bytes + SLACK);
 
 type Operand = {
   data: Float32Array | Float64Array;
   /** in: copied in when staged; out: copied out; inout: both. */
   mode: 'in' | 'out' | 'inout';
 };
+
+/** The operands of one matrix product that `matmul` places in its scratch frame, in bytes. */
+interface MatmulFrame {
+  /** A, B or C when they live outside this memory (copied in or out); 0 when they live here. */
+  a: number;
+  b: number;
+  c: number;
+  /** B as float64 panels. */
+  packed: number;
+  /** The bias as float64 panels, 0 without one. */
+  bias: number;
+}
+
+/** The scratch frame a product needs: its pieces one after the other, each a block. */
+function matmulFrameBytes(frame: MatmulFrame): number {
+  return [frame.a, frame.b, frame.packed, frame.bias, frame.c].reduce(
+    (sum, bytes) => sum + wasmBlockBytes(bytes),
+    0,
+  );
+}
+
+/**
+ * The size of the new scratch region when a call needs `bytes` and the current one (never
+ * freed) has `current`: at least half as large again, so that a run regrows it a few times only.
+ */
+const nextScratchBytes = (current: number, bytes: number): number =>
+  align(Math.max(bytes, current * 1.5));
+
+/**
+ * What a training run puts in the kernels' memory, by the rules the kernels follow: each
+ * parameter's value and gradient (`adopt`), the optimizer's per-parameter arrays and the layers'
+ * per-step arrays (`allocate`), and the scratch regions of the matrix products (`frame`), which
+ * pack B [k, n] (and the bias) as float64 panels and hold copies of operands living elsewhere.
+ */
+export interface WasmTrainingLayout {
+  /** Elements of each parameter tensor. */
+  parameters: readonly number[];
+  /** Arrays the optimizer keeps per parameter: 2 for Adam(W), 1 for SGD with momentum, else 0. */
+  optimizerStates: number;
+  /** Elements of each per-step array (batch rows, layer outputs, gradients, masks). */
+  stepArrays: readonly number[];
+  /**
+   * The products in the order a run calls them: B [k, n], whether it has a bias, and the
+   * elements of A [m, k] and C [m, n] when they are copied in and out (0 when they live in the
+   * memory: a training step's operands; an evaluation's are ordinary arrays).
+   */
+  products: readonly { k: number; n: number; bias: boolean; a: number; c: number }[];
+}
+
+export interface WasmTrainingBytes {
+  /** Parameters and their gradients. */
+  parameters: number;
+  optimizer: number;
+  activations: number;
+  /** The scratch regions the products leave, the regrown ones' predecessors included. */
+  workspace: number;
+  total: number;
+}
+
+/** The bytes of WebAssembly memory a layout takes: where `reserve` takes the memory's top. */
+export function wasmTrainingBytes(layout: WasmTrainingLayout): WasmTrainingBytes {
+  const blocks = (lengths: readonly number[], copies = 1) =>
+    copies * lengths.reduce((sum, n) => sum + wasmBlockBytes(n * 4), 0);
+  const parameters = blocks(layout.parameters, 2);
+  const optimizer = blocks(layout.parameters, layout.optimizerStates);
+  const activations = blocks(layout.stepArrays);
+  let workspace = 0;
+  let scratch = 0;
+  for (const { k, n, bias, a, c } of layout.products) {
+    const bytes = matmulFrameBytes({
+      a: a * 4,
+      b: 0,
+      c: c * 4,
+      packed: packedF64Bytes(k, n),
+      bias: bias ? Math.ceil(n / NR_F64) * NR_F64 * 8 : 0,
+    });
+    if (bytes <= scratch) continue;
+    scratch = nextScratchBytes(scratch, bytes);
+    workspace += wasmBlockBytes(scratch);
+  }
+  return {
+    parameters,
+    optimizer,
+    activations,
+    workspace,
+    total: FIRST_BLOCK + parameters + optimizer + activations + workspace,
+  };
+}
 
 /**
  * The training kernels on WebAssembly SIMD (nn/kernels.ts), one instance per training run: its
@@ -38,7 +138,7 @@ export class WasmKernels implements Kernels {
   private f64!: Float64Array;
   /** Every buffer object the memory has had (one per growth): an array in one of them is ours. */
   private readonly buffers = new Set<ArrayBufferLike>();
-  private top = 64;
+  private top = FIRST_BLOCK;
   private scratch = { at: 0, bytes: 0 };
 
   constructor(initialBytes = 1 << 20) {
@@ -63,17 +163,21 @@ export class WasmKernels implements Kernels {
 
   /** A new block of `bytes` (64-byte aligned, followed by slack), never freed. */
   private reserve(bytes: number): number {
-    const at = align(this.top);
-    this.top = at + bytes + SLACK;
+    const at = this.top;
+    const top = at + wasmBlockBytes(bytes);
     const have = this.memory.buffer.byteLength;
-    if (this.top > have) {
-      const pages = Math.ceil((this.top - have) / PAGE);
-      if (have / PAGE + pages > TRAINING_MAX_PAGES)
-        throw new RangeError(
-          `training needs more than ${TRAINING_MAX_PAGES} pages of WebAssembly memory`,
+    if (top > have) {
+      // Training checks its network against this limit before it allocates anything
+      // (training/wasm-memory.ts); what that estimate leaves out can still end here.
+      if (top > WASM_TRAINING_MEMORY_BYTES) {
+        throw new NormserveError(
+          'TRAINING_CONFIG_INVALID',
+          `training needs more than the ${WASM_TRAINING_MEMORY_BYTES / 2 ** 30} GiB of WebAssembly memory (wasm32's limit): train a smaller network or with a smaller batch size`,
         );
-      this.memory.grow(pages);
+      }
+      this.memory.grow(Math.ceil((top - have) / PAGE));
     }
+    this.top = top;
     this.refresh();
     return at;
   }
@@ -81,7 +185,7 @@ export class WasmKernels implements Kernels {
   /** The scratch region of at least `bytes`, reused by every call (grown by a new block). */
   private frame(bytes: number): number {
     if (bytes > this.scratch.bytes) {
-      const size = align(Math.max(bytes, this.scratch.bytes * 1.5));
+      const size = nextScratchBytes(this.scratch.bytes, bytes);
       this.scratch = { at: this.reserve(size), bytes: size };
     }
     return this.scratch.at;
@@ -93,13 +197,14 @@ export class WasmKernels implements Kernels {
   }
 
   private copyIn(data: Float32Array | Float64Array, at: number): void {
-    if (data instanceof Float32Array) this.f32.set(data, at >> 2);
-    else this.f64.set(data, at >> 3);
+    if (data instanceof Float32Array) this.f32.set(data, at >>> 2);
+    else this.f64.set(data, at >>> 3);
   }
 
   private copyOut(data: Float32Array | Float64Array, at: number): void {
-    if (data instanceof Float32Array) data.set(this.f32.subarray(at >> 2, (at >> 2) + data.length));
-    else data.set(this.f64.subarray(at >> 3, (at >> 3) + data.length));
+    if (data instanceof Float32Array)
+      data.set(this.f32.subarray(at >>> 2, (at >>> 2) + data.length));
+    else data.set(this.f64.subarray(at >>> 3, (at >>> 3) + data.length));
   }
 
   /**
@@ -146,21 +251,21 @@ export class WasmKernels implements Kernels {
     const bHome = this.addressOf(b);
     const cHome = this.addressOf(c);
     const panels = Math.ceil(n / NR_F64) * NR_F64;
-    const sizes = {
+    const sizes: MatmulFrame = {
       a: aHome < 0 ? m * k * 4 : 0,
       b: bHome < 0 ? k * n * 4 : 0,
       packed: packedF64Bytes(k, n),
       bias: bias ? panels * 8 : 0,
       c: cHome < 0 ? c.byteLength : 0,
     };
-    const at: Record<keyof typeof sizes, number> = { ...sizes };
-    let bytes = 0;
-    for (const key of Object.keys(sizes) as (keyof typeof sizes)[]) {
-      at[key] = bytes;
-      bytes += align(sizes[key] + SLACK);
+    // In matmulFrameBytes' order, each piece a block.
+    const base = this.frame(matmulFrameBytes(sizes));
+    const at = { ...sizes };
+    let offset = base;
+    for (const key of ['a', 'b', 'packed', 'bias', 'c'] as const) {
+      at[key] = offset;
+      offset += wasmBlockBytes(sizes[key]);
     }
-    const base = this.frame(bytes);
-    for (const key of Object.keys(at) as (keyof typeof sizes)[]) at[key] += base;
     const x = this.x;
 
     let aAt = aHome;
@@ -175,7 +280,7 @@ export class WasmKernels implements Kernels {
     }
     if (bias) {
       // The GEMM reads whole panels of the bias: float64, padded with zeros.
-      const from = at.bias >> 3;
+      const from = at.bias >>> 3;
       this.f64.fill(0, from, from + panels);
       for (let j = 0; j < n; j++) this.f64[from + j] = bias[j]!;
     }

@@ -1,0 +1,157 @@
+/**
+ * Training's WebAssembly memory, known before anything is allocated: the layer records' parameter
+ * shapes are the built modules', the estimate meets the memory a dense network's run reaches, and
+ * a network beyond wasm32's 4 GiB is refused from its config, before its tensors exist.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { buildSequential, type LayerSpec, layerFootprint } from '../../src/checkpoint/index.js';
+import { isNormserveError } from '../../src/errors/index.js';
+import { WasmKernels } from '../../src/nn/wasm/index.js';
+import {
+  loadCsvDataset,
+  loadTrainingConfig,
+  parseTrainingConfig,
+  resolveTrainingConfig,
+  train,
+} from '../../src/training/index.js';
+import { wasmTrainingMemory } from '../../src/training/wasm-memory.js';
+
+/** WebAssembly memory grows in pages of 64 KiB. */
+const PAGE = 65536;
+
+const IRIS = 'data/iris/iris.csv';
+
+describe('layer records: parameter shapes without building', () => {
+  const cases: { what: string; layers: () => Promise<[LayerSpec[], number[]]> }[] = [
+    {
+      what: 'digits-cnn (conv2d with and without bias, batchnorm2d, a residual block)',
+      layers: async () => {
+        const c = await loadTrainingConfig('configs/digits-cnn.json');
+        return [c.layers!, c.input_shape!];
+      },
+    },
+    {
+      what: 'digits-layernorm',
+      layers: async () => {
+        const c = await loadTrainingConfig('configs/digits-layernorm.json');
+        return [c.layers!, c.input_shape ?? [64]];
+      },
+    },
+    {
+      what: 'no affine parameters, no bias',
+      layers: async () => {
+        const c = parseTrainingConfig(
+          {
+            data: { path: IRIS },
+            layers: [
+              { type: 'linear', in_features: 4, out_features: 8, bias: false },
+              { type: 'batchnorm1d', num_features: 8, affine: false },
+              { type: 'layernorm', normalized_shape: 8, elementwise_affine: false },
+              { type: 'linear', in_features: 8, out_features: 3 },
+            ],
+          },
+          'test',
+        );
+        return [c.layers!, [4]];
+      },
+    },
+  ];
+  for (const c of cases) {
+    it(c.what, async () => {
+      const [layers, input] = await c.layers();
+      const built = buildSequential(layers)
+        .parameters()
+        .map((p) => [...p.value.shape]);
+      expect(layerFootprint(layers, input).parameterShapes.map((s) => [...s])).toEqual(built);
+    });
+  }
+});
+
+describe('the WebAssembly memory of a training run', () => {
+  const grow = WebAssembly.Memory.prototype.grow;
+  afterEach(() => {
+    WebAssembly.Memory.prototype.grow = grow;
+  });
+
+  const dense = [
+    { hidden: [1024, 512], norm: 'batchnorm', optimizer: { type: 'adamw' } },
+    { hidden: [768, 768, 768], norm: 'layernorm', optimizer: { type: 'sgd', momentum: 0.9 } },
+    { hidden: [4096], norm: 'none', optimizer: { type: 'sgd' } },
+  ] as const;
+  for (const d of dense) {
+    it(`reaches what the estimate says, to the page: hidden ${d.hidden}, ${d.norm}, ${d.optimizer.type}`, async () => {
+      let peak = 0;
+      WebAssembly.Memory.prototype.grow = function (this: WebAssembly.Memory, pages: number) {
+        const before = grow.call(this, pages);
+        peak = Math.max(peak, this.buffer.byteLength);
+        return before;
+      };
+      const parsed = parseTrainingConfig(
+        {
+          data: { path: IRIS },
+          architecture: { hidden: d.hidden, norm: d.norm },
+          training: { epochs: 2, batch_size: 32, optimizer: d.optimizer },
+        },
+        'test',
+      );
+      const { data, sha256 } = await loadCsvDataset(
+        IRIS,
+        parsed.data.label_column,
+        'classification',
+      );
+      const config = resolveTrainingConfig(parsed, data);
+      let validationRows = 0;
+      await train({
+        config,
+        data,
+        dataSha256: sha256,
+        engine: 'wasm',
+        onStart: ({ rows }) => {
+          validationRows = rows.validation;
+        },
+      });
+      const estimate = wasmTrainingMemory(config.layers, config.input_shape, {
+        batchSize: 32,
+        optimizer: config.training.optimizer,
+        validationRows,
+      });
+      expect(peak).toBeGreaterThan(0);
+      // The memory reaches the estimate's last byte, in whole pages.
+      expect(Math.ceil(estimate.total / PAGE) * PAGE).toBe(peak);
+    });
+  }
+
+  it('beyond 4 GiB, refuses the network from its config before allocating its tensors', async () => {
+    // 10¹⁰ weights: building them would fail in V8 first (MODEL_CONFIG_INVALID, "too large to
+    // allocate"), so this message proves the check ran before the network was built.
+    const parsed = parseTrainingConfig(
+      { data: { path: IRIS }, architecture: { hidden: [100_000, 100_000] } },
+      'test',
+    );
+    const { data, sha256 } = await loadCsvDataset(IRIS, parsed.data.label_column, 'classification');
+    const error = await train({ config: parsed, data, dataSha256: sha256, engine: 'wasm' }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(isNormserveError(error) && error.code).toBe('TRAINING_CONFIG_INVALID');
+    expect((error as Error).message).toMatch(
+      /^this network needs about [\d.]+ GiB of WebAssembly memory to train, over wasm32's 4 GiB limit: 10,001,300,003 parameters \(weights and gradients [\d.]+ GiB, AdamW state [\d.]+ GiB, matrix-product workspace [\d.]+ GiB\) and activations for batch size 64 \([\d.]+ [MG]iB\); train narrower layers \(--hidden, or the config's architecture\.hidden or layers\) or a smaller batch size \(--batch-size\)$/,
+    );
+  });
+
+  it('a block beyond 4 GiB is refused in one line before the memory grows', () => {
+    const kernels = new WasmKernels();
+    let error: unknown;
+    try {
+      kernels.allocate(2 ** 30); // 4 GiB of float32, plus the first block's offset
+    } catch (e) {
+      error = e;
+    }
+    expect(isNormserveError(error) && error.code).toBe('TRAINING_CONFIG_INVALID');
+    expect((error as Error).message).toBe(
+      "training needs more than the 4 GiB of WebAssembly memory (wasm32's limit): train a smaller network or with a smaller batch size",
+    );
+    // Still usable: the refused block took nothing.
+    expect(kernels.allocate(16)).toHaveLength(16);
+  });
+});
