@@ -335,7 +335,9 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     const model = request.inference?.model ?? request.modelName ?? '';
     const servedVersion = request.inference?.version ?? request.servedVersion;
     const version = servedVersion === undefined ? '' : String(servedVersion);
-    const timedOut = requestTimedOut(request.raw.socket);
+    // The timeout cuts the connection, so only the request still arriving on it got the 408; one
+    // received whole before it (queued for a batch, pipelined) just lost its client.
+    const timedOut = !request.raw.complete && requestTimedOut(request.raw.socket);
     const status = timedOut ? TIMED_OUT : CLIENT_CLOSED;
     metrics.observeRequest(request.method, route, String(status), model, version, seconds);
     request.log.info(

@@ -1,11 +1,13 @@
-import { type IncomingMessage, type Server, STATUS_CODES } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import { type Server, type ServerResponse, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyBaseLogger } from 'fastify';
 import { NormserveError } from '../errors/index.js';
 import type { ServerConfig } from '../service/index.js';
+import { replyOf } from './client-gone.js';
 import type { ServiceMetrics } from './metrics.js';
 import { PROBLEM_CONTENT_TYPE, toProblem } from './problem.js';
-import { REQUEST_ID_LOG_FIELD, requestIdOfUnrouted } from './tracing.js';
+import { REQUEST_ID_LOG_FIELD } from './tracing.js';
 
 /** Node's default time to receive the headers of a request. */
 const HEADERS_TIMEOUT_MS = 60_000;
@@ -86,10 +88,11 @@ export function clientErrorHandler(log: FastifyBaseLogger) {
     }
     // As Node's own handler: only when no response has begun on this connection.
     // (A body cut by the timeout has its request, and so its URL; headers that never ended have none.)
-    const response = (
-      socket as Socket & { _httpMessage?: { headersSent?: boolean; req?: IncomingMessage } }
-    )._httpMessage;
-    const requestId = requestIdOfUnrouted(response?.req);
+    const response = (socket as Socket & { _httpMessage?: ServerResponse })._httpMessage;
+    // The id Fastify gave the request when it got that far (its reply is linked to the
+    // response), else a new one, so the answer and its log line can still be joined.
+    const reply = response && replyOf(response);
+    const requestId = reply?.request.id ?? randomUUID();
     // A request that reached Fastify gets its line from the onRequestAbort hook (app.ts), with its
     // route and status; one that did not is logged here.
     if (!response?.req) log.info({ code: err.code, [REQUEST_ID_LOG_FIELD]: requestId }, message);

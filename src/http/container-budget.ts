@@ -7,7 +7,6 @@ import {
   inputShapeOf,
   isAvailable,
   type ModelRegistry,
-  type ModelSnapshot,
   type ServerConfig,
   tooManySamples,
 } from '../service/index.js';
@@ -89,20 +88,17 @@ export function overContainerBudget(
 /**
  * The input shapes a request for `request.params.name` may be read with: every available version
  * of that model (the version the route names, or the one active when the handler runs, is one of
- * them, so a version published meanwhile never makes a valid body fail). For a name that is no
- * model's, or a model with no available version, every loaded model's: the handler answers its
- * 404 or 503 after the body's errors, as before.
+ * them, so a version published meanwhile never makes a valid body fail). None for a name that is
+ * no model's, or a model with no available version: such a body is held to DEFAULT_BUDGET, so the
+ * handler answers its 404 or 503 rather than a row count judged against another model's shape.
  */
 function shapesFor(registry: ModelRegistry, request: FastifyRequest): InputShape[] {
   const name = (request.params as { name?: unknown } | undefined)?.name;
-  const shapesOf = (models: readonly ModelSnapshot[]) => {
-    const shapes: InputShape[] = [];
-    for (const model of models)
-      for (const v of model.versions.values()) if (isAvailable(v)) shapes.push(inputShapeOf(v));
-    return shapes;
-  };
-  const own = typeof name === 'string' && registry.has(name) ? shapesOf([registry.get(name)]) : [];
-  return own.length > 0 ? own : shapesOf(registry.list());
+  if (typeof name !== 'string' || !registry.has(name)) return [];
+  const shapes: InputShape[] = [];
+  for (const v of registry.get(name).versions.values())
+    if (isAvailable(v)) shapes.push(inputShapeOf(v));
+  return shapes;
 }
 
 /**
@@ -115,8 +111,8 @@ function shapesFor(registry: ModelRegistry, request: FastifyRequest): InputShape
  * n / (2·width) samples, and no more of these arrays than a valid body of its size would (a
  * 16 MB one of nested [1, 8, 8] rows: 1.3 million; of [64] rows: 131,072). Per model, not from
  * the largest loaded one: a flat 64-wide model's predict budget stays 5120 when a [3, 32, 32]
- * model is loaded beside it (whose rows may hold 100 arrays each). With no model loaded at all,
- * DEFAULT_BUDGET.
+ * model is loaded beside it (whose rows may hold 100 arrays each). For a name that is no model's or has no
+ * available version, DEFAULT_BUDGET.
  */
 function rowBudget(
   registry: ModelRegistry,

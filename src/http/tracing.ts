@@ -22,27 +22,11 @@ const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 export const isWellFormedRequestId = (value: unknown): value is string =>
   typeof value === 'string' && REQUEST_ID.test(value);
 
-/**
- * The id given to each request that reached Fastify, by its Node request: an answer written
- * outside Fastify (a 408 when the body stops arriving) carries the same id as the request's log
- * lines. A WeakMap, not a property on the IncomingMessage, so Node's object keeps its shape.
- */
-const givenIds = new WeakMap<IncomingMessage, string>();
-
 /** Fastify's genReqId: the client's X-Request-Id when well-formed, else a new UUID. */
 export function requestIdOf(req: IncomingMessage): string {
   const given = req.headers['x-request-id'];
-  const id = isWellFormedRequestId(given) ? given : randomUUID();
-  givenIds.set(req, id);
-  return id;
+  return isWellFormedRequestId(given) ? given : randomUUID();
 }
-
-/**
- * The id of a request answered outside Fastify: the one Fastify gave it when it got that far,
- * else (its headers never ended) a new UUID, so the answer and its log line can still be joined.
- */
-export const requestIdOfUnrouted = (req: IncomingMessage | undefined): string =>
-  (req && givenIds.get(req)) ?? randomUUID();
 
 /** The log field carrying the request id (Fastify's requestIdLogLabel). */
 export const REQUEST_ID_LOG_FIELD = 'request_id';

@@ -215,7 +215,7 @@ export class DynamicBatcher {
    */
   private drop(queue: Queue, item: Pending): void {
     const at = queue.items.indexOf(item);
-    if (at < 0) return; // its batch has gone to the engine
+    if (at < 0) return; // defensive: flush removes the listener that calls this once a batch leaves
     queue.items.splice(at, 1);
     queue.rows -= item.source.rows;
     if (item.counted) this.waiting--;

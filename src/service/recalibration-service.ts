@@ -85,6 +85,12 @@ export const NOT_ACTIVATED_CODES = [
 ] as const;
 export type NotActivatedCode = (typeof NOT_ACTIVATED_CODES)[number];
 
+/** What the active-version record named when a published version was left not activated. */
+const activeNow = (activeFound: number | null): string =>
+  activeFound === null
+    ? 'the model has no usable active-version record'
+    : `version ${activeFound} is active`;
+
 /** The admin call that activates a published version (what an operator is told to send). */
 export const activationCall = (model: string, version: number): string =>
   `POST /v1/models/${model}/versions/${version}:activate`;
@@ -339,28 +345,40 @@ export class RecalibrationSession {
       .deletedVersions(name)
       .then((versions) => versions.includes(parent))
       .catch(() => false);
-    const now =
-      activeFound === null
-        ? 'the model has no usable active-version record'
-        : `version ${activeFound} is active`;
     const notActivated: NotActivated = {
       code: deleted ? 'PARENT_DELETED' : 'PARENT_NOT_ACTIVE',
-      message: `version ${version} was published but not activated: it derives from version ${parent}, which ${deleted ? 'was deleted' : 'is no longer the active version'} while the recalibration ran, and ${now}: a recalibration never overrules an activation made while it ran. Activate version ${version} to serve it.`,
+      message: `version ${version} was published but not activated: it derives from version ${parent}, which ${deleted ? 'was deleted' : 'is no longer the active version'} while the recalibration ran, and ${activeNow(activeFound)}: a recalibration never overrules an activation made while it ran. Activate version ${version} to serve it.`,
       active_version: activeFound,
     };
-    this.service.log.warn(
-      {
-        model: name,
-        job: this.job.id,
-        ...traceOf(this.job),
-        version,
-        parent,
-        active: activeFound,
-        code: notActivated.code,
-      },
+    this.warnNotActivated(
+      notActivated,
+      version,
+      {},
       'recalibration published without activating: the active version changed while it ran',
     );
     return notActivated;
+  }
+
+  /** The warning of a published version left not activated, with the job's ids and trace. */
+  private warnNotActivated(
+    notActivated: NotActivated,
+    version: number,
+    extra: Record<string, unknown>,
+    message: string,
+  ): void {
+    this.service.log.warn(
+      {
+        model: this.parent.name,
+        job: this.job.id,
+        ...traceOf(this.job),
+        version,
+        parent: this.parent.version,
+        active: notActivated.active_version,
+        code: notActivated.code,
+        ...extra,
+      },
+      message,
+    );
   }
 
   /**
@@ -375,27 +393,15 @@ export class RecalibrationSession {
   ): NotActivated {
     const { name } = this.parent;
     const call = activationCall(name, version);
-    const now =
-      activeFound === null
-        ? 'the model has no usable active-version record'
-        : `version ${activeFound} is active`;
     const notActivated: NotActivated = {
       code: 'ACTIVE_RECORD_BUSY',
-      message: `version ${version} was published but not activated: ${busy.message}; ${now}. Activate version ${version} to serve it (${call}).`,
+      message: `version ${version} was published but not activated: ${busy.message}; ${activeNow(activeFound)}. Activate version ${version} to serve it (${call}).`,
       active_version: activeFound,
     };
-    this.service.log.warn(
-      {
-        model: name,
-        job: this.job.id,
-        ...traceOf(this.job),
-        version,
-        parent: this.parent.version,
-        active: activeFound,
-        code: notActivated.code,
-        reason: busy.message,
-        activate: call,
-      },
+    this.warnNotActivated(
+      notActivated,
+      version,
+      { reason: busy.message, activate: call },
       'recalibration published without activating: the active-version record stayed locked',
     );
     return notActivated;

@@ -4,7 +4,7 @@
  * serves what you train), and a model directory serves its highest version, so a test or bench that
  * copied or loaded `models/digits` would pick up a user's trained versions instead of the bundled
  * numbers it pins. Tests and benches name the bundled version directories below instead;
- * test/helpers/bundled-models.test.ts checks this list against `git ls-files models`.
+ * test/acceptance/bundled-models-list.test.ts checks this list against `git ls-files models`.
  */
 import { cpSync } from 'node:fs';
 import { join } from 'node:path';

@@ -140,12 +140,14 @@ describe('bodies over the budget: the route’s 413, before parsing', () => {
     expectProblem(parsed, 400, 'INVALID_JSON');
   });
 
-  it('an unknown model is screened with the largest loaded model’s budget, then 404s as before', async () => {
-    const over = await post('/v1/models/nope:predict', `{"instances":[${empties(45_000)}]}`);
-    expect(expectProblem(over, 400, 'INVALID_INPUT').detail).toMatch(/samples of \[1, 8, 8\]/);
-    // 3015 characters: at most 23 samples of [1, 8, 8], 1254 arrays.
-    const under = await post('/v1/models/nope:predict', `{"instances":[${empties(1000)}]}`);
+  it('an unknown model is held to the default budget: its 404 for any body a model could take', async () => {
+    // 4,000 empty rows (a row count, not a shape, is judged before the model is looked up).
+    const under = await post('/v1/models/nope:predict', `{"instances":[${empties(4_000)}]}`);
     expectProblem(under, 404, 'MODEL_NOT_FOUND');
+    const over = await post('/v1/models/nope:predict', `{"instances":[${empties(65_537)}]}`);
+    expect(expectProblem(over, 413, 'BODY_TOO_LARGE').detail).toBe(
+      'the request body holds more than 65536 arrays and objects, the most this route reads',
+    );
   });
 
   it('routes that read no rows (and 404s) allow 65,536, as a 413 BODY_TOO_LARGE', async () => {

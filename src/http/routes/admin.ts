@@ -148,7 +148,7 @@ async function adminScope(app: AppInstance): Promise<void> {
               'Body larger than BODY_LIMIT_BYTES, or a streamed upload larger than RECALIBRATION_BODY_LIMIT_BYTES (BODY_TOO_LARGE); more rows than MAX_RECALIBRATION_SAMPLES, or a JSON body with more arrays and objects than that many samples of the model can be written with, refused before it is parsed (TOO_MANY_SAMPLES)',
             ),
             503: problemSchema.describe(
-              `${activeVersionErrorResponses[503].description}. Or ACTIVE_RECORD_BUSY, with Retry-After, when the model has no active-version record yet (one is written before publishing) and the record’s lock stays held for ${ACTIVE_RECORD_LOCK_WAIT_MS / 1000} s: no version was published. Once the version is published, a busy lock only leaves it not activated (201, not_activated.code ACTIVE_RECORD_BUSY)`,
+              `${activeVersionErrorResponses[503].description}. Or ACTIVE_RECORD_BUSY, with Retry-After, when the served version must first be pinned in the model's active-version record (there is none, or it names another version; it is written before publishing) and the record’s lock stays held for ${ACTIVE_RECORD_LOCK_WAIT_MS / 1000} s: no version was published. Once the version is published, a busy lock only leaves it not activated (201, not_activated.code ACTIVE_RECORD_BUSY)`,
             ),
           },
         },
