@@ -284,6 +284,11 @@ describe.skipIf(!available)('dashboard in chromium', () => {
       // aa0-broken sorts before digits; its one version's weights are cut short.
       const version = join(repository, 'aa0-broken', '1');
       cpSync(join(repository, 'digits', '1'), version, { recursive: true });
+      // Named after its directory, so the config passes and the weights are what fails (the
+      // config is checked first).
+      const configPath = join(version, 'config.json');
+      const config = JSON.parse(readFileSync(configPath, 'utf8')) as { name: string };
+      writeFileSync(configPath, JSON.stringify({ ...config, name: 'aa0-broken' }));
       const weights = join(version, 'model.safetensors');
       writeFileSync(weights, readFileSync(weights).subarray(0, 100));
       // Uploads of more than 100 rows run as jobs (202), which the page follows.
