@@ -16,6 +16,13 @@ import { CONTROL, PROGRAM, STEP, TAP } from './program-wat.js';
 /*
  * Where a model version's program, parameters, I/O regions and per-thread scratch lie in the
  * WebAssembly engine's linear memory (one shared memory per executor, sized once, never grown).
+ *
+ * The memory goes up to wasm32's 4 GiB (MAX_PAGES), and ordinary models pass 2 GiB: [3, 224, 224]
+ * at the default MAX_BATCH_SIZE of 4096 has an input region of 2.3 GiB, after which the output
+ * region and every thread's scratch start above 2^31 (test/inference/wasm-memory-above-2gib.test.ts).
+ * So a byte offset is an unsigned 32-bit number everywhere: `>>> 2` / `>>> 3` for an index into
+ * the memory's typed arrays (`>> 2` makes it negative), and the kernels compare addresses with
+ * i32.lt_u / ge_u (their signed comparisons are of row, column and step counts only).
  */
 
 /** Rows of one pass of the I/O regions; a bigger batch loops (memory stays small for wide models). */
