@@ -11,13 +11,16 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { buildSequential, type LayerSpec, layerSchema } from '../../src/checkpoint/index.js';
 import {
   compileNetwork,
+  createExecutor,
   detectWasmSupport,
+  type Executor,
   PlanExecutor,
   type StatisticsTap,
   tensorChannels,
   WasmExecutor,
 } from '../../src/inference/index.js';
-import { planLayout } from '../../src/inference/wasm/memory-layout.js';
+import { MAX_MEMORY_BYTES, planLayout } from '../../src/inference/wasm/memory-layout.js';
+import { wasmUnsupportedReason } from '../../src/inference/wasm/wasm-executor.js';
 import { BatchNorm, namedModules, Rng } from '../../src/nn/index.js';
 import { nodeEngineOptions, prepareWasmRuntime } from '../../src/service/index.js';
 import { expectClose } from '../helpers/compare.js';
@@ -62,7 +65,7 @@ const rowsOf = (rows: number, seed: number) => {
   return Float32Array.from({ length: rows * plan.inputWidth }, () => rng.uniform(0, 1));
 };
 const reference = new PlanExecutor(plan, 16);
-const executors: WasmExecutor[] = [];
+const executors: Executor[] = [];
 afterAll(() => {
   for (const e of executors) e.close();
 });
@@ -136,5 +139,78 @@ describe('wasm engine memory above 2 GiB', () => {
     const split = two.run(x, rows);
     expect(two.parallelCalls).toBe(before + 1);
     expect(Buffer.from(split.buffer).equals(Buffer.from(expected.buffer))).toBe(true);
+  });
+});
+
+describe('an input too wide for 4096 rows in 4 GiB', () => {
+  // [3, 320, 320]: 4096 rows of input alone are 5 GiB. The executor used to refuse it with an
+  // empty RangeError (the engine rule measured one row, the executor MAX_BATCH_SIZE rows).
+  const wide = compileNetwork(
+    buildSequential(layers.slice(0, 3).concat(layers.slice(6)), { init: new Rng(3) }).eval(),
+    undefined,
+    [3, 320, 320],
+  );
+  const wideReference = new PlanExecutor(wide, 4);
+
+  it('passes as many rows as fit at a time, and no more', () => {
+    const layout = planLayout(wide, MAX_BATCH_SIZE, 2);
+    expect(layout.ioRows).toBeLessThan(MAX_BATCH_SIZE);
+    expect(layout.bytes).toBeLessThanOrEqual(MAX_MEMORY_BYTES);
+    // One row more would not fit: the memory's top is within a row of 4 GiB.
+    const rowBytes = (wide.inputWidth + wide.outputWidth) * 4;
+    expect(layout.bytes + rowBytes).toBeGreaterThan(MAX_MEMORY_BYTES);
+    expect(wasmUnsupportedReason(wide, 2)).toBeUndefined();
+  });
+
+  it('runs on the wasm engine, its scratch just below 4 GiB, as the reference', () => {
+    const reasons: string[] = [];
+    const wasm = createExecutor(wide, {
+      maxBatchSize: MAX_BATCH_SIZE,
+      relaxedSimd,
+      onFallback: (reason) => reasons.push(reason),
+    });
+    expect(reasons).toEqual([]);
+    expect(wasm.engine).toBe('wasm');
+    executors.push(wasm);
+    const rows = 2;
+    const x = Float32Array.from({ length: rows * wide.inputWidth }, (_, i) => (i % 251) / 251);
+    const expected = wideReference.run(x, rows);
+    expectClose(wasm.run(x, rows), expected, FUSION_ATOL, 'logits');
+    expectClose(wasm.softmax(expected, rows, 10), wideReference.softmax(expected, rows, 10), 1e-6);
+  });
+
+  it('a model whose scratch fits once runs on one thread; one that never fits, on JavaScript', () => {
+    // [1, S, S] → its mean: a row is S²·4 bytes, and each of a thread's two chunk buffers holds 4
+    // rows of it. S = 8192: 2.25 GiB with one thread, 4.25 GiB with two. S = 16384: 9 GiB.
+    const meanOf = (side: number) =>
+      compileNetwork(
+        buildSequential(
+          [spec({ type: 'adaptive_avgpool2d', output_size: 1 }), spec({ type: 'flatten' })],
+          { init: new Rng(4) },
+        ).eval(),
+        undefined,
+        [1, side, side],
+      );
+    const build = (side: number) => {
+      const reasons: string[] = [];
+      const executor = createExecutor(meanOf(side), {
+        maxBatchSize: MAX_BATCH_SIZE,
+        threads: 2,
+        spawnHelper,
+        onFallback: (reason) => reasons.push(reason),
+      });
+      executors.push(executor);
+      return { executor, reasons };
+    };
+    expect(wasmUnsupportedReason(meanOf(8192), 2)).toMatch(/pages of memory/);
+    const once = build(8192);
+    expect(once.executor.engine).toBe('wasm');
+    expect((once.executor as WasmExecutor).threads).toBe(1);
+    expect(once.reasons).toEqual([]);
+    const never = build(16384);
+    expect(never.executor.engine).toBe('js');
+    expect(never.reasons).toEqual([
+      expect.stringMatching(/^the model needs \d+ pages of memory \(limit 65536\)$/),
+    ]);
   });
 });

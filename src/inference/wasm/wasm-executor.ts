@@ -80,17 +80,28 @@ const HELPER_CHECK_MS = 1000;
  */
 const TAKE_BACK_MS = 1;
 
-/** Why the WASM engine cannot run `plan`, or undefined when it can. */
-export function wasmUnsupportedReason(plan: CompiledPlan): string | undefined {
+/**
+ * Why the WASM engine cannot run `plan` with `threads` threads, or undefined when it can: the
+ * executor's own layout (whose I/O regions shrink to fit) must fit in wasm32's 4 GiB with one row.
+ */
+export function wasmUnsupportedReason(
+  plan: CompiledPlan,
+  threads = 1,
+  denseAccumulation: DenseAccumulation = 'float32',
+): string | undefined {
   const ops = new Set<string>(Object.keys(OP));
   const unsupported = plan.steps.filter((s) => !ops.has(s.op)).map((s) => s.op);
   if (unsupported.length > 0)
     return `the wasm engine has no kernel for plan step(s) ${[...new Set(unsupported)].join(', ')}`;
-  const pages = planLayout(plan, 1, 1).bytes / 65536;
+  const pages = planLayout(plan, 1, threads, denseAccumulation === 'float64').bytes / 65536;
   if (pages > MAX_PAGES)
     return `the model needs ${Math.ceil(pages)} pages of memory (limit ${MAX_PAGES})`;
   return undefined;
 }
+
+/** The threads an executor runs on: helpers need a spawner. */
+export const executorThreads = (threads: number, spawnHelper: HelperSpawner | undefined): number =>
+  spawnHelper ? Math.max(1, Math.floor(threads)) : 1;
 
 /**
  * The parts of the engine module a plan needs (a smaller module loads sooner): element-wise for
@@ -192,7 +203,7 @@ export class WasmExecutor implements Executor {
   constructor(plan: CompiledPlan, options: WasmExecutorOptions) {
     this.plan = plan;
     this.relaxedSimd = options.relaxedSimd;
-    const threads = options.spawnHelper ? Math.max(1, Math.floor(options.threads)) : 1;
+    const threads = executorThreads(options.threads, options.spawnHelper);
     this.threads = threads;
     this.parallelMinFlops = options.parallelMinFlops ?? DEFAULT_PARALLEL_MIN_FLOPS;
     const layout = planLayout(
@@ -203,7 +214,8 @@ export class WasmExecutor implements Executor {
     );
     this.layout = layout;
     const pages = Math.ceil(layout.bytes / 65536);
-    if (pages > MAX_PAGES) throw new RangeError(wasmUnsupportedReason(plan));
+    if (pages > MAX_PAGES)
+      throw new RangeError(wasmUnsupportedReason(plan, threads, options.denseAccumulation));
     const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
     // Statistics need the element-wise part whatever the plan: a pre-activation tap applies the
     // activation after reading (act_pass), and dense64 stores through store_partial. Probes are
