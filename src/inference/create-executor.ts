@@ -5,6 +5,7 @@ import type { CompiledPlan } from './plan.js';
 import { PlanExecutor } from './plan-executor.js';
 import {
   type DenseAccumulation,
+  executorThreads,
   type HelperSpawner,
   WasmExecutor,
   wasmUnsupportedReason,
@@ -46,11 +47,17 @@ export function wasmRuntimeUnsupportedReason(support = detectWasmSupport()): str
 export function createExecutor(plan: CompiledPlan, options: ExecutorOptions): Executor {
   if ((options.engine ?? 'wasm') === 'wasm') {
     const support = options.support ?? detectWasmSupport();
-    const reason = wasmRuntimeUnsupportedReason(support) ?? wasmUnsupportedReason(plan);
+    // Each thread has its own scratch: fewer threads when that many do not fit in the memory.
+    let threads = executorThreads(options.threads ?? 1, options.spawnHelper);
+    while (threads > 1 && wasmUnsupportedReason(plan, threads, options.denseAccumulation))
+      threads--;
+    const reason =
+      wasmRuntimeUnsupportedReason(support) ??
+      wasmUnsupportedReason(plan, threads, options.denseAccumulation);
     if (reason === undefined) {
       return new WasmExecutor(plan, {
         maxBatchSize: options.maxBatchSize,
-        threads: options.threads ?? 1,
+        threads,
         spawnHelper: options.spawnHelper,
         denseAccumulation: options.denseAccumulation,
         relaxedSimd: (options.relaxedSimd ?? true) && support.relaxedSimd,

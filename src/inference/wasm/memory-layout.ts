@@ -11,15 +11,25 @@ import {
 } from '../../nn/wasm/index.js';
 import type { CompiledPlan, PlanStep } from '../plan.js';
 import { tensorChannels } from '../statistics-probe.js';
+import { MAX_PAGES } from './engine-module.js';
 import { CONTROL, PROGRAM, STEP, TAP } from './program-wat.js';
 
 /*
  * Where a model version's program, parameters, I/O regions and per-thread scratch lie in the
  * WebAssembly engine's linear memory (one shared memory per executor, sized once, never grown).
+ *
+ * The memory goes up to wasm32's 4 GiB (MAX_PAGES), and ordinary models pass 2 GiB: [3, 224, 224]
+ * at the default MAX_BATCH_SIZE of 4096 has an input region of 2.3 GiB, after which the output
+ * region and every thread's scratch start above 2^31 (test/inference/wasm-memory-above-2gib.test.ts).
+ * So a byte offset is an unsigned 32-bit number everywhere: `>>> 2` / `>>> 3` for an index into
+ * the memory's typed arrays (`>> 2` makes it negative), and the kernels compare addresses with
+ * i32.lt_u / ge_u (their signed comparisons are of row, column and step counts only).
  */
 
 /** Rows of one pass of the I/O regions; a bigger batch loops (memory stays small for wide models). */
 const IO_ROWS_CAP = 4096;
+/** The most memory an executor can have: wasm32's 4 GiB. */
+export const MAX_MEMORY_BYTES = MAX_PAGES * 65536;
 /**
  * A chunk's two buffers together fill L2 (512 KiB per core here) for the widest layer. Every chunk
  * streams each layer's packed weights once, so more rows per chunk means fewer passes over them:
@@ -56,6 +66,11 @@ export function tapCapacity(plan: CompiledPlan): TapCapacity {
 }
 
 export interface Layout {
+  /**
+   * Rows of one pass of the I/O regions: maxBatchSize, at most IO_ROWS_CAP, and fewer when that
+   * many rows of input and output would not fit in MAX_MEMORY_BYTES (a conv model on
+   * [3, 320, 320] passes 3,485 rows at a time, on [3, 448, 448] 1,774).
+   */
   ioRows: number;
   chunkRows: number;
   bufferBytes: number;
@@ -113,14 +128,37 @@ function paramBytes(step: PlanStep, dense64: boolean): number[] {
   }
 }
 
-/** Where everything lives in the version's linear memory. */
+/**
+ * Where everything lives in the version's linear memory. The I/O regions hold as many rows as
+ * asked for (up to IO_ROWS_CAP) when they fit in MAX_MEMORY_BYTES, else as many as fit (a bigger
+ * batch loops over them anyway); `bytes` exceeds MAX_MEMORY_BYTES only when one row does not fit.
+ */
 export function planLayout(
   plan: CompiledPlan,
   maxBatchSize: number,
   threads: number,
   dense64 = false,
 ): Layout {
-  const ioRows = Math.max(1, Math.min(maxBatchSize, IO_ROWS_CAP));
+  const wanted = Math.max(1, Math.min(maxBatchSize, IO_ROWS_CAP));
+  const layout = layoutWithRows(plan, wanted, threads, dense64);
+  if (layout.bytes <= MAX_MEMORY_BYTES || wanted === 1) return layout;
+  // The most rows that fit: bytes grow with the rows, so a binary search (12 layouts at most).
+  let fits = 1;
+  let over = wanted;
+  while (over - fits > 1) {
+    const rows = Math.floor((fits + over) / 2);
+    if (layoutWithRows(plan, rows, threads, dense64).bytes <= MAX_MEMORY_BYTES) fits = rows;
+    else over = rows;
+  }
+  return layoutWithRows(plan, fits, threads, dense64);
+}
+
+function layoutWithRows(
+  plan: CompiledPlan,
+  ioRows: number,
+  threads: number,
+  dense64: boolean,
+): Layout {
   const chunkRows = Math.max(
     MR,
     Math.min(MAX_CHUNK_ROWS, Math.floor(CHUNK_BUFFER_BYTES / 2 / (plan.maxWidth * 4) / MR) * MR),

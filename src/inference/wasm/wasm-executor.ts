@@ -80,17 +80,28 @@ const HELPER_CHECK_MS = 1000;
  */
 const TAKE_BACK_MS = 1;
 
-/** Why the WASM engine cannot run `plan`, or undefined when it can. */
-export function wasmUnsupportedReason(plan: CompiledPlan): string | undefined {
+/**
+ * Why the WASM engine cannot run `plan` with `threads` threads, or undefined when it can: the
+ * executor's own layout (whose I/O regions shrink to fit) must fit in wasm32's 4 GiB with one row.
+ */
+export function wasmUnsupportedReason(
+  plan: CompiledPlan,
+  threads = 1,
+  denseAccumulation: DenseAccumulation = 'float32',
+): string | undefined {
   const ops = new Set<string>(Object.keys(OP));
   const unsupported = plan.steps.filter((s) => !ops.has(s.op)).map((s) => s.op);
   if (unsupported.length > 0)
     return `the wasm engine has no kernel for plan step(s) ${[...new Set(unsupported)].join(', ')}`;
-  const pages = planLayout(plan, 1, 1).bytes / 65536;
+  const pages = planLayout(plan, 1, threads, denseAccumulation === 'float64').bytes / 65536;
   if (pages > MAX_PAGES)
     return `the model needs ${Math.ceil(pages)} pages of memory (limit ${MAX_PAGES})`;
   return undefined;
 }
+
+/** The threads an executor runs on: helpers need a spawner. */
+export const executorThreads = (threads: number, spawnHelper: HelperSpawner | undefined): number =>
+  spawnHelper ? Math.max(1, Math.floor(threads)) : 1;
 
 /**
  * The parts of the engine module a plan needs (a smaller module loads sooner): element-wise for
@@ -192,7 +203,7 @@ export class WasmExecutor implements Executor {
   constructor(plan: CompiledPlan, options: WasmExecutorOptions) {
     this.plan = plan;
     this.relaxedSimd = options.relaxedSimd;
-    const threads = options.spawnHelper ? Math.max(1, Math.floor(options.threads)) : 1;
+    const threads = executorThreads(options.threads, options.spawnHelper);
     this.threads = threads;
     this.parallelMinFlops = options.parallelMinFlops ?? DEFAULT_PARALLEL_MIN_FLOPS;
     const layout = planLayout(
@@ -203,7 +214,8 @@ export class WasmExecutor implements Executor {
     );
     this.layout = layout;
     const pages = Math.ceil(layout.bytes / 65536);
-    if (pages > MAX_PAGES) throw new RangeError(wasmUnsupportedReason(plan));
+    if (pages > MAX_PAGES)
+      throw new RangeError(wasmUnsupportedReason(plan, threads, options.denseAccumulation));
     const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
     // Statistics need the element-wise part whatever the plan: a pre-activation tap applies the
     // activation after reading (act_pass), and dense64 stores through store_partial. Probes are
@@ -307,8 +319,8 @@ export class WasmExecutor implements Executor {
   private runRows(input: Float32Array, rows: number): Float32Array {
     const { inputWidth, outputWidth } = this.plan;
     const { ioRows, input: inAt, output: outAt } = this.layout;
-    const inWord = inAt >> 2;
-    const outWord = outAt >> 2;
+    const inWord = inAt >>> 2;
+    const outWord = outAt >>> 2;
     if (rows <= ioRows) {
       const n = rows * inputWidth;
       this.heap.set(input.length === n ? input : input.subarray(0, n), inWord);
@@ -337,7 +349,7 @@ export class WasmExecutor implements Executor {
     const { ioRows, input: inAt } = this.layout;
     for (let r = 0; r < rows; r += ioRows) {
       const n = Math.min(ioRows, rows - r);
-      this.heap.set(input.subarray(r * width, (r + n) * width), inAt >> 2);
+      this.heap.set(input.subarray(r * width, (r + n) * width), inAt >>> 2);
       this.compute(n);
     }
     this.setTaps(undefined);
@@ -361,9 +373,9 @@ export class WasmExecutor implements Executor {
       );
     for (let r = 0; r < rows; r += block) {
       const n = Math.min(block, rows - r);
-      this.heap.set(logits.subarray(r * width, (r + n) * width), src >> 2);
+      this.heap.set(logits.subarray(r * width, (r + n) * width), src >>> 2);
       this.exports.softmax(src, dst, n, width);
-      out.set(this.heap.subarray(dst >> 2, (dst >> 2) + n * width), r * width);
+      out.set(this.heap.subarray(dst >>> 2, (dst >>> 2) + n * width), r * width);
     }
     return out;
   }
@@ -462,7 +474,7 @@ export class WasmExecutor implements Executor {
     const width = this.plan.inputWidth;
     const rows = Math.min(this.layout.ioRows, call.rows - call.next);
     const from = call.next * width;
-    this.heap.set(call.input.subarray(from, from + rows * width), this.layout.input >> 2);
+    this.heap.set(call.input.subarray(from, from + rows * width), this.layout.input >>> 2);
     // The probe's accumulators hold this pass alone (what earlier calls added is collected
     // first), so that a failed helper's part can be cleared exactly (finishPass).
     const taps = call.probe ? this.take(call.probe) : undefined;
@@ -481,7 +493,7 @@ export class WasmExecutor implements Executor {
       }))
       .filter((s) => s.r1 > s.r0);
     for (const { helper, r0, r1 } of shares) {
-      const c = helper.control >> 2;
+      const c = helper.control >>> 2;
       Atomics.store(w, c + CONTROL.r0, r0);
       Atomics.store(w, c + CONTROL.r1, r1);
       Atomics.store(w, c + CONTROL.chunk, 0);
@@ -503,7 +515,7 @@ export class WasmExecutor implements Executor {
   private async awaitPass(pass: AsyncPass): Promise<void> {
     const w = this.words;
     for (const { helper } of pass.shares) {
-      const done = (helper.control >> 2) + CONTROL.done;
+      const done = (helper.control >>> 2) + CONTROL.done;
       for (;;) {
         const state = Atomics.load(w, done);
         if (state !== DONE.posted && state !== DONE.claimed) break;
@@ -544,15 +556,15 @@ export class WasmExecutor implements Executor {
       const w = this.words;
       const { program, input, output, scratch } = this.layout;
       for (const { helper, r0, r1 } of pass.shares) {
-        const state = Atomics.load(w, (helper.control >> 2) + CONTROL.done);
+        const state = Atomics.load(w, (helper.control >>> 2) + CONTROL.done);
         if (state === DONE.finished) continue;
         if (state === DONE.posted || state === DONE.claimed) {
           // Its helper failed (state word) without touching `done`: mark the share revoked.
-          Atomics.store(w, (helper.control >> 2) + CONTROL.done, DONE.revoked);
+          Atomics.store(w, (helper.control >>> 2) + CONTROL.done, DONE.revoked);
         }
         if (taps) {
           // A helper that died part-way may have added some rows to its accumulators.
-          const at = (helper.scratch + this.layout.accumulators) >> 3;
+          const at = (helper.scratch + this.layout.accumulators) >>> 3;
           this.f64.fill(0, at, at + taps.bytes / 8);
         }
         this.exports.run(program, input, output, r0, r1, scratch[0]!);
@@ -561,7 +573,7 @@ export class WasmExecutor implements Executor {
         (h) => this.word(h.control, CONTROL.state) !== HELPER_STATE.failed,
       );
       const width = this.plan.outputWidth;
-      const at = output >> 2;
+      const at = output >>> 2;
       call.out?.set(this.heap.subarray(at, at + rows * width), call.next * width);
       if (taps) {
         taps.pendingRows += rows;
@@ -588,7 +600,7 @@ export class WasmExecutor implements Executor {
     if (!pass) return;
     const w = this.words;
     for (const { helper } of pass.shares) {
-      const done = (helper.control >> 2) + CONTROL.done;
+      const done = (helper.control >>> 2) + CONTROL.done;
       // The helper wakes one waiter when it finishes: move awaitPass's wait out of the way (it
       // finds the pass ended and returns), so that the waiter is this thread.
       Atomics.notify(w, done);
@@ -657,7 +669,7 @@ export class WasmExecutor implements Executor {
       // A read would map the shared zero page; an atomic add of zero writes, so the page is
       // backed, and leaves what a helper thread may be writing meanwhile as it is.
       for (let at = range[0] - (range[0] % PAGE_BYTES); at < end; at += PAGE_BYTES) {
-        Atomics.add(words, at >>> 2, 0); // >>>: offsets past 2 GiB stay positive
+        Atomics.add(words, at >>> 2, 0);
       }
       budget -= end - range[0];
       range[0] = end;
@@ -670,9 +682,9 @@ export class WasmExecutor implements Executor {
     this.spawnHelper = undefined;
     this.drain();
     for (const h of this.helpers) {
-      Atomics.store(this.words, (h.control >> 2) + CONTROL.state, HELPER_STATE.stopping);
-      Atomics.add(this.words, (h.control >> 2) + CONTROL.seq, 1);
-      Atomics.notify(this.words, (h.control >> 2) + CONTROL.seq);
+      Atomics.store(this.words, (h.control >>> 2) + CONTROL.state, HELPER_STATE.stopping);
+      Atomics.add(this.words, (h.control >>> 2) + CONTROL.seq, 1);
+      Atomics.notify(this.words, (h.control >>> 2) + CONTROL.seq);
       h.handle.terminate();
     }
     this.helpers = [];
@@ -718,7 +730,7 @@ export class WasmExecutor implements Executor {
     if (!(probe instanceof WasmProbe) || probe.owner !== this)
       throw new RangeError('the probe was created by another executor');
     if (this.written !== probe) {
-      this.words.set(probe.table, this.layout.tapTable >> 2);
+      this.words.set(probe.table, this.layout.tapTable >>> 2);
       this.written = probe;
     }
     this.zero(probe);
@@ -730,14 +742,14 @@ export class WasmExecutor implements Executor {
    * and every step (undefined: a plain call).
    */
   private setTaps(limit: number | undefined): void {
-    const header = this.layout.program >> 2;
+    const header = this.layout.program >>> 2;
     this.words[header + PROGRAM.taps] = limit === undefined ? 0 : this.layout.tapTable;
     this.words[header + PROGRAM.limit] = limit ?? this.plan.steps.length;
   }
 
   private zero(probe: WasmProbe): void {
     for (const s of this.layout.scratch) {
-      const at = (s + this.layout.accumulators) >> 3;
+      const at = (s + this.layout.accumulators) >>> 3;
       this.f64.fill(0, at, at + probe.bytes / 8);
     }
   }
@@ -749,7 +761,7 @@ export class WasmExecutor implements Executor {
       const sums = probe.held[i]!;
       const c = tap.channels;
       for (const s of this.layout.scratch) {
-        const at = (s + this.layout.accumulators + probe.offsets[i]!) >> 3;
+        const at = (s + this.layout.accumulators + probe.offsets[i]!) >>> 3;
         for (let k = 0; k < c; k++) {
           sums.sum[k] = sums.sum[k]! + this.f64[at + k]!;
           sums.sumSquares[k] = sums.sumSquares[k]! + this.f64[at + c + k]!;
@@ -761,7 +773,7 @@ export class WasmExecutor implements Executor {
   }
 
   private word(control: number, index: number): number {
-    return Atomics.load(this.words, (control >> 2) + index);
+    return Atomics.load(this.words, (control >>> 2) + index);
   }
 
   /** Rows 0 … rows−1 of the input region into the output region. */
@@ -792,10 +804,10 @@ export class WasmExecutor implements Executor {
       Math.max(MIN_CHUNK_ROWS, Math.ceil(rows / (CHUNKS_PER_THREAD * threads) / MR) * MR),
     );
     const w = this.words;
-    const cursor = (helpers[0]!.control >> 2) + CONTROL.cursor;
+    const cursor = (helpers[0]!.control >>> 2) + CONTROL.cursor;
     Atomics.store(w, cursor, 0);
     for (const h of helpers) {
-      const c = h.control >> 2;
+      const c = h.control >>> 2;
       Atomics.store(w, c + CONTROL.r1, rows);
       Atomics.store(w, c + CONTROL.chunk, chunk);
       Atomics.store(w, c + CONTROL.cursorAt, cursor << 2);
@@ -810,7 +822,7 @@ export class WasmExecutor implements Executor {
       x.run(program, input, output, r0, Math.min(rows, r0 + chunk), scratch[0]!);
     }
     for (const h of helpers) {
-      const c = h.control >> 2;
+      const c = h.control >>> 2;
       // A helper that has not claimed its share yet is told not to (revoked): no rows are left.
       let state = Atomics.compareExchange(w, c + CONTROL.done, DONE.posted, DONE.revoked);
       while (state === DONE.claimed) {

@@ -34,7 +34,7 @@ export function writeProgram(
   const i32 = new Int32Array(memory.buffer);
   const f32 = new Float32Array(memory.buffer);
   const f64 = new Float64Array(memory.buffer);
-  const base = layout.program >> 2;
+  const base = layout.program >>> 2;
   i32[base + PROGRAM.steps] = plan.steps.length;
   i32[base + PROGRAM.inWidth] = plan.inputWidth;
   i32[base + PROGRAM.outWidth] = plan.outputWidth;
@@ -48,7 +48,7 @@ export function writeProgram(
   let param = 0;
   plan.steps.forEach((step, i) => {
     const st = layout.program + PROGRAM.headerBytes + i * STEP.bytes;
-    const w = st >> 2;
+    const w = st >>> 2;
     i32[w + STEP.activation] = activationCode(step.activation);
     f32[w + STEP.slope] = slopeOf(step.activation);
     switch (step.op) {
@@ -64,24 +64,24 @@ export function writeProgram(
             step.weight,
             step.inFeatures,
             step.outFeatures,
-            f64.subarray(packed >> 3, (packed >> 3) + words),
+            f64.subarray(packed >>> 3, (packed >>> 3) + words),
           );
-          f64.set(step.bias, bias >> 3);
+          f64.set(step.bias, bias >>> 3);
           i32[w + STEP.op] = OP.dense64;
           break;
         }
-        f32.set(step.weight, layout.input >> 2);
+        f32.set(step.weight, layout.input >>> 2);
         // B = Wᵀ: B[k, n] = W[n, k], so k advances by one float and n by a row of W.
         x.pack_b(layout.input, 4, step.inFeatures * 4, step.inFeatures, step.outFeatures, packed);
-        f32.set(step.bias, bias >> 2);
+        f32.set(step.bias, bias >>> 2);
         i32[w + STEP.op] = OP.dense;
         break;
       }
       case 'affine': {
         const [scale, shift] = [layout.params[param++]!, layout.params[param++]!];
         const features = step.channels * step.spatial;
-        f64.set(perValue(step.scale, step.spatial), scale >> 3);
-        f64.set(perValue(step.shift, step.spatial), shift >> 3);
+        f64.set(perValue(step.scale, step.spatial), scale >>> 3);
+        f64.set(perValue(step.shift, step.spatial), shift >>> 3);
         i32[w + STEP.op] = OP.affine;
         i32[w + STEP.inFeatures] = features;
         i32[w + STEP.outFeatures] = features;
@@ -97,12 +97,12 @@ export function writeProgram(
         i32[w + STEP.extra] = step.groups;
         if (step.weight && step.bias) {
           const [gamma, beta] = [layout.params[param++]!, layout.params[param++]!];
-          f32.set(step.weight, gamma >> 2);
-          f32.set(step.bias, beta >> 2);
+          f32.set(step.weight, gamma >>> 2);
+          f32.set(step.bias, beta >>> 2);
           i32[w + STEP.first] = gamma;
           i32[w + STEP.second] = beta;
         }
-        f64[(st + STEP.epsByteOffset) >> 3] = step.eps;
+        f64[(st + STEP.epsByteOffset) >>> 3] = step.eps;
         break;
       }
       case 'conv2d': {
@@ -115,8 +115,8 @@ export function writeProgram(
         ];
         param += 5;
         const g = step.geometry;
-        f32.set(step.weight, weight >> 2);
-        f32.set(step.bias, bias >> 2);
+        f32.set(step.weight, weight >>> 2);
+        f32.set(step.bias, bias >>> 2);
         writeConvDescriptor(memory.buffer, descriptor, g, step.outChannels, {
           weight,
           bias,

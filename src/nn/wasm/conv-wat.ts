@@ -96,7 +96,7 @@ export function writeConvDescriptor(
   const planeW = padded ? g.inW + 2 * pw : g.inW;
   const positions = g.outH * g.outW;
   const k = g.channels * kh * kw;
-  const d = at >> 2;
+  const d = at >>> 2;
   words[d + CONV.channels] = g.channels;
   words[d + CONV.inH] = g.inH;
   words[d + CONV.inW] = g.inW;
@@ -113,7 +113,7 @@ export function writeConvDescriptor(
   words[d + CONV.lanes] = addresses.lanes;
   words[d + CONV.panelsAt] = convSizes(g).panelsAt;
   // koff: (c, i, j) → the byte offset of (c, i·dh, j·dw) in the plane.
-  let w = addresses.koff >> 2;
+  let w = addresses.koff >>> 2;
   for (let c = 0; c < g.channels; c++)
     for (let i = 0; i < kh; i++)
       for (let j = 0; j < kw; j++) words[w++] = ((c * planeH + i * dh) * planeW + j * dw) * 4;
@@ -123,7 +123,7 @@ export function writeConvDescriptor(
     p < positions ? (Math.floor(p / g.outW) * sh * planeW + (p % g.outW) * sw) * 4 : 0;
   const groups = Math.ceil(positions / NR) * 2;
   for (let group = 0; group < groups; group++) {
-    const r = (addresses.lanes + group * LANE_GROUP_BYTES) >> 2;
+    const r = (addresses.lanes + group * LANE_GROUP_BYTES) >>> 2;
     const o = [0, 1, 2, 3].map((lane) => offset(group * 4 + lane));
     const contiguous = group * 4 + 3 < positions && o.every((v, lane) => v === o[0]! + lane * 4);
     words[r] = contiguous ? 1 : 0;

@@ -22,11 +22,11 @@ export function writePoolTable(memory: ArrayBufferLike, at: number, w: PoolWindo
   const doubles = new Float64Array(memory);
   for (let q = 0; q < w.outH * w.outW; q++) {
     const r = at + q * POOL_WINDOW_BYTES;
-    words[(r >> 2) + 0] = w.h0[q]! * w.inW * 4;
-    words[(r >> 2) + 1] = w.h1[q]! * w.inW * 4;
-    words[(r >> 2) + 2] = w.w0[q]! * 4;
-    words[(r >> 2) + 3] = w.w1[q]! * 4;
-    doubles[(r + DIVISOR_OFFSET) >> 3] = w.divisor[q]!;
+    words[(r >>> 2) + 0] = w.h0[q]! * w.inW * 4;
+    words[(r >>> 2) + 1] = w.h1[q]! * w.inW * 4;
+    words[(r >>> 2) + 2] = w.w0[q]! * 4;
+    words[(r >>> 2) + 3] = w.w1[q]! * 4;
+    doubles[(r + DIVISOR_OFFSET) >>> 3] = w.divisor[q]!;
   }
 }
 
