@@ -7,7 +7,7 @@ import {
   type ModelConfig,
   WEIGHTS_FILE,
 } from '../checkpoint/index.js';
-import { isNormserveError, NormserveError } from '../errors/index.js';
+import { type ErrorCode, isNormserveError, NormserveError } from '../errors/index.js';
 import {
   CompiledModel,
   detectWasmSupport,
@@ -34,6 +34,8 @@ export interface ServedVersion {
   readonly state: VersionState;
   /** Why loading failed (FAILED only). */
   readonly reason?: string;
+  /** The catalogue code of that failure, when it has one (FAILED only). */
+  readonly reasonCode?: ErrorCode;
   readonly checkpoint?: LoadedCheckpoint;
   readonly compiled?: CompiledModel;
   readonly loadedAt: string;
@@ -412,9 +414,18 @@ export class ModelRegistry {
       return { name, version, state: 'AVAILABLE', checkpoint, compiled, loadedAt, fingerprint };
     } catch (e) {
       const reason = e instanceof Error ? e.message : String(e);
-      this.log.error({ model: name, version, reason }, 'version failed to load');
+      const reasonCode = isNormserveError(e) ? e.code : undefined;
+      this.log.error({ model: name, version, reason, code: reasonCode }, 'version failed to load');
       this.options.onLoadFailure?.(name, version, reason);
-      return { name, version, state: 'FAILED', reason, loadedAt, fingerprint };
+      return {
+        name,
+        version,
+        state: 'FAILED',
+        reason,
+        ...(reasonCode !== undefined ? { reasonCode } : {}),
+        loadedAt,
+        fingerprint,
+      };
     }
   }
 

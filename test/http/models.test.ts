@@ -317,7 +317,8 @@ describe('with broken checkpoints (digits/2 and broken/1 truncated)', () => {
     expect(status[0]).toMatchObject({
       version: '2',
       state: 'FAILED',
-      status: { error_code: 'UNKNOWN' },
+      // TF Serving's error_code, and normserve's stable code of the failure (docs/errors.md).
+      status: { error_code: 'UNKNOWN', code: 'SAFETENSORS_INVALID' },
       active: false,
     });
     expect(status[0].status.error_message).toMatch(truncated);

@@ -93,7 +93,14 @@ export const predictResponseSchema = z
 const versionStatus = z.object({
   version: z.string(),
   state: z.enum(['AVAILABLE', 'FAILED']),
-  status: z.object({ error_code: z.string(), error_message: z.string() }),
+  status: z.object({
+    error_code: z.string(),
+    error_message: z.string(),
+    code: z.string().optional().meta({
+      description:
+        'normserve extension: the stable code of a load failure (docs/errors.md), e.g. CHECKPOINT_MISMATCH; error_code stays TF Serving’s UNKNOWN',
+    }),
+  }),
   active: z
     .boolean()
     .meta({ description: 'normserve extension: this version is served by default' }),

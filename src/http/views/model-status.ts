@@ -11,7 +11,11 @@ function versionStatus(model: ModelSnapshot, only?: number) {
       status:
         v.state === 'AVAILABLE'
           ? { error_code: 'OK', error_message: '' }
-          : { error_code: 'UNKNOWN', error_message: v.reason ?? '' },
+          : {
+              error_code: 'UNKNOWN',
+              error_message: v.reason ?? '',
+              ...(v.reasonCode !== undefined ? { code: v.reasonCode } : {}),
+            },
       active: model.active === v.version,
     }));
 }
