@@ -8,9 +8,9 @@ import {
   RecalibrationService,
 } from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
-import { recalibrationBudget } from '../container-budget.js';
 import { CONTENT_ENCODING_DOC } from '../content-encoding.js';
 import { checkCsvMediaType } from '../csv-media-type.js';
+import { recalibrationBudget } from '../json-budget.js';
 import { beforeVerb } from '../not-found.js';
 import { adminRateLimit } from '../rate-limit.js';
 import {
@@ -119,11 +119,11 @@ async function adminScope(app: AppInstance): Promise<void> {
       `/v1/models/${MODEL_NAME_ROUTE_PARAM}::recalibrate`,
       {
         // NDJSON, CSV and float32 uploads are read as streams and held to their own limit, decoded;
-        // a JSON body with millions of empty rows is a 413 before it is parsed (container-budget.ts).
+        // a JSON body with millions of empty rows is a 413 before it is parsed (json-budget.ts).
         config: {
           access: 'admin',
           streamedBody: true,
-          jsonContainers: recalibrationBudget(registry, config),
+          jsonBudget: recalibrationBudget(registry, config),
         },
         bodyLimit: config.BODY_LIMIT_BYTES,
         schema: {
