@@ -80,10 +80,10 @@ const COUNTED_FROM_CHARS = 2 * Math.min(ENVELOPE_CONTAINERS, ENVELOPE_STRINGS);
 export const DEFAULT_CONTAINERS = 65_536;
 
 /**
- * Likewise for strings on the routes that read no rows, whose bodies hold a few: 16,384 keys of
- * one object (`"k0":0,…`, 169 kB) parse in 3–4 ms, 65,536 in 23–34 ms (median of 15, `node
- * /tmp/h77/parse65k.mjs N`, measured 2026-12-02 on the 2-core machine), keys costing more than
- * arrays as the object's key table grows.
+ * Likewise for strings on the routes that read no rows, whose bodies hold a few (activate's
+ * note): JSON.parse of 16,384 keys of one object (`{"k0":0,…}`, 169 kB) takes 3–4 ms, of 65,536
+ * 23–34 ms (`node`, median of 15, measured 2026-12-02 on the 2-core machine; 65,536 short
+ * strings in an array 10 ms): a key costs more than an array as the object's key table grows.
  */
 export const DEFAULT_STRINGS = 16_384;
 
