@@ -2,7 +2,7 @@ import type { FastifyRequest } from 'fastify';
 import { parse as locateJsonErrors } from 'jsonc-parser';
 import secureJson from 'secure-json-parse';
 import { NormserveError } from '../errors/index.js';
-import { overContainerBudget } from './container-budget.js';
+import { overJsonBudget } from './json-budget.js';
 
 /**
  * The media types whose bodies are read as JSON (app.ts registers parseJsonBody for each; a 415
@@ -61,8 +61,8 @@ const reason = (message: string): string =>
  * Fastify's JSON body parser with a position in its error: the same secure-json-parse refusals of
  * `__proto__` and `constructor.prototype` keys, but a syntax error names its line and column
  * (and carries them as `position` in the problem document), so a client can find it in a body
- * of thousands of rows. A body with more arrays and objects than its route reads is refused
- * before it is parsed, with the route's 413 (container-budget.ts).
+ * of thousands of rows. A body with more arrays and objects, or more strings and keys, than its
+ * route reads is refused before it is parsed, with the route's 413 (json-budget.ts).
  */
 export function parseJsonBody(
   request: FastifyRequest,
@@ -75,7 +75,7 @@ export function parseJsonBody(
     );
     return;
   }
-  const refused = overContainerBudget(request, body);
+  const refused = overJsonBudget(request, body);
   if (refused) {
     done(refused);
     return;

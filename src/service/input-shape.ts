@@ -60,7 +60,7 @@ export class InputShape {
   /**
    * The most JSON arrays one sample is written with: 1 flat; nested, one per index prefix of the
    * shape but the full one, 1 + C + C·H for [C, H, W] (10 for [1, 8, 8]). What a body of such
-   * samples may hold (http/container-budget.ts).
+   * samples may hold (http/json-budget.ts).
    */
   readonly arraysPerSample: number;
 

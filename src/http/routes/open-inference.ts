@@ -2,9 +2,9 @@ import { OIP_EXTENSIONS } from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
 import { attributeModel } from '../attribute-model.js';
 import { binaryContentType, OCTET_STREAM } from '../binary-infer.js';
-import { predictionBudget } from '../container-budget.js';
 import { CONTENT_ENCODING_DOC } from '../content-encoding.js';
 import { inferBody, inferHandler } from '../infer-request.js';
+import { predictionBudget } from '../json-budget.js';
 import {
   activeVersionErrorResponses,
   errorResponses,
@@ -129,8 +129,8 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
   );
 
   const infer = inferHandler(app.deps);
-  // Millions of empty rows are a 413 before they are parsed (container-budget.ts).
-  const jsonContainers = predictionBudget(registry, app.deps.config);
+  // Millions of empty rows are a 413 before they are parsed (json-budget.ts).
+  const jsonBudget = predictionBudget(registry, app.deps.config);
   const inferSchema = {
     tags,
     body: inferBody,
@@ -146,7 +146,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
   app.post(
     '/v2/models/:name/infer',
     {
-      config: { access: 'prediction', jsonContainers },
+      config: { access: 'prediction', jsonBudget },
       onRequest: onInferRequest,
       schema: { ...inferSchema, summary: 'Inference with the active version', params: nameParams },
     },
@@ -155,7 +155,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
   app.post(
     '/v2/models/:name/versions/:version/infer',
     {
-      config: { access: 'prediction', jsonContainers },
+      config: { access: 'prediction', jsonBudget },
       onRequest: onInferRequest,
       schema: { ...inferSchema, summary: 'Inference with one version', params: versionParams },
     },

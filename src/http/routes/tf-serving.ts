@@ -1,8 +1,8 @@
 import type { AppInstance } from '../app-types.js';
 import { attributeModel } from '../attribute-model.js';
 import { OCTET_STREAM } from '../binary-infer.js';
-import { predictionBudget } from '../container-budget.js';
 import { CONTENT_ENCODING_DOC } from '../content-encoding.js';
+import { predictionBudget } from '../json-budget.js';
 import { beforeVerb } from '../not-found.js';
 import { predictBody, predictHandler, predictQuery } from '../predict-request.js';
 import {
@@ -123,8 +123,8 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
   );
 
   const predict = predictHandler(app.deps);
-  // Millions of empty rows are a 413 before they are parsed (container-budget.ts).
-  const jsonContainers = predictionBudget(registry, app.deps.config);
+  // Millions of empty rows are a 413 before they are parsed (json-budget.ts).
+  const jsonBudget = predictionBudget(registry, app.deps.config);
   const predictSchema = {
     tags: ['predict'],
     querystring: predictQuery,
@@ -143,7 +143,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
   app.post(
     `/v1/models/${MODEL_NAME_ROUTE_PARAM}::predict`,
     {
-      config: { access: 'prediction', jsonContainers },
+      config: { access: 'prediction', jsonBudget },
       onRequest,
       schema: {
         ...predictSchema,
@@ -156,7 +156,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
   app.post(
     `/v1/models/:name/versions/${beforeVerb('version')}::predict`,
     {
-      config: { access: 'prediction', jsonContainers },
+      config: { access: 'prediction', jsonBudget },
       onRequest,
       schema: { ...predictSchema, summary: 'Predict with one version', params: versionParams },
     },

@@ -1,11 +1,13 @@
 /**
- * The arrays and objects of a JSON body, counted before it is parsed (src/http/container-budget.ts):
- * millions of empty rows held the event loop for seconds in JSON.parse before any limit looked at
- * them. A body over its route's budget gets the route's 413 without being parsed; a valid body
- * never does, at the row limit of the deepest bundled model ([1, 8, 8]) included.
+ * The arrays and objects, and the strings, of a JSON body, counted before it is parsed
+ * (src/http/json-budget.ts): millions of empty rows, keys or short strings held the event loop for
+ * seconds in JSON.parse before any limit looked at them. A body over its route's budget gets the
+ * route's 413 without being parsed; a valid body never does, at the row limit of the deepest
+ * bundled model ([1, 8, 8]) and with every tensor and parameter an infer request may name included.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hasMoreContainers } from '../../src/http/json-containers.js';
+import { ENVELOPE_STRINGS } from '../../src/http/json-budget.js';
+import { hasMoreContainers, hasMoreStrings } from '../../src/http/json-counts.js';
 import { InputShape } from '../../src/service/index.js';
 import { ADMIN } from '../helpers/admin.js';
 import { makeTestApp, type TestApp } from '../helpers/app.js';
@@ -19,6 +21,19 @@ const cnnSample = (seed: number) => [
   Array.from({ length: 8 }, (_, h) => Array.from({ length: 8 }, (_, w) => (seed + h * 8 + w) % 10)),
 ];
 const cnnRows = (n: number) => Array.from({ length: n }, (_, r) => cnnSample(r));
+/** The strings JSON.parse builds for `value`: its keys and string values, counted on the value. */
+const stringsIn = (value: unknown): number => {
+  if (typeof value === 'string') return 1;
+  if (Array.isArray(value)) return value.reduce((n: number, v) => n + stringsIn(v), 0);
+  if (typeof value === 'object' && value !== null)
+    return Object.entries(value).reduce((n, [, v]) => n + 1 + stringsIn(v), 0);
+  return 0;
+};
+/** `n` keys `"k0":0,"k1":0,…` (5+ characters each), comma-separated. */
+const keys = (n: number) => Array.from({ length: n }, (_, i) => `"k${i}":0`).join(',');
+/** `n` short distinct strings, comma-separated. */
+const strings = (n: number) => Array.from({ length: n }, (_, i) => `"${i.toString(36)}"`).join(',');
+const digitsRow = Array.from({ length: 64 }, (_, i) => i % 10);
 
 describe('hasMoreContainers', () => {
   // Exactly `n` arrays and objects: more than n − 1, not more than n.
@@ -39,6 +54,31 @@ describe('hasMoreContainers', () => {
   it('is decided by a body’s first limit + 1 arrays, whatever follows', () => {
     expect(hasMoreContainers(`[${empties(100)}] !!! "unterminated`, 100)).toBe(true);
     expect(hasMoreContainers(`[${empties(99)}] !!! "unterminated [[[[`, 100)).toBe(false);
+  });
+});
+
+describe('hasMoreStrings', () => {
+  // Exactly `n` strings: more than n − 1, not more than n.
+  const holds = (text: string, n: number) => {
+    expect(hasMoreStrings(text, n - 1), `more than ${n - 1}`).toBe(true);
+    expect(hasMoreStrings(text, n), `more than ${n}`).toBe(false);
+  };
+
+  it('counts keys and string values once each, escaped quotes and backslashes included', () => {
+    holds('{"a":["x","y"],"b":{}}', 4);
+    const tricky = { 'k\\"': ['\\', '"', '\\"\\', { '': '""""' }], n: 1 };
+    expect(stringsIn(tricky)).toBe(7);
+    holds(JSON.stringify(tricky), 7);
+    // 3,000 escaped quotes in one string: 6,002 `"` in the text, 1 string.
+    holds(JSON.stringify('"'.repeat(3000)), 1);
+    holds(`{${keys(1000)}}`, 1000);
+    holds(`[${strings(5000)}]`, 5000);
+    holds('[1, 2, 3]', 0);
+  });
+
+  it('is decided by a body’s first limit + 1 strings, whatever follows', () => {
+    expect(hasMoreStrings(`[${strings(100)}] !!! "unterminated`, 100)).toBe(true);
+    expect(hasMoreStrings(`[${strings(99)}] !!! "unterminated`, 100)).toBe(false);
   });
 });
 
@@ -158,6 +198,65 @@ describe('bodies over the budget: the route’s 413, before parsing', () => {
     expectProblem(await post('/no/such/route', `[${empties(65_535)}]`), 404, 'NOT_FOUND');
   });
 
+  const STRINGS = `the request body holds more than ${ENVELOPE_STRINGS} strings and keys, the most this route reads`;
+  const oipInput = `{"name":"input","shape":[1,64],"datatype":"FP32","data":[${digitsRow}]}`;
+
+  it('keys and strings: an infer body’s parameters of 2,000 keys, or data of 4,000 strings, are a 413 before parsing', async () => {
+    // Each body then stops being JSON: its refusal is the budget's, not a syntax error, so it was
+    // never parsed.
+    for (const tail of ['}', '} !!!']) {
+      const params = await post(
+        '/v2/models/digits/infer',
+        `{"inputs":[${oipInput}],"parameters":{${keys(2000)}}${tail}`,
+      );
+      expect(expectProblem(params, 413, 'BODY_TOO_LARGE').detail).toBe(STRINGS);
+      const data = await post(
+        '/v2/models/digits/infer',
+        `{"inputs":[{"name":"input","shape":[1,64],"datatype":"FP32","data":[${strings(4000)}]}]${tail}`,
+      );
+      expect(expectProblem(data, 413, 'BODY_TOO_LARGE').detail).toBe(STRINGS);
+    }
+    // A binary request's JSON header is held to the same budget.
+    const binary = binaryInfer(
+      undefined,
+      [],
+      `{"inputs":[${oipInput}],"parameters":{${keys(2000)}}}`,
+    );
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/v2/models/digits/infer',
+      payload: binary.payload,
+      headers: binary.headers,
+    });
+    expect(expectProblem(res, 413, 'BODY_TOO_LARGE').detail).toBe(STRINGS);
+  });
+
+  it('keys and strings: a predict row that is one object of 2,000 keys, or 4,000 strings, is a 413 before parsing', async () => {
+    for (const tail of [']}', ']} !!!']) {
+      const object = await post(
+        '/v1/models/digits:predict',
+        `{"instances":[{${keys(2000)}}${tail}`,
+      );
+      expect(expectProblem(object, 413, 'BODY_TOO_LARGE').detail).toBe(STRINGS);
+      const many = await post(
+        '/v1/models/digits:predict',
+        `{"instances":[[${strings(4000)}]${tail}`,
+      );
+      expect(expectProblem(many, 413, 'BODY_TOO_LARGE').detail).toBe(STRINGS);
+    }
+    // Under the budget, the same shapes are parsed and refused by the schema and the handler.
+    const parsed = await post('/v1/models/digits:predict', `{"instances":[{${keys(1100)}}]}`);
+    expectProblem(parsed, 400, 'INVALID_INPUT');
+  });
+
+  it('routes that read no rows (and 404s) allow 16,384 strings', async () => {
+    const over = await post('/no/such/route', `[${strings(16_385)}]`);
+    expect(expectProblem(over, 413, 'BODY_TOO_LARGE').detail).toBe(
+      'the request body holds more than 16384 strings and keys, the most this route reads',
+    );
+    expectProblem(await post('/no/such/route', `{${keys(16_384)}}`), 404, 'NOT_FOUND');
+  });
+
   it('brackets in strings are not counted: a note of 70,000 "[" is parsed and named by zod', async () => {
     const res = await post(
       '/v1/models/digits/versions/1:activate',
@@ -191,14 +290,67 @@ describe('valid bodies at the limits pass', () => {
       method: 'POST',
       url: '/v2/models/digits-cnn/infer',
       payload: {
-        id: '['.repeat(256),
-        parameters: { comment: '{['.repeat(50_000) },
+        id: '["'.repeat(128),
+        // 150,000 characters, 50,000 of them escaped quotes: one string.
+        parameters: { comment: '{["'.repeat(50_000) },
         inputs: [{ name: 'input', shape: [4096, 1, 8, 8], datatype: 'FP32', data: rows }],
         outputs: [{ name: 'label' }],
       },
     });
     expect(infer.statusCode, infer.body.slice(0, 300)).toBe(200);
     expect(infer.json().outputs[0].shape).toEqual([4096]);
+  });
+
+  it('infer: every tensor the schema allows, and parameters up to ENVELOPE_STRINGS strings', async () => {
+    // 16 inputs and 16 outputs with parameters, and as many top-level parameters as the budget
+    // leaves: exactly ENVELOPE_STRINGS strings.
+    const tensors = Array.from({ length: 16 }, (_, i) => i);
+    const body = {
+      id: 'request-1',
+      parameters: {} as Record<string, unknown>,
+      inputs: tensors.map(() => ({
+        name: 'input',
+        shape: [1, 64],
+        datatype: 'FP32',
+        parameters: { p: 1 },
+        data: digitsRow,
+      })),
+      outputs: tensors.map(() => ({ name: 'label', parameters: { binary_data: false } })),
+    };
+    let i = 0;
+    while (stringsIn(body) + 2 <= ENVELOPE_STRINGS) body.parameters[`p${i}`] = `v${i++}`;
+    if (stringsIn(body) < ENVELOPE_STRINGS) body.parameters[`p${i}`] = 1;
+    expect(stringsIn(body)).toBe(ENVELOPE_STRINGS);
+    const infer = (payload: unknown) =>
+      t.app.inject({ method: 'POST', url: '/v2/models/digits/infer', payload: payload as object });
+    const all = await infer(body);
+    // Past the budget: the handler's 400 (a model has one input; each output is asked for once).
+    expect(expectProblem(all, 400, 'INVALID_INPUT').detail).toMatch(/^(inputs|outputs)\[/);
+    // One input and the model's three outputs, with the same parameters: answered.
+    const one = {
+      ...body,
+      inputs: body.inputs.slice(0, 1),
+      outputs: ['probabilities', 'logits', 'label'].map((name) => ({ name })),
+    };
+    const ok = await infer(one);
+    expect(ok.statusCode, ok.body.slice(0, 300)).toBe(200);
+    expect(ok.json().outputs).toHaveLength(3);
+    // One string more is refused.
+    const over = await infer({ ...body, parameters: { ...body.parameters, extra: 1 } });
+    expectProblem(over, 413, 'BODY_TOO_LARGE');
+  });
+
+  it('predict, columnar: MAX_BATCH_SIZE rows with the signature name', async () => {
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/v1/models/digits:predict',
+      payload: {
+        signature_name: 'serving_default',
+        inputs: Array.from({ length: t.config.MAX_BATCH_SIZE }, () => digitsRow),
+      },
+    });
+    expect(res.statusCode, res.body.slice(0, 300)).toBe(200);
+    expect(res.json().outputs).toHaveLength(4096);
   });
 
   it(':recalibrate: the densest valid rows, where the body’s length bounds the budget', async () => {

@@ -6,29 +6,36 @@ import {
   type InputShape,
   inputShapeOf,
   isAvailable,
+  LIMITS,
   type ModelRegistry,
   type ServerConfig,
   tooManySamples,
 } from '../service/index.js';
-import { hasMoreContainers } from './json-containers.js';
+import { hasMoreContainers, hasMoreStrings } from './json-counts.js';
 
 /**
- * How many arrays and objects a route's JSON body may hold, counted before it is parsed: V8's
- * JSON.parse builds every one of them, and a 16 MB body of 5.6 million empty arrays held the
- * event loop 1.3–2 s (`{}` longer) before any limit could look at it, where 8 million zeros take
- * 170 ms. A route declares its budget in its options (`config.jsonContainers`); the others get
- * DEFAULT_BUDGET.
+ * How many arrays and objects, and how many strings, a route's JSON body may hold, counted before
+ * it is parsed: V8's JSON.parse builds every one of them, and a 16 MB body of 5.6 million empty
+ * arrays held the event loop 1.3–2 s (`{}` longer) before any limit could look at it, where 8
+ * million zeros take 170 ms; 1.37 million keys (`"k0":0,…`) held it 2.4 s, 2.3 million short
+ * strings 2.2 s. A route declares its budget in its options (`config.jsonBudget`); the others
+ * get DEFAULT_BUDGET.
  */
-export interface ContainerBudget {
+export interface JsonBudget {
   /** The most arrays and objects a valid body of `chars` characters holds on this request. */
   containers(request: FastifyRequest, chars: number): number;
-  /** The route's 413 for a body that holds more than `budget`. */
+  /** The route's 413 for a body that holds more than `budget` arrays and objects. */
   refusal(request: FastifyRequest, chars: number, budget: number): NormserveError;
+  /**
+   * The most strings, keys included, a valid body holds: rows are numbers, so on the routes that
+   * read rows only their envelope's (ENVELOPE_STRINGS), whatever the body's length.
+   */
+  strings: number;
 }
 
 declare module 'fastify' {
   interface FastifyContextConfig {
-    jsonContainers?: ContainerBudget;
+    jsonBudget?: JsonBudget;
   }
 }
 
@@ -43,11 +50,26 @@ declare module 'fastify' {
 export const ENVELOPE_CONTAINERS = 1024;
 
 /**
- * A text of n characters holds at most n/2 arrays and objects (`[]`), and every budget is at
- * least the envelope: a body of at most this many characters cannot exceed any, and is not
- * counted (nor its route's budget looked up): a 1-row digits prediction is about 200.
+ * The strings of a predict, infer or recalibrate body around its rows (which hold none: their
+ * values are numbers). An infer body is the most: `id` and its value, `parameters`, `inputs` and
+ * `outputs` (5); per input 7 (`name`, `shape`, `datatype`, `parameters`, `data`, and the values
+ * of name and datatype), per output 3 (`name` and its value, `parameters`): 5 + 10·LIMITS.tensors
+ * (165). The protocol's parameters are free (`$parameter: $string | $number | $boolean`, a few
+ * per object: Triton's `binary_data_size`, `sequence_id`, …) and read by nobody but the binary
+ * data ones, so there is no per-object limit to derive from: PARAMETER_STRINGS leaves room for 512
+ * string-valued ones (or 1024 others) in all the request's parameters together. A predict body
+ * holds 3 (`signature_name` and its value, `instances` or `inputs`), a recalibrate body 8.
  */
-const COUNTED_FROM_CHARS = 2 * ENVELOPE_CONTAINERS;
+const PARAMETER_STRINGS = 1024;
+export const ENVELOPE_STRINGS = 5 + 10 * LIMITS.tensors + PARAMETER_STRINGS;
+
+/**
+ * A text of n characters holds at most n/2 arrays and objects (`[]`) and n/2 strings (`""`),
+ * and every budget is at least the envelope's: a body of at most this many characters cannot
+ * exceed any, and is not counted (nor its route's budget looked up): a 1-row digits prediction
+ * is about 200.
+ */
+const COUNTED_FROM_CHARS = 2 * Math.min(ENVELOPE_CONTAINERS, ENVELOPE_STRINGS);
 
 /**
  * The budget of routes that read no rows (activate's `{ "note": … }`, and the 404s and 405s,
@@ -57,32 +79,47 @@ const COUNTED_FROM_CHARS = 2 * ENVELOPE_CONTAINERS;
  */
 export const DEFAULT_CONTAINERS = 65_536;
 
-const DEFAULT_BUDGET: ContainerBudget = {
+/**
+ * Likewise for strings on the routes that read no rows, whose bodies hold a few (activate's
+ * note): JSON.parse of 16,384 keys of one object (`{"k0":0,…}`, 169 kB) takes 3–4 ms, of 65,536
+ * 23–34 ms (`node`, median of 15, measured 2026-12-02 on the 2-core machine; 65,536 short
+ * strings in an array 10 ms): a key costs more than an array as the object's key table grows.
+ */
+export const DEFAULT_STRINGS = 16_384;
+
+const DEFAULT_BUDGET: JsonBudget = {
   containers: () => DEFAULT_CONTAINERS,
   refusal: (_request, _chars, budget) =>
     new NormserveError(
       'BODY_TOO_LARGE',
       `the request body holds more than ${budget} arrays and objects, the most this route reads`,
     ),
+  strings: DEFAULT_STRINGS,
 };
 
+/** Every route's 413 for a body with more strings than it reads: no row is a string. */
+const tooManyStrings = (budget: number) =>
+  new NormserveError(
+    'BODY_TOO_LARGE',
+    `the request body holds more than ${budget} strings and keys, the most this route reads`,
+  );
+
 /**
- * The 413 of a JSON body with more arrays and objects than its route's budget
- * (`config.jsonContainers`), or undefined. Counted without parsing (hasMoreContainers:
- * strings skipped, so a string of brackets is never held against its body), and only for a body
- * long enough to pass the smallest budget.
+ * The refusal of a JSON body with more arrays and objects, or more strings, than its route's
+ * budget (`config.jsonBudget`), or undefined. Counted without parsing (hasMoreContainers skips
+ * strings, so a string of brackets is never held against its body; hasMoreStrings skips escaped
+ * quotes), and only for a body long enough to exceed the smallest budget.
  */
-export function overContainerBudget(
-  request: FastifyRequest,
-  body: string,
-): NormserveError | undefined {
+export function overJsonBudget(request: FastifyRequest, body: string): NormserveError | undefined {
   if (body.length <= COUNTED_FROM_CHARS) return undefined;
-  const budget = request.routeOptions.config.jsonContainers ?? DEFAULT_BUDGET;
+  const budget = request.routeOptions.config.jsonBudget ?? DEFAULT_BUDGET;
   const limit = budget.containers(request, body.length);
-  // n characters hold at most n/2 of them: a body that cannot exceed the budget is not counted.
-  if (body.length <= 2 * limit) return undefined;
-  if (!hasMoreContainers(body, limit)) return undefined;
-  return budget.refusal(request, body.length, limit);
+  // n characters hold at most n/2 of either: a body that cannot exceed a budget is not counted.
+  if (body.length > 2 * limit && hasMoreContainers(body, limit))
+    return budget.refusal(request, body.length, limit);
+  if (body.length > 2 * budget.strings && hasMoreStrings(body, budget.strings))
+    return tooManyStrings(budget.strings);
+  return undefined;
 }
 
 /**
@@ -118,7 +155,7 @@ function rowBudget(
   registry: ModelRegistry,
   maxRows: number,
   refuse: (why: string) => NormserveError,
-): ContainerBudget {
+): JsonBudget {
   // The largest budget over the shapes the request may be read with, and the rows it allows.
   const largest = (request: FastifyRequest, chars: number) => {
     let best: { containers: number; rows: number; shape: InputShape } | undefined;
@@ -148,6 +185,7 @@ function rowBudget(
         `the body holds more than ${budget} arrays and objects, more than ${best.rows} samples of ${shape} and the request around them can`,
       );
     },
+    strings: ENVELOPE_STRINGS,
   };
 }
 
@@ -155,7 +193,7 @@ function rowBudget(
 export function predictionBudget(
   registry: ModelRegistry,
   config: Pick<ServerConfig, 'MAX_BATCH_SIZE'>,
-): ContainerBudget {
+): JsonBudget {
   const maxRows = config.MAX_BATCH_SIZE;
   return rowBudget(registry, maxRows, (why) =>
     batchTooLarge('body', `${batchLimit(maxRows)}; ${why}`),
@@ -166,7 +204,7 @@ export function predictionBudget(
 export function recalibrationBudget(
   registry: ModelRegistry,
   config: Pick<ServerConfig, 'MAX_RECALIBRATION_SAMPLES'>,
-): ContainerBudget {
+): JsonBudget {
   const maxSamples = config.MAX_RECALIBRATION_SAMPLES;
   return rowBudget(registry, maxSamples, (why) => tooManySamples(maxSamples, why));
 }

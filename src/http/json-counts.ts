@@ -27,6 +27,38 @@ function countOpenings(text: string, limit: number): number {
 }
 
 /**
+ * Every `"` of `text`, escaped ones included, counted until the count passes `limit`: twice
+ * its strings at most (each opens and closes with one), whatever they hold. indexOf, as
+ * countOpenings, for the same reason.
+ */
+function countQuotes(text: string, limit: number): number {
+  let count = 0;
+  for (let i = text.indexOf('"'); i >= 0; i = text.indexOf('"', i + 1)) {
+    if (++count > limit) break;
+  }
+  return count;
+}
+
+/**
+ * The strings of `text` (a key is one), each opened by a `"` outside strings and closed by the
+ * next unescaped one, counted until the count passes `limit`: exactly the strings JSON.parse
+ * builds, for as far as the text is JSON.
+ */
+function countStrings(text: string, limit: number): number {
+  let count = 0;
+  for (let i = 0; i < text.length; i++) {
+    if (text.charCodeAt(i) !== QUOTE) continue;
+    if (++count > limit) break;
+    for (i++; i < text.length; i++) {
+      const d = text.charCodeAt(i);
+      if (d === BACKSLASH) i++;
+      else if (d === QUOTE) break;
+    }
+  }
+  return count;
+}
+
+/**
  * The `[` and `{` outside JSON strings (a `"` opens or closes one unless escaped by `\`),
  * counted until the count passes `limit`: exactly the arrays and objects JSON.parse builds,
  * for as far as the text is JSON.
@@ -56,4 +88,14 @@ function countOutsideStrings(text: string, limit: number): number {
  */
 export function hasMoreContainers(text: string, limit: number): boolean {
   return countOpenings(text, limit) > limit && countOutsideStrings(text, limit) > limit;
+}
+
+/**
+ * Whether a JSON text holds more than `limit` strings (keys included), found without parsing it.
+ * Its `"` bound them: 2·limit quotes or fewer answer at once; only a text with more is counted
+ * again string by string (an escaped `\"` opens none), so quotes escaped in a few long strings
+ * are never held against their body. Either count stops once past its bound.
+ */
+export function hasMoreStrings(text: string, limit: number): boolean {
+  return countQuotes(text, 2 * limit) > 2 * limit && countStrings(text, limit) > limit;
 }
