@@ -219,7 +219,8 @@ export function layerFootprint(layers: readonly LayerSpec[], input: Shape): Laye
       const definition = layerDefinition(spec);
       const children = definition.children?.(spec);
       if (children) walk(children, shape);
-      footprint.parameterShapes.push(...(definition.parameterShapes?.(spec) ?? []));
+      for (const shape of definition.parameterShapes?.(spec) ?? [])
+        footprint.parameterShapes.push(shape);
       const output = checkLayerChain([spec], shape);
       footprint.layerShapes.push({ type: spec.type, input: shape, output });
       shape = output;
