@@ -20,6 +20,7 @@ export {
   layerSchema,
   layerTypes,
   MAX_BLOCK_DEPTH,
+  MAX_LAYERS,
 } from './layers/registry.js';
 
 /**

@@ -105,7 +105,11 @@ export function compileNetwork(
     outputShape: [...ctx.shape],
     inputWidth,
     outputWidth: ctx.width,
-    maxWidth: Math.max(inputWidth, ctx.maxWidth, ...steps.map(stepOutputWidth)),
+    // A fold, not Math.max(...steps): one argument per step overflowed the stack at 200,000 steps.
+    maxWidth: steps.reduce(
+      (widest, step) => Math.max(widest, stepOutputWidth(step)),
+      Math.max(inputWidth, ctx.maxWidth),
+    ),
     skipSlots: ctx.maxDepth,
     steps,
     layers: ctx.fates,

@@ -142,8 +142,9 @@ export class PlanExecutor implements Executor {
     const scratch = plan.steps.map((s) =>
       s.op === 'conv2d' ? conv2dScratch(s) : { cols: 0, product: 0 },
     );
-    this.cols = new Float64Array(Math.max(0, ...scratch.map((s) => s.cols)));
-    this.product = new Float64Array(Math.max(0, ...scratch.map((s) => s.product)));
+    // Folds, not Math.max(...scratch): one argument per step overflows the stack on long plans.
+    this.cols = new Float64Array(scratch.reduce((most, s) => Math.max(most, s.cols), 0));
+    this.product = new Float64Array(scratch.reduce((most, s) => Math.max(most, s.product), 0));
   }
 
   /** The batch-size class of `rows`: the next power of two, capped at maxBatchSize. */

@@ -207,9 +207,15 @@ export abstract class Module {
  * prefix of the module's state-dict keys.
  */
 export function namedModules(root: Module, prefix = ''): [string, Module][] {
-  const out: [string, Module][] = [[prefix, root]];
-  for (const [name, child] of root.children())
-    out.push(...namedModules(child, prefix === '' ? name : `${prefix}.${name}`));
+  const out: [string, Module][] = [];
+  // Appended one by one: spreading a child's list into push() passes one argument per module, and
+  // a block of 200,000 layers overflowed the stack ("Maximum call stack size exceeded").
+  const walk = (module: Module, path: string): void => {
+    out.push([path, module]);
+    for (const [name, child] of module.children())
+      walk(child, path === '' ? name : `${path}.${name}`);
+  };
+  walk(root, prefix);
   return out;
 }
 

@@ -1,7 +1,8 @@
-import { link, open, rename, rm, stat, utimes } from 'node:fs/promises';
+import { link, lstat, open, rename, rm, stat, utimes } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { z } from 'zod';
+import { NormserveError } from '../errors/index.js';
 import { temporaryName } from './atomic-write.js';
 import { HEARTBEAT_INTERVAL_MS, isProcessAlive, STALE_AFTER_MS } from './process-alive.js';
 import { RepositoryFiles } from './repository-files.js';
@@ -41,6 +42,7 @@ const heldOwners = new Set<string>();
  * The holder refreshes its mtime every `heartbeatMs`; a lock whose holder died (same host, pid gone
  * or this very pid with an owner this process does not hold: an earlier process's, see heldOwners)
  * or whose heartbeat stopped for `staleMs` is broken, so a crashed holder never blocks the model.
+ * A directory where the lock goes is refused (REPOSITORY_ERROR naming it), never deleted.
  */
 export async function acquireModelLock(
   modelDir: string,
@@ -101,7 +103,7 @@ export async function acquireModelLock(
     } else {
       if (holder.host === content.host && leftByDeadProcess(holder.pid, holder.owner)) stale = true;
       else {
-        stale = await olderThan(path, staleMs);
+        stale = await heartbeatStale(path, staleMs);
       }
     }
     if (!stale)
@@ -131,12 +133,18 @@ async function removeLockOf(
   path: string,
   owner: string | undefined,
 ): Promise<void> {
+  await refuseDirectory(modelDir, path);
   const aside = join(modelDir, `${temporaryName()}-lock-aside`);
   try {
     await rename(path, aside);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
     throw e;
+  }
+  if ((await lstat(aside)).isDirectory()) {
+    // Made a directory between the check and the rename: put back, not deleted, and refused.
+    await rename(aside, path).catch(() => undefined);
+    throw directoryRefusal(modelDir, path);
   }
   const found = await readOwner(aside);
   if (owner !== undefined && found !== undefined && found.owner !== owner) {
@@ -152,14 +160,40 @@ async function removeLockOf(
 const leftByDeadProcess = (pid: number, owner: string): boolean =>
   pid === process.pid ? !heldOwners.has(owner) : !isProcessAlive(pid);
 
-/** True when the file is older than `ms`, or gone (released meanwhile). */
-async function olderThan(path: string, ms: number): Promise<boolean> {
+/**
+ * True when the file's heartbeat (its mtime) is more than `ms` from now, in the past or in the
+ * future, or the file is gone (released meanwhile). A holder's heartbeat is never ahead of the
+ * clocks of a repository's hosts by more than their skew (a few seconds, process-alive.ts), so an
+ * mtime far ahead is no heartbeat: a clock set wrong on the host that wrote it, or a `touch -d`.
+ * Judged by the past alone, such a lock blocked every writer until the clock caught up with it
+ * (an `:activate` answered ACTIVE_RECORD_BUSY for a day).
+ */
+async function heartbeatStale(path: string, ms: number): Promise<boolean> {
   try {
-    return Date.now() - (await stat(path)).mtimeMs > ms;
+    return Math.abs(Date.now() - (await stat(path)).mtimeMs) > ms;
   } catch {
     return true;
   }
 }
+
+/**
+ * Refuses a directory found where a lock file goes: no process of normserve makes one (a lock is
+ * a file linked into place), so it is an operator's or another program's, and deleting a
+ * directory tree on the strength of its name is not this code's call. It is left as it is.
+ */
+async function refuseDirectory(modelDir: string, path: string): Promise<void> {
+  const isDirectory = await lstat(path).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
+  if (isDirectory) throw directoryRefusal(modelDir, path);
+}
+
+const directoryRefusal = (modelDir: string, path: string): NormserveError =>
+  new NormserveError(
+    'REPOSITORY_ERROR',
+    `${basename(modelDir)}/${basename(path)} is a directory where the model's lock file goes; nothing was written: remove the directory (normserve never makes one there) and try again`,
+  );
 
 /**
  * The lock's holder; undefined when the file is gone, unreadable or not a lock (being written).

@@ -189,7 +189,7 @@ export class ModelRepository {
       // Numbers of deleted versions are never given out again: a process that still holds the
       // old version under that number would otherwise serve different weights under it.
       const used = [...(await this.listVersions(name)), ...(await this.deletedVersions(name))];
-      return String(Math.max(0, ...used) + 1);
+      return String(used.reduce((highest, v) => Math.max(highest, v), 0) + 1);
     });
     return Number(chosen);
   }

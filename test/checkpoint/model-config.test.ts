@@ -5,7 +5,11 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { MAX_BLOCK_DEPTH, parseModelConfig } from '../../src/checkpoint/model-config.js';
+import {
+  MAX_BLOCK_DEPTH,
+  MAX_LAYERS,
+  parseModelConfig,
+} from '../../src/checkpoint/model-config.js';
 import { parseTrainingConfig } from '../../src/training/index.js';
 
 const readJson = (relative: string): unknown =>
@@ -398,6 +402,50 @@ describe('nested blocks: at most MAX_BLOCK_DEPTH deep', () => {
     const layers = (nested(3000) as { layers: unknown[] }).layers;
     expect(() => parseTrainingConfig({ data: { path: 'x.csv' }, layers }, 'train.json')).toThrow(
       `train.json: ${pathUnder(65)}: blocks nested more than 64 deep`,
+    );
+  });
+});
+
+describe('layers: at most MAX_LAYERS in all, nested ones counted', () => {
+  /** A regression config of `flat` relus, then (when `inBlock` > 0) a residual block of that many. */
+  const relus = (flat: number, inBlock = 0): unknown => {
+    const layers: unknown[] = Array.from({ length: flat }, () => ({ type: 'relu' }));
+    if (inBlock > 0)
+      layers.push({
+        type: 'residual',
+        layers: Array.from({ length: inBlock }, () => ({ type: 'relu' })),
+      });
+    return {
+      format: 'normserve.model/v1',
+      name: 'wide',
+      task: 'regression',
+      input_shape: [1],
+      layers,
+    };
+  };
+
+  it('10,000 layers parse, flat or with a block counted as one more', () => {
+    expect(MAX_LAYERS).toBe(10_000);
+    expect(parseModelConfig(relus(MAX_LAYERS)).layers).toHaveLength(MAX_LAYERS);
+    const withBlock = parseModelConfig(relus(MAX_LAYERS / 2, MAX_LAYERS / 2 - 1));
+    expect(withBlock.layers).toHaveLength(MAX_LAYERS / 2 + 1);
+  });
+
+  it('10,001 layers: MODEL_CONFIG_INVALID naming the file and the count', () => {
+    expect(() => parseModelConfig(relus(MAX_LAYERS + 1), 'wide/1/config.json')).toThrow(
+      'wide/1/config.json: layers: 10001 layers, nested ones counted; at most 10000 are allowed (ResNet-152 has about 500)',
+    );
+    // The same count split between the list and a block (the block itself is a layer).
+    expect(rejection(relus(MAX_LAYERS / 2, MAX_LAYERS / 2))).toMatch(
+      /^config\.json: layers: 10001 layers, nested ones counted; at most 10000 are allowed/,
+    );
+  });
+
+  it('200,000 relus in one block: refused by the count, not a stack overflow; a training config too', () => {
+    expect(rejection(relus(0, 200_000))).toMatch(/^config\.json: layers: 200001 layers, nested/);
+    const layers = (relus(200_000) as { layers: unknown[] }).layers;
+    expect(() => parseTrainingConfig({ data: { path: 'x.csv' }, layers }, 'train.json')).toThrow(
+      'train.json: layers: 200000 layers, nested ones counted; at most 10000 are allowed',
     );
   });
 });

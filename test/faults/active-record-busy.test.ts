@@ -7,7 +7,14 @@
  * `:activate`, it is a 503 ACTIVE_RECORD_BUSY problem with Retry-After, nothing written. The wait
  * is shortened (activeRecordLockWaitMs); nothing here depends on how long anything takes.
  */
-import { existsSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ACTIVE_RECORD_LOCK_FILE } from '../../src/repository/active-record-lock.js';
@@ -205,5 +212,23 @@ describe('an operator’s :activate while the record’s lock is held', () => {
     const res = await activate(2);
     expect(res.statusCode, res.body).toBe(200);
     expect(recordVersion()).toBe(2);
+  });
+
+  it('a directory where the lock goes: 500 REPOSITORY_ERROR naming it, not INTERNAL; kept, no debris', async () => {
+    t = await makeLoggedApp({ level: 'info', activeRecordLockWaitMs: LOCK_WAIT_MS });
+    expect((await recalibrate({ activate: false })).statusCode).toBe(201);
+    mkdirSync(join(modelDir(), ACTIVE_RECORD_LOCK_FILE));
+    const before = readdirSync(modelDir()).sort();
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const res = await activate(2);
+      expect(res.statusCode, res.body).toBe(500);
+      expect(res.json()).toMatchObject({
+        code: 'REPOSITORY_ERROR',
+        detail:
+          "digits/.active-version.lock is a directory where the model's lock file goes; nothing was written: remove the directory (normserve never makes one there) and try again",
+      });
+    }
+    expect(readdirSync(modelDir()).sort()).toEqual(before);
+    expect(recordVersion()).toBe(1);
   });
 });

@@ -6,7 +6,17 @@
  * process is broken at once.
  */
 import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
@@ -215,13 +225,89 @@ it('an activation is not held by a lock the previous incarnation of this process
       acquired_at: new Date().toISOString(),
     }),
   );
-  // A heartbeat an hour ahead never goes stale while the test runs: a write that waited for the
-  // lock to age would never finish (the reviewer's :activate waited STALE_AFTER_MS, 30 s).
-  const ahead = new Date(Date.now() + 3_600_000);
-  utimesSync(path, ahead, ahead);
+  // The heartbeat is fresh: only the owner tells the lock was left behind. A write that waited for
+  // the lock to age would take STALE_AFTER_MS, 30 s (the reviewer's :activate), past the test's
+  // timeout.
   await expect(repository.writeActive('digits', 2, 'rollback')).resolves.toMatchObject({
     version: 2,
   });
   expect(recordVersion()).toBe(2);
   expect(existsSync(path)).toBe(false);
+});
+
+/**
+ * A lock of another host cannot be probed: only its heartbeat (the file's mtime) tells whether its
+ * holder lives. An mtime far ahead of this clock is no heartbeat (a clock set wrong, a `touch -d`):
+ * judged by age alone it blocked every `:activate` until the clock caught up.
+ */
+describe('a lock of another host whose mtime is in the future', () => {
+  const lockPath = () => join(modelDir, ACTIVE_RECORD_LOCK_FILE);
+  const otherNodesLock = (mtimeAheadMs: number) => {
+    writeFileSync(
+      lockPath(),
+      JSON.stringify({
+        owner: 'other-job',
+        host: 'other-node',
+        pid: 4242,
+        acquired_at: new Date().toISOString(),
+      }),
+    );
+    const mtime = new Date(Date.now() + mtimeAheadMs);
+    utimesSync(lockPath(), mtime, mtime);
+  };
+
+  it('a day ahead (more than STALE_AFTER_MS): broken at once, the activation written', async () => {
+    await repository.writeActive('digits', 1);
+    otherNodesLock(86_400_000);
+    // A short wait: had the lock been respected, ACTIVE_RECORD_BUSY instead of the record.
+    const impatient = new ModelRepository(root, { activeRecordLockWaitMs: 20 });
+    await expect(impatient.writeActive('digits', 2)).resolves.toMatchObject({ version: 2 });
+    expect(recordVersion()).toBe(2);
+    expect(existsSync(lockPath())).toBe(false);
+  });
+
+  it('a few seconds ahead (clock skew between hosts): still a live holder’s, respected', async () => {
+    await repository.writeActive('digits', 1);
+    otherNodesLock(5_000);
+    const impatient = new ModelRepository(root, { activeRecordLockWaitMs: 20 });
+    await expect(impatient.writeActive('digits', 2)).rejects.toMatchObject({
+      code: 'ACTIVE_RECORD_BUSY',
+    });
+    expect(recordVersion()).toBe(1);
+    expect(JSON.parse(readFileSync(lockPath(), 'utf8'))).toMatchObject({ host: 'other-node' });
+  });
+});
+
+/**
+ * A directory where a lock goes was made by someone else (normserve links a file there): refused
+ * naming it, left as it was, and nothing left beside it (no lock-aside, no temporary file).
+ */
+describe.each([
+  ['the active-version record', ACTIVE_RECORD_LOCK_FILE],
+  ['a recalibration', '.recalibration.lock'],
+])('a directory where the lock of %s goes', (_what, file) => {
+  it('is refused with REPOSITORY_ERROR naming it, kept with its content, no debris', async () => {
+    await repository.writeActive('digits', 1);
+    const path = join(modelDir, file);
+    mkdirSync(path);
+    writeFileSync(join(path, 'operator-notes.txt'), 'kept');
+    const before = readdirSync(modelDir).sort();
+    const message = `digits/${file} is a directory where the model's lock file goes; nothing was written: remove the directory (normserve never makes one there) and try again`;
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const acquire = acquireModelLock(modelDir, `owner-${attempt}`, { file });
+      await expect(acquire).rejects.toMatchObject({ code: 'REPOSITORY_ERROR', message });
+      if (file === ACTIVE_RECORD_LOCK_FILE)
+        await expect(repository.writeActive('digits', 2)).rejects.toMatchObject({
+          code: 'REPOSITORY_ERROR',
+          message,
+        });
+    }
+    expect(statSync(path).isDirectory()).toBe(true);
+    expect(readFileSync(join(path, 'operator-notes.txt'), 'utf8')).toBe('kept');
+    expect(readdirSync(modelDir).sort()).toEqual(before);
+    expect(recordVersion()).toBe(1);
+    // Once the operator removes it, the lock works again.
+    rmSync(path, { recursive: true });
+    await expect(repository.writeActive('digits', 2)).resolves.toMatchObject({ version: 2 });
+  });
 });

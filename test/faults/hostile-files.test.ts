@@ -401,3 +401,46 @@ describe('a config whose blocks nest too deep', () => {
     }
   });
 });
+
+describe('a config of too many layers', () => {
+  it('200,000 relus, flat or in one block: FAILED as config-invalid naming the file, not a stack overflow; 10,000 serve', async () => {
+    const { repository } = twoVersions();
+    const relus = (n: number) => Array(n).fill('{"type":"relu"}').join(',');
+    const configs = {
+      flat: relus(200_000),
+      block: `{"type":"residual","layers":[${relus(200_000)}]}`,
+      limit: relus(10_000),
+    };
+    // Relus and residual blocks hold no tensors: an empty safetensors file (header "{}" + padding).
+    const header = Buffer.from('{}      ');
+    const prefix = Buffer.alloc(8);
+    prefix.writeBigUInt64LE(BigInt(header.length));
+    for (const [name, layers] of Object.entries(configs)) {
+      const dir = join(repository, name, '1');
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(
+        join(dir, 'config.json'),
+        `{"format":"normserve.model/v1","name":"${name}","task":"regression","input_shape":[1],"layers":[${layers}]}`,
+      );
+      writeFileSync(join(dir, 'model.safetensors'), Buffer.concat([prefix, header]));
+    }
+    const t = await makeTestApp({ repository });
+    try {
+      const versionOf = async (name: string) =>
+        (await t.app.inject({ url: `/v1/models/${name}/versions` })).json<Listing>().versions[0];
+      expect(await versionOf('flat')).toMatchObject({
+        state: 'FAILED',
+        reason:
+          'flat/1/config.json: layers: 200000 layers, nested ones counted; at most 10000 are allowed (ResNet-152 has about 500)',
+      });
+      expect(await versionOf('block')).toMatchObject({
+        state: 'FAILED',
+        reason: expect.stringMatching(/^block\/1\/config\.json: layers: 200001 layers, nested/),
+      });
+      expect(await versionOf('limit')).toMatchObject({ state: 'AVAILABLE' });
+      expect((await predictRows(t.app, 'limit', [[-2]])).model_version).toBe(1);
+    } finally {
+      await t.close();
+    }
+  });
+});

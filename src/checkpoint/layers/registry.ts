@@ -101,43 +101,67 @@ export const layerSchema: z.ZodType<LayerSpec> = z.discriminatedUnion('type', op
  */
 export const MAX_BLOCK_DEPTH = 64;
 
-/** The path (zod's, from the list) of the first layer deeper than MAX_BLOCK_DEPTH; iterative. */
-function tooDeepLayer(layers: readonly unknown[]): PropertyKey[] | undefined {
+/**
+ * How many layers a config may list, nested ones counted (a residual block and each layer inside
+ * it). ResNet-152 written out layer by layer (every Conv2d, BatchNorm, ReLU and block) is about
+ * 500, so 10,000 refuses no real network. Without a bound a 16 MB config.json names 200,000
+ * layers (4.8 MB of `{"type":"relu"}`), and every load, compiled plan, state_dict and metadata
+ * reply pays once per layer; such a config overflowed the stack where a list was spread into a
+ * call. docs/model-format.md states it.
+ */
+export const MAX_LAYERS = 10_000;
+
+/**
+ * The first problem of a raw list of layers, measured without recursion before zod parses any of
+ * it: the place (zod's path, from the list) and message of the first layer deeper than
+ * MAX_BLOCK_DEPTH, or more than MAX_LAYERS layers in all.
+ */
+function layerListProblem(
+  layers: readonly unknown[],
+): { path: PropertyKey[]; message: string } | undefined {
   // Blocks nest through a `layers` array (the residual block; every other type is a strict
   // object, which refuses that key anyway), so the raw input can be measured before zod
   // recurses into it. Depth-first, document order: children pushed last-first.
   const pending: { layers: readonly unknown[]; path: PropertyKey[] }[] = [{ layers, path: [] }];
+  let count = 0;
   while (pending.length > 0) {
     const { layers: list, path } = pending.pop()!;
+    count += list.length;
     for (let i = list.length - 1; i >= 0; i--) {
       const nested = (list[i] as { layers?: unknown } | null)?.layers;
       if (typeof list[i] !== 'object' || !Array.isArray(nested) || nested.length === 0) continue;
       const nestedPath = [...path, i, 'layers'];
       // A list at depth d + 1 sits at path.length / 2 + 1 blocks (each level adds [i, 'layers']).
-      if (nestedPath.length / 2 > MAX_BLOCK_DEPTH) return [...nestedPath, 0];
+      if (nestedPath.length / 2 > MAX_BLOCK_DEPTH) {
+        return {
+          path: [...nestedPath, 0],
+          message: `blocks nested more than ${MAX_BLOCK_DEPTH} deep (the limit; real networks nest one or two)`,
+        };
+      }
       pending.push({ layers: nested, path: nestedPath });
     }
+  }
+  if (count > MAX_LAYERS) {
+    return {
+      path: [],
+      message: `${count} layers, nested ones counted; at most ${MAX_LAYERS} are allowed (ResNet-152 has about 500)`,
+    };
   }
   return undefined;
 }
 
 /**
- * A list of layers (config.json's `layers`, a training config's): its nesting measured first,
- * without recursion, then each layer parsed. A list whose blocks nest deeper than MAX_BLOCK_DEPTH
- * is refused naming the first layer too deep, and none of it is parsed.
+ * A list of layers (config.json's `layers`, a training config's): its nesting and size measured
+ * first, without recursion, then each layer parsed. A list whose blocks nest deeper than
+ * MAX_BLOCK_DEPTH (refused naming the first layer too deep) or that holds more than MAX_LAYERS
+ * layers is refused, and none of it is parsed.
  */
 export const layerListSchema = z
   .unknown()
   .superRefine((value, ctx) => {
     if (!Array.isArray(value)) return;
-    const path = tooDeepLayer(value);
-    if (path !== undefined) {
-      ctx.addIssue({
-        code: 'custom',
-        path,
-        message: `blocks nested more than ${MAX_BLOCK_DEPTH} deep (the limit; real networks nest one or two)`,
-      });
-    }
+    const problem = layerListProblem(value);
+    if (problem !== undefined) ctx.addIssue({ code: 'custom', ...problem });
   })
   .pipe(z.array(layerSchema).min(1));
 
@@ -219,7 +243,8 @@ export function layerFootprint(layers: readonly LayerSpec[], input: Shape): Laye
       const definition = layerDefinition(spec);
       const children = definition.children?.(spec);
       if (children) walk(children, shape);
-      footprint.parameterShapes.push(...(definition.parameterShapes?.(spec) ?? []));
+      for (const shape of definition.parameterShapes?.(spec) ?? [])
+        footprint.parameterShapes.push(shape);
       const output = checkLayerChain([spec], shape);
       footprint.layerShapes.push({ type: spec.type, input: shape, output });
       shape = output;

@@ -23,7 +23,7 @@ export const conv2dRule: CompileRule = (module, path, ctx) => {
   const k = c * taps;
   const weight = Float64Array.from(m.weight.value.data);
   const bias = m.bias ? Float64Array.from(m.bias.value.data) : new Float64Array(o);
-  const layers = [path];
+  let layers = [path];
   const pending = ctx.pending;
   if (pending) {
     const perChannel = uniformPerChannel(pending, ctx.shape);
@@ -40,7 +40,7 @@ export const conv2dRule: CompileRule = (module, path, ctx) => {
         }
         bias[out] = bias[out]! + extra;
       }
-      layers.unshift(...ctx.consumePending('folded_into_next_conv'));
+      layers = [...ctx.consumePending('folded_into_next_conv'), ...layers]; // not unshift(...): one argument per folded layer
     } else {
       ctx.flush();
     }

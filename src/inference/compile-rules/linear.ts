@@ -11,7 +11,7 @@ export const linearRule: CompileRule = (module, path, ctx) => {
   const outF = m.outFeatures;
   const weight = Float64Array.from(m.weight.value.data);
   const bias = m.bias ? Float64Array.from(m.bias.value.data) : new Float64Array(outF);
-  const layers = [path];
+  let layers = [path];
   const pending = ctx.pending;
   if (pending) {
     for (let o = 0; o < outF; o++) {
@@ -22,7 +22,7 @@ export const linearRule: CompileRule = (module, path, ctx) => {
       }
       bias[o] = bias[o]! + extra;
     }
-    layers.unshift(...ctx.consumePending('folded_into_next_linear'));
+    layers = [...ctx.consumePending('folded_into_next_linear'), ...layers]; // not unshift(...): one argument per folded layer
   }
   const draft: DenseDraft = {
     op: 'dense',

@@ -196,9 +196,10 @@ function layoutWithRows(
   // its largest convolution, then its tap accumulators.
   const skipsAt = align(2 * bufferBytes + TILE_SCRATCH_BYTES);
   const convAt = skipsAt + plan.skipSlots * bufferBytes;
-  const convBytes = Math.max(
+  // A fold, not Math.max(...steps): one argument per step overflows the stack on long plans.
+  const convBytes = plan.steps.reduce(
+    (most, s) => (s.op === 'conv2d' ? Math.max(most, convSizes(s.geometry).scratchBytes) : most),
     0,
-    ...plan.steps.map((s) => (s.op === 'conv2d' ? convSizes(s.geometry).scratchBytes : 0)),
   );
   const accumulators = align(convAt + convBytes);
   const scratch = Array.from({ length: threads }, () => {
