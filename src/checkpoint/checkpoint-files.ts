@@ -8,6 +8,7 @@ import {
 import { buildSequential } from './build-model.js';
 import { isFloatDtype } from './dtype.js';
 import { formatJson } from './json-format.js';
+import { stateSignatures } from './layers/registry.js';
 import { type ModelConfig, parseModelConfig } from './model-config.js';
 import {
   type SafetensorsLayout,
@@ -111,25 +112,26 @@ function naming<T>(source: string, run: () => T): T {
 /**
  * The network `config` describes (weights zero, to be loaded), once the weights file's header
  * (its checked layout) names exactly its tensors, each of its kind and shape: the rule
- * loadStateDict applies (nn's checkStateFits), applied to the header before any data is read.
- * The names and shapes are the built network's state_dict(), so each layer type's record states
- * them once (./layers/). CHECKPOINT_MISMATCH naming `weightsSource` and the first tensor that
- * differs otherwise (an extra 3 GiB tensor is refused from its header entry, unread).
+ * loadStateDict applies (nn's checkStateFits), applied to the header before any data is read
+ * and before the network is built. The expected names, kinds and shapes come from the layer
+ * records (stateSignatures: nothing allocated), so a config can only make the server allocate
+ * tensors the file's header declares and its size holds (a 250,000,000-feature batchnorm1d next
+ * to a 68-byte file is refused from the header). CHECKPOINT_MISMATCH naming `weightsSource` and
+ * the first tensor that differs otherwise (an extra 3 GiB tensor is refused unread).
  */
 export function networkForWeights(
   config: ModelConfig,
   layout: SafetensorsLayout,
   weightsSource: string,
 ): Sequential {
-  const network = buildSequential(config.layers);
   const found = new Map<string, StateSignature>(
     layout.entries.map(({ name, tensor }) => [
       name,
       { integer: !isFloatDtype(tensor.dtype), shape: tensor.shape },
     ]),
   );
-  naming(weightsSource, () => checkStateFits(network.stateDict(), found));
-  return network;
+  naming(weightsSource, () => checkStateFits(stateSignatures(config.layers), found));
+  return buildSequential(config.layers);
 }
 
 /**

@@ -32,6 +32,7 @@ export {
   layerSchema,
   layerTypes,
   MAX_BLOCK_DEPTH,
+  stateSignatures,
 } from './layers/registry.js';
 export type { ResidualLayerSpec } from './layers/residual.js';
 export * from './model-config.js';

@@ -113,7 +113,6 @@ export class RepositoryFiles {
       const headerLength = safetensorsHeaderLength(first, size, name);
       const prefix = await this.readRange(handle, path, 0, 8 + headerLength);
       const layout = safetensorsLayout(prefix, size, name);
-      const checked = check(layout);
       const dataLength = size - layout.dataStart;
       if (dataLength > bufferConstants.MAX_LENGTH) {
         throw new NormserveError(
@@ -121,6 +120,7 @@ export class RepositoryFiles {
           `${name}: ${dataLength} bytes of tensor data, more than one process can hold (${bufferConstants.MAX_LENGTH})`,
         );
       }
+      const checked = check(layout);
       const data = await this.readRange(handle, path, layout.dataStart, dataLength);
       return { layout, data, checked };
     });
