@@ -18,8 +18,14 @@ vi.mock('../../src/checkpoint/build-model.js', async (importOriginal) => {
   };
 });
 
-const { buildSequential, layerSchema, parseCheckpoint, serializeCheckpoint, stateSignatures } =
-  await import('../../src/checkpoint/index.js');
+const {
+  buildSequential,
+  EXTRA_TENSORS_PARSED,
+  layerSchema,
+  parseCheckpoint,
+  serializeCheckpoint,
+  stateSignatures,
+} = await import('../../src/checkpoint/index.js');
 const { writeSafetensors } = await import('../../src/checkpoint/safetensors.js');
 const { signatureOf } = await import('../../src/nn/module.js');
 
@@ -70,6 +76,53 @@ describe('the weights header is checked before the network is built', () => {
     const loaded = parseCheckpoint({ config: files.get('config.json')!, weights }, 'm/1');
     expect(built.count).toBe(1);
     expect([...loaded.state.keys()]).toEqual([...state.keys()]);
+  });
+});
+
+describe('a header naming more tensors than the config declares', () => {
+  it('is refused by name up to EXTRA_TENSORS_PARSED more', () => {
+    expect(EXTRA_TENSORS_PARSED).toBe(1024);
+    const state = buildSequential(config(3).layers.map((l) => layerSchema.parse(l))).stateDict();
+    const extra = Array.from(
+      { length: EXTRA_TENSORS_PARSED },
+      (_, i): [string, ReturnType<typeof state.get>] => [`x${i}`, state.get('0.weight')],
+    );
+    const files = serializeCheckpoint({
+      config: layerConfig(),
+      state: new Map([...state, ...extra]) as typeof state,
+    });
+    expect(() =>
+      parseCheckpoint(
+        { config: files.get('config.json')!, weights: files.get('model.safetensors')! },
+        'm/1',
+      ),
+    ).toThrow('m/1/model.safetensors: unexpected tensor "x0"');
+  });
+
+  it('is refused from a count on its text past that, before JSON.parse builds its keys', () => {
+    // 3 features: weight, bias, running_mean, running_var, num_batches_tracked (5 tensors).
+    const keys = Array.from({ length: 100_000 }, (_, i) => `"k${i}":""`).join(',');
+    const header = new TextEncoder().encode(`{"__metadata__":{"format":"pt"},${keys}}`);
+    const weights = new Uint8Array(8 + header.length);
+    new DataView(weights.buffer).setBigUint64(0, BigInt(header.length), true);
+    weights.set(header, 8);
+    const configBytes = encode(config(3));
+    const parse = vi.spyOn(JSON, 'parse');
+    built.count = 0;
+    try {
+      expect(() => parseCheckpoint({ config: configBytes, weights }, 'm/1')).toThrow(
+        expect.objectContaining({
+          code: 'CHECKPOINT_MISMATCH',
+          message:
+            'm/1/model.safetensors: the header names more than 1029 tensors (m/1/config.json declares 5)',
+        }),
+      );
+      // JSON.parse read config.json only (its one call), never the weights' header.
+      expect(parse.mock.calls.every(([text]) => !String(text).includes('"k0"'))).toBe(true);
+      expect(built.count).toBe(0);
+    } finally {
+      parse.mockRestore();
+    }
   });
 });
 
