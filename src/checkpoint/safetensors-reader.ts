@@ -16,7 +16,7 @@ export interface SafetensorsFile {
  * reference implementation allows 100,000,000 bytes (its MAX_HEADER_SIZE); a header of that
  * size made of millions of `__metadata__` keys held the server's one thread for 167 s and 3.5 GB
  * (review 9). A tensor entry takes about 100 bytes (`"12.body.3.running_var":{"dtype":"F32",
- * "shape":[512],"data_offsets":[…,…]}`; digits' 14 tensors take 1,216 bytes with metadata), so
+ * "shape":[512],"data_offsets":[…,…]}`; digits' 16 tensors take 1,216 bytes with metadata), so
  * 8 MiB holds some 40,000 tensors after the largest metadata allowed (1 MiB): 40 times
  * ResNet-152's 930 state entries. Files from the safetensors library are read unchanged: a
  * header above 8 MiB would take a model of more than 40,000 tensors.
