@@ -8,8 +8,10 @@ import {
 import { buildSequential } from './build-model.js';
 import { isFloatDtype } from './dtype.js';
 import { formatJson } from './json-format.js';
+import { stateSignatures } from './layers/registry.js';
 import { type ModelConfig, parseModelConfig } from './model-config.js';
 import {
+  type SafetensorsExpectation,
   type SafetensorsLayout,
   safetensorsFromLayout,
   safetensorsLayout,
@@ -109,27 +111,49 @@ function naming<T>(source: string, run: () => T): T {
 }
 
 /**
+ * How many tensors a weights header may name beyond those its config declares and still be
+ * parsed: then the first one nobody expects is refused by name (`unexpected tensor "evil"`),
+ * which is what a real mistake (a file of another model, extra buffers) needs. Past it, the
+ * header is refused from a count on its text before JSON.parse builds its keys (review 9: 8 MiB
+ * of keys cost 1.4 s to parse and walk); 1,024 entries parse in about a millisecond.
+ */
+export const EXTRA_TENSORS_PARSED = 1024;
+
+/** What the weights file of `config` may hold, known before its header is parsed. */
+export function weightsExpectation(
+  config: ModelConfig,
+  configSource: string,
+): SafetensorsExpectation {
+  const declared = stateSignatures(config.layers).size;
+  return {
+    tensors: declared + EXTRA_TENSORS_PARSED,
+    by: `${configSource} declares ${declared}`,
+  };
+}
+
+/**
  * The network `config` describes (weights zero, to be loaded), once the weights file's header
  * (its checked layout) names exactly its tensors, each of its kind and shape: the rule
- * loadStateDict applies (nn's checkStateFits), applied to the header before any data is read.
- * The names and shapes are the built network's state_dict(), so each layer type's record states
- * them once (./layers/). CHECKPOINT_MISMATCH naming `weightsSource` and the first tensor that
- * differs otherwise (an extra 3 GiB tensor is refused from its header entry, unread).
+ * loadStateDict applies (nn's checkStateFits), applied to the header before any data is read
+ * and before the network is built. The expected names, kinds and shapes come from the layer
+ * records (stateSignatures: nothing allocated), so a config can only make the server allocate
+ * tensors the file's header declares and its size holds (a 250,000,000-feature batchnorm1d next
+ * to a 68-byte file is refused from the header). CHECKPOINT_MISMATCH naming `weightsSource` and
+ * the first tensor that differs otherwise (an extra 3 GiB tensor is refused unread).
  */
 export function networkForWeights(
   config: ModelConfig,
   layout: SafetensorsLayout,
   weightsSource: string,
 ): Sequential {
-  const network = buildSequential(config.layers);
   const found = new Map<string, StateSignature>(
     layout.entries.map(({ name, tensor }) => [
       name,
       { integer: !isFloatDtype(tensor.dtype), shape: tensor.shape },
     ]),
   );
-  naming(weightsSource, () => checkStateFits(network.stateDict(), found));
-  return network;
+  naming(weightsSource, () => checkStateFits(stateSignatures(config.layers), found));
+  return buildSequential(config.layers);
 }
 
 /**
@@ -181,9 +205,15 @@ export function parseCheckpoint(
   files: { config: Uint8Array; weights: Uint8Array; metrics?: Uint8Array | undefined },
   source: string,
 ): LoadedCheckpoint {
-  const config = parseConfigFile(files.config, `${source}/${CONFIG_FILE}`);
+  const configSource = `${source}/${CONFIG_FILE}`;
+  const config = parseConfigFile(files.config, configSource);
   const weightsSource = `${source}/${WEIGHTS_FILE}`;
-  const layout = safetensorsLayout(files.weights, files.weights.length, weightsSource);
+  const layout = safetensorsLayout(
+    files.weights,
+    files.weights.length,
+    weightsSource,
+    weightsExpectation(config, configSource),
+  );
   const network = networkForWeights(config, layout, weightsSource);
   loadWeights(network, layout, files.weights.subarray(layout.dataStart), weightsSource);
   return assembleCheckpoint(config, network, files.metrics);

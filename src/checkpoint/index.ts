@@ -8,6 +8,7 @@ export {
   assembleCheckpoint,
   type Checkpoint,
   CONFIG_FILE,
+  EXTRA_TENSORS_PARSED,
   type LoadedCheckpoint,
   loadWeights,
   METRICS_FILE,
@@ -16,6 +17,7 @@ export {
   parseConfigFile,
   serializeCheckpoint,
   WEIGHTS_FILE,
+  weightsExpectation,
 } from './checkpoint-files.js';
 export { formatJson } from './json-format.js';
 export type { LayerDefinition, Shape } from './layers/layer-definition.js';
@@ -33,6 +35,7 @@ export {
   layerTypes,
   MAX_BLOCK_DEPTH,
   MAX_LAYERS,
+  stateSignatures,
 } from './layers/registry.js';
 export type { ResidualLayerSpec } from './layers/residual.js';
 export * from './model-config.js';

@@ -1,6 +1,6 @@
 import { NormserveError } from '../errors/index.js';
 import { DTYPE_SIZES, isKnownUnsupportedDtype, isSupportedDtype } from './dtype.js';
-import { findDuplicateKey } from './json-duplicate-keys.js';
+import { findDuplicateKey, headerExtent } from './json-duplicate-keys.js';
 import type { RawTensor } from './raw-tensor.js';
 
 /** A parsed safetensors file. */
@@ -11,8 +11,26 @@ export interface SafetensorsFile {
   tensors: Map<string, RawTensor>;
 }
 
-/** The reference implementation's limit on the JSON header (MAX_HEADER_SIZE). */
-export const MAX_HEADER_SIZE = 100_000_000;
+/**
+ * The limit on the JSON header, checked on the length prefix before the header is read. The
+ * reference implementation allows 100,000,000 bytes (its MAX_HEADER_SIZE); a header of that
+ * size made of millions of `__metadata__` keys held the server's one thread for 167 s and 3.5 GB
+ * (review 9). A tensor entry takes about 100 bytes (`"12.body.3.running_var":{"dtype":"F32",
+ * "shape":[512],"data_offsets":[…,…]}`; digits' 16 tensors take 1,216 bytes with metadata), so
+ * 8 MiB holds some 40,000 tensors after the largest metadata allowed (1 MiB): 40 times
+ * ResNet-152's 930 state entries. Files from the safetensors library are read unchanged: a
+ * header above 8 MiB would take a model of more than 40,000 tensors.
+ */
+export const MAX_HEADER_BYTES = 8 * 1024 * 1024;
+
+/**
+ * Limits on `__metadata__`, checked on the header's text before it is parsed. The format's
+ * metadata maps strings to strings (the library's `Dict[str, str]`): a handful of entries in
+ * practice (`format: pt`; normserve writes two). 1,024 entries and 1 MiB of text leave room for
+ * any tool's provenance strings while keeping a hostile header's parse to milliseconds.
+ */
+export const MAX_METADATA_ENTRIES = 1024;
+export const MAX_METADATA_BYTES = 1024 * 1024;
 
 const TENSOR_KEYS = ['dtype', 'shape', 'data_offsets'] as const;
 
@@ -36,6 +54,12 @@ function describe(value: unknown): string {
   return typeof value === 'object' ? 'an object' : `${typeof value} ${String(value)}`;
 }
 
+/** A key path for a message: whole up to 8 keys, else its ends and its depth (kept short). */
+function showPath(path: readonly string[]): string {
+  if (path.length <= 8) return `"${path.join('.')}"`;
+  return `"${path.slice(0, 3).join('.')}.….${path.slice(-3).join('.')}" (${path.length} objects deep)`;
+}
+
 function isNonNegativeIntegerArray(value: unknown): value is number[] {
   return (
     Array.isArray(value) &&
@@ -49,6 +73,17 @@ export interface SafetensorsLayout {
   entries: readonly SafetensorsEntry[];
   /** Offset of the data section in the file (8 + header length). */
   dataStart: number;
+}
+
+/**
+ * What a reader knows before it parses the header: at most how many tensors the file may name
+ * (from a model's config), and why (for the message). A header naming more is refused as
+ * CHECKPOINT_MISMATCH from a count on its text, before JSON.parse builds its keys: 8 MiB of
+ * keys cost 1.4 s to parse and walk, the count stops after `tensors` + 1.
+ */
+export interface SafetensorsExpectation {
+  tensors?: number | undefined;
+  by?: string | undefined;
 }
 
 /**
@@ -68,8 +103,8 @@ export function safetensorsHeaderLength(
   }
   const view = new DataView(first.buffer, first.byteOffset, 8);
   const headerLength64 = view.getBigUint64(0, true);
-  if (headerLength64 > BigInt(MAX_HEADER_SIZE)) {
-    throw fail(`header length ${headerLength64} exceeds the limit of ${MAX_HEADER_SIZE} bytes`);
+  if (headerLength64 > BigInt(MAX_HEADER_BYTES)) {
+    throw fail(`header length ${headerLength64} exceeds the limit of ${MAX_HEADER_BYTES} bytes`);
   }
   const headerLength = Number(headerLength64);
   if (8 + headerLength > fileSize) {
@@ -113,6 +148,7 @@ export function safetensorsLayout(
   prefix: Uint8Array,
   fileSize: number,
   fileName: string,
+  expect: SafetensorsExpectation = {},
 ): SafetensorsLayout {
   const fail = (message: string) =>
     new NormserveError('SAFETENSORS_INVALID', `${fileName}: ${message}`);
@@ -137,6 +173,26 @@ export function safetensorsLayout(
   } catch {
     throw fail('header is not valid UTF-8');
   }
+  // Rule 3's size, and the tensors a reader expects, before JSON.parse builds every key (one
+  // linear scan that stops at the first limit passed).
+  const extent = headerExtent(text, {
+    metadataEntries: MAX_METADATA_ENTRIES,
+    tensorEntries: expect.tensors ?? Number.POSITIVE_INFINITY,
+  });
+  if (extent.metadataEntries > MAX_METADATA_ENTRIES) {
+    throw fail(`__metadata__ has more than the limit of ${MAX_METADATA_ENTRIES} entries`);
+  }
+  if (extent.metadataLength > MAX_METADATA_BYTES) {
+    throw fail(
+      `__metadata__ is ${extent.metadataLength} characters long, more than the limit of ${MAX_METADATA_BYTES}`,
+    );
+  }
+  if (expect.tensors !== undefined && extent.tensorEntries > expect.tensors) {
+    throw new NormserveError(
+      'CHECKPOINT_MISMATCH',
+      `${fileName}: the header names more than ${expect.tensors} tensors${expect.by === undefined ? '' : ` (${expect.by})`}`,
+    );
+  }
   let header: unknown;
   try {
     header = JSON.parse(text);
@@ -151,7 +207,7 @@ export function safetensorsLayout(
     throw fail(
       duplicate.path.length === 0 && duplicate.key !== '__metadata__'
         ? `duplicate tensor name "${duplicate.key}" in header`
-        : `duplicate key "${duplicate.key}" in ${duplicate.path.length === 0 ? 'header' : `"${duplicate.path.join('.')}"`}`,
+        : `duplicate key "${duplicate.key}" in ${duplicate.path.length === 0 ? 'header' : showPath(duplicate.path)}`,
     );
   }
 

@@ -2,6 +2,7 @@ import { NormserveError } from '../errors/index.js';
 import { numelOf } from '../nn/tensor.js';
 import { DTYPE_SIZES, isSupportedDtype } from './dtype.js';
 import type { RawTensor } from './raw-tensor.js';
+import { MAX_HEADER_BYTES } from './safetensors-reader.js';
 
 function fail(message: string): NormserveError {
   return new NormserveError('SAFETENSORS_INVALID', `cannot write safetensors: ${message}`);
@@ -58,6 +59,10 @@ export function writeSafetensors(
 
   const header = new TextEncoder().encode(`{${fields.join(',')}}`);
   const paddedLength = Math.ceil(header.length / 8) * 8;
+  // What readSafetensors would refuse is not written (a publish fails, not every later load).
+  if (paddedLength > MAX_HEADER_BYTES) {
+    throw fail(`header of ${paddedLength} bytes exceeds the limit of ${MAX_HEADER_BYTES} bytes`);
+  }
   const out = new Uint8Array(8 + paddedLength + offset);
   new DataView(out.buffer).setBigUint64(0, BigInt(paddedLength), true);
   out.set(header, 8);

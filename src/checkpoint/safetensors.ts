@@ -8,8 +8,11 @@ export {
 } from './dtype.js';
 export { type RawTensor, rawToBigInt, rawToFloat32 } from './raw-tensor.js';
 export {
-  MAX_HEADER_SIZE,
+  MAX_HEADER_BYTES,
+  MAX_METADATA_BYTES,
+  MAX_METADATA_ENTRIES,
   readSafetensors,
+  type SafetensorsExpectation,
   type SafetensorsFile,
   type SafetensorsLayout,
   safetensorsFromLayout,

@@ -37,10 +37,10 @@ const signaturesOf = (state: StateDict): Map<string, StateSignature> =>
 /** Why `found` cannot be written into `target` (named `fullName`); undefined when it can. */
 function entryMismatch(
   fullName: string,
-  target: StateValue,
+  target: StateSignature,
   found: StateSignature,
 ): string | undefined {
-  if (typeof target === 'bigint') {
+  if (target.integer) {
     return found.integer && found.shape.length === 0
       ? undefined
       : `tensor "${fullName}" must be an integer scalar`;
@@ -55,13 +55,14 @@ function entryMismatch(
 }
 
 /**
- * The one rule of loading a state into a module whose state is `own`: no name `own` lacks, none
+ * The one rule of loading a state into a module whose state has the signatures `own` (its
+ * stateDict()'s, or what its config declares before it is built): no name `own` lacks, none
  * missing, each of the kind and shape `own` holds. Throws CHECKPOINT_MISMATCH naming the first
  * entry that breaks it (names prefixed with `prefix`). loadStateDict applies it to values; a
  * reader of a checkpoint applies it to the file's header, before reading any value.
  */
 export function checkStateFits(
-  own: StateDict,
+  own: ReadonlyMap<string, StateSignature>,
   found: ReadonlyMap<string, StateSignature>,
   prefix = '',
 ): void {
@@ -130,7 +131,7 @@ export abstract class Module {
   /** Copies values into this module's tensors (shapes must match); every key must be consumed. */
   loadStateDict(state: StateDict, prefix = ''): void {
     const own = this.stateDict();
-    checkStateFits(own, signaturesOf(state), prefix);
+    checkStateFits(signaturesOf(own), signaturesOf(state), prefix);
     for (const [name, target] of own)
       this.assign(`${prefix}${name}`, name, target, state.get(name)!);
   }
@@ -240,7 +241,7 @@ export abstract class Container extends Module {
   }
 
   override loadStateDict(state: StateDict, prefix = ''): void {
-    checkStateFits(this.stateDict(), signaturesOf(state), prefix);
+    checkStateFits(signaturesOf(this.stateDict()), signaturesOf(state), prefix);
     for (const [name, m] of this.children()) {
       const local = `${name}.`;
       const sub: StateDict = new Map();

@@ -13,6 +13,7 @@ import {
   parseConfigFile,
   serializeCheckpoint,
   WEIGHTS_FILE,
+  weightsExpectation,
 } from '../checkpoint/index.js';
 import {
   describeLocations,
@@ -167,8 +168,10 @@ export class ModelRepository {
     }
     const weightsSource = `${source}/${WEIGHTS_FILE}`;
     const [weights, metrics] = await Promise.all([
-      this.files.readSafetensors(join(dir, WEIGHTS_FILE), (layout) =>
-        networkForWeights(config, layout, weightsSource),
+      this.files.readSafetensors(
+        join(dir, WEIGHTS_FILE),
+        (layout) => networkForWeights(config, layout, weightsSource),
+        weightsExpectation(config, `${source}/${CONFIG_FILE}`),
       ),
       // Metrics are informational: one that cannot be read (too large, a link out) is left out.
       this.files.readBytes(join(dir, METRICS_FILE)).catch(() => undefined),

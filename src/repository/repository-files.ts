@@ -3,6 +3,7 @@ import { constants as fsConstants } from 'node:fs';
 import { type FileHandle, open, realpath } from 'node:fs/promises';
 import { relative, sep } from 'node:path';
 import {
+  type SafetensorsExpectation,
   type SafetensorsLayout,
   safetensorsHeaderLength,
   safetensorsLayout,
@@ -106,14 +107,14 @@ export class RepositoryFiles {
   async readSafetensors<T>(
     path: string,
     check: (layout: SafetensorsLayout) => T,
+    expect: SafetensorsExpectation = {},
   ): Promise<{ layout: SafetensorsLayout; data: Uint8Array; checked: T } | undefined> {
     const name = this.label(path);
     return this.withFile(path, async (handle, size) => {
       const first = await this.readRange(handle, path, 0, Math.min(8, size));
       const headerLength = safetensorsHeaderLength(first, size, name);
       const prefix = await this.readRange(handle, path, 0, 8 + headerLength);
-      const layout = safetensorsLayout(prefix, size, name);
-      const checked = check(layout);
+      const layout = safetensorsLayout(prefix, size, name, expect);
       const dataLength = size - layout.dataStart;
       if (dataLength > bufferConstants.MAX_LENGTH) {
         throw new NormserveError(
@@ -121,6 +122,7 @@ export class RepositoryFiles {
           `${name}: ${dataLength} bytes of tensor data, more than one process can hold (${bufferConstants.MAX_LENGTH})`,
         );
       }
+      const checked = check(layout);
       const data = await this.readRange(handle, path, layout.dataStart, dataLength);
       return { layout, data, checked };
     });

@@ -1,5 +1,8 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import {
+  MAX_HEADER_BYTES,
+  MAX_METADATA_BYTES,
+  MAX_METADATA_ENTRIES,
   type RawTensor,
   rawToBigInt,
   rawToFloat32,
@@ -307,9 +310,17 @@ describe('reader rule 1: header length prefix', () => {
     expectInvalid(new Uint8Array(4), /file is 4 bytes, too short for the 8-byte header length/);
   });
 
-  it('rejects a header length over 100,000,000', () => {
-    const bytes = fileFromHeaderBytes(new TextEncoder().encode('{}'), 0, 100_000_001n);
-    expectInvalid(bytes, /header length 100000001 exceeds the limit of 100000000 bytes/);
+  it('reads a header of exactly MAX_HEADER_BYTES (8 MiB) and refuses one byte more', () => {
+    expect(MAX_HEADER_BYTES).toBe(8 * 1024 * 1024);
+    const header = new TextEncoder().encode(`{}${' '.repeat(MAX_HEADER_BYTES - 2)}`);
+    expect(readSafetensors(fileFromHeaderBytes(header), FILE).tensors.size).toBe(0);
+    const over = fileFromHeaderBytes(new TextEncoder().encode('{}'), 0, 8_388_609n);
+    expectInvalid(over, /header length 8388609 exceeds the limit of 8388608 bytes/);
+  });
+
+  it('refuses the 100,000,000-byte header the reference implementation would read', () => {
+    const bytes = fileFromHeaderBytes(new TextEncoder().encode('{}'), 0, 100_000_000n);
+    expectInvalid(bytes, /header length 100000000 exceeds the limit of 8388608 bytes/);
   });
 
   it('rejects a huge u64 header length without losing precision', () => {
@@ -356,6 +367,47 @@ describe('reader rule 2: UTF-8 JSON object header', () => {
 });
 
 describe('reader rule 3: __metadata__', () => {
+  const metadataOf = (entries: number, value = '') =>
+    `{"__metadata__":{${Array.from({ length: entries }, (_, i) => `"k${i}":${JSON.stringify(value)}`).join(',')}}}`;
+
+  it('reads 1,024 metadata entries and refuses 1,025 before JSON.parse sees the header', () => {
+    expect(MAX_METADATA_ENTRIES).toBe(1024);
+    expect(
+      Object.keys(readSafetensors(fileFromHeader(metadataOf(1024)), FILE).metadata),
+    ).toHaveLength(1024);
+    const parse = vi.spyOn(JSON, 'parse');
+    try {
+      expectInvalid(
+        fileFromHeader(metadataOf(1025)),
+        /__metadata__ has more than the limit of 1024 entries/,
+      );
+      expect(parse).not.toHaveBeenCalled();
+    } finally {
+      parse.mockRestore();
+    }
+  });
+
+  it('counts a __metadata__ key spelled with escapes, and nothing in nested values or tensors', () => {
+    const escaped = metadataOf(1025).replace('"__metadata__"', '"\\u005f_metadata__"');
+    expect(escaped.startsWith('{"\\u005f_metadata__"')).toBe(true);
+    expectInvalid(fileFromHeader(escaped), /more than the limit of 1024 entries/);
+    // 2,000 keys inside a tensor entry's object are not metadata (refused as unexpected keys).
+    const keys = Array.from({ length: 2000 }, (_, i) => `"x${i}":1`).join(',');
+    expectInvalid(
+      fileFromHeader(`{"__metadata__":{"a":"b"},"t":{${keys}}}`),
+      /tensor "t" is missing dtype, shape, data_offsets/,
+    );
+  });
+
+  it('refuses metadata longer than 1 MiB, and an unterminated one is invalid JSON', () => {
+    expect(MAX_METADATA_BYTES).toBe(1024 * 1024);
+    expectInvalid(
+      fileFromHeader(metadataOf(2, 'x'.repeat(MAX_METADATA_BYTES / 2))),
+      /__metadata__ is 1048593 characters long, more than the limit of 1048576/,
+    );
+    expectInvalid(fileFromHeader('{"__metadata__":{"a":"b'), /header is not valid JSON/);
+  });
+
   it('rejects __metadata__ that is not an object', () => {
     expectInvalid(
       fileFromHeader('{"__metadata__":["pt"]}'),
@@ -521,6 +573,17 @@ describe('reader rule 8: unique names', () => {
         8,
       ),
       /duplicate tensor name "a"/,
+    );
+  });
+
+  it('finds a duplicate 100,000 objects deep in one pass and names its path briefly', () => {
+    // The scan copied the path into every nested object: quadratic (10,000 levels took 2 s,
+    // 30,000 exhausted a 4 GB heap); each object now links to its parent.
+    const depth = 100_000;
+    const header = `${'{"a":'.repeat(depth)}{"b":1,"b":2}${'}'.repeat(depth)}`;
+    expectInvalid(
+      fileFromHeader(header),
+      /^bad\.safetensors: duplicate key "b" in "a\.a\.a\.…\.a\.a\.a" \(100000 objects deep\)$/,
     );
   });
 

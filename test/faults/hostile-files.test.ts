@@ -29,6 +29,19 @@ import { ADMIN, predictRows } from '../helpers/admin.js';
 import { digitsTestRows, makeRepository, makeTestApp } from '../helpers/app.js';
 import { bundledVersionDir } from '../helpers/bundled-models.js';
 
+/** Widths of the networks built (buildSequential spied through its module, passing through). */
+const builtWidths = vi.hoisted(() => [] as number[][]);
+vi.mock('../../src/checkpoint/build-model.js', async (importOriginal) => {
+  const actual = await importOriginal<typeof import('../../src/checkpoint/build-model.js')>();
+  return {
+    ...actual,
+    buildSequential: (...args: Parameters<typeof actual.buildSequential>) => {
+      builtWidths.push(args[0].map((l) => ('num_features' in l ? Number(l.num_features) : 0)));
+      return actual.buildSequential(...args);
+    },
+  };
+});
+
 const made: string[] = [];
 afterAll(() => {
   for (const dir of made) rmSync(dir, { recursive: true, force: true });
@@ -341,6 +354,54 @@ describe('weights checked against the config before their data is read', () => {
     // config.json and metrics.json whole, the weights' length prefix and header: not a byte more.
     const small = statSync(join(v2, 'config.json')).size + statSync(join(v2, 'metrics.json')).size;
     expect(reads.total()).toBe(small + 8 + headerEnd);
+  });
+
+  it('a 250,000,000-feature config beside a tiny file: FAILED from the header, the network never built', async () => {
+    // Review 9: the network was built before the header was compared (7.8 s, 3.0 GB peak RSS).
+    const { repository, v2 } = twoVersions();
+    writeFileSync(
+      join(v2, 'config.json'),
+      JSON.stringify({
+        format: 'normserve.model/v1',
+        name: 'digits',
+        task: 'regression',
+        input_shape: [250_000_000],
+        layers: [{ type: 'batchnorm1d', num_features: 250_000_000 }],
+      }),
+    );
+    // One F32 tensor "0.weight" of shape [1]: 8 + 72 header + 4 data bytes.
+    const header = '{"0.weight":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'.padEnd(72);
+    const file = Buffer.alloc(8 + header.length + 4);
+    file.writeBigUInt64LE(BigInt(header.length));
+    file.write(header, 8);
+    writeFileSync(join(v2, 'model.safetensors'), file);
+    builtWidths.length = 0;
+    const reason =
+      'digits/2/model.safetensors: tensor "0.weight" has shape [1], expected [250000000]';
+    const { listing } = await statusOf(repository);
+    expect(version2(listing)).toMatchObject({ state: 'FAILED', reason });
+    await expect(new ModelRepository(repository).loadVersion('digits', 2)).rejects.toMatchObject({
+      code: 'CHECKPOINT_MISMATCH',
+      message: reason,
+    });
+    expect(builtWidths.length).toBeGreaterThan(0); // digits/1 was built: the spy sees builds
+    expect(builtWidths.flat()).not.toContain(250_000_000);
+  });
+
+  it('a header length past 8 MiB (a sparse 95 MB header of metadata): refused from its prefix', async () => {
+    const { repository, v2 } = twoVersions();
+    const prefix = Buffer.alloc(8);
+    prefix.writeBigUInt64LE(95_000_000n);
+    writeFileSync(join(v2, 'model.safetensors'), prefix);
+    truncateSync(join(v2, 'model.safetensors'), 8 + 95_000_000);
+    const reads = await countReads();
+    await expect(new ModelRepository(repository).loadVersion('digits', 2)).rejects.toMatchObject({
+      code: 'SAFETENSORS_INVALID',
+      message:
+        'digits/2/model.safetensors: header length 95000000 exceeds the limit of 8388608 bytes',
+    });
+    const small = statSync(join(v2, 'config.json')).size + statSync(join(v2, 'metrics.json')).size;
+    expect(reads.total()).toBe(small + 8);
   });
 
   it('a config that is invalid: refused without opening the weights (even a 3 GiB sparse file)', async () => {

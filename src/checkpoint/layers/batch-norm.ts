@@ -4,6 +4,7 @@ import {
   defineLayer,
   eps,
   imageInput,
+  type LayerStateEntry,
   positiveInt,
   probability,
   showShape,
@@ -35,6 +36,22 @@ const options = (spec: {
   affine: spec.affine,
 });
 
+/** _BatchNorm's state_dict: weight and bias if affine, then the running statistics and count. */
+const batchNormState = (spec: { num_features: number; affine: boolean }): LayerStateEntry[] => {
+  const c = [spec.num_features];
+  return [
+    ...(spec.affine
+      ? [
+          { name: 'weight', kind: 'parameter', shape: c } as const,
+          { name: 'bias', kind: 'parameter', shape: c } as const,
+        ]
+      : []),
+    { name: 'running_mean', kind: 'buffer', shape: c },
+    { name: 'running_var', kind: 'buffer', shape: c },
+    { name: 'num_batches_tracked', kind: 'count', shape: [] },
+  ];
+};
+
 /** nn.BatchNorm1d on [C] (statistics per feature over the batch). */
 export const batchNorm1dLayer = defineLayer({
   type: 'batchnorm1d',
@@ -52,7 +69,7 @@ export const batchNorm1dLayer = defineLayer({
   },
   build: (spec) => new BatchNorm1d(options(spec)),
   batchNormStatistics: true,
-  parameterShapes: (spec) => (spec.affine ? [[spec.num_features], [spec.num_features]] : []),
+  state: batchNormState,
 });
 
 /** nn.BatchNorm2d on [C, H, W] (statistics per channel over N·H·W). */
@@ -71,5 +88,5 @@ export const batchNorm2dLayer = defineLayer({
   },
   build: (spec) => new BatchNorm2d(options(spec)),
   batchNormStatistics: true,
-  parameterShapes: (spec) => (spec.affine ? [[spec.num_features], [spec.num_features]] : []),
+  state: batchNormState,
 });

@@ -53,9 +53,15 @@ export const conv2dLayer = defineLayer({
     }
     return [spec.out_channels, g.outH, g.outW];
   },
-  parameterShapes: (spec) => [
-    [spec.out_channels, spec.in_channels, ...pairOf(spec.kernel_size)],
-    ...(spec.bias ? [[spec.out_channels]] : []),
+  state: (spec) => [
+    {
+      name: 'weight',
+      kind: 'parameter',
+      shape: [spec.out_channels, spec.in_channels, ...pairOf(spec.kernel_size)],
+    },
+    ...(spec.bias
+      ? [{ name: 'bias', kind: 'parameter', shape: [spec.out_channels] } as const]
+      : []),
   ],
   build: (spec, ctx) =>
     new Conv2d(

@@ -33,7 +33,9 @@ export interface ShapeContext {
  *  - `build`: the nn module; the module's stateDict() gives the tensor names and shapes, which
  *    are exactly PyTorch's (`i.weight`, `i.body.j.running_mean`, …);
  *  - `batchNormStatistics`: it holds running statistics (recalibration, training's batch rule);
- *  - `parameterShapes`: its trainable tensors' shapes, without building it (training's memory);
+ *  - `state`: its state_dict entries (names, shapes, kinds), without building it: what a
+ *    weights file must hold (checked against its header before anything is allocated) and what
+ *    training will hold (its memory);
  *  - `children`, `childName`: the nested layers of a block and their state-dict names.
  * How a layer compiles for inference is keyed by the same module (src/inference/compile-rules/),
  * because inference may not import checkpoint/ (docs/model-format.md, "Adding a layer type").
@@ -48,14 +50,23 @@ export interface LayerDefinition<S extends { type: string } = { type: string }> 
   build(spec: S, ctx: BuildContext): Module;
   readonly batchNormStatistics?: boolean;
   /**
-   * The shapes of the parameters `build` makes, in the module's parameters() order (none when
-   * absent; a block's are its children's): what training will hold, known before it allocates.
+   * The entries of the module's own stateDict(), in its order (none when absent; a block's are
+   * its children's, named through childName): parameters first, then buffers, as PyTorch orders
+   * them. Known before `build` allocates; a test holds it to the built module's stateDict().
    */
-  parameterShapes?(spec: S): readonly Shape[];
+  state?(spec: S): readonly LayerStateEntry[];
   children?(spec: S): readonly LayerSpec[];
   /** The state-dict name of nested layer j (`body.3`): its path is `<block path>.<name>`. */
   childName?(j: number): string;
 }
+
+/**
+ * One state_dict entry of a layer: a trainable parameter, a float buffer (running statistics) or
+ * an integer count (num_batches_tracked, a scalar).
+ */
+export type LayerStateEntry =
+  | { name: string; kind: 'parameter' | 'buffer'; shape: Shape }
+  | { name: string; kind: 'count'; shape: readonly [] };
 
 /** The schema of one layer type: a zod object whose `type` is a string literal. */
 export type LayerObjectSchema = z.ZodObject<{ type: z.ZodLiteral<string> } & z.ZodRawShape>;

@@ -24,8 +24,13 @@ export const layerNormLayer = defineLayer({
     }
     return input;
   },
-  parameterShapes: (spec) =>
-    spec.elementwise_affine ? [spec.normalized_shape, spec.normalized_shape] : [],
+  state: (spec) =>
+    spec.elementwise_affine
+      ? [
+          { name: 'weight', kind: 'parameter', shape: spec.normalized_shape },
+          { name: 'bias', kind: 'parameter', shape: spec.normalized_shape },
+        ]
+      : [],
   build: (spec) =>
     new LayerNorm({
       normalizedShape: spec.normalized_shape,

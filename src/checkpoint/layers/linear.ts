@@ -22,9 +22,11 @@ export const linearLayer = defineLayer({
       ctx.fail(`in_features ${spec.in_features} does not match the previous width ${input[0]}`);
     return [spec.out_features];
   },
-  parameterShapes: (spec) => [
-    [spec.out_features, spec.in_features],
-    ...(spec.bias ? [[spec.out_features]] : []),
+  state: (spec) => [
+    { name: 'weight', kind: 'parameter', shape: [spec.out_features, spec.in_features] },
+    ...(spec.bias
+      ? [{ name: 'bias', kind: 'parameter', shape: [spec.out_features] } as const]
+      : []),
   ],
   build: (spec, ctx) =>
     new Linear(

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { NormserveError } from '../../errors/index.js';
-import type { Module } from '../../nn/index.js';
+import type { Module, StateSignature } from '../../nn/index.js';
 import { batchNorm1dLayer, batchNorm2dLayer } from './batch-norm.js';
 import { conv2dLayer } from './conv2d.js';
 import {
@@ -243,8 +243,8 @@ export function layerFootprint(layers: readonly LayerSpec[], input: Shape): Laye
       const definition = layerDefinition(spec);
       const children = definition.children?.(spec);
       if (children) walk(children, shape);
-      for (const shape of definition.parameterShapes?.(spec) ?? [])
-        footprint.parameterShapes.push(shape);
+      for (const entry of definition.state?.(spec) ?? [])
+        if (entry.kind === 'parameter') footprint.parameterShapes.push(entry.shape);
       const output = checkLayerChain([spec], shape);
       footprint.layerShapes.push({ type: spec.type, input: shape, output });
       shape = output;
@@ -253,6 +253,34 @@ export function layerFootprint(layers: readonly LayerSpec[], input: Shape): Laye
   };
   walk(layers, input);
   return footprint;
+}
+
+/**
+ * The state_dict a network built from these layers holds (names as PyTorch's: `3.weight`,
+ * `1.body.0.running_mean`; each entry's kind and shape), in its order, from the layer records
+ * alone: nothing is allocated, so a config naming a 250,000,000-feature layer costs its names.
+ * What a weights file's header is checked against before the network is built.
+ */
+export function stateSignatures(layers: readonly LayerSpec[]): Map<string, StateSignature> {
+  const state = new Map<string, StateSignature>();
+  const add = (spec: LayerSpec, path: string): void => {
+    const definition = layerDefinition(spec);
+    for (const entry of definition.state?.(spec) ?? []) {
+      state.set(
+        `${path}.${entry.name}`,
+        entry.kind === 'count'
+          ? { integer: true, shape: entry.shape }
+          : { integer: false, shape: entry.shape },
+      );
+    }
+    definition.children?.(spec).forEach((child, j) => {
+      add(child, `${path}.${definition.childName!(j)}`);
+    });
+  };
+  layers.forEach((spec, i) => {
+    add(spec, String(i));
+  });
+  return state;
 }
 
 /** Whether any layer, nested ones included, holds BatchNorm running statistics. */
