@@ -10,7 +10,7 @@ import {
 import type { AppInstance } from '../app-types.js';
 import { CONTENT_ENCODING_DOC } from '../content-encoding.js';
 import { checkCsvMediaType } from '../csv-media-type.js';
-import { ENVELOPE_STRINGS, recalibrationBudget } from '../json-budget.js';
+import { recalibrationBudget } from '../json-budget.js';
 import { beforeVerb } from '../not-found.js';
 import { adminRateLimit } from '../rate-limit.js';
 import {
@@ -145,7 +145,7 @@ async function adminScope(app: AppInstance): Promise<void> {
             202: acceptedSchema.describe('Running as a job (Location: /v1/jobs/{id})'),
             ...adminErrors,
             413: problemSchema.describe(
-              `Body larger than BODY_LIMIT_BYTES, a streamed upload larger than RECALIBRATION_BODY_LIMIT_BYTES, or a JSON body with more than ${ENVELOPE_STRINGS} strings and keys (rows hold none), refused before it is parsed (BODY_TOO_LARGE); more rows than MAX_RECALIBRATION_SAMPLES, or a JSON body with more arrays and objects than that many samples of the model can be written with, refused before it is parsed (TOO_MANY_SAMPLES)`,
+              `Body larger than BODY_LIMIT_BYTES, or a streamed upload larger than RECALIBRATION_BODY_LIMIT_BYTES (BODY_TOO_LARGE); more rows than MAX_RECALIBRATION_SAMPLES, or a JSON body with more arrays and objects than that many samples of the model can be written with, refused before it is parsed (TOO_MANY_SAMPLES)`,
             ),
             503: problemSchema.describe(
               `${activeVersionErrorResponses[503].description}. Or ACTIVE_RECORD_BUSY, with Retry-After, when the served version must first be pinned in the model's active-version record (there is none, or it names another version; it is written before publishing) and the record’s lock stays held for ${ACTIVE_RECORD_LOCK_WAIT_MS / 1000} s: no version was published. Once the version is published, a busy lock only leaves it not activated (201, not_activated.code ACTIVE_RECORD_BUSY)`,

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { expecting } from '../../errors/index.js';
 import { modelNameSchema, ROW_ARRAY_MESSAGE, VERSION_NAME_PATTERN } from '../../service/index.js';
-import { DEFAULT_CONTAINERS, DEFAULT_STRINGS, ENVELOPE_STRINGS } from '../json-budget.js';
+import { DEFAULT_CONTAINERS, DEFAULT_STRINGS } from '../json-budget.js';
 
 /**
  * Instances of a prediction request, one sample per element. Without `sample` (the OpenAPI
@@ -125,6 +125,6 @@ export const activeVersionErrorResponses = {
 export const inferenceErrorResponses = {
   ...activeVersionErrorResponses,
   413: problemSchema.describe(
-    `Body larger than BODY_LIMIT_BYTES, or a JSON body with more than ${ENVELOPE_STRINGS} strings and keys (rows hold none), refused before it is parsed (BODY_TOO_LARGE); or more rows than MAX_BATCH_SIZE, or a JSON body with more arrays and objects than that many samples of the model's input shape can be written with, refused before it is parsed (BATCH_TOO_LARGE)`,
+    `Body larger than BODY_LIMIT_BYTES (BODY_TOO_LARGE); or more rows than MAX_BATCH_SIZE, or a JSON body with more arrays and objects than that many samples of the model's input shape can be written with, refused before it is parsed (BATCH_TOO_LARGE)`,
   ),
 } as const;
