@@ -30,7 +30,7 @@ export const MAX_HEADER_BYTES = 8 * 1024 * 1024;
  * any tool's provenance strings while keeping a hostile header's parse to milliseconds.
  */
 export const MAX_METADATA_ENTRIES = 1024;
-export const MAX_METADATA_BYTES = 1024 * 1024;
+export const MAX_METADATA_CHARS = 1024 * 1024;
 
 const TENSOR_KEYS = ['dtype', 'shape', 'data_offsets'] as const;
 
@@ -182,9 +182,9 @@ export function safetensorsLayout(
   if (extent.metadataEntries > MAX_METADATA_ENTRIES) {
     throw fail(`__metadata__ has more than the limit of ${MAX_METADATA_ENTRIES} entries`);
   }
-  if (extent.metadataLength > MAX_METADATA_BYTES) {
+  if (extent.metadataLength > MAX_METADATA_CHARS) {
     throw fail(
-      `__metadata__ is ${extent.metadataLength} characters long, more than the limit of ${MAX_METADATA_BYTES}`,
+      `__metadata__ is ${extent.metadataLength} characters long, more than the limit of ${MAX_METADATA_CHARS}`,
     );
   }
   if (expect.tensors !== undefined && extent.tensorEntries > expect.tensors) {

@@ -9,7 +9,7 @@ export {
 export { type RawTensor, rawToBigInt, rawToFloat32 } from './raw-tensor.js';
 export {
   MAX_HEADER_BYTES,
-  MAX_METADATA_BYTES,
+  MAX_METADATA_CHARS,
   MAX_METADATA_ENTRIES,
   readSafetensors,
   type SafetensorsExpectation,

@@ -1,7 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
 import {
   MAX_HEADER_BYTES,
-  MAX_METADATA_BYTES,
+  MAX_METADATA_CHARS,
   MAX_METADATA_ENTRIES,
   type RawTensor,
   rawToBigInt,
@@ -400,9 +400,9 @@ describe('reader rule 3: __metadata__', () => {
   });
 
   it('refuses metadata longer than 1 MiB, and an unterminated one is invalid JSON', () => {
-    expect(MAX_METADATA_BYTES).toBe(1024 * 1024);
+    expect(MAX_METADATA_CHARS).toBe(1024 * 1024);
     expectInvalid(
-      fileFromHeader(metadataOf(2, 'x'.repeat(MAX_METADATA_BYTES / 2))),
+      fileFromHeader(metadataOf(2, 'x'.repeat(MAX_METADATA_CHARS / 2))),
       /__metadata__ is 1048593 characters long, more than the limit of 1048576/,
     );
     expectInvalid(fileFromHeader('{"__metadata__":{"a":"b'), /header is not valid JSON/);
