@@ -56,7 +56,8 @@ export type Abandonment =
 /**
  * The rule every reader applies to a `running` job of another process: abandoned when its owner
  * is a process of this host that no longer exists (`isGone`, probed at once), or when its last
- * heartbeat is older than `staleMs` (an owner on another host, or a pid reused since).
+ * heartbeat is more than `staleMs` older (an owner on another host, or a pid reused since) or
+ * newer than this clock.
  */
 export function abandonment(
   job: Job,
@@ -68,5 +69,8 @@ export function abandonment(
   if (job.owner && isGone(job.owner)) return { reason: 'owner-gone', owner: job.owner };
   const beat = Date.parse(job.heartbeat_at ?? job.updated_at);
   const ageMs = Number.isFinite(beat) ? nowMs - beat : Number.POSITIVE_INFINITY;
-  return ageMs > staleMs ? { reason: 'heartbeat-stale', ageMs } : undefined;
+  // Either way, as for the model lock (model-lock.ts): a heartbeat more than staleMs ahead of this
+  // clock is no heartbeat but a clock set wrong, and would otherwise keep the job running until
+  // the clock caught up with it.
+  return Math.abs(ageMs) > staleMs ? { reason: 'heartbeat-stale', ageMs } : undefined;
 }

@@ -349,7 +349,9 @@ function abandonedMessage(job: Job, why: Abandonment, staleMs: number): string {
   const cause =
     why.reason === 'owner-gone'
       ? `the process running it (${owner}) no longer exists`
-      : `the process running it (${owner}) has not shown a heartbeat for ${Math.round(why.ageMs / 1000)} s (bound ${staleMs / 1000} s)`;
+      : why.ageMs < 0
+        ? `the process running it (${owner}) shows a heartbeat ${Math.round(-why.ageMs / 1000)} s ahead of this host's clock (bound ${staleMs / 1000} s): a clock set wrong, not a live heartbeat`
+        : `the process running it (${owner}) has not shown a heartbeat for ${Math.round(why.ageMs / 1000)} s (bound ${staleMs / 1000} s)`;
   const outcome =
     job.phase === 'publishing'
       ? 'it stopped while publishing, so a new version may exist without this job knowing'

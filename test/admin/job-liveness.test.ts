@@ -139,6 +139,22 @@ describe('a running record of another process', () => {
     expect(readdirSync(join(root, 'digits'))).toEqual([]);
   });
 
+  it(`whose heartbeat is more than ${STALE_AFTER_MS} ms ahead of this clock: failed, naming the clock`, async () => {
+    const { root, jobs, lock } = repository();
+    let now = T0;
+    const reader = JobRegistry.forRepository(new ModelRepository(root), { now: () => now });
+    write(jobs, runningRecord(ids(15), { heartbeat_at: iso(T0 + 86_400_000) }));
+    writeFileSync(lock, lockOf(ids(15)));
+    now = T0 + 86_400_000 - STALE_AFTER_MS; // within the bound: skew, the owner may be alive
+    expect(await reader.get(ids(15))).toMatchObject({ state: 'running' });
+    now = T0;
+    const job = await reader.get(ids(15));
+    expect(job).toMatchObject({ state: 'failed', error: { code: 'JOB_ABANDONED' } });
+    expect(job!.error!.message).toContain(
+      "shows a heartbeat 86400 s ahead of this host's clock (bound 30 s)",
+    );
+  });
+
   it('leaves a lock that another job holds now, and says when it died while publishing', async () => {
     const { root, jobs, lock } = repository();
     write(
