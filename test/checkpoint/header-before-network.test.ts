@@ -22,6 +22,7 @@ const {
   buildSequential,
   EXTRA_TENSORS_PARSED,
   layerSchema,
+  layerTypes,
   parseCheckpoint,
   serializeCheckpoint,
   stateSignatures,
@@ -163,11 +164,31 @@ describe('stateSignatures: the state_dict a config declares, without building it
           ],
         },
         { type: 'maxpool2d', kernel_size: 2 },
+        { type: 'avgpool2d', kernel_size: 1 },
+        { type: 'adaptive_avgpool2d', output_size: 2 },
         { type: 'flatten' },
         { type: 'linear', in_features: 16, out_features: 2 },
+        { type: 'leaky_relu' },
+        { type: 'gelu' },
+        { type: 'tanh' },
+        { type: 'sigmoid' },
+        { type: 'selu' },
+        { type: 'alpha_dropout', p: 0.1 },
+        { type: 'identity' },
       ],
     ],
   ];
+  it('covers every layer type, so a new one with state but no declared `state` fails above', () => {
+    const types = new Set<string>();
+    const walk = (layers: unknown[]) => {
+      for (const l of layers as { type: string; layers?: unknown[] }[]) {
+        types.add(l.type);
+        if (l.layers) walk(l.layers);
+      }
+    };
+    for (const [, raw] of cases) walk(raw);
+    expect([...types].sort()).toEqual([...layerTypes].sort());
+  });
   for (const [what, raw] of cases) {
     it(`equals the built network's stateDict(): ${what}`, () => {
       const layers = raw.map((l) => layerSchema.parse(l));
