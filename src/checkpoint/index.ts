@@ -35,6 +35,7 @@ export {
   layerTypes,
   MAX_BLOCK_DEPTH,
   MAX_LAYERS,
+  MAX_SAMPLE_VALUES,
   stateSignatures,
 } from './layers/registry.js';
 export type { ResidualLayerSpec } from './layers/residual.js';

@@ -21,6 +21,7 @@ export {
   layerTypes,
   MAX_BLOCK_DEPTH,
   MAX_LAYERS,
+  MAX_SAMPLE_VALUES,
 } from './layers/registry.js';
 
 /**

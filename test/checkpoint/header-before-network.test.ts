@@ -41,19 +41,19 @@ const config = (features: number) => ({
 });
 
 describe('the weights header is checked before the network is built', () => {
-  it('refuses a 250,000,000-feature batchnorm1d next to a tiny file without building it', () => {
+  it('refuses a 16,000,000-feature batchnorm1d next to a tiny file without building it', () => {
     // What the attacker's 68-byte file held: one small tensor, none of the config's.
     const weights = writeSafetensors([
       ['0.weight', { dtype: 'F32', shape: [1], bytes: new Uint8Array(4) }],
     ]);
     built.count = 0;
     expect(() =>
-      parseCheckpoint({ config: encode(config(250_000_000)), weights }, 'models/evil/1'),
+      parseCheckpoint({ config: encode(config(16_000_000)), weights }, 'models/evil/1'),
     ).toThrow(
       expect.objectContaining({
         code: 'CHECKPOINT_MISMATCH',
         message:
-          'models/evil/1/model.safetensors: tensor "0.weight" has shape [1], expected [250000000]',
+          'models/evil/1/model.safetensors: tensor "0.weight" has shape [1], expected [16000000]',
       }),
     );
     expect(built.count).toBe(0);

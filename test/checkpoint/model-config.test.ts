@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import {
   MAX_BLOCK_DEPTH,
   MAX_LAYERS,
+  MAX_SAMPLE_VALUES,
   parseModelConfig,
 } from '../../src/checkpoint/model-config.js';
 import { parseTrainingConfig } from '../../src/training/index.js';
@@ -446,6 +447,43 @@ describe('layers: at most MAX_LAYERS in all, nested ones counted', () => {
     const layers = (relus(200_000) as { layers: unknown[] }).layers;
     expect(() => parseTrainingConfig({ data: { path: 'x.csv' }, layers }, 'train.json')).toThrow(
       'train.json: layers: 200000 layers, nested ones counted; at most 10000 are allowed',
+    );
+  });
+});
+
+describe('a sample holds at most MAX_SAMPLE_VALUES values, at the input and after every layer', () => {
+  /** A regression config of this input shape and these layers (then flatten and a linear). */
+  const config = (input_shape: number[], layers: unknown[]): unknown => ({
+    format: 'normserve.model/v1',
+    name: 'big',
+    task: 'regression',
+    input_shape,
+    layers,
+  });
+
+  it('2^24 values: the input [1, 4096, 4096] and a 3×3 convolution keeping it parse', () => {
+    expect(MAX_SAMPLE_VALUES).toBe(2 ** 24);
+    const conv = { type: 'conv2d', in_channels: 1, out_channels: 1, kernel_size: 3, padding: 1 };
+    const parsed = parseModelConfig(
+      config(
+        [1, 4096, 4096],
+        [conv, { type: 'flatten' }, { type: 'linear', in_features: 2 ** 24, out_features: 1 }],
+      ),
+    );
+    expect(parsed.layers).toHaveLength(3);
+  });
+
+  it('an input over it: MODEL_CONFIG_INVALID naming input_shape (a 3×3 convolution on [1, 16384, 16384] had the JS engine allocate ~19 GB)', () => {
+    const conv = { type: 'conv2d', in_channels: 1, out_channels: 1, kernel_size: 3, padding: 1 };
+    expect(() => parseModelConfig(config([1, 16384, 16384], [conv]), 'big/1/config.json')).toThrow(
+      'big/1/config.json: input_shape [1, 16384, 16384]: 268435456 values per sample, more than the limit of 16777216',
+    );
+  });
+
+  it('a layer whose output is over it: MODEL_CONFIG_INVALID naming the layer', () => {
+    const conv = { type: 'conv2d', in_channels: 1, out_channels: 2, kernel_size: 3, padding: 1 };
+    expect(() => parseModelConfig(config([1, 4096, 4096], [conv]), 'big/1/config.json')).toThrow(
+      'big/1/config.json: layers[0] (conv2d): its output [2, 4096, 4096] holds 33554432 values per sample, more than the limit of 16777216',
     );
   });
 });

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { NormserveError } from '../../errors/index.js';
-import type { Module, StateSignature } from '../../nn/index.js';
+import { type Module, numelOf, type StateSignature } from '../../nn/index.js';
 import { batchNorm1dLayer, batchNorm2dLayer } from './batch-norm.js';
 import { conv2dLayer } from './conv2d.js';
 import {
@@ -100,6 +100,16 @@ export const layerSchema: z.ZodType<LayerSpec> = z.discriminatedUnion('type', op
  * stack, nested residual blocks), so 64 keeps every pass 10× away. docs/model-format.md states it.
  */
 export const MAX_BLOCK_DEPTH = 64;
+
+/**
+ * The most values one sample's tensor may hold, at the input and after every layer: 2^24
+ * (16,777,216, 64 MiB of float32; [3, 2048, 2048] is 12.6 M, [64, 512, 512] exactly 2^24). The
+ * engines size their buffers per row from these shapes, and the JS engine's convolution scratch
+ * grows with them times the kernel's size: a config naming a [1, 16384, 16384] input and one
+ * 3×3 convolution (nine weights, a file of a few hundred bytes) had it allocate some 19 GB at load
+ * and take the process down. docs/model-format.md states it.
+ */
+export const MAX_SAMPLE_VALUES = 2 ** 24;
 
 /**
  * How many layers a config may list, nested ones counted (a residual block and each layer inside
@@ -214,6 +224,12 @@ export function checkLayerChain(
   path = 'layers',
 ): Shape {
   let shape = input;
+  if (numelOf(input) > MAX_SAMPLE_VALUES) {
+    throw new NormserveError(
+      'MODEL_CONFIG_INVALID',
+      `${path === 'layers' ? 'input_shape' : `${path} input`} [${input.join(', ')}]: ${numelOf(input)} values per sample, more than the limit of ${MAX_SAMPLE_VALUES}`,
+    );
+  }
   layers.forEach((spec, i) => {
     const place = `${path}[${i}]`;
     const ctx: ShapeContext = {
@@ -223,6 +239,10 @@ export function checkLayerChain(
       chain: (nested, nestedInput) => checkLayerChain(nested, nestedInput, `${place}.layers`),
     };
     shape = layerDefinition(spec).outputShape(spec, shape, ctx);
+    if (numelOf(shape) > MAX_SAMPLE_VALUES)
+      ctx.fail(
+        `its output [${shape.join(', ')}] holds ${numelOf(shape)} values per sample, more than the limit of ${MAX_SAMPLE_VALUES}`,
+      );
   });
   return shape;
 }
