@@ -480,6 +480,13 @@ describe('a sample holds at most MAX_SAMPLE_VALUES values, at the input and afte
     );
   });
 
+  it('a convolution whose windows hold more than 2^28 values per sample: MODEL_CONFIG_INVALID naming the layer (a 31×31 kernel on [1, 4096, 4096] asked the JS engine for ~129 GB)', () => {
+    const conv = { type: 'conv2d', in_channels: 1, out_channels: 1, kernel_size: 31, padding: 15 };
+    expect(() => parseModelConfig(config([1, 4096, 4096], [conv]), 'big/1/config.json')).toThrow(
+      'big/1/config.json: layers[0] (conv2d): its windows hold 16122904576 values per sample (in_channels × kernel × output positions), more than the limit of 268435456',
+    );
+  });
+
   it('a layer whose output is over it: MODEL_CONFIG_INVALID naming the layer', () => {
     const conv = { type: 'conv2d', in_channels: 1, out_channels: 2, kernel_size: 3, padding: 1 };
     expect(() => parseModelConfig(config([1, 4096, 4096], [conv]), 'big/1/config.json')).toThrow(

@@ -10,6 +10,15 @@ import {
 } from './layer-definition.js';
 
 /**
+ * The most values a convolution's windows may hold per sample, in_channels × kh × kw × H_out ×
+ * W_out: 2^28. The JS engine lays them out (im2col, float64) for one sample at least, and this is
+ * also the multiply-adds per output channel; ResNet-style layers on [64, 512, 512] or a 7×7 stem
+ * on [3, 2048, 2048] hold ~150 M. Without it a config of one 31×31 kernel (961 weights) on a
+ * [1, 4096, 4096] input asked for about 129 GB. docs/model-format.md states it.
+ */
+export const MAX_WINDOW_VALUES = 2 ** 28;
+
+/**
  * nn.Conv2d with zero padding and groups = 1: [in_channels, H, W] → [out_channels, H_out, W_out].
  * Sizes are an int or [h, w], kept as written (config.json round-trips unchanged).
  */
@@ -49,6 +58,13 @@ export const conv2dLayer = defineLayer({
     if (g.outH < 1 || g.outW < 1) {
       ctx.fail(
         `kernel_size ${JSON.stringify(spec.kernel_size)} is larger than the padded input ${showShape(input)}`,
+      );
+    }
+    const [kh, kw] = pairOf(spec.kernel_size);
+    const windowValues = c * kh * kw * g.outH * g.outW;
+    if (windowValues > MAX_WINDOW_VALUES) {
+      ctx.fail(
+        `its windows hold ${windowValues} values per sample (in_channels × kernel × output positions), more than the limit of ${MAX_WINDOW_VALUES}`,
       );
     }
     return [spec.out_channels, g.outH, g.outW];
