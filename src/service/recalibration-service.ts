@@ -427,8 +427,9 @@ export class RecalibrationSession {
   private async settle(state: 'succeeded' | 'failed', change: Partial<Job>): Promise<void> {
     if (this.settled) return;
     this.settled = true;
-    this.service.jobs.update(this.job, { ...change, state });
-    this.service.release(this);
+    // The model lock first: a client that sees the job settled may start the next recalibration at
+    // once, and must not get a 409 from the lock this job still held (the record said `succeeded`
+    // while the lock file was being removed).
     try {
       await this.lock.release();
     } catch (e) {
@@ -437,6 +438,8 @@ export class RecalibrationSession {
         'releasing the model lock failed',
       );
     }
+    this.service.jobs.update(this.job, { ...change, state });
+    this.service.release(this);
     this.service.options.onOutcome?.(this.parent.name, this.request.mode, state);
     const log = this.service.log;
     const context = { model: this.parent.name, job: this.job.id, ...traceOf(this.job) };
