@@ -26,7 +26,7 @@ import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { ModelRepository } from '../../src/repository/index.js';
 import { JobRegistry } from '../../src/service/index.js';
 import { ADMIN, predictRows } from '../helpers/admin.js';
-import { digitsTestRows, makeRepository, makeTestApp } from '../helpers/app.js';
+import { digitsTestRows, makeRepository, makeTestApp, type TestApp } from '../helpers/app.js';
 import { bundledVersionDir } from '../helpers/bundled-models.js';
 
 /** Widths of the networks built (buildSequential spied through its module, passing through). */
@@ -46,6 +46,17 @@ const made: string[] = [];
 afterAll(() => {
   for (const dir of made) rmSync(dir, { recursive: true, force: true });
 });
+
+/** Activates digits/2 and checks that predictions now come from it. */
+async function activateVersion2(t: TestApp, rows: number[][]): Promise<void> {
+  const activate = await t.app.inject({
+    method: 'POST',
+    url: '/v1/models/digits/versions/2:activate',
+    headers: ADMIN,
+  });
+  expect(activate.statusCode, activate.body).toBe(200);
+  expect((await predictRows(t.app, 'digits', rows)).model_version).toBe(2);
+}
 
 /** A repository with digits/1 and digits/2, a copy of it to be tampered with (1 stays active). */
 function twoVersions(): { repository: string; v2: string } {
@@ -257,13 +268,7 @@ describe.skipIf(process.platform === 'win32')('FIFOs where files go: refused at 
       >();
       expect(status.active_record_error).toBe('digits/active-version.json: not a regular file');
       expect((await predictRows(t.app, 'digits', rows)).model_version).toBe(1);
-      const activate = await t.app.inject({
-        method: 'POST',
-        url: '/v1/models/digits/versions/2:activate',
-        headers: ADMIN,
-      });
-      expect(activate.statusCode, activate.body).toBe(200);
-      expect((await predictRows(t.app, 'digits', rows)).model_version).toBe(2);
+      await activateVersion2(t, rows);
       expect(statSync(record).isFile()).toBe(true);
     } finally {
       await t.close();
@@ -275,13 +280,7 @@ describe.skipIf(process.platform === 'win32')('FIFOs where files go: refused at 
     mkfifo(join(repository, 'digits', '.active-version.lock'));
     const t = await makeTestApp({ repository });
     try {
-      const activate = await t.app.inject({
-        method: 'POST',
-        url: '/v1/models/digits/versions/2:activate',
-        headers: ADMIN,
-      });
-      expect(activate.statusCode, activate.body).toBe(200);
-      expect((await predictRows(t.app, 'digits', rows)).model_version).toBe(2);
+      await activateVersion2(t, rows);
     } finally {
       await t.close();
     }
