@@ -109,7 +109,7 @@ describe('REQUEST_TIMEOUT_MS', () => {
     // Counted as the 408 it got, not as a client's abort (499). The count lands when Fastify sees
     // the request close, a turn or so after the answer.
     let exposition = '';
-    for (let i = 0; i < 100 && !/status="408"/.test(exposition); i++) {
+    for (let i = 0; i < 500 && !/status="408"/.test(exposition); i++) {
       exposition = (await t!.app.inject({ url: '/metrics' })).body;
       if (!/status="408"/.test(exposition)) await sleep(20);
     }
