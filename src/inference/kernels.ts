@@ -1,4 +1,4 @@
-import { gelu, geluTanh, leakyRelu, selu, sigmoid } from '../nn/index.js';
+import { gelu, geluTanh, leakyRelu, relu, selu, sigmoid } from '../nn/index.js';
 import { ACTIVATION_CODES as WASM_ACTIVATION_CODES } from '../nn/wasm/index.js';
 import type { Activation } from './plan.js';
 
@@ -28,7 +28,7 @@ function applyActivation(code: number, slope: number, v: number): number {
     case ACT_NONE:
       return v;
     case ACT_RELU:
-      return Math.max(v, 0);
+      return relu(v);
     case ACT_LEAKY:
       return leakyRelu(v, slope);
     case ACT_GELU:

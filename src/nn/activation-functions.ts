@@ -12,7 +12,12 @@ const SQRT1_2 = Math.SQRT1_2;
 const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
 const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
 
-export const relu = (x: number): number => Math.max(x, 0);
+/**
+ * torch.relu: x < 0 ? 0 : x, so −0 stays −0 and NaN stays NaN (PyTorch's clamp_min(x, 0) is
+ * max(0, x) as the x86 maxps computes it, 0 > x ? 0 : x; Math.max(x, 0) would give +0 for −0).
+ */
+// biome-ignore lint/complexity/useMathMinMax: Math.max(−0, 0) is +0, torch.relu(−0) is −0.
+export const relu = (x: number): number => (x < 0 ? 0 : x);
 
 export const leakyRelu = (x: number, negativeSlope: number): number =>
   x > 0 ? x : x * negativeSlope;

@@ -3,6 +3,7 @@ import {
   geluGrad,
   geluTanh,
   geluTanhGrad,
+  relu,
   SELU_ALPHA,
   SELU_SCALE,
   selu,
@@ -45,7 +46,7 @@ abstract class ElementwiseActivation extends Module {
 export class ReLU extends ElementwiseActivation {
   readonly kind = 'ReLU';
   protected f(x: number): number {
-    return Math.max(x, 0);
+    return relu(x);
   }
   protected df(x: number): number {
     return x > 0 ? 1 : 0;
@@ -58,7 +59,7 @@ export class ReLU extends ElementwiseActivation {
   override forward(input: Tensor): Tensor {
     const x = input.data;
     const out = this.output.take(x.length, this.kernels, this.reusing);
-    for (let i = 0; i < x.length; i++) out[i] = Math.max(x[i]!, 0);
+    for (let i = 0; i < x.length; i++) out[i] = relu(x[i]!);
     const output = new Tensor(out, input.shape);
     this.cache = { input, output };
     return output;

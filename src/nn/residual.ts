@@ -1,4 +1,5 @@
 import { NormserveError } from '../errors/index.js';
+import { relu } from './activation-functions.js';
 import { Container, type Module, requireCache } from './module.js';
 import { Sequential } from './sequential.js';
 import { Tensor } from './tensor.js';
@@ -38,7 +39,7 @@ export class Residual extends Container {
     const b = y.data;
     const out = new Float32Array(x.length);
     // float32 sum, then ReLU (the sum is rounded before the comparison, as PyTorch's add then relu).
-    for (let i = 0; i < out.length; i++) out[i] = Math.max(Math.fround(b[i]! + x[i]!), 0);
+    for (let i = 0; i < out.length; i++) out[i] = relu(Math.fround(b[i]! + x[i]!));
     this.output = new Tensor(out, input.shape);
     return this.output;
   }

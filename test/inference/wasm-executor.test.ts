@@ -18,7 +18,7 @@ import {
   engineModule,
   instantiateEngine,
 } from '../../src/inference/wasm/engine-module.js';
-import { BatchNorm, Rng, type Sequential } from '../../src/nn/index.js';
+import { BatchNorm, Rng, relu, type Sequential, Tensor } from '../../src/nn/index.js';
 import { loadModelDirectory } from '../../src/repository/index.js';
 import { prepareWasmRuntime } from '../../src/service/index.js';
 import { bundledVersionDir } from '../helpers/bundled-models.js';
@@ -118,7 +118,7 @@ describe('GEMM building block: C = epilogue(A·B + bias)', () => {
                   epilogue === 'none'
                     ? sum
                     : epilogue === 'relu'
-                      ? Math.max(sum, 0)
+                      ? relu(sum)
                       : sum > 0
                         ? sum
                         : sum * slope;
@@ -126,7 +126,7 @@ describe('GEMM building block: C = epilogue(A·B + bias)', () => {
                   Math.abs(got - want),
                   `[${m}×${k}]·[${k}×${n}] C[${i}, ${j}]`,
                 ).toBeLessThanOrEqual(GEMM_RTOL * k * scale + 1e-30);
-                // ReLU's zeros are +0, as Math.max(v, 0) gives them.
+                // ReLU's zeros for negative sums are +0, as torch.relu gives them.
                 if (epilogue === 'relu' && sum < -GEMM_RTOL * k * scale)
                   expect(Object.is(got, 0), `C[${i}, ${j}] is +0`).toBe(true);
               }
@@ -142,17 +142,12 @@ describe('the epilogues at values that overflowed float32 (±∞) and NaN, as Py
   // torch.relu(−∞) is +0, not −∞·0 = NaN: a row whose pre-activation overflowed to −∞ and that a
   // ReLU clamps has finite outputs in PyTorch. LeakyReLU keeps −∞·slope = −∞; NaN stays NaN.
   // Slope −0 is LeakyReLU(0) (program-wat.ts passes it so): −∞·0 = NaN there, as torch gives it.
-  // The epilogues' + 0 gives −0 as +0 for the identity and LeakyReLU too, as it always did.
+  // Only a negative v is scaled: −0 stays −0 for every slope (torch.relu(−0) is −0). The + 0 after
+  // the product makes ReLU's zeros +0 (and a LeakyReLU product that underflows, +0 too).
   const activate = (v: number, slope: number): number =>
-    slope === 1
-      ? v + 0
-      : Object.is(slope, 0)
-        ? Math.max(v, 0)
-        : v > 0
-          ? v
-          : Math.fround(v * slope) + 0;
+    !(v < 0) || slope === 1 ? v : Object.is(slope, 0) ? 0 : Math.fround(v * slope) + 0;
   const slopes = [1, 0, -0, Math.fround(0.1)];
-  const a = Float32Array.from([3e38, -3e38, 1, Number.NaN, 3e38]);
+  const a = Float32Array.from([3e38, -3e38, 1, Number.NaN, 3e38, -0]);
   const b = Float32Array.from([1, -1.5, 2, -2, 0.5, -0.5, 1e-30, -1]);
   const m = a.length;
   const n = b.length;
@@ -169,9 +164,10 @@ describe('the epilogues at values that overflowed float32 (±∞) and NaN, as Py
       heap.set(a, aAt / 4);
       heap.set(b, wAt / 4);
       x.pack_b(wAt, 4, 4, 1, n, packedAt);
-      heap.fill(0, biasAt / 4, biasAt / 4 + 8);
+      // A bias of −0 leaves every product as it is (x + −0 = x, −0 included): a −0 reaches the epilogue.
+      heap.fill(-0, biasAt / 4, biasAt / 4 + 8);
       new Float64Array(heap.buffer, b64At, 8).set(b);
-      new Float64Array(heap.buffer, bias64At, 8).fill(0);
+      new Float64Array(heap.buffer, bias64At, 8).fill(-0);
       for (const slope of slopes) {
         for (const [name, run] of [
           ['gemm', () => x.gemm(m, n, 1, aAt, 4, packedAt, biasAt, cAt, n * 4, slope, tmpAt)],
@@ -242,9 +238,64 @@ describe('ReLU and LeakyReLU(0) after an overflow to −∞, whole plans as PyTo
   }
 });
 
+describe('ReLU of −0 is −0 on both executors, as torch.relu', () => {
+  // PyTorch 1.13: torch.relu(torch.tensor([-0.])) is tensor([-0.]) (1/relu(−0) = −inf), and so is
+  // relu(bn(x)) of an eval BatchNorm1d with running_mean 0, running_var 1 − eps, weight 1,
+  // bias −0 at x = −0 (x·1 + (−0 − 0·1) = −0); relu(relu(x) + x) of a residual block too. Math.max
+  // and f32x4.max give +0 there. 1 feature takes the engine's general loops; 4 the call-free
+  // affine loop (a multiple of 4 with ReLU).
+  const zeroBn = (net: Sequential) => {
+    for (const m of net.modules) {
+      if (!(m instanceof BatchNorm)) continue;
+      m.runningMean.data.fill(0);
+      m.runningVar.data.fill(1 - 1e-5);
+      m.weight!.value.data.fill(1);
+      m.bias!.value.data.fill(-0);
+    }
+    return net;
+  };
+  const cases: Record<string, (f: number) => LayerSpec[]> = {
+    relu: () => [{ type: 'relu' }],
+    'batchnorm1d → relu': (f) => [bn(f), { type: 'relu' }],
+    'residual(relu)': () => [{ type: 'residual', layers: [{ type: 'relu' }] }],
+  };
+  for (const [name, layers] of Object.entries(cases)) {
+    for (const f of [1, 4]) {
+      for (const relaxed of variants) {
+        it(`${name}, ${f} feature${f === 1 ? '' : 's'}${relaxed ? ', relaxed FMA' : ''}`, () => {
+          const net = zeroBn(network(layers(f), 1));
+          const plan = compileNetwork(net, undefined, [f]);
+          // Rows of −0, then +0, then −2 (ReLU: +0) in every feature.
+          const input = Float32Array.from(
+            { length: 3 * f },
+            (_, i) => [-0, 0, -2][Math.floor(i / f)]!,
+          );
+          const want = Array.from(input, (_, i) => (i < f ? -0 : 0));
+          const sign = (v: number) => (Object.is(v, -0) ? '−0' : String(v));
+          const reference = new PlanExecutor(plan, 8).run(input, 3);
+          const wasm = new WasmExecutor(plan, {
+            maxBatchSize: 8,
+            threads: 1,
+            relaxedSimd: relaxed,
+          });
+          const module = net.forward(new Tensor(input, [3, f])).data;
+          for (const [executor, got] of [
+            ['JavaScript', reference],
+            ['wasm', wasm.run(input, 3)],
+            ['nn forward', module],
+          ] as const) {
+            expect(Array.from(got, sign), executor).toEqual(want.map(sign));
+          }
+        });
+      }
+    }
+  }
+});
+
 describe('affine building block: act(x·scale + shift), float64, rounded once', () => {
   // f a multiple of 4 with no activation or ReLU takes the call-free loop; the others the general
-  // one. Both must give what nn's BatchNorm gives, bit for bit, +0 for ReLU's zeros included.
+  // one. Both must give what nn's BatchNorm and ReLU give, bit for bit, the sign of a zero included
+  // (ReLU(−0) = −0, as torch.relu).
   for (const f of [4, 7, 8, 64, 130]) {
     for (const code of [0, 1, 2] as const) {
       it(`${f} features, activation code ${code}`, () => {
@@ -272,8 +323,7 @@ describe('affine building block: act(x·scale + shift), float64, rounded once', 
         for (let r = 0; r < rows; r++) {
           for (let k = 0; k < f; k++) {
             const v = Math.fround(src[r * f + k]! * scale[k]! + shift[k]!);
-            const want =
-              code === 0 ? v : code === 1 ? Math.max(v, 0) : v > 0 ? v : Math.fround(v * slope);
+            const want = code === 0 ? v : code === 1 ? relu(v) : v > 0 ? v : Math.fround(v * slope);
             expect(Object.is(heap[dstAt / 4 + r * f + k], want), `row ${r}, feature ${k}`).toBe(
               true,
             );

@@ -6,12 +6,12 @@
 import { describe, expect, it } from 'vitest';
 import { ACTIVATION_CODES } from '../../src/inference/kernels.js';
 import { engineModule, instantiateEngine } from '../../src/inference/wasm/engine-module.js';
-import { gelu, geluTanh, leakyRelu, selu, sigmoid } from '../../src/nn/index.js';
+import { gelu, geluTanh, leakyRelu, relu, selu, sigmoid } from '../../src/nn/index.js';
 import { ACTIVATION_ULPS, float32Ulp, GELU_TANH_RTOL } from '../helpers/tolerances.js';
 
 const SLOPE = Math.fround(0.01);
 const reference: Record<keyof typeof ACTIVATION_ULPS | 'gelu_tanh', (x: number) => number> = {
-  relu: (x) => Math.max(x, 0),
+  relu,
   leaky_relu: (x) => leakyRelu(x, SLOPE),
   tanh: Math.tanh,
   sigmoid,

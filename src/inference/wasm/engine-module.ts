@@ -146,7 +146,7 @@ export interface EngineExports {
   /** softmax(src, dst, rows, width): see nn/wasm/softmax-wat.ts. */
   softmax(src: number, dst: number, rows: number, width: number): void;
   channel_sums(src: number, rows: number, width: number, channels: number, acc: number): void;
-  /** channel_sums, then v > 0 ? v : v·slope + 0 in place (nn/wasm/statistics-wat.ts). */
+  /** channel_sums, then v < 0 ? v·slope + 0 : v in place (nn/wasm/statistics-wat.ts). */
   channel_sums_act(
     src: number,
     rows: number,
@@ -158,7 +158,7 @@ export interface EngineExports {
 }
 
 /**
- * C = A·B + bias, then v > 0 ? v : v·slope (slope 1: identity, +0: ReLU): see gemm-wat.ts. All
+ * C = A·B + bias, then v < 0 ? v·slope + 0 : v (slope 1: identity, +0: ReLU): see gemm-wat.ts. All
  * addresses and strides in bytes; tmp: 128 bytes of scratch.
  */
 export type GemmFunction = (

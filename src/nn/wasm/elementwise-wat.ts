@@ -86,7 +86,8 @@ const affineVector = `(local.set $x (v128.load ${at('src')}))
  *
  * Rows of whole vectors (f a multiple of 4) with no activation or ReLU — the input transform and a
  * BatchNorm → ReLU of the statistics plans — take a loop without calls: $act's ReLU is
- * max(v, 0), and max(v, −∞) is v, so one max with $floor (0 or −∞ in every lane) is either. The
+ * pmax(v, 0) = v < 0 ? 0 : v, and pmax(v, −∞) is v, so one pmax with $floor (0 or −∞ in every
+ * lane) is either. The
  * calls to $act and $store_partial per vector of the general loop cost about as much as the
  * arithmetic (bench/README.md, "Recalibration", fourth round).
  */
@@ -100,7 +101,7 @@ const affine = `
         (local.set $floor (if (result v128) (local.get $code)
           (then (v128.const i32x4 0 0 0 0))
           (else (f32x4.splat (f32.const -inf)))))
-        ${rowLoop(affineVector, `(v128.store ${at('dst')} (f32x4.max (local.get $v) (local.get $floor)))`)}
+        ${rowLoop(affineVector, `(v128.store ${at('dst')} (f32x4.pmax (local.get $v) (local.get $floor)))`)}
         (return)))
     ${rowLoop(affineVector)})`;
 

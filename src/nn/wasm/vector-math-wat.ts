@@ -211,7 +211,8 @@ const gelu = `
 function activate(): string {
   const body: Record<number, string> = {
     [ACTIVATION_CODES.none]: '(local.get $v)',
-    [ACTIVATION_CODES.relu]: `(f32x4.max (local.get $v) ${splat(0)})`,
+    // pmax(v, 0) is v < 0 ? 0 : v: torch.relu's −0 stays −0 and NaN stays NaN (f32x4.max gives +0).
+    [ACTIVATION_CODES.relu]: `(f32x4.pmax (local.get $v) ${splat(0)})`,
     [ACTIVATION_CODES.leaky_relu]: `(v128.bitselect (local.get $v)
       (f32x4.mul (local.get $v) (f32x4.splat (local.get $slope))) (f32x4.gt (local.get $v) ${splat(0)}))`,
     [ACTIVATION_CODES.gelu]: '(call $gelu (local.get $v))',
