@@ -222,10 +222,17 @@ async function main(argv: readonly string[]): Promise<void> {
     .description(
       'Train a normserve model on a CSV file and publish it as the next version in a model repository',
     )
-    .option('--config <file>', 'training config (JSON) to start from, e.g. configs/digits-mlp.json')
+    .option(
+      '--config <file>',
+      'training config (JSON) to start from, e.g. configs/digits-mlp.json; a relative data.path in it is read from the current directory, as --data is (npm run: the checkout’s root)',
+    )
     .option('--out <dir>', `model repository to write into (default "${DEFAULT_OUT}")`)
     .option('--init <model dir>', 'start from an existing checkpoint (<repo>/<name>[/<version>])')
-    .option('--print-config', 'print the resolved training config as JSON and exit', false)
+    .option(
+      '--print-config',
+      'print the resolved training config as JSON and exit (data.path absolute, so --config works with it from any directory)',
+      false,
+    )
     .option('--no-progress', 'no progress bar even on a terminal')
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) })
@@ -275,7 +282,10 @@ async function main(argv: readonly string[]): Promise<void> {
   );
   const config = resolveTrainingConfig(parsed, data, init?.config);
   if (flags.printConfig) {
-    process.stdout.write(`${JSON.stringify(config, null, 2)}\n`);
+    // data.path absolute: a relative one is read from the current directory (a --config file's
+    // too), so the printed file would name other data, or none, from anywhere else.
+    const printed = { ...config, data: { ...config.data, path: resolve(config.data.path) } };
+    process.stdout.write(`${JSON.stringify(printed, null, 2)}\n`);
     return;
   }
 

@@ -22,14 +22,15 @@ const BODY_MASS = 'data/penguins/body-mass.csv';
 
 afterAll(removeTempDirs);
 
-function trainCli(args: readonly string[], cwd = ROOT, script = 'src/cli/train.ts') {
+/**
+ * Runs the checkout's train CLI from `cwd`, or `script` through tsx (a copy of the checkout: its
+ * own src/, found by import.meta.url).
+ */
+function trainCli(args: readonly string[], cwd = ROOT, script?: string) {
   const result = spawnSync(
     process.execPath,
-    // The checkout's bundle, except for a copy of the checkout (its own src/, found by import.meta.url).
     [
-      ...(cwd === ROOT && script === 'src/cli/train.ts'
-        ? nodeArgs(script)
-        : ['--import', 'tsx', script]),
+      ...(script === undefined ? nodeArgs('src/cli/train.ts') : ['--import', 'tsx', script]),
       '--no-progress',
       ...args,
     ],
@@ -207,7 +208,7 @@ describe('train on a new CSV with --data and --label-column only, serve it, pred
 });
 
 describe('--print-config', () => {
-  it('prints the config it would use; training from that file gives the same weights', () => {
+  it('prints the config it would use; training from that file, in another directory, gives the same weights', () => {
     const out = makeTempDir('print-config');
     const printed = trainCli([
       '--data',
@@ -230,7 +231,8 @@ describe('--print-config', () => {
       name: 'penguins',
       task: 'classification',
       seed: 0,
-      data: { path: PENGUINS, label_column: 'species', test_split: { fraction: 0.2 } },
+      // Absolute: --data was relative to the current directory, where the file will not be read.
+      data: { path: join(ROOT, PENGUINS), label_column: 'species', test_split: { fraction: 0.2 } },
       layers: [
         { type: 'linear', in_features: 4, out_features: 16, bias: true },
         { type: 'layernorm', normalized_shape: [16], eps: 1e-5, elementwise_affine: true },
@@ -248,13 +250,18 @@ describe('--print-config', () => {
       ...['--data', PENGUINS, '--label-column', 'species', '--hidden', '16', '--norm'],
       ...['layernorm', '--dropout', '0', '--epochs', '3', '--out', join(out, 'a')],
     ]);
-    const fromFile = trainCli(['--config', file, '--out', join(out, 'b')]);
+    // Run from the directory the file is in, not the checkout's (data/penguins is not there).
+    const fromFile = trainCli(['--config', file, '--out', join(out, 'b')], out);
     const sha = (text: string) => /model\.safetensors sha256 ([0-9a-f]{64})/.exec(text)?.[1];
     expect(sha(fromFlags.stdout)).toMatch(/^[0-9a-f]{64}$/);
     expect(sha(fromFile.stdout)).toBe(sha(fromFlags.stdout));
-    expect(readFileSync(join(out, 'b/penguins/1/config.json'), 'utf8')).toBe(
-      readFileSync(join(out, 'a/penguins/1/config.json'), 'utf8'),
-    );
+    // The same config.json but for the record of the data's path, as each run was given it.
+    const a = JSON.parse(readFileSync(join(out, 'a/penguins/1/config.json'), 'utf8'));
+    const b = JSON.parse(readFileSync(join(out, 'b/penguins/1/config.json'), 'utf8'));
+    expect(a.training.data_path).toBe(PENGUINS);
+    expect(b.training.data_path).toBe(join(ROOT, PENGUINS));
+    b.training.data_path = a.training.data_path;
+    expect(b).toEqual(a);
   }, 120_000);
 });
 
@@ -269,6 +276,7 @@ describe('the default --out', () => {
     const result = trainCli(
       ['--data', join(ROOT, 'data/iris/iris.csv'), '--epochs', '1', '--name', 'iris-own'],
       checkout,
+      'src/cli/train.ts',
     );
     expect(listTree(join(checkout, 'models'))).toContain('iris-own/1/model.safetensors');
     expect(result.stdout).toContain(
