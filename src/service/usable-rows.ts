@@ -1,11 +1,27 @@
-import { rowsWithFiniteStatistics, rowsWithFiniteStatisticsInBlocks } from '../drift/index.js';
-import type { StatisticsProbe } from '../inference/index.js';
+import {
+  rowsWithFiniteStatistics,
+  rowsWithFiniteStatisticsInBlocks,
+  TURN_ROWS,
+} from '../drift/index.js';
+import {
+  batchNormTaps,
+  compileNetwork,
+  createExecutor,
+  type Executor,
+  type StatisticsProbe,
+} from '../inference/index.js';
 import type { AvailableVersion } from './model-registry.js';
 
-/** The check of a version's rows for BatchNorm inputs that are not finite, a probe per version. */
+/** A plan that computes every BatchNorm's input as it is, its executor and a probe of them. */
+interface InputCheck {
+  executor: Executor;
+  probe: StatisticsProbe;
+}
+
+/** The check of a version's rows for BatchNorm inputs that are not finite, one per version. */
 export class UsableRows {
-  /** Per version, a probe of its observable BatchNorm inputs for usableRows (null: none). */
-  private readonly checkProbes = new WeakMap<AvailableVersion, StatisticsProbe | null>();
+  /** Per version, its check (null: no BatchNorm). */
+  private readonly checks = new WeakMap<AvailableVersion, InputCheck | null>();
 
   /**
    * `rows` of traffic the version answered ([count, inputWidth]) without those whose BatchNorm
@@ -14,16 +30,16 @@ export class UsableRows {
    * traffic fail, or the pictures' statistics ±∞. The traffic sample and the recent rows take every
    * answered row as it is served (telling such a row apart there would cost every call a look at
    * the taps' sums); the rows are checked here, when used, in one statistics pass
-   * (rowsWithFiniteStatistics) on the served executor with a probe of their own.
+   * (rowsWithFiniteStatistics) with a plan and executor of their own (inputCheck).
    */
   usableRows(
     served: AvailableVersion,
     rows: Float32Array,
     count: number,
   ): { rows: Float32Array; count: number } {
-    const probe = this.probeOf(served);
-    if (!probe) return { rows, count };
-    return rowsWithFiniteStatistics(served.compiled.executor, probe, rows, count);
+    const check = this.inputCheck(served);
+    if (!check) return { rows, count };
+    return rowsWithFiniteStatistics(check.executor, check.probe, rows, count);
   }
 
   /**
@@ -36,9 +52,9 @@ export class UsableRows {
     rows: Float32Array,
     count: number,
   ): Promise<{ rows: Float32Array; count: number }> {
-    const probe = this.probeOf(served);
-    if (!probe) return { rows, count };
-    const checking = rowsWithFiniteStatisticsInBlocks(served.compiled.executor, probe, rows, count);
+    const check = this.inputCheck(served);
+    if (!check) return { rows, count };
+    const checking = rowsWithFiniteStatisticsInBlocks(check.executor, check.probe, rows, count);
     for (;;) {
       const step = checking.next();
       if (step.done) return step.value;
@@ -46,13 +62,33 @@ export class UsableRows {
     }
   }
 
-  private probeOf(served: AvailableVersion): StatisticsProbe | null {
-    let probe = this.checkProbes.get(served);
-    if (probe === undefined) {
-      const taps = served.compiled.plan.batchNormInputs.flatMap((b) => (b.tap ? [b.tap] : []));
-      probe = taps.length > 0 ? served.compiled.executor.createProbe(taps) : null;
-      this.checkProbes.set(served, probe);
+  /**
+   * The version's network compiled with every BatchNorm as its own affine step (foldBatchNorms
+   * false, as a recalibration's statistics plans; the pictures' prefix plans end at each input
+   * too), so each BatchNorm's input is a tensor of the plan, tapped as it is. The served plan
+   * cannot stand in: a BatchNorm folded into the step before it is read there as y = x·s + t,
+   * which has no tap when γ = 0 on a channel (x cannot be recovered) and may be finite where x is
+   * ±∞ (s < 1) or ±∞ where x is finite (s > 1) — test/drift/overflow-inside.test.ts. Made on the
+   * first check, on the served engine, and kept with the version.
+   */
+  private inputCheck(served: AvailableVersion): InputCheck | null {
+    let check = this.checks.get(served);
+    if (check === undefined) {
+      const { network, config } = served.checkpoint;
+      const plan = compileNetwork(network, config.input_transform, served.compiled.inputShape, {
+        foldBatchNorms: false,
+      });
+      if (plan.batchNormInputs.length === 0) {
+        check = null;
+      } else {
+        const executor = createExecutor(plan, {
+          engine: served.compiled.executor.engine,
+          maxBatchSize: TURN_ROWS,
+        });
+        check = { executor, probe: executor.createProbe(batchNormTaps(plan.batchNormInputs)) };
+      }
+      this.checks.set(served, check);
     }
-    return probe;
+    return check;
   }
 }

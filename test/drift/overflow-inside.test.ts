@@ -37,7 +37,16 @@ afterEach(async () => {
 const TORCH_OUTPUT = 299.9985046386719;
 const POISON = [3e38];
 
-async function tinyRepository(): Promise<string> {
+/**
+ * The BatchNorm's weight and running variance: [1, 1] and [1, 1] by default, where the served plan
+ * folds it into the first Linear and reads its input there (x = y/s, s ≈ 1).
+ */
+interface TinyBatchNorm {
+  weight?: number[];
+  runningVar?: number[];
+}
+
+async function tinyRepository(bn: TinyBatchNorm = {}): Promise<string> {
   const root = makeTempDir('overflow-inside');
   const config = parseModelConfig({
     format: 'normserve.model/v1',
@@ -63,10 +72,10 @@ async function tinyRepository(): Promise<string> {
     (state.get(name) as { data: Float32Array }).data.set(values);
   set('0.weight', [1, -1.5]);
   set('0.bias', [0, 0]);
-  set('1.weight', [1, 1]);
+  set('1.weight', bn.weight ?? [1, 1]);
   set('1.bias', [0, 0]);
   set('1.running_mean', [0, 0]);
-  set('1.running_var', [1, 1]);
+  set('1.running_var', bn.runningVar ?? [1, 1]);
   set('3.weight', [1e-36, 1]);
   set('3.bias', [0]);
   await new ModelRepository(root).publishVersion({ config, state });
@@ -151,6 +160,65 @@ describe('a row that overflows inside the network, its outputs finite', () => {
     expect(bn.runningMean.data[0]).toBeGreaterThan(2.5);
     expect(bn.runningMean.data[0]).toBeLessThan(3.5);
     expect(Number.isFinite(bn.runningMean.data[1]!)).toBe(true);
+  });
+});
+
+/**
+ * BatchNorms whose input the served plan does not read as it is: folded into the first Linear with
+ * γ = 0 on the channel that overflows (s = 0: the input cannot be recovered from the step's
+ * output, so the plan has no tap for it), or with a running variance of 1e4 (s = 0.01: the folded
+ * step's −1.5·0.01·3e38 is finite where the BatchNorm's input −1.5·3e38 is −∞). The pictures and
+ * a recalibration read the input itself (prefix plans, BatchNorms unfolded), so the row must still
+ * be left out of both (usable-rows.ts checks the rows on such a plan).
+ */
+describe.each([
+  { what: 'with no tap (γ = 0 on that channel)', bn: { weight: [1, 0] }, tapped: false },
+  {
+    what: 'read through a fold that does not overflow',
+    bn: { runningVar: [1, 1e4] },
+    tapped: true,
+  },
+])('a BatchNorm $what', ({ bn, tapped }) => {
+  it('leaves the row that overflows at its input out of the pictures', async () => {
+    t = await makeLoggedApp({ repository: await tinyRepository(bn), level: 'warn' });
+    const plan = t.registry.resolve('tiny').compiled.plan;
+    expect(plan.batchNormInputs.map((b) => b.tap !== undefined)).toEqual([tapped]);
+    const rng = new Rng(6);
+    await predict([[1], POISON, [2]]);
+    await predict(shifted(rng, 5));
+    const pictures = await t.app.deps.drift.pictures('tiny');
+    expect(pictures.rows).toBe(2 + 5);
+    expect(JSON.stringify(pictures)).not.toMatch(/null|Infinity|NaN|e\+3\d/);
+  });
+});
+
+describe('a row that overflows at an input read through a fold that does not overflow', () => {
+  // (With γ = 0 instead, live drift cannot see the model's one BatchNorm, so nothing triggers an
+  // automatic recalibration.) Left out of the sample as overflowing; before, the sample's
+  // outlier screen alone kept it from the recalibration.
+  it('is counted as overflowing and left out of the traffic sample a recalibration uses', async () => {
+    t = await makeLoggedApp({
+      repository: await tinyRepository({ runningVar: [1, 1e4] }),
+      level: 'info',
+      env: {
+        AUTO_RECALIBRATE: 'promote',
+        AUTO_RECALIBRATE_MIN_ROWS: '32',
+        DRIFT_MIN_ROWS: '32',
+      },
+    });
+    const rng = new Rng(4);
+    await predict([[3], POISON]);
+    for (let i = 0; i < 200 && t.registry.get('tiny').active === 1; i++) {
+      await predict(shifted(rng, 1));
+      await t.app.deps.drift.drain();
+    }
+    const lines = t.logs.map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines.filter((l) => l.msg === 'drift: recalibration from traffic failed')).toEqual([]);
+    expect(t.registry.get('tiny').active).toBe(2);
+    const started = lines.filter((l) => l.msg === 'drift: recalibrating from traffic');
+    expect(started).toHaveLength(1);
+    expect(started[0]).toMatchObject({ overflowingRows: 1 });
+    expect(started[0]!.rows).toBe((started[0]!.trafficRows as number) - 1);
   });
 });
 
