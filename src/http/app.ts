@@ -20,6 +20,7 @@ import type { AppDeps, AppInstance } from './app-types.js';
 import { OCTET_STREAM } from './binary-infer.js';
 import { trackCallers } from './callers.js';
 import { abortReply, linkReply, replyOf, replySignal } from './client-gone.js';
+import { drainableConnections } from './connection-drain.js';
 import {
   clientErrorHandler,
   httpServerOptions,
@@ -224,11 +225,14 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     await drift.drain();
   });
   let closing = false;
-  app.addHook('preClose', (done) => {
+  const connections = drainableConnections(app.server);
+  app.addHook('preClose', async () => {
     closing = true;
     // Requests waiting for a dynamic batch run now rather than at the end of their delay.
     deps.inference.flush();
-    done();
+    // No new connections; every request already sent on an open one is read and answered
+    // (SHUTTING_DOWN, below, when it arrives now) before its connection closes.
+    await connections.drain();
   });
   // The per-request hooks are synchronous (no promise per hook and request).
   app.addHook('onRequest', (request, reply, done) => {

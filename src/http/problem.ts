@@ -135,7 +135,10 @@ export function errorHandler(
   const normserveError = isNormserveError(error)
     ? error
     : fromFastifyError(error as FastifyError, request);
-  if (normserveError.status >= 500) {
+  // SHUTTING_DOWN is a drain's planned answer to a request arriving on an open connection (its
+  // request line at info records it): an error line for each would make every deploy look like
+  // an outage.
+  if (normserveError.status >= 500 && normserveError.code !== 'SHUTTING_DOWN') {
     request.log.error({ err: error }, 'request failed');
   }
   return sendProblem(reply, request, normserveError);

@@ -2,7 +2,9 @@
  * An HTTP client that closes its connection after sending its request but before its response:
  * recorded once as 499 (CLIENT_ABORTED, nginx's), at info, never as 200 nor as a server error.
  * Waiting for a dynamic batch, its request leaves the batch: its rows are never computed and the
- * requests batched with it get exactly their own rows; computing, the work ends and is not sent.
+ * requests batched with it get exactly their own rows; computing off the event loop, the work ends
+ * and is not sent. A close during an engine call that holds the event loop is read only after the
+ * response was written: recorded as the 200 it was sent as, once.
  * Outcomes and order only (the batch waits far longer than any test; the test flushes it).
  */
 import { type AddressInfo, connect, type Socket } from 'node:net';
@@ -174,5 +176,40 @@ describe('a client that goes before its response', () => {
     const lines = logLines();
     expect(lines.filter((l) => l.status === 499).map((l) => l.level)).toEqual([30]);
     expect(lines.filter((l) => l.level >= 40)).toEqual([]);
+  });
+
+  it('during an engine call that holds the event loop: seen only after the response was written whole, recorded as the 200 it was sent as, not 499', async () => {
+    const port = await listening(0);
+    const inference = t!.app.deps.inference;
+    const infer = inference.infer.bind(inference);
+    let client: Socket | undefined;
+    // The client closes its connection while its rows compute on the event loop's thread (the
+    // default, ENGINE_ASYNC=off): its FIN reaches the server's socket at once (loopback), but
+    // nothing reads it until the engine call returns and the response has been written.
+    inference.infer = (served, source, fused, counted, caller?: CallerSignal) => {
+      client!.destroy();
+      return infer(served, source, fused, counted, caller);
+    };
+    const leaves = await post(port, PREDICT, { instances: [rows[0]] });
+    client = leaves.socket;
+    await waitFor(async () => {
+      const m = await metricsText();
+      return requests(m, PREDICT_ROUTE, 200) === '1' ? true : undefined;
+    }, 'the request recorded');
+    // The server has read the close too (its connection is gone): still recorded once, as sent.
+    await waitFor(
+      () =>
+        new Promise<true | undefined>((resolve) =>
+          t!.app.server.getConnections((_e, n) => resolve(n === 0 ? true : undefined)),
+        ),
+      'the connection closed on the server',
+    );
+    inference.infer = infer;
+    const m = await metricsText();
+    expect([requests(m, PREDICT_ROUTE, 200), requests(m, PREDICT_ROUTE, 499)]).toEqual(['1', '']);
+    const lines = t!.logs
+      .map((l) => JSON.parse(l) as { level: number; msg: string; status?: number; url?: string })
+      .filter((l) => l.url === PREDICT);
+    expect(lines.map((l) => [l.level, l.msg, l.status])).toEqual([[30, 'request', 200]]);
   });
 });

@@ -4,6 +4,7 @@
  * configuration.
  */
 import { cpSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -114,6 +115,156 @@ describe('graceful shutdown of the real server process', () => {
       expect(Date.now() - signalled).toBeLessThanOrEqual(EXIT_WITHIN_MS);
       expect({ code, signal }, server.stderr()).toEqual({ code: 0, signal: null });
       expect(server.logs.some((l) => l.msg === 'stopped')).toBe(true);
+      expect(
+        server.logs.filter((l) => (l.level ?? 0) >= 50),
+        'error logs',
+      ).toEqual([]);
+    });
+  }
+});
+
+/** One request of a keep-alive loop: on a connection it had used before, and what came of it. */
+interface LoopOutcome {
+  reused: boolean;
+  afterSignal: boolean;
+  status?: number;
+  code?: string;
+  connectionClose?: boolean;
+  error?: string;
+}
+
+/**
+ * A client that posts `body` again and again on its own kept-alive connection (an agent of one
+ * socket) until the server answers with `Connection: close` (it does while shutting down) or a
+ * request fails.
+ */
+async function keepAliveLoop(
+  port: number,
+  body: string,
+  signalled: () => boolean,
+  outcomes: LoopOutcome[],
+  served: () => void,
+): Promise<void> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  try {
+    for (;;) {
+      const afterSignal = signalled();
+      const outcome = await new Promise<LoopOutcome>((resolve) => {
+        const request = http.request(
+          {
+            host: '127.0.0.1',
+            port,
+            method: 'POST',
+            path: '/v1/models/digits:predict',
+            agent,
+            headers: { 'content-type': 'application/json' },
+          },
+          (response) => {
+            let text = '';
+            response.setEncoding('utf8').on('data', (chunk: string) => {
+              text += chunk;
+            });
+            response.on('end', () => {
+              const status = response.statusCode ?? 0;
+              resolve({
+                reused: request.reusedSocket,
+                afterSignal,
+                status,
+                connectionClose: response.headers.connection === 'close',
+                ...(status === 200 ? {} : { code: (JSON.parse(text) as { code?: string }).code }),
+              });
+            });
+            response.on('error', (e: NodeJS.ErrnoException) =>
+              resolve({ reused: request.reusedSocket, afterSignal, error: `response ${e.code}` }),
+            );
+          },
+        );
+        request.on('error', (e: NodeJS.ErrnoException) =>
+          resolve({ reused: request.reusedSocket, afterSignal, error: e.code ?? e.message }),
+        );
+        request.end(body);
+      });
+      outcomes.push(outcome);
+      if (outcome.status === 200) served();
+      if (outcome.error !== undefined || outcome.connectionClose) return;
+    }
+  } finally {
+    agent.destroy();
+  }
+}
+
+describe('graceful shutdown with keep-alive clients sending', () => {
+  for (const workers of ['1', '2']) {
+    it(`WORKERS=${workers}: every request sent on an open connection is answered (200 or SHUTTING_DOWN with Connection: close), none reset`, async () => {
+      const server = startServer(servingEnv(repositoryCopy(), workers));
+      const port = await listeningPort(server, Number(workers));
+      const body = JSON.stringify({ instances: rows.slice(0, 1) });
+      const loops = 8;
+      const outcomes: LoopOutcome[][] = Array.from({ length: loops }, () => []);
+      let signalled = false;
+      let answered = 0;
+      let onAnswered = () => {};
+      const running = outcomes.map((mine) =>
+        keepAliveLoop(
+          port,
+          body,
+          () => signalled,
+          mine,
+          () => {
+            answered++;
+            onAnswered();
+          },
+        ),
+      );
+      // Every loop is sending on its connection (at least 10 answers each, on average) before
+      // the signal, so some requests are on their way whenever it comes.
+      await new Promise<void>((resolve) => {
+        onAnswered = () => {
+          if (answered >= loops * 10) resolve();
+        };
+      });
+      signalled = true;
+      server.child.kill('SIGTERM');
+      await Promise.all(running);
+      const { code, signal } = await exitWithin(server, EXIT_WITHIN_MS);
+      expect({ code, signal }, server.stderr()).toEqual({ code: 0, signal: null });
+
+      const all = outcomes.flat();
+      const context = JSON.stringify(all.filter((o) => o.afterSignal));
+      // A request sent on an open connection (or before the signal) got an answer; only a new
+      // connection, made after the server had closed the loop's own, may be refused (or reset:
+      // in the instant the listening socket closes with it queued, which no request of the loop
+      // was sent on before).
+      for (const o of all)
+        if (o.reused || !o.afterSignal) {
+          expect(o.error, context).toBeUndefined();
+          if (o.status !== 200)
+            expect(o, context).toMatchObject({
+              status: 503,
+              code: 'SHUTTING_DOWN',
+              connectionClose: true,
+            });
+        } else if (o.error !== undefined)
+          expect(['ECONNREFUSED', 'ECONNRESET'], context).toContain(o.error);
+      // The signal came while the clients were sending on their connections.
+      expect(
+        all.some((o) => o.afterSignal && o.reused),
+        context,
+      ).toBe(true);
+      // Each loop ended on an answer that closed its connection, or (the server closed it once
+      // idle) on a new connection refused.
+      for (const mine of outcomes) {
+        const last = mine.at(-1)!;
+        expect(last.connectionClose === true || (!last.reused && last.afterSignal), context).toBe(
+          true,
+        );
+      }
+      // Each answer the clients got was a request the server read and logged.
+      const received = all.filter((o) => o.status !== undefined).length;
+      const logged = server.logs.filter(
+        (l) => l.msg === 'request' && l.route === '/v1/models/{name}:predict',
+      ).length;
+      expect(logged).toBe(received);
       expect(
         server.logs.filter((l) => (l.level ?? 0) >= 50),
         'error logs',
