@@ -15,7 +15,7 @@ import {
 import { acquireModelLock, type HeldLock } from '../repository/index.js';
 import { nodeEngineOptions } from './engine-runtime.js';
 import type { TraceContext } from './job-record.js';
-import { type Job, type JobRegistry, traceOf } from './job-registry.js';
+import { type Job, JobRegistry, traceOf } from './job-registry.js';
 import { type Log, silentLog } from './logger.js';
 import type { AvailableVersion, ModelRegistry } from './model-registry.js';
 import { RowBlockPool } from './row-block-pool.js';
@@ -470,6 +470,49 @@ export class RecalibrationService {
     this.options = options;
     this.log = options.log ?? silentLog;
     this.rowBlocks = new RowBlockPool(options.rowMemoryBytes ?? 0);
+  }
+
+  /**
+   * The recalibrations of a repository's models, the one way a server and the offline CLI build
+   * the service. Job records go to the repository's `.jobs/` (JobRegistry.forRepository), where
+   * any process serving it answers GET /v1/jobs/{id} and settles a job whose process died; with
+   * `jobRecords: 'memory'` (the offline CLI, which prints its outcome and whose failures leave the
+   * repository as they found it) they stay in this process.
+   */
+  static forRepository(
+    registry: ModelRegistry,
+    {
+      jobRecords = 'repository',
+      ...options
+    }: RecalibrationServiceOptions & {
+      jobRecords?: 'repository' | 'memory';
+    },
+  ): RecalibrationService {
+    const log = options.log ? { log: options.log } : {};
+    const jobs =
+      jobRecords === 'repository'
+        ? JobRegistry.forRepository(registry.repository, log)
+        : new JobRegistry(log);
+    return new RecalibrationService(registry, jobs, options);
+  }
+
+  /**
+   * A server's housekeeping: settles jobs abandoned by dead processes and deletes expired records,
+   * now and hourly (JobRegistry.startSweeping), until `close`.
+   */
+  startSweeping(): Promise<void> {
+    return this.jobs.startSweeping();
+  }
+
+  /**
+   * Shutdown: recalibrations being computed publish (or fail), and their job records reach the
+   * disk, then the job timers stop. Call once nothing starts recalibrations any more (the routes
+   * are closed and automatic recalibrations drained).
+   */
+  async close(): Promise<void> {
+    await this.drain();
+    await this.jobs.flush();
+    this.jobs.close();
   }
 
   /**
