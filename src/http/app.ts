@@ -109,6 +109,7 @@ export function createRecalibrationService(
   const recalibration = RecalibrationService.forRepository(registry, {
     maxSamples: config.MAX_RECALIBRATION_SAMPLES,
     rowMemoryBytes: config.RECALIBRATION_MEMORY_BYTES,
+    asyncRows: config.RECALIBRATION_ASYNC_ROWS,
     engine: config.ENGINE,
     log,
     onOutcome: (model, mode, outcome) => metrics.recalibrations.inc({ model, mode, outcome }),
