@@ -172,15 +172,12 @@ async function adminScope(app: AppInstance): Promise<void> {
       },
     },
     async (request, reply) => {
-      request.modelName = request.params.name;
-      const previous = registry.get(request.params.name).active ?? null;
-      const snapshot = await registry.activate(
-        request.params.name,
-        request.params.version,
-        request.body?.note,
-      );
-      reply.header('X-Model-Version', String(snapshot.active));
-      return { model: snapshot.name, active_version: snapshot.active!, previous_version: previous };
+      const { name, version } = request.params;
+      request.modelName = name;
+      // What this activation did, even if another one has taken effect since.
+      const { previous } = await registry.activate(name, version, request.body?.note);
+      reply.header('X-Model-Version', String(version));
+      return { model: name, active_version: version, previous_version: previous };
     },
   );
 
