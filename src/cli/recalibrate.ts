@@ -22,12 +22,12 @@ import {
   csvFeatureRows,
   FLOAT32_RANGE_MESSAGE,
   inputShapeOf,
-  JobRegistry,
   labelColumnFor,
   loadModelDirectory,
   ModelRegistry,
   PRIOR_STRENGTH_RANGE,
   RECALIBRATION_BATCH_SIZE_RANGE,
+  type RecalibrationOutcome,
   RecalibrationService,
   roundsToFiniteFloat32,
   trainingInfoOf,
@@ -171,20 +171,27 @@ async function main(argv: readonly string[]): Promise<void> {
     ).rows;
   }
   const data = inputShapeOf(parent).readInstances(rows, flags.data);
-  const service = new RecalibrationService(registry, new JobRegistry(), {
+  // As a server builds it, but its job is this process's only: a failure writes nothing.
+  const service = RecalibrationService.forRepository(registry, {
     maxSamples: Number.MAX_SAFE_INTEGER,
+    jobRecords: 'memory',
   });
-  const outcome = await service.recalibrateRows(
-    {
-      model: name,
-      mode: flags.mode,
-      priorStrength,
-      batchSize,
-      activate: flags.activate,
-      note: flags.note,
-    },
-    data,
-  );
+  let outcome: RecalibrationOutcome;
+  try {
+    outcome = await service.recalibrateRows(
+      {
+        model: name,
+        mode: flags.mode,
+        priorStrength,
+        batchSize,
+        activate: flags.activate,
+        note: flags.note,
+      },
+      data,
+    );
+  } finally {
+    await service.close();
+  }
   process.stdout.write(`${JSON.stringify(outcome, null, 2)}\n`);
   process.stderr.write(
     `published ${dir}/${outcome.version} (parent ${outcome.parent_version}, ${outcome.mode}, ${outcome.samples} samples)${outcome.activated ? ', now active' : ', not activated'}\n`,

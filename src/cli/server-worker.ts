@@ -8,7 +8,12 @@ import { randomBytes } from 'node:crypto';
 import closeWithGrace from 'close-with-grace';
 import pino from 'pino';
 import type { GrpcServerHandle } from '../grpc/grpc-server.js';
-import { buildApp, createDriftService, createInferenceService } from '../http/app.js';
+import {
+  buildApp,
+  createDriftService,
+  createInferenceService,
+  createRecalibrationService,
+} from '../http/app.js';
 import { ServiceMetrics } from '../http/metrics.js';
 import { defaultEngineThreads, ModelRegistry, type ServerConfig } from '../service/index.js';
 import { shareDrift } from './cluster-drift.js';
@@ -71,8 +76,11 @@ export async function startServer(config: ServerConfig): Promise<void> {
   const drift = createDriftService(config, registry, metrics, logger, channel !== undefined);
   const stopSharing = channel ? shareDrift(channel, drift) : undefined;
   const inference = createInferenceService(config, registry, metrics, drift);
+  // The app closes it (after its routes and drift's automatic recalibrations): buildApp.
+  const recalibration = createRecalibrationService(config, registry, metrics, logger, drift);
   const app = await buildApp({
     drift,
+    recalibration,
     config,
     registry,
     inference,

@@ -10,6 +10,7 @@ import type {
   DriftService,
   InferenceService,
   ModelRegistry,
+  RecalibrationService,
   ServerConfig,
 } from '../service/index.js';
 import type { RateLimitCounter } from './fixed-window-counter.js';
@@ -23,6 +24,8 @@ export interface AppDeps {
   inference: InferenceService;
   /** Live drift statistics and AUTO_RECALIBRATE (the inference service's traffic observer). */
   drift: DriftService;
+  /** The recalibration use case (the admin routes' and AUTO_RECALIBRATE's: one lock, one set of jobs). */
+  recalibration: RecalibrationService;
   metrics: ServiceMetrics;
   /** Bearer token of the admin routes (generated at start-up when ADMIN_TOKEN is unset). */
   adminToken: string;

@@ -14,6 +14,7 @@ import {
   InferenceService,
   type Log,
   type ModelRegistry,
+  RecalibrationService,
   type ServerConfig,
 } from '../service/index.js';
 import type { AppDeps, AppInstance } from './app-types.js';
@@ -47,12 +48,14 @@ import { tfServingRoutes } from './routes/tf-serving.js';
 import { childLoggerWithTrace, REQUEST_ID_LOG_FIELD, requestIdOf } from './tracing.js';
 import { serializerCompiler, validatorCompiler } from './validation.js';
 
-export interface BuildAppOptions extends Omit<AppDeps, 'inference' | 'drift'> {
+export interface BuildAppOptions extends Omit<AppDeps, 'inference' | 'drift' | 'recalibration'> {
   logger: FastifyBaseLogger;
   /** The inference service to share (with a gRPC server); made from the config when absent. */
   inference?: InferenceService;
   /** Its drift service (the one given to createInferenceService); made when absent. */
   drift?: DriftService;
+  /** Its recalibration service (createRecalibrationService with that drift service); made when absent. */
+  recalibration?: RecalibrationService;
   /**
    * Build the OpenAPI document's text when the app is ready (a server: before it listens), so no
    * request holds the event loop for it; otherwise (test apps, `npm run openapi`) the first
@@ -90,6 +93,30 @@ export function createDriftService(
   drift.useRegistry(registry);
   metrics.observeDrift(drift);
   return drift;
+}
+
+/**
+ * The recalibration use case configured from MAX_RECALIBRATION_SAMPLES, RECALIBRATION_MEMORY_BYTES,
+ * RECALIBRATION_ASYNC_ROWS and ENGINE, counting its outcomes; AUTO_RECALIBRATE (`drift`) publishes
+ * through it, so automatic and requested recalibrations share its lock and jobs.
+ */
+export function createRecalibrationService(
+  config: ServerConfig,
+  registry: ModelRegistry,
+  metrics: ServiceMetrics,
+  log: Log,
+  drift: DriftService,
+): RecalibrationService {
+  const recalibration = RecalibrationService.forRepository(registry, {
+    maxSamples: config.MAX_RECALIBRATION_SAMPLES,
+    rowMemoryBytes: config.RECALIBRATION_MEMORY_BYTES,
+    asyncRows: config.RECALIBRATION_ASYNC_ROWS,
+    engine: config.ENGINE,
+    log,
+    onOutcome: (model, mode, outcome) => metrics.recalibrations.inc({ model, mode, outcome }),
+  });
+  drift.useRecalibration(recalibration);
+  return recalibration;
 }
 
 /** The inference use case configured from BATCH_* and reporting batches to the metrics. */
@@ -157,14 +184,23 @@ function routeLabel(pattern: string): string {
  * validated by zod before it reaches the engine; every error leaves as application/problem+json.
  */
 export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
-  const { logger, inference: given, drift: givenDrift, ...rest } = options;
-  if (given && !givenDrift)
-    throw new Error('buildApp: pass the drift service the inference service was made with');
+  const {
+    logger,
+    inference: given,
+    drift: givenDrift,
+    recalibration: givenRecalibration,
+    ...rest
+  } = options;
+  if ((given || givenRecalibration) && !givenDrift)
+    throw new Error('buildApp: pass the drift service the other services were made with');
   const drift = givenDrift ?? createDriftService(rest.config, rest.registry, rest.metrics, logger);
   const deps: AppDeps = {
     ...rest,
     drift,
     inference: given ?? createInferenceService(rest.config, rest.registry, rest.metrics, drift),
+    recalibration:
+      givenRecalibration ??
+      createRecalibrationService(rest.config, rest.registry, rest.metrics, logger, drift),
   };
   const httpTimeouts = httpServerOptions(deps.config);
   const app = Fastify({
@@ -220,9 +256,14 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   // Bodies sent with Content-Encoding gzip or deflate are read decoded, by every parser.
   app.addHook('preParsing', decodeContentEncoding);
 
-  // Automatic recalibrations and shadow runs in progress finish (or fail) before the app closes.
+  // Settles jobs abandoned by dead processes and deletes expired records, now and hourly.
+  await deps.recalibration.startSweeping();
+  // Before the app reports closed: automatic recalibrations and shadow runs in progress finish
+  // (or fail), then so do the recalibrations being computed, whose job records reach the disk
+  // (the routes that start them are closed by now; automatic ones only start through drift).
   app.addHook('onClose', async () => {
     await drift.drain();
+    await deps.recalibration.close();
   });
   let closing = false;
   const connections = drainableConnections(app.server);

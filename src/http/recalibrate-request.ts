@@ -4,11 +4,10 @@ import type { z } from 'zod';
 import { NormserveError } from '../errors/index.js';
 import {
   checkRecalibrationCapacity,
-  inputShapeOf,
   labelColumnFor,
   type RecalibrationRequest,
+  type RecalibrationRows,
   type RecalibrationService,
-  slices,
   trainingInfoOf,
 } from '../service/index.js';
 import type { AppDeps } from './app-types.js';
@@ -71,7 +70,7 @@ function runningModeHint(recalibration: RecalibrationRequest): string {
  * large uploads and `Prefer: respond-async`.
  */
 export function recalibrateHandler(
-  { registry, config }: Pick<AppDeps, 'registry' | 'config'>,
+  { config }: Pick<AppDeps, 'config'>,
   service: RecalibrationService,
 ) {
   return async (request: RecalibrateRequest, reply: FastifyReply) => {
@@ -97,56 +96,46 @@ export function recalibrateHandler(
       trace: traceContextOf(request),
       parsedAsItArrives: PARSED.includes(contentType),
     };
-    // A JSON body is checked whole before the model is locked, so a bad request never makes
-    // a good one wait; streamed bodies are checked as they arrive.
-    if (json)
-      inputShapeOf(registry.resolve(recalibration.model)).readInstances(
-        json.instances,
-        'instances',
-      );
-    const session = await service.begin(recalibration);
-    try {
-      if (json) {
-        // Checked again against the parent the session got (it may be newer than the
-        // version the early check saw).
-        const data = inputShapeOf(session.parent).readInstances(json.instances, 'instances');
-        await session.pushAll(slices(data, 1024 * session.width));
-      } else {
-        const body = request.body as unknown as Readable;
-        const limit = config.RECALIBRATION_BODY_LIMIT_BYTES;
-        if (contentType === CSV) {
-          const training = trainingInfoOf(session.parent.checkpoint.config);
-          const model = { name: recalibration.model, inputWidth: session.width, ...training };
-          await session.pushAll(csvRows(body, model, labelColumnFor(model, q.label_column), limit));
-        } else {
-          const read = contentType === NDJSON ? ndjsonRows : float32Rows;
-          await session.pushAll(read(body, session.width, limit));
-        }
-      }
-    } catch (e) {
-      const error =
+    const body = request.body as unknown as Readable;
+    const limit = config.RECALIBRATION_BODY_LIMIT_BYTES;
+    const rows: RecalibrationRows = json
+      ? { instances: json.instances, path: 'instances' }
+      : contentType === CSV
+        ? {
+            read: (parent, width) => {
+              const training = trainingInfoOf(parent.checkpoint.config);
+              const model = { name: recalibration.model, inputWidth: width, ...training };
+              return csvRows(body, model, labelColumnFor(model, q.label_column), limit);
+            },
+          }
+        : {
+            read: (_parent, width) =>
+              (contentType === NDJSON ? ndjsonRows : float32Rows)(body, width, limit),
+          };
+    const started = await service.recalibrate(recalibration, rows, {
+      acceptsJob: true,
+      prefersJob: /\brespond-async\b/i.test(String(request.headers.prefer ?? '')),
+      // A dropped upload that REQUEST_TIMEOUT_MS cut is named as the timeout it was.
+      readFailed: (e, rowsRead) =>
         e instanceof NormserveError &&
         e.code === 'CLIENT_ABORTED' &&
         requestTimedOut(request.raw.socket)
           ? new NormserveError(
               'REQUEST_TIMEOUT',
-              `the upload did not arrive within REQUEST_TIMEOUT_MS (${config.REQUEST_TIMEOUT_MS} ms); ${session.rows} rows had been read${runningModeHint(recalibration)}`,
+              `the upload did not arrive within REQUEST_TIMEOUT_MS (${config.REQUEST_TIMEOUT_MS} ms); ${rowsRead} rows had been read${runningModeHint(recalibration)}`,
               { cause: e },
             )
-          : e;
-      await session.fail(error);
-      throw error;
-    }
-    const prefersAsync = /\brespond-async\b/i.test(String(request.headers.prefer ?? ''));
-    if (prefersAsync || session.rows > config.RECALIBRATION_ASYNC_ROWS) {
-      session.complete().catch(() => undefined); // the job records the outcome
-      const location = `/v1/jobs/${session.job.id}`;
+          : e,
+    });
+    if ('job' in started) {
+      const { job } = started;
+      const location = `/v1/jobs/${job.id}`;
       return reply
         .code(202)
         .header('Location', location)
-        .send({ job_id: session.job.id, state: session.job.state, location });
+        .send({ job_id: job.id, state: job.state, location });
     }
-    const outcome = await session.complete();
+    const { outcome } = started;
     return reply
       .code(201)
       .header('Location', `/v1/models/${outcome.model}/versions/${outcome.version}`)

@@ -14,6 +14,18 @@ import { Tensor } from './tensor.js';
  *       def forward(self, x): return torch.relu(self.body(x) + x)
  */
 export class Residual extends Container {
+  /** The name of the body, PyTorch's attribute: its layers' tensors are `body.<j>.<name>`. */
+  static readonly BODY = 'body';
+
+  /**
+   * The name of body layer j within the block (`body.3`), as children() and the body's
+   * Sequential name it: the one definition the layer record's childName and the compile rule's
+   * paths use.
+   */
+  static childName(j: number): string {
+    return `${Residual.BODY}.${Sequential.childName(j)}`;
+  }
+
   readonly kind = 'Residual';
   readonly body: Sequential;
   private output: Tensor | undefined;
@@ -24,7 +36,7 @@ export class Residual extends Container {
   }
 
   override children(): readonly (readonly [string, Module])[] {
-    return [['body', this.body]];
+    return [[Residual.BODY, this.body]];
   }
 
   forward(input: Tensor): Tensor {

@@ -10,10 +10,15 @@ export class Sequential extends Container {
   readonly modules: readonly Module[];
   private readonly named: readonly (readonly [string, Module])[];
 
+  /** The name of module j: its index, as PyTorch's. */
+  static childName(j: number): string {
+    return String(j);
+  }
+
   constructor(modules: readonly Module[]) {
     super();
     this.modules = [...modules];
-    this.named = this.modules.map((m, i) => [String(i), m] as const);
+    this.named = this.modules.map((m, i) => [Sequential.childName(i), m] as const);
   }
 
   override children(): readonly (readonly [string, Module])[] {

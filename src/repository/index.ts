@@ -9,6 +9,7 @@ export { acquireModelLock, type HeldLock, type LockOwner } from './model-lock.js
 export {
   ACTIVE_FILE,
   type ActiveRecord,
+  type ActiveWrite,
   JOBS_DIR,
   loadModelDirectory,
   ModelRepository,

@@ -52,6 +52,13 @@ const TOMBSTONE_PREFIX = '.deleted-';
 /** A version's directory name: a positive integer of at most 15 digits (a safe integer). */
 export const VERSION_NAME_PATTERN = /^[1-9][0-9]{0,14}$/;
 
+/** What writeActive wrote, and what the record it replaced named (read under the same lock). */
+export interface ActiveWrite {
+  record: ActiveRecord;
+  /** The version the replaced record named; null when there was no usable record. */
+  replaced: number | null;
+}
+
 const isMissing = (e: unknown): boolean => (e as NodeJS.ErrnoException).code === 'ENOENT';
 
 /**
@@ -204,7 +211,11 @@ export class ModelRepository {
   async readActive(name: string): Promise<ActiveRecord | undefined> {
     const path = join(this.modelPath(name), ACTIVE_FILE);
     const text = await this.files.readText(path, MAX_ACTIVE_RECORD_BYTES);
-    if (text === undefined) return undefined;
+    return text === undefined ? undefined : this.parseActive(path, text);
+  }
+
+  /** The text of an active-version record, parsed (readActive). */
+  private parseActive(path: string, text: string): ActiveRecord {
     const where = this.files.label(path);
     let value: unknown;
     try {
@@ -233,7 +244,7 @@ export class ModelRepository {
    * record, so at least one of the two sees the other. When this one does, the record it wrote is
    * put back as it was (unless someone replaced it meanwhile) and the version is not found.
    */
-  async writeActive(name: string, version: number, note?: string): Promise<ActiveRecord> {
+  async writeActive(name: string, version: number, note?: string): Promise<ActiveWrite> {
     return this.withRecordLock(name, () => this.replaceActive(name, version, note));
   }
 
@@ -253,7 +264,7 @@ export class ModelRepository {
     return this.withRecordLock(name, async () => {
       const found = (await this.readActive(name).catch(() => undefined))?.version ?? null;
       if (found !== expected) return { written: false, found };
-      return { written: true, record: await this.replaceActive(name, version, note) };
+      return { written: true, record: (await this.replaceActive(name, version, note)).record };
     });
   }
 
@@ -268,7 +279,7 @@ export class ModelRepository {
   }
 
   /** writeActive's write, with the record's lock held. */
-  private async replaceActive(name: string, version: number, note?: string): Promise<ActiveRecord> {
+  private async replaceActive(name: string, version: number, note?: string): Promise<ActiveWrite> {
     const record: ActiveRecord = {
       version,
       updated_at: new Date().toISOString(),
@@ -298,7 +309,13 @@ export class ModelRepository {
         `model "${name}" has no version ${version} (it was deleted while being activated)`,
       );
     }
-    return record;
+    let replaced: number | null = null;
+    try {
+      if (previous !== undefined) replaced = this.parseActive(path, previous).version;
+    } catch {
+      // not a usable record: nothing named a version
+    }
+    return { record, replaced };
   }
 
   /**

@@ -64,7 +64,7 @@ export class AutoRecalibration {
 
   constructor(private readonly context: DriftContext) {}
 
-  /** The recalibration use case automatic actions publish through (the admin route's). */
+  /** The recalibration use case automatic actions publish through (the admin routes' too). */
   useRecalibration(service: RecalibrationService): void {
     this.recalibration = service;
   }

@@ -140,7 +140,7 @@ export class DriftService implements TrafficObserver {
     this.registry = registry;
   }
 
-  /** The recalibration use case automatic actions publish through (the admin route's). */
+  /** The recalibration use case automatic actions publish through (the admin routes' too). */
   useRecalibration(service: RecalibrationService): void {
     this.auto.useRecalibration(service);
   }

@@ -135,10 +135,13 @@ export {
   NOT_ACTIVATED_CODES,
   type NotActivated,
   type NotActivatedCode,
+  type RecalibrateOptions,
   type RecalibrationOutcome,
   type RecalibrationRequest,
+  type RecalibrationRows,
   RecalibrationService,
   RecalibrationSession,
+  type RecalibrationStarted,
   slices,
 } from './recalibration-service.js';
 export { LIMITS, modelNameSchema } from './request-limits.js';

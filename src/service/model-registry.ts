@@ -525,13 +525,23 @@ export class ModelRegistry {
     return result;
   }
 
-  /** Makes `version` the served version of `name`, persistently (rollback or roll forward). */
-  async activate(name: string, version: number, note?: string): Promise<ModelSnapshot> {
-    await this.refreshModel(name).catch(() => undefined);
+  /**
+   * Makes `version` the served version of `name`, persistently (rollback or roll forward).
+   * `previous` is the version it replaced, read under the record's lock with the write, so that
+   * concurrent activations (in any process) each name the one before them in the order they took
+   * effect: the version the replaced record named, else (no usable record) the one served here.
+   */
+  async activate(
+    name: string,
+    version: number,
+    note?: string,
+  ): Promise<{ snapshot: ModelSnapshot; previous: number | null }> {
+    const before = await this.refreshModel(name).catch(() => undefined);
     this.resolve(name, version); // exists and is AVAILABLE, or a 404 naming why
-    await this.repository.writeActive(name, version, note);
+    const { replaced } = await this.repository.writeActive(name, version, note);
+    const previous = replaced ?? before?.active ?? null;
     try {
-      return await this.refreshModel(name);
+      return { snapshot: await this.refreshModel(name), previous };
     } finally {
       await this.announce(name); // written: the others read it now, whatever this refresh did
     }

@@ -15,9 +15,10 @@ import {
 import { acquireModelLock, type HeldLock } from '../repository/index.js';
 import { nodeEngineOptions } from './engine-runtime.js';
 import type { TraceContext } from './job-record.js';
-import { type Job, type JobRegistry, traceOf } from './job-registry.js';
+import { type Job, JobRegistry, traceOf } from './job-registry.js';
 import { type Log, silentLog } from './logger.js';
 import type { AvailableVersion, ModelRegistry } from './model-registry.js';
+import { inputShapeOf } from './predict.js';
 import { RowBlockPool } from './row-block-pool.js';
 import { SpillingRowStore } from './spilling-row-store.js';
 
@@ -107,7 +108,55 @@ export interface RecalibrationServiceOptions {
   engine?: EngineName | undefined;
   log?: Log;
   onOutcome?: (model: string, mode: RecalibrationMode, outcome: 'succeeded' | 'failed') => void;
+  /**
+   * A caller that accepts a job (`acceptsJob`) gets one, not the outcome, when more rows than this
+   * arrived (RECALIBRATION_ASYNC_ROWS). Default: only when it prefers one.
+   */
+  asyncRows?: number | undefined;
 }
+
+/** Where the rows of a recalibration come from. */
+export type RecalibrationRows =
+  | {
+      /**
+       * Rows not yet checked (a JSON body's `instances`): checked against the active version
+       * before the model is locked, so a bad request never makes a good one wait, and again
+       * against the version the recalibration starts from (it may be newer). `path` names them
+       * in errors.
+       */
+      instances: readonly unknown[];
+      path: string;
+    }
+  | {
+      /**
+       * Rows read once the model is locked (an upload, read as it arrives; rows in memory): whole
+       * rows of the `parent` version's input, in chunks (RecalibrationSession.pushAll).
+       */
+      read: (
+        parent: AvailableVersion,
+        width: number,
+      ) => AsyncIterable<Float32Array> | Iterable<Float32Array>;
+    };
+
+export interface RecalibrateOptions {
+  /**
+   * The caller takes a job in place of the outcome (an HTTP request, answered 202): it gets one,
+   * once every row is in, when it prefers one (`prefersJob`: Prefer: respond-async) or more rows
+   * than `asyncRows` arrived; the job then records the outcome.
+   */
+  acceptsJob?: boolean;
+  prefersJob?: boolean;
+  /**
+   * The error that ended reading the rows, as it should be recorded and thrown (the route names a
+   * dropped upload that REQUEST_TIMEOUT_MS cut); `rowsRead` had been taken.
+   */
+  readFailed?: (error: unknown, rowsRead: number) => unknown;
+}
+
+/** What `recalibrate` returns: the outcome, or the job that will record it. */
+export type RecalibrationStarted =
+  | { outcome: RecalibrationOutcome }
+  | { job: Pick<Job, 'id' | 'state'> };
 
 const pause = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
@@ -473,6 +522,49 @@ export class RecalibrationService {
   }
 
   /**
+   * The recalibrations of a repository's models, the one way a server and the offline CLI build
+   * the service. Job records go to the repository's `.jobs/` (JobRegistry.forRepository), where
+   * any process serving it answers GET /v1/jobs/{id} and settles a job whose process died; with
+   * `jobRecords: 'memory'` (the offline CLI, which prints its outcome and whose failures leave the
+   * repository as they found it) they stay in this process.
+   */
+  static forRepository(
+    registry: ModelRegistry,
+    {
+      jobRecords = 'repository',
+      ...options
+    }: RecalibrationServiceOptions & {
+      jobRecords?: 'repository' | 'memory';
+    },
+  ): RecalibrationService {
+    const log = options.log ? { log: options.log } : {};
+    const jobs =
+      jobRecords === 'repository'
+        ? JobRegistry.forRepository(registry.repository, log)
+        : new JobRegistry(log);
+    return new RecalibrationService(registry, jobs, options);
+  }
+
+  /**
+   * A server's housekeeping: settles jobs abandoned by dead processes and deletes expired records,
+   * now and hourly (JobRegistry.startSweeping), until `close`.
+   */
+  startSweeping(): Promise<void> {
+    return this.jobs.startSweeping();
+  }
+
+  /**
+   * Shutdown: recalibrations being computed publish (or fail), and their job records reach the
+   * disk, then the job timers stop. Call once nothing starts recalibrations any more (the routes
+   * are closed and automatic recalibrations drained).
+   */
+  async close(): Promise<void> {
+    await this.drain();
+    await this.jobs.flush();
+    this.jobs.close();
+  }
+
+  /**
    * Starts a recalibration of the model's active version. The model's lock is a file in the
    * repository (acquireModelLock), so the 409 holds across workers and replicas too.
    */
@@ -550,19 +642,58 @@ export class RecalibrationService {
     if (this.running.get(session.parent.name) === session) this.running.delete(session.parent.name);
   }
 
-  /** Recalibrates from rows already in memory (the offline CLI and small JSON requests). */
+  /**
+   * The recalibration use case, whoever asks (the admin route, AUTO_RECALIBRATE, the offline CLI):
+   * begins a session (the model's lock and job), pushes every row (failing the session, and so
+   * the job, with the error that ended them), then publishes and returns the outcome, or, for a
+   * caller that accepts one, returns the job that will record it.
+   */
+  recalibrate(
+    request: RecalibrationRequest,
+    rows: RecalibrationRows,
+  ): Promise<{ outcome: RecalibrationOutcome }>;
+  recalibrate(
+    request: RecalibrationRequest,
+    rows: RecalibrationRows,
+    options: RecalibrateOptions,
+  ): Promise<RecalibrationStarted>;
+  async recalibrate(
+    request: RecalibrationRequest,
+    rows: RecalibrationRows,
+    options: RecalibrateOptions = {},
+  ): Promise<RecalibrationStarted> {
+    if ('instances' in rows)
+      inputShapeOf(this.registry.resolve(request.model)).readInstances(rows.instances, rows.path);
+    const session = await this.begin(request);
+    try {
+      if ('instances' in rows) {
+        const data = inputShapeOf(session.parent).readInstances(rows.instances, rows.path);
+        await session.pushAll(slices(data, 1024 * session.width));
+      } else {
+        await session.pushAll(rows.read(session.parent, session.width));
+      }
+    } catch (e) {
+      const error = options.readFailed ? options.readFailed(e, session.rows) : e;
+      await session.fail(error);
+      throw error;
+    }
+    const asyncRows = this.options.asyncRows ?? Number.POSITIVE_INFINITY;
+    if (options.acceptsJob && (options.prefersJob || session.rows > asyncRows)) {
+      session.complete().catch(() => undefined); // the job records the outcome
+      return { job: { id: session.job.id, state: session.job.state } };
+    }
+    return { outcome: await session.complete() };
+  }
+
+  /** Recalibrates from rows already in memory (the offline CLI, AUTO_RECALIBRATE's sample). */
   async recalibrateRows(
     request: RecalibrationRequest,
     rows: Float32Array,
   ): Promise<RecalibrationOutcome> {
-    const session = await this.begin(request);
-    try {
-      await session.pushAll(slices(rows, 4096 * session.width));
-    } catch (e) {
-      await session.fail(e);
-      throw e;
-    }
-    return session.complete();
+    const { outcome } = await this.recalibrate(request, {
+      read: (_parent, width) => slices(rows, 4096 * width),
+    });
+    return outcome;
   }
 }
 

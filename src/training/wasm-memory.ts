@@ -1,4 +1,9 @@
-import { type LayerSpec, type LayerType, layerFootprint, type Shape } from '../checkpoint/index.js';
+import {
+  type LayerSpec,
+  layerDefinition,
+  layerFootprint,
+  type Shape,
+} from '../checkpoint/index.js';
 import { NormserveError } from '../errors/index.js';
 import {
   numelOf,
@@ -8,26 +13,6 @@ import {
 } from '../nn/index.js';
 import { EVAL_CHUNK_ROWS } from './evaluate.js';
 import type { OptimizerConfig } from './training-config.js';
-
-/**
- * The per-step arrays a layer keeps in the kernels' memory (StepArray: nn/linear.ts,
- * nn/batch-norm.ts, nn/activations.ts, nn/dropout.ts), as copies of its output or its input;
- * the other layers' arrays are ordinary ones.
- */
-const STEP_ARRAYS: Partial<Record<LayerType, { outputs: number; inputs: number }>> = {
-  linear: { outputs: 1, inputs: 1 },
-  batchnorm1d: { outputs: 1, inputs: 1 },
-  batchnorm2d: { outputs: 1, inputs: 1 },
-  relu: { outputs: 1, inputs: 1 },
-  leaky_relu: { outputs: 1, inputs: 1 },
-  gelu: { outputs: 1, inputs: 1 },
-  tanh: { outputs: 1, inputs: 1 },
-  sigmoid: { outputs: 1, inputs: 1 },
-  selu: { outputs: 1, inputs: 1 },
-  // The output, the mask and the input gradient.
-  dropout: { outputs: 2, inputs: 1 },
-  alpha_dropout: { outputs: 2, inputs: 1 },
-};
 
 /** Arrays the optimizer keeps per parameter (nn/adam.ts, nn/sgd.ts). */
 function optimizerStates(optimizer: OptimizerConfig): number {
@@ -76,7 +61,9 @@ export function wasmTrainingMemory(
   const stepArrays = [
     batchSize * numelOf(inputShape),
     ...layerShapes.flatMap(({ type, input, output }) => {
-      const arrays = STEP_ARRAYS[type] ?? { outputs: 0, inputs: 0 };
+      // Kept in the kernels' memory, as its output's or its input's size (the layer's record);
+      // the other layers' arrays are ordinary ones.
+      const arrays = layerDefinition({ type }).stepArrays ?? { outputs: 0, inputs: 0 };
       return [
         ...Array<number>(arrays.outputs).fill(batchSize * numelOf(output)),
         ...Array<number>(arrays.inputs).fill(batchSize * numelOf(input)),

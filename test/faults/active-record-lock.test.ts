@@ -115,7 +115,7 @@ describe('the record’s lock', () => {
     const activation = repository.writeActive('digits', 2, 'rollback');
     expect(await stillPending(activation)).toBe(true);
     await holder.release();
-    await expect(activation).resolves.toMatchObject({ version: 2, note: 'rollback' });
+    await expect(activation).resolves.toMatchObject({ record: { version: 2, note: 'rollback' } });
     expect(recordVersion()).toBe(2);
     expect(existsSync(join(modelDir, ACTIVE_RECORD_LOCK_FILE))).toBe(false);
   });
@@ -146,7 +146,9 @@ describe('the record’s lock', () => {
       { owner: 'stuck' },
     );
     await holder.release();
-    await expect(impatient.writeActive('digits', 2)).resolves.toMatchObject({ version: 2 });
+    await expect(impatient.writeActive('digits', 2)).resolves.toMatchObject({
+      record: { version: 2 },
+    });
   });
 
   it('a lock left by a dead process of this host is broken at once', async () => {
@@ -160,7 +162,9 @@ describe('the record’s lock', () => {
         acquired_at: new Date().toISOString(),
       }),
     );
-    await expect(repository.writeActive('digits', 3)).resolves.toMatchObject({ version: 3 });
+    await expect(repository.writeActive('digits', 3)).resolves.toMatchObject({
+      record: { version: 3 },
+    });
     expect(recordVersion()).toBe(3);
     expect(existsSync(join(modelDir, ACTIVE_RECORD_LOCK_FILE))).toBe(false);
   });
@@ -229,7 +233,7 @@ it('an activation is not held by a lock the previous incarnation of this process
   // the lock to age would take STALE_AFTER_MS, 30 s (the reviewer's :activate), past the test's
   // timeout.
   await expect(repository.writeActive('digits', 2, 'rollback')).resolves.toMatchObject({
-    version: 2,
+    record: { version: 2 },
   });
   expect(recordVersion()).toBe(2);
   expect(existsSync(path)).toBe(false);
@@ -261,7 +265,9 @@ describe('a lock of another host whose mtime is in the future', () => {
     otherNodesLock(86_400_000);
     // A short wait: had the lock been respected, ACTIVE_RECORD_BUSY instead of the record.
     const impatient = new ModelRepository(root, { activeRecordLockWaitMs: 20 });
-    await expect(impatient.writeActive('digits', 2)).resolves.toMatchObject({ version: 2 });
+    await expect(impatient.writeActive('digits', 2)).resolves.toMatchObject({
+      record: { version: 2 },
+    });
     expect(recordVersion()).toBe(2);
     expect(existsSync(lockPath())).toBe(false);
   });
@@ -308,6 +314,8 @@ describe.each([
     expect(recordVersion()).toBe(1);
     // Once the operator removes it, the lock works again.
     rmSync(path, { recursive: true });
-    await expect(repository.writeActive('digits', 2)).resolves.toMatchObject({ version: 2 });
+    await expect(repository.writeActive('digits', 2)).resolves.toMatchObject({
+      record: { version: 2 },
+    });
   });
 });

@@ -70,7 +70,7 @@ describe("the registry's onWrite hook", () => {
     await new Promise((r) => setImmediate(r));
     expect(returned, 'activate waits for the other workers').toBe(false);
     release();
-    expect((await activation).active).toBe(1);
+    expect((await activation).snapshot.active).toBe(1);
 
     const deletion = registry.deleteVersion('digits', 2);
     await vi.waitFor(() => expect(calls).toHaveLength(2));
@@ -89,7 +89,7 @@ describe("the registry's onWrite hook", () => {
       onWrite: () => Promise.reject(new Error('primary gone')),
     });
     await registry.refresh();
-    expect((await registry.activate('digits', 1)).active).toBe(1);
+    expect((await registry.activate('digits', 1)).snapshot.active).toBe(1);
     expect(lines).toMatchObject([{ level: 'error', obj: { model: 'digits' } }]);
     registry.close();
   });

@@ -1,11 +1,22 @@
 /**
  * Training's WebAssembly memory, known before anything is allocated: the layer records' parameter
- * shapes are the built modules', the estimate meets the memory a dense network's run reaches, and
- * a network beyond wasm32's 4 GiB is refused from its config, before its tensors exist.
+ * shapes and per-step arrays are the built modules', the estimate meets the memory a dense
+ * network's run reaches, and a network beyond wasm32's 4 GiB is refused from its config, before
+ * its tensors exist.
  */
-import { afterEach, describe, expect, it } from 'vitest';
-import { buildSequential, type LayerSpec, layerFootprint } from '../../src/checkpoint/index.js';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import {
+  buildLayer,
+  buildSequential,
+  type LayerSpec,
+  type LayerType,
+  layerDefinition,
+  layerFootprint,
+  layerSchema,
+  layerTypes,
+} from '../../src/checkpoint/index.js';
 import { isNormserveError } from '../../src/errors/index.js';
+import { numelOf, Rng, StepArray, Tensor } from '../../src/nn/index.js';
 import { WasmKernels } from '../../src/nn/wasm/index.js';
 import {
   loadCsvDataset,
@@ -63,6 +74,77 @@ describe('layer records: parameter shapes without building', () => {
         .parameters()
         .map((p) => [...p.value.shape]);
       expect(layerFootprint(layers, input).parameterShapes.map((s) => [...s])).toEqual(built);
+    });
+  }
+});
+
+describe('layer records: per-step arrays without building', () => {
+  // One layer of every type, with an input it takes (whose size differs from its output's where
+  // the type allows, so an array counted as the wrong one's size is caught).
+  const layers: Record<LayerType, [Record<string, unknown>, number[]]> = {
+    linear: [{ in_features: 3, out_features: 5 }, [3]],
+    batchnorm1d: [{ num_features: 3 }, [3]],
+    batchnorm2d: [{ num_features: 2 }, [2, 3, 3]],
+    layernorm: [{ normalized_shape: 3 }, [3]],
+    conv2d: [{ in_channels: 2, out_channels: 3, kernel_size: 2 }, [2, 4, 4]],
+    maxpool2d: [{ kernel_size: 2 }, [2, 4, 4]],
+    avgpool2d: [{ kernel_size: 2 }, [2, 4, 4]],
+    adaptive_avgpool2d: [{ output_size: 1 }, [2, 4, 4]],
+    flatten: [{}, [2, 3, 3]],
+    relu: [{}, [3]],
+    leaky_relu: [{}, [3]],
+    gelu: [{}, [3]],
+    tanh: [{}, [3]],
+    sigmoid: [{}, [3]],
+    selu: [{}, [3]],
+    dropout: [{}, [3]],
+    alpha_dropout: [{}, [3]],
+    identity: [{}, [3]],
+    residual: [
+      {
+        layers: [
+          { type: 'linear', in_features: 3, out_features: 3 },
+          { type: 'batchnorm1d', num_features: 3 },
+          { type: 'relu' },
+          { type: 'dropout' },
+        ],
+      },
+      [3],
+    ],
+  };
+
+  it('covers every layer type', () => {
+    expect(Object.keys(layers).sort()).toEqual([...layerTypes].sort());
+  });
+
+  const BATCH = 4;
+  for (const [type, [fields, input]] of Object.entries(layers)) {
+    it(`${type}: the arrays its module takes are those its record states`, () => {
+      const spec = layerSchema.parse({ type, ...fields });
+      const module = buildLayer(spec, { init: new Rng(1), dropout: new Rng(2) });
+      module.train().reuseArrays(true);
+      const take = vi.spyOn(StepArray.prototype, 'take');
+      try {
+        const x = new Float32Array(BATCH * numelOf(input)).map((_, i) => Math.sin(i + 1));
+        const y = module.forward(new Tensor(x, [BATCH, ...input]));
+        module.backward(new Tensor(new Float32Array(y.data.length).fill(1), y.shape));
+        // Each array's size, once per array (reused arrays are taken once per step).
+        const sizes = new Map<unknown, number>();
+        take.mock.calls.forEach(([length, , reuse], i) => {
+          if (reuse) sizes.set(take.mock.contexts[i], length);
+        });
+        const expected = layerFootprint([spec], input).layerShapes.flatMap((layer) => {
+          const arrays = layerDefinition(layer).stepArrays ?? { outputs: 0, inputs: 0 };
+          return [
+            ...Array<number>(arrays.outputs).fill(BATCH * numelOf(layer.output)),
+            ...Array<number>(arrays.inputs).fill(BATCH * numelOf(layer.input)),
+          ];
+        });
+        const sort = (a: number[]) => a.sort((p, q) => p - q);
+        expect(sort([...sizes.values()])).toEqual(sort(expected));
+      } finally {
+        take.mockRestore();
+      }
     });
   }
 });

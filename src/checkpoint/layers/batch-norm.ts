@@ -5,6 +5,7 @@ import {
   eps,
   imageInput,
   type LayerStateEntry,
+  OUTPUT_AND_INPUT_GRAD,
   positiveInt,
   probability,
   showShape,
@@ -70,6 +71,7 @@ export const batchNorm1dLayer = defineLayer({
   build: (spec) => new BatchNorm1d(options(spec)),
   batchNormStatistics: true,
   state: batchNormState,
+  stepArrays: OUTPUT_AND_INPUT_GRAD,
 });
 
 /** nn.BatchNorm2d on [C, H, W] (statistics per channel over N·H·W). */
@@ -89,4 +91,5 @@ export const batchNorm2dLayer = defineLayer({
   build: (spec) => new BatchNorm2d(options(spec)),
   batchNormStatistics: true,
   state: batchNormState,
+  stepArrays: OUTPUT_AND_INPUT_GRAD,
 });

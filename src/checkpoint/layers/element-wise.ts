@@ -10,7 +10,17 @@ import {
   Sigmoid,
   Tanh,
 } from '../../nn/index.js';
-import { defineLayer, inplace, probability, type Shape } from './layer-definition.js';
+import {
+  defineLayer,
+  inplace,
+  OUTPUT_AND_INPUT_GRAD,
+  probability,
+  type Shape,
+  type StepArrays,
+} from './layer-definition.js';
+
+/** The output, the mask and the input's gradient (nn/dropout.ts). */
+const DROPOUT_STEP_ARRAYS: StepArrays = { outputs: 2, inputs: 1 };
 
 /** Element-wise layers keep the shape, whatever it is. */
 const same = (_spec: unknown, input: Shape): Shape => input;
@@ -21,6 +31,7 @@ export const reluLayer = defineLayer({
   schema: z.strictObject({ type: z.literal('relu'), ...inplace }),
   outputShape: same,
   build: () => new ReLU(),
+  stepArrays: OUTPUT_AND_INPUT_GRAD,
 });
 
 export const leakyReluLayer = defineLayer({
@@ -76,6 +87,7 @@ export const dropoutLayer = defineLayer({
   schema: z.strictObject({ type: z.literal('dropout'), p: probability.default(0.5), ...inplace }),
   outputShape: same,
   build: (spec, ctx) => new Dropout({ p: spec.p }, ctx.rngs.dropout),
+  stepArrays: DROPOUT_STEP_ARRAYS,
 });
 
 export const alphaDropoutLayer = defineLayer({
@@ -88,6 +100,7 @@ export const alphaDropoutLayer = defineLayer({
   }),
   outputShape: same,
   build: (spec, ctx) => new AlphaDropout({ p: spec.p }, ctx.rngs.dropout),
+  stepArrays: DROPOUT_STEP_ARRAYS,
 });
 
 export const identityLayer = defineLayer({

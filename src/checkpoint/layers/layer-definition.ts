@@ -55,10 +55,26 @@ export interface LayerDefinition<S extends { type: string } = { type: string }> 
    * them. Known before `build` allocates; a test holds it to the built module's stateDict().
    */
   state?(spec: S): readonly LayerStateEntry[];
+  /**
+   * The per-step arrays its module keeps in the kernels' memory when training reuses them
+   * (Module.stepArray, nn/step-array.ts), by the sample shape each holds: its output's or its
+   * input's (none when absent; a block's are its children's). Training sizes its WebAssembly
+   * memory with them (training/wasm-memory.ts); a test holds them to the built module's.
+   */
+  readonly stepArrays?: StepArrays;
   children?(spec: S): readonly LayerSpec[];
   /** The state-dict name of nested layer j (`body.3`): its path is `<block path>.<name>`. */
   childName?(j: number): string;
 }
+
+/** A layer's per-step arrays: how many have its output's size, how many its input's. */
+export interface StepArrays {
+  readonly outputs: number;
+  readonly inputs: number;
+}
+
+/** The output and the input's gradient: the per-step arrays of most layers that keep any. */
+export const OUTPUT_AND_INPUT_GRAD: StepArrays = { outputs: 1, inputs: 1 };
 
 /**
  * One state_dict entry of a layer: a trainable parameter, a float buffer (running statistics) or

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { Linear } from '../../nn/index.js';
-import { defineLayer, positiveInt, showShape } from './layer-definition.js';
+import { defineLayer, OUTPUT_AND_INPUT_GRAD, positiveInt, showShape } from './layer-definition.js';
 
 /** nn.Linear on a flat input: [in_features] → [out_features]. */
 export const linearLayer = defineLayer({
@@ -33,4 +33,5 @@ export const linearLayer = defineLayer({
       { inFeatures: spec.in_features, outFeatures: spec.out_features, bias: spec.bias },
       ctx.rngs.init,
     ),
+  stepArrays: OUTPUT_AND_INPUT_GRAD,
 });

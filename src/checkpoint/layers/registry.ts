@@ -180,7 +180,7 @@ const byType = new Map<string, LayerDefinition<LayerSpec>>(
 );
 
 /** The record of a layer's type. */
-export function layerDefinition(spec: LayerSpec): LayerDefinition<LayerSpec> {
+export function layerDefinition(spec: Pick<LayerSpec, 'type'>): LayerDefinition<LayerSpec> {
   const definition = byType.get(spec.type);
   if (!definition) throw new Error(`unknown layer type ${JSON.stringify(spec.type)}`);
   return definition;

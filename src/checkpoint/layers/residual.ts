@@ -33,6 +33,6 @@ export function residualLayer(layer: () => z.ZodType<LayerSpec>) {
     },
     build: (spec, ctx) => new Residual(ctx.buildLayers(spec.layers)),
     children: (spec) => spec.layers,
-    childName: (j) => `body.${j}`,
+    childName: Residual.childName,
   });
 }

@@ -2,11 +2,7 @@ import type { Readable } from 'node:stream';
 import rateLimit from '@fastify/rate-limit';
 import { z } from 'zod';
 import { NormserveError } from '../../errors/index.js';
-import {
-  ACTIVE_RECORD_LOCK_WAIT_MS,
-  JobRegistry,
-  RecalibrationService,
-} from '../../service/index.js';
+import { ACTIVE_RECORD_LOCK_WAIT_MS } from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
 import { CONTENT_ENCODING_DOC } from '../content-encoding.js';
 import { checkCsvMediaType } from '../csv-media-type.js';
@@ -65,26 +61,8 @@ export async function adminRoutes(parent: AppInstance): Promise<void> {
 }
 
 async function adminScope(app: AppInstance): Promise<void> {
-  const { registry, config, metrics } = app.deps;
-  const jobs = JobRegistry.forRepository(registry.repository, { log: app.log });
-  // Settles jobs abandoned by dead processes and deletes expired records, now and hourly.
-  await jobs.startSweeping();
-  // Shutdown lets recalibrations being computed publish (or fail), and their job records reach
-  // the disk, before the app reports closed.
-  app.addHook('onClose', async () => {
-    await service.drain();
-    await jobs.flush();
-    jobs.close();
-  });
-  const service = new RecalibrationService(registry, jobs, {
-    maxSamples: config.MAX_RECALIBRATION_SAMPLES,
-    rowMemoryBytes: config.RECALIBRATION_MEMORY_BYTES,
-    engine: config.ENGINE,
-    log: app.log,
-    onOutcome: (model, mode, outcome) => metrics.recalibrations.inc({ model, mode, outcome }),
-  });
-  // AUTO_RECALIBRATE publishes through this same service (its lock, jobs and publishing).
-  app.deps.drift.useRecalibration(service);
+  const { registry, config, recalibration: service } = app.deps;
+  const jobs = service.jobs;
   await app.register(rateLimit, {
     // Per client address and minute, for the whole server; failed authentications apart.
     ...adminRateLimit(app.deps),
@@ -194,15 +172,12 @@ async function adminScope(app: AppInstance): Promise<void> {
       },
     },
     async (request, reply) => {
-      request.modelName = request.params.name;
-      const previous = registry.get(request.params.name).active ?? null;
-      const snapshot = await registry.activate(
-        request.params.name,
-        request.params.version,
-        request.body?.note,
-      );
-      reply.header('X-Model-Version', String(snapshot.active));
-      return { model: snapshot.name, active_version: snapshot.active!, previous_version: previous };
+      const { name, version } = request.params;
+      request.modelName = name;
+      // What this activation did, even if another one has taken effect since.
+      const { previous } = await registry.activate(name, version, request.body?.note);
+      reply.header('X-Model-Version', String(version));
+      return { model: name, active_version: version, previous_version: previous };
     },
   );
 

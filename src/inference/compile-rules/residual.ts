@@ -1,4 +1,4 @@
-import type { Residual } from '../../nn/index.js';
+import { Residual } from '../../nn/index.js';
 import type { CompileRule } from './compile-context.js';
 
 /**
@@ -16,7 +16,7 @@ export const residualRule: CompileRule = (module, path, ctx) => {
   ctx.emit({ op: 'save_skip', slot, features, activation: { kind: 'none' }, layers: [path] });
   ctx.fate(path, m, 'kernel');
   m.body.modules.forEach((child, j) => {
-    ctx.compileModule(`${path}.body.${j}`, child, ctx);
+    ctx.compileModule(`${path}.${Residual.childName(j)}`, child, ctx);
   });
   // A prefix plan that stops inside the body ends there (the skip is never added).
   if (ctx.stopped) return;
