@@ -79,6 +79,13 @@ export {
 export { referenceKernels } from './reference-kernels.js';
 export { Residual } from './residual.js';
 export { Rng } from './rng.js';
+export {
+  copySliced,
+  finish,
+  finishYielding,
+  SLICE_VALUES,
+  type Sliced,
+} from './slices.js';
 export { Sequential } from './sequential.js';
 export { SGD, type SgdOptions, sgdOptionsProblem } from './sgd.js';
 export { StepArray } from './step-array.js';
