@@ -2,8 +2,8 @@ import { NormserveError } from '../errors/index.js';
 import {
   checkStateFits,
   finish,
-  SLICE_VALUES,
   type Sequential,
+  SLICE_VALUES,
   type Sliced,
   type StateDict,
   type StateSignature,

@@ -79,6 +79,8 @@ export {
 export { referenceKernels } from './reference-kernels.js';
 export { Residual } from './residual.js';
 export { Rng } from './rng.js';
+export { Sequential } from './sequential.js';
+export { SGD, type SgdOptions, sgdOptionsProblem } from './sgd.js';
 export {
   copySliced,
   finish,
@@ -86,8 +88,6 @@ export {
   SLICE_VALUES,
   type Sliced,
 } from './slices.js';
-export { Sequential } from './sequential.js';
-export { SGD, type SgdOptions, sgdOptionsProblem } from './sgd.js';
 export { StepArray } from './step-array.js';
 export {
   FLOAT32_MAX,
