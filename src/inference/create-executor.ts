@@ -50,9 +50,8 @@ export function createExecutor(plan: CompiledPlan, options: ExecutorOptions): Ex
 }
 
 /**
- * createExecutor in slices (nn/slices.ts): the wasm engine's weights are packed into its memory a
- * slice at a time. The JavaScript executor (asked for, or the fallback) is still built in one
- * piece: its float64 copy of the weights is one synchronous stretch.
+ * createExecutor in slices (nn/slices.ts): the wasm engine's weights are packed into its memory,
+ * and the JavaScript executor's copied to float64, a slice at a time.
  */
 export function* creatingExecutor(plan: CompiledPlan, options: ExecutorOptions): Sliced<Executor> {
   if ((options.engine ?? 'wasm') === 'wasm') {
@@ -75,5 +74,5 @@ export function* creatingExecutor(plan: CompiledPlan, options: ExecutorOptions):
     }
     options.onFallback?.(reason);
   }
-  return new PlanExecutor(plan, options.maxBatchSize);
+  return yield* PlanExecutor.building(plan, options.maxBatchSize);
 }
