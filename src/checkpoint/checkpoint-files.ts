@@ -1,7 +1,10 @@
 import { NormserveError } from '../errors/index.js';
 import {
   checkStateFits,
+  finish,
   type Sequential,
+  SLICE_VALUES,
+  type Sliced,
   type StateDict,
   type StateSignature,
 } from '../nn/index.js';
@@ -15,7 +18,7 @@ import {
   type SafetensorsLayout,
   safetensorsFromLayout,
   safetensorsLayout,
-  safetensorsToStateDict,
+  safetensorsToStateDictSliced,
   stateDictToSafetensors,
 } from './safetensors.js';
 
@@ -62,8 +65,11 @@ function parseJson(bytes: Uint8Array, source: string): unknown {
   }
 }
 
-/** Rejects NaN/Inf anywhere and negative running variances: they would poison every prediction. */
-function checkValues(state: StateDict, source: string): void {
+/**
+ * Rejects NaN/Inf anywhere and negative running variances: they would poison every prediction.
+ * In slices of SLICE_VALUES values (nn/slices.ts).
+ */
+function* checkValues(state: StateDict, source: string): Sliced<void> {
   for (const [name, value] of state) {
     if (typeof value === 'bigint') {
       // num_batches_tracked: a count; a negative one would make momentum=None divide by ≤ 0.
@@ -76,20 +82,25 @@ function checkValues(state: StateDict, source: string): void {
       continue;
     }
     const data = value.data;
-    for (let i = 0; i < data.length; i++) {
-      const v = data[i]!;
-      if (!Number.isFinite(v)) {
-        throw new NormserveError(
-          'CHECKPOINT_MISMATCH',
-          `${source}: tensor "${name}" holds a non-finite value at index ${i}`,
-        );
+    const variance = name.endsWith('.running_var');
+    for (let from = 0; from < data.length; from += SLICE_VALUES) {
+      const to = Math.min(data.length, from + SLICE_VALUES);
+      for (let i = from; i < to; i++) {
+        const v = data[i]!;
+        if (!Number.isFinite(v)) {
+          throw new NormserveError(
+            'CHECKPOINT_MISMATCH',
+            `${source}: tensor "${name}" holds a non-finite value at index ${i}`,
+          );
+        }
+        if (v < 0 && variance) {
+          throw new NormserveError(
+            'CHECKPOINT_MISMATCH',
+            `${source}: tensor "${name}" holds a negative variance at index ${i}`,
+          );
+        }
       }
-      if (v < 0 && name.endsWith('.running_var')) {
-        throw new NormserveError(
-          'CHECKPOINT_MISMATCH',
-          `${source}: tensor "${name}" holds a negative variance at index ${i}`,
-        );
-      }
+      yield;
     }
   }
 }
@@ -104,10 +115,23 @@ function naming<T>(source: string, run: () => T): T {
   try {
     return run();
   } catch (e) {
-    if (e instanceof NormserveError && e.code === 'CHECKPOINT_MISMATCH')
-      throw new NormserveError('CHECKPOINT_MISMATCH', `${source}: ${e.message}`);
-    throw e;
+    throw named(source, e);
   }
+}
+
+/** naming for a sliced computation: every slice runs under the prefix. */
+function* namingSliced<T>(source: string, work: Sliced<T>): Sliced<T> {
+  try {
+    return yield* work;
+  } catch (e) {
+    throw named(source, e);
+  }
+}
+
+function named(source: string, e: unknown): unknown {
+  if (e instanceof NormserveError && e.code === 'CHECKPOINT_MISMATCH')
+    return new NormserveError('CHECKPOINT_MISMATCH', `${source}: ${e.message}`);
+  return e;
 }
 
 /**
@@ -167,9 +191,25 @@ export function loadWeights(
   data: Uint8Array,
   weightsSource: string,
 ): Sequential {
-  const state = safetensorsToStateDict(safetensorsFromLayout(layout, data), weightsSource);
-  checkValues(state, weightsSource);
-  naming(weightsSource, () => network.loadStateDict(state));
+  return finish(loadingWeights(network, layout, data, weightsSource));
+}
+
+/**
+ * loadWeights in slices of at most SLICE_VALUES values decoded, checked or copied (nn/slices.ts):
+ * run with finishYielding, a large checkpoint loads without holding the event loop.
+ */
+export function* loadingWeights(
+  network: Sequential,
+  layout: SafetensorsLayout,
+  data: Uint8Array,
+  weightsSource: string,
+): Sliced<Sequential> {
+  const state = yield* safetensorsToStateDictSliced(
+    safetensorsFromLayout(layout, data),
+    weightsSource,
+  );
+  yield* checkValues(state, weightsSource);
+  yield* namingSliced(weightsSource, network.loadingStateDict(state));
   return network.eval();
 }
 

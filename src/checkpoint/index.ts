@@ -10,6 +10,7 @@ export {
   CONFIG_FILE,
   EXTRA_TENSORS_PARSED,
   type LoadedCheckpoint,
+  loadingWeights,
   loadWeights,
   METRICS_FILE,
   networkForWeights,

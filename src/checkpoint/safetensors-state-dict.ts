@@ -1,8 +1,9 @@
 import { NormserveError } from '../errors/index.js';
 import type { StateDict } from '../nn/module.js';
+import { finish, type Sliced } from '../nn/slices.js';
 import { Tensor } from '../nn/tensor.js';
 import { isFloatDtype } from './dtype.js';
-import { type RawTensor, rawToBigInt, rawToFloat32 } from './raw-tensor.js';
+import { type RawTensor, rawToBigInt, rawToFloat32Sliced } from './raw-tensor.js';
 import type { SafetensorsFile } from './safetensors-reader.js';
 import { writeSafetensors } from './safetensors-writer.js';
 
@@ -46,10 +47,18 @@ export function stateDictToSafetensors(
  * integer tensor is SAFETENSORS_INVALID.
  */
 export function safetensorsToStateDict(file: SafetensorsFile, fileName: string): StateDict {
+  return finish(safetensorsToStateDictSliced(file, fileName));
+}
+
+/** safetensorsToStateDict in slices (nn/slices.ts): decoded SLICE_VALUES values at a time. */
+export function* safetensorsToStateDictSliced(
+  file: SafetensorsFile,
+  fileName: string,
+): Sliced<StateDict> {
   const state: StateDict = new Map();
   for (const [name, tensor] of file.tensors) {
     if (isFloatDtype(tensor.dtype)) {
-      state.set(name, new Tensor(rawToFloat32(tensor), tensor.shape));
+      state.set(name, new Tensor(yield* rawToFloat32Sliced(tensor), tensor.shape));
     } else if (tensor.shape.length === 0) {
       state.set(name, rawToBigInt(tensor, name, fileName));
     } else {

@@ -6,7 +6,7 @@ export {
   DTYPE_SIZES,
   type SafetensorsDtype,
 } from './dtype.js';
-export { type RawTensor, rawToBigInt, rawToFloat32 } from './raw-tensor.js';
+export { type RawTensor, rawToBigInt, rawToFloat32, rawToFloat32Sliced } from './raw-tensor.js';
 export {
   MAX_HEADER_BYTES,
   MAX_METADATA_CHARS,
@@ -19,5 +19,9 @@ export {
   safetensorsHeaderLength,
   safetensorsLayout,
 } from './safetensors-reader.js';
-export { safetensorsToStateDict, stateDictToSafetensors } from './safetensors-state-dict.js';
+export {
+  safetensorsToStateDict,
+  safetensorsToStateDictSliced,
+  stateDictToSafetensors,
+} from './safetensors-state-dict.js';
 export { writeSafetensors } from './safetensors-writer.js';

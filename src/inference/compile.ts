@@ -1,11 +1,14 @@
 import {
   BatchNorm,
+  copySliced,
   type FeatureTransform,
+  finish,
   LayerNorm,
   Linear,
   type Module,
   numelOf,
   type Sequential,
+  type Sliced,
 } from '../nn/index.js';
 import type { BatchNormInputDraft } from './compile-rules/compile-context.js';
 import {
@@ -38,7 +41,7 @@ export interface CompileOptions {
   foldBatchNorms?: boolean | undefined;
 }
 
-function compileModule(path: string, module: Module, ctx: CompileContext): void {
+function* compileModule(path: string, module: Module, ctx: CompileContext): Sliced<void> {
   if (ctx.stopped) return;
   if (path === ctx.stopAt) {
     ctx.stopped = { path, module };
@@ -48,13 +51,17 @@ function compileModule(path: string, module: Module, ctx: CompileContext): void 
   if (!rule) throw new Error(`cannot compile layer ${path} (${module.kind}) for inference`);
   ctx.previousFoldTarget = ctx.foldTarget;
   ctx.foldTarget = undefined;
-  rule(module, path, ctx);
+  const work = rule(module, path, ctx);
+  if (work) yield* work;
 }
 
-const finalize = (d: Draft): PlanStep =>
-  d.op === 'dense' || d.op === 'conv2d'
-    ? { ...d, weight: Float32Array.from(d.weight), bias: Float32Array.from(d.bias) }
-    : d;
+/** A draft as its plan step: a kernel's float64 weights rounded once to float32, in slices. */
+function* finalize(d: Draft): Sliced<PlanStep> {
+  if (d.op !== 'dense' && d.op !== 'conv2d') return d;
+  const weight = new Float32Array(d.weight.length);
+  yield* copySliced(weight, d.weight);
+  return { ...d, weight, bias: Float32Array.from(d.bias) };
+}
 
 /**
  * Compiles a network for eval, module by module through the rule of each module kind
@@ -74,6 +81,19 @@ export function compileNetwork(
   inputShape?: readonly number[],
   options: CompileOptions = {},
 ): CompiledPlan {
+  return finish(compilingNetwork(network, inputTransform, inputShape, options));
+}
+
+/**
+ * compileNetwork in slices of at most SLICE_VALUES values copied, folded or rounded (nn/slices.ts):
+ * run with finishYielding, a large network compiles without holding the event loop.
+ */
+export function* compilingNetwork(
+  network: Sequential,
+  inputTransform?: FeatureTransform,
+  inputShape?: readonly number[],
+  options: CompileOptions = {},
+): Sliced<CompiledPlan> {
   const shape = inputShape ?? inferInputShape(network, inputTransform);
   const ctx = new CompileContext(
     shape,
@@ -83,9 +103,7 @@ export function compileNetwork(
     options.until,
     options.foldBatchNorms ?? true,
   );
-  network.modules.forEach((m, i) => {
-    compileModule(String(i), m, ctx);
-  });
+  for (const [i, m] of network.modules.entries()) yield* compileModule(String(i), m, ctx);
   ctx.flush();
   if (options.until !== undefined) {
     const stop = ctx.stopped;
@@ -98,7 +116,8 @@ export function compileNetwork(
       point: 'output',
     });
   }
-  const steps = ctx.drafts.map(finalize);
+  const steps: PlanStep[] = [];
+  for (const draft of ctx.drafts) steps.push(yield* finalize(draft));
   const inputWidth = numelOf(shape);
   return {
     inputShape: [...shape],

@@ -2,10 +2,11 @@ import {
   applyFeatureTransform,
   type FeatureTransform,
   type Sequential,
+  type Sliced,
   Tensor,
 } from '../nn/index.js';
-import { compileNetwork } from './compile.js';
-import { createExecutor, type ExecutorOptions } from './create-executor.js';
+import { compileNetwork, compilingNetwork } from './compile.js';
+import { createExecutor, creatingExecutor, type ExecutorOptions } from './create-executor.js';
 import type { Executor } from './executor.js';
 import type { CompiledPlan } from './plan.js';
 import type { StatisticsProbe } from './statistics-probe.js';
@@ -32,15 +33,40 @@ export class CompiledModel {
     /** The shape of one sample, or its feature count for flat inputs (inferred when absent). */
     inputShape?: number | readonly number[],
     engine: EngineOptions = {},
+    /** The plan and executor `building` made (else compiled and built here, at once). */
+    built?: { plan: CompiledPlan; executor: Executor },
   ) {
     this.network = network.eval();
     this.inputTransform = inputTransform;
-    this.plan = compileNetwork(
-      this.network,
-      inputTransform,
-      typeof inputShape === 'number' ? [inputShape] : inputShape,
-    );
+    if (built) {
+      this.plan = built.plan;
+      this.executor = built.executor;
+      return;
+    }
+    const shape = typeof inputShape === 'number' ? [inputShape] : inputShape;
+    this.plan = compileNetwork(this.network, inputTransform, shape);
     this.executor = createExecutor(this.plan, { ...engine, maxBatchSize });
+  }
+
+  /**
+   * The same CompiledModel built in slices (nn/slices.ts): the plan compiled and the executor's
+   * weights written at most SLICE_VALUES values at a time. A server loads a version with
+   * finishYielding(CompiledModel.building(…)), answering for its other versions meanwhile.
+   */
+  static *building(
+    network: Sequential,
+    inputTransform: FeatureTransform | undefined,
+    maxBatchSize: number,
+    inputShape?: number | readonly number[],
+    engine: EngineOptions = {},
+  ): Sliced<CompiledModel> {
+    const shape = typeof inputShape === 'number' ? [inputShape] : inputShape;
+    const plan = yield* compilingNetwork(network.eval(), inputTransform, shape);
+    const executor = yield* creatingExecutor(plan, { ...engine, maxBatchSize });
+    return new CompiledModel(network, inputTransform, maxBatchSize, inputShape, engine, {
+      plan,
+      executor,
+    });
   }
 
   get inputWidth(): number {

@@ -1,3 +1,4 @@
+import { finish, type Sliced } from '../nn/index.js';
 import { detectWasmSupport, type WasmSupport } from '../nn/wasm/index.js';
 import type { EngineName } from './engine-name.js';
 import type { Executor } from './executor.js';
@@ -45,6 +46,14 @@ export function wasmRuntimeUnsupportedReason(support = detectWasmSupport()): str
  * plan on this runtime, else the plain-JavaScript reference (and `onFallback` hears why).
  */
 export function createExecutor(plan: CompiledPlan, options: ExecutorOptions): Executor {
+  return finish(creatingExecutor(plan, options));
+}
+
+/**
+ * createExecutor in slices (nn/slices.ts): the wasm engine's weights are packed into its memory,
+ * and the JavaScript executor's copied to float64, a slice at a time.
+ */
+export function* creatingExecutor(plan: CompiledPlan, options: ExecutorOptions): Sliced<Executor> {
   if ((options.engine ?? 'wasm') === 'wasm') {
     const support = options.support ?? detectWasmSupport();
     // Each thread has its own scratch: fewer threads when that many do not fit in the memory.
@@ -55,7 +64,7 @@ export function createExecutor(plan: CompiledPlan, options: ExecutorOptions): Ex
       wasmRuntimeUnsupportedReason(support) ??
       wasmUnsupportedReason(plan, threads, options.denseAccumulation);
     if (reason === undefined) {
-      return new WasmExecutor(plan, {
+      return yield* WasmExecutor.building(plan, {
         maxBatchSize: options.maxBatchSize,
         threads,
         spawnHelper: options.spawnHelper,
@@ -65,5 +74,5 @@ export function createExecutor(plan: CompiledPlan, options: ExecutorOptions): Ex
     }
     options.onFallback?.(reason);
   }
-  return new PlanExecutor(plan, options.maxBatchSize);
+  return yield* PlanExecutor.building(plan, options.maxBatchSize);
 }

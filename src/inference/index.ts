@@ -9,12 +9,18 @@ export {
   type RunningMoments,
 } from './batch-norm-inputs.js';
 export { centredPlan, inputCentre } from './centred-plan.js';
-export { batchNormAffine, type CompileOptions, compileNetwork } from './compile.js';
+export {
+  batchNormAffine,
+  type CompileOptions,
+  compileNetwork,
+  compilingNetwork,
+} from './compile.js';
 export type { FoldStatistics } from './compile-rules/index.js';
 export { compileRules } from './compile-rules/index.js';
 export { CompiledModel, type EngineOptions } from './compiled-model.js';
 export {
   createExecutor,
+  creatingExecutor,
   type ExecutorOptions,
   wasmRuntimeUnsupportedReason,
 } from './create-executor.js';

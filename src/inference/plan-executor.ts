@@ -1,4 +1,11 @@
-import { maxPoolKernel, meanPoolKernel, softmaxRows } from '../nn/index.js';
+import {
+  copySliced,
+  finish,
+  maxPoolKernel,
+  meanPoolKernel,
+  type Sliced,
+  softmaxRows,
+} from '../nn/index.js';
 import { conv2dKernel, conv2dScratch, type WideConv2dStep } from './conv2d-kernel.js';
 import { checkRunArguments, checkSameStructure, type Executor } from './executor.js';
 import {
@@ -88,11 +95,7 @@ function widen(step: PlanStep): WideStep {
   switch (step.op) {
     case 'dense':
     case 'conv2d':
-      return {
-        ...step,
-        weight: Float64Array.from(step.weight),
-        bias: Float64Array.from(step.bias),
-      };
+      return { ...step, weight: finish(widening(step.weight)), bias: Float64Array.from(step.bias) };
     case 'affine':
       return {
         ...step,
@@ -108,6 +111,19 @@ function widen(step: PlanStep): WideStep {
     default:
       return step;
   }
+}
+
+/** A kernel's weights as float64, copied SLICE_VALUES values at a time (nn/slices.ts). */
+function* widening(weight: Float32Array): Sliced<Float64Array> {
+  const wide = new Float64Array(weight.length);
+  yield* copySliced(wide, weight);
+  return wide;
+}
+
+/** widen in slices: a dense or conv step's weights copied a slice at a time, the rest at once. */
+function* wideningStep(step: PlanStep): Sliced<WideStep> {
+  if (step.op !== 'dense' && step.op !== 'conv2d') return widen(step);
+  return { ...step, weight: yield* widening(step.weight), bias: Float64Array.from(step.bias) };
 }
 
 const slopeOf = (a: Activation): number => (a.kind === 'leaky_relu' ? a.negativeSlope : 0);
@@ -133,10 +149,18 @@ export class PlanExecutor implements Executor {
   private readonly cols: Float64Array;
   private readonly product: Float64Array;
 
-  constructor(plan: CompiledPlan, maxBatchSize: number) {
+  /** The executor of `plan`, its float64 copy of the weights made in slices (nn/slices.ts). */
+  static *building(plan: CompiledPlan, maxBatchSize: number): Sliced<PlanExecutor> {
+    const steps: WideStep[] = [];
+    for (const step of plan.steps) steps.push(yield* wideningStep(step));
+    return new PlanExecutor(plan, maxBatchSize, steps);
+  }
+
+  /** `widened`: the plan's steps in float64, when `building` made them. */
+  constructor(plan: CompiledPlan, maxBatchSize: number, widened?: WideStep[]) {
     this.plan = plan;
     this.maxBatchSize = maxBatchSize;
-    this.steps = plan.steps.map(widen);
+    this.steps = widened ?? plan.steps.map(widen);
     this.codes = plan.steps.map((s) => activationCode(s.activation));
     this.slopes = plan.steps.map((s) => slopeOf(s.activation));
     const scratch = plan.steps.map((s) =>

@@ -3,6 +3,7 @@ import type { Kernels } from './kernels.js';
 import { Module, requireCache, type StateDict, type StateValue } from './module.js';
 import { Parameter } from './parameter.js';
 import { referenceKernels } from './reference-kernels.js';
+import type { Sliced } from './slices.js';
 import { Tensor } from './tensor.js';
 
 export interface BatchNormOptions {
@@ -111,17 +112,17 @@ export abstract class BatchNorm extends Module {
     return state;
   }
 
-  protected override assign(
+  protected override *assign(
     fullName: string,
     name: string,
     target: StateValue,
     value: StateValue,
-  ): void {
+  ): Sliced<void> {
     if (name === 'num_batches_tracked' && typeof value === 'bigint') {
       this.numBatchesTracked = Number(value);
       return;
     }
-    super.assign(fullName, name, target, value);
+    yield* super.assign(fullName, name, target, value);
   }
 
   /** [N, C, spatial] of an input, after checking its rank and channel count. */

@@ -81,6 +81,13 @@ export { Residual } from './residual.js';
 export { Rng } from './rng.js';
 export { Sequential } from './sequential.js';
 export { SGD, type SgdOptions, sgdOptionsProblem } from './sgd.js';
+export {
+  copySliced,
+  finish,
+  finishYielding,
+  SLICE_VALUES,
+  type Sliced,
+} from './slices.js';
 export { StepArray } from './step-array.js';
 export {
   FLOAT32_MAX,

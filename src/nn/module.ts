@@ -2,6 +2,7 @@ import { NormserveError } from '../errors/index.js';
 import type { Kernels } from './kernels.js';
 import type { Parameter } from './parameter.js';
 import { referenceKernels } from './reference-kernels.js';
+import { copySliced, finish, type Sliced } from './slices.js';
 import { StepArray } from './step-array.js';
 import type { Tensor } from './tensor.js';
 
@@ -130,19 +131,33 @@ export abstract class Module {
 
   /** Copies values into this module's tensors (shapes must match); every key must be consumed. */
   loadStateDict(state: StateDict, prefix = ''): void {
+    finish(this.loadingStateDict(state, prefix));
+  }
+
+  /**
+   * loadStateDict in slices (slices.ts): the state is checked whole first, then copied at most
+   * SLICE_VALUES values at a time, so a caller can keep an event loop turning while a large
+   * network is loaded.
+   */
+  *loadingStateDict(state: StateDict, prefix = ''): Sliced<void> {
     const own = this.stateDict();
     checkStateFits(signaturesOf(own), signaturesOf(state), prefix);
     for (const [name, target] of own)
-      this.assign(`${prefix}${name}`, name, target, state.get(name)!);
+      yield* this.assign(`${prefix}${name}`, name, target, state.get(name)!);
   }
 
   /** Writes one state entry (checkStateFits passed); modules with integer buffers override it. */
-  protected assign(fullName: string, _name: string, target: StateValue, value: StateValue): void {
+  protected *assign(
+    fullName: string,
+    _name: string,
+    target: StateValue,
+    value: StateValue,
+  ): Sliced<void> {
     // checkStateFits matched the kinds: only a module holding an integer it does not assign
     // itself (as BatchNorm assigns num_batches_tracked) gets here.
     if (typeof target === 'bigint' || typeof value === 'bigint')
       throw new Error(`${this.kind}: integer state "${fullName}" needs the module's own assign`);
-    target.data.set(value.data);
+    yield* copySliced(target.data, value.data);
   }
 
   /** Sub-modules with their names (PyTorch's named_children); leaves have none. */
@@ -240,13 +255,13 @@ export abstract class Container extends Module {
     return state;
   }
 
-  override loadStateDict(state: StateDict, prefix = ''): void {
+  override *loadingStateDict(state: StateDict, prefix = ''): Sliced<void> {
     checkStateFits(signaturesOf(this.stateDict()), signaturesOf(state), prefix);
     for (const [name, m] of this.children()) {
       const local = `${name}.`;
       const sub: StateDict = new Map();
       for (const [n, v] of state) if (n.startsWith(local)) sub.set(n.slice(local.length), v);
-      m.loadStateDict(sub, `${prefix}${local}`);
+      yield* m.loadingStateDict(sub, `${prefix}${local}`);
     }
   }
 }

@@ -6,7 +6,7 @@ import {
   type Checkpoint,
   CONFIG_FILE,
   type LoadedCheckpoint,
-  loadWeights,
+  loadingWeights,
   METRICS_FILE,
   MODEL_NAME_PATTERN,
   networkForWeights,
@@ -21,6 +21,7 @@ import {
   NormserveError,
   safeParseWorded,
 } from '../errors/index.js';
+import { finishYielding } from '../nn/index.js';
 import { ACTIVE_RECORD_LOCK_FILE, withActiveRecordLock } from './active-record-lock.js';
 import {
   fsyncPath,
@@ -184,7 +185,11 @@ export class ModelRepository {
       this.files.readBytes(join(dir, METRICS_FILE)).catch(() => undefined),
     ]);
     if (weights === undefined) throw missing(WEIGHTS_FILE);
-    const network = loadWeights(weights.checked, weights.layout, weights.data, weightsSource);
+    // In slices, giving the event loop back between them: a server loading a large version goes
+    // on answering for the others meanwhile (bench/load-stall.ts).
+    const network = await finishYielding(
+      loadingWeights(weights.checked, weights.layout, weights.data, weightsSource),
+    );
     return assembleCheckpoint(config, network, metrics);
   }
 

@@ -1,5 +1,6 @@
 import type { EngineName } from '../inference/engine-name.js';
 import { CompiledModel } from '../inference/index.js';
+import { finishYielding } from '../nn/index.js';
 import { loadModelDirectory } from '../repository/index.js';
 import { nodeEngineOptions } from './engine-runtime.js';
 import { checkFiniteOutputs, overflowRows } from './predict.js';
@@ -47,12 +48,16 @@ export interface LoadedModel {
 export async function loadModel(dir: string, options: LoadModelOptions = {}): Promise<LoadedModel> {
   const { name, version, checkpoint } = await loadModelDirectory(dir);
   const { config } = checkpoint;
-  const compiled = new CompiledModel(
-    checkpoint.network,
-    config.input_transform,
-    options.maxBatchSize ?? 4096,
-    config.input_shape,
-    nodeEngineOptions({ engine: options.engine ?? 'wasm', threads: options.threads ?? 1 }),
+  // Read, checked and compiled in slices, the event loop given back between them: a process
+  // that loads a large model goes on serving meanwhile (the server's registry loads the same way).
+  const compiled = await finishYielding(
+    CompiledModel.building(
+      checkpoint.network,
+      config.input_transform,
+      options.maxBatchSize ?? 4096,
+      config.input_shape,
+      nodeEngineOptions({ engine: options.engine ?? 'wasm', threads: options.threads ?? 1 }),
+    ),
   );
   const executor = compiled.executor;
   return {

@@ -16,6 +16,7 @@ import {
   type WasmSupport,
   wasmRuntimeUnsupportedReason,
 } from '../inference/index.js';
+import { finishYielding } from '../nn/index.js';
 import {
   ACTIVE_FILE,
   type ActiveRecord,
@@ -387,20 +388,25 @@ export class ModelRegistry {
     const fingerprint = await this.fingerprint(name, version);
     const loadedAt = new Date().toISOString();
     try {
+      const started = performance.now();
       const checkpoint = await this.repository.loadVersion(name, version);
-      const compiled = new CompiledModel(
-        checkpoint.network,
-        checkpoint.config.input_transform,
-        this.options.maxBatchSize,
-        checkpoint.config.input_shape,
-        {
-          ...this.engine,
-          onFallback: (reason) =>
-            this.log.warn(
-              { model: name, version, reason },
-              'version runs on the JavaScript engine',
-            ),
-        },
+      // Compiled in slices with the event loop given back between them: the other versions,
+      // /healthz and the metrics go on answering while a large version loads (bench/load-stall.ts).
+      const compiled = await finishYielding(
+        CompiledModel.building(
+          checkpoint.network,
+          checkpoint.config.input_transform,
+          this.options.maxBatchSize,
+          checkpoint.config.input_shape,
+          {
+            ...this.engine,
+            onFallback: (reason) =>
+              this.log.warn(
+                { model: name, version, reason },
+                'version runs on the JavaScript engine',
+              ),
+          },
+        ),
       );
       this.log.info(
         {
@@ -408,6 +414,7 @@ export class ModelRegistry {
           version,
           engine: compiled.executor.engine,
           threads: compiled.executor.threads,
+          loadMs: Math.round(performance.now() - started),
         },
         'version loaded',
       );

@@ -1,4 +1,4 @@
-import type { BatchNorm } from '../../nn/index.js';
+import { type BatchNorm, SLICE_VALUES, type Sliced } from '../../nn/index.js';
 import {
   type CompileContext,
   type CompileRule,
@@ -36,11 +36,11 @@ export function batchNormAffine(
  * x: s·(Wx + b) + t = (diag(s)·W)x + (s·b + t) — for a conv step PyTorch's fuse_conv_bn_eval,
  * W'[o] = W[o]·s_o, b'[o] = b[o]·s_o + t_o, which needs one s and t per output channel.
  */
-function foldIntoProducer(
+function* foldIntoProducer(
   target: DenseDraft | ConvDraft,
   scale: Float64Array,
   shift: Float64Array,
-): boolean {
+): Sliced<boolean> {
   let s = scale;
   let t = shift;
   let rowLength: number;
@@ -54,11 +54,17 @@ function foldIntoProducer(
   } else {
     rowLength = target.inFeatures;
   }
+  let sliced = 0;
   for (let o = 0; o < s.length; o++) {
     const so = s[o]!;
     for (let i = 0; i < rowLength; i++)
       target.weight[o * rowLength + i] = target.weight[o * rowLength + i]! * so;
     target.bias[o] = target.bias[o]! * so + t[o]!;
+    sliced += rowLength;
+    if (sliced >= SLICE_VALUES) {
+      sliced = 0;
+      yield;
+    }
   }
   return true;
 }
@@ -68,7 +74,7 @@ function foldIntoProducer(
  * non-linear lies between; otherwise pending, to fold into the next Linear/Conv2d's columns or to
  * run as an affine step. Folding is done in float64 and rounded once to float32.
  */
-export const batchNormRule: CompileRule = (module, path, ctx) => {
+export const batchNormRule: CompileRule = function* (module, path, ctx) {
   const bn = module as BatchNorm;
   const perChannel = batchNormAffine(bn, ctx.statistics.get(path));
   const spatial = ctx.width / bn.numFeatures;
@@ -90,7 +96,7 @@ export const batchNormRule: CompileRule = (module, path, ctx) => {
     !ctx.pending &&
     target &&
     target.activation.kind === 'none' &&
-    foldIntoProducer(target, scale, shift)
+    (yield* foldIntoProducer(target, scale, shift))
   ) {
     target.layers.push(path);
     ctx.fate(

@@ -1,4 +1,4 @@
-import { type FeatureTransform, type Module, numelOf } from '../../nn/index.js';
+import { type FeatureTransform, type Module, numelOf, type Sliced } from '../../nn/index.js';
 import type { Conv2dStep, DenseStep, LayerFate, PlanStep } from '../plan.js';
 
 /** A dense step under construction, in float64 so folding rounds once. */
@@ -49,8 +49,17 @@ export interface FoldStatistics {
   variance: ArrayLike<number>;
 }
 
-/** A compile rule: what one module kind becomes in the plan (./index.ts maps kinds to rules). */
-export type CompileRule = (module: Module, path: string, ctx: CompileContext) => void;
+/**
+ * A compile rule: what one module kind becomes in the plan (./index.ts maps kinds to rules). A
+ * rule whose work grows with the layer's weights (copies, folds) is a generator yielding between
+ * slices of at most SLICE_VALUES values (nn/slices.ts), so that a large model compiles without
+ * holding an event loop; the others return nothing.
+ */
+export type CompileRule = (
+  module: Module,
+  path: string,
+  ctx: CompileContext,
+) => Sliced<void> | void;
 
 /**
  * The state of a compilation while it walks the network: the current sample shape, the steps so
@@ -77,7 +86,7 @@ export class CompileContext {
   constructor(
     inputShape: readonly number[],
     inputTransform: FeatureTransform | undefined,
-    readonly compileModule: (path: string, module: Module, ctx: CompileContext) => void,
+    readonly compileModule: (path: string, module: Module, ctx: CompileContext) => Sliced<void>,
     /** Per BatchNorm path, statistics to fold instead of its running ones. */
     readonly statistics: ReadonlyMap<string, FoldStatistics> = new Map(),
     /** Compile the layers before this path only (their output is that layer's input). */

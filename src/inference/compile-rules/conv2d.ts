@@ -1,4 +1,4 @@
-import { type Conv2d, geometryFor } from '../../nn/index.js';
+import { type Conv2d, copySliced, geometryFor, SLICE_VALUES } from '../../nn/index.js';
 import { type CompileRule, type ConvDraft, uniformPerChannel } from './compile-context.js';
 
 /**
@@ -7,7 +7,7 @@ import { type CompileRule, type ConvDraft, uniformPerChannel } from './compile-c
  * b' = b + Σ_{c,i,j} W[o, c, i, j]·t_c, and when the zero padding cannot tell the difference
  * (no padding, or t = 0: padding zeros are zeros of the transformed input); else it runs first.
  */
-export const conv2dRule: CompileRule = (module, path, ctx) => {
+export const conv2dRule: CompileRule = function* (module, path, ctx) {
   const m = module as Conv2d;
   const geometry = geometryFor(
     m.kind,
@@ -21,7 +21,8 @@ export const conv2dRule: CompileRule = (module, path, ctx) => {
   const c = m.inChannels;
   const taps = m.kernelSize[0] * m.kernelSize[1];
   const k = c * taps;
-  const weight = Float64Array.from(m.weight.value.data);
+  const weight = new Float64Array(m.weight.value.data.length);
+  yield* copySliced(weight, m.weight.value.data);
   const bias = m.bias ? Float64Array.from(m.bias.value.data) : new Float64Array(o);
   let layers = [path];
   const pending = ctx.pending;
@@ -29,6 +30,7 @@ export const conv2dRule: CompileRule = (module, path, ctx) => {
     const perChannel = uniformPerChannel(pending, ctx.shape);
     const unpadded = m.padding[0] === 0 && m.padding[1] === 0;
     if (perChannel && (unpadded || perChannel.shift.every((t) => t === 0))) {
+      let sliced = 0;
       for (let out = 0; out < o; out++) {
         let extra = 0;
         for (let ch = 0; ch < c; ch++) {
@@ -39,6 +41,11 @@ export const conv2dRule: CompileRule = (module, path, ctx) => {
           }
         }
         bias[out] = bias[out]! + extra;
+        sliced += k;
+        if (sliced >= SLICE_VALUES) {
+          sliced = 0;
+          yield;
+        }
       }
       layers = [...ctx.consumePending('folded_into_next_conv'), ...layers]; // not unshift(...): one argument per folded layer
     } else {

@@ -1,19 +1,21 @@
-import type { Linear } from '../../nn/index.js';
+import { copySliced, type Linear, SLICE_VALUES } from '../../nn/index.js';
 import type { CompileRule, DenseDraft } from './compile-context.js';
 
 /**
  * Linear → a dense step. An affine pending before it folds into its columns:
  * W(x·s + t) + b = (W·diag(s))x + (b + W·t).
  */
-export const linearRule: CompileRule = (module, path, ctx) => {
+export const linearRule: CompileRule = function* (module, path, ctx) {
   const m = module as Linear;
   const inF = m.inFeatures;
   const outF = m.outFeatures;
-  const weight = Float64Array.from(m.weight.value.data);
+  const weight = new Float64Array(inF * outF);
+  yield* copySliced(weight, m.weight.value.data);
   const bias = m.bias ? Float64Array.from(m.bias.value.data) : new Float64Array(outF);
   let layers = [path];
   const pending = ctx.pending;
   if (pending) {
+    let sliced = 0;
     for (let o = 0; o < outF; o++) {
       let extra = 0;
       for (let i = 0; i < inF; i++) {
@@ -21,6 +23,11 @@ export const linearRule: CompileRule = (module, path, ctx) => {
         weight[o * inF + i] = weight[o * inF + i]! * pending.scale[i]!;
       }
       bias[o] = bias[o]! + extra;
+      sliced += inF;
+      if (sliced >= SLICE_VALUES) {
+        sliced = 0;
+        yield;
+      }
     }
     layers = [...ctx.consumePending('folded_into_next_linear'), ...layers]; // not unshift(...): one argument per folded layer
   }

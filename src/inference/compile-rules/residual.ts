@@ -6,7 +6,7 @@ import type { CompileRule } from './compile-context.js';
  * any layers: its BatchNorms fold into its convolutions), then add_skip with the block's ReLU,
  * y = relu(body(x) + x). Nested blocks use the next slot.
  */
-export const residualRule: CompileRule = (module, path, ctx) => {
+export const residualRule: CompileRule = function* (module, path, ctx) {
   const m = module as Residual;
   ctx.flush();
   const slot = ctx.depth;
@@ -15,9 +15,8 @@ export const residualRule: CompileRule = (module, path, ctx) => {
   const features = ctx.width;
   ctx.emit({ op: 'save_skip', slot, features, activation: { kind: 'none' }, layers: [path] });
   ctx.fate(path, m, 'kernel');
-  m.body.modules.forEach((child, j) => {
-    ctx.compileModule(`${path}.${Residual.childName(j)}`, child, ctx);
-  });
+  for (const [j, child] of m.body.modules.entries())
+    yield* ctx.compileModule(`${path}.${Residual.childName(j)}`, child, ctx);
   // A prefix plan that stops inside the body ends there (the skip is never added).
   if (ctx.stopped) return;
   ctx.flush();

@@ -1,6 +1,8 @@
+import type { Sliced } from '../../nn/index.js';
 import { MR } from '../../nn/wasm/index.js';
 import { checkRunArguments, checkSameStructure, type Executor } from '../executor.js';
 import type { CompiledPlan } from '../plan.js';
+import { planFlopsPerRow } from '../plan-flops.js';
 import {
   checkTaps,
   type StatisticsProbe,
@@ -11,7 +13,7 @@ import { type EngineExports, engineModule, instantiateEngine, MAX_PAGES } from '
 import { type Layout, planLayout, SLACK } from './memory-layout.js';
 import { CONTROL, DONE, type EngineParts, HELPER_STATE, OP, PROGRAM } from './program-wat.js';
 import { WasmProbe } from './wasm-probe.js';
-import { writeProgram } from './write-program.js';
+import { writeProgram, writingProgram } from './write-program.js';
 
 /**
  * The smallest operating-system page (x86-64; arm64 Linux's 4 KiB kernels): prefault touches one
@@ -200,7 +202,18 @@ export class WasmExecutor implements Executor {
    */
   private prefaultRanges: [number, number][] | undefined;
 
-  constructor(plan: CompiledPlan, options: WasmExecutorOptions) {
+  /**
+   * The executor of `plan`, built in slices (nn/slices.ts): the memory sized and the module
+   * instantiated at once, the program and the weights written a slice at a time (writingProgram).
+   */
+  static *building(plan: CompiledPlan, options: WasmExecutorOptions): Sliced<WasmExecutor> {
+    const executor = new WasmExecutor(plan, options, false);
+    yield* writingProgram(plan, executor.layout, executor.memory, executor.exports);
+    return executor;
+  }
+
+  /** `writeNow` false: the program is left for `building` to write (the executor is not usable before). */
+  constructor(plan: CompiledPlan, options: WasmExecutorOptions, writeNow = true) {
     this.plan = plan;
     this.relaxedSimd = options.relaxedSimd;
     const threads = executorThreads(options.threads, options.spawnHelper);
@@ -226,7 +239,9 @@ export class WasmExecutor implements Executor {
     this.heap = new Float32Array(memory.buffer);
     this.words = new Int32Array(memory.buffer);
     this.f64 = new Float64Array(memory.buffer);
-    this.flopsPerRow = writeProgram(plan, layout, memory, this.exports);
+    this.flopsPerRow = writeNow
+      ? writeProgram(plan, layout, memory, this.exports)
+      : planFlopsPerRow(plan);
     this.module = module;
     this.spawnHelper = options.spawnHelper;
   }

@@ -1,4 +1,6 @@
+import { copySliced, finish, SLICE_VALUES, type Sliced } from '../../nn/index.js';
 import {
+  NR,
   packedBytes64,
   packWeight64,
   writeConvDescriptor,
@@ -21,6 +23,10 @@ function perValue(values: Float64Array, spatial: number): Float64Array {
   return out;
 }
 
+/** Columns of B (rows of a Linear's weight) staged and packed per slice: whole panels of NR. */
+const packColumns = (inFeatures: number): number =>
+  Math.max(NR, Math.floor(SLICE_VALUES / inFeatures / NR) * NR);
+
 /**
  * Writes the program and the parameters (weights packed by the engine's own pack_b, staged in the
  * input region) into memory; returns the floating-point operations per row.
@@ -31,6 +37,21 @@ export function writeProgram(
   memory: WebAssembly.Memory,
   x: EngineExports,
 ): number {
+  return finish(writingProgram(plan, layout, memory, x));
+}
+
+/**
+ * writeProgram in slices (nn/slices.ts): a dense step's weight is staged and packed a block of
+ * whole NR-column panels at a time (about SLICE_VALUES values; panel p of B lies at
+ * p·K·NR floats whatever block packs it, so the blocks give the bytes one pack_b call gives),
+ * other large parameters copied SLICE_VALUES values at a time.
+ */
+export function* writingProgram(
+  plan: CompiledPlan,
+  layout: Layout,
+  memory: WebAssembly.Memory,
+  x: EngineExports,
+): Sliced<number> {
   const i32 = new Int32Array(memory.buffer);
   const f32 = new Float32Array(memory.buffer);
   const f64 = new Float64Array(memory.buffer);
@@ -46,7 +67,7 @@ export function writeProgram(
   i32[base + PROGRAM.limit] = plan.steps.length;
   i32[base + PROGRAM.accumulators] = layout.accumulators;
   let param = 0;
-  plan.steps.forEach((step, i) => {
+  for (const [i, step] of plan.steps.entries()) {
     const st = layout.program + PROGRAM.headerBytes + i * STEP.bytes;
     const w = st >>> 2;
     i32[w + STEP.activation] = activationCode(step.activation);
@@ -70,9 +91,16 @@ export function writeProgram(
           i32[w + STEP.op] = OP.dense64;
           break;
         }
-        f32.set(step.weight, layout.input >>> 2);
-        // B = Wᵀ: B[k, n] = W[n, k], so k advances by one float and n by a row of W.
-        x.pack_b(layout.input, 4, step.inFeatures * 4, step.inFeatures, step.outFeatures, packed);
+        // B = Wᵀ: B[k, n] = W[n, k], so k advances by one float and n by a row of W. Columns
+        // [n0, n0 + cols) are rows n0… of W, staged at the input region and packed to panel n0/NR.
+        const k = step.inFeatures;
+        const block = packColumns(k);
+        for (let n0 = 0; n0 < step.outFeatures; n0 += block) {
+          const cols = Math.min(block, step.outFeatures - n0);
+          f32.set(step.weight.subarray(n0 * k, (n0 + cols) * k), layout.input >>> 2);
+          x.pack_b(layout.input, 4, k * 4, k, cols, packed + n0 * k * 4);
+          yield;
+        }
         f32.set(step.bias, bias >>> 2);
         i32[w + STEP.op] = OP.dense;
         break;
@@ -115,7 +143,7 @@ export function writeProgram(
         ];
         param += 5;
         const g = step.geometry;
-        f32.set(step.weight, weight >>> 2);
+        yield* copySliced(f32, step.weight, weight >>> 2);
         f32.set(step.bias, bias >>> 2);
         writeConvDescriptor(memory.buffer, descriptor, g, step.outChannels, {
           weight,
@@ -156,6 +184,7 @@ export function writeProgram(
         i32[w + STEP.outFeatures] = step.features;
         break;
     }
-  });
+    yield;
+  }
   return planFlopsPerRow(plan);
 }
