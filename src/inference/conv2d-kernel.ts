@@ -1,17 +1,6 @@
-import { im2col, im2colWidth } from '../nn/index.js';
+import { forEachSampleRun, im2col, im2colBlockRows, im2colWidth } from '../nn/index.js';
 import { denseKernel } from './kernels.js';
 import type { Conv2dStep } from './plan.js';
-
-/** Rows of im2col per GEMM at most (output positions, of one sample or several). */
-export const CONV_GEMM_ROWS = 4096;
-
-/**
- * Values of one block's im2col rows, and of its GEMM output, at most (2^18 float64: 2 MiB each),
- * unless one row alone is longer: the scratch is bounded by the layer's widths (C·kh·kw and
- * out_channels), not by the image size or the batch. A [64, 512, 512] input under a 3×3 kernel
- * asked for its whole sample's windows before, 262,144 rows of 576 values (1.1 GiB).
- */
-export const CONV_BLOCK_VALUES = 2 ** 18;
 
 /** A conv step with its parameters widened to float64 for the kernels. */
 export interface WideConv2dStep extends Omit<Conv2dStep, 'weight' | 'bias'> {
@@ -25,11 +14,10 @@ export function conv2dScratch(step: Pick<Conv2dStep, 'geometry' | 'outChannels'>
   cols: number;
   product: number;
 } {
+  // A [64, 512, 512] input under a 3×3 kernel asked for its whole sample's windows before:
+  // 262,144 rows of 576 values (1.1 GiB); now 455 rows at a time.
   const k = im2colWidth(step.geometry);
-  const rows = Math.max(
-    1,
-    Math.min(CONV_GEMM_ROWS, Math.floor(CONV_BLOCK_VALUES / Math.max(k, step.outChannels))),
-  );
+  const rows = im2colBlockRows(k, step.outChannels);
   return { rows, cols: rows * k, product: rows * step.outChannels };
 }
 
@@ -62,25 +50,17 @@ export function conv2dKernel(
   const total = samples * p;
   for (let start = 0; start < total; start += block) {
     const end = Math.min(start + block, total);
-    for (let r = start; r < end; ) {
-      const s = Math.floor(r / p);
-      const q = r - s * p;
-      const count = Math.min(p - q, end - r);
-      im2col(x, s * inSize, g, cols, r - start, q, count);
-      r += count;
-    }
+    forEachSampleRun(start, end, p, (sample, position, count, row) => {
+      im2col(x, sample * inSize, g, cols, row, position, count);
+    });
     denseKernel(cols, end - start, k, o, step.weight, step.bias, act, slope, product);
-    for (let r = start; r < end; ) {
-      const s = Math.floor(r / p);
-      const q = r - s * p;
-      const count = Math.min(p - q, end - r);
-      const dst = s * outSize + q;
-      const src = (r - start) * o;
+    forEachSampleRun(start, end, p, (sample, position, count, row) => {
+      const dst = sample * outSize + position;
+      const src = row * o;
       for (let c = 0; c < o; c++) {
         const plane = dst + c * p;
         for (let t = 0; t < count; t++) out[plane + t] = product[src + t * o + c]!;
       }
-      r += count;
-    }
+    });
   }
 }

@@ -6,13 +6,12 @@
  */
 import { describe, expect, it } from 'vitest';
 import {
-  CONV_BLOCK_VALUES,
   conv2dKernel,
   conv2dScratch,
   type WideConv2dStep,
 } from '../../src/inference/conv2d-kernel.js';
 import { ACTIVATION_CODES, activate } from '../../src/inference/kernels.js';
-import { Rng, windowGeometry } from '../../src/nn/index.js';
+import { IM2COL_BLOCK_VALUES, Rng, windowGeometry } from '../../src/nn/index.js';
 
 /** The convolution written out, output by output, in the order the GEMM sums. */
 function directConv(x: Float64Array, samples: number, step: WideConv2dStep, act: number) {
@@ -63,7 +62,7 @@ describe('the JS executor’s convolution in blocks of output positions', () => 
       activation: { kind: 'relu' },
     } as unknown as WideConv2dStep;
     const { rows, cols, product } = conv2dScratch(step);
-    expect(rows).toBe(Math.floor(CONV_BLOCK_VALUES / k));
+    expect(rows).toBe(Math.floor(IM2COL_BLOCK_VALUES / k));
     expect(100 % rows).not.toBe(0);
     const samples = 3;
     const x = Float64Array.from({ length: samples * 512 * 100 }, () => Math.fround(rng.normal()));
@@ -79,7 +78,7 @@ describe('the JS executor’s convolution in blocks of output positions', () => 
       outChannels: 64,
     };
     const { cols, product } = conv2dScratch(step);
-    expect((cols + product) * 8).toBeLessThanOrEqual(2 * CONV_BLOCK_VALUES * 8);
+    expect((cols + product) * 8).toBeLessThanOrEqual(2 * IM2COL_BLOCK_VALUES * 8);
     // One sample's windows were 262,144 rows of 576 values.
     expect(cols).toBeLessThan(512 * 512 * 576);
   });
