@@ -254,3 +254,64 @@ export class Conv2d extends WeightedLayer {
     return { input, geometry: g, rows, dyRows };
   }
 }
+
+/** A matrix product as training's memory estimate counts it (nn/wasm: WasmTrainingLayout). */
+export interface ProductFootprint {
+  /** B [k, n] (packed as float64 panels), whether a bias is passed. */
+  k: number;
+  n: number;
+  bias: boolean;
+  /** Elements of A and of C that live in ordinary arrays (copied in and out); 0 for work arrays. */
+  a: number;
+  c: number;
+  /** C is float64. */
+  c64: boolean;
+}
+
+/**
+ * What a Conv2d allocates in its kernels' memory, by the rules forward and backward above follow:
+ * its work arrays — the training batch's windows [rows, K] and dY's rows [rows, out], with
+ * rows = batch·H_out·W_out; an eval forward's block of windows when that is longer — and its
+ * matrix products in call order: the forward's y blocks (float64, ordinary), the weight gradient
+ * (B = the batch's windows [rows, K], packed), the input gradient's dcols blocks (float64,
+ * ordinary), an eval chunk's y blocks. K = C·kh·kw. The weight is a parameter (its own entry).
+ */
+export function conv2dFootprint(shape: {
+  width: number;
+  outChannels: number;
+  positions: number;
+  batchSize: number;
+  /** Rows per eval forward of each evaluation in order (its chunk: validation, test). */
+  evalRows: readonly number[];
+}): {
+  workArrays: number[];
+  forward: ProductFootprint[];
+  backward: ProductFootprint[];
+  eval: ProductFootprint[][];
+} {
+  const { width: k, outChannels: o, positions } = shape;
+  const block = im2colBlockRows(k, o);
+  const rows = shape.batchSize * positions;
+  const product = (b: { k: number; n: number }, c: number): ProductFootprint => ({
+    ...b,
+    bias: false,
+    a: 0,
+    c,
+    c64: c > 0,
+  });
+  // The windows' work array grows (a new block) when an eval block is longer than it.
+  const workArrays = [rows * k, rows * o];
+  let windows = rows;
+  const evalBlocks = shape.evalRows.map((evalRows) => Math.min(block, evalRows * positions));
+  for (const evalBlock of evalBlocks) {
+    if (evalBlock <= windows) continue;
+    workArrays.push(evalBlock * k);
+    windows = evalBlock;
+  }
+  return {
+    workArrays,
+    forward: [product({ k, n: o }, Math.min(block, rows) * o)],
+    backward: [product({ k: rows, n: k }, 0), product({ k: o, n: k }, Math.min(block, rows) * k)],
+    eval: evalBlocks.map((evalBlock) => [product({ k, n: o }, evalBlock * o)]),
+  };
+}

@@ -32,7 +32,9 @@ export {
   Conv2d,
   type Conv2dOptions,
   checkImageInput,
+  conv2dFootprint,
   geometryFor,
+  type ProductFootprint,
 } from './conv2d.js';
 export { createKernels, KERNELS, wasmKernelsUnsupportedReason } from './create-kernels.js';
 export { crossEntropy, type LossResult, softmaxRows } from './cross-entropy.js';
@@ -105,6 +107,7 @@ export {
 } from './tensor.js';
 export {
   WASM_TRAINING_MEMORY_BYTES,
+  type WasmRunFrame,
   type WasmTrainingBytes,
   type WasmTrainingLayout,
   wasmTrainingBytes,
