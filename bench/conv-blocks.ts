@@ -1,14 +1,14 @@
 /**
  * The JS reference executor's convolution scratch and speed, this tree against another:
- * `npx tsx bench/conv-blocks.ts [BASE_TREE] [rounds]` (BASE_TREE: a checkout of another commit's
+ * `npx tsx bench/conv-blocks.ts [BASE_TREE] [rounds] [batch,batch…]` (BASE_TREE: a checkout of another commit's
  * src/, e.g. `git archive main src | tar -x -C /tmp/base`; this tree alone without it).
  *
  * - scratch: the ArrayBuffer bytes a PlanExecutor allocates at construction (its im2col rows and
  *   GEMM output) for one 3×3 conv (padding 1, 64 → 64 channels) on a [64, 512, 512] input, from
  *   process.memoryUsage().arrayBuffers before and after;
- * - speed: rows/s of the bundled digits-cnn's fused plan on each tree's PlanExecutor (ENGINE=js's
- *   executor) at batch 1, 32 and 256, rounds alternated between the trees (the median), with a
- *   check that both trees' outputs are the same bits.
+ * - speed: rows per CPU-second of the bundled digits-cnn's fused plan on each tree's PlanExecutor
+ *   (ENGINE=js's executor) at batch 1, 32 and 256, rounds of 0.5 s alternated between the trees
+ *   (the median), with a check that both trees' outputs are the same bits.
  */
 import { resolve } from 'node:path';
 import { buildSequential } from '../src/checkpoint/index.js';
@@ -21,7 +21,7 @@ import { benchInput } from './models.js';
 type Executor = { run(input: Float32Array, rows: number): Float32Array };
 type ExecutorClass = new (plan: unknown, maxBatchSize: number) => Executor;
 
-const [baseArg, roundsArg] = process.argv.slice(2);
+const [baseArg, roundsArg, batchesArg] = process.argv.slice(2);
 const rounds = Number(roundsArg ?? 7);
 const trees: Record<string, string> = { this: process.cwd() };
 if (baseArg) trees.base = resolve(baseArg);
@@ -70,7 +70,7 @@ for (const [name, Executor] of Object.entries(executors)) {
 const cnn = (await loadModelDirectory(bundledVersionDir('digits-cnn'))).checkpoint;
 const plan = compileNetwork(cnn.network.eval(), cnn.config.input_transform, cnn.config.input_shape);
 const median = (v: number[]) => [...v].sort((a, b) => a - b)[v.length >> 1]!;
-for (const batch of [1, 32, 256]) {
+for (const batch of (batchesArg ?? '1,32,256').split(',').map(Number)) {
   const input = benchInput(batch, 64);
   const runs = Object.fromEntries(
     Object.entries(executors).map(([name, E]) => [name, new E(plan, 256)]),
@@ -83,16 +83,19 @@ for (const batch of [1, 32, 256]) {
     const order = round % 2 ? names.toReversed() : names;
     for (const name of order) {
       const e = runs[name]!;
+      // Rows per CPU-second of this process (the machine is shared: wall time counts the waits).
       const start = performance.now();
+      const cpu = process.cpuUsage();
       let done = 0;
       while (performance.now() - start < 500) {
         e.run(input, batch);
         done += batch;
       }
-      figures[name]!.push((done * 1000) / (performance.now() - start));
+      const used = process.cpuUsage(cpu);
+      figures[name]!.push((done * 1e6) / (used.user + used.system));
     }
   }
-  const line = names.map((n) => `${n} ${Math.round(median(figures[n]!))} rows/s`).join(', ');
+  const line = names.map((n) => `${n} ${Math.round(median(figures[n]!))} rows/CPU-s`).join(', ');
   const ratio =
     figures.base !== undefined
       ? ` (this/base ${(median(figures.this!) / median(figures.base)).toFixed(3)})`
