@@ -28,14 +28,29 @@ export {
   windowGeometry,
   windowOutputSize,
 } from './conv-geometry.js';
-export { Conv2d, type Conv2dOptions, checkImageInput, geometryFor } from './conv2d.js';
+export {
+  Conv2d,
+  type Conv2dOptions,
+  checkImageInput,
+  conv2dFootprint,
+  geometryFor,
+  type ProductFootprint,
+} from './conv2d.js';
 export { createKernels, KERNELS, wasmKernelsUnsupportedReason } from './create-kernels.js';
 export { crossEntropy, type LossResult, softmaxRows } from './cross-entropy.js';
 export { AlphaDropout, Dropout } from './dropout.js';
 export { ERF_COEFFICIENTS, erf } from './erf.js';
 export { applyFeatureTransform, type FeatureTransform } from './feature-transform.js';
 export { Flatten } from './flatten.js';
-export { col2imAdd, type FloatArray, im2col, im2colWidth } from './im2col.js';
+export {
+  col2imAdd,
+  type FloatArray,
+  forEachSampleRun,
+  IM2COL_BLOCK_VALUES,
+  im2col,
+  im2colBlockRows,
+  im2colWidth,
+} from './im2col.js';
 export type {
   AdamStep,
   ChannelLayout,
@@ -99,6 +114,7 @@ export {
 } from './tensor.js';
 export {
   WASM_TRAINING_MEMORY_BYTES,
+  type WasmRunFrame,
   type WasmTrainingBytes,
   type WasmTrainingLayout,
   wasmTrainingBytes,

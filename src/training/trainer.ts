@@ -233,7 +233,7 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
     checkWasmTrainingMemory(layers, inputShape, {
       batchSize: t.batch_size,
       optimizer: t.optimizer,
-      validationRows: split.validation.length,
+      evaluationRows: [split.validation.length, split.test.length],
     });
   }
   const trainRaw = selectRows(data, split.train);

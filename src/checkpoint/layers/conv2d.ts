@@ -11,10 +11,11 @@ import {
 
 /**
  * The most values a convolution's windows may hold per sample, in_channels × kh × kw × H_out ×
- * W_out: 2^28. The JS engine lays them out (im2col, float64) for one sample at least, and this is
- * also the multiply-adds per output channel; ResNet-style layers on [64, 512, 512] or a 7×7 stem
- * on [3, 2048, 2048] hold ~150 M. Without it a config of one 31×31 kernel (961 weights) on a
- * [1, 4096, 4096] input asked for about 129 GB. docs/model-format.md states it.
+ * W_out: 2^28. They are the multiply-adds per output channel, and training lays them out (im2col,
+ * float32, nn/conv2d.ts) for its whole batch (the eval executors a bounded block at a time);
+ * ResNet-style layers on [64, 512, 512] or a 7×7 stem on [3, 2048, 2048] hold ~150 M. Without it
+ * a config of one 31×31 kernel (961 weights) on a [1, 4096, 4096] input had the JS engine ask for
+ * about 129 GB. docs/model-format.md states it.
  */
 export const MAX_WINDOW_VALUES = 2 ** 28;
 

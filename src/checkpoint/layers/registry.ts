@@ -251,8 +251,11 @@ export function checkLayerChain(
 export interface LayerFootprint {
   /** Every parameter's shape, nested layers' included, in parameters() order. */
   parameterShapes: Shape[];
-  /** Each layer's type, input and output sample shapes (nested layers' too), first layer first. */
-  layerShapes: { type: LayerType; input: Shape; output: Shape }[];
+  /**
+   * Each layer's type, input and output sample shapes and its own parameters' shapes (nested
+   * layers' too: a block's layers come before the block), first layer first.
+   */
+  layerShapes: { type: LayerType; input: Shape; output: Shape; parameters: Shape[] }[];
 }
 
 /** The footprint of a list of layers that checkLayerChain accepts for this input shape. */
@@ -263,10 +266,12 @@ export function layerFootprint(layers: readonly LayerSpec[], input: Shape): Laye
       const definition = layerDefinition(spec);
       const children = definition.children?.(spec);
       if (children) walk(children, shape);
-      for (const entry of definition.state?.(spec) ?? [])
-        if (entry.kind === 'parameter') footprint.parameterShapes.push(entry.shape);
+      const parameters = (definition.state?.(spec) ?? [])
+        .filter((entry) => entry.kind === 'parameter')
+        .map((entry) => entry.shape);
+      footprint.parameterShapes.push(...parameters);
       const output = checkLayerChain([spec], shape);
-      footprint.layerShapes.push({ type: spec.type, input: shape, output });
+      footprint.layerShapes.push({ type: spec.type, input: shape, output, parameters });
       shape = output;
     }
     return shape;

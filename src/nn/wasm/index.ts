@@ -12,6 +12,7 @@ export { expWat, vectorMathWat } from './vector-math-wat.js';
 export {
   WASM_TRAINING_MEMORY_BYTES,
   WasmKernels,
+  type WasmRunFrame,
   type WasmTrainingBytes,
   type WasmTrainingLayout,
   wasmBlockBytes,

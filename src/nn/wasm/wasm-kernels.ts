@@ -67,12 +67,29 @@ export interface WasmTrainingLayout {
   /** Elements of each per-step array (batch rows, layer outputs, gradients, masks). */
   stepArrays: readonly number[];
   /**
-   * The products in the order a run calls them: B [k, n], whether it has a bias, and the
+   * The scratch frames in the order a run asks for them — products, and the other kernels'
+   * calls with operands in ordinary arrays (WasmRunFrame). A product's: B [k, n], whether it has a bias, and the
    * elements of A [m, k] and C [m, n] when they are copied in and out (0 when they live in the
-   * memory: a training step's operands; an evaluation's are ordinary arrays).
+   * memory: a training step's operands; an evaluation's are ordinary arrays); C's are float64
+   * with c64 (a Conv2d's products), float32 otherwise.
    */
-  products: readonly { k: number; n: number; bias: boolean; a: number; c: number }[];
+  products: readonly (
+    | { k: number; n: number; bias: boolean; a: number; c: number; c64?: boolean }
+    | WasmRunFrame
+  )[];
 }
+
+/**
+ * An element-wise or per-channel kernel's call (`run`: BatchNorm's passes, channel sums) as the
+ * scratch sees it: the bytes of each operand that lives in an ordinary array, copied in or out.
+ */
+export interface WasmRunFrame {
+  operands: readonly number[];
+}
+
+/** The scratch frame a `run` call needs: its copied operands one after the other, each a block. */
+const runFrameBytes = (operands: readonly number[]): number =>
+  operands.reduce((sum, bytes) => sum + wasmBlockBytes(bytes), 0);
 
 export interface WasmTrainingBytes {
   /** Parameters and their gradients. */
@@ -93,14 +110,17 @@ export function wasmTrainingBytes(layout: WasmTrainingLayout): WasmTrainingBytes
   const activations = blocks(layout.stepArrays);
   let workspace = 0;
   let scratch = 0;
-  for (const { k, n, bias, a, c } of layout.products) {
-    const bytes = matmulFrameBytes({
-      a: a * 4,
-      b: 0,
-      c: c * 4,
-      packed: packedF64Bytes(k, n),
-      bias: bias ? Math.ceil(n / NR_F64) * NR_F64 * 8 : 0,
-    });
+  for (const frame of layout.products) {
+    const bytes =
+      'operands' in frame
+        ? runFrameBytes(frame.operands)
+        : matmulFrameBytes({
+            a: frame.a * 4,
+            b: 0,
+            c: frame.c * (frame.c64 ? 8 : 4),
+            packed: packedF64Bytes(frame.k, frame.n),
+            bias: frame.bias ? Math.ceil(frame.n / NR_F64) * NR_F64 * 8 : 0,
+          });
     if (bytes <= scratch) continue;
     scratch = nextScratchBytes(scratch, bytes);
     workspace += wasmBlockBytes(scratch);
@@ -213,10 +233,11 @@ export class WasmKernels implements Kernels {
    */
   private run(operands: Operand[], call: (at: number[]) => void): void {
     let bytes = 0;
+    // runFrameBytes' rule: each copied operand a block.
     const offsets = operands.map((o) => {
       if (this.addressOf(o.data) >= 0) return -1;
       const offset = bytes;
-      bytes += align(o.data.byteLength + SLACK);
+      bytes += wasmBlockBytes(o.data.byteLength);
       return offset;
     });
     const base = bytes > 0 ? this.frame(bytes) : 0;
