@@ -207,6 +207,45 @@ async function readConfigFile(path: string): Promise<Raw> {
   return raw as Raw;
 }
 
+/**
+ * What an --init checkpoint fixes and a run cannot change: its network (trained on, layer by
+ * layer: the architecture flags and a config's `architecture` would be read by nothing), its task
+ * and its input shape. Asking for another is refused in one line naming every such flag and field,
+ * not silently ignored.
+ */
+function checkInitFixes(
+  given: readonly { flag: ConfigFlag; value: unknown }[],
+  raw: Raw,
+  flags: Flags,
+  init: { task: string; input_shape: readonly number[] },
+): void {
+  const refused = given
+    .filter(
+      (g) =>
+        ARCHITECTURE_FLAGS.includes(g.flag) ||
+        (g.flag.option.long === '--task' && g.value !== init.task),
+    )
+    .map((g) => g.flag.option.long);
+  const fields = [
+    ...(raw.architecture !== undefined ? ['architecture'] : []),
+    ...(raw.task !== undefined && raw.task !== init.task ? ['task'] : []),
+    ...(raw.input_shape !== undefined &&
+    JSON.stringify(raw.input_shape) !== JSON.stringify(init.input_shape)
+      ? ['input_shape']
+      : []),
+  ];
+  const count = refused.length + fields.length;
+  if (count === 0) return;
+  const what = [
+    ...(refused.length > 0 ? [refused.join(', ')] : []),
+    ...(fields.length > 0 ? [`${flags.config}'s ${fields.map((f) => `"${f}"`).join(', ')}`] : []),
+  ].join('; ');
+  throw new NormserveError(
+    'TRAINING_CONFIG_INVALID',
+    `--init ${flags.init}: the checkpoint fixes the network (its layers are trained on), the task (${init.task}) and the input shape [${init.input_shape.join(', ')}], so ${what} cannot apply; remove ${count === 1 ? 'it' : 'them'}, or train without --init`,
+  );
+}
+
 function summary(m: TrainingMetrics, task: 'classification' | 'regression'): string {
   const fmt = (x: number) => x.toFixed(4);
   if (!m.test) return 'test: no test rows';
@@ -265,6 +304,7 @@ async function main(argv: readonly string[]): Promise<void> {
 
   const initDir = flags.init ? await loadModelDirectory(flags.init) : undefined;
   const init = initDir?.checkpoint;
+  if (init) checkInitFixes(given, raw, flags, init.config);
   // The exact version started from, even when --init named the model directory.
   const initSource = initDir ? `${initDir.root}/${initDir.name}/${initDir.version}` : undefined;
   const { data, sha256 } = await loadCsvDataset(

@@ -1,0 +1,78 @@
+/**
+ * What the CLIs refuse rather than ignore or find out too late, each in one stderr line with exit
+ * code 1 and nothing written: flags an --init checkpoint cannot honour, an empty label cell, an
+ * output path blocked at the version directory a run would create, a --label-column that names
+ * no column, a directory or an oversized file given as input, a report page blocked by a directory.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { bundledVersionDir } from '../helpers/bundled-models.js';
+import { ROOT, runEntry as run } from '../helpers/entries.js';
+import { listTree, makeTempDir, removeTempDirs, writeTempFile } from '../helpers/temp-files.js';
+
+afterAll(removeTempDirs);
+
+const IRIS_DATA = join(ROOT, 'data/iris/iris.csv');
+const DIGITS_DATA = join(ROOT, 'data/digits/digits.csv');
+
+/** Exit 1, exactly one stderr line matching `line`, nothing on stdout. */
+function expectRefused(result: ReturnType<typeof run>, line: RegExp): void {
+  expect(result.status, result.stderr).toBe(1);
+  expect(result.stdout).toBe('');
+  const lines = result.stderr.trimEnd().split('\n');
+  expect(lines, result.stderr).toHaveLength(1);
+  expect(lines[0]).toMatch(line);
+  expect(lines[0]).not.toMatch(/internal error|at .*\.ts:\d+/);
+}
+
+const inputs = makeTempDir('refusal-inputs');
+
+describe('train --init: flags the checkpoint fixes are refused, not ignored', () => {
+  it('names every architecture flag and a different --task in one line', () => {
+    const out = makeTempDir('refusal-out');
+    const result = run('src/cli/train.ts', [
+      '--no-progress',
+      '--data',
+      DIGITS_DATA,
+      '--epochs',
+      '1',
+      '--init',
+      bundledVersionDir('digits'),
+      '--hidden',
+      '32',
+      '--norm',
+      'layernorm',
+      '--dropout',
+      '0.9',
+      '--task',
+      'regression',
+      '--out',
+      out,
+    ]);
+    expectRefused(
+      result,
+      /^train: --init \S*models\/digits\/1: the checkpoint fixes the network .*the task \(classification\).*, so --task, --hidden, --norm, --dropout cannot apply; remove them, or train without --init$/,
+    );
+    expect(listTree(out)).toEqual([]);
+  });
+
+  it('refuses a config file whose "architecture" the checkpoint would override', () => {
+    const out = makeTempDir('refusal-out');
+    const config = writeTempFile(inputs, 'arch.json', {
+      data: { path: DIGITS_DATA },
+      architecture: { hidden: [8] },
+    });
+    const result = run('src/cli/train.ts', [
+      '--no-progress',
+      '--config',
+      config,
+      '--init',
+      bundledVersionDir('digits'),
+      '--out',
+      out,
+    ]);
+    expectRefused(result, /so \S*arch\.json's "architecture" cannot apply; remove it/);
+    expect(listTree(out)).toEqual([]);
+  });
+});
