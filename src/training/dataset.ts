@@ -49,6 +49,15 @@ export function datasetFromTable(
   let classNames: string[] | undefined;
   if (task === 'classification') {
     const raw = table.rows.map((row) => row[labelIndex]!);
+    // An empty cell is a missing label, as an empty feature cell is a missing number: refused,
+    // not made a class "".
+    const empty = raw.indexOf('');
+    if (empty >= 0) {
+      throw new NormserveError(
+        'DATA_INVALID',
+        `${csvPlace(table, empty, labelIndex)}: the label is empty (a row without a label cannot be trained on)`,
+      );
+    }
     classNames = labels ? [...labels] : sortLabels([...new Set(raw)]);
     const index = new Map(classNames.map((l, i) => [l, i]));
     raw.forEach((value, r) => {

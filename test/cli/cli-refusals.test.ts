@@ -4,7 +4,7 @@
  * output path blocked at the version directory a run would create, a --label-column that names
  * no column, a directory or an oversized file given as input, a report page blocked by a directory.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { bundledVersionDir } from '../helpers/bundled-models.js';
@@ -73,6 +73,22 @@ describe('train --init: flags the checkpoint fixes are refused, not ignored', ()
       out,
     ]);
     expectRefused(result, /so \S*arch\.json's "architecture" cannot apply; remove it/);
+    expect(listTree(out)).toEqual([]);
+  });
+});
+
+describe('train: an empty label cell', () => {
+  it('is refused naming the file, line and column, as an empty feature cell is', () => {
+    const out = makeTempDir('refusal-out');
+    const lines = readFileSync(IRIS_DATA, 'utf8').split('\n');
+    // The label is the last column: its cell on the third data row (line 4) emptied.
+    lines[3] = lines[3]!.replace(/[^,]*$/, '');
+    const data = writeTempFile(inputs, 'empty-label.csv', lines.join('\n'));
+    const result = run('src/cli/train.ts', ['--no-progress', '--data', data, '--out', out]);
+    expectRefused(
+      result,
+      /^train: \S*empty-label\.csv: line 4, column "label": the label is empty \(a row without a label cannot be trained on\)$/,
+    );
     expect(listTree(out)).toEqual([]);
   });
 });
