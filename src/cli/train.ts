@@ -10,12 +10,12 @@
  */
 import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
-import { join, relative, resolve } from 'node:path';
+import { basename, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import cliProgress from 'cli-progress';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { NormserveError, printable } from '../errors/index.js';
-import { loadModelDirectory, publishCheckpoint } from '../service/index.js';
+import { loadModelDirectory, nextVersionPath, publishCheckpoint } from '../service/index.js';
 import {
   architectureSchema,
   loadCsvDataset,
@@ -27,7 +27,7 @@ import {
   trainingConfigSchema,
 } from '../training/index.js';
 import { runCli } from './cli-errors.js';
-import { outputWriteFailed, prepareOutputDirectory } from './output-path.js';
+import { checkNewDirectory, outputWriteFailed, prepareOutputDirectory } from './output-path.js';
 
 /** Only the syntax of a number: its range and integrality are the schema's to check. */
 const number = (value: string) => {
@@ -329,6 +329,16 @@ async function main(argv: readonly string[]): Promise<void> {
       `--out ${out}: cannot write there: ${modelDir} is a file, not a model directory`,
     );
   }
+  // …and the directory the version will be: a file there (models/x/3) failed only after the run.
+  const versionDir = await nextVersionPath(out, config.name).catch((e: unknown) => {
+    throw outputWriteFailed(modelDir, e);
+  });
+  await checkNewDirectory(
+    versionDir,
+    `version ${basename(versionDir)} of model "${config.name}"`,
+    '--out',
+    out,
+  );
 
   const interactive = flags.progress && process.stderr.isTTY === true;
   const bar = interactive
@@ -383,7 +393,9 @@ async function main(argv: readonly string[]): Promise<void> {
   });
   const { version, path } = await publishCheckpoint(out, output).catch((e: unknown) => {
     // A file system error (disk full, permissions changed during the run): one line, no stack.
-    throw typeof (e as NodeJS.ErrnoException).code === 'string' ? outputWriteFailed(out, e) : e;
+    // The path that failed: a rename's destination, else the file or directory being written.
+    const failed = (e as { dest?: string }).dest ?? (e as { path?: string }).path ?? out;
+    throw typeof (e as NodeJS.ErrnoException).code === 'string' ? outputWriteFailed(failed, e) : e;
   });
   const weights = await readFile(`${path}/model.safetensors`);
   const m = output.metrics;

@@ -188,13 +188,21 @@ export class ModelRepository {
   async publishVersion(checkpoint: Checkpoint): Promise<number> {
     const name = checkpoint.config.name;
     const files = serializeCheckpoint(checkpoint);
-    const chosen = await publishDirectoryAtomically(this.modelPath(name), files, async () => {
-      // Numbers of deleted versions are never given out again: a process that still holds the
-      // old version under that number would otherwise serve different weights under it.
-      const used = [...(await this.listVersions(name)), ...(await this.deletedVersions(name))];
-      return String(used.reduce((highest, v) => Math.max(highest, v), 0) + 1);
-    });
+    const chosen = await publishDirectoryAtomically(this.modelPath(name), files, async () =>
+      String(await this.nextVersion(name)),
+    );
     return Number(chosen);
+  }
+
+  /**
+   * The number publishVersion would give the next version of `name` now: one past the highest
+   * version present or deleted. Numbers of deleted versions are never given out again: a process
+   * that still holds the old version under that number would otherwise serve different weights
+   * under it.
+   */
+  async nextVersion(name: string): Promise<number> {
+    const used = [...(await this.listVersions(name)), ...(await this.deletedVersions(name))];
+    return used.reduce((highest, v) => Math.max(highest, v), 0) + 1;
   }
 
   /**

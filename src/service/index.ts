@@ -130,7 +130,7 @@ export {
   runSources,
 } from './predict.js';
 export { type OpenedModel, openModelDirectory } from './predict-directory.js';
-export { publishCheckpoint } from './publish-checkpoint.js';
+export { nextVersionPath, publishCheckpoint } from './publish-checkpoint.js';
 export {
   NOT_ACTIVATED_CODES,
   type NotActivated,

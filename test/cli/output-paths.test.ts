@@ -51,6 +51,25 @@ describe('outputs that cannot be written', () => {
     );
   });
 
+  // It trained to the end, then failed naming --out instead of the path in the way.
+  it('train --out <dir> where the next version directory is a file: one line before any epoch', () => {
+    const repository = join(dir, 'version-in-the-way');
+    mkdirSync(join(repository, 'iris', '1'), { recursive: true });
+    writeFileSync(join(repository, 'iris', '2'), 'x\n');
+    const result = run('src/cli/train.ts', [
+      '--config',
+      'configs/iris-mlp.json',
+      '--no-progress',
+      '--out',
+      repository,
+    ]);
+    expect(result.status).toBe(1);
+    expect(result.stderr).toBe(
+      `train: --out ${repository}: cannot write there: ${join(repository, 'iris', '2')} (where version 2 of model "iris" goes) is already a file\n`,
+    );
+    expect(result.stdout).toBe('');
+  });
+
   // Node's recursive mkdir never settled there: the run trained to the end, then hung.
   it.skipIf(!existsSync('/proc/self'))(
     'train --out /proc/x (mkdir fails with ENOENT): one line, exit 1',
