@@ -13,6 +13,7 @@ import { Command } from 'commander';
 import { isNormserveError, NormserveError, printable } from '../errors/index.js';
 import {
   checkFiniteOutputs,
+  checkNamedLabelColumn,
   csvFeatureRows,
   labelColumnFor,
   openModelDirectory,
@@ -87,9 +88,16 @@ async function main(argv: readonly string[]): Promise<void> {
   // Where a row came from, for a row refused as the server refuses it (outputs that overflow).
   let rowPath = (r: number) => `${field}[${r}]`;
   if (json) {
+    // A JSON file's rows have no columns: a label column would be read by nothing.
+    if (flags.labelColumn !== undefined)
+      throw new NormserveError(
+        'DATA_INVALID',
+        `--label-column ${flags.labelColumn}: names a column of a CSV input; ${flags.input} is JSON, whose rows have no columns`,
+      );
     ({ rows, field } = rowsFromJson(text, flags.input));
   } else {
     const table = parseCsv(text, flags.input);
+    checkNamedLabelColumn(table.header, flags.labelColumn, flags.input);
     const features = csvFeatureRows(table, model, labelColumn);
     rows = features.rows;
     truth = features.labels;

@@ -19,6 +19,7 @@ import {
   rangeMessage,
 } from '../errors/index.js';
 import {
+  checkNamedLabelColumn,
   csvFeatureRows,
   FLOAT32_RANGE_MESSAGE,
   inputShapeOf,
@@ -164,11 +165,9 @@ async function main(argv: readonly string[]): Promise<void> {
     rows = rowsFromNdjson(text, flags.data);
   } else {
     const model = { name, inputWidth: parent.compiled.inputWidth, featureNames, labelColumn };
-    rows = csvFeatureRows(
-      parseCsv(text, flags.data),
-      model,
-      labelColumnFor(model, flags.labelColumn),
-    ).rows;
+    const table = parseCsv(text, flags.data);
+    checkNamedLabelColumn(table.header, flags.labelColumn, flags.data);
+    rows = csvFeatureRows(table, model, labelColumnFor(model, flags.labelColumn)).rows;
   }
   const data = inputShapeOf(parent).readInstances(rows, flags.data);
   const service = new RecalibrationService(registry, new JobRegistry(), {

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { Command } from 'commander';
 import { NormserveError } from '../errors/index.js';
 import {
+  checkNamedLabelColumn,
   csvFeatureRows,
   labelColumnFor,
   openReportModel,
@@ -54,6 +55,7 @@ async function main(argv: readonly string[]): Promise<void> {
   const text = await readInputText(flags.data, 'data ');
   const model = await openReportModel(flags.model);
   const table = parseCsv(text, flags.data);
+  checkNamedLabelColumn(table.header, flags.labelColumn, flags.data);
   const { rows } = csvFeatureRows(table, model, labelColumnFor(model, flags.labelColumn));
   const width = model.inputWidth;
   const input = new Float32Array(rows.length * width);

@@ -21,6 +21,7 @@ export { type Accepts, compileAccepts } from './compiled-schema.js';
 export {
   type CsvFeatureModel,
   CsvFeatureReader,
+  checkNamedLabelColumn,
   csvFeatureColumns,
   csvFeatureRows,
   labelColumnFor,

@@ -16,6 +16,17 @@ export interface LabeledDataset extends Dataset {
   labels: string[] | undefined;
 }
 
+/** A label column that is not a column of the CSV, refused naming the columns there are. */
+export const unknownLabelColumn = (
+  source: string,
+  column: string,
+  header: readonly string[],
+): NormserveError =>
+  new NormserveError(
+    'DATA_INVALID',
+    `${source}: unknown label column ${quote(column)} (columns: ${quoteList(header)})`,
+  );
+
 /**
  * Turns a CSV table into features and targets. Classification labels are the distinct values of
  * the label column, sorted numerically when all are numbers, else lexicographically; `labels`
@@ -28,12 +39,7 @@ export function datasetFromTable(
   labels?: readonly string[],
 ): LabeledDataset {
   const labelIndex = table.header.indexOf(labelColumn);
-  if (labelIndex < 0) {
-    throw new NormserveError(
-      'DATA_INVALID',
-      `${table.source}: unknown label column ${quote(labelColumn)} (columns: ${quoteList(table.header)})`,
-    );
-  }
+  if (labelIndex < 0) throw unknownLabelColumn(table.source, labelColumn, table.header);
   const featureColumns = table.header.map((_, i) => i).filter((i) => i !== labelIndex);
   if (featureColumns.length === 0)
     throw new NormserveError('DATA_INVALID', `${table.source}: no feature columns`);

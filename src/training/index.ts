@@ -14,7 +14,13 @@ export {
   numericCell,
   parseCsv,
 } from './csv-table.js';
-export { type Dataset, datasetFromTable, type LabeledDataset, selectRows } from './dataset.js';
+export {
+  type Dataset,
+  datasetFromTable,
+  type LabeledDataset,
+  selectRows,
+  unknownLabelColumn,
+} from './dataset.js';
 export { argmaxRow, type Evaluation, evaluate } from './evaluate.js';
 export { loadCsvDataset, loadTrainingConfig } from './load-data.js';
 export {

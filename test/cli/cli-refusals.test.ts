@@ -4,7 +4,7 @@
  * output path blocked at the version directory a run would create, a --label-column that names
  * no column, a directory or an oversized file given as input, a report page blocked by a directory.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { bundledVersionDir } from '../helpers/bundled-models.js';
@@ -90,5 +90,70 @@ describe('train: an empty label cell', () => {
       /^train: \S*empty-label\.csv: line 4, column "label": the label is empty \(a row without a label cannot be trained on\)$/,
     );
     expect(listTree(out)).toEqual([]);
+  });
+});
+
+describe('--label-column naming no column of the CSV', () => {
+  const model = bundledVersionDir('digits');
+  const digitsHead = readFileSync(DIGITS_DATA, 'utf8').split('\n').slice(0, 6).join('\n');
+  const csv = writeTempFile(inputs, 'digits-head.csv', `${digitsHead}\n`);
+  const columns = /unknown label column "zzz" \(columns: "p0", "p1", .*\)$/;
+
+  it('predict refuses it naming the columns there are (it printed no accuracy, exit 0)', () => {
+    const result = run('src/cli/predict.ts', [
+      '--model',
+      model,
+      '--input',
+      csv,
+      '--label-column',
+      'zzz',
+    ]);
+    expectRefused(result, new RegExp(`^predict: \\S*digits-head\\.csv: ${columns.source}`));
+  });
+
+  it('predict refuses it with a JSON input, whose rows have no columns', () => {
+    const json = writeTempFile(inputs, 'row.json', [new Array(64).fill(0)]);
+    const result = run('src/cli/predict.ts', [
+      '--model',
+      model,
+      '--input',
+      json,
+      '--label-column',
+      'label',
+    ]);
+    expectRefused(
+      result,
+      /^predict: --label-column label: names a column of a CSV input; \S*row\.json is JSON/,
+    );
+  });
+
+  it('predict still takes a CSV without the default label column', () => {
+    const features = writeTempFile(
+      inputs,
+      'features.csv',
+      `${digitsHead
+        .split('\n')
+        .map((line) => line.split(',').slice(0, 64).join(','))
+        .join('\n')}\n`,
+    );
+    const result = run('src/cli/predict.ts', ['--model', model, '--input', features]);
+    expect(result.status, result.stderr).toBe(0);
+    expect(result.stderr).toBe('');
+  });
+
+  it('report refuses it before writing anything', () => {
+    const out = join(makeTempDir('refusal-out'), 'report');
+    const result = run('src/cli/report.ts', [
+      '--model',
+      model,
+      '--data',
+      csv,
+      '--label-column',
+      'zzz',
+      '--out',
+      out,
+    ]);
+    expectRefused(result, new RegExp(`^report: \\S*digits-head\\.csv: ${columns.source}`));
+    expect(existsSync(out)).toBe(false);
   });
 });
