@@ -6,7 +6,8 @@
  * flag is checked exactly like the field it sets, and a bad value is reported under the flag's
  * name. What the config leaves open (name, task, description, layers) comes from the data.
  * Everything is validated before training starts and the checkpoint is published atomically at
- * the end, so bad input or an interrupted run writes nothing.
+ * the end, so bad input or an interrupted run writes nothing (SIGINT or SIGTERM during the publish
+ * removes its temporary directory; a SIGKILL's goes with the next publish of the model).
  */
 import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
@@ -15,7 +16,12 @@ import { fileURLToPath } from 'node:url';
 import cliProgress from 'cli-progress';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { NormserveError, printable } from '../errors/index.js';
-import { loadModelDirectory, nextVersionPath, publishCheckpoint } from '../service/index.js';
+import {
+  loadModelDirectory,
+  nextVersionPath,
+  publishCheckpoint,
+  removeOwnPublishTemporariesSync,
+} from '../service/index.js';
 import {
   architectureSchema,
   loadCsvDataset,
@@ -27,6 +33,7 @@ import {
   trainingConfigSchema,
 } from '../training/index.js';
 import { runCli } from './cli-errors.js';
+import { cleanUpOnSignal } from './on-signal.js';
 import { checkNewDirectory, outputWriteFailed, prepareOutputDirectory } from './output-path.js';
 
 /** Only the syntax of a number: its range and integrality are the schema's to check. */
@@ -391,7 +398,11 @@ async function main(argv: readonly string[]): Promise<void> {
       );
     },
   });
-  const { version, path } = await publishCheckpoint(out, output).catch((e: unknown) => {
+  // Interrupted while publishing, the run removes its temporary version directory before it ends.
+  const { version, path } = await cleanUpOnSignal(
+    () => removeOwnPublishTemporariesSync(out, config.name),
+    () => publishCheckpoint(out, output),
+  ).catch((e: unknown) => {
     // A file system error (disk full, permissions changed during the run): one line, no stack.
     // The path that failed: a rename's destination, else the file or directory being written.
     const failed = (e as { dest?: string }).dest ?? (e as { path?: string }).path ?? out;

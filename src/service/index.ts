@@ -131,7 +131,11 @@ export {
   runSources,
 } from './predict.js';
 export { type OpenedModel, openModelDirectory } from './predict-directory.js';
-export { nextVersionPath, publishCheckpoint } from './publish-checkpoint.js';
+export {
+  nextVersionPath,
+  publishCheckpoint,
+  removeOwnPublishTemporariesSync,
+} from './publish-checkpoint.js';
 export {
   NOT_ACTIVATED_CODES,
   type NotActivated,
