@@ -361,9 +361,16 @@ async function main(argv: readonly string[]): Promise<void> {
     : undefined;
   const log = (line: string) => process.stderr.write(`${line}\n`);
   const fmt = (x: number | null, digits = 4) => (x === null ? '-' : x.toFixed(digits));
+  // A network that cannot be built is named by what shaped it: the config's layers, else the
+  // architecture flags given (`--hidden: layers[0] (linear): …`, not "the flags: layers[0]").
+  const shapedBy = given.filter((g) => ARCHITECTURE_FLAGS.includes(g.flag));
+  const networkSource =
+    raw.layers === undefined && shapedBy.length > 0
+      ? shapedBy.map((g) => g.flag.option.long).join(', ')
+      : (flags.config ?? 'the default network');
   const output = await train({
     config,
-    source,
+    source: networkSource,
     onStart: ({ rows }) =>
       log(
         `training ${config.name} (${config.task}) on ${config.data.path}: ${rows.train} train, ${rows.validation} validation, ${rows.test} test rows (seed ${config.seed})${init ? `, starting from ${flags.init}` : ''}`,

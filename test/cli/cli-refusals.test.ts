@@ -157,3 +157,23 @@ describe('--label-column naming no column of the CSV', () => {
     expect(existsSync(out)).toBe(false);
   });
 });
+
+describe('train: a network the architecture flags cannot build', () => {
+  it('is named by the flag that shaped it, not "the flags"', () => {
+    const out = makeTempDir('refusal-out');
+    const result = run('src/cli/train.ts', [
+      '--no-progress',
+      '--data',
+      IRIS_DATA,
+      '--hidden',
+      '99999999',
+      '--out',
+      out,
+    ]);
+    expectRefused(
+      result,
+      /^train: --hidden: layers\[0\] \(linear\): its output \[99999999\] holds 99999999 values per sample, more than the limit of 16777216$/,
+    );
+    expect(listTree(out)).toEqual([]);
+  });
+});
