@@ -27,6 +27,7 @@ import {
   loadCsvDataset,
   MAX_EPOCHS,
   parseTrainingConfig,
+  readInputFile,
   resolveTrainingConfig,
   type TrainingMetrics,
   train,
@@ -190,15 +191,9 @@ function applyFlags(raw: Raw, given: readonly { flag: ConfigFlag; value: unknown
 }
 
 async function readConfigFile(path: string): Promise<Raw> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (e) {
-    throw new NormserveError(
-      'TRAINING_CONFIG_INVALID',
-      `cannot read training config ${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`,
-    );
-  }
+  const text = (await readInputFile(path, 'training config ', 'TRAINING_CONFIG_INVALID')).toString(
+    'utf8',
+  );
   let raw: unknown;
   try {
     raw = JSON.parse(text);

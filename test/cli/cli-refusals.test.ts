@@ -4,9 +4,10 @@
  * output path blocked at the version directory a run would create, a --label-column that names
  * no column, a directory or an oversized file given as input, a report page blocked by a directory.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { MAX_INPUT_FILE_BYTES } from '../../src/training/index.js';
 import { bundledVersionDir } from '../helpers/bundled-models.js';
 import { ROOT, runEntry as run } from '../helpers/entries.js';
 import { listTree, makeTempDir, removeTempDirs, writeTempFile } from '../helpers/temp-files.js';
@@ -174,6 +175,43 @@ describe('train: a network the architecture flags cannot build', () => {
       result,
       /^train: --hidden: layers\[0\] \(linear\): its output \[99999999\] holds 99999999 values per sample, more than the limit of 16777216$/,
     );
+    expect(listTree(out)).toEqual([]);
+  });
+});
+
+describe('an input that is a directory, or over the size a file read whole may have', () => {
+  // Sparse: its size is on record, its bytes take no disk; a refusal from the size reads none.
+  const big = join(makeTempDir('refusal-big'), 'big.csv');
+  writeFileSync(big, '');
+  truncateSync(big, MAX_INPUT_FILE_BYTES + 1);
+  const limit = `it holds ${(MAX_INPUT_FILE_BYTES + 1).toLocaleString('en-US')} bytes, over the limit of ${MAX_INPUT_FILE_BYTES.toLocaleString('en-US')} bytes`;
+
+  it('train --data <dir> says "it is a directory", as predict does (EISDIR before)', () => {
+    const dir = makeTempDir('refusal-dir');
+    const result = run('src/cli/train.ts', ['--no-progress', '--data', dir, '--out', dir]);
+    expectRefused(result, new RegExp(`^train: cannot read data file ${dir}: it is a directory$`));
+  });
+
+  it('train --config <dir> says so too', () => {
+    const dir = makeTempDir('refusal-dir');
+    const result = run('src/cli/train.ts', ['--no-progress', '--config', dir, '--out', dir]);
+    expectRefused(
+      result,
+      new RegExp(`^train: cannot read training config ${dir}: it is a directory$`),
+    );
+  });
+
+  it('train and predict refuse a file over the limit by its size, naming the limit', () => {
+    const out = makeTempDir('refusal-out');
+    const trained = run('src/cli/train.ts', ['--no-progress', '--data', big, '--out', out]);
+    expectRefused(trained, new RegExp(`^train: cannot read data file ${big}: ${limit} \\(512 MiB`));
+    const predicted = run('src/cli/predict.ts', [
+      '--model',
+      bundledVersionDir('digits'),
+      '--input',
+      big,
+    ]);
+    expectRefused(predicted, new RegExp(`^predict: cannot read input ${big}: ${limit}`));
     expect(listTree(out)).toEqual([]);
   });
 });
