@@ -1,5 +1,5 @@
 import { access, constants, lstat, mkdir, stat } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { NormserveError } from '../errors/index.js';
 
 /** Why a file system error stopped a write, in words (the errno names only what is unexpected). */
@@ -47,6 +47,19 @@ export async function prepareOutputDirectory(dir: string, flag: string): Promise
         cause: e,
       },
     );
+  }
+}
+
+/**
+ * Makes sure none of `files` in the directory `dir` is a directory (or a link to one), which a
+ * write would fail on: checked before the first is written, so a run writes all of them or none
+ * (report wrote its SVGs, then failed on index.html). Refused as OUTPUT_WRITE_FAILED naming it.
+ */
+export async function checkOutputFiles(dir: string, files: Iterable<string>): Promise<void> {
+  for (const file of files) {
+    const path = join(dir, file);
+    if ((await stat(path).catch(() => undefined))?.isDirectory())
+      throw outputWriteFailed(path, Object.assign(new Error(), { code: 'EISDIR' }));
   }
 }
 

@@ -17,7 +17,7 @@ import {
 } from '../service/index.js';
 import { parseCsv } from '../training/index.js';
 import { runCli } from './cli-errors.js';
-import { outputWriteFailed, prepareOutputDirectory } from './output-path.js';
+import { checkOutputFiles, outputWriteFailed, prepareOutputDirectory } from './output-path.js';
 import { readInputText } from './read-input.js';
 import {
   channelStatsSvg,
@@ -82,6 +82,7 @@ async function main(argv: readonly string[]): Promise<void> {
     svgs.set(`layer-${f}-channels.svg`, channelStatsSvg(p));
   }
   await prepareOutputDirectory(flags.out, '--out');
+  await checkOutputFiles(flags.out, ['index.html', ...svgs.keys()]);
   const write = (file: string, text: string) =>
     writeFile(join(flags.out, file), text).catch((e: unknown) => {
       throw outputWriteFailed(join(flags.out, file), e);
