@@ -16,6 +16,7 @@ import {
   checkNamedLabelColumn,
   csvFeatureRows,
   labelColumnFor,
+  labelColumnWithoutColumns,
   openModelDirectory,
   type PredictOutput,
 } from '../service/index.js';
@@ -88,12 +89,8 @@ async function main(argv: readonly string[]): Promise<void> {
   // Where a row came from, for a row refused as the server refuses it (outputs that overflow).
   let rowPath = (r: number) => `${field}[${r}]`;
   if (json) {
-    // A JSON file's rows have no columns: a label column would be read by nothing.
     if (flags.labelColumn !== undefined)
-      throw new NormserveError(
-        'DATA_INVALID',
-        `--label-column ${flags.labelColumn}: names a column of a CSV input; ${flags.input} is JSON, whose rows have no columns`,
-      );
+      throw labelColumnWithoutColumns(flags.labelColumn, flags.input);
     ({ rows, field } = rowsFromJson(text, flags.input));
   } else {
     const table = parseCsv(text, flags.input);

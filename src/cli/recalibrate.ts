@@ -13,6 +13,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import {
   fileLine,
+  inFile,
   inNumberRange,
   NormserveError,
   type NumberRange,
@@ -25,12 +26,14 @@ import {
   inputShapeOf,
   JobRegistry,
   labelColumnFor,
+  labelColumnWithoutColumns,
   loadModelDirectory,
   ModelRegistry,
   PRIOR_STRENGTH_RANGE,
   RECALIBRATION_BATCH_SIZE_RANGE,
   RecalibrationService,
   roundsToFiniteFloat32,
+  rowWidthMessage,
   trainingInfoOf,
 } from '../service/index.js';
 import { parseCsv } from '../training/index.js';
@@ -82,7 +85,12 @@ function checkModeFlags(flags: Flags, modeIsDefault: boolean): void {
   }
 }
 
-function rowsFromNdjson(text: string, source: string): number[][] {
+/**
+ * The rows of an NDJSON file, each `width` finite numbers, refused as the HTTP upload refuses them
+ * but naming the file (`night.ndjson: line 4: expected 64 values, got 2`); a file without a row is
+ * refused naming it too.
+ */
+function rowsFromNdjson(text: string, source: string, width: number): number[][] {
   const rows: number[][] = [];
   text.split('\n').forEach((line, i) => {
     if (line.trim() === '') return;
@@ -98,6 +106,12 @@ function rowsFromNdjson(text: string, source: string): number[][] {
         `${fileLine(source, i + 1)}: expected an array of finite numbers`,
       );
     }
+    if (value.length !== width) {
+      throw new NormserveError(
+        'DATA_INVALID',
+        `${fileLine(source, i + 1)}: ${rowWidthMessage(width, value.length)}`,
+      );
+    }
     // As the HTTP upload names it (line 4[3]), in its words: a value float32 cannot hold.
     const beyond = value.findIndex((v: number) => !roundsToFiniteFloat32(v));
     if (beyond >= 0) {
@@ -108,6 +122,11 @@ function rowsFromNdjson(text: string, source: string): number[][] {
     }
     rows.push(value as number[]);
   });
+  if (rows.length === 0)
+    throw new NormserveError(
+      'DATA_INVALID',
+      inFile(source, 'no rows (the file is empty or holds only blank lines)'),
+    );
   return rows;
 }
 
@@ -162,7 +181,9 @@ async function main(argv: readonly string[]): Promise<void> {
   const text = await readInputText(flags.data, '');
   let rows: number[][];
   if (/\.(ndjson|jsonl)$/i.test(flags.data)) {
-    rows = rowsFromNdjson(text, flags.data);
+    if (flags.labelColumn !== undefined)
+      throw labelColumnWithoutColumns(flags.labelColumn, flags.data);
+    rows = rowsFromNdjson(text, flags.data, parent.compiled.inputWidth);
   } else {
     const model = { name, inputWidth: parent.compiled.inputWidth, featureNames, labelColumn };
     const table = parseCsv(text, flags.data);

@@ -38,6 +38,13 @@ export function checkNamedLabelColumn(
     throw unknownLabelColumn(source, named, header);
 }
 
+/** A --label-column given with JSON or NDJSON rows, which have no columns: read by nothing. */
+export const labelColumnWithoutColumns = (named: string, source: string): NormserveError =>
+  new NormserveError(
+    'DATA_INVALID',
+    `--label-column ${named}: names a column of a CSV input; ${source} holds JSON rows, which have no columns`,
+  );
+
 /**
  * The feature columns of a CSV header for a model, in the model's input order: its recorded
  * feature names' columns when all are present, else every column but the label's. A number of

@@ -25,6 +25,7 @@ export {
   csvFeatureColumns,
   csvFeatureRows,
   labelColumnFor,
+  labelColumnWithoutColumns,
   noCsvDataRows,
 } from './csv-features.js';
 export {

@@ -8,7 +8,7 @@ import { existsSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { MAX_INPUT_FILE_BYTES } from '../../src/training/index.js';
-import { bundledVersionDir } from '../helpers/bundled-models.js';
+import { bundledVersionDir, copyBundledModel } from '../helpers/bundled-models.js';
 import { ROOT, runEntry as run } from '../helpers/entries.js';
 import { listTree, makeTempDir, removeTempDirs, writeTempFile } from '../helpers/temp-files.js';
 
@@ -124,7 +124,7 @@ describe('--label-column naming no column of the CSV', () => {
     ]);
     expectRefused(
       result,
-      /^predict: --label-column label: names a column of a CSV input; \S*row\.json is JSON/,
+      /^predict: --label-column label: names a column of a CSV input; \S*row\.json holds JSON rows, which have no columns$/,
     );
   });
 
@@ -214,4 +214,47 @@ describe('an input that is a directory, or over the size a file read whole may h
     expectRefused(predicted, new RegExp(`^predict: cannot read input ${big}: ${limit}`));
     expect(listTree(out)).toEqual([]);
   });
+});
+
+describe('recalibrate: NDJSON rows named by their file line', () => {
+  const repository = makeTempDir('refusal-repo');
+  copyBundledModel('digits', repository, { checkout: ROOT });
+  const model = join(repository, 'digits');
+  const row = JSON.stringify(new Array(64).fill(1));
+
+  const cases: { what: string; text: string; extra?: string[]; line: RegExp }[] = [
+    {
+      what: 'a row of the wrong width is "line 3", blank lines counted (was "s.ndjson[1]")',
+      text: `${row}\n\n[1,2]\n`,
+      line: /^recalibrate: \S*rows\.ndjson: line 3: expected 64 values, got 2$/,
+    },
+    {
+      what: 'a file of blank lines names the file',
+      text: '\n\n',
+      line: /^recalibrate: \S*rows\.ndjson: no rows \(the file is empty or holds only blank lines\)$/,
+    },
+    {
+      what: '--label-column with NDJSON rows, which have no columns',
+      text: `${row}\n${row}\n`,
+      extra: ['--label-column', 'label'],
+      line: /^recalibrate: --label-column label: names a column of a CSV input; \S*rows\.ndjson holds JSON rows, which have no columns$/,
+    },
+  ];
+  for (const c of cases) {
+    it(c.what, () => {
+      const data = writeTempFile(makeTempDir('refusal-ndjson'), 'rows.ndjson', c.text);
+      const result = run('src/cli/recalibrate.ts', [
+        '--model',
+        model,
+        '--data',
+        data,
+        ...(c.extra ?? []),
+      ]);
+      expectRefused(result, c.line);
+      expect(listTree(model)).toEqual([
+        '1',
+        ...listTree(join(model, '1')).map((f) => join('1', f)),
+      ]);
+    });
+  }
 });
