@@ -1,5 +1,5 @@
-import { access, constants, mkdir, stat } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { access, constants, lstat, mkdir, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { NormserveError } from '../errors/index.js';
 
 /** Why a file system error stopped a write, in words (the errno names only what is unexpected). */
@@ -49,6 +49,60 @@ export async function prepareOutputDirectory(dir: string, flag: string): Promise
     );
   }
 }
+
+/**
+ * Makes sure none of `files` in the directory `dir` is a directory (or a link to one), which a
+ * write would fail on: checked before the first is written, so a run writes all of them or none
+ * (report wrote its SVGs, then failed on index.html). Refused as OUTPUT_WRITE_FAILED naming it.
+ */
+export async function checkOutputFiles(dir: string, files: Iterable<string>): Promise<void> {
+  for (const file of files) {
+    const path = join(dir, file);
+    if ((await stat(path).catch(() => undefined))?.isDirectory())
+      throw outputWriteFailed(path, Object.assign(new Error(), { code: 'EISDIR' }));
+  }
+}
+
+/**
+ * Makes sure the directory `path` (`what`: "version 3 of model x") can be created by the work
+ * that fills it, before that work (a training run of minutes): nothing is at `path` yet, and its
+ * parent is a directory this process can write into, or does not exist yet (it is created with
+ * it). Refused as `<flag> <value>: cannot write there: …` naming the exact path in the way.
+ */
+export async function checkNewDirectory(
+  path: string,
+  what: string,
+  flag: string,
+  value: string,
+): Promise<void> {
+  const refuse = (why: string, cause?: unknown) =>
+    new NormserveError('OUTPUT_WRITE_FAILED', `${flag} ${value}: cannot write there: ${why}`, {
+      cause,
+    });
+  const parent = dirname(path);
+  const parentStats = await lstat(parent).catch(() => undefined);
+  if (parentStats !== undefined) {
+    if (!parentStats.isDirectory())
+      throw refuse(`${parent} is ${kindOf(parentStats)}, not a directory (${what} goes in it)`);
+    try {
+      await access(parent, constants.W_OK);
+    } catch (e) {
+      throw refuse(`${parent}: ${why(e)}`, e);
+    }
+  }
+  const existing = await lstat(path).catch(() => undefined);
+  if (existing !== undefined)
+    throw refuse(`${path} (where ${what} goes) is already ${kindOf(existing)}`);
+}
+
+const kindOf = (stats: import('node:fs').Stats): string =>
+  stats.isDirectory()
+    ? 'a directory'
+    : stats.isSymbolicLink()
+      ? 'a symbolic link'
+      : stats.isFile()
+        ? 'a file'
+        : 'a special file';
 
 /**
  * `mkdir -p`, one level at a time: Node 20's `mkdir(…, { recursive: true })` never settles where

@@ -13,8 +13,10 @@ import { Command } from 'commander';
 import { isNormserveError, NormserveError, printable } from '../errors/index.js';
 import {
   checkFiniteOutputs,
+  checkNamedLabelColumn,
   csvFeatureRows,
   labelColumnFor,
+  labelColumnWithoutColumns,
   openModelDirectory,
   type PredictOutput,
 } from '../service/index.js';
@@ -87,9 +89,12 @@ async function main(argv: readonly string[]): Promise<void> {
   // Where a row came from, for a row refused as the server refuses it (outputs that overflow).
   let rowPath = (r: number) => `${field}[${r}]`;
   if (json) {
+    if (flags.labelColumn !== undefined)
+      throw labelColumnWithoutColumns(flags.labelColumn, flags.input);
     ({ rows, field } = rowsFromJson(text, flags.input));
   } else {
     const table = parseCsv(text, flags.input);
+    checkNamedLabelColumn(table.header, flags.labelColumn, flags.input);
     const features = csvFeatureRows(table, model, labelColumn);
     rows = features.rows;
     truth = features.labels;

@@ -13,16 +13,19 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import {
   fileLine,
+  inFile,
   inNumberRange,
   NormserveError,
   type NumberRange,
   rangeMessage,
 } from '../errors/index.js';
 import {
+  checkNamedLabelColumn,
   csvFeatureRows,
   FLOAT32_RANGE_MESSAGE,
   inputShapeOf,
   labelColumnFor,
+  labelColumnWithoutColumns,
   loadModelDirectory,
   ModelRegistry,
   PRIOR_STRENGTH_RANGE,
@@ -30,6 +33,7 @@ import {
   type RecalibrationOutcome,
   RecalibrationService,
   roundsToFiniteFloat32,
+  rowWidthMessage,
   trainingInfoOf,
 } from '../service/index.js';
 import { parseCsv } from '../training/index.js';
@@ -81,7 +85,12 @@ function checkModeFlags(flags: Flags, modeIsDefault: boolean): void {
   }
 }
 
-function rowsFromNdjson(text: string, source: string): number[][] {
+/**
+ * The rows of an NDJSON file, each `width` finite numbers, refused as the HTTP upload refuses them
+ * but naming the file (`night.ndjson: line 4: expected 64 values, got 2`); a file without a row is
+ * refused naming it too.
+ */
+function rowsFromNdjson(text: string, source: string, width: number): number[][] {
   const rows: number[][] = [];
   text.split('\n').forEach((line, i) => {
     if (line.trim() === '') return;
@@ -97,6 +106,12 @@ function rowsFromNdjson(text: string, source: string): number[][] {
         `${fileLine(source, i + 1)}: expected an array of finite numbers`,
       );
     }
+    if (value.length !== width) {
+      throw new NormserveError(
+        'DATA_INVALID',
+        `${fileLine(source, i + 1)}: ${rowWidthMessage(width, value.length)}`,
+      );
+    }
     // As the HTTP upload names it (line 4[3]), in its words: a value float32 cannot hold.
     const beyond = value.findIndex((v: number) => !roundsToFiniteFloat32(v));
     if (beyond >= 0) {
@@ -107,6 +122,11 @@ function rowsFromNdjson(text: string, source: string): number[][] {
     }
     rows.push(value as number[]);
   });
+  if (rows.length === 0)
+    throw new NormserveError(
+      'DATA_INVALID',
+      inFile(source, 'no rows (the file is empty or holds only blank lines)'),
+    );
   return rows;
 }
 
@@ -161,14 +181,14 @@ async function main(argv: readonly string[]): Promise<void> {
   const text = await readInputText(flags.data, '');
   let rows: number[][];
   if (/\.(ndjson|jsonl)$/i.test(flags.data)) {
-    rows = rowsFromNdjson(text, flags.data);
+    if (flags.labelColumn !== undefined)
+      throw labelColumnWithoutColumns(flags.labelColumn, flags.data);
+    rows = rowsFromNdjson(text, flags.data, parent.compiled.inputWidth);
   } else {
     const model = { name, inputWidth: parent.compiled.inputWidth, featureNames, labelColumn };
-    rows = csvFeatureRows(
-      parseCsv(text, flags.data),
-      model,
-      labelColumnFor(model, flags.labelColumn),
-    ).rows;
+    const table = parseCsv(text, flags.data);
+    checkNamedLabelColumn(table.header, flags.labelColumn, flags.data);
+    rows = csvFeatureRows(table, model, labelColumnFor(model, flags.labelColumn)).rows;
   }
   const data = inputShapeOf(parent).readInstances(rows, flags.data);
   // As a server builds it, but its job is this process's only: a failure writes nothing.

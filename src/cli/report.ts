@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { Command } from 'commander';
 import { NormserveError } from '../errors/index.js';
 import {
+  checkNamedLabelColumn,
   csvFeatureRows,
   labelColumnFor,
   openReportModel,
@@ -16,7 +17,7 @@ import {
 } from '../service/index.js';
 import { parseCsv } from '../training/index.js';
 import { runCli } from './cli-errors.js';
-import { outputWriteFailed, prepareOutputDirectory } from './output-path.js';
+import { checkOutputFiles, outputWriteFailed, prepareOutputDirectory } from './output-path.js';
 import { readInputText } from './read-input.js';
 import {
   channelStatsSvg,
@@ -54,6 +55,7 @@ async function main(argv: readonly string[]): Promise<void> {
   const text = await readInputText(flags.data, 'data ');
   const model = await openReportModel(flags.model);
   const table = parseCsv(text, flags.data);
+  checkNamedLabelColumn(table.header, flags.labelColumn, flags.data);
   const { rows } = csvFeatureRows(table, model, labelColumnFor(model, flags.labelColumn));
   const width = model.inputWidth;
   const input = new Float32Array(rows.length * width);
@@ -80,6 +82,7 @@ async function main(argv: readonly string[]): Promise<void> {
     svgs.set(`layer-${f}-channels.svg`, channelStatsSvg(p));
   }
   await prepareOutputDirectory(flags.out, '--out');
+  await checkOutputFiles(flags.out, ['index.html', ...svgs.keys()]);
   const write = (file: string, text: string) =>
     writeFile(join(flags.out, file), text).catch((e: unknown) => {
       throw outputWriteFailed(join(flags.out, file), e);

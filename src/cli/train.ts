@@ -6,28 +6,36 @@
  * flag is checked exactly like the field it sets, and a bad value is reported under the flag's
  * name. What the config leaves open (name, task, description, layers) comes from the data.
  * Everything is validated before training starts and the checkpoint is published atomically at
- * the end, so bad input or an interrupted run writes nothing.
+ * the end, so bad input or an interrupted run writes nothing (SIGINT or SIGTERM during the publish
+ * removes its temporary directory; a SIGKILL's goes with the next publish of the model).
  */
 import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
-import { join, relative, resolve } from 'node:path';
+import { basename, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import cliProgress from 'cli-progress';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { NormserveError, printable } from '../errors/index.js';
-import { loadModelDirectory, publishCheckpoint } from '../service/index.js';
+import {
+  loadModelDirectory,
+  nextVersionPath,
+  publishCheckpoint,
+  removeOwnPublishTemporariesSync,
+} from '../service/index.js';
 import {
   architectureSchema,
   loadCsvDataset,
   MAX_EPOCHS,
   parseTrainingConfig,
+  readInputFile,
   resolveTrainingConfig,
   type TrainingMetrics,
   train,
   trainingConfigSchema,
 } from '../training/index.js';
 import { runCli } from './cli-errors.js';
-import { outputWriteFailed, prepareOutputDirectory } from './output-path.js';
+import { cleanUpOnSignal } from './on-signal.js';
+import { checkNewDirectory, outputWriteFailed, prepareOutputDirectory } from './output-path.js';
 
 /** Only the syntax of a number: its range and integrality are the schema's to check. */
 const number = (value: string) => {
@@ -183,15 +191,9 @@ function applyFlags(raw: Raw, given: readonly { flag: ConfigFlag; value: unknown
 }
 
 async function readConfigFile(path: string): Promise<Raw> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (e) {
-    throw new NormserveError(
-      'TRAINING_CONFIG_INVALID',
-      `cannot read training config ${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`,
-    );
-  }
+  const text = (await readInputFile(path, 'training config ', 'TRAINING_CONFIG_INVALID')).toString(
+    'utf8',
+  );
   let raw: unknown;
   try {
     raw = JSON.parse(text);
@@ -205,6 +207,45 @@ async function readConfigFile(path: string): Promise<Raw> {
     throw new NormserveError('TRAINING_CONFIG_INVALID', `${path}: must be a JSON object`);
   }
   return raw as Raw;
+}
+
+/**
+ * What an --init checkpoint fixes and a run cannot change: its network (trained on, layer by
+ * layer: the architecture flags and a config's `architecture` would be read by nothing), its task
+ * and its input shape. Asking for another is refused in one line naming every such flag and field,
+ * not silently ignored.
+ */
+function checkInitFixes(
+  given: readonly { flag: ConfigFlag; value: unknown }[],
+  raw: Raw,
+  flags: Flags,
+  init: { task: string; input_shape: readonly number[] },
+): void {
+  const refused = given
+    .filter(
+      (g) =>
+        ARCHITECTURE_FLAGS.includes(g.flag) ||
+        (g.flag.option.long === '--task' && g.value !== init.task),
+    )
+    .map((g) => g.flag.option.long);
+  const fields = [
+    ...(raw.architecture !== undefined ? ['architecture'] : []),
+    ...(raw.task !== undefined && raw.task !== init.task ? ['task'] : []),
+    ...(raw.input_shape !== undefined &&
+    JSON.stringify(raw.input_shape) !== JSON.stringify(init.input_shape)
+      ? ['input_shape']
+      : []),
+  ];
+  const count = refused.length + fields.length;
+  if (count === 0) return;
+  const what = [
+    ...(refused.length > 0 ? [refused.join(', ')] : []),
+    ...(fields.length > 0 ? [`${flags.config}'s ${fields.map((f) => `"${f}"`).join(', ')}`] : []),
+  ].join('; ');
+  throw new NormserveError(
+    'TRAINING_CONFIG_INVALID',
+    `--init ${flags.init}: the checkpoint fixes the network (its layers are trained on), the task (${init.task}) and the input shape [${init.input_shape.join(', ')}], so ${what} cannot apply; remove ${count === 1 ? 'it' : 'them'}, or train without --init`,
+  );
 }
 
 function summary(m: TrainingMetrics, task: 'classification' | 'regression'): string {
@@ -272,6 +313,7 @@ async function main(argv: readonly string[]): Promise<void> {
 
   const initDir = flags.init ? await loadModelDirectory(flags.init) : undefined;
   const init = initDir?.checkpoint;
+  if (init) checkInitFixes(given, raw, flags, init.config);
   // The exact version started from, even when --init named the model directory.
   const initSource = initDir ? `${initDir.root}/${initDir.name}/${initDir.version}` : undefined;
   const { data, sha256 } = await loadCsvDataset(
@@ -299,6 +341,16 @@ async function main(argv: readonly string[]): Promise<void> {
       `--out ${out}: cannot write there: ${modelDir} is a file, not a model directory`,
     );
   }
+  // …and the directory the version will be: a file there (models/x/3) failed only after the run.
+  const versionDir = await nextVersionPath(out, config.name).catch((e: unknown) => {
+    throw outputWriteFailed(modelDir, e);
+  });
+  await checkNewDirectory(
+    versionDir,
+    `version ${basename(versionDir)} of model "${config.name}"`,
+    '--out',
+    out,
+  );
 
   const interactive = flags.progress && process.stderr.isTTY === true;
   const bar = interactive
@@ -314,9 +366,16 @@ async function main(argv: readonly string[]): Promise<void> {
     : undefined;
   const log = (line: string) => process.stderr.write(`${line}\n`);
   const fmt = (x: number | null, digits = 4) => (x === null ? '-' : x.toFixed(digits));
+  // A network that cannot be built is named by what shaped it: the config's layers, else the
+  // architecture flags given (`--hidden: layers[0] (linear): …`, not "the flags: layers[0]").
+  const shapedBy = given.filter((g) => ARCHITECTURE_FLAGS.includes(g.flag));
+  const networkSource =
+    raw.layers === undefined && shapedBy.length > 0
+      ? shapedBy.map((g) => g.flag.option.long).join(', ')
+      : (flags.config ?? 'the default network');
   const output = await train({
     config,
-    source,
+    source: networkSource,
     onStart: ({ rows }) =>
       log(
         `training ${config.name} (${config.task}) on ${config.data.path}: ${rows.train} train, ${rows.validation} validation, ${rows.test} test rows (seed ${config.seed})${init ? `, starting from ${flags.init}` : ''}`,
@@ -351,9 +410,15 @@ async function main(argv: readonly string[]): Promise<void> {
       );
     },
   });
-  const { version, path } = await publishCheckpoint(out, output).catch((e: unknown) => {
+  // Interrupted while publishing, the run removes its temporary version directory before it ends.
+  const { version, path } = await cleanUpOnSignal(
+    () => removeOwnPublishTemporariesSync(out, config.name),
+    () => publishCheckpoint(out, output),
+  ).catch((e: unknown) => {
     // A file system error (disk full, permissions changed during the run): one line, no stack.
-    throw typeof (e as NodeJS.ErrnoException).code === 'string' ? outputWriteFailed(out, e) : e;
+    // The path that failed: a rename's destination, else the file or directory being written.
+    const failed = (e as { dest?: string }).dest ?? (e as { path?: string }).path ?? out;
+    throw typeof (e as NodeJS.ErrnoException).code === 'string' ? outputWriteFailed(failed, e) : e;
   });
   const weights = await readFile(`${path}/model.safetensors`);
   const m = output.metrics;

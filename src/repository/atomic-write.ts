@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { readdirSync, rmSync } from 'node:fs';
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +18,27 @@ export function temporaryName(): string {
 
 /** This host's name as it appears in temporary names (no '-', which separates the fields). */
 export const hostTag = (): string => hostname().replace(/[^A-Za-z0-9_]/g, '_');
+
+/**
+ * Removes this process's own temporaries in `dir` (temporaryName's, by host and pid), at once and
+ * synchronously: for a process about to end on a signal in the middle of a write (a CLI's
+ * SIGINT), whose leftovers would otherwise wait for the next publish or server start-up. A
+ * missing `dir` holds none.
+ */
+export function removeOwnTemporariesSync(dir: string): void {
+  const own = `${TEMP_PREFIX}${hostTag()}-${process.pid}-`;
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    // maxRetries: a file the interrupted write is creating may land between listing and rmdir.
+    if (name.startsWith(own))
+      rmSync(join(dir, name), { recursive: true, force: true, maxRetries: 3 });
+  }
+}
 
 /** fsync a file or directory by path (directories: makes a rename or creation durable). */
 export async function fsyncPath(path: string): Promise<void> {

@@ -2,6 +2,7 @@ export { ACTIVE_RECORD_LOCK_WAIT_MS } from './active-record-lock.js';
 export {
   fsyncPath,
   publishDirectoryAtomically,
+  removeOwnTemporariesSync,
   TEMP_PREFIX,
   writeFileAtomically,
 } from './atomic-write.js';

@@ -200,13 +200,24 @@ export class ModelRepository {
   async publishVersion(checkpoint: Checkpoint): Promise<number> {
     const name = checkpoint.config.name;
     const files = serializeCheckpoint(checkpoint);
-    const chosen = await publishDirectoryAtomically(this.modelPath(name), files, async () => {
-      // Numbers of deleted versions are never given out again: a process that still holds the
-      // old version under that number would otherwise serve different weights under it.
-      const used = [...(await this.listVersions(name)), ...(await this.deletedVersions(name))];
-      return String(used.reduce((highest, v) => Math.max(highest, v), 0) + 1);
-    });
+    // What an interrupted publish of a dead process left here (a CLI killed mid-publish), by the
+    // rule of a server's start-up: a repository written only by CLIs is cleaned as it is used.
+    await removeAbandonedTemporaries(this.modelPath(name));
+    const chosen = await publishDirectoryAtomically(this.modelPath(name), files, async () =>
+      String(await this.nextVersion(name)),
+    );
     return Number(chosen);
+  }
+
+  /**
+   * The number publishVersion would give the next version of `name` now: one past the highest
+   * version present or deleted. Numbers of deleted versions are never given out again: a process
+   * that still holds the old version under that number would otherwise serve different weights
+   * under it.
+   */
+  async nextVersion(name: string): Promise<number> {
+    const used = [...(await this.listVersions(name)), ...(await this.deletedVersions(name))];
+    return used.reduce((highest, v) => Math.max(highest, v), 0) + 1;
   }
 
   /**
@@ -385,44 +396,59 @@ export class ModelRepository {
    * once, those of other hosts (replicas sharing the volume) only when older than `maxAgeMs`, since
    * their writer may still be running. Returns the removed paths.
    */
-  async removeTemporaries(maxAgeMs = 3_600_000): Promise<string[]> {
-    const removed: string[] = [];
-    const here = hostTag();
+  async removeTemporaries(maxAgeMs = TEMPORARY_MAX_AGE_MS): Promise<string[]> {
     const dirs = [
       this.root,
       join(this.root, JOBS_DIR),
       ...(await this.listModels()).map((m) => this.modelPath(m)),
     ];
-    for (const dir of dirs) {
-      let names: string[];
+    const removed: string[] = [];
+    for (const dir of dirs) removed.push(...(await removeAbandonedTemporaries(dir, maxAgeMs)));
+    return removed;
+  }
+}
+
+/** How old a temporary of another host must be to be taken as abandoned (its writer may live). */
+const TEMPORARY_MAX_AGE_MS = 3_600_000;
+
+/**
+ * Deletes the temporaries (`.tmp-<host>-<pid>-…`) in `dir` that their writer abandoned: those of
+ * a dead process of this host, and those of other hosts older than `maxAgeMs`. A missing `dir`
+ * holds none. Returns the removed paths.
+ */
+async function removeAbandonedTemporaries(
+  dir: string,
+  maxAgeMs = TEMPORARY_MAX_AGE_MS,
+): Promise<string[]> {
+  const removed: string[] = [];
+  const here = hostTag();
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (e) {
+    if (isMissing(e)) return removed;
+    throw e;
+  }
+  for (const entry of names.filter((n) => n.startsWith(TEMP_PREFIX))) {
+    const path = join(dir, entry);
+    const [host, pidText] = entry.slice(TEMP_PREFIX.length).split('-');
+    const pid = Number(pidText);
+    let abandoned =
+      host === here && Number.isInteger(pid) && pid !== process.pid && !isProcessAlive(pid);
+    if (!abandoned) {
       try {
-        names = await readdir(dir);
+        abandoned = Date.now() - (await stat(path)).mtimeMs > maxAgeMs;
       } catch (e) {
         if (isMissing(e)) continue;
         throw e;
       }
-      for (const entry of names.filter((n) => n.startsWith(TEMP_PREFIX))) {
-        const path = join(dir, entry);
-        const [host, pidText] = entry.slice(TEMP_PREFIX.length).split('-');
-        const pid = Number(pidText);
-        let abandoned =
-          host === here && Number.isInteger(pid) && pid !== process.pid && !isProcessAlive(pid);
-        if (!abandoned) {
-          try {
-            abandoned = Date.now() - (await stat(path)).mtimeMs > maxAgeMs;
-          } catch (e) {
-            if (isMissing(e)) continue;
-            throw e;
-          }
-        }
-        if (abandoned) {
-          await rm(path, { recursive: true, force: true });
-          removed.push(path);
-        }
-      }
     }
-    return removed;
+    if (abandoned) {
+      await rm(path, { recursive: true, force: true });
+      removed.push(path);
+    }
   }
+  return removed;
 }
 
 /** A path that does not exist is reported as such, not as a version missing its files. */

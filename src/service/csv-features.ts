@@ -5,6 +5,7 @@ import {
   csvHeader,
   csvNumber,
   numericCell,
+  unknownLabelColumn,
 } from '../training/index.js';
 
 /** What the column rule needs of a model: its width and what training recorded. */
@@ -22,6 +23,27 @@ export const DEFAULT_LABEL_COLUMN = 'label';
 /** The label column a reader of a CSV leaves out: the one named, else the model's, else `label`. */
 export const labelColumnFor = (model: CsvFeatureModel, named: string | undefined): string =>
   named ?? model.labelColumn ?? DEFAULT_LABEL_COLUMN;
+
+/**
+ * A label column named by the caller (--label-column) must be a column of the CSV: a misspelt one
+ * would be read by nothing (no accuracy, or a feature column taken for the label's absence).
+ * The default one (the model's, else `label`) may be absent: a CSV of features alone.
+ */
+export function checkNamedLabelColumn(
+  header: readonly string[],
+  named: string | undefined,
+  source: string,
+): void {
+  if (named !== undefined && !header.includes(named))
+    throw unknownLabelColumn(source, named, header);
+}
+
+/** A --label-column given with JSON or NDJSON rows, which have no columns: read by nothing. */
+export const labelColumnWithoutColumns = (named: string, source: string): NormserveError =>
+  new NormserveError(
+    'DATA_INVALID',
+    `--label-column ${named}: names a column of a CSV input; ${source} holds JSON rows, which have no columns`,
+  );
 
 /**
  * The feature columns of a CSV header for a model, in the model's input order: its recorded

@@ -21,9 +21,11 @@ export { type Accepts, compileAccepts } from './compiled-schema.js';
 export {
   type CsvFeatureModel,
   CsvFeatureReader,
+  checkNamedLabelColumn,
   csvFeatureColumns,
   csvFeatureRows,
   labelColumnFor,
+  labelColumnWithoutColumns,
   noCsvDataRows,
 } from './csv-features.js';
 export {
@@ -130,7 +132,11 @@ export {
   runSources,
 } from './predict.js';
 export { type OpenedModel, openModelDirectory } from './predict-directory.js';
-export { publishCheckpoint } from './publish-checkpoint.js';
+export {
+  nextVersionPath,
+  publishCheckpoint,
+  removeOwnPublishTemporariesSync,
+} from './publish-checkpoint.js';
 export {
   NOT_ACTIVATED_CODES,
   type NotActivated,

@@ -16,6 +16,17 @@ export interface LabeledDataset extends Dataset {
   labels: string[] | undefined;
 }
 
+/** A label column that is not a column of the CSV, refused naming the columns there are. */
+export const unknownLabelColumn = (
+  source: string,
+  column: string,
+  header: readonly string[],
+): NormserveError =>
+  new NormserveError(
+    'DATA_INVALID',
+    `${source}: unknown label column ${quote(column)} (columns: ${quoteList(header)})`,
+  );
+
 /**
  * Turns a CSV table into features and targets. Classification labels are the distinct values of
  * the label column, sorted numerically when all are numbers, else lexicographically; `labels`
@@ -28,12 +39,7 @@ export function datasetFromTable(
   labels?: readonly string[],
 ): LabeledDataset {
   const labelIndex = table.header.indexOf(labelColumn);
-  if (labelIndex < 0) {
-    throw new NormserveError(
-      'DATA_INVALID',
-      `${table.source}: unknown label column ${quote(labelColumn)} (columns: ${quoteList(table.header)})`,
-    );
-  }
+  if (labelIndex < 0) throw unknownLabelColumn(table.source, labelColumn, table.header);
   const featureColumns = table.header.map((_, i) => i).filter((i) => i !== labelIndex);
   if (featureColumns.length === 0)
     throw new NormserveError('DATA_INVALID', `${table.source}: no feature columns`);
@@ -49,6 +55,15 @@ export function datasetFromTable(
   let classNames: string[] | undefined;
   if (task === 'classification') {
     const raw = table.rows.map((row) => row[labelIndex]!);
+    // An empty cell is a missing label, as an empty feature cell is a missing number: refused,
+    // not made a class "".
+    const empty = raw.indexOf('');
+    if (empty >= 0) {
+      throw new NormserveError(
+        'DATA_INVALID',
+        `${csvPlace(table, empty, labelIndex)}: the label is empty (a row without a label cannot be trained on)`,
+      );
+    }
     classNames = labels ? [...labels] : sortLabels([...new Set(raw)]);
     const index = new Map(classNames.map((l, i) => [l, i]));
     raw.forEach((value, r) => {

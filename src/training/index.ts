@@ -14,8 +14,15 @@ export {
   numericCell,
   parseCsv,
 } from './csv-table.js';
-export { type Dataset, datasetFromTable, type LabeledDataset, selectRows } from './dataset.js';
+export {
+  type Dataset,
+  datasetFromTable,
+  type LabeledDataset,
+  selectRows,
+  unknownLabelColumn,
+} from './dataset.js';
 export { argmaxRow, type Evaluation, evaluate } from './evaluate.js';
+export { MAX_INPUT_FILE_BYTES, readInputFile } from './input-file.js';
 export { loadCsvDataset, loadTrainingConfig } from './load-data.js';
 export {
   MAX_GUESSED_CLASSES,

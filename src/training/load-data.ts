@@ -1,26 +1,12 @@
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { NormserveError, printable } from '../errors/index.js';
 import { parseCsv } from './csv-table.js';
 import { datasetFromTable, type LabeledDataset } from './dataset.js';
+import { readInputFile } from './input-file.js';
 import { parseTrainingConfig, type TrainingConfig } from './training-config.js';
 
-async function readOrFail(
-  path: string,
-  what: string,
-  code: 'DATA_INVALID' | 'TRAINING_CONFIG_INVALID',
-): Promise<Buffer> {
-  try {
-    return await readFile(path);
-  } catch (e) {
-    const reason =
-      (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message;
-    throw new NormserveError(code, `cannot read ${what} ${path}: ${reason}`);
-  }
-}
-
 export async function loadTrainingConfig(path: string): Promise<TrainingConfig> {
-  const bytes = await readOrFail(path, 'training config', 'TRAINING_CONFIG_INVALID');
+  const bytes = await readInputFile(path, 'training config ', 'TRAINING_CONFIG_INVALID');
   let value: unknown;
   try {
     value = JSON.parse(bytes.toString('utf8'));
@@ -43,7 +29,7 @@ export async function loadCsvDataset(
   task: 'classification' | 'regression' | undefined,
   labels?: readonly string[],
 ): Promise<{ data: LabeledDataset; sha256: string }> {
-  const bytes = await readOrFail(path, 'data file', 'DATA_INVALID');
+  const bytes = await readInputFile(path, 'data file ');
   const table = parseCsv(bytes.toString('utf8'), path);
   if (table.rows.length === 0)
     throw new NormserveError('DATA_INVALID', `${path}: no data rows after the header`);

@@ -121,6 +121,16 @@ describe('datasetFromTable', () => {
     expect(Array.from(data.targets)).toEqual([1, 0, 1]);
   });
 
+  it('refuses an empty label cell as it refuses an empty feature cell, naming line and column', () => {
+    // Blank lines are counted: the empty label is on line 4 of the file.
+    expect(dataError(() => classify('a,label\n1,x\n\n2,\n3,y\n'))).toBe(
+      'f.csv: line 4, column "label": the label is empty (a row without a label cannot be trained on)',
+    );
+    expect(dataError(() => classify('a,label\n1,x\n,y\n'))).toContain(
+      'f.csv: line 3, column "a": "" is not a finite number',
+    );
+  });
+
   it('names the line and the column of a non-numeric cell', () => {
     const message = dataError(() => classify('a,b,label\n1,2,0\n3,x,1\n'));
     expect(message).toBe('f.csv: line 3, column "b": "x" is not a finite number');

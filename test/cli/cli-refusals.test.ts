@@ -1,0 +1,260 @@
+/**
+ * What the CLIs refuse rather than ignore or find out too late, each in one stderr line with exit
+ * code 1 and nothing written: flags an --init checkpoint cannot honour, an empty label cell, an
+ * output path blocked at the version directory a run would create, a --label-column that names
+ * no column, a directory or an oversized file given as input, a report page blocked by a directory.
+ */
+import { existsSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { MAX_INPUT_FILE_BYTES } from '../../src/training/index.js';
+import { bundledVersionDir, copyBundledModel } from '../helpers/bundled-models.js';
+import { ROOT, runEntry as run } from '../helpers/entries.js';
+import { listTree, makeTempDir, removeTempDirs, writeTempFile } from '../helpers/temp-files.js';
+
+afterAll(removeTempDirs);
+
+const IRIS_DATA = join(ROOT, 'data/iris/iris.csv');
+const DIGITS_DATA = join(ROOT, 'data/digits/digits.csv');
+
+/** Exit 1, exactly one stderr line matching `line`, nothing on stdout. */
+function expectRefused(result: ReturnType<typeof run>, line: RegExp): void {
+  expect(result.status, result.stderr).toBe(1);
+  expect(result.stdout).toBe('');
+  const lines = result.stderr.trimEnd().split('\n');
+  expect(lines, result.stderr).toHaveLength(1);
+  expect(lines[0]).toMatch(line);
+  expect(lines[0]).not.toMatch(/internal error|at .*\.ts:\d+/);
+}
+
+const inputs = makeTempDir('refusal-inputs');
+
+describe('train --init: flags the checkpoint fixes are refused, not ignored', () => {
+  it('names every architecture flag and a different --task in one line', () => {
+    const out = makeTempDir('refusal-out');
+    const result = run('src/cli/train.ts', [
+      '--no-progress',
+      '--data',
+      DIGITS_DATA,
+      '--epochs',
+      '1',
+      '--init',
+      bundledVersionDir('digits'),
+      '--hidden',
+      '32',
+      '--norm',
+      'layernorm',
+      '--dropout',
+      '0.9',
+      '--task',
+      'regression',
+      '--out',
+      out,
+    ]);
+    expectRefused(
+      result,
+      /^train: --init \S*models\/digits\/1: the checkpoint fixes the network .*the task \(classification\).*, so --task, --hidden, --norm, --dropout cannot apply; remove them, or train without --init$/,
+    );
+    expect(listTree(out)).toEqual([]);
+  });
+
+  it('refuses a config file whose "architecture" the checkpoint would override', () => {
+    const out = makeTempDir('refusal-out');
+    const config = writeTempFile(inputs, 'arch.json', {
+      data: { path: DIGITS_DATA },
+      architecture: { hidden: [8] },
+    });
+    const result = run('src/cli/train.ts', [
+      '--no-progress',
+      '--config',
+      config,
+      '--init',
+      bundledVersionDir('digits'),
+      '--out',
+      out,
+    ]);
+    expectRefused(result, /so \S*arch\.json's "architecture" cannot apply; remove it/);
+    expect(listTree(out)).toEqual([]);
+  });
+});
+
+describe('train: an empty label cell', () => {
+  it('is refused naming the file, line and column, as an empty feature cell is', () => {
+    const out = makeTempDir('refusal-out');
+    const lines = readFileSync(IRIS_DATA, 'utf8').split('\n');
+    // The label is the last column: its cell on the third data row (line 4) emptied.
+    lines[3] = lines[3]!.replace(/[^,]*$/, '');
+    const data = writeTempFile(inputs, 'empty-label.csv', lines.join('\n'));
+    const result = run('src/cli/train.ts', ['--no-progress', '--data', data, '--out', out]);
+    expectRefused(
+      result,
+      /^train: \S*empty-label\.csv: line 4, column "label": the label is empty \(a row without a label cannot be trained on\)$/,
+    );
+    expect(listTree(out)).toEqual([]);
+  });
+});
+
+describe('--label-column naming no column of the CSV', () => {
+  const model = bundledVersionDir('digits');
+  const digitsHead = readFileSync(DIGITS_DATA, 'utf8').split('\n').slice(0, 6).join('\n');
+  const csv = writeTempFile(inputs, 'digits-head.csv', `${digitsHead}\n`);
+  const columns = /unknown label column "zzz" \(columns: "p0", "p1", .*\)$/;
+
+  it('predict refuses it naming the columns there are (it printed no accuracy, exit 0)', () => {
+    const result = run('src/cli/predict.ts', [
+      '--model',
+      model,
+      '--input',
+      csv,
+      '--label-column',
+      'zzz',
+    ]);
+    expectRefused(result, new RegExp(`^predict: \\S*digits-head\\.csv: ${columns.source}`));
+  });
+
+  it('predict refuses it with a JSON input, whose rows have no columns', () => {
+    const json = writeTempFile(inputs, 'row.json', [new Array(64).fill(0)]);
+    const result = run('src/cli/predict.ts', [
+      '--model',
+      model,
+      '--input',
+      json,
+      '--label-column',
+      'label',
+    ]);
+    expectRefused(
+      result,
+      /^predict: --label-column label: names a column of a CSV input; \S*row\.json holds JSON rows, which have no columns$/,
+    );
+  });
+
+  it('predict still takes a CSV without the default label column', () => {
+    const features = writeTempFile(
+      inputs,
+      'features.csv',
+      `${digitsHead
+        .split('\n')
+        .map((line) => line.split(',').slice(0, 64).join(','))
+        .join('\n')}\n`,
+    );
+    const result = run('src/cli/predict.ts', ['--model', model, '--input', features]);
+    expect(result.status, result.stderr).toBe(0);
+    expect(result.stderr).toBe('');
+  });
+
+  it('report refuses it before writing anything', () => {
+    const out = join(makeTempDir('refusal-out'), 'report');
+    const result = run('src/cli/report.ts', [
+      '--model',
+      model,
+      '--data',
+      csv,
+      '--label-column',
+      'zzz',
+      '--out',
+      out,
+    ]);
+    expectRefused(result, new RegExp(`^report: \\S*digits-head\\.csv: ${columns.source}`));
+    expect(existsSync(out)).toBe(false);
+  });
+});
+
+describe('train: a network the architecture flags cannot build', () => {
+  it('is named by the flag that shaped it, not "the flags"', () => {
+    const out = makeTempDir('refusal-out');
+    const result = run('src/cli/train.ts', [
+      '--no-progress',
+      '--data',
+      IRIS_DATA,
+      '--hidden',
+      '99999999',
+      '--out',
+      out,
+    ]);
+    expectRefused(
+      result,
+      /^train: --hidden: layers\[0\] \(linear\): its output \[99999999\] holds 99999999 values per sample, more than the limit of 16777216$/,
+    );
+    expect(listTree(out)).toEqual([]);
+  });
+});
+
+describe('an input that is a directory, or over the size a file read whole may have', () => {
+  // Sparse: its size is on record, its bytes take no disk; a refusal from the size reads none.
+  const big = join(makeTempDir('refusal-big'), 'big.csv');
+  writeFileSync(big, '');
+  truncateSync(big, MAX_INPUT_FILE_BYTES + 1);
+  const limit = `it holds ${(MAX_INPUT_FILE_BYTES + 1).toLocaleString('en-US')} bytes, over the limit of ${MAX_INPUT_FILE_BYTES.toLocaleString('en-US')} bytes`;
+
+  it('train --data <dir> says "it is a directory", as predict does (EISDIR before)', () => {
+    const dir = makeTempDir('refusal-dir');
+    const result = run('src/cli/train.ts', ['--no-progress', '--data', dir, '--out', dir]);
+    expectRefused(result, new RegExp(`^train: cannot read data file ${dir}: it is a directory$`));
+  });
+
+  it('train --config <dir> says so too', () => {
+    const dir = makeTempDir('refusal-dir');
+    const result = run('src/cli/train.ts', ['--no-progress', '--config', dir, '--out', dir]);
+    expectRefused(
+      result,
+      new RegExp(`^train: cannot read training config ${dir}: it is a directory$`),
+    );
+  });
+
+  it('train and predict refuse a file over the limit by its size, naming the limit', () => {
+    const out = makeTempDir('refusal-out');
+    const trained = run('src/cli/train.ts', ['--no-progress', '--data', big, '--out', out]);
+    expectRefused(trained, new RegExp(`^train: cannot read data file ${big}: ${limit} \\(512 MiB`));
+    const predicted = run('src/cli/predict.ts', [
+      '--model',
+      bundledVersionDir('digits'),
+      '--input',
+      big,
+    ]);
+    expectRefused(predicted, new RegExp(`^predict: cannot read input ${big}: ${limit}`));
+    expect(listTree(out)).toEqual([]);
+  });
+});
+
+describe('recalibrate: NDJSON rows named by their file line', () => {
+  const repository = makeTempDir('refusal-repo');
+  copyBundledModel('digits', repository, { checkout: ROOT });
+  const model = join(repository, 'digits');
+  const row = JSON.stringify(new Array(64).fill(1));
+
+  const cases: { what: string; text: string; extra?: string[]; line: RegExp }[] = [
+    {
+      what: 'a row of the wrong width is "line 3", blank lines counted (was "s.ndjson[1]")',
+      text: `${row}\n\n[1,2]\n`,
+      line: /^recalibrate: \S*rows\.ndjson: line 3: expected 64 values, got 2$/,
+    },
+    {
+      what: 'a file of blank lines names the file',
+      text: '\n\n',
+      line: /^recalibrate: \S*rows\.ndjson: no rows \(the file is empty or holds only blank lines\)$/,
+    },
+    {
+      what: '--label-column with NDJSON rows, which have no columns',
+      text: `${row}\n${row}\n`,
+      extra: ['--label-column', 'label'],
+      line: /^recalibrate: --label-column label: names a column of a CSV input; \S*rows\.ndjson holds JSON rows, which have no columns$/,
+    },
+  ];
+  for (const c of cases) {
+    it(c.what, () => {
+      const data = writeTempFile(makeTempDir('refusal-ndjson'), 'rows.ndjson', c.text);
+      const result = run('src/cli/recalibrate.ts', [
+        '--model',
+        model,
+        '--data',
+        data,
+        ...(c.extra ?? []),
+      ]);
+      expectRefused(result, c.line);
+      expect(listTree(model)).toEqual([
+        '1',
+        ...listTree(join(model, '1')).map((f) => join('1', f)),
+      ]);
+    });
+  }
+});
