@@ -3,8 +3,8 @@ import { LIMITS, modelNameSchema } from '../service/index.js';
 
 /**
  * The request messages as @grpc/proto-loader decodes them (PROTO_OPTIONS: .proto field names,
- * defaults filled in, int64 as numbers, bytes as Buffers). Protobuf has already checked the wire
- * types; these schemas give the handlers their types and refuse anything else (parse, don't cast),
+ * defaults filled in, int64 as numbers, bytes as Buffers), after the deserializer has checked the
+ * wire format (wire-check.ts: wire types, lengths, UTF-8); these schemas give the handlers their types and refuse anything else (parse, don't cast),
  * with the HTTP routes' limits (LIMITS, modelNameSchema): a 100,000-character model name or id,
  * or a shape of 100,000 dimensions, made a status message of hundreds of kilobytes that stalled
  * the HTTP/2 connection it was sent on.
