@@ -42,6 +42,7 @@ import {
   requestedOutputs,
 } from '../service/index.js';
 import { type CallRecord, callRecorder, callRecordOf } from './call-recorder.js';
+import { ComputeLane, REPLY_FLUSH_WAIT_MS } from './compute-lane.js';
 import { widenConnectionWindows, widenStreamWindows } from './flow-control.js';
 
 export { routeGrpcJsLog } from './grpc-js-log.js';
@@ -203,6 +204,7 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
   const acceptsInfer = compileAccepts(modelInferRequestSchema);
   const checkToken =
     options.apiToken !== undefined ? bearerTokenCheck(options.apiToken, 'prediction') : undefined;
+  const lane = new ComputeLane();
 
   /**
    * Wraps a handler: errors become statuses. Every call is counted and logged once, by the
@@ -213,6 +215,8 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
     method: string,
     run: (call: ServerUnaryCall<Req, Res>) => Res | Promise<Res>,
     modelOf: (request: Req) => string = () => '',
+    /** Its work may compute synchronously: one call at a time, each reply sent first (lane). */
+    serial = false,
   ): handleUnaryCall<Req, Res> => {
     return (call, callback) => {
       const fail = (e: unknown) => {
@@ -247,13 +251,33 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
         const model = modelOf(call.request);
         if (registry.has(model)) record.model = model;
       }
-      try {
-        const result = run(call);
-        if (result instanceof Promise) result.then(succeed, fail);
-        else succeed(result);
-      } catch (e) {
-        fail(e);
+      const start = (release?: () => void) => {
+        try {
+          const result = run(call);
+          if (result instanceof Promise) {
+            // Computed elsewhere (a dynamic batch, the engine's workers): the lane is free.
+            release?.();
+            result.then(succeed, fail);
+          } else succeed(result);
+        } catch (e) {
+          fail(e);
+        }
+      };
+      if (!serial) {
+        start();
+        return;
       }
+      lane.run((release) => {
+        // Gone while it waited: nothing to compute (the recorder has counted it).
+        if (call.cancelled) {
+          release();
+          return;
+        }
+        if (record) record.onClosed = release;
+        start(release);
+        // Set once the compute has returned: a timer set before would be due already.
+        setTimeout(release, REPLY_FLUSH_WAIT_MS).unref();
+      });
     };
   };
 
@@ -342,6 +366,7 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
           : finishInfer(request, out, served);
       },
       (request) => (request as { model_name?: string }).model_name ?? '',
+      true,
     ),
   };
 
