@@ -25,6 +25,16 @@ export type TensorContents = z.output<typeof tensorContents>;
 
 const tensorName = z.string().max(LIMITS.nameChars);
 
+/**
+ * A dimension of a shape: an int64, read as a JavaScript number (PROTO_OPTIONS' longs: Number),
+ * exact up to 2^53 - 1. One beyond is refused here, without echoing it: the rounded number
+ * (9223372036854775807 read as 9223372036854775808, printed …776000) would be a value the client
+ * never sent.
+ */
+const shapeDimension = z.number().int({
+  error: 'expected an int64 of at most 2^53 - 1 (9007199254740991) in absolute value',
+});
+
 export const modelInferRequestSchema = z.object({
   model_name: modelNameSchema,
   model_version: z.string().max(LIMITS.nameChars),
@@ -35,7 +45,7 @@ export const modelInferRequestSchema = z.object({
       z.object({
         name: tensorName,
         datatype: tensorName,
-        shape: z.array(z.number()).max(LIMITS.shapeDims),
+        shape: z.array(shapeDimension).max(LIMITS.shapeDims),
         parameters,
         contents: tensorContents.nullable(),
       }),

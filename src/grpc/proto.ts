@@ -10,8 +10,9 @@ export const PROTO_FILE = fileURLToPath(
 
 /**
  * How messages look in JavaScript: field names as in the .proto (raw_input_contents), int64 as
- * numbers (shapes; values beyond 2^53 are refused by the shape checks anyway), defaults filled in
- * (empty repeated fields are [], absent strings ''), and the oneof of InferParameter named.
+ * numbers (shapes; one beyond 2^53 - 1 would be rounded, and messages.ts refuses it), defaults
+ * filled in (empty repeated fields are [], absent strings ''), and the oneof of InferParameter
+ * named.
  */
 export const PROTO_OPTIONS = {
   keepCase: true,
