@@ -41,13 +41,15 @@ import {
   readFloat32,
   requestedOutputs,
 } from '../service/index.js';
+import { type CallRecord, callRecorder, callRecordOf } from './call-recorder.js';
+import { ComputeLane, REPLY_FLUSH_WAIT_MS } from './compute-lane.js';
 import { widenConnectionWindows, widenStreamWindows } from './flow-control.js';
 
 export { routeGrpcJsLog } from './grpc-js-log.js';
 
 import { grpcStatusOf } from './grpc-status.js';
 import { type ModelInferRequest, modelInferRequestSchema, modelRefSchema } from './messages.js';
-import { inferenceServiceDefinition } from './proto.js';
+import { inferenceServiceDefinition, UndecodableRequest } from './proto.js';
 
 /** What the gRPC server reports per call (cli/server.ts passes the Prometheus metrics). */
 export interface GrpcObserver {
@@ -177,17 +179,6 @@ function callSignal(call: AnyCall): CallerSignal {
 }
 
 /**
- * The status of a call that ended before it was answered (grpc-js's `cancelled`: its stream
- * closed): DEADLINE_EXCEEDED when its deadline has passed (grpc-js sent that status), else
- * CANCELLED (the client cancelled it or its connection went).
- */
-function endedStatus(call: AnyCall): status {
-  const deadline = call.getDeadline();
-  const ms = deadline instanceof Date ? deadline.getTime() : deadline;
-  return Number.isFinite(ms) && Date.now() >= ms ? status.DEADLINE_EXCEEDED : status.CANCELLED;
-}
-
-/**
  * The longest status message sent: it travels in an HTTP/2 trailer, and one of hundreds of
  * kilobytes (a 100,000-character model name echoed) stalled the connection it was sent on, other
  * calls included, instead of reaching the client. Requests are held to the HTTP routes' limits
@@ -213,68 +204,80 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
   const acceptsInfer = compileAccepts(modelInferRequestSchema);
   const checkToken =
     options.apiToken !== undefined ? bearerTokenCheck(options.apiToken, 'prediction') : undefined;
+  const lane = new ComputeLane();
 
   /**
-   * Wraps a handler: errors become statuses; every call is counted and logged once, a call that
-   * ended before its answer (cancelled, past its deadline) with the status it ended with, never
-   * OK: nothing is sent to it.
+   * Wraps a handler: errors become statuses. Every call is counted and logged once, by the
+   * interceptor (call-recorder.ts), with the status it ended with; this names the call's model
+   * there. A call that ended before its answer (cancelled, past its deadline) is sent nothing.
    */
   const unary = <Req, Res>(
     method: string,
     run: (call: ServerUnaryCall<Req, Res>) => Res | Promise<Res>,
     modelOf: (request: Req) => string = () => '',
+    /** Its work may compute synchronously: one call at a time, each reply sent first (lane). */
+    serial = false,
   ): handleUnaryCall<Req, Res> => {
     return (call, callback) => {
-      const started = performance.now();
-      const finish = (code: status, error?: NormserveError) => {
-        const seconds = (performance.now() - started) / 1000;
-        const name = statusNames[code] ?? String(code);
-        const request = call.request as Req;
-        const model = registry.has(modelOf(request)) ? modelOf(request) : '';
-        options.observer?.observeGrpc(method, name, model, seconds);
-        const line = {
-          grpcMethod: method,
-          code: name,
-          durationMs: Math.round(seconds * 1e6) / 1000,
-          ...(model ? { model } : {}),
-          ...(error ? { error: error.message } : {}),
-        };
-        if (code === status.INTERNAL) log.error(line, 'grpc request failed');
-        else log.info(line, 'grpc request');
-      };
       const fail = (e: unknown) => {
-        if (call.cancelled) {
-          // Gone before its answer: a failure (CLIENT_ABORTED when it left while queued) is moot.
-          if (!isNormserveError(e))
-            log.error({ err: e, grpcMethod: method }, 'grpc handler failed');
-          finish(endedStatus(call));
-          return;
-        }
+        if (!isNormserveError(e)) log.error({ err: e, grpcMethod: method }, 'grpc handler failed');
+        // Gone before its answer: a failure (CLIENT_ABORTED when it left while queued) is moot.
+        if (call.cancelled) return;
         const error = isNormserveError(e)
           ? e
           : new NormserveError('INTERNAL', 'internal server error', { cause: e });
-        const code = grpcStatusOf(error.code);
-        if (!isNormserveError(e)) log.error({ err: e, grpcMethod: method }, 'grpc handler failed');
-        finish(code, error);
         const metadata = new Metadata();
         metadata.set('normserve-code', error.code);
-        callback({ code, details: statusMessage(error.message), metadata });
+        callback({
+          code: grpcStatusOf(error.code),
+          details: statusMessage(error.message),
+          metadata,
+        });
       };
       const succeed = (value: Res) => {
+        if (!call.cancelled) callback(null, value);
+      };
+      if (call.request instanceof UndecodableRequest) {
+        fail(
+          new NormserveError(
+            'INVALID_INPUT',
+            `request: not a well-formed ${method} request message: ${call.request.reason}`,
+          ),
+        );
+        return;
+      }
+      const record = callRecordOf(call.metadata);
+      if (record) {
+        const model = modelOf(call.request);
+        if (registry.has(model)) record.model = model;
+      }
+      const start = (release?: () => void) => {
+        try {
+          const result = run(call);
+          if (result instanceof Promise) {
+            // Computed elsewhere (a dynamic batch, the engine's workers): the lane is free.
+            release?.();
+            result.then(succeed, fail);
+          } else succeed(result);
+        } catch (e) {
+          fail(e);
+        }
+      };
+      if (!serial) {
+        start();
+        return;
+      }
+      lane.run((release) => {
+        // Gone while it waited: nothing to compute (the recorder has counted it).
         if (call.cancelled) {
-          finish(endedStatus(call));
+          release();
           return;
         }
-        finish(status.OK);
-        callback(null, value);
-      };
-      try {
-        const result = run(call);
-        if (result instanceof Promise) result.then(succeed, fail);
-        else succeed(result);
-      } catch (e) {
-        fail(e);
-      }
+        if (record) record.onClosed = release;
+        start(release);
+        // Set once the compute has returned: a timer set before would be due already.
+        setTimeout(release, REPLY_FLUSH_WAIT_MS).unref();
+      });
     };
   };
 
@@ -363,10 +366,28 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
           : finishInfer(request, out, served);
       },
       (request) => (request as { model_name?: string }).model_name ?? '',
+      true,
     ),
   };
 
+  /** The log line and the metric of every call (callRecorder). */
+  const recordCall = (record: CallRecord, code: status, details: string) => {
+    const seconds = (performance.now() - record.startedMs) / 1000;
+    const name = statusNames[code] ?? String(code);
+    options.observer?.observeGrpc(record.method, name, record.model, seconds);
+    const line = {
+      grpcMethod: record.method,
+      code: name,
+      durationMs: Math.round(seconds * 1e6) / 1000,
+      ...(record.model ? { model: record.model } : {}),
+      ...(code !== status.OK && details ? { error: details } : {}),
+    };
+    if (code === status.INTERNAL) log.error(line, 'grpc request failed');
+    else log.info(line, 'grpc request');
+  };
+
   const server = new Server({
+    interceptors: [callRecorder(recordCall)],
     // Channelz (grpc-js's per-call and per-session counters for the channelz admin service, which
     // normserve does not serve) was 3.5 % of the serving thread's samples on 256-row ModelInfer.
     'grpc.enable_channelz': 0,

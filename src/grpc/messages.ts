@@ -3,8 +3,8 @@ import { LIMITS, modelNameSchema } from '../service/index.js';
 
 /**
  * The request messages as @grpc/proto-loader decodes them (PROTO_OPTIONS: .proto field names,
- * defaults filled in, int64 as numbers, bytes as Buffers). Protobuf has already checked the wire
- * types; these schemas give the handlers their types and refuse anything else (parse, don't cast),
+ * defaults filled in, int64 as numbers, bytes as Buffers), after the deserializer has checked the
+ * wire format (wire-check.ts: wire types, lengths, UTF-8); these schemas give the handlers their types and refuse anything else (parse, don't cast),
  * with the HTTP routes' limits (LIMITS, modelNameSchema): a 100,000-character model name or id,
  * or a shape of 100,000 dimensions, made a status message of hundreds of kilobytes that stalled
  * the HTTP/2 connection it was sent on.
@@ -25,6 +25,16 @@ export type TensorContents = z.output<typeof tensorContents>;
 
 const tensorName = z.string().max(LIMITS.nameChars);
 
+/**
+ * A dimension of a shape: an int64, read as a JavaScript number (PROTO_OPTIONS' longs: Number),
+ * exact up to 2^53 - 1. One beyond is refused here, without echoing it: the rounded number
+ * (9223372036854775807 read as 9223372036854775808, printed …776000) would be a value the client
+ * never sent.
+ */
+const shapeDimension = z.number().int({
+  error: 'expected an int64 of at most 2^53 - 1 (9007199254740991) in absolute value',
+});
+
 export const modelInferRequestSchema = z.object({
   model_name: modelNameSchema,
   model_version: z.string().max(LIMITS.nameChars),
@@ -35,7 +45,7 @@ export const modelInferRequestSchema = z.object({
       z.object({
         name: tensorName,
         datatype: tensorName,
-        shape: z.array(z.number()).max(LIMITS.shapeDims),
+        shape: z.array(shapeDimension).max(LIMITS.shapeDims),
         parameters,
         contents: tensorContents.nullable(),
       }),

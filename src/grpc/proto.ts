@@ -1,6 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { loadPackageDefinition, type ServiceDefinition } from '@grpc/grpc-js';
-import { loadSync } from '@grpc/proto-loader';
+import { type ServiceDefinition as LoadedService, loadSync } from '@grpc/proto-loader';
+import { type MessageDescriptor, messageRule, wireProblem } from './wire-check.js';
 
 /** proto/ at the repository (or image) root: two levels up from src/grpc/ and dist/grpc/. */
 export const PROTO_FILE = fileURLToPath(
@@ -9,8 +10,9 @@ export const PROTO_FILE = fileURLToPath(
 
 /**
  * How messages look in JavaScript: field names as in the .proto (raw_input_contents), int64 as
- * numbers (shapes; values beyond 2^53 are refused by the shape checks anyway), defaults filled in
- * (empty repeated fields are [], absent strings ''), and the oneof of InferParameter named.
+ * numbers (shapes; one beyond 2^53 - 1 would be rounded, and messages.ts refuses it), defaults
+ * filled in (empty repeated fields are [], absent strings ''), and the oneof of InferParameter
+ * named.
  */
 export const PROTO_OPTIONS = {
   keepCase: true,
@@ -20,10 +22,47 @@ export const PROTO_OPTIONS = {
   oneofs: true,
 } as const;
 
-/** The inference.GRPCInferenceService definition, loaded from the vendored .proto. */
+/**
+ * What a request deserializer gives for bytes that are no well-formed request message. grpc-js
+ * answers INTERNAL "Error deserializing request", and tells the handler nothing (no log line, no
+ * metric), when a deserializer throws; these never throw, and the handler refuses this as
+ * INVALID_INPUT (INVALID_ARGUMENT) with `reason`.
+ */
+export class UndecodableRequest {
+  constructor(readonly reason: string) {}
+}
+
+/**
+ * The inference.GRPCInferenceService definition, loaded from the vendored .proto, whose request
+ * deserializers check the wire format strictly first (wire-check.ts) and never throw.
+ */
 export function inferenceServiceDefinition(): ServiceDefinition {
-  const definition = loadPackageDefinition(loadSync(PROTO_FILE, PROTO_OPTIONS)) as unknown as {
+  const loaded = loadSync(PROTO_FILE, PROTO_OPTIONS);
+  const definition = loadPackageDefinition(loaded) as unknown as {
     inference: { GRPCInferenceService: { service: ServiceDefinition } };
   };
-  return definition.inference.GRPCInferenceService.service;
+  const service = definition.inference.GRPCInferenceService.service;
+  const methods = loaded['inference.GRPCInferenceService'] as LoadedService;
+  const topLevel = (name: string) =>
+    (loaded[`inference.${name}`] as { type?: MessageDescriptor } | undefined)?.type;
+  const strict: Record<string, ServiceDefinition[string]> = {};
+  for (const [key, method] of Object.entries(service)) {
+    const requestType = (methods[key]?.requestType.type as MessageDescriptor | undefined)?.name;
+    if (requestType === undefined) throw new Error(`${key}: no request type in the .proto`);
+    const rule = messageRule(requestType, 'inference', topLevel);
+    const decode = method.requestDeserialize;
+    strict[key] = {
+      ...method,
+      requestDeserialize: (bytes: Buffer) => {
+        const problem = wireProblem(bytes, rule);
+        if (problem !== undefined) return new UndecodableRequest(problem);
+        try {
+          return decode(bytes);
+        } catch (e) {
+          return new UndecodableRequest(`${rule.name}: ${(e as Error).message}`);
+        }
+      },
+    };
+  }
+  return strict;
 }

@@ -169,6 +169,18 @@ describe('gRPC ModelInfer', () => {
     await refused(inferRaw({ inputs: [input([0, 64])] }), I);
     await refused(inferRaw({ inputs: [input([-1, 64])] }), I);
     await refused(inferRaw({ inputs: [input([65, 64])] }), I, 'BATCH_TOO_LARGE');
+    // An int64 dimension beyond 2^53 - 1 is refused, not echoed rounded (…775807 as …776000).
+    const huge = await refused(
+      inferRaw({ inputs: [input(['9223372036854775807', 64] as never)] }),
+      I,
+      'INVALID_INPUT',
+    );
+    expect(huge.details).toBe(
+      'inputs[0].shape[0]: expected an int64 of at most 2^53 - 1 (9007199254740991) in absolute value',
+    );
+    // 2^53 - 1 itself is read exactly, and echoed as sent.
+    const largest = await refused(inferRaw({ inputs: [input([2 ** 53 - 1, 64])] }), I);
+    expect(largest.details).toContain('9007199254740991');
     // Wrong lengths and misaligned sizes.
     const short = await refused(inferRaw({ raw_input_contents: [f32Bytes(flat).subarray(1)] }), I);
     expect(short.details).toBe(

@@ -1,0 +1,229 @@
+/**
+ * A strict reading of the protobuf wire format (https://protobuf.dev/programming-guides/encoding/)
+ * against a message's descriptor, before protobufjs decodes it. protobufjs's generated decoders
+ * read a known field by its declared type whatever wire type it came with (field 1 sent as fixed32
+ * was read as a string), and a field that ends the message early could still decode
+ * (`0a 7f 41`: 127 bytes announced, one sent, read as model "A"). Here every tag is checked: field
+ * number ≥ 1, wire type 0, 1, 2 or 5 (groups, 3 and 4, are not proto3), a known field with the wire
+ * type of its declared type (or length-delimited for a packed repeated scalar), varints of at most
+ * 10 bytes, fixed and length-delimited values inside the message, known messages and map entries
+ * checked the same way, strings valid UTF-8. Unknown fields are skipped (proto3 keeps them).
+ */
+
+/** A field of a message as @grpc/proto-loader describes it (DescriptorProto, FieldDescriptorProto). */
+interface FieldDescriptor {
+  name: string;
+  number: number;
+  label: string;
+  type: string;
+  typeName: string;
+}
+export interface MessageDescriptor {
+  name: string;
+  field: FieldDescriptor[];
+  nestedType: MessageDescriptor[];
+}
+
+const VARINT = 0;
+const FIXED64 = 1;
+const LENGTH = 2;
+const FIXED32 = 5;
+
+/** The wire type of each scalar type (the encoding guide's table). */
+const SCALAR_WIRE: Record<string, number> = {
+  TYPE_DOUBLE: FIXED64,
+  TYPE_FLOAT: FIXED32,
+  TYPE_INT64: VARINT,
+  TYPE_UINT64: VARINT,
+  TYPE_INT32: VARINT,
+  TYPE_FIXED64: FIXED64,
+  TYPE_FIXED32: FIXED32,
+  TYPE_BOOL: VARINT,
+  TYPE_STRING: LENGTH,
+  TYPE_BYTES: LENGTH,
+  TYPE_UINT32: VARINT,
+  TYPE_ENUM: VARINT,
+  TYPE_SFIXED32: FIXED32,
+  TYPE_SFIXED64: FIXED64,
+  TYPE_SINT32: VARINT,
+  TYPE_SINT64: VARINT,
+};
+
+interface FieldRule {
+  name: string;
+  wire: number;
+  /** A repeated scalar number: may also come packed (length-delimited). */
+  packable: boolean;
+  utf8: boolean;
+  message?: () => MessageRule;
+}
+export interface MessageRule {
+  name: string;
+  fields: Map<number, FieldRule>;
+}
+
+/**
+ * The rules of message `name` of `pkg` (`inference`), from proto-loader's descriptors
+ * (`definitions['inference.X'].type`). A field's type name is looked up as protoc does: in the
+ * messages nested in the message and its parents first, then in the package.
+ */
+export function messageRule(
+  name: string,
+  pkg: string,
+  topLevel: (name: string) => MessageDescriptor | undefined,
+): MessageRule {
+  const cache = new Map<MessageDescriptor, MessageRule>();
+  const build = (descriptor: MessageDescriptor, scopes: MessageDescriptor[]): MessageRule => {
+    const known = cache.get(descriptor);
+    if (known) return known;
+    const rule: MessageRule = { name: descriptor.name, fields: new Map() };
+    cache.set(descriptor, rule);
+    const inner = [descriptor, ...scopes];
+    for (const f of descriptor.field) {
+      let message: (() => MessageRule) | undefined;
+      if (f.type === 'TYPE_MESSAGE') {
+        const target = resolve(f.typeName, inner);
+        message = () => build(target.descriptor, target.scopes);
+      } else if (!(f.type in SCALAR_WIRE)) {
+        throw new Error(`${descriptor.name}.${f.name}: unsupported field type ${f.type}`);
+      }
+      const wire = message ? LENGTH : SCALAR_WIRE[f.type]!;
+      rule.fields.set(f.number, {
+        name: f.name,
+        wire,
+        packable: f.label === 'LABEL_REPEATED' && wire !== LENGTH,
+        utf8: f.type === 'TYPE_STRING',
+        ...(message ? { message } : {}),
+      });
+    }
+    return rule;
+  };
+  const resolve = (
+    typeName: string,
+    scopes: MessageDescriptor[],
+  ): { descriptor: MessageDescriptor; scopes: MessageDescriptor[] } => {
+    const bare = typeName.startsWith(`.${pkg}.`) ? typeName.slice(pkg.length + 2) : typeName;
+    const parts = bare.split('.');
+    /** `parts` nested in `from` (whose own parents are `parents`), or undefined. */
+    const walk = (from: MessageDescriptor, parents: MessageDescriptor[], path: string[]) => {
+      let current = from;
+      let chain = parents;
+      for (const part of path) {
+        const next = current.nestedType.find((n) => n.name === part);
+        if (!next) return undefined;
+        chain = [current, ...chain];
+        current = next;
+      }
+      return { descriptor: current, scopes: chain };
+    };
+    for (let i = 0; i < scopes.length; i++) {
+      const found = walk(scopes[i]!, scopes.slice(i + 1), parts);
+      if (found) return found;
+    }
+    const first = topLevel(parts[0]!);
+    const found = first && walk(first, [], parts.slice(1));
+    if (!found) throw new Error(`message type ${typeName} not found`);
+    return found;
+  };
+  const top = topLevel(name);
+  if (!top) throw new Error(`message type ${name} not found`);
+  return build(top, []);
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+class WireError extends Error {}
+
+/** Reads a varint at `at` (at most 10 bytes, inside `end`): its value (exact below 2^53) and end. */
+function varint(buf: Uint8Array, at: number, end: number, what: string): [number, number] {
+  let value = 0;
+  let scale = 1;
+  for (let i = 0; i < 10; i++) {
+    if (at + i >= end) throw new WireError(`${what}: the message ends inside a varint`);
+    const byte = buf[at + i]!;
+    value += (byte & 0x7f) * scale;
+    scale *= 128;
+    if (byte < 0x80) return [value, at + i + 1];
+  }
+  throw new WireError(`${what}: a varint longer than 10 bytes`);
+}
+
+const WIRE_NAMES = ['varint', 'fixed64', 'length-delimited', 'group start', 'group end', 'fixed32'];
+const wireName = (wire: number): string => WIRE_NAMES[wire] ?? `wire type ${wire}`;
+
+/** Checks the fields of one message in buf[start, end). */
+function checkMessage(buf: Uint8Array, start: number, end: number, rule: MessageRule): void {
+  let at = start;
+  while (at < end) {
+    const [tag, afterTag] = varint(buf, at, end, rule.name);
+    // Field numbers are at most 2^29 - 1: a tag fits 32 bits.
+    if (tag > 0xffffffff) throw new WireError(`${rule.name}: a field tag beyond 32 bits`);
+    const number = Math.floor(tag / 8);
+    const wire = tag % 8;
+    const field = rule.fields.get(number);
+    const label = field
+      ? `${rule.name}.${field.name} (field ${number})`
+      : `${rule.name} field ${number}`;
+    if (number === 0) throw new WireError(`${rule.name}: field number 0`);
+    if (wire === 3 || wire === 4)
+      throw new WireError(`${label}: ${wireName(wire)} (proto2 groups are not read)`);
+    if (wire > 5) throw new WireError(`${label}: wire type ${wire} does not exist`);
+    at = afterTag;
+    const packed = field?.packable === true && wire === LENGTH;
+    if (field && wire !== field.wire && !packed) {
+      throw new WireError(
+        `${label}: sent as ${wireName(wire)}, its type is ${wireName(field.wire)}`,
+      );
+    }
+    if (wire === VARINT) {
+      at = varint(buf, at, end, label)[1];
+    } else if (wire === FIXED64 || wire === FIXED32) {
+      const size = wire === FIXED64 ? 8 : 4;
+      if (at + size > end)
+        throw new WireError(`${label}: the message ends inside a ${size}-byte value`);
+      at += size;
+    } else {
+      const [length, body] = varint(buf, at, end, label);
+      if (length > end - body) {
+        throw new WireError(
+          `${label}: announces ${length} bytes, the message has ${end - body} left`,
+        );
+      }
+      at = body + length;
+      if (!field) continue;
+      if (packed) {
+        checkPacked(buf, body, at, field, label);
+      } else if (field.message) {
+        checkMessage(buf, body, at, field.message());
+      } else if (field.utf8) {
+        try {
+          utf8.decode(buf.subarray(body, at));
+        } catch {
+          throw new WireError(`${label}: not valid UTF-8`);
+        }
+      }
+    }
+  }
+}
+
+/** A packed repeated scalar: whole values of the field's wire type, filling it exactly. */
+function checkPacked(buf: Uint8Array, start: number, end: number, field: FieldRule, label: string) {
+  if (field.wire === VARINT) {
+    for (let at = start; at < end; ) at = varint(buf, at, end, label)[1];
+    return;
+  }
+  const size = field.wire === FIXED64 ? 8 : 4;
+  if ((end - start) % size !== 0)
+    throw new WireError(`${label}: ${end - start} packed bytes are not whole ${size}-byte values`);
+}
+
+/** Why `buf` is no well-formed `rule` message, or undefined when it is one. */
+export function wireProblem(buf: Uint8Array, rule: MessageRule): string | undefined {
+  try {
+    checkMessage(buf, 0, buf.length, rule);
+    return undefined;
+  } catch (e) {
+    if (e instanceof WireError) return e.message;
+    throw e;
+  }
+}

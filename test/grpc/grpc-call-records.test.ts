@@ -1,0 +1,198 @@
+/**
+ * Every gRPC call is logged and counted exactly once, whatever ends it, and bad bytes are a client
+ * error: a message that is no well-formed request (not protobuf, a field longer than the message,
+ * a field sent with the wrong wire type) is INVALID_ARGUMENT with a message saying why, never
+ * grpc-js's INTERNAL "Error deserializing request"; a message over the size limit is
+ * RESOURCE_EXHAUSTED, counted; a call cancelled before its handler ran (grpc-js then never runs
+ * it) is CANCELLED, counted. Real clients: @grpc/grpc-js sending raw bytes, and a bare HTTP/2
+ * client for the call that is cancelled after its headers arrive and before its message does.
+ */
+import http2 from 'node:http2';
+import { Client, credentials, type Metadata, status } from '@grpc/grpc-js';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { Log } from '../../src/service/index.js';
+import { waitFor } from '../helpers/admin.js';
+import { makeTestApp, type TestApp } from '../helpers/app.js';
+import { startGrpc } from '../helpers/grpc.js';
+
+const LIMIT_BYTES = 65_536;
+let t: TestApp;
+let g: Awaited<ReturnType<typeof startGrpc>>;
+let raw: Client;
+const records: { method: string; code: string; model: string }[] = [];
+const lines: { level: string; grpcMethod?: string; code?: string; error?: string }[] = [];
+
+beforeAll(async () => {
+  t = await makeTestApp({ env: { BODY_LIMIT_BYTES: String(LIMIT_BYTES) } });
+  const line = (level: string) => (obj: object) => lines.push({ level, ...obj });
+  const log: Log = { info: line('info'), warn: line('warn'), error: line('error') };
+  g = await startGrpc(t, {
+    log,
+    observer: { observeGrpc: (method, code, model) => records.push({ method, code, model }) },
+  });
+  raw = new Client(`127.0.0.1:${g.port}`, credentials.createInsecure());
+});
+afterAll(async () => {
+  raw.close();
+  await g.stop();
+  await t.close();
+});
+beforeEach(() => {
+  records.length = 0;
+  lines.length = 0;
+});
+
+/** Sends `bytes` as the request message of `method`, unencoded. */
+const send = (method: string, bytes: Buffer) =>
+  new Promise<{ code: number; details: string; normserveCode?: string; reply?: Buffer }>(
+    (resolve) => {
+      raw.makeUnaryRequest(
+        `/inference.GRPCInferenceService/${method}`,
+        (b: Buffer) => b,
+        (b: Buffer) => b,
+        bytes,
+        (error: (Error & { code: number; details: string; metadata: Metadata }) | null, reply) => {
+          if (!error) resolve({ code: status.OK, details: '', reply: reply as Buffer });
+          else {
+            const normserveCode = error.metadata.get('normserve-code')[0];
+            resolve({
+              code: error.code,
+              details: error.details,
+              ...(normserveCode === undefined ? {} : { normserveCode: String(normserveCode) }),
+            });
+          }
+        },
+      );
+    },
+  );
+
+/** One protobuf field: its tag (number, wire type) and its encoded value. */
+const varint = (n: number): number[] => {
+  const out: number[] = [];
+  for (; n >= 0x80; n = Math.floor(n / 128)) out.push((n % 128) | 0x80);
+  out.push(n);
+  return out;
+};
+const field = (number: number, wire: number, value: Buffer | number): Buffer =>
+  typeof value === 'number'
+    ? Buffer.from([...varint(number * 8 + wire), ...varint(value)])
+    : Buffer.concat([Buffer.from([...varint(number * 8 + wire), ...varint(value.length)]), value]);
+
+describe('bytes that are no well-formed request', () => {
+  it('not protobuf, or the single byte 0x0c (an end-group tag): INVALID_ARGUMENT, logged and counted, on every method', async () => {
+    const garbage = Buffer.from('this is not protobuf at all \xff\xff\xff', 'latin1');
+    const methods = ['ModelInfer', 'ModelMetadata', 'ModelReady', 'ServerMetadata', 'ServerLive'];
+    for (const method of methods) {
+      for (const bytes of [garbage, Buffer.from([0x0c])]) {
+        const res = await send(method, bytes);
+        expect(res.code, `${method}: ${res.details}`).toBe(status.INVALID_ARGUMENT);
+        expect(res.normserveCode).toBe('INVALID_INPUT');
+        expect(res.details).toMatch(/^request: not a well-formed \w+ request message: /);
+      }
+    }
+    const expected = methods.flatMap((method) =>
+      Array(2).fill({ method, code: 'INVALID_ARGUMENT', model: '' }),
+    );
+    expect(records).toEqual(expected);
+    expect(lines.map((l) => [l.level, l.grpcMethod, l.code])).toEqual(
+      expected.map((r) => ['info', r.method, r.code]),
+    );
+    expect(lines.every((l) => l.error?.startsWith('request: not a well-formed'))).toBe(true);
+  });
+
+  it('reads strictly: a field longer than the message, a wrong wire type, a group, an 11-byte varint, bad UTF-8', async () => {
+    const cases: [Buffer, RegExp][] = [
+      // 127 bytes announced, one sent: was read as model "A".
+      [Buffer.from([0x0a, 0x7f, 0x41]), /model_name \(field 1\): announces 127 bytes, .* 1 left/],
+      // Field 1 (a string) as fixed32: was read as a string.
+      [
+        Buffer.from([0x0d, 1, 2, 3, 4]),
+        /model_name \(field 1\): sent as fixed32, its type is length-delimited/,
+      ],
+      [Buffer.from([0x0b, 0x0b]), /group start/],
+      // An unknown field 15, a varint of 11 bytes.
+      [Buffer.from([0x78, ...Array(10).fill(0xff), 0x01]), /varint longer than 10 bytes/],
+      [Buffer.from([0x0a, 0x02, 0xc3, 0x28]), /model_name \(field 1\): not valid UTF-8/],
+      // A field of a nested message: inputs[].shape (int64) as length-delimited bytes that are
+      // no whole varints.
+      [field(5, 2, field(3, 2, Buffer.from([0xff]))), /InferInputTensor\.shape \(field 3\)/],
+    ];
+    for (const [bytes, message] of cases) {
+      const res = await send('ModelInfer', bytes);
+      expect(res.code, res.details).toBe(status.INVALID_ARGUMENT);
+      expect(res.details).toMatch(message);
+    }
+    expect(records.map((r) => r.code)).toEqual(cases.map(() => 'INVALID_ARGUMENT'));
+  });
+
+  it('still reads what protobuf allows: a repeated number packed or not, unknown fields', async () => {
+    const values = new Float32Array(64).fill(0.5);
+    const tensor = (shape: Buffer) =>
+      field(
+        5,
+        2,
+        Buffer.concat([field(1, 2, Buffer.from('input')), field(2, 2, Buffer.from('FP32')), shape]),
+      );
+    const unpacked = Buffer.concat([field(3, 0, 1), field(3, 0, 64)]);
+    const packed = field(3, 2, Buffer.from([1, 64]));
+    const replies: number[][] = [];
+    for (const shape of [unpacked, packed]) {
+      const res = await send(
+        'ModelInfer',
+        Buffer.concat([
+          field(1, 2, Buffer.from('digits')),
+          tensor(shape),
+          field(7, 2, Buffer.from(values.buffer)),
+          field(99, 0, 5), // unknown
+        ]),
+      );
+      expect(res.code, res.details).toBe(status.OK);
+      replies.push([...res.reply!]);
+    }
+    expect(replies[0]).toEqual(replies[1]);
+    expect(records).toEqual([
+      { method: 'ModelInfer', code: 'OK', model: 'digits' },
+      { method: 'ModelInfer', code: 'OK', model: 'digits' },
+    ]);
+  });
+});
+
+describe('calls grpc-js ends without the handler', () => {
+  it('a message over the size limit: RESOURCE_EXHAUSTED, logged and counted', async () => {
+    const res = await send('ModelInfer', Buffer.alloc(LIMIT_BYTES + 1));
+    expect(res.code).toBe(status.RESOURCE_EXHAUSTED);
+    await waitFor(() => (records.length > 0 ? true : undefined), 'the call recorded');
+    expect(records).toEqual([{ method: 'ModelInfer', code: 'RESOURCE_EXHAUSTED', model: '' }]);
+    expect(lines.map((l) => [l.level, l.code])).toEqual([['info', 'RESOURCE_EXHAUSTED']]);
+  });
+
+  it('a call cancelled after its headers arrive, before its message does: CANCELLED, logged and counted once', async () => {
+    const session = http2.connect(`http://127.0.0.1:${g.port}`);
+    await new Promise((resolve) => session.once('connect', resolve));
+    try {
+      const stream = session.request({
+        ':method': 'POST',
+        ':path': '/inference.GRPCInferenceService/ModelInfer',
+        'content-type': 'application/grpc',
+        te: 'trailers',
+      });
+      stream.on('error', () => {});
+      // A message of 10 bytes announced, none sent: the handler waits for them.
+      stream.write(Buffer.from([0, 0, 0, 0, 10]));
+      // The server answers a PING after reading every frame sent before it: the call has begun.
+      await new Promise<void>((resolve, reject) =>
+        session.ping((error) => (error ? reject(error) : resolve())),
+      );
+      // RST_STREAM with no END_STREAM before it (close() would end the stream first: a request
+      // ended without its message, which grpc-js answers UNIMPLEMENTED).
+      stream.destroy();
+      await waitFor(() => (records.length > 0 ? true : undefined), 'the call recorded');
+    } finally {
+      session.close();
+    }
+    // Any second record would come from the same turn of events; one more round of them.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(records).toEqual([{ method: 'ModelInfer', code: 'CANCELLED', model: '' }]);
+    expect(lines.map((l) => [l.level, l.code])).toEqual([['info', 'CANCELLED']]);
+  });
+});
