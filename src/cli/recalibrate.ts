@@ -145,7 +145,7 @@ async function main(argv: readonly string[]): Promise<void> {
 
   const dir = flags.model.replace(/\/+$/, '');
   // The directory must exist and hold versions; the hints name a repository given instead.
-  await loadModelDirectory(dir);
+  const opened = await loadModelDirectory(dir);
   if (/^[1-9][0-9]*$/.test(basename(resolve(dir))) && existsSync(join(dir, 'config.json'))) {
     throw new NormserveError(
       'MODEL_NOT_FOUND',
@@ -154,8 +154,9 @@ async function main(argv: readonly string[]): Promise<void> {
   }
   const name = basename(dir);
   const registry = new ModelRegistry(dirname(dir), { maxBatchSize: 4096 });
-  await registry.refreshModel(name);
-  const parent = registry.resolve(name);
+  // The active version alone, from the checkpoint just read; the other versions are read when
+  // the recalibration starts (it re-reads the model under its lock) and publishes.
+  const parent = await registry.openVersion(name, opened.version, opened.checkpoint);
   const { featureNames, labelColumn } = trainingInfoOf(parent.checkpoint.config);
 
   const text = await readInputText(flags.data, '');

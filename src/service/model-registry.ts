@@ -383,11 +383,37 @@ export class ModelRegistry {
     return parts.join('|');
   }
 
-  private async loadVersion(name: string, version: number): Promise<ServedVersion> {
+  /**
+   * Serves `version` of `name` from a checkpoint already read from the repository, alone: the
+   * model's other versions are neither read nor compiled (the offline CLIs open one version of a
+   * model that may have many). Throws like `resolve` when it does not compile.
+   */
+  async openVersion(
+    name: string,
+    version: number,
+    checkpoint: LoadedCheckpoint,
+  ): Promise<AvailableVersion> {
+    const loaded = await this.loadVersion(name, version, checkpoint);
+    this.dropModel(name);
+    this.models.set(name, {
+      name,
+      versions: new Map([[version, loaded]]),
+      active: isAvailable(loaded) ? version : undefined,
+      activeRecord: undefined,
+    });
+    return this.resolve(name, version);
+  }
+
+  /** Reads (unless given its checkpoint) and compiles one version; a failure is a FAILED version. */
+  private async loadVersion(
+    name: string,
+    version: number,
+    preread?: LoadedCheckpoint,
+  ): Promise<ServedVersion> {
     const fingerprint = await this.fingerprint(name, version);
     const loadedAt = new Date().toISOString();
     try {
-      const checkpoint = await this.repository.loadVersion(name, version);
+      const checkpoint = preread ?? (await this.repository.loadVersion(name, version));
       const compiled = new CompiledModel(
         checkpoint.network,
         checkpoint.config.input_transform,
