@@ -44,9 +44,13 @@ export const MODEL_FORMAT = 'normserve.model/v1';
 
 /** A model's name: also its directory in a repository, so no path separators and no leading dot. */
 export const MODEL_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+/**
+ * A model's name in a config and as a request gives it (an HTTP path, gRPC's model_name), refused
+ * before any lookup so that an error never echoes a name of any length.
+ */
 export const modelNameSchema = z.string().regex(MODEL_NAME_PATTERN, {
   error: expecting(
-    'letters, digits, ".", "_" and "-" (at most 128), starting with a letter or digit',
+    'a model name: letters, digits, ".", "_" and "-" (at most 128), starting with a letter or digit',
   ),
 });
 

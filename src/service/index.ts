@@ -1,4 +1,4 @@
-export { MODEL_NAME_PATTERN } from '../checkpoint/index.js';
+export { MODEL_NAME_PATTERN, modelNameSchema } from '../checkpoint/index.js';
 export {
   BATCH_SIZE_RANGE as RECALIBRATION_BATCH_SIZE_RANGE,
   checkCapacity as checkRecalibrationCapacity,
@@ -141,7 +141,7 @@ export {
   RecalibrationSession,
   slices,
 } from './recalibration-service.js';
-export { LIMITS, modelNameSchema } from './request-limits.js';
+export { LIMITS } from './request-limits.js';
 export {
   flatRows,
   float32Rows,
