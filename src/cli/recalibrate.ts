@@ -31,6 +31,7 @@ import {
   RecalibrationService,
   roundsToFiniteFloat32,
   trainingInfoOf,
+  VERSION_NAME_PATTERN,
 } from '../service/index.js';
 import { parseCsv } from '../training/index.js';
 import { runCli } from './cli-errors.js';
@@ -146,7 +147,7 @@ async function main(argv: readonly string[]): Promise<void> {
   const dir = flags.model.replace(/\/+$/, '');
   // The directory must exist and hold versions; the hints name a repository given instead.
   const opened = await loadModelDirectory(dir);
-  if (/^[1-9][0-9]*$/.test(basename(resolve(dir))) && existsSync(join(dir, 'config.json'))) {
+  if (VERSION_NAME_PATTERN.test(basename(resolve(dir))) && existsSync(join(dir, 'config.json'))) {
     throw new NormserveError(
       'MODEL_NOT_FOUND',
       `--model ${flags.model} is a version directory; give its model directory ${dirname(dir)} (the new version's parent is the active version; activate another one first to start from it)`,

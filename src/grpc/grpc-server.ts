@@ -40,6 +40,7 @@ import {
   type RowSource,
   readFloat32,
   requestedOutputs,
+  VERSION_NAME_PATTERN,
 } from '../service/index.js';
 import { widenConnectionWindows, widenStreamWindows } from './flow-control.js';
 
@@ -75,7 +76,6 @@ export interface GrpcServerHandle {
   close(timeoutMs: number): Promise<void>;
 }
 
-const VERSION = /^[1-9][0-9]{0,14}$/;
 const statusNames = Object.fromEntries(
   Object.entries(status)
     .filter(([, v]) => typeof v === 'number')
@@ -92,7 +92,7 @@ function parseMessage<T extends z.ZodType>(schema: T, value: unknown): z.output<
 
 function versionOf(value: string, field: string): number | undefined {
   if (value === '') return undefined;
-  if (!VERSION.test(value))
+  if (!VERSION_NAME_PATTERN.test(value))
     failInput(field, `expected a positive integer, got "${value.slice(0, 40)}"`);
   return Number(value);
 }
