@@ -14,6 +14,7 @@ import {
   issuesToLocations,
   NormserveError,
   safeParseWorded,
+  versionNotFound,
 } from '../errors/index.js';
 import {
   type AvailableVersion,
@@ -282,8 +283,7 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
     const model = registry.get(name);
     const v = versionOf(version, 'version') ?? model.active;
     const served = v === undefined ? undefined : model.versions.get(v);
-    if (version !== '' && !served)
-      throw new NormserveError('VERSION_NOT_FOUND', `model "${name}" has no version ${version}`);
+    if (version !== '' && !served) throw versionNotFound(name, Number(version));
     return served?.state === 'AVAILABLE';
   };
 

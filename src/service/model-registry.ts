@@ -7,7 +7,12 @@ import {
   type ModelConfig,
   WEIGHTS_FILE,
 } from '../checkpoint/index.js';
-import { type ErrorCode, isNormserveError, NormserveError } from '../errors/index.js';
+import {
+  type ErrorCode,
+  isNormserveError,
+  NormserveError,
+  versionNotFound,
+} from '../errors/index.js';
 import {
   CompiledModel,
   detectWasmSupport,
@@ -210,8 +215,7 @@ export class ModelRegistry {
       );
     }
     const served = model.versions.get(v);
-    if (!served)
-      throw new NormserveError('VERSION_NOT_FOUND', `model "${name}" has no version ${v}`);
+    if (!served) throw versionNotFound(name, v);
     if (!isAvailable(served)) {
       throw new NormserveError(
         'VERSION_NOT_FOUND',
@@ -589,8 +593,7 @@ export class ModelRegistry {
   /** Deletes a version that is not the active one. */
   async deleteVersion(name: string, version: number): Promise<ModelSnapshot> {
     const model = await this.refreshModel(name);
-    if (!model.versions.has(version))
-      throw new NormserveError('VERSION_NOT_FOUND', `model "${name}" has no version ${version}`);
+    if (!model.versions.has(version)) throw versionNotFound(name, version);
     if (model.active === version) {
       throw new NormserveError(
         'ACTIVE_VERSION_DELETE',

@@ -1,4 +1,4 @@
-import { NormserveError } from '../../errors/index.js';
+import { versionNotFound } from '../../errors/index.js';
 import { type ModelRegistry, modelMetadata } from '../../service/index.js';
 
 /**
@@ -23,7 +23,6 @@ export function modelReadiness(registry: ModelRegistry, name: string, version?: 
   const model = registry.get(name);
   const v = version ?? model.active;
   const served = v === undefined ? undefined : model.versions.get(v);
-  if (version !== undefined && !served)
-    throw new NormserveError('VERSION_NOT_FOUND', `model "${name}" has no version ${version}`);
+  if (version !== undefined && !served) throw versionNotFound(name, version);
   return { name, ready: served?.state === 'AVAILABLE' };
 }
