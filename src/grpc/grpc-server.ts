@@ -14,7 +14,6 @@ import {
   issuesToLocations,
   NormserveError,
   safeParseWorded,
-  versionNotFound,
 } from '../errors/index.js';
 import {
   type AvailableVersion,
@@ -33,9 +32,10 @@ import {
   type InputShape,
   inputShapeOf,
   type Log,
-  modelMetadata,
+  modelReadiness,
   OIP_EXTENSIONS,
   type OutputTensor,
+  oipModelMetadata,
   outputTensor,
   type PredictOutput,
   type RowSource,
@@ -279,14 +279,6 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
     };
   };
 
-  const ready = (name: string, version: string): boolean => {
-    const model = registry.get(name);
-    const v = versionOf(version, 'version') ?? model.active;
-    const served = v === undefined ? undefined : model.versions.get(v);
-    if (version !== '' && !served) throw versionNotFound(name, Number(version));
-    return served?.state === 'AVAILABLE';
-  };
-
   const finishInfer = (
     request: ModelInferRequest,
     out: PredictOutput,
@@ -319,7 +311,9 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
       'ModelReady',
       (call) => {
         const ref = parseMessage(modelRefSchema, call.request);
-        return { ready: ready(ref.name, ref.version) };
+        return {
+          ready: modelReadiness(registry, ref.name, versionOf(ref.version, 'version')).ready,
+        };
       },
       (request) => (request as { name?: string }).name ?? '',
     ),
@@ -327,15 +321,7 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
       'ModelMetadata',
       (call) => {
         const ref = parseMessage(modelRefSchema, call.request);
-        const version = versionOf(ref.version, 'version');
-        const served = inference.resolve(ref.name, version);
-        const versions =
-          version !== undefined
-            ? [String(version)]
-            : [...registry.get(ref.name).versions.values()]
-                .filter((v) => v.state === 'AVAILABLE')
-                .map((v) => String(v.version));
-        return modelMetadata(served, versions);
+        return oipModelMetadata(registry, ref.name, versionOf(ref.version, 'version'));
       },
       (request) => (request as { name?: string }).name ?? '',
     ),

@@ -109,10 +109,11 @@ export { exportModelOnnx, type OnnxExport, type OnnxExportRequest } from './onnx
 export {
   checkInputTensor,
   type InputTensorHeader,
-  modelMetadata,
+  modelReadiness,
   OIP_EXTENSIONS,
   type OutputName,
   type OutputTensor,
+  oipModelMetadata,
   outputNames,
   outputTensor,
   requestedOutputs,
