@@ -28,6 +28,8 @@ import {
   ModelRegistry,
   PRIOR_STRENGTH_RANGE,
   RECALIBRATION_BATCH_SIZE_RANGE,
+  RECALIBRATION_MODES,
+  type RecalibrationMode,
   RecalibrationService,
   roundsToFiniteFloat32,
   trainingInfoOf,
@@ -40,7 +42,7 @@ import { readInputText } from './read-input.js';
 interface Flags {
   model: string;
   data: string;
-  mode: 'exact' | 'prior' | 'running';
+  mode: RecalibrationMode;
   priorStrength?: string;
   batchSize?: string;
   activate: boolean;
@@ -125,9 +127,7 @@ async function main(argv: readonly string[]): Promise<void> {
       'unlabeled rows: CSV with a header (a label column is ignored) or NDJSON arrays',
     )
     .addOption(
-      new Option('--mode <mode>', 'statistics')
-        .choices(['exact', 'prior', 'running'])
-        .default('exact'),
+      new Option('--mode <mode>', 'statistics').choices(RECALIBRATION_MODES).default('exact'),
     )
     .option('--prior-strength <n>', 'prior mode: weight of the source statistics, in rows')
     .option('--batch-size <n>', 'running mode: rows per batch')

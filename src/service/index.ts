@@ -5,6 +5,8 @@ export {
   MAX_BATCH_SIZE as MAX_RECALIBRATION_BATCH_SIZE,
   MAX_PRIOR_STRENGTH,
   PRIOR_STRENGTH_RANGE,
+  RECALIBRATION_MODES,
+  type RecalibrationMode,
   tooManySamples,
 } from '../recalibration/index.js';
 export {

@@ -5,12 +5,11 @@ import {
   numericText,
   PRIOR_STRENGTH_RANGE,
   RECALIBRATION_BATCH_SIZE_RANGE,
+  RECALIBRATION_MODES,
 } from '../../service/index.js';
 import { LIMITS } from './limits.js';
 
-export const recalibrationModes = ['exact', 'prior', 'running'] as const;
-
-const modeField = z.enum(recalibrationModes).meta({
+const modeField = z.enum(RECALIBRATION_MODES).meta({
   description:
     'exact: AdaBN statistics over all rows (default); prior: blended with the source statistics; running: update_bn-style batches',
 });
@@ -103,7 +102,7 @@ export const recalibrationOutcomeSchema = z
     model: z.string(),
     version: z.number().int().meta({ description: 'The new version' }),
     parent_version: z.number().int(),
-    mode: z.enum(recalibrationModes),
+    mode: z.enum(RECALIBRATION_MODES),
     samples: z.number().int(),
     activated: z.boolean().meta({
       description:
