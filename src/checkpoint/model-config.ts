@@ -54,11 +54,15 @@ export const modelNameSchema = z.string().regex(MODEL_NAME_PATTERN, {
   ),
 });
 
+/** What a model predicts: class logits or regression targets. */
+export const taskSchema = z.enum(['classification', 'regression']);
+export type Task = z.output<typeof taskSchema>;
+
 /** Unknown top-level keys are kept (looseObject), so a recalibrated version carries them on. */
 export const modelConfigSchema = z.looseObject({
   format: z.literal(MODEL_FORMAT),
   name: modelNameSchema,
-  task: z.enum(['classification', 'regression']),
+  task: taskSchema,
   input_shape: z.array(positiveInt).refine((shape) => shape.length === 1 || shape.length === 3, {
     message: 'expected [features] or [channels, height, width]',
   }),

@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import cliProgress from 'cli-progress';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { NormserveError, printable } from '../errors/index.js';
-import { loadModelDirectory, publishCheckpoint } from '../service/index.js';
+import { loadModelDirectory, publishCheckpoint, type Task } from '../service/index.js';
 import {
   architectureSchema,
   loadCsvDataset,
@@ -207,7 +207,7 @@ async function readConfigFile(path: string): Promise<Raw> {
   return raw as Raw;
 }
 
-function summary(m: TrainingMetrics, task: 'classification' | 'regression'): string {
+function summary(m: TrainingMetrics, task: Task): string {
   const fmt = (x: number) => x.toFixed(4);
   if (!m.test) return 'test: no test rows';
   if (task === 'classification') {

@@ -1,4 +1,9 @@
-export { MODEL_NAME_PATTERN, modelNameSchema } from '../checkpoint/index.js';
+export {
+  MODEL_NAME_PATTERN,
+  modelNameSchema,
+  type Task,
+  taskSchema,
+} from '../checkpoint/index.js';
 export {
   BATCH_SIZE_RANGE as RECALIBRATION_BATCH_SIZE_RANGE,
   checkCapacity as checkRecalibrationCapacity,

@@ -1,3 +1,4 @@
+import type { Task } from '../checkpoint/index.js';
 import { NormserveError, quote, quoteList } from '../errors/index.js';
 import { type CsvTable, csvPlace, numericCell } from './csv-table.js';
 
@@ -24,7 +25,7 @@ export interface LabeledDataset extends Dataset {
 export function datasetFromTable(
   table: CsvTable,
   labelColumn: string,
-  task: 'classification' | 'regression',
+  task: Task,
   labels?: readonly string[],
 ): LabeledDataset {
   const labelIndex = table.header.indexOf(labelColumn);

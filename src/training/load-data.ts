@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import type { Task } from '../checkpoint/index.js';
 import { NormserveError, printable } from '../errors/index.js';
 import { parseCsv } from './csv-table.js';
 import { datasetFromTable, type LabeledDataset } from './dataset.js';
@@ -40,7 +41,7 @@ export async function loadTrainingConfig(path: string): Promise<TrainingConfig> 
 export async function loadCsvDataset(
   path: string,
   labelColumn: string,
-  task: 'classification' | 'regression' | undefined,
+  task: Task | undefined,
   labels?: readonly string[],
 ): Promise<{ data: LabeledDataset; sha256: string }> {
   const bytes = await readOrFail(path, 'data file', 'DATA_INVALID');

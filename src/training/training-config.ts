@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { layerListSchema, modelNameSchema } from '../checkpoint/model-config.js';
+import { layerListSchema, modelNameSchema, taskSchema } from '../checkpoint/model-config.js';
 import {
   describeLocations,
   type ErrorLocation,
@@ -75,7 +75,7 @@ export const trainingConfigSchema = z
   .strictObject({
     name: modelNameSchema.optional(),
     /** Absent: classification, refused when the label column looks like a numeric target. */
-    task: z.enum(['classification', 'regression']).optional(),
+    task: taskSchema.optional(),
     description: z.string().optional(),
     seed: z.number().int().min(0).max(0xffffffff).default(0),
     data: z.strictObject({

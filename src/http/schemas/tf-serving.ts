@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { InputShape } from '../../service/index.js';
+import { InputShape, taskSchema } from '../../service/index.js';
 import { queryFlag, rowsSchema } from './common.js';
 import { autoRecalibrationSchema } from './drift.js';
 
@@ -140,7 +140,7 @@ export const versionMetadataSchema = z
   .looseObject({
     name: z.string(),
     version: z.number().int(),
-    task: z.enum(['classification', 'regression']),
+    task: taskSchema,
     input_shape: z.array(z.number().int()),
     output_shape: z.array(z.number().int()),
     labels: z.array(z.string()).nullable(),
