@@ -58,14 +58,19 @@ export const modelNameSchema = z.string().regex(MODEL_NAME_PATTERN, {
 export const taskSchema = z.enum(['classification', 'regression']);
 export type Task = z.output<typeof taskSchema>;
 
+/** One sample's shape: [features] or [channels, height, width]. */
+export const inputShapeSchema = z
+  .array(positiveInt)
+  .refine((shape) => shape.length === 1 || shape.length === 3, {
+    message: 'expected [features] or [channels, height, width]',
+  });
+
 /** Unknown top-level keys are kept (looseObject), so a recalibrated version carries them on. */
 export const modelConfigSchema = z.looseObject({
   format: z.literal(MODEL_FORMAT),
   name: modelNameSchema,
   task: taskSchema,
-  input_shape: z.array(positiveInt).refine((shape) => shape.length === 1 || shape.length === 3, {
-    message: 'expected [features] or [channels, height, width]',
-  }),
+  input_shape: inputShapeSchema,
   labels: z.array(z.string().min(1)).min(2).optional(),
   description: z.string().optional(),
   input_transform: inputTransformSchema.optional(),
