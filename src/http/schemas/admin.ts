@@ -6,7 +6,9 @@ import {
   PRIOR_STRENGTH_RANGE,
   RECALIBRATION_BATCH_SIZE_RANGE,
   RECALIBRATION_MODES,
+  ROW_ARRAY_MESSAGE,
 } from '../../service/index.js';
+import { ROWS_ARRAY_MESSAGE } from './common.js';
 import { LIMITS } from './limits.js';
 
 const modeField = z.enum(RECALIBRATION_MODES).meta({
@@ -37,8 +39,8 @@ const note = z
 export const recalibrateBodySchema = z
   .strictObject({
     instances: z
-      .array(z.array(z.unknown(), { error: 'expected an array of numbers (one row)' }), {
-        error: 'expected an array of rows',
+      .array(z.array(z.unknown(), { error: ROW_ARRAY_MESSAGE }), {
+        error: ROWS_ARRAY_MESSAGE,
       })
       .meta({
         description:
