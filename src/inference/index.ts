@@ -1,4 +1,8 @@
-export { detectWasmSupport, type WasmSupport } from '../nn/wasm/index.js';
+export {
+  detectWasmSupport,
+  type WasmSupport,
+  wasmRuntimeUnsupportedReason,
+} from '../nn/wasm/index.js';
 export {
   batchNormClip,
   batchNormInputsOf,
@@ -13,11 +17,7 @@ export { batchNormAffine, type CompileOptions, compileNetwork } from './compile.
 export type { FoldStatistics } from './compile-rules/index.js';
 export { compileRules } from './compile-rules/index.js';
 export { CompiledModel, type EngineOptions } from './compiled-model.js';
-export {
-  createExecutor,
-  type ExecutorOptions,
-  wasmRuntimeUnsupportedReason,
-} from './create-executor.js';
+export { createExecutor, type ExecutorOptions } from './create-executor.js';
 export { ENGINES, type EngineName } from './engine-name.js';
 export type { Executor } from './executor.js';
 export {

@@ -29,7 +29,7 @@ export {
   windowOutputSize,
 } from './conv-geometry.js';
 export { Conv2d, type Conv2dOptions, checkImageInput, geometryFor } from './conv2d.js';
-export { createKernels, KERNELS, wasmKernelsUnsupportedReason } from './create-kernels.js';
+export { createKernels, KERNELS } from './create-kernels.js';
 export { crossEntropy, type LossResult, softmaxRows } from './cross-entropy.js';
 export { AlphaDropout, Dropout } from './dropout.js';
 export { ERF_COEFFICIENTS, erf } from './erf.js';
