@@ -19,6 +19,7 @@ export {
   type ChannelStatistics,
   channelStatistics,
 } from './batch-norm.js';
+export { channelM2, unbiasedVariance } from './channel-variance.js';
 export { clipGradNorm } from './clip-grad-norm.js';
 export {
   adaptiveWindow,
