@@ -4,9 +4,13 @@ export {
   type Task,
   taskSchema,
 } from '../checkpoint/index.js';
+// The opset the export writes, for the descriptions of the route and the CLI.
+export { ONNX_OPSET } from '../inference/index.js';
 export {
   BATCH_SIZE_RANGE as RECALIBRATION_BATCH_SIZE_RANGE,
   checkCapacity as checkRecalibrationCapacity,
+  DEFAULT_BATCH_SIZE as DEFAULT_RECALIBRATION_BATCH_SIZE,
+  DEFAULT_PRIOR_STRENGTH,
   MAX_BATCH_SIZE as MAX_RECALIBRATION_BATCH_SIZE,
   MAX_PRIOR_STRENGTH,
   PRIOR_STRENGTH_RANGE,
@@ -159,6 +163,7 @@ export {
   sampleRows,
 } from './row-source.js';
 export {
+  DEFAULT_MAX_BATCH_SIZE,
   numericText,
   parseServerConfig,
   type ServerConfig,

@@ -1,5 +1,7 @@
 import { z } from 'zod';
 import {
+  DEFAULT_PRIOR_STRENGTH,
+  DEFAULT_RECALIBRATION_BATCH_SIZE,
   jobRecordSchema,
   NOT_ACTIVATED_CODES,
   numericText,
@@ -21,15 +23,20 @@ const modeField = z.enum(RECALIBRATION_MODES).meta({
  * Number() reads as 0 — stays text, so the message quotes what was sent).
  */
 const priorStrengthOf = (n: z.ZodNumber) =>
-  n.min(PRIOR_STRENGTH_RANGE.min!).max(PRIOR_STRENGTH_RANGE.max!).meta({
-    description: 'prior mode: the weight N of the source statistics, in rows (default 16)',
-  });
+  n
+    .min(PRIOR_STRENGTH_RANGE.min!)
+    .max(PRIOR_STRENGTH_RANGE.max!)
+    .meta({
+      description: `prior mode: the weight N of the source statistics, in rows (default ${DEFAULT_PRIOR_STRENGTH})`,
+    });
 const batchSizeOf = (n: z.ZodNumber) =>
   n
     .int()
     .min(RECALIBRATION_BATCH_SIZE_RANGE.min!)
     .max(RECALIBRATION_BATCH_SIZE_RANGE.max!)
-    .meta({ description: 'running mode: rows per batch (default 256)' });
+    .meta({
+      description: `running mode: rows per batch (default ${DEFAULT_RECALIBRATION_BATCH_SIZE})`,
+    });
 const note = z
   .string()
   .max(LIMITS.noteChars)
