@@ -137,8 +137,3 @@ export function parseModelConfig(value: unknown, source = 'config.json'): ModelC
   }
   return config;
 }
-
-/** Output width of a valid config. */
-export function outputWidthOf(config: ModelConfig): number {
-  return numelOf(checkLayerChain(config.layers, config.input_shape));
-}

@@ -72,7 +72,7 @@ export {
   DynamicBatcher,
 } from './dynamic-batcher.js';
 export { defaultEngineThreads, nodeEngineOptions, prepareWasmRuntime } from './engine-runtime.js';
-export { featureNamesOf, trainingInfoOf } from './feature-names.js';
+export { trainingInfoOf } from './feature-names.js';
 export { InferenceService, type InferenceServiceOptions } from './inference-service.js';
 export {
   FINITE_NUMBER_MESSAGE,
