@@ -331,7 +331,7 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
         const refused = checkToken?.(call.metadata.get('authorization')[0]);
         if (refused) throw refused;
         const request = acceptsInfer?.(call.request)
-          ? (call.request as ModelInferRequest)
+          ? call.request
           : parseMessage(modelInferRequestSchema, call.request);
         const served = inference.resolve(
           request.model_name,

@@ -25,6 +25,7 @@ import {
   type Sequential,
   unbiasedVariance,
 } from '../nn/index.js';
+import { batchNormLookup } from './batch-norm-lookup.js';
 
 /** What the pictures of a version are computed from (a served version or a model directory). */
 export interface PictureSource {
@@ -312,9 +313,9 @@ export function driftOfRows(
     const k = Math.min(4096, rows - r);
     executor.accumulate(input.subarray(r * width, (r + k) * width), k, probe);
   }
-  const modules = new Map(namedModules(source.network));
+  const batchNormAt = batchNormLookup(source.network);
   return inputs.map((b, i) => {
-    const bn = modules.get(b.path) as BatchNorm;
+    const bn = batchNormAt(b.path);
     return layerDrift(
       { path: b.path, mean: bn.runningMean.data, variance: bn.runningVar.data, eps: bn.eps },
       batchNormMoments(b, probe.sums[i]!),
