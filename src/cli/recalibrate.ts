@@ -20,18 +20,18 @@ import {
 } from '../errors/index.js';
 import {
   csvFeatureRows,
-  FLOAT32_RANGE_MESSAGE,
   inputShapeOf,
   JobRegistry,
   labelColumnFor,
   loadModelDirectory,
   ModelRegistry,
+  type NdjsonRowProblem,
   PRIOR_STRENGTH_RANGE,
   RECALIBRATION_BATCH_SIZE_RANGE,
   RECALIBRATION_MODES,
   type RecalibrationMode,
   RecalibrationService,
-  roundsToFiniteFloat32,
+  readNdjsonRow,
   trainingInfoOf,
   VERSION_NAME_PATTERN,
 } from '../service/index.js';
@@ -84,31 +84,16 @@ function checkModeFlags(flags: Flags, modeIsDefault: boolean): void {
   }
 }
 
-function rowsFromNdjson(text: string, source: string): number[][] {
+/** NDJSON rows of `width` numbers, read as the HTTP upload reads them, placed in the file. */
+function rowsFromNdjson(text: string, source: string, width: number): number[][] {
   const rows: number[][] = [];
   text.split('\n').forEach((line, i) => {
-    if (line.trim() === '') return;
-    let value: unknown;
-    try {
-      value = JSON.parse(line);
-    } catch {
-      throw new NormserveError('DATA_INVALID', `${fileLine(source, i + 1)}: not valid JSON`);
-    }
-    if (!Array.isArray(value) || value.some((v) => typeof v !== 'number' || !Number.isFinite(v))) {
-      throw new NormserveError(
-        'DATA_INVALID',
-        `${fileLine(source, i + 1)}: expected an array of finite numbers`,
-      );
-    }
-    // As the HTTP upload names it (line 4[3]), in its words: a value float32 cannot hold.
-    const beyond = value.findIndex((v: number) => !roundsToFiniteFloat32(v));
-    if (beyond >= 0) {
-      throw new NormserveError(
-        'DATA_INVALID',
-        `${fileLine(source, i + 1)}[${beyond}]: ${value[beyond]} is ${FLOAT32_RANGE_MESSAGE}`,
-      );
-    }
-    rows.push(value as number[]);
+    const fail = ({ column, message }: NdjsonRowProblem): never => {
+      const place = `${fileLine(source, i + 1)}${column === undefined ? '' : `[${column}]`}`;
+      throw new NormserveError('DATA_INVALID', `${place}: ${message}`);
+    };
+    const row = new Array<number>(width);
+    if (readNdjsonRow(line, width, row, 0, fail)) rows.push(row);
   });
   return rows;
 }
@@ -163,7 +148,7 @@ async function main(argv: readonly string[]): Promise<void> {
   const text = await readInputText(flags.data, '');
   let rows: number[][];
   if (/\.(ndjson|jsonl)$/i.test(flags.data)) {
-    rows = rowsFromNdjson(text, flags.data);
+    rows = rowsFromNdjson(text, flags.data, parent.compiled.inputWidth);
   } else {
     const model = { name, inputWidth: parent.compiled.inputWidth, featureNames, labelColumn };
     rows = csvFeatureRows(
