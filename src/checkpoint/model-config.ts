@@ -44,20 +44,33 @@ export const MODEL_FORMAT = 'normserve.model/v1';
 
 /** A model's name: also its directory in a repository, so no path separators and no leading dot. */
 export const MODEL_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+/**
+ * A model's name in a config and as a request gives it (an HTTP path, gRPC's model_name), refused
+ * before any lookup so that an error never echoes a name of any length.
+ */
 export const modelNameSchema = z.string().regex(MODEL_NAME_PATTERN, {
   error: expecting(
-    'letters, digits, ".", "_" and "-" (at most 128), starting with a letter or digit',
+    'a model name: letters, digits, ".", "_" and "-" (at most 128), starting with a letter or digit',
   ),
 });
+
+/** What a model predicts: class logits or regression targets. */
+export const taskSchema = z.enum(['classification', 'regression']);
+export type Task = z.output<typeof taskSchema>;
+
+/** One sample's shape: [features] or [channels, height, width]. */
+export const inputShapeSchema = z
+  .array(positiveInt)
+  .refine((shape) => shape.length === 1 || shape.length === 3, {
+    message: 'expected [features] or [channels, height, width]',
+  });
 
 /** Unknown top-level keys are kept (looseObject), so a recalibrated version carries them on. */
 export const modelConfigSchema = z.looseObject({
   format: z.literal(MODEL_FORMAT),
   name: modelNameSchema,
-  task: z.enum(['classification', 'regression']),
-  input_shape: z.array(positiveInt).refine((shape) => shape.length === 1 || shape.length === 3, {
-    message: 'expected [features] or [channels, height, width]',
-  }),
+  task: taskSchema,
+  input_shape: inputShapeSchema,
   labels: z.array(z.string().min(1)).min(2).optional(),
   description: z.string().optional(),
   input_transform: inputTransformSchema.optional(),
@@ -123,9 +136,4 @@ export function parseModelConfig(value: unknown, source = 'config.json'): ModelC
     );
   }
   return config;
-}
-
-/** Output width of a valid config. */
-export function outputWidthOf(config: ModelConfig): number {
-  return numelOf(checkLayerChain(config.layers, config.input_shape));
 }

@@ -22,19 +22,21 @@ import {
 import {
   checkNamedLabelColumn,
   csvFeatureRows,
-  FLOAT32_RANGE_MESSAGE,
   inputShapeOf,
   labelColumnFor,
   labelColumnWithoutColumns,
   loadModelDirectory,
   ModelRegistry,
+  type NdjsonRowProblem,
   PRIOR_STRENGTH_RANGE,
   RECALIBRATION_BATCH_SIZE_RANGE,
+  RECALIBRATION_MODES,
+  type RecalibrationMode,
   type RecalibrationOutcome,
   RecalibrationService,
-  roundsToFiniteFloat32,
-  rowWidthMessage,
+  readNdjsonRow,
   trainingInfoOf,
+  VERSION_NAME_PATTERN,
 } from '../service/index.js';
 import { parseCsv } from '../training/index.js';
 import { runCli } from './cli-errors.js';
@@ -43,7 +45,7 @@ import { readInputText } from './read-input.js';
 interface Flags {
   model: string;
   data: string;
-  mode: 'exact' | 'prior' | 'running';
+  mode: RecalibrationMode;
   priorStrength?: string;
   batchSize?: string;
   activate: boolean;
@@ -85,42 +87,16 @@ function checkModeFlags(flags: Flags, modeIsDefault: boolean): void {
   }
 }
 
-/**
- * The rows of an NDJSON file, each `width` finite numbers, refused as the HTTP upload refuses them
- * but naming the file (`night.ndjson: line 4: expected 64 values, got 2`); a file without a row is
- * refused naming it too.
- */
+/** NDJSON rows of `width` numbers, read as the HTTP upload reads them, placed in the file. */
 function rowsFromNdjson(text: string, source: string, width: number): number[][] {
   const rows: number[][] = [];
   text.split('\n').forEach((line, i) => {
-    if (line.trim() === '') return;
-    let value: unknown;
-    try {
-      value = JSON.parse(line);
-    } catch {
-      throw new NormserveError('DATA_INVALID', `${fileLine(source, i + 1)}: not valid JSON`);
-    }
-    if (!Array.isArray(value) || value.some((v) => typeof v !== 'number' || !Number.isFinite(v))) {
-      throw new NormserveError(
-        'DATA_INVALID',
-        `${fileLine(source, i + 1)}: expected an array of finite numbers`,
-      );
-    }
-    if (value.length !== width) {
-      throw new NormserveError(
-        'DATA_INVALID',
-        `${fileLine(source, i + 1)}: ${rowWidthMessage(width, value.length)}`,
-      );
-    }
-    // As the HTTP upload names it (line 4[3]), in its words: a value float32 cannot hold.
-    const beyond = value.findIndex((v: number) => !roundsToFiniteFloat32(v));
-    if (beyond >= 0) {
-      throw new NormserveError(
-        'DATA_INVALID',
-        `${fileLine(source, i + 1)}[${beyond}]: ${value[beyond]} is ${FLOAT32_RANGE_MESSAGE}`,
-      );
-    }
-    rows.push(value as number[]);
+    const fail = ({ column, message }: NdjsonRowProblem): never => {
+      const place = `${fileLine(source, i + 1)}${column === undefined ? '' : `[${column}]`}`;
+      throw new NormserveError('DATA_INVALID', `${place}: ${message}`);
+    };
+    const row = new Array<number>(width);
+    if (readNdjsonRow(line, width, row, 0, fail)) rows.push(row);
   });
   if (rows.length === 0)
     throw new NormserveError(
@@ -144,9 +120,7 @@ async function main(argv: readonly string[]): Promise<void> {
       'unlabeled rows: CSV with a header (a label column is ignored) or NDJSON arrays',
     )
     .addOption(
-      new Option('--mode <mode>', 'statistics')
-        .choices(['exact', 'prior', 'running'])
-        .default('exact'),
+      new Option('--mode <mode>', 'statistics').choices(RECALIBRATION_MODES).default('exact'),
     )
     .option('--prior-strength <n>', 'prior mode: weight of the source statistics, in rows')
     .option('--batch-size <n>', 'running mode: rows per batch')
@@ -165,8 +139,8 @@ async function main(argv: readonly string[]): Promise<void> {
 
   const dir = flags.model.replace(/\/+$/, '');
   // The directory must exist and hold versions; the hints name a repository given instead.
-  await loadModelDirectory(dir);
-  if (/^[1-9][0-9]*$/.test(basename(resolve(dir))) && existsSync(join(dir, 'config.json'))) {
+  const opened = await loadModelDirectory(dir);
+  if (VERSION_NAME_PATTERN.test(basename(resolve(dir))) && existsSync(join(dir, 'config.json'))) {
     throw new NormserveError(
       'MODEL_NOT_FOUND',
       `--model ${flags.model} is a version directory; give its model directory ${dirname(dir)} (the new version's parent is the active version; activate another one first to start from it)`,
@@ -174,8 +148,9 @@ async function main(argv: readonly string[]): Promise<void> {
   }
   const name = basename(dir);
   const registry = new ModelRegistry(dirname(dir), { maxBatchSize: 4096 });
-  await registry.refreshModel(name);
-  const parent = registry.resolve(name);
+  // The active version alone, from the checkpoint just read; the other versions are read when
+  // the recalibration starts (it re-reads the model under its lock) and publishes.
+  const parent = await registry.openVersion(name, opened.version, opened.checkpoint);
   const { featureNames, labelColumn } = trainingInfoOf(parent.checkpoint.config);
 
   const text = await readInputText(flags.data, '');

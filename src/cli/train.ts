@@ -21,6 +21,7 @@ import {
   nextVersionPath,
   publishCheckpoint,
   removeOwnPublishTemporariesSync,
+  type Task,
 } from '../service/index.js';
 import {
   architectureSchema,
@@ -248,7 +249,7 @@ function checkInitFixes(
   );
 }
 
-function summary(m: TrainingMetrics, task: 'classification' | 'regression'): string {
+function summary(m: TrainingMetrics, task: Task): string {
   const fmt = (x: number) => x.toFixed(4);
   if (!m.test) return 'test: no test rows';
   if (task === 'classification') {

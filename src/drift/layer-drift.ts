@@ -1,3 +1,5 @@
+import { unbiasedVariance } from '../nn/index.js';
+
 /**
  * K of the live drift statistics' clip: each value a live drift tap reads is winsorized at
  * running_mean_c ± K·√(running_var_c + ε) of its BatchNorm channel before it is summed, so that a
@@ -55,7 +57,7 @@ export function layerDrift(running: RunningStatistics, live: LiveMoments): Layer
   const n = live.count;
   for (let c = 0; c < channels; c++) {
     const sigmaRun = Math.sqrt(running.variance[c]! + running.eps);
-    const liveVar = n > 1 ? live.m2[c]! / (n - 1) : 0;
+    const liveVar = unbiasedVariance(live.m2[c]!, n);
     const z = Math.abs(live.mean[c]! - running.mean[c]!) / sigmaRun;
     const r = Math.log(Math.sqrt(liveVar + running.eps) / sigmaRun);
     shift += z;

@@ -19,4 +19,5 @@ export {
   issuesToLocations,
 } from './issue-path.js';
 export { type ErrorLocation, isNormserveError, NormserveError } from './normserve-error.js';
+export { versionNotFound } from './not-found.js';
 export { ECHO_CHARS, printable, quote, quoteList } from './quote.js';

@@ -32,14 +32,16 @@ import {
   type InputShape,
   inputShapeOf,
   type Log,
-  modelMetadata,
+  modelReadiness,
   OIP_EXTENSIONS,
   type OutputTensor,
+  oipModelMetadata,
   outputTensor,
   type PredictOutput,
   type RowSource,
   readFloat32,
   requestedOutputs,
+  VERSION_NAME_PATTERN,
 } from '../service/index.js';
 import { type CallRecord, callRecorder, callRecordOf } from './call-recorder.js';
 import { ComputeLane, REPLY_FLUSH_WAIT_MS } from './compute-lane.js';
@@ -77,7 +79,6 @@ export interface GrpcServerHandle {
   close(timeoutMs: number): Promise<void>;
 }
 
-const VERSION = /^[1-9][0-9]{0,14}$/;
 const statusNames = Object.fromEntries(
   Object.entries(status)
     .filter(([, v]) => typeof v === 'number')
@@ -94,7 +95,7 @@ function parseMessage<T extends z.ZodType>(schema: T, value: unknown): z.output<
 
 function versionOf(value: string, field: string): number | undefined {
   if (value === '') return undefined;
-  if (!VERSION.test(value))
+  if (!VERSION_NAME_PATTERN.test(value))
     failInput(field, `expected a positive integer, got "${value.slice(0, 40)}"`);
   return Number(value);
 }
@@ -281,15 +282,6 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
     };
   };
 
-  const ready = (name: string, version: string): boolean => {
-    const model = registry.get(name);
-    const v = versionOf(version, 'version') ?? model.active;
-    const served = v === undefined ? undefined : model.versions.get(v);
-    if (version !== '' && !served)
-      throw new NormserveError('VERSION_NOT_FOUND', `model "${name}" has no version ${version}`);
-    return served?.state === 'AVAILABLE';
-  };
-
   const finishInfer = (
     request: ModelInferRequest,
     out: PredictOutput,
@@ -322,7 +314,9 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
       'ModelReady',
       (call) => {
         const ref = parseMessage(modelRefSchema, call.request);
-        return { ready: ready(ref.name, ref.version) };
+        return {
+          ready: modelReadiness(registry, ref.name, versionOf(ref.version, 'version')).ready,
+        };
       },
       (request) => (request as { name?: string }).name ?? '',
     ),
@@ -330,15 +324,7 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
       'ModelMetadata',
       (call) => {
         const ref = parseMessage(modelRefSchema, call.request);
-        const version = versionOf(ref.version, 'version');
-        const served = inference.resolve(ref.name, version);
-        const versions =
-          version !== undefined
-            ? [String(version)]
-            : [...registry.get(ref.name).versions.values()]
-                .filter((v) => v.state === 'AVAILABLE')
-                .map((v) => String(v.version));
-        return modelMetadata(served, versions);
+        return oipModelMetadata(registry, ref.name, versionOf(ref.version, 'version'));
       },
       (request) => (request as { name?: string }).name ?? '',
     ),
@@ -348,7 +334,7 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
         const refused = checkToken?.(call.metadata.get('authorization')[0]);
         if (refused) throw refused;
         const request = acceptsInfer?.(call.request)
-          ? (call.request as ModelInferRequest)
+          ? call.request
           : parseMessage(modelInferRequestSchema, call.request);
         const served = inference.resolve(
           request.model_name,

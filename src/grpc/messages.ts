@@ -21,7 +21,6 @@ const tensorContents = z.object({
   fp64_contents: z.array(z.unknown()),
   bytes_contents: z.array(z.unknown()),
 });
-export type TensorContents = z.output<typeof tensorContents>;
 
 const tensorName = z.string().max(LIMITS.nameChars);
 

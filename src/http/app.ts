@@ -26,6 +26,7 @@ import {
   clientErrorHandler,
   httpServerOptions,
   limitConnections,
+  RECEIVE_TIMED_OUT,
   requestTimedOut,
 } from './connection-limits.js';
 import { decodeContentEncoding } from './content-encoding.js';
@@ -395,7 +396,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
         ...(model ? { model } : {}),
         ...(servedVersion !== undefined ? { version: servedVersion } : {}),
       },
-      timedOut ? 'request timed out while being received' : 'request aborted by the client',
+      timedOut ? RECEIVE_TIMED_OUT : 'request aborted by the client',
     );
   };
   app.addHook('onRequestAbort', (request, done) => {

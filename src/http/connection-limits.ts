@@ -52,6 +52,9 @@ function writeProblem(
   );
 }
 
+/** The log line of a request cut at REQUEST_TIMEOUT_MS, here and when a route was reading it. */
+export const RECEIVE_TIMED_OUT = 'request timed out while being received';
+
 /** Connections whose request Node cut at REQUEST_TIMEOUT_MS (see requestTimedOut). */
 const timedOutSockets = new WeakSet<Socket>();
 
@@ -78,7 +81,7 @@ export function clientErrorHandler(log: FastifyBaseLogger) {
         'REQUEST_TIMEOUT',
         'the request did not arrive within REQUEST_TIMEOUT_MS',
       );
-      message = 'request timed out while being received';
+      message = RECEIVE_TIMED_OUT;
     } else if (err.code === 'HPE_HEADER_OVERFLOW') {
       error = new NormserveError('HEADERS_TOO_LARGE', 'the request headers are too large');
       message = 'request headers too large';

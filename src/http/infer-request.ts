@@ -144,15 +144,13 @@ export function inferHandler({ config, inference }: Pick<AppDeps, 'config' | 'in
       const split = splitInferBody(request.body, lengthHeader);
       binary = split.binary;
       const header = parseInferHeader(request, split.json, lengthHeader !== undefined);
-      parsed = acceptsHeader?.(header)
-        ? (header as InferBody)
-        : parseWith(headerSchema, header, 'body');
+      parsed = acceptsHeader?.(header) ? header : parseWith(headerSchema, header, 'body');
     } else {
       // A refused body is parsed with the header's schema (the same but for an input's `data`,
       // optional there): a missing `data` is then named by readInput, which knows why (binary
       // data without a binary body, or no data at all), instead of "expected array".
       parsed = acceptsBody?.(request.body)
-        ? (request.body as InferBody)
+        ? request.body
         : parseWith(headerSchema, request.body, 'body');
     }
     // An unknown model or version is named after the body's errors, in Fastify's order.

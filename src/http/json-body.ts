@@ -12,6 +12,9 @@ import { overJsonBudget } from './json-budget.js';
  */
 export const JSON_BODY_TYPES = ['application/json', 'application/x-www-form-urlencoded'] as const;
 
+/** A JSON body of no bytes (parseJsonBody here, Fastify's own parser in problem.ts). */
+export const EMPTY_JSON_BODY = 'the body is empty but Content-Type is application/json';
+
 /** Where a JSON text stops being JSON: 1-based line and column, 0-based character offset. */
 export interface JsonPosition {
   line: number;
@@ -70,9 +73,7 @@ export function parseJsonBody(
   done: (error: Error | null, value?: unknown) => void,
 ): void {
   if (body.length === 0) {
-    done(
-      new NormserveError('INVALID_JSON', 'the body is empty but Content-Type is application/json'),
-    );
+    done(new NormserveError('INVALID_JSON', EMPTY_JSON_BODY));
     return;
   }
   const refused = overJsonBudget(request, body);

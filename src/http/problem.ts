@@ -7,7 +7,7 @@ import {
   NormserveError,
 } from '../errors/index.js';
 import { bodyTooLarge } from './body-too-large.js';
-import { JSON_BODY_TYPES } from './json-body.js';
+import { EMPTY_JSON_BODY, JSON_BODY_TYPES } from './json-body.js';
 import { LIMITS } from './schemas/limits.js';
 
 /** RFC 9457 problem details, plus `error` (the message string TF Serving and OIP clients read). */
@@ -84,10 +84,7 @@ function fromFastifyError(error: FastifyError, request: FastifyRequest): Normser
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
       return new NormserveError('INVALID_INPUT', 'Content-Length does not match the body');
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
-      return new NormserveError(
-        'INVALID_JSON',
-        'the body is empty but Content-Type is application/json',
-      );
+      return new NormserveError('INVALID_JSON', EMPTY_JSON_BODY);
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
       // Fastify's JSON parser reports syntax errors and secure-json-parse's refusals alike, with
       // a message naming application/json even for curl's form type: name both causes instead.

@@ -3,10 +3,8 @@ import {
   type CsvFeatureModel,
   CsvFeatureReader,
   csvRecords,
-  FINITE_NUMBER_MESSAGE,
-  FLOAT32_RANGE_MESSAGE,
-  roundsToFiniteFloat32,
-  rowWidthMessage,
+  type NdjsonRowProblem,
+  readNdjsonRow,
 } from '../service/index.js';
 import { parseNumberRow } from './number-row-parser.js';
 
@@ -94,35 +92,13 @@ export async function* ndjsonRows(
   // The slow way: JSON.parse, with the exact error for a line the fast scan did not take.
   const parseLine = (text: string): void => {
     line++;
-    const trimmed = text.trim();
-    if (trimmed === '') return;
-    let value: unknown;
-    try {
-      value = JSON.parse(trimmed);
-    } catch {
-      throw new NormserveError('INVALID_INPUT', `line ${line}: not valid JSON`, {
-        errors: [{ path: `line ${line}`, message: 'not valid JSON' }],
+    const fail = ({ column, message }: NdjsonRowProblem): never => {
+      const path = column === undefined ? `line ${line}` : `line ${line}[${column}]`;
+      throw new NormserveError('INVALID_INPUT', `${path}: ${message}`, {
+        errors: [{ path, message }],
       });
-    }
-    if (!Array.isArray(value) || value.length !== width) {
-      const message = Array.isArray(value)
-        ? rowWidthMessage(width, value.length)
-        : `expected an array of ${width} numbers`;
-      throw new NormserveError('INVALID_INPUT', `line ${line}: ${message}`, {
-        errors: [{ path: `line ${line}`, message }],
-      });
-    }
-    for (let c = 0; c < width; c++) {
-      const v = value[c];
-      if (typeof v !== 'number' || !roundsToFiniteFloat32(v)) {
-        const message = typeof v === 'number' ? FLOAT32_RANGE_MESSAGE : FINITE_NUMBER_MESSAGE;
-        throw new NormserveError('INVALID_INPUT', `line ${line}[${c}]: ${message}`, {
-          errors: [{ path: `line ${line}[${c}]`, message }],
-        });
-      }
-      chunk[rows * width + c] = v;
-    }
-    rows++;
+    };
+    if (readNdjsonRow(text, width, chunk, rows * width, fail)) rows++;
   };
   // A row of `width` numbers fits in this many characters; a longer line is not a row (and would
   // otherwise grow without bound while no newline comes).

@@ -1,5 +1,9 @@
 import { finish, type Sliced } from '../nn/index.js';
-import { detectWasmSupport, type WasmSupport } from '../nn/wasm/index.js';
+import {
+  detectWasmSupport,
+  type WasmSupport,
+  wasmRuntimeUnsupportedReason,
+} from '../nn/wasm/index.js';
 import type { EngineName } from './engine-name.js';
 import type { Executor } from './executor.js';
 import type { CompiledPlan } from './plan.js';
@@ -32,13 +36,6 @@ export interface ExecutorOptions {
   onFallback?: ((reason: string) => void) | undefined;
   /** What the runtime supports; detected when not given (tests pass one to simulate a runtime). */
   support?: WasmSupport | undefined;
-}
-
-/** Why the runtime cannot run the wasm engine at all, or undefined when it can. */
-export function wasmRuntimeUnsupportedReason(support = detectWasmSupport()): string | undefined {
-  if (!support.simd) return 'this runtime has no WebAssembly SIMD';
-  if (!support.threads) return 'this runtime has no WebAssembly shared memory';
-  return undefined;
 }
 
 /**

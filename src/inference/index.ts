@@ -1,4 +1,8 @@
-export { detectWasmSupport, type WasmSupport } from '../nn/wasm/index.js';
+export {
+  detectWasmSupport,
+  type WasmSupport,
+  wasmRuntimeUnsupportedReason,
+} from '../nn/wasm/index.js';
 export {
   batchNormClip,
   batchNormInputsOf,
@@ -22,7 +26,6 @@ export {
   createExecutor,
   creatingExecutor,
   type ExecutorOptions,
-  wasmRuntimeUnsupportedReason,
 } from './create-executor.js';
 export { ENGINES, type EngineName } from './engine-name.js';
 export type { Executor } from './executor.js';

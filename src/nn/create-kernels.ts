@@ -1,17 +1,14 @@
 import type { Kernels, KernelsName } from './kernels.js';
 import { referenceKernels } from './reference-kernels.js';
 import { WasmKernels } from './wasm/wasm-kernels.js';
-import { detectWasmSupport, type WasmSupport } from './wasm/wasm-support.js';
+import {
+  detectWasmSupport,
+  type WasmSupport,
+  wasmRuntimeUnsupportedReason,
+} from './wasm/wasm-support.js';
 
 /** The kernel implementations, the default first. */
 export const KERNELS: readonly KernelsName[] = ['wasm', 'js'];
-
-/** Why this runtime cannot run the WebAssembly kernels, or undefined when it can. */
-export function wasmKernelsUnsupportedReason(support: WasmSupport): string | undefined {
-  if (!support.simd) return 'this runtime has no WebAssembly SIMD';
-  if (!support.threads) return 'this runtime has no WebAssembly shared memory';
-  return undefined;
-}
 
 /**
  * Kernels for one training run: `wasm` (a fresh instance with its own memory) or the `js`
@@ -23,7 +20,7 @@ export function createKernels(
   support: WasmSupport = detectWasmSupport(),
 ): { kernels: Kernels; fallback?: string } {
   if (name === 'js') return { kernels: referenceKernels };
-  const reason = wasmKernelsUnsupportedReason(support);
+  const reason = wasmRuntimeUnsupportedReason(support);
   return reason === undefined
     ? { kernels: new WasmKernels() }
     : { kernels: referenceKernels, fallback: reason };

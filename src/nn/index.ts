@@ -19,6 +19,7 @@ export {
   type ChannelStatistics,
   channelStatistics,
 } from './batch-norm.js';
+export { channelM2, unbiasedVariance } from './channel-variance.js';
 export { clipGradNorm } from './clip-grad-norm.js';
 export {
   adaptiveWindow,
@@ -36,7 +37,7 @@ export {
   geometryFor,
   type ProductFootprint,
 } from './conv2d.js';
-export { createKernels, KERNELS, wasmKernelsUnsupportedReason } from './create-kernels.js';
+export { createKernels, KERNELS } from './create-kernels.js';
 export { crossEntropy, type LossResult, softmaxRows } from './cross-entropy.js';
 export { AlphaDropout, Dropout } from './dropout.js';
 export { ERF_COEFFICIENTS, erf } from './erf.js';

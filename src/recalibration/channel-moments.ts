@@ -1,3 +1,5 @@
+import { unbiasedVariance } from '../nn/index.js';
+
 /**
  * Per-channel count, mean and M2 = Σ(x − mean)² in float64, merged chunk by chunk with the
  * pairwise update of Chan, Golub & LeVeque ("Updating formulae and a pairwise algorithm for
@@ -41,6 +43,6 @@ export class ChannelMoments {
 
   /** The unbiased variance M2 / (n − 1), PyTorch's convention for running_var (needs n ≥ 2). */
   unbiasedVariance(): Float64Array {
-    return this.m2.map((m2) => m2 / (this.count - 1));
+    return this.m2.map((m2) => unbiasedVariance(m2, this.count));
   }
 }

@@ -9,6 +9,7 @@ export {
   MAX_BATCH_SIZE,
   MAX_PRIOR_STRENGTH,
   PRIOR_STRENGTH_RANGE,
+  RECALIBRATION_MODES,
   type RecalibrationMode,
   type RecalibrationOptions,
   type RecalibrationProgress,

@@ -16,7 +16,8 @@ import type { RowStore } from './row-store.js';
  *    "Improving robustness against common corruptions by covariate shift adaptation");
  *  - `running`: train-mode batches with a cumulative average, as torch.optim.swa_utils.update_bn.
  */
-export type RecalibrationMode = 'exact' | 'prior' | 'running';
+export const RECALIBRATION_MODES = ['exact', 'prior', 'running'] as const;
+export type RecalibrationMode = (typeof RECALIBRATION_MODES)[number];
 
 /**
  * A progress report; while one BatchNorm's statistics are computed, `layer` is its top-level index
@@ -101,8 +102,6 @@ export interface ResolvedOptions {
   rowStore: ((width: number, blockRows: number) => RowStore) | undefined;
 }
 
-const MODES: readonly RecalibrationMode[] = ['exact', 'prior', 'running'];
-
 /** The values of the numeric options, for their checks here and a CLI's flags. */
 export const BATCH_SIZE_RANGE: NumberRange = { integer: true, min: 2, max: MAX_BATCH_SIZE };
 export const PRIOR_STRENGTH_RANGE: NumberRange = {
@@ -121,8 +120,8 @@ function checked(name: string, value: number, range: NumberRange): number {
 }
 
 export function resolveOptions(options: RecalibrationOptions): ResolvedOptions {
-  if (!MODES.includes(options.mode)) {
-    const message = `expected one of ${MODES.map((m) => JSON.stringify(m)).join(', ')}, got ${describeInput(options.mode)}`;
+  if (!RECALIBRATION_MODES.includes(options.mode)) {
+    const message = `expected one of ${RECALIBRATION_MODES.map((m) => JSON.stringify(m)).join(', ')}, got ${describeInput(options.mode)}`;
     throw new NormserveError('INVALID_INPUT', `mode: ${message}`, {
       errors: [{ path: 'mode', message }],
     });

@@ -20,6 +20,7 @@ import {
   issuesToLocations,
   NormserveError,
   safeParseWorded,
+  versionNotFound,
 } from '../errors/index.js';
 import { finishYielding } from '../nn/index.js';
 import { ACTIVE_RECORD_LOCK_FILE, withActiveRecordLock } from './active-record-lock.js';
@@ -320,10 +321,7 @@ export class ModelRepository {
             new TextEncoder().encode(previous),
           );
       }
-      throw new NormserveError(
-        'VERSION_NOT_FOUND',
-        `model "${name}" has no version ${version} (it was deleted while being activated)`,
-      );
+      throw versionNotFound(name, version, 'it was deleted while being activated');
     }
     let replaced: number | null = null;
     try {
@@ -341,7 +339,7 @@ export class ModelRepository {
   async deleteVersion(name: string, version: number): Promise<void> {
     const hidden = join(this.modelPath(name), `${temporaryName()}-deleted-${version}`);
     if (!(await this.listVersions(name)).includes(version)) {
-      throw new NormserveError('VERSION_NOT_FOUND', `model "${name}" has no version ${version}`);
+      throw versionNotFound(name, version);
     }
     // The tombstone first: from now on `version` is never published again (publishVersion).
     await writeFileAtomically(
@@ -352,8 +350,7 @@ export class ModelRepository {
     try {
       await rename(this.versionPath(name, version), hidden);
     } catch (e) {
-      if (isMissing(e))
-        throw new NormserveError('VERSION_NOT_FOUND', `model "${name}" has no version ${version}`);
+      if (isMissing(e)) throw versionNotFound(name, version);
       throw e;
     }
     // The caller checked that `version` is not active, but an activation may have written the

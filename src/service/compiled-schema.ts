@@ -1,7 +1,13 @@
 import type { z } from 'zod';
 
-/** Whether a value would pass a schema; no issues, no output. */
-export type Accepts = (value: unknown) => boolean;
+/**
+ * Whether a value would pass a schema, as a type guard: a value it accepts is the schema's output
+ * (compileAccepts compiles only schemas whose output is their input). No issues, no output.
+ */
+export type Accepts<T = unknown> = (value: unknown) => value is T;
+
+/** A compiled check of one part of a schema. */
+type Predicate = (value: unknown) => boolean;
 
 /** Internals of zod v4 schemas that the compiler reads (`schema._zod.def`). */
 interface Def {
@@ -38,7 +44,7 @@ const isObject = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** The checks of a number: finite always (zod 4 refuses ±Infinity and NaN), then bounds. */
-function numberCheck(checks: CheckDef[]): Accepts {
+function numberCheck(checks: CheckDef[]): Predicate {
   let min = -Infinity;
   let max = Infinity;
   let minInclusive = true;
@@ -86,7 +92,7 @@ function numberArray(
   element: z.ZodType,
   minLength: number,
   maxLength: number,
-): Accepts | undefined {
+): Predicate | undefined {
   const def = defOf(element);
   if (def.type !== 'number') return undefined;
   let low = -Infinity;
@@ -136,7 +142,7 @@ function refinements(checks: CheckDef[]): ((value: unknown) => boolean)[] {
   });
 }
 
-function compile(schema: z.ZodType): Accepts {
+function compile(schema: z.ZodType): Predicate {
   const def = defOf(schema);
   const checks = (def.checks ?? []).map((c) => c._zod.def);
   switch (def.type) {
@@ -249,9 +255,10 @@ function compile(schema: z.ZodType): Accepts {
  * input; this is a faster way to say "valid" for the common case. Returns undefined for a schema
  * it cannot compile.
  */
-export function compileAccepts(schema: z.ZodType): Accepts | undefined {
+export function compileAccepts<T extends z.ZodType>(schema: T): Accepts<z.output<T>> | undefined {
   try {
-    return compile(schema);
+    // The one place the guard is asserted: compile accepts exactly what the schema accepts.
+    return compile(schema) as Accepts<z.output<T>>;
   } catch (e) {
     if (e instanceof Unsupported) return undefined;
     throw e;

@@ -23,7 +23,3 @@ export function trainingInfoOf(config: ModelConfig): TrainingInfo {
     labelColumn: labelColumnSchema.safeParse(training.label_column).data,
   };
 }
-
-/** The feature names training recorded, in input order (see trainingInfoOf). */
-export const featureNamesOf = (config: ModelConfig): string[] | undefined =>
-  trainingInfoOf(config).featureNames;

@@ -1,10 +1,21 @@
-export { MODEL_NAME_PATTERN } from '../checkpoint/index.js';
+export {
+  MODEL_NAME_PATTERN,
+  modelNameSchema,
+  type Task,
+  taskSchema,
+} from '../checkpoint/index.js';
+// The opset the export writes, for the descriptions of the route and the CLI.
+export { ONNX_OPSET } from '../inference/index.js';
 export {
   BATCH_SIZE_RANGE as RECALIBRATION_BATCH_SIZE_RANGE,
   checkCapacity as checkRecalibrationCapacity,
+  DEFAULT_BATCH_SIZE as DEFAULT_RECALIBRATION_BATCH_SIZE,
+  DEFAULT_PRIOR_STRENGTH,
   MAX_BATCH_SIZE as MAX_RECALIBRATION_BATCH_SIZE,
   MAX_PRIOR_STRENGTH,
   PRIOR_STRENGTH_RANGE,
+  RECALIBRATION_MODES,
+  type RecalibrationMode,
   tooManySamples,
 } from '../recalibration/index.js';
 export {
@@ -63,7 +74,7 @@ export {
   DynamicBatcher,
 } from './dynamic-batcher.js';
 export { defaultEngineThreads, nodeEngineOptions, prepareWasmRuntime } from './engine-runtime.js';
-export { featureNamesOf, trainingInfoOf } from './feature-names.js';
+export { trainingInfoOf } from './feature-names.js';
 export { InferenceService, type InferenceServiceOptions } from './inference-service.js';
 export {
   FINITE_NUMBER_MESSAGE,
@@ -107,14 +118,16 @@ export {
   type VersionState,
 } from './model-registry.js';
 export { type ModelReport, openReportModel, type ReportModel } from './model-report.js';
+export { type NdjsonRowProblem, readNdjsonRow } from './ndjson-row.js';
 export { exportModelOnnx, type OnnxExport, type OnnxExportRequest } from './onnx-export.js';
 export {
   checkInputTensor,
   type InputTensorHeader,
-  modelMetadata,
+  modelReadiness,
   OIP_EXTENSIONS,
   type OutputName,
   type OutputTensor,
+  oipModelMetadata,
   outputNames,
   outputTensor,
   requestedOutputs,
@@ -150,7 +163,7 @@ export {
   type RecalibrationStarted,
   slices,
 } from './recalibration-service.js';
-export { LIMITS, modelNameSchema } from './request-limits.js';
+export { LIMITS } from './request-limits.js';
 export {
   flatRows,
   float32Rows,
@@ -160,6 +173,7 @@ export {
   sampleRows,
 } from './row-source.js';
 export {
+  DEFAULT_MAX_BATCH_SIZE,
   numericText,
   parseServerConfig,
   type ServerConfig,

@@ -17,7 +17,15 @@ import {
   type Executor,
   PlanExecutor,
 } from '../inference/index.js';
-import { BatchNorm, type FeatureTransform, namedModules, type Sequential } from '../nn/index.js';
+import {
+  BatchNorm,
+  channelM2,
+  type FeatureTransform,
+  namedModules,
+  type Sequential,
+  unbiasedVariance,
+} from '../nn/index.js';
+import { batchNormLookup } from './batch-norm-lookup.js';
 
 /** What the pictures of a version are computed from (a served version or a model directory). */
 export interface PictureSource {
@@ -172,7 +180,7 @@ export async function layerPicturesInTurns(
 const HIGH_WORD = new Int32Array(Float64Array.of(-1).buffer)[1] === -1074790400 ? 1 : 0;
 
 /**
- * A layer's outputs γ·(x − running_mean)/σ + β into `y`, with per channel Σx and Σx² and the
+ * A layer's outputs γ·(x − running_mean)/σ + β into `y`, with per channel Σx and the
  * count of outputs below 0.
  */
 export function normalise(
@@ -182,13 +190,12 @@ export function normalise(
   y: Float64Array,
   rows: number,
   spatial: number,
-): { sum: Float64Array; sumSq: Float64Array; negative: number } {
+): { sum: Float64Array; negative: number } {
   const channels = bn.numFeatures;
   const mean = bn.runningMean.data;
   const gamma = bn.weight?.value.data;
   const beta = bn.bias?.value.data;
   const sum = new Float64Array(channels);
-  const sumSq = new Float64Array(channels);
   const words = new Int32Array(y.buffer, y.byteOffset, 2 * y.length);
   let negative = 0;
   let i = 0;
@@ -200,11 +207,9 @@ export function normalise(
       const b = beta ? beta[c]! : 0;
       // Added in the order of the values, as one running sum per channel.
       let s = sum[c]!;
-      let sq = sumSq[c]!;
       for (let k = 0; k < spatial; k++, i++) {
         const v = x[i]!;
         s += v;
-        sq += v * v;
         const out = ((v - m) / sd) * g + b;
         y[i] = out;
         // out < 0 from the sign bit of what was stored, without a branch on it: the signs of a
@@ -215,10 +220,9 @@ export function normalise(
         if (out === 0 || Number.isNaN(out)) negative -= sign;
       }
       sum[c] = s;
-      sumSq[c] = sq;
     }
   }
-  return { sum, sumSq, negative };
+  return { sum, negative };
 }
 
 /**
@@ -259,12 +263,12 @@ function* drawLayers(
       const spatial = width / channels;
       const std = Array.from(bn.runningVar.data, (v) => Math.sqrt(v + bn.eps));
       const y = buffers.outputs.subarray(0, x.length);
-      const { sum, sumSq, negative } = normalise(bn, std, x, y, rows, spatial);
+      const { sum, negative } = normalise(bn, std, x, y, rows, spatial);
       const n = rows * spatial;
       const liveMean = Array.from(sum, (s) => (n > 0 ? s / n : 0));
-      const liveStd = liveMean.map((m, c) =>
-        Math.sqrt(Math.max(0, n > 1 ? (sumSq[c]! - m * sum[c]!) / (n - 1) : 0) + bn.eps),
-      );
+      // Two passes: a channel whose mean is large against its spread keeps its variance.
+      const m2 = channelM2(x, rows, channels, spatial, liveMean);
+      const liveStd = liveMean.map((_, c) => Math.sqrt(unbiasedVariance(m2[c]!, n) + bn.eps));
       yield;
       // Both read in place (robustRange copies nothing out of a typed array).
       const [lo, hi] = robustRange(x);
@@ -309,9 +313,9 @@ export function driftOfRows(
     const k = Math.min(4096, rows - r);
     executor.accumulate(input.subarray(r * width, (r + k) * width), k, probe);
   }
-  const modules = new Map(namedModules(source.network));
+  const batchNormAt = batchNormLookup(source.network);
   return inputs.map((b, i) => {
-    const bn = modules.get(b.path) as BatchNorm;
+    const bn = batchNormAt(b.path);
     return layerDrift(
       { path: b.path, mean: bn.runningMean.data, variance: bn.runningVar.data, eps: bn.eps },
       batchNormMoments(b, probe.sums[i]!),

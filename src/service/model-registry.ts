@@ -7,7 +7,12 @@ import {
   type ModelConfig,
   WEIGHTS_FILE,
 } from '../checkpoint/index.js';
-import { type ErrorCode, isNormserveError, NormserveError } from '../errors/index.js';
+import {
+  type ErrorCode,
+  isNormserveError,
+  NormserveError,
+  versionNotFound,
+} from '../errors/index.js';
 import {
   CompiledModel,
   detectWasmSupport,
@@ -211,8 +216,7 @@ export class ModelRegistry {
       );
     }
     const served = model.versions.get(v);
-    if (!served)
-      throw new NormserveError('VERSION_NOT_FOUND', `model "${name}" has no version ${v}`);
+    if (!served) throw versionNotFound(name, v);
     if (!isAvailable(served)) {
       throw new NormserveError(
         'VERSION_NOT_FOUND',
@@ -384,12 +388,38 @@ export class ModelRegistry {
     return parts.join('|');
   }
 
-  private async loadVersion(name: string, version: number): Promise<ServedVersion> {
+  /**
+   * Serves `version` of `name` from a checkpoint already read from the repository, alone: the
+   * model's other versions are neither read nor compiled (the offline CLIs open one version of a
+   * model that may have many). Throws like `resolve` when it does not compile.
+   */
+  async openVersion(
+    name: string,
+    version: number,
+    checkpoint: LoadedCheckpoint,
+  ): Promise<AvailableVersion> {
+    const loaded = await this.loadVersion(name, version, checkpoint);
+    this.dropModel(name);
+    this.models.set(name, {
+      name,
+      versions: new Map([[version, loaded]]),
+      active: isAvailable(loaded) ? version : undefined,
+      activeRecord: undefined,
+    });
+    return this.resolve(name, version);
+  }
+
+  /** Reads (unless given its checkpoint) and compiles one version; a failure is a FAILED version. */
+  private async loadVersion(
+    name: string,
+    version: number,
+    preread?: LoadedCheckpoint,
+  ): Promise<ServedVersion> {
     const fingerprint = await this.fingerprint(name, version);
     const loadedAt = new Date().toISOString();
     try {
       const started = performance.now();
-      const checkpoint = await this.repository.loadVersion(name, version);
+      const checkpoint = preread ?? (await this.repository.loadVersion(name, version));
       // Compiled in slices with the event loop given back between them: the other versions,
       // /healthz and the metrics go on answering while a large version loads (bench/load-stall.ts).
       const compiled = await finishYielding(
@@ -580,8 +610,7 @@ export class ModelRegistry {
   /** Deletes a version that is not the active one. */
   async deleteVersion(name: string, version: number): Promise<ModelSnapshot> {
     const model = await this.refreshModel(name);
-    if (!model.versions.has(version))
-      throw new NormserveError('VERSION_NOT_FOUND', `model "${name}" has no version ${version}`);
+    if (!model.versions.has(version)) throw versionNotFound(name, version);
     if (model.active === version) {
       throw new NormserveError(
         'ACTIVE_VERSION_DELETE',

@@ -1,6 +1,6 @@
-import { quote } from '../errors/index.js';
+import { quote, versionNotFound } from '../errors/index.js';
 import { failInput, type InputShape } from './input-shape.js';
-import type { AvailableVersion } from './model-registry.js';
+import type { AvailableVersion, ModelRegistry } from './model-registry.js';
 import { checkBatchSize, type PredictOutput } from './predict.js';
 import {
   INPUT_TENSOR,
@@ -34,7 +34,7 @@ export function outputNames(served: AvailableVersion): readonly OutputName[] {
     : REGRESSION_OUTPUTS;
 }
 
-export function modelMetadata(served: AvailableVersion, versions: string[]) {
+function modelMetadata(served: AvailableVersion, versions: string[]) {
   const width = served.compiled.outputWidth;
   const outputs = outputNames(served).map((name) =>
     name === LABEL_TENSOR
@@ -48,6 +48,32 @@ export function modelMetadata(served: AvailableVersion, versions: string[]) {
     inputs: [{ name: INPUT_TENSOR, datatype: 'FP32', shape: [-1, ...served.compiled.inputShape] }],
     outputs,
   };
+}
+
+/**
+ * Model metadata: of the active version, listing every available version, or of the version asked
+ * for, listing that one.
+ */
+export function oipModelMetadata(registry: ModelRegistry, name: string, version?: number) {
+  if (version !== undefined)
+    return modelMetadata(registry.resolve(name, version), [String(version)]);
+  const served = registry.resolve(name);
+  const versions = [...registry.get(name).versions.values()]
+    .filter((v) => v.state === 'AVAILABLE')
+    .map((v) => String(v.version));
+  return modelMetadata(served, versions);
+}
+
+/**
+ * Model readiness: whether the version asked for (else the active one) is available;
+ * VERSION_NOT_FOUND for a version the model does not have.
+ */
+export function modelReadiness(registry: ModelRegistry, name: string, version?: number) {
+  const model = registry.get(name);
+  const v = version ?? model.active;
+  const served = v === undefined ? undefined : model.versions.get(v);
+  if (version !== undefined && !served) throw versionNotFound(name, version);
+  return { name, ready: served?.state === 'AVAILABLE' };
 }
 
 /** The tensor description of an OIP input, before its data is read. */

@@ -29,12 +29,13 @@ export async function openModelDirectory(
 ): Promise<OpenedModel> {
   const { root, name, version, checkpoint } = await loadModelDirectory(dir);
   const registry = new ModelRegistry(root, { maxBatchSize });
-  await registry.refreshModel(name);
+  // This version alone: the model's other versions are not read or compiled.
+  const { compiled } = await registry.openVersion(name, version, checkpoint);
   const training = trainingInfoOf(checkpoint.config);
   return {
     name,
     version,
-    inputWidth: registry.resolve(name, version).compiled.inputWidth,
+    inputWidth: compiled.inputWidth,
     featureNames: training.featureNames,
     labelColumn: training.labelColumn,
     predict: (rows, options = {}) =>

@@ -1,3 +1,4 @@
+import type { Task } from '../checkpoint/index.js';
 import { type ErrorLocation, NormserveError } from '../errors/index.js';
 import type { CompiledModel, StatisticsProbe } from '../inference/index.js';
 import { softmaxRows } from '../nn/index.js';
@@ -24,7 +25,7 @@ export interface PredictInput {
 export interface PredictOutput {
   model: string;
   version: number;
-  task: 'classification' | 'regression';
+  task: Task;
   rows: number;
   outputWidth: number;
   /** Raw model outputs [rows, outputWidth] (logits for classification). */

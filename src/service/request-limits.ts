@@ -1,7 +1,3 @@
-import { z } from 'zod';
-import { MODEL_NAME_PATTERN } from '../checkpoint/index.js';
-import { expecting } from '../errors/index.js';
-
 /**
  * What one request may ask for, over HTTP and gRPC alike, in one place. Each limit bounds the
  * work a request causes and the size of its answer by the request's rows times the model's
@@ -22,12 +18,3 @@ export const LIMITS = {
   /** A free-text note recorded in a version's provenance. */
   noteChars: 1000,
 } as const;
-
-/**
- * A model name as a request gives it (an HTTP path, gRPC's model_name): a directory name of the
- * repository, at most 128 characters (MODEL_NAME_PATTERN), refused before any lookup so that an
- * error never echoes a name of any length.
- */
-export const modelNameSchema = z.string().regex(MODEL_NAME_PATTERN, {
-  error: expecting('a model name: letters, digits, ".", "_", "-"'),
-});

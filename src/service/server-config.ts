@@ -54,12 +54,15 @@ const token = z
  * The server's configuration, read once from the environment (names as in the README's table)
  * and passed down; nothing else reads process.env.
  */
+/** Rows one request may carry unless MAX_BATCH_SIZE says otherwise. */
+export const DEFAULT_MAX_BATCH_SIZE = 4096;
+
 export const serverConfigSchema = z.object({
   PORT: int(0, 65535).default(8080),
   HOST: z.string().min(1, 'must not be empty').default('127.0.0.1'),
   MODEL_REPOSITORY: z.string().min(1, 'must not be empty').default('./models'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  MAX_BATCH_SIZE: int(1, 1_000_000).default(4096),
+  MAX_BATCH_SIZE: int(1, 1_000_000).default(DEFAULT_MAX_BATCH_SIZE),
   /** A JSON body is read as one string: V8's strings end near 512 MiB, so 256 MiB at most. */
   BODY_LIMIT_BYTES: int(1024, 256 * 1024 * 1024).default(16 * 1024 * 1024),
   /** Bearer token for admin routes; generated at start-up (and logged once) when unset. */

@@ -1,3 +1,5 @@
+import type { Task } from '../checkpoint/index.js';
+
 /**
  * Names of a model's input and output tensors, shared by the Open Inference Protocol routes and
  * the ONNX export, so that a client reads the same names from both.
@@ -9,5 +11,5 @@ export const PROBABILITIES_TENSOR = 'probabilities';
 export const LABEL_TENSOR = 'label';
 
 /** The model's raw outputs: logits for classification, the predictions themselves for regression. */
-export const rawOutputTensor = (task: 'classification' | 'regression'): string =>
+export const rawOutputTensor = (task: Task): string =>
   task === 'classification' ? 'logits' : 'predictions';

@@ -14,7 +14,7 @@ import {
   clippedBatchNormTaps,
   type StatisticsProbe,
 } from '../inference/index.js';
-import { BatchNorm, namedModules } from '../nn/index.js';
+import { batchNormLookup } from './batch-norm-lookup.js';
 import type { SharedWindow } from './drift-share.js';
 import type { AvailableVersion } from './model-registry.js';
 
@@ -84,10 +84,9 @@ export class VersionDrift {
     this.unobserved = plan.batchNormInputs
       .filter((b) => b.tap === undefined)
       .map((b) => ({ path: b.path, reason: b.reason ?? 'not observable' }));
-    const modules = new Map(namedModules(served.checkpoint.network));
+    const batchNormAt = batchNormLookup(served.checkpoint.network);
     this.running = this.inputs.map((b) => {
-      const bn = modules.get(b.path);
-      if (!(bn instanceof BatchNorm)) throw new Error(`the network has no BatchNorm ${b.path}`);
+      const bn = batchNormAt(b.path);
       return {
         path: b.path,
         mean: bn.runningMean.data,

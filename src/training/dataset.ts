@@ -1,3 +1,4 @@
+import type { Task } from '../checkpoint/index.js';
 import { NormserveError, quote, quoteList } from '../errors/index.js';
 import { type CsvTable, csvPlace, numericCell } from './csv-table.js';
 
@@ -35,7 +36,7 @@ export const unknownLabelColumn = (
 export function datasetFromTable(
   table: CsvTable,
   labelColumn: string,
-  task: 'classification' | 'regression',
+  task: Task,
   labels?: readonly string[],
 ): LabeledDataset {
   const labelIndex = table.header.indexOf(labelColumn);

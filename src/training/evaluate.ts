@@ -1,3 +1,4 @@
+import type { Task } from '../checkpoint/index.js';
 import { crossEntropy, mseLoss, type Sequential, Tensor } from '../nn/index.js';
 import type { Dataset } from './dataset.js';
 
@@ -22,7 +23,7 @@ export const EVAL_CHUNK_ROWS = 1024;
 export function evaluate(
   network: Sequential,
   data: Dataset,
-  task: 'classification' | 'regression',
+  task: Task,
   inputShape: readonly number[] = [data.width],
   chunkRows = EVAL_CHUNK_ROWS,
 ): Evaluation {

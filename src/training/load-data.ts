@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { Task } from '../checkpoint/index.js';
 import { NormserveError, printable } from '../errors/index.js';
 import { parseCsv } from './csv-table.js';
 import { datasetFromTable, type LabeledDataset } from './dataset.js';
@@ -26,7 +27,7 @@ export async function loadTrainingConfig(path: string): Promise<TrainingConfig> 
 export async function loadCsvDataset(
   path: string,
   labelColumn: string,
-  task: 'classification' | 'regression' | undefined,
+  task: Task | undefined,
   labels?: readonly string[],
 ): Promise<{ data: LabeledDataset; sha256: string }> {
   const bytes = await readInputFile(path, 'data file ');

@@ -2,6 +2,7 @@ import {
   type LayerSpec,
   MODEL_NAME_PATTERN,
   type ModelConfig,
+  type Task,
 } from '../checkpoint/model-config.js';
 import { NormserveError, quote } from '../errors/index.js';
 import { architectureSchema, layersFromArchitecture } from './architecture.js';
@@ -11,7 +12,7 @@ import type { TrainingConfig } from './training-config.js';
 /** A training config with everything that depends on the data filled in. */
 export type ResolvedTrainingConfig = Omit<TrainingConfig, 'architecture'> & {
   name: string;
-  task: 'classification' | 'regression';
+  task: Task;
   description: string;
   /** The sample shape: the init model's, the config's, or [feature count]. */
   input_shape: number[];

@@ -1,5 +1,10 @@
 import { z } from 'zod';
-import { layerListSchema, modelNameSchema } from '../checkpoint/model-config.js';
+import {
+  inputShapeSchema,
+  layerListSchema,
+  modelNameSchema,
+  taskSchema,
+} from '../checkpoint/model-config.js';
 import {
   describeLocations,
   type ErrorLocation,
@@ -75,7 +80,7 @@ export const trainingConfigSchema = z
   .strictObject({
     name: modelNameSchema.optional(),
     /** Absent: classification, refused when the label column looks like a numeric target. */
-    task: z.enum(['classification', 'regression']).optional(),
+    task: taskSchema.optional(),
     description: z.string().optional(),
     seed: z.number().int().min(0).max(0xffffffff).default(0),
     data: z.strictObject({
@@ -112,12 +117,7 @@ export const trainingConfigSchema = z
      * The shape of one sample, as the model's config.json states it: the CSV's feature columns
      * in row-major order, e.g. [1, 8, 8] for the 64 pixels of a digit. Default: [feature count].
      */
-    input_shape: z
-      .array(positiveInt)
-      .refine((shape) => shape.length === 1 || shape.length === 3, {
-        message: 'expected [features] or [channels, height, width]',
-      })
-      .optional(),
+    input_shape: inputShapeSchema.optional(),
     /** The network, layer by layer; without it, `architecture` (or its defaults) builds one. */
     layers: layerListSchema.optional(),
     architecture: architectureSchema.optional(),

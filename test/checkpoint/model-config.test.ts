@@ -321,7 +321,7 @@ describe('parseModelConfig rejects, naming the place', () => {
         (v) => {
           v.name = '../etc';
         },
-        'name: expected letters, digits, ".", "_" and "-" (at most 128), starting with a letter or digit, got "../etc"',
+        'name: expected a model name: letters, digits, ".", "_" and "-" (at most 128), starting with a letter or digit, got "../etc"',
       ],
       [
         'a field a layer does not have',

@@ -175,7 +175,7 @@ const failures: { what: string; args: () => string[]; expected: (string | RegExp
   {
     what: 'a model name with a path in it (--name ../evil)',
     args: () => ['--config', IRIS_CONFIG, '--name', '../evil'],
-    expected: [/^train: --name: expected letters, digits, .* got "\.\.\/evil"$/],
+    expected: [/^train: --name: expected a model name: letters, digits, .* got "\.\.\/evil"$/],
   },
   {
     what: 'several bad flags at once, each named',

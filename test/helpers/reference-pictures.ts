@@ -3,7 +3,9 @@
  * here: a test pins that the faster pictures are these, bit for bit. Per BatchNorm, the prefix
  * plan that stops at it (compileNetwork's `until`) run whole from the input rows on the given
  * engine; the range of each histogram from Hoare's FIND in a copy of the finite values; the
- * histogram counted value by value.
+ * histogram counted value by value. One change since: the live variance is the two-pass
+ * Σ(x − mean)²/(n − 1), not Σx² − mean·Σx, which cancels when a channel's mean is large against its
+ * spread (test/service/pictures-exact.test.ts).
  */
 import type { Histogram } from '../../src/drift/index.js';
 import { selectInPlace } from '../../src/drift/order-statistics.js';
@@ -91,7 +93,6 @@ export function referencePictures(
       const std = Array.from(bn.runningVar.data, (v) => Math.sqrt(v + bn.eps));
       const y = new Float64Array(x.length);
       const sum = new Float64Array(channels);
-      const sumSq = new Float64Array(channels);
       let negative = 0;
       let i = 0;
       for (let r = 0; r < rows; r++) {
@@ -99,7 +100,6 @@ export function referencePictures(
           for (let k = 0; k < spatial; k++, i++) {
             const v = x[i]!;
             sum[c] = sum[c]! + v;
-            sumSq[c] = sumSq[c]! + v * v;
             const out =
               ((v - mean[c]!) / std[c]!) * (gamma ? gamma[c]! : 1) + (beta ? beta[c]! : 0);
             y[i] = out;
@@ -109,9 +109,12 @@ export function referencePictures(
       }
       const n = rows * spatial;
       const liveMean = Array.from(sum, (s) => (n > 0 ? s / n : 0));
-      const liveStd = liveMean.map((m, c) =>
-        Math.sqrt(Math.max(0, n > 1 ? (sumSq[c]! - m * sum[c]!) / (n - 1) : 0) + bn.eps),
-      );
+      const m2 = new Float64Array(channels);
+      for (let j = 0; j < x.length; j++) {
+        const c = Math.floor(j / spatial) % channels;
+        m2[c] = m2[c]! + (x[j]! - liveMean[c]!) ** 2;
+      }
+      const liveStd = Array.from(m2, (q) => Math.sqrt((n > 1 ? q / (n - 1) : 0) + bn.eps));
       const [lo, hi] = referenceRobustRange(x);
       const [ylo, yhi] = referenceRobustRange(y);
       return {

@@ -639,7 +639,8 @@ describe('query and path parameters', () => {
     expectInvalid(await t.app.inject({ url: '/v1/models/_digits' }), [
       {
         path: 'path.name',
-        message: 'expected a model name: letters, digits, ".", "_", "-", got "_digits"',
+        message:
+          'expected a model name: letters, digits, ".", "_" and "-" (at most 128), starting with a letter or digit, got "_digits"',
       },
     ]);
   });

@@ -7,7 +7,9 @@
  * over several turns of the event loop.
  */
 import { describe, expect, it } from 'vitest';
-import { BatchNorm1d } from '../../src/nn/index.js';
+import { buildSequential, layerSchema } from '../../src/checkpoint/index.js';
+import { compileNetwork } from '../../src/inference/index.js';
+import { BatchNorm1d, Rng } from '../../src/nn/index.js';
 import { layerPictures, layerPicturesInTurns } from '../../src/service/index.js';
 import { normalise } from '../../src/service/layer-pictures.js';
 import { bundledVersionDir } from '../helpers/bundled-models.js';
@@ -29,6 +31,9 @@ function seededRows(rows: number, width: number, seed: number): Float32Array {
     i % 97 === 0 ? (i % 2 === 0 ? 0 : -0) : 4 * next() - 2,
   );
 }
+
+/** Decimal places a live std must match in: float64's, less the sums' rounding over 300 rows. */
+const STD_DIGITS = 12;
 
 const digits = (rows: number) => Float32Array.from(digitsRows(0, rows).x.flat());
 
@@ -106,5 +111,32 @@ describe('layerPictures', () => {
     expect(y.some((v) => Object.is(v, -0))).toBe(true);
     expect(y.some((v) => Number.isNaN(v))).toBe(true);
     expect(negative).toBe(y.filter((v) => v < 0).length);
+  });
+
+  it('a channel whose mean is large against its spread: the live std of the values, not of cancellation', () => {
+    // Channel 0 holds 10⁶ + k/16 (exact float32 values, 1/16 is their spacing there), k cycling
+    // −2..2: mean 10⁶, M2 = n/5·(4 + 1 + 0 + 1 + 4)/256. Σx² − mean·Σx cancels 14 of float64's 16
+    // digits there (Σx² ≈ 3·10¹⁴, whose spacing is 1/16); channel 1, centred, is the control.
+    const rows = 300;
+    const network = buildSequential([layerSchema.parse({ type: 'batchnorm1d', num_features: 2 })], {
+      init: new Rng(1),
+    }).eval();
+    const x = Float32Array.from({ length: rows * 2 }, (_, i) =>
+      i % 2 === 0 ? 1e6 + (((i >> 1) % 5) - 2) / 16 : (((i >> 1) % 5) - 2) / 16,
+    );
+    const m2 = (rows / 5) * (10 / 256);
+    const expected = Math.sqrt(m2 / (rows - 1) + 1e-5);
+    for (const engine of ['wasm', 'js'] as const) {
+      const source = {
+        network,
+        inputTransform: undefined,
+        inputShape: [2],
+        plan: compileNetwork(network, undefined, [2]),
+        engine,
+      };
+      const [picture] = layerPictures(source, x, rows);
+      expect(picture!.live.mean).toEqual([1e6, 0]);
+      for (const std of picture!.live.std) expect(std).toBeCloseTo(expected, STD_DIGITS);
+    }
   });
 });

@@ -1,3 +1,4 @@
+import { PICTURE_SAMPLE_ROWS } from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
 import { attributeModel } from '../attribute-model.js';
 import { activeVersionErrorResponses, errorResponses, nameParams } from '../schemas/common.js';
@@ -31,8 +32,7 @@ export async function driftRoutes(app: AppInstance): Promise<void> {
       schema: {
         tags: ['models'],
         summary: 'Before/after-BatchNorm histograms of recent traffic, per layer',
-        description:
-          'For the active version and the last 256 rows it served (by each worker process, all gathered, with WORKERS > 1): each BatchNorm’s inputs pooled over channels before normalisation and its outputs after (with the running statistics, where a following ReLU cuts at 0), and per channel the running against the live mean and standard deviation. Empty before traffic.',
+        description: `For the active version and the last ${PICTURE_SAMPLE_ROWS} rows it served (by each worker process, all gathered, with WORKERS > 1): each BatchNorm’s inputs pooled over channels before normalisation and its outputs after (with the running statistics, where a following ReLU cuts at 0), and per channel the running against the live mean and standard deviation. Empty before traffic.`,
         params: nameParams,
         response: { 200: layerPicturesSchema, ...activeVersionErrorResponses },
       },

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { exportModelOnnx } from '../../service/index.js';
+import { exportModelOnnx, ONNX_OPSET } from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
 import { attributeModel } from '../attribute-model.js';
 import { errorResponses, problemSchema, queryFlag, versionParams } from '../schemas/common.js';
@@ -18,8 +18,7 @@ const exportQuerySchema = z.strictObject({
 });
 
 const onnxResponse = z.unknown().meta({
-  description:
-    'The ONNX model (opset 17) of the compiled version: input "input" [batch, features] FP32, output "logits" (classification) or "predictions" (regression) [batch, outputs] FP32',
+  description: `The ONNX model (opset ${ONNX_OPSET}) of the compiled version: input "input" [batch, ...input_shape] FP32 ([batch, features], or [batch, channels, height, width] for an image model), output "logits" (classification) or "predictions" (regression) [batch, outputs] FP32`,
   content: {
     [ONNX_CONTENT_TYPE]: {
       schema: { type: 'string', contentMediaType: ONNX_CONTENT_TYPE },

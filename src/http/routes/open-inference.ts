@@ -1,4 +1,4 @@
-import { OIP_EXTENSIONS } from '../../service/index.js';
+import { modelReadiness, OIP_EXTENSIONS, oipModelMetadata } from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
 import { attributeModel } from '../attribute-model.js';
 import { binaryContentType, OCTET_STREAM } from '../binary-infer.js';
@@ -20,7 +20,6 @@ import {
   serverMetadataSchema,
   serverReadyResponses,
 } from '../schemas/open-inference.js';
-import { modelReadiness, oipModelMetadata } from '../views/open-inference.js';
 
 /**
  * The Open Inference Protocol v2 REST API of KServe and Triton

@@ -1,16 +1,19 @@
 import { z } from 'zod';
 import {
+  DEFAULT_PRIOR_STRENGTH,
+  DEFAULT_RECALIBRATION_BATCH_SIZE,
   jobRecordSchema,
   NOT_ACTIVATED_CODES,
   numericText,
   PRIOR_STRENGTH_RANGE,
   RECALIBRATION_BATCH_SIZE_RANGE,
+  RECALIBRATION_MODES,
+  ROW_ARRAY_MESSAGE,
 } from '../../service/index.js';
+import { ROWS_ARRAY_MESSAGE } from './common.js';
 import { LIMITS } from './limits.js';
 
-export const recalibrationModes = ['exact', 'prior', 'running'] as const;
-
-const modeField = z.enum(recalibrationModes).meta({
+const modeField = z.enum(RECALIBRATION_MODES).meta({
   description:
     'exact: AdaBN statistics over all rows (default); prior: blended with the source statistics; running: update_bn-style batches',
 });
@@ -20,15 +23,20 @@ const modeField = z.enum(recalibrationModes).meta({
  * Number() reads as 0 — stays text, so the message quotes what was sent).
  */
 const priorStrengthOf = (n: z.ZodNumber) =>
-  n.min(PRIOR_STRENGTH_RANGE.min!).max(PRIOR_STRENGTH_RANGE.max!).meta({
-    description: 'prior mode: the weight N of the source statistics, in rows (default 16)',
-  });
+  n
+    .min(PRIOR_STRENGTH_RANGE.min!)
+    .max(PRIOR_STRENGTH_RANGE.max!)
+    .meta({
+      description: `prior mode: the weight N of the source statistics, in rows (default ${DEFAULT_PRIOR_STRENGTH})`,
+    });
 const batchSizeOf = (n: z.ZodNumber) =>
   n
     .int()
     .min(RECALIBRATION_BATCH_SIZE_RANGE.min!)
     .max(RECALIBRATION_BATCH_SIZE_RANGE.max!)
-    .meta({ description: 'running mode: rows per batch (default 256)' });
+    .meta({
+      description: `running mode: rows per batch (default ${DEFAULT_RECALIBRATION_BATCH_SIZE})`,
+    });
 const note = z
   .string()
   .max(LIMITS.noteChars)
@@ -38,8 +46,8 @@ const note = z
 export const recalibrateBodySchema = z
   .strictObject({
     instances: z
-      .array(z.array(z.unknown(), { error: 'expected an array of numbers (one row)' }), {
-        error: 'expected an array of rows',
+      .array(z.array(z.unknown(), { error: ROW_ARRAY_MESSAGE }), {
+        error: ROWS_ARRAY_MESSAGE,
       })
       .meta({
         description:
@@ -103,7 +111,7 @@ export const recalibrationOutcomeSchema = z
     model: z.string(),
     version: z.number().int().meta({ description: 'The new version' }),
     parent_version: z.number().int(),
-    mode: z.enum(recalibrationModes),
+    mode: z.enum(RECALIBRATION_MODES),
     samples: z.number().int(),
     activated: z.boolean().meta({
       description:

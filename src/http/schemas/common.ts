@@ -1,6 +1,11 @@
 import { z } from 'zod';
 import { expecting } from '../../errors/index.js';
-import { modelNameSchema, ROW_ARRAY_MESSAGE, VERSION_NAME_PATTERN } from '../../service/index.js';
+import {
+  batchLimit,
+  modelNameSchema,
+  ROW_ARRAY_MESSAGE,
+  VERSION_NAME_PATTERN,
+} from '../../service/index.js';
 import { DEFAULT_CONTAINERS, DEFAULT_STRINGS } from '../json-budget.js';
 
 /**
@@ -12,6 +17,9 @@ import { DEFAULT_CONTAINERS, DEFAULT_STRINGS } from '../json-budget.js';
  * is left to the handler (see checkBatchSize), so the general schema does not depend on the
  * configuration or the model.
  */
+/** The rows of a body that are not an array. */
+export const ROWS_ARRAY_MESSAGE = 'expected an array of rows';
+
 export function rowsSchema(maxRows?: number, sample?: z.ZodType) {
   const row =
     sample ??
@@ -19,12 +27,8 @@ export function rowsSchema(maxRows?: number, sample?: z.ZodType) {
       description:
         "One sample: the model's input_shape flat (e.g. 64 numbers) or nested (e.g. [1][8][8]), finite float32 values",
     });
-  const rows = z
-    .array(row, { error: 'expected an array of rows' })
-    .min(1, 'at least one row is required');
-  return maxRows === undefined
-    ? rows
-    : rows.max(maxRows, `at most ${maxRows} rows per request (MAX_BATCH_SIZE)`);
+  const rows = z.array(row, { error: ROWS_ARRAY_MESSAGE }).min(1, 'at least one row is required');
+  return maxRows === undefined ? rows : rows.max(maxRows, batchLimit(maxRows));
 }
 
 /** A query-string flag spelled exactly `true` or `false`, absent = `defaultValue`, as a boolean. */

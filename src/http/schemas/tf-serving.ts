@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { InputShape } from '../../service/index.js';
+import { DEFAULT_MAX_BATCH_SIZE, InputShape, taskSchema } from '../../service/index.js';
 import { queryFlag, rowsSchema } from './common.js';
 import { autoRecalibrationSchema } from './drift.js';
 
@@ -13,7 +13,7 @@ export const digitsExampleRow = [
 /** The one signature every model has, under TF Serving's default key. */
 export const SERVING_SIGNATURE = 'serving_default';
 
-const rowLimit = 'at most MAX_BATCH_SIZE rows (4096 by default; more is a 413 BATCH_TOO_LARGE)';
+const rowLimit = `at most MAX_BATCH_SIZE rows (${DEFAULT_MAX_BATCH_SIZE} by default; more is a 413 BATCH_TOO_LARGE)`;
 
 /** TF Serving's REST predict request: row format (`instances`) or columnar (`inputs`). */
 function predictRequest(rows: ReturnType<typeof rowsSchema>) {
@@ -140,7 +140,7 @@ export const versionMetadataSchema = z
   .looseObject({
     name: z.string(),
     version: z.number().int(),
-    task: z.enum(['classification', 'regression']),
+    task: taskSchema,
     input_shape: z.array(z.number().int()),
     output_shape: z.array(z.number().int()),
     labels: z.array(z.string()).nullable(),

@@ -1,4 +1,4 @@
-import { NormserveError } from '../../errors/index.js';
+import { versionNotFound } from '../../errors/index.js';
 import type { DriftService, ModelSnapshot } from '../../service/index.js';
 
 function versionStatus(model: ModelSnapshot, only?: number) {
@@ -42,10 +42,7 @@ export function modelStatus(model: ModelSnapshot, drift: DriftService) {
 export function oneVersionStatus(model: ModelSnapshot, version: number) {
   const status = versionStatus(model, version);
   if (status.length === 0) {
-    throw new NormserveError(
-      'VERSION_NOT_FOUND',
-      `model "${model.name}" has no version ${version}`,
-    );
+    throw versionNotFound(model.name, version);
   }
   return { model_version_status: status, ...activeRecordStatus(model) };
 }

@@ -18,6 +18,11 @@ export {
   wasmBlockBytes,
   wasmTrainingBytes,
 } from './wasm-kernels.js';
-export { detectWasmSupport, WASM_PROBES, type WasmSupport } from './wasm-support.js';
+export {
+  detectWasmSupport,
+  WASM_PROBES,
+  type WasmSupport,
+  wasmRuntimeUnsupportedReason,
+} from './wasm-support.js';
 export { assembleWat, WatError } from './wat-assembler.js';
 export { locals, range, splat } from './wat-text.js';

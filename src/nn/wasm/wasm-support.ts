@@ -52,3 +52,13 @@ export function detectWasmSupport(): WasmSupport {
     threads: typeof SharedArrayBuffer === 'function' && probe(WASM_PROBES.atomics),
   };
 }
+
+/**
+ * Why this runtime cannot run WebAssembly kernels or the wasm engine at all (no SIMD, or no shared
+ * memory), or undefined when it can.
+ */
+export function wasmRuntimeUnsupportedReason(support = detectWasmSupport()): string | undefined {
+  if (!support.simd) return 'this runtime has no WebAssembly SIMD';
+  if (!support.threads) return 'this runtime has no WebAssembly shared memory';
+  return undefined;
+}
