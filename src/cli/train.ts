@@ -13,6 +13,7 @@ import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { isDeepStrictEqual } from 'node:util';
 import cliProgress from 'cli-progress';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { NormserveError, printable } from '../errors/index.js';
@@ -219,8 +220,9 @@ async function readConfigFile(path: string): Promise<Raw> {
 function checkInitFixes(
   given: readonly { flag: ConfigFlag; value: unknown }[],
   raw: Raw,
+  layers: readonly unknown[] | undefined,
   flags: Flags,
-  init: { task: string; input_shape: readonly number[] },
+  init: { task: string; input_shape: readonly number[]; layers: readonly unknown[] },
 ): void {
   const refused = given
     .filter(
@@ -231,6 +233,9 @@ function checkInitFixes(
     .map((g) => g.flag.option.long);
   const fields = [
     ...(raw.architecture !== undefined ? ['architecture'] : []),
+    // The checkpoint's own layers (the README's fine-tune passes the config it was trained from)
+    // are accepted; any other network is not what --init trains on.
+    ...(layers !== undefined && !isDeepStrictEqual(layers, init.layers) ? ['layers'] : []),
     ...(raw.task !== undefined && raw.task !== init.task ? ['task'] : []),
     ...(raw.input_shape !== undefined &&
     JSON.stringify(raw.input_shape) !== JSON.stringify(init.input_shape)
@@ -314,7 +319,7 @@ async function main(argv: readonly string[]): Promise<void> {
 
   const initDir = flags.init ? await loadModelDirectory(flags.init) : undefined;
   const init = initDir?.checkpoint;
-  if (init) checkInitFixes(given, raw, flags, init.config);
+  if (init) checkInitFixes(given, raw, parsed.layers, flags, init.config);
   // The exact version started from, even when --init named the model directory.
   const initSource = initDir ? `${initDir.root}/${initDir.name}/${initDir.version}` : undefined;
   const { data, sha256 } = await loadCsvDataset(

@@ -76,6 +76,43 @@ describe('train --init: flags the checkpoint fixes are refused, not ignored', ()
     expectRefused(result, /so \S*arch\.json's "architecture" cannot apply; remove it/);
     expect(listTree(out)).toEqual([]);
   });
+
+  it('refuses a config file whose "layers" are another network than the checkpoint', () => {
+    // The README's fine-tune passes the config the checkpoint was trained from (accepted, test
+    // below); an MLP's layers given with the CNN's checkpoint wrote the CNN under the MLP's name.
+    const out = makeTempDir('refusal-out');
+    const config = join(ROOT, 'configs/digits-mlp.json');
+    const result = run('src/cli/train.ts', [
+      '--no-progress',
+      '--config',
+      config,
+      '--init',
+      bundledVersionDir('digits-cnn'),
+      '--epochs',
+      '1',
+      '--out',
+      out,
+    ]);
+    expectRefused(result, /so \S*digits-mlp\.json's "layers" cannot apply; remove it/);
+    expect(listTree(out)).toEqual([]);
+  });
+
+  it('accepts the layers the checkpoint has (the README fine-tune)', () => {
+    const out = makeTempDir('refusal-out');
+    const result = run('src/cli/train.ts', [
+      '--no-progress',
+      '--config',
+      join(ROOT, 'configs/digits-mlp.json'),
+      '--init',
+      bundledVersionDir('digits'),
+      '--epochs',
+      '1',
+      '--out',
+      out,
+    ]);
+    expect(result.status, result.stderr).toBe(0);
+    expect(listTree(out).some((p) => p.endsWith('model.safetensors'))).toBe(true);
+  });
 });
 
 describe('train: an empty label cell', () => {
