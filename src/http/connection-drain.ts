@@ -14,7 +14,8 @@ export const IDLE_LINGER_MS = 500;
  * Graceful drain of an HTTP/1.1 server's connections, as Envoy's and nginx's drains do: stop
  * accepting connections, answer every request that arrives on an open one (the app sends
  * `Connection: close` with each response while closing, and Node closes the connection once it
- * is written), and close a kept-alive connection only once it has been quiet for IDLE_LINGER_MS.
+ * is written), and close a kept-alive connection only once it has been quiet for IDLE_LINGER_MS
+ * with no request partly received on it.
  *
  * Node 20's `server.close()` closes the idle connections at once (`httpServerPreClose` in
  * lib/_http_server.js calls `closeIdleConnections()`): "idle" there means no request parsed yet,
@@ -23,20 +24,23 @@ export const IDLE_LINGER_MS = 500;
  * leaves the connections alone; Fastify's own `server.close()` afterwards finds none left.
  */
 export function drainableConnections(server: Server, lingerMs = IDLE_LINGER_MS) {
-  /** Every open connection and the number of responses in progress on it. */
-  const open = new Map<Socket, number>();
+  /**
+   * Every open connection: the responses in progress on it, and the bytes it had sent when its
+   * last response ended (more since: a request is arriving, its headers or body not yet whole).
+   */
+  const open = new Map<Socket, { busy: number; settledBytes: number }>();
   server.on('connection', (socket: Socket) => {
-    open.set(socket, 0);
+    open.set(socket, { busy: 0, settledBytes: 0 });
     socket.once('close', () => open.delete(socket));
   });
   server.on('request', (request, response: ServerResponse) => {
     const socket = request.socket;
-    const busy = open.get(socket);
-    if (busy === undefined) return;
-    open.set(socket, busy + 1);
+    const state = open.get(socket);
+    if (state === undefined) return;
+    state.busy++;
     response.once('close', () => {
-      const now = open.get(socket);
-      if (now !== undefined) open.set(socket, now - 1);
+      state.busy--;
+      state.settledBytes = socket.bytesRead;
     });
   });
 
@@ -53,7 +57,10 @@ export function drainableConnections(server: Server, lingerMs = IDLE_LINGER_MS) 
       const check = () => {
         if (socket.destroyed) return;
         const bytes = socket.bytesRead;
-        if (bytes === bytesSeen && open.get(socket) === 0) {
+        const state = open.get(socket);
+        // Quiet: nothing received during the linger, no response in progress, and no request
+        // partly received (its last bytes may be on their way: the headers' timeout bounds it).
+        if (bytes === bytesSeen && state?.busy === 0 && bytes === state.settledBytes) {
           socket.destroy();
           return;
         }
