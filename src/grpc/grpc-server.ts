@@ -268,7 +268,9 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
         start();
         return;
       }
-      lane.run((release) => {
+      // One TCP connection, one HTTP/2 session: grpc-js names it by the client's address and port
+      // ('unknown' once its socket is gone: such calls wait for each other, as all once did).
+      lane.run(call.getPeer(), (release) => {
         // Gone while it waited: nothing to compute (the recorder has counted it).
         if (call.cancelled) {
           release();

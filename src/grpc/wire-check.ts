@@ -4,10 +4,13 @@
  * read a known field by its declared type whatever wire type it came with (field 1 sent as fixed32
  * was read as a string), and a field that ends the message early could still decode
  * (`0a 7f 41`: 127 bytes announced, one sent, read as model "A"). Here every tag is checked: field
- * number ≥ 1, wire type 0, 1, 2 or 5 (groups, 3 and 4, are not proto3), a known field with the wire
- * type of its declared type (or length-delimited for a packed repeated scalar), varints of at most
- * 10 bytes, fixed and length-delimited values inside the message, known messages and map entries
- * checked the same way, strings valid UTF-8. Unknown fields are skipped (proto3 keeps them).
+ * number ≥ 1, wire type 0–5, a known field with the wire type of its declared type (or
+ * length-delimited for a packed repeated scalar; never a group, 3 and 4, which proto3 does not
+ * declare), varints of at most 10 bytes, fixed and length-delimited values inside the message,
+ * known messages and map entries checked the same way, strings valid UTF-8. Unknown fields are
+ * skipped (proto3 keeps them), an unknown group too, as protobuf's own parsers skip one: up to
+ * the end tag of its field number, groups nested in it included (at most MAX_GROUP_DEPTH deep);
+ * a group without its end tag, or ended by another field's, is refused.
  */
 
 /** A field of a message as @grpc/proto-loader describes it (DescriptorProto, FieldDescriptorProto). */
@@ -27,7 +30,16 @@ export interface MessageDescriptor {
 const VARINT = 0;
 const FIXED64 = 1;
 const LENGTH = 2;
+const GROUP_START = 3;
+const GROUP_END = 4;
 const FIXED32 = 5;
+
+/**
+ * How deep unknown groups may nest (protobuf's default recursion limit, 100, as in
+ * CodedInputStream's kDefaultRecursionLimit): a bound on what a request can make the check (and
+ * protobufjs's recursive skipType after it) descend.
+ */
+export const MAX_GROUP_DEPTH = 100;
 
 /** The wire type of each scalar type (the encoding guide's table). */
 const SCALAR_WIRE: Record<string, number> = {
@@ -151,45 +163,102 @@ function varint(buf: Uint8Array, at: number, end: number, what: string): [number
 const WIRE_NAMES = ['varint', 'fixed64', 'length-delimited', 'group start', 'group end', 'fixed32'];
 const wireName = (wire: number): string => WIRE_NAMES[wire] ?? `wire type ${wire}`;
 
+/** Reads the tag at `at` (of a field of `where`): its field number (≥ 1), wire type and end. */
+function readTag(
+  buf: Uint8Array,
+  at: number,
+  end: number,
+  where: string,
+): [number, number, number] {
+  const [tag, afterTag] = varint(buf, at, end, where);
+  // Field numbers are at most 2^29 - 1: a tag fits 32 bits.
+  if (tag > 0xffffffff) throw new WireError(`${where}: a field tag beyond 32 bits`);
+  const number = Math.floor(tag / 8);
+  const wire = tag % 8;
+  if (number === 0) throw new WireError(`${where}: field number 0`);
+  if (wire > 5) throw new WireError(`${where} field ${number}: wire type ${wire} does not exist`);
+  return [number, wire, afterTag];
+}
+
+/**
+ * Skips an unknown group of field `number` whose start tag ends at `start`: its fields, read by
+ * wire type alone, and groups nested in it, up to its end tag. Where the group ends.
+ */
+function skipGroup(
+  buf: Uint8Array,
+  start: number,
+  end: number,
+  number: number,
+  label: string,
+  depth: number,
+): number {
+  if (depth > MAX_GROUP_DEPTH)
+    throw new WireError(`${label}: groups nested more than ${MAX_GROUP_DEPTH} deep`);
+  const where = `${label} (a group)`;
+  let at = start;
+  while (at < end) {
+    const [inner, wire, afterTag] = readTag(buf, at, end, where);
+    at = afterTag;
+    if (wire === GROUP_END) {
+      if (inner !== number) throw new WireError(`${where}: ended by the end tag of field ${inner}`);
+      return at;
+    }
+    if (wire === GROUP_START) {
+      at = skipGroup(buf, at, end, inner, `${where} field ${inner}`, depth + 1);
+    } else {
+      at = skipValue(buf, at, end, wire, `${where} field ${inner}`)[1];
+    }
+  }
+  throw new WireError(`${where}: the message ends before the group's end tag`);
+}
+
+/** Skips a varint, fixed or length-delimited value at `at`: where its body starts and ends. */
+function skipValue(
+  buf: Uint8Array,
+  at: number,
+  end: number,
+  wire: number,
+  label: string,
+): [number, number] {
+  if (wire === VARINT) return [at, varint(buf, at, end, label)[1]];
+  if (wire === FIXED64 || wire === FIXED32) {
+    const size = wire === FIXED64 ? 8 : 4;
+    if (at + size > end)
+      throw new WireError(`${label}: the message ends inside a ${size}-byte value`);
+    return [at, at + size];
+  }
+  const [length, body] = varint(buf, at, end, label);
+  if (length > end - body) {
+    throw new WireError(`${label}: announces ${length} bytes, the message has ${end - body} left`);
+  }
+  return [body, body + length];
+}
+
 /** Checks the fields of one message in buf[start, end). */
 function checkMessage(buf: Uint8Array, start: number, end: number, rule: MessageRule): void {
   let at = start;
   while (at < end) {
-    const [tag, afterTag] = varint(buf, at, end, rule.name);
-    // Field numbers are at most 2^29 - 1: a tag fits 32 bits.
-    if (tag > 0xffffffff) throw new WireError(`${rule.name}: a field tag beyond 32 bits`);
-    const number = Math.floor(tag / 8);
-    const wire = tag % 8;
+    const [number, wire, afterTag] = readTag(buf, at, end, rule.name);
     const field = rule.fields.get(number);
     const label = field
       ? `${rule.name}.${field.name} (field ${number})`
       : `${rule.name} field ${number}`;
-    if (number === 0) throw new WireError(`${rule.name}: field number 0`);
-    if (wire === 3 || wire === 4)
-      throw new WireError(`${label}: ${wireName(wire)} (proto2 groups are not read)`);
-    if (wire > 5) throw new WireError(`${label}: wire type ${wire} does not exist`);
     at = afterTag;
+    if (wire === GROUP_START || wire === GROUP_END) {
+      if (field) throw new WireError(`${label}: ${wireName(wire)} (proto2 groups are not read)`);
+      if (wire === GROUP_END) throw new WireError(`${label}: a group end with no group started`);
+      at = skipGroup(buf, at, end, number, label, 1);
+      continue;
+    }
     const packed = field?.packable === true && wire === LENGTH;
     if (field && wire !== field.wire && !packed) {
       throw new WireError(
         `${label}: sent as ${wireName(wire)}, its type is ${wireName(field.wire)}`,
       );
     }
-    if (wire === VARINT) {
-      at = varint(buf, at, end, label)[1];
-    } else if (wire === FIXED64 || wire === FIXED32) {
-      const size = wire === FIXED64 ? 8 : 4;
-      if (at + size > end)
-        throw new WireError(`${label}: the message ends inside a ${size}-byte value`);
-      at += size;
-    } else {
-      const [length, body] = varint(buf, at, end, label);
-      if (length > end - body) {
-        throw new WireError(
-          `${label}: announces ${length} bytes, the message has ${end - body} left`,
-        );
-      }
-      at = body + length;
+    const [body, after] = skipValue(buf, at, end, wire, label);
+    at = after;
+    if (wire === LENGTH) {
       if (!field) continue;
       if (packed) {
         checkPacked(buf, body, at, field, label);

@@ -155,6 +155,61 @@ describe('bytes that are no well-formed request', () => {
       { method: 'ModelInfer', code: 'OK', model: 'digits' },
     ]);
   });
+
+  it('skips an unknown field sent as a group (groups nested in it included), as protobuf does', async () => {
+    const values = new Float32Array(64).fill(0.5);
+    const tensor = field(
+      5,
+      2,
+      Buffer.concat([
+        field(1, 2, Buffer.from('input')),
+        field(2, 2, Buffer.from('FP32')),
+        field(3, 2, Buffer.from([1, 64])),
+      ]),
+    );
+    const base = [
+      field(1, 2, Buffer.from('digits')),
+      tensor,
+      field(7, 2, Buffer.from(values.buffer)),
+    ];
+    // Field 103: start (wire 3), a varint of field 1, a nested group of field 2 holding a string,
+    // its end (wire 4), the end of 103.
+    const group = Buffer.concat([
+      Buffer.from(varint(103 * 8 + 3)),
+      field(1, 0, 7),
+      Buffer.from(varint(2 * 8 + 3)),
+      field(1, 2, Buffer.from('x')),
+      Buffer.from(varint(2 * 8 + 4)),
+      Buffer.from(varint(103 * 8 + 4)),
+    ]);
+    const plain = await send('ModelInfer', Buffer.concat(base));
+    const grouped = await send('ModelInfer', Buffer.concat([base[0]!, group, ...base.slice(1)]));
+    expect(plain.code, plain.details).toBe(status.OK);
+    expect(grouped.code, grouped.details).toBe(status.OK);
+    expect([...grouped.reply!]).toEqual([...plain.reply!]);
+  });
+
+  it('refuses a group of a known field, and an unknown group without its own end tag', async () => {
+    const start = (n: number) => Buffer.from(varint(n * 8 + 3));
+    const stop = (n: number) => Buffer.from(varint(n * 8 + 4));
+    const cases: [Buffer, RegExp][] = [
+      // model_name (field 1) as a group, well formed: still no string.
+      [Buffer.concat([start(1), stop(1)]), /model_name \(field 1\): group start/],
+      [stop(103), /field 103: a group end with no group started/],
+      [Buffer.concat([start(103), field(1, 0, 7)]), /field 103 \(a group\): the message ends/],
+      [
+        Buffer.concat([start(103), stop(104)]),
+        /field 103 \(a group\): ended by the end tag of field 104/,
+      ],
+      // The inner group's end is missing: 103's end tag ends it with the wrong number.
+      [Buffer.concat([start(103), start(2), stop(103)]), /ended by the end tag of field 103/],
+    ];
+    for (const [bytes, message] of cases) {
+      const res = await send('ModelInfer', bytes);
+      expect(res.code, res.details).toBe(status.INVALID_ARGUMENT);
+      expect(res.details).toMatch(message);
+    }
+  });
 });
 
 describe('calls grpc-js ends without the handler', () => {
