@@ -16,11 +16,6 @@ export interface CallRecord {
   readonly startedMs: number;
   /** The model asked for, once a handler has read the request and found it in the registry. */
   model: string;
-  /**
-   * Called once the call is over, its status handed to HTTP/2 (trailers included) or its stream
-   * gone: grpc-js's onCancel, which follows every status it sends (compute-lane.ts waits for it).
-   */
-  onClosed?: () => void;
 }
 
 /** Called once per call, with the status it ended with and that status's message. */
@@ -78,10 +73,7 @@ export function callRecorder(ended: CallEnded): ServerInterceptor {
               pass(metadata);
             })
             // Also called once a status was sent: `end` keeps the first.
-            .withOnCancel(() => {
-              end(endedStatus(next.getDeadline()), undefined);
-              record.onClosed?.();
-            })
+            .withOnCancel(() => end(endedStatus(next.getDeadline()), undefined))
             .build(),
         ),
       sendStatus: (sent, pass) => {

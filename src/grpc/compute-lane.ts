@@ -1,44 +1,30 @@
 /**
- * The longest a call's synchronous compute waits, after the previous call of the same HTTP/2
- * session had its reply handed to grpc-js, for that call to be over (its trailers handed to
- * HTTP/2) before it starts anyway. Only that session's next call waits: a client that does not
- * read its replies (HTTP/2 flow control holds them back) delays its own calls by this much each,
- * never another session's. A 4096-row digits-cnn reply (~330 KB, several 64 KB client windows) was
- * over 2–12 ms after its compute on localhost (six concurrent calls on one channel, WORKERS=1); one
- * whose client was still sending 1 MB requests took 656 ms, and the next compute started at this
- * bound instead.
- */
-export const REPLY_FLUSH_WAIT_MS = 100;
-
-/** A call waiting for its turn, with the HTTP/2 session (connection) it came on. */
-interface Waiting {
-  session: string;
-  task: (release: () => void) => void;
-}
-
-/**
- * Runs the synchronous computes of gRPC calls one per turn of the event loop, each in a later
- * macrotask than the previous one. grpc-js hands a connection's calls to their handlers in one
- * turn when their messages arrive together, and a synchronous compute (the engine with
- * BATCH_MAX_DELAY_US=0) answered from that turn is only written when the turn ends: six
- * 4096-row digits-cnn calls on one channel all got their replies together after the sixth compute
- * (2.9–4.3 s), each compute taking 300–460 ms.
+ * Runs the synchronous computes of gRPC calls in later turns of the event loop than the one that
+ * received them, one call of each HTTP/2 session (connection) per turn. grpc-js hands
+ * a connection's calls to their handlers in one turn when their messages arrive together, and a
+ * synchronous compute (the engine with BATCH_MAX_DELAY_US=0) answered from that turn is only
+ * written when the turn ends: six 4096-row digits-cnn calls on one channel all got their replies
+ * together after the sixth compute (2.9–4.3 s), each compute taking 300–460 ms. One call of a
+ * session per turn lets each of its replies be written before its next compute starts; the calls
+ * of different sessions that arrived together are computed in one turn, as before (one compute per
+ * turn in all cost a 256-row call 9 % of its throughput with 8 connections).
  *
- * A task gets `release`, to call when its call is over (or when it computes nothing on this
- * thread: a dynamic batch, the engine's workers). Until then the next call of the same session
- * waits, so a reply bigger than the client's window gets the loop turns its WINDOW_UPDATEs need
- * before the session's next compute; calls of other sessions go first meanwhile (oldest first), so
- * a session whose replies are held back by flow control costs the others nothing but its computes.
+ * One session's many queued calls delay another session's call by at most one compute, not by all
+ * of them. Nothing waits for a reply to leave: a client that does not read its replies (HTTP/2
+ * flow control holds them back) delays no compute, its own included. (A lane that held a session's
+ * next compute until its previous call was over, at most 100 ms, made an idle CPU wait 100 ms per
+ * call for such a client: bench/README.md, issue 11's fourteenth round.)
  */
 export class ComputeLane {
-  private readonly waiting: Waiting[] = [];
-  /** Sessions whose last started call is not over yet. */
-  private readonly sending = new Set<string>();
+  /** Queued tasks per session; the map's order is the sessions' turn order. */
+  private readonly queues = new Map<string, (() => void)[]>();
   private scheduled = false;
 
-  /** `session` names the call's HTTP/2 session: calls with the same name wait for each other. */
-  run(session: string, task: (release: () => void) => void): void {
-    this.waiting.push({ session, task });
+  /** `session` names the call's HTTP/2 session: the lane takes sessions in turn. */
+  run(session: string, task: () => void): void {
+    const queue = this.queues.get(session);
+    if (queue) queue.push(task);
+    else this.queues.set(session, [task]);
     this.schedule();
   }
 
@@ -52,26 +38,22 @@ export class ComputeLane {
     });
   }
 
+  /** One task of every session that has one waiting, in the sessions' turn order. */
   private startNext(): void {
-    const i = this.waiting.findIndex((w) => !this.sending.has(w.session));
-    // None, or all of sessions still sending: a release schedules the next.
-    if (i < 0) return;
-    const { session, task } = this.waiting.splice(i, 1)[0]!;
-    this.sending.add(session);
-    let released = false;
-    const release = () => {
-      if (released) return;
-      released = true;
-      this.sending.delete(session);
-      this.schedule();
-    };
-    try {
-      task(release);
-    } catch (e) {
-      release();
-      throw e;
-    } finally {
-      if (this.waiting.length > 0) this.schedule();
+    const turn = [...this.queues];
+    let thrown: { error: unknown } | undefined;
+    for (const [session, queue] of turn) {
+      const task = queue.shift()!;
+      // To the back of the turn order, or out of it once empty.
+      this.queues.delete(session);
+      if (queue.length > 0) this.queues.set(session, queue);
+      try {
+        task();
+      } catch (error) {
+        thrown ??= { error };
+      }
     }
+    if (this.queues.size > 0) this.schedule();
+    if (thrown) throw thrown.error;
   }
 }

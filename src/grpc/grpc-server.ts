@@ -44,7 +44,7 @@ import {
   VERSION_NAME_PATTERN,
 } from '../service/index.js';
 import { type CallRecord, callRecorder, callRecordOf } from './call-recorder.js';
-import { ComputeLane, REPLY_FLUSH_WAIT_MS } from './compute-lane.js';
+import { ComputeLane } from './compute-lane.js';
 import { widenConnectionWindows, widenStreamWindows } from './flow-control.js';
 
 export { routeGrpcJsLog } from './grpc-js-log.js';
@@ -252,14 +252,12 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
         const model = modelOf(call.request);
         if (registry.has(model)) record.model = model;
       }
-      const start = (release?: () => void) => {
+      const start = () => {
         try {
           const result = run(call);
-          if (result instanceof Promise) {
-            // Computed elsewhere (a dynamic batch, the engine's workers): the lane is free.
-            release?.();
-            result.then(succeed, fail);
-          } else succeed(result);
+          // A promise: computed elsewhere (a dynamic batch, the engine's workers).
+          if (result instanceof Promise) result.then(succeed, fail);
+          else succeed(result);
         } catch (e) {
           fail(e);
         }
@@ -269,17 +267,10 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
         return;
       }
       // One TCP connection, one HTTP/2 session: grpc-js names it by the client's address and port
-      // ('unknown' once its socket is gone: such calls wait for each other, as all once did).
-      lane.run(call.getPeer(), (release) => {
+      // ('unknown' once its socket is gone: such calls share one turn).
+      lane.run(call.getPeer(), () => {
         // Gone while it waited: nothing to compute (the recorder has counted it).
-        if (call.cancelled) {
-          release();
-          return;
-        }
-        if (record) record.onClosed = release;
-        start(release);
-        // Set once the compute has returned: a timer set before would be due already.
-        setTimeout(release, REPLY_FLUSH_WAIT_MS).unref();
+        if (!call.cancelled) start();
       });
     };
   };

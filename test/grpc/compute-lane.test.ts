@@ -1,7 +1,6 @@
 /**
- * The compute lane (compute-lane.ts): one task per turn of the event loop, never in the turn that
- * queued it; a session's next task waits until its previous one is released, other sessions'
- * tasks go first meanwhile, oldest first.
+ * The compute lane (compute-lane.ts): never in the turn of the event loop that
+ * queued it, one task of each session per turn, each session's tasks in their order.
  */
 import { describe, expect, it } from 'vitest';
 import { ComputeLane } from '../../src/grpc/compute-lane.js';
@@ -12,50 +11,36 @@ const turns = async (n: number) => {
 };
 
 describe('ComputeLane', () => {
-  it('runs one task per turn, none in the turn that queued it', async () => {
+  it('runs one task of each session per turn, none in the turn that queued it', async () => {
     const lane = new ComputeLane();
     const ran: string[] = [];
-    for (const s of ['a', 'b', 'c']) {
-      lane.run(s, (release) => {
-        ran.push(s);
-        release();
-      });
-    }
+    lane.run('a', () => ran.push('a1'));
+    lane.run('a', () => ran.push('a2'));
+    lane.run('b', () => ran.push('b1'));
     expect(ran).toEqual([]);
     await turn();
-    expect(ran).toEqual(['a']);
-    await turns(10);
-    expect(ran).toEqual(['a', 'b', 'c']);
+    expect(ran).toEqual(['a1', 'b1']);
+    await turn();
+    expect(ran).toEqual(['a1', 'b1', 'a2']);
   });
 
-  it("holds a session's next task until its previous is released; other sessions go first", async () => {
+  it("takes sessions in turn: one session's queued tasks delay another's by one task", async () => {
     const lane = new ComputeLane();
     const ran: string[] = [];
-    const releases: Record<string, () => void> = {};
-    const task = (name: string) => (release: () => void) => {
-      ran.push(name);
-      releases[name] = release;
-    };
+    const task = (name: string) => () => ran.push(name);
     lane.run('a', task('a1'));
     lane.run('a', task('a2'));
     lane.run('a', task('a3'));
     lane.run('b', task('b1'));
-    await turns(10);
-    expect(ran).toEqual(['a1', 'b1']);
-    // Queued later, a new session's task is not held behind a's.
+    lane.run('b', task('b2'));
+    await turn();
+    // Queued later, while a's and b's wait: c's first task comes before a's third.
     lane.run('c', task('c1'));
     await turns(10);
-    expect(ran).toEqual(['a1', 'b1', 'c1']);
-    releases.a1!();
-    await turns(10);
-    expect(ran).toEqual(['a1', 'b1', 'c1', 'a2']);
-    releases.a2!();
-    releases.a2!(); // twice is once
-    await turns(10);
-    expect(ran).toEqual(['a1', 'b1', 'c1', 'a2', 'a3']);
+    expect(ran).toEqual(['a1', 'b1', 'a2', 'b2', 'c1', 'a3']);
   });
 
-  it('releases a task that throws and goes on with the next', async () => {
+  it('goes on with the next task after one that throws', async () => {
     const lane = new ComputeLane();
     const ran: string[] = [];
     const thrown: unknown[] = [];

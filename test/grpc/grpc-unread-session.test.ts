@@ -3,8 +3,8 @@
  * ModelInfer calls on one HTTP/2 session that offers the server no window (HTTP/2 flow control
  * holds every reply back) and reads nothing; client B's call, on another session, is computed and
  * answered before A's calls are, past their own computes. Order only: B's reply is received
- * before A's last compute starts (the compute lane used to wait for each of A's replies in turn,
- * up to REPLY_FLUSH_WAIT_MS each, before B's compute).
+ * before A's last compute starts (a lane that waited for each of A's replies in turn, up to
+ * 100 ms each, computed B's call seconds later).
  */
 import { type ClientHttp2Session, connect } from 'node:http2';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -15,7 +15,7 @@ import { digitsTestRows } from '../helpers/digits.js';
 import { startGrpc } from '../helpers/grpc.js';
 import { f32Bytes } from '../http/http-helpers.js';
 
-/** A's calls: enough that, at REPLY_FLUSH_WAIT_MS each, B's turn came seconds later. */
+/** A's calls: enough that, at 100 ms each, B's turn came seconds later. */
 const UNREAD_CALLS = 20;
 const A_ROWS = 2;
 const row = digitsTestRows().x[0]!;
