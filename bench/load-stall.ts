@@ -36,7 +36,8 @@ import {
 import { Rng } from '../src/nn/index.js';
 import { publishCheckpoint } from '../src/service/index.js';
 import { copyBundledModel } from '../test/helpers/bundled-models.js';
-import { DIGITS_ROW, startTree } from './http.js';
+import { startTree } from './http.js';
+import { predictLoop, STALL_HOOK, sleep, turnsIn, worst } from './stall-probe.js';
 
 const args = process.argv.slice(2);
 const stepsMode = args[0] === '--steps';
@@ -45,8 +46,6 @@ const rounds = stepsMode ? 0 : Number(args.shift() ?? 3);
 const widthsArg = args.shift() ?? '784-4096-4096-4096-10';
 const widths = widthsArg.split('-').map(Number);
 const trees = args.length > 0 ? args.map((t) => resolve(t)) : ['.'];
-const predictBody = JSON.stringify({ instances: [DIGITS_ROW] });
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Linear, BatchNorm1d and ReLU per hidden width; a Linear to the last. */
 function layersOf(w: readonly number[]): LayerSpec[] {
@@ -98,52 +97,6 @@ async function bigVersion(): Promise<string> {
   return version;
 }
 
-interface Sample {
-  start: number;
-  end: number;
-}
-
-/** Predicts one at a time until `stop()`; every request's start and end (Date.now()). */
-function predictLoop(port: number): { stop: () => Promise<Sample[]> } {
-  const samples: Sample[] = [];
-  let running = true;
-  const done = (async () => {
-    while (running) {
-      const start = performance.timeOrigin + performance.now();
-      const response = await fetch(`http://127.0.0.1:${port}/v1/models/digits:predict`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: predictBody,
-      });
-      await response.arrayBuffer();
-      if (response.status !== 200) throw new Error(`predict answered ${response.status}`);
-      samples.push({ start, end: performance.timeOrigin + performance.now() });
-    }
-  })();
-  return {
-    stop: async () => {
-      running = false;
-      await done;
-      return samples;
-    },
-  };
-}
-
-const worst = (samples: Sample[], from: number, to: number) =>
-  Math.max(0, ...samples.filter((s) => s.end > from && s.start < to).map((s) => s.end - s.start));
-
-const HOOK = resolve('bench/stall-hook.cjs');
-
-/** The server's turns over 4 ms (end, wall, cpu: stall-hook.cjs) within [from, to] (epoch ms). */
-function turnsIn(log: string, from: number, to: number): [number, number, number][] {
-  if (!existsSync(log)) return [];
-  return readFileSync(log, 'utf8')
-    .trim()
-    .split('\n')
-    .map((line) => line.split(' ').map(Number) as [number, number, number])
-    .filter(([end, wall]) => end >= from && end - wall <= to);
-}
-
 /** The time (epoch ms) of the server's `version loaded` line for big/1, once written. */
 function loadedAt(serverLog: string): number | undefined {
   for (const line of readFileSync(serverLog, 'utf8').split('\n')) {
@@ -175,7 +128,7 @@ async function round(tree: string, version: string): Promise<Round> {
     repository,
     serverLog,
     { GRPC_PORT: '0', STALL_LOG: stallLog, MODEL_POLL_INTERVAL_MS: '100' },
-    ['--require', HOOK],
+    ['--require', STALL_HOOK],
   );
   try {
     const warm = predictLoop(server.port);

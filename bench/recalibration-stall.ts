@@ -12,65 +12,18 @@
  * line also gives the server's longest turn during each recalibration, wall and CPU time
  * (STALL_TRACE=1: every long turn of the first one, timed from the request's start).
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { copyBundledRepository } from '../test/helpers/bundled-models.js';
-import { DIGITS_ROW, startTree } from './http.js';
+import { startTree } from './http.js';
 import { nightRows, TOKEN } from './recalibration-setup.js';
+import { epochNow, predictLoop, STALL_HOOK, sleep, turnsIn, worst } from './stall-probe.js';
 
 const rounds = Number(process.argv[2] ?? 3);
 const trees = process.argv.length > 3 ? process.argv.slice(3).map((t) => resolve(t)) : ['.'];
 const ROWS = 5040;
 const body = Buffer.from(nightRows(ROWS).buffer);
-const predictBody = JSON.stringify({ instances: [DIGITS_ROW] });
-
-interface Sample {
-  start: number;
-  end: number;
-}
-
-/** Predicts one at a time until `stop()`; every request's start and end (performance.now()). */
-function predictLoop(port: number): { stop: () => Promise<Sample[]> } {
-  const samples: Sample[] = [];
-  let running = true;
-  const done = (async () => {
-    while (running) {
-      const start = performance.now();
-      const response = await fetch(`http://127.0.0.1:${port}/v1/models/digits:predict`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: predictBody,
-      });
-      await response.arrayBuffer();
-      if (response.status !== 200) throw new Error(`predict answered ${response.status}`);
-      samples.push({ start, end: performance.now() });
-    }
-  })();
-  return {
-    stop: async () => {
-      running = false;
-      await done;
-      return samples;
-    },
-  };
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const worst = (samples: Sample[], from: number, to: number) =>
-  Math.max(0, ...samples.filter((s) => s.end > from && s.start < to).map((s) => s.end - s.start));
-
-const HOOK = resolve('bench/stall-hook.cjs');
-
-/** The server's turns over 4 ms (end, wall, cpu: stall-hook.cjs) within [from, to] (Date.now()). */
-function turnsIn(log: string, from: number, to: number): [number, number, number][] {
-  if (!existsSync(log)) return [];
-  return readFileSync(log, 'utf8')
-    .trim()
-    .split('\n')
-    .map((line) => line.split(' ').map(Number) as [number, number, number])
-    .filter(([end, wall]) => end >= from && end - wall <= to);
-}
 
 /** The server's longest event-loop turn (wall, cpu ms) within [from, to]. */
 function longestTurn(log: string, from: number, to: number): [number, number] {
@@ -96,7 +49,7 @@ async function round(tree: string): Promise<Round> {
     join(dir, 'repository'),
     join(dir, 'server.log'),
     { GRPC_PORT: '0', STALL_LOG: stallLog },
-    ['--require', HOOK],
+    ['--require', STALL_HOOK],
   );
   try {
     // Warm the predict path first: its own first calls are not what is measured.
@@ -106,10 +59,8 @@ async function round(tree: string): Promise<Round> {
     const loop = predictLoop(server.port);
     await sleep(1000);
     const recalibrations: [number, number][] = [];
-    const clock: [number, number][] = [];
     for (let i = 0; i < 2; i++) {
-      const t0 = performance.now();
-      const d0 = Date.now();
+      const t0 = epochNow();
       const response = await fetch(
         `http://127.0.0.1:${server.port}/v1/models/digits-cnn:recalibrate?activate=false`,
         {
@@ -120,25 +71,26 @@ async function round(tree: string): Promise<Round> {
       );
       await response.arrayBuffer();
       if (response.status !== 201) throw new Error(`recalibrate answered ${response.status}`);
-      recalibrations.push([t0, performance.now()]);
-      clock.push([d0, Date.now()]);
+      recalibrations.push([t0, epochNow()]);
       await sleep(500);
     }
     const samples = await loop.stop();
     const [[a0, a1], [b0, b1]] = recalibrations as [[number, number], [number, number]];
     if (process.env.STALL_TRACE) {
       // Every long turn of the first recalibration: its start after the request's, wall (cpu).
-      const [from, to] = clock[0]!;
+      const [from, to] = recalibrations[0]!;
       const turns = turnsIn(stallLog, from, to).map(
         ([end, wall, cpu]) => `+${(end - wall - from).toFixed(0)}: ${wall} (${cpu})`,
       );
-      console.log(`  first recalibration: ${to - from} ms; turns > 4 ms: ${turns.join(', ')}`);
+      console.log(
+        `  first recalibration: ${(to - from).toFixed(0)} ms; turns > 4 ms: ${turns.join(', ')}`,
+      );
     }
     return {
       before: worst(samples, 0, a0),
       first: worst(samples, a0, a1),
       second: worst(samples, b0, b1),
-      turns: clock.map(([from, to]) => longestTurn(stallLog, from, to)),
+      turns: recalibrations.map(([from, to]) => longestTurn(stallLog, from, to)),
     };
   } finally {
     await server.stop();
