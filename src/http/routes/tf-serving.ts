@@ -45,14 +45,19 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
     async () => ({ models: registry.list().map(listModel) }),
   );
 
+  // With AUTO_RECALIBRATE on, the status carries the automatic recalibration's state: the traffic
+  // sample's size, the candidate's shadow runs and drift, drawn from the prediction traffic.
+  const statusShowsTraffic = drift.options.autoRecalibrate !== 'off';
   app.get(
     `/v1/models/${beforeVerb('name')}`,
     {
-      config: { access: 'public' },
+      config: { access: statusShowsTraffic ? 'traffic' : 'public' },
       onRequest,
       schema: {
         tags: ['models'],
         summary: 'Model status (TF Serving GetModelStatus): every version',
+        description:
+          'With AUTO_RECALIBRATE other than off, the status also holds `auto_recalibration`, drawn from the prediction traffic: then, with API_TOKEN set, the route needs `Authorization: Bearer <API_TOKEN>` like the drift routes (this document was written with AUTO_RECALIBRATE off).',
         params: nameParams,
         response: { 200: modelStatusSchema, ...errorResponses },
       },
