@@ -1,9 +1,10 @@
 /**
- * What the prediction traffic shows takes its token: with API_TOKEN set, the live drift report,
- * the BatchNorm pictures of the last rows served and (AUTO_RECALIBRATE on, when it carries the
- * traffic sample and the candidate's shadow runs and drift) the model status answer 401 without
+ * What the prediction traffic shows takes its token: with API_TOKEN set, the live drift report
+ * and the BatchNorm pictures of the last rows served answer 401 without
  * `Authorization: Bearer <API_TOKEN>` or with the admin token, and 200 with it; the OpenAPI
- * document says so. Without API_TOKEN they stay open, and /metrics stays public either way.
+ * document says so. The model status (TF Serving's GetModelStatus, polled by probes) stays public
+ * and then leaves out the automatic recalibration's state, which the drift report holds. Without
+ * API_TOKEN they stay open, and /metrics stays public either way.
  */
 import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -54,7 +55,7 @@ describe('API_TOKEN set', () => {
     await t?.close();
   });
 
-  for (const url of [DRIFT, PICTURES, STATUS]) {
+  for (const url of [DRIFT, PICTURES]) {
     it(`GET ${url}: 401 without a token, with another or the admin token; 200 with the API token`, async () => {
       const none = await get(t, url);
       expectUnauthorized(none, url);
@@ -73,15 +74,23 @@ describe('API_TOKEN set', () => {
     const doc = (await get(t, '/openapi.json')).json<{
       paths: Record<string, { get: { security?: unknown[]; responses: Record<string, unknown> } }>;
     }>();
-    for (const path of [
-      '/v1/models/{name}/drift',
-      '/v1/models/{name}/drift/layers',
-      '/v1/models/{name}',
-    ]) {
+    for (const path of ['/v1/models/{name}/drift', '/v1/models/{name}/drift/layers']) {
       const op = doc.paths[path]!.get;
       expect(op.security, path).toEqual([{ apiToken: [] }, {}]);
       expect(Object.keys(op.responses), path).toContain('401');
     }
+    expect(doc.paths['/v1/models/{name}']!.get.security).toBeUndefined();
+  });
+
+  it('the model status stays public and leaves the traffic out, which the drift report holds', async () => {
+    for (const token of [undefined, API_TOKEN]) {
+      const status = await get(t, STATUS, token);
+      expect(status.statusCode, status.body).toBe(200);
+      expect(status.json()).toHaveProperty('model_version_status');
+      expect(status.json()).not.toHaveProperty('auto_recalibration');
+    }
+    const drift = await get(t, DRIFT, API_TOKEN);
+    expect(drift.json()).toMatchObject({ auto_recalibration: { mode: 'recommend' } });
   });
 
   it('the rest stays public: /metrics, the dashboard page, the model list and versions', async () => {
