@@ -1,6 +1,9 @@
 // The normserve dashboard: plain browser script, no build step, no network beyond this server.
 // Charts by uPlot (window.uPlot, served from the uplot npm package). The admin token typed in
-// the page lives in a variable only (never stored).
+// the page lives in its field only (never stored). With API_TOKEN set, the routes drawn from the
+// prediction traffic (drift, BatchNorm pictures) answer 401 without it: the page then asks for the
+// API token once and keeps it for the tab (sessionStorage), sent as `Authorization: Bearer`, never
+// in a URL; without API_TOKEN no 401 comes and nothing is asked.
 (() => {
   const $ = (id) => document.getElementById(id);
   // model: the one shown; available: whether it serves a version (its versions listing; undefined
@@ -38,8 +41,45 @@
     return new Error(body.detail ?? `${url}: ${res.status}`);
   }
 
+  const API_TOKEN_KEY = 'normserve.apiToken';
+  const apiToken = () => sessionStorage.getItem(API_TOKEN_KEY) ?? '';
+
+  /**
+   * A 401 of a data route (`sent`: the token it carried): the API token field is shown, once (it
+   * stays until a token is given). A token the server refused (a stale or mistyped one) is
+   * forgotten, so it is asked for again; a 401 of a request that left before the token held now
+   * was given asks nothing (the next request carries it).
+   */
+  function askForApiToken(sent) {
+    const held = apiToken();
+    if (held && held !== sent) return;
+    if (held) sessionStorage.removeItem(API_TOKEN_KEY);
+    const form = $('api-token-form');
+    if (!form.hidden) return;
+    form.hidden = false;
+    if (document.activeElement === document.body) $('api-token').focus();
+  }
+
+  function useApiToken(event) {
+    event.preventDefault();
+    const token = $('api-token').value.trim();
+    if (!token) return;
+    sessionStorage.setItem(API_TOKEN_KEY, token);
+    $('api-token').value = '';
+    $('api-token-form').hidden = true;
+  }
+
+  /** A data route's JSON, with the API token when the tab holds one. */
   async function getJson(url) {
-    const res = await fetch(url, { headers: { accept: 'application/json' } });
+    const sent = apiToken();
+    const headers = { accept: 'application/json' };
+    if (sent) headers.authorization = `Bearer ${sent}`;
+    const res = await fetch(url, { headers });
+    if (res.status === 401) {
+      askForApiToken(sent);
+      const detail = (await failure(url, res)).message;
+      throw new Error(`${detail} (${sent ? 'the API token was refused' : 'enter the API token'})`);
+    }
     if (!res.ok) throw await failure(url, res);
     return res.json();
   }
@@ -477,6 +517,7 @@
   async function start() {
     $('model').addEventListener('change', (e) => selectModel(e.target.value));
     $('recalibrate').addEventListener('submit', recalibrate);
+    $('api-token-form').addEventListener('submit', useApiToken);
     try {
       await loadModels();
     } catch (e) {

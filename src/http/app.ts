@@ -441,6 +441,8 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
       schema: {
         tags: ['operations'],
         summary: 'Prometheus metrics (text exposition format)',
+        description:
+          'Public even with API_TOKEN set, as Prometheus scrapes it: its drift gauges (model and per-layer scores, rows counted) are aggregates of the prediction traffic, never a row or a histogram; restrict /metrics at the ingress if even those are too much.',
         produces: ['text/plain'],
       },
     },

@@ -130,7 +130,8 @@ export async function registerOpenApi(app: AppInstance, atStart: boolean): Promi
           apiToken: {
             type: 'http',
             scheme: 'bearer',
-            description: 'API_TOKEN, for predictions when it is set (off by default)',
+            description:
+              'API_TOKEN, when it is set (off by default): predictions, the ONNX download, and what the prediction traffic shows (live drift, the BatchNorm pictures of recent rows)',
           },
         },
       },

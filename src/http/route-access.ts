@@ -7,9 +7,18 @@ import { problemSchema } from './schemas/common.js';
  *  - `public`: anyone (health, models, metadata, metrics, documents);
  *  - `prediction`: predictions, behind `Authorization: Bearer <API_TOKEN>` when API_TOKEN is set;
  *  - `download`: the ONNX export, which hands out the weights: the same token as predictions;
+ *  - `traffic`: what the prediction traffic shows (live drift, the BatchNorm pictures of the last
+ *    rows served, the automatic recalibration's sample and shadow runs): the prediction traffic's
+ *    token, since it is drawn from the rows that token guards (`/metrics` stays public, as
+ *    Prometheus scrapes it: its drift gauges are scores and counts);
  *  - `admin`: behind `Authorization: Bearer <ADMIN_TOKEN>` always.
  */
-export type RouteAccess = 'public' | 'prediction' | 'download' | 'admin';
+export type RouteAccess = 'public' | 'prediction' | 'download' | 'traffic' | 'admin';
+
+/** The accesses API_TOKEN guards when it is set. */
+type ApiTokenAccess = Exclude<RouteAccess, 'public' | 'admin'>;
+const guardedByApiToken = (access: RouteAccess): access is ApiTokenAccess =>
+  access !== 'public' && access !== 'admin';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -26,6 +35,7 @@ const SECURITY: Record<RouteAccess, Record<string, string[]>[] | undefined> = {
   public: undefined,
   prediction: [{ apiToken: [] }, {}],
   download: [{ apiToken: [] }, {}],
+  traffic: [{ apiToken: [] }, {}],
   admin: [{ adminToken: [] }],
 };
 
@@ -37,19 +47,21 @@ const SECURITY: Record<RouteAccess, Record<string, string[]>[] | undefined> = {
  */
 export function routeGuards(tokens: { admin: string; api: string | undefined }) {
   const adminGuard = requireBearer(tokens.admin, 'admin');
-  const apiGuards =
+  // Each guard's 401 names its realm.
+  const apiGuards: Record<ApiTokenAccess, ReturnType<typeof requireBearer>> | undefined =
     tokens.api === undefined
       ? undefined
       : {
           prediction: requireBearer(tokens.api, 'prediction'),
           download: requireBearer(tokens.api, 'model download'),
+          traffic: requireBearer(tokens.api, 'traffic'),
         };
   return (route: RouteOptions): void => {
     const schema = route.schema as { hide?: boolean; security?: unknown } | undefined;
     const access = route.config?.access ?? (schema?.hide ? 'public' : undefined);
     if (access === undefined) {
       throw new Error(
-        `route ${String(route.method)} ${route.url} declares no access (config.access: public, prediction or admin)`,
+        `route ${String(route.method)} ${route.url} declares no access (config.access: public, prediction, download, traffic or admin)`,
       );
     }
     const security = SECURITY[access];
@@ -69,7 +81,7 @@ export function routeGuards(tokens: { admin: string; api: string | undefined }) 
       // preParsing: after the admin rate limit counted the request (onRequest), before any body
       // is read or validated, so a missing token is a 401, not a 400.
       route.preParsing = [adminGuard, ...(route.preParsing ? [route.preParsing].flat() : [])];
-    } else if ((access === 'prediction' || access === 'download') && apiGuards) {
+    } else if (guardedByApiToken(access) && apiGuards) {
       // onRequest: before the body is read or validated.
       route.onRequest = [apiGuards[access], ...(route.onRequest ? [route.onRequest].flat() : [])];
     }

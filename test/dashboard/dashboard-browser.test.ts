@@ -5,7 +5,10 @@
  * sends a CSV as it is (the server's column rule: a label column and reordered columns give what
  * the server's own text/csv upload gives; a bad cell shows the server's message). A model whose
  * versions all fail to load is reported, and the others stay shown and refreshed. A screenshot is
- * written to test/artifacts/dashboard.png (not committed).
+ * written to test/artifacts/dashboard.png (not committed). With API_TOKEN set, the page asks for
+ * the API token at the drift routes' first 401, asks again when the server refuses it, keeps it for
+ * the tab (sessionStorage, a reload asks nothing) and sends it as a header, never in a URL;
+ * without API_TOKEN it asks nothing.
  *
  * Without /usr/bin/chromium the test is skipped, unless DASHBOARD_BROWSER=required (.ci/run sets
  * it after installing chromium): there it fails.
@@ -42,13 +45,22 @@ async function listen(t: TestApp): Promise<string> {
   return `http://127.0.0.1:${(t.app.server.address() as AddressInfo).port}`;
 }
 
-/** `count` one-row predictions of digits, rows drawn (seeded) from `rows`. */
-async function traffic(base: string, rows: number[][], count: number, seed: number) {
+/** `count` one-row predictions of digits, rows drawn (seeded) from `rows` (with the API token given). */
+async function traffic(
+  base: string,
+  rows: number[][],
+  count: number,
+  seed: number,
+  apiToken?: string,
+) {
   const rng = new Rng(seed);
   for (let i = 0; i < count; i++) {
     const res = await fetch(`${base}/v1/models/digits:predict`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: {
+        'content-type': 'application/json',
+        ...(apiToken === undefined ? {} : { authorization: `Bearer ${apiToken}` }),
+      },
       body: JSON.stringify({ instances: [rows[rng.int(rows.length)]] }),
     });
     expect(res.status).toBe(200);
@@ -145,6 +157,8 @@ describe.skipIf(!available)('dashboard in chromium', () => {
         );
         expect(total).toBeGreaterThan(150 * 128 * 0.9);
         expect(await page.locator('.layer canvas').count()).toBe(6);
+        // Without API_TOKEN, no 401: the page asks for no API token.
+        expect(await page.isHidden('#api-token-form')).toBe(true);
 
         await traffic(base, nightShift(x), 150, 2);
         await page.waitForSelector('#drift-recommended:not([hidden])', { timeout: PAGE_WAIT_MS });
@@ -267,6 +281,96 @@ describe.skipIf(!available)('dashboard in chromium', () => {
         // The browser logs the refused upload's 400; nothing else went wrong.
         expect(problems.filter((p) => !/status of 400 .*:recalibrate\)$/.test(p))).toEqual([]);
         expect(problems.length).toBe(1);
+      },
+      TEST_BOUND_MS,
+    );
+  });
+
+  describe('API_TOKEN set', () => {
+    const API_TOKEN = 'dashboard-api-token-0123456789';
+    let t: TestApp;
+    let page: Page;
+    let base: string;
+    const problems: string[] = [];
+    /** Every request of the page: its URL and its Authorization header. */
+    const requests: { url: string; authorization: string | undefined }[] = [];
+
+    beforeAll(async () => {
+      t = await makeTestApp({ env: { API_TOKEN } });
+      base = await listen(t);
+      page = await openPage(browser, problems);
+      page.on('request', (r) =>
+        requests.push({ url: r.url(), authorization: r.headers().authorization }),
+      );
+    }, 120_000);
+
+    afterAll(async () => {
+      await t?.close();
+    });
+
+    const rowsShown = async () => Number(await page.textContent('#drift-rows'));
+    const problemShown = async () => (await page.textContent('#model-problem')) ?? '';
+
+    it(
+      'asks for the API token once, asks again when it is refused, and keeps it for the tab',
+      async () => {
+        const { x } = digitsTestRows();
+        await page.goto(`${base}/dashboard`);
+        await page.waitForSelector('body[data-ready="true"]', { timeout: PAGE_WAIT_MS });
+        // The public routes still answer: the versions are shown; the drift asks for the token.
+        await page.waitForSelector('#versions tr[data-version="1"][data-active="true"]', {
+          timeout: PAGE_WAIT_MS,
+        });
+        await page.waitForSelector('#api-token-form:not([hidden])', { timeout: PAGE_WAIT_MS });
+        expect(await shown(page, problemShown, (p) => /enter the API token\)$/.test(p))).toMatch(
+          /^refresh failed: traffic routes need .*\(enter the API token\)$/,
+        );
+        await traffic(base, x, 40, 5, API_TOKEN);
+
+        // A wrong token: refused, forgotten, asked for again.
+        await page.fill('#api-token', 'not-the-api-token-0123456789');
+        await page.click('#api-token-button');
+        expect(await page.isHidden('#api-token-form')).toBe(true);
+        await page.waitForSelector('#api-token-form:not([hidden])', { timeout: PAGE_WAIT_MS });
+        expect(
+          await shown(page, problemShown, (p) => /the API token was refused\)$/.test(p)),
+        ).toMatch(/\(the API token was refused\)$/);
+
+        // The right one: the drift and the pictures of the traffic are shown.
+        await page.fill('#api-token', API_TOKEN);
+        await page.click('#api-token-button');
+        expect(await shown(page, rowsShown, (n) => n >= 40)).toBeGreaterThanOrEqual(40);
+        await page.waitForSelector('.layer[data-layer="5"] .after canvas', {
+          timeout: PAGE_WAIT_MS,
+        });
+        await page.waitForSelector('#model-problem[hidden]', {
+          state: 'attached',
+          timeout: PAGE_WAIT_MS,
+        });
+        expect(await page.isHidden('#api-token-form')).toBe(true);
+
+        // A reload in the same tab asks nothing: the token was kept (sessionStorage).
+        const before = requests.length;
+        await page.reload();
+        await page.waitForSelector('body[data-ready="true"]', { timeout: PAGE_WAIT_MS });
+        await page.waitForSelector('.layer[data-layer="5"] .after canvas', {
+          timeout: PAGE_WAIT_MS,
+        });
+        expect(await shown(page, rowsShown, (n) => n >= 40)).toBeGreaterThanOrEqual(40);
+        expect(await page.isHidden('#api-token-form')).toBe(true);
+        const drift = requests
+          .slice(before)
+          .filter((r) => /\/v1\/models\/digits\/drift(\/layers)?$/.test(new URL(r.url).pathname));
+        expect(drift.length).toBeGreaterThanOrEqual(2);
+        for (const r of drift) expect(r.authorization, r.url).toBe(`Bearer ${API_TOKEN}`);
+
+        // Never in a URL; never sent before it was given.
+        expect(requests.some((r) => r.url.includes(API_TOKEN))).toBe(false);
+        expect(requests.some((r) => /not-the-api-token/.test(r.url))).toBe(false);
+        // The browser logs the drift routes' 401s (before the token, and the refused one).
+        expect(
+          problems.filter((p) => !/status of 401 .*\/digits\/drift(\/layers)?\)$/.test(p)),
+        ).toEqual([]);
       },
       TEST_BOUND_MS,
     );

@@ -3,8 +3,9 @@
  * each one's access (a new route fails here until it is classified), the document's security
  * requirement says the same, and the app enforces it with API_TOKEN set — a prediction route
  * needs the API token (and only it), an admin route the admin token (and only it), a public route
- * none (the ONNX download, which hands out the weights, takes the API token too). Access is declared by each route (config.access), never derived from its URL: a route
- * that declares none stops the app from starting.
+ * none (the ONNX download, which hands out the weights, and the drift routes, drawn from the
+ * prediction traffic, take the API token too). Access is declared by each route (config.access),
+ * never derived from its URL: a route that declares none stops the app from starting.
  */
 import Fastify from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -29,8 +30,8 @@ const EXPECTED: Record<string, RouteAccess> = {
   'GET /v1/models/{name}/metadata': 'public',
   'GET /v1/models/{name}/versions/{version}/metadata': 'public',
   'GET /v1/models/{name}/versions/{version}/model.onnx': 'download',
-  'GET /v1/models/{name}/drift': 'public',
-  'GET /v1/models/{name}/drift/layers': 'public',
+  'GET /v1/models/{name}/drift': 'traffic',
+  'GET /v1/models/{name}/drift/layers': 'traffic',
   'GET /dashboard': 'public',
   'POST /v1/models/{name}:predict': 'prediction',
   'POST /v1/models/{name}/versions/{version}:predict': 'prediction',
@@ -51,6 +52,7 @@ const EXPECTED: Record<string, RouteAccess> = {
 
 interface Operation {
   security?: Record<string, unknown>[];
+  responses?: Record<string, unknown>;
 }
 
 let t: TestApp;
@@ -102,10 +104,14 @@ describe('the token each route demands', () => {
           : 'public';
       const expected = EXPECTED[key];
       expect(documented, key).toBe(
-        expected === 'prediction' || expected === 'download' ? 'api token' : expected,
+        expected === 'public' || expected === 'admin' ? expected : 'api token',
       );
-      // The API token is optional (API_TOKEN may be unset): an empty requirement says so.
-      if (documented === 'api token') expect(op.security, key).toContainEqual({});
+      // The API token is optional (API_TOKEN may be unset): an empty requirement says so; its
+      // 401 is documented.
+      if (documented === 'api token') {
+        expect(op.security, key).toContainEqual({});
+        expect(Object.keys(op.responses ?? {}), key).toContain('401');
+      }
     }
   });
 
@@ -131,7 +137,7 @@ describe('the token each route demands', () => {
           [none, api, admin].some((s) => s === 401),
           context,
         ).toBe(false);
-      } else if (access === 'prediction' || access === 'download') {
+      } else if (access !== 'admin') {
         expect([none, api, admin], context).toEqual([401, 200, 401]);
       } else {
         expect(none, context).toBe(401);

@@ -4,14 +4,18 @@ import { attributeModel } from '../attribute-model.js';
 import { activeVersionErrorResponses, errorResponses, nameParams } from '../schemas/common.js';
 import { driftReportSchema, layerPicturesSchema } from '../schemas/drift.js';
 
-/** `GET /v1/models/{name}/drift`: live per-BatchNorm drift and automatic recalibration state. */
+/**
+ * `GET /v1/models/{name}/drift`: live per-BatchNorm drift and automatic recalibration state, and
+ * `…/drift/layers`: the BatchNorm pictures of the last rows served. Both are drawn from the
+ * prediction traffic, so they take its token (`traffic`, route-access.ts).
+ */
 export async function driftRoutes(app: AppInstance): Promise<void> {
   const { registry, drift } = app.deps;
   const onRequest = attributeModel(registry);
   app.get(
     '/v1/models/:name/drift',
     {
-      config: { access: 'public' },
+      config: { access: 'traffic' },
       onRequest,
       schema: {
         tags: ['models'],
@@ -27,7 +31,7 @@ export async function driftRoutes(app: AppInstance): Promise<void> {
   app.get(
     '/v1/models/:name/drift/layers',
     {
-      config: { access: 'public' },
+      config: { access: 'traffic' },
       onRequest,
       schema: {
         tags: ['models'],

@@ -45,6 +45,12 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
     async () => ({ models: registry.list().map(listModel) }),
   );
 
+  // With AUTO_RECALIBRATE on, the status carries the automatic recalibration's state (the drift
+  // report's `auto_recalibration`): the traffic sample's size, a candidate's shadow runs and drift,
+  // drawn from the prediction traffic. GetModelStatus stays public, as probes and TF Serving
+  // clients poll it without a token, so with API_TOKEN set that state is left to the drift report.
+  const statusHoldsAutoRecalibration =
+    drift.options.autoRecalibrate !== 'off' && app.deps.config.API_TOKEN === undefined;
   app.get(
     `/v1/models/${beforeVerb('name')}`,
     {
@@ -53,11 +59,14 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
       schema: {
         tags: ['models'],
         summary: 'Model status (TF Serving GetModelStatus): every version',
+        description:
+          'With AUTO_RECALIBRATE other than off and no API_TOKEN, the status also holds `auto_recalibration`, as `GET /v1/models/{name}/drift` does. It is drawn from the prediction traffic, so with API_TOKEN set it is left out here and read from the drift report, with the token.',
         params: nameParams,
         response: { 200: modelStatusSchema, ...errorResponses },
       },
     },
-    async (request) => modelStatus(registry.get(request.params.name), drift),
+    async (request) =>
+      modelStatus(registry.get(request.params.name), drift, statusHoldsAutoRecalibration),
   );
 
   app.get(

@@ -26,15 +26,18 @@ export const activeRecordStatus = (model: ModelSnapshot) =>
 
 /**
  * TF Serving's GetModelStatus of every version, with the normserve extensions: the active
- * record's problem, and the automatic recalibration's state unless AUTO_RECALIBRATE is off.
+ * record's problem, and the automatic recalibration's state when `withAutoRecalibration`
+ * (AUTO_RECALIBRATE on and no API_TOKEN: the route says why).
  */
-export function modelStatus(model: ModelSnapshot, drift: DriftService) {
+export function modelStatus(
+  model: ModelSnapshot,
+  drift: DriftService,
+  withAutoRecalibration: boolean,
+) {
   return {
     model_version_status: versionStatus(model),
     ...activeRecordStatus(model),
-    ...(drift.options.autoRecalibrate !== 'off'
-      ? { auto_recalibration: drift.autoStatus(model.name) }
-      : {}),
+    ...(withAutoRecalibration ? { auto_recalibration: drift.autoStatus(model.name) } : {}),
   };
 }
 
