@@ -148,8 +148,9 @@ async function main(argv: readonly string[]): Promise<void> {
   }
   const name = basename(dir);
   const registry = new ModelRegistry(dirname(dir), { maxBatchSize: 4096 });
-  // The active version alone, from the checkpoint just read; the other versions are read when
-  // the recalibration starts (it re-reads the model under its lock) and publishes.
+  // The active version alone, from the checkpoint just read; the model stays opened alone, so
+  // the recalibration's refresh under its lock and the publish read no other version than the
+  // one the active-version record names and the one published (ModelRegistry.openVersion).
   const parent = await registry.openVersion(name, opened.version, opened.checkpoint);
   const { featureNames, labelColumn } = trainingInfoOf(parent.checkpoint.config);
 
