@@ -167,10 +167,13 @@ async function main(argv: readonly string[]): Promise<void> {
     rows = csvFeatureRows(table, model, labelColumnFor(model, flags.labelColumn)).rows;
   }
   const data = inputShapeOf(parent).readInstances(rows, flags.data);
-  // As a server builds it, but its job is this process's only: a failure writes nothing.
+  // As a server builds it, but its job is this process's only: a failure writes nothing. The
+  // model's lock names this program, so a server's 409 meanwhile names this process, not a job id
+  // its GET /v1/jobs cannot find.
   const service = RecalibrationService.forRepository(registry, {
     maxSamples: Number.MAX_SAFE_INTEGER,
     jobRecords: 'memory',
+    cli: 'recalibrate',
   });
   let outcome: RecalibrationOutcome;
   try {

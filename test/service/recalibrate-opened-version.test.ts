@@ -34,6 +34,7 @@ async function recalibrateAsTheCli(dir: string) {
   const service = RecalibrationService.forRepository(registry, {
     maxSamples: Number.MAX_SAFE_INTEGER,
     jobRecords: 'memory',
+    cli: 'recalibrate',
   });
   try {
     return await service.recalibrateRows(
