@@ -148,8 +148,9 @@ async function main(argv: readonly string[]): Promise<void> {
   }
   const name = basename(dir);
   const registry = new ModelRegistry(dirname(dir), { maxBatchSize: 4096 });
-  // The active version alone, from the checkpoint just read; the other versions are read when
-  // the recalibration starts (it re-reads the model under its lock) and publishes.
+  // The active version alone, from the checkpoint just read; the model stays opened alone, so
+  // the recalibration's refresh under its lock and the publish read no other version than the
+  // one the active-version record names and the one published (ModelRegistry.openVersion).
   const parent = await registry.openVersion(name, opened.version, opened.checkpoint);
   const { featureNames, labelColumn } = trainingInfoOf(parent.checkpoint.config);
 
@@ -166,10 +167,13 @@ async function main(argv: readonly string[]): Promise<void> {
     rows = csvFeatureRows(table, model, labelColumnFor(model, flags.labelColumn)).rows;
   }
   const data = inputShapeOf(parent).readInstances(rows, flags.data);
-  // As a server builds it, but its job is this process's only: a failure writes nothing.
+  // As a server builds it, but its job is this process's only: a failure writes nothing. The
+  // model's lock names this program, so a server's 409 meanwhile names this process, not a job id
+  // its GET /v1/jobs cannot find.
   const service = RecalibrationService.forRepository(registry, {
     maxSamples: Number.MAX_SAFE_INTEGER,
     jobRecords: 'memory',
+    cli: 'recalibrate',
   });
   let outcome: RecalibrationOutcome;
   try {

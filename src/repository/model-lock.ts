@@ -7,12 +7,17 @@ import { temporaryName } from './atomic-write.js';
 import { HEARTBEAT_INTERVAL_MS, isProcessAlive, STALE_AFTER_MS } from './process-alive.js';
 import { RepositoryFiles } from './repository-files.js';
 
-/** Who holds a model's lock (the lock file's content). */
+/**
+ * Who holds a model's lock (the lock file's content). `owner` is a job id that the repository's
+ * `.jobs/` records, unless `cli` names the command-line program holding it (`recalibrate`),
+ * whose job lives in that process alone: then only `host`, `pid` and `acquired_at` say who it is.
+ */
 const lockOwnerSchema = z.object({
   owner: z.string(),
   host: z.string(),
   pid: z.number().int(),
   acquired_at: z.string(),
+  cli: z.string().optional(),
 });
 export type LockOwner = z.output<typeof lockOwnerSchema>;
 
@@ -36,7 +41,8 @@ const heldOwners = new Set<string>();
 
 /**
  * A per-model lock shared by every process using the repository (workers of one machine, replicas
- * on a shared volume): a file created with O_EXCL in the model directory, holding the owner's id.
+ * on a shared volume): a file created with O_EXCL in the model directory, holding the owner's id
+ * (and `cli`, the program, when a command-line program's job holds it: LockOwner).
  * The recalibration lock by default (`.recalibration.lock`); `file` names another (the short lock
  * of the active-version record, active-record-lock.ts).
  * The holder refreshes its mtime every `heartbeatMs`; a lock whose holder died (same host, pid gone
@@ -47,7 +53,7 @@ const heldOwners = new Set<string>();
 export async function acquireModelLock(
   modelDir: string,
   owner: string,
-  options: { heartbeatMs?: number; staleMs?: number; file?: string } = {},
+  options: { heartbeatMs?: number; staleMs?: number; file?: string; cli?: string } = {},
 ): Promise<HeldLock | { heldBy: LockOwner }> {
   const heartbeatMs = options.heartbeatMs ?? HEARTBEAT_INTERVAL_MS;
   const staleMs = options.staleMs ?? STALE_AFTER_MS;
@@ -57,6 +63,7 @@ export async function acquireModelLock(
     host: hostname(),
     pid: process.pid,
     acquired_at: new Date().toISOString(),
+    ...(options.cli !== undefined ? { cli: options.cli } : {}),
   };
   for (let attempt = 0; attempt < 3; attempt++) {
     // The lock's content is written to a temporary file first and hard-linked into place (link

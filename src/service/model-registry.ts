@@ -133,6 +133,8 @@ export class ModelRegistry {
   private scansStarted = 0;
   private scansDone = 0;
   private readonly refreshQueues = new Map<string, Promise<unknown>>();
+  /** Models opened with `openVersion`: their refreshes read the versions they need only. */
+  private readonly openedAlone = new Set<string>();
   private readonly engine: EngineOptions;
 
   constructor(repositoryRoot: string, options: RegistryOptions) {
@@ -293,18 +295,33 @@ export class ModelRegistry {
     }
     const onDisk = await this.repository.listVersions(name);
     const versions = new Map<number, ServedVersion>();
-    for (const v of onDisk) {
-      const known = preloaded?.version === v ? preloaded : previous?.versions.get(v);
-      if (
-        known &&
-        (known.state === 'AVAILABLE' || known.fingerprint === (await this.fingerprint(name, v)))
-      ) {
-        versions.set(v, known);
-      } else {
-        versions.set(v, await this.loadVersion(name, v));
-      }
+    const known = async (v: number): Promise<ServedVersion | undefined> => {
+      const had = preloaded?.version === v ? preloaded : previous?.versions.get(v);
+      return had &&
+        (had.state === 'AVAILABLE' || had.fingerprint === (await this.fingerprint(name, v)))
+        ? had
+        : undefined;
+    };
+    const load = async (v: number) => (await known(v)) ?? (await this.loadVersion(name, v));
+    if (!this.openedAlone.has(name)) {
+      for (const v of onDisk) versions.set(v, await load(v));
+      return this.swap(name, versions, record, recordProblem);
     }
-    return this.swap(name, versions, record, recordProblem);
+    // A model opened alone (openVersion): the versions it holds that are still on disk, and the
+    // one to serve — the recorded one; without a record, the highest that loads, tried from the
+    // highest down. No other version is read or compiled: a recalibrate CLI on a model of 40
+    // versions reads its parent and what it publishes; `swap` decides on these as on all of them.
+    const held = new Set([...(previous?.versions.keys() ?? []), preloaded?.version]);
+    for (const v of onDisk) if (held.has(v)) versions.set(v, await load(v));
+    const toServe =
+      recordProblem !== undefined ? [] : record ? [record.version] : onDisk.toReversed();
+    for (const v of toServe.filter((v) => onDisk.includes(v))) {
+      const served = versions.get(v) ?? (await load(v));
+      versions.set(v, served);
+      if (isAvailable(served)) break;
+    }
+    const sorted = new Map([...versions].sort(([a], [b]) => a - b));
+    return this.swap(name, sorted, record, recordProblem);
   }
 
   /**
@@ -391,7 +408,9 @@ export class ModelRegistry {
   /**
    * Serves `version` of `name` from a checkpoint already read from the repository, alone: the
    * model's other versions are neither read nor compiled (the offline CLIs open one version of a
-   * model that may have many). Throws like `resolve` when it does not compile.
+   * model that may have many), then or later: the model's refreshes (a recalibration's under its
+   * lock, publish's) read only the version the active-version record names (without a record, the
+   * highest that loads) and the one published. Throws like `resolve` when it does not compile.
    */
   async openVersion(
     name: string,
@@ -400,6 +419,7 @@ export class ModelRegistry {
   ): Promise<AvailableVersion> {
     const loaded = await this.loadVersion(name, version, checkpoint);
     this.dropModel(name);
+    this.openedAlone.add(name);
     this.models.set(name, {
       name,
       versions: new Map([[version, loaded]]),

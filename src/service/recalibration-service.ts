@@ -12,7 +12,7 @@ import {
   type RecalibrationResult,
   type Recalibrator,
 } from '../recalibration/index.js';
-import { acquireModelLock, type HeldLock } from '../repository/index.js';
+import { acquireModelLock, type HeldLock, type LockOwner } from '../repository/index.js';
 import { nodeEngineOptions } from './engine-runtime.js';
 import type { TraceContext } from './job-record.js';
 import { type Job, JobRegistry, traceOf } from './job-registry.js';
@@ -113,6 +113,39 @@ export interface RecalibrationServiceOptions {
    * arrived (RECALIBRATION_ASYNC_ROWS). Default: only when it prefers one.
    */
   asyncRows?: number | undefined;
+  /**
+   * The command-line program running this service (`recalibrate`), whose jobs live in its process
+   * alone (`jobRecords: 'memory'`): recorded in the model's lock, so that the 409 another process
+   * answers names the program's process (pid, host, since when), not a job id no server can find.
+   */
+  cli?: string | undefined;
+}
+
+/**
+ * The 409 of a model whose recalibration lock is held, saying who holds it: a job (`job_id`, and
+ * `job`, its GET /v1/jobs/{id}, which every process sharing the repository answers), or a
+ * command-line program (`holder`: the program, its host and pid, since when), whose job no server
+ * knows, so no job id is named.
+ */
+export function recalibrationInProgress(
+  model: string,
+  holder: Pick<LockOwner, 'owner' | 'cli'> & Partial<LockOwner>,
+): NormserveError {
+  const retry = 'retry when it has finished';
+  if (holder.cli === undefined) {
+    const id = holder.owner;
+    return new NormserveError(
+      'RECALIBRATION_IN_PROGRESS',
+      `model "${model}" is being recalibrated by job ${id}; ${retry}`,
+      { extra: { job_id: id, job: `/v1/jobs/${id}` } },
+    );
+  }
+  const { cli, host, pid, acquired_at: since } = holder;
+  return new NormserveError(
+    'RECALIBRATION_IN_PROGRESS',
+    `model "${model}" is being recalibrated by the ${cli} CLI (pid ${pid} on host ${host}, since ${since}), not by a server job; ${retry}`,
+    { extra: { holder: { cli, host, pid, since } } },
+  );
 }
 
 /** Where the rows of a recalibration come from. */
@@ -500,7 +533,7 @@ export class RecalibrationSession {
 
 /**
  * The recalibration use case: at most one recalibration per model at a time (a second one gets
- * 409 naming the running job), each on a private copy of the version that was active when it
+ * 409 naming the running job, or the CLI process running one: recalibrationInProgress), each on a private copy of the version that was active when it
  * began, published as a new version through the registry (atomic, then activated if asked).
  */
 export class RecalibrationService {
@@ -526,16 +559,16 @@ export class RecalibrationService {
    * the service. Job records go to the repository's `.jobs/` (JobRegistry.forRepository), where
    * any process serving it answers GET /v1/jobs/{id} and settles a job whose process died; with
    * `jobRecords: 'memory'` (the offline CLI, which prints its outcome and whose failures leave the
-   * repository as they found it) they stay in this process.
+   * repository as they found it) they stay in this process, which `cli` then names in the model's
+   * lock for the 409s of the others.
    */
   static forRepository(
     registry: ModelRegistry,
     {
       jobRecords = 'repository',
       ...options
-    }: RecalibrationServiceOptions & {
-      jobRecords?: 'repository' | 'memory';
-    },
+    }: RecalibrationServiceOptions &
+      ({ jobRecords?: 'repository' } | { jobRecords: 'memory'; cli: string }),
   ): RecalibrationService {
     const log = options.log ? { log: options.log } : {};
     const jobs =
@@ -576,21 +609,28 @@ export class RecalibrationService {
         `model "${request.model}" has no BatchNorm layer: there are no statistics to recalibrate`,
       );
     }
-    const busy = (jobId: string): NormserveError =>
-      new NormserveError(
-        'RECALIBRATION_IN_PROGRESS',
-        `model "${request.model}" is being recalibrated by job ${jobId}; retry when it has finished`,
-        { extra: { job_id: jobId, job: `/v1/jobs/${jobId}` } },
-      );
+    const { cli } = this.options;
+    // A session of this process: its job, or (a CLI's) this process.
+    const busy = (session: RecalibrationSession): NormserveError =>
+      recalibrationInProgress(request.model, {
+        owner: session.job.id,
+        ...(cli !== undefined
+          ? { cli, ...session.job.owner, acquired_at: session.job.created_at }
+          : {}),
+      });
     const local = this.running.get(request.model);
-    if (local) throw busy(local.job.id);
+    if (local) throw busy(local);
     const jobId = randomUUID();
-    const lock = await acquireModelLock(this.registry.repository.modelPath(request.model), jobId);
-    if ('heldBy' in lock) throw busy(lock.heldBy.owner);
+    const lock = await acquireModelLock(
+      this.registry.repository.modelPath(request.model),
+      jobId,
+      cli !== undefined ? { cli } : {},
+    );
+    if ('heldBy' in lock) throw recalibrationInProgress(request.model, lock.heldBy);
     const raced = this.running.get(request.model);
     if (raced) {
       await lock.release();
-      throw busy(raced.job.id);
+      throw busy(raced);
     }
     // With the lock held, read the model again from the repository: another worker or replica
     // may have published or activated a version since this process last polled, and the parent

@@ -40,7 +40,7 @@ const adminErrors = {
   ...errorResponses,
   401: problemSchema.describe('Missing or wrong bearer token (WWW-Authenticate: Bearer)'),
   409: problemSchema.describe(
-    'A recalibration of this model is running (job_id names it), or the version is active',
+    'A recalibration of this model is running (job_id names its job; holder, instead, the recalibrate CLI process running it), or the version is active',
   ),
   429: problemSchema.describe(
     'Admin rate limit exceeded (ADMIN_RATE_LIMIT_PER_MINUTE, or ADMIN_AUTH_FAILURES_PER_MINUTE for requests without the valid token)',
@@ -111,7 +111,7 @@ async function adminScope(app: AppInstance): Promise<void> {
             'Recomputes every BatchNorm running mean and variance on the posted rows (AdaBN), re-folds, and publishes the result as the next version, atomically; with `activate` (default) it is served at once.',
             `Bodies: \`application/json\` (this schema), \`${NDJSON}\` (one JSON array of features per line), \`${CSV}\` (UTF-8, a header row naming the columns, as \`npm run recalibrate -- --data file.csv\` reads it: the model's recorded feature names' columns, in any order, when the header has them all, else every column but \`label_column\`) or \`${FLOAT32}\` (little-endian float32 rows); for these three, options in the query string. They are read as a stream, and a bad line is named in the problem (\`line 7, column "b": "x" is not a finite number\`).`,
             `More than RECALIBRATION_ASYNC_ROWS rows (default ${config.RECALIBRATION_ASYNC_ROWS}), or \`Prefer: respond-async\`, answer 202 with \`Location: /v1/jobs/{id}\` once the upload is received.`,
-            'A second recalibration of the same model while one runs answers 409 with `job_id` naming the running job.',
+            'A second recalibration of the same model while one runs answers 409 with `job_id` naming the running job (`GET /v1/jobs/{id}`), or, when `npm run recalibrate` is running it, with `holder` naming that process (`cli`, `host`, `pid`, `since`) and no job id: the CLI keeps its job to itself.',
             CONTENT_ENCODING_DOC,
           ].join('\n\n'),
           consumes: ['application/json', NDJSON, CSV, FLOAT32],
