@@ -4,8 +4,8 @@ import type { Parameter } from './parameter.js';
 /**
  * C = bias + A·B, the definition every implementation follows: per output, the float64 sum starts
  * at bias[j] + 0 (a −0 bias as +0: PyTorch's addmm sums from +0 and adds the bias last, so its
- * zeros are never −0) or +0, and adds A[i, p]·B[p, j] for p = 0 … K−1 (a product of two float32 values is
- * exact in float64); C gets the sum, or C + sum with accumulate, rounded where it is stored (a
+ * zeros are never −0) or +0, and adds A[i, p]·B[p, j] for p = 0 … K−1 (a product of two float32
+ * values is exact in float64); C gets the sum, or C + sum with accumulate, rounded where it is stored (a
  * Float32Array rounds to float32, a Float64Array keeps it). Loop orders differ by layout — dot
  * products when B is stored transposed, rows of float64 sums built p by p otherwise — but every
  * output sees its terms in the same order.
