@@ -133,6 +133,8 @@ def cases():
     out.append(case("conv2d, bias −0", [2, 4, 4], [conv(2, 3, 3, 1)], {"0.weight": cw, "0.bias": [N, N, 0.0]}, conv_rows))
     bn3 = {"weight": [-1.0, 1.0, -2.0], "bias": [N, N, N], "running_mean": [N, 0.0, N], "running_var": [1.0, 1.0, 1.0]}
     out.append(case("conv2d → batchnorm2d", [2, 4, 4], [conv(2, 3, 3, 1, bias=False), bn2d(3)], {"0.weight": cw, **prefixed("1", bn3)}, conv_rows))
+    # The convolution's GEMM epilogue (bias per row): LeakyReLU(0) of its negative sums is −0.
+    out.append(case("conv2d → leaky_relu(0)", [2, 4, 4], [conv(2, 3, 3, 1), {"type": "leaky_relu", "negative_slope": 0.0}], {"0.weight": cw, "0.bias": [N, N, 0.0]}, conv_rows))
     bn2 = {"weight": [-1.0, 2.0], "bias": [N, N], "running_mean": [N, 0.0], "running_var": [1.0, 1.0]}
     out.append(case("residual(conv2d → batchnorm2d)", [2, 4, 4], [{"type": "residual", "layers": [conv(2, 2, 3, 1), bn2d(2)]}], {"0.body.0.weight": cw[:2], "0.body.0.bias": [N, 0.0], **prefixed("0.body.1", bn2)}, conv_rows))
     # (c) Activations at ±0, after nothing (an activation step) and fused after a Linear (the
