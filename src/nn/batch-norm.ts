@@ -168,7 +168,23 @@ export abstract class BatchNorm extends Module {
       : new Float64Array(c).fill(1);
     const beta = this.bias ? Float64Array.from(this.bias.value.data) : new Float64Array(c);
     const out = this.output.take(x.length, this.kernels, this.reusing);
-    this.kernels.batchNormNormalize(x, out, { n, c, s: spatial }, { mean, invstd, gamma, beta });
+    const layout = { n, c, s: spatial };
+    if (this.training) {
+      this.kernels.batchNormNormalize(x, out, layout, { mean, invstd, gamma, beta });
+    } else {
+      // Eval: x·α + (β − μ·α) with α = γ/√(σ² + ε), as PyTorch computes it and as the compiled
+      // plan's affine step does (batchNormAffine), not (x − μ)·invstd·γ + β — the same value up
+      // to rounding, but a zero's sign differs: at x = μ = +0 with γ < 0 and β = −0, PyTorch gives
+      // +0·α + (−0 − (+0·α)) = −0 + +0 = +0. The kernel's (x − 0)·α·1 + β' is exactly x·α + β'
+      // (float64, rounded once).
+      const alpha = Float64Array.from(gamma, (g, ch) => g / Math.sqrt(variance[ch]! + this.eps));
+      this.kernels.batchNormNormalize(x, out, layout, {
+        mean: new Float64Array(c),
+        invstd: alpha,
+        gamma: new Float64Array(c).fill(1),
+        beta: Float64Array.from(beta, (b, ch) => b - mean[ch]! * alpha[ch]!),
+      });
+    }
     this.cache = { input, mean, invstd, usedBatchStats: this.training };
     return new Tensor(out, input.shape);
   }
