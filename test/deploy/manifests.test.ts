@@ -466,6 +466,23 @@ describe('Kubernetes Deployment', () => {
     expect(normserveServices()).toHaveLength(Object.keys(compose().services).length);
   });
 
+  it('every image is normserve:<package.json version>, the tag the README builds', () => {
+    const spec = deployment().spec.template.spec;
+    const images = [
+      ...spec.containers.map((c) => c.image),
+      ...(spec.initContainers ?? []).map((c) => c.image),
+      ...normserveServices().map(([, s]) => s.image),
+      ...only<ServingRuntime>('ServingRuntime').spec.containers.map((c) => c.image),
+    ];
+    const { version } = JSON.parse(readFileSync('package.json', 'utf8')) as { version: string };
+    expect(new Set(images)).toEqual(new Set([`normserve:${version}`]));
+    // A user who follows README's Deploy → Container builds the image the manifests run.
+    const builds = [
+      ...readFileSync('README.md', 'utf8').matchAll(/^docker build -t (\S+) \.(?:\s|$)/gm),
+    ];
+    expect(builds.map((m) => m[1])).toEqual([`normserve:${version}`]);
+  });
+
   it('ADMIN_TOKEN comes from the Secret (its name and key exist in secret.yaml) in Deployment and ServingRuntime', () => {
     const secret = only<Manifest>('Secret');
     const containers = [container(), ...only<ServingRuntime>('ServingRuntime').spec.containers];
@@ -692,6 +709,15 @@ describe('compose', () => {
       expect(targets.sort(), name).toEqual([PORT, GRPC_PORT].sort());
     }
     expect(new Set(hostPorts).size).toBe(hostPorts.length);
+  });
+
+  it('publishes no host port that npm start binds by default (PORT, GRPC_PORT)', () => {
+    const defaults = parseServerConfig({});
+    for (const [name, s] of normserveServices()) {
+      const hostPorts = (s.ports ?? []).map((p) => Number(p.split(':').at(-2)));
+      expect(hostPorts, name).not.toContain(defaults.PORT);
+      expect(hostPorts, name).not.toContain(defaults.GRPC_PORT);
+    }
   });
 
   it('stop_grace_period exceeds SHUTDOWN_TIMEOUT_MS', () => {
