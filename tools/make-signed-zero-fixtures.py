@@ -19,10 +19,12 @@ Linear(1, 1) on one row, and a Conv2d its native kernel runs (batch 1 with kerne
 or 1×1 kernels on one thread below 16 rows) start the sum at the bias (docs/signed-zeros.md).
 """
 
+import importlib
 import json
 import math
 import os
 import struct
+import sys
 
 import torch
 
@@ -32,17 +34,10 @@ OUT = os.path.join(ROOT, "test", "fixtures", "torch", "signed-zeros.json")
 torch.set_num_threads(1)
 
 
-def load_torch_eval_model():
-    import importlib.util
-
-    path = os.path.join(ROOT, "tools", "torch-eval-model.py")
-    spec = importlib.util.spec_from_file_location("torch_eval_model", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-build_layers = load_torch_eval_model().build_layers
+# tools/torch-eval-model.py, the reference loader (whose Residual block normserve's mirrors): a
+# hyphenated file name imports through importlib with tools/ on the path.
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+build_layers = importlib.import_module("torch-eval-model").build_layers
 
 N = -0.0  # negative zero
 TINY = -1e-44  # a negative float32 subnormal: LeakyReLU's product underflows to −0

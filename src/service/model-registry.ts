@@ -169,6 +169,7 @@ export class ModelRegistry {
   private dropModel(name: string): void {
     for (const v of this.models.get(name)?.versions.values() ?? []) v.compiled?.close();
     this.models.delete(name);
+    this.openedAlone.delete(name);
   }
 
   /** Releases every loaded version's engine threads (the versions stay usable). */

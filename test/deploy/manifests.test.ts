@@ -305,6 +305,17 @@ async function getStatus(path: string): Promise<number> {
 
 // ---------------------------------------------------------------------------------------------
 
+/** The image of every normserve container: Deployment, initContainer, compose and ServingRuntime. */
+function normserveImages(): string[] {
+  const spec = only<Deployment>('Deployment').spec.template.spec;
+  return [
+    ...spec.containers.map((c) => c.image),
+    ...(spec.initContainers ?? []).map((c) => c.image),
+    ...normserveServices().map(([, s]) => s.image),
+    ...only<ServingRuntime>('ServingRuntime').spec.containers.map((c) => c.image),
+  ];
+}
+
 describe('deploy/ YAML files', () => {
   it('every YAML file under deploy/ parses without errors or warnings', () => {
     expect(files.length).toBeGreaterThanOrEqual(8);
@@ -454,12 +465,7 @@ describe('Kubernetes Deployment', () => {
 
   it('the image (without tag) is the same in the Deployment, initContainer, compose and ServingRuntime', () => {
     const spec = deployment().spec.template.spec;
-    const images = [
-      ...spec.containers.map((c) => c.image),
-      ...(spec.initContainers ?? []).map((c) => c.image),
-      ...normserveServices().map(([, s]) => s.image),
-      ...only<ServingRuntime>('ServingRuntime').spec.containers.map((c) => c.image),
-    ];
+    const images = normserveImages();
     expect(images.length).toBeGreaterThanOrEqual(5);
     expect(new Set(images.map(imageName))).toEqual(new Set([imageName(spec.containers[0]!.image)]));
     // Every compose service runs it (normserveServices() selects by this image name).
@@ -467,13 +473,7 @@ describe('Kubernetes Deployment', () => {
   });
 
   it('every image is normserve:<package.json version>, the tag the README builds', () => {
-    const spec = deployment().spec.template.spec;
-    const images = [
-      ...spec.containers.map((c) => c.image),
-      ...(spec.initContainers ?? []).map((c) => c.image),
-      ...normserveServices().map(([, s]) => s.image),
-      ...only<ServingRuntime>('ServingRuntime').spec.containers.map((c) => c.image),
-    ];
+    const images = normserveImages();
     const { version } = JSON.parse(readFileSync('package.json', 'utf8')) as { version: string };
     expect(new Set(images)).toEqual(new Set([`normserve:${version}`]));
     // A user who follows README's Deploy → Container builds the image the manifests run.
