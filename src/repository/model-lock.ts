@@ -160,6 +160,14 @@ export async function acquireModelLock(
   return { heldBy: found?.owner ?? unknownHolder };
 }
 
+/**
+ * How long after its last heartbeat a holder still writes under its lock (the fencing check):
+ * half the time after which others break it, so a write that passed the check lands before the
+ * lock can be broken unless the holder stalls for the other half (minus the hosts' clock skew)
+ * between the check and the write. Heartbeats come every HEARTBEAT_INTERVAL_MS (5 s), a third of it.
+ */
+const leaseMs = (staleMs: number): number => staleMs / 2;
+
 const unknownHolder: LockOwner = { owner: 'unknown', host: 'unknown', pid: 0, acquired_at: '' };
 
 /** The lock held by this acquisition (content `text` at `path`): fencing, heartbeat, release. */
@@ -205,10 +213,11 @@ function heldLock(
       if (released) throw lockLost('it was released');
       if (lost) throw lockLost('another process broke it as stale');
       const age = now() - renewedAt;
-      if (age > staleMs) {
-        // Others may already have broken it: this holder's own clock says its lease ran out.
+      if (age > leaseMs(staleMs)) {
+        // By this holder's own clock, its lease ran out: others may break it before the write
+        // that follows this check lands (README.md, "Locks": the window).
         throw lockLost(
-          `its last heartbeat was ${Math.round(age / 1000)} s ago, more than the ${staleMs / 1000} s after which other processes break it`,
+          `its last heartbeat was ${Math.round(age / 1000)} s ago, more than its ${leaseMs(staleMs) / 1000} s lease (other processes break it after ${staleMs / 1000} s)`,
         );
       }
       const found = await inspect(modelDir, path);
