@@ -63,17 +63,21 @@ async function writeDurably(path: string, bytes: Uint8Array): Promise<void> {
 /**
  * Writes `bytes` to `path` so that a reader (or a crash) sees the old file or the new one, never
  * a mix: temporary file in the same directory, fsync, rename over the target, fsync the directory.
+ * `beforeRename` (a lock's fencing check) runs between the fsync and the rename: if it throws,
+ * nothing was written.
  */
 export async function writeFileAtomically(
   dir: string,
   name: string,
   bytes: Uint8Array,
   createDir = false,
+  beforeRename?: () => Promise<void>,
 ): Promise<void> {
   if (createDir) await mkdir(dir, { recursive: true });
   const temp = join(dir, `${temporaryName()}-${name}`);
   try {
     await writeDurably(temp, bytes);
+    await beforeRename?.();
     await rename(temp, join(dir, name));
   } catch (e) {
     await rm(temp, { force: true });
@@ -87,13 +91,15 @@ export async function writeFileAtomically(
  * and the directory, and renames it into place, then fsyncs the parent. `chooseName` is asked for
  * the destination name; if another writer took it first (rename fails with ENOTEMPTY/EEXIST,
  * since a published directory is never empty), it is asked again, so concurrent publishers on
- * one shared repository each get their own name. Returns the name used.
+ * one shared repository each get their own name. Returns the name used. `beforeRename` (a lock's
+ * fencing check) runs immediately before each rename: if it throws, nothing was published.
  */
 export async function publishDirectoryAtomically(
   parent: string,
   files: ReadonlyMap<string, Uint8Array>,
   chooseName: (attempt: number) => Promise<string>,
   maxAttempts = 20,
+  beforeRename?: () => Promise<void>,
 ): Promise<string> {
   await mkdir(parent, { recursive: true });
   const temp = join(parent, temporaryName());
@@ -103,6 +109,7 @@ export async function publishDirectoryAtomically(
     await fsyncPath(temp);
     for (let attempt = 0; attempt < maxAttempts; attempt++) {
       const name = await chooseName(attempt);
+      await beforeRename?.();
       try {
         await rename(temp, join(parent, name));
         await fsyncPath(parent);

@@ -196,16 +196,22 @@ export class ModelRepository {
 
   /**
    * Publishes a checkpoint as the next free version of its model, atomically; concurrent
-   * publishers (other processes or replicas) never collide. Returns the new version.
+   * publishers (other processes or replicas) never collide. Returns the new version. `fence` (the
+   * fencing check of a lock the caller holds: a recalibration's) runs immediately before the
+   * rename that publishes; if it throws, nothing was published.
    */
-  async publishVersion(checkpoint: Checkpoint): Promise<number> {
+  async publishVersion(checkpoint: Checkpoint, fence?: () => Promise<void>): Promise<number> {
     const name = checkpoint.config.name;
     const files = serializeCheckpoint(checkpoint);
     // What an interrupted publish of a dead process left here (a CLI killed mid-publish), by the
     // rule of a server's start-up: a repository written only by CLIs is cleaned as it is used.
     await removeAbandonedTemporaries(this.modelPath(name));
-    const chosen = await publishDirectoryAtomically(this.modelPath(name), files, async () =>
-      String(await this.nextVersion(name)),
+    const chosen = await publishDirectoryAtomically(
+      this.modelPath(name),
+      files,
+      async () => String(await this.nextVersion(name)),
+      undefined,
+      fence,
     );
     return Number(chosen);
   }
@@ -262,7 +268,7 @@ export class ModelRepository {
    * put back as it was (unless someone replaced it meanwhile) and the version is not found.
    */
   async writeActive(name: string, version: number, note?: string): Promise<ActiveWrite> {
-    return this.withRecordLock(name, () => this.replaceActive(name, version, note));
+    return this.withRecordLock(name, (fence) => this.replaceActive(name, version, fence, note));
   }
 
   /**
@@ -270,22 +276,35 @@ export class ModelRepository {
    * usable record — none, or one that cannot be read), deciding and writing under the record's
    * lock, against the file on disk rather than any process's last poll. Otherwise writes nothing
    * and returns what it found (the recorded version; null without a usable record).
-   * ACTIVE_RECORD_BUSY, nothing written, when the lock stays held (as writeActive).
+   * ACTIVE_RECORD_BUSY, nothing written, when the lock stays held (as writeActive). `fence`, the
+   * fencing check of another lock the caller holds (a recalibration's), is checked with the
+   * record lock's own immediately before the write (LOCK_LOST, nothing written).
    */
   async writeActiveIf(
     name: string,
     version: number,
     expected: number | null,
     note?: string,
+    fence?: () => Promise<void>,
   ): Promise<{ written: true; record: ActiveRecord } | { written: false; found: number | null }> {
-    return this.withRecordLock(name, async () => {
+    return this.withRecordLock(name, async (recordFence) => {
       const found = (await this.readActive(name).catch(() => undefined))?.version ?? null;
       if (found !== expected) return { written: false, found };
-      return { written: true, record: (await this.replaceActive(name, version, note)).record };
+      const fences = async () => {
+        await fence?.();
+        await recordFence();
+      };
+      return {
+        written: true,
+        record: (await this.replaceActive(name, version, fences, note)).record,
+      };
     });
   }
 
-  private withRecordLock<T>(name: string, write: () => Promise<T>): Promise<T> {
+  private withRecordLock<T>(
+    name: string,
+    write: (fence: () => Promise<void>) => Promise<T>,
+  ): Promise<T> {
     const dir = this.modelPath(name);
     return withActiveRecordLock(
       dir,
@@ -295,8 +314,16 @@ export class ModelRepository {
     );
   }
 
-  /** writeActive's write, with the record's lock held. */
-  private async replaceActive(name: string, version: number, note?: string): Promise<ActiveWrite> {
+  /**
+   * writeActive's write, with the record's lock held: `fence` (its fencing check) immediately
+   * before each change of the record.
+   */
+  private async replaceActive(
+    name: string,
+    version: number,
+    fence: () => Promise<void>,
+    note?: string,
+  ): Promise<ActiveWrite> {
     const record: ActiveRecord = {
       version,
       updated_at: new Date().toISOString(),
@@ -307,18 +334,28 @@ export class ModelRepository {
       .readText(path, MAX_ACTIVE_RECORD_BYTES)
       .catch(() => undefined);
     const text = `${JSON.stringify(record)}\n`;
-    await writeFileAtomically(this.modelPath(name), ACTIVE_FILE, new TextEncoder().encode(text));
+    await writeFileAtomically(
+      this.modelPath(name),
+      ACTIVE_FILE,
+      new TextEncoder().encode(text),
+      false,
+      fence,
+    );
     if (!(await this.listVersions(name)).includes(version)) {
       const current = await this.files
         .readText(path, MAX_ACTIVE_RECORD_BYTES)
         .catch(() => undefined);
       if (current === text) {
-        if (previous === undefined) await rm(path, { force: true });
-        else
+        if (previous === undefined) {
+          await fence();
+          await rm(path, { force: true });
+        } else
           await writeFileAtomically(
             this.modelPath(name),
             ACTIVE_FILE,
             new TextEncoder().encode(previous),
+            false,
+            fence,
           );
       }
       throw versionNotFound(name, version, 'it was deleted while being activated');

@@ -500,12 +500,16 @@ export class ModelRegistry {
    *
    * A record's lock that stays held (ACTIVE_RECORD_BUSY) fails the call before the version is
    * written (the pin), but once it is written only leaves it not activated: `activationBusy`.
+   *
+   * `fence`, the fencing check of the lock the caller holds (a recalibration's model lock), runs
+   * immediately before the rename that publishes and before the conditional activation's write:
+   * LOCK_LOST from it means that write was not made.
    */
   async publish(
     checkpoint: Checkpoint,
     activate: boolean,
     note?: string,
-    options: { ifActive?: number } = {},
+    options: { ifActive?: number; fence?: () => Promise<void> } = {},
   ): Promise<PublishResult> {
     const name = checkpoint.config.name;
     const conditional = activate && options.ifActive !== undefined;
@@ -536,7 +540,7 @@ export class ModelRegistry {
         }
       }
     }
-    const version = await this.repository.publishVersion(checkpoint);
+    const version = await this.repository.publishVersion(checkpoint, options.fence);
     this.log.info({ model: name, version }, 'version published');
     const loaded = await this.loadVersion(name, version);
     if (!isAvailable(loaded)) {
@@ -554,6 +558,7 @@ export class ModelRegistry {
             version,
             options.ifActive!,
             note,
+            options.fence,
           );
           if (!written.written) result = { version, activated: false, activeFound: written.found };
         } else if (activate) await this.repository.writeActive(name, version, note);

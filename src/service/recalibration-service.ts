@@ -384,8 +384,10 @@ export class RecalibrationSession {
         note ??
           `recalibrated from version ${this.parent.version} (${mode}, ${result.samples} samples)`,
         // Activated only if the parent is still the active version: an operator who activated
-        // another one while this job ran (a rollback) is not overruled by the job.
-        { ifActive: this.parent.version },
+        // another one while this job ran (a rollback) is not overruled by the job. Published and
+        // activated only while this job still holds the model's lock (its fencing check): a job
+        // paused past its lease, whose lock another process broke, writes nothing.
+        { ifActive: this.parent.version, fence: this.lock.assertHeld },
       );
       const { version, activated } = published;
       const notActivated =
@@ -408,6 +410,17 @@ export class RecalibrationSession {
         job_id: this.job.id,
         ...(notActivated !== undefined ? { not_activated: notActivated } : {}),
       };
+      // The job's final state is written under the lock too: a job whose lock was broken after
+      // it published (its process paused past the lease) may have been settled by another process
+      // (JOB_ABANDONED), and is not rewritten as succeeded.
+      await this.lock.assertHeld().catch((e: unknown) => {
+        if (!isNormserveError(e) || e.code !== 'LOCK_LOST') throw e;
+        throw new NormserveError(
+          'LOCK_LOST',
+          `${e.message}: version ${version} had been published${activated ? ' and activated' : ''} before, but this job is not recorded as succeeded`,
+          { cause: e },
+        );
+      });
       await this.settle('succeeded', { result: outcome, phase: 'done' });
       return outcome;
     } catch (e) {
