@@ -1819,6 +1819,50 @@ def make_training_loop():
     cases.append(torch_training_case("regression_sgd_nesterov_one_cycle", "regression",
                                      [1, 3, 3], layers, model, options, x[:30], y[:30],
                                      x[30:], y[30:]))
+
+    # One row per batch is no BatchNorm2d problem when its maps are larger than 1×1: PyTorch
+    # refuses only one value per channel (N·H·W = 1, torch.nn.functional._verify_batch_size), and
+    # a row of [2, 2, 2] maps gives 4. A last batch of one row (31 rows in batches of 10) runs, as
+    # DataLoader(drop_last=False) runs it, and so does a batch size of 1.
+    bn2d_layers = [
+        {"type": "conv2d", "in_channels": 1, "out_channels": 2, "kernel_size": 2, "bias": False},
+        {"type": "batchnorm2d", "num_features": 2},
+        {"type": "relu"},
+        {"type": "flatten"},
+        {"type": "linear", "in_features": 8, "out_features": 3},
+    ]
+
+    def bn2d_model():
+        return nn.Sequential(nn.Conv2d(1, 2, 2, bias=False), nn.BatchNorm2d(2), nn.ReLU(),
+                             nn.Flatten(), nn.Linear(8, 3))
+
+    torch.manual_seed(63)
+    model = bn2d_model()
+    x = torch.randn(36, 1, 3, 3)
+    y = (x[:, 0, 0, 0] > 0).long() + (x[:, 0, 2, 2] > 0.5).long()
+    options = {"training": {
+        "epochs": 2, "batch_size": 10, "shuffle": False,
+        "optimizer": {"type": "adamw", "lr": 1e-2, "betas": [0.9, 0.999], "eps": 1e-8,
+                      "weight_decay": 0.01},
+        "lr_schedule": {"type": "cosine", "eta_min": 1e-4},
+        "label_smoothing": 0.0, "grad_clip_norm": None, "patience": None}}
+    cases.append(torch_training_case("classification_bn2d_last_batch_of_one_row",
+                                     "classification", [1, 3, 3], bn2d_layers, model, options,
+                                     x[:31], y[:31], x[31:], y[31:]))
+
+    torch.manual_seed(64)
+    model = bn2d_model()
+    x = torch.randn(12, 1, 3, 3)
+    y = (x[:, 0, 1, 1] > 0).long() + (x[:, 0, 0, 2] > 0.5).long()
+    options = {"training": {
+        "epochs": 2, "batch_size": 1, "shuffle": False,
+        "optimizer": {"type": "sgd", "lr": 0.02, "momentum": 0.9, "dampening": 0.0,
+                      "nesterov": False, "weight_decay": 0.0},
+        "lr_schedule": {"type": "cosine", "eta_min": 0.0},
+        "label_smoothing": 0.0, "grad_clip_norm": None, "patience": None}}
+    cases.append(torch_training_case("classification_bn2d_batch_size_1", "classification",
+                                     [1, 3, 3], bn2d_layers, model, options, x[:8], y[:8],
+                                     x[8:], y[8:]))
     write_json(
         os.path.join(TORCH_DIR, "training-loop.json"),
         {
