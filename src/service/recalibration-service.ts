@@ -194,6 +194,18 @@ export type RecalibrationStarted =
 const pause = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /**
+ * An error of createRecalibrator placed at the request's field names: it names the option it
+ * checks against the network (a `running` batch size of 1 where one row gives a BatchNorm one
+ * value per channel) `batchSize`; a client sent `batch_size`.
+ */
+function requestFieldNames(e: unknown): unknown {
+  if (!(e instanceof NormserveError) || !e.errors.some((x) => x.path === 'batchSize')) return e;
+  return new NormserveError(e.code, e.message, {
+    errors: e.errors.map((x) => (x.path === 'batchSize' ? { ...x, path: 'batch_size' } : x)),
+  });
+}
+
+/**
  * One recalibration in progress: rows are pushed as they arrive (hashed, validated and, where
  * the mode allows, folded into the statistics at once), then `complete` computes the statistics
  * on a private copy of the parent version's network and publishes a new version. The served
@@ -663,12 +675,16 @@ export class RecalibrationService {
       return session;
     } catch (e) {
       await lock.release();
+      const error = requestFieldNames(e);
       this.jobs.update(job, {
         state: 'failed',
         phase: 'failed',
-        error: { code: 'INTERNAL', message: String(e) },
+        error:
+          error instanceof NormserveError
+            ? { code: error.code, message: error.message }
+            : { code: 'INTERNAL', message: String(error) },
       });
-      throw e;
+      throw error;
     }
   }
 
