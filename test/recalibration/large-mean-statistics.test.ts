@@ -22,7 +22,7 @@ import {
 } from '../../src/inference/index.js';
 import { type BatchNorm, Rng, type Sequential } from '../../src/nn/index.js';
 import { recalibrate } from '../../src/recalibration/index.js';
-import { prepareWasmRuntime } from '../../src/service/index.js';
+import { nodeEngineOptions, prepareWasmRuntime } from '../../src/service/index.js';
 
 prepareWasmRuntime();
 
@@ -155,6 +155,19 @@ describe('BatchNorm inputs with a large mean', () => {
       expectRel(bn.runningVar.data, average, LARGE_MEAN_VARIANCE_RTOL, `${engine} running_var`);
     });
   }
+
+  if (detectWasmSupport().simd)
+    it('wasm with a helper thread: the first BatchNorm measured off the calling thread, again about its own mean', async () => {
+      const net = network();
+      await recalibrate(net, undefined, F, x, {
+        mode: 'exact',
+        chunkRows: 1000,
+        engine: nodeEngineOptions({ engine: 'wasm', threads: 2 }),
+      });
+      const bn = net.modules[0] as BatchNorm;
+      const unbiased = reference.m2.map((m2) => m2 / (rows - 1));
+      expectRel(bn.runningVar.data, unbiased, LARGE_MEAN_VARIANCE_RTOL, 'helper running_var');
+    });
 
   it('live drift: the clipped taps of the served plan, summed about running_mean, on both executors', () => {
     const net = network();
