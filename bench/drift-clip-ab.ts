@@ -6,6 +6,8 @@
  * (process.cpuUsage: a shared machine steals wall time more than CPU time).
  *   git archive a9912ed | tar -x -C /tmp/base && ln -s $PWD/node_modules /tmp/base/node_modules
  *   npx tsx bench/drift-clip-ab.ts /tmp/base [rounds]
+ * BEFORE_TAPS=clipped: the earlier tree reads the clipped taps too (a tree that has them: an A/B
+ * of the engine's taps alone, e.g. the shifted sums against the unshifted ones).
  */
 import { resolve } from 'node:path';
 import { LIVE_DRIFT_CLIP_SIGMAS } from '../src/drift/index.js';
@@ -46,7 +48,7 @@ for (const name of ['digits', 'digits-cnn']) {
       return { mean: bn.runningMean.data, variance: bn.runningVar.data, eps: bn.eps };
     });
     const taps =
-      tag === 'before'
+      tag === 'before' && process.env.BEFORE_TAPS !== 'clipped'
         ? inf.batchNormTaps(inputs)
         : inf.clippedBatchNormTaps(inputs, running, LIVE_DRIFT_CLIP_SIGMAS);
     setups.push({ tag, model, probe: model.executor.createProbe(taps) });

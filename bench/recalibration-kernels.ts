@@ -53,8 +53,8 @@ for (const relaxed of detectWasmSupport().relaxedSimd ? [false, true] : [false])
     gemm64to128: time(() => x.gemm(M, 128, 64, A, 256, B, BIAS, C, 512, 1, TMP)),
     affine128relu: time(() => x.affine(C, D, M, 128, SCALE, SHIFT, 1, 0)),
     gemm128to64: time(() => x.gemm(M, 64, 128, D, 512, B, BIAS, D + MiB, 256, 1, TMP)),
-    sums128: time(() => x.channel_sums(C, M, 128, 128, ACC)),
-    sums64: time(() => x.channel_sums(D + MiB, M, 64, 64, ACC)),
+    sums128: time(() => x.channel_sums(C, M, 128, 128, ACC, SHIFT)),
+    sums64: time(() => x.channel_sums(D + MiB, M, 64, 64, ACC, SHIFT)),
   };
   const pass1 = t.copy + t.affine64 + t.gemm64to128 + t.sums128;
   const pass2 = t.copy + t.affine64 + t.gemm64to128 + t.affine128relu + t.gemm128to64 + t.sums64;

@@ -7,6 +7,7 @@ export {
   batchNormClip,
   batchNormInputsOf,
   batchNormMoments,
+  batchNormShift,
   batchNormTaps,
   clippedBatchNormTaps,
   type InputMoments,
@@ -42,6 +43,7 @@ export { PlanExecutor } from './plan-executor.js';
 export { planFlopsPerRow, stepFlopsPerRow } from './plan-flops.js';
 export {
   ChannelSums,
+  M2_RELATIVE_TOLERANCE,
   type StatisticsProbe,
   type StatisticsTap,
   type TapClip,

@@ -29,6 +29,7 @@ import {
   addChannelSums,
   type ChannelSums,
   checkTaps,
+  resetSums,
   type StatisticsProbe,
   type StatisticsTap,
   sharedSums,
@@ -67,8 +68,8 @@ class PlanProbe implements StatisticsProbe {
     this.steps = stepsNeeded(taps);
   }
 
-  reset(): void {
-    for (const s of new Set(this.sums)) s.reset();
+  reset(shifts?: readonly (ArrayLike<number> | undefined)[]): void {
+    resetSums(this.sums, shifts);
   }
 }
 

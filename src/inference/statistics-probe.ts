@@ -42,22 +42,47 @@ export interface StatisticsTap {
   channels: number;
   /** Winsorize each value at its channel's bounds before it is summed; none: the exact values. */
   clip?: TapClip;
+  /**
+   * Per channel, the shift K the sums are taken about (Σ(x − K), Σ(x − K)²; ChannelSums), in the
+   * units of the tapped values; none: 0. Taps sharing their sums take the first one's.
+   */
+  shift?: ArrayLike<number>;
 }
 
 /**
- * Σx and Σx² per channel in float64 over every value read since the last reset; `count` is the
- * number of values per channel (rows × spatial size).
+ * The unit roundoff of float64, 2^−53: a sum of n terms rounds by at most (n − 1)·u times the sum
+ * of their magnitudes (Higham, "Accuracy and Stability of Numerical Algorithms", 2002, §4.2),
+ * whatever the order the executors add them in.
+ */
+const FLOAT64_UNIT_ROUNDOFF = 2 ** -53;
+
+/**
+ * The relative error of a chunk's M2 that ChannelSums.shiftTooFar accepts: float32's unit
+ * roundoff, 2^−24, so that the float64 sums never cost a digit of the float32 running_var they
+ * become. A chunk whose bound exceeds it is measured again about its own mean (recalibration).
+ */
+export const M2_RELATIVE_TOLERANCE = 2 ** -24;
+
+/**
+ * Σ(x − K) and Σ(x − K)² per channel in float64 over every value read since the last reset, about
+ * a per-channel shift K known before the pass (`shift`, 0 unless set: the tap's shift, or
+ * shiftTo); `count` is the number of values per channel (rows × spatial size). The shift is what
+ * keeps M2 = Σ(x − K)² − (Σ(x − K))²/n accurate when a channel's mean is large against its spread
+ * (moments).
  */
 export class ChannelSums {
   count = 0;
   readonly sum: Float64Array;
   readonly sumSquares: Float64Array;
+  readonly shift: Float64Array;
 
   constructor(readonly channels: number) {
     this.sum = new Float64Array(channels);
     this.sumSquares = new Float64Array(channels);
+    this.shift = new Float64Array(channels);
   }
 
+  /** Back to no values; the shift stays. */
   reset(): void {
     this.count = 0;
     this.sum.fill(0);
@@ -65,11 +90,26 @@ export class ChannelSums {
   }
 
   /**
-   * Mean and M2 = Σ(x − mean)² per channel: M2 = Σx² − mean·Σx in float64. Exact enough for a
-   * batch of float32 values (squares of float32 values are exact in float64; the cancellation
-   * costs log10(mean²/variance) of float64's 16 digits, far below float32's resolution of the
-   * values themselves); merge batches with Chan's pairwise update, not by adding sums forever.
-   * `into` receives them instead of new arrays (a caller on the request path allocates nothing).
+   * Takes the sums about `shift` (per channel; a value that is not finite counts as 0) from now
+   * on; the sums must be empty (after reset: the executors' probes do it in reset(shifts)).
+   */
+  shiftTo(shift: ArrayLike<number>): void {
+    if (this.count !== 0) throw new Error('shiftTo: the sums hold values (reset them first)');
+    for (let c = 0; c < this.channels; c++) {
+      const k = shift[c] ?? 0;
+      this.shift[c] = Number.isFinite(k) ? k : 0;
+    }
+  }
+
+  /**
+   * Mean and M2 = Σ(x − mean)² per channel, from the sums about K: with m = Σ(x − K)/n,
+   * mean = K + m and M2 = Σ(x − K)² − m·Σ(x − K) in float64. The subtraction cancels: Σ(x − K)²
+   * = M2 + n·(mean − K)², so its rounding, at most about 3·n·u·Σ(x − K)² (u = 2^−53: the two
+   * sums' (n − 1)·u each and the product's), costs log10(1 + (mean − K)²/variance) of float64's
+   * 16 digits — all of them for a mean of 1e5 ± 0.01 about K = 0 (14 digits), none about a K
+   * near the mean (shiftTooFar says when it was not near enough). Merge batches with Chan's
+   * pairwise update, not by adding sums forever. `into` receives them instead of new arrays (a
+   * caller on the request path allocates nothing).
    */
   moments(into?: { mean: Float64Array; m2: Float64Array }): {
     count: number;
@@ -86,10 +126,29 @@ export class ChannelSums {
     }
     for (let c = 0; c < this.channels; c++) {
       const m = this.sum[c]! / n;
-      mean[c] = m;
+      mean[c] = this.shift[c]! + m;
       m2[c] = Math.max(0, this.sumSquares[c]! - m * this.sum[c]!);
     }
     return { count: n, mean, m2 };
+  }
+
+  /**
+   * Whether the bound of moments' rounding, 3·n·u·Σ(x − K)², exceeds M2_RELATIVE_TOLERANCE · M2
+   * on some finite channel: the shift was too far from the mean for these values ((mean −
+   * K)²/variance above about 2^−24/(3·n·u) − 1: 1.8e5 for 4,096 values, 180 for 4,096 rows of
+   * 28 × 28 planes); measured again about their own mean, they meet it (moments' mean is within
+   * a few float64 roundings of the true one). A channel whose values are all equal to K (M2 = 0,
+   * Σ(x − K)² = 0) meets it.
+   */
+  shiftTooFar(): boolean {
+    const n = this.count;
+    const bound = 3 * n * FLOAT64_UNIT_ROUNDOFF;
+    for (let c = 0; c < this.channels; c++) {
+      const q = this.sumSquares[c]!;
+      const m2 = q - (this.sum[c]! / n) * this.sum[c]!;
+      if (bound * q > M2_RELATIVE_TOLERANCE * m2 && Number.isFinite(q)) return true;
+    }
+    return false;
   }
 }
 
@@ -101,7 +160,22 @@ export interface StatisticsProbe {
   readonly taps: readonly StatisticsTap[];
   /** sums[i] belongs to taps[i] (taps of the same tensor and reading share one). */
   readonly sums: readonly ChannelSums[];
-  reset(): void;
+  /**
+   * Drops the sums; with `shifts`, shifts[i] (when given) becomes the shift of taps[i]'s sums
+   * (ChannelSums.shiftTo, in the tapped units) for what is gathered from now on.
+   */
+  reset(shifts?: readonly (ArrayLike<number> | undefined)[]): void;
+}
+
+/** probe.reset's work on the sums of its taps (each shift onto the sums of its tap). */
+export function resetSums(
+  sums: readonly ChannelSums[],
+  shifts?: readonly (ArrayLike<number> | undefined)[],
+): void {
+  for (const s of new Set(sums)) s.reset();
+  shifts?.forEach((k, i) => {
+    if (k) sums[i]!.shiftTo(k);
+  });
 }
 
 /** Values per row of the tensor a tap reads. */
@@ -204,6 +278,7 @@ export function sharedSums(taps: readonly StatisticsTap[]): ChannelSums[] {
     let sums = byClip.get(t.clip);
     if (!sums) {
       sums = new ChannelSums(t.channels);
+      if (t.shift) sums.shiftTo(t.shift);
       byClip.set(t.clip, sums);
     }
     return sums;
@@ -217,7 +292,8 @@ export function stepsNeeded(taps: readonly StatisticsTap[]): number {
 
 /**
  * The JavaScript executor's tap: adds rows × width values of `x` (row-major, float32 values held
- * in float64) into `sums`, per run of width/channels values; with `clip`, each finite value
+ * in float64) into `sums`, per run of width/channels values, each minus its channel's shift
+ * (sums.shift) in float64 as the wasm engine subtracts it; with `clip`, each finite value
  * winsorized at its channel's bounds first, and ±∞ and NaN made NaN (as the wasm engine).
  */
 export function addChannelSums(
@@ -231,6 +307,7 @@ export function addChannelSums(
   const spatial = width / channels;
   const sum = sums.sum;
   const sq = sums.sumSquares;
+  const shift = sums.shift;
   if (clip) {
     const { lower, upper } = clip;
     let i = 0;
@@ -238,12 +315,13 @@ export function addChannelSums(
       for (let c = 0; c < channels; c++) {
         const lo = lower[c]!;
         const hi = upper[c]!;
+        const k = shift[c]!;
         let s = 0;
         let q = 0;
-        for (let k = 0; k < spatial; k++, i++) {
+        for (let j = 0; j < spatial; j++, i++) {
           const x0 = x[i]!;
           // + x0·0: NaN for ±∞ and NaN (the sums stay not finite), +0 otherwise.
-          const v = (x0 < lo ? lo : Math.min(hi, x0)) + x0 * 0;
+          const v = (x0 < lo ? lo : Math.min(hi, x0)) + x0 * 0 - k;
           s += v;
           q += v * v;
         }
@@ -255,7 +333,7 @@ export function addChannelSums(
     for (let r = 0; r < rows; r++) {
       const base = r * width;
       for (let c = 0; c < channels; c++) {
-        const v = x[base + c]!;
+        const v = x[base + c]! - shift[c]!;
         sum[c] = sum[c]! + v;
         sq[c] = sq[c]! + v * v;
       }
@@ -264,10 +342,11 @@ export function addChannelSums(
     let i = 0;
     for (let r = 0; r < rows; r++) {
       for (let c = 0; c < channels; c++) {
+        const k = shift[c]!;
         let s = 0;
         let q = 0;
-        for (let k = 0; k < spatial; k++, i++) {
-          const v = x[i]!;
+        for (let j = 0; j < spatial; j++, i++) {
+          const v = x[i]! - k;
           s += v;
           q += v * v;
         }

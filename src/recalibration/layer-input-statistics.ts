@@ -2,6 +2,7 @@ import {
   type BatchNormInput,
   batchNormInputsOf,
   batchNormMoments,
+  batchNormShift,
   batchNormTaps,
   ChannelSums,
   type CompiledPlan,
@@ -55,6 +56,15 @@ export class LayerInputStatistics {
   private input: BatchNormInput;
   /** The tap of the plan's (transformed) input, when asked for: see centre(). */
   private readonly centreTap: StatisticsTap | undefined;
+  /**
+   * Per channel, the value the next rows' sums are taken about, in the BatchNorm's input units
+   * (ChannelSums: a variance loses log10(1 + (mean − K)²/variance) digits to the sums' rounding
+   * about K): the BatchNorm's running_mean at first, then the mean of the rows measured last.
+   * Rows whose sums still lose more than ChannelSums.shiftTooFar allows — a running_mean far
+   * from this data, and so the first rows of a shifted domain — are measured again about their
+   * own mean (reshift), at the cost of one more pass over those rows only.
+   */
+  private readonly about: Float64Array;
 
   constructor(
     private readonly source: PlanSource,
@@ -81,6 +91,7 @@ export class LayerInputStatistics {
       ...(this.centreTap ? [this.centreTap] : []),
     ]);
     this.centreSums = this.centreTap ? new ChannelSums(this.centreTap.channels) : undefined;
+    this.about = Float64Array.from(layer.bn.runningMean.data);
   }
 
   private readonly centreSums: ChannelSums | undefined;
@@ -97,9 +108,27 @@ export class LayerInputStatistics {
    * overflowed float32); if it throws, nothing of these rows is kept.
    */
   measure(x: Float32Array, rows: number, onNonFiniteInput?: () => void): InputMoments {
-    this.probe.reset();
+    this.start();
     this.executor.accumulate(x, rows, this.probe);
+    if (this.reshift()) this.executor.accumulate(x, rows, this.probe);
     return this.moments(onNonFiniteInput);
+  }
+
+  /** Empties the probe, its BatchNorm tap's sums to be taken about `about`. */
+  private start(): void {
+    this.probe.reset([batchNormShift(this.input, this.about)]);
+  }
+
+  /**
+   * After a pass: true, with the probe emptied and its BatchNorm tap's shift set to these rows'
+   * mean, when its sums were too far from it to meet M2_RELATIVE_TOLERANCE (ChannelSums.
+   * shiftTooFar): the caller runs the same rows again.
+   */
+  private reshift(): boolean {
+    const sums = this.probe.sums[0]!;
+    if (!sums.shiftTooFar()) return false;
+    this.probe.reset([sums.moments().mean]);
+    return true;
   }
 
   /**
@@ -125,13 +154,23 @@ export class LayerInputStatistics {
     pause: () => Promise<void>,
   ): Promise<InputMoments> {
     const step = this.sliceRows;
-    if (rows <= step) return this.measure(x, rows);
+    // A slice measured again about its own mean (reshift) is a second slice of work: a pause first.
+    const slice = async (part: Float32Array, n: number): Promise<InputMoments> => {
+      this.start();
+      this.executor.accumulate(part, n, this.probe);
+      if (this.reshift()) {
+        await pause();
+        this.executor.accumulate(part, n, this.probe);
+      }
+      return this.moments(undefined);
+    };
+    if (rows <= step) return slice(x, rows);
     const merged = new ChannelMoments(this.input.channels);
     const width = this.executor.plan.inputWidth;
     for (let r = 0; r < rows; r += step) {
       if (r > 0) await pause();
       const n = Math.min(step, rows - r);
-      merged.add(this.measure(x.subarray(r * width, (r + n) * width), n));
+      merged.add(await slice(x.subarray(r * width, (r + n) * width), n));
     }
     return { count: merged.count, mean: merged.mean, m2: merged.m2 };
   }
@@ -158,8 +197,9 @@ export class LayerInputStatistics {
     rows: number,
     onNonFiniteInput?: () => void,
   ): Promise<InputMoments> {
-    this.probe.reset();
+    this.start();
     await this.executor.accumulateAsync(x, rows, this.probe);
+    if (this.reshift()) await this.executor.accumulateAsync(x, rows, this.probe);
     return this.moments(onNonFiniteInput);
   }
 
@@ -176,9 +216,16 @@ export class LayerInputStatistics {
         if (probe !== 0) onNonFiniteInput();
       }
       into.count += from.count;
-      for (let i = 0; i < into.channels; i++) into.sum[i] = into.sum[i]! + from.sum[i]!;
+      // Σx = Σ(x − K) + n·K: the input tap shares the BatchNorm's sums, and shift, when the
+      // BatchNorm reads the plan's input.
+      for (let i = 0; i < into.channels; i++)
+        into.sum[i] = into.sum[i]! + from.sum[i]! + from.count * from.shift[i]!;
     }
-    return batchNormMoments(this.input, this.probe.sums[0]!);
+    const moments = batchNormMoments(this.input, this.probe.sums[0]!);
+    moments.mean.forEach((m, c) => {
+      if (Number.isFinite(m)) this.about[c] = m;
+    });
+    return moments;
   }
 
   /**

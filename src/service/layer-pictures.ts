@@ -9,6 +9,7 @@ import {
 import {
   batchNormInputsOf,
   batchNormMoments,
+  batchNormShift,
   batchNormTaps,
   type CompiledPlan,
   compileNetwork,
@@ -307,13 +308,19 @@ export function driftOfRows(
     source.plan.batchNormInputs.filter((b) => b.tap).map((b) => b.path),
   );
   const executor = new PlanExecutor(source.plan, Math.max(1, Math.min(rows, 4096)));
-  const probe = executor.createProbe(batchNormTaps(inputs));
+  const batchNormAt = batchNormLookup(source.network);
+  // Summed about running_mean (ChannelSums): a large mean costs the variance no digits.
+  const probe = executor.createProbe(
+    batchNormTaps(inputs).map((tap, i) => ({
+      ...tap,
+      shift: batchNormShift(inputs[i]!, batchNormAt(inputs[i]!.path).runningMean.data),
+    })),
+  );
   const width = source.plan.inputWidth;
   for (let r = 0; r < rows; r += 4096) {
     const k = Math.min(4096, rows - r);
     executor.accumulate(input.subarray(r * width, (r + k) * width), k, probe);
   }
-  const batchNormAt = batchNormLookup(source.network);
   return inputs.map((b, i) => {
     const bn = batchNormAt(b.path);
     return layerDrift(

@@ -68,9 +68,9 @@ async function driftOf(t: LoggedApp, name: string): Promise<DriftReport> {
 function scoreOf(t: LoggedApp, name: string, rows: number[][], clipped: boolean): number {
   const served = t.registry.resolve(name);
   const drift = new VersionDrift(served, { windowMs: 60_000, windows: 1 });
-  const taps = clipped
-    ? clippedBatchNormTaps(drift.inputs, drift.running, LIVE_DRIFT_CLIP_SIGMAS)
-    : batchNormTaps(drift.inputs);
+  // Exact: the same taps, summed about the same shifts (running_mean), without the clip.
+  const live = clippedBatchNormTaps(drift.inputs, drift.running, LIVE_DRIFT_CLIP_SIGMAS);
+  const taps = clipped ? live : live.map(({ clip, ...tap }) => tap);
   const executor = served.compiled.executor;
   const probe = executor.createProbe(taps);
   executor.accumulate(Float32Array.from(rows.flat()), rows.length, probe);

@@ -635,6 +635,60 @@ describe('statistics taps', () => {
     }
   });
 
+  it("sums about each channel's shift, per feature and per channel, clipped or not, and reset(shifts) moves it", () => {
+    // Values K_c + a dyadic offset: every difference, square and sum is exact, so both executors
+    // must give the reference's bits, and a shift applied to the wrong channel shows.
+    const offsets = [-1.5, -0.25, 0, 0.5, 0.75, 2, -3];
+    const flat = compileNetwork(randomNetwork([linear(7, 2)], 1), undefined, [7]);
+    const image = compileNetwork(randomNetwork([conv(3, 2)], 1), undefined, [3, 3, 3]);
+    for (const [plan, channels] of [
+      [flat, 7],
+      [image, 3],
+    ] as const) {
+      const rows = 6;
+      const width = plan.inputWidth;
+      const spatial = width / channels;
+      const shiftsOf = (base: number) =>
+        Float64Array.from({ length: channels }, (_, c) => base * 2 ** c);
+      const rowsAbout = (k: Float64Array) =>
+        Float32Array.from({ length: rows * width }, (_, i) => {
+          const c = Math.floor((i % width) / spatial);
+          return k[c]! + offsets[(i * 5) % offsets.length]!;
+        });
+      const clip = {
+        lower: Float32Array.from({ length: channels }, () => -1e30),
+        upper: Float32Array.from({ length: channels }, () => 1e30),
+      };
+      for (const executor of executors(plan, 8)) {
+        const k1 = shiftsOf(1024);
+        const probe = executor.createProbe([
+          { step: -1, point: 'output', channels, shift: k1 },
+          { step: -1, point: 'output', channels, clip, shift: k1 },
+        ]);
+        for (const k of [k1, shiftsOf(65536)]) {
+          if (k !== k1) probe.reset([k, k]);
+          const x = rowsAbout(k);
+          executor.run(x, rows, probe);
+          const expected = directSums(
+            Float32Array.from(x, (v, i) => v - k[Math.floor((i % width) / spatial)]!),
+            rows,
+            channels,
+          );
+          for (const sums of probe.sums) {
+            const what = `${executor.engine} ${channels} channels, K ${k[0]}`;
+            expect([...sums.shift], what).toEqual([...k]);
+            expect([...sums.sum], what).toEqual([...expected.sum]);
+            expect([...sums.sumSquares], what).toEqual([...expected.sumSquares]);
+            const { mean } = sums.moments();
+            for (let c = 0; c < channels; c++)
+              expect(mean[c], what).toBe(k[c]! + expected.sum[c]! / expected.count);
+          }
+        }
+        executor.close();
+      }
+    }
+  });
+
   it('batchNormClip: bounds in the tapped units (swapped for a negative scale), none where the map cannot say', () => {
     const input = {
       path: '1',

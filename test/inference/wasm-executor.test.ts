@@ -195,6 +195,8 @@ describe('the epilogues at values that overflowed float32 (±∞) and NaN, as Py
     const values = [Number.NEGATIVE_INFINITY, Number.POSITIVE_INFINITY, Number.NaN, -3, 2, -0, 0];
     const srcAt = 4096;
     const accAt = 8192;
+    const shiftAt = 12288;
+    new Float64Array(heap.buffer, shiftAt, 7).fill(0);
     for (const slope of slopes) {
       // Per feature (7 channels: four in vectors, three one by one) and one channel of 7 values.
       for (const channels of [7, 1]) {
@@ -202,7 +204,7 @@ describe('the epilogues at values that overflowed float32 (±∞) and NaN, as Py
         const src = Float32Array.from({ length: rows * 7 }, (_, i) => values[(i * 3) % 7]!);
         heap.set(src, srcAt / 4);
         new Float64Array(heap.buffer, accAt, 2 * channels).fill(0);
-        x.channel_sums_act(srcAt, rows, 7, channels, accAt, slope);
+        x.channel_sums_act(srcAt, rows, 7, channels, accAt, shiftAt, slope);
         src.forEach((v, i) => {
           const got = heap[srcAt / 4 + i]!;
           expect(Object.is(got, activate(v, slope)), `slope ${slope}, value ${i}: ${got}`).toBe(

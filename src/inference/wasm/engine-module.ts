@@ -145,7 +145,15 @@ export interface EngineExports {
   serve(control: number, program: number, input: number, output: number, scratch: number): void;
   /** softmax(src, dst, rows, width): see nn/wasm/softmax-wat.ts. */
   softmax(src: number, dst: number, rows: number, width: number): void;
-  channel_sums(src: number, rows: number, width: number, channels: number, acc: number): void;
+  /** Σ(x − K), Σ(x − K)² per channel, K the f64 shifts at `shift` (nn/wasm/statistics-wat.ts). */
+  channel_sums(
+    src: number,
+    rows: number,
+    width: number,
+    channels: number,
+    acc: number,
+    shift: number,
+  ): void;
   /** channel_sums, then v < 0 ? v·slope + 0 : v in place (nn/wasm/statistics-wat.ts). */
   channel_sums_act(
     src: number,
@@ -153,6 +161,7 @@ export interface EngineExports {
     width: number,
     channels: number,
     acc: number,
+    shift: number,
     slope: number,
   ): void;
 }

@@ -47,8 +47,8 @@ export const align = (n: number, to = 64): number => Math.ceil(n / to) * to;
 /**
  * The room a probe's taps have (WasmProbe refuses more): every tensor reading four times (exact
  * and three clips) and every BatchNorm's input once more (clipped at its own running
- * statistics), in records, accumulators (16 bytes a channel) and clip bounds (8 bytes a
- * channel): a few KiB per thread for the bundled models.
+ * statistics), in records, accumulators (16 bytes a channel), shifts (8 bytes a channel) and
+ * clip bounds (8 bytes a channel): a few KiB per thread for the bundled models.
  */
 export interface TapCapacity {
   records: number;
@@ -176,7 +176,8 @@ function layoutWithRows(
   const positions = 2 * (plan.steps.length + 1);
   const capacity = tapCapacity(plan);
   const tapTable = at;
-  at = align(at + positions * 4 + capacity.records * TAP.bytes + capacity.channels * 8);
+  // Records, then their shifts (f64 a channel), then their clip bounds (2 × f32 a channel).
+  at = align(at + positions * 4 + capacity.records * TAP.bytes + capacity.channels * 16);
   const accumulatorBytes = 2 * 8 * capacity.channels;
   const params: number[] = [];
   let largestWeight = 0;

@@ -31,12 +31,14 @@ export const PROGRAM = {
 /**
  * The tap table of a call: one i32 per tensor and reading, at word 2·(step + 1) + (pre ? 1 : 0)
  * (step −1 is the input), 0 or the address of the first of its tap records: channels, the byte
- * offset of its accumulators (Σx then Σx², f64 × channels) within the thread's accumulator area,
- * the address of its clip bounds (f32 × channels lower, then upper; 0: not clipped), and the
- * address of the next record reading the same tensor (0: the last) — one tensor read unclipped
- * and, with each BatchNorm's own bounds, clipped for live drift.
+ * offset of its accumulators (Σ(x − K) then Σ(x − K)², f64 × channels) within the thread's
+ * accumulator area, the address of its clip bounds (f32 × channels lower, then upper; 0: not
+ * clipped), the address of the next record reading the same tensor (0: the last) — one tensor
+ * read unclipped and, with each BatchNorm's own bounds, clipped for live drift —, and the address
+ * of its shifts K (f64 × channels: ChannelSums.shift). Records are 8-byte multiples, so the
+ * shifts that follow them are aligned.
  */
-export const TAP = { channels: 0, offset: 1, bounds: 2, next: 3, bytes: 16 } as const;
+export const TAP = { channels: 0, offset: 1, bounds: 2, next: 3, shift: 4, bytes: 24 } as const;
 
 /** A step record: i32 words (slope f32, eps f64 at its byte offset). */
 export const STEP = {
@@ -363,10 +365,12 @@ const tapOne = `
       (then (call $channel_sums_clip (local.get $src) (local.get $rows) (local.get $width)
         (i32.load offset=${TAP.channels * 4} (local.get $rec))
         (i32.add (local.get $acc) (i32.load offset=${TAP.offset * 4} (local.get $rec)))
+        (i32.load offset=${TAP.shift * 4} (local.get $rec))
         (local.get $bounds)))
       (else (call $channel_sums (local.get $src) (local.get $rows) (local.get $width)
         (i32.load offset=${TAP.channels * 4} (local.get $rec))
-        (i32.add (local.get $acc) (i32.load offset=${TAP.offset * 4} (local.get $rec)))))))`;
+        (i32.add (local.get $acc) (i32.load offset=${TAP.offset * 4} (local.get $rec)))
+        (i32.load offset=${TAP.shift * 4} (local.get $rec))))))`;
 
 /**
  * tap_act(record, src, rows, width, acc, slope): the taps of the chain, the last one with the
@@ -387,10 +391,12 @@ const tapAct = `
       (then (call $channel_sums_clip_act (local.get $src) (local.get $rows) (local.get $width)
         (i32.load offset=${TAP.channels * 4} (local.get $rec))
         (i32.add (local.get $acc) (i32.load offset=${TAP.offset * 4} (local.get $rec)))
+        (i32.load offset=${TAP.shift * 4} (local.get $rec))
         (local.get $bounds) (local.get $slope)))
       (else (call $channel_sums_act (local.get $src) (local.get $rows) (local.get $width)
         (i32.load offset=${TAP.channels * 4} (local.get $rec))
         (i32.add (local.get $acc) (i32.load offset=${TAP.offset * 4} (local.get $rec)))
+        (i32.load offset=${TAP.shift * 4} (local.get $rec))
         (local.get $slope)))))`;
 
 /** The interpreter (with the steps of `parts`), the statistics taps and the helpers' loop. */

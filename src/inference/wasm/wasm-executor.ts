@@ -723,6 +723,11 @@ export class WasmExecutor implements Executor {
     probe.pendingRows = 0;
   }
 
+  /** The probe's table changed (new shifts, after discardPending): written again when next used. */
+  tableChanged(probe: WasmProbe): void {
+    if (this.written === probe) this.written = undefined;
+  }
+
   /** Collects the resident probe's pending sums and frees the accumulators. */
   private release(): void {
     const resident = this.resident;

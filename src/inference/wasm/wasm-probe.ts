@@ -1,5 +1,6 @@
 import {
   type ChannelSums,
+  resetSums,
   type StatisticsProbe,
   type StatisticsTap,
   sharedSums,
@@ -24,10 +25,13 @@ export class WasmProbe implements StatisticsProbe {
   /** Steps a statistics call runs. */
   readonly steps: number;
   /**
-   * The table's words (entries, then a record per distinct sums, then the clipped records'
-   * bounds as float32 bits), to be copied to layout.tapTable.
+   * The table's words (entries, then a record per distinct sums, then each record's shifts as
+   * float64 bits, then the clipped records' bounds as float32 bits), to be copied to
+   * layout.tapTable.
    */
   readonly table: Int32Array;
+  /** The records' shifts within the table (f64, record by record). */
+  private readonly shifts: Float64Array;
   /** Accumulator bytes in use. */
   readonly bytes: number;
   /** The taps that own their accumulators (the first of those sharing their sums). */
@@ -55,9 +59,12 @@ export class WasmProbe implements StatisticsProbe {
         `the probe's taps need ${this.first.length} records of ${channels} channels; the executor has room for ${capacity.records} of ${capacity.channels}`,
       );
     const recordWords = TAP.bytes / 4;
-    const boundsAt = positions + recordWords * this.first.length;
+    // Even: the shifts start 8-byte aligned (the table is).
+    const shiftsAt = positions + recordWords * this.first.length;
+    const boundsAt = shiftsAt + 2 * channels;
     const clipped = this.first.reduce((n, i) => n + (taps[i]!.clip ? 2 * taps[i]!.channels : 0), 0);
     this.table = new Int32Array(boundsAt + clipped);
+    this.shifts = new Float64Array(this.table.buffer, shiftsAt * 4, channels);
     const bounds = new Float32Array(this.table.buffer);
     const address = (word: number) => tapTable + word * 4;
     /** Per tensor reading, the word of the last record of its chain. */
@@ -75,6 +82,8 @@ export class WasmProbe implements StatisticsProbe {
       last.set(position, record);
       this.table[record + TAP.channels] = t.channels;
       this.table[record + TAP.offset] = offset;
+      // Accumulators take 16 bytes a channel, shifts 8: the shifts of this record.
+      this.table[record + TAP.shift] = address(shiftsAt + offset / 8);
       if (t.clip) {
         this.table[record + TAP.bounds] = address(free);
         bounds.set(t.clip.lower, free);
@@ -87,6 +96,12 @@ export class WasmProbe implements StatisticsProbe {
     this.offsets = taps.map((_, i) => offsetOf.get(this.held[i]!)!);
     this.bytes = offset;
     this.steps = stepsNeeded(taps);
+    this.writeShifts();
+  }
+
+  /** The held sums' shifts into the table. */
+  private writeShifts(): void {
+    for (const i of this.first) this.shifts.set(this.held[i]!.shift, this.offsets[i]! / 16);
   }
 
   /** Every row run so far, the executor's accumulators collected first. */
@@ -95,8 +110,12 @@ export class WasmProbe implements StatisticsProbe {
     return this.held;
   }
 
-  reset(): void {
+  reset(shifts?: readonly (ArrayLike<number> | undefined)[]): void {
     this.owner.discardPending(this);
-    for (const s of new Set(this.held)) s.reset();
+    resetSums(this.held, shifts);
+    if (shifts) {
+      this.writeShifts();
+      this.owner.tableChanged(this);
+    }
   }
 }
