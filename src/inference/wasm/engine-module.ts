@@ -154,7 +154,7 @@ export interface EngineExports {
     acc: number,
     shift: number,
   ): void;
-  /** channel_sums, then v < 0 ? v·slope + 0 : v in place (nn/wasm/statistics-wat.ts). */
+  /** channel_sums, then v < 0 ? v·slope : v in place (nn/wasm/statistics-wat.ts). */
   channel_sums_act(
     src: number,
     rows: number,
@@ -167,7 +167,7 @@ export interface EngineExports {
 }
 
 /**
- * C = A·B + bias, then v < 0 ? v·slope + 0 : v (slope 1: identity, +0: ReLU): see gemm-wat.ts. All
+ * C = A·B + bias, then v < 0 ? v·slope : v (slope 1: identity, −0: ReLU): see gemm-wat.ts. All
  * addresses and strides in bytes; tmp: 128 bytes of scratch.
  */
 export type GemmFunction = (

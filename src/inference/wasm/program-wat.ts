@@ -1,4 +1,4 @@
-import { locals } from '../../nn/wasm/index.js';
+import { locals, RELU_SLOPE_WAT } from '../../nn/wasm/index.js';
 import { ACTIVATION_CODES } from '../kernels.js';
 
 /**
@@ -192,7 +192,7 @@ const cnnSteps = `
 const epilogueSlope = (
   code: string,
 ) => `(if (result f32) (i32.eq (local.get $${code}) (i32.const ${ACTIVATION_CODES.relu}))
-          (then (f32.const -0))
+          (then ${RELU_SLOPE_WAT})
           (else (if (result f32) (i32.eq (local.get $${code}) (i32.const ${ACTIVATION_CODES.leaky_relu}))
             (then (local.get $slope))
             (else (f32.const 1)))))`;
@@ -246,7 +246,7 @@ function runWat(parts: EngineParts): string {
           (else (i32.const 0))))
         (local.set $real (local.get $code))
         (if (local.get $pre) (then (local.set $code (i32.const 0))))
-        ;; ReLU and LeakyReLU are the GEMM's epilogue (slope +0 / the slope); the others run as a
+        ;; ReLU and LeakyReLU are the GEMM's epilogue (slope −0 / the slope); the others run as a
         ;; pass over the stored chunk, after an identity epilogue (slope 1).
         (local.set $eslope ${epilogueSlope('code')})
         (if (i32.eq (local.get $op) (i32.const ${OP.dense}))

@@ -34,9 +34,14 @@ const madd = (relaxed: boolean, a: string, b: string, acc: string): string =>
 
 /**
  * The epilogue slope of ReLU: −0, so that a negative v·slope is +0 (torch.relu's zero), where
- * LeakyReLU(0)'s slope +0 gives −0 (torch's v·0). Callers pass this (program-wat.ts).
+ * LeakyReLU(0)'s slope +0 gives −0 (torch's v·0). Callers pass it as RELU_SLOPE_WAT
+ * (program-wat.ts); epilogueInit tells it apart by its bits.
  */
 export const RELU_SLOPE = -0;
+/** RELU_SLOPE's float32 bits (the sign of a zero is in these alone). */
+const RELU_SLOPE_BITS = new Uint32Array(Float32Array.of(RELU_SLOPE).buffer)[0]!;
+/** RELU_SLOPE as a WAT constant (`${-0}` would print "0": the sign is written out). */
+export const RELU_SLOPE_WAT = `(f32.const ${Object.is(RELU_SLOPE, -0) ? '-0' : RELU_SLOPE})`;
 
 /**
  * The epilogue, v < 0 ? max(v, floor)·slope : v, on a vector `v` (a local.get: it is read
@@ -65,7 +70,7 @@ export const epilogueScalar = (f: string): string =>
  */
 export const epilogueInit = `(local.set $slopev (f32x4.splat (local.get $slope)))
     (local.set $floorv (f32x4.splat (select (f32.const ${-FLOAT32_MAX}) (f32.const -inf)
-      (i32.eq (i32.reinterpret_f32 (local.get $slope)) (i32.const 0x80000000)))))`;
+      (i32.eq (i32.reinterpret_f32 (local.get $slope)) (i32.const 0x${RELU_SLOPE_BITS.toString(16)})))))`;
 
 interface Accumulator {
   name: string;
