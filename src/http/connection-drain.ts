@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import type { Server, ServerResponse } from 'node:http';
 import { Server as NetServer, type Socket } from 'node:net';
 
@@ -22,8 +23,31 @@ export const IDLE_LINGER_MS = 500;
  * so a request already sent and still in the socket's buffer or on the wire was dropped unread
  * and its client saw ECONNRESET. `drain()` stops listening with net.Server's close instead, which
  * leaves the connections alone; Fastify's own `server.close()` afterwards finds none left.
+ *
+ * Closing a listening socket resets the connections the kernel had accepted into its queue and no
+ * process had taken yet (Linux: inet_csk_listen_stop). Under steady traffic that queue is rarely
+ * empty, so `handover` (WORKERS > 1) lets another, idle process accept from the socket while this
+ * one stops listening, and hand what it accepted back to be answered here.
  */
-export function drainableConnections(server: Server, lingerMs = IDLE_LINGER_MS) {
+export interface ListenerHandover {
+  /**
+   * Called as the drain begins, while `server` still listens: resolves once it may close its
+   * listening socket (with WORKERS > 1, once the cluster primary has taken the socket over when
+   * this worker is the last to listen: cli/cluster-listener.ts).
+   */
+  beforeStopListening(server: Server): Promise<void>;
+  /**
+   * Called once `server` has stopped listening: resolves once no more connections will be handed
+   * to it (each emitted as its `connection`, and drained like the others).
+   */
+  stoppedListening(): Promise<void>;
+}
+
+export function drainableConnections(
+  server: Server,
+  lingerMs = IDLE_LINGER_MS,
+  handover?: ListenerHandover,
+) {
   /**
    * Every open connection: the responses in progress on it, and the bytes it had sent when its
    * last response ended (more since: a request is arriving, its headers or body not yet whole).
@@ -82,8 +106,27 @@ export function drainableConnections(server: Server, lingerMs = IDLE_LINGER_MS) 
      * itself: SHUTDOWN_TIMEOUT_MS bounds the whole shutdown (cli/server-worker.ts).
      */
     async drain(): Promise<void> {
-      if (server.listening) NetServer.prototype.close.call(server);
-      await Promise.all([...open.keys()].map(closeWhenQuiet));
+      let handedOver: Promise<void> | undefined;
+      if (server.listening) {
+        await handover?.beforeStopListening(server);
+        NetServer.prototype.close.call(server);
+        handedOver = handover?.stoppedListening();
+      }
+      // Until the last connection is handed over, each that comes joins the drain.
+      let more = handedOver !== undefined;
+      void handedOver?.then(() => {
+        more = false;
+      });
+      const draining = new Map<Socket, Promise<void>>();
+      for (;;) {
+        for (const socket of open.keys())
+          if (!draining.has(socket)) draining.set(socket, closeWhenQuiet(socket));
+        if (more) await Promise.race([handedOver, once(server, 'connection')]);
+        else {
+          await Promise.all(draining.values());
+          if ([...open.keys()].every((socket) => draining.has(socket))) return;
+        }
+      }
     },
   };
 }
