@@ -94,6 +94,8 @@ export function listenerHandover(channel: PrimaryChannel, logger: pino.Logger): 
  */
 export class ListenerTakeover {
   private readonly listening = new Set<number>();
+  /** Workers stopping to listen that have not said they stopped yet. */
+  private readonly stopping = new Set<number>();
   /** The worker whose socket the primary took, and the primary's server accepting on it. */
   private keeper: Worker | undefined;
   private acceptor: Server | undefined;
@@ -115,6 +117,7 @@ export class ListenerTakeover {
   /** The worker is about to stop listening: the last one to listen is asked for its socket. */
   stopListening(worker: Worker, id: number): void {
     this.listening.delete(worker.id);
+    this.stopping.add(worker.id);
     const send = this.keeper === undefined && this.listening.size === 0;
     if (send) this.keeper = worker;
     sendToWorker(worker, { type: 'normserve:listener-wanted', id, send });
@@ -140,30 +143,44 @@ export class ListenerTakeover {
     acceptor.listen(handle, () => sendToWorker(worker, { type: 'normserve:listener-taken', id }));
   }
 
-  /** The worker stopped listening: once quiet, close the socket and hand over what is held. */
+  /** The worker stopped listening. */
   listenerClosed(worker: Worker): void {
-    if (worker !== this.keeper || this.acceptor === undefined || this.quiet) return;
-    this.quiet = setTimeout(() => this.close(), this.quietMs);
-    this.deadline = setTimeout(() => this.close(), this.holdMaxMs);
+    this.stopping.delete(worker.id);
+    this.settle();
   }
 
   /** A worker is gone: held connections of a keeper that died cannot be served. */
   retire(worker: Worker): void {
     this.listening.delete(worker.id);
+    this.stopping.delete(worker.id);
     if (worker === this.keeper) this.close();
+    else this.settle();
+  }
+
+  /**
+   * Once every stopping worker has stopped listening — each closed its copy of the socket first,
+   * and node:cluster's own copy in this process closed with the last of them (its `close` message
+   * comes before ours on the same channel) — the socket is open here only: close it once quiet.
+   */
+  private settle(): void {
+    if (this.acceptor === undefined || this.quiet || this.stopping.size > 0) return;
+    this.quiet = setTimeout(() => this.close(), this.quietMs);
+    this.deadline = setTimeout(() => this.close(), this.holdMaxMs);
   }
 
   private close(): void {
     clearTimeout(this.quiet);
     clearTimeout(this.deadline);
     const acceptor = this.acceptor;
-    if (acceptor === undefined) return;
+    const keeper = this.keeper;
+    this.keeper = undefined;
+    this.quiet = undefined;
+    if (acceptor === undefined || keeper === undefined) return;
     this.acceptor = undefined;
     // After the next poll phase, whose accept pass empties the socket's queue (a timer runs
     // before it in the event loop's turn): what the kernel queued since would be reset.
     setImmediate(() => {
       acceptor.close();
-      const keeper = this.keeper!;
       const held = this.held.splice(0);
       this.logger.info(
         { worker: keeper.process.pid, connections: held.length },

@@ -136,8 +136,8 @@ describe('graceful shutdown with clients opening new connections', () => {
         expect(o, context).toMatchObject({ afterSignal: true, connected: false });
         expect(o.error, context).toBe('ECONNREFUSED');
       } else if (o.status !== 200)
+        // (A request sent just before the signal may be answered during the drain.)
         expect(o, context).toMatchObject({
-          afterSignal: true,
           status: 503,
           code: 'SHUTTING_DOWN',
           connectionClose: true,
