@@ -20,13 +20,9 @@
 import type { Worker } from 'node:cluster';
 import { createServer, Server, type Socket } from 'node:net';
 import type pino from 'pino';
-import type { ListenerHandover } from '../http/connection-drain.js';
+import { ACCEPT_QUIET_MS, HOLD_MAX_MS, type ListenerHandover } from '../http/connection-drain.js';
 import { handoverSchema, type PrimaryChannel, sendToWorker } from './cluster-messages.js';
 
-/** The primary closes the socket once no connection arrived for this long… */
-export const ACCEPT_QUIET_MS = 50;
-/** …or this long after the last worker stopped listening, whichever comes first. */
-export const HOLD_MAX_MS = 1_000;
 /** How long a worker waits for the primary's answer before it stops listening regardless. */
 const ANSWER_TIMEOUT_MS = 10_000;
 

@@ -289,9 +289,18 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     linkReply(reply);
     if (!closing) return done(unmetExpectation(request.raw));
     void reply.header('Connection', 'close');
-    done(
-      new NormserveError('SHUTTING_DOWN', 'the server is shutting down; retry on another instance'),
-    );
+    const refuse = () =>
+      done(
+        new NormserveError(
+          'SHUTTING_DOWN',
+          'the server is shutting down; retry on another instance',
+        ),
+      );
+    // Answered once the server has stopped listening: its client's next connection is then
+    // refused, not queued on a socket about to close (connection-drain.ts, ACCEPT_QUIET_MS).
+    const stopping = connections.listenerClosing;
+    if (stopping) void stopping.then(refuse);
+    else refuse();
   });
 
   const { metrics } = deps;

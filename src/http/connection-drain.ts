@@ -12,6 +12,38 @@ import { Server as NetServer, type Socket } from 'node:net';
 export const IDLE_LINGER_MS = 500;
 
 /**
+ * Closing a listening socket resets the connections the kernel had completed and queued on it but
+ * no process had accepted yet (Linux: inet_csk_listen_stop): their clients saw the connection
+ * open, then ECONNRESET with their request unread. Clients that connect again as soon as they are
+ * answered keep that queue filled, so the drain holds the requests that arrive while the server
+ * still listens (new connections and kept-alive ones): the answered clients come back on new
+ * connections and wait there, new arrivals stop, and once none came for ACCEPT_QUIET_MS (at most
+ * HOLD_MAX_MS) the socket closes, right after an accept pass, and the held requests are answered.
+ */
+export const ACCEPT_QUIET_MS = 50;
+/** The longest the drain holds requests before it stops listening regardless. */
+export const HOLD_MAX_MS = 1_000;
+
+/**
+ * With WORKERS > 1 the workers share one listening socket and node:cluster's primary holds a copy
+ * of it too: the worker's own copy is not the last, so the primary closes it once quiet
+ * (cli/cluster-listener.ts) instead of this drain.
+ */
+export interface ListenerHandover {
+  /**
+   * Called as the drain begins, while `server` still listens: resolves once it may close its
+   * listening socket (once the cluster primary has taken the socket over when this worker is the
+   * last to listen).
+   */
+  beforeStopListening(server: Server): Promise<void>;
+  /**
+   * Called once `server` has stopped listening: resolves once no more connections will be handed
+   * to it (each emitted as its `connection`, and drained like the others).
+   */
+  stoppedListening(): Promise<void>;
+}
+
+/**
  * Graceful drain of an HTTP/1.1 server's connections, as Envoy's and nginx's drains do: stop
  * accepting connections, answer every request that arrives on an open one (the app sends
  * `Connection: close` with each response while closing, and Node closes the connection once it
@@ -23,31 +55,15 @@ export const IDLE_LINGER_MS = 500;
  * so a request already sent and still in the socket's buffer or on the wire was dropped unread
  * and its client saw ECONNRESET. `drain()` stops listening with net.Server's close instead, which
  * leaves the connections alone; Fastify's own `server.close()` afterwards finds none left.
- *
- * Closing a listening socket resets the connections the kernel had accepted into its queue and no
- * process had taken yet (Linux: inet_csk_listen_stop). Under steady traffic that queue is rarely
- * empty, so `handover` (WORKERS > 1) lets another, idle process accept from the socket while this
- * one stops listening, and hand what it accepted back to be answered here.
  */
-export interface ListenerHandover {
-  /**
-   * Called as the drain begins, while `server` still listens: resolves once it may close its
-   * listening socket (with WORKERS > 1, once the cluster primary has taken the socket over when
-   * this worker is the last to listen: cli/cluster-listener.ts).
-   */
-  beforeStopListening(server: Server): Promise<void>;
-  /**
-   * Called once `server` has stopped listening: resolves once no more connections will be handed
-   * to it (each emitted as its `connection`, and drained like the others).
-   */
-  stoppedListening(): Promise<void>;
-}
-
 export function drainableConnections(
   server: Server,
   lingerMs = IDLE_LINGER_MS,
   handover?: ListenerHandover,
+  quietMs = ACCEPT_QUIET_MS,
 ) {
+  /** While the drain holds requests: resolves once the server has stopped listening. */
+  let stopped: Promise<void> | undefined;
   /**
    * Every open connection: the responses in progress on it, and the bytes it had sent when its
    * last response ended (more since: a request is arriving, its headers or body not yet whole).
@@ -101,15 +117,30 @@ export function drainableConnections(
 
   return {
     /**
-     * Stops accepting connections and resolves once every open connection has closed: those with
-     * a request in progress after its response, the others once quiet for the linger. Unbounded
-     * itself: SHUTDOWN_TIMEOUT_MS bounds the whole shutdown (cli/server-worker.ts).
+     * During the drain, while the server still listens: resolves once it has stopped (answer a
+     * request then, not before: see ACCEPT_QUIET_MS). Undefined otherwise.
+     */
+    get listenerClosing(): Promise<void> | undefined {
+      return stopped;
+    },
+    /**
+     * Stops accepting connections (once accepts were quiet, or the handover allows) and resolves
+     * once every open connection has closed, those handed over too: those with a request in
+     * progress after its response, the others once quiet for the linger. Unbounded itself:
+     * SHUTDOWN_TIMEOUT_MS bounds the whole shutdown (cli/server-worker.ts).
      */
     async drain(): Promise<void> {
       let handedOver: Promise<void> | undefined;
       if (server.listening) {
-        await handover?.beforeStopListening(server);
+        let release: () => void = () => undefined;
+        stopped = new Promise<void>((resolve) => {
+          release = resolve;
+        });
+        if (handover) await handover.beforeStopListening(server);
+        else await quietAccepts(server, quietMs);
         NetServer.prototype.close.call(server);
+        stopped = undefined;
+        release();
         handedOver = handover?.stoppedListening();
       }
       // Until the last connection is handed over, each that comes joins the drain.
@@ -129,4 +160,24 @@ export function drainableConnections(
       }
     },
   };
+}
+
+/**
+ * Resolves once `server` accepted no connection for `quietMs` (at most HOLD_MAX_MS), in the
+ * event loop's check phase right after a poll phase, whose accept pass took what the kernel had
+ * queued: the caller closes the listening socket then.
+ */
+function quietAccepts(server: Server, quietMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(quiet);
+      clearTimeout(deadline);
+      server.off('connection', accepted);
+      setImmediate(resolve);
+    };
+    const quiet = setTimeout(done, quietMs);
+    const deadline = setTimeout(done, HOLD_MAX_MS);
+    const accepted = () => quiet.refresh();
+    server.on('connection', accepted);
+  });
 }

@@ -55,12 +55,12 @@ function addBrokenModel(root: string, name: string): void {
 /**
  * New connections after shutdown began are refused. In the instant before the listening socket
  * closes some may still be accepted: they must then be answered 503, never left hanging until the
- * drain ends; with one process some may be reset (queued on the socket as it closed), with
- * WORKERS > 1 none (the primary closes the socket: src/cli/cluster-listener.ts). A burst of
- * connections is opened first (the instant is short), then one is tried every 50 ms until one is
- * refused (within 5 s).
+ * drain ends nor reset (queued on the socket as it closed: the drain closes it once accepts are
+ * quiet, src/http/connection-drain.ts; with WORKERS > 1 the primary does,
+ * src/cli/cluster-listener.ts). A burst of connections is opened first (the instant is short),
+ * then one is tried every 50 ms until one is refused (within 5 s).
  */
-async function expectNewConnectionsRefused(port: number, workers: string): Promise<void> {
+async function expectNewConnectionsRefused(port: number): Promise<void> {
   const outcome = async () => {
     const o = await freshGet(port, '/healthz', 2_000);
     return 'error' in o ? o.error : String(o.status);
@@ -77,8 +77,7 @@ async function expectNewConnectionsRefused(port: number, workers: string): Promi
     await new Promise((r) => setTimeout(r, 50));
   }
   const context = `connections made during shutdown: ${seen.join(' ')}`;
-  const allowed = workers === '1' ? ['ECONNREFUSED', 'ECONNRESET', '503'] : ['ECONNREFUSED', '503'];
-  for (const o of seen) expect(allowed, context).toContain(o);
+  for (const o of seen) expect(['ECONNREFUSED', '503'], context).toContain(o);
   expect(seen, context).toContain('ECONNREFUSED');
 }
 
@@ -103,7 +102,7 @@ describe('graceful shutdown of the real server process', () => {
         { count: Number(workers) },
       );
       try {
-        await expectNewConnectionsRefused(port, workers);
+        await expectNewConnectionsRefused(port);
       } finally {
         upload.finish();
       }
@@ -235,10 +234,8 @@ describe('graceful shutdown with keep-alive clients sending', () => {
       const all = outcomes.flat();
       const context = JSON.stringify(all.filter((o) => o.afterSignal));
       // A request sent on an open connection (or before the signal) got an answer; only a new
-      // connection, made after the server had closed the loop's own, may be refused (or, with
-      // one process, reset: in the instant the listening socket closes with it queued, which no
-      // request of the loop was sent on before; with WORKERS > 1 the primary closes the socket
-      // once no connection is queued on it, src/cli/cluster-listener.ts).
+      // connection, made after the server had closed the loop's own, may be refused — never
+      // reset (queued on the listening socket as it closed: see expectNewConnectionsRefused).
       for (const o of all)
         if (o.reused || !o.afterSignal) {
           expect(o.error, context).toBeUndefined();
@@ -248,11 +245,7 @@ describe('graceful shutdown with keep-alive clients sending', () => {
               code: 'SHUTTING_DOWN',
               connectionClose: true,
             });
-        } else if (o.error !== undefined)
-          expect(
-            workers === '1' ? ['ECONNREFUSED', 'ECONNRESET'] : ['ECONNREFUSED'],
-            context,
-          ).toContain(o.error);
+        } else if (o.error !== undefined) expect(o.error, context).toBe('ECONNREFUSED');
       // The signal came while the clients were sending on their connections.
       expect(
         all.some((o) => o.afterSignal && o.reused),

@@ -1,13 +1,15 @@
 /**
- * The real server process (src/cli/server.ts) with WORKERS=2, SIGTERM while clients keep opening
- * new connections: a connection the kernel accepted (its client saw it open) is answered — 200,
- * or 503 SHUTTING_DOWN with `Connection: close` — never reset; once the port has closed a new
+ * The real server process (src/cli/server.ts), SIGTERM while clients keep opening new
+ * connections: a connection the kernel accepted (its client saw it open) is answered — 200, or
+ * 503 SHUTTING_DOWN with `Connection: close` — never reset; once the port has closed a new
  * connection is refused (ECONNREFUSED), which clients retry elsewhere.
  *
  * Closing a listening socket resets the connections queued on it that no process had accepted
  * yet; with clients that connect again as soon as they are answered that queue is rarely empty,
- * so before the primary took the socket over from the last worker to listen
- * (src/cli/cluster-listener.ts) every such shutdown reset some (bench/shutdown-resets.ts).
+ * so every such shutdown reset some (bench/shutdown-resets.ts) before the drain held the requests
+ * until accepts were quiet and closed the socket then (src/http/connection-drain.ts), and, with
+ * WORKERS > 1, the primary took the socket over from the last worker to listen and closed it
+ * (src/cli/cluster-listener.ts).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
@@ -85,76 +87,77 @@ function get(port: number, agent: http.Agent | false, afterSignal: boolean): Pro
 }
 
 describe('graceful shutdown with clients opening new connections', () => {
-  it('WORKERS=2: every connection the server accepted is answered (200, or SHUTTING_DOWN with Connection: close), none reset; later ones are refused', async () => {
-    const repository = mkdtempSync(join(tmpdir(), 'normserve-process-'));
-    temps.push(repository);
-    copyBundledModel('digits', repository);
-    const server = startServer(servingEnv(repository, '2'));
-    const port = await listeningPort(server, 2);
+  for (const workers of [1, 2]) {
+    it(`WORKERS=${workers}: every connection the server accepted is answered (200, or SHUTTING_DOWN with Connection: close), none reset; later ones are refused`, async () => {
+      const repository = mkdtempSync(join(tmpdir(), 'normserve-process-'));
+      temps.push(repository);
+      copyBundledModel('digits', repository);
+      const server = startServer(servingEnv(repository, workers));
+      const port = await listeningPort(server, workers);
 
-    const outcomes: Outcome[] = [];
-    let signalled = false;
-    let answered = 0;
-    let warmed: () => void = () => undefined;
-    const warm = new Promise<void>((resolve) => {
-      warmed = resolve;
-    });
-    // Each client goes on (its kept-alive connection closed, a new one) until refused after the
-    // signal: the port has closed.
-    const client = async (agent: http.Agent | false) => {
-      try {
-        for (;;) {
-          const outcome = await get(port, agent, signalled);
-          outcomes.push(outcome);
-          if (outcome.status === 200 && ++answered === ANSWERED_BEFORE_SIGNAL) warmed();
-          if (outcome.afterSignal && outcome.error === 'ECONNREFUSED') return;
+      const outcomes: Outcome[] = [];
+      let signalled = false;
+      let answered = 0;
+      let warmed: () => void = () => undefined;
+      const warm = new Promise<void>((resolve) => {
+        warmed = resolve;
+      });
+      // Each client goes on (its kept-alive connection closed, a new one) until refused after the
+      // signal: the port has closed.
+      const client = async (agent: http.Agent | false) => {
+        try {
+          for (;;) {
+            const outcome = await get(port, agent, signalled);
+            outcomes.push(outcome);
+            if (outcome.status === 200 && ++answered === ANSWERED_BEFORE_SIGNAL) warmed();
+            if (outcome.afterSignal && outcome.error === 'ECONNREFUSED') return;
+          }
+        } finally {
+          if (agent) agent.destroy();
         }
-      } finally {
-        if (agent) agent.destroy();
-      }
-    };
-    const clients = [
-      ...Array.from({ length: FRESH_CLIENTS }, () => client(false)),
-      ...Array.from({ length: KEEP_ALIVE_CLIENTS }, () =>
-        client(new http.Agent({ keepAlive: true, maxSockets: 1 })),
-      ),
-    ];
-    await warm;
-    signalled = true;
-    server.child.kill('SIGTERM');
-    await Promise.all(clients);
-    const { code, signal } = await exitWithin(server, EXIT_WITHIN_MS);
-    expect({ code, signal }, server.stderr()).toEqual({ code: 0, signal: null });
+      };
+      const clients = [
+        ...Array.from({ length: FRESH_CLIENTS }, () => client(false)),
+        ...Array.from({ length: KEEP_ALIVE_CLIENTS }, () =>
+          client(new http.Agent({ keepAlive: true, maxSockets: 1 })),
+        ),
+      ];
+      await warm;
+      signalled = true;
+      server.child.kill('SIGTERM');
+      await Promise.all(clients);
+      const { code, signal } = await exitWithin(server, EXIT_WITHIN_MS);
+      expect({ code, signal }, server.stderr()).toEqual({ code: 0, signal: null });
 
-    const context = JSON.stringify(outcomes.filter((o) => o.afterSignal && o.status !== 200)).slice(
-      0,
-      4000,
-    );
-    for (const o of outcomes) {
-      // Refused at connect time (never connected) is the only failure.
-      if (o.error !== undefined) {
-        expect(o, context).toMatchObject({ afterSignal: true, connected: false });
-        expect(o.error, context).toBe('ECONNREFUSED');
-      } else if (o.status !== 200)
-        // (A request sent just before the signal may be answered during the drain.)
-        expect(o, context).toMatchObject({
-          status: 503,
-          code: 'SHUTTING_DOWN',
-          connectionClose: true,
-        });
-    }
-    // The shutdown came while the clients were connecting: some were answered 503 during the
-    // drain, and every client ended refused.
-    expect(
-      outcomes.some((o) => o.status === 503),
-      context,
-    ).toBe(true);
-    expect(outcomes.filter((o) => o.error === 'ECONNREFUSED')).toHaveLength(
-      FRESH_CLIENTS + KEEP_ALIVE_CLIENTS,
-    );
-    expect(
-      server.logs.filter((l) => (l.level ?? 0) >= 40),
-      'warning and error logs',
-    ).toEqual([]);
-  });
+      const context = JSON.stringify(
+        outcomes.filter((o) => o.afterSignal && o.status !== 200),
+      ).slice(0, 4000);
+      for (const o of outcomes) {
+        // Refused at connect time (never connected) is the only failure.
+        if (o.error !== undefined) {
+          expect(o, context).toMatchObject({ afterSignal: true, connected: false });
+          expect(o.error, context).toBe('ECONNREFUSED');
+        } else if (o.status !== 200)
+          // (A request sent just before the signal may be answered during the drain.)
+          expect(o, context).toMatchObject({
+            status: 503,
+            code: 'SHUTTING_DOWN',
+            connectionClose: true,
+          });
+      }
+      // The shutdown came while the clients were connecting: some were answered 503 during the
+      // drain, and every client ended refused.
+      expect(
+        outcomes.some((o) => o.status === 503),
+        context,
+      ).toBe(true);
+      expect(outcomes.filter((o) => o.error === 'ECONNREFUSED')).toHaveLength(
+        FRESH_CLIENTS + KEEP_ALIVE_CLIENTS,
+      );
+      expect(
+        server.logs.filter((l) => (l.level ?? 0) >= 40),
+        'warning and error logs',
+      ).toEqual([]);
+    });
+  }
 });
