@@ -1,21 +1,24 @@
 /**
- * WORKERS > 1: how the last worker to listen stops listening without resetting the connections
- * queued on the shared listening socket.
+ * WORKERS > 1: how the workers stop listening without resetting the connections queued on their
+ * shared listening socket.
  *
  * The workers accept from one kernel socket (SCHED_NONE, cluster-primary.ts). When the last copy
  * of that socket closes, Linux resets every connection that completed its handshake and sat in
  * the socket's accept queue (inet_csk_listen_stop): their clients saw the connection open, then
- * ECONNRESET with their request unread. A busy worker accepts once per event-loop turn, so while
- * clients keep connecting that queue is rarely empty (8 clients opening a connection per request:
- * 4 to 9 resets per shutdown, bench/shutdown-resets.ts). So the last worker to stop listening
- * first sends its listening server to the primary, which accepts on the socket too (with
- * `pauseOnConnect`, reading nothing) and holds what it accepts; the worker then stops listening.
- * Clients that were answered come back on new connections, which the primary holds, so new
- * arrivals stop; once none came for ACCEPT_QUIET_MS (at most HOLD_MAX_MS after the worker
- * stopped listening) the primary closes the socket right after an accept pass, then hands every
- * held connection to that worker, which answers it (503 SHUTTING_DOWN with `Connection: close`,
- * as any request during the drain) before its drain ends. A connection attempted after that is
- * refused (ECONNREFUSED), which clients retry elsewhere.
+ * ECONNRESET with their request unread. A worker's drain holds requests until accepts are quiet
+ * (http/connection-drain.ts), but its copy is not the last: node:cluster's primary keeps one
+ * (its SharedHandle, for workers yet to come) and closes it only once told that every worker
+ * closed theirs — connections queued meanwhile, with nobody accepting, were reset (29 in 5 of 5
+ * shutdowns with clients opening a connection per request, bench/shutdown-resets.ts). So the last
+ * worker to stop listening first sends its listening server to the primary, which accepts on the
+ * socket too (with `pauseOnConnect`, reading nothing) and holds what it accepts; the worker then
+ * stops listening. Clients that were answered come back on new connections, which the primary
+ * holds, so new arrivals stop; once every stopping worker said it stopped listening (node:cluster's
+ * copy closed with the last of them) and no connection came for ACCEPT_QUIET_MS (at most
+ * HOLD_MAX_MS), the primary closes the socket right after an accept pass, then hands every held
+ * connection to that worker, which answers it (503 SHUTTING_DOWN with `Connection: close`, as any
+ * request during the drain) before its drain ends. A connection attempted after that is refused
+ * (ECONNREFUSED), which clients retry elsewhere.
  */
 import type { Worker } from 'node:cluster';
 import { createServer, Server, type Socket } from 'node:net';

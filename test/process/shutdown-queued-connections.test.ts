@@ -129,9 +129,15 @@ describe('graceful shutdown with clients opening new connections', () => {
       const { code, signal } = await exitWithin(server, EXIT_WITHIN_MS);
       expect({ code, signal }, server.stderr()).toEqual({ code: 0, signal: null });
 
-      const context = JSON.stringify(
+      // What the clients saw after the signal (but the 200s), and the server's log lines but
+      // the per-request ones.
+      const context = `${JSON.stringify(
         outcomes.filter((o) => o.afterSignal && o.status !== 200),
-      ).slice(0, 4000);
+      ).slice(0, 4000)}; log: ${JSON.stringify(
+        server.logs
+          .filter((l) => l.msg !== 'request')
+          .map(({ msg, pid, level, connections }) => ({ msg, pid, level, connections })),
+      ).slice(0, 6000)}`;
       for (const o of outcomes) {
         // Refused at connect time (never connected) is the only failure.
         if (o.error !== undefined) {
