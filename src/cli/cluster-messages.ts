@@ -1,4 +1,5 @@
 import cluster, { type Worker } from 'node:cluster';
+import type { Server, Socket } from 'node:net';
 import { z } from 'zod';
 import { SAMPLE_KINDS } from '../service/drift-service.js';
 import { driftShareSchema, trafficSampleSchema } from '../service/drift-share.js';
@@ -97,6 +98,16 @@ export const fromWorkerSchema = z.discriminatedUnion('type', [
     key: z.string().max(512),
     windowMs: z.number().int().positive(),
   }),
+  /**
+   * The worker's shutdown drain begins and it is about to stop listening: the primary answers
+   * `listener-wanted`, asking for the listening socket when no other worker would listen after it
+   * (cluster-listener.ts).
+   */
+  z.object({ type: z.literal('normserve:stop-listening'), id }),
+  /** The worker's listening server, sent with this message, for the primary to accept on. */
+  z.object({ type: z.literal('normserve:listener'), id }),
+  /** The worker has stopped listening (after `listener-wanted`, or `listener-taken`). */
+  z.object({ type: z.literal('normserve:listener-closed') }),
 ]);
 export type FromWorker = z.output<typeof fromWorkerSchema>;
 
@@ -149,19 +160,41 @@ export const fromPrimarySchema = z.discriminatedUnion('type', [
     count: z.number().int().positive(),
     resetInMs: z.number().nonnegative(),
   }),
+  /** Answers `stop-listening`: `send`, send the listening server (`listener`) before closing it. */
+  z.object({ type: z.literal('normserve:listener-wanted'), id, send: z.boolean() }),
+  /** Answers `listener`: the primary accepts on the socket; the worker may stop listening. */
+  z.object({ type: z.literal('normserve:listener-taken'), id }),
 ]);
 export type FromPrimary = z.output<typeof fromPrimarySchema>;
 
+/**
+ * primary → worker, to the worker whose listening socket the primary took (cluster-listener.ts):
+ * not answers, so not read by PrimaryChannel.
+ */
+export const handoverSchema = z.discriminatedUnion('type', [
+  /** A connection the primary accepted, sent with this message: serve it. */
+  z.object({ type: z.literal('normserve:connection') }),
+  /** The primary has closed the socket: no more connections come. */
+  z.object({ type: z.literal('normserve:handover-done') }),
+]);
+export type Handover = z.output<typeof handoverSchema>;
+
 /** Sends to a worker; a worker that is exiting cannot receive, which is not an error here. */
-export function sendToWorker(worker: Worker, message: FromPrimary): void {
-  if (worker.isConnected()) worker.send(message, undefined, () => undefined);
+export function sendToWorker(
+  worker: Worker,
+  message: FromPrimary | Handover,
+  socket?: Socket,
+): void {
+  if (worker.isConnected()) worker.send(message, socket, () => undefined);
 }
 
-/** The primary's end: every parsed message of every worker. */
-export function onWorkerMessage(handler: (worker: Worker, message: FromWorker) => void): void {
-  cluster.on('message', (worker, raw: unknown) => {
+/** The primary's end: every parsed message of every worker, with the handle it carried. */
+export function onWorkerMessage(
+  handler: (worker: Worker, message: FromWorker, handle: unknown) => void,
+): void {
+  cluster.on('message', (worker, raw: unknown, handle: unknown) => {
     const parsed = fromWorkerSchema.safeParse(raw);
-    if (parsed.success) handler(worker, parsed.data);
+    if (parsed.success) handler(worker, parsed.data, handle);
   });
 }
 
@@ -230,8 +263,9 @@ export class PrimaryChannel {
     });
   }
 
-  send(message: FromWorker): void {
-    process.send?.(message, undefined, {}, () => undefined);
+  /** `server`: a listening server to send with the message (its socket, not closed here). */
+  send(message: FromWorker, server?: Server): void {
+    process.send?.(message, server, {}, () => undefined);
   }
 
   /** `onId` learns the request's id before it is sent (for notices that carry it). */
@@ -240,6 +274,7 @@ export class PrimaryChannel {
     answerType: T,
     timeoutMs: number,
     onId?: (id: number) => void,
+    server?: Server,
   ): Promise<Extract<Answer, { type: T }>> {
     const requestId = this.nextId++;
     onId?.(requestId);
@@ -259,7 +294,7 @@ export class PrimaryChannel {
         reject,
         timer,
       });
-      this.send({ ...message, id: requestId } as FromWorker);
+      this.send({ ...message, id: requestId } as FromWorker, server);
     });
   }
 }

@@ -9,6 +9,7 @@ import pino from 'pino';
 import { FixedWindowCounter } from '../http/fixed-window-counter.js';
 import type { ServerConfig } from '../service/server-config.js';
 import { ClusterDriftPrimary } from './cluster-drift.js';
+import { ListenerTakeover } from './cluster-listener.js';
 import { onWorkerMessage, sendToWorker } from './cluster-messages.js';
 import { ClusterMetricsPrimary } from './cluster-metrics.js';
 import { ClusterModelsPrimary } from './cluster-models.js';
@@ -25,15 +26,17 @@ function answerWorkers(
   metrics: ClusterMetricsPrimary,
   drift: ClusterDriftPrimary,
   models: ClusterModelsPrimary,
+  takeover: ListenerTakeover,
   logger: pino.Logger,
   deaths: WorkerDeaths,
   startFailed: (worker: Worker, message: string) => void,
 ): void {
   const rateLimits = new FixedWindowCounter();
-  onWorkerMessage((worker, message) => {
+  onWorkerMessage((worker, message, handle) => {
     switch (message.type) {
       case 'normserve:ready':
         deaths.ready();
+        takeover.ready(worker);
         metrics.add(worker);
         drift.add(worker);
         models.add(worker);
@@ -71,6 +74,15 @@ function answerWorkers(
       case 'normserve:rate-limit':
         void answerRateLimit(rateLimits, worker, message);
         break;
+      case 'normserve:stop-listening':
+        takeover.stopListening(worker, message.id);
+        break;
+      case 'normserve:listener':
+        takeover.listener(worker, message.id, handle);
+        break;
+      case 'normserve:listener-closed':
+        takeover.listenerClosed(worker);
+        break;
     }
   });
 }
@@ -98,6 +110,7 @@ export async function runPrimary(config: ServerConfig): Promise<void> {
   const clusterMetrics = new ClusterMetricsPrimary();
   const clusterDrift = new ClusterDriftPrimary();
   const clusterModels = new ClusterModelsPrimary();
+  const takeover = new ListenerTakeover(logger);
   /** Whether a worker has ever said it listens (`normserve:ready`), and the recent deaths. */
   const deaths = new WorkerDeaths();
   // Why a worker could not start, by worker id, until its death is decided: the line is printed
@@ -105,16 +118,26 @@ export async function runPrimary(config: ServerConfig): Promise<void> {
   // logged if the server goes on (another worker got ready meanwhile, or a replacement failed).
   const startFailures = new Map<number, string>();
   let reported = false;
-  answerWorkers(clusterMetrics, clusterDrift, clusterModels, logger, deaths, (worker, message) => {
-    startFailures.set(worker.id, message);
-  });
+  answerWorkers(
+    clusterMetrics,
+    clusterDrift,
+    clusterModels,
+    takeover,
+    logger,
+    deaths,
+    (worker, message) => {
+      startFailures.set(worker.id, message);
+    },
+  );
 
   let stopping = false;
   let failed = false;
   // Workers accept from the shared socket themselves (SCHED_NONE) rather than through the
   // primary's round-robin: a worker that closes stops accepting at once, so during shutdown no
   // connection is handed to a worker that is already closing (it would hang until that worker
-  // exits). The kernel then balances connections by which worker is free to accept.
+  // exits). The kernel then balances connections by which worker is free to accept. The last
+  // worker to stop listening hands the socket to the primary, which closes it without resetting
+  // the connections queued on it (cluster-listener.ts).
   cluster.schedulingPolicy = cluster.SCHED_NONE;
   const fork = (): Worker => cluster.fork();
   const decide = (worker: Worker, code: number | null, signal: string | null) => {
@@ -156,6 +179,7 @@ export async function runPrimary(config: ServerConfig): Promise<void> {
     clusterMetrics.retire(worker, !stopping);
     clusterDrift.retire(worker);
     clusterModels.retire(worker);
+    takeover.retire(worker);
     // The child's exit can be seen before the primary has read what it sent last (its
     // `start-failed` line): decided once its IPC channel has closed, every message read.
     if (worker.isConnected()) worker.once('disconnect', () => decide(worker, code, signal));

@@ -17,6 +17,7 @@ import {
 import { ServiceMetrics } from '../http/metrics.js';
 import { defaultEngineThreads, ModelRegistry, type ServerConfig } from '../service/index.js';
 import { shareDrift } from './cluster-drift.js';
+import { listenerHandover } from './cluster-listener.js';
 import { PrimaryChannel } from './cluster-messages.js';
 import { answerCollectRequests, clusterScrape } from './cluster-metrics.js';
 import { announceModelWrites, answerRefreshRequests } from './cluster-models.js';
@@ -93,6 +94,8 @@ export async function startServer(config: ServerConfig): Promise<void> {
       ? {
           scrapeMetrics: clusterScrape(channel),
           rateLimitCounter: clusterRateLimitCounter(channel),
+          // The last worker to stop listening lets the primary close the shared socket.
+          listenerHandover: listenerHandover(channel, logger),
         }
       : {}),
   });

@@ -21,7 +21,7 @@ import type { AppDeps, AppInstance } from './app-types.js';
 import { OCTET_STREAM } from './binary-infer.js';
 import { trackCallers } from './callers.js';
 import { abortReply, linkReply, replyOf, replySignal } from './client-gone.js';
-import { drainableConnections } from './connection-drain.js';
+import { drainableConnections, IDLE_LINGER_MS, type ListenerHandover } from './connection-drain.js';
 import {
   clientErrorHandler,
   httpServerOptions,
@@ -63,6 +63,12 @@ export interface BuildAppOptions extends Omit<AppDeps, 'inference' | 'drift' | '
    * GET /openapi.json builds it. Default false.
    */
   openApiAtStart?: boolean;
+  /**
+   * How the shutdown's drain stops listening without resetting connections queued on the
+   * listening socket: with WORKERS > 1, the cluster primary takes the socket over from the last
+   * worker to listen (cli/cluster-listener.ts). Default: the server simply stops listening.
+   */
+  listenerHandover?: ListenerHandover;
 }
 
 /** The drift service configured from DRIFT_* and AUTO_RECALIBRATE, counting its actions. */
@@ -190,6 +196,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     inference: given,
     drift: givenDrift,
     recalibration: givenRecalibration,
+    listenerHandover,
     ...rest
   } = options;
   if ((given || givenRecalibration) && !givenDrift)
@@ -267,7 +274,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     await deps.recalibration.close();
   });
   let closing = false;
-  const connections = drainableConnections(app.server);
+  const connections = drainableConnections(app.server, IDLE_LINGER_MS, listenerHandover);
   app.addHook('preClose', async () => {
     closing = true;
     // Requests waiting for a dynamic batch run now rather than at the end of their delay.
@@ -282,9 +289,18 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     linkReply(reply);
     if (!closing) return done(unmetExpectation(request.raw));
     void reply.header('Connection', 'close');
-    done(
-      new NormserveError('SHUTTING_DOWN', 'the server is shutting down; retry on another instance'),
-    );
+    const refuse = () =>
+      done(
+        new NormserveError(
+          'SHUTTING_DOWN',
+          'the server is shutting down; retry on another instance',
+        ),
+      );
+    // Answered once the server has stopped listening: its client's next connection is then
+    // refused, not queued on a socket about to close (connection-drain.ts, ACCEPT_QUIET_MS).
+    const stopping = connections.listenerClosing;
+    if (stopping) void stopping.then(refuse);
+    else refuse();
   });
 
   const { metrics } = deps;

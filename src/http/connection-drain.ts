@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import type { Server, ServerResponse } from 'node:http';
 import { Server as NetServer, type Socket } from 'node:net';
 
@@ -9,6 +10,38 @@ import { Server as NetServer, type Socket } from 'node:net';
  * a loaded machine; an idle connection (a prober, a pool) holds a shutdown this long at most.
  */
 export const IDLE_LINGER_MS = 500;
+
+/**
+ * Closing a listening socket resets the connections the kernel had completed and queued on it but
+ * no process had accepted yet (Linux: inet_csk_listen_stop): their clients saw the connection
+ * open, then ECONNRESET with their request unread. Clients that connect again as soon as they are
+ * answered keep that queue filled, so the drain holds the requests that arrive while the server
+ * still listens (new connections and kept-alive ones): the answered clients come back on new
+ * connections and wait there, new arrivals stop, and once none came for ACCEPT_QUIET_MS (at most
+ * HOLD_MAX_MS) the socket closes, right after an accept pass, and the held requests are answered.
+ */
+export const ACCEPT_QUIET_MS = 50;
+/** The longest the drain holds requests before it stops listening regardless. */
+export const HOLD_MAX_MS = 1_000;
+
+/**
+ * With WORKERS > 1 the workers share one listening socket and node:cluster's primary holds a copy
+ * of it too: the worker's own copy is not the last, so the primary closes it once quiet
+ * (cli/cluster-listener.ts) instead of this drain.
+ */
+export interface ListenerHandover {
+  /**
+   * Called as the drain begins, while `server` still listens: resolves once it may close its
+   * listening socket (once the cluster primary has taken the socket over when this worker is the
+   * last to listen).
+   */
+  beforeStopListening(server: Server): Promise<void>;
+  /**
+   * Called once `server` has stopped listening: resolves once no more connections will be handed
+   * to it (each emitted as its `connection`, and drained like the others).
+   */
+  stoppedListening(): Promise<void>;
+}
 
 /**
  * Graceful drain of an HTTP/1.1 server's connections, as Envoy's and nginx's drains do: stop
@@ -23,7 +56,14 @@ export const IDLE_LINGER_MS = 500;
  * and its client saw ECONNRESET. `drain()` stops listening with net.Server's close instead, which
  * leaves the connections alone; Fastify's own `server.close()` afterwards finds none left.
  */
-export function drainableConnections(server: Server, lingerMs = IDLE_LINGER_MS) {
+export function drainableConnections(
+  server: Server,
+  lingerMs = IDLE_LINGER_MS,
+  handover?: ListenerHandover,
+  quietMs = ACCEPT_QUIET_MS,
+) {
+  /** While the drain holds requests: resolves once the server has stopped listening. */
+  let stopped: Promise<void> | undefined;
   /**
    * Every open connection: the responses in progress on it, and the bytes it had sent when its
    * last response ended (more since: a request is arriving, its headers or body not yet whole).
@@ -77,13 +117,67 @@ export function drainableConnections(server: Server, lingerMs = IDLE_LINGER_MS) 
 
   return {
     /**
-     * Stops accepting connections and resolves once every open connection has closed: those with
-     * a request in progress after its response, the others once quiet for the linger. Unbounded
-     * itself: SHUTDOWN_TIMEOUT_MS bounds the whole shutdown (cli/server-worker.ts).
+     * During the drain, while the server still listens: resolves once it has stopped (answer a
+     * request then, not before: see ACCEPT_QUIET_MS). Undefined otherwise.
+     */
+    get listenerClosing(): Promise<void> | undefined {
+      return stopped;
+    },
+    /**
+     * Stops accepting connections (once accepts were quiet, or the handover allows) and resolves
+     * once every open connection has closed, those handed over too: those with a request in
+     * progress after its response, the others once quiet for the linger. Unbounded itself:
+     * SHUTDOWN_TIMEOUT_MS bounds the whole shutdown (cli/server-worker.ts).
      */
     async drain(): Promise<void> {
-      if (server.listening) NetServer.prototype.close.call(server);
-      await Promise.all([...open.keys()].map(closeWhenQuiet));
+      let handedOver: Promise<void> | undefined;
+      if (server.listening) {
+        let release: () => void = () => undefined;
+        stopped = new Promise<void>((resolve) => {
+          release = resolve;
+        });
+        if (handover) await handover.beforeStopListening(server);
+        else await quietAccepts(server, quietMs);
+        NetServer.prototype.close.call(server);
+        stopped = undefined;
+        release();
+        handedOver = handover?.stoppedListening();
+      }
+      // Until the last connection is handed over, each that comes joins the drain.
+      let more = handedOver !== undefined;
+      void handedOver?.then(() => {
+        more = false;
+      });
+      const draining = new Map<Socket, Promise<void>>();
+      for (;;) {
+        for (const socket of open.keys())
+          if (!draining.has(socket)) draining.set(socket, closeWhenQuiet(socket));
+        if (more) await Promise.race([handedOver, once(server, 'connection')]);
+        else {
+          await Promise.all(draining.values());
+          if ([...open.keys()].every((socket) => draining.has(socket))) return;
+        }
+      }
     },
   };
+}
+
+/**
+ * Resolves once `server` accepted no connection for `quietMs` (at most HOLD_MAX_MS), in the
+ * event loop's check phase right after a poll phase, whose accept pass took what the kernel had
+ * queued: the caller closes the listening socket then.
+ */
+function quietAccepts(server: Server, quietMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(quiet);
+      clearTimeout(deadline);
+      server.off('connection', accepted);
+      setImmediate(resolve);
+    };
+    const quiet = setTimeout(done, quietMs);
+    const deadline = setTimeout(done, HOLD_MAX_MS);
+    const accepted = () => quiet.refresh();
+    server.on('connection', accepted);
+  });
 }
