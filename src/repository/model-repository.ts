@@ -391,18 +391,30 @@ export class ModelRepository {
   /**
    * Deletes temporary leftovers of interrupted writes: those of a dead process on this host at
    * once, those of other hosts (replicas sharing the volume) only when older than `maxAgeMs`, since
-   * their writer may still be running. Returns the removed paths.
+   * their writer may still be running. Returns the removed paths, and those that could not be
+   * removed (a read-only repository, a leftover another user owns) with the error: a leftover is
+   * hidden from every reader, so one that stays harms nothing and stops nobody (a server starts).
    */
-  async removeTemporaries(maxAgeMs = TEMPORARY_MAX_AGE_MS): Promise<string[]> {
+  async removeTemporaries(maxAgeMs = TEMPORARY_MAX_AGE_MS): Promise<TemporariesRemoval> {
     const dirs = [
       this.root,
       join(this.root, JOBS_DIR),
       ...(await this.listModels()).map((m) => this.modelPath(m)),
     ];
-    const removed: string[] = [];
-    for (const dir of dirs) removed.push(...(await removeAbandonedTemporaries(dir, maxAgeMs)));
-    return removed;
+    const total: TemporariesRemoval = { removed: [], failed: [] };
+    for (const dir of dirs) {
+      const { removed, failed } = await removeAbandonedTemporaries(dir, maxAgeMs);
+      total.removed.push(...removed);
+      total.failed.push(...failed);
+    }
+    return total;
   }
+}
+
+/** What removeTemporaries did: the paths removed, and those it failed to remove, with why. */
+export interface TemporariesRemoval {
+  removed: string[];
+  failed: { path: string; error: string }[];
 }
 
 /** How old a temporary of another host must be to be taken as abandoned (its writer may live). */
@@ -411,20 +423,22 @@ const TEMPORARY_MAX_AGE_MS = 3_600_000;
 /**
  * Deletes the temporaries (`.tmp-<host>-<pid>-…`) in `dir` that their writer abandoned: those of
  * a dead process of this host, and those of other hosts older than `maxAgeMs`. A missing `dir`
- * holds none. Returns the removed paths.
+ * holds none. Never throws: what it cannot list or remove is returned in `failed`.
  */
 async function removeAbandonedTemporaries(
   dir: string,
   maxAgeMs = TEMPORARY_MAX_AGE_MS,
-): Promise<string[]> {
-  const removed: string[] = [];
+): Promise<TemporariesRemoval> {
+  const result: TemporariesRemoval = { removed: [], failed: [] };
+  const failed = (path: string, e: unknown) =>
+    result.failed.push({ path, error: e instanceof Error ? e.message : String(e) });
   const here = hostTag();
   let names: string[];
   try {
     names = await readdir(dir);
   } catch (e) {
-    if (isMissing(e)) return removed;
-    throw e;
+    if (!isMissing(e)) failed(dir, e);
+    return result;
   }
   for (const entry of names.filter((n) => n.startsWith(TEMP_PREFIX))) {
     const path = join(dir, entry);
@@ -432,20 +446,17 @@ async function removeAbandonedTemporaries(
     const pid = Number(pidText);
     let abandoned =
       host === here && Number.isInteger(pid) && pid !== process.pid && !isProcessAlive(pid);
-    if (!abandoned) {
-      try {
-        abandoned = Date.now() - (await stat(path)).mtimeMs > maxAgeMs;
-      } catch (e) {
-        if (isMissing(e)) continue;
-        throw e;
+    try {
+      if (!abandoned) abandoned = Date.now() - (await stat(path)).mtimeMs > maxAgeMs;
+      if (abandoned) {
+        await rm(path, { recursive: true, force: true });
+        result.removed.push(path);
       }
-    }
-    if (abandoned) {
-      await rm(path, { recursive: true, force: true });
-      removed.push(path);
+    } catch (e) {
+      if (!isMissing(e)) failed(path, e);
     }
   }
-  return removed;
+  return result;
 }
 
 /** A path that does not exist is reported as such, not as a version missing its files. */
