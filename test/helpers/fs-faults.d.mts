@@ -4,6 +4,10 @@ export interface FsFault {
   op: string;
   /** A part of the path the call must name (default: any). */
   path?: string;
+  /** How that path must end. */
+  suffix?: string;
+  /** `open` only: fail only an open that creates or writes. */
+  writing?: boolean;
   /** The errno the call fails with: EROFS, ENOSPC, EIO… */
   code: string;
   /** How many matching calls succeed before the first failure (default 0). */
@@ -16,3 +20,4 @@ export function injectFsFaults(list: FsFault[]): void;
 export function clearFsFaults(): void;
 export function faultHits(): number[];
 export const FS_FAULTS_MODULE: string;
+export const READ_ONLY: FsFault[];

@@ -9,7 +9,8 @@
  *
  * Operations: the functions of fs/promises by name (`rm`, `rename`, `mkdir`, `open`, `readdir`…),
  * and a FileHandle's `fsync` (handle.sync) and `write` (handle.writeFile), matched on the path
- * the handle was opened with. `skip` lets that many matching calls succeed first; `times` (default
+ * the handle was opened with: containing `path`, ending with `suffix`; `writing` matches only an
+ * open that creates or writes (READ_ONLY below is a read-only file system). `skip` lets that many matching calls succeed first; `times` (default
  * every one) bounds how many fail. Node's own error text: `EIO: i/o error, fsync`.
  */
 import fs from 'node:fs';
@@ -46,10 +47,12 @@ function failure(path, code, syscall) {
 }
 
 /** The fault this call trips, if any (counting skips and times). */
-function trips(op, path) {
+function trips(op, path, flags) {
   for (const fault of faults) {
     if (fault.op !== op) continue;
     if (fault.path !== undefined && !String(path).includes(fault.path)) continue;
+    if (fault.suffix !== undefined && !String(path).endsWith(fault.suffix)) continue;
+    if (fault.writing && !opensForWriting(flags)) continue;
     if ((fault.skip ?? 0) > 0) {
       fault.skip -= 1;
       continue;
@@ -62,6 +65,14 @@ function trips(op, path) {
     return fault;
   }
   return undefined;
+}
+
+/** Whether open's `flags` create or write (what a read-only file system refuses). */
+function opensForWriting(flags) {
+  if (flags === undefined) return false;
+  if (typeof flags === 'string') return /[wa+]/.test(flags);
+  const { O_WRONLY, O_RDWR, O_CREAT } = fs.constants;
+  return (flags & (O_WRONLY | O_RDWR | O_CREAT)) !== 0;
 }
 
 function patchHandlePrototype(handle) {
@@ -88,7 +99,7 @@ function install() {
     const original = fsp[name];
     originals.set(name, original);
     fsp[name] = async function patched(path, ...rest) {
-      const fault = trips(name, path);
+      const fault = trips(name, path, rest[0]);
       if (fault) throw failure(path, fault.code, name === 'rm' ? 'rmdir' : name);
       const result = await original.call(this, path, ...rest);
       if (name === 'open') {
@@ -116,6 +127,12 @@ export function clearFsFaults() {
 export function faultHits() {
   return faults.map((f) => f.hits ?? 0);
 }
+
+/** A read-only file system: every call that would change it fails with EROFS. */
+export const READ_ONLY = [
+  { op: 'open', writing: true, code: 'EROFS' },
+  ...['rename', 'mkdir', 'rm', 'link'].map((op) => ({ op, code: 'EROFS' })),
+];
 
 /** This file's path, for `NODE_OPTIONS=--import <path>`. */
 export const FS_FAULTS_MODULE = new URL(import.meta.url).pathname;

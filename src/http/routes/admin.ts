@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import rateLimit from '@fastify/rate-limit';
 import { z } from 'zod';
 import { NormserveError } from '../../errors/index.js';
-import { ACTIVE_RECORD_LOCK_WAIT_MS } from '../../service/index.js';
+import { ACTIVE_RECORD_LOCK_WAIT_MS, storageWarningOf } from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
 import { CONTENT_ENCODING_DOC } from '../content-encoding.js';
 import { checkCsvMediaType } from '../csv-media-type.js';
@@ -24,6 +24,7 @@ import {
   recalibrateBodySchema,
   recalibrateQuerySchema,
   recalibrationOutcomeSchema,
+  storageWarningSchema,
 } from '../schemas/admin.js';
 import {
   activeVersionErrorResponses,
@@ -175,9 +176,19 @@ async function adminScope(app: AppInstance): Promise<void> {
       const { name, version } = request.params;
       request.modelName = name;
       // What this activation did, even if another one has taken effect since.
-      const { previous } = await registry.activate(name, version, request.body?.note);
+      const { previous, storageWarning } = await registry.activate(
+        name,
+        version,
+        request.body?.note,
+      );
       reply.header('X-Model-Version', String(version));
-      return { model: name, active_version: version, previous_version: previous };
+      return {
+        model: name,
+        active_version: version,
+        previous_version: previous,
+        // Active, though not synced: what happened, not a failure (a retry changes nothing).
+        ...(storageWarning ? { warning: storageWarningOf(storageWarning) } : {}),
+      };
     },
   );
 
@@ -190,27 +201,40 @@ async function adminScope(app: AppInstance): Promise<void> {
         summary: 'Delete a version that is not the active one (409 otherwise)',
         params: versionParams,
         response: {
-          200: z.object({ deleted_version: z.number().int(), model: z.unknown() }).meta({
-            examples: [
-              {
-                deleted_version: 2,
-                model: {
-                  name: 'digits',
-                  active_version: 1,
-                  state: 'AVAILABLE',
-                  versions: [{ version: 1, state: 'AVAILABLE', active: true }],
+          200: z
+            .object({
+              deleted_version: z.number().int(),
+              model: z.unknown(),
+              warning: storageWarningSchema,
+            })
+            .meta({
+              examples: [
+                {
+                  deleted_version: 2,
+                  model: {
+                    name: 'digits',
+                    active_version: 1,
+                    state: 'AVAILABLE',
+                    versions: [{ version: 1, state: 'AVAILABLE', active: true }],
+                  },
                 },
-              },
-            ],
-          }),
+              ],
+            }),
           ...adminErrors,
         },
       },
     },
     async (request) => {
       request.modelName = request.params.name;
-      const snapshot = await registry.deleteVersion(request.params.name, request.params.version);
-      return { deleted_version: request.params.version, model: listModel(snapshot) };
+      const { snapshot, storageWarning } = await registry.deleteVersion(
+        request.params.name,
+        request.params.version,
+      );
+      return {
+        deleted_version: request.params.version,
+        model: listModel(snapshot),
+        ...(storageWarning ? { warning: storageWarningOf(storageWarning) } : {}),
+      };
     },
   );
 }
