@@ -22,7 +22,7 @@ import {
   WasmExecutor,
 } from '../src/inference/index.js';
 import { engineModule, instantiateEngine } from '../src/inference/wasm/engine-module.js';
-import { NR } from '../src/nn/wasm/index.js';
+import { NR, RELU_SLOPE } from '../src/nn/wasm/index.js';
 import { nodeEngineOptions, prepareWasmRuntime } from '../src/service/index.js';
 import { bundledVersionDir } from '../test/helpers/bundled-models.js';
 import { benchInput, benchModels } from './models.js';
@@ -156,7 +156,7 @@ function gemmOnly(step: DenseStep, rows: number, relaxed: boolean): () => void {
   x.pack_b(at.a, 4, k * 4, k, n, at.b);
   heap.set(step.bias, at.bias >> 2);
   heap.set(benchInput(rows, k), at.a >> 2);
-  const slope = step.activation.kind === 'relu' ? 0 : 1;
+  const slope = step.activation.kind === 'relu' ? RELU_SLOPE : 1;
   return () => x.gemm(rows, n, k, at.a, k * 4, at.b, at.bias, at.c, n * 4, slope, at.tmp);
 }
 

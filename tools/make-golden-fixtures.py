@@ -1418,6 +1418,67 @@ def make_cnn_fixture():
           f"{accuracy(recal_logits, y_test):.4f}")
 
 
+def make_cnn_small_batches():
+    """Batches of one row on the committed digits-cnn-torch (section `cnn`): its BatchNorm2d see
+    8×8 and 4×4 maps, so one row is 64 or 16 values per channel, which PyTorch trains
+    (torch.nn.functional._verify_batch_size refuses N·H·W = 1 only). running: update_bn-style on
+    the first 65 night rows in batches of 64 (64 + 1: the last batch of one row counts) and on the
+    first 5 in batches of 1; exact on the first night row alone."""
+    tem = load_torch_eval_model()
+    with open(os.path.join(CNN_DIR, "config.json"), encoding="utf-8") as f:
+        config = json.load(f)
+    model = tem.build(config)
+    model.load_state_dict(read_safetensors(os.path.join(CNN_DIR, "model.safetensors")))
+    model.eval()
+    x_raw, _ = read_digits()
+    night_raw = (16.0 * torch.clamp(0.35 * (x_raw.double() / 16.0) + 0.1, 0.0, 1.0)).float()
+    z_night = night_raw[TEST_ROWS[0]:TEST_ROWS[1]].view(-1, 1, 8, 8) * (1.0 / 16.0)
+
+    def running(rows, batch_size):
+        m = copy.deepcopy(model)
+        bns = batchnorms_in_order(m)
+        for _, bn in bns:
+            bn.reset_running_stats()
+            bn.momentum = None
+        m.eval()
+        for _, bn in bns:
+            bn.train()
+        with torch.no_grad():
+            for start in range(0, rows, batch_size):
+                m(z_night[start:min(rows, start + batch_size)])
+        return {
+            "rows": rows,
+            "batch_size": batch_size,
+            "batchnorms": [
+                {"path": p, "running_mean": t(bn.running_mean), "running_var": t(bn.running_var),
+                 "num_batches_tracked": int(bn.num_batches_tracked.item())}
+                for p, bn in bns
+            ],
+        }
+
+    exact = recalibrate_exact_hooks(copy.deepcopy(model).double(), z_night[:1].double())
+    write_json(
+        os.path.join(MODEL_DIR, "cnn-recalibration-small-batches.json"),
+        {
+            "description": "digits-cnn-torch/1 on the first night rows (as cnn-recalibration.json; "
+            "raw pixels x' = float32(16 * clamp(0.35 * x / 16 + 0.1, 0, 1))): running = "
+            "update_bn-style (reset, momentum None, BNs in train mode, the rest in eval) over "
+            "consecutive batches of batch_size rows of the first `rows`, the last one partial, "
+            "in float32; exact = the layer-by-layer statistics of the first row alone (forward "
+            "pre-hooks, unbiased over H·W per channel) in float64.",
+            "model": "digits-cnn-torch",
+            "running": [running(65, 64), running(5, 1)],
+            "exact_one_row": {
+                "batchnorms": [
+                    {"path": e["path"], "count": e["count"], "running_mean_float64": t64(e["mean"]),
+                     "running_var_float64": t64(e["var"])}
+                    for e in exact
+                ],
+            },
+        },
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # o. Every layer option config.json accepts, built from its config entry (section `options`)
 
@@ -1819,6 +1880,50 @@ def make_training_loop():
     cases.append(torch_training_case("regression_sgd_nesterov_one_cycle", "regression",
                                      [1, 3, 3], layers, model, options, x[:30], y[:30],
                                      x[30:], y[30:]))
+
+    # One row per batch is no BatchNorm2d problem when its maps are larger than 1×1: PyTorch
+    # refuses only one value per channel (N·H·W = 1, torch.nn.functional._verify_batch_size), and
+    # a row of [2, 2, 2] maps gives 4. A last batch of one row (31 rows in batches of 10) runs, as
+    # DataLoader(drop_last=False) runs it, and so does a batch size of 1.
+    bn2d_layers = [
+        {"type": "conv2d", "in_channels": 1, "out_channels": 2, "kernel_size": 2, "bias": False},
+        {"type": "batchnorm2d", "num_features": 2},
+        {"type": "relu"},
+        {"type": "flatten"},
+        {"type": "linear", "in_features": 8, "out_features": 3},
+    ]
+
+    def bn2d_model():
+        return nn.Sequential(nn.Conv2d(1, 2, 2, bias=False), nn.BatchNorm2d(2), nn.ReLU(),
+                             nn.Flatten(), nn.Linear(8, 3))
+
+    torch.manual_seed(63)
+    model = bn2d_model()
+    x = torch.randn(36, 1, 3, 3)
+    y = (x[:, 0, 0, 0] > 0).long() + (x[:, 0, 2, 2] > 0.5).long()
+    options = {"training": {
+        "epochs": 2, "batch_size": 10, "shuffle": False,
+        "optimizer": {"type": "adamw", "lr": 1e-2, "betas": [0.9, 0.999], "eps": 1e-8,
+                      "weight_decay": 0.01},
+        "lr_schedule": {"type": "cosine", "eta_min": 1e-4},
+        "label_smoothing": 0.0, "grad_clip_norm": None, "patience": None}}
+    cases.append(torch_training_case("classification_bn2d_last_batch_of_one_row",
+                                     "classification", [1, 3, 3], bn2d_layers, model, options,
+                                     x[:31], y[:31], x[31:], y[31:]))
+
+    torch.manual_seed(64)
+    model = bn2d_model()
+    x = torch.randn(12, 1, 3, 3)
+    y = (x[:, 0, 1, 1] > 0).long() + (x[:, 0, 0, 2] > 0.5).long()
+    options = {"training": {
+        "epochs": 2, "batch_size": 1, "shuffle": False,
+        "optimizer": {"type": "sgd", "lr": 0.02, "momentum": 0.9, "dampening": 0.0,
+                      "nesterov": False, "weight_decay": 0.0},
+        "lr_schedule": {"type": "cosine", "eta_min": 0.0},
+        "label_smoothing": 0.0, "grad_clip_norm": None, "patience": None}}
+    cases.append(torch_training_case("classification_bn2d_batch_size_1", "classification",
+                                     [1, 3, 3], bn2d_layers, model, options, x[:8], y[:8],
+                                     x[8:], y[8:]))
     write_json(
         os.path.join(TORCH_DIR, "training-loop.json"),
         {
@@ -1858,12 +1963,13 @@ def main():
     make_running_recalibration()
     make_conv_layers()
     make_cnn_fixture()
+    make_cnn_small_batches()
     make_layer_options()
     make_every_layer_checkpoint()
     make_training_loop()
 
 
-SECTIONS.update(clip=make_clip_grad_norm, schedules=make_lr_schedules, training=make_training_loop, roundtrip=make_every_layer_checkpoint, conv=make_conv_layers, cnn=make_cnn_fixture, options=make_layer_options,
+SECTIONS.update(cnn_small_batches=make_cnn_small_batches, clip=make_clip_grad_norm, schedules=make_lr_schedules, training=make_training_loop, roundtrip=make_every_layer_checkpoint, conv=make_conv_layers, cnn=make_cnn_fixture, options=make_layer_options,
                 optimizers=make_optimizers)
 
 if __name__ == "__main__":

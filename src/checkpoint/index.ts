@@ -23,6 +23,8 @@ export {
 export { formatJson } from './json-format.js';
 export type { LayerDefinition, Shape } from './layers/layer-definition.js';
 export {
+  type BatchNormInput,
+  batchNormInputs,
   checkLayerChain,
   holdsBatchNormStatistics,
   type LayerFootprint,
@@ -37,7 +39,9 @@ export {
   MAX_BLOCK_DEPTH,
   MAX_LAYERS,
   MAX_SAMPLE_VALUES,
+  minimumTrainingBatchRows,
   stateSignatures,
+  trainingBatchProblem,
 } from './layers/registry.js';
 export type { ResidualLayerSpec } from './layers/residual.js';
 export * from './model-config.js';

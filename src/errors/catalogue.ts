@@ -30,6 +30,8 @@ export const errorCatalogue = {
     status: 503,
     title: 'The active-version record is locked by another writer',
   },
+  /** A write under a model's lock found the lock no longer this process's (fencing check). */
+  LOCK_LOST: { status: 503, title: 'The lock this write needed was lost' },
   REQUEST_TIMEOUT: { status: 408, title: 'Request timeout' },
   HEADERS_TOO_LARGE: { status: 431, title: 'Request headers too large' },
   EXPECTATION_FAILED: { status: 417, title: 'Expectation failed' },

@@ -40,6 +40,13 @@ const SECURITY: Record<RouteAccess, Record<string, string[]>[] | undefined> = {
 };
 
 /**
+ * Whether what the prediction traffic shows is behind the API token (the `traffic` access): a
+ * public route that could also show it (the model status) leaves it out when this is true.
+ */
+export const trafficIsGuarded = (apiToken: string | undefined): apiToken is string =>
+  apiToken !== undefined;
+
+/**
  * An onRoute hook giving each route the guard its declared access asks for, and the matching
  * OpenAPI security requirement: one place decides which token a route demands, from what the
  * route says about itself, never from its URL. A route that declares nothing stops the start
@@ -49,7 +56,7 @@ export function routeGuards(tokens: { admin: string; api: string | undefined }) 
   const adminGuard = requireBearer(tokens.admin, 'admin');
   // Each guard's 401 names its realm.
   const apiGuards: Record<ApiTokenAccess, ReturnType<typeof requireBearer>> | undefined =
-    tokens.api === undefined
+    !trafficIsGuarded(tokens.api)
       ? undefined
       : {
           prediction: requireBearer(tokens.api, 'prediction'),

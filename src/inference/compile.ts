@@ -55,12 +55,18 @@ function* compileModule(path: string, module: Module, ctx: CompileContext): Slic
   if (work) yield* work;
 }
 
-/** A draft as its plan step: a kernel's float64 weights rounded once to float32, in slices. */
+/**
+ * A draft as its plan step: a kernel's float64 weights rounded once to float32, in slices. Its
+ * bias's zeros become +0 (`+ 0` after the rounding, which may itself give −0): the kernels start
+ * each sum at the bias, and PyTorch's Linear (addmm) and batched Conv2d (oneDNN) start it at +0
+ * and add the bias last, so Σ of −0 products plus a −0 bias is +0 there, never −0. From +0 a sum
+ * is −0 for no operands (docs/signed-zeros.md); the same values otherwise.
+ */
 function* finalize(d: Draft): Sliced<PlanStep> {
   if (d.op !== 'dense' && d.op !== 'conv2d') return d;
   const weight = new Float32Array(d.weight.length);
   yield* copySliced(weight, d.weight);
-  return { ...d, weight, bias: Float32Array.from(d.bias) };
+  return { ...d, weight, bias: Float32Array.from(d.bias, (b) => Math.fround(b) + 0) };
 }
 
 /**

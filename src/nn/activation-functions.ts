@@ -22,8 +22,11 @@ export const relu = (x: number): number => (x < 0 ? 0 : x);
 export const leakyRelu = (x: number, negativeSlope: number): number =>
   x > 0 ? x : x * negativeSlope;
 
-/** Exact GELU: x·Φ(x) = 0.5·x·(1 + erf(x/√2)). */
-export const gelu = (x: number): number => 0.5 * x * (1 + erf(x * SQRT1_2));
+/**
+ * Exact GELU: x·Φ(x) = 0.5·x·(1 + erf(x/√2)), + 0: PyTorch 1.13's GELU (oneDNN's gelu_erf on
+ * CPU) gives +0 for −0, where 0.5·(−0)·1 is −0; no other value changes.
+ */
+export const gelu = (x: number): number => 0.5 * x * (1 + erf(x * SQRT1_2)) + 0;
 
 /** GELU with approximate='tanh': 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). */
 export const geluTanh = (x: number): number =>
@@ -46,6 +49,10 @@ export const sigmoid = (x: number): number => {
   return e / (1 + e);
 };
 
-/** SELU: scale·(max(0, x) + min(0, α·(eˣ − 1))). */
+/**
+ * SELU: scale·(max(0, x) + min(0, α·(eˣ − 1))). selu(−0) is +0, as PyTorch's (its elu kernel
+ * computes (eˣ − 1)·α·scale, and e^−0 − 1 is +0; so is it for x > −2⁻²⁵, where eˣ rounds to 1 in
+ * float32 — there this keeps expm1's −1.76·|x|, docs/signed-zeros.md).
+ */
 export const selu = (x: number): number =>
-  x > 0 ? SELU_SCALE * x : SELU_SCALE * SELU_ALPHA * Math.expm1(x);
+  x > 0 ? SELU_SCALE * x : SELU_SCALE * SELU_ALPHA * Math.expm1(x) + 0;

@@ -46,6 +46,46 @@ export function channelStatistics(
   return { count, mean, varBiased };
 }
 
+/** PyTorch's words when a train-mode BatchNorm is given one value per channel. */
+export const ONE_VALUE_PER_CHANNEL = 'Expected more than 1 value per channel when training';
+
+/**
+ * Values per channel of a BatchNorm input of shape [N, C, *spatial]: the product of its sizes
+ * except dim 1, N·H·W for BatchNorm2d and N for BatchNorm1d on [N, C] — what PyTorch checks
+ * before a train-mode forward (torch.nn.functional._verify_batch_size raises
+ * ONE_VALUE_PER_CHANNEL when it is 1: a single value has no variance to normalize with).
+ */
+export function valuesPerChannel(inputShape: readonly number[]): number {
+  let values = inputShape[0] ?? 0;
+  for (let i = 2; i < inputShape.length; i++) values *= inputShape[i]!;
+  return values;
+}
+
+/**
+ * The one rule on the size of a batch that BatchNorm puts in training mode: a batch of `rows`
+ * rows is fatal exactly when some BatchNorm would see one value per channel, rows·H·W = 1 for
+ * inputs [C, H, W] (so only rows = 1 at a BatchNorm whose H·W is 1) and rows = 1 for a flat [C]
+ * (BatchNorm1d). `sampleShape` is the BatchNorm's input without the batch dimension; the result
+ * is the fewest rows a train-mode batch must hold for it: 1, or 2 when one row gives one value
+ * per channel. (An empty batch is no batch: callers never run one.)
+ */
+export function minimumTrainingRows(sampleShape: readonly number[]): number {
+  return valuesPerChannel([1, ...sampleShape]) > 1 ? 1 : 2;
+}
+
+/**
+ * Why a train-mode batch of `rows` rows cannot go through the BatchNorm at `place` whose sample
+ * input shape is `sampleShape`, or undefined when it can (minimumTrainingRows).
+ */
+export function oneValuePerChannelReason(
+  place: string,
+  sampleShape: readonly number[],
+  rows: number,
+): string | undefined {
+  if (rows >= minimumTrainingRows(sampleShape)) return undefined;
+  return `${place} would get input [${[rows, ...sampleShape].join(', ')}] in a batch of ${rows} row${rows === 1 ? '' : 's'}: one value per channel, which a BatchNorm cannot normalize in training (PyTorch: "${ONE_VALUE_PER_CHANNEL}")`;
+}
+
 interface Cache {
   input: Tensor;
   /** The statistics the forward pass normalized with: x̂ = (x − mean)·invstd, recomputed by backward. */
@@ -147,10 +187,10 @@ export abstract class BatchNorm extends Module {
     let mean: Float64Array;
     let variance: ArrayLike<number>;
     if (this.training) {
-      if (n * spatial <= 1) {
+      if (valuesPerChannel(input.shape) <= 1) {
         throw new NormserveError(
           'BATCHNORM_SINGLE_VALUE',
-          `Expected more than 1 value per channel when training, got input size [${input.shape.join(', ')}]`,
+          `${ONE_VALUE_PER_CHANNEL}, got input size [${input.shape.join(', ')}]`,
         );
       }
       const stats = channelStatistics(x, n, c, spatial, this.kernels);
@@ -168,7 +208,23 @@ export abstract class BatchNorm extends Module {
       : new Float64Array(c).fill(1);
     const beta = this.bias ? Float64Array.from(this.bias.value.data) : new Float64Array(c);
     const out = this.output.take(x.length, this.kernels, this.reusing);
-    this.kernels.batchNormNormalize(x, out, { n, c, s: spatial }, { mean, invstd, gamma, beta });
+    const layout = { n, c, s: spatial };
+    if (this.training) {
+      this.kernels.batchNormNormalize(x, out, layout, { mean, invstd, gamma, beta });
+    } else {
+      // Eval: x·α + (β − μ·α) with α = γ/√(σ² + ε), as PyTorch computes it and as the compiled
+      // plan's affine step does (batchNormAffine), not (x − μ)·invstd·γ + β — the same value up
+      // to rounding, but a zero's sign differs: at x = μ = +0 with γ < 0 and β = −0, PyTorch gives
+      // +0·α + (−0 − (+0·α)) = −0 + +0 = +0. The kernel's (x − 0)·α·1 + β' is exactly x·α + β'
+      // (float64, rounded once).
+      const alpha = Float64Array.from(gamma, (g, ch) => g / Math.sqrt(variance[ch]! + this.eps));
+      this.kernels.batchNormNormalize(x, out, layout, {
+        mean: new Float64Array(c),
+        invstd: alpha,
+        gamma: new Float64Array(c).fill(1),
+        beta: Float64Array.from(beta, (b, ch) => b - mean[ch]! * alpha[ch]!),
+      });
+    }
     this.cache = { input, mean, invstd, usedBatchStats: this.training };
     return new Tensor(out, input.shape);
   }

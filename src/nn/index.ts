@@ -18,6 +18,10 @@ export {
   type BatchNormOptions,
   type ChannelStatistics,
   channelStatistics,
+  minimumTrainingRows,
+  ONE_VALUE_PER_CHANNEL,
+  oneValuePerChannelReason,
+  valuesPerChannel,
 } from './batch-norm.js';
 export { channelM2, unbiasedVariance } from './channel-variance.js';
 export { clipGradNorm } from './clip-grad-norm.js';

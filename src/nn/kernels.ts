@@ -14,8 +14,8 @@ import type { Parameter } from './parameter.js';
  * compares them bit for bit, and a whole training run); it is the arithmetic nn has always had, so
  * the bundled models retrain to their committed bytes on either:
  *
- * - matrix products sum in float64: C[i, j] = bias[j] (or +0), then C[i, j] += A[i, p]·B[p, j] for
- *   p = 0, 1, …, K−1 in that order (each product of two float32 values is exact in float64), and
+ * - matrix products sum in float64: C[i, j] = bias[j] + 0 (or +0), then C[i, j] += A[i, p]·B[p, j]
+ *   for p = 0, 1, …, K−1 in that order (each product of two float32 values is exact in float64), and
  *   the sum is rounded once, where it is stored (see `matmul`);
  * - everything else in float64 over float32 storage, rounded where it is stored, in the order the
  *   reference loops write it.

@@ -3,8 +3,9 @@ import type { Parameter } from './parameter.js';
 
 /**
  * C = bias + A·B, the definition every implementation follows: per output, the float64 sum starts
- * at bias[j] (or +0) and adds A[i, p]·B[p, j] for p = 0 … K−1 (a product of two float32 values is
- * exact in float64); C gets the sum, or C + sum with accumulate, rounded where it is stored (a
+ * at bias[j] + 0 (a −0 bias as +0: PyTorch's addmm sums from +0 and adds the bias last, so its
+ * zeros are never −0) or +0, and adds A[i, p]·B[p, j] for p = 0 … K−1 (a product of two float32
+ * values is exact in float64); C gets the sum, or C + sum with accumulate, rounded where it is stored (a
  * Float32Array rounds to float32, a Float64Array keeps it). Loop orders differ by layout — dot
  * products when B is stored transposed, rows of float64 sums built p by p otherwise — but every
  * output sees its terms in the same order.
@@ -20,7 +21,7 @@ function matmul(spec: MatmulSpec): void {
     for (let i = 0; i < m; i++) {
       for (let j = 0; j < n; j++) {
         const bj = j * k;
-        let acc = bias ? bias[j]! : 0;
+        let acc = bias ? bias[j]! + 0 : 0;
         if (transA) {
           for (let p = 0; p < k; p++) acc += a[p * m + i]! * b[bj + p]!;
         } else {
@@ -34,7 +35,7 @@ function matmul(spec: MatmulSpec): void {
   }
   const row = new Float64Array(n);
   for (let i = 0; i < m; i++) {
-    if (bias) for (let j = 0; j < n; j++) row[j] = bias[j]!;
+    if (bias) for (let j = 0; j < n; j++) row[j] = bias[j]! + 0;
     else row.fill(0);
     for (let p = 0; p < k; p++) {
       const x = transA ? a[p * m + i]! : a[i * k + p]!;

@@ -1,6 +1,6 @@
 import { NormserveError } from '../errors/index.js';
 import { type FeatureTransform, numelOf, type Sequential, Tensor } from '../nn/index.js';
-import { batchNormLayers } from './batch-norm-layers.js';
+import { batchNormLayers, minimumRows, trainingBatchProblem } from './batch-norm-layers.js';
 import { LayerwiseRecalibrator } from './layerwise-recalibrator.js';
 import { NetworkState } from './network-state.js';
 import {
@@ -29,7 +29,8 @@ function shapeOf(input: number | readonly number[]): readonly number[] {
  * num_batches_tracked) of every BatchNorm, nested ones included, in place; γ, β and every weight
  * are never written.
  *
- * Throws NOT_RECALIBRATABLE without a BatchNorm, INVALID_INPUT for bad options and SHAPE_MISMATCH
+ * Throws NOT_RECALIBRATABLE without a BatchNorm, INVALID_INPUT for bad options (a `running`
+ * batchSize of 1 where one row gives a BatchNorm one value per channel) and SHAPE_MISMATCH
  * when the input shape does not fit the network (checked by an eval-mode forward of a batch of no
  * rows, so a mismatch fails before any upload).
  */
@@ -52,6 +53,15 @@ export function createRecalibrator(
   const resolved = resolveOptions(options);
   const layers = batchNormLayers(network);
   checkInputShape(network, inputShape, layers);
+  if (resolved.mode === 'running') {
+    const problem = trainingBatchProblem(layers, resolved.batchSize);
+    if (problem !== undefined) {
+      const message = `batch size ${resolved.batchSize}: ${problem}; use a batch size of at least ${minimumRows(layers)}`;
+      throw new NormserveError('INVALID_INPUT', message, {
+        errors: [{ path: 'batchSize', message }],
+      });
+    }
+  }
   return resolved.mode === 'running'
     ? new RunningRecalibrator(network, inputTransform, inputShape, resolved, layers)
     : new LayerwiseRecalibrator(network, inputTransform, inputShape, resolved, layers);
@@ -70,6 +80,14 @@ function checkInputShape(
 ): void {
   const state = new NetworkState(network, layers);
   state.enterEval();
+  // Each BatchNorm's sample input shape, seen as a forward pre-hook would (the batch's rules
+  // need its H·W: batchNormLayers' minimumRows).
+  const hooks = layers.map(({ bn }) => bn.preHook);
+  for (const layer of layers) {
+    layer.bn.preHook = (input) => {
+      layer.inputShape = input.shape.slice(1);
+    };
+  }
   try {
     network.forward(new Tensor(new Float32Array(0), [0, ...shape]));
   } catch (e) {
@@ -80,6 +98,9 @@ function checkInputShape(
       );
     throw e;
   } finally {
+    layers.forEach(({ bn }, k) => {
+      bn.preHook = hooks[k];
+    });
     state.leave();
   }
 }

@@ -35,7 +35,10 @@ export interface RecalibrationOptions {
   mode: RecalibrationMode;
   /** Prior strength N of `prior` mode, in rows (default 16, 0 ≤ N ≤ MAX_PRIOR_STRENGTH). */
   priorStrength?: number;
-  /** Rows per train-mode batch of `running` mode (default 256, 2 ≤ batchSize ≤ MAX_BATCH_SIZE). */
+  /**
+   * Rows per train-mode batch of `running` mode (default 256, 1 ≤ batchSize ≤ MAX_BATCH_SIZE; 2
+   * at least where one row gives a BatchNorm one value per channel).
+   */
   batchSize?: number;
   /**
    * Rows per executor call (default 4096): pushes are taken and stored rows read back in slices
@@ -103,7 +106,11 @@ export interface ResolvedOptions {
 }
 
 /** The values of the numeric options, for their checks here and a CLI's flags. */
-export const BATCH_SIZE_RANGE: NumberRange = { integer: true, min: 2, max: MAX_BATCH_SIZE };
+/**
+ * `batchSize` from 1: whether one row is a batch depends on the network (a BatchNorm1d needs two,
+ * a BatchNorm2d on 8×8 maps takes one), which createRecalibrator checks (batch-norm-layers.ts).
+ */
+export const BATCH_SIZE_RANGE: NumberRange = { integer: true, min: 1, max: MAX_BATCH_SIZE };
 export const PRIOR_STRENGTH_RANGE: NumberRange = {
   integer: false,
   min: 0,

@@ -1,6 +1,6 @@
 import type { FoldStatistics } from '../inference/index.js';
 import type { FeatureTransform, Sequential } from '../nn/index.js';
-import type { BatchNormLayer } from './batch-norm-layers.js';
+import { type BatchNormLayer, minimumRows } from './batch-norm-layers.js';
 import { LayerInputStatistics } from './layer-input-statistics.js';
 import type { ResolvedOptions } from './recalibration-options.js';
 import { type ModeResult, StreamingRecalibrator } from './streaming-recalibrator.js';
@@ -20,9 +20,12 @@ import { type ModeResult, StreamingRecalibrator } from './streaming-recalibrator
  * enter the running statistics through BatchNorm's own update rule.
  *
  * Batches are processed as soon as they are full, so only one batch of rows is ever held (memory
- * is bounded by `batchSize`, whatever `chunkRows` is). A final partial batch of ≥ 2 rows is used;
- * a final batch of a single row is skipped (a train-mode BatchNorm cannot take one value per
- * channel) and reported as `skipped: 1`.
+ * is bounded by `batchSize`, whatever `chunkRows` is). A final partial batch is used as update_bn
+ * uses it (a DataLoader's last batch), a single row included where every BatchNorm sees maps of
+ * H·W > 1 (PyTorch's rule, nn's minimumTrainingRows); where one row gives some BatchNorm one
+ * value per channel (BatchNorm1d, 1×1 maps: torch's BatchNorm raises "Expected more than 1 value
+ * per channel when training", and update_bn with it), a final batch of one row is skipped and
+ * reported as `skipped: 1`.
  */
 export class RunningRecalibrator extends StreamingRecalibrator {
   private readonly batch: Float32Array;
@@ -61,7 +64,7 @@ export class RunningRecalibrator extends StreamingRecalibrator {
 
   protected async compute(): Promise<ModeResult> {
     let skipped = 0;
-    if (this.pending >= 2) await this.runBatch();
+    if (this.pending >= minimumRows(this.layers)) await this.runBatch();
     else skipped = this.pending;
     this.pending = 0;
     return { batches: this.batches, skipped };

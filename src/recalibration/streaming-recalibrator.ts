@@ -1,6 +1,6 @@
 import { NormserveError } from '../errors/index.js';
 import { type FeatureTransform, numelOf, type Sequential } from '../nn/index.js';
-import type { BatchNormLayer } from './batch-norm-layers.js';
+import { type BatchNormLayer, minimumRows, singleValueLayer } from './batch-norm-layers.js';
 import type { PlanSource } from './layer-input-statistics.js';
 import { layerShift } from './layer-shift.js';
 import { NetworkState } from './network-state.js';
@@ -75,7 +75,7 @@ export abstract class StreamingRecalibrator implements Recalibrator {
     return false;
   }
 
-  /** Writes the new statistics of every BatchNorm for `n` ≥ 2 rows. */
+  /** Writes the new statistics of every BatchNorm for `n` ≥ minimumRows(layers) rows. */
   protected abstract compute(n: number): Promise<ModeResult>;
 
   /** Releases executors and stored rows (after finish, whatever its outcome). */
@@ -110,12 +110,17 @@ export abstract class StreamingRecalibrator implements Recalibrator {
     this.closed = true;
     try {
       const n = this.received;
-      if (n < 2) {
+      // Every BatchNorm needs two values per channel for a variance (n·H·W − 1 > 0 in `exact`
+      // and `prior`; a train-mode batch in `running`): two rows where one is a single value
+      // (BatchNorm1d, 1×1 maps), one row where every BatchNorm sees maps of H·W > 1.
+      const minimum = minimumRows(this.layers);
+      if (n < minimum) {
+        const single = singleValueLayer(this.layers, n);
         throw new NormserveError(
           'TOO_FEW_SAMPLES',
-          n === 0
-            ? 'no rows were received (an empty upload): need at least 2 samples'
-            : 'need at least 2 samples: the variance of one sample is 0',
+          n === 0 || single === undefined
+            ? `no rows were received (an empty upload): need at least ${minimum} sample${minimum === 1 ? '' : 's'}`
+            : `need at least ${minimum} samples: one sample gives BatchNorm ${single.path} (${single.bn.kind}, input [${single.inputShape.join(', ')}]) one value per channel, which has no variance`,
         );
       }
       const extra = await this.compute(n);

@@ -38,7 +38,11 @@ export async function withActiveRecordLock<T>(
   modelDir: string,
   /** The lock file as messages name it (relative to the repository). */
   label: string,
-  write: () => Promise<T>,
+  /**
+   * The reads and writes to make holding the lock; `fence` (the lock's fencing check, LOCK_LOST
+   * when the lock is no longer this call's) goes immediately before each write.
+   */
+  write: (fence: () => Promise<void>) => Promise<T>,
   /** How long to wait for a busy lock before ACTIVE_RECORD_BUSY (default ACTIVE_RECORD_LOCK_WAIT_MS). */
   maxWaitMs: number = ACTIVE_RECORD_LOCK_WAIT_MS,
 ): Promise<T> {
@@ -48,7 +52,7 @@ export async function withActiveRecordLock<T>(
     const lock = await acquireModelLock(modelDir, owner, { file: ACTIVE_RECORD_LOCK_FILE });
     if (!('heldBy' in lock)) {
       try {
-        return await write();
+        return await write(lock.assertHeld);
       } finally {
         await lock.release();
       }

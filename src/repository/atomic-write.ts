@@ -88,18 +88,22 @@ async function syncAfterRename(dir: string, written: string): Promise<void> {
 /**
  * Writes `bytes` to `path` so that a reader (or a crash) sees the old file or the new one, never
  * a mix: temporary file in the same directory, fsync, rename over the target, fsync the directory.
- * A failure of that last fsync is an UnsyncedWrite: the file is written, not yet durable.
+ * `beforeRename` (a lock's fencing check) runs between the fsync and the rename: if it throws,
+ * nothing was written. A failure of that last fsync is an UnsyncedWrite: the file is written, not
+ * yet durable.
  */
 export async function writeFileAtomically(
   dir: string,
   name: string,
   bytes: Uint8Array,
   createDir = false,
+  beforeRename?: () => Promise<void>,
 ): Promise<void> {
   if (createDir) await mkdir(dir, { recursive: true });
   const temp = join(dir, `${temporaryName()}-${name}`);
   try {
     await writeDurably(temp, bytes);
+    await beforeRename?.();
     await rename(temp, join(dir, name));
   } catch (e) {
     await rm(temp, { force: true }).catch(() => undefined); // a leftover: removed by cleanup
@@ -113,14 +117,16 @@ export async function writeFileAtomically(
  * and the directory, and renames it into place, then fsyncs the parent. `chooseName` is asked for
  * the destination name; if another writer took it first (rename fails with ENOTEMPTY/EEXIST,
  * since a published directory is never empty), it is asked again, so concurrent publishers on
- * one shared repository each get their own name. Returns the name used. A failure of the parent's
- * fsync after the rename is an UnsyncedWrite naming the published directory.
+ * one shared repository each get their own name. Returns the name used. `beforeRename` (a lock's
+ * fencing check) runs immediately before each rename: if it throws, nothing was published. A
+ * failure of the parent's fsync after the rename is an UnsyncedWrite naming the published directory.
  */
 export async function publishDirectoryAtomically(
   parent: string,
   files: ReadonlyMap<string, Uint8Array>,
   chooseName: (attempt: number) => Promise<string>,
   maxAttempts = 20,
+  beforeRename?: () => Promise<void>,
 ): Promise<string> {
   await mkdir(parent, { recursive: true });
   const temp = join(parent, temporaryName());
@@ -130,6 +136,7 @@ export async function publishDirectoryAtomically(
     await fsyncPath(temp);
     for (let attempt = 0; attempt < maxAttempts; attempt++) {
       const name = await chooseName(attempt);
+      await beforeRename?.();
       try {
         await rename(temp, join(parent, name));
       } catch (e) {

@@ -1,11 +1,13 @@
-import { link, lstat, open, rename, rm, stat, utimes } from 'node:fs/promises';
+import { createHash, randomUUID } from 'node:crypto';
+import type { Stats } from 'node:fs';
+import { link, lstat, open, rm, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { basename, dirname, join } from 'node:path';
+import { basename, join } from 'node:path';
 import { z } from 'zod';
 import { NormserveError } from '../errors/index.js';
 import { temporaryName } from './atomic-write.js';
 import { HEARTBEAT_INTERVAL_MS, isProcessAlive, STALE_AFTER_MS } from './process-alive.js';
-import { RepositoryFiles } from './repository-files.js';
+import { openWithoutBlocking } from './repository-files.js';
 
 /**
  * Who holds a model's lock (the lock file's content). `owner` is a job id that the repository's
@@ -23,40 +25,107 @@ export type LockOwner = z.output<typeof lockOwnerSchema>;
 
 export interface HeldLock {
   owner: string;
+  /**
+   * The fencing check, called immediately before every write made under the lock (the active
+   * record's rename, a publish's rename, a job's final state): throws LOCK_LOST unless the lock
+   * file still holds this acquisition's content and this holder's lease has not run out by its
+   * own clock (its last heartbeat that found the file its own is at most `staleMs` old). Check
+   * and write are two steps: see README.md, "Locks", for the window left between them.
+   */
+  assertHeld(): Promise<void>;
+  /**
+   * One heartbeat (what the timer runs every `heartbeatMs`): refreshes the lock file's mtime only
+   * if the file is still this acquisition's (read and touched through one descriptor, so the
+   * file touched is the file checked), and returns whether it was. A lock broken as stale is
+   * never renewed by its former holder: it stays lost, and the heartbeats stop.
+   */
+  heartbeat(): Promise<boolean>;
   release(): Promise<void>;
 }
 
 const LOCK_FILE = '.recalibration.lock';
 /** A lock's content is one small JSON object; anything larger is not a lock. */
 const MAX_LOCK_BYTES = 64 * 1024;
+/** Acquisition attempts (link, inspect, break if stale) before answering with the holder. */
+const MAX_ATTEMPTS = 5;
+/** Claims on claims (a breaker that died holding its claim, see removeClaimed) are nested at most this deep. */
+const MAX_CLAIM_DEPTH = 3;
 
 /**
- * The owners of the locks this process holds. A lock of this host naming this process's pid with
- * an owner not in the set was left by an earlier process that had the same pid: in a container
- * node runs as PID 1 and the hostname survives a restart, so the previous incarnation's lock looks
- * held by a live process (issue: an `:activate` waited STALE_AFTER_MS for it). Owners are unique
- * ids (job ids, UUIDs), so the set tells the two apart exactly.
+ * The owners of the locks and claims this process holds. A lock of this host naming this
+ * process's pid with an owner not in the set was left by an earlier process that had the same
+ * pid: in a container node runs as PID 1 and the hostname survives a restart, so the previous
+ * incarnation's lock looks held by a live process (issue: an `:activate` waited STALE_AFTER_MS for
+ * it). Owners are unique ids (job ids, UUIDs), so the set tells the two apart exactly.
  */
 const heldOwners = new Set<string>();
 
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+const errno = (e: unknown): string | undefined => (e as NodeJS.ErrnoException).code;
+
+/*
+ * THE PROTOCOL (why two processes never both hold a lock).
+ *
+ * A lock is a file at a fixed path (`.recalibration.lock`, `.active-version.lock`), created whole
+ * by link(2) of a fully written temporary: link fails with EEXIST when the path is taken, so at
+ * most one process creates each lock file, and every file ever at the path is one acquisition's.
+ * A file at the path is identified by its key: the SHA-256 of its content (which names the owner
+ * and the acquisition's time; an unreadable file by its inode). A file leaves the path only by
+ * unlink(2), and only through `removeClaimed`:
+ *
+ *   INVARIANT: a process unlinks the lock path only while it holds the claim of key K (the file
+ *   `<lock>.claim-<K>`, created by link(2) like a lock, so at most one process holds it) and,
+ *   after taking the claim, has read the path and found a file of key K there.
+ *
+ * While the claim of K is held and the path holds K, nothing can change what the path holds:
+ * removing K needs K's claim (held by us), creating a file needs the path free (it is not), and a
+ * heartbeat changes only the mtime. So the unlink that follows the read removes exactly the file
+ * that was read and judged, never one linked since, and the judgment (stale? this owner's?) is
+ * made again under the claim from what is read then, not from what was read before taking it. The
+ * holder's release, a breaker of a stale lock and `releaseModelLockOf` all go through it. Hence:
+ * the path holds a lock from its link to its holder's release, unless that lock was judged stale
+ * under its claim; and a holder whose lock was broken learns it at its next fencing check or
+ * heartbeat (the file is no longer its own), never renewing or removing its successor's.
+ *
+ * What the old protocol did wrong (issue: a counter incremented under the lock by 3 processes lost
+ * a third of its increments): a lock that vanished between a failed link and the read counted as
+ * stale and whatever was at the path then was removed; a lock renamed aside by mistake was linked
+ * back only if the path was still free, and was otherwise deleted — and meanwhile, the path being
+ * free, a third process could take the lock while its rightful holder still held it.
+ *
+ * A claim is held for a read and an unlink, then removed. One left by a breaker that died holding
+ * it is itself broken by the same rule (a claim on the claim: the judge is the same, dead pid on
+ * this host or an mtime more than `staleMs` old); a holder's release waits for a live claimant.
+ * What stays assumed: no process pauses for `staleMs` (30 s) between taking a claim and removing
+ * it (a handful of system calls); a holder paused that long is what the fencing check is for.
+ */
+
 /**
  * A per-model lock shared by every process using the repository (workers of one machine, replicas
- * on a shared volume): a file created with O_EXCL in the model directory, holding the owner's id
- * (and `cli`, the program, when a command-line program's job holds it: LockOwner).
- * The recalibration lock by default (`.recalibration.lock`); `file` names another (the short lock
- * of the active-version record, active-record-lock.ts).
+ * on a shared volume): a file linked into place in the model directory (THE PROTOCOL above),
+ * holding the owner's id (and `cli`, the program, when a command-line program's job holds it:
+ * LockOwner). The recalibration lock by default (`.recalibration.lock`); `file` names another
+ * (the short lock of the active-version record, active-record-lock.ts).
  * The holder refreshes its mtime every `heartbeatMs`; a lock whose holder died (same host, pid gone
  * or this very pid with an owner this process does not hold: an earlier process's, see heldOwners)
  * or whose heartbeat stopped for `staleMs` is broken, so a crashed holder never blocks the model.
  * A directory where the lock goes is refused (REPOSITORY_ERROR naming it), never deleted.
+ * `now` is the holder's clock for its own lease (assertHeld; tests pause a holder with it).
  */
 export async function acquireModelLock(
   modelDir: string,
   owner: string,
-  options: { heartbeatMs?: number; staleMs?: number; file?: string; cli?: string } = {},
+  options: {
+    heartbeatMs?: number;
+    staleMs?: number;
+    file?: string;
+    cli?: string;
+    now?: () => number;
+  } = {},
 ): Promise<HeldLock | { heldBy: LockOwner }> {
   const heartbeatMs = options.heartbeatMs ?? HEARTBEAT_INTERVAL_MS;
   const staleMs = options.staleMs ?? STALE_AFTER_MS;
+  const now = options.now ?? Date.now;
   const path = join(modelDir, options.file ?? LOCK_FILE);
   const content: LockOwner = {
     owner,
@@ -65,60 +134,114 @@ export async function acquireModelLock(
     acquired_at: new Date().toISOString(),
     ...(options.cli !== undefined ? { cli: options.cli } : {}),
   };
-  for (let attempt = 0; attempt < 3; attempt++) {
-    // The lock's content is written to a temporary file first and hard-linked into place (link
-    // fails when the lock exists), so a lock file is never seen empty, even after a crash.
-    const temp = join(modelDir, `${temporaryName()}-lock`);
-    const handle = await open(temp, 'wx');
-    try {
-      await handle.writeFile(JSON.stringify(content));
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
+  const text = JSON.stringify(content);
+  const stale = staleJudge(staleMs);
+  for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
     // Counted as held before the link: from the moment the file is in place, another acquisition
     // in this process must see it as this process's.
     heldOwners.add(owner);
+    let linked = false;
     try {
-      await link(temp, path);
-      await rm(temp, { force: true });
-      const timer = setInterval(() => {
-        const now = new Date();
-        utimes(path, now, now).catch(() => undefined);
-      }, heartbeatMs);
-      timer.unref();
-      return {
-        owner,
-        release: async () => {
-          clearInterval(timer);
-          try {
-            await removeLockOf(modelDir, path, owner);
-          } finally {
-            heldOwners.delete(owner);
-          }
-        },
-      };
-    } catch (e) {
-      heldOwners.delete(owner);
-      await rm(temp, { force: true });
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      linked = await createLinked(modelDir, path, text);
+    } finally {
+      if (!linked) heldOwners.delete(owner);
     }
-    const holder = await readOwner(path);
-    let stale = false;
-    if (holder === undefined) {
-      stale = true; // unreadable: never written by this code (the content is linked in whole)
-    } else {
-      if (holder.host === content.host && leftByDeadProcess(holder.pid, holder.owner)) stale = true;
-      else {
-        stale = await heartbeatStale(path, staleMs);
-      }
-    }
-    if (!stale)
-      return { heldBy: holder ?? { owner: 'unknown', host: 'unknown', pid: 0, acquired_at: '' } };
-    await removeLockOf(modelDir, path, holder?.owner);
+    if (linked) return heldLock(modelDir, path, owner, text, { heartbeatMs, staleMs, now });
+    const found = await inspect(modelDir, path);
+    // Released between the link and the read: the path is free, try again.
+    if (found === undefined) continue;
+    if (!stale(found)) return { heldBy: found.owner ?? unknownHolder };
+    // Broken only if still the same file and still stale when read again under its claim.
+    const outcome = await removeClaimed(modelDir, path, found.key, stale, staleMs, 0);
+    // Another process is judging it under its claim (a read and an unlink): give it that time.
+    if (outcome === 'busy') await sleep(2 ** attempt);
   }
-  const holder = await readOwner(path);
-  return { heldBy: holder ?? { owner: 'unknown', host: 'unknown', pid: 0, acquired_at: '' } };
+  const found = await inspect(modelDir, path);
+  return { heldBy: found?.owner ?? unknownHolder };
+}
+
+/**
+ * How long after its last heartbeat a holder still writes under its lock (the fencing check):
+ * half the time after which others break it, so a write that passed the check lands before the
+ * lock can be broken unless the holder stalls for the other half (minus the hosts' clock skew)
+ * between the check and the write. Heartbeats come every HEARTBEAT_INTERVAL_MS (5 s), a third of it.
+ */
+const leaseMs = (staleMs: number): number => staleMs / 2;
+
+const unknownHolder: LockOwner = { owner: 'unknown', host: 'unknown', pid: 0, acquired_at: '' };
+
+/** The lock held by this acquisition (content `text` at `path`): fencing, heartbeat, release. */
+function heldLock(
+  modelDir: string,
+  path: string,
+  owner: string,
+  text: string,
+  { heartbeatMs, staleMs, now }: { heartbeatMs: number; staleMs: number; now: () => number },
+): HeldLock {
+  const key = keyOfText(text);
+  let renewedAt = now();
+  let lost = false;
+  let released = false;
+  const lockLost = (why: string): NormserveError =>
+    new NormserveError(
+      'LOCK_LOST',
+      `${basename(modelDir)}/${basename(path)} is no longer held by this process (${why}), so the write that needed it was not made`,
+    );
+  const heartbeat = async (): Promise<boolean> => {
+    if (lost || released) return false;
+    const checkedAt = now();
+    let own: boolean;
+    try {
+      own = await touchIfOwn(path, text);
+    } catch {
+      // Not read (a transient error of the file system): neither renewed nor known lost.
+      return false;
+    }
+    if (own) renewedAt = checkedAt;
+    else {
+      lost = true;
+      clearInterval(timer);
+    }
+    return own;
+  };
+  const timer = setInterval(() => void heartbeat(), heartbeatMs);
+  timer.unref();
+  return {
+    owner,
+    heartbeat,
+    assertHeld: async () => {
+      if (released) throw lockLost('it was released');
+      if (lost) throw lockLost('another process broke it as stale');
+      const age = now() - renewedAt;
+      if (age > leaseMs(staleMs)) {
+        // By this holder's own clock, its lease ran out: others may break it before the write
+        // that follows this check lands (README.md, "Locks": the window).
+        throw lockLost(
+          `its last heartbeat was ${Math.round(age / 1000)} s ago, more than its ${leaseMs(staleMs) / 1000} s lease (other processes break it after ${staleMs / 1000} s)`,
+        );
+      }
+      const found = await inspect(modelDir, path);
+      if (found?.key !== key) {
+        lost = true;
+        clearInterval(timer);
+        throw lockLost(
+          found?.owner
+            ? `it was broken as stale and is now held by process ${found.owner.pid} on ${found.owner.host}`
+            : 'it was broken as stale',
+        );
+      }
+    },
+    release: async () => {
+      clearInterval(timer);
+      released = true;
+      try {
+        // Even when known lost: under its claim, a file of another key is left alone ('gone').
+        await removeUntilDecided(modelDir, path, key, () => true, staleMs);
+      } finally {
+        heldOwners.delete(owner);
+      }
+    },
+  };
 }
 
 /**
@@ -126,39 +249,114 @@ export async function acquireModelLock(
  * found abandoned (its owner died), the same way acquisition breaks a stale lock.
  */
 export async function releaseModelLockOf(modelDir: string, owner: string): Promise<void> {
-  await removeLockOf(modelDir, join(modelDir, LOCK_FILE), owner);
+  const path = join(modelDir, LOCK_FILE);
+  const found = await inspect(modelDir, path);
+  if (found?.owner?.owner !== owner) return;
+  await removeUntilDecided(
+    modelDir,
+    path,
+    found.key,
+    (file) => file.owner?.owner === owner,
+    STALE_AFTER_MS,
+  );
+}
+
+/** What is at a lock path: its key (see THE PROTOCOL), its owner when it is a lock, its mtime. */
+interface LockFile {
+  key: string;
+  owner: LockOwner | undefined;
+  mtimeMs: number;
+}
+
+const keyOfText = (text: string): string =>
+  createHash('sha256').update(`content:${text}`).digest('hex');
+
+/**
+ * Reads what is at `path`; undefined when nothing is. Read as any file of the repository: opened
+ * without blocking (a FIFO put there is not a lock, rather than a read that never returns), size
+ * checked before reading; a file that is not a lock (unreadable, too large, not a lock's JSON, a
+ * symbolic link) has no owner, and is keyed by its inode. A directory is refused.
+ */
+async function inspect(modelDir: string, path: string): Promise<LockFile | undefined> {
+  let info: Stats;
+  try {
+    info = await lstat(path);
+  } catch (e) {
+    if (errno(e) === 'ENOENT') return undefined;
+    throw e;
+  }
+  if (info.isDirectory()) throw directoryRefusal(modelDir, path);
+  const byInode = (s: Stats): LockFile => ({
+    key: `inode:${s.dev}:${s.ino}:${s.size}`,
+    owner: undefined,
+    mtimeMs: s.mtimeMs,
+  });
+  if (!info.isFile() || info.size > MAX_LOCK_BYTES) return byInode(info);
+  let handle: Awaited<ReturnType<typeof openWithoutBlocking>>;
+  try {
+    handle = await openWithoutBlocking(path);
+  } catch (e) {
+    if (errno(e) === 'ENOENT') return undefined;
+    return byInode(info);
+  }
+  try {
+    const opened = await handle.stat();
+    if (!opened.isFile() || opened.size > MAX_LOCK_BYTES) return byInode(opened);
+    const text = (await handle.readFile()).toString('utf8');
+    let owner: LockOwner | undefined;
+    try {
+      owner = lockOwnerSchema.parse(JSON.parse(text));
+    } catch {
+      owner = undefined;
+    }
+    return { key: keyOfText(text), owner, mtimeMs: opened.mtimeMs };
+  } finally {
+    await handle.close();
+  }
 }
 
 /**
- * Removes the lock file only if it belongs to `owner` (any owner when undefined). The file is
- * renamed aside first, so the owner read and the removal concern the same file even when other
- * processes break or take the lock meanwhile; a lock of someone else renamed by mistake is linked
- * back (unless a newer lock took its place).
+ * Refreshes the mtime of the file at `path` if its content is `text`, through the descriptor it
+ * was read from (so a file linked there after the read is never touched); whether it was.
  */
-async function removeLockOf(
-  modelDir: string,
-  path: string,
-  owner: string | undefined,
-): Promise<void> {
-  await refuseDirectory(modelDir, path);
-  const aside = join(modelDir, `${temporaryName()}-lock-aside`);
+async function touchIfOwn(path: string, text: string): Promise<boolean> {
+  let handle: Awaited<ReturnType<typeof openWithoutBlocking>>;
   try {
-    await rename(path, aside);
+    handle = await openWithoutBlocking(path);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+    if (errno(e) === 'ENOENT') return false;
     throw e;
   }
-  if ((await lstat(aside)).isDirectory()) {
-    // Made a directory between the check and the rename: put back, not deleted, and refused.
-    await rename(aside, path).catch(() => undefined);
-    throw directoryRefusal(modelDir, path);
+  try {
+    const info = await handle.stat();
+    if (!info.isFile() || info.size > MAX_LOCK_BYTES) return false;
+    if ((await handle.readFile()).toString('utf8') !== text) return false;
+    const at = new Date();
+    await handle.utimes(at, at);
+    return true;
+  } finally {
+    await handle.close();
   }
-  const found = await readOwner(aside);
-  if (owner !== undefined && found !== undefined && found.owner !== owner) {
-    await link(aside, path).catch(() => undefined);
-  }
-  await rm(aside, { force: true });
 }
+
+/**
+ * The judge of a lock (or claim) found at a path: stale when it is not a lock (no owner: never
+ * written by this code, whose files are linked in whole), when its holder died (same host, pid
+ * gone or this very pid with an owner this process does not hold), or when its heartbeat is more
+ * than `staleMs` from now, in the past or in the future. A holder's heartbeat is never ahead of
+ * the clocks of a repository's hosts by more than their skew (a few seconds, process-alive.ts), so
+ * an mtime far ahead is no heartbeat: a clock set wrong on the host that wrote it, or a `touch -d`.
+ * Judged by the past alone, such a lock blocked every writer until the clock caught up with it (an
+ * `:activate` answered ACTIVE_RECORD_BUSY for a day).
+ */
+const staleJudge =
+  (staleMs: number) =>
+  (file: LockFile): boolean => {
+    const { owner } = file;
+    if (owner === undefined) return true;
+    if (owner.host === hostname() && leftByDeadProcess(owner.pid, owner.owner)) return true;
+    return Math.abs(Date.now() - file.mtimeMs) > staleMs;
+  };
 
 /**
  * Whether a lock of this host names a process that is gone: its pid no longer exists, or it is
@@ -168,32 +366,101 @@ const leftByDeadProcess = (pid: number, owner: string): boolean =>
   pid === process.pid ? !heldOwners.has(owner) : !isProcessAlive(pid);
 
 /**
- * True when the file's heartbeat (its mtime) is more than `ms` from now, in the past or in the
- * future, or the file is gone (released meanwhile). A holder's heartbeat is never ahead of the
- * clocks of a repository's hosts by more than their skew (a few seconds, process-alive.ts), so an
- * mtime far ahead is no heartbeat: a clock set wrong on the host that wrote it, or a `touch -d`.
- * Judged by the past alone, such a lock blocked every writer until the clock caught up with it
- * (an `:activate` answered ACTIVE_RECORD_BUSY for a day).
+ * Links a file holding `text` at `path` if nothing is there: true when linked, false when the path
+ * was taken (EEXIST). The content goes to a temporary file first, fsynced, so the file is never
+ * seen empty or partial, even after a crash; the temporary is removed whatever happens.
  */
-async function heartbeatStale(path: string, ms: number): Promise<boolean> {
+async function createLinked(dir: string, path: string, text: string): Promise<boolean> {
+  const temp = join(dir, `${temporaryName()}-lock`);
+  const handle = await open(temp, 'wx');
   try {
-    return Math.abs(Date.now() - (await stat(path)).mtimeMs) > ms;
-  } catch {
-    return true;
+    try {
+      await handle.writeFile(text);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    try {
+      await link(temp, path);
+      return true;
+    } catch (e) {
+      if (errno(e) === 'EEXIST') return false;
+      throw e;
+    }
+  } finally {
+    // Whatever failed (the write, the fsync, the link), the temporary goes: one left per failed
+    // acquisition stayed while the server lived.
+    await rm(temp, { force: true });
+  }
+}
+
+type Removal = 'removed' | 'kept' | 'gone' | 'busy';
+
+/**
+ * Removes the file of key `key` at `path` if `remove` says so when it is read again under its
+ * claim (THE PROTOCOL): 'removed'; 'kept' when `remove` said no; 'gone' when the path no longer
+ * holds that file; 'busy' when another process holds the claim (a claim left by a dead process, or
+ * one `staleMs` old, is broken on the way, by the same rule one level up).
+ */
+async function removeClaimed(
+  dir: string,
+  path: string,
+  key: string,
+  remove: (file: LockFile) => boolean,
+  staleMs: number,
+  depth: number,
+): Promise<Removal> {
+  const claimPath = `${path}.claim-${createHash('sha256').update(key).digest('hex').slice(0, 24)}`;
+  const claimant = randomUUID();
+  const claim: LockOwner = {
+    owner: claimant,
+    host: hostname(),
+    pid: process.pid,
+    acquired_at: new Date().toISOString(),
+  };
+  heldOwners.add(claimant);
+  let claimed = false;
+  try {
+    claimed = await createLinked(dir, claimPath, JSON.stringify(claim));
+    if (!claimed) {
+      const other = await inspect(dir, claimPath);
+      const staleClaim = staleJudge(staleMs);
+      if (other !== undefined && depth < MAX_CLAIM_DEPTH && staleClaim(other))
+        await removeClaimed(dir, claimPath, other.key, staleClaim, staleMs, depth + 1);
+      return 'busy';
+    }
+    const found = await inspect(dir, path);
+    if (found?.key !== key) return 'gone';
+    if (!remove(found)) return 'kept';
+    try {
+      await unlink(path);
+    } catch (e) {
+      if (errno(e) !== 'ENOENT') throw e;
+    }
+    return 'removed';
+  } finally {
+    if (claimed) await rm(claimPath, { force: true });
+    heldOwners.delete(claimant);
   }
 }
 
 /**
- * Refuses a directory found where a lock file goes: no process of normserve makes one (a lock is
- * a file linked into place), so it is an operator's or another program's, and deleting a
- * directory tree on the strength of its name is not this code's call. It is left as it is.
+ * removeClaimed until it decides (not 'busy'): a release waits for the process that holds the
+ * claim of its lock (a breaker judging it, for a read and an unlink), or for that claim to be
+ * broken if its holder died.
  */
-async function refuseDirectory(modelDir: string, path: string): Promise<void> {
-  const isDirectory = await lstat(path).then(
-    (s) => s.isDirectory(),
-    () => false,
-  );
-  if (isDirectory) throw directoryRefusal(modelDir, path);
+async function removeUntilDecided(
+  dir: string,
+  path: string,
+  key: string,
+  remove: (file: LockFile) => boolean,
+  staleMs: number,
+): Promise<Removal> {
+  for (let waitMs = 1; ; waitMs = Math.min(waitMs * 2, 100)) {
+    const outcome = await removeClaimed(dir, path, key, remove, staleMs, 0);
+    if (outcome !== 'busy') return outcome;
+    await sleep(waitMs);
+  }
 }
 
 const directoryRefusal = (modelDir: string, path: string): NormserveError =>
@@ -201,17 +468,3 @@ const directoryRefusal = (modelDir: string, path: string): NormserveError =>
     'REPOSITORY_ERROR',
     `${basename(modelDir)}/${basename(path)} is a directory where the model's lock file goes; nothing was written: remove the directory (normserve never makes one there) and try again`,
   );
-
-/**
- * The lock's holder; undefined when the file is gone, unreadable or not a lock (being written).
- * Read as any file of the repository (repository-files.ts): a FIFO or a huge file put where the
- * lock goes is not a lock (so it is broken), rather than a read that never returns.
- */
-async function readOwner(path: string): Promise<LockOwner | undefined> {
-  try {
-    const text = await new RepositoryFiles(dirname(path)).readText(path, MAX_LOCK_BYTES);
-    return text === undefined ? undefined : lockOwnerSchema.parse(JSON.parse(text));
-  } catch {
-    return undefined;
-  }
-}

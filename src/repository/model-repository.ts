@@ -208,10 +208,15 @@ export class ModelRepository {
    * Publishes a checkpoint as the next free version of its model, atomically; concurrent
    * publishers (other processes or replicas) never collide. Returns the new version; when the
    * model directory could not be synced after the rename that published it, with `unsynced`.
-   * A write that fails before that rename publishes nothing: STORAGE_FULL or STORAGE_UNAVAILABLE
-   * for a failure of the storage (storageFailure).
+   * `fence` (the fencing check of a lock the caller holds: a recalibration's) runs immediately
+   * before the rename that publishes; if it throws, nothing was published. A write that fails
+   * before that rename publishes nothing: STORAGE_FULL or STORAGE_UNAVAILABLE for a failure of
+   * the storage (storageFailure).
    */
-  async publishVersion(checkpoint: Checkpoint): Promise<PublishedVersion> {
+  async publishVersion(
+    checkpoint: Checkpoint,
+    fence?: () => Promise<void>,
+  ): Promise<PublishedVersion> {
     const name = checkpoint.config.name;
     const files = serializeCheckpoint(checkpoint);
     // What an interrupted publish of a dead process left here (a CLI killed mid-publish), by the
@@ -219,8 +224,12 @@ export class ModelRepository {
     // What cannot be removed stays hidden, and the publish goes on (removeTemporaries).
     await removeAbandonedTemporaries(this.modelPath(name));
     try {
-      const chosen = await publishDirectoryAtomically(this.modelPath(name), files, async () =>
-        String(await this.nextVersion(name)),
+      const chosen = await publishDirectoryAtomically(
+        this.modelPath(name),
+        files,
+        async () => String(await this.nextVersion(name)),
+        undefined,
+        fence,
       );
       return { version: Number(chosen) };
     } catch (e) {
@@ -281,7 +290,9 @@ export class ModelRepository {
    * put back as it was (unless someone replaced it meanwhile) and the version is not found.
    */
   async writeActive(name: string, version: number, note?: string): Promise<ActiveWrite> {
-    return this.withRecordLock(name, version, () => this.replaceActive(name, version, note));
+    return this.withRecordLock(name, version, (fence) =>
+      this.replaceActive(name, version, fence, note),
+    );
   }
 
   /**
@@ -289,21 +300,28 @@ export class ModelRepository {
    * usable record — none, or one that cannot be read), deciding and writing under the record's
    * lock, against the file on disk rather than any process's last poll. Otherwise writes nothing
    * and returns what it found (the recorded version; null without a usable record).
-   * ACTIVE_RECORD_BUSY, nothing written, when the lock stays held (as writeActive).
+   * ACTIVE_RECORD_BUSY, nothing written, when the lock stays held (as writeActive). `fence`, the
+   * fencing check of another lock the caller holds (a recalibration's), is checked with the
+   * record lock's own immediately before the write (LOCK_LOST, nothing written).
    */
   async writeActiveIf(
     name: string,
     version: number,
     expected: number | null,
     note?: string,
+    fence?: () => Promise<void>,
   ): Promise<
     | { written: true; record: ActiveRecord; unsynced?: UnsyncedWrite }
     | { written: false; found: number | null }
   > {
-    return this.withRecordLock(name, version, async () => {
+    return this.withRecordLock(name, version, async (recordFence) => {
       const found = (await this.readActive(name).catch(() => undefined))?.version ?? null;
       if (found !== expected) return { written: false, found };
-      const { record, unsynced } = await this.replaceActive(name, version, note);
+      const fences = async () => {
+        await fence?.();
+        await recordFence();
+      };
+      const { record, unsynced } = await this.replaceActive(name, version, fences, note);
       return { written: true, record, ...(unsynced ? { unsynced } : {}) };
     });
   }
@@ -315,7 +333,7 @@ export class ModelRepository {
   private async withRecordLock<T>(
     name: string,
     version: number,
-    write: () => Promise<T>,
+    write: (fence: () => Promise<void>) => Promise<T>,
   ): Promise<T> {
     const dir = this.modelPath(name);
     try {
@@ -330,8 +348,16 @@ export class ModelRepository {
     }
   }
 
-  /** writeActive's write, with the record's lock held. */
-  private async replaceActive(name: string, version: number, note?: string): Promise<ActiveWrite> {
+  /**
+   * writeActive's write, with the record's lock held: `fence` (its fencing check) immediately
+   * before each change of the record.
+   */
+  private async replaceActive(
+    name: string,
+    version: number,
+    fence: () => Promise<void>,
+    note?: string,
+  ): Promise<ActiveWrite> {
     const record: ActiveRecord = {
       version,
       updated_at: new Date().toISOString(),
@@ -348,6 +374,8 @@ export class ModelRepository {
       this.modelPath(name),
       ACTIVE_FILE,
       new TextEncoder().encode(text),
+      false,
+      fence,
     ).catch((e: unknown) => {
       if (!(e instanceof UnsyncedWrite)) throw e;
       unsynced = e;
@@ -357,12 +385,16 @@ export class ModelRepository {
         .readText(path, MAX_ACTIVE_RECORD_BYTES)
         .catch(() => undefined);
       if (current === text) {
-        if (previous === undefined) await rm(path, { force: true });
-        else
+        if (previous === undefined) {
+          await fence();
+          await rm(path, { force: true });
+        } else
           await writeFileAtomically(
             this.modelPath(name),
             ACTIVE_FILE,
             new TextEncoder().encode(previous),
+            false,
+            fence,
           );
       }
       throw versionNotFound(name, version, 'it was deleted while being activated');

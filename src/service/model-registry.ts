@@ -180,6 +180,7 @@ export class ModelRegistry {
   private dropModel(name: string): void {
     for (const v of this.models.get(name)?.versions.values() ?? []) v.compiled?.close();
     this.models.delete(name);
+    this.openedAlone.delete(name);
   }
 
   /** Releases every loaded version's engine threads (the versions stay usable). */
@@ -510,12 +511,16 @@ export class ModelRegistry {
    *
    * A record's lock that stays held (ACTIVE_RECORD_BUSY) fails the call before the version is
    * written (the pin), but once it is written only leaves it not activated: `activationBusy`.
+   *
+   * `fence`, the fencing check of the lock the caller holds (a recalibration's model lock), runs
+   * immediately before the rename that publishes and before the conditional activation's write:
+   * LOCK_LOST from it means that write was not made.
    */
   async publish(
     checkpoint: Checkpoint,
     activate: boolean,
     note?: string,
-    options: { ifActive?: number } = {},
+    options: { ifActive?: number; fence?: () => Promise<void> } = {},
   ): Promise<PublishResult> {
     const name = checkpoint.config.name;
     const conditional = activate && options.ifActive !== undefined;
@@ -553,7 +558,7 @@ export class ModelRegistry {
         }
       }
     }
-    const published = await this.repository.publishVersion(checkpoint);
+    const published = await this.repository.publishVersion(checkpoint, options.fence);
     const { version } = published;
     // Renamed into place: from here on the version is published, whatever fails after.
     let unsynced: UnsyncedWrite | undefined = published.unsynced;
@@ -574,6 +579,7 @@ export class ModelRegistry {
             version,
             options.ifActive!,
             note,
+            options.fence,
           );
           if (!written.written) result = { version, activated: false, activeFound: written.found };
           else unsynced ??= written.unsynced;

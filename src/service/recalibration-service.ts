@@ -204,6 +204,18 @@ export type RecalibrationStarted =
 const pause = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /**
+ * An error of createRecalibrator placed at the request's field names: it names the option it
+ * checks against the network (a `running` batch size of 1 where one row gives a BatchNorm one
+ * value per channel) `batchSize`; a client sent `batch_size`.
+ */
+function requestFieldNames(e: unknown): unknown {
+  if (!(e instanceof NormserveError) || !e.errors.some((x) => x.path === 'batchSize')) return e;
+  return new NormserveError(e.code, e.message, {
+    errors: e.errors.map((x) => (x.path === 'batchSize' ? { ...x, path: 'batch_size' } : x)),
+  });
+}
+
+/**
  * One recalibration in progress: rows are pushed as they arrive (hashed, validated and, where
  * the mode allows, folded into the statistics at once), then `complete` computes the statistics
  * on a private copy of the parent version's network and publishes a new version. The served
@@ -394,8 +406,10 @@ export class RecalibrationSession {
         note ??
           `recalibrated from version ${this.parent.version} (${mode}, ${result.samples} samples)`,
         // Activated only if the parent is still the active version: an operator who activated
-        // another one while this job ran (a rollback) is not overruled by the job.
-        { ifActive: this.parent.version },
+        // another one while this job ran (a rollback) is not overruled by the job. Published and
+        // activated only while this job still holds the model's lock (its fencing check): a job
+        // paused past its lease, whose lock another process broke, writes nothing.
+        { ifActive: this.parent.version, fence: this.lock.assertHeld },
       );
       const { version, activated } = published;
       const notActivated =
@@ -421,6 +435,17 @@ export class RecalibrationSession {
           ? { warning: storageWarningOf(published.storageWarning) }
           : {}),
       };
+      // The job's final state is written under the lock too: a job whose lock was broken after
+      // it published (its process paused past the lease) may have been settled by another process
+      // (JOB_ABANDONED), and is not rewritten as succeeded.
+      await this.lock.assertHeld().catch((e: unknown) => {
+        if (!isNormserveError(e) || e.code !== 'LOCK_LOST') throw e;
+        throw new NormserveError(
+          'LOCK_LOST',
+          `${e.message}: version ${version} had been published${activated ? ' and activated' : ''} before, but this job is not recorded as succeeded`,
+          { cause: e },
+        );
+      });
       await this.settle('succeeded', { result: outcome, phase: 'done' });
       return outcome;
     } catch (e) {
@@ -673,12 +698,16 @@ export class RecalibrationService {
       return session;
     } catch (e) {
       await lock.release();
+      const error = requestFieldNames(e);
       this.jobs.update(job, {
         state: 'failed',
         phase: 'failed',
-        error: { code: 'INTERNAL', message: String(e) },
+        error:
+          error instanceof NormserveError
+            ? { code: error.code, message: error.message }
+            : { code: 'INTERNAL', message: String(error) },
       });
-      throw e;
+      throw error;
     }
   }
 

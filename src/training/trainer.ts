@@ -1,12 +1,13 @@
 import {
   buildSequential,
   checkLayerChain,
-  holdsBatchNormStatistics,
   type InputTransform,
   type LayerSpec,
   MODEL_FORMAT,
   type ModelConfig,
+  minimumTrainingBatchRows,
   networkFromCheckpoint,
+  trainingBatchProblem,
 } from '../checkpoint/index.js';
 import { NormserveError, quoteList } from '../errors/index.js';
 import {
@@ -216,11 +217,15 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
   }
   const scaleTargets = task === 'regression' && config.data.target_scaling === 'standard';
   if (scaleTargets) checkTargetScalable(layers);
-  const hasBatchNorm = holdsBatchNormStatistics(layers);
-  if (hasBatchNorm && t.batch_size < 2) {
+  // PyTorch's rule on train-mode batches (nn's minimumTrainingRows): a batch is fatal only where
+  // a BatchNorm gets one value per channel — one row at a BatchNorm1d, or at a BatchNorm2d on
+  // 1×1 maps; one row of [C, 8, 8] maps is 64 values per channel and trains as in PyTorch.
+  const minimumBatchRows = minimumTrainingBatchRows(layers, inputShape);
+  const batchProblem = trainingBatchProblem(layers, inputShape, t.batch_size);
+  if (batchProblem !== undefined) {
     throw new NormserveError(
       'TRAINING_CONFIG_INVALID',
-      `batch_size ${t.batch_size} with BatchNorm: Expected more than 1 value per channel when training; use a batch size of at least 2`,
+      `batch_size ${t.batch_size}: ${batchProblem}; use a batch size of at least ${minimumBatchRows}`,
     );
   }
 
@@ -282,10 +287,12 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
 
   const batchSize = t.batch_size;
   const rows = trainSet.rows;
-  // A trailing batch of one row cannot be normalized by BatchNorm in training (PyTorch raises);
-  // it is dropped, as DataLoader(drop_last=True) would for that batch only.
+  // A trailing batch of fewer rows than that rule allows (one row, where a BatchNorm would get
+  // one value per channel: PyTorch raises there, in the middle of its epoch) is dropped, as
+  // DataLoader(drop_last=True) would drop that batch only; every other trailing batch runs, as
+  // DataLoader(drop_last=False) runs it.
   const batchesPerEpoch =
-    hasBatchNorm && rows % batchSize === 1
+    rows % batchSize !== 0 && rows % batchSize < minimumBatchRows
       ? Math.floor(rows / batchSize)
       : Math.ceil(rows / batchSize);
   const totalSteps = batchesPerEpoch * t.epochs;

@@ -121,4 +121,27 @@ describe('the night shift on the CNN, fixed through the HTTP API', () => {
     );
     expect(accuracy).toBeGreaterThanOrEqual(RECALIBRATED_NIGHT_ACCURACY_MIN);
   });
+
+  // One row gives each BatchNorm2d 64 (8×8) or 16 (4×4) values per channel, which PyTorch trains
+  // and normalizes (it refuses N·H·W = 1 only): a last batch of one row counts, a batch size of 1
+  // is a valid request, and one row is enough for exact statistics.
+  it('batches of one row: 65 rows in batches of 64 are 2 batches, batch_size 1 runs, one row recalibrates', async () => {
+    const recalibrate = (query: string, rows: number[][]) =>
+      t.app.inject({
+        method: 'POST',
+        url: `/v1/models/digits-cnn:recalibrate?activate=false&${query}`,
+        headers: ADMIN,
+        payload: { instances: rows.map(image) },
+      });
+    const cases = [
+      { query: 'mode=running&batch_size=64', rows: 65, expected: { mode: 'running', batches: 2 } },
+      { query: 'mode=running&batch_size=1', rows: 3, expected: { mode: 'running', batches: 3 } },
+      { query: 'mode=exact', rows: 1, expected: { mode: 'exact' } },
+    ];
+    for (const c of cases) {
+      const res = await recalibrate(c.query, night.slice(0, c.rows));
+      expect(res.statusCode, `${c.query}: ${res.body}`).toBe(201);
+      expect(res.json(), c.query).toMatchObject({ samples: c.rows, ...c.expected });
+    }
+  });
 });

@@ -213,7 +213,9 @@ describe('recalibrate CLI', () => {
         const lines = readFileSync(nightCsv, 'utf8').split('\n');
         return writeTempFile(inputs, 'one.csv', `${lines[0]}\n${lines[1]}\n`);
       },
-      expected: ['need at least 2 samples: the variance of one sample is 0'],
+      expected: [
+        'need at least 2 samples: one sample gives BatchNorm 1 (BatchNorm1d, input [128]) one value per channel, which has no variance',
+      ],
     },
     {
       what: 'an NDJSON line that is not a row of the model’s width',
@@ -274,12 +276,13 @@ describe('recalibrate CLI', () => {
     {
       what: '--batch-size beyond its bound',
       args: ['--mode', 'running', '--batch-size', '1000000000'],
-      expected: /^recalibrate: --batch-size: expected an integer from 2 to 65536, got 1000000000$/,
+      expected: /^recalibrate: --batch-size: expected an integer from 1 to 65536, got 1000000000$/,
     },
     {
-      what: '--batch-size 1 (a batch of one has no variance)',
+      what: '--batch-size 1 on a BatchNorm1d network (one value per channel: PyTorch raises)',
       args: ['--mode', 'running', '--batch-size', '1'],
-      expected: /^recalibrate: --batch-size: expected an integer from 2 to 65536, got 1$/,
+      expected:
+        /^recalibrate: batch size 1: BatchNorm 1 \(BatchNorm1d\) would get input \[1, 128\] in a batch of 1 row: one value per channel, which a BatchNorm cannot normalize in training \(PyTorch: "Expected more than 1 value per channel when training"\); use a batch size of at least 2$/,
     },
     {
       what: '--prior-strength beyond its bound',

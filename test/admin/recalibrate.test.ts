@@ -532,7 +532,13 @@ describe('modes and options through HTTP', () => {
       { body: { instances: night, activate: 'yes' }, path: 'activate' },
       { body: { instances: night, colour: 'blue' }, path: 'colour' },
       { url: `${RECALIBRATE}?mode=sideways`, body: { instances: night }, path: 'query.mode' },
-      { url: `${RECALIBRATE}?batch_size=1`, body: { instances: night }, path: 'query.batch_size' },
+      { url: `${RECALIBRATE}?batch_size=0`, body: { instances: night }, path: 'query.batch_size' },
+      // One row per batch gives the digits MLP's BatchNorm1d one value per channel.
+      {
+        url: `${RECALIBRATE}?mode=running&batch_size=1`,
+        body: { instances: night },
+        path: 'batch_size',
+      },
       { url: `${RECALIBRATE}?activate=maybe`, body: { instances: night }, path: 'query.activate' },
       { url: `${RECALIBRATE}?colour=blue`, body: { instances: night }, path: 'query.colour' },
     ];
@@ -571,8 +577,9 @@ describe('recalibration errors (MAX_RECALIBRATION_SAMPLES=10)', () => {
   const cellsWith = (r: number, c: number, value: string): string[][] =>
     rows(3).map((values, i) => values.map((v, j) => (i === r && j === c ? value : String(v))));
 
-  it('one sample → 400 "need at least 2 samples: the variance of one sample is 0" (every format)', async () => {
-    const message = 'need at least 2 samples: the variance of one sample is 0';
+  it('one sample → 400 "need at least 2 samples: one sample gives BatchNorm 1 (BatchNorm1d, input [128]) one value per channel, which has no variance" (every format)', async () => {
+    const message =
+      'need at least 2 samples: one sample gives BatchNorm 1 (BatchNorm1d, input [128]) one value per channel, which has no variance';
     for (const res of [
       await recalibrate(t, { instances: [row(0)] }),
       await recalibrate(t, ndjsonBody([row(0)]), { headers: NDJSON }),

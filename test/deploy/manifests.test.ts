@@ -312,6 +312,17 @@ async function getStatus(path: string): Promise<number> {
 
 // ---------------------------------------------------------------------------------------------
 
+/** The image of every normserve container: Deployment, initContainer, compose and ServingRuntime. */
+function normserveImages(): string[] {
+  const spec = only<Deployment>('Deployment').spec.template.spec;
+  return [
+    ...spec.containers.map((c) => c.image),
+    ...(spec.initContainers ?? []).map((c) => c.image),
+    ...normserveServices().map(([, s]) => s.image),
+    ...only<ServingRuntime>('ServingRuntime').spec.containers.map((c) => c.image),
+  ];
+}
+
 describe('deploy/ YAML files', () => {
   it('every YAML file under deploy/ parses without errors or warnings', () => {
     expect(files.length).toBeGreaterThanOrEqual(8);
@@ -461,16 +472,22 @@ describe('Kubernetes Deployment', () => {
 
   it('the image (without tag) is the same in the Deployment, initContainer, compose and ServingRuntime', () => {
     const spec = deployment().spec.template.spec;
-    const images = [
-      ...spec.containers.map((c) => c.image),
-      ...(spec.initContainers ?? []).map((c) => c.image),
-      ...normserveServices().map(([, s]) => s.image),
-      ...only<ServingRuntime>('ServingRuntime').spec.containers.map((c) => c.image),
-    ];
+    const images = normserveImages();
     expect(images.length).toBeGreaterThanOrEqual(5);
     expect(new Set(images.map(imageName))).toEqual(new Set([imageName(spec.containers[0]!.image)]));
     // Every compose service runs it (normserveServices() selects by this image name).
     expect(normserveServices()).toHaveLength(Object.keys(compose().services).length);
+  });
+
+  it('every image is normserve:<package.json version>, the tag the README builds', () => {
+    const images = normserveImages();
+    const { version } = JSON.parse(readFileSync('package.json', 'utf8')) as { version: string };
+    expect(new Set(images)).toEqual(new Set([`normserve:${version}`]));
+    // A user who follows README's Deploy → Container builds the image the manifests run.
+    const builds = [
+      ...readFileSync('README.md', 'utf8').matchAll(/^docker build -t (\S+) \.(?:\s|$)/gm),
+    ];
+    expect(builds.map((m) => m[1])).toEqual([`normserve:${version}`]);
   });
 
   it('ADMIN_TOKEN comes from the Secret (its name and key exist in secret.yaml) in Deployment and ServingRuntime', () => {
@@ -755,6 +772,15 @@ describe('compose', () => {
       expect(targets.sort(), name).toEqual([PORT, GRPC_PORT].sort());
     }
     expect(new Set(hostPorts).size).toBe(hostPorts.length);
+  });
+
+  it('publishes no host port that npm start binds by default (PORT, GRPC_PORT)', () => {
+    const defaults = parseServerConfig({});
+    for (const [name, s] of normserveServices()) {
+      const hostPorts = (s.ports ?? []).map((p) => Number(p.split(':').at(-2)));
+      expect(hostPorts, name).not.toContain(defaults.PORT);
+      expect(hostPorts, name).not.toContain(defaults.GRPC_PORT);
+    }
   });
 
   it('stop_grace_period exceeds SHUTDOWN_TIMEOUT_MS', () => {

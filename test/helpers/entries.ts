@@ -23,6 +23,7 @@ export const ENTRIES = [
   'src/cli/report.ts',
   'tools/night-shift.ts',
   'test/faults/publish-loop.ts',
+  'test/faults/lock-contender.ts',
 ] as const;
 
 export type Entry = (typeof ENTRIES)[number];

@@ -19,6 +19,7 @@ import {
   instantiateEngine,
 } from '../../src/inference/wasm/engine-module.js';
 import { BatchNorm, Rng, relu, type Sequential, Tensor } from '../../src/nn/index.js';
+import { RELU_SLOPE } from '../../src/nn/wasm/index.js';
 import { loadModelDirectory } from '../../src/repository/index.js';
 import { prepareWasmRuntime } from '../../src/service/index.js';
 import { bundledVersionDir } from '../helpers/bundled-models.js';
@@ -98,7 +99,7 @@ describe('GEMM building block: C = epilogue(A·B + bias)', () => {
               biasAt * 4,
               cAt * 4,
               ldc * 4,
-              epilogue === 'none' ? 1 : epilogue === 'relu' ? 0 : slope,
+              epilogue === 'none' ? 1 : epilogue === 'relu' ? RELU_SLOPE : slope,
               tmpAt * 4,
             );
             for (let i = 0; i < m; i++) {
@@ -141,13 +142,14 @@ describe('GEMM building block: C = epilogue(A·B + bias)', () => {
 describe('the epilogues at values that overflowed float32 (±∞) and NaN, as PyTorch', () => {
   // torch.relu(−∞) is +0, not −∞·0 = NaN: a row whose pre-activation overflowed to −∞ and that a
   // ReLU clamps has finite outputs in PyTorch. LeakyReLU keeps −∞·slope = −∞; NaN stays NaN.
-  // Slope −0 is LeakyReLU(0) (program-wat.ts passes it so): −∞·0 = NaN there, as torch gives it.
-  // Only a negative v is scaled: −0 stays −0 for every slope (torch.relu(−0) is −0). The + 0 after
-  // the product makes ReLU's zeros +0 (and a LeakyReLU product that underflows, +0 too).
+  // Slope −0 is ReLU (RELU_SLOPE), +0 LeakyReLU(0) (program-wat.ts passes them so): −∞·0 = NaN
+  // there, as torch gives it. Only a negative v is scaled: −0 stays −0 for every slope
+  // (torch.relu(−0) is −0). ReLU's zeros are +0; LeakyReLU's are v·slope's, −0 for slope +0 and
+  // where the product underflows (−1e-45·1·0.1), as torch's leaky_relu gives them.
   const activate = (v: number, slope: number): number =>
-    !(v < 0) || slope === 1 ? v : Object.is(slope, 0) ? 0 : Math.fround(v * slope) + 0;
-  const slopes = [1, 0, -0, Math.fround(0.1)];
-  const a = Float32Array.from([3e38, -3e38, 1, Number.NaN, 3e38, -0]);
+    !(v < 0) || slope === 1 ? v : Object.is(slope, RELU_SLOPE) ? 0 : Math.fround(v * slope);
+  const slopes = [1, RELU_SLOPE, 0, Math.fround(0.1)];
+  const a = Float32Array.from([3e38, -3e38, 1, Number.NaN, 3e38, -0, -1e-45]);
   const b = Float32Array.from([1, -1.5, 2, -2, 0.5, -0.5, 1e-30, -1]);
   const m = a.length;
   const n = b.length;

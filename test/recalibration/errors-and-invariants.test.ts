@@ -52,7 +52,8 @@ describe('refusals', () => {
       await recalibrator.push(night.subarray(0, WIDTH));
       expect(await codeOf(() => recalibrator.finish())).toEqual({
         code: 'TOO_FEW_SAMPLES',
-        message: 'need at least 2 samples: the variance of one sample is 0',
+        message:
+          'need at least 2 samples: one sample gives BatchNorm 1 (BatchNorm1d, input [32]) one value per channel, which has no variance',
       });
       expect(snapshot(network)).toEqual(before);
       expect(

@@ -48,8 +48,14 @@ interface CnnRecalibrationFixture {
   };
 }
 
+interface SmallBatchesFixture {
+  running: (CnnRecalibrationFixture['running'] & { rows: number })[];
+  exact_one_row: { batchnorms: CnnRecalibrationFixture['exact']['batchnorms'] };
+}
+
 const MODEL_DIR = 'test/fixtures/torch-model/digits-cnn-torch/1';
 const fixture = readFixture<CnnRecalibrationFixture>('torch-model/cnn-recalibration.json');
+const small = readFixture<SmallBatchesFixture>('torch-model/cnn-recalibration-small-batches.json');
 const { pixels, labels } = readDigitRows();
 const night = nightShift(pixels);
 const rows = labels.length;
@@ -129,5 +135,47 @@ describe('BatchNorm2d recalibration against PyTorch (digits-cnn-torch, night row
       priorStrength: 0,
     });
     expect(prior0.network.stateDict()).toEqual(exact.network.stateDict());
+  });
+});
+
+// One row gives every BatchNorm2d here 64 (8×8) or 16 (4×4) values per channel: a batch PyTorch
+// trains (it refuses N·H·W = 1 only), so a batch of one row is used, not skipped
+// (test/fixtures/torch-model/cnn-recalibration-small-batches.json, `tools/make-golden-fixtures.py
+// cnn_small_batches`).
+describe('batches of one row through BatchNorm2d, against PyTorch (digits-cnn-torch)', () => {
+  for (const expected of small.running) {
+    it(`running: ${expected.rows} rows in batches of ${expected.batch_size} count ${Math.ceil(expected.rows / expected.batch_size)} batches, the last of ${expected.rows % expected.batch_size || expected.batch_size} row(s), as update_bn`, async () => {
+      const { network, inputTransform, inputShape } = loadModel(MODEL_DIR);
+      const data = night.subarray(0, expected.rows * 64);
+      const result = await recalibrate(network, inputTransform, inputShape, data, {
+        mode: 'running',
+        batchSize: expected.batch_size,
+      });
+      const batches = Math.ceil(expected.rows / expected.batch_size);
+      expect(result).toMatchObject({ samples: expected.rows, batches, skipped: 0 });
+      for (const layer of expected.batchnorms) {
+        const bn = batchNorm(network, layer.path);
+        expect(bn.numBatchesTracked).toBe(layer.num_batches_tracked);
+        expect(layer.num_batches_tracked).toBe(batches);
+        expectStatisticsClose(
+          { mean: bn.runningMean.data, variance: bn.runningVar.data },
+          { mean: layer.running_mean.data, variance: layer.running_var.data },
+          bn.eps,
+          `${layer.path} (running, ${expected.rows} rows in batches of ${expected.batch_size})`,
+        );
+      }
+    });
+  }
+
+  it('exact: one row is enough (H·W values per channel), every BatchNorm2d within BN_STATISTICS_TOL of PyTorch', async () => {
+    const { network, inputTransform, inputShape } = loadModel(MODEL_DIR);
+    const result = await recalibrate(network, inputTransform, inputShape, night.subarray(0, 64), {
+      mode: 'exact',
+    });
+    expect(result.samples).toBe(1);
+    for (const expected of small.exact_one_row.batchnorms) {
+      expect(expected.count).toBe(expected.path === '6' ? 16 : 64);
+      expectFloat64StatisticsClose(network, expected);
+    }
   });
 });

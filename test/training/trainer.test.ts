@@ -146,10 +146,55 @@ describe('BatchNorm and the batch size', () => {
     expect(full.state.get('1.num_batches_tracked')).toBe(16n);
   });
 
-  it('rejects batch_size 1 with BatchNorm before training', async () => {
+  it('rejects batch_size 1 with BatchNorm1d before training, naming the layer and why', async () => {
     await expect(run({ training: { batch_size: 1 } })).rejects.toMatchObject({
       code: 'TRAINING_CONFIG_INVALID',
-      message: expect.stringContaining('Expected more than 1 value per channel'),
+      message:
+        'batch_size 1: layers[1] (batchnorm1d) would get input [1, 16] in a batch of 1 row: one value per channel, which a BatchNorm cannot normalize in training (PyTorch: "Expected more than 1 value per channel when training"); use a batch size of at least 2',
+    });
+  });
+
+  // Iris's 4 features as [1, 2, 2] images: a BatchNorm2d on 2×2 maps gets 4 values per channel
+  // from one row, which PyTorch trains (it refuses N·H·W = 1 only); on 1×1 maps, 1.
+  const bn2d = (size: number) => ({
+    input_shape: size === 2 ? [1, 2, 2] : [4, 1, 1],
+    layers: [
+      { type: 'conv2d', in_channels: size === 2 ? 1 : 4, out_channels: 4, kernel_size: 1 },
+      { type: 'batchnorm2d', num_features: 4 },
+      { type: 'relu' },
+      { type: 'flatten' },
+      { type: 'linear', in_features: 4 * size * size, out_features: 3 },
+    ],
+  });
+
+  it('runs a trailing batch of one row through a BatchNorm2d on 2×2 maps, as DataLoader does', async () => {
+    // 120 training rows in batches of 17: 7 full batches and the last of 1 row, per epoch.
+    const out = await run({
+      ...bn2d(2),
+      data: { validation_fraction: 0 },
+      training: { epochs: 2, batch_size: 17 },
+    });
+    expect(out.metrics.rows.train).toBe(120);
+    expect(out.state.get('1.num_batches_tracked')).toBe(16n);
+  });
+
+  it('trains a BatchNorm2d on 2×2 maps with batch_size 1', async () => {
+    const out = await run({ ...bn2d(2), training: { epochs: 1, batch_size: 1 } });
+    expect(out.metrics.rows.train).toBe(108);
+    expect(out.state.get('1.num_batches_tracked')).toBe(108n);
+    expect(out.metrics.epochs[0]!.train_loss).toSatisfy(Number.isFinite);
+  });
+
+  it('treats a BatchNorm2d on 1×1 maps as BatchNorm1d: one row is one value per channel', async () => {
+    const dropped = await run({
+      ...bn2d(1),
+      data: { validation_fraction: 0 },
+      training: { epochs: 2, batch_size: 17 },
+    });
+    expect(dropped.state.get('1.num_batches_tracked')).toBe(14n);
+    await expect(run({ ...bn2d(1), training: { batch_size: 1 } })).rejects.toMatchObject({
+      code: 'TRAINING_CONFIG_INVALID',
+      message: expect.stringContaining('layers[1] (batchnorm2d) would get input [1, 4, 1, 1]'),
     });
   });
 

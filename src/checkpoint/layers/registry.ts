@@ -1,6 +1,12 @@
 import { z } from 'zod';
 import { NormserveError } from '../../errors/index.js';
-import { type Module, numelOf, type StateSignature } from '../../nn/index.js';
+import {
+  type Module,
+  minimumTrainingRows,
+  numelOf,
+  oneValuePerChannelReason,
+  type StateSignature,
+} from '../../nn/index.js';
 import { batchNorm1dLayer, batchNorm2dLayer } from './batch-norm.js';
 import { conv2dLayer } from './conv2d.js';
 import {
@@ -317,4 +323,61 @@ export function holdsBatchNormStatistics(layers: readonly LayerSpec[]): boolean 
       holdsBatchNormStatistics(definition.children?.(spec) ?? [])
     );
   });
+}
+
+/** A BatchNorm of a config, nested ones included: its place in messages and its sample input. */
+export interface BatchNormInput {
+  /** `layers[4] (batchnorm1d)`, `layers[3].layers[1] (batchnorm2d)`: as checkLayerChain names it. */
+  place: string;
+  /** Its input without the batch dimension: [C] or [C, H, W]. */
+  inputShape: Shape;
+}
+
+/**
+ * The BatchNorms of a list of layers that checkLayerChain accepts for this input shape, in the
+ * order a forward pass runs them, with the sample shape each receives (a block's layers get the
+ * block's input).
+ */
+export function batchNormInputs(
+  layers: readonly LayerSpec[],
+  input: Shape,
+  path = 'layers',
+): BatchNormInput[] {
+  const found: BatchNormInput[] = [];
+  let shape = input;
+  layers.forEach((spec, i) => {
+    const place = `${path}[${i}]`;
+    const definition = layerDefinition(spec);
+    const children = definition.children?.(spec);
+    if (children) found.push(...batchNormInputs(children, shape, `${place}.layers`));
+    if (definition.batchNormStatistics === true)
+      found.push({ place: `${place} (${spec.type})`, inputShape: shape });
+    shape = checkLayerChain([spec], shape);
+  });
+  return found;
+}
+
+/**
+ * The fewest rows a train-mode batch of this network must hold (nn's minimumTrainingRows over its
+ * BatchNorms): 2 when a BatchNorm gets one value per channel from one row (BatchNorm1d, or a
+ * BatchNorm2d on 1×1 maps), else 1.
+ */
+export function minimumTrainingBatchRows(layers: readonly LayerSpec[], input: Shape): number {
+  let rows = 1;
+  for (const { inputShape } of batchNormInputs(layers, input))
+    rows = Math.max(rows, minimumTrainingRows(inputShape));
+  return rows;
+}
+
+/** Why a train-mode batch of `rows` rows cannot go through these layers, or undefined. */
+export function trainingBatchProblem(
+  layers: readonly LayerSpec[],
+  input: Shape,
+  rows: number,
+): string | undefined {
+  for (const { place, inputShape } of batchNormInputs(layers, input)) {
+    const reason = oneValuePerChannelReason(place, inputShape, rows);
+    if (reason !== undefined) return reason;
+  }
+  return undefined;
 }

@@ -5,6 +5,7 @@ import { CONTENT_ENCODING_DOC } from '../content-encoding.js';
 import { predictionBudget } from '../json-budget.js';
 import { beforeVerb } from '../not-found.js';
 import { predictBody, predictHandler, predictQuery } from '../predict-request.js';
+import { trafficIsGuarded } from '../route-access.js';
 import {
   activeVersionErrorResponses,
   errorResponses,
@@ -50,7 +51,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
   // drawn from the prediction traffic. GetModelStatus stays public, as probes and TF Serving
   // clients poll it without a token, so with API_TOKEN set that state is left to the drift report.
   const statusHoldsAutoRecalibration =
-    drift.options.autoRecalibrate !== 'off' && app.deps.config.API_TOKEN === undefined;
+    drift.options.autoRecalibrate !== 'off' && !trafficIsGuarded(app.deps.config.API_TOKEN);
   app.get(
     `/v1/models/${beforeVerb('name')}`,
     {

@@ -35,7 +35,7 @@ const batchSizeOf = (n: z.ZodNumber) =>
     .min(RECALIBRATION_BATCH_SIZE_RANGE.min!)
     .max(RECALIBRATION_BATCH_SIZE_RANGE.max!)
     .meta({
-      description: `running mode: rows per batch (default ${DEFAULT_RECALIBRATION_BATCH_SIZE})`,
+      description: `running mode: rows per batch (default ${DEFAULT_RECALIBRATION_BATCH_SIZE}); 1 only where one row gives every BatchNorm more than one value per channel (a BatchNorm2d on maps larger than 1×1, not a BatchNorm1d)`,
     });
 const note = z
   .string()

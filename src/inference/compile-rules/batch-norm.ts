@@ -70,6 +70,21 @@ function* foldIntoProducer(
 }
 
 /**
+ * Whether the step this BatchNorm would fold into gives PyTorch's zeros, sign included. PyTorch
+ * computes y·α + β' with α = γ/√(σ² + ε) and β' = β − μ·α (batch_norm_cpu_collect_linear_and_
+ * constant_terms), and the Linear or Conv2d before it gives y = +0, never −0, for a zero (its sum
+ * starts at +0); so its zero output is −0 exactly when β' is −0 and y·α is −0: α < 0 (y = +0),
+ * or α = ±0 (then for some rows only: y·(±0) takes y's sign). The folded step's zeros are +0
+ * (compile.ts, `finalize`), right for every other channel: a BatchNorm with such a channel
+ * (β = −0 with μ·α = +0, e.g. μ = −0 and γ < 0) is not folded into the step before it — it stays
+ * pending (an affine step, or folded into the next Linear's columns), whose x·s + t has
+ * PyTorch's signs. test/inference/signed-zeros.test.ts holds both cases to PyTorch's bits.
+ */
+function foldKeepsZeroSigns(affine: { scale: Float64Array; shift: Float64Array }): boolean {
+  return affine.shift.every((t, c) => !Object.is(t, -0) || affine.scale[c]! > 0);
+}
+
+/**
  * BatchNorm1d/2d in eval mode: folded into the Linear or Conv2d right before it when nothing
  * non-linear lies between; otherwise pending, to fold into the next Linear/Conv2d's columns or to
  * run as an affine step. Folding is done in float64 and rounded once to float32.
@@ -96,6 +111,7 @@ export const batchNormRule: CompileRule = function* (module, path, ctx) {
     !ctx.pending &&
     target &&
     target.activation.kind === 'none' &&
+    foldKeepsZeroSigns(perChannel) &&
     (yield* foldIntoProducer(target, scale, shift))
   ) {
     target.layers.push(path);

@@ -21,11 +21,23 @@ function activationOf(m: Module): Activation {
   }
 }
 
+/**
+ * Whether the GEMM's epilogue (dense and conv2d steps) can apply `a`: the wasm engine's tells ReLU
+ * from LeakyReLU(0) by the sign of the zero slope (nn/wasm/gemm-wat.ts, RELU_SLOPE = −0), so a
+ * LeakyReLU of slope −0 (v·(−0) is +0, and −∞·(−0) NaN, as PyTorch gives them) runs as a step.
+ */
+const epilogueCanApply = (a: Activation): boolean =>
+  !(a.kind === 'leaky_relu' && Object.is(a.negativeSlope, -0));
+
 /** An activation runs inside the kernel that produced its input, or as its own step. */
 export const activationRule: CompileRule = (module, path, ctx) => {
   const activation = activationOf(module);
   ctx.flush();
-  const producer = ctx.fusableProducer();
+  const fusable = ctx.fusableProducer();
+  const producer =
+    fusable && (epilogueCanApply(activation) || (fusable.op !== 'dense' && fusable.op !== 'conv2d'))
+      ? fusable
+      : undefined;
   if (producer) {
     producer.activation = activation;
     producer.layers.push(path);

@@ -182,18 +182,17 @@ const cnnSteps = `
             (local.get $dst) (i32.mul (local.get $rows) (local.get $n)) (local.get $code) (local.get $slope))))`;
 
 /**
- * The slope of the GEMM's epilogue that applies the activation with code $`code` (+0: ReLU, the
- * step's slope: LeakyReLU, 1: the identity, for the others, which run as a pass afterwards). A
- * LeakyReLU of slope 0 passes −0, so that the epilogue tells it from ReLU (gemm-wat.ts: −∞ gives
- * NaN there, as torch's LeakyReLU(0), not ReLU's +0).
+ * The slope of the GEMM's epilogue that applies the activation with code $`code` (RELU_SLOPE, −0:
+ * ReLU; the step's slope: LeakyReLU, +0 for LeakyReLU(0); 1: the identity, for the others, which
+ * run as a pass afterwards). gemm-wat.ts tells ReLU from LeakyReLU(0) by the sign of the zero: a
+ * negative v gives +0 and −0 (torch.relu, torch's v·0), −∞ gives +0 and NaN.
  */
 const epilogueSlope = (
   code: string,
 ) => `(if (result f32) (i32.eq (local.get $${code}) (i32.const ${ACTIVATION_CODES.relu}))
-          (then (f32.const 0))
+          (then (f32.const -0))
           (else (if (result f32) (i32.eq (local.get $${code}) (i32.const ${ACTIVATION_CODES.leaky_relu}))
-            (then (select (f32.const -0) (local.get $slope)
-              (f32.eq (local.get $slope) (f32.const 0))))
+            (then (local.get $slope))
             (else (f32.const 1)))))`;
 
 /**

@@ -135,7 +135,7 @@ const word = (index: number) => `(i32.load offset=${index * 4} (local.get $d))`;
 
 /**
  * conv2d(desc, src, dst, rows, slope, tmp, scratch): `rows` samples [C, H, W] at src into
- * [C_out, H_out, W_out] at dst, epilogue slope as the GEMM's (1: none, 0: ReLU); tmp is the GEMM's
+ * [C_out, H_out, W_out] at dst, epilogue slope as the GEMM's (1: none, −0: ReLU); tmp is the GEMM's
  * tile scratch, scratch the convolution's (convSizes().scratchBytes).
  */
 const conv2d = `

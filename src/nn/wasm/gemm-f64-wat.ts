@@ -5,7 +5,7 @@ import { locals, range } from './wat-text.js';
  * the order the JavaScript reference sums it (nn/reference-kernels.ts), so the two give the same
  * bits:
  *
- *   s = bias[j] (or +0);  s ← s + A[i, p]·B[p, j] for p = 0, 1, …, K−1;
+ *   s = bias[j] + 0 (or +0; the caller packs it so);  s ← s + A[i, p]·B[p, j] for p = 0, 1, …, K−1;
  *   C[i, j] = s, or C[i, j] + s with accumulate; rounded to float32 when C is float32.
  *
  * A product of two float32 values is exact in float64, so multiply-then-add here is the one

@@ -5,15 +5,15 @@ import { locals, range } from './wat-text.js';
  * The GEMM of the engine, as WebAssembly text:
  *
  *   C[m, n] = epilogue(bias[n] + Σ_k A[m, k]·B[k, n])   for m < M, n < N, k < K (K ≥ 1),
- *   epilogue(v) = v < 0 ? v·slope + 0 : v
+ *   epilogue(v) = v < 0 ? v·slope : v
  *
  * A is row-major with a row stride of `lda` bytes (unit stride along k), C row-major with a row
  * stride of `ldc` bytes, B packed by `pack_b` into panels of NR columns: panel p holds
  * B[k, p·NR + j] at ((p·K + k)·NR + j)·4, zero beyond N, so a panel is one contiguous stream. The
  * bias is padded with zeros to a multiple of NR. The epilogue is applied to the accumulators as
- * they are stored: slope 1 is the identity, +0 ReLU (the + 0 makes the zero of a negative v +0, as
- * torch.relu; ReLU(−∞) is +0, see `epilogue`), any other slope LeakyReLU (−0: LeakyReLU(0)); other
- * activations run as a pass afterwards.
+ * they are stored: slope 1 is the identity, −0 ReLU (RELU_SLOPE: a negative v times −0 is +0, as
+ * torch.relu gives it; ReLU(−∞) is +0, see `epilogue`), any other slope LeakyReLU (+0:
+ * LeakyReLU(0), whose v·0 is −0 as torch's); other activations run as a pass afterwards.
  *
  * Register blocking: a 4×8 tile keeps 8 f32x4 accumulators, 2 panel vectors and one broadcast of A
  * in registers (V8 allocates 15 of the 16 x64 vector registers; wider tiles spill). Rows left over
@@ -33,31 +33,39 @@ const madd = (relaxed: boolean, a: string, b: string, acc: string): string =>
   relaxed ? `(f32x4.relaxed_madd ${a} ${b} ${acc})` : `(f32x4.add ${acc} (f32x4.mul ${a} ${b}))`;
 
 /**
- * The epilogue, v < 0 ? max(v, floor)·slope + 0 : v, on a vector `v` (a local.get: it is read
+ * The epilogue slope of ReLU: −0, so that a negative v·slope is +0 (torch.relu's zero), where
+ * LeakyReLU(0)'s slope +0 gives −0 (torch's v·0). Callers pass this (program-wat.ts).
+ */
+export const RELU_SLOPE = -0;
+
+/**
+ * The epilogue, v < 0 ? max(v, floor)·slope : v, on a vector `v` (a local.get: it is read
  * three times), with $slopev and $floorv set by epilogueInit. Only a negative v is scaled, so ±0
  * and NaN pass unchanged: torch.relu(−0) is −0 (clamp_min(x, 0) is max(0, x) as maxps computes
- * it, 0 > x ? 0 : x), and so are the identity's and LeakyReLU's −0. The floor is −FLOAT32_MAX for ReLU
- * (slope +0) and −∞ otherwise: a value that overflowed to −∞ before a ReLU becomes +0, as
- * torch.relu gives it, where −∞·0 would be NaN; LeakyReLU keeps −∞·slope = −∞. A LeakyReLU of
- * slope 0 comes as slope −0 (program-wat.ts, epilogueSlope), floor −∞: torch's LeakyReLU(0)
- * gives −∞·0 = NaN there, not ReLU's +0. NaN stays NaN: NaN < 0 is false. Also the epilogue of the
- * float64 GEMM and of the statistics taps (gemm64-wat.ts, statistics-wat.ts).
+ * it, 0 > x ? 0 : x), and so are the identity's and LeakyReLU's −0. A negative v's product has
+ * torch's sign: ReLU's slope −0 gives +0; LeakyReLU's v·slope is −0 where it underflows, and
+ * LeakyReLU(0)'s (slope +0) is −0, as torch's leaky_relu (x > 0 ? x : x·slope) gives them. The
+ * floor is −FLOAT32_MAX for ReLU and −∞ otherwise: a value that overflowed to −∞ before a ReLU
+ * becomes +0, as torch.relu gives it, where −∞·0 would be NaN; LeakyReLU keeps −∞·slope = −∞,
+ * and LeakyReLU(0) gives −∞·0 = NaN, as torch does, not ReLU's +0. NaN stays NaN: NaN < 0 is
+ * false. Also the epilogue of the float64 GEMM and of the statistics taps (gemm64-wat.ts,
+ * statistics-wat.ts).
  */
 export const epilogue = (v: string): string =>
-  `(v128.bitselect (f32x4.add (f32x4.mul (f32x4.pmax ${v} (local.get $floorv)) (local.get $slopev)) ${ZERO}) ${v} (f32x4.lt ${v} ${ZERO}))`;
+  `(v128.bitselect (f32x4.mul (f32x4.pmax ${v} (local.get $floorv)) (local.get $slopev)) ${v} (f32x4.lt ${v} ${ZERO}))`;
 
 /** The epilogue on one f32 value `f` (a local.get), with $slope and the lanes of $floorv. */
 export const epilogueScalar = (f: string): string =>
-  `(select (f32.add (f32.mul (f32.max ${f} (f32x4.extract_lane 0 (local.get $floorv))) (local.get $slope))
-    (f32.const 0)) ${f} (f32.lt ${f} (f32.const 0)))`;
+  `(select (f32.mul (f32.max ${f} (f32x4.extract_lane 0 (local.get $floorv))) (local.get $slope))
+    ${f} (f32.lt ${f} (f32.const 0)))`;
 
 /**
  * Sets the epilogue's $slopev and $floorv (v128 locals) from the f32 $slope: ReLU's floor when its
- * bits are those of +0 (a −0 slope is LeakyReLU(0), see `epilogue`).
+ * bits are those of −0 (RELU_SLOPE; +0 is LeakyReLU(0), see `epilogue`).
  */
 export const epilogueInit = `(local.set $slopev (f32x4.splat (local.get $slope)))
     (local.set $floorv (f32x4.splat (select (f32.const ${-FLOAT32_MAX}) (f32.const -inf)
-      (i32.eqz (i32.reinterpret_f32 (local.get $slope))))))`;
+      (i32.eq (i32.reinterpret_f32 (local.get $slope)) (i32.const 0x80000000)))))`;
 
 interface Accumulator {
   name: string;

@@ -6,7 +6,7 @@ import { locals, range } from './wat-text.js';
  *
  *   C[m, n] = epilogue(round32(bias[n] + Σ_k A[m, k]·B[k, n]))   (sums in float64)
  *
- * with gemm's epilogue (gemm-wat.ts: slope 1 identity, 0 ReLU, else LeakyReLU) applied to the
+ * with gemm's epilogue (gemm-wat.ts: slope 1 identity, −0 ReLU, else LeakyReLU) applied to the
  * float32 value. A (float32, row stride `lda` bytes) and C (float32, row stride `ldc` bytes) are
  * laid out as for gemm; B and the bias are float64: B packed by the host into panels of NR64
  * columns (panel p holds B[k, p·NR64 + j] at ((p·K + k)·NR64 + j)·8, zero beyond N), the bias

@@ -10,8 +10,8 @@ import { locals } from './wat-text.js';
  * round. Reads only the block (no slack past a row), writes only acc.
  *
  * channel_sums_act(src, rows, width, channels, acc, slope): the same sums of the block, which then
- * becomes v < 0 ? v·slope + 0 : v in place — the GEMM's epilogue (gemm-wat.ts: slope +0 is ReLU,
- * with ReLU(−∞) = +0; 1 the identity, others LeakyReLU, −0 LeakyReLU(0)), so a pre-activation tap
+ * becomes v < 0 ? v·slope : v in place — the GEMM's epilogue (gemm-wat.ts: slope −0 is ReLU,
+ * with ReLU(−∞) = +0; 1 the identity, others LeakyReLU, +0 LeakyReLU(0)), so a pre-activation tap
  * reads a step's values and activates them in one pass over the block instead of two (live drift
  * statistics on the served plan).
  *

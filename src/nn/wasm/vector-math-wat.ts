@@ -80,14 +80,15 @@ const SIGN = '(v128.const i32x4 0x80000000 0x80000000 0x80000000 0x80000000)';
 
 /**
  * tanh(x): Cephes' tanhf polynomial x + x³·P(x²) for |x| < 0.625, else (1 − e)/(1 + e) with
- * e = e^(−2|x|) and x's sign (no cancellation: e ≤ 0.29 there).
+ * e = e^(−2|x|); either with x's sign bit or'ed in (no cancellation: e ≤ 0.29 there), so that
+ * tanh(−0) is −0 as Math.tanh and PyTorch give it (x³·P + x is +0 + −0 = +0 there).
  */
 const tanh = `
   (func $tanh (param $x v128) (result v128)
     ${locals('v128', 's', 'e')}
     (local.set $s ${mul(get('x'), get('x'))})
     (local.set $e (call $exp (f32x4.mul (f32x4.abs (local.get $x)) ${splat(-2)})))
-    (v128.bitselect
+    (v128.or (v128.and (local.get $x) ${SIGN}) (v128.bitselect
       ${add(
         mul(
           mul(
@@ -104,10 +105,8 @@ const tanh = `
         ),
         get('x'),
       )}
-      (v128.or
-        (f32x4.div (f32x4.sub ${splat(1)} (local.get $e)) (f32x4.add ${splat(1)} (local.get $e)))
-        (v128.and (local.get $x) ${SIGN}))
-      (f32x4.lt (f32x4.abs (local.get $x)) ${splat(0.625)})))`;
+      (f32x4.div (f32x4.sub ${splat(1)} (local.get $e)) (f32x4.add ${splat(1)} (local.get $e)))
+      (f32x4.lt (f32x4.abs (local.get $x)) ${splat(0.625)}))))`;
 
 /** σ(x) = 1/(1 + e^−x) for x ≥ 0 and e^x/(1 + e^x) below, as nn's sigmoid: e^−|x| never overflows. */
 const sigmoid = `
@@ -205,7 +204,8 @@ const gelu = `
       (v128.bitselect (local.get $plus) (f32x4.sub ${splat(2)} (local.get $c)) (local.get $small))
       (v128.bitselect (local.get $minus) (local.get $c) (local.get $small))
       (f32x4.ge (local.get $x) ${splat(0)})))
-    ${mul(mul(get('x'), splat(0.5)), get('tail'))})`;
+    ;; + 0: gelu(−0) is +0, as PyTorch's (oneDNN's gelu_erf); nn's gelu adds it too
+    (f32x4.add ${mul(mul(get('x'), splat(0.5)), get('tail'))} ${splat(0)}))`;
 
 /** act(v, code, slope): the activation with code `code` (kernels.ts's codes). */
 function activate(): string {

@@ -300,10 +300,10 @@ export class WasmKernels implements Kernels {
       bAt = at.b;
     }
     if (bias) {
-      // The GEMM reads whole panels of the bias: float64, padded with zeros.
+      // The GEMM reads whole panels of the bias: float64, padded with zeros; −0 as +0 (matmul).
       const from = at.bias >>> 3;
       this.f64.fill(0, from, from + panels);
-      for (let j = 0; j < n; j++) this.f64[from + j] = bias[j]!;
+      for (let j = 0; j < n; j++) this.f64[from + j] = bias[j]! + 0;
     }
     let cAt = cHome;
     if (cHome < 0) {
