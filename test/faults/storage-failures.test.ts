@@ -228,3 +228,18 @@ describe('a write that fails after its point of no return says what happened', (
     expect(existsSync(join(modelDir(), '2'))).toBe(false);
   });
 });
+
+describe('the record’s lock file that cannot be removed after the record is written', () => {
+  it(':activate answers 200 (the record is written); the next writer gets the lock all the same', async () => {
+    await appWithRecord();
+    expect((await recalibrate()).statusCode).toBe(201);
+    injectFsFaults([{ op: 'rm', path: '.active-version.lock', code: 'EIO' }]);
+    const res = await activate(1);
+    expect(faultHits()[0]).toBeGreaterThan(0);
+    expect(res.statusCode, res.body).toBe(200);
+    expect(recordVersion()).toBe(1);
+    clearFsFaults();
+    expect((await activate(2)).statusCode).toBe(200);
+    expect(recordVersion()).toBe(2);
+  });
+});
