@@ -234,7 +234,12 @@ export class ModelRepository {
       return { version: Number(chosen) };
     } catch (e) {
       if (e instanceof UnsyncedWrite) return { version: Number(basename(e.written)), unsynced: e };
-      throw storageFailure(e, `cannot publish a version of "${name}"`, this.root);
+      throw storageFailure(
+        e,
+        `cannot publish a version of "${name}"`,
+        this.root,
+        this.modelPath(name),
+      );
     }
   }
 
@@ -344,7 +349,12 @@ export class ModelRepository {
         this.activeRecordLockWaitMs,
       );
     } catch (e) {
-      throw storageFailure(e, `cannot record version ${version} of "${name}" as active`, this.root);
+      throw storageFailure(
+        e,
+        `cannot record version ${version} of "${name}" as active`,
+        this.root,
+        dir,
+      );
     }
   }
 
@@ -421,7 +431,12 @@ export class ModelRepository {
       throw versionNotFound(name, version);
     }
     const failed = (e: unknown) =>
-      storageFailure(e, `cannot delete version ${version} of "${name}"`, this.root);
+      storageFailure(
+        e,
+        `cannot delete version ${version} of "${name}"`,
+        this.root,
+        this.modelPath(name),
+      );
     try {
       // The tombstone first: from now on `version` is never published again (publishVersion).
       await writeFileAtomically(

@@ -73,13 +73,24 @@ const label = (root: string, path: string): string => relative(root, path).split
  * `cannot publish a version of "digits": no space left on the device (ENOSPC) writing
  * digits/.tmp-vm-81-3f2a/model.safetensors`. Anything else is returned unchanged.
  */
-export function storageFailure(e: unknown, operation: string, root: string): unknown {
+export function storageFailure(
+  e: unknown,
+  operation: string,
+  root: string,
+  /** The directory written in, named when the error names no file (a write on a handle). */
+  dir?: string,
+): unknown {
   if (e instanceof NormserveError) return e;
   const facts = errnoFacts(e);
   if (!facts) return e;
   const { code, words } = STORAGE_ERRNOS[facts.errno]!;
-  const doing = facts.syscall ? (SYSCALL_WORDS[facts.syscall] ?? facts.syscall) : 'on';
-  const where = facts.path !== undefined ? ` ${doing} ${label(root, facts.path)}` : '';
+  const doing = facts.syscall ? (SYSCALL_WORDS[facts.syscall] ?? facts.syscall) : 'writing';
+  const where =
+    facts.path !== undefined
+      ? ` ${doing} ${label(root, facts.path)}`
+      : dir !== undefined
+        ? ` ${doing} in ${label(root, dir)}`
+        : '';
   return new NormserveError(code, `${operation}: ${words} (${facts.errno})${where}`, {
     cause: e,
     extra: { errno: facts.errno },

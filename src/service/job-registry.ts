@@ -345,7 +345,7 @@ export class JobRegistry {
       );
     } catch (e) {
       if (e instanceof UnsyncedWrite) return;
-      throw storageFailure(e, `cannot write the record of job ${job.id}`, dirname(dir));
+      throw storageFailure(e, `cannot write the record of job ${job.id}`, dirname(dir), dir);
     }
   }
 

@@ -672,6 +672,7 @@ export class RecalibrationService {
         e,
         `cannot start a recalibration of "${request.model}" (its lock file)`,
         this.registry.repository.root,
+        this.registry.repository.modelPath(request.model),
       );
     });
     if ('heldBy' in lock) throw recalibrationInProgress(request.model, lock.heldBy);

@@ -82,6 +82,16 @@ describe('a write that fails before its point of no return', () => {
     expect(problem.title).toBe('The model repository cannot be written');
   });
 
+  it('a full disk while writing the record’s lock file: :activate is 507 STORAGE_FULL naming the model’s directory', async () => {
+    await appWithRecord();
+    // A write on a file handle: Node's error names no file, so the directory written in is named.
+    injectFsFaults([{ op: 'write', path: '-lock', code: 'ENOSPC' }]);
+    const problem = expectProblem(await activate(1), 507, 'STORAGE_FULL');
+    expect(problem.detail).toBe(
+      'cannot record version 1 of "digits" as active: no space left on the device (ENOSPC) writing in digits',
+    );
+  });
+
   it('a read-only repository: :recalibrate is 503 STORAGE_UNAVAILABLE (its lock file), nothing published', async () => {
     await appWithRecord();
     injectFsFaults(READ_ONLY);
