@@ -253,3 +253,29 @@ describe('the record’s lock file that cannot be removed after the record is wr
     expect(recordVersion()).toBe(2);
   });
 });
+
+describe('a job record the storage refuses', () => {
+  it('is a warning naming the job and the storage error, once; the recalibration itself succeeds', async () => {
+    await appWithRecord();
+    injectFsFaults([
+      { op: 'mkdir', path: '.jobs', code: 'EROFS' },
+      { op: 'open', path: '.jobs', writing: true, code: 'EROFS' },
+    ]);
+    const res = await recalibrate();
+    expect(res.statusCode, res.body).toBe(201);
+    expect(faultHits().some((n) => n > 0)).toBe(true);
+    const jobId = res.json<{ job_id: string }>().job_id;
+    await t!.close(); // flushes the job's queued record writes
+    const warnings = t!.logs
+      .map((l) => JSON.parse(l) as { msg?: string; job?: string; code?: string; reason?: string })
+      .filter((l) => l.msg === 'job record not written');
+    t = undefined;
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatchObject({ job: jobId, code: 'STORAGE_UNAVAILABLE' });
+    expect(warnings[0]!.reason).toMatch(
+      new RegExp(
+        `^cannot write the record of job ${jobId}: read-only file system \\(EROFS\\) creating \\.jobs`,
+      ),
+    );
+  });
+});
