@@ -195,6 +195,18 @@ async function main(argv: readonly string[]): Promise<void> {
   process.stderr.write(
     `published ${dir}/${outcome.version} (parent ${outcome.parent_version}, ${outcome.mode}, ${outcome.samples} samples)${outcome.activated ? ', now active' : ', not activated'}\n`,
   );
+  // Published (and active), but a crash may still undo it: said as what happened, exit 1. Not
+  // to be retried as a failure: a second run would publish another version.
+  if (outcome.warning) {
+    process.stderr.write(`recalibrate: ${outcome.warning.message}\n`);
+    process.exitCode = 1;
+  }
+  // Published, not activated because the storage failed writing the active-version record.
+  const notActivated = outcome.not_activated;
+  if (notActivated?.code === 'STORAGE_FULL' || notActivated?.code === 'STORAGE_UNAVAILABLE') {
+    process.stderr.write(`recalibrate: ${notActivated.message}\n`);
+    process.exitCode = 1;
+  }
 }
 
 await runCli('recalibrate', () => main(process.argv));

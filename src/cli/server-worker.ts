@@ -54,9 +54,12 @@ export async function startServer(config: ServerConfig): Promise<void> {
     ...(channel ? { onWrite: announceModelWrites(channel, logger) } : {}),
   });
   if (channel) channel.onRefreshModel = answerRefreshRequests(channel, registry, logger);
-  const removed = await registry.repository.removeTemporaries();
+  const { removed, failed } = await registry.repository.removeTemporaries();
   if (removed.length > 0)
     logger.info({ removed }, 'removed temporary leftovers of interrupted writes');
+  // A leftover is hidden from every reader: one that stays (a read-only repository) stops nothing.
+  for (const { path, error } of failed)
+    logger.warn({ path, error }, 'could not remove a temporary leftover of an interrupted write');
   await registry.refresh();
   let adminToken = config.ADMIN_TOKEN;
   if (adminToken === undefined) {

@@ -417,7 +417,7 @@ async function main(argv: readonly string[]): Promise<void> {
     },
   });
   // Interrupted while publishing, the run removes its temporary version directory before it ends.
-  const { version, path } = await cleanUpOnSignal(
+  const { version, path, storageWarning } = await cleanUpOnSignal(
     () => removeOwnPublishTemporariesSync(out, config.name),
     () => publishCheckpoint(out, output),
   ).catch((e: unknown) => {
@@ -446,6 +446,11 @@ async function main(argv: readonly string[]): Promise<void> {
       '',
     ].join('\n'),
   );
+  // Published, but a crash may still undo it: said as what happened, and not a success (exit 1).
+  if (storageWarning) {
+    process.stderr.write(`train: ${storageWarning.message}\n`);
+    process.exitCode = 1;
+  }
 }
 
 await runCli('train', () => main(process.argv));

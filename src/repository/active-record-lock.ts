@@ -51,11 +51,17 @@ export async function withActiveRecordLock<T>(
   for (let retryMs = FIRST_RETRY_MS; ; retryMs = Math.min(retryMs * 2, MAX_RETRY_MS)) {
     const lock = await acquireModelLock(modelDir, owner, { file: ACTIVE_RECORD_LOCK_FILE });
     if (!('heldBy' in lock)) {
+      let result: T;
       try {
-        return await write(lock.assertHeld);
-      } finally {
-        await lock.release();
+        result = await write(lock.assertHeld);
+      } catch (e) {
+        await lock.release().catch(() => undefined); // the write's error is the one to report
+        throw e;
       }
+      // Written: a lock file that cannot be removed now (a failing disk) does not undo the
+      // write; with its heartbeat stopped, the next writer breaks it as stale.
+      await lock.release().catch(() => undefined);
+      return result;
     }
     if (Date.now() - started > maxWaitMs) {
       const { host, pid, acquired_at } = lock.heldBy;

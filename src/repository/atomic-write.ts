@@ -4,6 +4,7 @@ import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { openWithoutBlocking } from './repository-files.js';
+import { UnsyncedWrite } from './storage-failure.js';
 
 /** Prefix of temporary entries; the repository scan ignores names starting with a dot. */
 export const TEMP_PREFIX = '.tmp-';
@@ -44,19 +45,43 @@ export function removeOwnTemporariesSync(dir: string): void {
 export async function fsyncPath(path: string): Promise<void> {
   const handle = await openWithoutBlocking(path);
   try {
-    await handle.sync();
+    await handle.sync().catch(naming(path));
   } finally {
     await handle.close();
   }
 }
 
+/**
+ * Gives an error of a call on a file handle (write, fsync: Node's error names no path) the path
+ * of its file, so that storageFailure can name it.
+ */
+const naming =
+  (path: string) =>
+  (e: unknown): never => {
+    if (e instanceof Error && (e as NodeJS.ErrnoException).path === undefined)
+      Object.assign(e, { path });
+    throw e;
+  };
+
 async function writeDurably(path: string, bytes: Uint8Array): Promise<void> {
   const handle = await open(path, 'wx');
   try {
-    await handle.writeFile(bytes);
-    await handle.sync();
+    await handle.writeFile(bytes).catch(naming(path));
+    await handle.sync().catch(naming(path));
   } finally {
     await handle.close();
+  }
+}
+
+/**
+ * fsync of the directory a rename just changed: the rename is done (every reader sees it), so a
+ * failure here is an UnsyncedWrite of `written`, for the caller to report as what happened.
+ */
+async function syncAfterRename(dir: string, written: string): Promise<void> {
+  try {
+    await fsyncPath(dir);
+  } catch (e) {
+    throw new UnsyncedWrite(written, e);
   }
 }
 
@@ -64,7 +89,8 @@ async function writeDurably(path: string, bytes: Uint8Array): Promise<void> {
  * Writes `bytes` to `path` so that a reader (or a crash) sees the old file or the new one, never
  * a mix: temporary file in the same directory, fsync, rename over the target, fsync the directory.
  * `beforeRename` (a lock's fencing check) runs between the fsync and the rename: if it throws,
- * nothing was written.
+ * nothing was written. A failure of that last fsync is an UnsyncedWrite: the file is written, not
+ * yet durable.
  */
 export async function writeFileAtomically(
   dir: string,
@@ -80,10 +106,10 @@ export async function writeFileAtomically(
     await beforeRename?.();
     await rename(temp, join(dir, name));
   } catch (e) {
-    await rm(temp, { force: true });
+    await rm(temp, { force: true }).catch(() => undefined); // a leftover: removed by cleanup
     throw e;
   }
-  await fsyncPath(dir);
+  await syncAfterRename(dir, join(dir, name));
 }
 
 /**
@@ -92,7 +118,8 @@ export async function writeFileAtomically(
  * the destination name; if another writer took it first (rename fails with ENOTEMPTY/EEXIST,
  * since a published directory is never empty), it is asked again, so concurrent publishers on
  * one shared repository each get their own name. Returns the name used. `beforeRename` (a lock's
- * fencing check) runs immediately before each rename: if it throws, nothing was published.
+ * fencing check) runs immediately before each rename: if it throws, nothing was published. A
+ * failure of the parent's fsync after the rename is an UnsyncedWrite naming the published directory.
  */
 export async function publishDirectoryAtomically(
   parent: string,
@@ -112,16 +139,19 @@ export async function publishDirectoryAtomically(
       await beforeRename?.();
       try {
         await rename(temp, join(parent, name));
-        await fsyncPath(parent);
-        return name;
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
         if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw e;
+        continue;
       }
+      await syncAfterRename(parent, join(parent, name));
+      return name;
     }
     throw new Error(`could not find a free name in ${parent} after ${maxAttempts} attempts`);
   } catch (e) {
-    await rm(temp, { recursive: true, force: true });
+    // A leftover that cannot be removed (a read-only or failing disk) is cleanup's later.
+    if (!(e instanceof UnsyncedWrite))
+      await rm(temp, { recursive: true, force: true }).catch(() => undefined);
     throw e;
   }
 }

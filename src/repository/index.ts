@@ -15,6 +15,8 @@ export {
   loadModelDirectory,
   ModelRepository,
   type ModelRepositoryOptions,
+  type PublishedVersion,
+  type TemporariesRemoval,
   VERSION_NAME_PATTERN,
 } from './model-repository.js';
 export {
@@ -25,3 +27,9 @@ export {
   STALE_AFTER_MS,
 } from './process-alive.js';
 export { MAX_JSON_FILE_BYTES, RepositoryFiles } from './repository-files.js';
+export {
+  isStorageFailure,
+  storageFailure,
+  UnsyncedWrite,
+  unsyncedWarning,
+} from './storage-failure.js';

@@ -35,6 +35,7 @@ import {
 import { releaseModelLockOf } from './model-lock.js';
 import { isProcessAlive } from './process-alive.js';
 import { RepositoryFiles } from './repository-files.js';
+import { storageFailure, UnsyncedWrite } from './storage-failure.js';
 
 /** The record of the version an operator activated (`<name>/active-version.json`). */
 export const activeRecordSchema = z.looseObject({
@@ -59,6 +60,15 @@ export interface ActiveWrite {
   record: ActiveRecord;
   /** The version the replaced record named; null when there was no usable record. */
   replaced: number | null;
+  /** The record is written (every reader sees it) but its directory could not be synced. */
+  unsynced?: UnsyncedWrite;
+}
+
+/** What publishVersion published. */
+export interface PublishedVersion {
+  version: number;
+  /** The version is published (every reader sees it) but its model directory was not synced. */
+  unsynced?: UnsyncedWrite;
 }
 
 const isMissing = (e: unknown): boolean => (e as NodeJS.ErrnoException).code === 'ENOENT';
@@ -196,24 +206,41 @@ export class ModelRepository {
 
   /**
    * Publishes a checkpoint as the next free version of its model, atomically; concurrent
-   * publishers (other processes or replicas) never collide. Returns the new version. `fence` (the
-   * fencing check of a lock the caller holds: a recalibration's) runs immediately before the
-   * rename that publishes; if it throws, nothing was published.
+   * publishers (other processes or replicas) never collide. Returns the new version; when the
+   * model directory could not be synced after the rename that published it, with `unsynced`.
+   * `fence` (the fencing check of a lock the caller holds: a recalibration's) runs immediately
+   * before the rename that publishes; if it throws, nothing was published. A write that fails
+   * before that rename publishes nothing: STORAGE_FULL or STORAGE_UNAVAILABLE for a failure of
+   * the storage (storageFailure).
    */
-  async publishVersion(checkpoint: Checkpoint, fence?: () => Promise<void>): Promise<number> {
+  async publishVersion(
+    checkpoint: Checkpoint,
+    fence?: () => Promise<void>,
+  ): Promise<PublishedVersion> {
     const name = checkpoint.config.name;
     const files = serializeCheckpoint(checkpoint);
     // What an interrupted publish of a dead process left here (a CLI killed mid-publish), by the
     // rule of a server's start-up: a repository written only by CLIs is cleaned as it is used.
+    // What cannot be removed stays hidden, and the publish goes on (removeTemporaries).
     await removeAbandonedTemporaries(this.modelPath(name));
-    const chosen = await publishDirectoryAtomically(
-      this.modelPath(name),
-      files,
-      async () => String(await this.nextVersion(name)),
-      undefined,
-      fence,
-    );
-    return Number(chosen);
+    try {
+      const chosen = await publishDirectoryAtomically(
+        this.modelPath(name),
+        files,
+        async () => String(await this.nextVersion(name)),
+        undefined,
+        fence,
+      );
+      return { version: Number(chosen) };
+    } catch (e) {
+      if (e instanceof UnsyncedWrite) return { version: Number(basename(e.written)), unsynced: e };
+      throw storageFailure(
+        e,
+        `cannot publish a version of "${name}"`,
+        this.root,
+        this.modelPath(name),
+      );
+    }
   }
 
   /**
@@ -268,7 +295,9 @@ export class ModelRepository {
    * put back as it was (unless someone replaced it meanwhile) and the version is not found.
    */
   async writeActive(name: string, version: number, note?: string): Promise<ActiveWrite> {
-    return this.withRecordLock(name, (fence) => this.replaceActive(name, version, fence, note));
+    return this.withRecordLock(name, version, (fence) =>
+      this.replaceActive(name, version, fence, note),
+    );
   }
 
   /**
@@ -286,32 +315,47 @@ export class ModelRepository {
     expected: number | null,
     note?: string,
     fence?: () => Promise<void>,
-  ): Promise<{ written: true; record: ActiveRecord } | { written: false; found: number | null }> {
-    return this.withRecordLock(name, async (recordFence) => {
+  ): Promise<
+    | { written: true; record: ActiveRecord; unsynced?: UnsyncedWrite }
+    | { written: false; found: number | null }
+  > {
+    return this.withRecordLock(name, version, async (recordFence) => {
       const found = (await this.readActive(name).catch(() => undefined))?.version ?? null;
       if (found !== expected) return { written: false, found };
       const fences = async () => {
         await fence?.();
         await recordFence();
       };
-      return {
-        written: true,
-        record: (await this.replaceActive(name, version, fences, note)).record,
-      };
+      const { record, unsynced } = await this.replaceActive(name, version, fences, note);
+      return { written: true, record, ...(unsynced ? { unsynced } : {}) };
     });
   }
 
-  private withRecordLock<T>(
+  /**
+   * `write` of the record of `version` under the record's lock; a failure of the storage (the
+   * lock file, the record) is STORAGE_FULL or STORAGE_UNAVAILABLE, and nothing was written.
+   */
+  private async withRecordLock<T>(
     name: string,
+    version: number,
     write: (fence: () => Promise<void>) => Promise<T>,
   ): Promise<T> {
     const dir = this.modelPath(name);
-    return withActiveRecordLock(
-      dir,
-      this.files.label(join(dir, ACTIVE_RECORD_LOCK_FILE)),
-      write,
-      this.activeRecordLockWaitMs,
-    );
+    try {
+      return await withActiveRecordLock(
+        dir,
+        this.files.label(join(dir, ACTIVE_RECORD_LOCK_FILE)),
+        write,
+        this.activeRecordLockWaitMs,
+      );
+    } catch (e) {
+      throw storageFailure(
+        e,
+        `cannot record version ${version} of "${name}" as active`,
+        this.root,
+        dir,
+      );
+    }
   }
 
   /**
@@ -334,13 +378,18 @@ export class ModelRepository {
       .readText(path, MAX_ACTIVE_RECORD_BYTES)
       .catch(() => undefined);
     const text = `${JSON.stringify(record)}\n`;
+    // Once renamed into place the record is written, synced or not (unsynced, reported).
+    let unsynced: UnsyncedWrite | undefined;
     await writeFileAtomically(
       this.modelPath(name),
       ACTIVE_FILE,
       new TextEncoder().encode(text),
       false,
       fence,
-    );
+    ).catch((e: unknown) => {
+      if (!(e instanceof UnsyncedWrite)) throw e;
+      unsynced = e;
+    });
     if (!(await this.listVersions(name)).includes(version)) {
       const current = await this.files
         .readText(path, MAX_ACTIVE_RECORD_BYTES)
@@ -366,44 +415,65 @@ export class ModelRepository {
     } catch {
       // not a usable record: nothing named a version
     }
-    return { record, replaced };
+    return { record, replaced, ...(unsynced ? { unsynced } : {}) };
   }
 
   /**
    * Removes a version: first renamed to a hidden name (it disappears at once and whole for every
-   * reader), then deleted.
+   * reader), then deleted. A failure of the storage before that rename is STORAGE_FULL or
+   * STORAGE_UNAVAILABLE, nothing deleted; after it the version is deleted: a model directory
+   * that could not be synced is returned (`unsynced`), files that could not be removed are a
+   * hidden leftover, removed by the next cleanup (removeTemporaries).
    */
-  async deleteVersion(name: string, version: number): Promise<void> {
+  async deleteVersion(name: string, version: number): Promise<{ unsynced?: UnsyncedWrite }> {
     const hidden = join(this.modelPath(name), `${temporaryName()}-deleted-${version}`);
     if (!(await this.listVersions(name)).includes(version)) {
       throw versionNotFound(name, version);
     }
-    // The tombstone first: from now on `version` is never published again (publishVersion).
-    await writeFileAtomically(
-      this.modelPath(name),
-      `${TOMBSTONE_PREFIX}${version}`,
-      new Uint8Array(),
-    );
+    const failed = (e: unknown) =>
+      storageFailure(
+        e,
+        `cannot delete version ${version} of "${name}"`,
+        this.root,
+        this.modelPath(name),
+      );
     try {
+      // The tombstone first: from now on `version` is never published again (publishVersion).
+      await writeFileAtomically(
+        this.modelPath(name),
+        `${TOMBSTONE_PREFIX}${version}`,
+        new Uint8Array(),
+      );
       await rename(this.versionPath(name, version), hidden);
     } catch (e) {
       if (isMissing(e)) throw versionNotFound(name, version);
-      throw e;
+      throw failed(e);
     }
     // The caller checked that `version` is not active, but an activation may have written the
     // record since (see writeActive): then the version comes back, whole, and stays.
     const active = await this.readActive(name).catch(() => undefined);
     if (active?.version === version) {
-      await rename(hidden, this.versionPath(name, version));
-      await rm(join(this.modelPath(name), `${TOMBSTONE_PREFIX}${version}`), { force: true });
-      await fsyncPath(this.modelPath(name));
+      try {
+        await rename(hidden, this.versionPath(name, version));
+        await rm(join(this.modelPath(name), `${TOMBSTONE_PREFIX}${version}`), { force: true });
+        await fsyncPath(this.modelPath(name));
+      } catch (e) {
+        throw failed(e);
+      }
       throw new NormserveError(
         'ACTIVE_VERSION_DELETE',
         `version ${version} is the active version of "${name}" (activated while being deleted); activate another version first`,
       );
     }
-    await fsyncPath(this.modelPath(name));
-    await rm(hidden, { recursive: true, force: true });
+    let unsynced: UnsyncedWrite | undefined;
+    try {
+      await fsyncPath(this.modelPath(name));
+    } catch (e) {
+      unsynced = new UnsyncedWrite(this.modelPath(name), e);
+    }
+    // Hidden already: files that cannot be removed now are a leftover for the next cleanup.
+    await rm(hidden, { recursive: true, force: true }).catch(() => undefined);
+    return unsynced ? { unsynced } : {};
   }
 
   /** Versions that were deleted (their tombstones `.deleted-<v>`), ascending. */
@@ -428,18 +498,30 @@ export class ModelRepository {
   /**
    * Deletes temporary leftovers of interrupted writes: those of a dead process on this host at
    * once, those of other hosts (replicas sharing the volume) only when older than `maxAgeMs`, since
-   * their writer may still be running. Returns the removed paths.
+   * their writer may still be running. Returns the removed paths, and those that could not be
+   * removed (a read-only repository, a leftover another user owns) with the error: a leftover is
+   * hidden from every reader, so one that stays harms nothing and stops nobody (a server starts).
    */
-  async removeTemporaries(maxAgeMs = TEMPORARY_MAX_AGE_MS): Promise<string[]> {
+  async removeTemporaries(maxAgeMs = TEMPORARY_MAX_AGE_MS): Promise<TemporariesRemoval> {
     const dirs = [
       this.root,
       join(this.root, JOBS_DIR),
       ...(await this.listModels()).map((m) => this.modelPath(m)),
     ];
-    const removed: string[] = [];
-    for (const dir of dirs) removed.push(...(await removeAbandonedTemporaries(dir, maxAgeMs)));
-    return removed;
+    const total: TemporariesRemoval = { removed: [], failed: [] };
+    for (const dir of dirs) {
+      const { removed, failed } = await removeAbandonedTemporaries(dir, maxAgeMs);
+      total.removed.push(...removed);
+      total.failed.push(...failed);
+    }
+    return total;
   }
+}
+
+/** What removeTemporaries did: the paths removed, and those it failed to remove, with why. */
+export interface TemporariesRemoval {
+  removed: string[];
+  failed: { path: string; error: string }[];
 }
 
 /** How old a temporary of another host must be to be taken as abandoned (its writer may live). */
@@ -448,20 +530,22 @@ const TEMPORARY_MAX_AGE_MS = 3_600_000;
 /**
  * Deletes the temporaries (`.tmp-<host>-<pid>-…`) in `dir` that their writer abandoned: those of
  * a dead process of this host, and those of other hosts older than `maxAgeMs`. A missing `dir`
- * holds none. Returns the removed paths.
+ * holds none. Never throws: what it cannot list or remove is returned in `failed`.
  */
 async function removeAbandonedTemporaries(
   dir: string,
   maxAgeMs = TEMPORARY_MAX_AGE_MS,
-): Promise<string[]> {
-  const removed: string[] = [];
+): Promise<TemporariesRemoval> {
+  const result: TemporariesRemoval = { removed: [], failed: [] };
+  const failed = (path: string, e: unknown) =>
+    result.failed.push({ path, error: e instanceof Error ? e.message : String(e) });
   const here = hostTag();
   let names: string[];
   try {
     names = await readdir(dir);
   } catch (e) {
-    if (isMissing(e)) return removed;
-    throw e;
+    if (!isMissing(e)) failed(dir, e);
+    return result;
   }
   for (const entry of names.filter((n) => n.startsWith(TEMP_PREFIX))) {
     const path = join(dir, entry);
@@ -469,20 +553,17 @@ async function removeAbandonedTemporaries(
     const pid = Number(pidText);
     let abandoned =
       host === here && Number.isInteger(pid) && pid !== process.pid && !isProcessAlive(pid);
-    if (!abandoned) {
-      try {
-        abandoned = Date.now() - (await stat(path)).mtimeMs > maxAgeMs;
-      } catch (e) {
-        if (isMissing(e)) continue;
-        throw e;
+    try {
+      if (!abandoned) abandoned = Date.now() - (await stat(path)).mtimeMs > maxAgeMs;
+      if (abandoned) {
+        await rm(path, { recursive: true, force: true });
+        result.removed.push(path);
       }
-    }
-    if (abandoned) {
-      await rm(path, { recursive: true, force: true });
-      removed.push(path);
+    } catch (e) {
+      if (!isMissing(e)) failed(path, e);
     }
   }
-  return removed;
+  return result;
 }
 
 /** A path that does not exist is reported as such, not as a version missing its files. */

@@ -179,6 +179,7 @@ export {
   type ServerConfig,
   serverConfigSchema,
 } from './server-config.js';
+export { type StorageWarning, storageWarningOf } from './storage-warning.js';
 export {
   bytesTensor,
   checkFinite,

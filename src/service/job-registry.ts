@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { readdir, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { isNormserveError } from '../errors/index.js';
 import {
   currentOwner,
   HEARTBEAT_INTERVAL_MS,
@@ -10,6 +11,8 @@ import {
   type ProcessOwner,
   RepositoryFiles,
   STALE_AFTER_MS,
+  storageFailure,
+  UnsyncedWrite,
   writeFileAtomically,
 } from '../repository/index.js';
 import {
@@ -75,6 +78,8 @@ const createdInThisProcess = new Set<string>();
 export class JobRegistry {
   private readonly jobs = new Map<string, Job>();
   private readonly lastWrite = new Map<string, number>();
+  /** The last reason each job's record could not be written (logged once per reason). */
+  private readonly unwritable = new Map<string, string>();
   private readonly dir: string | undefined;
   private readonly releaseLock: ((job: Job) => Promise<void>) | undefined;
   private readonly log: Log;
@@ -310,16 +315,38 @@ export class JobRegistry {
     if (!force && now - (this.lastWrite.get(job.id) ?? 0) < this.writeIntervalMs) return;
     this.lastWrite.set(job.id, now);
     const snapshot = { ...job };
-    this.writes = this.writes.then(() => this.write(dir, snapshot)).catch(() => undefined);
+    this.writes = this.writes
+      .then(() => this.write(dir, snapshot))
+      .catch((e: unknown) => {
+        // The job goes on in this process (GET /v1/jobs answers from memory); other processes
+        // see its last record written. Said once per job and reason, not at every heartbeat.
+        const reason = e instanceof Error ? e.message : String(e);
+        if (this.unwritable.get(job.id) === reason) return;
+        this.unwritable.set(job.id, reason);
+        this.log.warn(
+          { job: job.id, model: job.model, code: isNormserveError(e) ? e.code : undefined, reason },
+          'job record not written',
+        );
+      });
   }
 
-  private write(dir: string, job: Job): Promise<void> {
-    return writeFileAtomically(
-      dir,
-      `${job.id}.json`,
-      new TextEncoder().encode(JSON.stringify(job)),
-      true,
-    );
+  /**
+   * Writes a job's record; a failure of the storage is STORAGE_FULL or STORAGE_UNAVAILABLE. A
+   * record renamed into place whose directory could not be synced is written: records are the
+   * jobs' state for other processes, rewritten at every change and heartbeat.
+   */
+  private async write(dir: string, job: Job): Promise<void> {
+    try {
+      await writeFileAtomically(
+        dir,
+        `${job.id}.json`,
+        new TextEncoder().encode(JSON.stringify(job)),
+        true,
+      );
+    } catch (e) {
+      if (e instanceof UnsyncedWrite) return;
+      throw storageFailure(e, `cannot write the record of job ${job.id}`, dirname(dir), dir);
+    }
   }
 
   private prune(): void {
@@ -328,6 +355,7 @@ export class JobRegistry {
       this.jobs.delete(job.id);
       createdInThisProcess.delete(job.id);
       this.lastWrite.delete(job.id);
+      this.unwritable.delete(job.id);
     }
   }
 }

@@ -25,8 +25,12 @@ import { finishYielding } from '../nn/index.js';
 import {
   ACTIVE_FILE,
   type ActiveRecord,
+  isStorageFailure,
   ModelRepository,
   type ModelRepositoryOptions,
+  storageFailure,
+  type UnsyncedWrite,
+  unsyncedWarning,
 } from '../repository/index.js';
 import { nodeEngineOptions, prepareWasmRuntime } from './engine-runtime.js';
 import { type Log, silentLog } from './logger.js';
@@ -105,14 +109,21 @@ export interface PublishResult {
   activeFound?: number | null;
   /**
    * With `activate`, when the activation was not written because the active-version record's
-   * lock stayed held (ACTIVE_RECORD_BUSY): that error. The version is published all the same (on
-   * disk, listed, loaded), so this is the caller's to report, not a failure of `publish`.
+   * lock stayed held (ACTIVE_RECORD_BUSY) or the storage failed (STORAGE_FULL,
+   * STORAGE_UNAVAILABLE): that error. The version is published all the same (on disk, listed,
+   * loaded), so this is the caller's to report, not a failure of `publish`.
    */
   activationBusy?: NormserveError;
+  /**
+   * The version is published (and, if `activated`, active) but the model directory could not be
+   * synced after a rename (storageWarning's message says what happened): reported, not thrown.
+   */
+  storageWarning?: NormserveError;
 }
 
-const isActiveRecordBusy = (e: unknown): e is NormserveError =>
-  isNormserveError(e) && e.code === 'ACTIVE_RECORD_BUSY';
+/** An activation that was not written, after which a published version stays published. */
+const isActivationNotWritten = (e: unknown): e is NormserveError =>
+  isNormserveError(e) && (e.code === 'ACTIVE_RECORD_BUSY' || isStorageFailure(e));
 
 export const isAvailable = (v: ServedVersion | undefined): v is AvailableVersion =>
   v?.state === 'AVAILABLE';
@@ -521,7 +532,7 @@ export class ModelRegistry {
       if (current?.active !== undefined && current.activeRecord?.version !== current.active) {
         // Only over the record this decision read: an activation written meanwhile stands.
         try {
-          await this.repository.writeActiveIf(
+          const pinned = await this.repository.writeActiveIf(
             name,
             current.active,
             current.activeRecord?.version ?? null,
@@ -529,18 +540,28 @@ export class ModelRegistry {
               ? 'pinned before publishing a version activated only if this one is still active'
               : 'pinned before publishing an inactive version',
           );
+          // Nothing is published yet: a pin a crash may undo is not one to publish on.
+          if (pinned.written && pinned.unsynced)
+            throw storageFailure(
+              pinned.unsynced,
+              `cannot record version ${current.active} of "${name}" as active`,
+              this.repository.root,
+            );
         } catch (e) {
-          if (!isActiveRecordBusy(e)) throw e;
+          if (!isActivationNotWritten(e)) throw e;
           // Without the pin the new version would be served as the highest: it is not written.
           throw new NormserveError(
-            'ACTIVE_RECORD_BUSY',
+            e.code,
             `${e.message}, so no version was published (the current version ${current.active} must be recorded as active first)`,
-            { retryAfterSeconds: e.retryAfterSeconds, cause: e },
+            { retryAfterSeconds: e.retryAfterSeconds, cause: e, extra: { ...e.extra } },
           );
         }
       }
     }
-    const version = await this.repository.publishVersion(checkpoint, options.fence);
+    const published = await this.repository.publishVersion(checkpoint, options.fence);
+    const { version } = published;
+    // Renamed into place: from here on the version is published, whatever fails after.
+    let unsynced: UnsyncedWrite | undefined = published.unsynced;
     this.log.info({ model: name, version }, 'version published');
     const loaded = await this.loadVersion(name, version);
     if (!isAvailable(loaded)) {
@@ -561,9 +582,11 @@ export class ModelRegistry {
             options.fence,
           );
           if (!written.written) result = { version, activated: false, activeFound: written.found };
-        } else if (activate) await this.repository.writeActive(name, version, note);
+          else unsynced ??= written.unsynced;
+        } else if (activate)
+          unsynced ??= (await this.repository.writeActive(name, version, note)).unsynced;
       } catch (e) {
-        if (!isActiveRecordBusy(e)) throw e;
+        if (!isActivationNotWritten(e)) throw e;
         // Published, only not activated: loaded and listed below like any other version.
         const found = await this.repository.readActive(name).catch(() => undefined);
         result = {
@@ -578,6 +601,17 @@ export class ModelRegistry {
       // not be recorded may be in effect all the same.
       if (result.activationBusy && snapshot.active === version)
         result = { version, activated: true };
+      if (unsynced) {
+        result.storageWarning = unsyncedWarning(
+          unsynced,
+          `version ${version} of "${name}" was published${result.activated ? ' and is active' : ''}`,
+          this.repository.root,
+        );
+        this.log.error(
+          { model: name, version, err: unsynced.cause, code: result.storageWarning.code },
+          result.storageWarning.message,
+        );
+      }
     } catch (e) {
       if (this.models.get(name)?.versions.get(version) !== loaded) loaded.compiled.close();
       throw e;
@@ -598,13 +632,29 @@ export class ModelRegistry {
     name: string,
     version: number,
     note?: string,
-  ): Promise<{ snapshot: ModelSnapshot; previous: number | null }> {
+  ): Promise<{
+    snapshot: ModelSnapshot;
+    previous: number | null;
+    /** Active, but the record's directory could not be synced: what happened, and why. */
+    storageWarning?: NormserveError;
+  }> {
     const before = await this.refreshModel(name).catch(() => undefined);
     this.resolve(name, version); // exists and is AVAILABLE, or a 404 naming why
-    const { replaced } = await this.repository.writeActive(name, version, note);
+    const { replaced, unsynced } = await this.repository.writeActive(name, version, note);
     const previous = replaced ?? before?.active ?? null;
     try {
-      return { snapshot: await this.refreshModel(name), previous };
+      const snapshot = await this.refreshModel(name);
+      if (!unsynced) return { snapshot, previous };
+      const storageWarning = unsyncedWarning(
+        unsynced,
+        `version ${version} of "${name}" is active`,
+        this.repository.root,
+      );
+      this.log.error(
+        { model: name, version, err: unsynced.cause, code: storageWarning.code },
+        storageWarning.message,
+      );
+      return { snapshot, previous, storageWarning };
     } finally {
       await this.announce(name); // written: the others read it now, whatever this refresh did
     }
@@ -633,8 +683,14 @@ export class ModelRegistry {
     return { activated: true };
   }
 
-  /** Deletes a version that is not the active one. */
-  async deleteVersion(name: string, version: number): Promise<ModelSnapshot> {
+  /**
+   * Deletes a version that is not the active one; `storageWarning` when it is deleted but the
+   * model directory could not be synced after.
+   */
+  async deleteVersion(
+    name: string,
+    version: number,
+  ): Promise<{ snapshot: ModelSnapshot; storageWarning?: NormserveError }> {
     const model = await this.refreshModel(name);
     if (!model.versions.has(version)) throw versionNotFound(name, version);
     if (model.active === version) {
@@ -643,9 +699,20 @@ export class ModelRegistry {
         `version ${version} is the active version of "${name}"; activate another version first`,
       );
     }
-    await this.repository.deleteVersion(name, version);
+    const { unsynced } = await this.repository.deleteVersion(name, version);
     try {
-      return await this.refreshModel(name);
+      const snapshot = await this.refreshModel(name);
+      if (!unsynced) return { snapshot };
+      const storageWarning = unsyncedWarning(
+        unsynced,
+        `version ${version} of "${name}" was deleted`,
+        this.repository.root,
+      );
+      this.log.error(
+        { model: name, version, err: unsynced.cause, code: storageWarning.code },
+        storageWarning.message,
+      );
+      return { snapshot, storageWarning };
     } finally {
       await this.announce(name); // deleted: the others read it now, whatever this refresh did
     }

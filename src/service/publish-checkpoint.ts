@@ -1,17 +1,23 @@
 import type { Checkpoint } from '../checkpoint/index.js';
-import { ModelRepository, removeOwnTemporariesSync } from '../repository/index.js';
+import type { NormserveError } from '../errors/index.js';
+import { ModelRepository, removeOwnTemporariesSync, unsyncedWarning } from '../repository/index.js';
 
 /**
  * Publishes a checkpoint as the next version of its model in a repository directory, atomically
- * (a failed or interrupted run leaves no partial version). Returns the version and its path.
+ * (a failed or interrupted run leaves no partial version). Returns the version and its path, and
+ * `storageWarning` when it is published but the model directory could not be synced after.
  */
 export async function publishCheckpoint(
   repositoryRoot: string,
   checkpoint: Checkpoint,
-): Promise<{ version: number; path: string }> {
+): Promise<{ version: number; path: string; storageWarning?: NormserveError }> {
   const repository = new ModelRepository(repositoryRoot);
-  const version = await repository.publishVersion(checkpoint);
-  return { version, path: repository.versionPath(checkpoint.config.name, version) };
+  const { version, unsynced } = await repository.publishVersion(checkpoint);
+  const name = checkpoint.config.name;
+  const path = repository.versionPath(name, version);
+  if (!unsynced) return { version, path };
+  const happened = `version ${version} of "${name}" was published`;
+  return { version, path, storageWarning: unsyncedWarning(unsynced, happened, repositoryRoot) };
 }
 
 /**

@@ -12,7 +12,12 @@ import {
   type RecalibrationResult,
   type Recalibrator,
 } from '../recalibration/index.js';
-import { acquireModelLock, type HeldLock, type LockOwner } from '../repository/index.js';
+import {
+  acquireModelLock,
+  type HeldLock,
+  type LockOwner,
+  storageFailure,
+} from '../repository/index.js';
 import { nodeEngineOptions } from './engine-runtime.js';
 import type { TraceContext } from './job-record.js';
 import { type Job, JobRegistry, traceOf } from './job-registry.js';
@@ -21,6 +26,7 @@ import type { AvailableVersion, ModelRegistry } from './model-registry.js';
 import { inputShapeOf } from './predict.js';
 import { RowBlockPool } from './row-block-pool.js';
 import { SpillingRowStore } from './spilling-row-store.js';
+import { type StorageWarning, storageWarningOf } from './storage-warning.js';
 
 export interface RecalibrationRequest {
   model: string;
@@ -59,6 +65,8 @@ export interface RecalibrationOutcome {
   job_id: string;
   /** Why a recalibration asked to activate its version did not (absent when it did, or was not asked). */
   not_activated?: NotActivated;
+  /** Published (and active, if `activated`), but the model directory could not be synced after. */
+  warning?: StorageWarning;
 }
 
 /**
@@ -83,6 +91,8 @@ export const NOT_ACTIVATED_CODES = [
   'PARENT_NOT_ACTIVE',
   'PARENT_DELETED',
   'ACTIVE_RECORD_BUSY',
+  'STORAGE_FULL',
+  'STORAGE_UNAVAILABLE',
 ] as const;
 export type NotActivatedCode = (typeof NOT_ACTIVATED_CODES)[number];
 
@@ -421,6 +431,9 @@ export class RecalibrationSession {
         ...(result.batches !== undefined ? { batches: result.batches } : {}),
         job_id: this.job.id,
         ...(notActivated !== undefined ? { not_activated: notActivated } : {}),
+        ...(published.storageWarning
+          ? { warning: storageWarningOf(published.storageWarning) }
+          : {}),
       };
       // The job's final state is written under the lock too: a job whose lock was broken after
       // it published (its process paused past the lease) may have been settled by another process
@@ -490,8 +503,9 @@ export class RecalibrationSession {
 
   /**
    * The published `version` was not activated because the active-version record's lock stayed
-   * held (`busy`, ACTIVE_RECORD_BUSY): the job still succeeds (its version is on disk and listed),
-   * and the operator is told, by the outcome and a warning, how to activate it.
+   * held (`busy`, ACTIVE_RECORD_BUSY) or the storage failed writing it (STORAGE_FULL,
+   * STORAGE_UNAVAILABLE): the job still succeeds (its version is on disk and listed), and the
+   * operator is told, by the outcome and a warning, how to activate it.
    */
   private activationBusy(
     version: number,
@@ -501,7 +515,7 @@ export class RecalibrationSession {
     const { name } = this.parent;
     const call = activationCall(name, version);
     const notActivated: NotActivated = {
-      code: 'ACTIVE_RECORD_BUSY',
+      code: busy.code as NotActivatedCode,
       message: `version ${version} was published but not activated: ${busy.message}; ${activeNow(activeFound)}. Activate version ${version} to serve it (${call}).`,
       active_version: activeFound,
     };
@@ -509,7 +523,9 @@ export class RecalibrationSession {
       notActivated,
       version,
       { reason: busy.message, activate: call },
-      'recalibration published without activating: the active-version record stayed locked',
+      busy.code === 'ACTIVE_RECORD_BUSY'
+        ? 'recalibration published without activating: the active-version record stayed locked'
+        : 'recalibration published without activating: the active-version record could not be written',
     );
     return notActivated;
   }
@@ -650,7 +666,15 @@ export class RecalibrationService {
       this.registry.repository.modelPath(request.model),
       jobId,
       cli !== undefined ? { cli } : {},
-    );
+    ).catch((e: unknown) => {
+      // The lock is a file of the repository: a read-only or full one refuses it.
+      throw storageFailure(
+        e,
+        `cannot start a recalibration of "${request.model}" (its lock file)`,
+        this.registry.repository.root,
+        this.registry.repository.modelPath(request.model),
+      );
+    });
     if ('heldBy' in lock) throw recalibrationInProgress(request.model, lock.heldBy);
     const raced = this.running.get(request.model);
     if (raced) {

@@ -4,8 +4,15 @@
  * their values, the model repository mount, the user, the image, the Secret, the claim, the KServe
  * runtime) agrees with src/service/server-config.ts, the routes of the app and the Dockerfile.
  */
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
@@ -518,17 +525,47 @@ describe('Kubernetes Deployment', () => {
   });
 
   /** Runs the initContainer's shell command with its paths moved into temp directories. */
-  function runSeed(volume: string, bundled: string): void {
+  function runSeed(volume: string, bundled: string, hostname = 'pod-a'): void {
+    execFileSync('sh', ['-c', seedScript(volume, bundled)], {
+      env: { ...process.env, HOSTNAME: hostname },
+    });
+  }
+  /** The initContainer's shell command, its paths moved to `volume` and `bundled`. */
+  function seedScript(volume: string, bundled: string): string {
     const spec = deployment().spec.template.spec;
     const init = spec.initContainers![0]!;
     const claim = spec.volumes?.find((v) => v.persistentVolumeClaim)?.name;
     const mountPath = init.volumeMounts!.find((m) => m.name === claim)!.mountPath;
     const [shell, flag, script] = init.command!;
     expect([shell, flag]).toEqual(['sh', '-c']);
-    const local = script!
+    return script!
       .replaceAll(mountPath, volume)
       .replaceAll(`${dockerfile().env.MODEL_REPOSITORY!}/`, `${bundled}/`);
-    execFileSync('sh', ['-c', local]);
+  }
+  /**
+   * Runs the seed as a container that is killed (SIGKILL, the whole shell) during its `killAt`-th
+   * cp: a `cp` first in PATH creates the destination directory, as a copy under way has, then
+   * kills the shell running the script. Returns the shell's signal.
+   */
+  function runSeedKilled(volume: string, bundled: string, killAt: number): string | null {
+    const bin = makeTempDir('seed-bin');
+    const count = join(bin, 'count');
+    writeFileSync(
+      join(bin, 'cp'),
+      [
+        '#!/bin/sh',
+        `n=$(( $(cat ${count} 2>/dev/null || echo 0) + 1 )); echo $n > ${count}`,
+        `if [ $n -eq ${killAt} ]; then`,
+        '  for a; do last=$a; done; mkdir -p "$last"; kill -9 $PPID; exit 137',
+        'fi',
+        `exec ${execFileSync('sh', ['-c', 'command -v cp'], { encoding: 'utf8' }).trim()} "$@"`,
+      ].join('\n'),
+    );
+    chmodSync(join(bin, 'cp'), 0o755);
+    const result = spawnSync('sh', ['-c', seedScript(volume, bundled)], {
+      env: { ...process.env, PATH: `${bin}:${process.env.PATH ?? ''}`, HOSTNAME: 'pod-a' },
+    });
+    return result.signal;
   }
   function bundledCopy(): string {
     const dir = makeTempDir('bundled');
@@ -549,6 +586,32 @@ describe('Kubernetes Deployment', () => {
     runSeed(volume, bundled);
     expect(readdirSync(volume)).toEqual(models);
     expect(readdirSync(join(volume, 'digits')).sort()).toEqual(['1', '2']);
+  });
+
+  it('a seed killed after its first model is completed by the next run, which overwrites no model', () => {
+    const bundled = bundledCopy();
+    const models = readdirSync(bundled).sort();
+    expect(models.length, 'the image bundles several models').toBeGreaterThan(1);
+    const volume = makeTempDir('claim');
+    // Killed while copying the second model: the first is in place, the second half-copied.
+    expect(runSeedKilled(volume, bundled, 2)).toBe('SIGKILL');
+    const visible = () => readdirSync(volume).filter((n) => !n.startsWith('.'));
+    expect(visible()).toHaveLength(1);
+    const [first] = visible();
+    expect(readdirSync(volume).filter((n) => n.startsWith('.tmp-seed-'))).toHaveLength(1);
+    // A version added to the seeded model meanwhile (a recalibration) stays. The container is
+    // restarted in its pod (the same host name, so its half-copied temporary is replaced).
+    mkdirSync(join(volume, first!, '2'));
+    runSeed(volume, bundled, 'pod-a');
+    expect(visible().sort()).toEqual(models);
+    expect(readdirSync(join(volume, first!)).sort()).toEqual(['1', '2']);
+    for (const model of models.filter((m) => m !== first))
+      expect(readdirSync(join(volume, model)).sort()).toEqual(readdirSync(join(bundled, model)));
+    // Complete now: hidden leftovers gone, and the volume is left alone from here on.
+    expect(readdirSync(volume).filter((n) => n.startsWith('.'))).toEqual([]);
+    mkdirSync(join(bundled, 'other'));
+    runSeed(volume, bundled);
+    expect(visible().sort()).toEqual(models);
   });
 
   it('the initContainer seeds a fresh filesystem whose root holds only lost+found', () => {

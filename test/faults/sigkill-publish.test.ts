@@ -180,7 +180,8 @@ describe('SIGKILL during publish / activate / delete', () => {
         }
 
         // Restart: cleanup, then a fresh registry on the directory.
-        const removed = await new ModelRepository(repository).removeTemporaries();
+        const { removed, failed } = await new ModelRepository(repository).removeTemporaries();
+        expect(failed).toEqual([]);
         expect(removed.map((p) => p.slice(repository.length + 1)).sort()).toEqual(topLevel.sort());
         expect(listTree(repository).filter((p) => p.includes('.tmp-'))).toEqual([]);
 

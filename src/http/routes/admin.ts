@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import rateLimit from '@fastify/rate-limit';
 import { z } from 'zod';
 import { NormserveError } from '../../errors/index.js';
-import { ACTIVE_RECORD_LOCK_WAIT_MS } from '../../service/index.js';
+import { ACTIVE_RECORD_LOCK_WAIT_MS, storageWarningOf } from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
 import { CONTENT_ENCODING_DOC } from '../content-encoding.js';
 import { checkCsvMediaType } from '../csv-media-type.js';
@@ -24,6 +24,7 @@ import {
   recalibrateBodySchema,
   recalibrateQuerySchema,
   recalibrationOutcomeSchema,
+  storageWarningSchema,
 } from '../schemas/admin.js';
 import {
   activeVersionErrorResponses,
@@ -45,7 +46,14 @@ const adminErrors = {
   429: problemSchema.describe(
     'Admin rate limit exceeded (ADMIN_RATE_LIMIT_PER_MINUTE, or ADMIN_AUTH_FAILURES_PER_MINUTE for requests without the valid token)',
   ),
+  507: problemSchema.describe(
+    'STORAGE_FULL: a write of the model repository failed with ENOSPC or EDQUOT before it took effect (the detail names the operation, the errno and the path relative to the repository); nothing was changed',
+  ),
 };
+
+/** The 503 of a write of the repository that its storage refused (storage-failure.ts). */
+const STORAGE_UNAVAILABLE_DOC =
+  'STORAGE_UNAVAILABLE: a write of the model repository failed with EROFS, EIO, EACCES or EPERM before it took effect (the detail names the operation, the errno and the path relative to the repository); nothing was changed. A failure after the rename that made the change is no error: the success answer carries `warning`';
 
 /** The 503 of a write of the active-version record whose lock another writer keeps. */
 const ACTIVE_RECORD_BUSY_DOC = `ACTIVE_RECORD_BUSY: the active-version record’s lock (.active-version.lock) stayed held by another live writer for ${ACTIVE_RECORD_LOCK_WAIT_MS / 1000} s; nothing was written. Retry-After (seconds) says when a retry may find it free`;
@@ -126,7 +134,7 @@ async function adminScope(app: AppInstance): Promise<void> {
               `Body larger than BODY_LIMIT_BYTES, or a streamed upload larger than RECALIBRATION_BODY_LIMIT_BYTES (BODY_TOO_LARGE); more rows than MAX_RECALIBRATION_SAMPLES, or a JSON body with more arrays and objects than that many samples of the model can be written with, refused before it is parsed (TOO_MANY_SAMPLES)`,
             ),
             503: problemSchema.describe(
-              `${activeVersionErrorResponses[503].description}. Or ACTIVE_RECORD_BUSY, with Retry-After, when the served version must first be pinned in the model's active-version record (there is none, or it names another version; it is written before publishing) and the record’s lock stays held for ${ACTIVE_RECORD_LOCK_WAIT_MS / 1000} s: no version was published. Once the version is published, a busy lock only leaves it not activated (201, not_activated.code ACTIVE_RECORD_BUSY)`,
+              `${activeVersionErrorResponses[503].description}. Or ACTIVE_RECORD_BUSY, with Retry-After, when the served version must first be pinned in the model's active-version record (there is none, or it names another version; it is written before publishing) and the record’s lock stays held for ${ACTIVE_RECORD_LOCK_WAIT_MS / 1000} s: no version was published. Once the version is published, a busy lock only leaves it not activated (201, not_activated.code ACTIVE_RECORD_BUSY). Or ${STORAGE_UNAVAILABLE_DOC}`,
             ),
           },
         },
@@ -167,7 +175,7 @@ async function adminScope(app: AppInstance): Promise<void> {
         response: {
           200: activationSchema,
           ...adminErrors,
-          503: problemSchema.describe(ACTIVE_RECORD_BUSY_DOC),
+          503: problemSchema.describe(`${ACTIVE_RECORD_BUSY_DOC}. Or ${STORAGE_UNAVAILABLE_DOC}`),
         },
       },
     },
@@ -175,9 +183,19 @@ async function adminScope(app: AppInstance): Promise<void> {
       const { name, version } = request.params;
       request.modelName = name;
       // What this activation did, even if another one has taken effect since.
-      const { previous } = await registry.activate(name, version, request.body?.note);
+      const { previous, storageWarning } = await registry.activate(
+        name,
+        version,
+        request.body?.note,
+      );
       reply.header('X-Model-Version', String(version));
-      return { model: name, active_version: version, previous_version: previous };
+      return {
+        model: name,
+        active_version: version,
+        previous_version: previous,
+        // Active, though not synced: what happened, not a failure (a retry changes nothing).
+        ...(storageWarning ? { warning: storageWarningOf(storageWarning) } : {}),
+      };
     },
   );
 
@@ -190,27 +208,41 @@ async function adminScope(app: AppInstance): Promise<void> {
         summary: 'Delete a version that is not the active one (409 otherwise)',
         params: versionParams,
         response: {
-          200: z.object({ deleted_version: z.number().int(), model: z.unknown() }).meta({
-            examples: [
-              {
-                deleted_version: 2,
-                model: {
-                  name: 'digits',
-                  active_version: 1,
-                  state: 'AVAILABLE',
-                  versions: [{ version: 1, state: 'AVAILABLE', active: true }],
+          200: z
+            .object({
+              deleted_version: z.number().int(),
+              model: z.unknown(),
+              warning: storageWarningSchema,
+            })
+            .meta({
+              examples: [
+                {
+                  deleted_version: 2,
+                  model: {
+                    name: 'digits',
+                    active_version: 1,
+                    state: 'AVAILABLE',
+                    versions: [{ version: 1, state: 'AVAILABLE', active: true }],
+                  },
                 },
-              },
-            ],
-          }),
+              ],
+            }),
           ...adminErrors,
+          503: problemSchema.describe(STORAGE_UNAVAILABLE_DOC),
         },
       },
     },
     async (request) => {
       request.modelName = request.params.name;
-      const snapshot = await registry.deleteVersion(request.params.name, request.params.version);
-      return { deleted_version: request.params.version, model: listModel(snapshot) };
+      const { snapshot, storageWarning } = await registry.deleteVersion(
+        request.params.name,
+        request.params.version,
+      );
+      return {
+        deleted_version: request.params.version,
+        model: listModel(snapshot),
+        ...(storageWarning ? { warning: storageWarningOf(storageWarning) } : {}),
+      };
     },
   );
 }

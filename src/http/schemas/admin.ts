@@ -106,6 +106,19 @@ const layerShift = z.object({
     .meta({ description: 'mean over features of σ_new / σ_old (σ = √(var + eps))' }),
 });
 
+/** A change that took effect but could not be synced to disk after (service/storage-warning.ts). */
+export const storageWarningSchema = z
+  .object({
+    code: z.enum(['STORAGE_FULL', 'STORAGE_UNAVAILABLE']),
+    errno: z.string().meta({ description: 'The errno of the failed fsync: EIO, ENOSPC…' }),
+    message: z.string(),
+  })
+  .optional()
+  .meta({
+    description:
+      'Present when the change took effect (every reader sees it) but the model directory could not be synced after the rename that made it: a crash of the machine may still undo it. The message says what happened, e.g. `version 2 of "digits" was published and is active, but digits could not be synced after the rename: input/output error (EIO); a crash of the machine may still undo it`',
+  });
+
 export const recalibrationOutcomeSchema = z
   .object({
     model: z.string(),
@@ -128,7 +141,7 @@ export const recalibrationOutcomeSchema = z
       .object({
         code: z.enum(NOT_ACTIVATED_CODES).meta({
           description:
-            'PARENT_NOT_ACTIVE: another version was activated while the recalibration ran (a rollback); PARENT_DELETED: moreover its parent version was deleted; ACTIVE_RECORD_BUSY: the active-version record’s lock stayed held by another writer, so the activation could not be written',
+            'PARENT_NOT_ACTIVE: another version was activated while the recalibration ran (a rollback); PARENT_DELETED: moreover its parent version was deleted; ACTIVE_RECORD_BUSY: the active-version record’s lock stayed held by another writer, so the activation could not be written; STORAGE_FULL, STORAGE_UNAVAILABLE: the storage failed writing the record (ENOSPC, EDQUOT; EROFS, EIO, EACCES, EPERM)',
         }),
         message: z.string(),
         active_version: z.number().int().nullable().meta({
@@ -141,6 +154,7 @@ export const recalibrationOutcomeSchema = z
         description:
           'Present when activation was asked for but not done: the model’s active version was no longer parent_version at publish time, or the active-version record could not be written. The version is published; activate it (POST /v1/models/{name}/versions/{v}:activate) to serve it',
       }),
+    warning: storageWarningSchema,
   })
   .meta({
     examples: [
@@ -227,5 +241,6 @@ export const activationSchema = z
     model: z.string(),
     active_version: z.number().int(),
     previous_version: z.number().int().nullable(),
+    warning: storageWarningSchema,
   })
   .meta({ examples: [{ model: 'digits', active_version: 1, previous_version: 2 }] });

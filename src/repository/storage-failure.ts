@@ -1,0 +1,115 @@
+import { relative, sep } from 'node:path';
+import { type ErrorCode, NormserveError } from '../errors/index.js';
+
+/**
+ * The one mapping from the errno of a failed write of the repository to the catalogue: a full
+ * device or quota is STORAGE_FULL (507), a read-only, failing or forbidden one STORAGE_UNAVAILABLE
+ * (503); other errors are not the storage's, and stay what they are.
+ */
+const STORAGE_ERRNOS: Readonly<Record<string, { code: ErrorCode; words: string }>> = {
+  ENOSPC: { code: 'STORAGE_FULL', words: 'no space left on the device' },
+  EDQUOT: { code: 'STORAGE_FULL', words: 'disk quota exceeded' },
+  EROFS: { code: 'STORAGE_UNAVAILABLE', words: 'read-only file system' },
+  EIO: { code: 'STORAGE_UNAVAILABLE', words: 'input/output error' },
+  EACCES: { code: 'STORAGE_UNAVAILABLE', words: 'permission denied' },
+  EPERM: { code: 'STORAGE_UNAVAILABLE', words: 'operation not permitted' },
+};
+
+/** What the failed system call was doing, in words. */
+const SYSCALL_WORDS: Readonly<Record<string, string>> = {
+  open: 'creating',
+  write: 'writing',
+  fsync: 'syncing',
+  rename: 'renaming',
+  rmdir: 'removing',
+  rm: 'removing',
+  unlink: 'removing',
+  mkdir: 'creating',
+  link: 'linking',
+  utime: 'touching',
+};
+
+/**
+ * A write that took effect (renamed into place: every reader sees it) whose directory could not
+ * be synced after the rename, so a crash of the machine may still undo it: thrown by
+ * atomic-write.ts after the point of no return, for the caller to report what happened.
+ */
+export class UnsyncedWrite extends Error {
+  override readonly name = 'UnsyncedWrite';
+  /** The path written (the renamed file or directory). */
+  readonly written: string;
+
+  constructor(written: string, cause: unknown) {
+    super(`${written} was written but could not be synced`, { cause });
+    this.written = written;
+  }
+}
+
+/** The errno and the path of a file system error (its own, else the one the caller knows). */
+function errnoFacts(e: unknown): { errno: string; syscall?: string; path?: string } | undefined {
+  const error = e instanceof UnsyncedWrite ? e.cause : e;
+  const errno = (error as NodeJS.ErrnoException | undefined)?.code;
+  if (typeof errno !== 'string' || STORAGE_ERRNOS[errno] === undefined) return undefined;
+  const { syscall, path } = error as NodeJS.ErrnoException;
+  return {
+    errno,
+    ...(syscall !== undefined ? { syscall } : {}),
+    ...(path !== undefined ? { path } : {}),
+  };
+}
+
+/** Whether `e` is a failure of the storage (STORAGE_ERRNOS), or already mapped to one. */
+export const isStorageFailure = (e: unknown): boolean =>
+  (e instanceof NormserveError &&
+    (e.code === 'STORAGE_FULL' || e.code === 'STORAGE_UNAVAILABLE')) ||
+  errnoFacts(e) !== undefined;
+
+/** `path` relative to the repository `root`, as every message names files (never absolute). */
+const label = (root: string, path: string): string => relative(root, path).split(sep).join('/');
+
+/**
+ * `e` as the catalogue's storage error when its errno is the storage's (STORAGE_ERRNOS), its
+ * message naming the operation, the errno and the path relative to the repository:
+ * `cannot publish a version of "digits": no space left on the device (ENOSPC) writing
+ * digits/.tmp-vm-81-3f2a/model.safetensors`. Anything else is returned unchanged.
+ */
+export function storageFailure(
+  e: unknown,
+  operation: string,
+  root: string,
+  /** The directory written in, named when the error names no file (a write on a handle). */
+  dir?: string,
+): unknown {
+  if (e instanceof NormserveError) return e;
+  const facts = errnoFacts(e);
+  if (!facts) return e;
+  const { code, words } = STORAGE_ERRNOS[facts.errno]!;
+  const doing = facts.syscall ? (SYSCALL_WORDS[facts.syscall] ?? facts.syscall) : 'writing';
+  const where =
+    facts.path !== undefined
+      ? ` ${doing} ${label(root, facts.path)}`
+      : dir !== undefined
+        ? ` ${doing} in ${label(root, dir)}`
+        : '';
+  return new NormserveError(code, `${operation}: ${words} (${facts.errno})${where}`, {
+    cause: e,
+    extra: { errno: facts.errno },
+  });
+}
+
+/**
+ * What an UnsyncedWrite means for the one who asked: `happened` (what every reader now sees:
+ * `version 2 of "digits" was published and is active`), and that a crash may undo it, with the
+ * errno and the directory: a storage error to report as a warning, not as a failure.
+ */
+export function unsyncedWarning(e: UnsyncedWrite, happened: string, root: string): NormserveError {
+  const facts = errnoFacts(e);
+  const errno = facts?.errno ?? (e.cause as NodeJS.ErrnoException | undefined)?.code ?? 'EIO';
+  const words = STORAGE_ERRNOS[errno]?.words ?? String((e.cause as Error | undefined)?.message);
+  const dir = facts?.path !== undefined ? label(root, facts.path) : label(root, e.written);
+  return new NormserveError(
+    STORAGE_ERRNOS[errno]?.code ?? 'STORAGE_UNAVAILABLE',
+    `${happened}, but ${dir} could not be synced after the rename: ${words} (${errno}); a crash of the machine may still undo it`,
+    { cause: e, extra: { errno } },
+  );
+}
