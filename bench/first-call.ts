@@ -23,12 +23,23 @@
  * process's CPU time per call (steadier on a busy machine).
  *
  *   npm run build && npx tsx bench/first-call.ts --executor [ROUNDS] [TREE...]
+ *
+ * Warm-up turns: each model directory given (default: the bundled ones) read and built as the
+ * registry builds it, then its warm-up (CompiledModel.warmingUp, with the live-drift taps) driven
+ * turn by turn in this process: each turn's wall and CPU time, the longest turn a warm-up adds
+ * to a load (bench/load-stall.ts measures the load's own).
+ *
+ *   npx tsx bench/first-call.ts --turns [MODEL_DIR...]
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { BUNDLED_MODEL_NAMES, copyBundledModel } from '../test/helpers/bundled-models.js';
+import {
+  BUNDLED_MODEL_NAMES,
+  bundledVersionDir,
+  copyBundledModel,
+} from '../test/helpers/bundled-models.js';
 import { DIGITS_ROW, freePort, type Server, start } from './http.js';
 import { sleep } from './stall-probe.js';
 
@@ -38,9 +49,11 @@ const ROW_COUNTS = [1, 256] as const;
 const args = process.argv.slice(2);
 const executorMode = args[0] === '--executor';
 if (executorMode) args.shift();
+const turnsMode = args[0] === '--turns';
+if (turnsMode) args.shift();
 const childMode = args[0] === '--child';
 if (childMode) args.shift();
-const rounds = Number(args.shift() ?? 8);
+const rounds = turnsMode ? 0 : Number(args.shift() ?? 8);
 const trees = args.length > 0 ? args.map((t) => resolve(t)) : [resolve('.')];
 
 const median = (xs: readonly number[]): number => {
@@ -185,7 +198,52 @@ function report(label: string, all: readonly Calls[]): void {
   }
 }
 
-if (childMode) {
+/** Each model directory's warm-up, turn by turn (wall and CPU ms), in this process. */
+async function warmUpTurns(dirs: readonly string[]): Promise<void> {
+  const { loadModelDirectory } = await import('../src/repository/index.js');
+  const { CompiledModel, planFlopsPerRow } = await import('../src/inference/index.js');
+  const { finishYielding } = await import('../src/nn/index.js');
+  const { nodeEngineOptions, defaultEngineThreads } = await import(
+    '../src/service/engine-runtime.js'
+  );
+  const { liveDriftTaps } = await import('../src/service/version-drift.js');
+  for (const dir of dirs) {
+    const { name, checkpoint } = await loadModelDirectory(dir);
+    const compiled = await finishYielding(
+      CompiledModel.building(
+        checkpoint.network,
+        checkpoint.config.input_transform,
+        4096,
+        checkpoint.config.input_shape,
+        nodeEngineOptions({ engine: 'wasm', threads: defaultEngineThreads(1) }),
+      ),
+    );
+    const work = compiled.warmingUp(liveDriftTaps(compiled.plan, checkpoint.network).taps);
+    const turns: string[] = [];
+    for (let done = false; !done; ) {
+      const c = process.cpuUsage();
+      const t = performance.now();
+      done = work.next().done === true;
+      const used = process.cpuUsage(c);
+      turns.push(
+        `${(performance.now() - t).toFixed(2)} (${((used.user + used.system) / 1000).toFixed(2)})`,
+      );
+      await new Promise((r) => setImmediate(r));
+    }
+    const flops = planFlopsPerRow(compiled.plan);
+    console.log(
+      `  ${name}: ${(flops / 1e6).toFixed(2)} MFLOP a row, ${compiled.executor.engine} engine; turns, wall ms (CPU ms): ${turns.join(', ')}`,
+    );
+    compiled.close();
+  }
+}
+
+if (turnsMode) {
+  console.log(
+    `${new Date().toISOString()} warm-up turns; load average ${loadavg()[0]!.toFixed(2)}`,
+  );
+  await warmUpTurns(args.length > 0 ? args : BUNDLED_MODEL_NAMES.map((m) => bundledVersionDir(m)));
+} else if (childMode) {
   process.stdout.write(JSON.stringify(await executorCalls(trees[0]!)));
 } else {
   const mode = executorMode ? 'executor (ModelRegistry load)' : 'server (JSON predict)';
