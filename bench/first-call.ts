@@ -18,11 +18,18 @@
  *   npm run build && npx tsx bench/first-call.ts [ROUNDS] [TREE...]   (default: 8 rounds, .)
  *
  * Executor mode: each bundled model loaded by a ModelRegistry (the server's load path, default
- * engine threads) in a fresh process per round, then the same 1- and 256-row calls straight on
+ * engine threads, or ENGINE_THREADS) in a fresh process per round, then the same 1- and 256-row calls straight on
  * its executor, without HTTP: the engine's share of the first call. Latency, and the calling
  * process's CPU time per call (steadier on a busy machine).
  *
  *   npm run build && npx tsx bench/first-call.ts --executor [ROUNDS] [TREE...]
+ *
+ * App mode: the same sequence as the server mode on the tree's app in a fresh process per round
+ * (test/helpers/app.ts: buildApp over a ModelRegistry, the server's engine threads; `app.inject`, no
+ * sockets), measured as this process's CPU time per request — what a busy machine's scheduling
+ * leaves out of the latencies above.
+ *
+ *   npx tsx bench/first-call.ts --app [ROUNDS] [TREE...]
  *
  * Warm-up turns: each model directory given (default: the bundled ones) read and built as the
  * registry builds it, then its warm-up (CompiledModel.warmingUp, with the live-drift taps) driven
@@ -49,10 +56,12 @@ const ROW_COUNTS = [1, 256] as const;
 const args = process.argv.slice(2);
 const executorMode = args[0] === '--executor';
 if (executorMode) args.shift();
+const appMode = args[0] === '--app';
+if (appMode) args.shift();
 const turnsMode = args[0] === '--turns';
 if (turnsMode) args.shift();
-const childMode = args[0] === '--child';
-if (childMode) args.shift();
+/** `--child executor` or `--child app-<order>`: one round in this fresh process, as JSON. */
+const child = args[0] === '--child' ? args.splice(0, 2)[1] : undefined;
 const rounds = turnsMode ? 0 : Number(args.shift() ?? 8);
 const trees = args.length > 0 ? args.map((t) => resolve(t)) : [resolve('.')];
 
@@ -156,7 +165,7 @@ async function executorCalls(tree: string): Promise<Record<string, Calls>> {
   const { dir, repository } = repositoryOf([1]);
   const registry = new ModelRegistry(repository, {
     maxBatchSize: 4096,
-    engineThreads: defaultEngineThreads(1),
+    engineThreads: Number(process.env.ENGINE_THREADS ?? defaultEngineThreads(1)),
   });
   const out: Record<string, Calls> = {};
   try {
@@ -188,12 +197,60 @@ async function executorCalls(tree: string): Promise<Record<string, Calls>> {
   return out;
 }
 
+/**
+ * In this fresh process (--child app-…): serverRound's sequence on the tree's app through
+ * app.inject; label → calls, in CPU ms of this process per request.
+ */
+async function appCalls(tree: string, order: readonly string[]): Promise<Record<string, Calls>> {
+  const { defaultEngineThreads } = (await import(
+    join(tree, 'src/service/engine-runtime.js')
+  )) as typeof import('../src/service/engine-runtime.js');
+  const { makeTestApp } = (await import(
+    join(tree, 'test/helpers/app.js')
+  )) as typeof import('../test/helpers/app.js');
+  const { dir, repository } = repositoryOf([1, 2]);
+  process.chdir(tree);
+  const threads = String(defaultEngineThreads(1)); // the server's, with WORKERS=1
+  const t = await makeTestApp({ repository, env: { ENGINE: 'wasm', ENGINE_THREADS: threads } });
+  const out: Record<string, Calls> = {};
+  const run = async (route: string): Promise<Calls> => {
+    const calls = {} as Calls;
+    for (const rows of ROW_COUNTS) {
+      const payload = JSON.stringify({ instances: rowsOf(rows) });
+      calls[rows] = [];
+      for (let i = 0; i < CALLS; i++) {
+        const c = process.cpuUsage();
+        const response = await t.app.inject({
+          method: 'POST',
+          url: `/v1/models/${route}:predict`,
+          headers: { 'content-type': 'application/json' },
+          payload,
+        });
+        const used = process.cpuUsage(c);
+        if (response.statusCode !== 200) throw new Error(`${route}: ${response.statusCode}`);
+        calls[rows].push((used.user + used.system) / 1000);
+      }
+    }
+    return calls;
+  };
+  try {
+    for (const [i, model] of order.entries())
+      out[`${model} v2, ${i === 0 ? 'the first model' : 'after the other'}`] = await run(model);
+    for (const model of order) out[`${model} v1, after v2`] = await run(`${model}/versions/1`);
+  } finally {
+    await t.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return out;
+}
+
 function report(label: string, all: readonly Calls[]): void {
   for (const rows of ROW_COUNTS) {
-    const first = median(all.map((c) => c[rows][0]!));
+    const firsts = all.map((c) => c[rows][0]!);
+    const first = median(firsts);
     const steady = median(all.map((c) => median(c[rows].slice(1))));
     console.log(
-      `  ${label.padEnd(32)} ${String(rows).padStart(3)} rows: 1st ${first.toFixed(2).padStart(7)} ms, 2nd–${CALLS}th ${steady.toFixed(2).padStart(6)} ms (×${(first / steady).toFixed(1)}; ${all.length} processes)`,
+      `  ${label.padEnd(32)} ${String(rows).padStart(3)} rows: 1st ${first.toFixed(2).padStart(7)} ms, 2nd–${CALLS}th ${steady.toFixed(2).padStart(6)} ms (×${(first / steady).toFixed(1)}; ${all.length} processes, 1st ${Math.min(...firsts).toFixed(2)}–${Math.max(...firsts).toFixed(2)})`,
     );
   }
 }
@@ -243,10 +300,18 @@ if (turnsMode) {
     `${new Date().toISOString()} warm-up turns; load average ${loadavg()[0]!.toFixed(2)}`,
   );
   await warmUpTurns(args.length > 0 ? args : BUNDLED_MODEL_NAMES.map((m) => bundledVersionDir(m)));
-} else if (childMode) {
-  process.stdout.write(JSON.stringify(await executorCalls(trees[0]!)));
+} else if (child !== undefined) {
+  const result =
+    child === 'executor'
+      ? await executorCalls(trees[0]!)
+      : await appCalls(trees[0]!, child.slice('app-'.length).split(','));
+  process.stdout.write(JSON.stringify(result));
 } else {
-  const mode = executorMode ? 'executor (ModelRegistry load)' : 'server (JSON predict)';
+  const mode = executorMode
+    ? 'executor (ModelRegistry load)'
+    : appMode
+      ? 'app in process (JSON predict, CPU time)'
+      : 'server (JSON predict)';
   const load = loadavg()
     .map((l) => l.toFixed(2))
     .join(' ');
@@ -258,17 +323,18 @@ if (turnsMode) {
   };
   for (let r = 0; r < rounds; r++) {
     for (const tree of trees) {
-      if (executorMode) {
+      const order = r % 2 === 0 ? BUNDLED_MODEL_NAMES : [...BUNDLED_MODEL_NAMES].reverse();
+      if (executorMode || appMode) {
+        const which = executorMode ? 'executor' : `app-${order.join(',')}`;
         const text = execFileSync(
           process.execPath,
-          ['--import', 'tsx', 'bench/first-call.ts', '--child', '1', tree],
+          ['--import', 'tsx', resolve('bench/first-call.ts'), '--child', which, tree],
           { encoding: 'utf8' },
         );
         for (const [label, calls] of Object.entries(JSON.parse(text) as Record<string, Calls>))
           add(tree, label, calls);
         continue;
       }
-      const order = r % 2 === 0 ? BUNDLED_MODEL_NAMES : [...BUNDLED_MODEL_NAMES].reverse();
       for (const [label, calls] of await serverRound(tree, order)) add(tree, label, calls);
     }
   }
