@@ -88,18 +88,19 @@ const bodyRow = (r: number) => `body (row ${r})`;
  * TF Serving's REST predict (https://www.tensorflow.org/tfx/serving/api_rest): rows in row
  * (`instances`) or columnar (`inputs`) JSON, or float32 bytes, run on the version the route names
  * (else the active one), answered as JSON or float32 bytes. One handler per app serves both
- * predict routes; the compiled checks are kept per version.
+ * predict routes; the compiled checks are kept per input shape.
  */
 export function predictHandler({ config, inference }: Pick<AppDeps, 'config' | 'inference'>) {
-  const accepts = new WeakMap<AvailableVersion, Accepts | undefined>();
+  // Per input shape, not per version: a model's next version (a publish, a recalibration) has
+  // the shape of the one before, and its first request finds the check compiled and warm — the
+  // rest of a version's first-call costs its load's warm-up pays (inference/warm-up.ts).
+  const accepts = new Map<string, Accepts | undefined>();
   const acceptsFor = (served: AvailableVersion) => {
-    if (!accepts.has(served)) {
-      accepts.set(
-        served,
-        compileAccepts(predictRequestSchemaFor(served.compiled.inputShape, config.MAX_BATCH_SIZE)),
-      );
-    }
-    return accepts.get(served);
+    const shape = served.compiled.inputShape;
+    const key = shape.join('x');
+    if (!accepts.has(key))
+      accepts.set(key, compileAccepts(predictRequestSchemaFor(shape, config.MAX_BATCH_SIZE)));
+    return accepts.get(key);
   };
 
   const predict = async (

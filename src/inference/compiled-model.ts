@@ -9,7 +9,8 @@ import { compileNetwork, compilingNetwork } from './compile.js';
 import { createExecutor, creatingExecutor, type ExecutorOptions } from './create-executor.js';
 import type { Executor } from './executor.js';
 import type { CompiledPlan } from './plan.js';
-import type { StatisticsProbe } from './statistics-probe.js';
+import type { StatisticsProbe, StatisticsTap } from './statistics-probe.js';
+import { warmingUp } from './warm-up.js';
 
 /** How a CompiledModel runs its plan: createExecutor's options but the batch size. */
 export type EngineOptions = Omit<ExecutorOptions, 'maxBatchSize'>;
@@ -67,6 +68,17 @@ export class CompiledModel {
       plan,
       executor,
     });
+  }
+
+  /**
+   * The executor's warm-up before it serves (warm-up.ts), on rows equal to the input transform's
+   * shift — zero once transformed, the training features' mean where the shift is one, so every
+   * value is in the range the weights were fitted to — else on zeros.
+   */
+  *warmingUp(taps?: readonly StatisticsTap[]): Sliced<void> {
+    const row = new Float32Array(this.inputWidth);
+    if (this.inputTransform) row.set(this.inputTransform.shift);
+    yield* warmingUp(this.executor, row, taps);
   }
 
   get inputWidth(): number {

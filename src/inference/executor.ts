@@ -14,6 +14,13 @@ export interface Executor {
   /** Threads a large batch is split across (1: the calling thread only). */
   readonly threads: number;
   /**
+   * The most rows a warm-up call runs (warm-up.ts): WasmExecutor, the rows its chunk buffers hold
+   * (the block every larger call goes through), fewer where that many would be split across
+   * helper threads (which a warm-up must not start); PlanExecutor, 1 (its buffers are sized by
+   * each call's rows, and kept).
+   */
+  readonly warmUpRows: number;
+  /**
    * The model's outputs [rows, outputWidth] for the first rows·inputWidth values of `input`
    * ([rows, inputWidth], row-major), in a new array. Synchronous; not re-entrant. With a probe,
    * its taps' sums gather these rows too (see accumulate).

@@ -50,5 +50,6 @@ export {
   type TapPoint,
   tensorChannels,
 } from './statistics-probe.js';
+export { WARM_UP_MAX_FLOPS, warmingUp } from './warm-up.js';
 export type { HelperHandle, HelperInit, HelperSpawner } from './wasm/wasm-executor.js';
 export { WasmExecutor } from './wasm/wasm-executor.js';

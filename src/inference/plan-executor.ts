@@ -140,6 +140,7 @@ const slopeOf = (a: Activation): number => (a.kind === 'leaky_relu' ? a.negative
 export class PlanExecutor implements Executor {
   readonly engine = 'js' as const;
   readonly threads = 1;
+  readonly warmUpRows = 1;
   plan: CompiledPlan;
   readonly maxBatchSize: number;
   private readonly buffers = new Map<number, Buffers>();

@@ -19,10 +19,12 @@ let prepared = false;
 /**
  * Prepares V8 for the engine, once, before the engine module is compiled (i.e. before the first
  * model loads): relaxed SIMD on where the runtime has it behind a flag (fused multiply-add in the
- * GEMM), and WebAssembly compiled by the optimizing compiler up front (--no-wasm-dynamic-tiering)
- * rather than first by the baseline compiler, whose SIMD code runs 3–5× slower and which stays in
- * use until a background recompilation — slow to come on a busy machine — replaces it. Costs a
- * few milliseconds of compilation once per process.
+ * GEMM), and WebAssembly compiled by the optimizing compiler (--no-wasm-dynamic-tiering) rather
+ * than first by the baseline compiler, whose SIMD code runs 3–5× slower and which stays in use
+ * until a background recompilation — slow to come on a busy machine — replaces it. V8 compiles
+ * each function at its first call (lazy compilation, its default on Node 20): a few milliseconds
+ * of the first call of each engine variant, once per process, which the registry's warm-up of a
+ * version takes before the version serves (inference/warm-up.ts).
  */
 export function prepareWasmRuntime(): void {
   if (prepared) return;

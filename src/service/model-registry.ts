@@ -18,6 +18,7 @@ import {
   detectWasmSupport,
   type EngineName,
   type EngineOptions,
+  type StatisticsTap,
   type WasmSupport,
   wasmRuntimeUnsupportedReason,
 } from '../inference/index.js';
@@ -34,6 +35,7 @@ import {
 } from '../repository/index.js';
 import { nodeEngineOptions, prepareWasmRuntime } from './engine-runtime.js';
 import { type Log, silentLog } from './logger.js';
+import { liveDriftTaps } from './version-drift.js';
 
 export type VersionState = 'AVAILABLE' | 'FAILED';
 
@@ -470,6 +472,11 @@ export class ModelRegistry {
           },
         ),
       );
+      // Before the version is in any snapshot, so nothing serves it (nor reports it ready) until
+      // its first call's one-time costs are paid; on the executor alone, no request path: no
+      // metrics, no drift statistics, no request logs.
+      const warmUpStarted = performance.now();
+      await finishYielding(compiled.warmingUp(warmUpTaps(compiled, checkpoint)));
       this.log.info(
         {
           model: name,
@@ -477,6 +484,7 @@ export class ModelRegistry {
           engine: compiled.executor.engine,
           threads: compiled.executor.threads,
           loadMs: Math.round(performance.now() - started),
+          warmUpMs: Number((performance.now() - warmUpStarted).toFixed(1)),
         },
         'version loaded',
       );
@@ -730,6 +738,18 @@ export class ModelRegistry {
   /** The config of a served version (for metadata), or throws like `resolve`. */
   config(name: string, version?: number): ModelConfig {
     return this.resolve(name, version).checkpoint.config;
+  }
+}
+
+/**
+ * The taps live drift reads during a served call (version-drift.ts), for the warm-up's statistics
+ * call; none where they cannot be made (the drift service then serves the version without them).
+ */
+function warmUpTaps(compiled: CompiledModel, checkpoint: LoadedCheckpoint): StatisticsTap[] {
+  try {
+    return liveDriftTaps(compiled.plan, checkpoint.network).taps;
+  } catch {
+    return [];
   }
 }
 

@@ -11,9 +11,12 @@ import {
 import {
   type BatchNormInput,
   batchNormMoments,
+  type CompiledPlan,
   clippedBatchNormTaps,
   type StatisticsProbe,
+  type StatisticsTap,
 } from '../inference/index.js';
+import type { Module } from '../nn/index.js';
 import { batchNormLookup } from './batch-norm-lookup.js';
 import type { SharedWindow } from './drift-share.js';
 import type { AvailableVersion } from './model-registry.js';
@@ -48,6 +51,35 @@ export interface VersionDriftReport {
 }
 
 /**
+ * What live drift reads of a version: the BatchNorm inputs the fused plan can observe, with the
+ * running statistics they are compared with and the executor's taps that read them — each value
+ * winsorized at its channel's running_mean ± LIVE_DRIFT_CLIP_SIGMAS running σ, so a few absurd rows
+ * cannot move the windowed moments far (recalibration's taps are exact) —, and those it cannot,
+ * with why. VersionDrift's probe, and the taps a version's load warms up (warm-up-version.ts).
+ */
+export function liveDriftTaps(
+  plan: CompiledPlan,
+  network: Module,
+): {
+  inputs: BatchNormInput[];
+  running: RunningStatistics[];
+  unobserved: { path: string; reason: string }[];
+  taps: StatisticsTap[];
+} {
+  const inputs = plan.batchNormInputs.filter((b) => b.tap !== undefined);
+  const unobserved = plan.batchNormInputs
+    .filter((b) => b.tap === undefined)
+    .map((b) => ({ path: b.path, reason: b.reason ?? 'not observable' }));
+  const batchNormAt = batchNormLookup(network);
+  const running = inputs.map((b) => {
+    const bn = batchNormAt(b.path);
+    return { path: b.path, mean: bn.runningMean.data, variance: bn.runningVar.data, eps: bn.eps };
+  });
+  const taps = clippedBatchNormTaps(inputs, running, LIVE_DRIFT_CLIP_SIGMAS);
+  return { inputs, running, unobserved, taps };
+}
+
+/**
  * The live statistics of one served version: the executor's probe on every BatchNorm input the
  * fused plan can observe, folded every few dozen rows into a ring of time windows, compared with
  * the running statistics the version was trained (or recalibrated) with.
@@ -79,26 +111,11 @@ export class VersionDrift {
     readonly served: AvailableVersion,
     options: DriftWindowingOptions,
   ) {
-    const plan = served.compiled.plan;
-    this.inputs = plan.batchNormInputs.filter((b) => b.tap !== undefined);
-    this.unobserved = plan.batchNormInputs
-      .filter((b) => b.tap === undefined)
-      .map((b) => ({ path: b.path, reason: b.reason ?? 'not observable' }));
-    const batchNormAt = batchNormLookup(served.checkpoint.network);
-    this.running = this.inputs.map((b) => {
-      const bn = batchNormAt(b.path);
-      return {
-        path: b.path,
-        mean: bn.runningMean.data,
-        variance: bn.runningVar.data,
-        eps: bn.eps,
-      };
-    });
-    // Each value winsorized at its channel's running_mean ± LIVE_DRIFT_CLIP_SIGMAS running σ: a
-    // few absurd rows cannot move the windowed moments far (recalibration's taps are exact).
-    this.probe = served.compiled.executor.createProbe(
-      clippedBatchNormTaps(this.inputs, this.running, LIVE_DRIFT_CLIP_SIGMAS),
-    );
+    const observed = liveDriftTaps(served.compiled.plan, served.checkpoint.network);
+    this.inputs = observed.inputs;
+    this.unobserved = observed.unobserved;
+    this.running = observed.running;
+    this.probe = served.compiled.executor.createProbe(observed.taps);
     const channels = this.inputs.map((b) => b.channels);
     this.moments = new WindowedMoments(channels, options.windowMs, options.windows);
     this.unshared = new WindowedMoments(channels, options.windowMs, options.windows);

@@ -290,6 +290,14 @@ export class WasmExecutor implements Executor {
     }
   }
 
+  get warmUpRows(): number {
+    const rows = Math.min(this.layout.chunkRows, this.layout.ioRows);
+    // compute's split rule: a call this size must run on the calling thread alone.
+    if (this.threads === 1 || rows < 2 * MR || rows * this.flopsPerRow < this.parallelMinFlops)
+      return rows;
+    return Math.max(1, 2 * MR - 1, Math.ceil(this.parallelMinFlops / this.flopsPerRow) - 1);
+  }
+
   /** Calls whose rows were split across threads so far. */
   get parallelCalls(): number {
     return this.splitCalls;
