@@ -46,10 +46,6 @@ export async function startServer(config: ServerConfig): Promise<void> {
     strictReadiness: config.STRICT_READINESS === 'on',
     log: logger,
     onLoadFailure: (model) => metrics.loadFailures.inc({ model }),
-    onChange: (snapshot) => {
-      if (snapshot.active !== undefined)
-        metrics.activeVersion.set({ model: snapshot.name }, snapshot.active);
-    },
     // A cluster worker's writes reach the server's other workers before the call returns.
     ...(channel ? { onWrite: announceModelWrites(channel, logger) } : {}),
   });
