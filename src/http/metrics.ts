@@ -142,7 +142,7 @@ export class ServiceMetrics {
     });
     this.modelReady = new Gauge({
       name: 'normserve_model_ready',
-      help: '1 while a model serves a version (its /v2/models/{name}/ready), else 0: a model of the server\'s start, or one that has served, makes /readyz 503 with STRICT_READINESS=on; one that appeared later and never loaded does not',
+      help: "1 while a model serves a version (its /v2/models/{name}/ready), else 0: a model of the server's start, or one that has served, makes /readyz 503 with STRICT_READINESS=on; one that appeared later and never loaded does not",
       labelNames: ['model'],
       registers,
       // Across workers: 0 while any of them serves no version of it.
@@ -167,7 +167,7 @@ export class ServiceMetrics {
     });
     this.activeRecordInvalid = new Gauge({
       name: 'normserve_model_active_record_invalid',
-      help: "1 while a model's active-version.json cannot be followed (unreadable, or naming a version that is not available); the version served before stays served",
+      help: "1 while a model's active-version.json cannot be followed (unreadable, or naming a version that is not available); the version served before stays served (for a deleted version, the highest available one)",
       labelNames: ['model'],
       registers,
       // Across workers: 1 while any of them cannot follow the record.
