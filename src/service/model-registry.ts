@@ -444,7 +444,13 @@ export class ModelRegistry {
       if (versions.get(v) !== served) served.compiled?.close();
     }
     if (active !== undefined) this.counted.add(name);
-    else if (this.startedUp && !this.counted.has(name) && previous?.versions.size !== versions.size)
+    else if (
+      // Once per change of its versions, and not for a directory with none yet (being written).
+      this.startedUp &&
+      !this.counted.has(name) &&
+      versions.size > 0 &&
+      previous?.versions.size !== versions.size
+    )
       this.log.warn(
         { model: name, versions: describeVersions(snapshot) },
         'model serves no version; it does not count for readiness until one has been available',
