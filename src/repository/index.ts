@@ -10,6 +10,7 @@ export {
   acquireModelLock,
   type HeldLock,
   type LockOwner,
+  removeStaleClaims,
   writeUnderClaim,
 } from './model-lock.js';
 export {

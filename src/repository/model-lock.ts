@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Stats } from 'node:fs';
-import { link, lstat, open, rm, unlink } from 'node:fs/promises';
+import { link, lstat, open, readdir, rm, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { z } from 'zod';
@@ -400,6 +400,9 @@ type Removal = 'removed' | 'kept' | 'gone' | 'busy';
 const claimPathOf = (path: string, key: string): string =>
   `${path}.claim-${createHash('sha256').update(key).digest('hex').slice(0, 24)}`;
 
+/** What every claim's name ends with (a claim on a claim: `<lock>.claim-<hex>.claim-<hex>`). */
+const CLAIM_SUFFIX = /\.claim-[0-9a-f]{24}$/;
+
 /**
  * Runs `action` while holding the claim at `claimPath` (linked into place like a lock, so one
  * process at a time holds it), then removes the claim; 'busy' when another process holds it (a
@@ -504,6 +507,39 @@ export async function writeUnderClaim<T>(
     if (outcome !== 'busy' || attempt === options.attempts) return outcome;
     await sleep(waitMs);
   }
+}
+
+/**
+ * Removes the claims in `dir` (`*.claim-<hex>`: of a lock, a claim, a record) that their holder
+ * left, judged as a claim met on the way is (staleJudge: a dead process of this host, or this
+ * pid's claim this process does not hold, or an mtime more than `staleMs` from now) and removed the
+ * same way, under a claim on the claim, deepest first. A live claim is never touched. Returns the
+ * removed paths. A crash while holding a claim (a read and an unlink or a rename) leaves one; a
+ * lock's is broken by its next removal, but one whose lock never comes back stayed forever.
+ */
+export async function removeStaleClaims(dir: string, staleMs = STALE_AFTER_MS): Promise<string[]> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (e) {
+    if (errno(e) === 'ENOENT' || errno(e) === 'ENOTDIR') return [];
+    throw e;
+  }
+  const depthOf = (name: string) => name.split('.claim-').length - 1;
+  const claims = names
+    .filter((n) => n.startsWith('.') && CLAIM_SUFFIX.test(n))
+    .sort((a, b) => depthOf(b) - depthOf(a));
+  const stale = staleJudge(staleMs);
+  const removed: string[] = [];
+  for (const name of claims) {
+    const path = join(dir, name);
+    const found = await inspect(dir, path).catch(() => undefined);
+    if (found === undefined || !stale(found)) continue;
+    const depth = Math.min(depthOf(name), MAX_CLAIM_DEPTH);
+    if ((await removeClaimed(dir, path, found.key, stale, staleMs, depth)) === 'removed')
+      removed.push(path);
+  }
+  return removed;
 }
 
 /**

@@ -32,7 +32,7 @@ import {
   temporaryName,
   writeFileAtomically,
 } from './atomic-write.js';
-import { releaseModelLockOf } from './model-lock.js';
+import { releaseModelLockOf, removeStaleClaims } from './model-lock.js';
 import { isProcessAlive } from './process-alive.js';
 import { RepositoryFiles } from './repository-files.js';
 
@@ -428,7 +428,8 @@ export class ModelRepository {
   /**
    * Deletes temporary leftovers of interrupted writes: those of a dead process on this host at
    * once, those of other hosts (replicas sharing the volume) only when older than `maxAgeMs`, since
-   * their writer may still be running. Returns the removed paths.
+   * their writer may still be running; and the claims (model-lock.ts) a process left by dying
+   * while it held one, judged by the lock's own rule (removeStaleClaims). Returns the removed paths.
    */
   async removeTemporaries(maxAgeMs = TEMPORARY_MAX_AGE_MS): Promise<string[]> {
     const dirs = [
@@ -437,7 +438,10 @@ export class ModelRepository {
       ...(await this.listModels()).map((m) => this.modelPath(m)),
     ];
     const removed: string[] = [];
-    for (const dir of dirs) removed.push(...(await removeAbandonedTemporaries(dir, maxAgeMs)));
+    for (const dir of dirs) {
+      removed.push(...(await removeAbandonedTemporaries(dir, maxAgeMs)));
+      removed.push(...(await removeStaleClaims(dir)));
+    }
     return removed;
   }
 }
