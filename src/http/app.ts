@@ -248,6 +248,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   app.decorateRequest('servedVersion', undefined);
   app.decorateRequest('receivedAt', 0);
   app.decorateRequest('clientGone', false);
+  app.decorateRequest('lineLevel', 'info');
   app.decorateReply('signal', { getter: replySignal });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
@@ -345,7 +346,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
         inference.computeMs / 1000,
         inference.rows,
       );
-      request.log.info(
+      request.log[request.lineLevel](
         {
           method: request.method,
           url: request.url,
@@ -366,7 +367,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
         'request',
       );
     } else {
-      request.log.info(
+      request.log[request.lineLevel](
         {
           method: request.method,
           url: request.url,
