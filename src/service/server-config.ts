@@ -1,4 +1,3 @@
-import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { OUTLIER_BOUND } from '../drift/index.js';
 import {
@@ -10,6 +9,7 @@ import {
   safeParseWorded,
 } from '../errors/index.js';
 import { ENGINES } from '../inference/engine-name.js';
+import { processCpus } from './available-cpus.js';
 import { AUTO_RECALIBRATE_MODES, DEFAULT_DRIFT_THRESHOLD } from './drift-settings.js';
 
 /**
@@ -97,8 +97,11 @@ export const serverConfigSchema = z.object({
   STRICT_READINESS: z.enum(['off', 'on']).default('on'),
   /** How often the repository is scanned for versions published by other processes; 0 = never. */
   MODEL_POLL_INTERVAL_MS: ms(0).default(2000),
-  /** Server processes sharing the port (node:cluster); 1 = a single process. */
-  WORKERS: int(1, 256).default(availableParallelism()),
+  /**
+   * Server processes sharing the port (node:cluster); 1 = a single process. Default: the CPUs the
+   * process may use, its cgroup's CPU limit included (available-cpus.ts).
+   */
+  WORKERS: int(1, 256).default(processCpus),
   /** The executor of fused plans: wasm (WebAssembly SIMD) or js (the reference); wasm falls back to js where the runtime lacks WebAssembly SIMD. */
   ENGINE: z.enum(ENGINES).default('wasm'),
   /** Threads one large batch is split across, per process; default: the cores per worker process. */
