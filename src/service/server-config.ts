@@ -133,6 +133,13 @@ export const serverConfigSchema = z.object({
   /** Most rows of one batched engine call (a single larger request still runs, alone). */
   BATCH_MAX_ROWS: int(1, 1_000_000).default(256),
   /**
+   * Most requests of a process waiting for the engine (queued for a dynamic batch, or on the
+   * engine's helper thread); one more is answered 503 OVERLOADED. 0 = no bound, as Triton's
+   * max_queue_size: the bound worth having depends on the model's compute time and the latency
+   * clients accept.
+   */
+  MAX_QUEUED_REQUESTS: int(0, 1_000_000, ' (0 = no bound)').default(0),
+  /**
    * Share of engine calls whose BatchNorm inputs feed the live drift statistics (1 = every call,
    * 0 = no drift statistics). The statistics ride along the served forward pass.
    */
