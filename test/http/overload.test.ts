@@ -7,9 +7,16 @@
 import { mkdirSync } from 'node:fs';
 import { type AddressInfo, connect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ModelRegistry, unavailableRetryAfterSeconds } from '../../src/service/index.js';
+import {
+  float32Rows,
+  InferenceService,
+  ModelRegistry,
+  nestedRows,
+  unavailableRetryAfterSeconds,
+} from '../../src/service/index.js';
 import { type LoggedApp, makeLoggedApp } from '../helpers/admin.js';
-import { makeRepository } from '../helpers/app.js';
+import { makeRepository, makeTestApp } from '../helpers/app.js';
+import { digitsTestRows } from '../helpers/digits.js';
 import { TEST_ENGINE } from '../helpers/engine.js';
 import { digitsRow, expectProblem } from './http-helpers.js';
 
@@ -78,6 +85,45 @@ describe('MAX_QUEUED_REQUESTS', () => {
     await until(() => inference.queuedRequests === 8, 'eight requests queued');
     inference.flush();
     for (const res of await Promise.all(queued)) expect(res.statusCode).toBe(200);
+  });
+});
+
+describe('MAX_QUEUED_REQUESTS with ENGINE_ASYNC=on', () => {
+  it('counts the calls waiting for the helper thread; a call computed at once is never refused', async () => {
+    const plain = await makeTestApp({ env: { ENGINE_THREADS: '2', ENGINE_ASYNC: 'on' } });
+    try {
+      const service = new InferenceService(plain.registry, {
+        batchMaxDelayUs: 0,
+        batchMaxRows: 256,
+        engineAsync: true,
+        maxQueuedRequests: 1,
+      });
+      const served = service.resolve('digits');
+      const executor = served.compiled.executor;
+      // The helper thread answers when the test lets it: every JSON call is handed to it.
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      const runAsync = executor.runAsync.bind(executor);
+      executor.offloads = () => true;
+      executor.runAsync = (input, rows, probe) => gate.then(() => runAsync(input, rows, probe));
+      const rows = digitsTestRows().x.slice(0, 4);
+      const waiting = service.infer(served, nestedRows(rows, 64));
+      expect(waiting).toBeInstanceOf(Promise);
+      expect(service.queuedRequests).toBe(1);
+      expect(() => service.infer(served, nestedRows(rows, 64))).toThrow(
+        expect.objectContaining({ code: 'OVERLOADED', retryAfterSeconds: 1 }),
+      );
+      // float32 rows are computed on the calling thread (inferSources): nothing to wait for.
+      const direct = service.infer(served, float32Rows(Float32Array.from(rows.flat()), 4, 64));
+      expect(direct).not.toBeInstanceOf(Promise);
+      release();
+      expect((await waiting).rows).toBe(4);
+      expect(service.queuedRequests).toBe(0);
+    } finally {
+      await plain.close();
+    }
   });
 });
 
