@@ -327,6 +327,14 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
     };
   };
 
+  /** The version a ModelReady or ModelMetadata names, in its log line too. */
+  const askedVersion = (call: AnyCall, value: string): number | undefined => {
+    const version = versionOf(value, 'version');
+    const record = callRecordOf(call.metadata);
+    if (record && version !== undefined) record.version = version;
+    return version;
+  };
+
   const health = new HealthStatus(registry);
   const healthHandlers: UntypedServiceImplementation = {
     Check: unary(
@@ -363,9 +371,7 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
       'ModelReady',
       (call) => {
         const ref = parseMessage(modelRefSchema, call.request);
-        return {
-          ready: modelReadiness(registry, ref.name, versionOf(ref.version, 'version')).ready,
-        };
+        return { ready: modelReadiness(registry, ref.name, askedVersion(call, ref.version)).ready };
       },
       (request) => (request as { name?: string }).name ?? '',
     ),
@@ -373,7 +379,7 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
       'ModelMetadata',
       (call) => {
         const ref = parseMessage(modelRefSchema, call.request);
-        return oipModelMetadata(registry, ref.name, versionOf(ref.version, 'version'));
+        return oipModelMetadata(registry, ref.name, askedVersion(call, ref.version));
       },
       (request) => (request as { name?: string }).name ?? '',
     ),

@@ -98,6 +98,13 @@ describe('the log line of a gRPC call', () => {
     expect(lines[0]!.durationMs).toEqual(expect.any(Number));
   });
 
+  it('names the version a ModelMetadata asks for', async () => {
+    expect((await g.client.call('ModelMetadata', { name: 'digits', version: '1' })).ok).toBe(true);
+    await until(() => lines.length === 1, 'the ModelMetadata line');
+    expect(lines[0]).toMatchObject({ grpcMethod: 'ModelMetadata', model: 'digits', version: 1 });
+    expect(lines[0]).not.toHaveProperty('rows');
+  });
+
   it('gives a call without a well-formed x-request-id a new UUID, sent back in x-request-id', async () => {
     for (const given of [undefined, 'has spaces', 'x'.repeat(129)]) {
       const metadata = new Metadata();
