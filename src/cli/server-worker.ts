@@ -153,6 +153,10 @@ export async function startServer(config: ServerConfig): Promise<void> {
       apiToken: config.API_TOKEN,
       log: logger,
       observer: metrics,
+      maxConnections: config.MAX_CONNECTIONS,
+      onConnectionDropped: () => metrics.connectionsDropped.inc(),
+      maxConnectionAgeMs: config.GRPC_MAX_CONNECTION_AGE_MS,
+      maxConnectionAgeGraceMs: config.GRPC_MAX_CONNECTION_AGE_GRACE_MS,
     });
     grpc = await listenGrpc(server, config.HOST, config.GRPC_PORT).catch((e: unknown) => {
       throw listenFailed(e, {

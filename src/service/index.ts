@@ -170,6 +170,13 @@ export {
 } from './recalibration-service.js';
 export { LIMITS } from './request-limits.js';
 export {
+  isWellFormedRequestId,
+  parseTraceparent,
+  REQUEST_ID_LOG_FIELD,
+  requestIdFrom,
+  type Traceparent,
+} from './request-trace.js';
+export {
   flatRows,
   float32Rows,
   type InputBuffer,

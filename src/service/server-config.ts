@@ -126,6 +126,14 @@ export const serverConfigSchema = z.object({
   /** gRPC Open Inference Protocol port (inference.GRPCInferenceService); 0 = no gRPC server. */
   GRPC_PORT: int(0, 65535, ' (0 = no gRPC server)').default(8081),
   /**
+   * A gRPC connection older than this (±10 % jitter) is sent a GOAWAY: its client reconnects, and
+   * a Kubernetes Service (which balances connections, not calls) spreads the channels again after
+   * a scale-up or a rollout; 0 = connections live on.
+   */
+  GRPC_MAX_CONNECTION_AGE_MS: ms(0).default(1_800_000),
+  /** The time left to a GOAWAY'd connection's calls (and health watches); 0 = no limit. */
+  GRPC_MAX_CONNECTION_AGE_GRACE_MS: ms(0).default(30_000),
+  /**
    * Dynamic batching: concurrent requests for one model version wait at most this long (µs) to
    * run as one engine call; 0 = off. A model's config.json may override it.
    */
