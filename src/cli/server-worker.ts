@@ -15,7 +15,12 @@ import {
   createRecalibrationService,
 } from '../http/app.js';
 import { ServiceMetrics } from '../http/metrics.js';
-import { defaultEngineThreads, ModelRegistry, type ServerConfig } from '../service/index.js';
+import {
+  defaultEngineThreads,
+  ModelRegistry,
+  type ServerConfig,
+  unavailableRetryAfterSeconds,
+} from '../service/index.js';
 import { shareDrift } from './cluster-drift.js';
 import { listenerHandover } from './cluster-listener.js';
 import { PrimaryChannel } from './cluster-messages.js';
@@ -44,6 +49,7 @@ export async function startServer(config: ServerConfig): Promise<void> {
     engine: config.ENGINE,
     engineThreads: config.ENGINE_THREADS ?? defaultEngineThreads(config.WORKERS),
     strictReadiness: config.STRICT_READINESS === 'on',
+    unavailableRetryAfterSeconds: unavailableRetryAfterSeconds(config.MODEL_POLL_INTERVAL_MS),
     log: logger,
     onLoadFailure: (model) => metrics.loadFailures.inc({ model }),
     // A cluster worker's writes reach the server's other workers before the call returns.
@@ -143,6 +149,10 @@ export async function startServer(config: ServerConfig): Promise<void> {
       apiToken: config.API_TOKEN,
       log: logger,
       observer: metrics,
+      maxConnections: config.MAX_CONNECTIONS,
+      onConnectionDropped: () => metrics.connectionsDropped.inc(),
+      maxConnectionAgeMs: config.GRPC_MAX_CONNECTION_AGE_MS,
+      maxConnectionAgeGraceMs: config.GRPC_MAX_CONNECTION_AGE_GRACE_MS,
     });
     grpc = await listenGrpc(server, config.HOST, config.GRPC_PORT).catch((e: unknown) => {
       throw listenFailed(e, {

@@ -1,22 +1,56 @@
 import {
   type Deadline,
-  type Metadata,
+  Metadata,
   ServerInterceptingCall,
   type ServerInterceptingCallInterface,
   type ServerInterceptor,
   ServerListenerBuilder,
   status,
 } from '@grpc/grpc-js';
+import { parseTraceparent, requestIdFrom } from '../service/index.js';
 
 /** One call as the server records it (its log line and its count in the metrics). */
 export interface CallRecord {
   /** The method's name (`ModelInfer`). */
   readonly method: string;
+  /** Its path (`/inference.GRPCInferenceService/ModelInfer`). */
+  readonly path: string;
   /** performance.now() when the call reached the server. */
   readonly startedMs: number;
   /** The model asked for, once a handler has read the request and found it in the registry. */
   model: string;
+  /** The version that served it (ModelInfer), or the one asked for (ModelReady, ModelMetadata). */
+  version?: number;
+  /** Rows of a ModelInfer request, once read. */
+  rows?: number;
+  /**
+   * The call's request id: its `x-request-id` metadata when well-formed (as HTTP's X-Request-Id,
+   * service/request-trace.ts), else a new UUID; sent back in its `x-request-id` metadata.
+   */
+  requestId: string;
+  /** Its W3C traceparent's trace-id and parent-id, when it sent a well-formed one. */
+  traceId?: string;
+  parentId?: string;
 }
+
+/** A metadata value given exactly once (a repeated one is refused, as a repeated header is). */
+function single(metadata: Metadata, key: string): unknown {
+  const values = metadata.get(key);
+  return values.length === 1 ? values[0] : undefined;
+}
+
+/** The request id and trace of a call, from its metadata (HTTP's rules for headers). */
+function readTrace(record: CallRecord, metadata: Metadata): void {
+  record.requestId = requestIdFrom(single(metadata, REQUEST_ID_KEY));
+  const trace = parseTraceparent(single(metadata, 'traceparent'));
+  if (trace) {
+    record.traceId = trace.traceId;
+    record.parentId = trace.parentId;
+  }
+}
+
+/** The metadata key of the request id, both ways (HTTP's X-Request-Id header). */
+export const REQUEST_ID_KEY = 'x-request-id';
 
 /** Called once per call, with the status it ended with and that status's message. */
 export type CallEnded = (record: CallRecord, code: status, details: string) => void;
@@ -54,9 +88,13 @@ export function callRecorder(ended: CallEnded): ServerInterceptor {
   return (descriptor, next) => {
     const record: CallRecord = {
       method: descriptor.path.slice(descriptor.path.lastIndexOf('/') + 1),
+      path: descriptor.path,
       startedMs: performance.now(),
       model: '',
+      requestId: '',
     };
+    /** Whether response headers went out: else the id goes in the trailers. */
+    let headersSent = false;
     let done = false;
     const end = (code: status, details: string | undefined) => {
       if (done) return;
@@ -69,6 +107,7 @@ export function callRecorder(ended: CallEnded): ServerInterceptor {
         go(
           new ServerListenerBuilder()
             .withOnReceiveMetadata((metadata, pass) => {
+              readTrace(record, metadata);
               records.set(metadata, record);
               pass(metadata);
             })
@@ -76,9 +115,20 @@ export function callRecorder(ended: CallEnded): ServerInterceptor {
             .withOnCancel(() => end(endedStatus(next.getDeadline()), undefined))
             .build(),
         ),
+      sendMetadata: (metadata, pass) => {
+        if (record.requestId) metadata.set(REQUEST_ID_KEY, record.requestId);
+        headersSent = true;
+        pass(metadata);
+      },
       sendStatus: (sent, pass) => {
         if (!observed) end(sent.code, sent.details);
-        pass(sent);
+        if (headersSent || !record.requestId) {
+          pass(sent);
+          return;
+        }
+        const trailers = sent.metadata ?? new Metadata();
+        trailers.set(REQUEST_ID_KEY, record.requestId);
+        pass({ ...sent, metadata: trailers });
       },
     });
   };

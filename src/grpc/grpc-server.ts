@@ -4,6 +4,7 @@ import {
   Server,
   ServerCredentials,
   type ServerUnaryCall,
+  type ServerWritableStream,
   status,
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
@@ -38,6 +39,7 @@ import {
   oipModelMetadata,
   outputTensor,
   type PredictOutput,
+  REQUEST_ID_LOG_FIELD,
   type RowSource,
   readFloat32,
   requestedOutputs,
@@ -45,13 +47,20 @@ import {
 } from '../service/index.js';
 import { type CallRecord, callRecorder, callRecordOf } from './call-recorder.js';
 import { ComputeLane } from './compute-lane.js';
+import { limitGrpcConnections } from './connection-limits.js';
 import { widenConnectionWindows, widenStreamWindows } from './flow-control.js';
+import { HealthStatus, healthRequestService } from './health.js';
 
 export { routeGrpcJsLog } from './grpc-js-log.js';
 
 import { grpcStatusOf } from './grpc-status.js';
 import { type ModelInferRequest, modelInferRequestSchema, modelRefSchema } from './messages.js';
-import { inferenceServiceDefinition, UndecodableRequest } from './proto.js';
+import {
+  healthServiceDefinition,
+  inferenceServiceDefinition,
+  UndecodableRequest,
+} from './proto.js';
+import { recordUnimplemented, UNKNOWN_METHOD } from './unimplemented.js';
 
 /** What the gRPC server reports per call (cli/server.ts passes the Prometheus metrics). */
 export interface GrpcObserver {
@@ -70,12 +79,35 @@ export interface GrpcServerOptions {
   apiToken?: string | undefined;
   log: Log;
   observer?: GrpcObserver;
+  /** MAX_CONNECTIONS: open connections on the gRPC port; more are closed as they arrive. */
+  maxConnections?: number;
+  /** Called for each connection closed on arrival (normserve_connections_dropped_total). */
+  onConnectionDropped?: () => void;
+  /**
+   * GRPC_MAX_CONNECTION_AGE_MS: a connection older than this (±10 % jitter, grpc-js) is sent a
+   * GOAWAY, so clients reconnect and a Kubernetes Service spreads them again; 0 = never.
+   */
+  maxConnectionAgeMs?: number;
+  /** GRPC_MAX_CONNECTION_AGE_GRACE_MS: time left to its calls after that GOAWAY; 0 = no limit. */
+  maxConnectionAgeGraceMs?: number;
 }
+
+/** What listenGrpc needs of a server createGrpcServer made. */
+interface ServerExtras {
+  health: HealthStatus;
+  maxConnections?: number | undefined;
+  onConnectionDropped?: (() => void) | undefined;
+  log: Log;
+}
+const extras = new WeakMap<Server, ServerExtras>();
 
 export interface GrpcServerHandle {
   /** The bound port (the one asked for, or the one chosen for port 0). */
   port: number;
-  /** Stops taking calls, lets those in flight finish, and stops; forced after `timeoutMs`. */
+  /**
+   * Health turns NOT_SERVING (its watches told and ended), then the server stops taking calls,
+   * lets those in flight finish, and stops; forced after `timeoutMs`.
+   */
   close(timeoutMs: number): Promise<void>;
 }
 
@@ -295,6 +327,38 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
     };
   };
 
+  /** The version a ModelReady or ModelMetadata names, in its log line too. */
+  const askedVersion = (call: AnyCall, value: string): number | undefined => {
+    const version = versionOf(value, 'version');
+    const record = callRecordOf(call.metadata);
+    if (record && version !== undefined) record.version = version;
+    return version;
+  };
+
+  const health = new HealthStatus(registry);
+  const healthHandlers: UntypedServiceImplementation = {
+    Check: unary(
+      'Check',
+      (call) => health.check(healthRequestService(call.request)),
+      healthRequestService,
+    ),
+    Watch: (call: ServerWritableStream<unknown, unknown>) => {
+      const record = callRecordOf(call.metadata);
+      const service = healthRequestService(call.request);
+      if (record && registry.has(service)) record.model = service;
+      if (call.request instanceof UndecodableRequest) {
+        call.emit('error', {
+          code: status.INVALID_ARGUMENT,
+          details: statusMessage(
+            `request: not a well-formed Watch request message: ${call.request.reason}`,
+          ),
+        });
+        return;
+      }
+      health.watch(call);
+    },
+  };
+
   const handlers: UntypedServiceImplementation = {
     ServerLive: unary('ServerLive', () => ({ live: true })),
     ServerReady: unary('ServerReady', () => ({ ready: registry.isReady() })),
@@ -307,9 +371,7 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
       'ModelReady',
       (call) => {
         const ref = parseMessage(modelRefSchema, call.request);
-        return {
-          ready: modelReadiness(registry, ref.name, versionOf(ref.version, 'version')).ready,
-        };
+        return { ready: modelReadiness(registry, ref.name, askedVersion(call, ref.version)).ready };
       },
       (request) => (request as { name?: string }).name ?? '',
     ),
@@ -317,7 +379,7 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
       'ModelMetadata',
       (call) => {
         const ref = parseMessage(modelRefSchema, call.request);
-        return oipModelMetadata(registry, ref.name, versionOf(ref.version, 'version'));
+        return oipModelMetadata(registry, ref.name, askedVersion(call, ref.version));
       },
       (request) => (request as { name?: string }).name ?? '',
     ),
@@ -333,12 +395,15 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
           request.model_name,
           versionOf(request.model_version, 'model_version'),
         );
+        const record = callRecordOf(call.metadata);
+        if (record) record.version = served.version;
         // Output names are checked before any compute, as the REST route does.
         requestedOutputs(
           served,
           request.outputs.length > 0 ? request.outputs.map((o) => o.name) : undefined,
         );
         const source = readRows(request, inputShapeOf(served), options.maxBatchSize);
+        if (record) record.rows = source.rows;
         const out = inference.infer(served, source, true, false, callSignal(call));
         return out instanceof Promise
           ? out.then((o) => finishInfer(request, o, served))
@@ -349,16 +414,33 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
     ),
   };
 
-  /** The log line and the metric of every call (callRecorder). */
+  const inferenceDefinition = inferenceServiceDefinition();
+  const healthDefinition = healthServiceDefinition();
+  const knownPaths = new Set(
+    [inferenceDefinition, healthDefinition].flatMap((d) => Object.values(d).map((m) => m.path)),
+  );
+
+  /**
+   * The log line and the metric of every call (callRecorder): the fields of HTTP's request line
+   * (request_id, trace_id and parent_id, model, version, rows, the status, durationMs). A method
+   * no service has is counted as `unknown` (its path, bounded, is in the log line).
+   */
   const recordCall = (record: CallRecord, code: status, details: string) => {
     const seconds = (performance.now() - record.startedMs) / 1000;
     const name = statusNames[code] ?? String(code);
-    options.observer?.observeGrpc(record.method, name, record.model, seconds);
+    const known = knownPaths.has(record.path);
+    const method = known ? record.method : UNKNOWN_METHOD;
+    options.observer?.observeGrpc(method, name, record.model, seconds);
     const line = {
-      grpcMethod: record.method,
+      ...(record.requestId ? { [REQUEST_ID_LOG_FIELD]: record.requestId } : {}),
+      ...(record.traceId ? { trace_id: record.traceId, parent_id: record.parentId } : {}),
+      grpcMethod: method,
+      ...(known ? {} : { path: record.path.slice(0, 200) }),
       code: name,
       durationMs: Math.round(seconds * 1e6) / 1000,
       ...(record.model ? { model: record.model } : {}),
+      ...(record.version !== undefined ? { version: record.version } : {}),
+      ...(record.rows !== undefined ? { rows: record.rows } : {}),
       ...(code !== status.OK && details ? { error: details } : {}),
     };
     if (code === status.INTERNAL) log.error(line, 'grpc request failed');
@@ -372,10 +454,27 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
     'grpc.enable_channelz': 0,
     'grpc.max_receive_message_length': options.maxMessageBytes,
     'grpc.max_send_message_length': -1,
+    ...(options.maxConnectionAgeMs
+      ? {
+          'grpc.max_connection_age_ms': options.maxConnectionAgeMs,
+          ...(options.maxConnectionAgeGraceMs
+            ? { 'grpc.max_connection_age_grace_ms': options.maxConnectionAgeGraceMs }
+            : {}),
+        }
+      : {}),
   });
-  server.addService(inferenceServiceDefinition(), handlers);
+  server.addService(inferenceDefinition, handlers);
+  server.addService(healthDefinition, healthHandlers);
   if (!widenStreamWindows(server))
     log.warn({}, 'gRPC: could not widen the HTTP/2 stream windows (grpc-js internals changed)');
+  if (!recordUnimplemented(server))
+    log.warn({}, 'gRPC: calls to unknown methods go unrecorded (grpc-js internals changed)');
+  extras.set(server, {
+    health,
+    maxConnections: options.maxConnections,
+    onConnectionDropped: options.onConnectionDropped,
+    log,
+  });
   return server;
 }
 
@@ -410,10 +509,18 @@ export function listenGrpc(server: Server, host: string, port: number): Promise<
         return;
       }
       widenConnectionWindows(server);
+      const extra = extras.get(server);
+      if (
+        extra?.maxConnections !== undefined &&
+        !limitGrpcConnections(server, extra.maxConnections, extra.onConnectionDropped ?? (() => {}))
+      )
+        extra.log.warn({}, 'gRPC: MAX_CONNECTIONS not applied (grpc-js internals changed)');
       resolve({
         port: bound,
         close: (timeoutMs) =>
           new Promise<void>((done) => {
+            // NOT_SERVING first: probes and load balancers see the drain, and open watches end.
+            extra?.health.drain();
             const force = setTimeout(() => {
               server.forceShutdown();
               done();

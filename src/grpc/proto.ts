@@ -32,24 +32,39 @@ export class UndecodableRequest {
   constructor(readonly reason: string) {}
 }
 
+/** proto/health.proto: grpc.health.v1.Health, vendored beside the OIP .proto (health.ts). */
+export const HEALTH_PROTO_FILE = fileURLToPath(
+  new URL('../../proto/health.proto', import.meta.url),
+);
+
 /**
  * The inference.GRPCInferenceService definition, loaded from the vendored .proto, whose request
  * deserializers check the wire format strictly first (wire-check.ts) and never throw.
  */
-export function inferenceServiceDefinition(): ServiceDefinition {
-  const loaded = loadSync(PROTO_FILE, PROTO_OPTIONS);
-  const definition = loadPackageDefinition(loaded) as unknown as {
-    inference: { GRPCInferenceService: { service: ServiceDefinition } };
-  };
-  const service = definition.inference.GRPCInferenceService.service;
-  const methods = loaded['inference.GRPCInferenceService'] as LoadedService;
-  const topLevel = (name: string) =>
-    (loaded[`inference.${name}`] as { type?: MessageDescriptor } | undefined)?.type;
+export const inferenceServiceDefinition = (): ServiceDefinition =>
+  strictServiceDefinition(PROTO_FILE, 'inference', 'GRPCInferenceService');
+
+/** grpc.health.v1.Health, read as strictly as the inference service. */
+export const healthServiceDefinition = (): ServiceDefinition =>
+  strictServiceDefinition(HEALTH_PROTO_FILE, 'grpc.health.v1', 'Health');
+
+/**
+ * Service `pkg.name` of a .proto, whose request deserializers check the wire format strictly
+ * first (wire-check.ts) and never throw.
+ */
+function strictServiceDefinition(file: string, pkg: string, name: string): ServiceDefinition {
+  const loaded = loadSync(file, PROTO_OPTIONS);
+  let service: unknown = loadPackageDefinition(loaded);
+  for (const part of [...pkg.split('.'), name])
+    service = (service as Record<string, unknown>)[part];
+  const methods = loaded[`${pkg}.${name}`] as LoadedService;
+  const topLevel = (message: string) =>
+    (loaded[`${pkg}.${message}`] as { type?: MessageDescriptor } | undefined)?.type;
   const strict: Record<string, ServiceDefinition[string]> = {};
-  for (const [key, method] of Object.entries(service)) {
+  for (const [key, method] of Object.entries((service as { service: ServiceDefinition }).service)) {
     const requestType = (methods[key]?.requestType.type as MessageDescriptor | undefined)?.name;
     if (requestType === undefined) throw new Error(`${key}: no request type in the .proto`);
-    const rule = messageRule(requestType, 'inference', topLevel);
+    const rule = messageRule(requestType, pkg, topLevel);
     const decode = method.requestDeserialize;
     strict[key] = {
       ...method,

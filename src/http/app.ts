@@ -126,7 +126,10 @@ export function createRecalibrationService(
   return recalibration;
 }
 
-/** The inference use case configured from BATCH_* and reporting batches to the metrics. */
+/**
+ * The inference use case configured from BATCH_*, ENGINE_ASYNC and MAX_QUEUED_REQUESTS, reporting
+ * batches and refusals to the metrics.
+ */
 export function createInferenceService(
   config: ServerConfig,
   registry: ModelRegistry,
@@ -139,6 +142,8 @@ export function createInferenceService(
     engineAsync: config.ENGINE_ASYNC === 'on',
     onBatch: (report) => metrics.observeBatch(report),
     observer: drift,
+    maxQueuedRequests: config.MAX_QUEUED_REQUESTS,
+    onOverload: (model) => metrics.overloaded.inc({ model }),
   });
 }
 
@@ -169,6 +174,15 @@ function bodyLeftUnread(raw: IncomingMessage): boolean {
     (headers['content-length'] !== undefined && headers['content-length'] !== '0')
   );
 }
+
+/**
+ * The Retry-After of SHUTTING_DOWN, in seconds. This instance will not come back, but the URL, a
+ * Service in front of several, will: RFC 9110 §10.2.3's "how long the user agent ought to wait
+ * before making a follow-up request". One second lets the endpoint list drop this instance (its
+ * listener is closing; a new connection to it is refused) so that the retry reaches another one;
+ * Retry-After-aware retry libraries (urllib3's Retry, for one) otherwise use their own backoff.
+ */
+const SHUTTING_DOWN_RETRY_AFTER_SECONDS = 1;
 
 /** The status of CLIENT_ABORTED (nginx's 499), under which aborted requests are counted. */
 const CLIENT_CLOSED = errorCatalogue.CLIENT_ABORTED.status;
@@ -248,6 +262,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   app.decorateRequest('servedVersion', undefined);
   app.decorateRequest('receivedAt', 0);
   app.decorateRequest('clientGone', false);
+  app.decorateRequest('lineLevel', 'info');
   app.decorateReply('signal', { getter: replySignal });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
@@ -294,6 +309,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
         new NormserveError(
           'SHUTTING_DOWN',
           'the server is shutting down; retry on another instance',
+          { retryAfterSeconds: SHUTTING_DOWN_RETRY_AFTER_SECONDS },
         ),
       );
     // Answered once the server has stopped listening: its client's next connection is then
@@ -345,7 +361,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
         inference.computeMs / 1000,
         inference.rows,
       );
-      request.log.info(
+      request.log[request.lineLevel](
         {
           method: request.method,
           url: request.url,
@@ -366,7 +382,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
         'request',
       );
     } else {
-      request.log.info(
+      request.log[request.lineLevel](
         {
           method: request.method,
           url: request.url,

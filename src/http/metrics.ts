@@ -31,6 +31,8 @@ export class ServiceMetrics {
   readonly modelReady: Gauge<'model'>;
   readonly recalibrations: Counter<'model' | 'mode' | 'outcome'>;
   readonly connectionsDropped: Counter;
+  /** Requests refused with OVERLOADED: MAX_QUEUED_REQUESTS already waited for the engine. */
+  readonly overloaded: Counter<'model'>;
   readonly activeRecordInvalid: Gauge<'model'>;
   readonly repositoryScans: Counter;
   private models: Pick<ModelRegistry, 'list' | 'scans'> | undefined;
@@ -163,6 +165,12 @@ export class ServiceMetrics {
     this.connectionsDropped = new Counter({
       name: 'normserve_connections_dropped_total',
       help: 'Connections closed on arrival because MAX_CONNECTIONS were open',
+      registers,
+    });
+    this.overloaded = new Counter({
+      name: 'normserve_overloaded_requests_total',
+      help: 'Requests refused with OVERLOADED (503) because MAX_QUEUED_REQUESTS requests already waited for the engine, HTTP and gRPC',
+      labelNames: ['model'],
       registers,
     });
     this.activeRecordInvalid = new Gauge({

@@ -123,7 +123,29 @@ export function sendProblem(
   return reply.code(problem.status).type(PROBLEM_CONTENT_TYPE).send(problem);
 }
 
-/** The app's error handler: every error leaves as problem+json; unexpected ones are logged. */
+/**
+ * Whether a problem is a fault of the server: a 500, "an unexpected condition that prevented it
+ * from fulfilling the request" (RFC 9110 §15.6.1), logged at error with its stack. The other 5xx
+ * are states the answer itself reports — no version of the model to serve, storage that cannot be
+ * written, a server shutting down or overloaded (503, §15.6.4; 507) — and 4xx are the client's: a
+ * stack says nothing of either, and an error line per request floods the error log while a state
+ * lasts (an unavailable model: every request to it).
+ */
+export const isServerFault = (error: NormserveError): boolean => error.status === 500;
+
+/**
+ * The level of the request line (app.ts's onResponse) of a request answered with this problem:
+ * `warn` for a 5xx, a state of the server an operator should see without searching info lines
+ * (Fastify would log it at error, with a stack); `info` for a 4xx, as Fastify logs them, and for
+ * SHUTTING_DOWN, the drain's planned answer, which would otherwise mark every deploy.
+ */
+export const problemLogLevel = (error: NormserveError): 'info' | 'warn' =>
+  error.status >= 500 && error.code !== 'SHUTTING_DOWN' ? 'warn' : 'info';
+
+/**
+ * The app's error handler: every error leaves as problem+json; faults (isServerFault) are logged
+ * at error with their stack, each request once more by its request line (problemLogLevel).
+ */
 export function errorHandler(
   error: FastifyError | Error,
   request: FastifyRequest,
@@ -132,11 +154,7 @@ export function errorHandler(
   const normserveError = isNormserveError(error)
     ? error
     : fromFastifyError(error as FastifyError, request);
-  // SHUTTING_DOWN is a drain's planned answer to a request arriving on an open connection (its
-  // request line at info records it): an error line for each would make every deploy look like
-  // an outage.
-  if (normserveError.status >= 500 && normserveError.code !== 'SHUTTING_DOWN') {
-    request.log.error({ err: error }, 'request failed');
-  }
+  if (isServerFault(normserveError)) request.log.error({ err: error }, 'request failed');
+  request.lineLevel = problemLogLevel(normserveError);
   return sendProblem(reply, request, normserveError);
 }

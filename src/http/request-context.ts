@@ -31,6 +31,11 @@ declare module 'fastify' {
      * once, as 499, and by no other hook.
      */
     clientGone: boolean;
+    /**
+     * The level of its request line: `warn` when it was answered with a problem that is a state
+     * of the server (problem.ts, problemLogLevel), else `info`.
+     */
+    lineLevel: 'info' | 'warn';
   }
 }
 

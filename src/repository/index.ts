@@ -6,7 +6,13 @@ export {
   TEMP_PREFIX,
   writeFileAtomically,
 } from './atomic-write.js';
-export { acquireModelLock, type HeldLock, type LockOwner } from './model-lock.js';
+export {
+  acquireModelLock,
+  type HeldLock,
+  type LockOwner,
+  removeStaleClaims,
+  writeUnderClaim,
+} from './model-lock.js';
 export {
   ACTIVE_FILE,
   type ActiveRecord,

@@ -1,8 +1,8 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { Stats } from 'node:fs';
-import { link, lstat, open, rm, unlink } from 'node:fs/promises';
+import { link, lstat, open, readdir, rm, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { basename, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { z } from 'zod';
 import { NormserveError } from '../errors/index.js';
 import { temporaryName } from './atomic-write.js';
@@ -396,32 +396,41 @@ async function createLinked(dir: string, path: string, text: string): Promise<bo
 
 type Removal = 'removed' | 'kept' | 'gone' | 'busy';
 
+/** The claim of the file of key `key` at `path` (THE PROTOCOL): `<path>.claim-<hash of key>`. */
+const claimPathOf = (path: string, key: string): string =>
+  `${path}.claim-${createHash('sha256').update(key).digest('hex').slice(0, 24)}`;
+
+/** What every claim's name ends with (a claim on a claim: `<lock>.claim-<hex>.claim-<hex>`). */
+const CLAIM_SUFFIX = /\.claim-[0-9a-f]{24}$/;
+
 /**
- * Removes the file of key `key` at `path` if `remove` says so when it is read again under its
- * claim (THE PROTOCOL): 'removed'; 'kept' when `remove` said no; 'gone' when the path no longer
- * holds that file; 'busy' when another process holds the claim (a claim left by a dead process, or
- * one `staleMs` old, is broken on the way, by the same rule one level up).
+ * Runs `action` while holding the claim at `claimPath` (linked into place like a lock, so one
+ * process at a time holds it), then removes the claim; 'busy' when another process holds it (a
+ * claim left by a dead process, or one `staleMs` old, is broken on the way, by the same rule one
+ * level up: a claim on the claim). `action` gets the claim's fencing check, as a held lock's
+ * (`assertHeld`): it throws LOCK_LOST unless the claim file is still this one and was taken at most
+ * half of `staleMs` ago by `now`, so a holder paused past that (its claim broken as stale) writes
+ * nothing when it resumes.
  */
-async function removeClaimed(
+async function holdingClaim<T>(
   dir: string,
-  path: string,
-  key: string,
-  remove: (file: LockFile) => boolean,
+  claimPath: string,
   staleMs: number,
   depth: number,
-): Promise<Removal> {
-  const claimPath = `${path}.claim-${createHash('sha256').update(key).digest('hex').slice(0, 24)}`;
+  action: (fence: () => Promise<void>) => Promise<T>,
+  now: () => number = Date.now,
+): Promise<T | 'busy'> {
   const claimant = randomUUID();
-  const claim: LockOwner = {
+  const text = JSON.stringify({
     owner: claimant,
     host: hostname(),
     pid: process.pid,
     acquired_at: new Date().toISOString(),
-  };
+  } satisfies LockOwner);
   heldOwners.add(claimant);
   let claimed = false;
   try {
-    claimed = await createLinked(dir, claimPath, JSON.stringify(claim));
+    claimed = await createLinked(dir, claimPath, text);
     if (!claimed) {
       const other = await inspect(dir, claimPath);
       const staleClaim = staleJudge(staleMs);
@@ -429,6 +438,41 @@ async function removeClaimed(
         await removeClaimed(dir, claimPath, other.key, staleClaim, staleMs, depth + 1);
       return 'busy';
     }
+    const claimedAt = now();
+    const key = keyOfText(text);
+    const claimLost = (why: string): NormserveError =>
+      new NormserveError(
+        'LOCK_LOST',
+        `${basename(dir)}/${basename(claimPath)} is no longer held by this process (${why}), so the write that needed it was not made`,
+      );
+    return await action(async () => {
+      const age = now() - claimedAt;
+      if (age > leaseMs(staleMs))
+        throw claimLost(
+          `it was taken ${Math.round(age / 1000)} s ago, more than its ${leaseMs(staleMs) / 1000} s lease`,
+        );
+      if ((await inspect(dir, claimPath))?.key !== key) throw claimLost('it was broken as stale');
+    });
+  } finally {
+    if (claimed) await rm(claimPath, { force: true });
+    heldOwners.delete(claimant);
+  }
+}
+
+/**
+ * Removes the file of key `key` at `path` if `remove` says so when it is read again under its
+ * claim (THE PROTOCOL): 'removed'; 'kept' when `remove` said no; 'gone' when the path no longer
+ * holds that file; 'busy' when another process holds the claim (see holdingClaim).
+ */
+function removeClaimed(
+  dir: string,
+  path: string,
+  key: string,
+  remove: (file: LockFile) => boolean,
+  staleMs: number,
+  depth: number,
+): Promise<Removal> {
+  return holdingClaim(dir, claimPathOf(path, key), staleMs, depth, async (): Promise<Removal> => {
     const found = await inspect(dir, path);
     if (found?.key !== key) return 'gone';
     if (!remove(found)) return 'kept';
@@ -438,10 +482,64 @@ async function removeClaimed(
       if (errno(e) !== 'ENOENT') throw e;
     }
     return 'removed';
-  } finally {
-    if (claimed) await rm(claimPath, { force: true });
-    heldOwners.delete(claimant);
+  });
+}
+
+/**
+ * A compare-and-write of a shared record (a job's `.jobs/<id>.json`, rewritten whole by rename):
+ * runs `write` holding the record's claim (`.<name>.claim-<hex>` beside it), the claim of the
+ * lock's protocol, so that the record read in `write` is the record its rename replaces: whoever
+ * else writes the record under the claim waits. `write` runs its fencing check (LOCK_LOST) right
+ * before its rename, as a lock's writes do. While another process holds the claim (a read and a
+ * rename), tries again after 1, 2, 4… ms (at most 100 ms apart): until decided, or `attempts`
+ * times, then answers 'busy'.
+ */
+export async function writeUnderClaim<T>(
+  path: string,
+  write: (fence: () => Promise<void>) => Promise<T>,
+  options: { staleMs?: number; now?: () => number; attempts?: number } = {},
+): Promise<T | 'busy'> {
+  const dir = dirname(path);
+  const claimPath = claimPathOf(join(dir, `.${basename(path)}`), 'record');
+  const staleMs = options.staleMs ?? STALE_AFTER_MS;
+  for (let attempt = 1, waitMs = 1; ; attempt++, waitMs = Math.min(waitMs * 2, 100)) {
+    const outcome = await holdingClaim(dir, claimPath, staleMs, 0, write, options.now);
+    if (outcome !== 'busy' || attempt === options.attempts) return outcome;
+    await sleep(waitMs);
   }
+}
+
+/**
+ * Removes the claims in `dir` (`*.claim-<hex>`: of a lock, a claim, a record) that their holder
+ * left, judged as a claim met on the way is (staleJudge: a dead process of this host, or this
+ * pid's claim this process does not hold, or an mtime more than `staleMs` from now) and removed the
+ * same way, under a claim on the claim, deepest first. A live claim is never touched. Returns the
+ * removed paths. A crash while holding a claim (a read and an unlink or a rename) leaves one; a
+ * lock's is broken by its next removal, but one whose lock never comes back stayed forever.
+ */
+export async function removeStaleClaims(dir: string, staleMs = STALE_AFTER_MS): Promise<string[]> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (e) {
+    if (errno(e) === 'ENOENT' || errno(e) === 'ENOTDIR') return [];
+    throw e;
+  }
+  const depthOf = (name: string) => name.split('.claim-').length - 1;
+  const claims = names
+    .filter((n) => n.startsWith('.') && CLAIM_SUFFIX.test(n))
+    .sort((a, b) => depthOf(b) - depthOf(a));
+  const stale = staleJudge(staleMs);
+  const removed: string[] = [];
+  for (const name of claims) {
+    const path = join(dir, name);
+    const found = await inspect(dir, path).catch(() => undefined);
+    if (found === undefined || !stale(found)) continue;
+    const depth = Math.min(depthOf(name), MAX_CLAIM_DEPTH);
+    if ((await removeClaimed(dir, path, found.key, stale, staleMs, depth)) === 'removed')
+      removed.push(path);
+  }
+  return removed;
 }
 
 /**

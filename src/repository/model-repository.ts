@@ -32,7 +32,7 @@ import {
   temporaryName,
   writeFileAtomically,
 } from './atomic-write.js';
-import { releaseModelLockOf } from './model-lock.js';
+import { releaseModelLockOf, removeStaleClaims } from './model-lock.js';
 import { isProcessAlive } from './process-alive.js';
 import { RepositoryFiles } from './repository-files.js';
 import { storageFailure, UnsyncedWrite } from './storage-failure.js';
@@ -498,9 +498,11 @@ export class ModelRepository {
   /**
    * Deletes temporary leftovers of interrupted writes: those of a dead process on this host at
    * once, those of other hosts (replicas sharing the volume) only when older than `maxAgeMs`, since
-   * their writer may still be running. Returns the removed paths, and those that could not be
-   * removed (a read-only repository, a leftover another user owns) with the error: a leftover is
-   * hidden from every reader, so one that stays harms nothing and stops nobody (a server starts).
+   * their writer may still be running; and the claims (model-lock.ts) a process left by dying
+   * while it held one, judged by the lock's own rule (removeStaleClaims). Returns the removed
+   * paths, and those that could not be removed (a read-only repository, a leftover another user
+   * owns) with the error: a leftover is hidden from every reader, so one that stays harms nothing
+   * and stops nobody (a server starts).
    */
   async removeTemporaries(maxAgeMs = TEMPORARY_MAX_AGE_MS): Promise<TemporariesRemoval> {
     const dirs = [
@@ -513,6 +515,14 @@ export class ModelRepository {
       const { removed, failed } = await removeAbandonedTemporaries(dir, maxAgeMs);
       total.removed.push(...removed);
       total.failed.push(...failed);
+      try {
+        total.removed.push(...(await removeStaleClaims(dir)));
+      } catch (error) {
+        total.failed.push({
+          path: dir,
+          error: error instanceof Error ? error.message : String(error),
+        });
+      }
     }
     return total;
   }

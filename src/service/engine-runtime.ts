@@ -1,4 +1,3 @@
-import { availableParallelism } from 'node:os';
 import { setFlagsFromString } from 'node:v8';
 import { Worker } from 'node:worker_threads';
 import {
@@ -7,6 +6,7 @@ import {
   type HelperInit,
   type HelperSpawner,
 } from '../inference/index.js';
+import { processCpus } from './available-cpus.js';
 
 /**
  * Node's side of the WebAssembly engine, which itself runs anywhere: V8 flags (relaxed SIMD, which
@@ -83,9 +83,12 @@ export function spawnEngineHelper(
   };
 }
 
-/** Threads per process for one batch by default: the cores each of `workers` processes gets. */
-export const defaultEngineThreads = (workers: number): number =>
-  Math.max(1, Math.floor(availableParallelism() / workers));
+/**
+ * Threads per process for one batch by default: the CPUs each of `workers` processes gets, of
+ * those the process may use, its cgroup's CPU limit included (available-cpus.ts).
+ */
+export const defaultEngineThreads = (workers: number, cpus: number = processCpus()): number =>
+  Math.max(1, Math.floor(cpus / workers));
 
 /** The engine options the service uses: relaxed SIMD on, helper threads through worker_threads. */
 export function nodeEngineOptions(

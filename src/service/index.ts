@@ -75,7 +75,11 @@ export {
 } from './dynamic-batcher.js';
 export { defaultEngineThreads, nodeEngineOptions, prepareWasmRuntime } from './engine-runtime.js';
 export { trainingInfoOf } from './feature-names.js';
-export { InferenceService, type InferenceServiceOptions } from './inference-service.js';
+export {
+  InferenceService,
+  type InferenceServiceOptions,
+  OVERLOADED_RETRY_AFTER_SECONDS,
+} from './inference-service.js';
 export {
   FINITE_NUMBER_MESSAGE,
   FLOAT32_MAX,
@@ -115,6 +119,7 @@ export {
   type PublishResult,
   type RegistryOptions,
   type ServedVersion,
+  unavailableRetryAfterSeconds,
   type VersionState,
 } from './model-registry.js';
 export { type ModelReport, openReportModel, type ReportModel } from './model-report.js';
@@ -164,6 +169,13 @@ export {
   slices,
 } from './recalibration-service.js';
 export { LIMITS } from './request-limits.js';
+export {
+  isWellFormedRequestId,
+  parseTraceparent,
+  REQUEST_ID_LOG_FIELD,
+  requestIdFrom,
+  type Traceparent,
+} from './request-trace.js';
 export {
   flatRows,
   float32Rows,

@@ -1,3 +1,4 @@
+import { NormserveError } from '../errors/index.js';
 import type { CallerSignal } from './caller-signal.js';
 import {
   type BatchingPolicy,
@@ -6,7 +7,7 @@ import {
   DynamicBatcher,
 } from './dynamic-batcher.js';
 import type { AvailableVersion, ModelRegistry } from './model-registry.js';
-import { inferSources, type PredictOutput, runSources } from './predict.js';
+import { inferSources, offloadsSources, type PredictOutput, runSources } from './predict.js';
 import type { RowSource } from './row-source.js';
 import type { TrafficObserver } from './traffic-observer.js';
 
@@ -20,7 +21,22 @@ export interface InferenceServiceOptions {
   onBatch?: (report: BatchReport) => void;
   /** Sees every fused engine call (live drift statistics, traffic sample, shadow runs). */
   observer?: TrafficObserver | undefined;
+  /**
+   * MAX_QUEUED_REQUESTS: most requests waiting for the engine (queued for a dynamic batch, or
+   * queued or computing on the engine's helper thread); one more is refused with OVERLOADED.
+   * 0 or absent: no bound.
+   */
+  maxQueuedRequests?: number | undefined;
+  /** A request refused with OVERLOADED, for metrics. */
+  onOverload?: ((model: string) => void) | undefined;
 }
+
+/**
+ * The Retry-After of OVERLOADED, in seconds: a queue of requests waiting for the engine drains in
+ * a batch delay (≤ 1 s) and a few engine calls; a client that waits a second finds it shorter or
+ * reaches another replica.
+ */
+export const OVERLOADED_RETRY_AFTER_SECONDS = 1;
 
 /**
  * The inference use case every transport shares (HTTP JSON, HTTP binary, gRPC): resolve a
@@ -31,6 +47,12 @@ export class InferenceService {
   private readonly options: InferenceServiceOptions;
   private readonly batcher: DynamicBatcher;
   private readonly policies = new WeakMap<AvailableVersion, BatchingPolicy>();
+  /**
+   * Requests waiting for the engine, every transport's: queued in the batcher, or handed to the
+   * engine's helper thread and not yet answered (calls there run one after another). A request
+   * computed at once on the calling thread never waits here.
+   */
+  private waiting = 0;
 
   constructor(registry: ModelRegistry, options: InferenceServiceOptions) {
     this.registry = registry;
@@ -81,7 +103,10 @@ export class InferenceService {
    * thread, arrives when that thread has run it; with batching it arrives when the batch ran.
    * A request whose caller goes (`caller`'s signal aborts) while it still waits for its batch is
    * not computed: it is rejected with CLIENT_ABORTED. Work already on the engine runs to its end
-   * (the transport does not send it); the signal is read only for a request that waits.
+   * (the transport does not send it); the signal is read only for a request that waits. A
+   * request that would wait (for a batch or the helper thread) while MAX_QUEUED_REQUESTS already
+   * do is refused at once with OVERLOADED, thrown before anything is queued; one computed at once
+   * on the calling thread waits for nothing and is never refused.
    */
   infer(
     served: AvailableVersion,
@@ -94,15 +119,42 @@ export class InferenceService {
     const policy = this.policy(served);
     if (!fused) return runSources(served, [source], false)[0]!;
     if (policy.maxDelayUs === 0) {
-      const out = inferSources(
-        served,
-        [source],
-        this.options.observer,
-        this.options.engineAsync ?? false,
-      );
-      return out instanceof Promise ? out.then((o) => o[0]!) : out[0]!;
+      const offload = this.options.engineAsync ?? false;
+      if (!offloadsSources(served, [source], offload))
+        return runSources(served, [source], true, this.options.observer)[0]!;
+      this.admit(served);
+      const out = inferSources(served, [source], this.options.observer, true);
+      return this.track(Promise.resolve(out)).then((o) => o[0]!);
     }
-    return this.batcher.submit(served, source, policy, counted, caller);
+    this.admit(served);
+    return this.track(this.batcher.submit(served, source, policy, counted, caller));
+  }
+
+  /** Requests waiting for the engine now (queued for a batch or on the helper thread). */
+  get queuedRequests(): number {
+    return this.waiting;
+  }
+
+  /** Refuses a request that would wait for the engine when MAX_QUEUED_REQUESTS already do. */
+  private admit(served: AvailableVersion): void {
+    const max = this.options.maxQueuedRequests ?? 0;
+    if (max === 0 || this.waiting < max) return;
+    this.options.onOverload?.(served.name);
+    throw new NormserveError(
+      'OVERLOADED',
+      `${max} requests already wait for the engine (MAX_QUEUED_REQUESTS); retry in ${OVERLOADED_RETRY_AFTER_SECONDS} s`,
+      { retryAfterSeconds: OVERLOADED_RETRY_AFTER_SECONDS },
+    );
+  }
+
+  /** Counts a request as waiting until its answer (or failure) arrives. */
+  private track<T>(pending: Promise<T>): Promise<T> {
+    this.waiting++;
+    const left = () => {
+      this.waiting--;
+    };
+    pending.then(left, left);
+    return pending;
   }
 
   /**

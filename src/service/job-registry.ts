@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { isNormserveError } from '../errors/index.js';
 import {
@@ -14,6 +14,7 @@ import {
   storageFailure,
   UnsyncedWrite,
   writeFileAtomically,
+  writeUnderClaim,
 } from '../repository/index.js';
 import {
   type Abandonment,
@@ -58,6 +59,13 @@ export interface JobRegistryOptions {
 }
 
 /**
+ * How often a reader settling an abandoned record tries for the record's claim (about 0.4 s in
+ * all): a live writer holds it for a read and a rename; past that the record is answered as read,
+ * and settled by a later read.
+ */
+const SETTLE_CLAIM_ATTEMPTS = 10;
+
+/**
  * Ids of the jobs any registry of this process created (kept while the registry keeps the job):
  * a running record naming this process's host and pid but not among them is an earlier process's.
  */
@@ -74,6 +82,14 @@ const createdInThisProcess = new Set<string>();
  * releases the model lock the job held (see `abandonment` for the rule). Finished records are
  * deleted `retentionMs` after their last change by `sweep`, which also settles abandoned records
  * nobody asked about.
+ *
+ * Every write of a record is a compare-and-write under the record's claim (`writeUnderClaim`, the
+ * model lock's claim): the owner rewrites its record only while the record on disk is still its
+ * own and `running`, and a reader settles it only if, read again under the claim, it is still
+ * abandoned. So a finished record is never rewritten: the owner of a job settled as abandoned
+ * while it was stalled (SIGSTOP, a frozen mount) writes nothing when it resumes, neither its
+ * heartbeat nor its own end, and takes the settled record as its job's (`settledElsewhere`). A
+ * client polling the job sees `running` and then one final state.
  */
 export class JobRegistry {
   private readonly jobs = new Map<string, Job>();
@@ -91,6 +107,8 @@ export class JobRegistry {
   private readonly now: () => number;
   private readonly isGone: (owner: ProcessOwner) => boolean;
   private readonly owner = currentOwner();
+  /** Jobs of this process whose record another process settled (abandoned): never written again. */
+  private readonly settledElsewhere = new Set<string>();
   private heartbeat: NodeJS.Timeout | undefined;
   private sweeper: NodeJS.Timeout | undefined;
   private writes: Promise<void> = Promise.resolve();
@@ -162,6 +180,8 @@ export class JobRegistry {
     job: Job,
     change: Partial<Pick<Job, 'phase' | 'progress' | 'state' | 'result' | 'error'>>,
   ): void {
+    // Its record was settled by another process: that is the job's end, already seen by others.
+    if (this.settledElsewhere.has(job.id)) return;
     const important =
       change.state !== undefined || (change.phase !== undefined && change.phase !== job.phase);
     const now = new Date(this.now()).toISOString();
@@ -248,29 +268,39 @@ export class JobRegistry {
     }
   }
 
-  /** Settles a record of another process as JOB_ABANDONED when `abandonment` says so. */
+  /**
+   * Settles a record of another process as JOB_ABANDONED when `abandonment` says so, judged again
+   * on the record read under its claim (its owner may have written a heartbeat meanwhile, another
+   * reader settled it): the record as it then is, or as read when its claim stayed busy.
+   */
   private async settleIfAbandoned(job: Job): Promise<Job> {
-    // A running record naming this very process that no registry of it created was left by an
-    // earlier process with the same pid (PID 1 of a restarted container): gone, not alive.
-    const earlierSamePid =
-      job.state === 'running' &&
-      job.owner?.host === this.owner.host &&
-      job.owner.pid === this.owner.pid &&
-      !createdInThisProcess.has(job.id);
-    const why = earlierSamePid
-      ? { reason: 'owner-gone' as const, owner: job.owner! }
-      : abandonment(job, this.now(), this.isGone, this.staleMs);
-    if (!why) return job;
-    const failed: Job = {
-      ...job,
-      state: 'failed',
-      phase: 'failed',
-      updated_at: new Date(this.now()).toISOString(),
-      error: { code: 'JOB_ABANDONED', message: abandonedMessage(job, why, this.staleMs) },
-    };
-    // Several readers may settle the same record at once: they write the same outcome, and the
-    // lock is released only if this job still holds it.
-    if (this.dir) await this.write(this.dir, failed);
+    const dir = this.dir;
+    if (!dir || !this.abandonedBecause(job)) return job;
+    const path = join(dir, `${job.id}.json`);
+    const settled = await writeUnderClaim(
+      path,
+      async (fence) => {
+        const current = await this.read(path);
+        const why = current && this.abandonedBecause(current);
+        if (!current || !why) return { job: current ?? job };
+        const failed: Job = {
+          ...current,
+          state: 'failed',
+          phase: 'failed',
+          updated_at: new Date(this.now()).toISOString(),
+          error: {
+            code: 'JOB_ABANDONED',
+            message: abandonedMessage(current, why, this.staleMs),
+          },
+        };
+        await this.write(dir, failed, fence);
+        return { job: failed, settled: true };
+      },
+      { staleMs: this.staleMs, now: this.now, attempts: SETTLE_CLAIM_ATTEMPTS },
+    );
+    if (settled === 'busy') return job;
+    if (!settled.settled) return settled.job;
+    const failed = settled.job;
     try {
       await this.releaseLock?.(failed);
     } catch (e) {
@@ -278,16 +308,30 @@ export class JobRegistry {
     }
     this.log.warn(
       {
-        job: job.id,
-        model: job.model,
-        owner: job.owner,
-        heartbeat_at: job.heartbeat_at,
-        ...traceOf(job),
+        job: failed.id,
+        model: failed.model,
+        owner: failed.owner,
+        heartbeat_at: failed.heartbeat_at,
+        ...traceOf(failed),
         error: failed.error,
       },
       'recalibration job abandoned by its process',
     );
     return failed;
+  }
+
+  /** Why a record is abandoned (`abandonment`, or an earlier process's with this pid), if it is. */
+  private abandonedBecause(job: Job): Abandonment | undefined {
+    // A running record naming this very process that no registry of it created was left by an
+    // earlier process with the same pid (PID 1 of a restarted container): gone, not alive.
+    const earlierSamePid =
+      job.state === 'running' &&
+      job.owner?.host === this.owner.host &&
+      job.owner.pid === this.owner.pid &&
+      !createdInThisProcess.has(job.id);
+    return earlierSamePid && job.owner
+      ? { reason: 'owner-gone', owner: job.owner }
+      : abandonment(job, this.now(), this.isGone, this.staleMs);
   }
 
   private startHeartbeat(): void {
@@ -316,10 +360,17 @@ export class JobRegistry {
     this.lastWrite.set(job.id, now);
     const snapshot = { ...job };
     this.writes = this.writes
-      .then(() => this.write(dir, snapshot))
-      .catch((e: unknown) => {
+      .then(() => this.writeOwn(dir, job, snapshot))
+      .catch((error: unknown) => {
         // The job goes on in this process (GET /v1/jobs answers from memory); other processes
-        // see its last record written. Said once per job and reason, not at every heartbeat.
+        // see its last record written. Said once per job and reason, not at every heartbeat. A
+        // failure of the storage (the record, its directory or its claim) is named as such.
+        const e = storageFailure(
+          error,
+          `cannot write the record of job ${job.id}`,
+          dirname(dir),
+          dir,
+        );
         const reason = e instanceof Error ? e.message : String(e);
         if (this.unwritable.get(job.id) === reason) return;
         this.unwritable.set(job.id, reason);
@@ -331,21 +382,63 @@ export class JobRegistry {
   }
 
   /**
-   * Writes a job's record; a failure of the storage is STORAGE_FULL or STORAGE_UNAVAILABLE. A
-   * record renamed into place whose directory could not be synced is written: records are the
-   * jobs' state for other processes, rewritten at every change and heartbeat.
+   * Writes `snapshot` of this process's `job` unless the record on disk is no longer its own and
+   * running (compare-and-write under the record's claim): settled by another process, it stays as
+   * it is, and `job` becomes that record.
    */
-  private async write(dir: string, job: Job): Promise<void> {
+  private async writeOwn(dir: string, job: Job, snapshot: Job): Promise<void> {
+    if (this.settledElsewhere.has(job.id)) return;
+    await mkdir(dir, { recursive: true });
+    const path = join(dir, `${job.id}.json`);
+    const outcome = await writeUnderClaim(
+      path,
+      async (fence) => {
+        const current = await this.read(path);
+        if (current && !(current.state === 'running' && this.ownedHere(current))) return current;
+        await this.write(dir, snapshot, fence);
+        return undefined;
+      },
+      { staleMs: this.staleMs, now: this.now },
+    );
+    if (outcome === 'busy' || outcome === undefined) return;
+    this.settledElsewhere.add(job.id);
+    this.log.warn(
+      {
+        job: job.id,
+        model: job.model,
+        ...traceOf(job),
+        record: { state: outcome.state, error: outcome.error },
+        not_written: { state: snapshot.state, phase: snapshot.phase, error: snapshot.error },
+      },
+      'job record settled by another process while this one ran it; not rewritten',
+    );
+    // The record other processes answer becomes this process's answer too (GET /v1/jobs/{id}).
+    for (const key of Object.keys(job)) delete (job as Record<string, unknown>)[key];
+    Object.assign(job, outcome);
+    this.prune();
+  }
+
+  private ownedHere(record: Job): boolean {
+    return record.owner?.host === this.owner.host && record.owner.pid === this.owner.pid;
+  }
+
+  /**
+   * Writes a job's record, fenced by `fence` under the record's claim. A record renamed into place
+   * whose directory could not be synced is written: records are the jobs' state for other
+   * processes, rewritten at every change and heartbeat.
+   */
+  private async write(dir: string, job: Job, fence?: () => Promise<void>): Promise<void> {
     try {
       await writeFileAtomically(
         dir,
         `${job.id}.json`,
         new TextEncoder().encode(JSON.stringify(job)),
         true,
+        fence,
       );
     } catch (e) {
       if (e instanceof UnsyncedWrite) return;
-      throw storageFailure(e, `cannot write the record of job ${job.id}`, dirname(dir), dir);
+      throw e;
     }
   }
 
@@ -354,6 +447,7 @@ export class JobRegistry {
     for (const job of finished.slice(0, Math.max(0, finished.length - this.keepFinished))) {
       this.jobs.delete(job.id);
       createdInThisProcess.delete(job.id);
+      this.settledElsewhere.delete(job.id);
       this.lastWrite.delete(job.id);
       this.unwritable.delete(job.id);
     }

@@ -80,6 +80,16 @@ export interface ModelSnapshot {
   readonly activeFallback?: true;
 }
 
+/**
+ * The Retry-After of MODEL_UNAVAILABLE for a repository scanned every `pollIntervalMs`
+ * (MODEL_POLL_INTERVAL_MS): a version repaired or published by another process is served after
+ * the next scan, so that is when a retry may succeed (whole seconds, at least 1; RFC 9110
+ * §10.2.3). Undefined when nothing scans (0): then only an activation here repairs the model, at
+ * a time no server can tell.
+ */
+export const unavailableRetryAfterSeconds = (pollIntervalMs: number): number | undefined =>
+  pollIntervalMs > 0 ? Math.max(1, Math.ceil(pollIntervalMs / 1000)) : undefined;
+
 export interface RegistryOptions extends ModelRepositoryOptions {
   maxBatchSize: number;
   /** The executor for fused plans (default wasm; js where the runtime or a plan cannot). */
@@ -96,6 +106,11 @@ export interface RegistryOptions extends ModelRepositoryOptions {
    * have served a version here since), or with at least one model serving (STRICT_READINESS=off).
    */
   strictReadiness?: boolean;
+  /**
+   * The Retry-After of MODEL_UNAVAILABLE, in seconds (unavailableRetryAfterSeconds): when the
+   * next scan may find a repaired version. Absent: none is sent (nothing scans the repository).
+   */
+  unavailableRetryAfterSeconds?: number | undefined;
   /**
    * Awaited by this registry's own writes to the repository (publish, activate, deleteVersion)
    * once this process serves the result, before they return: the server's other processes (its
@@ -257,6 +272,7 @@ export class ModelRegistry {
         model.activeProblem !== undefined
           ? `model "${name}" serves no version: ${model.activeProblem} (activate a version to repair it)`
           : `model "${name}" has no available version (${describeVersions(model)})`,
+        { retryAfterSeconds: this.options.unavailableRetryAfterSeconds },
       );
     }
     const served = model.versions.get(v);

@@ -130,6 +130,28 @@ export function runSources(
 }
 
 /**
+ * Whether inferSources computes these sources on the engine's helper thread, where calls wait
+ * their turn (first in, first out), rather than at once on the calling thread.
+ */
+export function offloadsSources(
+  served: AvailableVersion,
+  sources: readonly RowSource[],
+  offload: boolean,
+): boolean {
+  if (!offload) return false;
+  let total = 0;
+  let parsed = false;
+  for (const source of sources) {
+    total += source.rows;
+    if (!source.matrix) parsed = true;
+  }
+  // Only calls with rows parsed from JSON: where requests are JSON, the event loop has their
+  // parsing to do meanwhile; float32 bodies leave it idle, and then the split across both threads
+  // was faster (bench/README.md: 256-row float32 0.85x offloaded, JSON 1.07x, batched wide 1.20x).
+  return parsed && served.compiled.executor.offloads(total);
+}
+
+/**
  * runSources for the server: a call with enough work for the engine's helper thread
  * (Executor.offloads) runs there while the event loop keeps reading and answering other requests
  * (the model instance on its own thread, as in Triton and onnxruntime); the promise settles with
@@ -143,20 +165,11 @@ export function inferSources(
   observer: TrafficObserver | undefined,
   offload: boolean,
 ): PredictOutput[] | Promise<PredictOutput[]> {
-  const executor = served.compiled.executor;
-  let total = 0;
-  let parsed = false;
-  for (const source of sources) {
-    total += source.rows;
-    if (!source.matrix) parsed = true;
-  }
-  // Only calls with rows parsed from JSON: where requests are JSON, the event loop has their
-  // parsing to do meanwhile; float32 bodies leave it idle, and then the split across both threads
-  // was faster (bench/README.md: 256-row float32 0.85x offloaded, JSON 1.07x, batched wide 1.20x).
-  if (!offload || !parsed || !executor.offloads(total))
+  if (!offloadsSources(served, sources, offload))
     return runSources(served, sources, true, observer);
+  const executor = served.compiled.executor;
   const call = engineCall(served, sources, true, observer, true);
-  return executor.runAsync(call.input, total, call.probe).then((outputs) => {
+  return executor.runAsync(call.input, call.total, call.probe).then((outputs) => {
     // Calls queue first in, first out behind the one in flight; the engine time of this one began
     // when it was made or when the previous one ended, whichever is later.
     const now = performance.now();

@@ -1,4 +1,3 @@
-import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { OUTLIER_BOUND } from '../drift/index.js';
 import {
@@ -10,6 +9,7 @@ import {
   safeParseWorded,
 } from '../errors/index.js';
 import { ENGINES } from '../inference/engine-name.js';
+import { processCpus } from './available-cpus.js';
 import { AUTO_RECALIBRATE_MODES, DEFAULT_DRIFT_THRESHOLD } from './drift-settings.js';
 
 /**
@@ -99,8 +99,11 @@ export const serverConfigSchema = z.object({
   STRICT_READINESS: z.enum(['off', 'on']).default('on'),
   /** How often the repository is scanned for versions published by other processes; 0 = never. */
   MODEL_POLL_INTERVAL_MS: ms(0).default(2000),
-  /** Server processes sharing the port (node:cluster); 1 = a single process. */
-  WORKERS: int(1, 256).default(availableParallelism()),
+  /**
+   * Server processes sharing the port (node:cluster); 1 = a single process. Default: the CPUs the
+   * process may use, its cgroup's CPU limit included (available-cpus.ts).
+   */
+  WORKERS: int(1, 256).default(processCpus),
   /** The executor of fused plans: wasm (WebAssembly SIMD) or js (the reference); wasm falls back to js where the runtime lacks WebAssembly SIMD. */
   ENGINE: z.enum(ENGINES).default('wasm'),
   /** Threads one large batch is split across, per process; default: the cores per worker process. */
@@ -125,12 +128,27 @@ export const serverConfigSchema = z.object({
   /** gRPC Open Inference Protocol port (inference.GRPCInferenceService); 0 = no gRPC server. */
   GRPC_PORT: int(0, 65535, ' (0 = no gRPC server)').default(8081),
   /**
+   * A gRPC connection older than this (±10 % jitter) is sent a GOAWAY: its client reconnects, and
+   * a Kubernetes Service (which balances connections, not calls) spreads the channels again after
+   * a scale-up or a rollout; 0 = connections live on.
+   */
+  GRPC_MAX_CONNECTION_AGE_MS: ms(0).default(1_800_000),
+  /** The time left to a GOAWAY'd connection's calls (and health watches); 0 = no limit. */
+  GRPC_MAX_CONNECTION_AGE_GRACE_MS: ms(0).default(30_000),
+  /**
    * Dynamic batching: concurrent requests for one model version wait at most this long (µs) to
    * run as one engine call; 0 = off. A model's config.json may override it.
    */
   BATCH_MAX_DELAY_US: int(0, 1_000_000).default(0),
   /** Most rows of one batched engine call (a single larger request still runs, alone). */
   BATCH_MAX_ROWS: int(1, 1_000_000).default(256),
+  /**
+   * Most requests of a process waiting for the engine (queued for a dynamic batch, or on the
+   * engine's helper thread); one more is answered 503 OVERLOADED. 0 = no bound, as Triton's
+   * max_queue_size: the bound worth having depends on the model's compute time and the latency
+   * clients accept.
+   */
+  MAX_QUEUED_REQUESTS: int(0, 1_000_000, ' (0 = no bound)').default(0),
   /**
    * Share of engine calls whose BatchNorm inputs feed the live drift statistics (1 = every call,
    * 0 = no drift statistics). The statistics ride along the served forward pass.

@@ -123,6 +123,7 @@ describe('SIGKILL during publish / activate / delete', () => {
     temporaryDeletions: 0,
     staleLocks: 0,
     unreadableLocks: 0,
+    claimsLeft: 0,
     longestLockWaitMs: 0,
     versionsAtEnd: 0,
     killedAfterOperations: [] as number[],
@@ -180,10 +181,15 @@ describe('SIGKILL during publish / activate / delete', () => {
         }
 
         // Restart: cleanup, then a fresh registry on the directory.
+        // A lock's claim the victim held when killed (a read and an unlink) goes too.
+        const claims = listTree(repository).filter((p) => /\.claim-[0-9a-f]{24}$/.test(p));
+        stats.claimsLeft += claims.length;
         const { removed, failed } = await new ModelRepository(repository).removeTemporaries();
         expect(failed).toEqual([]);
-        expect(removed.map((p) => p.slice(repository.length + 1)).sort()).toEqual(topLevel.sort());
-        expect(listTree(repository).filter((p) => p.includes('.tmp-'))).toEqual([]);
+        expect(removed.map((p) => p.slice(repository.length + 1)).sort()).toEqual(
+          [...topLevel, ...claims].sort(),
+        );
+        expect(listTree(repository).filter((p) => /\.tmp-|\.claim-/.test(p))).toEqual([]);
 
         const registry = new ModelRegistry(repository, { maxBatchSize: 64 });
         await registry.refresh();
@@ -249,6 +255,7 @@ describe('SIGKILL during publish / activate / delete', () => {
         `${stats.temporaryVersionDirs}, active records ${stats.temporaryActiveRecords}, ` +
         `deletions ${stats.temporaryDeletions}; stale recalibration locks ${stats.staleLocks} ` +
         `(unreadable ${stats.unreadableLocks}, longest wait for the lock ${stats.longestLockWaitMs} ms); ` +
+        `claims left ${stats.claimsLeft}; ` +
         `versions at the end ${stats.versionsAtEnd}`,
     );
     expect(stats.trials).toBe(TRIALS);

@@ -565,8 +565,8 @@ describe('query and path parameters', () => {
     expectInvalid(await recalibrate('mode=fast'), [
       { path: 'query.mode', message: 'expected one of "exact", "prior", "running", got "fast"' },
     ]);
-    expectInvalid(await recalibrate('batch_size=1'), [
-      { path: 'query.batch_size', message: 'expected an integer from 2 to 65536, got 1' },
+    expectInvalid(await recalibrate('batch_size=0'), [
+      { path: 'query.batch_size', message: 'expected an integer from 1 to 65536, got 0' },
     ]);
     // Text that is no number is quoted as sent (not NaN), and an empty value is not 0.
     expectInvalid(await recalibrate('prior_strength=strong'), [
@@ -576,7 +576,7 @@ describe('query and path parameters', () => {
       },
     ]);
     expectInvalid(await recalibrate('batch_size='), [
-      { path: 'query.batch_size', message: 'expected an integer from 2 to 65536, got ""' },
+      { path: 'query.batch_size', message: 'expected an integer from 1 to 65536, got ""' },
     ]);
     expectInvalid(await recalibrate(`note=${'n'.repeat(2000)}`), [
       { path: 'query.note', message: /^expected at most \d+ characters, got 2000$/ },

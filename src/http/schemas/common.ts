@@ -3,6 +3,7 @@ import { expecting } from '../../errors/index.js';
 import {
   batchLimit,
   modelNameSchema,
+  OVERLOADED_RETRY_AFTER_SECONDS,
   ROW_ARRAY_MESSAGE,
   VERSION_NAME_PATTERN,
 } from '../../service/index.js';
@@ -121,7 +122,7 @@ export const errorResponses = {
 export const activeVersionErrorResponses = {
   ...errorResponses,
   503: problemSchema.describe(
-    'MODEL_UNAVAILABLE: the model has no available version (none loaded, or its active-version record names one that cannot serve)',
+    'MODEL_UNAVAILABLE: the model has no available version (none loaded, or its active-version record names one that cannot serve); with Retry-After (seconds): the next scan of the repository (MODEL_POLL_INTERVAL_MS), absent when polling is off',
   ),
 } as const;
 
@@ -130,5 +131,8 @@ export const inferenceErrorResponses = {
   ...activeVersionErrorResponses,
   413: problemSchema.describe(
     `Body larger than BODY_LIMIT_BYTES (BODY_TOO_LARGE); or more rows than MAX_BATCH_SIZE, or a JSON body with more arrays and objects than that many samples of the model's input shape can be written with, refused before it is parsed (BATCH_TOO_LARGE)`,
+  ),
+  503: problemSchema.describe(
+    `${activeVersionErrorResponses[503].description}. Or OVERLOADED, with Retry-After: ${OVERLOADED_RETRY_AFTER_SECONDS}: MAX_QUEUED_REQUESTS requests already wait for the engine (dynamic batching, ENGINE_ASYNC)`,
   ),
 } as const;

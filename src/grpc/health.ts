@@ -1,0 +1,114 @@
+import type { ServerWritableStream } from '@grpc/grpc-js';
+import { NormserveError } from '../errors/index.js';
+import { type ModelRegistry, modelReadiness } from '../service/index.js';
+
+/**
+ * gRPC's standard health checking protocol (grpc.health.v1.Health of proto/health.proto,
+ * https://github.com/grpc/grpc/blob/master/doc/health-checking.md), for Kubernetes `grpc:`
+ * probes, grpc_health_probe and Envoy's gRPC health checks. Served by grpc-server.ts.
+ */
+
+/** The inference service's full name: a health service name meaning the server, as "" does. */
+export const INFERENCE_SERVICE_NAME = 'inference.GRPCInferenceService';
+
+/** How often a Watch looks at readiness again (the registry announces no change). */
+export const HEALTH_WATCH_INTERVAL_MS = 1_000;
+
+export type ServingStatus = 'SERVING' | 'NOT_SERVING' | 'SERVICE_UNKNOWN';
+
+export interface HealthCheckRequest {
+  service: string;
+}
+
+export const healthRequestService = (request: unknown): string =>
+  (request as Partial<HealthCheckRequest> | null)?.service ?? '';
+
+/**
+ * The serving status of each health service name, following the readiness HTTP's /readyz
+ * answers (ModelRegistry.isReady: one rule, one place):
+ * - "" and "inference.GRPCInferenceService": the server's readiness;
+ * - a model's name: that model's readiness, as ModelReady without a version (an AVAILABLE
+ *   active version), as Triton answers per model;
+ * - anything else is unknown (Check: NOT_FOUND; Watch: SERVICE_UNKNOWN, and watched on).
+ * From `drain()` on (the server is shutting down) every known name is NOT_SERVING, the watches
+ * are told so and ended, so that a shutdown does not wait for them.
+ */
+export class HealthStatus {
+  private draining = false;
+  private readonly watches = new Set<Watch>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly registry: ModelRegistry) {}
+
+  /** The status of `service` now. */
+  statusOf(service: string): ServingStatus {
+    let ready: boolean;
+    if (service === '' || service === INFERENCE_SERVICE_NAME) ready = this.registry.isReady();
+    else if (this.registry.has(service)) ready = modelReadiness(this.registry, service).ready;
+    else return 'SERVICE_UNKNOWN';
+    return ready && !this.draining ? 'SERVING' : 'NOT_SERVING';
+  }
+
+  /** Check's answer: the status, or NOT_FOUND for an unknown name (as the protocol says). */
+  check(service: string): { status: ServingStatus } {
+    const status = this.statusOf(service);
+    if (status === 'SERVICE_UNKNOWN') {
+      throw new NormserveError(
+        'NOT_FOUND',
+        `unknown health service "${service.slice(0, 200)}": give "" or ${INFERENCE_SERVICE_NAME} (the server) or a model's name`,
+      );
+    }
+    return { status };
+  }
+
+  /** Watch: sends the status now and at every change, until the client cancels or drain(). */
+  watch(call: ServerWritableStream<unknown, unknown>): void {
+    const service = healthRequestService(call.request);
+    const watch: Watch = { call, service, last: this.statusOf(service) };
+    call.write({ status: watch.last });
+    if (this.draining) {
+      call.end();
+      return;
+    }
+    this.watches.add(watch);
+    const stop = () => {
+      this.watches.delete(watch);
+      if (this.watches.size === 0) this.stopTimer();
+    };
+    call.once('cancelled', stop);
+    call.once('finish', stop);
+    if (this.timer === undefined) {
+      this.timer = setInterval(() => this.sendChanges(), HEALTH_WATCH_INTERVAL_MS);
+      this.timer.unref();
+    }
+  }
+
+  /** Shutting down: NOT_SERVING from now on; every watch is told and ended (status OK). */
+  drain(): void {
+    this.draining = true;
+    this.sendChanges();
+    for (const watch of [...this.watches]) watch.call.end();
+    this.watches.clear();
+    this.stopTimer();
+  }
+
+  private sendChanges(): void {
+    for (const watch of this.watches) {
+      const now = this.statusOf(watch.service);
+      if (now === watch.last || watch.call.cancelled) continue;
+      watch.last = now;
+      watch.call.write({ status: now });
+    }
+  }
+
+  private stopTimer(): void {
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+}
+
+interface Watch {
+  call: ServerWritableStream<unknown, unknown>;
+  service: string;
+  last: ServingStatus;
+}
