@@ -255,8 +255,8 @@ export class ModelRegistry {
   /**
    * Whether strict readiness waits for the model: it was in the repository's first scan (a model
    * the server was started with, or every model before that scan ends), or it has served a version
-   * in this process since. A model that appeared later and never served does not (Triton's server
-   * readiness likewise counts only the models it has live).
+   * in this process since. A model that appeared later and never served does not: it answers for
+   * itself (its own readiness, /v2/models/{name}/ready), as in Triton's server vs model readiness.
    */
   countsForReadiness(name: string): boolean {
     return !this.startedUp || this.counted.has(name);
