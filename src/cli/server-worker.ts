@@ -52,10 +52,6 @@ export async function startServer(config: ServerConfig): Promise<void> {
     unavailableRetryAfterSeconds: unavailableRetryAfterSeconds(config.MODEL_POLL_INTERVAL_MS),
     log: logger,
     onLoadFailure: (model) => metrics.loadFailures.inc({ model }),
-    onChange: (snapshot) => {
-      if (snapshot.active !== undefined)
-        metrics.activeVersion.set({ model: snapshot.name }, snapshot.active);
-    },
     // A cluster worker's writes reach the server's other workers before the call returns.
     ...(channel ? { onWrite: announceModelWrites(channel, logger) } : {}),
   });

@@ -28,6 +28,7 @@ export class ServiceMetrics {
   readonly batchSize: Histogram<'model'>;
   readonly loadFailures: Counter<'model'>;
   readonly activeVersion: Gauge<'model'>;
+  readonly modelReady: Gauge<'model'>;
   readonly recalibrations: Counter<'model' | 'mode' | 'outcome'>;
   readonly connectionsDropped: Counter;
   /** Requests refused with OVERLOADED: MAX_QUEUED_REQUESTS already waited for the engine. */
@@ -125,12 +126,35 @@ export class ServiceMetrics {
       labelNames: ['model'],
       registers,
     });
+    const metrics = this;
+    // Read from the registry at each scrape, so the series says what is served now: absent while
+    // the model serves no version (normserve_model_ready 0 says so), gone with the model.
     this.activeVersion = new Gauge({
       name: 'normserve_model_active_version',
-      help: 'The version each model serves by default (across workers: the highest while they differ, at most MODEL_POLL_INTERVAL_MS after a change)',
+      help: 'The version each model serves by default; no series while it serves none (normserve_model_ready 0). Across workers: the highest while they differ, at most MODEL_POLL_INTERVAL_MS after a change',
       labelNames: ['model'],
       registers,
       aggregator: 'max',
+      collect() {
+        if (!metrics.models) return;
+        this.reset();
+        for (const m of metrics.models.list())
+          if (m.active !== undefined) this.set({ model: m.name }, m.active);
+      },
+    });
+    this.modelReady = new Gauge({
+      name: 'normserve_model_ready',
+      help: "1 while a model serves a version (its /v2/models/{name}/ready), else 0: a model of the server's start, or one that has served, makes /readyz 503 with STRICT_READINESS=on; one that appeared later and never loaded does not",
+      labelNames: ['model'],
+      registers,
+      // Across workers: 0 while any of them serves no version of it.
+      aggregator: 'min',
+      collect() {
+        if (!metrics.models) return;
+        this.reset();
+        for (const m of metrics.models.list())
+          this.set({ model: m.name }, m.active !== undefined ? 1 : 0);
+      },
     });
     this.recalibrations = new Counter({
       name: 'normserve_recalibrations_total',
@@ -149,10 +173,9 @@ export class ServiceMetrics {
       labelNames: ['model'],
       registers,
     });
-    const metrics = this;
     this.activeRecordInvalid = new Gauge({
       name: 'normserve_model_active_record_invalid',
-      help: "1 while a model's active-version.json cannot be followed (unreadable, or naming a version that is not available); the version served before stays served",
+      help: "1 while a model's active-version.json cannot be followed (unreadable, or naming a version that is not available); the version served before stays served (for a deleted version, the highest available one)",
       labelNames: ['model'],
       registers,
       // Across workers: 1 while any of them cannot follow the record.

@@ -68,12 +68,16 @@ export interface ModelSnapshot {
   /**
    * The served version: the recorded one (active-version.json); without a record, the highest
    * available one. While the record is unusable (activeProblem), the version served before it
-   * became so; none if there was none (a start-up never guesses).
+   * became so; none if there was none (a start-up never guesses), except for a record naming a
+   * version whose directory is gone: once the version served before is gone too (or at start-up),
+   * the highest available one, as without a record.
    */
   readonly active: number | undefined;
   readonly activeRecord: ActiveRecord | undefined;
   /** Why the active-version record cannot be followed (unreadable, or naming no available version). */
   readonly activeProblem?: string;
+  /** The record names a deleted version: `active` is the highest available one (see `swap`). */
+  readonly activeFallback?: true;
 }
 
 /**
@@ -97,7 +101,10 @@ export interface RegistryOptions extends ModelRepositoryOptions {
   log?: Log;
   onLoadFailure?: (name: string, version: number, reason: string) => void;
   onChange?: (snapshot: ModelSnapshot) => void;
-  /** isReady with every model serving (default), or with at least one (STRICT_READINESS=off). */
+  /**
+   * isReady with every model that counts serving (default: those of the first scan and those that
+   * have served a version here since), or with at least one model serving (STRICT_READINESS=off).
+   */
   strictReadiness?: boolean;
   /**
    * The Retry-After of MODEL_UNAVAILABLE, in seconds (unavailableRetryAfterSeconds): when the
@@ -164,6 +171,13 @@ export class ModelRegistry {
   /** Models opened with `openVersion`: their refreshes read the versions they need only. */
   private readonly openedAlone = new Set<string>();
   private readonly engine: EngineOptions;
+  /**
+   * The models strict readiness waits for: those of the first scan (the server's start) and those
+   * that have served a version since. A model directory that appears later and never loads is
+   * reported (FAILED, a warning, normserve_model_ready 0) but leaves a serving process ready.
+   */
+  private readonly counted = new Set<string>();
+  private startedUp = false;
 
   constructor(repositoryRoot: string, options: RegistryOptions) {
     this.repository = new ModelRepository(repositoryRoot, {
@@ -198,6 +212,8 @@ export class ModelRegistry {
     for (const v of this.models.get(name)?.versions.values() ?? []) v.compiled?.close();
     this.models.delete(name);
     this.openedAlone.delete(name);
+    // A model whose directory is removed was unloaded on purpose: it no longer counts.
+    this.counted.delete(name);
   }
 
   /** Releases every loaded version's engine threads (the versions stay usable). */
@@ -223,15 +239,27 @@ export class ModelRegistry {
   }
 
   /**
-   * There is at least one model, and every model (strictReadiness, the default) or at least one
-   * has an active (AVAILABLE) version.
+   * At least one model has an active (AVAILABLE) version, and (strictReadiness, the default) so
+   * does every model that counts for readiness (`countsForReadiness`).
    */
   isReady(): boolean {
     const serving = (m: ModelSnapshot) => m.active !== undefined;
     const models = [...this.models.values()];
-    return (this.options.strictReadiness ?? true)
-      ? models.length > 0 && models.every(serving)
-      : models.some(serving);
+    if (!models.some(serving)) return false;
+    return (
+      !(this.options.strictReadiness ?? true) ||
+      models.every((m) => serving(m) || !this.countsForReadiness(m.name))
+    );
+  }
+
+  /**
+   * Whether strict readiness waits for the model: it was in the repository's first scan (a model
+   * the server was started with, or every model before that scan ends), or it has served a version
+   * in this process since. A model that appeared later and never served does not: it answers for
+   * itself (its own readiness, /v2/models/{name}/ready), as in Triton's server vs model readiness.
+   */
+  countsForReadiness(name: string): boolean {
+    return !this.startedUp || this.counted.has(name);
   }
 
   /** The version a request should run on: the explicit one, else the active one. */
@@ -289,6 +317,11 @@ export class ModelRegistry {
         this.dropModel(name);
         this.log.info({ model: name }, 'model removed from the repository');
       }
+    }
+    if (!this.startedUp) {
+      // The models the server was started with count for readiness, serving or not.
+      for (const name of this.models.keys()) this.counted.add(name);
+      this.startedUp = true;
     }
   }
 
@@ -360,6 +393,11 @@ export class ModelRegistry {
    * replaced by another version (the highest may be one published with activate=false): the
    * version served so far stays served, the problem is reported (status, /readyz, metrics), and
    * with nothing served so far (start-up) the model serves nothing until a version is activated.
+   * One exception: a record naming a version whose directory is gone. Nothing writes a record
+   * before its version is in place, so the directory was deleted, and whoever deleted it wants it
+   * gone; once the version served so far is gone too (it was the one deleted, or at start-up), the
+   * highest available version is served as without a record, and the problem says so — serving
+   * nothing would take the model down on every replica of the shared repository at once.
    */
   private swap(
     name: string,
@@ -370,6 +408,12 @@ export class ModelRegistry {
     const previous = this.models.get(name);
     let problem = recordProblem;
     let active: number | undefined;
+    const highest = () =>
+      [...versions.values()]
+        .filter(isAvailable)
+        .map((v) => v.version)
+        .sort((a, b) => b - a)[0];
+    let fellBack = false;
     if (record && problem === undefined) {
       const named = versions.get(record.version);
       if (isAvailable(named)) active = record.version;
@@ -379,19 +423,28 @@ export class ModelRegistry {
     if (problem !== undefined) {
       const last = previous?.active;
       active = last !== undefined && isAvailable(versions.get(last)) ? last : undefined;
+      // Once fallen back, the highest available version at each poll, as a restarted replica
+      // would choose: the model is served as without a record until a version is activated.
+      const deleted = record && recordProblem === undefined && !versions.has(record.version);
+      if (deleted && (active === undefined || previous?.activeFallback)) {
+        active = highest();
+        fellBack = active !== undefined;
+        problem += fellBack
+          ? `; serving version ${active}, the highest available, until a version is activated`
+          : '; no other version is available';
+      }
       if (problem !== previous?.activeProblem) {
         this.log.warn(
           { model: name, problem, serving: active ?? null },
           active === undefined
             ? 'active-version record unusable; serving no version until one is activated'
-            : 'active-version record unusable; still serving the last active version',
+            : fellBack
+              ? 'active-version record names a deleted version; serving the highest available version'
+              : 'active-version record unusable; still serving the last active version',
         );
       }
     } else if (!record) {
-      active = [...versions.values()]
-        .filter(isAvailable)
-        .map((v) => v.version)
-        .sort((a, b) => b - a)[0];
+      active = highest();
     }
     const snapshot: ModelSnapshot = {
       name,
@@ -399,12 +452,25 @@ export class ModelRegistry {
       active,
       activeRecord: record,
       ...(problem !== undefined ? { activeProblem: problem } : {}),
+      ...(fellBack ? { activeFallback: true } : {}),
     };
     this.models.set(name, snapshot);
     // Release-old: versions this snapshot no longer holds (removed, or replaced by a fresh load).
     for (const [v, served] of previous?.versions ?? []) {
       if (versions.get(v) !== served) served.compiled?.close();
     }
+    if (active !== undefined) this.counted.add(name);
+    else if (
+      // Once per change of its versions, and not for a directory with none yet (being written).
+      this.startedUp &&
+      !this.counted.has(name) &&
+      versions.size > 0 &&
+      previous?.versions.size !== versions.size
+    )
+      this.log.warn(
+        { model: name, versions: describeVersions(snapshot) },
+        'model serves no version; it does not count for readiness until one has been available',
+      );
     if (previous?.active !== active) {
       // `scan`: the repository scan that is running or ran last (a change made by a scan is seen
       // during scan number `scan`), so propagation can be counted in polls, not wall time.

@@ -90,9 +90,11 @@ export const serverConfigSchema = z.object({
   /** Upper bound for a streamed recalibration upload (NDJSON or float32 rows). */
   RECALIBRATION_BODY_LIMIT_BYTES: int(1024).default(1024 * 1024 * 1024),
   /**
-   * on (Triton's --strict-readiness, its default): the server is ready when every model of the
-   * repository serves a version; off: when at least one does, so that one broken model on a
-   * shared volume does not take every replica out of its load balancer.
+   * on (Triton's --strict-readiness, its default): the server is ready when every model that
+   * counts serves a version — those of the repository at its start and those that have served
+   * since (ModelRegistry.countsForReadiness), so a model directory added later that never loads
+   * does not take every replica of a shared volume out of its load balancer; off: when at least
+   * one model serves.
    */
   STRICT_READINESS: z.enum(['off', 'on']).default('on'),
   /** How often the repository is scanned for versions published by other processes; 0 = never. */

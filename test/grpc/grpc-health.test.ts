@@ -4,7 +4,7 @@
  * server, a model's name for that model, NOT_FOUND (Check) or SERVICE_UNKNOWN (Watch) for any
  * other name — and turn NOT_SERVING when the server shuts down, the watches ended.
  */
-import { cpSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   type Client,
@@ -150,22 +150,33 @@ describe('grpc.health.v1.Health', () => {
       ['SERVING'],
       ['SERVICE_UNKNOWN'],
     ]);
-    // A failing model named `later` appears: the server is no longer ready (STRICT_READINESS).
+    // A failing model named `later` appears: NOT_SERVING itself, but the server stays ready (it
+    // was not there at the start and never served: README, STRICT_READINESS).
     addBrokenModel(root, 'later');
+    await t.registry.refresh();
+    expect((await t.app.inject({ url: '/readyz' })).statusCode).toBe(200);
+    await until(() => unknown.seen.length === 2, 'NOT_SERVING on the watch of `later`');
+    expect(unknown.seen).toEqual(['SERVICE_UNKNOWN', 'NOT_SERVING']);
+    // A model of the start loses its only version: the server is no longer ready.
+    renameSync(join(root, 'digits', '1'), join(root, 'digits', '.away-1'));
     await t.registry.refresh();
     expect((await t.app.inject({ url: '/readyz' })).statusCode).toBe(503);
     await until(
-      () => server.seen.length === 2 && unknown.seen.length === 2,
-      'NOT_SERVING on the watches',
+      () => server.seen.length === 2 && model.seen.length === 2,
+      'NOT_SERVING on the watches of the server and of digits',
     );
     expect(server.seen).toEqual(['SERVING', 'NOT_SERVING']);
-    expect(unknown.seen).toEqual(['SERVICE_UNKNOWN', 'NOT_SERVING']);
-    // It goes again: ready again.
-    rmSync(join(root, 'later'), { recursive: true, force: true });
+    expect(model.seen).toEqual(['SERVING', 'NOT_SERVING']);
+    // It comes back: ready again.
+    renameSync(join(root, 'digits', '.away-1'), join(root, 'digits', '1'));
     await t.registry.refresh();
-    await until(() => server.seen.length === 3, 'server.seen.length === 3');
+    await until(
+      () => server.seen.length === 3 && model.seen.length === 3,
+      'SERVING again on the watches of the server and of digits',
+    );
     expect(server.seen).toEqual(['SERVING', 'NOT_SERVING', 'SERVING']);
-    expect(model.seen).toEqual(['SERVING']);
+    expect(model.seen).toEqual(['SERVING', 'NOT_SERVING', 'SERVING']);
+    expect(unknown.seen).toEqual(['SERVICE_UNKNOWN', 'NOT_SERVING']);
     expect([server.outcome.code, model.outcome.code, unknown.outcome.code]).toEqual([
       undefined,
       undefined,

@@ -48,8 +48,8 @@ function brokenRepository(): string {
 }
 
 /**
- * The app wired as src/cli/server.ts wires it: load failures and active versions reach the
- * metrics (makeTestApp's registry has no such hooks).
+ * The app wired as src/cli/server.ts wires it: load failures reach the metrics (makeTestApp's
+ * registry has no such hook).
  */
 async function serverLikeApp(repository: string): Promise<{ app: AppInstance }> {
   const config = parseServerConfig({
@@ -63,10 +63,6 @@ async function serverLikeApp(repository: string): Promise<{ app: AppInstance }> 
     maxBatchSize: config.MAX_BATCH_SIZE,
     engine: TEST_ENGINE,
     onLoadFailure: (model) => metrics.loadFailures.inc({ model }),
-    onChange: (snapshot) => {
-      if (snapshot.active !== undefined)
-        metrics.activeVersion.set({ model: snapshot.name }, snapshot.active);
-    },
   });
   await registry.refresh();
   const app = await buildApp({

@@ -9,7 +9,7 @@ const modelReadiness = z.object({
   active_version: z.number().int().nullable(),
   active_record_error: z.string().optional().meta({
     description:
-      "Why the model's active-version.json cannot be followed; the version served before stays served (ready), none at start-up (not ready)",
+      "Why the model's active-version.json cannot be followed; the version served before stays served (ready), none at start-up (not ready); a record naming a deleted version serves the highest available one",
   }),
 });
 
@@ -41,7 +41,7 @@ export async function healthRoutes(app: AppInstance): Promise<void> {
       schema: {
         tags: ['health'],
         summary:
-          'Readiness: every model of the repository has an AVAILABLE version (STRICT_READINESS=off: at least one)',
+          "Readiness: a model has an AVAILABLE version, and so does every model of the server's start or that has served since (STRICT_READINESS=off: one is enough); a model added later that never loaded does not count",
         response: {
           200: readiness.meta({
             examples: [

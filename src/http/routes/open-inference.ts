@@ -53,7 +53,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
       schema: {
         tags,
         summary:
-          'Server readiness: every model has an available version (STRICT_READINESS=off: at least one)',
+          "Server readiness: as /readyz (a model has an available version, and so does every model of the server's start or that has served since; STRICT_READINESS=off: one is enough)",
         response: serverReadyResponses,
       },
     },

@@ -111,7 +111,7 @@ export const modelStatusSchema = z
     model_version_status: z.array(versionStatus),
     active_record_error: z.string().optional().meta({
       description:
-        "normserve extension: why the model's active-version.json cannot be followed (the version served before stays served)",
+        "normserve extension: why the model's active-version.json cannot be followed (the version served before stays served; for a deleted version, the highest available one)",
     }),
     auto_recalibration: autoRecalibrationSchema.optional().meta({
       description:
@@ -223,7 +223,7 @@ export const versionMetadataSchema = z
 /** normserve extension of model status: why active-version.json cannot be followed. */
 const activeRecordError = z.string().optional().meta({
   description:
-    "Why the model's active-version.json cannot be followed (unreadable, or naming a version that is not available); the version served before stays served, or none at start-up",
+    "Why the model's active-version.json cannot be followed (unreadable, or naming a version that is not available); the version served before stays served, or none at start-up; a record naming a deleted version serves the highest available one",
 });
 
 const modelListing = z.object({
