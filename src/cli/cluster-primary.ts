@@ -192,7 +192,14 @@ export async function runPrimary(config: ServerConfig): Promise<void> {
   );
 
   const stop = (signal: NodeJS.Signals) => {
-    if (stopping) return;
+    if (stopping) {
+      // Relayed too: a repeated signal ends the workers' lame-duck phase (SHUTDOWN_DELAY_MS) and
+      // starts their drain at once; one more during the drain makes them exit (cli/lame-duck.ts).
+      logger.info({ signal }, 'repeated signal: relayed to the workers');
+      for (const worker of Object.values(cluster.workers ?? {}))
+        if (worker !== undefined && !worker.isDead()) worker.process.kill('SIGTERM');
+      return;
+    }
     stopping = true;
     logger.info({ signal }, 'stopping workers');
     // A worker that has exited but whose channel has not closed yet is still listed: it will not
@@ -207,6 +214,8 @@ export async function runPrimary(config: ServerConfig): Promise<void> {
       process.exit(clean && !failed ? 0 : 1);
     };
     if (left === 0) done();
+    // Every worker gets its SIGTERM in this one loop, so all enter the lame-duck phase (readiness
+    // 503, still serving) together, and start their drains together SHUTDOWN_DELAY_MS later.
     for (const worker of workers) {
       worker.once('exit', (code) => {
         if (code !== 0) clean = false;
@@ -214,11 +223,14 @@ export async function runPrimary(config: ServerConfig): Promise<void> {
       });
       worker.process.kill('SIGTERM');
     }
-    setTimeout(() => {
-      logger.error('workers did not stop in time; killing them');
-      for (const worker of workers) worker.process.kill('SIGKILL');
-      process.exit(1);
-    }, config.SHUTDOWN_TIMEOUT_MS + 2_000).unref();
+    setTimeout(
+      () => {
+        logger.error('workers did not stop in time; killing them');
+        for (const worker of workers) worker.process.kill('SIGKILL');
+        process.exit(1);
+      },
+      config.SHUTDOWN_DELAY_MS + config.SHUTDOWN_TIMEOUT_MS + 2_000,
+    ).unref();
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
