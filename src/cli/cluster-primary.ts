@@ -17,6 +17,12 @@ import { answerRateLimit } from './cluster-rate-limit.js';
 import { WorkerDeaths } from './worker-deaths.js';
 
 /**
+ * How long after the workers' own bound (SHUTDOWN_DELAY_MS + SHUTDOWN_TIMEOUT_MS) the primary
+ * kills those still running: a pod's termination grace period must cover the three.
+ */
+export const WORKER_KILL_MARGIN_MS = 2_000;
+
+/**
  * The primary's answers to its workers: the whole server's metrics (cluster-metrics.ts), the
  * server's one admin rate limit (cluster-rate-limit.ts), the workers' drift shares and decider
  * (cluster-drift.ts) and a worker's model changes, refreshed by every other worker before its call
@@ -229,7 +235,7 @@ export async function runPrimary(config: ServerConfig): Promise<void> {
         for (const worker of workers) worker.process.kill('SIGKILL');
         process.exit(1);
       },
-      config.SHUTDOWN_DELAY_MS + config.SHUTDOWN_TIMEOUT_MS + 2_000,
+      config.SHUTDOWN_DELAY_MS + config.SHUTDOWN_TIMEOUT_MS + WORKER_KILL_MARGIN_MS,
     ).unref();
   };
   process.on('SIGTERM', stop);
