@@ -86,4 +86,19 @@ describe('SHUTDOWN_DELAY_MS: the lame-duck phase of the real server process', ()
       expect('error' in (await freshGet(port, '/healthz', 2_000))).toBe(true);
     });
   }
+
+  it('WORKERS=2: a terminal’s Ctrl-C (SIGINT to the whole process group) is one signal: every worker serves out the delay, then drains, exit 0', async () => {
+    const server = startServer(servingEnv(repositoryCopy(), 2, { SHUTDOWN_DELAY_MS: '1500' }));
+    const port = await listeningPort(server, 2);
+    // The primary and both workers get the SIGINT; the primary relays it as a SIGTERM.
+    process.kill(-server.child.pid!, 'SIGINT');
+    await server.waitForLog((l) => l.msg === LAME_DUCK, LAME_DUCK, { count: 2 });
+    const { code, signal } = await exitWithin(server, EXIT_WITHIN_MS);
+    expect({ code, signal }, server.stderr()).toEqual({ code: 0, signal: null });
+    expect(server.logs.filter((l) => l.msg === 'stopped')).toHaveLength(2);
+    expect('error' in (await freshGet(port, '/healthz', 2_000))).toBe(true);
+    // Neither worker took its own SIGINT and the relay for two signals.
+    expect(server.logs.filter((l) => l.msg === 'repeated signal: draining now')).toEqual([]);
+    expect(server.logs.filter((l) => l.msg === LAME_DUCK)).toHaveLength(2);
+  });
 });
