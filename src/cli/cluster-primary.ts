@@ -17,6 +17,12 @@ import { answerRateLimit } from './cluster-rate-limit.js';
 import { WorkerDeaths } from './worker-deaths.js';
 
 /**
+ * How long after the workers' own bound (SHUTDOWN_DELAY_MS + SHUTDOWN_TIMEOUT_MS) the primary
+ * kills those still running: a pod's termination grace period must cover the three.
+ */
+export const WORKER_KILL_MARGIN_MS = 2_000;
+
+/**
  * The primary's answers to its workers: the whole server's metrics (cluster-metrics.ts), the
  * server's one admin rate limit (cluster-rate-limit.ts), the workers' drift shares and decider
  * (cluster-drift.ts) and a worker's model changes, refreshed by every other worker before its call
@@ -192,7 +198,14 @@ export async function runPrimary(config: ServerConfig): Promise<void> {
   );
 
   const stop = (signal: NodeJS.Signals) => {
-    if (stopping) return;
+    if (stopping) {
+      // Relayed too: a repeated signal ends the workers' lame-duck phase (SHUTDOWN_DELAY_MS) and
+      // starts their drain at once; one more during the drain makes them exit (cli/lame-duck.ts).
+      logger.info({ signal }, 'repeated signal: relayed to the workers');
+      for (const worker of Object.values(cluster.workers ?? {}))
+        if (worker !== undefined && !worker.isDead()) worker.process.kill('SIGTERM');
+      return;
+    }
     stopping = true;
     logger.info({ signal }, 'stopping workers');
     // A worker that has exited but whose channel has not closed yet is still listed: it will not
@@ -207,6 +220,8 @@ export async function runPrimary(config: ServerConfig): Promise<void> {
       process.exit(clean && !failed ? 0 : 1);
     };
     if (left === 0) done();
+    // Every worker gets its SIGTERM in this one loop, so all enter the lame-duck phase (readiness
+    // 503, still serving) together, and start their drains together SHUTDOWN_DELAY_MS later.
     for (const worker of workers) {
       worker.once('exit', (code) => {
         if (code !== 0) clean = false;
@@ -214,11 +229,14 @@ export async function runPrimary(config: ServerConfig): Promise<void> {
       });
       worker.process.kill('SIGTERM');
     }
-    setTimeout(() => {
-      logger.error('workers did not stop in time; killing them');
-      for (const worker of workers) worker.process.kill('SIGKILL');
-      process.exit(1);
-    }, config.SHUTDOWN_TIMEOUT_MS + 2_000).unref();
+    setTimeout(
+      () => {
+        logger.error('workers did not stop in time; killing them');
+        for (const worker of workers) worker.process.kill('SIGKILL');
+        process.exit(1);
+      },
+      config.SHUTDOWN_DELAY_MS + config.SHUTDOWN_TIMEOUT_MS + WORKER_KILL_MARGIN_MS,
+    ).unref();
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);

@@ -19,6 +19,7 @@ import {
   defaultEngineThreads,
   ModelRegistry,
   type ServerConfig,
+  ServingPhase,
   unavailableRetryAfterSeconds,
 } from '../service/index.js';
 import { shareDrift } from './cluster-drift.js';
@@ -28,6 +29,7 @@ import { answerCollectRequests, clusterScrape } from './cluster-metrics.js';
 import { announceModelWrites, answerRefreshRequests } from './cluster-models.js';
 import { clusterRateLimitCounter } from './cluster-rate-limit.js';
 import { applyHeapGrowingPercent } from './heap-growth.js';
+import { lameDuckOnSignal } from './lame-duck.js';
 import { listenFailed } from './listen-failure.js';
 import { packageVersion } from './package-version.js';
 import { turnLogDestination } from './turn-log-destination.js';
@@ -84,7 +86,11 @@ export async function startServer(config: ServerConfig): Promise<void> {
   const inference = createInferenceService(config, registry, metrics, drift);
   // The app closes it (after its routes and drift's automatic recalibrations): buildApp.
   const recalibration = createRecalibrationService(config, registry, metrics, logger, drift);
+  // Serving, then lame duck from SIGTERM/SIGINT for SHUTDOWN_DELAY_MS, then draining: one signal
+  // for the readiness routes of every transport (service/serving-phase.ts).
+  const phase = new ServingPhase();
   const app = await buildApp({
+    phase,
     drift,
     recalibration,
     config,
@@ -112,12 +118,22 @@ export async function startServer(config: ServerConfig): Promise<void> {
     }, config.MODEL_POLL_INTERVAL_MS);
   }
 
-  closeWithGrace(
-    { delay: config.SHUTDOWN_TIMEOUT_MS, logger: { error: (m: unknown) => logger.error(m) } },
+  let drainSignal: NodeJS.Signals | undefined;
+  const graceful = closeWithGrace(
+    {
+      delay: config.SHUTDOWN_TIMEOUT_MS,
+      logger: { error: (m: unknown) => logger.error(m) },
+      // lameDuckOnSignal's: they drain after SHUTDOWN_DELAY_MS.
+      skip: ['SIGTERM', 'SIGINT'],
+    },
     async ({ signal, err }) => {
+      phase.enter('draining');
       if (err) logger.error({ err }, 'shutting down after an error');
       else
-        logger.info({ signal }, 'shutting down: no new connections, finishing requests in flight');
+        logger.info(
+          { signal: signal ?? drainSignal },
+          'shutting down: no new connections, finishing requests in flight',
+        );
       if (poll) clearInterval(poll);
       stopSharing?.();
       // Both transports stop taking work and finish what is in flight, together.
@@ -129,6 +145,20 @@ export async function startServer(config: ServerConfig): Promise<void> {
       logger.info('stopped');
     },
   );
+
+  lameDuckOnSignal({
+    phase,
+    delayMs: config.SHUTDOWN_DELAY_MS,
+    logger,
+    drain: (signal) => {
+      drainSignal = signal;
+      graceful.close();
+    },
+    // A worker's SIGTERM is the primary's relay of its own signals (lame-duck.ts says why).
+    ...(cluster.isWorker
+      ? { signals: ['SIGTERM'], ignored: ['SIGINT'] }
+      : { signals: ['SIGTERM', 'SIGINT'] }),
+  });
 
   await app.listen({ port: config.PORT, host: config.HOST }).catch((e: unknown) => {
     throw listenFailed(e, { prefix: '', portHint: 'set PORT to a free port' });
@@ -153,6 +183,7 @@ export async function startServer(config: ServerConfig): Promise<void> {
       onConnectionDropped: () => metrics.connectionsDropped.inc(),
       maxConnectionAgeMs: config.GRPC_MAX_CONNECTION_AGE_MS,
       maxConnectionAgeGraceMs: config.GRPC_MAX_CONNECTION_AGE_GRACE_MS,
+      phase,
     });
     grpc = await listenGrpc(server, config.HOST, config.GRPC_PORT).catch((e: unknown) => {
       throw listenFailed(e, {

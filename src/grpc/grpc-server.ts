@@ -43,6 +43,7 @@ import {
   type RowSource,
   readFloat32,
   requestedOutputs,
+  type ServingPhase,
   VERSION_NAME_PATTERN,
 } from '../service/index.js';
 import { type CallRecord, callRecorder, callRecordOf } from './call-recorder.js';
@@ -90,6 +91,8 @@ export interface GrpcServerOptions {
   maxConnectionAgeMs?: number;
   /** GRPC_MAX_CONNECTION_AGE_GRACE_MS: time left to its calls after that GOAWAY; 0 = no limit. */
   maxConnectionAgeGraceMs?: number;
+  /** The process's serving phase: health is NOT_SERVING from a shutdown signal on, as /readyz. */
+  phase?: ServingPhase;
 }
 
 /** What listenGrpc needs of a server createGrpcServer made. */
@@ -335,7 +338,7 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
     return version;
   };
 
-  const health = new HealthStatus(registry);
+  const health = new HealthStatus(registry, options.phase);
   const healthHandlers: UntypedServiceImplementation = {
     Check: unary(
       'Check',
@@ -361,7 +364,10 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
 
   const handlers: UntypedServiceImplementation = {
     ServerLive: unary('ServerLive', () => ({ live: true })),
-    ServerReady: unary('ServerReady', () => ({ ready: registry.isReady() })),
+    // As /v2/health/ready: not ready from a shutdown signal on, whatever the models.
+    ServerReady: unary('ServerReady', () => ({
+      ready: (options.phase?.acceptingTraffic ?? true) && registry.isReady(),
+    })),
     ServerMetadata: unary('ServerMetadata', () => ({
       name: 'normserve',
       version: options.version,

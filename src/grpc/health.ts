@@ -1,6 +1,6 @@
 import type { ServerWritableStream } from '@grpc/grpc-js';
 import { NormserveError } from '../errors/index.js';
-import { type ModelRegistry, modelReadiness } from '../service/index.js';
+import { type ModelRegistry, modelReadiness, type ServingPhase } from '../service/index.js';
 
 /**
  * gRPC's standard health checking protocol (grpc.health.v1.Health of proto/health.proto,
@@ -30,15 +30,21 @@ export const healthRequestService = (request: unknown): string =>
  * - a model's name: that model's readiness, as ModelReady without a version (an AVAILABLE
  *   active version), as Triton answers per model;
  * - anything else is unknown (Check: NOT_FOUND; Watch: SERVICE_UNKNOWN, and watched on).
- * From `drain()` on (the server is shutting down) every known name is NOT_SERVING, the watches
- * are told so and ended, so that a shutdown does not wait for them.
+ * From a shutdown signal on (`phase` no longer accepting traffic: the lame duck of
+ * SHUTDOWN_DELAY_MS, as /readyz answers it) every known name is NOT_SERVING and the watches are
+ * told at once; from `drain()` on the watches are ended, so that a shutdown does not wait for them.
  */
 export class HealthStatus {
   private draining = false;
   private readonly watches = new Set<Watch>();
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly registry: ModelRegistry) {}
+  constructor(
+    private readonly registry: ModelRegistry,
+    private readonly phase?: ServingPhase,
+  ) {
+    phase?.onChange(() => this.sendChanges());
+  }
 
   /** The status of `service` now. */
   statusOf(service: string): ServingStatus {
@@ -46,7 +52,8 @@ export class HealthStatus {
     if (service === '' || service === INFERENCE_SERVICE_NAME) ready = this.registry.isReady();
     else if (this.registry.has(service)) ready = modelReadiness(this.registry, service).ready;
     else return 'SERVICE_UNKNOWN';
-    return ready && !this.draining ? 'SERVING' : 'NOT_SERVING';
+    const accepting = !this.draining && (this.phase?.acceptingTraffic ?? true);
+    return ready && accepting ? 'SERVING' : 'NOT_SERVING';
   }
 
   /** Check's answer: the status, or NOT_FOUND for an unknown name (as the protocol says). */

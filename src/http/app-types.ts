@@ -12,6 +12,7 @@ import type {
   ModelRegistry,
   RecalibrationService,
   ServerConfig,
+  ServingPhase,
 } from '../service/index.js';
 import type { RateLimitCounter } from './fixed-window-counter.js';
 import type { ServiceMetrics } from './metrics.js';
@@ -27,6 +28,11 @@ export interface AppDeps {
   /** The recalibration use case (the admin routes' and AUTO_RECALIBRATE's: one lock, one set of jobs). */
   recalibration: RecalibrationService;
   metrics: ServiceMetrics;
+  /**
+   * Serving, lame duck (after SIGTERM, SHUTDOWN_DELAY_MS: readiness 503) or draining; the process
+   * moves it (cli/server-worker.ts) and the readiness routes read it.
+   */
+  phase: ServingPhase;
   /** Bearer token of the admin routes (generated at start-up when ADMIN_TOKEN is unset). */
   adminToken: string;
   /** normserve's version (package.json), reported by GET /v2. */

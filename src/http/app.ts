@@ -16,6 +16,7 @@ import {
   type ModelRegistry,
   RecalibrationService,
   type ServerConfig,
+  ServingPhase,
 } from '../service/index.js';
 import type { AppDeps, AppInstance } from './app-types.js';
 import { OCTET_STREAM } from './binary-infer.js';
@@ -49,8 +50,11 @@ import { tfServingRoutes } from './routes/tf-serving.js';
 import { childLoggerWithTrace, REQUEST_ID_LOG_FIELD, requestIdOf } from './tracing.js';
 import { serializerCompiler, validatorCompiler } from './validation.js';
 
-export interface BuildAppOptions extends Omit<AppDeps, 'inference' | 'drift' | 'recalibration'> {
+export interface BuildAppOptions
+  extends Omit<AppDeps, 'inference' | 'drift' | 'recalibration' | 'phase'> {
   logger: FastifyBaseLogger;
+  /** The process's serving phase (cli/server-worker.ts moves it); a new one (serving) when absent. */
+  phase?: ServingPhase;
   /** The inference service to share (with a gRPC server); made from the config when absent. */
   inference?: InferenceService;
   /** Its drift service (the one given to createInferenceService); made when absent. */
@@ -211,6 +215,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     drift: givenDrift,
     recalibration: givenRecalibration,
     listenerHandover,
+    phase,
     ...rest
   } = options;
   if ((given || givenRecalibration) && !givenDrift)
@@ -218,6 +223,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   const drift = givenDrift ?? createDriftService(rest.config, rest.registry, rest.metrics, logger);
   const deps: AppDeps = {
     ...rest,
+    phase: phase ?? new ServingPhase(),
     drift,
     inference: given ?? createInferenceService(rest.config, rest.registry, rest.metrics, drift),
     recalibration:
@@ -292,6 +298,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   const connections = drainableConnections(app.server, IDLE_LINGER_MS, listenerHandover);
   app.addHook('preClose', async () => {
     closing = true;
+    deps.phase.enter('draining');
     // Requests waiting for a dynamic batch run now rather than at the end of their delay.
     deps.inference.flush();
     // No new connections; every request already sent on an open one is read and answered
@@ -329,7 +336,11 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     // a response sent before its request's body was read whole (an upload refused at its line 2,
     // a body over its limit): the unread rest would hold the connection open, and a shutdown
     // with it (Node closes the socket once a `Connection: close` response is written).
-    if (closing || bodyLeftUnread(request.raw)) void reply.header('Connection', 'close');
+    // In the lame-duck phase too (SHUTDOWN_DELAY_MS), as Go's Server.Shutdown and Envoy's drain
+    // do: a kept-alive client's next request opens a new connection, which the Service sends to
+    // another pod once the endpoints are updated, instead of meeting the drain's 503 here.
+    if (closing || !deps.phase.acceptingTraffic || bodyLeftUnread(request.raw))
+      void reply.header('Connection', 'close');
     done(null, payload);
   });
   app.addHook('onResponse', (request, reply, done) => {

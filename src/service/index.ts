@@ -191,6 +191,12 @@ export {
   type ServerConfig,
   serverConfigSchema,
 } from './server-config.js';
+export {
+  SERVING_PHASES,
+  ServingPhase,
+  type ServingPhaseName,
+  SHUTTING_DOWN_REASON,
+} from './serving-phase.js';
 export { type StorageWarning, storageWarningOf } from './storage-warning.js';
 export {
   bytesTensor,

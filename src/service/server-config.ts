@@ -120,6 +120,14 @@ export const serverConfigSchema = z.object({
    * V8's own largest factor (4.0, heap-controller.cc).
    */
   V8_HEAP_GROWING_PERCENT: int(0, 300).default(200),
+  /**
+   * After SIGTERM/SIGINT, how long the server keeps serving as before while its readiness routes
+   * answer 503 (the lame-duck phase, service/serving-phase.ts), before the drain: Kubernetes takes
+   * a terminating pod out of its Service's endpoints asynchronously, and traffic still routed to it
+   * meanwhile must not meet a closed port. 0 = drain at once (npm start, local use).
+   */
+  SHUTDOWN_DELAY_MS: ms(0).default(0),
+  /** The drain after SHUTDOWN_DELAY_MS: a process still running this long after it began exits 1. */
   SHUTDOWN_TIMEOUT_MS: ms(100).default(10_000),
   /** Time to receive one whole request, headers and body; 0 = no limit (headers get 60 s). */
   REQUEST_TIMEOUT_MS: ms(0).default(60_000),

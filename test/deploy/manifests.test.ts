@@ -16,6 +16,7 @@ import {
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAllDocuments } from 'yaml';
+import { WORKER_KILL_MARGIN_MS } from '../../src/cli/cluster-primary.js';
 import { parseServerConfig, serverConfigSchema } from '../../src/service/index.js';
 import { makeTestApp, type TestApp } from '../helpers/app.js';
 import { copyBundledRepository } from '../helpers/bundled-models.js';
@@ -35,6 +36,9 @@ interface EnvVar {
 }
 interface Probe {
   httpGet?: { path: string; port: string | number };
+  timeoutSeconds?: number;
+  periodSeconds?: number;
+  failureThreshold?: number;
 }
 interface SecurityContext {
   runAsNonRoot?: boolean;
@@ -280,6 +284,37 @@ function resolvePort(container: Container, port: string | number): number | unde
   return container.ports?.find((p) => p.name === port)?.containerPort;
 }
 
+/** Kubernetes' terminationGracePeriodSeconds when a pod spec leaves it out (a KServe runtime's). */
+const DEFAULT_GRACE_SECONDS = 30;
+
+/**
+ * The probes' bounds. A probe is a new connection, which a process busy with inference accepts
+ * late: with 8 clients posting 1024-row digits-cnn batches /healthz took p99 up to 6.3 s
+ * (WORKERS=2) and 15.2 s (WORKERS=1; bench/probes-under-load.ts, README, Deploy), so the default
+ * timeoutSeconds (1) failed the probes of a busy pod. Every probe states a timeout of at least
+ * 5 s, and liveness restarts only a process silent for a minute.
+ */
+const PROBE_TIMEOUT_MIN_SECONDS = 5;
+const LIVENESS_WINDOW_MIN_SECONDS = 60;
+
+function checkProbeBounds(c: Container): void {
+  for (const [kind, probe] of [
+    ['liveness', c.livenessProbe],
+    ['readiness', c.readinessProbe],
+    ['startup', c.startupProbe],
+  ] as const) {
+    if (!probe) continue;
+    expect(probe.timeoutSeconds, `${kind} timeoutSeconds`).toBeGreaterThanOrEqual(
+      PROBE_TIMEOUT_MIN_SECONDS,
+    );
+  }
+  const live = c.livenessProbe!;
+  // Kubernetes' defaults: periodSeconds 10, failureThreshold 3.
+  expect((live.periodSeconds ?? 10) * (live.failureThreshold ?? 3)).toBeGreaterThanOrEqual(
+    LIVENESS_WINDOW_MIN_SECONDS,
+  );
+}
+
 /** Compose durations: "15s", "1m30s", "500ms". */
 function durationMs(text: string): number {
   let total = 0;
@@ -464,10 +499,18 @@ describe('Kubernetes Deployment', () => {
     }
   });
 
-  it('terminationGracePeriodSeconds × 1000 exceeds SHUTDOWN_TIMEOUT_MS', () => {
-    const grace = deployment().spec.template.spec.terminationGracePeriodSeconds ?? 30;
-    const { SHUTDOWN_TIMEOUT_MS } = parseServerConfig(containerEnv(container()));
-    expect(grace * 1000).toBeGreaterThan(SHUTDOWN_TIMEOUT_MS);
+  it('sets SHUTDOWN_DELAY_MS (lame duck while the endpoints are removed), and terminationGracePeriodSeconds covers it, SHUTDOWN_TIMEOUT_MS and the primary’s margin', () => {
+    const grace =
+      deployment().spec.template.spec.terminationGracePeriodSeconds ?? DEFAULT_GRACE_SECONDS;
+    const { SHUTDOWN_DELAY_MS, SHUTDOWN_TIMEOUT_MS } = parseServerConfig(containerEnv(container()));
+    expect(SHUTDOWN_DELAY_MS).toBeGreaterThan(0);
+    expect(grace * 1000).toBeGreaterThan(
+      SHUTDOWN_DELAY_MS + SHUTDOWN_TIMEOUT_MS + WORKER_KILL_MARGIN_MS,
+    );
+  });
+
+  it('every probe has a timeout a busy process can meet, and liveness tolerates a minute', () => {
+    checkProbeBounds(container());
   });
 
   it('the image (without tag) is the same in the Deployment, initContainer, compose and ServingRuntime', () => {
@@ -783,12 +826,17 @@ describe('compose', () => {
     }
   });
 
-  it('stop_grace_period exceeds SHUTDOWN_TIMEOUT_MS', () => {
+  it('stop_grace_period exceeds SHUTDOWN_DELAY_MS + SHUTDOWN_TIMEOUT_MS and the primary’s margin', () => {
     const example = exampleEnvWithToken();
     for (const [name, s] of normserveServices()) {
-      const { SHUTDOWN_TIMEOUT_MS } = parseServerConfig({ ...example, ...composeEnv(s) });
+      const { SHUTDOWN_DELAY_MS, SHUTDOWN_TIMEOUT_MS } = parseServerConfig({
+        ...example,
+        ...composeEnv(s),
+      });
       // Compose's default is 10 s.
-      expect(durationMs(s.stop_grace_period ?? '10s'), name).toBeGreaterThan(SHUTDOWN_TIMEOUT_MS);
+      expect(durationMs(s.stop_grace_period ?? '10s'), name).toBeGreaterThan(
+        SHUTDOWN_DELAY_MS + SHUTDOWN_TIMEOUT_MS + WORKER_KILL_MARGIN_MS,
+      );
     }
   });
 });
@@ -831,6 +879,21 @@ describe('KServe', () => {
       expect(resolvePort(c, probe.httpGet!.port)).toBe(port);
       expect(await getStatus(probe.httpGet!.path)).toBe(200);
     }
+  });
+
+  it('ServingRuntime sets SHUTDOWN_DELAY_MS, within the pod’s default grace period with SHUTDOWN_TIMEOUT_MS', () => {
+    const { SHUTDOWN_DELAY_MS, SHUTDOWN_TIMEOUT_MS, WORKERS } = parseServerConfig(
+      containerEnv(runtimeContainer()),
+    );
+    expect(SHUTDOWN_DELAY_MS).toBeGreaterThan(0);
+    const margin = WORKERS > 1 ? WORKER_KILL_MARGIN_MS : 0;
+    expect(DEFAULT_GRACE_SECONDS * 1000).toBeGreaterThan(
+      SHUTDOWN_DELAY_MS + SHUTDOWN_TIMEOUT_MS + margin,
+    );
+  });
+
+  it('ServingRuntime probes have a timeout a busy process can meet, and liveness tolerates a minute', () => {
+    checkProbeBounds(runtimeContainer());
   });
 
   it('ServingRuntime env names are serverConfigSchema keys and the values parse', () => {

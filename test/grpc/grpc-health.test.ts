@@ -187,6 +187,20 @@ describe('grpc.health.v1.Health', () => {
     expect(model.outcome.code).toBe(status.CANCELLED);
   });
 
+  it('from a shutdown signal on (the lame duck of SHUTDOWN_DELAY_MS), NOT_SERVING as /readyz, a Watch told at once; ServerReady false', async () => {
+    const { t, client, g } = await start(makeRepository(['digits']));
+    const server = watch(client, '');
+    await until(() => server.seen.length === 1, 'server.seen.length === 1');
+    t.app.deps.phase.enter('lame-duck');
+    expect((await t.app.inject({ url: '/readyz' })).statusCode).toBe(503);
+    expect(await check(client, '')).toEqual({ code: status.OK, status: 'NOT_SERVING' });
+    expect(await check(client, 'digits')).toEqual({ code: status.OK, status: 'NOT_SERVING' });
+    await until(() => server.seen.length === 2, 'NOT_SERVING on the watch');
+    expect(server.seen).toEqual(['SERVING', 'NOT_SERVING']);
+    expect(await g.client.call('ServerReady', {})).toEqual({ ok: true, value: { ready: false } });
+    server.cancel();
+  });
+
   it('shutting down, a Watch is told NOT_SERVING and ended with OK, and the close does not wait for it', async () => {
     const { client, g: server0 } = await start(makeRepository(['digits']));
     g = undefined; // closed here, not by afterEach

@@ -107,6 +107,8 @@ export async function startGrpc(
     apiToken: options.apiToken,
     log: options.log ?? silentLog,
     ...(options.observer ? { observer: options.observer } : {}),
+    // The app's serving phase, as server-worker.ts hands the same one to both transports.
+    phase: t.app.deps.phase,
   });
   const handle = await listenGrpc(server, '127.0.0.1', 0);
   const client = grpcClient(handle.port);

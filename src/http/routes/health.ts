@@ -1,6 +1,7 @@
 import { z } from 'zod';
+import { SHUTTING_DOWN_REASON } from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
-import { NOT_READY_DESCRIPTION } from '../schemas/common.js';
+import { NOT_READY_DESCRIPTION, notReadyReason } from '../schemas/common.js';
 import { activeRecordStatus } from '../views/model-status.js';
 
 const modelReadiness = z.object({
@@ -14,7 +15,7 @@ const modelReadiness = z.object({
 });
 
 export async function healthRoutes(app: AppInstance): Promise<void> {
-  const { registry } = app.deps;
+  const { registry, phase } = app.deps;
   app.get(
     '/healthz',
     {
@@ -32,6 +33,7 @@ export async function healthRoutes(app: AppInstance): Promise<void> {
 
   const readiness = z.object({
     status: z.enum(['ready', 'not_ready']),
+    reason: notReadyReason,
     models: z.array(modelReadiness),
   });
   app.get(
@@ -67,6 +69,9 @@ export async function healthRoutes(app: AppInstance): Promise<void> {
         active_version: m.active ?? null,
         ...activeRecordStatus(m),
       }));
+      // Shutting down: not ready whatever the models (service/serving-phase.ts).
+      if (!phase.acceptingTraffic)
+        return reply.code(503).send({ status: 'not_ready', reason: SHUTTING_DOWN_REASON, models });
       const ready = registry.isReady();
       return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not_ready', models });
     },

@@ -1,4 +1,9 @@
-import { modelReadiness, OIP_EXTENSIONS, oipModelMetadata } from '../../service/index.js';
+import {
+  modelReadiness,
+  OIP_EXTENSIONS,
+  oipModelMetadata,
+  SHUTTING_DOWN_REASON,
+} from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
 import { attributeModel } from '../attribute-model.js';
 import { binaryContentType, OCTET_STREAM } from '../binary-infer.js';
@@ -58,6 +63,9 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
       },
     },
     async (_request, reply) => {
+      // Shutting down: not ready whatever the models (service/serving-phase.ts).
+      if (!app.deps.phase.acceptingTraffic)
+        return reply.code(503).send({ ready: false, reason: SHUTTING_DOWN_REASON });
       const ready = registry.isReady();
       return reply.code(ready ? 200 : 503).send({ ready });
     },

@@ -62,7 +62,13 @@ export const nameParams = z.object({ name: modelNameParam });
 
 /** What the readiness routes (/readyz, /v2/health/ready) answer 503 for. */
 export const NOT_READY_DESCRIPTION =
-  'Some model has no available version (STRICT_READINESS=off: no model has one), or the repository is empty';
+  'Some model has no available version (STRICT_READINESS=off: no model has one), or the repository is empty; or the server is shutting down (reason: shutting_down): from SIGTERM on it still serves requests for SHUTDOWN_DELAY_MS, so that load balancers take it out first';
+
+/** The readiness routes' `reason`, present when the server is shutting down. */
+export const notReadyReason = z.literal('shutting_down').optional().meta({
+  description:
+    'shutting_down: a SIGTERM or SIGINT came; the server still serves during SHUTDOWN_DELAY_MS, then drains',
+});
 
 /** The path parameters of one version's routes (`/…/models/:name/versions/:version…`). */
 export const versionParams = z.object({ name: modelNameParam, version: versionParam });

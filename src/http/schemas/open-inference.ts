@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { errorResponses, NOT_READY_DESCRIPTION } from './common.js';
+import { errorResponses, NOT_READY_DESCRIPTION, notReadyReason } from './common.js';
 import { LIMITS, parametersSchema } from './limits.js';
 
 const example = Array.from({ length: 64 }, (_, i) => (i % 9 === 0 ? 8 : 0));
@@ -20,7 +20,7 @@ export const serverLiveSchema = z
   .object({ live: z.boolean() })
   .meta({ examples: [{ live: true }] });
 
-const readySchema = z.object({ ready: z.boolean() });
+const readySchema = z.object({ ready: z.boolean(), reason: notReadyReason });
 
 export const serverReadyResponses = {
   200: readySchema.meta({ examples: [{ ready: true }] }),

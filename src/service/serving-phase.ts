@@ -1,0 +1,45 @@
+/**
+ * Where a server process is in its life as load balancers see it, one signal for every transport:
+ * the HTTP readiness routes read it, and so can gRPC's health service.
+ *
+ * - `serving`: readiness follows the models (ModelRegistry.isReady).
+ * - `lame-duck`: a SIGTERM/SIGINT came and SHUTDOWN_DELAY_MS runs. Kubernetes removes a
+ *   terminating pod from its Service's endpoints asynchronously, after the signal: until every
+ *   node's kube-proxy and every ingress has caught up, traffic still arrives. The process serves it
+ *   as before but answers readiness 503, so that whatever still probes it takes it out too.
+ * - `draining`: it stops listening and finishes what is in flight (http/connection-drain.ts).
+ *
+ * The phase only moves forward.
+ */
+export const SERVING_PHASES = ['serving', 'lame-duck', 'draining'] as const;
+export type ServingPhaseName = (typeof SERVING_PHASES)[number];
+
+/** Why the readiness routes answer 503 in the lame-duck and draining phases. */
+export const SHUTTING_DOWN_REASON = 'shutting_down';
+
+export class ServingPhase {
+  private phase: ServingPhaseName = 'serving';
+  private readonly listeners = new Set<(phase: ServingPhaseName) => void>();
+
+  get current(): ServingPhaseName {
+    return this.phase;
+  }
+
+  /** False from the shutdown signal on: readiness is 503 whatever the models. */
+  get acceptingTraffic(): boolean {
+    return this.phase === 'serving';
+  }
+
+  /** Moves to `phase` if it is later than the current one (else nothing), telling the listeners. */
+  enter(phase: ServingPhaseName): void {
+    if (SERVING_PHASES.indexOf(phase) <= SERVING_PHASES.indexOf(this.phase)) return;
+    this.phase = phase;
+    for (const listener of this.listeners) listener(phase);
+  }
+
+  /** Calls `listener` with each later phase; returns the function that stops it. */
+  onChange(listener: (phase: ServingPhaseName) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+}

@@ -1,0 +1,104 @@
+/**
+ * The real server process (src/cli/server.ts) with SHUTDOWN_DELAY_MS: after SIGTERM it keeps
+ * listening and serving while its readiness routes answer 503 (reason shutting_down); a second
+ * SIGTERM ends the delay and the drain follows, exit 0. With WORKERS=2 both workers enter the
+ * lame-duck phase on the primary's one relay. The delay is long (SHUTDOWN_DELAY_MS=600000), so
+ * only the second signal can end it: the test waits for outcomes, never for a clock.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { copyBundledModel } from '../helpers/bundled-models.js';
+import { digitsTestRows } from '../helpers/digits.js';
+import {
+  exitWithin,
+  freshGet,
+  freshRequest,
+  killServers,
+  listeningPort,
+  type Reply,
+  servingEnv,
+  startServer,
+} from '../helpers/server-process.js';
+
+/** Generous bound on the drain's end after the second signal (SHUTDOWN_TIMEOUT_MS is 10 s). */
+const EXIT_WITHIN_MS = 20_000;
+const LAME_DUCK = 'shutting down: serving on while readiness answers 503, then draining';
+
+const temps: string[] = [];
+afterEach(killServers);
+afterAll(() => {
+  for (const dir of temps.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+function repositoryCopy(): string {
+  const root = mkdtempSync(join(tmpdir(), 'normserve-lame-duck-'));
+  temps.push(root);
+  copyBundledModel('digits', root);
+  return root;
+}
+
+const predictBody = JSON.stringify({ instances: digitsTestRows().x.slice(0, 4) });
+
+describe('SHUTDOWN_DELAY_MS: the lame-duck phase of the real server process', () => {
+  for (const workers of [1, 2]) {
+    it(`WORKERS=${workers}: after SIGTERM readiness is 503 (shutting_down) on every worker while predictions and liveness are served on new connections; a second SIGTERM drains, exit 0`, async () => {
+      const server = startServer(
+        servingEnv(repositoryCopy(), workers, { SHUTDOWN_DELAY_MS: '600000' }),
+      );
+      const port = await listeningPort(server, workers);
+      expect((await freshGet(port, '/readyz')) as Reply).toMatchObject({ status: 200 });
+
+      server.child.kill('SIGTERM');
+      // Every worker entered the phase (the primary relays the signal to each).
+      await server.waitForLog((l) => l.msg === LAME_DUCK, LAME_DUCK, { count: workers });
+      const pids = new Set(server.logs.filter((l) => l.msg === LAME_DUCK).map((l) => l.pid));
+      expect(pids.size).toBe(workers);
+
+      // New connections, spread over the workers by the kernel: all answered.
+      for (let i = 0; i < 6; i++) {
+        const ready = (await freshGet(port, '/readyz')) as Reply;
+        expect(ready.status, ready.body).toBe(503);
+        expect(JSON.parse(ready.body)).toMatchObject({
+          status: 'not_ready',
+          reason: 'shutting_down',
+        });
+        expect(ready.headers.connection).toBe('close');
+        const v2 = (await freshGet(port, '/v2/health/ready')) as Reply;
+        expect(v2.status).toBe(503);
+        expect(JSON.parse(v2.body)).toEqual({ ready: false, reason: 'shutting_down' });
+        expect((await freshGet(port, '/healthz')) as Reply).toMatchObject({ status: 200 });
+        const predicted = await freshRequest(port, 'POST', '/v1/models/digits:predict', {
+          body: predictBody,
+          headers: { 'content-type': 'application/json' },
+        });
+        expect(predicted.status, predicted.body).toBe(200);
+      }
+      expect(server.logs.some((l) => l.msg === 'stopped')).toBe(false);
+
+      // The repeated signal ends the delay: the drain, then exit 0.
+      server.child.kill('SIGTERM');
+      const { code, signal } = await exitWithin(server, EXIT_WITHIN_MS);
+      expect({ code, signal }, server.stderr()).toEqual({ code: 0, signal: null });
+      expect(server.logs.filter((l) => l.msg === 'stopped')).toHaveLength(workers);
+      expect(server.logs.some((l) => l.msg === 'repeated signal: draining now')).toBe(true);
+      expect('error' in (await freshGet(port, '/healthz', 2_000))).toBe(true);
+    });
+  }
+
+  it('WORKERS=2: a terminal’s Ctrl-C (SIGINT to the whole process group) is one signal: every worker serves out the delay, then drains, exit 0', async () => {
+    const server = startServer(servingEnv(repositoryCopy(), 2, { SHUTDOWN_DELAY_MS: '1500' }));
+    const port = await listeningPort(server, 2);
+    // The primary and both workers get the SIGINT; the primary relays it as a SIGTERM.
+    process.kill(-server.child.pid!, 'SIGINT');
+    await server.waitForLog((l) => l.msg === LAME_DUCK, LAME_DUCK, { count: 2 });
+    const { code, signal } = await exitWithin(server, EXIT_WITHIN_MS);
+    expect({ code, signal }, server.stderr()).toEqual({ code: 0, signal: null });
+    expect(server.logs.filter((l) => l.msg === 'stopped')).toHaveLength(2);
+    expect('error' in (await freshGet(port, '/healthz', 2_000))).toBe(true);
+    // Neither worker took its own SIGINT and the relay for two signals.
+    expect(server.logs.filter((l) => l.msg === 'repeated signal: draining now')).toEqual([]);
+    expect(server.logs.filter((l) => l.msg === LAME_DUCK)).toHaveLength(2);
+  });
+});
