@@ -55,7 +55,13 @@ import { HealthStatus, healthRequestService } from './health.js';
 export { routeGrpcJsLog } from './grpc-js-log.js';
 
 import { grpcStatusOf } from './grpc-status.js';
-import { type ModelInferRequest, modelInferRequestSchema, modelRefSchema } from './messages.js';
+import {
+  healthCheckRequestSchema,
+  type ModelInferRequest,
+  modelInferRequestSchema,
+  modelRefSchema,
+  requestField,
+} from './messages.js';
 import {
   healthServiceDefinition,
   inferenceServiceDefinition,
@@ -119,6 +125,10 @@ const statusNames = Object.fromEntries(
     .filter(([, v]) => typeof v === 'number')
     .map(([k, v]) => [v, k]),
 ) as Record<number, string>;
+
+// The model a call names, for its log line before the handler parses the request.
+const requestName = requestField('name');
+const requestModelName = requestField('model_name');
 
 /** A zod parse of a decoded message; a refusal is INVALID_INPUT naming the fields. */
 function parseMessage<T extends z.ZodType>(schema: T, value: unknown): z.output<T> {
@@ -342,7 +352,7 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
   const healthHandlers: UntypedServiceImplementation = {
     Check: unary(
       'Check',
-      (call) => health.check(healthRequestService(call.request)),
+      (call) => health.check(parseMessage(healthCheckRequestSchema, call.request).service),
       healthRequestService,
     ),
     Watch: (call: ServerWritableStream<unknown, unknown>) => {
@@ -379,7 +389,7 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
         const ref = parseMessage(modelRefSchema, call.request);
         return { ready: modelReadiness(registry, ref.name, askedVersion(call, ref.version)).ready };
       },
-      (request) => (request as { name?: string }).name ?? '',
+      requestName,
     ),
     ModelMetadata: unary(
       'ModelMetadata',
@@ -387,7 +397,7 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
         const ref = parseMessage(modelRefSchema, call.request);
         return oipModelMetadata(registry, ref.name, askedVersion(call, ref.version));
       },
-      (request) => (request as { name?: string }).name ?? '',
+      requestName,
     ),
     ModelInfer: unary(
       'ModelInfer',
@@ -415,7 +425,7 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
           ? out.then((o) => finishInfer(request, o, served))
           : finishInfer(request, out, served);
       },
-      (request) => (request as { model_name?: string }).model_name ?? '',
+      requestModelName,
       true,
     ),
   };

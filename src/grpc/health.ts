@@ -1,6 +1,7 @@
 import type { ServerWritableStream } from '@grpc/grpc-js';
 import { NormserveError } from '../errors/index.js';
 import { type ModelRegistry, modelReadiness, type ServingPhase } from '../service/index.js';
+import { requestField } from './messages.js';
 
 /**
  * gRPC's standard health checking protocol (grpc.health.v1.Health of proto/health.proto,
@@ -16,12 +17,11 @@ export const HEALTH_WATCH_INTERVAL_MS = 1_000;
 
 export type ServingStatus = 'SERVING' | 'NOT_SERVING' | 'SERVICE_UNKNOWN';
 
-export interface HealthCheckRequest {
-  service: string;
-}
-
-export const healthRequestService = (request: unknown): string =>
-  (request as Partial<HealthCheckRequest> | null)?.service ?? '';
+/**
+ * The service name of a decoded HealthCheckRequest (messages.ts: healthCheckRequestSchema), ''
+ * (the server) when it has none.
+ */
+export const healthRequestService = requestField('service');
 
 /**
  * The serving status of each health service name, following the readiness HTTP's /readyz

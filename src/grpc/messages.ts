@@ -60,3 +60,20 @@ export const modelRefSchema = z.object({
   name: modelNameSchema,
   version: z.string().max(LIMITS.nameChars),
 });
+
+/** grpc.health.v1 HealthCheckRequest (Check and Watch): a health service name. */
+export const healthCheckRequestSchema = z.object({ service: z.string() });
+export type HealthCheckRequest = z.output<typeof healthCheckRequestSchema>;
+
+/**
+ * Reads one string field of a decoded request through a schema of that field alone, for what is
+ * known of a call before its handler parses the whole message (the model of its log line, a
+ * health service name): '' when the request has no such string.
+ */
+export function requestField(field: string): (request: unknown) => string {
+  const schema = z.object({ [field]: z.string() });
+  return (request) => {
+    const parsed = schema.safeParse(request);
+    return parsed.success ? (parsed.data[field] ?? '') : '';
+  };
+}

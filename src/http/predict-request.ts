@@ -91,16 +91,26 @@ const bodyRow = (r: number) => `body (row ${r})`;
  * predict routes; the compiled checks are kept per input shape.
  */
 export function predictHandler({ config, inference }: Pick<AppDeps, 'config' | 'inference'>) {
-  // Per input shape, not per version: a model's next version (a publish, a recalibration) has
-  // the shape of the one before, and its first request finds the check compiled and warm — the
-  // rest of a version's first-call costs its load's warm-up pays (inference/warm-up.ts).
-  const accepts = new Map<string, Accepts | undefined>();
+  // Compiled per input shape, not per version: a model's next version (a publish, a
+  // recalibration) has the shape of the one before, and its first request finds the check
+  // compiled and warm — the rest of a version's first-call costs its load's warm-up pays
+  // (inference/warm-up.ts). A version's later requests find it in one WeakMap look-up, no key
+  // string built per request.
+  const byShape = new Map<string, { accepts: Accepts | undefined }>();
+  const byVersion = new WeakMap<AvailableVersion, { accepts: Accepts | undefined }>();
   const acceptsFor = (served: AvailableVersion) => {
-    const shape = served.compiled.inputShape;
-    const key = shape.join('x');
-    if (!accepts.has(key))
-      accepts.set(key, compileAccepts(predictRequestSchemaFor(shape, config.MAX_BATCH_SIZE)));
-    return accepts.get(key);
+    let entry = byVersion.get(served);
+    if (entry === undefined) {
+      const shape = served.compiled.inputShape;
+      const key = shape.join('x');
+      entry = byShape.get(key);
+      if (entry === undefined) {
+        entry = { accepts: compileAccepts(predictRequestSchemaFor(shape, config.MAX_BATCH_SIZE)) };
+        byShape.set(key, entry);
+      }
+      byVersion.set(served, entry);
+    }
+    return entry.accepts;
   };
 
   const predict = async (

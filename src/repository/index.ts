@@ -35,6 +35,7 @@ export {
 export { MAX_JSON_FILE_BYTES, RepositoryFiles } from './repository-files.js';
 export {
   isStorageFailure,
+  storageErrnos,
   storageFailure,
   UnsyncedWrite,
   unsyncedWarning,

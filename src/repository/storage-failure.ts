@@ -15,6 +15,13 @@ const STORAGE_ERRNOS: Readonly<Record<string, { code: ErrorCode; words: string }
   EPERM: { code: 'STORAGE_UNAVAILABLE', words: 'operation not permitted' },
 };
 
+/** The errnos STORAGE_ERRNOS maps to `code`, in its order (for the API's documentation). */
+export function storageErrnos(code: 'STORAGE_FULL' | 'STORAGE_UNAVAILABLE'): string[] {
+  return Object.entries(STORAGE_ERRNOS)
+    .filter(([, mapped]) => mapped.code === code)
+    .map(([errno]) => errno);
+}
+
 /** What the failed system call was doing, in words. */
 const SYSCALL_WORDS: Readonly<Record<string, string>> = {
   open: 'creating',

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
+import { z } from 'zod';
 
 /**
  * The CPUs this process may use: the CPUs it may run on (availableParallelism: the affinity mask),
@@ -18,7 +19,7 @@ import { join } from 'node:path';
  * cgroup v2) sees as its own cgroup; else cgroup v1's `cpu/cpu.cfs_quota_us` and
  * `cpu.cfs_period_us` (quota -1: no limit; also under `cpu,cpuacct/`). A limit set only on an
  * ancestor cgroup the container cannot see is not read; a file that is missing or unreadable
- * reads as no limit.
+ * reads as no limit, and so does one not in the kernel's format (cgroupCpuLimit).
  */
 export function availableCpus(
   options: {
@@ -35,26 +36,54 @@ export function availableCpus(
 
 const CGROUP_ROOT = '/sys/fs/cgroup';
 
-/** The cgroup's CPU bandwidth limit in whole CPUs (floor, at least 1); undefined: none found. */
+/**
+ * A decimal integer as the kernel writes one (cpu_max_show, cpu_cfs_quota_read_s64): digits only,
+ * no sign, exponent, hex or spaces.
+ */
+const decimal = z.string().regex(/^\d+$/).transform(Number).pipe(z.number().int());
+const positiveDecimal = decimal.pipe(z.number().positive());
+/** A cgroup file's one line: its text without the kernel's final newline. */
+const line = z.string().transform((text) => (text.endsWith('\n') ? text.slice(0, -1) : text));
+
+/** cgroup v2 cpu.max: `max <period>` or `<quota> <period>`, exactly (one space, two fields). */
+const cpuMaxSchema = line
+  .transform((text) => text.split(' '))
+  .pipe(z.tuple([z.union([z.literal('max'), decimal]), positiveDecimal]));
+/** cgroup v1 cpu.cfs_quota_us: a decimal quota in µs, or -1 (no limit). */
+const cfsQuotaSchema = line.pipe(z.union([z.literal('-1'), decimal]));
+/** cgroup v1 cpu.cfs_period_us: a positive decimal period in µs. */
+const cfsPeriodSchema = line.pipe(positiveDecimal);
+
+/**
+ * The cgroup's CPU bandwidth limit in whole CPUs (floor, at least 1); undefined: none found. A
+ * file whose text is not the kernel's format (`0x30000 100000`, `200000 100000 7`, a quota of
+ * `4e5`) reads as no limit, as a missing one does, and silently: the callers are the defaults of
+ * WORKERS and ENGINE_THREADS, computed while the configuration is parsed, before any logger
+ * exists; an operator who sees the wrong count sets those two.
+ */
 export function cgroupCpuLimit(root: string): number | undefined {
   const v2 = readText(join(root, 'cpu.max'));
   if (v2 !== undefined) {
-    const [quota, period] = v2.trim().split(/\s+/);
-    return wholeCpus(Number(quota), Number(period));
+    const parsed = cpuMaxSchema.safeParse(v2);
+    if (!parsed.success) return undefined;
+    const [quota, period] = parsed.data;
+    return quota === 'max' ? undefined : wholeCpus(quota, period);
   }
   for (const controller of ['cpu', 'cpu,cpuacct']) {
-    const quota = readText(join(root, controller, 'cpu.cfs_quota_us'));
-    const period = readText(join(root, controller, 'cpu.cfs_period_us'));
-    if (quota !== undefined && period !== undefined)
-      return wholeCpus(Number(quota.trim()), Number(period.trim()));
+    const quotaText = readText(join(root, controller, 'cpu.cfs_quota_us'));
+    const periodText = readText(join(root, controller, 'cpu.cfs_period_us'));
+    if (quotaText === undefined || periodText === undefined) continue;
+    const quota = cfsQuotaSchema.safeParse(quotaText);
+    const period = cfsPeriodSchema.safeParse(periodText);
+    if (!(quota.success && period.success) || quota.data === '-1') return undefined;
+    return wholeCpus(quota.data, period.data);
   }
   return undefined;
 }
 
-/** quota ÷ period CPUs, floored, at least 1; undefined for no limit (`max`, -1) or nonsense. */
+/** quota ÷ period CPUs, floored, at least 1; undefined for a quota of 0 (not a limit the kernel sets). */
 function wholeCpus(quota: number, period: number): number | undefined {
-  if (!(Number.isFinite(quota) && quota > 0 && Number.isFinite(period) && period > 0))
-    return undefined;
+  if (quota <= 0) return undefined;
   return Math.max(1, Math.floor(quota / period));
 }
 

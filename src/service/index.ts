@@ -22,6 +22,8 @@ export {
   ACTIVE_RECORD_LOCK_WAIT_MS,
   JOBS_DIR,
   loadModelDirectory,
+  // The errnos of STORAGE_FULL and STORAGE_UNAVAILABLE, for the API's documentation.
+  storageErrnos,
   VERSION_NAME_PATTERN,
 } from '../repository/index.js';
 // The CSV reader of an upload as it arrives, for http/ (which imports service/ only).

@@ -120,10 +120,11 @@ export class InferenceService {
     if (!fused) return runSources(served, [source], false)[0]!;
     if (policy.maxDelayUs === 0) {
       const offload = this.options.engineAsync ?? false;
-      if (!offloadsSources(served, [source], offload))
-        return runSources(served, [source], true, this.options.observer)[0]!;
+      const sources = [source];
+      if (!offloadsSources(served, sources, offload))
+        return runSources(served, sources, true, this.options.observer)[0]!;
       this.admit(served);
-      const out = inferSources(served, [source], this.options.observer, true);
+      const out = inferSources(served, sources, this.options.observer, true);
       return this.track(Promise.resolve(out)).then((o) => o[0]!);
     }
     this.admit(served);

@@ -692,14 +692,11 @@ export class ModelRegistry {
       if (result.activationBusy && snapshot.active === version)
         result = { version, activated: true };
       if (unsynced) {
-        result.storageWarning = unsyncedWarning(
+        result.storageWarning = this.unsyncedWarning(
+          name,
+          version,
           unsynced,
           `version ${version} of "${name}" was published${result.activated ? ' and is active' : ''}`,
-          this.repository.root,
-        );
-        this.log.error(
-          { model: name, version, err: unsynced.cause, code: result.storageWarning.code },
-          result.storageWarning.message,
         );
       }
     } catch (e) {
@@ -735,16 +732,12 @@ export class ModelRegistry {
     try {
       const snapshot = await this.refreshModel(name);
       if (!unsynced) return { snapshot, previous };
-      const storageWarning = unsyncedWarning(
-        unsynced,
-        `version ${version} of "${name}" is active`,
-        this.repository.root,
-      );
-      this.log.error(
-        { model: name, version, err: unsynced.cause, code: storageWarning.code },
-        storageWarning.message,
-      );
-      return { snapshot, previous, storageWarning };
+      const happened = `version ${version} of "${name}" is active`;
+      return {
+        snapshot,
+        previous,
+        storageWarning: this.unsyncedWarning(name, version, unsynced, happened),
+      };
     } finally {
       await this.announce(name); // written: the others read it now, whatever this refresh did
     }
@@ -793,19 +786,29 @@ export class ModelRegistry {
     try {
       const snapshot = await this.refreshModel(name);
       if (!unsynced) return { snapshot };
-      const storageWarning = unsyncedWarning(
-        unsynced,
-        `version ${version} of "${name}" was deleted`,
-        this.repository.root,
-      );
-      this.log.error(
-        { model: name, version, err: unsynced.cause, code: storageWarning.code },
-        storageWarning.message,
-      );
-      return { snapshot, storageWarning };
+      const happened = `version ${version} of "${name}" was deleted`;
+      return { snapshot, storageWarning: this.unsyncedWarning(name, version, unsynced, happened) };
     } finally {
       await this.announce(name); // deleted: the others read it now, whatever this refresh did
     }
+  }
+
+  /**
+   * A write of `name`'s version `version` that took effect but could not be synced: the storage
+   * warning its answer carries (what `happened`, and that a crash may undo it), logged as an error.
+   */
+  private unsyncedWarning(
+    name: string,
+    version: number,
+    unsynced: UnsyncedWrite,
+    happened: string,
+  ): NormserveError {
+    const warning = unsyncedWarning(unsynced, happened, this.repository.root);
+    this.log.error(
+      { model: name, version, err: unsynced.cause, code: warning.code },
+      warning.message,
+    );
+    return warning;
   }
 
   /** This process wrote `name`'s versions or record: the server's other processes follow now. */

@@ -55,7 +55,8 @@ export interface VersionDriftReport {
  * running statistics they are compared with and the executor's taps that read them — each value
  * winsorized at its channel's running_mean ± LIVE_DRIFT_CLIP_SIGMAS running σ, so a few absurd rows
  * cannot move the windowed moments far (recalibration's taps are exact) —, and those it cannot,
- * with why. VersionDrift's probe, and the taps a version's load warms up (warm-up-version.ts).
+ * with why. VersionDrift's probe, and the taps a version's load warms up (inference/warm-up.ts,
+ * given them by model-registry.ts' warmUpTaps).
  */
 export function liveDriftTaps(
   plan: CompiledPlan,

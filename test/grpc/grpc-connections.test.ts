@@ -4,9 +4,15 @@
  * client reconnects (how channels rebalance behind a Kubernetes Service). Real grpc-js clients,
  * each on its own connection.
  */
-import type { Http2Server, ServerHttp2Session } from 'node:http2';
+import {
+  createServer as createHttp2Server,
+  type Http2Server,
+  type ServerHttp2Session,
+} from 'node:http2';
+import { connect, type Socket } from 'node:net';
 import { Client, credentials, type ServiceError, status } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
+import { shareConnectionLimit } from '../../src/grpc/connection-limits.js';
 import { createGrpcServer, listenGrpc } from '../../src/grpc/grpc-server.js';
 import { parseServerConfig, silentLog } from '../../src/service/index.js';
 import { waitFor } from '../helpers/admin.js';
@@ -91,6 +97,53 @@ describe('gRPC connections', () => {
       200,
     );
     expect(code).toBe(status.OK);
+  });
+
+  it("MAX_CONNECTIONS is the port's: shared by the http2 servers of a host with several addresses", async () => {
+    // grpc-js listens on `localhost` with one http2 server per address (127.0.0.1, ::1); two
+    // servers on two ports of 127.0.0.1 stand for them wherever localhost has one address.
+    let dropped = 0;
+    const servers = [createHttp2Server(), createHttp2Server()];
+    shareConnectionLimit(servers, 3, () => dropped++);
+    const ports = await Promise.all(
+      servers.map(
+        (s) =>
+          new Promise<number>((resolve) =>
+            s.listen(0, '127.0.0.1', () => resolve((s.address() as { port: number }).port)),
+          ),
+      ),
+    );
+    const accepted = servers.map(() => 0);
+    servers.forEach((s, i) => {
+      s.on('connection', () => accepted[i]!++);
+    });
+    const sockets: Socket[] = [];
+    closers.push(async () => {
+      for (const socket of sockets) socket.destroy();
+      await Promise.all(servers.map((s) => new Promise((done) => s.close(done))));
+    });
+    /** A TCP connection to server i, open until the server accepts or drops it. */
+    const open = (i: number) => {
+      const socket = connect(ports[i]!, '127.0.0.1');
+      socket.on('error', () => {});
+      sockets.push(socket);
+      return socket;
+    };
+    open(0);
+    open(1);
+    open(0);
+    await until(() => accepted[0] === 2 && accepted[1] === 1, 'three connections accepted');
+    // Three open between them: one more on either is dropped, though each holds fewer than 3.
+    const refused = [open(1), open(0)];
+    await until(() => dropped === 2, 'two connections dropped');
+    expect(accepted).toEqual([2, 1]);
+    await until(() => refused.every((socket) => socket.closed), 'the dropped ones closed');
+    // One closes: its place is free on the other server too.
+    sockets[0]!.destroy();
+    await until(() => servers[0]!.maxConnections === 2 && servers[1]!.maxConnections === 2, 'room');
+    open(1);
+    await until(() => accepted[1] === 2, 'a connection in the freed place');
+    expect(dropped).toBe(2);
   });
 
   it('GRPC_MAX_CONNECTION_AGE_MS: an old connection is sent a GOAWAY and its client reconnects', async () => {

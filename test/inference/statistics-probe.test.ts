@@ -18,6 +18,7 @@ import {
   createExecutor,
   detectWasmSupport,
   type Executor,
+  M2_RELATIVE_TOLERANCE,
   PlanExecutor,
   type StatisticsTap,
   stepOutputWidth,
@@ -786,5 +787,32 @@ describe('statistics taps', () => {
     expect(input.tap).toBeUndefined();
     expect(input.reason).toMatch(/zero scale/);
     expect(() => batchNormInputsOf(plan, ['2'])).toThrow(/cannot be read/);
+  });
+});
+
+describe('ChannelSums.shiftTooFar threshold', () => {
+  // shiftTooFar's comment: the bound 3·n·u·Σ(x − K)² (u = 2^−53) exceeds M2_RELATIVE_TOLERANCE · M2
+  // when (mean − K)²/variance > M2_RELATIVE_TOLERANCE/(3·n·u) − 1, since Σ(x − K)² = M2 + n·(mean − K)².
+  const limit = (n: number): number => M2_RELATIVE_TOLERANCE / (3 * n * 2 ** -53) - 1;
+  /** Sums of n values of variance 1 (M2 = n) whose mean is `ratio ** 0.5` above K = 0. */
+  const sumsAt = (n: number, ratio: number): ChannelSums => {
+    const s = new ChannelSums(1);
+    const d = Math.sqrt(ratio);
+    s.count = n;
+    s.sum[0] = n * d;
+    s.sumSquares[0] = n + n * d * d;
+    return s;
+  };
+  // 1 % either side of the threshold: far beyond the float64 rounding of the sums set above.
+  const THRESHOLD_MARGIN = 0.01;
+
+  it.each([
+    [4096, 43_690],
+    [4096 * 28 * 28, 54.7],
+  ])('n = %i: the second pass starts above (mean − K)²/variance ≈ %s', (n, quoted) => {
+    // The numbers quoted in the comment and src/inference/README.md, to their digits.
+    expect(limit(n)).toBeCloseTo(quoted, quoted > 1000 ? -1 : 1);
+    expect(sumsAt(n, limit(n) * (1 - THRESHOLD_MARGIN)).shiftTooFar()).toBe(false);
+    expect(sumsAt(n, limit(n) * (1 + THRESHOLD_MARGIN)).shiftTooFar()).toBe(true);
   });
 });

@@ -55,6 +55,15 @@ describe('cgroup v2 cpu.max', () => {
     expect(cgroupCpuLimit(cgroupTree({ 'cpu.max': 'garbage' }))).toBeUndefined();
     expect(cgroupCpuLimit(cgroupTree({ 'cpu.max': '200000 0' }))).toBeUndefined();
   });
+
+  it("a value not in the kernel's format is no limit, not what Number() makes of it", () => {
+    // Number('0x30000') is 196,608: 1 CPU; a third field was ignored.
+    expect(cgroupCpuLimit(cgroupTree({ 'cpu.max': '0x30000 100000' }))).toBeUndefined();
+    expect(cgroupCpuLimit(cgroupTree({ 'cpu.max': '200000 100000 7' }))).toBeUndefined();
+    expect(cgroupCpuLimit(cgroupTree({ 'cpu.max': '4e5 100000' }))).toBeUndefined();
+    expect(cgroupCpuLimit(cgroupTree({ 'cpu.max': '200000 100000\n\n' }))).toBeUndefined();
+    expect(cgroupCpuLimit(cgroupTree({ 'cpu.max': '200000 100000' }))).toBe(2);
+  });
 });
 
 describe('cgroup v1 cpu.cfs_quota_us / cpu.cfs_period_us', () => {
@@ -71,6 +80,21 @@ describe('cgroup v1 cpu.cfs_quota_us / cpu.cfs_period_us', () => {
       'cpu/cpu.cfs_period_us': '100000\n',
     });
     expect(availableCpus({ cgroupRoot: root, parallelism: 8 })).toBe(8);
+  });
+
+  it("a quota or period not in the kernel's format is no limit", () => {
+    const v1 = (quota: string, period = '100000\n') =>
+      cgroupCpuLimit(
+        cgroupTree({ 'cpu/cpu.cfs_quota_us': quota, 'cpu/cpu.cfs_period_us': period }),
+      );
+    // Number('4e5') is 400,000: 4 CPUs.
+    expect(v1('4e5\n')).toBeUndefined();
+    expect(v1('0x30000\n')).toBeUndefined();
+    expect(v1('-2\n')).toBeUndefined();
+    expect(v1('400000 7\n')).toBeUndefined();
+    expect(v1('400000\n', '1e5\n')).toBeUndefined();
+    expect(v1('400000\n', '0\n')).toBeUndefined();
+    expect(v1('400000\n')).toBe(4);
   });
 
   it('a quota without its period is no limit', () => {

@@ -2,7 +2,11 @@ import type { Readable } from 'node:stream';
 import rateLimit from '@fastify/rate-limit';
 import { z } from 'zod';
 import { NormserveError } from '../../errors/index.js';
-import { ACTIVE_RECORD_LOCK_WAIT_MS, storageWarningOf } from '../../service/index.js';
+import {
+  ACTIVE_RECORD_LOCK_WAIT_MS,
+  storageErrnos,
+  storageWarningOf,
+} from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
 import { CONTENT_ENCODING_DOC } from '../content-encoding.js';
 import { checkCsvMediaType } from '../csv-media-type.js';
@@ -37,6 +41,14 @@ import {
 import { withRowFields } from '../validation.js';
 import { listModel } from '../views/model-listing.js';
 
+/** A failed write of the repository with one of `code`'s errnos (storage-failure.ts), in words. */
+function storageFailureDoc(code: 'STORAGE_FULL' | 'STORAGE_UNAVAILABLE'): string {
+  const errnos = storageErrnos(code);
+  const list =
+    errnos.length > 1 ? `${errnos.slice(0, -1).join(', ')} or ${errnos.at(-1)}` : errnos.join('');
+  return `a write of the model repository failed with ${list} before it took effect (the detail names the operation, the errno and the path relative to the repository)`;
+}
+
 const adminErrors = {
   ...errorResponses,
   401: problemSchema.describe('Missing or wrong bearer token (WWW-Authenticate: Bearer)'),
@@ -47,13 +59,12 @@ const adminErrors = {
     'Admin rate limit exceeded (ADMIN_RATE_LIMIT_PER_MINUTE, or ADMIN_AUTH_FAILURES_PER_MINUTE for requests without the valid token)',
   ),
   507: problemSchema.describe(
-    'STORAGE_FULL: a write of the model repository failed with ENOSPC or EDQUOT before it took effect (the detail names the operation, the errno and the path relative to the repository); nothing was changed',
+    `STORAGE_FULL: ${storageFailureDoc('STORAGE_FULL')}; nothing was changed`,
   ),
 };
 
 /** The 503 of a write of the repository that its storage refused (storage-failure.ts). */
-const STORAGE_UNAVAILABLE_DOC =
-  'STORAGE_UNAVAILABLE: a write of the model repository failed with EROFS, EIO, EACCES or EPERM before it took effect (the detail names the operation, the errno and the path relative to the repository); nothing was changed. A failure after the rename that made the change is no error: the success answer carries `warning`';
+const STORAGE_UNAVAILABLE_DOC = `STORAGE_UNAVAILABLE: ${storageFailureDoc('STORAGE_UNAVAILABLE')}; nothing was changed. A failure after the rename that made the change is no error: the success answer carries \`warning\``;
 
 /** The 503 of a write of the active-version record whose lock another writer keeps. */
 const ACTIVE_RECORD_BUSY_DOC = `ACTIVE_RECORD_BUSY: the active-version record’s lock (.active-version.lock) stayed held by another live writer for ${ACTIVE_RECORD_LOCK_WAIT_MS / 1000} s; nothing was written. Retry-After (seconds) says when a retry may find it free`;

@@ -9,6 +9,7 @@ import {
   RECALIBRATION_BATCH_SIZE_RANGE,
   RECALIBRATION_MODES,
   ROW_ARRAY_MESSAGE,
+  storageErrnos,
 } from '../../service/index.js';
 import { ROWS_ARRAY_MESSAGE } from './common.js';
 import { LIMITS } from './limits.js';
@@ -140,8 +141,7 @@ export const recalibrationOutcomeSchema = z
     not_activated: z
       .object({
         code: z.enum(NOT_ACTIVATED_CODES).meta({
-          description:
-            'PARENT_NOT_ACTIVE: another version was activated while the recalibration ran (a rollback); PARENT_DELETED: moreover its parent version was deleted; ACTIVE_RECORD_BUSY: the active-version record’s lock stayed held by another writer, so the activation could not be written; STORAGE_FULL, STORAGE_UNAVAILABLE: the storage failed writing the record (ENOSPC, EDQUOT; EROFS, EIO, EACCES, EPERM)',
+          description: `PARENT_NOT_ACTIVE: another version was activated while the recalibration ran (a rollback); PARENT_DELETED: moreover its parent version was deleted; ACTIVE_RECORD_BUSY: the active-version record’s lock stayed held by another writer, so the activation could not be written; STORAGE_FULL, STORAGE_UNAVAILABLE: the storage failed writing the record (${storageErrnos('STORAGE_FULL').join(', ')}; ${storageErrnos('STORAGE_UNAVAILABLE').join(', ')})`,
         }),
         message: z.string(),
         active_version: z.number().int().nullable().meta({

@@ -1,0 +1,36 @@
+/**
+ * The errnos the API documents for STORAGE_FULL (507) and STORAGE_UNAVAILABLE (503) are those
+ * storage-failure.ts maps to them: read from its one table, not listed by hand.
+ */
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { NormserveError } from '../../src/errors/index.js';
+import { storageErrnos, storageFailure } from '../../src/repository/index.js';
+
+const errnoError = (code: string): NodeJS.ErrnoException =>
+  Object.assign(new Error(code), { code, syscall: 'write', path: '/repo/m/1/model.safetensors' });
+
+describe.each(['STORAGE_FULL', 'STORAGE_UNAVAILABLE'] as const)('%s', (code) => {
+  it('its errnos are the ones storageFailure maps to it', () => {
+    const errnos = storageErrnos(code);
+    expect(errnos.length).toBeGreaterThan(0);
+    for (const errno of errnos) {
+      const mapped = storageFailure(errnoError(errno), 'cannot publish', '/repo');
+      expect(mapped).toBeInstanceOf(NormserveError);
+      expect((mapped as NormserveError).code).toBe(code);
+    }
+  });
+
+  it('the OpenAPI document names each of them', () => {
+    const doc = readFileSync(new URL('../../openapi/openapi.json', import.meta.url), 'utf8');
+    for (const errno of storageErrnos(code)) expect(doc).toContain(errno);
+  });
+});
+
+it('an errno outside the table is not the storage’s', () => {
+  expect(storageErrnos('STORAGE_FULL')).toEqual(['ENOSPC', 'EDQUOT']);
+  expect(storageFailure(errnoError('EBADF'), 'cannot publish', '/repo')).toBeInstanceOf(Error);
+  expect(storageFailure(errnoError('EBADF'), 'cannot publish', '/repo')).not.toBeInstanceOf(
+    NormserveError,
+  );
+});
