@@ -267,6 +267,10 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
           : new NormserveError('INTERNAL', 'internal server error', { cause: e });
         const metadata = new Metadata();
         metadata.set('normserve-code', error.code);
+        // HTTP's Retry-After (OVERLOADED, MODEL_UNAVAILABLE) as gRPC's retry pushback: a client
+        // with a retry policy for the status waits that long before its next attempt (gRFC A6).
+        if (error.retryAfterSeconds !== undefined)
+          metadata.set('grpc-retry-pushback-ms', String(error.retryAfterSeconds * 1000));
         callback({
           code: grpcStatusOf(error.code),
           details: statusMessage(error.message),

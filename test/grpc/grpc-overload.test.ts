@@ -86,6 +86,8 @@ describe('MAX_QUEUED_REQUESTS and the gRPC compute lane', () => {
     expect(refused.error.code).toBe(status.UNAVAILABLE);
     expect(refused.error.details).toBe(MESSAGE);
     expect(refused.error.metadata.get('normserve-code')).toEqual(['OVERLOADED']);
+    // Retry-After: 1 as gRPC's retry pushback.
+    expect(refused.error.metadata.get('grpc-retry-pushback-ms')).toEqual(['1000']);
     // Refused on arrival: the lane still holds the two.
     expect(inference.queuedRequests).toBe(2);
     const text = await metrics();
