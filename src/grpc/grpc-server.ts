@@ -351,6 +351,10 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
     };
   };
 
+  /** The model a ModelInfer request names (before it is read: '' when it names none). */
+  const inferModel = (request: unknown): string =>
+    (request as { model_name?: string }).model_name ?? '';
+
   /** The version a ModelReady or ModelMetadata names, in its log line too. */
   const askedVersion = (call: AnyCall, value: string): number | undefined => {
     const version = versionOf(value, 'version');
@@ -431,7 +435,7 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
           ? out.then((o) => finishInfer(request, o, served))
           : finishInfer(request, out, served);
       },
-      (request) => (request as { model_name?: string }).model_name ?? '',
+      inferModel,
       (call) => {
         // Checked on arrival, as HTTP's hook checks it before the route: a refused call never waits.
         const refused = checkToken?.(call.metadata.get('authorization')[0]);
@@ -439,7 +443,7 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
         // Waiting in the lane is waiting for the engine: the same bound, the same count
         // (MAX_QUEUED_REQUESTS). A call naming no model of the repository never reaches the
         // engine (NOT_FOUND in its turn) and holds no place.
-        const model = (call.request as { model_name?: string }).model_name ?? '';
+        const model = inferModel(call.request);
         return registry.has(model) ? inference.hold(model) : () => {};
       },
     ),
