@@ -3,7 +3,7 @@
  * session's calls are requests waiting for the engine, counted with HTTP's and the batcher's in
  * the one bound. One more is refused with UNAVAILABLE (OVERLOADED, HTTP's message), counted in
  * normserve_overloaded_requests_total and recorded once; a call cancelled in the lane and a call
- * answered give their places back. The lane's turns run when the test lets them (its `defer`), so
+ * answered give their places back; a call refused for its token, or naming no model, takes none. The lane's turns run when the test lets them (its `defer`), so
  * every step is driven by the queue's state, never by timing.
  */
 import { status } from '@grpc/grpc-js';
@@ -37,7 +37,7 @@ afterEach(async () => {
  * `batchMaxDelayUs`) whose compute lane takes
  * a turn only when the test calls `turn`; its calls recorded in the app's metrics and in `lines`.
  */
-async function serve(batchMaxDelayUs?: number) {
+async function serve(batchMaxDelayUs?: number, apiToken?: string) {
   t = await makeLoggedApp({
     env: { MAX_QUEUED_REQUESTS: '2' },
     level: 'warn',
@@ -49,7 +49,12 @@ async function serve(batchMaxDelayUs?: number) {
   const line = (level: string) => (obj: object, msg?: string) =>
     lines.push({ level, ...(obj as { code?: string }), ...(msg ? { msg } : {}) });
   const log: Log = { info: line('info'), warn: line('warn'), error: line('error') };
-  const g = await startGrpc(t, { computeLane: lane, log, observer: t.app.deps.metrics });
+  const g = await startGrpc(t, {
+    computeLane: lane,
+    log,
+    observer: t.app.deps.metrics,
+    ...(apiToken === undefined ? {} : { apiToken }),
+  });
   stop = g.stop;
   const app = t.app;
   const inference = app.deps.inference;
@@ -177,5 +182,33 @@ describe('MAX_QUEUED_REQUESTS and the gRPC compute lane', () => {
       () => (inference.queuedRequests === 0 ? true : undefined),
       'every place given back',
     );
+  });
+
+  it('a call refused for its token, or naming no model, takes no place', async () => {
+    const { g, inference, turns, drain, metrics } = await serve(undefined, 'secret');
+    const bearer = { authorization: 'Bearer secret' };
+    // A name the repository lacks: in the lane (its turn is pending) without a place, and
+    // NOT_FOUND in its turn.
+    const unknown = g.client.call('ModelInfer', { ...request(0), model_name: 'nope' }, bearer);
+    await waitFor(() => (turns.length === 1 ? true : undefined), 'the call in the lane');
+    expect(inference.queuedRequests).toBe(0);
+    await drain([unknown]);
+    const notFound = await unknown;
+    expect(notFound.ok ? undefined : notFound.error.code).toBe(status.NOT_FOUND);
+
+    const filling = [0, 1].map((i) => g.client.call('ModelInfer', request(i), bearer));
+    await waitFor(
+      () => (inference.queuedRequests === 2 ? true : undefined),
+      'two calls in the lane',
+    );
+    // Refused for its token on arrival, before the bound is looked at: UNAUTHENTICATED.
+    const unauthenticated = await g.client.call('ModelInfer', request(2));
+    expect(unauthenticated.ok ? undefined : unauthenticated.error.code).toBe(
+      status.UNAUTHENTICATED,
+    );
+    await drain(filling);
+    for (const c of filling) expect((await c).ok).toBe(true);
+    expect(inference.queuedRequests).toBe(0);
+    expect(await metrics()).not.toMatch(/^normserve_overloaded_requests_total\{/m);
   });
 });
