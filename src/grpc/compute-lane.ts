@@ -19,6 +19,15 @@ export class ComputeLane {
   /** Queued tasks per session; the map's order is the sessions' turn order. */
   private readonly queues = new Map<string, (() => void)[]>();
   private scheduled = false;
+  private readonly defer: (turn: () => void) => void;
+
+  /**
+   * `defer` runs the lane's next turn in a later turn of the event loop (setImmediate; a test
+   * gives one that holds the turns until it lets them run).
+   */
+  constructor(defer: (turn: () => void) => void = (turn) => setImmediate(turn)) {
+    this.defer = defer;
+  }
 
   /** `session` names the call's HTTP/2 session: the lane takes sessions in turn. */
   run(session: string, task: () => void): void {
@@ -32,7 +41,7 @@ export class ComputeLane {
   private schedule(): void {
     if (this.scheduled) return;
     this.scheduled = true;
-    setImmediate(() => {
+    this.defer(() => {
       this.scheduled = false;
       this.startNext();
     });

@@ -99,6 +99,8 @@ export interface GrpcServerOptions {
   maxConnectionAgeGraceMs?: number;
   /** The process's serving phase: health is NOT_SERVING from a shutdown signal on, as /readyz. */
   phase?: ServingPhase;
+  /** The lane ModelInfer calls compute in (compute-lane.ts); a test gives one whose turns it holds. */
+  computeLane?: ComputeLane;
 }
 
 /** What listenGrpc needs of a server createGrpcServer made. */
@@ -250,7 +252,7 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
   const acceptsInfer = compileAccepts(modelInferRequestSchema);
   const checkToken =
     options.apiToken !== undefined ? bearerTokenCheck(options.apiToken, 'prediction') : undefined;
-  const lane = new ComputeLane();
+  const lane = options.computeLane ?? new ComputeLane();
 
   /**
    * Wraps a handler: errors become statuses. Every call is counted and logged once, by the
@@ -261,8 +263,12 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
     method: string,
     run: (call: ServerUnaryCall<Req, Res>) => Res | Promise<Res>,
     modelOf: (request: Req) => string = () => '',
-    /** Its work may compute synchronously: one call at a time, each reply sent first (lane). */
-    serial = false,
+    /**
+     * Given, the call's work may compute synchronously: it waits for its turn in the lane (one
+     * call of a session at a time, each reply sent first). `enter` runs when the call arrives:
+     * it may refuse it (throws) and returns what gives back the place it holds while it waits.
+     */
+    enter?: (call: ServerUnaryCall<Req, Res>) => () => void,
   ): handleUnaryCall<Req, Res> => {
     return (call, callback) => {
       const fail = (e: unknown) => {
@@ -274,6 +280,10 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
           : new NormserveError('INTERNAL', 'internal server error', { cause: e });
         const metadata = new Metadata();
         metadata.set('normserve-code', error.code);
+        // HTTP's Retry-After (OVERLOADED, MODEL_UNAVAILABLE) as gRPC's retry pushback: a client
+        // with a retry policy for the status waits that long before its next attempt (gRFC A6).
+        if (error.retryAfterSeconds !== undefined)
+          metadata.set('grpc-retry-pushback-ms', String(error.retryAfterSeconds * 1000));
         callback({
           code: grpcStatusOf(error.code),
           details: statusMessage(error.message),
@@ -307,14 +317,28 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
           fail(e);
         }
       };
-      if (!serial) {
+      if (!enter) {
         start();
         return;
       }
+      // Gone already: nothing to compute (the recorder counts it).
+      if (call.cancelled) return;
+      let release: () => void;
+      try {
+        release = enter(call);
+      } catch (e) {
+        fail(e);
+        return;
+      }
+      // Cancelled while it waits (by its client, its connection gone, its deadline): its place is
+      // given back at once, and its turn computes nothing.
+      call.once('cancelled', release);
       // One TCP connection, one HTTP/2 session: grpc-js names it by the client's address and port
       // ('unknown' once its socket is gone: such calls share one turn).
       lane.run(call.getPeer(), () => {
-        // Gone while it waited: nothing to compute (the recorder has counted it).
+        call.removeListener('cancelled', release);
+        // Out of the lane before the service takes the call (it may take a place of its own).
+        release();
         if (!call.cancelled) start();
       });
     };
@@ -402,8 +426,6 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
     ModelInfer: unary(
       'ModelInfer',
       (call) => {
-        const refused = checkToken?.(call.metadata.get('authorization')[0]);
-        if (refused) throw refused;
         const request = acceptsInfer?.(call.request)
           ? call.request
           : parseMessage(modelInferRequestSchema, call.request);
@@ -426,7 +448,16 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
           : finishInfer(request, out, served);
       },
       requestModelName,
-      true,
+      (call) => {
+        // Checked on arrival, as HTTP's hook checks it before the route: a refused call never waits.
+        const refused = checkToken?.(call.metadata.get('authorization')[0]);
+        if (refused) throw refused;
+        // Waiting in the lane is waiting for the engine: the same bound, the same count
+        // (MAX_QUEUED_REQUESTS). A call naming no model of the repository never reaches the
+        // engine (NOT_FOUND in its turn) and holds no place.
+        const model = requestModelName(call.request);
+        return registry.has(model) ? inference.hold(model) : () => {};
+      },
     ),
   };
 

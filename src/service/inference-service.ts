@@ -23,8 +23,8 @@ export interface InferenceServiceOptions {
   observer?: TrafficObserver | undefined;
   /**
    * MAX_QUEUED_REQUESTS: most requests waiting for the engine (queued for a dynamic batch, or
-   * queued or computing on the engine's helper thread); one more is refused with OVERLOADED.
-   * 0 or absent: no bound.
+   * queued or computing on the engine's helper thread, or held by a transport while it waits
+   * to be computed: `hold`); one more is refused with OVERLOADED. 0 or absent: no bound.
    */
   maxQueuedRequests?: number | undefined;
   /** A request refused with OVERLOADED, for metrics. */
@@ -48,9 +48,10 @@ export class InferenceService {
   private readonly batcher: DynamicBatcher;
   private readonly policies = new WeakMap<AvailableVersion, BatchingPolicy>();
   /**
-   * Requests waiting for the engine, every transport's: queued in the batcher, or handed to the
-   * engine's helper thread and not yet answered (calls there run one after another). A request
-   * computed at once on the calling thread never waits here.
+   * Requests waiting for the engine, every transport's: queued in the batcher, handed to the
+   * engine's helper thread and not yet answered (calls there run one after another), or held by
+   * a transport (`hold`: gRPC calls in their session's compute lane). A request computed at once
+   * on the calling thread never waits here.
    */
   private waiting = 0;
 
@@ -123,24 +124,44 @@ export class InferenceService {
       const sources = [source];
       if (!offloadsSources(served, sources, offload))
         return runSources(served, sources, true, this.options.observer)[0]!;
-      this.admit(served);
+      this.admit(served.name);
       const out = inferSources(served, sources, this.options.observer, true);
       return this.track(Promise.resolve(out)).then((o) => o[0]!);
     }
-    this.admit(served);
+    this.admit(served.name);
     return this.track(this.batcher.submit(served, source, policy, counted, caller));
   }
 
-  /** Requests waiting for the engine now (queued for a batch or on the helper thread). */
+  /** Requests waiting for the engine now (queued for a batch, on the helper thread, held). */
   get queuedRequests(): number {
     return this.waiting;
   }
 
+  /**
+   * A place among the requests waiting for the engine, for a request that a transport keeps
+   * waiting before it reaches `infer` (a gRPC call queued behind its session's calls in the
+   * compute lane): refused with OVERLOADED exactly as `infer` refuses one, and counted until the
+   * returned function gives it back (once: later calls do nothing). The transport gives it back
+   * when the request leaves that wait — before calling `infer`, which takes a place of its own
+   * if the request waits there too (and finds one: the request's own was just given back) — or
+   * when its caller goes.
+   */
+  hold(model: string): () => void {
+    this.admit(model);
+    this.waiting++;
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      this.waiting--;
+    };
+  }
+
   /** Refuses a request that would wait for the engine when MAX_QUEUED_REQUESTS already do. */
-  private admit(served: AvailableVersion): void {
+  private admit(model: string): void {
     const max = this.options.maxQueuedRequests ?? 0;
     if (max === 0 || this.waiting < max) return;
-    this.options.onOverload?.(served.name);
+    this.options.onOverload?.(model);
     throw new NormserveError(
       'OVERLOADED',
       `${max} requests already wait for the engine (MAX_QUEUED_REQUESTS); retry in ${OVERLOADED_RETRY_AFTER_SECONDS} s`,

@@ -7,6 +7,7 @@
  */
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../helpers/admin.js';
 import { makeTestApp, type TestApp } from '../helpers/app.js';
 import { digitsImage, digitsTestRows } from '../helpers/digits.js';
 import { type GrpcError, rawFloat32, startGrpc } from '../helpers/grpc.js';
@@ -307,10 +308,15 @@ describe('gRPC ModelInfer', () => {
   });
 
   it('drains on shutdown: a call in flight finishes, new calls are refused', async () => {
-    const s = await startGrpc(t, { batchMaxDelayUs: 300_000 });
-    // Waits in the batch queue for 300 ms, so it is in flight when the server starts closing.
+    const s = await startGrpc(t, { batchMaxDelayUs: 1_000_000 });
+    // Waits in the batch queue (up to 1 s), so it is in flight when the server starts closing:
+    // closed once the queue holds it (not after a fixed wait a busy machine may outlast).
     const inFlight = s.client.call('ModelInfer', inferRaw());
-    await new Promise((r) => setTimeout(r, 50));
+    await waitFor(
+      () => (s.inference.queuedRequests === 1 ? true : undefined),
+      'the call queued',
+      30_000,
+    );
     const closed = s.close(10_000);
     const result = await inFlight;
     expect(result.ok).toBe(true);

@@ -4,6 +4,7 @@
  */
 import { type Client, credentials, loadPackageDefinition, Metadata } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
+import type { ComputeLane } from '../../src/grpc/compute-lane.js';
 import { createGrpcServer, type GrpcObserver, listenGrpc } from '../../src/grpc/grpc-server.js';
 import { PROTO_FILE, PROTO_OPTIONS } from '../../src/grpc/proto.js';
 import { InferenceService, type Log, silentLog } from '../../src/service/index.js';
@@ -89,6 +90,7 @@ export async function startGrpc(
     inference?: InferenceService;
     observer?: GrpcObserver;
     log?: Log;
+    computeLane?: ComputeLane;
   } = {},
 ) {
   const inference =
@@ -109,12 +111,14 @@ export async function startGrpc(
     ...(options.observer ? { observer: options.observer } : {}),
     // The app's serving phase, as server-worker.ts hands the same one to both transports.
     phase: t.app.deps.phase,
+    ...(options.computeLane ? { computeLane: options.computeLane } : {}),
   });
   const handle = await listenGrpc(server, '127.0.0.1', 0);
   const client = grpcClient(handle.port);
   return {
     ...handle,
     client,
+    inference,
     stop: async () => {
       client.close();
       await handle.close(5_000);

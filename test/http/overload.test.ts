@@ -2,7 +2,9 @@
  * Overload and the 503s' Retry-After: MAX_QUEUED_REQUESTS bounds the requests waiting for the
  * engine (here: queued for a dynamic batch whose delay outlasts the test), one more is answered
  * 503 OVERLOADED with Retry-After and counted; MODEL_UNAVAILABLE says when the next scan comes,
- * SHUTTING_DOWN asks for a retry a second later. Driven by the queue's state, never by timing.
+ * SHUTTING_DOWN asks for a retry a second later. A request leaves the count however it leaves the
+ * queue: answered, its client gone, its engine call failed. Driven by the queue's state, never by
+ * timing.
  */
 import { mkdirSync } from 'node:fs';
 import { type AddressInfo, connect } from 'node:net';
@@ -185,4 +187,115 @@ describe('Retry-After of the other 503s', () => {
     expect(head).toMatch(/^connection: close$/im);
     expect(JSON.parse(body)).toMatchObject({ code: 'SHUTTING_DOWN' });
   });
+});
+
+describe('MAX_QUEUED_REQUESTS: every path out of the queue gives the place back', () => {
+  /** POSTs a prediction on a connection of its own; resolves when the connection closes. */
+  async function postOn(port: number, i: number) {
+    const socket = connect(port, '127.0.0.1');
+    socket.on('error', () => {});
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', resolve);
+      socket.once('error', reject);
+    });
+    const body = JSON.stringify({ instances: [digitsRow(i)] });
+    socket.write(
+      `POST /v1/models/digits:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
+    return socket;
+  }
+
+  it('an HTTP client that goes while its request is queued', async () => {
+    t = await makeLoggedApp({
+      batchMaxDelayUs: 60_000_000,
+      env: { MAX_QUEUED_REQUESTS: '1' },
+      level: 'info',
+    });
+    const { app } = t;
+    const inference = app.deps.inference;
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const port = (app.server.address() as AddressInfo).port;
+    // An idle connection: a client that could still send, so the batch waits its delay.
+    const idle = connect(port, '127.0.0.1');
+    idle.on('error', () => {});
+    const leaving = await postOn(port, 0);
+    try {
+      await until(() => inference.queuedRequests === 1, 'the request queued');
+      expectProblem(await predict(app, 1), 503, 'OVERLOADED');
+      leaving.destroy();
+      await until(() => inference.queuedRequests === 0, 'the departed request gave its place back');
+      const next = predict(app, 2);
+      await until(() => inference.queuedRequests === 1, 'the next request queued');
+      inference.flush();
+      expect((await next).statusCode).toBe(200);
+    } finally {
+      idle.destroy();
+      leaving.destroy();
+    }
+  });
+
+  /** A service over the digits model with MAX_QUEUED_REQUESTS=1, and requests of 4 JSON rows. */
+  async function bounded(options: { batchMaxDelayUs: number; engineAsync?: boolean }) {
+    const plain = await makeTestApp({ env: { ENGINE_THREADS: '2', ENGINE_ASYNC: 'on' } });
+    const service = new InferenceService(plain.registry, {
+      batchMaxRows: 256,
+      maxQueuedRequests: 1,
+      ...options,
+    });
+    const served = service.resolve('digits');
+    const rows = digitsTestRows().x.slice(0, 4);
+    const request = () => service.infer(served, nestedRows(rows, 64));
+    return { plain, service, served, request };
+  }
+
+  it('a batch whose engine call throws (on the event loop)', async () => {
+    const { plain, service, served, request } = await bounded({ batchMaxDelayUs: 600_000_000 });
+    try {
+      const compiled = served.compiled;
+      const forward = compiled.forward.bind(compiled);
+      compiled.forward = () => {
+        throw new Error('engine failed');
+      };
+      const failing = request();
+      expect(service.queuedRequests).toBe(1);
+      service.flush();
+      await expect(failing).rejects.toThrow('engine failed');
+      await until(() => service.queuedRequests === 0, 'the failed request gave its place back');
+      compiled.forward = forward;
+      const next = request();
+      expect(service.queuedRequests).toBe(1);
+      service.flush();
+      expect((await next).rows).toBe(4);
+    } finally {
+      await plain.close();
+    }
+  });
+
+  for (const batchMaxDelayUs of [0, 600_000_000]) {
+    it(`an engine call that fails on the helper thread (${batchMaxDelayUs === 0 ? 'unbatched' : 'a batch'})`, async () => {
+      const { plain, service, served, request } = await bounded({
+        batchMaxDelayUs,
+        engineAsync: true,
+      });
+      try {
+        const executor = served.compiled.executor;
+        const runAsync = executor.runAsync.bind(executor);
+        executor.offloads = () => true;
+        executor.runAsync = () => Promise.reject(new Error('helper thread failed'));
+        const failing = request();
+        expect(service.queuedRequests).toBe(1);
+        service.flush();
+        await expect(failing).rejects.toThrow('helper thread failed');
+        await until(() => service.queuedRequests === 0, 'the failed request gave its place back');
+        executor.runAsync = runAsync;
+        const next = request();
+        expect(service.queuedRequests).toBe(1);
+        service.flush();
+        expect((await next).rows).toBe(4);
+        expect(service.queuedRequests).toBe(0);
+      } finally {
+        await plain.close();
+      }
+    });
+  }
 });
