@@ -66,10 +66,19 @@ export const callRecordOf = (metadata: Metadata): CallRecord | undefined => reco
  * closed): DEADLINE_EXCEEDED when its deadline has passed (grpc-js sent that status), else
  * CANCELLED (the client cancelled it or its connection went).
  */
-export function endedStatus(deadline: Deadline): status {
+export function endedStatus(deadline: Deadline, nowMs = Date.now()): status {
   const ms = deadline instanceof Date ? deadline.getTime() : deadline;
-  return Number.isFinite(ms) && Date.now() >= ms ? status.DEADLINE_EXCEEDED : status.CANCELLED;
+  return Number.isFinite(ms) && nowMs >= ms - DEADLINE_SLACK_MS
+    ? status.DEADLINE_EXCEEDED
+    : status.CANCELLED;
 }
+
+/**
+ * grpc-js ends a call at its deadline with a timer (setTimeout, on the monotonic clock), which may
+ * run a millisecond or more before the wall clock (Date.now) reaches the deadline it computed: a
+ * call ended that close to its deadline ended by it (a CI run recorded one such as CANCELLED).
+ */
+const DEADLINE_SLACK_MS = 25;
 
 /**
  * A server interceptor that reports every call exactly once, wherever it ends:
