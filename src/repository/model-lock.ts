@@ -70,12 +70,18 @@ const errno = (e: unknown): string | undefined => (e as NodeJS.ErrnoException).c
  * by link(2) of a fully written temporary: link fails with EEXIST when the path is taken, so at
  * most one process creates each lock file, and every file ever at the path is one acquisition's.
  * A file at the path is identified by its key: the SHA-256 of its content (which names the owner
- * and the acquisition's time; an unreadable file by its inode). A file leaves the path only by
- * unlink(2), and only through `removeClaimed`:
+ * and the acquisition's time), or, for a file that no process can read as a lock (too large, not
+ * a regular file), its inode. A key comes only from what was read, so every process gives a file
+ * the same one: a file this process failed to open or read (EMFILE, ENFILE, EIO, ESTALE, EACCES)
+ * has no key here, and is neither judged nor removed but met as busy (another process, reading
+ * it, keys it by its content: keyed by its inode here, one file had two keys, so two claims, and
+ * was judged "not a lock" and unlinked while its holder heartbeated it). A file leaves the path
+ * only by unlink(2), and only through `removeClaimed`:
  *
  *   INVARIANT: a process unlinks the lock path only while it holds the claim of key K (the file
  *   `<lock>.claim-<K>`, created by link(2) like a lock, so at most one process holds it) and,
- *   after taking the claim, has read the path and found a file of key K there.
+ *   after taking the claim, has read the path and found a file of key K there. An open or a read
+ *   that fails decides nothing: not "a file of another key", not "a file of key K", not "stale".
  *
  * While the claim of K is held and the path holds K, nothing can change what the path holds:
  * removing K needs K's claim (held by us), creating a file needs the path free (it is not), and a
@@ -95,7 +101,17 @@ const errno = (e: unknown): string | undefined => (e as NodeJS.ErrnoException).c
  *
  * A claim is held for a read and an unlink, then removed. One left by a breaker that died holding
  * it is itself broken by the same rule (a claim on the claim: the judge is the same, dead pid on
- * this host or an mtime more than `staleMs` old); a holder's release waits for a live claimant.
+ * this host or an mtime more than `staleMs` old), down to MAX_CLAIM_DEPTH claims on claims; a
+ * holder's release waits for a live claimant, for twice `staleMs` at most (claimWaitMs): a claim
+ * still held then is one this process cannot break (a chain past MAX_CLAIM_DEPTH, four holders
+ * that each died within the few system calls of holding one; or an unreadable claim), and the
+ * release fails with REPOSITORY_ERROR rather than retrying forever; start-up cleanup
+ * (removeStaleClaims) breaks such a chain deepest first.
+ *
+ * A holder's lease (of a lock or a claim: the fencing check's `staleMs / 2`) starts at the clock
+ * read before its file is written, never after the link: the file's mtime, what others judge it
+ * by, is set while it is written (before the fsync and the link), so a lease counted from after a
+ * slow fsync would outlast what others grant it.
  * What stays assumed: no process pauses for `staleMs` (30 s) between taking a claim and removing
  * it (a handful of system calls); a holder paused that long is what the fencing check is for.
  */
