@@ -70,12 +70,18 @@ const errno = (e: unknown): string | undefined => (e as NodeJS.ErrnoException).c
  * by link(2) of a fully written temporary: link fails with EEXIST when the path is taken, so at
  * most one process creates each lock file, and every file ever at the path is one acquisition's.
  * A file at the path is identified by its key: the SHA-256 of its content (which names the owner
- * and the acquisition's time; an unreadable file by its inode). A file leaves the path only by
- * unlink(2), and only through `removeClaimed`:
+ * and the acquisition's time), or, for a file that no process can read as a lock (too large, not
+ * a regular file), its inode. A key comes only from what was read, so every process gives a file
+ * the same one: a file this process failed to open or read (EMFILE, ENFILE, EIO, ESTALE, EACCES)
+ * has no key here, and is neither judged nor removed but met as busy (another process, reading
+ * it, keys it by its content: keyed by its inode here, one file had two keys, so two claims, and
+ * was judged "not a lock" and unlinked while its holder heartbeated it). A file leaves the path
+ * only by unlink(2), and only through `removeClaimed`:
  *
  *   INVARIANT: a process unlinks the lock path only while it holds the claim of key K (the file
  *   `<lock>.claim-<K>`, created by link(2) like a lock, so at most one process holds it) and,
- *   after taking the claim, has read the path and found a file of key K there.
+ *   after taking the claim, has read the path and found a file of key K there. An open or a read
+ *   that fails decides nothing: not "a file of another key", not "a file of key K", not "stale".
  *
  * While the claim of K is held and the path holds K, nothing can change what the path holds:
  * removing K needs K's claim (held by us), creating a file needs the path free (it is not), and a
@@ -95,7 +101,17 @@ const errno = (e: unknown): string | undefined => (e as NodeJS.ErrnoException).c
  *
  * A claim is held for a read and an unlink, then removed. One left by a breaker that died holding
  * it is itself broken by the same rule (a claim on the claim: the judge is the same, dead pid on
- * this host or an mtime more than `staleMs` old); a holder's release waits for a live claimant.
+ * this host or an mtime more than `staleMs` old), down to MAX_CLAIM_DEPTH claims on claims; a
+ * holder's release waits for a live claimant, for twice `staleMs` at most (claimWaitMs): a claim
+ * still held then is one this process cannot break (a chain past MAX_CLAIM_DEPTH, four holders
+ * that each died within the few system calls of holding one; or an unreadable claim), and the
+ * release fails with REPOSITORY_ERROR rather than retrying forever; start-up cleanup
+ * (removeStaleClaims) breaks such a chain deepest first.
+ *
+ * A holder's lease (of a lock or a claim: the fencing check's `staleMs / 2`) starts at the clock
+ * read before its file is written, never after the link: the file's mtime, what others judge it
+ * by, is set while it is written (before the fsync and the link), so a lease counted from after a
+ * slow fsync would outlast what others grant it.
  * What stays assumed: no process pauses for `staleMs` (30 s) between taking a claim and removing
  * it (a handful of system calls); a holder paused that long is what the fencing check is for.
  */
@@ -140,16 +156,26 @@ export async function acquireModelLock(
     // Counted as held before the link: from the moment the file is in place, another acquisition
     // in this process must see it as this process's.
     heldOwners.add(owner);
+    // The lease starts before the file is written: its mtime (what others judge it by) is at the
+    // earliest this moment, never earlier, so the holder's lease never outlasts what others grant
+    // it, however long the write and the fsync take.
+    const writtenFrom = now();
     let linked = false;
     try {
       linked = await createLinked(modelDir, path, text);
     } finally {
       if (!linked) heldOwners.delete(owner);
     }
-    if (linked) return heldLock(modelDir, path, owner, text, { heartbeatMs, staleMs, now });
+    if (linked)
+      return heldLock(modelDir, path, owner, text, { heartbeatMs, staleMs, now, writtenFrom });
     const found = await inspect(modelDir, path);
     // Released between the link and the read: the path is free, try again.
     if (found === undefined) continue;
+    // Not read (EMFILE, EIO, ESTALE, EACCES…): it cannot be judged, so it is busy; try again.
+    if ('unreadable' in found) {
+      await sleep(2 ** attempt);
+      continue;
+    }
     if (!stale(found)) return { heldBy: found.owner ?? unknownHolder };
     // Broken only if still the same file and still stale when read again under its claim.
     const outcome = await removeClaimed(modelDir, path, found.key, stale, staleMs, 0);
@@ -157,8 +183,31 @@ export async function acquireModelLock(
     if (outcome === 'busy') await sleep(2 ** attempt);
   }
   const found = await inspect(modelDir, path);
-  return { heldBy: found?.owner ?? unknownHolder };
+  if (found !== undefined && 'unreadable' in found) {
+    const { unreadable: error, mtimeMs } = found;
+    // Refused by permissions: this process will never read it, so never judge it stale nor
+    // break it. While its heartbeat is fresh another user's process holds it (busy); once its
+    // heartbeat is older than a readable lock's would be allowed, waiting longer cannot help.
+    if (PERSISTENT_ERRNOS.has(errno(error) ?? '') && Math.abs(Date.now() - mtimeMs) > staleMs)
+      throw unreadableLock(modelDir, path, error, mtimeMs);
+  }
+  return { heldBy: (found !== undefined && 'owner' in found && found.owner) || unknownHolder };
 }
+
+/** Errors reading a lock file that trying again does not cure. */
+const PERSISTENT_ERRNOS = new Set(['EACCES', 'EPERM']);
+
+const unreadableLock = (
+  modelDir: string,
+  path: string,
+  error: NodeJS.ErrnoException,
+  mtimeMs: number,
+): NormserveError =>
+  new NormserveError(
+    'STORAGE_UNAVAILABLE',
+    `${basename(modelDir)}/${basename(path)} cannot be read by this process (${errno(error)}: permission denied), and its heartbeat stopped ${Math.round((Date.now() - mtimeMs) / 1000)} s ago: a lock that could be read would be broken as stale, but this one can be neither judged nor removed, so it is left alone and nothing was done. It was most likely written by another user whose umask leaves it unreadable (mode 0600); run every process of the repository as one user (or with a umask that lets them read each other's files), or remove the file once its holder is known to be gone`,
+    { cause: error, extra: { errno: errno(error) } },
+  );
 
 /**
  * How long after its last heartbeat a holder still writes under its lock (the fencing check):
@@ -176,10 +225,16 @@ function heldLock(
   path: string,
   owner: string,
   text: string,
-  { heartbeatMs, staleMs, now }: { heartbeatMs: number; staleMs: number; now: () => number },
+  {
+    heartbeatMs,
+    staleMs,
+    now,
+    writtenFrom,
+  }: { heartbeatMs: number; staleMs: number; now: () => number; writtenFrom: number },
 ): HeldLock {
   const key = keyOfText(text);
-  let renewedAt = now();
+  // Not now(): the file's mtime is from before its fsync and link (acquireModelLock).
+  let renewedAt = writtenFrom;
   let lost = false;
   let released = false;
   const lockLost = (why: string): NormserveError =>
@@ -221,6 +276,8 @@ function heldLock(
         );
       }
       const found = await inspect(modelDir, path);
+      // Not read: not known lost, but not known held either, so the write is not made.
+      if (found !== undefined && 'unreadable' in found) throw found.unreadable;
       if (found?.key !== key) {
         lost = true;
         clearInterval(timer);
@@ -251,7 +308,8 @@ function heldLock(
 export async function releaseModelLockOf(modelDir: string, owner: string): Promise<void> {
   const path = join(modelDir, LOCK_FILE);
   const found = await inspect(modelDir, path);
-  if (found?.owner?.owner !== owner) return;
+  // Not read (found unreadable): not known to be this owner's, so left to its staleness.
+  if (found === undefined || 'unreadable' in found || found.owner?.owner !== owner) return;
   await removeUntilDecided(
     modelDir,
     path,
@@ -268,16 +326,34 @@ interface LockFile {
   mtimeMs: number;
 }
 
+/**
+ * A regular file at a lock path that could not be opened or read (EMFILE, ENFILE, EIO, ESTALE,
+ * EACCES…): it has no key, so it is never judged or removed; whoever meets one treats it as busy.
+ * `mtimeMs` is its lstat's.
+ */
+interface UnreadableFile {
+  unreadable: NodeJS.ErrnoException;
+  mtimeMs: number;
+}
+
 const keyOfText = (text: string): string =>
   createHash('sha256').update(`content:${text}`).digest('hex');
 
 /**
  * Reads what is at `path`; undefined when nothing is. Read as any file of the repository: opened
  * without blocking (a FIFO put there is not a lock, rather than a read that never returns), size
- * checked before reading; a file that is not a lock (unreadable, too large, not a lock's JSON, a
- * symbolic link) has no owner, and is keyed by its inode. A directory is refused.
+ * checked before reading. A file that is not a lock has no owner (stale): one whose content was
+ * read and is not a lock's JSON (keyed by that content, as any file), and one that no process can
+ * read as a lock, whoever it is (too large, not a regular file, a symbolic link: keyed by its
+ * inode). A regular file that could not be opened or read is neither (UnreadableFile): an error of
+ * this process (out of descriptors, EMFILE), of the moment (EIO, ESTALE) or of its permissions
+ * (EACCES) says nothing of the file, and another process may read it and key it by its content,
+ * so calling it a non-lock broke live locks. A directory is refused.
  */
-async function inspect(modelDir: string, path: string): Promise<LockFile | undefined> {
+async function inspect(
+  modelDir: string,
+  path: string,
+): Promise<LockFile | UnreadableFile | undefined> {
   let info: Stats;
   try {
     info = await lstat(path);
@@ -293,11 +369,15 @@ async function inspect(modelDir: string, path: string): Promise<LockFile | undef
   });
   if (!info.isFile() || info.size > MAX_LOCK_BYTES) return byInode(info);
   let handle: Awaited<ReturnType<typeof openWithoutBlocking>>;
+  const unreadable = (e: unknown): UnreadableFile => ({
+    unreadable: e as NodeJS.ErrnoException,
+    mtimeMs: info.mtimeMs,
+  });
   try {
     handle = await openWithoutBlocking(path);
   } catch (e) {
     if (errno(e) === 'ENOENT') return undefined;
-    return byInode(info);
+    return unreadable(e);
   }
   try {
     const opened = await handle.stat();
@@ -310,8 +390,10 @@ async function inspect(modelDir: string, path: string): Promise<LockFile | undef
       owner = undefined;
     }
     return { key: keyOfText(text), owner, mtimeMs: opened.mtimeMs };
+  } catch (e) {
+    return unreadable(e);
   } finally {
-    await handle.close();
+    await handle.close().catch(() => undefined);
   }
 }
 
@@ -430,15 +512,17 @@ async function holdingClaim<T>(
   heldOwners.add(claimant);
   let claimed = false;
   try {
+    // The claim's lease starts before its file is written, as a lock's (acquireModelLock).
+    const claimedAt = now();
     claimed = await createLinked(dir, claimPath, text);
     if (!claimed) {
       const other = await inspect(dir, claimPath);
       const staleClaim = staleJudge(staleMs);
-      if (other !== undefined && depth < MAX_CLAIM_DEPTH && staleClaim(other))
+      // An unreadable claim is not judged (inspect): busy, as a live one.
+      if (other !== undefined && 'key' in other && depth < MAX_CLAIM_DEPTH && staleClaim(other))
         await removeClaimed(dir, claimPath, other.key, staleClaim, staleMs, depth + 1);
       return 'busy';
     }
-    const claimedAt = now();
     const key = keyOfText(text);
     const claimLost = (why: string): NormserveError =>
       new NormserveError(
@@ -451,7 +535,9 @@ async function holdingClaim<T>(
         throw claimLost(
           `it was taken ${Math.round(age / 1000)} s ago, more than its ${leaseMs(staleMs) / 1000} s lease`,
         );
-      if ((await inspect(dir, claimPath))?.key !== key) throw claimLost('it was broken as stale');
+      const found = await inspect(dir, claimPath);
+      if (found !== undefined && 'unreadable' in found) throw found.unreadable;
+      if (found?.key !== key) throw claimLost('it was broken as stale');
     });
   } finally {
     if (claimed) await rm(claimPath, { force: true });
@@ -474,6 +560,8 @@ function removeClaimed(
 ): Promise<Removal> {
   return holdingClaim(dir, claimPathOf(path, key), staleMs, depth, async (): Promise<Removal> => {
     const found = await inspect(dir, path);
+    // Not read: whether it is still the file of `key` is unknown, so nothing is decided.
+    if (found !== undefined && 'unreadable' in found) return 'busy';
     if (found?.key !== key) return 'gone';
     if (!remove(found)) return 'kept';
     try {
@@ -492,7 +580,7 @@ function removeClaimed(
  * else writes the record under the claim waits. `write` runs its fencing check (LOCK_LOST) right
  * before its rename, as a lock's writes do. While another process holds the claim (a read and a
  * rename), tries again after 1, 2, 4… ms (at most 100 ms apart): until decided, or `attempts`
- * times, then answers 'busy'.
+ * times, or for claimWaitMs at most, then answers 'busy'.
  */
 export async function writeUnderClaim<T>(
   path: string,
@@ -502,9 +590,12 @@ export async function writeUnderClaim<T>(
   const dir = dirname(path);
   const claimPath = claimPathOf(join(dir, `.${basename(path)}`), 'record');
   const staleMs = options.staleMs ?? STALE_AFTER_MS;
+  const started = Date.now();
   for (let attempt = 1, waitMs = 1; ; attempt++, waitMs = Math.min(waitMs * 2, 100)) {
     const outcome = await holdingClaim(dir, claimPath, staleMs, 0, write, options.now);
     if (outcome !== 'busy' || attempt === options.attempts) return outcome;
+    // A claim busy that long is one this process cannot break (removeUntilDecided): 'busy'.
+    if (Date.now() - started > claimWaitMs(staleMs)) return 'busy';
     await sleep(waitMs);
   }
 }
@@ -534,7 +625,7 @@ export async function removeStaleClaims(dir: string, staleMs = STALE_AFTER_MS): 
   for (const name of claims) {
     const path = join(dir, name);
     const found = await inspect(dir, path).catch(() => undefined);
-    if (found === undefined || !stale(found)) continue;
+    if (found === undefined || 'unreadable' in found || !stale(found)) continue;
     const depth = Math.min(depthOf(name), MAX_CLAIM_DEPTH);
     if ((await removeClaimed(dir, path, found.key, stale, staleMs, depth)) === 'removed')
       removed.push(path);
@@ -543,9 +634,19 @@ export async function removeStaleClaims(dir: string, staleMs = STALE_AFTER_MS): 
 }
 
 /**
+ * How long a claim may stay busy before its waiter gives up: a live claimant holds it for a few
+ * system calls, and one that died is broken once its claim is `staleMs` old, so a claim still busy
+ * after twice that is one this process cannot break — a claim at MAX_CLAIM_DEPTH whose holder died
+ * too (four nested crashes, each while holding a claim), or a file it cannot read.
+ */
+const claimWaitMs = (staleMs: number): number => 2 * staleMs;
+
+/**
  * removeClaimed until it decides (not 'busy'): a release waits for the process that holds the
  * claim of its lock (a breaker judging it, for a read and an unlink), or for that claim to be
- * broken if its holder died.
+ * broken if its holder died; for claimWaitMs at most, then REPOSITORY_ERROR naming the claim (the
+ * lock stays, its heartbeat stopped: a server's start-up cleanup, removeStaleClaims, breaks such a
+ * chain deepest first, and then the lock as stale).
  */
 async function removeUntilDecided(
   dir: string,
@@ -554,9 +655,16 @@ async function removeUntilDecided(
   remove: (file: LockFile) => boolean,
   staleMs: number,
 ): Promise<Removal> {
+  const started = Date.now();
   for (let waitMs = 1; ; waitMs = Math.min(waitMs * 2, 100)) {
     const outcome = await removeClaimed(dir, path, key, remove, staleMs, 0);
     if (outcome !== 'busy') return outcome;
+    const waitedMs = Date.now() - started;
+    if (waitedMs > claimWaitMs(staleMs))
+      throw new NormserveError(
+        'REPOSITORY_ERROR',
+        `${basename(dir)}/${basename(path)} was not removed: its claim ${basename(claimPathOf(path, key))} stayed held for ${Math.round(waitedMs / 1000)} s, longer than a live claimant holds one or a dead one's is left before it is broken; it is held by a chain of claims left by processes that died holding them, deeper than a running process breaks (${MAX_CLAIM_DEPTH}), or cannot be read. The lock stays, its heartbeat stopped; a server's start-up cleanup removes such claims (deepest first), or remove the claims beside it once their holders are known to be gone`,
+      );
     await sleep(waitMs);
   }
 }

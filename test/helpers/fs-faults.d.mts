@@ -8,8 +8,10 @@ export interface FsFault {
   suffix?: string;
   /** `open` only: fail only an open that creates or writes. */
   writing?: boolean;
-  /** The errno the call fails with: EROFS, ENOSPC, EIO… */
-  code: string;
+  /** The errno the call fails with: EROFS, ENOSPC, EIO… (none: it only waits `delayMs`). */
+  code?: string;
+  /** How long a matching call waits before it fails (or, without `code`, goes through). */
+  delayMs?: number;
   /** How many matching calls succeed before the first failure (default 0). */
   skip?: number;
   /** How many calls fail (default: every one). */

@@ -12,6 +12,8 @@
  * the handle was opened with: containing `path`, ending with `suffix`; `writing` matches only an
  * open that creates or writes (READ_ONLY below is a read-only file system). `skip` lets that many matching calls succeed first; `times` (default
  * every one) bounds how many fail. Node's own error text: `EIO: i/o error, fsync`.
+ * `delayMs` makes a matching call wait that long first (a slow disk, an NFS server that stalls):
+ * without `code` the call then goes through, with one it then fails.
  */
 import fs from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
@@ -81,16 +83,21 @@ function patchHandlePrototype(handle) {
   const proto = Object.getPrototypeOf(handle);
   const sync = proto.sync;
   const writeFile = proto.writeFile;
-  proto.sync = function patchedSync(...args) {
-    const fault = trips('fsync', handlePaths.get(this) ?? '');
-    if (fault) return Promise.reject(failure(handlePaths.get(this), fault.code, 'fsync'));
+  proto.sync = async function patchedSync(...args) {
+    await delayed(trips('fsync', handlePaths.get(this) ?? ''), handlePaths.get(this), 'fsync');
     return sync.apply(this, args);
   };
-  proto.writeFile = function patchedWriteFile(...args) {
-    const fault = trips('write', handlePaths.get(this) ?? '');
-    if (fault) return Promise.reject(failure(handlePaths.get(this), fault.code, 'write'));
+  proto.writeFile = async function patchedWriteFile(...args) {
+    await delayed(trips('write', handlePaths.get(this) ?? ''), handlePaths.get(this), 'write');
     return writeFile.apply(this, args);
   };
+}
+
+/** What a tripped `fault` does before the call: waits its `delayMs`, then fails with its `code`. */
+async function delayed(fault, path, syscall) {
+  if (!fault) return;
+  if (fault.delayMs) await new Promise((resolve) => setTimeout(resolve, fault.delayMs));
+  if (fault.code) throw failure(path, fault.code, syscall);
 }
 
 function install() {
@@ -99,8 +106,7 @@ function install() {
     const original = fsp[name];
     originals.set(name, original);
     fsp[name] = async function patched(path, ...rest) {
-      const fault = trips(name, path, rest[0]);
-      if (fault) throw failure(path, fault.code, name === 'rm' ? 'rmdir' : name);
+      await delayed(trips(name, path, rest[0]), path, name === 'rm' ? 'rmdir' : name);
       const result = await original.call(this, path, ...rest);
       if (name === 'open') {
         patchHandlePrototype(result);
