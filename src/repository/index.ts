@@ -11,6 +11,7 @@ export {
   type HeldLock,
   type LockOwner,
   removeStaleClaims,
+  UNKNOWN_LOCK_OWNER,
   writeUnderClaim,
 } from './model-lock.js';
 export {

@@ -217,7 +217,14 @@ const unreadableLock = (
  */
 const leaseMs = (staleMs: number): number => staleMs / 2;
 
-const unknownHolder: LockOwner = { owner: 'unknown', host: 'unknown', pid: 0, acquired_at: '' };
+/** The holder of a lock whose file could not be read (its owner is not known, only that it holds). */
+export const UNKNOWN_LOCK_OWNER = 'unknown';
+const unknownHolder: LockOwner = {
+  owner: UNKNOWN_LOCK_OWNER,
+  host: 'unknown',
+  pid: 0,
+  acquired_at: '',
+};
 
 /** The lock held by this acquisition (content `text` at `path`): fencing, heartbeat, release. */
 function heldLock(

@@ -17,6 +17,7 @@ import {
   type HeldLock,
   type LockOwner,
   storageFailure,
+  UNKNOWN_LOCK_OWNER,
 } from '../repository/index.js';
 import { nodeEngineOptions } from './engine-runtime.js';
 import type { TraceContext } from './job-record.js';
@@ -142,6 +143,11 @@ export function recalibrationInProgress(
   holder: Pick<LockOwner, 'owner' | 'cli'> & Partial<LockOwner>,
 ): NormserveError {
   const retry = 'retry when it has finished';
+  if (holder.owner === UNKNOWN_LOCK_OWNER)
+    return new NormserveError(
+      'RECALIBRATION_IN_PROGRESS',
+      `model "${model}" is held by another process whose lock file cannot be read now; retry later`,
+    );
   if (holder.cli === undefined) {
     const id = holder.owner;
     return new NormserveError(

@@ -11,8 +11,9 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadModelDirectory } from '../../src/repository/index.js';
+import { loadModelDirectory, UNKNOWN_LOCK_OWNER } from '../../src/repository/index.js';
 import { ModelRegistry, RecalibrationService } from '../../src/service/index.js';
+import { recalibrationInProgress } from '../../src/service/recalibration-service.js';
 import { ADMIN, expectProblem } from '../helpers/admin.js';
 import { makeTestApp, type TestApp } from '../helpers/app.js';
 import { digitsTestRows, nightShift } from '../helpers/digits.js';
@@ -146,5 +147,16 @@ describe('who holds the model: the 409 says', () => {
       await replica.close();
       registry.close();
     }
+  });
+});
+
+describe('a lock whose file cannot be read', () => {
+  it('names no job (none can be looked up) and says why the holder is unknown', () => {
+    const error = recalibrationInProgress('digits', { owner: UNKNOWN_LOCK_OWNER });
+    expect(error.code).toBe('RECALIBRATION_IN_PROGRESS');
+    expect(error.message).toBe(
+      'model "digits" is held by another process whose lock file cannot be read now; retry later',
+    );
+    expect(error.extra).toEqual({});
   });
 });
