@@ -179,13 +179,27 @@ export const handoverSchema = z.discriminatedUnion('type', [
 ]);
 export type Handover = z.output<typeof handoverSchema>;
 
-/** Sends to a worker; a worker that is exiting cannot receive, which is not an error here. */
+/**
+ * Sends to a worker; a worker that is exiting cannot receive, which is not an error here. A socket
+ * sent along is the primary's to close when the send fails (node closes it once sent): `sent`
+ * learns the outcome (null: sent).
+ */
 export function sendToWorker(
   worker: Worker,
   message: FromPrimary | Handover,
   socket?: Socket,
+  sent: (error: Error | null) => void = () => undefined,
 ): void {
-  if (worker.isConnected()) worker.send(message, socket, () => undefined);
+  const failed = (error: Error) => {
+    socket?.destroy();
+    sent(error);
+  };
+  if (!worker.isConnected()) {
+    failed(new Error('the worker has disconnected'));
+    return;
+  }
+  // A channel that closes meanwhile calls back with ERR_IPC_CHANNEL_CLOSED.
+  worker.send(message, socket, (error: Error | null) => (error ? failed(error) : sent(null)));
 }
 
 /** The primary's end: every parsed message of every worker, with the handle it carried. */
