@@ -94,7 +94,7 @@ describe('SHUTDOWN_DELAY_MS: the lame-duck phase of the real server process', ()
   it('WORKERS=2: a terminal’s Ctrl-C (SIGINT to the whole process group) is one signal: every worker serves out the delay, then drains, exit 0', async () => {
     const server = startServer(servingEnv(repositoryCopy(), 2, { SHUTDOWN_DELAY_MS: '1500' }));
     const port = await listeningPort(server, 2);
-    // The primary and both workers get the SIGINT; the primary relays it as a SIGTERM.
+    // The primary and both workers get the SIGINT; the primary relays it over IPC.
     process.kill(-server.child.pid!, 'SIGINT');
     await server.waitForLog((l) => l.msg === LAME_DUCK, LAME_DUCK, { count: 2 });
     const { code, signal } = await exitWithin(server, EXIT_WITHIN_MS);
