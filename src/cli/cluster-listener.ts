@@ -15,7 +15,7 @@
  * stops listening. Clients that were answered come back on new connections, which the primary
  * holds, so new arrivals stop; once every stopping worker said it stopped listening (node:cluster's
  * copy closed with the last of them) and no connection came for ACCEPT_QUIET_MS (at most
- * HOLD_MAX_MS), the primary closes the socket right after an accept pass, then hands every held
+ * HOLD_MAX_MS after the hold began, whatever the workers do), the primary closes the socket right after an accept pass, then hands every held
  * connection to that worker, which answers it (503 SHUTTING_DOWN with `Connection: close`, as any
  * request during the drain) before its drain ends. A connection attempted after that is refused
  * (ECONNREFUSED), which clients retry elsewhere.
@@ -99,6 +99,12 @@ export class ListenerTakeover {
   private keeper: Worker | undefined;
   private acceptor: Server | undefined;
   private readonly held: Socket[] = [];
+  /**
+   * Workers seen exiting. The primary can see a worker's exit before it has read the worker's
+   * last messages (cluster-primary.ts): a `stop-listening` read then would keep a dead worker
+   * among those stopping, and the socket open, forever.
+   */
+  private readonly retired = new Set<number>();
   private quiet: NodeJS.Timeout | undefined;
   private deadline: NodeJS.Timeout | undefined;
 
@@ -110,11 +116,13 @@ export class ListenerTakeover {
 
   /** The worker listens (it said `ready`). */
   ready(worker: Worker): void {
+    if (this.retired.has(worker.id)) return;
     this.listening.add(worker.id);
   }
 
   /** The worker is about to stop listening: the last one to listen is asked for its socket. */
   stopListening(worker: Worker, id: number): void {
+    if (this.retired.has(worker.id)) return;
     this.listening.delete(worker.id);
     this.stopping.add(worker.id);
     const send = this.keeper === undefined && this.listening.size === 0;
@@ -124,7 +132,12 @@ export class ListenerTakeover {
 
   /** The keeper's listening server (`handle`): accept on it, reading nothing, until it closes. */
   listener(worker: Worker, id: number, handle: unknown): void {
-    if (worker !== this.keeper || !(handle instanceof Server) || this.acceptor) {
+    if (
+      worker !== this.keeper ||
+      this.retired.has(worker.id) ||
+      !(handle instanceof Server) ||
+      this.acceptor
+    ) {
       if (handle instanceof Server) handle.close();
       return;
     }
@@ -140,16 +153,21 @@ export class ListenerTakeover {
     });
     acceptor.on('error', (e) => this.logger.error({ err: e }, 'accepting for a stopping worker'));
     acceptor.listen(handle, () => sendToWorker(worker, { type: 'normserve:listener-taken', id }));
+    // A hard bound on the hold, whatever the other workers do (one that never says it stopped
+    // listening keeps the socket open on its side; closing here still ends the hold).
+    this.deadline = setTimeout(() => this.close(), this.holdMaxMs);
   }
 
   /** The worker stopped listening. */
   listenerClosed(worker: Worker): void {
+    if (this.retired.has(worker.id)) return;
     this.stopping.delete(worker.id);
     this.settle();
   }
 
   /** A worker is gone: held connections of a keeper that died cannot be served. */
   retire(worker: Worker): void {
+    this.retired.add(worker.id);
     this.listening.delete(worker.id);
     this.stopping.delete(worker.id);
     if (worker === this.keeper) this.close();
@@ -159,12 +177,12 @@ export class ListenerTakeover {
   /**
    * Once every stopping worker has stopped listening — each closed its copy of the socket first,
    * and node:cluster's own copy in this process closed with the last of them (its `close` message
-   * comes before ours on the same channel) — the socket is open here only: close it once quiet.
+   * comes before ours on the same channel) — the socket is open here only: close it once quiet
+   * (or at the deadline armed when the hold began).
    */
   private settle(): void {
     if (this.acceptor === undefined || this.quiet || this.stopping.size > 0) return;
     this.quiet = setTimeout(() => this.close(), this.quietMs);
-    this.deadline = setTimeout(() => this.close(), this.holdMaxMs);
   }
 
   private close(): void {
@@ -185,10 +203,20 @@ export class ListenerTakeover {
         { worker: keeper.process.pid, connections: held.length },
         'closed the listening socket; handing the connections it held to the last worker',
       );
-      for (const socket of held) {
-        if (keeper.isConnected()) sendToWorker(keeper, { type: 'normserve:connection' }, socket);
-        else socket.destroy();
-      }
+      // A keeper that is exiting cannot take them: each is closed here (its client sees a reset,
+      // as it would have when the socket closed), counted, and logged once.
+      let left = held.length;
+      let lost = 0;
+      const sent = (error: Error | null) => {
+        if (error) lost++;
+        if (--left === 0 && lost > 0)
+          this.logger.warn(
+            { worker: keeper.process.pid, connections: held.length, lost },
+            'the last worker could not take some held connections (it is exiting); closed them',
+          );
+      };
+      for (const socket of held)
+        sendToWorker(keeper, { type: 'normserve:connection' }, socket, sent);
       sendToWorker(keeper, { type: 'normserve:handover-done' });
     });
   }

@@ -160,6 +160,12 @@ export const fromPrimarySchema = z.discriminatedUnion('type', [
     count: z.number().int().positive(),
     resetInMs: z.number().nonnegative(),
   }),
+  /**
+   * A SIGTERM or SIGINT the primary got, relayed: each counts once, as that signal would in a
+   * single process (cli/lame-duck.ts). A worker's own signals do not count while its primary is
+   * there: a signal to the whole process group reaches it directly too.
+   */
+  z.object({ type: z.literal('normserve:signal'), signal: z.enum(['SIGTERM', 'SIGINT']) }),
   /** Answers `stop-listening`: `send`, send the listening server (`listener`) before closing it. */
   z.object({ type: z.literal('normserve:listener-wanted'), id, send: z.boolean() }),
   /** Answers `listener`: the primary accepts on the socket; the worker may stop listening. */
@@ -179,13 +185,27 @@ export const handoverSchema = z.discriminatedUnion('type', [
 ]);
 export type Handover = z.output<typeof handoverSchema>;
 
-/** Sends to a worker; a worker that is exiting cannot receive, which is not an error here. */
+/**
+ * Sends to a worker; a worker that is exiting cannot receive, which is not an error here. A socket
+ * sent along is the primary's to close when the send fails (node closes it once sent): `sent`
+ * learns the outcome (null: sent).
+ */
 export function sendToWorker(
   worker: Worker,
   message: FromPrimary | Handover,
   socket?: Socket,
+  sent: (error: Error | null) => void = () => undefined,
 ): void {
-  if (worker.isConnected()) worker.send(message, socket, () => undefined);
+  const failed = (error: Error) => {
+    socket?.destroy();
+    sent(error);
+  };
+  if (!worker.isConnected()) {
+    failed(new Error('the worker has disconnected'));
+    return;
+  }
+  // A channel that closes meanwhile calls back with ERR_IPC_CHANNEL_CLOSED.
+  worker.send(message, socket, (error: Error | null) => (error ? failed(error) : sent(null)));
 }
 
 /** The primary's end: every parsed message of every worker, with the handle it carried. */
@@ -208,7 +228,10 @@ const NOTICES = [
 type Notice = Extract<FromPrimary, { type: (typeof NOTICES)[number] }>;
 const isNotice = (m: FromPrimary): m is Notice => (NOTICES as readonly string[]).includes(m.type);
 /** The primary's requests to a worker, each with its own handler. */
-type PrimaryRequest = { type: 'normserve:collect' } | { type: 'normserve:refresh-model' };
+type PrimaryRequest =
+  | { type: 'normserve:collect' }
+  | { type: 'normserve:refresh-model' }
+  | { type: 'normserve:signal' };
 type Answer = Exclude<FromPrimary, PrimaryRequest | Notice>;
 /** A worker's request without its id (distributed over the union). */
 type Request = FromWorker extends infer M
@@ -232,6 +255,11 @@ export class PrimaryChannel {
    * this worker's traffic sample and other workers' samples for this worker's request).
    */
   onNotice: (notice: Notice) => void = () => undefined;
+  /**
+   * The primary's relay of a shutdown signal (set by lame-duck.ts once the worker can drain).
+   * Before that the worker serves nothing yet: it exits at once, as the signal's default would.
+   */
+  onSignal: (signal: 'SIGTERM' | 'SIGINT') => void = () => process.exit(0);
   private nextId = 0;
   private readonly pending = new Map<
     number,
@@ -249,6 +277,10 @@ export class PrimaryChannel {
       }
       if (message.type === 'normserve:refresh-model') {
         this.onRefreshModel(message.id, message.model, message.active);
+        return;
+      }
+      if (message.type === 'normserve:signal') {
+        this.onSignal(message.signal);
         return;
       }
       if (isNotice(message)) {

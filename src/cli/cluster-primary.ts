@@ -1,7 +1,7 @@
 /**
  * WORKERS > 1: the cluster primary. It forks the workers (server-worker.ts), replaces those that
  * die, answers their IPC requests (the server's metrics and admin rate limit) and drains them all
- * on SIGTERM/SIGINT.
+ * on SIGTERM/SIGINT, relaying each signal it gets to every worker over IPC.
  */
 import cluster, { type Worker } from 'node:cluster';
 import { randomBytes } from 'node:crypto';
@@ -197,22 +197,29 @@ export async function runPrimary(config: ServerConfig): Promise<void> {
     'primary started workers',
   );
 
+  // Each signal the primary gets reaches every worker as one IPC message, which the worker counts
+  // as that signal (cli/lame-duck.ts): the workers ignore their own while the primary is there, so
+  // a signal to the whole process group counts once, here.
+  const relay = (signal: NodeJS.Signals, workers: readonly Worker[]) => {
+    const relayed = signal === 'SIGINT' ? 'SIGINT' : 'SIGTERM';
+    for (const worker of workers)
+      sendToWorker(worker, { type: 'normserve:signal', signal: relayed });
+  };
+  const alive = () =>
+    Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && !w.isDead());
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) {
-      // Relayed too: a repeated signal ends the workers' lame-duck phase (SHUTDOWN_DELAY_MS) and
-      // starts their drain at once; one more during the drain makes them exit (cli/lame-duck.ts).
+      // A repeated signal ends the workers' lame-duck phase (SHUTDOWN_DELAY_MS) and starts their
+      // drain at once; one more during the drain makes them exit 1 (cli/lame-duck.ts).
       logger.info({ signal }, 'repeated signal: relayed to the workers');
-      for (const worker of Object.values(cluster.workers ?? {}))
-        if (worker !== undefined && !worker.isDead()) worker.process.kill('SIGTERM');
+      relay(signal, alive());
       return;
     }
     stopping = true;
     logger.info({ signal }, 'stopping workers');
     // A worker that has exited but whose channel has not closed yet is still listed: it will not
     // exit again.
-    const workers = Object.values(cluster.workers ?? {}).filter(
-      (w): w is Worker => w !== undefined && !w.isDead(),
-    );
+    const workers = alive();
     let clean = true;
     let left = workers.length;
     const done = () => {
@@ -220,15 +227,14 @@ export async function runPrimary(config: ServerConfig): Promise<void> {
       process.exit(clean && !failed ? 0 : 1);
     };
     if (left === 0) done();
-    // Every worker gets its SIGTERM in this one loop, so all enter the lame-duck phase (readiness
-    // 503, still serving) together, and start their drains together SHUTDOWN_DELAY_MS later.
-    for (const worker of workers) {
+    for (const worker of workers)
       worker.once('exit', (code) => {
         if (code !== 0) clean = false;
         if (--left === 0) done();
       });
-      worker.process.kill('SIGTERM');
-    }
+    // Every worker gets the signal in this one loop, so all enter the lame-duck phase (readiness
+    // 503, still serving) together, and start their drains together SHUTDOWN_DELAY_MS later.
+    relay(signal, workers);
     setTimeout(
       () => {
         logger.error('workers did not stop in time; killing them');

@@ -11,9 +11,22 @@
  * A second SIGTERM or SIGINT during the delay ends it: the drain starts at once (an operator who
  * repeats the signal wants the process gone sooner, not killed mid-request). One during the drain
  * exits 1 at once, as close-with-grace does with a second signal.
+ *
+ * A cluster worker counts only the signals its primary relays over IPC (`normserve:signal`,
+ * cluster-primary.ts), one message per signal the primary got. A signal sent to the whole
+ * process group — a terminal's Ctrl-C, `kill -TERM -PGID`, systemd's default
+ * KillMode=control-group — reaches each worker directly as well: counted too, one signal would be
+ * two (the drain at once, or exit 1 mid-drain with the requests in flight lost). So a worker
+ * ignores its own SIGTERM and SIGINT while its IPC channel is open. Its primary gone, node:cluster
+ * ends the worker at once (its `disconnect` handler); its own signals count again should it
+ * still run.
  */
 import type pino from 'pino';
 import type { ServingPhase } from '../service/index.js';
+import type { PrimaryChannel } from './cluster-messages.js';
+
+const SIGNALS = ['SIGTERM', 'SIGINT'] as const;
+type ShutdownSignal = (typeof SIGNALS)[number];
 
 export interface LameDuckOptions {
   phase: ServingPhase;
@@ -21,14 +34,24 @@ export interface LameDuckOptions {
   /** Starts the drain (close-with-grace's `close`); called once. */
   drain: (signal: NodeJS.Signals) => void;
   logger: pino.Logger;
-  /**
-   * The signals that start the shutdown. A cluster worker listens to SIGTERM only and ignores
-   * SIGINT: the primary relays every SIGTERM and SIGINT it gets as a SIGTERM, and a terminal's
-   * Ctrl-C, sent to the whole process group, would otherwise reach each worker twice (its own
-   * SIGINT and the primary's SIGTERM) and count as a repeated signal.
-   */
-  signals: readonly NodeJS.Signals[];
-  ignored?: readonly NodeJS.Signals[];
+  /** A cluster worker's channel to its primary: the signals counted are the primary's relays. */
+  channel?: PrimaryChannel;
+}
+
+/**
+ * A cluster worker, from its start: its own SIGTERM and SIGINT are not acted on while its primary
+ * is there (the primary relays them: see above); until lameDuckOnSignal takes the relays over,
+ * the channel's default ends the worker.
+ */
+export function relayedSignalsOnly(channel: PrimaryChannel, logger: pino.Logger): void {
+  for (const name of SIGNALS)
+    process.on(name, (signal: ShutdownSignal) => {
+      if (!process.connected) return channel.onSignal(signal);
+      logger.debug(
+        { signal },
+        'own signal ignored: the cluster primary relays the signals it gets',
+      );
+    });
 }
 
 /** Installs the handlers; they stay for the process's life. */
@@ -61,6 +84,6 @@ export function lameDuckOnSignal(options: LameDuckOptions): void {
         process.exit(1);
     }
   };
-  for (const signal of options.signals) process.on(signal, onSignal);
-  for (const signal of options.ignored ?? []) process.on(signal, () => undefined);
+  if (options.channel) options.channel.onSignal = onSignal;
+  else for (const signal of SIGNALS) process.on(signal, onSignal);
 }

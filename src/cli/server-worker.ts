@@ -29,7 +29,7 @@ import { answerCollectRequests, clusterScrape } from './cluster-metrics.js';
 import { announceModelWrites, answerRefreshRequests } from './cluster-models.js';
 import { clusterRateLimitCounter } from './cluster-rate-limit.js';
 import { applyHeapGrowingPercent } from './heap-growth.js';
-import { lameDuckOnSignal } from './lame-duck.js';
+import { lameDuckOnSignal, relayedSignalsOnly } from './lame-duck.js';
 import { listenFailed } from './listen-failure.js';
 import { packageVersion } from './package-version.js';
 import { turnLogDestination } from './turn-log-destination.js';
@@ -45,7 +45,12 @@ export async function startServer(config: ServerConfig): Promise<void> {
   const metrics = new ServiceMetrics();
   // A cluster worker serves the server's metrics and counts admin requests through the primary.
   const channel = cluster.isWorker ? new PrimaryChannel() : undefined;
-  if (channel) channel.onCollect = answerCollectRequests(channel, metrics);
+  if (channel) {
+    channel.onCollect = answerCollectRequests(channel, metrics);
+    // From the start: a signal to the whole process group reaches the worker directly and through
+    // the primary's relay, and counts once (lame-duck.ts).
+    relayedSignalsOnly(channel, logger);
+  }
   const registry = new ModelRegistry(config.MODEL_REPOSITORY, {
     maxBatchSize: config.MAX_BATCH_SIZE,
     engine: config.ENGINE,
@@ -154,10 +159,8 @@ export async function startServer(config: ServerConfig): Promise<void> {
       drainSignal = signal;
       graceful.close();
     },
-    // A worker's SIGTERM is the primary's relay of its own signals (lame-duck.ts says why).
-    ...(cluster.isWorker
-      ? { signals: ['SIGTERM'], ignored: ['SIGINT'] }
-      : { signals: ['SIGTERM', 'SIGINT'] }),
+    // A worker counts the primary's relays, not its own signals (lame-duck.ts says why).
+    ...(channel ? { channel } : {}),
   });
 
   await app.listen({ port: config.PORT, host: config.HOST }).catch((e: unknown) => {

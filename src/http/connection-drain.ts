@@ -152,8 +152,15 @@ export function drainableConnections(
       for (;;) {
         for (const socket of open.keys())
           if (!draining.has(socket)) draining.set(socket, closeWhenQuiet(socket));
-        if (more) await Promise.race([handedOver, once(server, 'connection')]);
-        else {
+        if (more) {
+          // The wait's listeners go with it, whichever of the two came first.
+          const waited = new AbortController();
+          try {
+            await Promise.race([handedOver, once(server, 'connection', { signal: waited.signal })]);
+          } finally {
+            waited.abort();
+          }
+        } else {
           await Promise.all(draining.values());
           if ([...open.keys()].every((socket) => draining.has(socket))) return;
         }

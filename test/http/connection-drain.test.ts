@@ -74,7 +74,7 @@ describe('drainableConnections', () => {
     const steps: string[] = [];
     let handedOver: () => void = () => undefined;
     let served: Server | undefined;
-    const { drain, port } = await serve({
+    const { drain, port, server } = await serve({
       async beforeStopListening(server) {
         served = server;
         steps.push(`before stop, listening ${server.listening}`);
@@ -90,6 +90,8 @@ describe('drainableConnections', () => {
     const elsewhere = createNetServer((socket) => served!.emit('connection', socket));
     await new Promise<void>((resolve) => elsewhere.listen(0, '127.0.0.1', resolve));
     closers.push(() => elsewhere.close());
+    const listeners = () => [server.listenerCount('connection'), server.listenerCount('error')];
+    const before = listeners();
     let drainedAt = '';
     const drained = drain.drain().then(() => {
       drainedAt = steps.join(' / ');
@@ -118,5 +120,7 @@ describe('drainableConnections', () => {
     handedOver();
     await drained;
     expect(drainedAt).toBe('before stop, listening true / stopped, listening false / handed over');
+    // The drain's waits for handed connections left no listener on the server.
+    expect(listeners()).toEqual(before);
   });
 });

@@ -2,7 +2,8 @@
  * The real server process (src/cli/server.ts) with SHUTDOWN_DELAY_MS: after SIGTERM it keeps
  * listening and serving while its readiness routes answer 503 (reason shutting_down); a second
  * SIGTERM ends the delay and the drain follows, exit 0. With WORKERS=2 both workers enter the
- * lame-duck phase on the primary's one relay. The delay is long (SHUTDOWN_DELAY_MS=600000), so
+ * lame-duck phase on the primary's one relay, and a signal to the whole process group (which
+ * reaches each worker directly too) counts once. The delay is long (SHUTDOWN_DELAY_MS=600000), so
  * only the second signal can end it: the test waits for outcomes, never for a clock.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -19,12 +20,15 @@ import {
   listeningPort,
   type Reply,
   servingEnv,
+  slowUpload,
   startServer,
 } from '../helpers/server-process.js';
 
 /** Generous bound on the drain's end after the second signal (SHUTDOWN_TIMEOUT_MS is 10 s). */
 const EXIT_WITHIN_MS = 20_000;
 const LAME_DUCK = 'shutting down: serving on while readiness answers 503, then draining';
+const DRAINING = 'shutting down: no new connections, finishing requests in flight';
+const REPEATED = 'repeated signal: draining now';
 
 const temps: string[] = [];
 afterEach(killServers);
@@ -90,7 +94,7 @@ describe('SHUTDOWN_DELAY_MS: the lame-duck phase of the real server process', ()
   it('WORKERS=2: a terminal’s Ctrl-C (SIGINT to the whole process group) is one signal: every worker serves out the delay, then drains, exit 0', async () => {
     const server = startServer(servingEnv(repositoryCopy(), 2, { SHUTDOWN_DELAY_MS: '1500' }));
     const port = await listeningPort(server, 2);
-    // The primary and both workers get the SIGINT; the primary relays it as a SIGTERM.
+    // The primary and both workers get the SIGINT; the primary relays it over IPC.
     process.kill(-server.child.pid!, 'SIGINT');
     await server.waitForLog((l) => l.msg === LAME_DUCK, LAME_DUCK, { count: 2 });
     const { code, signal } = await exitWithin(server, EXIT_WITHIN_MS);
@@ -100,5 +104,49 @@ describe('SHUTDOWN_DELAY_MS: the lame-duck phase of the real server process', ()
     // Neither worker took its own SIGINT and the relay for two signals.
     expect(server.logs.filter((l) => l.msg === 'repeated signal: draining now')).toEqual([]);
     expect(server.logs.filter((l) => l.msg === LAME_DUCK)).toHaveLength(2);
+  });
+
+  it('WORKERS=2: SIGTERM to the whole process group (systemd KillMode=control-group, kill -TERM -PGID) is one signal: the workers stay lame ducks, serving; a second one drains them, exit 0', async () => {
+    const server = startServer(servingEnv(repositoryCopy(), 2, { SHUTDOWN_DELAY_MS: '600000' }));
+    const port = await listeningPort(server, 2);
+    process.kill(-server.child.pid!, 'SIGTERM');
+    await server.waitForLog((l) => l.msg === LAME_DUCK, LAME_DUCK, { count: 2 });
+    // Still serving, on both workers (the kernel spreads new connections): not draining.
+    for (let i = 0; i < 6; i++) {
+      const ready = (await freshGet(port, '/readyz')) as Reply;
+      expect(ready.status, JSON.stringify(ready)).toBe(503);
+      expect(JSON.parse(ready.body)).toMatchObject({ reason: 'shutting_down' });
+      const predicted = await freshRequest(port, 'POST', '/v1/models/digits:predict', {
+        body: predictBody,
+      });
+      expect(predicted.status, predicted.body).toBe(200);
+    }
+    expect(server.logs.filter((l) => l.msg === REPEATED || l.msg === DRAINING)).toEqual([]);
+
+    // The second group signal is the repeated one: every worker drains now, exit 0.
+    process.kill(-server.child.pid!, 'SIGTERM');
+    const { code, signal } = await exitWithin(server, EXIT_WITHIN_MS);
+    expect({ code, signal }, server.stderr()).toEqual({ code: 0, signal: null });
+    expect(server.logs.filter((l) => l.msg === REPEATED)).toHaveLength(2);
+    expect(server.logs.filter((l) => l.msg === 'stopped')).toHaveLength(2);
+  });
+
+  it('WORKERS=2: a third SIGTERM to the process group, during the drain, exits 1 at once', async () => {
+    const server = startServer(servingEnv(repositoryCopy(), 2, { SHUTDOWN_DELAY_MS: '600000' }));
+    const port = await listeningPort(server, 2);
+    // A request in flight keeps its worker draining until the third signal.
+    const upload = slowUpload(port, '/v1/models/digits:predict', predictBody);
+    await upload.started;
+    process.kill(-server.child.pid!, 'SIGTERM');
+    await server.waitForLog((l) => l.msg === LAME_DUCK, LAME_DUCK, { count: 2 });
+    process.kill(-server.child.pid!, 'SIGTERM');
+    await server.waitForLog((l) => l.msg === DRAINING, DRAINING, { count: 2 });
+    expect(server.logs.filter((l) => l.msg === REPEATED)).toHaveLength(2);
+    expect(server.logs.some((l) => l.msg === 'SIGTERM during the drain: exiting')).toBe(false);
+
+    process.kill(-server.child.pid!, 'SIGTERM');
+    const { code, signal } = await exitWithin(server, EXIT_WITHIN_MS);
+    expect({ code, signal }, server.stderr()).toEqual({ code: 1, signal: null });
+    expect(server.logs.some((l) => l.msg === 'SIGTERM during the drain: exiting')).toBe(true);
   });
 });
