@@ -200,11 +200,21 @@ export async function runPrimary(config: ServerConfig): Promise<void> {
   // Each signal the primary gets reaches every worker as one IPC message, which the worker counts
   // as that signal (cli/lame-duck.ts): the workers ignore their own while the primary is there, so
   // a signal to the whole process group counts once, here.
+  const relayedSignals: ('SIGINT' | 'SIGTERM')[] = [];
   const relay = (signal: NodeJS.Signals, workers: readonly Worker[]) => {
     const relayed = signal === 'SIGINT' ? 'SIGINT' : 'SIGTERM';
+    relayedSignals.push(relayed);
     for (const worker of workers)
       sendToWorker(worker, { type: 'normserve:signal', signal: relayed });
   };
+  // A worker forked just before the first signal (replacing one that died) was still loading when
+  // the signals went out and did not listen for them yet (its IPC channel starts with it): once it
+  // says it is ready, it is given every signal relayed so far, so it drains with the others
+  // instead of serving on until the primary's deadline kills it.
+  onWorkerMessage((worker, message) => {
+    if (message.type !== 'normserve:ready') return;
+    for (const signal of relayedSignals) sendToWorker(worker, { type: 'normserve:signal', signal });
+  });
   const alive = () =>
     Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && !w.isDead());
   const stop = (signal: NodeJS.Signals) => {
