@@ -185,17 +185,18 @@ export async function acquireModelLock(
   const found = await inspect(modelDir, path);
   if (found !== undefined && 'unreadable' in found) {
     const { unreadable: error, mtimeMs } = found;
-    // Refused by permissions: this process will never read it, so never judge it stale nor
-    // break it. While its heartbeat is fresh another user's process holds it (busy); once its
-    // heartbeat is older than a readable lock's would be allowed, waiting longer cannot help.
-    if (PERSISTENT_ERRNOS.has(errno(error) ?? '') && Math.abs(Date.now() - mtimeMs) > staleMs)
+    // Not read, so never judged stale nor broken. While its heartbeat is fresh a process holds it
+    // (busy); once its heartbeat is older than a readable lock's would be allowed, waiting longer
+    // does not help (refused by permissions, or a failing disk: EIO, ESTALE), and the operator is
+    // told which file, why, and what to do, instead of a 409 "retry later" forever.
+    if (Math.abs(Date.now() - mtimeMs) > staleMs)
       throw unreadableLock(modelDir, path, error, mtimeMs);
   }
   return { heldBy: (found !== undefined && 'owner' in found && found.owner) || unknownHolder };
 }
 
-/** Errors reading a lock file that trying again does not cure. */
-const PERSISTENT_ERRNOS = new Set(['EACCES', 'EPERM']);
+/** Errors reading a lock file that come from its permissions (another user's umask). */
+const PERMISSION_ERRNOS = new Set(['EACCES', 'EPERM']);
 
 const unreadableLock = (
   modelDir: string,
@@ -205,7 +206,11 @@ const unreadableLock = (
 ): NormserveError =>
   new NormserveError(
     'STORAGE_UNAVAILABLE',
-    `${basename(modelDir)}/${basename(path)} cannot be read by this process (${errno(error)}: permission denied), and its heartbeat stopped ${Math.round((Date.now() - mtimeMs) / 1000)} s ago: a lock that could be read would be broken as stale, but this one can be neither judged nor removed, so it is left alone and nothing was done. It was most likely written by another user whose umask leaves it unreadable (mode 0600); run every process of the repository as one user (or with a umask that lets them read each other's files), or remove the file once its holder is known to be gone`,
+    `${basename(modelDir)}/${basename(path)} cannot be read by this process (${errno(error)}${PERMISSION_ERRNOS.has(errno(error) ?? '') ? ': permission denied' : ''}), and its heartbeat stopped ${Math.round((Date.now() - mtimeMs) / 1000)} s ago: a lock that could be read would be broken as stale, but this one can be neither judged nor removed, so it is left alone and nothing was done. ${
+      PERMISSION_ERRNOS.has(errno(error) ?? '')
+        ? "It was most likely written by another user whose umask leaves it unreadable (mode 0600); run every process of the repository as one user (or with a umask that lets them read each other's files), or remove the file once its holder is known to be gone"
+        : "Check the storage (the error is the file system's), and remove the file once its holder is known to be gone"
+    }`,
     { cause: error, extra: { errno: errno(error) } },
   );
 

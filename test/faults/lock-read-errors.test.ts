@@ -69,6 +69,23 @@ describe('a lock file whose open fails', () => {
     expect(await a.heartbeat()).toBe(true);
   });
 
+  it('fails every time (EIO) with its heartbeat long stopped: refused with an error naming the file and the storage, never broken (not a 409 "retry later" forever)', async () => {
+    await hold('job-A');
+    injectFsFaults([{ op: 'open', suffix: LOCK, code: 'EIO' }]);
+    const past = new Date(Date.now() - HOUR_MS);
+    utimesSync(join(dir, LOCK), past, past);
+    const refused = await acquireModelLock(dir, 'job-B', { file: LOCK }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(isNormserveError(refused) && refused.code).toBe('STORAGE_UNAVAILABLE');
+    expect((refused as Error).message).toContain(`${basename(dir)}/${LOCK} cannot be read`);
+    expect((refused as Error).message).toContain('(EIO)');
+    expect((refused as Error).message).toContain('Check the storage');
+    clearFsFaults();
+    expect(ownerOnDisk()).toBe('job-A');
+  });
+
   it('fails with EACCES (another user’s mode-0600 lock): waited for while its heartbeat is fresh, then refused with an error naming the file and the permission problem, never broken', async () => {
     await hold('job-A');
     injectFsFaults([{ op: 'open', suffix: LOCK, code: 'EACCES' }]);
