@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { NormserveError } from '../errors/index.js';
-import { acquireModelLock } from './model-lock.js';
+import { acquireModelLock, UNKNOWN_LOCK_OWNER } from './model-lock.js';
 import { STALE_AFTER_MS } from './process-alive.js';
 
 /** The lock every writer of a model's active-version record holds while it reads and writes it. */
@@ -64,10 +64,14 @@ export async function withActiveRecordLock<T>(
       return result;
     }
     if (Date.now() - started > maxWaitMs) {
-      const { host, pid, acquired_at } = lock.heldBy;
+      const { owner, host, pid, acquired_at } = lock.heldBy;
+      const holder =
+        owner === UNKNOWN_LOCK_OWNER
+          ? 'by a process whose lock file cannot be read now'
+          : `since ${acquired_at} by process ${pid} on ${host}`;
       throw new NormserveError(
         'ACTIVE_RECORD_BUSY',
-        `${label} has been held since ${acquired_at} by process ${pid} on ${host}, and was still held after waiting ${maxWaitMs / 1000} s; the active version was not written`,
+        `${label} has been held ${holder}, and was still held after waiting ${maxWaitMs / 1000} s; the active version was not written`,
         { retryAfterSeconds: RETRY_AFTER_SECONDS },
       );
     }

@@ -21,6 +21,7 @@ import { ACTIVE_RECORD_LOCK_FILE } from '../../src/repository/active-record-lock
 import { acquireModelLock, type HeldLock } from '../../src/repository/index.js';
 import { ADMIN, type LoggedApp, makeLoggedApp } from '../helpers/admin.js';
 import { digitsTestRows, nightShift } from '../helpers/digits.js';
+import { clearFsFaults, injectFsFaults } from '../helpers/fs-faults.mjs';
 
 const night = nightShift(digitsTestRows().x);
 /** Short enough for a test, long enough that the lock is seen held more than once. */
@@ -192,6 +193,23 @@ describe('an operator’s :activate while the record’s lock is held', () => {
     expect(
       JSON.parse(readFileSync(join(modelDir(), ACTIVE_RECORD_LOCK_FILE), 'utf8')),
     ).toMatchObject({ owner: 'stuck-writer' });
+  });
+
+  it('held by a process whose lock file cannot be read now (EIO): the detail says so, no blank holder', async () => {
+    t = await makeLoggedApp({ level: 'info', activeRecordLockWaitMs: LOCK_WAIT_MS });
+    expect((await recalibrate({ activate: false })).statusCode).toBe(201);
+    held = await holdRecordLock();
+    injectFsFaults([{ op: 'open', suffix: ACTIVE_RECORD_LOCK_FILE, code: 'EIO' }]);
+    try {
+      const res = await activate(2);
+      expect(res.statusCode, res.body).toBe(503);
+      expect((res.json() as { detail: string }).detail).toBe(
+        'digits/.active-version.lock has been held by a process whose lock file cannot be read now, and was still held after waiting 0.05 s; the active version was not written',
+      );
+    } finally {
+      clearFsFaults();
+    }
+    expect(recordVersion()).toBe(1);
   });
 
   it('a lock left by a dead process is still broken at once, whatever the wait', async () => {
