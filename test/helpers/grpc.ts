@@ -4,7 +4,7 @@
  */
 import { Client, credentials, loadPackageDefinition, Metadata } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
-import { afterAll, beforeAll, beforeEach } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach } from 'vitest';
 import type { ComputeLane } from '../../src/grpc/compute-lane.js';
 import { createGrpcServer, type GrpcObserver, listenGrpc } from '../../src/grpc/grpc-server.js';
 import { PROTO_FILE, PROTO_OPTIONS } from '../../src/grpc/proto.js';
@@ -201,4 +201,25 @@ export function useRecordedGrpc(appOptions: Parameters<typeof makeTestApp>[0] = 
     records,
     lines,
   };
+}
+
+/** What a test started: its app and the stop of its gRPC server, each once started. */
+export interface StartedPerTest<A> {
+  app: A | undefined;
+  stop: (() => Promise<void>) | undefined;
+}
+
+/**
+ * For suites whose tests each start an app and a gRPC server over it: registers the afterEach
+ * that stops the test's server, then closes its app. A test sets `app` and `stop` as it starts them.
+ */
+export function grpcPerTest<A extends { close(): Promise<void> }>(): StartedPerTest<A> {
+  const started: StartedPerTest<A> = { app: undefined, stop: undefined };
+  afterEach(async () => {
+    await started.stop?.();
+    await started.app?.close();
+    started.stop = undefined;
+    started.app = undefined;
+  });
+  return started;
 }
