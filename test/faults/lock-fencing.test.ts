@@ -26,7 +26,7 @@ import { ACTIVE_RECORD_LOCK_FILE } from '../../src/repository/active-record-lock
 import { acquireModelLock, type HeldLock, ModelRepository } from '../../src/repository/index.js';
 import { JobRegistry, ModelRegistry, RecalibrationService } from '../../src/service/index.js';
 import { makeRepository } from '../helpers/app.js';
-import { digitsTestRows, nightShift } from '../helpers/digits.js';
+import { digitsTestRows, nightShift, packRows } from '../helpers/digits.js';
 
 vi.mock('node:fs/promises', async (importOriginal) => {
   const actual = await importOriginal<typeof import('node:fs/promises')>();
@@ -160,11 +160,7 @@ describe('a recalibration', () => {
       await other.release();
       return publish(...args);
     });
-    const night = nightShift(digitsTestRows().x).slice(0, 40);
-    const rows = new Float32Array(night.length * 64);
-    night.forEach((row, r) => {
-      rows.set(row, r * 64);
-    });
+    const rows = packRows(nightShift(digitsTestRows().x).slice(0, 40));
     const failure = await service
       .recalibrateRows({ model: 'digits', mode: 'exact', activate: true }, rows)
       .catch((e: unknown) => e);
