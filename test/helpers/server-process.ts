@@ -158,6 +158,34 @@ export interface Reply {
   body: string;
 }
 
+/** A reply read to its end, as a client sees a server that may be shutting down. */
+export interface ClosingReply {
+  status: number;
+  /** The server closes the connection after this reply (it does while shutting down). */
+  connectionClose: boolean;
+  /** The problem document's code of a reply other than 200. */
+  code?: string;
+}
+
+/** Reads `response` to its end; rejects with the response's error. */
+export function readClosingReply(response: http.IncomingMessage): Promise<ClosingReply> {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    response.setEncoding('utf8').on('data', (chunk: string) => {
+      text += chunk;
+    });
+    response.on('end', () => {
+      const status = response.statusCode ?? 0;
+      resolve({
+        status,
+        connectionClose: response.headers.connection === 'close',
+        ...(status === 200 ? {} : { code: (JSON.parse(text) as { code?: string }).code }),
+      });
+    });
+    response.on('error', reject);
+  });
+}
+
 /**
  * A GET on a new connection: its reply, or the connection error code (e.g. ECONNREFUSED), or
  * `HUNG` when nothing happened within `timeoutMs`.

@@ -19,6 +19,7 @@ import {
   LISTENING,
   listeningPort,
   type Reply,
+  readClosingReply,
   servingEnv,
   slowUpload,
   startServer,
@@ -162,22 +163,10 @@ async function keepAliveLoop(
             headers: { 'content-type': 'application/json' },
           },
           (response) => {
-            let text = '';
-            response.setEncoding('utf8').on('data', (chunk: string) => {
-              text += chunk;
-            });
-            response.on('end', () => {
-              const status = response.statusCode ?? 0;
-              resolve({
-                reused: request.reusedSocket,
-                afterSignal,
-                status,
-                connectionClose: response.headers.connection === 'close',
-                ...(status === 200 ? {} : { code: (JSON.parse(text) as { code?: string }).code }),
-              });
-            });
-            response.on('error', (e: NodeJS.ErrnoException) =>
-              resolve({ reused: request.reusedSocket, afterSignal, error: `response ${e.code}` }),
+            readClosingReply(response).then(
+              (reply) => resolve({ reused: request.reusedSocket, afterSignal, ...reply }),
+              (e: NodeJS.ErrnoException) =>
+                resolve({ reused: request.reusedSocket, afterSignal, error: `response ${e.code}` }),
             );
           },
         );
