@@ -4,12 +4,11 @@
  * lock), so the replies tell the order the activations took effect in — never both the version
  * served before either.
  */
-import { cpSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ModelRepository } from '../../src/repository/index.js';
 import { ADMIN } from '../helpers/admin.js';
-import { makeRepository, makeTestApp, type TestApp } from '../helpers/app.js';
+import { makeDigitsVersionsRepository, makeTestApp, type TestApp } from '../helpers/app.js';
 
 interface Activation {
   model: string;
@@ -21,12 +20,7 @@ let t: TestApp;
 let repository = '';
 
 beforeAll(async () => {
-  repository = makeRepository(['digits']);
-  // Versions 2 and 3: copies of version 1 (the activations only need versions that load).
-  for (const v of [2, 3])
-    cpSync(join(repository, 'digits', '1'), join(repository, 'digits', String(v)), {
-      recursive: true,
-    });
+  repository = makeDigitsVersionsRepository();
   await new ModelRepository(repository).writeActive('digits', 1, 'start');
   t = await makeTestApp({ repository });
 });

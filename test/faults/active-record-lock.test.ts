@@ -7,7 +7,6 @@
  */
 import { spawnSync } from 'node:child_process';
 import {
-  cpSync,
   existsSync,
   mkdirSync,
   readdirSync,
@@ -26,7 +25,7 @@ import {
   ModelRepository,
   writeFileAtomically,
 } from '../../src/repository/index.js';
-import { makeRepository } from '../helpers/app.js';
+import { makeDigitsVersionsRepository } from '../helpers/app.js';
 
 const roots: string[] = [];
 afterAll(() => {
@@ -37,11 +36,9 @@ let root: string;
 let repository: ModelRepository;
 let modelDir: string;
 beforeEach(() => {
-  root = makeRepository(['digits']);
+  root = makeDigitsVersionsRepository();
   roots.push(root);
   modelDir = join(root, 'digits');
-  for (const v of [2, 3])
-    cpSync(join(modelDir, '1'), join(modelDir, String(v)), { recursive: true });
   repository = new ModelRepository(root);
 });
 

@@ -22,7 +22,7 @@ import {
   RecalibrationService,
 } from '../../src/service/index.js';
 import { makeRepository } from '../helpers/app.js';
-import { digitsTestRows, nightShift } from '../helpers/digits.js';
+import { digitsTestRows, nightShift, packRows } from '../helpers/digits.js';
 
 const roots: string[] = [];
 afterAll(() => {
@@ -207,11 +207,7 @@ describe('a recalibration stalled past its lease and settled as abandoned by ano
       sequence.push(seen(readRecord(root, jobId)));
       return publish(...args);
     });
-    const night = nightShift(digitsTestRows().x).slice(0, 40);
-    const rows = new Float32Array(night.length * 64);
-    night.forEach((row, r) => {
-      rows.set(row, r * 64);
-    });
+    const rows = packRows(nightShift(digitsTestRows().x).slice(0, 40));
     const failure = await service
       .recalibrateRows({ model: 'digits', mode: 'exact', activate: true }, rows)
       .catch((e: unknown) => e);

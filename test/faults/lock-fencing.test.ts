@@ -9,15 +9,7 @@
  * takes the lock, as another process would.
  */
 import { randomUUID } from 'node:crypto';
-import {
-  cpSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  utimesSync,
-  writeFileSync,
-} from 'node:fs';
+import { readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import * as fsPromises from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -25,8 +17,8 @@ import { isNormserveError } from '../../src/errors/index.js';
 import { ACTIVE_RECORD_LOCK_FILE } from '../../src/repository/active-record-lock.js';
 import { acquireModelLock, type HeldLock, ModelRepository } from '../../src/repository/index.js';
 import { JobRegistry, ModelRegistry, RecalibrationService } from '../../src/service/index.js';
-import { makeRepository } from '../helpers/app.js';
-import { digitsTestRows, nightShift } from '../helpers/digits.js';
+import { makeDigitsVersionsRepository } from '../helpers/app.js';
+import { digitsTestRows, nightShift, packRows } from '../helpers/digits.js';
 
 vi.mock('node:fs/promises', async (importOriginal) => {
   const actual = await importOriginal<typeof import('node:fs/promises')>();
@@ -44,11 +36,9 @@ afterEach(() => {
 let root: string;
 let modelDir: string;
 beforeEach(() => {
-  root = makeRepository(['digits']);
+  root = makeDigitsVersionsRepository();
   roots.push(root);
   modelDir = join(root, 'digits');
-  for (const v of [2, 3])
-    cpSync(join(modelDir, '1'), join(modelDir, String(v)), { recursive: true });
   writeFileSync(join(modelDir, 'active-version.json'), '{"version":1}\n');
 });
 
@@ -160,11 +150,7 @@ describe('a recalibration', () => {
       await other.release();
       return publish(...args);
     });
-    const night = nightShift(digitsTestRows().x).slice(0, 40);
-    const rows = new Float32Array(night.length * 64);
-    night.forEach((row, r) => {
-      rows.set(row, r * 64);
-    });
+    const rows = packRows(nightShift(digitsTestRows().x).slice(0, 40));
     const failure = await service
       .recalibrateRows({ model: 'digits', mode: 'exact', activate: true }, rows)
       .catch((e: unknown) => e);

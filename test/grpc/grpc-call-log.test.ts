@@ -5,42 +5,17 @@
  * method no service has is answered UNIMPLEMENTED and is logged and counted like any other, under
  * the method `unknown` (bounded metric labels). Real @grpc/grpc-js clients.
  */
-import { Client, credentials, Metadata, type ServiceError, status } from '@grpc/grpc-js';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { Log } from '../../src/service/index.js';
+import { Metadata, type ServiceError, status } from '@grpc/grpc-js';
+import { describe, expect, it } from 'vitest';
 import { waitFor } from '../helpers/admin.js';
-import { makeTestApp, type TestApp } from '../helpers/app.js';
-import { startGrpc } from '../helpers/grpc.js';
+import { useRecordedGrpc } from '../helpers/grpc.js';
 
 const TRACE_ID = '4bf92f3577b34da6a3ce929d0e0e4736';
 const PARENT_ID = '00f067aa0ba902b7';
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
-let t: TestApp;
-let g: Awaited<ReturnType<typeof startGrpc>>;
-let raw: Client;
-const records: { method: string; code: string; model: string }[] = [];
-const lines: Record<string, unknown>[] = [];
-
-beforeAll(async () => {
-  t = await makeTestApp();
-  const line = (level: string) => (obj: object, msg?: string) => lines.push({ level, msg, ...obj });
-  const log: Log = { info: line('info'), warn: line('warn'), error: line('error') };
-  g = await startGrpc(t, {
-    log,
-    observer: { observeGrpc: (method, code, model) => records.push({ method, code, model }) },
-  });
-  raw = new Client(`127.0.0.1:${g.port}`, credentials.createInsecure());
-});
-afterAll(async () => {
-  raw.close();
-  await g.stop();
-  await t.close();
-});
-beforeEach(() => {
-  records.length = 0;
-  lines.length = 0;
-});
+const grpc = useRecordedGrpc();
+const { records, lines } = grpc;
 
 const until = (ok: () => boolean, what: string) =>
   waitFor(() => (ok() ? true : undefined), what, 30_000);
@@ -60,7 +35,7 @@ const digitsRows = (rows: number) => ({
 /** A raw call of `path` (any bytes), with its error and both metadata sets. */
 const rawCall = (path: string, metadata = new Metadata()) =>
   new Promise<{ code: number; details: string; requestId: unknown }>((resolve) => {
-    raw.makeUnaryRequest(
+    grpc.raw.makeUnaryRequest(
       path,
       (b: Buffer) => b,
       (b: Buffer) => b,
@@ -77,7 +52,7 @@ const rawCall = (path: string, metadata = new Metadata()) =>
 
 describe('the log line of a gRPC call', () => {
   it("has HTTP's request-line fields: request id, trace, model, version, rows, status, duration", async () => {
-    const reply = await g.client.call('ModelInfer', digitsRows(3), {
+    const reply = await grpc.server.client.call('ModelInfer', digitsRows(3), {
       'x-request-id': 'grpc-edge-1',
       traceparent: `00-${TRACE_ID}-${PARENT_ID}-01`,
     });
@@ -99,7 +74,9 @@ describe('the log line of a gRPC call', () => {
   });
 
   it('names the version a ModelMetadata asks for', async () => {
-    expect((await g.client.call('ModelMetadata', { name: 'digits', version: '1' })).ok).toBe(true);
+    expect(
+      (await grpc.server.client.call('ModelMetadata', { name: 'digits', version: '1' })).ok,
+    ).toBe(true);
     await until(() => lines.length === 1, 'the ModelMetadata line');
     expect(lines[0]).toMatchObject({ grpcMethod: 'ModelMetadata', model: 'digits', version: 1 });
     expect(lines[0]).not.toHaveProperty('rows');
@@ -124,7 +101,7 @@ describe('the log line of a gRPC call', () => {
     const metadata = new Metadata();
     metadata.set('x-request-id', 'live-1');
     const headers = await new Promise<Metadata>((resolve) => {
-      const call = raw.makeUnaryRequest(
+      const call = grpc.raw.makeUnaryRequest(
         '/inference.GRPCInferenceService/ServerLive',
         (b: Buffer) => b,
         (b: Buffer) => b,
@@ -162,7 +139,7 @@ describe('a call of a method no service has', () => {
 
   it('is answered at once when its client streams and never half-closes', async () => {
     const outcome = await new Promise<number>((resolve) => {
-      const call = raw.makeBidiStreamRequest(
+      const call = grpc.raw.makeBidiStreamRequest(
         '/bogus.Svc/Stream',
         (b: Buffer) => b,
         (b: Buffer) => b,

@@ -8,45 +8,20 @@
  * client for the call that is cancelled after its headers arrive and before its message does.
  */
 import http2 from 'node:http2';
-import { Client, credentials, type Metadata, status } from '@grpc/grpc-js';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { Log } from '../../src/service/index.js';
+import { type Metadata, status } from '@grpc/grpc-js';
+import { describe, expect, it } from 'vitest';
 import { waitFor } from '../helpers/admin.js';
-import { makeTestApp, type TestApp } from '../helpers/app.js';
-import { startGrpc } from '../helpers/grpc.js';
+import { useRecordedGrpc } from '../helpers/grpc.js';
 
 const LIMIT_BYTES = 65_536;
-let t: TestApp;
-let g: Awaited<ReturnType<typeof startGrpc>>;
-let raw: Client;
-const records: { method: string; code: string; model: string }[] = [];
-const lines: { level: string; grpcMethod?: string; code?: string; error?: string }[] = [];
-
-beforeAll(async () => {
-  t = await makeTestApp({ env: { BODY_LIMIT_BYTES: String(LIMIT_BYTES) } });
-  const line = (level: string) => (obj: object) => lines.push({ level, ...obj });
-  const log: Log = { info: line('info'), warn: line('warn'), error: line('error') };
-  g = await startGrpc(t, {
-    log,
-    observer: { observeGrpc: (method, code, model) => records.push({ method, code, model }) },
-  });
-  raw = new Client(`127.0.0.1:${g.port}`, credentials.createInsecure());
-});
-afterAll(async () => {
-  raw.close();
-  await g.stop();
-  await t.close();
-});
-beforeEach(() => {
-  records.length = 0;
-  lines.length = 0;
-});
+const grpc = useRecordedGrpc({ env: { BODY_LIMIT_BYTES: String(LIMIT_BYTES) } });
+const { records, lines } = grpc;
 
 /** Sends `bytes` as the request message of `method`, unencoded. */
 const send = (method: string, bytes: Buffer) =>
   new Promise<{ code: number; details: string; normserveCode?: string; reply?: Buffer }>(
     (resolve) => {
-      raw.makeUnaryRequest(
+      grpc.raw.makeUnaryRequest(
         `/inference.GRPCInferenceService/${method}`,
         (b: Buffer) => b,
         (b: Buffer) => b,
@@ -222,7 +197,7 @@ describe('calls grpc-js ends without the handler', () => {
   });
 
   it('a call cancelled after its headers arrive, before its message does: CANCELLED, logged and counted once', async () => {
-    const session = http2.connect(`http://127.0.0.1:${g.port}`);
+    const session = http2.connect(`http://127.0.0.1:${grpc.server.port}`);
     await new Promise((resolve) => session.once('connect', resolve));
     try {
       const stream = session.request({

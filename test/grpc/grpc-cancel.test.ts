@@ -6,7 +6,7 @@
  * it is still CANCELLED (the result is not sent). A call answered is OK. Outcomes and order only.
  */
 import { status } from '@grpc/grpc-js';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   type CallerSignal,
   InferenceService,
@@ -17,7 +17,7 @@ import {
 import { waitFor } from '../helpers/admin.js';
 import { makeTestApp, type TestApp } from '../helpers/app.js';
 import { digitsTestRows } from '../helpers/digits.js';
-import { rawFloat32, startGrpc } from '../helpers/grpc.js';
+import { grpcPerTest, rawFloat32, startGrpc } from '../helpers/grpc.js';
 import { f32Bytes } from '../http/http-helpers.js';
 
 const rows = digitsTestRows().x.slice(0, 4);
@@ -28,18 +28,12 @@ const request = (i: number) => ({
   outputs: [{ name: 'probabilities' }],
 });
 
-let t: TestApp | undefined;
-let stop: (() => Promise<void>) | undefined;
-afterEach(async () => {
-  await stop?.();
-  await t?.close();
-  stop = undefined;
-  t = undefined;
-});
+const started = grpcPerTest<TestApp>();
 
 /** A gRPC server whose calls are recorded (observer and log) over `inference`. */
 async function serve(inference: (t: TestApp) => InferenceService) {
-  t = await makeTestApp();
+  const t = await makeTestApp();
+  started.app = t;
   const service = inference(t);
   const records: { method: string; code: string; model: string }[] = [];
   const lines: { level: string; code?: string; msg?: string }[] = [];
@@ -51,7 +45,7 @@ async function serve(inference: (t: TestApp) => InferenceService) {
     log,
     observer: { observeGrpc: (method, code, model) => records.push({ method, code, model }) },
   });
-  stop = g.stop;
+  started.stop = g.stop;
   return { g, service, records, lines, served: service.resolve('digits') };
 }
 

@@ -7,12 +7,12 @@
  * every step is driven by the queue's state, never by timing.
  */
 import { status } from '@grpc/grpc-js';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ComputeLane } from '../../src/grpc/compute-lane.js';
 import type { Log } from '../../src/service/index.js';
 import { type LoggedApp, makeLoggedApp, waitFor } from '../helpers/admin.js';
 import { digitsTestRows } from '../helpers/digits.js';
-import { startGrpc } from '../helpers/grpc.js';
+import { grpcPerTest, startGrpc } from '../helpers/grpc.js';
 import { digitsRow, expectProblem, f32Bytes } from '../http/http-helpers.js';
 
 const rows = digitsTestRows().x.slice(0, 8);
@@ -23,14 +23,7 @@ const request = (i: number) => ({
 });
 const MESSAGE = '2 requests already wait for the engine (MAX_QUEUED_REQUESTS); retry in 1 s';
 
-let t: LoggedApp | undefined;
-let stop: (() => Promise<void>) | undefined;
-afterEach(async () => {
-  await stop?.();
-  await t?.close();
-  stop = undefined;
-  t = undefined;
-});
+const started = grpcPerTest<LoggedApp>();
 
 /**
  * A gRPC server over the app's inference service (MAX_QUEUED_REQUESTS=2; batching with
@@ -38,11 +31,12 @@ afterEach(async () => {
  * a turn only when the test calls `turn`; its calls recorded in the app's metrics and in `lines`.
  */
 async function serve(batchMaxDelayUs?: number, apiToken?: string) {
-  t = await makeLoggedApp({
+  const t = await makeLoggedApp({
     env: { MAX_QUEUED_REQUESTS: '2' },
     level: 'warn',
     ...(batchMaxDelayUs === undefined ? {} : { batchMaxDelayUs }),
   });
+  started.app = t;
   const turns: (() => void)[] = [];
   const lane = new ComputeLane((next) => turns.push(next));
   const lines: { level: string; code?: string; error?: string; msg?: string }[] = [];
@@ -55,7 +49,7 @@ async function serve(batchMaxDelayUs?: number, apiToken?: string) {
     observer: t.app.deps.metrics,
     ...(apiToken === undefined ? {} : { apiToken }),
   });
-  stop = g.stop;
+  started.stop = g.stop;
   const app = t.app;
   const inference = app.deps.inference;
   /** Runs the lane's turns until every outcome has arrived. */

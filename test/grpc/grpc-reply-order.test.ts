@@ -5,28 +5,22 @@
  * used to be written only when the last compute of that turn had finished. Order only: the first
  * call is over (logged, its reply received) before the last call's compute starts.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { InferenceService, type Log } from '../../src/service/index.js';
 import { makeTestApp, type TestApp } from '../helpers/app.js';
 import { digitsTestRows } from '../helpers/digits.js';
-import { startGrpc } from '../helpers/grpc.js';
+import { grpcPerTest, startGrpc } from '../helpers/grpc.js';
 import { f32Bytes } from '../http/http-helpers.js';
 
 const CALLS = 6;
 const rows = digitsTestRows().x.slice(0, 8);
 
-let t: TestApp | undefined;
-let stop: (() => Promise<void>) | undefined;
-afterEach(async () => {
-  await stop?.();
-  await t?.close();
-  stop = undefined;
-  t = undefined;
-});
+const started = grpcPerTest<TestApp>();
 
 describe('gRPC replies of a burst of calls on one channel', () => {
   it('each leaves as its call is computed: the first is over before the last compute starts', async () => {
-    t = await makeTestApp();
+    const t = await makeTestApp();
+    started.app = t;
     const events: string[] = [];
     /** Notes when each call's compute starts (synchronous: no dynamic batch). */
     class Noted extends InferenceService {
@@ -41,7 +35,7 @@ describe('gRPC replies of a burst of calls on one channel', () => {
     };
     const log: Log = { info: line, warn: line, error: line };
     const g = await startGrpc(t, { inference, log });
-    stop = g.stop;
+    started.stop = g.stop;
     // The channel is connected before the burst, so the calls go out together.
     expect((await g.client.call('ServerLive', {})).ok).toBe(true);
     events.length = 0;

@@ -46,6 +46,18 @@ export function makeRepository(
   return root;
 }
 
+/**
+ * A repository of `digits` whose versions 2 and 3 are copies of version 1: versions that load,
+ * for tests of activations and of the active record's writers.
+ */
+export function makeDigitsVersionsRepository(): string {
+  const root = makeRepository(['digits']);
+  const modelDir = join(root, 'digits');
+  for (const v of [2, 3])
+    cpSync(join(modelDir, '1'), join(modelDir, String(v)), { recursive: true });
+  return root;
+}
+
 export async function makeTestApp(
   options: {
     models?: (keyof typeof MODEL_SOURCES)[];

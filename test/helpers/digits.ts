@@ -17,6 +17,15 @@ export const digitsTestRows = (): { x: number[][]; y: number[] } => digitsRows(1
 export const nightShift = (x: number[][]): number[][] =>
   x.map((r) => r.map((v) => Math.fround(16 * (0.35 * (v / 16) + 0.1))));
 
+/** Rows of `width` features packed row after row into one Float32Array, as recalibrateRows takes them. */
+export function packRows(rows: readonly (readonly number[])[], width = 64): Float32Array {
+  const packed = new Float32Array(rows.length * width);
+  rows.forEach((row, r) => {
+    packed.set(row, r * width);
+  });
+  return packed;
+}
+
 /** A row of 64 pixels as the nested [1][8][8] image a convolutional digits model takes. */
 export const digitsImage = (row: readonly number[]): number[][][] => [
   Array.from({ length: 8 }, (_, h) => row.slice(h * 8, h * 8 + 8)),

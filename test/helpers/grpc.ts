@@ -2,13 +2,14 @@
  * A real gRPC client of inference.GRPCInferenceService (@grpc/grpc-js, the vendored .proto) and
  * an in-process server on a free port, for the gRPC tests and the fuzz test.
  */
-import { type Client, credentials, loadPackageDefinition, Metadata } from '@grpc/grpc-js';
+import { Client, credentials, loadPackageDefinition, Metadata } from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
+import { afterAll, afterEach, beforeAll, beforeEach } from 'vitest';
 import type { ComputeLane } from '../../src/grpc/compute-lane.js';
 import { createGrpcServer, type GrpcObserver, listenGrpc } from '../../src/grpc/grpc-server.js';
 import { PROTO_FILE, PROTO_OPTIONS } from '../../src/grpc/proto.js';
 import { InferenceService, type Log, silentLog } from '../../src/service/index.js';
-import type { TestApp } from './app.js';
+import { makeTestApp, type TestApp } from './app.js';
 
 export interface GrpcError {
   code: number;
@@ -131,3 +132,94 @@ export const rawFloat32 = (bytes: Uint8Array): number[] =>
   Array.from(
     new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength)),
   );
+
+/** One observed call, as the server's observer reports it. */
+export interface RecordedCall {
+  method: string;
+  code: string;
+  model: string;
+}
+
+/** One log line: its level and message, then the fields the server logged. */
+export interface RecordedLine {
+  level: string;
+  msg?: string | undefined;
+  grpcMethod?: string;
+  code?: string;
+  error?: string;
+  [field: string]: unknown;
+}
+
+export interface RecordedGrpc {
+  /** The gRPC server over a test app, logging into `lines` and observing into `records`. */
+  readonly server: Awaited<ReturnType<typeof startGrpc>>;
+  /** A raw @grpc/grpc-js client of the server, for bytes no generated stub would send. */
+  readonly raw: Client;
+  readonly records: RecordedCall[];
+  readonly lines: RecordedLine[];
+}
+
+/**
+ * Registers the suite's hooks for a gRPC server (over a test app made with `appOptions`) whose
+ * log and observer record into arrays emptied before each test, and a raw client of it.
+ */
+export function useRecordedGrpc(appOptions: Parameters<typeof makeTestApp>[0] = {}): RecordedGrpc {
+  let t: TestApp | undefined;
+  let g: Awaited<ReturnType<typeof startGrpc>> | undefined;
+  let raw: Client | undefined;
+  const records: RecordedCall[] = [];
+  const lines: RecordedLine[] = [];
+  beforeAll(async () => {
+    t = await makeTestApp(appOptions);
+    const line = (level: string) => (obj: object, msg?: string) =>
+      lines.push({ level, msg, ...obj });
+    const log: Log = { info: line('info'), warn: line('warn'), error: line('error') };
+    g = await startGrpc(t, {
+      log,
+      observer: { observeGrpc: (method, code, model) => records.push({ method, code, model }) },
+    });
+    raw = new Client(`127.0.0.1:${g.port}`, credentials.createInsecure());
+  });
+  afterAll(async () => {
+    raw?.close();
+    await g?.stop();
+    await t?.close();
+  });
+  beforeEach(() => {
+    records.length = 0;
+    lines.length = 0;
+  });
+  return {
+    get server() {
+      if (!g) throw new Error('useRecordedGrpc: the server starts in beforeAll');
+      return g;
+    },
+    get raw() {
+      if (!raw) throw new Error('useRecordedGrpc: the client starts in beforeAll');
+      return raw;
+    },
+    records,
+    lines,
+  };
+}
+
+/** What a test started: its app and the stop of its gRPC server, each once started. */
+export interface StartedPerTest<A> {
+  app: A | undefined;
+  stop: (() => Promise<void>) | undefined;
+}
+
+/**
+ * For suites whose tests each start an app and a gRPC server over it: registers the afterEach
+ * that stops the test's server, then closes its app. A test sets `app` and `stop` as it starts them.
+ */
+export function grpcPerTest<A extends { close(): Promise<void> }>(): StartedPerTest<A> {
+  const started: StartedPerTest<A> = { app: undefined, stop: undefined };
+  afterEach(async () => {
+    await started.stop?.();
+    await started.app?.close();
+    started.stop = undefined;
+    started.app = undefined;
+  });
+  return started;
+}

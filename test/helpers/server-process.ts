@@ -7,9 +7,11 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import http from 'node:http';
 import { createInterface } from 'node:readline';
-import { expect } from 'vitest';
+import { afterAll, afterEach, expect } from 'vitest';
 import { ADMIN_TOKEN } from './app.js';
+import { copyBundledModel } from './bundled-models.js';
 import { nodeArgs } from './entries.js';
+import { makeTempDir, removeTempDirs } from './temp-files.js';
 
 const SERVER = 'src/cli/server.ts' as const;
 const children: ChildProcess[] = [];
@@ -23,6 +25,23 @@ export function killServers(): void {
       // the group is gone already
     }
   }
+}
+
+/**
+ * Registers a server-process suite's hooks: the servers a test started are killed after it (a
+ * failed test must not leave its server nor its cluster workers running), the temp directories
+ * (makeTempDir, digitsRepositoryCopy) removed after the suite.
+ */
+export function killServersAfterEach(): void {
+  afterEach(killServers);
+  afterAll(removeTempDirs);
+}
+
+/** A new repository (a temp directory named after `label`) holding a copy of the bundled digits. */
+export function digitsRepositoryCopy(label = 'process'): string {
+  const root = makeTempDir(label);
+  copyBundledModel('digits', root);
+  return root;
 }
 
 export interface LogLine {
@@ -156,6 +175,34 @@ export interface Reply {
   status: number;
   headers: http.IncomingHttpHeaders;
   body: string;
+}
+
+/** A reply read to its end, as a client sees a server that may be shutting down. */
+export interface ClosingReply {
+  status: number;
+  /** The server closes the connection after this reply (it does while shutting down). */
+  connectionClose: boolean;
+  /** The problem document's code of a reply other than 200. */
+  code?: string;
+}
+
+/** Reads `response` to its end; rejects with the response's error. */
+export function readClosingReply(response: http.IncomingMessage): Promise<ClosingReply> {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    response.setEncoding('utf8').on('data', (chunk: string) => {
+      text += chunk;
+    });
+    response.on('end', () => {
+      const status = response.statusCode ?? 0;
+      resolve({
+        status,
+        connectionClose: response.headers.connection === 'close',
+        ...(status === 200 ? {} : { code: (JSON.parse(text) as { code?: string }).code }),
+      });
+    });
+    response.on('error', reject);
+  });
 }
 
 /**

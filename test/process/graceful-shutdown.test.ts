@@ -3,22 +3,23 @@
  * flight, with one process and with a cluster primary, and the start-up refusal of an invalid
  * configuration.
  */
-import { cpSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { bundledVersionDir, copyBundledModel } from '../helpers/bundled-models.js';
+import { describe, expect, it } from 'vitest';
+import { bundledVersionDir } from '../helpers/bundled-models.js';
 import { digitsTestRows } from '../helpers/digits.js';
 import { grpcClient } from '../helpers/grpc.js';
 import {
+  digitsRepositoryCopy,
   exitWithin,
   freshGet,
-  killServers,
+  killServersAfterEach,
   LISTENING,
   listeningPort,
   type Reply,
+  readClosingReply,
   servingEnv,
   slowUpload,
   startServer,
@@ -27,19 +28,7 @@ import {
 /** Bound on the time from SIGTERM to exit (SHUTDOWN_TIMEOUT_MS is 10 s by default). */
 const EXIT_WITHIN_MS = 10_000;
 
-const temps: string[] = [];
-// A failed test must not leave its server running (nor its cluster workers).
-afterEach(killServers);
-afterAll(() => {
-  for (const dir of temps.splice(0)) rmSync(dir, { recursive: true, force: true });
-});
-
-function repositoryCopy(): string {
-  const root = mkdtempSync(join(tmpdir(), 'normserve-process-'));
-  temps.push(root);
-  copyBundledModel('digits', root);
-  return root;
-}
+killServersAfterEach();
 
 /** Adds model `name` whose only version is models/digits/1 with model.safetensors truncated. */
 function addBrokenModel(root: string, name: string): void {
@@ -87,7 +76,7 @@ const predictBody = JSON.stringify({ instances: rows });
 describe('graceful shutdown of the real server process', () => {
   for (const workers of ['1', '2']) {
     it(`WORKERS=${workers}: SIGTERM finishes the request in flight (200), refuses new connections and exits 0 within 10 s`, async () => {
-      const server = startServer(servingEnv(repositoryCopy(), workers));
+      const server = startServer(servingEnv(digitsRepositoryCopy(), workers));
       const port = await listeningPort(server, Number(workers));
       expect((await freshGet(port, '/readyz')) as Reply).toMatchObject({ status: 200 });
 
@@ -162,22 +151,10 @@ async function keepAliveLoop(
             headers: { 'content-type': 'application/json' },
           },
           (response) => {
-            let text = '';
-            response.setEncoding('utf8').on('data', (chunk: string) => {
-              text += chunk;
-            });
-            response.on('end', () => {
-              const status = response.statusCode ?? 0;
-              resolve({
-                reused: request.reusedSocket,
-                afterSignal,
-                status,
-                connectionClose: response.headers.connection === 'close',
-                ...(status === 200 ? {} : { code: (JSON.parse(text) as { code?: string }).code }),
-              });
-            });
-            response.on('error', (e: NodeJS.ErrnoException) =>
-              resolve({ reused: request.reusedSocket, afterSignal, error: `response ${e.code}` }),
+            readClosingReply(response).then(
+              (reply) => resolve({ reused: request.reusedSocket, afterSignal, ...reply }),
+              (e: NodeJS.ErrnoException) =>
+                resolve({ reused: request.reusedSocket, afterSignal, error: `response ${e.code}` }),
             );
           },
         );
@@ -198,7 +175,7 @@ async function keepAliveLoop(
 describe('graceful shutdown with keep-alive clients sending', () => {
   for (const workers of ['1', '2']) {
     it(`WORKERS=${workers}: every request sent on an open connection is answered (200 or SHUTTING_DOWN with Connection: close), none reset`, async () => {
-      const server = startServer(servingEnv(repositoryCopy(), workers));
+      const server = startServer(servingEnv(digitsRepositoryCopy(), workers));
       const port = await listeningPort(server, Number(workers));
       const body = JSON.stringify({ instances: rows.slice(0, 1) });
       const loops = 8;
@@ -288,7 +265,9 @@ function freePort(): Promise<number> {
 describe('gRPC in the real server process', () => {
   it('WORKERS=2: every worker serves GRPC_PORT (one shared socket), calls on several channels succeed, SIGTERM drains and exits 0', async () => {
     const grpcPort = await freePort();
-    const server = startServer(servingEnv(repositoryCopy(), '2', { GRPC_PORT: String(grpcPort) }));
+    const server = startServer(
+      servingEnv(digitsRepositoryCopy(), '2', { GRPC_PORT: String(grpcPort) }),
+    );
     await listeningPort(server, 2);
     await server.waitForLog((l) => l.msg === 'gRPC server listening', 'gRPC server listening', {
       count: 2,
@@ -322,7 +301,7 @@ describe('gRPC in the real server process', () => {
 
 describe('the real server process', () => {
   it('counts a model that fails to load in normserve_model_load_failures_total and keeps serving the others', async () => {
-    const repository = repositoryCopy();
+    const repository = digitsRepositoryCopy();
     addBrokenModel(repository, 'broken');
     const server = startServer(servingEnv(repository, '1'));
     const port = await listeningPort(server);
@@ -352,7 +331,7 @@ describe('an invalid configuration', () => {
     it(`${variable}=${value} stops the start with exit code 1 and one stderr line naming ${variable}`, async () => {
       const server = startServer({
         PORT: '0',
-        MODEL_REPOSITORY: repositoryCopy(),
+        MODEL_REPOSITORY: digitsRepositoryCopy(),
         WORKERS: '1',
         [variable]: value,
       });
@@ -375,7 +354,7 @@ describe('a port that is taken', () => {
         const taken = (holder.address() as { port: number }).port;
         try {
           const server = startServer({
-            MODEL_REPOSITORY: repositoryCopy(),
+            MODEL_REPOSITORY: digitsRepositoryCopy(),
             WORKERS: String(workers),
             ...(transport === 'HTTP'
               ? { PORT: String(taken) }
@@ -412,7 +391,7 @@ describe('a HOST that does not resolve', () => {
   for (const workers of [1, 2]) {
     it(`WORKERS=${workers}: one stderr line naming HOST (not PORT), exit code 1`, async () => {
       const server = startServer({
-        MODEL_REPOSITORY: repositoryCopy(),
+        MODEL_REPOSITORY: digitsRepositoryCopy(),
         WORKERS: String(workers),
         PORT: '0',
         HOST: 'foo.invalid',
@@ -431,7 +410,7 @@ describe('a HOST that does not resolve', () => {
 
 describe('a replacement worker that cannot start', () => {
   it('WORKERS=2: after a crash, a replacement that fails as it starts is replaced (the other worker keeps serving), not a full stop', async () => {
-    const repository = repositoryCopy();
+    const repository = digitsRepositoryCopy();
     const server = startServer(servingEnv(repository, '2', { MODEL_POLL_INTERVAL_MS: '0' }));
     const port = await listeningPort(server, 2);
     const pids = server.logs.filter((l) => LISTENING.test(l.msg ?? '')).map((l) => Number(l.pid));

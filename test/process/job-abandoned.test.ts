@@ -5,28 +5,23 @@
  * new recalibration of the model then succeeds. The job carries the request id and W3C trace of
  * the request that started it, into its record and into the log line of the process that settles it.
  */
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { STALE_AFTER_MS } from '../../src/repository/index.js';
 import { ADMIN_TOKEN } from '../helpers/app.js';
-import { copyBundledModel } from '../helpers/bundled-models.js';
 import { digitsTestRows, nightShift } from '../helpers/digits.js';
 import {
+  digitsRepositoryCopy,
   freshRequest,
-  killServers,
+  killServersAfterEach,
   listeningPort,
   servingEnv,
   slowUpload,
   startServer,
 } from '../helpers/server-process.js';
-import { makeTempDir } from '../helpers/temp-files.js';
 
-const temps: string[] = [];
-afterEach(killServers);
-afterAll(() => {
-  for (const dir of temps.splice(0)) rmSync(dir, { recursive: true, force: true });
-});
+killServersAfterEach();
 
 const night = nightShift(digitsTestRows().x).slice(0, 60);
 const ndjson = `${night.map((r) => JSON.stringify(r)).join('\n')}\n`;
@@ -59,9 +54,7 @@ async function poll<T>(check: () => T | undefined, what: string, timeoutMs = 60_
 
 describe('a recalibration job whose process is SIGKILLed', () => {
   it('is reported failed (JOB_ABANDONED) by another process, its lock released, and the model recalibrates again', async () => {
-    const repository = makeTempDir('job-abandoned');
-    temps.push(repository);
-    copyBundledModel('digits', repository);
+    const repository = digitsRepositoryCopy('job-abandoned');
     const server = startServer(servingEnv(repository, '2'));
     const port = await listeningPort(server, 2);
 

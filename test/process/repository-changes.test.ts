@@ -5,34 +5,27 @@
  * directory falls back to the highest available version; normserve_model_active_version follows
  * what is served. Each step waits for the log line the poll writes (generous bounds, no clock).
  */
-import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { copyBundledModel } from '../helpers/bundled-models.js';
+import { describe, expect, it } from 'vitest';
 import {
+  digitsRepositoryCopy,
   exitWithin,
   freshGet,
-  killServers,
+  killServersAfterEach,
   listeningPort,
   type Reply,
   servingEnv,
   startServer,
 } from '../helpers/server-process.js';
 
-const temps: string[] = [];
-afterEach(killServers);
-afterAll(() => {
-  for (const dir of temps.splice(0)) rmSync(dir, { recursive: true, force: true });
-});
+killServersAfterEach();
 
 const POLL_BOUND = { timeoutMs: 60_000 };
 
 describe('the real server, its repository changed while it runs', () => {
   it('a late bad model leaves it ready; a deleted active version falls back; the gauge follows', async () => {
-    const root = mkdtempSync(join(tmpdir(), 'normserve-process-'));
-    temps.push(root);
-    copyBundledModel('digits', root);
+    const root = digitsRepositoryCopy();
     for (const v of ['2', '3'])
       cpSync(join(root, 'digits', '1'), join(root, 'digits', v), { recursive: true });
     writeFileSync(join(root, 'digits', 'active-version.json'), JSON.stringify({ version: 2 }));

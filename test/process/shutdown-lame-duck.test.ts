@@ -1,22 +1,11 @@
-/**
- * The real server process (src/cli/server.ts) with SHUTDOWN_DELAY_MS: after SIGTERM it keeps
- * listening and serving while its readiness routes answer 503 (reason shutting_down); a second
- * SIGTERM ends the delay and the drain follows, exit 0. With WORKERS=2 both workers enter the
- * lame-duck phase on the primary's one relay, and a signal to the whole process group (which
- * reaches each worker directly too) counts once. The delay is long (SHUTDOWN_DELAY_MS=600000), so
- * only the second signal can end it: the test waits for outcomes, never for a clock.
- */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { copyBundledModel } from '../helpers/bundled-models.js';
+import { describe, expect, it } from 'vitest';
 import { digitsTestRows } from '../helpers/digits.js';
 import {
+  digitsRepositoryCopy,
   exitWithin,
   freshGet,
   freshRequest,
-  killServers,
+  killServersAfterEach,
   listeningPort,
   type Reply,
   servingEnv,
@@ -30,18 +19,7 @@ const LAME_DUCK = 'shutting down: serving on while readiness answers 503, then d
 const DRAINING = 'shutting down: no new connections, finishing requests in flight';
 const REPEATED = 'repeated signal: draining now';
 
-const temps: string[] = [];
-afterEach(killServers);
-afterAll(() => {
-  for (const dir of temps.splice(0)) rmSync(dir, { recursive: true, force: true });
-});
-
-function repositoryCopy(): string {
-  const root = mkdtempSync(join(tmpdir(), 'normserve-lame-duck-'));
-  temps.push(root);
-  copyBundledModel('digits', root);
-  return root;
-}
+killServersAfterEach();
 
 const predictBody = JSON.stringify({ instances: digitsTestRows().x.slice(0, 4) });
 
@@ -49,7 +27,7 @@ describe('SHUTDOWN_DELAY_MS: the lame-duck phase of the real server process', ()
   for (const workers of [1, 2]) {
     it(`WORKERS=${workers}: after SIGTERM readiness is 503 (shutting_down) on every worker while predictions and liveness are served on new connections; a second SIGTERM drains, exit 0`, async () => {
       const server = startServer(
-        servingEnv(repositoryCopy(), workers, { SHUTDOWN_DELAY_MS: '600000' }),
+        servingEnv(digitsRepositoryCopy('lame-duck'), workers, { SHUTDOWN_DELAY_MS: '600000' }),
       );
       const port = await listeningPort(server, workers);
       expect((await freshGet(port, '/readyz')) as Reply).toMatchObject({ status: 200 });
@@ -92,7 +70,9 @@ describe('SHUTDOWN_DELAY_MS: the lame-duck phase of the real server process', ()
   }
 
   it('WORKERS=2: a terminal’s Ctrl-C (SIGINT to the whole process group) is one signal: every worker serves out the delay, then drains, exit 0', async () => {
-    const server = startServer(servingEnv(repositoryCopy(), 2, { SHUTDOWN_DELAY_MS: '1500' }));
+    const server = startServer(
+      servingEnv(digitsRepositoryCopy('lame-duck'), 2, { SHUTDOWN_DELAY_MS: '1500' }),
+    );
     const port = await listeningPort(server, 2);
     // The primary and both workers get the SIGINT; the primary relays it over IPC.
     process.kill(-server.child.pid!, 'SIGINT');
@@ -107,7 +87,9 @@ describe('SHUTDOWN_DELAY_MS: the lame-duck phase of the real server process', ()
   });
 
   it('WORKERS=2: SIGTERM to the whole process group (systemd KillMode=control-group, kill -TERM -PGID) is one signal: the workers stay lame ducks, serving; a second one drains them, exit 0', async () => {
-    const server = startServer(servingEnv(repositoryCopy(), 2, { SHUTDOWN_DELAY_MS: '600000' }));
+    const server = startServer(
+      servingEnv(digitsRepositoryCopy('lame-duck'), 2, { SHUTDOWN_DELAY_MS: '600000' }),
+    );
     const port = await listeningPort(server, 2);
     process.kill(-server.child.pid!, 'SIGTERM');
     await server.waitForLog((l) => l.msg === LAME_DUCK, LAME_DUCK, { count: 2 });
@@ -132,7 +114,9 @@ describe('SHUTDOWN_DELAY_MS: the lame-duck phase of the real server process', ()
   });
 
   it('WORKERS=2: a third SIGTERM to the process group, during the drain, exits 1 at once', async () => {
-    const server = startServer(servingEnv(repositoryCopy(), 2, { SHUTDOWN_DELAY_MS: '600000' }));
+    const server = startServer(
+      servingEnv(digitsRepositoryCopy('lame-duck'), 2, { SHUTDOWN_DELAY_MS: '600000' }),
+    );
     const port = await listeningPort(server, 2);
     // A request in flight keeps its worker draining until the third signal.
     const upload = slowUpload(port, '/v1/models/digits:predict', predictBody);

@@ -21,6 +21,7 @@ import {
   exitWithin,
   killServers,
   listeningPort,
+  readClosingReply,
   servingEnv,
   startServer,
 } from '../helpers/server-process.js';
@@ -56,22 +57,10 @@ function get(port: number, agent: http.Agent | false, afterSignal: boolean): Pro
     const request = http.request(
       { host: '127.0.0.1', port, path: '/healthz', agent },
       (response) => {
-        let text = '';
-        response.setEncoding('utf8').on('data', (chunk: string) => {
-          text += chunk;
-        });
-        response.on('end', () => {
-          const status = response.statusCode ?? 0;
-          resolve({
-            afterSignal,
-            connected,
-            status,
-            connectionClose: response.headers.connection === 'close',
-            ...(status === 200 ? {} : { code: (JSON.parse(text) as { code?: string }).code }),
-          });
-        });
-        response.on('error', (e: NodeJS.ErrnoException) =>
-          resolve({ afterSignal, connected, error: `response ${e.code ?? e.message}` }),
+        readClosingReply(response).then(
+          (reply) => resolve({ afterSignal, connected, ...reply }),
+          (e: NodeJS.ErrnoException) =>
+            resolve({ afterSignal, connected, error: `response ${e.code ?? e.message}` }),
         );
       },
     );
