@@ -47,7 +47,7 @@ import {
   bundledVersionDir,
   copyBundledModel,
 } from '../test/helpers/bundled-models.js';
-import { DIGITS_ROW, freePort, type Server, start } from './http.js';
+import { benchServerEnv, DIGITS_ROW, type Server, start } from './http.js';
 import { sleep } from './stall-probe.js';
 
 const CALLS = 20;
@@ -123,16 +123,7 @@ async function serverRound(tree: string, order: readonly string[]): Promise<Map<
   const { dir, repository } = repositoryOf([1, 2]);
   const server = await start(
     [join(tree, 'dist/cli/server.js')],
-    {
-      MODEL_REPOSITORY: repository,
-      MODEL_POLL_INTERVAL_MS: '0',
-      ADMIN_TOKEN: 'bench-admin-token-0123456789',
-      LOG_LEVEL: 'info',
-      HOST: '127.0.0.1',
-      WORKERS: '1',
-      GRPC_PORT: '0',
-      PORT: String(await freePort()),
-    },
+    { ...(await benchServerEnv(repository)), GRPC_PORT: '0' },
     join(dir, 'server.log'),
   );
   try {

@@ -170,6 +170,19 @@ export async function measured<T extends { requests: number }>(
   };
 }
 
+/** The environment of one bench server: WORKERS=1 on `repository`, no polling, a free port. */
+export async function benchServerEnv(repository: string): Promise<Record<string, string>> {
+  return {
+    MODEL_REPOSITORY: repository,
+    MODEL_POLL_INTERVAL_MS: '0',
+    ADMIN_TOKEN: 'bench-admin-token-0123456789',
+    LOG_LEVEL: 'info',
+    HOST: '127.0.0.1',
+    WORKERS: '1',
+    PORT: String(await freePort()),
+  };
+}
+
 /**
  * A WORKERS=1 server of the source tree `tree` (spawned from that directory, so it runs that
  * tree's sources) on `repository`, for the A/B scripts (ab-trees.ts, ab-batching.ts) and
@@ -187,16 +200,7 @@ export async function startTree(
   try {
     return await start(
       [...nodeFlags, '--import', 'tsx', 'src/cli/server.ts'],
-      {
-        MODEL_REPOSITORY: repository,
-        MODEL_POLL_INTERVAL_MS: '0',
-        ADMIN_TOKEN: 'bench-admin-token-0123456789',
-        LOG_LEVEL: 'info',
-        HOST: '127.0.0.1',
-        WORKERS: '1',
-        PORT: String(await freePort()),
-        ...env,
-      },
+      { ...(await benchServerEnv(repository)), ...env },
       logFile,
     );
   } finally {

@@ -69,41 +69,31 @@ describe('a lock file whose open fails', () => {
     expect(await a.heartbeat()).toBe(true);
   });
 
-  it('fails every time (EIO) with its heartbeat long stopped: refused with an error naming the file and the storage, never broken (not a 409 "retry later" forever)', async () => {
-    await hold('job-A');
-    injectFsFaults([{ op: 'open', suffix: LOCK, code: 'EIO' }]);
-    const past = new Date(Date.now() - HOUR_MS);
-    utimesSync(join(dir, LOCK), past, past);
-    const refused = await acquireModelLock(dir, 'job-B', { file: LOCK }).then(
-      () => undefined,
-      (e: unknown) => e,
-    );
-    expect(isNormserveError(refused) && refused.code).toBe('STORAGE_UNAVAILABLE');
-    expect((refused as Error).message).toContain(`${basename(dir)}/${LOCK} cannot be read`);
-    expect((refused as Error).message).toContain('(EIO)');
-    expect((refused as Error).message).toContain('Check the storage');
-    clearFsFaults();
-    expect(ownerOnDisk()).toBe('job-A');
-  });
-
-  it('fails with EACCES (another user’s mode-0600 lock): waited for while its heartbeat is fresh, then refused with an error naming the file and the permission problem, never broken', async () => {
-    await hold('job-A');
-    injectFsFaults([{ op: 'open', suffix: LOCK, code: 'EACCES' }]);
-    const fresh = await acquireModelLock(dir, 'job-B', { file: LOCK });
-    expect('heldBy' in fresh).toBe(true);
-    // Its holder stopped an hour ago: a readable lock would be broken now; this one cannot be judged.
-    const past = new Date(Date.now() - HOUR_MS);
-    utimesSync(join(dir, LOCK), past, past);
-    const refused = await acquireModelLock(dir, 'job-B', { file: LOCK }).then(
-      () => undefined,
-      (e: unknown) => e,
-    );
-    expect(isNormserveError(refused) && refused.code).toBe('STORAGE_UNAVAILABLE');
-    expect((refused as Error).message).toContain(`${basename(dir)}/${LOCK} cannot be read`);
-    expect((refused as Error).message).toContain('EACCES: permission denied');
-    clearFsFaults();
-    expect(ownerOnDisk()).toBe('job-A');
-  });
+  for (const { code, cause, why } of [
+    { code: 'EIO', cause: '(EIO)', why: 'Check the storage' },
+    { code: 'EACCES', cause: 'EACCES: permission denied', why: 'umask' },
+  ]) {
+    it(`fails with ${code} every time: waited for while its heartbeat is fresh, then refused with an error naming the file and the cause (not a 409 "retry later" forever), never broken`, async () => {
+      await hold('job-A');
+      injectFsFaults([{ op: 'open', suffix: LOCK, code }]);
+      const fresh = await acquireModelLock(dir, 'job-B', { file: LOCK });
+      expect('heldBy' in fresh).toBe(true);
+      // Its holder stopped an hour ago: a readable lock would be broken now; this one cannot be
+      // judged.
+      const past = new Date(Date.now() - HOUR_MS);
+      utimesSync(join(dir, LOCK), past, past);
+      const refused = await acquireModelLock(dir, 'job-B', { file: LOCK }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(isNormserveError(refused) && refused.code).toBe('STORAGE_UNAVAILABLE');
+      expect((refused as Error).message).toContain(`${basename(dir)}/${LOCK} cannot be read`);
+      expect((refused as Error).message).toContain(cause);
+      expect((refused as Error).message).toContain(why);
+      clearFsFaults();
+      expect(ownerOnDisk()).toBe('job-A');
+    });
+  }
 });
 
 describe('start-up cleanup', () => {
