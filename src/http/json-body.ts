@@ -1,4 +1,4 @@
-import type { FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { parse as locateJsonErrors } from 'jsonc-parser';
 import secureJson from 'secure-json-parse';
 import { NormserveError } from '../errors/index.js';
@@ -11,6 +11,32 @@ import { overJsonBudget } from './json-budget.js';
  * JSON (and must parse as JSON, with the same protections), never as form fields.
  */
 export const JSON_BODY_TYPES = ['application/json', 'application/x-www-form-urlencoded'] as const;
+
+/**
+ * An onRequest hook for the routes whose clients post JSON without a Content-Type: a body sent
+ * with none (or an empty one) is read as application/json, by the same parser with the same limits
+ * and error positions. tritonclient.http sends its JSON infer requests with only Host and
+ * Content-Length, and KServe's InferenceRESTClient posts `httpx.post(content=orjson.dumps(...))`,
+ * untyped, to v1 predict and v2 infer. A request without a body stays bodiless, as Fastify leaves
+ * it (the same test as its handle-request.js), so the schema names what is missing. An explicit
+ * type other than JSON's is untouched: still a 415.
+ */
+export function untypedBodyAsJson(
+  request: FastifyRequest,
+  _reply: FastifyReply,
+  done: () => void,
+): void {
+  const headers = request.headers;
+  const type = headers['content-type'];
+  if (type === undefined || type.trim() === '') {
+    const length = headers['content-length'];
+    const hasBody =
+      headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+    if (hasBody) headers['content-type'] = JSON_BODY_TYPES[0];
+    else delete headers['content-type'];
+  }
+  done();
+}
 
 /** A JSON body of no bytes (parseJsonBody here, Fastify's own parser in problem.ts). */
 export const EMPTY_JSON_BODY = 'the body is empty but Content-Type is application/json';

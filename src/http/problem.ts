@@ -79,7 +79,7 @@ function fromFastifyError(error: FastifyError, request: FastifyRequest): Normser
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return new NormserveError(
         'UNSUPPORTED_MEDIA_TYPE',
-        `unsupported Content-Type; this route accepts ${acceptedTypes(request).join(', ')}`,
+        `${(request.headers['content-type'] ?? '').trim() === '' ? 'no Content-Type' : 'unsupported Content-Type'}; this route accepts ${acceptedTypes(request).join(', ')}`,
       );
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
       return new NormserveError('INVALID_INPUT', 'Content-Length does not match the body');

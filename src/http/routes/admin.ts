@@ -10,6 +10,7 @@ import {
 import type { AppInstance } from '../app-types.js';
 import { CONTENT_ENCODING_DOC } from '../content-encoding.js';
 import { checkCsvMediaType } from '../csv-media-type.js';
+import { untypedBodyAsJson } from '../json-body.js';
 import { recalibrationBudget } from '../json-budget.js';
 import { beforeVerb } from '../not-found.js';
 import { adminRateLimit } from '../rate-limit.js';
@@ -178,6 +179,9 @@ async function adminScope(app: AppInstance): Promise<void> {
     `/v1/models/:name/versions/${beforeVerb('version')}::activate`,
     {
       config: { access: 'admin' },
+      // JSON is the only body it reads, so an untyped one is that (json-body.ts); :recalibrate
+      // reads four types, and an untyped upload stays a 415 that says the type is missing.
+      onRequest: untypedBodyAsJson,
       schema: {
         tags,
         summary: 'Serve this version (rollback or roll forward); persisted in the repository',

@@ -2,6 +2,7 @@ import type { AppInstance } from '../app-types.js';
 import { attributeModel } from '../attribute-model.js';
 import { OCTET_STREAM } from '../binary-infer.js';
 import { CONTENT_ENCODING_DOC } from '../content-encoding.js';
+import { untypedBodyAsJson } from '../json-body.js';
 import { predictionBudget } from '../json-budget.js';
 import { beforeVerb } from '../not-found.js';
 import { predictBody, predictHandler, predictQuery } from '../predict-request.js';
@@ -133,6 +134,8 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
   );
 
   const predict = predictHandler(app.deps);
+  // TF Serving's and KServe's clients may post JSON without a Content-Type (json-body.ts).
+  const onPredictRequest = [onRequest, untypedBodyAsJson];
   // Millions of empty rows are a 413 before they are parsed (json-budget.ts).
   const jsonBudget = predictionBudget(registry, app.deps.config);
   const predictSchema = {
@@ -141,7 +144,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
     body: predictBody,
     consumes: ['application/json', OCTET_STREAM],
     description: [
-      "JSON (this schema), or `Content-Type: application/octet-stream`: little-endian float32 rows of the model's input width, back to back (the row count follows from the length); a sample of a multi-dimensional input_shape is its values in row-major order (64 for [1, 8, 8]).",
+      "JSON (this schema; a body without a Content-Type is read as JSON), or `Content-Type: application/octet-stream`: little-endian float32 rows of the model's input width, back to back (the row count follows from the length); a sample of a multi-dimensional input_shape is its values in row-major order (64 for [1, 8, 8]).",
       "The answer is JSON (this schema), or, with `Accept: application/octet-stream`, the probabilities (regression: the outputs) as little-endian float32 rows of the model's output width.",
       CONTENT_ENCODING_DOC,
     ].join('\n\n'),
@@ -154,7 +157,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
     `/v1/models/${MODEL_NAME_ROUTE_PARAM}::predict`,
     {
       config: { access: 'prediction', jsonBudget },
-      onRequest,
+      onRequest: onPredictRequest,
       schema: {
         ...predictSchema,
         summary: 'Predict with the active version (TF Serving REST predict)',
@@ -167,7 +170,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
     `/v1/models/:name/versions/${beforeVerb('version')}::predict`,
     {
       config: { access: 'prediction', jsonBudget },
-      onRequest,
+      onRequest: onPredictRequest,
       schema: { ...predictSchema, summary: 'Predict with one version', params: versionParams },
     },
     predict,
