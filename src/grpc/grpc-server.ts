@@ -32,8 +32,8 @@ import {
   type InferenceService,
   type InputShape,
   inputShapeOf,
+  isModelReady,
   type Log,
-  modelReadiness,
   OIP_EXTENSIONS,
   type OutputTensor,
   oipModelMetadata,
@@ -411,7 +411,9 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
       'ModelReady',
       (call) => {
         const ref = parseMessage(modelRefSchema, call.request);
-        return { ready: modelReadiness(registry, ref.name, askedVersion(call, ref.version)).ready };
+        // OK with ready false for a model or version it does not have, as Triton answers
+        // (service/open-inference.ts); a malformed name or version is still INVALID_ARGUMENT.
+        return { ready: isModelReady(registry, ref.name, askedVersion(call, ref.version)) };
       },
       requestName,
     ),

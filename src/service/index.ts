@@ -130,6 +130,7 @@ export { exportModelOnnx, type OnnxExport, type OnnxExportRequest } from './onnx
 export {
   checkInputTensor,
   type InputTensorHeader,
+  isModelReady,
   modelReadiness,
   OIP_EXTENSIONS,
   type OutputName,

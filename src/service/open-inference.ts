@@ -65,15 +65,28 @@ export function oipModelMetadata(registry: ModelRegistry, name: string, version?
 }
 
 /**
- * Model readiness: whether the version asked for (else the active one) is available;
- * VERSION_NOT_FOUND for a version the model does not have.
+ * Whether the version asked for (else the active one) is available: false, not an error, for a
+ * model or version the server does not have. gRPC ModelReady answers this, as Triton core's
+ * InferenceServer::ModelIsReady (src/server.cc) does: OK with ready false when it cannot find the
+ * model, so tritonclient.grpc's is_model_ready returns False instead of raising.
+ */
+export function isModelReady(registry: ModelRegistry, name: string, version?: number): boolean {
+  if (!registry.has(name)) return false;
+  const model = registry.get(name);
+  const v = version ?? model.active;
+  return v !== undefined && model.versions.get(v)?.state === 'AVAILABLE';
+}
+
+/**
+ * Model readiness over HTTP: isModelReady, with MODEL_NOT_FOUND and VERSION_NOT_FOUND (404) for a
+ * model or version the server does not have. The protocol's REST text sets no status for it, and
+ * tritonclient.http reads any status but 200 as not ready (Triton itself answers 400), so the 404
+ * only adds why.
  */
 export function modelReadiness(registry: ModelRegistry, name: string, version?: number) {
   const model = registry.get(name);
-  const v = version ?? model.active;
-  const served = v === undefined ? undefined : model.versions.get(v);
-  if (version !== undefined && !served) throw versionNotFound(name, version);
-  return { name, ready: served?.state === 'AVAILABLE' };
+  if (version !== undefined && !model.versions.has(version)) throw versionNotFound(name, version);
+  return { name, ready: isModelReady(registry, name, version) };
 }
 
 /** The tensor description of an OIP input, before its data is read. */

@@ -77,8 +77,9 @@ describe('gRPC health and metadata', () => {
       ok: true,
       value: { ready: true },
     });
-    const missing = await g.client.call('ModelReady', { name: 'digits', version: '7' });
-    expect(missing.ok ? 0 : missing.error.code).toBe(status.NOT_FOUND);
+    // REST answers a 404 for a model or version the server does not have; ModelReady answers OK
+    // with ready false, as Triton core's ModelIsReady does (tritonclient.grpc's is_model_ready
+    // returns False, not an error).
     const rest = (await t.app.inject({ url: '/v2/models/digits' })).json();
     const meta = await g.client.call('ModelMetadata', { name: 'digits' });
     expect(meta.ok && { ...meta.value, properties: undefined }).toEqual({
@@ -87,6 +88,26 @@ describe('gRPC health and metadata', () => {
     });
     const unknown = await g.client.call('ModelMetadata', { name: 'nope' });
     expect(unknown.ok ? 0 : unknown.error.code).toBe(status.NOT_FOUND);
+  });
+
+  it('ModelReady is OK with ready false for an unknown model or version, as Triton answers', async () => {
+    for (const ref of [
+      { name: 'digits', version: '7' },
+      { name: 'nope' },
+      { name: 'nope', version: '1' },
+    ]) {
+      expect(await g.client.call('ModelReady', ref), JSON.stringify(ref)).toEqual({
+        ok: true,
+        value: { ready: false },
+      });
+    }
+    // REST keeps its 404, which says why.
+    for (const url of ['/v2/models/digits/versions/7/ready', '/v2/models/nope/ready']) {
+      expect((await t.app.inject({ url })).statusCode, url).toBe(404);
+    }
+    // A version that is not a version number is still refused.
+    const malformed = await g.client.call('ModelReady', { name: 'digits', version: 'x' });
+    expect(malformed.ok ? 0 : malformed.error.code).toBe(status.INVALID_ARGUMENT);
   });
 });
 
