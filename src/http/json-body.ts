@@ -79,6 +79,20 @@ function errorOffset(text: string, message: string): number {
   return errors[0]?.offset ?? text.length;
 }
 
+/**
+ * The bare token NaN, Infinity or -Infinity (or RapidJSON's Inf, -Inf) where JSON.parse stopped:
+ * TF Serving's REST API documents such bodies as valid (its parser takes them), so a client
+ * sending one is told that non-finite inputs are refused rather than that its JSON is malformed.
+ * V8 stops at the token, or, for a minus sign, at the character after it.
+ */
+const NON_FINITE = /^-?(?:NaN|Infinity|Inf)(?![A-Za-z0-9_])/;
+
+function nonFiniteToken(text: string, offset: number): { token: string; offset: number } | null {
+  const start = text[offset - 1] === '-' && text[offset] !== '-' ? offset - 1 : offset;
+  const match = NON_FINITE.exec(text.slice(start, start + 10));
+  return match ? { token: match[0], offset: start } : null;
+}
+
 /** V8's reason without the position and the quoted copy of the body it may carry. */
 const reason = (message: string): string =>
   message
@@ -120,7 +134,20 @@ export function parseJsonBody(
       );
       return;
     }
-    const position = positionAt(body, errorOffset(body, message));
+    const offset = errorOffset(body, message);
+    const nonFinite = nonFiniteToken(body, offset);
+    if (nonFinite) {
+      const position = positionAt(body, nonFinite.offset);
+      done(
+        new NormserveError(
+          'INVALID_JSON',
+          `non-finite number at line ${position.line}, column ${position.column}: ${nonFinite.token} is not accepted as an input (NaN, Infinity and -Infinity are refused; send finite numbers)`,
+          { extra: { position } },
+        ),
+      );
+      return;
+    }
+    const position = positionAt(body, offset);
     done(
       new NormserveError(
         'INVALID_JSON',

@@ -383,7 +383,7 @@ describe('malformed JSON', () => {
     ['a truncated body', '{"instances": [[1, 2'],
     ['a trailing comma', '{"instances": [[1, 2],]}'],
     ['single quotes', "{'instances': [[1]]}"],
-    ['NaN', '{"instances": [[NaN]]}'],
+    ['a word that only starts like Infinity', '{"instances": [[Infinite]]}'],
   ] as const) {
     it(`${what} is a 400 INVALID_JSON`, async () => {
       const body = expectProblem(
@@ -463,6 +463,63 @@ describe('malformed JSON', () => {
   it('a JSON body that is not an object is a 400 INVALID_INPUT at (root)', async () => {
     expectInvalid(await postRaw('[]', 'application/json'), [
       { path: '(root)', message: 'expected an object, got an array' },
+    ]);
+  });
+});
+
+describe('NaN and Infinity tokens (valid JSON for TF Serving)', () => {
+  const refusal = (token: string, line: number, column: number) =>
+    `non-finite number at line ${line}, column ${column}: ${token} is not accepted as an input (NaN, Infinity and -Infinity are refused; send finite numbers)`;
+
+  for (const [token, payload, url, line, column] of [
+    ['NaN', '{"instances": [[1, NaN]]}', PREDICT, 1, 20],
+    ['Infinity', '{"instances": [[Infinity, 2]]}', PREDICT, 1, 17],
+    ['-Infinity', '{"instances": [[1, -Infinity]]}', PREDICT, 1, 20],
+    ['-Inf', '{"instances": [[1, -Inf]]}', PREDICT, 1, 20],
+    [
+      '-Infinity',
+      '{\n  "inputs": [{"name": "input", "shape": [1, 2], "datatype": "FP32",\n    "data": [1, -Infinity]}]\n}',
+      '/v2/models/digits/infer',
+      3,
+      17,
+    ],
+  ] as const) {
+    it(`${token} at line ${line}, column ${column} of ${url} is a 400 INVALID_JSON saying non-finite inputs are refused`, async () => {
+      const body = expectProblem(
+        await postRaw(payload, 'application/json', url),
+        400,
+        'INVALID_JSON',
+      );
+      expect(body.error).toBe(refusal(token, line, column));
+      expect(body.error).not.toMatch(/malformed/);
+      const offset =
+        payload
+          .split('\n')
+          .slice(0, line - 1)
+          .join('\n').length + (line > 1 ? 1 : 0);
+      expect(body.position).toEqual({ line, column, offset: offset + column - 1 });
+    });
+  }
+
+  it('in the JSON header of a binary infer request too', async () => {
+    const header =
+      '{"inputs":[{"name":"input","shape":[1,64],"datatype":"FP32","parameters":{"binary_data_size":256}}],"parameters":{"x":NaN}}';
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/v2/models/digits/infer',
+      headers: {
+        'content-type': 'application/octet-stream',
+        'inference-header-content-length': String(header.length),
+      },
+      payload: Buffer.concat([Buffer.from(header), Buffer.alloc(256)]),
+    });
+    const body = expectProblem(res, 400, 'INVALID_JSON');
+    expect(body.error).toBe(refusal('NaN', 1, header.indexOf('NaN') + 1));
+  });
+
+  it('"NaN" as a string is a value error, not a JSON one', async () => {
+    expectInvalid(await post({ instances: withBadValue('NaN') }), [
+      { path: 'instances[3][17]', message: 'expected a finite number' },
     ]);
   });
 });
