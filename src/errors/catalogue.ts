@@ -32,6 +32,11 @@ export const errorCatalogue = {
     status: 503,
     title: 'The active-version record is locked by another writer',
   },
+  /**
+   * A worker (WORKERS > 1) asked the cluster primary something a request needs (the admin rate
+   * limit's count, the metrics, the drift samples) and got no answer within its timeout.
+   */
+  CLUSTER_PRIMARY_TIMEOUT: { status: 503, title: 'The cluster primary did not answer in time' },
   /** A write under a model's lock found the lock no longer this process's (fencing check). */
   LOCK_LOST: { status: 503, title: 'The lock this write needed was lost' },
   REQUEST_TIMEOUT: { status: 408, title: 'Request timeout' },
