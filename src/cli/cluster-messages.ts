@@ -1,6 +1,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import type { Server, Socket } from 'node:net';
 import { z } from 'zod';
+import { NormserveError } from '../errors/index.js';
 import { SAMPLE_KINDS } from '../service/drift-service.js';
 import { driftShareSchema, trafficSampleSchema } from '../service/drift-share.js';
 
@@ -241,6 +242,22 @@ type Request = FromWorker extends infer M
   : never;
 
 /**
+ * The Retry-After of CLUSTER_PRIMARY_TIMEOUT, in seconds: a primary whose event loop was held up
+ * (a burst of IPC, a slow scrape) usually answers the next request, as OVERLOADED's queue drains
+ * within a second; a primary that is gone makes the worker exit on its own ('disconnect').
+ */
+export const PRIMARY_TIMEOUT_RETRY_AFTER_SECONDS = 1;
+
+/** The error of a request to the primary that got no answer within `timeoutMs`. */
+export function primaryTimeout(type: Request['type'], timeoutMs: number): NormserveError {
+  return new NormserveError(
+    'CLUSTER_PRIMARY_TIMEOUT',
+    `the cluster primary did not answer this worker's ${type} within ${timeoutMs} ms; retry in ${PRIMARY_TIMEOUT_RETRY_AFTER_SECONDS} s`,
+    { retryAfterSeconds: PRIMARY_TIMEOUT_RETRY_AFTER_SECONDS },
+  );
+}
+
+/**
  * A worker's end: requests to the primary that resolve with its answer (or reject after
  * `timeoutMs`), and the primary's `collect` and `refresh-model` requests handed to `onCollect` and
  * `onRefreshModel`.
@@ -300,7 +317,12 @@ export class PrimaryChannel {
     process.send?.(message, server, {}, () => undefined);
   }
 
-  /** `onId` learns the request's id before it is sent (for notices that carry it). */
+  /**
+   * Sends `message` and resolves with the primary's answer of type `answerType`; rejects with
+   * CLUSTER_PRIMARY_TIMEOUT (503, Retry-After) when none came within `timeoutMs`, so every caller
+   * answers a client the same way. `onId` learns the request's id before it is sent (for notices
+   * that carry it).
+   */
   request<T extends Answer['type']>(
     message: Request,
     answerType: T,
@@ -313,9 +335,7 @@ export class PrimaryChannel {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(requestId);
-        reject(
-          new Error(`the cluster primary did not answer ${message.type} within ${timeoutMs} ms`),
-        );
+        reject(primaryTimeout(message.type, timeoutMs));
       }, timeoutMs);
       this.pending.set(requestId, {
         resolve: (answer) => {

@@ -34,7 +34,10 @@ import {
 
 /** How long the primary waits for each worker's metrics before using its last values. */
 export const COLLECT_TIMEOUT_MS = 2_000;
-/** How long a worker waits for the primary's answer before failing the scrape (500). */
+/**
+ * How long a worker waits for the primary's answer before failing the scrape (503
+ * CLUSTER_PRIMARY_TIMEOUT with Retry-After: PrimaryChannel.request).
+ */
 export const SCRAPE_TIMEOUT_MS = 5_000;
 
 interface Reported {
@@ -218,6 +221,12 @@ export function clusterScrape(channel: PrimaryChannel): () => Promise<string> {
         SCRAPE_TIMEOUT_MS,
       );
     } catch (e) {
+      // No answer in time keeps its code and Retry-After (CLUSTER_PRIMARY_TIMEOUT); a wrong one is ours.
+      if (e instanceof NormserveError)
+        throw new NormserveError(e.code, `cluster metrics are unavailable: ${e.message}`, {
+          retryAfterSeconds: e.retryAfterSeconds,
+          cause: e,
+        });
       throw new NormserveError('INTERNAL', 'cluster metrics are unavailable', { cause: e });
     }
     if (answer.text === undefined)

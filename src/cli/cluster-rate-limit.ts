@@ -8,7 +8,10 @@ import { type FromWorker, type PrimaryChannel, sendToWorker } from './cluster-me
  * number of admin requests per minute from the whole server, whichever workers take them.
  */
 
-/** How long a worker waits for the primary's count before failing the request (500). */
+/**
+ * How long a worker waits for the primary's count before failing the request (503
+ * CLUSTER_PRIMARY_TIMEOUT with Retry-After: PrimaryChannel.request).
+ */
 export const RATE_LIMIT_TIMEOUT_MS = 2_000;
 
 /** A worker's counter: asks the primary. */

@@ -32,6 +32,11 @@ export const errorCatalogue = {
     status: 503,
     title: 'The active-version record is locked by another writer',
   },
+  /**
+   * A worker (WORKERS > 1) asked the cluster primary something a request needs (the admin rate
+   * limit's count, the metrics, the drift samples) and got no answer within its timeout.
+   */
+  CLUSTER_PRIMARY_TIMEOUT: { status: 503, title: 'The cluster primary did not answer in time' },
   /** A write under a model's lock found the lock no longer this process's (fencing check). */
   LOCK_LOST: { status: 503, title: 'The lock this write needed was lost' },
   REQUEST_TIMEOUT: { status: 408, title: 'Request timeout' },
@@ -52,10 +57,16 @@ export const errorCatalogue = {
   TRAINING_CONFIG_INVALID: { status: 400, title: 'Invalid training configuration' },
   SERVER_CONFIG_INVALID: { status: 500, title: 'Invalid server configuration' },
   REPOSITORY_ERROR: { status: 500, title: 'Model repository error' },
-  /** WebDAV's 507 (RFC 4918 §11.5): ENOSPC, EDQUOT on a write of the model repository. */
-  STORAGE_FULL: { status: 507, title: 'The model repository’s storage is full' },
-  /** EROFS, EIO, EACCES, EPERM on a write of the model repository. */
-  STORAGE_UNAVAILABLE: { status: 503, title: 'The model repository cannot be written' },
+  /**
+   * WebDAV's 507 (RFC 4918 §11.5): ENOSPC, EDQUOT on a write of the model repository or of a
+   * recalibration's temporary spill file.
+   */
+  STORAGE_FULL: { status: 507, title: 'The server’s storage is full' },
+  /**
+   * EROFS, EIO, EACCES, EPERM on a write of the model repository, or on a recalibration's
+   * temporary spill file (also one that another process shortened).
+   */
+  STORAGE_UNAVAILABLE: { status: 503, title: 'The server’s storage cannot be used' },
   OUTPUT_WRITE_FAILED: { status: 500, title: 'Cannot write the output file' },
   LISTEN_FAILED: { status: 500, title: 'Cannot listen on the port' },
 

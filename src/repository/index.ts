@@ -36,6 +36,7 @@ export {
 export { MAX_JSON_FILE_BYTES, RepositoryFiles } from './repository-files.js';
 export {
   isStorageFailure,
+  storageErrno,
   storageErrnos,
   storageFailure,
   UnsyncedWrite,

@@ -2,9 +2,10 @@ import { relative, sep } from 'node:path';
 import { type ErrorCode, NormserveError } from '../errors/index.js';
 
 /**
- * The one mapping from the errno of a failed write of the repository to the catalogue: a full
- * device or quota is STORAGE_FULL (507), a read-only, failing or forbidden one STORAGE_UNAVAILABLE
- * (503); other errors are not the storage's, and stay what they are.
+ * The one mapping from the errno of a failed write of the repository (or of the server's own
+ * temporary files: storageErrno) to the catalogue: a full device or quota is STORAGE_FULL (507), a
+ * read-only, failing or forbidden one STORAGE_UNAVAILABLE (503); other errors are not the
+ * storage's, and stay what they are.
  */
 const STORAGE_ERRNOS: Readonly<Record<string, { code: ErrorCode; words: string }>> = {
   ENOSPC: { code: 'STORAGE_FULL', words: 'no space left on the device' },
@@ -25,7 +26,9 @@ export function storageErrnos(code: 'STORAGE_FULL' | 'STORAGE_UNAVAILABLE'): str
 /** What the failed system call was doing, in words. */
 const SYSCALL_WORDS: Readonly<Record<string, string>> = {
   open: 'creating',
+  mkdtemp: 'creating',
   write: 'writing',
+  read: 'reading',
   fsync: 'syncing',
   rename: 'renaming',
   rmdir: 'removing',
@@ -71,6 +74,28 @@ export const isStorageFailure = (e: unknown): boolean =>
     (e.code === 'STORAGE_FULL' || e.code === 'STORAGE_UNAVAILABLE')) ||
   errnoFacts(e) !== undefined;
 
+/**
+ * What STORAGE_ERRNOS says of `e` when its errno is the storage's: the catalogue code, the errno
+ * and its words, what the failed call was doing (`writing`) and the path it names, if any; else
+ * undefined. For files outside the repository, which messages name by their absolute path (a
+ * recalibration's temporary spill file, SpillingRowStore).
+ */
+export function storageErrno(
+  e: unknown,
+): { code: ErrorCode; errno: string; words: string; doing: string; path?: string } | undefined {
+  const facts = errnoFacts(e);
+  if (!facts) return undefined;
+  const { code, words } = STORAGE_ERRNOS[facts.errno]!;
+  const doing = facts.syscall ? (SYSCALL_WORDS[facts.syscall] ?? facts.syscall) : 'writing';
+  return {
+    code,
+    errno: facts.errno,
+    words,
+    doing,
+    ...(facts.path !== undefined ? { path: facts.path } : {}),
+  };
+}
+
 /** `path` relative to the repository `root`, as every message names files (never absolute). */
 const label = (root: string, path: string): string => relative(root, path).split(sep).join('/');
 
@@ -88,10 +113,9 @@ export function storageFailure(
   dir?: string,
 ): unknown {
   if (e instanceof NormserveError) return e;
-  const facts = errnoFacts(e);
+  const facts = storageErrno(e);
   if (!facts) return e;
-  const { code, words } = STORAGE_ERRNOS[facts.errno]!;
-  const doing = facts.syscall ? (SYSCALL_WORDS[facts.syscall] ?? facts.syscall) : 'writing';
+  const { code, words, doing } = facts;
   const where =
     facts.path !== undefined
       ? ` ${doing} ${label(root, facts.path)}`

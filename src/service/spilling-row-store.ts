@@ -1,6 +1,19 @@
 import { type FileHandle, mkdtemp, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { NormserveError } from '../errors/index.js';
 import { MemoryRowStore, type RowBlockSource, type RowStore } from '../recalibration/index.js';
+import { storageErrno } from '../repository/index.js';
+
+/**
+ * What an operator can do about a spill file the storage refused: the server spills under
+ * os.tmpdir() (TMPDIR), and keeps RECALIBRATION_MEMORY_BYTES of rows in memory before it does.
+ */
+const SPILL_ADVICE = {
+  STORAGE_FULL: (parent: string) =>
+    `free space in ${parent}, set TMPDIR to a directory with room, or raise RECALIBRATION_MEMORY_BYTES to keep more of the rows in memory`,
+  STORAGE_UNAVAILABLE: () =>
+    'set TMPDIR to a directory on a working, writable file system, or raise RECALIBRATION_MEMORY_BYTES to keep more of the rows in memory',
+} as const;
 
 /**
  * The rows of an `exact` or `prior` recalibration, kept until every BatchNorm has read them:
@@ -16,7 +29,10 @@ import { MemoryRowStore, type RowBlockSource, type RowStore } from '../recalibra
  * row in the file (bench/README.md, "Recalibration", third round). The server's default budget is
  * still 64 MiB: a default should not put every upload on disk.
  * Where no temporary directory can be created (a read-only filesystem), the rows stay in memory
- * instead and `onSpillUnavailable` is told once.
+ * instead and `onSpillUnavailable` is told once. A spill file the storage fails later (a full
+ * device, EIO; storage-failure.ts's errno table) rejects with STORAGE_FULL (507) or
+ * STORAGE_UNAVAILABLE (503) naming the file and what to do; one that another process shortened
+ * (a cleaner of the temporary directory) with STORAGE_UNAVAILABLE.
  */
 export class SpillingRowStore implements RowStore {
   private readonly memory: MemoryRowStore;
@@ -59,14 +75,21 @@ export class SpillingRowStore implements RowStore {
     // Awaited before append returns, so the caller's chunk is not reused while it is written.
     const bytes = new Uint8Array(rest.buffer, rest.byteOffset, rest.byteLength);
     let written = 0;
-    while (written < bytes.length) {
-      const { bytesWritten } = await file.write(
-        bytes,
-        written,
-        bytes.length - written,
-        this.fileRows * w * 4 + written,
+    try {
+      while (written < bytes.length) {
+        const { bytesWritten } = await file.write(
+          bytes,
+          written,
+          bytes.length - written,
+          this.fileRows * w * 4 + written,
+        );
+        written += bytesWritten;
+      }
+    } catch (e) {
+      throw this.spillFailure(
+        e,
+        'cannot keep the recalibration’s rows in its temporary spill file',
       );
-      written += bytesWritten;
     }
     this.fileRows += n - keep;
   }
@@ -83,8 +106,17 @@ export class SpillingRowStore implements RowStore {
       const length = n * w * 4;
       let read = 0;
       while (read < length) {
-        const { bytesRead } = await file.read(bytes, read, length - read, row * w * 4 + read);
-        if (bytesRead === 0) throw new Error('the recalibration spill file ended early');
+        const at = row * w * 4 + read;
+        let bytesRead: number;
+        try {
+          ({ bytesRead } = await file.read(bytes, read, length - read, at));
+        } catch (e) {
+          throw this.spillFailure(
+            e,
+            'cannot read the recalibration’s rows back from its temporary spill file',
+          );
+        }
+        if (bytesRead === 0) throw this.endedEarly(at);
         read += bytesRead;
       }
       yield { data: block.subarray(0, n * w), rows: n };
@@ -102,6 +134,37 @@ export class SpillingRowStore implements RowStore {
     if (directory) await rm(directory, { recursive: true, force: true });
   }
 
+  /** The spill file's path (once its directory exists). */
+  private get filePath(): string {
+    return join(this.directory ?? this.parent, 'rows.f32');
+  }
+
+  /**
+   * `e` as STORAGE_FULL or STORAGE_UNAVAILABLE where its errno is the storage's, the message naming
+   * the spill file by its absolute path (it is outside the repository) and what to do:
+   * `cannot keep the recalibration’s rows in its temporary spill file: no space left on the device
+   * (ENOSPC) writing /tmp/normserve-recalibration-Xq3f/rows.f32; free space in /tmp, …`.
+   */
+  private spillFailure(e: unknown, operation: string): unknown {
+    const facts = storageErrno(e);
+    if (!facts) return e;
+    const code = facts.code === 'STORAGE_FULL' ? 'STORAGE_FULL' : 'STORAGE_UNAVAILABLE';
+    return new NormserveError(
+      code,
+      `${operation}: ${facts.words} (${facts.errno}) ${facts.doing} ${facts.path ?? this.filePath}; ${SPILL_ADVICE[code](this.parent)}`,
+      { cause: e, extra: { errno: facts.errno } },
+    );
+  }
+
+  /** The spill file held fewer bytes than were written to it: another process shortened it. */
+  private endedEarly(at: number): NormserveError {
+    const written = this.fileRows * this.width * 4;
+    return new NormserveError(
+      'STORAGE_UNAVAILABLE',
+      `cannot read the recalibration’s rows back from its temporary spill file: ${this.filePath} ends at byte ${at} of the ${written} written, so another process shortened it (a cleaner of ${this.parent}?); set TMPDIR to a directory nothing cleans while the server runs, or raise RECALIBRATION_MEMORY_BYTES to keep more of the rows in memory`,
+    );
+  }
+
   /** The spill file, or undefined (rows go to memory from now on) where none can be created. */
   private async openFile(): Promise<FileHandle | undefined> {
     if (this.closed) throw new Error('the row store is closed');
@@ -110,12 +173,17 @@ export class SpillingRowStore implements RowStore {
         this.directory = await mkdtemp(join(this.parent, 'normserve-recalibration-'));
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
-        if (code !== 'EROFS' && code !== 'EACCES' && code !== 'EPERM' && code !== 'ENOENT') throw e;
+        if (code !== 'EROFS' && code !== 'EACCES' && code !== 'EPERM' && code !== 'ENOENT')
+          throw this.spillFailure(e, 'cannot create the recalibration’s temporary spill directory');
         this.memoryRows = Number.POSITIVE_INFINITY;
         this.onSpillUnavailable?.(e as Error);
         return undefined;
       }
-      this.file = await open(join(this.directory, 'rows.f32'), 'w+', 0o600);
+      try {
+        this.file = await open(this.filePath, 'w+', 0o600);
+      } catch (e) {
+        throw this.spillFailure(e, 'cannot create the recalibration’s temporary spill file');
+      }
     }
     return this.file;
   }

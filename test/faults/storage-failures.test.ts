@@ -79,7 +79,7 @@ describe('a write that fails before its point of no return', () => {
     );
     expect((problem as unknown as { errno: string }).errno).toBe('EROFS');
     expectRelative(problem.detail);
-    expect(problem.title).toBe('The model repository cannot be written');
+    expect(problem.title).toBe('The server’s storage cannot be used');
   });
 
   it('a full disk while writing the record’s lock file: :activate is 507 STORAGE_FULL naming the model’s directory', async () => {
@@ -110,7 +110,7 @@ describe('a write that fails before its point of no return', () => {
     expect(problem.detail).toMatch(
       /^cannot publish a version of "digits": no space left on the device \(ENOSPC\) writing digits\/\.tmp-[^/]+\/model\.safetensors$/,
     );
-    expect(problem.title).toBe('The model repository’s storage is full');
+    expect(problem.title).toBe('The server’s storage is full');
     expectRelative(problem.detail);
     expect(versionsOnDisk()).toEqual([1]);
     expect(leftovers()).toEqual([]);

@@ -1,6 +1,6 @@
 /** Types of fs-faults.mjs (a plain module, so that a child process can preload it). */
 export interface FsFault {
-  /** An fs/promises function's name, or a FileHandle's `fsync` or `write`. */
+  /** An fs/promises function's name, or a FileHandle's `fsync`, `write` or `read`. */
   op: string;
   /** A part of the path the call must name (default: any). */
   path?: string;

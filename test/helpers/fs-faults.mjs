@@ -8,8 +8,8 @@
  * `NODE_OPTIONS=--import <this file>` and give the faults as JSON in NORMSERVE_TEST_FS_FAULTS.
  *
  * Operations: the functions of fs/promises by name (`rm`, `rename`, `mkdir`, `open`, `readdir`…),
- * and a FileHandle's `fsync` (handle.sync) and `write` (handle.writeFile), matched on the path
- * the handle was opened with: containing `path`, ending with `suffix`; `writing` matches only an
+ * and a FileHandle's `fsync` (handle.sync), `write` (handle.writeFile and handle.write) and `read`
+ * (handle.read), matched on the path the handle was opened with: containing `path`, ending with `suffix`; `writing` matches only an
  * open that creates or writes (READ_ONLY below is a read-only file system). `skip` lets that many matching calls succeed first; `times` (default
  * every one) bounds how many fail. Node's own error text: `EIO: i/o error, fsync`.
  * `delayMs` makes a matching call wait that long first (a slow disk, an NFS server that stalls):
@@ -38,7 +38,8 @@ const ERRNO_WORDS = {
 
 function failure(path, code, syscall) {
   const words = ERRNO_WORDS[code] ?? 'injected failure';
-  const withPath = syscall === 'fsync' || syscall === 'write' ? '' : ` '${path}'`;
+  const withPath =
+    syscall === 'fsync' || syscall === 'write' || syscall === 'read' ? '' : ` '${path}'`;
   const error = new Error(`${code}: ${words}, ${syscall}${withPath}`);
   return Object.assign(error, {
     code,
@@ -83,6 +84,8 @@ function patchHandlePrototype(handle) {
   const proto = Object.getPrototypeOf(handle);
   const sync = proto.sync;
   const writeFile = proto.writeFile;
+  const write = proto.write;
+  const read = proto.read;
   proto.sync = async function patchedSync(...args) {
     await delayed(trips('fsync', handlePaths.get(this) ?? ''), handlePaths.get(this), 'fsync');
     return sync.apply(this, args);
@@ -90,6 +93,16 @@ function patchHandlePrototype(handle) {
   proto.writeFile = async function patchedWriteFile(...args) {
     await delayed(trips('write', handlePaths.get(this) ?? ''), handlePaths.get(this), 'write');
     return writeFile.apply(this, args);
+  };
+  // handle.writeFile and handle.readFile do not go through these two (Node writes and reads the
+  // descriptor itself), so a fault on `write` trips once per call whichever method made it.
+  proto.write = async function patchedWrite(...args) {
+    await delayed(trips('write', handlePaths.get(this) ?? ''), handlePaths.get(this), 'write');
+    return write.apply(this, args);
+  };
+  proto.read = async function patchedRead(...args) {
+    await delayed(trips('read', handlePaths.get(this) ?? ''), handlePaths.get(this), 'read');
+    return read.apply(this, args);
   };
 }
 

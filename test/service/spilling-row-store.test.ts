@@ -1,15 +1,19 @@
 /**
  * The service's row store: rows past the memory budget go to a temporary file and come back in
- * order, in blocks of at most blockRows rows; close() removes the file and its directory.
+ * order, in blocks of at most blockRows rows; close() removes the file and its directory. A file
+ * the storage fails (fs-faults.mjs) or another process shortens is a catalogue storage error.
  */
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { NormserveError } from '../../src/errors/index.js';
 import { SpillingRowStore } from '../../src/service/spilling-row-store.js';
+import { clearFsFaults, faultHits, injectFsFaults } from '../helpers/fs-faults.mjs';
 
 const dirs: string[] = [];
 afterEach(() => {
+  clearFsFaults();
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
@@ -82,5 +86,85 @@ describe('SpillingRowStore', () => {
     expect(read).toEqual([...rowsFrom(0, 9, 2)]);
     await store.close();
     expect(existsSync(parent)).toBe(false);
+  });
+});
+
+describe('SpillingRowStore on storage that fails', () => {
+  /** A store spilling every row (a budget of 0) under a fresh parent directory. */
+  function spillingStore(width: number): { store: SpillingRowStore; parent: string } {
+    const parent = mkdtempSync(join(tmpdir(), 'normserve-spill-fault-'));
+    dirs.push(parent);
+    return { store: new SpillingRowStore(width, 4, 0, parent), parent };
+  }
+
+  /** What `promise` rejected with, which must be a NormserveError. */
+  async function rejection(promise: Promise<unknown>): Promise<NormserveError> {
+    const error = await promise.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(NormserveError);
+    return error as NormserveError;
+  }
+
+  const drain = async (store: SpillingRowStore) => {
+    for await (const _ of store.chunks());
+  };
+
+  it('a full device while writing the spill file: STORAGE_FULL naming the file, the errno and what to do', async () => {
+    const { store, parent } = spillingStore(2);
+    // Injected before the file is opened (the faults follow the handles opened after), failing
+    // the second write: the first chunk is on disk.
+    injectFsFaults([{ op: 'write', suffix: 'rows.f32', code: 'ENOSPC', skip: 1 }]);
+    await store.append(rowsFrom(0, 3, 2));
+    const error = await rejection(store.append(rowsFrom(3, 3, 2)));
+    expect(faultHits()).toEqual([1]);
+    expect(error.code).toBe('STORAGE_FULL');
+    expect(error.status).toBe(507);
+    expect(error.extra).toEqual({ errno: 'ENOSPC' });
+    const file = join(readdirSync(parent)[0]!, 'rows.f32');
+    expect(error.message).toBe(
+      `cannot keep the recalibration’s rows in its temporary spill file: no space left on the device (ENOSPC) writing ${join(parent, file)}; free space in ${parent}, set TMPDIR to a directory with room, or raise RECALIBRATION_MEMORY_BYTES to keep more of the rows in memory`,
+    );
+    await store.close();
+    expect(readdirSync(parent)).toEqual([]);
+  });
+
+  it('a failing device while creating or reading the spill file: STORAGE_UNAVAILABLE', async () => {
+    const created = spillingStore(2);
+    injectFsFaults([{ op: 'open', suffix: 'rows.f32', code: 'EIO' }]);
+    const refused = await rejection(created.store.append(rowsFrom(0, 2, 2)));
+    expect(refused.code).toBe('STORAGE_UNAVAILABLE');
+    expect(refused.message).toMatch(
+      /^cannot create the recalibration’s temporary spill file: input\/output error \(EIO\) creating \/.*\/rows\.f32; set TMPDIR to a directory on a working, writable file system, or raise RECALIBRATION_MEMORY_BYTES/,
+    );
+    await created.store.close();
+
+    clearFsFaults();
+    const { store } = spillingStore(2);
+    await store.append(rowsFrom(0, 9, 2));
+    injectFsFaults([{ op: 'read', suffix: 'rows.f32', code: 'EIO', skip: 1 }]);
+    const error = await rejection(drain(store));
+    expect(faultHits()).toEqual([1]);
+    expect(error.code).toBe('STORAGE_UNAVAILABLE');
+    expect(error.status).toBe(503);
+    expect(error.extra).toEqual({ errno: 'EIO' });
+    expect(error.message).toMatch(
+      /^cannot read the recalibration’s rows back from its temporary spill file: input\/output error \(EIO\) reading \/.*\/rows\.f32; /,
+    );
+    await store.close();
+  });
+
+  it('a spill file another process shortened: STORAGE_UNAVAILABLE saying where it ended', async () => {
+    const { store, parent } = spillingStore(2);
+    await store.append(rowsFrom(0, 9, 2));
+    const file = join(parent, readdirSync(parent)[0]!, 'rows.f32');
+    truncateSync(file, 5 * 2 * 4 + 3); // the second block of 4 rows ends within row 5
+    const error = await rejection(drain(store));
+    expect(error.code).toBe('STORAGE_UNAVAILABLE');
+    expect(error.message).toBe(
+      `cannot read the recalibration’s rows back from its temporary spill file: ${file} ends at byte 43 of the 72 written, so another process shortened it (a cleaner of ${parent}?); set TMPDIR to a directory nothing cleans while the server runs, or raise RECALIBRATION_MEMORY_BYTES to keep more of the rows in memory`,
+    );
+    await store.close();
   });
 });

@@ -67,6 +67,10 @@ const adminErrors = {
 /** The 503 of a write of the repository that its storage refused (storage-failure.ts). */
 const STORAGE_UNAVAILABLE_DOC = `STORAGE_UNAVAILABLE: ${storageFailureDoc('STORAGE_UNAVAILABLE')}; nothing was changed. A failure after the rename that made the change is no error: the success answer carries \`warning\``;
 
+/** A recalibration’s temporary spill file the storage refuses (SpillingRowStore): 503, 507. */
+const SPILL_FAILURE_DOC =
+  'likewise for the recalibration’s temporary spill file (its rows past RECALIBRATION_MEMORY_BYTES, under TMPDIR), named by its absolute path, or one another process shortened (503); nothing was published';
+
 /** The 503 of a write of the active-version record whose lock another writer keeps. */
 const ACTIVE_RECORD_BUSY_DOC = `ACTIVE_RECORD_BUSY: the active-version record’s lock (.active-version.lock) stayed held by another live writer for ${ACTIVE_RECORD_LOCK_WAIT_MS / 1000} s; nothing was written. Retry-After (seconds) says when a retry may find it free`;
 
@@ -146,8 +150,9 @@ async function adminScope(app: AppInstance): Promise<void> {
               `Body larger than BODY_LIMIT_BYTES, or a streamed upload larger than RECALIBRATION_BODY_LIMIT_BYTES (BODY_TOO_LARGE); more rows than MAX_RECALIBRATION_SAMPLES, or a JSON body with more arrays and objects than that many samples of the model can be written with, refused before it is parsed (TOO_MANY_SAMPLES)`,
             ),
             503: problemSchema.describe(
-              `${activeVersionErrorResponses[503].description}. Or ACTIVE_RECORD_BUSY, with Retry-After, when the served version must first be pinned in the model's active-version record (there is none, or it names another version; it is written before publishing) and the record’s lock stays held for ${ACTIVE_RECORD_LOCK_WAIT_MS / 1000} s: no version was published. Once the version is published, a busy lock only leaves it not activated (201, not_activated.code ACTIVE_RECORD_BUSY). Or ${STORAGE_UNAVAILABLE_DOC}`,
+              `${activeVersionErrorResponses[503].description}. Or ACTIVE_RECORD_BUSY, with Retry-After, when the served version must first be pinned in the model's active-version record (there is none, or it names another version; it is written before publishing) and the record’s lock stays held for ${ACTIVE_RECORD_LOCK_WAIT_MS / 1000} s: no version was published. Once the version is published, a busy lock only leaves it not activated (201, not_activated.code ACTIVE_RECORD_BUSY). Or ${STORAGE_UNAVAILABLE_DOC}; ${SPILL_FAILURE_DOC}`,
             ),
+            507: problemSchema.describe(`${adminErrors[507].description}; ${SPILL_FAILURE_DOC}`),
           },
         },
       },
