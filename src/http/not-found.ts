@@ -20,13 +20,16 @@ export const beforeVerb = (param: 'name' | 'version'): string => `:${param}(^[^:
 /**
  * The not-found handler: a path some route serves with other methods answers 405 with `Allow`
  * (RFC 9110 §15.5.6), any other path 404; both as problem documents. The router itself says which
- * methods match (Fastify's findRoute), so every route, present and future, is covered.
+ * methods match (Fastify's findRoute), so every route, present and future, is covered. A route
+ * that matches the request's own method and still calls not-found (the static files of /docs
+ * for a file that is not there) has nothing at that path: 404, not a 405 whose Allow header lists
+ * the very method refused.
  */
 export function notFoundHandler(app: AppInstance) {
   return (request: FastifyRequest, reply: FastifyReply): FastifyReply => {
     const path = request.url.split('?')[0]!;
     const allowed = METHODS.filter((method) => app.findRoute({ method, url: path }) !== null);
-    if (allowed.length > 0) {
+    if (allowed.length > 0 && !allowed.includes(request.method as (typeof METHODS)[number])) {
       void reply.header('Allow', allowed.join(', '));
       return sendProblem(
         reply,

@@ -782,6 +782,16 @@ describe('405 Method Not Allowed, with Allow, on every route', () => {
     });
   }
 
+  it('a file missing under /docs/static is a 404, not a 405 naming its own method in Allow', async () => {
+    for (const method of ['GET', 'HEAD'] as const) {
+      const url = '/docs/static/nonexistent.js';
+      const res = await t.app.inject({ method, url });
+      expect(res.statusCode).toBe(404);
+      expect(res.headers.allow).toBeUndefined();
+      if (method === 'GET') expectProblem(res, 404, 'NOT_FOUND', url);
+    }
+  });
+
   it('HEAD on a POST-only route is a 405 whose document names HEAD (its length, as HEAD sends no body)', async () => {
     const url = '/v1/models/digits:predict';
     const head = await t.app.inject({ method: 'HEAD', url });
