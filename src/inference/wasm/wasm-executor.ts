@@ -1,7 +1,7 @@
 import type { Sliced } from '../../nn/index.js';
 import { MR } from '../../nn/wasm/index.js';
 import { checkRunArguments, checkSameStructure, type Executor } from '../executor.js';
-import type { CompiledPlan } from '../plan.js';
+import { type Activation, type CompiledPlan, stepTraits } from '../plan.js';
 import { planFlopsPerRow } from '../plan-flops.js';
 import {
   checkTaps,
@@ -105,20 +105,21 @@ export function wasmUnsupportedReason(
 export const executorThreads = (threads: number, spawnHelper: HelperSpawner | undefined): number =>
   spawnHelper ? Math.max(1, Math.floor(threads)) : 1;
 
+/** The activations the GEMM's store applies itself (without the element-wise part). */
+const GEMM_STORE_ACTIVATIONS: ReadonlySet<Activation['kind']> = new Set([
+  'none',
+  'relu',
+  'leaky_relu',
+]);
+
 /**
  * The parts of the engine module a plan needs (a smaller module loads sooner): element-wise for
  * steps and activations the GEMM's store does not cover, cnn for convolutions, pooling and skips.
  */
 export function planParts(plan: CompiledPlan): EngineParts {
-  const cnn = plan.steps.some((s) =>
-    ['conv2d', 'maxpool2d', 'avgpool2d', 'save_skip', 'add_skip'].includes(s.op),
-  );
+  const cnn = plan.steps.some((s) => stepTraits(s).family === 'cnn');
   const elementwise = plan.steps.some(
-    (s) =>
-      s.op === 'affine' ||
-      s.op === 'layernorm' ||
-      s.op === 'activation' ||
-      !['none', 'relu', 'leaky_relu'].includes(s.activation.kind),
+    (s) => stepTraits(s).family === 'elementwise' || !GEMM_STORE_ACTIVATIONS.has(s.activation.kind),
   );
   return { elementwise, cnn };
 }
