@@ -87,13 +87,18 @@ export async function benchModels(maxBatchSize = 4096): Promise<BenchModel[]> {
   return [
     {
       name: 'digits 64-128-64-10',
-      model: new CompiledModel(digits.network, digits.config.input_transform, maxBatchSize),
+      model: new CompiledModel(
+        digits.network,
+        digits.config.input_transform,
+        maxBatchSize,
+        digits.config.input_shape,
+      ),
       inputWidth: 64,
       inputShape: [64],
     },
     {
       name: 'wide 784-1024-1024-10',
-      model: new CompiledModel(wideNetwork(), undefined, maxBatchSize),
+      model: new CompiledModel(wideNetwork(), undefined, maxBatchSize, [784]),
       inputWidth: 784,
       inputShape: [784],
     },

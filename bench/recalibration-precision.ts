@@ -63,7 +63,7 @@ function report(label: string, network: ReturnType<typeof load>): void {
       `BN ${path} mean ${worst(bn.runningMean.data, g.running_mean.data).toExponential(1)} var ${worst(bn.runningVar.data, g.running_var.data).toExponential(1)}`,
     );
   });
-  const logits = new CompiledModel(network, transform, n).reference(night, n);
+  const logits = new CompiledModel(network, transform, n, config.input_shape).reference(night, n);
   const off = Math.max(...logits.map((v, i) => Math.abs(v - float64Logits[i]!)));
   process.stdout.write(`${label.padEnd(9)}${parts.join('; ')}; logits ${off.toExponential(2)}\n`);
 }

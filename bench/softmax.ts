@@ -23,6 +23,8 @@ const plan = compileNetwork(
     ],
     { init: new Rng(3) },
   ).eval(),
+  undefined,
+  [64],
 );
 const wasm = new WasmExecutor(plan, {
   maxBatchSize: rows,

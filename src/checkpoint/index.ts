@@ -44,5 +44,10 @@ export {
   trainingBatchProblem,
 } from './layers/registry.js';
 export type { ResidualLayerSpec } from './layers/residual.js';
+export type {
+  TrainingFootprint,
+  TrainingFootprintContext,
+  TrainingFrame,
+} from './layers/training-footprint.js';
 export * from './model-config.js';
 export * from './safetensors.js';

@@ -3,8 +3,6 @@ import {
   copySliced,
   type FeatureTransform,
   finish,
-  LayerNorm,
-  Linear,
   type Module,
   numelOf,
   type Sequential,
@@ -78,13 +76,12 @@ function* finalize(d: Draft): Sliced<PlanStep> {
  * (identities in eval), Flatten is free, each activation runs in the kernel before it. What cannot
  * fold runs as an affine step. Folding is done in float64 and rounded once to float32.
  *
- * `inputShape` is the shape of one sample; without it, it is read off the first Linear,
- * BatchNorm1d or LayerNorm (a network starting with a convolution needs it).
+ * `inputShape` is the shape of one sample: config.json's `input_shape`, which every model states.
  */
 export function compileNetwork(
   network: Sequential,
-  inputTransform?: FeatureTransform,
-  inputShape?: readonly number[],
+  inputTransform: FeatureTransform | undefined,
+  inputShape: readonly number[],
   options: CompileOptions = {},
 ): CompiledPlan {
   return finish(compilingNetwork(network, inputTransform, inputShape, options));
@@ -96,11 +93,10 @@ export function compileNetwork(
  */
 export function* compilingNetwork(
   network: Sequential,
-  inputTransform?: FeatureTransform,
-  inputShape?: readonly number[],
+  inputTransform: FeatureTransform | undefined,
+  shape: readonly number[],
   options: CompileOptions = {},
 ): Sliced<CompiledPlan> {
-  const shape = inputShape ?? inferInputShape(network, inputTransform);
   const ctx = new CompileContext(
     shape,
     inputTransform,
@@ -179,15 +175,3 @@ const noTap = (d: BatchNormInputDraft): BatchNormInput => ({
   scale: undefined,
   shift: undefined,
 });
-
-function inferInputShape(network: Sequential, transform: FeatureTransform | undefined): number[] {
-  if (transform) return [transform.scale.length];
-  // Only element-wise layers can come before the first layer with a known width.
-  const first = network.modules.find(
-    (m) => m instanceof Linear || m instanceof BatchNorm || m instanceof LayerNorm,
-  );
-  if (first instanceof Linear) return [first.inFeatures];
-  if (first instanceof BatchNorm && first.kind === 'BatchNorm1d') return [first.numFeatures];
-  if (first instanceof LayerNorm) return [...first.normalizedShape];
-  throw new Error('cannot infer the input shape of this network from its layers; pass inputShape');
-}

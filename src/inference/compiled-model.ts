@@ -31,8 +31,8 @@ export class CompiledModel {
     network: Sequential,
     inputTransform: FeatureTransform | undefined,
     maxBatchSize: number,
-    /** The shape of one sample, or its feature count for flat inputs (inferred when absent). */
-    inputShape?: number | readonly number[],
+    /** The shape of one sample (config.json's input_shape), or its feature count for flat inputs. */
+    inputShape: number | readonly number[],
     engine: EngineOptions = {},
     /** The plan and executor `building` made (else compiled and built here, at once). */
     built?: { plan: CompiledPlan; executor: Executor },
@@ -58,7 +58,7 @@ export class CompiledModel {
     network: Sequential,
     inputTransform: FeatureTransform | undefined,
     maxBatchSize: number,
-    inputShape?: number | readonly number[],
+    inputShape: number | readonly number[],
     engine: EngineOptions = {},
   ): Sliced<CompiledModel> {
     const shape = typeof inputShape === 'number' ? [inputShape] : inputShape;

@@ -117,26 +117,96 @@ export type PlanStep =
   | SaveSkipStep
   | AddSkipStep;
 
-/** Values per row after a step (its output tensor; save_skip passes its input on). */
-export function stepOutputWidth(step: PlanStep): number {
-  switch (step.op) {
-    case 'dense':
-      return step.outFeatures;
-    case 'conv2d':
-      return step.outChannels * step.geometry.outH * step.geometry.outW;
-    case 'affine':
-      return step.channels * step.spatial;
-    case 'layernorm':
-      return step.groups * step.groupSize;
-    case 'maxpool2d':
-    case 'avgpool2d':
-      return step.channels * step.windows.outH * step.windows.outW;
-    case 'activation':
-    case 'save_skip':
-    case 'add_skip':
-      return step.features;
-  }
+/**
+ * The kernel family a step runs in: `gemm` (the matrix product: dense), `elementwise` (per value
+ * or per row: affine, LayerNorm, activation) or `cnn` (windows and skips: convolution, pooling,
+ * residual save and add). An engine may ship the families apart (the wasm module's parts).
+ */
+export type StepFamily = 'gemm' | 'elementwise' | 'cnn';
+
+/** What the readers of a plan ask of a step of one op, beside the executors' own kernels. */
+interface StepTraits<S extends PlanStep> {
+  family: StepFamily;
+  /** Values per row after the step (its output tensor; save_skip passes its input on). */
+  outputWidth(step: S): number;
+  /**
+   * The natural channels of its output (C of a [C, H, W] tensor, the width of a flat one), or
+   * absent: it keeps the layout of what it reads (element-wise, LayerNorm, skips).
+   */
+  outputChannels?(step: S): number;
+  /**
+   * Floating-point operations per row, as the engines count work: 2·in·out for a dense step (a
+   * multiply and an add per weight), 2·(weights)·positions for a convolution, 2 per value of an
+   * affine step and of a residual add, 8 per value of a LayerNorm, a read per input value of a
+   * pool (plus its fused activation), one per value of an activation.
+   */
+  flopsPerRow(step: S): number;
 }
+
+const poolTraits: StepTraits<PoolStep> = {
+  family: 'cnn',
+  outputWidth: (step) => step.channels * step.windows.outH * step.windows.outW,
+  outputChannels: (step) => step.channels,
+  flopsPerRow: (step) => {
+    const win = step.windows;
+    const activation = step.activation.kind !== 'none' ? step.channels * win.outH * win.outW : 0;
+    return step.channels * win.inH * win.inW + activation;
+  },
+};
+
+/** Every step op's traits: one row per op, which stepTraits hands out. */
+const STEP_TRAITS: { readonly [Op in PlanStep['op']]: StepTraits<PlanStep & { op: Op }> } = {
+  dense: {
+    family: 'gemm',
+    outputWidth: (step) => step.outFeatures,
+    outputChannels: (step) => step.outFeatures,
+    flopsPerRow: (step) => 2 * step.inFeatures * step.outFeatures,
+  },
+  conv2d: {
+    family: 'cnn',
+    outputWidth: (step) => step.outChannels * step.geometry.outH * step.geometry.outW,
+    outputChannels: (step) => step.outChannels,
+    flopsPerRow: (step) => 2 * step.weight.length * step.geometry.outH * step.geometry.outW,
+  },
+  affine: {
+    family: 'elementwise',
+    outputWidth: (step) => step.channels * step.spatial,
+    outputChannels: (step) => step.channels,
+    flopsPerRow: (step) => 2 * step.channels * step.spatial,
+  },
+  layernorm: {
+    family: 'elementwise',
+    outputWidth: (step) => step.groups * step.groupSize,
+    flopsPerRow: (step) => 8 * step.groups * step.groupSize,
+  },
+  activation: {
+    family: 'elementwise',
+    outputWidth: (step) => step.features,
+    flopsPerRow: (step) => step.features,
+  },
+  maxpool2d: poolTraits,
+  avgpool2d: poolTraits,
+  save_skip: {
+    family: 'cnn',
+    outputWidth: (step) => step.features,
+    flopsPerRow: () => 0,
+  },
+  add_skip: {
+    family: 'cnn',
+    outputWidth: (step) => step.features,
+    flopsPerRow: (step) => 2 * step.features,
+  },
+};
+
+/**
+ * The traits of a step's op. (The table's rows take their own op's step; a step is only ever
+ * handed to its op's row, which is what the cast to the common type states.)
+ */
+export const stepTraits = (step: PlanStep): StepTraits<PlanStep> =>
+  STEP_TRAITS[step.op] as StepTraits<PlanStep>;
+
+/** Values per row after a step (its output tensor; save_skip passes its input on). */
+export const stepOutputWidth = (step: PlanStep): number => stepTraits(step).outputWidth(step);
 
 /** What compilation did to each network layer, for the model metadata endpoint. */
 export interface LayerFate {

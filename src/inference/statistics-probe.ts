@@ -1,5 +1,5 @@
 import type { CompiledPlan } from './plan.js';
-import { stepOutputWidth } from './plan.js';
+import { stepOutputWidth, stepTraits } from './plan.js';
 
 /**
  * Statistics gathered while an executor runs a plan: per-channel float64 sums of tensors between
@@ -194,23 +194,9 @@ export function tensorChannels(plan: CompiledPlan): number[] {
   let previousWidth = plan.inputWidth;
   for (const step of plan.steps) {
     const width = stepOutputWidth(step);
-    let channels: number;
-    switch (step.op) {
-      case 'dense':
-        channels = step.outFeatures;
-        break;
-      case 'conv2d':
-        channels = step.outChannels;
-        break;
-      case 'affine':
-      case 'maxpool2d':
-      case 'avgpool2d':
-        channels = step.channels;
-        break;
-      default:
-        // Element-wise steps keep the layout of what they read.
-        channels = width === previousWidth ? previous : width;
-    }
+    // Element-wise steps (no outputChannels) keep the layout of what they read.
+    const channels =
+      stepTraits(step).outputChannels?.(step) ?? (width === previousWidth ? previous : width);
     out.push(channels);
     previous = channels;
     previousWidth = width;

@@ -26,15 +26,16 @@ const compiled = (
   network: Sequential,
   inputTransform: FeatureTransform | undefined,
   maxBatchSize: number,
+  inputShape: readonly number[],
 ): CompiledModel =>
-  new CompiledModel(network, inputTransform, maxBatchSize, undefined, { engine: TEST_ENGINE });
+  new CompiledModel(network, inputTransform, maxBatchSize, inputShape, { engine: TEST_ENGINE });
 
 describe('fused vs unfused eval', () => {
   for (const [name, layers] of Object.entries(combinations)) {
     for (const withTransform of [false, true]) {
       it(`${name}${withTransform ? ', with an input transform' : ''}: max |Δ| ≤ ${FUSION_ATOL}`, () => {
         const network = randomNetwork(layers, 11);
-        const model = compiled(network, withTransform ? transform(6, 3) : undefined, 64);
+        const model = compiled(network, withTransform ? transform(6, 3) : undefined, 64, [6]);
         const x = randomInput(64, 6, 5);
         expectClose(model.forward(x, 64, true), model.forward(x, 64, false), FUSION_ATOL, name);
       });
@@ -43,7 +44,12 @@ describe('fused vs unfused eval', () => {
 
   it('folds the bundled model to three dense kernels and matches its unfused path within 1e-4', async () => {
     const { checkpoint } = await loadModelDirectory(bundledVersionDir('digits'));
-    const model = compiled(checkpoint.network, checkpoint.config.input_transform, 4096);
+    const model = compiled(
+      checkpoint.network,
+      checkpoint.config.input_transform,
+      4096,
+      checkpoint.config.input_shape,
+    );
     expect(model.plan.steps.map((s) => `${s.op}:${s.activation.kind}`)).toEqual([
       'dense:relu',
       'dense:relu',
@@ -69,6 +75,8 @@ describe('fused vs unfused eval', () => {
   it('reports where each BatchNorm went', () => {
     const plan = compileNetwork(
       randomNetwork(combinations['BN first, then Linear (BN into the next columns)']!, 1),
+      undefined,
+      [6],
     );
     expect(plan.layers[0]).toEqual({
       index: 0,
@@ -78,6 +86,8 @@ describe('fused vs unfused eval', () => {
     });
     const end = compileNetwork(
       randomNetwork(combinations['BN at the end (stand-alone affine kernel)']!, 1),
+      undefined,
+      [6],
     );
     expect(end.layers.at(-1)).toEqual({
       index: 4,
@@ -92,7 +102,7 @@ describe('eval never uses batch statistics', () => {
   const layers = combinations['Linear → BN → ReLU → Dropout → Linear (BN into the previous rows)']!;
 
   it(`each row of a 64-row batch equals the same row predicted alone (≤ ${BATCH_INDEPENDENCE_ATOL})`, () => {
-    const model = compiled(randomNetwork(layers, 2), transform(6, 4), 64);
+    const model = compiled(randomNetwork(layers, 2), transform(6, 4), 64, [6]);
     const x = randomInput(64, 6, 9);
     const batch = model.forward(x, 64, true);
     for (let r = 0; r < 64; r++) {
@@ -102,7 +112,7 @@ describe('eval never uses batch statistics', () => {
   });
 
   it('a batch of one row works, fused and unfused', () => {
-    const model = compiled(randomNetwork(layers, 2), undefined, 64);
+    const model = compiled(randomNetwork(layers, 2), undefined, 64, [6]);
     const x = randomInput(1, 6, 1);
     const fused = model.forward(x, 1, true);
     expect(fused).toHaveLength(3);
@@ -112,7 +122,7 @@ describe('eval never uses batch statistics', () => {
 
   it('identical rows (zero batch variance) give the running-statistics output, not NaN', () => {
     const network = randomNetwork([linear(4, 3), bn(3)], 6);
-    const model = compiled(network, undefined, 8);
+    const model = compiled(network, undefined, 8, [4]);
     const row = [0.5, -1, 2, 0.25];
     const x = Float32Array.from([...row, ...row, ...row, ...row]);
     const out = model.forward(x, 4, true);
@@ -136,7 +146,7 @@ describe('eval never uses batch statistics', () => {
     const snapshot = new Map(
       [...before].map(([k, v]) => [k, typeof v === 'bigint' ? v : v.data.slice()]),
     );
-    const model = compiled(network, undefined, 64);
+    const model = compiled(network, undefined, 64, [6]);
     model.forward(randomInput(64, 6, 2), 64, true);
     model.forward(randomInput(64, 6, 2), 64, false);
     for (const [k, v] of network.stateDict()) {
@@ -147,7 +157,7 @@ describe('eval never uses batch statistics', () => {
   });
 
   it('the JavaScript executor reuses its buffers: the same batch size class allocates nothing new', () => {
-    const model = new PlanExecutor(compileNetwork(randomNetwork(layers, 4)), 256);
+    const model = new PlanExecutor(compileNetwork(randomNetwork(layers, 4), undefined, [6]), 256);
     const first = model.inputBuffer(100);
     expect(model.inputBuffer(128)).toSatisfy((b: Float32Array) => b.buffer === first.buffer);
     expect(model.inputBuffer(65).buffer).toBe(first.buffer);

@@ -52,7 +52,12 @@ describe('ONNX export vs normserve fused outputs', () => {
     for (const withTransform of [false, true]) {
       it(`${name}${withTransform ? ', with an input transform' : ''}: max |Δ| ≤ ${OUTPUT_ATOL}`, async () => {
         const network = randomNetwork(layers, 11);
-        const model = new CompiledModel(network, withTransform ? transform(6, 3) : undefined, 64);
+        const model = new CompiledModel(
+          network,
+          withTransform ? transform(6, 3) : undefined,
+          64,
+          6,
+        );
         const x = randomInput(64, 6, 5);
         expectClose(await onnxOutputs(model, x, 64), model.forward(x, 64), OUTPUT_ATOL, name);
       });
@@ -61,7 +66,12 @@ describe('ONNX export vs normserve fused outputs', () => {
 
   it('the bundled digits model: logits and probabilities on the 360 test rows, one session for batch 1 and 360', async () => {
     const { checkpoint } = await loadModelDirectory(bundledVersionDir('digits'));
-    const model = new CompiledModel(checkpoint.network, checkpoint.config.input_transform, 4096);
+    const model = new CompiledModel(
+      checkpoint.network,
+      checkpoint.config.input_transform,
+      4096,
+      checkpoint.config.input_shape,
+    );
     const session = await onnxSession(
       exportOnnx(model.plan, { ...names, probabilitiesName: 'probabilities' }),
     );
@@ -186,7 +196,7 @@ describe('each activation maps to ONNX operators computing PyTorch’s definitio
       );
     });
     it(`${name} fused into a dense step`, async () => {
-      const model = new CompiledModel(randomNetwork([linear(6, 8), layer], 2), undefined, 64);
+      const model = new CompiledModel(randomNetwork([linear(6, 8), layer], 2), undefined, 64, 6);
       expect(
         model.plan.steps.map((s) => `${s.op}:${s.activation.kind === 'none' ? '' : 'act'}`),
       ).toEqual(['dense:act']);
@@ -214,6 +224,7 @@ describe('graph edge cases', () => {
       randomNetwork(combinations['every activation']!, 3),
       transform(6, 1),
       8,
+      6,
     );
     expect(Buffer.from(exportOnnx(model.plan, names))).toEqual(
       Buffer.from(exportOnnx(model.plan, names)),

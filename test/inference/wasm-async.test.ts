@@ -41,7 +41,7 @@ const network = buildSequential(
   ],
   { init: new Rng(2) },
 ).eval();
-const plan = compileNetwork(network);
+const plan = compileNetwork(network, undefined, [50]);
 
 const bits = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 const rowsOf = (rows: number, seed: number) => {
@@ -309,6 +309,8 @@ describe('asynchronous engine calls', () => {
         ],
         { init: new Rng(3) },
       ).eval(),
+      undefined,
+      [50],
     );
     two.updateParameters(other);
     const expected = one.run(a, 300);

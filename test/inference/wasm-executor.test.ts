@@ -230,7 +230,7 @@ describe('ReLU and LeakyReLU(0) after an overflow to −∞, whole plans as PyTo
         set('0.bias', [0, 0]);
         set('2.weight', [1e-36, 1]);
         set('2.bias', [0]);
-        const plan = compileNetwork(net);
+        const plan = compileNetwork(net, undefined, [1]);
         const wasm = new WasmExecutor(plan, { maxBatchSize: 8, threads: 1, relaxedSimd: relaxed });
         const input = Float32Array.from([3e38, 1, -2, 3e38, 0.5]);
         const want = new PlanExecutor(plan, 8).run(input, input.length);
@@ -370,7 +370,8 @@ function network(layers: LayerSpec[], seed: number): Sequential {
 
 /** Plans exercising every step kind and activation, widths that are not multiples of 4 or 8. */
 const plans: Record<string, () => CompiledPlan> = {
-  'bundled digits model': () => compileNetwork(digits!.network, digits!.config.input_transform),
+  'bundled digits model': () =>
+    compileNetwork(digits!.network, digits!.config.input_transform, digits!.config.input_shape),
   'odd widths, every activation': () =>
     compileNetwork(
       network(
@@ -392,6 +393,8 @@ const plans: Record<string, () => CompiledPlan> = {
         ],
         3,
       ),
+      undefined,
+      [13],
     ),
   'LayerNorm, stand-alone affine and activation steps': () =>
     compileNetwork(
@@ -514,7 +517,11 @@ describe('WasmExecutor vs the JavaScript reference executor', () => {
 });
 
 describe('executor factory', () => {
-  const plan = compileNetwork(network([linear(4, 3), { type: 'relu' }, linear(3, 2)], 1));
+  const plan = compileNetwork(
+    network([linear(4, 3), { type: 'relu' }, linear(3, 2)], 1),
+    undefined,
+    [4],
+  );
 
   it('builds the wasm engine by default and the JavaScript reference on request', () => {
     expect(createExecutor(plan, { maxBatchSize: 8 }).engine).toBe('wasm');

@@ -24,6 +24,8 @@ const plan = compileNetwork(
   buildSequential([{ type: 'linear', in_features: 40, out_features: 40, bias: true }], {
     init: new Rng(3),
   }).eval(),
+  undefined,
+  [40],
 );
 const wasm = new WasmExecutor(plan, { maxBatchSize: 64, threads: 1, relaxedSimd });
 

@@ -41,6 +41,8 @@ const plan = compileNetwork(
     ],
     { init: new Rng(2) },
   ).eval(),
+  undefined,
+  [50],
 );
 
 const bits = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);

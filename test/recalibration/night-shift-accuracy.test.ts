@@ -24,7 +24,7 @@ const MODEL_DIR = bundledVersionDir('digits');
 
 function accuracyOf(model: LoadedModel, x: Float32Array, labels: readonly number[]): number {
   const rows = labels.length;
-  const compiled = new CompiledModel(model.network, model.inputTransform, rows);
+  const compiled = new CompiledModel(model.network, model.inputTransform, rows, model.inputShape);
   return accuracy(argmaxRows(compiled.forward(x, rows), 10), labels);
 }
 

@@ -156,7 +156,7 @@ describe('running mode', () => {
       );
       expect(bn.numBatchesTracked).toBe(expected.num_batches_tracked);
     }
-    const logits = new CompiledModel(network, inputTransform, n).forward(night, n);
+    const logits = new CompiledModel(network, inputTransform, n, WIDTH).forward(night, n);
     expect(argmaxRows(logits, 10)).toEqual(fixture.recalibrated.predictions);
   });
 

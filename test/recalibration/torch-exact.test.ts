@@ -67,10 +67,10 @@ describe('exact recalibration against PyTorch (digits-torch, night rows)', () =>
   });
 
   it("predicts PyTorch's classes with the recalibrated model (fused and unfused)", async () => {
-    const { network, inputTransform, inputWidth } = loadModel(MODEL_DIR);
+    const { network, inputTransform, inputWidth, inputShape } = loadModel(MODEL_DIR);
     await recalibrate(network, inputTransform, inputWidth, night, { mode: 'exact' });
     const rows = night.length / WIDTH;
-    const model = new CompiledModel(network, inputTransform, rows);
+    const model = new CompiledModel(network, inputTransform, rows, inputShape);
     const fused = model.forward(night, rows).slice();
     const reference = model.reference(night, rows);
     expectClose(fused, reference, FUSION_ATOL, 'fused vs unfused logits');

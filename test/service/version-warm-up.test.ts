@@ -248,6 +248,8 @@ describe('warmingUp on an executor', () => {
       ],
       { init: new Rng(5) },
     ).eval(),
+    undefined,
+    [40],
   );
   const input = Float32Array.from({ length: 300 * 40 }, (_, i) => Math.sin(i * 0.37) * 3);
   const taps = batchNormTaps(plan.batchNormInputs);

@@ -10,6 +10,12 @@ import {
   probability,
   showShape,
 } from './layer-definition.js';
+import {
+  f32Bytes,
+  runFrame,
+  type TrainingFootprint,
+  type TrainingFootprintContext,
+} from './training-footprint.js';
 
 /** PyTorch's _BatchNorm arguments, shared by BatchNorm1d and BatchNorm2d. */
 const batchNormFields = {
@@ -53,6 +59,31 @@ const batchNormState = (spec: { num_features: number; affine: boolean }): LayerS
   ];
 };
 
+/**
+ * nn/batch-norm.ts on the kernels: x, dy and (in eval) the output in ordinary arrays are copied;
+ * the per-channel statistics, float64, always are. The same passes for [C] and [C, H, W].
+ */
+const batchNormTrainingFootprint = (
+  _spec: unknown,
+  { input, output, batchSize, evalRows, inputInMemory, gradientInMemory }: TrainingFootprintContext,
+): TrainingFootprint => {
+  const channels = Array<number>(7).fill(input[0]! * 8);
+  const x = inputInMemory ? 0 : f32Bytes(batchSize, input);
+  const dy = gradientInMemory ? 0 : f32Bytes(batchSize, output);
+  return {
+    workArrays: [],
+    forward: [
+      runFrame(x, ...channels.slice(0, 1)),
+      runFrame(x, ...channels.slice(0, 2)),
+      runFrame(x, ...channels.slice(0, 4)),
+    ],
+    backward: [runFrame(dy, x, ...channels.slice(0, 4)), runFrame(dy, x, ...channels.slice(0, 5))],
+    eval: evalRows.map((chunk) => [
+      runFrame(f32Bytes(chunk, input), f32Bytes(chunk, output), ...channels.slice(0, 4)),
+    ]),
+  };
+};
+
 /** nn.BatchNorm1d on [C] (statistics per feature over the batch). */
 export const batchNorm1dLayer = defineLayer({
   type: 'batchnorm1d',
@@ -72,6 +103,7 @@ export const batchNorm1dLayer = defineLayer({
   batchNormStatistics: true,
   state: batchNormState,
   stepArrays: OUTPUT_AND_INPUT_GRAD,
+  trainingFootprint: batchNormTrainingFootprint,
 });
 
 /** nn.BatchNorm2d on [C, H, W] (statistics per channel over N·H·W). */
@@ -92,4 +124,5 @@ export const batchNorm2dLayer = defineLayer({
   batchNormStatistics: true,
   state: batchNormState,
   stepArrays: OUTPUT_AND_INPUT_GRAD,
+  trainingFootprint: batchNormTrainingFootprint,
 });

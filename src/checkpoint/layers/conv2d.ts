@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { Conv2d, pairOf, windowGeometry } from '../../nn/index.js';
+import { Conv2d, conv2dFootprint, numelOf, pairOf, windowGeometry } from '../../nn/index.js';
 import {
   defineLayer,
   imageInput,
@@ -93,4 +93,13 @@ export const conv2dLayer = defineLayer({
       },
       ctx.rngs.init,
     ),
+  /** Its work arrays and products: conv2dFootprint, next to the code that allocates them. */
+  trainingFootprint: (spec, { output, batchSize, evalRows }) =>
+    conv2dFootprint({
+      width: spec.in_channels * numelOf(pairOf(spec.kernel_size)),
+      outChannels: spec.out_channels,
+      positions: numelOf(output) / spec.out_channels,
+      batchSize,
+      evalRows,
+    }),
 });

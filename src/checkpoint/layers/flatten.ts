@@ -31,4 +31,5 @@ export const flattenLayer = defineLayer({
     }
   },
   build: (spec) => new Flatten({ startDim: spec.start_dim, endDim: spec.end_dim }),
+  outputViewsInput: true,
 });

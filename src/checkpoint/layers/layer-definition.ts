@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { Module, Rng } from '../../nn/index.js';
 import type { LayerSpec } from './registry.js';
+import type { TrainingFootprint, TrainingFootprintContext } from './training-footprint.js';
 
 /** The shape of one sample flowing between layers, without the batch: [F] or [C, H, W]. */
 export type Shape = readonly number[];
@@ -36,6 +37,8 @@ export interface ShapeContext {
  *  - `state`: its state_dict entries (names, shapes, kinds), without building it: what a
  *    weights file must hold (checked against its header before anything is allocated) and what
  *    training will hold (its memory);
+ *  - `stepArrays`, `trainingFootprint`, `outputViewsInput`: what its module keeps in the training
+ *    kernels' WebAssembly memory (training/wasm-memory.ts sizes a run with them);
  *  - `children`, `childName`: the nested layers of a block and their state-dict names.
  * How a layer compiles for inference is keyed by the same module (src/inference/compile-rules/),
  * because inference may not import checkpoint/ (docs/model-format.md, "Adding a layer type").
@@ -62,6 +65,18 @@ export interface LayerDefinition<S extends { type: string } = { type: string }> 
    * memory with them (training/wasm-memory.ts); a test holds them to the built module's.
    */
   readonly stepArrays?: StepArrays;
+  /**
+   * Its module's own work arrays and scratch frames in the training kernels' memory, by the rules
+   * its forward and backward allocate with (none when absent): a Linear's and a Conv2d's matrix
+   * products, BatchNorm's per-channel passes. Training sums them with the parameters and step
+   * arrays (training/wasm-memory.ts), and a test holds the sum to the memory a run reaches.
+   */
+  trainingFootprint?(spec: S, ctx: TrainingFootprintContext): TrainingFootprint;
+  /**
+   * Its output is its input reshaped, the same values (Flatten): it lives where its input does,
+   * in the kernels' memory when that did.
+   */
+  readonly outputViewsInput?: boolean;
   children?(spec: S): readonly LayerSpec[];
   /** The state-dict name of nested layer j (`body.3`): its path is `<block path>.<name>`. */
   childName?(j: number): string;

@@ -1,6 +1,7 @@
 import { z } from 'zod';
-import { Linear } from '../../nn/index.js';
+import { Linear, type ProductFootprint } from '../../nn/index.js';
 import { defineLayer, OUTPUT_AND_INPUT_GRAD, positiveInt, showShape } from './layer-definition.js';
+import { f32Bytes, runFrame } from './training-footprint.js';
 
 /** nn.Linear on a flat input: [in_features] → [out_features]. */
 export const linearLayer = defineLayer({
@@ -34,4 +35,33 @@ export const linearLayer = defineLayer({
       ctx.rngs.init,
     ),
   stepArrays: OUTPUT_AND_INPUT_GRAD,
+  /**
+   * nn/linear.ts on the kernels: W [out, fan-in] packed by the forward and input-gradient
+   * products, the input copied in when it lives in an ordinary array; db, the channel sums of dY,
+   * into a float64 array; an evaluation's chunk of rows copied in and out. The weight-gradient
+   * product is counted with the batch's rows.
+   */
+  trainingFootprint(spec, { output, batchSize, evalRows, inputInMemory, gradientInMemory }) {
+    const [out, fanIn] = [spec.out_features, spec.in_features];
+    const product = (k: number, n: number, bias: boolean, a = 0, c = 0): ProductFootprint => ({
+      k,
+      n,
+      bias,
+      a,
+      c,
+      c64: false,
+    });
+    return {
+      workArrays: [],
+      forward: [product(fanIn, out, true, inputInMemory ? 0 : batchSize * fanIn)],
+      backward: [
+        ...(spec.bias
+          ? [runFrame(gradientInMemory ? 0 : f32Bytes(batchSize, output), out * 8)]
+          : []),
+        product(batchSize, fanIn, false),
+        product(out, fanIn, false),
+      ],
+      eval: evalRows.map((chunk) => [product(fanIn, out, true, chunk * fanIn, chunk * out)]),
+    };
+  },
 });

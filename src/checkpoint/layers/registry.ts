@@ -258,10 +258,16 @@ export interface LayerFootprint {
   /** Every parameter's shape, nested layers' included, in parameters() order. */
   parameterShapes: Shape[];
   /**
-   * Each layer's type, input and output sample shapes and its own parameters' shapes (nested
-   * layers' too: a block's layers come before the block), first layer first.
+   * Each layer's spec and type, input and output sample shapes and its own parameters' shapes
+   * (nested layers' too: a block's layers come before the block), first layer first.
    */
-  layerShapes: { type: LayerType; input: Shape; output: Shape; parameters: Shape[] }[];
+  layerShapes: {
+    spec: LayerSpec;
+    type: LayerType;
+    input: Shape;
+    output: Shape;
+    parameters: Shape[];
+  }[];
 }
 
 /** The footprint of a list of layers that checkLayerChain accepts for this input shape. */
@@ -277,7 +283,7 @@ export function layerFootprint(layers: readonly LayerSpec[], input: Shape): Laye
         .map((entry) => entry.shape);
       footprint.parameterShapes.push(...parameters);
       const output = checkLayerChain([spec], shape);
-      footprint.layerShapes.push({ type: spec.type, input: shape, output, parameters });
+      footprint.layerShapes.push({ spec, type: spec.type, input: shape, output, parameters });
       shape = output;
     }
     return shape;

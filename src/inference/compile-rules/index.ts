@@ -1,7 +1,15 @@
 import { batchNormRule } from './batch-norm.js';
 import type { CompileRule } from './compile-context.js';
 import { conv2dRule } from './conv2d.js';
-import { activationRule, removedInEvalRule } from './element-wise.js';
+import {
+  geluRule,
+  leakyReluRule,
+  reluRule,
+  removedInEvalRule,
+  seluRule,
+  sigmoidRule,
+  tanhRule,
+} from './element-wise.js';
 import { flattenRule } from './flatten.js';
 import { layerNormRule } from './layer-norm.js';
 import { linearRule } from './linear.js';
@@ -32,12 +40,12 @@ export const compileRules: Readonly<Record<string, CompileRule>> = {
   AdaptiveAvgPool2d: adaptiveAvgPool2dRule,
   Flatten: flattenRule,
   Residual: residualRule,
-  ReLU: activationRule,
-  LeakyReLU: activationRule,
-  GELU: activationRule,
-  Tanh: activationRule,
-  Sigmoid: activationRule,
-  SELU: activationRule,
+  ReLU: reluRule,
+  LeakyReLU: leakyReluRule,
+  GELU: geluRule,
+  Tanh: tanhRule,
+  Sigmoid: sigmoidRule,
+  SELU: seluRule,
   Dropout: removedInEvalRule,
   AlphaDropout: removedInEvalRule,
   Identity: removedInEvalRule,

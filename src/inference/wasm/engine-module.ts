@@ -10,12 +10,13 @@ import {
   softmaxWat,
   statisticsWat,
   vectorMathWat,
+  WASM32_MAX_PAGES,
 } from '../../nn/wasm/index.js';
 import { ENGINE_BINARIES } from './engine-binaries.js';
 import { ALL_PARTS, type EngineParts, programWat } from './program-wat.js';
 
 /** Largest memory the module accepts (64 KiB pages: 4 GiB, wasm32's limit). */
-export const MAX_PAGES = 65536;
+export const MAX_PAGES = WASM32_MAX_PAGES;
 
 /**
  * The engine's module as text: one shared memory imported from the host (so the calling thread

@@ -1,4 +1,5 @@
 import {
+  align,
   CONV,
   convSizes,
   MR,
@@ -8,6 +9,7 @@ import {
   packedBytes64,
   poolTableBytes,
   TILE_SCRATCH_BYTES,
+  WASM_PAGE_BYTES,
 } from '../../nn/wasm/index.js';
 import type { CompiledPlan, PlanStep } from '../plan.js';
 import { tensorChannels } from '../statistics-probe.js';
@@ -29,7 +31,7 @@ import { CONTROL, PROGRAM, STEP, TAP } from './program-wat.js';
 /** Rows of one pass of the I/O regions; a bigger batch loops (memory stays small for wide models). */
 const IO_ROWS_CAP = 4096;
 /** The most memory an executor can have: wasm32's 4 GiB. */
-export const MAX_MEMORY_BYTES = MAX_PAGES * 65536;
+export const MAX_MEMORY_BYTES = MAX_PAGES * WASM_PAGE_BYTES;
 /**
  * A chunk's two buffers together fill L2 (512 KiB per core here) for the widest layer. Every chunk
  * streams each layer's packed weights once, so more rows per chunk means fewer passes over them:
@@ -39,10 +41,12 @@ export const MAX_MEMORY_BYTES = MAX_PAGES * 65536;
 const CHUNK_BUFFER_BYTES = 512 * 1024;
 /** Rows of a chunk at most (a narrow model's chunk would otherwise hold thousands). */
 const MAX_CHUNK_ROWS = 1024;
-/** Vector loads at a row's end may read 12 bytes past it. */
-export const SLACK = 16;
-
-export const align = (n: number, to = 64): number => Math.ceil(n / to) * to;
+/**
+ * Every region ends in this much slack: the engine's f32x4 loads at a row's end may read 12 bytes
+ * past it. (The training kernels' blocks end in 64, BLOCK_SLACK in nn/wasm/wasm-kernels.ts: their
+ * loads read further; each memory's slack is its own kernels'.)
+ */
+export const ROW_SLACK = 16;
 
 /**
  * The room a probe's taps have (WasmProbe refuses more): every tensor reading four times (exact
@@ -163,7 +167,7 @@ function layoutWithRows(
     MR,
     Math.min(MAX_CHUNK_ROWS, Math.floor(CHUNK_BUFFER_BYTES / 2 / (plan.maxWidth * 4) / MR) * MR),
   );
-  const bufferBytes = align(chunkRows * plan.maxWidth * 4 + SLACK);
+  const bufferBytes = align(chunkRows * plan.maxWidth * 4 + ROW_SLACK);
   let at = 64; // the first 64 bytes stay zero
   const controls = Array.from({ length: threads - 1 }, () => {
     const c = at;
@@ -190,9 +194,9 @@ function layoutWithRows(
   }
   // The input region also stages each weight matrix while it is packed.
   const input = at;
-  at = align(at + Math.max(ioRows * plan.inputWidth * 4, largestWeight) + SLACK);
+  at = align(at + Math.max(ioRows * plan.inputWidth * 4, largestWeight) + ROW_SLACK);
   const output = at;
-  at = align(at + ioRows * plan.outputWidth * 4 + SLACK);
+  at = align(at + ioRows * plan.outputWidth * 4 + ROW_SLACK);
   // Each thread's two chunk buffers, its GEMM tile scratch, a buffer per skip slot, the scratch of
   // its largest convolution, then its tap accumulators.
   const skipsAt = align(2 * bufferBytes + TILE_SCRATCH_BYTES);
@@ -205,7 +209,7 @@ function layoutWithRows(
   const accumulators = align(convAt + convBytes);
   const scratch = Array.from({ length: threads }, () => {
     const s = at;
-    at += align(accumulators + accumulatorBytes + SLACK);
+    at += align(accumulators + accumulatorBytes + ROW_SLACK);
     return s;
   });
   return {

@@ -1,7 +1,7 @@
 import type { Sliced } from '../../nn/index.js';
-import { MR } from '../../nn/wasm/index.js';
+import { MR, WASM_PAGE_BYTES } from '../../nn/wasm/index.js';
 import { checkRunArguments, checkSameStructure, type Executor } from '../executor.js';
-import type { CompiledPlan } from '../plan.js';
+import { type Activation, type CompiledPlan, stepTraits } from '../plan.js';
 import { planFlopsPerRow } from '../plan-flops.js';
 import {
   checkTaps,
@@ -10,7 +10,7 @@ import {
   tappedWidth,
 } from '../statistics-probe.js';
 import { type EngineExports, engineModule, instantiateEngine, MAX_PAGES } from './engine-module.js';
-import { type Layout, planLayout, SLACK } from './memory-layout.js';
+import { type Layout, planLayout, ROW_SLACK } from './memory-layout.js';
 import { CONTROL, DONE, type EngineParts, HELPER_STATE, OP, PROGRAM } from './program-wat.js';
 import { WasmProbe } from './wasm-probe.js';
 import { writeProgram, writingProgram } from './write-program.js';
@@ -95,7 +95,8 @@ export function wasmUnsupportedReason(
   const unsupported = plan.steps.filter((s) => !ops.has(s.op)).map((s) => s.op);
   if (unsupported.length > 0)
     return `the wasm engine has no kernel for plan step(s) ${[...new Set(unsupported)].join(', ')}`;
-  const pages = planLayout(plan, 1, threads, denseAccumulation === 'float64').bytes / 65536;
+  const pages =
+    planLayout(plan, 1, threads, denseAccumulation === 'float64').bytes / WASM_PAGE_BYTES;
   if (pages > MAX_PAGES)
     return `the model needs ${Math.ceil(pages)} pages of memory (limit ${MAX_PAGES})`;
   return undefined;
@@ -105,20 +106,21 @@ export function wasmUnsupportedReason(
 export const executorThreads = (threads: number, spawnHelper: HelperSpawner | undefined): number =>
   spawnHelper ? Math.max(1, Math.floor(threads)) : 1;
 
+/** The activations the GEMM's store applies itself (without the element-wise part). */
+const GEMM_STORE_ACTIVATIONS: ReadonlySet<Activation['kind']> = new Set([
+  'none',
+  'relu',
+  'leaky_relu',
+]);
+
 /**
  * The parts of the engine module a plan needs (a smaller module loads sooner): element-wise for
  * steps and activations the GEMM's store does not cover, cnn for convolutions, pooling and skips.
  */
 export function planParts(plan: CompiledPlan): EngineParts {
-  const cnn = plan.steps.some((s) =>
-    ['conv2d', 'maxpool2d', 'avgpool2d', 'save_skip', 'add_skip'].includes(s.op),
-  );
+  const cnn = plan.steps.some((s) => stepTraits(s).family === 'cnn');
   const elementwise = plan.steps.some(
-    (s) =>
-      s.op === 'affine' ||
-      s.op === 'layernorm' ||
-      s.op === 'activation' ||
-      !['none', 'relu', 'leaky_relu'].includes(s.activation.kind),
+    (s) => stepTraits(s).family === 'elementwise' || !GEMM_STORE_ACTIVATIONS.has(s.activation.kind),
   );
   return { elementwise, cnn };
 }
@@ -226,7 +228,7 @@ export class WasmExecutor implements Executor {
       options.denseAccumulation === 'float64',
     );
     this.layout = layout;
-    const pages = Math.ceil(layout.bytes / 65536);
+    const pages = Math.ceil(layout.bytes / WASM_PAGE_BYTES);
     if (pages > MAX_PAGES)
       throw new RangeError(wasmUnsupportedReason(plan, threads, options.denseAccumulation));
     const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
@@ -389,10 +391,10 @@ export class WasmExecutor implements Executor {
     const { bufferBytes, scratch } = this.layout;
     const src = scratch[0]!;
     const dst = src + bufferBytes;
-    const block = Math.floor((bufferBytes - SLACK) / (width * 4));
+    const block = Math.floor((bufferBytes - ROW_SLACK) / (width * 4));
     if (block < 1 || logits.length < rows * width)
       throw new RangeError(
-        `softmax(logits, rows, width): rows·width values (${rows}·${width}, at most ${Math.floor((bufferBytes - SLACK) / 4)} a row) and logits of that length (${logits.length})`,
+        `softmax(logits, rows, width): rows·width values (${rows}·${width}, at most ${Math.floor((bufferBytes - ROW_SLACK) / 4)} a row) and logits of that length (${logits.length})`,
       );
     for (let r = 0; r < rows; r += block) {
       const n = Math.min(block, rows - r);

@@ -18,6 +18,7 @@ export {
   wasmBlockBytes,
   wasmTrainingBytes,
 } from './wasm-kernels.js';
+export { align, WASM_PAGE_BYTES, WASM32_MAX_PAGES } from './wasm-pages.js';
 export {
   detectWasmSupport,
   WASM_PROBES,

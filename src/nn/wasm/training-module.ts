@@ -1,10 +1,11 @@
 import { batchNormWat } from './batch-norm-wat.js';
 import { gemmF64Wat } from './gemm-f64-wat.js';
 import { optimizerWat } from './optimizer-wat.js';
+import { WASM32_MAX_PAGES } from './wasm-pages.js';
 import { assembleWat } from './wat-assembler.js';
 
 /** Largest memory the training module accepts (64 KiB pages: 4 GiB, wasm32's limit). */
-export const TRAINING_MAX_PAGES = 65536;
+export const TRAINING_MAX_PAGES = WASM32_MAX_PAGES;
 
 /**
  * The training kernels' module as text: one shared memory imported from the host (shared so that

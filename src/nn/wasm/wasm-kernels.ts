@@ -3,22 +3,25 @@ import type { AdamStep, ChannelLayout, Kernels, MatmulSpec, SgdStep } from '../k
 import type { Parameter } from '../parameter.js';
 import { NR_F64, packedF64Bytes } from './gemm-f64-wat.js';
 import { TRAINING_MAX_PAGES, type TrainingExports, trainingModule } from './training-module.js';
+import { align, WASM_PAGE_BYTES } from './wasm-pages.js';
 
-const PAGE = 65536;
-/** Every block ends in this much slack: vector loads at a row's end read up to 28 bytes past it. */
-const SLACK = 64;
-const align = (n: number, to = 64): number => Math.ceil(n / to) * to;
+/**
+ * Every block ends in this much slack: the training kernels' vector loads at a row's end read up
+ * to 28 bytes past it. (The inference engine's regions end in their own kernels' overread,
+ * ROW_SLACK in inference/wasm/memory-layout.ts, 16 bytes: each memory's slack is its kernels'.)
+ */
+const BLOCK_SLACK = 64;
 /** Where the first block starts. */
 const FIRST_BLOCK = 64;
 
 /** The most linear memory the training kernels can have: wasm32's 4 GiB. */
-export const WASM_TRAINING_MEMORY_BYTES = TRAINING_MAX_PAGES * PAGE;
+export const WASM_TRAINING_MEMORY_BYTES = TRAINING_MAX_PAGES * WASM_PAGE_BYTES;
 
 /**
  * The memory one block of `bytes` takes (`reserve`): the bytes and their slack, up to the next
  * 64-byte boundary, where the next block starts.
  */
-export const wasmBlockBytes = (bytes: number): number => align(bytes + SLACK);
+export const wasmBlockBytes = (bytes: number): number => align(bytes + BLOCK_SLACK);
 
 type Operand = {
   data: Float32Array | Float64Array;
@@ -162,7 +165,7 @@ export class WasmKernels implements Kernels {
   private scratch = { at: 0, bytes: 0 };
 
   constructor(initialBytes = 1 << 20) {
-    const pages = Math.max(1, Math.ceil(initialBytes / PAGE));
+    const pages = Math.max(1, Math.ceil(initialBytes / WASM_PAGE_BYTES));
     this.memory = new WebAssembly.Memory({
       initial: pages,
       maximum: TRAINING_MAX_PAGES,
@@ -195,7 +198,7 @@ export class WasmKernels implements Kernels {
           `training needs more than the ${WASM_TRAINING_MEMORY_BYTES / 2 ** 30} GiB of WebAssembly memory (wasm32's limit): train a smaller network or with a smaller batch size`,
         );
       }
-      this.memory.grow(Math.ceil((top - have) / PAGE));
+      this.memory.grow(Math.ceil((top - have) / WASM_PAGE_BYTES));
     }
     this.top = top;
     this.refresh();
