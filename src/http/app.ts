@@ -9,15 +9,6 @@ import Fastify, {
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { errorCatalogue, NormserveError } from '../errors/index.js';
-import {
-  DriftService,
-  InferenceService,
-  type Log,
-  type ModelRegistry,
-  RecalibrationService,
-  type ServerConfig,
-  ServingPhase,
-} from '../service/index.js';
 import type { AppDeps, AppInstance } from './app-types.js';
 import { OCTET_STREAM } from './binary-infer.js';
 import { trackCallers } from './callers.js';
@@ -34,7 +25,6 @@ import { decodeContentEncoding } from './content-encoding.js';
 import { routeUnmetExpectations, unmetExpectation } from './expectations.js';
 import { JSON_BODY_TYPES, parseJsonBody } from './json-body.js';
 import { JSON_TYPE } from './json-responses.js';
-import type { ServiceMetrics } from './metrics.js';
 import { notFoundHandler } from './not-found.js';
 import { openApiPath, registerOpenApi } from './openapi.js';
 import { errorHandler } from './problem.js';
@@ -50,17 +40,8 @@ import { tfServingRoutes } from './routes/tf-serving.js';
 import { childLoggerWithTrace, REQUEST_ID_LOG_FIELD, requestIdOf } from './tracing.js';
 import { serializerCompiler, validatorCompiler } from './validation.js';
 
-export interface BuildAppOptions
-  extends Omit<AppDeps, 'inference' | 'drift' | 'recalibration' | 'phase'> {
+export interface BuildAppOptions extends AppDeps {
   logger: FastifyBaseLogger;
-  /** The process's serving phase (cli/server-worker.ts moves it); a new one (serving) when absent. */
-  phase?: ServingPhase;
-  /** The inference service to share (with a gRPC server); made from the config when absent. */
-  inference?: InferenceService;
-  /** Its drift service (the one given to createInferenceService); made when absent. */
-  drift?: DriftService;
-  /** Its recalibration service (createRecalibrationService with that drift service); made when absent. */
-  recalibration?: RecalibrationService;
   /**
    * Build the OpenAPI document's text when the app is ready (a server: before it listens), so no
    * request holds the event loop for it; otherwise (test apps, `npm run openapi`) the first
@@ -73,82 +54,6 @@ export interface BuildAppOptions
    * worker to listen (cli/cluster-listener.ts). Default: the server simply stops listening.
    */
   listenerHandover?: ListenerHandover;
-}
-
-/** The drift service configured from DRIFT_* and AUTO_RECALIBRATE, counting its actions. */
-export function createDriftService(
-  config: ServerConfig,
-  registry: ModelRegistry,
-  metrics: ServiceMetrics,
-  log: Log,
-  /** WORKERS > 1: one of several processes (shares its statistics; decides when told). */
-  cluster = false,
-): DriftService {
-  const drift = new DriftService({
-    ...(cluster ? { share: true, decides: false } : {}),
-    sampleFraction: config.DRIFT_SAMPLE_FRACTION,
-    windowMs: config.DRIFT_WINDOW_MS,
-    windows: config.DRIFT_WINDOWS,
-    threshold: config.DRIFT_THRESHOLD,
-    minRows: config.DRIFT_MIN_ROWS,
-    autoRecalibrate: config.AUTO_RECALIBRATE,
-    autoMinRows: config.AUTO_RECALIBRATE_MIN_ROWS,
-    outlierBound: config.AUTO_RECALIBRATE_OUTLIER_BOUND,
-    sampleRows: config.TRAFFIC_SAMPLE_ROWS,
-    sampleBytes: config.TRAFFIC_SAMPLE_BYTES,
-    log,
-    onAction: (model, action, outcome) =>
-      metrics.autoRecalibrations.inc({ model, action, outcome }),
-    onOutlierRows: (model, rows) => metrics.autoOutlierRows.inc({ model }, rows),
-  });
-  drift.useRegistry(registry);
-  metrics.observeDrift(drift);
-  return drift;
-}
-
-/**
- * The recalibration use case configured from MAX_RECALIBRATION_SAMPLES, RECALIBRATION_MEMORY_BYTES,
- * RECALIBRATION_ASYNC_ROWS and ENGINE, counting its outcomes; AUTO_RECALIBRATE (`drift`) publishes
- * through it, so automatic and requested recalibrations share its lock and jobs.
- */
-export function createRecalibrationService(
-  config: ServerConfig,
-  registry: ModelRegistry,
-  metrics: ServiceMetrics,
-  log: Log,
-  drift: DriftService,
-): RecalibrationService {
-  const recalibration = RecalibrationService.forRepository(registry, {
-    maxSamples: config.MAX_RECALIBRATION_SAMPLES,
-    rowMemoryBytes: config.RECALIBRATION_MEMORY_BYTES,
-    asyncRows: config.RECALIBRATION_ASYNC_ROWS,
-    engine: config.ENGINE,
-    log,
-    onOutcome: (model, mode, outcome) => metrics.recalibrations.inc({ model, mode, outcome }),
-  });
-  drift.useRecalibration(recalibration);
-  return recalibration;
-}
-
-/**
- * The inference use case configured from BATCH_*, ENGINE_ASYNC and MAX_QUEUED_REQUESTS, reporting
- * batches and refusals to the metrics.
- */
-export function createInferenceService(
-  config: ServerConfig,
-  registry: ModelRegistry,
-  metrics: ServiceMetrics,
-  drift?: DriftService,
-): InferenceService {
-  return new InferenceService(registry, {
-    batchMaxDelayUs: config.BATCH_MAX_DELAY_US,
-    batchMaxRows: config.BATCH_MAX_ROWS,
-    engineAsync: config.ENGINE_ASYNC === 'on',
-    onBatch: (report) => metrics.observeBatch(report),
-    observer: drift,
-    maxQueuedRequests: config.MAX_QUEUED_REQUESTS,
-    onOverload: (model) => metrics.overloaded.inc({ model }),
-  });
 }
 
 /**
@@ -209,27 +114,7 @@ function routeLabel(pattern: string): string {
  * validated by zod before it reaches the engine; every error leaves as application/problem+json.
  */
 export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
-  const {
-    logger,
-    inference: given,
-    drift: givenDrift,
-    recalibration: givenRecalibration,
-    listenerHandover,
-    phase,
-    ...rest
-  } = options;
-  if ((given || givenRecalibration) && !givenDrift)
-    throw new Error('buildApp: pass the drift service the other services were made with');
-  const drift = givenDrift ?? createDriftService(rest.config, rest.registry, rest.metrics, logger);
-  const deps: AppDeps = {
-    ...rest,
-    phase: phase ?? new ServingPhase(),
-    drift,
-    inference: given ?? createInferenceService(rest.config, rest.registry, rest.metrics, drift),
-    recalibration:
-      givenRecalibration ??
-      createRecalibrationService(rest.config, rest.registry, rest.metrics, logger, drift),
-  };
+  const { logger, listenerHandover, openApiAtStart, ...deps } = options;
   const httpTimeouts = httpServerOptions(deps.config);
   const app = Fastify({
     loggerInstance: logger,
@@ -291,7 +176,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   // (or fail), then so do the recalibrations being computed, whose job records reach the disk
   // (the routes that start them are closed by now; automatic ones only start through drift).
   app.addHook('onClose', async () => {
-    await drift.drain();
+    await deps.drift.drain();
     await deps.recalibration.close();
   });
   let closing = false;
@@ -457,7 +342,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   // Each route's declared access (config.access) decides which token it demands.
   app.addHook('onRoute', routeGuards({ admin: deps.adminToken, api: deps.config.API_TOKEN }));
 
-  const openApiText = await registerOpenApi(app, options.openApiAtStart ?? false);
+  const openApiText = await registerOpenApi(app, openApiAtStart ?? false);
   await indexRoutes(app);
   await healthRoutes(app);
   // The prediction routes also read binary bodies (the TF-style float32 rows and the Open
