@@ -4,7 +4,6 @@
  * WORKERS=1 the process itself does.
  */
 import cluster from 'node:cluster';
-import { randomBytes } from 'node:crypto';
 import closeWithGrace from 'close-with-grace';
 import pino from 'pino';
 import type { GrpcServerHandle } from '../grpc/grpc-server.js';
@@ -17,6 +16,7 @@ import {
   type ServerConfig,
   unavailableRetryAfterSeconds,
 } from '../service/index.js';
+import { adminTokenOf } from './admin-token.js';
 import { shareDrift } from './cluster-drift.js';
 import { listenerHandover } from './cluster-listener.js';
 import { PrimaryChannel } from './cluster-messages.js';
@@ -65,15 +65,7 @@ export async function startServer(config: ServerConfig): Promise<void> {
   for (const { path, error } of failed)
     logger.warn({ path, error }, 'could not remove a temporary leftover of an interrupted write');
   await registry.refresh();
-  let adminToken = config.ADMIN_TOKEN;
-  if (adminToken === undefined) {
-    adminToken = randomBytes(24).toString('base64url');
-    // Logged once so a local `npm start` is usable; set ADMIN_TOKEN to choose it.
-    logger.warn(
-      { adminToken },
-      'ADMIN_TOKEN is not set; generated an admin token for this process',
-    );
-  }
+  const adminToken = adminTokenOf(config, logger, 'process');
   // Every model, whatever STRICT_READINESS makes of it for the readiness routes.
   if (!registry.list().every((m) => m.active !== undefined))
     logger.warn(
