@@ -106,6 +106,7 @@ export {
   type Job,
   JobRegistry,
   type JobState,
+  jobIdSchema,
 } from './job-registry.js';
 export {
   type ChannelSummary,

@@ -1,7 +1,7 @@
 import rateLimit from '@fastify/rate-limit';
 import { z } from 'zod';
 import { NormserveError } from '../../errors/index.js';
-import { ACTIVE_RECORD_LOCK_WAIT_MS, storageWarningOf } from '../../service/index.js';
+import { ACTIVE_RECORD_LOCK_WAIT_MS, jobIdSchema, storageWarningOf } from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
 import { beforeVerb } from '../not-found.js';
 import { adminRateLimit } from '../rate-limit.js';
@@ -49,7 +49,7 @@ async function adminScope(app: AppInstance): Promise<void> {
         tags,
         summary: 'State, progress (rows processed) and result or error of a job',
         params: z.object({
-          id: z.string().uuid().meta({ description: 'Job id from a 202 or 409 response' }),
+          id: jobIdSchema.meta({ description: 'Job id from a 202 or 409 response' }),
         }),
         response: { 200: jobSchema, ...adminErrors },
       },
