@@ -4,10 +4,10 @@
  * on SIGTERM/SIGINT, relaying each signal it gets to every worker over IPC.
  */
 import cluster, { type Worker } from 'node:cluster';
-import { randomBytes } from 'node:crypto';
 import pino from 'pino';
 import { FixedWindowCounter } from '../http/fixed-window-counter.js';
 import type { ServerConfig } from '../service/server-config.js';
+import { adminTokenOf } from './admin-token.js';
 import { ClusterDriftPrimary } from './cluster-drift.js';
 import { ListenerTakeover } from './cluster-listener.js';
 import { onWorkerMessage, sendToWorker } from './cluster-messages.js';
@@ -106,12 +106,9 @@ export async function runPrimary(config: ServerConfig): Promise<void> {
   // The primary loads no model and leaves the repository's temporary leftovers to the workers
   // (each removes those of dead writers as it starts): it imports only what forking and the IPC
   // answers need, so the workers start sooner (issue 13: a restart in about a second).
-  if (config.ADMIN_TOKEN === undefined) {
-    // One token for all workers, logged once.
-    const adminToken = randomBytes(24).toString('base64url');
-    process.env.ADMIN_TOKEN = adminToken;
-    logger.warn({ adminToken }, 'ADMIN_TOKEN is not set; generated an admin token for this server');
-  }
+  // One token for all workers, logged once: the workers read it from their environment.
+  if (config.ADMIN_TOKEN === undefined)
+    process.env.ADMIN_TOKEN = adminTokenOf(config, logger, 'server');
 
   const clusterMetrics = new ClusterMetricsPrimary();
   const clusterDrift = new ClusterDriftPrimary();

@@ -22,6 +22,7 @@ import {
 import {
   checkNamedLabelColumn,
   csvFeatureRows,
+  DEFAULT_MAX_BATCH_SIZE,
   inputShapeOf,
   labelColumnFor,
   labelColumnWithoutColumns,
@@ -147,7 +148,7 @@ async function main(argv: readonly string[]): Promise<void> {
     );
   }
   const name = basename(dir);
-  const registry = new ModelRegistry(dirname(dir), { maxBatchSize: 4096 });
+  const registry = new ModelRegistry(dirname(dir), { maxBatchSize: DEFAULT_MAX_BATCH_SIZE });
   // The active version alone, from the checkpoint just read; the model stays opened alone, so
   // the recalibration's refresh under its lock and the publish read no other version than the
   // one the active-version record names and the one published (ModelRegistry.openVersion).

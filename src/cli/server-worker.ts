@@ -4,24 +4,19 @@
  * WORKERS=1 the process itself does.
  */
 import cluster from 'node:cluster';
-import { randomBytes } from 'node:crypto';
 import closeWithGrace from 'close-with-grace';
 import pino from 'pino';
 import type { GrpcServerHandle } from '../grpc/grpc-server.js';
-import {
-  buildApp,
-  createDriftService,
-  createInferenceService,
-  createRecalibrationService,
-} from '../http/app.js';
+import { buildApp } from '../http/app.js';
 import { ServiceMetrics } from '../http/metrics.js';
 import {
+  createServices,
   defaultEngineThreads,
   ModelRegistry,
   type ServerConfig,
-  ServingPhase,
   unavailableRetryAfterSeconds,
 } from '../service/index.js';
+import { adminTokenOf } from './admin-token.js';
 import { shareDrift } from './cluster-drift.js';
 import { listenerHandover } from './cluster-listener.js';
 import { PrimaryChannel } from './cluster-messages.js';
@@ -70,15 +65,7 @@ export async function startServer(config: ServerConfig): Promise<void> {
   for (const { path, error } of failed)
     logger.warn({ path, error }, 'could not remove a temporary leftover of an interrupted write');
   await registry.refresh();
-  let adminToken = config.ADMIN_TOKEN;
-  if (adminToken === undefined) {
-    adminToken = randomBytes(24).toString('base64url');
-    // Logged once so a local `npm start` is usable; set ADMIN_TOKEN to choose it.
-    logger.warn(
-      { adminToken },
-      'ADMIN_TOKEN is not set; generated an admin token for this process',
-    );
-  }
+  const adminToken = adminTokenOf(config, logger, 'process');
   // Every model, whatever STRICT_READINESS makes of it for the readiness routes.
   if (!registry.list().every((m) => m.active !== undefined))
     logger.warn(
@@ -86,21 +73,22 @@ export async function startServer(config: ServerConfig): Promise<void> {
       'not every model has an available version',
     );
 
-  const drift = createDriftService(config, registry, metrics, logger, channel !== undefined);
-  const stopSharing = channel ? shareDrift(channel, drift) : undefined;
-  const inference = createInferenceService(config, registry, metrics, drift);
-  // The app closes it (after its routes and drift's automatic recalibrations): buildApp.
-  const recalibration = createRecalibrationService(config, registry, metrics, logger, drift);
-  // Serving, then lame duck from SIGTERM/SIGINT for SHUTDOWN_DELAY_MS, then draining: one signal
-  // for the readiness routes of every transport (service/serving-phase.ts).
-  const phase = new ServingPhase();
-  const app = await buildApp({
-    phase,
-    drift,
-    recalibration,
+  // Built once, for both transports; the app closes drift and recalibration (after its routes):
+  // buildApp. The phase goes serving, then lame duck from SIGTERM/SIGINT for SHUTDOWN_DELAY_MS,
+  // then draining: one signal for the readiness routes of every transport.
+  const services = createServices({
     config,
     registry,
-    inference,
+    metrics,
+    log: logger,
+    cluster: channel !== undefined,
+  });
+  const { drift, inference, phase } = services;
+  const stopSharing = channel ? shareDrift(channel, drift) : undefined;
+  const app = await buildApp({
+    ...services,
+    config,
+    registry,
     metrics,
     adminToken,
     version: packageVersion(),

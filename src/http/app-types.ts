@@ -6,33 +6,18 @@ import type {
   RawServerDefault,
 } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
-import type {
-  DriftService,
-  InferenceService,
-  ModelRegistry,
-  RecalibrationService,
-  ServerConfig,
-  ServingPhase,
-} from '../service/index.js';
+import type { ModelRegistry, ServerConfig, Services } from '../service/index.js';
 import type { RateLimitCounter } from './fixed-window-counter.js';
 import type { ServiceMetrics } from './metrics.js';
 
-/** What the HTTP layer is built from; the process (cli/server.ts) or a test provides it. */
-export interface AppDeps {
+/**
+ * What the HTTP layer is built from; the process (cli/server-worker.ts) or a test provides it,
+ * its services built once by service/compose.ts's createServices (and shared with gRPC).
+ */
+export interface AppDeps extends Services {
   config: ServerConfig;
   registry: ModelRegistry;
-  /** The inference use case (shared with the gRPC server, so both feed one dynamic batcher). */
-  inference: InferenceService;
-  /** Live drift statistics and AUTO_RECALIBRATE (the inference service's traffic observer). */
-  drift: DriftService;
-  /** The recalibration use case (the admin routes' and AUTO_RECALIBRATE's: one lock, one set of jobs). */
-  recalibration: RecalibrationService;
   metrics: ServiceMetrics;
-  /**
-   * Serving, lame duck (after SIGTERM, SHUTDOWN_DELAY_MS: readiness 503) or draining; the process
-   * moves it (cli/server-worker.ts) and the readiness routes read it.
-   */
-  phase: ServingPhase;
   /** Bearer token of the admin routes (generated at start-up when ADMIN_TOKEN is unset). */
   adminToken: string;
   /** normserve's version (package.json), reported by GET /v2. */

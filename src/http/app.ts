@@ -8,36 +8,21 @@ import Fastify, {
 } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { errorCatalogue, NormserveError } from '../errors/index.js';
-import {
-  DriftService,
-  InferenceService,
-  type Log,
-  type ModelRegistry,
-  RecalibrationService,
-  type ServerConfig,
-  ServingPhase,
-} from '../service/index.js';
+import { NormserveError } from '../errors/index.js';
 import type { AppDeps, AppInstance } from './app-types.js';
 import { OCTET_STREAM } from './binary-infer.js';
 import { trackCallers } from './callers.js';
 import { abortReply, linkReply, replyOf, replySignal } from './client-gone.js';
 import { drainableConnections, IDLE_LINGER_MS, type ListenerHandover } from './connection-drain.js';
-import {
-  clientErrorHandler,
-  httpServerOptions,
-  limitConnections,
-  RECEIVE_TIMED_OUT,
-  requestTimedOut,
-} from './connection-limits.js';
+import { clientErrorHandler, httpServerOptions, limitConnections } from './connection-limits.js';
 import { decodeContentEncoding } from './content-encoding.js';
 import { routeUnmetExpectations, unmetExpectation } from './expectations.js';
 import { JSON_BODY_TYPES, parseJsonBody } from './json-body.js';
 import { JSON_TYPE } from './json-responses.js';
-import type { ServiceMetrics } from './metrics.js';
 import { notFoundHandler } from './not-found.js';
-import { openApiPath, registerOpenApi } from './openapi.js';
+import { registerOpenApi } from './openapi.js';
 import { errorHandler } from './problem.js';
+import { requestLog } from './request-log.js';
 import { routeGuards } from './route-access.js';
 import { adminRoutes } from './routes/admin.js';
 import { dashboardRoutes } from './routes/dashboard.js';
@@ -50,17 +35,8 @@ import { tfServingRoutes } from './routes/tf-serving.js';
 import { childLoggerWithTrace, REQUEST_ID_LOG_FIELD, requestIdOf } from './tracing.js';
 import { serializerCompiler, validatorCompiler } from './validation.js';
 
-export interface BuildAppOptions
-  extends Omit<AppDeps, 'inference' | 'drift' | 'recalibration' | 'phase'> {
+export interface BuildAppOptions extends AppDeps {
   logger: FastifyBaseLogger;
-  /** The process's serving phase (cli/server-worker.ts moves it); a new one (serving) when absent. */
-  phase?: ServingPhase;
-  /** The inference service to share (with a gRPC server); made from the config when absent. */
-  inference?: InferenceService;
-  /** Its drift service (the one given to createInferenceService); made when absent. */
-  drift?: DriftService;
-  /** Its recalibration service (createRecalibrationService with that drift service); made when absent. */
-  recalibration?: RecalibrationService;
   /**
    * Build the OpenAPI document's text when the app is ready (a server: before it listens), so no
    * request holds the event loop for it; otherwise (test apps, `npm run openapi`) the first
@@ -73,82 +49,6 @@ export interface BuildAppOptions
    * worker to listen (cli/cluster-listener.ts). Default: the server simply stops listening.
    */
   listenerHandover?: ListenerHandover;
-}
-
-/** The drift service configured from DRIFT_* and AUTO_RECALIBRATE, counting its actions. */
-export function createDriftService(
-  config: ServerConfig,
-  registry: ModelRegistry,
-  metrics: ServiceMetrics,
-  log: Log,
-  /** WORKERS > 1: one of several processes (shares its statistics; decides when told). */
-  cluster = false,
-): DriftService {
-  const drift = new DriftService({
-    ...(cluster ? { share: true, decides: false } : {}),
-    sampleFraction: config.DRIFT_SAMPLE_FRACTION,
-    windowMs: config.DRIFT_WINDOW_MS,
-    windows: config.DRIFT_WINDOWS,
-    threshold: config.DRIFT_THRESHOLD,
-    minRows: config.DRIFT_MIN_ROWS,
-    autoRecalibrate: config.AUTO_RECALIBRATE,
-    autoMinRows: config.AUTO_RECALIBRATE_MIN_ROWS,
-    outlierBound: config.AUTO_RECALIBRATE_OUTLIER_BOUND,
-    sampleRows: config.TRAFFIC_SAMPLE_ROWS,
-    sampleBytes: config.TRAFFIC_SAMPLE_BYTES,
-    log,
-    onAction: (model, action, outcome) =>
-      metrics.autoRecalibrations.inc({ model, action, outcome }),
-    onOutlierRows: (model, rows) => metrics.autoOutlierRows.inc({ model }, rows),
-  });
-  drift.useRegistry(registry);
-  metrics.observeDrift(drift);
-  return drift;
-}
-
-/**
- * The recalibration use case configured from MAX_RECALIBRATION_SAMPLES, RECALIBRATION_MEMORY_BYTES,
- * RECALIBRATION_ASYNC_ROWS and ENGINE, counting its outcomes; AUTO_RECALIBRATE (`drift`) publishes
- * through it, so automatic and requested recalibrations share its lock and jobs.
- */
-export function createRecalibrationService(
-  config: ServerConfig,
-  registry: ModelRegistry,
-  metrics: ServiceMetrics,
-  log: Log,
-  drift: DriftService,
-): RecalibrationService {
-  const recalibration = RecalibrationService.forRepository(registry, {
-    maxSamples: config.MAX_RECALIBRATION_SAMPLES,
-    rowMemoryBytes: config.RECALIBRATION_MEMORY_BYTES,
-    asyncRows: config.RECALIBRATION_ASYNC_ROWS,
-    engine: config.ENGINE,
-    log,
-    onOutcome: (model, mode, outcome) => metrics.recalibrations.inc({ model, mode, outcome }),
-  });
-  drift.useRecalibration(recalibration);
-  return recalibration;
-}
-
-/**
- * The inference use case configured from BATCH_*, ENGINE_ASYNC and MAX_QUEUED_REQUESTS, reporting
- * batches and refusals to the metrics.
- */
-export function createInferenceService(
-  config: ServerConfig,
-  registry: ModelRegistry,
-  metrics: ServiceMetrics,
-  drift?: DriftService,
-): InferenceService {
-  return new InferenceService(registry, {
-    batchMaxDelayUs: config.BATCH_MAX_DELAY_US,
-    batchMaxRows: config.BATCH_MAX_ROWS,
-    engineAsync: config.ENGINE_ASYNC === 'on',
-    onBatch: (report) => metrics.observeBatch(report),
-    observer: drift,
-    maxQueuedRequests: config.MAX_QUEUED_REQUESTS,
-    onOverload: (model) => metrics.overloaded.inc({ model }),
-  });
 }
 
 /**
@@ -188,48 +88,12 @@ function bodyLeftUnread(raw: IncomingMessage): boolean {
  */
 const SHUTTING_DOWN_RETRY_AFTER_SECONDS = 1;
 
-/** The status of CLIENT_ABORTED (nginx's 499), under which aborted requests are counted. */
-const CLIENT_CLOSED = errorCatalogue.CLIENT_ABORTED.status;
-/** The status of REQUEST_TIMEOUT, under which requests cut at REQUEST_TIMEOUT_MS are counted. */
-const TIMED_OUT = errorCatalogue.REQUEST_TIMEOUT.status;
-
-const routeLabels = new Map<string, string>();
-/** `/v1/models/:name(^…)::predict` → `/v1/models/{name}:predict`, for logs and metric labels. */
-function routeLabel(pattern: string): string {
-  let label = routeLabels.get(pattern);
-  if (label === undefined) {
-    label = openApiPath(pattern);
-    routeLabels.set(pattern, label);
-  }
-  return label;
-}
-
 /**
  * Builds the Fastify app (never listens: cli/server.ts does, tests use app.inject). Every input is
  * validated by zod before it reaches the engine; every error leaves as application/problem+json.
  */
 export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
-  const {
-    logger,
-    inference: given,
-    drift: givenDrift,
-    recalibration: givenRecalibration,
-    listenerHandover,
-    phase,
-    ...rest
-  } = options;
-  if ((given || givenRecalibration) && !givenDrift)
-    throw new Error('buildApp: pass the drift service the other services were made with');
-  const drift = givenDrift ?? createDriftService(rest.config, rest.registry, rest.metrics, logger);
-  const deps: AppDeps = {
-    ...rest,
-    phase: phase ?? new ServingPhase(),
-    drift,
-    inference: given ?? createInferenceService(rest.config, rest.registry, rest.metrics, drift),
-    recalibration:
-      givenRecalibration ??
-      createRecalibrationService(rest.config, rest.registry, rest.metrics, logger, drift),
-  };
+  const { logger, listenerHandover, openApiAtStart, ...deps } = options;
   const httpTimeouts = httpServerOptions(deps.config);
   const app = Fastify({
     loggerInstance: logger,
@@ -291,7 +155,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   // (or fail), then so do the recalibrations being computed, whose job records reach the disk
   // (the routes that start them are closed by now; automatic ones only start through drift).
   app.addHook('onClose', async () => {
-    await drift.drain();
+    await deps.drift.drain();
     await deps.recalibration.close();
   });
   let closing = false;
@@ -343,105 +207,9 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
       void reply.header('Connection', 'close');
     done(null, payload);
   });
-  app.addHook('onResponse', (request, reply, done) => {
-    // Recorded already, as 499, when its client left (recordClientGone).
-    if (request.clientGone) return done();
-    // routeOptions is a getter that builds an object: read once.
-    const url = request.routeOptions.url;
-    const route = url ? routeLabel(url) : 'unmatched';
-    const inference = request.inference;
-    // Read once: each read of elapsedTime takes the clock again.
-    const elapsedMs = reply.elapsedTime;
-    const durationMs = Math.round(elapsedMs * 1000) / 1000;
-    const seconds = elapsedMs / 1000;
-    const servedVersion = inference?.version ?? request.servedVersion;
-    const version = servedVersion === undefined ? '' : String(servedVersion);
-    metrics.observeRequest(
-      request.method,
-      route,
-      String(reply.statusCode),
-      inference?.model ?? request.modelName ?? '',
-      version,
-      seconds,
-    );
-    if (inference) {
-      metrics.observeInference(
-        inference.model,
-        version,
-        inference.fused ? 'true' : 'false',
-        inference.computeMs / 1000,
-        inference.rows,
-      );
-      request.log[request.lineLevel](
-        {
-          method: request.method,
-          url: request.url,
-          route,
-          status: reply.statusCode,
-          durationMs,
-          model: inference.model,
-          version: inference.version,
-          rows: inference.rows,
-          computeMs: Math.round(inference.computeMs * 1000) / 1000,
-          ...(inference.batchRows !== inference.rows || inference.queueMs > 0
-            ? {
-                batchRows: inference.batchRows,
-                queueMs: Math.round(inference.queueMs * 1000) / 1000,
-              }
-            : {}),
-        },
-        'request',
-      );
-    } else {
-      request.log[request.lineLevel](
-        {
-          method: request.method,
-          url: request.url,
-          route,
-          status: reply.statusCode,
-          durationMs,
-          ...(request.modelName ? { model: request.modelName } : {}),
-          ...(servedVersion !== undefined ? { version: servedVersion } : {}),
-        },
-        'request',
-      );
-    }
-    done();
-  });
-  /**
-   * A client that goes before its response was sent whole gets none, and Fastify calls no
-   * onResponse for it: recorded once as nginx's 499 (CLIENT_ABORTED), at info, never as a server
-   * error nor with the status it would have had. Before its request arrived whole (Fastify's
-   * onRequestAbort), or after (trackCallers: its response closed unfinished — it may have been
-   * waiting for a batch, which it leaves, or computing, which finishes unsent). A request the
-   * server cut at REQUEST_TIMEOUT_MS also ends here: it got its 408 and is recorded as one.
-   */
-  const recordClientGone = (request: FastifyRequest): void => {
-    if (request.clientGone) return;
-    request.clientGone = true;
-    const route = request.routeOptions.url ? routeLabel(request.routeOptions.url) : 'unmatched';
-    const seconds = (performance.now() - request.receivedAt) / 1000;
-    const model = request.inference?.model ?? request.modelName ?? '';
-    const servedVersion = request.inference?.version ?? request.servedVersion;
-    const version = servedVersion === undefined ? '' : String(servedVersion);
-    // The timeout cuts the connection, so only the request still arriving on it got the 408; one
-    // received whole before it (queued for a batch, pipelined) just lost its client.
-    const timedOut = !request.raw.complete && requestTimedOut(request.raw.socket);
-    const status = timedOut ? TIMED_OUT : CLIENT_CLOSED;
-    metrics.observeRequest(request.method, route, String(status), model, version, seconds);
-    request.log.info(
-      {
-        method: request.method,
-        url: request.url,
-        route,
-        status,
-        durationMs: Math.round(seconds * 1e6) / 1000,
-        ...(model ? { model } : {}),
-        ...(servedVersion !== undefined ? { version: servedVersion } : {}),
-      },
-      timedOut ? RECEIVE_TIMED_OUT : 'request aborted by the client',
-    );
-  };
+  // One log line and the request metrics per request, or its 499/408 when its client left.
+  const { onResponse, recordClientGone } = requestLog(metrics);
+  app.addHook('onResponse', onResponse);
   app.addHook('onRequestAbort', (request, done) => {
     recordClientGone(request);
     done();
@@ -457,7 +225,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   // Each route's declared access (config.access) decides which token it demands.
   app.addHook('onRoute', routeGuards({ admin: deps.adminToken, api: deps.config.API_TOKEN }));
 
-  const openApiText = await registerOpenApi(app, options.openApiAtStart ?? false);
+  const openApiText = await registerOpenApi(app, openApiAtStart ?? false);
   await indexRoutes(app);
   await healthRoutes(app);
   // The prediction routes also read binary bodies (the TF-style float32 rows and the Open

@@ -1,5 +1,5 @@
 import pino from 'pino';
-import { ModelRegistry, parseServerConfig } from '../service/index.js';
+import { createServices, ModelRegistry, parseServerConfig } from '../service/index.js';
 import { buildApp } from './app.js';
 import { ServiceMetrics } from './metrics.js';
 
@@ -9,13 +9,19 @@ import { ServiceMetrics } from './metrics.js';
  */
 export async function openApiDocument(version: string): Promise<unknown> {
   const config = parseServerConfig({ MODEL_REPOSITORY: '/nonexistent' });
+  const registry = new ModelRegistry(config.MODEL_REPOSITORY, {
+    maxBatchSize: config.MAX_BATCH_SIZE,
+  });
+  const metrics = new ServiceMetrics({ defaultMetrics: false });
+  const logger = pino({ level: 'silent' });
   const app = await buildApp({
+    ...createServices({ config, registry, metrics, log: logger }),
     config,
-    registry: new ModelRegistry(config.MODEL_REPOSITORY, { maxBatchSize: config.MAX_BATCH_SIZE }),
-    metrics: new ServiceMetrics({ defaultMetrics: false }),
+    registry,
+    metrics,
     adminToken: 'unused-token-for-the-document',
     version,
-    logger: pino({ level: 'silent' }),
+    logger,
   });
   await app.ready();
   const document = app.swagger();

@@ -32,6 +32,12 @@ export { bearerTokenCheck } from './bearer-token.js';
 export { type CallerSignal, callerGone } from './caller-signal.js';
 export { type Accepts, compileAccepts } from './compiled-schema.js';
 export {
+  createServices,
+  type ServiceMetricsSink,
+  type Services,
+  type ServicesOptions,
+} from './compose.js';
+export {
   type CsvFeatureModel,
   CsvFeatureReader,
   checkNamedLabelColumn,
@@ -100,6 +106,7 @@ export {
   type Job,
   JobRegistry,
   type JobState,
+  jobIdSchema,
 } from './job-registry.js';
 export {
   type ChannelSummary,

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { z } from 'zod';
 import { isNormserveError } from '../errors/index.js';
 import {
   currentOwner,
@@ -31,8 +32,19 @@ export type { Job, JobState };
 /** A job record is a few kilobytes (its result's layer report); anything this large is not one. */
 const MAX_JOB_RECORD_BYTES = 1024 * 1024;
 
-const JOB_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-const JOB_FILE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.json$/;
+/**
+ * A job id as a caller gives it (the job-status route's path parameter): a UUID, read as the
+ * lowercase form ids are made in (randomUUID) and their records are named by (`<id>.json`). RFC
+ * 9562 §4 reads a UUID's hex digits case-insensitively, so an id in capitals names the same job.
+ */
+export const jobIdSchema = z.string().uuid().toLowerCase();
+/** The suffix of a job record's file name. */
+const RECORD_SUFFIX = '.json';
+
+/** Whether `id` is a job id in its stored form: what a record's file may be named after. */
+function isStoredJobId(id: string): boolean {
+  return jobIdSchema.safeParse(id).data === id;
+}
 
 /** Finished job records are deleted this long after their last change (7 days). */
 export const JOB_RETENTION_MS = 7 * 24 * 3_600_000;
@@ -171,8 +183,8 @@ export class JobRegistry {
    */
   async get(id: string): Promise<Job | undefined> {
     const local = this.jobs.get(id);
-    if (local || !this.dir || !JOB_ID.test(id)) return local;
-    const record = await this.read(join(this.dir, `${id}.json`));
+    if (local || !this.dir || !isStoredJobId(id)) return local;
+    const record = await this.read(join(this.dir, `${id}${RECORD_SUFFIX}`));
     return record ? this.settleIfAbandoned(record) : undefined;
   }
 
@@ -232,7 +244,9 @@ export class JobRegistry {
     const now = this.now();
     for (const name of names) {
       const path = join(dir, name);
-      const record = JOB_FILE.test(name) ? await this.read(path) : undefined;
+      const isRecord =
+        name.endsWith(RECORD_SUFFIX) && isStoredJobId(name.slice(0, -RECORD_SUFFIX.length));
+      const record = isRecord ? await this.read(path) : undefined;
       try {
         if (record === undefined) {
           // Not a record (or unreadable): temporaries of interrupted writes are left to the
@@ -276,7 +290,7 @@ export class JobRegistry {
   private async settleIfAbandoned(job: Job): Promise<Job> {
     const dir = this.dir;
     if (!dir || !this.abandonedBecause(job)) return job;
-    const path = join(dir, `${job.id}.json`);
+    const path = join(dir, `${job.id}${RECORD_SUFFIX}`);
     const settled = await writeUnderClaim(
       path,
       async (fence) => {
@@ -389,7 +403,7 @@ export class JobRegistry {
   private async writeOwn(dir: string, job: Job, snapshot: Job): Promise<void> {
     if (this.settledElsewhere.has(job.id)) return;
     await mkdir(dir, { recursive: true });
-    const path = join(dir, `${job.id}.json`);
+    const path = join(dir, `${job.id}${RECORD_SUFFIX}`);
     const outcome = await writeUnderClaim(
       path,
       async (fence) => {
@@ -431,7 +445,7 @@ export class JobRegistry {
     try {
       await writeFileAtomically(
         dir,
-        `${job.id}.json`,
+        `${job.id}${RECORD_SUFFIX}`,
         new TextEncoder().encode(JSON.stringify(job)),
         true,
         fence,

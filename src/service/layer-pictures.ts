@@ -26,6 +26,7 @@ import {
   type Sequential,
   unbiasedVariance,
 } from '../nn/index.js';
+import { DEFAULT_CHUNK_ROWS } from '../recalibration/index.js';
 import { batchNormLookup } from './batch-norm-lookup.js';
 
 /** What the pictures of a version are computed from (a served version or a model directory). */
@@ -307,7 +308,8 @@ export function driftOfRows(
     source.plan,
     source.plan.batchNormInputs.filter((b) => b.tap).map((b) => b.path),
   );
-  const executor = new PlanExecutor(source.plan, Math.max(1, Math.min(rows, 4096)));
+  // In chunks of a recalibration's rows per statistics call: working memory bounded by them.
+  const executor = new PlanExecutor(source.plan, Math.max(1, Math.min(rows, DEFAULT_CHUNK_ROWS)));
   const batchNormAt = batchNormLookup(source.network);
   // Summed about running_mean (ChannelSums): a large mean costs the variance no digits.
   const probe = executor.createProbe(
@@ -317,8 +319,8 @@ export function driftOfRows(
     })),
   );
   const width = source.plan.inputWidth;
-  for (let r = 0; r < rows; r += 4096) {
-    const k = Math.min(4096, rows - r);
+  for (let r = 0; r < rows; r += DEFAULT_CHUNK_ROWS) {
+    const k = Math.min(DEFAULT_CHUNK_ROWS, rows - r);
     executor.accumulate(input.subarray(r * width, (r + k) * width), k, probe);
   }
   return inputs.map((b, i) => {

@@ -4,6 +4,7 @@ import { finishYielding } from '../nn/index.js';
 import { loadModelDirectory } from '../repository/index.js';
 import { nodeEngineOptions } from './engine-runtime.js';
 import { checkFiniteOutputs, overflowRows } from './predict.js';
+import { DEFAULT_MAX_BATCH_SIZE } from './server-config.js';
 import { checkFinite } from './tensor-codec.js';
 
 export interface LoadModelOptions {
@@ -11,7 +12,10 @@ export interface LoadModelOptions {
   engine?: EngineName;
   /** Threads one large batch may use, the calling one included (default 1). */
   threads?: number;
-  /** Rows per call the buffers are sized for (default 4096; larger calls still work). */
+  /**
+   * Rows per call the buffers are sized for (default DEFAULT_MAX_BATCH_SIZE, as a server's; larger
+   * calls still work).
+   */
   maxBatchSize?: number;
 }
 
@@ -54,7 +58,7 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
     CompiledModel.building(
       checkpoint.network,
       config.input_transform,
-      options.maxBatchSize ?? 4096,
+      options.maxBatchSize ?? DEFAULT_MAX_BATCH_SIZE,
       config.input_shape,
       nodeEngineOptions({ engine: options.engine ?? 'wasm', threads: options.threads ?? 1 }),
     ),

@@ -20,12 +20,19 @@ export interface OpenedModel {
 }
 
 /**
+ * The rows per call an opened model's buffers are sized for: not a server's request limit
+ * (DEFAULT_MAX_BATCH_SIZE) but the size of a CLI's one call, which predicts a whole input file at
+ * once (the wasm engine loops over its I/O regions past IO_ROWS_CAP; larger calls still work).
+ */
+const OFFLINE_BATCH_ROWS = 1 << 20;
+
+/**
  * Opens a model directory (`<repo>/<name>` or `<repo>/<name>/<version>`) for offline prediction
  * and export through the same registry, compilation, predict and export code as the server.
  */
 export async function openModelDirectory(
   dir: string,
-  maxBatchSize = 1 << 20,
+  maxBatchSize = OFFLINE_BATCH_ROWS,
 ): Promise<OpenedModel> {
   const { root, name, version, checkpoint } = await loadModelDirectory(dir);
   const registry = new ModelRegistry(root, { maxBatchSize });

@@ -7,6 +7,7 @@ import { cloneStateDict } from '../nn/index.js';
 import {
   createRecalibrator,
   DEFAULT_BATCH_SIZE,
+  DEFAULT_CHUNK_ROWS,
   DEFAULT_PRIOR_STRENGTH,
   type RecalibrationMode,
   type RecalibrationResult,
@@ -790,7 +791,7 @@ export class RecalibrationService {
     rows: Float32Array,
   ): Promise<RecalibrationOutcome> {
     const { outcome } = await this.recalibrate(request, {
-      read: (_parent, width) => slices(rows, 4096 * width),
+      read: (_parent, width) => slices(rows, DEFAULT_CHUNK_ROWS * width),
     });
     return outcome;
   }

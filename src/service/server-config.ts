@@ -9,6 +9,9 @@ import {
   safeParseWorded,
 } from '../errors/index.js';
 import { ENGINES } from '../inference/engine-name.js';
+// The options file alone, not recalibration/'s index: the cluster primary parses this config
+// and loads no engine code.
+import { DEFAULT_MAX_SAMPLES } from '../recalibration/recalibration-options.js';
 import { processCpus } from './available-cpus.js';
 import { AUTO_RECALIBRATE_MODES, DEFAULT_DRIFT_THRESHOLD } from './drift-settings.js';
 
@@ -76,7 +79,8 @@ export const serverConfigSchema = z.object({
    * neighbour behind the same address who fails cannot use up the admin's budget.
    */
   ADMIN_AUTH_FAILURES_PER_MINUTE: int(1).default(30),
-  MAX_RECALIBRATION_SAMPLES: int(2).default(1_000_000),
+  /** Most rows one recalibration reads (the recalibration's own default); more is TOO_MANY_SAMPLES. */
+  MAX_RECALIBRATION_SAMPLES: int(2).default(DEFAULT_MAX_SAMPLES),
   /** Recalibrations with more rows than this run as a job (202 + Location). */
   RECALIBRATION_ASYNC_ROWS: int(2).default(50_000),
   /**

@@ -909,6 +909,15 @@ describe('jobs: 202 + Location /v1/jobs/{id}', () => {
       expect((await predictRows(t.app, 'digits', night.slice(0, 2))).model_version).toBe(2);
       expect(versionConfig(t.repository, 'digits', 2).provenance).toMatchObject({ note: 'async' });
 
+      // RFC 9562 §4: a UUID's hex digits are case-insensitive on input; in capitals, the same job.
+      const upper = await t.app.inject({
+        method: 'GET',
+        url: `/v1/jobs/${accepted.job_id.toUpperCase()}`,
+        headers: ADMIN,
+      });
+      expect(upper.statusCode, upper.body).toBe(200);
+      expect(upper.json()).toEqual(job);
+
       // An asynchronous failure is recorded in the job, and publishes nothing.
       const one = await recalibrate(
         t,

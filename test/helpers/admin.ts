@@ -10,11 +10,12 @@ import { Writable } from 'node:stream';
 import type { LightMyRequestResponse } from 'fastify';
 import pino from 'pino';
 import { readSafetensors } from '../../src/checkpoint/index.js';
-import { buildApp, createDriftService, createInferenceService } from '../../src/http/app.js';
+import { buildApp } from '../../src/http/app.js';
 import type { AppInstance } from '../../src/http/app-types.js';
 import type { RateLimitCounter } from '../../src/http/fixed-window-counter.js';
 import { ServiceMetrics } from '../../src/http/metrics.js';
 import {
+  createServices,
   ModelRegistry,
   type ModelSnapshot,
   parseServerConfig,
@@ -100,12 +101,16 @@ export async function makeLoggedApp(
   });
   await registry.refresh();
   const metrics = new ServiceMetrics({ defaultMetrics: false });
-  let services = {};
-  if (options.batchMaxDelayUs !== undefined) {
-    const drift = createDriftService(config, registry, metrics, logger);
-    const batching = { ...config, BATCH_MAX_DELAY_US: options.batchMaxDelayUs };
-    services = { drift, inference: createInferenceService(batching, registry, metrics, drift) };
-  }
+  // The batching delay past the schema's bound reaches the services only, never the parsed config.
+  const services = createServices({
+    config:
+      options.batchMaxDelayUs === undefined
+        ? config
+        : { ...config, BATCH_MAX_DELAY_US: options.batchMaxDelayUs },
+    registry,
+    metrics,
+    log: logger,
+  });
   const app = await buildApp({
     ...services,
     config,

@@ -9,7 +9,12 @@ import pino from 'pino';
 import { buildApp } from '../../src/http/app.js';
 import type { AppInstance } from '../../src/http/app-types.js';
 import { ServiceMetrics } from '../../src/http/metrics.js';
-import { ModelRegistry, parseServerConfig, type ServerConfig } from '../../src/service/index.js';
+import {
+  createServices,
+  ModelRegistry,
+  parseServerConfig,
+  type ServerConfig,
+} from '../../src/service/index.js';
 import { copyBundledModel, isBundledModel } from './bundled-models.js';
 import { TEST_ENGINE } from './engine.js';
 
@@ -85,13 +90,16 @@ export async function makeTestApp(
     strictReadiness: config.STRICT_READINESS === 'on',
   });
   await registry.refresh();
+  const metrics = new ServiceMetrics({ defaultMetrics: false });
+  const logger = options.logger ?? pino({ level: 'silent' });
   const app = await buildApp({
+    ...createServices({ config, registry, metrics, log: logger }),
     config,
     registry,
-    metrics: new ServiceMetrics({ defaultMetrics: false }),
+    metrics,
     adminToken: config.ADMIN_TOKEN ?? ADMIN_TOKEN,
     version: '0.0.0-test',
-    logger: options.logger ?? pino({ level: 'silent' }),
+    logger,
     openApiAtStart: options.openApiAtStart ?? false,
   });
   await app.ready();

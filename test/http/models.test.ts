@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../src/http/app.js';
 import type { AppInstance } from '../../src/http/app-types.js';
 import { ServiceMetrics } from '../../src/http/metrics.js';
-import { ModelRegistry, parseServerConfig } from '../../src/service/index.js';
+import { createServices, ModelRegistry, parseServerConfig } from '../../src/service/index.js';
 import { ADMIN_TOKEN, makeTestApp, type TestApp } from '../helpers/app.js';
 import { bundledVersionDir, copyBundledModel } from '../helpers/bundled-models.js';
 import { TEST_ENGINE } from '../helpers/engine.js';
@@ -65,13 +65,15 @@ async function serverLikeApp(repository: string): Promise<{ app: AppInstance }> 
     onLoadFailure: (model) => metrics.loadFailures.inc({ model }),
   });
   await registry.refresh();
+  const logger = pino({ level: 'silent' });
   const app = await buildApp({
+    ...createServices({ config, registry, metrics, log: logger }),
     config,
     registry,
     metrics,
     adminToken: ADMIN_TOKEN,
     version: '0.0.0-test',
-    logger: pino({ level: 'silent' }),
+    logger,
   });
   await app.ready();
   return { app };

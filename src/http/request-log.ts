@@ -1,0 +1,144 @@
+/**
+ * The request log and the request metrics: one log line per request (at its `lineLevel`), with the
+ * inference it ran when it ran one, and the request's series in the metrics; a request whose client
+ * left before its response was sent whole is recorded once, as 499 (or 408 when the server cut it
+ * at REQUEST_TIMEOUT_MS), by `recordClientGone`.
+ */
+import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
+import { errorCatalogue } from '../errors/index.js';
+import { RECEIVE_TIMED_OUT, requestTimedOut } from './connection-limits.js';
+import type { ServiceMetrics } from './metrics.js';
+import { openApiPath } from './openapi.js';
+
+/** The status of CLIENT_ABORTED (nginx's 499), under which aborted requests are counted. */
+const CLIENT_CLOSED = errorCatalogue.CLIENT_ABORTED.status;
+/** The status of REQUEST_TIMEOUT, under which requests cut at REQUEST_TIMEOUT_MS are counted. */
+const TIMED_OUT = errorCatalogue.REQUEST_TIMEOUT.status;
+
+const routeLabels = new Map<string, string>();
+/** `/v1/models/:name(^…)::predict` → `/v1/models/{name}:predict`, for logs and metric labels. */
+function routeLabel(pattern: string): string {
+  let label = routeLabels.get(pattern);
+  if (label === undefined) {
+    label = openApiPath(pattern);
+    routeLabels.set(pattern, label);
+  }
+  return label;
+}
+
+export interface RequestLog {
+  /** The onResponse hook: the request's log line and metrics (none for one recorded as gone). */
+  onResponse(request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void;
+  /**
+   * A client that goes before its response was sent whole gets none, and Fastify calls no
+   * onResponse for it: recorded once as nginx's 499 (CLIENT_ABORTED), at info, never as a server
+   * error nor with the status it would have had. Before its request arrived whole (Fastify's
+   * onRequestAbort), or after (trackCallers: its response closed unfinished — it may have been
+   * waiting for a batch, which it leaves, or computing, which finishes unsent). A request the
+   * server cut at REQUEST_TIMEOUT_MS also ends here: it got its 408 and is recorded as one.
+   */
+  recordClientGone(request: FastifyRequest): void;
+}
+
+/** The request log of an app, counting into its metrics. */
+export function requestLog(metrics: ServiceMetrics): RequestLog {
+  const onResponse = (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    done: HookHandlerDoneFunction,
+  ): void => {
+    // Recorded already, as 499, when its client left (recordClientGone).
+    if (request.clientGone) {
+      done();
+      return;
+    }
+    // routeOptions is a getter that builds an object: read once.
+    const url = request.routeOptions.url;
+    const route = url ? routeLabel(url) : 'unmatched';
+    const inference = request.inference;
+    // Read once: each read of elapsedTime takes the clock again.
+    const elapsedMs = reply.elapsedTime;
+    const durationMs = Math.round(elapsedMs * 1000) / 1000;
+    const seconds = elapsedMs / 1000;
+    const servedVersion = inference?.version ?? request.servedVersion;
+    const version = servedVersion === undefined ? '' : String(servedVersion);
+    metrics.observeRequest(
+      request.method,
+      route,
+      String(reply.statusCode),
+      inference?.model ?? request.modelName ?? '',
+      version,
+      seconds,
+    );
+    if (inference) {
+      metrics.observeInference(
+        inference.model,
+        version,
+        inference.fused ? 'true' : 'false',
+        inference.computeMs / 1000,
+        inference.rows,
+      );
+      request.log[request.lineLevel](
+        {
+          method: request.method,
+          url: request.url,
+          route,
+          status: reply.statusCode,
+          durationMs,
+          model: inference.model,
+          version: inference.version,
+          rows: inference.rows,
+          computeMs: Math.round(inference.computeMs * 1000) / 1000,
+          ...(inference.batchRows !== inference.rows || inference.queueMs > 0
+            ? {
+                batchRows: inference.batchRows,
+                queueMs: Math.round(inference.queueMs * 1000) / 1000,
+              }
+            : {}),
+        },
+        'request',
+      );
+    } else {
+      request.log[request.lineLevel](
+        {
+          method: request.method,
+          url: request.url,
+          route,
+          status: reply.statusCode,
+          durationMs,
+          ...(request.modelName ? { model: request.modelName } : {}),
+          ...(servedVersion !== undefined ? { version: servedVersion } : {}),
+        },
+        'request',
+      );
+    }
+    done();
+  };
+  const recordClientGone = (request: FastifyRequest): void => {
+    if (request.clientGone) return;
+    request.clientGone = true;
+    const route = request.routeOptions.url ? routeLabel(request.routeOptions.url) : 'unmatched';
+    const seconds = (performance.now() - request.receivedAt) / 1000;
+    const model = request.inference?.model ?? request.modelName ?? '';
+    const servedVersion = request.inference?.version ?? request.servedVersion;
+    const version = servedVersion === undefined ? '' : String(servedVersion);
+    // The timeout cuts the connection, so only the request still arriving on it got the 408; one
+    // received whole before it (queued for a batch, pipelined) just lost its client.
+    const timedOut = !request.raw.complete && requestTimedOut(request.raw.socket);
+    const status = timedOut ? TIMED_OUT : CLIENT_CLOSED;
+    metrics.observeRequest(request.method, route, String(status), model, version, seconds);
+    request.log.info(
+      {
+        method: request.method,
+        url: request.url,
+        route,
+        status,
+        durationMs: Math.round(seconds * 1e6) / 1000,
+        ...(model ? { model } : {}),
+        ...(servedVersion !== undefined ? { version: servedVersion } : {}),
+      },
+      timedOut ? RECEIVE_TIMED_OUT : 'request aborted by the client',
+    );
+  };
+  return { onResponse, recordClientGone };
+}
