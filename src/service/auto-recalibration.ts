@@ -126,10 +126,7 @@ export class AutoRecalibration {
   ): VersionDriftReport | null {
     if (reports) return reports.find((r) => r.version === version) ?? null;
     const served = this.context.registry()?.get(name).versions.get(version);
-    const drift =
-      served?.state === 'AVAILABLE'
-        ? this.context.versions.get(served as AvailableVersion)
-        : undefined;
+    const drift = served?.state === 'AVAILABLE' ? this.context.versions.get(served) : undefined;
     return drift ? drift.report(this.context.now(), this.context.rule()) : null;
   }
 
@@ -436,7 +433,7 @@ export class AutoRecalibration {
       return;
     }
     if (state.shadowPendingRows + rows > MAX_SHADOW_PENDING_ROWS) return;
-    const target = version as AvailableVersion;
+    const target = version;
     const width = served.compiled.inputWidth;
     const x = input.slice(0, rows * width);
     const active = probabilities.slice(0, rows * served.compiled.outputWidth);
