@@ -14,11 +14,8 @@ import type { AutoRecalibrate } from './drift-settings.js';
 import { decodeSampleRows, type SampleSize } from './drift-share.js';
 import type { AvailableVersion } from './model-registry.js';
 import { type LeftOut, sampleMismatch } from './peer-samples.js';
-import {
-  activationCall,
-  type RecalibrationOutcome,
-  type RecalibrationService,
-} from './recalibration-service.js';
+import type { RecalibrationOutcome } from './recalibration-outcome.js';
+import { activationCall, type RecalibrationService } from './recalibration-service.js';
 import { samplePredictions, screenTrafficSample } from './traffic-screen.js';
 import type { VersionDriftReport } from './version-drift.js';
 
