@@ -1,5 +1,6 @@
 /** The safetensors element types normserve reads and writes. */
-export type SafetensorsDtype = 'F32' | 'F64' | 'F16' | 'BF16' | 'I64' | 'I32';
+export const SUPPORTED_DTYPES = ['F32', 'F64', 'F16', 'BF16', 'I64', 'I32'] as const;
+export type SafetensorsDtype = (typeof SUPPORTED_DTYPES)[number];
 
 /** Bytes per element of each supported dtype. */
 export const DTYPE_SIZES: Readonly<Record<SafetensorsDtype, number>> = {

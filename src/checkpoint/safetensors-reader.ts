@@ -1,5 +1,6 @@
+import { z } from 'zod';
 import { NormserveError } from '../errors/index.js';
-import { DTYPE_SIZES, isKnownUnsupportedDtype, isSupportedDtype } from './dtype.js';
+import { DTYPE_SIZES, isKnownUnsupportedDtype, SUPPORTED_DTYPES } from './dtype.js';
 import { findDuplicateKey, headerExtent } from './json-duplicate-keys.js';
 import type { RawTensor } from './raw-tensor.js';
 
@@ -32,7 +33,26 @@ export const MAX_HEADER_BYTES = 8 * 1024 * 1024;
 export const MAX_METADATA_ENTRIES = 1024;
 export const MAX_METADATA_CHARS = 1024 * 1024;
 
-const TENSOR_KEYS = ['dtype', 'shape', 'data_offsets'] as const;
+/** A count or offset of the format: a non-negative integer a double holds exactly. */
+const sizeSchema = z.number().int().nonnegative();
+
+/**
+ * Rule 4, one tensor entry: exactly dtype, shape and data_offsets; a dtype normserve reads; a
+ * shape of sizes; data_offsets a pair [begin, end] with begin ≤ end. Parsed entry by entry (the
+ * header's keys are walked by safetensorsLayout): zod's records skip a `__proto__` key, neither
+ * checked nor kept, and the format allows any string as a tensor name. Issues become messages in
+ * `entryProblem`, which names the tensor.
+ */
+const tensorEntrySchema = z.strictObject({
+  dtype: z.enum(SUPPORTED_DTYPES),
+  shape: z.array(sizeSchema),
+  data_offsets: z.tuple([sizeSchema, sizeSchema]).refine(([begin, end]) => begin <= end),
+});
+
+const TENSOR_KEYS = Object.keys(tensorEntrySchema.shape);
+
+/** Rule 3, one `__metadata__` value (its keys are walked for the same reason as the tensors'). */
+const metadataValueSchema = z.string();
 
 export interface SafetensorsEntry {
   name: string;
@@ -60,11 +80,32 @@ function showPath(path: readonly string[]): string {
   return `"${path.slice(0, 3).join('.')}.….${path.slice(-3).join('.')}" (${path.length} objects deep)`;
 }
 
-function isNonNegativeIntegerArray(value: unknown): value is number[] {
-  return (
-    Array.isArray(value) &&
-    value.every((d) => typeof d === 'number' && Number.isSafeInteger(d) && d >= 0)
-  );
+/**
+ * What is wrong with the entry of tensor `name`, from the issues of its parse, in the order a
+ * reader fixing it would want them: not an object; missing fields; extra fields; then dtype,
+ * shape and data_offsets.
+ */
+function entryProblem(name: string, info: unknown, issues: readonly z.core.$ZodIssue[]): string {
+  if (!isJsonObject(info)) {
+    return `tensor "${name}" must be an object with dtype, shape and data_offsets, got ${describe(info)}`;
+  }
+  const missing = TENSOR_KEYS.filter((k) => !Object.hasOwn(info, k));
+  if (missing.length > 0) return `tensor "${name}" is missing ${missing.join(', ')}`;
+  const extra = issues.flatMap((i) => (i.code === 'unrecognized_keys' ? i.keys : []));
+  if (extra.length > 0) {
+    return `tensor "${name}" has unexpected key(s) ${extra.map((k) => JSON.stringify(k)).join(', ')} (allowed: ${TENSOR_KEYS.join(', ')})`;
+  }
+  const field = (key: string) => issues.some((i) => i.path[0] === key);
+  const { dtype, shape, data_offsets: offsets } = info;
+  if (field('dtype')) {
+    return typeof dtype === 'string' && isKnownUnsupportedDtype(dtype)
+      ? `unsupported dtype ${dtype} for tensor "${name}"`
+      : `unknown dtype ${JSON.stringify(dtype)} for tensor "${name}"`;
+  }
+  if (field('shape')) {
+    return `shape of tensor "${name}" must be an array of non-negative integers, got ${JSON.stringify(shape)}`;
+  }
+  return `data_offsets of tensor "${name}" must be [begin, end] with integers 0 ≤ begin ≤ end, got ${JSON.stringify(offsets)}`;
 }
 
 /** What the header of a safetensors file says: metadata, tensors and where the data starts. */
@@ -219,48 +260,26 @@ export function safetensorsLayout(
       throw fail(`__metadata__ must be an object mapping strings to strings, got ${describe(raw)}`);
     }
     for (const [key, value] of Object.entries(raw)) {
-      if (typeof value !== 'string') {
+      const parsed = metadataValueSchema.safeParse(value);
+      if (!parsed.success) {
         throw fail(`__metadata__ value of "${key}" must be a string, got ${describe(value)}`);
       }
-      metadata[key] = value;
+      metadata[key] = parsed.data;
     }
   }
 
-  // Rules 4 and 5: each tensor entry on its own.
+  // Rule 4 (tensorEntrySchema) and rule 5, the one rule across an entry's fields: its bytes are
+  // exactly its elements' (BigInt: a shape's product may pass 2^53).
   const entries: SafetensorsEntry[] = [];
   for (const [name, info] of Object.entries(header)) {
     if (name === '__metadata__') continue;
-    if (!isJsonObject(info)) {
-      throw fail(
-        `tensor "${name}" must be an object with dtype, shape and data_offsets, got ${describe(info)}`,
-      );
-    }
-    const missing = TENSOR_KEYS.filter((k) => !Object.hasOwn(info, k));
-    if (missing.length > 0) throw fail(`tensor "${name}" is missing ${missing.join(', ')}`);
-    const extra = Object.keys(info).filter((k) => !(TENSOR_KEYS as readonly string[]).includes(k));
-    if (extra.length > 0) {
-      throw fail(
-        `tensor "${name}" has unexpected key(s) ${extra.map((k) => JSON.stringify(k)).join(', ')} (allowed: dtype, shape, data_offsets)`,
-      );
-    }
-    const { dtype, shape, data_offsets: offsets } = info;
-    if (!isSupportedDtype(dtype)) {
-      if (typeof dtype === 'string' && isKnownUnsupportedDtype(dtype)) {
-        throw fail(`unsupported dtype ${dtype} for tensor "${name}"`);
-      }
-      throw fail(`unknown dtype ${JSON.stringify(dtype)} for tensor "${name}"`);
-    }
-    if (!isNonNegativeIntegerArray(shape)) {
-      throw fail(
-        `shape of tensor "${name}" must be an array of non-negative integers, got ${JSON.stringify(shape)}`,
-      );
-    }
-    if (!isNonNegativeIntegerArray(offsets) || offsets.length !== 2 || offsets[0]! > offsets[1]!) {
-      throw fail(
-        `data_offsets of tensor "${name}" must be [begin, end] with integers 0 ≤ begin ≤ end, got ${JSON.stringify(offsets)}`,
-      );
-    }
-    const [begin, end] = offsets as [number, number];
+    const parsed = tensorEntrySchema.safeParse(info);
+    if (!parsed.success) throw fail(entryProblem(name, info, parsed.error.issues));
+    const {
+      dtype,
+      shape,
+      data_offsets: [begin, end],
+    } = parsed.data;
     let numel = 1n;
     for (const d of shape) numel *= BigInt(d);
     const needed = numel * BigInt(DTYPE_SIZES[dtype]);
@@ -269,6 +288,7 @@ export function safetensorsLayout(
         `tensor "${name}" has data_offsets [${begin}, ${end}] spanning ${end - begin} bytes, but ${dtype} of shape [${shape}] needs ${needed} bytes (${numel} elements × ${DTYPE_SIZES[dtype]})`,
       );
     }
+    // A JSON `-0` is a size zod lets through (-0 ≥ 0): kept as 0, so shapes compare equal.
     entries.push({ name, tensor: { dtype, shape: shape.map((d) => d + 0) }, begin, end });
   }
 

@@ -1,24 +1,17 @@
-import { type BatchNorm, type Module, namedModules, type Sequential } from '../nn/index.js';
+import { type Module, namedModules, type Sequential } from '../nn/index.js';
 import type { BatchNormLayer } from './batch-norm-layers.js';
 
 /**
- * BatchNorm.momentum is readonly in nn/ (it comes from the config); `running` mode overrides it
- * temporarily with null, exactly as torch.optim.swa_utils.update_bn does, and restores it.
- */
-function setMomentum(bn: BatchNorm, momentum: number | null): void {
-  (bn as { momentum: number | null }).momentum = momentum;
-}
-
-/**
  * What a recalibration may touch, captured before it starts: train/eval flags of the network and
- * every module in it (nested ones too), each BatchNorm's momentum, running statistics and num_batches_tracked. The
- * original statistics feed the shift report and `prior` mode; everything is restored on failure.
+ * every module in it (nested ones too), each BatchNorm's running statistics and num_batches_tracked.
+ * The original statistics feed the shift report and `prior` mode; everything is restored on
+ * failure. Momentum is not among them: it is readonly (config), and `running` mode passes its
+ * null (cumulative average) to each update instead of setting it.
  */
 export class NetworkState {
   readonly means: Float32Array[];
   readonly vars: Float32Array[];
   private readonly batchesTracked: number[];
-  private readonly momenta: (number | null)[];
   private readonly modules: Module[];
   private readonly moduleTraining: boolean[];
 
@@ -29,7 +22,6 @@ export class NetworkState {
     this.means = layers.map(({ bn }) => bn.runningMean.data.slice());
     this.vars = layers.map(({ bn }) => bn.runningVar.data.slice());
     this.batchesTracked = layers.map(({ bn }) => bn.numBatchesTracked);
-    this.momenta = layers.map(({ bn }) => bn.momentum);
     this.modules = namedModules(network).map(([, m]) => m);
     this.moduleTraining = this.modules.map((m) => m.training);
   }
@@ -39,13 +31,10 @@ export class NetworkState {
     this.network.eval();
   }
 
-  /** Back to the caller's train/eval flags and momenta. */
+  /** Back to the caller's train/eval flags. */
   leave(): void {
     this.modules.forEach((m, i) => {
       m.training = this.moduleTraining[i]!;
-    });
-    this.layers.forEach(({ bn }, k) => {
-      setMomentum(bn, this.momenta[k]!);
     });
   }
 

@@ -29,7 +29,7 @@ export interface Recalibrator {
   push(chunk: Float32Array): Promise<void>;
   /**
    * Computes and writes the statistics; afterwards the recalibrator is closed. On failure the
-   * network's buffers, modes and momenta are restored to what they were before the recalibration.
+   * network's buffers and modes are restored to what they were before the recalibration.
    */
   finish(): Promise<RecalibrationResult>;
   /**

@@ -7,11 +7,11 @@ import { type ModeResult, StreamingRecalibrator } from './streaming-recalibrator
 
 /**
  * `running` mode, after torch.optim.swa_utils.update_bn (torch/optim/swa_utils.py): reset the
- * running statistics (mean 0, var 1, num_batches_tracked 0), set momentum = null (cumulative
- * average) and forward consecutive batches of `batchSize` rows with the BatchNorms in train mode,
- * which normalize with the batch statistics and fold the batch mean and unbiased variance into
- * the running ones: after B batches each is the plain average over the batches, and
- * num_batches_tracked = B. Unlike update_bn, Dropout stays off (every other layer is in eval).
+ * running statistics (mean 0, var 1, num_batches_tracked 0), update them with momentum = null
+ * (cumulative average; passed to each update, the layers' own momentum untouched) and forward
+ * consecutive batches of `batchSize` rows with the BatchNorms in train mode, which normalize with
+ * the batch statistics and fold the batch mean and unbiased variance into the running ones: after
+ * B batches each is the plain average over the batches, and num_batches_tracked = B. Unlike update_bn, Dropout stays off (every other layer is in eval).
  *
  * The same statistics path as `exact`: for each batch and BatchNorm k in order, the compiled
  * plan up to k's input — the earlier BatchNorms folded with this batch's own mean and biased

@@ -14,11 +14,8 @@ import type { AutoRecalibrate } from './drift-settings.js';
 import { decodeSampleRows, type SampleSize } from './drift-share.js';
 import type { AvailableVersion } from './model-registry.js';
 import { type LeftOut, sampleMismatch } from './peer-samples.js';
-import {
-  activationCall,
-  type RecalibrationOutcome,
-  type RecalibrationService,
-} from './recalibration-service.js';
+import type { RecalibrationOutcome } from './recalibration-outcome.js';
+import { activationCall, type RecalibrationService } from './recalibration-service.js';
 import { samplePredictions, screenTrafficSample } from './traffic-screen.js';
 import type { VersionDriftReport } from './version-drift.js';
 
@@ -126,10 +123,7 @@ export class AutoRecalibration {
   ): VersionDriftReport | null {
     if (reports) return reports.find((r) => r.version === version) ?? null;
     const served = this.context.registry()?.get(name).versions.get(version);
-    const drift =
-      served?.state === 'AVAILABLE'
-        ? this.context.versions.get(served as AvailableVersion)
-        : undefined;
+    const drift = served?.state === 'AVAILABLE' ? this.context.versions.get(served) : undefined;
     return drift ? drift.report(this.context.now(), this.context.rule()) : null;
   }
 
@@ -436,7 +430,7 @@ export class AutoRecalibration {
       return;
     }
     if (state.shadowPendingRows + rows > MAX_SHADOW_PENDING_ROWS) return;
-    const target = version as AvailableVersion;
+    const target = version;
     const width = served.compiled.inputWidth;
     const x = input.slice(0, rows * width);
     const active = probabilities.slice(0, rows * served.compiled.outputWidth);

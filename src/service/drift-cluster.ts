@@ -7,7 +7,6 @@ import {
   type SharedAutoStatus,
   type TrafficSampleMessage,
 } from './drift-share.js';
-import type { AvailableVersion } from './model-registry.js';
 
 /**
  * WORKERS > 1: what a DriftService tells the other processes of its traffic (takeShare, its
@@ -54,7 +53,7 @@ export class DriftCluster {
     for (const model of this.context.registry()?.list() ?? []) {
       for (const v of model.versions.values()) {
         if (v.state !== 'AVAILABLE') continue;
-        const drift = this.context.versions.get(v as AvailableVersion);
+        const drift = this.context.versions.get(v);
         if (!drift) continue;
         const windows = drift.takeShare(now);
         if (windows.length > 0) versions.push({ model: model.name, version: v.version, windows });
@@ -148,7 +147,7 @@ export class DriftCluster {
       const model = registry.get(size.model);
       const served = model.active === undefined ? undefined : model.versions.get(model.active);
       if (served?.state === 'AVAILABLE' && state.activeVersion === served.version)
-        this.auto.check(served as AvailableVersion, state, now);
+        this.auto.check(served, state, now);
     }
   }
 
@@ -162,7 +161,7 @@ export class DriftCluster {
       // A version this process has not loaded (yet, or any more): its share is not kept.
       if (served?.state !== 'AVAILABLE') continue;
       try {
-        this.context.versionDrift(served as AvailableVersion)?.mergeShared(now, v.windows);
+        this.context.versionDrift(served)?.mergeShared(now, v.windows);
       } catch (e) {
         this.context.log.warn(
           { model: v.model, version: v.version, err: e },

@@ -298,7 +298,7 @@ export class DriftService implements TrafficObserver {
     let active: VersionDriftReport | null = null;
     for (const v of [...model.versions.values()].sort((a, b) => b.version - a.version)) {
       if (v.state !== 'AVAILABLE') continue;
-      const drift = this.versions.get(v as AvailableVersion);
+      const drift = this.versions.get(v);
       if (!drift) continue;
       const r = drift.report(now, this.rule);
       versions.push(r);
@@ -343,7 +343,7 @@ export class DriftService implements TrafficObserver {
     for (const model of this.registry?.list() ?? []) {
       for (const v of model.versions.values()) {
         if (v.state !== 'AVAILABLE') continue;
-        const drift = this.versions.get(v as AvailableVersion);
+        const drift = this.versions.get(v);
         if (drift)
           out.push({
             model: model.name,

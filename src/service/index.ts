@@ -169,8 +169,11 @@ export {
   NOT_ACTIVATED_CODES,
   type NotActivated,
   type NotActivatedCode,
-  type RecalibrateOptions,
   type RecalibrationOutcome,
+  recalibrationOutcomeSchema,
+} from './recalibration-outcome.js';
+export {
+  type RecalibrateOptions,
   type RecalibrationRequest,
   type RecalibrationRows,
   RecalibrationService,
@@ -207,7 +210,7 @@ export {
   type ServingPhaseName,
   SHUTTING_DOWN_REASON,
 } from './serving-phase.js';
-export { type StorageWarning, storageWarningOf } from './storage-warning.js';
+export { type StorageWarning, storageWarningOf, storageWarningSchema } from './storage-warning.js';
 export {
   bytesTensor,
   checkFinite,

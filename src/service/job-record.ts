@@ -1,5 +1,7 @@
 import { z } from 'zod';
-import { type ProcessOwner, STALE_AFTER_MS } from '../repository/index.js';
+import { describeLocations, issuesToLocations, safeParseWorded } from '../errors/index.js';
+import { JOBS_DIR, type ProcessOwner, STALE_AFTER_MS } from '../repository/index.js';
+import { recalibrationOutcomeSchema } from './recalibration-outcome.js';
 
 /**
  * What ties a job to the request that started it, so it can be followed from a proxy's log to the
@@ -14,12 +16,11 @@ export const traceContextSchema = z.object({
 export type TraceContext = z.output<typeof traceContextSchema>;
 
 /**
- * A job record as `<repository>/.jobs/<id>.json` holds it and GET /v1/jobs/{id} answers it.
- * Records are read back by other processes, so they are parsed, not cast. `owner` and
- * `heartbeat_at` say which process runs a `running` job and when it last showed it was alive;
- * records written before they existed fall back to `updated_at`.
+ * The fields of a job record as `<repository>/.jobs/<id>.json` holds it, its result left to
+ * `jobFromRecord`. `owner` and `heartbeat_at` say which process runs a `running` job and when it
+ * last showed it was alive; records written before they existed fall back to `updated_at`.
  */
-export const jobRecordSchema = z.object({
+const jobEnvelopeSchema = z.object({
   id: z.string(),
   kind: z.literal('recalibration'),
   model: z.string(),
@@ -45,7 +46,42 @@ export const jobRecordSchema = z.object({
     .optional(),
 });
 
+/**
+ * A job as a record holds it and GET /v1/jobs/{id} answers it, its result the recalibration's
+ * outcome. Records are read back by other processes, so they are parsed, not cast (jobFromRecord).
+ */
+export const jobRecordSchema = jobEnvelopeSchema.extend({
+  result: recalibrationOutcomeSchema.optional(),
+});
+
 export type Job = z.output<typeof jobRecordSchema>;
+
+/**
+ * The job a record read from disk holds, or undefined when it is no job record. A record whose
+ * fields are a job's but whose result is not a recalibration outcome (written by another build,
+ * or damaged) is the job failed with REPOSITORY_ERROR, naming what is wrong: the result cannot be
+ * answered under its documented type, and the state it was recorded with cannot be trusted
+ * without it (a version may have been published; the model's listing tells).
+ */
+export function jobFromRecord(data: unknown): Job | undefined {
+  const envelope = jobEnvelopeSchema.safeParse(data);
+  if (!envelope.success) return undefined;
+  const { result, ...job } = envelope.data;
+  if (result === undefined) return job;
+  const outcome = safeParseWorded(recalibrationOutcomeSchema, result);
+  if (outcome.success) return { ...job, result: outcome.data };
+  const errors = issuesToLocations(outcome.error.issues, 'result');
+  return {
+    ...job,
+    state: 'failed',
+    phase: 'failed',
+    error: {
+      code: 'REPOSITORY_ERROR',
+      message: `${JOBS_DIR}/${job.id}.json records the job as ${job.state} but its result is not a recalibration outcome (${describeLocations(errors)}); GET /v1/models/${job.model} lists the versions it may have published`,
+      errors,
+    },
+  };
+}
 export type JobState = Job['state'];
 
 /** Why a `running` record is taken as abandoned, or undefined while its owner may be alive. */

@@ -22,7 +22,7 @@ import {
   abandonment,
   type Job,
   type JobState,
-  jobRecordSchema,
+  jobFromRecord,
   type TraceContext,
 } from './job-record.js';
 import { type Log, silentLog } from './logger.js';
@@ -275,8 +275,7 @@ export class JobRegistry {
     }
     if (text === undefined) return undefined;
     try {
-      const parsed = jobRecordSchema.safeParse(JSON.parse(text));
-      return parsed.success ? parsed.data : undefined;
+      return jobFromRecord(JSON.parse(text));
     } catch {
       return undefined;
     }

@@ -37,29 +37,35 @@ import { nodeEngineOptions, prepareWasmRuntime } from './engine-runtime.js';
 import { type Log, silentLog } from './logger.js';
 import { liveDriftTaps } from './version-drift.js';
 
-export type VersionState = 'AVAILABLE' | 'FAILED';
-
-/** One version as loaded in this process. Immutable once created. */
-export interface ServedVersion {
+/** What every version loaded in this process has, whatever its state. Immutable once created. */
+interface VersionBase {
   readonly name: string;
   readonly version: number;
-  readonly state: VersionState;
-  /** Why loading failed (FAILED only). */
-  readonly reason?: string;
-  /** The catalogue code of that failure, when it has one (FAILED only). */
-  readonly reasonCode?: ErrorCode;
-  readonly checkpoint?: LoadedCheckpoint;
-  readonly compiled?: CompiledModel;
   readonly loadedAt: string;
   /** Sizes and mtimes of the version's files: a FAILED version is retried when they change. */
   readonly fingerprint: string;
 }
 
-export interface AvailableVersion extends ServedVersion {
+/** A version that loaded and compiled: it can serve. */
+export interface AvailableVersion extends VersionBase {
   readonly state: 'AVAILABLE';
   readonly checkpoint: LoadedCheckpoint;
   readonly compiled: CompiledModel;
 }
+
+/** A version that did not load: it is listed with why, never served. */
+export interface FailedVersion extends VersionBase {
+  readonly state: 'FAILED';
+  /** Why loading failed. */
+  readonly reason: string;
+  /** The catalogue code of that failure, when it has one. */
+  readonly reasonCode?: ErrorCode;
+}
+
+/** One version as loaded in this process, told apart by `state`. */
+export type ServedVersion = AvailableVersion | FailedVersion;
+
+export type VersionState = ServedVersion['state'];
 
 /** A model's versions and its active version; replaced as a whole, never mutated. */
 export interface ModelSnapshot {
@@ -152,6 +158,11 @@ const isActivationNotWritten = (e: unknown): e is NormserveError =>
 export const isAvailable = (v: ServedVersion | undefined): v is AvailableVersion =>
   v?.state === 'AVAILABLE';
 
+/** Releases a version's engine threads; a FAILED version holds none. */
+const closeCompiled = (v: ServedVersion): void => {
+  if (v.state === 'AVAILABLE') v.compiled.close();
+};
+
 /**
  * The models this process serves, kept in step with the repository. Changes follow
  * load-new → verify → swap → release-old: a new version is read back from disk and compiled
@@ -209,7 +220,7 @@ export class ModelRegistry {
 
   /** Forgets a model whose directory is gone, releasing its versions' engine threads. */
   private dropModel(name: string): void {
-    for (const v of this.models.get(name)?.versions.values() ?? []) v.compiled?.close();
+    for (const v of this.models.get(name)?.versions.values() ?? []) closeCompiled(v);
     this.models.delete(name);
     this.openedAlone.delete(name);
     // A model whose directory is removed was unloaded on purpose: it no longer counts.
@@ -219,7 +230,7 @@ export class ModelRegistry {
   /** Releases every loaded version's engine threads (the versions stay usable). */
   close(): void {
     for (const model of this.models.values())
-      for (const v of model.versions.values()) v.compiled?.close();
+      for (const v of model.versions.values()) closeCompiled(v);
   }
 
   list(): ModelSnapshot[] {
@@ -457,7 +468,7 @@ export class ModelRegistry {
     this.models.set(name, snapshot);
     // Release-old: versions this snapshot no longer holds (removed, or replaced by a fresh load).
     for (const [v, served] of previous?.versions ?? []) {
-      if (versions.get(v) !== served) served.compiled?.close();
+      if (versions.get(v) !== served) closeCompiled(served);
     }
     if (active !== undefined) this.counted.add(name);
     else if (
@@ -841,6 +852,8 @@ function warmUpTaps(compiled: CompiledModel, checkpoint: LoadedCheckpoint): Stat
 function describeVersions(model: ModelSnapshot): string {
   if (model.versions.size === 0) return 'no version directories';
   return [...model.versions.values()]
-    .map((v) => `${v.version}: ${v.state}${v.reason ? ` (${v.reason})` : ''}`)
+    .map(
+      (v) => `${v.version}: ${v.state}${v.state === 'FAILED' && v.reason ? ` (${v.reason})` : ''}`,
+    )
     .join('; ');
 }

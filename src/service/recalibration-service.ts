@@ -10,7 +10,6 @@ import {
   DEFAULT_CHUNK_ROWS,
   DEFAULT_PRIOR_STRENGTH,
   type RecalibrationMode,
-  type RecalibrationResult,
   type Recalibrator,
 } from '../recalibration/index.js';
 import {
@@ -26,9 +25,14 @@ import { type Job, JobRegistry, traceOf } from './job-registry.js';
 import { type Log, silentLog } from './logger.js';
 import type { AvailableVersion, ModelRegistry } from './model-registry.js';
 import { inputShapeOf } from './predict.js';
+import type {
+  NotActivated,
+  NotActivatedCode,
+  RecalibrationOutcome,
+} from './recalibration-outcome.js';
 import { RowBlockPool } from './row-block-pool.js';
 import { SpillingRowStore } from './spilling-row-store.js';
-import { type StorageWarning, storageWarningOf } from './storage-warning.js';
+import { storageWarningOf } from './storage-warning.js';
 
 export interface RecalibrationRequest {
   model: string;
@@ -50,53 +54,6 @@ export interface RecalibrationRequest {
    */
   parsedAsItArrives?: boolean | undefined;
 }
-
-/** The response of a recalibration (also a job's result). */
-export interface RecalibrationOutcome {
-  model: string;
-  version: number;
-  parent_version: number;
-  mode: RecalibrationMode;
-  samples: number;
-  activated: boolean;
-  duration_ms: number;
-  /** sha256 of the samples as little-endian float32 rows (the same for JSON, NDJSON or binary). */
-  data_sha256: string;
-  layers: RecalibrationResult['layers'];
-  batches?: number;
-  job_id: string;
-  /** Why a recalibration asked to activate its version did not (absent when it did, or was not asked). */
-  not_activated?: NotActivated;
-  /** Published (and active, if `activated`), but the model directory could not be synced after. */
-  warning?: StorageWarning;
-}
-
-/**
- * Why a version published with `activate` is not active: the model's active version was no longer
- * the recalibration's parent when it was published (an operator activated another version
- * meanwhile, and may have deleted the parent), and a job never undoes an operator's activation;
- * or the active-version record's lock stayed held by another writer (ACTIVE_RECORD_BUSY), so the
- * activation could not be written.
- */
-export interface NotActivated {
-  code: NotActivatedCode;
-  message: string;
-  /**
-   * What the active-version record named at publish time (null: no usable record); with
-   * ACTIVE_RECORD_BUSY, what it named once the lock was given up on (read without it).
-   */
-  active_version: number | null;
-}
-
-/** Stable codes of NotActivated (clients may switch on them). */
-export const NOT_ACTIVATED_CODES = [
-  'PARENT_NOT_ACTIVE',
-  'PARENT_DELETED',
-  'ACTIVE_RECORD_BUSY',
-  'STORAGE_FULL',
-  'STORAGE_UNAVAILABLE',
-] as const;
-export type NotActivatedCode = (typeof NOT_ACTIVATED_CODES)[number];
 
 /** What the active-version record named when a published version was left not activated. */
 const activeNow = (activeFound: number | null): string =>

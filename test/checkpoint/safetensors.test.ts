@@ -625,4 +625,21 @@ describe('reader safety', () => {
     expect(({} as Record<string, unknown>)['dtype']).toBeUndefined();
     expect(Object.getPrototypeOf({})).toBe(Object.prototype);
   });
+
+  it('checks a __proto__ tensor and __proto__ metadata like any other (a zod record would skip them)', () => {
+    expectInvalid(
+      fileFromHeader(`{"__proto__":${entry('U8', [1], [0, 1])}}`, 1),
+      /unsupported dtype U8 for tensor "__proto__"/,
+    );
+    expectInvalid(
+      fileFromHeader('{"__metadata__":{"__proto__":{"format":"pt"}}}'),
+      /__metadata__ value of "__proto__" must be a string, got an object/,
+    );
+  });
+
+  it('reads a size written -0 as 0', () => {
+    const header = '{"t":{"dtype":"F32","shape":[1,-0],"data_offsets":[0,0]}}';
+    const file = readSafetensors(fileFromHeader(header), FILE);
+    expect(Object.is(file.tensors.get('t')!.shape[1], 0)).toBe(true);
+  });
 });

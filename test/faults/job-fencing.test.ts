@@ -114,13 +114,26 @@ describe('a job record settled as abandoned while its owner was stalled', () => 
       owner.update(job, { phase: 'statistics', progress: { rows: 10, total_rows: null } });
       await owner.flush();
       expect(seen(await other.get(job.id))).toBe('running');
-      owner.update(job, { state: 'succeeded', phase: 'done', result: { version: 2 } });
+      const result = {
+        model: 'digits',
+        version: 2,
+        parent_version: 1,
+        mode: 'exact' as const,
+        samples: 10,
+        activated: true,
+        duration_ms: 1,
+        data_sha256: '0'.repeat(64),
+        layers: [],
+        job_id: job.id,
+      };
+      owner.update(job, { state: 'succeeded', phase: 'done', result });
       await owner.flush();
       expect(readRecord(root, job.id)).toMatchObject({
         state: 'succeeded',
         result: { version: 2 },
       });
       expect(seen(await other.get(job.id))).toBe('succeeded');
+      expect((await other.get(job.id))?.result).toEqual(result);
     } finally {
       owner.close();
     }

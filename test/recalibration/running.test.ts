@@ -188,7 +188,7 @@ describe('running mode', () => {
     });
   });
 
-  it('restores train/eval modes and momentum; forwards with Dropout off', async () => {
+  it('restores train/eval modes and leaves momentum as configured; forwards with Dropout off', async () => {
     const { network, inputTransform } = loadModel(MODEL_DIR);
     network.train();
     const momenta = batchNorms(network).map((bn) => bn.momentum);
@@ -199,7 +199,7 @@ describe('running mode', () => {
       batchSize: 64,
     });
     await recalibrator.push(night.subarray(0, 100 * WIDTH));
-    // Between calls the network keeps the caller's modes and momenta.
+    // Between calls the network keeps the caller's modes (and momenta, which nothing sets).
     expect(network.modules.every((m) => m.training)).toBe(true);
     expect(batchNorms(network).map((bn) => bn.momentum)).toEqual(momenta);
     await recalibrator.push(night.subarray(100 * WIDTH));

@@ -14,7 +14,7 @@ export function listModel(model: ModelSnapshot) {
         version: v.version,
         state: v.state,
         active: model.active === v.version,
-        ...(v.reason ? { reason: v.reason } : {}),
+        ...(v.state === 'FAILED' && v.reason ? { reason: v.reason } : {}),
       })),
   };
 }

@@ -13,7 +13,7 @@ function versionStatus(model: ModelSnapshot, only?: number) {
           ? { error_code: 'OK', error_message: '' }
           : {
               error_code: 'UNKNOWN',
-              error_message: v.reason ?? '',
+              error_message: v.reason,
               ...(v.reasonCode !== undefined ? { code: v.reasonCode } : {}),
             },
       active: model.active === v.version,
