@@ -34,7 +34,8 @@ export const errorCatalogue = {
   },
   /**
    * A worker (WORKERS > 1) asked the cluster primary something a request needs (the admin rate
-   * limit's count, the metrics, the drift samples) and got no answer within its timeout.
+   * limit's count, the metrics) and got no answer within its timeout. (The drift samples' request
+   * catches it: the workers it left out are named in the answer's `workers_left_out`.)
    */
   CLUSTER_PRIMARY_TIMEOUT: { status: 503, title: 'The cluster primary did not answer in time' },
   /** A write under a model's lock found the lock no longer this process's (fencing check). */

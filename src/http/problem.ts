@@ -134,7 +134,7 @@ export function sendProblem(
 export const isServerFault = (error: NormserveError): boolean => error.status === 500;
 
 /**
- * The level of the request line (app.ts's onResponse) of a request answered with this problem:
+ * The level of the request line (request-log.ts's onResponse hook) of a request answered with this problem:
  * `warn` for a 5xx, a state of the server an operator should see without searching info lines
  * (Fastify would log it at error, with a stack); `info` for a 4xx, as Fastify logs them, and for
  * SHUTTING_DOWN, the drain's planned answer, which would otherwise mark every deploy.

@@ -27,7 +27,7 @@ declare module 'fastify' {
     /** performance.now() when the request arrived (for requests that never get a response). */
     receivedAt: number;
     /**
-     * Its client went before its response was sent whole (app.ts's recordClientGone): recorded
+     * Its client went before its response was sent whole (request-log.ts's recordClientGone): recorded
      * once, as 499, and by no other hook.
      */
     clientGone: boolean;

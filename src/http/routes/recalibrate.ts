@@ -26,9 +26,13 @@ import {
 } from '../schemas/common.js';
 import { withRowFields } from '../validation.js';
 
-/** A recalibration’s temporary spill file the storage refuses (SpillingRowStore): 503, 507. */
-const SPILL_FAILURE_DOC =
-  'likewise for the recalibration’s temporary spill file (its rows past RECALIBRATION_MEMORY_BYTES, under TMPDIR), named by its absolute path, or one another process shortened (503); nothing was published';
+/**
+ * A recalibration’s temporary spill file (SpillingRowStore: its rows past
+ * RECALIBRATION_MEMORY_BYTES, under TMPDIR) that the storage refuses: 503, or 507 when full.
+ */
+const SPILL_FILE = 'the recalibration’s temporary spill file (its rows past RECALIBRATION_MEMORY_BYTES, under TMPDIR), named by its absolute path';
+const SPILL_UNAVAILABLE_DOC = `The same code for ${SPILL_FILE} that cannot be written or read, or that another process shortened; nothing was published`;
+const SPILL_FULL_DOC = `The same code when ${SPILL_FILE} finds its storage full; nothing was published`;
 
 /**
  * The admin recalibrate route: JSON, NDJSON, CSV or float32 uploads, streamed, handed to
@@ -94,9 +98,9 @@ export async function recalibrateRoutes(app: AppInstance): Promise<void> {
               `Body larger than BODY_LIMIT_BYTES, or a streamed upload larger than RECALIBRATION_BODY_LIMIT_BYTES (BODY_TOO_LARGE); more rows than MAX_RECALIBRATION_SAMPLES, or a JSON body with more arrays and objects than that many samples of the model can be written with, refused before it is parsed (TOO_MANY_SAMPLES)`,
             ),
             503: problemSchema.describe(
-              `${activeVersionErrorResponses[503].description}. Or ACTIVE_RECORD_BUSY, with Retry-After, when the served version must first be pinned in the model's active-version record (there is none, or it names another version; it is written before publishing) and the record’s lock stays held for ${ACTIVE_RECORD_LOCK_WAIT_MS / 1000} s: no version was published. Once the version is published, a busy lock only leaves it not activated (201, not_activated.code ACTIVE_RECORD_BUSY). Or ${STORAGE_UNAVAILABLE_DOC}; ${SPILL_FAILURE_DOC}`,
+              `${activeVersionErrorResponses[503].description}. Or ACTIVE_RECORD_BUSY, with Retry-After, when the served version must first be pinned in the model's active-version record (there is none, or it names another version; it is written before publishing) and the record’s lock stays held for ${ACTIVE_RECORD_LOCK_WAIT_MS / 1000} s: no version was published. Once the version is published, a busy lock only leaves it not activated (201, not_activated.code ACTIVE_RECORD_BUSY). Or ${STORAGE_UNAVAILABLE_DOC}. ${SPILL_UNAVAILABLE_DOC}`,
             ),
-            507: problemSchema.describe(`${adminErrors[507].description}; ${SPILL_FAILURE_DOC}`),
+            507: problemSchema.describe(`${adminErrors[507].description}. ${SPILL_FULL_DOC}`),
           },
         },
       },
