@@ -13,7 +13,9 @@ const tensorMetadata = z.object({
 export const serverMetadataSchema = z
   .object({ name: z.string(), version: z.string(), extensions: z.array(z.string()) })
   .meta({
-    examples: [{ name: 'normserve', version: '0.1.0', extensions: ['binary_tensor_data'] }],
+    examples: [
+      { name: 'normserve', version: '0.1.0', extensions: ['binary_tensor_data', 'classification'] },
+    ],
   });
 
 export const serverLiveSchema = z
