@@ -5,11 +5,13 @@ import type { OutputName, OutputTensor } from './open-inference.js';
 import { LABEL_TENSOR } from './tensor-names.js';
 
 /*
- * Triton's classification extension (server repository, docs/protocol/extension_classification.md):
- * an output requested with the parameter "classification": <count> comes back as a BYTES tensor
- * of shape [batch, count] instead of its values, each element "<value>:<index>:<label>", the
- * row's highest values first. As Triton's frontends compute it (src/classification.cc,
- * AddClassResults, called once per batch row by http_server.cc and the gRPC frontend):
+ * Triton's classification extension (github.com/triton-inference-server/server,
+ * docs/protocol/extension_classification.md): an output requested with the parameter
+ * "classification": <count> comes back as a BYTES tensor of shape [batch, count] instead of its
+ * values, each element "<value>:<index>:<label>", the row's highest values first. The text's
+ * examples write "3.3:1" and datatype "STRING"; its code writes "3.300000:1" and "BYTES", and this
+ * follows the code, as Triton's frontends compute it (src/classification.cc, AddClassResults,
+ * called once per batch row by src/http_server.cc and the gRPC frontend):
  * - the indices are sorted by value, descending (std::sort with `probs[i1] > probs[i2]`);
  *   std::sort leaves equal values in no set order, here the lower index comes first (as the
  *   "label" output's argmax picks the first of equal values);
