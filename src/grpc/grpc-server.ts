@@ -21,9 +21,13 @@ import {
   bearerTokenCheck,
   bytesTensor,
   type CallerSignal,
+  CLASSIFICATION_PARAMETER,
+  checkClassifications,
   checkFinite,
   checkFiniteOutputs,
   checkInputTensor,
+  classificationCount,
+  classifiedTensor,
   compileAccepts,
   FP32_BYTES,
   failInput,
@@ -35,6 +39,7 @@ import {
   isModelReady,
   type Log,
   OIP_EXTENSIONS,
+  type OutputName,
   type OutputTensor,
   oipModelMetadata,
   outputTensor,
@@ -150,6 +155,33 @@ function versionOf(value: string, field: string): number | undefined {
 /** The raw bytes of an output tensor, laid out as the protocol says (little-endian, BYTES framed). */
 const tensorBytes = (tensor: OutputTensor): Buffer =>
   tensor.datatype === 'FP32' ? float32Bytes(tensor.values) : bytesTensor(tensor.values);
+
+/**
+ * The classes asked for on each requested output: the classification extension's parameter,
+ * an int64_param as its gRPC text says (Triton refuses any other kind: "invalid value type for
+ * 'classification' parameter, expected int64_param"), checked against the model; undefined where
+ * the output's values are asked.
+ */
+function classifications(
+  request: ModelInferRequest,
+  served: AvailableVersion,
+  names: readonly OutputName[],
+): (number | undefined)[] {
+  const path = (i: number) => `outputs[${i}].parameters.${CLASSIFICATION_PARAMETER}`;
+  const counts = names.map((_, i) => {
+    const parameter = request.outputs[i]?.parameters[CLASSIFICATION_PARAMETER];
+    if (parameter === undefined) return undefined;
+    const { parameter_choice: kind, int64_param: value } = parameter as {
+      parameter_choice?: unknown;
+      int64_param?: unknown;
+    };
+    if (kind !== 'int64_param')
+      failInput(path(i), 'expected an int64_param: how many classes to return for the output');
+    return classificationCount(value, path(i));
+  });
+  checkClassifications(served, names, counts, path);
+  return counts;
+}
 
 /** A typed `contents` of an FP32 input: fp32_contents only, `count` finite values. */
 function contentsRows(request: ModelInferRequest, rows: number, width: number): RowSource {
@@ -354,7 +386,13 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
       served,
       request.outputs.map((o) => o.name),
     );
-    const tensors = names.map((name) => outputTensor(name, out));
+    const counts = classifications(request, served, names);
+    const labels = served.checkpoint.config.labels ?? [];
+    const tensors = names.map((name, i) => {
+      const count = counts[i];
+      const tensor = outputTensor(name, out);
+      return count === undefined ? tensor : classifiedTensor(tensor, count, labels);
+    });
     return {
       model_name: out.model,
       model_version: String(out.version),
@@ -437,10 +475,15 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
         );
         const record = callRecordOf(call.metadata);
         if (record) record.version = served.version;
-        // Output names are checked before any compute, as the REST route does.
-        requestedOutputs(
+        // Output names and classifications are checked before any compute, as the REST route
+        // does.
+        classifications(
+          request,
           served,
-          request.outputs.length > 0 ? request.outputs.map((o) => o.name) : undefined,
+          requestedOutputs(
+            served,
+            request.outputs.length > 0 ? request.outputs.map((o) => o.name) : undefined,
+          ),
         );
         const source = readRows(request, inputShapeOf(served), options.maxBatchSize);
         if (record) record.rows = source.rows;

@@ -2,7 +2,11 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { z } from 'zod';
 import {
   type AvailableVersion,
+  CLASSIFICATION_PARAMETER,
+  checkClassifications,
   checkInputTensor,
+  classificationCount,
+  classifiedTensor,
   compileAccepts,
   FP32_BYTES,
   failInput,
@@ -100,8 +104,26 @@ function binaryOutputs(body: InferBody, count: number): boolean[] {
 }
 
 /**
+ * The classes asked for on each requested output (the classification extension's
+ * `parameters.classification`), checked against the model; undefined where its values are asked.
+ */
+function classifications(
+  body: InferBody,
+  served: AvailableVersion,
+  requested: readonly OutputName[],
+): (number | undefined)[] {
+  const path = (i: number) => `outputs[${i}].parameters.${CLASSIFICATION_PARAMETER}`;
+  const counts = requested.map((_, i) =>
+    classificationCount(body.outputs?.[i]?.parameters?.[CLASSIFICATION_PARAMETER], path(i)),
+  );
+  checkClassifications(served, requested, counts, path);
+  return counts;
+}
+
+/**
  * The reply: JSON, or, when some output goes back as bytes, the binary tensor data extension's
- * body (the JSON header, then those outputs' bytes in order).
+ * body (the JSON header, then those outputs' bytes in order). An output with a classification
+ * count goes back as its classes (BYTES), in JSON or as bytes alike.
  */
 function sendInference(
   reply: FastifyReply,
@@ -109,10 +131,16 @@ function sendInference(
   id: string | undefined,
   requested: readonly OutputName[],
   asBytes: readonly boolean[],
+  counts: readonly (number | undefined)[],
+  labels: readonly string[],
 ): FastifyReply {
   const parts: Buffer[] = [];
   const tensors = requested.map((name: OutputName, i) => {
-    const tensor = outputTensor(name, out);
+    const count = counts[i];
+    const tensor =
+      count === undefined
+        ? outputTensor(name, out)
+        : classifiedTensor(outputTensor(name, out), count, labels);
     if (!asBytes[i]) return outputTensorJson(tensor);
     const bytes = tensorBytes(tensor);
     parts.push(bytes);
@@ -159,6 +187,7 @@ export function inferHandler({ config, inference }: Pick<AppDeps, 'config' | 'in
       served,
       parsed.outputs?.map((o) => o.name),
     );
+    const counts = classifications(parsed, served, requested);
     const asBytes = binaryOutputs(parsed, requested.length);
     const input = readInput(parsed, binary, served, config.MAX_BATCH_SIZE);
     let out: PredictOutput | Promise<PredictOutput> = inference.infer(
@@ -170,6 +199,14 @@ export function inferHandler({ config, inference }: Pick<AppDeps, 'config' | 'in
     );
     if (out instanceof Promise) out = await out;
     answered(request, reply, out, true, input.rowPath);
-    return sendInference(reply, out, parsed.id, requested, asBytes);
+    return sendInference(
+      reply,
+      out,
+      parsed.id,
+      requested,
+      asBytes,
+      counts,
+      served.checkpoint.config.labels ?? [],
+    );
   };
 }

@@ -30,6 +30,12 @@ export {
 export { type CsvRecord, csvRecords } from '../training/index.js';
 export { bearerTokenCheck } from './bearer-token.js';
 export { type CallerSignal, callerGone } from './caller-signal.js';
+export {
+  CLASSIFICATION_PARAMETER,
+  checkClassifications,
+  classificationCount,
+  classifiedTensor,
+} from './classification.js';
 export { type Accepts, compileAccepts } from './compiled-schema.js';
 export {
   createServices,

@@ -16,8 +16,11 @@ import {
  * "predictions" (regression) (tensor-names.ts).
  */
 
-/** The protocol extensions this server implements (REST GET /v2 and gRPC ServerMetadata). */
-export const OIP_EXTENSIONS: readonly string[] = ['binary_tensor_data'];
+/**
+ * The protocol extensions this server implements (REST GET /v2 and gRPC ServerMetadata), named
+ * as Triton names them: binary tensor data (REST) and classification (classification.ts).
+ */
+export const OIP_EXTENSIONS: readonly string[] = ['binary_tensor_data', 'classification'];
 
 export type OutputName = string;
 
@@ -155,10 +158,13 @@ export function requestedOutputs(
   });
 }
 
-/** An output tensor of a result: FP32 values, or the labels (BYTES). */
+/**
+ * An output tensor of a result: FP32 values, or strings (BYTES): the labels [rows], or an
+ * output's classes [rows, count] (classification.ts).
+ */
 export type OutputTensor =
   | { name: OutputName; datatype: 'FP32'; shape: [number, number]; values: Float32Array }
-  | { name: OutputName; datatype: 'BYTES'; shape: [number]; values: string[] };
+  | { name: OutputName; datatype: 'BYTES'; shape: [number] | [number, number]; values: string[] };
 
 export function outputTensor(name: OutputName, out: PredictOutput): OutputTensor {
   switch (name) {

@@ -64,7 +64,11 @@ describe('gRPC health and metadata', () => {
     expect(await g.client.call('ServerReady', {})).toEqual({ ok: true, value: { ready: true } });
     expect(await g.client.call('ServerMetadata', {})).toEqual({
       ok: true,
-      value: { name: 'normserve', version: '0.0.0-test', extensions: ['binary_tensor_data'] },
+      value: {
+        name: 'normserve',
+        version: '0.0.0-test',
+        extensions: ['binary_tensor_data', 'classification'],
+      },
     });
   });
 

@@ -521,9 +521,18 @@ describe('fuzzing every route', () => {
       fc.dictionary(fc.string({ maxLength: 20 }), fc.jsonValue({ maxDepth: 2 }), { maxKeys: 80 }),
       fc.jsonValue({ maxDepth: 2 }),
     );
+    // The classification extension's parameter: counts of every kind, valid or not.
+    const classification = fc.record(
+      {
+        classification: fc.oneof(fc.integer({ min: -3, max: 40 }), fc.jsonValue({ maxDepth: 1 })),
+        binary_data: fc.boolean(),
+      },
+      { requiredKeys: ['classification'] },
+    );
     const output = fc.oneof(
       { weight: 6, arbitrary: fc.record({ name: outputName }) },
       { weight: 2, arbitrary: fc.record({ name: outputName, parameters }) },
+      { weight: 2, arbitrary: fc.record({ name: outputName, parameters: classification }) },
       { weight: 1, arbitrary: fc.jsonValue({ maxDepth: 2 }) },
     );
     const body = fc.record(
@@ -564,7 +573,14 @@ describe('fuzzing every route', () => {
           const what = `infer ${JSON.stringify(payload).slice(0, 300)}`;
           checkResponse(res, 'POST', what);
           if (res.statusCode === 200) {
-            const names = res.json<{ outputs: { name: string }[] }>().outputs.map((o) => o.name);
+            // JSON, or (binary_data asked for) a binary body whose JSON header comes first.
+            const headerLength = res.headers['inference-header-content-length'];
+            const header =
+              headerLength === undefined
+                ? res.body
+                : res.rawPayload.subarray(0, Number(headerLength)).toString('utf8');
+            const answered = JSON.parse(header) as { outputs: { name: string }[] };
+            const names = answered.outputs.map((o) => o.name);
             expect(new Set(names).size, what).toBe(names.length);
             expect(res.rawPayload.length, what).toBeLessThanOrEqual(16 * 1024 + rows * 21 * 32);
           }
@@ -904,7 +920,22 @@ describe('fuzzing every route', () => {
               { maxLength: 2 },
             ),
             outputs: fc.array(
-              fc.record({ name: fc.constantFrom('probabilities', 'logits', 'label', 'x') }),
+              fc.record(
+                {
+                  name: fc.constantFrom('probabilities', 'logits', 'label', 'x'),
+                  // The classification extension's parameter, of every kind and count.
+                  parameters: fc.record({
+                    classification: fc.oneof(
+                      fc.record({ int64_param: fc.integer({ min: -3, max: 40 }) }),
+                      fc.record({ uint64_param: fc.integer({ min: 0, max: 40 }) }),
+                      fc.record({ string_param: fc.string({ maxLength: 4 }) }),
+                      fc.record({ bool_param: fc.boolean() }),
+                      fc.constant({}),
+                    ),
+                  }),
+                },
+                { requiredKeys: ['name'] },
+              ),
               { maxLength: 3 },
             ),
             raw_input_contents: fc.array(

@@ -37,7 +37,7 @@ describe('server endpoints', () => {
     expect(res.json()).toEqual({
       name: 'normserve',
       version: '0.0.0-test',
-      extensions: ['binary_tensor_data'],
+      extensions: ['binary_tensor_data', 'classification'],
     });
   });
 

@@ -13,7 +13,9 @@ const tensorMetadata = z.object({
 export const serverMetadataSchema = z
   .object({ name: z.string(), version: z.string(), extensions: z.array(z.string()) })
   .meta({
-    examples: [{ name: 'normserve', version: '0.1.0', extensions: ['binary_tensor_data'] }],
+    examples: [
+      { name: 'normserve', version: '0.1.0', extensions: ['binary_tensor_data', 'classification'] },
+    ],
   });
 
 export const serverLiveSchema = z
@@ -82,13 +84,27 @@ export const inferInputSchema = z.object({
   }),
 });
 
+/**
+ * An output's parameters: any (the protocol allows extensions); these two are read. Documented
+ * here, checked by the handler (infer-request.ts), which names the parameter in its 400s.
+ */
+const outputParameters = parametersSchema.optional().meta({
+  description:
+    'binary_data (boolean): answer this output as bytes (the binary tensor data extension). ' +
+    'classification (integer ≥ 1): answer the output as its classes (the classification extension): ' +
+    'BYTES [N, min(count, classes)] of "<value>:<index>:<label>", each row highest value first ' +
+    '(equal values by index), <value> written as printf "%f" (six decimals); on probabilities or ' +
+    'logits of a classification model only. Other parameters are accepted and ignored',
+  examples: [{ classification: 3 }, { classification: 3, binary_data: true }],
+});
+
 function inferRequest<I extends z.ZodType>(input: I) {
   return z.object({
     id: z.string().max(LIMITS.idChars).optional().meta({ description: 'Echoed in the response' }),
     parameters: parametersSchema.optional(),
     inputs: z.array(input).min(1, 'at least one input tensor is required').max(LIMITS.tensors),
     outputs: z
-      .array(z.object({ name: tensorName, parameters: parametersSchema.optional() }))
+      .array(z.object({ name: tensorName, parameters: outputParameters }))
       .max(LIMITS.tensors)
       .optional()
       .meta({
@@ -105,6 +121,11 @@ export function inferRequestSchema() {
         id: 'request-1',
         inputs: [{ name: 'input', shape: [1, 64], datatype: 'FP32', data: example }],
         outputs: [{ name: 'probabilities' }, { name: 'logits' }],
+      },
+      {
+        id: 'request-2',
+        inputs: [{ name: 'input', shape: [1, 64], datatype: 'FP32', data: example }],
+        outputs: [{ name: 'probabilities', parameters: { classification: 3 } }],
       },
     ],
   });
@@ -128,7 +149,10 @@ export const inferResponseSchema = z
         name: z.string(),
         datatype: z.string(),
         shape: z.array(z.number().int()),
-        data: z.array(z.union([z.number(), z.string()])),
+        data: z.array(z.union([z.number(), z.string()])).meta({
+          description:
+            'Row-major values: numbers (FP32), or strings (BYTES: the label output, or an output asked for with parameters.classification)',
+        }),
       }),
     ),
   })
@@ -144,6 +168,20 @@ export const inferResponseSchema = z
             datatype: 'FP32',
             shape: [1, 10],
             data: [0.9, 0.01, 0.01, 0.01, 0.01, 0.01, 0.01, 0.02, 0.01, 0.01],
+          },
+        ],
+      },
+      {
+        model_name: 'digits',
+        model_version: '1',
+        id: 'request-2',
+        outputs: [
+          {
+            name: 'probabilities',
+            datatype: 'BYTES',
+            shape: [1, 3],
+            // digits/1's answer to the request example 'request-2'.
+            data: ['0.436049:3:3', '0.156320:0:0', '0.082789:4:4'],
           },
         ],
       },
