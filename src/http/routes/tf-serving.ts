@@ -137,7 +137,8 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
   // TF Serving's and KServe's clients may post JSON without a Content-Type (json-body.ts).
   const onPredictRequest = [onRequest, untypedBodyAsJson];
   // Millions of empty rows are a 413 before they are parsed (json-budget.ts).
-  const jsonBudget = predictionBudget(registry, app.deps.config);
+  // TF Serving's named instances ({"input": sample}) hold an object and a key per sample.
+  const jsonBudget = predictionBudget(registry, app.deps.config, true);
   const predictSchema = {
     tags: ['predict'],
     querystring: predictQuery,

@@ -1,6 +1,11 @@
 import { z } from 'zod';
-import { DEFAULT_MAX_BATCH_SIZE, InputShape, taskSchema } from '../../service/index.js';
-import { queryFlag, rowsSchema } from './common.js';
+import {
+  DEFAULT_MAX_BATCH_SIZE,
+  INPUT_TENSOR,
+  InputShape,
+  taskSchema,
+} from '../../service/index.js';
+import { anySampleSchema, queryFlag, rowListSchema } from './common.js';
 import { autoRecalibrationSchema } from './drift.js';
 
 /** A digits row (the README's), the example of every predict body. */
@@ -15,8 +20,51 @@ export const SERVING_SIGNATURE = 'serving_default';
 
 const rowLimit = `at most MAX_BATCH_SIZE rows (${DEFAULT_MAX_BATCH_SIZE} by default; more is a 413 BATCH_TOO_LARGE)`;
 
-/** TF Serving's REST predict request: row format (`instances`) or columnar (`inputs`). */
-function predictRequest(rows: ReturnType<typeof rowsSchema>) {
+/**
+ * TF Serving's named form of a value: an object keyed by input name (api_rest.md: the value of
+ * "inputs" is "a single input tensor or a map of input name to tensors"; the items of
+ * "instances" are lists, or objects "containing input name/tensor value pair, one for each named
+ * input"). Every model here has one input, INPUT_TENSOR, the name the metadata's signature_def
+ * and the Open Inference Protocol routes give it.
+ */
+export const namedInput = <T extends z.ZodType>(value: T) =>
+  z.strictObject({ [INPUT_TENSOR]: value } as Record<typeof INPUT_TENSOR, T>);
+
+/**
+ * A value in its plain form or TF Serving's named one. Where both refuse it for the same reason
+ * at the top (not a list, no rows) that reason is the message, not zod's "Invalid input" for a
+ * union; other failures of the named form are named by the row screen first (validation.ts), so
+ * `expected` is what is left.
+ */
+function plainOrNamed<A extends z.ZodType, B extends z.ZodType>(
+  plain: A,
+  named: B,
+  expected: string,
+) {
+  return z.union([plain, named], {
+    error: (issue) => {
+      const options = (issue as { errors?: { path: PropertyKey[]; message: string }[][] }).errors;
+      const first = options?.[0]?.[0];
+      const same =
+        first !== undefined &&
+        first.path.length === 0 &&
+        options!.every(
+          (o) => o.length === 1 && o[0]!.path.length === 0 && o[0]!.message === first.message,
+        );
+      return same ? first.message : expected;
+    },
+  });
+}
+
+/**
+ * TF Serving's REST predict request: row format (`instances`: a list of samples, or of objects
+ * naming the input) or columnar (`inputs`: the batched tensor, or an object naming it). The
+ * plain forms are the first option of each union, so that a check compiled from the schema
+ * (compiled-schema.ts tries a union's options in order) takes them as it did before the named
+ * ones were added.
+ */
+function predictRequest(sample: z.ZodType, maxRows?: number) {
+  const rows = rowListSchema(sample, maxRows);
   return z
     .strictObject({
       signature_name: z
@@ -25,12 +73,24 @@ function predictRequest(rows: ReturnType<typeof rowsSchema>) {
         .meta({
           description: `TF Serving's signature key: every model has one signature, "${SERVING_SIGNATURE}" (TF Serving's default key); another name is a 400, as TF Serving answers for a signature the model does not have`,
         }),
-      instances: rows
+      instances: plainOrNamed(
+        rows,
+        rowListSchema(namedInput(sample), maxRows),
+        `expected a list of samples, or of {"${INPUT_TENSOR}": sample} objects`,
+      )
         .optional()
-        .meta({ description: `Row format: one array of features per instance, ${rowLimit}` }),
-      inputs: rows.optional().meta({
-        description: `Columnar format: the batched input tensor [N, features], ${rowLimit}`,
-      }),
+        .meta({
+          description: `Row format: one sample per instance, ${rowLimit}; every instance a sample, or every one an object naming the input (\`{"${INPUT_TENSOR}": sample}\`, TF Serving's named form); the answer is \`predictions\``,
+        }),
+      inputs: plainOrNamed(
+        rows,
+        namedInput(rows),
+        `expected a list of samples, or {"${INPUT_TENSOR}": [sample, …]}`,
+      )
+        .optional()
+        .meta({
+          description: `Columnar format: the batched input tensor [N, ...input_shape] (a list of samples), ${rowLimit}, or an object naming it (\`{"${INPUT_TENSOR}": [sample, …]}\`, TF Serving's named form); the answer is \`outputs\``,
+        }),
     })
     .refine((b) => (b.instances === undefined) !== (b.inputs === undefined), {
       message: 'exactly one of "instances" (row format) or "inputs" (columnar format) is required',
@@ -42,11 +102,13 @@ function predictRequest(rows: ReturnType<typeof rowsSchema>) {
  * are checked by the handler (predict-request.ts), so this one schema (a named OpenAPI component)
  * fits every app.
  */
-export const predictRequestSchema = predictRequest(rowsSchema()).meta({
+export const predictRequestSchema = predictRequest(anySampleSchema()).meta({
   id: 'PredictRequest',
   examples: [
     { instances: [digitsExampleRow] },
     { signature_name: 'serving_default', inputs: [digitsExampleRow] },
+    { instances: [{ [INPUT_TENSOR]: digitsExampleRow }] },
+    { inputs: { [INPUT_TENSOR]: [digitsExampleRow] } },
   ],
 });
 
@@ -55,7 +117,7 @@ export const predictRequestSchema = predictRequest(rowsSchema()).meta({
  * `[1, 8, 8]`: 64 values flat or nested [1][8][8]), at most `maxRows` of them.
  */
 export const predictRequestSchemaFor = (inputShape: readonly number[], maxRows: number) =>
-  predictRequest(rowsSchema(maxRows, new InputShape(inputShape).sampleSchema()));
+  predictRequest(new InputShape(inputShape).sampleSchema(), maxRows);
 
 export const predictQuerySchema = z.strictObject({
   fused: queryFlag('true').meta({
