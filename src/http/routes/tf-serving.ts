@@ -24,7 +24,7 @@ import {
 } from '../schemas/tf-serving.js';
 import { listModel } from '../views/model-listing.js';
 import { modelStatus, oneVersionStatus } from '../views/model-status.js';
-import { versionMetadata } from '../views/version-metadata.js';
+import { metadataResponse } from '../views/tf-serving-signature.js';
 
 /**
  * TF Serving's REST API (https://www.tensorflow.org/tfx/serving/api_rest): model status, metadata
@@ -114,7 +114,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
         response: { 200: versionMetadataSchema, ...activeVersionErrorResponses },
       },
     },
-    async (request) => versionMetadata(registry.resolve(request.params.name)),
+    async (request) => metadataResponse(registry.resolve(request.params.name)),
   );
 
   app.get(
@@ -130,7 +130,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
       },
     },
     async (request) =>
-      versionMetadata(registry.resolve(request.params.name, request.params.version)),
+      metadataResponse(registry.resolve(request.params.name, request.params.version)),
   );
 
   const predict = predictHandler(app.deps);

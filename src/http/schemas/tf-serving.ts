@@ -197,9 +197,52 @@ export const modelStatusSchema = z
     ],
   });
 
-/** GET /v1/models/{name}/metadata (and one version's). */
+/** A TensorInfo of TF Serving's GetModelMetadata, as proto3 JSON prints it. */
+const tensorInfoSchema = z.object({
+  dtype: z.literal('DT_FLOAT'),
+  tensor_shape: z.object({
+    dim: z
+      .array(z.object({ size: z.string(), name: z.string() }))
+      .meta({ description: 'Each dimension; its size an int64 as a string, "-1" for the batch' }),
+    unknown_rank: z.boolean(),
+  }),
+  name: z.string(),
+});
+
+/** TF Serving's GetModelMetadataResponse fields of the metadata answer. */
+const getModelMetadataFields = {
+  model_spec: z
+    .object({
+      name: z.string(),
+      signature_name: z.string(),
+      version: z.string().meta({ description: 'The version, an int64 as a string' }),
+    })
+    .meta({ description: "TF Serving's ModelSpec of the version described" }),
+  metadata: z
+    .object({
+      signature_def: z.object({
+        signature_def: z.record(
+          z.string(),
+          z.object({
+            inputs: z.record(z.string(), tensorInfoSchema),
+            outputs: z.record(z.string(), tensorInfoSchema),
+            method_name: z.string(),
+          }),
+        ),
+      }),
+    })
+    .meta({
+      description: `TF Serving's GetModelMetadataResponse metadata: the SignatureDefMap of the one signature, "${SERVING_SIGNATURE}", method tensorflow/serving/predict. Its input "${INPUT_TENSOR}" [-1, ...input_shape] is the name TF Serving's named predict forms and the Open Inference Protocol use; its output is the tensor predict answers under \`predictions\` / \`outputs\` ("probabilities" of a classifier, "predictions" of a regression) [-1, outputs]`,
+    }),
+};
+
+/**
+ * GET /v1/models/{name}/metadata (and one version's): normserve's description of the version,
+ * and TF Serving's GetModelMetadataResponse (`model_spec`, `metadata`) beside it.
+ */
 export const versionMetadataSchema = z
   .looseObject({
+    ...getModelMetadataFields,
     name: z.string(),
     version: z.number().int(),
     task: taskSchema,
@@ -229,7 +272,8 @@ export const versionMetadataSchema = z
     provenance: z.unknown(),
   })
   .meta({
-    description: 'What a client needs to call the version, and what compilation did to it',
+    description:
+      "What a client needs to call the version, and what compilation did to it; `model_spec` and `metadata` are TF Serving's GetModelMetadataResponse",
     examples: [
       {
         name: 'digits',
@@ -278,6 +322,42 @@ export const versionMetadataSchema = z
         },
         provenance: null,
         loaded_at: '2026-01-01T00:00:00.000Z',
+        model_spec: { name: 'digits', signature_name: '', version: '1' },
+        metadata: {
+          signature_def: {
+            signature_def: {
+              serving_default: {
+                inputs: {
+                  input: {
+                    dtype: 'DT_FLOAT',
+                    tensor_shape: {
+                      dim: [
+                        { size: '-1', name: '' },
+                        { size: '64', name: '' },
+                      ],
+                      unknown_rank: false,
+                    },
+                    name: 'input',
+                  },
+                },
+                outputs: {
+                  probabilities: {
+                    dtype: 'DT_FLOAT',
+                    tensor_shape: {
+                      dim: [
+                        { size: '-1', name: '' },
+                        { size: '10', name: '' },
+                      ],
+                      unknown_rank: false,
+                    },
+                    name: 'probabilities',
+                  },
+                },
+                method_name: 'tensorflow/serving/predict',
+              },
+            },
+          },
+        },
       },
     ],
   });
