@@ -27,10 +27,11 @@ export interface JsonBudget {
   /** The route's 413 for a body that holds more than `budget` arrays and objects. */
   refusal(request: FastifyRequest, chars: number, budget: number): NormserveError;
   /**
-   * The most strings, keys included, a valid body holds: rows are numbers, so on the routes that
-   * read rows only their envelope's (ENVELOPE_STRINGS), whatever the body's length.
+   * The most strings, keys included, a valid body of `chars` characters holds: rows are numbers,
+   * so on the routes that read rows their envelope's (ENVELOPE_STRINGS), and on predict one key
+   * per sample more (TF Serving's named instances, `{"input": sample}`).
    */
-  strings: number;
+  strings(request: FastifyRequest, chars: number): number;
   /** The refusal of a body that holds more than `strings` strings (default: a 413). */
   stringRefusal?: (budget: number) => NormserveError;
 }
@@ -96,7 +97,7 @@ const DEFAULT_BUDGET: JsonBudget = {
       'BODY_TOO_LARGE',
       `the request body holds more than ${budget} arrays and objects, the most this route reads`,
     ),
-  strings: DEFAULT_STRINGS,
+  strings: () => DEFAULT_STRINGS,
 };
 
 /** The 413 of a route that reads no rows, for a body with more strings than it reads. */
@@ -119,8 +120,9 @@ export function overJsonBudget(request: FastifyRequest, body: string): Normserve
   // n characters hold at most n/2 of either: a body that cannot exceed a budget is not counted.
   if (body.length > 2 * limit && hasMoreContainers(body, limit))
     return budget.refusal(request, body.length, limit);
-  if (body.length > 2 * budget.strings && hasMoreStrings(body, budget.strings))
-    return (budget.stringRefusal ?? tooManyStrings)(budget.strings);
+  const strings = budget.strings(request, body.length);
+  if (body.length > 2 * strings && hasMoreStrings(body, strings))
+    return (budget.stringRefusal ?? tooManyStrings)(strings);
   return undefined;
 }
 
@@ -149,21 +151,24 @@ function shapesFor(registry: ModelRegistry, request: FastifyRequest): InputShape
  * least (a digit and the `,` or `]` after it), so a valid body of n characters holds at most
  * n / (2·width) samples, and no more of these arrays than a valid body of its size would (a
  * 16 MB one of nested [1, 8, 8] rows: 1.3 million; of [64] rows: 131,072). Per model, not from
- * the largest loaded one: a flat 64-wide model's predict budget stays 5120 when a [3, 32, 32]
+ * the largest loaded one: a flat 64-wide model's infer budget stays 5120 when a [3, 32, 32]
  * model is loaded beside it (whose rows may hold 100 arrays each). For a name that is no model's or has no
- * available version, DEFAULT_BUDGET.
+ * available version, DEFAULT_BUDGET. With `namedSamples` (TF Serving's predict), a sample may
+ * also be one object with one key, `{"input": sample}`: one container and one string more each.
  */
 function rowBudget(
   registry: ModelRegistry,
   maxRows: number,
   refuse: (why: string) => NormserveError,
+  namedSamples = false,
 ): JsonBudget {
+  const wrap = namedSamples ? 1 : 0;
   // The largest budget over the shapes the request may be read with, and the rows it allows.
   const largest = (request: FastifyRequest, chars: number) => {
     let best: { containers: number; rows: number; shape: InputShape } | undefined;
     for (const shape of shapesFor(registry, request)) {
       const rows = Math.min(maxRows, Math.floor(chars / (2 * shape.width)));
-      const containers = rows * shape.arraysPerSample + ENVELOPE_CONTAINERS;
+      const containers = rows * (shape.arraysPerSample + wrap) + ENVELOPE_CONTAINERS;
       if (!best || containers > best.containers) best = { containers, rows, shape };
     }
     return best;
@@ -187,8 +192,14 @@ function rowBudget(
         `the body holds more than ${budget} arrays and objects, more than ${best.rows} samples of ${shape} and the request around them can`,
       );
     },
-    strings: ENVELOPE_STRINGS,
-    stringRefusal: rowsAreNumbers,
+    strings: (request, chars) => {
+      if (!namedSamples) return ENVELOPE_STRINGS;
+      let rows = 0;
+      for (const shape of shapesFor(registry, request))
+        rows = Math.max(rows, Math.min(maxRows, Math.floor(chars / (2 * shape.width))));
+      return ENVELOPE_STRINGS + rows;
+    },
+    stringRefusal: (budget) => rowsAreNumbers(budget, namedSamples),
   };
 }
 
@@ -197,21 +208,31 @@ function rowBudget(
  * limit does not grow with the body, so splitting the batch would not help (numbers sent as
  * strings, a reviewer's case: 19 rows of them were a 413). A 400, like zod's answer to a few.
  */
-function rowsAreNumbers(budget: number): NormserveError {
-  const message = `more than ${budget} strings and keys: the rows' values are numbers, and the request around them (names, datatypes, parameters) holds at most ${budget} (counted before parsing)`;
+function rowsAreNumbers(budget: number, namedSamples: boolean): NormserveError {
+  const around = namedSamples
+    ? 'names, datatypes, parameters, an input name per sample'
+    : 'names, datatypes, parameters';
+  const message = `more than ${budget} strings and keys: the rows' values are numbers, and the request around them (${around}) holds at most ${budget} (counted before parsing)`;
   return new NormserveError('INVALID_INPUT', `body: ${message}`, {
     errors: [{ path: 'body', message }],
   });
 }
 
-/** Predict and infer: at most MAX_BATCH_SIZE rows, else 413 BATCH_TOO_LARGE. */
+/**
+ * Predict and infer: at most MAX_BATCH_SIZE rows, else 413 BATCH_TOO_LARGE. `namedSamples` for
+ * TF Serving's predict, whose instances may each be `{"input": sample}`.
+ */
 export function predictionBudget(
   registry: ModelRegistry,
   config: Pick<ServerConfig, 'MAX_BATCH_SIZE'>,
+  namedSamples = false,
 ): JsonBudget {
   const maxRows = config.MAX_BATCH_SIZE;
-  return rowBudget(registry, maxRows, (why) =>
-    batchTooLarge('body', `${batchLimit(maxRows)}; ${why}`),
+  return rowBudget(
+    registry,
+    maxRows,
+    (why) => batchTooLarge('body', `${batchLimit(maxRows)}; ${why}`),
+    namedSamples,
   );
 }
 

@@ -10,6 +10,7 @@ import {
   failInput,
   float32Bytes,
   float32Rows,
+  INPUT_TENSOR,
   inputShapeOf,
   type PredictOutput,
   type RowSource,
@@ -34,8 +35,8 @@ type PredictBody = z.output<typeof predictRequestSchema>;
 // fast and the samples go straight into the engine's input buffer; anything it refuses takes
 // the general path, whose zod schema and the input shape's reader name every problem.
 export const predictBody = withRowFields(validatedByHandler(predictRequestSchema), [
-  'instances',
-  'inputs',
+  { field: 'instances', input: INPUT_TENSOR, named: 'each' },
+  { field: 'inputs', input: INPUT_TENSOR, named: 'whole' },
 ]);
 export const predictQuery = validatedByHandler(predictQuerySchema);
 
@@ -79,14 +80,50 @@ function sendPrediction(
   return reply.type(JSON_TYPE).send(predictResponseJson(out, columnar));
 }
 
-// Where a row whose outputs overflow is named, by the form of the request.
+// Where a row is named (a sample the reader refuses, outputs that overflow), by the form of the
+// request.
 const instancesRow = (r: number) => `instances[${r}]`;
+const namedInstancesRow = (r: number) => `instances[${r}].${INPUT_TENSOR}`;
 const inputsRow = (r: number) => `inputs[${r}]`;
+const NAMED_INPUTS = `inputs.${INPUT_TENSOR}`;
+const namedInputsRow = (r: number) => `${NAMED_INPUTS}[${r}]`;
 const bodyRow = (r: number) => `body (row ${r})`;
+
+const isPlainObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** A valid body's samples, where they stood, and which format it is (columnar or row). */
+interface RowsForm {
+  rows: readonly unknown[];
+  rowPath: (r: number) => string;
+  columnar: boolean;
+}
+
+/**
+ * The samples of a body its schema accepted, in any of TF Serving's four forms: `instances` as a
+ * list of samples or of `{"input": sample}` objects (all one or the other: the first decides),
+ * `inputs` as the list or `{"input": list}`. The plain forms cost one Array.isArray each.
+ */
+function rowsForm(body: PredictBody): RowsForm {
+  const { instances, inputs } = body;
+  if (inputs !== undefined) {
+    return Array.isArray(inputs)
+      ? { rows: inputs, rowPath: inputsRow, columnar: true }
+      : { rows: inputs[INPUT_TENSOR], rowPath: namedInputsRow, columnar: true };
+  }
+  const list = instances!;
+  if (Array.isArray(list[0])) return { rows: list, rowPath: instancesRow, columnar: false };
+  return {
+    rows: (list as { [INPUT_TENSOR]: unknown[] }[]).map((item) => item[INPUT_TENSOR]),
+    rowPath: namedInstancesRow,
+    columnar: false,
+  };
+}
 
 /**
  * TF Serving's REST predict (https://www.tensorflow.org/tfx/serving/api_rest): rows in row
- * (`instances`) or columnar (`inputs`) JSON, or float32 bytes, run on the version the route names
+ * (`instances`) or columnar (`inputs`) JSON, plain or named by the input (rowsForm), or float32
+ * bytes, run on the version the route names
  * (else the active one), answered as JSON or float32 bytes. One handler per app serves both
  * predict routes; the compiled checks are kept per input shape.
  */
@@ -121,29 +158,30 @@ export function predictHandler({ config, inference }: Pick<AppDeps, 'config' | '
     const resolved = inference.tryResolve(name, version);
     if (Buffer.isBuffer(request.body)) return predictBinary(request, reply, resolved);
     let source: RowSource;
-    let columnar: boolean;
     let fused: boolean;
     const raw = request.body as PredictBody;
     let served: AvailableVersion;
+    let form: RowsForm;
     if (resolved && acceptsFor(resolved)?.(raw)) {
       served = resolved;
-      columnar = raw.inputs !== undefined;
-      source = inputShapeOf(served).samples((raw.instances ?? raw.inputs)!);
+      form = rowsForm(raw);
+      source = inputShapeOf(served).samples(form.rows);
       fused = fusedOf(request.query);
     } else {
       // The row count before the rows: millions of them are a 413 before any is looked at.
-      const given = typeof raw === 'object' && raw !== null ? (raw.instances ?? raw.inputs) : 0;
-      if (Array.isArray(given)) {
+      if (typeof raw === 'object' && raw !== null) {
+        const given = raw.instances ?? raw.inputs;
         const field = given === raw.instances ? 'instances' : 'inputs';
-        checkBatchSize(field, given.length, config.MAX_BATCH_SIZE);
+        const named = field === 'inputs' && isPlainObject(given);
+        const list = named ? given[INPUT_TENSOR] : given;
+        if (Array.isArray(list))
+          checkBatchSize(named ? NAMED_INPUTS : field, list.length, config.MAX_BATCH_SIZE);
       }
       const parsed = parseWith(predictBody, raw, 'body');
       fused = fusedOf(request.query);
-      columnar = parsed.inputs !== undefined;
-      const instances = (parsed.instances ?? parsed.inputs)!;
-      const field = columnar ? 'inputs' : 'instances';
+      form = rowsForm(parsed);
       served = resolved ?? inference.resolve(name, version);
-      source = inputShapeOf(served).instances(instances, field);
+      source = inputShapeOf(served).instances(form.rows, form.rowPath);
     }
     // The reply is the caller: its signal aborts if the client goes (client-gone.ts).
     let out: PredictOutput | Promise<PredictOutput> = inference.infer(
@@ -154,8 +192,8 @@ export function predictHandler({ config, inference }: Pick<AppDeps, 'config' | '
       reply,
     );
     if (out instanceof Promise) out = await out;
-    answered(request, reply, out, fused, columnar ? inputsRow : instancesRow);
-    return sendPrediction(request, reply, out, columnar);
+    answered(request, reply, out, fused, form.rowPath);
+    return sendPrediction(request, reply, out, form.columnar);
   };
 
   /**

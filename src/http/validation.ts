@@ -8,7 +8,8 @@ import {
   NormserveError,
   safeParseWorded,
 } from '../errors/index.js';
-import { ROW_ARRAY_MESSAGE } from '../service/index.js';
+import { ROW_ARRAY_MESSAGE, unknownInputMessage } from '../service/index.js';
+import { ROWS_ARRAY_MESSAGE } from './schemas/common.js';
 import { LIMITS } from './schemas/limits.js';
 
 const isStream = (data: unknown): boolean =>
@@ -58,37 +59,118 @@ function locations(
  * where rows belong built 3,000,000 issues (1.4 GB and 2 s in zod alone, 14 s with the worded
  * messages) before one was shown, and 8,300,000 of them took the process past its heap.
  */
-const rowFields = new WeakMap<z.ZodType, readonly string[]>();
+const rowFields = new WeakMap<z.ZodType, readonly RowField[]>();
+
+/**
+ * A field of rows: its name; for TF Serving's named forms (predict-request.ts) also the model's
+ * input name and where the name may stand: `each` row an object `{input: sample}` (`instances`),
+ * or the `whole` list under it (`inputs: {input: [sample, …]}`).
+ */
+export type RowField = string | { field: string; input: string; named: 'each' | 'whole' };
 
 /** Marks `fields` of `schema`'s object as arrays of rows, to be screened before validation. */
-export function withRowFields<T extends z.ZodType>(schema: T, fields: readonly string[]): T {
+export function withRowFields<T extends z.ZodType>(schema: T, fields: readonly RowField[]): T {
   rowFields.set(schema, fields);
   return schema;
+}
+
+const isPlainObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * Collects error locations: the first LIMITS.errorLocations, and how many there are in all.
+ */
+class Screened {
+  readonly shown: ErrorLocation[] = [];
+  total = 0;
+  add(path: readonly PropertyKey[], message: string) {
+    this.total++;
+    if (this.shown.length < LIMITS.errorLocations)
+      this.shown.push({ path: formatPath(path), message });
+  }
+}
+
+/** An object naming the input: an unknown key, or none at all, is named here, not by zod's union. */
+function screenNames(
+  value: Record<string, unknown>,
+  input: string,
+  path: PropertyKey[],
+  wanted: string,
+  out: Screened,
+): boolean {
+  let ok = true;
+  for (const key in value) {
+    if (key === input) continue;
+    out.add([...path, key], unknownInputMessage(key));
+    ok = false;
+  }
+  if (!(input in value)) {
+    if (ok) out.add(path, `expected ${wanted}: the model's one input is "${input}"`);
+    return false;
+  }
+  return ok;
+}
+
+/** Elements of `rows` (at `path`) that are not arrays. */
+function screenArrays(rows: readonly unknown[], path: PropertyKey[], out: Screened) {
+  for (let i = 0; i < rows.length; i++)
+    if (!Array.isArray(rows[i])) out.add([...path, i], ROW_ARRAY_MESSAGE);
 }
 
 /**
  * The elements of `data`'s row fields that are not arrays, as zod would name them (the first
  * LIMITS.errorLocations, and how many there are), or undefined when every element is an array
- * (zod then checks the rows, one issue at most per row that fails).
+ * (zod then checks the rows, one issue at most per row that fails). TF Serving's named forms are
+ * screened as TF Serving reads them (json_tensor.cc): `instances` are all lists, or all objects
+ * (the first one decides), each naming the input; an `inputs` object names the input, whose list
+ * is screened as rows.
  */
 function screenRows(
   data: unknown,
-  fields: readonly string[],
+  fields: readonly RowField[],
 ): { shown: ErrorLocation[]; total: number } | undefined {
   if (typeof data !== 'object' || data === null) return undefined;
-  const shown: ErrorLocation[] = [];
-  let total = 0;
-  for (const field of fields) {
-    const rows = (data as Record<string, unknown>)[field];
-    if (!Array.isArray(rows)) continue;
-    for (let i = 0; i < rows.length; i++) {
-      if (Array.isArray(rows[i])) continue;
-      total++;
-      if (shown.length < LIMITS.errorLocations)
-        shown.push({ path: formatPath([field, i]), message: ROW_ARRAY_MESSAGE });
+  const out = new Screened();
+  for (const spec of fields) {
+    const { field, input, named } = typeof spec === 'string' ? { field: spec } : spec;
+    const value = (data as Record<string, unknown>)[field];
+    if (named === 'whole' && isPlainObject(value)) {
+      const list = `{"${input}": [sample, …]}`;
+      if (!screenNames(value, input!, [field], list, out)) continue;
+      const rows = value[input!];
+      if (Array.isArray(rows)) screenArrays(rows, [field, input!], out);
+      else out.add([field, input!], ROWS_ARRAY_MESSAGE);
+      continue;
+    }
+    if (!Array.isArray(value)) continue;
+    if (named !== 'each') {
+      screenArrays(value, [field], out);
+      continue;
+    }
+    const form = `every one a sample, or every one {"${input}": sample}`;
+    if (isPlainObject(value[0])) {
+      for (let i = 0; i < value.length; i++) {
+        const item = value[i];
+        if (!isPlainObject(item)) {
+          out.add([field, i], `expected {"${input}": sample}, as ${field}[0] is (${form})`);
+        } else if (screenNames(item, input!, [field, i], `{"${input}": sample}`, out)) {
+          if (!Array.isArray(item[input!])) out.add([field, i, input!], ROW_ARRAY_MESSAGE);
+        }
+      }
+      continue;
+    }
+    for (let i = 0; i < value.length; i++) {
+      const item = value[i];
+      if (Array.isArray(item)) continue;
+      out.add(
+        [field, i],
+        isPlainObject(item)
+          ? `${ROW_ARRAY_MESSAGE}, as ${field}[0] is (${form})`
+          : ROW_ARRAY_MESSAGE,
+      );
     }
   }
-  return total === 0 ? undefined : { shown, total };
+  return out.total === 0 ? undefined : { shown: out.shown, total: out.total };
 }
 
 /** Validates `data` with a zod schema: the value, or the INVALID_INPUT error naming each place. */

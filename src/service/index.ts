@@ -229,6 +229,7 @@ export {
   LABEL_TENSOR,
   PROBABILITIES_TENSOR,
   rawOutputTensor,
+  unknownInputMessage,
 } from './tensor-names.js';
 export type { TrafficObserver } from './traffic-observer.js';
 export type { VersionDriftReport } from './version-drift.js';

@@ -111,12 +111,15 @@ export class InputShape {
 
   /**
    * Instances (TF Serving's `instances` or columnar `inputs`: one sample per element) checked as
-   * rows for the engine; INVALID_INPUT naming every offending place otherwise.
+   * rows for the engine; INVALID_INPUT naming every offending place otherwise (row r at
+   * `field[r]`, or where `field(r)` says).
    */
-  instances(instances: readonly unknown[], field: string): RowSource {
+  instances(instances: readonly unknown[], field: string | ((row: number) => string)): RowSource {
+    // A function names the rows of TF Serving's named forms (`instances[3].input`).
+    const at = typeof field === 'string' ? (r: number) => `${field}[${r}]` : field;
     const errors: ErrorLocation[] = [];
     for (let r = 0; r < instances.length && errors.length < MAX_ERRORS; r++)
-      this.checkSample(instances[r], `${field}[${r}]`, errors);
+      this.checkSample(instances[r], at(r), errors);
     throwIfAny(errors);
     return this.samples(instances);
   }

@@ -7,6 +7,7 @@ import {
   LABEL_TENSOR,
   PROBABILITIES_TENSOR,
   rawOutputTensor,
+  unknownInputMessage,
 } from './tensor-names.js';
 
 /*
@@ -116,11 +117,7 @@ export function checkInputTensor(
       `this model takes exactly one input tensor ("${INPUT_TENSOR}"), got ${inputs.length}`,
     );
   const input = inputs[0]!;
-  if (input.name !== INPUT_TENSOR)
-    failInput(
-      `${prefix}[0].name`,
-      `unknown input ${quote(input.name)}; the model's input is "${INPUT_TENSOR}"`,
-    );
+  if (input.name !== INPUT_TENSOR) failInput(`${prefix}[0].name`, unknownInputMessage(input.name));
   if (input.datatype !== 'FP32')
     failInput(`${prefix}[0].datatype`, `expected "FP32", got ${quote(input.datatype)}`);
   const rows = inputShape.batchOf(input.shape, `${prefix}[0].shape`);

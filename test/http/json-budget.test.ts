@@ -105,9 +105,12 @@ describe('bodies over the budget: the route’s 413, before parsing', () => {
   const post = (url: string, payload: string | Buffer, headers: Record<string, string> = {}) =>
     t.app.inject({ method: 'POST', url, payload, headers: { ...JSON_HEADERS, ...headers } });
   // digits [64], MAX_BATCH_SIZE 4096: in a body of 524,288 characters or more (4096 · 2 · 64),
-  // 4096 flat rows of one array each, and the envelope's 1024.
-  const DIGITS_PREDICT =
-    'at most 4096 rows per request (MAX_BATCH_SIZE); the body holds more than 5120 arrays and objects, more than 4096 samples of [64] and the request around them can';
+  // 4096 flat rows of one array each, and the envelope's 1024 (infer); TF Serving's predict
+  // allows each sample its named form's object too ({"input": row}): 4096 · 2 + 1024.
+  const digitsBudget = (containers: number) =>
+    `at most 4096 rows per request (MAX_BATCH_SIZE); the body holds more than ${containers} arrays and objects, more than 4096 samples of [64] and the request around them can`;
+  const DIGITS_PREDICT = digitsBudget(9216);
+  const DIGITS_INFER = digitsBudget(5120);
 
   it('predict: empty arrays and empty objects are a 413 BATCH_TOO_LARGE', async () => {
     for (const item of ['[]', '{}']) {
@@ -125,7 +128,7 @@ describe('bodies over the budget: the route’s 413, before parsing', () => {
     const header = `{"inputs":[{"name":"input","shape":[1,64],"datatype":"FP32","data":[${empties(200_000)}]}]}`;
     const json = await post('/v2/models/digits/infer', header);
     expect(expectProblem(json, 413, 'BATCH_TOO_LARGE').errors).toEqual([
-      { path: 'body', message: DIGITS_PREDICT },
+      { path: 'body', message: DIGITS_INFER },
     ]);
     const binary = binaryInfer(undefined, [], header);
     const res = await t.app.inject({
@@ -138,8 +141,9 @@ describe('bodies over the budget: the route’s 413, before parsing', () => {
   });
 
   it('the budget is the addressed model’s: [1, 8, 8] rows may hold 10 arrays each', async () => {
-    // 41,984 = 4096 · 10 + 1024 (the bodies are padded past 524,288 characters): 41,002 arrays
-    // pass the CNN's budget (and the row count refuses them after parsing), 42,002 do not.
+    // 46,080 = 4096 · (10 + 1) + 1024, a named sample's object counted (the bodies are padded
+    // past 524,288 characters): 41,002 arrays pass the CNN's budget (and the row count refuses
+    // them after parsing), 47,002 do not.
     const pad = ' '.repeat(450_000);
     const under = await post(
       '/v1/models/digits-cnn:predict',
@@ -148,13 +152,13 @@ describe('bodies over the budget: the route’s 413, before parsing', () => {
     expect(expectProblem(under, 413, 'BATCH_TOO_LARGE').errors?.[0]?.path).toBe('instances');
     const over = await post(
       '/v1/models/digits-cnn:predict',
-      `{"instances":[${empties(42_000)}${pad}]}`,
+      `{"instances":[${empties(47_000)}${pad}]}`,
     );
     expect(expectProblem(over, 413, 'BATCH_TOO_LARGE').errors).toEqual([
       {
         path: 'body',
         message:
-          'at most 4096 rows per request (MAX_BATCH_SIZE); the body holds more than 41984 arrays and objects, more than 4096 samples of [1, 8, 8] and the request around them can',
+          'at most 4096 rows per request (MAX_BATCH_SIZE); the body holds more than 46080 arrays and objects, more than 4096 samples of [1, 8, 8] and the request around them can',
       },
     ]);
   });
@@ -232,18 +236,21 @@ describe('bodies over the budget: the route’s 413, before parsing', () => {
     expect(expectProblem(res, 400, 'INVALID_INPUT').detail).toBe(STRINGS);
   });
 
+  // Predict allows one key per sample more (TF Serving's named instances, {"input": sample}):
+  // a body of n characters holds at most n / (2·64) digits samples.
+  const predictStrings = (body: string) => {
+    const budget = ENVELOPE_STRINGS + Math.floor(body.length / (2 * 64));
+    return `body: more than ${budget} strings and keys: the rows' values are numbers, and the request around them (names, datatypes, parameters, an input name per sample) holds at most ${budget} (counted before parsing)`;
+  };
+
   it('keys and strings: a predict row that is one object of 2,000 keys, or 4,000 strings, is a 400 before parsing', async () => {
     for (const tail of [']}', ']} !!!']) {
-      const object = await post(
-        '/v1/models/digits:predict',
-        `{"instances":[{${keys(2000)}}${tail}`,
-      );
-      expect(expectProblem(object, 400, 'INVALID_INPUT').detail).toBe(STRINGS);
-      const many = await post(
-        '/v1/models/digits:predict',
-        `{"instances":[[${strings(4000)}]${tail}`,
-      );
-      expect(expectProblem(many, 400, 'INVALID_INPUT').detail).toBe(STRINGS);
+      const objectBody = `{"instances":[{${keys(2000)}}${tail}`;
+      const object = await post('/v1/models/digits:predict', objectBody);
+      expect(expectProblem(object, 400, 'INVALID_INPUT').detail).toBe(predictStrings(objectBody));
+      const manyBody = `{"instances":[[${strings(4000)}]${tail}`;
+      const many = await post('/v1/models/digits:predict', manyBody);
+      expect(expectProblem(many, 400, 'INVALID_INPUT').detail).toBe(predictStrings(manyBody));
     }
     // Under the budget, the same shapes are parsed and refused by the schema and the handler.
     const parsed = await post('/v1/models/digits:predict', `{"instances":[{${keys(1100)}}]}`);

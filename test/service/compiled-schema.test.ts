@@ -87,16 +87,35 @@ describe('compileAccepts accepts exactly what zod accepts', () => {
     agrees(predictRequestSchema, () => [
       { instances: [row(64)] },
       { inputs: [row(3), row(5)], signature_name: 'serving_default' },
+      // TF Serving's named forms, keyed by the model's input name.
+      { instances: [{ input: row(64) }, { input: row(2) }] },
+      { inputs: { input: [row(3), row(5)] } },
     ]);
   });
 
   it("one model's predict request: rows of exactly its width, at most MAX_BATCH_SIZE", () => {
     const schema = predictRequestSchemaFor([4], 3);
-    agrees(schema, () => [{ instances: [row(4)] }, { inputs: [row(4), row(4), row(4)] }]);
+    agrees(schema, () => [
+      { instances: [row(4)] },
+      { inputs: [row(4), row(4), row(4)] },
+      { instances: [{ input: row(4) }, { input: row(4) }] },
+      { inputs: { input: [row(4), row(4), row(4)] } },
+    ]);
     const accepts = compileAccepts(schema)!;
     expect(accepts({ instances: [row(4), row(4), row(4), row(4)] })).toBe(false);
     expect(accepts({ instances: [row(5)] })).toBe(false);
     expect(accepts({ instances: [row(4)], inputs: [row(4)] })).toBe(false);
+    // The named forms: the model's input name only, every instance named or none, the row limit.
+    expect(accepts({ instances: [{ input: row(4) }] })).toBe(true);
+    expect(accepts({ instances: [{ x: row(4) }] })).toBe(false);
+    expect(accepts({ instances: [{ input: row(4) }, row(4)] })).toBe(false);
+    expect(accepts({ instances: [row(4), { input: row(4) }] })).toBe(false);
+    expect(accepts({ instances: Array.from({ length: 4 }, () => ({ input: row(4) })) })).toBe(
+      false,
+    );
+    expect(accepts({ inputs: { input: [row(4)], x: [row(4)] } })).toBe(false);
+    expect(accepts({ inputs: { input: [row(5)] } })).toBe(false);
+    expect(accepts({ instances: { input: [row(4)] } })).toBe(false);
   });
 
   it("a [2, 2, 3] model's predict request: samples of 12 values flat or nested [2][2][3]", () => {
@@ -115,6 +134,8 @@ describe('compileAccepts accepts exactly what zod accepts', () => {
       { instances: [row(12)] },
       { instances: [nested, row(12), nested] },
       { inputs: [nested] },
+      { instances: [{ input: nested }, { input: row(12) }] },
+      { inputs: { input: [nested, row(12)] } },
     ]);
     const accepts = compileAccepts(schema)!;
     expect(accepts({ instances: [nested[0]] })).toBe(false);

@@ -24,7 +24,7 @@ import {
 } from '../schemas/tf-serving.js';
 import { listModel } from '../views/model-listing.js';
 import { modelStatus, oneVersionStatus } from '../views/model-status.js';
-import { versionMetadata } from '../views/version-metadata.js';
+import { metadataResponse } from '../views/tf-serving-signature.js';
 
 /**
  * TF Serving's REST API (https://www.tensorflow.org/tfx/serving/api_rest): model status, metadata
@@ -114,7 +114,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
         response: { 200: versionMetadataSchema, ...activeVersionErrorResponses },
       },
     },
-    async (request) => versionMetadata(registry.resolve(request.params.name)),
+    async (request) => metadataResponse(registry.resolve(request.params.name)),
   );
 
   app.get(
@@ -130,14 +130,15 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
       },
     },
     async (request) =>
-      versionMetadata(registry.resolve(request.params.name, request.params.version)),
+      metadataResponse(registry.resolve(request.params.name, request.params.version)),
   );
 
   const predict = predictHandler(app.deps);
   // TF Serving's and KServe's clients may post JSON without a Content-Type (json-body.ts).
   const onPredictRequest = [onRequest, untypedBodyAsJson];
   // Millions of empty rows are a 413 before they are parsed (json-budget.ts).
-  const jsonBudget = predictionBudget(registry, app.deps.config);
+  // TF Serving's named instances ({"input": sample}) hold an object and a key per sample.
+  const jsonBudget = predictionBudget(registry, app.deps.config, true);
   const predictSchema = {
     tags: ['predict'],
     querystring: predictQuery,

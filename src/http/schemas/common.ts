@@ -9,25 +9,28 @@ import {
 } from '../../service/index.js';
 import { DEFAULT_CONTAINERS, DEFAULT_STRINGS } from '../json-budget.js';
 
-/**
- * Instances of a prediction request, one sample per element. Without `sample` (the OpenAPI
- * document and the error reports) a sample is any array, checked afterwards by the service
- * against the version that serves the request (src/service/input-shape.ts names each offending
- * place); with a model's `InputShape.sampleSchema()` and `maxRows` it is the schema of that
- * model's requests, compiled once per version for the fast path. Without `maxRows` the row count
- * is left to the handler (see checkBatchSize), so the general schema does not depend on the
- * configuration or the model.
- */
 /** The rows of a body that are not an array. */
 export const ROWS_ARRAY_MESSAGE = 'expected an array of rows';
 
-export function rowsSchema(maxRows?: number, sample?: z.ZodType) {
-  const row =
-    sample ??
-    z.array(z.unknown(), { error: ROW_ARRAY_MESSAGE }).meta({
-      description:
-        "One sample: the model's input_shape flat (e.g. 64 numbers) or nested (e.g. [1][8][8]), finite float32 values",
-    });
+/**
+ * One sample of a prediction request for any model: an array, checked afterwards by the service
+ * against the version that serves the request (src/service/input-shape.ts names each offending
+ * place). A model's own requests use its `InputShape.sampleSchema()` instead, compiled once per
+ * input shape for the fast path. The OpenAPI document and the error reports use this one, so the
+ * general schema depends on neither the configuration nor the model.
+ */
+export const anySampleSchema = () =>
+  z.array(z.unknown(), { error: ROW_ARRAY_MESSAGE }).meta({
+    description:
+      "One sample: the model's input_shape flat (e.g. 64 numbers) or nested (e.g. [1][8][8]), finite float32 values",
+  });
+
+/**
+ * A list of at least one `row` (a sample, or a sample wrapped in TF Serving's named form); with
+ * `maxRows`, at most that many (a model's schema). Without it the row count is left to the
+ * handler (see checkBatchSize).
+ */
+export function rowListSchema<T extends z.ZodType>(row: T, maxRows?: number) {
   const rows = z.array(row, { error: ROWS_ARRAY_MESSAGE }).min(1, 'at least one row is required');
   return maxRows === undefined ? rows : rows.max(maxRows, batchLimit(maxRows));
 }

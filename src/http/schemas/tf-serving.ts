@@ -1,6 +1,11 @@
 import { z } from 'zod';
-import { DEFAULT_MAX_BATCH_SIZE, InputShape, taskSchema } from '../../service/index.js';
-import { queryFlag, rowsSchema } from './common.js';
+import {
+  DEFAULT_MAX_BATCH_SIZE,
+  INPUT_TENSOR,
+  InputShape,
+  taskSchema,
+} from '../../service/index.js';
+import { anySampleSchema, queryFlag, rowListSchema } from './common.js';
 import { autoRecalibrationSchema } from './drift.js';
 
 /** A digits row (the README's), the example of every predict body. */
@@ -15,8 +20,51 @@ export const SERVING_SIGNATURE = 'serving_default';
 
 const rowLimit = `at most MAX_BATCH_SIZE rows (${DEFAULT_MAX_BATCH_SIZE} by default; more is a 413 BATCH_TOO_LARGE)`;
 
-/** TF Serving's REST predict request: row format (`instances`) or columnar (`inputs`). */
-function predictRequest(rows: ReturnType<typeof rowsSchema>) {
+/**
+ * TF Serving's named form of a value: an object keyed by input name (api_rest.md: the value of
+ * "inputs" is "a single input tensor or a map of input name to tensors"; the items of
+ * "instances" are lists, or objects "containing input name/tensor value pair, one for each named
+ * input"). Every model here has one input, INPUT_TENSOR, the name the metadata's signature_def
+ * and the Open Inference Protocol routes give it.
+ */
+export const namedInput = <T extends z.ZodType>(value: T) =>
+  z.strictObject({ [INPUT_TENSOR]: value } as Record<typeof INPUT_TENSOR, T>);
+
+/**
+ * A value in its plain form or TF Serving's named one. Where both refuse it for the same reason
+ * at the top (not a list, no rows) that reason is the message, not zod's "Invalid input" for a
+ * union; other failures of the named form are named by the row screen first (validation.ts), so
+ * `expected` is what is left.
+ */
+function plainOrNamed<A extends z.ZodType, B extends z.ZodType>(
+  plain: A,
+  named: B,
+  expected: string,
+) {
+  return z.union([plain, named], {
+    error: (issue) => {
+      const options = (issue as { errors?: { path: PropertyKey[]; message: string }[][] }).errors;
+      const first = options?.[0]?.[0];
+      const same =
+        first !== undefined &&
+        first.path.length === 0 &&
+        options!.every(
+          (o) => o.length === 1 && o[0]!.path.length === 0 && o[0]!.message === first.message,
+        );
+      return same ? first.message : expected;
+    },
+  });
+}
+
+/**
+ * TF Serving's REST predict request: row format (`instances`: a list of samples, or of objects
+ * naming the input) or columnar (`inputs`: the batched tensor, or an object naming it). The
+ * plain forms are the first option of each union, so that a check compiled from the schema
+ * (compiled-schema.ts tries a union's options in order) takes them as it did before the named
+ * ones were added.
+ */
+function predictRequest(sample: z.ZodType, maxRows?: number) {
+  const rows = rowListSchema(sample, maxRows);
   return z
     .strictObject({
       signature_name: z
@@ -25,12 +73,24 @@ function predictRequest(rows: ReturnType<typeof rowsSchema>) {
         .meta({
           description: `TF Serving's signature key: every model has one signature, "${SERVING_SIGNATURE}" (TF Serving's default key); another name is a 400, as TF Serving answers for a signature the model does not have`,
         }),
-      instances: rows
+      instances: plainOrNamed(
+        rows,
+        rowListSchema(namedInput(sample), maxRows),
+        `expected a list of samples, or of {"${INPUT_TENSOR}": sample} objects`,
+      )
         .optional()
-        .meta({ description: `Row format: one array of features per instance, ${rowLimit}` }),
-      inputs: rows.optional().meta({
-        description: `Columnar format: the batched input tensor [N, features], ${rowLimit}`,
-      }),
+        .meta({
+          description: `Row format: one sample per instance, ${rowLimit}; every instance a sample, or every one an object naming the input (\`{"${INPUT_TENSOR}": sample}\`, TF Serving's named form); the answer is \`predictions\``,
+        }),
+      inputs: plainOrNamed(
+        rows,
+        namedInput(rows),
+        `expected a list of samples, or {"${INPUT_TENSOR}": [sample, …]}`,
+      )
+        .optional()
+        .meta({
+          description: `Columnar format: the batched input tensor [N, ...input_shape] (a list of samples), ${rowLimit}, or an object naming it (\`{"${INPUT_TENSOR}": [sample, …]}\`, TF Serving's named form); the answer is \`outputs\``,
+        }),
     })
     .refine((b) => (b.instances === undefined) !== (b.inputs === undefined), {
       message: 'exactly one of "instances" (row format) or "inputs" (columnar format) is required',
@@ -42,11 +102,13 @@ function predictRequest(rows: ReturnType<typeof rowsSchema>) {
  * are checked by the handler (predict-request.ts), so this one schema (a named OpenAPI component)
  * fits every app.
  */
-export const predictRequestSchema = predictRequest(rowsSchema()).meta({
+export const predictRequestSchema = predictRequest(anySampleSchema()).meta({
   id: 'PredictRequest',
   examples: [
     { instances: [digitsExampleRow] },
     { signature_name: 'serving_default', inputs: [digitsExampleRow] },
+    { instances: [{ [INPUT_TENSOR]: digitsExampleRow }] },
+    { inputs: { [INPUT_TENSOR]: [digitsExampleRow] } },
   ],
 });
 
@@ -55,7 +117,7 @@ export const predictRequestSchema = predictRequest(rowsSchema()).meta({
  * `[1, 8, 8]`: 64 values flat or nested [1][8][8]), at most `maxRows` of them.
  */
 export const predictRequestSchemaFor = (inputShape: readonly number[], maxRows: number) =>
-  predictRequest(rowsSchema(maxRows, new InputShape(inputShape).sampleSchema()));
+  predictRequest(new InputShape(inputShape).sampleSchema(), maxRows);
 
 export const predictQuerySchema = z.strictObject({
   fused: queryFlag('true').meta({
@@ -135,9 +197,52 @@ export const modelStatusSchema = z
     ],
   });
 
-/** GET /v1/models/{name}/metadata (and one version's). */
+/** A TensorInfo of TF Serving's GetModelMetadata, as proto3 JSON prints it. */
+const tensorInfoSchema = z.object({
+  dtype: z.literal('DT_FLOAT'),
+  tensor_shape: z.object({
+    dim: z
+      .array(z.object({ size: z.string(), name: z.string() }))
+      .meta({ description: 'Each dimension; its size an int64 as a string, "-1" for the batch' }),
+    unknown_rank: z.boolean(),
+  }),
+  name: z.string(),
+});
+
+/** TF Serving's GetModelMetadataResponse fields of the metadata answer. */
+const getModelMetadataFields = {
+  model_spec: z
+    .object({
+      name: z.string(),
+      signature_name: z.string(),
+      version: z.string().meta({ description: 'The version, an int64 as a string' }),
+    })
+    .meta({ description: "TF Serving's ModelSpec of the version described" }),
+  metadata: z
+    .object({
+      signature_def: z.object({
+        signature_def: z.record(
+          z.string(),
+          z.object({
+            inputs: z.record(z.string(), tensorInfoSchema),
+            outputs: z.record(z.string(), tensorInfoSchema),
+            method_name: z.string(),
+          }),
+        ),
+      }),
+    })
+    .meta({
+      description: `TF Serving's GetModelMetadataResponse metadata: the SignatureDefMap of the one signature, "${SERVING_SIGNATURE}", method tensorflow/serving/predict. Its input "${INPUT_TENSOR}" [-1, ...input_shape] is the name TF Serving's named predict forms and the Open Inference Protocol use; its output is the tensor predict answers under \`predictions\` / \`outputs\` ("probabilities" of a classifier, "predictions" of a regression) [-1, outputs]`,
+    }),
+};
+
+/**
+ * GET /v1/models/{name}/metadata (and one version's): normserve's description of the version,
+ * and TF Serving's GetModelMetadataResponse (`model_spec`, `metadata`) beside it.
+ */
 export const versionMetadataSchema = z
   .looseObject({
+    ...getModelMetadataFields,
     name: z.string(),
     version: z.number().int(),
     task: taskSchema,
@@ -167,7 +272,8 @@ export const versionMetadataSchema = z
     provenance: z.unknown(),
   })
   .meta({
-    description: 'What a client needs to call the version, and what compilation did to it',
+    description:
+      "What a client needs to call the version, and what compilation did to it; `model_spec` and `metadata` are TF Serving's GetModelMetadataResponse",
     examples: [
       {
         name: 'digits',
@@ -216,6 +322,42 @@ export const versionMetadataSchema = z
         },
         provenance: null,
         loaded_at: '2026-01-01T00:00:00.000Z',
+        model_spec: { name: 'digits', signature_name: '', version: '1' },
+        metadata: {
+          signature_def: {
+            signature_def: {
+              serving_default: {
+                inputs: {
+                  input: {
+                    dtype: 'DT_FLOAT',
+                    tensor_shape: {
+                      dim: [
+                        { size: '-1', name: '' },
+                        { size: '64', name: '' },
+                      ],
+                      unknown_rank: false,
+                    },
+                    name: 'input',
+                  },
+                },
+                outputs: {
+                  probabilities: {
+                    dtype: 'DT_FLOAT',
+                    tensor_shape: {
+                      dim: [
+                        { size: '-1', name: '' },
+                        { size: '10', name: '' },
+                      ],
+                      unknown_rank: false,
+                    },
+                    name: 'probabilities',
+                  },
+                },
+                method_name: 'tensorflow/serving/predict',
+              },
+            },
+          },
+        },
       },
     ],
   });
