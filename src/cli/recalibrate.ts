@@ -20,6 +20,7 @@ import {
   rangeMessage,
 } from '../errors/index.js';
 import {
+  checkModeOptions,
   checkNamedLabelColumn,
   csvFeatureRows,
   inputShapeOf,
@@ -65,26 +66,6 @@ function numberFlag(flag: string, value: string | undefined, range: NumberRange)
   throw new NormserveError('INVALID_INPUT', `${flag}: ${message}`, {
     errors: [{ path: flag, message }],
   });
-}
-
-/** The flags only one mode reads, and that mode. */
-const MODE_FLAGS = [
-  { flag: '--prior-strength', key: 'priorStrength', mode: 'prior' },
-  { flag: '--batch-size', key: 'batchSize', mode: 'running' },
-] as const;
-
-/**
- * A flag of another mode than the one chosen would be read by nothing: refused, naming both flags
- * (`--batch-size needs --mode running (the mode is exact, the default)`).
- */
-function checkModeFlags(flags: Flags, modeIsDefault: boolean): void {
-  for (const { flag, key, mode } of MODE_FLAGS) {
-    if (flags[key] === undefined || flags.mode === mode) continue;
-    const message = `needs --mode ${mode} (the mode is ${flags.mode}${modeIsDefault ? ', the default' : ''})`;
-    throw new NormserveError('INVALID_INPUT', `${flag} ${message}`, {
-      errors: [{ path: flag, message }],
-    });
-  }
 }
 
 /** NDJSON rows of `width` numbers, read as the HTTP upload reads them, placed in the file. */
@@ -133,7 +114,12 @@ async function main(argv: readonly string[]): Promise<void> {
     .exitOverride();
   program.parse(argv, { from: 'node' });
   const flags = program.opts<Flags>();
-  checkModeFlags(flags, program.getOptionValueSource('mode') === 'default');
+  const flagNames = {
+    mode: '--mode',
+    priorStrength: '--prior-strength',
+    batchSize: '--batch-size',
+  };
+  checkModeOptions(flags, flagNames, program.getOptionValueSource('mode') === 'default');
   const priorStrength = numberFlag('--prior-strength', flags.priorStrength, PRIOR_STRENGTH_RANGE);
   const batchSize = numberFlag('--batch-size', flags.batchSize, RECALIBRATION_BATCH_SIZE_RANGE);
 

@@ -559,6 +559,46 @@ describe('modes and options through HTTP', () => {
     const ok = await recalibrate(t, { instances: night.slice(0, 20), activate: false });
     expect(ok.statusCode, ok.body).toBe(201);
   });
+
+  it('an option of another mode → 400 in the CLI’s words (read by nothing, not ignored); nothing published', async () => {
+    const before = versionDirs(t.repository);
+    const cases: { url?: string; body: unknown; detail: string }[] = [
+      {
+        url: `${RECALIBRATE}?batch_size=64`,
+        body: night,
+        detail: 'batch_size needs mode running (the mode is exact, the default)',
+      },
+      {
+        body: { instances: night, mode: 'exact', batch_size: 64 },
+        detail: 'batch_size needs mode running (the mode is exact)',
+      },
+      {
+        url: `${RECALIBRATE}?mode=prior&batch_size=64`,
+        body: night,
+        detail: 'batch_size needs mode running (the mode is prior)',
+      },
+      {
+        body: { instances: night, prior_strength: 32 },
+        detail: 'prior_strength needs mode prior (the mode is exact, the default)',
+      },
+      {
+        url: `${RECALIBRATE}?mode=running&prior_strength=32`,
+        body: night,
+        detail: 'prior_strength needs mode prior (the mode is running)',
+      },
+    ];
+    for (const c of cases) {
+      const streamed = Array.isArray(c.body);
+      const res = await recalibrate(t, streamed ? ndjsonBody(c.body as number[][]) : c.body, {
+        ...(c.url ? { url: c.url } : {}),
+        ...(streamed ? { headers: NDJSON } : {}),
+      });
+      const body = expectProblem(res, 400, 'INVALID_INPUT');
+      expect(body.detail).toBe(c.detail);
+      expect(body.errors?.[0]?.path).toBe(c.detail.split(' ')[0]);
+    }
+    expect(versionDirs(t.repository)).toEqual(before);
+  });
 });
 
 describe('recalibration errors (MAX_RECALIBRATION_SAMPLES=10)', () => {
