@@ -63,6 +63,8 @@ export interface RecalibrationOutcome {
   data_sha256: string;
   layers: RecalibrationResult['layers'];
   batches?: number;
+  /** `running`: rows of a final batch no BatchNorm could take (one row at a BatchNorm1d), left out. */
+  skipped?: number;
   job_id: string;
   /** Why a recalibration asked to activate its version did not (absent when it did, or was not asked). */
   not_activated?: NotActivated;
@@ -394,7 +396,11 @@ export class RecalibrationSession {
         mode,
         ...(mode === 'prior' ? { prior_strength: priorStrength ?? DEFAULT_PRIOR_STRENGTH } : {}),
         ...(mode === 'running'
-          ? { batch_size: batchSize ?? DEFAULT_BATCH_SIZE, batches: result.batches ?? null }
+          ? {
+              batch_size: batchSize ?? DEFAULT_BATCH_SIZE,
+              batches: result.batches ?? null,
+              skipped: result.skipped ?? 0,
+            }
           : {}),
         samples: result.samples,
         data_sha256: dataSha256,
@@ -435,6 +441,7 @@ export class RecalibrationSession {
         data_sha256: dataSha256,
         layers: result.layers,
         ...(result.batches !== undefined ? { batches: result.batches } : {}),
+        ...(mode === 'running' ? { skipped: result.skipped ?? 0 } : {}),
         job_id: this.job.id,
         ...(notActivated !== undefined ? { not_activated: notActivated } : {}),
         ...(published.storageWarning

@@ -70,6 +70,7 @@ interface Outcome {
   data_sha256: string;
   layers: { index: number; features: number; mean_shift: number; std_ratio: number }[];
   batches?: number;
+  skipped?: number;
   job_id: string;
 }
 
@@ -479,6 +480,35 @@ describe('modes and options through HTTP', () => {
     }
     const p = await predictRows(t.app, 'digits', night, running.version);
     expect(labelAccuracy(p.labels, test.y)).toBeGreaterThan(NIGHT_ACCURACY_MAX);
+  });
+
+  it('running on 65 rows in batches of 64 (BatchNorm1d): the final one-row batch is skipped and says so', async () => {
+    const res = await recalibrate(
+      t,
+      night
+        .slice(0, 65)
+        .map((r) => JSON.stringify(r))
+        .join('\n'),
+      {
+        url: `${RECALIBRATE}?mode=running&batch_size=64&activate=false`,
+        headers: NDJSON,
+      },
+    );
+    expect(res.statusCode, res.body).toBe(201);
+    const running = res.json<Outcome>();
+    expect(running).toMatchObject({ mode: 'running', samples: 65, batches: 1, skipped: 1 });
+    const said = { mode: 'running', batch_size: 64, samples: 65, batches: 1, skipped: 1 };
+    expect(versionConfig(t.repository, 'digits', running.version).provenance).toMatchObject(said);
+    const metrics = JSON.parse(
+      readFileSync(join(t.repository, 'digits', String(running.version), 'metrics.json'), 'utf8'),
+    );
+    expect(metrics).toMatchObject({ format: 'normserve.recalibration/v1', ...said });
+    // 64 rows, no row left over: nothing skipped, said as 0.
+    const whole = await recalibrate(t, float32Body(night.slice(0, 128)), {
+      url: `${RECALIBRATE}?mode=running&batch_size=64&activate=false`,
+      headers: FLOAT32,
+    });
+    expect(whole.json<Outcome>()).toMatchObject({ batches: 2, skipped: 0 });
   });
 
   it('uploads of several chunks give the statistics of the library bit for bit (the next chunk is read while one is measured)', async () => {
