@@ -266,6 +266,28 @@ describe('the night shift, fixed through HTTP (issue acceptance)', () => {
     expect(metrics).toMatchObject({ data_sha256: rowsSha256(night), layers: outcome.layers });
     const meta = await t.app.inject({ method: 'GET', url: '/v1/models/digits/metadata' });
     expect(meta.json()).toMatchObject({ version: 2, provenance: { parent_version: 1 } });
+    // Metadata shows what is true of version 2: the recalibration's own report as its metrics,
+    // the training record of version 1 without version 1's test accuracy (measured with version
+    // 1's statistics), and which version that training produced.
+    const meta2 = (
+      await t.app.inject({ method: 'GET', url: '/v1/models/digits/versions/2/metadata' })
+    ).json() as Record<string, unknown>;
+    expect(meta2.metrics).toEqual({
+      format: 'normserve.recalibration/v1',
+      mode: 'exact',
+      samples: 360,
+      data_sha256: rowsSha256(night),
+      layers: outcome.layers,
+    });
+    expect(meta2.trained_version).toBe(1);
+    const { test_accuracy, ...trainingRecord } = parent.training as Record<string, unknown>;
+    expect(test_accuracy).toBe(0.95);
+    expect(meta2.training).toEqual(trainingRecord);
+    const meta1 = (
+      await t.app.inject({ method: 'GET', url: '/v1/models/digits/versions/1/metadata' })
+    ).json() as Record<string, unknown>;
+    expect(meta1).toMatchObject({ trained_version: 1, training: { test_accuracy: 0.95 } });
+    expect(meta1.metrics).toMatchObject({ test: { accuracy: 0.95 }, best_epoch: 39, seed: 42 });
   });
 
   it('γ, β and the Linear weights are byte-identical to version 1; only running stats changed', () => {
