@@ -140,6 +140,17 @@ async function main(argv: readonly string[]): Promise<void> {
   const parent = await registry.openVersion(name, opened.version, opened.checkpoint);
   const { featureNames, labelColumn } = trainingInfoOf(parent.checkpoint.config);
 
+  // Binary rows are the HTTP upload's (application/octet-stream), not this program's: named as
+  // such, not parsed as a CSV of bytes ("no data rows after the header").
+  const binary = /\.(f32|float32|bin|raw|npy)$/i.exec(flags.data);
+  if (binary)
+    throw new NormserveError(
+      'DATA_INVALID',
+      inFile(
+        flags.data,
+        `unsupported file type ${binary[0]}: recalibrate reads CSV (a header row) or NDJSON (.ndjson, .jsonl); float32 rows are read by the HTTP upload (POST …:recalibrate, Content-Type: application/octet-stream)`,
+      ),
+    );
   const text = await readInputText(flags.data, '');
   let rows: number[][];
   if (/\.(ndjson|jsonl)$/i.test(flags.data)) {
