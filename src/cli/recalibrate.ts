@@ -20,6 +20,7 @@ import {
   rangeMessage,
 } from '../errors/index.js';
 import {
+  checkModeOptions,
   checkNamedLabelColumn,
   csvFeatureRows,
   DEFAULT_MAX_BATCH_SIZE,
@@ -68,26 +69,6 @@ function numberFlag(flag: string, value: string | undefined, range: NumberRange)
   });
 }
 
-/** The flags only one mode reads, and that mode. */
-const MODE_FLAGS = [
-  { flag: '--prior-strength', key: 'priorStrength', mode: 'prior' },
-  { flag: '--batch-size', key: 'batchSize', mode: 'running' },
-] as const;
-
-/**
- * A flag of another mode than the one chosen would be read by nothing: refused, naming both flags
- * (`--batch-size needs --mode running (the mode is exact, the default)`).
- */
-function checkModeFlags(flags: Flags, modeIsDefault: boolean): void {
-  for (const { flag, key, mode } of MODE_FLAGS) {
-    if (flags[key] === undefined || flags.mode === mode) continue;
-    const message = `needs --mode ${mode} (the mode is ${flags.mode}${modeIsDefault ? ', the default' : ''})`;
-    throw new NormserveError('INVALID_INPUT', `${flag} ${message}`, {
-      errors: [{ path: flag, message }],
-    });
-  }
-}
-
 /** NDJSON rows of `width` numbers, read as the HTTP upload reads them, placed in the file. */
 function rowsFromNdjson(text: string, source: string, width: number): number[][] {
   const rows: number[][] = [];
@@ -134,7 +115,12 @@ async function main(argv: readonly string[]): Promise<void> {
     .exitOverride();
   program.parse(argv, { from: 'node' });
   const flags = program.opts<Flags>();
-  checkModeFlags(flags, program.getOptionValueSource('mode') === 'default');
+  const flagNames = {
+    mode: '--mode',
+    priorStrength: '--prior-strength',
+    batchSize: '--batch-size',
+  };
+  checkModeOptions(flags, flagNames, program.getOptionValueSource('mode') === 'default');
   const priorStrength = numberFlag('--prior-strength', flags.priorStrength, PRIOR_STRENGTH_RANGE);
   const batchSize = numberFlag('--batch-size', flags.batchSize, RECALIBRATION_BATCH_SIZE_RANGE);
 
@@ -155,6 +141,17 @@ async function main(argv: readonly string[]): Promise<void> {
   const parent = await registry.openVersion(name, opened.version, opened.checkpoint);
   const { featureNames, labelColumn } = trainingInfoOf(parent.checkpoint.config);
 
+  // Binary rows are the HTTP upload's (application/octet-stream), not this program's: named as
+  // such, not parsed as a CSV of bytes ("no data rows after the header").
+  const binary = /\.(f32|float32|bin|raw|npy)$/i.exec(flags.data);
+  if (binary)
+    throw new NormserveError(
+      'DATA_INVALID',
+      inFile(
+        flags.data,
+        `unsupported file type ${binary[0]}: recalibrate reads CSV (a header row) or NDJSON (.ndjson, .jsonl); float32 rows are read by the HTTP upload (POST …:recalibrate, Content-Type: application/octet-stream)`,
+      ),
+    );
   const text = await readInputText(flags.data, '');
   let rows: number[][];
   if (/\.(ndjson|jsonl)$/i.test(flags.data)) {

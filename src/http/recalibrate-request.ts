@@ -3,6 +3,7 @@ import type { FastifyReply, FastifyRequest, preValidationHookHandler } from 'fas
 import type { z } from 'zod';
 import { NormserveError } from '../errors/index.js';
 import {
+  checkModeOptions,
   checkRecalibrationCapacity,
   labelColumnFor,
   type RecalibrationRequest,
@@ -26,6 +27,13 @@ export { CSV };
 const STREAMED: readonly string[] = [NDJSON, FLOAT32, CSV];
 /** Uploads parsed as text as they arrive (their first statistics overlap the parsing). */
 const PARSED: readonly string[] = [NDJSON, CSV];
+
+/** The mode and its options as a request names them (body fields and query parameters alike). */
+const HTTP_OPTION_NAMES = {
+  mode: 'mode',
+  priorStrength: 'prior_strength',
+  batchSize: 'batch_size',
+};
 
 type RecalibrateRequest = FastifyRequest<{
   Params: { name: string };
@@ -79,7 +87,7 @@ export function recalibrateHandler(
     const streamed = STREAMED.includes(contentType);
     const json = streamed ? undefined : request.body;
     const q = request.query;
-    // An option nothing would read is refused, not ignored (as the CLI refuses a flag of another mode).
+    // An option nothing would read is refused, not ignored, in the CLI's words (checkModeOptions).
     if (q.label_column !== undefined && contentType !== CSV) {
       const message = `read from a ${CSV} upload only`;
       throw new NormserveError('INVALID_INPUT', `label_column: ${message}`, {
@@ -96,6 +104,7 @@ export function recalibrateHandler(
       trace: traceContextOf(request),
       parsedAsItArrives: PARSED.includes(contentType),
     };
+    checkModeOptions(recalibration, HTTP_OPTION_NAMES, (json?.mode ?? q.mode) === undefined);
     const body = request.body as unknown as Readable;
     const limit = config.RECALIBRATION_BODY_LIMIT_BYTES;
     const rows: RecalibrationRows = json

@@ -181,7 +181,8 @@ export class AutoRecalibration {
       !state.inFlight &&
       !state.autoParents.has(served.version) &&
       state.reservoir &&
-      this.clusterSampleRows(served.name, state) >= this.context.options.autoMinRows &&
+      this.clusterSampleRows(served.name, state) >=
+        Math.max(this.context.options.autoMinRows, state.sampleWantedRows) &&
       this.recalibration
     ) {
       this.track(this.recalibrate(served, state, mode, report, this.recalibration));
@@ -196,6 +197,9 @@ export class AutoRecalibration {
     service: RecalibrationService,
   ): Promise<void> {
     state.inFlight = true;
+    /** Whether the sample taken is kept growing (too few usable rows) rather than started again. */
+    let keepSample = false;
+    let taken = false;
     let context: Record<string, unknown> = { model: served.name, parent: served.version, mode };
     /** Records a skipped action with its reason and logs it (fields: the log line's extras). */
     const skip = (detail: string, message: string, fields: Record<string, unknown> = {}) => {
@@ -210,6 +214,7 @@ export class AutoRecalibration {
     try {
       const sample = await this.clusterSample(served, state);
       if (sample === undefined) return;
+      taken = true;
       const { seen: trafficRows, workers } = sample;
       const usable = this.context.usable.usableRows(served, sample.rows, sample.size);
       // Rows the active version served since it became active (the sample is uniform over them).
@@ -261,10 +266,20 @@ export class AutoRecalibration {
         return;
       }
       // The sample held AUTO_RECALIBRATE_MIN_ROWS rows; the usable ones must too, or a client
-      // sending such rows could have a version recalibrated from a handful of rows.
-      if (held < this.context.options.autoMinRows) {
+      // sending such rows could have a version recalibrated from a handful of rows. The sample is
+      // kept and grows (up to its capacity) until the rows missing could have come: started
+      // again, 1 % of outlying rows would have it fall short every time.
+      const minRows = this.context.options.autoMinRows;
+      if (held < minRows) {
+        const wanted = sample.size + (minRows - held);
+        keepSample = wanted <= state.reservoir!.capacity;
+        state.sampleWantedRows = keepSample ? wanted : 0;
         this.context.log.info(
-          { ...context, minRows: this.context.options.autoMinRows },
+          {
+            ...context,
+            minRows,
+            ...(keepSample ? { nextTryAtRows: wanted } : { sampleStartsAgain: true }),
+          },
           'drift: too few usable rows in the traffic sample (AUTO_RECALIBRATE_MIN_ROWS); recalibration postponed',
         );
         return;
@@ -353,12 +368,18 @@ export class AutoRecalibration {
         this.context.log.error({ ...context, err: e }, 'drift: recalibration from traffic failed');
     } finally {
       state.inFlight = false;
+      // A sample used (or judged) is not looked at again: the next one starts now, unless the
+      // active version changed meanwhile (its sample already started again).
+      if (taken && !keepSample && state.activeVersion === served.version) {
+        state.reservoir?.reset();
+        state.sampleWantedRows = 0;
+      }
     }
   }
 
   /**
-   * The traffic sample a recalibration draws from: this process's reservoir (reset: the next
-   * sample starts after it) and, WORKERS > 1, the other processes' samples of the same active
+   * The traffic sample a recalibration draws from: this process's reservoir (not reset here: it
+   * is once the sample was used or judged, not when it is postponed for too few usable rows) and, WORKERS > 1, the other processes' samples of the same active
    * version, folded one by one as they arrive into one uniform sample of at most the capacity
    * (uniformUnion), so this process never holds more than two samples' rows. Undefined (nothing
    * done, a later check tries again) when the samples that came hold fewer than
@@ -370,11 +391,7 @@ export class AutoRecalibration {
   ): Promise<ClusterSample | undefined> {
     const reservoir = state.reservoir!;
     const collect = this.context.collectPeers();
-    if (!collect) {
-      const own = reservoir.sample();
-      reservoir.reset();
-      return own;
-    }
+    if (!collect) return reservoir.sample();
     const width = reservoir.width;
     const capacity = reservoir.capacity;
     let merged: UniformSample = { rows: new Float32Array(0), size: 0, seen: 0 };
@@ -410,7 +427,6 @@ export class AutoRecalibration {
       );
       return undefined;
     }
-    reservoir.reset();
     return { ...merged, workers };
   }
 

@@ -64,6 +64,11 @@ export interface ModelTraffic {
   /** The active version the reservoir's rows were served by. */
   activeVersion: number | undefined;
   recommended: boolean;
+  /**
+   * Rows the traffic sample must hold before the next recalibration from it is tried: above
+   * AUTO_RECALIBRATE_MIN_ROWS after a sample short of usable rows, which keeps growing.
+   */
+  sampleWantedRows: number;
   rowsSinceCheck: number;
   callsSinceCheck: number;
   inFlight: boolean;

@@ -257,6 +257,7 @@ export class DriftService implements TrafficObserver {
       // A new active version (promoted, rolled back): the sample describes the old one's traffic.
       state.activeVersion = served.version;
       state.reservoir?.reset();
+      state.sampleWantedRows = 0;
       state.recent.reset();
       state.recommended = false;
     }
@@ -379,6 +380,7 @@ export class DriftService implements TrafficObserver {
         recent: new RecentRows(width, PICTURE_SAMPLE_ROWS),
         activeVersion: served.version,
         recommended: false,
+        sampleWantedRows: 0,
         rowsSinceCheck: 0,
         callsSinceCheck: 0,
         inFlight: false,

@@ -126,6 +126,7 @@ export {
 export { type CompiledLayer, compiledLayers, foldedBatchNorms } from './layer-report.js';
 export { type LoadedModel, type LoadModelOptions, loadModel } from './load-model.js';
 export { type Log, silentLog } from './logger.js';
+export { checkModeOptions, type ModeOptionNames } from './mode-options.js';
 export {
   type AvailableVersion,
   isAvailable,

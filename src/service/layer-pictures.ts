@@ -7,10 +7,7 @@ import {
   TURN_ROWS,
 } from '../drift/index.js';
 import {
-  batchNormInputsOf,
   batchNormMoments,
-  batchNormShift,
-  batchNormTaps,
   type CompiledPlan,
   compileNetwork,
   createExecutor,
@@ -27,7 +24,7 @@ import {
   unbiasedVariance,
 } from '../nn/index.js';
 import { DEFAULT_CHUNK_ROWS } from '../recalibration/index.js';
-import { batchNormLookup } from './batch-norm-lookup.js';
+import { liveDriftTaps } from './version-drift.js';
 
 /** What the pictures of a version are computed from (a served version or a model directory). */
 export interface PictureSource {
@@ -297,37 +294,24 @@ function* drawLayers(
 
 /**
  * The drift of every observable BatchNorm of a plan for `rows` input rows, through the executor's
- * statistics taps (Executor.accumulate; the offline report's drift table).
+ * statistics taps (Executor.accumulate; the offline report's drift table). The taps are live
+ * drift's (liveDriftTaps: each value winsorized at running_mean ± LIVE_DRIFT_CLIP_SIGMAS running σ,
+ * summed about running_mean), so the report's score, judged by DRIFT_THRESHOLD and
+ * DRIFT_MIN_ROWS, is the one the server computes from the same rows; the pictures read the exact
+ * values.
  */
 export function driftOfRows(
   source: PictureSource,
   input: Float32Array,
   rows: number,
 ): LayerDrift[] {
-  const inputs = batchNormInputsOf(
-    source.plan,
-    source.plan.batchNormInputs.filter((b) => b.tap).map((b) => b.path),
-  );
-  // In chunks of a recalibration's rows per statistics call: working memory bounded by them.
+  const { inputs, running, taps } = liveDriftTaps(source.plan, source.network);
   const executor = new PlanExecutor(source.plan, Math.max(1, Math.min(rows, DEFAULT_CHUNK_ROWS)));
-  const batchNormAt = batchNormLookup(source.network);
-  // Summed about running_mean (ChannelSums): a large mean costs the variance no digits.
-  const probe = executor.createProbe(
-    batchNormTaps(inputs).map((tap, i) => ({
-      ...tap,
-      shift: batchNormShift(inputs[i]!, batchNormAt(inputs[i]!.path).runningMean.data),
-    })),
-  );
+  const probe = executor.createProbe(taps);
   const width = source.plan.inputWidth;
   for (let r = 0; r < rows; r += DEFAULT_CHUNK_ROWS) {
     const k = Math.min(DEFAULT_CHUNK_ROWS, rows - r);
     executor.accumulate(input.subarray(r * width, (r + k) * width), k, probe);
   }
-  return inputs.map((b, i) => {
-    const bn = batchNormAt(b.path);
-    return layerDrift(
-      { path: b.path, mean: bn.runningMean.data, variance: bn.runningVar.data, eps: bn.eps },
-      batchNormMoments(b, probe.sums[i]!),
-    );
-  });
+  return inputs.map((b, i) => layerDrift(running[i]!, batchNormMoments(b, probe.sums[i]!)));
 }

@@ -48,6 +48,10 @@ export const recalibrationOutcomeSchema = z
       .meta({ description: 'sha256 of the samples as little-endian float32 rows' }),
     layers: z.array(layerShift),
     batches: z.number().int().optional(),
+    skipped: z.number().int().optional().meta({
+      description:
+        'running mode: rows left out, a final batch of one row where a BatchNorm would get one value per channel (a BatchNorm1d; PyTorch raises on it), else 0',
+    }),
     job_id: z.string(),
     not_activated: z
       .object({

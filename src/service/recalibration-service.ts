@@ -352,7 +352,11 @@ export class RecalibrationSession {
         mode,
         ...(mode === 'prior' ? { prior_strength: priorStrength ?? DEFAULT_PRIOR_STRENGTH } : {}),
         ...(mode === 'running'
-          ? { batch_size: batchSize ?? DEFAULT_BATCH_SIZE, batches: result.batches ?? null }
+          ? {
+              batch_size: batchSize ?? DEFAULT_BATCH_SIZE,
+              batches: result.batches ?? null,
+              skipped: result.skipped ?? 0,
+            }
           : {}),
         samples: result.samples,
         data_sha256: dataSha256,
@@ -393,6 +397,7 @@ export class RecalibrationSession {
         data_sha256: dataSha256,
         layers: result.layers,
         ...(result.batches !== undefined ? { batches: result.batches } : {}),
+        ...(mode === 'running' ? { skipped: result.skipped ?? 0 } : {}),
         job_id: this.job.id,
         ...(notActivated !== undefined ? { not_activated: notActivated } : {}),
         ...(published.storageWarning

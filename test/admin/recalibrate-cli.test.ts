@@ -320,6 +320,18 @@ describe('recalibrate CLI', () => {
       expected: /^recalibrate: --prior-strength needs --mode prior \(the mode is running\)$/,
     },
     {
+      // float32 rows (the HTTP upload's form): named as such, not read as a CSV of bytes.
+      what: 'a .f32 file of float32 rows',
+      args: ['--data', join(inputs, 'night.f32')],
+      prepare: () =>
+        writeFileSync(
+          join(inputs, 'night.f32'),
+          new Uint8Array(Float32Array.from(nightShift(digitsTestRows().x).flat()).buffer),
+        ),
+      expected:
+        /\/night\.f32: unsupported file type \.f32: recalibrate reads CSV \(a header row\) or NDJSON \(\.ndjson, \.jsonl\); float32 rows are read by the HTTP upload/,
+    },
+    {
       what: 'an active-version.json that is not JSON',
       args: [],
       prepare: (dir) => writeFileSync(join(dir, 'active-version.json'), 'garbage'),

@@ -70,6 +70,7 @@ interface Outcome {
   data_sha256: string;
   layers: { index: number; features: number; mean_shift: number; std_ratio: number }[];
   batches?: number;
+  skipped?: number;
   job_id: string;
 }
 
@@ -265,6 +266,28 @@ describe('the night shift, fixed through HTTP (issue acceptance)', () => {
     expect(metrics).toMatchObject({ data_sha256: rowsSha256(night), layers: outcome.layers });
     const meta = await t.app.inject({ method: 'GET', url: '/v1/models/digits/metadata' });
     expect(meta.json()).toMatchObject({ version: 2, provenance: { parent_version: 1 } });
+    // Metadata shows what is true of version 2: the recalibration's own report as its metrics,
+    // the training record of version 1 without version 1's test accuracy (measured with version
+    // 1's statistics), and which version that training produced.
+    const meta2 = (
+      await t.app.inject({ method: 'GET', url: '/v1/models/digits/versions/2/metadata' })
+    ).json() as Record<string, unknown>;
+    expect(meta2.metrics).toEqual({
+      format: 'normserve.recalibration/v1',
+      mode: 'exact',
+      samples: 360,
+      data_sha256: rowsSha256(night),
+      layers: outcome.layers,
+    });
+    expect(meta2.trained_version).toBe(1);
+    const { test_accuracy, ...trainingRecord } = parent.training as Record<string, unknown>;
+    expect(test_accuracy).toBe(0.95);
+    expect(meta2.training).toEqual(trainingRecord);
+    const meta1 = (
+      await t.app.inject({ method: 'GET', url: '/v1/models/digits/versions/1/metadata' })
+    ).json() as Record<string, unknown>;
+    expect(meta1).toMatchObject({ trained_version: 1, training: { test_accuracy: 0.95 } });
+    expect(meta1.metrics).toMatchObject({ test: { accuracy: 0.95 }, best_epoch: 39, seed: 42 });
   });
 
   it('γ, β and the Linear weights are byte-identical to version 1; only running stats changed', () => {
@@ -481,6 +504,35 @@ describe('modes and options through HTTP', () => {
     expect(labelAccuracy(p.labels, test.y)).toBeGreaterThan(NIGHT_ACCURACY_MAX);
   });
 
+  it('running on 65 rows in batches of 64 (BatchNorm1d): the final one-row batch is skipped and says so', async () => {
+    const res = await recalibrate(
+      t,
+      night
+        .slice(0, 65)
+        .map((r) => JSON.stringify(r))
+        .join('\n'),
+      {
+        url: `${RECALIBRATE}?mode=running&batch_size=64&activate=false`,
+        headers: NDJSON,
+      },
+    );
+    expect(res.statusCode, res.body).toBe(201);
+    const running = res.json<Outcome>();
+    expect(running).toMatchObject({ mode: 'running', samples: 65, batches: 1, skipped: 1 });
+    const said = { mode: 'running', batch_size: 64, samples: 65, batches: 1, skipped: 1 };
+    expect(versionConfig(t.repository, 'digits', running.version).provenance).toMatchObject(said);
+    const metrics = JSON.parse(
+      readFileSync(join(t.repository, 'digits', String(running.version), 'metrics.json'), 'utf8'),
+    );
+    expect(metrics).toMatchObject({ format: 'normserve.recalibration/v1', ...said });
+    // 64 rows, no row left over: nothing skipped, said as 0.
+    const whole = await recalibrate(t, float32Body(night.slice(0, 128)), {
+      url: `${RECALIBRATE}?mode=running&batch_size=64&activate=false`,
+      headers: FLOAT32,
+    });
+    expect(whole.json<Outcome>()).toMatchObject({ batches: 2, skipped: 0 });
+  });
+
   it('uploads of several chunks give the statistics of the library bit for bit (the next chunk is read while one is measured)', async () => {
     // 10,800 rows: three chunks of the upload readers, each measured on the recalibration's
     // helper thread while the next is read into the readers' other chunk (pushAll).
@@ -558,6 +610,46 @@ describe('modes and options through HTTP', () => {
     );
     const ok = await recalibrate(t, { instances: night.slice(0, 20), activate: false });
     expect(ok.statusCode, ok.body).toBe(201);
+  });
+
+  it('an option of another mode → 400 in the CLI’s words (read by nothing, not ignored); nothing published', async () => {
+    const before = versionDirs(t.repository);
+    const cases: { url?: string; body: unknown; detail: string }[] = [
+      {
+        url: `${RECALIBRATE}?batch_size=64`,
+        body: night,
+        detail: 'batch_size needs mode running (the mode is exact, the default)',
+      },
+      {
+        body: { instances: night, mode: 'exact', batch_size: 64 },
+        detail: 'batch_size needs mode running (the mode is exact)',
+      },
+      {
+        url: `${RECALIBRATE}?mode=prior&batch_size=64`,
+        body: night,
+        detail: 'batch_size needs mode running (the mode is prior)',
+      },
+      {
+        body: { instances: night, prior_strength: 32 },
+        detail: 'prior_strength needs mode prior (the mode is exact, the default)',
+      },
+      {
+        url: `${RECALIBRATE}?mode=running&prior_strength=32`,
+        body: night,
+        detail: 'prior_strength needs mode prior (the mode is running)',
+      },
+    ];
+    for (const c of cases) {
+      const streamed = Array.isArray(c.body);
+      const res = await recalibrate(t, streamed ? ndjsonBody(c.body as number[][]) : c.body, {
+        ...(c.url ? { url: c.url } : {}),
+        ...(streamed ? { headers: NDJSON } : {}),
+      });
+      const body = expectProblem(res, 400, 'INVALID_INPUT');
+      expect(body.detail).toBe(c.detail);
+      expect(body.errors?.[0]?.path).toBe(c.detail.split(' ')[0]);
+    }
+    expect(versionDirs(t.repository)).toEqual(before);
   });
 });
 

@@ -6,11 +6,12 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { layerDrift } from '../../src/drift/index.js';
-import { openReportModel } from '../../src/service/index.js';
+import { type DriftReport, openReportModel } from '../../src/service/index.js';
+import { type LoggedApp, makeLoggedApp } from '../helpers/admin.js';
 import { bundledVersionDir } from '../helpers/bundled-models.js';
-import { digitsTestRows, nightShift } from '../helpers/digits.js';
+import { digitsImage, digitsTestRows, nightShift } from '../helpers/digits.js';
 import { nodeArgs, ROOT } from '../helpers/entries.js';
 
 /** The bundled digits version (not models/digits: `npm run train` may have added versions). */
@@ -18,6 +19,11 @@ const DIGITS = bundledVersionDir('digits');
 
 const dir = mkdtempSync(join(tmpdir(), 'normserve-report-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
+let t: LoggedApp | undefined;
+afterEach(async () => {
+  await t?.close();
+  t = undefined;
+});
 
 const { x, y } = digitsTestRows();
 const header = `${Array.from({ length: 64 }, (_, i) => `pixel_${i}`).join(',')},label`;
@@ -79,7 +85,10 @@ describe('npm run report', () => {
 
   it('its two paths agree: tapped executor sums and the prefix plans’ values give one drift', async () => {
     const model = await openReportModel(DIGITS);
-    const rows = Float32Array.from(nightShift(x).flat());
+    // Clean rows: the drift table winsorizes at 16 running σ as live drift does, the pictures do
+    // not, and no clean value lies that far out (bounded-influence.test.ts); 1.6 % of night
+    // values on the first BatchNorm do.
+    const rows = Float32Array.from(x.flat());
     const r = model.report(rows, x.length, { threshold: 0.5, minRows: 100 });
     for (const [i, d] of r.drift.entries()) {
       const p = r.pictures[i]!;
@@ -103,4 +112,44 @@ describe('npm run report', () => {
       expect(Math.abs(fromPictures.score - d.score)).toBeLessThan(1e-4 * d.score + 1e-6);
     }
   });
+
+  it.each([
+    { name: 'digits' as const, instance: (r: number[]): unknown => r },
+    { name: 'digits-cnn' as const, instance: (r: number[]): unknown => digitsImage(r) },
+  ])(
+    'scores rows as the server’s live drift does, absurd rows included ($name)',
+    async ({ name, instance }) => {
+      // The 360 clean rows and 3 rows of 64 × 1e4: live drift winsorizes each BatchNorm input at
+      // running_mean ± 16 running σ, and so must the report, or its score (18.2 on digits before)
+      // would not be the server's (0.68) that DRIFT_THRESHOLD judges.
+      const rows = [...x, ...Array.from({ length: 3 }, () => new Array<number>(64).fill(1e4))];
+      t = await makeLoggedApp({
+        models: [name],
+        env: { DRIFT_SAMPLE_FRACTION: '1' },
+        level: 'warn',
+      });
+      for (let r = 0; r < rows.length; r += 50) {
+        const res = await t.app.inject({
+          method: 'POST',
+          url: `/v1/models/${name}:predict`,
+          payload: { instances: rows.slice(r, r + 50).map(instance) },
+        });
+        expect(res.statusCode).toBe(200);
+      }
+      const live = (
+        await t.app.inject({ method: 'GET', url: `/v1/models/${name}/drift` })
+      ).json() as DriftReport;
+      expect(live.active!.rows).toBe(rows.length);
+      const model = await openReportModel(bundledVersionDir(name));
+      const rule = { threshold: live.threshold, minRows: live.min_rows };
+      const offline = model.report(Float32Array.from(rows.flat()), rows.length, rule);
+      // Float32 sums of one engine against another's: the executors' agreement, not bits.
+      expect(Math.abs(offline.score - live.active!.score)).toBeLessThan(1e-4 * live.active!.score);
+      expect(offline.recommended).toBe(live.active!.recommended);
+      for (const [i, layer] of offline.drift.entries())
+        expect(Math.abs(layer.score - live.active!.layers[i]!.score)).toBeLessThan(
+          1e-4 * live.active!.layers[i]!.score + 1e-6,
+        );
+    },
+  );
 });

@@ -154,6 +154,44 @@ describe('recalibration from the traffic of several workers', () => {
     registry.close();
   });
 
+  it('a cluster sample short of usable rows keeps the decider’s rows and grows', async () => {
+    const { registry, decider, other, logs } = await cluster();
+    decider.usePeerSamples(async (model, _version, onSample) => {
+      onSample(2, overIpc(other.trafficSample(model)));
+      return { asked: 1, leftOut: [] };
+    });
+    const rng = new Rng(56);
+    const outlier = new Array<number>(64).fill(1e4);
+    const feed = (s: DriftService, n: number, outlyingEvery = 0) => {
+      for (let i = 1; i <= n; i++) {
+        const row =
+          outlyingEvery > 0 && i % outlyingEvery === 0 ? outlier : night[rng.int(night.length)]!;
+        runSources(registry.resolve('digits'), [nestedRows([row], 64)], true, s);
+      }
+    };
+    feed(other, 200);
+    decider.mergeShare(other.takeShare()!, 2);
+    // 64 rows, 10 of them outlying: the cluster's 264 rows hold 254 usable ones.
+    feed(decider, 64, 6);
+    await decider.drain();
+    const postponed = logs.filter((l) =>
+      l.msg.startsWith('drift: too few usable rows in the traffic sample'),
+    );
+    expect(postponed.map((l) => l.context)).toMatchObject([
+      { rows: 264, trafficRows: 264, outlierRows: 10, nextTryAtRows: 266 },
+    ]);
+    // The decider's 64 rows are still in its sample.
+    expect(decider.report('digits').auto_recalibration.sample_rows).toBe(264);
+    feed(decider, 64);
+    await decider.drain();
+    const started = logs.filter((l) => l.msg === 'drift: recalibrating from traffic');
+    expect(started.map((l) => l.context)).toMatchObject([
+      { rows: 328, trafficRows: 328, outlierRows: 10, workers: 2 },
+    ]);
+    expect(registry.get('digits').active).toBe(2);
+    registry.close();
+  });
+
   it('leaves out a worker that serves another version or does not answer, and says so', async () => {
     const { registry, decider, other, logs } = await cluster();
     const rng = new Rng(12);

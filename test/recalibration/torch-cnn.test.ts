@@ -54,6 +54,8 @@ interface SmallBatchesFixture {
 }
 
 const MODEL_DIR = 'test/fixtures/torch-model/digits-cnn-torch/1';
+/** prior's blend, computed from the float64 target, against one from the float32-stored target. */
+const BLEND_RTOL = 1e-6;
 const fixture = readFixture<CnnRecalibrationFixture>('torch-model/cnn-recalibration.json');
 const small = readFixture<SmallBatchesFixture>('torch-model/cnn-recalibration-small-batches.json');
 const { pixels, labels } = readDigitRows();
@@ -135,6 +137,47 @@ describe('BatchNorm2d recalibration against PyTorch (digits-cnn-torch, night row
       priorStrength: 0,
     });
     expect(prior0.network.stateDict()).toEqual(exact.network.stateDict());
+  });
+
+  it('prior blends a BatchNorm2d in rows: w = N/(N + n), n the rows, not n·H·W (docs/recalibration.md)', async () => {
+    const N = 16;
+    const rows = night.length / 64;
+    const source = loadModel(MODEL_DIR);
+    const exact = loadModel(MODEL_DIR);
+    await recalibrate(exact.network, exact.inputTransform, exact.inputShape, night, {
+      mode: 'exact',
+    });
+    const prior = loadModel(MODEL_DIR);
+    await recalibrate(prior.network, prior.inputTransform, prior.inputShape, night, {
+      mode: 'prior',
+      priorStrength: N,
+    });
+    // The first BatchNorm2d (on 8 × 8 maps) sees no earlier BatchNorm, so its target statistics
+    // are exact mode's: the blend t + w·(s − t) is checked against them.
+    const s = batchNorm(source.network, '1');
+    const t = batchNorm(exact.network, '1');
+    const p = batchNorm(prior.network, '1');
+    const w = N / (N + rows);
+    const blend = (src: Float32Array, tgt: Float32Array) =>
+      Array.from(tgt, (v, c) => v + w * (src[c]! - v));
+    // float32 storage of float64 blends of float32-rounded targets: a few float32 ulps apart.
+    const worst = (actual: Float32Array, expected: number[]) =>
+      Math.max(...expected.map((e, c) => Math.abs(actual[c]! - e) / Math.max(Math.abs(e), 1)));
+    expect(worst(p.runningMean.data, blend(s.runningMean.data, t.runningMean.data))).toBeLessThan(
+      BLEND_RTOL,
+    );
+    expect(worst(p.runningVar.data, blend(s.runningVar.data, t.runningVar.data))).toBeLessThan(
+      BLEND_RTOL,
+    );
+    // Weighed in values (n·H·W = 64·n) the prior would nearly vanish: not what is computed.
+    const wValues = N / (N + rows * 64);
+    const byValues = Array.from(
+      t.runningMean.data,
+      (v, c) => v + wValues * (s.runningMean.data[c]! - v),
+    );
+    expect(
+      Math.max(...byValues.map((v, c) => Math.abs(v - p.runningMean.data[c]!))),
+    ).toBeGreaterThan(1e-3);
   });
 });
 

@@ -31,7 +31,7 @@ const priorStrengthOf = (n: z.ZodNumber) =>
     .min(PRIOR_STRENGTH_RANGE.min!)
     .max(PRIOR_STRENGTH_RANGE.max!)
     .meta({
-      description: `prior mode: the weight N of the source statistics, in rows (default ${DEFAULT_PRIOR_STRENGTH})`,
+      description: `prior mode: the weight N of the source statistics, in rows (default ${DEFAULT_PRIOR_STRENGTH}); refused (400) with another mode`,
     });
 const batchSizeOf = (n: z.ZodNumber) =>
   n
@@ -39,7 +39,7 @@ const batchSizeOf = (n: z.ZodNumber) =>
     .min(RECALIBRATION_BATCH_SIZE_RANGE.min!)
     .max(RECALIBRATION_BATCH_SIZE_RANGE.max!)
     .meta({
-      description: `running mode: rows per batch (default ${DEFAULT_RECALIBRATION_BATCH_SIZE}); 1 only where one row gives every BatchNorm more than one value per channel (a BatchNorm2d on maps larger than 1×1, not a BatchNorm1d)`,
+      description: `running mode: rows per batch (default ${DEFAULT_RECALIBRATION_BATCH_SIZE}; refused (400) with another mode); 1 only where one row gives every BatchNorm more than one value per channel (a BatchNorm2d on maps larger than 1×1, not a BatchNorm1d)`,
     });
 const note = z
   .string()

@@ -267,8 +267,18 @@ export const versionMetadataSchema = z
     }),
     input_transform_folded: z.boolean(),
     kernels: z.array(z.string()),
-    training: z.unknown(),
-    metrics: z.unknown(),
+    training: z.unknown().meta({
+      description:
+        "config.json's training record; for a recalibrated version (which keeps its parent's) without test_accuracy, which was measured with trained_version's statistics",
+    }),
+    trained_version: z.number().int().meta({
+      description:
+        'The version that training produced: this one, or for a recalibrated version the first of its recalibration chain (its metadata has the test metrics of the training)',
+    }),
+    metrics: z.unknown().meta({
+      description:
+        "From metrics.json: a training's test, best_epoch, seed, data_sha256 and wall_time_ms; a recalibration's report (format normserve.recalibration/v1: mode, samples, data_sha256, layers, and batch_size, batches, skipped or prior_strength); null when absent or unreadable",
+    }),
     provenance: z.unknown(),
   })
   .meta({
@@ -313,6 +323,7 @@ export const versionMetadataSchema = z
         input_transform_folded: true,
         kernels: ['dense+relu', 'dense'],
         training: null,
+        trained_version: 1,
         metrics: {
           test: { loss: 0.245, accuracy: 0.95, rows: 360 },
           best_epoch: 39,

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { type AvailableVersion, compiledLayers, foldedBatchNorms } from '../../service/index.js';
 
-/** The fields of metrics.json that metadata reports (any JSON; other fields are left out). */
+/** The fields of a training's metrics.json that metadata reports (any JSON; others left out). */
 const trainingMetricsSchema = z.looseObject({
   test: z.unknown(),
   best_epoch: z.unknown(),
@@ -10,11 +10,84 @@ const trainingMetricsSchema = z.looseObject({
   wall_time_ms: z.unknown(),
 });
 
+/** A recalibration's metrics.json (`normserve.recalibration/v1`: its provenance and layer report). */
+const recalibrationMetricsSchema = z.looseObject({
+  format: z.literal('normserve.recalibration/v1'),
+  mode: z.string(),
+  samples: z.number(),
+  data_sha256: z.string(),
+  layers: z.array(z.unknown()),
+  prior_strength: z.number().optional(),
+  batch_size: z.number().optional(),
+  batches: z.number().nullable().optional(),
+  skipped: z.number().optional(),
+});
+
+/** One link of a recalibrated version's provenance chain (`previous`: its parent's provenance). */
+const recalibrationProvenanceSchema = z.looseObject({
+  kind: z.literal('recalibration'),
+  parent_version: z.number().int(),
+  previous: z.unknown(),
+});
+
+/**
+ * The version whose training `config.training` records: the version itself, or for a recalibrated
+ * one the first version of its recalibration chain (the config's training record is copied from
+ * parent to child; only the BatchNorm statistics changed).
+ */
+function trainedVersion(version: number, provenance: unknown): number {
+  let trained = version;
+  for (let link = recalibrationProvenanceSchema.safeParse(provenance); link.success; ) {
+    trained = link.data.parent_version;
+    link = recalibrationProvenanceSchema.safeParse(link.data.previous);
+  }
+  return trained;
+}
+
+/** What metadata reports of metrics.json: the training's test metrics, or the recalibration's. */
+function metricsView(metrics: unknown) {
+  if (metrics === undefined) return null;
+  const recalibration = recalibrationMetricsSchema.safeParse(metrics).data;
+  if (recalibration) {
+    const { format, mode, samples, data_sha256, layers } = recalibration;
+    const { prior_strength, batch_size, batches, skipped } = recalibration;
+    return {
+      format,
+      mode,
+      ...(prior_strength !== undefined ? { prior_strength } : {}),
+      ...(batch_size !== undefined ? { batch_size } : {}),
+      ...(batches !== undefined ? { batches } : {}),
+      ...(skipped !== undefined ? { skipped } : {}),
+      samples,
+      data_sha256,
+      layers,
+    };
+  }
+  const m = trainingMetricsSchema.safeParse(metrics).data;
+  return m
+    ? {
+        test: m.test ?? null,
+        best_epoch: m.best_epoch ?? null,
+        seed: m.seed ?? null,
+        data_sha256: m.data_sha256 ?? null,
+        wall_time_ms: m.wall_time_ms ?? null,
+      }
+    : null;
+}
+
 /** Metadata of one served version: what a client needs to call it and what compilation did. */
 export function versionMetadata(served: AvailableVersion) {
   const { config, metrics } = served.checkpoint;
   const plan = served.compiled.plan;
-  const m = metrics === undefined ? undefined : trainingMetricsSchema.safeParse(metrics).data;
+  const trained = trainedVersion(served.version, config.provenance);
+  // A recalibrated version keeps its parent's training record, whose test_accuracy was measured
+  // with the trained version's statistics, not this version's: left out here (the trained
+  // version's metadata has it; this version's metrics are its recalibration's).
+  let training: Record<string, unknown> | null = config.training ?? null;
+  if (training && trained !== served.version) {
+    const { test_accuracy: _measuredOnTrained, ...rest } = training;
+    training = rest;
+  }
   return {
     name: config.name,
     version: served.version,
@@ -29,16 +102,9 @@ export function versionMetadata(served: AvailableVersion) {
     kernels: plan.steps.map(
       (s) => `${s.op}${s.activation.kind === 'none' ? '' : `+${s.activation.kind}`}`,
     ),
-    training: config.training ?? null,
-    metrics: m
-      ? {
-          test: m.test ?? null,
-          best_epoch: m.best_epoch ?? null,
-          seed: m.seed ?? null,
-          data_sha256: m.data_sha256 ?? null,
-          wall_time_ms: m.wall_time_ms ?? null,
-        }
-      : null,
+    training,
+    trained_version: trained,
+    metrics: metricsView(metrics),
     provenance: config.provenance ?? null,
     loaded_at: served.loadedAt,
   };
