@@ -379,6 +379,7 @@ async function main(argv: readonly string[]): Promise<void> {
     raw.layers === undefined && shapedBy.length > 0
       ? shapedBy.map((g) => g.flag.option.long).join(', ')
       : (flags.config ?? 'the default network');
+  // A run that fails mid-epoch (TRAINING_DIVERGED) leaves the bar's line ended and the cursor shown.
   const output = await train({
     config,
     source: networkSource,
@@ -415,7 +416,7 @@ async function main(argv: readonly string[]): Promise<void> {
         `epoch ${m.epoch}/${epochs}  lr ${m.lr.toExponential(2)}  train loss ${fmt(m.train_loss)}${m.train_accuracy === null ? '' : ` acc ${fmt(m.train_accuracy)}`}  val loss ${fmt(m.val_loss)}${m.val_accuracy === null ? '' : ` acc ${fmt(m.val_accuracy)}`}  ${Math.round(m.duration_ms)} ms`,
       );
     },
-  });
+  }).finally(() => bar?.stop());
   // Interrupted while publishing, the run removes its temporary version directory before it ends.
   const { version, path, storageWarning } = await cleanUpOnSignal(
     () => removeOwnPublishTemporariesSync(out, config.name),

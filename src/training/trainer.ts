@@ -156,6 +156,31 @@ function fitQuality(mse: number, targets: Float32Array): { rmse: number; r2?: nu
   return { rmse: Math.sqrt(mse), ...(variance > 0 ? { r2: 1 - mse / variance } : {}) };
 }
 
+/**
+ * A run whose loss stopped being finite: NaN and ±Infinity do not come back (every later step
+ * reads them), and a checkpoint of them would be published only to fail to load. Named by where
+ * it happened, with the usual causes.
+ */
+function diverged(what: string, config: ResolvedTrainingConfig): NormserveError {
+  const t = config.training;
+  return new NormserveError(
+    'TRAINING_DIVERGED',
+    `training diverged: ${what}; nothing was written. Try a smaller learning rate (lr ${t.optimizer.lr} with ${t.optimizer.type})${t.grad_clip_norm === null ? ' or gradient clipping (training.grad_clip_norm)' : ''}`,
+  );
+}
+
+/** The first non-finite value of a state dict's float tensors, by tensor name and index. */
+function firstNonFinite(state: StateDict): { name: string; index: number } | undefined {
+  for (const [name, value] of state) {
+    if (!(value instanceof Tensor)) continue;
+    const data = value.data;
+    for (let i = 0; i < data.length; i++) {
+      if (!Number.isFinite(data[i]!)) return { name, index: i };
+    }
+  }
+  return undefined;
+}
+
 const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /**
@@ -342,6 +367,13 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
         task === 'classification'
           ? crossEntropy(out, y, t.label_smoothing)
           : mseLoss(out, new Tensor(y, [n, 1]));
+      // One comparison a step, so the error can name the step (and no NaN is backpropagated).
+      if (!Number.isFinite(loss)) {
+        throw diverged(
+          `the training loss is ${loss} at epoch ${epoch}, batch ${b + 1} of ${batchesPerEpoch} (step ${step + 1})`,
+          config,
+        );
+      }
       network.backwardParameters(grad);
       if (t.grad_clip_norm !== null) clipGradNorm(optimizer.params, t.grad_clip_norm);
       optimizer.step();
@@ -377,6 +409,14 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
     };
     epochs.push(metrics);
     input.onEpoch?.(metrics, t.epochs);
+    // Every step's loss was finite, but the step after the last one may not have left finite
+    // weights (or outputs within float32): validation's loss is the first to see it.
+    if (!Number.isFinite(metrics.train_loss) || (validation && !Number.isFinite(validation.loss))) {
+      throw diverged(
+        `the ${Number.isFinite(metrics.train_loss) ? `validation loss is ${validation!.loss}` : `training loss is ${metrics.train_loss}`} at epoch ${epoch}`,
+        config,
+      );
+    }
     await yieldToEventLoop();
     if (validation && (best === undefined || validation.loss < best.loss)) {
       best = {
@@ -394,6 +434,15 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
   network.eval();
   if (targetScale) applyTargetScale(network, targetScale, 'fold');
 
+  // The weights a caller would publish: checked here, so no caller can publish NaN (the last
+  // step's update is seen by no loss when there are no validation rows).
+  const bad = firstNonFinite(network.stateDict());
+  if (bad) {
+    throw diverged(
+      `after epoch ${epochs.length} tensor "${bad.name}" holds a non-finite value at index ${bad.index}`,
+      config,
+    );
+  }
   const test = testSet.rows > 0 ? evaluate(network, testSet, task, inputShape) : undefined;
   // The checkpoint's tensors go back to ordinary arrays (and the WebAssembly memory can go).
   network.reuseArrays(false);

@@ -272,6 +272,22 @@ describe('train CLI: bad input exits non-zero with one line on stderr and writes
   }
 });
 
+describe('train CLI: a run that diverges', () => {
+  it('exits 1 naming the epoch where the loss stopped being finite, and publishes nothing', () => {
+    const out = makeTempDir('cli-out');
+    const result = trainCli([
+      ...['--data', IRIS_DATA, '--lr', '1e6', '--optimizer', 'sgd', '--epochs', '3'],
+      ...['--name', 'irislive', '--out', out],
+    ]);
+    expect(result.status, result.stderr).toBe(1);
+    const last = result.stderr.trimEnd().split('\n').at(-1)!;
+    expect(last).toMatch(/^train: training diverged: the validation loss is NaN at epoch 1;/);
+    expect(last).toContain('lr 1000000 with sgd');
+    expect(result.stdout).toBe('');
+    expect(listTree(out)).toEqual([]);
+  });
+});
+
 describe('train CLI: a network too large for WebAssembly memory', () => {
   it('is refused in one line with exit code 1, before its tensors are allocated', () => {
     const out = makeTempDir('cli-out');

@@ -275,6 +275,46 @@ describe('early stopping', () => {
   });
 });
 
+describe('a run that diverges is refused, not returned', () => {
+  const sgd = (lr: number) => ({
+    optimizer: { type: 'sgd', lr },
+    lr_schedule: { type: 'constant' },
+  });
+  // lr 1e300 in one step a epoch (all training rows in one batch): the step's loss is finite, the
+  // weights it leaves are ±Infinity in float32.
+  const oneStep = { ...sgd(1e300), epochs: 1, batch_size: 120 };
+
+  it('names the step whose training loss is not finite', async () => {
+    // 120 training rows in batches of 16: 8 a epoch; SGD at lr 1000 reaches NaN in the second.
+    await expect(
+      run({ data: { validation_fraction: 0 }, training: sgd(1000) }),
+    ).rejects.toMatchObject({
+      code: 'TRAINING_DIVERGED',
+      message: expect.stringMatching(
+        /^training diverged: the training loss is NaN at epoch 2, batch 4 of 8 \(step 12\); nothing was written\. Try a smaller learning rate \(lr 1000 with sgd\) or gradient clipping/,
+      ),
+    });
+  });
+
+  it('names the epoch whose validation loss is not finite', async () => {
+    await expect(run({ training: oneStep })).rejects.toMatchObject({
+      code: 'TRAINING_DIVERGED',
+      message: expect.stringMatching(/^training diverged: the validation loss is NaN at epoch 1;/),
+    });
+  });
+
+  it('checks the weights it returns: finite losses, non-finite weights after the last step', async () => {
+    await expect(
+      run({ data: { validation_fraction: 0 }, training: oneStep }),
+    ).rejects.toMatchObject({
+      code: 'TRAINING_DIVERGED',
+      message: expect.stringMatching(
+        /^training diverged: after epoch 1 tensor "0\.weight" holds a non-finite value at index 0;/,
+      ),
+    });
+  });
+});
+
 describe('sample shapes: a convolutional network on [C, H, W] samples', () => {
   /** Iris's 4 features as a [4, 1, 1] "image": 1×1 convolutions, BatchNorm2d, flatten. */
   const CNN = [
