@@ -23,6 +23,7 @@ import {
   publishCheckpoint,
   removeOwnPublishTemporariesSync,
   type Task,
+  trainingInfoOf,
 } from '../service/index.js';
 import {
   architectureSchema,
@@ -326,7 +327,11 @@ async function main(argv: readonly string[]): Promise<void> {
     parsed.data.path,
     parsed.data.label_column,
     init?.config.task ?? parsed.task,
-    init?.config.labels,
+    // The checkpoint's columns by name, as predict matches them: its input transform and first
+    // layer are per column.
+    init
+      ? { labels: init.config.labels, featureNames: trainingInfoOf(init.config).featureNames }
+      : {},
   );
   const config = resolveTrainingConfig(parsed, data, init?.config);
   if (flags.printConfig) {

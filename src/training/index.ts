@@ -17,6 +17,7 @@ export {
 export {
   type Dataset,
   datasetFromTable,
+  type FixedColumns,
   type LabeledDataset,
   selectRows,
   unknownLabelColumn,

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Task } from '../checkpoint/index.js';
 import { NormserveError, printable } from '../errors/index.js';
 import { parseCsv } from './csv-table.js';
-import { datasetFromTable, type LabeledDataset } from './dataset.js';
+import { datasetFromTable, type FixedColumns, type LabeledDataset } from './dataset.js';
 import { readInputFile } from './input-file.js';
 import { parseTrainingConfig, type TrainingConfig } from './training-config.js';
 
@@ -23,19 +23,20 @@ export async function loadTrainingConfig(path: string): Promise<TrainingConfig> 
 /**
  * Reads a CSV data file into a data set, with the sha256 of its bytes (recorded in metrics). No
  * task means classification (resolveTrainingConfig then checks that the labels look like classes).
+ * `fixed`: what a checkpoint being fine-tuned fixes (its labels, its feature columns by name).
  */
 export async function loadCsvDataset(
   path: string,
   labelColumn: string,
   task: Task | undefined,
-  labels?: readonly string[],
+  fixed: FixedColumns = {},
 ): Promise<{ data: LabeledDataset; sha256: string }> {
   const bytes = await readInputFile(path, 'data file ');
   const table = parseCsv(bytes.toString('utf8'), path);
   if (table.rows.length === 0)
     throw new NormserveError('DATA_INVALID', `${path}: no data rows after the header`);
   return {
-    data: datasetFromTable(table, labelColumn, task ?? 'classification', labels),
+    data: datasetFromTable(table, labelColumn, task ?? 'classification', fixed),
     sha256: createHash('sha256').update(bytes).digest('hex'),
   };
 }

@@ -115,6 +115,63 @@ describe('train --init: flags the checkpoint fixes are refused, not ignored', ()
   });
 });
 
+describe('train --init: the CSV columns are matched to the checkpoint by name', () => {
+  /** Iris with its columns in another order (`order` indexes the file's columns). */
+  const permuted = (name: string, order: number[]) => {
+    const lines = readFileSync(IRIS_DATA, 'utf8').trimEnd().split('\n');
+    const text = lines
+      .map((line) => {
+        const cells = line.split(',');
+        return order.map((i) => cells[i]).join(',');
+      })
+      .join('\n');
+    return writeTempFile(inputs, name, `${text}\n`);
+  };
+  const train = (data: string, out: string, init?: string) =>
+    run('src/cli/train.ts', [
+      ...['--no-progress', '--data', data, '--epochs', '1', '--name', 'iris', '--out', out],
+      ...(init ? ['--init', init] : []),
+    ]);
+
+  it('reorders a CSV whose columns are the checkpoint’s in another order, and refuses a missing one', () => {
+    const base = makeTempDir('refusal-out');
+    expect(train(IRIS_DATA, base).status).toBe(0);
+    const init = join(base, 'iris/1');
+    const [inOrder, reordered] = [makeTempDir('refusal-out'), makeTempDir('refusal-out')];
+    expect(train(IRIS_DATA, inOrder, init).status).toBe(0);
+    // petal_width, label, sepal_width, petal_length, sepal_length
+    const result = train(permuted('reordered.csv', [3, 4, 1, 2, 0]), reordered, init);
+    expect(result.status, result.stderr).toBe(0);
+    const file = (dir: string, name: string) => readFileSync(join(dir, 'iris/1', name));
+    // The same run, byte for byte: each column met its own input transform and weights.
+    expect(file(reordered, 'model.safetensors').equals(file(inOrder, 'model.safetensors'))).toBe(
+      true,
+    );
+    const config = JSON.parse(file(reordered, 'config.json').toString('utf8'));
+    expect(config.training.feature_names).toEqual([
+      'sepal_length',
+      'sepal_width',
+      'petal_length',
+      'petal_width',
+    ]);
+
+    const out = makeTempDir('refusal-out');
+    expectRefused(
+      train(permuted('no-sepal-width.csv', [0, 2, 3, 4]), out, init),
+      /^train: \S*no-sepal-width\.csv: no column named "sepal_width"; the model was trained on the columns "sepal_length", "sepal_width", "petal_length", "petal_width" \(matched by name\)$/,
+    );
+    const withId = readFileSync(IRIS_DATA, 'utf8')
+      .trimEnd()
+      .split('\n')
+      .map((line, i) => `${i === 0 ? 'id' : i},${line}`);
+    expectRefused(
+      train(writeTempFile(inputs, 'extra.csv', `${withId.join('\n')}\n`), out, init),
+      /^train: \S*extra\.csv: the column "id" is not among the model's features \("sepal_length", .*\); remove it$/,
+    );
+    expect(listTree(out)).toEqual([]);
+  });
+});
+
 describe('train: an empty label cell', () => {
   it('is refused naming the file, line and column, as an empty feature cell is', () => {
     const out = makeTempDir('refusal-out');

@@ -201,11 +201,13 @@ describe('datasetFromTable', () => {
       parseCsv('x,label\n0,b\n1,a\n', 'f.csv'),
       'label',
       'classification',
-      ['b', 'a'],
+      { labels: ['b', 'a'] },
     );
     expect(data.labels).toEqual(['b', 'a']);
     expect(Array.from(data.targets)).toEqual([0, 1]);
-    const message = dataError(() => datasetFromTable(table, 'label', 'classification', ['a', 'b']));
+    const message = dataError(() =>
+      datasetFromTable(table, 'label', 'classification', { labels: ['a', 'b'] }),
+    );
     expect(message).toBe(
       `f.csv: line 4, column "label": label "c" is not one of the model's labels`,
     );
