@@ -440,7 +440,7 @@ async function main(argv: readonly string[]): Promise<void> {
   const inCheckout = resolve(out) === CHECKOUT_MODELS;
   process.stdout.write(
     [
-      `best epoch: ${m.best_epoch ?? '-'}${m.stopped_early ? ' (stopped early)' : ''}`,
+      `best epoch: ${m.best_epoch ?? '-'}${m.stopped_early ? ' (stopped early)' : ''}${m.best_epoch !== null && m.best_epoch !== m.weights_epoch ? `; the weights are epoch ${m.weights_epoch}'s (the last; --patience keeps the best)` : ''}`,
       summary(m, config.task),
       `throughput: ${Math.round(m.samples_per_second)} samples/s, wall time ${(m.wall_time_ms / 1000).toFixed(1)} s`,
       `wrote ${path} (version ${version}), model.safetensors sha256 ${createHash('sha256').update(weights).digest('hex')}`,

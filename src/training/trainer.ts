@@ -59,7 +59,10 @@ export interface TrainingMetrics {
   data_path: string;
   rows: { train: number; validation: number; test: number };
   epochs: EpochMetrics[];
+  /** The epoch of the lowest validation loss (null without validation rows). */
   best_epoch: number | null;
+  /** The epoch whose weights the model holds: best_epoch with patience, else the last one run. */
+  weights_epoch: number;
   stopped_early: boolean;
   /** Regression: `loss` is the MSE in the target's units, with its root and R². */
   test: {
@@ -430,7 +433,11 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
       break;
     }
   }
-  if (t.patience !== null && best && best.state.size > 0) network.loadStateDict(best.state);
+  const keepBest = t.patience !== null && best !== undefined && best.state.size > 0;
+  if (keepBest) network.loadStateDict(best!.state);
+  // Without patience the last epoch's weights are kept even when an earlier one validated better:
+  // best_epoch says which validated best, weights_epoch which the checkpoint holds.
+  const weightsEpoch = keepBest ? best!.epoch : epochs.length;
   network.eval();
   if (targetScale) applyTargetScale(network, targetScale, 'fold');
 
@@ -471,6 +478,7 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
       seed: config.seed,
       epochs_run: epochs.length,
       best_epoch: best?.epoch ?? null,
+      weights_epoch: weightsEpoch,
       test_accuracy: test?.accuracy ?? null,
       recipe: config.training,
       ...(input.init ? { initialized_from: input.init.source ?? input.init.config.name } : {}),
@@ -487,6 +495,7 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
       rows: { train: trainSet.rows, validation: validationSet.rows, test: testSet.rows },
       epochs,
       best_epoch: best?.epoch ?? null,
+      weights_epoch: weightsEpoch,
       stopped_early: stoppedEarly,
       test: test
         ? { loss: test.loss, accuracy: test.accuracy ?? null, rows: test.rows, ...regressionFit }

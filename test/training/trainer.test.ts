@@ -254,7 +254,12 @@ describe('early stopping', () => {
     const losses = m.epochs.map((e) => e.val_loss!);
     expect(Math.min(...losses)).toBe(losses[best - 1]);
     for (const later of losses.slice(best)) expect(later).toBeGreaterThanOrEqual(losses[best - 1]!);
-    expect(out.config.training).toMatchObject({ best_epoch: best, epochs_run: best + patience });
+    expect(out.config.training).toMatchObject({
+      best_epoch: best,
+      weights_epoch: best,
+      epochs_run: best + patience,
+    });
+    expect(m.weights_epoch).toBe(best);
 
     // The weights (and BN running statistics) are those at the end of the best epoch: the same
     // bytes as a run that stops there.
@@ -264,6 +269,14 @@ describe('early stopping', () => {
     // ... and not those of the last epoch run.
     const atLast = await run({ data, training: { ...recipe, epochs: best + patience } });
     expect(bytes(out.state).equals(bytes(atLast.state))).toBe(false);
+    // Without patience the same epochs keep the last weights: best_epoch still names the epoch
+    // that validated best, weights_epoch the one the checkpoint holds.
+    expect(atLast.metrics.best_epoch).toBe(best);
+    expect(atLast.metrics.weights_epoch).toBe(best + patience);
+    expect(atLast.config.training).toMatchObject({
+      best_epoch: best,
+      weights_epoch: best + patience,
+    });
   });
 
   it('without patience every epoch runs and the last weights are kept', async () => {
