@@ -258,6 +258,14 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
   }
 
   const split = splitRows(data.rows, config.data, rng.split, config.data.path);
+  // The schema refuses patience with validation_fraction 0; a fraction that rounds to no rows of
+  // a small file is found here.
+  if (t.patience !== null && split.validation.length === 0) {
+    throw new NormserveError(
+      'TRAINING_CONFIG_INVALID',
+      `training.patience ${t.patience}: early stopping compares validation losses, and data.validation_fraction ${config.data.validation_fraction} of ${split.train.length} rows gives no validation row: set a larger validation_fraction, or train without patience`,
+    );
+  }
   // The kernels before the network: on WebAssembly a network too large for its memory is refused
   // here, from the config, before its tensors are allocated (gigabytes, for nothing).
   const { kernels, fallback } = createKernels(input.engine ?? 'wasm');

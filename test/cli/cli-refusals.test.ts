@@ -172,6 +172,23 @@ describe('train --init: the CSV columns are matched to the checkpoint by name', 
   });
 });
 
+describe('train --patience without validation rows', () => {
+  it('is refused, not ignored: early stopping has no validation loss to compare', () => {
+    const out = makeTempDir('refusal-out');
+    const config = writeTempFile(inputs, 'no-validation.json', {
+      data: { path: IRIS_DATA, validation_fraction: 0 },
+    });
+    const result = run('src/cli/train.ts', [
+      ...['--no-progress', '--config', config, '--patience', '3', '--out', out],
+    ]);
+    expectRefused(
+      result,
+      /^train: --patience: early stopping compares validation losses, and data\.validation_fraction is 0 \(no validation rows\): set a validation_fraction above 0, or train without patience$/,
+    );
+    expect(listTree(out)).toEqual([]);
+  });
+});
+
 describe('train: an empty label cell', () => {
   it('is refused naming the file, line and column, as an empty feature cell is', () => {
     const out = makeTempDir('refusal-out');

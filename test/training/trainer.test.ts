@@ -279,6 +279,22 @@ describe('early stopping', () => {
     });
   });
 
+  it('patience without validation rows is refused, not ignored', async () => {
+    expect(() =>
+      irisConfig({ data: { validation_fraction: 0 }, training: { patience: 2 } }),
+    ).toThrow(
+      /^iris-test\.json: training\.patience: early stopping compares validation losses, and data\.validation_fraction is 0/,
+    );
+    // A fraction that rounds to no row of the 120 training rows.
+    await expect(
+      run({ data: { validation_fraction: 0.001 }, training: { patience: 2 } }),
+    ).rejects.toMatchObject({
+      code: 'TRAINING_CONFIG_INVALID',
+      message:
+        'training.patience 2: early stopping compares validation losses, and data.validation_fraction 0.001 of 120 rows gives no validation row: set a larger validation_fraction, or train without patience',
+    });
+  });
+
   it('without patience every epoch runs and the last weights are kept', async () => {
     const out = await run({ data, training: { ...recipe, epochs: 15 } });
     expect(out.metrics.stopped_early).toBe(false);
