@@ -27,11 +27,13 @@ import {
 } from '../service/index.js';
 import {
   architectureSchema,
+  type InitialModel,
   loadCsvDataset,
   MAX_EPOCHS,
   parseTrainingConfig,
   readInputFile,
   resolveTrainingConfig,
+  type TrainingConfig,
   type TrainingMetrics,
   train,
   trainingConfigSchema,
@@ -212,19 +214,44 @@ async function readConfigFile(path: string): Promise<Raw> {
   return raw as Raw;
 }
 
+type ModelConfig = InitialModel['config'];
+
+/**
+ * Whether a config's explicit `data.input_scaling` is what an --init checkpoint already applies
+ * (its input_transform, kept as it is: its first layer was trained on it): `standard` when the
+ * checkpoint has a fitted transform (the README fine-tune passes the config it was trained from),
+ * `none` when it has none, `{shift, scale}` when its transform is that one on every feature.
+ */
+function scalingIsCheckpoints(
+  scaling: TrainingConfig['data']['input_scaling'],
+  transform: ModelConfig['input_transform'],
+): boolean {
+  if (scaling === 'standard') return transform !== undefined;
+  if (scaling === 'none') return transform === undefined;
+  const same = (values: readonly number[], value: number) =>
+    values.every((v) => v === Math.fround(value));
+  return (
+    transform !== undefined &&
+    same(transform.shift, scaling.shift) &&
+    same(transform.scale, scaling.scale)
+  );
+}
+
 /**
  * What an --init checkpoint fixes and a run cannot change: its network (trained on, layer by
- * layer: the architecture flags and a config's `architecture` would be read by nothing), its task
- * and its input shape. Asking for another is refused in one line naming every such flag and field,
- * not silently ignored.
+ * layer: the architecture flags and a config's `architecture` would be read by nothing), its task,
+ * its input shape and its input scaling (its input_transform, which its first layer was trained
+ * on). Asking for another is refused in one line naming every such flag and field, not silently
+ * ignored.
  */
 function checkInitFixes(
   given: readonly { flag: ConfigFlag; value: unknown }[],
   raw: Raw,
-  layers: readonly unknown[] | undefined,
+  parsed: TrainingConfig,
   flags: Flags,
-  init: { task: string; input_shape: readonly number[]; layers: readonly unknown[] },
+  init: ModelConfig,
 ): void {
+  const { layers } = parsed;
   const refused = given
     .filter(
       (g) =>
@@ -242,6 +269,10 @@ function checkInitFixes(
     JSON.stringify(raw.input_shape) !== JSON.stringify(init.input_shape)
       ? ['input_shape']
       : []),
+    ...((raw.data as Raw | undefined)?.input_scaling !== undefined &&
+    !scalingIsCheckpoints(parsed.data.input_scaling, init.input_transform)
+      ? ['data.input_scaling']
+      : []),
   ];
   const count = refused.length + fields.length;
   if (count === 0) return;
@@ -251,7 +282,7 @@ function checkInitFixes(
   ].join('; ');
   throw new NormserveError(
     'TRAINING_CONFIG_INVALID',
-    `--init ${flags.init}: the checkpoint fixes the network (its layers are trained on), the task (${init.task}) and the input shape [${init.input_shape.join(', ')}], so ${what} cannot apply; remove ${count === 1 ? 'it' : 'them'}, or train without --init`,
+    `--init ${flags.init}: the checkpoint fixes the network (its layers are trained on), the task (${init.task}), the input shape [${init.input_shape.join(', ')}] and the input scaling (its ${init.input_transform ? 'input_transform' : 'absence of an input_transform'}), so ${what} cannot apply; remove ${count === 1 ? 'it' : 'them'}, or train without --init`,
   );
 }
 
@@ -320,7 +351,7 @@ async function main(argv: readonly string[]): Promise<void> {
 
   const initDir = flags.init ? await loadModelDirectory(flags.init) : undefined;
   const init = initDir?.checkpoint;
-  if (init) checkInitFixes(given, raw, parsed.layers, flags, init.config);
+  if (init) checkInitFixes(given, raw, parsed, flags, init.config);
   // The exact version started from, even when --init named the model directory.
   const initSource = initDir ? `${initDir.root}/${initDir.name}/${initDir.version}` : undefined;
   const { data, sha256 } = await loadCsvDataset(

@@ -97,6 +97,24 @@ describe('train --init: flags the checkpoint fixes are refused, not ignored', ()
     expect(listTree(out)).toEqual([]);
   });
 
+  it('refuses a config file\'s "data.input_scaling" other than the checkpoint\'s input transform', () => {
+    // models/digits/1 standardizes each pixel (input_scaling "standard"): {shift 0, scale 1} was
+    // silently replaced by the checkpoint's scaling.
+    const out = makeTempDir('refusal-out');
+    const config = writeTempFile(inputs, 'scaling.json', {
+      data: { path: DIGITS_DATA, input_scaling: { shift: 0, scale: 1 } },
+    });
+    const result = run('src/cli/train.ts', [
+      ...['--no-progress', '--config', config, '--epochs', '1'],
+      ...['--init', bundledVersionDir('digits'), '--out', out],
+    ]);
+    expectRefused(
+      result,
+      /^train: --init \S*models\/digits\/1: the checkpoint fixes .* and the input scaling \(its input_transform\), so \S*scaling\.json's "data\.input_scaling" cannot apply; remove it, or train without --init$/,
+    );
+    expect(listTree(out)).toEqual([]);
+  });
+
   it('accepts the layers the checkpoint has (the README fine-tune)', () => {
     const out = makeTempDir('refusal-out');
     const result = run('src/cli/train.ts', [
