@@ -23,6 +23,7 @@ export {
   unknownLabelColumn,
 } from './dataset.js';
 export { argmaxRow, type Evaluation, evaluate } from './evaluate.js';
+export { type FitQuality, fitQuality, regressionFit } from './fit-quality.js';
 export { MAX_INPUT_FILE_BYTES, readInputFile } from './input-file.js';
 export { loadCsvDataset, loadTrainingConfig } from './load-data.js';
 export {

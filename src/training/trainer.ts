@@ -30,6 +30,7 @@ import {
 import { buildOptimizer } from './build-optimizer.js';
 import { type LabeledDataset, selectRows } from './dataset.js';
 import { argmaxRow, type Evaluation, evaluate } from './evaluate.js';
+import { fitQuality } from './fit-quality.js';
 import { type ResolvedTrainingConfig, resolveTrainingConfig } from './resolve-config.js';
 import { splitRows } from './split.js';
 import { fitStandardScaler } from './standard-scaler.js';
@@ -146,17 +147,6 @@ function schedule(config: ResolvedTrainingConfig): LrSchedule {
         finalDivFactor: s.final_div_factor,
       };
   }
-}
-
-/** RMSE and R² = 1 − MSE / Var(y) of a regression evaluation (R² omitted for a constant y). */
-function fitQuality(mse: number, targets: Float32Array): { rmse: number; r2?: number } {
-  let sum = 0;
-  for (const y of targets) sum += y;
-  const mean = sum / targets.length;
-  let sq = 0;
-  for (const y of targets) sq += (y - mean) * (y - mean);
-  const variance = sq / targets.length;
-  return { rmse: Math.sqrt(mse), ...(variance > 0 ? { r2: 1 - mse / variance } : {}) };
 }
 
 /**
