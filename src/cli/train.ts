@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { isDeepStrictEqual } from 'node:util';
 import cliProgress from 'cli-progress';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { NormserveError, printable } from '../errors/index.js';
+import { NormserveError } from '../errors/index.js';
 import {
   loadModelDirectory,
   nextVersionPath,
@@ -31,7 +31,7 @@ import {
   loadCsvDataset,
   MAX_EPOCHS,
   parseTrainingConfig,
-  readInputFile,
+  readTrainingConfigJson,
   resolveTrainingConfig,
   type TrainingConfig,
   type TrainingMetrics,
@@ -195,25 +195,6 @@ function applyFlags(raw: Raw, given: readonly { flag: ConfigFlag; value: unknown
   return config;
 }
 
-async function readConfigFile(path: string): Promise<Raw> {
-  const text = (await readInputFile(path, 'training config ', 'TRAINING_CONFIG_INVALID')).toString(
-    'utf8',
-  );
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (e) {
-    throw new NormserveError(
-      'TRAINING_CONFIG_INVALID',
-      `${path}: not valid JSON (${printable((e as Error).message)})`,
-    );
-  }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-    throw new NormserveError('TRAINING_CONFIG_INVALID', `${path}: must be a JSON object`);
-  }
-  return raw as Raw;
-}
-
 type ModelConfig = InitialModel['config'];
 
 /**
@@ -333,7 +314,7 @@ async function main(argv: readonly string[]): Promise<void> {
       '--data: a CSV file is required (or --config with data.path), e.g. npm run train -- --data my.csv --label-column y',
     );
   }
-  const raw = flags.config === undefined ? {} : await readConfigFile(flags.config);
+  const raw = flags.config === undefined ? {} : await readTrainingConfigJson(flags.config);
   const source = flags.config ?? 'the flags';
   const pinned = given.find((g) => ARCHITECTURE_FLAGS.includes(g.flag));
   if (pinned && raw.layers !== undefined) {

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { z } from 'zod';
 import type { Task } from '../checkpoint/index.js';
 import { NormserveError, printable } from '../errors/index.js';
 import { parseCsv } from './csv-table.js';
@@ -6,7 +7,14 @@ import { datasetFromTable, type FixedColumns, type LabeledDataset } from './data
 import { readInputFile } from './input-file.js';
 import { parseTrainingConfig, type TrainingConfig } from './training-config.js';
 
-export async function loadTrainingConfig(path: string): Promise<TrainingConfig> {
+/** A config file's top level: an object (its fields are the schema's to check). */
+const configObjectSchema = z.record(z.string(), z.unknown());
+
+/**
+ * A training config file read as a JSON object, before the schema fills its defaults: the train
+ * CLI writes its flags into it first (loadTrainingConfig parses it as it is).
+ */
+export async function readTrainingConfigJson(path: string): Promise<Record<string, unknown>> {
   const bytes = await readInputFile(path, 'training config ', 'TRAINING_CONFIG_INVALID');
   let value: unknown;
   try {
@@ -17,7 +25,14 @@ export async function loadTrainingConfig(path: string): Promise<TrainingConfig> 
       `${path}: not valid JSON (${printable((e as Error).message)})`,
     );
   }
-  return parseTrainingConfig(value, path);
+  const parsed = configObjectSchema.safeParse(value);
+  if (!parsed.success)
+    throw new NormserveError('TRAINING_CONFIG_INVALID', `${path}: must be a JSON object`);
+  return parsed.data;
+}
+
+export async function loadTrainingConfig(path: string): Promise<TrainingConfig> {
+  return parseTrainingConfig(await readTrainingConfigJson(path), path);
 }
 
 /**
