@@ -1,3 +1,5 @@
+import { isDeepStrictEqual } from 'node:util';
+import { z } from 'zod';
 import {
   buildSequential,
   checkLayerChain,
@@ -122,6 +124,9 @@ export interface TrainOutput {
   metrics: TrainingMetrics;
 }
 
+/** config.json's free-form `training.feature_names`, when it is a list of names. */
+const featureNamesSchema = z.array(z.string());
+
 /** Independent random streams derived from the seed, so adding a draw to one leaves the others. */
 function streams(seed: number): { split: Rng; init: Rng; shuffle: Rng; dropout: Rng } {
   return {
@@ -204,6 +209,17 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
     throw new NormserveError(
       'TRAINING_CONFIG_INVALID',
       `${where}input_shape [${inputShape.join(', ')}] holds ${numelOf(inputShape)} values but the data has ${data.width} feature columns`,
+    );
+  }
+  // The checkpoint's input transform and first layer are per column: data in another column order
+  // (loadCsvDataset's `featureNames` puts a CSV in the checkpoint's) would train on the wrong ones.
+  const initFeatures = featureNamesSchema.safeParse(
+    input.init?.config.training?.feature_names,
+  ).data;
+  if (initFeatures && !isDeepStrictEqual(initFeatures, data.featureNames)) {
+    throw new NormserveError(
+      'DATA_INVALID',
+      `the data's feature columns ${quoteList(data.featureNames, 64)} are not those of the init checkpoint${input.init?.source ? ` ${input.init.source}` : ''}, ${quoteList(initFeatures, 64)}, in that order`,
     );
   }
   let outputWidth: number;

@@ -3,6 +3,7 @@
  * BatchNorm's running statistics still move, early stopping restoring the best epoch, and the
  * checks train() makes before the first step.
  */
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { networkFromCheckpoint, stateDictToSafetensors } from '../../src/checkpoint/index.js';
@@ -301,6 +302,36 @@ describe('early stopping', () => {
     expect(out.metrics.epochs).toHaveLength(15);
     const again = await run({ data, training: { ...recipe, epochs: 15 } });
     expect(bytes(out.state).equals(bytes(again.state))).toBe(true);
+  });
+});
+
+describe('fine-tuning checks the data’s columns against the checkpoint’s', () => {
+  it('refuses data whose feature columns are the checkpoint’s in another order', async () => {
+    const first = await run({ training: { epochs: 1 } });
+    // Iris with its first two feature columns swapped, read without the checkpoint's names.
+    const lines = readFileSync(IRIS, 'utf8').trimEnd().split('\n');
+    const swapped = lines
+      .map((line) => {
+        const [a, b, ...rest] = line.split(',');
+        return [b, a, ...rest].join(',');
+      })
+      .join('\n');
+    const data = datasetFromTable(parseCsv(swapped, 'swapped.csv'), 'label', 'classification', {
+      labels: first.config.labels,
+    });
+    await expect(
+      train({
+        config: irisConfig({ training: { epochs: 1 } }),
+        data,
+        dataSha256: iris.sha256,
+        init: { config: first.config, state: first.state, source: 'iris-test/1' },
+        now: () => 0,
+      }),
+    ).rejects.toMatchObject({
+      code: 'DATA_INVALID',
+      message:
+        'the data\'s feature columns "sepal_width", "sepal_length", "petal_length", "petal_width" are not those of the init checkpoint iris-test/1, "sepal_length", "sepal_width", "petal_length", "petal_width", in that order',
+    });
   });
 });
 
