@@ -210,7 +210,7 @@ function scalingIsCheckpoints(
   if (scaling === 'standard') return transform !== undefined;
   if (scaling === 'none') return transform === undefined;
   const same = (values: readonly number[], value: number) =>
-    values.every((v) => v === Math.fround(value));
+    values.every((v) => Math.fround(v) === Math.fround(value));
   return (
     transform !== undefined &&
     same(transform.shift, scaling.shift) &&

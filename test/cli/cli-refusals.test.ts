@@ -115,6 +115,19 @@ describe('train --init: flags the checkpoint fixes are refused, not ignored', ()
     expect(listTree(out)).toEqual([]);
   });
 
+  it('accepts the "data.input_scaling" the checkpoint was trained with ({shift 0, scale 0.1})', () => {
+    // The checkpoint stores 0.1 as trained; the comparison is in float32, as the transform runs.
+    const out = makeTempDir('refusal-out');
+    const config = writeTempFile(inputs, 'scale-0.1.json', {
+      data: { path: IRIS_DATA, input_scaling: { shift: 0, scale: 0.1 } },
+    });
+    const args = ['--no-progress', '--config', config, '--epochs', '1', '--out', out];
+    expect(run('src/cli/train.ts', args).status).toBe(0);
+    const tuned = run('src/cli/train.ts', [...args, '--init', join(out, 'iris/1')]);
+    expect(tuned.status, tuned.stderr).toBe(0);
+    expect(listTree(out).filter((p) => p.endsWith('model.safetensors'))).toHaveLength(2);
+  });
+
   it('accepts the layers the checkpoint has (the README fine-tune)', () => {
     const out = makeTempDir('refusal-out');
     const result = run('src/cli/train.ts', [
