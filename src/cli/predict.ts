@@ -10,6 +10,7 @@
  * nothing on stdout).
  */
 import { Command } from 'commander';
+import { z } from 'zod';
 import { isNormserveError, NormserveError, printable } from '../errors/index.js';
 import {
   checkFiniteOutputs,
@@ -20,7 +21,7 @@ import {
   openModelDirectory,
   type PredictOutput,
 } from '../service/index.js';
-import { csvPlace, parseCsv } from '../training/index.js';
+import { csvPlace, numericCell, parseCsv, regressionFit } from '../training/index.js';
 import { runCli } from './cli-errors.js';
 import { readInputText } from './read-input.js';
 
@@ -33,9 +34,17 @@ interface Flags {
 }
 
 /**
- * The instances of a JSON input file: `[...]` or `{"instances": [...]}`, one sample per element,
- * flat or nested by the model's input shape (checked by the service), and their path in the file
- * (`instances`, or `` for a top-level array, whose rows are `[2]`).
+ * A JSON input file: `[...]` or `{"instances": [...]}` (TF Serving's row format), one sample per
+ * element, flat or nested by the model's input shape; the samples are the service's to check.
+ */
+const jsonInputSchema = z.union([
+  z.array(z.unknown()),
+  z.looseObject({ instances: z.array(z.unknown()) }),
+]);
+
+/**
+ * The instances of a JSON input file and their path in the file (`instances`, or `` for a
+ * top-level array, whose rows are `[2]`).
  */
 function rowsFromJson(text: string, source: string): { rows: unknown[]; field: string } {
   let value: unknown;
@@ -48,13 +57,14 @@ function rowsFromJson(text: string, source: string): { rows: unknown[]; field: s
       `${source}: not valid JSON (${printable((e as Error).message)})`,
     );
   }
-  const top = Array.isArray(value);
-  const rows = top ? value : (value as { instances?: unknown } | null)?.instances;
-  if (!Array.isArray(rows))
+  const parsed = jsonInputSchema.safeParse(value);
+  if (!parsed.success)
     throw new NormserveError(
       'DATA_INVALID',
       `${source}: expected [[...], ...] or {"instances": [[...], ...]}`,
     );
+  const top = Array.isArray(parsed.data);
+  const rows = Array.isArray(parsed.data) ? parsed.data : parsed.data.instances;
   if (rows.length === 0) throw new NormserveError('DATA_INVALID', `${source}: no rows to predict`);
   return { rows, field: top ? '' : 'instances' };
 }
@@ -86,6 +96,8 @@ async function main(argv: readonly string[]): Promise<void> {
   let rows: unknown[];
   let field = 'rows';
   let truth: string[] | undefined;
+  // The true values of a regression, each parsed as a CSV number is (its line and column named).
+  let targets: (() => number[]) | undefined;
   // Where a row came from, for a row refused as the server refuses it (outputs that overflow).
   let rowPath = (r: number) => `${field}[${r}]`;
   if (json) {
@@ -99,6 +111,9 @@ async function main(argv: readonly string[]): Promise<void> {
     rows = features.rows;
     truth = features.labels;
     rowPath = (r) => csvPlace(table, r);
+    const labelIndex = table.header.indexOf(labelColumn);
+    if (labelIndex >= 0)
+      targets = () => table.rows.map((_, r) => numericCell(table, r, labelIndex));
   }
   let output: PredictOutput;
   try {
@@ -124,23 +139,20 @@ async function main(argv: readonly string[]): Promise<void> {
     ...(output.labels ? { labels: output.labels } : {}),
     ...(flags.logits && output.probabilities ? { logits: matrix(output.outputs) } : {}),
   };
+  // Before stdout: a label cell that is no number fails the run with nothing printed.
+  const fit =
+    targets && output.task === 'regression' && output.outputWidth === 1
+      ? regressionFit(output.outputs, targets())
+      : undefined;
   process.stdout.write(`${JSON.stringify(result)}\n`);
   if (truth && output.labels) {
     const correct = output.labels.filter((l, i) => l === truth![i]).length;
     process.stderr.write(
       `accuracy ${(correct / output.rows).toFixed(4)} (${correct}/${output.rows}) against column "${labelColumn}"\n`,
     );
-  } else if (truth && output.task === 'regression' && output.outputWidth === 1) {
-    const y = truth.map(Number);
-    const mean = y.reduce((a, b) => a + b, 0) / y.length;
-    let residual = 0;
-    let total = 0;
-    y.forEach((v, i) => {
-      residual += (v - output.outputs[i]!) ** 2;
-      total += (v - mean) ** 2;
-    });
+  } else if (fit) {
     process.stderr.write(
-      `RMSE ${Math.sqrt(residual / y.length).toPrecision(4)}${total > 0 ? `, R² ${(1 - residual / total).toFixed(4)}` : ''} (${y.length} rows) against column "${labelColumn}"\n`,
+      `RMSE ${fit.rmse.toPrecision(4)}${fit.r2 === undefined ? '' : `, R² ${fit.r2.toFixed(4)}`} (${output.rows} rows) against column "${labelColumn}"\n`,
     );
   }
 }

@@ -16,21 +16,24 @@ import { fileURLToPath } from 'node:url';
 import { isDeepStrictEqual } from 'node:util';
 import cliProgress from 'cli-progress';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { NormserveError, printable } from '../errors/index.js';
+import { NormserveError } from '../errors/index.js';
 import {
   loadModelDirectory,
   nextVersionPath,
   publishCheckpoint,
   removeOwnPublishTemporariesSync,
   type Task,
+  trainingInfoOf,
 } from '../service/index.js';
 import {
   architectureSchema,
+  type InitialModel,
   loadCsvDataset,
   MAX_EPOCHS,
   parseTrainingConfig,
-  readInputFile,
+  readTrainingConfigJson,
   resolveTrainingConfig,
+  type TrainingConfig,
   type TrainingMetrics,
   train,
   trainingConfigSchema,
@@ -192,38 +195,44 @@ function applyFlags(raw: Raw, given: readonly { flag: ConfigFlag; value: unknown
   return config;
 }
 
-async function readConfigFile(path: string): Promise<Raw> {
-  const text = (await readInputFile(path, 'training config ', 'TRAINING_CONFIG_INVALID')).toString(
-    'utf8',
+type ModelConfig = InitialModel['config'];
+
+/**
+ * Whether a config's explicit `data.input_scaling` is what an --init checkpoint already applies
+ * (its input_transform, kept as it is: its first layer was trained on it): `standard` when the
+ * checkpoint has a fitted transform (the README fine-tune passes the config it was trained from),
+ * `none` when it has none, `{shift, scale}` when its transform is that one on every feature.
+ */
+function scalingIsCheckpoints(
+  scaling: TrainingConfig['data']['input_scaling'],
+  transform: ModelConfig['input_transform'],
+): boolean {
+  if (scaling === 'standard') return transform !== undefined;
+  if (scaling === 'none') return transform === undefined;
+  const same = (values: readonly number[], value: number) =>
+    values.every((v) => Math.fround(v) === Math.fround(value));
+  return (
+    transform !== undefined &&
+    same(transform.shift, scaling.shift) &&
+    same(transform.scale, scaling.scale)
   );
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (e) {
-    throw new NormserveError(
-      'TRAINING_CONFIG_INVALID',
-      `${path}: not valid JSON (${printable((e as Error).message)})`,
-    );
-  }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-    throw new NormserveError('TRAINING_CONFIG_INVALID', `${path}: must be a JSON object`);
-  }
-  return raw as Raw;
 }
 
 /**
  * What an --init checkpoint fixes and a run cannot change: its network (trained on, layer by
- * layer: the architecture flags and a config's `architecture` would be read by nothing), its task
- * and its input shape. Asking for another is refused in one line naming every such flag and field,
- * not silently ignored.
+ * layer: the architecture flags and a config's `architecture` would be read by nothing), its task,
+ * its input shape and its input scaling (its input_transform, which its first layer was trained
+ * on). Asking for another is refused in one line naming every such flag and field, not silently
+ * ignored.
  */
 function checkInitFixes(
   given: readonly { flag: ConfigFlag; value: unknown }[],
   raw: Raw,
-  layers: readonly unknown[] | undefined,
+  parsed: TrainingConfig,
   flags: Flags,
-  init: { task: string; input_shape: readonly number[]; layers: readonly unknown[] },
+  init: ModelConfig,
 ): void {
+  const { layers } = parsed;
   const refused = given
     .filter(
       (g) =>
@@ -241,6 +250,10 @@ function checkInitFixes(
     JSON.stringify(raw.input_shape) !== JSON.stringify(init.input_shape)
       ? ['input_shape']
       : []),
+    ...((raw.data as Raw | undefined)?.input_scaling !== undefined &&
+    !scalingIsCheckpoints(parsed.data.input_scaling, init.input_transform)
+      ? ['data.input_scaling']
+      : []),
   ];
   const count = refused.length + fields.length;
   if (count === 0) return;
@@ -250,7 +263,7 @@ function checkInitFixes(
   ].join('; ');
   throw new NormserveError(
     'TRAINING_CONFIG_INVALID',
-    `--init ${flags.init}: the checkpoint fixes the network (its layers are trained on), the task (${init.task}) and the input shape [${init.input_shape.join(', ')}], so ${what} cannot apply; remove ${count === 1 ? 'it' : 'them'}, or train without --init`,
+    `--init ${flags.init}: the checkpoint fixes the network (its layers are trained on), the task (${init.task}), the input shape [${init.input_shape.join(', ')}] and the input scaling (its ${init.input_transform ? 'input_transform' : 'absence of an input_transform'}), so ${what} cannot apply; remove ${count === 1 ? 'it' : 'them'}, or train without --init`,
   );
 }
 
@@ -301,7 +314,7 @@ async function main(argv: readonly string[]): Promise<void> {
       '--data: a CSV file is required (or --config with data.path), e.g. npm run train -- --data my.csv --label-column y',
     );
   }
-  const raw = flags.config === undefined ? {} : await readConfigFile(flags.config);
+  const raw = flags.config === undefined ? {} : await readTrainingConfigJson(flags.config);
   const source = flags.config ?? 'the flags';
   const pinned = given.find((g) => ARCHITECTURE_FLAGS.includes(g.flag));
   if (pinned && raw.layers !== undefined) {
@@ -319,14 +332,18 @@ async function main(argv: readonly string[]): Promise<void> {
 
   const initDir = flags.init ? await loadModelDirectory(flags.init) : undefined;
   const init = initDir?.checkpoint;
-  if (init) checkInitFixes(given, raw, parsed.layers, flags, init.config);
+  if (init) checkInitFixes(given, raw, parsed, flags, init.config);
   // The exact version started from, even when --init named the model directory.
   const initSource = initDir ? `${initDir.root}/${initDir.name}/${initDir.version}` : undefined;
   const { data, sha256 } = await loadCsvDataset(
     parsed.data.path,
     parsed.data.label_column,
     init?.config.task ?? parsed.task,
-    init?.config.labels,
+    // The checkpoint's columns by name, as predict matches them: its input transform and first
+    // layer are per column.
+    init
+      ? { labels: init.config.labels, featureNames: trainingInfoOf(init.config).featureNames }
+      : {},
   );
   const config = resolveTrainingConfig(parsed, data, init?.config);
   if (flags.printConfig) {
@@ -379,6 +396,7 @@ async function main(argv: readonly string[]): Promise<void> {
     raw.layers === undefined && shapedBy.length > 0
       ? shapedBy.map((g) => g.flag.option.long).join(', ')
       : (flags.config ?? 'the default network');
+  // A run that fails mid-epoch (TRAINING_DIVERGED) leaves the bar's line ended and the cursor shown.
   const output = await train({
     config,
     source: networkSource,
@@ -415,7 +433,7 @@ async function main(argv: readonly string[]): Promise<void> {
         `epoch ${m.epoch}/${epochs}  lr ${m.lr.toExponential(2)}  train loss ${fmt(m.train_loss)}${m.train_accuracy === null ? '' : ` acc ${fmt(m.train_accuracy)}`}  val loss ${fmt(m.val_loss)}${m.val_accuracy === null ? '' : ` acc ${fmt(m.val_accuracy)}`}  ${Math.round(m.duration_ms)} ms`,
       );
     },
-  });
+  }).finally(() => bar?.stop());
   // Interrupted while publishing, the run removes its temporary version directory before it ends.
   const { version, path, storageWarning } = await cleanUpOnSignal(
     () => removeOwnPublishTemporariesSync(out, config.name),
@@ -434,7 +452,7 @@ async function main(argv: readonly string[]): Promise<void> {
   const inCheckout = resolve(out) === CHECKOUT_MODELS;
   process.stdout.write(
     [
-      `best epoch: ${m.best_epoch ?? '-'}${m.stopped_early ? ' (stopped early)' : ''}`,
+      `best epoch: ${m.best_epoch ?? '-'}${m.stopped_early ? ' (stopped early)' : ''}${m.best_epoch !== null && m.best_epoch !== m.weights_epoch ? `; the weights are epoch ${m.weights_epoch}'s (the last; --patience keeps the best)` : ''}`,
       summary(m, config.task),
       `throughput: ${Math.round(m.samples_per_second)} samples/s, wall time ${(m.wall_time_ms / 1000).toFixed(1)} s`,
       `wrote ${path} (version ${version}), model.safetensors sha256 ${createHash('sha256').update(weights).digest('hex')}`,

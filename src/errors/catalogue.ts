@@ -56,6 +56,8 @@ export const errorCatalogue = {
   CHECKPOINT_MISMATCH: { status: 500, title: 'Checkpoint tensors do not match config.json' },
   DATA_INVALID: { status: 400, title: 'Invalid data file' },
   TRAINING_CONFIG_INVALID: { status: 400, title: 'Invalid training configuration' },
+  /** A training run whose loss or weights stopped being finite: nothing is published. */
+  TRAINING_DIVERGED: { status: 422, title: 'Training diverged' },
   SERVER_CONFIG_INVALID: { status: 500, title: 'Invalid server configuration' },
   REPOSITORY_ERROR: { status: 500, title: 'Model repository error' },
   /**

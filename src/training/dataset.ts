@@ -28,20 +28,60 @@ export const unknownLabelColumn = (
     `${source}: unknown label column ${quote(column)} (columns: ${quoteList(header)})`,
   );
 
+/** What a checkpoint being fine-tuned fixes of its data: its classes and its input columns. */
+export interface FixedColumns {
+  /** Class names in the model's index order. */
+  labels?: readonly string[] | undefined;
+  /** The feature columns by name, in the model's input order (its `training.feature_names`). */
+  featureNames?: readonly string[] | undefined;
+}
+
+/**
+ * The feature columns of a header: every column but the label's, in file order; or, when a
+ * checkpoint names its features, those columns in its order, wherever they are in the file (as
+ * the predict CLI matches them). A named feature the file lacks, or a column that is neither a
+ * feature nor the label, is refused: the checkpoint's per-column input transform and first layer
+ * would otherwise read the wrong column.
+ */
+function featureColumnsOf(
+  table: CsvTable,
+  labelIndex: number,
+  featureNames: readonly string[] | undefined,
+): number[] {
+  const { header, source } = table;
+  if (featureNames === undefined) return header.map((_, i) => i).filter((i) => i !== labelIndex);
+  const missing = featureNames.filter((name) => !header.includes(name));
+  if (missing.length > 0) {
+    throw new NormserveError(
+      'DATA_INVALID',
+      `${source}: no column named ${quoteList(missing, 64)}; the model was trained on the columns ${quoteList(featureNames, 64)} (matched by name)`,
+    );
+  }
+  const extra = header.filter((name, i) => i !== labelIndex && !featureNames.includes(name));
+  if (extra.length > 0) {
+    throw new NormserveError(
+      'DATA_INVALID',
+      `${source}: the column${extra.length === 1 ? '' : 's'} ${quoteList(extra, 64)} ${extra.length === 1 ? 'is' : 'are'} not among the model's features (${quoteList(featureNames, 64)}); remove ${extra.length === 1 ? 'it' : 'them'}`,
+    );
+  }
+  return featureNames.map((name) => header.indexOf(name));
+}
+
 /**
  * Turns a CSV table into features and targets. Classification labels are the distinct values of
- * the label column, sorted numerically when all are numbers, else lexicographically; `labels`
- * fixes them instead (fine-tuning keeps the model's label order).
+ * the label column, sorted numerically when all are numbers, else lexicographically; `fixed`
+ * gives a fine-tuned checkpoint's labels (its order) and feature columns (by name) instead.
  */
 export function datasetFromTable(
   table: CsvTable,
   labelColumn: string,
   task: Task,
-  labels?: readonly string[],
+  fixed: FixedColumns = {},
 ): LabeledDataset {
+  const { labels } = fixed;
   const labelIndex = table.header.indexOf(labelColumn);
   if (labelIndex < 0) throw unknownLabelColumn(table.source, labelColumn, table.header);
-  const featureColumns = table.header.map((_, i) => i).filter((i) => i !== labelIndex);
+  const featureColumns = featureColumnsOf(table, labelIndex, fixed.featureNames);
   if (featureColumns.length === 0)
     throw new NormserveError('DATA_INVALID', `${table.source}: no feature columns`);
   const rows = table.rows.length;

@@ -17,13 +17,15 @@ export {
 export {
   type Dataset,
   datasetFromTable,
+  type FixedColumns,
   type LabeledDataset,
   selectRows,
   unknownLabelColumn,
 } from './dataset.js';
 export { argmaxRow, type Evaluation, evaluate } from './evaluate.js';
+export { type FitQuality, fitQuality, regressionFit } from './fit-quality.js';
 export { MAX_INPUT_FILE_BYTES, readInputFile } from './input-file.js';
-export { loadCsvDataset, loadTrainingConfig } from './load-data.js';
+export { loadCsvDataset, loadTrainingConfig, readTrainingConfigJson } from './load-data.js';
 export {
   MAX_GUESSED_CLASSES,
   modelNameFromPath,

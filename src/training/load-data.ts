@@ -1,12 +1,20 @@
 import { createHash } from 'node:crypto';
+import { z } from 'zod';
 import type { Task } from '../checkpoint/index.js';
 import { NormserveError, printable } from '../errors/index.js';
 import { parseCsv } from './csv-table.js';
-import { datasetFromTable, type LabeledDataset } from './dataset.js';
+import { datasetFromTable, type FixedColumns, type LabeledDataset } from './dataset.js';
 import { readInputFile } from './input-file.js';
 import { parseTrainingConfig, type TrainingConfig } from './training-config.js';
 
-export async function loadTrainingConfig(path: string): Promise<TrainingConfig> {
+/** A config file's top level: an object (its fields are the schema's to check). */
+const configObjectSchema = z.record(z.string(), z.unknown());
+
+/**
+ * A training config file read as a JSON object, before the schema fills its defaults: the train
+ * CLI writes its flags into it first (loadTrainingConfig parses it as it is).
+ */
+export async function readTrainingConfigJson(path: string): Promise<Record<string, unknown>> {
   const bytes = await readInputFile(path, 'training config ', 'TRAINING_CONFIG_INVALID');
   let value: unknown;
   try {
@@ -17,25 +25,33 @@ export async function loadTrainingConfig(path: string): Promise<TrainingConfig> 
       `${path}: not valid JSON (${printable((e as Error).message)})`,
     );
   }
-  return parseTrainingConfig(value, path);
+  const parsed = configObjectSchema.safeParse(value);
+  if (!parsed.success)
+    throw new NormserveError('TRAINING_CONFIG_INVALID', `${path}: must be a JSON object`);
+  return parsed.data;
+}
+
+export async function loadTrainingConfig(path: string): Promise<TrainingConfig> {
+  return parseTrainingConfig(await readTrainingConfigJson(path), path);
 }
 
 /**
  * Reads a CSV data file into a data set, with the sha256 of its bytes (recorded in metrics). No
  * task means classification (resolveTrainingConfig then checks that the labels look like classes).
+ * `fixed`: what a checkpoint being fine-tuned fixes (its labels, its feature columns by name).
  */
 export async function loadCsvDataset(
   path: string,
   labelColumn: string,
   task: Task | undefined,
-  labels?: readonly string[],
+  fixed: FixedColumns = {},
 ): Promise<{ data: LabeledDataset; sha256: string }> {
   const bytes = await readInputFile(path, 'data file ');
   const table = parseCsv(bytes.toString('utf8'), path);
   if (table.rows.length === 0)
     throw new NormserveError('DATA_INVALID', `${path}: no data rows after the header`);
   return {
-    data: datasetFromTable(table, labelColumn, task ?? 'classification', labels),
+    data: datasetFromTable(table, labelColumn, task ?? 'classification', fixed),
     sha256: createHash('sha256').update(bytes).digest('hex'),
   };
 }

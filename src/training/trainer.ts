@@ -1,3 +1,5 @@
+import { isDeepStrictEqual } from 'node:util';
+import { z } from 'zod';
 import {
   buildSequential,
   checkLayerChain,
@@ -30,6 +32,7 @@ import {
 import { buildOptimizer } from './build-optimizer.js';
 import { type LabeledDataset, selectRows } from './dataset.js';
 import { argmaxRow, type Evaluation, evaluate } from './evaluate.js';
+import { fitQuality } from './fit-quality.js';
 import { type ResolvedTrainingConfig, resolveTrainingConfig } from './resolve-config.js';
 import { splitRows } from './split.js';
 import { fitStandardScaler } from './standard-scaler.js';
@@ -59,7 +62,10 @@ export interface TrainingMetrics {
   data_path: string;
   rows: { train: number; validation: number; test: number };
   epochs: EpochMetrics[];
+  /** The epoch of the lowest validation loss (null without validation rows). */
   best_epoch: number | null;
+  /** The epoch whose weights the model holds: best_epoch with patience, else the last one run. */
+  weights_epoch: number;
   stopped_early: boolean;
   /** Regression: `loss` is the MSE in the target's units, with its root and R². */
   test: {
@@ -118,6 +124,9 @@ export interface TrainOutput {
   metrics: TrainingMetrics;
 }
 
+/** config.json's free-form `training.feature_names`, when it is a list of names. */
+const featureNamesSchema = z.array(z.string());
+
 /** Independent random streams derived from the seed, so adding a draw to one leaves the others. */
 function streams(seed: number): { split: Rng; init: Rng; shuffle: Rng; dropout: Rng } {
   return {
@@ -145,15 +154,29 @@ function schedule(config: ResolvedTrainingConfig): LrSchedule {
   }
 }
 
-/** RMSE and R² = 1 − MSE / Var(y) of a regression evaluation (R² omitted for a constant y). */
-function fitQuality(mse: number, targets: Float32Array): { rmse: number; r2?: number } {
-  let sum = 0;
-  for (const y of targets) sum += y;
-  const mean = sum / targets.length;
-  let sq = 0;
-  for (const y of targets) sq += (y - mean) * (y - mean);
-  const variance = sq / targets.length;
-  return { rmse: Math.sqrt(mse), ...(variance > 0 ? { r2: 1 - mse / variance } : {}) };
+/**
+ * A run whose loss stopped being finite: NaN and ±Infinity do not come back (every later step
+ * reads them), and a checkpoint of them would be published only to fail to load. Named by where
+ * it happened, with the usual causes.
+ */
+function diverged(what: string, config: ResolvedTrainingConfig): NormserveError {
+  const t = config.training;
+  return new NormserveError(
+    'TRAINING_DIVERGED',
+    `training diverged: ${what}; nothing was written. Try a smaller learning rate (lr ${t.optimizer.lr} with ${t.optimizer.type})${t.grad_clip_norm === null ? ' or gradient clipping (training.grad_clip_norm)' : ''}`,
+  );
+}
+
+/** The first non-finite value of a state dict's float tensors, by tensor name and index. */
+function firstNonFinite(state: StateDict): { name: string; index: number } | undefined {
+  for (const [name, value] of state) {
+    if (!(value instanceof Tensor)) continue;
+    const data = value.data;
+    for (let i = 0; i < data.length; i++) {
+      if (!Number.isFinite(data[i]!)) return { name, index: i };
+    }
+  }
+  return undefined;
 }
 
 const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -186,6 +209,17 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
     throw new NormserveError(
       'TRAINING_CONFIG_INVALID',
       `${where}input_shape [${inputShape.join(', ')}] holds ${numelOf(inputShape)} values but the data has ${data.width} feature columns`,
+    );
+  }
+  // The checkpoint's input transform and first layer are per column: data in another column order
+  // (loadCsvDataset's `featureNames` puts a CSV in the checkpoint's) would train on the wrong ones.
+  const initFeatures = featureNamesSchema.safeParse(
+    input.init?.config.training?.feature_names,
+  ).data;
+  if (initFeatures && !isDeepStrictEqual(initFeatures, data.featureNames)) {
+    throw new NormserveError(
+      'DATA_INVALID',
+      `the data's feature columns ${quoteList(data.featureNames, 64)} are not those of the init checkpoint${input.init?.source ? ` ${input.init.source}` : ''}, ${quoteList(initFeatures, 64)}, in that order`,
     );
   }
   let outputWidth: number;
@@ -230,6 +264,14 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
   }
 
   const split = splitRows(data.rows, config.data, rng.split, config.data.path);
+  // The schema refuses patience with validation_fraction 0; a fraction that rounds to no rows of
+  // a small file is found here.
+  if (t.patience !== null && split.validation.length === 0) {
+    throw new NormserveError(
+      'TRAINING_CONFIG_INVALID',
+      `training.patience ${t.patience}: early stopping compares validation losses, and data.validation_fraction ${config.data.validation_fraction} of ${split.train.length} rows gives no validation row: set a larger validation_fraction, or train without patience`,
+    );
+  }
   // The kernels before the network: on WebAssembly a network too large for its memory is refused
   // here, from the config, before its tensors are allocated (gigabytes, for nothing).
   const { kernels, fallback } = createKernels(input.engine ?? 'wasm');
@@ -342,6 +384,13 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
         task === 'classification'
           ? crossEntropy(out, y, t.label_smoothing)
           : mseLoss(out, new Tensor(y, [n, 1]));
+      // One comparison a step, so the error can name the step (and no NaN is backpropagated).
+      if (!Number.isFinite(loss)) {
+        throw diverged(
+          `the training loss is ${loss} at epoch ${epoch}, batch ${b + 1} of ${batchesPerEpoch} (step ${step + 1})`,
+          config,
+        );
+      }
       network.backwardParameters(grad);
       if (t.grad_clip_norm !== null) clipGradNorm(optimizer.params, t.grad_clip_norm);
       optimizer.step();
@@ -377,6 +426,14 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
     };
     epochs.push(metrics);
     input.onEpoch?.(metrics, t.epochs);
+    // Every step's loss was finite, but the step after the last one may not have left finite
+    // weights (or outputs within float32): validation's loss is the first to see it.
+    if (!Number.isFinite(metrics.train_loss) || (validation && !Number.isFinite(validation.loss))) {
+      throw diverged(
+        `the ${Number.isFinite(metrics.train_loss) ? `validation loss is ${validation!.loss}` : `training loss is ${metrics.train_loss}`} at epoch ${epoch}`,
+        config,
+      );
+    }
     await yieldToEventLoop();
     if (validation && (best === undefined || validation.loss < best.loss)) {
       best = {
@@ -390,10 +447,23 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
       break;
     }
   }
-  if (t.patience !== null && best && best.state.size > 0) network.loadStateDict(best.state);
+  const keepBest = t.patience !== null && best !== undefined && best.state.size > 0;
+  if (keepBest) network.loadStateDict(best!.state);
+  // Without patience the last epoch's weights are kept even when an earlier one validated better:
+  // best_epoch says which validated best, weights_epoch which the checkpoint holds.
+  const weightsEpoch = keepBest ? best!.epoch : epochs.length;
   network.eval();
   if (targetScale) applyTargetScale(network, targetScale, 'fold');
 
+  // The weights a caller would publish: checked here, so no caller can publish NaN (the last
+  // step's update is seen by no loss when there are no validation rows).
+  const bad = firstNonFinite(network.stateDict());
+  if (bad) {
+    throw diverged(
+      `after epoch ${epochs.length} tensor "${bad.name}" holds a non-finite value at index ${bad.index}`,
+      config,
+    );
+  }
   const test = testSet.rows > 0 ? evaluate(network, testSet, task, inputShape) : undefined;
   // The checkpoint's tensors go back to ordinary arrays (and the WebAssembly memory can go).
   network.reuseArrays(false);
@@ -422,6 +492,7 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
       seed: config.seed,
       epochs_run: epochs.length,
       best_epoch: best?.epoch ?? null,
+      weights_epoch: weightsEpoch,
       test_accuracy: test?.accuracy ?? null,
       recipe: config.training,
       ...(input.init ? { initialized_from: input.init.source ?? input.init.config.name } : {}),
@@ -438,6 +509,7 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
       rows: { train: trainSet.rows, validation: validationSet.rows, test: testSet.rows },
       epochs,
       best_epoch: best?.epoch ?? null,
+      weights_epoch: weightsEpoch,
       stopped_early: stoppedEarly,
       test: test
         ? { loss: test.loss, accuracy: test.accuracy ?? null, rows: test.rows, ...regressionFit }

@@ -69,6 +69,10 @@ const scheduleSchema = z.discriminatedUnion('type', [
   }),
 ]);
 
+/** Why patience is refused with validation_fraction 0. */
+const PATIENCE_WITHOUT_VALIDATION =
+  'early stopping compares validation losses, and data.validation_fraction is 0 (no validation rows): set a validation_fraction above 0, or train without patience';
+
 /**
  * A training recipe (configs/*.json, or flags alone): data, architecture, optimisation. The
  * architecture uses the layer specs of the checkpoint config (src/checkpoint/model-config.ts), so
@@ -149,6 +153,12 @@ export const trainingConfigSchema = z
   .refine((c) => c.layers === undefined || c.architecture === undefined, {
     path: ['architecture'],
     message: 'give either layers or architecture, not both (layers pin the whole network)',
+  })
+  // Early stopping compares validation losses: without validation rows it would never stop, and
+  // the run would read as early-stopped.
+  .refine((c) => c.training.patience === null || c.data.validation_fraction > 0, {
+    path: ['training', 'patience'],
+    message: PATIENCE_WITHOUT_VALIDATION,
   });
 
 export type TrainingConfig = z.output<typeof trainingConfigSchema>;

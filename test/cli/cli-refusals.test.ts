@@ -97,6 +97,37 @@ describe('train --init: flags the checkpoint fixes are refused, not ignored', ()
     expect(listTree(out)).toEqual([]);
   });
 
+  it('refuses a config file\'s "data.input_scaling" other than the checkpoint\'s input transform', () => {
+    // models/digits/1 standardizes each pixel (input_scaling "standard"): {shift 0, scale 1} was
+    // silently replaced by the checkpoint's scaling.
+    const out = makeTempDir('refusal-out');
+    const config = writeTempFile(inputs, 'scaling.json', {
+      data: { path: DIGITS_DATA, input_scaling: { shift: 0, scale: 1 } },
+    });
+    const result = run('src/cli/train.ts', [
+      ...['--no-progress', '--config', config, '--epochs', '1'],
+      ...['--init', bundledVersionDir('digits'), '--out', out],
+    ]);
+    expectRefused(
+      result,
+      /^train: --init \S*models\/digits\/1: the checkpoint fixes .* and the input scaling \(its input_transform\), so \S*scaling\.json's "data\.input_scaling" cannot apply; remove it, or train without --init$/,
+    );
+    expect(listTree(out)).toEqual([]);
+  });
+
+  it('accepts the "data.input_scaling" the checkpoint was trained with ({shift 0, scale 0.1})', () => {
+    // The checkpoint stores 0.1 as trained; the comparison is in float32, as the transform runs.
+    const out = makeTempDir('refusal-out');
+    const config = writeTempFile(inputs, 'scale-0.1.json', {
+      data: { path: IRIS_DATA, input_scaling: { shift: 0, scale: 0.1 } },
+    });
+    const args = ['--no-progress', '--config', config, '--epochs', '1', '--out', out];
+    expect(run('src/cli/train.ts', args).status).toBe(0);
+    const tuned = run('src/cli/train.ts', [...args, '--init', join(out, 'iris/1')]);
+    expect(tuned.status, tuned.stderr).toBe(0);
+    expect(listTree(out).filter((p) => p.endsWith('model.safetensors'))).toHaveLength(2);
+  });
+
   it('accepts the layers the checkpoint has (the README fine-tune)', () => {
     const out = makeTempDir('refusal-out');
     const result = run('src/cli/train.ts', [
@@ -112,6 +143,80 @@ describe('train --init: flags the checkpoint fixes are refused, not ignored', ()
     ]);
     expect(result.status, result.stderr).toBe(0);
     expect(listTree(out).some((p) => p.endsWith('model.safetensors'))).toBe(true);
+  });
+});
+
+describe('train --init: the CSV columns are matched to the checkpoint by name', () => {
+  /** Iris with its columns in another order (`order` indexes the file's columns). */
+  const permuted = (name: string, order: number[]) => {
+    const lines = readFileSync(IRIS_DATA, 'utf8').trimEnd().split('\n');
+    const text = lines
+      .map((line) => {
+        const cells = line.split(',');
+        return order.map((i) => cells[i]).join(',');
+      })
+      .join('\n');
+    return writeTempFile(inputs, name, `${text}\n`);
+  };
+  const train = (data: string, out: string, init?: string) =>
+    run('src/cli/train.ts', [
+      ...['--no-progress', '--data', data, '--epochs', '1', '--name', 'iris', '--out', out],
+      ...(init ? ['--init', init] : []),
+    ]);
+
+  it('reorders a CSV whose columns are the checkpoint’s in another order, and refuses a missing one', () => {
+    const base = makeTempDir('refusal-out');
+    expect(train(IRIS_DATA, base).status).toBe(0);
+    const init = join(base, 'iris/1');
+    const [inOrder, reordered] = [makeTempDir('refusal-out'), makeTempDir('refusal-out')];
+    expect(train(IRIS_DATA, inOrder, init).status).toBe(0);
+    // petal_width, label, sepal_width, petal_length, sepal_length
+    const result = train(permuted('reordered.csv', [3, 4, 1, 2, 0]), reordered, init);
+    expect(result.status, result.stderr).toBe(0);
+    const file = (dir: string, name: string) => readFileSync(join(dir, 'iris/1', name));
+    // The same run, byte for byte: each column met its own input transform and weights.
+    expect(file(reordered, 'model.safetensors').equals(file(inOrder, 'model.safetensors'))).toBe(
+      true,
+    );
+    const config = JSON.parse(file(reordered, 'config.json').toString('utf8'));
+    expect(config.training.feature_names).toEqual([
+      'sepal_length',
+      'sepal_width',
+      'petal_length',
+      'petal_width',
+    ]);
+
+    const out = makeTempDir('refusal-out');
+    expectRefused(
+      train(permuted('no-sepal-width.csv', [0, 2, 3, 4]), out, init),
+      /^train: \S*no-sepal-width\.csv: no column named "sepal_width"; the model was trained on the columns "sepal_length", "sepal_width", "petal_length", "petal_width" \(matched by name\)$/,
+    );
+    const withId = readFileSync(IRIS_DATA, 'utf8')
+      .trimEnd()
+      .split('\n')
+      .map((line, i) => `${i === 0 ? 'id' : i},${line}`);
+    expectRefused(
+      train(writeTempFile(inputs, 'extra.csv', `${withId.join('\n')}\n`), out, init),
+      /^train: \S*extra\.csv: the column "id" is not among the model's features \("sepal_length", .*\); remove it$/,
+    );
+    expect(listTree(out)).toEqual([]);
+  });
+});
+
+describe('train --patience without validation rows', () => {
+  it('is refused, not ignored: early stopping has no validation loss to compare', () => {
+    const out = makeTempDir('refusal-out');
+    const config = writeTempFile(inputs, 'no-validation.json', {
+      data: { path: IRIS_DATA, validation_fraction: 0 },
+    });
+    const result = run('src/cli/train.ts', [
+      ...['--no-progress', '--config', config, '--patience', '3', '--out', out],
+    ]);
+    expectRefused(
+      result,
+      /^train: --patience: early stopping compares validation losses, and data\.validation_fraction is 0 \(no validation rows\): set a validation_fraction above 0, or train without patience$/,
+    );
+    expect(listTree(out)).toEqual([]);
   });
 });
 

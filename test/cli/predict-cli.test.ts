@@ -7,12 +7,12 @@
  * finite number".
  */
 import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bundledVersionDir } from '../helpers/bundled-models.js';
 import { digitsTestRows } from '../helpers/digits.js';
-import { nodeArgs, ROOT } from '../helpers/entries.js';
+import { nodeArgs, ROOT, runEntry } from '../helpers/entries.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-files.js';
 
 /** The bundled digits version (not models/digits: `npm run train` may have added versions). */
@@ -106,4 +106,61 @@ describe('npm run predict: a bad value names the file and its place', () => {
     expect(result.stdout).toBe('');
     expect(result.stderr).toBe(`predict: ${file}: line 3, column "p63": "1e39" is ${RANGE}\n`);
   });
+});
+
+describe('predict: a regression CSV’s true values are parsed as CSV numbers', () => {
+  const BODY_MASS = join(ROOT, 'data/penguins/body-mass.csv');
+  const out = makeTempDir('predict-regression');
+  const model = join(out, 'body-mass/1');
+  const predict = (input: string) =>
+    runEntry('src/cli/predict.ts', ['--model', model, '--input', input]);
+  /** body-mass.csv with the label cell of data row `row` (line row + 2) replaced. */
+  const withLabel = (name: string, row: number, cell: string) => {
+    const lines = readFileSync(BODY_MASS, 'utf8').split('\n');
+    lines[row + 1] = lines[row + 1]!.replace(/[^,]*$/, cell);
+    const file = join(dir, name);
+    writeFileSync(file, lines.join('\n'));
+    return file;
+  };
+
+  beforeAll(() => {
+    const trained = runEntry('src/cli/train.ts', [
+      ...['--no-progress', '--data', BODY_MASS, '--label-column', 'body_mass_g'],
+      ...['--task', 'regression', '--epochs', '1', '--out', out],
+    ]);
+    expect(trained.status, trained.stderr).toBe(0);
+  });
+
+  it('reports RMSE and R² of the predictions against the label column', () => {
+    const result = predict(BODY_MASS);
+    expect(result.status, result.stderr).toBe(0);
+    const y = readFileSync(BODY_MASS, 'utf8')
+      .trim()
+      .split('\n')
+      .slice(1)
+      .map((line) => Number(line.split(',').at(-1)));
+    const p = (JSON.parse(result.stdout) as { predictions: number[][] }).predictions.map(
+      (r) => r[0]!,
+    );
+    const mse = y.reduce((s, v, i) => s + (v - p[i]!) ** 2, 0) / y.length;
+    const mean = y.reduce((s, v) => s + v, 0) / y.length;
+    const variance = y.reduce((s, v) => s + (v - mean) ** 2, 0) / y.length;
+    expect(result.stderr).toBe(
+      `RMSE ${Math.sqrt(mse).toPrecision(4)}, R² ${(1 - mse / variance).toFixed(4)} (${y.length} rows) against column "body_mass_g"\n`,
+    );
+  });
+
+  // Number() read "" as 0 and "0x1A" as 26: an RMSE over made-up values.
+  for (const [cell, what] of [
+    ['0x1A', '"0x1A" is not a finite number'],
+    ['', '"" is not a finite number'],
+  ] as const) {
+    it(`refuses the label cell ${JSON.stringify(cell)}, naming its line and column`, () => {
+      const file = withLabel(`label-${cell === '' ? 'empty' : cell}.csv`, 3, cell);
+      const result = predict(file);
+      expect(result.status).toBe(1);
+      expect(result.stdout).toBe('');
+      expect(result.stderr).toBe(`predict: ${file}: line 5, column "body_mass_g": ${what}\n`);
+    });
+  }
 });

@@ -53,9 +53,10 @@ const irisHeader = 'sepal_length,sepal_width,petal_length,petal_width,label';
 /** Each bad input: the arguments and what the one stderr line must contain. */
 const failures: { what: string; args: () => string[]; expected: (string | RegExp)[] }[] = [
   {
-    // The shape is the init checkpoint's, not the config file's: the line blamed the config.
+    // The checkpoint's columns are matched by name (cli-refusals.test.ts): iris has none of the
+    // digits model's, which the line says rather than blaming the config for a shape.
     // (A config's layers other than the checkpoint's are refused first: cli-refusals.test.ts.)
-    what: '--init of a model whose input shape does not fit the data',
+    what: '--init of a model whose input columns are not in the data',
     args: () => [
       '--data',
       IRIS_DATA,
@@ -65,8 +66,7 @@ const failures: { what: string; args: () => string[]; expected: (string | RegExp
       bundledVersionDir('digits'),
     ],
     expected: [
-      /^train: the init checkpoint \S*models\/digits\/1: /,
-      'input_shape [64] holds 64 values but the data has 4 feature columns',
+      /^train: \S*data\/iris\/iris\.csv: no column named "p0", "p1", .*; the model was trained on the columns "p0", "p1", .* \(matched by name\)$/,
     ],
   },
   {
@@ -83,6 +83,11 @@ const failures: { what: string; args: () => string[]; expected: (string | RegExp
     what: 'a config file that is not JSON',
     args: () => ['--config', writeTempFile(inputs, 'broken.json', '{"name": "iris",')],
     expected: ['broken.json', 'not valid JSON'],
+  },
+  {
+    what: 'a config file that is JSON but not an object',
+    args: () => ['--config', writeTempFile(inputs, 'array.json', '[{"name": "iris"}]')],
+    expected: [/^train: \S*array\.json: must be a JSON object$/],
   },
   {
     what: 'a CSV without a header row',
@@ -270,6 +275,22 @@ describe('train CLI: bad input exits non-zero with one line on stderr and writes
       expect(lines, `stderr:\n${result.stderr}`).toEqual([last]);
     });
   }
+});
+
+describe('train CLI: a run that diverges', () => {
+  it('exits 1 naming the epoch where the loss stopped being finite, and publishes nothing', () => {
+    const out = makeTempDir('cli-out');
+    const result = trainCli([
+      ...['--data', IRIS_DATA, '--lr', '1e6', '--optimizer', 'sgd', '--epochs', '3'],
+      ...['--name', 'irislive', '--out', out],
+    ]);
+    expect(result.status, result.stderr).toBe(1);
+    const last = result.stderr.trimEnd().split('\n').at(-1)!;
+    expect(last).toMatch(/^train: training diverged: the validation loss is NaN at epoch 1;/);
+    expect(last).toContain('lr 1000000 with sgd');
+    expect(result.stdout).toBe('');
+    expect(listTree(out)).toEqual([]);
+  });
 });
 
 describe('train CLI: a network too large for WebAssembly memory', () => {

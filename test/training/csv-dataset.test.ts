@@ -10,7 +10,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import {
   datasetFromTable,
   loadCsvDataset,
+  loadTrainingConfig,
   parseCsv,
+  readTrainingConfigJson,
   selectRows,
 } from '../../src/training/index.js';
 import { makeTempDir, removeTempDirs, writeTempFile } from '../helpers/temp-files.js';
@@ -201,11 +203,13 @@ describe('datasetFromTable', () => {
       parseCsv('x,label\n0,b\n1,a\n', 'f.csv'),
       'label',
       'classification',
-      ['b', 'a'],
+      { labels: ['b', 'a'] },
     );
     expect(data.labels).toEqual(['b', 'a']);
     expect(Array.from(data.targets)).toEqual([0, 1]);
-    const message = dataError(() => datasetFromTable(table, 'label', 'classification', ['a', 'b']));
+    const message = dataError(() =>
+      datasetFromTable(table, 'label', 'classification', { labels: ['a', 'b'] }),
+    );
     expect(message).toBe(
       `f.csv: line 4, column "label": label "c" is not one of the model's labels`,
     );
@@ -265,5 +269,24 @@ describe('loadCsvDataset', () => {
       code: 'DATA_INVALID',
       message: `${path}: line 3, column "b": "oops" is not a finite number`,
     });
+  });
+});
+
+describe('loadTrainingConfig: one reader with the train CLI (readTrainingConfigJson)', () => {
+  const dir = makeTempDir('config');
+
+  it('refuses JSON that is not an object, as the train CLI does, before the schema', async () => {
+    const path = writeTempFile(dir, 'array.json', '[{"name": "iris"}]');
+    await expect(loadTrainingConfig(path)).rejects.toMatchObject({
+      code: 'TRAINING_CONFIG_INVALID',
+      message: `${path}: must be a JSON object`,
+    });
+    await expect(readTrainingConfigJson(path)).rejects.toThrow(`${path}: must be a JSON object`);
+  });
+
+  it('reads an object as it is (the CLI writes its flags in before the schema fills defaults)', async () => {
+    const path = writeTempFile(dir, 'config.json', '{"data": {"path": "x.csv"}}');
+    expect(await readTrainingConfigJson(path)).toEqual({ data: { path: 'x.csv' } });
+    expect((await loadTrainingConfig(path)).training.epochs).toBe(30);
   });
 });

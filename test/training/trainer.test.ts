@@ -3,6 +3,7 @@
  * BatchNorm's running statistics still move, early stopping restoring the best epoch, and the
  * checks train() makes before the first step.
  */
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { networkFromCheckpoint, stateDictToSafetensors } from '../../src/checkpoint/index.js';
@@ -254,7 +255,12 @@ describe('early stopping', () => {
     const losses = m.epochs.map((e) => e.val_loss!);
     expect(Math.min(...losses)).toBe(losses[best - 1]);
     for (const later of losses.slice(best)) expect(later).toBeGreaterThanOrEqual(losses[best - 1]!);
-    expect(out.config.training).toMatchObject({ best_epoch: best, epochs_run: best + patience });
+    expect(out.config.training).toMatchObject({
+      best_epoch: best,
+      weights_epoch: best,
+      epochs_run: best + patience,
+    });
+    expect(m.weights_epoch).toBe(best);
 
     // The weights (and BN running statistics) are those at the end of the best epoch: the same
     // bytes as a run that stops there.
@@ -264,6 +270,30 @@ describe('early stopping', () => {
     // ... and not those of the last epoch run.
     const atLast = await run({ data, training: { ...recipe, epochs: best + patience } });
     expect(bytes(out.state).equals(bytes(atLast.state))).toBe(false);
+    // Without patience the same epochs keep the last weights: best_epoch still names the epoch
+    // that validated best, weights_epoch the one the checkpoint holds.
+    expect(atLast.metrics.best_epoch).toBe(best);
+    expect(atLast.metrics.weights_epoch).toBe(best + patience);
+    expect(atLast.config.training).toMatchObject({
+      best_epoch: best,
+      weights_epoch: best + patience,
+    });
+  });
+
+  it('patience without validation rows is refused, not ignored', async () => {
+    expect(() =>
+      irisConfig({ data: { validation_fraction: 0 }, training: { patience: 2 } }),
+    ).toThrow(
+      /^iris-test\.json: training\.patience: early stopping compares validation losses, and data\.validation_fraction is 0/,
+    );
+    // A fraction that rounds to no row of the 120 training rows.
+    await expect(
+      run({ data: { validation_fraction: 0.001 }, training: { patience: 2 } }),
+    ).rejects.toMatchObject({
+      code: 'TRAINING_CONFIG_INVALID',
+      message:
+        'training.patience 2: early stopping compares validation losses, and data.validation_fraction 0.001 of 120 rows gives no validation row: set a larger validation_fraction, or train without patience',
+    });
   });
 
   it('without patience every epoch runs and the last weights are kept', async () => {
@@ -272,6 +302,76 @@ describe('early stopping', () => {
     expect(out.metrics.epochs).toHaveLength(15);
     const again = await run({ data, training: { ...recipe, epochs: 15 } });
     expect(bytes(out.state).equals(bytes(again.state))).toBe(true);
+  });
+});
+
+describe('fine-tuning checks the data’s columns against the checkpoint’s', () => {
+  it('refuses data whose feature columns are the checkpoint’s in another order', async () => {
+    const first = await run({ training: { epochs: 1 } });
+    // Iris with its first two feature columns swapped, read without the checkpoint's names.
+    const lines = readFileSync(IRIS, 'utf8').trimEnd().split('\n');
+    const swapped = lines
+      .map((line) => {
+        const [a, b, ...rest] = line.split(',');
+        return [b, a, ...rest].join(',');
+      })
+      .join('\n');
+    const data = datasetFromTable(parseCsv(swapped, 'swapped.csv'), 'label', 'classification', {
+      labels: first.config.labels,
+    });
+    await expect(
+      train({
+        config: irisConfig({ training: { epochs: 1 } }),
+        data,
+        dataSha256: iris.sha256,
+        init: { config: first.config, state: first.state, source: 'iris-test/1' },
+        now: () => 0,
+      }),
+    ).rejects.toMatchObject({
+      code: 'DATA_INVALID',
+      message:
+        'the data\'s feature columns "sepal_width", "sepal_length", "petal_length", "petal_width" are not those of the init checkpoint iris-test/1, "sepal_length", "sepal_width", "petal_length", "petal_width", in that order',
+    });
+  });
+});
+
+describe('a run that diverges is refused, not returned', () => {
+  const sgd = (lr: number) => ({
+    optimizer: { type: 'sgd', lr },
+    lr_schedule: { type: 'constant' },
+  });
+  // lr 1e300 in one step a epoch (all training rows in one batch): the step's loss is finite, the
+  // weights it leaves are ±Infinity in float32.
+  const oneStep = { ...sgd(1e300), epochs: 1, batch_size: 120 };
+
+  it('names the step whose training loss is not finite', async () => {
+    // 120 training rows in batches of 16: 8 a epoch; SGD at lr 1000 reaches NaN in the second.
+    await expect(
+      run({ data: { validation_fraction: 0 }, training: sgd(1000) }),
+    ).rejects.toMatchObject({
+      code: 'TRAINING_DIVERGED',
+      message: expect.stringMatching(
+        /^training diverged: the training loss is NaN at epoch 2, batch 4 of 8 \(step 12\); nothing was written\. Try a smaller learning rate \(lr 1000 with sgd\) or gradient clipping/,
+      ),
+    });
+  });
+
+  it('names the epoch whose validation loss is not finite', async () => {
+    await expect(run({ training: oneStep })).rejects.toMatchObject({
+      code: 'TRAINING_DIVERGED',
+      message: expect.stringMatching(/^training diverged: the validation loss is NaN at epoch 1;/),
+    });
+  });
+
+  it('checks the weights it returns: finite losses, non-finite weights after the last step', async () => {
+    await expect(
+      run({ data: { validation_fraction: 0 }, training: oneStep }),
+    ).rejects.toMatchObject({
+      code: 'TRAINING_DIVERGED',
+      message: expect.stringMatching(
+        /^training diverged: after epoch 1 tensor "0\.weight" holds a non-finite value at index 0;/,
+      ),
+    });
   });
 });
 
