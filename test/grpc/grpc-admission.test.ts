@@ -21,6 +21,7 @@ import {
 import { status } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_MAX_CONCURRENT_STREAMS } from '../../src/grpc/grpc-server.js';
+import { parseServerConfig } from '../../src/service/index.js';
 import { makeTestApp, type TestApp } from '../helpers/app.js';
 import { startGrpc } from '../helpers/grpc.js';
 
@@ -163,6 +164,16 @@ describe('gRPC admission', () => {
     watches[0]!.stream.close(constants.NGHTTP2_CANCEL);
     await expect.poll(() => fourth.dataBytes > 0, POLL).toBe(true);
     expect(fourth.headers?.[':status']).toBe(200);
+  });
+
+  it('GRPC_MAX_CONCURRENT_STREAMS: unset is the server default; at least 1', () => {
+    const base = { MODEL_REPOSITORY: '/tmp' };
+    expect(parseServerConfig(base).GRPC_MAX_CONCURRENT_STREAMS).toBeUndefined();
+    expect(
+      parseServerConfig({ ...base, GRPC_MAX_CONCURRENT_STREAMS: '500' })
+        .GRPC_MAX_CONCURRENT_STREAMS,
+    ).toBe(500);
+    expect(() => parseServerConfig({ ...base, GRPC_MAX_CONCURRENT_STREAMS: '0' })).toThrow();
   });
 
   it('REQUEST_TIMEOUT_MS: a request not arrived whole ends DEADLINE_EXCEEDED (REQUEST_TIMEOUT) and is reset; a Watch streams on past it', async () => {
