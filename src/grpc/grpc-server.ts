@@ -138,11 +138,12 @@ export interface GrpcServerHandle {
 }
 
 /**
- * Calls open at once on one connection by default: RFC 9113 §6.5.2 asks that it be "no smaller
- * than 100" so as not to limit parallelism, and 100 is what Envoy's edge-proxy guidance and gRPC's
- * C core clients (Triton's tritonclient among them) live with; grpc-js, like grpc-go and Node,
- * would otherwise accept 2^32 − 1, so one connection could hold as many messages in reception
- * (each up to BODY_LIMIT_BYTES) or health watches as its client opened.
+ * Calls open at once on one connection by default. RFC 9113 §6.5.2 recommends a limit "no smaller
+ * than 100" so as not to limit parallelism; Envoy's edge-proxy best practices set 100; grpc-go's
+ * server had 100 until 2017 (grpc-go#1624) and, since the HTTP/2 Rapid Reset attack, its v1.58.3
+ * notes ask servers to set one. Without it grpc-js advertises Node's 2^32 − 1, and one connection
+ * held as many messages being received (each up to BODY_LIMIT_BYTES) or health watches as its
+ * client opened (20,000 watches were accepted on one).
  */
 export const DEFAULT_MAX_CONCURRENT_STREAMS = 100;
 

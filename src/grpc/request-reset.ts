@@ -9,8 +9,8 @@ interface BaseCallInternals {
 /**
  * A server interceptor (the first of the list: it needs the call grpc-js hands the first one) that
  * resets a call's HTTP/2 stream with RST_STREAM NO_ERROR once its status is sent while its client
- * is still sending the request, as grpc-go's server does (http2_server.go's finishStream resets a
- * stream still open from the client's side) and RFC 9113 §8.1 allows ("a server can send a
+ * is still sending the request, as grpc-go's server does (http2_server.go, WriteStatus: "Send a
+ * RST_STREAM after the trailers if the client has not already half-closed") and RFC 9113 §8.1 allows ("a server can send a
  * complete response prior to the client sending an entire request … the server MAY request that
  * the client abort transmission of a request without error by sending a RST_STREAM with an error
  * code of NO_ERROR after sending a complete response").
