@@ -50,11 +50,6 @@ export class CallAdmission {
 
   constructor(private readonly options: CallAdmissionOptions) {}
 
-  /** Calls whose request has not arrived whole (a test reads it). */
-  get receivingCount(): number {
-    return this.receiving.size;
-  }
-
   readonly interceptor: ServerInterceptor = (descriptor, next) => {
     let timer: NodeJS.Timeout | undefined;
     let receiving: Receiving | undefined;
