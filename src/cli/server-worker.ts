@@ -168,6 +168,10 @@ export async function startServer(config: ServerConfig): Promise<void> {
       maxBatchSize: config.MAX_BATCH_SIZE,
       maxMessageBytes: config.BODY_LIMIT_BYTES,
       apiToken: config.API_TOKEN,
+      receiveTimeoutMs: config.REQUEST_TIMEOUT_MS,
+      ...(config.GRPC_MAX_CONCURRENT_STREAMS !== undefined
+        ? { maxConcurrentStreams: config.GRPC_MAX_CONCURRENT_STREAMS }
+        : {}),
       log: logger,
       observer: metrics,
       maxConnections: config.MAX_CONNECTIONS,

@@ -1,6 +1,5 @@
 import {
   type handleUnaryCall,
-  Metadata,
   Server,
   ServerCredentials,
   type ServerUnaryCall,
@@ -51,6 +50,7 @@ import {
   type ServingPhase,
   VERSION_NAME_PATTERN,
 } from '../service/index.js';
+import { CallAdmission } from './call-admission.js';
 import { type CallRecord, callRecorder, callRecordOf } from './call-recorder.js';
 import { ComputeLane } from './compute-lane.js';
 import { limitGrpcConnections } from './connection-limits.js';
@@ -59,7 +59,7 @@ import { HealthStatus, healthRequestService } from './health.js';
 
 export { routeGrpcJsLog } from './grpc-js-log.js';
 
-import { grpcStatusOf } from './grpc-status.js';
+import { errorStatus, statusMessage } from './grpc-status.js';
 import {
   healthCheckRequestSchema,
   type ModelInferRequest,
@@ -72,6 +72,7 @@ import {
   inferenceServiceDefinition,
   UndecodableRequest,
 } from './proto.js';
+import { resetUnfinishedRequests } from './request-reset.js';
 import { recordUnimplemented, UNKNOWN_METHOD } from './unimplemented.js';
 
 /** What the gRPC server reports per call (cli/server.ts passes the Prometheus metrics). */
@@ -87,8 +88,21 @@ export interface GrpcServerOptions {
   maxBatchSize: number;
   /** BODY_LIMIT_BYTES: the largest message accepted, as for HTTP bodies. */
   maxMessageBytes: number;
-  /** API_TOKEN: when set, ModelInfer needs `authorization: Bearer <token>` metadata. */
+  /**
+   * API_TOKEN: when set, ModelInfer needs `authorization: Bearer <token>` metadata; a call without
+   * it is answered UNAUTHENTICATED from its headers, before its message is read (call-admission.ts).
+   */
   apiToken?: string | undefined;
+  /**
+   * REQUEST_TIMEOUT_MS: a call's request must arrive whole within this, else DEADLINE_EXCEEDED
+   * (REQUEST_TIMEOUT); 0 or absent = no limit.
+   */
+  receiveTimeoutMs?: number;
+  /**
+   * GRPC_MAX_CONCURRENT_STREAMS: calls (health watches included) open at once on one connection
+   * (HTTP/2's SETTINGS_MAX_CONCURRENT_STREAMS); absent = DEFAULT_MAX_CONCURRENT_STREAMS.
+   */
+  maxConcurrentStreams?: number;
   log: Log;
   observer?: GrpcObserver;
   /** MAX_CONNECTIONS: open connections on the gRPC port; more are closed as they arrive. */
@@ -111,6 +125,7 @@ export interface GrpcServerOptions {
 /** What listenGrpc needs of a server createGrpcServer made. */
 interface ServerExtras {
   health: HealthStatus;
+  admission: CallAdmission;
   maxConnections?: number | undefined;
   onConnectionDropped?: (() => void) | undefined;
   log: Log;
@@ -126,6 +141,16 @@ export interface GrpcServerHandle {
    */
   close(timeoutMs: number): Promise<void>;
 }
+
+/**
+ * Calls open at once on one connection by default. RFC 9113 §6.5.2 recommends a limit "no smaller
+ * than 100" so as not to limit parallelism; Envoy's edge-proxy best practices set 100; grpc-go's
+ * server had 100 until 2017 (grpc-go#1624) and, since the HTTP/2 Rapid Reset attack, its v1.58.3
+ * notes ask servers to set one. Without it grpc-js advertises Node's 2^32 − 1, and one connection
+ * held as many messages being received (each up to BODY_LIMIT_BYTES) or health watches as its
+ * client opened (20,000 watches were accepted on one).
+ */
+export const DEFAULT_MAX_CONCURRENT_STREAMS = 100;
 
 const statusNames = Object.fromEntries(
   Object.entries(status)
@@ -259,19 +284,6 @@ function callSignal(call: AnyCall): CallerSignal {
 }
 
 /**
- * The longest status message sent: it travels in an HTTP/2 trailer, and one of hundreds of
- * kilobytes (a 100,000-character model name echoed) stalled the connection it was sent on, other
- * calls included, instead of reaching the client. Requests are held to the HTTP routes' limits
- * (messages.ts); this bounds whatever a message may still quote.
- */
-const MAX_STATUS_MESSAGE_CHARS = 1024;
-
-const statusMessage = (message: string): string =>
-  message.length <= MAX_STATUS_MESSAGE_CHARS
-    ? message
-    : `${message.slice(0, MAX_STATUS_MESSAGE_CHARS - 1)}…`;
-
-/**
  * The Open Inference Protocol's gRPC service on @grpc/grpc-js. Every handler goes through the
  * service layer the HTTP routes use (the registry, InferenceService and its dynamic batcher, the
  * OIP tensor rules), so a gRPC ModelInfer and a REST infer of the same rows give the same bits.
@@ -284,6 +296,18 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
   const acceptsInfer = compileAccepts(modelInferRequestSchema);
   const checkToken =
     options.apiToken !== undefined ? bearerTokenCheck(options.apiToken, 'prediction') : undefined;
+  const inferenceDefinition = inferenceServiceDefinition();
+  const healthDefinition = healthServiceDefinition();
+  const admission = new CallAdmission({
+    // ModelInfer's token, from the call's headers, as HTTP's hook checks it before the body.
+    refuse: checkToken
+      ? (path, metadata) =>
+          path === inferenceDefinition.ModelInfer!.path
+            ? checkToken(metadata.get('authorization')[0])
+            : undefined
+      : undefined,
+    receiveTimeoutMs: options.receiveTimeoutMs ?? 0,
+  });
   const lane = options.computeLane ?? new ComputeLane();
 
   /**
@@ -307,20 +331,13 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
         if (!isNormserveError(e)) log.error({ err: e, grpcMethod: method }, 'grpc handler failed');
         // Gone before its answer: a failure (CLIENT_ABORTED when it left while queued) is moot.
         if (call.cancelled) return;
-        const error = isNormserveError(e)
-          ? e
-          : new NormserveError('INTERNAL', 'internal server error', { cause: e });
-        const metadata = new Metadata();
-        metadata.set('normserve-code', error.code);
-        // HTTP's Retry-After (OVERLOADED, MODEL_UNAVAILABLE) as gRPC's retry pushback: a client
-        // with a retry policy for the status waits that long before its next attempt (gRFC A6).
-        if (error.retryAfterSeconds !== undefined)
-          metadata.set('grpc-retry-pushback-ms', String(error.retryAfterSeconds * 1000));
-        callback({
-          code: grpcStatusOf(error.code),
-          details: statusMessage(error.message),
-          metadata,
-        });
+        callback(
+          errorStatus(
+            isNormserveError(e)
+              ? e
+              : new NormserveError('INTERNAL', 'internal server error', { cause: e }),
+          ),
+        );
       };
       const succeed = (value: Res) => {
         if (!call.cancelled) callback(null, value);
@@ -494,9 +511,7 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
       },
       requestModelName,
       (call) => {
-        // Checked on arrival, as HTTP's hook checks it before the route: a refused call never waits.
-        const refused = checkToken?.(call.metadata.get('authorization')[0]);
-        if (refused) throw refused;
+        // (API_TOKEN was checked from its headers, before its message was read: call-admission.ts.)
         // Waiting in the lane is waiting for the engine: the same bound, the same count
         // (MAX_QUEUED_REQUESTS). A call naming no model of the repository never reaches the
         // engine (NOT_FOUND in its turn) and holds no place.
@@ -506,8 +521,6 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
     ),
   };
 
-  const inferenceDefinition = inferenceServiceDefinition();
-  const healthDefinition = healthServiceDefinition();
   const knownPaths = new Set(
     [inferenceDefinition, healthDefinition].flatMap((d) => Object.values(d).map((m) => m.path)),
   );
@@ -540,7 +553,16 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
   };
 
   const server = new Server({
-    interceptors: [callRecorder(recordCall)],
+    interceptors: [
+      // First: it needs the call grpc-js hands the first interceptor (its HTTP/2 stream).
+      resetUnfinishedRequests(() =>
+        log.warn({}, 'gRPC: refused requests are not reset (grpc-js internals changed)'),
+      ),
+      callRecorder(recordCall),
+      admission.interceptor,
+    ],
+    // Bounds what one connection holds: its calls × BODY_LIMIT_BYTES each.
+    'grpc.max_concurrent_streams': options.maxConcurrentStreams ?? DEFAULT_MAX_CONCURRENT_STREAMS,
     // Channelz (grpc-js's per-call and per-session counters for the channelz admin service, which
     // normserve does not serve) was 3.5 % of the serving thread's samples on 256-row ModelInfer.
     'grpc.enable_channelz': 0,
@@ -563,6 +585,7 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
     log.warn({}, 'gRPC: calls to unknown methods go unrecorded (grpc-js internals changed)');
   extras.set(server, {
     health,
+    admission,
     maxConnections: options.maxConnections,
     onConnectionDropped: options.onConnectionDropped,
     log,
@@ -613,6 +636,10 @@ export function listenGrpc(server: Server, host: string, port: number): Promise<
           new Promise<void>((done) => {
             // NOT_SERVING first: probes and load balancers see the drain, and open watches end.
             extra?.health.drain();
+            // A request still arriving gets half the drain to finish, so that a client which
+            // never finishes one cannot hold the drain to its end (the process would exit 1 then):
+            // the other half is left for the calls it lets in to be computed and answered.
+            extra?.admission.drain(Math.floor(timeoutMs / 2));
             const force = setTimeout(() => {
               server.forceShutdown();
               done();

@@ -1,5 +1,5 @@
-import { status } from '@grpc/grpc-js';
-import { type ErrorCode, errorCatalogue } from '../errors/index.js';
+import { Metadata, type StatusObject, status } from '@grpc/grpc-js';
+import { type ErrorCode, errorCatalogue, type NormserveError } from '../errors/index.js';
 
 /**
  * The gRPC status of a catalogue error, from its HTTP status (the mapping of
@@ -19,6 +19,11 @@ export function grpcStatusOf(code: ErrorCode): status {
       return status.UNAUTHENTICATED;
     case 403:
       return status.PERMISSION_DENIED;
+    // REQUEST_TIMEOUT: the request did not arrive in time. grpc-js and grpc-go end a call whose
+    // deadline passed with DEADLINE_EXCEEDED, and the status codes' definition is "the deadline
+    // expired before the operation could complete" (grpc/doc/statuscodes.md).
+    case 408:
+      return status.DEADLINE_EXCEEDED;
     case 404:
       return status.NOT_FOUND;
     case 409:
@@ -34,4 +39,31 @@ export function grpcStatusOf(code: ErrorCode): status {
     default:
       return http >= 400 && http < 500 ? status.FAILED_PRECONDITION : status.INTERNAL;
   }
+}
+
+/**
+ * The longest status message sent: it travels in an HTTP/2 trailer, and one of hundreds of
+ * kilobytes (a 100,000-character model name echoed) stalled the connection it was sent on, other
+ * calls included, instead of reaching the client. Requests are held to the HTTP routes' limits
+ * (messages.ts); this bounds whatever a message may still quote.
+ */
+const MAX_STATUS_MESSAGE_CHARS = 1024;
+
+export const statusMessage = (message: string): string =>
+  message.length <= MAX_STATUS_MESSAGE_CHARS
+    ? message
+    : `${message.slice(0, MAX_STATUS_MESSAGE_CHARS - 1)}…`;
+
+/**
+ * The status a catalogue error ends a call with: its gRPC code, its message (bounded), and the
+ * catalogue code in the `normserve-code` trailer. HTTP's Retry-After (OVERLOADED,
+ * MODEL_UNAVAILABLE, SHUTTING_DOWN) goes as gRPC's retry pushback: a client with a retry policy
+ * for the status waits that long before its next attempt (gRFC A6).
+ */
+export function errorStatus(error: NormserveError): StatusObject {
+  const metadata = new Metadata();
+  metadata.set('normserve-code', error.code);
+  if (error.retryAfterSeconds !== undefined)
+    metadata.set('grpc-retry-pushback-ms', String(error.retryAfterSeconds * 1000));
+  return { code: grpcStatusOf(error.code), details: statusMessage(error.message), metadata };
 }

@@ -148,6 +148,11 @@ export const serverConfigSchema = z.object({
   /** The time left to a GOAWAY'd connection's calls (and health watches); 0 = no limit. */
   GRPC_MAX_CONNECTION_AGE_GRACE_MS: ms(0).default(30_000),
   /**
+   * Calls open at once on one gRPC connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS); unset =
+   * grpc/grpc-server.ts's DEFAULT_MAX_CONCURRENT_STREAMS (100), which says why.
+   */
+  GRPC_MAX_CONCURRENT_STREAMS: z.preprocess(emptyToUndefined, int(1, 2 ** 32 - 1).optional()),
+  /**
    * Dynamic batching: concurrent requests for one model version wait at most this long (µs) to
    * run as one engine call; 0 = off. A model's config.json may override it.
    */

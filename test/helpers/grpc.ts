@@ -92,6 +92,8 @@ export async function startGrpc(
     observer?: GrpcObserver;
     log?: Log;
     computeLane?: ComputeLane;
+    receiveTimeoutMs?: number;
+    maxConcurrentStreams?: number;
   } = {},
 ) {
   const inference =
@@ -113,6 +115,12 @@ export async function startGrpc(
     // The app's serving phase, as server-worker.ts hands the same one to both transports.
     phase: t.app.deps.phase,
     ...(options.computeLane ? { computeLane: options.computeLane } : {}),
+    ...(options.receiveTimeoutMs !== undefined
+      ? { receiveTimeoutMs: options.receiveTimeoutMs }
+      : {}),
+    ...(options.maxConcurrentStreams !== undefined
+      ? { maxConcurrentStreams: options.maxConcurrentStreams }
+      : {}),
   });
   const handle = await listenGrpc(server, '127.0.0.1', 0);
   const client = grpcClient(handle.port);

@@ -1,0 +1,69 @@
+import { constants, type ServerHttp2Stream } from 'node:http2';
+import type { ServerInterceptor } from '@grpc/grpc-js';
+
+/** The part of grpc-js 1.14's BaseServerInterceptingCall used here (not in its typings). */
+interface BaseCallInternals {
+  stream?: unknown;
+}
+
+/**
+ * A server interceptor (the first of the list: it needs the call grpc-js hands the first one) that
+ * resets a call's HTTP/2 stream with RST_STREAM NO_ERROR once its status is sent while its client
+ * is still sending the request, as grpc-go's server does (http2_server.go, WriteStatus: "Send a
+ * RST_STREAM after the trailers if the client has not already half-closed") and RFC 9113 §8.1 allows ("a server can send a
+ * complete response prior to the client sending an entire request … the server MAY request that
+ * the client abort transmission of a request without error by sending a RST_STREAM with an error
+ * code of NO_ERROR after sending a complete response").
+ *
+ * grpc-js 1.14 does not: after the status it reads on and drops whatever the client sends, and
+ * the part of the message received before the status (up to BODY_LIMIT_BYTES) stays in the call's
+ * decoder until the stream closes — a refused call (UNAUTHENTICATED, REQUEST_TIMEOUT, a message
+ * over the size limit) held its buffer as long as its client kept the stream open. Node sends the
+ * frames already queued (the status) before the RST_STREAM (Http2Stream::SubmitRstStream).
+ *
+ * Returns the call it was given (its sendStatus wrapped): nothing else changes. A call of another
+ * shape (grpc-js's internals changed) is returned untouched and `unsupported` called, once;
+ * test/grpc/grpc-admission.test.ts checks the reset.
+ */
+export function resetUnfinishedRequests(unsupported: () => void): ServerInterceptor {
+  let told = false;
+  return (_descriptor, next) => {
+    const stream = http2StreamOf(next);
+    if (stream === undefined) {
+      if (!told) unsupported();
+      told = true;
+      return next as ReturnType<ServerInterceptor>;
+    }
+    wrapSendStatus(next, stream);
+    return next as ReturnType<ServerInterceptor>;
+  };
+}
+
+/** The call's server stream: an object with the Http2Stream methods used here. */
+function http2StreamOf(call: object): ServerHttp2Stream | undefined {
+  const stream = (call as BaseCallInternals).stream as Partial<ServerHttp2Stream> | undefined;
+  return typeof stream === 'object' &&
+    stream !== null &&
+    typeof stream.close === 'function' &&
+    typeof stream.once === 'function' &&
+    typeof stream.headersSent === 'boolean'
+    ? (stream as ServerHttp2Stream)
+    : undefined;
+}
+
+function wrapSendStatus(next: Parameters<ServerInterceptor>[1], stream: ServerHttp2Stream): void {
+  const send = next.sendStatus;
+  next.sendStatus = (sent) => {
+    const headersSent = stream.headersSent;
+    send.call(next, sent);
+    // The client has sent its whole request (its END_STREAM read), or the stream is gone.
+    if (stream.readableEnded || stream.closed || stream.destroyed) return;
+    const reset = () => {
+      if (!stream.closed && !stream.destroyed) stream.close(constants.NGHTTP2_NO_ERROR);
+    };
+    // A trailers-only status was submitted just now (HEADERS with END_STREAM); trailers after
+    // response headers are submitted on 'wantTrailers' (grpc-js's listener, added first, runs first).
+    if (headersSent) stream.once('wantTrailers', reset);
+    else reset();
+  };
+}

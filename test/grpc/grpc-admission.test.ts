@@ -1,0 +1,220 @@
+/**
+ * What a gRPC call must pass before its request is read whole (call-admission.ts), and the reset
+ * of a stream answered before its client finished sending (request-reset.ts), with a node:http2
+ * client that writes raw gRPC frames — part of a message, and never the end of its stream — as
+ * an attacker would:
+ * - API_TOKEN: a ModelInfer without the token is answered UNAUTHENTICATED from its headers, its
+ *   message unfinished, and its stream reset (RST_STREAM NO_ERROR);
+ * - GRPC_MAX_CONCURRENT_STREAMS: one connection holds at most that many calls;
+ * - REQUEST_TIMEOUT_MS: a request that has not arrived ends DEADLINE_EXCEEDED (REQUEST_TIMEOUT),
+ *   reset; a health Watch, whose request arrived, streams on past it;
+ * - the drain: a request still arriving ends UNAVAILABLE (SHUTTING_DOWN) within the drain, which
+ *   finishes without being forced.
+ */
+import {
+  type ClientHttp2Session,
+  type ClientHttp2Stream,
+  connect,
+  constants,
+  type IncomingHttpHeaders,
+} from 'node:http2';
+import { status } from '@grpc/grpc-js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { DEFAULT_MAX_CONCURRENT_STREAMS } from '../../src/grpc/grpc-server.js';
+import { parseServerConfig } from '../../src/service/index.js';
+import { makeTestApp, type TestApp } from '../helpers/app.js';
+import { startGrpc } from '../helpers/grpc.js';
+
+const TOKEN = 'grpc-admission-token-0123456789';
+const INFER = '/inference.GRPCInferenceService/ModelInfer';
+const WATCH = '/grpc.health.v1.Health/Watch';
+/** Generous bounds for what must happen on a busy 2-core machine (polls, not deadlines). */
+const POLL = { timeout: 20_000, interval: 20 };
+
+let t: TestApp | undefined;
+let stops: (() => Promise<void>)[] = [];
+let sessions: ClientHttp2Session[] = [];
+afterEach(async () => {
+  for (const s of sessions) s.destroy();
+  for (const stop of stops) await stop();
+  await t?.close();
+  sessions = [];
+  stops = [];
+  t = undefined;
+});
+
+async function serve(options: Parameters<typeof startGrpc>[1] = {}) {
+  t = await makeTestApp();
+  const g = await startGrpc(t, options);
+  stops.push(g.stop);
+  return g;
+}
+
+async function session(port: number): Promise<ClientHttp2Session> {
+  const s = connect(`http://127.0.0.1:${port}`);
+  s.on('error', () => {});
+  sessions.push(s);
+  await new Promise((resolve) => s.once('remoteSettings', resolve));
+  return s;
+}
+
+/** One raw gRPC stream: its response headers (a trailers-only status among them), its end. */
+interface RawCall {
+  stream: ClientHttp2Stream;
+  headers?: IncomingHttpHeaders;
+  trailers?: IncomingHttpHeaders;
+  dataBytes: number;
+  closed: boolean;
+}
+
+function open(s: ClientHttp2Session, path: string, headers: Record<string, string> = {}): RawCall {
+  const stream = s.request({
+    ':method': 'POST',
+    ':path': path,
+    'content-type': 'application/grpc',
+    te: 'trailers',
+    ...headers,
+  });
+  const call: RawCall = { stream, dataBytes: 0, closed: false };
+  stream.on('error', () => {});
+  stream.on('response', (h) => {
+    call.headers = h;
+  });
+  stream.on('trailers', (h) => {
+    call.trailers = h;
+  });
+  stream.on('data', (chunk: Buffer) => {
+    call.dataBytes += chunk.length;
+  });
+  stream.on('close', () => {
+    call.closed = true;
+  });
+  return call;
+}
+
+/** The first `bytes` of a message announced as `announced` bytes: the stream is left open. */
+function sendPartial(call: RawCall, announced: number, bytes: number): void {
+  const prefix = Buffer.alloc(5);
+  prefix.writeUInt32BE(announced, 1);
+  call.stream.write(prefix);
+  call.stream.write(Buffer.alloc(bytes, 1));
+}
+
+/** The gRPC status of a call's trailers-only answer, or of its trailers. */
+const statusOf = (call: RawCall) =>
+  Number((call.trailers ?? call.headers)?.['grpc-status'] ?? Number.NaN);
+const codeOf = (call: RawCall) => (call.trailers ?? call.headers)?.['normserve-code'];
+
+/** Resolves once the server has answered a PING sent now: it has read every frame sent before. */
+const roundTrip = (s: ClientHttp2Session) =>
+  new Promise<void>((resolve, reject) => {
+    s.ping((error) => (error ? reject(error) : resolve()));
+  });
+
+describe('gRPC admission', () => {
+  it('API_TOKEN: a ModelInfer without it is answered UNAUTHENTICATED from its headers, its message unfinished, and its stream reset', async () => {
+    const g = await serve({ apiToken: TOKEN });
+    const s = await session(g.port);
+    // 16 MiB announced, 64 KiB sent (within the stream's window), never finished.
+    const call = open(s, INFER);
+    sendPartial(call, 16 * 1024 * 1024 - 100, 64 * 1024);
+    await expect.poll(() => call.closed, POLL).toBe(true);
+    expect(statusOf(call)).toBe(status.UNAUTHENTICATED);
+    expect(codeOf(call)).toBe('UNAUTHORIZED');
+    // Closed though its client never ended it: reset by the server without error (RFC 9113 §8.1).
+    expect(call.stream.rstCode).toBe(constants.NGHTTP2_NO_ERROR);
+    // A wrong token too; the connection serves on.
+    const wrong = open(s, INFER, { authorization: 'Bearer not-the-token-0123456789' });
+    sendPartial(wrong, 1024, 10);
+    await expect.poll(() => wrong.closed, POLL).toBe(true);
+    expect(statusOf(wrong)).toBe(status.UNAUTHENTICATED);
+    // With the token, the same call is read (and refused for what it is, once whole).
+    const client = g.client;
+    const ok = await client.call(
+      'ModelInfer',
+      { model_name: 'nope', inputs: [] },
+      { authorization: `Bearer ${TOKEN}` },
+    );
+    expect(ok.ok ? 0 : ok.error.code).toBe(status.NOT_FOUND);
+  });
+
+  it('GRPC_MAX_CONCURRENT_STREAMS: a connection is offered that many calls, and the next waits for one to end', async () => {
+    const plain = await serve();
+    expect((await session(plain.port)).remoteSettings.maxConcurrentStreams).toBe(
+      DEFAULT_MAX_CONCURRENT_STREAMS,
+    );
+    await t!.close();
+    t = undefined;
+    const g = await serve({ maxConcurrentStreams: 3 });
+    const s = await session(g.port);
+    expect(s.remoteSettings.maxConcurrentStreams).toBe(3);
+    const watch = () => {
+      const call = open(s, WATCH);
+      // An empty HealthCheckRequest ("": the server), then the end of the request.
+      call.stream.end(Buffer.alloc(5));
+      return call;
+    };
+    const watches = [watch(), watch(), watch()];
+    await expect.poll(() => watches.every((w) => w.dataBytes > 0), POLL).toBe(true);
+    const fourth = watch();
+    await roundTrip(s);
+    await roundTrip(s);
+    expect(fourth.headers).toBeUndefined();
+    // One watch ends: the fourth is taken and answered.
+    watches[0]!.stream.close(constants.NGHTTP2_CANCEL);
+    await expect.poll(() => fourth.dataBytes > 0, POLL).toBe(true);
+    expect(fourth.headers?.[':status']).toBe(200);
+  });
+
+  it('GRPC_MAX_CONCURRENT_STREAMS: unset is the server default; at least 1', () => {
+    const base = { MODEL_REPOSITORY: '/tmp' };
+    expect(parseServerConfig(base).GRPC_MAX_CONCURRENT_STREAMS).toBeUndefined();
+    expect(
+      parseServerConfig({ ...base, GRPC_MAX_CONCURRENT_STREAMS: '500' })
+        .GRPC_MAX_CONCURRENT_STREAMS,
+    ).toBe(500);
+    expect(() => parseServerConfig({ ...base, GRPC_MAX_CONCURRENT_STREAMS: '0' })).toThrow();
+  });
+
+  it('REQUEST_TIMEOUT_MS: a request not arrived whole ends DEADLINE_EXCEEDED (REQUEST_TIMEOUT) and is reset; a Watch streams on past it', async () => {
+    const g = await serve({ receiveTimeoutMs: 300 });
+    const s = await session(g.port);
+    const watch = open(s, WATCH);
+    watch.stream.end(Buffer.alloc(5));
+    await expect.poll(() => watch.dataBytes > 0, POLL).toBe(true);
+    // Part of a message; and a whole message with no end of stream (a unary call waits for it).
+    const partial = open(s, INFER);
+    sendPartial(partial, 1024 * 1024, 4096);
+    const unended = open(s, INFER);
+    unended.stream.write(Buffer.alloc(5));
+    await expect.poll(() => partial.closed && unended.closed, POLL).toBe(true);
+    for (const call of [partial, unended]) {
+      expect(statusOf(call)).toBe(status.DEADLINE_EXCEEDED);
+      expect(codeOf(call)).toBe('REQUEST_TIMEOUT');
+      expect(call.stream.rstCode).toBe(constants.NGHTTP2_NO_ERROR);
+    }
+    // The watch, open longer than the timeout, is still open and unanswered.
+    await roundTrip(s);
+    expect(watch.closed).toBe(false);
+    expect(watch.trailers).toBeUndefined();
+    // A whole request is not cut: answered for what it is.
+    const whole = await g.client.call('ModelReady', { name: 'digits', version: '' });
+    expect(whole.ok).toBe(true);
+  });
+
+  it('shutdown: a request still arriving ends UNAVAILABLE (SHUTTING_DOWN) within the drain, which is not forced', async () => {
+    // No receive timeout: only the drain ends it.
+    const g = await serve({ receiveTimeoutMs: 0 });
+    const s = await session(g.port);
+    const partial = open(s, INFER);
+    sendPartial(partial, 1024 * 1024, 4096);
+    await roundTrip(s);
+    // Half of it is the partial call's grace; forced at its end (the call would see no status).
+    const closing = g.close(4_000);
+    await expect.poll(() => partial.closed, POLL).toBe(true);
+    expect(statusOf(partial)).toBe(status.UNAVAILABLE);
+    expect(codeOf(partial)).toBe('SHUTTING_DOWN');
+    expect((partial.trailers ?? partial.headers)?.['grpc-retry-pushback-ms']).toBe('1000');
+    await closing;
+  });
+});

@@ -1,0 +1,105 @@
+/**
+ * The real server process (src/cli/server.ts) with API_TOKEN and a gRPC port, against a
+ * node:http2 client that starts ModelInfer messages and never finishes them: without the token
+ * the call is refused from its headers and reset; with it, a SIGTERM's drain ends the unfinished
+ * call SHUTTING_DOWN and the process exits 0 (it used to be held to SHUTDOWN_TIMEOUT_MS and exit 1,
+ * "killed by timeout").
+ */
+import { type ClientHttp2Stream, connect, constants, type IncomingHttpHeaders } from 'node:http2';
+import { createServer } from 'node:net';
+import { status } from '@grpc/grpc-js';
+import { describe, expect, it } from 'vitest';
+import {
+  digitsRepositoryCopy,
+  exitWithin,
+  killServersAfterEach,
+  servingEnv,
+  startServer,
+} from '../helpers/server-process.js';
+
+const TOKEN = 'grpc-unfinished-token-0123456789abcdef';
+/** Generous: the drain gives an unfinished request half of SHUTDOWN_TIMEOUT_MS (below, 4 s). */
+const EXIT_WITHIN_MS = 30_000;
+const POLL = { timeout: 20_000, interval: 20 };
+
+killServersAfterEach();
+
+/** A TCP port nobody listens on (bound once, then released). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as { port: number };
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+interface Unfinished {
+  stream: ClientHttp2Stream;
+  answer?: IncomingHttpHeaders;
+  closed: boolean;
+}
+
+describe('gRPC requests that never finish, in the real server process', () => {
+  it('WORKERS=1: refused without the token and reset; with it, SIGTERM ends the call SHUTTING_DOWN and the process exits 0', async () => {
+    const grpcPort = await freePort();
+    const server = startServer(
+      servingEnv(digitsRepositoryCopy(), '1', {
+        GRPC_PORT: String(grpcPort),
+        API_TOKEN: TOKEN,
+        SHUTDOWN_TIMEOUT_MS: '4000',
+      }),
+    );
+    await server.waitForLog((l) => l.msg === 'gRPC server listening', 'gRPC server listening');
+    const session = connect(`http://127.0.0.1:${grpcPort}`);
+    session.on('error', () => {});
+    try {
+      const start = (headers: Record<string, string>): Unfinished => {
+        const stream = session.request({
+          ':method': 'POST',
+          ':path': '/inference.GRPCInferenceService/ModelInfer',
+          'content-type': 'application/grpc',
+          te: 'trailers',
+          ...headers,
+        });
+        const call: Unfinished = { stream, closed: false };
+        stream.on('error', () => {});
+        stream.on('response', (h) => {
+          call.answer = h;
+        });
+        stream.on('trailers', (h) => {
+          call.answer = h;
+        });
+        stream.on('close', () => {
+          call.closed = true;
+        });
+        // 1 MiB announced, 64 KiB sent, never the end.
+        const prefix = Buffer.alloc(5);
+        prefix.writeUInt32BE(1024 * 1024, 1);
+        stream.write(prefix);
+        stream.write(Buffer.alloc(64 * 1024, 1));
+        return call;
+      };
+      const anonymous = start({});
+      await expect.poll(() => anonymous.closed, POLL).toBe(true);
+      expect(Number(anonymous.answer?.['grpc-status'])).toBe(status.UNAUTHENTICATED);
+      expect(anonymous.stream.rstCode).toBe(constants.NGHTTP2_NO_ERROR);
+
+      const held = start({ authorization: `Bearer ${TOKEN}` });
+      await new Promise<void>((resolve, reject) =>
+        session.ping((e) => (e ? reject(e) : resolve())),
+      );
+      expect(held.closed).toBe(false);
+      server.child.kill('SIGTERM');
+      const { code, signal } = await exitWithin(server, EXIT_WITHIN_MS);
+      expect({ code, signal }, server.stderr()).toEqual({ code: 0, signal: null });
+      expect(held.answer?.['normserve-code']).toBe('SHUTTING_DOWN');
+      expect(Number(held.answer?.['grpc-status'])).toBe(status.UNAVAILABLE);
+      expect(server.logs.some((l) => /killed by timeout/.test(String(l.msg)))).toBe(false);
+    } finally {
+      session.destroy();
+    }
+  });
+});
