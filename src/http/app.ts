@@ -32,7 +32,7 @@ import {
 } from './connection-limits.js';
 import { decodeContentEncoding } from './content-encoding.js';
 import { routeUnmetExpectations, unmetExpectation } from './expectations.js';
-import { JSON_BODY_TYPES, parseJsonBody } from './json-body.js';
+import { JSON_BODY_TYPES, parseJsonBytes } from './json-body.js';
 import { JSON_TYPE } from './json-responses.js';
 import type { ServiceMetrics } from './metrics.js';
 import { notFoundHandler } from './not-found.js';
@@ -277,10 +277,11 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   // JSON only where JSON is declared: drop Fastify's text/plain parser so other types get 415.
   app.removeContentTypeParser('text/plain');
   // Fastify's JSON parser, with the position of a syntax error in the problem (json-body.ts), for
-  // application/json and curl's -d type (JSON_BODY_TYPES).
+  // application/json and curl's -d type (JSON_BODY_TYPES); read as bytes, so that bytes that are
+  // no UTF-8 are refused rather than replaced.
   app.removeContentTypeParser('application/json');
   for (const type of JSON_BODY_TYPES)
-    app.addContentTypeParser(type, { parseAs: 'string' }, parseJsonBody);
+    app.addContentTypeParser(type, { parseAs: 'buffer' }, parseJsonBytes);
 
   // Bodies sent with Content-Encoding gzip or deflate are read decoded, by every parser.
   app.addHook('preParsing', decodeContentEncoding);

@@ -3,6 +3,7 @@ import { parse as locateJsonErrors } from 'jsonc-parser';
 import secureJson from 'secure-json-parse';
 import { NormserveError } from '../errors/index.js';
 import { overJsonBudget } from './json-budget.js';
+import { utf8Body } from './utf8-body.js';
 
 /**
  * The media types whose bodies are read as JSON (app.ts registers parseJsonBody for each; a 415
@@ -91,6 +92,26 @@ function nonFiniteToken(text: string, offset: number): { token: string; offset: 
   const start = text[offset - 1] === '-' && text[offset] !== '-' ? offset - 1 : offset;
   const match = NON_FINITE.exec(text.slice(start, start + 10));
   return match ? { token: match[0], offset: start } : null;
+}
+
+/**
+ * The parser app.ts registers for JSON_BODY_TYPES: the body's bytes, refused when they are no
+ * UTF-8 (utf8Body: a string parser would have put U+FFFD in their place, and an `id` would come
+ * back changed), then parsed as text (parseJsonBody).
+ */
+export function parseJsonBytes(
+  request: FastifyRequest,
+  body: Buffer,
+  done: (error: Error | null, value?: unknown) => void,
+): void {
+  let text: string;
+  try {
+    text = utf8Body(body);
+  } catch (e) {
+    done(e as Error);
+    return;
+  }
+  parseJsonBody(request, text, done);
 }
 
 /** V8's reason without the position and the quoted copy of the body it may carry. */
