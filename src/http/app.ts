@@ -47,6 +47,7 @@ import { indexRoutes } from './routes/index.js';
 import { modelExportRoutes } from './routes/model-export.js';
 import { openInferenceRoutes } from './routes/open-inference.js';
 import { tfServingRoutes } from './routes/tf-serving.js';
+import { strictQuery } from './strict-query.js';
 import { childLoggerWithTrace, REQUEST_ID_LOG_FIELD, requestIdOf } from './tracing.js';
 import { serializerCompiler, validatorCompiler } from './validation.js';
 
@@ -457,6 +458,8 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
 
   // Each route's declared access (config.access) decides which token it demands.
   app.addHook('onRoute', routeGuards({ admin: deps.adminToken, api: deps.config.API_TOKEN }));
+  // Every documented route refuses a query parameter it does not read (strict-query.ts).
+  app.addHook('onRoute', strictQuery);
 
   const openApiText = await registerOpenApi(app, options.openApiAtStart ?? false);
   await indexRoutes(app);
