@@ -83,3 +83,31 @@ describe('a JSON body that is no UTF-8', () => {
     expect(problem.position).toEqual({ line: 2, column: 14, offset: 25 });
   });
 });
+
+describe('a JSON body with a charset parameter', () => {
+  const body = Buffer.from(JSON.stringify(inferBody([digitsRow()], { id: 'é' })));
+  it.each([
+    'application/json; charset=utf-8',
+    'application/json;charset="UTF-8"',
+    'application/json; charset=us-ascii',
+  ])('%s: read', async (type) => {
+    const res = await post('/v2/models/digits/infer', body, { 'content-type': type });
+    expect(res.statusCode, res.body).toBe(200);
+    expect(res.json<{ id: string }>().id).toBe('é');
+  });
+
+  it.each([
+    ['application/json; charset=utf-16', 'application/json', 'utf-16'],
+    ['Application/JSON; charset="ISO-8859-1"', 'application/json', 'ISO-8859-1'],
+    [
+      'application/x-www-form-urlencoded; charset=latin1',
+      'application/x-www-form-urlencoded',
+      'latin1',
+    ],
+  ])('%s: 415 naming the charset, as for CSV', async (header, type, charset) => {
+    const res = await post('/v1/models/digits:predict', body, { 'content-type': header });
+    expect(expectProblem(res, 415, 'UNSUPPORTED_MEDIA_TYPE').detail).toBe(
+      `${type} with charset "${charset}" is not read: send the JSON as UTF-8 (charset=utf-8, or no charset)`,
+    );
+  });
+});

@@ -121,7 +121,9 @@ export const errorResponses = {
   413: problemSchema.describe(
     `Body larger than BODY_LIMIT_BYTES, or a JSON body with more than ${DEFAULT_CONTAINERS} arrays and objects or more than ${DEFAULT_STRINGS} strings and keys, refused before it is parsed (BODY_TOO_LARGE)`,
   ),
-  415: problemSchema.describe('Content-Type other than application/json'),
+  415: problemSchema.describe(
+    'Content-Type other than application/json, or with a charset other than UTF-8',
+  ),
 } as const;
 
 /** Error responses of the routes that answer for a model's active version. */
