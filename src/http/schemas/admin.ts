@@ -11,7 +11,7 @@ import {
   ROW_ARRAY_MESSAGE,
   storageErrnos,
 } from '../../service/index.js';
-import { ROWS_ARRAY_MESSAGE } from './common.js';
+import { integerText, ROWS_ARRAY_MESSAGE } from './common.js';
 import { LIMITS } from './limits.js';
 
 const modeField = z.enum(RECALIBRATION_MODES).meta({
@@ -88,7 +88,8 @@ export const recalibrateQuerySchema = z.strictObject({
   }),
   mode: modeField.optional(),
   prior_strength: z.preprocess(numericText, priorStrengthOf(z.number())).optional(),
-  batch_size: z.preprocess(numericText, batchSizeOf(z.number())).optional(),
+  // An integer in a URL: decimal digits only, as a version in the path (integerText).
+  batch_size: z.preprocess(integerText, batchSizeOf(z.number())).optional(),
   activate: booleanString.optional().meta({ description: 'false publishes without serving it' }),
   note: note.optional(),
 });

@@ -51,9 +51,23 @@ export const modelNameParam = modelNameSchema.meta({
   example: 'digits',
 });
 
+/**
+ * The one rule for an integer in a URL, a path segment or a query parameter: decimal digits, no
+ * sign, no leading zero, at most 15 (a safe integer) — the version directories' own rule
+ * (VERSION_NAME_PATTERN). Number() alone would read '0x10', '1e1', '0b1', ' 16 ' and '16.0' too.
+ */
+export const URL_INTEGER_PATTERN = VERSION_NAME_PATTERN;
+
+/**
+ * A query parameter's text as a number when it keeps URL_INTEGER_PATTERN; any other text stays
+ * text, for the schema to refuse with a message that quotes what was sent.
+ */
+export const integerText = (v: unknown): unknown =>
+  typeof v === 'string' && URL_INTEGER_PATTERN.test(v) ? Number(v) : v;
+
 export const versionParam = z
   .string()
-  .regex(VERSION_NAME_PATTERN, { error: expecting('a positive integer') })
+  .regex(URL_INTEGER_PATTERN, { error: expecting('a positive integer') })
   .transform(Number)
   .meta({ description: 'Model version (a positive integer)', example: '1' });
 
