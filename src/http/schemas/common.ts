@@ -53,10 +53,13 @@ export const modelNameParam = modelNameSchema.meta({
 
 /**
  * The one rule for an integer in a URL, a path segment or a query parameter: decimal digits, no
- * sign, no leading zero, at most 15 (a safe integer) — the version directories' own rule
- * (VERSION_NAME_PATTERN). Number() alone would read '0x10', '1e1', '0b1', ' 16 ' and '16.0' too.
+ * sign, no leading zero, at most 15 (a safe integer) — a version directory's name
+ * (VERSION_NAME_PATTERN, the path's version), and 0, which a query parameter's range refuses
+ * with its own message. Number() alone would read '0x10', '1e1', '0b1', ' 16 ' and '16.0' too.
  */
-export const URL_INTEGER_PATTERN = VERSION_NAME_PATTERN;
+export const URL_INTEGER_PATTERN = new RegExp(
+  `^(?:0|${VERSION_NAME_PATTERN.source.slice(1, -1)})$`,
+);
 
 /**
  * A query parameter's text as a number when it keeps URL_INTEGER_PATTERN; any other text stays
@@ -67,7 +70,7 @@ export const integerText = (v: unknown): unknown =>
 
 export const versionParam = z
   .string()
-  .regex(URL_INTEGER_PATTERN, { error: expecting('a positive integer') })
+  .regex(VERSION_NAME_PATTERN, { error: expecting('a positive integer') })
   .transform(Number)
   .meta({ description: 'Model version (a positive integer)', example: '1' });
 
