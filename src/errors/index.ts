@@ -1,3 +1,4 @@
+export { activeVersionDelete } from './active-version-delete.js';
 export { type ErrorCode, errorCatalogue } from './catalogue.js';
 export {
   counted,

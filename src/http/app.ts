@@ -17,7 +17,7 @@ import { drainableConnections, IDLE_LINGER_MS, type ListenerHandover } from './c
 import { clientErrorHandler, httpServerOptions, limitConnections } from './connection-limits.js';
 import { decodeContentEncoding } from './content-encoding.js';
 import { routeUnmetExpectations, unmetExpectation } from './expectations.js';
-import { JSON_BODY_TYPES, parseJsonBody } from './json-body.js';
+import { JSON_BODY_TYPES, parseJsonBytes } from './json-body.js';
 import { JSON_TYPE } from './json-responses.js';
 import { notFoundHandler } from './not-found.js';
 import { registerOpenApi } from './openapi.js';
@@ -32,6 +32,7 @@ import { indexRoutes } from './routes/index.js';
 import { modelExportRoutes } from './routes/model-export.js';
 import { openInferenceRoutes } from './routes/open-inference.js';
 import { tfServingRoutes } from './routes/tf-serving.js';
+import { strictQuery } from './strict-query.js';
 import { childLoggerWithTrace, REQUEST_ID_LOG_FIELD, requestIdOf } from './tracing.js';
 import { serializerCompiler, validatorCompiler } from './validation.js';
 
@@ -141,10 +142,11 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   // JSON only where JSON is declared: drop Fastify's text/plain parser so other types get 415.
   app.removeContentTypeParser('text/plain');
   // Fastify's JSON parser, with the position of a syntax error in the problem (json-body.ts), for
-  // application/json and curl's -d type (JSON_BODY_TYPES).
+  // application/json and curl's -d type (JSON_BODY_TYPES); read as bytes, so that bytes that are
+  // no UTF-8 are refused rather than replaced.
   app.removeContentTypeParser('application/json');
   for (const type of JSON_BODY_TYPES)
-    app.addContentTypeParser(type, { parseAs: 'string' }, parseJsonBody);
+    app.addContentTypeParser(type, { parseAs: 'buffer' }, parseJsonBytes);
 
   // Bodies sent with Content-Encoding gzip or deflate are read decoded, by every parser.
   app.addHook('preParsing', decodeContentEncoding);
@@ -224,6 +226,8 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
 
   // Each route's declared access (config.access) decides which token it demands.
   app.addHook('onRoute', routeGuards({ admin: deps.adminToken, api: deps.config.API_TOKEN }));
+  // Every documented route refuses a query parameter it does not read (strict-query.ts).
+  app.addHook('onRoute', strictQuery);
 
   const openApiText = await registerOpenApi(app, openApiAtStart ?? false);
   await indexRoutes(app);

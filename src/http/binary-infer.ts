@@ -2,6 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { isNormserveError, NormserveError } from '../errors/index.js';
 import { bytesTensor, failInput, float32Bytes, type OutputTensor } from '../service/index.js';
 import { parseJsonBody } from './json-body.js';
+import { utf8Body } from './utf8-body.js';
 
 /**
  * The Open Inference Protocol's binary tensor data extension over HTTP, as Triton documents it
@@ -33,8 +34,13 @@ export function splitInferBody(
   body: Buffer,
   headerLength: string | string[] | undefined,
 ): { json: string; binary: Buffer } {
-  if (headerLength === undefined)
-    return { json: body.toString('utf8'), binary: body.subarray(0, 0) };
+  if (headerLength === undefined) {
+    try {
+      return { json: utf8Body(body), binary: body.subarray(0, 0) };
+    } catch (e) {
+      throw withoutLengthHint(e as Error); // tensor bytes read as text, likely
+    }
+  }
   const value = Array.isArray(headerLength) ? headerLength.join(',') : headerLength;
   if (!/^[0-9]{1,15}$/.test(value.trim())) {
     failInput(
@@ -49,15 +55,17 @@ export function splitInferBody(
       `the JSON header is said to be ${length} bytes but the body has ${body.length}`,
     );
   }
-  return { json: body.toString('utf8', 0, length), binary: body.subarray(length) };
+  return { json: utf8Body(body, 0, length), binary: body.subarray(length) };
 }
 
 /**
  * An application/octet-stream body without Inference-Header-Content-Length is read whole as the
- * JSON header: when that is not JSON, the likely cause is the missing header, so say so.
+ * JSON header: when that is not JSON, or not even UTF-8 text (utf8Body's INVALID_INPUT), the
+ * likely cause is the missing header, so say so.
  */
 function withoutLengthHint(error: Error): Error {
-  if (!isNormserveError(error) || error.code !== 'INVALID_JSON') return error;
+  if (!isNormserveError(error) || (error.code !== 'INVALID_JSON' && error.code !== 'INVALID_INPUT'))
+    return error;
   return new NormserveError(
     error.code,
     `${error.message} (no ${HEADER_LENGTH_NAME} header: a binary body is a JSON header of that many bytes followed by the tensor bytes)`,

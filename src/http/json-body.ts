@@ -3,6 +3,8 @@ import { parse as locateJsonErrors } from 'jsonc-parser';
 import secureJson from 'secure-json-parse';
 import { NormserveError } from '../errors/index.js';
 import { overJsonBudget } from './json-budget.js';
+import { checkUtf8Charset, mediaTypeParameters } from './media-type.js';
+import { utf8Body } from './utf8-body.js';
 
 /**
  * The media types whose bodies are read as JSON (app.ts registers parseJsonBody for each; a 415
@@ -91,6 +93,33 @@ function nonFiniteToken(text: string, offset: number): { token: string; offset: 
   const start = text[offset - 1] === '-' && text[offset] !== '-' ? offset - 1 : offset;
   const match = NON_FINITE.exec(text.slice(start, start + 10));
   return match ? { token: match[0], offset: start } : null;
+}
+
+/**
+ * The parser app.ts registers for JSON_BODY_TYPES: a charset other than UTF-8's is a 415 naming
+ * it, as for CSV (JSON is UTF-8, RFC 8259 §8.1; checkUtf8Charset); the body's bytes are refused
+ * when they are no UTF-8 (utf8Body: a string parser would have put U+FFFD in their place, and an
+ * `id` would come back changed), then parsed as text (parseJsonBody).
+ */
+export function parseJsonBytes(
+  request: FastifyRequest,
+  body: Buffer,
+  done: (error: Error | null, value?: unknown) => void,
+): void {
+  let text: string;
+  try {
+    const contentType = request.headers['content-type'] ?? '';
+    const semicolon = contentType.indexOf(';');
+    if (semicolon !== -1) {
+      const type = contentType.slice(0, semicolon).trim().toLowerCase();
+      checkUtf8Charset(mediaTypeParameters(contentType), type, 'the JSON');
+    }
+    text = utf8Body(body);
+  } catch (e) {
+    done(e as Error);
+    return;
+  }
+  parseJsonBody(request, text, done);
 }
 
 /** V8's reason without the position and the quoted copy of the body it may carry. */

@@ -1,6 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { NormserveError } from '../errors/index.js';
 import type { AppInstance } from './app-types.js';
+import { noRoute } from './no-route.js';
 import { sendProblem } from './problem.js';
 
 /** The methods a 405's `Allow` header may list (HEAD is registered with every GET route). */
@@ -40,13 +41,6 @@ export function notFoundHandler(app: AppInstance) {
         ),
       );
     }
-    return sendProblem(
-      reply,
-      request,
-      new NormserveError(
-        'NOT_FOUND',
-        `no route ${request.method} ${path}; GET / lists the entry points, /docs every route`,
-      ),
-    );
+    return sendProblem(reply, request, noRoute(request));
   };
 }

@@ -8,6 +8,7 @@ import {
 } from '../errors/index.js';
 import { bodyTooLarge } from './body-too-large.js';
 import { EMPTY_JSON_BODY, JSON_BODY_TYPES } from './json-body.js';
+import { noRoute } from './no-route.js';
 import { LIMITS } from './schemas/limits.js';
 
 /** RFC 9457 problem details, plus `error` (the message string TF Serving and OIP clients read). */
@@ -100,6 +101,9 @@ function fromFastifyError(error: FastifyError, request: FastifyRequest): Normser
       break;
   }
   if (error.statusCode === 429) return new NormserveError('RATE_LIMITED', error.message);
+  // Only the static files of /docs answer 403 (a path out of their directory): no INVALID_INPUT
+  // "Forbidden", and no 403 telling a probe it found something; the 404 of a missing file.
+  if (error.statusCode === 403) return noRoute(request);
   if (error instanceof SyntaxError) return new NormserveError('INVALID_JSON', MALFORMED_JSON);
   if (error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500) {
     return new NormserveError(

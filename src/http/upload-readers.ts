@@ -7,6 +7,7 @@ import {
   readNdjsonRow,
 } from '../service/index.js';
 import { parseNumberRow } from './number-row-parser.js';
+import { notUtf8 } from './utf8-body.js';
 
 /**
  * Rows are handed on in chunks of at most this many (recalibration's executor batch) and at most
@@ -31,9 +32,6 @@ const chunkPair = (width: number): [Float32Array, Float32Array] => [
 /** Node's error for a request whose connection closed before its body ended. */
 const isClientAbort = (e: unknown): boolean =>
   (e as NodeJS.ErrnoException | undefined)?.code === 'ECONNRESET';
-
-/** An upload whose bytes are no UTF-8 text (the text uploads: NDJSON, CSV). */
-const NOT_UTF8 = 'the upload is not valid UTF-8';
 
 async function* limitedBytes(
   stream: AsyncIterable<Buffer | string>,
@@ -108,7 +106,7 @@ export async function* ndjsonRows(
     try {
       text = decoder.decode(bytes, { stream: true });
     } catch {
-      throw new NormserveError('INVALID_INPUT', NOT_UTF8);
+      throw notUtf8();
     }
     // Only the new text is searched for line ends, so the work is linear in the upload.
     let start = 0;
@@ -147,7 +145,7 @@ async function* utf8Text(bytes: AsyncIterable<Buffer>): AsyncGenerator<string> {
     for await (const part of bytes) yield decoder.decode(part, { stream: true });
     yield decoder.decode();
   } catch (e) {
-    if (e instanceof TypeError) throw new NormserveError('INVALID_INPUT', NOT_UTF8);
+    if (e instanceof TypeError) throw notUtf8();
     throw e;
   }
 }

@@ -3,7 +3,10 @@ import { NormserveError } from '../errors/index.js';
 import { acquireModelLock, UNKNOWN_LOCK_OWNER } from './model-lock.js';
 import { STALE_AFTER_MS } from './process-alive.js';
 
-/** The lock every writer of a model's active-version record holds while it reads and writes it. */
+/**
+ * The lock every writer of a model's active-version record holds while it reads and writes it, and
+ * every deletion of a version while it reads the record and removes the version's directory.
+ */
 export const ACTIVE_RECORD_LOCK_FILE = '.active-version.lock';
 
 /** First and longest pause between attempts: a holder keeps the lock for a read and one write. */
@@ -45,6 +48,8 @@ export async function withActiveRecordLock<T>(
   write: (fence: () => Promise<void>) => Promise<T>,
   /** How long to wait for a busy lock before ACTIVE_RECORD_BUSY (default ACTIVE_RECORD_LOCK_WAIT_MS). */
   maxWaitMs: number = ACTIVE_RECORD_LOCK_WAIT_MS,
+  /** What ACTIVE_RECORD_BUSY says was left undone (a deletion holds the lock too). */
+  undone = 'the active version was not written',
 ): Promise<T> {
   const owner = randomUUID();
   const started = Date.now();
@@ -71,7 +76,7 @@ export async function withActiveRecordLock<T>(
           : `since ${acquired_at} by process ${pid} on ${host}`;
       throw new NormserveError(
         'ACTIVE_RECORD_BUSY',
-        `${label} has been held ${holder}, and was still held after waiting ${maxWaitMs / 1000} s; the active version was not written`,
+        `${label} has been held ${holder}, and was still held after waiting ${maxWaitMs / 1000} s; ${undone}`,
         { retryAfterSeconds: RETRY_AFTER_SECONDS },
       );
     }

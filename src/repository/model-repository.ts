@@ -16,6 +16,7 @@ import {
   weightsExpectation,
 } from '../checkpoint/index.js';
 import {
+  activeVersionDelete,
   describeLocations,
   issuesToLocations,
   NormserveError,
@@ -287,12 +288,11 @@ export class ModelRepository {
    * Records the active version, atomically (rename over the old record), holding the record's
    * lock (withActiveRecordLock) so that no conditional write (writeActiveIf) of another process
    * can decide on the record this replaces; ACTIVE_RECORD_BUSY, nothing written, when the lock
-   * stays held longer than activeRecordLockWaitMs. A deletion of `version`
-   * that passed its "not active" check before this write (another request, worker or replica)
-   * would leave the record naming a missing version, and the model serving nothing: deleteVersion
-   * reads the record after hiding the directory, this reads the directory after writing the
-   * record, so at least one of the two sees the other. When this one does, the record it wrote is
-   * put back as it was (unless someone replaced it meanwhile) and the version is not found.
+   * stays held longer than activeRecordLockWaitMs. A deletion of a version holds the same lock
+   * (deleteVersion), so the two are ordered: this checks, under the lock, that `version` is still
+   * there before writing (VERSION_NOT_FOUND, nothing written, when a deletion came first), and a
+   * deletion after this one finds the version active (ACTIVE_VERSION_DELETE). The record never
+   * names a missing version, even for a moment.
    */
   async writeActive(name: string, version: number, note?: string): Promise<ActiveWrite> {
     return this.withRecordLock(name, version, (fence) =>
@@ -374,6 +374,12 @@ export class ModelRepository {
       ...(note ? { note } : {}),
     };
     const path = join(this.modelPath(name), ACTIVE_FILE);
+    // Under the record's lock, which deleteVersion holds while it hides a version: present now, it
+    // stays present until this write is done.
+    if (!(await this.listVersions(name)).includes(version)) {
+      const deleted = (await this.deletedVersions(name)).includes(version);
+      throw versionNotFound(name, version, deleted ? 'it was deleted' : undefined);
+    }
     const previous = await this.files
       .readText(path, MAX_ACTIVE_RECORD_BYTES)
       .catch(() => undefined);
@@ -390,25 +396,6 @@ export class ModelRepository {
       if (!(e instanceof UnsyncedWrite)) throw e;
       unsynced = e;
     });
-    if (!(await this.listVersions(name)).includes(version)) {
-      const current = await this.files
-        .readText(path, MAX_ACTIVE_RECORD_BYTES)
-        .catch(() => undefined);
-      if (current === text) {
-        if (previous === undefined) {
-          await fence();
-          await rm(path, { force: true });
-        } else
-          await writeFileAtomically(
-            this.modelPath(name),
-            ACTIVE_FILE,
-            new TextEncoder().encode(previous),
-            false,
-            fence,
-          );
-      }
-      throw versionNotFound(name, version, 'it was deleted while being activated');
-    }
     let replaced: number | null = null;
     try {
       if (previous !== undefined) replaced = this.parseActive(path, previous).version;
@@ -419,57 +406,55 @@ export class ModelRepository {
   }
 
   /**
-   * Removes a version: first renamed to a hidden name (it disappears at once and whole for every
-   * reader), then deleted. A failure of the storage before that rename is STORAGE_FULL or
+   * Removes a version that is not the active one: first renamed to a hidden name (it disappears at
+   * once and whole for every reader), then deleted. The record is read and the version hidden
+   * holding the record's lock, as every activation writes it (writeActive): so a deletion and an
+   * activation of the same version, in any processes, are ordered, and exactly one takes effect —
+   * the activation that came first makes this ACTIVE_VERSION_DELETE (nothing deleted), the
+   * deletion that came first makes the activation VERSION_NOT_FOUND (nothing written). A busy
+   * lock is ACTIVE_RECORD_BUSY and a failure of the storage before the rename STORAGE_FULL or
    * STORAGE_UNAVAILABLE, nothing deleted; after it the version is deleted: a model directory
    * that could not be synced is returned (`unsynced`), files that could not be removed are a
    * hidden leftover, removed by the next cleanup (removeTemporaries).
    */
   async deleteVersion(name: string, version: number): Promise<{ unsynced?: UnsyncedWrite }> {
-    const hidden = join(this.modelPath(name), `${temporaryName()}-deleted-${version}`);
-    if (!(await this.listVersions(name)).includes(version)) {
-      throw versionNotFound(name, version);
-    }
-    const failed = (e: unknown) =>
-      storageFailure(
-        e,
-        `cannot delete version ${version} of "${name}"`,
-        this.root,
-        this.modelPath(name),
-      );
+    const dir = this.modelPath(name);
+    const hidden = join(dir, `${temporaryName()}-deleted-${version}`);
     try {
-      // The tombstone first: from now on `version` is never published again (publishVersion).
-      await writeFileAtomically(
-        this.modelPath(name),
-        `${TOMBSTONE_PREFIX}${version}`,
-        new Uint8Array(),
+      await withActiveRecordLock(
+        dir,
+        this.files.label(join(dir, ACTIVE_RECORD_LOCK_FILE)),
+        async (fence) => {
+          if (!(await this.listVersions(name)).includes(version)) {
+            throw versionNotFound(name, version);
+          }
+          // A record that cannot be read names no version (the highest is served): the caller
+          // judged that one.
+          if ((await this.readActive(name).catch(() => undefined))?.version === version) {
+            throw activeVersionDelete(name, version);
+          }
+          await fence();
+          // The tombstone first: from now on `version` is never published again (publishVersion).
+          await writeFileAtomically(dir, `${TOMBSTONE_PREFIX}${version}`, new Uint8Array());
+          await fence();
+          try {
+            await rename(this.versionPath(name, version), hidden);
+          } catch (e) {
+            if (isMissing(e)) throw versionNotFound(name, version);
+            throw e;
+          }
+        },
+        this.activeRecordLockWaitMs,
+        `version ${version} of "${name}" was not deleted`,
       );
-      await rename(this.versionPath(name, version), hidden);
     } catch (e) {
-      if (isMissing(e)) throw versionNotFound(name, version);
-      throw failed(e);
-    }
-    // The caller checked that `version` is not active, but an activation may have written the
-    // record since (see writeActive): then the version comes back, whole, and stays.
-    const active = await this.readActive(name).catch(() => undefined);
-    if (active?.version === version) {
-      try {
-        await rename(hidden, this.versionPath(name, version));
-        await rm(join(this.modelPath(name), `${TOMBSTONE_PREFIX}${version}`), { force: true });
-        await fsyncPath(this.modelPath(name));
-      } catch (e) {
-        throw failed(e);
-      }
-      throw new NormserveError(
-        'ACTIVE_VERSION_DELETE',
-        `version ${version} is the active version of "${name}" (activated while being deleted); activate another version first`,
-      );
+      throw storageFailure(e, `cannot delete version ${version} of "${name}"`, this.root, dir);
     }
     let unsynced: UnsyncedWrite | undefined;
     try {
-      await fsyncPath(this.modelPath(name));
+      await fsyncPath(dir);
     } catch (e) {
-      unsynced = new UnsyncedWrite(this.modelPath(name), e);
+      unsynced = new UnsyncedWrite(dir, e);
     }
     // Hidden already: files that cannot be removed now are a leftover for the next cleanup.
     await rm(hidden, { recursive: true, force: true }).catch(() => undefined);

@@ -8,6 +8,7 @@ import {
   WEIGHTS_FILE,
 } from '../checkpoint/index.js';
 import {
+  activeVersionDelete,
   type ErrorCode,
   isNormserveError,
   NormserveError,
@@ -787,12 +788,9 @@ export class ModelRegistry {
   ): Promise<{ snapshot: ModelSnapshot; storageWarning?: NormserveError }> {
     const model = await this.refreshModel(name);
     if (!model.versions.has(version)) throw versionNotFound(name, version);
-    if (model.active === version) {
-      throw new NormserveError(
-        'ACTIVE_VERSION_DELETE',
-        `version ${version} is the active version of "${name}"; activate another version first`,
-      );
-    }
+    // Served as the highest version without a record; a record naming it is checked again under
+    // the record's lock, as an activation writes it (repository.deleteVersion).
+    if (model.active === version) throw activeVersionDelete(name, version);
     const { unsynced } = await this.repository.deleteVersion(name, version);
     try {
       const snapshot = await this.refreshModel(name);

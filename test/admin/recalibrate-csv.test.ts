@@ -209,7 +209,7 @@ describe('malformed CSV uploads → 4xx problems naming the line', () => {
       },
       {
         payload: Buffer.concat([Buffer.from(`${PIXELS.join(',')}\n`), Buffer.from([0xff, 0x2c])]),
-        detail: 'the upload is not valid UTF-8',
+        detail: 'the request body is not valid UTF-8',
       },
     ];
     for (const c of cases) {

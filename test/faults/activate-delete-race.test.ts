@@ -2,8 +2,9 @@
  * An activation and a deletion of the same version at the same time (two admins, two workers, two
  * replicas): each checks the other's condition before it writes, so without care the record can
  * end up naming a version that was just deleted, and the model serves nothing (503) until an
- * operator activates another version. The repository makes one of them fail instead: the version
- * either stays (and is active) or is gone (and the previous record is back).
+ * operator activates another version. The repository orders them (both hold the record's lock):
+ * the version either stays (and is active) or is gone (and the record is untouched).
+ * activate-delete-order.test.ts interleaves them inside each other's window.
  */
 import { cpSync, existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -29,7 +30,7 @@ beforeEach(() => {
 const record = () => readFileSync(join(root, 'digits', 'active-version.json'), 'utf8');
 
 describe('activate and delete of one version, interleaved', () => {
-  it('a deletion whose "not active" check predates the activation restores the version and fails', async () => {
+  it('a deletion whose "not active" check predates the activation finds it active under the lock: 409, nothing deleted', async () => {
     // The deleting request found version 2 inactive; then the activation wrote its record.
     await repository.writeActive('digits', 2, 'roll forward');
     await expect(repository.deleteVersion('digits', 2)).rejects.toMatchObject({
@@ -41,7 +42,7 @@ describe('activate and delete of one version, interleaved', () => {
     expect((await repository.loadVersion('digits', 2)).config.name).toBe('digits');
   });
 
-  it('an activation whose existence check predates the deletion puts the previous record back and fails', async () => {
+  it('an activation whose existence check predates the deletion finds it gone under the lock: 404, the record untouched', async () => {
     await repository.writeActive('digits', 1, 'day model');
     const before = record();
     await repository.deleteVersion('digits', 2);

@@ -259,15 +259,27 @@ describe('Open Inference Protocol binary tensor data extension on /infer', () =>
       await send(good.payload, { ...good.headers, 'inference-header-content-length': '0' }),
       [{ path: HL, message: 'the JSON header is empty' }],
     );
-    // No header length: the whole body is read as JSON, and the refusal says the header is missing.
+    // No header length: the whole body is read as JSON, and the refusal says the header is missing:
+    // tensor bytes that happen to be UTF-8 are no JSON; others are not even UTF-8.
+    const hint =
+      '(no Inference-Header-Content-Length header: a binary body is a JSON header of that many bytes followed by the tensor bytes)';
+    const textTail = Buffer.concat([
+      good.payload.subarray(0, -flat.length * 4),
+      Buffer.from('abcd'),
+    ]);
     const unheaded = expectProblem(
-      await send(good.payload, { 'content-type': 'application/octet-stream' }),
+      await send(textTail, { 'content-type': 'application/octet-stream' }),
       400,
       'INVALID_JSON',
     );
-    expect(unheaded.detail).toMatch(
-      /^malformed JSON at .* \(no Inference-Header-Content-Length header: a binary body is a JSON header of that many bytes followed by the tensor bytes\)$/s,
+    expect(unheaded.detail).toMatch(/^malformed JSON at .* \(no Inference-Header-Content-Length/s);
+    expect(unheaded.detail.endsWith(hint)).toBe(true);
+    const notText = expectProblem(
+      await send(good.payload, { 'content-type': 'application/octet-stream' }),
+      400,
+      'INVALID_INPUT',
     );
+    expect(notText.detail).toBe(`the request body is not valid UTF-8 ${hint}`);
     // With the header, a header that is not JSON is refused as before, without the hint.
     const notJson = expectProblem(
       await send(good.payload, { ...good.headers, 'inference-header-content-length': '5' }),

@@ -130,7 +130,7 @@ async function adminScope(app: AppInstance): Promise<void> {
               ],
             }),
           ...adminErrors,
-          503: problemSchema.describe(STORAGE_UNAVAILABLE_DOC),
+          503: problemSchema.describe(`${ACTIVE_RECORD_BUSY_DOC}. Or ${STORAGE_UNAVAILABLE_DOC}`),
         },
       },
     },

@@ -11,7 +11,7 @@ import {
   recalibrationOutcomeSchema,
   storageWarningSchema,
 } from '../../service/index.js';
-import { ROWS_ARRAY_MESSAGE } from './common.js';
+import { integerText, ROWS_ARRAY_MESSAGE } from './common.js';
 import { LIMITS } from './limits.js';
 
 // Defined in service/ (a job's result is parsed there when another process wrote it).
@@ -91,7 +91,8 @@ export const recalibrateQuerySchema = z.strictObject({
   }),
   mode: modeField.optional(),
   prior_strength: z.preprocess(numericText, priorStrengthOf(z.number())).optional(),
-  batch_size: z.preprocess(numericText, batchSizeOf(z.number())).optional(),
+  // An integer in a URL: decimal digits only, as a version in the path (integerText).
+  batch_size: z.preprocess(integerText, batchSizeOf(z.number())).optional(),
   activate: booleanString.optional().meta({ description: 'false publishes without serving it' }),
   note: note.optional(),
 });

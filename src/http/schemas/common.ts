@@ -54,6 +54,23 @@ export const modelNameParam = modelNameSchema.meta({
   example: 'digits',
 });
 
+/**
+ * The one rule for an integer in a URL, a path segment or a query parameter: decimal digits, no
+ * sign, no leading zero, at most 15 (a safe integer) — a version directory's name
+ * (VERSION_NAME_PATTERN, the path's version), and 0, which a query parameter's range refuses
+ * with its own message. Number() alone would read '0x10', '1e1', '0b1', ' 16 ' and '16.0' too.
+ */
+export const URL_INTEGER_PATTERN = new RegExp(
+  `^(?:0|${VERSION_NAME_PATTERN.source.slice(1, -1)})$`,
+);
+
+/**
+ * A query parameter's text as a number when it keeps URL_INTEGER_PATTERN; any other text stays
+ * text, for the schema to refuse with a message that quotes what was sent.
+ */
+export const integerText = (v: unknown): unknown =>
+  typeof v === 'string' && URL_INTEGER_PATTERN.test(v) ? Number(v) : v;
+
 export const versionParam = z
   .string()
   .regex(VERSION_NAME_PATTERN, { error: expecting('a positive integer') })
@@ -124,7 +141,9 @@ export const errorResponses = {
   413: problemSchema.describe(
     `Body larger than BODY_LIMIT_BYTES, or a JSON body with more than ${DEFAULT_CONTAINERS} arrays and objects or more than ${DEFAULT_STRINGS} strings and keys, refused before it is parsed (BODY_TOO_LARGE)`,
   ),
-  415: problemSchema.describe('Content-Type other than application/json'),
+  415: problemSchema.describe(
+    'Content-Type other than application/json, or with a charset other than UTF-8',
+  ),
 } as const;
 
 /** Error responses of the routes that answer for a model's active version. */

@@ -1,0 +1,41 @@
+import { NormserveError, quote } from '../errors/index.js';
+
+/** Charsets whose bytes are UTF-8's (US-ASCII is a subset, and RFC 4180's default for CSV). */
+const UTF8_CHARSETS = new Set(['utf-8', 'utf8', 'us-ascii']);
+
+/** A media type's parameters, names lower-cased, values unquoted: `charset=UTF-8` → charset: UTF-8. */
+export function mediaTypeParameters(contentType: string): Map<string, string> {
+  const parameters = new Map<string, string>();
+  for (const part of contentType.split(';').slice(1)) {
+    const at = part.indexOf('=');
+    if (at === -1) continue;
+    const value = part.slice(at + 1).trim();
+    parameters.set(
+      part.slice(0, at).trim().toLowerCase(),
+      value.startsWith('"') && value.endsWith('"') && value.length >= 2
+        ? value.slice(1, -1)
+        : value,
+    );
+  }
+  return parameters;
+}
+
+/**
+ * The one charset rule of the text bodies (JSON, CSV): they are decoded as UTF-8, so a charset
+ * parameter other than a UTF-8 one is a 415 naming it (UNSUPPORTED_MEDIA_TYPE), rather than bytes
+ * refused as invalid UTF-8 or malformed JSON halfway through. `type` is the media type as the
+ * message names it, `noun` what the client sends (`the JSON`, `the CSV`).
+ */
+export function checkUtf8Charset(
+  parameters: ReadonlyMap<string, string>,
+  type: string,
+  noun: string,
+): void {
+  const charset = parameters.get('charset');
+  if (charset !== undefined && !UTF8_CHARSETS.has(charset.toLowerCase())) {
+    throw new NormserveError(
+      'UNSUPPORTED_MEDIA_TYPE',
+      `${type} with charset ${quote(charset)} is not read: send ${noun} as UTF-8 (charset=utf-8, or no charset)`,
+    );
+  }
+}

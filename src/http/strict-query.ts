@@ -1,0 +1,32 @@
+import type { RouteOptions } from 'fastify';
+import { z } from 'zod';
+import { problemSchema } from './schemas/common.js';
+
+/** The query of a route that reads none: any parameter is unknown. */
+const NO_QUERY = z.strictObject({});
+const UNKNOWN_QUERY_400 = problemSchema.describe(
+  'INVALID_INPUT: a query parameter; this route reads none',
+);
+
+/**
+ * An onRoute hook giving every JSON API route (one that declares its responses) that declares no
+ * query schema an empty strict one, so that `?x=1` is the same 400 "unknown query parameter" on
+ * every such route, as on those that read a query (strict schemas: :predict, :recalibrate, the
+ * export): a misspelt parameter (`?fuse=false` on the wrong route) is named rather than silently
+ * ignored, and a route that documented no 400 now documents this one. Left as they are: the pages
+ * and files for browsers and scrapers, which declare no JSON responses (the dashboard and the
+ * interactive docs, opened from links that may carry tracking or cache-busting parameters;
+ * /metrics, which Prometheus may scrape with the `params` of its job).
+ */
+export function strictQuery(route: RouteOptions): void {
+  const schema = route.schema as
+    | { querystring?: unknown; response?: Record<string, unknown> }
+    | undefined;
+  const response = schema?.response;
+  if (response === undefined || schema?.querystring !== undefined) return;
+  route.schema = {
+    ...route.schema,
+    querystring: NO_QUERY,
+    ...(response[400] === undefined ? { response: { ...response, 400: UNKNOWN_QUERY_400 } } : {}),
+  };
+}
