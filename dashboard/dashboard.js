@@ -369,7 +369,7 @@
     }
   }
 
-  /** A vertical line at x (the ReLU threshold at 0). */
+  /** A vertical line at x (0: where a ReLU after the BatchNorm would cut). */
   const markerAt = (x, color) => (u) => {
     const px = u.valToPos(x, 'x', true);
     const ctx = u.ctx;
