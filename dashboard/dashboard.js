@@ -28,6 +28,8 @@
   // flows (docs/drift.md), which a poll a second would spend every second. The drift score keeps
   // the one-second poll.
   const LAYERS_EVERY_POLLS = 5;
+  /** A BatchNorm's three charts side by side on a wide screen, one under the other on a phone. */
+  const LAYER_CHART_WIDTH = 340;
 
   function status(text, error = false) {
     const el = $('status');
@@ -181,29 +183,42 @@
           `/v1/models/${encodeURIComponent(model)}/versions/${v.version}/metadata`,
         );
         const p = meta.provenance;
+        // Each fact one unbreakable piece ("360 samples" never split over two lines); the
+        // free-text source and note may wrap anywhere (dashboard.css).
         provenance = p
           ? [
-              p.kind,
-              p.source && `source ${p.source}`,
-              p.parent_version && `from version ${p.parent_version}`,
-              p.mode,
-              p.samples && `${p.samples} samples`,
-              p.created_at,
-              p.note,
+              [p.kind],
+              [p.source && `source ${p.source}`, 'text'],
+              [p.parent_version && `from version ${p.parent_version}`],
+              [p.mode],
+              [p.samples && `${p.samples} samples`],
+              [p.created_at],
+              [p.note, 'text'],
             ]
-              .filter(Boolean)
-              .join(' · ')
+              .filter(([text]) => text)
+              .map(([text, kind]) => {
+                const span = document.createElement('span');
+                span.className = kind ?? 'fact';
+                span.textContent = text;
+                return span;
+              })
           : 'trained';
       } else provenance = v.reason ?? '';
-      cell(tr, provenance, 'provenance');
-      const td = cell(tr, '');
+      const td = cell(tr, '', 'provenance');
+      if (Array.isArray(provenance))
+        provenance.forEach((span, i) => {
+          if (i > 0) td.append(' · ');
+          td.append(span);
+        });
+      else td.textContent = provenance;
+      const actions = cell(tr, '');
       if (!v.active && v.state === 'AVAILABLE') {
         const button = document.createElement('button');
         button.type = 'button';
         button.className = 'activate';
         button.textContent = `Activate ${v.version}`;
         button.addEventListener('click', () => activate(v.version));
-        td.appendChild(button);
+        actions.appendChild(button);
       }
       rows.push(tr);
     }
@@ -284,20 +299,77 @@
     }
   }
 
-  function chart(key, container, opts, data) {
+  /**
+   * The y axis' width in CSS pixels, from its longest tick label (uPlot's default, 50 px, cuts
+   * "15,000" to "5,000"): uPlot's axis auto-size demo (demos/axis-autosize.html). After two
+   * rounds the size it has is kept, so the layout converges.
+   */
+  function axisSize(u, values, axisIdx, cycleNum) {
+    const axis = u.axes[axisIdx];
+    if (cycleNum > 1) return axis._size;
+    let size = axis.ticks.size + axis.gap;
+    const longest = (values ?? []).reduce(
+      (a, v) => (String(v).length > a.length ? String(v) : a),
+      '',
+    );
+    if (longest !== '') {
+      u.ctx.font = axis.font[0];
+      size += u.ctx.measureText(longest).width / devicePixelRatio;
+    }
+    return Math.ceil(size);
+  }
+
+  /** Whole seconds at least between the drift chart's time ticks (uPlot would label ":59.500"). */
+  const SECOND_INCRS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200];
+
+  /**
+   * A histogram's x range: its first and last bin centres padded by half a bin, so the end bars
+   * are drawn whole.
+   */
+  function binRange(u, min, max) {
+    const n = u.data[0].length;
+    const half = n > 1 ? (max - min) / (n - 1) / 2 : 0.5;
+    return [min - half, max + half];
+  }
+
+  /**
+   * A chart's width: `max` CSS pixels, or the width of the box that holds its container (the
+   * drift section, a layer's row) where that is narrower, as on a phone.
+   */
+  const widthIn = (container, max) =>
+    Math.max(160, Math.min(max, container.parentElement.clientWidth));
+
+  function chart(key, container, opts, data, maxWidth) {
     let c = state.charts.get(key);
     if (c && c.series.length !== opts.series.length) {
       c.destroy();
       c = undefined;
     }
+    const width = widthIn(container, maxWidth);
     if (!c) {
-      c = new uPlot(opts, data, container);
+      c = new uPlot({ ...opts, width }, data, container);
+      c.maxWidth = maxWidth;
       state.charts.set(key, c);
-    } else c.setData(data);
+    } else {
+      c.setData(data);
+      // uPlot applies opts.title once, when it makes the chart: a title computed from the data
+      // (the share below 0) is written again with each update.
+      const title = c.root.querySelector('.u-title');
+      if (title && opts.title !== undefined) title.textContent = opts.title;
+      if (c.width !== width) c.setSize({ width, height: c.height });
+    }
     return c;
   }
 
-  /** A vertical line at x (the ReLU threshold at 0). */
+  /** Every chart follows its container's width when the window is resized. */
+  function fitCharts() {
+    for (const c of state.charts.values()) {
+      const width = widthIn(c.root.parentElement, c.maxWidth);
+      if (c.width !== width) c.setSize({ width, height: c.height });
+    }
+  }
+
+  /** A vertical line at x (0: where a ReLU after the BatchNorm would cut). */
   const markerAt = (x, color) => (u) => {
     const px = u.valToPos(x, 'x', true);
     const ctx = u.ctx;
@@ -336,19 +408,20 @@
         'drift',
         el,
         {
-          width: 720,
           height: 200,
           series: [
             {},
             { label: 'drift score', stroke: '#c0392b', width: 2 },
             { label: 'threshold', stroke: '#7f8c8d', dash: [6, 4] },
           ],
+          axes: [{ incrs: SECOND_INCRS }, { size: axisSize }],
         },
         [
           state.history.map((p) => p[0]),
           state.history.map((p) => p[1]),
           state.history.map((p) => p[2]),
         ],
+        720,
       );
     }
     const tbody = $('drift-layers').querySelector('tbody');
@@ -372,10 +445,14 @@
     }
     const pictures = await getJson(`/v1/models/${encodeURIComponent(model)}/drift/layers`);
     if (model !== state.model) return;
+    // The route names no layer after a BatchNorm, so the dashed line is worded for any layer: 0
+    // is where a ReLU that follows would cut.
     $('layers-note').textContent =
       pictures.rows === 0
         ? 'No traffic yet.'
-        : `Version ${pictures.version}, the last ${pictures.rows} rows served. Dashed: the ReLU threshold at 0.`;
+        : pictures.layers.length === 0
+          ? 'This model has no BatchNorm layer: there is nothing to chart here.'
+          : `Version ${pictures.version}, the last ${pictures.rows} rows served. Dashed: 0, below which a ReLU following the BatchNorm would output 0.`;
     const root = $('layers');
     for (const layer of pictures.layers) {
       let box = root.querySelector(`[data-layer="${CSS.escape(layer.path)}"]`);
@@ -401,8 +478,8 @@
         box.querySelector('.before'),
         {
           title: 'inputs before BatchNorm',
-          scales: { x: { time: false } },
-          width: 340,
+          scales: { x: { time: false, range: binRange } },
+          axes: [{}, { size: axisSize }],
           height: 180,
           series: [
             { label: 'value' },
@@ -416,6 +493,7 @@
           ],
         },
         [bx, by],
+        LAYER_CHART_WIDTH,
       );
       const [ax, ay] = histogramData(layer.after);
       chart(
@@ -423,8 +501,8 @@
         box.querySelector('.after'),
         {
           title: `after BatchNorm (${(layer.below_zero * 100).toFixed(1)} % below 0)`,
-          scales: { x: { time: false } },
-          width: 340,
+          scales: { x: { time: false, range: binRange } },
+          axes: [{}, { size: axisSize }],
           height: 180,
           series: [
             { label: 'value' },
@@ -439,6 +517,7 @@
           hooks: { draw: [markerAt(0, '#c0392b')] },
         },
         [ax, ay],
+        LAYER_CHART_WIDTH,
       );
       const idx = layer.running.mean.map((_, i) => i);
       chart(
@@ -446,9 +525,9 @@
         box.querySelector('.stats'),
         {
           title: 'per channel: running vs live',
-          width: 340,
           height: 180,
           scales: { x: { time: false } },
+          axes: [{}, { size: axisSize }],
           series: [
             { label: 'channel' },
             { label: 'running mean', stroke: '#7f8c8d', points: { show: false } },
@@ -458,6 +537,7 @@
           ],
         },
         [idx, layer.running.mean, layer.live.mean, layer.running.std, layer.live.std],
+        LAYER_CHART_WIDTH,
       );
       box.querySelector('.before').dataset.total = String(by.reduce((s, v) => s + v, 0));
     }
@@ -507,6 +587,7 @@
     for (const c of state.charts.values()) c.destroy();
     state.charts.clear();
     $('layers').replaceChildren();
+    $('layers-note').textContent = '';
     $('versions').querySelector('tbody').replaceChildren();
     // An error shown for the model before is not this one's.
     if ($('status').className === 'error') status('');
@@ -518,6 +599,7 @@
     $('model').addEventListener('change', (e) => selectModel(e.target.value));
     $('recalibrate').addEventListener('submit', recalibrate);
     $('api-token-form').addEventListener('submit', useApiToken);
+    window.addEventListener('resize', fitCharts);
     try {
       await loadModels();
     } catch (e) {

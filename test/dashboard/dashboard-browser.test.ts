@@ -8,7 +8,10 @@
  * written to test/artifacts/dashboard.png (not committed). With API_TOKEN set, the page asks for
  * the API token at the drift routes' first 401, asks again when the server refuses it, keeps it for
  * the tab (sessionStorage, a reload asks nothing) and sends it as a header, never in a URL;
- * without API_TOKEN it asks nothing.
+ * without API_TOKEN it asks nothing. On digits-cnn, the after-BatchNorm titles follow the route's
+ * share below 0 as traffic changes, the y axis is wide enough for five-digit labels, the page asks
+ * for no favicon, and the charts fit a 420 px window; a LayerNorm-only model is said to have no
+ * BatchNorm to chart.
  *
  * Without /usr/bin/chromium the test is skipped, unless DASHBOARD_BROWSER=required (.ci/run sets
  * it after installing chromium): there it fails.
@@ -18,7 +21,9 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildSequential, parseModelConfig } from '../../src/checkpoint/index.js';
 import { Rng } from '../../src/nn/index.js';
+import { ModelRepository } from '../../src/repository/index.js';
 import { ADMIN, ADMIN_TOKEN, rowsSha256, versionConfig, versionTensors } from '../helpers/admin.js';
 import { makeRepository, makeTestApp, type TestApp } from '../helpers/app.js';
 import { digitsTestRows, nightShift } from '../helpers/digits.js';
@@ -32,6 +37,27 @@ if (!available && process.env.DASHBOARD_BROWSER === 'required')
 const PAGE_WAIT_MS = 60_000;
 /** A test waits for the page several times: its bound, beyond vitest's default. */
 const TEST_BOUND_MS = 4 * PAGE_WAIT_MS;
+/** uPlot's default axis font (uplot/dist/uPlot.esm.js, `font`), which the dashboard keeps. */
+const UPLOT_AXIS_FONT =
+  '12px system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, "Noto Sans", sans-serif, "Apple Color Emoji", "Segoe UI Emoji", "Segoe UI Symbol", "Noto Color Emoji"';
+/** What the page-side functions below use of the browser's globals (the project has no DOM types). */
+interface PageElement {
+  offsetLeft: number;
+  offsetWidth: number;
+  style: { left: string };
+  getBoundingClientRect(): { right: number };
+  querySelector(selector: string): PageElement | null;
+  querySelectorAll(selector: string): Iterable<PageElement>;
+}
+interface PageGlobals {
+  navigator: { language: string };
+  document: PageElement & {
+    documentElement: { clientWidth: number };
+    createElement(tag: 'canvas'): {
+      getContext(kind: '2d'): { font: string; measureText(text: string): { width: number } };
+    };
+  };
+}
 /** The digits model's recorded feature names, p0 … p63 (data/digits/README.md). */
 const PIXELS = Array.from({ length: 64 }, (_, i) => `p${i}`);
 
@@ -45,17 +71,21 @@ async function listen(t: TestApp): Promise<string> {
   return `http://127.0.0.1:${(t.app.server.address() as AddressInfo).port}`;
 }
 
-/** `count` one-row predictions of digits, rows drawn (seeded) from `rows` (with the API token given). */
+/**
+ * `count` one-row predictions of `model` (digits unless named), rows drawn (seeded) from `rows`
+ * (with the API token given).
+ */
 async function traffic(
   base: string,
   rows: number[][],
   count: number,
   seed: number,
   apiToken?: string,
+  model = 'digits',
 ) {
   const rng = new Rng(seed);
   for (let i = 0; i < count; i++) {
-    const res = await fetch(`${base}/v1/models/digits:predict`, {
+    const res = await fetch(`${base}/v1/models/${model}:predict`, {
       method: 'POST',
       headers: {
         'content-type': 'application/json',
@@ -281,6 +311,150 @@ describe.skipIf(!available)('dashboard in chromium', () => {
         // The browser logs the refused upload's 400; nothing else went wrong.
         expect(problems.filter((p) => !/status of 400 .*:recalibrate\)$/.test(p))).toEqual([]);
         expect(problems.length).toBe(1);
+      },
+      TEST_BOUND_MS,
+    );
+  });
+
+  describe('digits-cnn and a model without BatchNorm', () => {
+    let t: TestApp;
+    let page: Page;
+    let base: string;
+    let repository: string;
+    const problems: string[] = [];
+    const asked: string[] = [];
+
+    beforeAll(async () => {
+      repository = makeRepository(['digits-cnn']);
+      // A LayerNorm model (no BatchNorm), listed after digits-cnn.
+      const config = parseModelConfig({
+        format: 'normserve.model/v1',
+        name: 'layernormed',
+        task: 'regression',
+        input_shape: [4],
+        layers: [
+          { type: 'linear', in_features: 4, out_features: 8, bias: true },
+          { type: 'layernorm', normalized_shape: [8], eps: 1e-5, elementwise_affine: true },
+          { type: 'relu' },
+          { type: 'linear', in_features: 8, out_features: 1, bias: true },
+        ],
+      });
+      const network = buildSequential(config.layers, { init: new Rng(7) });
+      await new ModelRepository(repository).publishVersion({ config, state: network.stateDict() });
+      t = await makeTestApp({ repository });
+      base = await listen(t);
+      page = await openPage(browser, problems);
+      page.on('request', (r) => asked.push(new URL(r.url()).pathname));
+    }, 120_000);
+
+    afterAll(async () => {
+      await t?.close();
+      if (repository) rmSync(repository, { recursive: true, force: true });
+    });
+
+    /** The route's pictures of digits-cnn, as the page is to show them. */
+    const pictures = async () => {
+      const res = await fetch(`${base}/v1/models/digits-cnn/drift/layers`);
+      expect(res.status).toBe(200);
+      return (await res.json()) as {
+        rows: number;
+        layers: { path: string; below_zero: number; before: { counts: number[] } }[];
+      };
+    };
+    const titleOf = (belowZero: number) =>
+      `after BatchNorm (${(belowZero * 100).toFixed(1)} % below 0)`;
+    /** Each layer's after-BatchNorm chart title, in page order. */
+    const titles = () => page.locator('.layer .after .u-title').allTextContents();
+
+    it(
+      'titles the after-BatchNorm charts with the latest traffic and fits the y axis to its labels',
+      async () => {
+        const { x } = digitsTestRows();
+        await page.goto(`${base}/dashboard`);
+        await page.waitForSelector('body[data-ready="true"]', { timeout: PAGE_WAIT_MS });
+        expect(await page.inputValue('#model')).toBe('digits-cnn');
+
+        await traffic(base, x, 100, 6, undefined, 'digits-cnn');
+        const clean = (await pictures()).layers.map((l) => titleOf(l.below_zero));
+        expect(clean.length).toBe(4);
+        expect(await shown(page, titles, (v) => v.join() === clean.join())).toEqual(clean);
+
+        // Night rows: other shares below 0, which the titles follow (uPlot sets a title once).
+        await traffic(base, nightShift(x), 300, 7, undefined, 'digits-cnn');
+        const night = (await pictures()).layers.map((l) => titleOf(l.below_zero));
+        expect(night).not.toEqual(clean);
+        expect(await shown(page, titles, (v) => v.join() === night.join())).toEqual(night);
+
+        // Bars of more than 10,000 values: the y axis is wide enough for the labels of five
+        // digits, drawn right-aligned at the tick marks (uPlot: ticks 10 px, gap 5 px).
+        const { layers } = await pictures();
+        const most = Math.max(...layers[0]!.before.counts);
+        expect(most).toBeGreaterThanOrEqual(10_000);
+        const room = await page.evaluate(
+          ({ most, font }) => {
+            const { document, navigator } = globalThis as unknown as PageGlobals;
+            const label = new Intl.NumberFormat(navigator.language).format(
+              10 ** Math.floor(Math.log10(most)),
+            );
+            const ctx = document.createElement('canvas').getContext('2d');
+            ctx.font = font;
+            const root = document.querySelector('.layer .before .uplot')!;
+            const axis = [...root.querySelectorAll('.u-axis')].find((a) => a.style.left === '0px')!;
+            // The label's left end, from the chart's left edge.
+            return axis.offsetLeft + axis.offsetWidth - 10 - 5 - ctx.measureText(label).width;
+          },
+          { most, font: UPLOT_AXIS_FONT },
+        );
+        await page.screenshot({ path: 'test/artifacts/dashboard-cnn.png', fullPage: true });
+        expect(room).toBeGreaterThanOrEqual(0);
+        // The browser asked for no icon (the page declares an empty one).
+        expect(asked).not.toContain('/favicon.ico');
+        expect(problems).toEqual([]);
+      },
+      TEST_BOUND_MS,
+    );
+
+    it(
+      'fits the charts in a 420 px window',
+      async () => {
+        const overflow = () =>
+          page.evaluate(() => {
+            const { document } = globalThis as unknown as PageGlobals;
+            return [...document.querySelectorAll('.uplot')]
+              .map((c) => c.getBoundingClientRect().right)
+              .filter((right) => right > document.documentElement.clientWidth);
+          });
+        await page.setViewportSize({ width: 420, height: 900 });
+        expect(await shown(page, overflow, (o) => o.length === 0)).toEqual([]);
+        // Made at that width too.
+        await page.reload();
+        await page.waitForSelector('body[data-ready="true"]', { timeout: PAGE_WAIT_MS });
+        await page.waitForSelector('.layer .after canvas', { timeout: PAGE_WAIT_MS });
+        await page.waitForSelector('#drift-chart canvas', { timeout: PAGE_WAIT_MS });
+        expect(await page.locator('.uplot').count()).toBe(4 * 3 + 1);
+        expect(await overflow()).toEqual([]);
+        await page.screenshot({ path: 'test/artifacts/dashboard-narrow.png', fullPage: true });
+        await page.setViewportSize({ width: 1400, height: 1800 });
+        expect(problems).toEqual([]);
+      },
+      TEST_BOUND_MS,
+    );
+
+    it(
+      'says that a model without BatchNorm has none to chart',
+      async () => {
+        const res = await fetch(`${base}/v1/models/layernormed:predict`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ instances: [[1, 2, 3, 4]] }),
+        });
+        expect(res.status).toBe(200);
+        await page.selectOption('#model', 'layernormed');
+        const note = () => page.textContent('#layers-note');
+        const expected = 'This model has no BatchNorm layer: there is nothing to chart here.';
+        expect(await shown(page, note, (n) => n === expected)).toBe(expected);
+        expect(await page.locator('.layer').count()).toBe(0);
+        expect(problems).toEqual([]);
       },
       TEST_BOUND_MS,
     );

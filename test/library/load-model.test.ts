@@ -5,6 +5,7 @@
 import { execFile } from 'node:child_process';
 import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadModel } from '../../src/index.js';
@@ -42,7 +43,56 @@ describe('loadModel (src/index.ts)', () => {
     expect(logits).toBeInstanceOf(Float32Array);
     expectClose(logits, torch.logits.flat(), BUNDLED_LOGITS_ATOL, 'logits');
     expect(model.run(input.subarray(0, 64), 1)).toEqual(logits.subarray(0, 10));
-    expect(() => model.run(input, x.length + 1)).toThrow(RangeError);
+    model.close();
+  });
+
+  it('refuses options the server configuration would refuse, and unknown ones, as INVALID_INPUT', async () => {
+    const dir = bundledVersionDir('digits');
+    const refusals: [object, string][] = [
+      [{ engine: 'gpu' }, 'loadModel options: engine: expected one of "wasm", "js", got "gpu"'],
+      [{ threads: 0 }, 'loadModel options: threads: expected an integer from 1 to 64, got 0'],
+      [{ threads: 1.5 }, 'loadModel options: threads: expected an integer from 1 to 64, got 1.5'],
+      [
+        { maxBatchSize: 0 },
+        'loadModel options: maxBatchSize: expected an integer from 1 to 1000000, got 0',
+      ],
+      [{ thread: 2 }, 'loadModel options: (root): unknown field "thread"'],
+    ];
+    for (const [options, message] of refusals)
+      await expect(loadModel(dir, options), JSON.stringify(options)).rejects.toMatchObject({
+        code: 'INVALID_INPUT',
+        message,
+      });
+  });
+
+  it('takes a Float32Array or an array of numbers of rows × width values; anything else is INVALID_INPUT', async () => {
+    const model = await loadModel(bundledVersionDir('digits'), { engine: TEST_ENGINE });
+    const two = input.subarray(0, 128);
+    const expected = model.run(two, 2);
+    // An array of numbers gives the same outputs as its Float32Array.
+    expect(model.run(Array.from(two), 2)).toEqual(expected);
+    const refused = (given: unknown, rows: unknown, message: string) =>
+      expect(() => model.run(given as Float32Array, rows as number), message).toThrow(
+        expect.objectContaining({ code: 'INVALID_INPUT', message }),
+      );
+    refused(two, 1, 'input: expected 64 values (1 × 64 per row), got 128');
+    refused(two, 3, 'input: expected 192 values (3 × 64 per row), got 128');
+    refused([...two, 1], 2, 'input: expected 128 values (2 × 64 per row), got 129');
+    refused(two, 0, 'rows: expected an integer ≥ 1, got 0');
+    refused(two, 1.5, 'rows: expected an integer ≥ 1, got 1.5');
+    refused(
+      Float64Array.from(two),
+      2,
+      'input: expected a Float32Array or an array of numbers, got a Float64Array',
+    );
+    refused('0,1', 1, 'input: expected a Float32Array or an array of numbers, got "0,1"');
+    const text = Array.from(two) as unknown[];
+    text[7] = '3';
+    refused(text, 2, 'input[7]: expected a number, got "3"');
+    // A NaN in an array is named as in a Float32Array (it was `input.subarray is not a function`).
+    const withNaN = Array.from(two);
+    withNaN[69] = Number.NaN;
+    refused(withNaN, 2, 'input[69]: expected a finite number, got NaN');
     model.close();
   });
 
@@ -95,6 +145,29 @@ describe('loadModel (src/index.ts)', () => {
     expect(Buffer.from(both.run(big, 4096).buffer).equals(Buffer.from(one.buffer))).toBe(true);
     for (const m of [js, wasm, both]) m.close();
   });
+});
+
+describe("the README's Library example", () => {
+  it('runs as written from a checkout (its import resolved to the sources) and prints the label', async () => {
+    const readme = readFileSync('README.md', 'utf8');
+    const section = readme.slice(readme.indexOf('\n## Library\n'));
+    const example = /```ts\n([\s\S]*?)```/.exec(section)![1]!;
+    expect(example).toContain("from 'normserve'");
+    // A checkout of its own: models/digits holds the bundled version only.
+    const checkout = makeTempDir('readme-library');
+    copyBundledModel('digits', join(checkout, 'models'));
+    const file = join(checkout, 'example.mts');
+    writeFileSync(
+      file,
+      example.replace(
+        "from 'normserve'",
+        `from ${JSON.stringify(pathToFileURL(resolve('src/index.ts')).href)}`,
+      ),
+    );
+    const tsx = pathToFileURL(resolve('node_modules/tsx/dist/loader.mjs')).href;
+    const { stdout } = await run(process.execPath, ['--import', tsx, file], { cwd: checkout });
+    expect(stdout).toBe('0\n');
+  }, 120_000);
 });
 
 describe("import { loadModel } from 'normserve' in another project", () => {
