@@ -8,10 +8,9 @@ import type { EngineName } from './engine-name.js';
 import type { Executor } from './executor.js';
 import type { CompiledPlan } from './plan.js';
 import { PlanExecutor } from './plan-executor.js';
+import { executorThreads, type HelperSpawner } from './wasm/helper-pool.js';
 import {
   type DenseAccumulation,
-  executorThreads,
-  type HelperSpawner,
   WasmExecutor,
   wasmUnsupportedReason,
 } from './wasm/wasm-executor.js';

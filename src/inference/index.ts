@@ -51,5 +51,5 @@ export {
   tensorChannels,
 } from './statistics-probe.js';
 export { WARM_UP_MAX_FLOPS, warmingUp } from './warm-up.js';
-export type { HelperHandle, HelperInit, HelperSpawner } from './wasm/wasm-executor.js';
+export type { HelperHandle, HelperInit, HelperSpawner } from './wasm/helper-pool.js';
 export { WasmExecutor } from './wasm/wasm-executor.js';

@@ -6,14 +6,9 @@ export {
   TEMP_PREFIX,
   writeFileAtomically,
 } from './atomic-write.js';
-export {
-  acquireModelLock,
-  type HeldLock,
-  type LockOwner,
-  removeStaleClaims,
-  UNKNOWN_LOCK_OWNER,
-  writeUnderClaim,
-} from './model-lock.js';
+export { removeStaleClaims, writeUnderClaim } from './lock-claims.js';
+export type { LockOwner } from './lock-file.js';
+export { acquireModelLock, type HeldLock, UNKNOWN_LOCK_OWNER } from './model-lock.js';
 export {
   ACTIVE_FILE,
   type ActiveRecord,

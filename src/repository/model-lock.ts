@@ -1,27 +1,19 @@
-import { createHash, randomUUID } from 'node:crypto';
-import type { Stats } from 'node:fs';
-import { link, lstat, open, readdir, rm, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { basename, dirname, join } from 'node:path';
-import { z } from 'zod';
+import { basename, join } from 'node:path';
 import { NormserveError } from '../errors/index.js';
-import { temporaryName } from './atomic-write.js';
-import { HEARTBEAT_INTERVAL_MS, isProcessAlive, STALE_AFTER_MS } from './process-alive.js';
+import { removeClaimed, removeUntilDecided } from './lock-claims.js';
+import {
+  createLinked,
+  heldOwners,
+  inspect,
+  keyOfText,
+  type LockOwner,
+  leaseMs,
+  MAX_LOCK_BYTES,
+  staleJudge,
+} from './lock-file.js';
+import { HEARTBEAT_INTERVAL_MS, STALE_AFTER_MS } from './process-alive.js';
 import { openWithoutBlocking } from './repository-files.js';
-
-/**
- * Who holds a model's lock (the lock file's content). `owner` is a job id that the repository's
- * `.jobs/` records, unless `cli` names the command-line program holding it (`recalibrate`),
- * whose job lives in that process alone: then only `host`, `pid` and `acquired_at` say who it is.
- */
-const lockOwnerSchema = z.object({
-  owner: z.string(),
-  host: z.string(),
-  pid: z.number().int(),
-  acquired_at: z.string(),
-  cli: z.string().optional(),
-});
-export type LockOwner = z.output<typeof lockOwnerSchema>;
 
 export interface HeldLock {
   owner: string;
@@ -44,21 +36,8 @@ export interface HeldLock {
 }
 
 const LOCK_FILE = '.recalibration.lock';
-/** A lock's content is one small JSON object; anything larger is not a lock. */
-const MAX_LOCK_BYTES = 64 * 1024;
 /** Acquisition attempts (link, inspect, break if stale) before answering with the holder. */
 const MAX_ATTEMPTS = 5;
-/** Claims on claims (a breaker that died holding its claim, see removeClaimed) are nested at most this deep. */
-const MAX_CLAIM_DEPTH = 3;
-
-/**
- * The owners of the locks and claims this process holds. A lock of this host naming this
- * process's pid with an owner not in the set was left by an earlier process that had the same
- * pid: in a container node runs as PID 1 and the hostname survives a restart, so the previous
- * incarnation's lock looks held by a live process (issue: an `:activate` waited STALE_AFTER_MS for
- * it). Owners are unique ids (job ids, UUIDs), so the set tells the two apart exactly.
- */
-const heldOwners = new Set<string>();
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const errno = (e: unknown): string | undefined => (e as NodeJS.ErrnoException).code;
@@ -76,7 +55,7 @@ const errno = (e: unknown): string | undefined => (e as NodeJS.ErrnoException).c
  * has no key here, and is neither judged nor removed but met as busy (another process, reading
  * it, keys it by its content: keyed by its inode here, one file had two keys, so two claims, and
  * was judged "not a lock" and unlinked while its holder heartbeated it). A file leaves the path
- * only by unlink(2), and only through `removeClaimed`:
+ * only by unlink(2), and only through `removeClaimed` (lock-claims.ts):
  *
  *   INVARIANT: a process unlinks the lock path only while it holds the claim of key K (the file
  *   `<lock>.claim-<K>`, created by link(2) like a lock, so at most one process holds it) and,
@@ -99,14 +78,8 @@ const errno = (e: unknown): string | undefined => (e as NodeJS.ErrnoException).c
  * back only if the path was still free, and was otherwise deleted — and meanwhile, the path being
  * free, a third process could take the lock while its rightful holder still held it.
  *
- * A claim is held for a read and an unlink, then removed. One left by a breaker that died holding
- * it is itself broken by the same rule (a claim on the claim: the judge is the same, dead pid on
- * this host or an mtime more than `staleMs` old), down to MAX_CLAIM_DEPTH claims on claims; a
- * holder's release waits for a live claimant, for twice `staleMs` at most (claimWaitMs): a claim
- * still held then is one this process cannot break (a chain past MAX_CLAIM_DEPTH, four holders
- * that each died within the few system calls of holding one; or an unreadable claim), and the
- * release fails with REPOSITORY_ERROR rather than retrying forever; start-up cleanup
- * (removeStaleClaims) breaks such a chain deepest first.
+ * A claim is held for a read and an unlink, then removed; one left by a breaker that died holding
+ * it is broken by the same rule, one level up (lock-claims.ts).
  *
  * A holder's lease (of a lock or a claim: the fencing check's `staleMs / 2`) starts at the clock
  * read before its file is written, never after the link: the file's mtime, what others judge it
@@ -213,14 +186,6 @@ const unreadableLock = (
     }`,
     { cause: error, extra: { errno: errno(error) } },
   );
-
-/**
- * How long after its last heartbeat a holder still writes under its lock (the fencing check):
- * half the time after which others break it, so a write that passed the check lands before the
- * lock can be broken unless the holder stalls for the other half (minus the hosts' clock skew)
- * between the check and the write. Heartbeats come every HEARTBEAT_INTERVAL_MS (5 s), a third of it.
- */
-const leaseMs = (staleMs: number): number => staleMs / 2;
 
 /** The holder of a lock whose file could not be read (its owner is not known, only that it holds). */
 export const UNKNOWN_LOCK_OWNER = 'unknown';
@@ -331,84 +296,6 @@ export async function releaseModelLockOf(modelDir: string, owner: string): Promi
   );
 }
 
-/** What is at a lock path: its key (see THE PROTOCOL), its owner when it is a lock, its mtime. */
-interface LockFile {
-  key: string;
-  owner: LockOwner | undefined;
-  mtimeMs: number;
-}
-
-/**
- * A regular file at a lock path that could not be opened or read (EMFILE, ENFILE, EIO, ESTALE,
- * EACCES…): it has no key, so it is never judged or removed; whoever meets one treats it as busy.
- * `mtimeMs` is its lstat's.
- */
-interface UnreadableFile {
-  unreadable: NodeJS.ErrnoException;
-  mtimeMs: number;
-}
-
-const keyOfText = (text: string): string =>
-  createHash('sha256').update(`content:${text}`).digest('hex');
-
-/**
- * Reads what is at `path`; undefined when nothing is. Read as any file of the repository: opened
- * without blocking (a FIFO put there is not a lock, rather than a read that never returns), size
- * checked before reading. A file that is not a lock has no owner (stale): one whose content was
- * read and is not a lock's JSON (keyed by that content, as any file), and one that no process can
- * read as a lock, whoever it is (too large, not a regular file, a symbolic link: keyed by its
- * inode). A regular file that could not be opened or read is neither (UnreadableFile): an error of
- * this process (out of descriptors, EMFILE), of the moment (EIO, ESTALE) or of its permissions
- * (EACCES) says nothing of the file, and another process may read it and key it by its content,
- * so calling it a non-lock broke live locks. A directory is refused.
- */
-async function inspect(
-  modelDir: string,
-  path: string,
-): Promise<LockFile | UnreadableFile | undefined> {
-  let info: Stats;
-  try {
-    info = await lstat(path);
-  } catch (e) {
-    if (errno(e) === 'ENOENT') return undefined;
-    throw e;
-  }
-  if (info.isDirectory()) throw directoryRefusal(modelDir, path);
-  const byInode = (s: Stats): LockFile => ({
-    key: `inode:${s.dev}:${s.ino}:${s.size}`,
-    owner: undefined,
-    mtimeMs: s.mtimeMs,
-  });
-  if (!info.isFile() || info.size > MAX_LOCK_BYTES) return byInode(info);
-  let handle: Awaited<ReturnType<typeof openWithoutBlocking>>;
-  const unreadable = (e: unknown): UnreadableFile => ({
-    unreadable: e as NodeJS.ErrnoException,
-    mtimeMs: info.mtimeMs,
-  });
-  try {
-    handle = await openWithoutBlocking(path);
-  } catch (e) {
-    if (errno(e) === 'ENOENT') return undefined;
-    return unreadable(e);
-  }
-  try {
-    const opened = await handle.stat();
-    if (!opened.isFile() || opened.size > MAX_LOCK_BYTES) return byInode(opened);
-    const text = (await handle.readFile()).toString('utf8');
-    let owner: LockOwner | undefined;
-    try {
-      owner = lockOwnerSchema.parse(JSON.parse(text));
-    } catch {
-      owner = undefined;
-    }
-    return { key: keyOfText(text), owner, mtimeMs: opened.mtimeMs };
-  } catch (e) {
-    return unreadable(e);
-  } finally {
-    await handle.close().catch(() => undefined);
-  }
-}
-
 /**
  * Refreshes the mtime of the file at `path` if its content is `text`, through the descriptor it
  * was read from (so a file linked there after the read is never touched); whether it was.
@@ -432,257 +319,3 @@ async function touchIfOwn(path: string, text: string): Promise<boolean> {
     await handle.close();
   }
 }
-
-/**
- * The judge of a lock (or claim) found at a path: stale when it is not a lock (no owner: never
- * written by this code, whose files are linked in whole), when its holder died (same host, pid
- * gone or this very pid with an owner this process does not hold), or when its heartbeat is more
- * than `staleMs` from now, in the past or in the future. A holder's heartbeat is never ahead of
- * the clocks of a repository's hosts by more than their skew (a few seconds, process-alive.ts), so
- * an mtime far ahead is no heartbeat: a clock set wrong on the host that wrote it, or a `touch -d`.
- * Judged by the past alone, such a lock blocked every writer until the clock caught up with it (an
- * `:activate` answered ACTIVE_RECORD_BUSY for a day).
- */
-const staleJudge =
-  (staleMs: number) =>
-  (file: LockFile): boolean => {
-    const { owner } = file;
-    if (owner === undefined) return true;
-    if (owner.host === hostname() && leftByDeadProcess(owner.pid, owner.owner)) return true;
-    return Math.abs(Date.now() - file.mtimeMs) > staleMs;
-  };
-
-/**
- * Whether a lock of this host names a process that is gone: its pid no longer exists, or it is
- * this process's pid but not a lock this process holds (an earlier process with the same pid).
- */
-const leftByDeadProcess = (pid: number, owner: string): boolean =>
-  pid === process.pid ? !heldOwners.has(owner) : !isProcessAlive(pid);
-
-/**
- * Links a file holding `text` at `path` if nothing is there: true when linked, false when the path
- * was taken (EEXIST). The content goes to a temporary file first, fsynced, so the file is never
- * seen empty or partial, even after a crash; the temporary is removed whatever happens.
- */
-async function createLinked(dir: string, path: string, text: string): Promise<boolean> {
-  const temp = join(dir, `${temporaryName()}-lock`);
-  const handle = await open(temp, 'wx');
-  try {
-    try {
-      await handle.writeFile(text);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    try {
-      await link(temp, path);
-      return true;
-    } catch (e) {
-      if (errno(e) === 'EEXIST') return false;
-      throw e;
-    }
-  } finally {
-    // Whatever failed (the write, the fsync, the link), the temporary goes: one left per failed
-    // acquisition stayed while the server lived.
-    await rm(temp, { force: true });
-  }
-}
-
-type Removal = 'removed' | 'kept' | 'gone' | 'busy';
-
-/** The claim of the file of key `key` at `path` (THE PROTOCOL): `<path>.claim-<hash of key>`. */
-const claimPathOf = (path: string, key: string): string =>
-  `${path}.claim-${createHash('sha256').update(key).digest('hex').slice(0, 24)}`;
-
-/** What every claim's name ends with (a claim on a claim: `<lock>.claim-<hex>.claim-<hex>`). */
-const CLAIM_SUFFIX = /\.claim-[0-9a-f]{24}$/;
-
-/**
- * Runs `action` while holding the claim at `claimPath` (linked into place like a lock, so one
- * process at a time holds it), then removes the claim; 'busy' when another process holds it (a
- * claim left by a dead process, or one `staleMs` old, is broken on the way, by the same rule one
- * level up: a claim on the claim). `action` gets the claim's fencing check, as a held lock's
- * (`assertHeld`): it throws LOCK_LOST unless the claim file is still this one and was taken at most
- * half of `staleMs` ago by `now`, so a holder paused past that (its claim broken as stale) writes
- * nothing when it resumes.
- */
-async function holdingClaim<T>(
-  dir: string,
-  claimPath: string,
-  staleMs: number,
-  depth: number,
-  action: (fence: () => Promise<void>) => Promise<T>,
-  now: () => number = Date.now,
-): Promise<T | 'busy'> {
-  const claimant = randomUUID();
-  const text = JSON.stringify({
-    owner: claimant,
-    host: hostname(),
-    pid: process.pid,
-    acquired_at: new Date().toISOString(),
-  } satisfies LockOwner);
-  heldOwners.add(claimant);
-  let claimed = false;
-  try {
-    // The claim's lease starts before its file is written, as a lock's (acquireModelLock).
-    const claimedAt = now();
-    claimed = await createLinked(dir, claimPath, text);
-    if (!claimed) {
-      const other = await inspect(dir, claimPath);
-      const staleClaim = staleJudge(staleMs);
-      // An unreadable claim is not judged (inspect): busy, as a live one.
-      if (other !== undefined && 'key' in other && depth < MAX_CLAIM_DEPTH && staleClaim(other))
-        await removeClaimed(dir, claimPath, other.key, staleClaim, staleMs, depth + 1);
-      return 'busy';
-    }
-    const key = keyOfText(text);
-    const claimLost = (why: string): NormserveError =>
-      new NormserveError(
-        'LOCK_LOST',
-        `${basename(dir)}/${basename(claimPath)} is no longer held by this process (${why}), so the write that needed it was not made`,
-      );
-    return await action(async () => {
-      const age = now() - claimedAt;
-      if (age > leaseMs(staleMs))
-        throw claimLost(
-          `it was taken ${Math.round(age / 1000)} s ago, more than its ${leaseMs(staleMs) / 1000} s lease`,
-        );
-      const found = await inspect(dir, claimPath);
-      if (found !== undefined && 'unreadable' in found) throw found.unreadable;
-      if (found?.key !== key) throw claimLost('it was broken as stale');
-    });
-  } finally {
-    if (claimed) await rm(claimPath, { force: true });
-    heldOwners.delete(claimant);
-  }
-}
-
-/**
- * Removes the file of key `key` at `path` if `remove` says so when it is read again under its
- * claim (THE PROTOCOL): 'removed'; 'kept' when `remove` said no; 'gone' when the path no longer
- * holds that file; 'busy' when another process holds the claim (see holdingClaim).
- */
-function removeClaimed(
-  dir: string,
-  path: string,
-  key: string,
-  remove: (file: LockFile) => boolean,
-  staleMs: number,
-  depth: number,
-): Promise<Removal> {
-  return holdingClaim(dir, claimPathOf(path, key), staleMs, depth, async (): Promise<Removal> => {
-    const found = await inspect(dir, path);
-    // Not read: whether it is still the file of `key` is unknown, so nothing is decided.
-    if (found !== undefined && 'unreadable' in found) return 'busy';
-    if (found?.key !== key) return 'gone';
-    if (!remove(found)) return 'kept';
-    try {
-      await unlink(path);
-    } catch (e) {
-      if (errno(e) !== 'ENOENT') throw e;
-    }
-    return 'removed';
-  });
-}
-
-/**
- * A compare-and-write of a shared record (a job's `.jobs/<id>.json`, rewritten whole by rename):
- * runs `write` holding the record's claim (`.<name>.claim-<hex>` beside it), the claim of the
- * lock's protocol, so that the record read in `write` is the record its rename replaces: whoever
- * else writes the record under the claim waits. `write` runs its fencing check (LOCK_LOST) right
- * before its rename, as a lock's writes do. While another process holds the claim (a read and a
- * rename), tries again after 1, 2, 4… ms (at most 100 ms apart): until decided, or `attempts`
- * times, or for claimWaitMs at most, then answers 'busy'.
- */
-export async function writeUnderClaim<T>(
-  path: string,
-  write: (fence: () => Promise<void>) => Promise<T>,
-  options: { staleMs?: number; now?: () => number; attempts?: number } = {},
-): Promise<T | 'busy'> {
-  const dir = dirname(path);
-  const claimPath = claimPathOf(join(dir, `.${basename(path)}`), 'record');
-  const staleMs = options.staleMs ?? STALE_AFTER_MS;
-  const started = Date.now();
-  for (let attempt = 1, waitMs = 1; ; attempt++, waitMs = Math.min(waitMs * 2, 100)) {
-    const outcome = await holdingClaim(dir, claimPath, staleMs, 0, write, options.now);
-    if (outcome !== 'busy' || attempt === options.attempts) return outcome;
-    // A claim busy that long is one this process cannot break (removeUntilDecided): 'busy'.
-    if (Date.now() - started > claimWaitMs(staleMs)) return 'busy';
-    await sleep(waitMs);
-  }
-}
-
-/**
- * Removes the claims in `dir` (`*.claim-<hex>`: of a lock, a claim, a record) that their holder
- * left, judged as a claim met on the way is (staleJudge: a dead process of this host, or this
- * pid's claim this process does not hold, or an mtime more than `staleMs` from now) and removed the
- * same way, under a claim on the claim, deepest first. A live claim is never touched. Returns the
- * removed paths. A crash while holding a claim (a read and an unlink or a rename) leaves one; a
- * lock's is broken by its next removal, but one whose lock never comes back stayed forever.
- */
-export async function removeStaleClaims(dir: string, staleMs = STALE_AFTER_MS): Promise<string[]> {
-  let names: string[];
-  try {
-    names = await readdir(dir);
-  } catch (e) {
-    if (errno(e) === 'ENOENT' || errno(e) === 'ENOTDIR') return [];
-    throw e;
-  }
-  const depthOf = (name: string) => name.split('.claim-').length - 1;
-  const claims = names
-    .filter((n) => n.startsWith('.') && CLAIM_SUFFIX.test(n))
-    .sort((a, b) => depthOf(b) - depthOf(a));
-  const stale = staleJudge(staleMs);
-  const removed: string[] = [];
-  for (const name of claims) {
-    const path = join(dir, name);
-    const found = await inspect(dir, path).catch(() => undefined);
-    if (found === undefined || 'unreadable' in found || !stale(found)) continue;
-    const depth = Math.min(depthOf(name), MAX_CLAIM_DEPTH);
-    if ((await removeClaimed(dir, path, found.key, stale, staleMs, depth)) === 'removed')
-      removed.push(path);
-  }
-  return removed;
-}
-
-/**
- * How long a claim may stay busy before its waiter gives up: a live claimant holds it for a few
- * system calls, and one that died is broken once its claim is `staleMs` old, so a claim still busy
- * after twice that is one this process cannot break — a claim at MAX_CLAIM_DEPTH whose holder died
- * too (four nested crashes, each while holding a claim), or a file it cannot read.
- */
-const claimWaitMs = (staleMs: number): number => 2 * staleMs;
-
-/**
- * removeClaimed until it decides (not 'busy'): a release waits for the process that holds the
- * claim of its lock (a breaker judging it, for a read and an unlink), or for that claim to be
- * broken if its holder died; for claimWaitMs at most, then REPOSITORY_ERROR naming the claim (the
- * lock stays, its heartbeat stopped: a server's start-up cleanup, removeStaleClaims, breaks such a
- * chain deepest first, and then the lock as stale).
- */
-async function removeUntilDecided(
-  dir: string,
-  path: string,
-  key: string,
-  remove: (file: LockFile) => boolean,
-  staleMs: number,
-): Promise<Removal> {
-  const started = Date.now();
-  for (let waitMs = 1; ; waitMs = Math.min(waitMs * 2, 100)) {
-    const outcome = await removeClaimed(dir, path, key, remove, staleMs, 0);
-    if (outcome !== 'busy') return outcome;
-    const waitedMs = Date.now() - started;
-    if (waitedMs > claimWaitMs(staleMs))
-      throw new NormserveError(
-        'REPOSITORY_ERROR',
-        `${basename(dir)}/${basename(path)} was not removed: its claim ${basename(claimPathOf(path, key))} stayed held for ${Math.round(waitedMs / 1000)} s, longer than a live claimant holds one or a dead one's is left before it is broken; it is held by a chain of claims left by processes that died holding them, deeper than a running process breaks (${MAX_CLAIM_DEPTH}), or cannot be read. The lock stays, its heartbeat stopped; a server's start-up cleanup removes such claims (deepest first), or remove the claims beside it once their holders are known to be gone`,
-      );
-    await sleep(waitMs);
-  }
-}
-
-const directoryRefusal = (modelDir: string, path: string): NormserveError =>
-  new NormserveError(
-    'REPOSITORY_ERROR',
-    `${basename(modelDir)}/${basename(path)} is a directory where the model's lock file goes; nothing was written: remove the directory (normserve never makes one there) and try again`,
-  );

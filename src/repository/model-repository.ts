@@ -33,7 +33,8 @@ import {
   temporaryName,
   writeFileAtomically,
 } from './atomic-write.js';
-import { releaseModelLockOf, removeStaleClaims } from './model-lock.js';
+import { removeStaleClaims } from './lock-claims.js';
+import { releaseModelLockOf } from './model-lock.js';
 import { isProcessAlive } from './process-alive.js';
 import { RepositoryFiles } from './repository-files.js';
 import { storageFailure, UnsyncedWrite } from './storage-failure.js';

@@ -74,7 +74,7 @@ describe('the lease', () => {
   });
 });
 
-/** A claim's path and key as model-lock.ts makes them (THE PROTOCOL). */
+/** A claim's path and key as lock-claims.ts makes them (THE PROTOCOL). */
 const keyOfText = (text: string) => createHash('sha256').update(`content:${text}`).digest('hex');
 const claimPathOf = (path: string, key: string) =>
   `${path}.claim-${createHash('sha256').update(key).digest('hex').slice(0, 24)}`;

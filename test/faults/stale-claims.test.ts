@@ -1,5 +1,5 @@
 /**
- * Claims (model-lock.ts: `<lock>.claim-<hex>`, a record's `.<id>.json.claim-<hex>`) left by a
+ * Claims (lock-claims.ts: `<lock>.claim-<hex>`, a record's `.<id>.json.claim-<hex>`) left by a
  * process that died holding one are removed by start-up cleanup (ModelRepository.removeTemporaries,
  * which a server runs before it serves), judged by the lock's own rule; a live claim never is.
  * Issue: a claim left by a crash was cleared only when the same lock was next removed, and one of
@@ -29,7 +29,7 @@ function deadPid(): number {
 }
 
 const HEX = (c: string) => c.repeat(24);
-/** A claim file as model-lock.ts writes one: a lock's content naming its holder. */
+/** A claim file as lock-claims.ts writes one: a lock's content naming its holder. */
 function claim(
   path: string,
   holder: { host: string; pid: number },

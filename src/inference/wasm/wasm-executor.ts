@@ -10,8 +10,15 @@ import {
   tappedWidth,
 } from '../statistics-probe.js';
 import { type EngineExports, engineModule, instantiateEngine, MAX_PAGES } from './engine-module.js';
+import {
+  executorThreads,
+  type Helper,
+  HelperPool,
+  type HelperSpawner,
+  type Share,
+} from './helper-pool.js';
 import { type Layout, planLayout, ROW_SLACK } from './memory-layout.js';
-import { CONTROL, DONE, type EngineParts, HELPER_STATE, OP, PROGRAM } from './program-wat.js';
+import { type EngineParts, OP, PROGRAM } from './program-wat.js';
 import { WasmProbe } from './wasm-probe.js';
 import { writeProgram, writingProgram } from './write-program.js';
 
@@ -20,31 +27,6 @@ import { writeProgram, writingProgram } from './write-program.js';
  * word per 4 KiB, which reaches every page of larger (16 or 64 KiB) pages too.
  */
 const PAGE_BYTES = 4096;
-
-/** What a helper thread needs to run rows of the plan: see service/engine-threads.ts. */
-export interface HelperInit {
-  module: WebAssembly.Module;
-  memory: WebAssembly.Memory;
-  /** Byte addresses: the helper's control block, the program, the I/O regions, its scratch. */
-  control: number;
-  program: number;
-  input: number;
-  output: number;
-  scratch: number;
-  /** The control words a helper that dies writes on its way out (done = −1, state = failed). */
-  protocol: { state: number; done: number; failed: number };
-}
-
-export interface HelperHandle {
-  terminate(): void;
-}
-
-/**
- * Starts a thread that instantiates `init.module` on `init.memory` and calls its
- * `serve(control, program, input, output, scratch)` export; writes `protocol`'s failure words if
- * that throws.
- */
-export type HelperSpawner = (init: HelperInit) => HelperHandle;
 
 export interface WasmExecutorOptions {
   /** Rows the I/O regions hold; larger batches run through them in turns. */
@@ -65,23 +47,7 @@ export interface WasmExecutorOptions {
 
 export type DenseAccumulation = 'float32' | 'float64';
 
-/**
- * A split call's chunks: about CHUNKS_PER_THREAD per thread, and at least MIN_CHUNK_ROWS rows
- * unless that would leave a thread without one. Every chunk streams the weights through the GEMM
- * once: for the wide 784-1024-1024-10 model (7.4 MiB of weights) a quarter of a 256-row batch
- * per chunk instead of a half cost 1.28× the wall time (bench/README.md, h20's round).
- */
-const CHUNKS_PER_THREAD = 2;
-const MIN_CHUNK_ROWS = 16;
 const DEFAULT_PARALLEL_MIN_FLOPS = 4e6;
-/** How often a wait for a helper re-reads its state word (a helper that died unseen). */
-const HELPER_CHECK_MS = 1000;
-/**
- * An asynchronous call's share a helper has not started after this long is taken back by the
- * calling thread when it is free: a woken helper starts within tens of µs when it has a core.
- */
-const TAKE_BACK_MS = 1;
-
 /**
  * Why the WASM engine cannot run `plan` with `threads` threads, or undefined when it can: the
  * executor's own layout (whose I/O regions shrink to fit) must fit in wasm32's 4 GiB with one row.
@@ -102,10 +68,6 @@ export function wasmUnsupportedReason(
   return undefined;
 }
 
-/** The threads an executor runs on: helpers need a spawner. */
-export const executorThreads = (threads: number, spawnHelper: HelperSpawner | undefined): number =>
-  spawnHelper ? Math.max(1, Math.floor(threads)) : 1;
-
 /** The activations the GEMM's store applies itself (without the element-wise part). */
 const GEMM_STORE_ACTIVATIONS: ReadonlySet<Activation['kind']> = new Set([
   'none',
@@ -123,13 +85,6 @@ export function planParts(plan: CompiledPlan): EngineParts {
     (s) => stepTraits(s).family === 'elementwise' || !GEMM_STORE_ACTIVATIONS.has(s.activation.kind),
   );
   return { elementwise, cnn };
-}
-
-interface Helper {
-  control: number;
-  /** The helper's scratch (its tap accumulators live there). */
-  scratch: number;
-  handle: HelperHandle;
 }
 
 /**
@@ -154,7 +109,9 @@ interface AsyncPass {
   rows: number;
   /** The call's probe, pointed at by the program for this pass (begin). */
   taps: WasmProbe | undefined;
-  shares: { helper: Helper; r0: number; r1: number }[];
+  shares: Share[];
+  /** Set when the pass has ended (finishPass): a wait for its shares then stops (awaitShares). */
+  finished: boolean;
 }
 
 /**
@@ -187,12 +144,7 @@ export class WasmExecutor implements Executor {
    */
   private resident: WasmProbe | undefined;
   private readonly parallelMinFlops: number;
-  private helpers: Helper[] = [];
-  /** Set until the helpers are started (startHelpers). */
-  private spawnHelper: HelperSpawner | undefined;
-  private readonly module: WebAssembly.Module;
-  private splitCalls = 0;
-  private takenBack = 0;
+  private readonly pool: HelperPool;
   /** runAsync calls not yet answered, oldest first; a pass in flight belongs to the first. */
   private readonly calls: AsyncCall[] = [];
   /** The pass of rows running on helper threads for calls[0], if any. */
@@ -244,8 +196,7 @@ export class WasmExecutor implements Executor {
     this.flopsPerRow = writeNow
       ? writeProgram(plan, layout, memory, this.exports)
       : planFlopsPerRow(plan);
-    this.module = module;
-    this.spawnHelper = options.spawnHelper;
+    this.pool = new HelperPool(options.spawnHelper, threads, module, memory, layout, this.exports);
   }
 
   /**
@@ -257,39 +208,15 @@ export class WasmExecutor implements Executor {
    * serving small batches never needs.
    */
   startHelpers(): void {
-    const spawn = this.spawnHelper;
-    if (!spawn) return;
-    this.spawnHelper = undefined;
-    const layout = this.layout;
-    for (let h = 0; h < this.threads - 1; h++) {
-      const control = layout.controls[h]!;
-      const handle = spawn({
-        module: this.module,
-        memory: this.memory,
-        control,
-        program: layout.program,
-        input: layout.input,
-        output: layout.output,
-        scratch: layout.scratch[h + 1]!,
-        protocol: { state: CONTROL.state, done: CONTROL.done, failed: HELPER_STATE.failed },
-      });
-      this.helpers.push({ control, scratch: layout.scratch[h + 1]!, handle });
-    }
+    this.pool.start();
   }
 
   /**
    * Starts the helper threads if they are not yet, and resolves when every one is ready (or has
    * failed), polling every few milliseconds.
    */
-  async ready(timeoutMs = 30_000): Promise<void> {
-    this.startHelpers();
-    const started = Date.now();
-    while (
-      this.helpers.some((h) => this.word(h.control, CONTROL.state) === HELPER_STATE.starting) &&
-      Date.now() - started < timeoutMs
-    ) {
-      await new Promise((r) => setTimeout(r, 5));
-    }
+  ready(timeoutMs = 30_000): Promise<void> {
+    return this.pool.ready(timeoutMs);
   }
 
   get warmUpRows(): number {
@@ -302,7 +229,7 @@ export class WasmExecutor implements Executor {
 
   /** Calls whose rows were split across threads so far. */
   get parallelCalls(): number {
-    return this.splitCalls;
+    return this.pool.parallelCalls;
   }
 
   /**
@@ -310,13 +237,12 @@ export class WasmExecutor implements Executor {
    * share then runs on the calling thread; a split call's chunks had all been run by it.
    */
   get revokedShares(): number {
-    return this.takenBack;
+    return this.pool.revokedShares;
   }
 
   /** Helper threads ready to take rows now. */
   get readyHelpers(): number {
-    return this.helpers.filter((h) => this.word(h.control, CONTROL.state) === HELPER_STATE.ready)
-      .length;
+    return this.pool.readyHelpers().length;
   }
 
   run(input: Float32Array, rows: number, probe?: StatisticsProbe): Float32Array {
@@ -410,7 +336,7 @@ export class WasmExecutor implements Executor {
       this.plan.steps.length > 0 &&
       this.threads > 1 &&
       rows * this.flopsPerRow >= this.parallelMinFlops &&
-      (this.spawnHelper !== undefined || this.helpers.length > 0)
+      this.pool.available
     );
   }
 
@@ -422,7 +348,8 @@ export class WasmExecutor implements Executor {
    * is run's bit for bit. One call is in flight at a time (one I/O region); later calls queue,
    * first in first out, and a synchronous call meanwhile first ends the pass in flight (drain).
    * Without a ready helper (starting, failed, closed) a call runs on the calling thread, and so
-   * does a share its helper has not started TAKE_BACK_MS after the post once this thread is free.
+   * does a share its helper has not started TAKE_BACK_MS (helper-pool.ts) after the post once
+   * this thread is free.
    */
   runAsync(input: Float32Array, rows: number, probe?: StatisticsProbe): Promise<Float32Array> {
     return this.enqueue(input, rows, probe, true) as Promise<Float32Array>;
@@ -446,7 +373,7 @@ export class WasmExecutor implements Executor {
         this.accumulate(input, rows, probe!);
         return Promise.resolve(undefined);
       }
-      this.startHelpers();
+      this.pool.start();
       return new Promise((resolve, reject) => {
         const out = output ? new Float32Array(rows * this.plan.outputWidth) : undefined;
         this.calls.push({ input, rows, probe, out, next: 0, resolve, reject });
@@ -476,9 +403,7 @@ export class WasmExecutor implements Executor {
     while (!this.pass && this.calls.length > 0) {
       const call = this.calls[0]!;
       try {
-        const helpers = this.helpers.filter(
-          (h) => this.word(h.control, CONTROL.state) === HELPER_STATE.ready,
-        );
+        const helpers = this.pool.readyHelpers();
         if (helpers.length === 0) {
           // No helper to take it: the rest of the call runs here, as a synchronous one.
           this.finishHere(call);
@@ -508,25 +433,8 @@ export class WasmExecutor implements Executor {
       // accumulateAsync stops where accumulate does: after the last tapped step.
       this.setTaps(call.out ? this.plan.steps.length : taps.steps);
     }
-    const share = Math.ceil(rows / helpers.length / MR) * MR;
-    const w = this.words;
-    const shares = helpers
-      .map((helper, i) => ({
-        helper,
-        r0: Math.min(rows, share * i),
-        r1: Math.min(rows, share * (i + 1)),
-      }))
-      .filter((s) => s.r1 > s.r0);
-    for (const { helper, r0, r1 } of shares) {
-      const c = helper.control >>> 2;
-      Atomics.store(w, c + CONTROL.r0, r0);
-      Atomics.store(w, c + CONTROL.r1, r1);
-      Atomics.store(w, c + CONTROL.chunk, 0);
-      Atomics.store(w, c + CONTROL.done, DONE.posted);
-      Atomics.add(w, c + CONTROL.seq, 1);
-      Atomics.notify(w, c + CONTROL.seq);
-    }
-    const pass: AsyncPass = { call, rows, taps, shares };
+    const shares = this.pool.post(rows, helpers);
+    const pass: AsyncPass = { call, rows, taps, shares, finished: false };
     this.pass = pass;
     this.offloadedPasses++;
     void this.awaitPass(pass);
@@ -538,32 +446,7 @@ export class WasmExecutor implements Executor {
    * ended the pass meanwhile (drain): then there is nothing left to do here.
    */
   private async awaitPass(pass: AsyncPass): Promise<void> {
-    const w = this.words;
-    for (const { helper } of pass.shares) {
-      const done = (helper.control >>> 2) + CONTROL.done;
-      for (;;) {
-        const state = Atomics.load(w, done);
-        if (state !== DONE.posted && state !== DONE.claimed) break;
-        // A helper that died before it could claim the share writes its failure words, which
-        // change `done`; the timeout re-checks its state in case it died just before the post.
-        if (this.word(helper.control, CONTROL.state) === HELPER_STATE.failed) break;
-        const posted = state === DONE.posted;
-        const waited = Atomics.waitAsync(w, done, state, posted ? TAKE_BACK_MS : HELPER_CHECK_MS);
-        const outcome = waited.async ? await waited.value : waited.value;
-        if (this.pass !== pass) return;
-        // Not started yet, and this thread has nothing else to do (the timeout runs only when the
-        // event loop is free): the helper is waiting for a core; the share is taken back and run
-        // here (finishPass).
-        if (
-          posted &&
-          outcome === 'timed-out' &&
-          Atomics.compareExchange(w, done, DONE.posted, DONE.revoked) === DONE.posted
-        ) {
-          this.takenBack++;
-          break;
-        }
-      }
-    }
+    await this.pool.awaitShares(pass);
     if (this.pass !== pass) return;
     this.finishPass(pass);
     this.pump();
@@ -576,17 +459,12 @@ export class WasmExecutor implements Executor {
    */
   private finishPass(pass: AsyncPass): void {
     this.pass = undefined;
+    pass.finished = true;
     const { call, rows, taps } = pass;
     try {
-      const w = this.words;
       const { program, input, output, scratch } = this.layout;
       for (const { helper, r0, r1 } of pass.shares) {
-        const state = Atomics.load(w, (helper.control >>> 2) + CONTROL.done);
-        if (state === DONE.finished) continue;
-        if (state === DONE.posted || state === DONE.claimed) {
-          // Its helper failed (state word) without touching `done`: mark the share revoked.
-          Atomics.store(w, (helper.control >>> 2) + CONTROL.done, DONE.revoked);
-        }
+        if (!this.pool.unfinished(helper)) continue;
         if (taps) {
           // A helper that died part-way may have added some rows to its accumulators.
           const at = (helper.scratch + this.layout.accumulators) >>> 3;
@@ -594,9 +472,7 @@ export class WasmExecutor implements Executor {
         }
         this.exports.run(program, input, output, r0, r1, scratch[0]!);
       }
-      this.helpers = this.helpers.filter(
-        (h) => this.word(h.control, CONTROL.state) !== HELPER_STATE.failed,
-      );
+      this.pool.dropFailed();
       const width = this.plan.outputWidth;
       const at = output >>> 2;
       call.out?.set(this.heap.subarray(at, at + rows * width), call.next * width);
@@ -623,20 +499,7 @@ export class WasmExecutor implements Executor {
   private drain(): void {
     const pass = this.pass;
     if (!pass) return;
-    const w = this.words;
-    for (const { helper } of pass.shares) {
-      const done = (helper.control >>> 2) + CONTROL.done;
-      // The helper wakes one waiter when it finishes: move awaitPass's wait out of the way (it
-      // finds the pass ended and returns), so that the waiter is this thread.
-      Atomics.notify(w, done);
-      let state = Atomics.compareExchange(w, done, DONE.posted, DONE.revoked);
-      while (state === DONE.claimed) {
-        Atomics.wait(w, done, DONE.claimed, HELPER_CHECK_MS);
-        state = Atomics.load(w, done);
-        if (this.word(helper.control, CONTROL.state) === HELPER_STATE.failed) break;
-      }
-      if (state === DONE.posted) this.takenBack++;
-    }
+    this.pool.revoke(pass.shares);
     this.finishPass(pass);
     if (this.calls.length > 0)
       queueMicrotask(() => {
@@ -704,15 +567,8 @@ export class WasmExecutor implements Executor {
   }
 
   close(): void {
-    this.spawnHelper = undefined;
     this.drain();
-    for (const h of this.helpers) {
-      Atomics.store(this.words, (h.control >>> 2) + CONTROL.state, HELPER_STATE.stopping);
-      Atomics.add(this.words, (h.control >>> 2) + CONTROL.seq, 1);
-      Atomics.notify(this.words, (h.control >>> 2) + CONTROL.seq);
-      h.handle.terminate();
-    }
-    this.helpers = [];
+    this.pool.close();
   }
 
   /** Collects what run() gathered for `probe` into its sums (probe.sums). */
@@ -802,78 +658,11 @@ export class WasmExecutor implements Executor {
     }
   }
 
-  private word(control: number, index: number): number {
-    return Atomics.load(this.words, (control >>> 2) + index);
-  }
-
   /** Rows 0 … rows−1 of the input region into the output region. */
   private compute(rows: number): void {
-    const { program, input, output, scratch } = this.layout;
-    const x = this.exports;
     const split = rows >= 2 * MR && rows * this.flopsPerRow >= this.parallelMinFlops;
-    if (split) this.startHelpers();
-    const helpers =
-      split && this.helpers.length > 0
-        ? this.helpers.filter((h) => this.word(h.control, CONTROL.state) === HELPER_STATE.ready)
-        : [];
-    if (helpers.length === 0) {
-      x.run(program, input, output, 0, rows, scratch[0]!);
-      return;
-    }
-    this.splitCalls++;
-    // Every thread claims chunks of rows from one cursor until none is left (dynamic scheduling,
-    // as OpenMP's and onnxruntime's thread pools do): a helper that wakes late, or loses its core
-    // for a while, takes fewer chunks, and this thread waits at most for the chunk a helper is
-    // running instead of for its whole share. Chunks are multiples of the GEMM's row tile, so
-    // every row is computed as in one call (bit-identical), and at least MIN_CHUNK_ROWS rows, so
-    // that a model whose weights do not fit in cache reads them once per chunk of real work.
-    const threads = helpers.length + 1;
-    const evenShare = Math.ceil(rows / threads / MR) * MR;
-    const chunk = Math.min(
-      evenShare,
-      Math.max(MIN_CHUNK_ROWS, Math.ceil(rows / (CHUNKS_PER_THREAD * threads) / MR) * MR),
-    );
-    const w = this.words;
-    const cursor = (helpers[0]!.control >>> 2) + CONTROL.cursor;
-    Atomics.store(w, cursor, 0);
-    for (const h of helpers) {
-      const c = h.control >>> 2;
-      Atomics.store(w, c + CONTROL.r1, rows);
-      Atomics.store(w, c + CONTROL.chunk, chunk);
-      Atomics.store(w, c + CONTROL.cursorAt, cursor << 2);
-      Atomics.store(w, c + CONTROL.current, -1);
-      Atomics.store(w, c + CONTROL.done, DONE.posted);
-      Atomics.add(w, c + CONTROL.seq, 1);
-      Atomics.notify(w, c + CONTROL.seq);
-    }
-    for (;;) {
-      const r0 = Atomics.add(w, cursor, chunk);
-      if (r0 >= rows) break;
-      x.run(program, input, output, r0, Math.min(rows, r0 + chunk), scratch[0]!);
-    }
-    for (const h of helpers) {
-      const c = h.control >>> 2;
-      // A helper that has not claimed its share yet is told not to (revoked): no rows are left.
-      let state = Atomics.compareExchange(w, c + CONTROL.done, DONE.posted, DONE.revoked);
-      while (state === DONE.claimed) {
-        Atomics.wait(w, c + CONTROL.done, DONE.claimed, HELPER_CHECK_MS);
-        state = Atomics.load(w, c + CONTROL.done);
-        // Re-checked every HELPER_CHECK_MS; a helper whose state word says failed is not waited
-        // for (its thread writes the state word first, then done = −1).
-        if (this.word(h.control, CONTROL.state) === HELPER_STATE.failed) state = DONE.failed;
-      }
-      if (state === DONE.posted) this.takenBack++;
-      const current = Atomics.load(w, c + CONTROL.current);
-      if (state === DONE.failed && current >= 0) {
-        // The helper died in the chunk it was running (its thread wrote the failure words; the
-        // chunks it finished are in the output): that chunk runs again here. Its statistics
-        // taps may hold part of that chunk, which then counts twice, as a failed share did.
-        x.run(program, input, output, current, Math.min(rows, current + chunk), scratch[0]!);
-      }
-    }
-    if (helpers.some((h) => this.word(h.control, CONTROL.state) === HELPER_STATE.failed))
-      this.helpers = this.helpers.filter(
-        (h) => this.word(h.control, CONTROL.state) !== HELPER_STATE.failed,
-      );
+    if (split && this.pool.split(rows)) return;
+    const { program, input, output, scratch } = this.layout;
+    this.exports.run(program, input, output, 0, rows, scratch[0]!);
   }
 }
