@@ -32,13 +32,17 @@ export const PROTOCOL_ERROR_CONTENT_TYPE = 'application/json';
  */
 const OWN_UNDER_V1_MODELS: [string, RegExp][] = [
   ['GET', /^\/v1\/models$/],
-  ['GET', /^\/v1\/models\/[^/:]+\/versions$/],
-  ['DELETE', /^\/v1\/models\/[^/:]+\/versions\/[^/:]+$/],
-  ['GET', /^\/v1\/models\/[^/:]+\/drift(\/layers)?$/],
-  ['GET', /^\/v1\/models\/[^/:]+\/versions\/[^/:]+\/model\.onnx$/],
+  ['GET', /^\/v1\/models\/[^/]*\/versions$/],
+  ['DELETE', /^\/v1\/models\/[^/]*\/versions\/[^/:]+$/],
+  ['GET', /^\/v1\/models\/[^/]*\/drift(\/layers)?$/],
+  ['GET', /^\/v1\/models\/[^/]*\/versions\/[^/]*\/model\.onnx$/],
   ['POST', /^\/v1\/models\/[A-Za-z0-9][A-Za-z0-9._-]*:recalibrate$/],
-  ['POST', /^\/v1\/models\/[^/:]+\/versions\/[^/:]+:activate$/],
+  ['POST', /^\/v1\/models\/[^/]*\/versions\/[^/:]+:activate$/],
 ];
+
+/** The router's own refusals (problem.ts): the request reached no route. */
+const ROUTER_ERROR =
+  /the URL has a malformed percent-encoding|a path parameter of the URL is too long/;
 
 /** Whether an Accept header names application/problem+json (q above 0). */
 const acceptsProblem = (accept: unknown): boolean =>
@@ -68,7 +72,8 @@ export function expectedProblemType(res: LightMyRequestResponse): string {
   const protocol =
     /^\/v2(\/|$)/.test(path) ||
     (/^\/v1\/models([/:]|$)/.test(path) &&
-      !OWN_UNDER_V1_MODELS.some(([m, pattern]) => m === method && pattern.test(path)));
+      (ROUTER_ERROR.test(res.body) ||
+        !OWN_UNDER_V1_MODELS.some(([m, pattern]) => m === method && pattern.test(path))));
   return protocol && !acceptsProblem(request.headers.accept)
     ? PROTOCOL_ERROR_CONTENT_TYPE
     : PROBLEM_CONTENT_TYPE;
