@@ -91,7 +91,8 @@ const SHUTTING_DOWN_RETRY_AFTER_SECONDS = 1;
 
 /**
  * Builds the Fastify app (never listens: cli/server.ts does, tests use app.inject). Every input is
- * validated by zod before it reaches the engine; every error leaves as application/problem+json.
+ * validated by zod before it reaches the engine; every error leaves as a problem document
+ * (problem-media-type.ts says in which media type).
  */
 export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   const { logger, listenerHandover, openApiAtStart, ...deps } = options;

@@ -6,7 +6,8 @@ import { NormserveError } from '../errors/index.js';
 import type { ServerConfig } from '../service/index.js';
 import { replyOf } from './client-gone.js';
 import type { ServiceMetrics } from './metrics.js';
-import { PROBLEM_CONTENT_TYPE, toProblem } from './problem.js';
+import { toProblem } from './problem.js';
+import { PROBLEM_CONTENT_TYPE } from './problem-media-type.js';
 import { REQUEST_ID_LOG_FIELD } from './tracing.js';
 
 /** Node's default time to receive the headers of a request. */

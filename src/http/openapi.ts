@@ -3,6 +3,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import { jsonSchemaTransform, jsonSchemaTransformObject } from 'fastify-type-provider-zod';
 import type { AppInstance } from './app-types.js';
 import { CSV } from './csv-media-type.js';
+import { problemMediaTypes, type ServingProtocol } from './problem-media-type.js';
 import { NDJSON } from './recalibrate-request.js';
 import { digitsExampleRow } from './schemas/tf-serving.js';
 
@@ -20,8 +21,39 @@ export function openApiPath(url: string): string {
     .replace(/::/g, ':');
 }
 
+/**
+ * The operation's protocol, carried from the route's config to the built document (an `x-` key of
+ * a route's schema is copied to its operation) and removed there by problemBodies.
+ */
+const PROTOCOL_KEY = 'x-normserve-protocol';
+const PROBLEM_REF = '#/components/schemas/Problem';
+
+interface MediaTypeObject {
+  schema?: unknown;
+  examples?: unknown;
+}
 interface Operation {
-  requestBody?: { content?: Record<string, { schema?: unknown; examples?: unknown }> };
+  requestBody?: { content?: Record<string, MediaTypeObject> };
+  responses?: Record<string, { content?: Record<string, MediaTypeObject> }>;
+  [PROTOCOL_KEY]?: ServingProtocol;
+}
+
+/**
+ * @fastify/swagger lists every response as application/json; a problem document is sent in the
+ * media types of problem-media-type.ts: both for a protocol route's, problem+json for the others'.
+ */
+function problemBodies(item: Record<string, Operation>): Record<string, Operation> {
+  for (const operation of Object.values(item)) {
+    if (typeof operation !== 'object' || operation === null) continue;
+    const types = problemMediaTypes(operation[PROTOCOL_KEY]);
+    delete operation[PROTOCOL_KEY];
+    for (const response of Object.values(operation.responses ?? {})) {
+      const json = response.content?.['application/json'];
+      if ((json?.schema as { $ref?: unknown } | undefined)?.$ref !== PROBLEM_REF) continue;
+      response.content = Object.fromEntries(types.map((type) => [type, json!]));
+    }
+  }
+  return item;
 }
 
 const float32Row = Buffer.from(Float32Array.from(digitsExampleRow).buffer);
@@ -114,7 +146,7 @@ export async function registerOpenApi(app: AppInstance, atStart: boolean): Promi
         title: 'normserve',
         version: app.deps.version,
         description:
-          'Serves batch-normalized networks with BatchNorm folded into the Linear weights, in the conventions of TF Serving (REST predict) and the Open Inference Protocol v2 (KServe, Triton); recalibrates BatchNorm statistics on new unlabeled data. Errors are RFC 9457 problem details.',
+          'Serves batch-normalized networks with BatchNorm folded into the Linear weights, in the conventions of TF Serving (REST predict) and the Open Inference Protocol v2 (KServe, Triton); recalibrates BatchNorm statistics on new unlabeled data. Errors are RFC 9457 problem details, sent as application/json on the TF Serving and Open Inference Protocol routes (as their clients read errors; `Accept: application/problem+json` asks for the RFC 9457 type) and as application/problem+json elsewhere.',
         license: { name: 'MIT', identifier: 'MIT' },
       },
       // Relative: "Try it out" on /docs calls the origin that served the page, wherever the
@@ -148,8 +180,12 @@ export async function registerOpenApi(app: AppInstance, atStart: boolean): Promi
     // and is put back once the document is built.
     transform: (input) => {
       const transformed = jsonSchemaTransform(input);
+      const protocol = input.route.config?.protocol;
       return {
         ...transformed,
+        ...(protocol && transformed.schema
+          ? { schema: { ...transformed.schema, [PROTOCOL_KEY]: protocol } }
+          : {}),
         url: openApiPath(transformed.url ?? input.url).replaceAll(':', '%3A'),
       };
     },
@@ -159,8 +195,10 @@ export async function registerOpenApi(app: AppInstance, atStart: boolean): Promi
         document.paths = Object.fromEntries(
           Object.entries(document.paths).map(([path, item]) => [
             path.replaceAll('%3A', ':'),
-            textBodies(
-              binaryBodies(path.replaceAll('%3A', ':'), item as Record<string, Operation>),
+            problemBodies(
+              textBodies(
+                binaryBodies(path.replaceAll('%3A', ':'), item as Record<string, Operation>),
+              ),
             ),
           ]),
         );

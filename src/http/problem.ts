@@ -9,6 +9,7 @@ import {
 import { bodyTooLarge } from './body-too-large.js';
 import { EMPTY_JSON_BODY, JSON_BODY_TYPES } from './json-body.js';
 import { noRoute } from './no-route.js';
+import { PROBLEM_CONTENT_TYPE, problemContentType } from './problem-media-type.js';
 import { LIMITS } from './schemas/limits.js';
 
 /** RFC 9457 problem details, plus `error` (the message string TF Serving and OIP clients read). */
@@ -26,8 +27,6 @@ export interface Problem {
   request_id?: string;
   [extra: string]: unknown;
 }
-
-export const PROBLEM_CONTENT_TYPE = 'application/problem+json; charset=utf-8';
 
 /** `INVALID_INPUT` → `urn:normserve:problem:invalid-input` (documented in docs/errors.md). */
 export const problemType = (code: ErrorCode): string =>
@@ -114,6 +113,8 @@ function fromFastifyError(error: FastifyError, request: FastifyRequest): Normser
   return new NormserveError('INTERNAL', 'internal server error', { cause: error });
 }
 
+const asWritten = (payload: unknown): string => payload as string;
+
 export function sendProblem(
   reply: FastifyReply,
   request: FastifyRequest,
@@ -124,7 +125,14 @@ export function sendProblem(
     void reply.header('WWW-Authenticate', 'Bearer realm="normserve"');
   if (error.retryAfterSeconds !== undefined)
     void reply.header('Retry-After', String(error.retryAfterSeconds));
-  return reply.code(problem.status).type(PROBLEM_CONTENT_TYPE).send(problem);
+  const type = problemContentType(request, reply);
+  void reply.code(problem.status).type(type);
+  if (type === PROBLEM_CONTENT_TYPE) return reply.send(problem);
+  // Fastify adds `; charset=utf-8` to a JSON type without one as it sends, except a payload its
+  // serializer of the reply has written: the body is serialised here as send would (the route's
+  // schema for the status) and handed on as written, so that the header stays the exact string.
+  const body = reply.serialize(problem);
+  return reply.serializer(asWritten).send(body);
 }
 
 /**
@@ -147,8 +155,9 @@ export const problemLogLevel = (error: NormserveError): 'info' | 'warn' =>
   error.status >= 500 && error.code !== 'SHUTTING_DOWN' ? 'warn' : 'info';
 
 /**
- * The app's error handler: every error leaves as problem+json; faults (isServerFault) are logged
- * at error with their stack, each request once more by its request line (problemLogLevel).
+ * The app's error handler: every error leaves as a problem document (in the media type of
+ * problem-media-type.ts); faults (isServerFault) are logged at error with their stack, each
+ * request once more by its request line (problemLogLevel).
  */
 export function errorHandler(
   error: FastifyError | Error,

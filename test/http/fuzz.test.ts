@@ -5,8 +5,8 @@
  * the float32 and NDJSON recalibration uploads; of the binary forms of the prediction routes
  * (float32 rows, the binary tensor data extension) and of the gRPC service with malformed
  * messages. Whatever
- * the request, the answer is never a 5xx, every 4xx is an application/problem+json document with
- * `code` and `error`, no 200 carries a non-finite number (JSON null), admin routes never succeed
+ * the request, the answer is never a 5xx, every 4xx is a problem document with `code` and `error`
+ * in its route's media type (application/json for the protocol routes, docs/errors.md), no 200 carries a non-finite number (JSON null), admin routes never succeed
  * without the admin token, and the server stays up and ready.
  */
 
@@ -16,7 +16,7 @@ import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN, makeTestApp, type TestApp } from '../helpers/app.js';
 import { startGrpc } from '../helpers/grpc.js';
-import { binaryInfer, digitsRow, f32Bytes } from './http-helpers.js';
+import { binaryInfer, digitsRow, expectedProblemType, f32Bytes } from './http-helpers.js';
 
 const SEED = 20_261_126;
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const;
@@ -88,7 +88,7 @@ function checkResponse(res: LightMyRequestResponse, method: string, what: string
   const context = `${what} → ${res.statusCode} ${res.body.slice(0, 300)}`;
   expect(res.statusCode, context).toBeLessThan(500);
   if (res.statusCode >= 400) {
-    expect(res.headers['content-type'], context).toMatch(/^application\/problem\+json/);
+    expect(res.headers['content-type'], context).toBe(expectedProblemType(res));
     if (method !== 'HEAD') {
       const body = res.json<{ code?: unknown; error?: unknown; status?: unknown }>();
       expect(typeof body.code, context).toBe('string');

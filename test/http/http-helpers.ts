@@ -1,5 +1,5 @@
 /**
- * Helpers of the HTTP tests: problem+json assertions, request bodies, the PyTorch fixture.
+ * Helpers of the HTTP tests: problem assertions, request bodies, the PyTorch fixture.
  */
 import { readFileSync } from 'node:fs';
 import type { LightMyRequestResponse } from 'fastify';
@@ -20,9 +20,69 @@ export interface ProblemBody {
   [extra: string]: unknown;
 }
 
+export const PROBLEM_CONTENT_TYPE = 'application/problem+json; charset=utf-8';
+/** The protocol routes' error type: exactly this string, which KServe's client compares. */
+export const PROTOCOL_ERROR_CONTENT_TYPE = 'application/json';
+
 /**
- * Asserts an RFC 9457 problem response: status, Content-Type application/problem+json, every
- * field, `type` derived from `code`, `detail` equal to `error`, `instance` the request path.
+ * normserve's own routes under /v1/models (with the methods they answer; HEAD with GET): their
+ * errors are problem+json. Every other request under /v1/models or /v2 is a protocol route's, or
+ * one no route matched (404, 405), answered in the protocols' type. Written out here rather than
+ * read from src/, so that the tests check the rule (docs/errors.md) instead of restating the code.
+ */
+const OWN_UNDER_V1_MODELS: [string, RegExp][] = [
+  ['GET', /^\/v1\/models$/],
+  ['GET', /^\/v1\/models\/[^/]*\/versions$/],
+  ['DELETE', /^\/v1\/models\/[^/]*\/versions\/[^/:]+$/],
+  ['GET', /^\/v1\/models\/[^/]*\/drift(\/layers)?$/],
+  ['GET', /^\/v1\/models\/[^/]*\/versions\/[^/]*\/model\.onnx$/],
+  ['POST', /^\/v1\/models\/[A-Za-z0-9][A-Za-z0-9._-]*:recalibrate$/],
+  ['POST', /^\/v1\/models\/[^/]*\/versions\/[^/:]+:activate$/],
+];
+
+/** The router's own refusals (problem.ts): the request reached no route. */
+const ROUTER_ERROR =
+  /the URL has a malformed percent-encoding|a path parameter of the URL is too long/;
+
+/** Whether an Accept header names application/problem+json (q above 0). */
+const acceptsProblem = (accept: unknown): boolean =>
+  typeof accept === 'string' &&
+  accept
+    .split(',')
+    .some(
+      (range) =>
+        /^\s*application\/problem\+json\s*(;|$)/i.test(range) &&
+        !/;\s*q\s*=\s*0(\.0*)?\s*(;|$)/i.test(range),
+    );
+
+/**
+ * The Content-Type the problem answering `res`'s request must have (docs/errors.md): exactly
+ * application/json for the TF Serving and Open Inference Protocol routes and for unmatched
+ * requests under /v1/models and /v2, unless Accept names application/problem+json;
+ * `application/problem+json; charset=utf-8` for the rest.
+ */
+export function expectedProblemType(res: LightMyRequestResponse): string {
+  const request = res.raw.req as unknown as {
+    url: string;
+    method: string;
+    headers: Record<string, unknown>;
+  };
+  const path = request.url.split('?')[0]!;
+  const method = request.method === 'HEAD' ? 'GET' : request.method;
+  const protocol =
+    /^\/v2(\/|$)/.test(path) ||
+    (/^\/v1\/models([/:]|$)/.test(path) &&
+      (ROUTER_ERROR.test(res.body) ||
+        !OWN_UNDER_V1_MODELS.some(([m, pattern]) => m === method && pattern.test(path))));
+  return protocol && !acceptsProblem(request.headers.accept)
+    ? PROTOCOL_ERROR_CONTENT_TYPE
+    : PROBLEM_CONTENT_TYPE;
+}
+
+/**
+ * Asserts an RFC 9457 problem response: status, the Content-Type of its route
+ * (expectedProblemType), every field, `type` derived from `code`, `detail` equal to `error`,
+ * `instance` the request path.
  */
 export function expectProblem(
   res: LightMyRequestResponse,
@@ -31,7 +91,7 @@ export function expectProblem(
   instance?: string,
 ): ProblemBody {
   expect(res.statusCode, res.body).toBe(status);
-  expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
+  expect(res.headers['content-type'], 'Content-Type').toBe(expectedProblemType(res));
   const body = res.json<ProblemBody>();
   for (const field of PROBLEM_FIELDS) expect(body, `field ${field}`).toHaveProperty(field);
   expect(body.status).toBe(status);

@@ -35,11 +35,13 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
   const { registry } = app.deps;
   const onRequest = attributeModel(registry);
   const tags = ['open inference protocol v2'];
+  // Every route answers errors as the protocol's clients read them (problem-media-type.ts).
+  const protocol = 'open-inference';
 
   app.get(
     '/v2',
     {
-      config: { access: 'public' },
+      config: { access: 'public', protocol },
       schema: { tags, summary: 'Server metadata', response: { 200: serverMetadataSchema } },
     },
     async () => ({ name: 'normserve', version: app.deps.version, extensions: [...OIP_EXTENSIONS] }),
@@ -47,7 +49,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
   app.get(
     '/v2/health/live',
     {
-      config: { access: 'public' },
+      config: { access: 'public', protocol },
       schema: { tags, summary: 'Server liveness', response: { 200: serverLiveSchema } },
     },
     async () => ({ live: true }),
@@ -55,7 +57,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
   app.get(
     '/v2/health/ready',
     {
-      config: { access: 'public' },
+      config: { access: 'public', protocol },
       schema: {
         tags,
         summary:
@@ -75,7 +77,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
   app.get(
     '/v2/models/:name',
     {
-      config: { access: 'public' },
+      config: { access: 'public', protocol },
       onRequest,
       schema: {
         tags,
@@ -89,7 +91,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
   app.get(
     '/v2/models/:name/versions/:version',
     {
-      config: { access: 'public' },
+      config: { access: 'public', protocol },
       onRequest,
       schema: {
         tags,
@@ -104,7 +106,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
   app.get(
     '/v2/models/:name/ready',
     {
-      config: { access: 'public' },
+      config: { access: 'public', protocol },
       onRequest,
       schema: {
         tags,
@@ -121,7 +123,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
   app.get(
     '/v2/models/:name/versions/:version/ready',
     {
-      config: { access: 'public' },
+      config: { access: 'public', protocol },
       onRequest,
       schema: {
         tags,
@@ -155,7 +157,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
   app.post(
     '/v2/models/:name/infer',
     {
-      config: { access: 'prediction', jsonBudget },
+      config: { access: 'prediction', protocol, jsonBudget },
       onRequest: onInferRequest,
       schema: { ...inferSchema, summary: 'Inference with the active version', params: nameParams },
     },
@@ -164,7 +166,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
   app.post(
     '/v2/models/:name/versions/:version/infer',
     {
-      config: { access: 'prediction', jsonBudget },
+      config: { access: 'prediction', protocol, jsonBudget },
       onRequest: onInferRequest,
       schema: { ...inferSchema, summary: 'Inference with one version', params: versionParams },
     },

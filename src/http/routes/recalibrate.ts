@@ -30,7 +30,8 @@ import { withRowFields } from '../validation.js';
  * A recalibration’s temporary spill file (SpillingRowStore: its rows past
  * RECALIBRATION_MEMORY_BYTES, under TMPDIR) that the storage refuses: 503, or 507 when full.
  */
-const SPILL_FILE = 'the recalibration’s temporary spill file (its rows past RECALIBRATION_MEMORY_BYTES, under TMPDIR), named by its absolute path';
+const SPILL_FILE =
+  'the recalibration’s temporary spill file (its rows past RECALIBRATION_MEMORY_BYTES, under TMPDIR), named by its absolute path';
 const SPILL_UNAVAILABLE_DOC = `The same code for ${SPILL_FILE} that cannot be written or read, or that another process shortened; nothing was published`;
 const SPILL_FULL_DOC = `The same code when ${SPILL_FILE} finds its storage full; nothing was published`;
 

@@ -32,6 +32,9 @@ import { metadataResponse } from '../views/tf-serving-signature.js';
  */
 export async function tfServingRoutes(app: AppInstance): Promise<void> {
   const { registry, drift } = app.deps;
+  // TF Serving's own routes (status, metadata, predict) answer errors as TF Serving's clients
+  // read them (problem-media-type.ts); the lists of models and versions are normserve's.
+  const protocol = 'tf-serving';
   const onRequest = attributeModel(registry);
 
   app.get(
@@ -56,7 +59,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
   app.get(
     `/v1/models/${beforeVerb('name')}`,
     {
-      config: { access: 'public' },
+      config: { access: 'public', protocol },
       onRequest,
       schema: {
         tags: ['models'],
@@ -89,7 +92,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
   app.get(
     `/v1/models/:name/versions/${beforeVerb('version')}`,
     {
-      config: { access: 'public' },
+      config: { access: 'public', protocol },
       onRequest,
       schema: {
         tags: ['models'],
@@ -104,7 +107,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
   app.get(
     '/v1/models/:name/metadata',
     {
-      config: { access: 'public' },
+      config: { access: 'public', protocol },
       onRequest,
       schema: {
         tags: ['models'],
@@ -120,7 +123,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
   app.get(
     '/v1/models/:name/versions/:version/metadata',
     {
-      config: { access: 'public' },
+      config: { access: 'public', protocol },
       onRequest,
       schema: {
         tags: ['models'],
@@ -157,7 +160,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
   app.post(
     `/v1/models/${MODEL_NAME_ROUTE_PARAM}::predict`,
     {
-      config: { access: 'prediction', jsonBudget },
+      config: { access: 'prediction', protocol, jsonBudget },
       onRequest: onPredictRequest,
       schema: {
         ...predictSchema,
@@ -170,7 +173,7 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
   app.post(
     `/v1/models/:name/versions/${beforeVerb('version')}::predict`,
     {
-      config: { access: 'prediction', jsonBudget },
+      config: { access: 'prediction', protocol, jsonBudget },
       onRequest: onPredictRequest,
       schema: { ...predictSchema, summary: 'Predict with one version', params: versionParams },
     },

@@ -118,7 +118,8 @@ export const problemSchema = z
   })
   .meta({
     id: 'Problem',
-    description: 'RFC 9457 problem details (application/problem+json)',
+    description:
+      "RFC 9457 problem details: application/problem+json, or application/json on the TF Serving and Open Inference Protocol routes (the protocols' clients read that type), unless the request's Accept names application/problem+json",
     examples: [
       {
         type: 'urn:normserve:problem:invalid-input',
