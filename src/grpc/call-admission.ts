@@ -5,10 +5,8 @@ import {
   ServerListenerBuilder,
 } from '@grpc/grpc-js';
 import { NormserveError } from '../errors/index.js';
+import { SHUTTING_DOWN_RETRY_AFTER_SECONDS } from '../service/index.js';
 import { errorStatus } from './grpc-status.js';
-
-/** The Retry-After of SHUTTING_DOWN, as HTTP sends it (a retry goes to another instance). */
-const SHUTTING_DOWN_RETRY_AFTER_SECONDS = 1;
 
 export interface CallAdmissionOptions {
   /**

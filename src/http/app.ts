@@ -9,6 +9,7 @@ import Fastify, {
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { NormserveError } from '../errors/index.js';
+import { SHUTTING_DOWN_RETRY_AFTER_SECONDS } from '../service/index.js';
 import type { AppDeps, AppInstance } from './app-types.js';
 import { OCTET_STREAM } from './binary-infer.js';
 import { trackCallers } from './callers.js';
@@ -79,15 +80,6 @@ function bodyLeftUnread(raw: IncomingMessage): boolean {
     (headers['content-length'] !== undefined && headers['content-length'] !== '0')
   );
 }
-
-/**
- * The Retry-After of SHUTTING_DOWN, in seconds. This instance will not come back, but the URL, a
- * Service in front of several, will: RFC 9110 §10.2.3's "how long the user agent ought to wait
- * before making a follow-up request". One second lets the endpoint list drop this instance (its
- * listener is closing; a new connection to it is refused) so that the retry reaches another one;
- * Retry-After-aware retry libraries (urllib3's Retry, for one) otherwise use their own backoff.
- */
-const SHUTTING_DOWN_RETRY_AFTER_SECONDS = 1;
 
 /**
  * Builds the Fastify app (never listens: cli/server.ts does, tests use app.inject). Every input is
@@ -267,7 +259,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   app.get(
     '/openapi.json',
     {
-      config: { access: 'public' },
+      config: { access: 'public', anyQuery: true },
       schema: {
         tags: ['operations'],
         summary: 'This OpenAPI 3.1 document',

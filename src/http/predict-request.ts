@@ -25,7 +25,7 @@ import {
   predictRequestSchema,
   predictRequestSchemaFor,
 } from './schemas/tf-serving.js';
-import { parseWith, validatedByHandler, withRowFields } from './validation.js';
+import { isPlainObject, parseWith, validatedByHandler, withRowFields } from './validation.js';
 
 type PredictBody = z.output<typeof predictRequestSchema>;
 
@@ -88,9 +88,6 @@ const inputsRow = (r: number) => `inputs[${r}]`;
 const NAMED_INPUTS = `inputs.${INPUT_TENSOR}`;
 const namedInputsRow = (r: number) => `${NAMED_INPUTS}[${r}]`;
 const bodyRow = (r: number) => `body (row ${r})`;
-
-const isPlainObject = (v: unknown): v is Record<string, unknown> =>
-  typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** A valid body's samples, where they stood, and which format it is (columnar or row). */
 interface RowsForm {

@@ -33,7 +33,7 @@ const HTTP_OPTION_NAMES = {
   mode: 'mode',
   priorStrength: 'prior_strength',
   batchSize: 'batch_size',
-};
+} as const;
 
 type RecalibrateRequest = FastifyRequest<{
   Params: { name: string };
@@ -87,11 +87,10 @@ export function recalibrateHandler(
     const streamed = STREAMED.includes(contentType);
     const json = streamed ? undefined : request.body;
     const q = request.query;
-    // An option nothing would read is refused, not ignored, in the CLI's words (checkModeOptions).
     if (q.label_column !== undefined && contentType !== CSV) {
       const message = `read from a ${CSV} upload only`;
       throw new NormserveError('INVALID_INPUT', `label_column: ${message}`, {
-        errors: [{ path: 'label_column', message }],
+        errors: [{ path: 'query.label_column', message }],
       });
     }
     const recalibration: RecalibrationRequest = {
@@ -104,7 +103,17 @@ export function recalibrateHandler(
       trace: traceContextOf(request),
       parsedAsItArrives: PARSED.includes(contentType),
     };
-    checkModeOptions(recalibration, HTTP_OPTION_NAMES, (json?.mode ?? q.mode) === undefined);
+    // An option nothing would read is refused, not ignored, in the CLI's words; its path says
+    // where it was found, as the schemas' errors do (`batch_size` in the body, `query.batch_size`).
+    checkModeOptions(
+      recalibration,
+      HTTP_OPTION_NAMES,
+      (json?.mode ?? q.mode) === undefined,
+      (key) => {
+        const name = HTTP_OPTION_NAMES[key];
+        return json?.[name] !== undefined ? name : `query.${name}`;
+      },
+    );
     const body = request.body as unknown as Readable;
     const limit = config.RECALIBRATION_BODY_LIMIT_BYTES;
     const rows: RecalibrationRows = json

@@ -2,6 +2,17 @@ import type { RouteOptions } from 'fastify';
 import { z } from 'zod';
 import { problemSchema } from './schemas/common.js';
 
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /**
+     * The route answers whatever query it is sent (health probes and /openapi.json, which a
+     * load balancer or a client may call with a cache-busting parameter: a probe's 400 would take
+     * the instance out of rotation).
+     */
+    anyQuery?: boolean;
+  }
+}
+
 /** The query of a route that reads none: any parameter is unknown. */
 const NO_QUERY = z.strictObject({});
 const UNKNOWN_QUERY_400 = problemSchema.describe(
@@ -16,14 +27,15 @@ const UNKNOWN_QUERY_400 = problemSchema.describe(
  * ignored, and a route that documented no 400 now documents this one. Left as they are: the pages
  * and files for browsers and scrapers, which declare no JSON responses (the dashboard and the
  * interactive docs, opened from links that may carry tracking or cache-busting parameters;
- * /metrics, which Prometheus may scrape with the `params` of its job).
+ * /metrics, which Prometheus may scrape with the `params` of its job), and the routes marked
+ * `config.anyQuery` (the health probes, /openapi.json).
  */
 export function strictQuery(route: RouteOptions): void {
   const schema = route.schema as
     | { querystring?: unknown; response?: Record<string, unknown> }
     | undefined;
   const response = schema?.response;
-  if (response === undefined || schema?.querystring !== undefined) return;
+  if (response === undefined || schema?.querystring !== undefined || route.config?.anyQuery) return;
   route.schema = {
     ...route.schema,
     querystring: NO_QUERY,

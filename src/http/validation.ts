@@ -74,7 +74,8 @@ export function withRowFields<T extends z.ZodType>(schema: T, fields: readonly R
   return schema;
 }
 
-const isPlainObject = (v: unknown): v is Record<string, unknown> =>
+/** A JSON object (not null, not an array). */
+export const isPlainObject = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /**

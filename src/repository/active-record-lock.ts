@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { NormserveError } from '../errors/index.js';
+import { sleep } from './lock-file.js';
 import { acquireModelLock, UNKNOWN_LOCK_OWNER } from './model-lock.js';
 import { STALE_AFTER_MS } from './process-alive.js';
 
@@ -25,8 +26,6 @@ export const ACTIVE_RECORD_LOCK_WAIT_MS = 2 * STALE_AFTER_MS;
  * broken STALE_AFTER_MS from now.
  */
 const RETRY_AFTER_SECONDS = Math.ceil(STALE_AFTER_MS / 1000);
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /**
  * Runs `write` holding the lock of the active-version record of the model in `modelDir`, shared by

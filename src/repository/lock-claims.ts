@@ -11,9 +11,11 @@ import {
   type LockFile,
   type LockOwner,
   leaseMs,
+  sleep,
   staleJudge,
 } from './lock-file.js';
 import { STALE_AFTER_MS } from './process-alive.js';
+import { errnoOf as errno } from './repository-files.js';
 
 /*
  * The claims of the lock protocol (THE PROTOCOL, model-lock.ts): a file leaves a lock's path only
@@ -32,9 +34,6 @@ import { STALE_AFTER_MS } from './process-alive.js';
 
 /** Claims on claims (a breaker that died holding its claim, see removeClaimed) are nested at most this deep. */
 const MAX_CLAIM_DEPTH = 3;
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-const errno = (e: unknown): string | undefined => (e as NodeJS.ErrnoException).code;
 
 type Removal = 'removed' | 'kept' | 'gone' | 'busy';
 

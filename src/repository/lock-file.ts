@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { NormserveError } from '../errors/index.js';
 import { temporaryName } from './atomic-write.js';
 import { isProcessAlive } from './process-alive.js';
-import { openWithoutBlocking } from './repository-files.js';
+import { errnoOf as errno, openWithoutBlocking } from './repository-files.js';
 
 /*
  * The files of the lock protocol (THE PROTOCOL, model-lock.ts), a lock's and a claim's alike
@@ -41,7 +41,8 @@ export const MAX_LOCK_BYTES = 64 * 1024;
  */
 export const heldOwners = new Set<string>();
 
-const errno = (e: unknown): string | undefined => (e as NodeJS.ErrnoException).code;
+/** Waits between attempts on a lock or a claim. */
+export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /**
  * How long after its last heartbeat a holder still writes under its lock (the fencing check):

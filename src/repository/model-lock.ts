@@ -10,10 +10,11 @@ import {
   type LockOwner,
   leaseMs,
   MAX_LOCK_BYTES,
+  sleep,
   staleJudge,
 } from './lock-file.js';
 import { HEARTBEAT_INTERVAL_MS, STALE_AFTER_MS } from './process-alive.js';
-import { openWithoutBlocking } from './repository-files.js';
+import { errnoOf as errno, openWithoutBlocking } from './repository-files.js';
 
 export interface HeldLock {
   owner: string;
@@ -38,9 +39,6 @@ export interface HeldLock {
 const LOCK_FILE = '.recalibration.lock';
 /** Acquisition attempts (link, inspect, break if stale) before answering with the holder. */
 const MAX_ATTEMPTS = 5;
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-const errno = (e: unknown): string | undefined => (e as NodeJS.ErrnoException).code;
 
 /*
  * THE PROTOCOL (why two processes never both hold a lock).

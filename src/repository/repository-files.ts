@@ -15,7 +15,8 @@ export const MAX_JSON_FILE_BYTES = 16 * 1024 * 1024;
 /** Bytes per read of a large file (fs reads take at most 2 GiB at a time). */
 const READ_CHUNK_BYTES = 64 * 1024 * 1024;
 
-const errnoOf = (e: unknown): string | undefined => (e as NodeJS.ErrnoException).code;
+/** The errno code of a failed file system call (ENOENT, EEXIST…), if it has one. */
+export const errnoOf = (e: unknown): string | undefined => (e as NodeJS.ErrnoException).code;
 
 /**
  * How every file of a repository is opened for reading. O_NONBLOCK: opening a FIFO for reading

@@ -216,6 +216,7 @@ export {
   ServingPhase,
   type ServingPhaseName,
   SHUTTING_DOWN_REASON,
+  SHUTTING_DOWN_RETRY_AFTER_SECONDS,
 } from './serving-phase.js';
 export { type StorageWarning, storageWarningOf, storageWarningSchema } from './storage-warning.js';
 export {

@@ -17,6 +17,15 @@ export type ServingPhaseName = (typeof SERVING_PHASES)[number];
 /** Why the readiness routes answer 503 in the lame-duck and draining phases. */
 export const SHUTTING_DOWN_REASON = 'shutting_down';
 
+/**
+ * The Retry-After of SHUTTING_DOWN, in seconds. This instance will not come back, but the URL, a
+ * Service in front of several, will: RFC 9110 §10.2.3's "how long the user agent ought to wait
+ * before making a follow-up request". One second lets the endpoint list drop this instance (its
+ * listener is closing; a new connection to it is refused) so that the retry reaches another one;
+ * Retry-After-aware retry libraries (urllib3's Retry, for one) otherwise use their own backoff.
+ */
+export const SHUTTING_DOWN_RETRY_AFTER_SECONDS = 1;
+
 export class ServingPhase {
   private phase: ServingPhaseName = 'serving';
   private readonly listeners = new Set<(phase: ServingPhaseName) => void>();

@@ -19,7 +19,7 @@ export async function healthRoutes(app: AppInstance): Promise<void> {
   app.get(
     '/healthz',
     {
-      config: { access: 'public' },
+      config: { access: 'public', anyQuery: true },
       schema: {
         tags: ['health'],
         summary: 'Liveness: the process answers',
@@ -39,7 +39,7 @@ export async function healthRoutes(app: AppInstance): Promise<void> {
   app.get(
     '/readyz',
     {
-      config: { access: 'public' },
+      config: { access: 'public', anyQuery: true },
       schema: {
         tags: ['health'],
         summary:

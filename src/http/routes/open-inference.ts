@@ -49,7 +49,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
   app.get(
     '/v2/health/live',
     {
-      config: { access: 'public', protocol },
+      config: { access: 'public', protocol, anyQuery: true },
       schema: { tags, summary: 'Server liveness', response: { 200: serverLiveSchema } },
     },
     async () => ({ live: true }),
@@ -57,7 +57,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
   app.get(
     '/v2/health/ready',
     {
-      config: { access: 'public', protocol },
+      config: { access: 'public', protocol, anyQuery: true },
       schema: {
         tags,
         summary:
@@ -106,7 +106,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
   app.get(
     '/v2/models/:name/ready',
     {
-      config: { access: 'public', protocol },
+      config: { access: 'public', protocol, anyQuery: true },
       onRequest,
       schema: {
         tags,
@@ -123,7 +123,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
   app.get(
     '/v2/models/:name/versions/:version/ready',
     {
-      config: { access: 'public', protocol },
+      config: { access: 'public', protocol, anyQuery: true },
       onRequest,
       schema: {
         tags,
