@@ -89,10 +89,31 @@ function errorOffset(text: string, message: string): number {
  */
 const NON_FINITE = /^-?(?:NaN|Infinity|Inf)(?![A-Za-z0-9_])/;
 
-function nonFiniteToken(text: string, offset: number): { token: string; offset: number } | null {
+/**
+ * V8's (Node 20) refusals of a value it cannot start: `Unexpected token 'N', …` (or 'I'), `"NaN" is
+ * not valid JSON` when that word is the whole body, `No number after minus sign`. A token V8
+ * refused for another reason is a plain syntax error: `[1 NaN]` ("Expected ',' or ']' after array
+ * element", a missing comma) and `{NaN: 1}` ("Expected property name or '}'", an unquoted key).
+ */
+const VALUE_REFUSED =
+  /^(?:Unexpected token '[NI]'|"(?:NaN|Infinity)" is not valid JSON$|No number after minus sign)/;
+
+/** Where a JSON value may start: after `[`, `,` or `:` (or at the start of the text). */
+function atValuePosition(text: string, offset: number): boolean {
+  let i = offset - 1;
+  while (i >= 0 && ' \t\n\r'.includes(text.charAt(i))) i--;
+  return i < 0 || '[,:'.includes(text.charAt(i));
+}
+
+function nonFiniteToken(
+  text: string,
+  offset: number,
+  message: string,
+): { token: string; offset: number } | null {
+  if (!VALUE_REFUSED.test(message)) return null;
   const start = text[offset - 1] === '-' && text[offset] !== '-' ? offset - 1 : offset;
   const match = NON_FINITE.exec(text.slice(start, start + 10));
-  return match ? { token: match[0], offset: start } : null;
+  return match && atValuePosition(text, start) ? { token: match[0], offset: start } : null;
 }
 
 /**
@@ -164,7 +185,7 @@ export function parseJsonBody(
       return;
     }
     const offset = errorOffset(body, message);
-    const nonFinite = nonFiniteToken(body, offset);
+    const nonFinite = nonFiniteToken(body, offset, message);
     if (nonFinite) {
       const position = positionAt(body, nonFinite.offset);
       done(

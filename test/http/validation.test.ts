@@ -433,6 +433,23 @@ describe('malformed JSON', () => {
       "Expected ',' or ']' after array element",
     ],
     ['a lone word', 'tru', 'application/json', 1, 4, 'Unexpected end'],
+    // NaN where no value may stand is a syntax error, not a refused non-finite input.
+    [
+      'a missing comma before NaN',
+      '{"instances": [[1 NaN]]}',
+      'application/json',
+      1,
+      19,
+      "Expected ',' or ']' after array element",
+    ],
+    [
+      'NaN as an unquoted key',
+      '{NaN: 1}',
+      'application/json',
+      1,
+      2,
+      "Expected property name or '}'",
+    ],
   ] as const) {
     it(`${what}: the problem gives line, column and offset of the error`, async () => {
       const body = expectProblem(await postRaw(payload, type), 400, 'INVALID_JSON', PREDICT);
@@ -478,6 +495,9 @@ describe('NaN and Infinity tokens (valid JSON for TF Serving)', () => {
     ['Infinity', '{"instances": [[Infinity, 2]]}', PREDICT, 1, 17],
     ['-Infinity', '{"instances": [[1, -Infinity]]}', PREDICT, 1, 20],
     ['-Inf', '{"instances": [[1, -Inf]]}', PREDICT, 1, 20],
+    ['NaN', '{"instances": [[1, 2]], "x": NaN}', PREDICT, 1, 30],
+    ['NaN', 'NaN', PREDICT, 1, 1],
+    ['-Infinity', '-Infinity', PREDICT, 1, 1],
     [
       '-Infinity',
       '{\n  "inputs": [{"name": "input", "shape": [1, 2], "datatype": "FP32",\n    "data": [1, -Infinity]}]\n}',
