@@ -143,12 +143,35 @@ export function parseJsonBytes(
   parseJsonBody(request, text, done);
 }
 
-/** V8's reason without the position and the quoted copy of the body it may carry. */
-const reason = (message: string): string =>
-  message
-    .replace(/, (\.\.\.)?".*" is not valid JSON$/s, '')
-    .replace(/ in JSON at position \d+.*$/s, '')
-    .replace(/ of JSON input$/, '');
+/**
+ * V8's (Node 20) messages that quote the body: `Unexpected token 'x', "<body>" is not valid JSON`,
+ * with `...` before and/or after the quote when it cuts the copy to the ten characters around the
+ * token (`"hello-this"... is not valid JSON`, `..."1, 2, x, 3"...`, `..."1, 2, x]"`), and a whole
+ * body of NaN, Infinity, undefined or `[object Object]` quoted alone (`"undefined" is not valid
+ * JSON`). A reply never carries the body's bytes (a secret, a client's binary rows).
+ */
+const QUOTES_BODY =
+  /^(?:Unexpected token '([\s\S])', )?(?:\.\.\.)?"[\s\S]*"(?:\.\.\.)? is not valid JSON$/;
+
+/** A character of the body as a reply names it: printable ASCII quoted, any other as U+XXXX. */
+function showCharacter(character: string): string {
+  const code = character.codePointAt(0) ?? 0;
+  return code > 0x20 && code < 0x7f
+    ? `'${character}'`
+    : `U+${code.toString(16).toUpperCase().padStart(4, '0')}`;
+}
+
+/** V8's reason without the position and without any of the body (QUOTES_BODY). */
+function reason(message: string, text: string, offset: number): string {
+  const quoted = QUOTES_BODY.exec(message);
+  if (quoted) {
+    // The body's whole code point where V8 names one UTF-16 unit (an emoji's first half).
+    const atOffset = String.fromCodePoint(text.codePointAt(offset) ?? 0);
+    const token = quoted[1] === undefined || atOffset.startsWith(quoted[1]) ? atOffset : quoted[1];
+    return `Unexpected token ${showCharacter(token)}`;
+  }
+  return message.replace(/ in JSON at position \d+.*$/s, '').replace(/ of JSON input$/, '');
+}
 
 /**
  * Fastify's JSON body parser with a position in its error: the same secure-json-parse refusals of
@@ -201,7 +224,7 @@ export function parseJsonBody(
     done(
       new NormserveError(
         'INVALID_JSON',
-        `malformed JSON at line ${position.line}, column ${position.column}: ${reason(message)}`,
+        `malformed JSON at line ${position.line}, column ${position.column}: ${reason(message, body, offset)}`,
         { extra: { position } },
       ),
     );

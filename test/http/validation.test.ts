@@ -466,6 +466,54 @@ describe('malformed JSON', () => {
     });
   }
 
+  describe('the detail carries no byte of the body past the token it names', () => {
+    // V8 quotes the body ("hello" is not valid JSON), cut to ten characters around the token
+    // with ... before, after or both: each form, and the word-only one ("undefined").
+    const secret = 'hello-this-is-a-long-secret-body-value';
+    const rows = '1, '.repeat(20);
+    const at = (payload: string, part: string) => payload.indexOf(part) + 1;
+    const middle = `{"instances": [[${rows}${secret}, ${rows}1]]}`;
+    const end = `{"instances": [[${rows}secret]]}`;
+    for (const [what, payload, column, token] of [
+      ['a short body', 'hello', 1, "'h'"],
+      ['a long body wrong at its start', secret, 1, "'h'"],
+      ['a long body wrong in its middle', middle, at(middle, secret), "'h'"],
+      ['a long body wrong near its end', end, at(end, 'secret'), "'s'"],
+      ['a body of the word undefined', 'undefined', 1, "'u'"],
+      ['an emoji where a value starts', '{"instances": [[😀]]}', 17, 'U+1F600'],
+    ] as const) {
+      it(`${what}: only the position and the token`, async () => {
+        for (const type of ['application/json', undefined]) {
+          const res = await t.app.inject({
+            method: 'POST',
+            url: PREDICT,
+            payload,
+            headers: type === undefined ? {} : { 'content-type': type },
+          });
+          const body = expectProblem(res, 400, 'INVALID_JSON', PREDICT);
+          expect(body.detail).toBe(
+            `malformed JSON at line 1, column ${column}: Unexpected token ${token}`,
+          );
+          expect(res.body).not.toContain('hello-');
+          expect(res.body).not.toContain('1, 1');
+        }
+      });
+    }
+
+    it('float32 rows posted untyped: no NUL in the reply, the character named by its code', async () => {
+      const res = await t.app.inject({
+        method: 'POST',
+        url: PREDICT,
+        payload: Buffer.from(new Float32Array(16).buffer),
+      });
+      const body = expectProblem(res, 400, 'INVALID_JSON', PREDICT);
+      expect(body.detail).toBe('malformed JSON at line 1, column 1: Unexpected token U+0000');
+      for (const echo of ['\u0000', '\\u0000', '\uFFFD', '\\ufffd']) {
+        expect(res.body.toLowerCase()).not.toContain(echo);
+      }
+    });
+  });
+
   it('an empty body with Content-Type application/json is a 400 INVALID_JSON', async () => {
     expectProblem(await postRaw('', 'application/json'), 400, 'INVALID_JSON');
   });
