@@ -34,14 +34,23 @@ export function untypedBodyAsJson(
     const length = headers['content-length'];
     const hasBody =
       headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
-    if (hasBody) headers['content-type'] = JSON_BODY_TYPES[0];
-    else delete headers['content-type'];
+    if (hasBody) {
+      headers['content-type'] = JSON_BODY_TYPES[0];
+      typedAsJson.add(request);
+    } else delete headers['content-type'];
   }
   done();
 }
 
+/** The requests untypedBodyAsJson gave a Content-Type: an error names no type their client sent. */
+const typedAsJson = new WeakSet<FastifyRequest>();
+
 /** A JSON body of no bytes (parseJsonBody here, Fastify's own parser in problem.ts). */
 export const EMPTY_JSON_BODY = 'the body is empty but Content-Type is application/json';
+
+/** The same, of a request sent with no Content-Type (an empty chunked body: untypedBodyAsJson). */
+export const EMPTY_UNTYPED_BODY =
+  'the body is empty (sent with no Content-Type, it is read as JSON); expected a JSON object';
 
 /** Where a JSON text stops being JSON: 1-based line and column, 0-based character offset. */
 export interface JsonPosition {
@@ -186,7 +195,8 @@ export function parseJsonBody(
   done: (error: Error | null, value?: unknown) => void,
 ): void {
   if (body.length === 0) {
-    done(new NormserveError('INVALID_JSON', EMPTY_JSON_BODY));
+    const untyped = typedAsJson.has(request);
+    done(new NormserveError('INVALID_JSON', untyped ? EMPTY_UNTYPED_BODY : EMPTY_JSON_BODY));
     return;
   }
   const refused = overJsonBudget(request, body);
