@@ -3,7 +3,7 @@ import { parse as locateJsonErrors } from 'jsonc-parser';
 import secureJson from 'secure-json-parse';
 import { NormserveError } from '../errors/index.js';
 import { overJsonBudget } from './json-budget.js';
-import { checkUtf8Charset, mediaTypeParameters } from './media-type.js';
+import { checkUtf8Charset, mediaTypeParameters, noContentType } from './media-type.js';
 import { utf8Body } from './utf8-body.js';
 
 /**
@@ -29,8 +29,7 @@ export function untypedBodyAsJson(
   done: () => void,
 ): void {
   const headers = request.headers;
-  const type = headers['content-type'];
-  if (type === undefined || type.trim() === '') {
+  if (noContentType(headers['content-type'])) {
     const length = headers['content-length'];
     const hasBody =
       headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
