@@ -57,7 +57,7 @@ interface Flags {
 
 /**
  * A numeric flag's value, held to the option's range with the flag's name, in the words of every
- * other range message: `--batch-size: expected an integer from 2 to 65536, got 1`.
+ * other range message: `--batch-size: expected an integer from 1 to 65536, got 0`.
  */
 function numberFlag(flag: string, value: string | undefined, range: NumberRange) {
   if (value === undefined) return undefined;

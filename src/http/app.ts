@@ -34,7 +34,12 @@ import { modelExportRoutes } from './routes/model-export.js';
 import { openInferenceRoutes } from './routes/open-inference.js';
 import { tfServingRoutes } from './routes/tf-serving.js';
 import { strictQuery } from './strict-query.js';
-import { childLoggerWithTrace, REQUEST_ID_LOG_FIELD, requestIdOf } from './tracing.js';
+import {
+  childLoggerWithTrace,
+  REQUEST_ID_LOG_FIELD,
+  requestIdOf,
+  sendRequestId,
+} from './tracing.js';
 import { serializerCompiler, validatorCompiler } from './validation.js';
 
 export interface BuildAppOptions extends AppDeps {
@@ -114,7 +119,9 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     // would use and which cost a worker a large share of its start-up (issue 13).
     schemaController: { compilersFactory: zodCompilers },
     // Router errors (malformed percent-encoding, over-long parameters) leave as problems too.
+    // Fastify runs no hook for them: the id is set here as onSend sets it (tracing.ts).
     frameworkErrors: (error, request, reply) => {
+      sendRequestId(request, reply);
       errorHandler(error, request, reply);
     },
   }).withTypeProvider<ZodTypeProvider>();
@@ -189,7 +196,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   metrics.observeRegistry(deps.registry);
   const scrapeMetrics = deps.scrapeMetrics ?? (() => metrics.registry.metrics());
   app.addHook('onSend', (request, reply, payload, done) => {
-    void reply.header('X-Request-Id', request.id);
+    sendRequestId(request, reply);
     // During shutdown, close each connection after its response: a kept-alive idle connection
     // would otherwise hold server.close() (and the process) until the keep-alive timeout. So too
     // a response sent before its request's body was read whole (an upload refused at its line 2,

@@ -3,7 +3,7 @@ import { parse as locateJsonErrors } from 'jsonc-parser';
 import secureJson from 'secure-json-parse';
 import { NormserveError } from '../errors/index.js';
 import { overJsonBudget } from './json-budget.js';
-import { checkUtf8Charset, mediaTypeParameters } from './media-type.js';
+import { checkUtf8Charset, mediaTypeParameters, noContentType } from './media-type.js';
 import { utf8Body } from './utf8-body.js';
 
 /**
@@ -29,19 +29,27 @@ export function untypedBodyAsJson(
   done: () => void,
 ): void {
   const headers = request.headers;
-  const type = headers['content-type'];
-  if (type === undefined || type.trim() === '') {
+  if (noContentType(headers['content-type'])) {
     const length = headers['content-length'];
     const hasBody =
       headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
-    if (hasBody) headers['content-type'] = JSON_BODY_TYPES[0];
-    else delete headers['content-type'];
+    if (hasBody) {
+      headers['content-type'] = JSON_BODY_TYPES[0];
+      typedAsJson.add(request);
+    } else delete headers['content-type'];
   }
   done();
 }
 
+/** The requests untypedBodyAsJson gave a Content-Type: an error names no type their client sent. */
+const typedAsJson = new WeakSet<FastifyRequest>();
+
 /** A JSON body of no bytes (parseJsonBody here, Fastify's own parser in problem.ts). */
 export const EMPTY_JSON_BODY = 'the body is empty but Content-Type is application/json';
+
+/** The same, of a request sent with no Content-Type (an empty chunked body: untypedBodyAsJson). */
+export const EMPTY_UNTYPED_BODY =
+  'the body is empty (sent with no Content-Type, it is read as JSON); expected a JSON object';
 
 /** Where a JSON text stops being JSON: 1-based line and column, 0-based character offset. */
 export interface JsonPosition {
@@ -89,10 +97,31 @@ function errorOffset(text: string, message: string): number {
  */
 const NON_FINITE = /^-?(?:NaN|Infinity|Inf)(?![A-Za-z0-9_])/;
 
-function nonFiniteToken(text: string, offset: number): { token: string; offset: number } | null {
+/**
+ * V8's (Node 20) refusals of a value it cannot start: `Unexpected token 'N', …` (or 'I'), `"NaN" is
+ * not valid JSON` when that word is the whole body, `No number after minus sign`. A token V8
+ * refused for another reason is a plain syntax error: `[1 NaN]` ("Expected ',' or ']' after array
+ * element", a missing comma) and `{NaN: 1}` ("Expected property name or '}'", an unquoted key).
+ */
+const VALUE_REFUSED =
+  /^(?:Unexpected token '[NI]'|"(?:NaN|Infinity)" is not valid JSON$|No number after minus sign)/;
+
+/** Where a JSON value may start: after `[`, `,` or `:` (or at the start of the text). */
+function atValuePosition(text: string, offset: number): boolean {
+  let i = offset - 1;
+  while (i >= 0 && ' \t\n\r'.includes(text.charAt(i))) i--;
+  return i < 0 || '[,:'.includes(text.charAt(i));
+}
+
+function nonFiniteToken(
+  text: string,
+  offset: number,
+  message: string,
+): { token: string; offset: number } | null {
+  if (!VALUE_REFUSED.test(message)) return null;
   const start = text[offset - 1] === '-' && text[offset] !== '-' ? offset - 1 : offset;
   const match = NON_FINITE.exec(text.slice(start, start + 10));
-  return match ? { token: match[0], offset: start } : null;
+  return match && atValuePosition(text, start) ? { token: match[0], offset: start } : null;
 }
 
 /**
@@ -122,12 +151,35 @@ export function parseJsonBytes(
   parseJsonBody(request, text, done);
 }
 
-/** V8's reason without the position and the quoted copy of the body it may carry. */
-const reason = (message: string): string =>
-  message
-    .replace(/, (\.\.\.)?".*" is not valid JSON$/s, '')
-    .replace(/ in JSON at position \d+.*$/s, '')
-    .replace(/ of JSON input$/, '');
+/**
+ * V8's (Node 20) messages that quote the body: `Unexpected token 'x', "<body>" is not valid JSON`,
+ * with `...` before and/or after the quote when it cuts the copy to the ten characters around the
+ * token (`"hello-this"... is not valid JSON`, `..."1, 2, x, 3"...`, `..."1, 2, x]"`), and a whole
+ * body of NaN, Infinity, undefined or `[object Object]` quoted alone (`"undefined" is not valid
+ * JSON`). A reply never carries the body's bytes (a secret, a client's binary rows).
+ */
+const QUOTES_BODY =
+  /^(?:Unexpected token '([\s\S])', )?(?:\.\.\.)?"[\s\S]*"(?:\.\.\.)? is not valid JSON$/;
+
+/** A character of the body as a reply names it: printable ASCII quoted, any other as U+XXXX. */
+function showCharacter(character: string): string {
+  const code = character.codePointAt(0) ?? 0;
+  return code > 0x20 && code < 0x7f
+    ? `'${character}'`
+    : `U+${code.toString(16).toUpperCase().padStart(4, '0')}`;
+}
+
+/** V8's reason without the position and without any of the body (QUOTES_BODY). */
+function reason(message: string, text: string, offset: number): string {
+  const quoted = QUOTES_BODY.exec(message);
+  if (quoted) {
+    // The body's whole code point where V8 names one UTF-16 unit (an emoji's first half).
+    const atOffset = String.fromCodePoint(text.codePointAt(offset) ?? 0);
+    const token = quoted[1] === undefined || atOffset.startsWith(quoted[1]) ? atOffset : quoted[1];
+    return `Unexpected token ${showCharacter(token)}`;
+  }
+  return message.replace(/ in JSON at position \d+.*$/s, '').replace(/ of JSON input$/, '');
+}
 
 /**
  * Fastify's JSON body parser with a position in its error: the same secure-json-parse refusals of
@@ -142,7 +194,8 @@ export function parseJsonBody(
   done: (error: Error | null, value?: unknown) => void,
 ): void {
   if (body.length === 0) {
-    done(new NormserveError('INVALID_JSON', EMPTY_JSON_BODY));
+    const untyped = typedAsJson.has(request);
+    done(new NormserveError('INVALID_JSON', untyped ? EMPTY_UNTYPED_BODY : EMPTY_JSON_BODY));
     return;
   }
   const refused = overJsonBudget(request, body);
@@ -164,7 +217,7 @@ export function parseJsonBody(
       return;
     }
     const offset = errorOffset(body, message);
-    const nonFinite = nonFiniteToken(body, offset);
+    const nonFinite = nonFiniteToken(body, offset, message);
     if (nonFinite) {
       const position = positionAt(body, nonFinite.offset);
       done(
@@ -180,7 +233,7 @@ export function parseJsonBody(
     done(
       new NormserveError(
         'INVALID_JSON',
-        `malformed JSON at line ${position.line}, column ${position.column}: ${reason(message)}`,
+        `malformed JSON at line ${position.line}, column ${position.column}: ${reason(message, body, offset)}`,
         { extra: { position } },
       ),
     );

@@ -3,6 +3,13 @@ import { NormserveError, quote } from '../errors/index.js';
 /** Charsets whose bytes are UTF-8's (US-ASCII is a subset, and RFC 4180's default for CSV). */
 const UTF8_CHARSETS = new Set(['utf-8', 'utf8', 'us-ascii']);
 
+/**
+ * A request that names no media type: no Content-Type header, or an empty one (Node keeps
+ * `Content-Type:` as ''). untypedBodyAsJson reads such a body as JSON; a 415 says the type is missing.
+ */
+export const noContentType = (type: string | undefined): boolean =>
+  type === undefined || type.trim() === '';
+
 /** A media type's parameters, names lower-cased, values unquoted: `charset=UTF-8` → charset: UTF-8. */
 export function mediaTypeParameters(contentType: string): Map<string, string> {
   const parameters = new Map<string, string>();

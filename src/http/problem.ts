@@ -8,6 +8,7 @@ import {
 } from '../errors/index.js';
 import { bodyTooLarge } from './body-too-large.js';
 import { EMPTY_JSON_BODY, JSON_BODY_TYPES } from './json-body.js';
+import { noContentType } from './media-type.js';
 import { noRoute } from './no-route.js';
 import { PROBLEM_CONTENT_TYPE, problemContentType } from './problem-media-type.js';
 import { LIMITS } from './schemas/limits.js';
@@ -79,7 +80,7 @@ function fromFastifyError(error: FastifyError, request: FastifyRequest): Normser
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return new NormserveError(
         'UNSUPPORTED_MEDIA_TYPE',
-        `${(request.headers['content-type'] ?? '').trim() === '' ? 'no Content-Type' : 'unsupported Content-Type'}; this route accepts ${acceptedTypes(request).join(', ')}`,
+        `${noContentType(request.headers['content-type']) ? 'no Content-Type' : 'unsupported Content-Type'}; this route accepts ${acceptedTypes(request).join(', ')}`,
       );
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
       return new NormserveError('INVALID_INPUT', 'Content-Length does not match the body');

@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import type { FastifyBaseLogger, FastifyRequest } from 'fastify';
+import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify';
 import { parseTraceparent, requestIdFrom, type TraceContext } from '../service/index.js';
 
 export {
@@ -19,6 +19,15 @@ export {
 /** Fastify's genReqId: the client's X-Request-Id when well-formed, else a new UUID. */
 export function requestIdOf(req: IncomingMessage): string {
   return requestIdFrom(req.headers['x-request-id']);
+}
+
+/**
+ * The request's id as its response's X-Request-Id: app.ts's onSend hook, and its frameworkErrors
+ * (a malformed URL or an over-long path parameter), whose request Fastify builds with no route
+ * context, so that no onRequest or onSend hook runs for it (fastify.js onBadUrl, onMaxParamLength).
+ */
+export function sendRequestId(request: FastifyRequest, reply: FastifyReply): void {
+  void reply.header('X-Request-Id', request.id);
 }
 
 /**

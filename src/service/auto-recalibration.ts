@@ -446,7 +446,6 @@ export class AutoRecalibration {
       return;
     }
     if (state.shadowPendingRows + rows > MAX_SHADOW_PENDING_ROWS) return;
-    const target = version;
     const width = served.compiled.inputWidth;
     const x = input.slice(0, rows * width);
     const active = probabilities.slice(0, rows * served.compiled.outputWidth);
@@ -456,16 +455,16 @@ export class AutoRecalibration {
         setImmediate(() => {
           state.shadowPendingRows -= rows;
           try {
-            const probe = this.context.probe(target, rows);
-            const outputs = target.compiled.forward(x, rows, true, probe);
+            const probe = this.context.probe(version, rows);
+            const outputs = version.compiled.forward(x, rows, true, probe);
             // The candidate's outputs of a row may overflow where the active version's did not:
             // as for a refused request, such a run's statistics are not used, nor compared.
-            const drift = probe && this.context.versions.get(target);
+            const drift = probe && this.context.versions.get(version);
             if (!outputs.every(Number.isFinite)) drift?.refused(this.context.now());
             else {
               drift?.gathered(rows, this.context.now());
-              const classes = target.compiled.outputWidth;
-              const shadow = target.compiled.executor.softmax(outputs, rows, classes);
+              const classes = version.compiled.outputWidth;
+              const shadow = version.compiled.executor.softmax(outputs, rows, classes);
               candidate.shadow.add(active, shadow, rows, classes);
             }
           } catch (e) {

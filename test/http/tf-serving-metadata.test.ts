@@ -14,7 +14,13 @@ import { digitsRow, type PredictResponse } from './http-helpers.js';
 
 let t: TestApp;
 
-/** digits and digits-cnn, plus `regressor`: digits/1 re-labelled as a 10-output regression model. */
+const config0 = () =>
+  JSON.parse(readFileSync(join(bundledVersionDir('digits'), 'config.json'), 'utf8'));
+
+/**
+ * digits and digits-cnn, plus `regressor`: digits/1 re-labelled as a 10-output regression model
+ * (trained with weights_epoch recorded), and `older`: digits/1 as bundled, under another name.
+ */
 function repository(): string {
   const root = makeRepository(['digits', 'digits-cnn']);
   const dir = join(root, 'regressor', '1');
@@ -23,7 +29,15 @@ function repository(): string {
   config.name = 'regressor';
   config.task = 'regression';
   delete config.labels;
+  // Trained since weights_epoch is recorded (docs/model-format.md): the last epoch's weights.
+  config.training.weights_epoch = 40;
   writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
+  const metrics = JSON.parse(readFileSync(join(dir, 'metrics.json'), 'utf8'));
+  writeFileSync(join(dir, 'metrics.json'), JSON.stringify({ ...metrics, weights_epoch: 40 }));
+  // digits/1 as bundled, config.json and metrics.json from before weights_epoch.
+  const older = join(root, 'older', '1');
+  cpSync(bundledVersionDir('digits'), older, { recursive: true });
+  writeFileSync(join(older, 'config.json'), JSON.stringify({ ...config0(), name: 'older' }));
   return root;
 }
 
@@ -124,5 +138,26 @@ describe("TF Serving's GetModelMetadataResponse in the metadata answer", () => {
     const [output] = Object.keys(signature.outputs);
     const width = Number(signature.outputs[output!]!.tensor_shape.dim[1]!.size);
     expect(res.json<PredictResponse>().outputs![0]).toHaveLength(width);
+  });
+});
+
+describe("the training's weights_epoch (docs/model-format.md)", () => {
+  const metadataOf = async (url: string) =>
+    (await get(url)) as unknown as {
+      training: Record<string, unknown>;
+      metrics: Record<string, unknown>;
+    };
+
+  it('is shown in training and in metrics when config.json and metrics.json record it', async () => {
+    const meta = await metadataOf('/v1/models/regressor/metadata');
+    expect(meta.training).toMatchObject({ best_epoch: 39, epochs_run: 40, weights_epoch: 40 });
+    expect(meta.metrics).toMatchObject({ best_epoch: 39, weights_epoch: 40 });
+  });
+
+  it('is absent, not null, for a version trained before it was recorded (the bundled digits/1)', async () => {
+    const meta = await metadataOf('/v1/models/older/metadata');
+    expect(meta.training).not.toHaveProperty('weights_epoch');
+    expect(meta.metrics).toMatchObject({ best_epoch: 39 });
+    expect(meta.metrics).not.toHaveProperty('weights_epoch');
   });
 });

@@ -134,6 +134,17 @@ describe('tracing through the app', () => {
     }
   });
 
+  it("the router's 400s carry one too (a malformed URL, an over-long path parameter), the client's when well-formed", async () => {
+    for (const url of ['/v1/models/%zz', `/v1/models/${'m'.repeat(300)}`]) {
+      const res = await t.app.inject({ method: 'GET', url });
+      const id = res.headers['x-request-id'] as string;
+      expect(id, url).toMatch(/^[0-9a-f-]{36}$/);
+      expect(expectProblem(res, 400, 'INVALID_INPUT').request_id).toBe(id);
+      const own = await t.app.inject({ method: 'GET', url, headers: { 'x-request-id': 'edge-9' } });
+      expect(own.headers['x-request-id'], url).toBe('edge-9');
+    }
+  });
+
   it('a recalibration carries the request id and trace into its job and its log line', async () => {
     const rows = nightShift(digitsTestRows().x).slice(0, 20);
     const res = await t.app.inject({

@@ -130,6 +130,23 @@ describe('a JSON body without a Content-Type', () => {
     }
   });
 
+  it('an empty chunked body is said to be empty, naming no Content-Type the client did not send', async () => {
+    for (const url of [PREDICT, INFER]) {
+      const res = await rawPost(url, '', { chunked: true });
+      expect(res.status).toBe(400);
+      expect(res.body.code).toBe('INVALID_JSON');
+      expect(res.body.detail).toBe(
+        'the body is empty (sent with no Content-Type, it is read as JSON); expected a JSON object',
+      );
+    }
+    // Sent with the type, the message names it.
+    const typed = await rawPost(PREDICT, '', {
+      chunked: true,
+      headers: { 'content-type': 'application/json' },
+    });
+    expect(typed.body.detail).toBe('the body is empty but Content-Type is application/json');
+  });
+
   it('a POST with no body and no type stays bodiless: the schema names what is missing', async () => {
     const res = await t.app.inject({ method: 'POST', url: PREDICT });
     expectProblem(res, 400, 'INVALID_INPUT');

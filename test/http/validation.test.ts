@@ -433,6 +433,23 @@ describe('malformed JSON', () => {
       "Expected ',' or ']' after array element",
     ],
     ['a lone word', 'tru', 'application/json', 1, 4, 'Unexpected end'],
+    // NaN where no value may stand is a syntax error, not a refused non-finite input.
+    [
+      'a missing comma before NaN',
+      '{"instances": [[1 NaN]]}',
+      'application/json',
+      1,
+      19,
+      "Expected ',' or ']' after array element",
+    ],
+    [
+      'NaN as an unquoted key',
+      '{NaN: 1}',
+      'application/json',
+      1,
+      2,
+      "Expected property name or '}'",
+    ],
   ] as const) {
     it(`${what}: the problem gives line, column and offset of the error`, async () => {
       const body = expectProblem(await postRaw(payload, type), 400, 'INVALID_JSON', PREDICT);
@@ -448,6 +465,54 @@ describe('malformed JSON', () => {
       expect(body.error).toBe(`malformed JSON at line ${line}, column ${column}: ${reason}`);
     });
   }
+
+  describe('the detail carries no byte of the body past the token it names', () => {
+    // V8 quotes the body ("hello" is not valid JSON), cut to ten characters around the token
+    // with ... before, after or both: each form, and the word-only one ("undefined").
+    const secret = 'hello-this-is-a-long-secret-body-value';
+    const rows = '1, '.repeat(20);
+    const at = (payload: string, part: string) => payload.indexOf(part) + 1;
+    const middle = `{"instances": [[${rows}${secret}, ${rows}1]]}`;
+    const end = `{"instances": [[${rows}secret]]}`;
+    for (const [what, payload, column, token] of [
+      ['a short body', 'hello', 1, "'h'"],
+      ['a long body wrong at its start', secret, 1, "'h'"],
+      ['a long body wrong in its middle', middle, at(middle, secret), "'h'"],
+      ['a long body wrong near its end', end, at(end, 'secret'), "'s'"],
+      ['a body of the word undefined', 'undefined', 1, "'u'"],
+      ['an emoji where a value starts', '{"instances": [[😀]]}', 17, 'U+1F600'],
+    ] as const) {
+      it(`${what}: only the position and the token`, async () => {
+        for (const type of ['application/json', undefined]) {
+          const res = await t.app.inject({
+            method: 'POST',
+            url: PREDICT,
+            payload,
+            headers: type === undefined ? {} : { 'content-type': type },
+          });
+          const body = expectProblem(res, 400, 'INVALID_JSON', PREDICT);
+          expect(body.detail).toBe(
+            `malformed JSON at line 1, column ${column}: Unexpected token ${token}`,
+          );
+          expect(res.body).not.toContain('hello-');
+          expect(res.body).not.toContain('1, 1');
+        }
+      });
+    }
+
+    it('float32 rows posted untyped: no NUL in the reply, the character named by its code', async () => {
+      const res = await t.app.inject({
+        method: 'POST',
+        url: PREDICT,
+        payload: Buffer.from(new Float32Array(16).buffer),
+      });
+      const body = expectProblem(res, 400, 'INVALID_JSON', PREDICT);
+      expect(body.detail).toBe('malformed JSON at line 1, column 1: Unexpected token U+0000');
+      for (const echo of ['\u0000', '\\u0000', '\uFFFD', '\\ufffd']) {
+        expect(res.body.toLowerCase()).not.toContain(echo);
+      }
+    });
+  });
 
   it('an empty body with Content-Type application/json is a 400 INVALID_JSON', async () => {
     expectProblem(await postRaw('', 'application/json'), 400, 'INVALID_JSON');
@@ -478,6 +543,9 @@ describe('NaN and Infinity tokens (valid JSON for TF Serving)', () => {
     ['Infinity', '{"instances": [[Infinity, 2]]}', PREDICT, 1, 17],
     ['-Infinity', '{"instances": [[1, -Infinity]]}', PREDICT, 1, 20],
     ['-Inf', '{"instances": [[1, -Inf]]}', PREDICT, 1, 20],
+    ['NaN', '{"instances": [[1, 2]], "x": NaN}', PREDICT, 1, 30],
+    ['NaN', 'NaN', PREDICT, 1, 1],
+    ['-Infinity', '-Infinity', PREDICT, 1, 1],
     [
       '-Infinity',
       '{\n  "inputs": [{"name": "input", "shape": [1, 2], "datatype": "FP32",\n    "data": [1, -Infinity]}]\n}',

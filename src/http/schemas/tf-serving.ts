@@ -269,7 +269,7 @@ export const versionMetadataSchema = z
     kernels: z.array(z.string()),
     training: z.unknown().meta({
       description:
-        "config.json's training record; for a recalibrated version (which keeps its parent's) without test_accuracy, which was measured with trained_version's statistics",
+        "config.json's training record (npm run train: feature_names, seed, epochs_run, best_epoch, weights_epoch — the epoch whose weights the version holds, absent from records written before it — test_accuracy, recipe, …); for a recalibrated version (which keeps its parent's) without test_accuracy, which was measured with trained_version's statistics",
     }),
     trained_version: z.number().int().meta({
       description:
@@ -277,7 +277,7 @@ export const versionMetadataSchema = z
     }),
     metrics: z.unknown().meta({
       description:
-        "From metrics.json: a training's test, best_epoch, seed, data_sha256 and wall_time_ms; a recalibration's report (format normserve.recalibration/v1: mode, samples, data_sha256, layers, and batch_size, batches, skipped or prior_strength); null when absent or unreadable",
+        "From metrics.json: a training's test, best_epoch, weights_epoch (when recorded), seed, data_sha256 and wall_time_ms; a recalibration's report (format normserve.recalibration/v1: mode, samples, data_sha256, layers, and batch_size, batches, skipped or prior_strength); null when absent or unreadable",
     }),
     provenance: z.unknown(),
   })

@@ -5,6 +5,8 @@ import { type AvailableVersion, compiledLayers, foldedBatchNorms } from '../../s
 const trainingMetricsSchema = z.looseObject({
   test: z.unknown(),
   best_epoch: z.unknown(),
+  // Optional: a metrics.json from before it has none (a key of z.unknown() is required in zod 4).
+  weights_epoch: z.unknown().optional(),
   seed: z.unknown(),
   data_sha256: z.unknown(),
   wall_time_ms: z.unknown(),
@@ -68,6 +70,9 @@ function metricsView(metrics: unknown) {
     ? {
         test: m.test ?? null,
         best_epoch: m.best_epoch ?? null,
+        // Written by trainings since weights_epoch was added (docs/model-format.md); an older
+        // metrics.json has none, and its rule (best_epoch with a patience, else the last) holds.
+        ...(m.weights_epoch !== undefined ? { weights_epoch: m.weights_epoch } : {}),
         seed: m.seed ?? null,
         data_sha256: m.data_sha256 ?? null,
         wall_time_ms: m.wall_time_ms ?? null,
