@@ -200,6 +200,12 @@ export class AutoRecalibration {
     /** Whether the sample taken is kept growing (too few usable rows) rather than started again. */
     let keepSample = false;
     let taken = false;
+    let sampleStarted = false;
+    const startSampleAgain = () => {
+      state.reservoir?.reset();
+      state.sampleWantedRows = 0;
+      sampleStarted = true;
+    };
     let context: Record<string, unknown> = { model: served.name, parent: served.version, mode };
     /** Records a skipped action with its reason and logs it (fields: the log line's extras). */
     const skip = (detail: string, message: string, fields: Record<string, unknown> = {}) => {
@@ -295,6 +301,10 @@ export class AutoRecalibration {
       // Published without serving it even with `promote`: it is served only once its answers on
       // the sample are not degenerate (promotionRefusal).
       const note = `recalibrated from traffic: drift score ${report.score.toFixed(3)} over ${report.rows} rows (${screened.score.toFixed(3)} in the screened sample), ${held} sampled rows${screening} (AUTO_RECALIBRATE=${mode})`;
+      // The sample is used: the next one starts now, not once the recalibration is over, so that
+      // the rows served by this version while it runs are kept for the next try (a run that
+      // fails, finds the model busy or publishes without activating leaves this version served).
+      startSampleAgain();
       const outcome: RecalibrationOutcome = await service.recalibrateRows(
         { model: served.name, mode: 'exact', activate: false, source: 'traffic', note },
         screened.rows,
@@ -368,12 +378,10 @@ export class AutoRecalibration {
         this.context.log.error({ ...context, err: e }, 'drift: recalibration from traffic failed');
     } finally {
       state.inFlight = false;
-      // A sample used (or judged) is not looked at again: the next one starts now, unless the
-      // active version changed meanwhile (its sample already started again).
-      if (taken && !keepSample && state.activeVersion === served.version) {
-        state.reservoir?.reset();
-        state.sampleWantedRows = 0;
-      }
+      // A sample judged (and not kept to grow) is not looked at again: the next one starts now,
+      // unless the active version changed meanwhile (its sample already started again).
+      if (taken && !keepSample && !sampleStarted && state.activeVersion === served.version)
+        startSampleAgain();
     }
   }
 
