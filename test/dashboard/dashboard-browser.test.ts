@@ -52,7 +52,7 @@ interface PageElement {
 interface PageGlobals {
   navigator: { language: string };
   document: PageElement & {
-    documentElement: { clientWidth: number };
+    documentElement: { clientWidth: number; scrollWidth: number };
     createElement(tag: 'canvas'): {
       getContext(kind: '2d'): { font: string; measureText(text: string): { width: number } };
     };
@@ -415,7 +415,7 @@ describe.skipIf(!available)('dashboard in chromium', () => {
     );
 
     it(
-      'fits the charts in a 420 px window',
+      'fits the charts, and the page, in a 420 px window',
       async () => {
         const overflow = () =>
           page.evaluate(() => {
@@ -433,6 +433,13 @@ describe.skipIf(!available)('dashboard in chromium', () => {
         await page.waitForSelector('#drift-chart canvas', { timeout: PAGE_WAIT_MS });
         expect(await page.locator('.uplot').count()).toBe(4 * 3 + 1);
         expect(await overflow()).toEqual([]);
+        // Nor anything else: the page scrolls down, never sideways (the header's fields wrap).
+        const widths = await page.evaluate(() => {
+          const { document } = globalThis as unknown as PageGlobals;
+          const root = document.documentElement;
+          return { scroll: root.scrollWidth, client: root.clientWidth };
+        });
+        expect(widths.scroll).toBeLessThanOrEqual(widths.client);
         await page.screenshot({ path: 'test/artifacts/dashboard-narrow.png', fullPage: true });
         await page.setViewportSize({ width: 1400, height: 1800 });
         expect(problems).toEqual([]);
