@@ -67,7 +67,7 @@ async function adminScope(app: AppInstance): Promise<void> {
     {
       config: { access: 'admin' },
       // JSON is the only body it reads, so an untyped one is that (json-body.ts); :recalibrate
-      // reads four types, and an untyped upload stays a 415 that says the type is missing.
+      // reads several types, and an untyped upload stays a 415 that says the type is missing.
       onRequest: untypedBodyAsJson,
       schema: {
         tags,
