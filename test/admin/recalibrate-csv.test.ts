@@ -273,6 +273,6 @@ describe('malformed CSV uploads → 4xx problems naming the line', () => {
     });
     const body = expectProblem(res, 400, 'INVALID_INPUT');
     expect(body.detail).toBe('label_column: read from a text/csv upload only');
-    expect(body.errors?.[0]?.path).toBe('label_column');
+    expect(body.errors?.[0]?.path).toBe('query.label_column');
   });
 });
