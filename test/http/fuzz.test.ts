@@ -164,6 +164,11 @@ const routeUrl = () =>
 
 // Bodies.
 const validPredict = () => ({ instances: [digitsRow(1), digitsRow(2)] });
+/** TF Serving's named forms: instances as objects keyed by the input's name, inputs as a map. */
+const validPredictNamedRows = () => ({
+  instances: [{ input: digitsRow(1) }, { input: digitsRow(2) }],
+});
+const validPredictNamedColumns = () => ({ inputs: { input: [digitsRow(1), digitsRow(2)] } });
 const validInfer = () => ({
   id: 'fuzz',
   inputs: [{ name: 'input', shape: [2, 64], datatype: 'FP32', data: [digitsRow(1), digitsRow(2)] }],
@@ -195,7 +200,13 @@ function replaceAt(value: unknown, path: (string | number)[], replacement: unkno
 /** A valid body of some route with a random node replaced by a random JSON value. */
 const mutatedBody = fc
   .tuple(
-    fc.constantFrom(validPredict, validInfer, validRecalibrate),
+    fc.constantFrom(
+      validPredict,
+      validPredictNamedRows,
+      validPredictNamedColumns,
+      validInfer,
+      validRecalibrate,
+    ),
     fc.nat(),
     fc.oneof(
       fc.jsonValue({ maxDepth: 3 }),
