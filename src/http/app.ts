@@ -94,6 +94,8 @@ function bodyLeftUnread(raw: IncomingMessage): boolean {
 export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   const { logger, listenerHandover, openApiAtStart, ...deps } = options;
   const httpTimeouts = httpServerOptions(deps.config);
+  // One log line and the request metrics per request, or its 499/408 when its client left.
+  const { onResponse, recordClientGone } = requestLog(deps.metrics);
   const app = Fastify({
     loggerInstance: logger,
     // One log line per request, written by the onResponse hook below, instead of Fastify's two.
@@ -119,9 +121,13 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     // would use and which cost a worker a large share of its start-up (issue 13).
     schemaController: { compilersFactory: zodCompilers },
     // Router errors (malformed percent-encoding, over-long parameters) leave as problems too.
-    // Fastify runs no hook for them: the id is set here as onSend sets it (tracing.ts).
+    // Fastify runs no hook for them (their context has none): the id is set here as onSend sets
+    // it (tracing.ts), and the request's log line and metrics are written once the response is,
+    // as onResponse writes them for every routed request.
     frameworkErrors: (error, request, reply) => {
+      request.receivedAt = performance.now();
       sendRequestId(request, reply);
+      reply.raw.once('finish', () => onResponse(request, reply, () => {}));
       errorHandler(error, request, reply);
     },
   }).withTypeProvider<ZodTypeProvider>();
@@ -209,8 +215,6 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
       void reply.header('Connection', 'close');
     done(null, payload);
   });
-  // One log line and the request metrics per request, or its 499/408 when its client left.
-  const { onResponse, recordClientGone } = requestLog(metrics);
   app.addHook('onResponse', onResponse);
   app.addHook('onRequestAbort', (request, done) => {
     recordClientGone(request);

@@ -145,6 +145,32 @@ describe('tracing through the app', () => {
     }
   });
 
+  it("the router's 400s write their request line and count in the metrics, as routed requests do", async () => {
+    const before = await t.app.inject({ method: 'GET', url: '/metrics' });
+    const counted = (text: string) =>
+      Number(
+        /^normserve_http_requests_total\{method="GET",route="unmatched",status="400",model="",version=""\} (\d+)$/m.exec(
+          text,
+        )?.[1] ?? 0,
+      );
+    const urls = ['/v1/models/%zz', `/v1/models/${'m'.repeat(300)}`];
+    for (const [i, url] of urls.entries()) {
+      const id = `bad-url-${i}`;
+      const res = await t.app.inject({ method: 'GET', url, headers: { 'x-request-id': id } });
+      expect(res.statusCode).toBe(400);
+      expect(requestLine(id), url).toMatchObject({
+        level: 30,
+        method: 'GET',
+        url,
+        route: 'unmatched',
+        status: 400,
+      });
+      expect(requestLine(id)?.durationMs).toBeGreaterThanOrEqual(0);
+    }
+    const after = await t.app.inject({ method: 'GET', url: '/metrics' });
+    expect(counted(after.body) - counted(before.body)).toBe(urls.length);
+  });
+
   it('a recalibration carries the request id and trace into its job and its log line', async () => {
     const rows = nightShift(digitsTestRows().x).slice(0, 20);
     const res = await t.app.inject({
