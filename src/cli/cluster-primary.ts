@@ -14,6 +14,7 @@ import { onWorkerMessage, sendToWorker } from './cluster-messages.js';
 import { ClusterMetricsPrimary } from './cluster-metrics.js';
 import { ClusterModelsPrimary } from './cluster-models.js';
 import { answerRateLimit } from './cluster-rate-limit.js';
+import { RESCAN_SIGNAL } from './rescan-on-hangup.js';
 import { WorkerDeaths } from './worker-deaths.js';
 
 /**
@@ -208,8 +209,10 @@ export async function runPrimary(config: ServerConfig): Promise<void> {
   // the signals went out and did not listen for them yet (its IPC channel starts with it): once it
   // says it is ready, it is given every signal relayed so far, so it drains with the others
   // instead of serving on until the primary's deadline kills it.
+  const ready = new WeakSet<Worker>();
   onWorkerMessage((worker, message) => {
     if (message.type !== 'normserve:ready') return;
+    ready.add(worker);
     for (const signal of relayedSignals) sendToWorker(worker, { type: 'normserve:signal', signal });
   });
   const alive = () =>
@@ -253,4 +256,12 @@ export async function runPrimary(config: ServerConfig): Promise<void> {
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+  // SIGHUP (rescan-on-hangup.ts) reaches every listening worker, and each scans the repository (a
+  // worker still starting scans when it starts). One sent to the whole group reaches a worker
+  // twice: a scan asked for while one runs shares it.
+  process.on(RESCAN_SIGNAL, () => {
+    if (stopping) return;
+    logger.info({ signal: RESCAN_SIGNAL }, 'relayed to the workers: scan the model repository');
+    for (const worker of alive()) if (ready.has(worker)) worker.process.kill(RESCAN_SIGNAL);
+  });
 }

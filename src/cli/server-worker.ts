@@ -27,7 +27,28 @@ import { applyHeapGrowingPercent } from './heap-growth.js';
 import { lameDuckOnSignal, relayedSignalsOnly } from './lame-duck.js';
 import { listenFailed } from './listen-failure.js';
 import { packageVersion } from './package-version.js';
+import { rescanOnHangup } from './rescan-on-hangup.js';
 import { turnLogDestination } from './turn-log-destination.js';
+
+/**
+ * The signals close-with-grace listens to unless skipped (its events/signal.events.js; a test
+ * holds this list equal to it). None starts its drain here: SIGSEGV, SIGBUS, SIGFPE and SIGILL
+ * cannot safely run JavaScript at all, and SIGUSR2, SIGQUIT, SIGTRAP and SIGABRT end the process
+ * as Node ends any other (rescan-on-hangup.ts says why).
+ */
+export const CLOSE_WITH_GRACE_SIGNALS = [
+  'SIGHUP',
+  'SIGINT',
+  'SIGQUIT',
+  'SIGILL',
+  'SIGTRAP',
+  'SIGABRT',
+  'SIGBUS',
+  'SIGFPE',
+  'SIGSEGV',
+  'SIGUSR2',
+  'SIGTERM',
+] as const;
 
 export async function startServer(config: ServerConfig): Promise<void> {
   applyHeapGrowingPercent(config.V8_HEAP_GROWING_PERCENT);
@@ -57,6 +78,8 @@ export async function startServer(config: ServerConfig): Promise<void> {
     // A cluster worker's writes reach the server's other workers before the call returns.
     ...(channel ? { onWrite: announceModelWrites(channel, logger) } : {}),
   });
+  // From here on (before the first scan) SIGHUP rescans instead of ending the process.
+  rescanOnHangup(registry, logger);
   if (channel) channel.onRefreshModel = answerRefreshRequests(channel, registry, logger);
   const { removed, failed } = await registry.repository.removeTemporaries();
   if (removed.length > 0)
@@ -116,8 +139,9 @@ export async function startServer(config: ServerConfig): Promise<void> {
     {
       delay: config.SHUTDOWN_TIMEOUT_MS,
       logger: { error: (m: unknown) => logger.error(m) },
-      // lameDuckOnSignal's: they drain after SHUTDOWN_DELAY_MS.
-      skip: ['SIGTERM', 'SIGINT'],
+      // No signal starts this drain: SIGTERM and SIGINT are lameDuckOnSignal's (they drain after
+      // SHUTDOWN_DELAY_MS), SIGHUP rescans the repository, the rest keep Node's handling.
+      skip: [...CLOSE_WITH_GRACE_SIGNALS],
     },
     async ({ signal, err }) => {
       phase.enter('draining');
