@@ -207,6 +207,22 @@ describe('what the server sends is declared', () => {
   });
 });
 
+describe('WORKERS > 1', () => {
+  it("every admin operation declares the 503 of the primary's rate-limit count (test/replicas/primary-timeout.test.ts)", () => {
+    const admin = Object.entries(doc.paths).flatMap(([path, item]) =>
+      Object.entries(item)
+        .filter(([, op]) => (op as { tags?: string[] }).tags?.includes('admin'))
+        .map(
+          ([method, op]) => [`${method} ${path}`, op.responses['503']?.description ?? ''] as const,
+        ),
+    );
+    expect(admin.length).toBeGreaterThan(3);
+    expect(
+      admin.filter(([, description]) => !description.includes('CLUSTER_PRIMARY_TIMEOUT')),
+    ).toEqual([]);
+  });
+});
+
 describe('Problem', () => {
   const problem = (error: NormserveError) => ({
     ...toProblem(error, '/v1/models/digits:recalibrate'),
