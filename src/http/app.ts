@@ -33,6 +33,7 @@ import { indexRoutes } from './routes/index.js';
 import { modelExportRoutes } from './routes/model-export.js';
 import { openInferenceRoutes } from './routes/open-inference.js';
 import { tfServingRoutes } from './routes/tf-serving.js';
+import { problemSchema } from './schemas/common.js';
 import { strictQuery } from './strict-query.js';
 import {
   childLoggerWithTrace,
@@ -256,13 +257,22 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   app.get(
     '/metrics',
     {
-      config: { access: 'public' },
+      // Prometheus may scrape with the `params` of its job (strict-query.ts).
+      config: { access: 'public', anyQuery: true },
       schema: {
         tags: ['operations'],
         summary: 'Prometheus metrics (text exposition format)',
         description:
           'Public even with API_TOKEN set, as Prometheus scrapes it: its drift gauges (model and per-layer scores, rows counted) are aggregates of the prediction traffic, never a row or a histogram; restrict /metrics at the ingress if even those are too much.',
-        produces: ['text/plain'],
+        response: {
+          200: z.string().meta({
+            description: `The Prometheus text exposition format (Content-Type: ${metrics.registry.contentType})`,
+            content: { 'text/plain': { schema: { type: 'string' } } },
+          }),
+          503: problemSchema.describe(
+            'CLUSTER_PRIMARY_TIMEOUT: with WORKERS > 1, the cluster primary, which sums the workers’ metrics, did not answer in time; with Retry-After: 1',
+          ),
+        },
       },
     },
     async (_request, reply) => reply.type(metrics.registry.contentType).send(await scrapeMetrics()),

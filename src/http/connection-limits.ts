@@ -1,13 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { type Server, type ServerResponse, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
-import type { FastifyBaseLogger } from 'fastify';
+import type { FastifyBaseLogger, FastifyRequest } from 'fastify';
 import { NormserveError } from '../errors/index.js';
 import type { ServerConfig } from '../service/index.js';
 import { replyOf } from './client-gone.js';
 import type { ServiceMetrics } from './metrics.js';
 import { toProblem } from './problem.js';
-import { PROBLEM_CONTENT_TYPE } from './problem-media-type.js';
+import { PROBLEM_CONTENT_TYPE, problemMediaType } from './problem-media-type.js';
 import { REQUEST_ID_LOG_FIELD } from './tracing.js';
 
 /** Node's default time to receive the headers of a request. */
@@ -38,18 +38,27 @@ export function httpServerOptions(config: ServerConfig) {
 
 /**
  * Writes a problem document straight to a socket whose request never reached a route, with its
- * request id in `X-Request-Id` and `request_id` as on every other answer.
+ * request id in `X-Request-Id` and `request_id` as on every other answer. Its media type is the
+ * one rule's (problem-media-type.ts) when the request reached Fastify (a body cut by the
+ * timeout: its route is known); else problem+json. A request whose headers never ended (431, a
+ * 408 of headers, malformed HTTP) has no URL to apply the rule to: Node's parser keeps none, and
+ * the error's rawPacket is only the chunk it failed in, which holds the request line only when
+ * the headers came in one read.
  */
 function writeProblem(
   socket: Socket,
   error: NormserveError,
   url: string | undefined,
+  request: FastifyRequest | undefined,
   requestId: string,
 ): void {
+  const { type, variesWithAccept } = request
+    ? problemMediaType(request)
+    : { type: PROBLEM_CONTENT_TYPE, variesWithAccept: false };
   const body = JSON.stringify({ ...toProblem(error, url), request_id: requestId });
   socket.write(
     `HTTP/1.1 ${error.status} ${STATUS_CODES[error.status]}\r\n` +
-      `Content-Type: ${PROBLEM_CONTENT_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nX-Request-Id: ${requestId}\r\nConnection: close\r\n\r\n${body}`,
+      `Content-Type: ${type}\r\n${variesWithAccept ? 'Vary: Accept\r\n' : ''}Content-Length: ${Buffer.byteLength(body)}\r\nX-Request-Id: ${requestId}\r\nConnection: close\r\n\r\n${body}`,
   );
 }
 
@@ -101,7 +110,7 @@ export function clientErrorHandler(log: FastifyBaseLogger) {
     // route and status; one that did not is logged here.
     if (!response?.req) log.info({ code: err.code, [REQUEST_ID_LOG_FIELD]: requestId }, message);
     if (socket.writable && !response?.headersSent)
-      writeProblem(socket, error, response?.req?.url, requestId);
+      writeProblem(socket, error, response?.req?.url, reply?.request, requestId);
     socket.destroy(err);
   };
 }

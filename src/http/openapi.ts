@@ -1,10 +1,12 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { jsonSchemaTransform, jsonSchemaTransformObject } from 'fastify-type-provider-zod';
+import type { z } from 'zod';
 import type { AppInstance } from './app-types.js';
 import { CSV } from './csv-media-type.js';
 import { problemMediaTypes, type ServingProtocol } from './problem-media-type.js';
 import { NDJSON } from './recalibrate-request.js';
+import { OTHER_CONTENT_KEY } from './schemas/common.js';
 import { digitsExampleRow } from './schemas/tf-serving.js';
 
 /**
@@ -26,16 +28,68 @@ export function openApiPath(url: string): string {
  * a route's schema is copied to its operation) and removed there by problemBodies.
  */
 const PROTOCOL_KEY = 'x-normserve-protocol';
-const PROBLEM_REF = '#/components/schemas/Problem';
+/**
+ * Carried the same way: the other media types of a route's responses (OTHER_CONTENT_KEY of a
+ * response schema, by status), and whether its body may be left out (its schema accepts none).
+ */
+const OPERATION_CONTENT_KEY = 'x-normserve-response-content';
+const OPTIONAL_BODY_KEY = 'x-normserve-optional-body';
+const COMPONENTS = '#/components/schemas/';
+const PROBLEM_REF = `${COMPONENTS}Problem`;
 
 interface MediaTypeObject {
   schema?: unknown;
   examples?: unknown;
 }
+type ContentMap = Record<string, MediaTypeObject>;
 interface Operation {
-  requestBody?: { content?: Record<string, MediaTypeObject> };
-  responses?: Record<string, { content?: Record<string, MediaTypeObject> }>;
+  requestBody?: { required?: boolean; content?: ContentMap };
+  responses?: Record<string, { content?: ContentMap }>;
   [PROTOCOL_KEY]?: ServingProtocol;
+  [OPERATION_CONTENT_KEY]?: Record<string, ContentMap>;
+  [OPTIONAL_BODY_KEY]?: boolean;
+}
+
+/**
+ * A route's schema as the document's transform gets it: its responses' other media types are
+ * taken out of the response schemas (where @fastify/swagger would drop them beside a `$ref`) and
+ * carried to the operation; a body schema that accepts no body marks the body optional.
+ */
+function carriedToOperation(
+  schema: Record<string, unknown>,
+  body: unknown,
+): Record<string, unknown> {
+  const carried: Record<string, unknown> = {};
+  const responses = schema.response as Record<string, Record<string, unknown>> | undefined;
+  const other: Record<string, ContentMap> = {};
+  for (const [status, response] of Object.entries(responses ?? {})) {
+    const content = response?.[OTHER_CONTENT_KEY] as ContentMap | undefined;
+    if (content === undefined) continue;
+    other[status] = content;
+    delete response[OTHER_CONTENT_KEY];
+  }
+  if (Object.keys(other).length > 0) carried[OPERATION_CONTENT_KEY] = other;
+  // Fastify reads a request without a body as `undefined`; @fastify/swagger marks every body
+  // required (a JSON Schema body needs one), so a zod body that accepts none says otherwise.
+  if ((body as z.ZodType | undefined)?.safeParse?.(undefined).success)
+    carried[OPTIONAL_BODY_KEY] = true;
+  return carried;
+}
+
+/** The media types and optional bodies carriedToOperation took out, put where OpenAPI has them. */
+function carriedBack(item: Record<string, Operation>): Record<string, Operation> {
+  for (const operation of Object.values(item)) {
+    if (typeof operation !== 'object' || operation === null) continue;
+    for (const [status, content] of Object.entries(operation[OPERATION_CONTENT_KEY] ?? {})) {
+      const response = operation.responses?.[status];
+      if (response) response.content = { ...response.content, ...content };
+    }
+    delete operation[OPERATION_CONTENT_KEY];
+    if (operation[OPTIONAL_BODY_KEY] && operation.requestBody)
+      operation.requestBody.required = false;
+    delete operation[OPTIONAL_BODY_KEY];
+  }
+  return item;
 }
 
 /**
@@ -130,6 +184,66 @@ function textBodies(item: Record<string, Operation>): Record<string, Operation> 
   return item;
 }
 
+interface ComponentsDocument {
+  paths?: Record<string, unknown>;
+  components?: { schemas?: Record<string, Record<string, unknown>> };
+}
+
+/** Every `$ref` to a component schema in `value`, by the component's name. */
+function componentRefs(value: unknown, found: Set<string>): Set<string> {
+  if (Array.isArray(value)) for (const v of value) componentRefs(v, found);
+  else if (typeof value === 'object' && value !== null) {
+    for (const [key, v] of Object.entries(value)) {
+      if (key === '$ref' && typeof v === 'string' && v.startsWith(COMPONENTS))
+        found.add(v.slice(COMPONENTS.length));
+      else componentRefs(v, found);
+    }
+  }
+  return found;
+}
+
+/** `value` with each `$ref` to a component renamed by `names`. */
+function renameRefs(value: unknown, names: Map<string, string>): unknown {
+  if (Array.isArray(value)) return value.map((v) => renameRefs(v, names));
+  if (typeof value !== 'object' || value === null) return value;
+  return Object.fromEntries(
+    Object.entries(value).map(([key, v]) => {
+      const name = key === '$ref' && typeof v === 'string' ? v.slice(COMPONENTS.length) : '';
+      return [key, names.has(name) ? `${COMPONENTS}${names.get(name)}` : renameRefs(v, names)];
+    }),
+  );
+}
+
+/**
+ * The component schemas the document uses, and those alone. fastify-type-provider-zod writes
+ * every schema with an id twice, as read (`<id>Input`) and as sent (`<id>`), whether used so or
+ * not (PredictRequest is only read, Problem only sent): a client generated from the document
+ * would get a type for each. A component used only as read keeps its plain name. Each carries
+ * `$id: "#/components/schemas/<id>"`, which JSON Schema 2020-12 §8.2.1 forbids (an `$id` with
+ * a non-empty fragment; Ajv refuses the schema): the `$ref`s are the document's own pointers,
+ * so no `$id` is needed, and none is kept.
+ */
+function usedComponents(document: ComponentsDocument): ComponentsDocument {
+  const schemas = document.components?.schemas;
+  if (schemas === undefined) return document;
+  const used = componentRefs(document.paths, new Set());
+  for (const name of used) componentRefs(schemas[name], used); // grows as it goes
+  const names = new Map<string, string>();
+  for (const name of used) {
+    const plain = name.replace(/Input$/, '');
+    if (plain !== name && !used.has(plain)) names.set(name, plain);
+  }
+  const kept = Object.fromEntries(
+    Object.entries(schemas)
+      .filter(([name]) => used.has(name))
+      .map(([name, { $id: _id, ...schema }]) => [names.get(name) ?? name, schema]),
+  );
+  return renameRefs(
+    { ...document, components: { ...document.components, schemas: kept } },
+    names,
+  ) as ComponentsDocument;
+}
+
 /**
  * OpenAPI 3.1 from the routes' zod schemas, served at /openapi.json, interactive docs at /docs.
  * Returns the document as the text /openapi.json sends, built once: with `atStart` when the app
@@ -183,8 +297,17 @@ export async function registerOpenApi(app: AppInstance, atStart: boolean): Promi
       const protocol = input.route.config?.protocol;
       return {
         ...transformed,
-        ...(protocol && transformed.schema
-          ? { schema: { ...transformed.schema, [PROTOCOL_KEY]: protocol } }
+        ...(transformed.schema
+          ? {
+              schema: {
+                ...transformed.schema,
+                ...(protocol ? { [PROTOCOL_KEY]: protocol } : {}),
+                ...carriedToOperation(
+                  transformed.schema as Record<string, unknown>,
+                  input.schema?.body,
+                ),
+              },
+            }
           : {}),
         url: openApiPath(transformed.url ?? input.url).replaceAll(':', '%3A'),
       };
@@ -195,15 +318,19 @@ export async function registerOpenApi(app: AppInstance, atStart: boolean): Promi
         document.paths = Object.fromEntries(
           Object.entries(document.paths).map(([path, item]) => [
             path.replaceAll('%3A', ':'),
-            problemBodies(
-              textBodies(
-                binaryBodies(path.replaceAll('%3A', ':'), item as Record<string, Operation>),
+            carriedBack(
+              problemBodies(
+                textBodies(
+                  binaryBodies(path.replaceAll('%3A', ':'), item as Record<string, Operation>),
+                ),
               ),
             ),
           ]),
         );
       }
-      return document as ReturnType<typeof jsonSchemaTransformObject>;
+      return usedComponents(document as ComponentsDocument) as ReturnType<
+        typeof jsonSchemaTransformObject
+      >;
     },
   });
   await app.register(swaggerUi, { routePrefix: '/docs', staticCSP: true });

@@ -60,14 +60,30 @@ export function speaksProtocol(request: FastifyRequest): boolean {
  * normserve's own routes. The protocol routes' answer varies with Accept, and says so.
  */
 export function problemContentType(request: FastifyRequest, reply: FastifyReply): string {
-  if (!speaksProtocol(request)) return PROBLEM_CONTENT_TYPE;
+  const { type, variesWithAccept } = problemMediaType(request);
+  if (!variesWithAccept) return type;
   const vary = reply.getHeader('vary');
   if (vary === undefined) void reply.header('Vary', 'Accept');
   else if (!/(^|,)\s*(accept|\*)\s*(,|$)/i.test(String(vary)))
     void reply.header('Vary', `${String(vary)}, Accept`);
-  return acceptsProblem(request.headers.accept)
-    ? PROBLEM_CONTENT_TYPE
-    : PROTOCOL_ERROR_CONTENT_TYPE;
+  return type;
+}
+
+/**
+ * problemContentType's rule without a reply to set Vary on: for a problem written straight to
+ * the socket (connection-limits.ts), which writes `Vary: Accept` itself when the type varies.
+ */
+export function problemMediaType(request: FastifyRequest): {
+  type: string;
+  variesWithAccept: boolean;
+} {
+  if (!speaksProtocol(request)) return { type: PROBLEM_CONTENT_TYPE, variesWithAccept: false };
+  return {
+    type: acceptsProblem(request.headers.accept)
+      ? PROBLEM_CONTENT_TYPE
+      : PROTOCOL_ERROR_CONTENT_TYPE,
+    variesWithAccept: true,
+  };
 }
 
 /** The media types the OpenAPI document lists for a route's problem documents. */

@@ -7,7 +7,7 @@ declare module 'fastify' {
     /**
      * The route answers whatever query it is sent (health probes and /openapi.json, which a
      * load balancer or a client may call with a cache-busting parameter: a probe's 400 would take
-     * the instance out of rotation).
+     * the instance out of rotation; the dashboard's page and /metrics, below).
      */
     anyQuery?: boolean;
   }
@@ -25,10 +25,11 @@ const UNKNOWN_QUERY_400 = problemSchema.describe(
  * every such route, as on those that read a query (strict schemas: :predict, :recalibrate, the
  * export): a misspelt parameter (`?fuse=false` on the wrong route) is named rather than silently
  * ignored, and a route that documented no 400 now documents this one. Left as they are: the pages
- * and files for browsers and scrapers, which declare no JSON responses (the dashboard and the
- * interactive docs, opened from links that may carry tracking or cache-busting parameters;
- * /metrics, which Prometheus may scrape with the `params` of its job), and the routes marked
- * `config.anyQuery` (the health probes, /openapi.json).
+ * and files for browsers and scrapers (the dashboard and the interactive docs, opened from links
+ * that may carry tracking or cache-busting parameters; /metrics, which Prometheus may scrape with
+ * the `params` of its job), which declare no responses or are marked `config.anyQuery` as the
+ * routes whose answers are documented are (the health probes, /openapi.json, /dashboard,
+ * /metrics).
  */
 export function strictQuery(route: RouteOptions): void {
   const schema = route.schema as

@@ -72,6 +72,8 @@ export async function makeTestApp(
     logger?: FastifyBaseLogger;
     /** buildApp's openApiAtStart (false: most tests never ask for the document). */
     openApiAtStart?: boolean;
+    /** buildApp's scrapeMetrics (GET /metrics; the app's own registry by default). */
+    scrapeMetrics?: () => Promise<string>;
   } = {},
 ): Promise<TestApp> {
   const repository = options.repository ?? makeRepository(options.models);
@@ -101,6 +103,7 @@ export async function makeTestApp(
     version: '0.0.0-test',
     logger,
     openApiAtStart: options.openApiAtStart ?? false,
+    ...(options.scrapeMetrics ? { scrapeMetrics: options.scrapeMetrics } : {}),
   });
   await app.ready();
   return {

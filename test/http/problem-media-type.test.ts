@@ -212,7 +212,11 @@ describe('the OpenAPI document', () => {
       'application/json',
       'application/problem+json',
     ]);
-    expect(types(doc, '/v1/models/{name}:predict', 'post', '200')).toEqual(['application/json']);
+    // A prediction is not a problem: JSON, or float32 rows (Accept: application/octet-stream).
+    expect(types(doc, '/v1/models/{name}:predict', 'post', '200')).toEqual([
+      'application/json',
+      'application/octet-stream',
+    ]);
     // The readiness answer's 503 is a readiness document, not a problem.
     expect(types(doc, '/v2/models/{name}/ready', 'get', '503')).toEqual(['application/json']);
     expect(types(doc, '/v1/models/{name}:recalibrate', 'post', '400')).toEqual([

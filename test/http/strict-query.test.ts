@@ -39,6 +39,9 @@ const ANY_QUERY = [
   '/v2/models/digits/ready',
   '/v2/models/digits/versions/1/ready',
   '/openapi.json',
+  // Documented (text/html, text/plain), and opened or scraped with parameters of their own.
+  '/dashboard',
+  '/metrics',
 ];
 
 /** A document path with the test's model and version in place of its parameters. */

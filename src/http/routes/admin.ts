@@ -12,8 +12,13 @@ import {
   jobSchema,
   storageWarningSchema,
 } from '../schemas/admin.js';
-import { ADMIN_TAGS, adminErrors, STORAGE_UNAVAILABLE_DOC } from '../schemas/admin-errors.js';
-import { problemSchema, versionParams } from '../schemas/common.js';
+import {
+  ADMIN_TAGS,
+  admin503,
+  adminErrors,
+  STORAGE_UNAVAILABLE_DOC,
+} from '../schemas/admin-errors.js';
+import { versionParams } from '../schemas/common.js';
 import { listModel } from '../views/model-listing.js';
 import { recalibrateRoutes } from './recalibrate.js';
 
@@ -77,7 +82,7 @@ async function adminScope(app: AppInstance): Promise<void> {
         response: {
           200: activationSchema,
           ...adminErrors,
-          503: problemSchema.describe(`${ACTIVE_RECORD_BUSY_DOC}. Or ${STORAGE_UNAVAILABLE_DOC}`),
+          503: admin503(`${ACTIVE_RECORD_BUSY_DOC}. Or ${STORAGE_UNAVAILABLE_DOC}`),
         },
       },
     },
@@ -130,7 +135,7 @@ async function adminScope(app: AppInstance): Promise<void> {
               ],
             }),
           ...adminErrors,
-          503: problemSchema.describe(`${ACTIVE_RECORD_BUSY_DOC}. Or ${STORAGE_UNAVAILABLE_DOC}`),
+          503: admin503(`${ACTIVE_RECORD_BUSY_DOC}. Or ${STORAGE_UNAVAILABLE_DOC}`),
         },
       },
     },

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
 import type { AppInstance } from '../app-types.js';
 
 /** The dashboard's own files (the repository's dashboard/, two levels above src/http/routes or dist/http/routes). */
@@ -48,11 +49,18 @@ export async function dashboardRoutes(app: AppInstance): Promise<void> {
   app.get(
     '/dashboard',
     {
-      config: { access: 'public' },
+      // Opened from links that may carry tracking parameters (strict-query.ts).
+      config: { access: 'public', anyQuery: true },
       schema: {
         tags: ['operations'],
         summary: 'Dashboard: models, versions, rollback, live drift and BatchNorm pictures (HTML)',
-        produces: ['text/html'],
+        response: {
+          200: z.unknown().meta({
+            description:
+              'The dashboard’s page; its script and style are /dashboard/dashboard.js and .css',
+            content: { 'text/html': { schema: { type: 'string' } } },
+          }),
+        },
       },
     },
     async (_request, reply) => {

@@ -6,7 +6,7 @@ import {
 } from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
 import { attributeModel } from '../attribute-model.js';
-import { binaryContentType, OCTET_STREAM } from '../binary-infer.js';
+import { binaryContentType, HEADER_LENGTH_NAME, OCTET_STREAM } from '../binary-infer.js';
 import { CONTENT_ENCODING_DOC } from '../content-encoding.js';
 import { inferBody, inferHandler } from '../infer-request.js';
 import { untypedBodyAsJson } from '../json-body.js';
@@ -15,6 +15,8 @@ import {
   activeVersionErrorResponses,
   errorResponses,
   inferenceErrorResponses,
+  jsonOrBinary,
+  MODEL_VERSION_HEADER,
   nameParams,
   versionParams,
 } from '../schemas/common.js';
@@ -150,7 +152,25 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
       'Outputs with `parameters.binary_data: true` (or all, with the request parameter `binary_data_output: true`) are returned the same way: `application/octet-stream`, `Inference-Header-Content-Length`, the JSON header with `parameters.binary_data_size` per output, then the bytes (FP32 little-endian; BYTES as 4-byte little-endian length + UTF-8).',
       CONTENT_ENCODING_DOC,
     ].join('\n\n'),
-    response: { 200: inferResponseSchema, ...inferenceErrorResponses },
+    response: {
+      200: jsonOrBinary(
+        inferResponseSchema,
+        {
+          mediaType: OCTET_STREAM,
+          description: `The binary tensor data extension: a JSON header of ${HEADER_LENGTH_NAME} bytes (the JSON answer, but a binary output has \`parameters.binary_data_size\` where its \`data\` would be), then each binary output's bytes in the header's order`,
+        },
+        'The outputs: JSON, or, when some output asks for binary data, the binary tensor data extension (application/octet-stream)',
+        {
+          ...MODEL_VERSION_HEADER,
+          [HEADER_LENGTH_NAME]: {
+            type: 'string',
+            description:
+              'Binary answers only: the byte length of the JSON header that starts the body',
+          },
+        },
+      ),
+      ...inferenceErrorResponses,
+    },
   };
   // tritonclient.http and KServe's client post JSON without a Content-Type (json-body.ts).
   const onInferRequest = [onRequest, binaryContentType, untypedBodyAsJson];

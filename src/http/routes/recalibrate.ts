@@ -17,7 +17,12 @@ import {
   recalibrateQuerySchema,
   recalibrationOutcomeSchema,
 } from '../schemas/admin.js';
-import { ADMIN_TAGS, adminErrors, STORAGE_UNAVAILABLE_DOC } from '../schemas/admin-errors.js';
+import {
+  ADMIN_TAGS,
+  admin503,
+  adminErrors,
+  STORAGE_UNAVAILABLE_DOC,
+} from '../schemas/admin-errors.js';
 import {
   activeVersionErrorResponses,
   MODEL_NAME_ROUTE_PARAM,
@@ -98,7 +103,7 @@ export async function recalibrateRoutes(app: AppInstance): Promise<void> {
             413: problemSchema.describe(
               `Body larger than BODY_LIMIT_BYTES, or a streamed upload larger than RECALIBRATION_BODY_LIMIT_BYTES (BODY_TOO_LARGE); more rows than MAX_RECALIBRATION_SAMPLES, or a JSON body with more arrays and objects than that many samples of the model can be written with, refused before it is parsed (TOO_MANY_SAMPLES)`,
             ),
-            503: problemSchema.describe(
+            503: admin503(
               `${activeVersionErrorResponses[503].description}. Or ACTIVE_RECORD_BUSY, with Retry-After, when the served version must first be pinned in the model's active-version record (there is none, or it names another version; it is written before publishing) and the record’s lock stays held for ${ACTIVE_RECORD_LOCK_WAIT_MS / 1000} s: no version was published. Once the version is published, a busy lock only leaves it not activated (201, not_activated.code ACTIVE_RECORD_BUSY). Or ${STORAGE_UNAVAILABLE_DOC}. ${SPILL_UNAVAILABLE_DOC}`,
             ),
             507: problemSchema.describe(`${adminErrors[507].description}. ${SPILL_FULL_DOC}`),

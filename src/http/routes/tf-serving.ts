@@ -11,7 +11,9 @@ import {
   activeVersionErrorResponses,
   errorResponses,
   inferenceErrorResponses,
+  jsonOrBinary,
   MODEL_NAME_ROUTE_PARAM,
+  MODEL_VERSION_HEADER,
   nameParams,
   versionParams,
 } from '../schemas/common.js';
@@ -153,7 +155,23 @@ export async function tfServingRoutes(app: AppInstance): Promise<void> {
       CONTENT_ENCODING_DOC,
     ].join('\n\n'),
     response: {
-      200: predictResponseSchema,
+      200: jsonOrBinary(
+        predictResponseSchema,
+        {
+          mediaType: OCTET_STREAM,
+          description:
+            "Little-endian float32 rows of the model's output width, back to back: the probabilities (regression: the outputs)",
+        },
+        'The predictions: JSON, or float32 bytes when Accept prefers application/octet-stream',
+        {
+          ...MODEL_VERSION_HEADER,
+          'X-Output-Shape': {
+            type: 'string',
+            description:
+              'Binary answers only: `<rows>,<output width>`, the shape of the float32 rows',
+          },
+        },
+      ),
       ...inferenceErrorResponses,
     },
   };

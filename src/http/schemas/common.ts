@@ -93,8 +93,48 @@ export const notReadyReason = z.literal('shutting_down').optional().meta({
 /** The path parameters of one version's routes (`/…/models/:name/versions/:version…`). */
 export const versionParams = z.object({ name: modelNameParam, version: versionParam });
 
+/**
+ * RFC 9457 §3.2 extension members: those a problem of some code carries (docs/errors.md, "others").
+ * The schema is open (a loose object), as §3.2 asks of clients ("ignore any extensions they don't
+ * recognize"): a strict client generated from it accepts every problem the server sends.
+ */
+const problemExtensions = {
+  position: z
+    .object({
+      line: z.number().int().meta({ description: 'From 1' }),
+      column: z.number().int().meta({ description: 'From 1' }),
+      offset: z.number().int().meta({ description: 'From 0, in characters of the body' }),
+    })
+    .optional()
+    .meta({
+      description:
+        'INVALID_JSON of a syntax error or of a bare NaN / Infinity: where in the body it is',
+    }),
+  job_id: z.string().optional().meta({
+    description: 'RECALIBRATION_IN_PROGRESS held by a server job: its id (GET /v1/jobs/{id})',
+  }),
+  job: z.string().optional().meta({
+    description: 'RECALIBRATION_IN_PROGRESS held by a server job: its URL path, /v1/jobs/{id}',
+  }),
+  holder: z
+    .object({
+      cli: z.string().meta({ description: 'The command-line program, e.g. recalibrate' }),
+      host: z.string(),
+      pid: z.number().int(),
+      since: z.string().meta({ description: 'When it took the lock (ISO 8601)' }),
+    })
+    .optional()
+    .meta({
+      description:
+        'RECALIBRATION_IN_PROGRESS held by a command-line program, whose job no server knows',
+    }),
+  errno: z.string().optional().meta({
+    description: 'STORAGE_FULL, STORAGE_UNAVAILABLE: the file system’s error (ENOSPC, EROFS…)',
+  }),
+};
+
 export const problemSchema = z
-  .object({
+  .looseObject({
     type: z.string().meta({ example: 'urn:normserve:problem:invalid-input' }),
     title: z.string(),
     status: z.number().int(),
@@ -115,11 +155,12 @@ export const problemSchema = z
     request_id: z.string().meta({
       description: 'The request id, as in the X-Request-Id response header and the log line',
     }),
+    ...problemExtensions,
   })
   .meta({
     id: 'Problem',
     description:
-      "RFC 9457 problem details: application/problem+json, or application/json on the TF Serving and Open Inference Protocol routes (the protocols' clients read that type), unless the request's Accept names application/problem+json",
+      "RFC 9457 problem details: application/problem+json, or application/json on the TF Serving and Open Inference Protocol routes (the protocols' clients read that type), unless the request's Accept names application/problem+json. Some codes add extension members (RFC 9457 §3.2; those listed here); a client ignores any it does not know",
     examples: [
       {
         type: 'urn:normserve:problem:invalid-input',
@@ -165,3 +206,45 @@ export const inferenceErrorResponses = {
     `${activeVersionErrorResponses[503].description}. Or OVERLOADED, with Retry-After: ${OVERLOADED_RETRY_AFTER_SECONDS}: MAX_QUEUED_REQUESTS requests already wait for the engine, HTTP and gRPC (dynamic batching, ENGINE_ASYNC, gRPC calls behind their connection's)`,
   ),
 } as const;
+
+/**
+ * Where a response schema lists the other media types its status is also sent in (a binary
+ * answer beside the JSON one); openapi.ts puts them in the response's `content` beside JSON.
+ */
+export const OTHER_CONTENT_KEY = 'x-normserve-other-content';
+
+/** A response header, as the OpenAPI document describes it. */
+export interface HeaderDoc {
+  type: 'string';
+  description: string;
+}
+
+/** The header of every prediction's answer (inference-reply.ts). */
+export const MODEL_VERSION_HEADER: Record<string, HeaderDoc> = {
+  'X-Model-Version': { type: 'string', description: 'The version that computed every row' },
+};
+
+/**
+ * A 2xx response sent as JSON (`schema`) or, when the request asks for it, as bytes of
+ * `mediaType`: the response's description says when; `headers` are those the response carries.
+ */
+export function jsonOrBinary<T extends z.ZodType>(
+  schema: T,
+  binary: { mediaType: string; description: string },
+  description: string,
+  headers: Record<string, HeaderDoc>,
+) {
+  return schema.meta({
+    description,
+    headers,
+    [OTHER_CONTENT_KEY]: {
+      [binary.mediaType]: {
+        schema: {
+          type: 'string',
+          contentMediaType: binary.mediaType,
+          description: binary.description,
+        },
+      },
+    },
+  });
+}
