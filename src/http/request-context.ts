@@ -1,13 +1,11 @@
 import type { FastifyRequest } from 'fastify';
-import type { PredictOutput } from '../service/index.js';
+import type { InferenceObservation, PredictOutput } from '../service/index.js';
 
-/** What a request did, for its log line and metrics (set by the inference routes). */
-export interface InferenceContext {
-  model: string;
-  version: number;
-  rows: number;
-  computeMs: number;
-  fused: boolean;
+/**
+ * What a request did, for its log line and metrics (set by the inference routes): what the
+ * metrics observe of it (as of a gRPC ModelInfer), and the batching its log line tells.
+ */
+export interface InferenceContext extends InferenceObservation {
   /** Rows of the engine call that computed this request's rows (> rows when batched). */
   batchRows: number;
   /** Time queued for a dynamic batch. */

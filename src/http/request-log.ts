@@ -71,13 +71,7 @@ export function requestLog(metrics: ServiceMetrics): RequestLog {
       seconds,
     );
     if (inference) {
-      metrics.observeInference(
-        inference.model,
-        version,
-        inference.fused ? 'true' : 'false',
-        inference.computeMs / 1000,
-        inference.rows,
-      );
+      metrics.observeInference(inference, version);
       request.log[request.lineLevel](
         {
           method: request.method,
