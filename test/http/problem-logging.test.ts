@@ -1,14 +1,18 @@
 /**
  * What a problem writes to the log: a state of the server (MODEL_UNAVAILABLE, a 503) and a
  * client's error (4xx) write exactly their request line, without a stack; only a fault (500
- * INTERNAL, an exception nothing expected) adds an error line with its stack.
+ * INTERNAL, an exception nothing expected) adds an error line with its stack. A recalibration
+ * upload refused for its rows is such a client error (no `recalibration failed` line quoting its
+ * cell, no failed recalibration counted); one that fails for a server reason is a failed one.
  */
 import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type LoggedApp, makeLoggedApp } from '../helpers/admin.js';
+import { NormserveError } from '../../src/errors/index.js';
+import { ADMIN, type LoggedApp, makeLoggedApp, ndjsonBody } from '../helpers/admin.js';
 import { makeRepository } from '../helpers/app.js';
 import { bundledVersionDir } from '../helpers/bundled-models.js';
+import { digitsTestRows } from '../helpers/digits.js';
 import { digitsRow, expectProblem } from './http-helpers.js';
 
 /** pino's numeric levels. */
@@ -103,5 +107,70 @@ describe('problems in the log', () => {
     ]);
     expect(lines[0]!.err).toMatchObject({ type: 'TypeError', message: 'engine exploded' });
     expect(lines[0]!.err!.stack).toMatch(/^TypeError: engine exploded\n\s+at /);
+  });
+
+  const failedRecalibrations = async () =>
+    Number(
+      /^normserve_recalibrations_total\{model="digits",mode="exact",outcome="failed"\} (\d+)$/m.exec(
+        (await served.app.inject({ url: '/metrics' })).body,
+      )?.[1] ?? 0,
+    );
+
+  it('a recalibration upload refused for its rows writes its request line alone: no line quotes its cell, no failed recalibration is counted', async () => {
+    const rows = digitsTestRows().x.slice(0, 20);
+    const cell = 'jane.doe@example.com';
+    const header = Array.from({ length: 64 }, (_, i) => `p${i}`).join(',');
+    const csvRows = rows.map((r) => r.join(','));
+    csvRows[7] = csvRows[7]!.replace(/^[^,]*/, cell);
+    const ndjsonRows = ndjsonBody(rows).split('\n');
+    ndjsonRows[3] = `[${cell}]`;
+    const uploads = [
+      { id: 'refused-csv', type: 'text/csv', body: `${header}\n${csvRows.join('\n')}\n` },
+      { id: 'refused-ndjson', type: 'application/x-ndjson', body: ndjsonRows.join('\n') },
+      // Checked by the session (its statistics), not by the reader.
+      {
+        id: 'refused-json',
+        type: 'application/json',
+        body: JSON.stringify({ instances: [rows[0]] }),
+      },
+    ];
+    for (const { id, type, body } of uploads) {
+      const res = await served.app.inject({
+        method: 'POST',
+        url: '/v1/models/digits:recalibrate',
+        headers: { ...ADMIN, 'content-type': type, 'x-request-id': id },
+        payload: body,
+      });
+      expect(res.statusCode, res.body).toBeGreaterThanOrEqual(400);
+      expect(res.statusCode, res.body).toBeLessThan(500);
+      expect(linesOf(id), id).toEqual([
+        expect.objectContaining({ level: INFO, msg: 'request', status: res.statusCode }),
+      ]);
+    }
+    expect(served.logs.filter((l) => l.includes(cell))).toEqual([]);
+    expect(await failedRecalibrations()).toBe(0);
+  });
+
+  it('a recalibration that fails for a server reason is a failed one: logged at warn and counted', async () => {
+    const { registry } = served;
+    const publish = registry.publish;
+    registry.publish = () =>
+      Promise.reject(new NormserveError('STORAGE_UNAVAILABLE', 'the disk went away'));
+    try {
+      const res = await served.app.inject({
+        method: 'POST',
+        url: '/v1/models/digits:recalibrate',
+        headers: { ...ADMIN, 'x-request-id': 'storage-1' },
+        payload: { instances: digitsTestRows().x.slice(0, 20) },
+      });
+      expectProblem(res, 503, 'STORAGE_UNAVAILABLE');
+    } finally {
+      registry.publish = publish;
+    }
+    expect(linesOf('storage-1').map((l) => [l.level, l.msg])).toEqual([
+      [WARN, 'recalibration failed'],
+      [WARN, 'request'],
+    ]);
+    expect(await failedRecalibrations()).toBe(1);
   });
 });
