@@ -22,6 +22,11 @@ declare module 'fastify' {
      * log line carry it as the prediction routes carry theirs.
      */
     servedVersion: number | undefined;
+    /**
+     * A 405's: the URL pattern of the route found at its path with another method (not-found.ts),
+     * the route its log line and metrics name; unset for every request a route took.
+     */
+    allowedRoute: string | undefined;
     /** performance.now() when the request arrived (for requests that never get a response). */
     receivedAt: number;
     /**

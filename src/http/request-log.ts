@@ -52,8 +52,9 @@ export function requestLog(metrics: ServiceMetrics): RequestLog {
       done();
       return;
     }
-    // routeOptions is a getter that builds an object: read once.
-    const url = request.routeOptions.url;
+    // routeOptions is a getter that builds an object: read once. A 405 is labelled with the route
+    // at its path (not-found.ts), read only when no route took the request.
+    const url = request.routeOptions.url || request.allowedRoute;
     const route = url ? routeLabel(url) : 'unmatched';
     const inference = request.inference;
     // Read once: each read of elapsedTime takes the clock again.
@@ -111,7 +112,8 @@ export function requestLog(metrics: ServiceMetrics): RequestLog {
   const recordClientGone = (request: FastifyRequest): void => {
     if (request.clientGone) return;
     request.clientGone = true;
-    const route = request.routeOptions.url ? routeLabel(request.routeOptions.url) : 'unmatched';
+    const url = request.routeOptions.url || request.allowedRoute;
+    const route = url ? routeLabel(url) : 'unmatched';
     const seconds = (performance.now() - request.receivedAt) / 1000;
     const model = request.inference?.model ?? request.modelName ?? '';
     const servedVersion = request.inference?.version ?? request.servedVersion;

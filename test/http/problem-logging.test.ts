@@ -25,6 +25,7 @@ interface Line {
   msg: string;
   request_id?: string;
   status?: number;
+  route?: string;
   err?: { type: string; message: string; stack: string };
 }
 
@@ -78,6 +79,21 @@ describe('problems in the log', () => {
     expectProblem(res, 400, 'INVALID_INPUT');
     expect(linesOf('invalid-1')).toEqual([
       expect.objectContaining({ level: INFO, msg: 'request', status: 400 }),
+    ]);
+  });
+
+  it("a 405's request line names the route at its path; a 404's names none", async () => {
+    for (const [url, id] of [
+      ['/v1/models/digits:predict', 'not-allowed-1'],
+      ['/v1/nothing/here', 'no-route-1'],
+    ] as const) {
+      await served.app.inject({ method: 'GET', url, headers: { 'x-request-id': id } });
+    }
+    expect(linesOf('not-allowed-1')).toEqual([
+      expect.objectContaining({ status: 405, route: '/v1/models/{name}:predict' }),
+    ]);
+    expect(linesOf('no-route-1')).toEqual([
+      expect.objectContaining({ status: 404, route: 'unmatched' }),
     ]);
   });
 
