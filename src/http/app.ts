@@ -139,6 +139,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   app.decorateRequest('modelName', undefined);
   app.decorateRequest('servedVersion', undefined);
   app.decorateRequest('allowedRoute', undefined);
+  app.decorateRequest('problemCode', undefined);
   app.decorateRequest('receivedAt', 0);
   app.decorateRequest('clientGone', false);
   app.decorateRequest('lineLevel', 'info');

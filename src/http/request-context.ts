@@ -1,4 +1,5 @@
 import type { FastifyRequest } from 'fastify';
+import type { ErrorCode } from '../errors/index.js';
 import type { InferenceObservation, PredictOutput } from '../service/index.js';
 
 /**
@@ -27,6 +28,11 @@ declare module 'fastify' {
      * the route its log line and metrics name; unset for every request a route took.
      */
     allowedRoute: string | undefined;
+    /**
+     * The catalogue code of the problem it was answered with (problem.ts, sendProblem), for its
+     * request line; unset for a request answered without one.
+     */
+    problemCode: ErrorCode | undefined;
     /** performance.now() when the request arrived (for requests that never get a response). */
     receivedAt: number;
     /**

@@ -9,6 +9,7 @@ import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NormserveError } from '../../src/errors/index.js';
+import type { PredictOutput } from '../../src/service/index.js';
 import { ADMIN, type LoggedApp, makeLoggedApp, ndjsonBody } from '../helpers/admin.js';
 import { makeRepository } from '../helpers/app.js';
 import { bundledVersionDir } from '../helpers/bundled-models.js';
@@ -25,6 +26,7 @@ interface Line {
   msg: string;
   request_id?: string;
   status?: number;
+  code?: string;
   route?: string;
   err?: { type: string; message: string; stack: string };
 }
@@ -65,7 +67,12 @@ describe('problems in the log', () => {
     expectProblem(res, 503, 'MODEL_UNAVAILABLE');
     const lines = linesOf('unavailable-1');
     expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatchObject({ level: WARN, msg: 'request', status: 503 });
+    expect(lines[0]).toMatchObject({
+      level: WARN,
+      msg: 'request',
+      status: 503,
+      code: 'MODEL_UNAVAILABLE',
+    });
     expect(lines[0]!.err).toBeUndefined();
   });
 
@@ -78,7 +85,7 @@ describe('problems in the log', () => {
     });
     expectProblem(res, 400, 'INVALID_INPUT');
     expect(linesOf('invalid-1')).toEqual([
-      expect.objectContaining({ level: INFO, msg: 'request', status: 400 }),
+      expect.objectContaining({ level: INFO, msg: 'request', status: 400, code: 'INVALID_INPUT' }),
     ]);
   });
 
@@ -90,11 +97,73 @@ describe('problems in the log', () => {
       await served.app.inject({ method: 'GET', url, headers: { 'x-request-id': id } });
     }
     expect(linesOf('not-allowed-1')).toEqual([
-      expect.objectContaining({ status: 405, route: '/v1/models/{name}:predict' }),
+      expect.objectContaining({
+        status: 405,
+        code: 'METHOD_NOT_ALLOWED',
+        route: '/v1/models/{name}:predict',
+      }),
     ]);
     expect(linesOf('no-route-1')).toEqual([
-      expect.objectContaining({ status: 404, route: 'unmatched' }),
+      expect.objectContaining({ status: 404, code: 'NOT_FOUND', route: 'unmatched' }),
     ]);
+  });
+
+  it("a problem's request line carries its catalogue code; an answered request's carries none", async () => {
+    const ok = await served.app.inject({
+      method: 'POST',
+      url: '/v1/models/digits:predict',
+      headers: { 'x-request-id': 'ok-1' },
+      payload: { instances: [digitsRow()] },
+    });
+    expect(ok.statusCode, ok.body).toBe(200);
+    const [line] = linesOf('ok-1');
+    expect(line).toMatchObject({ status: 200, msg: 'request' });
+    expect(line!.code).toBeUndefined();
+    const unauthorized = await served.app.inject({
+      method: 'POST',
+      url: '/v1/models/digits:recalibrate',
+      headers: { 'x-request-id': 'unauthorized-1' },
+      payload: { instances: [digitsRow()] },
+    });
+    expectProblem(unauthorized, 401, 'UNAUTHORIZED');
+    expect(linesOf('unauthorized-1')).toEqual([
+      expect.objectContaining({ status: 401, code: 'UNAUTHORIZED' }),
+    ]);
+  });
+
+  it('a fault after the engine answered is a problem line, not an answered inference: no rows, not observed', async () => {
+    const { inference } = served.app.deps;
+    const infer = inference.infer;
+    // The engine answers; shaping the reply then fails (its outputs are gone).
+    inference.infer = (...args) => {
+      const out = infer.apply(inference, args);
+      const broken = (o: PredictOutput): PredictOutput => ({
+        ...o,
+        outputs: undefined as unknown as Float32Array,
+        probabilities: undefined as unknown as Float32Array,
+      });
+      return out instanceof Promise ? out.then(broken) : broken(out);
+    };
+    const observed = async () =>
+      /^normserve_batch_size_count\{model="digits"\} (\d+)$/m.exec(
+        (await served.app.inject({ url: '/metrics' })).body,
+      )?.[1] ?? '0';
+    const before = await observed();
+    try {
+      const res = await served.app.inject({
+        method: 'POST',
+        url: '/v1/models/digits:predict',
+        headers: { 'x-request-id': 'fault-after-1' },
+        payload: { instances: [digitsRow()] },
+      });
+      expectProblem(res, 500, 'INTERNAL');
+    } finally {
+      inference.infer = infer;
+    }
+    const line = linesOf('fault-after-1').find((l) => l.msg === 'request');
+    expect(line).toMatchObject({ status: 500, code: 'INTERNAL', model: 'digits', version: 1 });
+    expect(line).not.toHaveProperty('rows');
+    expect(await observed()).toBe(before);
   });
 
   it('an unexpected exception is a 500 INTERNAL whose error line keeps the stack', async () => {
@@ -117,9 +186,9 @@ describe('problems in the log', () => {
       inference.infer = infer;
     }
     const lines = linesOf('fault-1');
-    expect(lines.map((l) => [l.level, l.msg])).toEqual([
-      [ERROR, 'request failed'],
-      [WARN, 'request'],
+    expect(lines.map((l) => [l.level, l.msg, l.code])).toEqual([
+      [ERROR, 'request failed', undefined],
+      [WARN, 'request', 'INTERNAL'],
     ]);
     expect(lines[0]!.err).toMatchObject({ type: 'TypeError', message: 'engine exploded' });
     expect(lines[0]!.err!.stack).toMatch(/^TypeError: engine exploded\n\s+at /);
