@@ -7,7 +7,7 @@ import {
   ServerListenerBuilder,
   status,
 } from '@grpc/grpc-js';
-import { parseTraceparent, requestIdFrom } from '../service/index.js';
+import { type InferenceObservation, parseTraceparent, requestIdFrom } from '../service/index.js';
 
 /** One call as the server records it (its log line and its count in the metrics). */
 export interface CallRecord {
@@ -23,6 +23,8 @@ export interface CallRecord {
   version?: number;
   /** Rows of a ModelInfer request, once read. */
   rows?: number;
+  /** What an answered ModelInfer computed, for the metrics (service's InferenceObservation). */
+  inference?: InferenceObservation;
   /**
    * The call's request id: its `x-request-id` metadata when well-formed (as HTTP's X-Request-Id,
    * service/request-trace.ts), else a new UUID; sent back in its `x-request-id` metadata.

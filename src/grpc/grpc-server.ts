@@ -32,6 +32,7 @@ import {
   failInput,
   float32Bytes,
   float32Rows,
+  type InferenceObserver,
   type InferenceService,
   type InputShape,
   inputShapeOf,
@@ -75,8 +76,11 @@ import {
 import { resetUnfinishedRequests } from './request-reset.js';
 import { recordUnimplemented, UNKNOWN_METHOD } from './unimplemented.js';
 
-/** What the gRPC server reports per call (cli/server.ts passes the Prometheus metrics). */
-export interface GrpcObserver {
+/**
+ * What the gRPC server reports per call (cli/server-worker.ts passes the Prometheus metrics): every
+ * call, and each ModelInfer answered, as HTTP's inference routes report theirs.
+ */
+export interface GrpcObserver extends InferenceObserver {
   observeGrpc(method: string, code: string, model: string, seconds: number): void;
 }
 
@@ -397,6 +401,7 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
     request: ModelInferRequest,
     out: PredictOutput,
     served: AvailableVersion,
+    record: CallRecord | undefined,
   ) => {
     checkFiniteOutputs(out, (r) => `inputs[0] (row ${r})`);
     const names = requestedOutputs(
@@ -410,13 +415,19 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
       const tensor = outputTensor(name, out);
       return count === undefined ? tensor : classifiedTensor(tensor, count, labels);
     });
-    return {
+    const answer = {
       model_name: out.model,
       model_version: String(out.version),
       id: request.id,
       outputs: tensors.map((t) => ({ name: t.name, datatype: t.datatype, shape: t.shape })),
       raw_output_contents: tensors.map(tensorBytes),
     };
+    // Observed when the call ends OK (recordCall), as HTTP observes its answered inferences.
+    if (record) {
+      const { model, version, rows, computeMs } = out;
+      record.inference = { model, version, rows, computeMs, fused: true };
+    }
+    return answer;
   };
 
   /** The version a ModelReady or ModelMetadata names, in its log line too. */
@@ -506,8 +517,8 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
         if (record) record.rows = source.rows;
         const out = inference.infer(served, source, true, false, callSignal(call));
         return out instanceof Promise
-          ? out.then((o) => finishInfer(request, o, served))
-          : finishInfer(request, out, served);
+          ? out.then((o) => finishInfer(request, o, served, record))
+          : finishInfer(request, out, served, record);
       },
       requestModelName,
       (call) => {
@@ -536,6 +547,9 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
     const known = knownPaths.has(record.path);
     const method = known ? record.method : UNKNOWN_METHOD;
     options.observer?.observeGrpc(method, name, record.model, seconds);
+    // An answer the client got (not one computed for a client that went: CANCELLED).
+    if (record.inference && code === status.OK)
+      options.observer?.observeInference(record.inference);
     const line = {
       ...(record.requestId ? { [REQUEST_ID_LOG_FIELD]: record.requestId } : {}),
       ...(record.traceId ? { trace_id: record.traceId, parent_id: record.parentId } : {}),

@@ -25,6 +25,7 @@ import { registerOpenApi } from './openapi.js';
 import { errorHandler } from './problem.js';
 import { requestLog } from './request-log.js';
 import { routeGuards } from './route-access.js';
+import { RoutePatterns } from './route-patterns.js';
 import { adminRoutes } from './routes/admin.js';
 import { dashboardRoutes } from './routes/dashboard.js';
 import { driftRoutes } from './routes/drift.js';
@@ -138,6 +139,8 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   app.decorateRequest('inference', undefined);
   app.decorateRequest('modelName', undefined);
   app.decorateRequest('servedVersion', undefined);
+  app.decorateRequest('allowedRoute', undefined);
+  app.decorateRequest('problemCode', undefined);
   app.decorateRequest('receivedAt', 0);
   app.decorateRequest('clientGone', false);
   app.decorateRequest('lineLevel', 'info');
@@ -145,7 +148,10 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.setErrorHandler(errorHandler);
-  app.setNotFoundHandler(notFoundHandler(app));
+  // Every route's pattern, for the label of a 405 (not-found.ts).
+  const routePatterns = new RoutePatterns();
+  app.addHook('onRoute', routePatterns.record);
+  app.setNotFoundHandler(notFoundHandler(app, routePatterns));
   // JSON only where JSON is declared: drop Fastify's text/plain parser so other types get 415.
   app.removeContentTypeParser('text/plain');
   // Fastify's JSON parser, with the position of a syntax error in the problem (json-body.ts), for

@@ -1,5 +1,10 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import type { BatchReport, DriftService, ModelRegistry } from '../service/index.js';
+import type {
+  BatchReport,
+  DriftService,
+  InferenceObservation,
+  ModelRegistry,
+} from '../service/index.js';
 import { BoundCounter, BoundHistogram } from './metric-cells.js';
 
 const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096];
@@ -303,20 +308,22 @@ export class ServiceMetrics {
     cells.duration.observe(seconds);
   }
 
-  /** Compute time and rows of one inference request (one look-up, as observeRequest). */
+  /**
+   * Compute time and rows of one answered inference request, HTTP's or gRPC's (one look-up, as
+   * observeRequest). `version` is its version's label, when the caller has made it already.
+   */
   observeInference(
-    model: string,
-    version: string,
-    fused: string,
-    computeSeconds: number,
-    rows: number,
+    inference: InferenceObservation,
+    version: string = String(inference.version),
   ): void {
+    const { model } = inference;
+    const fused = inference.fused ? 'true' : 'false';
     const cells = this.child(`inference ${model} ${version} ${fused}`, () => ({
       compute: new BoundHistogram(this.inferenceDuration, { model, version, fused }),
       rows: this.child(`rows ${model}`, () => new BoundHistogram(this.batchSize, { model })),
     }));
-    cells.compute.observe(computeSeconds);
-    cells.rows.observe(rows);
+    cells.compute.observe(inference.computeMs / 1000);
+    cells.rows.observe(inference.rows);
   }
 
   /** One engine call of the dynamic batcher. */

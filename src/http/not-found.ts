@@ -3,6 +3,7 @@ import { NormserveError } from '../errors/index.js';
 import type { AppInstance } from './app-types.js';
 import { noRoute } from './no-route.js';
 import { sendProblem } from './problem.js';
+import type { RoutePatterns } from './route-patterns.js';
 
 /** The methods a 405's `Allow` header may list (HEAD is registered with every GET route). */
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const;
@@ -24,13 +25,20 @@ export const beforeVerb = (param: 'name' | 'version'): string => `:${param}(^[^:
  * methods match (Fastify's findRoute), so every route, present and future, is covered. A route
  * that matches the request's own method and still calls not-found (the static files of /docs
  * for a file that is not there) has nothing at that path: 404, not a 405 whose Allow header lists
- * the very method refused.
+ * the very method refused. A 405's log line and metrics name the pattern of the route found at its
+ * path (`patterns`: `/v1/models/{name}:predict` for `GET /v1/models/digits:predict`), a 404's none.
  */
-export function notFoundHandler(app: AppInstance) {
+export function notFoundHandler(app: AppInstance, patterns: RoutePatterns) {
   return (request: FastifyRequest, reply: FastifyReply): FastifyReply => {
     const path = request.url.split('?')[0]!;
-    const allowed = METHODS.filter((method) => app.findRoute({ method, url: path }) !== null);
+    let found: { method: string; params: Record<string, string | undefined> } | undefined;
+    const allowed = METHODS.filter((method) => {
+      const route = app.findRoute({ method, url: path });
+      if (route !== null) found ??= { method, params: route.params };
+      return route !== null;
+    });
     if (allowed.length > 0 && !allowed.includes(request.method as (typeof METHODS)[number])) {
+      if (found) request.allowedRoute = patterns.matched(found.method, path, found.params);
       void reply.header('Allow', allowed.join(', '));
       return sendProblem(
         reply,

@@ -122,6 +122,14 @@ export function sendProblem(
   error: NormserveError,
 ): FastifyReply {
   const problem: Problem = { ...toProblem(error, request.url), request_id: request.id };
+  // The request line names the problem's code (request-log.ts). A request answered with a problem
+  // is no answered inference, even when its rows were computed (a fault after the engine
+  // answered): its line is the problem's, and the inference metrics do not observe it.
+  request.problemCode = error.code;
+  if (request.inference !== undefined) {
+    request.servedVersion ??= request.inference.version;
+    request.inference = undefined;
+  }
   if (error.code === 'UNAUTHORIZED')
     void reply.header('WWW-Authenticate', 'Bearer realm="normserve"');
   if (error.retryAfterSeconds !== undefined)

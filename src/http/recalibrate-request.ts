@@ -132,6 +132,8 @@ export function recalibrateHandler(
           };
     const started = await service.recalibrate(recalibration, rows, {
       acceptsJob: true,
+      // A refusal is this request's 4xx, on its request line alone (docs/errors.md).
+      answersRefusals: true,
       prefersJob: /\brespond-async\b/i.test(String(request.headers.prefer ?? '')),
       // A dropped upload that REQUEST_TIMEOUT_MS cut is named as the timeout it was.
       readFailed: (e, rowsRead) =>

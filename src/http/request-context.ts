@@ -1,13 +1,12 @@
 import type { FastifyRequest } from 'fastify';
-import type { PredictOutput } from '../service/index.js';
+import type { ErrorCode } from '../errors/index.js';
+import type { InferenceObservation, PredictOutput } from '../service/index.js';
 
-/** What a request did, for its log line and metrics (set by the inference routes). */
-export interface InferenceContext {
-  model: string;
-  version: number;
-  rows: number;
-  computeMs: number;
-  fused: boolean;
+/**
+ * What a request did, for its log line and metrics (set by the inference routes): what the
+ * metrics observe of it (as of a gRPC ModelInfer), and the batching its log line tells.
+ */
+export interface InferenceContext extends InferenceObservation {
   /** Rows of the engine call that computed this request's rows (> rows when batched). */
   batchRows: number;
   /** Time queued for a dynamic batch. */
@@ -24,6 +23,16 @@ declare module 'fastify' {
      * log line carry it as the prediction routes carry theirs.
      */
     servedVersion: number | undefined;
+    /**
+     * A 405's: the URL pattern of the route found at its path with another method (not-found.ts),
+     * the route its log line and metrics name; unset for every request a route took.
+     */
+    allowedRoute: string | undefined;
+    /**
+     * The catalogue code of the problem it was answered with (problem.ts, sendProblem), for its
+     * request line; unset for a request answered without one.
+     */
+    problemCode: ErrorCode | undefined;
     /** performance.now() when the request arrived (for requests that never get a response). */
     receivedAt: number;
     /**

@@ -5,15 +5,10 @@
  * at REQUEST_TIMEOUT_MS), by `recordClientGone`.
  */
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
-import { errorCatalogue } from '../errors/index.js';
+import { type ErrorCode, errorCatalogue } from '../errors/index.js';
 import { RECEIVE_TIMED_OUT, requestTimedOut } from './connection-limits.js';
 import type { ServiceMetrics } from './metrics.js';
 import { openApiPath } from './openapi.js';
-
-/** The status of CLIENT_ABORTED (nginx's 499), under which aborted requests are counted. */
-const CLIENT_CLOSED = errorCatalogue.CLIENT_ABORTED.status;
-/** The status of REQUEST_TIMEOUT, under which requests cut at REQUEST_TIMEOUT_MS are counted. */
-const TIMED_OUT = errorCatalogue.REQUEST_TIMEOUT.status;
 
 const routeLabels = new Map<string, string>();
 /** `/v1/models/:name(^…)::predict` → `/v1/models/{name}:predict`, for logs and metric labels. */
@@ -52,8 +47,9 @@ export function requestLog(metrics: ServiceMetrics): RequestLog {
       done();
       return;
     }
-    // routeOptions is a getter that builds an object: read once.
-    const url = request.routeOptions.url;
+    // routeOptions is a getter that builds an object: read once. A 405 is labelled with the route
+    // at its path (not-found.ts), read only when no route took the request.
+    const url = request.routeOptions.url || request.allowedRoute;
     const route = url ? routeLabel(url) : 'unmatched';
     const inference = request.inference;
     // Read once: each read of elapsedTime takes the clock again.
@@ -71,13 +67,7 @@ export function requestLog(metrics: ServiceMetrics): RequestLog {
       seconds,
     );
     if (inference) {
-      metrics.observeInference(
-        inference.model,
-        version,
-        inference.fused ? 'true' : 'false',
-        inference.computeMs / 1000,
-        inference.rows,
-      );
+      metrics.observeInference(inference, version);
       request.log[request.lineLevel](
         {
           method: request.method,
@@ -105,6 +95,8 @@ export function requestLog(metrics: ServiceMetrics): RequestLog {
           url: request.url,
           route,
           status: reply.statusCode,
+          // A problem's catalogue code (an inference's line has none: sendProblem drops it).
+          ...(request.problemCode !== undefined ? { code: request.problemCode } : {}),
           durationMs,
           ...(request.modelName ? { model: request.modelName } : {}),
           ...(servedVersion !== undefined ? { version: servedVersion } : {}),
@@ -117,7 +109,8 @@ export function requestLog(metrics: ServiceMetrics): RequestLog {
   const recordClientGone = (request: FastifyRequest): void => {
     if (request.clientGone) return;
     request.clientGone = true;
-    const route = request.routeOptions.url ? routeLabel(request.routeOptions.url) : 'unmatched';
+    const url = request.routeOptions.url || request.allowedRoute;
+    const route = url ? routeLabel(url) : 'unmatched';
     const seconds = (performance.now() - request.receivedAt) / 1000;
     const model = request.inference?.model ?? request.modelName ?? '';
     const servedVersion = request.inference?.version ?? request.servedVersion;
@@ -125,7 +118,9 @@ export function requestLog(metrics: ServiceMetrics): RequestLog {
     // The timeout cuts the connection, so only the request still arriving on it got the 408; one
     // received whole before it (queued for a batch, pipelined) just lost its client.
     const timedOut = !request.raw.complete && requestTimedOut(request.raw.socket);
-    const status = timedOut ? TIMED_OUT : CLIENT_CLOSED;
+    // Counted under its code's status: CLIENT_ABORTED's (nginx's 499), or REQUEST_TIMEOUT's.
+    const code: ErrorCode = timedOut ? 'REQUEST_TIMEOUT' : 'CLIENT_ABORTED';
+    const status = errorCatalogue[code].status;
     metrics.observeRequest(request.method, route, String(status), model, version, seconds);
     request.log.info(
       {
@@ -133,6 +128,7 @@ export function requestLog(metrics: ServiceMetrics): RequestLog {
         url: request.url,
         route,
         status,
+        code,
         durationMs: Math.round(seconds * 1e6) / 1000,
         ...(model ? { model } : {}),
         ...(servedVersion !== undefined ? { version: servedVersion } : {}),

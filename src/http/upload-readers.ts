@@ -33,14 +33,24 @@ const chunkPair = (width: number): [Float32Array, Float32Array] => [
 const isClientAbort = (e: unknown): boolean =>
   (e as NodeJS.ErrnoException | undefined)?.code === 'ECONNRESET';
 
+/**
+ * The upload's bytes, at most `maxBytes` of them. The stream is read with next() alone, never by
+ * for-await: a for-await left early (a bad line, a body over its limit, a row the consumer
+ * refuses) calls the iterator's return, and a request stream's return destroys the request before
+ * its end, which Node marks aborted: Fastify then runs onRequestAbort and the refusal's 400 or 413
+ * was recorded as the client's 499 (request-log.ts). Left early, the rest of the body stays unread
+ * (at most the stream's buffer is read into memory), as Fastify leaves a JSON body over its
+ * limit, and the connection is closed once the response is sent (app.ts, bodyLeftUnread).
+ */
 async function* limitedBytes(
   stream: AsyncIterable<Buffer | string>,
   maxBytes: number,
 ): AsyncGenerator<Buffer> {
+  const parts = stream[Symbol.asyncIterator]();
   let total = 0;
   try {
-    for await (const part of stream) {
-      const buffer = typeof part === 'string' ? Buffer.from(part) : part;
+    for (let part = await parts.next(); !part.done; part = await parts.next()) {
+      const buffer = typeof part.value === 'string' ? Buffer.from(part.value) : part.value;
       total += buffer.length;
       if (total > maxBytes) {
         throw new NormserveError(

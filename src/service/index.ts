@@ -89,6 +89,7 @@ export {
 } from './dynamic-batcher.js';
 export { defaultEngineThreads, nodeEngineOptions, prepareWasmRuntime } from './engine-runtime.js';
 export { trainingInfoOf } from './feature-names.js';
+export type { InferenceObservation, InferenceObserver } from './inference-observation.js';
 export {
   InferenceService,
   type InferenceServiceOptions,

@@ -158,7 +158,22 @@ export interface RecalibrateOptions {
    * dropped upload that REQUEST_TIMEOUT_MS cut); `rowsRead` had been taken.
    */
   readFailed?: (error: unknown, rowsRead: number) => unknown;
+  /**
+   * The caller answers a refusal of its request itself (an HTTP request: its 4xx problem and its
+   * request line, which docs/errors.md makes a client error's only line). A recalibration that
+   * ends, before any job is handed out, with a client error (a 4xx of the catalogue: a bad row or
+   * line, too few or too many rows, an upload dropped or cut) is then a refused request, not a
+   * failed recalibration: its job record says `failed` as always, but no `recalibration failed`
+   * line (which would quote the upload's cell) is logged and `normserve_recalibrations_total`
+   * does not count it. A failure for a server reason (storage, a lost lock, a fault) stays a
+   * failed recalibration, as does every failure of a job handed out (its record is all its client
+   * sees) and of a caller without a request (AUTO_RECALIBRATE).
+   */
+  answersRefusals?: boolean;
 }
+
+/** Whether `error` refuses the request that asked for the recalibration (a 4xx of the catalogue). */
+const refusesRequest = (error: unknown): boolean => isNormserveError(error) && error.status < 500;
 
 /** What `recalibrate` returns: the outcome, or the job that will record it. */
 export type RecalibrationStarted =
@@ -333,12 +348,15 @@ export class RecalibrationSession {
     }
   }
 
-  /** Computes the statistics, publishes the new version (activating it if asked), settles the job. */
-  complete(): Promise<RecalibrationOutcome> {
-    return this.service.track(this.run());
+  /**
+   * Computes the statistics, publishes the new version (activating it if asked), settles the job.
+   * `answersRefusals`: the caller answers a client error itself (RecalibrateOptions).
+   */
+  complete(answersRefusals = false): Promise<RecalibrationOutcome> {
+    return this.service.track(this.run(answersRefusals));
   }
 
-  private async run(): Promise<RecalibrationOutcome> {
+  private async run(answersRefusals: boolean): Promise<RecalibrationOutcome> {
     try {
       const result = await this.recalibrator.finish();
       this.service.jobs.update(this.job, { phase: 'publishing' });
@@ -418,7 +436,7 @@ export class RecalibrationSession {
       await this.settle('succeeded', { result: outcome, phase: 'done' });
       return outcome;
     } catch (e) {
-      await this.fail(e);
+      await this.fail(e, answersRefusals && refusesRequest(e));
       throw e;
     }
   }
@@ -499,8 +517,12 @@ export class RecalibrationSession {
     return notActivated;
   }
 
-  /** Ends the session with an error (a bad row, a dropped upload), releasing the model. */
-  async fail(error: unknown): Promise<void> {
+  /**
+   * Ends the session with an error (a bad row, a dropped upload), releasing the model. `refused`:
+   * the error refuses a request that answers it itself (RecalibrateOptions.answersRefusals), so it
+   * is recorded in the job alone, neither logged nor counted as a failed recalibration.
+   */
+  async fail(error: unknown, refused = false): Promise<void> {
     if (this.settled) return;
     // Frees the stored rows and the executors now rather than when the session is collected.
     await this.recalibrator.abort().catch((e: unknown) => {
@@ -513,10 +535,14 @@ export class RecalibrationSession {
           ...(error.errors.length > 0 ? { errors: [...error.errors] } : {}),
         }
       : { code: 'INTERNAL', message: error instanceof Error ? error.message : String(error) };
-    await this.settle('failed', { error: info, phase: 'failed' });
+    await this.settle('failed', { error: info, phase: 'failed' }, refused);
   }
 
-  private async settle(state: 'succeeded' | 'failed', change: Partial<Job>): Promise<void> {
+  private async settle(
+    state: 'succeeded' | 'failed',
+    change: Partial<Job>,
+    refused = false,
+  ): Promise<void> {
     if (this.settled) return;
     this.settled = true;
     // The model lock first: a client that sees the job settled may start the next recalibration at
@@ -532,6 +558,7 @@ export class RecalibrationSession {
     }
     this.service.jobs.update(this.job, { ...change, state });
     this.service.release(this);
+    if (refused) return;
     this.service.options.onOutcome?.(this.parent.name, this.request.mode, state);
     const log = this.service.log;
     const context = { model: this.parent.name, job: this.job.id, ...traceOf(this.job) };
@@ -736,7 +763,7 @@ export class RecalibrationService {
       }
     } catch (e) {
       const error = options.readFailed ? options.readFailed(e, session.rows) : e;
-      await session.fail(error);
+      await session.fail(error, options.answersRefusals === true && refusesRequest(error));
       throw error;
     }
     const asyncRows = this.options.asyncRows ?? Number.POSITIVE_INFINITY;
@@ -744,7 +771,7 @@ export class RecalibrationService {
       session.complete().catch(() => undefined); // the job records the outcome
       return { job: { id: session.job.id, state: session.job.state } };
     }
-    return { outcome: await session.complete() };
+    return { outcome: await session.complete(options.answersRefusals) };
   }
 
   /** Recalibrates from rows already in memory (the offline CLI, AUTO_RECALIBRATE's sample). */

@@ -43,7 +43,10 @@ async function serve(inference: (t: TestApp) => InferenceService) {
   const g = await startGrpc(t, {
     inference: service,
     log,
-    observer: { observeGrpc: (method, code, model) => records.push({ method, code, model }) },
+    observer: {
+      observeGrpc: (method, code, model) => records.push({ method, code, model }),
+      observeInference: () => {},
+    },
   });
   started.stop = g.stop;
   return { g, service, records, lines, served: service.resolve('digits') };

@@ -90,7 +90,10 @@ async function start(repository: string) {
   t = await makeTestApp({ repository });
   const records: { method: string; code: string; model: string }[] = [];
   g = await startGrpc(t, {
-    observer: { observeGrpc: (method, code, model) => records.push({ method, code, model }) },
+    observer: {
+      observeGrpc: (method, code, model) => records.push({ method, code, model }),
+      observeInference: () => {},
+    },
   });
   client = healthClient(g.port);
   return { t, g, client, records };

@@ -184,7 +184,10 @@ export function useRecordedGrpc(appOptions: Parameters<typeof makeTestApp>[0] = 
     const log: Log = { info: line('info'), warn: line('warn'), error: line('error') };
     g = await startGrpc(t, {
       log,
-      observer: { observeGrpc: (method, code, model) => records.push({ method, code, model }) },
+      observer: {
+        observeGrpc: (method, code, model) => records.push({ method, code, model }),
+        observeInference: () => {},
+      },
     });
     raw = new Client(`127.0.0.1:${g.port}`, credentials.createInsecure());
   });

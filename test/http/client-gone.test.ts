@@ -87,7 +87,9 @@ const PREDICT_ROUTE = '/v1/models/{name}:predict';
 const INFER_ROUTE = '/v2/models/{name}/infer';
 
 const logLines = () =>
-  t!.logs.map((l) => JSON.parse(l) as { level: number; msg: string; status?: number });
+  t!.logs.map(
+    (l) => JSON.parse(l) as { level: number; msg: string; status?: number; code?: string },
+  );
 
 describe('a client that goes before its response', () => {
   it('while queued for a batch: leaves it uncomputed, 499 at info; the others get their own rows and 200', async () => {
@@ -139,9 +141,9 @@ describe('a client that goes before its response', () => {
     ]);
     const lines = logLines();
     const gone = lines.filter((l) => l.status === 499);
-    expect(gone.map((l) => [l.level, l.msg])).toEqual([
-      [30, 'request aborted by the client'],
-      [30, 'request aborted by the client'],
+    expect(gone.map((l) => [l.level, l.msg, l.code])).toEqual([
+      [30, 'request aborted by the client', 'CLIENT_ABORTED'],
+      [30, 'request aborted by the client', 'CLIENT_ABORTED'],
     ]);
     expect(lines.filter((l) => l.level >= 40)).toEqual([]);
   });

@@ -827,28 +827,54 @@ describe('not found', () => {
 });
 
 describe('405 Method Not Allowed, with Allow, on every route', () => {
-  for (const [method, url, allow] of [
+  for (const [method, url, allow, route] of [
     // TF Serving's verbs: not read as a model name "digits:predict" or a version "1:activate".
-    ['GET', '/v1/models/digits:predict', 'POST'],
-    ['GET', '/v1/models/digits/versions/1:predict', 'POST'],
-    ['PUT', '/v1/models/digits:recalibrate', 'POST'],
-    ['DELETE', '/v1/models/digits/versions/1:activate', 'POST'],
-    ['GET', '/v2/models/digits/infer', 'POST'],
-    ['POST', '/v1/models/digits', 'GET, HEAD'],
-    ['PUT', '/v1/models/digits/versions/1', 'GET, HEAD, DELETE'],
-    ['DELETE', '/healthz', 'GET, HEAD'],
-    ['POST', '/', 'GET, HEAD'],
-    ['PATCH', '/v1/jobs/abc?x=1', 'GET, HEAD'],
-    ['OPTIONS', '/v1/models/digits:predict', 'POST'],
-    ['OPTIONS', '/v1/models/digits', 'GET, HEAD'],
+    ['GET', '/v1/models/digits:predict', 'POST', '/v1/models/{name}:predict'],
+    [
+      'GET',
+      '/v1/models/digits/versions/1:predict',
+      'POST',
+      '/v1/models/{name}/versions/{version}:predict',
+    ],
+    ['PUT', '/v1/models/digits:recalibrate', 'POST', '/v1/models/{name}:recalibrate'],
+    [
+      'DELETE',
+      '/v1/models/digits/versions/1:activate',
+      'POST',
+      '/v1/models/{name}/versions/{version}:activate',
+    ],
+    ['GET', '/v2/models/digits/infer', 'POST', '/v2/models/{name}/infer'],
+    ['POST', '/v1/models/digits', 'GET, HEAD', '/v1/models/{name}'],
+    [
+      'PUT',
+      '/v1/models/digits/versions/1',
+      'GET, HEAD, DELETE',
+      '/v1/models/{name}/versions/{version}',
+    ],
+    ['DELETE', '/healthz', 'GET, HEAD', '/healthz'],
+    ['POST', '/', 'GET, HEAD', '/'],
+    ['PATCH', '/v1/jobs/abc?x=1', 'GET, HEAD', '/v1/jobs/{id}'],
+    ['OPTIONS', '/v1/models/digits:predict', 'POST', '/v1/models/{name}:predict'],
+    ['OPTIONS', '/v1/models/digits', 'GET, HEAD', '/v1/models/{name}'],
+    // A parameter the router decoded fills no pattern exactly: not labelled, never the raw URL.
+    ['GET', '/v1/models/dig%41ts:predict', 'POST', 'unmatched'],
   ] as const) {
-    it(`${method} ${url} → 405, Allow: ${allow}`, async () => {
+    it(`${method} ${url} → 405, Allow: ${allow}, counted under route ${route}`, async () => {
+      const counted = async () => {
+        const text = (await t.app.inject({ url: '/metrics' })).body;
+        const series = `normserve_http_requests_total{method="${method}",route="${route}",status="405",model="",version=""} `;
+        const line = text.split('\n').find((l) => l.startsWith(series));
+        return line === undefined ? 0 : Number(line.slice(series.length));
+      };
+      const before = await counted();
       const res = await t.app.inject({ method, url });
       const body = expectProblem(res, 405, 'METHOD_NOT_ALLOWED', url);
       expect(res.headers.allow).toBe(allow);
       expect(body.error).toBe(
         `${method} is not allowed on ${url.split('?')[0]}; it answers ${allow}`,
       );
+      // Counted under the pattern of the route at that path, never under the raw URL.
+      expect(await counted()).toBe(before + 1);
     });
   }
 
