@@ -146,7 +146,7 @@ export async function startServer(config: ServerConfig): Promise<void> {
       if (channel)
         channel.onRefreshModel = (id) => channel.send({ type: 'normserve:model-refreshed', id });
       registry.close();
-      if (jobBudget.stop()) {
+      if (await jobBudget.stop()) {
         // Work was lost: the exit status says so, as when the drain itself runs out.
         logger.warn(
           'stopped: recalibration jobs were interrupted by the shutdown budget; exiting 1',

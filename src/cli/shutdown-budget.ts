@@ -23,33 +23,34 @@ export function jobBudgetMs(shutdownTimeoutMs: number): number {
 
 /**
  * Arms the jobs' budget as the drain begins; `stop()` disarms it once the drain has ended, and
- * tells whether it had interrupted jobs (the process then exits 1: work was lost).
+ * resolves to whether it interrupted jobs (the process then exits 1: work was lost).
  */
 export function armJobBudget(
-  recalibration: RecalibrationService,
+  recalibration: Pick<RecalibrationService, 'runningJobs' | 'interrupt'>,
   shutdownTimeoutMs: number,
   logger: pino.Logger,
-): { stop: () => boolean } {
-  let interrupted = false;
+): { stop: () => Promise<boolean> } {
+  let interrupting: Promise<boolean> | undefined;
   const timer = setTimeout(() => {
     const running = recalibration.runningJobs();
     if (running.length === 0) return;
-    interrupted = true;
     logger.warn(
       { jobs: running, budgetMs: jobBudgetMs(shutdownTimeoutMs), shutdownTimeoutMs },
       'shutdown budget ran out: interrupting the running recalibration jobs',
     );
-    recalibration
-      .interrupt()
-      .catch((e: unknown) =>
-        logger.error({ err: e }, 'interrupting the recalibration jobs failed'),
-      );
+    interrupting = recalibration.interrupt().then(
+      (cut) => cut.length > 0,
+      (e: unknown) => {
+        logger.error({ err: e }, 'interrupting the recalibration jobs failed');
+        return true;
+      },
+    );
   }, jobBudgetMs(shutdownTimeoutMs));
   timer.unref();
   return {
-    stop: () => {
+    stop: async () => {
       clearTimeout(timer);
-      return interrupted;
+      return (await interrupting) ?? false;
     },
   };
 }

@@ -580,6 +580,8 @@ export class RecalibrationService {
   private readonly completing = new Set<Promise<unknown>>();
   /** From the shutdown signal on (`stopAccepting`): a new recalibration is refused. */
   private accepting = true;
+  /** Waiting for a session to settle (`interrupt`). */
+  private readonly onRelease = new Set<() => void>();
   /** Aborted by `interrupt`: the shutdown budget ran out. */
   private readonly interruption = new AbortController();
 
@@ -646,17 +648,20 @@ export class RecalibrationService {
    * The shutdown budget ran out: every recalibration not yet publishing stops at its next pause
    * between slices of work (or, uploading, at once) and fails with JOB_INTERRUPTED, its lock
    * released, its record written and a warning logged that names it and how far it got. One
-   * already publishing finishes (the publish is atomic, and short). Resolves when the
-   * recalibrations being computed have settled and their records are on disk; returns the jobs
-   * that were running when it was called.
+   * already publishing finishes (the publish is atomic, and short). Resolves when every
+   * recalibration running has settled and its record is on disk, with the jobs it interrupted
+   * (id, model and the phase they were in).
    */
   async interrupt(): Promise<Pick<Job, 'id' | 'model' | 'phase'>[]> {
     this.stopAccepting();
-    const cut = this.runningJobs();
+    const running = [...this.running.values()].map(({ job }) => ({ job, phase: job.phase }));
     this.interruption.abort();
+    while (this.running.size > 0) await new Promise<void>((resolve) => this.onRelease.add(resolve));
     await this.drain();
     await this.jobs.flush();
-    return cut;
+    return running
+      .filter(({ job }) => job.error?.code === 'JOB_INTERRUPTED')
+      .map(({ job, phase }) => ({ id: job.id, model: job.model, phase }));
   }
 
   /** The jobs of the recalibrations running in this process. */
@@ -810,6 +815,8 @@ export class RecalibrationService {
   /** Called by a session when it settles. */
   release(session: RecalibrationSession): void {
     if (this.running.get(session.parent.name) === session) this.running.delete(session.parent.name);
+    for (const resolve of this.onRelease) resolve();
+    this.onRelease.clear();
   }
 
   /**

@@ -15,7 +15,10 @@ afterEach(() => {
 /** A recalibration service reduced to what the budget asks of it. */
 function fakeService(jobs: { id: string; model: string; phase: string }[]) {
   const interrupt = vi.fn(async () => jobs);
-  const service = { runningJobs: () => jobs, interrupt } as unknown as RecalibrationService;
+  const service: Pick<RecalibrationService, 'runningJobs' | 'interrupt'> = {
+    runningJobs: () => jobs,
+    interrupt,
+  };
   return { service, interrupt };
 }
 
@@ -28,7 +31,7 @@ describe('the jobs budget of the drain', () => {
     expect(jobBudgetMs(100)).toBe(75);
   });
 
-  it('interrupts the running jobs when it runs out, and says so', () => {
+  it('interrupts the running jobs when it runs out, and says so', async () => {
     vi.useFakeTimers();
     const { service, interrupt } = fakeService([{ id: 'j', model: 'digits', phase: 'receiving' }]);
     const budget = armJobBudget(service, 10_000, pino({ level: 'silent' }));
@@ -36,14 +39,14 @@ describe('the jobs budget of the drain', () => {
     expect(interrupt).not.toHaveBeenCalled();
     vi.advanceTimersByTime(1);
     expect(interrupt).toHaveBeenCalledOnce();
-    expect(budget.stop()).toBe(true);
+    expect(await budget.stop()).toBe(true);
   });
 
-  it('interrupts nothing when the drain ends first, or when no job runs', () => {
+  it('interrupts nothing when the drain ends first, or when no job runs', async () => {
     vi.useFakeTimers();
     const early = fakeService([{ id: 'j', model: 'digits', phase: 'receiving' }]);
     const stopped = armJobBudget(early.service, 10_000, pino({ level: 'silent' }));
-    expect(stopped.stop()).toBe(false);
+    expect(await stopped.stop()).toBe(false);
     vi.advanceTimersByTime(20_000);
     expect(early.interrupt).not.toHaveBeenCalled();
 
@@ -51,6 +54,6 @@ describe('the jobs budget of the drain', () => {
     const budget = armJobBudget(idle.service, 10_000, pino({ level: 'silent' }));
     vi.advanceTimersByTime(20_000);
     expect(idle.interrupt).not.toHaveBeenCalled();
-    expect(budget.stop()).toBe(false);
+    expect(await budget.stop()).toBe(false);
   });
 });

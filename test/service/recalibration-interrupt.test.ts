@@ -195,7 +195,7 @@ describe('RecalibrationService.interrupt (the shutdown budget ran out)', () => {
     const { outcome } = await completing;
     const cut = await interrupting;
 
-    expect(cut).toEqual([{ id: outcome.job_id, model: 'digits', phase: 'publishing' }]);
+    expect(cut, 'no job interrupted').toEqual([]);
     expect(outcome).toMatchObject({ version: 2, activated: true });
     expect(record(outcome.job_id)).toMatchObject({ state: 'succeeded', phase: 'done' });
     expect(await registry.repository.listVersions('digits')).toEqual([1, 2]);
