@@ -28,6 +28,7 @@ import { lameDuckOnSignal, relayedSignalsOnly } from './lame-duck.js';
 import { listenFailed } from './listen-failure.js';
 import { packageVersion } from './package-version.js';
 import { rescanOnHangup } from './rescan-on-hangup.js';
+import { armJobBudget } from './shutdown-budget.js';
 import { turnLogDestination } from './turn-log-destination.js';
 
 /**
@@ -106,7 +107,7 @@ export async function startServer(config: ServerConfig): Promise<void> {
     log: logger,
     cluster: channel !== undefined,
   });
-  const { drift, inference, phase } = services;
+  const { drift, inference, recalibration, phase } = services;
   const stopSharing = channel ? shareDrift(channel, drift) : undefined;
   const app = await buildApp({
     ...services,
@@ -142,6 +143,13 @@ export async function startServer(config: ServerConfig): Promise<void> {
       // No signal starts this drain: SIGTERM and SIGINT are lameDuckOnSignal's (they drain after
       // SHUTDOWN_DELAY_MS), SIGHUP rescans the repository, the rest keep Node's handling.
       skip: [...CLOSE_WITH_GRACE_SIGNALS],
+      // What still ran is named: the jobs were interrupted before (shutdown-budget.ts), so one
+      // listed here had begun publishing or could not write its record in the reserve.
+      onTimeout: (delayMs: number) =>
+        logger.error(
+          { shutdownTimeoutMs: delayMs, jobs: recalibration.runningJobs() },
+          'the drain did not end within SHUTDOWN_TIMEOUT_MS: exiting 1',
+        ),
     },
     async ({ signal, err }) => {
       phase.enter('draining');
@@ -153,12 +161,22 @@ export async function startServer(config: ServerConfig): Promise<void> {
         );
       if (poll) clearInterval(poll);
       stopSharing?.();
+      // Recalibration jobs get the drain's budget; those still running then are interrupted, each
+      // settled failed (JOB_INTERRUPTED) with a warning naming it, before the process ends.
+      const jobBudget = armJobBudget(recalibration, config.SHUTDOWN_TIMEOUT_MS, logger);
       // Both transports stop taking work and finish what is in flight, together.
       await Promise.all([app.close(), grpc?.close(config.SHUTDOWN_TIMEOUT_MS)]);
       // Serving nothing more: another worker's change is acknowledged without loading it.
       if (channel)
         channel.onRefreshModel = (id) => channel.send({ type: 'normserve:model-refreshed', id });
       registry.close();
+      if (await jobBudget.stop()) {
+        // Work was lost: the exit status says so, as when the drain itself runs out.
+        logger.warn(
+          'stopped: recalibration jobs were interrupted by the shutdown budget; exiting 1',
+        );
+        process.exit(1);
+      }
       logger.info('stopped');
     },
   );

@@ -16,6 +16,11 @@ export const errorCatalogue = {
   VERSION_NOT_FOUND: { status: 404, title: 'Model version not found' },
   JOB_NOT_FOUND: { status: 404, title: 'Job not found' },
   JOB_ABANDONED: { status: 500, title: 'The process running the job stopped' },
+  /**
+   * A job the server's shutdown cut: SHUTDOWN_TIMEOUT_MS ran out before it finished (a request
+   * still computing or uploading gets it as a 503 with Retry-After, like SHUTTING_DOWN).
+   */
+  JOB_INTERRUPTED: { status: 503, title: 'The job was interrupted by shutdown' },
   MODEL_UNAVAILABLE: { status: 503, title: 'Model has no available version' },
   UNAUTHORIZED: { status: 401, title: 'Unauthorized' },
   RATE_LIMITED: { status: 429, title: 'Too many requests' },

@@ -365,7 +365,13 @@ export class AutoRecalibration {
       }
       settle('succeeded', 'drift: recalibrated from traffic and promoted');
     } catch (e) {
-      const busy = isNormserveError(e) && e.code === 'RECALIBRATION_IN_PROGRESS';
+      // Not a fault: the model is being recalibrated, or the server is shutting down (the run was
+      // refused from the signal on, or cut by the drain's budget, which logs the job itself).
+      const busy =
+        isNormserveError(e) &&
+        (e.code === 'RECALIBRATION_IN_PROGRESS' ||
+          e.code === 'SHUTTING_DOWN' ||
+          e.code === 'JOB_INTERRUPTED');
       this.record(served.name, state, {
         action: mode,
         outcome: busy ? 'skipped' : 'failed',

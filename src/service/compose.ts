@@ -106,5 +106,9 @@ export function createServices(options: ServicesOptions): Services {
     onOverload: (model) => metrics.overloaded.inc({ model }),
   });
 
-  return { drift, inference, recalibration, phase: new ServingPhase() };
+  const phase = new ServingPhase();
+  // From the shutdown signal on, a new recalibration is refused (SHUTTING_DOWN): one started in
+  // the lame-duck phase would be cut by the drain's budget; its client retries elsewhere.
+  phase.onChange(() => recalibration.stopAccepting());
+  return { drift, inference, recalibration, phase };
 }

@@ -31,6 +31,7 @@ import type {
   RecalibrationOutcome,
 } from './recalibration-outcome.js';
 import { RowBlockPool } from './row-block-pool.js';
+import { SHUTTING_DOWN_RETRY_AFTER_SECONDS } from './serving-phase.js';
 import { SpillingRowStore } from './spilling-row-store.js';
 import { storageWarningOf } from './storage-warning.js';
 
@@ -88,6 +89,11 @@ export interface RecalibrationServiceOptions {
    * answers names the program's process (pid, host, since when), not a job id no server can find.
    */
   cli?: string | undefined;
+  /**
+   * What a recalibration awaits between slices of its work, on the event loop (default: one
+   * `setImmediate` turn). A test holds a job mid-computation with it.
+   */
+  pause?: (() => Promise<void>) | undefined;
 }
 
 /**
@@ -180,7 +186,7 @@ export type RecalibrationStarted =
   | { outcome: RecalibrationOutcome }
   | { job: Pick<Job, 'id' | 'state'> };
 
-const pause = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /**
  * An error of createRecalibrator placed at the request's field names: it names the option it
@@ -233,7 +239,11 @@ export class RecalibrationSession {
       ...(request.priorStrength !== undefined ? { priorStrength: request.priorStrength } : {}),
       ...(request.batchSize !== undefined ? { batchSize: request.batchSize } : {}),
       maxSamples: service.options.maxSamples,
-      pause,
+      // Between slices of work: where the shutdown's interruption takes effect (`interrupt`).
+      pause: async () => {
+        await (service.options.pause ?? nextTurn)();
+        service.throwIfInterrupted(job);
+      },
       // With parsedAsItArrives, the statistics that overlap the upload (the first BatchNorm's
       // plan; recalibration/README.md) run on one helper thread, a pass at a time
       // (accumulateAsync), while the event loop goes on parsing the upload and answering
@@ -321,13 +331,17 @@ export class RecalibrationSession {
         : (chunks as Iterable<Float32Array>)[Symbol.iterator]();
     let taking: Promise<void> | undefined;
     let refused: Promise<never> | undefined;
+    // The shutdown's interruption ends an upload that waits for its next chunk, too.
+    const interruption = this.service.interruptionOf(this.job);
     try {
       for (;;) {
         const next = Promise.resolve(it.next());
         // A read abandoned for a refused chunk may still fail later: nobody awaits it then.
         next.catch(() => undefined);
         // While a push runs, a rejection of it ends the upload before the next chunk arrives.
-        const step = await (refused ? Promise.race([next, refused]) : next);
+        const step = await Promise.race(
+          refused ? [next, refused, interruption.rejects] : [next, interruption.rejects],
+        );
         if (step.done) break;
         await taking;
         taking = this.push(step.value);
@@ -339,12 +353,14 @@ export class RecalibrationSession {
     } catch (e) {
       // A read error after a refused chunk: the chunk's error is the one to report.
       await taking?.catch(() => undefined);
-      if (this.rejected) {
+      if (this.rejected || interruption.happened()) {
         // The read in flight, if any, is abandoned: its reader ends when it next wakes.
         void Promise.resolve(it.return?.()).catch(() => undefined);
-        throw this.rejected.error;
+        throw this.rejected?.error ?? e;
       }
       throw e;
+    } finally {
+      interruption.dispose();
     }
   }
 
@@ -545,6 +561,8 @@ export class RecalibrationSession {
   ): Promise<void> {
     if (this.settled) return;
     this.settled = true;
+    // How far it got, before the record says `failed`.
+    const reached = { phase: this.job.phase, progress: { ...this.job.progress } };
     // The model lock first: a client that sees the job settled may start the next recalibration at
     // once, and must not get a 409 from the lock this job still held (the record said `succeeded`
     // while the lock file was being removed).
@@ -564,6 +582,11 @@ export class RecalibrationSession {
     const context = { model: this.parent.name, job: this.job.id, ...traceOf(this.job) };
     if (state === 'succeeded')
       log.info({ ...context, result: change.result }, 'recalibration published');
+    else if (change.error?.code === 'JOB_INTERRUPTED')
+      log.warn(
+        { ...context, ...reached, error: change.error },
+        'recalibration job interrupted by shutdown: nothing published',
+      );
     else log.warn({ ...context, error: change.error }, 'recalibration failed');
   }
 }
@@ -582,6 +605,12 @@ export class RecalibrationService {
   readonly rowBlocks: RowBlockPool;
   private readonly running = new Map<string, RecalibrationSession>();
   private readonly completing = new Set<Promise<unknown>>();
+  /** From the shutdown signal on (`stopAccepting`): a new recalibration is refused. */
+  private accepting = true;
+  /** Waiting for a session to settle (`interrupt`). */
+  private readonly onRelease = new Set<() => void>();
+  /** Aborted by `interrupt`: the shutdown budget ran out. */
+  private readonly interruption = new AbortController();
 
   constructor(registry: ModelRegistry, jobs: JobRegistry, options: RecalibrationServiceOptions) {
     this.registry = registry;
@@ -635,10 +664,94 @@ export class RecalibrationService {
   }
 
   /**
+   * The server is shutting down (SIGTERM): a recalibration asked for from now on is refused with
+   * SHUTTING_DOWN (503, Retry-After), before it locks the model or makes a job; running ones go on.
+   */
+  stopAccepting(): void {
+    this.accepting = false;
+  }
+
+  /**
+   * The shutdown budget ran out: every recalibration not yet publishing stops at its next pause
+   * between slices of work (or, uploading, at once) and fails with JOB_INTERRUPTED, its lock
+   * released, its record written and a warning logged that names it and how far it got. One
+   * already publishing finishes (the publish is atomic, and short). Resolves when every
+   * recalibration running has settled and its record is on disk, with the jobs it interrupted
+   * (id, model and the phase they were in).
+   */
+  async interrupt(): Promise<Pick<Job, 'id' | 'model' | 'phase'>[]> {
+    this.stopAccepting();
+    const running = [...this.running.values()].map(({ job }) => ({ job, phase: job.phase }));
+    this.interruption.abort();
+    while (this.running.size > 0) await new Promise<void>((resolve) => this.onRelease.add(resolve));
+    await this.drain();
+    await this.jobs.flush();
+    return running
+      .filter(({ job }) => job.error?.code === 'JOB_INTERRUPTED')
+      .map(({ job, phase }) => ({ id: job.id, model: job.model, phase }));
+  }
+
+  /** The jobs of the recalibrations running in this process. */
+  runningJobs(): Pick<Job, 'id' | 'model' | 'phase'>[] {
+    return [...this.running.values()].map(({ job }) => ({
+      id: job.id,
+      model: job.model,
+      phase: job.phase,
+    }));
+  }
+
+  /**
+   * For a wait that `interrupt` must end (an upload's next chunk): `rejects` with JOB_INTERRUPTED
+   * once it is called; `dispose` when the wait is over, so that nothing keeps the job.
+   */
+  interruptionOf(job: Job): {
+    rejects: Promise<never>;
+    happened: () => boolean;
+    dispose: () => void;
+  } {
+    const { signal } = this.interruption;
+    let onAbort = () => {};
+    const rejects = new Promise<never>((_, reject) => {
+      onAbort = () => {
+        try {
+          this.throwIfInterrupted(job);
+        } catch (e) {
+          reject(e);
+        }
+      };
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
+    });
+    rejects.catch(() => undefined);
+    return {
+      rejects,
+      happened: () => signal.aborted,
+      dispose: () => signal.removeEventListener('abort', onAbort),
+    };
+  }
+
+  /** Throws JOB_INTERRUPTED, worded for `job` as it stands, once `interrupt` was called. */
+  throwIfInterrupted(job: Job): void {
+    if (!this.interruption.signal.aborted) return;
+    const { rows, total_rows: total } = job.progress;
+    throw new NormserveError(
+      'JOB_INTERRUPTED',
+      `job ${job.id} was interrupted by the server's shutdown in phase "${job.phase}" after ${rows}${total !== null ? ` of ${total}` : ''} rows: SHUTDOWN_TIMEOUT_MS ran out before it finished; nothing was published; the model lock is released, so a new recalibration may start`,
+      { retryAfterSeconds: SHUTTING_DOWN_RETRY_AFTER_SECONDS },
+    );
+  }
+
+  /**
    * Starts a recalibration of the model's active version. The model's lock is a file in the
    * repository (acquireModelLock), so the 409 holds across workers and replicas too.
    */
   async begin(request: RecalibrationRequest): Promise<RecalibrationSession> {
+    if (!this.accepting)
+      throw new NormserveError(
+        'SHUTTING_DOWN',
+        `the server is shutting down: a recalibration of "${request.model}" is not started; retry on another instance`,
+        { retryAfterSeconds: SHUTTING_DOWN_RETRY_AFTER_SECONDS },
+      );
     const parent = this.registry.resolve(request.model);
     if (!holdsBatchNormStatistics(parent.checkpoint.config.layers)) {
       throw new NormserveError(
@@ -729,6 +842,8 @@ export class RecalibrationService {
   /** Called by a session when it settles. */
   release(session: RecalibrationSession): void {
     if (this.running.get(session.parent.name) === session) this.running.delete(session.parent.name);
+    for (const resolve of this.onRelease) resolve();
+    this.onRelease.clear();
   }
 
   /**

@@ -206,6 +206,25 @@ describe('AUTO_RECALIBRATE=promote and a recalibration from traffic that fails',
   });
 });
 
+describe('AUTO_RECALIBRATE=promote once the server is shutting down', () => {
+  it('skips the recalibration the drift asks for (refused SHUTTING_DOWN), logged at info, not as a failure', async () => {
+    t = await makeLoggedApp({ env: { AUTO_RECALIBRATE: 'promote' }, level: 'info' });
+    // SIGTERM: the lame-duck phase, in which traffic is still served.
+    t.app.deps.phase.enter('lame-duck');
+    const skipped = () => logged(t!, 'drift: recalibration skipped').length > 0;
+    await nightTraffic(t, 1000, skipped);
+    await t.app.deps.drift.drain();
+    expect(logged(t, 'drift: recalibration skipped')).toEqual([
+      expect.objectContaining({ reason: expect.stringContaining('the server is shutting down') }),
+    ]);
+    expect(logged(t, 'drift: recalibration from traffic failed')).toEqual([]);
+    expect(t.registry.get('digits').active).toBe(1);
+    expect((await status(t.app)).auto_recalibration?.last_action).toMatchObject({
+      outcome: 'skipped',
+    });
+  });
+});
+
 describe('AUTO_RECALIBRATE=promote with an operator’s activation during the recalibration', () => {
   it('does not take over: the version is published, not promoted, and the operator’s choice stays active', async () => {
     t = await makeLoggedApp({ env: { AUTO_RECALIBRATE: 'promote' }, level: 'info' });

@@ -100,7 +100,7 @@ export const recalibrateQuerySchema = z.strictObject({
 /** A job as GET /v1/jobs/{id} answers it: the record every process shares, its result parsed. */
 export const jobSchema = jobRecordSchema.meta({
   description:
-    'A recalibration job. owner and heartbeat_at name the process running it and when it last showed it was alive; a running job whose process is gone is reported failed with error.code JOB_ABANDONED. request_id (and trace_id, parent_id from a W3C traceparent) come from the request that started it.',
+    'A recalibration job. owner and heartbeat_at name the process running it and when it last showed it was alive; a running job whose process is gone is reported failed with error.code JOB_ABANDONED, one cut by the shutdown of its server with JOB_INTERRUPTED. request_id (and trace_id, parent_id from a W3C traceparent) come from the request that started it.',
   examples: [
     {
       id: '0b9c3a1e-6f0e-4d5e-9f54-1c2d3e4f5a6b',

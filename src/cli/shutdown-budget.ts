@@ -1,0 +1,56 @@
+/**
+ * The drain's budget for recalibration jobs. SHUTDOWN_TIMEOUT_MS bounds the drain: close-with-grace
+ * exits 1 when it runs out, whatever still runs. A job cut there would leave its record `running`
+ * (until another process read it and settled it JOB_ABANDONED) and no line naming it. So the jobs
+ * get the budget less a reserve, then are interrupted (RecalibrationService.interrupt): each stops
+ * at its next pause between slices of work, fails JOB_INTERRUPTED, releases the model's lock and
+ * writes its record, within the reserve, before the process's end.
+ */
+import type pino from 'pino';
+import type { RecalibrationService } from '../service/index.js';
+
+/**
+ * What the jobs leave of SHUTDOWN_TIMEOUT_MS for settling those interrupted: a slice of work (tens
+ * of milliseconds), the lock's release and the record's write (a few synced file writes). A
+ * quarter of the budget when that is less (SHUTDOWN_TIMEOUT_MS may be as low as 100 ms).
+ */
+export const JOB_SETTLE_RESERVE_MS = 1_000;
+
+/** How long after the drain begins the running recalibration jobs are interrupted. */
+export function jobBudgetMs(shutdownTimeoutMs: number): number {
+  return shutdownTimeoutMs - Math.min(JOB_SETTLE_RESERVE_MS, Math.floor(shutdownTimeoutMs / 4));
+}
+
+/**
+ * Arms the jobs' budget as the drain begins; `stop()` disarms it once the drain has ended, and
+ * resolves to whether it interrupted jobs (the process then exits 1: work was lost).
+ */
+export function armJobBudget(
+  recalibration: Pick<RecalibrationService, 'runningJobs' | 'interrupt'>,
+  shutdownTimeoutMs: number,
+  logger: pino.Logger,
+): { stop: () => Promise<boolean> } {
+  let interrupting: Promise<boolean> | undefined;
+  const timer = setTimeout(() => {
+    const running = recalibration.runningJobs();
+    if (running.length === 0) return;
+    logger.warn(
+      { jobs: running, budgetMs: jobBudgetMs(shutdownTimeoutMs), shutdownTimeoutMs },
+      'shutdown budget ran out: interrupting the running recalibration jobs',
+    );
+    interrupting = recalibration.interrupt().then(
+      (cut) => cut.length > 0,
+      (e: unknown) => {
+        logger.error({ err: e }, 'interrupting the recalibration jobs failed');
+        return true;
+      },
+    );
+  }, jobBudgetMs(shutdownTimeoutMs));
+  timer.unref();
+  return {
+    stop: async () => {
+      clearTimeout(timer);
+      return (await interrupting) ?? false;
+    },
+  };
+}
