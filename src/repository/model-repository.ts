@@ -615,7 +615,20 @@ export class ModelRepository {
         `version ${version} of "${name}" was not deleted`,
       );
     } catch (e) {
-      throw storageFailure(e, `cannot delete version ${version} of "${name}"`, this.root, dir);
+      const failure = storageFailure(
+        e,
+        `cannot delete version ${version} of "${name}"`,
+        this.root,
+        dir,
+      );
+      if (!(failure instanceof NormserveError) || failure.code !== 'STORAGE_FULL') throw failure;
+      // The operator's way to free space fails when space is what is missing: say why the
+      // deletion writes at all, and the way around it.
+      throw new NormserveError(
+        'STORAGE_FULL',
+        `${failure.message}; nothing was deleted. ${deletionNeedsSpace(name, version)}`,
+        { cause: e, extra: failure.extra },
+      );
     }
     let unsynced: UnsyncedWrite | undefined;
     try {
@@ -678,6 +691,17 @@ export class ModelRepository {
     }
     return total;
   }
+}
+
+/**
+ * Why a deletion writes before it frees anything, and what an operator on a full disk does instead.
+ * The lock file orders the deletion against activations in every process sharing the repository
+ * (a lock's identity is its content, THE PROTOCOL in model-lock.ts, so it cannot be an empty
+ * file); the tombstone is empty and needs no data block, only the lock's few bytes do.
+ */
+function deletionNeedsSpace(name: string, version: number): string {
+  const hidden = `${name}/.tmp-removed-${version}`;
+  return `A deletion first takes ${name}/${ACTIVE_RECORD_LOCK_FILE} (a file of a few bytes, which orders it against activations in every process sharing the repository) and writes an empty tombstone, ${name}/${TOMBSTONE_PREFIX}${version} (the number is never given out again). Free a few kilobytes another way and retry, or, in the repository, once ${name}/${ACTIVE_FILE} does not name version ${version} and nobody is activating it: mv ${name}/${version} ${hidden} && touch ${name}/${TOMBSTONE_PREFIX}${version} && rm -rf ${hidden}`;
 }
 
 /** What removeTemporaries did: the paths removed, and those it failed to remove, with why. */
