@@ -694,8 +694,9 @@ export class ModelRegistry {
           `cannot publish a version of "${name}"`,
         );
       } catch (e) {
-        if (locked || !isNormserveError(e) || e.code !== 'ACTIVE_RECORD_BUSY') throw e;
-        // Another writer keeps the record's lock: published without it, not activated.
+        if (locked || !isActivationNotWritten(e)) throw e;
+        // Another writer keeps the record's lock, or its file cannot be written (a full disk):
+        // the work is published all the same, without the lock, and not activated.
         await publishAndActivate();
         if (activate) result = { version: published!.version, activated: false, activationBusy: e };
       }

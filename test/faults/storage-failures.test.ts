@@ -134,6 +134,19 @@ describe('a write that fails before its point of no return', () => {
     expect(versionsOnDisk()).toEqual([1, 2]);
   });
 
+  it('the record’s lock file cannot be written when a version is to be published and activated: published all the same, not activated (STORAGE_FULL)', async () => {
+    await appWithRecord();
+    injectFsFaults([{ op: 'write', path: '-lock', code: 'ENOSPC' }]);
+    const { checkpoint } = t!.registry.resolve('digits');
+    const result = await t!.registry.publish(checkpoint, true, 'night', { ifActive: 1 });
+    expect(faultHits()).toEqual([1]);
+    clearFsFaults();
+    expect(result).toMatchObject({ version: 2, activated: false, activeFound: 1 });
+    expect(result.activationBusy?.code).toBe('STORAGE_FULL');
+    expect(versionsOnDisk()).toEqual([1, 2]);
+    expect(recordVersion()).toBe(1);
+  });
+
   it('DELETE on a full disk is 507 STORAGE_FULL naming the lock file it needs and the way around it, which works', async () => {
     await appWithRecord();
     expect((await recalibrate()).json()).toMatchObject({ version: 2, activated: true });
