@@ -435,7 +435,7 @@ async function main(argv: readonly string[]): Promise<void> {
     },
   }).finally(() => bar?.stop());
   // Interrupted while publishing, the run removes its temporary version directory before it ends.
-  const { version, path, storageWarning } = await cleanUpOnSignal(
+  const { version, path, storageWarning, servedInstead } = await cleanUpOnSignal(
     () => removeOwnPublishTemporariesSync(out, config.name),
     () => publishCheckpoint(out, output),
   ).catch((e: unknown) => {
@@ -456,6 +456,13 @@ async function main(argv: readonly string[]): Promise<void> {
       summary(m, config.task),
       `throughput: ${Math.round(m.samples_per_second)} samples/s, wall time ${(m.wall_time_ms / 1000).toFixed(1)} s`,
       `wrote ${path} (version ${version}), model.safetensors sha256 ${createHash('sha256').update(weights).digest('hex')}`,
+      // Only without a record is the highest version served: one naming another version (an
+      // operator's activation, a pin written before a recalibration) keeps this one unserved.
+      ...(servedInstead
+        ? [
+            `note: version ${version} is not served: ${relative(process.cwd(), servedInstead.record) || servedInstead.record} names version ${servedInstead.version}${servedInstead.note ? ` ("${servedInstead.note}")` : ''}; to serve it, activate it (POST /v1/models/${config.name}/versions/${version}:activate on a server of this repository), or remove that file to serve the highest version`,
+          ]
+        : []),
       ...(inCheckout
         ? [
             `note: ${relative(process.cwd(), path) || path} is in this checkout's model repository: npm start serves it, npm test ignores it, git lists it as untracked; rm -r it to undo, or train with --out <dir> elsewhere`,

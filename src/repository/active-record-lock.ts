@@ -33,7 +33,8 @@ const RETRY_AFTER_SECONDS = Math.ceil(STALE_AFTER_MS / 1000);
  * into place is atomic, but "read the record, decide, write" is not: without the lock, an
  * operator's rollback written by another process between a job's read and its write would be
  * overwritten (the job's "activate only if my parent is still active", issue of the rollback
- * undone). The lock is held for one read and one write, so a busy lock is waited for, up to
+ * undone). The lock is held for one read and one write (a publish: its rename, loading the version
+ * back and its activation, ModelRepository.withActiveRecord), so a busy lock is waited for, up to
  * `maxWaitMs`; then ACTIVE_RECORD_BUSY, and nothing was written.
  */
 export async function withActiveRecordLock<T>(

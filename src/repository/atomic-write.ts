@@ -113,13 +113,78 @@ export async function writeFileAtomically(
 }
 
 /**
- * Builds a directory of files in a temporary directory beside its destination, fsyncs every file
- * and the directory, and renames it into place, then fsyncs the parent. `chooseName` is asked for
- * the destination name; if another writer took it first (rename fails with ENOTEMPTY/EEXIST,
- * since a published directory is never empty), it is asked again, so concurrent publishers on
- * one shared repository each get their own name. Returns the name used. `beforeRename` (a lock's
- * fencing check) runs immediately before each rename: if it throws, nothing was published. A
- * failure of the parent's fsync after the rename is an UnsyncedWrite naming the published directory.
+ * A directory of files staged under a temporary name beside its destination (stageDirectory),
+ * every file and the directory synced, hidden from every reader until `publish` renames it.
+ */
+export interface StagedDirectory {
+  /**
+   * Renames the staged directory into place under the name `chooseName` gives, then fsyncs the
+   * parent; if another writer took that name first (rename fails with ENOTEMPTY/EEXIST, since a
+   * published directory is never empty), it is asked again, so concurrent publishers on one shared
+   * repository each get their own name. Returns the name used. `beforeRename` (a lock's fencing
+   * check) runs immediately before each rename: if it throws, nothing was published. A failure of
+   * the parent's fsync after the rename is an UnsyncedWrite naming the published directory; any
+   * other failure removes the staged directory (discard).
+   */
+  publish(
+    chooseName: (attempt: number) => Promise<string>,
+    maxAttempts?: number,
+    beforeRename?: () => Promise<void>,
+  ): Promise<string>;
+  /** Removes the staged directory (not published); a leftover that cannot be removed is cleanup's. */
+  discard(): Promise<void>;
+}
+
+/**
+ * Writes `files` into a temporary directory of `parent` (created if missing), fsyncing every file
+ * and the directory, for `publish` to rename into place later (publishDirectoryAtomically does
+ * both at once). A failure removes what was written and throws.
+ */
+export async function stageDirectory(
+  parent: string,
+  files: ReadonlyMap<string, Uint8Array>,
+): Promise<StagedDirectory> {
+  await mkdir(parent, { recursive: true });
+  const temp = join(parent, temporaryName());
+  // A leftover that cannot be removed (a read-only or failing disk) is cleanup's later.
+  const discard = () => rm(temp, { recursive: true, force: true }).catch(() => undefined);
+  await mkdir(temp);
+  try {
+    for (const [name, bytes] of files) await writeDurably(join(temp, name), bytes);
+    await fsyncPath(temp);
+  } catch (e) {
+    await discard();
+    throw e;
+  }
+  return {
+    discard,
+    publish: async (chooseName, maxAttempts = 20, beforeRename) => {
+      try {
+        for (let attempt = 0; attempt < maxAttempts; attempt++) {
+          const name = await chooseName(attempt);
+          await beforeRename?.();
+          try {
+            await rename(temp, join(parent, name));
+          } catch (e) {
+            const code = (e as NodeJS.ErrnoException).code;
+            if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw e;
+            continue;
+          }
+          await syncAfterRename(parent, join(parent, name));
+          return name;
+        }
+        throw new Error(`could not find a free name in ${parent} after ${maxAttempts} attempts`);
+      } catch (e) {
+        if (!(e instanceof UnsyncedWrite)) await discard();
+        throw e;
+      }
+    },
+  };
+}
+
+/**
+ * Builds a directory of files in a temporary directory beside its destination and renames it into
+ * place (stageDirectory, then its publish: the same arguments, the same failures).
  */
 export async function publishDirectoryAtomically(
   parent: string,
@@ -128,30 +193,6 @@ export async function publishDirectoryAtomically(
   maxAttempts = 20,
   beforeRename?: () => Promise<void>,
 ): Promise<string> {
-  await mkdir(parent, { recursive: true });
-  const temp = join(parent, temporaryName());
-  await mkdir(temp);
-  try {
-    for (const [name, bytes] of files) await writeDurably(join(temp, name), bytes);
-    await fsyncPath(temp);
-    for (let attempt = 0; attempt < maxAttempts; attempt++) {
-      const name = await chooseName(attempt);
-      await beforeRename?.();
-      try {
-        await rename(temp, join(parent, name));
-      } catch (e) {
-        const code = (e as NodeJS.ErrnoException).code;
-        if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw e;
-        continue;
-      }
-      await syncAfterRename(parent, join(parent, name));
-      return name;
-    }
-    throw new Error(`could not find a free name in ${parent} after ${maxAttempts} attempts`);
-  } catch (e) {
-    // A leftover that cannot be removed (a read-only or failing disk) is cleanup's later.
-    if (!(e instanceof UnsyncedWrite))
-      await rm(temp, { recursive: true, force: true }).catch(() => undefined);
-    throw e;
-  }
+  const staged = await stageDirectory(parent, files);
+  return staged.publish(chooseName, maxAttempts, beforeRename);
 }

@@ -11,13 +11,16 @@ export type { LockOwner } from './lock-file.js';
 export { acquireModelLock, type HeldLock, UNKNOWN_LOCK_OWNER } from './model-lock.js';
 export {
   ACTIVE_FILE,
+  type ActiveIfWrite,
   type ActiveRecord,
   type ActiveWrite,
+  type HeldActiveRecord,
   JOBS_DIR,
   loadModelDirectory,
   ModelRepository,
   type ModelRepositoryOptions,
   type PublishedVersion,
+  type StagedVersion,
   type TemporariesRemoval,
   VERSION_NAME_PATTERN,
 } from './model-repository.js';

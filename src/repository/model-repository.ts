@@ -1,4 +1,4 @@
-import { lstat, readdir, rename, rm, stat } from 'node:fs/promises';
+import { lstat, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
 import {
@@ -28,7 +28,7 @@ import { ACTIVE_RECORD_LOCK_FILE, withActiveRecordLock } from './active-record-l
 import {
   fsyncPath,
   hostTag,
-  publishDirectoryAtomically,
+  stageDirectory,
   TEMP_PREFIX,
   temporaryName,
   writeFileAtomically,
@@ -62,8 +62,48 @@ export interface ActiveWrite {
   record: ActiveRecord;
   /** The version the replaced record named; null when there was no usable record. */
   replaced: number | null;
+  /** The text of the record replaced (undefined: there was none), to put back (restoreActive). */
+  previous?: string;
   /** The record is written (every reader sees it) but its directory could not be synced. */
   unsynced?: UnsyncedWrite;
+}
+
+/** What writeActiveIf did: written, or not, and then what the record named. */
+export type ActiveIfWrite =
+  | { written: true; record: ActiveRecord; previous?: string; unsynced?: UnsyncedWrite }
+  | { written: false; found: number | null };
+
+/**
+ * A version whose files are written and synced under a temporary name in its model's directory
+ * (stageVersion), hidden from every reader until `publish` renames it into place.
+ */
+export interface StagedVersion {
+  /**
+   * Renames it into place as the next free version number (publishVersion's rename and its
+   * failures); `fence` runs immediately before the rename. A failure before the rename discards it.
+   */
+  publish(fence?: () => Promise<void>): Promise<PublishedVersion>;
+  /** Removes it, unpublished. */
+  discard(): Promise<void>;
+}
+
+/**
+ * The writes a caller makes while it holds a model's active-record lock (withActiveRecord): each
+ * checks the lock's fencing immediately before it writes, and a failure of the storage is
+ * STORAGE_FULL or STORAGE_UNAVAILABLE naming what was not done.
+ */
+export interface HeldActiveRecord {
+  /** Publishes a staged version of this model (StagedVersion.publish, fenced by the lock too). */
+  publish(staged: StagedVersion, fence?: () => Promise<void>): Promise<PublishedVersion>;
+  /** writeActive's write, the lock already held. */
+  writeActive(version: number, note?: string): Promise<ActiveWrite>;
+  /** writeActiveIf's read and write, the lock already held. */
+  writeActiveIf(
+    version: number,
+    expected: number | null,
+    note?: string,
+    fence?: () => Promise<void>,
+  ): Promise<ActiveIfWrite>;
 }
 
 /** What publishVersion published. */
@@ -72,6 +112,9 @@ export interface PublishedVersion {
   /** The version is published (every reader sees it) but its model directory was not synced. */
   unsynced?: UnsyncedWrite;
 }
+
+/** The text of an active-version record as written (compared by restoreActive). */
+const recordText = (record: ActiveRecord): string => `${JSON.stringify(record)}\n`;
 
 const isMissing = (e: unknown): boolean => (e as NodeJS.ErrnoException).code === 'ENOENT';
 
@@ -219,30 +262,95 @@ export class ModelRepository {
     checkpoint: Checkpoint,
     fence?: () => Promise<void>,
   ): Promise<PublishedVersion> {
+    return (await this.stageVersion(checkpoint)).publish(fence);
+  }
+
+  /**
+   * Writes a checkpoint's files under a temporary name in its model's directory, synced, for
+   * publishing later (StagedVersion.publish: publishVersion in two steps, so that a caller can
+   * publish holding the active-record lock without holding it while the files are written).
+   * STORAGE_FULL or STORAGE_UNAVAILABLE, nothing left, when the storage refuses a write.
+   */
+  async stageVersion(checkpoint: Checkpoint): Promise<StagedVersion> {
     const name = checkpoint.config.name;
+    const failure = (e: unknown) =>
+      storageFailure(e, `cannot publish a version of "${name}"`, this.root, this.modelPath(name));
     const files = serializeCheckpoint(checkpoint);
     // What an interrupted publish of a dead process left here (a CLI killed mid-publish), by the
     // rule of a server's start-up: a repository written only by CLIs is cleaned as it is used.
     // What cannot be removed stays hidden, and the publish goes on (removeTemporaries).
     await removeAbandonedTemporaries(this.modelPath(name));
+    let staged: Awaited<ReturnType<typeof stageDirectory>>;
     try {
-      const chosen = await publishDirectoryAtomically(
-        this.modelPath(name),
-        files,
-        async () => String(await this.nextVersion(name)),
-        undefined,
-        fence,
-      );
-      return { version: Number(chosen) };
+      staged = await stageDirectory(this.modelPath(name), files);
     } catch (e) {
-      if (e instanceof UnsyncedWrite) return { version: Number(basename(e.written)), unsynced: e };
-      throw storageFailure(
-        e,
-        `cannot publish a version of "${name}"`,
-        this.root,
-        this.modelPath(name),
-      );
+      throw failure(e);
     }
+    return {
+      discard: () => staged.discard(),
+      publish: async (fence) => {
+        try {
+          const chosen = await staged.publish(
+            async () => String(await this.nextVersion(name)),
+            undefined,
+            fence,
+          );
+          return { version: Number(chosen) };
+        } catch (e) {
+          if (e instanceof UnsyncedWrite)
+            return { version: Number(basename(e.written)), unsynced: e };
+          throw failure(e);
+        }
+      },
+    };
+  }
+
+  /**
+   * Runs `work` holding the active-version record's lock of `name` (the lock writeActive,
+   * writeActiveIf and deleteVersion take), with the writes it may make under it (HeldActiveRecord):
+   * a recalibration publishes its version and activates it in one hold, so that no deletion, in
+   * any process, removes the version between the two. ACTIVE_RECORD_BUSY, `work` not run, when
+   * the lock stays held longer than activeRecordLockWaitMs; a failure of the storage taking the
+   * lock is STORAGE_FULL or STORAGE_UNAVAILABLE naming `operation` (`cannot publish a version of
+   * "digits"`), `work` not run.
+   */
+  async withActiveRecord<T>(
+    name: string,
+    work: (held: HeldActiveRecord) => Promise<T>,
+    operation: string,
+  ): Promise<T> {
+    const dir = this.modelPath(name);
+    return withActiveRecordLock(
+      dir,
+      this.files.label(join(dir, ACTIVE_RECORD_LOCK_FILE)),
+      (recordFence) => {
+        const fences = (fence?: () => Promise<void>) => async () => {
+          await fence?.();
+          await recordFence();
+        };
+        const recording = <R>(version: number, write: () => Promise<R>): Promise<R> =>
+          write().catch((e: unknown) => {
+            throw storageFailure(
+              e,
+              `cannot record version ${version} of "${name}" as active`,
+              this.root,
+              dir,
+            );
+          });
+        return work({
+          publish: (staged, fence) => staged.publish(fences(fence)),
+          writeActive: (version, note) =>
+            recording(version, () => this.replaceActive(name, version, recordFence, note)),
+          writeActiveIf: (version, expected, note, fence) =>
+            recording(version, () =>
+              this.replaceActiveIf(name, version, expected, fences(fence), note),
+            ),
+        });
+      },
+      this.activeRecordLockWaitMs,
+    ).catch((e: unknown) => {
+      throw storageFailure(e, operation, this.root, dir);
+    });
   }
 
   /**
@@ -316,20 +424,73 @@ export class ModelRepository {
     expected: number | null,
     note?: string,
     fence?: () => Promise<void>,
-  ): Promise<
-    | { written: true; record: ActiveRecord; unsynced?: UnsyncedWrite }
-    | { written: false; found: number | null }
-  > {
-    return this.withRecordLock(name, version, async (recordFence) => {
-      const found = (await this.readActive(name).catch(() => undefined))?.version ?? null;
-      if (found !== expected) return { written: false, found };
-      const fences = async () => {
-        await fence?.();
-        await recordFence();
-      };
-      const { record, unsynced } = await this.replaceActive(name, version, fences, note);
-      return { written: true, record, ...(unsynced ? { unsynced } : {}) };
+  ): Promise<ActiveIfWrite> {
+    return this.withRecordLock(name, version, (recordFence) =>
+      this.replaceActiveIf(
+        name,
+        version,
+        expected,
+        async () => {
+          await fence?.();
+          await recordFence();
+        },
+        note,
+      ),
+    );
+  }
+
+  /**
+   * Puts back the record `written` replaced (`previous`, its text; undefined: there was none, and
+   * the record is removed), holding the record's lock, only if the record is still exactly
+   * `written`: another writer's record since is never clobbered. Whether it did. For a write
+   * whose purpose failed (a pin written before a publish that then failed).
+   */
+  async restoreActive(
+    name: string,
+    written: ActiveRecord,
+    previous: string | undefined,
+  ): Promise<boolean> {
+    const dir = this.modelPath(name);
+    const path = join(dir, ACTIVE_FILE);
+    return this.withRecordLock(name, written.version, async (fence) => {
+      const now = await this.files.readText(path, MAX_ACTIVE_RECORD_BYTES).catch(() => undefined);
+      if (now !== recordText(written)) return false;
+      await fence();
+      if (previous === undefined) {
+        await unlink(path);
+        await fsyncPath(dir).catch(() => undefined); // removed for every reader already
+      } else {
+        await writeFileAtomically(
+          dir,
+          ACTIVE_FILE,
+          new TextEncoder().encode(previous),
+          false,
+          fence,
+        ).catch((e: unknown) => {
+          if (!(e instanceof UnsyncedWrite)) throw e;
+        });
+      }
+      return true;
     });
+  }
+
+  /** writeActiveIf's read and write, the record's lock held (`fence`: its fencing check and the caller's). */
+  private async replaceActiveIf(
+    name: string,
+    version: number,
+    expected: number | null,
+    fence: () => Promise<void>,
+    note?: string,
+  ): Promise<ActiveIfWrite> {
+    const found = (await this.readActive(name).catch(() => undefined))?.version ?? null;
+    if (found !== expected) return { written: false, found };
+    const { record, previous, unsynced } = await this.replaceActive(name, version, fence, note);
+    return {
+      written: true,
+      record,
+      ...(previous !== undefined ? { previous } : {}),
+      ...(unsynced ? { unsynced } : {}),
+    };
   }
 
   /**
@@ -384,7 +545,7 @@ export class ModelRepository {
     const previous = await this.files
       .readText(path, MAX_ACTIVE_RECORD_BYTES)
       .catch(() => undefined);
-    const text = `${JSON.stringify(record)}\n`;
+    const text = recordText(record);
     // Once renamed into place the record is written, synced or not (unsynced, reported).
     let unsynced: UnsyncedWrite | undefined;
     await writeFileAtomically(
@@ -403,7 +564,12 @@ export class ModelRepository {
     } catch {
       // not a usable record: nothing named a version
     }
-    return { record, replaced, ...(unsynced ? { unsynced } : {}) };
+    return {
+      record,
+      replaced,
+      ...(previous !== undefined ? { previous } : {}),
+      ...(unsynced ? { unsynced } : {}),
+    };
   }
 
   /**
@@ -449,7 +615,20 @@ export class ModelRepository {
         `version ${version} of "${name}" was not deleted`,
       );
     } catch (e) {
-      throw storageFailure(e, `cannot delete version ${version} of "${name}"`, this.root, dir);
+      const failure = storageFailure(
+        e,
+        `cannot delete version ${version} of "${name}"`,
+        this.root,
+        dir,
+      );
+      if (!(failure instanceof NormserveError) || failure.code !== 'STORAGE_FULL') throw failure;
+      // The operator's way to free space fails when space is what is missing: say why the
+      // deletion writes at all, and the way around it.
+      throw new NormserveError(
+        'STORAGE_FULL',
+        `${failure.message}; nothing was deleted. ${deletionNeedsSpace(name, version)}`,
+        { cause: e, extra: failure.extra },
+      );
     }
     let unsynced: UnsyncedWrite | undefined;
     try {
@@ -512,6 +691,17 @@ export class ModelRepository {
     }
     return total;
   }
+}
+
+/**
+ * Why a deletion writes before it frees anything, and what an operator on a full disk does instead.
+ * The lock file orders the deletion against activations in every process sharing the repository
+ * (a lock's identity is its content, THE PROTOCOL in model-lock.ts, so it cannot be an empty
+ * file); the tombstone is empty and needs no data block, only the lock's few bytes do.
+ */
+function deletionNeedsSpace(name: string, version: number): string {
+  const hidden = `${name}/.tmp-removed-${version}`;
+  return `A deletion first takes ${name}/${ACTIVE_RECORD_LOCK_FILE} (a file of a few bytes, which orders it against activations in every process sharing the repository) and writes an empty tombstone, ${name}/${TOMBSTONE_PREFIX}${version} (the number is never given out again). Free a few kilobytes another way and retry, or, in the repository, once ${name}/${ACTIVE_FILE} does not name version ${version} and nobody is activating it: mv ${name}/${version} ${hidden} && touch ${name}/${TOMBSTONE_PREFIX}${version} && rm -rf ${hidden}`;
 }
 
 /** What removeTemporaries did: the paths removed, and those it failed to remove, with why. */

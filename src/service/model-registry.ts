@@ -27,6 +27,7 @@ import { finishYielding } from '../nn/index.js';
 import {
   ACTIVE_FILE,
   type ActiveRecord,
+  type HeldActiveRecord,
   isStorageFailure,
   ModelRepository,
   type ModelRepositoryOptions,
@@ -605,6 +606,13 @@ export class ModelRegistry {
    * see) and, with `activate`, records and serves it. Without `activate`, the current active
    * version is recorded first, so "highest version wins" does not switch to the new one.
    *
+   * The files are written first, under a temporary name; then (the pin, if needed, written) the
+   * version is renamed into place, loaded back and activated in one hold of the active-version
+   * record's lock (withActiveRecord), the lock every deletion takes: so a deletion in any process
+   * comes before the version exists or after its activation, and never loses the caller's work
+   * between the two (a 404 for a version just published: a retention job deleting every inactive
+   * version met it there).
+   *
    * `ifActive` (a recalibration's parent) makes the activation conditional: the new version is
    * recorded as active only if the record still names `ifActive` when it is written, decided under
    * the record's lock against the file every process shares (writeActiveIf). An operator's
@@ -612,7 +620,10 @@ export class ModelRegistry {
    * not activated, and `activeFound` says what the record named instead.
    *
    * A record's lock that stays held (ACTIVE_RECORD_BUSY) fails the call before the version is
-   * written (the pin), but once it is written only leaves it not activated: `activationBusy`.
+   * written (the pin), but after the pin only leaves the version published, not activated:
+   * `activationBusy`. A pin written for a version that then is not published (the rename fails)
+   * is undone, unless another writer's record replaced it meanwhile: it would otherwise keep
+   * serving the pinned version over every version published later (a `train`'s).
    *
    * `fence`, the fencing check of the lock the caller holds (a recalibration's model lock), runs
    * immediately before the rename that publishes and before the conditional activation's write:
@@ -626,89 +637,97 @@ export class ModelRegistry {
   ): Promise<PublishResult> {
     const name = checkpoint.config.name;
     const conditional = activate && options.ifActive !== undefined;
-    if (!activate || conditional) {
-      // Decide the pin on the repository's current state, not on this process's last poll. A
-      // conditional activation needs a record too: without one, the new version would be served
-      // as the highest whatever the condition decides.
-      const current = await this.refreshModel(name).catch(() => this.models.get(name));
-      if (current?.active !== undefined && current.activeRecord?.version !== current.active) {
-        // Only over the record this decision read: an activation written meanwhile stands.
-        try {
-          const pinned = await this.repository.writeActiveIf(
-            name,
-            current.active,
-            current.activeRecord?.version ?? null,
-            conditional
-              ? 'pinned before publishing a version activated only if this one is still active'
-              : 'pinned before publishing an inactive version',
-          );
-          // Nothing is published yet: a pin a crash may undo is not one to publish on.
-          if (pinned.written && pinned.unsynced)
-            throw storageFailure(
-              pinned.unsynced,
-              `cannot record version ${current.active} of "${name}" as active`,
-              this.repository.root,
-            );
-        } catch (e) {
-          if (!isActivationNotWritten(e)) throw e;
-          // Without the pin the new version would be served as the highest: it is not written.
-          throw new NormserveError(
-            e.code,
-            `${e.message}, so no version was published (the current version ${current.active} must be recorded as active first)`,
-            { retryAfterSeconds: e.retryAfterSeconds, cause: e, extra: { ...e.extra } },
-          );
-        }
-      }
-    }
-    const published = await this.repository.publishVersion(checkpoint, options.fence);
-    const { version } = published;
-    // Renamed into place: from here on the version is published, whatever fails after.
-    let unsynced: UnsyncedWrite | undefined = published.unsynced;
-    this.log.info({ model: name, version }, 'version published');
-    const loaded = await this.loadVersion(name, version);
-    if (!isAvailable(loaded)) {
-      throw new NormserveError(
-        'REPOSITORY_ERROR',
-        `published version ${version} does not load: ${loaded.reason}`,
-      );
-    }
-    let result: PublishResult = { version, activated: activate };
+    // Written before anything else, so a full disk fails here, with nothing written at all.
+    const staged = await this.repository.stageVersion(checkpoint);
+    let pin: { record: ActiveRecord; previous?: string } | undefined;
     try {
+      if (!activate || conditional) pin = await this.pinActive(name, conditional);
+    } catch (e) {
+      await staged.discard();
+      throw e;
+    }
+    /** Set once renamed into place; `published` once loaded back too. */
+    let renamed: number | undefined;
+    let published: { version: number; loaded: AvailableVersion } | undefined;
+    let unsynced: UnsyncedWrite | undefined;
+    let result: PublishResult | undefined;
+    /** Renames, loads back and (holding the record's lock) activates. */
+    const publishAndActivate = async (held?: HeldActiveRecord): Promise<void> => {
+      const done = held
+        ? await held.publish(staged, options.fence)
+        : await staged.publish(options.fence);
+      const { version } = done;
+      // Renamed into place: from here on the version is published, whatever fails after.
+      renamed = version;
+      unsynced = done.unsynced;
+      this.log.info({ model: name, version }, 'version published');
+      const loaded = await this.loadVersion(name, version);
+      if (!isAvailable(loaded)) {
+        throw new NormserveError(
+          'REPOSITORY_ERROR',
+          `published version ${version} does not load: ${loaded.reason}`,
+        );
+      }
+      published = { version, loaded };
+      result = { version, activated: activate };
+      if (!held || !activate) return;
       try {
         if (conditional) {
-          const written = await this.repository.writeActiveIf(
-            name,
-            version,
-            options.ifActive!,
-            note,
-            options.fence,
-          );
+          const written = await held.writeActiveIf(version, options.ifActive!, note, options.fence);
           if (!written.written) result = { version, activated: false, activeFound: written.found };
           else unsynced ??= written.unsynced;
-        } else if (activate)
-          unsynced ??= (await this.repository.writeActive(name, version, note)).unsynced;
+        } else unsynced ??= (await held.writeActive(version, note)).unsynced;
       } catch (e) {
         if (!isActivationNotWritten(e)) throw e;
+        result = { version, activated: false, activationBusy: e };
+      }
+    };
+    let locked = false;
+    try {
+      try {
+        await this.repository.withActiveRecord(
+          name,
+          (held) => {
+            locked = true;
+            return publishAndActivate(held);
+          },
+          `cannot publish a version of "${name}"`,
+        );
+      } catch (e) {
+        if (locked || !isActivationNotWritten(e)) throw e;
+        // Another writer keeps the record's lock, or its file cannot be written (a full disk):
+        // the work is published all the same, without the lock, and not activated.
+        await publishAndActivate();
+        if (activate) result = { version: published!.version, activated: false, activationBusy: e };
+      }
+    } catch (e) {
+      if (renamed === undefined) {
+        // Not renamed: nothing published (the staged files removed), so no pin is needed.
+        await staged.discard();
+        if (pin) await this.undoPin(name, pin, e);
+      }
+      published?.loaded.compiled.close();
+      throw e;
+    }
+    const { version, loaded } = published!;
+    let outcome = result!;
+    try {
+      if (outcome.activationBusy) {
         // Published, only not activated: loaded and listed below like any other version.
         const found = await this.repository.readActive(name).catch(() => undefined);
-        result = {
-          version,
-          activated: false,
-          activeFound: found?.version ?? null,
-          activationBusy: e,
-        };
+        outcome = { ...outcome, activeFound: found?.version ?? null };
       }
       const snapshot = await this.refreshModel(name, loaded);
       // Without a record the highest version is served: an unconditional activation that could
       // not be recorded may be in effect all the same.
-      if (result.activationBusy && snapshot.active === version)
-        result = { version, activated: true };
+      if (outcome.activationBusy && snapshot.active === version)
+        outcome = { version, activated: true };
       if (unsynced) {
-        result.storageWarning = this.unsyncedWarning(
+        outcome.storageWarning = this.unsyncedWarning(
           name,
           version,
           unsynced,
-          `version ${version} of "${name}" was published${result.activated ? ' and is active' : ''}`,
+          `version ${version} of "${name}" was published${outcome.activated ? ' and is active' : ''}`,
         );
       }
     } catch (e) {
@@ -718,7 +737,91 @@ export class ModelRegistry {
       // The version is on disk whatever this process made of it: the others read it now.
       await this.announce(name);
     }
-    return result;
+    return outcome;
+  }
+
+  /**
+   * Records the version served now as active before a version is published that must not be
+   * served as the highest (publish): when there is no usable record naming it. Decided on the
+   * repository's current state, not on this process's last poll, and written only over the record
+   * that decision read. Returns what it wrote (and the text it replaced), to undo should nothing
+   * be published after all; undefined when nothing needed writing. Throws, naming that no version
+   * was published, when the record cannot be written.
+   */
+  private async pinActive(
+    name: string,
+    conditional: boolean,
+  ): Promise<{ record: ActiveRecord; previous?: string } | undefined> {
+    // A conditional activation needs a record too: without one, the new version would be served
+    // as the highest whatever the condition decides.
+    const current = await this.refreshModel(name).catch(() => this.models.get(name));
+    if (current?.active === undefined || current.activeRecord?.version === current.active)
+      return undefined;
+    try {
+      const pinned = await this.repository.writeActiveIf(
+        name,
+        current.active,
+        current.activeRecord?.version ?? null,
+        conditional
+          ? 'pinned before publishing a version activated only if this one is still active'
+          : 'pinned before publishing an inactive version',
+      );
+      if (!pinned.written) return undefined; // an activation written meanwhile stands
+      const pin = {
+        record: pinned.record,
+        ...(pinned.previous !== undefined ? { previous: pinned.previous } : {}),
+      };
+      // Nothing is published yet: a pin a crash may undo is not one to publish on.
+      if (pinned.unsynced) {
+        const failure = storageFailure(
+          pinned.unsynced,
+          `cannot record version ${current.active} of "${name}" as active`,
+          this.repository.root,
+        );
+        await this.undoPin(name, pin, failure);
+        throw failure;
+      }
+      return pin;
+    } catch (e) {
+      if (!isActivationNotWritten(e)) throw e;
+      // Without the pin the new version would be served as the highest: it is not written.
+      throw new NormserveError(
+        e.code,
+        `${e.message}, so no version was published (the current version ${current.active} must be recorded as active first)`,
+        { retryAfterSeconds: e.retryAfterSeconds, cause: e, extra: { ...e.extra } },
+      );
+    }
+  }
+
+  /**
+   * Undoes a pin (pinActive) after the publish it was written for failed, publishing nothing:
+   * puts back what the record held before, only if the record is still that pin (restoreActive).
+   * One that cannot be undone is logged as an error saying what to do; `failure` stays the error.
+   */
+  private async undoPin(
+    name: string,
+    pin: { record: ActiveRecord; previous?: string },
+    failure: unknown,
+  ): Promise<void> {
+    try {
+      const undone = await this.repository.restoreActive(name, pin.record, pin.previous);
+      this.log.info(
+        { model: name, version: pin.record.version, undone },
+        undone
+          ? 'pin of the active version undone: nothing was published'
+          : 'pin of the active version left: another writer replaced it',
+      );
+    } catch (e) {
+      this.log.error(
+        {
+          model: name,
+          version: pin.record.version,
+          err: e,
+          cause: failure instanceof Error ? failure.message : String(failure),
+        },
+        `the pin of version ${pin.record.version} written before a publish that failed could not be undone: ${ACTIVE_FILE} keeps naming it, so versions published later are not served until one is activated (POST /v1/models/${name}/versions/<v>:activate) or the record is removed`,
+      );
+    }
   }
 
   /**

@@ -1,23 +1,47 @@
+import { join } from 'node:path';
 import type { Checkpoint } from '../checkpoint/index.js';
 import type { NormserveError } from '../errors/index.js';
-import { ModelRepository, removeOwnTemporariesSync, unsyncedWarning } from '../repository/index.js';
+import {
+  ACTIVE_FILE,
+  ModelRepository,
+  removeOwnTemporariesSync,
+  unsyncedWarning,
+} from '../repository/index.js';
 
 /**
  * Publishes a checkpoint as the next version of its model in a repository directory, atomically
- * (a failed or interrupted run leaves no partial version). Returns the version and its path, and
- * `storageWarning` when it is published but the model directory could not be synced after.
+ * (a failed or interrupted run leaves no partial version). Returns the version and its path,
+ * `storageWarning` when it is published but the model directory could not be synced after, and
+ * `servedInstead` when the model's active-version record names another version: the new one is
+ * then not served (only without a record is the highest version served), which the caller says.
  */
 export async function publishCheckpoint(
   repositoryRoot: string,
   checkpoint: Checkpoint,
-): Promise<{ version: number; path: string; storageWarning?: NormserveError }> {
+): Promise<{
+  version: number;
+  path: string;
+  storageWarning?: NormserveError;
+  servedInstead?: { version: number; note?: string; record: string };
+}> {
   const repository = new ModelRepository(repositoryRoot);
   const { version, unsynced } = await repository.publishVersion(checkpoint);
   const name = checkpoint.config.name;
   const path = repository.versionPath(name, version);
-  if (!unsynced) return { version, path };
+  // An unreadable record serves nothing new either, but is the server's to report (its status).
+  const recorded = await repository.readActive(name).catch(() => undefined);
+  const servedInstead =
+    recorded !== undefined && recorded.version !== version
+      ? {
+          version: recorded.version,
+          ...(recorded.note !== undefined ? { note: recorded.note } : {}),
+          record: join(repository.modelPath(name), ACTIVE_FILE),
+        }
+      : undefined;
+  const result = { version, path, ...(servedInstead ? { servedInstead } : {}) };
+  if (!unsynced) return result;
   const happened = `version ${version} of "${name}" was published`;
-  return { version, path, storageWarning: unsyncedWarning(unsynced, happened, repositoryRoot) };
+  return { ...result, storageWarning: unsyncedWarning(unsynced, happened, repositoryRoot) };
 }
 
 /**

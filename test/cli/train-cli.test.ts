@@ -5,8 +5,8 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { bundledVersionDir } from '../helpers/bundled-models.js';
@@ -386,5 +386,22 @@ describe('train CLI: a good run', () => {
     // Same config, data and seed in another process: the same weights, byte for byte.
     const weights = (v: number) => readFileSync(join(out, `iris/${v}/model.safetensors`));
     expect(weights(2).equals(weights(1))).toBe(true);
+  });
+
+  it('says when the version it wrote is not served: the active-version record names another', () => {
+    const out = makeTempDir('cli-repo');
+    const first = trainCli(['--config', IRIS_CONFIG, '--epochs', '1', '--out', out]);
+    expect(first.status, first.stderr).toBe(0);
+    expect(first.stdout).not.toContain('is not served');
+    // What a recalibration with activate=false (or an operator's activation) leaves.
+    writeFileSync(
+      join(out, 'iris', 'active-version.json'),
+      '{"version":1,"note":"pinned before publishing an inactive version"}\n',
+    );
+    const second = trainCli(['--config', IRIS_CONFIG, '--epochs', '1', '--out', out]);
+    expect(second.status, second.stderr).toBe(0);
+    expect(second.stdout).toContain(
+      `note: version 2 is not served: ${relative(ROOT, join(out, 'iris', 'active-version.json'))} names version 1 ("pinned before publishing an inactive version"); to serve it, activate it (POST /v1/models/iris/versions/2:activate on a server of this repository), or remove that file to serve the highest version`,
+    );
   });
 });

@@ -7,7 +7,7 @@
  * fails after it answers what did happen (published, active, deleted) with a `warning`, never a
  * failure a client would retry.
  */
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
@@ -132,6 +132,41 @@ describe('a write that fails before its point of no return', () => {
     expectRelative(problem.detail);
     clearFsFaults();
     expect(versionsOnDisk()).toEqual([1, 2]);
+  });
+
+  it('the record’s lock file cannot be written when a version is to be published and activated: published all the same, not activated (STORAGE_FULL)', async () => {
+    await appWithRecord();
+    injectFsFaults([{ op: 'write', path: '-lock', code: 'ENOSPC' }]);
+    const { checkpoint } = t!.registry.resolve('digits');
+    const result = await t!.registry.publish(checkpoint, true, 'night', { ifActive: 1 });
+    expect(faultHits()).toEqual([1]);
+    clearFsFaults();
+    expect(result).toMatchObject({ version: 2, activated: false, activeFound: 1 });
+    expect(result.activationBusy?.code).toBe('STORAGE_FULL');
+    expect(versionsOnDisk()).toEqual([1, 2]);
+    expect(recordVersion()).toBe(1);
+  });
+
+  it('DELETE on a full disk is 507 STORAGE_FULL naming the lock file it needs and the way around it, which works', async () => {
+    await appWithRecord();
+    expect((await recalibrate()).json()).toMatchObject({ version: 2, activated: true });
+    expect((await activate(1)).statusCode).toBe(200);
+    // A full device: a file with content cannot be written (the lock's); an empty one can.
+    injectFsFaults([{ op: 'write', path: '-lock', code: 'ENOSPC' }]);
+    const problem = expectProblem(await remove(2), 507, 'STORAGE_FULL');
+    expect(problem.detail).toBe(
+      'cannot delete version 2 of "digits": no space left on the device (ENOSPC) writing in digits; nothing was deleted. A deletion first takes digits/.active-version.lock (a file of a few bytes, which orders it against activations in every process sharing the repository) and writes an empty tombstone, digits/.deleted-2 (the number is never given out again). Free a few kilobytes another way and retry, or, in the repository, once digits/active-version.json does not name version 2 and nobody is activating it: mv digits/2 digits/.tmp-removed-2 && touch digits/.deleted-2 && rm -rf digits/.tmp-removed-2',
+    );
+    expect(versionsOnDisk()).toEqual([1, 2]);
+    // The way around it, as the detail says (no write with content): the version is gone for
+    // every reader at the rename, and its number stays retired.
+    renameSync(join(modelDir(), '2'), join(modelDir(), '.tmp-removed-2'));
+    writeFileSync(join(modelDir(), '.deleted-2'), '');
+    rmSync(join(modelDir(), '.tmp-removed-2'), { recursive: true });
+    clearFsFaults();
+    await t!.registry.refreshModel('digits');
+    expect([...t!.registry.get('digits').versions.keys()]).toEqual([1]);
+    expect((await recalibrate()).json()).toMatchObject({ version: 3, activated: true });
   });
 });
 
