@@ -11,19 +11,20 @@
  */
 import { Command } from 'commander';
 import { z } from 'zod';
-import { isNormserveError, NormserveError, printable } from '../errors/index.js';
+import { fileLine, isNormserveError, NormserveError, printable } from '../errors/index.js';
 import {
+  type CsvFeatureModel,
+  CsvFeatureReader,
   checkFiniteOutputs,
-  checkNamedLabelColumn,
-  csvFeatureRows,
+  csvRecords,
   labelColumnFor,
   labelColumnWithoutColumns,
   openModelDirectory,
   type PredictOutput,
 } from '../service/index.js';
-import { csvPlace, numericCell, parseCsv, regressionFit } from '../training/index.js';
+import { csvNumber, emptyCsv, MAX_INPUT_FILE_BYTES, regressionFit } from '../training/index.js';
 import { runCli } from './cli-errors.js';
-import { readInputText } from './read-input.js';
+import { readInputText, readInputTextParts } from './read-input.js';
 
 interface Flags {
   model: string;
@@ -69,6 +70,51 @@ function rowsFromJson(text: string, source: string): { rows: unknown[]; field: s
   return { rows, field: top ? '' : 'instances' };
 }
 
+/**
+ * A CSV input's feature rows, read as the file is (training's csvRecords, service's
+ * CsvFeatureReader: the rules and words of a file read whole, the file and line named) straight
+ * into one float32 matrix — not the whole text, a table of strings and a JS array per row beside
+ * it (a 1 M-row CSV took 3.5 GB that way) — with each row's file line and its label column's cell,
+ * if the CSV has one. `sizeBytes` bounds the rows: a feature cell is at least one character and
+ * a comma or line end, so the matrix is allocated once (its pages touched only as rows fill it).
+ */
+async function rowsFromCsv(
+  text: AsyncIterable<string>,
+  sizeBytes: number,
+  source: string,
+  model: CsvFeatureModel,
+  labelColumn: string,
+  namedLabelColumn: string | undefined,
+): Promise<{ data: Float32Array; rows: number; lines: number[]; labels: string[] | undefined }> {
+  const width = model.inputWidth;
+  const reader = new CsvFeatureReader(model, labelColumn, source, namedLabelColumn);
+  let data = new Float32Array((Math.floor(sizeBytes / (2 * width)) + 1) * width);
+  const lines: number[] = [];
+  let labels: string[] | undefined;
+  let labelIndex = -1;
+  let records = 0;
+  for await (const { record, line } of csvRecords(text, source, MAX_INPUT_FILE_BYTES)) {
+    records++;
+    const rows = lines.length;
+    // A file that grew since its size was read: room for as many rows again.
+    if ((rows + 1) * width > data.length) {
+      const grown = new Float32Array(data.length * 2);
+      grown.set(data);
+      data = grown;
+    }
+    if (!reader.take(record, line, data, rows * width)) {
+      labelIndex = record.indexOf(labelColumn);
+      if (labelIndex >= 0) labels = [];
+      continue;
+    }
+    lines.push(line);
+    labels?.push(record[labelIndex]!);
+  }
+  if (records === 0) throw emptyCsv(source);
+  reader.finish();
+  return { data, rows: lines.length, lines, labels };
+}
+
 async function main(argv: readonly string[]): Promise<void> {
   const program = new Command('predict')
     .description('Predict with a model directory; prints JSON')
@@ -89,35 +135,50 @@ async function main(argv: readonly string[]): Promise<void> {
     .exitOverride();
   program.parse(argv, { from: 'node' });
   const flags = program.opts<Flags>();
-  const text = await readInputText(flags.input, 'input ');
-  const model = await openModelDirectory(flags.model);
-  const labelColumn = labelColumnFor(model, flags.labelColumn);
   const json = flags.input.toLowerCase().endsWith('.json');
-  let rows: unknown[];
+  // A JSON file is parsed whole; a CSV's text is read as its rows are taken (rowsFromCsv). Either
+  // is opened (or refused) before the model.
+  const input = json
+    ? { json: await readInputText(flags.input, 'input ') }
+    : { csv: await readInputTextParts(flags.input, 'input ') };
+  const model = await openModelDirectory(flags.model).catch(async (e: unknown) => {
+    await input.csv?.close();
+    throw e;
+  });
+  const labelColumn = labelColumnFor(model, flags.labelColumn);
+  let rows: unknown[] | undefined;
+  // A CSV's rows, read as float32 already.
+  let floatRows: { data: Float32Array; rows: number } | undefined;
   let field = 'rows';
   let truth: string[] | undefined;
   // The true values of a regression, each parsed as a CSV number is (its line and column named).
   let targets: (() => number[]) | undefined;
   // Where a row came from, for a row refused as the server refuses it (outputs that overflow).
   let rowPath = (r: number) => `${field}[${r}]`;
-  if (json) {
+  if (input.json !== undefined) {
     if (flags.labelColumn !== undefined)
       throw labelColumnWithoutColumns(flags.labelColumn, flags.input);
-    ({ rows, field } = rowsFromJson(text, flags.input));
+    ({ rows, field } = rowsFromJson(input.json, flags.input));
   } else {
-    const table = parseCsv(text, flags.input);
-    checkNamedLabelColumn(table.header, flags.labelColumn, flags.input);
-    const features = csvFeatureRows(table, model, labelColumn);
-    rows = features.rows;
-    truth = features.labels;
-    rowPath = (r) => csvPlace(table, r);
-    const labelIndex = table.header.indexOf(labelColumn);
-    if (labelIndex >= 0)
-      targets = () => table.rows.map((_, r) => numericCell(table, r, labelIndex));
+    const text = input.csv;
+    let csv: Awaited<ReturnType<typeof rowsFromCsv>>;
+    try {
+      csv = await rowsFromCsv(text, text.size, flags.input, model, labelColumn, flags.labelColumn);
+    } finally {
+      await text.close();
+    }
+    floatRows = csv;
+    const { lines, labels } = csv;
+    truth = labels;
+    rowPath = (r) => fileLine(flags.input, lines[r]!);
+    if (labels)
+      targets = () => labels.map((cell, r) => csvNumber(cell, flags.input, lines[r]!, labelColumn));
   }
   let output: PredictOutput;
   try {
-    output = model.predict(rows, { fused: flags.fused, field });
+    output = floatRows
+      ? model.predictRows(floatRows.data, floatRows.rows, { fused: flags.fused })
+      : model.predict(rows!, { fused: flags.fused, field });
     checkFiniteOutputs(output, rowPath);
   } catch (e) {
     // The places in a JSON file are paths in it (`instances[2][63]`); the message names the file

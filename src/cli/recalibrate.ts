@@ -12,7 +12,6 @@ import { existsSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import {
-  fileLine,
   inFile,
   inNumberRange,
   NormserveError,
@@ -20,29 +19,28 @@ import {
   rangeMessage,
 } from '../errors/index.js';
 import {
+  type AvailableVersion,
   checkModeOptions,
-  checkNamedLabelColumn,
-  csvFeatureRows,
+  csvRowChunks,
+  DEFAULT_CHUNK_ROWS,
   DEFAULT_MAX_BATCH_SIZE,
-  inputShapeOf,
   labelColumnFor,
   labelColumnWithoutColumns,
   loadModelDirectory,
   ModelRegistry,
-  type NdjsonRowProblem,
+  ndjsonRowChunks,
   PRIOR_STRENGTH_RANGE,
   RECALIBRATION_BATCH_SIZE_RANGE,
   RECALIBRATION_MODES,
   type RecalibrationMode,
   type RecalibrationOutcome,
   RecalibrationService,
-  readNdjsonRow,
   trainingInfoOf,
   VERSION_NAME_PATTERN,
 } from '../service/index.js';
-import { parseCsv } from '../training/index.js';
+import { emptyCsv, MAX_INPUT_FILE_BYTES } from '../training/index.js';
 import { runCli } from './cli-errors.js';
-import { readInputText } from './read-input.js';
+import { readInputTextParts } from './read-input.js';
 
 interface Flags {
   model: string;
@@ -69,23 +67,51 @@ function numberFlag(flag: string, value: string | undefined, range: NumberRange)
   });
 }
 
-/** NDJSON rows of `width` numbers, read as the HTTP upload reads them, placed in the file. */
-function rowsFromNdjson(text: string, source: string, width: number): number[][] {
-  const rows: number[][] = [];
-  text.split('\n').forEach((line, i) => {
-    const fail = ({ column, message }: NdjsonRowProblem): never => {
-      const place = `${fileLine(source, i + 1)}${column === undefined ? '' : `[${column}]`}`;
-      throw new NormserveError('DATA_INVALID', `${place}: ${message}`);
+/**
+ * The data file's rows as they are read, never the whole text or a JS array per row (a 2 M-row
+ * CSV ran the CLI out of heap that way): NDJSON lines and CSV records go through service's
+ * readers, the HTTP upload's (row-chunks.ts: float32 chunks of whole rows; the same rules and
+ * words as a file read whole, the file and line named), in chunks of DEFAULT_CHUNK_ROWS rows, as
+ * the rows held in memory were pushed before, so the statistics are the same bit for bit. A
+ * line or record is bounded only by the file (the input limit), as when the file was read whole.
+ */
+async function* dataRows(
+  text: AsyncIterable<string>,
+  source: string,
+  ndjson: boolean,
+  parent: AvailableVersion,
+  width: number,
+  namedLabelColumn: string | undefined,
+): AsyncGenerator<Float32Array> {
+  const options = { source, chunkRows: DEFAULT_CHUNK_ROWS };
+  let chunks: AsyncGenerator<Float32Array>;
+  if (ndjson) {
+    chunks = ndjsonRowChunks(text, width, { ...options, maxLineChars: MAX_INPUT_FILE_BYTES });
+  } else {
+    const model = {
+      name: parent.name,
+      inputWidth: width,
+      ...trainingInfoOf(parent.checkpoint.config),
     };
-    const row = new Array<number>(width);
-    if (readNdjsonRow(line, width, row, 0, fail)) rows.push(row);
-  });
-  if (rows.length === 0)
-    throw new NormserveError(
-      'DATA_INVALID',
-      inFile(source, 'no rows (the file is empty or holds only blank lines)'),
-    );
-  return rows;
+    chunks = csvRowChunks(text, model, labelColumnFor(model, namedLabelColumn), {
+      ...options,
+      maxRecordChars: MAX_INPUT_FILE_BYTES,
+      namedLabelColumn,
+    });
+  }
+  let rows = 0;
+  for await (const chunk of chunks) {
+    rows += chunk.length / width;
+    yield chunk;
+  }
+  if (rows > 0) return;
+  // A CSV with a header has thrown (no data rows after the header).
+  throw ndjson
+    ? new NormserveError(
+        'DATA_INVALID',
+        inFile(source, 'no rows (the file is empty or holds only blank lines)'),
+      )
+    : emptyCsv(source);
 }
 
 async function main(argv: readonly string[]): Promise<void> {
@@ -138,8 +164,7 @@ async function main(argv: readonly string[]): Promise<void> {
   // The active version alone, from the checkpoint just read; the model stays opened alone, so
   // the recalibration's refresh under its lock and the publish read no other version than the
   // one the active-version record names and the one published (ModelRegistry.openVersion).
-  const parent = await registry.openVersion(name, opened.version, opened.checkpoint);
-  const { featureNames, labelColumn } = trainingInfoOf(parent.checkpoint.config);
+  await registry.openVersion(name, opened.version, opened.checkpoint);
 
   // Binary rows are the HTTP upload's (application/octet-stream), not this program's: named as
   // such, not parsed as a CSV of bytes ("no data rows after the header").
@@ -152,19 +177,12 @@ async function main(argv: readonly string[]): Promise<void> {
         `unsupported file type ${binary[0]}: recalibrate reads CSV (a header row) or NDJSON (.ndjson, .jsonl); float32 rows are read by the HTTP upload (POST …:recalibrate, Content-Type: application/octet-stream)`,
       ),
     );
-  const text = await readInputText(flags.data, '');
-  let rows: number[][];
-  if (/\.(ndjson|jsonl)$/i.test(flags.data)) {
-    if (flags.labelColumn !== undefined)
-      throw labelColumnWithoutColumns(flags.labelColumn, flags.data);
-    rows = rowsFromNdjson(text, flags.data, parent.compiled.inputWidth);
-  } else {
-    const model = { name, inputWidth: parent.compiled.inputWidth, featureNames, labelColumn };
-    const table = parseCsv(text, flags.data);
-    checkNamedLabelColumn(table.header, flags.labelColumn, flags.data);
-    rows = csvFeatureRows(table, model, labelColumnFor(model, flags.labelColumn)).rows;
-  }
-  const data = inputShapeOf(parent).readInstances(rows, flags.data);
+  const ndjson = /\.(ndjson|jsonl)$/i.test(flags.data);
+  if (ndjson && flags.labelColumn !== undefined)
+    throw labelColumnWithoutColumns(flags.labelColumn, flags.data);
+  // Opened (or refused: no such file, over the input limit) before the model is locked; read
+  // once it is, as the recalibration takes the rows.
+  const text = await readInputTextParts(flags.data, '');
   // As a server builds it, but its job is this process's only: a failure writes nothing. The
   // model's lock names this program, so a server's 409 meanwhile names this process, not a job id
   // its GET /v1/jobs cannot find.
@@ -175,7 +193,7 @@ async function main(argv: readonly string[]): Promise<void> {
   });
   let outcome: RecalibrationOutcome;
   try {
-    outcome = await service.recalibrateRows(
+    ({ outcome } = await service.recalibrate(
       {
         model: name,
         mode: flags.mode,
@@ -183,10 +201,18 @@ async function main(argv: readonly string[]): Promise<void> {
         batchSize,
         activate: flags.activate,
         note: flags.note,
+        // Not parsedAsItArrives, as the HTTP uploads are: the helper thread's results are awaited
+        // through Atomics.waitAsync and the helper is unref'd, neither of which keeps a process
+        // alive, so with nothing else pending the CLI exited 13 (unsettled top-level await)
+        // while the helper was still computing (one run in two at 100,000 rows).
       },
-      data,
-    );
+      {
+        read: (parent, width) =>
+          dataRows(text, flags.data, ndjson, parent, width, flags.labelColumn),
+      },
+    ));
   } finally {
+    await text.close();
     await service.close();
   }
   process.stdout.write(`${JSON.stringify(outcome, null, 2)}\n`);

@@ -1,33 +1,33 @@
 import { NormserveError } from '../errors/index.js';
 import {
   type CsvFeatureModel,
-  CsvFeatureReader,
-  csvRecords,
-  type NdjsonRowProblem,
-  readNdjsonRow,
+  chunkPair,
+  csvRowChunks,
+  ndjsonRowChunks,
+  uploadChunkRows,
 } from '../service/index.js';
-import { parseNumberRow } from './number-row-parser.js';
 import { notUtf8 } from './utf8-body.js';
 
 /**
- * Rows are handed on in chunks of at most this many (recalibration's executor batch) and at most
- * CHUNK_BYTES, so memory is bounded by the chunk whatever the width. Two chunks are filled in
- * turn, so that the consumer can take one while the next is read (RecalibrationSession.pushAll):
- * a yielded chunk stays unchanged until the one after it has been yielded and the next is asked
- * for.
+ * Rows are handed on in chunks of at most 4,096 rows (recalibration's executor batch) and at
+ * most 4 MiB (service's uploadChunkRows), so memory is bounded by the chunk whatever the width.
+ * Two chunks are filled in turn, so that the consumer can take one while the next is read
+ * (RecalibrationSession.pushAll): a yielded chunk stays unchanged until the one after it has been
+ * yielded and the next is asked for. The text readers are service's (row-chunks.ts), shared with
+ * the recalibrate CLI's data file; what they call a bad file (DATA_INVALID) is a bad request
+ * here (INVALID_INPUT), in the same words.
  */
-const CHUNK_ROWS = 4096;
-const CHUNK_BYTES = 4 * 1024 * 1024;
-
-/** Rows per chunk for rows of `width` float32 values. */
-const chunkRowsFor = (width: number): number =>
-  Math.max(1, Math.min(CHUNK_ROWS, Math.floor(CHUNK_BYTES / (4 * width))));
-
-/** The two chunks of chunkRowsFor(width) rows a reader fills in turn. */
-const chunkPair = (width: number): [Float32Array, Float32Array] => [
-  new Float32Array(chunkRowsFor(width) * width),
-  new Float32Array(chunkRowsFor(width) * width),
-];
+async function* asRequestErrors(
+  chunks: AsyncGenerator<Float32Array>,
+): AsyncGenerator<Float32Array> {
+  try {
+    yield* chunks;
+  } catch (e) {
+    if (e instanceof NormserveError && e.code === 'DATA_INVALID')
+      throw new NormserveError('INVALID_INPUT', e.message, { errors: e.errors, cause: e });
+    throw e;
+  }
+}
 
 /** Node's error for a request whose connection closed before its body ended. */
 const isClientAbort = (e: unknown): boolean =>
@@ -72,80 +72,26 @@ async function* limitedBytes(
 
 /**
  * `application/x-ndjson`: one JSON array of `width` finite numbers per line (blank lines
- * skipped), read as the bytes arrive and handed on as float32 chunks of whole rows. Lines are
- * parsed without allocating (parseNumberRow) and by JSON.parse only when that declines; two
- * chunks are filled in turn (see CHUNK_ROWS).
+ * skipped), read as the bytes arrive and handed on as float32 chunks of whole rows
+ * (service's ndjsonRowChunks: lines parsed without allocating, by JSON.parse only when that
+ * declines); a line is at most a row's worth of characters, so one without a line end cannot
+ * hold the upload.
  */
-export async function* ndjsonRows(
+export function ndjsonRows(
   stream: AsyncIterable<Buffer | string>,
   width: number,
   maxBytes: number,
 ): AsyncGenerator<Float32Array> {
-  const decoder = new TextDecoder('utf-8', { fatal: true });
-  let pending = '';
-  let line = 0;
-  const chunkRows = chunkRowsFor(width);
-  const chunks = chunkPair(width);
-  let chunk = chunks[0];
-  let rows = 0;
-  /** text[start, end) is a line (text[end] is its line end or past the string). */
-  const takeLine = (text: string, start: number, end: number): void => {
-    if (parseNumberRow(text, start, end, width, chunk, rows * width)) {
-      line++;
-      rows++;
-      return;
-    }
-    parseLine(text.slice(start, end));
-  };
-  // The slow way: JSON.parse, with the exact error for a line the fast scan did not take.
-  const parseLine = (text: string): void => {
-    line++;
-    const fail = ({ column, message }: NdjsonRowProblem): never => {
-      const path = column === undefined ? `line ${line}` : `line ${line}[${column}]`;
-      throw new NormserveError('INVALID_INPUT', `${path}: ${message}`, {
-        errors: [{ path, message }],
-      });
-    };
-    if (readNdjsonRow(text, width, chunk, rows * width, fail)) rows++;
-  };
   // A row of `width` numbers fits in this many characters; a longer line is not a row (and would
   // otherwise grow without bound while no newline comes).
   const maxLineChars = width * 32 + 1024;
-  for await (const bytes of limitedBytes(stream, maxBytes)) {
-    let text: string;
-    try {
-      text = decoder.decode(bytes, { stream: true });
-    } catch {
-      throw notUtf8();
-    }
-    // Only the new text is searched for line ends, so the work is linear in the upload.
-    let start = 0;
-    for (let end = text.indexOf('\n'); end !== -1; end = text.indexOf('\n', start)) {
-      if (pending === '') {
-        takeLine(text, start, end);
-      } else {
-        const whole = pending + text.slice(start, end);
-        takeLine(whole, 0, whole.length);
-        pending = '';
-      }
-      start = end + 1;
-      if (rows === chunkRows) {
-        yield chunk;
-        chunk = chunk === chunks[0] ? chunks[1] : chunks[0];
-        rows = 0;
-      }
-    }
-    pending += text.slice(start);
-    if (pending.length > maxLineChars) {
-      const message = `longer than ${maxLineChars} characters without a line end: one row per line is expected`;
-      throw new NormserveError('INVALID_INPUT', `line ${line + 1}: ${message}`, {
-        errors: [{ path: `line ${line + 1}`, message }],
-      });
-    }
-  }
-  const last = pending + decoder.decode();
-  takeLine(last, 0, last.length);
-  if (rows > 0) yield chunk.subarray(0, rows * width);
+  return asRequestErrors(
+    ndjsonRowChunks(utf8Text(limitedBytes(stream, maxBytes)), width, {
+      source: '',
+      chunkRows: uploadChunkRows(width),
+      maxLineChars,
+    }),
+  );
 }
 
 /** The text of UTF-8 bytes, decoded as they arrive (a character split between parts included). */
@@ -163,43 +109,27 @@ async function* utf8Text(bytes: AsyncIterable<Buffer>): AsyncGenerator<string> {
 /**
  * `text/csv`: a header row, then rows, read as the bytes arrive (training's csvRecords: parseCsv's
  * syntax) and handed on as float32 chunks of whole rows, two filled in turn (see
- * CHUNK_ROWS). The columns are the CLIs' (the model's feature names when the header has them all,
+ * asRequestErrors). The columns are the CLIs' (the model's feature names when the header has them all,
  * else every column but `labelColumn`) and so are the rules and words for a cell, a row and the
  * header (service's CsvFeatureReader), naming the line: `line 7, column "b": "x" is not a finite
  * number`. What the CLIs call a bad file (DATA_INVALID) is a bad request here (INVALID_INPUT, as
  * an NDJSON line's). A row may hold columns the model does not read (an id, a timestamp), so its
  * bound is looser than an NDJSON line's, but an unclosed quote still cannot hold the upload.
  */
-export async function* csvRows(
+export function csvRows(
   stream: AsyncIterable<Buffer | string>,
   model: CsvFeatureModel,
   labelColumn: string,
   maxBytes: number,
 ): AsyncGenerator<Float32Array> {
   const width = model.inputWidth;
-  const chunkRows = chunkRowsFor(width);
-  const chunks = chunkPair(width);
-  let chunk = chunks[0];
-  let rows = 0;
-  const reader = new CsvFeatureReader(model, labelColumn, '');
-  const maxRecordChars = Math.max(1 << 20, width * 64);
-  try {
-    const text = utf8Text(limitedBytes(stream, maxBytes));
-    for await (const { record, line } of csvRecords(text, '', maxRecordChars)) {
-      if (!reader.take(record, line, chunk, rows * width)) continue;
-      if (++rows === chunkRows) {
-        yield chunk;
-        chunk = chunk === chunks[0] ? chunks[1] : chunks[0];
-        rows = 0;
-      }
-    }
-    reader.finish();
-  } catch (e) {
-    if (e instanceof NormserveError && e.code === 'DATA_INVALID')
-      throw new NormserveError('INVALID_INPUT', e.message, { cause: e });
-    throw e;
-  }
-  if (rows > 0) yield chunk.subarray(0, rows * width);
+  return asRequestErrors(
+    csvRowChunks(utf8Text(limitedBytes(stream, maxBytes)), model, labelColumn, {
+      source: '',
+      chunkRows: uploadChunkRows(width),
+      maxRecordChars: Math.max(1 << 20, width * 64),
+    }),
+  );
 }
 
 /** Whether this machine stores float32 little-endian (as uploads are): then bytes copy as they are. */
@@ -209,7 +139,7 @@ const LITTLE_ENDIAN = new Uint8Array(new Float32Array([1]).buffer)[3] === 0x3f;
  * `application/octet-stream`: little-endian float32 rows of `width` values, back to back; read as
  * the bytes arrive. The bytes are copied once, straight into a float32 chunk of whole rows
  * (byte order swapped only on a big-endian machine); two chunks are filled in turn (see
- * CHUNK_ROWS). A body that ends inside a row is an error.
+ * asRequestErrors). A body that ends inside a row is an error.
  */
 export async function* float32Rows(
   stream: AsyncIterable<Buffer | string>,
@@ -217,7 +147,7 @@ export async function* float32Rows(
   maxBytes: number,
 ): AsyncGenerator<Float32Array> {
   const rowBytes = width * 4;
-  const chunks = chunkPair(width);
+  const chunks = chunkPair(uploadChunkRows(width), width);
   let chunk = chunks[0];
   let bytes = new Uint8Array(chunk.buffer);
   let filled = 0;

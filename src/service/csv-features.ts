@@ -117,6 +117,8 @@ export class CsvFeatureReader {
     private readonly model: CsvFeatureModel,
     private readonly labelColumn: string,
     private readonly source: string,
+    /** A label column the caller named (--label-column): refused unless the header has it. */
+    private readonly namedLabelColumn?: string | undefined,
   ) {}
 
   /** Takes a record: false for the header; for a data row, true, its features at out[offset…]. */
@@ -124,6 +126,7 @@ export class CsvFeatureReader {
     const header = this.header;
     if (header === undefined) {
       this.header = csvHeader(record, this.source);
+      checkNamedLabelColumn(this.header, this.namedLabelColumn, this.source);
       this.columns = csvFeatureColumns(this.header, this.model, this.labelColumn, this.source);
       return false;
     }

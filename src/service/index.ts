@@ -10,6 +10,7 @@ export {
   BATCH_SIZE_RANGE as RECALIBRATION_BATCH_SIZE_RANGE,
   checkCapacity as checkRecalibrationCapacity,
   DEFAULT_BATCH_SIZE as DEFAULT_RECALIBRATION_BATCH_SIZE,
+  DEFAULT_CHUNK_ROWS,
   DEFAULT_PRIOR_STRENGTH,
   MAX_BATCH_SIZE as MAX_RECALIBRATION_BATCH_SIZE,
   MAX_PRIOR_STRENGTH,
@@ -197,6 +198,13 @@ export {
   requestIdFrom,
   type Traceparent,
 } from './request-trace.js';
+export {
+  chunkPair,
+  csvRowChunks,
+  ndjsonRowChunks,
+  type RowChunkOptions,
+  uploadChunkRows,
+} from './row-chunks.js';
 export {
   flatRows,
   float32Rows,

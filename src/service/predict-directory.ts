@@ -2,7 +2,7 @@ import { loadModelDirectory } from '../repository/index.js';
 import { trainingInfoOf } from './feature-names.js';
 import { ModelRegistry } from './model-registry.js';
 import { exportModelOnnx, type OnnxExport, type OnnxExportRequest } from './onnx-export.js';
-import { type PredictOutput, predict } from './predict.js';
+import { type PredictOutput, predict, runBatch } from './predict.js';
 
 export interface OpenedModel {
   name: string;
@@ -15,6 +15,11 @@ export interface OpenedModel {
   labelColumn: string | undefined;
   /** One sample per element, flat or nested by the model's input shape. */
   predict(rows: readonly unknown[], options?: { fused?: boolean; field?: string }): PredictOutput;
+  /**
+   * `rows` rows already read as float32 ([rows, inputWidth], each value finite: a CSV's cells as
+   * csvNumber takes them), run as they are, with no copy (runBatch).
+   */
+  predictRows(data: Float32Array, rows: number, options?: { fused?: boolean }): PredictOutput;
   /** The version's fused plan as an ONNX model (see exportModelOnnx). */
   exportOnnx(options?: Omit<OnnxExportRequest, 'model' | 'version'>): OnnxExport;
 }
@@ -53,6 +58,8 @@ export async function openModelDirectory(
         fused: options.fused ?? true,
         field: options.field ?? 'rows',
       }),
+    predictRows: (data, rows, options = {}) =>
+      runBatch(registry.resolve(name, version), data, rows, options.fused ?? true),
     exportOnnx: (options = {}) => exportModelOnnx(registry, { ...options, model: name, version }),
   };
 }

@@ -122,8 +122,7 @@ export function parseCsv(text: string, source: string): CsvTable {
   } catch (e) {
     throw new NormserveError('DATA_INVALID', csvSyntaxMessage(e, source));
   }
-  if (records.length === 0)
-    throw new NormserveError('DATA_INVALID', `${source}: the file is empty`);
+  if (records.length === 0) throw emptyCsv(source);
   const header = csvHeader(records[0]!, source);
   const rows = records.slice(1);
   const rowLines = lines.slice(1);
@@ -132,6 +131,10 @@ export function parseCsv(text: string, source: string): CsvTable {
   });
   return { source, header, rows, lines: rowLines };
 }
+
+/** A CSV without a record (nothing, or blank lines only): it has not even a header. */
+export const emptyCsv = (source: string): NormserveError =>
+  new NormserveError('DATA_INVALID', `${source}: the file is empty`);
 
 /** A data line the fast path takes as it is: no quote, no whitespace (trim would change nothing). */
 const PLAIN_LINE = /^[^\s"]*$/;

@@ -11,6 +11,7 @@ export {
   csvNumber,
   csvPlace,
   csvRecords,
+  emptyCsv,
   numericCell,
   parseCsv,
 } from './csv-table.js';
@@ -24,7 +25,12 @@ export {
 } from './dataset.js';
 export { argmaxRow, type Evaluation, evaluate } from './evaluate.js';
 export { type FitQuality, fitQuality, regressionFit } from './fit-quality.js';
-export { MAX_INPUT_FILE_BYTES, readInputFile } from './input-file.js';
+export {
+  type InputFileParts,
+  inputFileParts,
+  MAX_INPUT_FILE_BYTES,
+  readInputFile,
+} from './input-file.js';
 export { loadCsvDataset, loadTrainingConfig, readTrainingConfigJson } from './load-data.js';
 export {
   MAX_GUESSED_CLASSES,

@@ -1,5 +1,5 @@
 import { constants } from 'node:buffer';
-import { readFile, stat } from 'node:fs/promises';
+import { type FileHandle, open, stat } from 'node:fs/promises';
 import { NormserveError } from '../errors/index.js';
 
 /**
@@ -22,28 +22,98 @@ export async function readInputFile(
   what: string,
   code: 'DATA_INVALID' | 'TRAINING_CONFIG_INVALID' = 'DATA_INVALID',
 ): Promise<Buffer> {
-  const refuse = (why: string, cause?: unknown) =>
-    new NormserveError(code, `cannot read ${what}${path}: ${why}`, { cause });
+  const { file } = await openInputFile(path, what, code);
+  try {
+    return await file.readFile();
+  } catch (e) {
+    throw inputFileError(e, path, what, code);
+  } finally {
+    await file.close();
+  }
+}
+
+/** An input file's bytes as they are read; `close` releases the file whether read or not. */
+export interface InputFileParts extends AsyncIterable<Buffer> {
+  /** The file's size in bytes when it was opened. */
+  readonly size: number;
+  close(): Promise<void>;
+}
+
+/**
+ * The bytes of an input file as they are read, in parts of at most `partBytes`, refused as
+ * readInputFile refuses it (no such file, a directory, over MAX_INPUT_FILE_BYTES, no permission)
+ * before the first part: for a reader that takes rows as they come (the recalibrate CLI's
+ * data file) and so never holds the whole text. The file is closed at the end of the bytes, when
+ * the iteration is broken off, or by `close`.
+ */
+export async function inputFileParts(
+  path: string,
+  what: string,
+  partBytes = 1 << 20,
+): Promise<InputFileParts> {
+  const { file, size } = await openInputFile(path, what, 'DATA_INVALID');
+  let closed = false;
+  const close = async () => {
+    if (closed) return;
+    closed = true;
+    await file.close();
+  };
+  async function* parts(): AsyncGenerator<Buffer> {
+    try {
+      for (;;) {
+        const buffer = Buffer.allocUnsafe(partBytes);
+        let bytesRead: number;
+        try {
+          ({ bytesRead } = await file.read(buffer, 0, partBytes, null));
+        } catch (e) {
+          throw inputFileError(e, path, what, 'DATA_INVALID');
+        }
+        if (bytesRead === 0) return;
+        yield buffer.subarray(0, bytesRead);
+      }
+    } finally {
+      await close();
+    }
+  }
+  return { [Symbol.asyncIterator]: parts, size, close };
+}
+
+/** The file opened for reading once its metadata allow it (readInputFile's refusals). */
+async function openInputFile(
+  path: string,
+  what: string,
+  code: 'DATA_INVALID' | 'TRAINING_CONFIG_INVALID',
+): Promise<{ file: FileHandle; size: number }> {
   try {
     const stats = await stat(path);
     if (stats.isDirectory()) throw Object.assign(new Error(), { code: 'EISDIR' });
     if (stats.size > MAX_INPUT_FILE_BYTES)
-      throw refuse(
-        `it holds ${grouped(stats.size)} bytes, over the limit of ${grouped(MAX_INPUT_FILE_BYTES)} bytes (512 MiB, the longest text Node holds)`,
+      throw new NormserveError(
+        code,
+        `cannot read ${what}${path}: it holds ${grouped(stats.size)} bytes, over the limit of ${grouped(MAX_INPUT_FILE_BYTES)} bytes (512 MiB, the longest text Node holds)`,
       );
-    return await readFile(path);
+    return { file: await open(path, 'r'), size: stats.size };
   } catch (e) {
-    if (e instanceof NormserveError) throw e;
-    const errno = (e as NodeJS.ErrnoException).code;
-    throw refuse(
-      errno === 'ENOENT'
-        ? 'no such file'
-        : errno === 'EISDIR'
-          ? 'it is a directory'
-          : errno === 'EACCES' || errno === 'EPERM'
-            ? 'permission denied'
-            : (e as Error).message,
-      e,
-    );
+    throw inputFileError(e, path, what, code);
   }
+}
+
+/** Why an input file cannot be read, in one line (`cannot read <what><path>: no such file`). */
+function inputFileError(
+  e: unknown,
+  path: string,
+  what: string,
+  code: 'DATA_INVALID' | 'TRAINING_CONFIG_INVALID',
+): NormserveError {
+  if (e instanceof NormserveError) return e;
+  const errno = (e as NodeJS.ErrnoException).code;
+  const why =
+    errno === 'ENOENT'
+      ? 'no such file'
+      : errno === 'EISDIR'
+        ? 'it is a directory'
+        : errno === 'EACCES' || errno === 'EPERM'
+          ? 'permission denied'
+          : (e as Error).message;
+  return new NormserveError(code, `cannot read ${what}${path}: ${why}`, { cause: e });
 }

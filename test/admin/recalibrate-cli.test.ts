@@ -185,6 +185,55 @@ describe('recalibrate CLI', () => {
     });
   });
 
+  // More rows than one chunk (DEFAULT_CHUNK_ROWS, 4,096) and a short last one: the CLI reads its
+  // file as the route reads an upload, and publishes the tensors the route publishes, byte for
+  // byte, from a CSV and from NDJSON, in a mode that stores the rows and in one that does not.
+  const many = Array.from({ length: 25 }, () => night).flat(); // 9,000 rows
+  const header = Array.from({ length: 64 }, (_, i) => `p${i}`).join(',');
+  const manyCsv = `${header}\n${many.map((r) => r.join(',')).join('\n')}\n`;
+  for (const mode of ['exact', 'running'] as const) {
+    for (const kind of ['csv', 'ndjson'] as const) {
+      it(`${many.length} rows of ${kind}, mode ${mode}: the HTTP upload's tensors, byte for byte`, async () => {
+        const copy = makeRepository(['digits']);
+        const server = await makeTestApp();
+        try {
+          const data = writeTempFile(
+            inputs,
+            `many-${mode}.${kind}`,
+            kind === 'csv' ? manyCsv : ndjsonBody(many),
+          );
+          const options = mode === 'running' ? ['--mode', 'running', '--batch-size', '100'] : [];
+          const res = recalibrateCli(['--model', join(copy, 'digits'), '--data', data, ...options]);
+          expect(res.status, res.stderr).toBe(0);
+          const outcome = JSON.parse(res.stdout) as Outcome;
+          expect(outcome).toMatchObject({ version: 2, samples: 9000, mode });
+          const http = await server.app.inject({
+            method: 'POST',
+            url: `/v1/models/digits:recalibrate?mode=${mode}${mode === 'running' ? '&batch_size=100' : ''}`,
+            headers: {
+              ...ADMIN,
+              'content-type': kind === 'csv' ? 'text/csv' : 'application/x-ndjson',
+            },
+            payload: kind === 'csv' ? manyCsv : ndjsonBody(many),
+          });
+          expect(http.statusCode, http.body).toBe(201);
+          expect(http.json<Outcome>().data_sha256).toBe(outcome.data_sha256);
+          const cli = versionTensors(copy, 'digits', 2);
+          const viaHttp = versionTensors(server.repository, 'digits', 2);
+          expect([...viaHttp.keys()]).toEqual([...cli.keys()]);
+          for (const [name, tensor] of cli)
+            expect(
+              Buffer.from(viaHttp.get(name)!.bytes).equals(Buffer.from(tensor.bytes)),
+              name,
+            ).toBe(true);
+        } finally {
+          await server.close();
+          rmSync(copy, { recursive: true, force: true });
+        }
+      });
+    }
+  }
+
   const bad: { what: string; data: () => string; expected: (string | RegExp)[] }[] = [
     {
       what: 'a missing data file',

@@ -4,8 +4,8 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { parseNumberRow } from '../../src/http/number-row-parser.js';
 import { FLOAT32_MAX, roundsToFiniteFloat32 } from '../../src/service/index.js';
+import { parseNumberRow } from '../../src/service/number-row-parser.js';
 
 function viaJson(line: string, width: number): Float32Array {
   return Float32Array.from(JSON.parse(line) as number[]).subarray(0, width);

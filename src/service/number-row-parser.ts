@@ -1,4 +1,4 @@
-import { FLOAT32_MAX, roundsToFiniteFloat32 } from '../service/index.js';
+import { FLOAT32_MAX, roundsToFiniteFloat32 } from './input-shape.js';
 
 /** Exact powers of ten as doubles (10^0 … 10^22 are all exactly representable). */
 const POW10 = Array.from({ length: 23 }, (_, i) => 10 ** i);
