@@ -667,9 +667,17 @@ export class ModelRegistry {
     this.log.info({ model: name, version }, 'version published');
     const loaded = await this.loadVersion(name, version);
     if (!isAvailable(loaded)) {
+      // Deleted again (a tombstone keeps its number from being given out again, as for any
+      // deletion), so a failed publish leaves no FAILED version behind for every process to list.
+      const removed = await this.repository.deleteVersion(name, version).then(
+        () => 'it was deleted again',
+        (e: unknown) =>
+          `it could not be deleted again (${e instanceof Error ? e.message : String(e)})`,
+      );
+      await this.refreshModel(name).catch(() => undefined);
       throw new NormserveError(
         'REPOSITORY_ERROR',
-        `published version ${version} does not load: ${loaded.reason}`,
+        `published version ${version} does not load, ${removed}: ${loaded.reason}`,
       );
     }
     let result: PublishResult = { version, activated: activate };
