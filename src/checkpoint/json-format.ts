@@ -9,13 +9,37 @@ export const MAX_INDENTED_LEVELS = 32;
 const isPrimitive = (v: unknown) => v === null || typeof v !== 'object';
 const primitive = (v: unknown) => JSON.stringify(v) ?? 'null';
 
-/** A container being written: its members (key undefined in an array), the next one to write. */
+/** A container being written: its keys (undefined for an array), the next member to write. */
 interface Open {
-  members: [key: string | undefined, value: unknown][];
+  container: unknown[] | Record<string, unknown>;
+  keys: string[] | undefined;
+  length: number;
   next: number;
+  written: number;
   level: number;
   oneLine: boolean;
   close: string;
+}
+
+/** One line of primitives: `[1, 2]`, `{"a": 1}` (members whose value is undefined left out). */
+function primitivesLine(
+  v: unknown[] | Record<string, unknown>,
+  keys: string[] | undefined,
+): string {
+  if (keys === undefined) {
+    const items = v as unknown[];
+    // Without strings no comma can be inside an item: the native writer, spaced.
+    if (items.every((item) => typeof item !== 'string'))
+      return (JSON.stringify(items) as string).replaceAll(',', ', ');
+    return `[${items.map(primitive).join(', ')}]`;
+  }
+  const object = v as Record<string, unknown>;
+  const members: string[] = [];
+  for (const key of keys) {
+    const item = object[key];
+    if (item !== undefined) members.push(`${JSON.stringify(key)}: ${primitive(item)}`);
+  }
+  return `{${members.join(', ')}}`;
 }
 
 /**
@@ -23,13 +47,14 @@ interface Open {
  * one line, so a config.json with 64-value input transforms and a list of layers reads like the
  * examples in docs/model-format.md. Parses to exactly what JSON.stringify would give.
  *
- * Written in one pass into a list of pieces joined once, without recursion: time and memory are
- * linear in the output, and any depth JSON.parse accepts is written (a recursive writer, like
- * JSON.stringify itself, overflows the stack some thousands of levels down). Containers below
- * MAX_INDENTED_LEVELS go on one line, so the output is also linear in the input.
+ * Written in one pass, appending to one string (V8 joins the pieces once, when the text is
+ * read), without recursion: time and memory are linear in the output, and any depth JSON.parse
+ * accepts is written (a recursive writer, like JSON.stringify itself, overflows the stack some
+ * thousands of levels down). Containers below MAX_INDENTED_LEVELS go on one line, so the output
+ * is also linear in the input.
  */
 export function formatJson(value: unknown): string {
-  const out: string[] = [];
+  let out = '';
   const open: Open[] = [];
   const indents: string[] = [''];
   const indent = (level: number) => {
@@ -38,47 +63,52 @@ export function formatJson(value: unknown): string {
   };
   const write = (v: unknown, level: number, inLine: boolean) => {
     if (isPrimitive(v)) {
-      out.push(primitive(v));
+      out += primitive(v);
       return;
     }
-    const array = Array.isArray(v);
-    const members: Open['members'] = array
-      ? v.map((item): [undefined, unknown] => [undefined, item])
-      : Object.entries(v as Record<string, unknown>).filter(([, item]) => item !== undefined);
-    const [start, close] = array ? ['[', ']'] : ['{', '}'];
-    if (members.length === 0) {
-      out.push(start + close);
-    } else if (members.every(([, item]) => isPrimitive(item))) {
-      const items = members.map(([key, item]) =>
-        key === undefined ? primitive(item) : `${JSON.stringify(key)}: ${primitive(item)}`,
-      );
-      out.push(`${start}${items.join(', ')}${close}`);
-    } else {
-      out.push(start);
-      open.push({
-        members,
-        next: 0,
-        level,
-        oneLine: inLine || level >= MAX_INDENTED_LEVELS,
-        close,
-      });
+    const container = v as unknown[] | Record<string, unknown>;
+    const keys = Array.isArray(container) ? undefined : Object.keys(container);
+    const values =
+      keys === undefined
+        ? (container as unknown[])
+        : keys.map((k) => (container as Record<string, unknown>)[k]);
+    if (values.every(isPrimitive)) {
+      out += primitivesLine(container, keys);
+      return;
     }
+    out += keys === undefined ? '[' : '{';
+    open.push({
+      container,
+      keys,
+      length: values.length,
+      next: 0,
+      written: 0,
+      level,
+      oneLine: inLine || level >= MAX_INDENTED_LEVELS,
+      close: keys === undefined ? ']' : '}',
+    });
   };
   write(value, 0, false);
   while (open.length > 0) {
     const top = open[open.length - 1]!;
-    if (top.next === top.members.length) {
-      out.push(top.oneLine ? top.close : `\n${indent(top.level)}${top.close}`);
+    if (top.next === top.length) {
+      if (!top.oneLine && top.written > 0) out += `\n${indent(top.level)}`;
+      out += top.close;
       open.pop();
       continue;
     }
-    const [key, item] = top.members[top.next]!;
-    const separator = top.next === 0 ? '' : ',';
+    const key = top.keys?.[top.next];
+    const item =
+      key === undefined
+        ? (top.container as unknown[])[top.next]
+        : (top.container as Record<string, unknown>)[key];
     top.next += 1;
-    if (top.oneLine) out.push(separator === '' ? '' : ', ');
-    else out.push(`${separator}\n${indent(top.level + 1)}`);
-    if (key !== undefined) out.push(`${JSON.stringify(key)}: `);
+    if (key !== undefined && item === undefined) continue;
+    if (top.oneLine) out += top.written === 0 ? '' : ', ';
+    else out += `${top.written === 0 ? '' : ','}\n${indent(top.level + 1)}`;
+    top.written += 1;
+    if (key !== undefined) out += `${JSON.stringify(key)}: `;
     write(item, top.level + 1, top.oneLine);
   }
-  return out.join('');
+  return out;
 }

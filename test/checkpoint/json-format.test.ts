@@ -81,6 +81,8 @@ describe('formatJson', () => {
       wide,
       empty: {},
       list: [[], {}, [1, [2, [3]]], 's', undefined],
+      numbers: [1.5, -2e-7, 1e21, null, true, undefined, Number.NaN],
+      strings: ['a,b', 1, '"c", d'],
       skipped: undefined,
     };
     const text = formatJson(value);
