@@ -159,6 +159,21 @@ export class ModelRepository {
     return join(this.root, name, String(version));
   }
 
+  /**
+   * The SHA-256 of a version's config.json and model.safetensors as they are on disk now (a
+   * recalibrated version names its parent by these); null for a file that is not there.
+   */
+  async versionDigests(
+    name: string,
+    version: number,
+  ): Promise<{ config_sha256: string | null; weights_sha256: string | null }> {
+    const dir = this.versionPath(name, version);
+    const [config, weights] = await Promise.all(
+      [CONFIG_FILE, WEIGHTS_FILE].map((f) => this.files.sha256(join(dir, f))),
+    );
+    return { config_sha256: config ?? null, weights_sha256: weights ?? null };
+  }
+
   /** Model directories (valid names, not hidden). */
   async listModels(): Promise<string[]> {
     let entries: import('node:fs').Dirent[];

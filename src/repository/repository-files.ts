@@ -1,4 +1,5 @@
 import { constants as bufferConstants } from 'node:buffer';
+import { createHash } from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import { type FileHandle, open, realpath } from 'node:fs/promises';
 import { relative, sep } from 'node:path';
@@ -14,6 +15,8 @@ import { NormserveError } from '../errors/index.js';
 export const MAX_JSON_FILE_BYTES = 16 * 1024 * 1024;
 /** Bytes per read of a large file (fs reads take at most 2 GiB at a time). */
 const READ_CHUNK_BYTES = 64 * 1024 * 1024;
+/** Bytes per read of a file being hashed (sha256): a small buffer, reused. */
+const HASH_CHUNK_BYTES = 1024 * 1024;
 
 /** The errno code of a failed file system call (ENOENT, EEXIST…), if it has one. */
 export const errnoOf = (e: unknown): string | undefined => (e as NodeJS.ErrnoException).code;
@@ -94,6 +97,29 @@ export class RepositoryFiles {
         );
       }
       return this.readRange(handle, path, 0, size);
+    });
+  }
+
+  /**
+   * The SHA-256 (hex) of a file of any size, read in chunks of HASH_CHUNK_BYTES with the event
+   * loop free between them; undefined when the file does not exist.
+   */
+  async sha256(path: string): Promise<string | undefined> {
+    return this.withFile(path, async (handle, size) => {
+      const hash = createHash('sha256');
+      const chunk = Buffer.allocUnsafe(Math.min(HASH_CHUNK_BYTES, size));
+      let done = 0;
+      try {
+        while (done < size) {
+          const { bytesRead } = await handle.read(chunk, 0, chunk.length, done);
+          if (bytesRead === 0) break;
+          hash.update(chunk.subarray(0, bytesRead));
+          done += bytesRead;
+        }
+      } catch (e) {
+        throw this.unreadable(path, e);
+      }
+      return hash.digest('hex');
     });
   }
 

@@ -175,6 +175,13 @@ export {
   removeOwnPublishTemporariesSync,
 } from './publish-checkpoint.js';
 export {
+  LINEAGE_ANCESTORS,
+  type Lineage,
+  type LineageAncestor,
+  lineageOf,
+  trainedVersion,
+} from './recalibration-lineage.js';
+export {
   NOT_ACTIVATED_CODES,
   type NotActivated,
   type NotActivatedCode,

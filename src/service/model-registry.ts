@@ -651,6 +651,8 @@ export class ModelRegistry {
     let published: { version: number; loaded: AvailableVersion } | undefined;
     let unsynced: UnsyncedWrite | undefined;
     let result: PublishResult | undefined;
+    /** Why the version renamed into place does not load, when it does not. */
+    let loadFailure: string | undefined;
     /** Renames, loads back and (holding the record's lock) activates. */
     const publishAndActivate = async (held?: HeldActiveRecord): Promise<void> => {
       const done = held
@@ -663,6 +665,7 @@ export class ModelRegistry {
       this.log.info({ model: name, version }, 'version published');
       const loaded = await this.loadVersion(name, version);
       if (!isAvailable(loaded)) {
+        loadFailure = loaded.reason;
         throw new NormserveError(
           'REPOSITORY_ERROR',
           `published version ${version} does not load: ${loaded.reason}`,
@@ -707,6 +710,24 @@ export class ModelRegistry {
         if (pin) await this.undoPin(name, pin, e);
       }
       published?.loaded.compiled.close();
+      if (renamed !== undefined && loadFailure !== undefined) {
+        // Renamed into place but it does not load: deleted again, now that the record's lock is
+        // released (a tombstone keeps its number from being given out again, as for any
+        // deletion), so a failed publish leaves no FAILED version behind for every process to
+        // list; with it gone, so is the reason for a pin.
+        const version = renamed;
+        const removed = await this.repository.deleteVersion(name, version).then(
+          () => 'it was deleted again',
+          (d: unknown) =>
+            `it could not be deleted again (${d instanceof Error ? d.message : String(d)})`,
+        );
+        if (pin && removed === 'it was deleted again') await this.undoPin(name, pin, e);
+        await this.refreshModel(name).catch(() => undefined);
+        throw new NormserveError(
+          'REPOSITORY_ERROR',
+          `published version ${version} does not load, ${removed}: ${loadFailure}`,
+        );
+      }
       throw e;
     }
     const { version, loaded } = published!;

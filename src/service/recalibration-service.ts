@@ -25,6 +25,7 @@ import { type Job, JobRegistry, traceOf } from './job-registry.js';
 import { type Log, silentLog } from './logger.js';
 import type { AvailableVersion, ModelRegistry } from './model-registry.js';
 import { inputShapeOf } from './predict.js';
+import { lineageOf } from './recalibration-lineage.js';
 import type {
   NotActivated,
   NotActivatedCode,
@@ -379,10 +380,19 @@ export class RecalibrationSession {
       const dataSha256 = this.hash.digest('hex');
       const parentConfig = this.parent.checkpoint.config;
       const { mode, priorStrength, batchSize, note, source } = this.request;
+      const parentVersion = this.parent.version;
+      // The parent by reference (its files' digests, null for files gone: a parent deleted
+      // meanwhile), never by embedding its provenance: a chain of recalibrations would grow
+      // every config.json with its generation (recalibration-lineage.ts).
+      const parentFiles = await this.service.registry.repository
+        .versionDigests(parentConfig.name, parentVersion)
+        .catch(() => ({ config_sha256: null, weights_sha256: null }));
       const provenance = {
         kind: 'recalibration',
         ...(source !== undefined ? { source } : {}),
-        parent_version: this.parent.version,
+        parent_version: parentVersion,
+        parent_config_sha256: parentFiles.config_sha256,
+        parent_weights_sha256: parentFiles.weights_sha256,
         mode,
         ...(mode === 'prior' ? { prior_strength: priorStrength ?? DEFAULT_PRIOR_STRENGTH } : {}),
         ...(mode === 'running'
@@ -396,7 +406,7 @@ export class RecalibrationSession {
         data_sha256: dataSha256,
         created_at: new Date().toISOString(),
         note: note ?? null,
-        previous: parentConfig.provenance ?? null,
+        ...lineageOf(parentVersion, parentConfig.provenance),
       };
       const published = await this.service.registry.publish(
         {

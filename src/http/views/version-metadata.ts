@@ -1,5 +1,10 @@
 import { z } from 'zod';
-import { type AvailableVersion, compiledLayers, foldedBatchNorms } from '../../service/index.js';
+import {
+  type AvailableVersion,
+  compiledLayers,
+  foldedBatchNorms,
+  trainedVersion,
+} from '../../service/index.js';
 
 /** The fields of a training's metrics.json that metadata reports (any JSON; others left out). */
 const trainingMetricsSchema = z.looseObject({
@@ -24,27 +29,6 @@ const recalibrationMetricsSchema = z.looseObject({
   batches: z.number().nullable().optional(),
   skipped: z.number().optional(),
 });
-
-/** One link of a recalibrated version's provenance chain (`previous`: its parent's provenance). */
-const recalibrationProvenanceSchema = z.looseObject({
-  kind: z.literal('recalibration'),
-  parent_version: z.number().int(),
-  previous: z.unknown(),
-});
-
-/**
- * The version whose training `config.training` records: the version itself, or for a recalibrated
- * one the first version of its recalibration chain (the config's training record is copied from
- * parent to child; only the BatchNorm statistics changed).
- */
-function trainedVersion(version: number, provenance: unknown): number {
-  let trained = version;
-  for (let link = recalibrationProvenanceSchema.safeParse(provenance); link.success; ) {
-    trained = link.data.parent_version;
-    link = recalibrationProvenanceSchema.safeParse(link.data.previous);
-  }
-  return trained;
-}
 
 /** What metadata reports of metrics.json: the training's test metrics, or the recalibration's. */
 function metricsView(metrics: unknown) {
