@@ -136,6 +136,7 @@ export function* compilingNetwork(
     layers: ctx.fates,
     inputTransformFolded: ctx.inputTransformFolded,
     batchNormInputs: ctx.batchNormInputs.map(settleInput),
+    views: ctx.views,
   };
 }
 
