@@ -280,10 +280,11 @@ export interface CompiledPlan {
   /** Every BatchNorm compiled (the one a prefix plan stops at last), in network order. */
   batchNormInputs: BatchNormInput[];
   /**
-   * The shapes Flatten layers give tensors between steps, in network order: a tensor's natural
-   * channels (statistics-probe.ts, tensorChannels) are the finest its layers read it in — a
+   * The shapes Flatten layers give tensors a BatchNorm reads, in network order: a tensor's
+   * natural channels (statistics-probe.ts, tensorChannels) are the finest it is read in — a
    * BatchNorm1d after a Flatten of a [C, H, W] convolution's output has C·H·W features, each one
-   * value of the step's output.
+   * value of the step's output. (A view no BatchNorm reads is left out: it would only size the
+   * wasm engine's tap accumulators for reads no probe makes.)
    */
   views: TensorView[];
 }

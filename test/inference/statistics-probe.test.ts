@@ -772,6 +772,15 @@ describe('statistics taps', () => {
     expect(() => batchNormInputsOf(plan, ['2'])).toThrow(/cannot be read/);
   });
 
+  it('the plan keeps the views a BatchNorm reads a tensor in, and no other', () => {
+    const read = compileNetwork(randomNetwork(CONV_FLATTEN_BN, 1), undefined, [1, 4, 4]);
+    expect(read.views).toEqual([{ tensor: 1, shape: [8] }]);
+    expect(tensorChannels(read)).toEqual([1, 8, 3]);
+    // CNN's Flatten feeds a Linear: no tap reads it per feature, so none is sized for it.
+    const plan = compileNetwork(randomNetwork(CNN, 1), undefined, [2, 6, 6]);
+    expect(plan.views).toEqual([]);
+  });
+
   it('a BatchNorm1d after Flatten folds into the conv when uniform per conv channel, composed after the BatchNorm2d folded there', () => {
     // conv [2, 2, 2] → BN2d(2) → flatten → BN1d(8): features 0–3 are conv channel 0's values,
     // 4–7 channel 1's; the BN1d's numbers are one per conv channel (each channel its own), so it
