@@ -99,6 +99,8 @@ export function centredPlan(plan: CompiledPlan, centre: Float64Array): CompiledP
     steps,
     layers: plan.layers,
     batchNormInputs,
+    // The inserted step's output is a copy of the input's layout; later tensors move one on.
+    views: plan.views.map((v) => (v.tensor > 0 ? { ...v, tensor: v.tensor + inserted } : v)),
   };
 }
 

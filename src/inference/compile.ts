@@ -136,6 +136,10 @@ export function* compilingNetwork(
     layers: ctx.fates,
     inputTransformFolded: ctx.inputTransformFolded,
     batchNormInputs: ctx.batchNormInputs.map(settleInput),
+    // Only the views a BatchNorm reads a tensor in: the others would size the wasm engine's tap
+    // accumulators (8 × its channels, memory-layout.ts) for reads no probe makes — a
+    // [32, 32, 32] conv output flattened into a Linear took its 7.4 MB layout to 20 MB.
+    views: ctx.views.filter((v) => ctx.batchNormInputs.some((b) => b.step + 1 === v.tensor)),
   };
 }
 

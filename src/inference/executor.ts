@@ -113,6 +113,7 @@ export function planStructure(plan: CompiledPlan): string {
       outputShape: plan.outputShape,
       maxWidth: plan.maxWidth,
       skipSlots: plan.skipSlots,
+      views: plan.views,
       steps: plan.steps.map(({ layers: _, ...step }) => step),
     },
     (_key, value: unknown) =>

@@ -250,6 +250,17 @@ export interface BatchNormInput {
   reason?: string;
 }
 
+/**
+ * A shape a Flatten gives a tensor between steps: the layers after it read the tensor (0 the plan's
+ * input, i + 1 step i's output) as `shape`. Flatten emits no step (row-major values are unchanged),
+ * so this is the one place the plan says a [C, H, W] tensor is read as [C·H·W] features (or
+ * [C·H, W]) from there on.
+ */
+export interface TensorView {
+  tensor: number;
+  shape: number[];
+}
+
 /** An eval-mode execution plan: a short list of fused kernels. */
 export interface CompiledPlan {
   /** The shape of one input sample ([F] or [C, H, W]); rows are stored flat, row-major. */
@@ -268,4 +279,12 @@ export interface CompiledPlan {
   inputTransformFolded: boolean;
   /** Every BatchNorm compiled (the one a prefix plan stops at last), in network order. */
   batchNormInputs: BatchNormInput[];
+  /**
+   * The shapes Flatten layers give tensors a BatchNorm reads, in network order: a tensor's
+   * natural channels (statistics-probe.ts, tensorChannels) are the finest it is read in — a
+   * BatchNorm1d after a Flatten of a [C, H, W] convolution's output has C·H·W features, each one
+   * value of the step's output. (A view no BatchNorm reads is left out: it would only size the
+   * wasm engine's tap accumulators for reads no probe makes.)
+   */
+  views: TensorView[];
 }

@@ -158,7 +158,7 @@ export class ChannelSums {
  */
 export interface StatisticsProbe {
   readonly taps: readonly StatisticsTap[];
-  /** sums[i] belongs to taps[i] (taps of the same tensor and reading share one). */
+  /** sums[i] belongs to taps[i] (taps of the same tensor, reading and channels share one). */
   readonly sums: readonly ChannelSums[];
   /**
    * Drops the sums; with `shifts`, shifts[i] (when given) becomes the shift of taps[i]'s sums
@@ -185,22 +185,30 @@ export function tappedWidth(plan: CompiledPlan, step: number): number {
 
 /**
  * The natural channel count of each tensor of a plan — index 0 the input, i + 1 step i's output:
- * C of a [C, H, W] tensor, the width of a flat one. A tap may ask for these or coarser channels
- * (executors size their accumulators by them).
+ * C of a [C, H, W] tensor, the width of a flat one, and the first size of a shape a Flatten gives
+ * it (plan.views) when that is finer — a [C, H, W] convolution output flattened for a BatchNorm1d
+ * has C·H·W channels of one value each (PyTorch's per-feature statistics). A tap may ask for these
+ * or coarser channels (executors size their accumulators by them).
  */
 export function tensorChannels(plan: CompiledPlan): number[] {
-  const out = [plan.inputShape.length === 3 ? plan.inputShape[0]! : plan.inputWidth];
+  const viewed = new Map<number, number>();
+  for (const v of plan.views)
+    viewed.set(v.tensor, Math.max(viewed.get(v.tensor) ?? 1, v.shape[0]!));
+  const finest = (tensor: number, channels: number) => Math.max(channels, viewed.get(tensor) ?? 1);
+  const out = [finest(0, plan.inputShape.length === 3 ? plan.inputShape[0]! : plan.inputWidth)];
   let previous = out[0]!;
   let previousWidth = plan.inputWidth;
-  for (const step of plan.steps) {
+  plan.steps.forEach((step, i) => {
     const width = stepOutputWidth(step);
     // Element-wise steps (no outputChannels) keep the layout of what they read.
-    const channels =
-      stepTraits(step).outputChannels?.(step) ?? (width === previousWidth ? previous : width);
+    const channels = finest(
+      i + 1,
+      stepTraits(step).outputChannels?.(step) ?? (width === previousWidth ? previous : width),
+    );
     out.push(channels);
     previous = channels;
     previousWidth = width;
-  }
+  });
   return out;
 }
 
@@ -210,7 +218,6 @@ export function tensorChannels(plan: CompiledPlan): number[] {
  */
 export function checkTaps(plan: CompiledPlan, taps: readonly StatisticsTap[]): void {
   const natural = tensorChannels(plan);
-  const seen = new Map<string, number>();
   taps.forEach((tap, i) => {
     const where = `tap ${i} (step ${tap.step}, ${tap.point})`;
     if (!Number.isInteger(tap.step) || tap.step < -1 || tap.step >= plan.steps.length)
@@ -234,11 +241,6 @@ export function checkTaps(plan: CompiledPlan, taps: readonly StatisticsTap[]): v
       throw new RangeError(
         `${where}: clip needs ${tap.channels} lower and upper bounds with lower ≤ upper`,
       );
-    const key = `${tap.step}/${tap.point}`;
-    const other = seen.get(key);
-    if (other !== undefined && other !== tap.channels)
-      throw new RangeError(`${where}: the same tensor is tapped with ${other} channels too`);
-    seen.set(key, tap.channels);
   });
 }
 
@@ -247,19 +249,20 @@ export const tapPosition = (tap: StatisticsTap): number =>
   2 * (tap.step + 1) + (tap.point === 'pre_activation' ? 1 : 0);
 
 /**
- * One ChannelSums per tap; taps reading the same tensor the same way with the same clip (two
- * BatchNorms folded into one step, unclipped) share theirs, so the executor sums that tensor once.
- * Clipped taps of one tensor with other bounds (each BatchNorm's own running statistics) each
- * have their own.
+ * One ChannelSums per tap; taps reading the same tensor the same way in the same channels with the
+ * same clip (two BatchNorms folded into one step, unclipped) share theirs, so the executor sums
+ * that tensor once. Clipped taps of one tensor with other bounds (each BatchNorm's own running
+ * statistics), and taps of it in other channels (a BatchNorm1d of a convolution's output
+ * flattened to [C·H, W], another of it flattened to [C·H·W]), each have their own.
  */
 export function sharedSums(taps: readonly StatisticsTap[]): ChannelSums[] {
-  const byPosition = new Map<number, Map<TapClip | undefined, ChannelSums>>();
+  const byReading = new Map<string, Map<TapClip | undefined, ChannelSums>>();
   return taps.map((t) => {
-    const key = tapPosition(t);
-    let byClip = byPosition.get(key);
+    const key = `${tapPosition(t)}/${t.channels}`;
+    let byClip = byReading.get(key);
     if (!byClip) {
       byClip = new Map();
-      byPosition.set(key, byClip);
+      byReading.set(key, byClip);
     }
     let sums = byClip.get(t.clip);
     if (!sums) {

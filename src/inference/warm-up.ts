@@ -1,7 +1,7 @@
 import { SLICE_VALUES, type Sliced } from '../nn/index.js';
 import type { Executor } from './executor.js';
 import { planFlopsPerRow } from './plan-flops.js';
-import type { StatisticsTap } from './statistics-probe.js';
+import type { StatisticsProbe, StatisticsTap } from './statistics-probe.js';
 
 /**
  * The most work of one warm-up call: the floating-point operations (2 per weight and row) of one
@@ -21,7 +21,9 @@ export const WARM_UP_MAX_FLOPS = 2 * 8 * SLICE_VALUES;
  * the warm-up pays them before the version serves. Two calls on copies of `row`, one turn each:
  * one row (the path of a 1-row request), then a block of `executor.warmUpRows` rows (bounded by
  * WARM_UP_MAX_FLOPS; never enough to start helper threads) carrying a probe of `taps` (the
- * statistics kernels a live-drift call runs), whose sums are dropped. Nothing is returned or kept:
+ * statistics kernels a live-drift call runs), whose sums are dropped — taps the executor refuses are
+ * not warmed: live drift cannot run them either, and the version serves without them, so the
+ * warm-up never fails a version over them. Nothing is returned or kept:
  * the executor's outputs for later calls are those of a fresh executor, bit for bit.
  */
 export function* warmingUp(
@@ -39,11 +41,26 @@ export function* warmingUp(
   );
   const block = new Float32Array(rows * row.length);
   for (let r = 0; r < rows; r++) block.set(row, r * row.length);
-  const probe = taps.length > 0 ? executor.createProbe(taps) : undefined;
+  const probe = taps.length > 0 ? probeOrNone(executor, taps) : undefined;
   try {
     executor.run(block, rows, probe);
   } finally {
     // Its sums dropped, and the executor's accumulators freed for the probes that count.
     probe?.reset();
+  }
+}
+
+/**
+ * The executor's probe of `taps`, or none where it refuses them (Executor.createProbe's
+ * RangeError): an observation the version's serving does not depend on.
+ */
+function probeOrNone(
+  executor: Executor,
+  taps: readonly StatisticsTap[],
+): StatisticsProbe | undefined {
+  try {
+    return executor.createProbe(taps);
+  } catch {
+    return undefined;
   }
 }

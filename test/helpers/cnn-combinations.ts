@@ -149,6 +149,26 @@ export const cnnCases: Record<string, CnnCase> = {
     ],
     inputShape: [1, 5, 5],
   },
+  'conv → ReLU → flatten → BN1d → BN1d (read through the first) → linear: taps finer than the conv':
+    {
+      layers: [
+        conv(2, 3),
+        relu,
+        spec({ type: 'flatten' }),
+        spec({ type: 'batchnorm1d', num_features: 48 }),
+        spec({ type: 'batchnorm1d', num_features: 48 }),
+        spec({ type: 'linear', in_features: 48, out_features: 3 }),
+      ],
+      inputShape: [2, 4, 4],
+    },
+  'the [C, H, W] input flattened → BN1d → linear (a tap of the input per feature)': {
+    layers: [
+      spec({ type: 'flatten' }),
+      spec({ type: 'batchnorm1d', num_features: 8 }),
+      spec({ type: 'linear', in_features: 8, out_features: 3 }),
+    ],
+    inputShape: [2, 2, 2],
+  },
   'nested residual blocks, LayerNorm over [C, H, W] and over W': {
     float32Atol: FUSION_ATOL,
     layers: [

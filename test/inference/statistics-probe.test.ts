@@ -32,9 +32,9 @@ import {
   namedModules,
   Rng,
   type Sequential,
-  Tensor,
 } from '../../src/nn/index.js';
 import { nodeEngineOptions, prepareWasmRuntime } from '../../src/service/index.js';
+import { hookedInputSums, winsorize } from '../helpers/batch-norm-hooks.js';
 import { STATS_RTOL } from '../helpers/tolerances.js';
 
 prepareWasmRuntime();
@@ -92,6 +92,32 @@ const CNN: LayerSpec[] = [
   linear(8, 4),
 ];
 
+/**
+ * BatchNorm1d after a Flatten, which emits no step: of a convolution's output as [C·H, W] (a
+ * partial Flatten: C·H channels of W values), then as [C·H·W] features (one value per row each,
+ * PyTorch's per-feature statistics). Their taps are finer than the convolution's C channels.
+ */
+const FLATTENED_CNN: LayerSpec[] = [
+  conv(2, 3),
+  relu,
+  spec({ type: 'flatten', start_dim: 1, end_dim: 2 }),
+  bn1d(12),
+  spec({ type: 'flatten' }),
+  bn1d(48),
+  linear(48, 5),
+];
+
+/** The review's case: nothing between an unpadded convolution, the Flatten and the BatchNorm1d. */
+const CONV_FLATTEN_BN: LayerSpec[] = [
+  conv(1, 2, { padding: 0 }),
+  spec({ type: 'flatten' }),
+  bn1d(8),
+  linear(8, 3),
+];
+
+/** A BatchNorm1d over the raw [C, H, W] input, flattened. */
+const INPUT_FLATTEN_BN: LayerSpec[] = [spec({ type: 'flatten' }), bn1d(8), linear(8, 3)];
+
 /** Random weights and BatchNorm statistics (nested ones too), eval mode. */
 function randomNetwork(layers: LayerSpec[], seed: number): Sequential {
   const rng = new Rng(seed);
@@ -121,39 +147,6 @@ function rowsOf(rows: number, width: number, seed: number): Float32Array {
   return Float32Array.from({ length: rows * width }, () => rng.normal() * 2 + 0.5);
 }
 
-/** Per BatchNorm path, the sums of its inputs in the unfused network (a pre-hook on each). */
-function hookedInputSums(
-  network: Sequential,
-  transform: FeatureTransform | undefined,
-  shape: number[],
-  x: Float32Array,
-  rows: number,
-): Map<string, ChannelSums> {
-  const sums = new Map<string, ChannelSums>();
-  for (const [path, m] of namedModules(network)) {
-    if (!(m instanceof BatchNorm)) continue;
-    const s = new ChannelSums(m.numFeatures);
-    sums.set(path, s);
-    m.preHook = (input) => {
-      const [n, c, spatial] = m.layout(input.shape);
-      for (let i = 0; i < n * c * spatial; i++) {
-        const ch = Math.floor(i / spatial) % c;
-        const v = input.data[i]!;
-        s.sum[ch] = s.sum[ch]! + v;
-        s.sumSquares[ch] = s.sumSquares[ch]! + v * v;
-      }
-      s.count += n * spatial;
-    };
-  }
-  const width = shape.reduce((a, b) => a * b, 1);
-  const scaled = transform
-    ? x.map((v, i) => (v - transform.shift[i % width]!) * transform.scale[i % width]!)
-    : x;
-  network.forward(new Tensor(scaled, [rows, ...shape]));
-  for (const [, m] of namedModules(network)) if (m instanceof BatchNorm) m.preHook = undefined;
-  return sums;
-}
-
 /** The plan's first `count` steps as a plan of their own (the last one without its activation). */
 function truncated(plan: CompiledPlan, count: number, preActivation: boolean): CompiledPlan {
   const steps = plan.steps
@@ -178,10 +171,6 @@ function directSums(y: Float32Array, rows: number, channels: number): ChannelSum
   s.count = rows * spatial;
   return s;
 }
-
-/** x winsorized at [lo, hi] as the executors do it (±∞ and NaN: NaN). */
-const winsorize = (x: number, lo: number, hi: number): number =>
-  (x < lo ? lo : Math.min(hi, x)) + x * 0;
 
 /** directSums of the values winsorized per channel at clip's bounds. */
 function clippedSums(y: Float32Array, rows: number, clip: TapClip): ChannelSums {
@@ -263,6 +252,24 @@ const executors = (plan: CompiledPlan, maxBatchSize: number): Executor[] => {
 const cases = [
   { name: 'MLP', layers: MLP, shape: [12], transform: transformOf(12, 3) },
   { name: 'CNN', layers: CNN, shape: [2, 6, 6], transform: undefined },
+  {
+    name: 'CNN, BN1d after Flatten',
+    layers: FLATTENED_CNN,
+    shape: [2, 4, 4],
+    transform: undefined,
+  },
+  {
+    name: 'conv → flatten → BN1d',
+    layers: CONV_FLATTEN_BN,
+    shape: [1, 4, 4],
+    transform: undefined,
+  },
+  {
+    name: 'input → flatten → BN1d',
+    layers: INPUT_FLATTEN_BN,
+    shape: [2, 2, 2],
+    transform: transformOf(8, 4),
+  },
 ] as const;
 
 describe('statistics taps', () => {
@@ -310,32 +317,7 @@ describe('statistics taps', () => {
         return { mean: bn.runningMean.data, variance: bn.runningVar.data, eps: bn.eps };
       });
       // The unfused network's inputs, winsorized in x's own units.
-      const hooked = new Map<string, ChannelSums>();
-      let clipped = 0;
-      for (const [path, m] of namedModules(network)) {
-        if (!(m instanceof BatchNorm)) continue;
-        const s = new ChannelSums(m.numFeatures);
-        hooked.set(path, s);
-        m.preHook = (input) => {
-          const [n, ch, spatial] = m.layout(input.shape);
-          for (let i = 0; i < n * ch * spatial; i++) {
-            const k = Math.floor(i / spatial) % ch;
-            const half = K * Math.sqrt(m.runningVar.data[k]! + m.eps);
-            const lo = m.runningMean.data[k]! - half;
-            const hi = m.runningMean.data[k]! + half;
-            const v = winsorize(input.data[i]!, lo, hi);
-            if (v !== input.data[i]) clipped++;
-            s.sum[k] = s.sum[k]! + v;
-            s.sumSquares[k] = s.sumSquares[k]! + v * v;
-          }
-          s.count += n * spatial;
-        };
-      }
-      const width = plan.inputWidth;
-      const t = c.transform;
-      const scaled = t ? x.map((v, i) => (v - t.shift[i % width]!) * t.scale[i % width]!) : x;
-      network.forward(new Tensor(scaled, [rows, ...c.shape]));
-      for (const [, m] of namedModules(network)) if (m instanceof BatchNorm) m.preHook = undefined;
+      const { sums: hooked, clipped } = hookedInputSums(network, c.transform, c.shape, x, rows, K);
       expect(clipped).toBeGreaterThan(0.2 * rows * inputs.length);
       const perEngine = executors(plan, 1024).map((executor) => {
         const probe = executor.createProbe(clippedBatchNormTaps(inputs, running, K));
@@ -376,7 +358,7 @@ describe('statistics taps', () => {
 
     it(`${c.name}: the BatchNorm inputs are those the unfused network sees`, () => {
       const inputs = batchNormInputsOf(plan);
-      const hooked = hookedInputSums(network, c.transform, [...c.shape], x, rows);
+      const hooked = hookedInputSums(network, c.transform, c.shape, x, rows).sums;
       expect(inputs.map((b) => b.path)).toEqual([...hooked.keys()]);
       const perEngine = executors(plan, 1024).map((executor) => {
         const probe = executor.createProbe(batchNormTaps(inputs));
@@ -734,12 +716,6 @@ describe('statistics taps', () => {
     );
     expect(() =>
       executor.createProbe([
-        { step: 0, point: 'output', channels: 6 },
-        { step: 0, point: 'output', channels: 3 },
-      ]),
-    ).toThrow(/tapped with 6 channels too/);
-    expect(() =>
-      executor.createProbe([
         {
           step: 0,
           point: 'output',
@@ -764,6 +740,13 @@ describe('statistics taps', () => {
       { step: 0, point: 'output', channels: 6 },
     ]);
     expect(shared.sums[0]).toBe(shared.sums[1]);
+    // In other channels (two BatchNorm1d of one tensor flattened two ways), each has its own.
+    const coarser = executor.createProbe([
+      { step: 0, point: 'output', channels: 6 },
+      { step: 0, point: 'output', channels: 3 },
+    ]);
+    expect(coarser.sums[0]).not.toBe(coarser.sums[1]);
+    expect(coarser.sums.map((s) => s.channels)).toEqual([6, 3]);
     const other = new PlanExecutor(plan, 8).createProbe([
       { step: 0, point: 'output', channels: 6 },
     ]);
@@ -787,6 +770,63 @@ describe('statistics taps', () => {
     expect(input.tap).toBeUndefined();
     expect(input.reason).toMatch(/zero scale/);
     expect(() => batchNormInputsOf(plan, ['2'])).toThrow(/cannot be read/);
+  });
+
+  it('the plan keeps the views a BatchNorm reads a tensor in, and no other', () => {
+    const read = compileNetwork(randomNetwork(CONV_FLATTEN_BN, 1), undefined, [1, 4, 4]);
+    expect(read.views).toEqual([{ tensor: 1, shape: [8] }]);
+    expect(tensorChannels(read)).toEqual([1, 8, 3]);
+    // CNN's Flatten feeds a Linear: no tap reads it per feature, so none is sized for it.
+    const plan = compileNetwork(randomNetwork(CNN, 1), undefined, [2, 6, 6]);
+    expect(plan.views).toEqual([]);
+  });
+
+  it('a BatchNorm1d after Flatten folds into the conv when uniform per conv channel, composed after the BatchNorm2d folded there', () => {
+    // conv [2, 2, 2] → BN2d(2) → flatten → BN1d(8): features 0–3 are conv channel 0's values,
+    // 4–7 channel 1's; the BN1d's numbers are one per conv channel (each channel its own), so it
+    // folds into the conv's rows after the BN2d, and the BN2d's input is read through both.
+    const network = randomNetwork(
+      [conv(1, 2, { padding: 0 }), bn2d(2), spec({ type: 'flatten' }), bn1d(8), linear(8, 3)],
+      12,
+    );
+    const bn1 = namedModules(network).find(([p]) => p === '3')![1] as BatchNorm;
+    for (const t of [bn1.runningMean, bn1.runningVar, bn1.weight!.value, bn1.bias!.value])
+      for (let k = 0; k < 8; k++) t.data[k] = t.data[k < 4 ? 0 : 4]!;
+    const plan = compileNetwork(network, undefined, [1, 4, 4]);
+    expect(plan.layers.filter((l) => l.path !== '0').map((l) => [l.path, l.fate])).toEqual([
+      ['1', 'folded_into_previous_conv'],
+      ['2', 'reshape'],
+      ['3', 'folded_into_previous_conv'],
+      ['4', 'kernel'],
+    ]);
+    const inputs = batchNormInputsOf(plan);
+    expect(inputs.map((b) => b.tap)).toEqual([
+      { step: 0, point: 'pre_activation', channels: 2 },
+      { step: 0, point: 'pre_activation', channels: 8 },
+    ]);
+    const rows = 64;
+    const x = rowsOf(rows, 16, 3);
+    const hooked = hookedInputSums(network, undefined, [1, 4, 4], x, rows).sums;
+    for (const executor of executors(plan, rows)) {
+      const probe = executor.createProbe(batchNormTaps(inputs));
+      executor.run(x, rows, probe);
+      inputs.forEach((b, i) => {
+        const got = batchNormMoments(b, probe.sums[i]!);
+        const reference = hooked.get(b.path)!.moments();
+        expect(got.count).toBe(reference.count);
+        for (let ch = 0; ch < b.channels; ch++) {
+          const sigma = Math.sqrt(reference.m2[ch]! / reference.count);
+          expect(
+            Math.abs(got.mean[ch]! - reference.mean[ch]!) / sigma,
+            `${executor.engine} ${b.path} mean[${ch}]`,
+          ).toBeLessThan(STATS_RTOL);
+          expect(
+            Math.abs(got.m2[ch]! / reference.m2[ch]! - 1),
+            `${executor.engine} ${b.path} M2[${ch}]`,
+          ).toBeLessThan(STATS_RTOL);
+        }
+      });
+    }
   });
 });
 

@@ -15,6 +15,7 @@ import {
   compileNetwork,
   createExecutor,
   type HelperInit,
+  PlanExecutor,
   WasmExecutor,
   warmingUp,
 } from '../../src/inference/index.js';
@@ -66,6 +67,24 @@ afterEach(async () => {
 });
 
 describe('warm-up in the load path', () => {
+  it('taps the executor refuses leave the version AVAILABLE: it serves, without live drift statistics', async () => {
+    // Live drift is an observation: a version whose taps cannot be made serves without them (the
+    // drift service's rule), and its warm-up does not fail it over them either.
+    for (const executor of [WasmExecutor, PlanExecutor])
+      vi.spyOn(executor.prototype, 'createProbe').mockImplementation(() => {
+        throw new RangeError('tap 0 (step 0, output): refused for the test');
+      });
+    t = await makeTestApp();
+    expect(t.registry.get('digits').versions.get(1)).toMatchObject({ state: 'AVAILABLE' });
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/v1/models/digits:predict',
+      payload: { instances: rows.slice(0, 3) },
+    });
+    expect(res.statusCode).toBe(200);
+    expect(t.app.deps.drift.versionDrift(t.registry.resolve('digits'))).toBeNull();
+  });
+
   it('a starting registry is not ready, and serves no version, until the warm-up ends', async () => {
     const gate = gateWarmUps();
     const registry = new ModelRegistry(makeRepository(['digits']), {

@@ -133,6 +133,10 @@ export const batchNormRule: CompileRule = function* (module, path, ctx) {
 /**
  * A BatchNorm folded into step `step`: its input x is that step's pre-activation output through
  * y = x·s + t; BatchNorms folded into the same step earlier now see this one composed after them.
+ * Their channels may be coarser than this one's (a BatchNorm2d of a convolution's C channels, then
+ * a BatchNorm1d of its C·H·W flattened features): channel c of theirs composes with this one's
+ * channel holding its first value, as this one is uniform over each of the step's channels (it
+ * folded) and each of theirs lies within one of those.
  */
 function recordFolded(
   ctx: CompileContext,
@@ -141,11 +145,14 @@ function recordFolded(
   step: number,
   affine: { scale: Float64Array; shift: Float64Array },
 ): void {
+  const spatial = ctx.width / channels;
   for (const r of ctx.batchNormInputs) {
     if (r.step !== step || r.point !== 'pre_activation' || !r.forward) continue;
-    for (let c = 0; c < channels; c++) {
-      r.forward.s[c] = r.forward.s[c]! * affine.scale[c]!;
-      r.forward.t[c] = r.forward.t[c]! * affine.scale[c]! + affine.shift[c]!;
+    const theirSpatial = ctx.width / r.channels;
+    for (let c = 0; c < r.channels; c++) {
+      const k = Math.floor((c * theirSpatial) / spatial);
+      r.forward.s[c] = r.forward.s[c]! * affine.scale[k]!;
+      r.forward.t[c] = r.forward.t[c]! * affine.scale[k]! + affine.shift[k]!;
     }
   }
   ctx.batchNormInputs.push({
@@ -159,7 +166,9 @@ function recordFolded(
 
 /**
  * A BatchNorm left pending: its input is the current tensor (the last step's output, or the
- * plan's input) through what is pending before it, per channel.
+ * plan's input) through what is pending before it (per element), which must be one scale and
+ * shift per channel of the BatchNorm: its `channels` runs of width/channels values (C planes of a
+ * [C, H, W] tensor, the features of a flat one, a Flatten's view included).
  */
 function recordPending(ctx: CompileContext, path: string, channels: number): void {
   const step = ctx.drafts.length - 1;
@@ -169,12 +178,7 @@ function recordPending(ctx: CompileContext, path: string, channels: number): voi
     ctx.batchNormInputs.push(record);
     return;
   }
-  const map =
-    ctx.shape.length === 3
-      ? uniformPerChannel(p, ctx.shape)
-      : p.scale.length === channels
-        ? { scale: p.scale.slice(), shift: p.shift.slice() }
-        : undefined;
+  const map = uniformPerChannel(p, [channels]);
   ctx.batchNormInputs.push(
     map
       ? { ...record, map }

@@ -1,5 +1,5 @@
 import { type FeatureTransform, type Module, numelOf, type Sliced } from '../../nn/index.js';
-import type { Conv2dStep, DenseStep, LayerFate, PlanStep } from '../plan.js';
+import type { Conv2dStep, DenseStep, LayerFate, PlanStep, TensorView } from '../plan.js';
 
 /** A dense step under construction, in float64 so folding rounds once. */
 export interface DenseDraft extends Omit<DenseStep, 'weight' | 'bias'> {
@@ -80,6 +80,8 @@ export class CompileContext {
   depth = 0;
   maxDepth = 0;
   readonly batchNormInputs: BatchNormInputDraft[] = [];
+  /** The shapes Flatten layers gave the current tensor and earlier ones (CompiledPlan.views). */
+  readonly views: TensorView[] = [];
   /** The layer compilation stops at (a prefix plan), once reached. */
   stopped: { path: string; module: Module } | undefined;
 
@@ -125,6 +127,15 @@ export class CompileContext {
   reshape(shape: readonly number[]): void {
     this.shape = [...shape];
     this.maxWidth = Math.max(this.maxWidth, this.width);
+  }
+
+  /**
+   * The current tensor is read in a new shape with no step (a Flatten): the plan records the view,
+   * so that statistics taps may read the tensor as the layers after it do (CompiledPlan.views).
+   */
+  view(shape: readonly number[]): void {
+    this.reshape(shape);
+    this.views.push({ tensor: this.drafts.length, shape: [...shape] });
   }
 
   /** Adds a per-element affine (a BatchNorm with nothing to fold into yet) to what is pending. */
