@@ -10,6 +10,7 @@
 import http2 from 'node:http2';
 import { type Metadata, status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
+import { DEADLINE_SLACK_MS, endedStatus } from '../../src/grpc/call-recorder.js';
 import { waitFor } from '../helpers/admin.js';
 import { useRecordedGrpc } from '../helpers/grpc.js';
 
@@ -224,5 +225,17 @@ describe('calls grpc-js ends without the handler', () => {
     await new Promise((resolve) => setTimeout(resolve, 50));
     expect(records).toEqual([{ method: 'ModelInfer', code: 'CANCELLED', model: '' }]);
     expect(lines.map((l) => [l.level, l.code])).toEqual([['info', 'CANCELLED']]);
+  });
+});
+
+describe('endedStatus: a call that ended without a status', () => {
+  const deadlineMs = 1_000_000;
+  it('past its deadline, or within DEADLINE_SLACK_MS before it (the client cancels first), ran out of time', () => {
+    expect(endedStatus(new Date(deadlineMs), deadlineMs + 1)).toBe(status.DEADLINE_EXCEEDED);
+    expect(endedStatus(deadlineMs, deadlineMs - DEADLINE_SLACK_MS)).toBe(status.DEADLINE_EXCEEDED);
+  });
+  it('earlier, or without a deadline, was cancelled', () => {
+    expect(endedStatus(deadlineMs, deadlineMs - DEADLINE_SLACK_MS - 1)).toBe(status.CANCELLED);
+    expect(endedStatus(Number.POSITIVE_INFINITY, deadlineMs)).toBe(status.CANCELLED);
   });
 });
