@@ -12,6 +12,10 @@ export async function runCli(program: string, main: () => Promise<void>): Promis
     if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
     throw e;
   });
+  // `... 2>&1 | head` closes stderr early: progress and notes written to it after that are
+  // dropped, and the run goes on to its end (an uncaught EPIPE ended training unpublished, with
+  // no message and exit 1). Nothing else can be said about stderr, as it is where we would say it.
+  process.stderr.on('error', () => {});
   try {
     await main();
   } catch (e) {
