@@ -13,7 +13,7 @@ import {
   csvFeatureRows,
   labelColumnFor,
   openReportModel,
-  parseServerConfig,
+  parseServerConfigVariables,
 } from '../service/index.js';
 import { parseCsv } from '../training/index.js';
 import { runCli } from './cli-errors.js';
@@ -26,6 +26,9 @@ import {
   layerFile,
   reportHtml,
 } from './report-svg.js';
+
+/** The environment variables report reads: the server's drift settings (docs/drift.md). */
+const REPORT_VARIABLES = ['DRIFT_THRESHOLD', 'DRIFT_MIN_ROWS'] as const;
 
 interface Flags {
   model: string;
@@ -47,11 +50,15 @@ async function main(argv: readonly string[]): Promise<void> {
       '--label-column <name>',
       'column left out of the features (default: the model’s, else "label")',
     )
+    .addHelpText(
+      'after',
+      `\nEnvironment: ${REPORT_VARIABLES.join(' and ')}, as the server reads them (docs/drift.md); no other variable is read.`,
+    )
     .exitOverride();
   program.parse(argv, { from: 'node' });
   const flags = program.opts<Flags>();
-  // The threshold and the minimum rows are the server's (DRIFT_THRESHOLD, DRIFT_MIN_ROWS).
-  const config = parseServerConfig(process.env);
+  // The threshold and the minimum rows are the server's, by its rules; nothing else is read.
+  const config = parseServerConfigVariables(process.env, REPORT_VARIABLES);
   const text = await readInputText(flags.data, 'data ');
   const model = await openReportModel(flags.model);
   const table = parseCsv(text, flags.data);

@@ -208,6 +208,7 @@ export {
   DEFAULT_MAX_BATCH_SIZE,
   numericText,
   parseServerConfig,
+  parseServerConfigVariables,
   type ServerConfig,
   serverConfigSchema,
 } from './server-config.js';
