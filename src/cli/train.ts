@@ -6,8 +6,9 @@
  * flag is checked exactly like the field it sets, and a bad value is reported under the flag's
  * name. What the config leaves open (name, task, description, layers) comes from the data.
  * Everything is validated before training starts and the checkpoint is published atomically at
- * the end, so bad input or an interrupted run writes nothing (SIGINT or SIGTERM during the publish
- * removes its temporary directory; a SIGKILL's goes with the next publish of the model).
+ * the end, so bad input or an interrupted run writes nothing (SIGINT or SIGTERM during training
+ * stops the progress bar and removes the --out directories the run created; during the publish it
+ * also removes its temporary directory; a SIGKILL's goes with the next publish of the model).
  */
 import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
@@ -40,7 +41,12 @@ import {
 } from '../training/index.js';
 import { runCli } from './cli-errors.js';
 import { cleanUpOnSignal } from './on-signal.js';
-import { checkNewDirectory, outputWriteFailed, prepareOutputDirectory } from './output-path.js';
+import {
+  checkNewDirectory,
+  outputWriteFailed,
+  prepareOutputDirectory,
+  removeEmptyDirectoriesSync,
+} from './output-path.js';
 
 /** Only the syntax of a number: its range and integrality are the schema's to check. */
 const number = (value: string) => {
@@ -356,118 +362,145 @@ async function main(argv: readonly string[]): Promise<void> {
 
   // Checked before the run: a training of minutes must not end in a write that could never work.
   const out = flags.out ?? DEFAULT_OUT;
-  await prepareOutputDirectory(out, '--out');
+  // The directories this run creates (--out's, the model's), deepest first: a run that fails or is
+  // interrupted removes them where they are still empty, so "nothing was written" is true.
+  const created = await prepareOutputDirectory(out, '--out');
   const modelDir = join(out, config.name);
-  if ((await stat(modelDir).catch(() => undefined))?.isDirectory() === false) {
-    throw new NormserveError(
-      'OUTPUT_WRITE_FAILED',
-      `--out ${out}: cannot write there: ${modelDir} is a file, not a model directory`,
-    );
+  const modelDirStats = await stat(modelDir).catch(() => undefined);
+  if (modelDirStats === undefined) created.unshift(modelDir);
+  const removeCreated = () => removeEmptyDirectoriesSync(created);
+  try {
+    await trainAndPublish();
+  } catch (e) {
+    removeCreated();
+    throw e;
   }
-  // …and the directory the version will be: a file there (models/x/3) failed only after the run.
-  const versionDir = await nextVersionPath(out, config.name).catch((e: unknown) => {
-    throw outputWriteFailed(modelDir, e);
-  });
-  await checkNewDirectory(
-    versionDir,
-    `version ${basename(versionDir)} of model "${config.name}"`,
-    '--out',
-    out,
-  );
 
-  const interactive = flags.progress && process.stderr.isTTY === true;
-  const bar = interactive
-    ? new cliProgress.SingleBar(
-        {
-          format:
-            'epoch {epoch}/{epochs} |{bar}| {value}/{total} batches | loss {loss} | {speed} samples/s',
-          stream: process.stderr,
-          hideCursor: true,
-        },
-        cliProgress.Presets.shades_classic,
-      )
-    : undefined;
-  const log = (line: string) => process.stderr.write(`${line}\n`);
-  const fmt = (x: number | null, digits = 4) => (x === null ? '-' : x.toFixed(digits));
-  // A network that cannot be built is named by what shaped it: the config's layers, else the
-  // architecture flags given (`--hidden: layers[0] (linear): …`, not "the flags: layers[0]").
-  const shapedBy = given.filter((g) => ARCHITECTURE_FLAGS.includes(g.flag));
-  const networkSource =
-    raw.layers === undefined && shapedBy.length > 0
-      ? shapedBy.map((g) => g.flag.option.long).join(', ')
-      : (flags.config ?? 'the default network');
-  // A run that fails mid-epoch (TRAINING_DIVERGED) leaves the bar's line ended and the cursor shown.
-  const output = await train({
-    config,
-    source: networkSource,
-    onStart: ({ rows }) =>
-      log(
-        `training ${config.name} (${config.task}) on ${config.data.path}: ${rows.train} train, ${rows.validation} validation, ${rows.test} test rows (seed ${config.seed})${init ? `, starting from ${flags.init}` : ''}`,
-      ),
-    data,
-    dataSha256: sha256,
-    init: init ? { config: init.config, state: init.state, source: initSource } : undefined,
-    // Same bytes either way (nn/kernels.ts), only slower: say so once.
-    onFallback: (reason) => log(`note: training on the JavaScript kernels: ${reason}`),
-    ...(bar
-      ? {
-          onBatch: (p) => {
-            if (p.batch === 1)
-              bar.start(p.batches, 0, {
-                epoch: p.epoch,
-                epochs: config.training.epochs,
-                loss: '-',
-                speed: '-',
-              });
-            bar.update(p.batch, {
-              epoch: p.epoch,
-              loss: p.loss.toFixed(4),
-              speed: Math.round(p.samplesPerSecond),
-            });
-            if (p.batch === p.batches) bar.stop();
-          },
-        }
-      : {}),
-    onEpoch: (m, epochs) => {
-      log(
-        `epoch ${m.epoch}/${epochs}  lr ${m.lr.toExponential(2)}  train loss ${fmt(m.train_loss)}${m.train_accuracy === null ? '' : ` acc ${fmt(m.train_accuracy)}`}  val loss ${fmt(m.val_loss)}${m.val_accuracy === null ? '' : ` acc ${fmt(m.val_accuracy)}`}  ${Math.round(m.duration_ms)} ms`,
+  async function trainAndPublish(): Promise<void> {
+    if (modelDirStats?.isDirectory() === false) {
+      throw new NormserveError(
+        'OUTPUT_WRITE_FAILED',
+        `--out ${out}: cannot write there: ${modelDir} is a file, not a model directory`,
       );
-    },
-  }).finally(() => bar?.stop());
-  // Interrupted while publishing, the run removes its temporary version directory before it ends.
-  const { version, path, storageWarning } = await cleanUpOnSignal(
-    () => removeOwnPublishTemporariesSync(out, config.name),
-    () => publishCheckpoint(out, output),
-  ).catch((e: unknown) => {
-    // A file system error (disk full, permissions changed during the run): one line, no stack.
-    // The path that failed: a rename's destination, else the file or directory being written.
-    const failed = (e as { dest?: string }).dest ?? (e as { path?: string }).path ?? out;
-    throw typeof (e as NodeJS.ErrnoException).code === 'string' ? outputWriteFailed(failed, e) : e;
-  });
-  const weights = await readFile(`${path}/model.safetensors`);
-  const m = output.metrics;
-  // Versions written into the checkout's own models/ are served by `npm start` and show up as
-  // untracked files in git: say so, with the way to undo it. Tests and benches use only the bundled
-  // versions (test/helpers/bundled-models.ts), so they do not see it.
-  const inCheckout = resolve(out) === CHECKOUT_MODELS;
-  process.stdout.write(
-    [
-      `best epoch: ${m.best_epoch ?? '-'}${m.stopped_early ? ' (stopped early)' : ''}${m.best_epoch !== null && m.best_epoch !== m.weights_epoch ? `; the weights are epoch ${m.weights_epoch}'s (the last; --patience keeps the best)` : ''}`,
-      summary(m, config.task),
-      `throughput: ${Math.round(m.samples_per_second)} samples/s, wall time ${(m.wall_time_ms / 1000).toFixed(1)} s`,
-      `wrote ${path} (version ${version}), model.safetensors sha256 ${createHash('sha256').update(weights).digest('hex')}`,
-      ...(inCheckout
-        ? [
-            `note: ${relative(process.cwd(), path) || path} is in this checkout's model repository: npm start serves it, npm test ignores it, git lists it as untracked; rm -r it to undo, or train with --out <dir> elsewhere`,
-          ]
-        : []),
-      '',
-    ].join('\n'),
-  );
-  // Published, but a crash may still undo it: said as what happened, and not a success (exit 1).
-  if (storageWarning) {
-    process.stderr.write(`train: ${storageWarning.message}\n`);
-    process.exitCode = 1;
+    }
+    // …and the directory the version will be: a file there (models/x/3) failed only after the run.
+    const versionDir = await nextVersionPath(out, config.name).catch((e: unknown) => {
+      throw outputWriteFailed(modelDir, e);
+    });
+    await checkNewDirectory(
+      versionDir,
+      `version ${basename(versionDir)} of model "${config.name}"`,
+      '--out',
+      out,
+    );
+
+    const interactive = flags.progress && process.stderr.isTTY === true;
+    const bar = interactive
+      ? new cliProgress.SingleBar(
+          {
+            format:
+              'epoch {epoch}/{epochs} |{bar}| {value}/{total} batches | loss {loss} | {speed} samples/s',
+            stream: process.stderr,
+            hideCursor: true,
+          },
+          cliProgress.Presets.shades_classic,
+        )
+      : undefined;
+    const log = (line: string) => process.stderr.write(`${line}\n`);
+    const fmt = (x: number | null, digits = 4) => (x === null ? '-' : x.toFixed(digits));
+    // A network that cannot be built is named by what shaped it: the config's layers, else the
+    // architecture flags given (`--hidden: layers[0] (linear): …`, not "the flags: layers[0]").
+    const shapedBy = given.filter((g) => ARCHITECTURE_FLAGS.includes(g.flag));
+    const networkSource =
+      raw.layers === undefined && shapedBy.length > 0
+        ? shapedBy.map((g) => g.flag.option.long).join(', ')
+        : (flags.config ?? 'the default network');
+    // A run that fails mid-epoch (TRAINING_DIVERGED) leaves the bar's line ended and the cursor shown;
+    // so does one interrupted (Ctrl-C), which then says so and ends by its signal (130, 143).
+    const interrupted = (signal: NodeJS.Signals) => {
+      bar?.stop();
+      removeCreated();
+      log(`train: interrupted (${signal}) while training; nothing was written`);
+    };
+    const output = await cleanUpOnSignal(interrupted, () =>
+      train({
+        config,
+        source: networkSource,
+        onStart: ({ rows }) =>
+          log(
+            `training ${config.name} (${config.task}) on ${config.data.path}: ${rows.train} train, ${rows.validation} validation, ${rows.test} test rows (seed ${config.seed})${init ? `, starting from ${flags.init}` : ''}`,
+          ),
+        data,
+        dataSha256: sha256,
+        init: init ? { config: init.config, state: init.state, source: initSource } : undefined,
+        // Same bytes either way (nn/kernels.ts), only slower: say so once.
+        onFallback: (reason) => log(`note: training on the JavaScript kernels: ${reason}`),
+        ...(bar
+          ? {
+              onBatch: (p) => {
+                if (p.batch === 1)
+                  bar.start(p.batches, 0, {
+                    epoch: p.epoch,
+                    epochs: config.training.epochs,
+                    loss: '-',
+                    speed: '-',
+                  });
+                bar.update(p.batch, {
+                  epoch: p.epoch,
+                  loss: p.loss.toFixed(4),
+                  speed: Math.round(p.samplesPerSecond),
+                });
+                if (p.batch === p.batches) bar.stop();
+              },
+            }
+          : {}),
+        onEpoch: (m, epochs) => {
+          log(
+            `epoch ${m.epoch}/${epochs}  lr ${m.lr.toExponential(2)}  train loss ${fmt(m.train_loss)}${m.train_accuracy === null ? '' : ` acc ${fmt(m.train_accuracy)}`}  val loss ${fmt(m.val_loss)}${m.val_accuracy === null ? '' : ` acc ${fmt(m.val_accuracy)}`}  ${Math.round(m.duration_ms)} ms`,
+          );
+        },
+      }),
+    ).finally(() => bar?.stop());
+    // Interrupted while publishing, the run removes its temporary version directory before it ends.
+    const { version, path, storageWarning } = await cleanUpOnSignal(
+      () => {
+        removeOwnPublishTemporariesSync(out, config.name);
+        removeCreated();
+      },
+      () => publishCheckpoint(out, output),
+    ).catch((e: unknown) => {
+      // A file system error (disk full, permissions changed during the run): one line, no stack.
+      // The path that failed: a rename's destination, else the file or directory being written.
+      const failed = (e as { dest?: string }).dest ?? (e as { path?: string }).path ?? out;
+      throw typeof (e as NodeJS.ErrnoException).code === 'string'
+        ? outputWriteFailed(failed, e)
+        : e;
+    });
+    const weights = await readFile(`${path}/model.safetensors`);
+    const m = output.metrics;
+    // Versions written into the checkout's own models/ are served by `npm start` and show up as
+    // untracked files in git: say so, with the way to undo it. Tests and benches use only the bundled
+    // versions (test/helpers/bundled-models.ts), so they do not see it.
+    const inCheckout = resolve(out) === CHECKOUT_MODELS;
+    process.stdout.write(
+      [
+        `best epoch: ${m.best_epoch ?? '-'}${m.stopped_early ? ' (stopped early)' : ''}${m.best_epoch !== null && m.best_epoch !== m.weights_epoch ? `; the weights are epoch ${m.weights_epoch}'s (the last; --patience keeps the best)` : ''}`,
+        summary(m, config.task),
+        `throughput: ${Math.round(m.samples_per_second)} samples/s, wall time ${(m.wall_time_ms / 1000).toFixed(1)} s`,
+        `wrote ${path} (version ${version}), model.safetensors sha256 ${createHash('sha256').update(weights).digest('hex')}`,
+        ...(inCheckout
+          ? [
+              `note: ${relative(process.cwd(), path) || path} is in this checkout's model repository: npm start serves it, npm test ignores it, git lists it as untracked; rm -r it to undo, or train with --out <dir> elsewhere`,
+            ]
+          : []),
+        '',
+      ].join('\n'),
+    );
+    // Published, but a crash may still undo it: said as what happened, and not a success (exit 1).
+    if (storageWarning) {
+      process.stderr.write(`train: ${storageWarning.message}\n`);
+      process.exitCode = 1;
+    }
   }
 }
 
