@@ -1,4 +1,4 @@
-import { CommanderError } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { isNormserveError } from '../errors/index.js';
 
 /**
@@ -33,4 +33,16 @@ export async function runCli(program: string, main: () => Promise<void>): Promis
     }
     process.exitCode = 1;
   }
+}
+
+/**
+ * A CLI's commander program: its own errors (an unknown option, a bad choice, a missing value)
+ * read `<program>: <message>` on one stderr line, as every other error of the CLI does
+ * (docs/errors.md), not commander's `error: <message>`; they end in runCli (exitOverride).
+ */
+export function cliCommand(program: string): Command {
+  return new Command(program).exitOverride().configureOutput({
+    writeErr: (text) => process.stderr.write(text),
+    outputError: (text, write) => write(`${program}: ${text.replace(/^error: /, '')}`),
+  });
 }

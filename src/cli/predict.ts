@@ -10,7 +10,6 @@
  * a row whose outputs overflow float32, refused as the server refuses it (one stderr line, exit 1,
  * nothing on stdout).
  */
-import { Command } from 'commander';
 import { z } from 'zod';
 import { isNormserveError, NormserveError, printable } from '../errors/index.js';
 import {
@@ -29,7 +28,7 @@ import {
   parseCsv,
   regressionFit,
 } from '../training/index.js';
-import { runCli } from './cli-errors.js';
+import { cliCommand, runCli } from './cli-errors.js';
 import { readInputText } from './read-input.js';
 
 interface Flags {
@@ -77,7 +76,7 @@ function rowsFromJson(text: string, source: string): { rows: unknown[]; field: s
 }
 
 async function main(argv: readonly string[]): Promise<void> {
-  const program = new Command('predict')
+  const program = cliCommand('predict')
     .description('Predict with a model directory; prints JSON')
     .requiredOption(
       '--model <dir>',

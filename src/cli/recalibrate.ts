@@ -10,7 +10,7 @@
  */
 import { existsSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { Command, Option } from 'commander';
+import { Option } from 'commander';
 import {
   fileLine,
   inFile,
@@ -41,7 +41,7 @@ import {
   VERSION_NAME_PATTERN,
 } from '../service/index.js';
 import { parseCsv } from '../training/index.js';
-import { runCli } from './cli-errors.js';
+import { cliCommand, runCli } from './cli-errors.js';
 import { readInputText } from './read-input.js';
 
 interface Flags {
@@ -89,7 +89,7 @@ function rowsFromNdjson(text: string, source: string, width: number): number[][]
 }
 
 async function main(argv: readonly string[]): Promise<void> {
-  const program = new Command('recalibrate')
+  const program = cliCommand('recalibrate')
     .description(
       'Recalibrate the BatchNorm statistics of a model on unlabeled data and publish a new version',
     )

@@ -6,7 +6,6 @@
  */
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Command } from 'commander';
 import { NormserveError } from '../errors/index.js';
 import {
   checkNamedLabelColumn,
@@ -16,7 +15,7 @@ import {
   parseServerConfigVariables,
 } from '../service/index.js';
 import { parseCsv } from '../training/index.js';
-import { runCli } from './cli-errors.js';
+import { cliCommand, runCli } from './cli-errors.js';
 import { checkOutputFiles, outputWriteFailed, prepareOutputDirectory } from './output-path.js';
 import { readInputText } from './read-input.js';
 import {
@@ -38,7 +37,7 @@ interface Flags {
 }
 
 async function main(argv: readonly string[]): Promise<void> {
-  const program = new Command('report')
+  const program = cliCommand('report')
     .description('Drift and before/after-BatchNorm pictures of a model on a CSV, as SVG + HTML')
     .requiredOption('--model <dir>', 'model directory: <repo>/<name> or <repo>/<name>/<version>')
     .requiredOption(

@@ -16,7 +16,7 @@ import { basename, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isDeepStrictEqual } from 'node:util';
 import cliProgress from 'cli-progress';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
 import { NormserveError } from '../errors/index.js';
 import {
   loadModelDirectory,
@@ -39,7 +39,7 @@ import {
   train,
   trainingConfigSchema,
 } from '../training/index.js';
-import { runCli } from './cli-errors.js';
+import { cliCommand, runCli } from './cli-errors.js';
 import { cleanUpOnSignal } from './on-signal.js';
 import {
   checkNewDirectory,
@@ -284,7 +284,7 @@ function summary(m: TrainingMetrics, task: Task): string {
 }
 
 async function main(argv: readonly string[]): Promise<void> {
-  const program = new Command('train')
+  const program = cliCommand('train')
     .description(
       'Train a normserve model on a CSV file and publish it as the next version in a model repository',
     )
@@ -300,8 +300,6 @@ async function main(argv: readonly string[]): Promise<void> {
       false,
     )
     .option('--no-progress', 'no progress bar even on a terminal')
-    .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) })
     .addHelpText(
       'after',
       '\nExamples:\n  npm run train -- --data my.csv --label-column y\n  npm run train -- --data my.csv --label-column price --task regression --hidden 64,32\n  npm run train -- --config configs/digits-mlp.json --out /tmp/models',

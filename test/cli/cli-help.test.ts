@@ -24,10 +24,27 @@ describe('the offline CLIs', () => {
     });
   }
 
-  it('a missing required flag is one line on stderr and exit 1', () => {
-    const result = run('src/cli/predict.ts', ['--input', 'x.csv']);
-    expect(result.status).toBe(1);
-    expect(result.stderr).toBe("error: required option '--model <dir>' not specified\n");
-    expect(result.stdout).toBe('');
-  });
+  // commander's own errors read `<program>: …` like every other error of a CLI (docs/errors.md);
+  // they read `error: …`, with no program named.
+  for (const [entry, args, line] of [
+    [
+      'src/cli/predict.ts',
+      ['--input', 'x.csv'],
+      "predict: required option '--model <dir>' not specified",
+    ],
+    ['src/cli/train.ts', ['--bogus'], "train: unknown option '--bogus'"],
+    [
+      'src/cli/recalibrate.ts',
+      ['--model', 'x', '--data', 'y', '--mode', 'fast'],
+      "recalibrate: option '--mode <mode>' argument 'fast' is invalid. Allowed choices are exact, prior, running.",
+    ],
+    ['src/cli/report.ts', ['--model'], "report: option '--model <dir>' argument missing"],
+  ] as const) {
+    it(`commander's refusal is one line naming the program, exit 1: ${line}`, () => {
+      const result = run(entry, args);
+      expect(result.status).toBe(1);
+      expect(result.stderr).toBe(`${line}\n`);
+      expect(result.stdout).toBe('');
+    });
+  }
 });
