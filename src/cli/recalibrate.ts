@@ -19,6 +19,7 @@ import {
   type NumberRange,
   rangeMessage,
 } from '../errors/index.js';
+import { integerText } from '../http/schemas/common.js';
 import {
   checkModeOptions,
   checkNamedLabelColumn,
@@ -61,9 +62,11 @@ interface Flags {
  */
 function numberFlag(flag: string, value: string | undefined, range: NumberRange) {
   if (value === undefined) return undefined;
-  const n = value.trim() === '' ? Number.NaN : Number(value);
+  // An integer in decimal digits only, as HTTP's batch_size (integerText): Number() read "0x10".
+  const text = value.trim();
+  const n = text === '' ? Number.NaN : range.integer ? integerText(text) : Number(text);
   if (inNumberRange(range, n)) return n;
-  const message = rangeMessage(range, Number.isFinite(n) ? n : value);
+  const message = rangeMessage(range, typeof n === 'number' && Number.isFinite(n) ? n : value);
   throw new NormserveError('INVALID_INPUT', `${flag}: ${message}`, {
     errors: [{ path: flag, message }],
   });

@@ -18,6 +18,7 @@ import { isDeepStrictEqual } from 'node:util';
 import cliProgress from 'cli-progress';
 import { InvalidArgumentError, Option } from 'commander';
 import { NormserveError } from '../errors/index.js';
+import { integerText } from '../http/schemas/common.js';
 import {
   loadModelDirectory,
   nextVersionPath,
@@ -56,9 +57,23 @@ const number = (value: string) => {
   }
   return n;
 };
+/**
+ * An integer flag's text as a number when it is written in decimal digits (integerText: the one
+ * rule of the HTTP query parameters, which Number() alone breaks for "0x10", "1e1" and "0b1"), a
+ * minus sign allowed;
+ * other text stays text, for the schema to refuse quoting it (`--seed: expected an integer from 0
+ * to 4294967295, got "1e20"`).
+ */
+const integer = (value: string): unknown => {
+  const text = value.trim();
+  // A minus sign kept, for the schema's own message (`--epochs -5`: at least 1, and why).
+  const digits = text.startsWith('-') ? text.slice(1) : text;
+  const n = integerText(digits);
+  return typeof n !== 'number' ? text : digits === text ? n : -n;
+};
 /** `128,64` → [128, 64]; an empty list is a network with no hidden layer. */
-const numberList = (value: string) =>
-  value.trim() === '' ? [] : value.split(',').map((part) => number(part.trim()));
+const integerList = (value: string) =>
+  value.trim() === '' ? [] : value.split(',').map((part) => integer(part));
 
 /**
  * The schema's defaults (what an empty config means), quoted in --help and the optimizer a
@@ -96,18 +111,18 @@ const CONFIG_FLAGS: readonly ConfigFlag[] = [
   ]),
   configFlag('--name <name>', 'model name (default: the data file name)', ['name']),
   configFlag('--description <text>', 'model description (default: from the data)', ['description']),
-  configFlag('--seed <n>', `random seed (default ${DEFAULTS.seed})`, ['seed'], number),
+  configFlag('--seed <n>', `random seed (default ${DEFAULTS.seed})`, ['seed'], integer),
   configFlag(
     '--epochs <n>',
     `epochs, 1 to ${MAX_EPOCHS} (default ${DEFAULTS.training.epochs})`,
     ['training', 'epochs'],
-    number,
+    integer,
   ),
   configFlag(
     '--batch-size <n>',
     `mini-batch size (default ${DEFAULTS.training.batch_size})`,
     ['training', 'batch_size'],
-    number,
+    integer,
   ),
   configFlag(
     '--lr <x>',
@@ -130,14 +145,14 @@ const CONFIG_FLAGS: readonly ConfigFlag[] = [
     '--patience <n>',
     'early stopping: epochs without a better validation loss',
     ['training', 'patience'],
-    number,
+    integer,
   ),
   configFlag('--no-shuffle', 'keep the row order in every epoch', ['training', 'shuffle']),
   configFlag(
     '--hidden <widths>',
     `hidden layer widths of the default network (default ${ARCHITECTURE.hidden.join(',')}); "" for none`,
     ['architecture', 'hidden'],
-    numberList,
+    integerList,
   ),
   configFlag('--norm <type>', `batchnorm, layernorm or none (default ${ARCHITECTURE.norm})`, [
     'architecture',

@@ -279,6 +279,12 @@ describe('recalibrate CLI', () => {
       expected: /^recalibrate: --batch-size: expected an integer from 1 to 65536, got 1000000000$/,
     },
     {
+      // Decimal digits, as HTTP's batch_size (integerText): Number() read "0x10" as 16.
+      what: '--batch-size in hexadecimal',
+      args: ['--mode', 'running', '--batch-size', '0x10'],
+      expected: /^recalibrate: --batch-size: expected an integer from 1 to 65536, got "0x10"$/,
+    },
+    {
       what: '--batch-size 1 on a BatchNorm1d network (one value per channel: PyTorch raises)',
       args: ['--mode', 'running', '--batch-size', '1'],
       expected:
