@@ -25,6 +25,8 @@ import {
   checkNamedLabelColumn,
   csvFeatureRows,
   DEFAULT_MAX_BATCH_SIZE,
+  DEFAULT_PRIOR_STRENGTH,
+  DEFAULT_RECALIBRATION_BATCH_SIZE,
   inputShapeOf,
   labelColumnFor,
   labelColumnWithoutColumns,
@@ -107,8 +109,14 @@ async function main(argv: readonly string[]): Promise<void> {
     .addOption(
       new Option('--mode <mode>', 'statistics').choices(RECALIBRATION_MODES).default('exact'),
     )
-    .option('--prior-strength <n>', 'prior mode: weight of the source statistics, in rows')
-    .option('--batch-size <n>', 'running mode: rows per batch')
+    .option(
+      '--prior-strength <n>',
+      `prior mode: weight of the source statistics, in rows (default ${DEFAULT_PRIOR_STRENGTH})`,
+    )
+    .option(
+      '--batch-size <n>',
+      `running mode: rows per batch (default ${DEFAULT_RECALIBRATION_BATCH_SIZE})`,
+    )
     .option('--no-activate', 'publish without making it the served version')
     .option('--note <text>', 'recorded in the new version’s provenance')
     .option(

@@ -32,6 +32,7 @@ import {
   type InitialModel,
   loadCsvDataset,
   MAX_EPOCHS,
+  OPTIMIZER_TYPES,
   parseTrainingConfig,
   readTrainingConfigJson,
   resolveTrainingConfig,
@@ -80,6 +81,19 @@ const integerList = (value: string) =>
  * bare --lr adjusts. */
 const DEFAULTS = trainingConfigSchema.parse({ data: { path: '-' } });
 const ARCHITECTURE = architectureSchema.parse({});
+/** Each optimizer's defaults, from the same schema: lr and weight decay differ between them. */
+const OPTIMIZER_DEFAULTS = OPTIMIZER_TYPES.map(
+  (type) =>
+    trainingConfigSchema.parse({ data: { path: '-' }, training: { optimizer: { type } } }).training
+      .optimizer,
+);
+/** `0.001 with adamw or adam, 0.01 with sgd`: a field's default per optimizer, in --help. */
+function perOptimizer(field: 'lr' | 'weight_decay'): string {
+  const byValue = new Map<number, string[]>();
+  for (const o of OPTIMIZER_DEFAULTS)
+    byValue.set(o[field], [...(byValue.get(o[field]) ?? []), o.type]);
+  return [...byValue].map(([value, types]) => `${value} with ${types.join(' or ')}`).join(', ');
+}
 
 /** A flag that sets one field of the training config. */
 interface ConfigFlag {
@@ -126,13 +140,13 @@ const CONFIG_FLAGS: readonly ConfigFlag[] = [
   ),
   configFlag(
     '--lr <x>',
-    `learning rate, 0 allowed (default ${DEFAULTS.training.optimizer.lr})`,
+    `learning rate, 0 allowed (default ${perOptimizer('lr')})`,
     ['training', 'optimizer', 'lr'],
     number,
   ),
   configFlag(
     '--weight-decay <x>',
-    'weight decay',
+    `weight decay (default ${perOptimizer('weight_decay')})`,
     ['training', 'optimizer', 'weight_decay'],
     number,
   ),
@@ -143,7 +157,7 @@ const CONFIG_FLAGS: readonly ConfigFlag[] = [
   ),
   configFlag(
     '--patience <n>',
-    'early stopping: epochs without a better validation loss',
+    `early stopping: epochs without a better validation loss (default ${DEFAULTS.training.patience ?? 'none: every epoch runs'})`,
     ['training', 'patience'],
     integer,
   ),

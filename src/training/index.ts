@@ -44,6 +44,7 @@ export {
 } from './trainer.js';
 export {
   MAX_EPOCHS,
+  OPTIMIZER_TYPES,
   type OptimizerConfig,
   parseTrainingConfig,
   type TrainingConfig,

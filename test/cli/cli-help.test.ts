@@ -24,6 +24,23 @@ describe('the offline CLIs', () => {
     });
   }
 
+  // The defaults shown are the ones a run uses: --lr said 0.001 where --optimizer sgd runs at
+  // 0.01; --weight-decay, --patience, --prior-strength and --batch-size showed none.
+  it('--help shows the defaults the code uses, per optimizer where they differ', () => {
+    const words = (entry: Entry) => run(entry, ['--help']).stdout.replace(/\s+/g, ' ');
+    const train = words('src/cli/train.ts');
+    expect(train).toContain(
+      '--lr <x> learning rate, 0 allowed (default 0.001 with adamw or adam, 0.01 with sgd)',
+    );
+    expect(train).toContain(
+      '--weight-decay <x> weight decay (default 0.01 with adamw, 0 with adam or sgd)',
+    );
+    expect(train).toContain('(default none: every epoch runs)');
+    const recalibrate = words('src/cli/recalibrate.ts');
+    expect(recalibrate).toContain('weight of the source statistics, in rows (default 16)');
+    expect(recalibrate).toContain('--batch-size <n> running mode: rows per batch (default 256)');
+  });
+
   // commander's own errors read `<program>: …` like every other error of a CLI (docs/errors.md);
   // they read `error: …`, with no program named.
   for (const [entry, args, line] of [
