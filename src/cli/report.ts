@@ -4,7 +4,7 @@
  * drift of every BatchNorm layer on the CSV's rows and the before/after-BatchNorm histograms, as
  * SVG files and one self-contained HTML page (index.html) in the output directory.
  */
-import { writeFile } from 'node:fs/promises';
+import { readdir, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { NormserveError } from '../errors/index.js';
 import {
@@ -22,7 +22,8 @@ import {
   channelStatsSvg,
   driftTableSvg,
   histogramSvg,
-  layerFile,
+  layerPictureFile,
+  REPORT_FILE_PATTERN,
   reportHtml,
 } from './report-svg.js';
 
@@ -34,6 +35,21 @@ interface Flags {
   data: string;
   out: string;
   labelColumn?: string;
+}
+
+/**
+ * Removes the files an earlier report left in `dir` that this one did not write (another model's
+ * `layer-*.svg`, which the new index.html does not show): only names a report writes
+ * (REPORT_FILE_PATTERN), only files.
+ */
+async function removeEarlierReportFiles(dir: string, written: ReadonlySet<string>): Promise<void> {
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    if (!entry.isFile() || written.has(entry.name) || !REPORT_FILE_PATTERN.test(entry.name))
+      continue;
+    await unlink(join(dir, entry.name)).catch((e: unknown) => {
+      throw outputWriteFailed(join(dir, entry.name), e);
+    });
+  }
 }
 
 async function main(argv: readonly string[]): Promise<void> {
@@ -76,16 +92,15 @@ async function main(argv: readonly string[]): Promise<void> {
   });
   const svgs = new Map<string, string>([['drift.svg', driftTableSvg(report)]]);
   for (const p of report.pictures) {
-    const f = layerFile(p.path);
     svgs.set(
-      `layer-${f}-before.svg`,
+      layerPictureFile(p.path, 'before'),
       histogramSvg(p.before, `BatchNorm ${p.path}: inputs before`, '#5b8def'),
     );
     svgs.set(
-      `layer-${f}-after.svg`,
+      layerPictureFile(p.path, 'after'),
       histogramSvg(p.after, `BatchNorm ${p.path}: after (ReLU at 0)`, '#27ae60', 0),
     );
-    svgs.set(`layer-${f}-channels.svg`, channelStatsSvg(p));
+    svgs.set(layerPictureFile(p.path, 'channels'), channelStatsSvg(p));
   }
   await prepareOutputDirectory(flags.out, '--out');
   await checkOutputFiles(flags.out, ['index.html', ...svgs.keys()]);
@@ -95,6 +110,7 @@ async function main(argv: readonly string[]): Promise<void> {
     });
   for (const [file, svg] of svgs) await write(file, svg);
   await write('index.html', reportHtml(report, svgs, flags.data));
+  await removeEarlierReportFiles(flags.out, new Set(['index.html', ...svgs.keys()]));
   process.stdout.write(
     `${JSON.stringify({ model: report.model, version: report.version, rows: report.rows, score: report.score, threshold: report.threshold, recommended: report.recommended, layers: report.drift.map((d) => ({ path: d.path, mean_shift: d.mean_shift, log_std_ratio: d.log_std_ratio, score: d.score })), files: ['index.html', ...svgs.keys()].map((f) => join(flags.out, f)) })}\n`,
   );

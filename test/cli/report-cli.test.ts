@@ -203,3 +203,33 @@ describe('npm run report: the environment', () => {
     expect(help.stdout).toContain('Environment: DRIFT_THRESHOLD and DRIFT_MIN_ROWS');
   });
 });
+
+describe('npm run report: an --out directory holding an earlier report', () => {
+  const reportOf = (model: string, out: string) => {
+    const result = spawnSync(
+      process.execPath,
+      [
+        ...nodeArgs('src/cli/report.ts'),
+        ...['--model', bundledVersionDir(model), '--data', writeCsv('again.csv', x.slice(0, 40))],
+        ...['--out', out],
+      ],
+      { cwd: ROOT, encoding: 'utf8', timeout: 120_000 },
+    );
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+    return (JSON.parse(result.stdout) as { files: string[] }).files;
+  };
+
+  // The other model's layer-5-*.svg stayed beside the new index.html, which does not show them.
+  it('removes the earlier report’s files this one does not write, and nothing else', () => {
+    const out = join(dir, 'again');
+    expect(reportOf('digits', out).map((f) => f.slice(out.length + 1))).toContain(
+      'layer-5-before.svg',
+    );
+    writeFileSync(join(out, 'notes.txt'), 'mine');
+    writeFileSync(join(out, 'layer-5-before.png'), 'mine');
+    const files = reportOf('digits-cnn', out).map((f) => f.slice(out.length + 1));
+    expect(files).not.toContain('layer-5-before.svg');
+    expect(readdirSync(out).sort()).toEqual([...files, 'notes.txt', 'layer-5-before.png'].sort());
+  });
+});
