@@ -29,6 +29,7 @@ import {
   regressionFit,
 } from '../training/index.js';
 import { cliCommand, runCli } from './cli-errors.js';
+import { checkInputFormat } from './input-format.js';
 import { readInputText } from './read-input.js';
 
 interface Flags {
@@ -98,7 +99,10 @@ async function main(argv: readonly string[]): Promise<void> {
   const text = await readInputText(flags.input, 'input ');
   const model = await openModelDirectory(flags.model);
   const labelColumn = labelColumnFor(model, flags.labelColumn);
-  const json = flags.input.toLowerCase().endsWith('.json');
+  const json =
+    checkInputFormat('predict', flags.input, ['CSV', 'JSON'], {
+      elsewhere: { NDJSON: 'NDJSON rows are read by recalibrate' },
+    }) === 'JSON';
   let rows: unknown[];
   let field = 'rows';
   let truth: string[] | undefined;

@@ -45,6 +45,7 @@ import {
 } from '../service/index.js';
 import { parseCsv } from '../training/index.js';
 import { cliCommand, runCli } from './cli-errors.js';
+import { checkInputFormat } from './input-format.js';
 import { readInputText } from './read-input.js';
 
 interface Flags {
@@ -152,20 +153,18 @@ async function main(argv: readonly string[]): Promise<void> {
   const parent = await registry.openVersion(name, opened.version, opened.checkpoint);
   const { featureNames, labelColumn } = trainingInfoOf(parent.checkpoint.config);
 
-  // Binary rows are the HTTP upload's (application/octet-stream), not this program's: named as
-  // such, not parsed as a CSV of bytes ("no data rows after the header").
-  const binary = /\.(f32|float32|bin|raw|npy)$/i.exec(flags.data);
-  if (binary)
-    throw new NormserveError(
-      'DATA_INVALID',
-      inFile(
-        flags.data,
-        `unsupported file type ${binary[0]}: recalibrate reads CSV (a header row) or NDJSON (.ndjson, .jsonl); float32 rows are read by the HTTP upload (POST …:recalibrate, Content-Type: application/octet-stream)`,
-      ),
-    );
+  // Binary rows and JSON bodies are the HTTP upload's, not this program's: named as such, not
+  // parsed as a CSV ("no data rows after the header", `header names column "0" twice`).
+  const format = checkInputFormat('recalibrate', flags.data, ['CSV', 'NDJSON'], {
+    elsewhere: {
+      float32:
+        'float32 rows are read by the HTTP upload (POST …:recalibrate, Content-Type: application/octet-stream)',
+      JSON: 'a JSON body is read by the HTTP route (POST …:recalibrate)',
+    },
+  });
   const text = await readInputText(flags.data, '');
   let rows: number[][];
-  if (/\.(ndjson|jsonl)$/i.test(flags.data)) {
+  if (format === 'NDJSON') {
     if (flags.labelColumn !== undefined)
       throw labelColumnWithoutColumns(flags.labelColumn, flags.data);
     rows = rowsFromNdjson(text, flags.data, parent.compiled.inputWidth);

@@ -16,6 +16,7 @@ import {
 } from '../service/index.js';
 import { parseCsv } from '../training/index.js';
 import { cliCommand, runCli } from './cli-errors.js';
+import { checkInputFormat } from './input-format.js';
 import { checkOutputFiles, outputWriteFailed, prepareOutputDirectory } from './output-path.js';
 import { readInputText } from './read-input.js';
 import {
@@ -75,6 +76,7 @@ async function main(argv: readonly string[]): Promise<void> {
   // The threshold and the minimum rows are the server's, by its rules; nothing else is read.
   const config = parseServerConfigVariables(process.env, REPORT_VARIABLES);
   const text = await readInputText(flags.data, 'data ');
+  checkInputFormat('report', flags.data, ['CSV'], { text });
   const model = await openReportModel(flags.model);
   const table = parseCsv(text, flags.data);
   checkNamedLabelColumn(table.header, flags.labelColumn, flags.data);

@@ -205,7 +205,7 @@ describe('npm run report: the environment', () => {
 });
 
 describe('npm run report: an --out directory holding an earlier report', () => {
-  const reportOf = (model: string, out: string) => {
+  const reportOf = (model: 'digits' | 'digits-cnn', out: string) => {
     const result = spawnSync(
       process.execPath,
       [
