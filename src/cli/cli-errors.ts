@@ -1,4 +1,4 @@
-import { CommanderError } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { isNormserveError } from '../errors/index.js';
 
 /**
@@ -12,6 +12,10 @@ export async function runCli(program: string, main: () => Promise<void>): Promis
     if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
     throw e;
   });
+  // `... 2>&1 | head` closes stderr early: progress and notes written to it after that are
+  // dropped, and the run goes on to its end (an uncaught EPIPE ended training unpublished, with
+  // no message and exit 1). Nothing else can be said about stderr, as it is where we would say it.
+  process.stderr.on('error', () => {});
   try {
     await main();
   } catch (e) {
@@ -29,4 +33,16 @@ export async function runCli(program: string, main: () => Promise<void>): Promis
     }
     process.exitCode = 1;
   }
+}
+
+/**
+ * A CLI's commander program: its own errors (an unknown option, a bad choice, a missing value)
+ * read `<program>: <message>` on one stderr line, as every other error of the CLI does
+ * (docs/errors.md), not commander's `error: <message>`; they end in runCli (exitOverride).
+ */
+export function cliCommand(program: string): Command {
+  return new Command(program).exitOverride().configureOutput({
+    writeErr: (text) => process.stderr.write(text),
+    outputError: (text, write) => write(`${program}: ${text.replace(/^error: /, '')}`),
+  });
 }

@@ -7,9 +7,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import { rename, rm, writeFile } from 'node:fs/promises';
-import { Command } from 'commander';
 import { ONNX_OPSET, openModelDirectory } from '../service/index.js';
-import { runCli } from './cli-errors.js';
+import { cliCommand, runCli } from './cli-errors.js';
 import { outputWriteFailed } from './output-path.js';
 import { packageVersion } from './package-version.js';
 
@@ -32,7 +31,7 @@ async function writeWhole(path: string, bytes: Uint8Array): Promise<void> {
 }
 
 async function main(argv: readonly string[]): Promise<void> {
-  const program = new Command('export-onnx')
+  const program = cliCommand('export-onnx')
     .description(
       `Write a model version as ONNX (opset ${ONNX_OPSET}): the compiled plan, BatchNorm and the input transform folded`,
     )

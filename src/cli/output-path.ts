@@ -1,3 +1,4 @@
+import { rmdirSync } from 'node:fs';
 import { access, constants, lstat, mkdir, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { NormserveError } from '../errors/index.js';
@@ -32,14 +33,19 @@ export function outputWriteFailed(path: string, e: unknown): NormserveError {
 
 /**
  * Makes sure `dir` is a directory this process can write into, creating it (and its parents) if
- * needed: checked before the work that fills it (a training run of minutes), not after.
+ * needed: checked before the work that fills it (a training run of minutes), not after. Returns
+ * the directories it created, deepest first, for a run that fails or is interrupted to remove
+ * (removeEmptyDirectoriesSync): "nothing was written" is then true.
  */
-export async function prepareOutputDirectory(dir: string, flag: string): Promise<void> {
+export async function prepareOutputDirectory(dir: string, flag: string): Promise<string[]> {
+  const created: string[] = [];
   try {
-    await makeDirectories(dir);
+    await makeDirectories(dir, created);
     if (!(await stat(dir)).isDirectory()) throw Object.assign(new Error(), { code: 'ENOTDIR' });
     await access(dir, constants.W_OK);
+    return created;
   } catch (e) {
+    removeEmptyDirectoriesSync(created);
     throw new NormserveError(
       'OUTPUT_WRITE_FAILED',
       `${flag} ${dir}: cannot write there: ${why(e)}`,
@@ -108,9 +114,10 @@ const kindOf = (stats: import('node:fs').Stats): string =>
  * `mkdir -p`, one level at a time: Node 20's `mkdir(…, { recursive: true })` never settles where
  * mkdir fails with ENOENT under an existing directory (`--out /proc/x` spun a core forever).
  */
-async function makeDirectories(dir: string): Promise<void> {
+async function makeDirectories(dir: string, created: string[]): Promise<void> {
   try {
     await mkdir(dir);
+    created.unshift(dir);
     return;
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
@@ -118,8 +125,30 @@ async function makeDirectories(dir: string): Promise<void> {
     const parent = dirname(dir);
     if (code !== 'ENOENT' || parent === dir) throw e;
   }
-  await makeDirectories(dirname(dir));
-  await mkdir(dir).catch((e: NodeJS.ErrnoException) => {
-    if (e.code !== 'EEXIST') throw e;
-  });
+  await makeDirectories(dirname(dir), created);
+  const made = await mkdir(dir).then(
+    () => true,
+    (e: NodeJS.ErrnoException) => {
+      if (e.code !== 'EEXIST') throw e;
+      return false;
+    },
+  );
+  if (made) created.unshift(dir);
+}
+
+/**
+ * Removes `dirs` (deepest first) where they are empty: what a failed or interrupted run created
+ * and did not fill. A directory that holds anything (another process wrote there meanwhile) is
+ * kept, and so are its parents; one that is not there (not made yet) is skipped. Synchronous, for a signal handler; errors are not the run's to
+ * report.
+ */
+export function removeEmptyDirectoriesSync(dirs: readonly string[]): void {
+  for (const dir of dirs) {
+    try {
+      rmdirSync(dir);
+    } catch (e) {
+      // Never made (the model's directory, before the publish makes it): its parent is next.
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') return;
+    }
+  }
 }

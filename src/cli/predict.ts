@@ -4,12 +4,12 @@
  * as JSON on stdout, computed by the service's own code (registry, fused plan, softmax). A CSV
  * needs a header; columns are matched to the model's feature names when it records them, and a
  * label column, if present, is used to report accuracy (classification) or RMSE and R²
- * (regression) on stderr. A bad row names the file and its place there: its CSV line (and column),
+ * (regression) on stderr, over the rows whose label cell is not blank (a blank one is a row to
+ * predict, without a truth). A bad row names the file and its place there: its CSV line (and column),
  * or its path in the JSON (`rows.json: instances[2][63]`, `[2][63]` in a top-level array); so does
  * a row whose outputs overflow float32, refused as the server refuses it (one stderr line, exit 1,
  * nothing on stdout).
  */
-import { Command } from 'commander';
 import { z } from 'zod';
 import { fileLine, isNormserveError, NormserveError, printable } from '../errors/index.js';
 import {
@@ -23,7 +23,8 @@ import {
   type PredictOutput,
 } from '../service/index.js';
 import { csvNumber, emptyCsv, MAX_INPUT_FILE_BYTES, regressionFit } from '../training/index.js';
-import { runCli } from './cli-errors.js';
+import { cliCommand, runCli } from './cli-errors.js';
+import { checkInputFormat } from './input-format.js';
 import { readInputText, readInputTextParts } from './read-input.js';
 
 interface Flags {
@@ -116,7 +117,7 @@ async function rowsFromCsv(
 }
 
 async function main(argv: readonly string[]): Promise<void> {
-  const program = new Command('predict')
+  const program = cliCommand('predict')
     .description('Predict with a model directory; prints JSON')
     .requiredOption(
       '--model <dir>',
@@ -135,7 +136,10 @@ async function main(argv: readonly string[]): Promise<void> {
     .exitOverride();
   program.parse(argv, { from: 'node' });
   const flags = program.opts<Flags>();
-  const json = flags.input.toLowerCase().endsWith('.json');
+  const json =
+    checkInputFormat('predict', flags.input, ['CSV', 'JSON'], {
+      elsewhere: { NDJSON: 'NDJSON rows are read by recalibrate' },
+    }) === 'JSON';
   // A JSON file is parsed whole; a CSV's text is read as its rows are taken (rowsFromCsv). Either
   // is opened (or refused) before the model.
   const input = json
@@ -152,7 +156,7 @@ async function main(argv: readonly string[]): Promise<void> {
   let field = 'rows';
   let truth: string[] | undefined;
   // The true values of a regression, each parsed as a CSV number is (its line and column named).
-  let targets: (() => number[]) | undefined;
+  let targets: (() => Targets) | undefined;
   // Where a row came from, for a row refused as the server refuses it (outputs that overflow).
   let rowPath = (r: number) => `${field}[${r}]`;
   if (input.json !== undefined) {
@@ -171,8 +175,7 @@ async function main(argv: readonly string[]): Promise<void> {
     const { lines, labels } = csv;
     truth = labels;
     rowPath = (r) => fileLine(flags.input, lines[r]!);
-    if (labels)
-      targets = () => labels.map((cell, r) => csvNumber(cell, flags.input, lines[r]!, labelColumn));
+    if (labels) targets = () => regressionTargets(labels, lines, flags.input, labelColumn);
   }
   let output: PredictOutput;
   try {
@@ -201,21 +204,80 @@ async function main(argv: readonly string[]): Promise<void> {
     ...(flags.logits && output.probabilities ? { logits: matrix(output.outputs) } : {}),
   };
   // Before stdout: a label cell that is no number fails the run with nothing printed.
-  const fit =
+  const score =
     targets && output.task === 'regression' && output.outputWidth === 1
-      ? regressionFit(output.outputs, targets())
-      : undefined;
+      ? regressionScore(output.outputs, targets(), labelColumn)
+      : truth && output.labels
+        ? accuracyScore(output.labels, truth, labelColumn)
+        : undefined;
   process.stdout.write(`${JSON.stringify(result)}\n`);
-  if (truth && output.labels) {
-    const correct = output.labels.filter((l, i) => l === truth![i]).length;
-    process.stderr.write(
-      `accuracy ${(correct / output.rows).toFixed(4)} (${correct}/${output.rows}) against column "${labelColumn}"\n`,
-    );
-  } else if (fit) {
-    process.stderr.write(
-      `RMSE ${fit.rmse.toPrecision(4)}${fit.r2 === undefined ? '' : `, R² ${fit.r2.toFixed(4)}`} (${output.rows} rows) against column "${labelColumn}"\n`,
-    );
-  }
+  if (score !== undefined) process.stderr.write(`${score}\n`);
+}
+
+/**
+ * Whether a row has a true value: a blank cell in the target column is a row one wants predicted
+ * (its value unknown), not a wrong answer or a bad number. It is predicted and left out of the
+ * score.
+ */
+const hasTruth = (cell: string): boolean => cell.trim() !== '';
+
+/** `(9/10)`, or `(9/10; 5 rows with a blank "species" left out)`: the rows a score is over. */
+function scoredRows(scored: string, blank: number, column: string): string {
+  return `(${scored}${blank === 0 ? '' : `; ${blank} row${blank === 1 ? '' : 's'} with a blank "${column}" left out`})`;
+}
+
+/** The accuracy line over the rows that have a true label; undefined when none has one. */
+function accuracyScore(
+  predicted: readonly string[],
+  truth: readonly string[],
+  column: string,
+): string | undefined {
+  const scored = truth.flatMap((t, i) => (hasTruth(t) ? [i] : []));
+  if (scored.length === 0) return undefined;
+  const correct = scored.filter((i) => predicted[i] === truth[i]).length;
+  return `accuracy ${(correct / scored.length).toFixed(4)} ${scoredRows(`${correct}/${scored.length}`, truth.length - scored.length, column)} against column "${column}"`;
+}
+
+/** The true values of a regression's rows that have one, by row; and how many rows there are. */
+interface Targets {
+  rows: number[];
+  values: number[];
+  total: number;
+}
+
+/**
+ * The target column's values, each parsed as a CSV number is (a non-blank cell that is no number
+ * is refused naming its line and column); blank cells are rows without a true value.
+ */
+function regressionTargets(
+  labels: readonly string[],
+  lines: readonly number[],
+  source: string,
+  column: string,
+): Targets {
+  const rows: number[] = [];
+  const values: number[] = [];
+  labels.forEach((cell, r) => {
+    if (!hasTruth(cell)) return;
+    rows.push(r);
+    values.push(csvNumber(cell, source, lines[r]!, column));
+  });
+  return { rows, values, total: labels.length };
+}
+
+/** The RMSE (and R²) line over the rows that have a true value; undefined when none has one. */
+function regressionScore(
+  outputs: Float32Array,
+  targets: Targets,
+  column: string,
+): string | undefined {
+  if (targets.rows.length === 0) return undefined;
+  const fit = regressionFit(
+    targets.rows.map((r) => outputs[r]!),
+    targets.values,
+  );
+  const n = targets.rows.length;
+  return `RMSE ${fit.rmse.toPrecision(4)}${fit.r2 === undefined ? '' : `, R² ${fit.r2.toFixed(4)}`} ${scoredRows(`${n} row${n === 1 ? '' : 's'}`, targets.total - n, column)} against column "${column}"`;
 }
 
 await runCli('predict', () => main(process.argv));

@@ -10,7 +10,7 @@
  */
 import { existsSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { Command, Option } from 'commander';
+import { Option } from 'commander';
 import {
   inFile,
   inNumberRange,
@@ -18,12 +18,15 @@ import {
   type NumberRange,
   rangeMessage,
 } from '../errors/index.js';
+import { integerText } from '../http/schemas/common.js';
 import {
   type AvailableVersion,
   checkModeOptions,
   csvRowChunks,
   DEFAULT_CHUNK_ROWS,
   DEFAULT_MAX_BATCH_SIZE,
+  DEFAULT_PRIOR_STRENGTH,
+  DEFAULT_RECALIBRATION_BATCH_SIZE,
   labelColumnFor,
   labelColumnWithoutColumns,
   loadModelDirectory,
@@ -39,7 +42,8 @@ import {
   VERSION_NAME_PATTERN,
 } from '../service/index.js';
 import { emptyCsv, MAX_INPUT_FILE_BYTES } from '../training/index.js';
-import { runCli } from './cli-errors.js';
+import { cliCommand, runCli } from './cli-errors.js';
+import { checkInputFormat } from './input-format.js';
 import { readInputTextParts } from './read-input.js';
 
 interface Flags {
@@ -59,9 +63,11 @@ interface Flags {
  */
 function numberFlag(flag: string, value: string | undefined, range: NumberRange) {
   if (value === undefined) return undefined;
-  const n = value.trim() === '' ? Number.NaN : Number(value);
+  // An integer in decimal digits only, as HTTP's batch_size (integerText): Number() read "0x10".
+  const text = value.trim();
+  const n = text === '' ? Number.NaN : range.integer ? integerText(text) : Number(text);
   if (inNumberRange(range, n)) return n;
-  const message = rangeMessage(range, Number.isFinite(n) ? n : value);
+  const message = rangeMessage(range, typeof n === 'number' && Number.isFinite(n) ? n : value);
   throw new NormserveError('INVALID_INPUT', `${flag}: ${message}`, {
     errors: [{ path: flag, message }],
   });
@@ -115,7 +121,7 @@ async function* dataRows(
 }
 
 async function main(argv: readonly string[]): Promise<void> {
-  const program = new Command('recalibrate')
+  const program = cliCommand('recalibrate')
     .description(
       'Recalibrate the BatchNorm statistics of a model on unlabeled data and publish a new version',
     )
@@ -130,8 +136,14 @@ async function main(argv: readonly string[]): Promise<void> {
     .addOption(
       new Option('--mode <mode>', 'statistics').choices(RECALIBRATION_MODES).default('exact'),
     )
-    .option('--prior-strength <n>', 'prior mode: weight of the source statistics, in rows')
-    .option('--batch-size <n>', 'running mode: rows per batch')
+    .option(
+      '--prior-strength <n>',
+      `prior mode: weight of the source statistics, in rows (default ${DEFAULT_PRIOR_STRENGTH})`,
+    )
+    .option(
+      '--batch-size <n>',
+      `running mode: rows per batch (default ${DEFAULT_RECALIBRATION_BATCH_SIZE})`,
+    )
     .option('--no-activate', 'publish without making it the served version')
     .option('--note <text>', 'recorded in the new version’s provenance')
     .option(
@@ -166,18 +178,16 @@ async function main(argv: readonly string[]): Promise<void> {
   // one the active-version record names and the one published (ModelRegistry.openVersion).
   await registry.openVersion(name, opened.version, opened.checkpoint);
 
-  // Binary rows are the HTTP upload's (application/octet-stream), not this program's: named as
-  // such, not parsed as a CSV of bytes ("no data rows after the header").
-  const binary = /\.(f32|float32|bin|raw|npy)$/i.exec(flags.data);
-  if (binary)
-    throw new NormserveError(
-      'DATA_INVALID',
-      inFile(
-        flags.data,
-        `unsupported file type ${binary[0]}: recalibrate reads CSV (a header row) or NDJSON (.ndjson, .jsonl); float32 rows are read by the HTTP upload (POST …:recalibrate, Content-Type: application/octet-stream)`,
-      ),
-    );
-  const ndjson = /\.(ndjson|jsonl)$/i.test(flags.data);
+  // Binary rows and JSON bodies are the HTTP upload's, not this program's: named as such, not
+  // parsed as a CSV ("no data rows after the header", `header names column "0" twice`).
+  const format = checkInputFormat('recalibrate', flags.data, ['CSV', 'NDJSON'], {
+    elsewhere: {
+      float32:
+        'float32 rows are read by the HTTP upload (POST …:recalibrate, Content-Type: application/octet-stream)',
+      JSON: 'a JSON body is read by the HTTP route (POST …:recalibrate)',
+    },
+  });
+  const ndjson = format === 'NDJSON';
   if (ndjson && flags.labelColumn !== undefined)
     throw labelColumnWithoutColumns(flags.labelColumn, flags.data);
   // Opened (or refused: no such file, over the input limit) before the model is locked; read

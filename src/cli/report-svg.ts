@@ -115,14 +115,27 @@ export function driftTableSvg(report: ModelReport): string {
 /** Safe file name for a layer path (`3.body.1` → `3-body-1`). */
 export const layerFile = (path: string): string => path.replace(/[^A-Za-z0-9_-]/g, '-');
 
+/** A layer's three pictures: `layer-<layerFile>-<picture>.svg`. */
+export const LAYER_PICTURES = ['before', 'after', 'channels'] as const;
+export const layerPictureFile = (path: string, picture: (typeof LAYER_PICTURES)[number]): string =>
+  `layer-${layerFile(path)}-${picture}.svg`;
+
+/**
+ * Every name a report writes (index.html, drift.svg, the layers' pictures): an earlier report's
+ * files in the same --out directory that the new one does not write (another model's layers)
+ * are removed, and nothing else there is touched.
+ */
+export const REPORT_FILE_PATTERN = new RegExp(
+  `^(?:index\\.html|drift\\.svg|layer-[A-Za-z0-9_-]+-(?:${LAYER_PICTURES.join('|')})\\.svg)$`,
+);
+
 /** One self-contained HTML page: the SVGs inline, no external reference. */
 export function reportHtml(report: ModelReport, svgs: Map<string, string>, data: string): string {
   const title = `normserve report: ${report.model} version ${report.version}`;
   const inline = (file: string) => svgs.get(file)!.replace(/^<svg /, '<svg role="img" ');
   const layers = report.pictures
     .map((p) => {
-      const f = layerFile(p.path);
-      return `<section><h3>BatchNorm ${escapeXml(p.path)} (${p.channels} channels; ${(p.below_zero * 100).toFixed(1)} % of its outputs below the ReLU's 0)</h3><div class="row">${inline(`layer-${f}-before.svg`)}${inline(`layer-${f}-after.svg`)}${inline(`layer-${f}-channels.svg`)}</div></section>`;
+      return `<section><h3>BatchNorm ${escapeXml(p.path)} (${p.channels} channels; ${(p.below_zero * 100).toFixed(1)} % of its outputs below the ReLU's 0)</h3><div class="row">${LAYER_PICTURES.map((picture) => inline(layerPictureFile(p.path, picture))).join('')}</div></section>`;
     })
     .join('\n');
   const table = report.drift

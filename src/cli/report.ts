@@ -4,28 +4,32 @@
  * drift of every BatchNorm layer on the CSV's rows and the before/after-BatchNorm histograms, as
  * SVG files and one self-contained HTML page (index.html) in the output directory.
  */
-import { writeFile } from 'node:fs/promises';
+import { readdir, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { Command } from 'commander';
 import { NormserveError } from '../errors/index.js';
 import {
   checkNamedLabelColumn,
   csvFeatureRows,
   labelColumnFor,
   openReportModel,
-  parseServerConfig,
+  parseServerConfigVariables,
 } from '../service/index.js';
 import { parseCsv } from '../training/index.js';
-import { runCli } from './cli-errors.js';
+import { cliCommand, runCli } from './cli-errors.js';
+import { checkInputFormat } from './input-format.js';
 import { checkOutputFiles, outputWriteFailed, prepareOutputDirectory } from './output-path.js';
 import { readInputText } from './read-input.js';
 import {
   channelStatsSvg,
   driftTableSvg,
   histogramSvg,
-  layerFile,
+  layerPictureFile,
+  REPORT_FILE_PATTERN,
   reportHtml,
 } from './report-svg.js';
+
+/** The environment variables report reads: the server's drift settings (docs/drift.md). */
+const REPORT_VARIABLES = ['DRIFT_THRESHOLD', 'DRIFT_MIN_ROWS'] as const;
 
 interface Flags {
   model: string;
@@ -34,8 +38,23 @@ interface Flags {
   labelColumn?: string;
 }
 
+/**
+ * Removes the files an earlier report left in `dir` that this one did not write (another model's
+ * `layer-*.svg`, which the new index.html does not show): only names a report writes
+ * (REPORT_FILE_PATTERN), only files.
+ */
+async function removeEarlierReportFiles(dir: string, written: ReadonlySet<string>): Promise<void> {
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    if (!entry.isFile() || written.has(entry.name) || !REPORT_FILE_PATTERN.test(entry.name))
+      continue;
+    await unlink(join(dir, entry.name)).catch((e: unknown) => {
+      throw outputWriteFailed(join(dir, entry.name), e);
+    });
+  }
+}
+
 async function main(argv: readonly string[]): Promise<void> {
-  const program = new Command('report')
+  const program = cliCommand('report')
     .description('Drift and before/after-BatchNorm pictures of a model on a CSV, as SVG + HTML')
     .requiredOption('--model <dir>', 'model directory: <repo>/<name> or <repo>/<name>/<version>')
     .requiredOption(
@@ -47,12 +66,17 @@ async function main(argv: readonly string[]): Promise<void> {
       '--label-column <name>',
       'column left out of the features (default: the model’s, else "label")',
     )
+    .addHelpText(
+      'after',
+      `\nEnvironment: ${REPORT_VARIABLES.join(' and ')}, as the server reads them (docs/drift.md); no other variable is read.`,
+    )
     .exitOverride();
   program.parse(argv, { from: 'node' });
   const flags = program.opts<Flags>();
-  // The threshold and the minimum rows are the server's (DRIFT_THRESHOLD, DRIFT_MIN_ROWS).
-  const config = parseServerConfig(process.env);
+  // The threshold and the minimum rows are the server's, by its rules; nothing else is read.
+  const config = parseServerConfigVariables(process.env, REPORT_VARIABLES);
   const text = await readInputText(flags.data, 'data ');
+  checkInputFormat('report', flags.data, ['CSV'], { text });
   const model = await openReportModel(flags.model);
   const table = parseCsv(text, flags.data);
   checkNamedLabelColumn(table.header, flags.labelColumn, flags.data);
@@ -70,16 +94,15 @@ async function main(argv: readonly string[]): Promise<void> {
   });
   const svgs = new Map<string, string>([['drift.svg', driftTableSvg(report)]]);
   for (const p of report.pictures) {
-    const f = layerFile(p.path);
     svgs.set(
-      `layer-${f}-before.svg`,
+      layerPictureFile(p.path, 'before'),
       histogramSvg(p.before, `BatchNorm ${p.path}: inputs before`, '#5b8def'),
     );
     svgs.set(
-      `layer-${f}-after.svg`,
+      layerPictureFile(p.path, 'after'),
       histogramSvg(p.after, `BatchNorm ${p.path}: after (ReLU at 0)`, '#27ae60', 0),
     );
-    svgs.set(`layer-${f}-channels.svg`, channelStatsSvg(p));
+    svgs.set(layerPictureFile(p.path, 'channels'), channelStatsSvg(p));
   }
   await prepareOutputDirectory(flags.out, '--out');
   await checkOutputFiles(flags.out, ['index.html', ...svgs.keys()]);
@@ -89,6 +112,7 @@ async function main(argv: readonly string[]): Promise<void> {
     });
   for (const [file, svg] of svgs) await write(file, svg);
   await write('index.html', reportHtml(report, svgs, flags.data));
+  await removeEarlierReportFiles(flags.out, new Set(['index.html', ...svgs.keys()]));
   process.stdout.write(
     `${JSON.stringify({ model: report.model, version: report.version, rows: report.rows, score: report.score, threshold: report.threshold, recommended: report.recommended, layers: report.drift.map((d) => ({ path: d.path, mean_shift: d.mean_shift, log_std_ratio: d.log_std_ratio, score: d.score })), files: ['index.html', ...svgs.keys()].map((f) => join(flags.out, f)) })}\n`,
   );

@@ -6,8 +6,9 @@
  * flag is checked exactly like the field it sets, and a bad value is reported under the flag's
  * name. What the config leaves open (name, task, description, layers) comes from the data.
  * Everything is validated before training starts and the checkpoint is published atomically at
- * the end, so bad input or an interrupted run writes nothing (SIGINT or SIGTERM during the publish
- * removes its temporary directory; a SIGKILL's goes with the next publish of the model).
+ * the end, so bad input or an interrupted run writes nothing (SIGINT or SIGTERM during training
+ * stops the progress bar and removes the --out directories the run created; during the publish it
+ * also removes its temporary directory; a SIGKILL's goes with the next publish of the model).
  */
 import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
@@ -15,8 +16,9 @@ import { basename, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isDeepStrictEqual } from 'node:util';
 import cliProgress from 'cli-progress';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
 import { NormserveError } from '../errors/index.js';
+import { integerText } from '../http/schemas/common.js';
 import {
   loadModelDirectory,
   nextVersionPath,
@@ -30,6 +32,7 @@ import {
   type InitialModel,
   loadCsvDataset,
   MAX_EPOCHS,
+  OPTIMIZER_TYPES,
   parseTrainingConfig,
   readTrainingConfigJson,
   resolveTrainingConfig,
@@ -38,9 +41,14 @@ import {
   train,
   trainingConfigSchema,
 } from '../training/index.js';
-import { runCli } from './cli-errors.js';
+import { cliCommand, runCli } from './cli-errors.js';
 import { cleanUpOnSignal } from './on-signal.js';
-import { checkNewDirectory, outputWriteFailed, prepareOutputDirectory } from './output-path.js';
+import {
+  checkNewDirectory,
+  outputWriteFailed,
+  prepareOutputDirectory,
+  removeEmptyDirectoriesSync,
+} from './output-path.js';
 
 /** Only the syntax of a number: its range and integrality are the schema's to check. */
 const number = (value: string) => {
@@ -50,15 +58,42 @@ const number = (value: string) => {
   }
   return n;
 };
+/**
+ * An integer flag's text as a number when it is written in decimal digits (integerText: the one
+ * rule of the HTTP query parameters, which Number() alone breaks for "0x10", "1e1" and "0b1"), a
+ * minus sign allowed;
+ * other text stays text, for the schema to refuse quoting it (`--seed: expected an integer from 0
+ * to 4294967295, got "1e20"`).
+ */
+const integer = (value: string): unknown => {
+  const text = value.trim();
+  // A minus sign kept, for the schema's own message (`--epochs -5`: at least 1, and why).
+  const digits = text.startsWith('-') ? text.slice(1) : text;
+  const n = integerText(digits);
+  return typeof n !== 'number' ? text : digits === text ? n : -n;
+};
 /** `128,64` → [128, 64]; an empty list is a network with no hidden layer. */
-const numberList = (value: string) =>
-  value.trim() === '' ? [] : value.split(',').map((part) => number(part.trim()));
+const integerList = (value: string) =>
+  value.trim() === '' ? [] : value.split(',').map((part) => integer(part));
 
 /**
  * The schema's defaults (what an empty config means), quoted in --help and the optimizer a
  * bare --lr adjusts. */
 const DEFAULTS = trainingConfigSchema.parse({ data: { path: '-' } });
 const ARCHITECTURE = architectureSchema.parse({});
+/** Each optimizer's defaults, from the same schema: lr and weight decay differ between them. */
+const OPTIMIZER_DEFAULTS = OPTIMIZER_TYPES.map(
+  (type) =>
+    trainingConfigSchema.parse({ data: { path: '-' }, training: { optimizer: { type } } }).training
+      .optimizer,
+);
+/** `0.001 with adamw or adam, 0.01 with sgd`: a field's default per optimizer, in --help. */
+function perOptimizer(field: 'lr' | 'weight_decay'): string {
+  const byValue = new Map<number, string[]>();
+  for (const o of OPTIMIZER_DEFAULTS)
+    byValue.set(o[field], [...(byValue.get(o[field]) ?? []), o.type]);
+  return [...byValue].map(([value, types]) => `${value} with ${types.join(' or ')}`).join(', ');
+}
 
 /** A flag that sets one field of the training config. */
 interface ConfigFlag {
@@ -90,28 +125,28 @@ const CONFIG_FLAGS: readonly ConfigFlag[] = [
   ]),
   configFlag('--name <name>', 'model name (default: the data file name)', ['name']),
   configFlag('--description <text>', 'model description (default: from the data)', ['description']),
-  configFlag('--seed <n>', `random seed (default ${DEFAULTS.seed})`, ['seed'], number),
+  configFlag('--seed <n>', `random seed (default ${DEFAULTS.seed})`, ['seed'], integer),
   configFlag(
     '--epochs <n>',
     `epochs, 1 to ${MAX_EPOCHS} (default ${DEFAULTS.training.epochs})`,
     ['training', 'epochs'],
-    number,
+    integer,
   ),
   configFlag(
     '--batch-size <n>',
     `mini-batch size (default ${DEFAULTS.training.batch_size})`,
     ['training', 'batch_size'],
-    number,
+    integer,
   ),
   configFlag(
     '--lr <x>',
-    `learning rate, 0 allowed (default ${DEFAULTS.training.optimizer.lr})`,
+    `learning rate, 0 allowed (default ${perOptimizer('lr')})`,
     ['training', 'optimizer', 'lr'],
     number,
   ),
   configFlag(
     '--weight-decay <x>',
-    'weight decay',
+    `weight decay (default ${perOptimizer('weight_decay')})`,
     ['training', 'optimizer', 'weight_decay'],
     number,
   ),
@@ -122,16 +157,16 @@ const CONFIG_FLAGS: readonly ConfigFlag[] = [
   ),
   configFlag(
     '--patience <n>',
-    'early stopping: epochs without a better validation loss',
+    `early stopping: epochs without a better validation loss (default ${DEFAULTS.training.patience ?? 'none: every epoch runs'})`,
     ['training', 'patience'],
-    number,
+    integer,
   ),
   configFlag('--no-shuffle', 'keep the row order in every epoch', ['training', 'shuffle']),
   configFlag(
     '--hidden <widths>',
     `hidden layer widths of the default network (default ${ARCHITECTURE.hidden.join(',')}); "" for none`,
     ['architecture', 'hidden'],
-    numberList,
+    integerList,
   ),
   configFlag('--norm <type>', `batchnorm, layernorm or none (default ${ARCHITECTURE.norm})`, [
     'architecture',
@@ -278,7 +313,7 @@ function summary(m: TrainingMetrics, task: Task): string {
 }
 
 async function main(argv: readonly string[]): Promise<void> {
-  const program = new Command('train')
+  const program = cliCommand('train')
     .description(
       'Train a normserve model on a CSV file and publish it as the next version in a model repository',
     )
@@ -294,8 +329,6 @@ async function main(argv: readonly string[]): Promise<void> {
       false,
     )
     .option('--no-progress', 'no progress bar even on a terminal')
-    .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) })
     .addHelpText(
       'after',
       '\nExamples:\n  npm run train -- --data my.csv --label-column y\n  npm run train -- --data my.csv --label-column price --task regression --hidden 64,32\n  npm run train -- --config configs/digits-mlp.json --out /tmp/models',
@@ -356,125 +389,152 @@ async function main(argv: readonly string[]): Promise<void> {
 
   // Checked before the run: a training of minutes must not end in a write that could never work.
   const out = flags.out ?? DEFAULT_OUT;
-  await prepareOutputDirectory(out, '--out');
+  // The directories this run creates (--out's, the model's), deepest first: a run that fails or is
+  // interrupted removes them where they are still empty, so "nothing was written" is true.
+  const created = await prepareOutputDirectory(out, '--out');
   const modelDir = join(out, config.name);
-  if ((await stat(modelDir).catch(() => undefined))?.isDirectory() === false) {
-    throw new NormserveError(
-      'OUTPUT_WRITE_FAILED',
-      `--out ${out}: cannot write there: ${modelDir} is a file, not a model directory`,
-    );
+  const modelDirStats = await stat(modelDir).catch(() => undefined);
+  if (modelDirStats === undefined) created.unshift(modelDir);
+  const removeCreated = () => removeEmptyDirectoriesSync(created);
+  try {
+    await trainAndPublish();
+  } catch (e) {
+    removeCreated();
+    throw e;
   }
-  // …and the directory the version will be: a file there (models/x/3) failed only after the run.
-  const versionDir = await nextVersionPath(out, config.name).catch((e: unknown) => {
-    throw outputWriteFailed(modelDir, e);
-  });
-  await checkNewDirectory(
-    versionDir,
-    `version ${basename(versionDir)} of model "${config.name}"`,
-    '--out',
-    out,
-  );
 
-  const interactive = flags.progress && process.stderr.isTTY === true;
-  const bar = interactive
-    ? new cliProgress.SingleBar(
-        {
-          format:
-            'epoch {epoch}/{epochs} |{bar}| {value}/{total} batches | loss {loss} | {speed} samples/s',
-          stream: process.stderr,
-          hideCursor: true,
-        },
-        cliProgress.Presets.shades_classic,
-      )
-    : undefined;
-  const log = (line: string) => process.stderr.write(`${line}\n`);
-  const fmt = (x: number | null, digits = 4) => (x === null ? '-' : x.toFixed(digits));
-  // A network that cannot be built is named by what shaped it: the config's layers, else the
-  // architecture flags given (`--hidden: layers[0] (linear): …`, not "the flags: layers[0]").
-  const shapedBy = given.filter((g) => ARCHITECTURE_FLAGS.includes(g.flag));
-  const networkSource =
-    raw.layers === undefined && shapedBy.length > 0
-      ? shapedBy.map((g) => g.flag.option.long).join(', ')
-      : (flags.config ?? 'the default network');
-  // A run that fails mid-epoch (TRAINING_DIVERGED) leaves the bar's line ended and the cursor shown.
-  const output = await train({
-    config,
-    source: networkSource,
-    onStart: ({ rows }) =>
-      log(
-        `training ${config.name} (${config.task}) on ${config.data.path}: ${rows.train} train, ${rows.validation} validation, ${rows.test} test rows (seed ${config.seed})${init ? `, starting from ${flags.init}` : ''}`,
-      ),
-    data,
-    dataSha256: sha256,
-    init: init ? { config: init.config, state: init.state, source: initSource } : undefined,
-    // Same bytes either way (nn/kernels.ts), only slower: say so once.
-    onFallback: (reason) => log(`note: training on the JavaScript kernels: ${reason}`),
-    ...(bar
-      ? {
-          onBatch: (p) => {
-            if (p.batch === 1)
-              bar.start(p.batches, 0, {
-                epoch: p.epoch,
-                epochs: config.training.epochs,
-                loss: '-',
-                speed: '-',
-              });
-            bar.update(p.batch, {
-              epoch: p.epoch,
-              loss: p.loss.toFixed(4),
-              speed: Math.round(p.samplesPerSecond),
-            });
-            if (p.batch === p.batches) bar.stop();
-          },
-        }
-      : {}),
-    onEpoch: (m, epochs) => {
-      log(
-        `epoch ${m.epoch}/${epochs}  lr ${m.lr.toExponential(2)}  train loss ${fmt(m.train_loss)}${m.train_accuracy === null ? '' : ` acc ${fmt(m.train_accuracy)}`}  val loss ${fmt(m.val_loss)}${m.val_accuracy === null ? '' : ` acc ${fmt(m.val_accuracy)}`}  ${Math.round(m.duration_ms)} ms`,
+  async function trainAndPublish(): Promise<void> {
+    if (modelDirStats?.isDirectory() === false) {
+      throw new NormserveError(
+        'OUTPUT_WRITE_FAILED',
+        `--out ${out}: cannot write there: ${modelDir} is a file, not a model directory`,
       );
-    },
-  }).finally(() => bar?.stop());
-  // Interrupted while publishing, the run removes its temporary version directory before it ends.
-  const { version, path, storageWarning, servedInstead } = await cleanUpOnSignal(
-    () => removeOwnPublishTemporariesSync(out, config.name),
-    () => publishCheckpoint(out, output),
-  ).catch((e: unknown) => {
-    // A file system error (disk full, permissions changed during the run): one line, no stack.
-    // The path that failed: a rename's destination, else the file or directory being written.
-    const failed = (e as { dest?: string }).dest ?? (e as { path?: string }).path ?? out;
-    throw typeof (e as NodeJS.ErrnoException).code === 'string' ? outputWriteFailed(failed, e) : e;
-  });
-  const weights = await readFile(`${path}/model.safetensors`);
-  const m = output.metrics;
-  // Versions written into the checkout's own models/ are served by `npm start` and show up as
-  // untracked files in git: say so, with the way to undo it. Tests and benches use only the bundled
-  // versions (test/helpers/bundled-models.ts), so they do not see it.
-  const inCheckout = resolve(out) === CHECKOUT_MODELS;
-  process.stdout.write(
-    [
-      `best epoch: ${m.best_epoch ?? '-'}${m.stopped_early ? ' (stopped early)' : ''}${m.best_epoch !== null && m.best_epoch !== m.weights_epoch ? `; the weights are epoch ${m.weights_epoch}'s (the last; --patience keeps the best)` : ''}`,
-      summary(m, config.task),
-      `throughput: ${Math.round(m.samples_per_second)} samples/s, wall time ${(m.wall_time_ms / 1000).toFixed(1)} s`,
-      `wrote ${path} (version ${version}), model.safetensors sha256 ${createHash('sha256').update(weights).digest('hex')}`,
-      // Only without a record is the highest version served: one naming another version (an
-      // operator's activation, a pin written before a recalibration) keeps this one unserved.
-      ...(servedInstead
-        ? [
-            `note: version ${version} is not served: ${relative(process.cwd(), servedInstead.record) || servedInstead.record} names version ${servedInstead.version}${servedInstead.note ? ` ("${servedInstead.note}")` : ''}; to serve it, activate it (POST /v1/models/${config.name}/versions/${version}:activate on a server of this repository), or remove that file to serve the highest version`,
-          ]
-        : []),
-      ...(inCheckout
-        ? [
-            `note: ${relative(process.cwd(), path) || path} is in this checkout's model repository: npm start serves it, npm test ignores it, git lists it as untracked; rm -r it to undo, or train with --out <dir> elsewhere`,
-          ]
-        : []),
-      '',
-    ].join('\n'),
-  );
-  // Published, but a crash may still undo it: said as what happened, and not a success (exit 1).
-  if (storageWarning) {
-    process.stderr.write(`train: ${storageWarning.message}\n`);
-    process.exitCode = 1;
+    }
+    // …and the directory the version will be: a file there (models/x/3) failed only after the run.
+    const versionDir = await nextVersionPath(out, config.name).catch((e: unknown) => {
+      throw outputWriteFailed(modelDir, e);
+    });
+    await checkNewDirectory(
+      versionDir,
+      `version ${basename(versionDir)} of model "${config.name}"`,
+      '--out',
+      out,
+    );
+
+    const interactive = flags.progress && process.stderr.isTTY === true;
+    const bar = interactive
+      ? new cliProgress.SingleBar(
+          {
+            format:
+              'epoch {epoch}/{epochs} |{bar}| {value}/{total} batches | loss {loss} | {speed} samples/s',
+            stream: process.stderr,
+            hideCursor: true,
+          },
+          cliProgress.Presets.shades_classic,
+        )
+      : undefined;
+    const log = (line: string) => process.stderr.write(`${line}\n`);
+    const fmt = (x: number | null, digits = 4) => (x === null ? '-' : x.toFixed(digits));
+    // A network that cannot be built is named by what shaped it: the config's layers, else the
+    // architecture flags given (`--hidden: layers[0] (linear): …`, not "the flags: layers[0]").
+    const shapedBy = given.filter((g) => ARCHITECTURE_FLAGS.includes(g.flag));
+    const networkSource =
+      raw.layers === undefined && shapedBy.length > 0
+        ? shapedBy.map((g) => g.flag.option.long).join(', ')
+        : (flags.config ?? 'the default network');
+    // A run that fails mid-epoch (TRAINING_DIVERGED) leaves the bar's line ended and the cursor shown;
+    // so does one interrupted (Ctrl-C), which then says so and ends by its signal (130, 143).
+    const interrupted = (signal: NodeJS.Signals) => {
+      bar?.stop();
+      removeCreated();
+      log(`train: interrupted (${signal}) while training; nothing was written`);
+    };
+    const output = await cleanUpOnSignal(interrupted, () =>
+      train({
+        config,
+        source: networkSource,
+        onStart: ({ rows }) =>
+          log(
+            `training ${config.name} (${config.task}) on ${config.data.path}: ${rows.train} train, ${rows.validation} validation, ${rows.test} test rows (seed ${config.seed})${init ? `, starting from ${flags.init}` : ''}`,
+          ),
+        data,
+        dataSha256: sha256,
+        init: init ? { config: init.config, state: init.state, source: initSource } : undefined,
+        // Same bytes either way (nn/kernels.ts), only slower: say so once.
+        onFallback: (reason) => log(`note: training on the JavaScript kernels: ${reason}`),
+        ...(bar
+          ? {
+              onBatch: (p) => {
+                if (p.batch === 1)
+                  bar.start(p.batches, 0, {
+                    epoch: p.epoch,
+                    epochs: config.training.epochs,
+                    loss: '-',
+                    speed: '-',
+                  });
+                bar.update(p.batch, {
+                  epoch: p.epoch,
+                  loss: p.loss.toFixed(4),
+                  speed: Math.round(p.samplesPerSecond),
+                });
+                if (p.batch === p.batches) bar.stop();
+              },
+            }
+          : {}),
+        onEpoch: (m, epochs) => {
+          log(
+            `epoch ${m.epoch}/${epochs}  lr ${m.lr.toExponential(2)}  train loss ${fmt(m.train_loss)}${m.train_accuracy === null ? '' : ` acc ${fmt(m.train_accuracy)}`}  val loss ${fmt(m.val_loss)}${m.val_accuracy === null ? '' : ` acc ${fmt(m.val_accuracy)}`}  ${Math.round(m.duration_ms)} ms`,
+          );
+        },
+      }),
+    ).finally(() => bar?.stop());
+    // Interrupted while publishing, the run removes its temporary version directory before it ends.
+    const { version, path, storageWarning, servedInstead } = await cleanUpOnSignal(
+      () => {
+        removeOwnPublishTemporariesSync(out, config.name);
+        removeCreated();
+      },
+      () => publishCheckpoint(out, output),
+    ).catch((e: unknown) => {
+      // A file system error (disk full, permissions changed during the run): one line, no stack.
+      // The path that failed: a rename's destination, else the file or directory being written.
+      const failed = (e as { dest?: string }).dest ?? (e as { path?: string }).path ?? out;
+      throw typeof (e as NodeJS.ErrnoException).code === 'string'
+        ? outputWriteFailed(failed, e)
+        : e;
+    });
+    const weights = await readFile(`${path}/model.safetensors`);
+    const m = output.metrics;
+    // Versions written into the checkout's own models/ are served by `npm start` and show up as
+    // untracked files in git: say so, with the way to undo it. Tests and benches use only the bundled
+    // versions (test/helpers/bundled-models.ts), so they do not see it.
+    const inCheckout = resolve(out) === CHECKOUT_MODELS;
+    process.stdout.write(
+      [
+        `best epoch: ${m.best_epoch ?? '-'}${m.stopped_early ? ' (stopped early)' : ''}${m.best_epoch !== null && m.best_epoch !== m.weights_epoch ? `; the weights are epoch ${m.weights_epoch}'s (the last; --patience keeps the best)` : ''}`,
+        summary(m, config.task),
+        `throughput: ${Math.round(m.samples_per_second)} samples/s, wall time ${(m.wall_time_ms / 1000).toFixed(1)} s`,
+        `wrote ${path} (version ${version}), model.safetensors sha256 ${createHash('sha256').update(weights).digest('hex')}`,
+        // Only without a record is the highest version served: one naming another version (an
+        // operator's activation, a pin written before a recalibration) keeps this one unserved.
+        ...(servedInstead
+          ? [
+              `note: version ${version} is not served: ${relative(process.cwd(), servedInstead.record) || servedInstead.record} names version ${servedInstead.version}${servedInstead.note ? ` ("${servedInstead.note}")` : ''}; to serve it, activate it (POST /v1/models/${config.name}/versions/${version}:activate on a server of this repository), or remove that file to serve the highest version`,
+            ]
+          : []),
+        ...(inCheckout
+          ? [
+              `note: ${relative(process.cwd(), path) || path} is in this checkout's model repository: npm start serves it, npm test ignores it, git lists it as untracked; rm -r it to undo, or train with --out <dir> elsewhere`,
+            ]
+          : []),
+        '',
+      ].join('\n'),
+    );
+    // Published, but a crash may still undo it: said as what happened, and not a success (exit 1).
+    if (storageWarning) {
+      process.stderr.write(`train: ${storageWarning.message}\n`);
+      process.exitCode = 1;
+    }
   }
 }
 

@@ -248,7 +248,9 @@ export function issueMessage(issue: IssueFacts): string | undefined {
         const which = issue.exact ? 'exactly' : small ? 'at least' : 'at most';
         return `expected ${which} ${counted(n, unit)}, got ${lengthOf(issue.input)}`;
       }
-      if (issue.origin !== 'number') return undefined;
+      // origin 'int': an integer beyond the safe range (zod's int check): the field's own range
+      // says what it takes, as for its other bound (one message, not zod's "Too big: expected int").
+      if (issue.origin !== 'number' && issue.origin !== 'int') return undefined;
       // The issue's bound is the one missed; the schema's range names the other side too.
       const range = rangeOf(issue.schema, integer);
       if (small && range.min === undefined) {
@@ -299,5 +301,24 @@ export function safeParseWorded<S extends z.ZodType>(
 ): z.ZodSafeParseResult<z.output<S>> {
   const quick = schema.safeParse(value, options);
   if (quick.success) return quick;
-  return schema.safeParse(value, { ...options, error: issueMessage });
+  const worded = schema.safeParse(value, { ...options, error: issueMessage });
+  if (!worded.success) dropRepeatedIssues(worded.error.issues);
+  return worded;
+}
+
+/**
+ * Removes an issue that says what an earlier one says at the same path: `1e20` for an integer
+ * field from 0 to 4294967295 misses both zod's safe-integer check and the maximum, which issueMessage
+ * words alike. (zod's issues array is read-only as a property, not as an array.)
+ */
+function dropRepeatedIssues(issues: { path: readonly PropertyKey[]; message: string }[]): void {
+  const seen = new Set<string>();
+  for (let i = 0; i < issues.length; ) {
+    const key = JSON.stringify([issues[i]!.path.map(String), issues[i]!.message]);
+    if (seen.has(key)) issues.splice(i, 1);
+    else {
+      seen.add(key);
+      i++;
+    }
+  }
 }

@@ -224,6 +224,7 @@ export {
   DEFAULT_MAX_BATCH_SIZE,
   numericText,
   parseServerConfig,
+  parseServerConfigVariables,
   type ServerConfig,
   serverConfigSchema,
 } from './server-config.js';

@@ -205,7 +205,28 @@ export type ServerConfig = z.output<typeof serverConfigSchema>;
 
 /** Parses the environment; an invalid value stops the start with one line naming the variable. */
 export function parseServerConfig(env: Record<string, string | undefined>): ServerConfig {
-  const parsed = safeParseWorded(serverConfigSchema, env);
+  return parseEnvironment(serverConfigSchema, env);
+}
+
+/**
+ * Some variables of the server's configuration, by the same rules, and no others: a program that
+ * reads only these (the report CLI: DRIFT_THRESHOLD, DRIFT_MIN_ROWS) is not refused for a
+ * server-only variable it never reads (PORT=abc, an API_TOKEN too short).
+ */
+export function parseServerConfigVariables<K extends keyof ServerConfig & string>(
+  env: Record<string, string | undefined>,
+  names: readonly K[],
+): Pick<ServerConfig, K> {
+  // zod types a pick by a literal mask only; the names are keys of the schema by K's type.
+  const mask = Object.fromEntries(names.map((name) => [name, true])) as never;
+  return parseEnvironment(serverConfigSchema.pick(mask), env) as unknown as Pick<ServerConfig, K>;
+}
+
+function parseEnvironment<S extends z.ZodType>(
+  schema: S,
+  env: Record<string, string | undefined>,
+): z.output<S> {
+  const parsed = safeParseWorded(schema, env);
   if (!parsed.success) {
     const errors = issuesToLocations(parsed.error.issues);
     throw new NormserveError(

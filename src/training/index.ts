@@ -50,6 +50,7 @@ export {
 } from './trainer.js';
 export {
   MAX_EPOCHS,
+  OPTIMIZER_TYPES,
   type OptimizerConfig,
   parseTrainingConfig,
   type TrainingConfig,

@@ -69,6 +69,9 @@ const scheduleSchema = z.discriminatedUnion('type', [
   }),
 ]);
 
+/** The optimizer types a config may name, in the schema's order (train --help lists their defaults). */
+export const OPTIMIZER_TYPES = optimizerSchema.options.map((o) => o.shape.type.value);
+
 /** Why patience is refused with validation_fraction 0. */
 const PATIENCE_WITHOUT_VALIDATION =
   'early stopping compares validation losses, and data.validation_fraction is 0 (no validation rows): set a validation_fraction above 0, or train without patience';

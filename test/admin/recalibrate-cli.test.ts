@@ -328,6 +328,12 @@ describe('recalibrate CLI', () => {
       expected: /^recalibrate: --batch-size: expected an integer from 1 to 65536, got 1000000000$/,
     },
     {
+      // Decimal digits, as HTTP's batch_size (integerText): Number() read "0x10" as 16.
+      what: '--batch-size in hexadecimal',
+      args: ['--mode', 'running', '--batch-size', '0x10'],
+      expected: /^recalibrate: --batch-size: expected an integer from 1 to 65536, got "0x10"$/,
+    },
+    {
       what: '--batch-size 1 on a BatchNorm1d network (one value per channel: PyTorch raises)',
       args: ['--mode', 'running', '--batch-size', '1'],
       expected:
@@ -378,7 +384,22 @@ describe('recalibrate CLI', () => {
           new Uint8Array(Float32Array.from(nightShift(digitsTestRows().x).flat()).buffer),
         ),
       expected:
-        /\/night\.f32: unsupported file type \.f32: recalibrate reads CSV \(a header row\) or NDJSON \(\.ndjson, \.jsonl\); float32 rows are read by the HTTP upload/,
+        /\/night\.f32: float32 \(by its extension \.f32\): recalibrate reads CSV \(a header row\) or NDJSON \(one array per line, \.ndjson or \.jsonl\); float32 rows are read by the HTTP upload/,
+    },
+    {
+      // A JSON file was read as a CSV: `header names column "0" twice`.
+      what: 'a .json file of rows',
+      args: ['--data', join(inputs, 'rows.json')],
+      prepare: () =>
+        writeFileSync(
+          join(inputs, 'rows.json'),
+          JSON.stringify([
+            [0, 0],
+            [1, 1],
+          ]),
+        ),
+      expected:
+        /\/rows\.json: JSON \(by its extension \.json\): recalibrate reads CSV \(a header row\) or NDJSON \(one array per line, \.ndjson or \.jsonl\); a JSON body is read by the HTTP route \(POST …:recalibrate\)$/,
     },
     {
       what: 'an active-version.json that is not JSON',

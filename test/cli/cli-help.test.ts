@@ -24,10 +24,44 @@ describe('the offline CLIs', () => {
     });
   }
 
-  it('a missing required flag is one line on stderr and exit 1', () => {
-    const result = run('src/cli/predict.ts', ['--input', 'x.csv']);
-    expect(result.status).toBe(1);
-    expect(result.stderr).toBe("error: required option '--model <dir>' not specified\n");
-    expect(result.stdout).toBe('');
+  // The defaults shown are the ones a run uses: --lr said 0.001 where --optimizer sgd runs at
+  // 0.01; --weight-decay, --patience, --prior-strength and --batch-size showed none.
+  it('--help shows the defaults the code uses, per optimizer where they differ', () => {
+    const words = (entry: Entry) => run(entry, ['--help']).stdout.replace(/\s+/g, ' ');
+    const train = words('src/cli/train.ts');
+    expect(train).toContain(
+      '--lr <x> learning rate, 0 allowed (default 0.001 with adamw or adam, 0.01 with sgd)',
+    );
+    expect(train).toContain(
+      '--weight-decay <x> weight decay (default 0.01 with adamw, 0 with adam or sgd)',
+    );
+    expect(train).toContain('(default none: every epoch runs)');
+    const recalibrate = words('src/cli/recalibrate.ts');
+    expect(recalibrate).toContain('weight of the source statistics, in rows (default 16)');
+    expect(recalibrate).toContain('--batch-size <n> running mode: rows per batch (default 256)');
   });
+
+  // commander's own errors read `<program>: …` like every other error of a CLI (docs/errors.md);
+  // they read `error: …`, with no program named.
+  for (const [entry, args, line] of [
+    [
+      'src/cli/predict.ts',
+      ['--input', 'x.csv'],
+      "predict: required option '--model <dir>' not specified",
+    ],
+    ['src/cli/train.ts', ['--bogus'], "train: unknown option '--bogus'"],
+    [
+      'src/cli/recalibrate.ts',
+      ['--model', 'x', '--data', 'y', '--mode', 'fast'],
+      "recalibrate: option '--mode <mode>' argument 'fast' is invalid. Allowed choices are exact, prior, running.",
+    ],
+    ['src/cli/report.ts', ['--model'], "report: option '--model <dir>' argument missing"],
+  ] as const) {
+    it(`commander's refusal is one line naming the program, exit 1: ${line}`, () => {
+      const result = run(entry, args);
+      expect(result.status).toBe(1);
+      expect(result.stderr).toBe(`${line}\n`);
+      expect(result.stdout).toBe('');
+    });
+  }
 });

@@ -81,7 +81,7 @@ describe('npm run export:onnx', () => {
         ['--model', DIGITS, '--out', join(out, 'missing', 'x.onnx')],
         /^export-onnx: cannot write .*missing\/x\.onnx: no such directory$/,
       ],
-      [['--model', DIGITS], /^error: required option '--out <file>' not specified$/],
+      [['--model', DIGITS], /^export-onnx: required option '--out <file>' not specified$/],
     ];
     const before = readdirSync(out).sort();
     for (const [args, message] of cases) {

@@ -150,17 +150,88 @@ describe('predict: a regression CSV’s true values are parsed as CSV numbers', 
     );
   });
 
-  // Number() read "" as 0 and "0x1A" as 26: an RMSE over made-up values.
-  for (const [cell, what] of [
-    ['0x1A', '"0x1A" is not a finite number'],
-    ['', '"" is not a finite number'],
-  ] as const) {
-    it(`refuses the label cell ${JSON.stringify(cell)}, naming its line and column`, () => {
-      const file = withLabel(`label-${cell === '' ? 'empty' : cell}.csv`, 3, cell);
-      const result = predict(file);
-      expect(result.status).toBe(1);
-      expect(result.stdout).toBe('');
-      expect(result.stderr).toBe(`predict: ${file}: line 5, column "body_mass_g": ${what}\n`);
-    });
-  }
+  // Number() read "0x1A" as 26: an RMSE over made-up values.
+  it('refuses the label cell "0x1A", naming its line and column', () => {
+    const file = withLabel('label-0x1A.csv', 3, '0x1A');
+    const result = predict(file);
+    expect(result.status).toBe(1);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toBe(
+      `predict: ${file}: line 5, column "body_mass_g": "0x1A" is not a finite number\n`,
+    );
+  });
+
+  // A blank target is a row to predict, not a bad number: it was refused ("" is not a finite
+  // number), so a file of rows to predict with the target column left empty gave no predictions.
+  it('predicts rows whose label cell is blank and scores only the others, saying how many', () => {
+    const all = predict(BODY_MASS);
+    const p = (JSON.parse(all.stdout) as { predictions: number[][] }).predictions.map((r) => r[0]!);
+    const lines = readFileSync(BODY_MASS, 'utf8').trim().split('\n');
+    const blank = new Set([3, 7]);
+    const file = join(dir, 'label-blank.csv');
+    writeFileSync(
+      file,
+      `${lines.map((l, i) => (blank.has(i - 1) ? l.replace(/[^,]*$/, i === 4 ? '' : '  ') : l)).join('\n')}\n`,
+    );
+    const result = predict(file);
+    expect(result.status, result.stderr).toBe(0);
+    const predicted = (JSON.parse(result.stdout) as { predictions: number[][] }).predictions;
+    expect(predicted.map((r) => r[0])).toEqual(p);
+    const scored = lines
+      .slice(1)
+      .map((line, r) => ({ y: Number(line.split(',').at(-1)), p: p[r]! }))
+      .filter((_, r) => !blank.has(r));
+    const mse = scored.reduce((s, { y, p }) => s + (y - p) ** 2, 0) / scored.length;
+    const mean = scored.reduce((s, { y }) => s + y, 0) / scored.length;
+    const variance = scored.reduce((s, { y }) => s + (y - mean) ** 2, 0) / scored.length;
+    expect(result.stderr).toBe(
+      `RMSE ${Math.sqrt(mse).toPrecision(4)}, R² ${(1 - mse / variance).toFixed(4)} (${scored.length} rows; 2 rows with a blank "body_mass_g" left out) against column "body_mass_g"\n`,
+    );
+  });
+
+  it('prints predictions and no score when every label cell is blank', () => {
+    const lines = readFileSync(BODY_MASS, 'utf8').trim().split('\n').slice(0, 4);
+    const file = join(dir, 'label-all-blank.csv');
+    writeFileSync(
+      file,
+      `${lines.map((l, i) => (i === 0 ? l : l.replace(/[^,]*$/, ''))).join('\n')}\n`,
+    );
+    const result = predict(file);
+    expect(result.status, result.stderr).toBe(0);
+    expect((JSON.parse(result.stdout) as { predictions: number[][] }).predictions).toHaveLength(3);
+    expect(result.stderr).toBe('');
+  });
+});
+
+describe('predict: a classification CSV’s blank labels are rows without a truth', () => {
+  const { y } = digitsTestRows();
+  const labelled = (name: string, labels: readonly string[]) => {
+    const file = join(dir, name);
+    const header = [...Array.from({ length: 64 }, (_, i) => `p${i}`), 'label'].join(',');
+    const rows = labels.map((label, r) => [...x[r]!, label].join(','));
+    writeFileSync(file, `${[header, ...rows].join('\n')}\n`);
+    return file;
+  };
+
+  // Every blank row counted as wrong: `accuracy 0.0000 (0/5)` for a file of rows to predict.
+  it('scores only the rows with a label, saying how many were left out', () => {
+    const truth = y.slice(0, 6).map(String);
+    const predicted = (
+      JSON.parse(predictCli(labelled('truth.csv', truth)).stdout) as {
+        labels: string[];
+      }
+    ).labels;
+    const labels = truth.map((t, r) => (r % 2 === 0 ? t : ''));
+    const result = predictCli(labelled('half-blank.csv', labels));
+    expect(result.status, result.stderr).toBe(0);
+    expect((JSON.parse(result.stdout) as { labels: string[] }).labels).toEqual(predicted);
+    const correct = [0, 2, 4].filter((r) => predicted[r] === truth[r]).length;
+    expect(result.stderr).toBe(
+      `accuracy ${(correct / 3).toFixed(4)} (${correct}/3; 3 rows with a blank "label" left out) against column "label"\n`,
+    );
+    const none = predictCli(labelled('all-blank.csv', ['', '', '']));
+    expect(none.status, none.stderr).toBe(0);
+    expect((JSON.parse(none.stdout) as { labels: string[] }).labels).toEqual(predicted.slice(0, 3));
+    expect(none.stderr).toBe('');
+  });
 });

@@ -153,3 +153,83 @@ describe('npm run report', () => {
     },
   );
 });
+
+describe('npm run report: the environment', () => {
+  const run = (env: Record<string, string>, out: string) =>
+    spawnSync(
+      process.execPath,
+      [
+        ...nodeArgs('src/cli/report.ts'),
+        ...['--model', DIGITS, '--data', writeCsv('env.csv', x.slice(0, 40)), '--out', out],
+      ],
+      { cwd: ROOT, encoding: 'utf8', timeout: 120_000, env: { ...process.env, ...env } },
+    );
+
+  // It parsed the whole server configuration: PORT=abc or a short API_TOKEN stopped it.
+  it('reads DRIFT_THRESHOLD and DRIFT_MIN_ROWS only: server-only variables do not stop it', () => {
+    const result = run(
+      {
+        ...{ API_TOKEN: 'abc', PORT: 'abc', LOG_LEVEL: 'verbose', WORKERS: 'auto' },
+        ...{ ENGINE: 'cuda', DRIFT_THRESHOLD: '0.001', DRIFT_MIN_ROWS: '41' },
+      },
+      join(dir, 'env'),
+    );
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+    const printed = JSON.parse(result.stdout) as {
+      threshold: number;
+      score: number;
+      recommended: boolean;
+    };
+    expect(printed.score).toBeGreaterThan(0.001);
+    expect(printed.threshold).toBe(0.001);
+    // A score above the threshold, but 40 rows are fewer than DRIFT_MIN_ROWS: no recommendation.
+    expect(printed.recommended).toBe(false);
+  });
+
+  it('refuses a bad value of a variable it reads, by the server’s rule', () => {
+    const result = run({ DRIFT_MIN_ROWS: '1' }, join(dir, 'env-bad'));
+    expect(result.stderr).toBe(
+      'report: invalid configuration: DRIFT_MIN_ROWS: expected an integer ≥ 2, got 1\n',
+    );
+    expect(result.status).toBe(1);
+  });
+
+  it('names them in --help', () => {
+    const help = spawnSync(process.execPath, [...nodeArgs('src/cli/report.ts'), '--help'], {
+      cwd: ROOT,
+      encoding: 'utf8',
+    });
+    expect(help.stdout).toContain('Environment: DRIFT_THRESHOLD and DRIFT_MIN_ROWS');
+  });
+});
+
+describe('npm run report: an --out directory holding an earlier report', () => {
+  const reportOf = (model: 'digits' | 'digits-cnn', out: string) => {
+    const result = spawnSync(
+      process.execPath,
+      [
+        ...nodeArgs('src/cli/report.ts'),
+        ...['--model', bundledVersionDir(model), '--data', writeCsv('again.csv', x.slice(0, 40))],
+        ...['--out', out],
+      ],
+      { cwd: ROOT, encoding: 'utf8', timeout: 120_000 },
+    );
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+    return (JSON.parse(result.stdout) as { files: string[] }).files;
+  };
+
+  // The other model's layer-5-*.svg stayed beside the new index.html, which does not show them.
+  it('removes the earlier report’s files this one does not write, and nothing else', () => {
+    const out = join(dir, 'again');
+    expect(reportOf('digits', out).map((f) => f.slice(out.length + 1))).toContain(
+      'layer-5-before.svg',
+    );
+    writeFileSync(join(out, 'notes.txt'), 'mine');
+    writeFileSync(join(out, 'layer-5-before.png'), 'mine');
+    const files = reportOf('digits-cnn', out).map((f) => f.slice(out.length + 1));
+    expect(files).not.toContain('layer-5-before.svg');
+    expect(readdirSync(out).sort()).toEqual([...files, 'notes.txt', 'layer-5-before.png'].sort());
+  });
+});

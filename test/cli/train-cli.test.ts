@@ -170,8 +170,20 @@ const failures: { what: string; args: () => string[]; expected: (string | RegExp
   },
   {
     what: 'epochs beyond the bound (--epochs 1e12 would run for ever)',
-    args: () => ['--data', IRIS_DATA, '--epochs', '1e12'],
+    args: () => ['--data', IRIS_DATA, '--epochs', '1000000000000'],
     expected: [/^train: --epochs: expected an integer from 1 to 100000, got 1000000000000$/],
+  },
+  // An integer flag is decimal digits, as HTTP's integers (integerText): Number() read "0x10" as
+  // 16, and `--seed 1e20` printed zod's safe-integer message before the range's.
+  {
+    what: 'a hexadecimal integer (--epochs 0x10)',
+    args: () => ['--data', IRIS_DATA, '--epochs', '0x10'],
+    expected: [/^train: --epochs: expected an integer from 1 to 100000, got "0x10"$/],
+  },
+  {
+    what: 'an integer in exponent notation (--seed 1e20), in one message',
+    args: () => ['--data', IRIS_DATA, '--seed', '1e20'],
+    expected: [/^train: --seed: expected an integer from 0 to 4294967295, got "1e20"$/],
   },
   {
     what: 'epochs beyond the bound in the config file',
@@ -195,7 +207,7 @@ const failures: { what: string; args: () => string[]; expected: (string | RegExp
     args: () => ['--data', IRIS_DATA, '--lr', '-1', '--epochs', '2.5', '--task', 'clustering'],
     expected: [
       '--lr: expected a number ≥ 0, got -1',
-      '--epochs: expected an integer from 1 to 100000, got 2.5',
+      '--epochs: expected an integer from 1 to 100000, got "2.5"',
       '--task: expected one of "classification", "regression", got "clustering"',
     ],
   },

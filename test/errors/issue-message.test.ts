@@ -2,7 +2,13 @@
 
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { describeRange, expecting, inNumberRange, issueMessage } from '../../src/errors/index.js';
+import {
+  describeRange,
+  expecting,
+  inNumberRange,
+  issueMessage,
+  safeParseWorded,
+} from '../../src/errors/index.js';
 
 const message = (schema: z.ZodType, value: unknown) =>
   schema.safeParse(value, { error: issueMessage }).error?.issues[0]?.message;
@@ -69,6 +75,22 @@ describe('issueMessage words every kind of issue a request or a config meets', (
     expect(
       message(z.string().regex(/^[1-9][0-9]*$/, { error: expecting('a positive integer') }), '01'),
     ).toBe('expected a positive integer, got "01"');
+  });
+});
+
+describe('safeParseWorded', () => {
+  // `seed: 1e20` in a training config read `Too big: expected int to be <=9007199254740991;
+  // expected an integer from 0 to 4294967295, got 100000000000000000000`.
+  it('words an integer beyond the safe range by the field’s range, once', () => {
+    const seed = z.object({ seed: z.number().int().min(0).max(0xffffffff) });
+    const issues = safeParseWorded(seed, { seed: 1e20 }).error?.issues;
+    expect(issues?.map((i) => [i.path, i.message])).toEqual([
+      [['seed'], 'expected an integer from 0 to 4294967295, got 100000000000000000000'],
+    ]);
+    const unbounded = safeParseWorded(z.number().int().min(1), 1e20).error?.issues;
+    expect(unbounded?.map((i) => i.message)).toEqual([
+      'expected an integer from 1 to 9007199254740991, got 100000000000000000000',
+    ]);
   });
 });
 

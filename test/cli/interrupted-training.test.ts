@@ -1,0 +1,113 @@
+/**
+ * A training run that ends without publishing — interrupted (Ctrl-C: SIGINT; SIGTERM) or failed
+ * (diverged) — says "nothing was written", and it is true: the directories the run created for
+ * its output (`--out`, the model's) are removed, one that was there before is kept. On a terminal
+ * the progress bar is stopped first (cursor shown, line wrapping back on); it hid the cursor and
+ * turned wrapping off for good. The process then ends by its signal (a shell sees 130 or 143).
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { nodeArgs, ROOT, runEntry } from '../helpers/entries.js';
+import { makeTempDir, removeTempDirs } from '../helpers/temp-files.js';
+
+afterAll(removeTempDirs);
+
+const DIGITS = join(ROOT, 'data/digits/digits.csv');
+const LONG_RUN = ['--data', DIGITS, '--label-column', 'label', '--epochs', '100000'];
+
+/** Resolves once `text` has appeared in what `stream` gave so far; the text so far after that. */
+function waitFor(stream: NodeJS.ReadableStream, text: string): Promise<void> {
+  let seen = '';
+  return new Promise((resolve) => {
+    const onData = (b: Buffer) => {
+      seen += b.toString();
+      if (seen.includes(text)) {
+        stream.off('data', onData);
+        resolve();
+      }
+    };
+    stream.on('data', onData);
+  });
+}
+
+describe('train interrupted while training', () => {
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    it(`by ${signal}: says so, removes the --out directories it created, ends by the signal`, async () => {
+      const out = join(makeTempDir('interrupted-training'), 'new', 'models');
+      const child = spawn(
+        process.execPath,
+        [...nodeArgs('src/cli/train.ts'), ...LONG_RUN, '--no-progress', '--out', out],
+        { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      let stderr = '';
+      child.stderr.on('data', (b: Buffer) => {
+        stderr += b.toString();
+      });
+      const ended = new Promise<[number | null, NodeJS.Signals | null]>((resolve) =>
+        child.on('close', (c, s) => resolve([c, s])),
+      );
+      await waitFor(child.stderr, 'epoch 1/100000');
+      expect(existsSync(out)).toBe(true);
+      child.kill(signal);
+      const [code, ended_by] = await ended;
+      expect({ code, signal: ended_by }).toEqual({ code: null, signal });
+      expect(stderr).toMatch(
+        new RegExp(`\\ntrain: interrupted \\(${signal}\\) while training; nothing was written\\n$`),
+      );
+      expect(existsSync(join(out, '..'))).toBe(false);
+    }, 120_000);
+  }
+
+  const hasScript = spawnSync('script', ['--version']).status === 0;
+  // Ctrl-C typed on a terminal (util-linux `script` gives the run one): the line discipline sends
+  // SIGINT to the run, whose bar had hidden the cursor (ESC[?25l) and turned wrapping off (ESC[?7l).
+  it.skipIf(!hasScript)(
+    'on a terminal: the bar shows the cursor and wraps lines again',
+    async () => {
+      const out = join(makeTempDir('interrupted-tty'), 'models');
+      const command = [process.execPath, ...nodeArgs('src/cli/train.ts'), ...LONG_RUN, '--out', out]
+        .map((a) => `'${a}'`)
+        .join(' ');
+      const child = spawn('script', ['-qfec', `exec ${command}`, '/dev/null'], {
+        cwd: ROOT,
+        stdio: ['pipe', 'pipe', 'pipe'],
+      });
+      let tty = '';
+      child.stdout.on('data', (b: Buffer) => {
+        tty += b.toString('latin1');
+      });
+      const ended = new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+      // The bar is drawn in its second epoch (the first ends with the bar stopped).
+      await waitFor(child.stdout, 'epoch 2/100000 |');
+      child.stdin.write('\x03');
+      expect(await ended).toBe(130);
+      const last = (code: string) => tty.lastIndexOf(code);
+      expect(last('\x1b[?25h')).toBeGreaterThan(last('\x1b[?25l'));
+      expect(last('\x1b[?7h')).toBeGreaterThan(last('\x1b[?7l'));
+      expect(tty).toMatch(/train: interrupted \(SIGINT\) while training; nothing was written\r\n$/);
+      expect(existsSync(out)).toBe(false);
+    },
+    120_000,
+  );
+});
+
+describe('train that fails (diverges)', () => {
+  const diverging = ['--data', join(ROOT, 'data/iris/iris.csv'), '--optimizer', 'sgd'];
+  it('removes the --out directories it created', () => {
+    const out = join(makeTempDir('diverged'), 'a', 'b');
+    const result = runEntry('src/cli/train.ts', [...diverging, '--lr', '1e30', '--out', out]);
+    expect(result.status).toBe(1);
+    expect(result.stderr).toMatch(/nothing was written/);
+    expect(existsSync(join(out, '..'))).toBe(false);
+  });
+
+  it('keeps an --out directory that was there before, empty as it was', () => {
+    const out = join(makeTempDir('diverged-existing'), 'models');
+    mkdirSync(out);
+    const result = runEntry('src/cli/train.ts', [...diverging, '--lr', '1e30', '--out', out]);
+    expect(result.status).toBe(1);
+    expect(readdirSync(out)).toEqual([]);
+  });
+});
