@@ -220,6 +220,8 @@ export async function startServer(config: ServerConfig): Promise<void> {
       onConnectionDropped: () => metrics.connectionsDropped.inc(),
       maxConnectionAgeMs: config.GRPC_MAX_CONNECTION_AGE_MS,
       maxConnectionAgeGraceMs: config.GRPC_MAX_CONNECTION_AGE_GRACE_MS,
+      keepaliveTimeMs: config.GRPC_KEEPALIVE_TIME_MS,
+      keepaliveTimeoutMs: config.GRPC_KEEPALIVE_TIMEOUT_MS,
       phase,
     });
     grpc = await listenGrpc(server, config.HOST, config.GRPC_PORT).catch((e: unknown) => {

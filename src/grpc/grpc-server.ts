@@ -120,6 +120,14 @@ export interface GrpcServerOptions {
   maxConnectionAgeMs?: number;
   /** GRPC_MAX_CONNECTION_AGE_GRACE_MS: time left to its calls after that GOAWAY; 0 = no limit. */
   maxConnectionAgeGraceMs?: number;
+  /**
+   * GRPC_KEEPALIVE_TIME_MS: each connection is pinged this long after its last ping was answered
+   * (grpc-js's `grpc.keepalive_time_ms`) and destroyed when an answer is `keepaliveTimeoutMs`
+   * late: a connection nghttp2 stopped reading is freed so (README "Dead connections"); 0 = off.
+   */
+  keepaliveTimeMs?: number;
+  /** GRPC_KEEPALIVE_TIMEOUT_MS: how late a ping's answer may be (grpc-js's default: 20 s). */
+  keepaliveTimeoutMs?: number;
   /** The process's serving phase: health is NOT_SERVING from a shutdown signal on, as /readyz. */
   phase?: ServingPhase;
   /** The lane ModelInfer calls compute in (compute-lane.ts); a test gives one whose turns it holds. */
@@ -587,6 +595,14 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
           'grpc.max_connection_age_ms': options.maxConnectionAgeMs,
           ...(options.maxConnectionAgeGraceMs
             ? { 'grpc.max_connection_age_grace_ms': options.maxConnectionAgeGraceMs }
+            : {}),
+        }
+      : {}),
+    ...(options.keepaliveTimeMs
+      ? {
+          'grpc.keepalive_time_ms': options.keepaliveTimeMs,
+          ...(options.keepaliveTimeoutMs
+            ? { 'grpc.keepalive_timeout_ms': options.keepaliveTimeoutMs }
             : {}),
         }
       : {}),

@@ -42,13 +42,30 @@ function seriesKey(
   return undefined;
 }
 
+/**
+ * Removes the series of `metric` whose label values `keep` refuses (prom-client's own `remove`);
+ * a bound cell of one takes the series again on its next update (a removed series is not the one
+ * in `hashMap` any more), which starts again from 0.
+ */
+export function removeSeries(
+  metric: Counter<string> | Histogram<string>,
+  keep: (labels: Readonly<Record<string, string>>) => boolean,
+): void {
+  const series = (metric as unknown as WithSeries<{ labels: Record<string, string> }>).hashMap;
+  for (const key of Object.keys(series)) {
+    const labels = series[key]!.labels;
+    if (!keep(labels)) metric.remove(labels);
+  }
+}
+
 export class BoundCounter {
   private key: string | undefined;
   private cell: CounterCell | undefined;
 
   constructor(
     private readonly metric: Counter<string>,
-    private readonly labels: Record<string, string>,
+    /** The series' label values. */
+    readonly labels: Readonly<Record<string, string>>,
   ) {}
 
   inc(): void {
@@ -76,7 +93,8 @@ export class BoundHistogram {
 
   constructor(
     private readonly metric: Histogram<string>,
-    private readonly labels: Record<string, string>,
+    /** The series' label values. */
+    readonly labels: Readonly<Record<string, string>>,
   ) {
     this.upperBounds = (metric as unknown as { upperBounds: readonly number[] }).upperBounds;
   }

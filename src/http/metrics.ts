@@ -5,7 +5,7 @@ import type {
   InferenceObservation,
   ModelRegistry,
 } from '../service/index.js';
-import { BoundCounter, BoundHistogram } from './metric-cells.js';
+import { BoundCounter, BoundHistogram, removeSeries } from './metric-cells.js';
 
 const BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096];
 const LATENCY_BUCKETS = [
@@ -59,11 +59,15 @@ export class ServiceMetrics {
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const registers = [this.registry, this.serviceRegistry];
+    const metrics = this;
     this.requests = new Counter({
       name: 'normserve_http_requests_total',
       help: 'HTTP requests by route pattern, method, status, model and version',
       labelNames: ['method', 'route', 'status', 'model', 'version'],
       registers,
+      collect() {
+        metrics.forgetRemovedVersions(this);
+      },
     });
     this.requestDuration = new Histogram({
       name: 'normserve_http_request_duration_seconds',
@@ -76,6 +80,9 @@ export class ServiceMetrics {
       name: 'normserve_inference_duration_seconds',
       help: 'Model compute time per request (the forward pass and softmax only)',
       labelNames: ['model', 'version', 'fused'],
+      collect() {
+        metrics.forgetRemovedVersions(this);
+      },
       buckets: [
         0.00001, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
         0.5, 1,
@@ -131,7 +138,6 @@ export class ServiceMetrics {
       labelNames: ['model'],
       registers,
     });
-    const metrics = this;
     // Read from the registry at each scrape, so the series says what is served now: absent while
     // the model serves no version (normserve_model_ready 0 says so), gone with the model.
     this.activeVersion = new Gauge({
@@ -347,6 +353,38 @@ export class ServiceMetrics {
     this.child(`grpc-duration ${method} ${code}`, () =>
       this.grpcDuration.labels({ method, code }),
     ).observe(seconds);
+  }
+
+  /**
+   * At each scrape, before `metric` is read: its series of a version the registry no longer holds
+   * (deleted, or its model removed) are removed, with the cached cells of that version (`children`)
+   * — as kube-state-metrics drops an object's series when the object goes, so the series of a
+   * churn of versions do not pile up for the life of the process. A version that comes back starts
+   * its series again from 0 (a counter reset, which rate() allows for). Series with no version
+   * (`version=""`) stay. Without a registry (observeRegistry not called), nothing is removed.
+   */
+  private forgetRemovedVersions(metric: Counter<string> | Histogram<string>): void {
+    const models = this.models?.list();
+    if (models === undefined) return;
+    const held = new Set<string>();
+    for (const m of models) for (const v of m.versions.keys()) held.add(`${m.name}\0${v}`);
+    const keep = (labels: Readonly<Record<string, string | undefined>>) =>
+      labels.version === undefined ||
+      labels.version === '' ||
+      held.has(`${labels.model}\0${labels.version}`);
+    removeSeries(metric, keep);
+    for (const [key, entry] of this.children) {
+      const cells =
+        entry instanceof BoundCounter || entry instanceof BoundHistogram
+          ? [entry]
+          : Object.values(entry as object);
+      if (
+        cells.some(
+          (c) => (c instanceof BoundCounter || c instanceof BoundHistogram) && !keep(c.labels),
+        )
+      )
+        this.children.delete(key);
+    }
   }
 
   /** Reads the registry at each scrape (for the series computed from it). */

@@ -148,6 +148,14 @@ export const serverConfigSchema = z.object({
   /** The time left to a GOAWAY'd connection's calls (and health watches); 0 = no limit. */
   GRPC_MAX_CONNECTION_AGE_GRACE_MS: ms(0).default(30_000),
   /**
+   * The gRPC server pings each connection this long after its last ping was answered and closes
+   * it when the answer is GRPC_KEEPALIVE_TIMEOUT_MS late: frees connections whose peer is gone
+   * but whose socket Node never closes (grpc/README.md, "Dead connections"); 0 = no pings.
+   */
+  GRPC_KEEPALIVE_TIME_MS: ms(0).default(30_000),
+  /** How long a keepalive ping's answer may take before its connection is closed. */
+  GRPC_KEEPALIVE_TIMEOUT_MS: ms(1).default(10_000),
+  /**
    * Calls open at once on one gRPC connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS); unset =
    * grpc/grpc-server.ts's DEFAULT_MAX_CONCURRENT_STREAMS (100), which says why.
    */

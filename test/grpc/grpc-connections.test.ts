@@ -7,6 +7,8 @@
 import {
   createServer as createHttp2Server,
   type Http2Server,
+  connect as http2Connect,
+  constants as http2Constants,
   type ServerHttp2Session,
 } from 'node:http2';
 import { connect, type Socket } from 'node:net';
@@ -34,6 +36,8 @@ async function serve(options: {
   onConnectionDropped?: () => void;
   maxConnectionAgeMs?: number;
   maxConnectionAgeGraceMs?: number;
+  keepaliveTimeMs?: number;
+  keepaliveTimeoutMs?: number;
 }) {
   t = await makeTestApp();
   const server = createGrpcServer({
@@ -160,13 +164,91 @@ describe('gRPC connections', () => {
     expect(sessions.length).toBeGreaterThanOrEqual(2);
   });
 
-  it('the settings: connection age 30 min and a 30 s grace by default, 0 = off', () => {
+  it('a connection nghttp2 stopped reading (a client cancelling over 1,000 calls) is closed once its client leaves', async () => {
+    // nghttp2 answers more than 1,000 RST_STREAMs on one connection (its Rapid Reset limit) with a
+    // GOAWAY and reads no more of it: the client's FIN is never read and the socket stayed in
+    // CLOSE-WAIT, counted against MAX_CONNECTIONS, until something destroyed the session.
+    const { server, port } = await serve({
+      maxConnections: 3,
+      keepaliveTimeMs: 200,
+      keepaliveTimeoutMs: 200,
+    });
+    const http2Servers = [
+      ...(server as unknown as { http2Servers: Map<Http2Server, unknown> }).http2Servers.keys(),
+    ];
+    let sessions = 0;
+    for (const h of http2Servers) h.on('session', () => sessions++);
+    const open = async () => {
+      let n = 0;
+      for (const h of http2Servers)
+        n += await new Promise<number>((done) => h.getConnections((_, count) => done(count)));
+      return n;
+    };
+    // A client that cancels each health Watch as soon as its first status arrives, as grpcio's
+    // `call.cancel()` does (RST_STREAM CANCEL), until the server ends the connection, then closes
+    // its socket without a GOAWAY of its own (as grpcio does; grpc-js's client sends one first,
+    // which the server reads, and its connection mostly closed).
+    const socket = connect(port, '127.0.0.1');
+    const session = http2Connect(`http://127.0.0.1:${port}`, { createConnection: () => socket });
+    session.on('error', () => {});
+    const ended = new Promise<void>((done) => {
+      session.once('goaway', () => done());
+      session.once('close', () => done());
+    });
+    let gone = false;
+    void ended.then(() => {
+      gone = true;
+    });
+    const watchAndCancel = () =>
+      new Promise<void>((done) => {
+        if (gone || session.destroyed || session.closed) return done();
+        const stream = session.request({
+          ':method': 'POST',
+          ':path': '/grpc.health.v1.Health/Watch',
+          'content-type': 'application/grpc',
+          te: 'trailers',
+        });
+        stream.on('error', () => {});
+        stream.on('close', () => done());
+        stream.once('data', () => stream.close(http2Constants.NGHTTP2_CANCEL));
+        // One message: uncompressed, 0 bytes (HealthCheckRequest with service "").
+        stream.end(Buffer.alloc(5));
+      });
+    for (let calls = 0; !gone && calls < 100_000; calls += 50)
+      await Promise.all(Array.from({ length: 50 }, watchAndCancel));
+    expect(gone).toBe(true);
+    socket.destroy();
+    expect(sessions).toBe(1);
+    let count = -1;
+    await waitFor(
+      async () => {
+        count = await open();
+        return count === 0 ? true : undefined;
+      },
+      'every connection closed',
+      30_000,
+      100,
+    );
+    expect(count).toBe(0);
+    // As many later clients as MAX_CONNECTIONS are served.
+    expect(await Promise.all([1, 2, 3].map(() => serverLive(ownClient(port))))).toEqual([
+      status.OK,
+      status.OK,
+      status.OK,
+    ]);
+  });
+
+  it('the settings: connection age 30 min and a 30 s grace, keepalive pings every 30 s answered within 10 s, by default; 0 = off', () => {
     const base = { MODEL_REPOSITORY: '/tmp' };
     const defaults = parseServerConfig(base);
     expect([
       defaults.GRPC_MAX_CONNECTION_AGE_MS,
       defaults.GRPC_MAX_CONNECTION_AGE_GRACE_MS,
     ]).toEqual([1_800_000, 30_000]);
+    expect([defaults.GRPC_KEEPALIVE_TIME_MS, defaults.GRPC_KEEPALIVE_TIMEOUT_MS]).toEqual([
+      30_000, 10_000,
+    ]);
+    expect(() => parseServerConfig({ ...base, GRPC_KEEPALIVE_TIMEOUT_MS: '0' })).toThrow();
     expect(
       parseServerConfig({ ...base, GRPC_MAX_CONNECTION_AGE_MS: '0' }).GRPC_MAX_CONNECTION_AGE_MS,
     ).toBe(0);
