@@ -60,8 +60,9 @@ try {
 }`;
 
 /**
- * Starts a helper thread. It is unref'd — an idle helper never keeps the process alive — and
- * ended by the executor's close() (with its model version).
+ * Starts a helper thread. It is unref'd — an idle helper never keeps the process alive; a pass
+ * of an asynchronous call in flight holds the event loop itself (inference/wasm/event-loop-hold.ts)
+ * — and ended by the executor's close() (with its model version).
  */
 export function spawnEngineHelper(
   init: HelperInit,

@@ -14,6 +14,7 @@ import {
   PlanExecutor,
   WasmExecutor,
 } from '../../src/inference/index.js';
+import { eventLoopHolds } from '../../src/inference/wasm/event-loop-hold.js';
 import { HELPER_STATE } from '../../src/inference/wasm/program-wat.js';
 import { Rng } from '../../src/nn/index.js';
 import { nodeEngineOptions, prepareWasmRuntime } from '../../src/service/index.js';
@@ -321,6 +322,27 @@ describe('asynchronous engine calls', () => {
     const reference = new WasmExecutor(other, { maxBatchSize: 1024, threads: 1, relaxedSimd });
     expect(bits(await third).equals(bits(reference.run(a, 300)))).toBe(true);
     expect(bits(await two.runAsync(a, 300)).equals(bits(reference.run(a, 300)))).toBe(true);
+  });
+
+  it('hold the event loop while a pass is in flight, released by every end of a pass', async () => {
+    // event-loop-hold.ts: one hold per pass in flight, across executors; none once all is done.
+    const x = twoThreads({ maxBatchSize: 256 });
+    const y = twoThreads({ maxBatchSize: 256 });
+    const failed = twoThreads({ spawnHelper: failing });
+    await Promise.all([x.ready(), y.ready(), failed.ready()]);
+    const a = rowsOf(600, 7);
+    const start = eventLoopHolds();
+    const calls = [x.runAsync(a, 600), x.runAsync(a, 256), y.runAsync(a, 600)];
+    expect(eventLoopHolds()).toBe(start + 2); // one pass each of x and y
+    x.run(a, 40); // ends x's pass here (drain); its queue goes on
+    const lost = failed.runAsync(a, 300); // its helper fails: the rows come back here
+    await Promise.all([...calls, lost]);
+    const last = y.runAsync(a, 600);
+    y.close(); // ends the pass in flight
+    await last;
+    x.close();
+    failed.close();
+    expect(eventLoopHolds()).toBe(start);
   });
 
   it('a helper that fails hands its rows back: the call runs on the calling thread', async () => {

@@ -10,6 +10,7 @@ import {
   tappedWidth,
 } from '../statistics-probe.js';
 import { type EngineExports, engineModule, instantiateEngine, MAX_PAGES } from './engine-module.js';
+import { holdEventLoop, releaseEventLoop } from './event-loop-hold.js';
 import {
   executorThreads,
   type Helper,
@@ -436,6 +437,8 @@ export class WasmExecutor implements Executor {
     const shares = this.pool.post(rows, helpers);
     const pass: AsyncPass = { call, rows, taps, shares, finished: false };
     this.pass = pass;
+    // Released when the pass ends (finishPass), its only end.
+    holdEventLoop();
     this.offloadedPasses++;
     void this.awaitPass(pass);
   }
@@ -460,6 +463,7 @@ export class WasmExecutor implements Executor {
   private finishPass(pass: AsyncPass): void {
     this.pass = undefined;
     pass.finished = true;
+    releaseEventLoop();
     const { call, rows, taps } = pass;
     try {
       const { program, input, output, scratch } = this.layout;
