@@ -601,6 +601,15 @@ export class RecalibrationSession {
   }
 }
 
+/** SHUTTING_DOWN for a recalibration asked for once the shutdown began: no job, no lock. */
+function notStarted(model: string): NormserveError {
+  return new NormserveError(
+    'SHUTTING_DOWN',
+    `the server is shutting down: a recalibration of "${model}" is not started; retry on another instance`,
+    { retryAfterSeconds: SHUTTING_DOWN_RETRY_AFTER_SECONDS },
+  );
+}
+
 /**
  * The recalibration use case: at most one recalibration per model at a time (a second one gets
  * 409 naming the running job, or the CLI process running one: recalibrationInProgress), each on a private copy of the version that was active when it
@@ -621,6 +630,8 @@ export class RecalibrationService {
   private readonly onRelease = new Set<() => void>();
   /** Aborted by `interrupt`: the shutdown budget ran out. */
   private readonly interruption = new AbortController();
+  /** Recalibrations past `begin`'s check of `accepting` without their session yet (the lock). */
+  private readonly starting = new Set<Promise<RecalibrationSession>>();
 
   constructor(registry: ModelRegistry, jobs: JobRegistry, options: RecalibrationServiceOptions) {
     this.registry = registry;
@@ -693,6 +704,8 @@ export class RecalibrationService {
     this.stopAccepting();
     const running = [...this.running.values()].map(({ job }) => ({ job, phase: job.phase }));
     this.interruption.abort();
+    // One still waiting for its lock gives it back and is not started (startSession).
+    await Promise.allSettled([...this.starting]);
     while (this.running.size > 0) await new Promise<void>((resolve) => this.onRelease.add(resolve));
     await this.drain();
     await this.jobs.flush();
@@ -756,12 +769,18 @@ export class RecalibrationService {
    * repository (acquireModelLock), so the 409 holds across workers and replicas too.
    */
   async begin(request: RecalibrationRequest): Promise<RecalibrationSession> {
-    if (!this.accepting)
-      throw new NormserveError(
-        'SHUTTING_DOWN',
-        `the server is shutting down: a recalibration of "${request.model}" is not started; retry on another instance`,
-        { retryAfterSeconds: SHUTTING_DOWN_RETRY_AFTER_SECONDS },
-      );
+    if (!this.accepting) throw notStarted(request.model);
+    // Until it has its session (waiting for the model's lock), `interrupt` waits for it too.
+    const started = this.startSession(request);
+    this.starting.add(started);
+    try {
+      return await started;
+    } finally {
+      this.starting.delete(started);
+    }
+  }
+
+  private async startSession(request: RecalibrationRequest): Promise<RecalibrationSession> {
     const parent = this.registry.resolve(request.model);
     if (!holdsBatchNormStatistics(parent.checkpoint.config.layers)) {
       throw new NormserveError(
@@ -810,6 +829,11 @@ export class RecalibrationService {
     } catch (e) {
       await lock.release();
       throw e;
+    }
+    // The shutdown's budget ran out while this one waited for its lock: it never starts.
+    if (this.interruption.signal.aborted) {
+      await lock.release();
+      throw notStarted(request.model);
     }
     const job = this.jobs.create('recalibration', request.model, jobId, request.trace);
     try {

@@ -7,7 +7,7 @@
  * the test wants it (the service's `pause` seam between slices of work, a stalled upload, a held
  * publish); no clock is read.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { isNormserveError } from '../../src/errors/index.js';
@@ -200,6 +200,26 @@ describe('RecalibrationService.interrupt (the shutdown budget ran out)', () => {
     expect(record(outcome.job_id)).toMatchObject({ state: 'succeeded', phase: 'done' });
     expect(await registry.repository.listVersions('digits')).toEqual([1, 2]);
     expect(logs.filter((l) => l.msg?.includes('interrupted'))).toEqual([]);
+  });
+
+  it('a recalibration still waiting for its model lock is not started, and interrupt waits for it (review36)', async () => {
+    const { service, lockFile, root } = await setUp();
+    // begin passes the check of `accepting` at once and then waits for its lock (a file).
+    let settled = false;
+    const starting = service.begin(request).then(
+      () => 'started',
+      (e: unknown) => codeOf(e),
+    );
+    void starting.then(() => {
+      settled = true;
+    });
+    const cut = await service.interrupt();
+    expect(settled, 'interrupt resolves only once the waiting one has settled').toBe(true);
+    expect(await starting).toBe('SHUTTING_DOWN');
+    expect(cut).toEqual([]);
+    expect(service.runningJobs()).toEqual([]);
+    expect(existsSync(lockFile), 'its lock given back').toBe(false);
+    expect(existsSync(join(root, '.jobs')) ? readdirSync(join(root, '.jobs')) : []).toEqual([]);
   });
 
   it('stopAccepting refuses new recalibrations with SHUTTING_DOWN while a running one finishes', async () => {
