@@ -33,11 +33,15 @@ export function armJobBudget(
   let interrupting: Promise<boolean> | undefined;
   const timer = setTimeout(() => {
     const running = recalibration.runningJobs();
-    if (running.length === 0) return;
-    logger.warn(
-      { jobs: running, budgetMs: jobBudgetMs(shutdownTimeoutMs), shutdownTimeoutMs },
-      'shutdown budget ran out: interrupting the running recalibration jobs',
-    );
+    if (running.length > 0) {
+      logger.warn(
+        { jobs: running, budgetMs: jobBudgetMs(shutdownTimeoutMs), shutdownTimeoutMs },
+        'shutdown budget ran out: interrupting the running recalibration jobs',
+      );
+    }
+    // Even with none running: a recalibration begun before SIGTERM and still taking its model's
+    // lock is then not started (RecalibrationService.interrupt), instead of starting a job the
+    // drain's end would cut with its record left `running`.
     interrupting = recalibration.interrupt().then(
       (cut) => cut.length > 0,
       (e: unknown) => {
