@@ -22,7 +22,7 @@ export interface ExecutorOptions {
   maxBatchSize: number;
   /** Threads for large batches, the calling thread included (wasm only; default 1). */
   threads?: number | undefined;
-  /** Starts helper threads (node: service/engine-threads.ts); without it, one thread. */
+  /** Starts helper threads (node: service/engine-runtime.ts); without it, one thread. */
   spawnHelper?: HelperSpawner | undefined;
   /**
    * How the wasm engine's dense steps add their products (default 'float32'; 'float64' for

@@ -174,7 +174,7 @@ export class PlanExecutor implements Executor {
   }
 
   /** The batch-size class of `rows`: the next power of two, capped at maxBatchSize. */
-  sizeClass(rows: number): number {
+  private sizeClass(rows: number): number {
     let c = 1;
     while (c < rows) c *= 2;
     return Math.min(c, Math.max(this.maxBatchSize, rows));
@@ -265,7 +265,7 @@ export class PlanExecutor implements Executor {
   close(): void {}
 
   /** Runs the plan on what `inputBuffer(rows)` holds. */
-  runInPlace(rows: number, probe?: StatisticsProbe): Float32Array {
+  private runInPlace(rows: number, probe?: StatisticsProbe): Float32Array {
     const taps = probe ? this.own(probe) : undefined;
     const out = this.execute(rows, taps, this.steps.length);
     const width = this.plan.outputWidth;

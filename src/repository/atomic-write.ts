@@ -137,8 +137,8 @@ export interface StagedDirectory {
 
 /**
  * Writes `files` into a temporary directory of `parent` (created if missing), fsyncing every file
- * and the directory, for `publish` to rename into place later (publishDirectoryAtomically does
- * both at once). A failure removes what was written and throws.
+ * and the directory, for `publish` to rename into place later. A failure removes what was
+ * written and throws.
  */
 export async function stageDirectory(
   parent: string,
@@ -180,19 +180,4 @@ export async function stageDirectory(
       }
     },
   };
-}
-
-/**
- * Builds a directory of files in a temporary directory beside its destination and renames it into
- * place (stageDirectory, then its publish: the same arguments, the same failures).
- */
-export async function publishDirectoryAtomically(
-  parent: string,
-  files: ReadonlyMap<string, Uint8Array>,
-  chooseName: (attempt: number) => Promise<string>,
-  maxAttempts = 20,
-  beforeRename?: () => Promise<void>,
-): Promise<string> {
-  const staged = await stageDirectory(parent, files);
-  return staged.publish(chooseName, maxAttempts, beforeRename);
 }

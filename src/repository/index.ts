@@ -1,7 +1,6 @@
 export { ACTIVE_RECORD_LOCK_WAIT_MS } from './active-record-lock.js';
 export {
   fsyncPath,
-  publishDirectoryAtomically,
   removeOwnTemporariesSync,
   TEMP_PREFIX,
   writeFileAtomically,

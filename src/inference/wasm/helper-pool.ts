@@ -3,7 +3,7 @@ import type { EngineExports } from './engine-module.js';
 import type { Layout } from './memory-layout.js';
 import { CONTROL, DONE, HELPER_STATE } from './program-wat.js';
 
-/** What a helper thread needs to run rows of the plan: see service/engine-threads.ts. */
+/** What a helper thread needs to run rows of the plan: see service/engine-runtime.ts. */
 export interface HelperInit {
   module: WebAssembly.Module;
   memory: WebAssembly.Memory;
