@@ -1,5 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { checkFiniteOutputs, type PredictOutput } from '../service/index.js';
+import { setModelVersion } from './model-version-header.js';
 import { recordInference } from './request-context.js';
 
 /**
@@ -16,5 +17,5 @@ export function answered(
 ): void {
   checkFiniteOutputs(out, rowPath);
   recordInference(request, out, fused);
-  void reply.header('X-Model-Version', String(out.version));
+  setModelVersion(reply, out.version);
 }

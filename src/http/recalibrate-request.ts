@@ -15,6 +15,7 @@ import type { AppDeps } from './app-types.js';
 import { OCTET_STREAM } from './binary-infer.js';
 import { requestTimedOut } from './connection-limits.js';
 import { CSV } from './csv-media-type.js';
+import { setModelVersion } from './model-version-header.js';
 import type { recalibrateBodySchema, recalibrateQuerySchema } from './schemas/admin.js';
 import { traceContextOf } from './tracing.js';
 import { csvRows, float32Rows, ndjsonRows } from './upload-readers.js';
@@ -156,10 +157,9 @@ export function recalibrateHandler(
         .send({ job_id: job.id, state: job.state, location });
     }
     const { outcome } = started;
-    return reply
+    return setModelVersion(reply, outcome.version)
       .code(201)
       .header('Location', `/v1/models/${outcome.model}/versions/${outcome.version}`)
-      .header('X-Model-Version', String(outcome.version))
       .send(outcome);
   };
 }

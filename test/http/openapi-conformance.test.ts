@@ -58,8 +58,15 @@ afterAll(async () => {
 /** A JSON pointer's token. */
 const token = (s: string) => s.replaceAll('~', '~0').replaceAll('/', '~1');
 
-/** The headers of the prediction routes' answers. */
-const PREDICTION_HEADERS = ['x-model-version', 'x-output-shape', 'inference-header-content-length'];
+/** The headers of normserve's own that an answer may carry: each one it carries is declared. */
+const OWN_HEADERS = [
+  'x-model-version',
+  'x-output-shape',
+  'inference-header-content-length',
+  'location',
+  'content-disposition',
+];
+const PREDICTION_HEADERS = OWN_HEADERS;
 
 /**
  * What of `res` the document does not declare for `method path` (its status, media type, JSON
@@ -69,7 +76,7 @@ function undeclared(
   method: string,
   path: string,
   res: LightMyRequestResponse,
-  headers: readonly string[] = [],
+  headers: readonly string[] = OWN_HEADERS,
 ): string[] {
   const responses = doc.paths[path]?.[method]?.responses;
   if (responses === undefined) return [`no operation ${method} ${path}`];
@@ -203,7 +210,58 @@ describe('what the server sends is declared', () => {
       headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
     });
     expect(res.statusCode).toBe(200);
+    expect(res.headers['x-model-version']).toBe('2');
     expect(undeclared('post', path, res)).toEqual([]);
+  });
+
+  it(':recalibrate: 201 with Location and X-Model-Version, 202 with Location', async () => {
+    const path = '/v1/models/{name}:recalibrate';
+    const rows = Array.from({ length: 8 }, (_, i) => ROW.map((v) => (v + i) % 17));
+    const headers = { authorization: `Bearer ${ADMIN_TOKEN}`, ...JSON_HEADERS };
+    const published = await t.app.inject({
+      method: 'POST',
+      url: '/v1/models/digits:recalibrate?activate=false',
+      headers,
+      payload: { instances: rows },
+    });
+    expect(published.statusCode).toBe(201);
+    expect(published.headers.location).toMatch(/^\/v1\/models\/digits\/versions\/\d+$/);
+    expect(published.headers['x-model-version']).toBeDefined();
+    expect(undeclared('post', path, published)).toEqual([]);
+    const accepted = await t.app.inject({
+      method: 'POST',
+      url: '/v1/models/digits:recalibrate?activate=false',
+      headers: { ...headers, prefer: 'respond-async' },
+      payload: { instances: rows },
+    });
+    expect(accepted.statusCode).toBe(202);
+    expect(accepted.headers.location).toMatch(/^\/v1\/jobs\//);
+    expect(undeclared('post', path, accepted)).toEqual([]);
+    // Settled before the next test deletes versions (the job holds the model's lock).
+    const location = String(accepted.headers.location);
+    for (let i = 0; i < 600; i++) {
+      const job = await t.app.inject({
+        url: location,
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+      });
+      if (job.json<{ state: string }>().state !== 'running') break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  });
+
+  it('DELETE of a version: the model as it is now, by its schema', async () => {
+    const path = '/v1/models/{name}/versions/{version}';
+    const res = await t.app.inject({
+      method: 'DELETE',
+      url: '/v1/models/digits/versions/3',
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+    });
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toMatchObject({ deleted_version: 3, model: { name: 'digits' } });
+    const model = doc.paths[path]?.delete?.responses['200']?.content?.['application/json']
+      ?.schema as { properties: { model: { properties?: object } } };
+    expect(model.properties.model.properties).toHaveProperty('versions');
+    expect(undeclared('delete', path, res)).toEqual([]);
   });
 });
 

@@ -4,13 +4,14 @@ import { NormserveError } from '../../errors/index.js';
 import { ACTIVE_RECORD_LOCK_WAIT_MS, jobIdSchema, storageWarningOf } from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
 import { untypedBodyAsJson } from '../json-body.js';
+import { modelVersionHeaderDoc, setModelVersion } from '../model-version-header.js';
 import { beforeVerb } from '../not-found.js';
 import { adminRateLimit } from '../rate-limit.js';
 import {
   activateBodySchema,
   activationSchema,
+  deletionSchema,
   jobSchema,
-  storageWarningSchema,
 } from '../schemas/admin.js';
 import {
   ADMIN_TAGS,
@@ -80,7 +81,10 @@ async function adminScope(app: AppInstance): Promise<void> {
         params: versionParams,
         body: activateBodySchema,
         response: {
-          200: activationSchema,
+          200: activationSchema.meta({
+            description: 'Active (X-Model-Version: the version now served)',
+            headers: modelVersionHeaderDoc('The version now active'),
+          }),
           ...adminErrors,
           503: admin503(`${ACTIVE_RECORD_BUSY_DOC}. Or ${STORAGE_UNAVAILABLE_DOC}`),
         },
@@ -95,7 +99,7 @@ async function adminScope(app: AppInstance): Promise<void> {
         version,
         request.body?.note,
       );
-      reply.header('X-Model-Version', String(version));
+      setModelVersion(reply, version);
       return {
         model: name,
         active_version: version,
@@ -115,25 +119,7 @@ async function adminScope(app: AppInstance): Promise<void> {
         summary: 'Delete a version that is not the active one (409 otherwise)',
         params: versionParams,
         response: {
-          200: z
-            .object({
-              deleted_version: z.number().int(),
-              model: z.unknown(),
-              warning: storageWarningSchema,
-            })
-            .meta({
-              examples: [
-                {
-                  deleted_version: 2,
-                  model: {
-                    name: 'digits',
-                    active_version: 1,
-                    state: 'AVAILABLE',
-                    versions: [{ version: 1, state: 'AVAILABLE', active: true }],
-                  },
-                },
-              ],
-            }),
+          200: deletionSchema,
           ...adminErrors,
           503: admin503(`${ACTIVE_RECORD_BUSY_DOC}. Or ${STORAGE_UNAVAILABLE_DOC}`),
         },

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { exportModelOnnx, ONNX_OPSET } from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
 import { attributeModel } from '../attribute-model.js';
+import { modelVersionHeaderDoc, setModelVersion } from '../model-version-header.js';
 import { errorResponses, problemSchema, queryFlag, versionParams } from '../schemas/common.js';
 
 /**
@@ -29,7 +30,7 @@ const onnxResponse = z.unknown().meta({
       type: 'string',
       description: 'attachment; filename="<model>-<version>.onnx"',
     },
-    'X-Model-Version': { type: 'string', description: 'The exported version' },
+    ...modelVersionHeaderDoc('The exported version'),
   },
 });
 
@@ -67,10 +68,9 @@ export async function modelExportRoutes(app: AppInstance): Promise<void> {
         producerVersion,
       });
       request.servedVersion = onnx.version;
-      return reply
+      return setModelVersion(reply, onnx.version)
         .type(ONNX_CONTENT_TYPE)
         .header('Content-Disposition', `attachment; filename="${onnx.fileName}"`)
-        .header('X-Model-Version', String(onnx.version))
         .send(Buffer.from(onnx.bytes.buffer, onnx.bytes.byteOffset, onnx.bytes.byteLength));
     },
   );

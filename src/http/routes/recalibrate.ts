@@ -4,6 +4,7 @@ import type { AppInstance } from '../app-types.js';
 import { CONTENT_ENCODING_DOC } from '../content-encoding.js';
 import { checkCsvMediaType } from '../csv-media-type.js';
 import { recalibrationBudget } from '../json-budget.js';
+import { modelVersionHeaderDoc } from '../model-version-header.js';
 import {
   CSV,
   FLOAT32,
@@ -97,8 +98,20 @@ export async function recalibrateRoutes(app: AppInstance): Promise<void> {
           querystring: recalibrateQuerySchema,
           body: withRowFields(recalibrateBodySchema, ['instances']),
           response: {
-            201: recalibrationOutcomeSchema.describe('Published (Location: the new version)'),
-            202: acceptedSchema.describe('Running as a job (Location: /v1/jobs/{id})'),
+            201: recalibrationOutcomeSchema.meta({
+              description: 'Published (Location: the new version)',
+              headers: {
+                Location: {
+                  type: 'string',
+                  description: 'The new version: `/v1/models/{name}/versions/{version}`',
+                },
+                ...modelVersionHeaderDoc('The new version'),
+              },
+            }),
+            202: acceptedSchema.meta({
+              description: 'Running as a job (Location: /v1/jobs/{id})',
+              headers: { Location: { type: 'string', description: 'The job: `/v1/jobs/{id}`' } },
+            }),
             ...adminErrors,
             413: problemSchema.describe(
               `Body larger than BODY_LIMIT_BYTES, or a streamed upload larger than RECALIBRATION_BODY_LIMIT_BYTES (BODY_TOO_LARGE); more rows than MAX_RECALIBRATION_SAMPLES, or a JSON body with more arrays and objects than that many samples of the model can be written with, refused before it is parsed (TOO_MANY_SAMPLES)`,

@@ -13,6 +13,7 @@ import {
 } from '../../service/index.js';
 import { integerText, ROWS_ARRAY_MESSAGE } from './common.js';
 import { LIMITS } from './limits.js';
+import { modelVersionsSchema } from './tf-serving.js';
 
 // Defined in service/ (a job's result is parsed there when another process wrote it).
 export { recalibrationOutcomeSchema, storageWarningSchema };
@@ -136,6 +137,28 @@ export const activateBodySchema = z
   .strictObject({ note: note.optional() })
   .nullish()
   .meta({ examples: [{ note: 'roll back: night model misbehaves on dawn images' }] });
+
+/** A deletion's answer: the version deleted, and the model's versions as they are now. */
+export const deletionSchema = z
+  .object({
+    deleted_version: z.number().int(),
+    model: modelVersionsSchema,
+    warning: storageWarningSchema,
+  })
+  .meta({
+    description: 'Deleted',
+    examples: [
+      {
+        deleted_version: 2,
+        model: {
+          name: 'digits',
+          active_version: 1,
+          state: 'AVAILABLE',
+          versions: [{ version: 1, state: 'AVAILABLE', active: true }],
+        },
+      },
+    ],
+  });
 
 export const activationSchema = z
   .object({

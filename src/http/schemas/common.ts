@@ -8,6 +8,7 @@ import {
   VERSION_NAME_PATTERN,
 } from '../../service/index.js';
 import { DEFAULT_CONTAINERS, DEFAULT_STRINGS } from '../json-budget.js';
+import { type HeaderDoc, modelVersionHeaderDoc } from '../model-version-header.js';
 
 /** The rows of a body that are not an array. */
 export const ROWS_ARRAY_MESSAGE = 'expected an array of rows';
@@ -213,16 +214,8 @@ export const inferenceErrorResponses = {
  */
 export const OTHER_CONTENT_KEY = 'x-normserve-other-content';
 
-/** A response header, as the OpenAPI document describes it. */
-export interface HeaderDoc {
-  type: 'string';
-  description: string;
-}
-
 /** The header of every prediction's answer (inference-reply.ts). */
-export const MODEL_VERSION_HEADER: Record<string, HeaderDoc> = {
-  'X-Model-Version': { type: 'string', description: 'The version that computed every row' },
-};
+export const MODEL_VERSION_HEADER = modelVersionHeaderDoc('The version that computed every row');
 
 /**
  * A 2xx response sent as JSON (`schema`) or, when the request asks for it, as bytes of
