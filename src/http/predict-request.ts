@@ -130,8 +130,8 @@ export function predictHandler({ config, inference }: Pick<AppDeps, 'config' | '
   // compiled and warm — the rest of a version's first-call costs its load's warm-up pays
   // (inference/warm-up.ts). A version's later requests find it in one WeakMap look-up, no key
   // string built per request.
-  const byShape = new Map<string, { accepts: Accepts | undefined }>();
-  const byVersion = new WeakMap<AvailableVersion, { accepts: Accepts | undefined }>();
+  const byShape = new Map<string, { accepts: Accepts<PredictBody> | undefined }>();
+  const byVersion = new WeakMap<AvailableVersion, { accepts: Accepts<PredictBody> | undefined }>();
   const acceptsFor = (served: AvailableVersion) => {
     let entry = byVersion.get(served);
     if (entry === undefined) {
@@ -156,7 +156,7 @@ export function predictHandler({ config, inference }: Pick<AppDeps, 'config' | '
     if (Buffer.isBuffer(request.body)) return predictBinary(request, reply, resolved);
     let source: RowSource;
     let fused: boolean;
-    const raw = request.body as PredictBody;
+    const raw: unknown = request.body;
     let served: AvailableVersion;
     let form: RowsForm;
     if (resolved && acceptsFor(resolved)?.(raw)) {
@@ -166,7 +166,7 @@ export function predictHandler({ config, inference }: Pick<AppDeps, 'config' | '
       fused = fusedOf(request.query);
     } else {
       // The row count before the rows: millions of them are a 413 before any is looked at.
-      if (typeof raw === 'object' && raw !== null) {
+      if (isPlainObject(raw)) {
         const given = raw.instances ?? raw.inputs;
         const field = given === raw.instances ? 'instances' : 'inputs';
         const named = field === 'inputs' && isPlainObject(given);

@@ -19,6 +19,7 @@ import { setModelVersion } from './model-version-header.js';
 import type { recalibrateBodySchema, recalibrateQuerySchema } from './schemas/admin.js';
 import { traceContextOf } from './tracing.js';
 import { csvRows, float32Rows, ndjsonRows } from './upload-readers.js';
+import { isPlainObject } from './validation.js';
 
 /** The streamed uploads of :recalibrate (JSON bodies are read whole). */
 export const NDJSON = 'application/x-ndjson';
@@ -50,7 +51,8 @@ type RecalibrateRequest = FastifyRequest<{
  */
 export function refuseTooManyRows({ config }: Pick<AppDeps, 'config'>): preValidationHookHandler {
   return (request, _reply, done) => {
-    const rows = (request.body as { instances?: unknown } | null | undefined)?.instances;
+    const body: unknown = request.body;
+    const rows = isPlainObject(body) ? body.instances : undefined;
     try {
       if (Array.isArray(rows))
         checkRecalibrationCapacity(0, rows.length, config.MAX_RECALIBRATION_SAMPLES);
