@@ -28,6 +28,7 @@ export {
   HEARTBEAT_INTERVAL_MS,
   isOwnerGone,
   type ProcessOwner,
+  processOwnerSchema,
   STALE_AFTER_MS,
 } from './process-alive.js';
 export { MAX_JSON_FILE_BYTES, RepositoryFiles } from './repository-files.js';

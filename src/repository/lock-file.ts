@@ -6,7 +6,7 @@ import { basename, join } from 'node:path';
 import { z } from 'zod';
 import { NormserveError } from '../errors/index.js';
 import { temporaryName } from './atomic-write.js';
-import { isProcessAlive } from './process-alive.js';
+import { isProcessAlive, processOwnerSchema } from './process-alive.js';
 import { errnoOf as errno, openWithoutBlocking } from './repository-files.js';
 
 /*
@@ -20,10 +20,8 @@ import { errnoOf as errno, openWithoutBlocking } from './repository-files.js';
  * `.jobs/` records, unless `cli` names the command-line program holding it (`recalibrate`),
  * whose job lives in that process alone: then only `host`, `pid` and `acquired_at` say who it is.
  */
-const lockOwnerSchema = z.object({
+const lockOwnerSchema = processOwnerSchema.extend({
   owner: z.string(),
-  host: z.string(),
-  pid: z.number().int(),
   acquired_at: z.string(),
   cli: z.string().optional(),
 });

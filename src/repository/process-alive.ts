@@ -1,3 +1,4 @@
+import { z } from 'zod';
 import { hostTag } from './atomic-write.js';
 
 /** Whether a process of this host is alive (signal 0 probes without signalling). */
@@ -21,11 +22,13 @@ export function isProcessAlive(pid: number): boolean {
 export const HEARTBEAT_INTERVAL_MS = 5_000;
 export const STALE_AFTER_MS = 30_000;
 
-/** The process that owns a piece of shared work: this host's tag and its pid. */
-export interface ProcessOwner {
-  host: string;
-  pid: number;
-}
+/**
+ * The process that owns a piece of shared work: its host's tag and its pid, as a lock file and a
+ * job record hold it. A pid is positive: 0 and −1 name no process but, given to kill(2), a
+ * process group or every process, which would make any owner look alive.
+ */
+export const processOwnerSchema = z.object({ host: z.string(), pid: z.number().int().positive() });
+export type ProcessOwner = z.output<typeof processOwnerSchema>;
 
 export const currentOwner = (): ProcessOwner => ({ host: hostTag(), pid: process.pid });
 

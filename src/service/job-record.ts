@@ -1,6 +1,11 @@
 import { z } from 'zod';
 import { describeLocations, issuesToLocations, safeParseWorded } from '../errors/index.js';
-import { JOBS_DIR, type ProcessOwner, STALE_AFTER_MS } from '../repository/index.js';
+import {
+  JOBS_DIR,
+  type ProcessOwner,
+  processOwnerSchema,
+  STALE_AFTER_MS,
+} from '../repository/index.js';
 import { recalibrationOutcomeSchema } from './recalibration-outcome.js';
 
 /**
@@ -33,7 +38,7 @@ const jobEnvelopeSchema = z.object({
   }),
   created_at: z.string(),
   updated_at: z.string(),
-  owner: z.object({ host: z.string(), pid: z.number().int().positive() }).optional(),
+  owner: processOwnerSchema.optional(),
   heartbeat_at: z.string().optional(),
   ...traceContextSchema.shape,
   result: z.unknown().optional(),

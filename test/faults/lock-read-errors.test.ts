@@ -116,3 +116,23 @@ describe('start-up cleanup', () => {
     expect(JSON.parse(readFileSync(claim, 'utf8'))).toMatchObject({ owner: 'claimant' });
   });
 });
+
+describe('a lock file naming a pid that is no process', () => {
+  // kill(-1, 0) succeeds for root (it reaches every process), so such an owner looked alive and
+  // its fresh lock was waited for as held; pid 0 (the process group) alike. Not a lock.
+  it.each([-1, 0])('pid %i, fresh, on this host: not a lock, taken at once', async (pid) => {
+    writeFileSync(
+      join(dir, LOCK),
+      JSON.stringify({
+        owner: 'job-ghost',
+        host: hostname(),
+        pid,
+        acquired_at: new Date().toISOString(),
+      }),
+    );
+    const lock = await acquireModelLock(dir, 'job-A', { file: LOCK });
+    expect('heldBy' in lock).toBe(false);
+    if (!('heldBy' in lock)) holders.push(lock);
+    expect(ownerOnDisk()).toBe('job-A');
+  });
+});
