@@ -1,11 +1,11 @@
 import { rmdirSync } from 'node:fs';
 import { access, constants, lstat, mkdir, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { NormserveError } from '../errors/index.js';
+import { errnoOf, NormserveError } from '../errors/index.js';
 
 /** Why a file system error stopped a write, in words (the errno names only what is unexpected). */
 function why(e: unknown): string {
-  switch ((e as NodeJS.ErrnoException).code) {
+  switch (errnoOf(e)) {
     case 'ENOENT':
       return 'no such directory';
     case 'EACCES':
@@ -120,7 +120,7 @@ async function makeDirectories(dir: string, created: string[]): Promise<void> {
     created.unshift(dir);
     return;
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
+    const code = errnoOf(e);
     if (code === 'EEXIST') return; // a directory, or a file the caller's stat reports
     const parent = dirname(dir);
     if (code !== 'ENOENT' || parent === dir) throw e;
@@ -148,7 +148,7 @@ export function removeEmptyDirectoriesSync(dirs: readonly string[]): void {
       rmdirSync(dir);
     } catch (e) {
       // Never made (the model's directory, before the publish makes it): its parent is next.
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') return;
+      if (errnoOf(e) !== 'ENOENT') return;
     }
   }
 }

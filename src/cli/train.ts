@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { isDeepStrictEqual } from 'node:util';
 import cliProgress from 'cli-progress';
 import { InvalidArgumentError, Option } from 'commander';
-import { NormserveError } from '../errors/index.js';
+import { errnoOf, NormserveError } from '../errors/index.js';
 import { integerText } from '../http/schemas/common.js';
 import {
   loadModelDirectory,
@@ -499,9 +499,7 @@ async function main(argv: readonly string[]): Promise<void> {
       // A file system error (disk full, permissions changed during the run): one line, no stack.
       // The path that failed: a rename's destination, else the file or directory being written.
       const failed = (e as { dest?: string }).dest ?? (e as { path?: string }).path ?? out;
-      throw typeof (e as NodeJS.ErrnoException).code === 'string'
-        ? outputWriteFailed(failed, e)
-        : e;
+      throw errnoOf(e) !== undefined ? outputWriteFailed(failed, e) : e;
     });
     const weights = await readFile(`${path}/model.safetensors`);
     const m = output.metrics;

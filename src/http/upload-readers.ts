@@ -1,4 +1,4 @@
-import { NormserveError } from '../errors/index.js';
+import { errnoOf, NormserveError } from '../errors/index.js';
 import {
   type CsvFeatureModel,
   chunkPair,
@@ -30,8 +30,7 @@ async function* asRequestErrors(
 }
 
 /** Node's error for a request whose connection closed before its body ended. */
-const isClientAbort = (e: unknown): boolean =>
-  (e as NodeJS.ErrnoException | undefined)?.code === 'ECONNRESET';
+const isClientAbort = (e: unknown): boolean => errnoOf(e) === 'ECONNRESET';
 
 /**
  * The upload's bytes, at most `maxBytes` of them. The stream is read with next() alone, never by

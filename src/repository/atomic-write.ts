@@ -3,6 +3,7 @@ import { readdirSync, rmSync } from 'node:fs';
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { errnoOf } from '../errors/index.js';
 import { openWithoutBlocking } from './repository-files.js';
 import { UnsyncedWrite } from './storage-failure.js';
 
@@ -166,7 +167,7 @@ export async function stageDirectory(
           try {
             await rename(temp, join(parent, name));
           } catch (e) {
-            const code = (e as NodeJS.ErrnoException).code;
+            const code = errnoOf(e);
             if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw e;
             continue;
           }

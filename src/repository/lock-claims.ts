@@ -2,7 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { readdir, rm, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
-import { NormserveError } from '../errors/index.js';
+import { errnoOf, NormserveError } from '../errors/index.js';
 import {
   createLinked,
   heldOwners,
@@ -15,7 +15,6 @@ import {
   staleJudge,
 } from './lock-file.js';
 import { STALE_AFTER_MS } from './process-alive.js';
-import { errnoOf as errno } from './repository-files.js';
 
 /*
  * The claims of the lock protocol (THE PROTOCOL, model-lock.ts): a file leaves a lock's path only
@@ -126,7 +125,7 @@ export function removeClaimed(
     try {
       await unlink(path);
     } catch (e) {
-      if (errno(e) !== 'ENOENT') throw e;
+      if (errnoOf(e) !== 'ENOENT') throw e;
     }
     return 'removed';
   });
@@ -172,7 +171,7 @@ export async function removeStaleClaims(dir: string, staleMs = STALE_AFTER_MS): 
   try {
     names = await readdir(dir);
   } catch (e) {
-    if (errno(e) === 'ENOENT' || errno(e) === 'ENOTDIR') return [];
+    if (errnoOf(e) === 'ENOENT' || errnoOf(e) === 'ENOTDIR') return [];
     throw e;
   }
   const depthOf = (name: string) => name.split('.claim-').length - 1;

@@ -4,10 +4,10 @@ import { link, lstat, open, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { basename, join } from 'node:path';
 import { z } from 'zod';
-import { NormserveError } from '../errors/index.js';
+import { errnoOf, NormserveError } from '../errors/index.js';
 import { temporaryName } from './atomic-write.js';
 import { isProcessAlive, processOwnerSchema } from './process-alive.js';
-import { errnoOf as errno, openWithoutBlocking } from './repository-files.js';
+import { openWithoutBlocking } from './repository-files.js';
 
 /*
  * The files of the lock protocol (THE PROTOCOL, model-lock.ts), a lock's and a claim's alike
@@ -89,7 +89,7 @@ export async function inspect(
   try {
     info = await lstat(path);
   } catch (e) {
-    if (errno(e) === 'ENOENT') return undefined;
+    if (errnoOf(e) === 'ENOENT') return undefined;
     throw e;
   }
   if (info.isDirectory()) throw directoryRefusal(modelDir, path);
@@ -107,7 +107,7 @@ export async function inspect(
   try {
     handle = await openWithoutBlocking(path);
   } catch (e) {
-    if (errno(e) === 'ENOENT') return undefined;
+    if (errnoOf(e) === 'ENOENT') return undefined;
     return unreadable(e);
   }
   try {
@@ -173,7 +173,7 @@ export async function createLinked(dir: string, path: string, text: string): Pro
       await link(temp, path);
       return true;
     } catch (e) {
-      if (errno(e) === 'EEXIST') return false;
+      if (errnoOf(e) === 'EEXIST') return false;
       throw e;
     }
   } finally {

@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { basename, join } from 'node:path';
-import { NormserveError } from '../errors/index.js';
+import { errnoOf, NormserveError } from '../errors/index.js';
 import { removeClaimed, removeUntilDecided } from './lock-claims.js';
 import {
   createLinked,
@@ -14,7 +14,7 @@ import {
   staleJudge,
 } from './lock-file.js';
 import { HEARTBEAT_INTERVAL_MS, STALE_AFTER_MS } from './process-alive.js';
-import { errnoOf as errno, openWithoutBlocking } from './repository-files.js';
+import { openWithoutBlocking } from './repository-files.js';
 
 export interface HeldLock {
   owner: string;
@@ -177,12 +177,12 @@ const unreadableLock = (
 ): NormserveError =>
   new NormserveError(
     'STORAGE_UNAVAILABLE',
-    `${basename(modelDir)}/${basename(path)} cannot be read by this process (${errno(error)}${PERMISSION_ERRNOS.has(errno(error) ?? '') ? ': permission denied' : ''}), and its heartbeat stopped ${Math.round((Date.now() - mtimeMs) / 1000)} s ago: a lock that could be read would be broken as stale, but this one can be neither judged nor removed, so it is left alone and nothing was done. ${
-      PERMISSION_ERRNOS.has(errno(error) ?? '')
+    `${basename(modelDir)}/${basename(path)} cannot be read by this process (${errnoOf(error)}${PERMISSION_ERRNOS.has(errnoOf(error) ?? '') ? ': permission denied' : ''}), and its heartbeat stopped ${Math.round((Date.now() - mtimeMs) / 1000)} s ago: a lock that could be read would be broken as stale, but this one can be neither judged nor removed, so it is left alone and nothing was done. ${
+      PERMISSION_ERRNOS.has(errnoOf(error) ?? '')
         ? "It was most likely written by another user whose umask leaves it unreadable (mode 0600); run every process of the repository as one user (or with a umask that lets them read each other's files), or remove the file once its holder is known to be gone"
         : "Check the storage (the error is the file system's), and remove the file once its holder is known to be gone"
     }`,
-    { cause: error, extra: { errno: errno(error) } },
+    { cause: error, extra: { errno: errnoOf(error) } },
   );
 
 /** The holder of a lock whose file could not be read (its owner is not known, only that it holds). */
@@ -303,7 +303,7 @@ async function touchIfOwn(path: string, text: string): Promise<boolean> {
   try {
     handle = await openWithoutBlocking(path);
   } catch (e) {
-    if (errno(e) === 'ENOENT') return false;
+    if (errnoOf(e) === 'ENOENT') return false;
     throw e;
   }
   try {

@@ -18,6 +18,7 @@ import {
 import {
   activeVersionDelete,
   describeLocations,
+  errnoOf,
   issuesToLocations,
   NormserveError,
   safeParseWorded,
@@ -116,7 +117,7 @@ export interface PublishedVersion {
 /** The text of an active-version record as written (compared by restoreActive). */
 const recordText = (record: ActiveRecord): string => `${JSON.stringify(record)}\n`;
 
-const isMissing = (e: unknown): boolean => (e as NodeJS.ErrnoException).code === 'ENOENT';
+const isMissing = (e: unknown): boolean => errnoOf(e) === 'ENOENT';
 
 /**
  * A model repository on disk, laid out as Triton's: `<root>/<model>/<version>/` with positive
@@ -204,7 +205,7 @@ export class ModelRepository {
     try {
       return (await lstat(this.modelPath(name))).isDirectory();
     } catch (e) {
-      if (isMissing(e) || (e as NodeJS.ErrnoException).code === 'ENOTDIR') return false;
+      if (isMissing(e) || errnoOf(e) === 'ENOTDIR') return false;
       throw e;
     }
   }

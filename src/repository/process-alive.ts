@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { errnoOf } from '../errors/index.js';
 import { hostTag } from './atomic-write.js';
 
 /** Whether a process of this host is alive (signal 0 probes without signalling). */
@@ -8,7 +9,7 @@ export function isProcessAlive(pid: number): boolean {
     return true;
   } catch (e) {
     // EPERM: it exists but belongs to someone else.
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
+    return errnoOf(e) === 'EPERM';
   }
 }
 

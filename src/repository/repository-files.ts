@@ -9,7 +9,7 @@ import {
   safetensorsHeaderLength,
   safetensorsLayout,
 } from '../checkpoint/index.js';
-import { NormserveError } from '../errors/index.js';
+import { errnoOf, NormserveError } from '../errors/index.js';
 
 /** Largest JSON file of a repository read whole (config.json, metrics.json, records). */
 export const MAX_JSON_FILE_BYTES = 16 * 1024 * 1024;
@@ -17,9 +17,6 @@ export const MAX_JSON_FILE_BYTES = 16 * 1024 * 1024;
 const READ_CHUNK_BYTES = 64 * 1024 * 1024;
 /** Bytes per read of a file being hashed (sha256): a small buffer, reused. */
 const HASH_CHUNK_BYTES = 1024 * 1024;
-
-/** The errno code of a failed file system call (ENOENT, EEXIST…), if it has one. */
-export const errnoOf = (e: unknown): string | undefined => (e as NodeJS.ErrnoException).code;
 
 /**
  * How every file of a repository is opened for reading. O_NONBLOCK: opening a FIFO for reading

@@ -1,5 +1,5 @@
 import { relative, sep } from 'node:path';
-import { type ErrorCode, NormserveError } from '../errors/index.js';
+import { type ErrorCode, errnoOf, NormserveError } from '../errors/index.js';
 
 /**
  * The one mapping from the errno of a failed write of the repository (or of the server's own
@@ -58,8 +58,8 @@ export class UnsyncedWrite extends Error {
 /** The errno and the path of a file system error (its own, else the one the caller knows). */
 function errnoFacts(e: unknown): { errno: string; syscall?: string; path?: string } | undefined {
   const error = e instanceof UnsyncedWrite ? e.cause : e;
-  const errno = (error as NodeJS.ErrnoException | undefined)?.code;
-  if (typeof errno !== 'string' || STORAGE_ERRNOS[errno] === undefined) return undefined;
+  const errno = errnoOf(error);
+  if (errno === undefined || STORAGE_ERRNOS[errno] === undefined) return undefined;
   const { syscall, path } = error as NodeJS.ErrnoException;
   return {
     errno,
@@ -135,7 +135,7 @@ export function storageFailure(
  */
 export function unsyncedWarning(e: UnsyncedWrite, happened: string, root: string): NormserveError {
   const facts = errnoFacts(e);
-  const errno = facts?.errno ?? (e.cause as NodeJS.ErrnoException | undefined)?.code ?? 'EIO';
+  const errno = facts?.errno ?? errnoOf(e.cause) ?? 'EIO';
   const words = STORAGE_ERRNOS[errno]?.words ?? String((e.cause as Error | undefined)?.message);
   const dir = facts?.path !== undefined ? label(root, facts.path) : label(root, e.written);
   return new NormserveError(

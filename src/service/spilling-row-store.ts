@@ -1,6 +1,6 @@
 import { type FileHandle, mkdtemp, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { NormserveError } from '../errors/index.js';
+import { errnoOf, NormserveError } from '../errors/index.js';
 import { MemoryRowStore, type RowBlockSource, type RowStore } from '../recalibration/index.js';
 import { storageErrno } from '../repository/index.js';
 
@@ -172,7 +172,7 @@ export class SpillingRowStore implements RowStore {
       try {
         this.directory = await mkdtemp(join(this.parent, 'normserve-recalibration-'));
       } catch (e) {
-        const code = (e as NodeJS.ErrnoException).code;
+        const code = errnoOf(e);
         if (code !== 'EROFS' && code !== 'EACCES' && code !== 'EPERM' && code !== 'ENOENT')
           throw this.spillFailure(e, 'cannot create the recalibration’s temporary spill directory');
         this.memoryRows = Number.POSITIVE_INFINITY;

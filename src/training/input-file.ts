@@ -1,6 +1,6 @@
 import { constants } from 'node:buffer';
 import { type FileHandle, open, stat } from 'node:fs/promises';
-import { NormserveError } from '../errors/index.js';
+import { errnoOf, NormserveError } from '../errors/index.js';
 
 /**
  * The largest input file read whole: V8's longest string (2^29 − 24 characters on 64-bit
@@ -106,7 +106,7 @@ function inputFileError(
   code: 'DATA_INVALID' | 'TRAINING_CONFIG_INVALID',
 ): NormserveError {
   if (e instanceof NormserveError) return e;
-  const errno = (e as NodeJS.ErrnoException).code;
+  const errno = errnoOf(e);
   const why =
     errno === 'ENOENT'
       ? 'no such file'
