@@ -49,6 +49,7 @@ import {
   readFloat32,
   requestedOutputs,
   type ServingPhase,
+  serverReadiness,
   VERSION_NAME_PATTERN,
 } from '../service/index.js';
 import { CallAdmission } from './call-admission.js';
@@ -474,7 +475,7 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
     ServerLive: unary('ServerLive', () => ({ live: true })),
     // As /v2/health/ready: not ready from a shutdown signal on, whatever the models.
     ServerReady: unary('ServerReady', () => ({
-      ready: (options.phase?.acceptingTraffic ?? true) && registry.isReady(),
+      ready: serverReadiness(options.phase, registry).ready,
     })),
     ServerMetadata: unary('ServerMetadata', () => ({
       name: 'normserve',

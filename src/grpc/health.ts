@@ -1,6 +1,11 @@
 import type { ServerWritableStream } from '@grpc/grpc-js';
 import { NormserveError } from '../errors/index.js';
-import { type ModelRegistry, modelReadiness, type ServingPhase } from '../service/index.js';
+import {
+  type ModelRegistry,
+  modelReadiness,
+  type ServingPhase,
+  serverReadiness,
+} from '../service/index.js';
 import { requestField } from './messages.js';
 
 /**
@@ -48,12 +53,13 @@ export class HealthStatus {
 
   /** The status of `service` now. */
   statusOf(service: string): ServingStatus {
-    let ready: boolean;
-    if (service === '' || service === INFERENCE_SERVICE_NAME) ready = this.registry.isReady();
-    else if (this.registry.has(service)) ready = modelReadiness(this.registry, service).ready;
+    let subject: { isReady(): boolean };
+    if (service === '' || service === INFERENCE_SERVICE_NAME) subject = this.registry;
+    else if (this.registry.has(service))
+      subject = { isReady: () => modelReadiness(this.registry, service).ready };
     else return 'SERVICE_UNKNOWN';
-    const accepting = !this.draining && (this.phase?.acceptingTraffic ?? true);
-    return ready && accepting ? 'SERVING' : 'NOT_SERVING';
+    // Draining (close() began): NOT_SERVING even before the phase moves (a server without one).
+    return !this.draining && serverReadiness(this.phase, subject).ready ? 'SERVING' : 'NOT_SERVING';
   }
 
   /** Check's answer: the status, or NOT_FOUND for an unknown name (as the protocol says). */

@@ -228,11 +228,13 @@ export {
   serverConfigSchema,
 } from './server-config.js';
 export {
+  type Readiness,
   SERVING_PHASES,
   ServingPhase,
   type ServingPhaseName,
   SHUTTING_DOWN_REASON,
   SHUTTING_DOWN_RETRY_AFTER_SECONDS,
+  serverReadiness,
 } from './serving-phase.js';
 export { type StorageWarning, storageWarningOf, storageWarningSchema } from './storage-warning.js';
 export {

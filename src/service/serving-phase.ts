@@ -52,3 +52,24 @@ export class ServingPhase {
     return () => this.listeners.delete(listener);
   }
 }
+
+/** A server's readiness on every transport: /readyz, /v2/health/ready, ServerReady, gRPC health. */
+export interface Readiness {
+  ready: boolean;
+  /** Why not ready, when it is the shutdown (SHUTTING_DOWN_REASON) rather than the models. */
+  reason?: typeof SHUTTING_DOWN_REASON;
+}
+
+/**
+ * The readiness rule: from the shutdown signal on (`phase` not accepting traffic), not ready
+ * whatever the models; otherwise as `subject` (the registry: every model; or one model) is.
+ * Without a phase (a test's app, an offline tool) the process is serving.
+ */
+export function serverReadiness(
+  phase: Pick<ServingPhase, 'acceptingTraffic'> | undefined,
+  subject: { isReady(): boolean },
+): Readiness {
+  if (phase !== undefined && !phase.acceptingTraffic)
+    return { ready: false, reason: SHUTTING_DOWN_REASON };
+  return { ready: subject.isReady() };
+}

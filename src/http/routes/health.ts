@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { SHUTTING_DOWN_REASON } from '../../service/index.js';
+import { serverReadiness } from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
 import { NOT_READY_DESCRIPTION, notReadyReason } from '../schemas/common.js';
 import { activeRecordStatus } from '../views/model-status.js';
@@ -69,11 +69,10 @@ export async function healthRoutes(app: AppInstance): Promise<void> {
         active_version: m.active ?? null,
         ...activeRecordStatus(m),
       }));
-      // Shutting down: not ready whatever the models (service/serving-phase.ts).
-      if (!phase.acceptingTraffic)
-        return reply.code(503).send({ status: 'not_ready', reason: SHUTTING_DOWN_REASON, models });
-      const ready = registry.isReady();
-      return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not_ready', models });
+      const { ready, reason } = serverReadiness(phase, registry);
+      return reply
+        .code(ready ? 200 : 503)
+        .send({ status: ready ? 'ready' : 'not_ready', ...(reason ? { reason } : {}), models });
     },
   );
 }

@@ -2,7 +2,7 @@ import {
   modelReadiness,
   OIP_EXTENSIONS,
   oipModelMetadata,
-  SHUTTING_DOWN_REASON,
+  serverReadiness,
 } from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
 import { attributeModel } from '../attribute-model.js';
@@ -68,11 +68,8 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
       },
     },
     async (_request, reply) => {
-      // Shutting down: not ready whatever the models (service/serving-phase.ts).
-      if (!app.deps.phase.acceptingTraffic)
-        return reply.code(503).send({ ready: false, reason: SHUTTING_DOWN_REASON });
-      const ready = registry.isReady();
-      return reply.code(ready ? 200 : 503).send({ ready });
+      const readiness = serverReadiness(app.deps.phase, registry);
+      return reply.code(readiness.ready ? 200 : 503).send(readiness);
     },
   );
 
