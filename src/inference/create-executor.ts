@@ -38,6 +38,21 @@ export interface ExecutorOptions {
 }
 
 /**
+ * The engine this runtime can run for `requested`: the WebAssembly engine falls back to the
+ * JavaScript reference when the runtime lacks what it needs (`reason` says what). A process asks
+ * once (the runtime is the same for every plan); creatingExecutor asks again per plan, for the
+ * plan's own limits, and so serves callers that did not ask.
+ */
+export function resolveEngine(
+  requested: EngineName,
+  support: WasmSupport = detectWasmSupport(),
+): { engine: EngineName; reason?: string } {
+  if (requested !== 'wasm') return { engine: requested };
+  const reason = wasmRuntimeUnsupportedReason(support);
+  return reason === undefined ? { engine: 'wasm' } : { engine: 'js', reason };
+}
+
+/**
  * Builds the executor for a plan: the WebAssembly SIMD engine when asked for and able to run the
  * plan on this runtime, else the plain-JavaScript reference (and `onFallback` hears why).
  */
@@ -57,7 +72,7 @@ export function* creatingExecutor(plan: CompiledPlan, options: ExecutorOptions):
     while (threads > 1 && wasmUnsupportedReason(plan, threads, options.denseAccumulation))
       threads--;
     const reason =
-      wasmRuntimeUnsupportedReason(support) ??
+      resolveEngine('wasm', support).reason ??
       wasmUnsupportedReason(plan, threads, options.denseAccumulation);
     if (reason === undefined) {
       return yield* WasmExecutor.building(plan, {

@@ -27,6 +27,7 @@ export {
   createExecutor,
   creatingExecutor,
   type ExecutorOptions,
+  resolveEngine,
 } from './create-executor.js';
 export { ENGINES, type EngineName } from './engine-name.js';
 export type { Executor } from './executor.js';

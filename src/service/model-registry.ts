@@ -16,12 +16,11 @@ import {
 } from '../errors/index.js';
 import {
   CompiledModel,
-  detectWasmSupport,
   type EngineName,
   type EngineOptions,
+  resolveEngine,
   type StatisticsTap,
   type WasmSupport,
-  wasmRuntimeUnsupportedReason,
 } from '../inference/index.js';
 import { finishYielding } from '../nn/index.js';
 import {
@@ -198,20 +197,16 @@ export class ModelRegistry {
     });
     this.options = options;
     this.log = options.log ?? silentLog;
-    let engine = options.engine ?? 'wasm';
     const support = options.wasmSupport;
-    if (engine === 'wasm') {
-      prepareWasmRuntime();
-      const reason = wasmRuntimeUnsupportedReason(support ?? detectWasmSupport());
-      if (reason !== undefined) {
-        // Once per process, not per version: the runtime is the same for all of them.
-        this.log.warn(
-          { reason },
-          'WebAssembly engine unavailable; serving with the JavaScript engine',
-        );
-        engine = 'js';
-      }
-    }
+    // Before the runtime is asked what it supports: this may turn relaxed SIMD on.
+    prepareWasmRuntime();
+    const { engine, reason } = resolveEngine(options.engine ?? 'wasm', support);
+    // Once per process, not per version: the runtime is the same for all of them.
+    if (reason !== undefined)
+      this.log.warn(
+        { reason },
+        'WebAssembly engine unavailable; serving with the JavaScript engine',
+      );
     this.engine = nodeEngineOptions({
       engine,
       threads: options.engineThreads ?? 1,
