@@ -23,3 +23,4 @@ export {
 export { type ErrorLocation, isNormserveError, NormserveError } from './normserve-error.js';
 export { versionNotFound } from './not-found.js';
 export { ECHO_CHARS, printable, quote, quoteList } from './quote.js';
+export { requestNotArrived } from './request-timeout.js';

@@ -4,7 +4,7 @@ import {
   type ServerInterceptor,
   ServerListenerBuilder,
 } from '@grpc/grpc-js';
-import { NormserveError } from '../errors/index.js';
+import { NormserveError, requestNotArrived } from '../errors/index.js';
 import { SHUTTING_DOWN_RETRY_AFTER_SECONDS } from '../service/index.js';
 import { errorStatus } from './grpc-status.js';
 
@@ -82,7 +82,7 @@ export class CallAdmission {
                   return;
                 }
                 const ms = this.options.receiveTimeoutMs;
-                if (ms > 0) timer = setTimeout(() => end(receiveTimedOut()), ms);
+                if (ms > 0) timer = setTimeout(() => end(requestNotArrived()), ms);
               }
               pass(metadata);
             })
@@ -123,6 +123,3 @@ const shuttingDown = () =>
     'the server is shutting down and the request had not arrived; retry on another instance',
     { retryAfterSeconds: SHUTTING_DOWN_RETRY_AFTER_SECONDS },
   );
-
-const receiveTimedOut = () =>
-  new NormserveError('REQUEST_TIMEOUT', 'the request did not arrive within REQUEST_TIMEOUT_MS');

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { type Server, type ServerResponse, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify';
-import { NormserveError } from '../errors/index.js';
+import { NormserveError, requestNotArrived } from '../errors/index.js';
 import type { ServerConfig } from '../service/index.js';
 import { replyOf } from './client-gone.js';
 import type { ServiceMetrics } from './metrics.js';
@@ -87,10 +87,7 @@ export function clientErrorHandler(log: FastifyBaseLogger) {
     let message: string;
     if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
       timedOutSockets.add(socket);
-      error = new NormserveError(
-        'REQUEST_TIMEOUT',
-        'the request did not arrive within REQUEST_TIMEOUT_MS',
-      );
+      error = requestNotArrived();
       message = RECEIVE_TIMED_OUT;
     } else if (err.code === 'HPE_HEADER_OVERFLOW') {
       error = new NormserveError('HEADERS_TOO_LARGE', 'the request headers are too large');

@@ -1,6 +1,6 @@
 import protobuf from 'protobufjs';
 import { NormserveError } from '../errors/index.js';
-import { SELU_ALPHA, SELU_SCALE } from '../nn/index.js';
+import { numelOf, SELU_ALPHA, SELU_SCALE } from '../nn/index.js';
 import { ONNX_SCHEMA } from './onnx-schema.js';
 import type { Activation, CompiledPlan, PlanStep, PoolStep } from './plan.js';
 
@@ -82,8 +82,6 @@ const intsAttribute = (name: string, ints: readonly number[]) => ({
   ints: [...ints],
 });
 
-const numel = (shape: readonly number[]): number => shape.reduce((p, d) => p * d, 1);
-
 function notExportable(step: PlanStep, why: string): NormserveError {
   return new NormserveError(
     'NOT_EXPORTABLE',
@@ -135,7 +133,7 @@ class GraphBuilder {
   flat(scope: string): void {
     if (this.shape.length === 1) return;
     this.apply('Flatten', scope, [], [intAttribute('axis', 1)]);
-    this.shape = [numel(this.shape)];
+    this.shape = [numelOf(this.shape)];
   }
 
   /** [batch, C, H, W] for a convolution or pooling step. */
@@ -261,8 +259,8 @@ class GraphBuilder {
         // x·scale + shift per channel: [C, 1, …] against [C, …] (per feature: the whole shape).
         const s = this.shape;
         let dims: number[];
-        if (step.spatial === 1 && step.channels === numel(s)) dims = [...s];
-        else if (s[0] === step.channels && numel(s.slice(1)) === step.spatial)
+        if (step.spatial === 1 && step.channels === numelOf(s)) dims = [...s];
+        else if (s[0] === step.channels && numelOf(s.slice(1)) === step.spatial)
           dims = [step.channels, ...s.slice(1).map(() => 1)];
         else throw notExportable(step, `no broadcast of ${step.channels} channels over [${s}]`);
         this.apply('Mul', scope, [
@@ -346,8 +344,8 @@ class GraphBuilder {
     const n = step.groupSize;
     const original = this.shape;
     let from = original.length - 1;
-    while (from > 0 && numel(original.slice(from)) < n) from--;
-    if (numel(original.slice(from)) !== n) {
+    while (from > 0 && numelOf(original.slice(from)) < n) from--;
+    if (numelOf(original.slice(from)) !== n) {
       this.reshape([step.groups, n], scope);
       from = 1;
     }
