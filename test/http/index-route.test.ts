@@ -52,6 +52,16 @@ describe('GET /', () => {
     expect(res.body).toContain('<a href="/v1/models">');
     expect(res.body).toContain('POST /v1/models/digits:predict');
   });
+
+  it('negotiates by quality, JSON when the client prefers neither', async () => {
+    const typeFor = async (accept: string) =>
+      String((await t.app.inject({ url: '/', headers: { accept } })).headers['content-type']);
+    // A client that takes JSON but prefers HTML gets HTML (a substring test answered JSON).
+    expect(await typeFor('application/json;q=0.1, text/html')).toMatch(/^text\/html/);
+    expect(await typeFor('text/html;q=0.5, application/json')).toMatch(/^application\/json/);
+    expect(await typeFor('*/*')).toMatch(/^application\/json/);
+    expect(await typeFor('application/xml')).toMatch(/^application\/json/);
+  });
 });
 
 describe('/docs', () => {
