@@ -125,6 +125,7 @@ export abstract class StreamingRecalibrator implements Recalibrator {
       }
       const extra = await this.compute(n);
       this.checkFinite();
+      this.checkVariance(n);
       return { samples: n, layers: this.shifts(), ...extra };
     } catch (e) {
       this.state.restoreBuffers();
@@ -177,6 +178,26 @@ export abstract class StreamingRecalibrator implements Recalibrator {
         );
       }
     }
+  }
+
+  /**
+   * Refuses statistics that leave a channel without variance its parent had: samples alike there
+   * (three copies of one row, all-zero images) give running_var 0, which PyTorch stores too, but
+   * the folded layer then scales the channel by 1/√eps (≈ 316 at eps 1e-5) and the version
+   * published would be served at once: such an upload carries the information of one sample.
+   */
+  private checkVariance(n: number): void {
+    this.layers.forEach(({ path, bn }, k) => {
+      const parent = this.state.vars[k]!;
+      const next = bn.runningVar.data;
+      let flat = 0;
+      for (let c = 0; c < next.length; c++) if (next[c] === 0 && parent[c]! > 0) flat++;
+      if (flat === 0) return;
+      throw new NormserveError(
+        'TOO_FEW_SAMPLES',
+        `the ${n} samples give BatchNorm ${path} no variance in ${flat} of its ${next.length} channels (every sample has the same value there; the model's running_var was positive): their running_var would be 0 and the folded layer would scale them by 1/sqrt(eps) ≈ ${Math.round(1 / Math.sqrt(bn.eps))}; upload samples that vary (identical rows count as one)`,
+      );
+    });
   }
 
   private shifts(): RecalibrationResult['layers'] {

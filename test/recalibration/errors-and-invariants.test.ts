@@ -66,6 +66,38 @@ describe('refusals', () => {
     });
   }
 
+  // `prior` blends in the model's own statistics, which keep the variance positive.
+  for (const mode of ['exact', 'running'] as const) {
+    it(`${mode}: identical samples (no variance where the model had some) are TOO_FEW_SAMPLES and leave the network as it was`, async () => {
+      // review45: three copies of a row published running_var 0 everywhere, and the folded layers
+      // scaled every channel by 1/sqrt(eps): accuracy fell to 0.31 on the rows it was given.
+      const { network, inputTransform } = loadModel(MODEL_DIR);
+      const before = snapshot(network);
+      const copies = new Float32Array(4 * WIDTH);
+      for (let r = 0; r < 4; r++) copies.set(night.subarray(0, WIDTH), r * WIDTH);
+      const recalibrator = createRecalibrator(network, inputTransform, WIDTH, {
+        mode,
+        ...(mode === 'running' ? { batchSize: 2 } : {}),
+      });
+      await recalibrator.push(copies);
+      const refused = await codeOf(() => recalibrator.finish());
+      expect(refused.code).toBe('TOO_FEW_SAMPLES');
+      expect(refused.message).toMatch(
+        /^the 4 samples give BatchNorm 1 no variance in 32 of its 32 channels .*identical rows count as one\)$/,
+      );
+      expect(snapshot(network)).toEqual(before);
+    });
+  }
+
+  it('samples that differ are recalibrated even when only two rows vary', async () => {
+    const { network, inputTransform } = loadModel(MODEL_DIR);
+    const rows = new Float32Array(3 * WIDTH);
+    for (let r = 0; r < 3; r++) rows.set(night.subarray(0, WIDTH), r * WIDTH);
+    rows[2 * WIDTH + 10] = rows[2 * WIDTH + 10]! + 1;
+    const result = await recalibrate(network, inputTransform, WIDTH, rows, { mode: 'exact' });
+    expect(result.samples).toBe(3);
+  });
+
   it('a non-finite value is INVALID_INPUT naming the row and column; the chunk is rejected whole', async () => {
     const { network, inputTransform } = loadModel(MODEL_DIR);
     const recalibrator = createRecalibrator(network, inputTransform, WIDTH, { mode: 'exact' });
