@@ -10,7 +10,8 @@
  * known messages and map entries checked the same way, strings valid UTF-8. Unknown fields are
  * skipped (proto3 keeps them), an unknown group too, as protobuf's own parsers skip one: up to
  * the end tag of its field number, groups nested in it included (at most MAX_GROUP_DEPTH deep);
- * a group without its end tag, or ended by another field's, is refused.
+ * a group without its end tag, or ended by another field's, is refused. And what the decode
+ * would build is bounded: at most MAX_FIELDS fields, and packed numbers by the message's size.
  */
 
 /** A field of a message as @grpc/proto-loader describes it (DescriptorProto, FieldDescriptorProto). */
@@ -40,6 +41,34 @@ const FIXED32 = 5;
  * protobufjs's recursive skipType after it) descend.
  */
 export const MAX_GROUP_DEPTH = 100;
+
+/**
+ * How many fields one request may hold, counted as the check reads their tags (a packed repeated
+ * number counts once): protobufjs builds a JavaScript value for each — an object per map entry
+ * or message, a Buffer per `bytes_contents` entry — before any limit of the service looks at
+ * them. A 14 MB ModelInfer of 7 million empty `bytes_contents` held the event loop 6.7 s and took
+ * 1.7 GB (review44; a 1 GiB heap died of it), 900,000 `parameters` entries 4–6 s. A request's
+ * envelope holds a few hundred fields (LIMITS.tensors inputs and outputs, their names, datatypes,
+ * shapes and parameters, one raw content per input); the rest leaves room for parameters and
+ * for rows sent as unpacked repeated numbers (a legal encoding no protobuf library writes by
+ * default for proto3), as HTTP's JSON budget (http/json-budget.ts) leaves room around its rows.
+ */
+export const MAX_FIELDS = 65_536;
+
+/**
+ * How many values the packed repeated numbers of a request may hold: one per 4 bytes of the
+ * request, as float32 rows hold (`fp32_contents`), or at least MIN_PACKED_VALUES. A varint takes
+ * one byte, so 16 MB of packed `int_contents` decoded to 16 million numbers (2.4 s on the event
+ * loop, review44), four times what the same bytes of float32 rows make.
+ */
+export const MIN_PACKED_VALUES = 4096;
+
+/** What a request has made the check count so far (MAX_FIELDS, MIN_PACKED_VALUES). */
+interface Counts {
+  fields: number;
+  packed: number;
+  maxPacked: number;
+}
 
 /** The wire type of each scalar type (the encoding guide's table). */
 const SCALAR_WIRE: Record<string, number> = {
@@ -235,10 +264,21 @@ function skipValue(
 }
 
 /** Checks the fields of one message in buf[start, end). */
-function checkMessage(buf: Uint8Array, start: number, end: number, rule: MessageRule): void {
+function checkMessage(
+  buf: Uint8Array,
+  start: number,
+  end: number,
+  rule: MessageRule,
+  counts: Counts,
+): void {
   let at = start;
   while (at < end) {
     const [number, wire, afterTag] = readTag(buf, at, end, rule.name);
+    if (++counts.fields > MAX_FIELDS) {
+      throw new WireError(
+        `${rule.name}: more than ${MAX_FIELDS} fields in the request (entries of maps and of repeated fields count one each, a packed repeated number once): a request holds its tensors' data in raw_input_contents or packed contents`,
+      );
+    }
     const field = rule.fields.get(number);
     const label = field
       ? `${rule.name}.${field.name} (field ${number})`
@@ -261,9 +301,9 @@ function checkMessage(buf: Uint8Array, start: number, end: number, rule: Message
     if (wire === LENGTH) {
       if (!field) continue;
       if (packed) {
-        checkPacked(buf, body, at, field, label);
+        checkPacked(buf, body, at, field, label, counts);
       } else if (field.message) {
-        checkMessage(buf, body, at, field.message());
+        checkMessage(buf, body, at, field.message(), counts);
       } else if (field.utf8) {
         try {
           utf8.decode(buf.subarray(body, at));
@@ -276,20 +316,37 @@ function checkMessage(buf: Uint8Array, start: number, end: number, rule: Message
 }
 
 /** A packed repeated scalar: whole values of the field's wire type, filling it exactly. */
-function checkPacked(buf: Uint8Array, start: number, end: number, field: FieldRule, label: string) {
+function checkPacked(
+  buf: Uint8Array,
+  start: number,
+  end: number,
+  field: FieldRule,
+  label: string,
+  counts: Counts,
+) {
+  const tooMany = () =>
+    new WireError(
+      `${label}: more than ${counts.maxPacked} packed values in a request of ${buf.length} bytes (one per 4 bytes, at least ${MIN_PACKED_VALUES})`,
+    );
   if (field.wire === VARINT) {
-    for (let at = start; at < end; ) at = varint(buf, at, end, label)[1];
+    for (let at = start; at < end; ) {
+      if (++counts.packed > counts.maxPacked) throw tooMany();
+      at = varint(buf, at, end, label)[1];
+    }
     return;
   }
   const size = field.wire === FIXED64 ? 8 : 4;
   if ((end - start) % size !== 0)
     throw new WireError(`${label}: ${end - start} packed bytes are not whole ${size}-byte values`);
+  counts.packed += (end - start) / size;
+  if (counts.packed > counts.maxPacked) throw tooMany();
 }
 
 /** Why `buf` is no well-formed `rule` message, or undefined when it is one. */
 export function wireProblem(buf: Uint8Array, rule: MessageRule): string | undefined {
   try {
-    checkMessage(buf, 0, buf.length, rule);
+    const maxPacked = Math.max(MIN_PACKED_VALUES, Math.ceil(buf.length / 4));
+    checkMessage(buf, 0, buf.length, rule, { fields: 0, packed: 0, maxPacked });
     return undefined;
   } catch (e) {
     if (e instanceof WireError) return e.message;

@@ -6,8 +6,10 @@ import { loadSync } from '@grpc/proto-loader';
 import { describe, expect, it } from 'vitest';
 import { PROTO_FILE, PROTO_OPTIONS } from '../../src/grpc/proto.js';
 import {
+  MAX_FIELDS,
   MAX_GROUP_DEPTH,
   type MessageDescriptor,
+  MIN_PACKED_VALUES,
   messageRule,
   wireProblem,
 } from '../../src/grpc/wire-check.js';
@@ -53,5 +55,43 @@ describe('wireProblem: groups', () => {
     // Inside a group, values are still bounded by the message.
     expect(check([...start(15), 0x0a, 0x05, 0x41, ...stop(15)])).toMatch(/announces 5 bytes/);
     expect(check([...start(15), 0x0e])).toMatch(/wire type 6 does not exist/);
+  });
+});
+
+/** A varint's bytes. */
+const varintBytes = (n: number): number[] => {
+  const out: number[] = [];
+  while (n >= 0x80) {
+    out.push((n & 0x7f) | 0x80);
+    n = Math.floor(n / 128);
+  }
+  return [...out, n];
+};
+/** Field `n` length-delimited (tags of fields below 16 fit one byte). */
+const delimited = (n: number, body: number[]) => [n * 8 + 2, ...varintBytes(body.length), ...body];
+
+describe('wireProblem: what a request may make protobufjs build', () => {
+  // review44: 7 million empty bytes entries (14 MB) held the event loop 6.7 s and took 1.7 GB in
+  // protobufjs's decode; a budget of fields is checked before it runs, as HTTP's JSON budget is.
+  it(`more than MAX_FIELDS (${MAX_FIELDS}) fields: refused; as many: read`, () => {
+    const entries = (count: number) => Array.from({ length: count }, () => [0x3a, 0x00]).flat();
+    expect(check(entries(MAX_FIELDS))).toBeUndefined();
+    expect(check(entries(MAX_FIELDS + 1))).toMatch(
+      /^ModelInferRequest: more than 65536 fields in the request/,
+    );
+  });
+
+  it('packed numbers: at most one per 4 bytes of the request, and at least MIN_PACKED_VALUES', () => {
+    // One input whose shape holds `count` one-byte varints (16 MB of them decoded to 16 million
+    // numbers: 2.4 s).
+    const shape = (count: number) => delimited(5, delimited(3, Array(count).fill(1)));
+    expect(check(shape(MIN_PACKED_VALUES))).toBeUndefined();
+    expect(check(shape(MIN_PACKED_VALUES + 1))).toMatch(
+      /InferInputTensor\.shape \(field 3\): more than 4096 packed values in a request of \d+ bytes/,
+    );
+    // float32 contents fill 4 bytes a value: any number of them within the message size is read.
+    const fp32 = (count: number) =>
+      delimited(5, delimited(5, delimited(6, Array(4 * count).fill(0))));
+    expect(check(fp32(3 * MIN_PACKED_VALUES))).toBeUndefined();
   });
 });
