@@ -126,7 +126,13 @@ export function recalibrateHandler(
             read: (parent, width) => {
               const training = trainingInfoOf(parent.checkpoint.config);
               const model = { name: recalibration.model, inputWidth: width, ...training };
-              return csvRows(body, model, labelColumnFor(model, q.label_column), limit);
+              return csvRows(
+                body,
+                model,
+                labelColumnFor(model, q.label_column),
+                limit,
+                q.label_column,
+              );
             },
           }
         : {

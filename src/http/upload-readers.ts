@@ -120,6 +120,8 @@ export function csvRows(
   model: CsvFeatureModel,
   labelColumn: string,
   maxBytes: number,
+  /** The label column the request named (`label_column`): refused unless the header has it. */
+  namedLabelColumn?: string | undefined,
 ): AsyncGenerator<Float32Array> {
   const width = model.inputWidth;
   return asRequestErrors(
@@ -127,6 +129,7 @@ export function csvRows(
       source: '',
       chunkRows: uploadChunkRows(width),
       maxRecordChars: Math.max(1 << 20, width * 64),
+      namedLabelColumn,
     }),
   );
 }

@@ -275,4 +275,13 @@ describe('malformed CSV uploads → 4xx problems naming the line', () => {
     expect(body.detail).toBe('label_column: read from a text/csv upload only');
     expect(body.errors?.[0]?.path).toBe('query.label_column');
   });
+
+  it('a label_column the header does not have → 400, as the CLI refuses it (review44: ignored)', async () => {
+    const res = await recalibrate(t, nightCsv(rows), {
+      url: `${RECALIBRATE}?label_column=lable`,
+      headers: { ...ADMIN, 'content-type': 'text/csv' },
+    });
+    const body = expectProblem(res, 400, 'INVALID_INPUT');
+    expect(body.detail).toMatch(/unknown label column "lable" \(columns: "p0", "p1", /);
+  });
 });
