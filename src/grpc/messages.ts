@@ -28,11 +28,16 @@ const tensorName = z.string().max(LIMITS.nameChars);
  * A dimension of a shape: an int64, read as a JavaScript number (PROTO_OPTIONS' longs: Number),
  * exact up to 2^53 - 1. One beyond is refused here, without echoing it: the rounded number
  * (9223372036854775807 read as 9223372036854775808, printed …776000) would be a value the client
- * never sent.
+ * never sent. A size is never negative.
  */
-const shapeDimension = z.number().int({
-  error: 'expected an int64 of at most 2^53 - 1 (9007199254740991) in absolute value',
-});
+const shapeDimension = z
+  .number()
+  .int({
+    error: 'expected an int64 of at most 2^53 - 1 (9007199254740991) in absolute value',
+  })
+  // As the REST schema's: a request's shape has sizes, not metadata's -1 for "any" (review44: a
+  // [-1, 64] shape was told "at least one row is required").
+  .min(0);
 
 export const modelInferRequestSchema = z.object({
   model_name: modelNameSchema,

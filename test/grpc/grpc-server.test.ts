@@ -193,7 +193,10 @@ describe('gRPC ModelInfer', () => {
     await refused(inferRaw({ inputs: [{ ...input(), datatype: 'INT32' }] }), I);
     await refused(inferRaw({ inputs: [input([30, 63])] }), I);
     await refused(inferRaw({ inputs: [input([0, 64])] }), I);
-    await refused(inferRaw({ inputs: [input([-1, 64])] }), I);
+    // metadata's -1 ("any") copied into a request: told the size is negative (review44: it was
+    // told "at least one row is required"), as the REST route tells it.
+    const negative = await refused(inferRaw({ inputs: [input([-1, 64])] }), I, 'INVALID_INPUT');
+    expect(negative.details).toMatch(/^inputs\[0\]\.shape\[0\]: expected an integer ≥ 0, got -1/);
     await refused(inferRaw({ inputs: [input([65, 64])] }), I, 'BATCH_TOO_LARGE');
     // An int64 dimension beyond 2^53 - 1 is refused, not echoed rounded (…775807 as …776000).
     const huge = await refused(
@@ -278,7 +281,9 @@ describe('gRPC ModelInfer', () => {
       'INVALID_INPUT',
     );
     // 100,000 packed dimensions are more than one per 4 bytes of the message: the wire check's.
-    expect(shape.details).toMatch(/InferInputTensor\.shape \(field 3\): more than \d+ packed values/);
+    expect(shape.details).toMatch(
+      /InferInputTensor\.shape \(field 3\): more than \d+ packed values/,
+    );
     expect(shape.details.length).toBeLessThan(300);
     const ready = await g.client.call('ModelReady', { name: 'n'.repeat(100_000), version: '' });
     expect(ready.ok).toBe(false);
