@@ -1,6 +1,6 @@
-import type { LayerSpec } from '../checkpoint/model-config.js';
+import { type LayerSpec, layerDefinition } from '../checkpoint/index.js';
 import { NormserveError } from '../errors/index.js';
-import { Linear, type Sequential } from '../nn/index.js';
+import type { Sequential } from '../nn/index.js';
 
 /**
  * Regression targets standardized for training: z = (y − mean) / std, from the training rows
@@ -30,23 +30,32 @@ export function standardizeTargets(targets: Float32Array, scale: TargetScale): F
   return targets.map((y) => (y - scale.mean) / scale.std);
 }
 
-/** Throws unless the last layer can absorb the target scale: a Linear with a bias. */
+/** Throws unless the last layer can absorb the target scale (its record's `targetScale`). */
 export function checkTargetScalable(layers: readonly LayerSpec[]): void {
   const last = layers.at(-1);
-  if (last?.type !== 'linear' || !last.bias) {
+  const answer = last && layerDefinition(last).targetScale?.(last);
+  if (answer !== 'absorbs') {
     throw new NormserveError(
       'TRAINING_CONFIG_INVALID',
-      `data.target_scaling "standard" folds the target's mean and std into the last layer, which must be a linear layer with a bias; layers[${layers.length - 1}] is ${last?.type === 'linear' ? 'a linear layer without bias' : `"${last?.type}"`}: set data.target_scaling to "none"`,
+      `data.target_scaling "standard" folds the target's mean and std into the last layer, which must be a linear layer with a bias; layers[${layers.length - 1}] is ${answer === 'no-bias' ? `a ${last?.type} layer without bias` : `"${last?.type}"`}: set data.target_scaling to "none"`,
     );
   }
 }
 
-function lastLinear(network: Sequential): Linear {
-  const last = network.modules.at(-1);
-  if (!(last instanceof Linear) || last.bias === undefined) {
-    throw new NormserveError('INTERNAL', 'target scaling needs a last Linear layer with a bias');
+/**
+ * The last module's `weight` and `bias` (PyTorch's names): checkTargetScalable let only a layer
+ * whose output is W·x + b be last.
+ */
+function lastAffineTerms(network: Sequential): { w: Float32Array; b: Float32Array } {
+  const parameters = new Map(network.modules.at(-1)?.namedParameters());
+  const [weight, bias] = [parameters.get('weight'), parameters.get('bias')];
+  if (weight === undefined || bias === undefined) {
+    throw new NormserveError(
+      'INTERNAL',
+      'target scaling needs a last layer with a weight and bias',
+    );
   }
-  return last;
+  return { w: weight.value.data, b: bias.value.data };
 }
 
 /**
@@ -58,9 +67,7 @@ export function applyTargetScale(
   scale: TargetScale,
   direction: 'fold' | 'unfold',
 ): void {
-  const linear = lastLinear(network);
-  const w = linear.weight.value.data;
-  const b = linear.bias!.value.data;
+  const { w, b } = lastAffineTerms(network);
   if (direction === 'fold') {
     for (let i = 0; i < w.length; i++) w[i] = w[i]! * scale.std;
     for (let i = 0; i < b.length; i++) b[i] = b[i]! * scale.std + scale.mean;

@@ -5,7 +5,7 @@
  * Linear (target-scaling.ts).
  */
 import { describe, expect, it } from 'vitest';
-import { buildSequential } from '../../src/checkpoint/index.js';
+import { buildSequential, layerDefinitions } from '../../src/checkpoint/index.js';
 import { Rng, Tensor } from '../../src/nn/index.js';
 import {
   datasetFromTable,
@@ -196,5 +196,14 @@ describe('target scaling', () => {
         { type: 'sigmoid' },
       ]),
     ).toThrow('layers[1] is "sigmoid"');
+  });
+
+  it("asks the layer's record which layers absorb the scale (a layer is defined once)", () => {
+    const absorbing = layerDefinitions.filter((d) => d.targetScale !== undefined);
+    expect(absorbing.map((d) => d.type)).toEqual(['linear']);
+    const linear = absorbing[0]!;
+    const spec = { type: 'linear', in_features: 2, out_features: 1 } as const;
+    expect(linear.targetScale!({ ...spec, bias: true })).toBe('absorbs');
+    expect(linear.targetScale!({ ...spec, bias: false })).toBe('no-bias');
   });
 });

@@ -34,6 +34,7 @@ export interface ShapeContext {
  *  - `build`: the nn module; the module's stateDict() gives the tensor names and shapes, which
  *    are exactly PyTorch's (`i.weight`, `i.body.j.running_mean`, …);
  *  - `batchNormStatistics`: it holds running statistics (recalibration, training's batch rule);
+ *  - `targetScale`: it can take a regression target's scale as the last layer;
  *  - `state`: its state_dict entries (names, shapes, kinds), without building it: what a
  *    weights file must hold (checked against its header before anything is allocated) and what
  *    training will hold (its memory);
@@ -52,6 +53,12 @@ export interface LayerDefinition<S extends { type: string } = { type: string }> 
   outputShape(spec: S, input: Shape, ctx: ShapeContext): Shape;
   build(spec: S, ctx: BuildContext): Module;
   readonly batchNormStatistics?: boolean;
+  /**
+   * Whether, as the last layer, it can absorb a regression target's scale y = std·z + mean into
+   * its `weight` and `bias` (W′ = std·W, b′ = std·b + mean: its output is W·x + b), and if not
+   * only for want of a bias, `'no-bias'` (training/target-scaling.ts). Absent: it cannot.
+   */
+  targetScale?(spec: S): 'absorbs' | 'no-bias';
   /**
    * The entries of the module's own stateDict(), in its order (none when absent; a block's are
    * its children's, named through childName): parameters first, then buffers, as PyTorch orders

@@ -34,6 +34,7 @@ export const linearLayer = defineLayer({
       { inFeatures: spec.in_features, outFeatures: spec.out_features, bias: spec.bias },
       ctx.rngs.init,
     ),
+  targetScale: (spec) => (spec.bias ? 'absorbs' : 'no-bias'),
   stepArrays: OUTPUT_AND_INPUT_GRAD,
   /**
    * nn/linear.ts on the kernels: W [out, fan-in] packed by the forward and input-gradient
