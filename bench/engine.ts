@@ -66,16 +66,21 @@ export interface EngineBench {
    */
   loadMs: { median: number; runs: number[]; cpuMedian: number; warm: number };
   /**
-   * RSS of a process predicting one row at a time through loadModel, MiB, after 1 k, 50 k and
-   * 100 k predictions; and V8's young generation (new space) as reserved and as used at 1 k.
+   * RSS of a process predicting one row at a time through loadModel, MiB, after 1 k, 50 k, 100 k
+   * and 200 k predictions; V8's young generation (new space) as reserved and as used at 1 k, and
+   * as reserved at 100 k; the heap after a full collection at 1 k and at 100 k.
    */
   memory: {
     afterThousandMiB: number;
     afterFiftyThousandMiB: number;
     afterHundredThousandMiB: number;
+    afterTwoHundredThousandMiB: number;
     ratio: number;
     newSpaceMiB: number;
     newSpaceUsedAtThousandMiB: number;
+    newSpaceAtHundredThousandMiB: number;
+    liveHeapAtThousandMiB: number;
+    liveHeapAtHundredThousandMiB: number;
   };
   /** The WebAssembly SIMD ceiling of one thread (bench/wasm-peak.ts). */
   peak: WasmPeak;
@@ -161,10 +166,10 @@ function gemmOnly(step: DenseStep, rows: number, relaxed: boolean): () => void {
 }
 
 /** A child process's result line: `node --import tsx -e <code>` from the repository root. */
-async function child(code: string): Promise<string> {
+async function child(code: string, nodeFlags: string[] = []): Promise<string> {
   const { stdout } = await runChild(
     process.execPath,
-    ['--import', 'tsx', '--input-type=module', '-e', code],
+    [...nodeFlags, '--import', 'tsx', '--input-type=module', '-e', code],
     {
       cwd: resolve('.'),
       timeout: 300_000,
@@ -308,42 +313,59 @@ console.log(JSON.stringify({ importMs: i - t, loadMs: loaded - i, cpuMs, warmMs:
     `load digits: median ${loadMs.median.toFixed(1)} ms cold (CPU ${loadMs.cpuMedian.toFixed(1)} ms) (runs ${loadMs.runs.map((m) => m.toFixed(1)).join(', ')}), ${loadMs.warm.toFixed(1)} ms warm`,
   );
 
-  // Why three readings and the new space: each run() returns a fresh Float32Array (~240 bytes of
-  // garbage a call), so the first 100 k calls sweep V8's young generation (reserved at start,
-  // touched page by page as allocation first walks through it) into RSS once; after that RSS is
-  // flat. The 50 k reading shows the plateau, the new space how much of the 1 k → 100 k growth
-  // is that first touch.
+  // Why these readings: each run() returns a fresh Float32Array (~250 bytes of garbage a call),
+  // so the first 100 k calls or so walk V8's young generation (the new space, which V8 also
+  // doubles as it sees the allocation rate) into RSS page by page; after that RSS is flat. The
+  // 200 k reading shows that plateau; the new space's size at 1 k and 100 k how much of the
+  // growth it is; and the heap after a full collection (gc(), the child runs with --expose-gc)
+  // is what a leak — anything a call keeps — would grow.
   const memoryCode = `const { loadModel } = await import('./src/index.ts');
 const v8 = await import('node:v8');
 const m = await loadModel(${JSON.stringify(bundledVersionDir('digits'))});
 const x = new Float32Array(64).fill(5);
 let s = 0;
 const predict = (n) => { for (let i = 0; i < n; i++) s += m.run(x, 1)[0]; };
+const newSpace = () => v8.getHeapSpaceStatistics().find((h) => h.space_name === 'new_space');
+const liveHeap = () => { globalThis.gc(); return process.memoryUsage().heapUsed; };
 predict(1000);
 const a = process.memoryUsage().rss;
-const young = v8.getHeapSpaceStatistics().find((h) => h.space_name === 'new_space');
+const young = newSpace();
+const heapA = liveHeap();
 predict(49000);
 const h = process.memoryUsage().rss;
 predict(50000);
 const b = process.memoryUsage().rss;
-console.log(JSON.stringify({ a, h, b, ns: young.space_size, nu: young.space_used_size, s: Number.isFinite(s) }));`;
-  const mem = JSON.parse(await child(memoryCode)) as {
+const nsB = newSpace().space_size;
+const heapB = liveHeap();
+predict(100000);
+const c = process.memoryUsage().rss;
+console.log(JSON.stringify({ a, h, b, c, ns: young.space_size, nu: young.space_used_size, nsB, heapA, heapB, s: Number.isFinite(s) }));`;
+  const mem = JSON.parse(await child(memoryCode, ['--expose-gc'])) as {
     a: number;
     h: number;
     b: number;
+    c: number;
     ns: number;
     nu: number;
+    nsB: number;
+    heapA: number;
+    heapB: number;
   };
+  const mib = (bytes: number) => bytes / 2 ** 20;
   const memory = {
-    afterThousandMiB: mem.a / 2 ** 20,
-    afterFiftyThousandMiB: mem.h / 2 ** 20,
-    afterHundredThousandMiB: mem.b / 2 ** 20,
+    afterThousandMiB: mib(mem.a),
+    afterFiftyThousandMiB: mib(mem.h),
+    afterHundredThousandMiB: mib(mem.b),
+    afterTwoHundredThousandMiB: mib(mem.c),
     ratio: mem.b / mem.a,
-    newSpaceMiB: mem.ns / 2 ** 20,
-    newSpaceUsedAtThousandMiB: mem.nu / 2 ** 20,
+    newSpaceMiB: mib(mem.ns),
+    newSpaceUsedAtThousandMiB: mib(mem.nu),
+    newSpaceAtHundredThousandMiB: mib(mem.nsB),
+    liveHeapAtThousandMiB: mib(mem.heapA),
+    liveHeapAtHundredThousandMiB: mib(mem.heapB),
   };
   log(
-    `RSS after 1 k predictions ${memory.afterThousandMiB.toFixed(1)} MiB, after 50 k ${memory.afterFiftyThousandMiB.toFixed(1)} MiB, after 100 k ${memory.afterHundredThousandMiB.toFixed(1)} MiB`,
+    `RSS after 1 k predictions ${memory.afterThousandMiB.toFixed(1)} MiB, after 50 k ${memory.afterFiftyThousandMiB.toFixed(1)} MiB, after 100 k ${memory.afterHundredThousandMiB.toFixed(1)} MiB, after 200 k ${memory.afterTwoHundredThousandMiB.toFixed(1)} MiB`,
   );
   return { relaxedSimd, rows, kernels, loadMs, memory, peak, flopsPerRow: flopsByModel };
 }

@@ -126,8 +126,9 @@ if (runs('engine')) {
   process.stdout.write(
     `\nload models/digits/1 (fresh process, wasm): median ${fmt(engine.loadMs.median, 1)} ms wall (${engine.loadMs.runs.map((m) => fmt(m, 1)).join(', ')}), ${fmt(engine.loadMs.cpuMedian, 1)} ms CPU; again in the same process ${fmt(engine.loadMs.warm, 1)} ms (goal ≤ 50)\n`,
   );
+  const m = engine.memory;
   process.stdout.write(
-    `RSS predicting one row at a time: ${fmt(engine.memory.afterThousandMiB, 1)} MiB after 1 k, ${fmt(engine.memory.afterFiftyThousandMiB, 1)} after 50 k, ${fmt(engine.memory.afterHundredThousandMiB, 1)} after 100 k (×${fmt(engine.memory.ratio, 3)}; goal ≤ 1.10; 100 k / 50 k ×${fmt(engine.memory.afterHundredThousandMiB / engine.memory.afterFiftyThousandMiB, 3)}); V8's young generation ${fmt(engine.memory.newSpaceMiB, 1)} MiB reserved, ${fmt(engine.memory.newSpaceUsedAtThousandMiB, 1)} MiB in use after 1 k\n\n`,
+    `RSS predicting one row at a time: ${fmt(m.afterThousandMiB, 1)} MiB after 1 k, ${fmt(m.afterFiftyThousandMiB, 1)} after 50 k, ${fmt(m.afterHundredThousandMiB, 1)} after 100 k (×${fmt(m.ratio, 3)}; goal ≤ 1.10: ${m.ratio <= 1.1 ? 'meets goal' : 'ABOVE GOAL'}), ${fmt(m.afterTwoHundredThousandMiB, 1)} after 200 k (×${fmt(m.afterTwoHundredThousandMiB / m.afterHundredThousandMiB, 3)} of 100 k); V8's new space ${fmt(m.newSpaceMiB, 1)} MiB reserved at 1 k (${fmt(m.newSpaceUsedAtThousandMiB, 1)} in use), ${fmt(m.newSpaceAtHundredThousandMiB, 1)} at 100 k; heap after a full collection ${fmt(m.liveHeapAtThousandMiB, 1)} MiB at 1 k, ${fmt(m.liveHeapAtHundredThousandMiB, 1)} at 100 k\n\n`,
   );
   results['engine'] = engine;
 }
