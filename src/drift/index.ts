@@ -30,6 +30,6 @@ export {
 export { RecentRows } from './recent-rows.js';
 export { Reservoir } from './reservoir.js';
 export { allocateDraw, type UniformSample, uniformUnion } from './sample-union.js';
-export { ShadowComparison, type ShadowSummary } from './shadow-comparison.js';
+export { rowSummary, ShadowComparison, type ShadowSummary } from './shadow-comparison.js';
 export { TURN_ROWS } from './turn-rows.js';
 export { type MomentWindow, WindowedMoments } from './windowed-moments.js';

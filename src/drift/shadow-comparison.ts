@@ -55,7 +55,11 @@ export class ShadowComparison {
   }
 }
 
-function rowSummary(
+/**
+ * One row of class probabilities: its predicted class (the first of equal largest), that
+ * probability (the confidence) and the entropy −Σ p·log p in nats.
+ */
+export function rowSummary(
   p: Float32Array,
   base: number,
   classes: number,

@@ -6,6 +6,7 @@ import {
   modelDriftScore,
   OUTLIER_BOUND,
   rowOutlyingness,
+  rowSummary,
   type SamplePredictions,
   TURN_ROWS,
 } from '../drift/index.js';
@@ -97,8 +98,9 @@ export async function screenTrafficSample(
 
 /**
  * How a version classifies a sample's rows (promotionRefusal's evidence): rows per predicted
- * label and rows whose outputs are not finite, TURN_ROWS rows per turn of the event loop. Run on
- * the version directly: these rows are not traffic, and no statistics are gathered.
+ * label, rows whose outputs are not finite, and the mean entropy of the finite rows' class
+ * probabilities, TURN_ROWS rows per turn of the event loop. Run on the version directly: these
+ * rows are not traffic, and no statistics are gathered.
  */
 export async function samplePredictions(
   version: AvailableVersion,
@@ -108,15 +110,27 @@ export async function samplePredictions(
   const width = version.compiled.inputWidth;
   const counts = new Map<string, number>();
   let nonFinite = 0;
+  let entropy = 0;
+  let classified = false;
   for (let r = 0; r < count; r += TURN_ROWS) {
     const n = Math.min(TURN_ROWS, count - r);
     const out = runBatch(version, rows.subarray(r * width, (r + n) * width), n);
     for (let i = 0; i < n; i++) {
       const row = out.outputs.subarray(i * out.outputWidth, (i + 1) * out.outputWidth);
       if (!row.every(Number.isFinite)) nonFinite++;
-      else if (out.labels) counts.set(out.labels[i]!, (counts.get(out.labels[i]!) ?? 0) + 1);
+      else if (out.labels && out.probabilities) {
+        classified = true;
+        counts.set(out.labels[i]!, (counts.get(out.labels[i]!) ?? 0) + 1);
+        entropy += rowSummary(out.probabilities, i * out.outputWidth, out.outputWidth).entropy;
+      }
     }
     await new Promise((resolve) => setImmediate(resolve));
   }
-  return { rows: count, counts: [...counts.values()], nonFinite };
+  const finite = count - nonFinite;
+  return {
+    rows: count,
+    counts: [...counts.values()],
+    nonFinite,
+    meanEntropy: classified && finite > 0 ? entropy / finite : undefined,
+  };
 }
