@@ -221,7 +221,7 @@ export {
 } from './row-source.js';
 export {
   DEFAULT_MAX_BATCH_SIZE,
-  numericText,
+  decimalText,
   parseServerConfig,
   parseServerConfigVariables,
   type ServerConfig,

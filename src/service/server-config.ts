@@ -16,13 +16,28 @@ import { processCpus } from './available-cpus.js';
 import { AUTO_RECALIBRATE_MODES, DEFAULT_DRIFT_THRESHOLD } from './drift-settings.js';
 
 /**
- * The environment's text as a number ('  9000 ' is 9000); text that is no number stays text, so
- * that the message quotes what was given. Empty (or blank) text is no number: Number('') is 0,
- * which made PORT='' a random port; a variable with a default refuses it, as HOST and LOG_LEVEL
- * do, and the optional ones (ENGINE_THREADS, the tokens) read it as unset (emptyToUndefined).
+ * A decimal number as text: an optional sign, digits with an optional fraction (or a fraction
+ * alone), an optional exponent. Not what Number() also reads — hexadecimal, binary and octal
+ * (`0x10` is 16, `PORT=0x4839` served on 18489), `Infinity` — nor separators (`1_000`).
  */
-export const numericText = (v: unknown) =>
-  typeof v === 'string' && v.trim() !== '' && Number.isFinite(Number(v)) ? Number(v) : v;
+const DECIMAL_NUMBER = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
+
+/** A decimal number's text (DECIMAL_NUMBER) as that number; any other value as it is. */
+export const decimalText = (v: unknown) =>
+  typeof v === 'string' && DECIMAL_NUMBER.test(v) && Number.isFinite(Number(v)) ? Number(v) : v;
+
+/**
+ * The environment's text as a number ('  9000 ' is 9000) when it is a decimal number around
+ * blanks (decimalText); other text stays text, so that the message quotes what was given. Empty
+ * (or blank) text is no number: Number('') is 0, which made PORT='' a random port; a variable
+ * with a default refuses it, as HOST and LOG_LEVEL do, and the optional ones (ENGINE_THREADS, the
+ * tokens) read it as unset (emptyToUndefined).
+ */
+const numericText = (v: unknown) => {
+  if (typeof v !== 'string') return v;
+  const n = decimalText(v.trim());
+  return typeof n === 'number' ? n : v;
+};
 /**
  * A number in a range, one message for every way to miss it (errors/issue-message.ts words it):
  * `expected an integer from 0 to 65535, got "abc"`.

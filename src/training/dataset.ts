@@ -1,5 +1,5 @@
 import type { Task } from '../checkpoint/index.js';
-import { NormserveError, quote, quoteList } from '../errors/index.js';
+import { inFile, NormserveError, quote, quoteList } from '../errors/index.js';
 import { type CsvTable, csvPlace, numericCell } from './csv-table.js';
 
 /** Features as a row-major float32 matrix and targets (class indices or regression values). */
@@ -25,7 +25,7 @@ export const unknownLabelColumn = (
 ): NormserveError =>
   new NormserveError(
     'DATA_INVALID',
-    `${source}: unknown label column ${quote(column)} (columns: ${quoteList(header)})`,
+    inFile(source, `unknown label column ${quote(column)} (columns: ${quoteList(header)})`),
   );
 
 /** What a checkpoint being fine-tuned fixes of its data: its classes and its input columns. */

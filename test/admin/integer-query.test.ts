@@ -3,7 +3,10 @@
  * no leading zero (common.ts, URL_INTEGER_PATTERN). Issue: `?batch_size=0x10` was read as 16 by
  * :recalibrate (Number() of the text) while a version `0x1` in the path was refused.
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseServerConfig } from '../../src/service/index.js';
 import { ADMIN, expectProblem } from '../helpers/admin.js';
 import { makeTestApp, type TestApp } from '../helpers/app.js';
 import { digitsTestRows, nightShift } from '../helpers/digits.js';
@@ -49,5 +52,47 @@ describe('an integer in the query of :recalibrate, as in the path', () => {
     const res = await recalibrate('batch_size=16');
     expect(res.statusCode, res.body).toBe(201);
     expect(res.json<{ batches?: number }>().batches).toBe(4);
+  });
+});
+
+describe('a decimal number in the query of :recalibrate and in the environment (review48)', () => {
+  it.each(['0x10', '0b10', '0o20', '1_6', 'Infinity', '%20%201'])(
+    '?prior_strength=%s: 400 quoting the text (it was read as a number)',
+    async (text) => {
+      const res = await t.app.inject({
+        method: 'POST',
+        url: `${RECALIBRATE}?mode=prior&activate=false&prior_strength=${text.startsWith('%') ? text : encodeURIComponent(text)}`,
+        headers: ADMIN,
+        payload: { instances: night },
+      });
+      const problem = expectProblem(res, 400, 'INVALID_INPUT');
+      expect(problem.errors?.map((e) => e.path)).toEqual(['query.prior_strength']);
+    },
+  );
+
+  it.each([
+    ['16', 16],
+    ['1e1', 10],
+    ['.5', 0.5],
+    ['2.', 2],
+  ])('?prior_strength=%s is read as %d', async (text, value) => {
+    const res = await t.app.inject({
+      method: 'POST',
+      url: `${RECALIBRATE}?mode=prior&activate=false&prior_strength=${encodeURIComponent(text)}`,
+      headers: ADMIN,
+      payload: { instances: night },
+    });
+    expect(res.statusCode, res.body).toBe(201);
+    const { version } = res.json<{ version: number }>();
+    const config = JSON.parse(
+      readFileSync(join(t.repository, 'digits', String(version), 'config.json'), 'utf8'),
+    );
+    expect(config.provenance.prior_strength).toBe(value);
+  });
+
+  it('PORT=0x4839 is refused quoting it; PORT=" 8080 " is 8080', () => {
+    expect(() => parseServerConfig({ PORT: '0x4839' })).toThrow(/PORT.*"0x4839"/);
+    expect(parseServerConfig({ PORT: ' 8080 ' }).PORT).toBe(8080);
+    expect(parseServerConfig({ DRIFT_THRESHOLD: '1e-1' }).DRIFT_THRESHOLD).toBe(0.1);
   });
 });

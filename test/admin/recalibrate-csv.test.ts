@@ -282,6 +282,6 @@ describe('malformed CSV uploads → 4xx problems naming the line', () => {
       headers: { ...ADMIN, 'content-type': 'text/csv' },
     });
     const body = expectProblem(res, 400, 'INVALID_INPUT');
-    expect(body.detail).toMatch(/unknown label column "lable" \(columns: "p0", "p1", /);
+    expect(body.detail).toMatch(/^unknown label column "lable" \(columns: "p0", "p1", /);
   });
 });

@@ -2,8 +2,8 @@ import { z } from 'zod';
 import {
   DEFAULT_PRIOR_STRENGTH,
   DEFAULT_RECALIBRATION_BATCH_SIZE,
+  decimalText,
   jobRecordSchema,
-  numericText,
   PRIOR_STRENGTH_RANGE,
   RECALIBRATION_BATCH_SIZE_RANGE,
   RECALIBRATION_MODES,
@@ -23,9 +23,9 @@ const modeField = z.enum(RECALIBRATION_MODES).meta({
     'exact: AdaBN statistics over all rows (default); prior: blended with the source statistics; running: update_bn-style batches',
 });
 /**
- * The numeric options, for a JSON body or the query string, whose text is read as the server
- * configuration's is (numericText: text that is no number, or none — `?batch_size=`, which
- * Number() reads as 0 — stays text, so the message quotes what was sent).
+ * The numeric options, for a JSON body or the query string, whose text is read as a decimal
+ * number (decimalText: text that is no decimal number — `0x10`, ` 1`, or none: `?batch_size=`,
+ * which Number() reads as 0 — stays text, so the message quotes what was sent).
  */
 const priorStrengthOf = (n: z.ZodNumber) =>
   n
@@ -91,7 +91,7 @@ export const recalibrateQuerySchema = z.strictObject({
       'text/csv uploads: the column left out of the features when the header lacks some of the feature names the model recorded (default: the column the model was trained to predict, else "label")',
   }),
   mode: modeField.optional(),
-  prior_strength: z.preprocess(numericText, priorStrengthOf(z.number())).optional(),
+  prior_strength: z.preprocess(decimalText, priorStrengthOf(z.number())).optional(),
   // An integer in a URL: decimal digits only, as a version in the path (integerText).
   batch_size: z.preprocess(integerText, batchSizeOf(z.number())).optional(),
   activate: booleanString.optional().meta({ description: 'false publishes without serving it' }),
