@@ -24,6 +24,7 @@ import { notFoundHandler } from './not-found.js';
 import { registerOpenApi } from './openapi.js';
 import { errorHandler } from './problem.js';
 import { requestLog } from './request-log.js';
+import { malformedTarget } from './request-target.js';
 import { routeGuards } from './route-access.js';
 import { RoutePatterns } from './route-patterns.js';
 import { adminRoutes } from './routes/admin.js';
@@ -188,7 +189,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   app.addHook('onRequest', (request, reply, done) => {
     request.receivedAt = performance.now();
     linkReply(reply);
-    if (!closing) return done(unmetExpectation(request.raw));
+    if (!closing) return done(unmetExpectation(request.raw) ?? malformedTarget(request.raw));
     void reply.header('Connection', 'close');
     const refuse = () =>
       done(

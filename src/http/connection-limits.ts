@@ -26,6 +26,9 @@ const CHECK_INTERVAL_MS = 30_000;
 export function httpServerOptions(config: ServerConfig) {
   const requestTimeout = config.REQUEST_TIMEOUT_MS;
   return {
+    // An HTTP/1.1 request without Host is refused by the first onRequest hook, as a problem
+    // document (request-target.ts), not by Node's bare 400.
+    requireHostHeader: false,
     requestTimeout,
     headersTimeout:
       requestTimeout > 0 ? Math.min(HEADERS_TIMEOUT_MS, requestTimeout) : HEADERS_TIMEOUT_MS,

@@ -1,0 +1,29 @@
+import type { IncomingMessage } from 'node:http';
+import { NormserveError } from '../errors/index.js';
+
+/**
+ * What HTTP/1.1 itself refuses in a request's head, as a problem document with the request id,
+ * log line and metrics of every other refusal (the first onRequest hook), rather than Node's bare
+ * answer or a route's misleading one:
+ *
+ * - no Host header on an HTTP/1.1 request: "A server MUST respond with a 400 (Bad Request) status
+ *   code to any HTTP/1.1 request message that lacks a Host header field" (RFC 9112 §3.2). Node's
+ *   own check (requireHostHeader, turned off in httpServerOptions) answered a bodiless 400 with no
+ *   Content-Type and no request id. HTTP/1.0 has no such rule and is served without one.
+ * - a fragment in the request target (`/v1/models/digits#x`): the target's grammar has none
+ *   (RFC 9112 §3.2, origin-form = absolute-path [ "?" query ]; a fragment stays with the client,
+ *   RFC 9110 §4.2.5). The router cut it and read `x` as a query parameter, unknown to the route.
+ */
+export function malformedTarget(request: IncomingMessage): NormserveError | undefined {
+  if (request.headers.host === undefined && request.httpVersion !== '1.0')
+    return new NormserveError(
+      'INVALID_INPUT',
+      'the request has no Host header, which HTTP/1.1 requires (RFC 9112 §3.2)',
+    );
+  if (request.url?.includes('#'))
+    return new NormserveError(
+      'INVALID_INPUT',
+      "the request target has a fragment ('#…'): a client sends the path and query only (RFC 9112 §3.2)",
+    );
+  return undefined;
+}
