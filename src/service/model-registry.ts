@@ -582,8 +582,16 @@ export class ModelRegistry {
     } catch (e) {
       const reason = e instanceof Error ? e.message : String(e);
       const reasonCode = isNormserveError(e) ? e.code : undefined;
-      this.log.error({ model: name, version, reason, code: reasonCode }, 'version failed to load');
-      this.options.onLoadFailure?.(name, version, reason);
+      // A version deleted while it loaded (by another worker or replica, or by hand) lost its
+      // files under the loader: not a broken checkpoint, so neither an error nor a load failure
+      // counted (normserve_model_load_failures_total alerts on those); the refresh its deletion
+      // announces drops it.
+      if (await this.goneWhileLoading(name, version)) {
+        this.log.info({ model: name, version, reason }, 'version deleted while it loaded');
+      } else {
+        this.log.error({ model: name, version, reason, code: reasonCode }, 'version failed to load');
+        this.options.onLoadFailure?.(name, version, reason);
+      }
       return {
         name,
         version,
@@ -593,6 +601,15 @@ export class ModelRegistry {
         loadedAt,
         fingerprint,
       };
+    }
+  }
+
+  /** Whether `version`'s directory is gone (deleted, or removed by hand) after a failed load. */
+  private async goneWhileLoading(name: string, version: number): Promise<boolean> {
+    try {
+      return !(await this.repository.listVersions(name)).includes(version);
+    } catch {
+      return false; // the model directory cannot be read: the failure stands as it is
     }
   }
 
