@@ -70,21 +70,24 @@ function problemOf(
 }
 
 describe('REQUEST_TIMEOUT_MS', () => {
-  it('sets headersTimeout ≤ requestTimeout and a sweep of a quarter of it (Node swaps them otherwise)', () => {
+  it('sets headersTimeout ≤ requestTimeout and a sweep of a quarter of it (Node swaps them otherwise), and leaves Host to the app (request-target.ts)', () => {
     const of = (v: string) =>
       httpServerOptions(parseServerConfig({ REQUEST_TIMEOUT_MS: v, MODEL_REPOSITORY: 'x' }));
     expect(of('10000')).toEqual({
+      requireHostHeader: false,
       requestTimeout: 10_000,
       headersTimeout: 10_000,
       connectionsCheckingInterval: 2_500,
     });
     expect(of('120000')).toEqual({
+      requireHostHeader: false,
       requestTimeout: 120_000,
       headersTimeout: 60_000,
       connectionsCheckingInterval: 30_000,
     });
     // 0 = no limit on the request; the headers keep Node's 60 s (no slowloris on headers).
     expect(of('0')).toEqual({
+      requireHostHeader: false,
       requestTimeout: 0,
       headersTimeout: 60_000,
       connectionsCheckingInterval: 15_000,
