@@ -23,6 +23,7 @@ export {
 } from './outlying-rows.js';
 export {
   COLLAPSE_SHARE,
+  entropyChange,
   promotionRefusal,
   type SamplePredictions,
   topClassShare,

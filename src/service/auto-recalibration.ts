@@ -1,5 +1,6 @@
 import {
   distinctRows,
+  entropyChange,
   OUTLIER_BOUND,
   promotionRefusal,
   recalibrationRecommended,
@@ -336,10 +337,9 @@ export class AutoRecalibration {
       }
       const registry = this.context.requireRegistry();
       const candidate = registry.resolve(served.name, outcome.version);
-      const refusal = promotionRefusal(
-        await samplePredictions(served, screened.rows, held),
-        await samplePredictions(candidate, screened.rows, held),
-      );
+      const before = await samplePredictions(served, screened.rows, held);
+      const after = await samplePredictions(candidate, screened.rows, held);
+      const refusal = promotionRefusal(before, after);
       if (refusal !== undefined) {
         const detail = `version ${outcome.version} published, not served: ${refusal}`;
         settle('skipped', 'drift: recalibrated from traffic; not promoted', detail);
@@ -363,7 +363,14 @@ export class AutoRecalibration {
         settle('skipped', 'drift: recalibrated from traffic; not promoted', detail);
         return;
       }
-      settle('succeeded', 'drift: recalibrated from traffic and promoted');
+      // What the guard cannot judge, told to whoever reads the outcome: a version that fits
+      // shifted inputs is usually more confident on them; one recalibrated on a change of the
+      // class mix is less (docs/drift.md, "The promotion guard").
+      settle(
+        'succeeded',
+        'drift: recalibrated from traffic and promoted',
+        entropyChange(before, after),
+      );
     } catch (e) {
       // Not a fault: the model is being recalibrated, or the server is shutting down (the run was
       // refused from the signal on, or cut by the drain's budget, which logs the job itself).
