@@ -27,6 +27,7 @@ import {
   DEFAULT_MAX_BATCH_SIZE,
   DEFAULT_PRIOR_STRENGTH,
   DEFAULT_RECALIBRATION_BATCH_SIZE,
+  decimalText,
   labelColumnFor,
   labelColumnWithoutColumns,
   loadModelDirectory,
@@ -63,9 +64,10 @@ interface Flags {
  */
 function numberFlag(flag: string, value: string | undefined, range: NumberRange) {
   if (value === undefined) return undefined;
-  // An integer in decimal digits only, as HTTP's batch_size (integerText): Number() read "0x10".
+  // An integer in decimal digits only, as HTTP's batch_size (integerText), and any other number
+  // in decimal as HTTP's prior_strength (decimalText): Number() read "0x10" as 16.
   const text = value.trim();
-  const n = text === '' ? Number.NaN : range.integer ? integerText(text) : Number(text);
+  const n = range.integer ? integerText(text) : decimalText(text);
   if (inNumberRange(range, n)) return n;
   const message = rangeMessage(range, typeof n === 'number' && Number.isFinite(n) ? n : value);
   throw new NormserveError('INVALID_INPUT', `${flag}: ${message}`, {

@@ -20,6 +20,7 @@ import { InvalidArgumentError, Option } from 'commander';
 import { errnoOf, NormserveError } from '../errors/index.js';
 import { integerText } from '../http/schemas/common.js';
 import {
+  decimalText,
   loadModelDirectory,
   nextVersionPath,
   publishCheckpoint,
@@ -50,12 +51,13 @@ import {
   removeEmptyDirectoriesSync,
 } from './output-path.js';
 
-/** Only the syntax of a number: its range and integrality are the schema's to check. */
+/**
+ * Only the syntax of a number, decimal as the server's settings and query parameters read it
+ * (decimalText: Number() read "0x10" as 16): its range and integrality are the schema's to check.
+ */
 const number = (value: string) => {
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n)) {
-    throw new InvalidArgumentError(`expected a number, got "${value}"`);
-  }
+  const n = decimalText(value.trim());
+  if (typeof n !== 'number') throw new InvalidArgumentError(`expected a number, got "${value}"`);
   return n;
 };
 /**

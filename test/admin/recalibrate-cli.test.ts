@@ -346,6 +346,13 @@ describe('recalibrate CLI', () => {
         /^recalibrate: --prior-strength: expected a number from 0 to 1000000000000, got 1e\+300$/,
     },
     {
+      // Decimal, as HTTP's prior_strength (decimalText): Number() read "0x10" as 16 (review51).
+      what: '--prior-strength in hexadecimal',
+      args: ['--mode', 'prior', '--prior-strength', '0x10'],
+      expected:
+        /^recalibrate: --prior-strength: expected a number from 0 to 1000000000000, got "0x10"$/,
+    },
+    {
       what: '--prior-strength that is no number',
       args: ['--mode', 'prior', '--prior-strength', 'strong'],
       expected:

@@ -148,6 +148,12 @@ const failures: { what: string; args: () => string[]; expected: (string | RegExp
     args: () => ['--config', IRIS_CONFIG, '--epochs', 'abc'],
     expected: ['--epochs', 'abc'],
   },
+  {
+    // Decimal, as the server's settings read numbers: Number() read "0x10" as 16 (review51).
+    what: 'a learning rate in hexadecimal (--lr 0x1)',
+    args: () => ['--config', IRIS_CONFIG, '--lr', '0x1'],
+    expected: ['--lr', 'expected a number, got "0x1"'],
+  },
   // A bad flag is reported under the flag's name, not as a problem of the config file.
   {
     what: 'a negative learning rate (--lr -1)',
