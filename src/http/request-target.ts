@@ -6,8 +6,10 @@ import { NormserveError } from '../errors/index.js';
  * log line and metrics of every other refusal (the first onRequest hook), rather than Node's bare
  * answer or a route's misleading one:
  *
- * - no Host header on an HTTP/1.1 request: "A server MUST respond with a 400 (Bad Request) status
- *   code to any HTTP/1.1 request message that lacks a Host header field" (RFC 9112 §3.2). Node's
+ * - no Host header on an HTTP/1.1 request, or more than one: "A server MUST respond with a 400
+ *   (Bad Request) status code to any HTTP/1.1 request message that lacks a Host header field and
+ *   to any request message that contains more than one Host header field line" (RFC 9112 §3.2;
+ *   Node keeps the first of several and says nothing). Node's
  *   own check (requireHostHeader, turned off in httpServerOptions) answered a bodiless 400 with no
  *   Content-Type and no request id. HTTP/1.0 has no such rule and is served without one.
  * - a fragment in the request target (`/v1/models/digits#x`): the target's grammar has none
@@ -20,10 +22,22 @@ export function malformedTarget(request: IncomingMessage): NormserveError | unde
       'INVALID_INPUT',
       'the request has no Host header, which HTTP/1.1 requires (RFC 9112 §3.2)',
     );
+  if (hostLines(request.rawHeaders) > 1)
+    return new NormserveError(
+      'INVALID_INPUT',
+      'the request has more than one Host header; HTTP/1.1 allows one (RFC 9112 §3.2)',
+    );
   if (request.url?.includes('#'))
     return new NormserveError(
       'INVALID_INPUT',
       "the request target has a fragment ('#…'): a client sends the path and query only (RFC 9112 §3.2)",
     );
   return undefined;
+}
+
+/** How many of a request's header lines are Host (rawHeaders: name, value, name, value, …). */
+function hostLines(rawHeaders: readonly string[]): number {
+  let n = 0;
+  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i]!.toLowerCase() === 'host') n++;
+  return n;
 }

@@ -54,6 +54,16 @@ describe('the request target and Host', () => {
     });
   });
 
+  it('two Host lines are a 400 saying so (review51)', async () => {
+    const res = await raw(
+      'GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n',
+    );
+    expect(res.status).toBe(400);
+    expect(res.body).toContain(
+      'the request has more than one Host header; HTTP/1.1 allows one (RFC 9112 §3.2)',
+    );
+  });
+
   it('an HTTP/1.0 request without Host is served', async () => {
     const res = await raw('GET /healthz HTTP/1.0\r\n\r\n');
     expect(res.status).toBe(200);

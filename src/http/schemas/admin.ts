@@ -23,9 +23,10 @@ const modeField = z.enum(RECALIBRATION_MODES).meta({
     'exact: AdaBN statistics over all rows (default); prior: blended with the source statistics; running: update_bn-style batches',
 });
 /**
- * The numeric options, for a JSON body or the query string, whose text is read as a decimal
- * number (decimalText: text that is no decimal number — `0x10`, ` 1`, or none: `?batch_size=`,
- * which Number() reads as 0 — stays text, so the message quotes what was sent).
+ * The numeric options, for a JSON body or the query string: `prior_strength`'s text is read as a
+ * decimal number (decimalText: text that is no decimal number — `0x10`, ` 1`, or none:
+ * `?prior_strength=`, which Number() reads as 0 — stays text, so the message quotes what was
+ * sent), `batch_size`'s as an integer in decimal digits (integerText).
  */
 const priorStrengthOf = (n: z.ZodNumber) =>
   n
