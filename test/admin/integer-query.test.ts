@@ -57,7 +57,7 @@ describe('an integer in the query of :recalibrate, as in the path', () => {
 
 describe('a decimal number in the query of :recalibrate and in the environment (review48)', () => {
   it.each(['0x10', '0b10', '0o20', '1_6', 'Infinity', '%20%201'])(
-    '?prior_strength=%s: 400 quoting the text (it was read as a number)',
+    '?prior_strength=%s: 400 quoting the text (all but Infinity were read as numbers)',
     async (text) => {
       const res = await t.app.inject({
         method: 'POST',
