@@ -182,6 +182,14 @@ function firstNonFinite(state: StateDict): { name: string; index: number } | und
 const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /**
+ * Longest run of training steps between two turns of the event loop, in ms, with or without a
+ * progress bar: a signal (Ctrl-C, SIGTERM) is handled in a turn. tsx's launcher (`npm run train`)
+ * sends SIGKILL when the process has not taken its signal within about 60 ms, which skipped the
+ * clean-up of an interrupted run when an epoch took longer (review53: the CNN config, ~600 ms).
+ */
+const YIELD_EVERY_MS = 20;
+
+/**
  * Trains a network as a PyTorch loop would: per epoch a seeded shuffle, mini-batches in train
  * mode (BatchNorm batch statistics, dropout masks), loss.backward, optional gradient clipping, the
  * LR for the step, optimizer.step; then eval-mode validation. With `patience`, training stops after
@@ -351,6 +359,7 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
   let step = 0;
   let samplesSeen = 0;
   const trainingStarted = now();
+  let lastYield = performance.now();
 
   for (let epoch = 1; epoch <= t.epochs; epoch++) {
     const epochStarted = now();
@@ -410,7 +419,10 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
           loss,
           samplesPerSecond: elapsed > 0 ? samplesSeen / elapsed : 0,
         });
+      }
+      if (input.onBatch || performance.now() - lastYield >= YIELD_EVERY_MS) {
         await yieldToEventLoop();
+        lastYield = performance.now();
       }
     }
     const validation: Evaluation | undefined =
