@@ -109,6 +109,8 @@ export interface TrainInput {
   source?: string;
   /** Clock for durations (injectable so tests need no timers). */
   now?: () => number;
+  /** Longest run of steps between two turns of the event loop, in ms (YIELD_EVERY_MS). */
+  yieldEveryMs?: number;
   /**
    * Where the arithmetic runs (nn/kernels.ts): `wasm` (default; WebAssembly SIMD) or `js` (the
    * plain-JavaScript reference). Both give the same bytes; wasm falls back to js on a runtime
@@ -183,9 +185,10 @@ const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmedi
 
 /**
  * Longest run of training steps between two turns of the event loop, in ms, with or without a
- * progress bar: a signal (Ctrl-C, SIGTERM) is handled in a turn. tsx's launcher (`npm run train`)
- * sends SIGKILL when the process has not taken its signal within about 60 ms, which skipped the
- * clean-up of an interrupted run when an epoch took longer (review53: the CNN config, ~600 ms).
+ * progress bar: a signal (Ctrl-C, SIGTERM) is handled in a turn. Without a bar the loop turned
+ * once per epoch (~600 ms on the CNN config, minutes on a large CSV), and tsx's launcher, which
+ * `npm run train` used, sent SIGKILL when its child had not taken the signal within about 60 ms:
+ * the interrupted run's clean-up never ran (review53).
  */
 const YIELD_EVERY_MS = 20;
 
@@ -359,6 +362,7 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
   let step = 0;
   let samplesSeen = 0;
   const trainingStarted = now();
+  const yieldEveryMs = input.yieldEveryMs ?? YIELD_EVERY_MS;
   let lastYield = performance.now();
 
   for (let epoch = 1; epoch <= t.epochs; epoch++) {
@@ -420,7 +424,7 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
           samplesPerSecond: elapsed > 0 ? samplesSeen / elapsed : 0,
         });
       }
-      if (input.onBatch || performance.now() - lastYield >= YIELD_EVERY_MS) {
+      if (input.onBatch || performance.now() - lastYield >= yieldEveryMs) {
         await yieldToEventLoop();
         lastYield = performance.now();
       }

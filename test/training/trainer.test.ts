@@ -480,3 +480,27 @@ describe('regression targets in large units', () => {
     expectRelClose(predict(tuned), predict(first), 1e-5, 'outputs after an lr-0 fine-tune');
   });
 });
+
+describe('the event loop while training', () => {
+  it('turns between batches without a progress bar (a signal is taken mid-epoch, review53)', async () => {
+    // yieldEveryMs 0: a turn after every batch; by default one whenever 20 ms have passed.
+    let turns = 0;
+    let counting = true;
+    const count = () => {
+      turns++;
+      if (counting) setImmediate(count);
+    };
+    setImmediate(count);
+    const out = await train({
+      config: irisConfig({ training: { epochs: 1, batch_size: 16 } }),
+      data: iris.data,
+      dataSha256: iris.sha256,
+      yieldEveryMs: 0,
+    });
+    counting = false;
+    const batches = Math.ceil(out.metrics.rows.train / 16);
+    expect(batches).toBeGreaterThan(2);
+    // One turn per batch at least; the end of the epoch adds one (and validation none).
+    expect(turns).toBeGreaterThanOrEqual(batches);
+  });
+});
