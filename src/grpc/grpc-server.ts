@@ -135,6 +135,13 @@ export interface GrpcServerOptions {
   computeLane?: ComputeLane;
 }
 
+/**
+ * grpc-js's own INTERNAL statuses for a request the client got wrong: a message that does not
+ * decompress with its grpc-encoding, a grpc-timeout that is no timeout. Logged at info like every
+ * other client error, not as a fault of the server (review54: any client could fill the error log).
+ */
+const CLIENT_CAUSED_INTERNAL = /^(?:Failed to decompress message|Invalid grpc-timeout value)/;
+
 /** What listenGrpc needs of a server createGrpcServer made. */
 interface ServerExtras {
   health: HealthStatus;
@@ -571,7 +578,8 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
       ...(record.rows !== undefined ? { rows: record.rows } : {}),
       ...(code !== status.OK && details ? { error: details } : {}),
     };
-    if (code === status.INTERNAL) log.error(line, 'grpc request failed');
+    if (code === status.INTERNAL && !CLIENT_CAUSED_INTERNAL.test(details))
+      log.error(line, 'grpc request failed');
     else log.info(line, 'grpc request');
   };
 
