@@ -589,7 +589,10 @@ export class ModelRegistry {
       if (await this.goneWhileLoading(name, version)) {
         this.log.info({ model: name, version, reason }, 'version deleted while it loaded');
       } else {
-        this.log.error({ model: name, version, reason, code: reasonCode }, 'version failed to load');
+        this.log.error(
+          { model: name, version, reason, code: reasonCode },
+          'version failed to load',
+        );
         this.options.onLoadFailure?.(name, version, reason);
       }
       return {
