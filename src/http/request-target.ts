@@ -8,9 +8,9 @@ import { NormserveError } from '../errors/index.js';
  *
  * - no Host header on an HTTP/1.1 request, or more than one: "A server MUST respond with a 400
  *   (Bad Request) status code to any HTTP/1.1 request message that lacks a Host header field and
- *   to any request message that contains more than one Host header field line" (RFC 9112 §3.2;
- *   Node keeps the first of several and says nothing). Node's
- *   own check (requireHostHeader, turned off in httpServerOptions) answered a bodiless 400 with no
+ *   to any request message that contains more than one Host header field line" (RFC 9112 §3.2).
+ *   Node kept the first of several and said nothing; its own check for a missing one
+ *   (requireHostHeader, turned off in httpServerOptions) answered a bodiless 400 with no
  *   Content-Type and no request id. HTTP/1.0 has no such rule and is served without one.
  * - a fragment in the request target (`/v1/models/digits#x`): the target's grammar has none
  *   (RFC 9112 §3.2, origin-form = absolute-path [ "?" query ]; a fragment stays with the client,
