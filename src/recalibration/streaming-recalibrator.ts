@@ -181,21 +181,29 @@ export abstract class StreamingRecalibrator implements Recalibrator {
   }
 
   /**
-   * Refuses statistics that leave a channel without variance its parent had: samples alike there
-   * (three copies of one row, all-zero images) give running_var 0, which PyTorch stores too, but
-   * the folded layer then scales the channel by 1/√eps (≈ 316 at eps 1e-5) and the version
-   * published would be served at once: such an upload carries the information of one sample.
+   * Refuses statistics that take away a channel's variance where its parent had some: samples
+   * alike there (three copies of one row, all-zero images) give running_var 0, which PyTorch
+   * stores too, but the folded layer then scales the channel by 1/√eps (≈ 316 at eps 1e-5) and
+   * the version published would be served at once: such an upload carries the information of one
+   * sample. A channel counts when its new running_var vanishes next to eps (in float32, var + eps
+   * is eps: 0, or a `prior` blend of next to no weight) while its parent's exceeded eps, so that
+   * the folded scale 1/√(var + eps) would grow by more than √2. A parent's running_var at or
+   * below eps — a constant input column (a digit image's corner pixel), whose initial 1 training's
+   * momentum decayed to 0.9^k — already scaled the channel by at least 1/√(2·eps): statistics that
+   * find it constant again change it by less than √2 and are kept, as PyTorch keeps them (review57).
    */
   private checkVariance(n: number): void {
     this.layers.forEach(({ path, bn }, k) => {
       const parent = this.state.vars[k]!;
       const next = bn.runningVar.data;
+      const eps = Math.fround(bn.eps);
       let flat = 0;
-      for (let c = 0; c < next.length; c++) if (next[c] === 0 && parent[c]! > 0) flat++;
+      for (let c = 0; c < next.length; c++)
+        if (Math.fround(next[c]! + eps) === eps && parent[c]! > bn.eps) flat++;
       if (flat === 0) return;
       throw new NormserveError(
         'TOO_FEW_SAMPLES',
-        `the ${n} samples give BatchNorm ${path} no variance in ${flat} of its ${next.length} channels (every sample has the same value there; the model's running_var was positive): their running_var would be 0 and the folded layer would scale them by 1/sqrt(eps) ≈ ${Math.round(1 / Math.sqrt(bn.eps))}; upload samples that vary (identical rows count as one)`,
+        `the ${n} samples give BatchNorm ${path} no variance in ${flat} of its ${next.length} channels (every sample has the same value there, where the model's running_var exceeded eps): their running_var would be 0 and the folded layer would scale them by 1/sqrt(eps) ≈ ${Math.round(1 / Math.sqrt(bn.eps))}; upload samples that vary (identical rows count as one)`,
       );
     });
   }

@@ -89,6 +89,40 @@ describe('refusals', () => {
     });
   }
 
+  // review57: a BatchNorm on the inputs of digits, whose corner pixels are 0 in every image, was
+  // refused even on the model's own training rows: training's momentum had decayed those channels'
+  // initial running_var of 1 to 0.9^k, positive but far below eps.
+  for (const mode of MODES) {
+    it(`${mode}: a channel constant again where the model's running_var was at most eps is kept at 0, as PyTorch stores it; above eps it is refused`, async () => {
+      const build = (constantVar: number) => {
+        const bn = new BatchNorm1d({ numFeatures: 3 });
+        bn.runningMean.data.set([0.5, 0, -1]);
+        bn.runningVar.data.set([2, constantVar, 1]);
+        return { bn, network: new Sequential([bn, new Linear({ inFeatures: 3, outFeatures: 2 })]) };
+      };
+      // Column 1 is 0 in every row; the others vary.
+      const rows = new Float32Array([1, 0, -2, 3, 0, 0.5, -1, 0, 1, 2, 0, -0.5]);
+      const options = {
+        mode,
+        ...(mode === 'running' ? { batchSize: 2 } : {}),
+        ...(mode === 'prior' ? { priorStrength: 0 } : {}),
+      };
+      const decayed = build(6.6e-7); // 0.9^135: the corner pixel of a trained digits model
+      await recalibrate(decayed.network, undefined, 3, rows, options);
+      expect(decayed.bn.runningVar.data[1]).toBe(0);
+      expect(decayed.bn.runningVar.data[0]).toBeGreaterThan(0);
+
+      const varied = build(2e-5);
+      const before = snapshot(varied.network);
+      const refused = await codeOf(() => recalibrate(varied.network, undefined, 3, rows, options));
+      expect(refused.code).toBe('TOO_FEW_SAMPLES');
+      expect(refused.message).toMatch(
+        /^the 4 samples give BatchNorm 0 no variance in 1 of its 3 channels/,
+      );
+      expect(snapshot(varied.network)).toEqual(before);
+    });
+  }
+
   it('samples that differ are recalibrated even when only two rows vary', async () => {
     const { network, inputTransform } = loadModel(MODEL_DIR);
     const rows = new Float32Array(3 * WIDTH);
