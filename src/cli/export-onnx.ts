@@ -49,6 +49,8 @@ async function main(argv: readonly string[]): Promise<void> {
   program.parse(argv, { from: 'node' });
   const flags = program.opts<Flags>();
   const model = await openModelDirectory(flags.model);
+  if (model.activeRecordProblem)
+    process.stderr.write(`export-onnx: ${model.activeRecordProblem}\n`);
   const onnx = model.exportOnnx({
     probabilities: flags.probabilities,
     producerVersion: packageVersion(),

@@ -149,6 +149,7 @@ async function main(argv: readonly string[]): Promise<void> {
     await input.csv?.close();
     throw e;
   });
+  if (model.activeRecordProblem) process.stderr.write(`predict: ${model.activeRecordProblem}\n`);
   const labelColumn = labelColumnFor(model, flags.labelColumn);
   let rows: unknown[] | undefined;
   // A CSV's rows, read as float32 already.

@@ -167,6 +167,8 @@ async function main(argv: readonly string[]): Promise<void> {
   const dir = flags.model.replace(/\/+$/, '');
   // The directory must exist and hold versions; the hints name a repository given instead.
   const opened = await loadModelDirectory(dir);
+  if (opened.activeRecordProblem)
+    process.stderr.write(`recalibrate: ${opened.activeRecordProblem}\n`);
   if (VERSION_NAME_PATTERN.test(basename(resolve(dir))) && existsSync(join(dir, 'config.json'))) {
     throw new NormserveError(
       'MODEL_NOT_FOUND',

@@ -797,9 +797,17 @@ async function checkIsDirectory(path: string, clean: string): Promise<void> {
  * model directory (`<repo>/<name>`), which resolves to its active version (the recorded one, else
  * the highest). Used by the CLIs.
  */
-export async function loadModelDirectory(
-  path: string,
-): Promise<{ version: number; name: string; checkpoint: LoadedCheckpoint; root: string }> {
+export async function loadModelDirectory(path: string): Promise<{
+  version: number;
+  name: string;
+  checkpoint: LoadedCheckpoint;
+  root: string;
+  /**
+   * Set when the active-version record names a deleted version and the highest was taken
+   * instead, as the server does (docs/model-format.md, `active-version.json`): say it to the user.
+   */
+  activeRecordProblem?: string;
+}> {
   const clean = resolve(path);
   const base = basename(clean);
   await checkIsDirectory(path, clean);
@@ -828,14 +836,21 @@ export async function loadModelDirectory(
     );
   }
   // The version an operator activated; without a record, the highest. A record naming a version
-  // that is not there is refused, as the server refuses to guess (give the version's directory).
+  // whose directory is gone (deleted: nothing writes a record before its version is in place)
+  // falls back to the highest, as a starting server does (ModelRegistry.swap), so that a CLI opens
+  // the version the server serves; an unreadable record is refused (readActive throws), as the
+  // server then serves nothing.
   const active = await repository.readActive(name);
+  const highest = versions.at(-1)!;
   if (active && !versions.includes(active.version)) {
-    throw new NormserveError(
-      'REPOSITORY_ERROR',
-      `${path}: ${ACTIVE_FILE} names version ${active.version}, which does not exist; give a version directory (${path}/<version>)`,
-    );
+    return {
+      version: highest,
+      name,
+      checkpoint: await repository.loadVersion(name, highest),
+      root,
+      activeRecordProblem: `${path}/${ACTIVE_FILE} names version ${active.version}, which does not exist; using version ${highest}, the highest, as the server does until a version is activated`,
+    };
   }
-  const version = active ? active.version : versions.at(-1)!;
+  const version = active ? active.version : highest;
   return { version, name, checkpoint: await repository.loadVersion(name, version), root };
 }

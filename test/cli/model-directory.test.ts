@@ -3,6 +3,7 @@
  * reported as such, not as a version whose config.json or weights are missing.
  */
 import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -42,6 +43,41 @@ describe('loadModelDirectory', () => {
     expect((await loadModelDirectory(join(repository, 'digits'))).version).toBe(3);
     expect((await loadModelDirectory(join(repository, 'digits', '1'))).version).toBe(1);
     expect((await loadModelDirectory(bundledVersionDir('digits'))).name).toBe('digits');
+  });
+
+  it('the active-version record chooses; one naming a deleted version falls back to the highest, as the server does', async () => {
+    // review58: the CLIs refused what a starting server serves (docs/model-format.md).
+    const own = makeTempDir('model-directory-record');
+    copyBundledModel('digits', own);
+    copyBundledModel('digits', own, { version: 3 });
+    const record = join(own, 'digits', 'active-version.json');
+    writeFileSync(record, JSON.stringify({ version: 1 }));
+    expect(await loadModelDirectory(join(own, 'digits'))).toMatchObject({ version: 1 });
+    expect((await loadModelDirectory(join(own, 'digits'))).activeRecordProblem).toBeUndefined();
+    writeFileSync(record, JSON.stringify({ version: 2 }));
+    const problem = `${join(own, 'digits')}/active-version.json names version 2, which does not exist; using version 3, the highest, as the server does until a version is activated`;
+    expect(await loadModelDirectory(join(own, 'digits'))).toMatchObject({
+      version: 3,
+      activeRecordProblem: problem,
+    });
+    const result = spawnSync(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        'src/cli/predict.ts',
+        '--model',
+        join(own, 'digits'),
+        '--input',
+        'data/digits/digits.csv',
+      ],
+      { cwd: ROOT, encoding: 'utf8', timeout: 60_000 },
+    );
+    expect(result.stderr).toMatch(
+      new RegExp(`^predict: ${problem.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\n`),
+    );
+    expect(result.status).toBe(0);
+    expect(JSON.parse(result.stdout.split('\n')[0]!)).toMatchObject({ model_version: 3 });
   });
 
   it('as the predict CLI prints it', () => {
