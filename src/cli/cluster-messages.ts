@@ -35,8 +35,12 @@ export type MetricJson = z.output<typeof metricJsonSchema>;
 
 /** worker → primary */
 export const fromWorkerSchema = z.discriminatedUnion('type', [
-  /** The worker answers `collect` from now on (it has built its app). */
-  z.object({ type: z.literal('normserve:ready') }),
+  /**
+   * The worker answers `collect` from now on (it has built its app). `startModels`: the models that
+   * count for its strict readiness, which the primary gives the workers it forks later
+   * (cluster-start-models.ts).
+   */
+  z.object({ type: z.literal('normserve:ready'), startModels: z.array(z.string()) }),
   /**
    * The worker cannot start (`message`: the one line saying why, e.g. a taken port) and exits
    * EXIT_START_FAILED next: before any worker has listened the primary prints the line once for

@@ -14,6 +14,7 @@ import { onWorkerMessage, sendToWorker } from './cluster-messages.js';
 import { ClusterMetricsPrimary } from './cluster-metrics.js';
 import { ClusterModelsPrimary } from './cluster-models.js';
 import { answerRateLimit } from './cluster-rate-limit.js';
+import { startModelsEnvironment } from './cluster-start-models.js';
 import { RESCAN_SIGNAL } from './rescan-on-hangup.js';
 import { WorkerDeaths } from './worker-deaths.js';
 
@@ -143,7 +144,14 @@ export async function runPrimary(config: ServerConfig): Promise<void> {
   // worker to stop listening hands the socket to the primary, which closes it without resetting
   // the connections queued on it (cluster-listener.ts).
   cluster.schedulingPolicy = cluster.SCHED_NONE;
-  const fork = (): Worker => cluster.fork();
+  // The models that count for the server's strict readiness, as the first worker to listen saw
+  // them: a worker forked later (a replacement) counts the same ones (cluster-start-models.ts).
+  let startModels: string[] | undefined;
+  onWorkerMessage((_worker, message) => {
+    if (message.type === 'normserve:ready') startModels ??= message.startModels;
+  });
+  const fork = (): Worker =>
+    cluster.fork(startModels ? startModelsEnvironment(startModels) : undefined);
   const decide = (worker: Worker, code: number | null, signal: string | null) => {
     const reason = startFailures.get(worker.id);
     startFailures.delete(worker.id);

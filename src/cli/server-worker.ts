@@ -23,6 +23,7 @@ import { PrimaryChannel } from './cluster-messages.js';
 import { answerCollectRequests, clusterScrape } from './cluster-metrics.js';
 import { announceModelWrites, answerRefreshRequests } from './cluster-models.js';
 import { clusterRateLimitCounter } from './cluster-rate-limit.js';
+import { startModelsOf } from './cluster-start-models.js';
 import { applyHeapGrowingPercent } from './heap-growth.js';
 import { lameDuckOnSignal, relayedSignalsOnly } from './lame-duck.js';
 import { listenFailed } from './listen-failure.js';
@@ -73,6 +74,7 @@ export async function startServer(config: ServerConfig): Promise<void> {
     engine: config.ENGINE,
     engineThreads: config.ENGINE_THREADS ?? defaultEngineThreads(config.WORKERS),
     strictReadiness: config.STRICT_READINESS === 'on',
+    startModels: startModelsOf(process.env),
     unavailableRetryAfterSeconds: unavailableRetryAfterSeconds(config.MODEL_POLL_INTERVAL_MS),
     log: logger,
     onLoadFailure: (model) => metrics.loadFailures.inc({ model }),
@@ -90,11 +92,18 @@ export async function startServer(config: ServerConfig): Promise<void> {
     logger.warn({ path, error }, 'could not remove a temporary leftover of an interrupted write');
   await registry.refresh();
   const adminToken = adminTokenOf(config, logger, 'process');
-  // Every model, whatever STRICT_READINESS makes of it for the readiness routes.
-  if (!registry.list().every((m) => m.active !== undefined))
+  // Every model, whatever STRICT_READINESS makes of it for the readiness routes; an empty
+  // repository (a volume mounted at the wrong path, a claim nobody seeded) is never ready.
+  const unserved = registry
+    .list()
+    .filter((m) => m.active === undefined)
+    .map((m) => m.name);
+  if (unserved.length > 0)
+    logger.warn({ models: unserved }, 'not every model has an available version');
+  if (registry.list().length === 0)
     logger.warn(
-      { models: registry.list().map((m) => m.name) },
-      'not every model has an available version',
+      { repository: config.MODEL_REPOSITORY },
+      'the model repository holds no model: not ready until one is added',
     );
 
   // Built once, for both transports; the app closes drift and recalibration (after its routes):
@@ -233,5 +242,5 @@ export async function startServer(config: ServerConfig): Promise<void> {
     logger.info({ port: grpc.port, host: config.HOST }, 'gRPC server listening');
   }
   // Listening: the primary may ask for this worker's metrics from now on.
-  channel?.send({ type: 'normserve:ready' });
+  channel?.send({ type: 'normserve:ready', startModels: registry.countedModels() });
 }

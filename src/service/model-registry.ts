@@ -114,6 +114,12 @@ export interface RegistryOptions extends ModelRepositoryOptions {
    */
   strictReadiness?: boolean;
   /**
+   * The models of the server's start, where another process saw them first (a cluster worker
+   * replacing one that died): the first scan counts those of them it finds instead of every model
+   * it finds. Absent: every model of the first scan counts.
+   */
+  startModels?: readonly string[] | undefined;
+  /**
    * The Retry-After of MODEL_UNAVAILABLE, in seconds (unavailableRetryAfterSeconds): when the
    * next scan may find a repaired version. Absent: none is sent (nothing scans the repository).
    */
@@ -270,6 +276,11 @@ export class ModelRegistry {
     return !this.startedUp || this.counted.has(name);
   }
 
+  /** The models that count for strict readiness now (those of the first scan, and since). */
+  countedModels(): string[] {
+    return [...this.counted];
+  }
+
   /** The version a request should run on: the explicit one, else the active one. */
   resolve(name: string, version?: number): AvailableVersion {
     const model = this.get(name);
@@ -328,7 +339,9 @@ export class ModelRegistry {
     }
     if (!this.startedUp) {
       // The models the server was started with count for readiness, serving or not.
-      for (const name of this.models.keys()) this.counted.add(name);
+      const start = this.options.startModels;
+      for (const name of this.models.keys())
+        if (!start || start.includes(name)) this.counted.add(name);
       this.startedUp = true;
     }
   }

@@ -12,7 +12,8 @@
  * Accounting of the scrapes themselves: a request is counted when its response has been sent
  * (Fastify's onResponse), so scrape k (k = 0, 1, …) sees the k scrapes before it and not itself.
  */
-import { rmSync } from 'node:fs';
+import { cpSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import parsePrometheusTextFormat, { type PrometheusFamily } from 'parse-prometheus-text-format';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN } from '../helpers/app.js';
@@ -99,6 +100,7 @@ function expectWellFormed(s: Scrape): void {
   expect(s.text).toMatch(/^normserve_http_request_duration_seconds_bucket\{.*le="\+Inf"/m);
 }
 
+const LISTENING_LINE = (l: LogLine) => /^Server listening at /.test(l.msg ?? '');
 const isRequestLine = (route: string) => (l: LogLine) => l.msg === 'request' && l.route === route;
 
 /** How many request lines of `route` each pid logged. */
@@ -219,6 +221,42 @@ describe('GET /metrics of a WORKERS=2 server', () => {
     const memoryAfter = after.families.get('normserve_process_resident_memory_bytes')!;
     expect(memoryAfter.metrics.map((m) => m.labels?.worker)).not.toContain(victim.worker);
     expect(memoryAfter.metrics).toHaveLength(3);
+  }, 180_000);
+
+  it("a worker that replaces a dead one counts the server's start models for readiness, not a directory added since", async () => {
+    // review59: the replacement counted a bad copy added after the start, and /readyz answered
+    // 200 or 503 by which worker accepted the probe.
+    const repository = makeTempDir('cluster-readiness');
+    temps.push(repository);
+    copyBundledModel('digits', repository);
+    const server = startServer(servingEnv(repository, '2', { MODEL_POLL_INTERVAL_MS: '200' }));
+    const port = await listeningPort(server, 2);
+    // A copy whose config.json still names "digits": it never loads.
+    cpSync(join(repository, 'digits'), join(repository, 'digitsnew'), { recursive: true });
+    await waitUntil(
+      () =>
+        server.logs.filter((l) => l.msg === 'version failed to load').length >= 2
+          ? true
+          : undefined,
+      'both workers scanning the bad copy',
+    );
+    expect((await freshRequest(port, 'GET', '/readyz')).status).toBe(200);
+
+    const pids = [...new Set(server.logs.filter((l) => LISTENING_LINE(l)).map((l) => l.pid))];
+    process.kill(Number(pids[0]), 'SIGKILL');
+    await server.waitForLog((l) => l.msg === 'worker died; starting a new one', 'worker died');
+    await listeningPort(server, 3);
+    const replacement = server.logs.filter((l) => LISTENING_LINE(l)).at(-1)!.pid as number;
+    // Fresh connections until the replacement has answered a few (the kernel picks the worker).
+    const statuses: number[] = [];
+    await waitUntil(async () => {
+      statuses.push((await freshRequest(port, 'GET', '/readyz')).status);
+      return (perPid(server, '/readyz').get(replacement) ?? 0) >= 3 ? true : undefined;
+    }, 'the replacement answering /readyz');
+    expect(
+      statuses.every((s) => s === 200),
+      statuses.join(' '),
+    ).toBe(true);
   }, 180_000);
 
   it('counts admin requests against one server-wide limit, failed authentications apart', async () => {

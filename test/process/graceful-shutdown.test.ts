@@ -24,6 +24,7 @@ import {
   slowUpload,
   startServer,
 } from '../helpers/server-process.js';
+import { makeTempDir } from '../helpers/temp-files.js';
 
 /** Bound on the time from SIGTERM to exit (SHUTDOWN_TIMEOUT_MS is 10 s by default). */
 const EXIT_WITHIN_MS = 10_000;
@@ -313,6 +314,24 @@ describe('the real server process', () => {
     expect(((await freshGet(port, '/v2/models/digits/ready')) as Reply).status).toBe(200);
     const failed = server.logs.find((l) => l.msg === 'version failed to load');
     expect(failed).toMatchObject({ model: 'broken', version: 1, level: 50 });
+    // The start's warning names the model without a version, not every model (review59).
+    const warning = server.logs.find((l) => l.msg === 'not every model has an available version');
+    expect(warning).toMatchObject({ models: ['broken'], level: 40 });
+    server.child.kill('SIGTERM');
+    expect(await exitWithin(server, EXIT_WITHIN_MS)).toEqual({ code: 0, signal: null });
+  });
+
+  it('an empty repository starts, is not ready and says why in a warning', async () => {
+    const repository = makeTempDir('empty-repository');
+    const server = startServer(servingEnv(repository, '1'));
+    const port = await listeningPort(server);
+    expect(((await freshGet(port, '/readyz')) as Reply).status).toBe(503);
+    expect(
+      server.logs.find((l) => l.msg?.startsWith('the model repository holds no model')),
+    ).toMatchObject({
+      repository,
+      level: 40,
+    });
     server.child.kill('SIGTERM');
     expect(await exitWithin(server, EXIT_WITHIN_MS)).toEqual({ code: 0, signal: null });
   });
