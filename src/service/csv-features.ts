@@ -47,7 +47,8 @@ export const labelColumnWithoutColumns = (named: string, source: string): Normse
 
 /**
  * The feature columns of a CSV header for a model, in the model's input order: its recorded
- * feature names' columns when all are present, else every column but the label's. A number of
+ * feature names' columns when all are present, every column but the label's when none is (a file
+ * with names of its own, read in order), refused when only some are. A number of
  * feature columns other than the model's width is an error, named once for the whole CSV (with
  * the recorded names it lacks) rather than as every row's width. The CLIs (a file read whole) and
  * the recalibration upload (a CSV read as it arrives) pick columns by this rule alone.
@@ -60,16 +61,29 @@ export function csvFeatureColumns(
 ): number[] {
   const { featureNames } = model;
   const labelIndex = header.indexOf(labelColumn);
-  const columns = featureNames?.every((f) => header.includes(f))
-    ? featureNames.map((f) => header.indexOf(f))
-    : header.map((_, i) => i).filter((i) => i !== labelIndex);
+  const missing = featureNames?.filter((f) => !header.includes(f)) ?? [];
+  const columns =
+    featureNames && missing.length === 0
+      ? featureNames.map((f) => header.indexOf(f))
+      : header.map((_, i) => i).filter((i) => i !== labelIndex);
   if (columns.length !== model.inputWidth) {
-    const missing = featureNames?.filter((f) => !header.includes(f)) ?? [];
     throw new NormserveError(
       'DATA_INVALID',
       inFile(
         source,
         `${columns.length} feature column${columns.length === 1 ? '' : 's'}; model "${model.name}" takes ${model.inputWidth}${missing.length > 0 ? ` (no column named ${quoteList(missing, 64)})` : ''}`,
+      ),
+    );
+  }
+  if (featureNames && missing.length > 0 && missing.length < featureNames.length) {
+    // Some names match and some do not: a renamed or misspelt column. Read in file order, a file
+    // whose columns are also in another order gives wrong answers with exit 0 — and a
+    // recalibration from it publishes them (review60).
+    throw new NormserveError(
+      'DATA_INVALID',
+      inFile(
+        source,
+        `no column named ${quoteList(missing, 64)}: the header has ${featureNames.length - missing.length} of the ${featureNames.length} feature names model "${model.name}" was trained with, so its columns are not matched by name; rename the column${missing.length === 1 ? '' : 's'}, or give a header with none of those names to read the columns in file order`,
       ),
     );
   }

@@ -82,6 +82,39 @@ describe('a CSV of the wrong width', () => {
     expect(result.stdout).toBe('');
   });
 
+  it('predict refuses a header that names only some of the feature columns; one that names none is read in order', () => {
+    // review60: p1 renamed and the columns reversed was read in file order, with exit 0.
+    const rows = digitsTestRows().x.slice(0, 3);
+    const names = Array.from({ length: 64 }, (_, i) => (i === 1 ? 'pixel1' : `p${i}`));
+    const renamed = join(dir, 'renamed.csv');
+    writeFileSync(
+      renamed,
+      `${[...names].reverse().join(',')}\n${rows.map((r) => [...r].reverse().join(',')).join('\n')}\n`,
+    );
+    const refused = run('src/cli/predict.ts', ['--model', DIGITS, '--input', renamed]);
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toBe(
+      `predict: ${renamed}: no column named "p1": the header has 63 of the 64 feature names model "digits" was trained with, so its columns are not matched by name; rename the column, or give a header with none of those names to read the columns in file order\n`,
+    );
+    expect(refused.stdout).toBe('');
+
+    const own = join(dir, 'own-names.csv');
+    writeFileSync(
+      own,
+      `${Array.from({ length: 64 }, (_, i) => `x${i}`).join(',')}\n${rows.map((r) => r.join(',')).join('\n')}\n`,
+    );
+    const inOrder = run('src/cli/predict.ts', ['--model', DIGITS, '--input', own]);
+    expect(inOrder.status, inOrder.stderr).toBe(0);
+    const named = join(dir, 'named.csv');
+    writeFileSync(
+      named,
+      `${header.replace(',label', '').trimEnd()}\n${rows.map((r) => r.join(',')).join('\n')}\n`,
+    );
+    expect(inOrder.stdout).toBe(
+      run('src/cli/predict.ts', ['--model', DIGITS, '--input', named]).stdout,
+    );
+  });
+
   it('report says the same', () => {
     const csv = join(dir, 'narrow-report.csv');
     writeFileSync(csv, 'a,b,label\n1,2,3\n4,5,6\n');
