@@ -125,13 +125,16 @@ export const layerPictureFile = (path: string, picture: (typeof LAYER_PICTURES)[
  * files in the same --out directory that the new one does not write (another model's layers)
  * are removed, and nothing else there is touched.
  */
+/** How every report's index.html title starts: how `report` knows an earlier report's directory. */
+export const REPORT_TITLE_PREFIX = 'normserve report: ';
+
 export const REPORT_FILE_PATTERN = new RegExp(
   `^(?:index\\.html|drift\\.svg|layer-[A-Za-z0-9_-]+-(?:${LAYER_PICTURES.join('|')})\\.svg)$`,
 );
 
 /** One self-contained HTML page: the SVGs inline, no external reference. */
 export function reportHtml(report: ModelReport, svgs: Map<string, string>, data: string): string {
-  const title = `normserve report: ${report.model} version ${report.version}`;
+  const title = `${REPORT_TITLE_PREFIX}${report.model} version ${report.version}`;
   const inline = (file: string) => svgs.get(file)!.replace(/^<svg /, '<svg role="img" ');
   const layers = report.pictures
     .map((p) => {

@@ -4,7 +4,8 @@
  * drift of every BatchNorm layer on the CSV's rows and the before/after-BatchNorm histograms, as
  * SVG files and one self-contained HTML page (index.html) in the output directory.
  */
-import { readdir, unlink, writeFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { readdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { NormserveError } from '../errors/index.js';
 import {
@@ -25,6 +26,7 @@ import {
   histogramSvg,
   layerPictureFile,
   REPORT_FILE_PATTERN,
+  REPORT_TITLE_PREFIX,
   reportHtml,
 } from './report-svg.js';
 
@@ -36,6 +38,38 @@ interface Flags {
   data: string;
   out: string;
   labelColumn?: string;
+}
+
+/**
+ * Refuses an `--out` directory that holds a file of a report's names (REPORT_FILE_PATTERN) unless
+ * its index.html is an earlier report's: writing there replaces those files and removes the
+ * others, and a site's own index.html or a `layer-9-before.svg` of someone else's is not ours to
+ * replace (review60: `--out site` replaced its index.html, `--out dashboard` the checkout's).
+ */
+async function checkReportDirectory(dir: string, flag: string): Promise<void> {
+  // A directory of those names is checkOutputFiles' refusal.
+  const taken = (await readdir(dir, { withFileTypes: true })).filter(
+    (e) => !e.isDirectory() && REPORT_FILE_PATTERN.test(e.name),
+  );
+  if (taken.length === 0) return;
+  const index = join(dir, 'index.html');
+  const head = await readFile(index, {
+    encoding: 'utf8',
+    flag: constants.O_RDONLY | constants.O_NONBLOCK,
+  })
+    .then((text) => text.slice(0, 1024))
+    .catch(() => '');
+  if (head.includes(`<title>${REPORT_TITLE_PREFIX}`)) return;
+  throw new NormserveError(
+    'OUTPUT_WRITE_FAILED',
+    `${flag} ${dir}: holds ${taken
+      .map((e) => e.name)
+      .sort()
+      .slice(0, 3)
+      .join(
+        ', ',
+      )}${taken.length > 3 ? ', …' : ''}, and no earlier report (its index.html) is there; a report would replace or remove them: give a new or empty directory, or one holding an earlier report`,
+  );
 }
 
 /**
@@ -106,6 +140,7 @@ async function main(argv: readonly string[]): Promise<void> {
     svgs.set(layerPictureFile(p.path, 'channels'), channelStatsSvg(p));
   }
   await prepareOutputDirectory(flags.out, '--out');
+  await checkReportDirectory(flags.out, '--out');
   await checkOutputFiles(flags.out, ['index.html', ...svgs.keys()]);
   const write = (file: string, text: string) =>
     writeFile(join(flags.out, file), text).catch((e: unknown) => {

@@ -233,3 +233,26 @@ describe('npm run report: an --out directory holding an earlier report', () => {
     expect(readdirSync(out).sort()).toEqual([...files, 'notes.txt', 'layer-5-before.png'].sort());
   });
 });
+
+describe('npm run report: an --out directory holding files of its names that no report wrote', () => {
+  it('is refused, and nothing there is replaced or removed', () => {
+    // review60: `--out site` replaced the site's index.html and removed its layer-9-before.svg.
+    const out = mkdtempSync(join(dir, 'site-'));
+    writeFileSync(join(out, 'index.html'), '<h1>mine</h1>');
+    writeFileSync(join(out, 'layer-9-before.svg'), '<svg/>');
+    const result = spawnSync(
+      process.execPath,
+      [
+        ...nodeArgs('src/cli/report.ts'),
+        ...['--model', DIGITS, '--data', writeCsv('site.csv', x.slice(0, 40)), '--out', out],
+      ],
+      { cwd: ROOT, encoding: 'utf8', timeout: 120_000 },
+    );
+    expect(result.stderr).toBe(
+      `report: --out ${out}: holds index.html, layer-9-before.svg, and no earlier report (its index.html) is there; a report would replace or remove them: give a new or empty directory, or one holding an earlier report\n`,
+    );
+    expect(result.status).toBe(1);
+    expect(readdirSync(out).sort()).toEqual(['index.html', 'layer-9-before.svg']);
+    expect(readFileSync(join(out, 'index.html'), 'utf8')).toBe('<h1>mine</h1>');
+  });
+});
