@@ -6,8 +6,10 @@
  * not at all: it is written beside --out under a temporary name and renamed into place.
  */
 import { randomBytes } from 'node:crypto';
-import { rename, rm, writeFile } from 'node:fs/promises';
-import { ONNX_OPSET, openModelDirectory } from '../service/index.js';
+import { realpath, rename, rm, writeFile } from 'node:fs/promises';
+import { basename, dirname, join, relative, resolve, sep } from 'node:path';
+import { NormserveError } from '../errors/index.js';
+import { ONNX_OPSET, openModelDirectory, VERSION_NAME_PATTERN } from '../service/index.js';
 import { cliCommand, runCli } from './cli-errors.js';
 import { outputWriteFailed } from './output-path.js';
 import { packageVersion } from './package-version.js';
@@ -16,6 +18,33 @@ interface Flags {
   model: string;
   out: string;
   probabilities: boolean;
+}
+
+/** A path with its existing directories' links resolved (the rest as given). */
+async function realPath(path: string): Promise<string> {
+  const full = resolve(path);
+  const real = await realpath(full).catch(() => undefined);
+  if (real !== undefined) return real;
+  const parent = dirname(full);
+  return parent === full ? full : join(await realPath(parent), basename(full));
+}
+
+/**
+ * Refuses an --out inside the model's directory (`<repo>/<name>`): the file could replace a
+ * version's own model.safetensors or config.json, or the active-version record, which the server
+ * reads (review60: `--out <model>/1/model.safetensors` broke version 1 with exit 0).
+ */
+async function checkOutsideModel(out: string, model: string): Promise<void> {
+  const given = resolve(model);
+  const modelDir = await realPath(
+    VERSION_NAME_PATTERN.test(basename(given)) ? dirname(given) : given,
+  );
+  const rel = relative(modelDir, await realPath(out));
+  if (rel === '' || (!rel.startsWith(`..${sep}`) && rel !== '..' && !rel.startsWith(sep)))
+    throw new NormserveError(
+      'OUTPUT_WRITE_FAILED',
+      `--out ${out}: inside the model's directory ${modelDir}, whose files the server reads; write the ONNX file elsewhere`,
+    );
 }
 
 async function writeWhole(path: string, bytes: Uint8Array): Promise<void> {
@@ -49,6 +78,7 @@ async function main(argv: readonly string[]): Promise<void> {
   program.parse(argv, { from: 'node' });
   const flags = program.opts<Flags>();
   const model = await openModelDirectory(flags.model);
+  await checkOutsideModel(flags.out, flags.model);
   if (model.activeRecordProblem)
     process.stderr.write(`export-onnx: ${model.activeRecordProblem}\n`);
   const onnx = model.exportOnnx({

@@ -9,7 +9,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { exportModelOnnx, ModelRegistry, openModelDirectory } from '../../src/service/index.js';
-import { bundledVersionDir, copyBundledRepository } from '../helpers/bundled-models.js';
+import {
+  bundledVersionDir,
+  copyBundledModel,
+  copyBundledRepository,
+} from '../helpers/bundled-models.js';
 import { expectClose } from '../helpers/compare.js';
 import { digitsTestRows } from '../helpers/digits.js';
 import { nodeArgs } from '../helpers/entries.js';
@@ -93,5 +97,25 @@ describe('npm run export:onnx', () => {
     }
     expect(readdirSync(out).sort()).toEqual(before);
     expect(existsSync(join(out, 'x.onnx'))).toBe(false);
+  });
+
+  it("refuses an --out inside the model directory: a version's own files stay as they were", () => {
+    // review60: --out <model>/1/model.safetensors replaced the weights with the ONNX file.
+    const repository = makeTempDir('export-onnx-inside');
+    copyBundledModel('digits', repository);
+    const weights = join(repository, 'digits', '1', 'model.safetensors');
+    const before = readFileSync(weights);
+    for (const [model, target] of [
+      [join(repository, 'digits'), weights],
+      [join(repository, 'digits', '1'), join(repository, 'digits', 'digits.onnx')],
+    ] as const) {
+      const result = exportCli(['--model', model, '--out', target]);
+      expect(result.status).toBe(1);
+      expect(result.stderr).toBe(
+        `export-onnx: --out ${target}: inside the model's directory ${join(repository, 'digits')}, whose files the server reads; write the ONNX file elsewhere\n`,
+      );
+    }
+    expect(readFileSync(weights).equals(before)).toBe(true);
+    expect(readdirSync(join(repository, 'digits')).sort()).toEqual(['1']);
   });
 });
