@@ -289,7 +289,9 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
   if (fallback !== undefined) input.onFallback?.(fallback);
   if (kernels.name === 'wasm') {
     checkWasmTrainingMemory(layers, inputShape, {
-      batchSize: t.batch_size,
+      // The largest batch formed: a batch size above the training rows (PyTorch's DataLoader
+      // takes one) makes one batch of them all, not buffers for rows that do not exist (review60).
+      batchSize: Math.min(t.batch_size, split.train.length),
       optimizer: t.optimizer,
       evaluationRows: [split.validation.length, split.test.length],
     });

@@ -283,6 +283,17 @@ describe('the WebAssembly memory of a training run', () => {
     );
   });
 
+  it('a batch size above the training rows is costed as the one batch of them all, as it runs', async () => {
+    // review60: --batch-size 3000000 on iris (96 training rows) was refused as needing 23.8 GiB.
+    const parsed = parseTrainingConfig(
+      { data: { path: IRIS }, training: { batch_size: 3_000_000, epochs: 1 } },
+      'test',
+    );
+    const { data, sha256 } = await loadCsvDataset(IRIS, parsed.data.label_column, 'classification');
+    const out = await train({ config: parsed, data, dataSha256: sha256, engine: 'wasm' });
+    expect(out.metrics.epochs).toHaveLength(1);
+  });
+
   it('a block beyond 4 GiB is refused in one line before the memory grows', () => {
     const kernels = new WasmKernels();
     let error: unknown;
