@@ -150,6 +150,14 @@ async function main(argv: readonly string[]): Promise<void> {
     throw e;
   });
   if (model.activeRecordProblem) process.stderr.write(`predict: ${model.activeRecordProblem}\n`);
+  // As export:onnx refuses --probabilities for one: a flag that would change nothing is refused.
+  if (flags.logits && model.task === 'regression') {
+    await input.csv?.close();
+    throw new NormserveError(
+      'INVALID_INPUT',
+      `--logits: model "${model.name}" is a regression model, whose predictions are its raw outputs already`,
+    );
+  }
   const labelColumn = labelColumnFor(model, flags.labelColumn);
   let rows: unknown[] | undefined;
   // A CSV's rows, read as float32 already.

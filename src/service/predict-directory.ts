@@ -7,6 +7,7 @@ import { type PredictOutput, predict, runBatch } from './predict.js';
 export interface OpenedModel {
   name: string;
   version: number;
+  task: 'classification' | 'regression';
   /** Values in one (flattened) sample. */
   inputWidth: number;
   /** Feature names recorded by training, in input order, if any. */
@@ -52,6 +53,7 @@ export async function openModelDirectory(
   return {
     name,
     version,
+    task: checkpoint.config.task,
     inputWidth: compiled.inputWidth,
     featureNames: training.featureNames,
     labelColumn: training.labelColumn,

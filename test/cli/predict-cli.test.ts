@@ -150,6 +150,22 @@ describe('predict: a regression CSV’s true values are parsed as CSV numbers', 
     );
   });
 
+  it('refuses --logits, which would change nothing for a regression model', () => {
+    // review60: it was ignored, where export:onnx refuses --probabilities for the same model.
+    const result = runEntry('src/cli/predict.ts', [
+      '--model',
+      model,
+      '--input',
+      BODY_MASS,
+      '--logits',
+    ]);
+    expect(result.status).toBe(1);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toBe(
+      'predict: --logits: model "body-mass" is a regression model, whose predictions are its raw outputs already\n',
+    );
+  });
+
   // Number() read "0x1A" as 26: an RMSE over made-up values.
   it('refuses the label cell "0x1A", naming its line and column', () => {
     const file = withLabel('label-0x1A.csv', 3, '0x1A');
