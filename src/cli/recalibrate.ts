@@ -28,6 +28,7 @@ import {
   DEFAULT_PRIOR_STRENGTH,
   DEFAULT_RECALIBRATION_BATCH_SIZE,
   decimalText,
+  LIMITS,
   labelColumnFor,
   labelColumnWithoutColumns,
   loadModelDirectory,
@@ -163,6 +164,12 @@ async function main(argv: readonly string[]): Promise<void> {
   checkModeOptions(flags, flagNames, program.getOptionValueSource('mode') === 'default');
   const priorStrength = numberFlag('--prior-strength', flags.priorStrength, PRIOR_STRENGTH_RANGE);
   const batchSize = numberFlag('--batch-size', flags.batchSize, RECALIBRATION_BATCH_SIZE_RANGE);
+  // The HTTP routes' limit (request-limits.ts): a note goes into config.json's provenance.
+  if (flags.note !== undefined && flags.note.length > LIMITS.noteChars)
+    throw new NormserveError(
+      'INVALID_INPUT',
+      `--note: at most ${LIMITS.noteChars} characters, as over HTTP (got ${flags.note.length})`,
+    );
 
   const dir = flags.model.replace(/\/+$/, '');
   // The directory must exist and hold versions; the hints name a repository given instead.

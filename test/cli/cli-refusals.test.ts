@@ -381,6 +381,12 @@ describe('recalibrate: NDJSON rows named by their file line', () => {
       extra: ['--label-column', 'label'],
       line: /^recalibrate: --label-column label: names a column of a CSV input; \S*rows\.ndjson holds JSON rows, which have no columns$/,
     },
+    {
+      what: 'a --note longer than the HTTP routes take (review60: 100 kB went into config.json)',
+      text: `${row}\n${row}\n`,
+      extra: ['--note', 'n'.repeat(1001)],
+      line: /^recalibrate: --note: at most 1000 characters, as over HTTP \(got 1001\)$/,
+    },
   ];
   for (const c of cases) {
     it(c.what, () => {
