@@ -181,10 +181,19 @@ export class ModelRepository {
     try {
       entries = await readdir(this.root, { withFileTypes: true });
     } catch (e) {
-      if (isMissing(e)) {
+      const code = (e as NodeJS.ErrnoException).code;
+      const why =
+        code === 'ENOENT'
+          ? 'does not exist'
+          : code === 'ENOTDIR'
+            ? 'is not a directory'
+            : code === 'EACCES' || code === 'EPERM'
+              ? 'cannot be read by this process (permission denied)'
+              : undefined;
+      if (why !== undefined) {
         throw new NormserveError(
           'REPOSITORY_ERROR',
-          `model repository ${this.root} does not exist (MODEL_REPOSITORY)`,
+          `model repository ${this.root} ${why} (MODEL_REPOSITORY)`,
           { cause: e },
         );
       }
