@@ -30,6 +30,7 @@ export {
   inputFileParts,
   MAX_INPUT_FILE_BYTES,
   readInputFile,
+  readInputText,
 } from './input-file.js';
 export { loadCsvDataset, loadTrainingConfig, readTrainingConfigJson } from './load-data.js';
 export {

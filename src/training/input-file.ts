@@ -32,6 +32,19 @@ export async function readInputFile(
   }
 }
 
+/**
+ * readInputFile's bytes as UTF-8 text, a leading byte order mark — Excel's and Notepad's
+ * "UTF-8" — dropped: the CSV parser drops it too, and JSON.parse would refuse it.
+ */
+export async function readInputText(
+  path: string,
+  what: string,
+  code: 'DATA_INVALID' | 'TRAINING_CONFIG_INVALID' = 'DATA_INVALID',
+): Promise<string> {
+  const text = (await readInputFile(path, what, code)).toString('utf8');
+  return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+}
+
 /** An input file's bytes as they are read; `close` releases the file whether read or not. */
 export interface InputFileParts extends AsyncIterable<Buffer> {
   /** The file's size in bytes when it was opened. */

@@ -4,7 +4,7 @@ import type { Task } from '../checkpoint/index.js';
 import { NormserveError, printable } from '../errors/index.js';
 import { parseCsv } from './csv-table.js';
 import { datasetFromTable, type FixedColumns, type LabeledDataset } from './dataset.js';
-import { readInputFile } from './input-file.js';
+import { readInputFile, readInputText } from './input-file.js';
 import { parseTrainingConfig, type TrainingConfig } from './training-config.js';
 
 /** A config file's top level: an object (its fields are the schema's to check). */
@@ -15,10 +15,10 @@ const configObjectSchema = z.record(z.string(), z.unknown());
  * CLI writes its flags into it first (loadTrainingConfig parses it as it is).
  */
 export async function readTrainingConfigJson(path: string): Promise<Record<string, unknown>> {
-  const bytes = await readInputFile(path, 'training config ', 'TRAINING_CONFIG_INVALID');
+  const text = await readInputText(path, 'training config ', 'TRAINING_CONFIG_INVALID');
   let value: unknown;
   try {
-    value = JSON.parse(bytes.toString('utf8'));
+    value = JSON.parse(text);
   } catch (e) {
     throw new NormserveError(
       'TRAINING_CONFIG_INVALID',

@@ -144,6 +144,14 @@ describe('a UTF-8 byte order mark', () => {
     expect(JSON.parse(result.stdout).predictions).toHaveLength(5);
   });
 
+  it('train reads a config file that starts with one (review60: "not valid JSON")', () => {
+    const file = join(dir, 'bom-config.json');
+    writeFileSync(file, `${BOM}${readFileSync('configs/iris-mlp.json', 'utf8')}`);
+    const result = run('src/cli/train.ts', ['--config', file, '--print-config']);
+    expect(result.status, result.stderr).toBe(0);
+    expect(JSON.parse(result.stdout)).toMatchObject({ name: 'iris' });
+  });
+
   it('recalibrate reads an NDJSON file that starts with one (CRLF line ends too)', () => {
     const file = join(dir, 'bom.ndjson');
     writeFileSync(file, `${BOM}${rows.map((r) => JSON.stringify(r)).join('\r\n')}\r\n`);
