@@ -43,6 +43,7 @@ import {
   trainingConfigSchema,
 } from '../training/index.js';
 import { cliCommand, runCli } from './cli-errors.js';
+import { checkInputFormat } from './input-format.js';
 import { cleanUpOnSignal } from './on-signal.js';
 import {
   checkNewDirectory,
@@ -371,6 +372,9 @@ async function main(argv: readonly string[]): Promise<void> {
   if (init) checkInitFixes(given, raw, parsed, flags, init.config);
   // The exact version started from, even when --init named the model directory.
   const initSource = initDir ? `${initDir.root}/${initDir.name}/${initDir.version}` : undefined;
+  // A .json or .ndjson file is refused by its name, as predict and recalibrate refuse what they
+  // do not read (train reads CSV only: a header names the label column).
+  checkInputFormat('train', parsed.data.path, ['CSV']);
   const { data, sha256 } = await loadCsvDataset(
     parsed.data.path,
     parsed.data.label_column,

@@ -63,6 +63,16 @@ function csvSyntaxMessage(error: unknown, source: string): string {
  * without a header would lose its first row to it).
  */
 export function csvHeader(record: readonly string[], source: string): string[] {
+  // A JSON array or object read as CSV: its "header" is the first line's text cut at commas
+  // (review60: `[[5.1,3.5]]` in a .csv was "no data rows after the header").
+  if (/^[[{]/.test(record[0] ?? ''))
+    throw new NormserveError(
+      'DATA_INVALID',
+      inFile(
+        source,
+        `the first line starts with ${quote(record[0]![0]!)}: JSON or NDJSON rows, not CSV (a header row naming the columns, then one row per line)`,
+      ),
+    );
   if (record.every((h) => h !== '' && Number.isFinite(Number(h)))) {
     throw new NormserveError(
       'DATA_INVALID',

@@ -133,6 +133,26 @@ describe('a CSV of the wrong width', () => {
   });
 });
 
+describe('JSON rows where CSV is read (review60: "no data rows after the header")', () => {
+  it('predict and train name what the first line holds; train refuses .ndjson by its name', () => {
+    const file = join(dir, 'rows-in.csv');
+    writeFileSync(file, '[[5.1,3.5,1.4,0.2]]\n');
+    const line = `${file}: the first line starts with "[": JSON or NDJSON rows, not CSV (a header row naming the columns, then one row per line)\n`;
+    const predicted = run('src/cli/predict.ts', ['--model', DIGITS, '--input', file]);
+    expect([predicted.status, predicted.stderr]).toEqual([1, `predict: ${line}`]);
+    const out = makeTempDir('json-rows-train');
+    const trained = run('src/cli/train.ts', ['--data', file, '--out', out, '--no-progress']);
+    expect([trained.status, trained.stderr]).toEqual([1, `train: ${line}`]);
+    const ndjson = join(dir, 'rows.ndjson');
+    writeFileSync(ndjson, '[1,2]\n');
+    const byName = run('src/cli/train.ts', ['--data', ndjson, '--out', out, '--no-progress']);
+    expect([byName.status, byName.stderr]).toEqual([
+      1,
+      `train: ${ndjson}: NDJSON (by its extension .ndjson): train reads CSV (a header row)\n`,
+    ]);
+  });
+});
+
 describe('a UTF-8 byte order mark', () => {
   const rows = digitsTestRows().x.slice(0, 5);
 
