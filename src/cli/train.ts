@@ -30,6 +30,7 @@ import {
 } from '../service/index.js';
 import {
   architectureSchema,
+  checkTrainingSetup,
   type InitialModel,
   loadCsvDataset,
   MAX_EPOCHS,
@@ -386,7 +387,19 @@ async function main(argv: readonly string[]): Promise<void> {
       : {},
   );
   const config = resolveTrainingConfig(parsed, data, init?.config);
+  // A network that cannot be built is named by what shaped it: the config's layers, else the
+  // architecture flags given (`--hidden: layers[0] (linear): …`, not "the flags: layers[0]").
+  const shapedBy = given.filter((g) => ARCHITECTURE_FLAGS.includes(g.flag));
+  const networkSource =
+    raw.layers === undefined && shapedBy.length > 0
+      ? shapedBy.map((g) => g.flag.option.long).join(', ')
+      : (flags.config ?? 'the default network');
+  const initModel = init
+    ? { config: init.config, state: init.state, source: initSource }
+    : undefined;
   if (flags.printConfig) {
+    // What train checks before building anything: a printed config is one train takes.
+    checkTrainingSetup(config, data, { init: initModel, source: networkSource });
     // data.path absolute: a relative one is read from the current directory (a --config file's
     // too), so the printed file would name other data, or none, from anywhere else.
     const printed = { ...config, data: { ...config.data, path: resolve(config.data.path) } };
@@ -442,13 +455,6 @@ async function main(argv: readonly string[]): Promise<void> {
       : undefined;
     const log = (line: string) => process.stderr.write(`${line}\n`);
     const fmt = (x: number | null, digits = 4) => (x === null ? '-' : x.toFixed(digits));
-    // A network that cannot be built is named by what shaped it: the config's layers, else the
-    // architecture flags given (`--hidden: layers[0] (linear): …`, not "the flags: layers[0]").
-    const shapedBy = given.filter((g) => ARCHITECTURE_FLAGS.includes(g.flag));
-    const networkSource =
-      raw.layers === undefined && shapedBy.length > 0
-        ? shapedBy.map((g) => g.flag.option.long).join(', ')
-        : (flags.config ?? 'the default network');
     // A run that fails mid-epoch (TRAINING_DIVERGED) leaves the bar's line ended and the cursor shown;
     // so does one interrupted (Ctrl-C), which then says so and ends by its signal (130, 143).
     const interrupted = (signal: NodeJS.Signals) => {
@@ -466,7 +472,7 @@ async function main(argv: readonly string[]): Promise<void> {
           ),
         data,
         dataSha256: sha256,
-        init: init ? { config: init.config, state: init.state, source: initSource } : undefined,
+        init: initModel,
         // Same bytes either way (nn/kernels.ts), only slower: say so once.
         onFallback: (reason) => log(`note: training on the JavaScript kernels: ${reason}`),
         ...(bar

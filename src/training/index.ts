@@ -43,6 +43,7 @@ export { fitStandardScaler } from './standard-scaler.js';
 export { fitTargetScale, type TargetScale } from './target-scaling.js';
 export {
   type BatchProgress,
+  checkTrainingSetup,
   type EpochMetrics,
   type InitialModel,
   type TrainingMetrics,

@@ -181,33 +181,19 @@ function firstNonFinite(state: StateDict): { name: string; index: number } | und
   return undefined;
 }
 
-const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
-
 /**
- * Longest run of training steps between two turns of the event loop, in ms, with or without a
- * progress bar: a signal (Ctrl-C, SIGTERM) is handled in a turn. Without a bar the loop turned
- * once per epoch (~600 ms on the CNN config, minutes on a large CSV), and tsx's launcher, which
- * `npm run train` used, sent SIGKILL when its child had not taken the signal within about 60 ms:
- * the interrupted run's clean-up never ran (review53).
+ * What train() checks of a resolved config against its data before anything is built or
+ * allocated: the input shape against the data's width, the init checkpoint's feature columns, the
+ * layer chain's output against the task and classes, regression target scaling, and the batch
+ * size against the BatchNorms. `train --print-config` runs it too, so that a config it prints is
+ * one train takes (review60). Returns what training goes on with.
  */
-const YIELD_EVERY_MS = 20;
-
-/**
- * Trains a network as a PyTorch loop would: per epoch a seeded shuffle, mini-batches in train
- * mode (BatchNorm batch statistics, dropout masks), loss.backward, optional gradient clipping, the
- * LR for the step, optimizer.step; then eval-mode validation. With `patience`, training stops after
- * that many epochs without a lower validation loss and the best epoch's weights are kept.
- * Deterministic: the same config, data and seed give bit-identical tensors.
- */
-export async function train(input: TrainInput): Promise<TrainOutput> {
-  const { data } = input;
-  const config = resolveTrainingConfig(input.config, data, input.init?.config);
-  const now = input.now ?? (() => performance.now());
-  const started = now();
+export function checkTrainingSetup(
+  config: ResolvedTrainingConfig,
+  data: LabeledDataset,
+  input: Pick<TrainInput, 'init' | 'source'>,
+): { minimumBatchRows: number; scaleTargets: boolean } {
   const task = config.task;
-  const rng = streams(config.seed);
-  const t = config.training;
-
   const layers: LayerSpec[] = config.layers;
   const inputShape = config.input_shape;
   if (numelOf(inputShape) !== data.width) {
@@ -266,13 +252,46 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
   // a BatchNorm gets one value per channel — one row at a BatchNorm1d, or at a BatchNorm2d on
   // 1×1 maps; one row of [C, 8, 8] maps is 64 values per channel and trains as in PyTorch.
   const minimumBatchRows = minimumTrainingBatchRows(layers, inputShape);
-  const batchProblem = trainingBatchProblem(layers, inputShape, t.batch_size);
+  const batchProblem = trainingBatchProblem(layers, inputShape, config.training.batch_size);
   if (batchProblem !== undefined) {
     throw new NormserveError(
       'TRAINING_CONFIG_INVALID',
-      `batch_size ${t.batch_size}: ${batchProblem}; use a batch size of at least ${minimumBatchRows}`,
+      `batch_size ${config.training.batch_size}: ${batchProblem}; use a batch size of at least ${minimumBatchRows}`,
     );
   }
+  return { minimumBatchRows, scaleTargets };
+}
+
+const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/**
+ * Longest run of training steps between two turns of the event loop, in ms, with or without a
+ * progress bar: a signal (Ctrl-C, SIGTERM) is handled in a turn. Without a bar the loop turned
+ * once per epoch (~600 ms on the CNN config, minutes on a large CSV), and tsx's launcher, which
+ * `npm run train` used, sent SIGKILL when its child had not taken the signal within about 60 ms:
+ * the interrupted run's clean-up never ran (review53).
+ */
+const YIELD_EVERY_MS = 20;
+
+/**
+ * Trains a network as a PyTorch loop would: per epoch a seeded shuffle, mini-batches in train
+ * mode (BatchNorm batch statistics, dropout masks), loss.backward, optional gradient clipping, the
+ * LR for the step, optimizer.step; then eval-mode validation. With `patience`, training stops after
+ * that many epochs without a lower validation loss and the best epoch's weights are kept.
+ * Deterministic: the same config, data and seed give bit-identical tensors.
+ */
+export async function train(input: TrainInput): Promise<TrainOutput> {
+  const { data } = input;
+  const config = resolveTrainingConfig(input.config, data, input.init?.config);
+  const now = input.now ?? (() => performance.now());
+  const started = now();
+  const task = config.task;
+  const rng = streams(config.seed);
+  const t = config.training;
+
+  const layers: LayerSpec[] = config.layers;
+  const inputShape = config.input_shape;
+  const { minimumBatchRows, scaleTargets } = checkTrainingSetup(config, data, input);
 
   const split = splitRows(data.rows, config.data, rng.split, config.data.path);
   // The schema refuses patience with validation_fraction 0; a fraction that rounds to no rows of

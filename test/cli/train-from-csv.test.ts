@@ -263,6 +263,28 @@ describe('--print-config', () => {
     b.training.data_path = a.training.data_path;
     expect(b).toEqual(a);
   }, 120_000);
+
+  it('refuses, as train would, a config whose layers do not fit the data (review60: exit 0)', () => {
+    const args = ['--config', 'configs/iris-mlp.json', '--data', 'data/digits/digits.csv'];
+    const refused = (more: string[]) =>
+      spawnSync(
+        process.execPath,
+        [...nodeArgs('src/cli/train.ts'), '--no-progress', ...args, ...more],
+        {
+          cwd: ROOT,
+          encoding: 'utf8',
+          timeout: 120_000,
+        },
+      );
+    const printed = refused(['--print-config']);
+    expect(printed.status).toBe(1);
+    expect(printed.stdout).toBe('');
+    expect(printed.stderr).toBe(
+      'train: configs/iris-mlp.json: layers[0] (linear): in_features 4 does not match the previous width 64\n',
+    );
+    const trained = refused(['--out', makeTempDir('print-config-refused')]);
+    expect(trained.stderr).toBe(printed.stderr);
+  });
 });
 
 describe('the default --out', () => {
