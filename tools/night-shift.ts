@@ -5,6 +5,7 @@
  *   npx tsx tools/night-shift.ts [--out night.csv] [--clean clean.csv]
  */
 import { readFileSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 
 const args = process.argv.slice(2);
 const known = new Set(['--out', '--clean']);
@@ -15,11 +16,25 @@ if (unknown.length > 0 || args.includes('--help')) {
   process.stderr.write('usage: npm run night-shift -- [--out night.csv] [--clean clean.csv]\n');
   process.exit(unknown.some((a) => a !== '--help') ? 1 : 0);
 }
+const fail = (message: string): never => {
+  process.stderr.write(`night-shift: ${message}\n`);
+  process.exit(1);
+};
 const option = (name: string, fallback: string | undefined) => {
   const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : fallback;
+  if (i < 0) return fallback;
+  const value = args[i + 1];
+  if (value === undefined || value.startsWith('-')) return fail(`${name} needs a file name`);
+  return value;
 };
-const lines = readFileSync('data/digits/digits.csv', 'utf8').trim().split('\n');
+const out = option('--out', 'night.csv')!;
+const clean = option('--clean', undefined);
+if (clean !== undefined && resolve(clean) === resolve(out))
+  fail(`--out and --clean name the same file (${out}); the second would replace the first`);
+// The checkout's data set, wherever the command is run from (npm runs it from the checkout).
+const lines = readFileSync(new URL('../data/digits/digits.csv', import.meta.url), 'utf8')
+  .trim()
+  .split('\n');
 const header = lines[0]!;
 const test = lines.slice(1 + 1437, 1 + 1797);
 const shift = (v: number) => Math.fround(16 * (0.35 * (v / 16) + 0.1));
@@ -27,10 +42,18 @@ const night = test.map((line) => {
   const cells = line.split(',').map(Number);
   return [...cells.slice(0, 64).map(shift), cells[64]].join(',');
 });
-const out = option('--out', 'night.csv')!;
-writeFileSync(out, `${header}\n${night.join('\n')}\n`);
-const clean = option('--clean', undefined);
-if (clean) writeFileSync(clean, `${header}\n${test.join('\n')}\n`);
+const write = (path: string, text: string) => {
+  try {
+    writeFileSync(path, text);
+  } catch (e) {
+    const { code } = e as NodeJS.ErrnoException;
+    fail(
+      `cannot write ${path}: ${code === 'EISDIR' ? 'it is a directory' : code === 'ENOENT' ? 'no such directory' : code === 'ENOTDIR' ? 'a file is in the way on its path' : (e as Error).message}`,
+    );
+  }
+};
+write(out, `${header}\n${night.join('\n')}\n`);
+if (clean) write(clean, `${header}\n${test.join('\n')}\n`);
 process.stdout.write(
   `wrote ${out} (${night.length} rows${clean ? `) and ${clean} (${test.length} rows` : ''})\n`,
 );
