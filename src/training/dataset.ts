@@ -89,7 +89,22 @@ export function datasetFromTable(
   const features = new Float32Array(rows * width);
   for (let r = 0; r < rows; r++) {
     featureColumns.forEach((c, j) => {
-      features[r * width + j] = numericCell(table, r, c);
+      try {
+        features[r * width + j] = numericCell(table, r, c);
+      } catch (e) {
+        // A text column (penguins' "species" beside the label body_mass_g): say what the rule is
+        // and the ways out, which "is not a finite number" alone did not (review60).
+        // A text column: none of its first rows' cells is a number (a stray "x" in a numeric
+        // column, or an empty cell, a missing number, keeps the plain message).
+        const text = table.rows
+          .slice(0, 20)
+          .every((row) => row[c] === '' || !Number.isFinite(Number(row[c])));
+        if (!(e instanceof NormserveError) || table.rows[r]![c] === '' || !text) throw e;
+        throw new NormserveError(
+          'DATA_INVALID',
+          `${e.message}; every column but the label (${quote(labelColumn)}) is a numeric feature: drop or encode column ${quote(table.header[c]!)}, or make it the label (--label-column)`,
+        );
+      }
     });
   }
   const targets = new Float32Array(rows);

@@ -138,6 +138,13 @@ describe('datasetFromTable', () => {
     expect(message).toBe('f.csv: line 3, column "b": "x" is not a finite number');
   });
 
+  it('a text column is named with the rule and the ways out (review60: penguins with body_mass_g as the label)', () => {
+    const message = dataError(() => classify('species,a,label\nAdelie,1,0\nGentoo,2,1\n'));
+    expect(message).toBe(
+      'f.csv: line 2, column "species": "Adelie" is not a finite number; every column but the label ("label") is a numeric feature: drop or encode column "species", or make it the label (--label-column)',
+    );
+  });
+
   it('rejects empty, NaN and infinite cells', () => {
     expect(dataError(() => classify('a,b,label\n1,,0\n'))).toContain('line 2, column "b"');
     expect(dataError(() => classify('a,b,label\n1,2,0\nNaN,2,0\n'))).toContain(
