@@ -40,6 +40,7 @@ export {
   MAX_LAYERS,
   MAX_SAMPLE_VALUES,
   minimumTrainingBatchRows,
+  networkOutputWidth,
   stateSignatures,
   trainingBatchProblem,
 } from './layers/registry.js';

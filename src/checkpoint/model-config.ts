@@ -7,8 +7,8 @@ import {
   safeParseWorded,
 } from '../errors/index.js';
 import { numelOf } from '../nn/index.js';
-import type { Shape } from './layers/layer-definition.js';
-import { checkLayerChain, layerListSchema } from './layers/registry.js';
+import { BATCH_LIMITS } from './batch-limits.js';
+import { layerListSchema, networkOutputWidth } from './layers/registry.js';
 
 // The layer union and its helpers live with the layer records; re-exported where the config
 // schema is, as before.
@@ -83,8 +83,8 @@ export const modelConfigSchema = z.looseObject({
    */
   dynamic_batching: z
     .strictObject({
-      max_queue_delay_microseconds: z.number().int().min(0).max(1_000_000).optional(),
-      max_batch_rows: z.number().int().min(1).max(1_000_000).optional(),
+      max_queue_delay_microseconds: z.number().int().min(0).max(BATCH_LIMITS.maxDelayUs).optional(),
+      max_batch_rows: z.number().int().min(1).max(BATCH_LIMITS.maxRows).optional(),
     })
     .optional(),
 });
@@ -106,9 +106,9 @@ export function parseModelConfig(value: unknown, source = 'config.json'): ModelC
   }
   const config = parsed.data;
   const inputWidth = numelOf(config.input_shape);
-  let outputShape: Shape;
+  let outputWidth: number;
   try {
-    outputShape = checkLayerChain(config.layers, config.input_shape);
+    outputWidth = networkOutputWidth(config.layers, config.input_shape);
   } catch (e) {
     if (e instanceof NormserveError) throw new NormserveError(e.code, `${source}: ${e.message}`);
     throw e;
@@ -116,11 +116,6 @@ export function parseModelConfig(value: unknown, source = 'config.json'): ModelC
   const fail = (message: string): never => {
     throw new NormserveError('MODEL_CONFIG_INVALID', `${source}: ${message}`);
   };
-  if (outputShape.length !== 1)
-    fail(
-      `the network's output has shape [${outputShape.join(', ')}]; a flat [outputs] is needed (end with flatten or linear)`,
-    );
-  const outputWidth = outputShape[0]!;
   if (config.task === 'classification') {
     if (!config.labels) fail('labels are required for a classification model');
     if (config.labels!.length !== outputWidth) {

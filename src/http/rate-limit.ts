@@ -14,7 +14,7 @@ export function rateLimitStore(counter: RateLimitCounter) {
       timeWindow?: number,
     ): void {
       Promise.resolve()
-        .then(() => counter.hit(key, timeWindow ?? 60_000))
+        .then(() => counter.hit(key, timeWindow ?? WINDOW_MS))
         .then(
           (hit) => callback(null, { current: hit.count, ttl: hit.resetInMs }),
           (e: unknown) => callback(e instanceof Error ? e : new Error(String(e))),

@@ -16,13 +16,13 @@ import {
   denseKernel,
   layerNormKernel,
 } from './kernels.js';
-import type {
-  Activation,
-  AffineStep,
-  CompiledPlan,
-  DenseStep,
-  LayerNormStep,
-  PlanStep,
+import {
+  type AffineStep,
+  type CompiledPlan,
+  type DenseStep,
+  type LayerNormStep,
+  type PlanStep,
+  slopeOf,
 } from './plan.js';
 import { addSkipKernel } from './skip-kernels.js';
 import {
@@ -126,8 +126,6 @@ function* wideningStep(step: PlanStep): Sliced<WideStep> {
   if (step.op !== 'dense' && step.op !== 'conv2d') return widen(step);
   return { ...step, weight: yield* widening(step.weight), bias: Float64Array.from(step.bias) };
 }
-
-const slopeOf = (a: Activation): number => (a.kind === 'leaky_relu' ? a.negativeSlope : 0);
 
 /**
  * Runs a compiled plan: the JavaScript reference executor, and the one for every step kind the

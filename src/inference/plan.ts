@@ -11,6 +11,9 @@ export type Activation =
   | { kind: 'sigmoid' }
   | { kind: 'selu' };
 
+/** The negative slope an activation's kernel applies below 0 (LeakyReLU's; 0 for the others). */
+export const slopeOf = (a: Activation): number => (a.kind === 'leaky_relu' ? a.negativeSlope : 0);
+
 /**
  * Every step reads the tensor the previous step wrote, one sample per row: [rows, features]
  * row-major, where a [C, H, W] sample is stored as PyTorch stores it (NCHW). `layers` are the

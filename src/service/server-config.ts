@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { BATCH_LIMITS } from '../checkpoint/batch-limits.js';
 import { OUTLIER_BOUND } from '../drift/index.js';
 import {
   describeLocations,
@@ -179,9 +180,9 @@ export const serverConfigSchema = z.object({
    * Dynamic batching: concurrent requests for one model version wait at most this long (µs) to
    * run as one engine call; 0 = off. A model's config.json may override it.
    */
-  BATCH_MAX_DELAY_US: int(0, 1_000_000).default(0),
+  BATCH_MAX_DELAY_US: int(0, BATCH_LIMITS.maxDelayUs).default(0),
   /** Most rows of one batched engine call (a single larger request still runs, alone). */
-  BATCH_MAX_ROWS: int(1, 1_000_000).default(256),
+  BATCH_MAX_ROWS: int(1, BATCH_LIMITS.maxRows).default(256),
   /**
    * Most requests of a process waiting for the engine (queued for a dynamic batch, or on the
    * engine's helper thread); one more is answered 503 OVERLOADED. 0 = no bound, as Triton's

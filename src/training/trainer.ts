@@ -2,13 +2,13 @@ import { isDeepStrictEqual } from 'node:util';
 import { z } from 'zod';
 import {
   buildSequential,
-  checkLayerChain,
   type InputTransform,
   type LayerSpec,
   MODEL_FORMAT,
   type ModelConfig,
   minimumTrainingBatchRows,
   networkFromCheckpoint,
+  networkOutputWidth,
   trainingBatchProblem,
 } from '../checkpoint/index.js';
 import { NormserveError, quoteList } from '../errors/index.js';
@@ -221,14 +221,7 @@ export function checkTrainingSetup(
   }
   let outputWidth: number;
   try {
-    const outputShape = checkLayerChain(layers, inputShape);
-    if (outputShape.length !== 1) {
-      throw new NormserveError(
-        'TRAINING_CONFIG_INVALID',
-        `the network's output has shape [${outputShape.join(', ')}]; a flat [outputs] is needed (end with flatten or linear)`,
-      );
-    }
-    outputWidth = outputShape[0]!;
+    outputWidth = networkOutputWidth(layers, inputShape, 'TRAINING_CONFIG_INVALID');
   } catch (e) {
     if (e instanceof NormserveError && input.source)
       throw new NormserveError(e.code, `${input.source}: ${e.message}`);

@@ -221,6 +221,25 @@ export function buildLayers(
 }
 
 /**
+ * The width of a network's output: checkLayerChain's shape, which must be flat ([outputs]); a
+ * config that ends otherwise is `code` (a checkpoint's MODEL_CONFIG_INVALID, a training config's
+ * TRAINING_CONFIG_INVALID).
+ */
+export function networkOutputWidth(
+  layers: readonly LayerSpec[],
+  input: Shape,
+  code: 'MODEL_CONFIG_INVALID' | 'TRAINING_CONFIG_INVALID' = 'MODEL_CONFIG_INVALID',
+): number {
+  const shape = checkLayerChain(layers, input);
+  if (shape.length !== 1)
+    throw new NormserveError(
+      code,
+      `the network's output has shape [${shape.join(', ')}]; a flat [outputs] is needed (end with flatten or linear)`,
+    );
+  return shape[0]!;
+}
+
+/**
  * The sample shape after a list of layers, given the input's; throws MODEL_CONFIG_INVALID naming
  * the first layer that does not fit (`layers[4] (linear): …`, `layers[1].layers[3] (conv2d): …`).
  */

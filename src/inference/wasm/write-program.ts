@@ -7,13 +7,11 @@ import {
   writePoolTable,
 } from '../../nn/wasm/index.js';
 import { activationCode } from '../kernels.js';
-import type { Activation, CompiledPlan } from '../plan.js';
+import { type CompiledPlan, slopeOf } from '../plan.js';
 import { planFlopsPerRow } from '../plan-flops.js';
 import type { EngineExports } from './engine-module.js';
 import type { Layout } from './memory-layout.js';
 import { OP, PROGRAM, STEP } from './program-wat.js';
-
-const slopeOf = (a: Activation): number => (a.kind === 'leaky_relu' ? a.negativeSlope : 0);
 
 /** A per-channel vector repeated over `spatial` positions each (as the affine kernel reads it). */
 function perValue(values: Float64Array, spatial: number): Float64Array {
