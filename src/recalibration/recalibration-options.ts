@@ -36,8 +36,9 @@ export interface RecalibrationOptions {
   /** Prior strength N of `prior` mode, in rows (default 16, 0 ≤ N ≤ MAX_PRIOR_STRENGTH). */
   priorStrength?: number;
   /**
-   * Rows per train-mode batch of `running` mode (default 256, 1 ≤ batchSize ≤ MAX_BATCH_SIZE; 2
-   * at least where one row gives a BatchNorm one value per channel).
+   * Rows per train-mode batch of `running` mode (default 256, 1 ≤ batchSize ≤
+   * MAX_RECALIBRATION_BATCH_SIZE; 2 at least where one row gives a BatchNorm one value per
+   * channel).
    */
   batchSize?: number;
   /**
@@ -89,7 +90,7 @@ export const PREFAULT_SLICE_BYTES = 2 * 1024 * 1024;
  * batch size bounds its memory (65,536 rows of 64 float32 features: 16 MiB); a prior strength
  * beyond 1e9 rows is indistinguishable from keeping the source statistics.
  */
-export const MAX_BATCH_SIZE = 65_536;
+export const MAX_RECALIBRATION_BATCH_SIZE = 65_536;
 export const MAX_PRIOR_STRENGTH = 1e12;
 
 /** Options with defaults filled in and checked. */
@@ -110,7 +111,11 @@ export interface ResolvedOptions {
  * `batchSize` from 1: whether one row is a batch depends on the network (a BatchNorm1d needs two,
  * a BatchNorm2d on 8×8 maps takes one), which createRecalibrator checks (batch-norm-layers.ts).
  */
-export const BATCH_SIZE_RANGE: NumberRange = { integer: true, min: 1, max: MAX_BATCH_SIZE };
+export const BATCH_SIZE_RANGE: NumberRange = {
+  integer: true,
+  min: 1,
+  max: MAX_RECALIBRATION_BATCH_SIZE,
+};
 export const PRIOR_STRENGTH_RANGE: NumberRange = {
   integer: false,
   min: 0,

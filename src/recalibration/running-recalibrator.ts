@@ -103,7 +103,7 @@ export class RunningRecalibrator extends StreamingRecalibrator {
       }
       // The first BatchNorm's plan may run on a helper thread (measureAsync); the later ones run
       // on the calling thread, in slices of bounded work (measureInSlices), since a batch may
-      // hold up to MAX_BATCH_SIZE rows.
+      // hold up to MAX_RECALIBRATION_BATCH_SIZE rows.
       const { count, mean, m2 } =
         k === 0
           ? await inputs.measureAsync(x, rows)
