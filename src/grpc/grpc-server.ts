@@ -64,6 +64,7 @@ export { routeGrpcJsLog } from './grpc-js-log.js';
 import { errorStatus, statusMessage } from './grpc-status.js';
 import {
   healthCheckRequestSchema,
+  inferParameterSchema,
   type ModelInferRequest,
   modelInferRequestSchema,
   modelRefSchema,
@@ -216,10 +217,8 @@ function classifications(
   const counts = names.map((_, i) => {
     const parameter = request.outputs[i]?.parameters[CLASSIFICATION_PARAMETER];
     if (parameter === undefined) return undefined;
-    const { parameter_choice: kind, int64_param: value } = parameter as {
-      parameter_choice?: unknown;
-      int64_param?: unknown;
-    };
+    const parsed = inferParameterSchema.safeParse(parameter);
+    const { parameter_choice: kind, int64_param: value } = parsed.success ? parsed.data : {};
     if (kind !== 'int64_param')
       failInput(path(i), 'expected an int64_param: how many classes to return for the output');
     return classificationCount(value, path(i));

@@ -11,6 +11,15 @@ import { LIMITS, modelNameSchema } from '../service/index.js';
  */
 const parameters = z.record(z.string(), z.unknown());
 
+/**
+ * One InferParameter as proto-loader decodes it (PROTO_OPTIONS' oneofs: the set field's name in
+ * `parameter_choice`); the value is checked by whoever reads that parameter.
+ */
+export const inferParameterSchema = z.object({
+  parameter_choice: z.string().optional(),
+  int64_param: z.unknown().optional(),
+});
+
 const tensorContents = z.object({
   bool_contents: z.array(z.unknown()),
   int_contents: z.array(z.unknown()),
