@@ -114,7 +114,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     return503OnClosing: false,
     requestTimeout: httpTimeouts.requestTimeout,
     http: httpTimeouts,
-    clientErrorHandler: clientErrorHandler(logger),
+    clientErrorHandler: clientErrorHandler(logger, deps.metrics),
     genReqId: requestIdOf,
     // The request's log lines carry its request id and, when given, its W3C trace.
     childLoggerFactory: childLoggerWithTrace,

@@ -83,7 +83,7 @@ export const requestTimedOut = (socket: Socket): boolean => timedOutSockets.has(
  * arrive in time, headers too large, malformed HTTP): answered as problem documents like
  * everything else, then the connection is closed.
  */
-export function clientErrorHandler(log: FastifyBaseLogger) {
+export function clientErrorHandler(log: FastifyBaseLogger, metrics: ServiceMetrics) {
   return (err: NodeJS.ErrnoException, socket: Socket): void => {
     if (err.code === 'ECONNRESET' || socket.destroyed) return;
     let error: NormserveError;
@@ -108,7 +108,15 @@ export function clientErrorHandler(log: FastifyBaseLogger) {
     const requestId = reply?.request.id ?? randomUUID();
     // A request that reached Fastify gets its line from the onRequestAbort hook (app.ts), with its
     // route and status; one that did not is logged here.
-    if (!response?.req) log.info({ code: err.code, [REQUEST_ID_LOG_FIELD]: requestId }, message);
+    // Counted too (review59: a 400 or 431 of the parser was in no series); the timeout's 408
+    // of a request that never arrived whole is too.
+    if (!response?.req) {
+      log.info(
+        { code: err.code, status: error.status, [REQUEST_ID_LOG_FIELD]: requestId },
+        message,
+      );
+      metrics.countUnparsedRequest(error.status);
+    }
     if (socket.writable && !response?.headersSent)
       writeProblem(socket, error, response?.req?.url, reply?.request, requestId);
     socket.destroy(err);

@@ -317,6 +317,20 @@ export class ServiceMetrics {
   }
 
   /**
+   * A request Node's HTTP parser refused before any route saw it (malformed, headers too large):
+   * counted under route `unmatched` with no method (none was read), and no duration.
+   */
+  countUnparsedRequest(status: number): void {
+    this.requests.inc({
+      method: '',
+      route: 'unmatched',
+      status: String(status),
+      model: '',
+      version: '',
+    });
+  }
+
+  /**
    * Compute time and rows of one answered inference request, HTTP's or gRPC's (one look-up, as
    * observeRequest). `version` is its version's label, when the caller has made it already.
    */

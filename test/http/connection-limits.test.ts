@@ -142,6 +142,15 @@ describe('REQUEST_TIMEOUT_MS', () => {
     expect(problem).toMatchObject({ status: 431, code: 'HEADERS_TOO_LARGE' });
     expect(problem.request_id).toMatch(/^[0-9a-f-]{36}$/);
     expect(raw).toMatch(new RegExp(`^X-Request-Id: ${problem.request_id}\\r$`, 'm'));
+    // review59: refused by the parser, it was in no series of the request counter.
+    const malformed = open(port);
+    malformed.socket.write('GARBAGE /x HTTP/1.1\r\nHost: x\r\n\r\n');
+    expect(problemOf(await malformed.received, 400)).toMatchObject({ code: 'INVALID_INPUT' });
+    const exposition = (await t!.app.inject({ url: '/metrics' })).body;
+    for (const status of [400, 431])
+      expect(exposition).toContain(
+        `normserve_http_requests_total{method="",route="unmatched",status="${status}",model="",version=""} 1`,
+      );
   });
 
   it.each([
