@@ -16,7 +16,7 @@ import { basename, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isDeepStrictEqual } from 'node:util';
 import cliProgress from 'cli-progress';
-import { InvalidArgumentError, Option } from 'commander';
+import { Option } from 'commander';
 import { errnoOf, NormserveError } from '../errors/index.js';
 import { integerText } from '../http/schemas/common.js';
 import {
@@ -55,12 +55,14 @@ import {
 
 /**
  * Only the syntax of a number, decimal as the server's settings and query parameters read it
- * (decimalText: Number() read "0x10" as 16): its range and integrality are the schema's to check.
+ * (decimalText: Number() read "0x10" as 16); other text stays text, for the schema to refuse in
+ * the words of every other flag (`--lr: expected a number ≥ 0, got "abc"`, not commander's
+ * "option '--lr <x>' argument 'abc' is invalid": review60). Range and integrality are the
+ * schema's to check.
  */
-const number = (value: string) => {
+const number = (value: string): unknown => {
   const n = decimalText(value.trim());
-  if (typeof n !== 'number') throw new InvalidArgumentError(`expected a number, got "${value}"`);
-  return n;
+  return typeof n === 'number' ? n : value;
 };
 /**
  * An integer flag's text as a number when it is written in decimal digits (integerText: the one

@@ -152,7 +152,13 @@ const failures: { what: string; args: () => string[]; expected: (string | RegExp
     // Decimal, as the server's settings read numbers: Number() read "0x10" as 16 (review51).
     what: 'a learning rate in hexadecimal (--lr 0x1)',
     args: () => ['--config', IRIS_CONFIG, '--lr', '0x1'],
-    expected: ['--lr', 'expected a number, got "0x1"'],
+    expected: ['--lr', 'expected a number ≥ 0, got "0x1"'],
+  },
+  {
+    // In every other flag's words, not commander's "option '--lr <x>' argument 'NaN' is invalid" (review60).
+    what: 'a learning rate that is no number (--lr NaN)',
+    args: () => ['--config', IRIS_CONFIG, '--lr', 'NaN'],
+    expected: [/^train: --lr: expected a number ≥ 0, got "NaN"$/],
   },
   // A bad flag is reported under the flag's name, not as a problem of the config file.
   {
