@@ -121,6 +121,13 @@ export interface LoadedModel {
  * used once ready: loading does not wait for them.
  */
 export async function loadModel(dir: string, options: LoadModelOptions = {}): Promise<LoadedModel> {
+  // Called from JavaScript too, where nothing checks the argument (review60: Node's raw
+  // ERR_INVALID_ARG_TYPE for loadModel()).
+  if (typeof dir !== 'string' || dir === '')
+    throw new NormserveError(
+      'INVALID_INPUT',
+      `loadModel(dir): dir is a model directory's path (<repository>/<model> or a version directory), got ${dir === '' ? '""' : typeof dir}`,
+    );
   const { engine, threads, maxBatchSize } = parseLoadModelOptions(options);
   const { name, version, checkpoint } = await loadModelDirectory(dir);
   const { config } = checkpoint;

@@ -65,6 +65,19 @@ describe('loadModel (src/index.ts)', () => {
       });
   });
 
+  it("refuses a missing or empty path as INVALID_INPUT, not with Node's ERR_INVALID_ARG_TYPE (review60)", async () => {
+    const call = loadModel as (dir?: unknown) => Promise<unknown>;
+    for (const [dir, got] of [
+      [undefined, 'undefined'],
+      ['', '""'],
+      [42, 'number'],
+    ] as const)
+      await expect(call(dir)).rejects.toMatchObject({
+        code: 'INVALID_INPUT',
+        message: `loadModel(dir): dir is a model directory's path (<repository>/<model> or a version directory), got ${got}`,
+      });
+  });
+
   it('takes a Float32Array or an array of numbers of rows × width values; anything else is INVALID_INPUT', async () => {
     const model = await loadModel(bundledVersionDir('digits'), { engine: TEST_ENGINE });
     const two = input.subarray(0, 128);
