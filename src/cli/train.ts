@@ -443,7 +443,10 @@ async function main(argv: readonly string[]): Promise<void> {
       out,
     );
 
-    const interactive = flags.progress && process.stderr.isTTY === true;
+    // A terminal that moves the cursor: TERM=dumb (Emacs' shell, some CI consoles) shows the bar's
+    // escape sequences as text (review60).
+    const interactive =
+      flags.progress && process.stderr.isTTY === true && process.env.TERM !== 'dumb';
     const bar = interactive
       ? new cliProgress.SingleBar(
           {
