@@ -11,9 +11,17 @@ import { z } from 'zod';
  */
 export const START_MODELS_VARIABLE = 'NORMSERVE_START_MODELS';
 
-/** The set, as the primary writes it into a forked worker's environment. */
+/**
+ * Linux refuses to start a process with one environment string over 128 KiB (MAX_ARG_STRLEN,
+ * E2BIG): a repository of thousands of models would stop every replacement from starting. Beyond
+ * this the worker counts its own first scan, as before.
+ */
+const MAX_VARIABLE_CHARS = 64 * 1024;
+
+/** The set, as the primary writes it into a forked worker's environment (none if too long). */
 export function startModelsEnvironment(models: readonly string[]): Record<string, string> {
-  return { [START_MODELS_VARIABLE]: JSON.stringify(models) };
+  const text = JSON.stringify(models);
+  return text.length <= MAX_VARIABLE_CHARS ? { [START_MODELS_VARIABLE]: text } : {};
 }
 
 const startModelsSchema = z.array(z.string());
