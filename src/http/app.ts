@@ -99,6 +99,9 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   const httpTimeouts = httpServerOptions(deps.config);
   // One log line and the request metrics per request, or its 499/408 when its client left.
   const { onResponse, recordClientGone } = requestLog(deps.metrics);
+  // Every route's pattern, for the label of a 405 (not-found.ts) and the media type of the error
+  // of a request no route took (problem-media-type.ts).
+  const routePatterns = new RoutePatterns();
   const app = Fastify({
     loggerInstance: logger,
     // One log line per request, written by the onResponse hook below, instead of Fastify's two.
@@ -141,6 +144,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   app.decorateRequest('modelName', undefined);
   app.decorateRequest('servedVersion', undefined);
   app.decorateRequest('allowedRoute', undefined);
+  app.decorate('routePatterns', routePatterns);
   app.decorateRequest('problemCode', undefined);
   app.decorateRequest('receivedAt', 0);
   app.decorateRequest('clientGone', false);
@@ -149,8 +153,6 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.setErrorHandler(errorHandler);
-  // Every route's pattern, for the label of a 405 (not-found.ts).
-  const routePatterns = new RoutePatterns();
   app.addHook('onRoute', routePatterns.record);
   app.setNotFoundHandler(notFoundHandler(app, routePatterns));
   // JSON only where JSON is declared: drop Fastify's text/plain parser so other types get 415.

@@ -1,4 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { RoutePatterns } from './route-patterns.js';
 
 /**
  * The serving protocols whose REST routes normserve speaks: TF Serving's (status, metadata,
@@ -10,6 +11,10 @@ export type ServingProtocol = 'tf-serving' | 'open-inference';
 declare module 'fastify' {
   interface FastifyContextConfig {
     protocol?: ServingProtocol;
+  }
+  interface FastifyInstance {
+    /** Every route's URL pattern (app.ts), asked of a request no route took. */
+    routePatterns: RoutePatterns;
   }
 }
 
@@ -29,7 +34,8 @@ export const PROTOCOL_ERROR_CONTENT_TYPE = 'application/json';
 /**
  * The paths of a request no route matched (404, 405, router errors) that belong to a protocol:
  * a client of TF Serving or of the Open Inference Protocol that calls a wrong path or method reads
- * the message as it reads its routes' errors.
+ * the message as it reads its routes' errors. Where routes have the path's shape, they decide
+ * instead (route-patterns.ts): `PUT /v1/models/digits:recalibrate` is normserve's own.
  */
 const PROTOCOL_PATH = /^\/v1\/models(?:[/:?]|$)|^\/v2(?:[/?]|$)/;
 
@@ -46,11 +52,15 @@ function acceptsProblem(accept: string | undefined): boolean {
 
 /**
  * Whether a request's errors answer in its protocol's media type: a route that declares a
- * protocol, or, for a request no route matched, a path under /v1/models or /v2.
+ * protocol, or, for a request no route matched, the routes of its path's shape, or else a path
+ * under /v1/models or /v2.
  */
 export function speaksProtocol(request: FastifyRequest): boolean {
   if (!request.is404) return request.routeOptions.config.protocol !== undefined;
-  return PROTOCOL_PATH.test(request.url);
+  // Asked only of an error, never on a route's way: a request no route took has its body parsed
+  // (and refused: 415, 413) before the not-found handler runs, so nothing earlier could tell.
+  const path = request.url.split('?')[0]!;
+  return request.server.routePatterns.speaksProtocolAt(path) ?? PROTOCOL_PATH.test(path);
 }
 
 /**

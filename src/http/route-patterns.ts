@@ -1,12 +1,30 @@
 import type { RouteOptions } from 'fastify';
 import { openApiPath } from './openapi.js';
+import type { ServingProtocol } from './problem-media-type.js';
 
 interface Pattern {
   /** The route's URL as registered (`/v1/models/:name(^[^:]+)::predict`). */
   url: string;
   /** Its OpenAPI form (`/v1/models/{name}:predict`), which the router's params fill. */
   label: string;
+  /**
+   * The paths of its shape, whatever the router would make of their parameters: a parameter is
+   * any text without `/` or `:` (`:` starts TF Serving's verb), so a name the router refuses as
+   * too long (its maxParamLength) still has the shape of the route it was meant for.
+   */
+  shape: RegExp;
+  protocol: ServingProtocol | undefined;
 }
+
+const shapeOf = (label: string): RegExp =>
+  new RegExp(
+    `^${label
+      .split(/(\{\w+\}|\*$)/)
+      .map((part, i) =>
+        i % 2 === 0 ? part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&') : part === '*' ? '.*' : '[^/:]+',
+      )
+      .join('')}$`,
+  );
 
 /**
  * The URL patterns of an app's routes, by method (`record` is an onRoute hook), and which of them
@@ -21,7 +39,13 @@ export class RoutePatterns {
   private readonly byMethod = new Map<string, Pattern[]>();
 
   readonly record = (route: RouteOptions): void => {
-    const pattern = { url: route.url, label: openApiPath(route.url) };
+    const label = openApiPath(route.url);
+    const pattern = {
+      url: route.url,
+      label,
+      shape: shapeOf(label),
+      protocol: route.config?.protocol,
+    };
     for (const method of Array.isArray(route.method) ? route.method : [route.method]) {
       let patterns = this.byMethod.get(method);
       if (patterns === undefined) {
@@ -44,5 +68,22 @@ export class RoutePatterns {
       if (filled === path) return url;
     }
     return undefined;
+  }
+
+  /**
+   * Whether the routes with the shape of `path` (any method) speak a serving protocol, for the
+   * media type of a request no route took (problem-media-type.ts): true when one of them does
+   * (`PUT /v1/models/digits/versions/1`, whose GET is TF Serving's), false when they are all
+   * normserve's own, undefined when no route has that shape.
+   */
+  speaksProtocolAt(path: string): boolean | undefined {
+    let shaped = false;
+    for (const patterns of this.byMethod.values())
+      for (const { shape, protocol } of patterns) {
+        if (!shape.test(path)) continue;
+        if (protocol !== undefined) return true;
+        shaped = true;
+      }
+    return shaped ? false : undefined;
   }
 }

@@ -27,8 +27,8 @@ export const PROTOCOL_ERROR_CONTENT_TYPE = 'application/json';
 /**
  * normserve's own routes under /v1/models (with the methods they answer; HEAD with GET): their
  * errors are problem+json. Every other request under /v1/models or /v2 is a protocol route's, or
- * one no route matched (404, 405), answered in the protocols' type. Written out here rather than
- * read from src/, so that the tests check the rule (docs/errors.md) instead of restating the code.
+ * one no route took, answered by the shapes below. Written out here rather than read from src/,
+ * so that the tests check the rule (docs/errors.md) instead of restating the code.
  */
 const OWN_UNDER_V1_MODELS: [string, RegExp][] = [
   ['GET', /^\/v1\/models$/],
@@ -39,6 +39,33 @@ const OWN_UNDER_V1_MODELS: [string, RegExp][] = [
   ['POST', /^\/v1\/models\/[A-Za-z0-9][A-Za-z0-9._-]*:recalibrate$/],
   ['POST', /^\/v1\/models\/[^/]*\/versions\/[^/:]+:activate$/],
 ];
+
+/**
+ * A request no route took under /v1/models (404, 405, a router error) answers as the routes of its
+ * path's shape, a parameter being any text without `/` or `:`: in the protocols' type when one of
+ * them is TF Serving's, in problem+json when they are all normserve's own, and in the protocols'
+ * type when no route has that shape.
+ */
+const P = '[^/:]+';
+const shape = (pattern: string): RegExp => new RegExp(`^/v1/models${pattern.replaceAll('P', P)}$`);
+const TF_SHAPES = [
+  '/P',
+  '/P/versions/P',
+  '/P/metadata',
+  '/P/versions/P/metadata',
+  '/P:predict',
+  '/P/versions/P:predict',
+].map(shape);
+const OWN_SHAPES = [
+  '',
+  '/P/versions',
+  '/P/versions/P',
+  '/P/drift',
+  '/P/drift/layers',
+  '/P/versions/P/model\\.onnx',
+  '/P:recalibrate',
+  '/P/versions/P:activate',
+].map(shape);
 
 /** The router's own refusals (problem.ts): the request reached no route. */
 const ROUTER_ERROR =
@@ -58,7 +85,8 @@ const acceptsProblem = (accept: unknown): boolean =>
 /**
  * The Content-Type the problem answering `res`'s request must have (docs/errors.md): exactly
  * application/json for the TF Serving and Open Inference Protocol routes and for unmatched
- * requests under /v1/models and /v2, unless Accept names application/problem+json;
+ * requests under /v1/models (unless shaped like own routes only) and /v2, unless Accept names
+ * application/problem+json;
  * `application/problem+json; charset=utf-8` for the rest.
  */
 export function expectedProblemType(res: LightMyRequestResponse): string {
@@ -69,11 +97,14 @@ export function expectedProblemType(res: LightMyRequestResponse): string {
   };
   const path = request.url.split('?')[0]!;
   const method = request.method === 'HEAD' ? 'GET' : request.method;
+  const routedToOwn =
+    !ROUTER_ERROR.test(res.body) &&
+    OWN_UNDER_V1_MODELS.some(([m, pattern]) => m === method && pattern.test(path));
+  const unmatchedProtocol =
+    TF_SHAPES.some((p) => p.test(path)) || !OWN_SHAPES.some((p) => p.test(path));
   const protocol =
     /^\/v2(\/|$)/.test(path) ||
-    (/^\/v1\/models([/:]|$)/.test(path) &&
-      (ROUTER_ERROR.test(res.body) ||
-        !OWN_UNDER_V1_MODELS.some(([m, pattern]) => m === method && pattern.test(path))));
+    (/^\/v1\/models([/:]|$)/.test(path) && !routedToOwn && unmatchedProtocol);
   return protocol && !acceptsProblem(request.headers.accept)
     ? PROTOCOL_ERROR_CONTENT_TYPE
     : PROBLEM_CONTENT_TYPE;

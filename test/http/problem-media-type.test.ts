@@ -151,6 +151,25 @@ describe('normserve’s own routes', () => {
     expect(res.headers['content-type']).toBe(PROBLEM_TYPE);
     expect(res.headers.vary).toBeUndefined();
   });
+
+  it.each([
+    ['a method the route does not answer (405)', 'GET', '/v1/models/digits:recalibrate', 405],
+    ['a method the model list does not answer (405)', 'PUT', '/v1/models', 405],
+    // The router refuses a parameter beyond its maxParamLength (400): no route took it, but it
+    // has the shape of one.
+    ['a name beyond the router’s length', 'POST', `/v1/models/${'a'.repeat(300)}:recalibrate`, 400],
+    [
+      'an ONNX download of a name beyond it',
+      'GET',
+      `/v1/models/${'a'.repeat(300)}/versions/1/model.onnx`,
+      400,
+    ],
+  ] as const)('%s, though under /v1/models: problem+json', async (_, method, url, status) => {
+    const res = await t.app.inject({ method, url });
+    expect(res.statusCode, res.body).toBe(status);
+    expect(res.headers['content-type']).toBe(PROBLEM_TYPE);
+    expect(res.headers.vary).toBeUndefined();
+  });
 });
 
 describe('a request no route matched', () => {
@@ -167,6 +186,15 @@ describe('a request no route matched', () => {
     expectProblem(notAllowed, 405, 'METHOD_NOT_ALLOWED');
     expect(notAllowed.headers.allow).toBe('POST');
     expect(notAllowed.headers['content-type']).toBe(JSON_TYPE);
+
+    // A path served by TF Serving's GET and normserve's own DELETE speaks the protocol.
+    const mixed = await t.app.inject({ method: 'PUT', url: '/v1/models/digits/versions/1' });
+    expect(mixed.statusCode).toBe(405);
+    expect(mixed.headers['content-type']).toBe(JSON_TYPE);
+
+    const longName = await t.app.inject({ url: `/v2/models/${'a'.repeat(300)}/ready` });
+    expect(longName.statusCode).toBe(400);
+    expect(longName.headers['content-type']).toBe(JSON_TYPE);
 
     const head = await t.app.inject({ method: 'HEAD', url: '/v1/models/digits:predict' });
     expect(head.statusCode).toBe(405);
