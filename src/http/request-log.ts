@@ -7,6 +7,7 @@
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
 import { type ErrorCode, errorCatalogue } from '../errors/index.js';
 import { RECEIVE_TIMED_OUT, requestTimedOut } from './connection-limits.js';
+import { requestLoggedUrl } from './logged-url.js';
 import type { ServiceMetrics } from './metrics.js';
 import { openApiPath } from './openapi.js';
 
@@ -71,7 +72,7 @@ export function requestLog(metrics: ServiceMetrics): RequestLog {
       request.log[request.lineLevel](
         {
           method: request.method,
-          url: request.url,
+          url: requestLoggedUrl(request),
           route,
           status: reply.statusCode,
           durationMs,
@@ -92,7 +93,7 @@ export function requestLog(metrics: ServiceMetrics): RequestLog {
       request.log[request.lineLevel](
         {
           method: request.method,
-          url: request.url,
+          url: requestLoggedUrl(request),
           route,
           status: reply.statusCode,
           // A problem's catalogue code (an inference's line has none: sendProblem drops it).
@@ -125,7 +126,7 @@ export function requestLog(metrics: ServiceMetrics): RequestLog {
     request.log.info(
       {
         method: request.method,
-        url: request.url,
+        url: requestLoggedUrl(request),
         route,
         status,
         code,

@@ -1,0 +1,75 @@
+/**
+ * The URL a request line records: a query parameter the route does not read is logged by name
+ * only (a credential sent as `?access_token=` must not reach the logs); those it reads stay
+ * readable; a URL without a query is logged as it is.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loggedUrl, REDACTED } from '../../src/http/logged-url.js';
+import { type LoggedApp, makeLoggedApp } from '../helpers/admin.js';
+import { makeRepository } from '../helpers/app.js';
+import { digitsRow } from './http-helpers.js';
+
+describe('loggedUrl', () => {
+  const reads = new Set(['fused', 'note']);
+  it('leaves a URL without a query, and the parameters the route reads, as they are', () => {
+    expect(loggedUrl('/v1/models/digits:predict', reads)).toBe('/v1/models/digits:predict');
+    expect(loggedUrl('/p?fused=false&note=night%20camera', reads)).toBe(
+      '/p?fused=false&note=night%20camera',
+    );
+    expect(loggedUrl('/p?', reads)).toBe('/p?');
+  });
+  it('logs every other parameter by name only, and a bare word not at all', () => {
+    expect(loggedUrl('/p?access_token=s3cret&fused=false', reads)).toBe(
+      `/p?access_token=${REDACTED}&fused=false`,
+    );
+    expect(loggedUrl('/p?s3cret', reads)).toBe(`/p?${REDACTED}`);
+    expect(loggedUrl('/p?fused', reads)).toBe('/p?fused');
+    expect(loggedUrl('/p?key=a=b&&x=', reads)).toBe(`/p?key=${REDACTED}&&x=${REDACTED}`);
+    // Names compare decoded, as the route reads them; one that does not decode is unknown.
+    expect(loggedUrl('/p?f%75sed=false&%zz=1', reads)).toBe(`/p?f%75sed=false&%zz=${REDACTED}`);
+    expect(loggedUrl('/p?note+x=1', new Set(['note x']))).toBe('/p?note+x=1');
+  });
+});
+
+describe('request lines in the log', () => {
+  let served: LoggedApp;
+  beforeAll(async () => {
+    served = await makeLoggedApp({ repository: makeRepository(['digits']), level: 'info' });
+  });
+  afterAll(async () => {
+    await served.close();
+  });
+
+  const urlOf = (id: string): string | undefined =>
+    served.logs
+      .map((l) => JSON.parse(l) as { request_id?: string; url?: string })
+      .find((l) => l.request_id === id)?.url;
+
+  it('record no value of a parameter the route does not read, answered or refused', async () => {
+    const cases: [string, string, number][] = [
+      // Refused: :predict reads only `fused`.
+      [
+        '/v1/models/digits:predict?access_token=s3cret&fused=false',
+        `/v1/models/digits:predict?access_token=${REDACTED}&fused=false`,
+        400,
+      ],
+      ['/v1/models/digits:predict?fused=false', '/v1/models/digits:predict?fused=false', 200],
+      // The health probes answer any query; no route at all reads none.
+      ['/healthz?api_key=s3cret', `/healthz?api_key=${REDACTED}`, 200],
+      ['/nowhere?token=s3cret', `/nowhere?token=${REDACTED}`, 404],
+    ];
+    for (const [i, [url, logged, status]] of cases.entries()) {
+      const id = `logged-url-${i}`;
+      const predict = url.startsWith('/v1/');
+      const res = await served.app.inject({
+        method: predict ? 'POST' : 'GET',
+        url,
+        headers: { 'x-request-id': id },
+        ...(predict ? { payload: { instances: [digitsRow()] } } : {}),
+      });
+      expect(res.statusCode, url).toBe(status);
+      expect(urlOf(id), url).toBe(logged);
+    }
+    expect(served.logs.join('\n')).not.toContain('s3cret');
+  });
+});
