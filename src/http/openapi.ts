@@ -2,6 +2,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { jsonSchemaTransform, jsonSchemaTransformObject } from 'fastify-type-provider-zod';
 import type { z } from 'zod';
+import { REQUEST_ID_PATTERN } from '../service/index.js';
 import type { AppInstance } from './app-types.js';
 import { CSV } from './csv-media-type.js';
 import { problemMediaTypes, type ServingProtocol } from './problem-media-type.js';
@@ -44,7 +45,7 @@ interface MediaTypeObject {
 type ContentMap = Record<string, MediaTypeObject>;
 interface Operation {
   requestBody?: { required?: boolean; content?: ContentMap };
-  responses?: Record<string, { content?: ContentMap }>;
+  responses?: Record<string, { content?: ContentMap; headers?: Record<string, unknown> }>;
   [PROTOCOL_KEY]?: ServingProtocol;
   [OPERATION_CONTENT_KEY]?: Record<string, ContentMap>;
   [OPTIONAL_BODY_KEY]?: boolean;
@@ -184,6 +185,45 @@ function textBodies(item: Record<string, Operation>): Record<string, Operation> 
   return item;
 }
 
+const HEADERS = '#/components/headers/';
+/** The response headers every operation may send, declared once under `components.headers`. */
+const commonHeaderComponents = {
+  'X-Request-Id': {
+    description:
+      "On every response: the client's own X-Request-Id when well-formed, else a new UUID; also the problem document's request_id and the log lines' (README, Logs)",
+    schema: { type: 'string', pattern: REQUEST_ID_PATTERN },
+  },
+  'Retry-After': {
+    description:
+      'Seconds after which the request may succeed (RFC 9110 §10.2.3), when the server can say: OVERLOADED, SHUTTING_DOWN, MODEL_UNAVAILABLE, ACTIVE_RECORD_BUSY, CLUSTER_PRIMARY_TIMEOUT, RATE_LIMITED',
+    schema: { type: 'string', pattern: '^[0-9]+$' },
+  },
+  'WWW-Authenticate': {
+    description: 'The scheme the route asks for (RFC 6750 §3): Bearer realm="normserve"',
+    schema: { type: 'string' },
+  },
+} as const;
+
+/**
+ * The common headers in each response of `item`: X-Request-Id in all, Retry-After in a 429 or 503,
+ * WWW-Authenticate in a 401 (problem.ts and tracing.ts send them).
+ */
+function commonHeaders(item: Record<string, Operation>): Record<string, Operation> {
+  const ref = (name: keyof typeof commonHeaderComponents) => ({ [name]: { $ref: HEADERS + name } });
+  for (const operation of Object.values(item)) {
+    if (typeof operation !== 'object' || operation === null) continue;
+    for (const [status, response] of Object.entries(operation.responses ?? {})) {
+      response.headers = {
+        ...response.headers,
+        ...ref('X-Request-Id'),
+        ...(status === '429' || status === '503' ? ref('Retry-After') : {}),
+        ...(status === '401' ? ref('WWW-Authenticate') : {}),
+      };
+    }
+  }
+  return item;
+}
+
 interface ComponentsDocument {
   paths?: Record<string, unknown>;
   components?: { schemas?: Record<string, Record<string, unknown>> };
@@ -267,6 +307,7 @@ export async function registerOpenApi(app: AppInstance, atStart: boolean): Promi
       // service runs (behind a proxy, in a container, on another port).
       servers: [{ url: '/', description: 'the server that serves this document' }],
       components: {
+        headers: commonHeaderComponents,
         securitySchemes: {
           adminToken: {
             type: 'http',
@@ -318,10 +359,12 @@ export async function registerOpenApi(app: AppInstance, atStart: boolean): Promi
         document.paths = Object.fromEntries(
           Object.entries(document.paths).map(([path, item]) => [
             path.replaceAll('%3A', ':'),
-            carriedBack(
-              problemBodies(
-                textBodies(
-                  binaryBodies(path.replaceAll('%3A', ':'), item as Record<string, Operation>),
+            commonHeaders(
+              carriedBack(
+                problemBodies(
+                  textBodies(
+                    binaryBodies(path.replaceAll('%3A', ':'), item as Record<string, Operation>),
+                  ),
                 ),
               ),
             ),

@@ -201,6 +201,7 @@ export {
   isWellFormedRequestId,
   parseTraceparent,
   REQUEST_ID_LOG_FIELD,
+  REQUEST_ID_PATTERN,
   requestIdFrom,
   type Traceparent,
 } from './request-trace.js';

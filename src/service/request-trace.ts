@@ -13,6 +13,8 @@ import { randomUUID } from 'node:crypto';
  * class with a bounded count: linear, no backtracking.
  */
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+/** The same rule as a JSON Schema `pattern` (the OpenAPI document's X-Request-Id). */
+export const REQUEST_ID_PATTERN = REQUEST_ID.source;
 
 export const isWellFormedRequestId = (value: unknown): value is string =>
   typeof value === 'string' && REQUEST_ID.test(value);

@@ -65,6 +65,9 @@ const OWN_HEADERS = [
   'inference-header-content-length',
   'location',
   'content-disposition',
+  'x-request-id',
+  'retry-after',
+  'www-authenticate',
 ];
 const PREDICTION_HEADERS = OWN_HEADERS;
 
