@@ -11,7 +11,11 @@ import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { NormserveError } from '../errors/index.js';
 import { ONNX_OPSET, openModelDirectory, VERSION_NAME_PATTERN } from '../service/index.js';
 import { cliCommand, runCli } from './cli-errors.js';
-import { outputWriteFailed } from './output-path.js';
+import {
+  outputWriteFailed,
+  prepareOutputDirectory,
+  removeEmptyDirectoriesSync,
+} from './output-path.js';
 import { packageVersion } from './package-version.js';
 
 interface Flags {
@@ -68,7 +72,10 @@ async function main(argv: readonly string[]): Promise<void> {
       '--model <dir>',
       'model directory: <repo>/<name> (active version) or <repo>/<name>/<version>',
     )
-    .requiredOption('--out <file>', 'the ONNX file to write (replaced if it exists)')
+    .requiredOption(
+      '--out <file>',
+      'the ONNX file to write (replaced if it exists; its directory is made if missing)',
+    )
     .option(
       '--probabilities',
       'add a second output "probabilities" (softmax of the logits); classification models only',
@@ -81,11 +88,20 @@ async function main(argv: readonly string[]): Promise<void> {
   await checkOutsideModel(flags.out, flags.model);
   if (model.activeRecordProblem)
     process.stderr.write(`export-onnx: ${model.activeRecordProblem}\n`);
-  const onnx = model.exportOnnx({
-    probabilities: flags.probabilities,
-    producerVersion: packageVersion(),
-  });
-  await writeWhole(flags.out, onnx.bytes);
+  // Its directory is made as train's and report's --out are (mkdir -p), once the model opened;
+  // the directories made are removed again if the export fails: nothing is left behind.
+  const created = await prepareOutputDirectory(dirname(resolve(flags.out)), '--out');
+  let onnx: ReturnType<typeof model.exportOnnx>;
+  try {
+    onnx = model.exportOnnx({
+      probabilities: flags.probabilities,
+      producerVersion: packageVersion(),
+    });
+    await writeWhole(flags.out, onnx.bytes);
+  } catch (e) {
+    removeEmptyDirectoriesSync(created);
+    throw e;
+  }
   process.stderr.write(
     `wrote ${flags.out} (${onnx.bytes.byteLength} bytes): ${onnx.model} version ${onnx.version}, ${onnx.summary}\n`,
   );

@@ -4,7 +4,7 @@
  * exit 1 with one stderr line and leave no file behind.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -78,16 +78,27 @@ describe('npm run export:onnx', () => {
     ]);
   });
 
-  it('fails with one line and writes nothing: unknown model, missing output directory, missing flag', () => {
+  it('makes a missing output directory, as train and report do', () => {
+    const file = join(out, 'made', 'for', 'it.onnx');
+    const result = exportCli(['--model', DIGITS, '--out', file]);
+    expect(result.status, result.stderr).toBe(0);
+    expect(readFileSync(file).byteLength).toBeGreaterThan(0);
+  });
+
+  it('fails with one line and writes nothing: unknown model, a file in the way, missing flag', () => {
+    const blocker = join(out, 'a-file');
+    writeFileSync(blocker, 'not a directory');
+    const before = readdirSync(out).sort();
     const cases: [string[], RegExp][] = [
       [['--model', join(out, 'nope'), '--out', join(out, 'x.onnx')], /^export-onnx: .*nope/],
+      // The model is opened first: no directory is made for a model that is not there.
+      [['--model', join(out, 'nope'), '--out', join(out, 'nope-dir', 'x.onnx')], /nope/],
       [
-        ['--model', DIGITS, '--out', join(out, 'missing', 'x.onnx')],
-        /^export-onnx: cannot write .*missing\/x\.onnx: no such directory$/,
+        ['--model', DIGITS, '--out', join(blocker, 'x.onnx')],
+        /^export-onnx: --out .*a-file: cannot write there: a file is in the way/,
       ],
       [['--model', DIGITS], /^export-onnx: required option '--out <file>' not specified$/],
     ];
-    const before = readdirSync(out).sort();
     for (const [args, message] of cases) {
       const result = exportCli(args);
       expect(result.status, args.join(' ')).toBe(1);

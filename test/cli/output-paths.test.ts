@@ -133,7 +133,7 @@ describe('outputs that cannot be written', () => {
     const target = join(aFile, 'x.onnx');
     const result = run('src/cli/export-onnx.ts', ['--model', DIGITS, '--out', target]);
     expect(result.status).toBe(1);
-    expect(result.stderr).toBe(`export-onnx: cannot write ${target}: ${IN_THE_WAY}\n`);
+    expect(result.stderr).toBe(`export-onnx: --out ${aFile}: cannot write there: ${IN_THE_WAY}\n`);
     expect(existsSync(target)).toBe(false);
   });
 });
