@@ -149,8 +149,15 @@ async function main(argv: readonly string[]): Promise<void> {
   for (const [file, svg] of svgs) await write(file, svg);
   await write('index.html', reportHtml(report, svgs, flags.data));
   await removeEarlierReportFiles(flags.out, new Set(['index.html', ...svgs.keys()]));
+  // Said once the report is written (a run refused later prints its one error line only). The
+  // server's rule makes no recommendation on fewer rows than DRIFT_MIN_ROWS, whatever the
+  // score; "no recalibration needed" would then say more than the rows can (review60).
+  if (rows.length < report.minRows)
+    process.stderr.write(
+      `report: ${rows.length} rows, fewer than DRIFT_MIN_ROWS (${report.minRows}): the drift is shown, but no recalibration is recommended on so few rows\n`,
+    );
   process.stdout.write(
-    `${JSON.stringify({ model: report.model, version: report.version, rows: report.rows, score: report.score, threshold: report.threshold, recommended: report.recommended, layers: report.drift.map((d) => ({ path: d.path, mean_shift: d.mean_shift, log_std_ratio: d.log_std_ratio, score: d.score })), files: ['index.html', ...svgs.keys()].map((f) => join(flags.out, f)) })}\n`,
+    `${JSON.stringify({ model: report.model, version: report.version, rows: report.rows, score: report.score, threshold: report.threshold, min_rows: report.minRows, recommended: report.recommended, layers: report.drift.map((d) => ({ path: d.path, mean_shift: d.mean_shift, log_std_ratio: d.log_std_ratio, score: d.score })), files: ['index.html', ...svgs.keys()].map((f) => join(flags.out, f)) })}\n`,
   );
 }
 

@@ -174,17 +174,29 @@ describe('npm run report: the environment', () => {
       },
       join(dir, 'env'),
     );
-    expect(result.stderr).toBe('');
+    // A score above the threshold, but 40 rows are fewer than DRIFT_MIN_ROWS: no recommendation,
+    // and the report says why rather than "no recalibration needed" (review60).
+    expect(result.stderr).toBe(
+      'report: 40 rows, fewer than DRIFT_MIN_ROWS (41): the drift is shown, but no recalibration is recommended on so few rows\n',
+    );
     expect(result.status).toBe(0);
     const printed = JSON.parse(result.stdout) as {
       threshold: number;
+      min_rows: number;
       score: number;
       recommended: boolean;
     };
     expect(printed.score).toBeGreaterThan(0.001);
     expect(printed.threshold).toBe(0.001);
-    // A score above the threshold, but 40 rows are fewer than DRIFT_MIN_ROWS: no recommendation.
+    expect(printed.min_rows).toBe(41);
     expect(printed.recommended).toBe(false);
+    const html = readFileSync(join(dir, 'env', 'index.html'), 'utf8');
+    expect(html).toContain('too few rows to decide (40, fewer than DRIFT_MIN_ROWS)');
+    expect(html).not.toContain('no recalibration needed');
+    // With enough rows for the rule, no such line.
+    const decided = run({ DRIFT_THRESHOLD: '0.001', DRIFT_MIN_ROWS: '40' }, join(dir, 'env-40'));
+    expect(decided.stderr).toBe('');
+    expect((JSON.parse(decided.stdout) as { recommended: boolean }).recommended).toBe(true);
   });
 
   it('refuses a bad value of a variable it reads, by the server’s rule', () => {
@@ -215,7 +227,7 @@ describe('npm run report: an --out directory holding an earlier report', () => {
       ],
       { cwd: ROOT, encoding: 'utf8', timeout: 120_000 },
     );
-    expect(result.stderr).toBe('');
+    expect(result.stderr).toMatch(/^(report: 40 rows, fewer than DRIFT_MIN_ROWS \(100\).*\n)?$/);
     expect(result.status).toBe(0);
     return (JSON.parse(result.stdout) as { files: string[] }).files;
   };
