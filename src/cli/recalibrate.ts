@@ -46,6 +46,7 @@ import {
 import { emptyCsv, MAX_INPUT_FILE_BYTES } from '../training/index.js';
 import { cliCommand, runCli } from './cli-errors.js';
 import { checkInputFormat } from './input-format.js';
+import { interruptOnSignal } from './on-signal.js';
 import { readInputTextParts } from './read-input.js';
 
 interface Flags {
@@ -212,26 +213,37 @@ async function main(argv: readonly string[]): Promise<void> {
     jobRecords: 'memory',
     cli: 'recalibrate',
   });
+  // Ctrl-C (or SIGTERM) stops the recalibration at its next pause: the model's lock released,
+  // nothing published, as the server's shutdown interrupts a job (it was left to the next run to
+  // find the lock stale).
   let outcome: RecalibrationOutcome;
   try {
-    ({ outcome } = await service.recalibrate(
-      {
-        model: name,
-        mode: flags.mode,
-        priorStrength,
-        batchSize,
-        activate: flags.activate,
-        note: flags.note,
-        // Not parsedAsItArrives, as the HTTP uploads are: with it the CLI once exited 13
-        // (unsettled top-level await) while the helper was still computing, as nothing held the
-        // event loop. A pass in flight holds it now (inference/wasm/event-loop-hold.ts; with the
-        // overlap at 100,000 rows, 5 of 8 runs exited 13 before, 16 of 16 published after), but
-        // whether the overlap pays for a file read from disk is not measured: left off.
-      },
-      {
-        read: (parent, width) =>
-          dataRows(text, flags.data, ndjson, parent, width, flags.labelColumn),
-      },
+    ({ outcome } = await interruptOnSignal(
+      () => service.interrupt(),
+      (signal) =>
+        process.stderr.write(
+          `recalibrate: interrupted (${signal}) before publishing; nothing was written, and the lock on ${dir} is released\n`,
+        ),
+      () =>
+        service.recalibrate(
+          {
+            model: name,
+            mode: flags.mode,
+            priorStrength,
+            batchSize,
+            activate: flags.activate,
+            note: flags.note,
+            // Not parsedAsItArrives, as the HTTP uploads are: with it the CLI once exited 13
+            // (unsettled top-level await) while the helper was still computing, as nothing held the
+            // event loop. A pass in flight holds it now (inference/wasm/event-loop-hold.ts; with the
+            // overlap at 100,000 rows, 5 of 8 runs exited 13 before, 16 of 16 published after), but
+            // whether the overlap pays for a file read from disk is not measured: left off.
+          },
+          {
+            read: (parent, width) =>
+              dataRows(text, flags.data, ndjson, parent, width, flags.labelColumn),
+          },
+        ),
     ));
   } finally {
     await text.close();
