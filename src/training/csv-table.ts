@@ -58,6 +58,17 @@ function csvSyntaxMessage(error: unknown, source: string): string {
   return inFile(where, `not valid CSV: ${why}`);
 }
 
+/** The separator `text` looks joined by: ';' or a tab between two or more printable names. */
+function separatorOf(text: string): ';' | '\t' | undefined {
+  for (const separator of [';', '\t'] as const) {
+    const names = text.split(separator);
+    // Printable: no control character, no U+FFFD (bytes that are no UTF-8).
+    if (names.length > 1 && names.every((n) => n.trim() !== '' && !/[\p{Cc}\ufffd]/u.test(n)))
+      return separator;
+  }
+  return undefined;
+}
+
 /**
  * The header row, checked: it names every column, once, and is not a row of numbers (a CSV
  * without a header would lose its first row to it).
@@ -71,6 +82,20 @@ export function csvHeader(record: readonly string[], source: string): string[] {
       inFile(
         source,
         `the first line starts with ${quote(record[0]![0]!)}: JSON or NDJSON rows, not CSV (a header row naming the columns, then one row per line)`,
+      ),
+    );
+  // A spreadsheet's export in a comma-decimal locale separates with semicolons (tabs: a TSV): read
+  // as CSV its header is one column, and the error came later as "1 feature column; the model
+  // takes 64" (review60). A one-column table whose name is names joined by one of them is no
+  // table we read; a binary file's first "line" (which may hold a ';' byte) is left to the
+  // checks that name it as such.
+  const separator = record.length === 1 ? separatorOf(record[0]!) : undefined;
+  if (separator !== undefined)
+    throw new NormserveError(
+      'DATA_INVALID',
+      inFile(
+        source,
+        `the header is one column holding ${separator === ';' ? 'semicolons' : 'tabs'} (${quote(record[0]!)}): columns are separated by commas (RFC 4180); save the file as comma-separated values`,
       ),
     );
   if (record.every((h) => h !== '' && Number.isFinite(Number(h)))) {

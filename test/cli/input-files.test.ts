@@ -153,6 +153,27 @@ describe('JSON rows where CSV is read (review60: "no data rows after the header"
   });
 });
 
+describe('a semicolon- or tab-separated file (review60: "1 feature column; model takes 64")', () => {
+  it('train and report name the separator they saw', () => {
+    for (const [separator, word] of [
+      [';', 'semicolons'],
+      ['\t', 'tabs'],
+    ] as const) {
+      const file = join(dir, `separated-${word}.csv`);
+      writeFileSync(file, 'p0;p1;label\n1,5;2;3\n'.replaceAll(';', separator));
+      const header = `"p0${separator === ';' ? ';' : '\\t'}p1${separator === ';' ? ';' : '\\t'}label"`;
+      const line = `${file}: the header is one column holding ${word} (${header}): columns are separated by commas (RFC 4180); save the file as comma-separated values\n`;
+      const out = makeTempDir('separated-train');
+      const trained = run('src/cli/train.ts', ['--data', file, '--out', out, '--no-progress']);
+      expect([trained.status, trained.stderr]).toEqual([1, `train: ${line}`]);
+      const reported = run('src/cli/report.ts', [
+        ...['--model', DIGITS, '--data', file, '--out', join(dir, `r-${word}`)],
+      ]);
+      expect([reported.status, reported.stderr]).toEqual([1, `report: ${line}`]);
+    }
+  });
+});
+
 describe('a UTF-8 byte order mark', () => {
   const rows = digitsTestRows().x.slice(0, 5);
 
