@@ -1,3 +1,4 @@
+import type { z } from 'zod';
 import {
   distinctRows,
   entropyChange,
@@ -5,13 +6,12 @@ import {
   promotionRefusal,
   recalibrationRecommended,
   ShadowComparison,
-  type ShadowSummary,
   type UniformSample,
   uniformUnion,
 } from '../drift/index.js';
 import { isNormserveError } from '../errors/index.js';
+import type { autoCandidateSchema, autoStatusSchema } from './auto-status-schema.js';
 import type { AutoActionRecord, DriftContext, ModelTraffic } from './drift-context.js';
-import type { AutoRecalibrate } from './drift-settings.js';
 import { decodeSampleRows, type SampleSize } from './drift-share.js';
 import type { AvailableVersion } from './model-registry.js';
 import { type LeftOut, sampleMismatch } from './peer-samples.js';
@@ -28,21 +28,10 @@ type ClusterSample = UniformSample & {
   workers?: { workers: number; leftOut: LeftOut[]; deciderTrafficRows: number };
 };
 
-export interface AutoRecalibrationStatus {
-  mode: AutoRecalibrate;
-  /** Rows held in the traffic sample (never written anywhere but a new version's data hash). */
-  sample_rows: number;
-  sample_capacity: number;
-  in_progress: boolean;
-  last_action: AutoActionRecord | null;
-  candidate: {
-    version: number;
-    parent_version: number;
-    published_at: string;
-    shadow: ShadowSummary;
-    drift: VersionDriftReport | null;
-  } | null;
-}
+/** A model's automatic recalibration state (auto-status-schema.ts), the candidate's drift with it. */
+export type AutoRecalibrationStatus = Omit<z.output<typeof autoStatusSchema>, 'candidate'> & {
+  candidate: (z.output<typeof autoCandidateSchema> & { drift: VersionDriftReport | null }) | null;
+};
 
 /**
  * Distinct rows a traffic sample needs, as a share of AUTO_RECALIBRATE_MIN_ROWS, before it is

@@ -1,8 +1,12 @@
 import type { DriftRule, RecentRows, Reservoir, ShadowComparison } from '../drift/index.js';
 import type { StatisticsProbe } from '../inference/index.js';
 import type { Rng } from '../nn/index.js';
+import type { AutoAction, AutoActionRecord, AutoOutcome } from './auto-status-schema.js';
 import type { AutoRecalibrate } from './drift-settings.js';
 import type { SampleSize, SharedAutoStatus } from './drift-share.js';
+
+export type { AutoAction, AutoActionRecord, AutoOutcome };
+
 import type { Log } from './logger.js';
 import type { AvailableVersion, ModelRegistry } from './model-registry.js';
 import type { PeerSampleCollector } from './peer-samples.js';
@@ -46,9 +50,6 @@ export interface DriftOptions extends DriftRule {
   onOutlierRows?: (model: string, rows: number) => void;
 }
 
-export type AutoAction = 'recommend' | 'candidate' | 'promote';
-export type AutoOutcome = 'succeeded' | 'failed' | 'skipped';
-
 export interface Candidate {
   version: number;
   parent: number;
@@ -77,15 +78,6 @@ export interface ModelTraffic {
   candidate: Candidate | undefined;
   shadowPendingRows: number;
   last: AutoActionRecord | undefined;
-}
-
-/** The last automatic action of a model. */
-export interface AutoActionRecord {
-  action: AutoAction;
-  outcome: AutoOutcome;
-  version?: number | undefined;
-  at: string;
-  detail?: string | undefined;
 }
 
 /**

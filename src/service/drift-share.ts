@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { autoStatusSchema } from './auto-status-schema.js';
 
 /**
  * What one server process tells the others about the drift it saw (WORKERS > 1: the cluster
@@ -33,38 +34,11 @@ export const sharedWindowSchema = z.object({
 });
 export type SharedWindow = z.output<typeof sharedWindowSchema>;
 
-const autoActionSchema = z.object({
-  action: z.enum(['recommend', 'candidate', 'promote']),
-  outcome: z.enum(['succeeded', 'failed', 'skipped']),
-  version: z.number().int().positive().optional(),
-  at: z.string(),
-  detail: z.string().optional(),
-});
-
-const shadowSide = z.object({ mean_entropy: finite, mean_confidence: finite });
-
 /** AutoRecalibrationStatus as the deciding process shares it (a candidate's drift is merged anew). */
-export const sharedAutoStatusSchema = z.object({
+export const sharedAutoStatusSchema = autoStatusSchema.omit({ mode: true }).extend({
   model: z.string(),
-  sample_rows: z.number().int().nonnegative(),
-  sample_capacity: z.number().int().nonnegative(),
-  in_progress: z.boolean(),
   /** Versions already recalibrated automatically (never twice: a process that decides next knows). */
   auto_parents: z.array(z.number().int().positive()),
-  last_action: autoActionSchema.nullable(),
-  candidate: z
-    .object({
-      version: z.number().int().positive(),
-      parent_version: z.number().int().positive(),
-      published_at: z.string(),
-      shadow: z.object({
-        rows: z.number().int().nonnegative(),
-        agreement: finite,
-        active: shadowSide,
-        candidate: shadowSide,
-      }),
-    })
-    .nullable(),
 });
 export type SharedAutoStatus = z.output<typeof sharedAutoStatusSchema>;
 

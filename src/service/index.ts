@@ -28,6 +28,7 @@ export {
 } from '../repository/index.js';
 // The CSV reader of an upload as it arrives, for http/ (which imports service/ only).
 export { type CsvRecord, csvRecords } from '../training/index.js';
+export { autoCandidateSchema, autoStatusSchema } from './auto-status-schema.js';
 export { bearerTokenCheck } from './bearer-token.js';
 export { type CallerSignal, callerGone } from './caller-signal.js';
 export {

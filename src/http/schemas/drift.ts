@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { autoCandidateSchema, autoStatusSchema } from '../../service/index.js';
 
 const layerDrift = z.object({
   path: z.string().meta({ description: 'The BatchNorm’s state-dict prefix (`1`, `3.body.1`)' }),
@@ -27,43 +28,20 @@ export const versionDriftSchema = z
   })
   .meta({ id: 'VersionDrift' });
 
-const shadowSide = z.object({ mean_entropy: z.number(), mean_confidence: z.number() });
+const { sample_rows, sample_capacity } = autoStatusSchema.shape;
 
-export const autoRecalibrationSchema = z
-  .object({
-    mode: z.enum(['off', 'recommend', 'candidate', 'promote']),
-    sample_rows: z.number().int().meta({
+/** The state as the service defines it (auto-status-schema.ts), described, the candidate's drift added. */
+export const autoRecalibrationSchema = autoStatusSchema
+  .extend({
+    sample_rows: sample_rows.meta({
       description:
         'Rows an automatic recalibration would draw from traffic now: a uniform sample of the rows the active version served since it became active, across all WORKERS (each worker keeps a sample of its own traffic; the deciding worker draws from the union), at most sample_capacity',
     }),
-    sample_capacity: z.number().int().meta({
+    sample_capacity: sample_capacity.meta({
       description:
         'The most rows the traffic sample holds (TRAFFIC_SAMPLE_ROWS and TRAFFIC_SAMPLE_BYTES)',
     }),
-    in_progress: z.boolean(),
-    last_action: z
-      .object({
-        action: z.enum(['recommend', 'candidate', 'promote']),
-        outcome: z.enum(['succeeded', 'failed', 'skipped']),
-        version: z.number().int().optional(),
-        at: z.string(),
-        detail: z.string().optional(),
-      })
-      .nullable(),
-    candidate: z
-      .object({
-        version: z.number().int(),
-        parent_version: z.number().int(),
-        published_at: z.string(),
-        shadow: z.object({
-          rows: z.number().int(),
-          agreement: z.number(),
-          active: shadowSide,
-          candidate: shadowSide,
-        }),
-        drift: versionDriftSchema.nullable(),
-      })
-      .nullable(),
+    candidate: autoCandidateSchema.extend({ drift: versionDriftSchema.nullable() }).nullable(),
   })
   .meta({
     id: 'AutoRecalibration',
