@@ -11,7 +11,7 @@
  * nothing on stdout).
  */
 import { z } from 'zod';
-import { fileLine, isNormserveError, NormserveError, printable } from '../errors/index.js';
+import { fileLine, isNormserveError, NormserveError, parseJsonText } from '../errors/index.js';
 import {
   type CsvFeatureModel,
   CsvFeatureReader,
@@ -49,16 +49,7 @@ const jsonInputSchema = z.union([
  * top-level array, whose rows are `[2]`).
  */
 function rowsFromJson(text: string, source: string): { rows: unknown[]; field: string } {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (e) {
-    // V8 quotes the text around the error: raw bytes, for a binary file.
-    throw new NormserveError(
-      'DATA_INVALID',
-      `${source}: not valid JSON (${printable((e as Error).message)})`,
-    );
-  }
+  const value = parseJsonText(text, source, 'DATA_INVALID');
   const parsed = jsonInputSchema.safeParse(value);
   if (!parsed.success)
     throw new NormserveError(

@@ -20,6 +20,7 @@ export {
   inFile,
   issuesToLocations,
 } from './issue-path.js';
+export { parseJsonText } from './json-text.js';
 export { type ErrorLocation, isNormserveError, NormserveError } from './normserve-error.js';
 export { versionNotFound } from './not-found.js';
 export { ECHO_CHARS, printable, quote, quoteList } from './quote.js';

@@ -21,6 +21,7 @@ import {
   errnoOf,
   issuesToLocations,
   NormserveError,
+  parseJsonText,
   safeParseWorded,
   versionNotFound,
 } from '../errors/index.js';
@@ -402,12 +403,7 @@ export class ModelRepository {
   /** The text of an active-version record, parsed (readActive). */
   private parseActive(path: string, text: string): ActiveRecord {
     const where = this.files.label(path);
-    let value: unknown;
-    try {
-      value = JSON.parse(text);
-    } catch {
-      throw new NormserveError('REPOSITORY_ERROR', `${where}: not valid JSON`);
-    }
+    const value = parseJsonText(text, where, 'REPOSITORY_ERROR');
     const parsed = safeParseWorded(activeRecordSchema, value);
     if (!parsed.success) {
       throw new NormserveError(

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { Task } from '../checkpoint/index.js';
-import { NormserveError, printable } from '../errors/index.js';
+import { NormserveError, parseJsonText } from '../errors/index.js';
 import { parseCsv } from './csv-table.js';
 import { datasetFromTable, type FixedColumns, type LabeledDataset } from './dataset.js';
 import { readInputFile, readInputText } from './input-file.js';
@@ -16,15 +16,7 @@ const configObjectSchema = z.record(z.string(), z.unknown());
  */
 export async function readTrainingConfigJson(path: string): Promise<Record<string, unknown>> {
   const text = await readInputText(path, 'training config ', 'TRAINING_CONFIG_INVALID');
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (e) {
-    throw new NormserveError(
-      'TRAINING_CONFIG_INVALID',
-      `${path}: not valid JSON (${printable((e as Error).message)})`,
-    );
-  }
+  const value = parseJsonText(text, path, 'TRAINING_CONFIG_INVALID');
   const parsed = configObjectSchema.safeParse(value);
   if (!parsed.success)
     throw new NormserveError('TRAINING_CONFIG_INVALID', `${path}: must be a JSON object`);

@@ -415,7 +415,8 @@ describe('an active-version record that cannot be followed', () => {
     {
       what: 'garbage',
       content: 'not json {',
-      problem: /^digits\/active-version\.json: not valid JSON$/,
+      problem:
+        /^digits\/active-version\.json: not valid JSON \(Unexpected token 'o', "not json \{" is not valid JSON\)$/,
     },
     {
       what: 'a version that is not a positive integer',
@@ -497,7 +498,8 @@ describe('an active-version record that cannot be followed', () => {
       expect(ready.json().models[0]).toMatchObject({
         ready: false,
         active_version: null,
-        active_record_error: 'digits/active-version.json: not valid JSON',
+        active_record_error:
+          'digits/active-version.json: not valid JSON (Unexpected token \'o\', "not json {" is not valid JSON)',
       });
       expect(await gauge(t)).toBe('1');
       // Explicit versions are still served.
