@@ -1,3 +1,13 @@
+/** Calls `handler` on SIGINT and SIGTERM until the function returned is called. */
+function onTermination(handler: (signal: NodeJS.Signals) => void): () => void {
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+  return () => {
+    process.off('SIGINT', handler);
+    process.off('SIGTERM', handler);
+  };
+}
+
 /**
  * Runs `work` with SIGINT and SIGTERM first calling `cleanup` (synchronous: the process ends right
  * after), then ending the process by the same signal, as it would have ended without a handler
@@ -7,7 +17,7 @@ export async function cleanUpOnSignal<T>(
   cleanup: (signal: NodeJS.Signals) => void,
   work: () => Promise<T>,
 ): Promise<T> {
-  const handler = (signal: NodeJS.Signals) => {
+  const stop = onTermination((signal) => {
     stop();
     try {
       cleanup(signal);
@@ -15,13 +25,7 @@ export async function cleanUpOnSignal<T>(
       // No listener left: the signal's default action ends the process.
       process.kill(process.pid, signal);
     }
-  };
-  const stop = () => {
-    process.off('SIGINT', handler);
-    process.off('SIGTERM', handler);
-  };
-  process.on('SIGINT', handler);
-  process.on('SIGTERM', handler);
+  });
   try {
     return await work();
   } finally {
@@ -44,18 +48,12 @@ export async function interruptOnSignal<T>(
 ): Promise<T> {
   let received: NodeJS.Signals | undefined;
   let interrupting: Promise<unknown> = Promise.resolve();
-  const handler = (signal: NodeJS.Signals) => {
+  const stop = onTermination((signal) => {
     // No listener left: a second signal takes its default action.
     stop();
     received = signal;
     interrupting = interrupt(signal).catch(() => undefined);
-  };
-  const stop = () => {
-    process.off('SIGINT', handler);
-    process.off('SIGTERM', handler);
-  };
-  process.on('SIGINT', handler);
-  process.on('SIGTERM', handler);
+  });
   try {
     return await work();
   } catch (e) {
