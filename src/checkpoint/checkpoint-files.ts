@@ -12,6 +12,7 @@ import { buildSequential } from './build-model.js';
 import { isFloatDtype } from './dtype.js';
 import { formatJson } from './json-format.js';
 import { stateSignatures } from './layers/registry.js';
+import { type MetricsFile, parseMetricsFile } from './metrics-file.js';
 import { type ModelConfig, parseModelConfig } from './model-config.js';
 import {
   type SafetensorsExpectation,
@@ -27,11 +28,11 @@ export const CONFIG_FILE = 'config.json';
 export const WEIGHTS_FILE = 'model.safetensors';
 export const METRICS_FILE = 'metrics.json';
 
-/** A checkpoint in memory: the validated config, the tensors, and the training metrics if any. */
+/** A checkpoint in memory: the validated config, the tensors, and its metrics.json if any. */
 export interface Checkpoint {
   config: ModelConfig;
   state: StateDict;
-  metrics?: unknown;
+  metrics?: MetricsFile;
 }
 
 /** A checkpoint whose tensors were checked against its config, with the network built (eval mode). */
@@ -213,20 +214,16 @@ export function* loadingWeights(
   return network.eval();
 }
 
-/** A checkpoint from its checked parts; metrics that are not JSON are left out (informational). */
+/**
+ * A checkpoint from its checked parts; a metrics.json that is not one of its formats is left out
+ * (informational: parseMetricsFile).
+ */
 export function assembleCheckpoint(
   config: ModelConfig,
   network: Sequential,
   metricsBytes: Uint8Array | undefined,
 ): LoadedCheckpoint {
-  let metrics: unknown;
-  if (metricsBytes) {
-    try {
-      metrics = JSON.parse(new TextDecoder().decode(metricsBytes));
-    } catch {
-      metrics = undefined; // metrics are informational; a broken file does not fail the model
-    }
-  }
+  const metrics = metricsBytes && parseMetricsFile(metricsBytes);
   return {
     config,
     state: network.stateDict(),

@@ -50,5 +50,17 @@ export type {
   TrainingFootprintContext,
   TrainingFrame,
 } from './layers/training-footprint.js';
+export {
+  type EpochMetrics,
+  epochMetricsSchema,
+  layerShiftSchema,
+  type MetricsFile,
+  metricsFileSchema,
+  parseMetricsFile,
+  type RecalibrationMetrics,
+  recalibrationMetricsSchema,
+  type TrainingMetrics,
+  trainingMetricsSchema,
+} from './metrics-file.js';
 export * from './model-config.js';
 export * from './safetensors.js';

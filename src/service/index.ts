@@ -1,8 +1,10 @@
 export {
   MODEL_NAME_PATTERN,
   modelNameSchema,
+  recalibrationMetricsSchema,
   type Task,
   taskSchema,
+  trainingMetricsSchema,
 } from '../checkpoint/index.js';
 // The opset the export writes, for the descriptions of the route and the CLI.
 export { ONNX_OPSET } from '../inference/index.js';

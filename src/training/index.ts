@@ -1,3 +1,4 @@
+export type { EpochMetrics, TrainingMetrics } from '../checkpoint/index.js';
 export {
   type Architecture,
   architectureSchema,
@@ -44,9 +45,7 @@ export { fitTargetScale, type TargetScale } from './target-scaling.js';
 export {
   type BatchProgress,
   checkTrainingSetup,
-  type EpochMetrics,
   type InitialModel,
-  type TrainingMetrics,
   type TrainOutput,
   train,
 } from './trainer.js';

@@ -2,6 +2,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { z } from 'zod';
 import {
   buildSequential,
+  type EpochMetrics,
   type InputTransform,
   type LayerSpec,
   MODEL_FORMAT,
@@ -9,6 +10,7 @@ import {
   minimumTrainingBatchRows,
   networkFromCheckpoint,
   networkOutputWidth,
+  type TrainingMetrics,
   trainingBatchProblem,
 } from '../checkpoint/index.js';
 import { NormserveError, quoteList } from '../errors/index.js';
@@ -44,40 +46,6 @@ import {
 } from './target-scaling.js';
 import type { TrainingConfig } from './training-config.js';
 import { checkWasmTrainingMemory } from './wasm-memory.js';
-
-export interface EpochMetrics {
-  epoch: number;
-  lr: number;
-  train_loss: number;
-  train_accuracy: number | null;
-  val_loss: number | null;
-  val_accuracy: number | null;
-  duration_ms: number;
-}
-
-export interface TrainingMetrics {
-  format: 'normserve.metrics/v1';
-  seed: number;
-  data_sha256: string;
-  data_path: string;
-  rows: { train: number; validation: number; test: number };
-  epochs: EpochMetrics[];
-  /** The epoch of the lowest validation loss (null without validation rows). */
-  best_epoch: number | null;
-  /** The epoch whose weights the model holds: best_epoch with patience, else the last one run. */
-  weights_epoch: number;
-  stopped_early: boolean;
-  /** Regression: `loss` is the MSE in the target's units, with its root and R². */
-  test: {
-    loss: number;
-    accuracy: number | null;
-    rows: number;
-    rmse?: number;
-    r2?: number;
-  } | null;
-  wall_time_ms: number;
-  samples_per_second: number;
-}
 
 export interface BatchProgress {
   epoch: number;

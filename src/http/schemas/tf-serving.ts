@@ -3,7 +3,9 @@ import {
   DEFAULT_MAX_BATCH_SIZE,
   INPUT_TENSOR,
   InputShape,
+  recalibrationMetricsSchema,
   taskSchema,
+  trainingMetricsSchema,
 } from '../../service/index.js';
 import { anySampleSchema, queryFlag, rowListSchema } from './common.js';
 import { autoRecalibrationSchema } from './drift.js';
@@ -236,6 +238,33 @@ const getModelMetadataFields = {
     }),
 };
 
+/** What metadata shows of a training's metrics.json. */
+export const trainingMetricsViewSchema = trainingMetricsSchema
+  .pick({
+    test: true,
+    best_epoch: true,
+    weights_epoch: true,
+    seed: true,
+    data_sha256: true,
+    wall_time_ms: true,
+  })
+  .strict();
+
+/** What metadata shows of a recalibration's metrics.json: its report without the lineage. */
+export const recalibrationMetricsViewSchema = z.strictObject(
+  recalibrationMetricsSchema.pick({
+    format: true,
+    mode: true,
+    prior_strength: true,
+    batch_size: true,
+    batches: true,
+    skipped: true,
+    samples: true,
+    data_sha256: true,
+    layers: true,
+  }).shape,
+);
+
 /**
  * GET /v1/models/{name}/metadata (and one version's): normserve's description of the version,
  * and TF Serving's GetModelMetadataResponse (`model_spec`, `metadata`) beside it.
@@ -275,9 +304,9 @@ export const versionMetadataSchema = z
       description:
         'The version that training produced: this one, or for a recalibrated version the first of its recalibration chain (its metadata has the test metrics of the training)',
     }),
-    metrics: z.unknown().meta({
+    metrics: z.union([trainingMetricsViewSchema, recalibrationMetricsViewSchema]).nullable().meta({
       description:
-        "From metrics.json: a training's test, best_epoch, weights_epoch (when recorded), seed, data_sha256 and wall_time_ms; a recalibration's report (format normserve.recalibration/v1: mode, samples, data_sha256, layers, and batch_size, batches, skipped or prior_strength); null when absent or unreadable",
+        "From metrics.json (docs/model-format.md#metricsjson): a training's test, best_epoch, weights_epoch (when recorded), seed, data_sha256 and wall_time_ms; a recalibration's report (format normserve.recalibration/v1: mode, samples, data_sha256, layers, and batch_size, batches, skipped or prior_strength); null when absent or not one of metrics.json's formats",
     }),
     provenance: z.unknown(),
   })

@@ -1,42 +1,20 @@
-import { z } from 'zod';
+import type { z } from 'zod';
 import {
   type AvailableVersion,
   compiledLayers,
   foldedBatchNorms,
   trainedVersion,
 } from '../../service/index.js';
+import type { versionMetadataSchema } from '../schemas/tf-serving.js';
 
-/** The fields of a training's metrics.json that metadata reports (any JSON; others left out). */
-const trainingMetricsSchema = z.looseObject({
-  test: z.unknown(),
-  best_epoch: z.unknown(),
-  // Optional: a metrics.json from before it has none (a key of z.unknown() is required in zod 4).
-  weights_epoch: z.unknown().optional(),
-  seed: z.unknown(),
-  data_sha256: z.unknown(),
-  wall_time_ms: z.unknown(),
-});
+type MetricsView = z.infer<typeof versionMetadataSchema>['metrics'];
 
-/** A recalibration's metrics.json (`normserve.recalibration/v1`: its provenance and layer report). */
-const recalibrationMetricsSchema = z.looseObject({
-  format: z.literal('normserve.recalibration/v1'),
-  mode: z.string(),
-  samples: z.number(),
-  data_sha256: z.string(),
-  layers: z.array(z.unknown()),
-  prior_strength: z.number().optional(),
-  batch_size: z.number().optional(),
-  batches: z.number().nullable().optional(),
-  skipped: z.number().optional(),
-});
-
-/** What metadata reports of metrics.json: the training's test metrics, or the recalibration's. */
-function metricsView(metrics: unknown) {
+/** What metadata shows of metrics.json: the training's test metrics, or the recalibration's report. */
+function metricsView(metrics: AvailableVersion['checkpoint']['metrics']): MetricsView {
   if (metrics === undefined) return null;
-  const recalibration = recalibrationMetricsSchema.safeParse(metrics).data;
-  if (recalibration) {
-    const { format, mode, samples, data_sha256, layers } = recalibration;
-    const { prior_strength, batch_size, batches, skipped } = recalibration;
+  if (metrics.format === 'normserve.recalibration/v1') {
+    const { format, mode, samples, data_sha256, layers } = metrics;
+    const { prior_strength, batch_size, batches, skipped } = metrics;
     return {
       format,
       mode,
@@ -49,19 +27,17 @@ function metricsView(metrics: unknown) {
       layers,
     };
   }
-  const m = trainingMetricsSchema.safeParse(metrics).data;
-  return m
-    ? {
-        test: m.test ?? null,
-        best_epoch: m.best_epoch ?? null,
-        // Written by trainings since weights_epoch was added (docs/model-format.md); an older
-        // metrics.json has none, and its rule (best_epoch with a patience, else the last) holds.
-        ...(m.weights_epoch !== undefined ? { weights_epoch: m.weights_epoch } : {}),
-        seed: m.seed ?? null,
-        data_sha256: m.data_sha256 ?? null,
-        wall_time_ms: m.wall_time_ms ?? null,
-      }
-    : null;
+  const { test, best_epoch, weights_epoch, seed, data_sha256, wall_time_ms } = metrics;
+  return {
+    test,
+    best_epoch,
+    // Written by trainings since weights_epoch was added (docs/model-format.md); an older
+    // metrics.json has none, and its rule (best_epoch with a patience, else the last) holds.
+    ...(weights_epoch !== undefined ? { weights_epoch } : {}),
+    seed,
+    data_sha256,
+    wall_time_ms,
+  };
 }
 
 /** Metadata of one served version: what a client needs to call it and what compilation did. */
