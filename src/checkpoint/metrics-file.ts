@@ -52,14 +52,23 @@ export const trainingMetricsSchema = z.object({
   samples_per_second: z.number(),
 });
 
-/** How far a recalibration moved one BatchNorm's statistics (recalibration/layer-shift.ts). */
+/**
+ * How far a recalibration moved one BatchNorm's statistics (recalibration/layer-shift.ts): the
+ * layer report of a recalibration's metrics.json and of its response.
+ */
 export const layerShiftSchema = z.object({
-  index: z.number().int(),
-  /** The BatchNorm's state-dict prefix; files written before BatchNorm2d support have none. */
-  path: z.string().optional(),
-  features: z.number().int(),
-  mean_shift: z.number(),
-  std_ratio: z.number(),
+  index: z.number().int().meta({
+    description: 'Network index of the BatchNorm layer (of the residual block holding it)',
+  }),
+  /** Optional: files written before BatchNorm2d support have none; every response has it. */
+  path: z.string().optional().meta({
+    description: 'State-dict prefix of the BatchNorm: "5", or "3.body.1" inside a residual block',
+  }),
+  features: z.number().int().meta({ description: 'Channels (features) of the BatchNorm' }),
+  mean_shift: z.number().meta({ description: 'mean over features of |μ_new − μ_old| / σ_old' }),
+  std_ratio: z
+    .number()
+    .meta({ description: 'mean over features of σ_new / σ_old (σ = √(var + eps))' }),
 });
 
 /**

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { layerShiftSchema } from '../checkpoint/index.js';
 import { RECALIBRATION_MODES } from '../recalibration/index.js';
 import { storageErrnos } from '../repository/index.js';
 import { storageWarningSchema } from './storage-warning.js';
@@ -13,19 +14,8 @@ export const NOT_ACTIVATED_CODES = [
 ] as const;
 export type NotActivatedCode = (typeof NOT_ACTIVATED_CODES)[number];
 
-const layerShift = z.object({
-  index: z.number().int().meta({
-    description: 'Network index of the BatchNorm layer (of the residual block holding it)',
-  }),
-  path: z.string().meta({
-    description: 'State-dict prefix of the BatchNorm: "5", or "3.body.1" inside a residual block',
-  }),
-  features: z.number().int().meta({ description: 'Channels (features) of the BatchNorm' }),
-  mean_shift: z.number().meta({ description: 'mean over features of |μ_new − μ_old| / σ_old' }),
-  std_ratio: z
-    .number()
-    .meta({ description: 'mean over features of σ_new / σ_old (σ = √(var + eps))' }),
-});
+/** The layer report, as metrics.json has it; a response always names each BatchNorm's path. */
+const layerShift = layerShiftSchema.required({ path: true });
 
 /**
  * The response of a recalibration, and a job's result: the one definition the service writes, a
