@@ -4,24 +4,27 @@ import { z } from 'zod';
 /** What stands for a value the log leaves out: pino's own censor, as for the Authorization header. */
 export const REDACTED = '[Redacted]';
 
-/** The query parameters a route reads, by its querystring schema (none without one). */
-const readParamsOf = new WeakMap<object, ReadonlySet<string>>();
-const NONE: ReadonlySet<string> = new Set();
+/** A value check: the zod schema of one querystring field. */
+type FieldCheck = Pick<z.ZodType, 'safeParse'>;
 
-function readParams(request: FastifyRequest): ReadonlySet<string> {
+/** The query parameters a route reads, with their schemas (none without a querystring schema). */
+const readParamsOf = new WeakMap<object, ReadonlyMap<string, FieldCheck>>();
+const NONE: ReadonlyMap<string, FieldCheck> = new Map();
+
+function readParams(request: FastifyRequest): ReadonlyMap<string, FieldCheck> {
   const schema = (request.routeOptions.schema as { querystring?: unknown } | undefined)
     ?.querystring;
   if (!(schema instanceof z.ZodObject)) return NONE;
-  let names = readParamsOf.get(schema);
-  if (names === undefined) {
-    names = new Set(Object.keys(schema.shape));
-    readParamsOf.set(schema, names);
+  let fields = readParamsOf.get(schema);
+  if (fields === undefined) {
+    fields = new Map(Object.entries(schema.shape as Record<string, z.ZodType>));
+    readParamsOf.set(schema, fields);
   }
-  return names;
+  return fields;
 }
 
-/** A query parameter's name as the route would read it, or undefined if it does not decode. */
-function decodedName(raw: string): string | undefined {
+/** A query component as the route would read it, or undefined if it does not decode. */
+function decoded(raw: string): string | undefined {
   try {
     return decodeURIComponent(raw.replaceAll('+', ' '));
   } catch {
@@ -29,32 +32,54 @@ function decodedName(raw: string): string | undefined {
   }
 }
 
+/** The path as sent, with what follows a `;` (path parameters: `;jsessionid=…`) left out. */
+function loggedPath(path: string): string {
+  const semicolonAt = path.indexOf(';');
+  return semicolonAt === -1 ? path : `${path.slice(0, semicolonAt)};${REDACTED}`;
+}
+
 /**
  * The URL a request's log line records: the path as sent, and the query with the value of every
  * parameter the route does not read replaced by `[Redacted]` (a bare word, which could be a
  * token, wholly). Clients put credentials in URLs (`?access_token=` is RFC 6750 §2.3's form,
- * `?api_key=` many SDKs'); normserve reads none there (auth.ts takes the Authorization header)
- * and refuses or ignores such a parameter, but the line is written all the same, and logs are
- * kept and shipped where secrets must not be. The parameters a route reads (`fused`, `mode`,
- * `note`, …: its zod querystring schema) stay readable, since they say what was asked. A URL
- * without a query is returned as it is (the predict routes' case: no work on that path).
+ * `?api_key=` many SDKs', `#access_token=` OAuth's implicit grant, `;jsessionid=` servlet
+ * containers'); normserve reads none there (auth.ts takes the Authorization header) and refuses
+ * or ignores them, but the line is written all the same, and logs are kept and shipped where
+ * secrets must not be. The parameters a route reads (`fused`, `mode`, `note`, …: its zod
+ * querystring schema) stay readable where their value is one the field accepts, since they say
+ * what was asked; a value it refuses (`fused=false;access_token=…`, a second `fused` carrying
+ * something else) is redacted like any other. A fragment (refused: request-target.ts) and path
+ * parameters after a `;` are logged as `[Redacted]`. A URL with none of `?`, `#` and `;` is
+ * returned as it is (the predict routes' case: no work on that path).
  */
-export function loggedUrl(url: string, readNames: ReadonlySet<string>): string {
-  const queryAt = url.indexOf('?');
-  if (queryAt === -1) return url;
-  const pairs = url.slice(queryAt + 1).split('&');
+export function loggedUrl(url: string, reads: ReadonlyMap<string, FieldCheck>): string {
+  const hashAt = url.indexOf('#');
+  const beforeFragment = hashAt === -1 ? url : url.slice(0, hashAt);
+  const fragment = hashAt === -1 ? '' : `#${REDACTED}`;
+  const queryAt = beforeFragment.indexOf('?');
+  if (queryAt === -1) return `${loggedPath(beforeFragment)}${fragment}`;
+  const pairs = beforeFragment.slice(queryAt + 1).split('&');
   for (let i = 0; i < pairs.length; i++) {
     const pair = pairs[i]!;
     if (pair === '') continue;
     const equalsAt = pair.indexOf('=');
     const rawName = equalsAt === -1 ? pair : pair.slice(0, equalsAt);
-    const name = decodedName(rawName);
-    if (name !== undefined && readNames.has(name)) continue;
+    const name = decoded(rawName);
+    const field = name === undefined ? undefined : reads.get(name);
+    if (field !== undefined) {
+      // A bare name carries no value; a value is kept only as one the route would accept.
+      if (equalsAt === -1) continue;
+      const value = decoded(pair.slice(equalsAt + 1));
+      if (value !== undefined && field.safeParse(value).success) continue;
+    }
     pairs[i] = equalsAt === -1 ? REDACTED : `${rawName}=${REDACTED}`;
   }
-  return `${url.slice(0, queryAt)}?${pairs.join('&')}`;
+  return `${loggedPath(beforeFragment.slice(0, queryAt))}?${pairs.join('&')}${fragment}`;
 }
+
+/** What makes a URL's logged form differ from it (loggedUrl). */
+const REDACTABLE = /[?#;]/;
 
 /** `loggedUrl` of a request, by the parameters its route reads. */
 export const requestLoggedUrl = (request: FastifyRequest): string =>
-  request.url.indexOf('?') === -1 ? request.url : loggedUrl(request.url, readParams(request));
+  REDACTABLE.test(request.url) ? loggedUrl(request.url, readParams(request)) : request.url;

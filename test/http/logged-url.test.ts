@@ -4,13 +4,17 @@
  * readable; a URL without a query is logged as it is.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
 import { loggedUrl, REDACTED } from '../../src/http/logged-url.js';
 import { type LoggedApp, makeLoggedApp } from '../helpers/admin.js';
 import { makeRepository } from '../helpers/app.js';
 import { digitsRow } from './http-helpers.js';
 
 describe('loggedUrl', () => {
-  const reads = new Set(['fused', 'note']);
+  const reads = new Map<string, z.ZodType>([
+    ['fused', z.enum(['true', 'false'])],
+    ['note', z.string()],
+  ]);
   it('leaves a URL without a query, and the parameters the route reads, as they are', () => {
     expect(loggedUrl('/v1/models/digits:predict', reads)).toBe('/v1/models/digits:predict');
     expect(loggedUrl('/p?fused=false&note=night%20camera', reads)).toBe(
@@ -27,7 +31,21 @@ describe('loggedUrl', () => {
     expect(loggedUrl('/p?key=a=b&&x=', reads)).toBe(`/p?key=${REDACTED}&&x=${REDACTED}`);
     // Names compare decoded, as the route reads them; one that does not decode is unknown.
     expect(loggedUrl('/p?f%75sed=false&%zz=1', reads)).toBe(`/p?f%75sed=false&%zz=${REDACTED}`);
-    expect(loggedUrl('/p?note+x=1', new Set(['note x']))).toBe('/p?note+x=1');
+    expect(loggedUrl('/p?note+x=1', new Map([['note x', z.string()]]))).toBe('/p?note+x=1');
+  });
+  it('redacts a value of a read parameter that its field refuses, so nothing rides on it', () => {
+    expect(loggedUrl('/p?fused=false;access_token=s3cret', reads)).toBe(`/p?fused=${REDACTED}`);
+    expect(loggedUrl('/p?fused=false%26access_token%3Ds3cret', reads)).toBe(`/p?fused=${REDACTED}`);
+    expect(loggedUrl('/p?fused=false&fused=s3cret', reads)).toBe(
+      `/p?fused=false&fused=${REDACTED}`,
+    );
+    expect(loggedUrl('/p?fused=%zz', reads)).toBe(`/p?fused=${REDACTED}`);
+  });
+  it('logs a fragment and path parameters after a ";" as [Redacted]', () => {
+    expect(loggedUrl('/healthz#access_token=s3cret', reads)).toBe(`/healthz#${REDACTED}`);
+    expect(loggedUrl('/p?fused=true#s3cret?x', reads)).toBe(`/p?fused=true#${REDACTED}`);
+    expect(loggedUrl('/m/digits;jsessionid=s3cret', reads)).toBe(`/m/digits;${REDACTED}`);
+    expect(loggedUrl('/m/d;a=s3cret/x?fused=true', reads)).toBe(`/m/d;${REDACTED}?fused=true`);
   });
 });
 
@@ -57,6 +75,14 @@ describe('request lines in the log', () => {
       // The health probes answer any query; no route at all reads none.
       ['/healthz?api_key=s3cret', `/healthz?api_key=${REDACTED}`, 200],
       ['/nowhere?token=s3cret', `/nowhere?token=${REDACTED}`, 404],
+      // A path parameter no route has (a fragment: the unit test above; inject drops it).
+      ['/readyz;jsessionid=s3cret', `/readyz;${REDACTED}`, 404],
+      // A read parameter carrying another in its value.
+      [
+        '/v1/models/digits:predict?fused=false;access_token=s3cret',
+        `/v1/models/digits:predict?fused=${REDACTED}`,
+        400,
+      ],
     ];
     for (const [i, [url, logged, status]] of cases.entries()) {
       const id = `logged-url-${i}`;
