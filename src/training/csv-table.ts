@@ -58,12 +58,19 @@ function csvSyntaxMessage(error: unknown, source: string): string {
   return inFile(where, `not valid CSV: ${why}`);
 }
 
-/** The separator `text` looks joined by: ';' or a tab between two or more printable names. */
+/**
+ * The separator `text` looks joined by: ';' or a tab between printable names, two or more of them
+ * not empty (empty ones too: a spreadsheet's export often ends its header with a separator,
+ * `p0;p1;label;`, or leaves a column unnamed).
+ */
 function separatorOf(text: string): ';' | '\t' | undefined {
   for (const separator of [';', '\t'] as const) {
     const names = text.split(separator);
     // Printable: no control character, no U+FFFD (bytes that are no UTF-8).
-    if (names.length > 1 && names.every((n) => n.trim() !== '' && !/[\p{Cc}\ufffd]/u.test(n)))
+    if (
+      names.filter((n) => n.trim() !== '').length > 1 &&
+      names.every((n) => !/[\p{Cc}\ufffd]/u.test(n))
+    )
       return separator;
   }
   return undefined;

@@ -172,6 +172,22 @@ describe('a semicolon- or tab-separated file (review60: "1 feature column; model
       expect([reported.status, reported.stderr]).toEqual([1, `report: ${line}`]);
     }
   });
+
+  it('a header ending with the separator, or with an unnamed column, is seen too', () => {
+    for (const [name, header] of [
+      ['trailing', 'p0;p1;label;'],
+      ['unnamed', 'p0;;label'],
+    ] as const) {
+      const file = join(dir, `separated-${name}.csv`);
+      writeFileSync(file, `${header}\n1,5;2;3;\n`);
+      const out = makeTempDir('separated-train');
+      const trained = run('src/cli/train.ts', ['--data', file, '--out', out, '--no-progress']);
+      expect([trained.status, trained.stderr]).toEqual([
+        1,
+        `train: ${file}: the header is one column holding semicolons ("${header}"): columns are separated by commas (RFC 4180); save the file as comma-separated values\n`,
+      ]);
+    }
+  });
 });
 
 describe('a UTF-8 byte order mark', () => {
