@@ -132,15 +132,15 @@ export const REPORT_FILE_PATTERN = new RegExp(
   `^(?:index\\.html|drift\\.svg|layer-[A-Za-z0-9_-]+-(?:${LAYER_PICTURES.join('|')})\\.svg)$`,
 );
 
-/** One self-contained HTML page: the SVGs inline, no external reference. */
 /** The page's verdict: the server's rule, which decides nothing on fewer than DRIFT_MIN_ROWS rows. */
 function verdict(report: ModelReport): string {
   if (report.recommended) return 'recalibration recommended';
-  if (report.rows < report.minRows)
+  if (report.tooFewRows)
     return `too few rows to decide (${report.rows}, fewer than DRIFT_MIN_ROWS)`;
   return 'no recalibration needed';
 }
 
+/** One self-contained HTML page: the SVGs inline, no external reference. */
 export function reportHtml(report: ModelReport, svgs: Map<string, string>, data: string): string {
   const title = `${REPORT_TITLE_PREFIX}${report.model} version ${report.version}`;
   const inline = (file: string) => svgs.get(file)!.replace(/^<svg /, '<svg role="img" ');
@@ -157,7 +157,7 @@ export function reportHtml(report: ModelReport, svgs: Map<string, string>, data:
     .join('');
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>${escapeXml(title)}</title>
-<style>body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#1d2330}table{border-collapse:collapse}td,th{border-bottom:1px solid #d8dce6;padding:.2em .8em;text-align:right}.row{display:flex;flex-wrap:wrap;gap:1em}.verdict{font-weight:bold;color:${report.recommended ? '#c0392b' : report.rows < report.minRows ? '#7f8c8d' : '#27ae60'}}</style>
+<style>body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#1d2330}table{border-collapse:collapse}td,th{border-bottom:1px solid #d8dce6;padding:.2em .8em;text-align:right}.row{display:flex;flex-wrap:wrap;gap:1em}.verdict{font-weight:bold;color:${report.recommended ? '#c0392b' : report.tooFewRows ? '#7f8c8d' : '#27ae60'}}</style>
 </head><body>
 <h1>${escapeXml(title)}</h1>
 <p>Data: ${escapeXml(data)} — ${report.rows} rows. Model drift score <strong>${report.score.toFixed(4)}</strong> (threshold ${report.threshold}, at least ${report.minRows} rows): <span class="verdict">${verdict(report)}</span>.</p>

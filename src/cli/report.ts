@@ -152,7 +152,7 @@ async function main(argv: readonly string[]): Promise<void> {
   // Said once the report is written (a run refused later prints its one error line only). The
   // server's rule makes no recommendation on fewer rows than DRIFT_MIN_ROWS, whatever the
   // score; "no recalibration needed" would then say more than the rows can (review60).
-  if (rows.length < report.minRows)
+  if (report.tooFewRows)
     process.stderr.write(
       `report: ${rows.length} rows, fewer than DRIFT_MIN_ROWS (${report.minRows}): the drift is shown, but no recalibration is recommended on so few rows\n`,
     );

@@ -10,6 +10,7 @@ export {
   modelDriftScore,
   type RunningStatistics,
   recalibrationRecommended,
+  tooFewRows,
 } from './layer-drift.js';
 export {
   keptMoments,

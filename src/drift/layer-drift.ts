@@ -87,7 +87,12 @@ export interface DriftRule {
   minRows: number;
 }
 
+/** Whether `rows` are too few for the rule to decide anything (fewer than DRIFT_MIN_ROWS). */
+export function tooFewRows(rule: Pick<DriftRule, 'minRows'>, rows: number): boolean {
+  return rows < rule.minRows;
+}
+
 /** Recalibration is recommended when enough rows were seen and the score is above the threshold. */
 export function recalibrationRecommended(rule: DriftRule, score: number, rows: number): boolean {
-  return rows >= rule.minRows && score > rule.threshold;
+  return !tooFewRows(rule, rows) && score > rule.threshold;
 }

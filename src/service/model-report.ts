@@ -1,5 +1,5 @@
 import type { DriftRule, LayerDrift } from '../drift/index.js';
-import { modelDriftScore, recalibrationRecommended } from '../drift/index.js';
+import { modelDriftScore, recalibrationRecommended, tooFewRows } from '../drift/index.js';
 import { compileNetwork } from '../inference/index.js';
 import { numelOf } from '../nn/index.js';
 import { loadModelDirectory } from '../repository/index.js';
@@ -22,6 +22,8 @@ export interface ModelReport {
   /** The model's drift on these rows: its worst layer's score. */
   score: number;
   recommended: boolean;
+  /** Fewer rows than DRIFT_MIN_ROWS: the rule decides nothing, whatever the score. */
+  tooFewRows: boolean;
   /** Per observable BatchNorm, through the executor's statistics taps over every row. */
   drift: LayerDrift[];
   /** Per BatchNorm, the before/after pictures (of the first MAX_PICTURE_ROWS rows). */
@@ -75,6 +77,7 @@ export async function openReportModel(dir: string): Promise<ReportModel> {
         minRows: rule.minRows,
         score,
         recommended: recalibrationRecommended(rule, score, rows),
+        tooFewRows: tooFewRows(rule, rows),
         drift,
         pictures: layerPictures(source, input, pictureRows),
         pictureRows,
