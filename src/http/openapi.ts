@@ -195,7 +195,7 @@ const commonHeaderComponents = {
   },
   'Retry-After': {
     description:
-      'Seconds after which the request may succeed (RFC 9110 §10.2.3), when the server can say: OVERLOADED, SHUTTING_DOWN, MODEL_UNAVAILABLE, ACTIVE_RECORD_BUSY, CLUSTER_PRIMARY_TIMEOUT, RATE_LIMITED',
+      'Seconds after which the request may succeed (RFC 9110 §10.2.3), when the server can say; the response’s description names the codes sent with it',
     schema: { type: 'string', pattern: '^[0-9]+$' },
   },
   'WWW-Authenticate': {
