@@ -1,4 +1,4 @@
-import { NormserveError } from '../errors/index.js';
+import { NormserveError, parseJsonText } from '../errors/index.js';
 import {
   checkStateFits,
   finish,
@@ -55,15 +55,15 @@ export function serializeCheckpoint(checkpoint: Checkpoint): Map<string, Uint8Ar
   return files;
 }
 
+/** A config file's JSON, in the words of every JSON file normserve reads (parseJsonText). */
 function parseJson(bytes: Uint8Array, source: string): unknown {
+  let text: string;
   try {
-    return JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
-  } catch (e) {
-    throw new NormserveError(
-      'MODEL_CONFIG_INVALID',
-      `${source}: not valid UTF-8 JSON (${(e as Error).message})`,
-    );
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    throw new NormserveError('MODEL_CONFIG_INVALID', `${source}: not valid UTF-8`);
   }
+  return parseJsonText(text, source, 'MODEL_CONFIG_INVALID');
 }
 
 /**

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { NormserveError } from '../errors/index.js';
+import { NormserveError, printable } from '../errors/index.js';
 import { DTYPE_SIZES, isKnownUnsupportedDtype, SUPPORTED_DTYPES } from './dtype.js';
 import { findDuplicateKey, headerExtent } from './json-duplicate-keys.js';
 import type { RawTensor } from './raw-tensor.js';
@@ -238,7 +238,9 @@ export function safetensorsLayout(
   try {
     header = JSON.parse(text);
   } catch (e) {
-    throw fail(`header is not valid JSON (${e instanceof Error ? e.message : String(e)})`);
+    throw fail(
+      `header is not valid JSON (${printable(e instanceof Error ? e.message : String(e))})`,
+    );
   }
   if (!isJsonObject(header)) throw fail(`header must be a JSON object, got ${describe(header)}`);
 

@@ -124,12 +124,19 @@ const corruptions: { what: string; damage: (dir: string) => void; reason: RegExp
   {
     what: 'config.json truncated to half',
     damage: (d) => editBytes(join(d, CONFIG), (b) => b.subarray(0, b.length >> 1)),
-    reason: /config\.json: not valid UTF-8 JSON/,
+    reason: /config\.json: not valid JSON/,
   },
   {
     what: 'config.json emptied',
     damage: (d) => truncateSync(join(d, CONFIG), 0),
-    reason: /config\.json: not valid UTF-8 JSON \(Unexpected end of JSON input\)/,
+    reason: /config\.json: not valid JSON \(Unexpected end of JSON input\)/,
+  },
+  {
+    // Terminal escapes in the file never reach a terminal, a log or /readyz raw (V8 quotes the
+    // text around a JSON error).
+    what: 'config.json starting with terminal escapes',
+    damage: (d) => writeFileSync(join(d, CONFIG), '\x1b[2J\x07{"name": 1}'),
+    reason: /^[^\x1b\x07]*config\.json: not valid JSON \([^\x1b\x07]*\)$/,
   },
   {
     what: 'config.json not UTF-8',
@@ -137,7 +144,7 @@ const corruptions: { what: string; damage: (dir: string) => void; reason: RegExp
       editBytes(join(d, CONFIG), (b) =>
         Buffer.concat([b.subarray(0, 20), Buffer.from([0xff, 0xfe]), b.subarray(20)]),
       ),
-    reason: /config\.json: not valid UTF-8 JSON/,
+    reason: /config\.json: not valid UTF-8$/,
   },
   {
     what: 'config.json deleted',
