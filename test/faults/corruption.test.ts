@@ -136,7 +136,7 @@ const corruptions: { what: string; damage: (dir: string) => void; reason: RegExp
     // text around a JSON error).
     what: 'config.json starting with terminal escapes',
     damage: (d) => writeFileSync(join(d, CONFIG), '\x1b[2J\x07{"name": 1}'),
-    reason: /^[^\x1b\x07]*config\.json: not valid JSON \([^\x1b\x07]*\)$/,
+    reason: /^\P{Cc}*config\.json: not valid JSON \(\P{Cc}*\)$/u,
   },
   {
     what: 'config.json not UTF-8',
