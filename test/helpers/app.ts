@@ -2,7 +2,6 @@
  * Builds the real app on a temporary copy of a model repository, for `app.inject` tests.
  */
 import { cpSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyBaseLogger } from 'fastify';
 import pino from 'pino';
@@ -17,6 +16,7 @@ import {
 } from '../../src/service/index.js';
 import { copyBundledModel, isBundledModel } from './bundled-models.js';
 import { TEST_ENGINE } from './engine.js';
+import { testTempRoot } from './temp-root.js';
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789abcdef';
 
@@ -43,7 +43,7 @@ export interface TestApp {
 export function makeRepository(
   models: readonly (keyof typeof MODEL_SOURCES)[] = ['digits'],
 ): string {
-  const root = mkdtempSync(join(tmpdir(), 'normserve-repo-'));
+  const root = mkdtempSync(join(testTempRoot(), 'normserve-repo-'));
   for (const name of models) {
     if (isBundledModel(name)) copyBundledModel(name, root);
     else cpSync(MODEL_SOURCES[name], join(root, name), { recursive: true });

@@ -3,14 +3,14 @@
  * is removed by removeTempDirs() (call it from afterAll).
  */
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
+import { testTempRoot } from './temp-root.js';
 
 const made: string[] = [];
 
 /** A new empty directory under the OS temp directory. */
 export function makeTempDir(label: string): string {
-  const dir = mkdtempSync(join(tmpdir(), `normserve-${label}-`));
+  const dir = mkdtempSync(join(testTempRoot(), `normserve-${label}-`));
   made.push(dir);
   return dir;
 }
