@@ -91,8 +91,17 @@ function jsonNames(value: unknown, inMap = false): unknown {
   );
 }
 // JSON mapping → message → the plain object grpc-js sends (camelCase names, bytes as Buffers).
+/** The request body's JSON, or the tool's one line and exit 2 (as grpcurl: no stack trace). */
+function requestJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    process.stderr.write(`grpc: the request is not valid JSON (${(e as Error).message})\n${USAGE}`);
+    process.exit(2);
+  }
+}
 const request = requestType.toObject(
-  requestType.fromObject(jsonNames(JSON.parse(body)) as Record<string, unknown>),
+  requestType.fromObject(jsonNames(requestJson(body)) as Record<string, unknown>),
   { longs: Number, bytes: Buffer, defaults: false },
 );
 const definition = loadPackageDefinition(
