@@ -33,6 +33,7 @@ import {
   labelColumnWithoutColumns,
   loadModelDirectory,
   ModelRegistry,
+  modelLockHolder,
   ndjsonRowChunks,
   PRIOR_STRENGTH_RANGE,
   RECALIBRATION_BATCH_SIZE_RANGE,
@@ -48,6 +49,7 @@ import { cliCommand, runCli } from './cli-errors.js';
 import { checkInputFormat } from './input-format.js';
 import { interruptOnSignal } from './on-signal.js';
 import { readInputTextParts } from './read-input.js';
+import { interruptedLine } from './recalibrate-interrupted.js';
 
 interface Flags {
   model: string;
@@ -220,9 +222,13 @@ async function main(argv: readonly string[]): Promise<void> {
   try {
     ({ outcome } = await interruptOnSignal(
       () => service.interrupt(),
-      (signal) =>
+      async (signal) =>
         process.stderr.write(
-          `recalibrate: interrupted (${signal}) before publishing; nothing was written, and the lock on ${dir} is released\n`,
+          interruptedLine(
+            signal,
+            dir,
+            await modelLockHolder(dir).catch(() => 'unreadable' as const),
+          ),
         ),
       () =>
         service.recalibrate(

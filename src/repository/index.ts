@@ -7,7 +7,12 @@ export {
 } from './atomic-write.js';
 export { removeStaleClaims, writeUnderClaim } from './lock-claims.js';
 export type { LockOwner } from './lock-file.js';
-export { acquireModelLock, type HeldLock, UNKNOWN_LOCK_OWNER } from './model-lock.js';
+export {
+  acquireModelLock,
+  type HeldLock,
+  modelLockHolder,
+  UNKNOWN_LOCK_OWNER,
+} from './model-lock.js';
 export {
   ACTIVE_FILE,
   type ActiveIfWrite,

@@ -277,6 +277,20 @@ function heldLock(
 }
 
 /**
+ * Who holds the model's recalibration lock, as its file says: undefined when there is none, and
+ * `unreadable` for a file this process cannot read (held by someone unknown). What a program that
+ * was told to release the lock checks before saying it did (the recalibrate CLI's interrupt).
+ */
+export async function modelLockHolder(
+  modelDir: string,
+): Promise<LockOwner | 'unreadable' | undefined> {
+  const found = await inspect(modelDir, join(modelDir, LOCK_FILE));
+  if (found === undefined) return undefined;
+  if ('unreadable' in found) return 'unreadable';
+  return found.owner ?? 'unreadable';
+}
+
+/**
  * Releases the model's lock if `owner` (a job id) still holds it: what a process does for a job it
  * found abandoned (its owner died), the same way acquisition breaks a stale lock.
  */

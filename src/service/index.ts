@@ -23,7 +23,11 @@ export {
 export {
   ACTIVE_RECORD_LOCK_WAIT_MS,
   JOBS_DIR,
+  type LockOwner,
   loadModelDirectory,
+  // The recalibrate CLI checks its interrupt released the lock before saying so.
+  modelLockHolder,
+  STALE_AFTER_MS,
   // The errnos of STORAGE_FULL and STORAGE_UNAVAILABLE, for the API's documentation.
   storageErrnos,
   VERSION_NAME_PATTERN,

@@ -6,8 +6,8 @@
  * held, when the signal comes (a file read whole might be published first).
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { constants, existsSync, readdirSync } from 'node:fs';
+import { type FileHandle, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { copyBundledModel } from '../helpers/bundled-models.js';
@@ -27,6 +27,32 @@ async function until(check: () => boolean, boundMs = 60_000): Promise<void> {
   while (!check()) {
     if (Date.now() - start > boundMs) throw new Error('condition not met in time');
     await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** Opens `fifo` for writing once a reader has it open (ENXIO until then), checking `alive` between tries. */
+async function openWhenRead(fifo: string, alive: () => void) {
+  for (const start = Date.now(); ; ) {
+    alive();
+    try {
+      return await open(fifo, constants.O_WRONLY | constants.O_NONBLOCK);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENXIO' || Date.now() - start > 60_000) throw e;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** Writes `text` whole to a non-blocking `writer`, waiting while the pipe is full (EAGAIN). */
+async function writeAll(writer: FileHandle, text: string): Promise<void> {
+  const bytes = Buffer.from(text);
+  for (let at = 0; at < bytes.length; ) {
+    try {
+      at += (await writer.write(bytes, at)).bytesWritten;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e;
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
   }
 }
 
@@ -54,10 +80,18 @@ describe('recalibrate interrupted while it holds the lock', () => {
         const ended = new Promise<[number | null, NodeJS.Signals | null]>((resolve) =>
           child.on('close', (c, s) => resolve([c, s])),
         );
-        // Opening for writing waits for the reader (the run); kept open: no end of data yet.
-        const writer = await open(fifo, 'w');
+        let exited = false;
+        void ended.then(() => {
+          exited = true;
+        });
+        // Opened for writing once the run has it open for reading (without O_NONBLOCK the open
+        // waits for a reader, for ever if the run died first: the test then hung to its timeout);
+        // kept open: no end of data yet.
+        const writer = await openWhenRead(fifo, () => {
+          if (exited) throw new Error(`recalibrate ended before reading its rows:\n${stderr}`);
+        });
         try {
-          await writer.write(`${header}\n${rows.map((r) => r.join(',')).join('\n')}\n`);
+          await writeAll(writer, `${header}\n${rows.map((r) => r.join(',')).join('\n')}\n`);
           await until(() => existsSync(join(model, LOCK_FILE)));
           child.kill(signal);
           const [code, endedBy] = await ended;
