@@ -8,6 +8,7 @@ import cluster from 'node:cluster';
 import { Command } from 'commander';
 import { isNormserveError } from '../errors/index.js';
 import {
+  misspelledConfigVariables,
   parseServerConfig,
   type ServerConfig,
   serverConfigSchema,
@@ -72,6 +73,13 @@ async function main(): Promise<void> {
   } catch (e) {
     process.stderr.write(`normserve: ${isNormserveError(e) ? e.message : String(e)}\n`);
     process.exit(1);
+  }
+  // Once per server (not per worker). The value is not shown: it may be a token.
+  if (cluster.isPrimary) {
+    for (const { name, meant } of misspelledConfigVariables(process.env))
+      process.stderr.write(
+        `normserve: warning: the environment variable ${name} is not read (did you mean ${meant}?), so ${meant} keeps its ${meant in process.env ? 'own value' : 'default'}; README.md, section Configuration, lists every variable\n`,
+      );
   }
   try {
     // Imported on demand: the primary never loads the HTTP app, the engines or the models.

@@ -10,6 +10,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { NormserveError } from '../errors/index.js';
 import { SHUTTING_DOWN_RETRY_AFTER_SECONDS } from '../service/index.js';
+import { JSON_BODY_TYPES } from './accepted-types.js';
 import type { AppDeps, AppInstance } from './app-types.js';
 import { OCTET_STREAM } from './binary-infer.js';
 import { trackCallers } from './callers.js';
@@ -18,7 +19,7 @@ import { drainableConnections, IDLE_LINGER_MS, type ListenerHandover } from './c
 import { clientErrorHandler, httpServerOptions, limitConnections } from './connection-limits.js';
 import { decodeContentEncoding } from './content-encoding.js';
 import { routeUnmetExpectations, unmetExpectation } from './expectations.js';
-import { JSON_BODY_TYPES, parseJsonBytes } from './json-body.js';
+import { parseJsonBytes } from './json-body.js';
 import { JSON_TYPE } from './json-responses.js';
 import { notFoundHandler } from './not-found.js';
 import { registerOpenApi } from './openapi.js';

@@ -2,17 +2,11 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { parse as locateJsonErrors } from 'jsonc-parser';
 import secureJson from 'secure-json-parse';
 import { NormserveError } from '../errors/index.js';
+import { JSON_BODY_TYPES, otherBodyTypes } from './accepted-types.js';
+import { CSV } from './csv-media-type.js';
 import { overJsonBudget } from './json-budget.js';
 import { checkUtf8Charset, mediaTypeParameters, noContentType } from './media-type.js';
 import { utf8Body } from './utf8-body.js';
-
-/**
- * The media types whose bodies are read as JSON (app.ts registers parseJsonBody for each; a 415
- * lists them for every route that reads JSON). application/json, and the type curl sends for
- * `-d @file` without -H: TF Serving's documented examples post JSON that way, so it is read as
- * JSON (and must parse as JSON, with the same protections), never as form fields.
- */
-export const JSON_BODY_TYPES = ['application/json', 'application/x-www-form-urlencoded'] as const;
 
 /**
  * An onRequest hook for the routes whose clients post JSON without a Content-Type: a body sent
@@ -182,6 +176,30 @@ function reason(message: string, text: string, offset: number): string {
 }
 
 /**
+ * Why a body that is not JSON was read as JSON, on a route that reads other types too: curl's
+ * `-d @night.csv` or `--data-binary` without -H sends application/x-www-form-urlencoded, which
+ * is read as JSON (JSON_BODY_TYPES), and a CSV upload to :recalibrate got only "Unexpected token
+ * 'p'" (newcomer review of 2026-12-04). Empty for application/json: that type was chosen; and
+ * for a body that starts as JSON.
+ */
+function readAsJsonHint(request: FastifyRequest, body: string, offset: number): string {
+  // Only for a body that is no JSON from its first character (a CSV header, float32 bytes), not
+  // for JSON with a mistake in it.
+  if (offset !== body.length - body.trimStart().length) return '';
+  const sent = typedAsJson.has(request)
+    ? undefined
+    : request.headers['content-type']?.split(';')[0]?.trim().toLowerCase();
+  const others = otherBodyTypes(request);
+  if (sent === JSON_BODY_TYPES[0] || others.length === 0) return '';
+  const example = others.includes(CSV) ? CSV : others[0];
+  const why =
+    sent === undefined
+      ? 'it was sent with no Content-Type'
+      : `its Content-Type is ${sent}, which curl sends for -d and --data-binary without -H`;
+  return ` (read as JSON because ${why}; this route also reads ${others.join(', ')}: name the body's type, e.g. -H 'Content-Type: ${example}')`;
+}
+
+/**
  * Fastify's JSON body parser with a position in its error: the same secure-json-parse refusals of
  * `__proto__` and `constructor.prototype` keys, but a syntax error names its line and column
  * (and carries them as `position` in the problem document), so a client can find it in a body
@@ -233,7 +251,7 @@ export function parseJsonBody(
     done(
       new NormserveError(
         'INVALID_JSON',
-        `malformed JSON at line ${position.line}, column ${position.column}: ${reason(message, body, offset)}`,
+        `malformed JSON at line ${position.line}, column ${position.column}: ${reason(message, body, offset)}${readAsJsonHint(request, body, offset)}`,
         { extra: { position } },
       ),
     );

@@ -6,8 +6,9 @@ import {
   isNormserveError,
   NormserveError,
 } from '../errors/index.js';
+import { acceptedTypes } from './accepted-types.js';
 import { bodyTooLarge } from './body-too-large.js';
-import { EMPTY_JSON_BODY, JSON_BODY_TYPES } from './json-body.js';
+import { EMPTY_JSON_BODY } from './json-body.js';
 import { noContentType } from './media-type.js';
 import { noRoute } from './no-route.js';
 import { PROBLEM_CONTENT_TYPE, problemContentType } from './problem-media-type.js';
@@ -51,23 +52,6 @@ export function toProblem(error: NormserveError, instance: string | undefined): 
 
 const MALFORMED_JSON =
   'malformed JSON: the body is not valid JSON, or has a "__proto__" or "constructor.prototype" key (refused)';
-
-const [JSON_TYPE, ...READ_AS_JSON] = JSON_BODY_TYPES;
-
-/**
- * The media types a route reads: those its schema declares (`consumes`, also what the OpenAPI
- * document lists), else JSON; JSON with every type whose body is read as JSON (JSON_BODY_TYPES,
- * the list the parsers are registered from): `application/json, application/x-www-form-urlencoded
- * (read as JSON)`.
- */
-function acceptedTypes(request: FastifyRequest): readonly string[] {
-  const consumes = (request.routeOptions?.schema as { consumes?: unknown } | undefined)?.consumes;
-  const types: readonly string[] =
-    Array.isArray(consumes) && consumes.length > 0 ? consumes : [JSON_TYPE];
-  return types.flatMap((type) =>
-    type === JSON_TYPE ? [type, ...READ_AS_JSON.map((t) => `${t} (read as JSON)`)] : [type],
-  );
-}
 
 /** Fastify's own errors (body parsing, limits, media types) as catalogue errors. */
 function fromFastifyError(error: FastifyError, request: FastifyRequest): NormserveError {

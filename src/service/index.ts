@@ -230,6 +230,7 @@ export {
 export {
   DEFAULT_MAX_BATCH_SIZE,
   decimalText,
+  misspelledConfigVariables,
   parseServerConfig,
   parseServerConfigVariables,
   type ServerConfig,

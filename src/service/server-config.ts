@@ -15,6 +15,7 @@ import { ENGINES } from '../inference/engine-name.js';
 import { DEFAULT_MAX_SAMPLES } from '../recalibration/recalibration-options.js';
 import { processCpus } from './available-cpus.js';
 import { AUTO_RECALIBRATE_MODES, DEFAULT_DRIFT_THRESHOLD } from './drift-settings.js';
+import { misspelledVariables } from './misspelled-variables.js';
 
 /**
  * A decimal number as text: an optional sign, digits with an optional fraction (or a fraction
@@ -230,6 +231,16 @@ export type ServerConfig = z.output<typeof serverConfigSchema>;
 /** Parses the environment; an invalid value stops the start with one line naming the variable. */
 export function parseServerConfig(env: Record<string, string | undefined>): ServerConfig {
   return parseEnvironment(serverConfigSchema, env);
+}
+
+/**
+ * The variables of `env` spelled like one of the configuration's but not it (`WORKER=2`: ignored,
+ * so the default is served), each with the one it likely means (misspelled-variables.ts).
+ */
+export function misspelledConfigVariables(
+  env: Record<string, string | undefined>,
+): { name: string; meant: string }[] {
+  return misspelledVariables(env, Object.keys(serverConfigSchema.shape));
 }
 
 /**

@@ -9,10 +9,10 @@ import { parseServerConfig } from '../../src/service/index.js';
 import { nodeArgs, ROOT } from '../helpers/entries.js';
 
 /** Runs the server CLI; a server that started instead would be killed after `timeout`. */
-function serverCli(args: readonly string[]) {
+function serverCli(args: readonly string[], env: Record<string, string> = {}) {
   return spawnSync(process.execPath, [...nodeArgs('src/cli/server.ts'), ...args], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', PORT: '0', GRPC_PORT: '0', WORKERS: '1' },
+    env: { PATH: process.env.PATH ?? '', PORT: '0', GRPC_PORT: '0', WORKERS: '1', ...env },
     encoding: 'utf8',
     timeout: 30_000,
   });
@@ -85,6 +85,25 @@ describe('an invalid server configuration says what was expected and what was gi
       );
     });
   }
+
+  it('a misspelled variable is warned of, by name and without its value, before the start', () => {
+    // A repository that does not exist ends the start right after the warnings.
+    const result = serverCli([], {
+      WORKER: '2',
+      log_level: 'debug',
+      ADMIN_TOKN: 'a-secret-value',
+      MODEL_REPOSITORY: '/nonexistent/normserve-models',
+    });
+    expect(result.status).toBe(1);
+    const lines = result.stderr.trimEnd().split('\n');
+    expect(lines.slice(0, 3)).toEqual([
+      'normserve: warning: the environment variable ADMIN_TOKN is not read (did you mean ADMIN_TOKEN?), so ADMIN_TOKEN keeps its default; README.md, section Configuration, lists every variable',
+      'normserve: warning: the environment variable WORKER is not read (did you mean WORKERS?), so WORKERS keeps its own value; README.md, section Configuration, lists every variable',
+      'normserve: warning: the environment variable log_level is not read (did you mean LOG_LEVEL?), so LOG_LEVEL keeps its default; README.md, section Configuration, lists every variable',
+    ]);
+    expect(result.stderr).not.toContain('a-secret-value');
+    expect(lines[3]).toContain('/nonexistent/normserve-models');
+  });
 
   it('a valid value still parses as before (spaces around a number, the default when unset)', () => {
     expect(parseServerConfig({ PORT: ' 9000 ' }).PORT).toBe(9000);

@@ -467,6 +467,8 @@ describe('malformed JSON', () => {
   }
 
   describe('the detail carries no byte of the body past the token it names', () => {
+    const UNTYPED_HINT =
+      " (read as JSON because it was sent with no Content-Type; this route also reads application/octet-stream: name the body's type, e.g. -H 'Content-Type: application/octet-stream')";
     // V8 quotes the body ("hello" is not valid JSON), cut to ten characters around the token
     // with ... before, after or both: each form, and the word-only one ("undefined").
     const secret = 'hello-this-is-a-long-secret-body-value';
@@ -491,8 +493,9 @@ describe('malformed JSON', () => {
             headers: type === undefined ? {} : { 'content-type': type },
           });
           const body = expectProblem(res, 400, 'INVALID_JSON', PREDICT);
+          // Untyped and no JSON from its first character: why it was read as JSON (json-body.ts).
           expect(body.detail).toBe(
-            `malformed JSON at line 1, column ${column}: Unexpected token ${token}`,
+            `malformed JSON at line 1, column ${column}: Unexpected token ${token}${type === undefined && column === 1 ? UNTYPED_HINT : ''}`,
           );
           expect(res.body).not.toContain('hello-');
           expect(res.body).not.toContain('1, 1');
@@ -507,7 +510,9 @@ describe('malformed JSON', () => {
         payload: Buffer.from(new Float32Array(16).buffer),
       });
       const body = expectProblem(res, 400, 'INVALID_JSON', PREDICT);
-      expect(body.detail).toBe('malformed JSON at line 1, column 1: Unexpected token U+0000');
+      expect(body.detail).toBe(
+        `malformed JSON at line 1, column 1: Unexpected token U+0000${UNTYPED_HINT}`,
+      );
       for (const echo of ['\u0000', '\\u0000', '\uFFFD', '\\ufffd']) {
         expect(res.body.toLowerCase()).not.toContain(echo);
       }
