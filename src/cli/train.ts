@@ -387,6 +387,11 @@ async function main(argv: readonly string[]): Promise<void> {
     init
       ? { labels: init.config.labels, featureNames: trainingInfoOf(init.config).featureNames }
       : {},
+    given.some((g) => g.flag.option.long === '--label-column')
+      ? 'named by --label-column'
+      : typeof raw.data === 'object' && raw.data !== null && 'label_column' in raw.data
+        ? `data.label_column of ${flags.config}`
+        : 'the default; name the column to predict with --label-column',
   );
   const config = resolveTrainingConfig(parsed, data, init?.config);
   // A network that cannot be built is named by what shaped it: the config's layers, else the

@@ -17,15 +17,23 @@ export interface LabeledDataset extends Dataset {
   labels: string[] | undefined;
 }
 
-/** A label column that is not a column of the CSV, refused naming the columns there are. */
+/**
+ * A label column that is not a column of the CSV, refused naming the columns there are and, when
+ * given, what named it (`namedBy`: the train CLI's "the default; name the column to predict with
+ * --label-column", as a newcomer whose CSV had no `label` column was not told the flag).
+ */
 export const unknownLabelColumn = (
   source: string,
   column: string,
   header: readonly string[],
+  namedBy?: string,
 ): NormserveError =>
   new NormserveError(
     'DATA_INVALID',
-    inFile(source, `unknown label column ${quote(column)} (columns: ${quoteList(header)})`),
+    inFile(
+      source,
+      `unknown label column ${quote(column)} (${namedBy === undefined ? '' : `${namedBy}; `}columns: ${quoteList(header)})`,
+    ),
   );
 
 /** What a checkpoint being fine-tuned fixes of its data: its classes and its input columns. */
@@ -77,10 +85,12 @@ export function datasetFromTable(
   labelColumn: string,
   task: Task,
   fixed: FixedColumns = {},
+  labelColumnNamedBy?: string,
 ): LabeledDataset {
   const { labels } = fixed;
   const labelIndex = table.header.indexOf(labelColumn);
-  if (labelIndex < 0) throw unknownLabelColumn(table.source, labelColumn, table.header);
+  if (labelIndex < 0)
+    throw unknownLabelColumn(table.source, labelColumn, table.header, labelColumnNamedBy);
   const featureColumns = featureColumnsOf(table, labelIndex, fixed.featureNames);
   if (featureColumns.length === 0)
     throw new NormserveError('DATA_INVALID', `${table.source}: no feature columns`);

@@ -31,19 +31,22 @@ export async function loadTrainingConfig(path: string): Promise<TrainingConfig> 
  * Reads a CSV data file into a data set, with the sha256 of its bytes (recorded in metrics). No
  * task means classification (resolveTrainingConfig then checks that the labels look like classes).
  * `fixed`: what a checkpoint being fine-tuned fixes (its labels, its feature columns by name).
+ * `labelColumnNamedBy`: what named the label column, for the error when the file has no such
+ * column (unknownLabelColumn).
  */
 export async function loadCsvDataset(
   path: string,
   labelColumn: string,
   task: Task | undefined,
   fixed: FixedColumns = {},
+  labelColumnNamedBy?: string,
 ): Promise<{ data: LabeledDataset; sha256: string }> {
   const bytes = await readInputFile(path, 'data file ');
   const table = parseCsv(bytes.toString('utf8'), path);
   if (table.rows.length === 0)
     throw new NormserveError('DATA_INVALID', `${path}: no data rows after the header`);
   return {
-    data: datasetFromTable(table, labelColumn, task ?? 'classification', fixed),
+    data: datasetFromTable(table, labelColumn, task ?? 'classification', fixed, labelColumnNamedBy),
     sha256: createHash('sha256').update(bytes).digest('hex'),
   };
 }

@@ -269,7 +269,9 @@ describe('a binary file given as an input', () => {
       const predict = run('src/cli/predict.ts', ['--model', DIGITS, '--input', file]);
       expectOneShortLine(predict, 'predict', file);
       if (lines) {
-        expect(train.stderr).toMatch(/unknown label column "label" \(columns: ".*…"\)\n$/);
+        expect(train.stderr).toMatch(
+          /unknown label column "label" \(the default; name the column to predict with --label-column; columns: ".*…"\)\n$/,
+        );
         // One column of bytes: the width is refused before any cell is read.
         expect(predict.stderr).toMatch(/: 1 feature column; model "digits" takes 64 \(no column/);
       } else {

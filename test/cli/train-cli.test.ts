@@ -116,7 +116,23 @@ const failures: { what: string; args: () => string[]; expected: (string | RegExp
   {
     what: 'an unknown label column',
     args: () => ['--config', IRIS_CONFIG, '--label-column', 'species'],
-    expected: ['unknown label column "species"', '"sepal_length", "sepal_width"'],
+    expected: [
+      'unknown label column "species" (named by --label-column; columns: ',
+      '"sepal_length", "sepal_width"',
+    ],
+  },
+  {
+    // A CSV with no "label" column and no --label-column: the flag is named.
+    what: 'no label column and no --label-column',
+    args: () => [
+      '--data',
+      writeTempFile(inputs, 'unlabeled.csv', 'a,b,y\n1,2,0\n3,4,1\n'),
+      '--out',
+      join(inputs, 'no-model'),
+    ],
+    expected: [
+      'unknown label column "label" (the default; name the column to predict with --label-column; columns: "a", "b", "y")',
+    ],
   },
   {
     what: '--batch-size 1 with a BatchNorm config',
