@@ -6,6 +6,7 @@ import {
   formatPath,
   issuesToLocations,
   NormserveError,
+  quoteList,
   safeParseWorded,
 } from '../errors/index.js';
 import { ROW_ARRAY_MESSAGE, unknownInputMessage } from '../service/index.js';
@@ -91,6 +92,24 @@ class Screened {
   }
 }
 
+/**
+ * An object whose keys look like features named one by one (two or more, every value a number, or
+ * every value a column of numbers), as pandas' `to_dict("records")` writes rows: the newcomer
+ * review of 2026-12-04 got an "unknown input" for each of 64 pixels and nothing on the order the
+ * model wants. One key holding a row (`{"x": [1, 2]}`) is a misnamed input, said as such.
+ */
+function namesFeatures(value: Record<string, unknown>): boolean {
+  let keys = 0;
+  let scalars = 0;
+  for (const key in value) {
+    const v = value[key];
+    keys++;
+    if (typeof v === 'number') scalars++;
+    else if (!Array.isArray(v) || !v.every((n) => typeof n === 'number')) return false;
+  }
+  return keys >= 2 && (scalars === keys || scalars === 0);
+}
+
 /** An object naming the input: an unknown key, or none at all, is named here, not by zod's union. */
 function screenNames(
   value: Record<string, unknown>,
@@ -99,6 +118,14 @@ function screenNames(
   wanted: string,
   out: Screened,
 ): boolean {
+  if (!(input in value) && namesFeatures(value)) {
+    // `{"pixel_0": 0, "pixel_1": 3, …}`: one line, not an "unknown input" per feature.
+    out.add(
+      path,
+      `expected ${wanted}: an object names the model's one input "${input}", not its features (${quoteList(Object.keys(value), 48)}); send a row as an array of its feature values in the model's order, which its metadata lists (training.feature_names)`,
+    );
+    return false;
+  }
   let ok = true;
   for (const key in value) {
     if (key === input) continue;

@@ -101,6 +101,24 @@ describe('what the named forms refuse', () => {
     ]);
   });
 
+  it('features named one by one (pandas’ records) are one error per row, pointing at the order', async () => {
+    // Named as the model's metadata lists its features, in order.
+    const metadata = await t.app.inject({ method: 'GET', url: '/v1/models/digits/metadata' });
+    const names: string[] = metadata.json().training.feature_names;
+    expect(names).toHaveLength(64);
+    const named = Object.fromEntries(digitsRow().map((v, i) => [names[i], v]));
+    const features = '"p0", "p1", "p2", "p3", "p4", "p5", "p6", "p7", … and 56 more';
+    const why = `an object names the model's one input "input", not its features (${features}); send a row as an array of its feature values in the model's order, which its metadata lists (training.feature_names)`;
+    expectInvalid(await post(PREDICT, { instances: [named, named] }), [
+      { path: 'instances[0]', message: `expected {"input": sample}: ${why}` },
+      { path: 'instances[1]', message: `expected {"input": sample}: ${why}` },
+    ]);
+    const columns = Object.fromEntries(Object.entries(named).map(([k, v]) => [k, [v, v]]));
+    expectInvalid(await post(PREDICT, { inputs: columns }), [
+      { path: 'inputs', message: `expected {"input": [sample, …]}: ${why}` },
+    ]);
+  });
+
   it('mixed instances (some objects, some arrays) are a 400 at each one unlike the first, as TF Serving', async () => {
     const row = digitsRow();
     expectInvalid(await post(PREDICT, { instances: [{ input: row }, row, { input: row }, row] }), [
