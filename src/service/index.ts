@@ -109,6 +109,7 @@ export {
   failInput,
   float32Value,
   InputShape,
+  notANumberMessage,
   ROW_ARRAY_MESSAGE,
   roundsToFiniteFloat32,
   rowWidthMessage,

@@ -1,5 +1,11 @@
 import { z } from 'zod';
-import { counted, describeLocations, type ErrorLocation, NormserveError } from '../errors/index.js';
+import {
+  counted,
+  describeInput,
+  describeLocations,
+  type ErrorLocation,
+  NormserveError,
+} from '../errors/index.js';
 import {
   FLOAT32_MAX,
   FLOAT32_RANGE_MESSAGE,
@@ -12,6 +18,9 @@ import { flatRows, nestedRows, type RowSource, sampleRows } from './row-source.j
 
 export { FLOAT32_MAX, FLOAT32_RANGE_MESSAGE, roundsToFiniteFloat32 };
 export const FINITE_NUMBER_MESSAGE = 'expected a finite number';
+/** `expected a finite number, got "1"`: what was sent in place of a number, as zod names it. */
+export const notANumberMessage = (input: unknown): string =>
+  `${FINITE_NUMBER_MESSAGE}, got ${describeInput(input)}`;
 export const ROW_ARRAY_MESSAGE = 'expected an array of numbers (one row)';
 
 /**
@@ -30,7 +39,7 @@ export const rowWidthMessage = (width: number, got: number): string =>
  * compiled from it and its messages, so the rule is written once.
  */
 export const float32Value = z
-  .number({ error: FINITE_NUMBER_MESSAGE })
+  .number({ error: (issue) => notANumberMessage(issue.input) })
   .min(-FLOAT32_ROUNDING_MAX, FLOAT32_RANGE_MESSAGE)
   .max(FLOAT32_ROUNDING_MAX, FLOAT32_RANGE_MESSAGE);
 
@@ -38,7 +47,7 @@ const isFloat32Value = compileAccepts(float32Value)!;
 
 /** Why a value is not a float32 input value (zod's message for it). */
 const valueProblem = (v: unknown): string =>
-  float32Value.safeParse(v).error?.issues[0]?.message ?? FINITE_NUMBER_MESSAGE;
+  float32Value.safeParse(v).error?.issues[0]?.message ?? notANumberMessage(v);
 
 /** Errors reported per request: enough to fix a body, bounded for a body full of mistakes. */
 const MAX_ERRORS = 10;

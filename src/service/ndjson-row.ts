@@ -1,6 +1,6 @@
 import {
-  FINITE_NUMBER_MESSAGE,
   FLOAT32_RANGE_MESSAGE,
+  notANumberMessage,
   roundsToFiniteFloat32,
   rowWidthMessage,
 } from './input-shape.js';
@@ -44,7 +44,7 @@ export function readNdjsonRow(
     if (typeof v !== 'number' || !roundsToFiniteFloat32(v)) {
       return fail({
         column: c,
-        message: typeof v === 'number' ? FLOAT32_RANGE_MESSAGE : FINITE_NUMBER_MESSAGE,
+        message: typeof v === 'number' ? FLOAT32_RANGE_MESSAGE : notANumberMessage(v),
       });
     }
     into[offset + c] = v;

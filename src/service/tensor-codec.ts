@@ -1,7 +1,7 @@
 import { endianness } from 'node:os';
 import { type ErrorLocation, NormserveError } from '../errors/index.js';
 import { allFinite } from '../nn/index.js';
-import { FINITE_NUMBER_MESSAGE } from './input-shape.js';
+import { notANumberMessage } from './input-shape.js';
 
 /**
  * Raw tensor bytes as the Open Inference Protocol lays them out, in its binary REST extension and
@@ -46,7 +46,7 @@ export function checkFinite(values: Float32Array, where: string): void {
     const v = values[i]!;
     if (v - v !== 0) {
       errors ??= [];
-      errors.push({ path: `${where}[${i}]`, message: `${FINITE_NUMBER_MESSAGE}, got ${v}` });
+      errors.push({ path: `${where}[${i}]`, message: notANumberMessage(v) });
       if (errors.length >= 10) break;
     }
   }

@@ -87,7 +87,7 @@ describe('npm run predict: a bad value names the file and its place', () => {
     expect(result.status).toBe(1);
     expect(result.stdout).toBe('');
     expect(result.stderr).toBe(
-      `predict: ${file}: instances[1][63]: expected a finite number; instances[2]: expected 64 values, got 2\n`,
+      `predict: ${file}: instances[1][63]: expected a finite number, got "x"; instances[2]: expected 64 values, got 2\n`,
     );
     const array = join(dir, 'bad-array.json');
     writeFileSync(array, JSON.stringify([x[0], [...x[1]!.slice(0, 63), 1e39]]));

@@ -160,7 +160,7 @@ describe('errors name the offending place', () => {
         path: 'instances[0][0][3]',
         message: 'expected 8 values (dimension 2 of [1][8][8]), got 7',
       },
-      { path: 'instances[1][0][2][5]', message: 'expected a finite number' },
+      { path: 'instances[1][0][2][5]', message: 'expected a finite number, got "x"' },
     ]);
   });
 

@@ -264,10 +264,10 @@ describe('infer errors are problems with an `error` string', () => {
     const flat = digitsRow();
     (flat as unknown[])[17] = 'x';
     expectInvalid(await infer(tensor({ data: flat })), [
-      { path: 'inputs[0].data[17]', message: 'expected a finite number' },
+      { path: 'inputs[0].data[17]', message: 'expected a finite number, got "x"' },
     ]);
     expectInvalid(await infer(tensor({ data: [flat] })), [
-      { path: 'inputs[0].data[0][17]', message: 'expected a finite number' },
+      { path: 'inputs[0].data[0][17]', message: 'expected a finite number, got "x"' },
     ]);
   });
 

@@ -41,11 +41,11 @@ describe('the problem document', () => {
       type: 'urn:normserve:problem:invalid-input',
       title: 'Invalid input',
       status: 400,
-      detail: 'instances[3][17]: expected a finite number',
+      detail: 'instances[3][17]: expected a finite number, got "x"',
       instance: PREDICT,
       code: 'INVALID_INPUT',
-      error: 'instances[3][17]: expected a finite number',
-      errors: [{ path: 'instances[3][17]', message: 'expected a finite number' }],
+      error: 'instances[3][17]: expected a finite number, got "x"',
+      errors: [{ path: 'instances[3][17]', message: 'expected a finite number, got "x"' }],
       request_id: res.headers['x-request-id'],
     });
   });
@@ -69,31 +69,32 @@ describe('the problem document', () => {
 });
 
 describe('feature values', () => {
-  for (const [what, value] of [
-    ['a string', 'x'],
-    ['a numeric string', '1.5'],
-    ['null', null],
-    ['a boolean', true],
-    ['an object', { v: 1 }],
-    ['an array', [1]],
+  // What was sent is named (newcomer review of 2026-12-04: "got string" was missing).
+  for (const [what, value, got] of [
+    ['a string', 'x', '"x"'],
+    ['a numeric string', '1.5', '"1.5"'],
+    ['null', null, 'null'],
+    ['a boolean', true, 'true'],
+    ['an object', { v: 1 }, 'an object'],
+    ['an array', [1], 'an array'],
   ] as const) {
-    it(`${what} in instances[3][17] is "instances[3][17]: expected a finite number"`, async () => {
+    it(`${what} in instances[3][17] is "instances[3][17]: expected a finite number, got ${got}"`, async () => {
       expectInvalid(await post({ instances: withBadValue(value) }), [
-        { path: 'instances[3][17]', message: 'expected a finite number' },
+        { path: 'instances[3][17]', message: `expected a finite number, got ${got}` },
       ]);
     });
   }
 
   it('the columnar format names inputs[3][17]', async () => {
     expectInvalid(await post({ inputs: withBadValue(null) }), [
-      { path: 'inputs[3][17]', message: 'expected a finite number' },
+      { path: 'inputs[3][17]', message: 'expected a finite number, got null' },
     ]);
   });
 
   it('a number too large for a double (1e999 parses to Infinity) is not finite', async () => {
     const row = JSON.stringify(digitsRow()).replace(/^\[0,/, '[1e999,');
     expectInvalid(await postRaw(`{"instances":[${row}]}`, 'application/json'), [
-      { path: 'instances[0][0]', message: 'expected a finite number' },
+      { path: 'instances[0][0]', message: 'expected a finite number, got Infinity' },
     ]);
   });
 
@@ -170,11 +171,11 @@ describe('feature values', () => {
       await post({ instances: rows }),
       [0, 1, 2, 3, 4].map((r) => ({
         path: `instances[${r}][${r}]`,
-        message: 'expected a finite number',
+        message: 'expected a finite number, got "x"',
       })),
     );
     expect(body.detail).toBe(
-      'instances[0][0]: expected a finite number; instances[1][1]: expected a finite number; instances[2][2]: expected a finite number; … and 2 more',
+      'instances[0][0]: expected a finite number, got "x"; instances[1][1]: expected a finite number, got "x"; instances[2][2]: expected a finite number, got "x"; … and 2 more',
     );
   });
 });
@@ -594,7 +595,7 @@ describe('NaN and Infinity tokens (valid JSON for TF Serving)', () => {
 
   it('"NaN" as a string is a value error, not a JSON one', async () => {
     expectInvalid(await post({ instances: withBadValue('NaN') }), [
-      { path: 'instances[3][17]', message: 'expected a finite number' },
+      { path: 'instances[3][17]', message: 'expected a finite number, got "NaN"' },
     ]);
   });
 });

@@ -94,8 +94,10 @@ describe('row chunks', () => {
       ndjsonRowChunks(lines(text).parts, WIDTH, { ...options, maxLineChars: 1 << 20 }),
     );
     expect(e.code).toBe('DATA_INVALID');
-    expect(e.message).toBe('data.x: line 3[1]: expected a finite number');
-    expect(e.errors).toEqual([{ path: 'data.x: line 3[1]', message: 'expected a finite number' }]);
+    expect(e.message).toBe('data.x: line 3[1]: expected a finite number, got "x"');
+    expect(e.errors).toEqual([
+      { path: 'data.x: line 3[1]', message: 'expected a finite number, got "x"' },
+    ]);
   });
 
   it('a bad CSV cell is named as parseCsv’s table names it', async () => {
