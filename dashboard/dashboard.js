@@ -322,6 +322,25 @@
   /** Whole seconds at least between the drift chart's time ticks (uPlot would label ":59.500"). */
   const SECOND_INCRS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200];
 
+  /** The drift chart's time ticks: the time of day in the browser's locale, seconds included. */
+  const TICK_TIME = new Intl.DateTimeFormat(undefined, {
+    hour: 'numeric',
+    minute: '2-digit',
+    second: '2-digit',
+  });
+
+  /**
+   * One line per tick, each the whole time ("4:21:33 AM"): uPlot's default put ":33" under each
+   * tick and the date under the first, centred on it, whose left end was cut off at the chart's
+   * edge ("2/4/26 4:21am", newcomer review of 2026-12-04). The labels are kept on the chart's
+   * element (data-x-labels) for the browser test.
+   */
+  function timeTicks(u, splits) {
+    const labels = splits.map((s) => TICK_TIME.format(new Date(s * 1000)));
+    u.root.parentElement.dataset.xLabels = labels.join('|');
+    return labels;
+  }
+
   /**
    * A histogram's x range: its first and last bin centres padded by half a bin, so the end bars
    * are drawn whole.
@@ -414,7 +433,8 @@
             { label: 'drift score', stroke: '#c0392b', width: 2 },
             { label: 'threshold', stroke: '#7f8c8d', dash: [6, 4] },
           ],
-          axes: [{ incrs: SECOND_INCRS }, { size: axisSize }],
+          // 90 px between ticks: a label is up to ~70 px wide ("12:59:59 PM").
+          axes: [{ incrs: SECOND_INCRS, values: timeTicks, space: 90 }, { size: axisSize }],
         },
         [
           state.history.map((p) => p[0]),

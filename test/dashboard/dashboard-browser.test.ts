@@ -9,7 +9,8 @@
  * the API token at the drift routes' first 401, asks again when the server refuses it, keeps it for
  * the tab (sessionStorage, a reload asks nothing) and sends it as a header, never in a URL;
  * without API_TOKEN it asks nothing. On digits-cnn, the after-BatchNorm titles follow the route's
- * share below 0 as traffic changes, the y axis is wide enough for five-digit labels, the page asks
+ * share below 0 as traffic changes, the y axis is wide enough for five-digit labels, the drift
+ * chart's time ticks are one whole time each (the date under the first was cut off), the page asks
  * for no favicon, and the charts fit a 420 px window; a LayerNorm-only model is said to have no
  * BatchNorm to chart.
  *
@@ -197,6 +198,11 @@ describe.skipIf(!available)('dashboard in chromium', () => {
         expect(night).toBeGreaterThan(0.5);
         expect(Number(await page.getAttribute('#drift-chart', 'data-points'))).toBeGreaterThan(1);
         expect(await page.locator('#drift-chart canvas').count()).toBe(1);
+        // Each time tick is one whole time of day: no date line under the first tick, whose left
+        // end the chart's edge cut off, and no bare ":33".
+        const ticks = (await page.getAttribute('#drift-chart', 'data-x-labels'))?.split('|') ?? [];
+        expect(ticks.length).toBeGreaterThan(0);
+        for (const tick of ticks) expect(tick).toMatch(/^\d{1,2}:\d{2}:\d{2}(\s?[AP]M)?$/);
 
         mkdirSync('test/artifacts', { recursive: true });
         await page.screenshot({ path: 'test/artifacts/dashboard.png', fullPage: true });
