@@ -15,6 +15,7 @@ import {
 } from '../service/server-config.js';
 import type { FromWorker } from './cluster-messages.js';
 import { EXIT_START_FAILED } from './exit-codes.js';
+import { checkPortsBindable } from './port-preflight.js';
 
 /**
  * The server takes no arguments (the environment is its configuration): `--help`/`-h` prints
@@ -82,6 +83,8 @@ async function main(): Promise<void> {
       );
   }
   try {
+    // The ports first: a taken one is said before the models load.
+    if (cluster.isPrimary) await checkPortsBindable(config);
     // Imported on demand: the primary never loads the HTTP app, the engines or the models.
     if (config.WORKERS > 1 && cluster.isPrimary)
       await (await import('./cluster-primary.js')).runPrimary(config);

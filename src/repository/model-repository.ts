@@ -773,6 +773,24 @@ async function removeAbandonedTemporaries(
   return result;
 }
 
+/**
+ * A model named alone (`--model digits`) where the checkout's repository has it: the path it
+ * likely meant (newcomer review of 2026-12-04). A path is what every program takes, so the name
+ * alone was looked up in the current directory.
+ */
+async function bundledHint(path: string): Promise<string> {
+  if (path.includes('/') || path.startsWith('.')) return '';
+  const candidate = join(BUNDLED_REPOSITORY, path);
+  const found = await stat(candidate).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
+  return found ? ` (did you mean ${candidate}? a model is named by its directory's path)` : '';
+}
+
+/** The repository of the bundled models, relative to the checkout (where npm run runs). */
+const BUNDLED_REPOSITORY = 'models';
+
 /** A path that does not exist is reported as such, not as a version missing its files. */
 async function checkIsDirectory(path: string, clean: string): Promise<void> {
   let isDirectory: boolean;
@@ -786,7 +804,7 @@ async function checkIsDirectory(path: string, clean: string): Promise<void> {
       : [];
     throw new NormserveError(
       'MODEL_NOT_FOUND',
-      `${path}: no such directory${versions.length > 0 ? ` (${dirname(path)} has versions ${versions.join(', ')})` : ''}`,
+      `${path}: no such directory${versions.length > 0 ? ` (${dirname(path)} has versions ${versions.join(', ')})` : await bundledHint(path)}`,
     );
   }
   if (!isDirectory) {

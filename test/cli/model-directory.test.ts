@@ -22,6 +22,12 @@ copyBundledModel('digits', repository, { version: 3 });
 describe('loadModelDirectory', () => {
   it.each([
     ['models/nope', 'models/nope: no such directory'],
+    // A bundled model named alone (the tests run in the checkout, as npm run does).
+    [
+      'digits',
+      "digits: no such directory (did you mean models/digits? a model is named by its directory's path)",
+    ],
+    ['nope', 'nope: no such directory'],
     ['models/nope/1', 'models/nope/1: no such directory'],
     ['/tmp/normserve-nowhere/x/3', '/tmp/normserve-nowhere/x/3: no such directory'],
     [
