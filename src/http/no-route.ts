@@ -1,5 +1,6 @@
 import type { FastifyRequest } from 'fastify';
 import { NormserveError } from '../errors/index.js';
+import { unservedExtension } from './unserved-extensions.js';
 
 /**
  * The 404 of a path nothing is served at, in one wording: the not-found handler's, and the error
@@ -9,8 +10,9 @@ import { NormserveError } from '../errors/index.js';
  */
 export function noRoute(request: FastifyRequest): NormserveError {
   const path = request.url.split('?')[0]!;
+  const unserved = unservedExtension(path);
   return new NormserveError(
     'NOT_FOUND',
-    `no route ${request.method} ${path}; GET / lists the entry points, /docs every route`,
+    `no route ${request.method} ${path}; ${unserved === undefined ? '' : `${unserved}. `}GET / lists the entry points, /docs every route`,
   );
 }

@@ -830,6 +830,40 @@ describe('not found', () => {
       'no route GET /v3/models; GET / lists the entry points, /docs every route',
     );
   });
+
+  it('a Triton extension not served is a 404 that names it and what to use instead', async () => {
+    for (const [method, url, says] of [
+      [
+        'GET',
+        '/v2/models/digits/config',
+        "Triton's model configuration extension is not served; GET /v2/models/{name} has",
+      ],
+      ['GET', '/v2/models/digits/versions/1/config', "Triton's model configuration extension"],
+      [
+        'GET',
+        '/v2/models/digits/stats',
+        "Triton's statistics extension is not served; GET /metrics",
+      ],
+      [
+        'POST',
+        '/v2/repository/index',
+        "Triton's model repository extension is not served; GET /v1/models",
+      ],
+      [
+        'GET',
+        '/v2/trace/setting',
+        "Triton's trace and logging extensions are not served; LOG_LEVEL",
+      ],
+      ['GET', '/v2/logging', "Triton's trace and logging extensions are not served"],
+      ['GET', '/v2/systemsharedmemory/status', "Triton's shared-memory extensions are not served"],
+      ['GET', '/v2/cudasharedmemory/status', "Triton's shared-memory extensions are not served"],
+    ] as const) {
+      const body = expectProblem(await t.app.inject({ method, url }), 404, 'NOT_FOUND', url);
+      expect(body.error).toMatch(new RegExp(`^no route ${method} ${url.replaceAll('/', '\\/')}; `));
+      expect(body.error).toContain(says);
+      expect(body.error).toMatch(/\. GET \/ lists the entry points, \/docs every route$/);
+    }
+  });
 });
 
 describe('405 Method Not Allowed, with Allow, on every route', () => {
