@@ -1,4 +1,5 @@
 import type { z } from 'zod';
+import { closestName } from './closest-name.js';
 import { quote } from './quote.js';
 
 /**
@@ -23,7 +24,7 @@ export interface IssueFacts {
   suffix?: string | undefined;
   includes?: string | undefined;
   divisor?: number | bigint | undefined;
-  /** unrecognized_keys: the keys a strict object does not know. */
+  /** unrecognized_keys: the keys a strict object does not know (its `schema` has those it does). */
   keys?: readonly string[] | undefined;
   /** invalid_union of a discriminated union: the discriminator and the values it takes. */
   discriminator?: string | undefined;
@@ -213,6 +214,12 @@ function rangeOf(schema: object | undefined, integer: boolean): NumberRange {
   return range;
 }
 
+/** The fields of the object schema that raised an unrecognized_keys issue (its `shape`). */
+function fieldsOf(schema: object | undefined): string[] {
+  const shape = (schema as { _zod?: { def?: { shape?: object } } } | undefined)?._zod?.def?.shape;
+  return shape === undefined ? [] : Object.keys(shape);
+}
+
 /**
  * The messages of a zod error map (`schema.safeParse(value, { error: issueMessage })`), in the
  * style of normserve's own: `expected a number ≥ 0, got -1`, `expected an integer > 0, got -4`
@@ -270,10 +277,15 @@ export function issueMessage(issue: IssueFacts): string | undefined {
       return issue.divisor === undefined
         ? undefined
         : `expected a multiple of ${issue.divisor}, ${got}`;
-    case 'unrecognized_keys':
-      return issue.keys === undefined || issue.keys.length === 0
-        ? undefined
-        : `unknown field${issue.keys.length === 1 ? '' : 's'} ${issue.keys.map((k) => quote(k)).join(', ')}`;
+    case 'unrecognized_keys': {
+      if (issue.keys === undefined || issue.keys.length === 0) return undefined;
+      const known = fieldsOf(issue.schema);
+      const named = issue.keys.map((k) => {
+        const meant = closestName(k, known);
+        return meant === undefined ? quote(k) : `${quote(k)} (did you mean ${quote(meant)}?)`;
+      });
+      return `unknown field${issue.keys.length === 1 ? '' : 's'} ${named.join(', ')}`;
+    }
     case 'invalid_union': {
       // A discriminated union names its discriminator's values; the issue's input is the object.
       if (issue.discriminator !== undefined && issue.options !== undefined) {

@@ -57,6 +57,21 @@ describe('issueMessage words every kind of issue a request or a config meets', (
       'unknown field "rate"',
     );
     expect(message(z.strictObject({}), { b: 1, c: 2 })).toBe('unknown fields "b", "c"');
+    // A near miss of one field is named with it (closestName); of two, with neither.
+    expect(
+      message(z.strictObject({ threads: z.number().optional(), engine: z.string().optional() }), {
+        thread: 1,
+        engin: 'js',
+        zzzz: 0,
+      }),
+    ).toBe(
+      'unknown fields "thread" (did you mean "threads"?), "engin" (did you mean "engine"?), "zzzz"',
+    );
+    expect(
+      message(z.strictObject({ rate_a: z.number().optional(), rate_b: z.number().optional() }), {
+        rate_c: 1,
+      }),
+    ).toBe('unknown field "rate_c"');
     expect(message(z.object({ a: z.string() }), {})).toBe('expected a string, got nothing');
     expect(message(z.string(), null)).toBe('expected a string, got null');
     expect(message(z.object({}), [])).toBe('expected an object, got an array');

@@ -56,7 +56,10 @@ describe('loadModel (src/index.ts)', () => {
         { maxBatchSize: 0 },
         'loadModel options: maxBatchSize: expected an integer from 1 to 1000000, got 0',
       ],
-      [{ thread: 2 }, 'loadModel options: (root): unknown field "thread"'],
+      [
+        { thread: 2 },
+        'loadModel options: (root): unknown field "thread" (did you mean "threads"?)',
+      ],
     ];
     for (const [options, message] of refusals)
       await expect(loadModel(dir, options), JSON.stringify(options)).rejects.toMatchObject({

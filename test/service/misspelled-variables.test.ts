@@ -5,7 +5,8 @@
  * the warning).
  */
 import { describe, expect, it } from 'vitest';
-import { editDistance, misspelledVariables } from '../../src/service/misspelled-variables.js';
+import { editDistance } from '../../src/errors/index.js';
+import { misspelledVariables } from '../../src/service/misspelled-variables.js';
 import { misspelledConfigVariables, serverConfigSchema } from '../../src/service/server-config.js';
 
 const known = Object.keys(serverConfigSchema.shape);
