@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { ShadowSummary } from '../drift/index.js';
 import { AUTO_RECALIBRATE_MODES } from './drift-settings.js';
 
 /**
@@ -24,13 +25,16 @@ export type AutoOutcome = AutoActionRecord['outcome'];
 
 const shadowSide = z.object({ mean_entropy: finite, mean_confidence: finite });
 
-/** What can be said of a candidate's answers next to the active version's on the same rows. */
+/**
+ * What can be said of a candidate's answers next to the active version's on the same rows: the
+ * drift layer's ShadowSummary (drift/ uses no zod), checked against it here so the two cannot part.
+ */
 export const shadowSummarySchema = z.object({
   rows: z.number().int().nonnegative(),
   agreement: finite,
   active: shadowSide,
   candidate: shadowSide,
-});
+}) satisfies z.ZodType<ShadowSummary>;
 
 /** A candidate version published from traffic, with its shadow comparison so far. */
 export const autoCandidateSchema = z.object({
