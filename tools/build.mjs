@@ -153,6 +153,8 @@ export async function ensureBuilt({ force = false } = {}) {
     return 1;
   }
   const started = performance.now();
+  // Said first: `npm ci` and a first `npm start` otherwise sat silent for the whole build.
+  process.stderr.write('build: compiling src/ to dist/ (tsc, then the server bundle)…\n');
   // A full build into an empty dist/: outputs of deleted sources do not linger, and nothing
   // depends on tsc's own (mtime-based) idea of what changed.
   rmSync(dist, { recursive: true, force: true });

@@ -40,6 +40,8 @@ let failed = false;
 for (const name of names.length > 0 ? names.filter(isBundledModel) : BUNDLED_MODEL_NAMES) {
   const out = mkdtempSync(join(tmpdir(), `check-${name}-`));
   const started = performance.now();
+  // Said first: each retraining takes a while and prints nothing until it is compared.
+  process.stdout.write(`retraining ${bundledVersionDir(name)} from ${BUNDLED[name]}…\n`);
   try {
     await run(process.execPath, [
       '--import',

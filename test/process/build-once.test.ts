@@ -62,7 +62,10 @@ describe('tools/build.mjs', () => {
 
     const first = build(dir);
     expect(first.status, first.stderr).toBe(0);
-    expect(first.stderr).toMatch(/^build: compiled src\/ to dist\/ in \d+\.\d s\n$/);
+    // What it is doing, first (npm ci sat silent through it), then how long it took.
+    expect(first.stderr).toMatch(
+      /^build: compiling src\/ to dist\/ \(tsc, then the server bundle\)…\nbuild: compiled src\/ to dist\/ in \d+\.\d s\n$/,
+    );
     expect(readFileSync(output, 'utf8')).toContain("export const greeting = 'hello';");
     // The bundle runs on its own, and its modules see their import.meta.url as in dist/cli/.
     const bundled = spawnSync(process.execPath, ['dist/bundle/server.js'], {
