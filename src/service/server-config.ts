@@ -230,7 +230,21 @@ export type ServerConfig = z.output<typeof serverConfigSchema>;
 
 /** Parses the environment; an invalid value stops the start with one line naming the variable. */
 export function parseServerConfig(env: Record<string, string | undefined>): ServerConfig {
-  return parseEnvironment(serverConfigSchema, env);
+  const config = parseEnvironment(serverConfigSchema, env);
+  // Two listeners cannot share a port: said with the configuration, not as gRPC's bind failure
+  // after the models have loaded. Checked here, not as a refinement, which zod's pick refuses.
+  if (config.GRPC_PORT !== 0 && config.GRPC_PORT === config.PORT) {
+    const location = {
+      path: 'GRPC_PORT',
+      message: `${config.GRPC_PORT} is PORT too; give gRPC a port of its own (0 = no gRPC server)`,
+    };
+    throw new NormserveError(
+      'SERVER_CONFIG_INVALID',
+      `invalid configuration: ${describeLocations([location])}`,
+      { errors: [location] },
+    );
+  }
+  return config;
 }
 
 /**

@@ -105,6 +105,15 @@ describe('an invalid server configuration says what was expected and what was gi
     expect(lines[3]).toContain('/nonexistent/normserve-models');
   });
 
+  it('GRPC_PORT equal to PORT is refused with the configuration, naming GRPC_PORT', () => {
+    expect(() => parseServerConfig({ PORT: '9000', GRPC_PORT: '9000' })).toThrow(
+      'invalid configuration: GRPC_PORT: 9000 is PORT too; give gRPC a port of its own (0 = no gRPC server)',
+    );
+    // Both 0 (any free port each, or no gRPC) and two different ports are fine.
+    expect(parseServerConfig({ PORT: '0', GRPC_PORT: '0' }).GRPC_PORT).toBe(0);
+    expect(parseServerConfig({ PORT: '9000', GRPC_PORT: '9001' }).GRPC_PORT).toBe(9001);
+  });
+
   it('a valid value still parses as before (spaces around a number, the default when unset)', () => {
     expect(parseServerConfig({ PORT: ' 9000 ' }).PORT).toBe(9000);
     expect(parseServerConfig({}).PORT).toBe(8080);
