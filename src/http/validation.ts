@@ -1,11 +1,13 @@
 import type { FastifySchemaCompiler, FastifySerializerCompiler } from 'fastify';
 import type { z } from 'zod';
 import {
+  closestName,
   describeLocations,
   type ErrorLocation,
   formatPath,
   issuesToLocations,
   NormserveError,
+  quote,
   quoteList,
   safeParseWorded,
 } from '../errors/index.js';
@@ -25,6 +27,34 @@ const roots: Record<string, string> = {
   headers: 'headers',
 };
 
+/** What a zod schema's definition holds that fieldsAt walks through (zod 4's `_zod.def`). */
+interface SchemaDef {
+  shape?: Record<string, { _zod: { def: SchemaDef } }>;
+  innerType?: { _zod: { def: SchemaDef } };
+  in?: { _zod: { def: SchemaDef } };
+  element?: { _zod: { def: SchemaDef } };
+}
+
+/**
+ * The fields of the object `path` leads to in `schema`, through arrays' elements and optional,
+ * default and pipe wrappers; none where the path goes elsewhere (a union, a record).
+ */
+function fieldsAt(schema: z.ZodType, path: readonly PropertyKey[]): string[] {
+  let def = (schema as unknown as { _zod: { def: SchemaDef } })._zod.def;
+  const unwrap = () => {
+    for (let wrapper = def.innerType ?? def.in; wrapper; wrapper = def.innerType ?? def.in)
+      def = wrapper._zod.def;
+  };
+  unwrap();
+  for (const key of path) {
+    const field = typeof key === 'string' ? def.shape?.[key] : def.element;
+    if (field === undefined) return [];
+    def = field._zod.def;
+    unwrap();
+  }
+  return def.shape === undefined ? [] : Object.keys(def.shape);
+}
+
 /**
  * zod reports unknown keys of a strict object once, at the object (`(root): Unrecognized key`);
  * each key is named as its own place instead, e.g. `instance: unknown field`. At most
@@ -33,17 +63,22 @@ const roots: Record<string, string> = {
 function locations(
   issues: readonly z.core.$ZodIssue[],
   root: string,
+  schema: z.ZodType,
 ): { shown: ErrorLocation[]; total: number } {
   const shown: ErrorLocation[] = [];
   let total = 0;
   for (const issue of issues) {
     if (issue.code === 'unrecognized_keys') {
       total += issue.keys.length;
+      const known = fieldsAt(schema, issue.path);
+      const unknown = root === 'query' ? 'unknown query parameter' : 'unknown field';
       for (const key of issue.keys.slice(0, LIMITS.errorLocations - shown.length)) {
+        // `instance` for TF Serving's `instances`: the field it likely meant (closestName).
+        const meant = closestName(key, known);
         shown.push({
           // formatPath quotes a key that is no identifier: escaped and cut, as every echo.
           path: formatPath([...issue.path, key], root),
-          message: root === 'query' ? 'unknown query parameter' : 'unknown field',
+          message: meant === undefined ? unknown : `${unknown} (did you mean ${quote(meant)}?)`,
         });
       }
     } else {
@@ -232,7 +267,7 @@ export function validate(
       }),
     };
   }
-  const { shown, total } = locations(result.error.issues, roots[httpPart ?? 'body'] ?? '');
+  const { shown, total } = locations(result.error.issues, roots[httpPart ?? 'body'] ?? '', schema);
   return {
     error: new NormserveError('INVALID_INPUT', describeLocations(shown, 3, total), {
       errors: shown,

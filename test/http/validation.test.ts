@@ -642,9 +642,20 @@ describe('the request object', () => {
     ]);
   });
 
-  it('an unknown field is a 400 naming that field', async () => {
+  it('an unknown field is a 400 naming that field, and the field it likely meant', async () => {
     expectInvalid(await post({ instance: [digitsRow()], instances: [digitsRow()] }), [
-      { path: 'instance', message: 'unknown field' },
+      { path: 'instance', message: 'unknown field (did you mean "instances"?)' },
+    ]);
+    expectInvalid(await post({ instances: [digitsRow()], signaturename: 'serving_default' }), [
+      { path: 'signaturename', message: 'unknown field (did you mean "signature_name"?)' },
+    ]);
+    // In the query string too.
+    expectInvalid(await post({ instances: [digitsRow()] }, `${PREDICT}?fuse=false`), [
+      { path: 'query.fuse', message: 'unknown query parameter (did you mean "fused"?)' },
+    ]);
+    // Nothing close: no guess.
+    expectInvalid(await post({ instances: [digitsRow()], rows: 1 }), [
+      { path: 'rows', message: 'unknown field' },
     ]);
   });
 
