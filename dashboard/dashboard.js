@@ -329,6 +329,14 @@
     second: '2-digit',
   });
 
+  /** The same with the date, for a tick that starts a day. */
+  const TICK_DATE_TIME = new Intl.DateTimeFormat(undefined, {
+    month: 'short',
+    day: 'numeric',
+    hour: 'numeric',
+    minute: '2-digit',
+  });
+
   /**
    * One line per tick, each the whole time ("4:21:33 AM"): uPlot's default put ":33" under each
    * tick and the date under the first, centred on it, whose left end was cut off at the chart's
@@ -336,7 +344,15 @@
    * element (data-x-labels) for the browser test.
    */
   function timeTicks(u, splits) {
-    const labels = splits.map((s) => TICK_TIME.format(new Date(s * 1000)));
+    // The chart holds the last 600 polls; when they cross midnight, the first tick and each one
+    // that starts a day carry the date.
+    const day = (s) => new Date(s * 1000).toDateString();
+    const spansDays = splits.length > 0 && day(splits[0]) !== day(splits[splits.length - 1]);
+    const labels = splits.map((s, i) =>
+      spansDays && (i === 0 || day(s) !== day(splits[i - 1]))
+        ? TICK_DATE_TIME.format(new Date(s * 1000))
+        : TICK_TIME.format(new Date(s * 1000)),
+    );
     u.root.parentElement.dataset.xLabels = labels.join('|');
     return labels;
   }

@@ -45,9 +45,10 @@ export const REPEATED_SIGNAL_WINDOW_MS = 1000;
 /**
  * Runs `work` with the first SIGINT or SIGTERM calling `interrupt`, which makes `work` stop on its
  * own terms (a recalibration stops at its next pause, releases its model's lock and publishes
- * nothing). If `work` then fails, `stopped` says so (it may read what was left behind first) and the process ends by the signal (130 for
- * Ctrl-C), as it would have without a handler, but with nothing left behind; if it completes
- * (the signal came while it was publishing), its result stands. A signal within
+ * nothing). If `work` then fails, `stopped` says so (it may read what was left behind first) and
+ * the process ends by the signal (130 for Ctrl-C), as it would have without a handler, but with
+ * nothing left behind; if it completes (the signal came while it was publishing), its result
+ * stands. A signal within
  * REPEATED_SIGNAL_WINDOW_MS of the first is its copy and is ignored; a later one ends the process
  * at once, whatever `interrupt` was doing.
  */

@@ -1,6 +1,6 @@
 export { activeVersionDelete } from './active-version-delete.js';
 export { type ErrorCode, errorCatalogue } from './catalogue.js';
-export { closestName, editDistance } from './closest-name.js';
+export { closestName, didYouMean, editDistance } from './closest-name.js';
 export { errnoOf } from './errno.js';
 export {
   counted,

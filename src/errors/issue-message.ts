@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import { closestName } from './closest-name.js';
+import { didYouMean } from './closest-name.js';
 import { quote } from './quote.js';
 
 /**
@@ -214,6 +214,9 @@ function rangeOf(schema: object | undefined, integer: boolean): NumberRange {
   return range;
 }
 
+/** Unknown keys of one issue given a "did you mean" (as many as an error document shows). */
+const GUESSED_KEYS = 10;
+
 /** The fields of the object schema that raised an unrecognized_keys issue (its `shape`). */
 function fieldsOf(schema: object | undefined): string[] {
   const shape = (schema as { _zod?: { def?: { shape?: object } } } | undefined)?._zod?.def?.shape;
@@ -280,10 +283,10 @@ export function issueMessage(issue: IssueFacts): string | undefined {
     case 'unrecognized_keys': {
       if (issue.keys === undefined || issue.keys.length === 0) return undefined;
       const known = fieldsOf(issue.schema);
-      const named = issue.keys.map((k) => {
-        const meant = closestName(k, known);
-        return meant === undefined ? quote(k) : `${quote(k)} (did you mean ${quote(meant)}?)`;
-      });
+      // A guess for the first few only: a body may hold a million unknown keys.
+      const named = issue.keys.map((k, i) =>
+        i < GUESSED_KEYS ? `${quote(k)}${didYouMean(k, known)}` : quote(k),
+      );
       return `unknown field${issue.keys.length === 1 ? '' : 's'} ${named.join(', ')}`;
     }
     case 'invalid_union': {

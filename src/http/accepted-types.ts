@@ -8,6 +8,11 @@ import type { FastifyRequest } from 'fastify';
  */
 export const JSON_BODY_TYPES = ['application/json', 'application/x-www-form-urlencoded'] as const;
 
+/** Raw bytes: the Open Inference Protocol's binary tensors, TF-style float32 rows. */
+export const OCTET_STREAM = 'application/octet-stream';
+/** JSON lines of rows, a :recalibrate upload. */
+export const NDJSON = 'application/x-ndjson';
+
 const [JSON_TYPE, ...READ_AS_JSON] = JSON_BODY_TYPES;
 
 /** The media types a route declares (`consumes`, also what the OpenAPI document lists), else JSON. */

@@ -1,6 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { isNormserveError, NormserveError } from '../errors/index.js';
 import { bytesTensor, failInput, float32Bytes, type OutputTensor } from '../service/index.js';
+import { OCTET_STREAM } from './accepted-types.js';
 import { parseJsonBody } from './json-body.js';
 import { utf8Body } from './utf8-body.js';
 
@@ -12,7 +13,7 @@ import { utf8Body } from './utf8-body.js';
  * `parameters.binary_data: true` (or every output, with the request parameter
  * `binary_data_output: true`) come back the same way.
  */
-export const OCTET_STREAM = 'application/octet-stream';
+export { OCTET_STREAM };
 export const HEADER_LENGTH = 'inference-header-content-length';
 const HEADER_LENGTH_NAME = 'Inference-Header-Content-Length';
 

@@ -2,7 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { parse as locateJsonErrors } from 'jsonc-parser';
 import secureJson from 'secure-json-parse';
 import { NormserveError } from '../errors/index.js';
-import { JSON_BODY_TYPES, otherBodyTypes } from './accepted-types.js';
+import { JSON_BODY_TYPES, NDJSON, OCTET_STREAM, otherBodyTypes } from './accepted-types.js';
 import { CSV } from './csv-media-type.js';
 import { overJsonBudget } from './json-budget.js';
 import { checkUtf8Charset, mediaTypeParameters, noContentType } from './media-type.js';
@@ -175,23 +175,51 @@ function reason(message: string, text: string, offset: number): string {
   return message.replace(/ in JSON at position \d+.*$/s, '').replace(/ of JSON input$/, '');
 }
 
+/** Whether `text` holds a character no text file does (a C0 control but tab, LF, CR): binary. */
+function looksBinary(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 0x20 && code !== 0x09 && code !== 0x0a && code !== 0x0d) return true;
+  }
+  return false;
+}
+
 /**
- * Why a body that is not JSON was read as JSON, on a route that reads other types too: curl's
- * `-d @night.csv` or `--data-binary` without -H sends application/x-www-form-urlencoded, which
- * is read as JSON (JSON_BODY_TYPES), and a CSV upload to :recalibrate got only "Unexpected token
- * 'p'" (newcomer review of 2026-12-04). Empty for application/json: that type was chosen; and
- * for a body that starts as JSON.
+ * Why a body that is not JSON was read as JSON, on a route that reads other types too, and the
+ * type to name: curl's `-d @night.csv` or `--data-binary` without -H sends
+ * application/x-www-form-urlencoded, which is read as JSON (JSON_BODY_TYPES), and a CSV upload to
+ * :recalibrate got only "Unexpected token 'p'" (newcomer review of 2026-12-04). Said for a body that
+ * is no JSON from its first character (a CSV header, a byte-order mark, float32 bytes), or a number
+ * or array followed by more (NDJSON lines, a CSV without a header), never for an object with a
+ * mistake in it nor for a body sent as application/json. The type named is one the body looks
+ * like: binary bytes the route's application/octet-stream, text its CSV or NDJSON; a text body on
+ * a route that reads only JSON and binary (predict, infer) gets none (float32 rows read from a
+ * CSV's bytes answered 200 with nonsense).
  */
-function readAsJsonHint(request: FastifyRequest, body: string, offset: number): string {
-  // Only for a body that is no JSON from its first character (a CSV header, float32 bytes), not
-  // for JSON with a mistake in it.
-  if (offset !== body.length - body.trimStart().length) return '';
+function readAsJsonHint(
+  request: FastifyRequest,
+  body: string,
+  offset: number,
+  message: string,
+): string {
+  const start = body.length - body.trimStart().length;
+  const trailing =
+    /^Unexpected non-whitespace character after JSON/.test(message) &&
+    /^[[\d-]/.test(body[start] ?? '');
+  if (offset > start && !trailing) return '';
   const sent = typedAsJson.has(request)
     ? undefined
     : request.headers['content-type']?.split(';')[0]?.trim().toLowerCase();
+  if (sent === JSON_BODY_TYPES[0]) return '';
   const others = otherBodyTypes(request);
-  if (sent === JSON_BODY_TYPES[0] || others.length === 0) return '';
-  const example = others.includes(CSV) ? CSV : others[0];
+  const binary = looksBinary(body.slice(0, 256));
+  const looksLike = binary
+    ? [OCTET_STREAM]
+    : body[start] === '[' && body.includes('\n')
+      ? [NDJSON, CSV]
+      : [CSV, NDJSON];
+  const example = looksLike.find((type) => others.includes(type));
+  if (example === undefined) return '';
   const why =
     sent === undefined
       ? 'it was sent with no Content-Type'
@@ -251,7 +279,7 @@ export function parseJsonBody(
     done(
       new NormserveError(
         'INVALID_JSON',
-        `malformed JSON at line ${position.line}, column ${position.column}: ${reason(message, body, offset)}${readAsJsonHint(request, body, offset)}`,
+        `malformed JSON at line ${position.line}, column ${position.column}: ${reason(message, body, offset)}${readAsJsonHint(request, body, offset, message)}`,
         { extra: { position } },
       ),
     );

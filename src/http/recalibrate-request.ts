@@ -11,8 +11,8 @@ import {
   type RecalibrationService,
   trainingInfoOf,
 } from '../service/index.js';
+import { NDJSON, OCTET_STREAM } from './accepted-types.js';
 import type { AppDeps } from './app-types.js';
-import { OCTET_STREAM } from './binary-infer.js';
 import { requestTimedOut } from './connection-limits.js';
 import { CSV } from './csv-media-type.js';
 import { setModelVersion } from './model-version-header.js';
@@ -22,7 +22,7 @@ import { csvRows, float32Rows, ndjsonRows } from './upload-readers.js';
 import { isPlainObject } from './validation.js';
 
 /** The streamed uploads of :recalibrate (JSON bodies are read whole). */
-export const NDJSON = 'application/x-ndjson';
+export { NDJSON };
 export const FLOAT32 = OCTET_STREAM;
 export { CSV };
 

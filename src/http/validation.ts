@@ -1,13 +1,12 @@
 import type { FastifySchemaCompiler, FastifySerializerCompiler } from 'fastify';
 import type { z } from 'zod';
 import {
-  closestName,
   describeLocations,
+  didYouMean,
   type ErrorLocation,
   formatPath,
   issuesToLocations,
   NormserveError,
-  quote,
   quoteList,
   safeParseWorded,
 } from '../errors/index.js';
@@ -29,7 +28,9 @@ const roots: Record<string, string> = {
 
 /** What a zod schema's definition holds that fieldsAt walks through (zod 4's `_zod.def`). */
 interface SchemaDef {
+  type?: string;
   shape?: Record<string, { _zod: { def: SchemaDef } }>;
+  out?: { _zod: { def: SchemaDef } };
   innerType?: { _zod: { def: SchemaDef } };
   in?: { _zod: { def: SchemaDef } };
   element?: { _zod: { def: SchemaDef } };
@@ -41,9 +42,10 @@ interface SchemaDef {
  */
 function fieldsAt(schema: z.ZodType, path: readonly PropertyKey[]): string[] {
   let def = (schema as unknown as { _zod: { def: SchemaDef } })._zod.def;
+  // A pipe's input, unless that is a transform (z.preprocess): then what the pipe parses it into.
+  const inner = () => def.innerType ?? (def.in?._zod.def.type === 'transform' ? def.out : def.in);
   const unwrap = () => {
-    for (let wrapper = def.innerType ?? def.in; wrapper; wrapper = def.innerType ?? def.in)
-      def = wrapper._zod.def;
+    for (let wrapper = inner(); wrapper; wrapper = inner()) def = wrapper._zod.def;
   };
   unwrap();
   for (const key of path) {
@@ -73,12 +75,11 @@ function locations(
       const known = fieldsAt(schema, issue.path);
       const unknown = root === 'query' ? 'unknown query parameter' : 'unknown field';
       for (const key of issue.keys.slice(0, LIMITS.errorLocations - shown.length)) {
-        // `instance` for TF Serving's `instances`: the field it likely meant (closestName).
-        const meant = closestName(key, known);
         shown.push({
           // formatPath quotes a key that is no identifier: escaped and cut, as every echo.
           path: formatPath([...issue.path, key], root),
-          message: meant === undefined ? unknown : `${unknown} (did you mean ${quote(meant)}?)`,
+          // `instance` for TF Serving's `instances`: the field it likely meant.
+          message: `${unknown}${didYouMean(key, known)}`,
         });
       }
     } else {
@@ -157,7 +158,7 @@ function screenNames(
     // `{"pixel_0": 0, "pixel_1": 3, …}`: one line, not an "unknown input" per feature.
     out.add(
       path,
-      `expected ${wanted}: an object names the model's one input "${input}", not its features (${quoteList(Object.keys(value), 48)}); send a row as an array of its feature values in the model's order, which its metadata lists (training.feature_names)`,
+      `expected ${wanted}: an object names the model's one input "${input}", not its features (${quoteList(Object.keys(value), 48)}); send a row as an array of its feature values in the model's order, which its metadata lists when it records them (training.feature_names)`,
     );
     return false;
   }

@@ -236,7 +236,7 @@ export function parseServerConfig(env: Record<string, string | undefined>): Serv
   if (config.GRPC_PORT !== 0 && config.GRPC_PORT === config.PORT) {
     const location = {
       path: 'GRPC_PORT',
-      message: `${config.GRPC_PORT} is PORT too; give gRPC a port of its own (0 = no gRPC server)`,
+      message: `${config.GRPC_PORT}${env.GRPC_PORT === undefined ? " (GRPC_PORT's default)" : ''} is PORT too; give gRPC a port of its own (0 = no gRPC server)`,
     };
     throw new NormserveError(
       'SERVER_CONFIG_INVALID',

@@ -109,6 +109,10 @@ describe('an invalid server configuration says what was expected and what was gi
     expect(() => parseServerConfig({ PORT: '9000', GRPC_PORT: '9000' })).toThrow(
       'invalid configuration: GRPC_PORT: 9000 is PORT too; give gRPC a port of its own (0 = no gRPC server)',
     );
+    // GRPC_PORT unset: its default is named as such.
+    expect(() => parseServerConfig({ PORT: '8081' })).toThrow(
+      "invalid configuration: GRPC_PORT: 8081 (GRPC_PORT's default) is PORT too; give gRPC a port of its own (0 = no gRPC server)",
+    );
     // Both 0 (any free port each, or no gRPC) and two different ports are fine.
     expect(parseServerConfig({ PORT: '0', GRPC_PORT: '0' }).GRPC_PORT).toBe(0);
     expect(parseServerConfig({ PORT: '9000', GRPC_PORT: '9001' }).GRPC_PORT).toBe(9001);

@@ -108,7 +108,7 @@ describe('what the named forms refuse', () => {
     expect(names).toHaveLength(64);
     const named = Object.fromEntries(digitsRow().map((v, i) => [names[i], v]));
     const features = '"p0", "p1", "p2", "p3", "p4", "p5", "p6", "p7", … and 56 more';
-    const why = `an object names the model's one input "input", not its features (${features}); send a row as an array of its feature values in the model's order, which its metadata lists (training.feature_names)`;
+    const why = `an object names the model's one input "input", not its features (${features}); send a row as an array of its feature values in the model's order, which its metadata lists when it records them (training.feature_names)`;
     expectInvalid(await post(PREDICT, { instances: [named, named] }), [
       { path: 'instances[0]', message: `expected {"input": sample}: ${why}` },
       { path: 'instances[1]', message: `expected {"input": sample}: ${why}` },

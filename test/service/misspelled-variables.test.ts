@@ -5,7 +5,7 @@
  * the warning).
  */
 import { describe, expect, it } from 'vitest';
-import { editDistance } from '../../src/errors/index.js';
+import { closestName, editDistance } from '../../src/errors/index.js';
 import { misspelledVariables } from '../../src/service/misspelled-variables.js';
 import { misspelledConfigVariables, serverConfigSchema } from '../../src/service/server-config.js';
 
@@ -24,6 +24,16 @@ describe('editDistance', () => {
   });
 });
 
+describe('closestName', () => {
+  it('guesses at no name longer than 64 characters, and compares no names of distant lengths', () => {
+    const long = 'k'.repeat(65);
+    expect(closestName(long, [`${long}s`])).toBeUndefined();
+    expect(closestName('k'.repeat(64), ['k'.repeat(63)])).toBe('k'.repeat(63));
+    // A megabyte-long key is refused at once (it held the event loop for seconds).
+    expect(closestName('x'.repeat(1 << 20), ['instances'])).toBeUndefined();
+  });
+});
+
 describe('misspelledVariables', () => {
   it('names each misspelling with the variable it likely means', () => {
     const typos = {
@@ -38,6 +48,9 @@ describe('misspelledVariables', () => {
       MODEL_REPOSITRY: 'MODEL_REPOSITORY',
       BATCH_MAX_ROW: 'BATCH_MAX_ROWS',
       ADMIN_TOKN: 'ADMIN_TOKEN',
+      // The unit left off: the variable with it, not DRIFT_WINDOWS one edit away.
+      DRIFT_WINDOW: 'DRIFT_WINDOW_MS',
+      REQUEST_TIMEOUT: 'REQUEST_TIMEOUT_MS',
     };
     expect(misspelledConfigVariables(set(Object.keys(typos)))).toEqual(
       Object.entries(typos)
@@ -57,6 +70,9 @@ describe('misspelledVariables', () => {
       ...'NODE_ENV NODE_OPTIONS NODE_PATH NODE_VERSION YARN_VERSION UV_THREADPOOL_SIZE container KUBERNETES_PORT KUBERNETES_SERVICE_HOST KUBERNETES_SERVICE_PORT KUBERNETES_PORT_443_TCP_PORT NORMSERVE_PORT NORMSERVE_SERVICE_HOST NORMSERVE_SERVICE_PORT POD_NAME POD_IP CI GITHUB_ACTIONS HTTP_PROXY HTTPS_PROXY NO_PROXY DEBUG FORCE_COLOR NO_COLOR'.split(
         ' ',
       ),
+      // Tokens of other tools (2 edits from API_TOKEN; APP_TOKEN, 1 edit, is warned of), and GRPC_HOST
+      // (2 from GRPC_PORT; gRPC uses HOST).
+      ...'NPM_TOKEN PAT_TOKEN GH_TOKEN GRPC_HOST'.split(' '),
       // npm run's, gRPC's own, and the tests' and tools' own.
       ...'INIT_CWD npm_command npm_execpath npm_node_execpath npm_lifecycle_event npm_package_name npm_package_version npm_package_json npm_config_cache npm_config_prefix npm_config_user_agent npm_config_userconfig npm_config_noproxy GRPC_VERBOSITY GRPC_TRACE GRPC_NODE_TRACE GRPC_NODE_VERBOSITY GRPC_DNS_RESOLVER NORMSERVE_TEST_TEMP_ROOT ONNXRUNTIME_NODE_INSTALL'.split(
         ' ',
