@@ -1,6 +1,7 @@
+import { lookup } from 'node:dns/promises';
 import { createServer } from 'node:net';
 import type { ServerConfig } from '../service/server-config.js';
-import { listenFailed } from './listen-failure.js';
+import { listenFailed, listenProblem } from './listen-failure.js';
 
 /** How each listening port is named when it cannot be bound (the same words as the real listen's). */
 const PORTS = [
@@ -22,16 +23,39 @@ const PORTS = [
 export async function checkPortsBindable(
   config: Pick<ServerConfig, 'HOST' | 'PORT' | 'GRPC_PORT'>,
 ): Promise<void> {
-  for (const { variable, ...words } of PORTS) {
-    const port = config[variable];
-    if (port === 0) continue;
-    const probe = createServer();
+  const ports = PORTS.filter(({ variable }) => config[variable] !== 0);
+  if (ports.length === 0) return;
+  // Every address HOST names, as the listens bind them (`localhost`: 127.0.0.1 and ::1); a name
+  // that does not resolve is HOST's line (listenFailed).
+  const addresses = await lookup(config.HOST, { all: true }).catch((e: unknown) => {
+    throw listenFailed(e, PORTS[0]);
+  });
+  for (const { variable, ...words } of ports) {
+    let bound = 0;
+    let unavailable: unknown;
+    for (const { address } of addresses) {
+      const failure = await bindAndClose(config[variable], address);
+      if (failure === undefined) bound++;
+      // A port taken on any address stops the start; an address this machine lacks (::1 with
+      // IPv6 off) only when no address is left, as Fastify and grpc-js skip it when another binds.
+      else if (listenProblem(failure) === 'host') unavailable ??= failure;
+      else throw listenFailed(failure, words);
+    }
+    if (bound === 0 && unavailable !== undefined) throw listenFailed(unavailable, words);
+  }
+}
+
+/** Binds `port` on `address` and closes it at once: the error of the bind, or undefined. */
+async function bindAndClose(port: number, address: string): Promise<unknown> {
+  const probe = createServer();
+  try {
     await new Promise<void>((resolve, reject) => {
       probe.once('error', reject);
-      probe.listen({ port, host: config.HOST, exclusive: true }, () => resolve());
-    }).catch((e: unknown) => {
-      throw listenFailed(e, words);
+      probe.listen({ port, host: address, exclusive: true }, () => resolve());
     });
-    await new Promise<void>((resolve) => probe.close(() => resolve()));
+  } catch (e) {
+    return e;
   }
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  return undefined;
 }
