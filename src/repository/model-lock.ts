@@ -23,7 +23,7 @@ export interface HeldLock {
    * record's rename, a publish's rename, a job's final state): throws LOCK_LOST unless the lock
    * file still holds this acquisition's content and this holder's lease has not run out by its
    * own clock (its last heartbeat that found the file its own is at most `staleMs` old). Check
-   * and write are two steps: see README.md, "Locks", for the window left between them.
+   * and write are two steps: see src/repository/README.md, "Locks", for the window left between them.
    */
   assertHeld(): Promise<void>;
   /**
@@ -245,7 +245,7 @@ function heldLock(
       const age = now() - renewedAt;
       if (age > leaseMs(staleMs)) {
         // By this holder's own clock, its lease ran out: others may break it before the write
-        // that follows this check lands (README.md, "Locks": the window).
+        // that follows this check lands (src/repository/README.md, "Locks": the window left).
         throw lockLost(
           `its last heartbeat was ${Math.round(age / 1000)} s ago, more than its ${leaseMs(staleMs) / 1000} s lease (other processes break it after ${staleMs / 1000} s)`,
         );
