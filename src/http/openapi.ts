@@ -190,7 +190,7 @@ const HEADERS = '#/components/headers/';
 const commonHeaderComponents = {
   'X-Request-Id': {
     description:
-      "On every response: the client's own X-Request-Id when well-formed, else a new UUID; also the problem document's request_id and the log lines' (README, Logs)",
+      "On every response: the client's own X-Request-Id when well-formed, else a new UUID; also the problem document's request_id and the log lines' (docs/observability.md, Logs)",
     schema: { type: 'string', pattern: REQUEST_ID_PATTERN },
   },
   'Retry-After': {

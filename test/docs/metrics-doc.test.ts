@@ -1,9 +1,9 @@
 /**
- * README's table of metric families (section "Metrics, logs and traces") against what `/metrics`
+ * docs/observability.md's table of metric families (section "Metrics") against what `/metrics`
  * serves: one row per normserve family with its type, none missing and none invented. The
  * families are read from the exposition text: an app's GET /metrics (WORKERS=1) and the cluster
  * primary's own families (WORKERS > 1, scraped with no worker). prom-client's default process and
- * Node.js metrics are not rows: the README names them by prefix, and the `_total` gauges among
+ * Node.js metrics are not rows: the document names them by prefix, and the `_total` gauges among
  * them by name.
  */
 import { readFileSync } from 'node:fs';
@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClusterMetricsPrimary } from '../../src/cli/cluster-metrics.js';
 import { makeTestApp, type TestApp } from '../helpers/app.js';
 
-const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+const doc = readFileSync(new URL('../../docs/observability.md', import.meta.url), 'utf8');
 
 /** `# TYPE name type` lines of an exposition text: family name → type. */
 function families(text: string): Map<string, string> {
@@ -23,17 +23,17 @@ function families(text: string): Map<string, string> {
 /** prom-client's default metrics (collectDefaultMetrics, prefix normserve_). */
 const isDefault = (name: string) => /^normserve_(process|nodejs)_/.test(name);
 
-/** The README's rows: `| \`normserve_…\` | type | labels | what |`. */
+/** The document's rows: `| \`normserve_…\` | type | labels | what |`. */
 function documented(): Map<string, string> {
   const rows = new Map<string, string>();
-  for (const match of readme.matchAll(/^\| `(normserve_[a-z_]+)` \| (\w+) \|/gm)) {
+  for (const match of doc.matchAll(/^\| `(normserve_[a-z_]+)` \| (\w+) \|/gm)) {
     expect(rows.has(match[1]!), `${match[1]} has two rows`).toBe(false);
     rows.set(match[1]!, match[2]!);
   }
   return rows;
 }
 
-describe('README metric families', () => {
+describe('docs/observability.md metric families', () => {
   let t: TestApp;
   let served: Map<string, string>;
 
@@ -70,7 +70,7 @@ describe('README metric families', () => {
       ([name, type]) => isDefault(name) && name.endsWith('_total') && type === 'gauge',
     );
     expect(totals.length).toBeGreaterThan(0);
-    for (const [name] of totals) expect(readme, name).toContain(`\`${name}\``);
-    expect(readme).toContain('`normserve_process_*`, `normserve_nodejs_*`');
+    for (const [name] of totals) expect(doc, name).toContain(`\`${name}\``);
+    expect(doc).toContain('`normserve_process_*`, `normserve_nodejs_*`');
   });
 });
