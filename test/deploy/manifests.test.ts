@@ -290,7 +290,7 @@ const DEFAULT_GRACE_SECONDS = 30;
 /**
  * The probes' bounds. A probe is a new connection, which a process busy with inference accepts
  * late: with 8 clients posting 1024-row digits-cnn batches /healthz took p99 up to 6.3 s
- * (WORKERS=2) and 15.2 s (WORKERS=1; bench/probes-under-load.ts, README, Deploy), so the default
+ * (WORKERS=2) and 15.2 s (WORKERS=1; bench/probes-under-load.ts, docs/probes-and-termination.md), so the default
  * timeoutSeconds (1) failed the probes of a busy pod. Every probe states a timeout of at least
  * 5 s, and liveness restarts only a process silent for a minute.
  */
