@@ -125,7 +125,7 @@ export interface GrpcServerOptions {
   /**
    * GRPC_KEEPALIVE_TIME_MS: each connection is pinged this long after its last ping was answered
    * (grpc-js's `grpc.keepalive_time_ms`) and destroyed when an answer is `keepaliveTimeoutMs`
-   * late: a connection nghttp2 stopped reading is freed so (README "Dead connections"); 0 = off.
+   * late: a connection nghttp2 stopped reading is freed so (docs/grpc.md, "Dead connections"); 0 = off.
    */
   keepaliveTimeMs?: number;
   /** GRPC_KEEPALIVE_TIMEOUT_MS: how late a ping's answer may be (grpc-js's default: 20 s). */

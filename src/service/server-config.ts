@@ -167,7 +167,7 @@ export const serverConfigSchema = z.object({
   /**
    * The gRPC server pings each connection this long after its last ping was answered and closes
    * it when the answer is GRPC_KEEPALIVE_TIMEOUT_MS late: frees connections whose peer is gone
-   * but whose socket Node never closes (README.md, gRPC, "Dead connections"); 0 = no pings.
+   * but whose socket Node never closes (docs/grpc.md, "Dead connections"); 0 = no pings.
    */
   GRPC_KEEPALIVE_TIME_MS: ms(0).default(30_000),
   /** How long a keepalive ping's answer may take before its connection is closed. */
