@@ -2,9 +2,10 @@
  * docs/errors.md against the one error catalogue (src/errors/catalogue.ts): its table has one row
  * per code, with the catalogue's status, title and problem type URI; and no code-like name in
  * backticks anywhere on the page is missing from the catalogue (a renamed or invented code), except
- * the server's environment variables and NOT_CODES.
+ * the server's environment variables, gRPC's status names and NOT_CODES.
  */
 import { readFileSync } from 'node:fs';
+import { status as grpcStatus } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { type ErrorCode, errorCatalogue } from '../../src/errors/index.js';
 import { problemType } from '../../src/http/problem.js';
@@ -42,6 +43,8 @@ describe('docs/errors.md', () => {
     const allowed = new Set<string>([
       ...codes,
       ...Object.keys(serverConfigSchema.shape),
+      // gRPC's status names (the page's bounds say what a gRPC call gets).
+      ...Object.keys(grpcStatus).filter((name) => Number.isNaN(Number(name))),
       ...NOT_CODES,
     ]);
     const named = [...doc.matchAll(/`([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+|[A-Z]{3,})`/g)].map(
