@@ -4,9 +4,7 @@ import { type LayerSpec, layerSchema } from '../checkpoint/model-config.js';
 /**
  * The default network when a training config names no `layers`: for each hidden width a
  * `Linear → norm → ReLU → Dropout` block, then a Linear to the outputs (one per class, or one for
- * regression). The defaults are the bundled digits model's shape (128, 64, BatchNorm1d, p = 0.2),
- * which with the schema's training defaults reaches 0.97–1.00 test accuracy on scikit-learn's wine
- * and breast-cancer copies (seeds 0 and 7; README, Training).
+ * regression). The defaults are the bundled digits model's shape (128, 64, BatchNorm1d, p = 0.2).
  */
 export const architectureSchema = z.strictObject({
   /** Hidden widths, input side first; empty = a single Linear (logistic or linear regression). */
