@@ -9,8 +9,18 @@ import { compileNetwork, compilingNetwork } from './compile.js';
 import { createExecutor, creatingExecutor, type ExecutorOptions } from './create-executor.js';
 import type { Executor } from './executor.js';
 import type { CompiledPlan } from './plan.js';
+import { planFlopsPerRow } from './plan-flops.js';
 import type { StatisticsProbe, StatisticsTap } from './statistics-probe.js';
 import { warmingUp } from './warm-up.js';
+
+/**
+ * Work of one slice of the unfused path (`referencing`), counted as the fused plan's flops per row
+ * (planFlopsPerRow: the unfused layers do that work and the BatchNorms' few more). The nn layers
+ * run in plain JavaScript at about 1 GFLOP/s on one core (bench/README.md, Engine: `unfused`,
+ * digits 26,920 rows/s of 34,560 flops), so a slice is a few milliseconds: a server answering a
+ * `?fused=false` request of 4,096 digits-cnn rows (3 s) keeps answering its other requests.
+ */
+export const REFERENCE_SLICE_FLOPS = 4e6;
 
 /** How a CompiledModel runs its plan: createExecutor's options but the batch size. */
 export type EngineOptions = Omit<ExecutorOptions, 'maxBatchSize'>;
@@ -101,6 +111,27 @@ export class CompiledModel {
   forward(input: Float32Array, rows: number, fused = true, probe?: StatisticsProbe): Float32Array {
     if (fused) return this.executor.run(input, rows, probe);
     return this.reference(input, rows);
+  }
+
+  /**
+   * The unfused eval path in slices of rows (REFERENCE_SLICE_FLOPS of work each), yielding
+   * between them: rows are independent in eval mode, so the outputs are reference()'s bit for
+   * bit. For a caller that must keep an event loop turning (finishYielding).
+   */
+  *referencing(input: Float32Array, rows: number): Sliced<Float32Array> {
+    const width = this.inputWidth;
+    const sliceRows = Math.max(1, Math.floor(REFERENCE_SLICE_FLOPS / planFlopsPerRow(this.plan)));
+    if (rows <= sliceRows) return this.reference(input, rows);
+    const outputs = new Float32Array(rows * this.outputWidth);
+    for (let from = 0; from < rows; from += sliceRows) {
+      const n = Math.min(sliceRows, rows - from);
+      outputs.set(
+        this.reference(input.subarray(from * width, (from + n) * width), n),
+        from * this.outputWidth,
+      );
+      if (from + n < rows) yield;
+    }
+    return outputs;
   }
 
   /** The unfused eval path: input transform, then every layer's eval forward. */

@@ -22,7 +22,7 @@ export {
 } from './compile.js';
 export type { FoldStatistics } from './compile-rules/index.js';
 export { compileRules } from './compile-rules/index.js';
-export { CompiledModel, type EngineOptions } from './compiled-model.js';
+export { CompiledModel, type EngineOptions, REFERENCE_SLICE_FLOPS } from './compiled-model.js';
 export {
   createExecutor,
   creatingExecutor,

@@ -7,7 +7,13 @@ import {
   DynamicBatcher,
 } from './dynamic-batcher.js';
 import type { AvailableVersion, ModelRegistry } from './model-registry.js';
-import { inferSources, offloadsSources, type PredictOutput, runSources } from './predict.js';
+import {
+  inferSources,
+  inferUnfused,
+  offloadsSources,
+  type PredictOutput,
+  runSources,
+} from './predict.js';
 import type { RowSource } from './row-source.js';
 import type { TrafficObserver } from './traffic-observer.js';
 
@@ -99,9 +105,11 @@ export class InferenceService {
   }
 
   /**
-   * Runs one request's rows. Without batching (or on the unfused debugging path) the engine runs
-   * now and the result is returned as is, or, for a call big enough for the engine's helper
-   * thread, arrives when that thread has run it; with batching it arrives when the batch ran.
+   * Runs one request's rows. Without batching the engine runs now and the result is returned as
+   * is, or, for a call big enough for the engine's helper thread, arrives when that thread has run
+   * it; with batching it arrives when the batch ran. The unfused debugging path (`fused` false)
+   * runs in slices with the event loop's turns between them (inferUnfused), and waits as a queued
+   * request does.
    * A request whose caller goes (`caller`'s signal aborts) while it still waits for its batch is
    * not computed: it is rejected with CLIENT_ABORTED. Work already on the engine runs to its end
    * (the transport does not send it); the signal is read only for a request that waits. A
@@ -118,7 +126,11 @@ export class InferenceService {
     caller?: CallerSignal,
   ): PredictOutput | Promise<PredictOutput> {
     const policy = this.policy(served);
-    if (!fused) return runSources(served, [source], false)[0]!;
+    if (!fused) {
+      // Slices with turns between them: the request waits for the engine like a queued one.
+      this.admit(served.name);
+      return this.track(inferUnfused(served, source, caller));
+    }
     if (policy.maxDelayUs === 0) {
       const offload = this.options.engineAsync ?? false;
       const sources = [source];

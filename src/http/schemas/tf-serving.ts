@@ -123,7 +123,8 @@ export const predictRequestSchemaFor = (inputShape: readonly number[], maxRows: 
 
 export const predictQuerySchema = z.strictObject({
   fused: queryFlag('true').meta({
-    description: 'false runs the unfused reference path (every layer in eval mode), for debugging',
+    description:
+      'false runs the unfused reference path (every layer in eval mode, in plain JavaScript: 20–40 times the fused time, in slices between which the server answers other requests), for debugging',
   }),
 });
 
