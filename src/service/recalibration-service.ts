@@ -377,6 +377,11 @@ export class RecalibrationSession {
     try {
       const result = await this.recalibrator.finish();
       this.service.jobs.update(this.job, { phase: 'publishing' });
+      // On disk before anything of the version is: a process that finds this job abandoned
+      // says "nothing was published" only for an earlier phase (abandonedMessage). Queued behind
+      // the progress records, the phase reached the disk after the version's rename, and a job
+      // killed in between was reported as having published nothing, its version served.
+      await this.service.jobs.flush();
       const dataSha256 = this.hash.digest('hex');
       const parentConfig = this.parent.checkpoint.config;
       const { mode, priorStrength, batchSize, note, source } = this.request;
