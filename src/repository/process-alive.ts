@@ -1,16 +1,35 @@
+import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { errnoOf } from '../errors/index.js';
 import { hostTag } from './atomic-write.js';
 
-/** Whether a process of this host is alive (signal 0 probes without signalling). */
+/**
+ * Whether a process of this host is alive (signal 0 probes without signalling). A zombie — a
+ * process that has exited but that its parent has not reaped yet — still answers signal 0; it is
+ * dead, and said so where /proc tells (Linux): a container whose PID 1 reaps late kept a killed
+ * server's job "running" and its lock held for a second or two after it died.
+ */
 export function isProcessAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (e) {
     // EPERM: it exists but belongs to someone else.
-    return errnoOf(e) === 'EPERM';
+    if (errnoOf(e) !== 'EPERM') return false;
   }
+  return !exitedUnreaped(pid);
+}
+
+/** Whether /proc/<pid>/stat says zombie (Z) or dead (X); false where there is no /proc. */
+export function exitedUnreaped(pid: number): boolean {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+  } catch {
+    return false;
+  }
+  // `pid (comm) state …`: comm may hold spaces and parentheses, so the state follows the last ')'.
+  const state = stat.charAt(stat.lastIndexOf(')') + 2);
+  return state === 'Z' || state === 'X';
 }
 
 /**
