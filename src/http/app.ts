@@ -150,6 +150,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   app.decorateRequest('receivedAt', 0);
   app.decorateRequest('clientGone', false);
   app.decorateRequest('lineLevel', 'info');
+  app.decorateRequest('onReceiveTimeout', undefined);
   app.decorateReply('signal', { getter: replySignal });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);

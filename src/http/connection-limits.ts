@@ -84,12 +84,13 @@ export const requestTimedOut = (socket: Socket): boolean => timedOutSockets.has(
  * everything else, then the connection is closed.
  */
 export function clientErrorHandler(log: FastifyBaseLogger, metrics: ServiceMetrics) {
-  return (err: NodeJS.ErrnoException, socket: Socket): void => {
+  const onClientError = (err: NodeJS.ErrnoException, socket: Socket): void => {
     if (err.code === 'ECONNRESET' || socket.destroyed) return;
     let error: NormserveError;
     let message: string;
     if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
       timedOutSockets.add(socket);
+      if (routeAnswersTimeout(socket, () => onClientError(err, socket))) return;
       error = requestNotArrived();
       message = RECEIVE_TIMED_OUT;
     } else if (err.code === 'HPE_HEADER_OVERFLOW') {
@@ -121,6 +122,33 @@ export function clientErrorHandler(log: FastifyBaseLogger, metrics: ServiceMetri
       writeProblem(socket, error, response?.req?.url, reply?.request, requestId);
     socket.destroy(err);
   };
+  return onClientError;
+}
+
+/**
+ * How long a route that answers its own upload's timeout (onReceiveTimeout) has to answer before
+ * the 408 is written for it and the connection closed, as for any other request.
+ */
+export const ROUTE_TIMEOUT_ANSWER_MS = 5_000;
+
+/**
+ * A request cut at REQUEST_TIMEOUT_MS whose route answers the cut itself: its onReceiveTimeout is
+ * called and the connection left open for its answer; `fallback` (the 408 written here) runs if
+ * none was sent within ROUTE_TIMEOUT_ANSWER_MS. False for every other request.
+ */
+function routeAnswersTimeout(socket: Socket, fallback: () => void): boolean {
+  const response = (socket as Socket & { _httpMessage?: ServerResponse })._httpMessage;
+  const reply = response && replyOf(response);
+  const onTimeout = reply?.request.onReceiveTimeout;
+  if (!response || !reply || response.headersSent || onTimeout === undefined) return false;
+  reply.request.onReceiveTimeout = undefined;
+  const timer = setTimeout(() => {
+    if (!response.headersSent && !socket.destroyed) fallback();
+  }, ROUTE_TIMEOUT_ANSWER_MS);
+  timer.unref();
+  response.once('close', () => clearTimeout(timer));
+  onTimeout();
+  return true;
 }
 
 /**

@@ -3,6 +3,7 @@ import type { FastifyReply, FastifyRequest, preValidationHookHandler } from 'fas
 import type { z } from 'zod';
 import { NormserveError } from '../errors/index.js';
 import {
+  callerGone,
   checkModeOptions,
   checkRecalibrationCapacity,
   labelColumnFor,
@@ -139,7 +140,12 @@ export function recalibrateHandler(
             read: (_parent, width) =>
               (contentType === NDJSON ? ndjsonRows : float32Rows)(body, width, limit),
           };
+    // REQUEST_TIMEOUT_MS's cut of the upload ends the reading here, and the 408 is answered
+    // once the job has failed and given the model's lock back (connection-limits.ts).
+    const receiving = new AbortController();
+    if (!json) request.onReceiveTimeout = () => receiving.abort(callerGone());
     const started = await service.recalibrate(recalibration, rows, {
+      receiving: receiving.signal,
       acceptsJob: true,
       // A refusal is this request's 4xx, on its request line alone (docs/errors.md).
       answersRefusals: true,
@@ -151,7 +157,7 @@ export function recalibrateHandler(
         requestTimedOut(request.raw.socket)
           ? new NormserveError(
               'REQUEST_TIMEOUT',
-              `the upload did not arrive within REQUEST_TIMEOUT_MS (${config.REQUEST_TIMEOUT_MS} ms); ${rowsRead} rows had been read${runningModeHint(recalibration)}`,
+              `the upload did not arrive within REQUEST_TIMEOUT_MS (${config.REQUEST_TIMEOUT_MS} ms); ${rowsRead} rows had been taken (rows are taken in chunks of up to 4,096: those of a chunk not yet full are not counted)${runningModeHint(recalibration)}`,
               { cause: e },
             )
           : e,

@@ -45,6 +45,13 @@ declare module 'fastify' {
      * of the server (problem.ts, problemLogLevel), else `info`.
      */
     lineLevel: 'info' | 'warn';
+    /**
+     * Set by a route that answers REQUEST_TIMEOUT_MS's cut of its upload itself
+     * (connection-limits.ts): called instead of writing the 408 at once, it ends the route's
+     * reading, and the route answers once what the upload held is released (a recalibration's
+     * lock and job), so a client retrying on the 408 finds the model free.
+     */
+    onReceiveTimeout: (() => void) | undefined;
   }
 }
 

@@ -177,6 +177,12 @@ export interface RecalibrateOptions {
    * sees) and of a caller without a request (AUTO_RECALIBRATE).
    */
   answersRefusals?: boolean;
+  /**
+   * Aborts when the rows will not arrive whole (an HTTP upload cut at REQUEST_TIMEOUT_MS): the
+   * wait for the next chunk ends with the signal's reason, as a read that failed, and the job
+   * fails and gives its lock back before `recalibrate` rejects (the caller answers after that).
+   */
+  receiving?: AbortSignal;
 }
 
 /** Whether `error` refuses the request that asked for the recalibration (a 4xx of the catalogue). */
@@ -188,6 +194,22 @@ export type RecalibrationStarted =
   | { job: Pick<Job, 'id' | 'state'> };
 
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/** A promise that rejects with `signal`'s reason once it aborts (never without a signal). */
+function abortedWith(signal: AbortSignal | undefined): {
+  rejects: Promise<never>;
+  dispose: () => void;
+} {
+  let onAbort = () => {};
+  const rejects = new Promise<never>((_, reject) => {
+    if (signal === undefined) return;
+    onAbort = () => reject(signal.reason);
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+  });
+  rejects.catch(() => undefined);
+  return { rejects, dispose: () => signal?.removeEventListener('abort', onAbort) };
+}
 
 /**
  * An error of createRecalibrator placed at the request's field names: it names the option it
@@ -325,7 +347,10 @@ export class RecalibrationSession {
    * read (a slow client would hold its 400 and the model's lock); its error wins over a read error
    * that follows it.
    */
-  async pushAll(chunks: AsyncIterable<Float32Array> | Iterable<Float32Array>): Promise<void> {
+  async pushAll(
+    chunks: AsyncIterable<Float32Array> | Iterable<Float32Array>,
+    receiving?: AbortSignal,
+  ): Promise<void> {
     const it: AsyncIterator<Float32Array> | Iterator<Float32Array> =
       Symbol.asyncIterator in chunks
         ? chunks[Symbol.asyncIterator]()
@@ -334,6 +359,8 @@ export class RecalibrationSession {
     let refused: Promise<never> | undefined;
     // The shutdown's interruption ends an upload that waits for its next chunk, too.
     const interruption = this.service.interruptionOf(this.job);
+    // So does the end of the upload's reception (RecalibrateOptions.receiving).
+    const cut = abortedWith(receiving);
     try {
       for (;;) {
         const next = Promise.resolve(it.next());
@@ -341,7 +368,9 @@ export class RecalibrationSession {
         next.catch(() => undefined);
         // While a push runs, a rejection of it ends the upload before the next chunk arrives.
         const step = await Promise.race(
-          refused ? [next, refused, interruption.rejects] : [next, interruption.rejects],
+          refused
+            ? [next, refused, interruption.rejects, cut.rejects]
+            : [next, interruption.rejects, cut.rejects],
         );
         if (step.done) break;
         await taking;
@@ -354,7 +383,7 @@ export class RecalibrationSession {
     } catch (e) {
       // A read error after a refused chunk: the chunk's error is the one to report.
       await taking?.catch(() => undefined);
-      if (this.rejected || interruption.happened()) {
+      if (this.rejected || interruption.happened() || receiving?.aborted) {
         // The read in flight, if any, is abandoned: its reader ends when it next wakes.
         void Promise.resolve(it.return?.()).catch(() => undefined);
         throw this.rejected?.error ?? e;
@@ -362,6 +391,7 @@ export class RecalibrationSession {
       throw e;
     } finally {
       interruption.dispose();
+      cut.dispose();
     }
   }
 
@@ -913,7 +943,7 @@ export class RecalibrationService {
         const data = inputShapeOf(session.parent).readInstances(rows.instances, rows.path);
         await session.pushAll(slices(data, 1024 * session.width));
       } else {
-        await session.pushAll(rows.read(session.parent, session.width));
+        await session.pushAll(rows.read(session.parent, session.width), options.receiving);
       }
     } catch (e) {
       const error = options.readFailed ? options.readFailed(e, session.rows) : e;

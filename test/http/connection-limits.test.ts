@@ -161,6 +161,22 @@ describe('REQUEST_TIMEOUT_MS', () => {
     async (mode, extra) => {
       const port = await listen({ REQUEST_TIMEOUT_MS: '1000', ADMIN_TOKEN });
       const { socket, received } = open(port);
+      const jobs = join(t!.repository, '.jobs');
+      const jobRecord = () => {
+        const files = existsSync(jobs) ? readdirSync(jobs).filter((f) => f.endsWith('.json')) : [];
+        return files.length === 1
+          ? (JSON.parse(readFileSync(join(jobs, files[0]!), 'utf8')) as {
+              state: string;
+              error?: { code: string; message: string };
+            })
+          : undefined;
+      };
+      // Whether the model's lock is held when the 408's first byte arrives: a client that retries
+      // on it must find the model free.
+      const lock = join(t!.repository, 'digits', '.recalibration.lock');
+      const lockedAtAnswer = new Promise<boolean>((resolve) =>
+        socket.once('data', () => resolve(existsSync(lock))),
+      );
       socket.write(
         `POST /v1/models/digits:recalibrate?mode=${mode}${extra} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${ADMIN_TOKEN}\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n`,
       );
@@ -171,17 +187,25 @@ describe('REQUEST_TIMEOUT_MS', () => {
       const raw = await received;
       clearInterval(drip);
       expect(problemOf(raw)).toMatchObject({ status: 408, code: 'REQUEST_TIMEOUT' });
-      const jobs = join(t!.repository, '.jobs');
-      let job: { state: string; error?: { code: string; message: string } } | undefined;
+      expect(await lockedAtAnswer).toBe(false);
+      // The record other processes read follows (written behind the answer).
+      let job = jobRecord();
       for (let i = 0; i < 200 && job?.state !== 'failed'; i++) {
-        const files = existsSync(jobs) ? readdirSync(jobs).filter((f) => f.endsWith('.json')) : [];
-        if (files.length === 1) job = JSON.parse(readFileSync(join(jobs, files[0]!), 'utf8'));
-        if (job?.state !== 'failed') await new Promise((r) => setTimeout(r, 50));
+        await new Promise((r) => setTimeout(r, 50));
+        job = jobRecord();
       }
       expect(job).toMatchObject({ state: 'failed', error: { code: 'REQUEST_TIMEOUT' } });
+      // A retry right away is taken, not refused 409 for the upload that timed out.
+      const retry = await t!.app.inject({
+        method: 'POST',
+        url: `/v1/models/digits:recalibrate?mode=${mode}${extra}&activate=false`,
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/x-ndjson' },
+        payload: Array.from({ length: 8 }, (_, i) => JSON.stringify(digitsRow(i))).join('\n'),
+      });
+      expect(retry.statusCode, retry.body).toBe(201);
       const message = job!.error!.message;
       expect(message).toMatch(
-        /^the upload did not arrive within REQUEST_TIMEOUT_MS \(1000 ms\); \d+ rows had been read/,
+        /^the upload did not arrive within REQUEST_TIMEOUT_MS \(1000 ms\); \d+ rows had been taken \(rows are taken in chunks of up to 4,096: those of a chunk not yet full are not counted\)/,
       );
       // Running mode reads as fast as it computes: the message says the server may be the slow side.
       if (mode === 'running')
