@@ -35,11 +35,13 @@ const COUNT_MESSAGE = 'expected a positive integer: how many classes to return f
 
 /**
  * Reads a "classification" value: undefined when not set, else a positive integer (a JSON number,
- * or a gRPC int64_param read as a number); anything else is a 400 at `path`.
+ * or a gRPC int64_param read as a number); anything else is a 400 at `path`. Any size: a count
+ * beyond the classes answers every class (classifiedTensor), so an int64 past 2^53, which reaches
+ * here rounded, or 1e300 is as good as 11 for a model of 10 classes.
  */
 export function classificationCount(value: unknown, path: string): number | undefined {
   if (value === undefined) return undefined;
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1)
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1)
     return failInput(path, COUNT_MESSAGE);
   return value;
 }

@@ -225,11 +225,31 @@ describe('classification on /infer and gRPC ModelInfer', () => {
   });
 
   it('a count past the number of classes answers every class, as Triton clamps it', async () => {
-    const res = await infer(body([{ name: 'logits', parameters: { classification: 25 } }]));
-    expect(res.statusCode, res.body).toBe(200);
-    const classes = res.json<InferResponse>().outputs[0]!;
-    expect(classes.shape).toEqual([rows.length, 10]);
-    expect(classes.data).toEqual(expectedTensor(values.logits, 10));
+    // However large: past 2^53 (an int64 rounded to a double), 1e300.
+    for (const count of [25, 2 ** 53 + 2, 1e300]) {
+      const res = await infer(body([{ name: 'logits', parameters: { classification: count } }]));
+      expect(res.statusCode, res.body).toBe(200);
+      const classes = res.json<InferResponse>().outputs[0]!;
+      expect(classes.shape).toEqual([rows.length, 10]);
+      expect(classes.data).toEqual(expectedTensor(values.logits, 10));
+    }
+    // gRPC: int64's largest value.
+    const res = await g.client.call<GrpcReply>('ModelInfer', {
+      model_name: 'digits',
+      inputs: [{ name: 'input', datatype: 'FP32', shape: [rows.length, 64] }],
+      raw_input_contents: [f32Bytes(flat)],
+      outputs: [
+        {
+          name: 'logits',
+          parameters: { classification: { int64_param: '9223372036854775807' } },
+        },
+      ],
+    });
+    if (!res.ok) throw new Error(res.error.details);
+    expect(res.value.outputs[0]!.shape).toEqual([rows.length, 10]);
+    expect(bytesElements(res.value.raw_output_contents[0]!)).toEqual(
+      expectedTensor(values.logits, 10),
+    );
   });
 
   it('other output parameters are still accepted (the protocol allows extensions)', async () => {
@@ -244,7 +264,7 @@ describe('refused classifications', () => {
   const count = /^expected a positive integer: how many classes to return/;
 
   it('REST: a count that is not a positive integer is a 400 naming the parameter', async () => {
-    for (const bad of [0, -1, 2.5, '3', true, null, {}, 2 ** 53]) {
+    for (const bad of [0, -1, 2.5, '3', true, null, {}, Number.POSITIVE_INFINITY]) {
       expectInvalid(await infer(body([{ name: 'logits', parameters: { classification: bad } }])), [
         { path, message: count },
       ]);
