@@ -56,7 +56,26 @@ export function splitInferBody(
       `the JSON header is said to be ${length} bytes but the body has ${body.length}`,
     );
   }
-  return { json: utf8Body(body, 0, length), binary: body.subarray(length) };
+  try {
+    return { json: utf8Body(body, 0, length), binary: body.subarray(length) };
+  } catch (e) {
+    throw withLengthHint(e as Error, length); // a length that ends inside a character, likely
+  }
+}
+
+/**
+ * A JSON header that is not UTF-8 or not JSON, cut where Inference-Header-Content-Length says:
+ * a wrong length (one ending inside a character or short of the JSON's end, or one reaching into
+ * the tensor bytes) gives exactly that, so the message names the length as well.
+ */
+function withLengthHint(error: Error, length: number): Error {
+  if (!isNormserveError(error) || (error.code !== 'INVALID_JSON' && error.code !== 'INVALID_INPUT'))
+    return error;
+  return new NormserveError(
+    error.code,
+    `${error.message.replace(/^the request body /, 'the JSON header ')} (the JSON header is the body's first ${length} bytes, as ${HEADER_LENGTH_NAME} says: check that it is the header's length in bytes)`,
+    { errors: error.errors, extra: { ...error.extra }, cause: error },
+  );
 }
 
 /**
@@ -88,7 +107,10 @@ export function parseInferHeader(
     error = e;
     parsed = value;
   });
-  if (error) throw lengthGiven ? error : withoutLengthHint(error);
+  if (error)
+    throw lengthGiven
+      ? withLengthHint(error, Buffer.byteLength(text))
+      : withoutLengthHint(error);
   return parsed;
 }
 

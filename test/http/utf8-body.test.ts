@@ -74,7 +74,38 @@ describe('a JSON body that is no UTF-8', () => {
         'inference-header-content-length': String(header.length),
       },
     });
-    expect(expectProblem(res, 400, 'INVALID_INPUT').detail).toBe(NOT_UTF8);
+    expect(expectProblem(res, 400, 'INVALID_INPUT').detail).toBe(
+      `the JSON header is not valid UTF-8 (the JSON header is the body's first ${header.length} bytes, as Inference-Header-Content-Length says: check that it is the header's length in bytes)`,
+    );
+  });
+
+  it('a header length that cuts a character, or reaches into the tensor bytes, is named', async () => {
+    const header = Buffer.from(JSON.stringify(inferBody([digitsRow()], { id: 'é' })));
+    const tensor = Buffer.from(new Float32Array(64).buffer); // zeros: valid UTF-8
+    const send = (length: number) =>
+      t.app.inject({
+        method: 'POST',
+        url: '/v2/models/digits/infer',
+        payload: Buffer.concat([header, tensor]),
+        headers: {
+          'content-type': 'application/octet-stream',
+          'inference-header-content-length': String(length),
+        },
+      });
+    // Inside the two bytes of "é" (the id comes first in the header).
+    const cut = header.indexOf(Buffer.from('é')) + 1;
+    expect(expectProblem(await send(cut), 400, 'INVALID_INPUT').detail).toMatch(
+      new RegExp(
+        `^the JSON header is not valid UTF-8 \\(the JSON header is the body's first ${cut} bytes, as Inference-Header-Content-Length says`,
+      ),
+    );
+    // Past the header's end: the first tensor bytes read as JSON.
+    const detail = expectProblem(await send(header.length + 4), 400, 'INVALID_JSON').detail;
+    expect(detail).toMatch(
+      new RegExp(
+        `\\(the JSON header is the body's first ${header.length + 4} bytes, as Inference-Header-Content-Length says: check that it is the header's length in bytes\\)$`,
+      ),
+    );
   });
 
   it('a syntax error after multi-byte characters keeps its line and column (in characters)', async () => {
