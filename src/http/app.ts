@@ -16,7 +16,12 @@ import { OCTET_STREAM } from './binary-infer.js';
 import { trackCallers } from './callers.js';
 import { abortReply, linkReply, replyOf, replySignal } from './client-gone.js';
 import { drainableConnections, IDLE_LINGER_MS, type ListenerHandover } from './connection-drain.js';
-import { clientErrorHandler, httpServerOptions, limitConnections } from './connection-limits.js';
+import {
+  clientErrorHandler,
+  httpServerOptions,
+  limitConnections,
+  refuseConnect,
+} from './connection-limits.js';
 import { decodeContentEncoding } from './content-encoding.js';
 import { routeUnmetExpectations, unmetExpectation } from './expectations.js';
 import { parseJsonBytes } from './json-body.js';
@@ -139,6 +144,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     },
   }).withTypeProvider<ZodTypeProvider>();
   limitConnections(app.server, deps.config.MAX_CONNECTIONS, deps.metrics);
+  refuseConnect(app.server, logger, deps.metrics);
   routeUnmetExpectations(app.server);
   app.decorate('deps', deps);
   app.decorateRequest('inference', undefined);

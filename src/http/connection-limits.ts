@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { type Server, type ServerResponse, STATUS_CODES } from 'node:http';
+import { type IncomingMessage, type Server, type ServerResponse, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify';
 import { NormserveError, requestNotArrived } from '../errors/index.js';
@@ -149,6 +149,39 @@ function routeAnswersTimeout(socket: Socket, fallback: () => void): boolean {
   response.once('close', () => clearTimeout(timer));
   onTimeout();
   return true;
+}
+
+/**
+ * CONNECT (a proxy's tunnel: RFC 9110 §9.3.6) is answered with a 400 problem, logged and counted
+ * as the parser's refusals are; Node hands such a request to 'connect' listeners only and, with
+ * none, closed the connection without a byte, a line or a count. nginx, not a proxy either,
+ * answers it 400 too.
+ */
+export function refuseConnect(
+  server: Server,
+  log: FastifyBaseLogger,
+  metrics: ServiceMetrics,
+): void {
+  server.on('connect', (_request: IncomingMessage, socket: Socket) => {
+    const error = new NormserveError(
+      'INVALID_INPUT',
+      'CONNECT is not served: normserve is not a proxy',
+    );
+    const requestId = randomUUID();
+    log.info(
+      {
+        method: 'CONNECT',
+        status: error.status,
+        code: error.code,
+        [REQUEST_ID_LOG_FIELD]: requestId,
+      },
+      'CONNECT refused',
+    );
+    metrics.countUnparsedRequest(error.status);
+    socket.on('error', () => undefined);
+    if (socket.writable) writeProblem(socket, error, undefined, undefined, requestId);
+    socket.end();
+  });
 }
 
 /**

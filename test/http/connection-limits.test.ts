@@ -427,3 +427,33 @@ describe('a request answered before its body was read whole', () => {
     await received;
   });
 });
+
+describe('CONNECT', () => {
+  it('is answered with a 400 problem, logged and counted, not a connection closed in silence', async () => {
+    const lines: { msg: string; status?: number; code?: string }[] = [];
+    const logger = pino(
+      { level: 'info' },
+      { write: (l: string) => void lines.push(JSON.parse(l)) },
+    );
+    t = await makeTestApp({ logger });
+    await t.app.listen({ port: 0, host: '127.0.0.1' });
+    const { port } = t.app.server.address() as { port: number };
+    const { socket, received } = open(port);
+    socket.write(`CONNECT 127.0.0.1:${port} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`);
+    const raw = await received;
+    expect(raw).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+    const problem = JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4)) as Record<string, unknown>;
+    expect(problem).toMatchObject({
+      status: 400,
+      code: 'INVALID_INPUT',
+      detail: 'CONNECT is not served: normserve is not a proxy',
+    });
+    expect(lines).toContainEqual(
+      expect.objectContaining({ msg: 'CONNECT refused', status: 400, code: 'INVALID_INPUT' }),
+    );
+    const metrics = (await t.app.inject({ url: '/metrics' })).body;
+    expect(metrics).toContain(
+      'normserve_http_requests_total{method="",route="unmatched",status="400",model="",version=""} 1',
+    );
+  });
+});
