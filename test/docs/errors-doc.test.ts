@@ -14,7 +14,7 @@ import { serverConfigSchema } from '../../src/service/index.js';
 const doc = readFileSync(new URL('../../docs/errors.md', import.meta.url), 'utf8');
 const codes = Object.keys(errorCatalogue) as ErrorCode[];
 /** Upper-case words the page may put in backticks that are not codes: HTTP methods, version states. */
-const NOT_CODES = ['GET', 'POST', 'PUT', 'DELETE', 'AVAILABLE', 'FAILED'];
+const NOT_CODES = ['GET', 'POST', 'PUT', 'DELETE', 'CONNECT', 'AVAILABLE', 'FAILED'];
 
 /** Rows of the catalogue table: `| \`CODE\` | status | title | \`type\` | when |`. */
 function catalogueRows(): Map<string, string[]> {
