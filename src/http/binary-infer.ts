@@ -64,6 +64,24 @@ export function splitInferBody(
 }
 
 /**
+ * Whether a JSON syntax error in a header cut at its declared length looks like a wrong length:
+ * the text ends inside the JSON (too short), or holds a whole JSON value before the error (too
+ * long: the tensor bytes after it). Any other error — a NaN, a key too many — is the JSON's own.
+ */
+function cutWrong(error: Error, text: string): boolean {
+  if (!isNormserveError(error) || error.code !== 'INVALID_JSON') return false;
+  const offset = (error.extra.position as { offset?: unknown } | undefined)?.offset;
+  if (typeof offset !== 'number') return false;
+  if (offset >= text.trimEnd().length) return true;
+  try {
+    JSON.parse(text.slice(0, offset));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
  * A JSON header that is not UTF-8 or not JSON, cut where Inference-Header-Content-Length says:
  * a wrong length (one ending inside a character or short of the JSON's end, or one reaching into
  * the tensor bytes) gives exactly that, so the message names the length as well.
@@ -108,9 +126,11 @@ export function parseInferHeader(
     parsed = value;
   });
   if (error)
-    throw lengthGiven
-      ? withLengthHint(error, Buffer.byteLength(text))
-      : withoutLengthHint(error);
+    throw !lengthGiven
+      ? withoutLengthHint(error)
+      : cutWrong(error, text)
+        ? withLengthHint(error, Buffer.byteLength(text))
+        : error;
   return parsed;
 }
 
