@@ -23,7 +23,7 @@ import {
   refuseConnect,
 } from './connection-limits.js';
 import { decodeContentEncoding } from './content-encoding.js';
-import { routeUnmetExpectations, unmetExpectation } from './expectations.js';
+import { continueBeforeBody, routeUnmetExpectations, unmetExpectation } from './expectations.js';
 import { parseJsonBytes } from './json-body.js';
 import { JSON_TYPE } from './json-responses.js';
 import { notFoundHandler } from './not-found.js';
@@ -250,6 +250,8 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   app.addHook('onRoute', routeGuards({ admin: deps.adminToken, api: deps.config.API_TOKEN }));
   // Every documented route refuses a query parameter it does not read (strict-query.ts).
   app.addHook('onRoute', strictQuery);
+  // Last: a 100 Continue only once the route's guards have passed (expectations.ts).
+  app.addHook('onRoute', continueBeforeBody);
 
   const openApiText = await registerOpenApi(app, openApiAtStart ?? false);
   await indexRoutes(app);

@@ -1,8 +1,11 @@
 import type { IncomingMessage, Server } from 'node:http';
+import type { preParsingHookHandler, RouteOptions } from 'fastify';
 import { NormserveError, quote } from '../errors/index.js';
 
 /** Requests whose `Expect` asks for something other than 100-continue. */
 const unmet = new WeakSet<IncomingMessage>();
+/** Requests with `Expect: 100-continue` that have not been told to send their body yet. */
+const awaitingContinue = new WeakSet<IncomingMessage>();
 
 /**
  * `Expect` other than `100-continue` (RFC 9110 §10.1.1): Node answers such a request itself with
@@ -15,6 +18,28 @@ export function routeUnmetExpectations(server: Server): void {
     unmet.add(request);
     server.emit('request', request, response);
   });
+  // 100-continue: Node would answer `100 Continue` at once, inviting a body the route may refuse
+  // unread (a 401 without a token, a 404 model). The go-ahead is sent when the route is about to
+  // read the body instead (continueBeforeBody), once its guards have passed; a request refused
+  // before that gets its answer in place of the 100, and its client sends no body.
+  server.on('checkContinue', (request: IncomingMessage, response) => {
+    awaitingContinue.add(request);
+    server.emit('request', request, response);
+  });
+}
+
+/** The last preParsing hook of a route: the 100 Continue of a request that waits for it. */
+const sendContinue: preParsingHookHandler = (request, reply, payload, done) => {
+  if (awaitingContinue.delete(request.raw) && !reply.raw.headersSent) reply.raw.writeContinue();
+  done(null, payload);
+};
+
+/**
+ * An onRoute hook, added after every other (the access guards among them): appends sendContinue
+ * to the route's preParsing hooks, so it runs after every check made before a body is read.
+ */
+export function continueBeforeBody(route: RouteOptions): void {
+  route.preParsing = [...(route.preParsing ? [route.preParsing].flat() : []), sendContinue];
 }
 
 /** The error for a request routeUnmetExpectations handed on, else undefined. */

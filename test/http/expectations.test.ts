@@ -5,8 +5,9 @@
  * parser).
  */
 import { request } from 'node:http';
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makeTestApp, type TestApp } from '../helpers/app.js';
+import { ADMIN_TOKEN, makeTestApp, type TestApp } from '../helpers/app.js';
 import { digitsRow } from './http-helpers.js';
 
 let t: TestApp;
@@ -73,6 +74,42 @@ describe('Expect', () => {
     const res = await post('100-continue');
     expect(res.status, res.body).toBe(200);
     expect(JSON.parse(res.body)).toHaveProperty('predictions');
+  });
+
+  it('100-continue waits for the route’s guards: a request refused unread gets its answer, no 100', async () => {
+    // The first line the server sends for headers that expect 100-continue, the body held back.
+    const firstLine = (path: string, headers: string) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = connect(port, '127.0.0.1');
+        let text = '';
+        socket.setEncoding('utf8').on('data', (d: string) => {
+          text += d;
+          const end = text.indexOf('\r\n');
+          if (end !== -1) {
+            socket.destroy();
+            resolve(text.slice(0, end));
+          }
+        });
+        socket.on('error', reject);
+        socket.write(
+          `POST ${path} HTTP/1.1\r\nHost: x\r\n${headers}Content-Length: 100000000\r\nExpect: 100-continue\r\n\r\n`,
+        );
+      });
+    // No admin token: 401 before any of the 100 MB would be sent.
+    expect(await firstLine('/v1/models/digits:recalibrate', 'Content-Type: text/csv\r\n')).toBe(
+      'HTTP/1.1 401 Unauthorized',
+    );
+    // No such route: its refusal (a 413 for this length before the 404), no 100.
+    expect(await firstLine('/v1/nothing', 'Content-Type: application/json\r\n')).toMatch(
+      /^HTTP\/1\.1 4\d\d /,
+    );
+    // With the token, the route is about to read the body: 100 Continue.
+    expect(
+      await firstLine(
+        '/v1/models/digits:recalibrate',
+        `Content-Type: text/csv\r\nAuthorization: Bearer ${ADMIN_TOKEN}\r\n`,
+      ),
+    ).toBe('HTTP/1.1 100 Continue');
   });
 
   it('the next request on the server is served as usual', async () => {
