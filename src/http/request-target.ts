@@ -15,6 +15,8 @@ import { NormserveError } from '../errors/index.js';
  * - a fragment in the request target (`/v1/models/digits#x`): the target's grammar has none
  *   (RFC 9112 §3.2, origin-form = absolute-path [ "?" query ]; a fragment stays with the client,
  *   RFC 9110 §4.2.5). The router cut it and read `x` as a query parameter, unknown to the route.
+ * - the asterisk-form target `*` with a method other than OPTIONS (RFC 9112 §3.2.4: "only used
+ *   for a server-wide OPTIONS request"): the router read it as `/` and answered the index page.
  */
 export function malformedTarget(request: IncomingMessage): NormserveError | undefined {
   if (request.headers.host === undefined && request.httpVersion !== '1.0')
@@ -26,6 +28,11 @@ export function malformedTarget(request: IncomingMessage): NormserveError | unde
     return new NormserveError(
       'INVALID_INPUT',
       'the request has more than one Host header; HTTP/1.1 allows one (RFC 9112 §3.2)',
+    );
+  if (request.url === '*' && request.method !== 'OPTIONS')
+    return new NormserveError(
+      'INVALID_INPUT',
+      `the request target '*' is for OPTIONS only (RFC 9112 §3.2.4); ${request.method} takes a path`,
     );
   if (request.url?.includes('#'))
     return new NormserveError(

@@ -80,6 +80,14 @@ describe('the request target and Host', () => {
     expect(res.body).not.toContain('query parameter');
   });
 
+  it("'*' as the target of a method other than OPTIONS is a 400 saying so, not the index page", async () => {
+    const res = await raw('GET * HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n');
+    expect(res.status).toBe(400);
+    expect(res.body).toContain(
+      "the request target '*' is for OPTIONS only (RFC 9112 §3.2.4); GET takes a path",
+    );
+  });
+
   it('a request with Host and no fragment is served', async () => {
     const res = await raw(
       'GET /v1/models/digits HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n',
