@@ -12,6 +12,8 @@ import { NormserveError } from '../errors/index.js';
  *   Node kept the first of several and said nothing; its own check for a missing one
  *   (requireHostHeader, turned off in httpServerOptions) answered a bodiless 400 with no
  *   Content-Type and no request id. HTTP/1.0 has no such rule and is served without one.
+ * - two Content-Type lines: Node kept the first and dropped the other without a word, so a body
+ *   could be read as a type another hop (a proxy that keeps the last) did not check it as.
  * - a fragment in the request target (`/v1/models/digits#x`): the target's grammar has none
  *   (RFC 9112 §3.2, origin-form = absolute-path [ "?" query ]; a fragment stays with the client,
  *   RFC 9110 §4.2.5). The router cut it and read `x` as a query parameter, unknown to the route.
@@ -24,10 +26,15 @@ export function malformedTarget(request: IncomingMessage): NormserveError | unde
       'INVALID_INPUT',
       'the request has no Host header, which HTTP/1.1 requires (RFC 9112 §3.2)',
     );
-  if (hostLines(request.rawHeaders) > 1)
+  if (headerLines(request.rawHeaders, 'host') > 1)
     return new NormserveError(
       'INVALID_INPUT',
       'the request has more than one Host header; HTTP/1.1 allows one (RFC 9112 §3.2)',
+    );
+  if (headerLines(request.rawHeaders, 'content-type') > 1)
+    return new NormserveError(
+      'INVALID_INPUT',
+      'the request has more than one Content-Type header; a body has one type (RFC 9110 §8.3)',
     );
   if (request.url === '*' && request.method !== 'OPTIONS')
     return new NormserveError(
@@ -42,9 +49,9 @@ export function malformedTarget(request: IncomingMessage): NormserveError | unde
   return undefined;
 }
 
-/** How many of a request's header lines are Host (rawHeaders: name, value, name, value, …). */
-function hostLines(rawHeaders: readonly string[]): number {
+/** How many of a request's header lines are `name` (rawHeaders: name, value, name, value, …). */
+function headerLines(rawHeaders: readonly string[], name: string): number {
   let n = 0;
-  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i]!.toLowerCase() === 'host') n++;
+  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i]!.toLowerCase() === name) n++;
   return n;
 }

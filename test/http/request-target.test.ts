@@ -64,6 +64,16 @@ describe('the request target and Host', () => {
     );
   });
 
+  it('two Content-Type lines are a 400 saying so, not the first one read silently', async () => {
+    const res = await raw(
+      'POST /v1/models/digits:predict HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Type: text/csv\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}',
+    );
+    expect(res.status).toBe(400);
+    expect(res.body).toContain(
+      'the request has more than one Content-Type header; a body has one type (RFC 9110 §8.3)',
+    );
+  });
+
   it('an HTTP/1.0 request without Host is served', async () => {
     const res = await raw('GET /healthz HTTP/1.0\r\n\r\n');
     expect(res.status).toBe(200);
