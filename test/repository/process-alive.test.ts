@@ -25,17 +25,31 @@ describe.skipIf(!existsSync('/proc/self/stat'))('isProcessAlive', () => {
   });
 
   it('a zombie is not alive, and its parent that never reaps it is', async () => {
-    // The shell starts a child that exits at once, then becomes `sleep`, which never waits for
-    // children: the child stays a zombie as long as `sleep` runs.
-    const parent = spawn('sh', ['-c', 'true & echo $!; exec sleep 600'], {
-      stdio: ['ignore', 'pipe', 'ignore'],
+    // The shell starts a child that waits for a line on the shell's stdin, then becomes `sleep`,
+    // which never waits for children. The line is sent once the shell is `sleep`: the child
+    // exits then and stays a zombie (a child that exited before the exec could be reaped by the
+    // shell itself).
+    const parent = spawn('sh', ['-c', 'exec 3<&0; (read line <&3) & echo $!; exec sleep 600'], {
+      stdio: ['pipe', 'pipe', 'ignore'],
     });
     children.push(parent);
     const [line] = await new Promise<string[]>((resolve) =>
       createInterface({ input: parent.stdout! }).once('line', (l) => resolve([l])),
     );
     const zombie = Number(line);
-    // It exits on its own time: polled, with a generous bound.
+    const comm = () => {
+      try {
+        return readFileSync(`/proc/${parent.pid}/comm`, 'utf8').trim();
+      } catch {
+        return '';
+      }
+    };
+    // Polled, with generous bounds: first the exec, then the child's exit.
+    for (let i = 0; i < 3000 && comm() !== 'sleep'; i++)
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(comm()).toBe('sleep');
+    expect(isProcessAlive(zombie)).toBe(true);
+    parent.stdin!.write('go\n');
     for (let i = 0; i < 3000 && !exitedUnreaped(zombie); i++)
       await new Promise((resolve) => setTimeout(resolve, 10));
     expect(exitedUnreaped(zombie)).toBe(true);
