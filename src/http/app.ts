@@ -23,7 +23,12 @@ import {
   refuseConnect,
 } from './connection-limits.js';
 import { decodeContentEncoding } from './content-encoding.js';
-import { continueBeforeBody, routeUnmetExpectations, unmetExpectation } from './expectations.js';
+import {
+  continueBeforeBody,
+  continueNotFound,
+  routeUnmetExpectations,
+  unmetExpectation,
+} from './expectations.js';
 import { parseJsonBytes } from './json-body.js';
 import { JSON_TYPE } from './json-responses.js';
 import { notFoundHandler } from './not-found.js';
@@ -174,6 +179,8 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
 
   // Bodies sent with Content-Encoding gzip or deflate are read decoded, by every parser.
   app.addHook('preParsing', decodeContentEncoding);
+  // The not-found handler's 100 Continue (a route's is its last preParsing hook: below).
+  app.addHook('preParsing', continueNotFound);
 
   // Settles jobs abandoned by dead processes and deletes expired records, now and hourly.
   await deps.recalibration.startSweeping();

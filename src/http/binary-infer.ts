@@ -73,12 +73,28 @@ function cutWrong(error: Error, text: string): boolean {
   const offset = (error.extra.position as { offset?: unknown } | undefined)?.offset;
   if (typeof offset !== 'number') return false;
   if (offset >= text.trimEnd().length) return true;
-  try {
-    JSON.parse(text.slice(0, offset));
-    return true;
-  } catch {
-    return false;
+  const end = firstValueEnd(text);
+  return end !== -1 && offset >= end;
+}
+
+/**
+ * The index just past the first top-level object or array of `text`, by its brackets outside
+ * strings (no parse, no allocation), or -1 when it does not close.
+ */
+function firstValueEnd(text: string): number {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c)
+        i++; // a backslash: the next character is escaped
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x7b || c === 0x5b) depth++;
+    else if ((c === 0x7d || c === 0x5d) && --depth === 0) return i + 1;
   }
+  return -1;
 }
 
 /**

@@ -140,7 +140,10 @@ function routeAnswersTimeout(socket: Socket, fallback: () => void): boolean {
   const response = (socket as Socket & { _httpMessage?: ServerResponse })._httpMessage;
   const reply = response && replyOf(response);
   const onTimeout = reply?.request.onReceiveTimeout;
-  if (!response || !reply || response.headersSent || onTimeout === undefined) return false;
+  // The oldest unanswered response's request: only when it is the one still arriving (a
+  // pipelined request behind a whole upload is cut as any other).
+  if (!response || !reply || response.headersSent || response.req.complete) return false;
+  if (onTimeout === undefined) return false;
   reply.request.onReceiveTimeout = undefined;
   const timer = setTimeout(() => {
     if (!response.headersSent && !socket.destroyed) fallback();
@@ -180,7 +183,9 @@ export function refuseConnect(
     metrics.countUnparsedRequest(error.status);
     socket.on('error', () => undefined);
     if (socket.writable) writeProblem(socket, error, undefined, undefined, requestId);
-    socket.end();
+    // Closed once written, whatever the client does: no HTTP timeout reaches a socket handed to
+    // 'connect', and a client that kept its side open would hold a connection, and a drain, on.
+    socket.destroySoon();
   });
 }
 

@@ -1,5 +1,5 @@
 import type { IncomingMessage, Server } from 'node:http';
-import type { preParsingHookHandler, RouteOptions } from 'fastify';
+import type { FastifyRequest, preParsingHookHandler, RouteOptions } from 'fastify';
 import { NormserveError, quote } from '../errors/index.js';
 
 /** Requests whose `Expect` asks for something other than 100-continue. */
@@ -28,9 +28,33 @@ export function routeUnmetExpectations(server: Server): void {
   });
 }
 
-/** The last preParsing hook of a route: the 100 Continue of a request that waits for it. */
+/**
+ * The last preParsing hook of a route (and the not-found handler's: continueNotFound): the 100
+ * Continue of a request that waits for it, unless its body is to be refused by its declared
+ * length before it is read (Fastify's 413 for a Content-Length over the route's limit).
+ */
 const sendContinue: preParsingHookHandler = (request, reply, payload, done) => {
-  if (awaitingContinue.delete(request.raw) && !reply.raw.headersSent) reply.raw.writeContinue();
+  if (awaitingContinue.delete(request.raw) && !reply.raw.headersSent && !refusedUnread(request))
+    reply.raw.writeContinue();
+  done(null, payload);
+};
+
+/** A body Fastify refuses by its Content-Length before reading it: over the route's bodyLimit. */
+function refusedUnread(request: FastifyRequest): boolean {
+  const { bodyLimit, config } = request.routeOptions;
+  // Streamed bodies are held to their own limits as they are read, encoded ones once decoded.
+  if (config.streamedBody || request.headers['content-encoding'] !== undefined) return false;
+  const length = Number(request.headers['content-length']);
+  return Number.isFinite(length) && length > bodyLimit;
+}
+
+/**
+ * An app-level preParsing hook: the not-found handler (a 404, a 405 for another method) runs no
+ * route's hooks, and would otherwise read a JSON body that its client holds back for a 100 that
+ * never comes, until REQUEST_TIMEOUT_MS cut it.
+ */
+export const continueNotFound: preParsingHookHandler = function (request, reply, payload, done) {
+  if (request.is404) return sendContinue.call(this, request, reply, payload, done);
   done(null, payload);
 };
 

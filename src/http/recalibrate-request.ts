@@ -143,7 +143,13 @@ export function recalibrateHandler(
     // REQUEST_TIMEOUT_MS's cut of the upload ends the reading here, and the 408 is answered
     // once the job has failed and given the model's lock back (connection-limits.ts).
     const receiving = new AbortController();
-    if (!json) request.onReceiveTimeout = () => receiving.abort(callerGone());
+    if (!json) {
+      request.onReceiveTimeout = () => receiving.abort(callerGone());
+      // Received whole: a later cut on this connection is another request's.
+      request.raw.once('end', () => {
+        request.onReceiveTimeout = undefined;
+      });
+    }
     const started = await service.recalibrate(recalibration, rows, {
       receiving: receiving.signal,
       acceptsJob: true,

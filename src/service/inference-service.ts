@@ -29,8 +29,9 @@ export interface InferenceServiceOptions {
   observer?: TrafficObserver | undefined;
   /**
    * MAX_QUEUED_REQUESTS: most requests waiting for the engine (queued for a dynamic batch, or
-   * queued or computing on the engine's helper thread, or held by a transport while it waits
-   * to be computed: `hold`); one more is refused with OVERLOADED. 0 or absent: no bound.
+   * queued or computing on the engine's helper thread, or computing on the unfused path in
+   * slices, or held by a transport while it waits to be computed: `hold`); one more is refused
+   * with OVERLOADED. 0 or absent: no bound.
    */
   maxQueuedRequests?: number | undefined;
   /** A request refused with OVERLOADED, for metrics. */
@@ -113,9 +114,10 @@ export class InferenceService {
    * A request whose caller goes (`caller`'s signal aborts) while it still waits for its batch is
    * not computed: it is rejected with CLIENT_ABORTED. Work already on the engine runs to its end
    * (the transport does not send it); the signal is read only for a request that waits. A
-   * request that would wait (for a batch or the helper thread) while MAX_QUEUED_REQUESTS already
-   * do is refused at once with OVERLOADED, thrown before anything is queued; one computed at once
-   * on the calling thread waits for nothing and is never refused.
+   * request that would wait (for a batch or the helper thread, or between the unfused path's
+   * slices) while MAX_QUEUED_REQUESTS already do is refused at once with OVERLOADED, thrown
+   * before anything is queued; one computed at once on the calling thread waits for nothing and
+   * is never refused.
    */
   infer(
     served: AvailableVersion,

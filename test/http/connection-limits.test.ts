@@ -13,6 +13,7 @@ import { httpServerOptions } from '../../src/http/connection-limits.js';
 import { parseServerConfig } from '../../src/service/index.js';
 import { ADMIN_TOKEN } from '../helpers/admin.js';
 import { makeTestApp, type TestApp } from '../helpers/app.js';
+import { clearFsFaults, injectFsFaults } from '../helpers/fs-faults.mjs';
 import { digitsRow } from './http-helpers.js';
 
 let t: TestApp | undefined;
@@ -213,6 +214,32 @@ describe('REQUEST_TIMEOUT_MS', () => {
       else expect(message).not.toMatch(/mode=running/);
     },
   );
+
+  it('a request pipelined behind a whole upload is cut as any other, not handed to the upload', async () => {
+    const port = await listen({ REQUEST_TIMEOUT_MS: '1000', ADMIN_TOKEN });
+    // The upload job's first record is slowed, and the records after it queue behind it: the
+    // upload's answer comes seconds after it was received, later than the second request's cut.
+    injectFsFaults([{ op: 'mkdir', path: '.jobs', delayMs: 3000, times: 1 }]);
+    try {
+      const { socket, received } = open(port);
+      const rows = Array.from({ length: 8 }, (_, i) => JSON.stringify(digitsRow(i))).join('\n');
+      socket.write(
+        `POST /v1/models/digits:recalibrate?activate=false HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${ADMIN_TOKEN}\r\nContent-Type: application/x-ndjson\r\nContent-Length: ${rows.length}\r\n\r\n${rows}`,
+      );
+      // A second request on the same connection whose headers never end.
+      socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n');
+      const drip = setInterval(() => {
+        if (!socket.destroyed) socket.write('X-Slow: 1\r\n');
+      }, 100);
+      // Cut: the connection gets a 408 and is closed. Handed to the upload's route, the cut was
+      // lost once the upload was answered: the connection stayed open, headers trickling.
+      const raw = await Promise.race([received, sleep(20_000).then(() => 'still open')]);
+      clearInterval(drip);
+      expect(raw).toMatch(/^HTTP\/1\.1 408 /m);
+    } finally {
+      clearFsFaults();
+    }
+  });
 
   it('cuts headers that trickle in the same way', async () => {
     const port = await listen({ REQUEST_TIMEOUT_MS: '1000' });
@@ -438,9 +465,21 @@ describe('CONNECT', () => {
     t = await makeTestApp({ logger });
     await t.app.listen({ port: 0, host: '127.0.0.1' });
     const { port } = t.app.server.address() as { port: number };
-    const { socket, received } = open(port);
+    // A client that keeps its side open after the answer: the server closes the connection.
+    const socket = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    let raw = '';
+    socket.setEncoding('utf8').on('data', (d: string) => {
+      raw += d;
+    });
+    socket.on('error', () => undefined);
+    const ended = new Promise<void>((resolve) => socket.once('end', () => resolve()));
     socket.write(`CONNECT 127.0.0.1:${port} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`);
-    const raw = await received;
+    await ended;
+    const connections = () =>
+      new Promise<number>((resolve) => t!.app.server.getConnections((_e, n) => resolve(n)));
+    for (let i = 0; i < 500 && (await connections()) > 0; i++) await sleep(20);
+    expect(await connections()).toBe(0);
+    socket.destroy();
     expect(raw).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
     const problem = JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4)) as Record<string, unknown>;
     expect(problem).toMatchObject({

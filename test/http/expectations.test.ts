@@ -103,6 +103,10 @@ describe('Expect', () => {
     expect(await firstLine('/v1/nothing', 'Content-Type: application/json\r\n')).toMatch(
       /^HTTP\/1\.1 4\d\d /,
     );
+    // A Content-Length over the route's limit: its 413, no 100.
+    expect(await firstLine('/v1/models/digits:predict', 'Content-Type: application/json\r\n')).toBe(
+      'HTTP/1.1 413 Payload Too Large',
+    );
     // With the token, the route is about to read the body: 100 Continue.
     expect(
       await firstLine(
@@ -110,6 +114,32 @@ describe('Expect', () => {
         `Content-Type: text/csv\r\nAuthorization: Bearer ${ADMIN_TOKEN}\r\n`,
       ),
     ).toBe('HTTP/1.1 100 Continue');
+  });
+
+  it('100-continue on a path no route serves (404, 405): the go-ahead, then the answer', async () => {
+    // A small body held back for the 100: the not-found handler reads JSON bodies, so it must
+    // give the go-ahead, as Node did, or the request waits until REQUEST_TIMEOUT_MS cuts it.
+    const answer = (method: string, path: string) =>
+      new Promise<string[]>((resolve, reject) => {
+        const socket = connect(port, '127.0.0.1');
+        let text = '';
+        const body = '{"a": 1}';
+        socket.setEncoding('utf8').on('data', (d: string) => {
+          if (text === '' && d.startsWith('HTTP/1.1 100 Continue\r\n\r\n')) socket.write(body);
+          text += d;
+          const statuses = [...text.matchAll(/^HTTP\/1\.1 (\d{3}) /gm)].map((m) => m[1]!);
+          if (statuses.length === 2 || (statuses.length === 1 && statuses[0] !== '100')) {
+            socket.destroy();
+            resolve(statuses);
+          }
+        });
+        socket.on('error', reject);
+        socket.write(
+          `${method} ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nExpect: 100-continue\r\n\r\n`,
+        );
+      });
+    expect(await answer('POST', '/v1/nothing')).toEqual(['100', '404']);
+    expect(await answer('DELETE', '/v1/models/digits:predict')).toEqual(['100', '405']);
   });
 
   it('the next request on the server is served as usual', async () => {

@@ -99,6 +99,20 @@ describe('a JSON body that is no UTF-8', () => {
         `^the JSON header is not valid UTF-8 \\(the JSON header is the body's first ${cut} bytes, as Inference-Header-Content-Length says`,
       ),
     );
+    // Short of the header's end (a "}" inside the id string does not end it).
+    const braces = Buffer.from(JSON.stringify(inferBody([digitsRow()], { id: '}]}' })));
+    const short = await t.app.inject({
+      method: 'POST',
+      url: '/v2/models/digits/infer',
+      payload: Buffer.concat([braces, tensor]),
+      headers: {
+        'content-type': 'application/octet-stream',
+        'inference-header-content-length': String(braces.length - 10),
+      },
+    });
+    expect(expectProblem(short, 400, 'INVALID_JSON').detail).toMatch(
+      /\(the JSON header is the body's first \d+ bytes, as Inference-Header-Content-Length says/,
+    );
     // Past the header's end: the first tensor bytes read as JSON.
     const detail = expectProblem(await send(header.length + 4), 400, 'INVALID_JSON').detail;
     expect(detail).toMatch(
