@@ -17,6 +17,11 @@ import { NormserveError } from '../errors/index.js';
  * - a fragment in the request target (`/v1/models/digits#x`): the target's grammar has none
  *   (RFC 9112 §3.2, origin-form = absolute-path [ "?" query ]; a fragment stays with the client,
  *   RFC 9110 §4.2.5). The router cut it and read `x` as a query parameter, unknown to the route.
+ * - a transfer coding other than chunked (`Transfer-Encoding: gzip, chunked`): Node reads the
+ *   chunks and leaves the gzip to the application, which read compressed bytes as the body ("not
+ *   valid UTF-8"). RFC 9112 §6.1 suggests a 501 for a coding not understood; it is a 400 here,
+ *   as no client input is answered with a 5xx (a 5xx is the server's fault, alerted on).
+ *   Content-Encoding is how a body comes compressed here.
  * - the asterisk-form target `*` with a method other than OPTIONS (RFC 9112 §3.2.4: "only used
  *   for a server-wide OPTIONS request"): the router read it as `/` and answered the index page.
  */
@@ -36,6 +41,12 @@ export function malformedTarget(request: IncomingMessage): NormserveError | unde
       'INVALID_INPUT',
       'the request has more than one Content-Type header; a body has one type (RFC 9110 §8.3)',
     );
+  const codings = transferCodings(request.headers['transfer-encoding']);
+  if (codings.some((coding) => coding !== 'chunked'))
+    return new NormserveError(
+      'INVALID_INPUT',
+      `Transfer-Encoding ${JSON.stringify(request.headers['transfer-encoding'])} is not supported: only chunked is (RFC 9112 §6.1); send a compressed body with Content-Encoding instead`,
+    );
   if (request.url === '*' && request.method !== 'OPTIONS')
     return new NormserveError(
       'INVALID_INPUT',
@@ -47,6 +58,15 @@ export function malformedTarget(request: IncomingMessage): NormserveError | unde
       "the request target has a fragment ('#…'): a client sends the path and query only (RFC 9112 §3.2)",
     );
   return undefined;
+}
+
+/** The codings of a Transfer-Encoding header, lower case ([] without one). */
+function transferCodings(header: string | undefined): string[] {
+  if (header === undefined) return [];
+  return header
+    .split(',')
+    .map((coding) => coding.trim().toLowerCase())
+    .filter((coding) => coding !== '');
 }
 
 /** How many of a request's header lines are `name` (rawHeaders: name, value, name, value, …). */

@@ -6,6 +6,7 @@
  * add a Host header.
  */
 import { connect } from 'node:net';
+import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeTestApp, type TestApp } from '../helpers/app.js';
 
@@ -72,6 +73,25 @@ describe('the request target and Host', () => {
     expect(res.body).toContain(
       'the request has more than one Content-Type header; a body has one type (RFC 9110 §8.3)',
     );
+  });
+
+  it('a transfer coding other than chunked is a 400 saying so, not compressed bytes read as the body', async () => {
+    const body = gzipSync(Buffer.from('{"instances": [[1]]}'));
+    const res = await raw(
+      `POST /v1/models/digits:predict HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n${body.length.toString(16)}\r\n${body.toString('latin1')}\r\n0\r\n\r\n`,
+    );
+    expect(res.status).toBe(400);
+    expect(res.body).toContain('"code":"INVALID_INPUT"');
+    expect(res.body).toContain(
+      'Transfer-Encoding \\"gzip, chunked\\" is not supported: only chunked is (RFC 9112 §6.1)',
+    );
+    // Chunked alone is served.
+    const text =
+      '{"instances": [[0,0,5,13,9,1,0,0,0,0,13,15,10,15,5,0,0,3,15,2,0,11,8,0,0,4,12,0,0,8,8,0,0,5,8,0,0,9,8,0,0,4,11,0,1,12,7,0,0,2,14,5,10,12,0,0,0,0,6,13,10,0,0,0]]}';
+    const chunked = await raw(
+      `POST /v1/models/digits:predict HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n${text.length.toString(16)}\r\n${text}\r\n0\r\n\r\n`,
+    );
+    expect(chunked.status).toBe(200);
   });
 
   it('an HTTP/1.0 request without Host is served', async () => {
