@@ -124,7 +124,7 @@ export function recalibrateHandler(
       ? { instances: json.instances, path: 'instances' }
       : contentType === CSV
         ? {
-            read: (parent, width) => {
+            read: (parent, width, received) => {
               const training = trainingInfoOf(parent.checkpoint.config);
               const model = { name: recalibration.model, inputWidth: width, ...training };
               return csvRows(
@@ -133,12 +133,13 @@ export function recalibrateHandler(
                 labelColumnFor(model, q.label_column),
                 limit,
                 q.label_column,
+                received,
               );
             },
           }
         : {
-            read: (_parent, width) =>
-              (contentType === NDJSON ? ndjsonRows : float32Rows)(body, width, limit),
+            read: (_parent, width, received) =>
+              (contentType === NDJSON ? ndjsonRows : float32Rows)(body, width, limit, received),
           };
     // REQUEST_TIMEOUT_MS's cut of the upload ends the reading here, and the 408 is answered
     // once the job has failed and given the model's lock back (connection-limits.ts).
@@ -163,7 +164,7 @@ export function recalibrateHandler(
         requestTimedOut(request.raw.socket)
           ? new NormserveError(
               'REQUEST_TIMEOUT',
-              `the upload did not arrive within REQUEST_TIMEOUT_MS (${config.REQUEST_TIMEOUT_MS} ms); ${rowsRead} rows had been taken (rows are taken in chunks of up to 4,096: those of a chunk not yet full are not counted)${runningModeHint(recalibration)}`,
+              `the upload did not arrive within REQUEST_TIMEOUT_MS (${config.REQUEST_TIMEOUT_MS} ms); ${rowsRead} rows had been read${runningModeHint(recalibration)}`,
               { cause: e },
             )
           : e,

@@ -4,6 +4,7 @@ import {
   chunkPair,
   csvRowChunks,
   ndjsonRowChunks,
+  type RowsReceived,
   uploadChunkRows,
 } from '../service/index.js';
 import { notUtf8 } from './utf8-body.js';
@@ -80,6 +81,7 @@ export function ndjsonRows(
   stream: AsyncIterable<Buffer | string>,
   width: number,
   maxBytes: number,
+  received?: RowsReceived,
 ): AsyncGenerator<Float32Array> {
   // A row of `width` numbers fits in this many characters; a longer line is not a row (and would
   // otherwise grow without bound while no newline comes).
@@ -89,6 +91,7 @@ export function ndjsonRows(
       source: '',
       chunkRows: uploadChunkRows(width),
       maxLineChars,
+      received,
     }),
   );
 }
@@ -122,6 +125,7 @@ export function csvRows(
   maxBytes: number,
   /** The label column the request named (`label_column`): refused unless the header has it. */
   namedLabelColumn?: string | undefined,
+  received?: RowsReceived,
 ): AsyncGenerator<Float32Array> {
   const width = model.inputWidth;
   return asRequestErrors(
@@ -130,6 +134,7 @@ export function csvRows(
       chunkRows: uploadChunkRows(width),
       maxRecordChars: Math.max(1 << 20, width * 64),
       namedLabelColumn,
+      received,
     }),
   );
 }
@@ -147,8 +152,10 @@ export async function* float32Rows(
   stream: AsyncIterable<Buffer | string>,
   width: number,
   maxBytes: number,
+  received?: RowsReceived,
 ): AsyncGenerator<Float32Array> {
   const rowBytes = width * 4;
+  let bytesRead = 0;
   const chunks = chunkPair(uploadChunkRows(width), width);
   let chunk = chunks[0];
   let bytes = new Uint8Array(chunk.buffer);
@@ -162,6 +169,8 @@ export async function* float32Rows(
     return values;
   };
   for await (const part of limitedBytes(stream, maxBytes)) {
+    bytesRead += part.length;
+    if (received) received.rows = Math.floor(bytesRead / rowBytes);
     let offset = 0;
     while (offset < part.length) {
       const n = Math.min(bytes.length - filled, part.length - offset);

@@ -218,6 +218,7 @@ export {
   csvRowChunks,
   ndjsonRowChunks,
   type RowChunkOptions,
+  type RowsReceived,
   uploadChunkRows,
 } from './row-chunks.js';
 export {

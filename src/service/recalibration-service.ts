@@ -32,6 +32,7 @@ import type {
   RecalibrationOutcome,
 } from './recalibration-outcome.js';
 import { RowBlockPool } from './row-block-pool.js';
+import type { RowsReceived } from './row-chunks.js';
 import { SHUTTING_DOWN_RETRY_AFTER_SECONDS } from './serving-phase.js';
 import { SpillingRowStore } from './spilling-row-store.js';
 import { storageWarningOf } from './storage-warning.js';
@@ -149,6 +150,8 @@ export type RecalibrationRows =
       read: (
         parent: AvailableVersion,
         width: number,
+        /** The reader counts the rows it has read here, for a failure's message (readFailed). */
+        received: RowsReceived,
       ) => AsyncIterable<Float32Array> | Iterable<Float32Array>;
     };
 
@@ -162,7 +165,7 @@ export interface RecalibrateOptions {
   prefersJob?: boolean;
   /**
    * The error that ended reading the rows, as it should be recorded and thrown (the route names a
-   * dropped upload that REQUEST_TIMEOUT_MS cut); `rowsRead` had been taken.
+   * dropped upload that REQUEST_TIMEOUT_MS cut); `rowsRead` had been read (RowsReceived).
    */
   readFailed?: (error: unknown, rowsRead: number) => unknown;
   /**
@@ -938,15 +941,20 @@ export class RecalibrationService {
     if ('instances' in rows)
       inputShapeOf(this.registry.resolve(request.model)).readInstances(rows.instances, rows.path);
     const session = await this.begin(request);
+    const received: RowsReceived = { rows: 0 };
     try {
       if ('instances' in rows) {
         const data = inputShapeOf(session.parent).readInstances(rows.instances, rows.path);
         await session.pushAll(slices(data, 1024 * session.width));
       } else {
-        await session.pushAll(rows.read(session.parent, session.width), options.receiving);
+        await session.pushAll(
+          rows.read(session.parent, session.width, received),
+          options.receiving,
+        );
       }
     } catch (e) {
-      const error = options.readFailed ? options.readFailed(e, session.rows) : e;
+      const rowsRead = Math.max(session.rows, received.rows);
+      const error = options.readFailed ? options.readFailed(e, rowsRead) : e;
       await session.fail(error, options.answersRefusals === true && refusesRequest(error));
       throw error;
     }

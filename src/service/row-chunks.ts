@@ -19,6 +19,16 @@ export interface RowChunkOptions {
   source: string;
   /** Rows per chunk (the last may hold fewer). */
   chunkRows: number;
+  /** Counts the rows read so far, those of the chunk still being filled included. */
+  received?: RowsReceived | undefined;
+}
+
+/**
+ * The rows a reader has read so far (whole rows, the chunk it is filling included), for what an
+ * upload that stops half-way says it had sent: its chunks are handed on only when full.
+ */
+export interface RowsReceived {
+  rows: number;
 }
 
 /** Rows per chunk of an upload: at most this many rows (recalibration's executor batch)… */
@@ -45,13 +55,15 @@ export const chunkPair = (chunkRows: number, width: number): [Float32Array, Floa
 export async function* ndjsonRowChunks(
   text: AsyncIterable<string>,
   width: number,
-  { source, chunkRows, maxLineChars }: RowChunkOptions & { maxLineChars: number },
+  { source, chunkRows, maxLineChars, received }: RowChunkOptions & { maxLineChars: number },
 ): AsyncGenerator<Float32Array> {
   let pending = '';
   let line = 0;
   const chunks = chunkPair(chunkRows, width);
   let chunk = chunks[0];
   let rows = 0;
+  /** Rows of the chunks handed on. */
+  let handedOn = 0;
   /** text[start, end) is a line (text[end] is its line end or past the string). */
   const takeLine = (text: string, start: number, end: number): void => {
     if (parseNumberRow(text, start, end, width, chunk, rows * width)) {
@@ -85,11 +97,14 @@ export async function* ndjsonRowChunks(
       }
       start = end + 1;
       if (rows === chunkRows) {
+        if (received) received.rows = handedOn + rows;
+        handedOn += rows;
         yield chunk;
         chunk = chunk === chunks[0] ? chunks[1] : chunks[0];
         rows = 0;
       }
     }
+    if (received) received.rows = handedOn + rows;
     pending += part.slice(start);
     if (pending.length > maxLineChars) {
       const path = fileLine(source, line + 1);
@@ -100,6 +115,7 @@ export async function* ndjsonRowChunks(
     }
   }
   takeLine(pending, 0, pending.length);
+  if (received) received.rows = handedOn + rows;
   if (rows > 0) yield chunk.subarray(0, rows * width);
 }
 
@@ -119,6 +135,7 @@ export async function* csvRowChunks(
     chunkRows,
     maxRecordChars,
     namedLabelColumn,
+    received,
   }: RowChunkOptions & { maxRecordChars: number; namedLabelColumn?: string | undefined },
 ): AsyncGenerator<Float32Array> {
   const width = model.inputWidth;
@@ -128,6 +145,7 @@ export async function* csvRowChunks(
   const reader = new CsvFeatureReader(model, labelColumn, source, namedLabelColumn);
   for await (const { record, line } of csvRecords(text, source, maxRecordChars)) {
     if (!reader.take(record, line, chunk, rows * width)) continue;
+    if (received) received.rows++;
     if (++rows === chunkRows) {
       yield chunk;
       chunk = chunk === chunks[0] ? chunks[1] : chunks[0];

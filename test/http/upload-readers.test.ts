@@ -125,4 +125,44 @@ describe('upload readers', () => {
     expect(taken).toEqual(['after the stall']);
     expect((await chunks.next()).done).toBe(true);
   });
+
+  it('count the rows read, those of a chunk still being filled included, while the client stalls', async () => {
+    const stall = new Promise<never>(() => undefined);
+    const stalled = (part: Buffer) =>
+      (async function* () {
+        yield part;
+        await stall;
+      })();
+    const width = 2;
+    const model = { name: 'm', inputWidth: width, featureNames: undefined };
+    const readers = {
+      csv: (received: { rows: number }) =>
+        csvRows(
+          stalled(Buffer.from('a,b\n1,2\n3,4\n5,6\n')),
+          model,
+          'label',
+          1 << 30,
+          undefined,
+          received,
+        ),
+      ndjson: (received: { rows: number }) =>
+        ndjsonRows(stalled(Buffer.from('[1,2]\n[3,4]\n\n[5,6]\n')), width, 1 << 30, received),
+      // Three rows and half of a fourth.
+      float32: (received: { rows: number }) =>
+        float32Rows(
+          stalled(Buffer.from(new Float32Array([1, 2, 3, 4, 5, 6, 7]).buffer)),
+          width,
+          1 << 30,
+          received,
+        ),
+    };
+    for (const [format, read] of Object.entries(readers)) {
+      const received = { rows: 0 };
+      // Asks for the first chunk, which the stall never completes.
+      void read(received).next();
+      for (let i = 0; i < 1000 && received.rows < 3; i++)
+        await new Promise((resolve) => setImmediate(resolve));
+      expect(received.rows, format).toBe(3);
+    }
+  });
 });
