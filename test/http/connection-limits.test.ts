@@ -30,6 +30,16 @@ async function listen(env: Record<string, string>): Promise<number> {
   return address.port;
 }
 
+/** A listening app whose log lines (parsed) are collected in `lines`. */
+async function listenLogged<Line>(): Promise<{ port: number; lines: Line[] }> {
+  const lines: Line[] = [];
+  const logger = pino({ level: 'info' }, { write: (l: string) => void lines.push(JSON.parse(l)) });
+  t = await makeTestApp({ logger });
+  await t.app.listen({ port: 0, host: '127.0.0.1' });
+  const { port } = t.app.server.address() as { port: number };
+  return { port, lines };
+}
+
 /** A socket and everything it receives until the server closes it. */
 function open(port: number): {
   socket: Socket;
@@ -259,14 +269,12 @@ describe('REQUEST_TIMEOUT_MS', () => {
 
 describe('a client that closes the connection before its body arrived', () => {
   it('is logged at info and counted as 499, never as a server error', async () => {
-    const lines: { level: number; msg: string; status?: number; route?: string }[] = [];
-    const logger = pino(
-      { level: 'info' },
-      { write: (l: string) => void lines.push(JSON.parse(l)) },
-    );
-    t = await makeTestApp({ logger });
-    await t.app.listen({ port: 0, host: '127.0.0.1' });
-    const { port } = t.app.server.address() as { port: number };
+    const { port, lines } = await listenLogged<{
+      level: number;
+      msg: string;
+      status?: number;
+      route?: string;
+    }>();
     const { socket, received } = open(port);
     socket.write(
       'POST /v1/models/digits:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"instances":[[1,2',
@@ -285,7 +293,7 @@ describe('a client that closes the connection before its body arrived', () => {
       }),
     ]);
     expect(lines.filter((l) => l.level >= 50)).toEqual([]);
-    const metrics = (await t.app.inject({ url: '/metrics' })).body;
+    const metrics = (await t!.app.inject({ url: '/metrics' })).body;
     expect(metrics).toContain(
       'normserve_http_requests_total{method="POST",route="/v1/models/{name}:predict",status="499"',
     );
@@ -457,14 +465,7 @@ describe('a request answered before its body was read whole', () => {
 
 describe('CONNECT', () => {
   it('is answered with a 400 problem, logged and counted, not a connection closed in silence', async () => {
-    const lines: { msg: string; status?: number; code?: string }[] = [];
-    const logger = pino(
-      { level: 'info' },
-      { write: (l: string) => void lines.push(JSON.parse(l)) },
-    );
-    t = await makeTestApp({ logger });
-    await t.app.listen({ port: 0, host: '127.0.0.1' });
-    const { port } = t.app.server.address() as { port: number };
+    const { port, lines } = await listenLogged<{ msg: string; status?: number; code?: string }>();
     // A client that keeps its side open after the answer: the server closes the connection.
     const socket = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
     let raw = '';
@@ -490,7 +491,7 @@ describe('CONNECT', () => {
     expect(lines).toContainEqual(
       expect.objectContaining({ msg: 'CONNECT refused', status: 400, code: 'INVALID_INPUT' }),
     );
-    const metrics = (await t.app.inject({ url: '/metrics' })).body;
+    const metrics = (await t!.app.inject({ url: '/metrics' })).body;
     expect(metrics).toContain(
       'normserve_http_requests_total{method="",route="unmatched",status="400",model="",version=""} 1',
     );
