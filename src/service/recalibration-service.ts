@@ -196,6 +196,9 @@ export type RecalibrationStarted =
   | { outcome: RecalibrationOutcome }
   | { job: Pick<Job, 'id' | 'state'> };
 
+/** How often a running upload's count of rows read is copied into its job's progress. */
+const RECEIVED_PROGRESS_MS = 250;
+
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /** A promise that rejects with `signal`'s reason once it aborts (never without a signal). */
@@ -243,6 +246,11 @@ export class RecalibrationSession {
   private readonly started = performance.now();
   private readonly service: RecalibrationService;
   private settled = false;
+  /**
+   * What the upload's reader has read, the chunk it is still filling included (pushAll's
+   * `received`): the receiving phase's `progress.rows` counts these, not only the chunks taken.
+   */
+  private read: RowsReceived | undefined;
 
   private readonly lock: HeldLock;
 
@@ -304,7 +312,10 @@ export class RecalibrationSession {
             p.phase === 'receiving'
               ? 'receiving'
               : `statistics${p.path !== undefined ? ` (layer ${p.path})` : ''}`,
-          progress: { rows: p.rows, total_rows: p.phase === 'receiving' ? null : p.totalRows },
+          progress:
+            p.phase === 'receiving'
+              ? { rows: this.rowsReceived(p.rows), total_rows: null }
+              : { rows: p.rows, total_rows: p.totalRows },
         }),
     });
     this.network = network;
@@ -317,6 +328,11 @@ export class RecalibrationSession {
 
   get rows(): number {
     return this.recalibrator.rows;
+  }
+
+  /** Rows received: `taken` or, while a reader fills its next chunk, the rows it has read. */
+  private rowsReceived(taken: number): number {
+    return Math.max(taken, this.read?.rows ?? 0);
   }
 
   /**
@@ -336,7 +352,7 @@ export class RecalibrationSession {
       throw error;
     }
     this.service.jobs.update(this.job, {
-      progress: { rows: this.recalibrator.rows, total_rows: null },
+      progress: { rows: this.rowsReceived(this.recalibrator.rows), total_rows: null },
     });
   }
 
@@ -348,12 +364,24 @@ export class RecalibrationSession {
    * unchanged until the one after it has been yielded and the next asked for (upload-readers.ts
    * fill two chunks in turn). A refused chunk rejects at once, not once the next chunk has been
    * read (a slow client would hold its 400 and the model's lock); its error wins over a read error
-   * that follows it.
+   * that follows it. `received`, the reader's count of rows read (RowsReceived), shows in the
+   * job's progress every RECEIVED_PROGRESS_MS while the upload runs: its chunks are handed on
+   * only when full (up to 4,096 rows), and a slow upload's job would read 0 rows until then.
    */
   async pushAll(
     chunks: AsyncIterable<Float32Array> | Iterable<Float32Array>,
     receiving?: AbortSignal,
+    received?: RowsReceived,
   ): Promise<void> {
+    this.read = received;
+    const counting = received
+      ? setInterval(() => {
+          const rows = this.rowsReceived(this.recalibrator.rows);
+          if (this.job.phase === 'receiving' && rows > this.job.progress.rows)
+            this.service.jobs.update(this.job, { progress: { rows, total_rows: null } });
+        }, RECEIVED_PROGRESS_MS)
+      : undefined;
+    counting?.unref();
     const it: AsyncIterator<Float32Array> | Iterator<Float32Array> =
       Symbol.asyncIterator in chunks
         ? chunks[Symbol.asyncIterator]()
@@ -393,6 +421,7 @@ export class RecalibrationSession {
       }
       throw e;
     } finally {
+      clearInterval(counting);
       interruption.dispose();
       cut.dispose();
     }
@@ -950,6 +979,7 @@ export class RecalibrationService {
         await session.pushAll(
           rows.read(session.parent, session.width, received),
           options.receiving,
+          received,
         );
       }
     } catch (e) {

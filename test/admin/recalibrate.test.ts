@@ -1170,6 +1170,23 @@ describe('one recalibration per model at a time (409 with the running job)', () 
         state: 'running',
         phase: 'receiving',
       });
+      // The 10 rows sent so far show in the progress, though the reader's chunk (4,096 rows) is
+      // not full, and so in the record other processes read too.
+      const readRows = async (): Promise<number> =>
+        (
+          (
+            await t.app.inject({ method: 'GET', url: `/v1/jobs/${jobId}`, headers: ADMIN })
+          ).json() as JobBody
+        ).progress.rows;
+      await waitFor(async () => ((await readRows()) === 10 ? true : undefined), 'progress.rows 10');
+      // Written behind the answer: absent for a moment after the job starts.
+      const record = join(t.repository, '.jobs', `${jobId}.json`);
+      const recorded = await waitFor(() => {
+        if (!existsSync(record)) return undefined;
+        const { progress } = JSON.parse(readFileSync(record, 'utf8')) as JobBody;
+        return progress.rows === 10 ? progress : undefined;
+      }, "the record's rows 10");
+      expect(recorded.total_rows).toBeNull();
 
       // The lock is per model: another model recalibrates meanwhile, and predictions go on.
       const other = await recalibrate(
