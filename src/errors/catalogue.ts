@@ -26,6 +26,12 @@ export const errorCatalogue = {
   RATE_LIMITED: { status: 429, title: 'Too many requests' },
   RECALIBRATION_IN_PROGRESS: { status: 409, title: 'A recalibration of this model is running' },
   ACTIVE_VERSION_DELETE: { status: 409, title: 'The active version cannot be deleted' },
+  /**
+   * AUTO_RECALIBRATE's recalibration from a version's traffic found, under the model's lock, that
+   * the version is no longer active or was already recalibrated from its traffic (by another
+   * process or replica, or before a restart): never an HTTP answer, a `skipped` action.
+   */
+  PARENT_CHANGED: { status: 409, title: 'The version to recalibrate changed' },
   NOT_RECALIBRATABLE: { status: 422, title: 'Model has no BatchNorm layer to recalibrate' },
   NOT_EXPORTABLE: { status: 422, title: 'Model cannot be exported to ONNX' },
   TOO_FEW_SAMPLES: { status: 400, title: 'Too few samples' },

@@ -17,6 +17,7 @@ import type { AvailableVersion } from './model-registry.js';
 import { type LeftOut, sampleMismatch } from './peer-samples.js';
 import type { RecalibrationOutcome } from './recalibration-outcome.js';
 import { activationCall, type RecalibrationService } from './recalibration-service.js';
+import { trafficChildOf } from './traffic-lineage.js';
 import { samplePredictions, screenTrafficSample } from './traffic-screen.js';
 import type { VersionDriftReport } from './version-drift.js';
 
@@ -173,10 +174,29 @@ export class AutoRecalibration {
       state.reservoir &&
       this.clusterSampleRows(served.name, state) >=
         Math.max(this.context.options.autoMinRows, state.sampleWantedRows) &&
-      this.recalibration
+      this.recalibration &&
+      !this.recalibratedElsewhere(served, state)
     ) {
       this.track(this.recalibrate(served, state, mode, report, this.recalibration));
     }
+  }
+
+  /**
+   * Whether the repository (as this process last read it) holds a version recalibrated from
+   * `served`'s traffic, by another replica or before a restart: then `served` is not
+   * recalibrated automatically again (a rollback to it sticks), and that is logged once.
+   */
+  private recalibratedElsewhere(served: AvailableVersion, state: ModelTraffic): boolean {
+    const registry = this.context.registry();
+    if (!registry?.has(served.name)) return false;
+    const child = trafficChildOf(registry.get(served.name), served.version);
+    if (child === undefined) return false;
+    state.autoParents.add(served.version);
+    this.context.log.info(
+      { model: served.name, version: served.version, recalibratedAs: child },
+      'drift: this version was already recalibrated from its traffic; not again (a rollback to it sticks)',
+    );
+    return true;
   }
 
   private async recalibrate(
@@ -296,7 +316,14 @@ export class AutoRecalibration {
       // fails, finds the model busy or publishes without activating leaves this version served).
       startSampleAgain();
       const outcome: RecalibrationOutcome = await service.recalibrateRows(
-        { model: served.name, mode: 'exact', activate: false, source: 'traffic', note },
+        {
+          model: served.name,
+          mode: 'exact',
+          activate: false,
+          source: 'traffic',
+          trafficOf: served.version,
+          note,
+        },
         screened.rows,
       );
       state.autoParents.add(served.version);
@@ -366,8 +393,18 @@ export class AutoRecalibration {
       const busy =
         isNormserveError(e) &&
         (e.code === 'RECALIBRATION_IN_PROGRESS' ||
+          e.code === 'PARENT_CHANGED' ||
           e.code === 'SHUTTING_DOWN' ||
           e.code === 'JOB_INTERRUPTED');
+      // Another process recalibrated this version from its traffic first: not again.
+      if (isNormserveError(e) && e.code === 'PARENT_CHANGED') {
+        const registry = this.context.registry();
+        if (
+          registry?.has(served.name) &&
+          trafficChildOf(registry.get(served.name), served.version) !== undefined
+        )
+          state.autoParents.add(served.version);
+      }
       this.record(served.name, state, {
         action: mode,
         outcome: busy ? 'skipped' : 'failed',

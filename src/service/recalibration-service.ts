@@ -36,6 +36,7 @@ import type { RowsReceived } from './row-chunks.js';
 import { SHUTTING_DOWN_RETRY_AFTER_SECONDS } from './serving-phase.js';
 import { SpillingRowStore } from './spilling-row-store.js';
 import { storageWarningOf } from './storage-warning.js';
+import { trafficParentRefusal } from './traffic-lineage.js';
 
 export interface RecalibrationRequest {
   model: string;
@@ -47,6 +48,13 @@ export interface RecalibrationRequest {
   note?: string | undefined;
   /** Where the rows came from when not from the request: `traffic` (AUTO_RECALIBRATE's sample). */
   source?: 'traffic' | undefined;
+  /**
+   * With `source: 'traffic'`: the version whose served traffic the rows are. Once the model's
+   * lock is held and its versions read again, the recalibration is refused (PARENT_CHANGED) if
+   * that version is no longer active or was already recalibrated from its traffic
+   * (traffic-lineage.ts), so that its provenance always names that version as its parent.
+   */
+  trafficOf?: number | undefined;
   /** The request that asked for it (request id, W3C trace), recorded in the job and its logs. */
   trace?: TraceContext | undefined;
   /**
@@ -896,6 +904,14 @@ export class RecalibrationService {
     } catch (e) {
       await lock.release();
       throw e;
+    }
+    const refusal =
+      request.trafficOf !== undefined
+        ? trafficParentRefusal(this.registry.get(request.model), request.trafficOf)
+        : undefined;
+    if (refusal !== undefined) {
+      await lock.release();
+      throw new NormserveError('PARENT_CHANGED', refusal);
     }
     // The shutdown's budget ran out while this one waited for its lock: it never starts.
     if (this.interruption.signal.aborted) {

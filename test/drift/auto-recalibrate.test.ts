@@ -4,7 +4,7 @@
  * of the traffic, `candidate` publishes one and shadow-evaluates it, `recommend` only logs and
  * counts; each action goes through the admin route's lock and publishing code.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Rng } from '../../src/nn/index.js';
@@ -16,6 +16,7 @@ import {
   runBatch,
 } from '../../src/service/index.js';
 import { ADMIN, type LoggedApp, makeLoggedApp } from '../helpers/admin.js';
+import { makeRepository } from '../helpers/app.js';
 import { digitsRows, digitsTestRows, nightShift } from '../helpers/digits.js';
 
 const SEED = 1212;
@@ -141,6 +142,101 @@ describe('AUTO_RECALIBRATE=promote', () => {
       await t.app.inject({ method: 'GET', url: '/v1/models/digits/drift' })
     ).json() as DriftReport;
     expect(drift.active).toMatchObject({ version: 1, recommended: true });
+  });
+});
+
+describe('AUTO_RECALIBRATE=promote: at most once per version, whichever process asks (ops review of 2026-12-04, findings 1 and 3)', () => {
+  it('a rollback sticks across a restart: the repository says version 1 was recalibrated from its traffic', async () => {
+    const repository = makeRepository(['digits']);
+    try {
+      t = await makeLoggedApp({ repository, env: { AUTO_RECALIBRATE: 'promote' }, level: 'info' });
+      const first = t.registry;
+      await nightTraffic(t, 1000, () => first.get('digits').active === 2);
+      await t.app.deps.drift.drain();
+      expect(first.get('digits').active).toBe(2);
+      const back = await t.app.inject({
+        method: 'POST',
+        url: '/v1/models/digits/versions/1:activate',
+        headers: ADMIN,
+        payload: { note: 'roll back' },
+      });
+      expect(back.statusCode).toBe(200);
+      await t.close();
+      // A new process on the same repository: its memory of version 1's recalibration is gone,
+      // version 2's provenance is not.
+      t = await makeLoggedApp({ repository, env: { AUTO_RECALIBRATE: 'promote' }, level: 'info' });
+      await nightTraffic(t, 700, () => false, new Rng(SEED + 1));
+      await t.app.deps.drift.drain();
+      expect(t.registry.get('digits').active).toBe(1);
+      expect([...t.registry.get('digits').versions.keys()]).toEqual([1, 2]);
+      expect(logged(t, 'drift: recalibrating from traffic')).toHaveLength(0);
+      expect(
+        logged(
+          t,
+          'drift: this version was already recalibrated from its traffic; not again (a rollback to it sticks)',
+        ),
+      ).toEqual([expect.objectContaining({ model: 'digits', version: 1, recalibratedAs: 2 })]);
+    } finally {
+      await t?.close();
+      t = undefined;
+      rmSync(repository, { recursive: true, force: true });
+    }
+  });
+
+  it('another replica that recalibrated the same version first: skipped under the lock (PARENT_CHANGED), nothing more published', async () => {
+    t = await makeLoggedApp({ env: { AUTO_RECALIBRATE: 'promote' }, level: 'info' });
+    const app = t.app;
+    const service = app.deps.recalibration;
+    const recalibrateRows = service.recalibrateRows.bind(service);
+    // Stands for another replica: as this process's sample is about to be recalibrated, version 2
+    // is published from version 1's traffic by someone else (this process has not polled it).
+    vi.spyOn(service, 'recalibrateRows').mockImplementationOnce(async (request, rows) => {
+      const { trafficOf: _trafficOf, ...elsewhere } = request;
+      await recalibrateRows({ ...elsewhere, note: 'the other replica' }, rows);
+      return recalibrateRows(request, rows);
+    });
+    const registry = t.registry;
+    await nightTraffic(t, 1000, () => registry.get('digits').versions.has(2));
+    await app.deps.drift.drain();
+    // More traffic on version 1 asks for nothing more: version 1 has its traffic child.
+    await nightTraffic(t, 300, () => false, new Rng(SEED + 2));
+    await app.deps.drift.drain();
+    expect([...registry.get('digits').versions.keys()]).toEqual([1, 2]);
+    expect(registry.get('digits').active).toBe(1);
+    const s = await status(app);
+    expect(s.auto_recalibration!.last_action).toMatchObject({
+      action: 'promote',
+      outcome: 'skipped',
+    });
+    expect(s.auto_recalibration!.last_action!.detail).toMatch(
+      /^version 1 of "digits" was already recalibrated from its traffic \(version 2, by this or another process sharing the repository\)/,
+    );
+    expect(logged(t, 'drift: recalibration skipped')).toHaveLength(1);
+    expect(logged(t, 'drift: recalibration from traffic failed')).toHaveLength(0);
+  });
+
+  it('refuses a recalibration from a version that is no longer active on disk', async () => {
+    t = await makeLoggedApp({ env: { AUTO_RECALIBRATE: 'off' } });
+    const service = t.app.deps.recalibration;
+    const rows = Float32Array.from(night.flat());
+    const v2 = await service.recalibrateRows(
+      { model: 'digits', mode: 'exact', activate: true },
+      rows,
+    );
+    expect(v2.version).toBe(2);
+    await expect(
+      service.recalibrateRows(
+        { model: 'digits', mode: 'exact', activate: false, source: 'traffic', trafficOf: 1 },
+        rows,
+      ),
+    ).rejects.toMatchObject({
+      code: 'PARENT_CHANGED',
+      message: expect.stringMatching(
+        /^version 1 of "digits" is no longer the active version \(version 2 is\)/,
+      ),
+    });
+    expect([...t.registry.get('digits').versions.keys()]).toEqual([1, 2]);
+    expect(existsSync(join(t.repository, 'digits', '.recalibration.lock'))).toBe(false);
   });
 });
 
