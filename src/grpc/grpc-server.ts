@@ -38,6 +38,7 @@ import {
   inputShapeOf,
   isModelReady,
   type Log,
+  type ModelRegistry,
   OIP_EXTENSIONS,
   type OutputName,
   type OutputTensor,
@@ -75,6 +76,12 @@ import {
   inferenceServiceDefinition,
   UndecodableRequest,
 } from './proto.js';
+import {
+  INFER_BYTES_PER_VALUE,
+  INFER_ENVELOPE_BYTES,
+  limitReceiving,
+  SMALL_MESSAGE_BYTES,
+} from './receive-limits.js';
 import { resetUnfinishedRequests } from './request-reset.js';
 import { recordUnimplemented, UNKNOWN_METHOD } from './unimplemented.js';
 
@@ -327,6 +334,7 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
       : undefined,
     receiveTimeoutMs: options.receiveTimeoutMs ?? 0,
   });
+  const inferPath = inferenceDefinition.ModelInfer!.path;
   const lane = options.computeLane ?? new ComputeLane();
 
   /**
@@ -588,6 +596,16 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
       resetUnfinishedRequests(() =>
         log.warn({}, 'gRPC: refused requests are not reset (grpc-js internals changed)'),
       ),
+      // Second: it needs that call too, which the first hands on.
+      limitReceiving({
+        messageLimit: (path) =>
+          path === inferPath
+            ? inferMessageLimit(registry, options.maxBatchSize)
+            : SMALL_MESSAGE_BYTES,
+        connectionBudgetBytes: options.maxMessageBytes,
+        unsupported: () =>
+          log.warn({}, 'gRPC: per-method message limits not applied (grpc-js internals changed)'),
+      }),
       callRecorder(recordCall),
       admission.interceptor,
     ],
@@ -629,6 +647,22 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
     log,
   });
   return server;
+}
+
+/**
+ * The largest ModelInfer message worth reading: MAX_BATCH_SIZE rows of the widest input any
+ * served version takes, at INFER_BYTES_PER_VALUE, and the envelope (receive-limits.ts). Anything
+ * larger would be refused once decoded (BATCH_TOO_LARGE, a count that does not match); decoding
+ * 16 MiB of packed values first held the event loop 1–3 s (gRPC attacker review of 2026-12-04,
+ * finding 3). The interceptor caps it at BODY_LIMIT_BYTES.
+ */
+export function inferMessageLimit(registry: ModelRegistry, maxBatchSize: number): number {
+  let widest = 0;
+  for (const model of registry.list())
+    for (const version of model.versions.values())
+      if (version.state === 'AVAILABLE' && version.compiled.inputWidth > widest)
+        widest = version.compiled.inputWidth;
+  return INFER_ENVELOPE_BYTES + INFER_BYTES_PER_VALUE * maxBatchSize * widest;
 }
 
 /**

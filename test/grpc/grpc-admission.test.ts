@@ -20,7 +20,8 @@ import {
 } from 'node:http2';
 import { status } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DEFAULT_MAX_CONCURRENT_STREAMS } from '../../src/grpc/grpc-server.js';
+import { DEFAULT_MAX_CONCURRENT_STREAMS, inferMessageLimit } from '../../src/grpc/grpc-server.js';
+import { SMALL_MESSAGE_BYTES } from '../../src/grpc/receive-limits.js';
 import { parseServerConfig } from '../../src/service/index.js';
 import { makeTestApp, type TestApp } from '../helpers/app.js';
 import { startGrpc } from '../helpers/grpc.js';
@@ -216,5 +217,82 @@ describe('gRPC admission', () => {
     expect(codeOf(partial)).toBe('SHUTTING_DOWN');
     expect((partial.trailers ?? partial.headers)?.['grpc-retry-pushback-ms']).toBe('1000');
     await closing;
+  });
+});
+
+describe('gRPC receive limits (receive-limits.ts; gRPC attacker review of 2026-12-04, findings 1 and 3)', () => {
+  it('every method but ModelInfer takes a message of at most 64 KiB: one announcing more is refused RESOURCE_EXHAUSTED from its length prefix, and reset', async () => {
+    const g = await serve({ apiToken: TOKEN });
+    const s = await session(g.port);
+    const paths = [
+      '/inference.GRPCInferenceService/ServerLive',
+      '/inference.GRPCInferenceService/ModelMetadata',
+      '/grpc.health.v1.Health/Check',
+      WATCH,
+    ];
+    // BODY_LIMIT_BYTES (16 MiB) allowed each such call 15 MB held, with no token needed.
+    const calls = paths.map((path) => {
+      const call = open(s, path);
+      sendPartial(call, SMALL_MESSAGE_BYTES + 1, 16);
+      return call;
+    });
+    await expect.poll(() => calls.every((c) => c.closed), POLL).toBe(true);
+    for (const call of calls) {
+      expect(statusOf(call)).toBe(status.RESOURCE_EXHAUSTED);
+      expect(call.stream.rstCode).toBe(constants.NGHTTP2_NO_ERROR);
+    }
+    // The connection serves on.
+    const live = await g.client.call('ServerLive', {});
+    expect(live.ok).toBe(true);
+  });
+
+  it('ModelInfer takes at most MAX_BATCH_SIZE rows of the widest served input, 8 bytes a value, and 64 KiB more', async () => {
+    const g = await serve();
+    const limit = inferMessageLimit(t!.registry, t!.config.MAX_BATCH_SIZE);
+    expect(limit).toBe(64 * 1024 + 8 * t!.config.MAX_BATCH_SIZE * 64);
+    const s = await session(g.port);
+    const over = open(s, INFER);
+    sendPartial(over, limit + 1, 16);
+    const under = open(s, INFER);
+    sendPartial(under, limit, 16);
+    await expect.poll(() => over.closed, POLL).toBe(true);
+    expect(statusOf(over)).toBe(status.RESOURCE_EXHAUSTED);
+    await roundTrip(s);
+    expect(under.closed).toBe(false);
+  });
+
+  it('one connection holds at most BODY_LIMIT_BYTES of requests being received: the call that goes over ends RESOURCE_EXHAUSTED; its bytes, and those of calls that end, are given back', async () => {
+    const budget = 256 * 1024;
+    const g = await serve({ maxMessageBytes: budget });
+    const s = await session(g.port);
+    const first = open(s, INFER);
+    sendPartial(first, 200 * 1024, 100 * 1024);
+    const second = open(s, INFER);
+    sendPartial(second, 200 * 1024, 100 * 1024);
+    await roundTrip(s);
+    const third = open(s, INFER);
+    sendPartial(third, 200 * 1024, 100 * 1024);
+    await expect.poll(() => third.closed, POLL).toBe(true);
+    expect(statusOf(third)).toBe(status.RESOURCE_EXHAUSTED);
+    expect(decodeURIComponent(String((third.trailers ?? third.headers)?.['grpc-message']))).toMatch(
+      /this connection's requests being received hold more than 262144 bytes \(BODY_LIMIT_BYTES\)/,
+    );
+    expect(third.stream.rstCode).toBe(constants.NGHTTP2_NO_ERROR);
+    await roundTrip(s);
+    expect(first.closed || second.closed).toBe(false);
+    // Another connection has its own budget.
+    const other = open(await session(g.port), INFER);
+    sendPartial(other, 200 * 1024, 150 * 1024);
+    // Two calls end (cancelled): their bytes are given back, and a new call fits.
+    first.stream.close(constants.NGHTTP2_CANCEL);
+    second.stream.close(constants.NGHTTP2_CANCEL);
+    await expect.poll(() => first.closed && second.closed, POLL).toBe(true);
+    await roundTrip(s);
+    const fourth = open(s, INFER);
+    sendPartial(fourth, 250 * 1024, 200 * 1024);
+    await roundTrip(s);
+    await roundTrip(s);
+    expect(fourth.closed).toBe(false);
+    expect(other.closed).toBe(false);
   });
 });
