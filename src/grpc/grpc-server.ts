@@ -82,7 +82,7 @@ import {
   limitReceiving,
   SMALL_MESSAGE_BYTES,
 } from './receive-limits.js';
-import { resetUnfinishedRequests } from './request-reset.js';
+import { resetUnfinishedRequests, UnreadAnswers } from './request-reset.js';
 import { recordUnimplemented, UNKNOWN_METHOD } from './unimplemented.js';
 
 /**
@@ -154,6 +154,7 @@ const CLIENT_CAUSED_INTERNAL = /^(?:Failed to decompress message|Invalid grpc-ti
 interface ServerExtras {
   health: HealthStatus;
   admission: CallAdmission;
+  unreadAnswers: UnreadAnswers;
   maxConnections?: number | undefined;
   onConnectionDropped?: (() => void) | undefined;
   log: Log;
@@ -335,6 +336,7 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
     receiveTimeoutMs: options.receiveTimeoutMs ?? 0,
   });
   const inferPath = inferenceDefinition.ModelInfer!.path;
+  const unreadAnswers = new UnreadAnswers();
   const lane = options.computeLane ?? new ComputeLane();
 
   /**
@@ -593,8 +595,9 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
   const server = new Server({
     interceptors: [
       // First: it needs the call grpc-js hands the first interceptor (its HTTP/2 stream).
-      resetUnfinishedRequests(() =>
-        log.warn({}, 'gRPC: refused requests are not reset (grpc-js internals changed)'),
+      resetUnfinishedRequests(
+        () => log.warn({}, 'gRPC: refused requests are not reset (grpc-js internals changed)'),
+        unreadAnswers,
       ),
       // Second: it needs that call too, which the first hands on.
       limitReceiving({
@@ -642,11 +645,21 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
   extras.set(server, {
     health,
     admission,
+    unreadAnswers,
     maxConnections: options.maxConnections,
     onConnectionDropped: options.onConnectionDropped,
     log,
   });
   return server;
+}
+
+/**
+ * How long into a drain of `timeoutMs` an answer its client has not read is cancelled: the
+ * drain less a quarter, at most 1 s before its end (the recalibration jobs' reserve's rule,
+ * cli/shutdown-budget.ts), so a slow reader gets most of the drain.
+ */
+export function answeredGraceMs(timeoutMs: number): number {
+  return timeoutMs - Math.min(1_000, Math.floor(timeoutMs / 4));
 }
 
 /**
@@ -712,12 +725,23 @@ export function listenGrpc(server: Server, host: string, port: number): Promise<
             // never finishes one cannot hold the drain to its end (the process would exit 1 then):
             // the other half is left for the calls it lets in to be computed and answered.
             extra?.admission.drain(Math.floor(timeoutMs / 2));
+            // An answer its client has not read by then is cancelled: the server's work is done,
+            // and the drain ends without being forced (UnreadAnswers).
+            const unread = setTimeout(() => {
+              const cancelled = extra?.unreadAnswers.cancelUnread() ?? 0;
+              if (cancelled > 0)
+                extra?.log.warn(
+                  { calls: cancelled },
+                  'gRPC: answers their clients did not read were cancelled to end the drain',
+                );
+            }, answeredGraceMs(timeoutMs));
             const force = setTimeout(() => {
               server.forceShutdown();
               done();
             }, timeoutMs);
             server.tryShutdown(() => {
               clearTimeout(force);
+              clearTimeout(unread);
               done();
             });
           }),

@@ -25,7 +25,10 @@ interface BaseCallInternals {
  * shape (grpc-js's internals changed) is returned untouched and `unsupported` called, once;
  * test/grpc/grpc-admission.test.ts checks the reset.
  */
-export function resetUnfinishedRequests(unsupported: () => void): ServerInterceptor {
+export function resetUnfinishedRequests(
+  unsupported: () => void,
+  streams?: UnreadAnswers,
+): ServerInterceptor {
   let told = false;
   return (_descriptor, next) => {
     const stream = http2StreamOf(next);
@@ -35,8 +38,39 @@ export function resetUnfinishedRequests(unsupported: () => void): ServerIntercep
       return next as ReturnType<ServerInterceptor>;
     }
     wrapSendStatus(next, stream);
+    streams?.add(stream);
     return next as ReturnType<ServerInterceptor>;
   };
+}
+
+/**
+ * The calls' streams, for the drain's end: a client that does not read its answers — a window of
+ * 0 — keeps its streams open, and with them the gRPC server's graceful shutdown, to
+ * SHUTDOWN_TIMEOUT_MS's end and an exit 1 as if work were lost (gRPC attacker review of
+ * 2026-12-04, finding 2). `cancelUnread` resets the streams whose answer waits in their write
+ * buffer for the client's window (the reply, or a health watch's last message): the server's work
+ * on them is done. A call still computing has nothing buffered and is left to finish.
+ */
+export class UnreadAnswers {
+  private readonly open = new Set<ServerHttp2Stream>();
+
+  /** A call's stream, forgotten when it closes. */
+  add(stream: ServerHttp2Stream): void {
+    if (stream.closed || stream.destroyed) return;
+    this.open.add(stream);
+    stream.once('close', () => this.open.delete(stream));
+  }
+
+  /** Resets (RST_STREAM CANCEL) every open stream whose answer its client has not taken. */
+  cancelUnread(): number {
+    let cancelled = 0;
+    for (const stream of this.open) {
+      if (stream.closed || stream.destroyed || stream.writableLength === 0) continue;
+      stream.close(constants.NGHTTP2_CANCEL);
+      cancelled++;
+    }
+    return cancelled;
+  }
 }
 
 /** The call's server stream: an object with the Http2Stream methods used here. */

@@ -9,6 +9,7 @@ import { type ClientHttp2Stream, connect, constants, type IncomingHttpHeaders } 
 import { createServer } from 'node:net';
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
+import { inferenceServiceDefinition } from '../../src/grpc/proto.js';
 import {
   digitsRepositoryCopy,
   exitWithin,
@@ -106,4 +107,74 @@ describe('gRPC requests that never finish, in the real server process', () => {
       session.destroy();
     }
   });
+
+  it('WORKERS=1: a client that reads none of its answers (a window of 0) is cancelled before SHUTDOWN_TIMEOUT_MS ends, and the process exits 0', async () => {
+    const grpcPort = await freePort();
+    const server = startServer(
+      servingEnv(digitsRepositoryCopy(), '1', {
+        GRPC_PORT: String(grpcPort),
+        SHUTDOWN_TIMEOUT_MS: '4000',
+      }),
+    );
+    await server.waitForLog((l) => l.msg === 'gRPC server listening', 'gRPC server listening');
+    // A window of 0: the server can send this client no DATA, so no answer of its ever ends.
+    const session = connect(`http://127.0.0.1:${grpcPort}`, { settings: { initialWindowSize: 0 } });
+    session.on('error', () => {});
+    try {
+      await new Promise((resolve) => session.once('remoteSettings', resolve));
+      const calls = [
+        ['/inference.GRPCInferenceService/ModelInfer', inferFrame()],
+        // An empty HealthCheckRequest: the server's health, watched.
+        ['/grpc.health.v1.Health/Watch', Buffer.alloc(5)],
+      ].map(([path, frame]) => {
+        const stream = session.request({
+          ':method': 'POST',
+          ':path': path as string,
+          'content-type': 'application/grpc',
+          te: 'trailers',
+        });
+        const call = { stream, headers: false, closed: false };
+        stream.on('error', () => {});
+        stream.on('response', () => {
+          call.headers = true;
+        });
+        stream.on('close', () => {
+          call.closed = true;
+        });
+        stream.end(frame as Buffer);
+        return call;
+      });
+      // Both answered (their response headers need no window) and unread.
+      await expect.poll(() => calls.every((c) => c.headers), POLL).toBe(true);
+      server.child.kill('SIGTERM');
+      const { code, signal } = await exitWithin(server, EXIT_WITHIN_MS);
+      expect({ code, signal }, server.stderr()).toEqual({ code: 0, signal: null });
+      expect(
+        server.logs.some((l) =>
+          /killed by timeout|did not end within SHUTDOWN_TIMEOUT_MS/.test(String(l.msg)),
+        ),
+      ).toBe(false);
+      expect(
+        server.logs.find(
+          (l) =>
+            l.msg === 'gRPC: answers their clients did not read were cancelled to end the drain',
+        ),
+      ).toMatchObject({ level: 40, calls: 2 });
+    } finally {
+      session.destroy();
+    }
+  });
 });
+
+/** A gRPC message frame (uncompressed) of a one-row digits ModelInfer request. */
+function inferFrame(): Buffer {
+  const message = inferenceServiceDefinition().ModelInfer!.requestSerialize({
+    model_name: 'digits',
+    inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 64] }],
+    raw_input_contents: [Buffer.alloc(64 * 4)],
+  });
+  const frame = Buffer.alloc(5 + message.length);
+  frame.writeUInt32BE(message.length, 1);
+  message.copy(frame, 5);
+  return frame;
+}
