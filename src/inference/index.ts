@@ -21,7 +21,7 @@ export {
   compilingNetwork,
 } from './compile.js';
 export type { FoldStatistics } from './compile-rules/index.js';
-export { compileRules } from './compile-rules/index.js';
+export { CENTRE_SHIFT, compileRules } from './compile-rules/index.js';
 export { CompiledModel, type EngineOptions, REFERENCE_SLICE_FLOPS } from './compiled-model.js';
 export {
   createExecutor,

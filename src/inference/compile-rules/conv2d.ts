@@ -25,11 +25,15 @@ export const conv2dRule: CompileRule = function* (module, path, ctx) {
   yield* copySliced(weight, m.weight.value.data);
   const bias = m.bias ? Float64Array.from(m.bias.value.data) : new Float64Array(o);
   let layers = [path];
-  const pending = ctx.pending;
-  if (pending) {
-    const perChannel = uniformPerChannel(pending, ctx.shape);
+  if (ctx.pending) {
     const unpadded = m.padding[0] === 0 && m.padding[1] === 0;
-    if (perChannel && (unpadded || perChannel.shift.every((t) => t === 0))) {
+    const foldable = uniformPerChannel(ctx.pending, ctx.shape);
+    // Centred only once it folds (a centred affine keeps one scale and shift per channel).
+    const perChannel =
+      foldable && (unpadded || foldable.shift.every((t) => t === 0))
+        ? uniformPerChannel(ctx.pendingToFold()!, ctx.shape)
+        : undefined;
+    if (perChannel) {
       let sliced = 0;
       for (let out = 0; out < o; out++) {
         let extra = 0;

@@ -18,6 +18,7 @@ import { residualRule } from './residual.js';
 
 export { batchNormAffine } from './batch-norm.js';
 export {
+  CENTRE_SHIFT,
   CompileContext,
   type CompileRule,
   type Draft,

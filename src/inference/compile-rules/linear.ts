@@ -13,7 +13,7 @@ export const linearRule: CompileRule = function* (module, path, ctx) {
   yield* copySliced(weight, m.weight.value.data);
   const bias = m.bias ? Float64Array.from(m.bias.value.data) : new Float64Array(outF);
   let layers = [path];
-  const pending = ctx.pending;
+  const pending = ctx.pendingToFold();
   if (pending) {
     let sliced = 0;
     for (let o = 0; o < outF; o++) {

@@ -1,0 +1,113 @@
+/**
+ * A BatchNorm (or input transform) whose inputs have a large mean next to their spread, folded
+ * into the Linear or Conv2d after it or run as its own step: the input is centred first
+ * (CompileContext.centrePending), so the fused path keeps float32's usual error. Folded as it
+ * was, the inputs of mean 1e4 and standard deviation 1e-2 of the fidelity review of 2026-12-04
+ * served outputs 2e-2 to 8e-2 off the unfused path and PyTorch.
+ */
+import { describe, expect, it } from 'vitest';
+import { buildSequential, type LayerSpec } from '../../src/checkpoint/index.js';
+import { CENTRE_SHIFT, CompiledModel } from '../../src/inference/index.js';
+import { BatchNorm, type FeatureTransform, Rng, type Sequential } from '../../src/nn/index.js';
+import { bn2d, conv, spec } from '../helpers/cnn-combinations.js';
+import { expectClose } from '../helpers/compare.js';
+import { TEST_ENGINE } from '../helpers/engine.js';
+import { bn, linear, relu } from '../helpers/layer-combinations.js';
+import { FUSION_ATOL } from '../helpers/tolerances.js';
+
+const MEAN = 1e4;
+const STD = 1e-2;
+
+/** Random weights; every BatchNorm's running statistics those of inputs of MEAN and STD. */
+function network(layers: LayerSpec[], seed: number, largeMean: (path: number) => boolean) {
+  const rng = new Rng(seed);
+  const net = buildSequential(layers, { init: rng, dropout: rng });
+  net.modules.forEach((m, i) => {
+    if (!(m instanceof BatchNorm)) return;
+    for (let k = 0; k < m.numFeatures; k++) {
+      m.runningMean.data[k] = largeMean(i) ? MEAN + rng.normal() : rng.normal();
+      m.runningVar.data[k] = largeMean(i) ? STD * STD : 1;
+      m.weight!.value.data[k] = 0.5 + rng.next();
+      m.bias!.value.data[k] = 0.3 * rng.normal();
+    }
+  });
+  return net.eval();
+}
+
+/** Rows of MEAN + STD·N(0, 1) per value, in float32 (what a client sends). */
+function inputs(rows: number, width: number, seed: number): Float32Array {
+  const rng = new Rng(seed);
+  return Float32Array.from({ length: rows * width }, () => MEAN + STD * rng.normal());
+}
+
+function fusedAndUnfused(
+  net: Sequential,
+  transform: FeatureTransform | undefined,
+  inputShape: number[],
+  rows: number,
+) {
+  const model = new CompiledModel(net, transform, rows, inputShape, { engine: TEST_ENGINE });
+  const width = inputShape.reduce((a, b) => a * b, 1);
+  const x = inputs(rows, width, 5);
+  return {
+    model,
+    fused: model.forward(x, rows, true),
+    unfused: model.forward(x, rows, false),
+  };
+}
+
+describe('large-mean inputs before a fold', () => {
+  it('BatchNorm1d first, then a Linear: centred, then folded into its columns', () => {
+    const net = network([bn(6), linear(6, 4)], 1, (i) => i === 0);
+    const { model, fused, unfused } = fusedAndUnfused(net, undefined, [6], 64);
+    expect(model.plan.steps.map((s) => s.op)).toEqual(['affine', 'dense']);
+    expectClose(fused, unfused, FUSION_ATOL, 'bn-linear');
+  });
+
+  it('a standard scaler of such inputs, then a Linear', () => {
+    const rng = new Rng(3);
+    const transform = {
+      shift: Array.from({ length: 6 }, () => MEAN + rng.normal()),
+      scale: Array.from({ length: 6 }, () => 1 / STD),
+    };
+    const net = network([linear(6, 4), relu, linear(4, 3)], 2, () => false);
+    const { fused, unfused } = fusedAndUnfused(net, transform, [6], 64);
+    expectClose(fused, unfused, FUSION_ATOL, 'transform-linear');
+  });
+
+  it('BatchNorm2d first, then a Conv2d without padding (centred, folded) and with it (an affine step)', () => {
+    for (const [padding, steps] of [
+      [0, ['affine', 'conv2d']],
+      [1, ['affine', 'conv2d']],
+    ] as const) {
+      const net = network([bn2d(2), conv(2, 3, { padding })], 4, (i) => i === 0);
+      const { model, fused, unfused } = fusedAndUnfused(net, undefined, [2, 5, 5], 16);
+      expect(model.plan.steps.map((s) => s.op)).toEqual(steps);
+      expectClose(fused, unfused, FUSION_ATOL, `bn-conv padding ${padding}`);
+    }
+  });
+
+  it('BatchNorm1d first, then a ReLU: its own affine step, in float64, needs no centring', () => {
+    const net = network([bn(6), relu, linear(6, 3)], 6, (i) => i === 0);
+    const { model, fused, unfused } = fusedAndUnfused(net, undefined, [6], 64);
+    expect(model.plan.steps.map((s) => `${s.op}:${s.activation.kind}`)).toEqual([
+      'affine:relu',
+      'dense:none',
+    ]);
+    expectClose(fused, unfused, FUSION_ATOL, 'bn-relu');
+  });
+
+  it('leaves a plan whose shifts are under CENTRE_SHIFT as it was: no centring step', () => {
+    const net = network(
+      [bn(6), linear(6, 4), bn(4), spec({ type: 'relu' }), linear(4, 3)],
+      7,
+      () => false,
+    );
+    const model = new CompiledModel(net, undefined, 8, [6], { engine: TEST_ENGINE });
+    expect(CENTRE_SHIFT).toBe(16);
+    expect(model.plan.steps.map((s) => `${s.op}:${s.activation.kind}`)).toEqual([
+      'dense:relu',
+      'dense:none',
+    ]);
+  });
+});
