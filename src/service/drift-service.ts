@@ -372,11 +372,23 @@ export class DriftService implements TrafficObserver {
       const o = this.options;
       const width = served.compiled.inputWidth;
       const capacity = Math.min(o.sampleRows, Math.floor(o.sampleBytes / (4 * width)));
+      const acts = o.autoRecalibrate === 'candidate' || o.autoRecalibrate === 'promote';
+      // The rows bound is checked against the minimum at start (server-config.ts); the bytes
+      // bound depends on the model's width, known only now. Said once, or nothing would ever say
+      // why a model's drift is recommended and never acted on (ops review of 2026-12-04, finding 4).
+      if (acts && capacity < o.autoMinRows)
+        this.log.warn(
+          {
+            model: served.name,
+            sampleCapacity: capacity,
+            minRows: o.autoMinRows,
+            rowBytes: 4 * width,
+            neededSampleBytes: 4 * width * o.autoMinRows,
+          },
+          "drift: this model's traffic sample can never hold AUTO_RECALIBRATE_MIN_ROWS rows (TRAFFIC_SAMPLE_BYTES / its row size): it will not be recalibrated from traffic; raise TRAFFIC_SAMPLE_BYTES to neededSampleBytes or lower AUTO_RECALIBRATE_MIN_ROWS",
+        );
       state = {
-        reservoir:
-          o.autoRecalibrate === 'candidate' || o.autoRecalibrate === 'promote'
-            ? new Reservoir(width, Math.max(1, capacity), this.rng)
-            : undefined,
+        reservoir: acts ? new Reservoir(width, Math.max(1, capacity), this.rng) : undefined,
         recent: new RecentRows(width, PICTURE_SAMPLE_ROWS),
         activeVersion: served.version,
         recommended: false,

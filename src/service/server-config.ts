@@ -231,19 +231,33 @@ export type ServerConfig = z.output<typeof serverConfigSchema>;
 /** Parses the environment; an invalid value stops the start with one line naming the variable. */
 export function parseServerConfig(env: Record<string, string | undefined>): ServerConfig {
   const config = parseEnvironment(serverConfigSchema, env);
-  // Two listeners cannot share a port: said with the configuration, not as gRPC's bind failure
-  // after the models have loaded. Checked here, not as a refinement, which zod's pick refuses.
-  if (config.GRPC_PORT !== 0 && config.GRPC_PORT === config.PORT) {
+  // The checks between variables are made here, not as refinements, which zod's pick refuses.
+  /** Refuses the configuration for `name`'s value (its default named as such) and `why`. */
+  const refuse = (name: 'GRPC_PORT' | 'TRAFFIC_SAMPLE_ROWS', why: string): never => {
     const location = {
-      path: 'GRPC_PORT',
-      message: `${config.GRPC_PORT}${env.GRPC_PORT === undefined ? " (GRPC_PORT's default)" : ''} is PORT too; give gRPC a port of its own (0 = no gRPC server)`,
+      path: name,
+      message: `${config[name]}${env[name] === undefined ? ` (${name}'s default)` : ''} ${why}`,
     };
     throw new NormserveError(
       'SERVER_CONFIG_INVALID',
       `invalid configuration: ${describeLocations([location])}`,
       { errors: [location] },
     );
-  }
+  };
+  // Two listeners cannot share a port: said with the configuration, not as gRPC's bind failure
+  // after the models have loaded.
+  if (config.GRPC_PORT !== 0 && config.GRPC_PORT === config.PORT)
+    refuse('GRPC_PORT', 'is PORT too; give gRPC a port of its own (0 = no gRPC server)');
+  // A traffic sample smaller than the minimum it must hold would never be recalibrated from: the
+  // drift recommended, and nothing done or said (ops review of 2026-12-04, finding 4).
+  if (
+    (config.AUTO_RECALIBRATE === 'candidate' || config.AUTO_RECALIBRATE === 'promote') &&
+    config.TRAFFIC_SAMPLE_ROWS < config.AUTO_RECALIBRATE_MIN_ROWS
+  )
+    refuse(
+      'TRAFFIC_SAMPLE_ROWS',
+      `is less than AUTO_RECALIBRATE_MIN_ROWS (${config.AUTO_RECALIBRATE_MIN_ROWS}): with AUTO_RECALIBRATE=${config.AUTO_RECALIBRATE} the traffic sample could never hold the rows to recalibrate from; raise it or lower AUTO_RECALIBRATE_MIN_ROWS`,
+    );
   return config;
 }
 

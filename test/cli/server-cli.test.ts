@@ -118,6 +118,26 @@ describe('an invalid server configuration says what was expected and what was gi
     expect(parseServerConfig({ PORT: '9000', GRPC_PORT: '9001' }).GRPC_PORT).toBe(9001);
   });
 
+  it('AUTO_RECALIBRATE acting with a traffic sample smaller than AUTO_RECALIBRATE_MIN_ROWS is refused, naming TRAFFIC_SAMPLE_ROWS', () => {
+    expect(() =>
+      parseServerConfig({ AUTO_RECALIBRATE: 'promote', TRAFFIC_SAMPLE_ROWS: '256' }),
+    ).toThrow(
+      'invalid configuration: TRAFFIC_SAMPLE_ROWS: 256 is less than AUTO_RECALIBRATE_MIN_ROWS (512): with AUTO_RECALIBRATE=promote the traffic sample could never hold the rows to recalibrate from; raise it or lower AUTO_RECALIBRATE_MIN_ROWS',
+    );
+    expect(() =>
+      parseServerConfig({ AUTO_RECALIBRATE: 'candidate', AUTO_RECALIBRATE_MIN_ROWS: '4096' }),
+    ).toThrow(/TRAFFIC_SAMPLE_ROWS: 2048 \(TRAFFIC_SAMPLE_ROWS's default\) is less than/);
+    // Equal is enough; recommend and off keep no sample to act on.
+    expect(
+      parseServerConfig({ AUTO_RECALIBRATE: 'promote', TRAFFIC_SAMPLE_ROWS: '512' })
+        .TRAFFIC_SAMPLE_ROWS,
+    ).toBe(512);
+    expect(
+      parseServerConfig({ AUTO_RECALIBRATE: 'recommend', TRAFFIC_SAMPLE_ROWS: '256' })
+        .TRAFFIC_SAMPLE_ROWS,
+    ).toBe(256);
+  });
+
   it('a valid value still parses as before (spaces around a number, the default when unset)', () => {
     expect(parseServerConfig({ PORT: ' 9000 ' }).PORT).toBe(9000);
     expect(parseServerConfig({}).PORT).toBe(8080);

@@ -240,6 +240,32 @@ describe('AUTO_RECALIBRATE=promote: at most once per version, whichever process 
   });
 });
 
+describe('AUTO_RECALIBRATE=promote with a TRAFFIC_SAMPLE_BYTES too small for the model (ops review of 2026-12-04, finding 4)', () => {
+  it('says so once, with the bytes needed, when the model is first served', async () => {
+    // 64 float32 values a row: 100 rows in 25,600 bytes, fewer than the 512 the minimum needs.
+    t = await makeLoggedApp({
+      env: { AUTO_RECALIBRATE: 'promote', TRAFFIC_SAMPLE_BYTES: '25600' },
+      level: 'info',
+    });
+    await nightTraffic(t, 20, () => false);
+    const said = logged(
+      t,
+      "drift: this model's traffic sample can never hold AUTO_RECALIBRATE_MIN_ROWS rows (TRAFFIC_SAMPLE_BYTES / its row size): it will not be recalibrated from traffic; raise TRAFFIC_SAMPLE_BYTES to neededSampleBytes or lower AUTO_RECALIBRATE_MIN_ROWS",
+    );
+    expect(said).toEqual([
+      expect.objectContaining({
+        level: 40,
+        model: 'digits',
+        sampleCapacity: 100,
+        minRows: 512,
+        rowBytes: 256,
+        neededSampleBytes: 131072,
+      }),
+    ]);
+    expect((await status(t.app)).auto_recalibration).toMatchObject({ sample_capacity: 100 });
+  });
+});
+
 describe('AUTO_RECALIBRATE=promote with 1 % of the traffic outlying', () => {
   it('keeps the sample growing past a shortfall of usable rows, then recalibrates from them', async () => {
     t = await makeLoggedApp({ env: { AUTO_RECALIBRATE: 'promote' }, level: 'info' });
