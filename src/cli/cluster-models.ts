@@ -179,3 +179,28 @@ export function announceModelWrites(
     }
   };
 }
+
+/**
+ * One repository scan of a cluster worker's poll (MODEL_POLL_INTERVAL_MS): a model whose active
+ * version the scan changed — another replica's `:activate`, publish or rollback, which no message
+ * told this server of — is announced as this worker's own writes are (`announce`:
+ * announceModelWrites), so the server's other workers serve it now rather than at their own next
+ * scan. Each worker scans on its own timer: a replica's activation was served by one worker and
+ * not the other for up to a poll interval, and one client of the server saw versions 1 and 2
+ * alternate some 150 times in 600 ms (ops review of 2026-12-04, finding 2). The announcement is
+ * not awaited (logged by `announce` if it fails).
+ */
+export async function scanAndAnnounce(
+  registry: Pick<ModelRegistry, 'list' | 'refresh'>,
+  announce: (model: string, active: number | null) => Promise<void>,
+): Promise<string[]> {
+  const before = new Map(registry.list().map((m) => [m.name, m.active]));
+  await registry.refresh();
+  const changed: string[] = [];
+  for (const m of registry.list()) {
+    if (!before.has(m.name) || before.get(m.name) === m.active) continue;
+    changed.push(m.name);
+    void announce(m.name, m.active ?? null);
+  }
+  return changed;
+}

@@ -21,7 +21,7 @@ import { shareDrift } from './cluster-drift.js';
 import { listenerHandover } from './cluster-listener.js';
 import { PrimaryChannel } from './cluster-messages.js';
 import { answerCollectRequests, clusterScrape } from './cluster-metrics.js';
-import { announceModelWrites, answerRefreshRequests } from './cluster-models.js';
+import { announceModelWrites, answerRefreshRequests, scanAndAnnounce } from './cluster-models.js';
 import { clusterRateLimitCounter } from './cluster-rate-limit.js';
 import { startModelsOf } from './cluster-start-models.js';
 import { applyHeapGrowingPercent } from './heap-growth.js';
@@ -139,8 +139,12 @@ export async function startServer(config: ServerConfig): Promise<void> {
   let grpc: GrpcServerHandle | undefined;
   let poll: NodeJS.Timeout | undefined;
   if (config.MODEL_POLL_INTERVAL_MS > 0) {
+    // A cluster worker tells the others what its scan found changed (scanAndAnnounce).
+    const announce = channel ? announceModelWrites(channel, logger) : undefined;
     poll = setInterval(() => {
-      registry.refresh().catch((e: unknown) => logger.error({ err: e }, 'repository poll failed'));
+      (announce ? scanAndAnnounce(registry, announce) : registry.refresh()).catch((e: unknown) =>
+        logger.error({ err: e }, 'repository poll failed'),
+      );
     }, config.MODEL_POLL_INTERVAL_MS);
   }
 

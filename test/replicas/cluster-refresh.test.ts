@@ -12,6 +12,7 @@ import {
   announceModelWrites,
   answerRefreshRequests,
   ClusterModelsPrimary,
+  scanAndAnnounce,
 } from '../../src/cli/cluster-models.js';
 import { type Log, ModelRegistry } from '../../src/service/index.js';
 import { copyBundledModel } from '../helpers/bundled-models.js';
@@ -269,5 +270,33 @@ describe("a worker's halves", () => {
       { type: 'normserve:model-written', model: 'digits', active: null },
     ]);
     expect(lines.map((l) => l.level)).toEqual(['warn', 'error']);
+  });
+});
+
+describe("a cluster worker's repository scan (scanAndAnnounce; ops review of 2026-12-04, finding 2)", () => {
+  it('announces a model whose active version the scan changed, as its own writes are, and nothing else', async () => {
+    const root = twoVersions();
+    const registry = new ModelRegistry(root, { maxBatchSize: 8, engine: TEST_ENGINE });
+    const announced: [string, number | null][] = [];
+    const announce = async (model: string, active: number | null) => {
+      announced.push([model, active]);
+    };
+    try {
+      // The first scan finds the model: no change to announce.
+      expect(await scanAndAnnounce(registry, announce)).toEqual([]);
+      expect(registry.get('digits').active).toBe(2);
+      expect(await scanAndAnnounce(registry, announce)).toEqual([]);
+      // Another replica activates version 1 (its own registry on the same repository).
+      const replica = new ModelRegistry(root, { maxBatchSize: 8, engine: TEST_ENGINE });
+      await replica.refresh();
+      await replica.activate('digits', 1);
+      replica.close();
+      expect(await scanAndAnnounce(registry, announce)).toEqual(['digits']);
+      expect(announced).toEqual([['digits', 1]]);
+      expect(await scanAndAnnounce(registry, announce)).toEqual([]);
+      expect(announced).toHaveLength(1);
+    } finally {
+      registry.close();
+    }
   });
 });
