@@ -201,9 +201,15 @@ export abstract class StreamingRecalibrator implements Recalibrator {
       for (let c = 0; c < next.length; c++)
         if (Math.fround(next[c]! + eps) === eps && parent[c]! > bn.eps) flat++;
       if (flat === 0) return;
+      const scale = Math.round(1 / Math.sqrt(bn.eps));
+      // Samples that vary in the other channels are no copies: those channels are constant on
+      // this data (a unit it never activates, a dead ReLU of the new domain), and more samples of
+      // it will not help; a share of the model's variance does (fidelity review of 2026-12-04).
       throw new NormserveError(
         'TOO_FEW_SAMPLES',
-        `the ${n} samples give BatchNorm ${path} no variance in ${flat} of its ${next.length} channels (every sample has the same value there, where the model's running_var exceeded eps): their running_var would be 0 and the folded layer would scale them by 1/sqrt(eps) ≈ ${Math.round(1 / Math.sqrt(bn.eps))}; upload samples that vary (identical rows count as one)`,
+        flat < next.length
+          ? `the ${n} samples give BatchNorm ${path} no variance in ${flat} of its ${next.length} channels, though they vary in the others: those channels are constant on this data (a unit it never activates, a feature it never changes) where the model's running_var exceeded eps, so their running_var would be 0 and the folded layer would scale them by 1/sqrt(eps) ≈ ${scale} for any later input that does vary there (PyTorch would store the 0); mode=prior with a positive prior_strength keeps a share of the model's variance in them`
+          : `the ${n} samples give BatchNorm ${path} no variance in ${flat} of its ${next.length} channels (every sample has the same value there, where the model's running_var exceeded eps): their running_var would be 0 and the folded layer would scale them by 1/sqrt(eps) ≈ ${scale}; upload samples that vary (identical rows count as one)`,
       );
     });
   }
