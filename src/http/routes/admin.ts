@@ -94,11 +94,15 @@ async function adminScope(app: AppInstance): Promise<void> {
       const { name, version } = request.params;
       request.modelName = name;
       // What this activation did, even if another one has taken effect since.
-      const { previous, storageWarning } = await registry.activate(
-        name,
-        version,
-        request.body?.note,
+      const note = request.body?.note;
+      const { previous, storageWarning } = await registry.activate(name, version, note);
+      // Who switched versions: this line carries the request's id and trace, the registry's
+      // 'active version changed' (any process, any cause) does not.
+      request.log.info(
+        { model: name, version, previous, ...(note !== undefined ? { note } : {}) },
+        'version activated',
       );
+      request.servedVersion = version;
       setModelVersion(reply, version);
       return {
         model: name,
@@ -130,6 +134,10 @@ async function adminScope(app: AppInstance): Promise<void> {
       const { snapshot, storageWarning } = await registry.deleteVersion(
         request.params.name,
         request.params.version,
+      );
+      request.log.info(
+        { model: request.params.name, version: request.params.version },
+        'version deleted',
       );
       return {
         deleted_version: request.params.version,
