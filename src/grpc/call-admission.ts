@@ -60,6 +60,16 @@ export class CallAdmission {
     const end: Receiving = (error) => {
       if (receiving === undefined) return;
       settle();
+      endCall(error);
+    };
+    /** Request messages received (a unary call takes one). */
+    let messages = 0;
+    /** A status was sent: the call is over whatever arrives. */
+    let ended = false;
+    const endCall = (error: NormserveError) => {
+      if (ended) return;
+      ended = true;
+      settle();
       next.sendStatus(errorStatus(error));
     };
     return new ServerInterceptingCall(next, {
@@ -70,7 +80,7 @@ export class CallAdmission {
               const refused = this.options.refuse?.(descriptor.path, metadata);
               if (refused) {
                 // Not passed on: the handler never reads the call.
-                next.sendStatus(errorStatus(refused));
+                endCall(refused);
                 return;
               }
               // A client stream has no one request to wait for; none is served here.
@@ -86,8 +96,25 @@ export class CallAdmission {
               }
               pass(metadata);
             })
+            // A unary call takes exactly one message. grpc-js answers none, or a second, with
+            // UNIMPLEMENTED ("Received no request message for server streaming method"), the
+            // status of a method that does not exist, for what is the client's mistake (gRPC
+            // attacker review of 2026-12-04, finding 4): INVALID_ARGUMENT, saying what was wrong.
+            .withOnReceiveMessage((message, pass) => {
+              if (ended) return;
+              if (!descriptor.requestStream && ++messages > 1) {
+                endCall(malformedCall('a second request message arrived'));
+                return;
+              }
+              pass(message);
+            })
             .withOnReceiveHalfClose((pass) => {
               settle();
+              if (ended) return;
+              if (!descriptor.requestStream && messages === 0) {
+                endCall(malformedCall('the request ended without its message'));
+                return;
+              }
               pass();
             })
             .withOnCancel(settle)
@@ -95,6 +122,7 @@ export class CallAdmission {
         ),
       sendStatus: (sent, pass) => {
         settle();
+        ended = true;
         pass(sent);
       },
     });
@@ -116,6 +144,13 @@ export class CallAdmission {
     this.graceTimer.unref();
   }
 }
+
+/** A unary call whose stream did not carry exactly one request message. */
+const malformedCall = (what: string) =>
+  new NormserveError(
+    'INVALID_INPUT',
+    `${what}: a call of this method carries exactly one request message, then the end of its stream`,
+  );
 
 const shuttingDown = () =>
   new NormserveError(

@@ -296,3 +296,34 @@ describe('gRPC receive limits (receive-limits.ts; gRPC attacker review of 2026-1
     expect(other.closed).toBe(false);
   });
 });
+
+describe('a unary call without exactly one message (gRPC attacker review of 2026-12-04, finding 4)', () => {
+  it('none, a truncated one or two: INVALID_ARGUMENT saying which, not UNIMPLEMENTED', async () => {
+    const g = await serve();
+    const s = await session(g.port);
+    const LIVE = '/inference.GRPCInferenceService/ServerLive';
+    const none = open(s, LIVE);
+    none.stream.end();
+    const truncated = open(s, LIVE);
+    sendPartial(truncated, 100, 10);
+    truncated.stream.end();
+    const two = open(s, LIVE);
+    two.stream.end(Buffer.alloc(10));
+    await expect.poll(() => none.closed && truncated.closed && two.closed, POLL).toBe(true);
+    const message = (call: RawCall) =>
+      decodeURIComponent(String((call.trailers ?? call.headers)?.['grpc-message']));
+    for (const [call, what] of [
+      [none, 'the request ended without its message'],
+      [truncated, 'the request ended without its message'],
+      [two, 'a second request message arrived'],
+    ] as const) {
+      expect(statusOf(call)).toBe(status.INVALID_ARGUMENT);
+      expect(codeOf(call)).toBe('INVALID_INPUT');
+      expect(message(call)).toBe(
+        `${what}: a call of this method carries exactly one request message, then the end of its stream`,
+      );
+    }
+    // One message, then the end: answered.
+    expect((await g.client.call('ServerLive', {})).ok).toBe(true);
+  });
+});
