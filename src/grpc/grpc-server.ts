@@ -399,8 +399,10 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
         start();
         return;
       }
-      // Gone already: nothing to compute (the recorder counts it).
-      if (call.cancelled) return;
+      // Gone already, or its deadline passed (grpc-js's timer ends it DEADLINE_EXCEEDED): nothing
+      // to compute (the recorder counts it). A grpc-timeout of 1n was computed and answered, then
+      // ended DEADLINE_EXCEEDED (gRPC attacker review of 2026-12-04, finding 6).
+      if (call.cancelled || pastDeadline(call)) return;
       let release: () => void;
       try {
         release = enter(call);
@@ -417,7 +419,7 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
         call.removeListener('cancelled', release);
         // Out of the lane before the service takes the call (it may take a place of its own).
         release();
-        if (!call.cancelled) start();
+        if (!call.cancelled && !pastDeadline(call)) start();
       });
     };
   };
@@ -651,6 +653,12 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
     log,
   });
   return server;
+}
+
+/** Whether a call's deadline (grpc-timeout, counted by grpc-js from its arrival) has passed. */
+function pastDeadline(call: { getDeadline(): Date | number }): boolean {
+  const deadline = call.getDeadline();
+  return (deadline instanceof Date ? deadline.getTime() : deadline) <= Date.now();
 }
 
 /**

@@ -21,8 +21,9 @@ import {
 import { status } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_MAX_CONCURRENT_STREAMS, inferMessageLimit } from '../../src/grpc/grpc-server.js';
+import { inferenceServiceDefinition } from '../../src/grpc/proto.js';
 import { SMALL_MESSAGE_BYTES } from '../../src/grpc/receive-limits.js';
-import { parseServerConfig } from '../../src/service/index.js';
+import { InferenceService, parseServerConfig } from '../../src/service/index.js';
 import { makeTestApp, type TestApp } from '../helpers/app.js';
 import { startGrpc } from '../helpers/grpc.js';
 
@@ -325,5 +326,42 @@ describe('a unary call without exactly one message (gRPC attacker review of 2026
     }
     // One message, then the end: answered.
     expect((await g.client.call('ServerLive', {})).ok).toBe(true);
+  });
+});
+
+describe('a ModelInfer whose deadline has passed when its turn comes (gRPC attacker review of 2026-12-04, finding 6)', () => {
+  it('is not computed: DEADLINE_EXCEEDED, and the engine never sees it', async () => {
+    t = await makeTestApp();
+    let computes = 0;
+    class Counted extends InferenceService {
+      override infer(...args: Parameters<InferenceService['infer']>) {
+        computes++;
+        return super.infer(...args);
+      }
+    }
+    const inference = new Counted(t.registry, { batchMaxDelayUs: 0, batchMaxRows: 256 });
+    const g = await startGrpc(t, { inference });
+    stops.push(g.stop);
+    const message = inferenceServiceDefinition().ModelInfer!.requestSerialize({
+      model_name: 'digits',
+      inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 64] }],
+      raw_input_contents: [Buffer.alloc(64 * 4)],
+    });
+    const frame = Buffer.alloc(5 + message.length);
+    frame.writeUInt32BE(message.length, 1);
+    message.copy(frame, 5);
+    const s = await session(g.port);
+    const late = open(s, INFER, { 'grpc-timeout': '1n' });
+    late.stream.end(frame);
+    await expect.poll(() => late.closed, POLL).toBe(true);
+    expect(statusOf(late)).toBe(status.DEADLINE_EXCEEDED);
+    expect(late.dataBytes).toBe(0);
+    expect(computes).toBe(0);
+    // With time to spare, the same call is computed and answered.
+    const onTime = open(s, INFER, { 'grpc-timeout': '30S' });
+    onTime.stream.end(frame);
+    await expect.poll(() => onTime.closed, POLL).toBe(true);
+    expect(statusOf(onTime)).toBe(status.OK);
+    expect(computes).toBe(1);
   });
 });
