@@ -1,7 +1,7 @@
 import { createHash, type Hash, randomUUID } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { holdsBatchNormStatistics, networkFromCheckpoint } from '../checkpoint/index.js';
-import { isNormserveError, NormserveError } from '../errors/index.js';
+import { type ErrorCode, errorCatalogue, isNormserveError, NormserveError } from '../errors/index.js';
 import type { EngineName } from '../inference/index.js';
 import { cloneStateDict } from '../nn/index.js';
 import {
@@ -87,7 +87,15 @@ export interface RecalibrationServiceOptions {
   /** The engine that gathers the statistics (default: wasm, JS where wasm cannot run the plan). */
   engine?: EngineName | undefined;
   log?: Log;
-  onOutcome?: (model: string, mode: RecalibrationMode, outcome: 'succeeded' | 'failed') => void;
+  /**
+   * Each recalibration's end: `client_error` for one its request ended (its rows refused, its
+   * upload cut or dropped: a 4xx code), answered at once or recorded in its job alike.
+   */
+  onOutcome?: (
+    model: string,
+    mode: RecalibrationMode,
+    outcome: 'succeeded' | 'failed' | 'client_error',
+  ) => void;
   /**
    * A caller that accepts a job (`acceptsJob`) gets one, not the outcome, when more rows than this
    * arrived (RECALIBRATION_ASYNC_ROWS). Default: only when it prefers one.
@@ -661,12 +669,28 @@ export class RecalibrationSession {
     }
     this.service.jobs.update(this.job, { ...change, state });
     this.service.release(this);
+    // Counted by cause, whether the request was answered with it (`refused`) or its job records
+    // it: a job refused for its rows counted `failed` while the same refusal answered at once
+    // counted nothing (ops review of 2026-12-04, minor observation).
+    const code = change.error?.code;
+    const clientError =
+      state === 'failed' &&
+      code !== undefined &&
+      code in errorCatalogue &&
+      errorCatalogue[code as ErrorCode].status < 500;
+    this.service.options.onOutcome?.(
+      this.parent.name,
+      this.request.mode,
+      clientError ? 'client_error' : state,
+    );
+    // A refusal answered to its request is logged by that request's line.
     if (refused) return;
-    this.service.options.onOutcome?.(this.parent.name, this.request.mode, state);
     const log = this.service.log;
     const context = { model: this.parent.name, job: this.job.id, ...traceOf(this.job) };
     if (state === 'succeeded')
       log.info({ ...context, result: change.result }, 'recalibration published');
+    else if (clientError)
+      log.info({ ...context, error: change.error }, 'recalibration refused: a client error');
     else if (change.error?.code === 'JOB_INTERRUPTED')
       log.warn(
         { ...context, ...reached, error: change.error },

@@ -194,14 +194,17 @@ describe('problems in the log', () => {
     expect(lines[0]!.err!.stack).toMatch(/^TypeError: engine exploded\n\s+at /);
   });
 
-  const failedRecalibrations = async () =>
+  const recalibrationsEnded = async (outcome: string) =>
     Number(
-      /^normserve_recalibrations_total\{model="digits",mode="exact",outcome="failed"\} (\d+)$/m.exec(
-        (await served.app.inject({ url: '/metrics' })).body,
-      )?.[1] ?? 0,
+      new RegExp(
+        `^normserve_recalibrations_total\\{model="digits",mode="exact",outcome="${outcome}"\\} (\\d+)$`,
+        'm',
+      ).exec((await served.app.inject({ url: '/metrics' })).body)?.[1] ?? 0,
     );
 
-  it('a recalibration upload refused for its rows writes its request line alone: no line quotes its cell, no failed recalibration is counted', async () => {
+  const failedRecalibrations = () => recalibrationsEnded('failed');
+
+  it('a recalibration upload refused for its rows writes its request line alone: no line quotes its cell; counted client_error, never failed', async () => {
     const rows = digitsTestRows().x.slice(0, 20);
     const cell = 'jane.doe@example.com';
     const header = Array.from({ length: 64 }, (_, i) => `p${i}`).join(',');
@@ -234,6 +237,24 @@ describe('problems in the log', () => {
     }
     expect(served.logs.filter((l) => l.includes(cell))).toEqual([]);
     expect(await failedRecalibrations()).toBe(0);
+    expect(await recalibrationsEnded('client_error')).toBe(3);
+    // The same refusal in a job (202 first) is counted alike, and logged at info, not as a
+    // failure (ops review of 2026-12-04: it counted `failed`).
+    const job = await served.app.inject({
+      method: 'POST',
+      url: '/v1/models/digits:recalibrate',
+      headers: { ...ADMIN, prefer: 'respond-async', 'x-request-id': 'refused-job' },
+      payload: { instances: [rows[0]] },
+    });
+    expect(job.statusCode, job.body).toBe(202);
+    await expect
+      .poll(() => recalibrationsEnded('client_error'), { timeout: 20_000, interval: 20 })
+      .toBe(4);
+    expect(await failedRecalibrations()).toBe(0);
+    expect(linesOf('refused-job').map((l) => [l.level, l.msg])).toEqual([
+      [INFO, 'request'],
+      [INFO, 'recalibration refused: a client error'],
+    ]);
   });
 
   it('a recalibration that fails for a server reason is a failed one: logged at warn and counted', async () => {
