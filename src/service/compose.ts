@@ -24,7 +24,11 @@ export interface ServiceMetricsSink {
   };
   readonly autoOutlierRows: { inc(labels: { model: string }, value: number): void };
   readonly recalibrations: {
-    inc(labels: { model: string; mode: RecalibrationMode; outcome: 'succeeded' | 'failed' | 'client_error' }): void;
+    inc(labels: {
+      model: string;
+      mode: RecalibrationMode;
+      outcome: 'succeeded' | 'failed' | 'client_error';
+    }): void;
   };
   readonly overloaded: { inc(labels: { model: string }): void };
   observeBatch(report: BatchReport): void;

@@ -1,7 +1,12 @@
 import { createHash, type Hash, randomUUID } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { holdsBatchNormStatistics, networkFromCheckpoint } from '../checkpoint/index.js';
-import { type ErrorCode, errorCatalogue, isNormserveError, NormserveError } from '../errors/index.js';
+import {
+  type ErrorCode,
+  errorCatalogue,
+  isNormserveError,
+  NormserveError,
+} from '../errors/index.js';
 import type { EngineName } from '../inference/index.js';
 import { cloneStateDict } from '../nn/index.js';
 import {
