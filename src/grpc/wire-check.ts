@@ -349,7 +349,13 @@ export function wireProblem(buf: Uint8Array, rule: MessageRule): string | undefi
     checkMessage(buf, 0, buf.length, rule, { fields: 0, packed: 0, maxPacked });
     return undefined;
   } catch (e) {
-    if (e instanceof WireError) return e.message;
-    throw e;
+    if (!(e instanceof WireError)) throw e;
+    // gzip's magic bytes: a message compressed by a client that did not say so (its frame's
+    // compressed flag without a grpc-encoding header is read as is by grpc-js), which the wire
+    // error alone ("wire type 7 does not exist") would not tell (gRPC attacker review of
+    // 2026-12-04, finding 5).
+    return buf[0] === 0x1f && buf[1] === 0x8b
+      ? `${e.message}; the message starts as gzip data does: a compressed message needs the grpc-encoding: gzip header`
+      : e.message;
   }
 }

@@ -2,6 +2,7 @@
  * wire-check.ts on its own: unknown groups are skipped up to their own end tag, nested ones
  * included, at most MAX_GROUP_DEPTH deep; a known field is never read as a group.
  */
+import { gzipSync } from 'node:zlib';
 import { loadSync } from '@grpc/proto-loader';
 import { describe, expect, it } from 'vitest';
 import { PROTO_FILE, PROTO_OPTIONS } from '../../src/grpc/proto.js';
@@ -93,5 +94,17 @@ describe('wireProblem: what a request may make protobufjs build', () => {
     const fp32 = (count: number) =>
       delimited(5, delimited(5, delimited(6, Array(4 * count).fill(0))));
     expect(check(fp32(3 * MIN_PACKED_VALUES))).toBeUndefined();
+  });
+});
+
+describe('wireProblem: a gzip-compressed message sent as plain (gRPC attacker review of 2026-12-04, finding 5)', () => {
+  it('names the missing grpc-encoding header after the wire error', () => {
+    const gzipped = [...gzipSync(Buffer.from('{"model_name":"digits"}'))];
+    const problem = check(gzipped);
+    expect(problem).toMatch(
+      /; the message starts as gzip data does: a compressed message needs the grpc-encoding: gzip header$/,
+    );
+    // Any other malformed message says only what is wrong with it.
+    expect(check([0x0f])).not.toMatch(/gzip/);
   });
 });
