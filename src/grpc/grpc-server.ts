@@ -607,7 +607,6 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
           path === inferPath
             ? inferMessageLimit(registry, options.maxBatchSize)
             : SMALL_MESSAGE_BYTES,
-        connectionBudgetBytes: options.maxMessageBytes,
         unsupported: () =>
           log.warn({}, 'gRPC: per-method message limits not applied (grpc-js internals changed)'),
       }),

@@ -94,8 +94,6 @@ export async function startGrpc(
     computeLane?: ComputeLane;
     receiveTimeoutMs?: number;
     maxConcurrentStreams?: number;
-    /** BODY_LIMIT_BYTES as the server is given it (default: the app's). */
-    maxMessageBytes?: number;
   } = {},
 ) {
   const inference =
@@ -110,7 +108,7 @@ export async function startGrpc(
     inference,
     version: '0.0.0-test',
     maxBatchSize: t.config.MAX_BATCH_SIZE,
-    maxMessageBytes: options.maxMessageBytes ?? t.config.BODY_LIMIT_BYTES,
+    maxMessageBytes: t.config.BODY_LIMIT_BYTES,
     apiToken: options.apiToken,
     log: options.log ?? silentLog,
     ...(options.observer ? { observer: options.observer } : {}),
