@@ -1,19 +1,20 @@
 /**
  * A BatchNorm (or input transform) whose inputs have a large mean next to their spread, folded
- * into the Linear or Conv2d after it or run as its own step: the input is centred first
+ * into the Linear or Conv2d after it: the input is centred on that mean first
  * (CompileContext.centrePending), so the fused path keeps float32's usual error. Folded as it
  * was, the inputs of mean 1e4 and standard deviation 1e-2 of the fidelity review of 2026-12-04
- * served outputs 2e-2 to 8e-2 off the unfused path and PyTorch.
+ * served outputs 2e-2 to 8e-2 off the unfused path. An affine run as its own step computes in
+ * float64 and needs no centring.
  */
 import { describe, expect, it } from 'vitest';
 import { buildSequential, type LayerSpec } from '../../src/checkpoint/index.js';
 import { CENTRE_SHIFT, CompiledModel } from '../../src/inference/index.js';
 import { BatchNorm, type FeatureTransform, Rng, type Sequential } from '../../src/nn/index.js';
 import { bn2d, conv, spec } from '../helpers/cnn-combinations.js';
-import { expectClose } from '../helpers/compare.js';
+import { expectClose, expectRelClose } from '../helpers/compare.js';
 import { TEST_ENGINE } from '../helpers/engine.js';
 import { bn, linear, relu } from '../helpers/layer-combinations.js';
-import { FUSION_ATOL } from '../helpers/tolerances.js';
+import { FUSION_ATOL, FUSION_RTOL } from '../helpers/tolerances.js';
 
 const MEAN = 1e4;
 const STD = 1e-2;
@@ -95,6 +96,36 @@ describe('large-mean inputs before a fold', () => {
       'dense:none',
     ]);
     expectClose(fused, unfused, FUSION_ATOL, 'bn-relu');
+  });
+
+  it('a tiny γ (a channel pruned to 1e-40) or a large learned β is no reason to centre: no step, no NaN', () => {
+    // Feature 2: inputs of mean 1e4 scaled by γ = 1e-40; or inputs about 0.5 shifted by β = 50.
+    for (const [gamma, beta, mean, variance] of [
+      [1e-40, 20, MEAN, STD * STD],
+      [1, 50, 0.5, 1],
+    ] as const) {
+      const net = network([bn(6), linear(6, 4)], 8, (i) => i === 0);
+      const first = net.modules[0] as BatchNorm;
+      first.weight!.value.data[2] = gamma;
+      first.bias!.value.data[2] = beta;
+      first.runningMean.data[2] = mean;
+      first.runningVar.data[2] = variance;
+      const { model, fused, unfused } = fusedAndUnfused(net, undefined, [6], 16);
+      const centred = model.plan.steps[0]!;
+      expect(centred.op).toBe('affine');
+      // The step leaves that feature alone: x + (−0).
+      expect(centred.op === 'affine' && Object.is(centred.shift[2], -0)).toBe(true);
+      expect(fused.every(Number.isFinite)).toBe(true);
+      // Outputs of thousands here (inputs of 1e4 against a mean of 0.5): FUSION_ATOL below 10,
+      // FUSION_RTOL above.
+      expectRelClose(
+        fused,
+        unfused,
+        FUSION_RTOL,
+        `γ ${gamma}, β ${beta}`,
+        FUSION_ATOL / FUSION_RTOL,
+      );
+    }
   });
 
   it('leaves a plan whose shifts are under CENTRE_SHIFT as it was: no centring step', () => {

@@ -125,7 +125,9 @@ export const batchNormRule: CompileRule = function* (module, path, ctx) {
     return;
   }
   recordPending(ctx, path, bn.numFeatures);
-  ctx.addPending(scale, shift, path);
+  // Its mean: where its input is centred (CompileContext.centrePending).
+  const mean = ctx.statistics.get(path)?.mean ?? bn.runningMean.data;
+  ctx.addPending(scale, shift, path, expand(Float64Array.from(mean)));
   // Provisional: settled when the pending affine is folded into a kernel or flushed as a step.
   ctx.fate(path, bn, 'folded_into_next_linear');
 };

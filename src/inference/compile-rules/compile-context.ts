@@ -16,20 +16,26 @@ export interface ConvDraft extends Omit<Conv2dStep, 'weight' | 'bias'> {
 export type Draft = DenseDraft | ConvDraft | Exclude<PlanStep, { op: 'dense' | 'conv2d' }>;
 
 /**
+ * How far from zero, in units of its output, a pending affine's input may be centred before the
+ * affine is folded into the next kernel without a centring step (CompileContext.centrePending):
+ * the cancellation it avoids costs about |μ·s|·2⁻²⁴ of the output per term, so at 16 less than
+ * 1e-6, within the engine's float32 error elsewhere.
+ */
+export const CENTRE_SHIFT = 16;
+
+/**
  * A per-element affine y = x·scale + shift over the current sample (one value per element of
  * the current shape) waiting for a Linear or Conv2d to fold into: BatchNorms and the input
  * transform. Element-wise for every source, so chains compose and reshapes leave it valid.
  */
-/**
- * The |shift| of a pending affine, in units of its output, past which its input is centred before
- * it is folded or run (CompileContext.centrePending): the cancellation it avoids costs about
- * |t|·2⁻²⁴ of the output, so at 16 less than 1e-6, within the engine's float32 error elsewhere.
- */
-export const CENTRE_SHIFT = 16;
-
 export interface Pending {
   scale: Float64Array;
   shift: Float64Array;
+  /**
+   * Per element, the value the pending affine's input is centred on, where known: the input
+   * transform's shift (its mean), a BatchNorm's mean; for affines composed, the first one's.
+   */
+  centre?: Float64Array | undefined;
   layers: string[];
   /** Whether the model's input transform is part of it. */
   input: boolean;
@@ -108,7 +114,8 @@ export class CompileContext {
     if (inputTransform) {
       const scale = Float64Array.from(inputTransform.scale);
       const shift = Float64Array.from(inputTransform.shift, (s, i) => -s * scale[i]!);
-      this.pending = { scale, shift, layers: [], input: true };
+      const centre = Float64Array.from(inputTransform.shift);
+      this.pending = { scale, shift, centre, layers: [], input: true };
       if (!foldBatchNorms) this.flush();
     }
   }
@@ -146,9 +153,10 @@ export class CompileContext {
   }
 
   /** Adds a per-element affine (a BatchNorm with nothing to fold into yet) to what is pending. */
-  addPending(scale: Float64Array, shift: Float64Array, path: string): void {
+  addPending(scale: Float64Array, shift: Float64Array, path: string, centre?: Float64Array): void {
     const p = this.pending;
     if (p) {
+      // Composed: its input, and so its centre, is the first affine's.
       // Two affines in a row compose: (x·s1 + t1)·s2 + t2.
       for (let k = 0; k < scale.length; k++) {
         p.scale[k] = p.scale[k]! * scale[k]!;
@@ -156,7 +164,7 @@ export class CompileContext {
       }
       p.layers.push(path);
     } else {
-      this.pending = { scale, shift, layers: [path], input: false };
+      this.pending = { scale, shift, centre, layers: [path], input: false };
     }
   }
 
@@ -197,32 +205,37 @@ export class CompileContext {
   }
 
   /**
-   * Before the pending affine x·s + t is folded into the next kernel: where its
-   * shift is large (|t| > CENTRE_SHIFT, in units of its output, which a normalizing layer makes
-   * O(1)), the input is first centred by a step of its own, x − c with c = −t/s rounded to
-   * float32, and what stays pending is x'·s + (s·c + t), whose shift is a few rounding units.
-   * Folded as it was, the kernel's float32 sums held terms |t| times its output's size that
-   * cancelled: a BatchNorm of inputs with mean 1e4 and std 1e-2 before a Linear, or a standard
-   * scaler of such inputs, served outputs 0.07 off PyTorch's (fidelity review of 2026-12-04),
-   * which computes x − μ first, exactly for x near μ (Sterbenz). The centring is exact in the same
-   * way, so the rest folds with float32's usual error. A feature whose |t| is below the bound
-   * keeps its shift and is left unchanged by the step (x + (−0) is x, sign included).
+   * Before the pending affine x·s + t is folded into the next kernel: where its input is centred
+   * far from zero next to its scale (|μ·s| > CENTRE_SHIFT, μ its `centre`: the input transform's
+   * mean, a BatchNorm's running mean), the input is first centred by a step of its own, x − μ
+   * with μ rounded to float32, and what stays pending is x'·s + (s·μ + t). Folded as it was, the
+   * kernel's float32 sums held terms |μ·s| times its output's size that cancelled: a BatchNorm of
+   * inputs with mean 1e4 and std 1e-2 before a Linear, or a standard scaler of such inputs, served
+   * outputs 0.07 off the unfused path (fidelity review of 2026-12-04). x − μ is exact for x near
+   * μ (Sterbenz), so the rest folds with float32's usual error. A feature whose |μ·s| is within
+   * the bound, or whose μ is unknown or not a float32, is left unchanged by the step (x + (−0) is
+   * x, sign included); a learned shift (a BatchNorm's β) is no reason to centre.
    */
   private centrePending(): void {
     const p = this.pending;
-    if (!p?.shift.some((t) => Math.abs(t) > CENTRE_SHIFT)) return;
+    const centreOf = (k: number): number => {
+      const mu = p?.centre?.[k];
+      if (mu === undefined) return 0;
+      const c = Math.fround(mu);
+      return Number.isFinite(c) && Math.abs(c * p!.scale[k]!) > CENTRE_SHIFT ? c : 0;
+    };
+    if (!p?.centre || !p.scale.some((_, k) => centreOf(k) !== 0)) return;
     const n = p.shift.length;
     const centre = new Float64Array(n);
     const shift = Float64Array.from(p.shift);
     for (let k = 0; k < n; k++) {
-      const s = p.scale[k]!;
-      const t = p.shift[k]!;
-      const c = s !== 0 && Math.abs(t) > CENTRE_SHIFT ? Math.fround(-t / s) : 0;
+      const c = centreOf(k);
       centre[k] = -c;
-      if (c !== 0) shift[k] = s * c + t;
+      if (c !== 0) shift[k] = p.scale[k]! * c + p.shift[k]!;
     }
     this.emitAffine(new Float64Array(n).fill(1), centre, [...p.layers]);
     p.shift = shift;
+    p.centre = undefined;
   }
 
   /**
