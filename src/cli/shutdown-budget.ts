@@ -7,19 +7,13 @@
  * writes its record, within the reserve, before the process's end.
  */
 import type pino from 'pino';
-import type { RecalibrationService } from '../service/index.js';
+import { DRAIN_RESERVE_MS, drainLastStepsMs, type RecalibrationService } from '../service/index.js';
 
-/**
- * What the jobs leave of SHUTDOWN_TIMEOUT_MS for settling those interrupted: a slice of work (tens
- * of milliseconds), the lock's release and the record's write (a few synced file writes). A
- * quarter of the budget when that is less (SHUTDOWN_TIMEOUT_MS may be as low as 100 ms).
- */
-export const JOB_SETTLE_RESERVE_MS = 1_000;
+/** What the jobs leave of SHUTDOWN_TIMEOUT_MS for settling those interrupted (DRAIN_RESERVE_MS). */
+export const JOB_SETTLE_RESERVE_MS = DRAIN_RESERVE_MS;
 
 /** How long after the drain begins the running recalibration jobs are interrupted. */
-export function jobBudgetMs(shutdownTimeoutMs: number): number {
-  return shutdownTimeoutMs - Math.min(JOB_SETTLE_RESERVE_MS, Math.floor(shutdownTimeoutMs / 4));
-}
+export const jobBudgetMs = drainLastStepsMs;
 
 /**
  * Arms the jobs' budget as the drain begins; `stop()` disarms it once the drain has ended, and

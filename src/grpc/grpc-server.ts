@@ -28,6 +28,7 @@ import {
   classificationCount,
   classifiedTensor,
   compileAccepts,
+  drainLastStepsMs,
   FP32_BYTES,
   failInput,
   float32Bytes,
@@ -661,15 +662,6 @@ function pastDeadline(call: { getDeadline(): Date | number }): boolean {
 }
 
 /**
- * How long into a drain of `timeoutMs` an answer its client has not read is cancelled: the
- * drain less a quarter, at most 1 s before its end (the recalibration jobs' reserve's rule,
- * cli/shutdown-budget.ts), so a slow reader gets most of the drain.
- */
-export function answeredGraceMs(timeoutMs: number): number {
-  return timeoutMs - Math.min(1_000, Math.floor(timeoutMs / 4));
-}
-
-/**
  * The largest ModelInfer message worth reading: MAX_BATCH_SIZE rows of the widest input any
  * served version takes, at INFER_BYTES_PER_VALUE, and the envelope (receive-limits.ts). Anything
  * larger would be refused once decoded (BATCH_TOO_LARGE, a count that does not match); decoding
@@ -739,9 +731,9 @@ export function listenGrpc(server: Server, host: string, port: number): Promise<
               if (cancelled > 0)
                 extra?.log.warn(
                   { calls: cancelled },
-                  'gRPC: answers their clients did not read were cancelled to end the drain',
+                  'gRPC: answers their clients had not yet read were cancelled to end the drain',
                 );
-            }, answeredGraceMs(timeoutMs));
+            }, drainLastStepsMs(timeoutMs));
             const force = setTimeout(() => {
               server.forceShutdown();
               done();

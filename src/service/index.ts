@@ -239,6 +239,8 @@ export {
   serverConfigSchema,
 } from './server-config.js';
 export {
+  DRAIN_RESERVE_MS,
+  drainLastStepsMs,
   type Readiness,
   SERVING_PHASES,
   ServingPhase,

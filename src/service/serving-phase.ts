@@ -26,6 +26,20 @@ export const SHUTTING_DOWN_REASON = 'shutting_down';
  */
 export const SHUTTING_DOWN_RETRY_AFTER_SECONDS = 1;
 
+/**
+ * What the drain keeps of SHUTDOWN_TIMEOUT_MS for its last steps — the recalibration jobs it
+ * interrupts settling their records (cli/shutdown-budget.ts), the gRPC answers no client read
+ * being cancelled (grpc-server.ts) — before close-with-grace's exit 1: a slice of work (tens of
+ * milliseconds), a lock's release and a few synced file writes; a quarter of the budget when that
+ * is less (SHUTDOWN_TIMEOUT_MS may be as low as 100 ms).
+ */
+export const DRAIN_RESERVE_MS = 1_000;
+
+/** How long into a drain of `shutdownTimeoutMs` its last steps start (DRAIN_RESERVE_MS). */
+export function drainLastStepsMs(shutdownTimeoutMs: number): number {
+  return shutdownTimeoutMs - Math.min(DRAIN_RESERVE_MS, Math.floor(shutdownTimeoutMs / 4));
+}
+
 export class ServingPhase {
   private phase: ServingPhaseName = 'serving';
   private readonly listeners = new Set<(phase: ServingPhaseName) => void>();
