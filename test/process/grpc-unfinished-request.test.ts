@@ -157,7 +157,8 @@ describe('gRPC requests that never finish, in the real server process', () => {
       expect(
         server.logs.find(
           (l) =>
-            l.msg === 'gRPC: answers their clients had not yet read were cancelled to end the drain',
+            l.msg ===
+            'gRPC: answers their clients had not yet read were cancelled to end the drain',
         ),
       ).toMatchObject({ level: 40, calls: 2 });
     } finally {
