@@ -177,8 +177,8 @@ export interface GrpcServerHandle {
  * than 100" so as not to limit parallelism; Envoy's edge-proxy best practices set 100; grpc-go's
  * server had 100 until 2017 (grpc-go#1624) and, since the HTTP/2 Rapid Reset attack, its v1.58.3
  * notes ask servers to set one. Without it grpc-js advertises Node's 2^32 − 1, and one connection
- * held as many messages being received (each up to BODY_LIMIT_BYTES) or health watches as its
- * client opened (20,000 watches were accepted on one).
+ * held as many messages being received (each up to its method's limit: receive-limits.ts) or
+ * health watches as its client opened (20,000 watches were accepted on one).
  */
 export const DEFAULT_MAX_CONCURRENT_STREAMS = 100;
 

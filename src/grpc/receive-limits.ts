@@ -37,7 +37,8 @@ interface BaseCallInternals {
  * Check — no token needed — could announce 16 MiB and send 15 MB of it, 100 such calls on one
  * connection: 1.1 GB held from one client (gRPC attacker review of 2026-12-04, finding 1). The
  * limit is set on the call's decoder, which refuses a message whose length prefix is over it,
- * RESOURCE_EXHAUSTED, before reading it, and a compressed one whose decompressed size is.
+ * RESOURCE_EXHAUSTED, before reading it, and on its decompression, which refuses a compressed
+ * one once its decompressed bytes pass it.
  *
  * What one connection may hold is then its open calls (GRPC_MAX_CONCURRENT_STREAMS) times their
  * methods' limits. A budget of bytes per connection was tried and taken out the same day: it

@@ -28,7 +28,7 @@ export const SHUTTING_DOWN_RETRY_AFTER_SECONDS = 1;
 
 /**
  * What the drain keeps of SHUTDOWN_TIMEOUT_MS for its last steps — the recalibration jobs it
- * interrupts settling their records (cli/shutdown-budget.ts), the gRPC answers no client read
+ * interrupts settling their records (cli/shutdown-budget.ts), the gRPC answers no client has yet read
  * being cancelled (grpc-server.ts) — before close-with-grace's exit 1: a slice of work (tens of
  * milliseconds), a lock's release and a few synced file writes; a quarter of the budget when that
  * is less (SHUTDOWN_TIMEOUT_MS may be as low as 100 ms).

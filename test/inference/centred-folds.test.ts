@@ -128,7 +128,34 @@ describe('large-mean inputs before a fold', () => {
     }
   });
 
-  it('leaves a plan whose shifts are under CENTRE_SHIFT as it was: no centring step', () => {
+  it('a padded Conv2d after a BatchNorm2d whose shift is 0 folds it uncentred: padding zeros stay the transformed input’s', () => {
+    // s = 1/√(3.5 + 0.5) = 0.5, μ·s = 50 > CENTRE_SHIFT, t = β − μ·s = 0.
+    const net = network(
+      [spec({ type: 'batchnorm2d', num_features: 2, eps: 0.5 }), conv(2, 3, { padding: 1 })],
+      9,
+      () => false,
+    );
+    const first = net.modules[0] as BatchNorm;
+    first.runningMean.data.fill(100);
+    first.runningVar.data.fill(3.5);
+    first.weight!.value.data.fill(1);
+    first.bias!.value.data.fill(50);
+    const model = new CompiledModel(net, undefined, 4, [2, 5, 5], { engine: TEST_ENGINE });
+    const rng = new Rng(10);
+    const x = Float32Array.from({ length: 4 * 50 }, () => 100 + rng.normal());
+    expect(model.plan.steps.map((s) => s.op)).toEqual(['conv2d']);
+    expectClose(model.forward(x, 4, true), model.forward(x, 4, false), FUSION_ATOL, 'padded');
+  });
+
+  it('an input transform that leaves a feature as it is, then a large-mean BatchNorm: centred on the BatchNorm’s mean', () => {
+    const transform = { shift: Array(6).fill(0), scale: Array(6).fill(1) };
+    const net = network([bn(6), linear(6, 4)], 11, (i) => i === 0);
+    const { model, fused, unfused } = fusedAndUnfused(net, transform, [6], 64);
+    expect(model.plan.steps.map((s) => s.op)).toEqual(['affine', 'dense']);
+    expectClose(fused, unfused, FUSION_ATOL, 'transform-bn-linear');
+  });
+
+  it('leaves a plan whose inputs are centred within CENTRE_SHIFT as it was: no centring step', () => {
     const net = network(
       [bn(6), linear(6, 4), bn(4), spec({ type: 'relu' }), linear(4, 3)],
       7,

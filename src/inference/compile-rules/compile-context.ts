@@ -33,7 +33,8 @@ export interface Pending {
   shift: Float64Array;
   /**
    * Per element, the value the pending affine's input is centred on, where known: the input
-   * transform's shift (its mean), a BatchNorm's mean; for affines composed, the first one's.
+   * transform's shift (its mean), a BatchNorm's mean; for affines composed, mapped back to the
+   * first one's input (addPending).
    */
   centre?: Float64Array | undefined;
   layers: string[];
@@ -156,11 +157,23 @@ export class CompileContext {
   addPending(scale: Float64Array, shift: Float64Array, path: string, centre?: Float64Array): void {
     const p = this.pending;
     if (p) {
-      // Composed: its input, and so its centre, is the first affine's.
+      // Composed: its input is the first affine's. Its centre is the first's, or this one's
+      // mapped back to that input, x = (μ − t₁)/s₁, whichever is further out in units of the
+      // composed scale: an input transform that leaves a feature as it is (shift 0, scale 1)
+      // knows no centre for it, the BatchNorm after it does (review of the session's fixes).
+      const mapped = centre?.map((mu, k) => (mu - p.shift[k]!) / p.scale[k]!);
       // Two affines in a row compose: (x·s1 + t1)·s2 + t2.
       for (let k = 0; k < scale.length; k++) {
         p.scale[k] = p.scale[k]! * scale[k]!;
         p.shift[k] = p.shift[k]! * scale[k]! + shift[k]!;
+      }
+      if (mapped) {
+        const first = p.centre;
+        p.centre = mapped.map((b, k) => {
+          const a = first?.[k] ?? 0;
+          const far = Number.isFinite(b) && Math.abs(b * p.scale[k]!) > Math.abs(a * p.scale[k]!);
+          return far ? b : a;
+        });
       }
       p.layers.push(path);
     } else {
@@ -239,7 +252,7 @@ export class CompileContext {
   }
 
   /**
-   * The pending affine, centred first if its shift is large (centrePending): what a Linear or
+   * The pending affine, centred first if its input is centred far out (centrePending): what a Linear or
    * Conv2d folds into its columns.
    */
   pendingToFold(): Pending | undefined {

@@ -28,11 +28,15 @@ export const conv2dRule: CompileRule = function* (module, path, ctx) {
   if (ctx.pending) {
     const unpadded = m.padding[0] === 0 && m.padding[1] === 0;
     const foldable = uniformPerChannel(ctx.pending, ctx.shape);
-    // Centred only once it folds (a centred affine keeps one scale and shift per channel).
+    // Centred only once it folds (a centred affine keeps one scale and shift per channel), and
+    // only without padding: padding zeros stand for zeros of the transformed input only while
+    // the shift is 0, which centring would end (review of the session's fixes, finding 1).
     const perChannel =
-      foldable && (unpadded || foldable.shift.every((t) => t === 0))
+      foldable && unpadded
         ? uniformPerChannel(ctx.pendingToFold()!, ctx.shape)
-        : undefined;
+        : foldable?.shift.every((t) => t === 0)
+          ? foldable
+          : undefined;
     if (perChannel) {
       let sliced = 0;
       for (let out = 0; out < o; out++) {
