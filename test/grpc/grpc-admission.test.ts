@@ -21,11 +21,10 @@ import {
 import { status } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_MAX_CONCURRENT_STREAMS, inferMessageLimit } from '../../src/grpc/grpc-server.js';
-import { inferenceServiceDefinition } from '../../src/grpc/proto.js';
 import { SMALL_MESSAGE_BYTES } from '../../src/grpc/receive-limits.js';
 import { InferenceService, parseServerConfig } from '../../src/service/index.js';
 import { makeTestApp, type TestApp } from '../helpers/app.js';
-import { startGrpc } from '../helpers/grpc.js';
+import { modelInferFrame, startGrpc } from '../helpers/grpc.js';
 
 const TOKEN = 'grpc-admission-token-0123456789';
 const INFER = '/inference.GRPCInferenceService/ModelInfer';
@@ -323,14 +322,7 @@ describe('a ModelInfer whose deadline has passed when its turn comes (gRPC attac
     const inference = new Counted(t.registry, { batchMaxDelayUs: 0, batchMaxRows: 256 });
     const g = await startGrpc(t, { inference });
     stops.push(g.stop);
-    const message = inferenceServiceDefinition().ModelInfer!.requestSerialize({
-      model_name: 'digits',
-      inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 64] }],
-      raw_input_contents: [Buffer.alloc(64 * 4)],
-    });
-    const frame = Buffer.alloc(5 + message.length);
-    frame.writeUInt32BE(message.length, 1);
-    message.copy(frame, 5);
+    const frame = modelInferFrame();
     const s = await session(g.port);
     const late = open(s, INFER, { 'grpc-timeout': '1n' });
     late.stream.end(frame);

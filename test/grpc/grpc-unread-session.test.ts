@@ -8,11 +8,10 @@
  */
 import { type ClientHttp2Session, connect } from 'node:http2';
 import { afterEach, describe, expect, it } from 'vitest';
-import { inferenceServiceDefinition } from '../../src/grpc/proto.js';
 import { InferenceService } from '../../src/service/index.js';
 import { makeTestApp, type TestApp } from '../helpers/app.js';
 import { digitsTestRows } from '../helpers/digits.js';
-import { startGrpc } from '../helpers/grpc.js';
+import { modelInferFrame, startGrpc } from '../helpers/grpc.js';
 import { f32Bytes } from '../http/http-helpers.js';
 
 /** A's calls: enough that, at 100 ms each, B's turn came seconds later. */
@@ -32,19 +31,9 @@ afterEach(async () => {
   t = undefined;
 });
 
-/** A gRPC message frame (uncompressed, 4-byte length) of a ModelInfer request. */
-function inferFrame(rows: number): Buffer {
-  const serialize = inferenceServiceDefinition().ModelInfer!.requestSerialize;
-  const message = serialize({
-    model_name: 'digits',
-    inputs: [{ name: 'input', datatype: 'FP32', shape: [rows, 64] }],
-    raw_input_contents: [f32Bytes(Array.from({ length: rows }, () => row).flat())],
-  });
-  const frame = Buffer.alloc(5 + message.length);
-  frame.writeUInt32BE(message.length, 1);
-  message.copy(frame, 5);
-  return frame;
-}
+/** A's request: A_ROWS copies of a digits row. */
+const inferFrame = (rows: number): Buffer =>
+  modelInferFrame(rows, f32Bytes(Array.from({ length: rows }, () => row).flat()));
 
 describe('gRPC calls of a session that does not read its replies', () => {
   it("hold up only that session: another session's call is answered before their computes end", async () => {

@@ -7,7 +7,7 @@ import { loadSync } from '@grpc/proto-loader';
 import { afterAll, afterEach, beforeAll, beforeEach } from 'vitest';
 import type { ComputeLane } from '../../src/grpc/compute-lane.js';
 import { createGrpcServer, type GrpcObserver, listenGrpc } from '../../src/grpc/grpc-server.js';
-import { PROTO_FILE, PROTO_OPTIONS } from '../../src/grpc/proto.js';
+import { inferenceServiceDefinition, PROTO_FILE, PROTO_OPTIONS } from '../../src/grpc/proto.js';
 import { InferenceService, type Log, silentLog } from '../../src/service/index.js';
 import { makeTestApp, type TestApp } from './app.js';
 
@@ -233,4 +233,20 @@ export function grpcPerTest<A extends { close(): Promise<void> }>(): StartedPerT
     started.app = undefined;
   });
   return started;
+}
+
+/**
+ * A ModelInfer request as one gRPC message frame (uncompressed flag, 4-byte big-endian length, the
+ * serialized message), for raw HTTP/2 clients: `rows` rows of digits' 64 values, `values` or zeros.
+ */
+export function modelInferFrame(rows = 1, values?: Uint8Array): Buffer {
+  const message = inferenceServiceDefinition().ModelInfer!.requestSerialize({
+    model_name: 'digits',
+    inputs: [{ name: 'input', datatype: 'FP32', shape: [rows, 64] }],
+    raw_input_contents: [values ?? Buffer.alloc(rows * 64 * 4)],
+  });
+  const frame = Buffer.alloc(5 + message.length);
+  frame.writeUInt32BE(message.length, 1);
+  message.copy(frame, 5);
+  return frame;
 }

@@ -9,7 +9,7 @@ import { type ClientHttp2Stream, connect, constants, type IncomingHttpHeaders } 
 import { createServer } from 'node:net';
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
-import { inferenceServiceDefinition } from '../../src/grpc/proto.js';
+import { modelInferFrame } from '../helpers/grpc.js';
 import {
   digitsRepositoryCopy,
   exitWithin,
@@ -123,7 +123,7 @@ describe('gRPC requests that never finish, in the real server process', () => {
     try {
       await new Promise((resolve) => session.once('remoteSettings', resolve));
       const calls = [
-        ['/inference.GRPCInferenceService/ModelInfer', inferFrame()],
+        ['/inference.GRPCInferenceService/ModelInfer', modelInferFrame()],
         // An empty HealthCheckRequest: the server's health, watched.
         ['/grpc.health.v1.Health/Watch', Buffer.alloc(5)],
       ].map(([path, frame]) => {
@@ -166,16 +166,3 @@ describe('gRPC requests that never finish, in the real server process', () => {
     }
   });
 });
-
-/** A gRPC message frame (uncompressed) of a one-row digits ModelInfer request. */
-function inferFrame(): Buffer {
-  const message = inferenceServiceDefinition().ModelInfer!.requestSerialize({
-    model_name: 'digits',
-    inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 64] }],
-    raw_input_contents: [Buffer.alloc(64 * 4)],
-  });
-  const frame = Buffer.alloc(5 + message.length);
-  frame.writeUInt32BE(message.length, 1);
-  message.copy(frame, 5);
-  return frame;
-}
