@@ -431,7 +431,12 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
     served: AvailableVersion,
     record: CallRecord | undefined,
   ) => {
-    checkFiniteOutputs(out, (r) => `inputs[0] (row ${r})`);
+    // The row is named where its values came from, as HTTP names inputs[0].data or binary_data.
+    const from =
+      request.raw_input_contents.length > 0
+        ? 'raw_input_contents[0]'
+        : 'inputs[0].contents.fp32_contents';
+    checkFiniteOutputs(out, (r) => `${from} (row ${r})`);
     const names = requestedOutputs(
       served,
       request.outputs.map((o) => o.name),

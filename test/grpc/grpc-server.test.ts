@@ -259,6 +259,25 @@ describe('gRPC ModelInfer', () => {
       'INVALID_INPUT',
     );
     expect(many.details).toMatch(/^outputs: /);
+    // Finite values whose outputs overflow inside the network: the row is named where its values
+    // came from, as HTTP names inputs[0].data or inputs[0].binary_data.
+    const overflowing = flat.map((v, i) => (i >= 64 && i < 128 ? 3e38 : v));
+    const overflowMessage = "the model's outputs overflow float32 for this row (values too large)";
+    const raw = await refused(
+      inferRaw({ raw_input_contents: [f32Bytes(overflowing)] }),
+      I,
+      'INVALID_INPUT',
+    );
+    expect(raw.details).toBe(`raw_input_contents[0] (row 1): ${overflowMessage}`);
+    const typed = await refused(
+      inferRaw({
+        raw_input_contents: [],
+        inputs: [input(undefined, { contents: { fp32_contents: overflowing } })],
+      }),
+      I,
+      'INVALID_INPUT',
+    );
+    expect(typed.details).toBe(`inputs[0].contents.fp32_contents (row 1): ${overflowMessage}`);
   });
 
   it('holds requests to the HTTP limits, so a status message stays short (a second attacker)', async () => {
