@@ -655,13 +655,14 @@ export class ModelRegistry {
    *
    * `fence`, the fencing check of the lock the caller holds (a recalibration's model lock), runs
    * immediately before the rename that publishes and before the conditional activation's write:
-   * LOCK_LOST from it means that write was not made.
+   * LOCK_LOST from it means that write was not made. `jobId` (a recalibration's job) is logged
+   * as `job` with 'version published', so the line leads to the job that wrote the version.
    */
   async publish(
     checkpoint: Checkpoint,
     activate: boolean,
     note?: string,
-    options: { ifActive?: number; fence?: () => Promise<void> } = {},
+    options: { ifActive?: number; fence?: () => Promise<void>; jobId?: string } = {},
   ): Promise<PublishResult> {
     const name = checkpoint.config.name;
     const conditional = activate && options.ifActive !== undefined;
@@ -690,7 +691,14 @@ export class ModelRegistry {
       // Renamed into place: from here on the version is published, whatever fails after.
       renamed = version;
       unsynced = done.unsynced;
-      this.log.info({ model: name, version }, 'version published');
+      this.log.info(
+        {
+          model: name,
+          version,
+          ...(options.jobId !== undefined ? { job: options.jobId } : {}),
+        },
+        'version published',
+      );
       const loaded = await this.loadVersion(name, version);
       if (!isAvailable(loaded)) {
         loadFailure = loaded.reason;

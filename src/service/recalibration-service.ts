@@ -509,7 +509,7 @@ export class RecalibrationSession {
         // another one while this job ran (a rollback) is not overruled by the job. Published and
         // activated only while this job still holds the model's lock (its fencing check): a job
         // paused past its lease, whose lock another process broke, writes nothing.
-        { ifActive: this.parent.version, fence: this.lock.assertHeld },
+        { ifActive: this.parent.version, fence: this.lock.assertHeld, jobId: this.job.id },
       );
       const { version, activated } = published;
       const notActivated =

@@ -189,7 +189,15 @@ describe('admin routes need Authorization: Bearer <ADMIN_TOKEN>', () => {
     // The logs are real: one line per request, with the statuses seen above.
     const statuses = new Set(lines.filter((l) => l.msg === 'request').map((l) => l.status));
     for (const s of [201, 200, 401, 404, 409, 400]) expect(statuses, `status ${s}`).toContain(s);
-    expect(lines.some((l) => l.msg === 'recalibration published')).toBe(true);
+    const published = lines.find((l) => l.msg === 'recalibration published') as
+      | { job?: string }
+      | undefined;
+    expect(published?.job).toMatch(/^[0-9a-f-]{36}$/);
+    // The registry's line for the same version leads to the same job.
+    const registryLine = lines.find((l) => l.msg === 'version published') as
+      | { job?: string }
+      | undefined;
+    expect(registryLine?.job).toBe(published?.job);
 
     expect(text).not.toContain(ADMIN_TOKEN);
     expect(text).not.toContain(ADMIN_TOKEN.slice(0, 16));
