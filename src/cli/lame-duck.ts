@@ -66,6 +66,7 @@ export function lameDuckOnSignal(options: LameDuckOptions): void {
   };
   const onSignal = (signal: NodeJS.Signals) => {
     switch (phase.current) {
+      case 'starting':
       case 'serving':
         first = signal;
         phase.enter('lame-duck');

@@ -107,14 +107,16 @@ export async function startServer(config: ServerConfig): Promise<void> {
     );
 
   // Built once, for both transports; the app closes drift and recalibration (after its routes):
-  // buildApp. The phase goes serving, then lame duck from SIGTERM/SIGINT for SHUTDOWN_DELAY_MS,
-  // then draining: one signal for the readiness routes of every transport.
+  // buildApp. The phase goes starting, serving once every transport listens, then lame duck from
+  // SIGTERM/SIGINT for SHUTDOWN_DELAY_MS, then draining: one signal for the readiness routes of
+  // every transport.
   const services = createServices({
     config,
     registry,
     metrics,
     log: logger,
     cluster: channel !== undefined,
+    starting: true,
   });
   const { drift, inference, recalibration, phase } = services;
   const stopSharing = channel ? shareDrift(channel, drift) : undefined;
@@ -245,6 +247,9 @@ export async function startServer(config: ServerConfig): Promise<void> {
     });
     logger.info({ port: grpc.port, host: config.HOST }, 'gRPC server listening');
   }
+  // Ready from here (models permitting): gRPC listened ~0.2 s after HTTP, and a readiness probe in
+  // between sent gRPC clients to a port that refused them.
+  phase.enter('serving');
   // Listening: the primary may ask for this worker's metrics from now on.
   channel?.send({ type: 'normserve:ready', startModels: registry.countedModels() });
 }

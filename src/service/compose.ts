@@ -42,6 +42,8 @@ export interface ServicesOptions {
   log: Log;
   /** WORKERS > 1: one of several processes (drift shares its statistics; decides when told). */
   cluster?: boolean;
+  /** The phase begins `starting`: the process enters `serving` once every transport listens. */
+  starting?: boolean;
 }
 
 /** The use cases one server process serves with, shared by its transports. */
@@ -53,7 +55,7 @@ export interface Services {
   /** The recalibration use case (the admin routes' and AUTO_RECALIBRATE's: one lock, one set of jobs). */
   recalibration: RecalibrationService;
   /**
-   * Serving, lame duck (after SIGTERM, SHUTDOWN_DELAY_MS: readiness 503) or draining; the process
+   * Starting, serving, lame duck (after SIGTERM, SHUTDOWN_DELAY_MS: readiness 503) or draining; the process
    * moves it (cli/server-worker.ts) and every transport's readiness reads it.
    */
   phase: ServingPhase;
@@ -110,9 +112,11 @@ export function createServices(options: ServicesOptions): Services {
     onOverload: (model) => metrics.overloaded.inc({ model }),
   });
 
-  const phase = new ServingPhase();
+  const phase = new ServingPhase(options.starting ? 'starting' : 'serving');
   // From the shutdown signal on, a new recalibration is refused (SHUTTING_DOWN): one started in
   // the lame-duck phase would be cut by the drain's budget; its client retries elsewhere.
-  phase.onChange(() => recalibration.stopAccepting());
+  phase.onChange(() => {
+    if (!phase.acceptingTraffic) recalibration.stopAccepting();
+  });
   return { drift, inference, recalibration, phase };
 }

@@ -247,6 +247,7 @@ export {
   type ServingPhaseName,
   SHUTTING_DOWN_REASON,
   SHUTTING_DOWN_RETRY_AFTER_SECONDS,
+  STARTING_REASON,
   serverReadiness,
 } from './serving-phase.js';
 export { type StorageWarning, storageWarningOf, storageWarningSchema } from './storage-warning.js';

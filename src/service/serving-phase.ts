@@ -2,6 +2,10 @@
  * Where a server process is in its life as load balancers see it, one signal for every transport:
  * the HTTP readiness routes read it, and so can gRPC's health service.
  *
+ * - `starting` (the server's process only; ServingPhase('starting')): HTTP listens, but not every
+ *   transport does yet (gRPC binds after HTTP, its code loaded then). Requests are served;
+ *   readiness answers 503 with reason `starting`, so that no load balancer sends a gRPC client to
+ *   a port that still refuses it.
  * - `serving`: readiness follows the models (ModelRegistry.isReady).
  * - `lame-duck`: a SIGTERM/SIGINT came and SHUTDOWN_DELAY_MS runs. Kubernetes removes a
  *   terminating pod from its Service's endpoints asynchronously, after the signal: until every
@@ -11,11 +15,14 @@
  *
  * The phase only moves forward.
  */
-export const SERVING_PHASES = ['serving', 'lame-duck', 'draining'] as const;
+export const SERVING_PHASES = ['starting', 'serving', 'lame-duck', 'draining'] as const;
 export type ServingPhaseName = (typeof SERVING_PHASES)[number];
 
 /** Why the readiness routes answer 503 in the lame-duck and draining phases. */
 export const SHUTTING_DOWN_REASON = 'shutting_down';
+
+/** Why the readiness routes answer 503 before every transport listens. */
+export const STARTING_REASON = 'starting';
 
 /**
  * The Retry-After of SHUTTING_DOWN, in seconds. This instance will not come back, but the URL, a
@@ -41,8 +48,13 @@ export function drainLastStepsMs(shutdownTimeoutMs: number): number {
 }
 
 export class ServingPhase {
-  private phase: ServingPhaseName = 'serving';
+  private phase: ServingPhaseName;
   private readonly listeners = new Set<(phase: ServingPhaseName) => void>();
+
+  /** `starting` until every transport listens (enter('serving')); tests' apps begin serving. */
+  constructor(initial: 'starting' | 'serving' = 'serving') {
+    this.phase = initial;
+  }
 
   get current(): ServingPhaseName {
     return this.phase;
@@ -50,7 +62,7 @@ export class ServingPhase {
 
   /** False from the shutdown signal on: readiness is 503 whatever the models. */
   get acceptingTraffic(): boolean {
-    return this.phase === 'serving';
+    return this.phase === 'starting' || this.phase === 'serving';
   }
 
   /** Moves to `phase` if it is later than the current one (else nothing), telling the listeners. */
@@ -70,20 +82,22 @@ export class ServingPhase {
 /** A server's readiness on every transport: /readyz, /v2/health/ready, ServerReady, gRPC health. */
 export interface Readiness {
   ready: boolean;
-  /** Why not ready, when it is the shutdown (SHUTTING_DOWN_REASON) rather than the models. */
-  reason?: typeof SHUTTING_DOWN_REASON;
+  /** Why not ready, when it is the shutdown or the start rather than the models. */
+  reason?: typeof SHUTTING_DOWN_REASON | typeof STARTING_REASON;
 }
 
 /**
- * The readiness rule: from the shutdown signal on (`phase` not accepting traffic), not ready
- * whatever the models; otherwise as `subject` (the registry: every model; or one model) is.
- * Without a phase (a test's app, an offline tool) the process is serving.
+ * The readiness rule: from the shutdown signal on (`phase` not accepting traffic), or before every
+ * transport listens (`starting`), not ready whatever the models; otherwise as `subject` (the
+ * registry: every model; or one model) is. Without a phase (a test's app, an offline tool) the
+ * process is serving.
  */
 export function serverReadiness(
-  phase: Pick<ServingPhase, 'acceptingTraffic'> | undefined,
+  phase: Pick<ServingPhase, 'acceptingTraffic' | 'current'> | undefined,
   subject: { isReady(): boolean },
 ): Readiness {
   if (phase !== undefined && !phase.acceptingTraffic)
     return { ready: false, reason: SHUTTING_DOWN_REASON };
+  if (phase?.current === 'starting') return { ready: false, reason: STARTING_REASON };
   return { ready: subject.isReady() };
 }

@@ -6,6 +6,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import http from 'node:http';
+import { createServer as createNetServer } from 'node:net';
 import { createInterface } from 'node:readline';
 import { afterAll, afterEach, expect } from 'vitest';
 import { ADMIN_TOKEN } from './app.js';
@@ -340,4 +341,16 @@ export async function exitWithin(server: Server, ms: number) {
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** A TCP port nobody listens on (bound once, then released). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createNetServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as { port: number };
+      probe.close(() => resolve(port));
+    });
+  });
 }

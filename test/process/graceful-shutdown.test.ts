@@ -14,6 +14,7 @@ import { grpcClient } from '../helpers/grpc.js';
 import {
   digitsRepositoryCopy,
   exitWithin,
+  freePort,
   freshGet,
   killServersAfterEach,
   LISTENING,
@@ -250,18 +251,6 @@ describe('graceful shutdown with keep-alive clients sending', () => {
     });
   }
 });
-
-/** A TCP port nobody listens on (bound once, then released). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as { port: number };
-      probe.close(() => resolve(port));
-    });
-  });
-}
 
 describe('gRPC in the real server process', () => {
   it('WORKERS=2: every worker serves GRPC_PORT (one shared socket), calls on several channels succeed, SIGTERM drains and exits 0', async () => {

@@ -6,13 +6,13 @@
  * "killed by timeout").
  */
 import { type ClientHttp2Stream, connect, constants, type IncomingHttpHeaders } from 'node:http2';
-import { createServer } from 'node:net';
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { modelInferFrame } from '../helpers/grpc.js';
 import {
   digitsRepositoryCopy,
   exitWithin,
+  freePort,
   killServersAfterEach,
   servingEnv,
   startServer,
@@ -24,18 +24,6 @@ const EXIT_WITHIN_MS = 30_000;
 const POLL = { timeout: 20_000, interval: 20 };
 
 killServersAfterEach();
-
-/** A TCP port nobody listens on (bound once, then released). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as { port: number };
-      probe.close(() => resolve(port));
-    });
-  });
-}
 
 interface Unfinished {
   stream: ClientHttp2Stream;

@@ -83,12 +83,12 @@ export const nameParams = z.object({ name: modelNameParam });
 
 /** What the readiness routes (/readyz, /v2/health/ready) answer 503 for. */
 export const NOT_READY_DESCRIPTION =
-  'Some model has no available version (STRICT_READINESS=off: no model has one), or the repository is empty; or the server is shutting down (reason: shutting_down): from SIGTERM on it still serves requests for SHUTDOWN_DELAY_MS, so that load balancers take it out first';
+  'Some model has no available version (STRICT_READINESS=off: no model has one), or the repository is empty; or the server is starting (reason: starting): HTTP listens, the gRPC port not yet; or it is shutting down (reason: shutting_down): from SIGTERM on it still serves requests for SHUTDOWN_DELAY_MS, so that load balancers take it out first';
 
-/** The readiness routes' `reason`, present when the server is shutting down. */
-export const notReadyReason = z.literal('shutting_down').optional().meta({
+/** The readiness routes' `reason`, present when the server is starting or shutting down. */
+export const notReadyReason = z.enum(['starting', 'shutting_down']).optional().meta({
   description:
-    'shutting_down: a SIGTERM or SIGINT came; the server still serves during SHUTDOWN_DELAY_MS, then drains',
+    'starting: HTTP listens but the gRPC port (GRPC_PORT) does not yet, for a fraction of a second after the start; shutting_down: a SIGTERM or SIGINT came; the server still serves during SHUTDOWN_DELAY_MS, then drains',
 });
 
 /** The path parameters of one version's routes (`/…/models/:name/versions/:version…`). */

@@ -1,0 +1,82 @@
+/**
+ * A server with GRPC_PORT is not ready until gRPC listens too: HTTP listens first and grpc-js
+ * (loaded then) binds a fraction of a second later. In between /readyz, /v2/health/ready and
+ * /v2 (server ready) answered ready, and a load balancer that probed then sent gRPC clients to a
+ * port that refused them. The gRPC listen is held (test/helpers/hold-grpc-listen.mjs) so that the
+ * test sees that interval whatever the machine's speed.
+ */
+import { readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { grpcClient } from '../helpers/grpc.js';
+import {
+  digitsRepositoryCopy,
+  exitWithin,
+  freePort,
+  freshGet,
+  killServersAfterEach,
+  listeningPort,
+  type Reply,
+  servingEnv,
+  startServer,
+} from '../helpers/server-process.js';
+import { makeTempDir } from '../helpers/temp-files.js';
+
+const HOLD_GRPC_LISTEN = fileURLToPath(new URL('../helpers/hold-grpc-listen.mjs', import.meta.url));
+
+killServersAfterEach();
+
+/** Polls `done` every 20 ms; a generous bound, so that a loaded machine does not fail it. */
+async function until(done: () => boolean | Promise<boolean>, what: string, boundMs = 60_000) {
+  const start = Date.now();
+  while (!(await done())) {
+    if (Date.now() - start > boundMs) throw new Error(`not within ${boundMs} ms: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+describe('readiness while gRPC is not yet listening', () => {
+  it('is 503 "starting" until the gRPC port listens, then ready; requests are served meanwhile', async () => {
+    const hold = makeTempDir('hold-grpc-listen');
+    const grpcPort = await freePort();
+    const server = startServer(
+      servingEnv(digitsRepositoryCopy('ready-after-grpc'), 1, {
+        GRPC_PORT: String(grpcPort),
+        NODE_OPTIONS: `--import ${HOLD_GRPC_LISTEN}`,
+        NORMSERVE_TEST_HOLD_DIR: hold,
+      }),
+    );
+    const port = await listeningPort(server);
+    await until(
+      () => readdirSync(hold).some((name) => name.startsWith('held-grpc-')),
+      'the gRPC listen held',
+    );
+
+    const ready = (await freshGet(port, '/readyz')) as Reply;
+    expect(ready.status, ready.body).toBe(503);
+    expect(JSON.parse(ready.body)).toMatchObject({ status: 'not_ready', reason: 'starting' });
+    const v2 = (await freshGet(port, '/v2/health/ready')) as Reply;
+    expect(v2.status, v2.body).toBe(503);
+    expect(JSON.parse(v2.body)).toMatchObject({ ready: false, reason: 'starting' });
+    // Alive and serving: only readiness waits for the other transport.
+    expect(((await freshGet(port, '/healthz')) as Reply).status).toBe(200);
+    expect(((await freshGet(port, '/v1/models/digits')) as Reply).status).toBe(200);
+
+    writeFileSync(join(hold, 'go'), '');
+    await server.waitForLog((l) => l.msg === 'gRPC server listening', 'gRPC server listening');
+    await until(
+      async () => ((await freshGet(port, '/readyz')) as Reply).status === 200,
+      '/readyz 200 once gRPC listens',
+    );
+    const client = grpcClient(grpcPort);
+    try {
+      expect(await client.call('ServerReady', {})).toEqual({ ok: true, value: { ready: true } });
+    } finally {
+      client.close();
+    }
+    server.child.kill('SIGTERM');
+    const { code } = await exitWithin(server, 30_000);
+    expect(code, server.stderr()).toBe(0);
+  });
+});
