@@ -2,14 +2,16 @@
 /**
  * `npm run export:onnx -- --model <repo>/<name>[/<version>] --out model.onnx [--probabilities]`:
  * writes the version's compiled (fused) plan as an ONNX model, with the service's own export code
- * (the same bytes as `GET /v1/models/{name}/versions/{v}/model.onnx`). The file appears whole or
- * not at all: it is written beside --out under a temporary name and renamed into place.
+ * (the same bytes as `GET /v1/models/{name}/versions/{v}/model.onnx`). A regular file appears
+ * whole or not at all: it is written beside --out (beside the file a link names) under a
+ * temporary name and renamed into place. Anything else is opened and written as onnx.save and
+ * torch.onnx.export write: a link's target, a pipe, /dev/stdout.
  */
 import { randomBytes } from 'node:crypto';
-import { realpath, rename, rm, writeFile } from 'node:fs/promises';
-import { basename, dirname, join, relative, resolve, sep } from 'node:path';
+import { lstat, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import { NormserveError } from '../errors/index.js';
-import { ONNX_OPSET, openModelDirectory, VERSION_NAME_PATTERN } from '../service/index.js';
+import { modelDirectoryHolding, ONNX_OPSET, openModelDirectory } from '../service/index.js';
 import { cliCommand, runCli } from './cli-errors.js';
 import {
   outputWriteFailed,
@@ -34,28 +36,46 @@ async function realPath(path: string): Promise<string> {
 }
 
 /**
- * Refuses an --out inside the model's directory (`<repo>/<name>`): the file could replace a
- * version's own model.safetensors or config.json, or the active-version record, which the server
- * reads (review60: `--out <model>/1/model.safetensors` broke version 1 with exit 0).
+ * Refuses an --out inside a model's directory of the exported model's repository (its own or
+ * another's: `<repo>/<model>`): the file could replace a version's model.safetensors or
+ * config.json, or an active-version record, which the server reads (review60: `--out
+ * <model>/1/model.safetensors` broke version 1 with exit 0; the same into a sibling model, review
+ * of 2026-12-04). Links are followed on both sides.
  */
-async function checkOutsideModel(out: string, model: string): Promise<void> {
-  const given = resolve(model);
-  const modelDir = await realPath(
-    VERSION_NAME_PATTERN.test(basename(given)) ? dirname(given) : given,
-  );
-  const rel = relative(modelDir, await realPath(out));
-  if (rel === '' || (!rel.startsWith(`..${sep}`) && rel !== '..' && !rel.startsWith(sep)))
+async function checkOutsideModels(out: string, repository: string): Promise<void> {
+  const modelDir = await modelDirectoryHolding(await realPath(repository), await realPath(out));
+  if (modelDir !== undefined)
     throw new NormserveError(
       'OUTPUT_WRITE_FAILED',
-      `--out ${out}: inside the model's directory ${modelDir}, whose files the server reads; write the ONNX file elsewhere`,
+      `--out ${out}: inside the model directory ${modelDir}, whose files the server reads; write the ONNX file elsewhere`,
     );
 }
 
+/**
+ * Writes `bytes` to `path`. A regular file (or none yet) is replaced whole or not at all: written
+ * under a temporary name beside it and renamed over it; through a link, the file the link names is
+ * replaced and the link kept. Anything else that is not a directory (a pipe, a terminal,
+ * /dev/stdout, a device) is opened and written, as onnx.save does: a rename would have replaced
+ * the device node or the pipe with a regular file.
+ */
 async function writeWhole(path: string, bytes: Uint8Array): Promise<void> {
-  const temporary = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const existing = await stat(path).catch(() => undefined);
+  if (existing?.isDirectory())
+    throw new NormserveError('OUTPUT_WRITE_FAILED', `cannot write ${path}: it is a directory`);
+  // Not a regular file, or a link to nothing yet (an open creates the file it names).
+  const dangling =
+    existing === undefined && (await lstat(path).catch(() => undefined)) !== undefined;
+  if (dangling || (existing !== undefined && !existing.isFile())) {
+    await writeFile(path, bytes).catch((e: unknown) => {
+      throw outputWriteFailed(path, e);
+    });
+    return;
+  }
+  const target = existing === undefined ? path : await realpath(path);
+  const temporary = `${target}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
   try {
     await writeFile(temporary, bytes, { flag: 'wx' });
-    await rename(temporary, path);
+    await rename(temporary, target);
   } catch (e) {
     // ENOTDIR (a file on the path) would fail the clean-up too: the error to report is the write's.
     await rm(temporary, { force: true }).catch(() => undefined);
@@ -85,7 +105,7 @@ async function main(argv: readonly string[]): Promise<void> {
   program.parse(argv, { from: 'node' });
   const flags = program.opts<Flags>();
   const model = await openModelDirectory(flags.model);
-  await checkOutsideModel(flags.out, flags.model);
+  await checkOutsideModels(flags.out, model.repository);
   if (model.activeRecordProblem)
     process.stderr.write(`export-onnx: ${model.activeRecordProblem}\n`);
   // Its directory is made as train's and report's --out are (mkdir -p), once the model opened;

@@ -8,8 +8,7 @@
  * --prior-strength belongs to --mode prior and --batch-size to --mode running: given with another
  * mode (the default, exact, included) they are refused, not silently ignored.
  */
-import { existsSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import { basename, dirname } from 'node:path';
 import { Option } from 'commander';
 import {
   inFile,
@@ -42,7 +41,6 @@ import {
   type RecalibrationOutcome,
   RecalibrationService,
   trainingInfoOf,
-  VERSION_NAME_PATTERN,
 } from '../service/index.js';
 import { emptyCsv, MAX_INPUT_FILE_BYTES } from '../training/index.js';
 import { cliCommand, runCli } from './cli-errors.js';
@@ -179,7 +177,7 @@ async function main(argv: readonly string[]): Promise<void> {
   const opened = await loadModelDirectory(dir);
   if (opened.activeRecordProblem)
     process.stderr.write(`recalibrate: ${opened.activeRecordProblem}\n`);
-  if (VERSION_NAME_PATTERN.test(basename(resolve(dir))) && existsSync(join(dir, 'config.json'))) {
+  if (opened.given === 'version') {
     throw new NormserveError(
       'MODEL_NOT_FOUND',
       `--model ${flags.model} is a version directory; give its model directory ${dirname(dir)} (the new version's parent is the active version; activate another one first to start from it)`,

@@ -816,15 +816,29 @@ async function checkIsDirectory(path: string, clean: string): Promise<void> {
 }
 
 /**
+ * Whether a directory given by path is a version directory (`<repo>/<name>/<version>`) rather
+ * than a model directory: its name is a version number and it holds no version directories of
+ * its own. Decided by what it holds, not by its name alone: a model may be named `123`, and
+ * `<repo>/123` (holding 1/, 2/) is that model's directory.
+ */
+async function isVersionDirectory(clean: string): Promise<boolean> {
+  if (!VERSION_NAME_PATTERN.test(basename(clean))) return false;
+  const asModel = await new ModelRepository(dirname(clean)).listVersions(basename(clean));
+  return asModel.length === 0;
+}
+
+/**
  * Reads a model directory given by path: a version directory (`<repo>/<name>/<version>`), or a
  * model directory (`<repo>/<name>`), which resolves to its active version (the recorded one, else
- * the highest). Used by the CLIs.
+ * the highest); `given` says which it was. Used by the CLIs.
  */
 export async function loadModelDirectory(path: string): Promise<{
   version: number;
   name: string;
   checkpoint: LoadedCheckpoint;
   root: string;
+  /** What the path named: one version's directory, or the model's (its active version). */
+  given: 'version' | 'model';
   /**
    * Set when the active-version record names a deleted version and the highest was taken
    * instead, as the server does (docs/model-format.md, `active-version.json`): say it to the user.
@@ -834,13 +848,19 @@ export async function loadModelDirectory(path: string): Promise<{
   const clean = resolve(path);
   const base = basename(clean);
   await checkIsDirectory(path, clean);
-  if (VERSION_NAME_PATTERN.test(base)) {
+  if (await isVersionDirectory(clean)) {
     const modelDir = dirname(clean);
     const name = basename(modelDir);
     const root = dirname(modelDir);
     const version = Number(base);
     const repository = new ModelRepository(root);
-    return { version, name, checkpoint: await repository.loadVersion(name, version), root };
+    return {
+      version,
+      name,
+      checkpoint: await repository.loadVersion(name, version),
+      root,
+      given: 'version',
+    };
   }
   const name = base;
   const root = dirname(clean);
@@ -871,9 +891,16 @@ export async function loadModelDirectory(path: string): Promise<{
       name,
       checkpoint: await repository.loadVersion(name, highest),
       root,
+      given: 'model',
       activeRecordProblem: `${path}/${ACTIVE_FILE} names version ${active.version}, which does not exist; using version ${highest}, the highest, as the server does until a version is activated`,
     };
   }
   const version = active ? active.version : highest;
-  return { version, name, checkpoint: await repository.loadVersion(name, version), root };
+  return {
+    version,
+    name,
+    checkpoint: await repository.loadVersion(name, version),
+    root,
+    given: 'model',
+  };
 }

@@ -175,7 +175,11 @@ export {
   runBatch,
   runSources,
 } from './predict.js';
-export { type OpenedModel, openModelDirectory } from './predict-directory.js';
+export {
+  modelDirectoryHolding,
+  type OpenedModel,
+  openModelDirectory,
+} from './predict-directory.js';
 export {
   nextVersionPath,
   publishCheckpoint,

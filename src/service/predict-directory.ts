@@ -1,4 +1,5 @@
-import { loadModelDirectory } from '../repository/index.js';
+import { isAbsolute, join, relative, sep } from 'node:path';
+import { loadModelDirectory, ModelRepository } from '../repository/index.js';
 import { trainingInfoOf } from './feature-names.js';
 import { ModelRegistry } from './model-registry.js';
 import { exportModelOnnx, type OnnxExport, type OnnxExportRequest } from './onnx-export.js';
@@ -7,6 +8,8 @@ import { type PredictOutput, predict, runBatch } from './predict.js';
 export interface OpenedModel {
   name: string;
   version: number;
+  /** The repository holding the model (`<repo>` of `<repo>/<name>`). */
+  repository: string;
   task: 'classification' | 'regression';
   /** Values in one (flattened) sample. */
   inputWidth: number;
@@ -53,6 +56,7 @@ export async function openModelDirectory(
   return {
     name,
     version,
+    repository: root,
     task: checkpoint.config.task,
     inputWidth: compiled.inputWidth,
     featureNames: training.featureNames,
@@ -70,4 +74,21 @@ export async function openModelDirectory(
       runBatch(registry.resolve(name, version), data, rows, options.fused ?? true),
     exportOnnx: (options = {}) => exportModelOnnx(registry, { ...options, model: name, version }),
   };
+}
+
+/**
+ * The model directory of `repository` that `path` is in or is (`<repo>/<model>`, one holding
+ * version directories), if any: where a file written would replace what a server reads — a
+ * version's model.safetensors or config.json, an active-version record. Both paths as the caller
+ * resolved them (links followed).
+ */
+export async function modelDirectoryHolding(
+  repository: string,
+  path: string,
+): Promise<string | undefined> {
+  const rel = relative(repository, path);
+  if (rel === '' || rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel)) return undefined;
+  const model = rel.split(sep)[0]!;
+  const versions = await new ModelRepository(repository).listVersions(model).catch(() => []);
+  return versions.length > 0 ? join(repository, model) : undefined;
 }

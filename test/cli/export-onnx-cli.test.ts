@@ -3,8 +3,17 @@
  * byte (the HTTP route serves the same), onnxruntime runs it to normserve's outputs, and failures
  * exit 1 with one stderr line and leave no file behind.
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -28,6 +37,22 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const VERSION = (
   JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }
 ).version;
+
+/** exportCli without blocking the test's own event loop (a FIFO's reader runs in this process). */
+function exportCliAsync(
+  args: readonly string[],
+): Promise<{ status: number | null; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [...nodeArgs('src/cli/export-onnx.ts'), ...args], {
+      cwd: ROOT,
+    });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (c: string) => {
+      stderr += c;
+    });
+    child.on('close', (status) => resolve({ status, stderr }));
+  });
+}
 
 function exportCli(args: readonly string[]) {
   const result = spawnSync(process.execPath, [...nodeArgs('src/cli/export-onnx.ts'), ...args], {
@@ -110,23 +135,100 @@ describe('npm run export:onnx', () => {
     expect(existsSync(join(out, 'x.onnx'))).toBe(false);
   });
 
-  it("refuses an --out inside the model directory: a version's own files stay as they were", () => {
-    // review60: --out <model>/1/model.safetensors replaced the weights with the ONNX file.
+  it("refuses an --out inside a model directory of the repository: the versions' files stay as they were", () => {
+    // review60: --out <model>/1/model.safetensors replaced the weights with the ONNX file; the
+    // review of 2026-12-04 did the same to a sibling model's weights, through a link too.
     const repository = makeTempDir('export-onnx-inside');
     copyBundledModel('digits', repository);
+    copyBundledModel('digits-cnn', repository);
     const weights = join(repository, 'digits', '1', 'model.safetensors');
+    const siblingWeights = join(repository, 'digits-cnn', '1', 'model.safetensors');
     const before = readFileSync(weights);
-    for (const [model, target] of [
-      [join(repository, 'digits'), weights],
-      [join(repository, 'digits', '1'), join(repository, 'digits', 'digits.onnx')],
+    const siblingBefore = readFileSync(siblingWeights);
+    const link = join(out, 'sibling-weights.onnx');
+    symlinkSync(siblingWeights, link);
+    for (const [model, target, holder] of [
+      [join(repository, 'digits'), weights, 'digits'],
+      [join(repository, 'digits', '1'), join(repository, 'digits', 'digits.onnx'), 'digits'],
+      [join(repository, 'digits'), siblingWeights, 'digits-cnn'],
+      [join(repository, 'digits'), join(repository, 'digits-cnn', 'x.onnx'), 'digits-cnn'],
+      [join(repository, 'digits'), link, 'digits-cnn'],
     ] as const) {
       const result = exportCli(['--model', model, '--out', target]);
       expect(result.status).toBe(1);
       expect(result.stderr).toBe(
-        `export-onnx: --out ${target}: inside the model's directory ${join(repository, 'digits')}, whose files the server reads; write the ONNX file elsewhere\n`,
+        `export-onnx: --out ${target}: inside the model directory ${join(repository, holder)}, whose files the server reads; write the ONNX file elsewhere\n`,
       );
     }
     expect(readFileSync(weights).equals(before)).toBe(true);
+    expect(readFileSync(siblingWeights).equals(siblingBefore)).toBe(true);
     expect(readdirSync(join(repository, 'digits')).sort()).toEqual(['1']);
+    expect(readdirSync(join(repository, 'digits-cnn')).sort()).toEqual(['1']);
+    // Beside the models, in the repository's own directory, is not a model's file.
+    const beside = join(repository, 'digits.onnx');
+    expect(exportCli(['--model', join(repository, 'digits'), '--out', beside]).status).toBe(0);
+  });
+
+  it('writes through a link, and into a pipe, as onnx.save does, instead of replacing them with a file', async () => {
+    const expected = exportCli(['--model', DIGITS, '--out', join(out, 'plain.onnx')]);
+    expect(expected.status, expected.stderr).toBe(0);
+    const bytes = readFileSync(join(out, 'plain.onnx'));
+    // A link to a file: the file it names is replaced, the link stays a link.
+    const file = join(out, 'real.onnx');
+    writeFileSync(file, 'old');
+    const link = join(out, 'current.onnx');
+    symlinkSync(file, link);
+    expect(exportCli(['--model', DIGITS, '--out', link]).status).toBe(0);
+    expect(lstatSync(link).isSymbolicLink()).toBe(true);
+    expect(readFileSync(file).equals(bytes)).toBe(true);
+    // A link to nothing yet: the file it names is made.
+    const later = join(out, 'later.onnx');
+    const dangling = join(out, 'dangling.onnx');
+    symlinkSync(later, dangling);
+    expect(exportCli(['--model', DIGITS, '--out', dangling]).status).toBe(0);
+    expect(lstatSync(dangling).isSymbolicLink()).toBe(true);
+    expect(readFileSync(later).equals(bytes)).toBe(true);
+    // A FIFO: the bytes go to its reader (`--out /dev/stdout | …` alike); it stays a FIFO.
+    const fifo = join(out, 'pipe.onnx');
+    expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+    const reader = spawn('cat', [fifo]);
+    const chunks: Buffer[] = [];
+    reader.stdout.on('data', (c: Buffer) => chunks.push(c));
+    const readerDone = new Promise((resolve) => reader.on('close', resolve));
+    const viaFifo = await exportCliAsync(['--model', DIGITS, '--out', fifo]);
+    await readerDone;
+    expect(viaFifo.status, viaFifo.stderr).toBe(0);
+    expect(Buffer.concat(chunks).equals(bytes)).toBe(true);
+    expect(lstatSync(fifo).isFIFO()).toBe(true);
+    // A directory is refused, not written into.
+    const directory = join(out, 'a-directory.onnx');
+    mkdirSync(directory);
+    const refused = exportCli(['--model', DIGITS, '--out', directory]);
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toBe(`export-onnx: cannot write ${directory}: it is a directory\n`);
+  });
+
+  it('opens a model whose name is a number by its directory (<repo>/123), as the server serves it', () => {
+    const repository = makeTempDir('export-onnx-numeric');
+    copyBundledModel('digits', repository);
+    renameSync(join(repository, 'digits'), join(repository, '123'));
+    const config = join(repository, '123', '1', 'config.json');
+    writeFileSync(
+      config,
+      JSON.stringify({ ...(JSON.parse(readFileSync(config, 'utf8')) as object), name: '123' }),
+    );
+    const model = exportCli(['--model', join(repository, '123'), '--out', join(out, '123.onnx')]);
+    expect(model.status, model.stderr).toBe(0);
+    expect(model.stderr).toMatch(/^wrote .*123\.onnx \(\d+ bytes\): 123 version 1, /);
+    const version = exportCli([
+      '--model',
+      join(repository, '123', '1'),
+      '--out',
+      join(out, '123-1.onnx'),
+    ]);
+    expect(version.status, version.stderr).toBe(0);
+    expect(readFileSync(join(out, '123.onnx')).equals(readFileSync(join(out, '123-1.onnx')))).toBe(
+      true,
+    );
   });
 });
