@@ -1,6 +1,7 @@
 import protobuf from 'protobufjs';
 import { NormserveError } from '../errors/index.js';
 import { numelOf, SELU_ALPHA, SELU_SCALE } from '../nn/index.js';
+import { CENTRE_SHIFT } from './compile-rules/index.js';
 import { ONNX_SCHEMA } from './onnx-schema.js';
 import type { Activation, CompiledPlan, PlanStep, PoolStep } from './plan.js';
 
@@ -263,12 +264,17 @@ class GraphBuilder {
         else if (s[0] === step.channels && numelOf(s.slice(1)) === step.spatial)
           dims = [step.channels, ...s.slice(1).map(() => 1)];
         else throw notExportable(step, `no broadcast of ${step.channels} channels over [${s}]`);
+        // The executors compute x·s + t in float64; float32 rounds x·s first, an error of
+        // |t|·2⁻²⁴ that is the whole output where |t| is large and x near −t/s (inputs far from
+        // zero before a padded Conv2d, which folds no shifted affine): 1e-2 off PyTorch at mean
+        // 1e4 (review of 2026-12-04). Such channels are written (x + c)·s + r, c = fround(t/s),
+        // r = t − c·s: x + c is exact near the centre, as PyTorch's x − μ is (centredAffine).
+        const { centre, shift } = centredAffine(step.scale, step.shift);
+        if (centre) this.apply('Add', scope, [this.tensor(`${scope}.centre`, dims, centre)]);
         this.apply('Mul', scope, [
           this.tensor(`${scope}.scale`, dims, Float32Array.from(step.scale)),
         ]);
-        this.apply('Add', scope, [
-          this.tensor(`${scope}.shift`, dims, Float32Array.from(step.shift)),
-        ]);
+        this.apply('Add', scope, [this.tensor(`${scope}.shift`, dims, shift)]);
         break;
       }
       case 'layernorm':
@@ -361,6 +367,32 @@ class GraphBuilder {
     ]);
     if (this.shape !== original) this.reshape(original, scope);
   }
+}
+
+/**
+ * An affine x·s + t per channel in float32 ops: `centre` c (undefined when no channel needs one)
+ * and the shift to add after the scale. A channel whose |t| exceeds CENTRE_SHIFT (the fold's
+ * rule) is centred, c = fround(t/s) and the shift t − c·s (float64, then rounded), so that
+ * (x + c)·s + (t − c·s) = x·s + t with x + c exact near −t/s; others keep c = 0 and t. A scale of
+ * 1 (x·1 is exact) or a centre beyond float32 (s ≈ 0) is not centred.
+ */
+function centredAffine(
+  scale: Float64Array,
+  shift: Float64Array,
+): { centre: Float32Array | undefined; shift: Float32Array } {
+  const centre = new Float32Array(scale.length);
+  let centred = false;
+  for (let k = 0; k < scale.length; k++) {
+    const s = scale[k]!;
+    const t = shift[k]!;
+    const c = Math.fround(t / s);
+    if (s !== 1 && Math.abs(t) > CENTRE_SHIFT && Number.isFinite(c)) {
+      centre[k] = c;
+      centred = true;
+    }
+  }
+  const after = Float32Array.from(shift, (t, k) => t - centre[k]! * scale[k]!);
+  return { centre: centred ? centre : undefined, shift: after };
 }
 
 /**

@@ -8,12 +8,13 @@
  */
 import { describe, expect, it } from 'vitest';
 import { buildSequential, type LayerSpec } from '../../src/checkpoint/index.js';
-import { CENTRE_SHIFT, CompiledModel } from '../../src/inference/index.js';
+import { CENTRE_SHIFT, CompiledModel, exportOnnx } from '../../src/inference/index.js';
 import { BatchNorm, type FeatureTransform, Rng, type Sequential } from '../../src/nn/index.js';
 import { bn2d, conv, spec } from '../helpers/cnn-combinations.js';
 import { expectClose, expectRelClose } from '../helpers/compare.js';
 import { TEST_ENGINE } from '../helpers/engine.js';
 import { bn, linear, relu } from '../helpers/layer-combinations.js';
+import { onnxSession, runOnnx } from '../helpers/onnx-runtime.js';
 import { FUSION_ATOL, FUSION_RTOL } from '../helpers/tolerances.js';
 
 const MEAN = 1e4;
@@ -168,4 +169,36 @@ describe('large-mean inputs before a fold', () => {
       'dense:none',
     ]);
   });
+});
+
+describe('large-mean inputs before an affine step, in the ONNX export', () => {
+  // A padded Conv2d folds no shifted affine, so the export writes the step as float32 ops; x·s + t
+  // rounded x·s to |t|·2⁻²⁴ and served 1e-2 off PyTorch (review of 2026-12-04), where the
+  // executors compute it in float64. Centred, (x + c)·s + r, it keeps float32's usual error.
+  const names = { graphName: 'test', inputName: 'input', outputName: 'logits' };
+  const cases: [string, Sequential, FeatureTransform | undefined][] = [
+    [
+      'BatchNorm2d, then a padded Conv2d',
+      network([bn2d(2), conv(2, 3, { padding: 1 })], 4, (i) => i === 0),
+      undefined,
+    ],
+    [
+      'a standard scaler, then a padded Conv2d',
+      network([conv(2, 3, { padding: 1 }), bn2d(3)], 7, () => false),
+      {
+        shift: Array.from({ length: 50 }, (_, k) => MEAN + (k % 7) * STD),
+        scale: Array.from({ length: 50 }, () => 1 / STD),
+      },
+    ],
+  ];
+  for (const [name, net, transform] of cases) {
+    it(`${name}: the export's outputs within FUSION_ATOL of the unfused path`, async () => {
+      const { model, unfused } = fusedAndUnfused(net, transform, [2, 5, 5], 16);
+      expect(model.plan.steps[0]!.op).toBe('affine');
+      const session = await onnxSession(exportOnnx(model.plan, names));
+      const x = inputs(16, 50, 5);
+      const onnx = (await runOnnx(session, x, 16, [2, 5, 5])).logits!;
+      expectClose(onnx, unfused, FUSION_ATOL, name);
+    });
+  }
 });
