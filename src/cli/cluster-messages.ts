@@ -168,9 +168,15 @@ export const fromPrimarySchema = z.discriminatedUnion('type', [
   /**
    * A SIGTERM or SIGINT the primary got, relayed: each counts once, as that signal would in a
    * single process (cli/lame-duck.ts). A worker's own signals do not count while its primary is
-   * there: a signal to the whole process group reaches it directly too.
+   * there: a signal to the whole process group reaches it directly too. `seq` numbers the
+   * primary's signals from 1: a worker that has counted one does not count it again when the
+   * primary replays the signals so far to a worker that says it is ready.
    */
-  z.object({ type: z.literal('normserve:signal'), signal: z.enum(['SIGTERM', 'SIGINT']) }),
+  z.object({
+    type: z.literal('normserve:signal'),
+    signal: z.enum(['SIGTERM', 'SIGINT']),
+    seq: z.number().int().positive(),
+  }),
   /** Answers `stop-listening`: `send`, send the listening server (`listener`) before closing it. */
   z.object({ type: z.literal('normserve:listener-wanted'), id, send: z.boolean() }),
   /** Answers `listener`: the primary accepts on the socket; the worker may stop listening. */
@@ -281,6 +287,8 @@ export class PrimaryChannel {
    * Before that the worker serves nothing yet: it exits at once, as the signal's default would.
    */
   onSignal: (signal: 'SIGTERM' | 'SIGINT') => void = () => process.exit(0);
+  /** The `seq` of the last relayed signal counted. */
+  private signalsCounted = 0;
   private nextId = 0;
   private readonly pending = new Map<
     number,
@@ -301,6 +309,9 @@ export class PrimaryChannel {
         return;
       }
       if (message.type === 'normserve:signal') {
+        // A replay of a signal already counted (the primary's replay at normserve:ready).
+        if (message.seq <= this.signalsCounted) return;
+        this.signalsCounted = message.seq;
         this.onSignal(message.signal);
         return;
       }

@@ -210,18 +210,23 @@ export async function runPrimary(config: ServerConfig): Promise<void> {
   const relay = (signal: NodeJS.Signals, workers: readonly Worker[]) => {
     const relayed = signal === 'SIGINT' ? 'SIGINT' : 'SIGTERM';
     relayedSignals.push(relayed);
+    const seq = relayedSignals.length;
     for (const worker of workers)
-      sendToWorker(worker, { type: 'normserve:signal', signal: relayed });
+      sendToWorker(worker, { type: 'normserve:signal', signal: relayed, seq });
   };
   // A worker forked just before the first signal (replacing one that died) was still loading when
   // the signals went out and did not listen for them yet (its IPC channel starts with it): once it
   // says it is ready, it is given every signal relayed so far, so it drains with the others
-  // instead of serving on until the primary's deadline kills it.
+  // instead of serving on until the primary's deadline kills it. A worker that had counted them
+  // (a signal while it was starting) skips them by their `seq`: counted twice, one SIGTERM ended
+  // SHUTDOWN_DELAY_MS as a second would.
   const ready = new WeakSet<Worker>();
   onWorkerMessage((worker, message) => {
     if (message.type !== 'normserve:ready') return;
     ready.add(worker);
-    for (const signal of relayedSignals) sendToWorker(worker, { type: 'normserve:signal', signal });
+    relayedSignals.forEach((signal, i) =>
+      sendToWorker(worker, { type: 'normserve:signal', signal, seq: i + 1 }),
+    );
   });
   const alive = () =>
     Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && !w.isDead());

@@ -79,4 +79,42 @@ describe('readiness while gRPC is not yet listening', () => {
     const { code } = await exitWithin(server, 30_000);
     expect(code, server.stderr()).toBe(0);
   });
+
+  it('WORKERS=2: one SIGTERM while starting is one signal: the lame duck lasts SHUTDOWN_DELAY_MS', async () => {
+    // The primary replays the signals so far to a worker that says it is ready (once gRPC
+    // listens); a worker that had counted the SIGTERM while starting counted it twice and ended
+    // the lame-duck phase at once, as a second signal does (review of 2026-12-04).
+    const hold = makeTempDir('hold-grpc-listen-2');
+    const grpcPort = await freePort();
+    const delayMs = 2_000;
+    const server = startServer(
+      servingEnv(digitsRepositoryCopy('ready-after-grpc-2'), 2, {
+        GRPC_PORT: String(grpcPort),
+        SHUTDOWN_DELAY_MS: String(delayMs),
+        NODE_OPTIONS: `--import ${HOLD_GRPC_LISTEN}`,
+        NORMSERVE_TEST_HOLD_DIR: hold,
+      }),
+    );
+    await until(
+      () => readdirSync(hold).filter((name) => name.startsWith('held-grpc-')).length === 2,
+      'both workers’ gRPC listens held',
+    );
+    server.child.kill('SIGTERM');
+    const lameDuck = 'shutting down: serving on while readiness answers 503, then draining';
+    await server.waitForLog((l) => l.msg === lameDuck, lameDuck, { count: 2 });
+    writeFileSync(join(hold, 'go'), '');
+    const { code } = await exitWithin(server, 60_000);
+    expect(code, server.stderr()).toBe(0);
+    expect(server.logs.some((l) => l.msg === 'repeated signal: draining now')).toBe(false);
+    // Each worker drained no sooner than SHUTDOWN_DELAY_MS after its lame duck began.
+    const drain = 'shutting down: no new connections, finishing requests in flight';
+    const workers = new Set(server.logs.filter((l) => l.msg === lameDuck).map((l) => l.pid));
+    expect(workers.size).toBe(2);
+    for (const pid of workers) {
+      const began = server.logs.find((l) => l.pid === pid && l.msg === lameDuck)!;
+      const drained = server.logs.find((l) => l.pid === pid && l.msg === drain);
+      expect(drained, `worker ${pid} drained`).toBeDefined();
+      expect(Number(drained!.time) - Number(began.time)).toBeGreaterThanOrEqual(delayMs);
+    }
+  });
 });
