@@ -3,13 +3,13 @@
  * `npm run export:onnx -- --model <repo>/<name>[/<version>] --out model.onnx [--probabilities]`:
  * writes the version's compiled (fused) plan as an ONNX model, with the service's own export code
  * (the same bytes as `GET /v1/models/{name}/versions/{v}/model.onnx`). A regular file appears
- * whole or not at all: it is written beside --out (beside the file a link names) under a
- * temporary name and renamed into place. Anything else is opened and written as onnx.save and
- * torch.onnx.export write: a link's target, a pipe, /dev/stdout.
+ * whole or not at all: it is written beside --out (beside the file its links name) under a
+ * temporary name and renamed into place. Anything else is opened and written, as onnx.save and
+ * torch.onnx.export write it: a pipe, a device, /dev/stdout (outputTarget).
  */
 import { randomBytes } from 'node:crypto';
-import { lstat, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { lstat, readlink, realpath, rename, rm, writeFile } from 'node:fs/promises';
+import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { NormserveError } from '../errors/index.js';
 import { modelDirectoryHolding, ONNX_OPSET, openModelDirectory } from '../service/index.js';
 import { cliCommand, runCli } from './cli-errors.js';
@@ -35,15 +35,56 @@ async function realPath(path: string): Promise<string> {
   return parent === full ? full : join(await realPath(parent), basename(full));
 }
 
+/** Links followed at most (Linux's own bound, ELOOP). */
+const MAX_LINKS = 40;
+
+/** Where --out's bytes land: `file`, with every link followed; `open`: written by opening --out. */
+interface OutputTarget {
+  file: string;
+  open: boolean;
+}
+
 /**
- * Refuses an --out inside a model's directory of the exported model's repository (its own or
- * another's: `<repo>/<model>`): the file could replace a version's model.safetensors or
- * config.json, or an active-version record, which the server reads (review60: `--out
- * <model>/1/model.safetensors` broke version 1 with exit 0; the same into a sibling model, review
- * of 2026-12-04). Links are followed on both sides.
+ * Follows --out's links to the file its bytes land in, as an open would: a regular file or none yet
+ * (a dangling link's target too) is replaced whole, `file` renamed over; anything else that is not
+ * a directory (a pipe, a terminal, a device) is opened and written, as onnx.save does, since a
+ * rename would replace the device node or the pipe with a regular file. /proc's descriptor links
+ * (/dev/stdout → /proc/self/fd/1) are opened too: what a shell's redirection set up (a file, a
+ * pipe) is written through the descriptor, not replaced; `file` is then the path the link names.
  */
-async function checkOutsideModels(out: string, repository: string): Promise<void> {
-  const modelDir = await modelDirectoryHolding(await realPath(repository), await realPath(out));
+async function outputTarget(path: string): Promise<OutputTarget> {
+  let current = resolve(path);
+  for (let hop = 0; hop <= MAX_LINKS; hop++) {
+    const info = await lstat(current).catch(() => undefined);
+    if (info === undefined) return { file: await realPath(current), open: false };
+    if (!info.isSymbolicLink()) {
+      if (info.isDirectory())
+        throw new NormserveError('OUTPUT_WRITE_FAILED', `cannot write ${path}: it is a directory`);
+      return { file: await realPath(current), open: !info.isFile() };
+    }
+    const to = await readlink(current);
+    if (current.startsWith('/proc/')) return { file: isAbsolute(to) ? to : current, open: true };
+    current = resolve(dirname(current), to);
+  }
+  throw new NormserveError(
+    'OUTPUT_WRITE_FAILED',
+    `cannot write ${path}: more than ${MAX_LINKS} symbolic links on the way`,
+  );
+}
+
+/**
+ * Refuses an --out whose bytes would land inside a model's directory of the exported model's
+ * repository (its own or another's: `<repo>/<model>`): the file could replace a version's
+ * model.safetensors or config.json, or an active-version record, which the server reads
+ * (review60: `--out <model>/1/model.safetensors` broke version 1 with exit 0; the same into a
+ * sibling model, and through a link to a file not there yet, reviews of 2026-12-04).
+ */
+async function checkOutsideModels(
+  out: string,
+  target: OutputTarget,
+  repository: string,
+): Promise<void> {
+  const modelDir = await modelDirectoryHolding(await realPath(repository), target.file);
   if (modelDir !== undefined)
     throw new NormserveError(
       'OUTPUT_WRITE_FAILED',
@@ -51,31 +92,18 @@ async function checkOutsideModels(out: string, repository: string): Promise<void
     );
 }
 
-/**
- * Writes `bytes` to `path`. A regular file (or none yet) is replaced whole or not at all: written
- * under a temporary name beside it and renamed over it; through a link, the file the link names is
- * replaced and the link kept. Anything else that is not a directory (a pipe, a terminal,
- * /dev/stdout, a device) is opened and written, as onnx.save does: a rename would have replaced
- * the device node or the pipe with a regular file.
- */
-async function writeWhole(path: string, bytes: Uint8Array): Promise<void> {
-  const existing = await stat(path).catch(() => undefined);
-  if (existing?.isDirectory())
-    throw new NormserveError('OUTPUT_WRITE_FAILED', `cannot write ${path}: it is a directory`);
-  // Not a regular file, or a link to nothing yet (an open creates the file it names).
-  const dangling =
-    existing === undefined && (await lstat(path).catch(() => undefined)) !== undefined;
-  if (dangling || (existing !== undefined && !existing.isFile())) {
+/** Writes `bytes` to --out `path` as `target` says: opened and written, or renamed into place. */
+async function writeWhole(path: string, target: OutputTarget, bytes: Uint8Array): Promise<void> {
+  if (target.open) {
     await writeFile(path, bytes).catch((e: unknown) => {
       throw outputWriteFailed(path, e);
     });
     return;
   }
-  const target = existing === undefined ? path : await realpath(path);
-  const temporary = `${target}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const temporary = `${target.file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
   try {
     await writeFile(temporary, bytes, { flag: 'wx' });
-    await rename(temporary, target);
+    await rename(temporary, target.file);
   } catch (e) {
     // ENOTDIR (a file on the path) would fail the clean-up too: the error to report is the write's.
     await rm(temporary, { force: true }).catch(() => undefined);
@@ -105,19 +133,23 @@ async function main(argv: readonly string[]): Promise<void> {
   program.parse(argv, { from: 'node' });
   const flags = program.opts<Flags>();
   const model = await openModelDirectory(flags.model);
-  await checkOutsideModels(flags.out, model.repository);
+  const target = await outputTarget(flags.out);
+  await checkOutsideModels(flags.out, target, model.repository);
   if (model.activeRecordProblem)
     process.stderr.write(`export-onnx: ${model.activeRecordProblem}\n`);
   // Its directory is made as train's and report's --out are (mkdir -p), once the model opened;
   // the directories made are removed again if the export fails: nothing is left behind.
-  const created = await prepareOutputDirectory(dirname(resolve(flags.out)), '--out');
+  const created = await prepareOutputDirectory(
+    target.open ? dirname(resolve(flags.out)) : dirname(target.file),
+    '--out',
+  );
   let onnx: ReturnType<typeof model.exportOnnx>;
   try {
     onnx = model.exportOnnx({
       probabilities: flags.probabilities,
       producerVersion: packageVersion(),
     });
-    await writeWhole(flags.out, onnx.bytes);
+    await writeWhole(flags.out, target, onnx.bytes);
   } catch (e) {
     removeEmptyDirectoriesSync(created);
     throw e;

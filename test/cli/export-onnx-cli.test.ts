@@ -5,12 +5,15 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import {
+  closeSync,
   existsSync,
   lstatSync,
   mkdirSync,
+  openSync,
   readdirSync,
   readFileSync,
   renameSync,
+  statSync,
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
@@ -147,12 +150,17 @@ describe('npm run export:onnx', () => {
     const siblingBefore = readFileSync(siblingWeights);
     const link = join(out, 'sibling-weights.onnx');
     symlinkSync(siblingWeights, link);
+    // A link to a file not there yet, in a sibling's directory: an open would create it there.
+    const danglingTarget = join(repository, 'digits-cnn', 'active-version.json');
+    const dangling = join(out, 'sibling-record.onnx');
+    symlinkSync(danglingTarget, dangling);
     for (const [model, target, holder] of [
       [join(repository, 'digits'), weights, 'digits'],
       [join(repository, 'digits', '1'), join(repository, 'digits', 'digits.onnx'), 'digits'],
       [join(repository, 'digits'), siblingWeights, 'digits-cnn'],
       [join(repository, 'digits'), join(repository, 'digits-cnn', 'x.onnx'), 'digits-cnn'],
       [join(repository, 'digits'), link, 'digits-cnn'],
+      [join(repository, 'digits'), dangling, 'digits-cnn'],
     ] as const) {
       const result = exportCli(['--model', model, '--out', target]);
       expect(result.status).toBe(1);
@@ -164,6 +172,7 @@ describe('npm run export:onnx', () => {
     expect(readFileSync(siblingWeights).equals(siblingBefore)).toBe(true);
     expect(readdirSync(join(repository, 'digits')).sort()).toEqual(['1']);
     expect(readdirSync(join(repository, 'digits-cnn')).sort()).toEqual(['1']);
+    expect(existsSync(danglingTarget)).toBe(false);
     // Beside the models, in the repository's own directory, is not a model's file.
     const beside = join(repository, 'digits.onnx');
     expect(exportCli(['--model', join(repository, 'digits'), '--out', beside]).status).toBe(0);
@@ -200,6 +209,21 @@ describe('npm run export:onnx', () => {
     expect(viaFifo.status, viaFifo.stderr).toBe(0);
     expect(Buffer.concat(chunks).equals(bytes)).toBe(true);
     expect(lstatSync(fifo).isFIFO()).toBe(true);
+    // /dev/stdout redirected to a file: written through the descriptor, the file not replaced
+    // (a rename gave it a new inode and needed its directory writable).
+    const redirected = join(out, 'redirected.onnx');
+    writeFileSync(redirected, 'earlier output');
+    const inode = statSync(redirected).ino;
+    const fd = openSync(redirected, 'a');
+    const viaStdout = spawnSync(
+      process.execPath,
+      [...nodeArgs('src/cli/export-onnx.ts'), '--model', DIGITS, '--out', '/dev/stdout'],
+      { cwd: ROOT, stdio: ['ignore', fd, 'pipe'], timeout: 60_000 },
+    );
+    closeSync(fd);
+    expect(viaStdout.status, String(viaStdout.stderr)).toBe(0);
+    expect(statSync(redirected).ino).toBe(inode);
+    expect(readFileSync(redirected).equals(bytes)).toBe(true);
     // A directory is refused, not written into.
     const directory = join(out, 'a-directory.onnx');
     mkdirSync(directory);
