@@ -1,7 +1,7 @@
 import protobuf from 'protobufjs';
 import { NormserveError } from '../errors/index.js';
 import { numelOf, SELU_ALPHA, SELU_SCALE } from '../nn/index.js';
-import { CENTRE_SHIFT } from './compile-rules/index.js';
+import { foldCentre } from './compile-rules/index.js';
 import { ONNX_SCHEMA } from './onnx-schema.js';
 import type { Activation, CompiledPlan, PlanStep, PoolStep } from './plan.js';
 
@@ -265,12 +265,12 @@ class GraphBuilder {
           dims = [step.channels, ...s.slice(1).map(() => 1)];
         else throw notExportable(step, `no broadcast of ${step.channels} channels over [${s}]`);
         // The executors compute x·s + t in float64; float32 rounds x·s first, an error of
-        // |t|·2⁻²⁴ that is the whole output where |t| is large and x near −t/s (inputs far from
-        // zero before a padded Conv2d, which folds no shifted affine): 1e-2 off PyTorch at mean
-        // 1e4 (review of 2026-12-04). Such channels are written (x + c)·s + r, c = fround(t/s),
-        // r = t − c·s: x + c is exact near the centre, as PyTorch's x − μ is (centredAffine).
-        const { centre, shift } = centredAffine(step.scale, step.shift);
-        if (centre) this.apply('Add', scope, [this.tensor(`${scope}.centre`, dims, centre)]);
+        // |t|·2⁻²⁴ that is the whole output where x is near −t/s: inputs far from zero before a
+        // padded Conv2d, which folds no shifted affine, exported 1e-2 off PyTorch at mean/std
+        // ~6000 (review of 2026-12-04). Centred on the input's centre first (centredAffine).
+        const { minusCentre, shift } = centredAffine(step);
+        if (minusCentre)
+          this.apply('Add', scope, [this.tensor(`${scope}.centre`, dims, minusCentre)]);
         this.apply('Mul', scope, [
           this.tensor(`${scope}.scale`, dims, Float32Array.from(step.scale)),
         ]);
@@ -370,29 +370,26 @@ class GraphBuilder {
 }
 
 /**
- * An affine x·s + t per channel in float32 ops: `centre` c (undefined when no channel needs one)
- * and the shift to add after the scale. A channel whose |t| exceeds CENTRE_SHIFT (the fold's
- * rule) is centred, c = fround(t/s) and the shift t − c·s (float64, then rounded), so that
- * (x + c)·s + (t − c·s) = x·s + t with x + c exact near −t/s; others keep c = 0 and t. A scale of
- * 1 (x·1 is exact) or a centre beyond float32 (s ≈ 0) is not centred.
+ * An affine x·s + t per channel in float32 ops: `centre` (negated, to add first; undefined when no
+ * channel has one) and the shift to add after the scale. A channel whose input is centred far
+ * from zero (foldCentre: the fold's rule, on the step's `centre` μ) is written
+ * (x − c)·s + (t + c·s), c = fround(μ): x − c is exact near μ, as PyTorch's x − μ is, where
+ * float32's x·s + t rounded x·s to |t|·2⁻²⁴. Others keep x·s + t.
  */
-function centredAffine(
-  scale: Float64Array,
-  shift: Float64Array,
-): { centre: Float32Array | undefined; shift: Float32Array } {
-  const centre = new Float32Array(scale.length);
-  let centred = false;
-  for (let k = 0; k < scale.length; k++) {
-    const s = scale[k]!;
-    const t = shift[k]!;
-    const c = Math.fround(t / s);
-    if (s !== 1 && Math.abs(t) > CENTRE_SHIFT && Number.isFinite(c)) {
-      centre[k] = c;
-      centred = true;
-    }
-  }
-  const after = Float32Array.from(shift, (t, k) => t - centre[k]! * scale[k]!);
-  return { centre: centred ? centre : undefined, shift: after };
+function centredAffine(step: {
+  scale: Float64Array;
+  shift: Float64Array;
+  centre?: Float64Array | undefined;
+}): { minusCentre: Float32Array | undefined; shift: Float32Array } {
+  const { scale } = step;
+  const centres = Float64Array.from(scale, (s, k) => foldCentre(step.centre?.[k], s));
+  const shift = Float32Array.from(step.shift, (t, k) =>
+    centres[k] !== 0 ? t + centres[k]! * scale[k]! : t,
+  );
+  return {
+    minusCentre: centres.some((c) => c !== 0) ? Float32Array.from(centres, (c) => -c) : undefined,
+    shift,
+  };
 }
 
 /**

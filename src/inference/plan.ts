@@ -61,6 +61,12 @@ export interface AffineStep extends StepBase {
   spatial: number;
   scale: Float64Array;
   shift: Float64Array;
+  /**
+   * Per channel (or element), the value the step's input is centred on, where known: the input
+   * transform's mean, a BatchNorm's running mean. The executors compute x·s + t in float64 and
+   * need none; the ONNX export, in float32, centres on it first (foldCentre).
+   */
+  centre?: Float64Array;
 }
 
 /** LayerNorm: each row is `groups` groups of `groupSize` values, each normalized on its own. */

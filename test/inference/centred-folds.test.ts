@@ -201,4 +201,18 @@ describe('large-mean inputs before an affine step, in the ONNX export', () => {
       expectClose(onnx, unfused, FUSION_ATOL, name);
     });
   }
+
+  it('centres on the input’s centre, as the fold does: a large learned β alone adds no step', async () => {
+    const hasCentre = (net: Sequential) => {
+      const model = new CompiledModel(net, undefined, 4, [2, 5, 5], { engine: TEST_ENGINE });
+      expect(model.plan.steps[0]!.op).toBe('affine');
+      return Buffer.from(exportOnnx(model.plan, names)).includes('.centre');
+    };
+    const largeMean = network([bn2d(2), conv(2, 3, { padding: 1 })], 4, (i) => i === 0);
+    expect(hasCentre(largeMean)).toBe(true);
+    const largeBeta = network([bn2d(2), conv(2, 3, { padding: 1 })], 4, () => false);
+    const first = largeBeta.modules[0] as BatchNorm;
+    first.bias!.value.data.fill(1e5);
+    expect(hasCentre(largeBeta)).toBe(false);
+  });
 });

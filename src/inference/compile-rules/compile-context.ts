@@ -195,23 +195,35 @@ export class CompileContext {
    * each channel's values share one scale and shift (a BatchNorm2d), else per element.
    */
   flush(): void {
-    // Not centred (centrePending): an affine step computes x·s + t in float64.
+    // Not centred (centrePending): an affine step computes x·s + t in float64. Its input's centre
+    // goes with it, for the ONNX export, which computes it in float32 (onnx-export.ts).
     const p = this.pending;
     if (!p) return;
-    this.emitAffine(p.scale, p.shift, p.layers);
+    this.emitAffine(p.scale, p.shift, p.layers, p.centre);
     this.refate(p.layers, 'standalone_affine');
     this.pending = undefined;
   }
 
-  private emitAffine(scale: Float64Array, shift: Float64Array, layers: string[]): void {
+  private emitAffine(
+    scale: Float64Array,
+    shift: Float64Array,
+    layers: string[],
+    centre?: Float64Array,
+  ): void {
     const perChannel =
       this.shape.length === 3 ? uniformPerChannel({ scale, shift }, this.shape) : undefined;
+    // Per channel, the centre only where each channel's is one value (else unknown: none).
+    const centres =
+      centre && perChannel
+        ? uniformPerChannel({ scale: centre, shift: centre }, this.shape)?.scale
+        : centre;
     this.drafts.push({
       op: 'affine',
       channels: perChannel ? this.shape[0]! : this.width,
       spatial: perChannel ? this.width / this.shape[0]! : 1,
       scale: Float64Array.from(perChannel?.scale ?? scale),
       shift: Float64Array.from(perChannel?.shift ?? shift),
+      ...(centres ? { centre: Float64Array.from(centres) } : {}),
       activation: { kind: 'none' },
       layers,
     });
@@ -231,12 +243,7 @@ export class CompileContext {
    */
   private centrePending(): void {
     const p = this.pending;
-    const centreOf = (k: number): number => {
-      const mu = p?.centre?.[k];
-      if (mu === undefined) return 0;
-      const c = Math.fround(mu);
-      return Number.isFinite(c) && Math.abs(c * p!.scale[k]!) > CENTRE_SHIFT ? c : 0;
-    };
+    const centreOf = (k: number): number => foldCentre(p?.centre?.[k], p!.scale[k]!);
     if (!p?.centre || !p.scale.some((_, k) => centreOf(k) !== 0)) return;
     const n = p.shift.length;
     const centre = new Float64Array(n);
@@ -268,6 +275,18 @@ export class CompileContext {
 }
 
 /** Per-channel scale and shift of a per-element affine over [C, H, W], if uniform per channel. */
+/**
+ * The float32 value an input centred on μ is shifted by before an affine of scale `s` is applied
+ * in float32, or 0 for none: μ known and finite as a float32, and |μ·s| > CENTRE_SHIFT (the
+ * input is far from zero next to the affine's output). One rule for the fold (centrePending) and
+ * the ONNX export of an affine step.
+ */
+export function foldCentre(mu: number | undefined, s: number): number {
+  if (mu === undefined) return 0;
+  const c = Math.fround(mu);
+  return Number.isFinite(c) && Math.abs(c * s) > CENTRE_SHIFT ? c : 0;
+}
+
 export function uniformPerChannel(
   affine: { scale: Float64Array; shift: Float64Array },
   shape: readonly number[],

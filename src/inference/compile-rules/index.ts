@@ -23,6 +23,7 @@ export {
   type CompileRule,
   type Draft,
   type FoldStatistics,
+  foldCentre,
 } from './compile-context.js';
 
 /**
