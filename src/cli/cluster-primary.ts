@@ -224,9 +224,8 @@ export async function runPrimary(config: ServerConfig): Promise<void> {
   onWorkerMessage((worker, message) => {
     if (message.type !== 'normserve:ready') return;
     ready.add(worker);
-    relayedSignals.forEach((signal, i) =>
-      sendToWorker(worker, { type: 'normserve:signal', signal, seq: i + 1 }),
-    );
+    for (const [i, signal] of relayedSignals.entries())
+      sendToWorker(worker, { type: 'normserve:signal', signal, seq: i + 1 });
   });
   const alive = () =>
     Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && !w.isDead());

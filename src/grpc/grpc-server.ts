@@ -236,6 +236,10 @@ function classifications(
   return counts;
 }
 
+/** Where a ModelInfer's values are: its raw contents, or its input's typed contents. */
+const RAW_CONTENTS = 'raw_input_contents[0]';
+const TYPED_CONTENTS = 'inputs[0].contents.fp32_contents';
+
 /** A typed `contents` of an FP32 input: fp32_contents only, `count` finite values. */
 function contentsRows(request: ModelInferRequest, rows: number, width: number): RowSource {
   const input = request.inputs[0]!;
@@ -250,24 +254,34 @@ function contentsRows(request: ModelInferRequest, rows: number, width: number): 
   }
   if (values.length !== count) {
     failInput(
-      'inputs[0].contents.fp32_contents',
+      TYPED_CONTENTS,
       `shape [${input.shape.join(', ')}] needs ${count} values, got ${values.length} (or send raw_input_contents)`,
     );
   }
   const data = Float32Array.from(values);
-  checkFinite(data, 'inputs[0].contents.fp32_contents');
+  checkFinite(data, TYPED_CONTENTS);
   return float32Rows(data, rows, width);
 }
 
 /**
  * The input rows of a ModelInfer request: raw_input_contents, or typed contents, of a tensor of
- * shape [N, ...input_shape] or [N, features] (both row-major: the same bytes).
+ * shape [N, ...input_shape] or [N, features] (both row-major: the same bytes); `rowPath` names a
+ * row where its values came from (a row whose outputs overflow), as HTTP names inputs[0].data or
+ * inputs[0].binary_data.
  */
-function readRows(request: ModelInferRequest, inputShape: InputShape, maxRows: number): RowSource {
+function readRows(
+  request: ModelInferRequest,
+  inputShape: InputShape,
+  maxRows: number,
+): { source: RowSource; rowPath: (row: number) => string } {
   const rows = checkInputTensor(request.inputs, inputShape, maxRows);
   const width = inputShape.width;
   const raw = request.raw_input_contents;
-  if (raw.length === 0) return contentsRows(request, rows, width);
+  if (raw.length === 0)
+    return {
+      source: contentsRows(request, rows, width),
+      rowPath: (r) => `${TYPED_CONTENTS} (row ${r})`,
+    };
   if (raw.length !== request.inputs.length) {
     failInput(
       'raw_input_contents',
@@ -281,11 +295,14 @@ function readRows(request: ModelInferRequest, inputShape: InputShape, maxRows: n
   const expected = rows * width * FP32_BYTES;
   if (bytes.byteLength !== expected) {
     failInput(
-      'raw_input_contents[0]',
+      RAW_CONTENTS,
       `shape [${request.inputs[0]!.shape.join(', ')}] of FP32 is ${expected} bytes, got ${bytes.byteLength}`,
     );
   }
-  return float32Rows(readFloat32(bytes, 'raw_input_contents[0]'), rows, width);
+  return {
+    source: float32Rows(readFloat32(bytes, RAW_CONTENTS), rows, width),
+    rowPath: (r) => `${RAW_CONTENTS} (row ${r})`,
+  };
 }
 
 /** What is read of a call here (grpc-js exports no name for its ServerSurfaceCall). */
@@ -430,13 +447,9 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
     out: PredictOutput,
     served: AvailableVersion,
     record: CallRecord | undefined,
+    rowPath: (row: number) => string,
   ) => {
-    // The row is named where its values came from, as HTTP names inputs[0].data or binary_data.
-    const from =
-      request.raw_input_contents.length > 0
-        ? 'raw_input_contents[0]'
-        : 'inputs[0].contents.fp32_contents';
-    checkFiniteOutputs(out, (r) => `${from} (row ${r})`);
+    checkFiniteOutputs(out, rowPath);
     const names = requestedOutputs(
       served,
       request.outputs.map((o) => o.name),
@@ -546,12 +559,12 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
             request.outputs.length > 0 ? request.outputs.map((o) => o.name) : undefined,
           ),
         );
-        const source = readRows(request, inputShapeOf(served), options.maxBatchSize);
+        const { source, rowPath } = readRows(request, inputShapeOf(served), options.maxBatchSize);
         if (record) record.rows = source.rows;
         const out = inference.infer(served, source, true, false, callSignal(call));
         return out instanceof Promise
-          ? out.then((o) => finishInfer(request, o, served, record))
-          : finishInfer(request, out, served, record);
+          ? out.then((o) => finishInfer(request, o, served, record, rowPath))
+          : finishInfer(request, out, served, record, rowPath);
       },
       requestModelName,
       (call) => {

@@ -220,6 +220,18 @@ export class ModelRepository {
     }
   }
 
+  /**
+   * Whether `<root>/<name>` is a model's directory: one holding version directories. What makes a
+   * directory a model's (not its name: a model may be named `123`) for the CLIs' paths.
+   */
+  async isModelDirectory(name: string): Promise<boolean> {
+    const versions = await this.listVersions(name).catch((e: unknown) => {
+      if (errnoOf(e) === 'ENOTDIR') return [];
+      throw e;
+    });
+    return versions.length > 0;
+  }
+
   /** Version numbers present for a model, ascending; [] when the model directory is absent. */
   async listVersions(name: string): Promise<number[]> {
     try {
@@ -823,8 +835,7 @@ async function checkIsDirectory(path: string, clean: string): Promise<void> {
  */
 async function isVersionDirectory(clean: string): Promise<boolean> {
   if (!VERSION_NAME_PATTERN.test(basename(clean))) return false;
-  const asModel = await new ModelRepository(dirname(clean)).listVersions(basename(clean));
-  return asModel.length === 0;
+  return !(await new ModelRepository(dirname(clean)).isModelDirectory(basename(clean)));
 }
 
 /**
@@ -871,7 +882,7 @@ export async function loadModelDirectory(path: string): Promise<{
     const inside = new ModelRepository(clean);
     const models: string[] = [];
     for (const model of await inside.listModels().catch(() => [])) {
-      if ((await inside.listVersions(model)).length > 0) models.push(model);
+      if (await inside.isModelDirectory(model)) models.push(model);
     }
     throw new NormserveError(
       'MODEL_NOT_FOUND',

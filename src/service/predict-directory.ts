@@ -89,6 +89,6 @@ export async function modelDirectoryHolding(
   const rel = relative(repository, path);
   if (rel === '' || rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel)) return undefined;
   const model = rel.split(sep)[0]!;
-  const versions = await new ModelRepository(repository).listVersions(model).catch(() => []);
-  return versions.length > 0 ? join(repository, model) : undefined;
+  const isModel = await new ModelRepository(repository).isModelDirectory(model).catch(() => false);
+  return isModel ? join(repository, model) : undefined;
 }

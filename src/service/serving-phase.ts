@@ -19,10 +19,10 @@ export const SERVING_PHASES = ['starting', 'serving', 'lame-duck', 'draining'] a
 export type ServingPhaseName = (typeof SERVING_PHASES)[number];
 
 /** Why the readiness routes answer 503 in the lame-duck and draining phases. */
-export const SHUTTING_DOWN_REASON = 'shutting_down';
+export const SHUTTING_DOWN_REASON = 'shutting_down' as const;
 
 /** Why the readiness routes answer 503 before every transport listens. */
-export const STARTING_REASON = 'starting';
+export const STARTING_REASON = 'starting' as const;
 
 /**
  * The Retry-After of SHUTTING_DOWN, in seconds. This instance will not come back, but the URL, a

@@ -5,6 +5,8 @@ import {
   modelNameSchema,
   OVERLOADED_RETRY_AFTER_SECONDS,
   ROW_ARRAY_MESSAGE,
+  SHUTTING_DOWN_REASON,
+  STARTING_REASON,
   VERSION_NAME_PATTERN,
 } from '../../service/index.js';
 import { DEFAULT_CONTAINERS, DEFAULT_STRINGS } from '../json-budget.js';
@@ -86,10 +88,12 @@ export const NOT_READY_DESCRIPTION =
   'Some model has no available version (STRICT_READINESS=off: no model has one), or the repository is empty; or the server is starting (reason: starting): HTTP listens, the gRPC port not yet; or it is shutting down (reason: shutting_down): from SIGTERM on it still serves requests for SHUTDOWN_DELAY_MS, so that load balancers take it out first';
 
 /** The readiness routes' `reason`, present when the server is starting or shutting down. */
-export const notReadyReason = z.enum(['starting', 'shutting_down']).optional().meta({
-  description:
-    'starting: HTTP listens but the gRPC port (GRPC_PORT) does not yet, for a fraction of a second after the start; shutting_down: a SIGTERM or SIGINT came; the server still serves during SHUTDOWN_DELAY_MS, then drains',
-});
+export const notReadyReason = z
+  .enum([STARTING_REASON, SHUTTING_DOWN_REASON])
+  .optional()
+  .meta({
+    description: `${STARTING_REASON}: HTTP listens but the gRPC port (GRPC_PORT) does not yet, for a fraction of a second after the start; ${SHUTTING_DOWN_REASON}: a SIGTERM or SIGINT came; the server still serves during SHUTDOWN_DELAY_MS, then drains`,
+  });
 
 /** The path parameters of one version's routes (`/…/models/:name/versions/:version…`). */
 export const versionParams = z.object({ name: modelNameParam, version: versionParam });
