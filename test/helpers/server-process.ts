@@ -354,3 +354,16 @@ export function freePort(): Promise<number> {
     });
   });
 }
+
+/** Polls `done` every 20 ms; a generous bound, so that a loaded machine does not fail it. */
+export async function until(
+  done: () => boolean | Promise<boolean>,
+  what: string,
+  boundMs = 60_000,
+): Promise<void> {
+  const start = Date.now();
+  while (!(await done())) {
+    if (Date.now() - start > boundMs) throw new Error(`not within ${boundMs} ms: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}

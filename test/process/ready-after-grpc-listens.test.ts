@@ -20,21 +20,13 @@ import {
   type Reply,
   servingEnv,
   startServer,
+  until,
 } from '../helpers/server-process.js';
 import { makeTempDir } from '../helpers/temp-files.js';
 
 const HOLD_GRPC_LISTEN = fileURLToPath(new URL('../helpers/hold-grpc-listen.mjs', import.meta.url));
 
 killServersAfterEach();
-
-/** Polls `done` every 20 ms; a generous bound, so that a loaded machine does not fail it. */
-async function until(done: () => boolean | Promise<boolean>, what: string, boundMs = 60_000) {
-  const start = Date.now();
-  while (!(await done())) {
-    if (Date.now() - start > boundMs) throw new Error(`not within ${boundMs} ms: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 describe('readiness while gRPC is not yet listening', () => {
   it('is 503 "starting" until the gRPC port listens, then ready; requests are served meanwhile', async () => {

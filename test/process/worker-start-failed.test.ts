@@ -18,6 +18,7 @@ import {
   killServersAfterEach,
   servingEnv,
   startServer,
+  until,
 } from '../helpers/server-process.js';
 import { makeTempDir } from '../helpers/temp-files.js';
 
@@ -39,15 +40,6 @@ async function listenOn(port: number): Promise<NetServer> {
   });
   holders.push(holder);
   return holder;
-}
-
-/** Polls `done` every 20 ms; a generous bound, so that a loaded machine does not fail it. */
-async function until(done: () => boolean, what: string, boundMs = 60_000): Promise<void> {
-  const start = Date.now();
-  while (!done()) {
-    if (Date.now() - start > boundMs) throw new Error(`not within ${boundMs} ms: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 describe('a port taken between the preflight and the workers’ listen', () => {
