@@ -309,10 +309,13 @@ export class PrimaryChannel {
         return;
       }
       if (message.type === 'normserve:signal') {
-        // A replay of a signal already counted (the primary's replay at normserve:ready).
-        if (message.seq <= this.signalsCounted) return;
-        this.signalsCounted = message.seq;
-        this.onSignal(message.signal);
+        // A replay of a signal already counted (the primary's replay at normserve:ready) is
+        // skipped; one lost before this listener existed (a worker still loading) is counted
+        // when a later one arrives, each as a signal.
+        while (this.signalsCounted < message.seq) {
+          this.signalsCounted++;
+          this.onSignal(message.signal);
+        }
         return;
       }
       if (isNotice(message)) {

@@ -38,6 +38,9 @@ async function realPath(path: string): Promise<string> {
 /** Links followed at most (Linux's own bound, ELOOP). */
 const MAX_LINKS = 40;
 
+/** A process's descriptor directory, where /dev/fd and /dev/stdout lead (proc(5)). */
+const DESCRIPTOR_DIRECTORY = /^\/proc\/(\d+|self|thread-self)(\/task\/\d+)?\/fd$/;
+
 /** Where --out's bytes land: `file`, with every link followed; `open`: written by opening --out. */
 interface OutputTarget {
   file: string;
@@ -48,9 +51,10 @@ interface OutputTarget {
  * Follows --out's links to the file its bytes land in, as an open would: a regular file or none yet
  * (a dangling link's target too) is replaced whole, `file` renamed over; anything else that is not
  * a directory (a pipe, a terminal, a device) is opened and written, as onnx.save does, since a
- * rename would replace the device node or the pipe with a regular file. /proc's descriptor links
- * (/dev/stdout → /proc/self/fd/1) are opened too: what a shell's redirection set up (a file, a
- * pipe) is written through the descriptor, not replaced; `file` is then the path the link names.
+ * rename would replace the device node or the pipe with a regular file. A process's descriptor
+ * links (/dev/stdout, /dev/fd/1 → /proc/<pid>/fd/1) are opened too: what a shell's redirection set
+ * up (a file, a pipe) is written through the descriptor, not replaced; `file` is then the path the
+ * descriptor names. Every other link is followed from its own directory, links resolved.
  */
 async function outputTarget(path: string): Promise<OutputTarget> {
   let current = resolve(path);
@@ -63,8 +67,17 @@ async function outputTarget(path: string): Promise<OutputTarget> {
       return { file: await realPath(current), open: !info.isFile() };
     }
     const to = await readlink(current);
-    if (current.startsWith('/proc/')) return { file: isAbsolute(to) ? to : current, open: true };
-    current = resolve(dirname(current), to);
+    // The link's own directory, its links resolved: `..` in a relative link is taken from there,
+    // as the kernel takes it.
+    const directory = await realPath(dirname(current));
+    if (DESCRIPTOR_DIRECTORY.test(directory)) {
+      // A descriptor (/dev/stdout, /dev/fd/1): a path it names is checked, a pipe is not one.
+      return {
+        file: isAbsolute(to) ? await realPath(to) : join(directory, basename(current)),
+        open: true,
+      };
+    }
+    current = resolve(directory, to);
   }
   throw new NormserveError(
     'OUTPUT_WRITE_FAILED',
@@ -73,11 +86,12 @@ async function outputTarget(path: string): Promise<OutputTarget> {
 }
 
 /**
- * Refuses an --out whose bytes would land inside a model's directory of the exported model's
- * repository (its own or another's: `<repo>/<model>`): the file could replace a version's
- * model.safetensors or config.json, or an active-version record, which the server reads
- * (review60: `--out <model>/1/model.safetensors` broke version 1 with exit 0; the same into a
- * sibling model, and through a link to a file not there yet, reviews of 2026-12-04).
+ * Refuses an --out whose bytes would land inside a directory of the exported model's repository
+ * (a model's, its own or another's, or a new one: modelDirectoryHolding): the file could replace
+ * a version's model.safetensors or config.json, or an active-version record, which the server
+ * reads, or make a model of a new directory (review60: `--out <model>/1/model.safetensors` broke
+ * version 1 with exit 0; the same into a sibling model, through a link to a file not there yet,
+ * and into a new directory, reviews of 2026-12-04).
  */
 async function checkOutsideModels(
   out: string,
@@ -88,7 +102,7 @@ async function checkOutsideModels(
   if (modelDir !== undefined)
     throw new NormserveError(
       'OUTPUT_WRITE_FAILED',
-      `--out ${out}: inside the model directory ${modelDir}, whose files the server reads; write the ONNX file elsewhere`,
+      `--out ${out}: inside ${modelDir}, a directory of the model repository, which the server reads as a model's; write the ONNX file elsewhere`,
     );
 }
 

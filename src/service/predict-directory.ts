@@ -77,9 +77,11 @@ export async function openModelDirectory(
 }
 
 /**
- * The model directory of `repository` that `path` is in or is (`<repo>/<model>`, one holding
- * version directories), if any: where a file written would replace what a server reads — a
- * version's model.safetensors or config.json, an active-version record. Both paths as the caller
+ * The directory of `repository` that `path` is in or is (`<repo>/<dir>`), if any: a server reads
+ * every directory of its repository as a model's, so a file written there could replace a
+ * version's model.safetensors or config.json or an active-version record, or make a new
+ * directory a model that never loads (readiness then waits for it). A path directly in the
+ * repository is none of them, unless it is a model's directory itself. Both paths as the caller
  * resolved them (links followed).
  */
 export async function modelDirectoryHolding(
@@ -88,7 +90,11 @@ export async function modelDirectoryHolding(
 ): Promise<string | undefined> {
   const rel = relative(repository, path);
   if (rel === '' || rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel)) return undefined;
-  const model = rel.split(sep)[0]!;
-  const isModel = await new ModelRepository(repository).isModelDirectory(model).catch(() => false);
-  return isModel ? join(repository, model) : undefined;
+  const parts = rel.split(sep);
+  const holder = join(repository, parts[0]!);
+  if (parts.length > 1) return holder;
+  const isModel = await new ModelRepository(repository)
+    .isModelDirectory(parts[0]!)
+    .catch(() => false);
+  return isModel ? holder : undefined;
 }

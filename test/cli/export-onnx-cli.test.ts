@@ -17,7 +17,7 @@ import {
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { exportModelOnnx, ModelRegistry, openModelDirectory } from '../../src/service/index.js';
@@ -154,6 +154,10 @@ describe('npm run export:onnx', () => {
     const danglingTarget = join(repository, 'digits-cnn', 'active-version.json');
     const dangling = join(out, 'sibling-record.onnx');
     symlinkSync(danglingTarget, dangling);
+    // A relative link reached through /proc/self/root: an ordinary link, followed as such.
+    const relativeLink = join(out, 'relative-weights.onnx');
+    symlinkSync(relative(out, siblingWeights), relativeLink);
+    const throughProc = `/proc/self/root${relativeLink}`;
     for (const [model, target, holder] of [
       [join(repository, 'digits'), weights, 'digits'],
       [join(repository, 'digits', '1'), join(repository, 'digits', 'digits.onnx'), 'digits'],
@@ -161,12 +165,20 @@ describe('npm run export:onnx', () => {
       [join(repository, 'digits'), join(repository, 'digits-cnn', 'x.onnx'), 'digits-cnn'],
       [join(repository, 'digits'), link, 'digits-cnn'],
       [join(repository, 'digits'), dangling, 'digits-cnn'],
+      // A directory that is no model yet: the server would read it as one.
+      [join(repository, 'digits'), join(repository, 'exports', 'digits.onnx'), 'exports'],
     ] as const) {
       const result = exportCli(['--model', model, '--out', target]);
       expect(result.status).toBe(1);
       expect(result.stderr).toBe(
-        `export-onnx: --out ${target}: inside the model directory ${join(repository, holder)}, whose files the server reads; write the ONNX file elsewhere\n`,
+        `export-onnx: --out ${target}: inside ${join(repository, holder)}, a directory of the model repository, which the server reads as a model's; write the ONNX file elsewhere\n`,
       );
+    }
+    expect(existsSync(join(repository, 'exports'))).toBe(false);
+    if (existsSync('/proc/self/root')) {
+      const viaProc = exportCli(['--model', join(repository, 'digits'), '--out', throughProc]);
+      expect(viaProc.status).toBe(1);
+      expect(viaProc.stderr).toContain(`inside ${join(repository, 'digits-cnn')}, a directory`);
     }
     expect(readFileSync(weights).equals(before)).toBe(true);
     expect(readFileSync(siblingWeights).equals(siblingBefore)).toBe(true);
@@ -224,6 +236,24 @@ describe('npm run export:onnx', () => {
     expect(viaStdout.status, String(viaStdout.stderr)).toBe(0);
     expect(statSync(redirected).ino).toBe(inode);
     expect(readFileSync(redirected).equals(bytes)).toBe(true);
+    // /dev/fd/1 into a shell's pipe (`--out /dev/fd/1 | …`): written through the descriptor too.
+    const piped = join(out, 'piped.onnx');
+    const viaFd = spawnSync(
+      'sh',
+      [
+        '-c',
+        '"$0" "$@" | cat > "$PIPED"',
+        process.execPath,
+        ...nodeArgs('src/cli/export-onnx.ts'),
+        '--model',
+        DIGITS,
+        '--out',
+        '/dev/fd/1',
+      ],
+      { cwd: ROOT, timeout: 60_000, env: { ...process.env, PIPED: piped }, encoding: 'utf8' },
+    );
+    expect(viaFd.stderr).toMatch(/^wrote \/dev\/fd\/1 \(70032 bytes\)/);
+    expect(readFileSync(piped).equals(bytes)).toBe(true);
     // A directory is refused, not written into.
     const directory = join(out, 'a-directory.onnx');
     mkdirSync(directory);
