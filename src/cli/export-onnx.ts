@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { lstat, readlink, realpath, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { NormserveError } from '../errors/index.js';
-import { modelDirectoryHolding, ONNX_OPSET, openModelDirectory } from '../service/index.js';
+import { ONNX_OPSET, openModelDirectory, repositoryDirectoryHolding } from '../service/index.js';
 import { cliCommand, runCli } from './cli-errors.js';
 import {
   outputWriteFailed,
@@ -87,18 +87,18 @@ async function outputTarget(path: string): Promise<OutputTarget> {
 
 /**
  * Refuses an --out whose bytes would land inside a directory of the exported model's repository
- * (a model's, its own or another's, or a new one: modelDirectoryHolding): the file could replace
- * a version's model.safetensors or config.json, or an active-version record, which the server
- * reads, or make a model of a new directory (review60: `--out <model>/1/model.safetensors` broke
- * version 1 with exit 0; the same into a sibling model, through a link to a file not there yet,
- * and into a new directory, reviews of 2026-12-04).
+ * (a model's, its own or another's, or a new one: repositoryDirectoryHolding): the file could
+ * replace a version's model.safetensors or config.json, or an active-version record, which the
+ * server reads, or make a model of a new directory (review60: `--out
+ * <model>/1/model.safetensors` broke version 1 with exit 0; the same into a sibling model, through
+ * a link to a file not there yet, and into a new directory, reviews of 2026-12-04).
  */
 async function checkOutsideModels(
   out: string,
   target: OutputTarget,
   repository: string,
 ): Promise<void> {
-  const modelDir = await modelDirectoryHolding(await realPath(repository), target.file);
+  const modelDir = await repositoryDirectoryHolding(await realPath(repository), target.file);
   if (modelDir !== undefined)
     throw new NormserveError(
       'OUTPUT_WRITE_FAILED',

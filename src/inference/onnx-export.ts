@@ -370,8 +370,8 @@ class GraphBuilder {
 }
 
 /**
- * An affine x·s + t per channel in float32 ops: `centre` (negated, to add first; undefined when no
- * channel has one) and the shift to add after the scale. A channel whose input is centred far
+ * An affine x·s + t per channel in float32 ops: `minusCentre` (−c, added first; undefined when no
+ * channel has a centre) and the shift to add after the scale. A channel whose input is centred far
  * from zero (foldCentre: the fold's rule, on the step's `centre` μ) is written
  * (x − c)·s + (t + c·s), c = fround(μ): x − c is exact near μ, as PyTorch's x − μ is, where
  * float32's x·s + t rounded x·s to |t|·2⁻²⁴. Others keep x·s + t.

@@ -176,9 +176,9 @@ export {
   runSources,
 } from './predict.js';
 export {
-  modelDirectoryHolding,
   type OpenedModel,
   openModelDirectory,
+  repositoryDirectoryHolding,
 } from './predict-directory.js';
 export {
   nextVersionPath,

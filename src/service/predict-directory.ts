@@ -84,7 +84,7 @@ export async function openModelDirectory(
  * repository is none of them, unless it is a model's directory itself. Both paths as the caller
  * resolved them (links followed).
  */
-export async function modelDirectoryHolding(
+export async function repositoryDirectoryHolding(
   repository: string,
   path: string,
 ): Promise<string | undefined> {

@@ -274,7 +274,6 @@ export class CompileContext {
   }
 }
 
-/** Per-channel scale and shift of a per-element affine over [C, H, W], if uniform per channel. */
 /**
  * The float32 value an input centred on μ is shifted by before an affine of scale `s` is applied
  * in float32, or 0 for none: μ known and finite as a float32, and |μ·s| > CENTRE_SHIFT (the
@@ -287,6 +286,7 @@ export function foldCentre(mu: number | undefined, s: number): number {
   return Number.isFinite(c) && Math.abs(c * s) > CENTRE_SHIFT ? c : 0;
 }
 
+/** Per-channel scale and shift of a per-element affine over [C, H, W], if uniform per channel. */
 export function uniformPerChannel(
   affine: { scale: Float64Array; shift: Float64Array },
   shape: readonly number[],
