@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { defineConfig } from 'vitest/config';
 
 /** The tests whose models run on an executor, run again on the JavaScript reference executor. */
@@ -33,6 +34,12 @@ export default defineConfig({
     // orders of magnitude slower).
     testTimeout: 60_000,
     hookTimeout: 60_000,
+    // One test file per core, where vitest's default leaves one core to itself (cores − 1: a
+    // single worker on a 2-vCPU VM). Most of this suite's time is spent waiting for the servers
+    // and CLIs it runs as child processes, so a second file fills the wait: on the 2-vCPU VM the
+    // whole suite took 642 s with two workers (two helper sessions busy beside it) against 865 s
+    // with one on a quiet machine (README, Tests on a busy machine).
+    maxWorkers: Math.max(2, availableParallelism()),
     projects: [
       // Everything, on the default engine and kernels (wasm; the test helpers read ENGINE, KERNELS).
       { extends: true, test: { name: 'default', include: ['test/**/*.test.ts'] } },
