@@ -32,8 +32,10 @@ ENV HOST=0.0.0.0 \
 USER 1000:1000
 # HTTP (REST, OpenAPI, metrics) and gRPC (Open Inference Protocol).
 EXPOSE 8080 8081
-# No curl in the image: node's fetch checks liveness.
-HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
+# No curl in the image: node's fetch checks liveness. Bounded as the Kubernetes liveness probe (15 s
+# per answer, unhealthy after a minute without one): a process busy with large batches accepts a
+# new connection late (/healthz p99 up to 6.3 s with WORKERS=2, docs/probes-and-termination.md).
+HEALTHCHECK --interval=20s --timeout=15s --start-period=20s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 8080) + '/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 # Exec form: node is PID 1 and receives SIGTERM itself (graceful shutdown). The server's esbuild
 # bundle (tools/build.mjs), as `npm start` runs it: one file per process kind to load; stack

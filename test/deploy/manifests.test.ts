@@ -116,9 +116,13 @@ interface InferenceService extends Manifest {
         protocolVersion?: string;
         modelFormat: { name: string; version?: string };
         storageUri: string;
+        ports?: { name?: string; containerPort: number }[];
       };
     };
   };
+}
+interface Job extends Manifest {
+  spec: { template: { spec: PodSpec } };
 }
 interface ComposeService {
   image: string;
@@ -126,7 +130,7 @@ interface ComposeService {
   environment?: Record<string, unknown> | string[];
   volumes?: (string | { type?: string; source: string; target: string; read_only?: boolean })[];
   ports?: string[];
-  healthcheck?: { test: string[] | string };
+  healthcheck?: { test: string[] | string; interval?: string; timeout?: string; retries?: number };
   stop_grace_period?: string;
 }
 interface Compose {
@@ -194,7 +198,13 @@ function compose(): Compose {
 }
 
 /** The runtime (last) stage of the Dockerfile: ENV, USER, EXPOSE. */
-function dockerfile(): { env: Record<string, string>; user: string; expose: number[] } {
+function dockerfile(): {
+  env: Record<string, string>;
+  user: string;
+  expose: number[];
+  /** HEALTHCHECK's options without their dashes: interval, timeout, retries, … */
+  healthcheck: Record<string, string>;
+} {
   const text = readFileSync('Dockerfile', 'utf8')
     .split('\n')
     .filter((l) => !/^\s*#/.test(l))
@@ -206,6 +216,7 @@ function dockerfile(): { env: Record<string, string>; user: string; expose: numb
   const env: Record<string, string> = {};
   let user = '';
   const expose: number[] = [];
+  const healthcheck: Record<string, string> = {};
   for (const line of stage) {
     const [, instruction, rest = ''] = /^(\w+)\s+(.*)$/.exec(line) ?? [];
     switch (instruction?.toUpperCase()) {
@@ -221,9 +232,13 @@ function dockerfile(): { env: Record<string, string>; user: string; expose: numb
       case 'EXPOSE':
         for (const p of rest.split(/\s+/)) expose.push(Number(p.split('/')[0]));
         break;
+      case 'HEALTHCHECK':
+        for (const [, name, value] of rest.matchAll(/--([a-z-]+)=(\S+)/g))
+          healthcheck[name!] = value!;
+        break;
     }
   }
-  return { env, user, expose };
+  return { env, user, expose, healthcheck };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -240,6 +255,11 @@ function containerEnv(container: Container): Record<string, string> {
     else throw new Error(`env ${v.name} of ${container.name} has neither value nor secretKeyRef`);
   }
   return env;
+}
+
+/** A container of the image as its process sees it: the Dockerfile's ENV, then the container's. */
+function imageContainerEnv(container: Container): Record<string, string> {
+  return { ...dockerfile().env, ...containerEnv(container) };
 }
 
 function composeEnv(service: ComposeService): Record<string, string> {
@@ -315,6 +335,21 @@ function checkProbeBounds(c: Container): void {
   );
 }
 
+/** A Docker or compose HEALTHCHECK's bounds, as the liveness probe's (checkProbeBounds). */
+function checkHealthcheckBounds(
+  what: string,
+  h: { interval?: string; timeout?: string; retries?: number | string },
+): void {
+  // Docker's defaults: interval 30s, timeout 30s, retries 3.
+  expect(durationMs(h.timeout ?? '30s'), `${what} timeout`).toBeGreaterThanOrEqual(
+    PROBE_TIMEOUT_MIN_SECONDS * 1000,
+  );
+  expect(
+    durationMs(h.interval ?? '30s') * Number(h.retries ?? 3),
+    `${what} interval × retries`,
+  ).toBeGreaterThanOrEqual(LIVENESS_WINDOW_MIN_SECONDS * 1000);
+}
+
 /** Compose durations: "15s", "1m30s", "500ms". */
 function durationMs(text: string): number {
   let total = 0;
@@ -347,7 +382,7 @@ async function getStatus(path: string): Promise<number> {
 
 // ---------------------------------------------------------------------------------------------
 
-/** The image of every normserve container: Deployment, initContainer, compose and ServingRuntime. */
+/** The image of every normserve container: Deployment, initContainer, compose, ServingRuntime, seed Job. */
 function normserveImages(): string[] {
   const spec = only<Deployment>('Deployment').spec.template.spec;
   return [
@@ -355,6 +390,7 @@ function normserveImages(): string[] {
     ...(spec.initContainers ?? []).map((c) => c.image),
     ...normserveServices().map(([, s]) => s.image),
     ...only<ServingRuntime>('ServingRuntime').spec.containers.map((c) => c.image),
+    ...only<Job>('Job').spec.template.spec.containers.map((c) => c.image),
   ];
 }
 
@@ -366,10 +402,11 @@ describe('deploy/ YAML files', () => {
     for (const f of files) expect(f.documents.length, f.path).toBeGreaterThan(0);
   });
 
-  it('holds one Deployment, Service, HPA, PVC, Secret, ServingRuntime, two InferenceServices (REST, gRPC) and a compose file', () => {
+  it('holds one Deployment, Service, HPA, PVC, Secret, ServingRuntime, seed Job, two InferenceServices (REST, gRPC) and a compose file', () => {
     const kinds = [
       'Deployment',
       'HorizontalPodAutoscaler',
+      'Job',
       'PersistentVolumeClaim',
       'Secret',
       'Service',
@@ -400,6 +437,10 @@ describe('Dockerfile', () => {
     expect(dockerfile().expose).toContain(config.PORT);
     expect(dockerfile().expose).toContain(config.GRPC_PORT);
     expect(config.GRPC_PORT).toBeGreaterThan(0);
+  });
+
+  it('HEALTHCHECK allows a busy process as the liveness probe does (a timeout of seconds, a minute)', () => {
+    checkHealthcheckBounds('Dockerfile HEALTHCHECK', dockerfile().healthcheck);
   });
 
   it('the runtime stage copies proto/ (the gRPC server loads it at start-up)', () => {
@@ -802,6 +843,10 @@ describe('compose', () => {
     expect(await getStatus('/healthz')).toBe(200);
   });
 
+  it('healthcheck allows a busy process as the liveness probe does (a timeout of seconds, a minute)', () => {
+    for (const [name, s] of normserveServices()) checkHealthcheckBounds(name, s.healthcheck ?? {});
+  });
+
   it('publishes distinct host ports that map to the container PORT and GRPC_PORT', () => {
     const hostPorts: string[] = [];
     for (const [name, s] of normserveServices()) {
@@ -862,7 +907,7 @@ describe('KServe', () => {
     const model = grpc[0]!.spec.predictor.model as {
       ports?: { name: string; containerPort: number }[];
     };
-    const { GRPC_PORT } = parseServerConfig(containerEnv(runtimeContainer()));
+    const { GRPC_PORT } = parseServerConfig(imageContainerEnv(runtimeContainer()));
     expect(model.ports).toEqual([
       expect.objectContaining({ name: 'h2c', containerPort: GRPC_PORT }),
     ]);
@@ -870,7 +915,7 @@ describe('KServe', () => {
 
   it('ServingRuntime probes use /v2/health/live and /v2/health/ready on the container port', async () => {
     const c = runtimeContainer();
-    const port = parseServerConfig(containerEnv(c)).PORT;
+    const port = parseServerConfig(imageContainerEnv(c)).PORT;
     expect(c.ports?.map((p) => p.containerPort)).toEqual([port]);
     expect(c.livenessProbe?.httpGet?.path).toBe('/v2/health/live');
     expect(c.readinessProbe?.httpGet?.path).toBe('/v2/health/ready');
@@ -883,7 +928,7 @@ describe('KServe', () => {
 
   it('ServingRuntime sets SHUTDOWN_DELAY_MS, within the pod’s default grace period with SHUTDOWN_TIMEOUT_MS', () => {
     const { SHUTDOWN_DELAY_MS, SHUTDOWN_TIMEOUT_MS, WORKERS } = parseServerConfig(
-      containerEnv(runtimeContainer()),
+      imageContainerEnv(runtimeContainer()),
     );
     expect(SHUTDOWN_DELAY_MS).toBeGreaterThan(0);
     const margin = WORKERS > 1 ? WORKER_KILL_MARGIN_MS : 0;
@@ -896,14 +941,65 @@ describe('KServe', () => {
     checkProbeBounds(runtimeContainer());
   });
 
+  /** Knative's reserved names (knative/serving pkg/apis/serving/k8s_validation.go, reservedEnvVars). */
+  const KNATIVE_RESERVED_ENV = ['PORT', 'K_SERVICE', 'K_CONFIGURATION', 'K_REVISION'];
+
+  it('ServingRuntime sets none of the environment variables Knative reserves (it refuses such a container)', () => {
+    const names = (runtimeContainer().env ?? []).map((e) => e.name);
+    expect(names.filter((n) => KNATIVE_RESERVED_ENV.includes(n))).toEqual([]);
+  });
+
+  it('an InferenceService Knative runs (not RawDeployment) serves HTTP on the one port Knative gives PORT', () => {
+    const services = manifests.filter(
+      (m) => m.kind === 'InferenceService',
+    ) as unknown as InferenceService[];
+    const serverless = services.filter(
+      (s) => s.metadata.annotations?.['serving.kserve.io/deploymentMode'] !== 'RawDeployment',
+    );
+    expect(serverless.length).toBeGreaterThan(0);
+    for (const isvc of services) {
+      const raw = !serverless.includes(isvc);
+      // Knative sets PORT to the pod's one container port: the InferenceService's, else the runtime's.
+      const port = (isvc.spec.predictor.model.ports ?? runtimeContainer().ports ?? [])[0]
+        ?.containerPort;
+      const env = { ...imageContainerEnv(runtimeContainer()), PORT: String(port) };
+      let servesHttpThere: boolean;
+      try {
+        servesHttpThere = parseServerConfig(env).PORT === port;
+      } catch {
+        servesHttpThere = false; // e.g. GRPC_PORT equal to PORT: the server refuses to start
+      }
+      const ok = raw || (servesHttpThere && isvc.spec.predictor.model.protocolVersion === 'v2');
+      expect(ok, `${isvc.metadata.name}: Knative would give PORT=${port}`).toBe(true);
+    }
+  });
+
+  it('the seed Job runs the Deployment’s seed command on the claim the InferenceServices read', () => {
+    const job = only<Job>('Job').spec.template.spec;
+    const init = only<Deployment>('Deployment').spec.template.spec.initContainers![0]!;
+    const seed = job.containers[0]!;
+    expect(seed.command).toEqual(init.command);
+    const claim = job.volumes?.find((v) => v.persistentVolumeClaim)?.persistentVolumeClaim
+      ?.claimName;
+    const initVolume = init.volumeMounts![0]!;
+    expect(seed.volumeMounts?.find((m) => m.mountPath === initVolume.mountPath)?.name).toBe(
+      job.volumes?.find((v) => v.persistentVolumeClaim)?.name,
+    );
+    for (const isvc of manifests.filter(
+      (m) => m.kind === 'InferenceService',
+    ) as unknown as InferenceService[])
+      expect(isvc.spec.predictor.model.storageUri).toMatch(new RegExp(`^pvc://${claim}/`));
+    expect(job.securityContext?.runAsUser).toBe(Number(dockerfile().user.split(':')[0]));
+  });
+
   it('ServingRuntime env names are serverConfigSchema keys and the values parse', () => {
     const c = runtimeContainer();
     expect((c.env ?? []).map((e) => e.name).filter((n) => !schemaKeys.has(n))).toEqual([]);
-    expect(() => parseServerConfig(containerEnv(c))).not.toThrow();
+    expect(() => parseServerConfig(imageContainerEnv(c))).not.toThrow();
   });
 
   it('ServingRuntime MODEL_REPOSITORY is KServe’s model mount /mnt/models', () => {
-    expect(parseServerConfig(containerEnv(runtimeContainer())).MODEL_REPOSITORY).toBe(
+    expect(parseServerConfig(imageContainerEnv(runtimeContainer())).MODEL_REPOSITORY).toBe(
       '/mnt/models',
     );
   });
