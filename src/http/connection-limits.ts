@@ -112,8 +112,14 @@ export function clientErrorHandler(log: FastifyBaseLogger, metrics: ServiceMetri
     // Counted too (review59: a 400 or 431 of the parser was in no series); the timeout's 408
     // of a request that never arrived whole is too.
     if (!response?.req) {
+      // `code` is the catalogue's, as on every problem's line (the answer's); Node's is `cause`.
       log.info(
-        { code: err.code, status: error.status, [REQUEST_ID_LOG_FIELD]: requestId },
+        {
+          code: error.code,
+          cause: err.code,
+          status: error.status,
+          [REQUEST_ID_LOG_FIELD]: requestId,
+        },
         message,
       );
       metrics.countUnparsedRequest(error.status);

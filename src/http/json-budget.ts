@@ -204,8 +204,9 @@ function rowBudget(
 }
 
 /**
- * A body of rows with more strings than their envelope holds is malformed, not too large: the
- * limit does not grow with the body, so splitting the batch would not help (numbers sent as
+ * A body of rows with more strings than their envelope holds is malformed, not too large: no
+ * valid body of its length holds more (on predict the limit grows by one key per sample its
+ * length could hold, no faster than the body), so splitting the batch would not help (numbers sent as
  * strings, a reviewer's case: 19 rows of them were a 413). A 400, like zod's answer to a few.
  */
 function rowsAreNumbers(budget: number, namedSamples: boolean): NormserveError {

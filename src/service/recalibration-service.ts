@@ -94,7 +94,9 @@ export interface RecalibrationServiceOptions {
   log?: Log;
   /**
    * Each recalibration's end: `client_error` for one its request ended (its rows refused, its
-   * upload cut or dropped: a 4xx code), answered at once or recorded in its job alike.
+   * upload cut or dropped, a model busy or without BatchNorm: a 4xx code), answered at once or
+   * recorded in its job alike, `failed` for one the server ended (one it could not start
+   * included: a lock file the repository refuses, the shutdown).
    */
   onOutcome?: (
     model: string,
@@ -195,10 +197,10 @@ export interface RecalibrateOptions {
    * ends, before any job is handed out, with a client error (a 4xx of the catalogue: a bad row or
    * line, too few or too many rows, an upload dropped or cut) is then a refused request, not a
    * failed recalibration: its job record says `failed` as always, but no `recalibration failed`
-   * line (which would quote the upload's cell) is logged and `normserve_recalibrations_total`
-   * does not count it. A failure for a server reason (storage, a lost lock, a fault) stays a
-   * failed recalibration, as does every failure of a job handed out (its record is all its client
-   * sees) and of a caller without a request (AUTO_RECALIBRATE).
+   * line (which would quote the upload's cell) is logged, and `normserve_recalibrations_total`
+   * counts it `client_error`, as it counts a job's. A failure for a server reason (storage, a
+   * lost lock, a fault) stays a failed recalibration, as does every failure of a job handed out
+   * (its record is all its client sees) and of a caller without a request (AUTO_RECALIBRATE).
    */
   answersRefusals?: boolean;
   /**
@@ -1012,9 +1014,22 @@ export class RecalibrationService {
     rows: RecalibrationRows,
     options: RecalibrateOptions = {},
   ): Promise<RecalibrationStarted> {
-    if ('instances' in rows)
-      inputShapeOf(this.registry.resolve(request.model)).readInstances(rows.instances, rows.path);
-    const session = await this.begin(request);
+    let session: RecalibrationSession;
+    try {
+      if ('instances' in rows)
+        inputShapeOf(this.registry.resolve(request.model)).readInstances(rows.instances, rows.path);
+      session = await this.begin(request);
+    } catch (e) {
+      // Counted as one that started and ended so: a JSON body's rows are checked before the
+      // model's lock is taken, an upload's after, and a lock file the repository refuses is a
+      // failure of the server's (docs/observability.md, normserve_recalibrations_total).
+      this.options.onOutcome?.(
+        request.model,
+        request.mode,
+        refusesRequest(e) ? 'client_error' : 'failed',
+      );
+      throw e;
+    }
     const received: RowsReceived = { rows: 0 };
     try {
       if ('instances' in rows) {

@@ -145,7 +145,7 @@ describe('REQUEST_TIMEOUT_MS', () => {
   });
 
   it("headers over Node's limit get a 431 problem with a request id, header and body alike", async () => {
-    const port = await listen({});
+    const { port, lines } = await listenLogged<Record<string, unknown>>();
     const { socket, received } = open(port);
     socket.write(`GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`);
     const raw = await received;
@@ -162,6 +162,17 @@ describe('REQUEST_TIMEOUT_MS', () => {
       expect(exposition).toContain(
         `normserve_http_requests_total{method="",route="unmatched",status="${status}",model="",version=""} 1`,
       );
+    // Their log lines carry the catalogue's code, as the answer does (Node's parser code was
+    // logged as `code`, so a search for the catalogue's codes missed them); Node's is the cause.
+    expect(lines.filter((l) => l.status === 431 || l.status === 400)).toEqual([
+      expect.objectContaining({
+        status: 431,
+        code: 'HEADERS_TOO_LARGE',
+        cause: 'HPE_HEADER_OVERFLOW',
+        request_id: problem.request_id,
+      }),
+      expect.objectContaining({ status: 400, code: 'INVALID_INPUT', cause: 'HPE_INVALID_METHOD' }),
+    ]);
   });
 
   it.each([

@@ -5,7 +5,7 @@
  * upload refused for its rows is such a client error (no `recalibration failed` line quoting its
  * cell, no failed recalibration counted); one that fails for a server reason is a failed one.
  */
-import { cpSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NormserveError } from '../../src/errors/index.js';
@@ -257,8 +257,40 @@ describe('problems in the log', () => {
     ]);
   });
 
+  it('a recalibration refused before it starts is counted too: its JSON rows (client_error), a lock file the repository refuses (failed)', async () => {
+    const clientErrors = await recalibrationsEnded('client_error');
+    const failed = await failedRecalibrations();
+    // A JSON body's rows are checked before the model's lock is taken (an upload's after).
+    const narrow = await served.app.inject({
+      method: 'POST',
+      url: '/v1/models/digits:recalibrate',
+      headers: ADMIN,
+      payload: { instances: [[1, 2, 3]] },
+    });
+    expectProblem(narrow, 400, 'INVALID_INPUT');
+    expect(await recalibrationsEnded('client_error')).toBe(clientErrors + 1);
+    // The lock file cannot be created (a directory in its place, as a broken volume may leave):
+    // a failure of the server's storage, which an alert on `failed` must see.
+    const lock = join(served.repository, 'digits', '.recalibration.lock');
+    mkdirSync(lock);
+    try {
+      const res = await served.app.inject({
+        method: 'POST',
+        url: '/v1/models/digits:recalibrate',
+        headers: ADMIN,
+        payload: { instances: digitsTestRows().x.slice(0, 20) },
+      });
+      expect(res.statusCode, res.body).toBeGreaterThanOrEqual(500);
+      expect(await failedRecalibrations()).toBe(failed + 1);
+      expect(await recalibrationsEnded('client_error')).toBe(clientErrors + 1);
+    } finally {
+      rmSync(lock, { recursive: true, force: true });
+    }
+  });
+
   it('a recalibration that fails for a server reason is a failed one: logged at warn and counted', async () => {
     const { registry } = served;
+    const failed = await failedRecalibrations();
     const publish = registry.publish;
     registry.publish = () =>
       Promise.reject(new NormserveError('STORAGE_UNAVAILABLE', 'the disk went away'));
@@ -277,6 +309,6 @@ describe('problems in the log', () => {
       [WARN, 'recalibration failed'],
       [WARN, 'request'],
     ]);
-    expect(await failedRecalibrations()).toBe(1);
+    expect(await failedRecalibrations()).toBe(failed + 1);
   });
 });
