@@ -32,9 +32,11 @@ ENV HOST=0.0.0.0 \
 USER 1000:1000
 # HTTP (REST, OpenAPI, metrics) and gRPC (Open Inference Protocol).
 EXPOSE 8080 8081
-# No curl in the image: node's fetch checks liveness. Bounded as the Kubernetes liveness probe (15 s
-# per answer, unhealthy after a minute without one): a process busy with large batches accepts a
-# new connection late (/healthz p99 up to 6.3 s with WORKERS=2, docs/probes-and-termination.md).
+# No curl in the image: node's fetch checks liveness. 15 s per answer, as the Kubernetes liveness
+# probe, and unhealthy after 3 failures in a row (a minute at least; Docker waits the interval
+# after each check ends, so up to 1 min 45 s when they time out): a process busy with large
+# batches accepts a new connection late (/healthz p99 up to 6.3 s with WORKERS=2,
+# docs/probes-and-termination.md).
 HEALTHCHECK --interval=20s --timeout=15s --start-period=20s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 8080) + '/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 # Exec form: node is PID 1 and receives SIGTERM itself (graceful shutdown). The server's esbuild

@@ -1,5 +1,5 @@
-import { availableParallelism } from 'node:os';
 import { defineConfig } from 'vitest/config';
+import { processCpus } from './src/service/available-cpus.js';
 
 /** The tests whose models run on an executor, run again on the JavaScript reference executor. */
 const ENGINE_DEPENDENT = [
@@ -38,8 +38,10 @@ export default defineConfig({
     // single worker on a 2-vCPU VM). Most of this suite's time is spent waiting for the servers
     // and CLIs it runs as child processes, so a second file fills the wait: on the 2-vCPU VM the
     // whole suite took 642 s with two workers (two helper sessions busy beside it) against 865 s
-    // with one on a quiet machine (README, Tests on a busy machine).
-    maxWorkers: Math.max(2, availableParallelism()),
+    // with one on a quiet machine (README, Tests on a busy machine). The cores the process may
+    // use, its cgroup's CPU limit included, which Node 20's availableParallelism() ignores: a CI
+    // container limited to 2 CPUs on a large host runs two.
+    maxWorkers: processCpus(),
     projects: [
       // Everything, on the default engine and kernels (wasm; the test helpers read ENGINE, KERNELS).
       { extends: true, test: { name: 'default', include: ['test/**/*.test.ts'] } },

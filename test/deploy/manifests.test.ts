@@ -44,6 +44,7 @@ interface SecurityContext {
   runAsNonRoot?: boolean;
   runAsUser?: number;
   readOnlyRootFilesystem?: boolean;
+  allowPrivilegeEscalation?: boolean;
 }
 interface Container {
   name: string;
@@ -122,7 +123,7 @@ interface InferenceService extends Manifest {
   };
 }
 interface Job extends Manifest {
-  spec: { template: { spec: PodSpec } };
+  spec: { template: { spec: PodSpec & { restartPolicy?: string } } };
 }
 interface ComposeService {
   image: string;
@@ -949,28 +950,70 @@ describe('KServe', () => {
     expect(names.filter((n) => KNATIVE_RESERVED_ENV.includes(n))).toEqual([]);
   });
 
-  it('an InferenceService Knative runs (not RawDeployment) serves HTTP on the one port Knative gives PORT', () => {
-    const services = manifests.filter(
-      (m) => m.kind === 'InferenceService',
-    ) as unknown as InferenceService[];
-    const serverless = services.filter(
-      (s) => s.metadata.annotations?.['serving.kserve.io/deploymentMode'] !== 'RawDeployment',
+  /**
+   * The predictor container's ports as KServe builds them: a strategic merge of the
+   * InferenceService's container into the runtime's (kserve pkg/utils/container_merge.go), which
+   * merges ports by containerPort, the InferenceService's first.
+   */
+  const mergedPorts = (isvc: InferenceService) => {
+    const own = isvc.spec.predictor.model.ports ?? [];
+    const runtimePorts = runtimeContainer().ports ?? [];
+    return [
+      ...own,
+      ...runtimePorts.filter((p) => !own.some((o) => o.containerPort === p.containerPort)),
+    ];
+  };
+  /** KServe's raw mode, by its old name and the one of KServe >= 0.16. */
+  const isRaw = (isvc: InferenceService) =>
+    ['RawDeployment', 'Standard'].includes(
+      isvc.metadata.annotations?.['serving.kserve.io/deploymentMode'] ?? '',
     );
-    expect(serverless.length).toBeGreaterThan(0);
-    for (const isvc of services) {
-      const raw = !serverless.includes(isvc);
-      // Knative sets PORT to the pod's one container port: the InferenceService's, else the runtime's.
-      const port = (isvc.spec.predictor.model.ports ?? runtimeContainer().ports ?? [])[0]
-        ?.containerPort;
-      const env = { ...imageContainerEnv(runtimeContainer()), PORT: String(port) };
-      let servesHttpThere: boolean;
-      try {
-        servesHttpThere = parseServerConfig(env).PORT === port;
-      } catch {
-        servesHttpThere = false; // e.g. GRPC_PORT equal to PORT: the server refuses to start
+  const inferenceServices = () =>
+    manifests.filter((m) => m.kind === 'InferenceService') as unknown as InferenceService[];
+
+  it('an InferenceService Knative runs has one port, named as Knative allows, and serves HTTP on it as PORT', () => {
+    const knative = inferenceServices().filter((s) => !isRaw(s));
+    expect(knative.length).toBeGreaterThan(0);
+    for (const isvc of knative) {
+      const name = isvc.metadata.name;
+      // Knative refuses a container with more than one port (validateContainersPorts) and sets
+      // PORT to the one it has.
+      const ports = mergedPorts(isvc);
+      expect(ports, name).toHaveLength(1);
+      expect(['', 'h2c', 'http1'], name).toContain(ports[0]!.name ?? '');
+      const port = ports[0]!.containerPort;
+      const config = parseServerConfig({
+        ...imageContainerEnv(runtimeContainer()),
+        PORT: String(port),
+      });
+      expect(config.PORT, name).toBe(port);
+      expect(isvc.spec.predictor.model.protocolVersion ?? 'v1', name).not.toBe('grpc-v2');
+    }
+  });
+
+  it('a raw InferenceService’s ports make a valid Service: all named and distinct, h2c first for gRPC', () => {
+    const raw = inferenceServices().filter(isRaw);
+    expect(raw.length).toBeGreaterThan(0);
+    const { PORT, GRPC_PORT } = parseServerConfig(imageContainerEnv(runtimeContainer()));
+    for (const isvc of raw) {
+      const name = isvc.metadata.name;
+      const ports = mergedPorts(isvc);
+      // Kubernetes refuses a Service of several ports with one unnamed (spec.ports[i].name).
+      if (ports.length > 1) {
+        expect(
+          ports.every((p) => (p.name ?? '') !== ''),
+          name,
+        ).toBe(true);
+        expect(new Set(ports.map((p) => p.name)).size, name).toBe(ports.length);
       }
-      const ok = raw || (servesHttpThere && isvc.spec.predictor.model.protocolVersion === 'v2');
-      expect(ok, `${isvc.metadata.name}: Knative would give PORT=${port}`).toBe(true);
+      // KServe routes the Service's first port (80) to the first container port.
+      if (isvc.spec.predictor.model.protocolVersion === 'grpc-v2')
+        expect(ports[0], name).toMatchObject({ name: 'h2c', containerPort: GRPC_PORT });
+      // The probes' port is still the container's.
+      expect(
+        ports.map((p) => p.containerPort),
+        name,
+      ).toContain(PORT);
     }
   });
 
@@ -990,6 +1033,12 @@ describe('KServe', () => {
     ) as unknown as InferenceService[])
       expect(isvc.spec.predictor.model.storageUri).toMatch(new RegExp(`^pvc://${claim}/`));
     expect(job.securityContext?.runAsUser).toBe(Number(dockerfile().user.split(':')[0]));
+    // What Kubernetes takes for a Job, and the Deployment's seed container's confinement.
+    expect(['OnFailure', 'Never']).toContain(job.restartPolicy);
+    expect(seed.securityContext).toMatchObject({
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+    });
   });
 
   it('ServingRuntime env names are serverConfigSchema keys and the values parse', () => {
