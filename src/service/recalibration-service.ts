@@ -1022,12 +1022,11 @@ export class RecalibrationService {
     } catch (e) {
       // Counted as one that started and ended so: a JSON body's rows are checked before the
       // model's lock is taken, an upload's after, and a lock file the repository refuses is a
-      // failure of the server's (docs/observability.md, normserve_recalibrations_total).
-      this.options.onOutcome?.(
-        request.model,
-        request.mode,
-        refusesRequest(e) ? 'client_error' : 'failed',
-      );
+      // failure of the server's (docs/observability.md, normserve_recalibrations_total). A
+      // caller without a request (AUTO_RECALIBRATE) finding the model busy refuses nobody.
+      if (!refusesRequest(e)) this.options.onOutcome?.(request.model, request.mode, 'failed');
+      else if (options.answersRefusals)
+        this.options.onOutcome?.(request.model, request.mode, 'client_error');
       throw e;
     }
     const received: RowsReceived = { rows: 0 };
