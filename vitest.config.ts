@@ -38,7 +38,7 @@ export default defineConfig({
     // single worker on a 2-vCPU VM). Most of this suite's time is spent waiting for the servers
     // and CLIs it runs as child processes, so a second file fills the wait: on the 2-vCPU VM the
     // whole suite took 642 s with two workers (two helper sessions busy beside it) against 865 s
-    // with one on a quiet machine (README, Tests on a busy machine). The cores the process may
+    // with one on a quiet machine, and 614 s in a CI run (README, Tests on a busy machine). The cores the process may
     // use, its cgroup's CPU limit included, which Node 20's availableParallelism() ignores: a CI
     // container limited to 2 CPUs on a large host runs two.
     maxWorkers: processCpus(),
