@@ -36,11 +36,10 @@ export default defineConfig({
     hookTimeout: 60_000,
     // One test file per core, where vitest's default leaves one core to itself (cores − 1: a
     // single worker on a 2-vCPU VM). Most of this suite's time is spent waiting for the servers
-    // and CLIs it runs as child processes, so a second file fills the wait: on the 2-vCPU VM the
-    // whole suite took 642 s with two workers (two helper sessions busy beside it) against 865 s
-    // with one on a quiet machine, and 614 s in a CI run (README, Tests on a busy machine). The cores the process may
-    // use, its cgroup's CPU limit included, which Node 20's availableParallelism() ignores: a CI
-    // container limited to 2 CPUs on a large host runs two.
+    // and CLIs it runs as child processes, so a second file fills the wait: on the 2-vCPU VM a
+    // clean-clone CI's suite took 614 s with two workers against 867 s with one (README, Tests on
+    // a busy machine). The cores the process may use, its cgroup's CPU limit included, which
+    // Node 20's availableParallelism() ignores: a CI container limited to 2 CPUs runs two.
     maxWorkers: processCpus(),
     projects: [
       // Everything, on the default engine and kernels (wasm; the test helpers read ENGINE, KERNELS).
