@@ -170,32 +170,42 @@ export class AutoRecalibration {
       report.recommended &&
       (mode === 'candidate' || mode === 'promote') &&
       !state.inFlight &&
-      !state.autoParents.has(served.version) &&
       state.reservoir &&
       this.clusterSampleRows(served.name, state) >=
         Math.max(this.context.options.autoMinRows, state.sampleWantedRows) &&
       this.recalibration &&
-      !this.recalibratedElsewhere(served, state)
+      !this.recalibratedAlready(served, state)
     ) {
       this.track(this.recalibrate(served, state, mode, report, this.recalibration));
     }
   }
 
   /**
-   * Whether the repository (as this process last read it) holds a version recalibrated from
-   * `served`'s traffic, by another replica or before a restart: then `served` is not
-   * recalibrated automatically again (a rollback to it sticks), and that is logged once.
+   * Whether `served` was recalibrated from its traffic already: by this process (autoParents), or,
+   * as the repository says (as this process last read it), by another replica or before a
+   * restart. Then it is not recalibrated automatically again (a rollback to it sticks), and that
+   * is logged once, when it would otherwise have been (the drift is recommended, the sample full).
    */
-  private recalibratedElsewhere(served: AvailableVersion, state: ModelTraffic): boolean {
+  private recalibratedAlready(served: AvailableVersion, state: ModelTraffic): boolean {
     const registry = this.context.registry();
-    if (!registry?.has(served.name)) return false;
-    const child = trafficChildOf(registry.get(served.name), served.version);
-    if (child === undefined) return false;
-    state.autoParents.add(served.version);
-    this.context.log.info(
-      { model: served.name, version: served.version, recalibratedAs: child },
-      'drift: this version was already recalibrated from its traffic; not again (a rollback to it sticks)',
-    );
+    const child = registry?.has(served.name)
+      ? trafficChildOf(registry.get(served.name), served.version)
+      : undefined;
+    if (!state.autoParents.has(served.version)) {
+      if (child === undefined) return false;
+      state.autoParents.add(served.version);
+    }
+    if (!state.notAgainLogged.has(served.version)) {
+      state.notAgainLogged.add(served.version);
+      this.context.log.info(
+        {
+          model: served.name,
+          version: served.version,
+          ...(child !== undefined ? { recalibratedAs: child } : {}),
+        },
+        'drift: this version was already recalibrated from its traffic; not again (a rollback to it sticks)',
+      );
+    }
     return true;
   }
 

@@ -75,6 +75,8 @@ export interface ModelTraffic {
   inFlight: boolean;
   /** Parent versions an automatic recalibration was published from (never twice from one). */
   autoParents: Set<number>;
+  /** The versions of autoParents whose 'not again' line this process has logged (once each). */
+  notAgainLogged: Set<number>;
   candidate: Candidate | undefined;
   shadowPendingRows: number;
   last: AutoActionRecord | undefined;

@@ -397,6 +397,7 @@ export class DriftService implements TrafficObserver {
         callsSinceCheck: 0,
         inFlight: false,
         autoParents: this.cluster.inheritedParents.get(served.name) ?? new Set(),
+        notAgainLogged: new Set(),
         candidate: undefined,
         shadowPendingRows: 0,
         last: undefined,

@@ -142,6 +142,14 @@ describe('AUTO_RECALIBRATE=promote', () => {
       await t.app.inject({ method: 'GET', url: '/v1/models/digits/drift' })
     ).json() as DriftReport;
     expect(drift.active).toMatchObject({ version: 1, recommended: true });
+    // Said once, as when the repository tells it (the docs-truth review of 2026-12-04: this
+    // process's own recalibration was kept silent, so the recommendation went unexplained).
+    expect(
+      logged(
+        t,
+        'drift: this version was already recalibrated from its traffic; not again (a rollback to it sticks)',
+      ),
+    ).toEqual([expect.objectContaining({ model: 'digits', version: 1, recalibratedAs: 2 })]);
   });
 });
 
