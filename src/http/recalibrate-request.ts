@@ -86,7 +86,6 @@ export function recalibrateHandler(
   service: RecalibrationService,
 ) {
   return async (request: RecalibrateRequest, reply: FastifyReply) => {
-    request.modelName = request.params.name;
     const contentType = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
     const streamed = STREAMED.includes(contentType);
     const json = streamed ? undefined : request.body;

@@ -1023,10 +1023,14 @@ export class RecalibrationService {
       // Counted as one that started and ended so: a JSON body's rows are checked before the
       // model's lock is taken, an upload's after, and a lock file the repository refuses is a
       // failure of the server's (docs/observability.md, normserve_recalibrations_total). A
-      // caller without a request (AUTO_RECALIBRATE) finding the model busy refuses nobody.
-      if (!refusesRequest(e)) this.options.onOutcome?.(request.model, request.mode, 'failed');
-      else if (options.answersRefusals)
-        this.options.onOutcome?.(request.model, request.mode, 'client_error');
+      // caller without a request (AUTO_RECALIBRATE) finding the model busy refuses nobody. A
+      // model the server does not have is no series: a label from the URL would let a client
+      // make series without end.
+      if (this.registry.has(request.model)) {
+        if (!refusesRequest(e)) this.options.onOutcome?.(request.model, request.mode, 'failed');
+        else if (options.answersRefusals)
+          this.options.onOutcome?.(request.model, request.mode, 'client_error');
+      }
       throw e;
     }
     const received: RowsReceived = { rows: 0 };

@@ -269,6 +269,20 @@ describe('problems in the log', () => {
     });
     expectProblem(narrow, 400, 'INVALID_INPUT');
     expect(await recalibrationsEnded('client_error')).toBe(clientErrors + 1);
+    // A model the server does not have makes no series (its name comes from the URL).
+    const unknown = await served.app.inject({
+      method: 'POST',
+      url: '/v1/models/no-such-model:recalibrate',
+      headers: ADMIN,
+      payload: { instances: [[1, 2, 3]] },
+    });
+    expect(unknown.statusCode).toBe(404);
+    for (const [method, url] of [
+      ['POST', '/v1/models/no-such-model/versions/1:activate'],
+      ['DELETE', '/v1/models/no-such-model/versions/2'],
+    ] as const)
+      expect((await served.app.inject({ method, url, headers: ADMIN })).statusCode).toBe(404);
+    expect((await served.app.inject({ url: '/metrics' })).body).not.toContain('no-such-model');
     // The lock file cannot be created (a directory in its place, as a broken volume may leave):
     // a failure of the server's storage, which an alert on `failed` must see.
     const lock = join(served.repository, 'digits', '.recalibration.lock');

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { NormserveError } from '../../errors/index.js';
 import { ACTIVE_RECORD_LOCK_WAIT_MS, jobIdSchema, storageWarningOf } from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
+import { attributeModel } from '../attribute-model.js';
 import { untypedBodyAsJson } from '../json-body.js';
 import { modelVersionHeaderDoc, setModelVersion } from '../model-version-header.js';
 import { beforeVerb } from '../not-found.js';
@@ -74,7 +75,7 @@ async function adminScope(app: AppInstance): Promise<void> {
       config: { access: 'admin' },
       // JSON is the only body it reads, so an untyped one is that (json-body.ts); :recalibrate
       // reads several types, and an untyped upload stays a 415 that says the type is missing.
-      onRequest: untypedBodyAsJson,
+      onRequest: [untypedBodyAsJson, attributeModel(registry)],
       schema: {
         tags,
         summary: 'Serve this version (rollback or roll forward); persisted in the repository',
@@ -92,7 +93,6 @@ async function adminScope(app: AppInstance): Promise<void> {
     },
     async (request, reply) => {
       const { name, version } = request.params;
-      request.modelName = name;
       // What this activation did, even if another one has taken effect since.
       const note = request.body?.note;
       const { previous, storageWarning } = await registry.activate(name, version, note);
@@ -118,6 +118,7 @@ async function adminScope(app: AppInstance): Promise<void> {
     `/v1/models/:name/versions/${beforeVerb('version')}`,
     {
       config: { access: 'admin' },
+      onRequest: attributeModel(registry),
       schema: {
         tags,
         summary: 'Delete a version that is not the active one (409 otherwise)',
@@ -130,7 +131,6 @@ async function adminScope(app: AppInstance): Promise<void> {
       },
     },
     async (request) => {
-      request.modelName = request.params.name;
       const { snapshot, storageWarning } = await registry.deleteVersion(
         request.params.name,
         request.params.version,

@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 import { ACTIVE_RECORD_LOCK_WAIT_MS } from '../../service/index.js';
 import type { AppInstance } from '../app-types.js';
+import { attributeModel } from '../attribute-model.js';
 import { CONTENT_ENCODING_DOC } from '../content-encoding.js';
 import { checkCsvMediaType } from '../csv-media-type.js';
 import { recalibrationBudget } from '../json-budget.js';
@@ -56,6 +57,8 @@ export async function recalibrateRoutes(app: AppInstance): Promise<void> {
       payload: Readable,
       done: (err: Error | null, body?: unknown) => void,
     ) => done(null, payload);
+    // Its log line and metric labels name the model, when the server has it.
+    scope.addHook('onRequest', attributeModel(registry));
     // A JSON body's row count before its rows (recalibrate-request.ts).
     scope.addHook('preValidation', refuseTooManyRows(app.deps));
     scope.addContentTypeParser(NDJSON, passStream);
