@@ -9,6 +9,7 @@ import {
   BatchNorm1d,
   Linear,
   ReLU,
+  Rng,
   Sequential,
   Tensor,
 } from '../../src/nn/index.js';
@@ -88,6 +89,34 @@ describe('refusals', () => {
       expect(snapshot(network)).toEqual(before);
     });
   }
+
+  // The recalibration attacker of 2026-12-04: copies of a row with noise of 1e-4 (running_var
+  // 6.5e-12–1.8e-7 in every channel), or a prior of next to no weight, passed the exact-zero test
+  // and published a version at chance on both domains (night 0.2972, clean 0.1944).
+  it('nearly identical samples (every channel of a BatchNorm at most eps where the model had more) are TOO_FEW_SAMPLES', async () => {
+    const { network, inputTransform } = loadModel(MODEL_DIR);
+    const before = snapshot(network);
+    const noisy = new Float32Array(3 * WIDTH);
+    const rng = new Rng(7);
+    for (let r = 0; r < 3; r++)
+      for (let i = 0; i < WIDTH; i++) noisy[r * WIDTH + i] = night[i]! + rng.uniform(-1e-4, 1e-4);
+    const refused = await codeOf(() =>
+      recalibrate(network, inputTransform, WIDTH, noisy, { mode: 'exact' }),
+    );
+    expect(refused.code).toBe('TOO_FEW_SAMPLES');
+    expect(refused.message).toMatch(
+      /^the 3 samples give BatchNorm 1 no variance in 32 of its 32 channels \(the samples are alike or nearly so there.*nearly identical rows count as one\)$/,
+    );
+    expect(snapshot(network)).toEqual(before);
+    // A prior of next to no weight on copies of one row keeps next to none of the model's variance.
+    const copies = new Float32Array(3 * WIDTH);
+    for (let r = 0; r < 3; r++) copies.set(night.subarray(0, WIDTH), r * WIDTH);
+    const faintPrior = await codeOf(() =>
+      recalibrate(network, inputTransform, WIDTH, copies, { mode: 'prior', priorStrength: 1e-8 }),
+    );
+    expect(faintPrior.code).toBe('TOO_FEW_SAMPLES');
+    expect(snapshot(network)).toEqual(before);
+  });
 
   // review57: a BatchNorm on the inputs of digits, whose corner pixels are 0 in every image, was
   // refused even on the model's own training rows: training's momentum had decayed those channels'
