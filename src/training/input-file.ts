@@ -22,9 +22,20 @@ export async function readInputFile(
   what: string,
   code: 'DATA_INVALID' | 'TRAINING_CONFIG_INVALID' = 'DATA_INVALID',
 ): Promise<Buffer> {
-  const { file } = await openInputFile(path, what, code);
+  const { file, size, regular } = await openInputFile(path, what, code);
   try {
-    return await file.readFile();
+    if (regular && size > 0) return await file.readFile();
+    // No size to trust (a device, a pipe, stdin; /proc's files say 0): read in parts, counted.
+    const parts: Buffer[] = [];
+    let total = 0;
+    for (;;) {
+      const buffer = Buffer.allocUnsafe(1 << 20);
+      const { bytesRead } = await file.read(buffer, 0, buffer.length, null);
+      if (bytesRead === 0) return Buffer.concat(parts, total);
+      total += bytesRead;
+      if (total > MAX_INPUT_FILE_BYTES) throw overLimit(path, what, code);
+      parts.push(buffer.subarray(0, bytesRead));
+    }
   } catch (e) {
     throw inputFileError(e, path, what, code);
   } finally {
@@ -72,6 +83,10 @@ export async function inputFileParts(
     await file.close();
   };
   async function* parts(): AsyncGenerator<Buffer> {
+    // Counted as read: a pipe, a device (/dev/zero) or stdin has no size to refuse it by, and a
+    // file may grow while it is read (the recalibration attacker of 2026-12-04: /dev/zero held
+    // the CLI until V8's "Invalid string length", a FIFO of rows grew its memory without end).
+    let total = 0;
     try {
       for (;;) {
         const buffer = Buffer.allocUnsafe(partBytes);
@@ -82,6 +97,8 @@ export async function inputFileParts(
           throw inputFileError(e, path, what, 'DATA_INVALID');
         }
         if (bytesRead === 0) return;
+        total += bytesRead;
+        if (total > MAX_INPUT_FILE_BYTES) throw overLimit(path, what, 'DATA_INVALID');
         yield buffer.subarray(0, bytesRead);
       }
     } finally {
@@ -96,19 +113,30 @@ async function openInputFile(
   path: string,
   what: string,
   code: 'DATA_INVALID' | 'TRAINING_CONFIG_INVALID',
-): Promise<{ file: FileHandle; size: number }> {
+): Promise<{ file: FileHandle; size: number; regular: boolean }> {
   try {
     const stats = await stat(path);
     if (stats.isDirectory()) throw Object.assign(new Error(), { code: 'EISDIR' });
-    if (stats.size > MAX_INPUT_FILE_BYTES)
-      throw new NormserveError(
-        code,
-        `cannot read ${what}${path}: it holds ${grouped(stats.size)} bytes, over the limit of ${grouped(MAX_INPUT_FILE_BYTES)} bytes (512 MiB, the longest text Node holds)`,
-      );
-    return { file: await open(path, 'r'), size: stats.size };
+    if (stats.size > MAX_INPUT_FILE_BYTES) throw overLimit(path, what, code, stats.size);
+    return { file: await open(path, 'r'), size: stats.size, regular: stats.isFile() };
   } catch (e) {
     throw inputFileError(e, path, what, code);
   }
+}
+
+/** An input file over MAX_INPUT_FILE_BYTES: by its size, or, without one, as it was read. */
+function overLimit(
+  path: string,
+  what: string,
+  code: 'DATA_INVALID' | 'TRAINING_CONFIG_INVALID',
+  size?: number,
+): NormserveError {
+  const limit = grouped(MAX_INPUT_FILE_BYTES);
+  const holds = size === undefined ? `more than ${limit}` : grouped(size);
+  return new NormserveError(
+    code,
+    `cannot read ${what}${path}: it holds ${holds} bytes, over the limit of ${limit} bytes (512 MiB, the longest text Node holds)`,
+  );
 }
 
 /** Why an input file cannot be read, in one line (`cannot read <what><path>: no such file`). */
