@@ -159,15 +159,25 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   app.decorate('routePatterns', routePatterns);
   app.decorateRequest('problemCode', undefined);
   app.decorateRequest('receivedAt', 0);
+  app.decorateRequest('readingBody', false);
   app.decorateRequest('clientGone', false);
   app.decorateRequest('lineLevel', 'info');
   app.decorateRequest('onReceiveTimeout', undefined);
   app.decorateReply('signal', { getter: replySignal });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
-  app.setErrorHandler(errorHandler);
+  const notFound = notFoundHandler(app, routePatterns);
+  // A path no route serves is that 404 or 405 whatever its body: malformed JSON, a type no route
+  // reads or a body over a limit sent to DELETE :recalibrate or PUT /v1/nothing answered 400, 415
+  // or 413 (the recalibration attacker of 2026-12-04). The body is still read or refused as
+  // before; only the answer is the path's. Errors before the body (the request's target) stay.
+  app.setErrorHandler((error, request, reply) =>
+    request.is404 && request.readingBody && !reply.sent
+      ? notFound(request, reply)
+      : errorHandler(error as Error, request, reply),
+  );
   app.addHook('onRoute', routePatterns.record);
-  app.setNotFoundHandler(notFoundHandler(app, routePatterns));
+  app.setNotFoundHandler(notFound);
   // JSON only where JSON is declared: drop Fastify's text/plain parser so other types get 415.
   app.removeContentTypeParser('text/plain');
   // Fastify's JSON parser, with the position of a syntax error in the problem (json-body.ts), for
@@ -177,6 +187,11 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   for (const type of JSON_BODY_TYPES)
     app.addContentTypeParser(type, { parseAs: 'buffer' }, parseJsonBytes);
 
+  // From here on an error is the body's (the error handler above).
+  app.addHook('preParsing', (request, _reply, payload, done) => {
+    request.readingBody = true;
+    done(null, payload);
+  });
   // Bodies sent with Content-Encoding gzip or deflate are read decoded, by every parser.
   app.addHook('preParsing', decodeContentEncoding);
   // The not-found handler's 100 Continue (a route's is its last preParsing hook: below).

@@ -33,6 +33,11 @@ declare module 'fastify' {
      * request line; unset for a request answered without one.
      */
     problemCode: ErrorCode | undefined;
+    /**
+     * Its body is being read (from the first preParsing hook on): an error then is the body's,
+     * which a path no route serves answers with its 404 or 405 instead (app.ts).
+     */
+    readingBody: boolean;
     /** performance.now() when the request arrived (for requests that never get a response). */
     receivedAt: number;
     /**

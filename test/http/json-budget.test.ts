@@ -194,12 +194,26 @@ describe('bodies over the budget: the route’s 413, before parsing', () => {
     );
   });
 
-  it('routes that read no rows (and 404s) allow 65,536, as a 413 BODY_TOO_LARGE', async () => {
-    const over = await post('/no/such/route', `[${empties(65_537)}]`);
+  it('routes that read no rows allow 65,536, as a 413 BODY_TOO_LARGE; a path no route serves answers its 404 or 405 either way', async () => {
+    const over = await post('/v1/models/digits/versions/1:activate', `[${empties(65_537)}]`, ADMIN);
     expect(expectProblem(over, 413, 'BODY_TOO_LARGE').detail).toBe(
       'the request body holds more than 65536 arrays and objects, the most this route reads',
     );
+    // The body is refused unparsed there too, but the answer is the path's (the recalibration
+    // attacker of 2026-12-04: a body's 400, 413 or 415 answered a path no route serves).
+    expectProblem(await post('/no/such/route', `[${empties(65_537)}]`), 404, 'NOT_FOUND');
     expectProblem(await post('/no/such/route', `[${empties(65_535)}]`), 404, 'NOT_FOUND');
+    expectProblem(await post('/no/such/route', '{"x":'), 404, 'NOT_FOUND');
+    for (const method of ['DELETE', 'PUT'] as const) {
+      const res = await t.app.inject({
+        method,
+        url: '/v1/models/digits:recalibrate',
+        payload: 'x',
+        headers: { ...JSON_HEADERS, ...ADMIN },
+      });
+      expectProblem(res, 405, 'METHOD_NOT_ALLOWED');
+      expect(res.headers.allow).toBe('POST');
+    }
   });
 
   // On the routes that read rows a 400, not a 413: the limit does not grow with the body.
@@ -257,11 +271,12 @@ describe('bodies over the budget: the route’s 413, before parsing', () => {
     expectProblem(parsed, 400, 'INVALID_INPUT');
   });
 
-  it('routes that read no rows (and 404s) allow 16,384 strings', async () => {
-    const over = await post('/no/such/route', `[${strings(16_385)}]`);
+  it('routes that read no rows allow 16,384 strings', async () => {
+    const over = await post('/v1/models/digits/versions/1:activate', `[${strings(16_385)}]`, ADMIN);
     expect(expectProblem(over, 413, 'BODY_TOO_LARGE').detail).toBe(
       'the request body holds more than 16384 strings and keys, the most this route reads',
     );
+    expectProblem(await post('/no/such/route', `[${strings(16_385)}]`), 404, 'NOT_FOUND');
     expectProblem(await post('/no/such/route', `{${keys(16_384)}}`), 404, 'NOT_FOUND');
   });
 
