@@ -19,7 +19,7 @@ import { CSV } from './csv-media-type.js';
 import { setModelVersion } from './model-version-header.js';
 import type { recalibrateBodySchema, recalibrateQuerySchema } from './schemas/admin.js';
 import { traceContextOf } from './tracing.js';
-import { csvRows, float32Rows, ndjsonRows } from './upload-readers.js';
+import { csvRows, float32Rows, ndjsonRows, uploadTooLarge } from './upload-readers.js';
 import { isPlainObject } from './validation.js';
 
 /** The streamed uploads of :recalibrate (JSON bodies are read whole). */
@@ -119,6 +119,15 @@ export function recalibrateHandler(
     );
     const body = request.body as unknown as Readable;
     const limit = config.RECALIBRATION_BODY_LIMIT_BYTES;
+    // An upload that says it is over the limit is refused before the model's lock is taken: it
+    // held the lock, and a 409 for every other recalibration of the model, until it was read that
+    // far or REQUEST_TIMEOUT_MS cut it (the recalibration attacker of 2026-12-04). Its length is
+    // the encoded one: only a body sent as it is read says its size.
+    const declared = Number(request.headers['content-length']);
+    const encoding = String(request.headers['content-encoding'] ?? 'identity')
+      .trim()
+      .toLowerCase();
+    if (!json && encoding === 'identity' && declared > limit) throw uploadTooLarge(limit);
     const rows: RecalibrationRows = json
       ? { instances: json.instances, path: 'instances' }
       : contentType === CSV

@@ -33,6 +33,13 @@ async function* asRequestErrors(
 /** Node's error for a request whose connection closed before its body ended. */
 const isClientAbort = (e: unknown): boolean => errnoOf(e) === 'ECONNRESET';
 
+/** An upload over RECALIBRATION_BODY_LIMIT_BYTES: as it is read, or by its declared length. */
+export const uploadTooLarge = (maxBytes: number): NormserveError =>
+  new NormserveError(
+    'BODY_TOO_LARGE',
+    `upload larger than ${maxBytes} bytes (RECALIBRATION_BODY_LIMIT_BYTES)`,
+  );
+
 /**
  * The upload's bytes, at most `maxBytes` of them. The stream is read with next() alone, never by
  * for-await: a for-await left early (a bad line, a body over its limit, a row the consumer
@@ -53,10 +60,7 @@ async function* limitedBytes(
       const buffer = typeof part.value === 'string' ? Buffer.from(part.value) : part.value;
       total += buffer.length;
       if (total > maxBytes) {
-        throw new NormserveError(
-          'BODY_TOO_LARGE',
-          `upload larger than ${maxBytes} bytes (RECALIBRATION_BODY_LIMIT_BYTES)`,
-        );
+        throw uploadTooLarge(maxBytes);
       }
       yield buffer;
     }

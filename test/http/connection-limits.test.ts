@@ -414,6 +414,25 @@ describe('a request answered before its body was read whole', () => {
     },
   );
 
+  it('an upload whose Content-Length is over RECALIBRATION_BODY_LIMIT_BYTES gets its 413 before it takes the model', async () => {
+    // The recalibration attacker of 2026-12-04: it took the model's lock and held it, with a 409
+    // for every other recalibration, until REQUEST_TIMEOUT_MS cut the upload.
+    const port = await listen({ ADMIN_TOKEN, RECALIBRATION_BODY_LIMIT_BYTES: '1000000' });
+    const { head, body } = await refused(
+      port,
+      upload('application/octet-stream', 30_000_000),
+      Buffer.alloc(64 * 4),
+    );
+    expect(head).toMatch(/^HTTP\/1\.1 413 /);
+    expect(head).toMatch(/^connection: close$/im);
+    expect(JSON.parse(body)).toMatchObject({
+      code: 'BODY_TOO_LARGE',
+      detail: 'upload larger than 1000000 bytes (RECALIBRATION_BODY_LIMIT_BYTES)',
+    });
+    expect(existsSync(join(t!.repository, 'digits', '.recalibration.lock'))).toBe(false);
+    expect(existsSync(join(t!.repository, '.jobs'))).toBe(false);
+  });
+
   it('a predict body over BODY_LIMIT_BYTES gets its 413 with Connection: close, and the connection is closed', async () => {
     const port = await listen({ BODY_LIMIT_BYTES: '4096' });
     const { head, body } = await refused(
