@@ -34,6 +34,7 @@ import {
   ModelRegistry,
   modelLockHolder,
   ndjsonRowChunks,
+  noteSchema,
   PRIOR_STRENGTH_RANGE,
   RECALIBRATION_BATCH_SIZE_RANGE,
   RECALIBRATION_MODES,
@@ -166,10 +167,10 @@ async function main(argv: readonly string[]): Promise<void> {
   const priorStrength = numberFlag('--prior-strength', flags.priorStrength, PRIOR_STRENGTH_RANGE);
   const batchSize = numberFlag('--batch-size', flags.batchSize, RECALIBRATION_BATCH_SIZE_RANGE);
   // The HTTP routes' limit (request-limits.ts): a note goes into config.json's provenance.
-  if (flags.note !== undefined && flags.note.length > LIMITS.noteChars)
+  if (flags.note !== undefined && !noteSchema.safeParse(flags.note).success)
     throw new NormserveError(
       'INVALID_INPUT',
-      `--note: at most ${LIMITS.noteChars} characters, as over HTTP (got ${flags.note.length})`,
+      `--note: at most ${LIMITS.noteChars} characters, as over HTTP (got ${[...flags.note].length})`,
     );
 
   const dir = flags.model.replace(/\/+$/, '');

@@ -208,7 +208,7 @@ export {
   type RecalibrationStarted,
   slices,
 } from './recalibration-service.js';
-export { LIMITS } from './request-limits.js';
+export { LIMITS, noteSchema } from './request-limits.js';
 export {
   isWellFormedRequestId,
   parseTraceparent,

@@ -1,3 +1,5 @@
+import { z } from 'zod';
+
 /**
  * What one request may ask for, over HTTP and gRPC alike, in one place. Each limit bounds the
  * work a request causes and the size of its answer by the request's rows times the model's
@@ -18,3 +20,10 @@ export const LIMITS = {
   /** A free-text note recorded in a version's provenance. */
   noteChars: 1000,
 } as const;
+
+/**
+ * A version's note, over HTTP and from the recalibrate CLI alike: zod counts its characters
+ * (code points: 1,000 emoji are a note), where the CLI counted UTF-16 units and refused a note of
+ * 600 emoji that HTTP took (the recalibration attacker of 2026-12-04).
+ */
+export const noteSchema = z.string().max(LIMITS.noteChars);

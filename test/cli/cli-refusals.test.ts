@@ -387,6 +387,14 @@ describe('recalibrate: NDJSON rows named by their file line', () => {
       extra: ['--note', 'n'.repeat(1001)],
       line: /^recalibrate: --note: at most 1000 characters, as over HTTP \(got 1001\)$/,
     },
+    {
+      // Characters as HTTP counts them (code points), not UTF-16 units: 600 emoji were refused
+      // as 1200 characters while HTTP took 1000 (the recalibration attacker of 2026-12-04).
+      what: 'a --note of 1001 emoji, counted as HTTP counts it',
+      text: `${row}\n${row}\n`,
+      extra: ['--note', '\u{1F600}'.repeat(1001)],
+      line: /^recalibrate: --note: at most 1000 characters, as over HTTP \(got 1001\)$/,
+    },
   ];
   for (const c of cases) {
     it(c.what, () => {

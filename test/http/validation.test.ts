@@ -5,6 +5,7 @@
  * `errors: [{path, message}]` naming each offending place.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { noteSchema } from '../../src/service/index.js';
 import { ADMIN } from '../helpers/admin.js';
 import { makeTestApp, type TestApp } from '../helpers/app.js';
 import { digitsRow, expectInvalid, expectProblem, inferBody } from './http-helpers.js';
@@ -963,5 +964,13 @@ describe('405 Method Not Allowed, with Allow, on every route', () => {
       400,
       'INVALID_INPUT',
     );
+  });
+});
+
+describe('a version note', () => {
+  it('holds 1,000 characters as zod counts them (code points), for HTTP and the CLI alike', () => {
+    expect(noteSchema.safeParse('\u{1F600}'.repeat(1000)).success).toBe(true);
+    expect(noteSchema.safeParse('\u{1F600}'.repeat(1001)).success).toBe(false);
+    expect(noteSchema.safeParse('n'.repeat(1001)).success).toBe(false);
   });
 });

@@ -12,7 +12,7 @@ import {
   storageWarningSchema,
 } from '../../service/index.js';
 import { integerText, ROWS_ARRAY_MESSAGE } from './common.js';
-import { LIMITS } from './limits.js';
+import { LIMITS, noteSchema } from './limits.js';
 import { modelVersionsSchema } from './tf-serving.js';
 
 // Defined in service/ (a job's result is parsed there when another process wrote it).
@@ -43,10 +43,9 @@ const batchSizeOf = (n: z.ZodNumber) =>
     .meta({
       description: `running mode: rows per batch (default ${DEFAULT_RECALIBRATION_BATCH_SIZE}; refused (400) with another mode); 1 only where one row gives every BatchNorm more than one value per channel (a BatchNorm2d on maps larger than 1×1, not a BatchNorm1d)`,
     });
-const note = z
-  .string()
-  .max(LIMITS.noteChars)
-  .meta({ description: 'Free text recorded in the new version’s provenance' });
+const note = noteSchema.meta({
+  description: 'Free text recorded in the new version’s provenance',
+});
 
 /** JSON body of :recalibrate. */
 export const recalibrateBodySchema = z

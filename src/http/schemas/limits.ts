@@ -3,7 +3,7 @@ import { z } from 'zod';
 export { quote } from '../../errors/index.js';
 
 // What one request may ask for: one table for the HTTP routes and gRPC (service/request-limits.ts).
-export { LIMITS } from '../../service/index.js';
+export { LIMITS, noteSchema } from '../../service/index.js';
 
 /**
  * An Open Inference Protocol `parameters` object: any values (read by nobody; the body limit
