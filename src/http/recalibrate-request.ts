@@ -17,6 +17,7 @@ import type { AppDeps } from './app-types.js';
 import { requestTimedOut } from './connection-limits.js';
 import { CSV } from './csv-media-type.js';
 import { setModelVersion } from './model-version-header.js';
+import { preferenceNames } from './prefer.js';
 import type { recalibrateBodySchema, recalibrateQuerySchema } from './schemas/admin.js';
 import { traceContextOf } from './tracing.js';
 import { csvRows, float32Rows, ndjsonRows, uploadTooLarge } from './upload-readers.js';
@@ -159,12 +160,13 @@ export function recalibrateHandler(
         request.onReceiveTimeout = undefined;
       });
     }
+    const prefersJob = preferenceNames(request.headers.prefer).has('respond-async');
     const started = await service.recalibrate(recalibration, rows, {
       receiving: receiving.signal,
       acceptsJob: true,
       // A refusal is this request's 4xx, on its request line alone (docs/errors.md).
       answersRefusals: true,
-      prefersJob: /\brespond-async\b/i.test(String(request.headers.prefer ?? '')),
+      prefersJob,
       // A dropped upload that REQUEST_TIMEOUT_MS cut is named as the timeout it was.
       readFailed: (e, rowsRead) =>
         e instanceof NormserveError &&
@@ -180,6 +182,8 @@ export function recalibrateHandler(
     if ('job' in started) {
       const { job } = started;
       const location = `/v1/jobs/${job.id}`;
+      // RFC 7240 §3: the preference was honoured (a large upload is a job whatever it asks).
+      if (prefersJob) reply.header('Preference-Applied', 'respond-async');
       return reply
         .code(202)
         .header('Location', location)

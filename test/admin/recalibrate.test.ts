@@ -980,6 +980,7 @@ describe('jobs: 202 + Location /v1/jobs/{id}', () => {
         },
       );
       expect(res.statusCode, res.body).toBe(202);
+      expect(res.headers['preference-applied']).toBe('respond-async');
       const location = res.headers.location as string;
       expect(location).toMatch(/^\/v1\/jobs\/[0-9a-f-]{36}$/);
       const accepted = res.json<{ job_id: string; state: string; location: string }>();
@@ -1027,6 +1028,18 @@ describe('jobs: 202 + Location /v1/jobs/{id}', () => {
       expect(failed.result).toBeUndefined();
       expect(existsSync(join(t.repository, 'digits', '3'))).toBe(false);
 
+      // Only a preference named respond-async asks for a job (RFC 7240 §2), not a longer name
+      // or a value that holds those letters.
+      for (const prefer of ['x-respond-async', 'handling="respond-async"']) {
+        const sync = await recalibrate(
+          t,
+          { instances: night, activate: false },
+          { headers: { ...ADMIN, prefer } },
+        );
+        expect(sync.statusCode, prefer).toBe(201);
+        expect(sync.headers['preference-applied']).toBeUndefined();
+      }
+
       const unknown = await t.app.inject({
         method: 'GET',
         url: '/v1/jobs/00000000-0000-4000-8000-000000000000',
@@ -1043,6 +1056,7 @@ describe('jobs: 202 + Location /v1/jobs/{id}', () => {
     try {
       const res = await recalibrate(t, ndjsonBody(night), { headers: NDJSON });
       expect(res.statusCode, res.body).toBe(202);
+      expect(res.headers['preference-applied']).toBeUndefined();
       const job = await pollJob(t, res.headers.location as string);
       expect(job.state).toBe('succeeded');
       expect(job.result).toMatchObject({

@@ -113,7 +113,13 @@ export async function recalibrateRoutes(app: AppInstance): Promise<void> {
             }),
             202: acceptedSchema.meta({
               description: 'Running as a job (Location: /v1/jobs/{id})',
-              headers: { Location: { type: 'string', description: 'The job: `/v1/jobs/{id}`' } },
+              headers: {
+                Location: { type: 'string', description: 'The job: `/v1/jobs/{id}`' },
+                'Preference-Applied': {
+                  type: 'string',
+                  description: '`respond-async` when the request asked for it (RFC 7240)',
+                },
+              },
             }),
             ...adminErrors,
             413: problemSchema.describe(
