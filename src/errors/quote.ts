@@ -48,13 +48,23 @@ export function quote(value: string): string {
 /**
  * Values quoted and listed, as many as fit in `maxChars` (one at least): `"a", "b", … and 7
  * more` — a file's column names or labels, however many and however long, stay a short list.
+ * With `keepLast`, a cut list still ends with the last value (`"p0", "p1", … 62 more …,
+ * "label"`): a CSV's label column is most often its last, where a cut list hid it.
  */
-export function quoteList(values: readonly string[], maxChars = 2 * ECHO_CHARS): string {
+export function quoteList(
+  values: readonly string[],
+  maxChars = 2 * ECHO_CHARS,
+  keepLast = false,
+): string {
+  const tail = keepLast && values.length > 1 ? quote(values[values.length - 1]!) : '';
   let out = '';
   for (let i = 0; i < values.length; i++) {
     const next = `${i === 0 ? '' : ', '}${quote(values[i]!)}`;
-    if (i > 0 && out.length + next.length > maxChars)
-      return `${out}, … and ${values.length - i} more`;
+    if (i > 0 && out.length + next.length > maxChars) {
+      const rest = values.length - i;
+      if (tail === '') return `${out}, … and ${rest} more`;
+      return rest === 1 ? `${out}, ${tail}` : `${out}, … ${rest - 1} more …, ${tail}`;
+    }
     out += next;
   }
   return out;

@@ -1,5 +1,5 @@
 import type { Task } from '../checkpoint/index.js';
-import { inFile, NormserveError, quote, quoteList } from '../errors/index.js';
+import { closestName, inFile, NormserveError, quote, quoteList } from '../errors/index.js';
 import { type CsvTable, csvPlace, numericCell } from './csv-table.js';
 
 /** Features as a row-major float32 matrix and targets (class indices or regression values). */
@@ -18,10 +18,17 @@ export interface LabeledDataset extends Dataset {
 }
 
 /**
- * A label column that is not a column of the CSV, refused naming the columns there are and, when
- * given, what named it (`namedBy`: the train CLI's "the default; name the column to predict with
- * --label-column", as a newcomer whose CSV had no `label` column was not told the flag).
+ * A label column that is not a column of the CSV, refused naming the columns there are (the last
+ * one always, where a label column most often is: a newcomer's 65-column CSV had it past the cut),
+ * the one it is likely a misspelling of (`lable`, `Label`) and, when given, what named it
+ * (`namedBy`: the train CLI's "the default; name the column to predict with --label-column", as
+ * a newcomer whose CSV had no `label` column was not told the flag).
  */
+const meant = (column: string, header: readonly string[]): string => {
+  const name = closestName(column, header);
+  return name === undefined ? '' : `did you mean ${quote(name)}? `;
+};
+
 export const unknownLabelColumn = (
   source: string,
   column: string,
@@ -32,7 +39,7 @@ export const unknownLabelColumn = (
     'DATA_INVALID',
     inFile(
       source,
-      `unknown label column ${quote(column)} (${namedBy === undefined ? '' : `${namedBy}; `}columns: ${quoteList(header)})`,
+      `unknown label column ${quote(column)} (${namedBy === undefined ? '' : `${namedBy}; `}${meant(column, header)}columns: ${quoteList(header, undefined, true)})`,
     ),
   );
 

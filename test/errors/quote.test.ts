@@ -68,4 +68,12 @@ describe('quoteList', () => {
     const many = Array.from({ length: 1000 }, () => '\u0000'.repeat(100));
     expect(quoteList(many).length).toBeLessThan(2 * ECHO_CHARS + 20);
   });
+
+  it('with keepLast, a cut list ends with the last value', () => {
+    expect(quoteList(['a', 'b', 'c', 'd', 'e'], 8, true)).toBe('"a", "b", … 2 more …, "e"');
+    expect(quoteList(['a', 'b', 'c'], 8, true)).toBe('"a", "b", "c"');
+    expect(quoteList(['a', 'b'], 8, true)).toBe('"a", "b"');
+    const many = Array.from({ length: 1000 }, () => '\u0000'.repeat(100));
+    expect(quoteList(many, undefined, true).length).toBeLessThan(3 * ECHO_CHARS + 30);
+  });
 });

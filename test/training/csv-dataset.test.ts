@@ -166,11 +166,26 @@ describe('datasetFromTable', () => {
 
   it('lists the columns short, each quoted short and escaped (a binary header)', () => {
     // Each is cut at 64 characters of quoted text: "c0", 6 for U+202E, then 9 of 40 "\u0000";
-    // the list at 128, so one of them is shown.
+    // the list at 128, so the first of them is shown, and the last after the count of the rest.
     const header = Array.from({ length: 20 }, (_, i) => `c${i}\u202e${'\u0000'.repeat(40)}`);
     const message = dataError(() => classify(`${header.join(',')}\n${'1,'.repeat(19)}1\n`));
     expect(message).toBe(
-      `f.csv: unknown label column "label" (columns: "c0\\u202e${'\\u0000'.repeat(9)}…", … and 19 more)`,
+      `f.csv: unknown label column "label" (columns: "c0\\u202e${'\\u0000'.repeat(9)}…", … 18 more …, "c19\\u202e${'\\u0000'.repeat(9)}…")`,
+    );
+  });
+
+  it('a cut list of columns still names the last one, and a likely misspelling is named', () => {
+    const header = [...Array.from({ length: 64 }, (_, i) => `pixel_${i}`), 'label'];
+    const csv = `${header.join(',')}\n${'1,'.repeat(64)}0\n`;
+    expect(dataError(() => classify(csv, 'digit'))).toMatch(
+      /^f\.csv: unknown label column "digit" \(columns: "pixel_0", .*, … \d+ more …, "label"\)$/,
+    );
+    expect(dataError(() => classify(csv, 'Label'))).toMatch(
+      /^f\.csv: unknown label column "Label" \(did you mean "label"\? columns: "pixel_0", /,
+    );
+    // Two columns alike are no guess between them.
+    expect(dataError(() => classify('a,labels,label1\n1,0,0\n', 'label'))).toBe(
+      'f.csv: unknown label column "label" (columns: "a", "labels", "label1")',
     );
   });
 
