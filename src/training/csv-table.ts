@@ -33,18 +33,34 @@ const CSV_OPTIONS = {
   info: true,
 } as const;
 
+/**
+ * The row that follows line `afterLine`, the line the last whole record ended on (0: none did,
+ * the header's): where an open quote began. csv-parse names the line it stopped on, which for a
+ * quote left open is the end of the file, or a megabyte further (an upload's bound).
+ */
+const rowAfter = (afterLine: number): string =>
+  afterLine === 0 ? 'the first row' : `the row after line ${afterLine}`;
+
 /** A record past an upload's bound (csvRecords). */
-const TOO_LONG = 'a row longer than any row of numbers (a quoted cell left open?)';
+const tooLong = (source: string, afterLine: number): string =>
+  inFile(
+    source,
+    `not valid CSV: ${rowAfter(afterLine)} is longer than any row of numbers (a quoted cell left open?)`,
+  );
 
 /**
  * Why csv-parse refused a text, in our words: its own messages quote the field it stopped in
  * (hundreds of bytes of a binary file given as a CSV) and a raw character; these quote a short,
  * escaped prefix of the field at most. Other codes cannot occur with the options above.
  */
-function csvSyntaxMessage(error: unknown, source: string): string {
+function csvSyntaxMessage(error: unknown, source: string, afterLine: number): string {
   const e = error as { code?: string; lines?: number; field?: string; message: string };
   if (e.code === 'CSV_QUOTE_NOT_CLOSED')
-    return inFile(source, 'not valid CSV: a quoted cell is still open at the end of the file');
+    return inFile(
+      source,
+      `not valid CSV: a quoted cell of ${rowAfter(afterLine)} is still open at the end of the file`,
+    );
+  if (e.code === 'CSV_MAX_RECORD_SIZE') return tooLong(source, afterLine);
   const where = typeof e.lines === 'number' ? fileLine(source, e.lines) : source;
   const why =
     e.code === 'INVALID_OPENING_QUOTE'
@@ -52,9 +68,7 @@ function csvSyntaxMessage(error: unknown, source: string): string {
       : e.code === 'CSV_INVALID_CLOSING_QUOTE' ||
           e.code === 'CSV_NON_TRIMABLE_CHAR_AFTER_CLOSING_QUOTE'
         ? 'a quoted cell is followed by more than a comma or the end of the line'
-        : e.code === 'CSV_MAX_RECORD_SIZE'
-          ? TOO_LONG
-          : printable(e.message);
+        : printable(e.message);
   return inFile(where, `not valid CSV: ${why}`);
 }
 
@@ -154,15 +168,23 @@ export function checkCsvRowWidth(
 export function parseCsv(text: string, source: string): CsvTable {
   let records: string[][];
   let lines: number[];
+  /** The line the last record ended on, for a syntax error's message. */
+  let lastLine = 0;
   try {
-    const parsed = parse(text, CSV_OPTIONS) as unknown as {
+    const parsed = parse(text, {
+      ...CSV_OPTIONS,
+      on_record: (record: string[], context: { lines: number }) => {
+        lastLine = context.lines;
+        return record;
+      },
+    }) as unknown as {
       record: string[];
       info: { lines: number };
     }[];
     records = parsed.map((p) => p.record);
     lines = parsed.map((p) => p.info.lines);
   } catch (e) {
-    throw new NormserveError('DATA_INVALID', csvSyntaxMessage(e, source));
+    throw new NormserveError('DATA_INVALID', csvSyntaxMessage(e, source, lastLine));
   }
   if (records.length === 0) throw emptyCsv(source);
   const header = csvHeader(records[0]!, source);
@@ -209,6 +231,8 @@ export async function* csvRecords(
   let pending = '';
   /** Lines taken (the header's included; blank lines too). */
   let lines = 0;
+  /** The line the last record yielded ended on, for a syntax error's message (rowAfter). */
+  let lastLine = 0;
   /** The header's line end, which csv-parse would take for every line: CRLF or LF. */
   let crlf = false;
   let ended = false;
@@ -252,13 +276,17 @@ export async function* csvRecords(
         }
         crlf = text.endsWith('\r');
         yield { record: header, line: 1 };
+        lastLine = 1;
       } else {
         const body = crlf && end < pending.length ? text.slice(0, -1) : text;
         if (!PLAIN_LINE.test(body) || (crlf && end < pending.length && !text.endsWith('\r'))) {
           slowFrom = start;
           break plain;
         }
-        if (body !== '') yield { record: body.split(','), line: lines + 1 };
+        if (body !== '') {
+          yield { record: body.split(','), line: lines + 1 };
+          lastLine = lines + 1;
+        }
       }
       lines++;
       start = end + 1;
@@ -266,10 +294,7 @@ export async function* csvRecords(
     pending = pending.slice(start);
     scanned = pending.length;
     if (pending.length > maxRecordChars) {
-      throw new NormserveError(
-        'DATA_INVALID',
-        inFile(fileLine(source, lines + 1), `not valid CSV: ${TOO_LONG}`),
-      );
+      throw new NormserveError('DATA_INVALID', tooLong(source, lastLine));
     }
   }
   if (slowFrom === undefined) return;
@@ -295,12 +320,13 @@ export async function* csvRecords(
       info: { lines: number };
     }>) {
       yield { record: parsed.record, line: parsed.info.lines + offset };
+      lastLine = parsed.info.lines + offset;
     }
   } catch (e) {
     if (e instanceof CsvError) {
       const lines = (e as { lines?: number }).lines;
       if (typeof lines === 'number') Object.assign(e, { lines: lines + offset });
-      throw new NormserveError('DATA_INVALID', csvSyntaxMessage(e, source));
+      throw new NormserveError('DATA_INVALID', csvSyntaxMessage(e, source, lastLine));
     }
     throw e;
   } finally {
@@ -319,7 +345,7 @@ function headerRecord(line: string, lineEnded: boolean, source: string): string[
   try {
     parsed = parse(lineEnded ? `${line}\n` : line, CSV_OPTIONS) as unknown as typeof parsed;
   } catch (e) {
-    throw new NormserveError('DATA_INVALID', csvSyntaxMessage(e, source));
+    throw new NormserveError('DATA_INVALID', csvSyntaxMessage(e, source, 0));
   }
   return parsed.length === 1 && parsed[0]!.info.lines === 1 ? parsed[0]!.record : undefined;
 }

@@ -201,7 +201,8 @@ describe('malformed CSV uploads → 4xx problems naming the line', () => {
       },
       {
         payload: `${[...PIXELS, 'label'].join(',')}\n"${rows[0]!.join(',')}\n`,
-        detail: 'not valid CSV: a quoted cell is still open at the end of the file',
+        detail:
+          'not valid CSV: a quoted cell of the row after line 1 is still open at the end of the file',
       },
       {
         payload: withCell(1, 3, '1"2'),

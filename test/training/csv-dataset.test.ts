@@ -73,7 +73,7 @@ describe('parseCsv', () => {
 
   it('rejects malformed CSV (an unclosed quote)', () => {
     expect(dataError(() => parseCsv('a,"b,label\n1,2,0\n', 'f.csv'))).toBe(
-      'f.csv: not valid CSV: a quoted cell is still open at the end of the file',
+      'f.csv: not valid CSV: a quoted cell of the first row is still open at the end of the file',
     );
   });
 

@@ -149,9 +149,15 @@ describe('csvRecords: parseCsv as the text arrives', () => {
       'a,b\r\n1,2\r\n"3"x,4\r\n',
       'a,b\n1,2\n 3,4\n5,6"\n',
       '"a,b\n1,2\n',
+      'a,b\n1,2\n\n3,"4\n5,6\n',
     ]) {
       expect(await streamed(text, [5]), JSON.stringify(text)).toBe(whole(text));
     }
+    // An open quote is placed where its row begins, after the last whole row (line 2), not at
+    // the end of the file where csv-parse stopped (line 6).
+    expect(whole('a,b\n1,2\n\n3,"4\n5,6\n')).toBe(
+      'f.csv: not valid CSV: a quoted cell of the row after line 2 is still open at the end of the file',
+    );
   });
 
   it('CR line ends, as parseCsv reads them (a reviewer found them refused as one long line)', async () => {
@@ -196,7 +202,21 @@ describe('csvRecords: parseCsv as the text arrives', () => {
       (async () => {
         for await (const { line } of chunks) got.push(line);
       })(),
-    ).rejects.toThrow('line 3: not valid CSV: a row longer than any row of numbers');
+    ).rejects.toThrow(
+      'not valid CSV: the row after line 2 is longer than any row of numbers (a quoted cell left open?)',
+    );
     expect(got).toEqual([1, 2]);
+  });
+
+  it('a quote left open is placed where its row begins, not where the bound stopped it', async () => {
+    // csv-parse reads from line 3 (a quote); the open cell runs over 40 more lines past the bound.
+    const text = `a,b\n1,2\n3,"4\n${'5,6\n'.repeat(40)}`;
+    await expect(
+      (async () => {
+        for await (const _ of csvRecords(partsOf(text, [7, 20, 60]), 'f.csv', 64));
+      })(),
+    ).rejects.toThrow(
+      'f.csv: not valid CSV: the row after line 2 is longer than any row of numbers (a quoted cell left open?)',
+    );
   });
 });
