@@ -128,7 +128,6 @@ export async function startServer(config: ServerConfig): Promise<void> {
     adminToken,
     version: packageVersion(),
     logger,
-    openApiAtStart: true,
     ...(channel
       ? {
           scrapeMetrics: clusterScrape(channel),
@@ -252,4 +251,8 @@ export async function startServer(config: ServerConfig): Promise<void> {
   phase.enter('serving');
   // Listening: the primary may ask for this worker's metrics from now on.
   channel?.send({ type: 'normserve:ready', startModels: registry.countedModels() });
+  // The OpenAPI document, built now that the server is ready (registerOpenApi): before listening
+  // it delayed readiness by its whole cost, and a request that comes meanwhile waits at most the
+  // rest of it, where before it could not have been served until the document was built.
+  setImmediate(() => app.openApiText());
 }

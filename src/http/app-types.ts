@@ -37,6 +37,11 @@ export interface AppDeps extends Services {
 declare module 'fastify' {
   interface FastifyInstance {
     deps: AppDeps;
+    /**
+     * The OpenAPI document as GET /openapi.json sends it, built on the first call (registerOpenApi):
+     * a server calls it once it is ready, so that neither its start nor a request waits for it.
+     */
+    openApiText: () => string;
   }
 }
 

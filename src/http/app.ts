@@ -59,12 +59,6 @@ import { serializerCompiler, validatorCompiler } from './validation.js';
 export interface BuildAppOptions extends AppDeps {
   logger: FastifyBaseLogger;
   /**
-   * Build the OpenAPI document's text when the app is ready (a server: before it listens), so no
-   * request holds the event loop for it; otherwise (test apps, `npm run openapi`) the first
-   * GET /openapi.json builds it. Default false.
-   */
-  openApiAtStart?: boolean;
-  /**
    * How the shutdown's drain stops listening without resetting connections queued on the
    * listening socket: with WORKERS > 1, the cluster primary takes the socket over from the last
    * worker to listen (cli/cluster-listener.ts). Default: the server simply stops listening.
@@ -106,7 +100,7 @@ function bodyLeftUnread(raw: IncomingMessage): boolean {
  * (problem-media-type.ts says in which media type).
  */
 export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
-  const { logger, listenerHandover, openApiAtStart, ...deps } = options;
+  const { logger, listenerHandover, ...deps } = options;
   const httpTimeouts = httpServerOptions(deps.config);
   // One log line and the request metrics per request, or its 499/408 when its client left.
   const { onResponse, recordClientGone } = requestLog(deps.metrics);
@@ -275,7 +269,8 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   // Last: a 100 Continue only once the route's guards have passed (expectations.ts).
   app.addHook('onRoute', continueBeforeBody);
 
-  const openApiText = await registerOpenApi(app, openApiAtStart ?? false);
+  const openApiText = await registerOpenApi(app);
+  app.decorate('openApiText', openApiText);
   await indexRoutes(app);
   await healthRoutes(app);
   // The prediction routes also read binary bodies (the TF-style float32 rows and the Open

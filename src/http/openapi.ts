@@ -286,13 +286,14 @@ function usedComponents(document: ComponentsDocument): ComponentsDocument {
 
 /**
  * OpenAPI 3.1 from the routes' zod schemas, served at /openapi.json, interactive docs at /docs.
- * Returns the document as the text /openapi.json sends, built once: with `atStart` when the app
- * is ready (a server, before it listens), since @fastify/swagger builds it from every route's
- * schema on its first call (74–101 ms, README "Build once"), which would otherwise hold the event
- * loop of the first request; without, at the first request (test apps, which seldom ask). The
- * same bytes as serialising `app.swagger()` per request (validation.ts).
+ * Returns the document as the text /openapi.json sends, built on the first call and kept: the
+ * same bytes as serialising `app.swagger()` per request (validation.ts). @fastify/swagger builds
+ * it from every route's schema on its first call (74–101 ms on the Intel VM, 0.2–0.4 s for each
+ * of two workers starting together on the AMD one: README "Build once"), so a server calls it
+ * once it is ready (server-worker.ts) rather than before it listens, where it delayed readiness,
+ * or at its first GET /openapi.json, whose event loop it would hold.
  */
-export async function registerOpenApi(app: AppInstance, atStart: boolean): Promise<() => string> {
+export async function registerOpenApi(app: AppInstance): Promise<() => string> {
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',
@@ -377,14 +378,7 @@ export async function registerOpenApi(app: AppInstance, atStart: boolean): Promi
     },
   });
   await app.register(swaggerUi, { routePrefix: '/docs', staticCSP: true });
-  // After @fastify/swagger's own onReady hook, which collects the routes' schemas.
   let text: string | undefined;
-  if (atStart) {
-    app.addHook('onReady', (done) => {
-      text = JSON.stringify(app.swagger());
-      done();
-    });
-  }
   return () => {
     text ??= JSON.stringify(app.swagger());
     return text;

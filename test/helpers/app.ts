@@ -70,8 +70,6 @@ export async function makeTestApp(
     env?: Record<string, string>;
     /** Where the app logs (silent by default). */
     logger?: FastifyBaseLogger;
-    /** buildApp's openApiAtStart (false: most tests never ask for the document). */
-    openApiAtStart?: boolean;
     /** buildApp's scrapeMetrics (GET /metrics; the app's own registry by default). */
     scrapeMetrics?: () => Promise<string>;
   } = {},
@@ -102,7 +100,6 @@ export async function makeTestApp(
     adminToken: config.ADMIN_TOKEN ?? ADMIN_TOKEN,
     version: '0.0.0-test',
     logger,
-    openApiAtStart: options.openApiAtStart ?? false,
     ...(options.scrapeMetrics ? { scrapeMetrics: options.scrapeMetrics } : {}),
   });
   await app.ready();

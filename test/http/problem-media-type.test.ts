@@ -15,7 +15,7 @@ const PROBLEM_TYPE = 'application/problem+json; charset=utf-8';
 
 let t: TestApp;
 beforeAll(async () => {
-  t = await makeTestApp({ models: ['digits'], openApiAtStart: false });
+  t = await makeTestApp({ models: ['digits'] });
 });
 afterAll(async () => {
   await t.close();
