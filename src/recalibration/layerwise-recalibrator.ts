@@ -138,6 +138,7 @@ export class LayerwiseRecalibrator extends StreamingRecalibrator {
       let variance = moments.unbiasedVariance();
       if (this.options.mode === 'prior') {
         const N = this.options.priorStrength;
+        this.dataVars[k] = variance;
         mean = blendStatistics(this.state.means[k]!, mean, N, n);
         variance = blendStatistics(this.state.vars[k]!, variance, N, n);
       }

@@ -28,6 +28,12 @@ export abstract class StreamingRecalibrator implements Recalibrator {
   /** What the modes compile their statistics plans from. */
   protected readonly source: PlanSource;
 
+  /**
+   * Per BatchNorm, the samples' own unbiased variance where the stored running_var is not it
+   * (`prior` blends in the model's): checkVariance asks whether the data varies, not the blend.
+   */
+  protected readonly dataVars: Float64Array[] = [];
+
   constructor(
     protected readonly network: Sequential,
     inputTransform: FeatureTransform | undefined,
@@ -185,37 +191,33 @@ export abstract class StreamingRecalibrator implements Recalibrator {
    * alike there (three copies of one row, all-zero images) give running_var 0, which PyTorch
    * stores too, but the folded layer then scales the channel by 1/√eps (≈ 316 at eps 1e-5) and
    * the version published would be served at once: such an upload carries the information of one
-   * sample. A channel counts when the folded scale 1/√(var + eps) would grow by more than √2 from
-   * its parent's (var + eps < (parent + eps) / 2) and either its new running_var vanishes next to
-   * eps (in float32, var + eps is eps: 0), or every channel of the layer is at most eps: samples
-   * nearly alike (copies of a row with noise of 1e-4 gave running_var 6.5e-12–1.8e-7 everywhere
-   * and a version at chance on both domains: the recalibration attacker of 2026-12-04), or a
-   * `prior` blend of next to no weight. A few faint channels among others that vary are kept, as
-   * PyTorch keeps them. A parent's running_var at or below eps — a constant input column (a digit
-   * image's corner pixel), whose initial 1 training's momentum decayed to 0.9^k — already scaled
-   * the channel by at least 1/√(2·eps): statistics that find it constant again change it by less
-   * than √2 and are kept, as PyTorch keeps them (review57).
+   * sample. A channel counts when the samples' own variance vanishes next to eps (in float32,
+   * var + eps is eps) and the folded scale 1/√(var + eps) of what would be stored grows by more
+   * than √2 from its parent's (var + eps < (parent + eps) / 2): so a `prior` blend of next to no
+   * weight on copies of a row is refused as the copies are alone (the recalibration attacker of
+   * 2026-12-04), and one whose prior keeps half the model's variance is not.
+   *
+   * Samples that vary only a little are kept, as PyTorch keeps them: a variance at or below eps
+   * is what a low-contrast domain gives (the digits as 0.001·x + 1.6: 0.939 accuracy on that
+   * domain once recalibrated), and copies of one row with noise of 1e-4 give the same
+   * statistics; only the data tells them apart (the second reader of 2026-12-04 found a rule on
+   * eps refusing the first to catch the second). A parent's running_var at or below eps — a
+   * constant input column (a digit image's corner pixel), whose initial 1 training's momentum
+   * decayed to 0.9^k — already scaled the channel by at least 1/√(2·eps): statistics that find it
+   * constant again change it by less than √2 and are kept, as PyTorch keeps them (review57).
    */
   private checkVariance(n: number): void {
     this.layers.forEach(({ path, bn }, k) => {
       const parent = this.state.vars[k]!;
       const next = bn.runningVar.data;
+      const own = this.dataVars[k] ?? next;
       const eps = bn.eps;
       const epsF32 = Math.fround(eps);
-      // Where the folded scale grows by more than √2 from the parent's: channels whose variance
-      // vanishes next to eps (flat), and those whose variance eps outweighs (faint, at most eps).
       let flat = 0;
-      let faint = 0;
       for (let c = 0; c < next.length; c++) {
-        const v = next[c]!;
-        if (!(2 * (v + eps) < parent[c]! + eps)) continue;
-        if (Math.fround(v + epsF32) === epsF32) flat++;
-        if (v <= eps) faint++;
+        if (Math.fround(own[c]! + epsF32) !== epsF32) continue;
+        if (2 * (next[c]! + eps) < parent[c]! + eps) flat++;
       }
-      // Every channel faint: the samples are nearly alike (copies with a little noise carry one
-      // sample's information); some channels faint among others that vary are kept, as PyTorch
-      // keeps them, unless their variance vanishes (a unit the data never activates).
-      if (faint === next.length) flat = faint;
       if (flat === 0) return;
       const scale = Math.round(1 / Math.sqrt(bn.eps));
       // Samples that vary in the other channels are no copies: those channels are constant on
@@ -225,7 +227,7 @@ export abstract class StreamingRecalibrator implements Recalibrator {
         'TOO_FEW_SAMPLES',
         flat < next.length
           ? `the ${n} samples give BatchNorm ${path} no variance in ${flat} of its ${next.length} channels, though they vary in the others: those channels are constant on this data (a unit it never activates, a feature it never changes) where the model's running_var exceeded eps, so their running_var would be 0 and the folded layer would scale them by 1/sqrt(eps) ≈ ${scale} for any later input that does vary there (PyTorch would store the 0); mode=prior with a positive prior_strength keeps a share of the model's variance in them`
-          : `the ${n} samples give BatchNorm ${path} no variance in ${flat} of its ${next.length} channels (the samples are alike or nearly so there, where the model's running_var exceeded eps): their running_var would be at most eps and the folded layer would scale them by up to 1/sqrt(eps) ≈ ${scale}; upload samples that vary (identical or nearly identical rows count as one)`,
+          : `the ${n} samples give BatchNorm ${path} no variance in ${flat} of its ${next.length} channels (the samples are alike there, where the model's running_var exceeded eps): their running_var would be ${this.dataVars[k] === undefined ? '0' : "next to 0 (the prior_strength keeps less than half of the model's)"} and the folded layer would scale them by up to 1/sqrt(eps) ≈ ${scale}; upload samples that vary (identical rows count as one)`,
       );
     });
   }
