@@ -3,6 +3,7 @@ import { createGunzip, createInflate, type Gunzip, type Inflate } from 'node:zli
 import type { FastifyRequest, preParsingHookHandler } from 'fastify';
 import { NormserveError } from '../errors/index.js';
 import { bodyTooLarge } from './body-too-large.js';
+import { readAsStream } from './streamed-body.js';
 
 /**
  * Request bodies compressed as Triton's HTTP endpoint accepts them (`Content-Encoding: gzip` or
@@ -15,18 +16,6 @@ export const CONTENT_ENCODINGS = ['gzip', 'deflate', 'identity'] as const;
 /** What the OpenAPI document says of it, on every route that reads a body of rows. */
 export const CONTENT_ENCODING_DOC =
   'A body may be compressed with `Content-Encoding: gzip` or `deflate` (another encoding is a 415); lengths and limits count the decoded bytes.';
-
-declare module 'fastify' {
-  interface FastifyContextConfig {
-    /**
-     * The route reads some bodies as streams and holds them to its own limit (recalibration
-     * uploads: RECALIBRATION_BODY_LIMIT_BYTES, counted on the decoded bytes by the upload
-     * readers, whose giving up stops the decoding). Other routes' decoded bodies are held here to
-     * their bodyLimit (BODY_LIMIT_BYTES).
-     */
-    streamedBody?: boolean;
-  }
-}
 
 const decoders: Record<string, () => Gunzip | Inflate> = {
   gzip: createGunzip,
@@ -50,10 +39,9 @@ export const decodeContentEncoding: preParsingHookHandler = (request, reply, pay
       ),
     );
   }
-  const { bodyLimit, config } = request.routeOptions;
-  const limit = config.streamedBody
+  const limit = readAsStream(request)
     ? { bytes: Number.POSITIVE_INFINITY, name: '' }
-    : { bytes: bodyLimit, name: 'BODY_LIMIT_BYTES' };
+    : { bytes: request.routeOptions.bodyLimit, name: 'BODY_LIMIT_BYTES' };
   const out = decodedBody(payload, decoder(), encoding, limit);
   // A body answered before it was read (a 415, a 401 from a guard after this hook) would keep
   // its decoder paused half-read: once the response is out, it is dropped (and the connection

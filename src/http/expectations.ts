@@ -1,6 +1,7 @@
 import type { IncomingMessage, Server } from 'node:http';
 import type { FastifyRequest, preParsingHookHandler, RouteOptions } from 'fastify';
 import { NormserveError, quote } from '../errors/index.js';
+import { readAsStream } from './streamed-body.js';
 
 /** Requests whose `Expect` asks for something other than 100-continue. */
 const unmet = new WeakSet<IncomingMessage>();
@@ -39,13 +40,15 @@ const sendContinue: preParsingHookHandler = (request, reply, payload, done) => {
   done(null, payload);
 };
 
-/** A body Fastify refuses by its Content-Length before reading it: over the route's bodyLimit. */
+/**
+ * A body Fastify refuses by its Content-Length before reading it: over the route's bodyLimit. A
+ * body read as a stream is held to its own limit (a recalibration upload that declares more is
+ * refused by its route's preParsing hook, before this one runs), an encoded one once decoded.
+ */
 function refusedUnread(request: FastifyRequest): boolean {
-  const { bodyLimit, config } = request.routeOptions;
-  // Streamed bodies are held to their own limits as they are read, encoded ones once decoded.
-  if (config.streamedBody || request.headers['content-encoding'] !== undefined) return false;
+  if (readAsStream(request) || request.headers['content-encoding'] !== undefined) return false;
   const length = Number(request.headers['content-length']);
-  return Number.isFinite(length) && length > bodyLimit;
+  return Number.isFinite(length) && length > request.routeOptions.bodyLimit;
 }
 
 /**

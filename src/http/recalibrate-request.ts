@@ -1,5 +1,10 @@
 import type { Readable } from 'node:stream';
-import type { FastifyReply, FastifyRequest, preValidationHookHandler } from 'fastify';
+import type {
+  FastifyReply,
+  FastifyRequest,
+  preParsingHookHandler,
+  preValidationHookHandler,
+} from 'fastify';
 import type { z } from 'zod';
 import { NormserveError } from '../errors/index.js';
 import {
@@ -19,6 +24,7 @@ import { CSV } from './csv-media-type.js';
 import { setModelVersion } from './model-version-header.js';
 import { preferenceNames } from './prefer.js';
 import type { recalibrateBodySchema, recalibrateQuerySchema } from './schemas/admin.js';
+import { readAsStream } from './streamed-body.js';
 import { traceContextOf } from './tracing.js';
 import { csvRows, float32Rows, ndjsonRows, uploadTooLarge } from './upload-readers.js';
 import { isPlainObject } from './validation.js';
@@ -28,7 +34,8 @@ export { NDJSON };
 export const FLOAT32 = OCTET_STREAM;
 export { CSV };
 
-const STREAMED: readonly string[] = [NDJSON, FLOAT32, CSV];
+/** The bodies read as streams, each held to RECALIBRATION_BODY_LIMIT_BYTES as it is read. */
+export const STREAMED: readonly string[] = [NDJSON, FLOAT32, CSV];
 /** Uploads parsed as text as they arrive (their first statistics overlap the parsing). */
 const PARSED: readonly string[] = [NDJSON, CSV];
 
@@ -62,6 +69,26 @@ export function refuseTooManyRows({ config }: Pick<AppDeps, 'config'>): preValid
     } catch (e) {
       done(e as Error);
     }
+  };
+}
+
+/**
+ * preParsing: an upload that says it is over RECALIBRATION_BODY_LIMIT_BYTES is a 413 before it
+ * is read — before the model's lock, which it held (a 409 for every other recalibration of the
+ * model) until it was read that far or REQUEST_TIMEOUT_MS cut it (the recalibration attacker of
+ * 2026-12-04), and before a `100 Continue` invites its body (the second reader of 2026-12-04).
+ * Only a body sent as it is read says its size; an encoded one is counted once decoded.
+ */
+export function refuseDeclaredOversize({ config }: Pick<AppDeps, 'config'>): preParsingHookHandler {
+  const limit = config.RECALIBRATION_BODY_LIMIT_BYTES;
+  return (request, _reply, payload, done) => {
+    const encoding = String(request.headers['content-encoding'] ?? 'identity')
+      .trim()
+      .toLowerCase();
+    const declared = Number(request.headers['content-length']);
+    if (readAsStream(request) && encoding === 'identity' && declared > limit)
+      return done(uploadTooLarge(limit));
+    done(null, payload);
   };
 }
 
@@ -120,15 +147,6 @@ export function recalibrateHandler(
     );
     const body = request.body as unknown as Readable;
     const limit = config.RECALIBRATION_BODY_LIMIT_BYTES;
-    // An upload that says it is over the limit is refused before the model's lock is taken: it
-    // held the lock, and a 409 for every other recalibration of the model, until it was read that
-    // far or REQUEST_TIMEOUT_MS cut it (the recalibration attacker of 2026-12-04). Its length is
-    // the encoded one: only a body sent as it is read says its size.
-    const declared = Number(request.headers['content-length']);
-    const encoding = String(request.headers['content-encoding'] ?? 'identity')
-      .trim()
-      .toLowerCase();
-    if (!json && encoding === 'identity' && declared > limit) throw uploadTooLarge(limit);
     const rows: RecalibrationRows = json
       ? { instances: json.instances, path: 'instances' }
       : contentType === CSV

@@ -11,7 +11,9 @@ import {
   FLOAT32,
   NDJSON,
   recalibrateHandler,
+  refuseDeclaredOversize,
   refuseTooManyRows,
+  STREAMED,
 } from '../recalibrate-request.js';
 import {
   acceptedSchema,
@@ -61,6 +63,8 @@ export async function recalibrateRoutes(app: AppInstance): Promise<void> {
     scope.addHook('onRequest', attributeModel(registry));
     // A JSON body's row count before its rows (recalibrate-request.ts).
     scope.addHook('preValidation', refuseTooManyRows(app.deps));
+    // An upload whose Content-Length is over its limit, before it is read.
+    scope.addHook('preParsing', refuseDeclaredOversize(app.deps));
     scope.addContentTypeParser(NDJSON, passStream);
     scope.addContentTypeParser(FLOAT32, passStream);
     // A charset other than UTF-8's is a 415 before the body is read.
@@ -82,7 +86,7 @@ export async function recalibrateRoutes(app: AppInstance): Promise<void> {
         // a JSON body with millions of empty rows is a 413 before it is parsed (json-budget.ts).
         config: {
           access: 'admin',
-          streamedBody: true,
+          streamedBody: STREAMED,
           jsonBudget: recalibrationBudget(registry, config),
         },
         bodyLimit: config.BODY_LIMIT_BYTES,

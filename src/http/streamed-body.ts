@@ -1,0 +1,21 @@
+import type { FastifyRequest } from 'fastify';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /**
+     * The media types the route reads as streams and holds to its own limit (recalibration
+     * uploads: RECALIBRATION_BODY_LIMIT_BYTES, counted on the decoded bytes by the upload
+     * readers, whose giving up stops the decoding). Other bodies, of this route too (the
+     * recalibration's JSON), are held to its bodyLimit (BODY_LIMIT_BYTES), decoded or declared.
+     */
+    streamedBody?: readonly string[];
+  }
+}
+
+/** Whether the request's body is one its route reads as a stream (streamedBody). */
+export function readAsStream(request: FastifyRequest): boolean {
+  const types = request.routeOptions.config.streamedBody;
+  if (types === undefined) return false;
+  const type = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+  return types.includes(type);
+}
