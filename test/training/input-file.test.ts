@@ -5,7 +5,11 @@
  * string length" (an internal error after 1.16 GB of memory), and a FIFO of rows grew its memory
  * without end (the recalibration attacker of 2026-12-04).
  */
-import { existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { isNormserveError } from '../../src/errors/index.js';
 import { inputFileParts, MAX_INPUT_FILE_BYTES, readInputFile } from '../../src/training/index.js';
@@ -47,6 +51,32 @@ describe('readInputFile', () => {
       expect((error as Error).message).toMatch(
         /^cannot read config file \/dev\/zero: it holds more than [\d,]+ bytes, over the limit of/,
       );
+    },
+  );
+
+  it.skipIf(process.platform === 'win32')(
+    'reads a pipe whole, its small reads gathered into parts (each byte where it was written)',
+    async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'normserve-pipe-'));
+      const fifo = join(dir, 'rows');
+      execFileSync('mkfifo', [fifo]);
+      try {
+        // 2.5 MiB and 3 bytes in writes of 64 KiB and less: parts of 1 MiB filled across reads.
+        const bytes = Buffer.alloc(2.5 * 2 ** 20 + 3);
+        for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 7 + (i >> 16)) & 0xff;
+        const writing = (async () => {
+          const out = await open(fifo, 'w');
+          for (let at = 0; at < bytes.length; at += 40_000)
+            await out.write(bytes.subarray(at, Math.min(at + 40_000, bytes.length)));
+          await out.close();
+        })();
+        const read = await readInputFile(fifo, 'data file ');
+        await writing;
+        expect(read.length).toBe(bytes.length);
+        expect(read.equals(bytes)).toBe(true);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
     },
   );
 
