@@ -219,6 +219,7 @@ export abstract class StreamingRecalibrator implements Recalibrator {
         if (2 * (next[c]! + eps) < parent[c]! + eps) flat++;
       }
       if (flat === 0) return;
+      const blended = this.dataVars[k] !== undefined;
       const scale = Math.round(1 / Math.sqrt(bn.eps));
       // Samples that vary in the other channels are no copies: those channels are constant on
       // this data (a unit it never activates, a dead ReLU of the new domain), and more samples of
@@ -226,8 +227,8 @@ export abstract class StreamingRecalibrator implements Recalibrator {
       throw new NormserveError(
         'TOO_FEW_SAMPLES',
         flat < next.length
-          ? `the ${n} samples give BatchNorm ${path} no variance in ${flat} of its ${next.length} channels, though they vary in the others: those channels are constant on this data (a unit it never activates, a feature it never changes) where the model's running_var exceeded eps, so their running_var would be 0 and the folded layer would scale them by 1/sqrt(eps) ≈ ${scale} for any later input that does vary there (PyTorch would store the 0); mode=prior with a positive prior_strength keeps a share of the model's variance in them`
-          : `the ${n} samples give BatchNorm ${path} no variance in ${flat} of its ${next.length} channels (the samples are alike there, where the model's running_var exceeded eps): their running_var would be ${this.dataVars[k] === undefined ? '0' : "next to 0 (the prior_strength keeps less than half of the model's)"} and the folded layer would scale them by up to 1/sqrt(eps) ≈ ${scale}; upload samples that vary (identical rows count as one)`,
+          ? `the ${n} samples give BatchNorm ${path} no variance in ${flat} of its ${next.length} channels, though they vary in the others: those channels are constant on this data (a unit it never activates, a feature it never changes) where the model's running_var exceeded eps, so their running_var would be ${blended ? 'next to 0' : '0'} and the folded layer would scale them by 1/sqrt(eps) ≈ ${scale} for any later input that does vary there (PyTorch would store ${blended ? 'it' : 'the 0'}); ${blended ? `a prior_strength of at least ${n} (the number of samples) keeps half of the model's variance in them` : "mode=prior with a positive prior_strength keeps a share of the model's variance in them"}`
+          : `the ${n} samples give BatchNorm ${path} no variance in ${flat} of its ${next.length} channels (the samples are alike there, where the model's running_var exceeded eps): their running_var would be ${blended ? "next to 0 (the prior_strength keeps less than half of the model's)" : '0'} and the folded layer would scale them by up to 1/sqrt(eps) ≈ ${scale}; upload samples that vary (identical rows count as one)`,
       );
     });
   }

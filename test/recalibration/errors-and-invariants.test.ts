@@ -157,9 +157,16 @@ describe('refusals', () => {
       const refused = await codeOf(() => recalibrate(varied.network, undefined, 3, rows, options));
       expect(refused.code).toBe('TOO_FEW_SAMPLES');
       expect(refused.message).toMatch(
-        /^the 4 samples give BatchNorm 0 no variance in 1 of its 3 channels, though they vary in the others: .* mode=prior with a positive prior_strength keeps a share of the model's variance in them$/,
+        mode === 'prior'
+          ? /^the 4 samples give BatchNorm 0 no variance in 1 of its 3 channels, though they vary in the others: .* a prior_strength of at least 4 \(the number of samples\) keeps half of the model's variance in them$/
+          : /^the 4 samples give BatchNorm 0 no variance in 1 of its 3 channels, though they vary in the others: .* mode=prior with a positive prior_strength keeps a share of the model's variance in them$/,
       );
       expect(snapshot(varied.network)).toEqual(before);
+      if (mode === 'prior') {
+        // As the message says: a prior of as many rows as samples keeps half of that variance.
+        await recalibrate(varied.network, undefined, 3, rows, { mode, priorStrength: 4 });
+        expect(varied.bn.runningVar.data[1]).toBeCloseTo(1e-5, 12);
+      }
     });
   }
 
