@@ -1,10 +1,5 @@
 import type { Readable } from 'node:stream';
-import type {
-  FastifyReply,
-  FastifyRequest,
-  preParsingHookHandler,
-  preValidationHookHandler,
-} from 'fastify';
+import type { FastifyReply, FastifyRequest, preValidationHookHandler } from 'fastify';
 import type { z } from 'zod';
 import { NormserveError } from '../errors/index.js';
 import {
@@ -79,16 +74,22 @@ export function refuseTooManyRows({ config }: Pick<AppDeps, 'config'>): preValid
  * 2026-12-04), and before a `100 Continue` invites its body (the second reader of 2026-12-04).
  * Only a body sent as it is read says its size; an encoded one is counted once decoded.
  */
-export function refuseDeclaredOversize({ config }: Pick<AppDeps, 'config'>): preParsingHookHandler {
+export function refuseDeclaredOversize({ config }: Pick<AppDeps, 'config'>) {
   const limit = config.RECALIBRATION_BODY_LIMIT_BYTES;
-  return (request, _reply, payload, done) => {
+  // Typed by what it reads, so that the route's own types are inferred from its schema.
+  return (
+    request: Pick<FastifyRequest, 'headers' | 'routeOptions'>,
+    _reply: unknown,
+    payload: Readable,
+    done: (err: Error | null, value?: Readable) => void,
+  ): void => {
     const encoding = String(request.headers['content-encoding'] ?? 'identity')
       .trim()
       .toLowerCase();
     const declared = Number(request.headers['content-length']);
     if (readAsStream(request) && encoding === 'identity' && declared > limit)
-      return done(uploadTooLarge(limit));
-    done(null, payload);
+      done(uploadTooLarge(limit));
+    else done(null, payload);
   };
 }
 

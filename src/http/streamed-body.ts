@@ -13,7 +13,7 @@ declare module 'fastify' {
 }
 
 /** Whether the request's body is one its route reads as a stream (streamedBody). */
-export function readAsStream(request: FastifyRequest): boolean {
+export function readAsStream(request: Pick<FastifyRequest, 'headers' | 'routeOptions'>): boolean {
   const types = request.routeOptions.config.streamedBody;
   if (types === undefined) return false;
   const type = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();

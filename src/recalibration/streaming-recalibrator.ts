@@ -192,10 +192,13 @@ export abstract class StreamingRecalibrator implements Recalibrator {
    * stores too, but the folded layer then scales the channel by 1/√eps (≈ 316 at eps 1e-5) and
    * the version published would be served at once: such an upload carries the information of one
    * sample. A channel counts when the samples' own variance vanishes next to eps (in float32,
-   * var + eps is eps) and the folded scale 1/√(var + eps) of what would be stored grows by more
-   * than √2 from its parent's (var + eps < (parent + eps) / 2): so a `prior` blend of next to no
-   * weight on copies of a row is refused as the copies are alone (the recalibration attacker of
-   * 2026-12-04), and one whose prior keeps half the model's variance is not.
+   * var + eps is eps), what would be stored is at most eps, and the folded scale 1/√(var + eps)
+   * grows by more than √2 from its parent's (var + eps < (parent + eps) / 2). In `exact` and
+   * `running` mode the stored variance is the samples'; a `prior` blend keeps N/(N + n) of the
+   * model's, so a prior of next to no weight on copies of a row is refused as the copies are
+   * alone (the recalibration attacker of 2026-12-04), and one that keeps more than eps is not,
+   * however much the scale grows (a prior of 16 against 20 samples: 1.5×; the second reader of
+   * 2026-12-04).
    *
    * Samples that vary only a little are kept, as PyTorch keeps them: a variance at or below eps
    * is what a low-contrast domain gives (the digits as 0.001·x + 1.6: 0.939 accuracy on that
@@ -214,21 +217,28 @@ export abstract class StreamingRecalibrator implements Recalibrator {
       const eps = bn.eps;
       const epsF32 = Math.fround(eps);
       let flat = 0;
+      /** The prior strength that keeps more than eps of the model's variance in every such channel. */
+      let prior = 0;
       for (let c = 0; c < next.length; c++) {
-        if (Math.fround(own[c]! + epsF32) !== epsF32) continue;
-        if (2 * (next[c]! + eps) < parent[c]! + eps) flat++;
+        const v = next[c]!;
+        if (Math.fround(own[c]! + epsF32) !== epsF32 || v > eps) continue;
+        if (!(2 * (v + eps) < parent[c]! + eps)) continue;
+        flat++;
+        // N/(N + n)·parent > eps ⇔ N > n·eps/(parent − eps); parent > eps here.
+        prior = Math.max(prior, (n * eps) / (parent[c]! - eps));
       }
       if (flat === 0) return;
       const blended = this.dataVars[k] !== undefined;
       const scale = Math.round(1 / Math.sqrt(bn.eps));
+      const strength = `a prior_strength above ${roundedUp(prior)}`;
       // Samples that vary in the other channels are no copies: those channels are constant on
       // this data (a unit it never activates, a dead ReLU of the new domain), and more samples of
       // it will not help; a share of the model's variance does (fidelity review of 2026-12-04).
       throw new NormserveError(
         'TOO_FEW_SAMPLES',
         flat < next.length
-          ? `the ${n} samples give BatchNorm ${path} no variance in ${flat} of its ${next.length} channels, though they vary in the others: those channels are constant on this data (a unit it never activates, a feature it never changes) where the model's running_var exceeded eps, so their running_var would be ${blended ? 'next to 0' : '0'} and the folded layer would scale them by 1/sqrt(eps) ≈ ${scale} for any later input that does vary there (PyTorch would store ${blended ? 'it' : 'the 0'}); ${blended ? `a prior_strength of at least ${n} (the number of samples) keeps half of the model's variance in them` : "mode=prior with a positive prior_strength keeps a share of the model's variance in them"}`
-          : `the ${n} samples give BatchNorm ${path} no variance in ${flat} of its ${next.length} channels (the samples are alike there, where the model's running_var exceeded eps): their running_var would be ${blended ? "next to 0 (the prior_strength keeps less than half of the model's)" : '0'} and the folded layer would scale them by up to 1/sqrt(eps) ≈ ${scale}; upload samples that vary (identical rows count as one)`,
+          ? `the ${n} samples give BatchNorm ${path} no variance in ${flat} of its ${next.length} channels, though they vary in the others: those channels are constant on this data (a unit it never activates, a feature it never changes) where the model's running_var exceeded eps, so their running_var would be ${blended ? 'at most eps' : '0'} and the folded layer would scale them by up to 1/sqrt(eps) ≈ ${scale} for any later input that does vary there (PyTorch would store ${blended ? 'it' : 'the 0'}); ${blended ? strength : `mode=prior with ${strength}`} keeps more than eps of the model's variance in them`
+          : `the ${n} samples give BatchNorm ${path} no variance in ${flat} of its ${next.length} channels (the samples are alike there, where the model's running_var exceeded eps): their running_var would be ${blended ? `at most eps (${strength} keeps more of the model's)` : '0'} and the folded layer would scale them by up to 1/sqrt(eps) ≈ ${scale}; upload samples that vary (identical rows count as one)`,
       );
     });
   }
@@ -246,4 +256,11 @@ export abstract class StreamingRecalibrator implements Recalibrator {
       ),
     );
   }
+}
+
+/** `x` rounded up to three significant digits, for a message's bound (`above 4.45e-4`). */
+function roundedUp(x: number): number {
+  if (!(x > 0)) return 0;
+  const unit = 10 ** (Math.floor(Math.log10(x)) - 2);
+  return Number((Math.ceil(x / unit) * unit).toPrecision(3));
 }

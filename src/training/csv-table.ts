@@ -308,6 +308,12 @@ export async function* csvRecords(
   }
   const parser = csvParser({
     ...CSV_OPTIONS,
+    // As the parser takes each record: a record it took before failing on the same part (an
+    // open quote, the bound) is never handed on, and a syntax error is placed after it.
+    on_record: (record: string[], context: { lines: number }) => {
+      lastLine = context.lines + offset;
+      return record;
+    },
     max_record_size: maxRecordChars,
     ...(offset > 0 ? { bom: false, record_delimiter: crlf ? '\r\n' : '\n' } : {}),
   });
@@ -320,7 +326,6 @@ export async function* csvRecords(
       info: { lines: number };
     }>) {
       yield { record: parsed.record, line: parsed.info.lines + offset };
-      lastLine = parsed.info.lines + offset;
     }
   } catch (e) {
     if (e instanceof CsvError) {

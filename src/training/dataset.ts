@@ -17,6 +17,12 @@ export interface LabeledDataset extends Dataset {
   labels: string[] | undefined;
 }
 
+/** `did you mean "label"? ` for a likely misspelling of a column of `header`; else ''. */
+const meant = (column: string, header: readonly string[]): string => {
+  const name = closestName(column, header);
+  return name === undefined ? '' : `did you mean ${quote(name)}? `;
+};
+
 /**
  * A label column that is not a column of the CSV, refused naming the columns there are (the last
  * one always, where a label column most often is: a newcomer's 65-column CSV had it past the cut),
@@ -24,11 +30,6 @@ export interface LabeledDataset extends Dataset {
  * (`namedBy`: the train CLI's "the default; name the column to predict with --label-column", as
  * a newcomer whose CSV had no `label` column was not told the flag).
  */
-const meant = (column: string, header: readonly string[]): string => {
-  const name = closestName(column, header);
-  return name === undefined ? '' : `did you mean ${quote(name)}? `;
-};
-
 export const unknownLabelColumn = (
   source: string,
   column: string,

@@ -118,6 +118,10 @@ describe('Expect', () => {
     // body over BODY_LIMIT_BYTES on the same route: their 413, no 100 (the second reader of
     // 2026-12-04: the 100 came first, and curl, sending, sometimes never read the 413).
     const admin = `Authorization: Bearer ${ADMIN_TOKEN}\r\n`;
+    // Without the token, its 401 first: a client without it is not told the limit.
+    expect(
+      await firstLine('/v1/models/digits:recalibrate', 'Content-Type: text/csv\r\n', 2 ** 30 + 1),
+    ).toBe('HTTP/1.1 401 Unauthorized');
     for (const type of ['text/csv', 'application/x-ndjson', 'application/octet-stream']) {
       expect(
         await firstLine(

@@ -124,6 +124,21 @@ async function predictions(port: number, count: number): Promise<void> {
   await Promise.all(Array.from({ length: CONCURRENCY }, client));
 }
 
+/**
+ * Until both workers have answered a request: a worker builds the OpenAPI document once it is
+ * ready (a few hundred milliseconds of its event loop), and the cluster's round robin hands new
+ * connections only to a worker free to take them, so a burst right after the start may all reach
+ * the other one. A request each has answered comes after that build.
+ */
+async function bothWorkersAnswer(server: Server, port: number): Promise<void> {
+  const route = '/v1/models/{name}';
+  await waitUntil(async () => {
+    const res = await freshRequest(port, 'GET', '/v1/models/digits');
+    expect(res.status, res.body).toBe(200);
+    return perPid(server, route).size === 2 ? true : undefined;
+  }, 'a request answered by each worker');
+}
+
 async function waitUntil<T>(
   check: () => Promise<T | undefined> | T | undefined,
   what: string,
@@ -272,6 +287,7 @@ describe('GET /metrics of a WORKERS=2 server', () => {
       }),
     );
     const port = await listeningPort(server, 2);
+    await bothWorkersAnswer(server, port);
     const JOB = '00000000-0000-4000-8000-000000000000';
     /** `count` admin requests, 4 at a time on fresh connections (spread over the workers). */
     const burst = async (count: number, token: string) => {

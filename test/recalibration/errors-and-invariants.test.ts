@@ -102,7 +102,7 @@ describe('refusals', () => {
     );
     expect(faintPrior.code).toBe('TOO_FEW_SAMPLES');
     expect(faintPrior.message).toMatch(
-      /^the 3 samples give BatchNorm 1 no variance in 32 of its 32 channels \(the samples are alike there.*next to 0 \(the prior_strength keeps less than half of the model's\).*identical rows count as one\)$/,
+      /^the 3 samples give BatchNorm 1 no variance in 32 of its 32 channels \(the samples are alike there.*at most eps \(a prior_strength above [\d.e-]+ keeps more of the model's\).*identical rows count as one\)$/,
     );
     expect(snapshot(network)).toEqual(before);
     // A prior of 3 rows against 3 copies keeps half the model's variance: published.
@@ -111,6 +111,19 @@ describe('refusals', () => {
       priorStrength: 3,
     });
     expect(kept.samples).toBe(3);
+  });
+
+  // The second reader of 2026-12-04: a prior that keeps more than eps of the model's variance in
+  // a channel the samples leave constant is what the caller asked for, however much the folded
+  // scale grows (16 against 20 samples keep 0.444 of a running_var of 1: the scale grows 1.5×).
+  it('prior: a channel the samples leave constant keeps the share of the variance its prior gives', async () => {
+    const bn = new BatchNorm1d({ numFeatures: 3 });
+    bn.runningVar.data.set([2, 1, 1]);
+    const network = new Sequential([bn, new Linear({ inFeatures: 3, outFeatures: 2 })]);
+    const rows = new Float32Array(20 * 3);
+    for (let r = 0; r < 20; r++) rows.set([r % 5, 0, (r * 7) % 3], r * 3);
+    await recalibrate(network, undefined, 3, rows, { mode: 'prior', priorStrength: 16 });
+    expect(bn.runningVar.data[1]).toBeCloseTo(16 / 36, 6);
   });
 
   // The second reader of 2026-12-04: a rule on eps ("every channel at most eps") refused a
@@ -157,15 +170,16 @@ describe('refusals', () => {
       const refused = await codeOf(() => recalibrate(varied.network, undefined, 3, rows, options));
       expect(refused.code).toBe('TOO_FEW_SAMPLES');
       expect(refused.message).toMatch(
+        // N/(N + 4)·2e-5 > 1e-5 from N > 4.
         mode === 'prior'
-          ? /^the 4 samples give BatchNorm 0 no variance in 1 of its 3 channels, though they vary in the others: .* a prior_strength of at least 4 \(the number of samples\) keeps half of the model's variance in them$/
-          : /^the 4 samples give BatchNorm 0 no variance in 1 of its 3 channels, though they vary in the others: .* mode=prior with a positive prior_strength keeps a share of the model's variance in them$/,
+          ? /^the 4 samples give BatchNorm 0 no variance in 1 of its 3 channels, though they vary in the others: .* \(PyTorch would store it\); a prior_strength above 4(\.\d+)? keeps more than eps of the model's variance in them$/
+          : /^the 4 samples give BatchNorm 0 no variance in 1 of its 3 channels, though they vary in the others: .* \(PyTorch would store the 0\); mode=prior with a prior_strength above 4(\.\d+)? keeps more than eps of the model's variance in them$/,
       );
       expect(snapshot(varied.network)).toEqual(before);
       if (mode === 'prior') {
-        // As the message says: a prior of as many rows as samples keeps half of that variance.
-        await recalibrate(varied.network, undefined, 3, rows, { mode, priorStrength: 4 });
-        expect(varied.bn.runningVar.data[1]).toBeCloseTo(1e-5, 12);
+        // As the message says: a prior above 4 rows keeps more than eps of that variance.
+        await recalibrate(varied.network, undefined, 3, rows, { mode, priorStrength: 5 });
+        expect(varied.bn.runningVar.data[1]).toBeCloseTo((5 / 9) * 2e-5, 12);
       }
     });
   }

@@ -134,8 +134,15 @@ describe('csvRecords: parseCsv as the text arrives', () => {
         async (text, cuts) => {
           const expected = whole(text);
           const got = await streamed(text, cuts);
-          if (typeof expected === 'string') expect(typeof got, JSON.stringify(text)).toBe('string');
-          else expect(got, JSON.stringify(text)).toEqual(expected);
+          if (typeof expected !== 'string') expect(got, JSON.stringify(text)).toEqual(expected);
+          else {
+            // A refusal may differ (the header or a row's width is checked as it comes, before a
+            // later syntax error); an open quote both report is placed alike.
+            expect(typeof got, JSON.stringify(text)).toBe('string');
+            const open = 'still open at the end of the file';
+            if (expected.includes(open) && (got as string).includes(open))
+              expect(got, JSON.stringify(text)).toBe(expected);
+          }
         },
       ),
       { numRuns: 3000, seed: SEED },
@@ -150,6 +157,11 @@ describe('csvRecords: parseCsv as the text arrives', () => {
       'a,b\n1,2\n 3,4\n5,6"\n',
       '"a,b\n1,2\n',
       'a,b\n1,2\n\n3,"4\n5,6\n',
+      // Records csv-parse took in the part it failed on (the second reader of 2026-12-04).
+      'a,b\n"1",2\n3,4\n5,"6\n',
+      'a,b\r1,2\r\r3,4\r5,"6\r',
+      '"a\nx",b\n1,2\n3,"4\n',
+      'a,b\n1,2\n 3,4\n5,"6\n',
     ]) {
       expect(await streamed(text, [5]), JSON.stringify(text)).toBe(whole(text));
     }
@@ -206,6 +218,16 @@ describe('csvRecords: parseCsv as the text arrives', () => {
       'not valid CSV: the row after line 2 is longer than any row of numbers (a quoted cell left open?)',
     );
     expect(got).toEqual([1, 2]);
+  });
+
+  it('a quote left open past the bound is placed after the last record csv-parse took', async () => {
+    // The slow path from line 2 (a quote); records 2–4 are taken in the part the bound stops.
+    const text = `a,b\n"1",2\n3,4\n5,6\n7,"8\n${'9,9\n'.repeat(40)}`;
+    await expect(
+      (async () => {
+        for await (const _ of csvRecords(partsOf(text, [400]), 'f.csv', 64));
+      })(),
+    ).rejects.toThrow('f.csv: not valid CSV: the row after line 4 is longer than any row');
   });
 
   it('a quote left open is placed where its row begins, not where the bound stopped it', async () => {

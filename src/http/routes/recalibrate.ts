@@ -63,8 +63,6 @@ export async function recalibrateRoutes(app: AppInstance): Promise<void> {
     scope.addHook('onRequest', attributeModel(registry));
     // A JSON body's row count before its rows (recalibrate-request.ts).
     scope.addHook('preValidation', refuseTooManyRows(app.deps));
-    // An upload whose Content-Length is over its limit, before it is read.
-    scope.addHook('preParsing', refuseDeclaredOversize(app.deps));
     scope.addContentTypeParser(NDJSON, passStream);
     scope.addContentTypeParser(FLOAT32, passStream);
     // A charset other than UTF-8's is a 415 before the body is read.
@@ -90,6 +88,10 @@ export async function recalibrateRoutes(app: AppInstance): Promise<void> {
           jsonBudget: recalibrationBudget(registry, config),
         },
         bodyLimit: config.BODY_LIMIT_BYTES,
+        // An upload whose Content-Length is over its limit, before it is read: a route's own hook,
+        // so after its access guard (a scope's hooks run before the route's: a client without the
+        // token was told the limit) and before the 100 Continue (expectations.ts, appended last).
+        preParsing: refuseDeclaredOversize(app.deps),
         schema: {
           tags: ADMIN_TAGS,
           summary: 'Recalibrate BatchNorm statistics on unlabeled rows and publish a new version',
