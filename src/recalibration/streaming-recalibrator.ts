@@ -189,16 +189,16 @@ export abstract class StreamingRecalibrator implements Recalibrator {
   /**
    * Refuses statistics that take away a channel's variance where its parent had some: samples
    * alike there (three copies of one row, all-zero images) give running_var 0, which PyTorch
-   * stores too, but the folded layer then scales the channel by 1/√eps (≈ 316 at eps 1e-5) and
-   * the version published would be served at once: such an upload carries the information of one
-   * sample. A channel counts when the samples' own variance vanishes next to eps (in float32,
-   * var + eps is eps), what would be stored is at most eps, and the folded scale 1/√(var + eps)
-   * grows by more than √2 from its parent's (var + eps < (parent + eps) / 2). In `exact` and
-   * `running` mode the stored variance is the samples'; a `prior` blend keeps N/(N + n) of the
-   * model's, so a prior of next to no weight on copies of a row is refused as the copies are
-   * alone (the recalibration attacker of 2026-12-04), and one that keeps more than eps is not,
-   * however much the scale grows (a prior of 16 against 20 samples: 1.5×; the second reader of
-   * 2026-12-04).
+   * stores too, but the folded layer then scales the channel by 1/√eps (≈ 316× a running_var of
+   * 1's scale at eps 1e-5) and the version published would be served at once: such an upload
+   * carries the information of one sample. A channel counts when the samples' own variance
+   * vanishes next to eps (in float32, var + eps is eps) and the folded scale 1/√(var + eps) of
+   * what would be stored grows by more than √2 from its parent's (var + eps < (parent + eps) / 2),
+   * in every mode: in `prior` mode the stored variance is the blend, which keeps N/(N + n) of the
+   * model's, so a prior must keep about half of it (N ≥ n·(parent − eps)/(parent + eps), named in
+   * the message). A rule on eps instead let a prior of 5e-5 against 3 copies of a row publish a
+   * model whose scale grew 223× (the third reader of 2026-12-04), the attacker's case of 1e-8 but
+   * for a strength; one on the growth alone is the same rule for every mode.
    *
    * Samples that vary only a little are kept, as PyTorch keeps them: a variance at or below eps
    * is what a low-contrast domain gives (the digits as 0.001·x + 1.6: 0.939 accuracy on that
@@ -210,37 +210,45 @@ export abstract class StreamingRecalibrator implements Recalibrator {
    * constant again change it by less than √2 and are kept, as PyTorch keeps them (review57).
    */
   private checkVariance(n: number): void {
-    this.layers.forEach(({ path, bn }, k) => {
+    const layers = this.layers.map(({ path, bn }, k) => {
       const parent = this.state.vars[k]!;
       const next = bn.runningVar.data;
       const own = this.dataVars[k] ?? next;
       const eps = bn.eps;
       const epsF32 = Math.fround(eps);
       let flat = 0;
-      /** The prior strength that keeps more than eps of the model's variance in every such channel. */
+      /** How many times the model's folded scale a counted channel would get, at most. */
+      let growth = 0;
+      /** The prior strength that keeps every counted channel within √2 of its scale. */
       let prior = 0;
       for (let c = 0; c < next.length; c++) {
         const v = next[c]!;
-        if (Math.fround(own[c]! + epsF32) !== epsF32 || v > eps) continue;
-        if (!(2 * (v + eps) < parent[c]! + eps)) continue;
+        const p = parent[c]!;
+        if (Math.fround(own[c]! + epsF32) !== epsF32 || !(2 * (v + eps) < p + eps)) continue;
         flat++;
-        // N/(N + n)·parent > eps ⇔ N > n·eps/(parent − eps); parent > eps here.
-        prior = Math.max(prior, (n * eps) / (parent[c]! - eps));
+        growth = Math.max(growth, Math.sqrt((p + eps) / (v + eps)));
+        // N/(N + n)·p + eps ≥ (p + eps)/2 ⇔ N ≥ n·(p − eps)/(p + eps); p > eps here.
+        prior = Math.max(prior, (n * (p - eps)) / (p + eps));
       }
-      if (flat === 0) return;
-      const blended = this.dataVars[k] !== undefined;
-      const scale = Math.round(1 / Math.sqrt(bn.eps));
-      const strength = `a prior_strength above ${roundedUp(prior)}`;
-      // Samples that vary in the other channels are no copies: those channels are constant on
-      // this data (a unit it never activates, a dead ReLU of the new domain), and more samples of
-      // it will not help; a share of the model's variance does (fidelity review of 2026-12-04).
-      throw new NormserveError(
-        'TOO_FEW_SAMPLES',
-        flat < next.length
-          ? `the ${n} samples give BatchNorm ${path} no variance in ${flat} of its ${next.length} channels, though they vary in the others: those channels are constant on this data (a unit it never activates, a feature it never changes) where the model's running_var exceeded eps, so their running_var would be ${blended ? 'at most eps' : '0'} and the folded layer would scale them by up to 1/sqrt(eps) ≈ ${scale} for any later input that does vary there (PyTorch would store ${blended ? 'it' : 'the 0'}); ${blended ? strength : `mode=prior with ${strength}`} keeps more than eps of the model's variance in them`
-          : `the ${n} samples give BatchNorm ${path} no variance in ${flat} of its ${next.length} channels (the samples are alike there, where the model's running_var exceeded eps): their running_var would be ${blended ? `at most eps (${strength} keeps more of the model's)` : '0'} and the folded layer would scale them by up to 1/sqrt(eps) ≈ ${scale}; upload samples that vary (identical rows count as one)`,
-      );
+      return { path, channels: next.length, flat, growth, prior };
     });
+    const refused = layers.find((l) => l.flat > 0);
+    if (refused === undefined) return;
+    const { path, channels, flat } = refused;
+    // Named for every layer at once: a strength that helps the first only was refused again at
+    // the next (the third reader of 2026-12-04).
+    const keep = `a prior_strength of at least ${roundedUp(Math.max(...layers.map((l) => l.prior)))} keeps half of the model's variance in them`;
+    const blended = this.dataVars.length > 0;
+    const scaled = `the folded layer would scale them by up to ${Number(refused.growth.toPrecision(3))} times the model's scale`;
+    // Samples that vary in the other channels are no copies: those channels are constant on
+    // this data (a unit it never activates, a dead ReLU of the new domain), and more samples of
+    // it will not help; a share of the model's variance does (fidelity review of 2026-12-04).
+    throw new NormserveError(
+      'TOO_FEW_SAMPLES',
+      flat < channels
+        ? `the ${n} samples give BatchNorm ${path} no variance in ${flat} of its ${channels} channels, though they vary in the others: those channels are constant on this data (a unit it never activates, a feature it never changes) where the model's running_var exceeded eps, so ${scaled} for any later input that does vary there (${blended ? "their running_var would keep the prior_strength's share of the model's" : 'PyTorch would store running_var 0'}); ${blended ? keep : `mode=prior with ${keep}`}`
+        : `the ${n} samples give BatchNorm ${path} no variance in ${flat} of its ${channels} channels (the samples are alike there, where the model's running_var exceeded eps): ${scaled}${blended ? ` (${keep})` : ''}; upload samples that vary (identical rows count as one)`,
+    );
   }
 
   private shifts(): RecalibrationResult['layers'] {
@@ -260,7 +268,10 @@ export abstract class StreamingRecalibrator implements Recalibrator {
 
 /** `x` rounded up to three significant digits, for a message's bound (`above 4.45e-4`). */
 function roundedUp(x: number): number {
-  if (!(x > 0)) return 0;
+  if (!(x > 0 && Number.isFinite(x))) return x > 0 ? x : 0;
   const unit = 10 ** (Math.floor(Math.log10(x)) - 2);
-  return Number((Math.ceil(x / unit) * unit).toPrecision(3));
+  const up = (k: number) => Number((k * unit).toPrecision(3));
+  const rounded = up(Math.ceil(x / unit));
+  // x / unit may round one unit in the last place down (6.260000000000001e-24).
+  return rounded < x ? up(Math.ceil(x / unit) + 1) : rounded;
 }

@@ -102,7 +102,7 @@ describe('refusals', () => {
     );
     expect(faintPrior.code).toBe('TOO_FEW_SAMPLES');
     expect(faintPrior.message).toMatch(
-      /^the 3 samples give BatchNorm 1 no variance in 32 of its 32 channels \(the samples are alike there.*at most eps \(a prior_strength above [\d.e-]+ keeps more of the model's\).*identical rows count as one\)$/,
+      /^the 3 samples give BatchNorm 1 no variance in 32 of its 32 channels \(the samples are alike there, where the model's running_var exceeded eps\): the folded layer would scale them by up to [\d.]+ times the model's scale \(a prior_strength of at least [\d.]+ keeps half of the model's variance in them\); upload samples that vary \(identical rows count as one\)$/,
     );
     expect(snapshot(network)).toEqual(before);
     // A prior of 3 rows against 3 copies keeps half the model's variance: published.
@@ -113,17 +113,41 @@ describe('refusals', () => {
     expect(kept.samples).toBe(3);
   });
 
-  // The second reader of 2026-12-04: a prior that keeps more than eps of the model's variance in
-  // a channel the samples leave constant is what the caller asked for, however much the folded
-  // scale grows (16 against 20 samples keep 0.444 of a running_var of 1: the scale grows 1.5×).
-  it('prior: a channel the samples leave constant keeps the share of the variance its prior gives', async () => {
-    const bn = new BatchNorm1d({ numFeatures: 3 });
-    bn.runningVar.data.set([2, 1, 1]);
-    const network = new Sequential([bn, new Linear({ inFeatures: 3, outFeatures: 2 })]);
+  // The same rule in every mode: the folded scale of a channel the samples leave constant grows
+  // by at most √2, so a prior must keep about half of the model's variance there. A rule on eps
+  // published 3 copies of a row with a prior of 5e-5, the scale grown 223× (the third reader of
+  // 2026-12-04); 16 against 20 samples keep 0.444 of a running_var of 1 (1.5×) and are refused
+  // too, naming the strength that keeps half: 20·(1 − eps)/(1 + eps) → 20.
+  it('prior: a channel the samples leave constant must keep about half of the model variance', async () => {
+    const build = () => {
+      const bn = new BatchNorm1d({ numFeatures: 3 });
+      bn.runningVar.data.set([2, 1, 1]);
+      return { bn, network: new Sequential([bn, new Linear({ inFeatures: 3, outFeatures: 2 })]) };
+    };
     const rows = new Float32Array(20 * 3);
     for (let r = 0; r < 20; r++) rows.set([r % 5, 0, (r * 7) % 3], r * 3);
-    await recalibrate(network, undefined, 3, rows, { mode: 'prior', priorStrength: 16 });
-    expect(bn.runningVar.data[1]).toBeCloseTo(16 / 36, 6);
+    const weak = build();
+    const refused = await codeOf(() =>
+      recalibrate(weak.network, undefined, 3, rows, { mode: 'prior', priorStrength: 16 }),
+    );
+    expect(refused.code).toBe('TOO_FEW_SAMPLES');
+    expect(refused.message).toMatch(
+      /by up to 1\.5 times the model's scale .* a prior_strength of at least 20 keeps half of the model's variance in them$/,
+    );
+    const kept = build();
+    await recalibrate(kept.network, undefined, 3, rows, { mode: 'prior', priorStrength: 20 });
+    expect(kept.bn.runningVar.data[1]).toBeCloseTo(0.5, 6);
+    // Copies of a digits row with a prior of 5e-5: refused, where a rule on eps published them.
+    const { network, inputTransform } = loadModel(MODEL_DIR);
+    const copies = new Float32Array(3 * WIDTH);
+    for (let r = 0; r < 3; r++) copies.set(night.subarray(0, WIDTH), r * WIDTH);
+    const faint = await codeOf(() =>
+      recalibrate(network, inputTransform, WIDTH, copies, {
+        mode: 'prior',
+        priorStrength: 5.41e-5,
+      }),
+    );
+    expect(faint.code).toBe('TOO_FEW_SAMPLES');
   });
 
   // The second reader of 2026-12-04: a rule on eps ("every channel at most eps") refused a
@@ -170,16 +194,16 @@ describe('refusals', () => {
       const refused = await codeOf(() => recalibrate(varied.network, undefined, 3, rows, options));
       expect(refused.code).toBe('TOO_FEW_SAMPLES');
       expect(refused.message).toMatch(
-        // N/(N + 4)·2e-5 > 1e-5 from N > 4.
+        // √(3e-5 / 1e-5) = 1.73; N/(N + 4)·2e-5 + 1e-5 ≥ 1.5e-5 from N ≥ 4/3.
         mode === 'prior'
-          ? /^the 4 samples give BatchNorm 0 no variance in 1 of its 3 channels, though they vary in the others: .* \(PyTorch would store it\); a prior_strength above 4(\.\d+)? keeps more than eps of the model's variance in them$/
-          : /^the 4 samples give BatchNorm 0 no variance in 1 of its 3 channels, though they vary in the others: .* \(PyTorch would store the 0\); mode=prior with a prior_strength above 4(\.\d+)? keeps more than eps of the model's variance in them$/,
+          ? /^the 4 samples give BatchNorm 0 no variance in 1 of its 3 channels, though they vary in the others: .* by up to 1\.73 times the model's scale for any later input that does vary there \(their running_var would keep the prior_strength's share of the model's\); a prior_strength of at least 1\.34 keeps half of the model's variance in them$/
+          : /^the 4 samples give BatchNorm 0 no variance in 1 of its 3 channels, though they vary in the others: .* by up to 1\.73 times the model's scale for any later input that does vary there \(PyTorch would store running_var 0\); mode=prior with a prior_strength of at least 1\.34 keeps half of the model's variance in them$/,
       );
       expect(snapshot(varied.network)).toEqual(before);
       if (mode === 'prior') {
-        // As the message says: a prior above 4 rows keeps more than eps of that variance.
-        await recalibrate(varied.network, undefined, 3, rows, { mode, priorStrength: 5 });
-        expect(varied.bn.runningVar.data[1]).toBeCloseTo((5 / 9) * 2e-5, 12);
+        // As the message says: a prior of 1.34 rows keeps half of that variance.
+        await recalibrate(varied.network, undefined, 3, rows, { mode, priorStrength: 1.34 });
+        expect(varied.bn.runningVar.data[1]).toBeCloseTo((1.34 / 5.34) * 2e-5, 12);
       }
     });
   }
