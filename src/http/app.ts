@@ -22,7 +22,7 @@ import {
   limitConnections,
   refuseConnect,
 } from './connection-limits.js';
-import { decodeContentEncoding } from './content-encoding.js';
+import { decodeBeforeBody, decodeNotFound } from './content-encoding.js';
 import {
   continueBeforeBody,
   continueNotFound,
@@ -186,8 +186,9 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     request.readingBody = true;
     done(null, payload);
   });
-  // Bodies sent with Content-Encoding gzip or deflate are read decoded, by every parser.
-  app.addHook('preParsing', decodeContentEncoding);
+  // Bodies sent with Content-Encoding gzip or deflate are read decoded, by every parser: a
+  // route's after its guards (decodeBeforeBody, below), a path no route serves here.
+  app.addHook('preParsing', decodeNotFound);
   // The not-found handler's 100 Continue (a route's is its last preParsing hook: below).
   app.addHook('preParsing', continueNotFound);
 
@@ -266,6 +267,8 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   app.addHook('onRoute', routeGuards({ admin: deps.adminToken, api: deps.config.API_TOKEN }));
   // Every documented route refuses a query parameter it does not read (strict-query.ts).
   app.addHook('onRoute', strictQuery);
+  // A body is decoded once the route's guards have passed (content-encoding.ts).
+  app.addHook('onRoute', decodeBeforeBody);
   // Last: a 100 Continue only once the route's guards have passed (expectations.ts).
   app.addHook('onRoute', continueBeforeBody);
 

@@ -1,6 +1,6 @@
 import { PassThrough, type Readable } from 'node:stream';
 import { createGunzip, createInflate, type Gunzip, type Inflate } from 'node:zlib';
-import type { FastifyRequest, preParsingHookHandler } from 'fastify';
+import type { FastifyRequest, preParsingHookHandler, RouteOptions } from 'fastify';
 import { NormserveError } from '../errors/index.js';
 import { bodyTooLarge } from './body-too-large.js';
 import { readAsStream } from './streamed-body.js';
@@ -50,6 +50,25 @@ export const decodeContentEncoding: preParsingHookHandler = (request, reply, pay
     if (!out.readableEnded) out.destroy();
   });
   done(null, out);
+};
+
+/**
+ * An onRoute hook, added after the access guards' and before the 100 Continue's: the route's
+ * body is decoded after its guards, so that a request without its token gets its 401 whatever
+ * its Content-Encoding (an unsupported one was a 415 before the guard: the third reader of
+ * 2026-12-04), and before the 100, so that a 415 comes in its place.
+ */
+export function decodeBeforeBody(route: RouteOptions): void {
+  route.preParsing = [
+    ...(route.preParsing ? [route.preParsing].flat() : []),
+    decodeContentEncoding,
+  ];
+}
+
+/** The app-level hook for a path no route serves, whose body the not-found handler reads. */
+export const decodeNotFound: preParsingHookHandler = function (request, reply, payload, done) {
+  if (request.is404) return decodeContentEncoding.call(this, request, reply, payload, done);
+  done(null, payload);
 };
 
 /** The one encoding named, lower case; undefined for none, identity, or no body. */

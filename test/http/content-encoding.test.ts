@@ -141,6 +141,25 @@ describe('Content-Encoding of request bodies', () => {
     ]);
   });
 
+  it('a route decodes after its guards: without the token, its 401 whatever the encoding', async () => {
+    const body = brotliCompressSync(ndjsonBody(rows));
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/v1/models/digits:recalibrate',
+      headers: { 'content-type': 'application/x-ndjson', 'content-encoding': 'br' },
+      payload: body,
+    });
+    expect(res.statusCode, res.body).toBe(401);
+    // With the token, the encoding's 415.
+    const admitted = await t.app.inject({
+      method: 'POST',
+      url: '/v1/models/digits:recalibrate',
+      headers: { ...ADMIN, 'content-type': 'application/x-ndjson', 'content-encoding': 'br' },
+      payload: body,
+    });
+    expect(admitted.statusCode, admitted.body).toBe(415);
+  });
+
   it('a request without a body is not refused for its Content-Encoding', async () => {
     const res = await t.app.inject({
       method: 'GET',
