@@ -43,7 +43,7 @@ export const decodeContentEncoding: preParsingHookHandler = (request, reply, pay
     ? { bytes: Number.POSITIVE_INFINITY, name: '' }
     : { bytes: request.routeOptions.bodyLimit, name: 'BODY_LIMIT_BYTES' };
   const out = decodedBody(payload, decoder(), encoding, limit);
-  // A body answered before it was read (a 415, a 401 from a guard after this hook) would keep
+  // A body answered before it was read (a 415, a refusal of a later hook or the handler) would keep
   // its decoder paused half-read: once the response is out, it is dropped (and the connection
   // closed, app.ts's onSend hook).
   reply.raw.once('finish', () => {
