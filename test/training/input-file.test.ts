@@ -10,7 +10,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { isNormserveError } from '../../src/errors/index.js';
 import { inputFileParts, MAX_INPUT_FILE_BYTES, readInputFile } from '../../src/training/index.js';
 
@@ -70,10 +70,22 @@ describe('readInputFile', () => {
             await out.write(bytes.subarray(at, Math.min(at + 40_000, bytes.length)));
           await out.close();
         })();
-        const read = await readInputFile(fifo, 'data file ');
+        // A pipe gives at most 64 KiB a read: a part per read held 16 times the bytes and more.
+        const allocations = vi.spyOn(Buffer, 'allocUnsafe');
+        let read: Buffer;
+        let parts: number;
+        try {
+          read = await readInputFile(fifo, 'data file ');
+          parts = allocations.mock.calls.filter(([size]) => size === 2 ** 20).length;
+        } finally {
+          allocations.mockRestore();
+        }
         await writing;
         expect(read.length).toBe(bytes.length);
         expect(read.equals(bytes)).toBe(true);
+        expect(parts, 'parts of 1 MiB taken').toBeLessThanOrEqual(
+          Math.ceil(bytes.length / 2 ** 20),
+        );
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
