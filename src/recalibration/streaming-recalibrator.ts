@@ -266,9 +266,10 @@ export abstract class StreamingRecalibrator implements Recalibrator {
   }
 }
 
-/** `x` rounded up to three significant digits, for a message's bound (`above 4.45e-4`). */
+/** `x` rounded up to three significant digits, for a message's bound (`at least 1.34`). */
 function roundedUp(x: number): number {
-  if (!(x > 0 && Number.isFinite(x))) return x > 0 ? x : 0;
+  if (!(x > 0)) return 0;
+  if (x === Number.POSITIVE_INFINITY) return x;
   const unit = 10 ** (Math.floor(Math.log10(x)) - 2);
   const up = (k: number) => Number((k * unit).toPrecision(3));
   const rounded = up(Math.ceil(x / unit));
