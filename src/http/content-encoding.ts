@@ -3,6 +3,7 @@ import { createGunzip, createInflate, type Gunzip, type Inflate } from 'node:zli
 import type { FastifyRequest, preParsingHookHandler, RouteOptions } from 'fastify';
 import { NormserveError } from '../errors/index.js';
 import { bodyTooLarge } from './body-too-large.js';
+import { preParsingOf } from './route-pre-parsing.js';
 import { readAsStream } from './streamed-body.js';
 
 /**
@@ -59,10 +60,7 @@ export const decodeContentEncoding: preParsingHookHandler = (request, reply, pay
  * 2026-12-04), and before the 100, so that a 415 comes in its place.
  */
 export function decodeBeforeBody(route: RouteOptions): void {
-  route.preParsing = [
-    ...(route.preParsing ? [route.preParsing].flat() : []),
-    decodeContentEncoding,
-  ];
+  route.preParsing = [...preParsingOf(route), decodeContentEncoding];
 }
 
 /** The app-level hook for a path no route serves, whose body the not-found handler reads. */

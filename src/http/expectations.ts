@@ -1,6 +1,7 @@
 import type { IncomingMessage, Server } from 'node:http';
 import type { FastifyRequest, preParsingHookHandler, RouteOptions } from 'fastify';
 import { NormserveError, quote } from '../errors/index.js';
+import { preParsingOf } from './route-pre-parsing.js';
 import { readAsStream } from './streamed-body.js';
 
 /** Requests whose `Expect` asks for something other than 100-continue. */
@@ -66,7 +67,7 @@ export const continueNotFound: preParsingHookHandler = function (request, reply,
  * to the route's preParsing hooks, so it runs after every check made before a body is read.
  */
 export function continueBeforeBody(route: RouteOptions): void {
-  route.preParsing = [...(route.preParsing ? [route.preParsing].flat() : []), sendContinue];
+  route.preParsing = [...preParsingOf(route), sendContinue];
 }
 
 /** The error for a request routeUnmetExpectations handed on, else undefined. */

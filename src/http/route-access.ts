@@ -1,5 +1,6 @@
 import type { RouteOptions } from 'fastify';
 import { requireBearer } from './auth.js';
+import { preParsingOf } from './route-pre-parsing.js';
 import { problemSchema } from './schemas/common.js';
 
 /**
@@ -87,7 +88,7 @@ export function routeGuards(tokens: { admin: string; api: string | undefined }) 
     if (access === 'admin') {
       // preParsing: after the admin rate limit counted the request (onRequest), before any body
       // is read or validated, so a missing token is a 401, not a 400.
-      route.preParsing = [adminGuard, ...(route.preParsing ? [route.preParsing].flat() : [])];
+      route.preParsing = [adminGuard, ...preParsingOf(route)];
     } else if (guardedByApiToken(access) && apiGuards) {
       // onRequest: before the body is read or validated.
       route.onRequest = [apiGuards[access], ...(route.onRequest ? [route.onRequest].flat() : [])];

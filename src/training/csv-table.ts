@@ -41,6 +41,18 @@ const CSV_OPTIONS = {
 const rowAfter = (afterLine: number): string =>
   afterLine === 0 ? 'the first row' : `the row after line ${afterLine}`;
 
+/**
+ * csv-parse's `on_record`, told the line each record ends on (plus `offset`, the lines read
+ * before the parser started) as the parser takes it, the record handed on as it is (with `info`,
+ * `{ record, info }`): a syntax error is placed after the last record taken (rowAfter).
+ */
+const recordLines =
+  (offset: number, ended: (line: number) => void) =>
+  <T>(record: T, context: { lines: number }): T => {
+    ended(context.lines + offset);
+    return record;
+  };
+
 /** A record past an upload's bound (csvRecords). */
 const tooLong = (source: string, afterLine: number): string =>
   inFile(
@@ -173,10 +185,9 @@ export function parseCsv(text: string, source: string): CsvTable {
   try {
     const parsed = parse(text, {
       ...CSV_OPTIONS,
-      on_record: (record: string[], context: { lines: number }) => {
-        lastLine = context.lines;
-        return record;
-      },
+      on_record: recordLines(0, (line) => {
+        lastLine = line;
+      }),
     }) as unknown as {
       record: string[];
       info: { lines: number };
@@ -310,10 +321,9 @@ export async function* csvRecords(
     ...CSV_OPTIONS,
     // As the parser takes each record: a record it took before failing on the same part (an
     // open quote, the bound) is never handed on, and a syntax error is placed after it.
-    on_record: (record: string[], context: { lines: number }) => {
-      lastLine = context.lines + offset;
-      return record;
-    },
+    on_record: recordLines(offset, (line) => {
+      lastLine = line;
+    }),
     max_record_size: maxRecordChars,
     ...(offset > 0 ? { bom: false, record_delimiter: crlf ? '\r\n' : '\n' } : {}),
   });
