@@ -39,6 +39,20 @@ const MIN_CHUNK_ROWS = 16;
 /** How often a wait for a helper re-reads its state word (a helper that died unseen). */
 const HELPER_CHECK_MS = 1000;
 /**
+ * How long a split call's thread spins on a helper's `done` word, once its own chunks are run,
+ * before it sleeps in Atomics.wait: the helper is then finishing its last chunk, and a sleep costs
+ * a futex wait here and a futex wake in the helper (on a VM, an interrupt to a sleeping vCPU) —
+ * more than the wait itself for a 256-row digits call. Thread pools spin before they block for
+ * the same reason (onnxruntime's `allow_spinning`, OpenMP's `KMP_BLOCKTIME`). 256-row float32
+ * and OIP binary predicts served 1.13x and 1.18x the req/s with it (bench/README.md, issue 11's
+ * twenty-third round); 25 to 200 µs read alike. A call whose helper is slower than this sleeps as before, having spent at
+ * most this long.
+ */
+const SPIN_WAIT_MS = 0.05;
+/** Atomics.load reads between two looks at the clock while spinning. */
+const SPIN_READS = 256;
+
+/**
  * An asynchronous call's share a helper has not started after this long is taken back by the
  * calling thread when it is free: a woken helper starts within tens of µs when it has a core.
  */
@@ -203,6 +217,7 @@ export class HelperPool {
       const c = h.control >>> 2;
       // A helper that has not claimed its share yet is told not to (revoked): no rows are left.
       let state = Atomics.compareExchange(w, c + CONTROL.done, DONE.posted, DONE.revoked);
+      if (state === DONE.claimed) state = spinWhile(w, c + CONTROL.done, DONE.claimed);
       while (state === DONE.claimed) {
         Atomics.wait(w, c + CONTROL.done, DONE.claimed, HELPER_CHECK_MS);
         state = Atomics.load(w, c + CONTROL.done);
@@ -339,5 +354,20 @@ export class HelperPool {
 
   private word(control: number, index: number): number {
     return Atomics.load(this.words, (control >>> 2) + index);
+  }
+}
+
+/**
+ * Reads w[index] until it differs from `value` or SPIN_WAIT_MS have passed; returns the last
+ * value read (`value` when the time ran out).
+ */
+function spinWhile(w: Int32Array, index: number, value: number): number {
+  const until = performance.now() + SPIN_WAIT_MS;
+  for (;;) {
+    for (let i = 0; i < SPIN_READS; i++) {
+      const read = Atomics.load(w, index);
+      if (read !== value) return read;
+    }
+    if (performance.now() >= until) return value;
   }
 }
