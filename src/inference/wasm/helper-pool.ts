@@ -45,8 +45,8 @@ const HELPER_CHECK_MS = 1000;
  * more than the wait itself for a 256-row digits call. Thread pools spin before they block for
  * the same reason (onnxruntime's `allow_spinning`, OpenMP's `KMP_BLOCKTIME`). 256-row float32
  * and OIP binary predicts served 1.13x and 1.18x the req/s with it (bench/README.md, issue 11's
- * twenty-third round); 25 to 200 µs read alike. A call whose helper is slower than this sleeps as before, having spent at
- * most this long.
+ * twenty-third round); 25 to 200 µs read alike. A call whose helper is slower than this sleeps
+ * as before, having spent at most this long.
  */
 const SPIN_WAIT_MS = 0.05;
 /** Atomics.load reads between two looks at the clock while spinning. */
