@@ -58,9 +58,12 @@ function entryMismatch(
 /**
  * The one rule of loading a state into a module whose state has the signatures `own` (its
  * stateDict()'s, or what its config declares before it is built): no name `own` lacks, none
- * missing, each of the kind and shape `own` holds. Throws CHECKPOINT_MISMATCH naming the first
- * entry that breaks it (names prefixed with `prefix`). loadStateDict applies it to values; a
- * reader of a checkpoint applies it to the file's header, before reading any value.
+ * missing but an integer scalar, each of the kind and shape `own` holds. Throws
+ * CHECKPOINT_MISMATCH naming the first entry that breaks it (names prefixed with `prefix`).
+ * loadStateDict applies it to values; a reader of a checkpoint applies it to the file's header,
+ * before reading any value. The one integer scalar is BatchNorm's num_batches_tracked: absent, it
+ * loads as 0, as PyTorch's `_NormBase._load_from_state_dict` fills it in for a state_dict without
+ * version metadata (every safetensors file), so `load_state_dict(strict=True)` accepts the file.
  */
 export function checkStateFits(
   own: ReadonlyMap<string, StateSignature>,
@@ -73,6 +76,7 @@ export function checkStateFits(
   }
   for (const [name, target] of own) {
     const signature = found.get(name);
+    if (signature === undefined && target.integer) continue;
     const problem =
       signature === undefined
         ? `missing tensor "${prefix}${name}"`
@@ -142,8 +146,9 @@ export abstract class Module {
   *loadingStateDict(state: StateDict, prefix = ''): Sliced<void> {
     const own = this.stateDict();
     checkStateFits(signaturesOf(own), signaturesOf(state), prefix);
+    // An integer scalar the state lacks (checkStateFits let it) loads as 0.
     for (const [name, target] of own)
-      yield* this.assign(`${prefix}${name}`, name, target, state.get(name)!);
+      yield* this.assign(`${prefix}${name}`, name, target, state.get(name) ?? 0n);
   }
 
   /** Writes one state entry (checkStateFits passed); modules with integer buffers override it. */

@@ -80,6 +80,30 @@ describe('the weights header is checked before the network is built', () => {
   });
 });
 
+describe('a header without num_batches_tracked', () => {
+  it('loads with the count at 0 and the same values, as load_state_dict(strict=True) does', () => {
+    // PyTorch's _NormBase._load_from_state_dict fills in a missing num_batches_tracked for a
+    // state_dict without version metadata, which is what a safetensors file holds: converters
+    // that drop the buffer make files PyTorch opens.
+    const layers = config(3).layers.map((l) => layerSchema.parse(l));
+    const network = buildSequential(layers);
+    const state = network.stateDict();
+    (state.get('0.running_var') as { data: Float32Array }).data.set([0.5, 2, 3]);
+    const files = serializeCheckpoint({ config: layerConfig(), state });
+    const partial = new Map([...state].filter(([name]) => name !== '0.num_batches_tracked'));
+    const cut = serializeCheckpoint({ config: layerConfig(), state: partial });
+    const loaded = parseCheckpoint(
+      { config: files.get('config.json')!, weights: cut.get('model.safetensors')! },
+      'm/1',
+    );
+    expect(loaded.state.get('0.num_batches_tracked')).toBe(0n);
+    expect(Array.from((loaded.state.get('0.running_var') as { data: Float32Array }).data)).toEqual([
+      0.5, 2, 3,
+    ]);
+    expect([...loaded.state.keys()]).toEqual([...state.keys()]);
+  });
+});
+
 describe('a header naming more tensors than the config declares', () => {
   it('is refused by name up to EXTRA_TENSORS_PARSED more', () => {
     expect(EXTRA_TENSORS_PARSED).toBe(1024);

@@ -257,6 +257,25 @@ describe('state dicts', () => {
     expect(e.message).toContain('"1.running_var"');
   });
 
+  it('loads a state without num_batches_tracked with the count at 0, as PyTorch does', () => {
+    // torch/nn/modules/batchnorm.py, _NormBase._load_from_state_dict: a state_dict without
+    // version metadata (every safetensors file) gets num_batches_tracked = tensor(0).
+    const source = build();
+    source.forward(randomTensor(new Rng(15), [6, 3]));
+    const state: StateDict = new Map();
+    for (const [k, v] of source.stateDict())
+      if (!k.endsWith('num_batches_tracked')) state.set(k, typeof v === 'bigint' ? v : v.clone());
+    const target = build();
+    target.forward(randomTensor(new Rng(16), [6, 3]));
+    expect(target.stateDict().get('1.num_batches_tracked')).toBe(1n);
+    target.loadStateDict(state);
+    expect(target.stateDict().get('1.num_batches_tracked')).toBe(0n);
+    const runningVar = target.stateDict().get('1.running_var') as Tensor;
+    expect(Array.from(runningVar.data)).toEqual(
+      Array.from((source.stateDict().get('1.running_var') as Tensor).data),
+    );
+  });
+
   it('rejects an unexpected tensor, naming it', () => {
     const state = stateOf();
     state.set('4.bias', Tensor.zeros([2]));
