@@ -26,7 +26,9 @@ const tensorContents = z.object({
   int64_contents: z.array(z.unknown()),
   uint_contents: z.array(z.unknown()),
   uint64_contents: z.array(z.unknown()),
-  fp32_contents: z.array(z.number()),
+  // Any float the wire holds, NaN and ±Infinity too: contentsRows refuses those with the words
+  // of every other route (checkFinite: `expected a finite number, got NaN`), not zod's.
+  fp32_contents: z.array(z.custom<number>((value) => typeof value === 'number')),
   fp64_contents: z.array(z.unknown()),
   bytes_contents: z.array(z.unknown()),
 });

@@ -238,9 +238,22 @@ describe('gRPC ModelInfer', () => {
     expect(e.details).toBe('raw_input_contents[0][3]: expected a finite number, got NaN');
     const inf = [...flat];
     inf[5] = Number.POSITIVE_INFINITY;
-    await refused(
+    const typedInf = await refused(
       { model_name: 'digits', inputs: [input(undefined, { contents: { fp32_contents: inf } })] },
       I,
+      'INVALID_INPUT',
+    );
+    expect(typedInf.details).toBe(
+      'inputs[0].contents.fp32_contents[5]: expected a finite number, got Infinity',
+    );
+    inf[5] = Number.NaN;
+    const typedNaN = await refused(
+      { model_name: 'digits', inputs: [input(undefined, { contents: { fp32_contents: inf } })] },
+      I,
+      'INVALID_INPUT',
+    );
+    expect(typedNaN.details).toBe(
+      'inputs[0].contents.fp32_contents[5]: expected a finite number, got NaN',
     );
     // Unknown output names.
     const unknown = await refused(inferRaw({ outputs: [{ name: 'nope' }] }), I);
