@@ -85,7 +85,7 @@ export const requestTimedOut = (socket: Socket): boolean => timedOutSockets.has(
  */
 export function clientErrorHandler(log: FastifyBaseLogger, metrics: ServiceMetrics) {
   const onClientError = (err: NodeJS.ErrnoException, socket: Socket): void => {
-    if (err.code === 'ECONNRESET' || socket.destroyed) return;
+    if (err.code === 'ECONNRESET' || socket.destroyed || closingAfterAnswers.has(socket)) return;
     let error: NormserveError;
     let message: string;
     if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
@@ -102,7 +102,13 @@ export function clientErrorHandler(log: FastifyBaseLogger, metrics: ServiceMetri
     }
     // As Node's own handler: only when no response has begun on this connection.
     // (A body cut by the timeout has its request, and so its URL; headers that never ended have none.)
-    const response = (socket as Socket & { _httpMessage?: ServerResponse })._httpMessage;
+    const pending = (socket as Socket & { _httpMessage?: ServerResponse })._httpMessage;
+    // The oldest unanswered response's request, when it is the one that failed. One received
+    // whole is an earlier request of the connection (pipelined: the failure is in one behind it,
+    // in the same packet or not): it is answered first, as RFC 9112 §9.3.2 orders responses,
+    // and the failure is no part of it (not its URL, id, line or count).
+    const earlier = pending?.req?.complete === true;
+    const response = earlier ? undefined : pending;
     // The id Fastify gave the request when it got that far (its reply is linked to the
     // response), else a new one, so the answer and its log line can still be joined.
     const reply = response && replyOf(response);
@@ -124,11 +130,38 @@ export function clientErrorHandler(log: FastifyBaseLogger, metrics: ServiceMetri
       );
       metrics.countUnparsedRequest(error.status);
     }
+    if (earlier) {
+      closingAfterAnswers.add(socket);
+      // What follows the failure on this connection is not read (it cannot be parsed).
+      socket.pause();
+      afterAnswers(socket, () => {
+        if (socket.writable) writeProblem(socket, error, undefined, undefined, requestId);
+        socket.destroy(err);
+      });
+      return;
+    }
     if (socket.writable && !response?.headersSent)
       writeProblem(socket, error, response?.req?.url, reply?.request, requestId);
     socket.destroy(err);
   };
   return onClientError;
+}
+
+/** Connections whose parser failed behind requests still being answered (afterAnswers). */
+const closingAfterAnswers = new WeakSet<Socket>();
+
+/**
+ * Runs `then` once every response queued on `socket` is finished (Node hands the next pipelined
+ * response the socket when one finishes) or the connection is gone.
+ */
+function afterAnswers(socket: Socket, then: () => void): void {
+  const pending = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+  if (!pending || socket.destroyed) {
+    then();
+    return;
+  }
+  // After Node's own 'finish' listener (resOnFinish), which assigns the next response.
+  pending.once('close', () => setImmediate(() => afterAnswers(socket, then)));
 }
 
 /**

@@ -175,6 +175,39 @@ describe('REQUEST_TIMEOUT_MS', () => {
     ]);
   });
 
+  it('a malformed request pipelined behind a whole one: the first is answered, then the 400, each with its own id, line and count', async () => {
+    const { port, lines } = await listenLogged<Record<string, unknown>>();
+    const { socket, received } = open(port);
+    const body = JSON.stringify({ instances: [digitsRow(0)] });
+    // One write: the parser fails in the second request while the first is being answered.
+    socket.write(
+      `POST /v1/models/digits:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}GARBAGE\r\n\r\n`,
+    );
+    const raw = await received;
+    // The 400 used to take the first request's place: its URL, its id, and no answer for it.
+    expect(raw).toMatch(/^HTTP\/1\.1 200 /);
+    const second = raw.indexOf('HTTP/1.1 400 ');
+    expect(second).toBeGreaterThan(0);
+    const firstId = /^x-request-id: (\S+)\r$/im.exec(raw.slice(0, second))![1];
+    const problem = problemOf(raw.slice(second), 400) as { request_id: string; instance?: string };
+    expect(problem).toMatchObject({ code: 'INVALID_INPUT' });
+    expect(problem.instance).toBeUndefined();
+    expect(problem.request_id).not.toBe(firstId);
+    expect(lines.filter((l) => l.request_id === firstId)).toEqual([
+      expect.objectContaining({ status: 200 }),
+    ]);
+    expect(lines.filter((l) => l.request_id === problem.request_id)).toEqual([
+      expect.objectContaining({ status: 400, code: 'INVALID_INPUT', cause: 'HPE_INVALID_METHOD' }),
+    ]);
+    const exposition = (await t!.app.inject({ url: '/metrics' })).body;
+    expect(exposition).toContain(
+      'normserve_http_requests_total{method="",route="unmatched",status="400",model="",version=""} 1',
+    );
+    expect(exposition).toMatch(
+      /^normserve_http_requests_total\{method="POST",.*status="200".*\} 1$/m,
+    );
+  });
+
   it.each([
     ['exact', ''],
     ['running', '&batch_size=2'],
@@ -253,10 +286,12 @@ describe('REQUEST_TIMEOUT_MS', () => {
         if (!socket.destroyed) socket.write('X-Slow: 1\r\n');
       }, 100);
       // Cut: the connection gets a 408 and is closed. Handed to the upload's route, the cut was
-      // lost once the upload was answered: the connection stayed open, headers trickling.
+      // lost once the upload was answered: the connection stayed open, headers trickling. The
+      // upload, received whole, is answered first (responses in request order), then the 408.
       const raw = await Promise.race([received, sleep(20_000).then(() => 'still open')]);
       clearInterval(drip);
-      expect(raw).toMatch(/^HTTP\/1\.1 408 /m);
+      expect(raw).toMatch(/^HTTP\/1\.1 201 /);
+      expect(raw).toMatch(/}HTTP\/1\.1 408 Request Timeout\r\n/);
     } finally {
       clearFsFaults();
     }
