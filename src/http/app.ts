@@ -13,7 +13,7 @@ import { SHUTTING_DOWN_RETRY_AFTER_SECONDS } from '../service/index.js';
 import { JSON_BODY_TYPES } from './accepted-types.js';
 import type { AppDeps, AppInstance } from './app-types.js';
 import { OCTET_STREAM } from './binary-infer.js';
-import { trackCallers } from './callers.js';
+import { behindConnectionEnd, requestBehind, trackCallers } from './callers.js';
 import { abortReply, linkReply, replyOf, replySignal } from './client-gone.js';
 import { drainableConnections, IDLE_LINGER_MS, type ListenerHandover } from './connection-drain.js';
 import {
@@ -102,8 +102,9 @@ function bodyLeftUnread(raw: IncomingMessage): boolean {
 export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   const { logger, listenerHandover, ...deps } = options;
   const httpTimeouts = httpServerOptions(deps.config);
-  // One log line and the request metrics per request, or its 499/408 when its client left.
-  const { onResponse, recordClientGone } = requestLog(deps.metrics);
+  // One log line and the request metrics per request; its 499/408 when its client left, or its
+  // line as discarded when it came behind a response that closed its connection.
+  const { onResponse, recordUnanswered } = requestLog(deps.metrics);
   // Every route's pattern, for the label of a 405 (not-found.ts) and the media type of the error
   // of a request no route took (problem-media-type.ts).
   const routePatterns = new RoutePatterns();
@@ -154,7 +155,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   app.decorateRequest('problemCode', undefined);
   app.decorateRequest('receivedAt', 0);
   app.decorateRequest('readingBody', false);
-  app.decorateRequest('clientGone', false);
+  app.decorateRequest('unanswered', false);
   app.decorateRequest('lineLevel', 'info');
   app.decorateRequest('onReceiveTimeout', undefined);
   app.decorateReply('signal', { getter: replySignal });
@@ -216,8 +217,14 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   app.addHook('onRequest', (request, reply, done) => {
     request.receivedAt = performance.now();
     linkReply(reply);
+    // Behind a response already written as its connection's last: not processed (RFC 9112
+    // §9.6; a pipelined DELETE or :recalibrate would have had its effect unseen), and never
+    // answered: recorded as discarded when the connection closes (trackCallers, below).
+    if (behindConnectionEnd(request.raw)) {
+      reply.hijack();
+      return done();
+    }
     if (!closing) return done(unmetExpectation(request.raw) ?? malformedTarget(request.raw));
-    void reply.header('Connection', 'close');
     const refuse = () =>
       done(
         new NormserveError(
@@ -246,20 +253,26 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     // In the lame-duck phase too (SHUTDOWN_DELAY_MS), as Go's Server.Shutdown and Envoy's drain
     // do: a kept-alive client's next request opens a new connection, which the Service sends to
     // another pod once the endpoints are updated, instead of meeting the drain's 503 here.
-    if (closing || !deps.phase.acceptingTraffic || bodyLeftUnread(request.raw))
+    // Those two close after the last request received: one pipelined behind this one is
+    // answered too (Node would send it nothing once a response closes the connection), and the
+    // connection closes after its response instead.
+    if (
+      bodyLeftUnread(request.raw) ||
+      ((closing || !deps.phase.acceptingTraffic) && !requestBehind(request.raw))
+    )
       void reply.header('Connection', 'close');
     done(null, payload);
   });
   app.addHook('onResponse', onResponse);
   app.addHook('onRequestAbort', (request, done) => {
-    recordClientGone(request);
+    recordUnanswered(request);
     done();
   });
   trackCallers(app.server, deps.inference, (response) => {
     const reply = replyOf(response);
     // Not routed (nothing to record), or still arriving: onRequestAbort's.
     if (reply === undefined || !reply.request.raw.complete) return;
-    recordClientGone(reply.request);
+    recordUnanswered(reply.request);
     abortReply(reply);
   });
 

@@ -2,16 +2,61 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { InferenceService } from '../service/index.js';
 
+/** The log line of a request received behind a response that closed its connection. */
+export const REQUEST_DISCARDED =
+  'request discarded: it came behind a response that closed its connection';
+
+/** The requests received on one connection, and where it ends. */
+interface Connection {
+  /** Requests received on it so far. */
+  received: number;
+  /** The place of the first request whose response closes the connection (none: Infinity). */
+  lastPlace: number;
+}
+const places = new WeakMap<IncomingMessage, { connection: Connection; place: number }>();
+
+/**
+ * Whether `request` came on its connection behind a request whose response closes it (the
+ * server's `Connection: close`: while draining or in the lame duck, or after a body left
+ * unread): RFC 9112 §9.6 has a server process no request after that one, and Node never sends
+ * their responses (it closes the socket once that response is written). Known as it arrives
+ * when that response's head is written by then, else from its end. (A client's own close needs
+ * no place: Node's parser refuses whatever follows such a request, HPE_CLOSED_CONNECTION.)
+ */
+export function behindConnectionEnd(request: IncomingMessage): boolean {
+  const found = places.get(request);
+  return found !== undefined && found.place > found.connection.lastPlace;
+}
+
+/** Whether a request later than `request` has been received on its connection (pipelined). */
+export function requestBehind(request: IncomingMessage): boolean {
+  const found = places.get(request);
+  return found !== undefined && found.connection.received > found.place;
+}
+
+/**
+ * Notes the end of its connection when `response` is to be its last: its head was written with
+ * `Connection: close` (Node's own flag for it, lib/_http_outgoing.js, which resOnFinish reads).
+ */
+function noteEnd(response: ServerResponse): void {
+  if ((response as ServerResponse & { _last?: boolean })._last !== true) return;
+  const found = places.get(response.req);
+  if (found !== undefined)
+    found.connection.lastPlace = Math.min(found.connection.lastPlace, found.place);
+}
+
 /**
  * Follows the server's callers: tells the dynamic batcher how many there are — its open
  * connections, those with no request in progress, and the requests in progress on them — and
- * calls `left` for each request whose client went before its response was sent whole.
+ * calls `left` for each request that got no response sent whole.
  *
  * A request leaves the count once: when its response closes (sent or abandoned) or, for requests
  * still queued behind it on a pipelining connection (Node never attaches their responses to the
- * socket, so they get no 'close'), when the connection closes. Its client left when its response
- * closed before it finished, or when the connection closed with its response unfinished; the
- * counts are updated first, so the batcher sees who remains when it hears of the departure.
+ * socket, so they get no 'close'), when the connection closes. It got no response when its
+ * response closed before it finished, or when the connection closed with its response
+ * unfinished; the counts are updated first, so the batcher sees who remains when it hears of the
+ * departure. Its place on the connection is known before Fastify's hooks run (the listener is
+ * the server's first), for `behindConnectionEnd`.
  */
 export function trackCallers(
   server: Server,
@@ -20,12 +65,12 @@ export function trackCallers(
 ): void {
   const callers = { connections: 0, idleConnections: 0, requests: 0 };
   // The responses in progress per open connection; a closed connection is forgotten.
-  const inProgress = new Map<Socket, Set<ServerResponse>>();
+  const inProgress = new Map<Socket, { open: Set<ServerResponse>; connection: Connection }>();
   server.on('connection', (socket: Socket) => {
     callers.connections++;
     callers.idleConnections++;
     const open = new Set<ServerResponse>();
-    inProgress.set(socket, open);
+    inProgress.set(socket, { open, connection: { received: 0, lastPlace: Infinity } });
     socket.once('close', () => {
       inProgress.delete(socket);
       callers.connections--;
@@ -36,16 +81,25 @@ export function trackCallers(
       }
       const abandoned = [...open];
       open.clear();
+      // A last response whose own 'close' has not come yet (it usually comes first: Node emits
+      // it on the next tick, and closes the connection only once that response's end is written).
+      for (const response of abandoned) noteEnd(response);
       for (const response of abandoned) if (!response.writableFinished) left(response);
     });
   });
-  server.on('request', (request: IncomingMessage, response: ServerResponse) => {
-    const open = inProgress.get(request.socket);
-    if (open === undefined) return; // its connection already closed: nothing to count
+  server.prependListener('request', (request: IncomingMessage, response: ServerResponse) => {
+    const tracked = inProgress.get(request.socket);
+    if (tracked === undefined) return; // its connection already closed: nothing to count
+    const { open, connection } = tracked;
+    const place = ++connection.received;
+    places.set(request, { connection, place });
+    // Behind a response already written as the connection's last (a request answered at once).
+    for (const earlier of open) noteEnd(earlier);
     if (open.size === 0) callers.idleConnections--;
     open.add(response);
     callers.requests++;
     response.once('close', () => {
+      noteEnd(response);
       if (!open.delete(response)) return; // the connection's close took it off already
       callers.requests--;
       if (open.size === 0) callers.idleConnections++;

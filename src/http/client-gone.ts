@@ -38,7 +38,7 @@ export function replySignal(this: FastifyReply): AbortSignal {
   if (controller === undefined) {
     controller = new AbortController();
     reply[controllerKey] = controller;
-    if (reply.request.clientGone || reply.request.raw.socket.destroyed)
+    if (reply.request.unanswered || reply.request.raw.socket.destroyed)
       controller.abort(callerGone());
   }
   return controller.signal;

@@ -4,6 +4,7 @@ import type { Socket } from 'node:net';
 import type { FastifyBaseLogger, FastifyRequest } from 'fastify';
 import { NormserveError, requestNotArrived } from '../errors/index.js';
 import type { ServerConfig } from '../service/index.js';
+import { REQUEST_DISCARDED } from './callers.js';
 import { replyOf } from './client-gone.js';
 import type { ServiceMetrics } from './metrics.js';
 import { toProblem } from './problem.js';
@@ -86,6 +87,17 @@ export const requestTimedOut = (socket: Socket): boolean => timedOutSockets.has(
 export function clientErrorHandler(log: FastifyBaseLogger, metrics: ServiceMetrics) {
   const onClientError = (err: NodeJS.ErrnoException, socket: Socket): void => {
     if (err.code === 'ECONNRESET' || socket.destroyed || closingAfterAnswers.has(socket)) return;
+    if (err.code === 'HPE_CLOSED_CONNECTION') {
+      // Bytes after a request whose client asked to close the connection (`Connection: close`,
+      // HTTP/1.0 without keep-alive): RFC 9112 §9.6 has the client send no more and the server
+      // process none. Not malformed, and nothing is sent (Node closes the connection after that
+      // request's answer): a line as for a request behind the server's own close, no count.
+      log.info({ cause: err.code }, REQUEST_DISCARDED);
+      closingAfterAnswers.add(socket);
+      socket.pause();
+      afterAnswers(socket, () => socket.destroy());
+      return;
+    }
     let error: NormserveError;
     let message: string;
     if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {

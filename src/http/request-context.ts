@@ -41,10 +41,10 @@ declare module 'fastify' {
     /** performance.now() when the request arrived (for requests that never get a response). */
     receivedAt: number;
     /**
-     * Its client went before its response was sent whole (request-log.ts's recordClientGone): recorded
-     * once, as 499, and by no other hook.
+     * It got no response sent whole — its client went, or it came behind a response that closed
+     * its connection — and was recorded so (request-log.ts's recordUnanswered), by no other hook.
      */
-    clientGone: boolean;
+    unanswered: boolean;
     /**
      * The level of its request line: `warn` when it was answered with a problem that is a state
      * of the server (problem.ts, problemLogLevel), else `info`.

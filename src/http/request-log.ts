@@ -1,11 +1,13 @@
 /**
  * The request log and the request metrics: one log line per request (at its `lineLevel`), with the
- * inference it ran when it ran one, and the request's series in the metrics; a request whose client
- * left before its response was sent whole is recorded once, as 499 (or 408 when the server cut it
- * at REQUEST_TIMEOUT_MS), by `recordClientGone`.
+ * inference it ran when it ran one, and the request's series in the metrics; a request that got
+ * no response sent whole is recorded once by `recordUnanswered`: as 499 when its client left (or
+ * 408 when the server cut it at REQUEST_TIMEOUT_MS), as discarded when it came behind a response
+ * that closed its connection.
  */
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify';
 import { type ErrorCode, errorCatalogue } from '../errors/index.js';
+import { behindConnectionEnd, REQUEST_DISCARDED } from './callers.js';
 import { RECEIVE_TIMED_OUT, requestTimedOut } from './connection-limits.js';
 import { requestLoggedUrl } from './logged-url.js';
 import type { ServiceMetrics } from './metrics.js';
@@ -32,8 +34,12 @@ export interface RequestLog {
    * onRequestAbort), or after (trackCallers: its response closed unfinished — it may have been
    * waiting for a batch, which it leaves, or computing, which finishes unsent). A request the
    * server cut at REQUEST_TIMEOUT_MS also ends here: it got its 408 and is recorded as one.
+   * A request received behind one whose response closed the connection (callers.ts,
+   * behindConnectionEnd) was never to be answered (RFC 9112 §9.6): recorded once, at info, as
+   * discarded, with no status (none was sent) and in no request series — not as its client's
+   * abort (the attacker of 2026-12-04 saw those recorded as 499).
    */
-  recordClientGone(request: FastifyRequest): void;
+  recordUnanswered(request: FastifyRequest): void;
 }
 
 /** The request log of an app, counting into its metrics. */
@@ -43,8 +49,8 @@ export function requestLog(metrics: ServiceMetrics): RequestLog {
     reply: FastifyReply,
     done: HookHandlerDoneFunction,
   ): void => {
-    // Recorded already, as 499, when its client left (recordClientGone).
-    if (request.clientGone) {
+    // Recorded already, when it got no response (recordUnanswered).
+    if (request.unanswered) {
       done();
       return;
     }
@@ -107,14 +113,27 @@ export function requestLog(metrics: ServiceMetrics): RequestLog {
     }
     done();
   };
-  const recordClientGone = (request: FastifyRequest): void => {
-    if (request.clientGone) return;
-    request.clientGone = true;
+  const recordUnanswered = (request: FastifyRequest): void => {
+    if (request.unanswered) return;
+    request.unanswered = true;
     const url = request.routeOptions.url || request.allowedRoute;
     const route = url ? routeLabel(url) : 'unmatched';
     const seconds = (performance.now() - request.receivedAt) / 1000;
     const model = request.inference?.model ?? request.modelName ?? '';
     const servedVersion = request.inference?.version ?? request.servedVersion;
+    if (behindConnectionEnd(request.raw)) {
+      request.log.info(
+        {
+          method: request.method,
+          url: requestLoggedUrl(request),
+          route,
+          durationMs: Math.round(seconds * 1e6) / 1000,
+          ...(model ? { model } : {}),
+        },
+        REQUEST_DISCARDED,
+      );
+      return;
+    }
     const version = servedVersion === undefined ? '' : String(servedVersion);
     // The timeout cuts the connection, so only the request still arriving on it got the 408; one
     // received whole before it (queued for a batch, pipelined) just lost its client.
@@ -137,5 +156,5 @@ export function requestLog(metrics: ServiceMetrics): RequestLog {
       timedOut ? RECEIVE_TIMED_OUT : 'request aborted by the client',
     );
   };
-  return { onResponse, recordClientGone };
+  return { onResponse, recordUnanswered };
 }
