@@ -60,7 +60,7 @@ describe('API_TOKEN set', () => {
       const none = await get(t, url);
       expectUnauthorized(none, url);
       expect(none.json<{ detail: string }>().detail).toBe(
-        'traffic routes need "Authorization: Bearer <token>"',
+        'traffic routes need "Authorization: Bearer <token>" with the server\'s API_TOKEN',
       );
       expectUnauthorized(await get(t, url, 'another-token-0123456789'), url);
       expectUnauthorized(await get(t, url, ADMIN_TOKEN), url);
