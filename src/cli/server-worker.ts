@@ -84,9 +84,14 @@ export async function startServer(config: ServerConfig): Promise<void> {
   // From here on (before the first scan) SIGHUP rescans instead of ending the process.
   rescanOnHangup(registry, logger);
   if (channel) channel.onRefreshModel = answerRefreshRequests(channel, registry, logger);
-  const { removed, failed } = await registry.repository.removeTemporaries();
+  const { removed, failed, pinsUndone } = await registry.repository.removeTemporaries();
   if (removed.length > 0)
     logger.info({ removed }, 'removed temporary leftovers of interrupted writes');
+  for (const model of pinsUndone)
+    logger.warn(
+      { model },
+      'removed the pin of the active version a publish that never happened left (its process died before the rename): the highest version is served again',
+    );
   // A leftover is hidden from every reader: one that stays (a read-only repository) stops nothing.
   for (const { path, error } of failed)
     logger.warn({ path, error }, 'could not remove a temporary leftover of an interrupted write');

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { readdirSync, rmSync } from 'node:fs';
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { errnoOf } from '../errors/index.js';
 import { openWithoutBlocking } from './repository-files.js';
 import { UnsyncedWrite } from './storage-failure.js';
@@ -134,6 +134,8 @@ export interface StagedDirectory {
   ): Promise<string>;
   /** Removes the staged directory (not published); a leftover that cannot be removed is cleanup's. */
   discard(): Promise<void>;
+  /** Its temporary name in its parent (`.tmp-<host>-<pid>-<random>`). */
+  readonly name: string;
 }
 
 /**
@@ -159,6 +161,7 @@ export async function stageDirectory(
   }
   return {
     discard,
+    name: basename(temp),
     publish: async (chooseName, maxAttempts = 20, beforeRename) => {
       try {
         for (let attempt = 0; attempt < maxAttempts; attempt++) {

@@ -46,6 +46,12 @@ export const activeRecordSchema = z.looseObject({
   version: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
   updated_at: z.string().optional(),
   note: z.string().optional(),
+  /**
+   * A pin's: the staged directory (`.tmp-…` in the model's directory) of the publish it was
+   * written for. Should that process die before the rename, the start-up cleanup that removes
+   * the directory removes the pin too (undoAbandonedPin), as the publish's own failure would.
+   */
+  pinned_for: z.string().optional(),
 });
 export type ActiveRecord = z.output<typeof activeRecordSchema>;
 /** An active-version record is a few dozen bytes; anything this large is not one. */
@@ -87,6 +93,8 @@ export interface StagedVersion {
   publish(fence?: () => Promise<void>): Promise<PublishedVersion>;
   /** Removes it, unpublished. */
   discard(): Promise<void>;
+  /** Its temporary directory's name in the model's directory. */
+  readonly tempName: string;
 }
 
 /**
@@ -317,7 +325,8 @@ export class ModelRepository {
     // What an interrupted publish of a dead process left here (a CLI killed mid-publish), by the
     // rule of a server's start-up: a repository written only by CLIs is cleaned as it is used.
     // What cannot be removed stays hidden, and the publish goes on (removeTemporaries).
-    await removeAbandonedTemporaries(this.modelPath(name));
+    const { removed } = await removeAbandonedTemporaries(this.modelPath(name));
+    await this.undoAbandonedPin(name, removed).catch(() => false);
     let staged: Awaited<ReturnType<typeof stageDirectory>>;
     try {
       staged = await stageDirectory(this.modelPath(name), files);
@@ -326,6 +335,7 @@ export class ModelRepository {
     }
     return {
       discard: () => staged.discard(),
+      tempName: staged.name,
       publish: async (fence) => {
         try {
           const chosen = await staged.publish(
@@ -457,6 +467,7 @@ export class ModelRepository {
     expected: number | null,
     note?: string,
     fence?: () => Promise<void>,
+    pinnedFor?: string,
   ): Promise<ActiveIfWrite> {
     return this.withRecordLock(name, version, (recordFence) =>
       this.replaceActiveIf(
@@ -468,6 +479,7 @@ export class ModelRepository {
           await recordFence();
         },
         note,
+        pinnedFor,
       ),
     );
   }
@@ -514,10 +526,17 @@ export class ModelRepository {
     expected: number | null,
     fence: () => Promise<void>,
     note?: string,
+    pinnedFor?: string,
   ): Promise<ActiveIfWrite> {
     const found = (await this.readActive(name).catch(() => undefined))?.version ?? null;
     if (found !== expected) return { written: false, found };
-    const { record, previous, unsynced } = await this.replaceActive(name, version, fence, note);
+    const { record, previous, unsynced } = await this.replaceActive(
+      name,
+      version,
+      fence,
+      note,
+      pinnedFor,
+    );
     return {
       written: true,
       record,
@@ -562,11 +581,13 @@ export class ModelRepository {
     version: number,
     fence: () => Promise<void>,
     note?: string,
+    pinnedFor?: string,
   ): Promise<ActiveWrite> {
     const record: ActiveRecord = {
       version,
       updated_at: new Date().toISOString(),
       ...(note ? { note } : {}),
+      ...(pinnedFor !== undefined ? { pinned_for: pinnedFor } : {}),
     };
     const path = join(this.modelPath(name), ACTIVE_FILE);
     // Under the record's lock, which deleteVersion holds while it hides a version: present now, it
@@ -694,6 +715,24 @@ export class ModelRepository {
   }
 
   /**
+   * Removes the pin (a record with `pinned_for`) written before a publish whose staged directory
+   * is among `removed`, the leftovers of dead processes just removed: that process died between
+   * the pin and the rename, so nothing was published, and the pin — which would keep every
+   * version published later from being served — is undone as the publish's own failure undoes it
+   * (restoreActive, only while the record is still that pin). Without the record the highest
+   * version is served again, as before the pin (a pin is written only when no usable record named
+   * the version served). Whether it removed one.
+   */
+  private async undoAbandonedPin(name: string, removed: readonly string[]): Promise<boolean> {
+    const dir = this.modelPath(name);
+    const record = await this.readActive(name).catch(() => undefined);
+    const pinnedFor = record?.pinned_for;
+    if (record === undefined || pinnedFor === undefined) return false;
+    if (!removed.includes(join(dir, pinnedFor))) return false;
+    return this.restoreActive(name, record, undefined);
+  }
+
+  /**
    * Deletes temporary leftovers of interrupted writes: those of a dead process on this host at
    * once, those of other hosts (replicas sharing the volume) only when older than `maxAgeMs`, since
    * their writer may still be running; and the claims (model-lock.ts) a process left by dying
@@ -708,11 +747,23 @@ export class ModelRepository {
       join(this.root, JOBS_DIR),
       ...(await this.listModels()).map((m) => this.modelPath(m)),
     ];
-    const total: TemporariesRemoval = { removed: [], failed: [] };
+    const total: TemporariesRemoval = { removed: [], failed: [], pinsUndone: [] };
     for (const dir of dirs) {
       const { removed, failed } = await removeAbandonedTemporaries(dir, maxAgeMs);
       total.removed.push(...removed);
       total.failed.push(...failed);
+      const model =
+        dir === this.root || dir === join(this.root, JOBS_DIR) ? undefined : basename(dir);
+      if (model !== undefined && removed.length > 0) {
+        try {
+          if (await this.undoAbandonedPin(model, removed)) total.pinsUndone.push(model);
+        } catch (error) {
+          total.failed.push({
+            path: join(dir, ACTIVE_FILE),
+            error: error instanceof Error ? error.message : String(error),
+          });
+        }
+      }
       try {
         total.removed.push(...(await removeStaleClaims(dir)));
       } catch (error) {
@@ -741,6 +792,8 @@ function deletionNeedsSpace(name: string, version: number): string {
 export interface TemporariesRemoval {
   removed: string[];
   failed: { path: string; error: string }[];
+  /** Models whose pin was removed with its abandoned publish (undoAbandonedPin). */
+  pinsUndone: string[];
 }
 
 /** How old a temporary of another host must be to be taken as abandoned (its writer may live). */
@@ -755,7 +808,7 @@ async function removeAbandonedTemporaries(
   dir: string,
   maxAgeMs = TEMPORARY_MAX_AGE_MS,
 ): Promise<TemporariesRemoval> {
-  const result: TemporariesRemoval = { removed: [], failed: [] };
+  const result: TemporariesRemoval = { removed: [], failed: [], pinsUndone: [] };
   const failed = (path: string, e: unknown) =>
     result.failed.push({ path, error: e instanceof Error ? e.message : String(e) });
   const here = hostTag();

@@ -670,7 +670,7 @@ export class ModelRegistry {
     const staged = await this.repository.stageVersion(checkpoint);
     let pin: { record: ActiveRecord; previous?: string } | undefined;
     try {
-      if (!activate || conditional) pin = await this.pinActive(name, conditional);
+      if (!activate || conditional) pin = await this.pinActive(name, conditional, staged.tempName);
     } catch (e) {
       await staged.discard();
       throw e;
@@ -808,6 +808,7 @@ export class ModelRegistry {
   private async pinActive(
     name: string,
     conditional: boolean,
+    stagedName: string,
   ): Promise<{ record: ActiveRecord; previous?: string } | undefined> {
     // A conditional activation needs a record too: without one, the new version would be served
     // as the highest whatever the condition decides.
@@ -822,6 +823,10 @@ export class ModelRegistry {
         conditional
           ? 'pinned before publishing a version activated only if this one is still active'
           : 'pinned before publishing an inactive version',
+        undefined,
+        // Names the staged version: should this process die before its rename, the cleanup that
+        // removes the staged directory removes the pin too (undoAbandonedPin).
+        stagedName,
       );
       if (!pinned.written) return undefined; // an activation written meanwhile stands
       const pin = {

@@ -87,6 +87,7 @@ function deleteRightAfterPublishing(): { outcome: () => Promise<string>; waited:
     const staged = await stage.call(this, checkpoint);
     return {
       discard: () => staged.discard(),
+      tempName: staged.tempName,
       publish: async (fence) => {
         const published = await staged.publish(fence);
         const blocked = new Promise<string>((resolve) => {
