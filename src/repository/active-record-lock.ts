@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
 import { NormserveError } from '../errors/index.js';
-import { sleep } from './lock-file.js';
+import { removeClaimed } from './lock-claims.js';
+import { inspect, sleep, staleJudge } from './lock-file.js';
 import { acquireModelLock, UNKNOWN_LOCK_OWNER } from './model-lock.js';
 import { STALE_AFTER_MS } from './process-alive.js';
 
@@ -82,4 +84,20 @@ export async function withActiveRecordLock<T>(
     }
     await sleep(retryMs);
   }
+}
+
+/**
+ * Removes the record's lock of the model in `modelDir` when its holder is gone, by the lock's own
+ * rule (staleJudge; removed under its claim, as acquireModelLock breaks it): for the start-up
+ * cleanup. A writer breaks such a lock anyway, but one left on disk through restarts reads as a
+ * write still in progress (the operations tester of 2026-12-05). Its path when removed.
+ */
+export async function removeStaleActiveRecordLock(modelDir: string): Promise<string | undefined> {
+  const path = join(modelDir, ACTIVE_RECORD_LOCK_FILE);
+  const found = await inspect(modelDir, path);
+  if (found === undefined || 'unreadable' in found) return undefined;
+  const stale = staleJudge(STALE_AFTER_MS);
+  if (!stale(found)) return undefined;
+  const outcome = await removeClaimed(modelDir, path, found.key, stale, STALE_AFTER_MS, 0);
+  return outcome === 'removed' ? path : undefined;
 }

@@ -26,7 +26,11 @@ import {
   versionNotFound,
 } from '../errors/index.js';
 import { finishYielding } from '../nn/index.js';
-import { ACTIVE_RECORD_LOCK_FILE, withActiveRecordLock } from './active-record-lock.js';
+import {
+  ACTIVE_RECORD_LOCK_FILE,
+  removeStaleActiveRecordLock,
+  withActiveRecordLock,
+} from './active-record-lock.js';
 import {
   fsyncPath,
   hostTag,
@@ -765,6 +769,10 @@ export class ModelRepository {
         }
       }
       try {
+        if (model !== undefined) {
+          const lock = await removeStaleActiveRecordLock(dir);
+          if (lock !== undefined) total.removed.push(lock);
+        }
         total.removed.push(...(await removeStaleClaims(dir)));
       } catch (error) {
         total.failed.push({

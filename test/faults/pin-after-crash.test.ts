@@ -66,13 +66,35 @@ describe('a publish killed between its pin and its rename', () => {
     expect(temporaries(model)).toEqual([pin.pinned_for]);
     expect(existsSync(join(model, '2'))).toBe(false);
 
+    // It held the record's lock too (a publish renames holding it).
+    const lock = join(model, '.active-version.lock');
+    expect(existsSync(lock)).toBe(true);
     const { removed, pinsUndone } = await new ModelRepository(
       join(model, '..'),
     ).removeTemporaries();
     expect(removed).toEqual([join(model, pin.pinned_for)]);
+    // The pin's undoing broke the dead holder's lock (and released its own).
+    expect(existsSync(lock)).toBe(false);
     expect(pinsUndone).toEqual(['digits']);
     // No record: the highest version is served again, as before the pin.
     expect(existsSync(record)).toBe(false);
+  });
+
+  it("killed while writing the pin itself: the cleanup removes the dead holder's record lock too", async () => {
+    const { model, data, record } = prepare();
+    const killed = recalibrate(model, data, '/digits/active-version\\.json$');
+    expect(killed.signal, killed.stderr).toBe('SIGKILL');
+    expect(existsSync(record)).toBe(false);
+    const lock = join(model, '.active-version.lock');
+    expect(existsSync(lock)).toBe(true);
+    const { removed, pinsUndone } = await new ModelRepository(
+      join(model, '..'),
+    ).removeTemporaries();
+    // It used to stay through every restart, reading as a write in progress.
+    expect(removed).toContain(lock);
+    expect(existsSync(lock)).toBe(false);
+    expect(pinsUndone).toEqual([]);
+    expect(temporaries(model)).toEqual([]);
   });
 
   it('a pin whose publish went through stays, whatever the cleanup', async () => {
