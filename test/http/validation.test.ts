@@ -660,6 +660,25 @@ describe('the request object', () => {
     ]);
   });
 
+  it('an infer request with an unknown field, at the top, in an input or an output, is a 400 naming it', async () => {
+    const INFER = '/v2/models/digits/infer';
+    const body = inferBody([digitsRow()]);
+    const [input] = body.inputs as Record<string, unknown>[];
+    expectInvalid(await post({ ...body, ouputs: [{ name: 'logits' }] }, INFER), [
+      { path: 'ouputs', message: 'unknown field (did you mean "outputs"?)' },
+    ]);
+    expectInvalid(await post({ ...body, inputs: [{ ...input, dtype: 'FP32' }] }, INFER), [
+      { path: 'inputs[0].dtype', message: 'unknown field' },
+    ]);
+    const parameter = { binary_data: true };
+    expectInvalid(await post({ ...body, outputs: [{ name: 'logits', parameter }] }, INFER), [
+      { path: 'outputs[0].parameter', message: 'unknown field (did you mean "parameters"?)' },
+    ]);
+    // Inside parameters any key goes: the protocol's extensions live there.
+    const extended = { ...body, parameters: { sequence_id: 7 } };
+    expect((await post(extended, INFER)).statusCode).toBe(200);
+  });
+
   it('an unknown field named with quotes, control characters or at length is quoted: escaped and cut', async () => {
     expectInvalid(await post({ instances: [digitsRow()], 'foo\u0000"bar\n': 1 }), [
       { path: '["foo\\u0000\\"bar\\n"]', message: 'unknown field' },

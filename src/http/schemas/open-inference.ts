@@ -71,7 +71,7 @@ export const modelMetadataSchema = z
 const tensorName = z.string().max(LIMITS.nameChars);
 
 /** The request tensor; `data` is checked by the handler (infer-request.ts) against the shape. */
-export const inferInputSchema = z.object({
+export const inferInputSchema = z.strictObject({
   name: tensorName.meta({ description: 'Must be the model input name, "input"' }),
   shape: z.array(z.number().int().min(0)).max(LIMITS.shapeDims).meta({
     description: '[N, ...input_shape] (e.g. [N, 1, 8, 8]) or [N, features] (e.g. [N, 64])',
@@ -98,13 +98,18 @@ const outputParameters = parametersSchema.optional().meta({
   examples: [{ classification: 3 }, { classification: 3, binary_data: true }],
 });
 
+/**
+ * Strict, as the TF-style route: an unknown key is a 400 naming it (and the key it likely meant),
+ * so a misspelt `ouputs` or `parameter` is not silently answered as if absent. Triton and KServe
+ * ignore unknown keys; every key their clients send is known here, extensions go in `parameters`.
+ */
 function inferRequest<I extends z.ZodType>(input: I) {
-  return z.object({
+  return z.strictObject({
     id: z.string().max(LIMITS.idChars).optional().meta({ description: 'Echoed in the response' }),
     parameters: parametersSchema.optional(),
     inputs: z.array(input).min(1, 'at least one input tensor is required').max(LIMITS.tensors),
     outputs: z
-      .array(z.object({ name: tensorName, parameters: outputParameters }))
+      .array(z.strictObject({ name: tensorName, parameters: outputParameters }))
       .max(LIMITS.tensors)
       .optional()
       .meta({
