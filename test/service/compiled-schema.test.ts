@@ -185,9 +185,21 @@ describe('compileAccepts accepts exactly what zod accepts', () => {
         outputs: [{ name: 'label', parameters: { binary_data: true } }],
         parameters: { x: 1 },
       },
-      { inputs: [{ name: 'input', shape: [1, 2], datatype: 'FP32', data: [[1, 2]], extra: 1 }] },
+      { inputs: [{ name: 'input', shape: [1, 2], datatype: 'FP32', data: [[1, 2]] }] },
     ];
     agrees(inferRequestSchema(), valid);
+    // Strict at the top, in an input and in an output; free inside parameters.
+    const accepts = compileAccepts(inferRequestSchema())!;
+    const [base] = valid();
+    const input = base!.inputs[0]!;
+    for (const strange of [
+      { ...base, extra: 1 },
+      { ...base, inputs: [{ ...input, extra: 1 }] },
+      { ...base, outputs: [{ name: 'label', extra: 1 }] },
+    ]) {
+      expect(accepts(strange), JSON.stringify(strange)).toBe(false);
+      expect(inferRequestSchema().safeParse(strange).success).toBe(false);
+    }
     agrees(binaryInferHeaderSchema(), () => [
       ...valid(),
       {
