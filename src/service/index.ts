@@ -204,10 +204,9 @@ export {
   type RecalibrationRequest,
   type RecalibrationRows,
   RecalibrationService,
-  RecalibrationSession,
   type RecalibrationStarted,
-  slices,
 } from './recalibration-service.js';
+export { RecalibrationSession, slices } from './recalibration-session.js';
 export { LIMITS, noteSchema } from './request-limits.js';
 export {
   isWellFormedRequestId,
