@@ -33,7 +33,7 @@ import { parseJsonBytes } from './json-body.js';
 import { JSON_TYPE } from './json-responses.js';
 import { notFoundHandler } from './not-found.js';
 import { registerOpenApi } from './openapi.js';
-import { errorHandler } from './problem.js';
+import { errorHandler, logIfFault } from './problem.js';
 import { requestLog } from './request-log.js';
 import { malformedTarget } from './request-target.js';
 import { routeGuards } from './route-access.js';
@@ -166,11 +166,12 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   // reads or a body over a limit sent to DELETE :recalibrate or PUT /v1/nothing answered 400, 415
   // or 413 (the recalibration attacker of 2026-12-04). The body is still read or refused as
   // before; only the answer is the path's. Errors before the body (the request's target) stay.
-  app.setErrorHandler((error, request, reply) =>
-    request.is404 && request.readingBody && !reply.sent
-      ? notFound(request, reply)
-      : errorHandler(error as Error, request, reply),
-  );
+  app.setErrorHandler((error, request, reply) => {
+    if (!(request.is404 && request.readingBody && !reply.sent))
+      return errorHandler(error as Error, request, reply);
+    logIfFault(error as Error, request);
+    return notFound(request, reply);
+  });
   app.addHook('onRoute', routePatterns.record);
   app.setNotFoundHandler(notFound);
   // JSON only where JSON is declared: drop Fastify's text/plain parser so other types get 415.

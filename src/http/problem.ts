@@ -157,10 +157,20 @@ export function errorHandler(
   request: FastifyRequest,
   reply: FastifyReply,
 ): FastifyReply {
+  const normserveError = logIfFault(error, request);
+  request.lineLevel = problemLogLevel(normserveError);
+  return sendProblem(reply, request, normserveError);
+}
+
+/**
+ * `error` as the problem it is, logged at error with its stack when it is a fault
+ * (isServerFault). Also for an error raised while the body of a request no route serves is read,
+ * which is answered with its 404 or 405 all the same (app.ts): the fault must not go unseen.
+ */
+export function logIfFault(error: FastifyError | Error, request: FastifyRequest): NormserveError {
   const normserveError = isNormserveError(error)
     ? error
     : fromFastifyError(error as FastifyError, request);
   if (isServerFault(normserveError)) request.log.error({ err: error }, 'request failed');
-  request.lineLevel = problemLogLevel(normserveError);
-  return sendProblem(reply, request, normserveError);
+  return normserveError;
 }
