@@ -41,7 +41,7 @@ import {
 } from './atomic-write.js';
 import { removeStaleClaims } from './lock-claims.js';
 import { releaseModelLockOf } from './model-lock.js';
-import { isProcessAlive } from './process-alive.js';
+import { isProcessAlive, processStartedAtMs } from './process-alive.js';
 import { RepositoryFiles } from './repository-files.js';
 import { storageFailure, UnsyncedWrite } from './storage-failure.js';
 
@@ -56,10 +56,19 @@ export const activeRecordSchema = z.looseObject({
    * the directory removes the pin too (undoAbandonedPin), as the publish's own failure would.
    */
   pinned_for: z.string().optional(),
+  /**
+   * A pin's too: the text of the record it replaced (one naming a version not served: it failed to
+   * load, or is gone), put back by that cleanup as the publish's own failure puts it back. Absent
+   * when there was none, or it was longer than PINNED_OVER_MAX_CHARS (the cleanup then removes the
+   * pin, and the highest version is served).
+   */
+  pinned_over: z.string().optional(),
 });
 export type ActiveRecord = z.output<typeof activeRecordSchema>;
 /** An active-version record is a few dozen bytes; anything this large is not one. */
 const MAX_ACTIVE_RECORD_BYTES = 64 * 1024;
+/** The longest replaced record a pin keeps (pinned_over): the pin itself stays a small record. */
+const PINNED_OVER_MAX_CHARS = 16 * 1024;
 
 export const ACTIVE_FILE = 'active-version.json';
 /** Job records shared by the processes of a repository (hidden from the model scan). */
@@ -587,12 +596,6 @@ export class ModelRepository {
     note?: string,
     pinnedFor?: string,
   ): Promise<ActiveWrite> {
-    const record: ActiveRecord = {
-      version,
-      updated_at: new Date().toISOString(),
-      ...(note ? { note } : {}),
-      ...(pinnedFor !== undefined ? { pinned_for: pinnedFor } : {}),
-    };
     const path = join(this.modelPath(name), ACTIVE_FILE);
     // Under the record's lock, which deleteVersion holds while it hides a version: present now, it
     // stays present until this write is done.
@@ -603,6 +606,17 @@ export class ModelRepository {
     const previous = await this.files
       .readText(path, MAX_ACTIVE_RECORD_BYTES)
       .catch(() => undefined);
+    const pinnedOver =
+      pinnedFor !== undefined && previous !== undefined && previous.length <= PINNED_OVER_MAX_CHARS
+        ? previous
+        : undefined;
+    const record: ActiveRecord = {
+      version,
+      updated_at: new Date().toISOString(),
+      ...(note ? { note } : {}),
+      ...(pinnedFor !== undefined ? { pinned_for: pinnedFor } : {}),
+      ...(pinnedOver !== undefined ? { pinned_over: pinnedOver } : {}),
+    };
     const text = recordText(record);
     // Once renamed into place the record is written, synced or not (unsynced, reported).
     let unsynced: UnsyncedWrite | undefined;
@@ -723,9 +737,11 @@ export class ModelRepository {
    * is among `removed`, the leftovers of dead processes just removed: that process died between
    * the pin and the rename, so nothing was published, and the pin — which would keep every
    * version published later from being served — is undone as the publish's own failure undoes it
-   * (restoreActive, only while the record is still that pin). Without the record the highest
-   * version is served again, as before the pin (a pin is written only when no usable record named
-   * the version served). Whether it removed one.
+   * (restoreActive, only while the record is still that pin): the record it replaced is put back
+   * (`pinned_over`; a pin is written only when no usable record named the version served, so that
+   * one names a version that failed to load or is gone, an operator's choice to keep), else the
+   * record is removed and the highest version is served again, as before the pin. Whether it
+   * undid one.
    */
   private async undoAbandonedPin(name: string, removed: readonly string[]): Promise<boolean> {
     const dir = this.modelPath(name);
@@ -733,7 +749,7 @@ export class ModelRepository {
     const pinnedFor = record?.pinned_for;
     if (record === undefined || pinnedFor === undefined) return false;
     if (!removed.includes(join(dir, pinnedFor))) return false;
-    return this.restoreActive(name, record, undefined);
+    return this.restoreActive(name, record, record.pinned_over);
   }
 
   /**
@@ -808,9 +824,29 @@ export interface TemporariesRemoval {
 const TEMPORARY_MAX_AGE_MS = 3_600_000;
 
 /**
+ * How much earlier than the start of the live process with its pid a temporary must have been
+ * last written to be another process's: the start time is known within ~20 ms
+ * (processStartedAtMs), and this leaves room for a small step of the clock.
+ */
+const WRITTEN_BEFORE_START_MARGIN_MS = 500;
+
+/**
+ * Whether a temporary of this host last written at `mtimeMs` is older than the process now
+ * running with its `pid`, and so was left by an earlier process with that pid. A container's
+ * restart reuses pids (a server as PID 1, its workers' pids too): a server killed in a publish
+ * and restarted in the same pod found its own pid in the leftover's name and kept it for an hour
+ * (the second reader of 2026-12-05, with a pin that meanwhile hid every newer version).
+ */
+function writtenBeforeStart(pid: number, mtimeMs: number): boolean {
+  const started = processStartedAtMs(pid);
+  return started !== undefined && mtimeMs < started - WRITTEN_BEFORE_START_MARGIN_MS;
+}
+
+/**
  * Deletes the temporaries (`.tmp-<host>-<pid>-…`) in `dir` that their writer abandoned: those of
- * a dead process of this host, and those of other hosts older than `maxAgeMs`. A missing `dir`
- * holds none. Never throws: what it cannot list or remove is returned in `failed`.
+ * a process of this host that is dead, or was not yet running when the temporary was last written
+ * (its pid reused: writtenBeforeStart), and those of other hosts older than `maxAgeMs`. A missing
+ * `dir` holds none. Never throws: what it cannot list or remove is returned in `failed`.
  */
 async function removeAbandonedTemporaries(
   dir: string,
@@ -831,10 +867,13 @@ async function removeAbandonedTemporaries(
     const path = join(dir, entry);
     const [host, pidText] = entry.slice(TEMP_PREFIX.length).split('-');
     const pid = Number(pidText);
-    let abandoned =
-      host === here && Number.isInteger(pid) && pid !== process.pid && !isProcessAlive(pid);
+    const local = host === here && Number.isInteger(pid) && pid > 0;
+    let abandoned = local && pid !== process.pid && !isProcessAlive(pid);
     try {
-      if (!abandoned) abandoned = Date.now() - (await stat(path)).mtimeMs > maxAgeMs;
+      if (!abandoned) {
+        const { mtimeMs } = await stat(path);
+        abandoned = Date.now() - mtimeMs > maxAgeMs || (local && writtenBeforeStart(pid, mtimeMs));
+      }
       if (abandoned) {
         await rm(path, { recursive: true, force: true });
         result.removed.push(path);

@@ -1,0 +1,106 @@
+/**
+ * Leftovers of a process whose pid is running again: a container's restart reuses pids (the
+ * server as PID 1, its workers' pids too), so a leftover named with a live pid — this process's
+ * own, or another's — may be an earlier process's. It is when it was last written before the live
+ * process started (model-repository.ts, writtenBeforeStart). Before, the cleanup kept such a
+ * leftover for an hour, and with it the pin of a publish killed before its rename, which hid every
+ * newer version (the second reader of 2026-12-05). The pin's undoing puts back the record it
+ * replaced (`pinned_over`).
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { hostTag } from '../../src/repository/atomic-write.js';
+import { ModelRepository, TEMP_PREFIX } from '../../src/repository/index.js';
+import { processStartedAtMs } from '../../src/repository/process-alive.js';
+import { makeRepository } from '../helpers/app.js';
+import { removeTempDirs } from '../helpers/temp-files.js';
+
+const children: ChildProcess[] = [];
+afterAll(() => {
+  for (const child of children) child.kill('SIGKILL');
+  removeTempDirs();
+});
+
+/** A staged-looking directory in `dir` named for `pid`, last written at `mtimeMs`. */
+function leftover(dir: string, pid: number, tail: string, mtimeMs: number): string {
+  const path = join(dir, `${TEMP_PREFIX}${hostTag()}-${pid}-${tail}`);
+  mkdirSync(path);
+  writeFileSync(join(path, 'config.json'), '{}');
+  const at = new Date(mtimeMs);
+  utimesSync(path, at, at);
+  return path;
+}
+
+const ownStart = (): number => {
+  const started = processStartedAtMs(process.pid);
+  expect(started, 'this test needs /proc (Linux)').toBeDefined();
+  return started!;
+};
+
+describe('leftovers named with a pid that is running again', () => {
+  it('processStartedAtMs reads this process’s start within a few hundred ms of what Node says', () => {
+    // performance.timeOrigin is taken as Node starts, a little after the exec the kernel dates.
+    const delta = performance.timeOrigin - ownStart();
+    expect(delta).toBeGreaterThan(-250);
+    expect(delta).toBeLessThan(5_000);
+  });
+
+  it('this process’s own pid: one written before it started is removed, one written since is kept', async () => {
+    const repository = makeRepository(['digits']);
+    const model = join(repository, 'digits');
+    const earlier = leftover(model, process.pid, 'aaaaaaaaaaaa', ownStart() - 10_000);
+    const own = leftover(model, process.pid, 'bbbbbbbbbbbb', Date.now());
+    const { removed } = await new ModelRepository(repository).removeTemporaries();
+    expect(removed).toContain(earlier);
+    expect(removed).not.toContain(own);
+    expect(existsSync(earlier)).toBe(false);
+    expect(existsSync(own)).toBe(true);
+  });
+
+  it('another live process’s pid: the same rule', async () => {
+    const child = spawn('sleep', ['60'], { stdio: 'ignore' });
+    children.push(child);
+    const pid = child.pid!;
+    // Its start, once /proc shows it (at once after spawn on Linux; polled with a bound).
+    let started: number | undefined;
+    for (let i = 0; i < 100 && started === undefined; i++) {
+      started = processStartedAtMs(pid);
+      if (started === undefined) await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(started).toBeDefined();
+    const repository = makeRepository(['digits']);
+    const model = join(repository, 'digits');
+    const earlier = leftover(model, pid, 'cccccccccccc', started! - 10_000);
+    const its = leftover(model, pid, 'dddddddddddd', Date.now() + 1_000);
+    const { removed } = await new ModelRepository(repository).removeTemporaries();
+    expect(removed).toContain(earlier);
+    expect(removed).not.toContain(its);
+  });
+
+  it('a pin over a record naming a version that is gone: its undoing puts that record back', async () => {
+    const repository = makeRepository(['digits']);
+    const model = join(repository, 'digits');
+    const record = join(model, 'active-version.json');
+    // The operator's choice, version 3, not there now: version 1, the highest, is served.
+    const operators = `${JSON.stringify({ version: 3, note: 'keep 3' })}\n`;
+    writeFileSync(record, operators);
+    const staged = `${TEMP_PREFIX}${hostTag()}-${process.pid}-eeeeeeeeeeee`;
+    const repo = new ModelRepository(repository);
+    const pin = await repo.writeActiveIf('digits', 1, 3, 'pinned', undefined, staged);
+    expect(pin.written).toBe(true);
+    expect(JSON.parse(readFileSync(record, 'utf8'))).toMatchObject({
+      version: 1,
+      pinned_for: staged,
+      pinned_over: operators,
+    });
+    // The publish's process died before its rename; a server with its pid starts (a restart in
+    // the same pod): the staged directory was written before this process started.
+    const path = leftover(model, process.pid, 'eeeeeeeeeeee', ownStart() - 10_000);
+    const { removed, pinsUndone } = await repo.removeTemporaries();
+    expect(removed).toContain(path);
+    expect(pinsUndone).toEqual(['digits']);
+    expect(readFileSync(record, 'utf8')).toBe(operators);
+  });
+});
