@@ -784,15 +784,23 @@ export class ModelRepository {
           });
         }
       }
+      // Claims first: a dead process may have left the record lock's own claim (killed while
+      // releasing the lock), which would make the lock's removal below find its claim busy.
       try {
-        if (model !== undefined) {
-          const lock = await removeStaleActiveRecordLock(dir);
-          if (lock !== undefined) total.removed.push(lock);
-        }
         total.removed.push(...(await removeStaleClaims(dir)));
       } catch (error) {
         total.failed.push({
           path: dir,
+          error: error instanceof Error ? error.message : String(error),
+        });
+      }
+      if (model === undefined) continue;
+      try {
+        const lock = await removeStaleActiveRecordLock(dir);
+        if (lock !== undefined) total.removed.push(lock);
+      } catch (error) {
+        total.failed.push({
+          path: join(dir, ACTIVE_RECORD_LOCK_FILE),
           error: error instanceof Error ? error.message : String(error),
         });
       }

@@ -185,10 +185,19 @@ describe('SIGKILL during publish / activate / delete', () => {
         const claims = listTree(repository).filter((p) => /\.claim-[0-9a-f]{24}$/.test(p));
         stats.claimsLeft += claims.length;
         // And the record's lock it held (a publish, an activation, a deletion), with its claim,
-        // unless the undoing of its pin took and released it first, or its claim was busy (a
-        // writer breaks it then anyway).
+        // unless the undoing of its pin took and released it first: gone either way, when it
+        // could be read (one the kill left empty is judged by its age, as a writer judges it).
         const recordLock = 'digits/.active-version.lock';
+        const recordLockPath = join(repository, recordLock);
+        let recordLockReadable = false;
+        try {
+          JSON.parse(readFileSync(recordLockPath, 'utf8'));
+          recordLockReadable = true;
+        } catch {
+          // absent, or killed before its owner was written
+        }
         const { removed, failed } = await new ModelRepository(repository).removeTemporaries();
+        if (recordLockReadable) expect(existsSync(recordLockPath)).toBe(false);
         expect(failed).toEqual([]);
         expect(
           removed

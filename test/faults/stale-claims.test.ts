@@ -6,7 +6,7 @@
  * a lock that never came back (a record's, a deleted model's) stayed for good.
  */
 import { spawnSync } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { mkdirSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -100,6 +100,27 @@ describe('start-up cleanup of claims', () => {
     expect(hidden(modelDir)).toEqual(['.recalibration.lock', liveLocal.name].sort());
     expect(hidden(jobs)).toEqual([liveRemote.name]);
     expect(readdirSync(modelDir)).toContain('notes.claim-x');
+  });
+
+  it('the record lock and its own claim, both left by a dead process (killed releasing the lock): both go', async () => {
+    const { root, modelDir } = repository();
+    const lock = join(modelDir, '.active-version.lock');
+    const lockText = JSON.stringify({
+      owner: randomUUID(),
+      host: here,
+      pid: deadPid(),
+      acquired_at: new Date().toISOString(),
+    });
+    writeFileSync(lock, lockText);
+    // The claim a releasing holder takes on its lock (lock-claims.ts, claimPathOf of its key).
+    const key = createHash('sha256').update(`content:${lockText}`).digest('hex');
+    const lockClaim = `${lock}.claim-${createHash('sha256').update(key).digest('hex').slice(0, 24)}`;
+    claim(lockClaim, { host: here, pid: deadPid() });
+    const { removed, failed } = await new ModelRepository(root).removeTemporaries();
+    expect(failed).toEqual([]);
+    // Before, the lock's removal found its claim busy, broke it on the way and left the lock.
+    expect(removed).toContain(lock);
+    expect(hidden(modelDir)).toEqual([]);
   });
 
   it('never removes a claim this process holds (a write of a record in progress)', async () => {
