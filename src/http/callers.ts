@@ -10,10 +10,7 @@ export const REQUEST_DISCARDED =
 interface Connection {
   /** Requests received on it so far. */
   received: number;
-  /**
-   * The place of the first request whose response closes the connection (none: Infinity): noted
-   * as such a response is written, or fixed beforehand by closesConnection.
-   */
+  /** The place of the first request whose response closes the connection (none: Infinity). */
   lastPlace: number;
 }
 // Set once per connection and per request, as properties: no WeakMap entry or object per request
@@ -46,21 +43,10 @@ export function behindConnectionEnd(request: IncomingMessage): boolean {
   return connection !== undefined && place > connection.lastPlace;
 }
 
-/**
- * Whether `request`'s response is the one to close its connection when the server closes
- * connections after their last request (the lame duck, the drain): the last request received on
- * it when the first of its responses in that phase is sent. That place is fixed then, so the
- * requests pipelined behind it by then are answered, and those received later are behind the
- * connection's end (behindConnectionEnd: not processed): a client that always keeps requests in
- * flight still meets the close, after what it had sent by then (the second reader of
- * 2026-12-05: it never did while its next request had always arrived).
- */
-export function closesConnection(request: IncomingMessage): boolean {
+/** Whether a request later than `request` has been received on its connection (pipelined). */
+export function requestBehind(request: IncomingMessage): boolean {
   const found = placeOf(request);
-  if (found === undefined) return true;
-  const { place, connection } = found;
-  connection.lastPlace = Math.min(connection.lastPlace, connection.received);
-  return place >= connection.lastPlace;
+  return found !== undefined && found.connection.received > found.place;
 }
 
 /**
