@@ -40,17 +40,23 @@ describe('a fault while the body of a request no route serves is read', () => {
 
   const linesOf = (id: string): Line[] =>
     served.logs.map((l) => JSON.parse(l) as Line).filter((l) => l.request_id === id);
-
-  it('is answered with the path’s 404 and logged at error with its stack', async () => {
+  /** A JSON POST: its status and the log lines of its request. */
+  const post = async (url: string, payload: string) => {
     const res = await served.app.inject({
       method: 'POST',
-      url: '/v1/nothing',
+      url,
       headers: { 'content-type': 'application/json' },
-      payload: JSON.stringify({ x: MARKER }),
+      payload,
     });
-    expect(res.statusCode).toBe(404);
-    const id = res.json<{ request_id: string }>().request_id;
-    const lines = linesOf(id);
+    return {
+      status: res.statusCode,
+      lines: linesOf(res.json<{ request_id: string }>().request_id),
+    };
+  };
+
+  it('is answered with the path’s 404 and logged at error with its stack', async () => {
+    const { status, lines } = await post('/v1/nothing', JSON.stringify({ x: MARKER }));
+    expect(status).toBe(404);
     const fault = lines.find((l) => l.level === ERROR);
     expect(fault?.msg).toBe('request failed');
     expect(fault?.err?.message).toBe('a bug in the parser');
@@ -60,26 +66,17 @@ describe('a fault while the body of a request no route serves is read', () => {
   });
 
   it('a client’s malformed body on such a path is its 404 alone, with no error line', async () => {
-    const res = await served.app.inject({
-      method: 'POST',
-      url: '/v1/nothing',
-      headers: { 'content-type': 'application/json' },
-      payload: '{"x": ',
-    });
-    expect(res.statusCode).toBe(404);
-    const lines = linesOf(res.json<{ request_id: string }>().request_id);
+    const { status, lines } = await post('/v1/nothing', '{"x": ');
+    expect(status).toBe(404);
     expect(lines.filter((l) => l.level === ERROR)).toEqual([]);
   });
 
   it('the same fault on a route that reads JSON is a 500, logged the same way', async () => {
-    const res = await served.app.inject({
-      method: 'POST',
-      url: '/v1/models/digits:predict',
-      headers: { 'content-type': 'application/json' },
-      payload: JSON.stringify({ x: MARKER }),
-    });
-    expect(res.statusCode).toBe(500);
-    const lines = linesOf(res.json<{ request_id: string }>().request_id);
+    const { status, lines } = await post(
+      '/v1/models/digits:predict',
+      JSON.stringify({ x: MARKER }),
+    );
+    expect(status).toBe(500);
     expect(lines.find((l) => l.level === ERROR)?.err?.message).toBe('a bug in the parser');
   });
 });
