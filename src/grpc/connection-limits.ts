@@ -1,12 +1,6 @@
-import type { Http2Server } from 'node:http2';
 import type { Server as NetServer, Socket } from 'node:net';
 import type { Server } from '@grpc/grpc-js';
-
-/** The part of grpc-js 1.14's Server used here (not in its typings; checked at run time). */
-interface ServerInternals {
-  /** The http2 servers it listens with (filled by bindAsync). */
-  http2Servers?: Map<Http2Server, unknown>;
-}
+import { http2ServersOf } from './http2-servers.js';
 
 /**
  * At most `max` open connections on the gRPC port, as MAX_CONNECTIONS is for HTTP's: Node closes
@@ -18,9 +12,9 @@ interface ServerInternals {
  * shared by all of them (shareConnectionLimit).
  */
 export function limitGrpcConnections(server: Server, max: number, dropped: () => void): boolean {
-  const servers = (server as unknown as ServerInternals).http2Servers;
-  if (!(servers instanceof Map) || servers.size === 0) return false;
-  shareConnectionLimit([...servers.keys()], max, dropped);
+  const servers = http2ServersOf(server);
+  if (servers === undefined || servers.length === 0) return false;
+  shareConnectionLimit(servers, max, dropped);
   return true;
 }
 

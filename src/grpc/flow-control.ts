@@ -1,5 +1,6 @@
-import type { Http2Server, ServerHttp2Session } from 'node:http2';
+import type { ServerHttp2Session } from 'node:http2';
 import type { Server } from '@grpc/grpc-js';
+import { http2ServersOf } from './http2-servers.js';
 
 /**
  * The HTTP/2 receive window the gRPC server offers its clients, per stream and per connection.
@@ -11,12 +12,10 @@ import type { Server } from '@grpc/grpc-js';
  */
 export const GRPC_RECEIVE_WINDOW_BYTES = 4 * 1024 * 1024;
 
-/** The parts of grpc-js 1.14's Server used here (not in its typings; checked at run time). */
+/** The part of grpc-js 1.14's Server used here (not in its typings; checked at run time). */
 interface ServerInternals {
   /** Options every http2 server it creates is made with (its `settings` are sent to clients). */
   commonServerOptions?: { settings?: Record<string, unknown> };
-  /** The http2 servers it listens with (filled by bindAsync). */
-  http2Servers?: Map<Http2Server, unknown>;
 }
 
 /**
@@ -38,9 +37,9 @@ export function widenStreamWindows(server: Server): boolean {
 
 /** After bindAsync: every new connection's window is raised to `GRPC_RECEIVE_WINDOW_BYTES`. */
 export function widenConnectionWindows(server: Server): boolean {
-  const servers = (server as unknown as ServerInternals).http2Servers;
-  if (!(servers instanceof Map)) return false;
-  for (const http2Server of servers.keys()) {
+  const servers = http2ServersOf(server);
+  if (servers === undefined) return false;
+  for (const http2Server of servers) {
     http2Server.on('session', (session: ServerHttp2Session) => {
       try {
         session.setLocalWindowSize(GRPC_RECEIVE_WINDOW_BYTES);
@@ -49,5 +48,5 @@ export function widenConnectionWindows(server: Server): boolean {
       }
     });
   }
-  return servers.size > 0;
+  return servers.length > 0;
 }

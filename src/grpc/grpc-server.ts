@@ -60,6 +60,8 @@ import { ComputeLane } from './compute-lane.js';
 import { limitGrpcConnections } from './connection-limits.js';
 import { widenConnectionWindows, widenStreamWindows } from './flow-control.js';
 import { HealthStatus, healthRequestService } from './health.js';
+import { http2ServersOf } from './http2-servers.js';
+import { LingeringConnections } from './lingering-connections.js';
 
 export { routeGrpcJsLog } from './grpc-js-log.js';
 
@@ -727,6 +729,11 @@ export function listenGrpc(server: Server, host: string, port: number): Promise<
       }
       widenConnectionWindows(server);
       const extra = extras.get(server);
+      const lingering = new LingeringConnections();
+      const http2Servers = http2ServersOf(server);
+      if (http2Servers === undefined)
+        extra?.log.warn({}, 'gRPC: ended connections not followed (grpc-js internals changed)');
+      else lingering.watch(http2Servers);
       if (
         extra?.maxConnections !== undefined &&
         !limitGrpcConnections(server, extra.maxConnections, extra.onConnectionDropped ?? (() => {}))
@@ -742,14 +749,22 @@ export function listenGrpc(server: Server, host: string, port: number): Promise<
             // never finishes one cannot hold the drain to its end (the process would exit 1 then):
             // the other half is left for the calls it lets in to be computed and answered.
             extra?.admission.drain(Math.floor(timeoutMs / 2));
-            // An answer its client has not read by then is cancelled: the server's work is done,
-            // and the drain ends without being forced (UnreadAnswers).
+            // An answer its client has not read by then is cancelled, and a connection whose
+            // session has ended but whose client has not closed it is destroyed: the server's work
+            // on them is done, and the drain ends without being forced (UnreadAnswers,
+            // LingeringConnections).
             const unread = setTimeout(() => {
               const cancelled = extra?.unreadAnswers.cancelUnread() ?? 0;
               if (cancelled > 0)
                 extra?.log.warn(
                   { calls: cancelled },
                   'gRPC: answers their clients had not yet read were cancelled to end the drain',
+                );
+              const destroyed = lingering.destroyEnded();
+              if (destroyed > 0)
+                extra?.log.warn(
+                  { connections: destroyed },
+                  'gRPC: connections their clients had not closed after their last call were destroyed to end the drain',
                 );
             }, drainLastStepsMs(timeoutMs));
             const force = setTimeout(() => {

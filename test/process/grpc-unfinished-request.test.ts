@@ -6,6 +6,7 @@
  * "killed by timeout").
  */
 import { type ClientHttp2Stream, connect, constants, type IncomingHttpHeaders } from 'node:http2';
+import { connect as connectTcp } from 'node:net';
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { modelInferFrame } from '../helpers/grpc.js';
@@ -28,7 +29,8 @@ killServersAfterEach();
 interface Unfinished {
   stream: ClientHttp2Stream;
   answer?: IncomingHttpHeaders;
-  closed: boolean;
+  /** The stream has closed: here, the server's RST_STREAM has arrived (its client never ends it). */
+  readonly closed: boolean;
 }
 
 describe('gRPC requests that never finish, in the real server process', () => {
@@ -53,16 +55,21 @@ describe('gRPC requests that never finish, in the real server process', () => {
           te: 'trailers',
           ...headers,
         });
-        const call: Unfinished = { stream, closed: false };
+        const call: Unfinished = {
+          stream,
+          // Not the 'close' event: Node emits it only once the client's own writes have
+          // finished, and writes still waiting for the stream's window when the server resets it
+          // never do (Node 20, under load: 65,541 bytes left queued, the stream closed, no 'close').
+          get closed() {
+            return stream.closed;
+          },
+        };
         stream.on('error', () => {});
         stream.on('response', (h) => {
           call.answer = h;
         });
         stream.on('trailers', (h) => {
           call.answer = h;
-        });
-        stream.on('close', () => {
-          call.closed = true;
         });
         // 1 MiB announced, 64 KiB sent, never the end.
         const prefix = Buffer.alloc(5);
@@ -83,6 +90,13 @@ describe('gRPC requests that never finish, in the real server process', () => {
       expect(held.closed).toBe(false);
       server.child.kill('SIGTERM');
       const { code, signal } = await exitWithin(server, EXIT_WITHIN_MS);
+      console.log(
+        'DBGLOGS',
+        server.stderr(),
+        held.stream.writableLength,
+        held.stream.closed,
+        held.answer,
+      );
       expect({ code, signal }, server.stderr()).toEqual({ code: 0, signal: null });
       expect(held.answer?.['normserve-code']).toBe('SHUTTING_DOWN');
       expect(Number(held.answer?.['grpc-status'])).toBe(status.UNAVAILABLE);
@@ -121,13 +135,10 @@ describe('gRPC requests that never finish, in the real server process', () => {
           'content-type': 'application/grpc',
           te: 'trailers',
         });
-        const call = { stream, headers: false, closed: false };
+        const call = { stream, headers: false };
         stream.on('error', () => {});
         stream.on('response', () => {
           call.headers = true;
-        });
-        stream.on('close', () => {
-          call.closed = true;
         });
         stream.end(frame as Buffer);
         return call;
@@ -151,6 +162,54 @@ describe('gRPC requests that never finish, in the real server process', () => {
       ).toMatchObject({ level: 40, calls: 2 });
     } finally {
       session.destroy();
+    }
+  });
+
+  it("WORKERS=1: a client that never closes its connection after the server has ended it is cut at the drain's last step, and the process exits 0", async () => {
+    const grpcPort = await freePort();
+    const server = startServer(
+      servingEnv(digitsRepositoryCopy(), '1', {
+        GRPC_PORT: String(grpcPort),
+        SHUTDOWN_TIMEOUT_MS: '4000',
+      }),
+    );
+    await server.waitForLog((l) => l.msg === 'gRPC server listening', 'gRPC server listening');
+    // An HTTP/2 client that opens its connection and then ignores the GOAWAY and the server's FIN
+    // (allowHalfOpen): Node's own client does so when a stream the server reset still had writes
+    // queued. The server's http2 close waited for this connection to the drain's end (exit 1).
+    const socket = connectTcp({ port: grpcPort, host: '127.0.0.1', allowHalfOpen: true });
+    let received = 0;
+    socket.on('error', () => {});
+    socket.on('data', (chunk: Buffer) => {
+      received += chunk.length;
+    });
+    try {
+      // The client preface and an empty SETTINGS frame (RFC 9113 §3.4, §6.5).
+      socket.write(
+        Buffer.concat([
+          Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'),
+          Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]),
+        ]),
+      );
+      // The server's SETTINGS: its session is up.
+      await expect.poll(() => received, POLL).toBeGreaterThan(0);
+      server.child.kill('SIGTERM');
+      const { code, signal } = await exitWithin(server, EXIT_WITHIN_MS);
+      expect({ code, signal }, server.stderr()).toEqual({ code: 0, signal: null });
+      expect(
+        server.logs.some((l) =>
+          /killed by timeout|did not end within SHUTDOWN_TIMEOUT_MS/.test(String(l.msg)),
+        ),
+      ).toBe(false);
+      expect(
+        server.logs.find(
+          (l) =>
+            l.msg ===
+            'gRPC: connections their clients had not closed after their last call were destroyed to end the drain',
+        ),
+      ).toMatchObject({ level: 40, connections: 1 });
+    } finally {
+      socket.destroy();
     }
   });
 });
