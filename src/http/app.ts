@@ -13,7 +13,7 @@ import { SHUTTING_DOWN_RETRY_AFTER_SECONDS } from '../service/index.js';
 import { JSON_BODY_TYPES } from './accepted-types.js';
 import type { AppDeps, AppInstance } from './app-types.js';
 import { OCTET_STREAM } from './binary-infer.js';
-import { behindConnectionEnd, requestBehind, trackCallers } from './callers.js';
+import { answerBuilt, behindConnectionEnd, closesConnection, trackCallers } from './callers.js';
 import { abortReply, linkReply, replyOf, replySignal } from './client-gone.js';
 import { drainableConnections, IDLE_LINGER_MS, type ListenerHandover } from './connection-drain.js';
 import {
@@ -254,14 +254,15 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     // In the lame-duck phase too (SHUTDOWN_DELAY_MS), as Go's Server.Shutdown and Envoy's drain
     // do: a kept-alive client's next request opens a new connection, which the Service sends to
     // another pod once the endpoints are updated, instead of meeting the drain's 503 here.
-    // Those two close after the last request received: one pipelined behind this one is
-    // answered too (Node would send it nothing once a response closes the connection), and the
-    // connection closes after its response instead.
-    if (
+    // Those two close after the last request received when they first answer on the connection
+    // (closesConnection): one pipelined behind this one by then is answered too (Node would send
+    // it nothing once a response closes the connection), and the connection closes after its
+    // response instead; one received later is behind the connection's end, not processed.
+    const closeAfter =
       bodyLeftUnread(request.raw) ||
-      ((closing || !deps.phase.acceptingTraffic) && !requestBehind(request.raw))
-    )
-      void reply.header('Connection', 'close');
+      ((closing || !deps.phase.acceptingTraffic) && closesConnection(request.raw));
+    answerBuilt(request.raw);
+    if (closeAfter) void reply.header('Connection', 'close');
     done(null, payload);
   });
   app.addHook('onResponse', onResponse);

@@ -10,8 +10,13 @@ export const REQUEST_DISCARDED =
 interface Connection {
   /** Requests received on it so far. */
   received: number;
-  /** The place of the first request whose response closes the connection (none: Infinity). */
+  /**
+   * The place of the first request whose response closes the connection (none: Infinity): noted
+   * as such a response is written, or fixed beforehand by closesConnection.
+   */
   lastPlace: number;
+  /** The latest place whose response has been built (answerBuilt), in any order. */
+  built: number;
 }
 // Set once per connection and per request, as properties: no WeakMap entry or object per request
 // on the 1-row path (side by side with the tree before them, `bench/ab-trees.ts … "JSON 1 row"`,
@@ -43,10 +48,32 @@ export function behindConnectionEnd(request: IncomingMessage): boolean {
   return connection !== undefined && place > connection.lastPlace;
 }
 
-/** Whether a request later than `request` has been received on its connection (pipelined). */
-export function requestBehind(request: IncomingMessage): boolean {
+/**
+ * Whether `request`'s response is to close its connection when the server closes connections
+ * after their last request (the lame duck, the drain). The first time it is asked on a connection,
+ * the closing place is fixed: the last request received by then, so that those pipelined behind
+ * this one are answered too, or the next to arrive if that one's response was already built (a
+ * pipelined answer built before an earlier one, before the phase began, went without the close).
+ * Requests received after that place are behind the connection's end (behindConnectionEnd: not
+ * processed), so a client that always keeps a request in flight still meets the close after what
+ * it had sent (the lame-duck review of 2026-12-05, finding 4: before, it never did).
+ */
+export function closesConnection(request: IncomingMessage): boolean {
   const found = placeOf(request);
-  return found !== undefined && found.connection.received > found.place;
+  if (found === undefined) return true;
+  const { place, connection } = found;
+  connection.lastPlace = Math.min(
+    connection.lastPlace,
+    Math.max(connection.received, connection.built + 1),
+  );
+  return place >= connection.lastPlace;
+}
+
+/** Notes that `request`'s response has been built: its head can no longer take a close. */
+export function answerBuilt(request: IncomingMessage): void {
+  const found = placeOf(request);
+  if (found !== undefined && found.place > found.connection.built)
+    found.connection.built = found.place;
 }
 
 /**
@@ -85,7 +112,7 @@ export function trackCallers(
     callers.connections++;
     callers.idleConnections++;
     const open = new Set<ServerResponse>();
-    const connection: Connection = { received: 0, lastPlace: Infinity };
+    const connection: Connection = { received: 0, lastPlace: Infinity, built: 0 };
     (socket as Followed)[connectionKey] = connection;
     inProgress.set(socket, { open, connection });
     socket.once('close', () => {

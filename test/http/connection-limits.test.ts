@@ -424,6 +424,43 @@ describe('requests pipelined on a connection that is to close', () => {
     await waitFor(() => (lines.length >= 2 ? true : undefined), 'both lines');
     expect(lines.filter((l) => l.msg === REQUEST_DISCARDED)).toEqual([]);
   });
+
+  it('in the lame duck, a client that always keeps a request in flight still meets the close, after what it had sent', async () => {
+    const { port, lines } = await listenLogged<Line>();
+    t!.app.deps.phase.enter('lame-duck');
+    const socket = connect(port, '127.0.0.1');
+    socket.on('error', () => undefined);
+    const CAP = 30;
+    // Each predict is sent in two parts: its head and half its body, then the rest once the
+    // answer before it arrives. So whenever an answer is written, the next request has been
+    // received (its head), and the client never stops sending by itself until CAP.
+    const part = (whole: string) => whole.slice(0, whole.length - 10);
+    const rest = (whole: string) => whole.slice(whole.length - 10);
+    const request = predict();
+    let raw = '';
+    let sent = 2;
+    socket.setEncoding('utf8').on('data', (d: string) => {
+      const before = responses(raw).length;
+      raw += d;
+      if (responses(raw).length === before) return;
+      socket.write(sent < CAP ? `${rest(request)}${part(request)}` : rest(request));
+      sent++;
+    });
+    const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+    socket.write(`${request}${part(request)}`);
+    await closed;
+    const answered = responses(raw);
+    // Before, no answer closed the connection until the client stopped sending (CAP answers).
+    expect(answered).toEqual(['HTTP/1.1 200', 'HTTP/1.1 200']);
+    const last = raw.lastIndexOf('HTTP/1.1 200');
+    expect(raw.slice(0, last)).not.toMatch(/^connection: close\r$/im);
+    expect(raw.slice(last)).toMatch(/^connection: close\r$/im);
+    // The one it sent after the close was decided is not processed, and is logged as such.
+    await waitFor(
+      () => lines.find((l) => l.msg === REQUEST_DISCARDED),
+      "the discarded request's line",
+    );
+  });
 });
 
 describe('MAX_CONNECTIONS', () => {
