@@ -4,6 +4,7 @@ import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { basename, join } from 'node:path';
 import { errnoOf } from '../errors/index.js';
+import { ownStartTicks } from './process-start.js';
 import { openWithoutBlocking } from './repository-files.js';
 import { UnsyncedWrite } from './storage-failure.js';
 
@@ -11,15 +12,48 @@ import { UnsyncedWrite } from './storage-failure.js';
 export const TEMP_PREFIX = '.tmp-';
 
 /**
- * A temporary name that says who made it (`.tmp-<host>-<pid>-<random>`), so start-up cleanup can
- * tell an abandoned leftover of a dead local process from a live writer on another replica.
+ * A temporary name that says who made it (`.tmp-<host>-<pid>_<start ticks>-<random>`), so
+ * start-up cleanup can tell an abandoned leftover of a dead local process, or of an earlier
+ * process with the same pid, from a live writer here or on another replica. The start ticks
+ * (processStartTicks) are left out where /proc cannot tell them: `.tmp-<host>-<pid>-<random>`, as
+ * every temporary was named before 2026-12-05.
  */
 export function temporaryName(): string {
-  return `${TEMP_PREFIX}${hostTag()}-${process.pid}-${randomBytes(6).toString('hex')}`;
+  return `${TEMP_PREFIX}${hostTag()}-${writerTag()}-${randomBytes(6).toString('hex')}`;
 }
 
 /** This host's name as it appears in temporary names (no '-', which separates the fields). */
 export const hostTag = (): string => hostname().replace(/[^A-Za-z0-9_]/g, '_');
+
+/** This process as temporary names name it: `<pid>_<start ticks>`, or `<pid>`. */
+function writerTag(): string {
+  const ticks = ownStartTicks();
+  return ticks === undefined ? String(process.pid) : `${process.pid}_${ticks}`;
+}
+
+/** Who wrote a temporary, from its name (temporaryName); undefined for another kind of name. */
+export interface TemporaryWriter {
+  host: string;
+  pid: number;
+  /** Its processStartTicks; undefined in a name without them. */
+  startTicks?: number;
+}
+
+export function temporaryWriter(name: string): TemporaryWriter | undefined {
+  if (!name.startsWith(TEMP_PREFIX)) return undefined;
+  const match = /^([A-Za-z0-9_]+)-([1-9][0-9]*)(?:_([0-9]+))?-/.exec(
+    name.slice(TEMP_PREFIX.length),
+  );
+  if (!match) return undefined;
+  const pid = Number(match[2]);
+  if (!Number.isSafeInteger(pid)) return undefined;
+  const ticks = match[3] === undefined ? undefined : Number(match[3]);
+  return {
+    host: match[1]!,
+    pid,
+    ...(ticks !== undefined && Number.isSafeInteger(ticks) ? { startTicks: ticks } : {}),
+  };
+}
 
 /**
  * Removes this process's own temporaries in `dir` (temporaryName's, by host and pid), at once and
@@ -28,7 +62,7 @@ export const hostTag = (): string => hostname().replace(/[^A-Za-z0-9_]/g, '_');
  * missing `dir` holds none.
  */
 export function removeOwnTemporariesSync(dir: string): void {
-  const own = `${TEMP_PREFIX}${hostTag()}-${process.pid}-`;
+  const own = `${TEMP_PREFIX}${hostTag()}-${writerTag()}-`;
   let names: string[];
   try {
     names = readdirSync(dir);
@@ -134,7 +168,7 @@ export interface StagedDirectory {
   ): Promise<string>;
   /** Removes the staged directory (not published); a leftover that cannot be removed is cleanup's. */
   discard(): Promise<void>;
-  /** Its temporary name in its parent (`.tmp-<host>-<pid>-<random>`). */
+  /** Its temporary name in its parent (temporaryName). */
   readonly name: string;
 }
 

@@ -36,12 +36,15 @@ import {
   hostTag,
   stageDirectory,
   TEMP_PREFIX,
+  type TemporaryWriter,
   temporaryName,
+  temporaryWriter,
   writeFileAtomically,
 } from './atomic-write.js';
 import { removeStaleClaims } from './lock-claims.js';
 import { releaseModelLockOf } from './model-lock.js';
-import { isProcessAlive, processStartedAtMs } from './process-alive.js';
+import { isProcessAlive } from './process-alive.js';
+import { processStartedAtMs, processStartTicks } from './process-start.js';
 import { RepositoryFiles } from './repository-files.js';
 import { storageFailure, UnsyncedWrite } from './storage-failure.js';
 
@@ -832,29 +835,38 @@ export interface TemporariesRemoval {
 const TEMPORARY_MAX_AGE_MS = 3_600_000;
 
 /**
- * How much earlier than the start of the live process with its pid a temporary must have been
- * last written to be another process's: the start time is known within ~20 ms
- * (processStartedAtMs), and this leaves room for a small step of the clock.
+ * How much earlier than the start of the live process with its pid a temporary named without its
+ * writer's start (temporaryWriter) must have been last written to be another process's: the
+ * start time is known within ~20 ms (processStartedAtMs), and this leaves room for a small step
+ * of the clock.
  */
 const WRITTEN_BEFORE_START_MARGIN_MS = 500;
 
 /**
- * Whether a temporary of this host last written at `mtimeMs` is older than the process now
- * running with its `pid`, and so was left by an earlier process with that pid. A container's
- * restart reuses pids (a server as PID 1, its workers' pids too): a server killed in a publish
- * and restarted in the same pod found its own pid in the leftover's name and kept it for an hour
- * (the second reader of 2026-12-05, with a pin that meanwhile hid every newer version).
+ * Whether a temporary of this host was left by an earlier process with the pid of one now running
+ * (a container's restart reuses pids: a server as PID 1, its workers' pids too). A server killed
+ * in a publish and restarted in the same pod found its own pid in the leftover's name and kept it
+ * for an hour (the second reader of 2026-12-05, with a pin that meanwhile hid every newer
+ * version). A name with its writer's start ticks says so exactly; one without (written before
+ * 2026-12-05, or where /proc cannot tell) is judged by its mtime against the live process's start,
+ * which a file system whose clock lags the host's could misjudge.
  */
-function writtenBeforeStart(pid: number, mtimeMs: number): boolean {
-  const started = processStartedAtMs(pid);
-  return started !== undefined && mtimeMs < started - WRITTEN_BEFORE_START_MARGIN_MS;
+function pidReused(writer: TemporaryWriter, mtimeMs: () => Promise<number>): Promise<boolean> {
+  if (writer.startTicks !== undefined) {
+    const ticks = processStartTicks(writer.pid);
+    return Promise.resolve(ticks !== undefined && ticks !== writer.startTicks);
+  }
+  const started = processStartedAtMs(writer.pid);
+  if (started === undefined) return Promise.resolve(false);
+  return mtimeMs().then((m) => m < started - WRITTEN_BEFORE_START_MARGIN_MS);
 }
 
 /**
- * Deletes the temporaries (`.tmp-<host>-<pid>-…`) in `dir` that their writer abandoned: those of
- * a process of this host that is dead, or was not yet running when the temporary was last written
- * (its pid reused: writtenBeforeStart), and those of other hosts older than `maxAgeMs`. A missing
- * `dir` holds none. Never throws: what it cannot list or remove is returned in `failed`.
+ * Deletes the temporaries (temporaryName's) in `dir` that their writer abandoned: those of a
+ * process of this host that is dead, or that is not the process now running with its pid
+ * (pidReused), and those older than `maxAgeMs` whose writer cannot be told alive: of another host,
+ * or named without its start. A missing `dir` holds none. Never throws: what it cannot list or
+ * remove is returned in `failed`.
  */
 async function removeAbandonedTemporaries(
   dir: string,
@@ -873,15 +885,16 @@ async function removeAbandonedTemporaries(
   }
   for (const entry of names.filter((n) => n.startsWith(TEMP_PREFIX))) {
     const path = join(dir, entry);
-    const [host, pidText] = entry.slice(TEMP_PREFIX.length).split('-');
-    const pid = Number(pidText);
-    const local = host === here && Number.isInteger(pid) && pid > 0;
-    let abandoned = local && pid !== process.pid && !isProcessAlive(pid);
+    const writer = temporaryWriter(entry);
+    const local = writer !== undefined && writer.host === here ? writer : undefined;
+    const mtimeMs = async () => (await stat(path)).mtimeMs;
     try {
-      if (!abandoned) {
-        const { mtimeMs } = await stat(path);
-        abandoned = Date.now() - mtimeMs > maxAgeMs || (local && writtenBeforeStart(pid, mtimeMs));
-      }
+      const abandoned =
+        (local !== undefined &&
+          ((local.pid !== process.pid && !isProcessAlive(local.pid)) ||
+            (await pidReused(local, mtimeMs)))) ||
+        // A live writer of this host named with its start is alive for as long as it takes.
+        (local?.startTicks === undefined && Date.now() - (await mtimeMs()) > maxAgeMs);
       if (abandoned) {
         await rm(path, { recursive: true, force: true });
         result.removed.push(path);

@@ -33,33 +33,6 @@ export function exitedUnreaped(pid: number): boolean {
 }
 
 /**
- * Linux's USER_HZ, the unit of a process's start time in /proc/<pid>/stat: 100 on every
- * architecture Linux supports (it is part of the ABI, whatever the kernel's own HZ; proc(5)).
- */
-const USER_HZ = 100;
-
-/**
- * When process `pid` of this host started, in ms since the epoch: its start in clock ticks after
- * boot (/proc/<pid>/stat, field 22) against the time since boot now (/proc/uptime), both of the
- * host's clock, in containers too; within ~20 ms. Undefined where /proc cannot tell (no such
- * process, not Linux).
- */
-export function processStartedAtMs(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    const uptime = readFileSync('/proc/uptime', 'latin1');
-    const now = Date.now();
-    // Fields after the last ')' begin with field 3 (state): field 22 is the 20th of them.
-    const ticks = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
-    const upSeconds = Number(uptime.split(' ')[0]);
-    if (!Number.isFinite(ticks) || !Number.isFinite(upSeconds)) return undefined;
-    return now - (upSeconds - ticks / USER_HZ) * 1000;
-  } catch {
-    return undefined;
-  }
-}
-
-/**
  * Liveness of work shared through the repository (model locks, job records): the holder shows
  * it is alive every HEARTBEAT_INTERVAL_MS; work whose heartbeat is older than STALE_AFTER_MS is
  * taken as abandoned by every other process. The bound allows six missed heartbeats (a busy event

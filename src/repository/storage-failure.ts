@@ -103,7 +103,7 @@ const label = (root: string, path: string): string => relative(root, path).split
  * `e` as the catalogue's storage error when its errno is the storage's (STORAGE_ERRNOS), its
  * message naming the operation, the errno and the path relative to the repository:
  * `cannot publish a version of "digits": no space left on the device (ENOSPC) writing
- * digits/.tmp-vm-81-3f2a/model.safetensors`. Anything else is returned unchanged.
+ * digits/.tmp-vm-81_1534870-3f2a/model.safetensors`. Anything else is returned unchanged.
  */
 export function storageFailure(
   e: unknown,

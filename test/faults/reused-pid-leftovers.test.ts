@@ -1,8 +1,9 @@
 /**
  * Leftovers of a process whose pid is running again: a container's restart reuses pids (the
  * server as PID 1, its workers' pids too), so a leftover named with a live pid — this process's
- * own, or another's — may be an earlier process's. It is when it was last written before the live
- * process started (model-repository.ts, writtenBeforeStart). Before, the cleanup kept such a
+ * own, or another's — may be an earlier process's. It is when the start ticks in its name are not
+ * the live process's, or, in a name without them, when it was last written before the live
+ * process started (model-repository.ts, pidReused). Before, the cleanup kept such a
  * leftover for an hour, and with it the pin of a publish killed before its rename, which hid every
  * newer version (the second reader of 2026-12-05). The pin's undoing puts back the record it
  * replaced (`pinned_over`).
@@ -11,9 +12,13 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { hostTag } from '../../src/repository/atomic-write.js';
+import { hostTag, temporaryName, temporaryWriter } from '../../src/repository/atomic-write.js';
 import { ModelRepository, TEMP_PREFIX } from '../../src/repository/index.js';
-import { processStartedAtMs } from '../../src/repository/process-alive.js';
+import {
+  ownStartTicks,
+  processStartedAtMs,
+  processStartTicks,
+} from '../../src/repository/process-start.js';
 import { makeRepository } from '../helpers/app.js';
 import { removeTempDirs } from '../helpers/temp-files.js';
 
@@ -23,8 +28,11 @@ afterAll(() => {
   removeTempDirs();
 });
 
-/** A staged-looking directory in `dir` named for `pid`, last written at `mtimeMs`. */
-function leftover(dir: string, pid: number, tail: string, mtimeMs: number): string {
+/**
+ * A staged-looking directory in `dir` named for `pid` (`<pid>_<ticks>` when given its start
+ * ticks), last written at `mtimeMs`.
+ */
+function leftover(dir: string, pid: number | string, tail: string, mtimeMs: number): string {
   const path = join(dir, `${TEMP_PREFIX}${hostTag()}-${pid}-${tail}`);
   mkdirSync(path);
   writeFileSync(join(path, 'config.json'), '{}');
@@ -47,7 +55,35 @@ describe('leftovers named with a pid that is running again', () => {
     expect(delta).toBeLessThan(5_000);
   });
 
-  it('this process’s own pid: one written before it started is removed, one written since is kept', async () => {
+  it('temporaryName names this process with its start ticks, and temporaryWriter reads them back', () => {
+    const ticks = ownStartTicks();
+    expect(ticks, 'this test needs /proc (Linux)').toBeDefined();
+    expect(temporaryWriter(`${temporaryName()}-lock`)).toEqual({
+      host: hostTag(),
+      pid: process.pid,
+      startTicks: ticks,
+    });
+    // A name from before the start ticks: the pid alone.
+    expect(temporaryWriter(`${TEMP_PREFIX}${hostTag()}-81-3f2a9b0c1d2e`)).toEqual({
+      host: hostTag(),
+      pid: 81,
+    });
+    expect(temporaryWriter(`${TEMP_PREFIX}removed-x`)).toBeUndefined();
+  });
+
+  it('a name with its writer’s start: another start with a live pid is removed however fresh; the live writer’s is kept however old its mtime (a lagging file-system clock)', async () => {
+    const repository = makeRepository(['digits']);
+    const model = join(repository, 'digits');
+    const ticks = ownStartTicks()!;
+    const earlier = leftover(model, `${process.pid}_${ticks - 1}`, 'ffffffffffff', Date.now());
+    // Two hours behind this host's clock: the mtime rule took it for an earlier process's.
+    const own = leftover(model, `${process.pid}_${ticks}`, 'aaaaaaaaaaaa', Date.now() - 7_200_000);
+    const { removed } = await new ModelRepository(repository).removeTemporaries();
+    expect(removed).toEqual([earlier]);
+    expect(existsSync(own)).toBe(true);
+  });
+
+  it('a name without its writer’s start, this process’s own pid: one written before it started is removed, one written since is kept', async () => {
     const repository = makeRepository(['digits']);
     const model = join(repository, 'digits');
     const earlier = leftover(model, process.pid, 'aaaaaaaaaaaa', ownStart() - 10_000);
@@ -59,7 +95,7 @@ describe('leftovers named with a pid that is running again', () => {
     expect(existsSync(own)).toBe(true);
   });
 
-  it('another live process’s pid: the same rule', async () => {
+  it('another live process’s pid: the same rules', async () => {
     const child = spawn('sleep', ['60'], { stdio: 'ignore' });
     children.push(child);
     const pid = child.pid!;
@@ -72,11 +108,14 @@ describe('leftovers named with a pid that is running again', () => {
     expect(started).toBeDefined();
     const repository = makeRepository(['digits']);
     const model = join(repository, 'digits');
+    const ticks = processStartTicks(pid)!;
     const earlier = leftover(model, pid, 'cccccccccccc', started! - 10_000);
     const its = leftover(model, pid, 'dddddddddddd', Date.now() + 1_000);
+    const earlierNamed = leftover(model, `${pid}_${ticks + 1}`, 'eeeeeeeeeeee', Date.now());
+    const itsNamed = leftover(model, `${pid}_${ticks}`, 'ffffffffffff', started! - 10_000);
     const { removed } = await new ModelRepository(repository).removeTemporaries();
-    expect(removed).toContain(earlier);
-    expect(removed).not.toContain(its);
+    expect(removed.sort()).toEqual([earlier, earlierNamed].sort());
+    expect(existsSync(its) && existsSync(itsNamed)).toBe(true);
   });
 
   it('a pin over a record naming a version that is gone: its undoing puts that record back', async () => {
