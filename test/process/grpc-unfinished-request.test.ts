@@ -90,13 +90,6 @@ describe('gRPC requests that never finish, in the real server process', () => {
       expect(held.closed).toBe(false);
       server.child.kill('SIGTERM');
       const { code, signal } = await exitWithin(server, EXIT_WITHIN_MS);
-      console.log(
-        'DBGLOGS',
-        server.stderr(),
-        held.stream.writableLength,
-        held.stream.closed,
-        held.answer,
-      );
       expect({ code, signal }, server.stderr()).toEqual({ code: 0, signal: null });
       expect(held.answer?.['normserve-code']).toBe('SHUTTING_DOWN');
       expect(Number(held.answer?.['grpc-status'])).toBe(status.UNAVAILABLE);
