@@ -1,6 +1,9 @@
 import type { Http2Server, ServerHttp2Session } from 'node:http2';
 import type { Socket } from 'node:net';
 
+/** How long a connection whose HTTP/2 session has ended waits for its client to close it. */
+export const CLOSE_WAIT_MS = 10_000;
+
 /**
  * The gRPC port's TCP connections whose HTTP/2 session has ended but whose client has not closed
  * them. Node ends such a session gracefully (finishSessionClose in lib/internal/http2/core.js):
@@ -11,12 +14,21 @@ import type { Socket } from 'node:net';
  * stream never emits 'close', so its session never closes its socket (a refused upload, seen
  * under load in test/process/grpc-unfinished-request.test.ts).
  *
- * `destroyEnded` destroys those connections, and from then on each one whose session ends (its
- * socket's end written): their server side has nothing left to do.
+ * The same wait held every connection whose session grpc-js ended while serving — past
+ * GRPC_MAX_CONNECTION_AGE_MS, after a keepalive's unanswered ping — open for ever, counted against
+ * MAX_CONNECTIONS. Such a connection is destroyed `closeWaitMs` after its session ended, and
+ * `destroyEnded` destroys those left at once, and from then on each as its session ends: their
+ * server side has nothing left to do.
  */
 export class LingeringConnections {
   private readonly sessions = new Map<Socket, ServerHttp2Session>();
   private ending = false;
+
+  /**
+   * @param closeWaitMs how long a connection whose session has ended waits for its client's close
+   *   (a client closes at once on the server's FIN; ten seconds cover a loaded one)
+   */
+  constructor(private readonly closeWaitMs = CLOSE_WAIT_MS) {}
 
   /** Follows every connection `servers` accept (bindAsync's http2 servers). */
   watch(servers: readonly Http2Server[]): void {
@@ -33,9 +45,16 @@ export class LingeringConnections {
         if (session === undefined || session.socket?.remotePort !== socket.remotePort) return;
         this.sessions.set(socket, session);
         socket.once('close', () => this.sessions.delete(socket));
-        // Node ends the socket when the session has ended (finishSessionClose).
+        // Node ends the socket when the session has ended (finishSessionClose), and only then.
         socket.once('finish', () => {
-          if (this.ending && session.destroyed) socket.destroy();
+          if (!session.destroyed) return;
+          if (this.ending) {
+            socket.destroy();
+            return;
+          }
+          const timer = setTimeout(() => socket.destroy(), this.closeWaitMs);
+          timer.unref();
+          socket.once('close', () => clearTimeout(timer));
         });
       });
     }
