@@ -8,6 +8,7 @@ import { createServer, type Http2Server, type ServerHttp2Session } from 'node:ht
 import { connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LingeringConnections } from '../../src/grpc/lingering-connections.js';
+import { HTTP2_CLIENT_PREFACE } from '../helpers/grpc.js';
 
 const POLL = { timeout: 20_000, interval: 20 };
 const cleanups: (() => void)[] = [];
@@ -39,13 +40,7 @@ async function lingering(watch?: LingeringConnections) {
     server.close();
     for (const s of sockets) s.destroy();
   });
-  // The client preface and an empty SETTINGS frame (RFC 9113 §3.4, §6.5).
-  client.write(
-    Buffer.concat([
-      Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'),
-      Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]),
-    ]),
-  );
+  client.write(HTTP2_CLIENT_PREFACE);
   await expect.poll(() => sessions.length, POLL).toBe(1);
   return { session: sessions[0]!, socket: () => sockets[0]!, clientEnded: () => ended };
 }

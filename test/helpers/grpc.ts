@@ -250,3 +250,12 @@ export function modelInferFrame(rows = 1, values?: Uint8Array): Buffer {
   message.copy(frame, 5);
   return frame;
 }
+
+/**
+ * What an HTTP/2 client sends first: its preface and an empty SETTINGS frame (RFC 9113 §3.4,
+ * §6.5), for a raw TCP client that opens a connection and then does nothing more.
+ */
+export const HTTP2_CLIENT_PREFACE = Buffer.concat([
+  Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'),
+  Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]),
+]);

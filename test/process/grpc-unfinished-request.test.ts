@@ -9,7 +9,7 @@ import { type ClientHttp2Stream, connect, constants, type IncomingHttpHeaders } 
 import { connect as connectTcp } from 'node:net';
 import { status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
-import { modelInferFrame } from '../helpers/grpc.js';
+import { HTTP2_CLIENT_PREFACE, modelInferFrame } from '../helpers/grpc.js';
 import {
   digitsRepositoryCopy,
   exitWithin,
@@ -26,6 +26,31 @@ const POLL = { timeout: 20_000, interval: 20 };
 
 killServersAfterEach();
 
+/** A server process (WORKERS=1) with a gRPC port and a 4 s SHUTDOWN_TIMEOUT_MS, listening. */
+async function startGrpcServer(env: Record<string, string> = {}) {
+  const grpcPort = await freePort();
+  const server = startServer(
+    servingEnv(digitsRepositoryCopy(), '1', {
+      GRPC_PORT: String(grpcPort),
+      SHUTDOWN_TIMEOUT_MS: '4000',
+      ...env,
+    }),
+  );
+  await server.waitForLog((l) => l.msg === 'gRPC server listening', 'gRPC server listening');
+  return { grpcPort, server };
+}
+
+/** The process, sent SIGTERM before, exits 0 with its drain not cut short by the timeout. */
+async function drainedCleanly(server: ReturnType<typeof startServer>): Promise<void> {
+  const { code, signal } = await exitWithin(server, EXIT_WITHIN_MS);
+  expect({ code, signal }, server.stderr()).toEqual({ code: 0, signal: null });
+  expect(
+    server.logs.some((l) =>
+      /killed by timeout|did not end within SHUTDOWN_TIMEOUT_MS/.test(String(l.msg)),
+    ),
+  ).toBe(false);
+}
+
 interface Unfinished {
   stream: ClientHttp2Stream;
   answer?: IncomingHttpHeaders;
@@ -35,15 +60,7 @@ interface Unfinished {
 
 describe('gRPC requests that never finish, in the real server process', () => {
   it('WORKERS=1: refused without the token and reset; with it, SIGTERM ends the call SHUTTING_DOWN and the process exits 0', async () => {
-    const grpcPort = await freePort();
-    const server = startServer(
-      servingEnv(digitsRepositoryCopy(), '1', {
-        GRPC_PORT: String(grpcPort),
-        API_TOKEN: TOKEN,
-        SHUTDOWN_TIMEOUT_MS: '4000',
-      }),
-    );
-    await server.waitForLog((l) => l.msg === 'gRPC server listening', 'gRPC server listening');
+    const { grpcPort, server } = await startGrpcServer({ API_TOKEN: TOKEN });
     const session = connect(`http://127.0.0.1:${grpcPort}`);
     session.on('error', () => {});
     try {
@@ -89,29 +106,16 @@ describe('gRPC requests that never finish, in the real server process', () => {
       );
       expect(held.closed).toBe(false);
       server.child.kill('SIGTERM');
-      const { code, signal } = await exitWithin(server, EXIT_WITHIN_MS);
-      expect({ code, signal }, server.stderr()).toEqual({ code: 0, signal: null });
+      await drainedCleanly(server);
       expect(held.answer?.['normserve-code']).toBe('SHUTTING_DOWN');
       expect(Number(held.answer?.['grpc-status'])).toBe(status.UNAVAILABLE);
-      expect(
-        server.logs.some((l) =>
-          /killed by timeout|did not end within SHUTDOWN_TIMEOUT_MS/.test(String(l.msg)),
-        ),
-      ).toBe(false);
     } finally {
       session.destroy();
     }
   });
 
   it('WORKERS=1: a client that reads none of its answers (a window of 0) is cancelled before SHUTDOWN_TIMEOUT_MS ends, and the process exits 0', async () => {
-    const grpcPort = await freePort();
-    const server = startServer(
-      servingEnv(digitsRepositoryCopy(), '1', {
-        GRPC_PORT: String(grpcPort),
-        SHUTDOWN_TIMEOUT_MS: '4000',
-      }),
-    );
-    await server.waitForLog((l) => l.msg === 'gRPC server listening', 'gRPC server listening');
+    const { grpcPort, server } = await startGrpcServer();
     // A window of 0: the server can send this client no DATA, so no answer of its ever ends.
     const session = connect(`http://127.0.0.1:${grpcPort}`, { settings: { initialWindowSize: 0 } });
     session.on('error', () => {});
@@ -139,13 +143,7 @@ describe('gRPC requests that never finish, in the real server process', () => {
       // Both answered (their response headers need no window) and unread.
       await expect.poll(() => calls.every((c) => c.headers), POLL).toBe(true);
       server.child.kill('SIGTERM');
-      const { code, signal } = await exitWithin(server, EXIT_WITHIN_MS);
-      expect({ code, signal }, server.stderr()).toEqual({ code: 0, signal: null });
-      expect(
-        server.logs.some((l) =>
-          /killed by timeout|did not end within SHUTDOWN_TIMEOUT_MS/.test(String(l.msg)),
-        ),
-      ).toBe(false);
+      await drainedCleanly(server);
       expect(
         server.logs.find(
           (l) =>
@@ -159,14 +157,7 @@ describe('gRPC requests that never finish, in the real server process', () => {
   });
 
   it("WORKERS=1: a client that never closes its connection after the server has ended it is cut at the drain's last step, and the process exits 0", async () => {
-    const grpcPort = await freePort();
-    const server = startServer(
-      servingEnv(digitsRepositoryCopy(), '1', {
-        GRPC_PORT: String(grpcPort),
-        SHUTDOWN_TIMEOUT_MS: '4000',
-      }),
-    );
-    await server.waitForLog((l) => l.msg === 'gRPC server listening', 'gRPC server listening');
+    const { grpcPort, server } = await startGrpcServer();
     // An HTTP/2 client that opens its connection and then ignores the GOAWAY and the server's FIN
     // (allowHalfOpen): Node's own client does so when a stream the server reset still had writes
     // queued. The server's http2 close waited for this connection to the drain's end (exit 1).
@@ -177,23 +168,11 @@ describe('gRPC requests that never finish, in the real server process', () => {
       received += chunk.length;
     });
     try {
-      // The client preface and an empty SETTINGS frame (RFC 9113 §3.4, §6.5).
-      socket.write(
-        Buffer.concat([
-          Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'),
-          Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]),
-        ]),
-      );
+      socket.write(HTTP2_CLIENT_PREFACE);
       // The server's SETTINGS: its session is up.
       await expect.poll(() => received, POLL).toBeGreaterThan(0);
       server.child.kill('SIGTERM');
-      const { code, signal } = await exitWithin(server, EXIT_WITHIN_MS);
-      expect({ code, signal }, server.stderr()).toEqual({ code: 0, signal: null });
-      expect(
-        server.logs.some((l) =>
-          /killed by timeout|did not end within SHUTDOWN_TIMEOUT_MS/.test(String(l.msg)),
-        ),
-      ).toBe(false);
+      await drainedCleanly(server);
       expect(
         server.logs.find(
           (l) =>
