@@ -140,6 +140,8 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
       request.receivedAt = performance.now();
       sendRequestId(request, reply);
       reply.raw.once('finish', () => onResponse(request, reply, () => {}));
+      // No onSend hook runs here: the lame duck's and drain's close is decided as onSend does.
+      if (decideClose(request.raw)) void reply.header('Connection', 'close');
       errorHandler(error, request, reply);
     },
   }).withTypeProvider<ZodTypeProvider>();
@@ -204,6 +206,12 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     await deps.recalibration.close();
   });
   let closing = false;
+  function decideClose(raw: IncomingMessage): boolean {
+    const closeAfter =
+      bodyLeftUnread(raw) || ((closing || !deps.phase.acceptingTraffic) && closesConnection(raw));
+    answerBuilt(raw);
+    return closeAfter;
+  }
   const connections = drainableConnections(app.server, IDLE_LINGER_MS, listenerHandover);
   app.addHook('preClose', async () => {
     closing = true;
@@ -258,11 +266,7 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     // (closesConnection): one pipelined behind this one by then is answered too (Node would send
     // it nothing once a response closes the connection), and the connection closes after its
     // response instead; one received later is behind the connection's end, not processed.
-    const closeAfter =
-      bodyLeftUnread(request.raw) ||
-      ((closing || !deps.phase.acceptingTraffic) && closesConnection(request.raw));
-    answerBuilt(request.raw);
-    if (closeAfter) void reply.header('Connection', 'close');
+    if (decideClose(request.raw)) void reply.header('Connection', 'close');
     done(null, payload);
   });
   app.addHook('onResponse', onResponse);

@@ -461,6 +461,18 @@ describe('requests pipelined on a connection that is to close', () => {
       "the discarded request's line",
     );
   });
+  it('in the lame duck, a router error at the closing place (no hook runs for it) still closes the connection', async () => {
+    const { port } = await listenLogged<Line>();
+    t!.app.deps.phase.enter('lame-duck');
+    const { socket, received } = open(port);
+    // A malformed percent-encoding is answered by Fastify's router (frameworkErrors), not onSend:
+    // its 400 went without the close, and the client's next request was left unanswered on a
+    // connection that never closed (the second reader of 4d7b0d9).
+    socket.write(`${predict()}GET /v1/models/%zz HTTP/1.1\r\nHost: x\r\n\r\n`);
+    const raw = await received;
+    expect(responses(raw)).toEqual(['HTTP/1.1 200', 'HTTP/1.1 400']);
+    expect(raw.slice(raw.lastIndexOf('HTTP/1.1 400'))).toMatch(/^connection: close\r$/im);
+  });
 });
 
 describe('MAX_CONNECTIONS', () => {
