@@ -266,7 +266,11 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     // (closesConnection): one pipelined behind this one by then is answered too (Node would send
     // it nothing once a response closes the connection), and the connection closes after its
     // response instead; one received later is behind the connection's end, not processed.
+    // Fastify sets `Connection: close` on every response it routes once closing (route.js,
+    // closeRoutes): removed where this rule keeps the connection, or the request behind would
+    // go unanswered in the drain.
     if (decideClose(request.raw)) void reply.header('Connection', 'close');
+    else if (closing) reply.raw.removeHeader('Connection');
     done(null, payload);
   });
   app.addHook('onResponse', onResponse);

@@ -461,6 +461,26 @@ describe('requests pipelined on a connection that is to close', () => {
       "the discarded request's line",
     );
   });
+  it('in the drain, a request received behind one being answered gets its own 503, and the connection closes after it', async () => {
+    const { port } = await listenLogged<Line>();
+    const { socket, received, connected } = open(port);
+    await connected;
+    const closed = t!.close();
+    // Both arrive after the drain began, in one write: the first's answer is written when the
+    // second has been received. Fastify sets `Connection: close` on every response it routes
+    // once closing (route.js closeRoutes): the second went unanswered, its client told nothing.
+    socket.write(
+      'GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n',
+    );
+    const raw = await received;
+    await closed;
+    t = undefined;
+    expect(responses(raw)).toEqual(['HTTP/1.1 503', 'HTTP/1.1 503']);
+    const second = raw.lastIndexOf('HTTP/1.1 503');
+    expect(raw.slice(0, second)).not.toMatch(/^connection: close\r$/im);
+    expect(raw.slice(second)).toMatch(/^connection: close\r$/im);
+    expect(raw.slice(second)).toContain('SHUTTING_DOWN');
+  });
   it('in the lame duck, a router error at the closing place (no hook runs for it) still closes the connection', async () => {
     const { port } = await listenLogged<Line>();
     t!.app.deps.phase.enter('lame-duck');
