@@ -35,6 +35,9 @@ export class LingeringConnections {
     for (const server of servers) {
       // Node's http2 server creates a connection's session in its own 'connection' listener,
       // registered first, and emits 'session' from it: so the session met last is this socket's.
+      // That holds for the plaintext port grpc-server.ts binds (createInsecure). Over TLS the
+      // session is made on 'secureConnection' instead: no socket here would find its session, and
+      // this class would do nothing — pair on that event if gRPC ever gains TLS.
       let latest: ServerHttp2Session | undefined;
       server.on('session', (session: ServerHttp2Session) => {
         latest = session;
