@@ -657,11 +657,11 @@ export class ModelRepository {
    * lock is ACTIVE_RECORD_BUSY and a failure of the storage before the rename STORAGE_FULL or
    * STORAGE_UNAVAILABLE, nothing deleted; after it the version is deleted: a model directory
    * that could not be synced is returned (`unsynced`), files that could not be removed are a
-   * hidden leftover, removed by the next cleanup (removeTemporaries).
+   * hidden leftover, removed by the next cleanup (removeTemporaries, DELETION_LEFTOVER_MARK).
    */
   async deleteVersion(name: string, version: number): Promise<{ unsynced?: UnsyncedWrite }> {
     const dir = this.modelPath(name);
-    const hidden = join(dir, `${temporaryName()}-deleted-${version}`);
+    const hidden = join(dir, `${temporaryName()}${DELETION_LEFTOVER_MARK}${version}`);
     try {
       await withActiveRecordLock(
         dir,
@@ -835,6 +835,22 @@ export interface TemporariesRemoval {
 const TEMPORARY_MAX_AGE_MS = 3_600_000;
 
 /**
+ * How old a temporary of a live process of this host must be to be taken as abandoned: no write
+ * lasts a day, and no file-system clock lags the host's by one. What such a process left without
+ * its own removal succeeding (a staged directory whose discard failed) would otherwise stay for as
+ * long as it runs — a server, for months — and so would one whose writer's start /proc hides
+ * (hidepid: taken as alive).
+ */
+const LIVE_WRITER_MAX_AGE_MS = 86_400_000;
+
+/**
+ * In the name of a version deleteVersion hid (`<temporaryName>-deleted-<v>`): its removal, not a
+ * write, is what may be in progress, and a second removal only races the first; the version is
+ * deleted already. So such a leftover is removed by any cleanup, whoever hid it.
+ */
+const DELETION_LEFTOVER_MARK = '-deleted-';
+
+/**
  * How much earlier than the start of the live process with its pid a temporary named without its
  * writer's start (temporaryWriter) must have been last written to be another process's: the
  * start time is known within ~20 ms (processStartedAtMs), and this leaves room for a small step
@@ -864,9 +880,10 @@ function pidReused(writer: TemporaryWriter, mtimeMs: () => Promise<number>): Pro
 /**
  * Deletes the temporaries (temporaryName's) in `dir` that their writer abandoned: those of a
  * process of this host that is dead, or that is not the process now running with its pid
- * (pidReused), and those older than `maxAgeMs` whose writer cannot be told alive: of another host,
- * or named without its start. A missing `dir` holds none. Never throws: what it cannot list or
- * remove is returned in `failed`.
+ * (pidReused), those older than `maxAgeMs` whose writer cannot be told alive: of another host,
+ * or named without its start, those of a live writer of this host older than a day
+ * (LIVE_WRITER_MAX_AGE_MS), and every version deleteVersion hid (DELETION_LEFTOVER_MARK). A
+ * missing `dir` holds none. Never throws: what it cannot list or remove is returned in `failed`.
  */
 async function removeAbandonedTemporaries(
   dir: string,
@@ -890,11 +907,13 @@ async function removeAbandonedTemporaries(
     const mtimeMs = async () => (await stat(path)).mtimeMs;
     try {
       const abandoned =
+        entry.includes(DELETION_LEFTOVER_MARK) ||
         (local !== undefined &&
           ((local.pid !== process.pid && !isProcessAlive(local.pid)) ||
             (await pidReused(local, mtimeMs)))) ||
-        // A live writer of this host named with its start is alive for as long as it takes.
-        (local?.startTicks === undefined && Date.now() - (await mtimeMs()) > maxAgeMs);
+        // A live writer of this host named with its start: for a day whatever the clocks say.
+        Date.now() - (await mtimeMs()) >
+          (local?.startTicks === undefined ? maxAgeMs : Math.max(maxAgeMs, LIVE_WRITER_MAX_AGE_MS));
       if (abandoned) {
         await rm(path, { recursive: true, force: true });
         result.removed.push(path);

@@ -83,6 +83,23 @@ describe('leftovers named with a pid that is running again', () => {
     expect(existsSync(own)).toBe(true);
   });
 
+  it('a live writer’s leftover that is not being written: a version it hid to delete is removed at once, anything else of it after a day', async () => {
+    const repository = makeRepository(['digits']);
+    const model = join(repository, 'digits');
+    const writer = `${process.pid}_${ownStartTicks()!}`;
+    // deleteVersion's `rm` failed (files held open on NFS): before, this process's own leftover
+    // stayed for as long as it ran, even through removeTemporaries(0) (the second reader of
+    // c27cc84).
+    const hidden = leftover(model, writer, 'aaaaaaaaaaaa-deleted-2', Date.now());
+    // A staged directory whose discard failed, and one a live writer is filling (two hours
+    // behind this host's clock, as a lagging file-system clock has it).
+    const stale = leftover(model, writer, 'bbbbbbbbbbbb', Date.now() - 25 * 3_600_000);
+    const writing = leftover(model, writer, 'cccccccccccc', Date.now() - 7_200_000);
+    const { removed } = await new ModelRepository(repository).removeTemporaries(0);
+    expect(removed.sort()).toEqual([hidden, stale].sort());
+    expect(existsSync(writing)).toBe(true);
+  });
+
   it('a name without its writer’s start, this process’s own pid: one written before it started is removed, one written since is kept', async () => {
     const repository = makeRepository(['digits']);
     const model = join(repository, 'digits');
