@@ -4,7 +4,7 @@ import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { basename, join } from 'node:path';
 import { errnoOf } from '../errors/index.js';
-import { ownStartTicks } from './process-start.js';
+import { ownPidNamespace, ownStartTicks } from './process-start.js';
 import { openWithoutBlocking } from './repository-files.js';
 import { UnsyncedWrite } from './storage-failure.js';
 
@@ -12,11 +12,12 @@ import { UnsyncedWrite } from './storage-failure.js';
 export const TEMP_PREFIX = '.tmp-';
 
 /**
- * A temporary name that says who made it (`.tmp-<host>-<pid>_<start ticks>-<random>`), so
- * start-up cleanup can tell an abandoned leftover of a dead local process, or of an earlier
- * process with the same pid, from a live writer here or on another replica. The start ticks
- * (processStartTicks) are left out where /proc cannot tell them: `.tmp-<host>-<pid>-<random>`, as
- * every temporary was named before 2026-12-05.
+ * A temporary name that says who made it (`.tmp-<host>-<pid>_<start ticks>_<pid namespace>-
+ * <random>`), so start-up cleanup can tell an abandoned leftover of a dead local process, or of an
+ * earlier process with the same pid, from a live writer here, in another container of this host
+ * name, or on another replica. The start ticks and namespace (processStartTicks, ownPidNamespace)
+ * are left out where /proc cannot tell them: `.tmp-<host>-<pid>-<random>`, as every temporary was
+ * named before 2026-12-05 (and `<pid>_<start ticks>` for part of that day).
  */
 export function temporaryName(): string {
   return `${TEMP_PREFIX}${hostTag()}-${writerTag()}-${randomBytes(6).toString('hex')}`;
@@ -25,10 +26,13 @@ export function temporaryName(): string {
 /** This host's name as it appears in temporary names (no '-', which separates the fields). */
 export const hostTag = (): string => hostname().replace(/[^A-Za-z0-9_]/g, '_');
 
-/** This process as temporary names name it: `<pid>_<start ticks>`, or `<pid>`. */
+/** This process as temporary names name it: `<pid>_<start ticks>_<pid namespace>`, or `<pid>`. */
 function writerTag(): string {
   const ticks = ownStartTicks();
-  return ticks === undefined ? String(process.pid) : `${process.pid}_${ticks}`;
+  const namespace = ownPidNamespace();
+  return ticks === undefined || namespace === undefined
+    ? String(process.pid)
+    : `${process.pid}_${ticks}_${namespace}`;
 }
 
 /** Who wrote a temporary, from its name (temporaryName); undefined for another kind of name. */
@@ -37,21 +41,27 @@ export interface TemporaryWriter {
   pid: number;
   /** Its processStartTicks; undefined in a name without them. */
   startTicks?: number;
+  /** Its ownPidNamespace; undefined in a name without it. */
+  pidNamespace?: number;
 }
 
 export function temporaryWriter(name: string): TemporaryWriter | undefined {
   if (!name.startsWith(TEMP_PREFIX)) return undefined;
-  const match = /^([A-Za-z0-9_]+)-([1-9][0-9]*)(?:_([0-9]+))?-/.exec(
+  const match = /^([A-Za-z0-9_]+)-([1-9][0-9]*)(?:_([0-9]+)(?:_([0-9]+))?)?-/.exec(
     name.slice(TEMP_PREFIX.length),
   );
   if (!match) return undefined;
-  const pid = Number(match[2]);
-  if (!Number.isSafeInteger(pid)) return undefined;
-  const ticks = match[3] === undefined ? undefined : Number(match[3]);
+  const [pid, ticks, namespace] = [match[2], match[3], match[4]].map((n) =>
+    n === undefined ? undefined : Number(n),
+  );
+  if (pid === undefined || !Number.isSafeInteger(pid)) return undefined;
   return {
     host: match[1]!,
     pid,
     ...(ticks !== undefined && Number.isSafeInteger(ticks) ? { startTicks: ticks } : {}),
+    ...(namespace !== undefined && Number.isSafeInteger(namespace)
+      ? { pidNamespace: namespace }
+      : {}),
   };
 }
 

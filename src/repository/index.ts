@@ -35,6 +35,7 @@ export {
   type ProcessOwner,
   processOwnerSchema,
   STALE_AFTER_MS,
+  sameProcess,
 } from './process-alive.js';
 export { MAX_JSON_FILE_BYTES, RepositoryFiles } from './repository-files.js';
 export {

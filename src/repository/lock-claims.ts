@@ -14,7 +14,7 @@ import {
   sleep,
   staleJudge,
 } from './lock-file.js';
-import { STALE_AFTER_MS } from './process-alive.js';
+import { ownPidNamespaceField, STALE_AFTER_MS } from './process-alive.js';
 
 /*
  * The claims of the lock protocol (THE PROTOCOL, model-lock.ts): a file leaves a lock's path only
@@ -65,6 +65,7 @@ async function holdingClaim<T>(
     owner: claimant,
     host: hostname(),
     pid: process.pid,
+    ...ownPidNamespaceField(),
     acquired_at: new Date().toISOString(),
   } satisfies LockOwner);
   heldOwners.add(claimant);

@@ -6,7 +6,7 @@ import { basename, join } from 'node:path';
 import { z } from 'zod';
 import { errnoOf, NormserveError } from '../errors/index.js';
 import { temporaryName } from './atomic-write.js';
-import { isProcessAlive, processOwnerSchema } from './process-alive.js';
+import { isProcessAlive, probeableOwner, processOwnerSchema } from './process-alive.js';
 import { openWithoutBlocking } from './repository-files.js';
 
 /*
@@ -130,7 +130,8 @@ export async function inspect(
 
 /**
  * The judge of a lock (or claim) found at a path: stale when it is not a lock (no owner: never
- * written by this code, whose files are linked in whole), when its holder died (same host, pid
+ * written by this code, whose files are linked in whole), when its holder died (same host and pid
+ * namespace, pid
  * gone or this very pid with an owner this process does not hold), or when its heartbeat is more
  * than `staleMs` from now, in the past or in the future. A holder's heartbeat is never ahead of
  * the clocks of a repository's hosts by more than their skew (a few seconds, process-alive.ts), so
@@ -143,7 +144,7 @@ export const staleJudge =
   (file: LockFile): boolean => {
     const { owner } = file;
     if (owner === undefined) return true;
-    if (owner.host === hostname() && leftByDeadProcess(owner.pid, owner.owner)) return true;
+    if (probeableOwner(owner, hostname()) && leftByDeadProcess(owner.pid, owner.owner)) return true;
     return Math.abs(Date.now() - file.mtimeMs) > staleMs;
   };
 

@@ -13,7 +13,7 @@ import {
   sleep,
   staleJudge,
 } from './lock-file.js';
-import { HEARTBEAT_INTERVAL_MS, STALE_AFTER_MS } from './process-alive.js';
+import { HEARTBEAT_INTERVAL_MS, ownPidNamespaceField, STALE_AFTER_MS } from './process-alive.js';
 import { openWithoutBlocking } from './repository-files.js';
 
 export interface HeldLock {
@@ -118,6 +118,7 @@ export async function acquireModelLock(
     owner,
     host: hostname(),
     pid: process.pid,
+    ...ownPidNamespaceField(),
     acquired_at: new Date().toISOString(),
     ...(options.cli !== undefined ? { cli: options.cli } : {}),
   };

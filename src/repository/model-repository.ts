@@ -44,7 +44,7 @@ import {
 import { removeStaleClaims } from './lock-claims.js';
 import { releaseModelLockOf } from './model-lock.js';
 import { isProcessAlive } from './process-alive.js';
-import { processStartedAtMs, processStartTicks } from './process-start.js';
+import { inOwnPidNamespace, processStartedAtMs, processStartTicks } from './process-start.js';
 import { RepositoryFiles } from './repository-files.js';
 import { storageFailure, UnsyncedWrite } from './storage-failure.js';
 
@@ -903,7 +903,12 @@ async function removeAbandonedTemporaries(
   for (const entry of names.filter((n) => n.startsWith(TEMP_PREFIX))) {
     const path = join(dir, entry);
     const writer = temporaryWriter(entry);
-    const local = writer !== undefined && writer.host === here ? writer : undefined;
+    // Another pid namespace under this host name (another container of the pod) is as another
+    // host: its pids mean other processes here.
+    const local =
+      writer !== undefined && writer.host === here && inOwnPidNamespace(writer.pidNamespace)
+        ? writer
+        : undefined;
     const mtimeMs = async () => (await stat(path)).mtimeMs;
     try {
       const abandoned =

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { errnoOf } from '../errors/index.js';
 import { hostTag } from './atomic-write.js';
+import { inOwnPidNamespace, ownPidNamespace } from './process-start.js';
 
 /**
  * Whether a process of this host is alive (signal 0 probes without signalling). A zombie — a
@@ -44,17 +45,51 @@ export const STALE_AFTER_MS = 30_000;
 
 /**
  * The process that owns a piece of shared work: its host's tag and its pid, as a lock file and a
- * job record hold it. A pid is positive: 0 and −1 name no process but, given to kill(2), a
- * process group or every process, which would make any owner look alive.
+ * job record hold it, and its pid namespace where /proc told it (ownPidNamespace: absent in
+ * records written before 2026-12-05). A pid is positive: 0 and −1 name no process but, given to
+ * kill(2), a process group or every process, which would make any owner look alive.
  */
-export const processOwnerSchema = z.object({ host: z.string(), pid: z.number().int().positive() });
+export const processOwnerSchema = z.object({
+  host: z.string(),
+  pid: z.number().int().positive(),
+  pid_namespace: z.number().int().nonnegative().optional(),
+});
 export type ProcessOwner = z.output<typeof processOwnerSchema>;
 
-export const currentOwner = (): ProcessOwner => ({ host: hostTag(), pid: process.pid });
+/** This process's pid namespace as an owner records it (none where /proc cannot tell). */
+export const ownPidNamespaceField = (): { pid_namespace?: number } => {
+  const namespace = ownPidNamespace();
+  return namespace === undefined ? {} : { pid_namespace: namespace };
+};
+
+export const currentOwner = (): ProcessOwner => ({
+  host: hostTag(),
+  pid: process.pid,
+  ...ownPidNamespaceField(),
+});
 
 /**
- * True when the owner is known to be gone: a process of this host (same host tag) whose pid no
- * longer exists. An owner on another host cannot be probed: only its heartbeat tells.
+ * Whether an owner's pid names a process this process can probe: one of this host (`host`, as
+ * the owner's record names hosts) and of this pid namespace.
+ */
+export const probeableOwner = (owner: ProcessOwner, host: string): boolean =>
+  owner.host === host && inOwnPidNamespace(owner.pid_namespace);
+
+/**
+ * Whether `owner` names `process` (a currentOwner): the same host, pid and, where both record
+ * one, pid namespace — the PID 1 of another container of this pod is another process.
+ */
+export const sameProcess = (owner: ProcessOwner, process: ProcessOwner): boolean =>
+  owner.host === process.host &&
+  owner.pid === process.pid &&
+  (owner.pid_namespace === undefined ||
+    process.pid_namespace === undefined ||
+    owner.pid_namespace === process.pid_namespace);
+
+/**
+ * True when the owner is known to be gone: a process of this host (same host tag) and pid
+ * namespace whose pid no longer exists. An owner on another host, or in another container of this
+ * host name, cannot be probed: only its heartbeat tells.
  */
 export const isOwnerGone = (owner: ProcessOwner): boolean =>
-  owner.host === hostTag() && owner.pid !== process.pid && !isProcessAlive(owner.pid);
+  probeableOwner(owner, hostTag()) && owner.pid !== process.pid && !isProcessAlive(owner.pid);

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, readlinkSync } from 'node:fs';
 
 /**
  * Linux's USER_HZ, the unit of a process's start time in /proc/<pid>/stat: 100 on every
@@ -32,6 +32,38 @@ export function ownStartTicks(): number | undefined {
   if (ownTicks === null) ownTicks = processStartTicks(process.pid);
   return ownTicks;
 }
+
+let ownNamespace: number | undefined | null = null;
+
+/**
+ * This process's pid namespace (the inode /proc/self/ns/pid names, `pid:[4026531836]`), read
+ * once; undefined where /proc cannot tell. A pid, and the start ticks with it, name a process only
+ * within one pid namespace; a host name does not tell namespaces apart: the containers of one
+ * Kubernetes pod share the pod's host name and each has its own pids (each server is PID 1 there),
+ * as do containers started with `--network host` and their host.
+ */
+export function ownPidNamespace(): number | undefined {
+  if (ownNamespace === null) {
+    try {
+      const inode = Number(/^pid:\[([0-9]+)\]$/.exec(readlinkSync('/proc/self/ns/pid'))?.[1]);
+      ownNamespace = Number.isSafeInteger(inode) ? inode : undefined;
+    } catch {
+      ownNamespace = undefined;
+    }
+  }
+  return ownNamespace;
+}
+
+/**
+ * Whether a process named by `pidNamespace` (its ownPidNamespace, where it recorded one) is in
+ * this process's pid namespace, so that its pid can be probed from here (given the same host). A
+ * record without one (written before 2026-12-05), or a process with no /proc here, counts as the
+ * same, as every record did before.
+ */
+export const inOwnPidNamespace = (pidNamespace: number | undefined): boolean =>
+  pidNamespace === undefined ||
+  ownPidNamespace() === undefined ||
+  pidNamespace === ownPidNamespace();
 
 /**
  * When process `pid` of this host started, in ms since the epoch: processStartTicks against the

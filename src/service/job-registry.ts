@@ -12,6 +12,7 @@ import {
   type ProcessOwner,
   RepositoryFiles,
   STALE_AFTER_MS,
+  sameProcess,
   storageFailure,
   UnsyncedWrite,
   writeFileAtomically,
@@ -339,8 +340,8 @@ export class JobRegistry {
     // earlier process with the same pid (PID 1 of a restarted container): gone, not alive.
     const earlierSamePid =
       job.state === 'running' &&
-      job.owner?.host === this.owner.host &&
-      job.owner.pid === this.owner.pid &&
+      job.owner !== undefined &&
+      sameProcess(job.owner, this.owner) &&
       !createdInThisProcess.has(job.id);
     return earlierSamePid && job.owner
       ? { reason: 'owner-gone', owner: job.owner }
@@ -432,7 +433,7 @@ export class JobRegistry {
   }
 
   private ownedHere(record: Job): boolean {
-    return record.owner?.host === this.owner.host && record.owner.pid === this.owner.pid;
+    return record.owner !== undefined && sameProcess(record.owner, this.owner);
   }
 
   /**

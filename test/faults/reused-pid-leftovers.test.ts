@@ -15,6 +15,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { hostTag, temporaryName, temporaryWriter } from '../../src/repository/atomic-write.js';
 import { ModelRepository, TEMP_PREFIX } from '../../src/repository/index.js';
 import {
+  ownPidNamespace,
   ownStartTicks,
   processStartedAtMs,
   processStartTicks,
@@ -62,6 +63,13 @@ describe('leftovers named with a pid that is running again', () => {
       host: hostTag(),
       pid: process.pid,
       startTicks: ticks,
+      pidNamespace: ownPidNamespace(),
+    });
+    // A name of part of 2026-12-05: the start ticks without the pid namespace.
+    expect(temporaryWriter(`${TEMP_PREFIX}${hostTag()}-81_123-3f2a9b0c1d2e`)).toEqual({
+      host: hostTag(),
+      pid: 81,
+      startTicks: 123,
     });
     // A name from before the start ticks: the pid alone.
     expect(temporaryWriter(`${TEMP_PREFIX}${hostTag()}-81-3f2a9b0c1d2e`)).toEqual({
