@@ -24,6 +24,7 @@
 import type pino from 'pino';
 import type { ServingPhase } from '../service/index.js';
 import type { PrimaryChannel } from './cluster-messages.js';
+import { SIGNAL_COPY_IGNORED, signalCopies } from './on-signal.js';
 
 const SIGNALS = ['SIGTERM', 'SIGINT'] as const;
 type ShutdownSignal = (typeof SIGNALS)[number];
@@ -86,5 +87,13 @@ export function lameDuckOnSignal(options: LameDuckOptions): void {
     }
   };
   if (options.channel) options.channel.onSignal = onSignal;
-  else for (const signal of SIGNALS) process.on(signal, onSignal);
+  else {
+    // The primary judges a worker's signals before it relays them.
+    const isCopy = signalCopies();
+    for (const signal of SIGNALS)
+      process.on(signal, (received: NodeJS.Signals) => {
+        if (isCopy()) return logger.info({ signal: received }, SIGNAL_COPY_IGNORED);
+        onSignal(received);
+      });
+  }
 }

@@ -38,9 +38,30 @@ export async function cleanUpOnSignal<T>(
  * one. `npm run` passes a terminal's Ctrl-C on to its child, which the terminal has already sent it
  * (the whole foreground process group gets it): two SIGINTs ~5 ms apart, where the second ended the
  * process before the interrupt released the lock (review of 2026-12-04: 5 runs of 8 under `npm run
- * recalibrate`). A person pressing Ctrl-C again to give up waiting does so later than this.
+ * recalibrate`). So does `npm start` with a shell's `kill %1` (SIGTERM to the job's process group):
+ * the server took npm's copy as a second SIGTERM and exited 1 in the middle of its drain (the
+ * newcomer of 2026-12-05). A person pressing Ctrl-C again to give up waiting does so later than
+ * this.
  */
 export const REPEATED_SIGNAL_WINDOW_MS = 1000;
+
+/** The server's log line for a signal signalCopies took as a copy. */
+export const SIGNAL_COPY_IGNORED =
+  'signal within a second of the one before taken as its copy (npm forwards what its process group got): ignored';
+
+/**
+ * A process's judge of its SIGINT and SIGTERM: called as each arrives, true when it is a copy of
+ * the last one counted (within REPEATED_SIGNAL_WINDOW_MS of it), not a signal of its own.
+ */
+export function signalCopies(now: () => number = () => performance.now()): () => boolean {
+  let countedAt: number | undefined;
+  return () => {
+    const at = now();
+    if (countedAt !== undefined && at - countedAt < REPEATED_SIGNAL_WINDOW_MS) return true;
+    countedAt = at;
+    return false;
+  };
+}
 
 /**
  * Runs `work` with the first SIGINT or SIGTERM calling `interrupt`, which makes `work` stop on its
@@ -59,16 +80,15 @@ export async function interruptOnSignal<T>(
   now: () => number = () => performance.now(),
 ): Promise<T> {
   let received: NodeJS.Signals | undefined;
-  let receivedAt = 0;
   let interrupting: Promise<unknown> = Promise.resolve();
+  const isCopy = signalCopies(now);
   const stop = onTermination((signal) => {
+    if (isCopy()) return;
     if (received === undefined) {
       received = signal;
-      receivedAt = now();
       interrupting = interrupt(signal).catch(() => undefined);
       return;
     }
-    if (now() - receivedAt < REPEATED_SIGNAL_WINDOW_MS) return;
     // No listener left: this signal's default action ends the process.
     stop();
     process.kill(process.pid, signal);

@@ -1,4 +1,6 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
+import { REPEATED_SIGNAL_WINDOW_MS, SIGNAL_COPY_IGNORED } from '../../src/cli/on-signal.js';
 import { digitsTestRows } from '../helpers/digits.js';
 import {
   digitsRepositoryCopy,
@@ -59,7 +61,9 @@ describe('SHUTDOWN_DELAY_MS: the lame-duck phase of the real server process', ()
       }
       expect(server.logs.some((l) => l.msg === 'stopped')).toBe(false);
 
-      // The repeated signal ends the delay: the drain, then exit 0.
+      // The repeated signal ends the delay: the drain, then exit 0. (One within a second of the
+      // first would be taken as its copy.)
+      await sleep(REPEATED_SIGNAL_WINDOW_MS);
       server.child.kill('SIGTERM');
       const { code, signal } = await exitWithin(server, EXIT_WITHIN_MS);
       expect({ code, signal }, server.stderr()).toEqual({ code: 0, signal: null });
@@ -106,6 +110,7 @@ describe('SHUTDOWN_DELAY_MS: the lame-duck phase of the real server process', ()
     expect(server.logs.filter((l) => l.msg === REPEATED || l.msg === DRAINING)).toEqual([]);
 
     // The second group signal is the repeated one: every worker drains now, exit 0.
+    await sleep(REPEATED_SIGNAL_WINDOW_MS);
     process.kill(-server.child.pid!, 'SIGTERM');
     const { code, signal } = await exitWithin(server, EXIT_WITHIN_MS);
     expect({ code, signal }, server.stderr()).toEqual({ code: 0, signal: null });
@@ -123,14 +128,36 @@ describe('SHUTDOWN_DELAY_MS: the lame-duck phase of the real server process', ()
     await upload.started;
     process.kill(-server.child.pid!, 'SIGTERM');
     await server.waitForLog((l) => l.msg === LAME_DUCK, LAME_DUCK, { count: 2 });
+    await sleep(REPEATED_SIGNAL_WINDOW_MS);
     process.kill(-server.child.pid!, 'SIGTERM');
     await server.waitForLog((l) => l.msg === DRAINING, DRAINING, { count: 2 });
     expect(server.logs.filter((l) => l.msg === REPEATED)).toHaveLength(2);
     expect(server.logs.some((l) => l.msg === 'SIGTERM during the drain: exiting')).toBe(false);
 
+    await sleep(REPEATED_SIGNAL_WINDOW_MS);
     process.kill(-server.child.pid!, 'SIGTERM');
     const { code, signal } = await exitWithin(server, EXIT_WITHIN_MS);
     expect({ code, signal }, server.stderr()).toEqual({ code: 1, signal: null });
     expect(server.logs.some((l) => l.msg === 'SIGTERM during the drain: exiting')).toBe(true);
   });
+  for (const workers of [1, 2]) {
+    it(`WORKERS=${workers}: a copy of the signal within a second (npm start under a shell's kill %1: the process group's and npm's) is one signal: the drain finishes what is in flight, exit 0`, async () => {
+      const server = startServer(servingEnv(digitsRepositoryCopy('lame-duck'), workers));
+      const port = await listeningPort(server, workers);
+      // A request in flight keeps the drain going while the copy arrives.
+      const upload = slowUpload(port, '/v1/models/digits:predict', predictBody);
+      await upload.started;
+      server.child.kill('SIGTERM');
+      await sleep(20);
+      server.child.kill('SIGTERM');
+      await server.waitForLog((l) => l.msg === SIGNAL_COPY_IGNORED, 'the copy ignored');
+      upload.finish();
+      expect((await upload.response).status).toBe(200);
+      const { code, signal } = await exitWithin(server, EXIT_WITHIN_MS);
+      // Before, the copy was a second signal: 'SIGTERM during the drain: exiting', exit 1.
+      expect({ code, signal }, server.stderr()).toEqual({ code: 0, signal: null });
+      expect(server.logs.some((l) => l.msg === 'SIGTERM during the drain: exiting')).toBe(false);
+      expect(server.logs.filter((l) => l.msg === 'stopped')).toHaveLength(workers);
+    });
+  }
 });
