@@ -33,9 +33,12 @@ export const MAX_LOCK_BYTES = 64 * 1024;
 /**
  * The owners of the locks and claims this process holds. A lock of this host naming this
  * process's pid with an owner not in the set was left by an earlier process that had the same
- * pid: in a container node runs as PID 1 and the hostname survives a restart, so the previous
- * incarnation's lock looks held by a live process (issue: an `:activate` waited STALE_AFTER_MS for
- * it). Owners are unique ids (job ids, UUIDs), so the set tells the two apart exactly.
+ * pid, in the same pid namespace: a lock written before locks named their namespace (2026-12-05;
+ * then a restarted container's PID 1 took its predecessor's lock for its own: an `:activate`
+ * waited STALE_AFTER_MS for it), or a server restarted inside its container. Owners are unique ids
+ * (job ids, UUIDs), so the set tells the two apart exactly. A restarted container has a new pid
+ * namespace, as another container of its pod has its own: such a lock is judged by its heartbeat,
+ * since nothing here tells a dead predecessor from a live neighbour.
  */
 export const heldOwners = new Set<string>();
 

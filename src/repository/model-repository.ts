@@ -859,11 +859,12 @@ const DELETION_LEFTOVER_MARK = '-deleted-';
 const WRITTEN_BEFORE_START_MARGIN_MS = 500;
 
 /**
- * Whether a temporary of this host was left by an earlier process with the pid of one now running
- * (a container's restart reuses pids: a server as PID 1, its workers' pids too). A server killed
- * in a publish and restarted in the same pod found its own pid in the leftover's name and kept it
- * for an hour (the second reader of 2026-12-05, with a pin that meanwhile hid every newer
- * version). A name with its writer's start ticks says so exactly; one without (written before
+ * Whether a temporary of this host and pid namespace was left by an earlier process with the pid
+ * of one now running (pids are reused: a server restarted in its container, and, before names had
+ * the namespace, a restarted container's PID 1). A server killed in a publish and restarted in the
+ * same pod found its own pid in the leftover's name and kept it for an hour (the second reader of
+ * 2026-12-05, with a pin that meanwhile hid every newer version; a restarted container is now
+ * told by its new namespace, writtenBeforeNamespace). A name with its writer's start ticks says so exactly; one without (written before
  * 2026-12-05, or where /proc cannot tell) is judged by its mtime against the live process's start,
  * which a file system whose clock lags the host's could misjudge.
  */
@@ -878,10 +879,27 @@ function pidReused(writer: TemporaryWriter, mtimeMs: () => Promise<number>): Pro
 }
 
 /**
+ * Whether a temporary of another pid namespace of this host was last written before this pid
+ * namespace began (its PID 1 started; within WRITTEN_BEFORE_START_MARGIN_MS). That namespace is
+ * another container of the pod — whose live writes a cleanup must leave alone — or this
+ * container before its restart: a restart makes a new namespace, and the old one's processes all
+ * ended before it began. So what was written before is taken as abandoned: a server killed in a
+ * publish and restarted has its staged directory, and the pin naming it, removed at its start, not
+ * an hour later. A write of the other container's still in progress as this one starts is the
+ * price (its publish fails; retried, it succeeds). Never where PID 1 started with the host (no
+ * container): nothing is older.
+ */
+async function writtenBeforeNamespace(mtimeMs: () => Promise<number>): Promise<boolean> {
+  const started = processStartedAtMs(1);
+  return started !== undefined && (await mtimeMs()) < started - WRITTEN_BEFORE_START_MARGIN_MS;
+}
+
+/**
  * Deletes the temporaries (temporaryName's) in `dir` that their writer abandoned: those of a
  * process of this host that is dead, or that is not the process now running with its pid
- * (pidReused), those older than `maxAgeMs` whose writer cannot be told alive: of another host,
- * or named without its start, those of a live writer of this host older than a day
+ * (pidReused), those of another pid namespace of this host written before this one began
+ * (writtenBeforeNamespace), those older than `maxAgeMs` whose writer cannot be told alive: of
+ * another host or pid namespace, or named without its start, those of a live writer of this host older than a day
  * (LIVE_WRITER_MAX_AGE_MS), and every version deleteVersion hid (DELETION_LEFTOVER_MARK). A
  * missing `dir` holds none. Never throws: what it cannot list or remove is returned in `failed`.
  */
@@ -903,12 +921,10 @@ async function removeAbandonedTemporaries(
   for (const entry of names.filter((n) => n.startsWith(TEMP_PREFIX))) {
     const path = join(dir, entry);
     const writer = temporaryWriter(entry);
-    // Another pid namespace under this host name (another container of the pod) is as another
-    // host: its pids mean other processes here.
-    const local =
-      writer !== undefined && writer.host === here && inOwnPidNamespace(writer.pidNamespace)
-        ? writer
-        : undefined;
+    const sameHost = writer !== undefined && writer.host === here;
+    // Another pid namespace under this host name is as another host: its pids mean other
+    // processes here.
+    const local = sameHost && inOwnPidNamespace(writer.pidNamespace) ? writer : undefined;
     const mtimeMs = async () => (await stat(path)).mtimeMs;
     try {
       const abandoned =
@@ -916,6 +932,7 @@ async function removeAbandonedTemporaries(
         (local !== undefined &&
           ((local.pid !== process.pid && !isProcessAlive(local.pid)) ||
             (await pidReused(local, mtimeMs)))) ||
+        (sameHost && local === undefined && (await writtenBeforeNamespace(mtimeMs))) ||
         // A live writer of this host named with its start: for a day whatever the clocks say.
         Date.now() - (await mtimeMs()) >
           (local?.startTicks === undefined ? maxAgeMs : Math.max(maxAgeMs, LIVE_WRITER_MAX_AGE_MS));

@@ -337,7 +337,8 @@ export class JobRegistry {
   /** Why a record is abandoned (`abandonment`, or an earlier process's with this pid), if it is. */
   private abandonedBecause(job: Job): Abandonment | undefined {
     // A running record naming this very process that no registry of it created was left by an
-    // earlier process with the same pid (PID 1 of a restarted container): gone, not alive.
+    // earlier process with the same pid in this pid namespace (a record from before records named
+    // it, of a restarted container's PID 1; a server restarted in its container): gone, not alive.
     const earlierSamePid =
       job.state === 'running' &&
       job.owner !== undefined &&

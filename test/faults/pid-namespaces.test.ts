@@ -22,7 +22,11 @@ import {
   TEMP_PREFIX,
 } from '../../src/repository/index.js';
 import { staleJudge } from '../../src/repository/lock-file.js';
-import { ownPidNamespace, ownStartTicks } from '../../src/repository/process-start.js';
+import {
+  ownPidNamespace,
+  ownStartTicks,
+  processStartedAtMs,
+} from '../../src/repository/process-start.js';
 import { makeRepository } from '../helpers/app.js';
 import { removeTempDirs } from '../helpers/temp-files.js';
 
@@ -106,5 +110,27 @@ describe('another pid namespace under this host name', () => {
     const { removed } = await new ModelRepository(repository).removeTemporaries();
     expect(removed.sort()).toEqual([earlier, old].sort());
     expect(existsSync(theirs)).toBe(true);
+  });
+
+  it('a temporary of another namespace written before this one began is removed at once: this container before its restart', async () => {
+    // A restart makes a new pid namespace; its PID 1 starts after every process of the old one
+    // ended. A server killed in a publish left its staged directory (and a pin naming it).
+    const began = processStartedAtMs(1);
+    expect(began, 'this test needs /proc (Linux)').toBeDefined();
+    const repository = makeRepository(['digits']);
+    const model = join(repository, 'digits');
+    const make = (tail: string, mtimeMs: number) => {
+      const path = join(model, `${TEMP_PREFIX}${hostTag()}-1_77_${other()}-${tail}`);
+      mkdirSync(path);
+      const at = new Date(mtimeMs);
+      utimesSync(path, at, at);
+      return path;
+    };
+    const before = make('aaaaaaaaaaaa', began! - 10_000);
+    const since = make('bbbbbbbbbbbb', Date.now());
+    // A bound of 100 days: only the namespace's start can tell.
+    const { removed } = await new ModelRepository(repository).removeTemporaries(100 * 86_400_000);
+    expect(removed).toEqual([before]);
+    expect(existsSync(since)).toBe(true);
   });
 });
