@@ -1,5 +1,4 @@
-import { hostname } from 'node:os';
-import { type LockOwner, STALE_AFTER_MS } from '../service/index.js';
+import { isThisProcess, type LockOwner, STALE_AFTER_MS } from '../service/index.js';
 
 /**
  * What an interrupted run says of the model's lock, once checked (`holder`: what its file says
@@ -14,7 +13,7 @@ export function interruptedLine(
   const said = `recalibrate: interrupted (${signal}) before publishing; nothing was written, and`;
   if (holder === 'unreadable')
     return `${said} whether the lock on ${dir} is released is not known: its file cannot be read\n`;
-  if (holder?.host === hostname() && holder.pid === process.pid)
+  if (holder !== undefined && isThisProcess(holder))
     return `${said} the lock on ${dir} could not be released: its file names this process, which ends now, so the next recalibration on this host breaks it as stale (on another host, ${STALE_AFTER_MS / 1000} s after this one ends)\n`;
   return `${said} the lock on ${dir} is released\n`;
 }

@@ -267,10 +267,11 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
     // it nothing once a response closes the connection), and the connection closes after its
     // response instead; one received later is behind the connection's end, not processed.
     // Fastify sets `Connection: close` on every response it routes once closing (route.js,
-    // closeRoutes): removed where this rule keeps the connection, or the request behind would
-    // go unanswered in the drain.
+    // closeRoutes): replaced where this rule keeps the connection, or the request behind would
+    // go unanswered in the drain. Replaced, not removed: a removed header is one Node no longer
+    // adds itself, and an HTTP/1.0 answer without `keep-alive` says the connection closes.
     if (decideClose(request.raw)) void reply.header('Connection', 'close');
-    else if (closing) reply.raw.removeHeader('Connection');
+    else if (closing && reply.raw.shouldKeepAlive) reply.raw.setHeader('Connection', 'keep-alive');
     done(null, payload);
   });
   app.addHook('onResponse', onResponse);

@@ -32,6 +32,7 @@ export {
   currentOwner,
   HEARTBEAT_INTERVAL_MS,
   isOwnerGone,
+  isThisProcess,
   type ProcessOwner,
   processOwnerSchema,
   STALE_AFTER_MS,

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { z } from 'zod';
 import { errnoOf } from '../errors/index.js';
 import { hostTag } from './atomic-write.js';
@@ -74,6 +75,12 @@ export const currentOwner = (): ProcessOwner => ({
  */
 export const probeableOwner = (owner: ProcessOwner, host: string): boolean =>
   owner.host === host && inOwnPidNamespace(owner.pid_namespace);
+
+/** Whether a lock's holder (its host as hostname() writes it) is this very process. */
+export const isThisProcess = (holder: ProcessOwner): boolean =>
+  holder.host === hostname() &&
+  holder.pid === process.pid &&
+  inOwnPidNamespace(holder.pid_namespace);
 
 /**
  * Whether `owner` names `process` (a currentOwner): the same host, pid and, where both record

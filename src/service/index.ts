@@ -22,6 +22,7 @@ export {
 } from '../recalibration/index.js';
 export {
   ACTIVE_RECORD_LOCK_WAIT_MS,
+  isThisProcess,
   JOBS_DIR,
   type LockOwner,
   loadModelDirectory,

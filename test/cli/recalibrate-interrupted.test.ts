@@ -6,6 +6,7 @@
 import { hostname } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { interruptedLine } from '../../src/cli/recalibrate-interrupted.js';
+import { ownPidNamespace } from '../../src/repository/process-start.js';
 
 const owner = (host: string, pid: number) => ({
   owner: 'cli-job',
@@ -24,6 +25,13 @@ describe('interruptedLine', () => {
       `${start} the lock on repo/digits is released\n`,
     );
     expect(interruptedLine('SIGINT', 'repo/digits', owner('elsewhere', process.pid))).toBe(
+      `${start} the lock on repo/digits is released\n`,
+    );
+    // This pid in another pid namespace of this host: another container's PID 1, say.
+    const namespace = ownPidNamespace();
+    expect(namespace, 'this test needs /proc (Linux)').toBeDefined();
+    const neighbour = { ...owner(hostname(), process.pid), pid_namespace: namespace! + 1 };
+    expect(interruptedLine('SIGINT', 'repo/digits', neighbour)).toBe(
       `${start} the lock on repo/digits is released\n`,
     );
   });

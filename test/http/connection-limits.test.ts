@@ -481,6 +481,23 @@ describe('requests pipelined on a connection that is to close', () => {
     expect(raw.slice(second)).toMatch(/^connection: close\r$/im);
     expect(raw.slice(second)).toContain('SHUTTING_DOWN');
   });
+  it('in the drain, an HTTP/1.0 keep-alive client is told the connection stays for the answer behind', async () => {
+    const { port } = await listenLogged<Line>();
+    const { socket, received, connected } = open(port);
+    await connected;
+    const closed = t!.close();
+    const request = 'GET /healthz HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n';
+    socket.write(`${request}${request}`);
+    const raw = await received;
+    await closed;
+    t = undefined;
+    expect(responses(raw)).toEqual(['HTTP/1.1 503', 'HTTP/1.1 503']);
+    const answers = raw.match(/HTTP\/1\.1 \d+[\s\S]*?\r\n\r\n/g) ?? [];
+    expect(answers).toHaveLength(2);
+    // Without `keep-alive`, an HTTP/1.0 answer says the connection closes after it.
+    expect(answers[0]).toMatch(/^connection: keep-alive\r$/im);
+    expect(answers[1]).toMatch(/^connection: close\r$/im);
+  });
   it('in the lame duck, a router error at the closing place (no hook runs for it) still closes the connection', async () => {
     const { port } = await listenLogged<Line>();
     t!.app.deps.phase.enter('lame-duck');
