@@ -880,19 +880,28 @@ function pidReused(writer: TemporaryWriter, mtimeMs: () => Promise<number>): Pro
 
 /**
  * Whether a temporary of another pid namespace of this host was last written before this pid
- * namespace began (its PID 1 started; within WRITTEN_BEFORE_START_MARGIN_MS). That namespace is
- * another container of the pod — whose live writes a cleanup must leave alone — or this
+ * namespace began (its PID 1 started; within WRITTEN_BEFORE_NAMESPACE_MARGIN_MS). That namespace
+ * is another process of this host name — another container of the pod, a host-network replica, a
+ * CLI on the host itself, whose live writes a cleanup must leave alone — or this
  * container before its restart: a restart makes a new namespace, and the old one's processes all
  * ended before it began. So what was written before is taken as abandoned: a server killed in a
  * publish and restarted has its staged directory, and the pin naming it, removed at its start, not
- * an hour later. A write of the other container's still in progress as this one starts is the
- * price (its publish fails; retried, it succeeds). Never where PID 1 started with the host (no
+ * an hour later. A write of another namespace's begun before this one started and still in
+ * progress is the price (its publish fails with an error; run again, it succeeds). Never where PID 1 started with the host (no
  * container): nothing is older.
  */
 async function writtenBeforeNamespace(mtimeMs: () => Promise<number>): Promise<boolean> {
   const started = processStartedAtMs(1);
-  return started !== undefined && (await mtimeMs()) < started - WRITTEN_BEFORE_START_MARGIN_MS;
+  return started !== undefined && (await mtimeMs()) < started - WRITTEN_BEFORE_NAMESPACE_MARGIN_MS;
 }
+
+/**
+ * How much earlier than this pid namespace's start a temporary of another one must have been last
+ * written to be its predecessor's: the mtime is the file server's clock on a shared file system,
+ * which the hosts keep within a few seconds of theirs. A restart quicker than this leaves its
+ * predecessor's temporaries to the hour's rule.
+ */
+const WRITTEN_BEFORE_NAMESPACE_MARGIN_MS = 2_000;
 
 /**
  * Deletes the temporaries (temporaryName's) in `dir` that their writer abandoned: those of a

@@ -66,18 +66,15 @@ export const inOwnPidNamespace = (pidNamespace: number | undefined): boolean =>
   pidNamespace === ownPidNamespace();
 
 /**
- * When process `pid` of this host started, in ms since the epoch: processStartTicks against the
- * time since boot now (/proc/uptime), both of the host's clock, in containers too; within ~20 ms.
- * Undefined where /proc cannot tell.
+ * When process `pid` of this host started, in ms since the epoch: its processStartTicks against
+ * this process's, from when this one started (`performance.timeOrigin`, taken as Node starts: a
+ * few ms after the kernel's start; ticks are 10 ms); undefined where /proc cannot tell. Not from
+ * /proc/uptime: LXCFS and Sysbox give a container its own age there while /proc/<pid>/stat counts
+ * from the host's boot, which put PID 1's start hours in the future (the second reader of a77ea67).
  */
 export function processStartedAtMs(pid: number): number | undefined {
   const ticks = processStartTicks(pid);
-  if (ticks === undefined) return undefined;
-  try {
-    const upSeconds = Number(readFileSync('/proc/uptime', 'latin1').split(' ')[0]);
-    if (!Number.isFinite(upSeconds)) return undefined;
-    return Date.now() - (upSeconds - ticks / USER_HZ) * 1000;
-  } catch {
-    return undefined;
-  }
+  const own = ownStartTicks();
+  if (ticks === undefined || own === undefined) return undefined;
+  return performance.timeOrigin - ((own - ticks) * 1000) / USER_HZ;
 }
