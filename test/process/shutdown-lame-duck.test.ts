@@ -148,7 +148,10 @@ describe('SHUTDOWN_DELAY_MS: the lame-duck phase of the real server process', ()
       const upload = slowUpload(port, '/v1/models/digits:predict', predictBody);
       await upload.started;
       server.child.kill('SIGTERM');
-      await sleep(20);
+      // The copy once the first is taken (npm's comes ~5 ms after it; two sent together may
+      // reach the process as one, as pending signals of a kind merge).
+      const taken = workers === 1 ? DRAINING : 'stopping workers';
+      await server.waitForLog((l) => l.msg === taken, taken);
       server.child.kill('SIGTERM');
       await server.waitForLog((l) => l.msg === SIGNAL_COPY_IGNORED, 'the copy ignored');
       upload.finish();
