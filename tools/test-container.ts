@@ -1,13 +1,16 @@
 /**
  * `npm run test:container`: builds the image with podman (or docker), runs it, and checks what a
  * deployment relies on: ready, predictions equal to the local ones, a non-root process, a healthy
- * HEALTHCHECK, recalibration with the admin token from the environment, exit 0 within 10 s of
- * SIGTERM. Removes the container and image it made. Not part of `npm test` (needs a container
+ * HEALTHCHECK, recalibration with the admin token from the environment, two containers of one
+ * host name sharing a repository (sharedHostName), exit 0 within 10 s of SIGTERM. Removes the container and image it made. Not part of `npm test` (needs a container
  * engine; on machines without a registry, run ../shared/tools/container-base-images.sh first).
  */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:net';
+import { cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { openModelDirectory } from '../src/service/index.js';
 
 const started = Date.now();
@@ -190,6 +193,8 @@ async function main(): Promise<void> {
     `401 without the token; 201 with it: version ${outcome.version} from ${outcome.samples} samples`,
   );
 
+  await sharedHostName();
+
   const stopStart = Date.now();
   run(['kill', '--signal', 'TERM', container]);
   const waited = run(['wait', container], { timeoutMs: 15_000 });
@@ -198,6 +203,105 @@ async function main(): Promise<void> {
   if (code !== '0' || seconds > 10)
     fail('sigterm', `exit code ${code} after ${seconds.toFixed(1)} s`);
   step('sigterm', `exit code 0 after ${seconds.toFixed(1)} s`);
+}
+
+/** The containers sharedHostName starts, removed with the others. */
+const neighbours = [`${container}-a`, `${container}-b`];
+
+/**
+ * Two containers of one host name (as one Kubernetes pod's, or `--network host` ones), each with
+ * its own pid namespace (each server is PID 1 there), sharing one model repository: a
+ * recalibration through the second while the first's holds the model's lock is refused 409, and
+ * the first's completes. Before locks named their pid namespace (2026-12-05) the second broke the
+ * first's lock as an earlier PID 1's, ran over it (201), and the first's failed with a 503.
+ */
+async function sharedHostName(): Promise<void> {
+  const repository = mkdtempSync(join(tmpdir(), 'normserve-shared-'));
+  try {
+    cpSync('models', repository, { recursive: true });
+    // The image's user (1000) writes there, whatever the host's ids map to.
+    spawnSync('chmod', ['-R', 'a+rwX', repository]);
+    const ports: number[] = [];
+    for (const name of neighbours) {
+      const port = await freePort();
+      ports.push(port);
+      run([
+        'run',
+        '-d',
+        '--name',
+        name,
+        '--hostname',
+        `normserve-pod-${suffix}`,
+        '-p',
+        `127.0.0.1:${port}:8080`,
+        '-e',
+        `ADMIN_TOKEN=${adminToken}`,
+        '-e',
+        'WORKERS=1',
+        '-e',
+        'MODEL_REPOSITORY=/repo',
+        '-v',
+        `${repository}:/repo`,
+        image,
+      ]);
+    }
+    for (const port of ports) {
+      let ready = false;
+      for (let i = 0; i < 120 && !ready; i++) {
+        ready = await fetch(`http://127.0.0.1:${port}/readyz`).then(
+          (r) => r.ok,
+          () => false,
+        );
+        if (!ready) await new Promise((r) => setTimeout(r, 500));
+      }
+      if (!ready) fail('shared-host', `the server on ${port} never answered /readyz 200`);
+    }
+    const header = Array.from({ length: 64 }, (_, i) => `p${i}`).join(',');
+    const csvRow = (k: number) => Array.from({ length: 64 }, (_, i) => (i * k) % 17).join(',');
+    const body = `${header}\n${Array.from({ length: 40 }, (_, k) => csvRow(k + 1)).join('\n')}\n`;
+    // The first's upload: its head and part of its rows, the rest once the second was answered.
+    const socket = connect(ports[0]!, '127.0.0.1');
+    let first = '';
+    socket.setEncoding('utf8').on('data', (d: string) => {
+      first += d;
+    });
+    socket.on('error', () => undefined);
+    const firstClosed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+    socket.write(
+      `POST /v1/models/digits:recalibrate HTTP/1.1\r\nHost: x\r\nConnection: close\r\n` +
+        `Authorization: Bearer ${adminToken}\r\nContent-Type: text/csv\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body.slice(0, 400)}`,
+    );
+    const lock = join(repository, 'digits', '.recalibration.lock');
+    for (let i = 0; i < 600 && !existsSync(lock); i++) await new Promise((r) => setTimeout(r, 50));
+    if (!existsSync(lock)) fail('shared-host', 'the first recalibration never took the lock');
+    const second = await fetch(`http://127.0.0.1:${ports[1]}/v1/models/digits:recalibrate`, {
+      method: 'POST',
+      headers: { 'content-type': 'text/csv', authorization: `Bearer ${adminToken}` },
+      body,
+    });
+    const secondBody = (await second.json()) as { code?: string };
+    // Not end(): podman's port forwarding closes both ways on the client's half-close.
+    socket.write(body.slice(400));
+    await firstClosed;
+    const firstStatus = /^HTTP\/1\.1 (\d+)/.exec(first)?.[1];
+    if (
+      second.status !== 409 ||
+      secondBody.code !== 'RECALIBRATION_IN_PROGRESS' ||
+      firstStatus !== '201'
+    )
+      fail(
+        'shared-host',
+        `the second's recalibration ${second.status} ${secondBody.code}, the first's ${firstStatus}`,
+      );
+    step(
+      'shared-host',
+      'one host name, two pid namespaces: the second recalibration 409 while the first holds the lock; the first 201',
+    );
+  } finally {
+    for (const name of neighbours) run(['rm', '-f', name], { allowFail: true });
+    rmSync(repository, { recursive: true, force: true });
+  }
 }
 
 try {
