@@ -19,6 +19,8 @@ export interface RecalibrationResult {
 export interface Recalibrator {
   /** Rows received so far. */
   readonly rows: number;
+  /** The fewest rows finish() accepts (batch-norm-layers.ts, minimumRows): fewer are TOO_FEW_SAMPLES. */
+  readonly minimumRows: number;
   /**
    * Whole rows, [k, width] row-major raw features (before the input transform). The chunk is
    * validated before any of it is used (INVALID_INPUT, TOO_MANY_SAMPLES) and may be reused by the

@@ -52,6 +52,10 @@ export abstract class StreamingRecalibrator implements Recalibrator {
     return this.received;
   }
 
+  get minimumRows(): number {
+    return minimumRows(this.layers);
+  }
+
   /**
    * The source with no helper thread: the statistics plans beyond the one that overlaps the
    * upload run on the calling thread, since a helper costs a thread start per executor (one per
@@ -119,7 +123,7 @@ export abstract class StreamingRecalibrator implements Recalibrator {
       // Every BatchNorm needs two values per channel for a variance (n·H·W − 1 > 0 in `exact`
       // and `prior`; a train-mode batch in `running`): two rows where one is a single value
       // (BatchNorm1d, 1×1 maps), one row where every BatchNorm sees maps of H·W > 1.
-      const minimum = minimumRows(this.layers);
+      const minimum = this.minimumRows;
       if (n < minimum) {
         const single = singleValueLayer(this.layers, n);
         throw new NormserveError(

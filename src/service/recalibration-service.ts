@@ -541,7 +541,13 @@ export class RecalibrationService {
       throw error;
     }
     const asyncRows = this.options.asyncRows ?? Number.POSITIVE_INFINITY;
-    if (options.acceptsJob && (options.prefersJob || session.rows > asyncRows)) {
+    // Every row has arrived by now: too few for any recalibration (an empty body) is answered
+    // TOO_FEW_SAMPLES as the synchronous form is, not accepted as a job that can only fail.
+    if (
+      options.acceptsJob &&
+      (options.prefersJob || session.rows > asyncRows) &&
+      !session.tooFewRows
+    ) {
       session.complete().catch(() => undefined); // the job records the outcome
       return { job: { id: session.job.id, state: session.job.state } };
     }

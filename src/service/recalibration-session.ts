@@ -165,6 +165,11 @@ export class RecalibrationSession {
     return this.recalibrator.rows;
   }
 
+  /** Whether the rows received are too few for any recalibration (TOO_FEW_SAMPLES at complete). */
+  get tooFewRows(): boolean {
+    return this.recalibrator.rows < this.recalibrator.minimumRows;
+  }
+
   /** Rows received: `taken` or, while a reader fills its next chunk, the rows it has read. */
   private rowsReceived(taken: number): number {
     return Math.max(taken, this.read?.rows ?? 0);

@@ -698,6 +698,22 @@ describe('recalibration errors (MAX_RECALIBRATION_SAMPLES=10)', () => {
     }
   });
 
+  it('too few rows with Prefer: respond-async → the same 400 at once, not a job that can only fail (every format)', async () => {
+    const prefer = { prefer: 'respond-async' };
+    // Before, 202 and a job that failed TOO_FEW_SAMPLES (the attacker of 2026-12-05).
+    for (const res of [
+      await recalibrate(t, { instances: [] }, { headers: { ...ADMIN, ...prefer } }),
+      await recalibrate(t, { instances: [row(0)] }, { headers: { ...ADMIN, ...prefer } }),
+      await recalibrate(t, '', { headers: { ...NDJSON, ...prefer } }),
+      await recalibrate(t, Buffer.alloc(0), { headers: { ...FLOAT32, ...prefer } }),
+      await recalibrate(t, csvBody([row(0)]), { headers: { ...CSV, ...prefer } }),
+    ]) {
+      expect(res.headers.location).toBeUndefined();
+      expectProblem(res, 400, 'TOO_FEW_SAMPLES', RECALIBRATE);
+    }
+    // Enough rows are still a job: 'Prefer: respond-async → 202, the job succeeds' below.
+  });
+
   it('JSON: strings, null, booleans, 1e999 and wrong widths → 400 naming instances[i][j] / instances[i]', async () => {
     const cases: { payload: string; path: string; message?: RegExp }[] = [
       { payload: jsonText(cellsWith(1, 5, '"7"')), path: 'instances[1][5]' },
@@ -1013,10 +1029,12 @@ describe('jobs: 202 + Location /v1/jobs/{id}', () => {
       expect(upper.statusCode, upper.body).toBe(200);
       expect(upper.json()).toEqual(job);
 
-      // An asynchronous failure is recorded in the job, and publishes nothing.
+      // An asynchronous failure is recorded in the job, and publishes nothing: two rows alike
+      // leave the BatchNorms no variance, which only the computation finds (too few rows to
+      // compute at all are refused at once, below).
       const one = await recalibrate(
         t,
-        { instances: night.slice(0, 1) },
+        { instances: [night[0], night[0]] },
         {
           headers: { ...ADMIN, prefer: 'respond-async' },
         },
