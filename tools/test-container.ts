@@ -241,7 +241,8 @@ async function sharedHostName(): Promise<void> {
         '-e',
         'MODEL_REPOSITORY=/repo',
         '-v',
-        `${repository}:/repo`,
+        // z: both containers may write it where SELinux labels files (ignored elsewhere).
+        `${repository}:/repo:z`,
         image,
       ]);
     }
@@ -283,7 +284,14 @@ async function sharedHostName(): Promise<void> {
     const secondBody = (await second.json()) as { code?: string };
     // Not end(): podman's port forwarding closes both ways on the client's half-close.
     socket.write(body.slice(400));
-    await firstClosed;
+    const stalled = new Promise<'stalled'>((resolve) =>
+      setTimeout(() => resolve('stalled'), 120_000).unref(),
+    );
+    if ((await Promise.race([firstClosed, stalled])) === 'stalled')
+      fail(
+        'shared-host',
+        `the first recalibration did not end within 120 s: ${first.slice(0, 200)}`,
+      );
     const firstStatus = /^HTTP\/1\.1 (\d+)/.exec(first)?.[1];
     if (
       second.status !== 409 ||
@@ -300,7 +308,26 @@ async function sharedHostName(): Promise<void> {
     );
   } finally {
     for (const name of neighbours) run(['rm', '-f', name], { allowFail: true });
-    rmSync(repository, { recursive: true, force: true });
+    // What the servers wrote belongs to the image's user, which a rootless engine maps to an id
+    // the host's user cannot remove: removed from inside a container, then the directory.
+    run(
+      [
+        'run',
+        '--rm',
+        '-v',
+        `${repository}:/repo:z`,
+        image,
+        'node',
+        '-e',
+        "const fs = require('node:fs'); for (const f of fs.readdirSync('/repo')) fs.rmSync('/repo/' + f, { recursive: true, force: true });",
+      ],
+      { allowFail: true },
+    );
+    try {
+      rmSync(repository, { recursive: true, force: true });
+    } catch (e) {
+      process.stdout.write(`note shared-host could not remove ${repository}: ${String(e)}\n`);
+    }
   }
 }
 

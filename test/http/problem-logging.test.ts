@@ -238,13 +238,14 @@ describe('problems in the log', () => {
     expect(served.logs.filter((l) => l.includes(cell))).toEqual([]);
     expect(await failedRecalibrations()).toBe(0);
     expect(await recalibrationsEnded('client_error')).toBe(3);
-    // The same refusal in a job (202 first) is counted alike, and logged at info, not as a
-    // failure (ops review of 2026-12-04: it counted `failed`).
+    // A refusal in a job (202 first) is counted alike, and logged at info, not as a failure
+    // (ops review of 2026-12-04: it counted `failed`): two rows alike, which only the
+    // computation refuses (one row is refused before a job is made).
     const job = await served.app.inject({
       method: 'POST',
       url: '/v1/models/digits:recalibrate',
       headers: { ...ADMIN, prefer: 'respond-async', 'x-request-id': 'refused-job' },
-      payload: { instances: [rows[0]] },
+      payload: { instances: [rows[0], rows[0]] },
     });
     expect(job.statusCode, job.body).toBe(202);
     await expect
