@@ -15,7 +15,7 @@ import { ClusterMetricsPrimary } from './cluster-metrics.js';
 import { ClusterModelsPrimary } from './cluster-models.js';
 import { answerRateLimit } from './cluster-rate-limit.js';
 import { startModelsEnvironment } from './cluster-start-models.js';
-import { SIGNAL_COPY_IGNORED, signalCopies } from './on-signal.js';
+import { exceptCopies } from './on-signal.js';
 import { RESCAN_SIGNAL } from './rescan-on-hangup.js';
 import { WorkerDeaths } from './worker-deaths.js';
 
@@ -269,11 +269,7 @@ export async function runPrimary(config: ServerConfig): Promise<void> {
   };
   // A copy of the signal just counted (`npm start` forwards the one its process group got) is not
   // a repeated signal: relayed, it ended the workers' drain with exit 1.
-  const isCopy = signalCopies();
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (isCopy()) return logger.info({ signal }, SIGNAL_COPY_IGNORED);
-    stop(signal);
-  };
+  const onSignal = exceptCopies(stop, logger);
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
   // SIGHUP (rescan-on-hangup.ts) reaches every listening worker, and each scans the repository (a

@@ -24,7 +24,7 @@
 import type pino from 'pino';
 import type { ServingPhase } from '../service/index.js';
 import type { PrimaryChannel } from './cluster-messages.js';
-import { SIGNAL_COPY_IGNORED, signalCopies } from './on-signal.js';
+import { exceptCopies } from './on-signal.js';
 
 const SIGNALS = ['SIGTERM', 'SIGINT'] as const;
 type ShutdownSignal = (typeof SIGNALS)[number];
@@ -88,12 +88,8 @@ export function lameDuckOnSignal(options: LameDuckOptions): void {
   };
   if (options.channel) options.channel.onSignal = onSignal;
   else {
-    // The primary judges a worker's signals before it relays them.
-    const isCopy = signalCopies();
-    for (const signal of SIGNALS)
-      process.on(signal, (received: NodeJS.Signals) => {
-        if (isCopy()) return logger.info({ signal: received }, SIGNAL_COPY_IGNORED);
-        onSignal(received);
-      });
+    // (The primary leaves a worker's copies out before it relays them.)
+    const listener = exceptCopies(onSignal, logger);
+    for (const signal of SIGNALS) process.on(signal, listener);
   }
 }

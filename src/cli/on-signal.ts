@@ -50,6 +50,21 @@ export const SIGNAL_COPY_IGNORED =
   'signal within a second of the one before taken as its copy (npm forwards what its process group got): ignored';
 
 /**
+ * A SIGINT/SIGTERM listener for `onSignal` that leaves out the copies (signalCopies), logging each
+ * one it leaves out at info.
+ */
+export function exceptCopies(
+  onSignal: (signal: NodeJS.Signals) => void,
+  logger: { info: (fields: object, message: string) => void },
+): (signal: NodeJS.Signals) => void {
+  const isCopy = signalCopies();
+  return (signal) => {
+    if (isCopy()) logger.info({ signal }, SIGNAL_COPY_IGNORED);
+    else onSignal(signal);
+  };
+}
+
+/**
  * A process's judge of its SIGINT and SIGTERM: called as each arrives, true when it is a copy of
  * the last one counted (within REPEATED_SIGNAL_WINDOW_MS of it), not a signal of its own.
  */

@@ -44,7 +44,12 @@ import {
 import { removeStaleClaims } from './lock-claims.js';
 import { releaseModelLockOf } from './model-lock.js';
 import { isProcessAlive } from './process-alive.js';
-import { inOwnPidNamespace, processStartedAtMs, processStartTicks } from './process-start.js';
+import {
+  inOwnPidNamespace,
+  pidNamespaceStartedAtMs,
+  processStartedAtMs,
+  processStartTicks,
+} from './process-start.js';
 import { RepositoryFiles } from './repository-files.js';
 import { storageFailure, UnsyncedWrite } from './storage-failure.js';
 
@@ -891,7 +896,7 @@ function pidReused(writer: TemporaryWriter, mtimeMs: () => Promise<number>): Pro
  * container): nothing is older.
  */
 async function writtenBeforeNamespace(mtimeMs: () => Promise<number>): Promise<boolean> {
-  const started = processStartedAtMs(1);
+  const started = pidNamespaceStartedAtMs();
   return started !== undefined && (await mtimeMs()) < started - WRITTEN_BEFORE_NAMESPACE_MARGIN_MS;
 }
 
@@ -934,7 +939,9 @@ async function removeAbandonedTemporaries(
     // Another pid namespace under this host name is as another host: its pids mean other
     // processes here.
     const local = sameHost && inOwnPidNamespace(writer.pidNamespace) ? writer : undefined;
-    const mtimeMs = async () => (await stat(path)).mtimeMs;
+    // Stat'ed once, when a rule first needs it.
+    let mtime: Promise<number> | undefined;
+    const mtimeMs = () => (mtime ??= stat(path).then((s) => s.mtimeMs));
     try {
       const abandoned =
         entry.includes(DELETION_LEFTOVER_MARK) ||

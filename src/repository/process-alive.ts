@@ -3,7 +3,7 @@ import { hostname } from 'node:os';
 import { z } from 'zod';
 import { errnoOf } from '../errors/index.js';
 import { hostTag } from './atomic-write.js';
-import { inOwnPidNamespace, ownPidNamespace } from './process-start.js';
+import { inOwnPidNamespace, ownPidNamespace, samePidNamespace } from './process-start.js';
 
 /**
  * Whether a process of this host is alive (signal 0 probes without signalling). A zombie — a
@@ -78,9 +78,7 @@ export const probeableOwner = (owner: ProcessOwner, host: string): boolean =>
 
 /** Whether a lock's holder (its host as hostname() writes it) is this very process. */
 export const isThisProcess = (holder: ProcessOwner): boolean =>
-  holder.host === hostname() &&
-  holder.pid === process.pid &&
-  inOwnPidNamespace(holder.pid_namespace);
+  sameProcess(holder, { host: hostname(), pid: process.pid, ...ownPidNamespaceField() });
 
 /**
  * Whether `owner` names `process` (a currentOwner): the same host, pid and, where both record
@@ -89,9 +87,7 @@ export const isThisProcess = (holder: ProcessOwner): boolean =>
 export const sameProcess = (owner: ProcessOwner, process: ProcessOwner): boolean =>
   owner.host === process.host &&
   owner.pid === process.pid &&
-  (owner.pid_namespace === undefined ||
-    process.pid_namespace === undefined ||
-    owner.pid_namespace === process.pid_namespace);
+  samePidNamespace(owner.pid_namespace, process.pid_namespace);
 
 /**
  * True when the owner is known to be gone: a process of this host (same host tag) and pid

@@ -61,9 +61,22 @@ export function ownPidNamespace(): number | undefined {
  * same, as every record did before.
  */
 export const inOwnPidNamespace = (pidNamespace: number | undefined): boolean =>
-  pidNamespace === undefined ||
-  ownPidNamespace() === undefined ||
-  pidNamespace === ownPidNamespace();
+  samePidNamespace(pidNamespace, ownPidNamespace());
+
+/** Whether two recorded pid namespaces are one; one not recorded (older, no /proc) matches any. */
+export const samePidNamespace = (a: number | undefined, b: number | undefined): boolean =>
+  a === undefined || b === undefined || a === b;
+
+let namespaceStart: number | undefined | null = null;
+
+/**
+ * When this pid namespace began: its PID 1's start (processStartedAtMs(1)), read once — a
+ * namespace's PID 1 lives as long as the namespace.
+ */
+export function pidNamespaceStartedAtMs(): number | undefined {
+  if (namespaceStart === null) namespaceStart = processStartedAtMs(1);
+  return namespaceStart;
+}
 
 /**
  * When process `pid` of this host started, in ms since the epoch: its processStartTicks against
