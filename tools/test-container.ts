@@ -65,6 +65,40 @@ const image = `normserve-test:${suffix}`;
 const container = `normserve-test-${suffix}`;
 const adminToken = randomBytes(24).toString('base64url');
 
+/** Starts the image as `name` with the admin token and `options`; the host port of its 8080. */
+async function startServer(name: string, options: string[]): Promise<number> {
+  const port = await freePort();
+  run([
+    'run',
+    '-d',
+    '--name',
+    name,
+    '-p',
+    `127.0.0.1:${port}:8080`,
+    '-e',
+    `ADMIN_TOKEN=${adminToken}`,
+    ...options,
+    image,
+  ]);
+  return port;
+}
+
+/** Waits (60 s at most) for the server of `name` on `port` to answer /readyz 200. */
+async function untilReady(name: string, port: number, stepName: string): Promise<void> {
+  for (let i = 0; i < 120; i++) {
+    const ready = await fetch(`http://127.0.0.1:${port}/readyz`).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (ready) return;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  fail(
+    stepName,
+    `${name}: GET /readyz never answered 200; logs: ${run(['logs', name], { allowFail: true }).stderr.slice(-2000)}`,
+  );
+}
+
 async function main(): Promise<void> {
   step('engine', `${tool} ${run(['--version']).stdout.trim()}`);
   // podman: --format docker keeps HEALTHCHECK; --layers=false keeps no image of the build stage,
@@ -79,34 +113,9 @@ async function main(): Promise<void> {
   const size = run(['image', 'inspect', image, '--format', '{{.Size}}']).stdout.trim();
   step('build', `${image}, ${(Number(size) / 1e6).toFixed(0)} MB`);
 
-  const port = await freePort();
-  run([
-    'run',
-    '-d',
-    '--name',
-    container,
-    '-p',
-    `127.0.0.1:${port}:8080`,
-    '-e',
-    `ADMIN_TOKEN=${adminToken}`,
-    '-e',
-    'WORKERS=2',
-    image,
-  ]);
+  const port = await startServer(container, ['-e', 'WORKERS=2']);
   const base = `http://127.0.0.1:${port}`;
-  let ready = false;
-  for (let i = 0; i < 120 && !ready; i++) {
-    ready = await fetch(`${base}/readyz`).then(
-      (r) => r.ok,
-      () => false,
-    );
-    if (!ready) await new Promise((r) => setTimeout(r, 500));
-  }
-  if (!ready)
-    fail(
-      'ready',
-      `GET /readyz never answered 200; logs: ${run(['logs', container], { allowFail: true }).stderr.slice(-2000)}`,
-    );
+  await untilReady(container, port, 'ready');
   step('ready', `${base}/readyz answered 200`);
 
   const rows = [
@@ -223,40 +232,21 @@ async function sharedHostName(): Promise<void> {
     spawnSync('chmod', ['-R', 'a+rwX', repository]);
     const ports: number[] = [];
     for (const name of neighbours) {
-      const port = await freePort();
-      ports.push(port);
-      run([
-        'run',
-        '-d',
-        '--name',
-        name,
-        '--hostname',
-        `normserve-pod-${suffix}`,
-        '-p',
-        `127.0.0.1:${port}:8080`,
-        '-e',
-        `ADMIN_TOKEN=${adminToken}`,
-        '-e',
-        'WORKERS=1',
-        '-e',
-        'MODEL_REPOSITORY=/repo',
-        '-v',
-        // z: both containers may write it where SELinux labels files (ignored elsewhere).
-        `${repository}:/repo:z`,
-        image,
-      ]);
+      ports.push(
+        await startServer(name, [
+          '--hostname',
+          `normserve-pod-${suffix}`,
+          '-e',
+          'WORKERS=1',
+          '-e',
+          'MODEL_REPOSITORY=/repo',
+          '-v',
+          // z: both containers may write it where SELinux labels files (ignored elsewhere).
+          `${repository}:/repo:z`,
+        ]),
+      );
     }
-    for (const port of ports) {
-      let ready = false;
-      for (let i = 0; i < 120 && !ready; i++) {
-        ready = await fetch(`http://127.0.0.1:${port}/readyz`).then(
-          (r) => r.ok,
-          () => false,
-        );
-        if (!ready) await new Promise((r) => setTimeout(r, 500));
-      }
-      if (!ready) fail('shared-host', `the server on ${port} never answered /readyz 200`);
-    }
+    for (const [i, port] of ports.entries()) await untilReady(neighbours[i]!, port, 'shared-host');
     const header = Array.from({ length: 64 }, (_, i) => `p${i}`).join(',');
     const csvRow = (k: number) => Array.from({ length: 64 }, (_, i) => (i * k) % 17).join(',');
     const body = `${header}\n${Array.from({ length: 40 }, (_, k) => csvRow(k + 1)).join('\n')}\n`;
