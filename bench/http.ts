@@ -349,6 +349,46 @@ export function requestBodies() {
   return { jsonBody, rows256, oipHeader, wideRow };
 }
 
+/**
+ * The serving bench's gRPC load on `server`: ModelInfer with 256 digits rows as raw contents,
+ * 8 connections with one call in flight each; the first answer must hold 256 × 10 probabilities.
+ */
+export async function grpcInfer(
+  server: Server,
+  grpcPort: number,
+  durationSeconds: number,
+): Promise<Measured> {
+  const { rows256 } = requestBodies();
+  const r = await measured(server, () =>
+    grpcLoad({
+      port: grpcPort,
+      method: 'ModelInfer',
+      request: {
+        model_name: 'digits',
+        inputs: [{ name: 'input', datatype: 'FP32', shape: [256, 64] }],
+        raw_input_contents: [f32(rows256)],
+        outputs: [{ name: 'probabilities' }],
+      },
+      connections: 8,
+      durationSeconds,
+      check: (response) => {
+        const raw = (response as { raw_output_contents?: Uint8Array[] }).raw_output_contents?.[0];
+        if (raw?.byteLength !== 256 * 10 * 4)
+          throw new Error('gRPC ModelInfer: no 256 × 10 float32 probabilities');
+      },
+    }),
+  );
+  return {
+    requestsPerSecond: r.requestsPerSecond,
+    p50Ms: r.p50Ms,
+    p99Ms: r.p99Ms,
+    errors: r.errors,
+    non2xx: 0,
+    serverCpuUsPerRequest: r.serverCpuUsPerRequest,
+    clientCpuUsPerRequest: r.clientCpuUsPerRequest,
+  };
+}
+
 export async function benchHttp(
   options: {
     durationSeconds?: number;
@@ -422,12 +462,6 @@ export async function benchHttp(
     const body256 = jsonBody(256);
     const float32Body = f32(rows256);
     const oipBody = Buffer.concat([oipHeader, f32(rows256)]);
-    const grpcRequest = {
-      model_name: 'digits',
-      inputs: [{ name: 'input', datatype: 'FP32', shape: [256, 64] }],
-      raw_input_contents: [f32(rows256)],
-      outputs: [{ name: 'probabilities' }],
-    };
     const wide256 = await alternated(rounds, {
       json: () => http(single, predict, body256, json, duration, 8),
       float32: () =>
@@ -448,32 +482,7 @@ export async function benchHttp(
           duration,
           8,
         ),
-      grpc: async () => {
-        const r = await measured(single, () =>
-          grpcLoad({
-            port: grpcPort,
-            method: 'ModelInfer',
-            request: grpcRequest,
-            connections: 8,
-            durationSeconds: duration,
-            check: (response) => {
-              const raw = (response as { raw_output_contents?: Uint8Array[] })
-                .raw_output_contents?.[0];
-              if (raw?.byteLength !== 256 * 10 * 4)
-                throw new Error('gRPC ModelInfer: no 256 × 10 float32 probabilities');
-            },
-          }),
-        );
-        return {
-          requestsPerSecond: r.requestsPerSecond,
-          p50Ms: r.p50Ms,
-          p99Ms: r.p99Ms,
-          errors: r.errors,
-          non2xx: 0,
-          serverCpuUsPerRequest: r.serverCpuUsPerRequest,
-          clientCpuUsPerRequest: r.clientCpuUsPerRequest,
-        };
-      },
+      grpc: () => grpcInfer(single, grpcPort, duration),
     });
     out.push(row('predict JSON (WORKERS=1)', 256, 8, wide256['json']!));
     out.push(row('predict float32 in/out (WORKERS=1)', 256, 8, wide256['float32']!));

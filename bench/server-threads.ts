@@ -3,7 +3,8 @@
  * `npx tsx bench/server-threads.ts LOAD [seconds] ['{"ENV":"value"}'] [node flags…]` starts one
  * server (WORKERS=1, digits, this tree's sources, with `--trace-gc` and any extra node flags),
  * warms it up for 2 s, then runs LOAD — `float32` (256 rows of float32 in and out), `json256` or
- * `json1`, or `wide` (the serving bench's 1-row wide-model load, 32 connections; set
+ * `json1`, `grpc` (ModelInfer with 256 raw rows, the serving bench's closed-loop gRPC client), or
+ * `wide` (the serving bench's 1-row wide-model load, 32 connections; set
  * BATCH_MAX_DELAY_US in the environment argument to batch it) — for `seconds` (8) with 8
  * connections (wide: 32) and prints req/s, p99, the server's CPU per
  * request of each of its threads (user and system, from /proc/<pid>/task/*), its peak RSS, and
@@ -12,11 +13,12 @@
  * seventh round).
  */
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { publishCheckpoint } from '../src/service/index.js';
 import { copyBundledModel } from '../test/helpers/bundled-models.js';
-import { f32, http, requestBodies, startTree } from './http.js';
+import { f32, freePort, grpcInfer, http, requestBodies, startTree } from './http.js';
 import { wideCheckpoint } from './models.js';
 
 const [load = 'float32', secondsArg, envArg, ...nodeFlags] = process.argv.slice(2);
@@ -32,10 +34,27 @@ const bodies: Record<string, [string | Buffer, Record<string, string>]> = {
   json256: [jsonBody(256), { 'content-type': 'application/json' }],
   json1: [jsonBody(1), { 'content-type': 'application/json' }],
   wide: [wideRow, { 'content-type': 'application/json' }],
+  grpc: ['', {}],
 };
 const chosen = bodies[load];
 if (!chosen) throw new Error(`LOAD is one of ${Object.keys(bodies).join(', ')}`);
 const [body, headers] = chosen;
+
+/** gRPC's port may open after the HTTP listening line: waits (60 s at most) until it accepts. */
+async function untilAccepting(port: number): Promise<void> {
+  for (let tries = 0; ; tries++) {
+    const accepted = await new Promise<boolean>((resolve) => {
+      const socket = connect(port, '127.0.0.1', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+    if (accepted) return;
+    if (tries >= 600) throw new Error(`nothing accepts on the gRPC port ${port}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
 
 /** utime and stime of every thread of `pid`, in 1/100 s (USER_HZ), by thread id. */
 function threadTicks(pid: number): Map<string, [number, number]> {
@@ -61,16 +80,22 @@ const repository = mkdtempSync(join(tmpdir(), 'normserve-threads-'));
 copyBundledModel('digits', repository);
 if (load === 'wide') await publishCheckpoint(repository, wideCheckpoint());
 const logFile = join(repository, 'server.log');
-const server = await startTree('.', repository, logFile, { GRPC_PORT: '0', ...env }, [
+const grpcPort = load === 'grpc' ? await freePort() : 0;
+const server = await startTree('.', repository, logFile, { GRPC_PORT: String(grpcPort), ...env }, [
   '--trace-gc',
   ...nodeFlags,
 ]);
 try {
   const path = load === 'wide' ? '/v1/models/wide:predict' : '/v1/models/digits:predict';
   const connections = load === 'wide' ? 32 : 8;
-  await http(server, path, body, headers, 2, connections);
+  if (load === 'grpc') await untilAccepting(grpcPort);
+  const run = (durationSeconds: number) =>
+    load === 'grpc'
+      ? grpcInfer(server, grpcPort, durationSeconds)
+      : http(server, path, body, headers, durationSeconds, connections);
+  await run(2);
   const before = threadTicks(server.pid);
-  const r = await http(server, path, body, headers, seconds, connections);
+  const r = await run(seconds);
   const after = threadTicks(server.pid);
   const requests = r.requestsPerSecond * seconds;
   console.log(

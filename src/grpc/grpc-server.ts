@@ -18,7 +18,6 @@ import {
 import {
   type AvailableVersion,
   bearerTokenCheck,
-  bytesTensor,
   type CallerSignal,
   CLASSIFICATION_PARAMETER,
   checkClassifications,
@@ -31,7 +30,6 @@ import {
   drainLastStepsMs,
   FP32_BYTES,
   failInput,
-  float32Bytes,
   float32Rows,
   type InferenceObserver,
   type InferenceService,
@@ -42,7 +40,6 @@ import {
   type ModelRegistry,
   OIP_EXTENSIONS,
   type OutputName,
-  type OutputTensor,
   oipModelMetadata,
   outputTensor,
   type PredictOutput,
@@ -52,6 +49,7 @@ import {
   requestedOutputs,
   type ServingPhase,
   serverReadiness,
+  tensorBytes,
   VERSION_NAME_PATTERN,
 } from '../service/index.js';
 import { CallAdmission } from './call-admission.js';
@@ -208,10 +206,6 @@ function versionOf(value: string, field: string): number | undefined {
     failInput(field, `expected a positive integer, got "${value.slice(0, 40)}"`);
   return Number(value);
 }
-
-/** The raw bytes of an output tensor, laid out as the protocol says (little-endian, BYTES framed). */
-const tensorBytes = (tensor: OutputTensor): Buffer =>
-  tensor.datatype === 'FP32' ? float32Bytes(tensor.values) : bytesTensor(tensor.values);
 
 /**
  * The classes asked for on each requested output: the classification extension's parameter,

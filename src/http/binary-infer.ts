@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { isNormserveError, NormserveError } from '../errors/index.js';
-import { bytesTensor, failInput, float32Bytes, type OutputTensor } from '../service/index.js';
+import { failInput } from '../service/index.js';
 import { OCTET_STREAM } from './accepted-types.js';
 import { parseJsonBody } from './json-body.js';
 import { utf8Body } from './utf8-body.js';
@@ -171,11 +171,6 @@ export function binaryDataSize(
   if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0)
     return failInput(`${path}.binary_data_size`, 'expected a byte count (an integer ≥ 0)');
   return value;
-}
-
-/** The bytes of an output tensor. */
-export function tensorBytes(tensor: OutputTensor): Buffer {
-  return tensor.datatype === 'FP32' ? float32Bytes(tensor.values) : bytesTensor(tensor.values);
 }
 
 /** A binary response body: the JSON header, then the tensors' bytes. */

@@ -18,6 +18,7 @@ import {
   type RowSource,
   readFloat32,
   requestedOutputs,
+  tensorBytes,
 } from '../service/index.js';
 import type { AppDeps } from './app-types.js';
 import {
@@ -30,7 +31,6 @@ import {
   OCTET_STREAM,
   parseInferHeader,
   splitInferBody,
-  tensorBytes,
 } from './binary-infer.js';
 import { answered } from './inference-reply.js';
 import { inferResponseJson, JSON_TYPE, outputTensorJson } from './json-responses.js';

@@ -163,6 +163,7 @@ export {
   outputNames,
   outputTensor,
   requestedOutputs,
+  tensorBytes,
 } from './open-inference.js';
 export {
   batchLimit,

@@ -2,6 +2,7 @@ import { quote, versionNotFound } from '../errors/index.js';
 import { failInput, type InputShape } from './input-shape.js';
 import type { AvailableVersion, ModelRegistry } from './model-registry.js';
 import { checkBatchSize, type PredictOutput } from './predict.js';
+import { bytesTensor, float32Bytes } from './tensor-codec.js';
 import {
   INPUT_TENSOR,
   LABEL_TENSOR,
@@ -162,6 +163,15 @@ export function requestedOutputs(
 export type OutputTensor =
   | { name: OutputName; datatype: 'FP32'; shape: [number, number]; values: Float32Array }
   | { name: OutputName; datatype: 'BYTES'; shape: [number] | [number, number]; values: string[] };
+
+/**
+ * The raw bytes of an output tensor, as the binary tensor extension and gRPC's
+ * raw_output_contents lay them out: FP32 little-endian, BYTES elements each after its 4-byte
+ * length.
+ */
+export function tensorBytes(tensor: OutputTensor): Buffer {
+  return tensor.datatype === 'FP32' ? float32Bytes(tensor.values) : bytesTensor(tensor.values);
+}
 
 export function outputTensor(name: OutputName, out: PredictOutput): OutputTensor {
   switch (name) {
