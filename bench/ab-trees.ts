@@ -12,11 +12,10 @@ import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { publishCheckpoint } from '../src/service/index.js';
 import { copyBundledModel } from '../test/helpers/bundled-models.js';
-import { grpcLoad } from './grpc-load.js';
 import {
   f32,
   freePort,
-  measured,
+  grpcInfer,
   http as measuredHttp,
   requestBodies,
   type Server,
@@ -93,20 +92,7 @@ const loads: Record<string, { env: Record<string, string>; run: Load }> = {
   'gRPC raw 256 rows': {
     env: {},
     run: async (server, grpcPort) => {
-      const r = await measured(server, () =>
-        grpcLoad({
-          port: grpcPort,
-          method: 'ModelInfer',
-          request: {
-            model_name: 'digits',
-            inputs: [{ name: 'input', datatype: 'FP32', shape: [256, 64] }],
-            raw_input_contents: [f32(rows256)],
-            outputs: [{ name: 'probabilities' }],
-          },
-          connections: 8,
-          durationSeconds: seconds,
-        }),
-      );
+      const r = await grpcInfer(server, grpcPort, seconds);
       return { rps: r.requestsPerSecond, cpu: r.serverCpuUsPerRequest, p99: r.p99Ms };
     },
   },
