@@ -361,14 +361,17 @@ export class ServiceMetrics {
     for (const seconds of report.queueSeconds) delay.observe(seconds);
   }
 
-  /** One gRPC call. */
+  /** One gRPC call: one look-up finds both bound cells, as observeRequest's. */
   observeGrpc(method: string, code: string, model: string, seconds: number): void {
-    this.child(`grpc ${method} ${code} ${model}`, () =>
-      this.grpcRequests.labels({ method, code, model }),
-    ).inc();
-    this.child(`grpc-duration ${method} ${code}`, () =>
-      this.grpcDuration.labels({ method, code }),
-    ).observe(seconds);
+    const cells = this.child(`grpc ${method} ${code} ${model}`, () => ({
+      count: new BoundCounter(this.grpcRequests, { method, code, model }),
+      duration: this.child(
+        `grpc-duration ${method} ${code}`,
+        () => new BoundHistogram(this.grpcDuration, { method, code }),
+      ),
+    }));
+    cells.count.inc();
+    cells.duration.observe(seconds);
   }
 
   /**
