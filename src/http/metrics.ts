@@ -348,17 +348,17 @@ export class ServiceMetrics {
     cells.rows.observe(inference.rows);
   }
 
-  /** One engine call of the dynamic batcher. */
+  /** One engine call of the dynamic batcher: one look-up finds the model's three bound cells. */
   observeBatch(report: BatchReport): void {
     const model = report.model;
-    this.child(`batch-rows ${model}`, () => this.dynamicBatchRows.labels({ model })).observe(
-      report.rows,
-    );
-    this.child(`batch-requests ${model}`, () =>
-      this.dynamicBatchRequests.labels({ model }),
-    ).observe(report.requests);
-    const delay = this.child(`queue ${model}`, () => this.batchQueueDelay.labels({ model }));
-    for (const seconds of report.queueSeconds) delay.observe(seconds);
+    const cells = this.child(`batch ${model}`, () => ({
+      rows: new BoundHistogram(this.dynamicBatchRows, { model }),
+      requests: new BoundHistogram(this.dynamicBatchRequests, { model }),
+      delay: new BoundHistogram(this.batchQueueDelay, { model }),
+    }));
+    cells.rows.observe(report.rows);
+    cells.requests.observe(report.requests);
+    for (const seconds of report.queueSeconds) cells.delay.observe(seconds);
   }
 
   /** One gRPC call: one look-up finds both bound cells, as observeRequest's. */
