@@ -4,7 +4,7 @@ import { quote } from './quote.js';
 
 /**
  * What a validation issue says about itself (zod 4's issue fields, named structurally so that
- * this leaf imports no library).
+ * this leaf imports no library at run time: zod's types only).
  */
 export interface IssueFacts {
   code: string;
