@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readdirSync, rmSync } from 'node:fs';
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
@@ -23,8 +23,21 @@ export function temporaryName(): string {
   return `${TEMP_PREFIX}${hostTag()}-${writerTag()}-${randomBytes(6).toString('hex')}`;
 }
 
-/** This host's name as it appears in temporary names (no '-', which separates the fields). */
-export const hostTag = (): string => hostname().replace(/[^A-Za-z0-9_]/g, '_');
+/**
+ * A host name as temporary names carry it, without the '-' that separates their fields: the name
+ * itself when it is letters and digits only, else its letters and digits with '_' for every other
+ * character, cut at 64, and 8 hex digits of the name's SHA-256. So `node-1`, `node.1` and `node_1`
+ * are three hosts (a plain replacement made one of them, and each could remove the others'
+ * temporaries as its own dead process's), and the tag stays short enough for a file name.
+ */
+export function hostTagOf(name: string): string {
+  if (/^[A-Za-z0-9]+$/.test(name)) return name;
+  const digest = createHash('sha256').update(name).digest('hex').slice(0, 8);
+  return `${name.replace(/[^A-Za-z0-9]/g, '_').slice(0, 64)}_${digest}`;
+}
+
+/** This host's name as it appears in temporary names (hostTagOf). */
+export const hostTag = (): string => hostTagOf(hostname());
 
 /** This process as temporary names name it: `<pid>_<start ticks>_<pid namespace>`, or `<pid>`. */
 function writerTag(): string {

@@ -2,7 +2,6 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { errnoOf } from '../errors/index.js';
-import { hostTag } from './atomic-write.js';
 import { inOwnPidNamespace, ownPidNamespace, samePidNamespace } from './process-start.js';
 
 /**
@@ -45,8 +44,8 @@ export const HEARTBEAT_INTERVAL_MS = 5_000;
 export const STALE_AFTER_MS = 30_000;
 
 /**
- * The process that owns a piece of shared work: its host's tag and its pid, as a lock file and a
- * job record hold it, and its pid namespace where /proc told it (ownPidNamespace: absent in
+ * The process that owns a piece of shared work: its host's name (`hostname()`, as it is) and its
+ * pid, as a lock file and a job record hold it, and its pid namespace where /proc told it (ownPidNamespace: absent in
  * records written before 2026-12-05). A pid is positive: 0 and −1 name no process but, given to
  * kill(2), a process group or every process, which would make any owner look alive.
  */
@@ -64,7 +63,7 @@ export const ownPidNamespaceField = (): { pid_namespace?: number } => {
 };
 
 export const currentOwner = (): ProcessOwner => ({
-  host: hostTag(),
+  host: hostname(),
   pid: process.pid,
   ...ownPidNamespaceField(),
 });
@@ -76,7 +75,7 @@ export const currentOwner = (): ProcessOwner => ({
 export const probeableOwner = (owner: ProcessOwner, host: string): boolean =>
   owner.host === host && inOwnPidNamespace(owner.pid_namespace);
 
-/** Whether a lock's holder (its host as hostname() writes it) is this very process. */
+/** Whether a lock's or job's owner is this very process. */
 export const isThisProcess = (holder: ProcessOwner): boolean =>
   sameProcess(holder, { host: hostname(), pid: process.pid, ...ownPidNamespaceField() });
 
@@ -90,9 +89,9 @@ export const sameProcess = (owner: ProcessOwner, process: ProcessOwner): boolean
   samePidNamespace(owner.pid_namespace, process.pid_namespace);
 
 /**
- * True when the owner is known to be gone: a process of this host (same host tag) and pid
+ * True when the owner is known to be gone: a process of this host (same host name) and pid
  * namespace whose pid no longer exists. An owner on another host, or in another container of this
  * host name, cannot be probed: only its heartbeat tells.
  */
 export const isOwnerGone = (owner: ProcessOwner): boolean =>
-  probeableOwner(owner, hostTag()) && owner.pid !== process.pid && !isProcessAlive(owner.pid);
+  probeableOwner(owner, hostname()) && owner.pid !== process.pid && !isProcessAlive(owner.pid);

@@ -89,7 +89,7 @@ const createdInThisProcess = new Set<string>();
  * `.jobs/`), written there as JSON so that any worker or replica sharing the repository answers
  * GET /v1/jobs/{id}.
  *
- * A running job's record names its owner (host tag and pid) and carries a heartbeat, rewritten
+ * A running job's record names its owner (host name and pid) and carries a heartbeat, rewritten
  * every `heartbeatMs`. Any other process reading a `running` record whose owner is gone, or whose
  * heartbeat is older than `staleMs`, reports it failed with JOB_ABANDONED, writes that back and
  * releases the model lock the job held (see `abandonment` for the rule). Finished records are
