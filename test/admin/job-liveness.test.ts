@@ -19,7 +19,8 @@ afterAll(removeTempDirs);
 
 const T0 = Date.parse('2026-11-26T12:00:00.000Z');
 const iso = (ms: number) => new Date(ms).toISOString();
-const HERE = hostname().replace(/[^A-Za-z0-9_]/g, '_');
+/** This host as a job's owner names it: its name as it is. */
+const HERE = hostname();
 
 /** A pid that existed and no longer does (a child that has exited and been reaped). */
 function deadPid(): number {
@@ -64,7 +65,7 @@ const lockOf = (owner: string) =>
   JSON.stringify({ owner, host: 'another-host', pid: 4242, acquired_at: iso(T0) });
 
 describe('a running job of this process', () => {
-  it('names its owner (host tag, pid) and refreshes its heartbeat until it settles', async () => {
+  it('names its owner (host name, pid) and refreshes its heartbeat until it settles', async () => {
     const { root, jobs } = repository();
     const registry = JobRegistry.forRepository(new ModelRepository(root), { heartbeatMs: 20 });
     try {

@@ -7,9 +7,9 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
-import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { hostTag } from '../../src/repository/atomic-write.js';
 import { ROOT, runEntry } from '../helpers/entries.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-files.js';
 
@@ -28,7 +28,7 @@ function deadPid(): number {
 describe('an interrupted publish', () => {
   it("train removes a dead process's temporary version directory when it publishes", () => {
     const out = makeTempDir('interrupted-publish');
-    const host = hostname().replace(/[^A-Za-z0-9_]/g, '_');
+    const host = hostTag();
     const leftover = join(out, 'iris', `.tmp-${host}-${deadPid()}-0123456789ab`);
     mkdirSync(leftover, { recursive: true });
     const result = runEntry('src/cli/train.ts', [
@@ -48,7 +48,7 @@ describe('an interrupted publish', () => {
     for (const signal of ['SIGINT', 'SIGTERM'] as const) {
       const repository = makeTempDir('interrupted-publish');
       // Another writer's temporary (this host, a live pid: the test's own) stays.
-      const host = hostname().replace(/[^A-Za-z0-9_]/g, '_');
+      const host = hostTag();
       const other = join(repository, 'm', `.tmp-${host}-${process.pid}-0123456789ab`);
       mkdirSync(other, { recursive: true });
       // A publish that holds its temporary directory until the signal comes.

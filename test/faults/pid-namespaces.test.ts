@@ -49,7 +49,7 @@ const other = (): number => own() + 1;
 
 describe('another pid namespace under this host name', () => {
   it('this process is named with its pid namespace, in owners and temporary names', () => {
-    expect(currentOwner()).toEqual({ host: hostTag(), pid: process.pid, pid_namespace: own() });
+    expect(currentOwner()).toEqual({ host: hostname(), pid: process.pid, pid_namespace: own() });
     expect(temporaryWriter(`${temporaryName()}-lock`)).toEqual({
       host: hostTag(),
       pid: process.pid,

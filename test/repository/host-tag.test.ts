@@ -27,6 +27,8 @@ describe('hostTagOf', () => {
       '',
       'a'.repeat(HOST_NAME_MAX),
       `${'x'.repeat(HOST_NAME_MAX - 2)}-y`,
+      // Longer than Linux allows (other systems): cut, then the digest.
+      `${'x'.repeat(HOST_NAME_MAX + 10)}-y`,
       'hôte-ünïcode',
     ];
     for (const name of names) {
