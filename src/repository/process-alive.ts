@@ -44,10 +44,11 @@ export const HEARTBEAT_INTERVAL_MS = 5_000;
 export const STALE_AFTER_MS = 30_000;
 
 /**
- * The process that owns a piece of shared work: its host's name (`hostname()`, as it is) and its
- * pid, as a lock file and a job record hold it, and its pid namespace where /proc told it (ownPidNamespace: absent in
- * records written before 2026-12-05). A pid is positive: 0 and −1 name no process but, given to
- * kill(2), a process group or every process, which would make any owner look alive.
+ * The process that owns a piece of shared work, as a lock file and a job record hold it: its
+ * host's name (`hostname()`, as it is), its pid, and its pid namespace where /proc told it
+ * (ownPidNamespace: absent in records written before 2026-12-05). A pid is positive: 0 and −1
+ * name no process but, given to kill(2), a process group or every process, which would make any
+ * owner look alive.
  */
 export const processOwnerSchema = z.object({
   host: z.string(),
@@ -76,8 +77,7 @@ export const probeableOwner = (owner: ProcessOwner, host: string): boolean =>
   owner.host === host && inOwnPidNamespace(owner.pid_namespace);
 
 /** Whether a lock's or job's owner is this very process. */
-export const isThisProcess = (holder: ProcessOwner): boolean =>
-  sameProcess(holder, { host: hostname(), pid: process.pid, ...ownPidNamespaceField() });
+export const isThisProcess = (holder: ProcessOwner): boolean => sameProcess(holder, currentOwner());
 
 /**
  * Whether `owner` names `process` (a currentOwner): the same host, pid and, where both record
