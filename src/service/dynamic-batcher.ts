@@ -70,7 +70,10 @@ interface Queue {
  * in between and the bound holds with sub-millisecond delays too. A batch big enough for the
  * engine's helper thread computes there (inferSources) while the next batch collects: as with
  * Triton's batcher in front of a busy model instance, a batch whose delay is over waits for the
- * version's batch in flight to end, taking in requests meanwhile up to `maxRows`.
+ * version's batch in flight to end, taking in requests meanwhile up to `maxRows`. A full batch
+ * (`maxRows` reached, or a request that would overflow it) goes at once, even with one in flight:
+ * it can take in nobody more, and the engine's helper runs calls first in, first out, so it
+ * queues there behind the one in flight instead of here.
  */
 export class DynamicBatcher {
   private readonly queues = new Map<AvailableVersion, Queue>();

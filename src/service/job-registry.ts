@@ -122,6 +122,8 @@ export class JobRegistry {
   private readonly owner = currentOwner();
   /** Jobs of this process whose record another process settled (abandoned): never written again. */
   private readonly settledElsewhere = new Set<string>();
+  /** The state each job's record on disk holds, as this process last wrote or read it there. */
+  private readonly recordedState = new Map<string, Job['state']>();
   private heartbeat: NodeJS.Timeout | undefined;
   private sweeper: NodeJS.Timeout | undefined;
   private writes: Promise<void> = Promise.resolve();
@@ -411,6 +413,7 @@ export class JobRegistry {
         const current = await this.read(path);
         if (current && !(current.state === 'running' && this.ownedHere(current))) return current;
         await this.write(dir, snapshot, fence);
+        this.recordedState.set(job.id, snapshot.state);
         return undefined;
       },
       { staleMs: this.staleMs, now: this.now },
@@ -430,6 +433,7 @@ export class JobRegistry {
     // The record other processes answer becomes this process's answer too (GET /v1/jobs/{id}).
     for (const key of Object.keys(job)) delete (job as Record<string, unknown>)[key];
     Object.assign(job, outcome);
+    this.recordedState.set(job.id, outcome.state);
     this.prune();
   }
 
@@ -457,10 +461,21 @@ export class JobRegistry {
     }
   }
 
+  /**
+   * Forgets the oldest finished jobs beyond `keepFinished` — only those whose end is recorded on
+   * disk. A job whose last record could not be written (storage, a claim that stayed busy) stays:
+   * its record still says `running` with this process as owner, and once forgotten this process
+   * would read it back as an earlier process's leftover and settle it JOB_ABANDONED ("no longer
+   * exists"), though the job ended here, perhaps published. Other processes see it abandoned once
+   * its heartbeat is stale; they cannot know better.
+   */
   private prune(): void {
-    const finished = [...this.jobs.values()].filter((j) => j.state !== 'running');
+    const finished = [...this.jobs.values()].filter(
+      (j) => j.state !== 'running' && (!this.dir || this.recordedState.get(j.id) === j.state),
+    );
     for (const job of finished.slice(0, Math.max(0, finished.length - this.keepFinished))) {
       this.jobs.delete(job.id);
+      this.recordedState.delete(job.id);
       createdInThisProcess.delete(job.id);
       this.settledElsewhere.delete(job.id);
       this.lastWrite.delete(job.id);

@@ -1,3 +1,4 @@
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import {
   type Histogram,
   histogram,
@@ -171,7 +172,7 @@ export async function layerPicturesInTurns(
   for (;;) {
     const step = drawing.next();
     if (step.done) return step.value;
-    await new Promise((resolve) => setImmediate(resolve));
+    await nextTurn();
   }
 }
 

@@ -150,7 +150,7 @@ export interface PublishResult {
    * STORAGE_UNAVAILABLE): that error. The version is published all the same (on disk, listed,
    * loaded), so this is the caller's to report, not a failure of `publish`.
    */
-  activationBusy?: NormserveError;
+  activationBusy?: ActivationNotWritten;
   /**
    * The version is published (and, if `activated`, active) but the model directory could not be
    * synced after a rename (storageWarning's message says what happened): reported, not thrown.
@@ -159,7 +159,13 @@ export interface PublishResult {
 }
 
 /** An activation that was not written, after which a published version stays published. */
-const isActivationNotWritten = (e: unknown): e is NormserveError =>
+export type ActivationNotWritten = NormserveError & {
+  readonly code: 'ACTIVE_RECORD_BUSY' | 'STORAGE_FULL' | 'STORAGE_UNAVAILABLE';
+};
+
+// isStorageFailure of a NormserveError is its code being STORAGE_FULL or STORAGE_UNAVAILABLE (an
+// errno is read from `code`, which a NormserveError holds a catalogue code in).
+const isActivationNotWritten = (e: unknown): e is ActivationNotWritten =>
   isNormserveError(e) && (e.code === 'ACTIVE_RECORD_BUSY' || isStorageFailure(e));
 
 export const isAvailable = (v: ServedVersion | undefined): v is AvailableVersion =>

@@ -1,3 +1,4 @@
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Task } from '../checkpoint/index.js';
 import { type ErrorLocation, NormserveError } from '../errors/index.js';
 import type { CompiledModel, StatisticsProbe } from '../inference/index.js';
@@ -157,7 +158,7 @@ async function finishSlices<T>(work: Sliced<T>, caller: CallerSignal | undefined
   for (;;) {
     const step = work.next();
     if (step.done) return step.value;
-    await new Promise<void>((resolve) => setImmediate(resolve));
+    await nextTurn();
     if (caller?.signal.aborted) throw callerGone();
   }
 }

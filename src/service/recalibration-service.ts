@@ -9,6 +9,7 @@ import {
   storageFailure,
   UNKNOWN_LOCK_OWNER,
 } from '../repository/index.js';
+import { rejectionOnAbort } from './abort-rejection.js';
 import type { TraceContext } from './job-record.js';
 import { type Job, JobRegistry } from './job-registry.js';
 import { type Log, silentLog } from './logger.js';
@@ -328,31 +329,21 @@ export class RecalibrationService {
     dispose: () => void;
   } {
     const { signal } = this.interruption;
-    let onAbort = () => {};
-    const rejects = new Promise<never>((_, reject) => {
-      onAbort = () => {
-        try {
-          this.throwIfInterrupted(job);
-        } catch (e) {
-          reject(e);
-        }
-      };
-      if (signal.aborted) onAbort();
-      else signal.addEventListener('abort', onAbort, { once: true });
-    });
-    rejects.catch(() => undefined);
     return {
-      rejects,
+      ...rejectionOnAbort(signal, () => this.interruptionError(job)),
       happened: () => signal.aborted,
-      dispose: () => signal.removeEventListener('abort', onAbort),
     };
   }
 
   /** Throws JOB_INTERRUPTED, worded for `job` as it stands, once `interrupt` was called. */
   throwIfInterrupted(job: Job): void {
-    if (!this.interruption.signal.aborted) return;
+    if (this.interruption.signal.aborted) throw this.interruptionError(job);
+  }
+
+  /** JOB_INTERRUPTED, worded for `job` as it stands. */
+  private interruptionError(job: Job): NormserveError {
     const { rows, total_rows: total } = job.progress;
-    throw new NormserveError(
+    return new NormserveError(
       'JOB_INTERRUPTED',
       `job ${job.id} was interrupted by the server's shutdown in phase "${job.phase}" after ${rows}${total !== null ? ` of ${total}` : ''} rows: SHUTDOWN_TIMEOUT_MS ran out before it finished; nothing was published; the model lock is released, so a new recalibration may start`,
       { retryAfterSeconds: SHUTTING_DOWN_RETRY_AFTER_SECONDS },
@@ -526,7 +517,7 @@ export class RecalibrationService {
     try {
       if ('instances' in rows) {
         const data = inputShapeOf(session.parent).readInstances(rows.instances, rows.path);
-        await session.pushAll(slices(data, 1024 * session.width));
+        await session.pushAll(slices(data, DEFAULT_CHUNK_ROWS * session.width));
       } else {
         await session.pushAll(
           rows.read(session.parent, session.width, received),

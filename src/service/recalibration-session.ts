@@ -1,5 +1,6 @@
 import { createHash, type Hash } from 'node:crypto';
 import { tmpdir } from 'node:os';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { networkFromCheckpoint } from '../checkpoint/index.js';
 import {
   type ErrorCode,
@@ -15,15 +16,12 @@ import {
   type Recalibrator,
 } from '../recalibration/index.js';
 import type { HeldLock } from '../repository/index.js';
+import { rejectionOnAbort } from './abort-rejection.js';
 import { nodeEngineOptions } from './engine-runtime.js';
 import { type Job, traceOf } from './job-registry.js';
-import type { AvailableVersion } from './model-registry.js';
+import type { ActivationNotWritten, AvailableVersion } from './model-registry.js';
 import { lineageOf } from './recalibration-lineage.js';
-import type {
-  NotActivated,
-  NotActivatedCode,
-  RecalibrationOutcome,
-} from './recalibration-outcome.js';
+import type { NotActivated, RecalibrationOutcome } from './recalibration-outcome.js';
 import type { RecalibrationRequest, RecalibrationService } from './recalibration-service.js';
 import type { RowsReceived } from './row-chunks.js';
 import { SpillingRowStore } from './spilling-row-store.js';
@@ -45,24 +43,6 @@ export const refusesRequest = (error: unknown): boolean =>
 
 /** How often a running upload's count of rows read is copied into its job's progress. */
 const RECEIVED_PROGRESS_MS = 250;
-
-const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
-
-/** A promise that rejects with `signal`'s reason once it aborts (never without a signal). */
-function abortedWith(signal: AbortSignal | undefined): {
-  rejects: Promise<never>;
-  dispose: () => void;
-} {
-  let onAbort = () => {};
-  const rejects = new Promise<never>((_, reject) => {
-    if (signal === undefined) return;
-    onAbort = () => reject(signal.reason);
-    if (signal.aborted) onAbort();
-    else signal.addEventListener('abort', onAbort, { once: true });
-  });
-  rejects.catch(() => undefined);
-  return { rejects, dispose: () => signal?.removeEventListener('abort', onAbort) };
-}
 
 /**
  * One recalibration in progress: rows are pushed as they arrive (hashed, validated and, where
@@ -231,7 +211,7 @@ export class RecalibrationSession {
     // The shutdown's interruption ends an upload that waits for its next chunk, too.
     const interruption = this.service.interruptionOf(this.job);
     // So does the end of the upload's reception (RecalibrateOptions.receiving).
-    const cut = abortedWith(receiving);
+    const cut = rejectionOnAbort(receiving);
     try {
       for (;;) {
         const next = Promise.resolve(it.next());
@@ -430,12 +410,12 @@ export class RecalibrationSession {
   private activationBusy(
     version: number,
     activeFound: number | null,
-    busy: NormserveError,
+    busy: ActivationNotWritten,
   ): NotActivated {
     const { name } = this.parent;
     const call = activationCall(name, version);
     const notActivated: NotActivated = {
-      code: busy.code as NotActivatedCode,
+      code: busy.code,
       message: `version ${version} was published but not activated: ${busy.message}; ${activeNow(activeFound)}. Activate version ${version} to serve it (${call}).`,
       active_version: activeFound,
     };

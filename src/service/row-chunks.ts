@@ -1,4 +1,5 @@
 import { fileLine, NormserveError } from '../errors/index.js';
+import { DEFAULT_CHUNK_ROWS } from '../recalibration/index.js';
 import { csvRecords } from '../training/index.js';
 import { type CsvFeatureModel, CsvFeatureReader } from './csv-features.js';
 import { type NdjsonRowProblem, readNdjsonRow } from './ndjson-row.js';
@@ -31,14 +32,15 @@ export interface RowsReceived {
   rows: number;
 }
 
-/** Rows per chunk of an upload: at most this many rows (recalibration's executor batch)… */
-const CHUNK_ROWS = 4096;
-/** …and at most this many bytes, so memory is bounded by the chunk whatever the width. */
+/**
+ * Bytes per chunk of an upload at most, so memory is bounded by the chunk whatever the width; and
+ * at most recalibration's executor batch (DEFAULT_CHUNK_ROWS) of rows.
+ */
 const CHUNK_BYTES = 4 * 1024 * 1024;
 
 /** Rows per chunk of an upload for rows of `width` float32 values. */
 export const uploadChunkRows = (width: number): number =>
-  Math.max(1, Math.min(CHUNK_ROWS, Math.floor(CHUNK_BYTES / (4 * width))));
+  Math.max(1, Math.min(DEFAULT_CHUNK_ROWS, Math.floor(CHUNK_BYTES / (4 * width))));
 
 /** The two chunks of `chunkRows` rows a reader fills in turn. */
 export const chunkPair = (chunkRows: number, width: number): [Float32Array, Float32Array] => [

@@ -1,3 +1,4 @@
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import {
   keptMoments,
   type LayerDrift,
@@ -59,7 +60,7 @@ export async function screenTrafficSample(
       const n = Math.min(TURN_ROWS, count - r);
       // Read before the next run: the executor's output may be a view of its own memory.
       features.add(r, n, executor.run(rows.subarray(r * width, (r + n) * width), n));
-      await new Promise((resolve) => setImmediate(resolve));
+      await nextTurn();
     }
     const running = {
       path,
@@ -124,7 +125,7 @@ export async function samplePredictions(
         entropy += rowSummary(out.probabilities, i * out.outputWidth, out.outputWidth).entropy;
       }
     }
-    await new Promise((resolve) => setImmediate(resolve));
+    await nextTurn();
   }
   const finite = count - nonFinite;
   return {

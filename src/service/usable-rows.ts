@@ -1,3 +1,4 @@
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import {
   rowsWithFiniteStatistics,
   rowsWithFiniteStatisticsInBlocks,
@@ -58,7 +59,7 @@ export class UsableRows {
     for (;;) {
       const step = checking.next();
       if (step.done) return step.value;
-      await new Promise((resolve) => setImmediate(resolve));
+      await nextTurn();
     }
   }
 

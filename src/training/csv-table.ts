@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { CsvError, parse as csvParser } from 'csv-parse';
-import { parse } from 'csv-parse/sync';
+import { type Info, type Options, parse } from 'csv-parse/sync';
 import { fileLine, inFile, NormserveError, printable, quote } from '../errors/index.js';
 import { FLOAT32_RANGE_MESSAGE, roundsToFiniteFloat32 } from '../nn/index.js';
 
@@ -32,6 +32,20 @@ const CSV_OPTIONS = {
   relax_column_count: true,
   info: true,
 } as const;
+
+/**
+ * A CSV text's records, each with the line it ends on, parsed with CSV_OPTIONS (`info: true`) and
+ * `extra` (an on_record hook). csv-parse's synchronous typings say string[][] whatever the options;
+ * with `info: true` it returns these pairs (csv-parse 6's `info` option), hence the one cast here.
+ */
+const parseWithInfo = (
+  text: string,
+  extra: Pick<Options, 'on_record'> = {},
+): { record: string[]; info: Pick<Info, 'lines'> }[] =>
+  parse(text, { ...CSV_OPTIONS, ...extra }) as unknown as {
+    record: string[];
+    info: Pick<Info, 'lines'>;
+  }[];
 
 /**
  * The row that follows line `afterLine`, the line the last whole record ended on (0: none did,
@@ -183,15 +197,11 @@ export function parseCsv(text: string, source: string): CsvTable {
   /** The line the last record ended on, for a syntax error's message. */
   let lastLine = 0;
   try {
-    const parsed = parse(text, {
-      ...CSV_OPTIONS,
+    const parsed = parseWithInfo(text, {
       on_record: recordLines(0, (line) => {
         lastLine = line;
       }),
-    }) as unknown as {
-      record: string[];
-      info: { lines: number };
-    }[];
+    });
     records = parsed.map((p) => p.record);
     lines = parsed.map((p) => p.info.lines);
   } catch (e) {
@@ -356,9 +366,9 @@ export async function* csvRecords(
  */
 function headerRecord(line: string, lineEnded: boolean, source: string): string[] | undefined {
   if ((line.match(/"/g)?.length ?? 0) % 2 !== 0) return undefined;
-  let parsed: { record: string[]; info: { lines: number } }[];
+  let parsed: ReturnType<typeof parseWithInfo>;
   try {
-    parsed = parse(lineEnded ? `${line}\n` : line, CSV_OPTIONS) as unknown as typeof parsed;
+    parsed = parseWithInfo(lineEnded ? `${line}\n` : line);
   } catch (e) {
     throw new NormserveError('DATA_INVALID', csvSyntaxMessage(e, source, 0));
   }

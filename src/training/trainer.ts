@@ -1,3 +1,4 @@
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { isDeepStrictEqual } from 'node:util';
 import { z } from 'zod';
 import {
@@ -223,8 +224,6 @@ export function checkTrainingSetup(
   return { minimumBatchRows, scaleTargets };
 }
 
-const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
-
 /**
  * Longest run of training steps between two turns of the event loop, in ms, with or without a
  * progress bar: a signal (Ctrl-C, SIGTERM) is handled in a turn. Without a bar the loop turned
@@ -407,7 +406,7 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
         });
       }
       if (input.onBatch || performance.now() - lastYield >= yieldEveryMs) {
-        await yieldToEventLoop();
+        await nextTurn();
         lastYield = performance.now();
       }
     }
@@ -432,7 +431,7 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
         config,
       );
     }
-    await yieldToEventLoop();
+    await nextTurn();
     if (validation && (best === undefined || validation.loss < best.loss)) {
       best = {
         epoch,

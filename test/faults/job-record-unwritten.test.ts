@@ -1,0 +1,79 @@
+/**
+ * A job whose last record the storage refused: its record on disk still says `running`, with this
+ * process as owner. The process that ran it must go on answering the job's real end, not read its
+ * own record back once the job leaves memory and settle it as an earlier process's leftover
+ * (JOB_ABANDONED, "no longer exists") — from GET /v1/jobs/{id} or from its own sweep.
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { type Job, JobRegistry } from '../../src/service/index.js';
+import { clearFsFaults, faultHits, injectFsFaults } from '../helpers/fs-faults.mjs';
+
+const roots: string[] = [];
+afterAll(() => {
+  for (const root of roots) rmSync(root, { recursive: true, force: true });
+});
+afterEach(() => clearFsFaults());
+
+const readRecord = (dir: string, id: string): Job =>
+  JSON.parse(readFileSync(join(dir, `${id}.json`), 'utf8')) as Job;
+
+describe('a finished job whose last record was not written', () => {
+  it('is still answered from memory with its end after later jobs finish, and is not settled by its own sweep', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'normserve-unwritten-'));
+    roots.push(root);
+    const dir = join(root, '.jobs');
+    // keepFinished 0: every finished job whose end is on disk is forgotten at the next end.
+    const registry = new JobRegistry({ dir, keepFinished: 0 });
+    try {
+      const job = registry.create('recalibration', 'digits');
+      await registry.flush();
+      expect(readRecord(dir, job.id).state).toBe('running');
+
+      injectFsFaults([{ op: 'open', path: '.jobs', writing: true, code: 'EIO' }]);
+      registry.update(job, { state: 'succeeded', phase: 'done' });
+      await registry.flush();
+      expect(faultHits()[0]).toBeGreaterThan(0);
+      clearFsFaults();
+      expect(readRecord(dir, job.id).state).toBe('running');
+
+      // Later jobs finish (each end prunes), and their records are written.
+      for (let i = 0; i < 2; i++) {
+        const later = registry.create('recalibration', 'digits');
+        registry.update(later, { state: 'succeeded', phase: 'done' });
+        await registry.flush();
+      }
+
+      const answered = await registry.get(job.id);
+      expect(answered?.state).toBe('succeeded');
+      expect(answered?.error).toBeUndefined();
+      await registry.sweep();
+      expect(readRecord(dir, job.id).state).toBe('running');
+    } finally {
+      registry.close();
+    }
+  });
+
+  it('is forgotten like any other once its end is on disk', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'normserve-unwritten-'));
+    roots.push(root);
+    const dir = join(root, '.jobs');
+    const registry = new JobRegistry({ dir, keepFinished: 0 });
+    try {
+      const job = registry.create('recalibration', 'digits');
+      registry.update(job, { state: 'succeeded', phase: 'done' });
+      await registry.flush();
+      const later = registry.create('recalibration', 'digits');
+      registry.update(later, { state: 'succeeded', phase: 'done' });
+      await registry.flush();
+      // Read back from its record (no longer the in-memory object), with the same end.
+      const answered = await registry.get(job.id);
+      expect(answered).not.toBe(job);
+      expect(answered?.state).toBe('succeeded');
+    } finally {
+      registry.close();
+    }
+  });
+});
