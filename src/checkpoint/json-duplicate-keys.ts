@@ -1,73 +1,96 @@
+import { quote } from '../errors/index.js';
+
 /** A key that occurs twice in one JSON object, and the keys leading to that object. */
 export interface DuplicateKey {
   key: string;
   /** Keys of the enclosing objects, outermost first; `[]` for the top-level object. */
   path: string[];
+  /** Where its second occurrence starts in the text (its opening quote), 0-based. */
+  offset: number;
 }
 
-interface Frame {
-  isObject: boolean;
-  keys: Set<string>;
+/** An open object of the scan: its keys so far, and where it sits. */
+interface ObjectFrame {
+  /** Made at its first key: an object of rows' values (`{"input": [...]}`) needs none until then. */
+  keys: Set<string> | undefined;
+  lastKey: string | undefined;
   /** The enclosing object's frame and this object's key in it (for the path, built on a hit). */
-  parent: Frame | undefined;
+  parent: ObjectFrame | undefined;
   key: string | undefined;
 }
 
 /** The keys leading to `frame`'s object, outermost first (arrays add none, as JSON paths here). */
-function pathOf(frame: Frame): string[] {
+function pathOf(frame: ObjectFrame): string[] {
   const path: string[] = [];
-  for (let f: Frame | undefined = frame; f !== undefined; f = f.parent)
+  for (let f: ObjectFrame | undefined = frame; f !== undefined; f = f.parent)
     if (f.key !== undefined) path.push(f.key);
   return path.reverse();
 }
 
+/** The index of the next `character` in `json` from `from` on, json.length if there is none. */
+const nextAt = (json: string, character: string, from: number): number => {
+  const at = json.indexOf(character, from);
+  return at < 0 ? json.length : at;
+};
+
+const isJsonSpace = (c: number): boolean => c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
+
 /**
  * Finds the first key repeated within one object of a JSON text (JSON.parse silently keeps the
- * last one). The text must already be known to be valid JSON: this scan does not validate it.
- * Linear in the text: each key is decoded once and looked up in its object's set, and a nested
- * object links to its parent instead of copying the path (a copy per object was quadratic in
- * the nesting depth); the path is built only for the duplicate found.
+ * last one; RapidJSON, which TF Serving and Triton parse with, finds the first). The text must
+ * already be known to be valid JSON: this scan does not validate it.
+ *
+ * Only three characters matter: `"` (a string, a key when a `:` follows it), `{` and `}` (an
+ * object opens or closes; arrays need no frame, a key belongs to the innermost open object). The
+ * scan jumps from one to the next with indexOf, which V8 runs as a native search, so the numbers
+ * of a body of rows cost next to nothing: 256 rows of 64 values (86 k characters) in ~2 µs, against
+ * ~670 µs for a loop over every character and ~430 µs for JSON.parse of the same text (h247 bench,
+ * 2026-12-05). Linear in the text: each key is decoded once and looked up in its object's set, and
+ * a nested object links to its parent instead of copying the path; the path is built only for the
+ * duplicate found.
  */
 export function findDuplicateKey(json: string): DuplicateKey | undefined {
-  const stack: Frame[] = [];
-  let expectKey = false;
-  let lastKey = '';
-  let i = 0;
-  while (i < json.length) {
-    const c = json.charCodeAt(i);
-    const top = stack[stack.length - 1];
-    if (c === 0x22 /* " */) {
-      const j = stringEnd(json, i);
-      if (top?.isObject && expectKey) {
+  const length = json.length;
+  let top: ObjectFrame | undefined;
+  let quoteAt = nextAt(json, '"', 0);
+  let openAt = nextAt(json, '{', 0);
+  let closeAt = nextAt(json, '}', 0);
+  for (;;) {
+    if (quoteAt < openAt && quoteAt < closeAt) {
+      const end = stringEnd(json, quoteAt);
+      let after = end + 1;
+      while (after < length && isJsonSpace(json.charCodeAt(after))) after++;
+      if (top !== undefined && json.charCodeAt(after) === 0x3a /* : */) {
         // Escapes are rare in keys: decode only those that have one.
-        const raw = json.slice(i + 1, j);
+        const raw = json.slice(quoteAt + 1, end);
         const key = raw.includes('\\') ? (JSON.parse(`"${raw}"`) as string) : raw;
-        if (top.keys.has(key)) return { key, path: pathOf(top) };
+        top.keys ??= new Set();
+        if (top.keys.has(key)) return { key, path: pathOf(top), offset: quoteAt };
         top.keys.add(key);
-        lastKey = key;
-        expectKey = false;
+        top.lastKey = key;
       }
-      i = j + 1;
-      continue;
-    }
-    if (c === 0x7b /* { */ || c === 0x5b /* [ */) {
-      // An array's elements report their enclosing object's path: the array frame carries no key.
-      const inObject = top?.isObject === true;
-      stack.push({
-        isObject: c === 0x7b,
-        keys: new Set(),
-        parent: top,
-        key: inObject ? lastKey : undefined,
-      });
-      expectKey = c === 0x7b;
-    } else if (c === 0x7d /* } */ || c === 0x5d /* ] */) {
-      stack.pop();
-    } else if (c === 0x2c /* , */) {
-      expectKey = top?.isObject === true;
-    }
-    i++;
+      // Braces inside the string are none of the structure's.
+      quoteAt = nextAt(json, '"', end + 1);
+      if (openAt < end) openAt = nextAt(json, '{', end + 1);
+      if (closeAt < end) closeAt = nextAt(json, '}', end + 1);
+    } else if (openAt < closeAt) {
+      top = { keys: undefined, lastKey: undefined, parent: top, key: top?.lastKey };
+      openAt = nextAt(json, '{', openAt + 1);
+    } else if (closeAt < length) {
+      top = top?.parent;
+      closeAt = nextAt(json, '}', closeAt + 1);
+    } else return undefined;
   }
-  return undefined;
+}
+
+/**
+ * The keys leading to a duplicate's object, for a message: `"a.b"`, or for a path deeper than 8
+ * its first and last three keys and its depth (`"a.a.a.….a.a.a" (100000 objects deep)`), quoted
+ * and cut as every echo of a client's or a file's text is (quote()).
+ */
+export function showKeyPath(path: readonly string[]): string {
+  if (path.length <= 8) return quote(path.join('.'));
+  return `${quote(`${path.slice(0, 3).join('.')}.….${path.slice(-3).join('.')}`)} (${path.length} objects deep)`;
 }
 
 /**

@@ -1,7 +1,7 @@
 import { z } from 'zod';
-import { NormserveError, printable } from '../errors/index.js';
+import { NormserveError, printable, quote } from '../errors/index.js';
 import { DTYPE_SIZES, isKnownUnsupportedDtype, SUPPORTED_DTYPES } from './dtype.js';
-import { findDuplicateKey, headerExtent } from './json-duplicate-keys.js';
+import { findDuplicateKey, headerExtent, showKeyPath } from './json-duplicate-keys.js';
 import type { RawTensor } from './raw-tensor.js';
 
 /** A parsed safetensors file. */
@@ -72,12 +72,6 @@ function describe(value: unknown): string {
   if (Array.isArray(value)) return 'an array';
   if (typeof value === 'string') return `the string ${JSON.stringify(value)}`;
   return typeof value === 'object' ? 'an object' : `${typeof value} ${String(value)}`;
-}
-
-/** A key path for a message: whole up to 8 keys, else its ends and its depth (kept short). */
-function showPath(path: readonly string[]): string {
-  if (path.length <= 8) return `"${path.join('.')}"`;
-  return `"${path.slice(0, 3).join('.')}.….${path.slice(-3).join('.')}" (${path.length} objects deep)`;
 }
 
 /**
@@ -249,8 +243,8 @@ export function safetensorsLayout(
   if (duplicate !== undefined) {
     throw fail(
       duplicate.path.length === 0 && duplicate.key !== '__metadata__'
-        ? `duplicate tensor name "${duplicate.key}" in header`
-        : `duplicate key "${duplicate.key}" in ${duplicate.path.length === 0 ? 'header' : showPath(duplicate.path)}`,
+        ? `duplicate tensor name ${quote(duplicate.key)} in header`
+        : `duplicate key ${quote(duplicate.key)} in ${duplicate.path.length === 0 ? 'header' : showKeyPath(duplicate.path)}`,
     );
   }
 

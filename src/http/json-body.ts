@@ -1,7 +1,8 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { parse as locateJsonErrors } from 'jsonc-parser';
 import secureJson from 'secure-json-parse';
-import { NormserveError } from '../errors/index.js';
+import { NormserveError, quote } from '../errors/index.js';
+import { findDuplicateKey, showKeyPath } from '../service/index.js';
 import { JSON_BODY_TYPES, NDJSON, OCTET_STREAM, otherBodyTypes } from './accepted-types.js';
 import { CSV } from './csv-media-type.js';
 import { overJsonBudget } from './json-budget.js';
@@ -249,8 +250,9 @@ export function parseJsonBody(
     done(refused);
     return;
   }
+  let value: unknown;
   try {
-    done(null, secureJson.parse(body, { protoAction: 'error', constructorAction: 'error' }));
+    value = secureJson.parse(body, { protoAction: 'error', constructorAction: 'error' });
   } catch (e) {
     const message = (e as Error).message;
     if (/forbidden prototype property/.test(message)) {
@@ -283,5 +285,25 @@ export function parseJsonBody(
         { extra: { position } },
       ),
     );
+    return;
   }
+  // JSON.parse keeps a repeated key's last value, RapidJSON (TF Serving, Triton) its first: a
+  // proxy or a log reading one would see another request than the one served (h247).
+  const duplicate = findDuplicateKey(body);
+  if (duplicate) {
+    const position = positionAt(body, duplicate.offset);
+    const where =
+      duplicate.path.length === 0
+        ? 'the top-level object'
+        : `the object at ${showKeyPath(duplicate.path)}`;
+    done(
+      new NormserveError(
+        'INVALID_JSON',
+        `malformed JSON at line ${position.line}, column ${position.column}: the key ${quote(duplicate.key)} occurs twice in ${where}; parsers differ on which one counts (RFC 8259 §4), so send each key once`,
+        { extra: { position } },
+      ),
+    );
+    return;
+  }
+  done(null, value);
 }

@@ -622,6 +622,72 @@ describe('prototype poisoning', () => {
   }
 });
 
+describe('a key repeated in one object', () => {
+  // JSON.parse keeps the last value and RapidJSON (TF Serving, Triton) the first: refused, so that
+  // nothing between the client and the server reads another request than the one served.
+  const row = JSON.stringify(digitsRow());
+  const infer = '/v2/models/digits/infer';
+  const recalibrate = '/v1/models/digits:recalibrate';
+  for (const [what, url, payload, duplicate, where] of [
+    [
+      'instances, the first one wrong',
+      PREDICT,
+      `{"instances": [[1]],\n "instances": [${row}]}`,
+      '"instances"',
+      'the top-level object',
+    ],
+    [
+      "an input's name",
+      infer,
+      `{"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": ${row}, "name": "x"}]}`,
+      '"name"',
+      'the object at "inputs"',
+    ],
+    [
+      'a parameter',
+      infer,
+      `{"inputs": [{"name": "input", "shape": [1, 64], "datatype": "FP32", "data": ${row}}], "parameters": {"a": 1, "a": 2}}`,
+      '"a"',
+      'the object at "parameters"',
+    ],
+    [
+      'mode, spelled once with an escape',
+      recalibrate,
+      `{"mode": "exact", "instances": [${row}], "m\\u006fde": "running"}`,
+      '"mode"',
+      'the top-level object',
+    ],
+  ] as const) {
+    it(`${what}: 400 INVALID_JSON naming the key, its object and the second one's place`, async () => {
+      const res = await t.app.inject({
+        method: 'POST',
+        url,
+        payload,
+        headers: { 'content-type': 'application/json', ...(url === recalibrate ? ADMIN : {}) },
+      });
+      const body = expectProblem(res, 400, 'INVALID_JSON', url);
+      const offset = payload.lastIndexOf(url === recalibrate ? '"m\\u006fde"' : duplicate);
+      const line = payload.slice(0, offset).split('\n').length;
+      const column = offset - payload.lastIndexOf('\n', offset - 1);
+      expect(body.position).toEqual({ line, column, offset });
+      expect(body.detail).toBe(
+        `malformed JSON at line ${line}, column ${column}: the key ${duplicate} occurs twice in ${where}; parsers differ on which one counts (RFC 8259 §4), so send each key once`,
+      );
+    });
+  }
+
+  it('the same key in sibling objects, in strings and as a value is no repetition', async () => {
+    const named = `{"instances": [{"input": ${row}}, {"input": ${row}}]}`;
+    expect((await postRaw(named, 'application/json')).statusCode).toBe(200);
+    // "name" in each input and output object, and as the id's value.
+    const payload = JSON.stringify(
+      inferBody([digitsRow()], { outputs: ['label', 'logits'], id: 'name' }),
+    );
+    const res = await postRaw(payload, 'application/json', infer);
+    expect(res.statusCode, res.body).toBe(200);
+  });
+});
+
 describe('the request object', () => {
   it('both instances and inputs is a 400 naming (root)', async () => {
     expectInvalid(await post({ instances: [digitsRow()], inputs: [digitsRow()] }), [
