@@ -149,8 +149,8 @@ async function main(argv: readonly string[]): Promise<void> {
   const model = await openModelDirectory(flags.model);
   const target = await outputTarget(flags.out);
   await checkOutsideModels(flags.out, target, model.repository);
-  if (model.activeRecordProblem)
-    process.stderr.write(`export-onnx: ${model.activeRecordProblem}\n`);
+  if (model.versionNote)
+    process.stderr.write(`export-onnx: ${model.versionNote}\n`);
   // Its directory is made as train's and report's --out are (mkdir -p), once the model opened;
   // the directories made are removed again if the export fails: nothing is left behind.
   const created = await prepareOutputDirectory(

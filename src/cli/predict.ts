@@ -140,7 +140,7 @@ async function main(argv: readonly string[]): Promise<void> {
     await input.csv?.close();
     throw e;
   });
-  if (model.activeRecordProblem) process.stderr.write(`predict: ${model.activeRecordProblem}\n`);
+  if (model.versionNote) process.stderr.write(`predict: ${model.versionNote}\n`);
   // As export:onnx refuses --probabilities for one: a flag that would change nothing is refused.
   if (flags.logits && model.task === 'regression') {
     await input.csv?.close();

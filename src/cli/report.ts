@@ -112,7 +112,7 @@ async function main(argv: readonly string[]): Promise<void> {
   const text = await readInputText(flags.data, 'data ');
   checkInputFormat('report', flags.data, ['CSV'], { text });
   const model = await openReportModel(flags.model);
-  if (model.activeRecordProblem) process.stderr.write(`report: ${model.activeRecordProblem}\n`);
+  if (model.versionNote) process.stderr.write(`report: ${model.versionNote}\n`);
   const table = parseCsv(text, flags.data);
   checkNamedLabelColumn(table.header, flags.labelColumn, flags.data);
   const { rows } = csvFeatureRows(table, model, labelColumnFor(model, flags.labelColumn));

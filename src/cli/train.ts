@@ -370,7 +370,7 @@ async function main(argv: readonly string[]): Promise<void> {
   });
 
   const initDir = flags.init ? await loadModelDirectory(flags.init) : undefined;
-  if (initDir?.activeRecordProblem) process.stderr.write(`train: ${initDir.activeRecordProblem}\n`);
+  if (initDir?.versionNote) process.stderr.write(`train: ${initDir.versionNote}\n`);
   const init = initDir?.checkpoint;
   if (init) checkInitFixes(given, raw, parsed, flags, init.config);
   // The exact version started from, even when --init named the model directory.

@@ -1029,10 +1029,11 @@ export async function loadModelDirectory(path: string): Promise<{
   /** What the path named: one version's directory, or the model's (its active version). */
   given: 'version' | 'model';
   /**
-   * Set when the active-version record names a deleted version and the highest was taken
-   * instead, as the server does (docs/model-format.md, `active-version.json`): say it to the user.
+   * Set when the version opened is not the one the directory seems to name, as the server would
+   * choose it (docs/model-format.md, `active-version.json`): the record names a deleted version,
+   * or higher versions fail to load, so the highest that loads was taken. Say it to the user.
    */
-  activeRecordProblem?: string;
+  versionNote?: string;
 }> {
   const clean = resolve(path);
   const base = basename(clean);
@@ -1067,29 +1068,50 @@ export async function loadModelDirectory(path: string): Promise<{
       `${path}: no model version directories (expected ${path}/<version>/)${models.length > 0 ? `; it is a model repository: give one of its models, e.g. ${join(path, models[0]!)}` : ''}`,
     );
   }
-  // The version an operator activated; without a record, the highest. A record naming a version
-  // whose directory is gone (deleted: nothing writes a record before its version is in place)
-  // falls back to the highest, as a starting server does (ModelRegistry.swap), so that a CLI opens
-  // the version the server serves; an unreadable record is refused (readActive throws), as the
-  // server then serves nothing.
+  // The version an operator activated; without a record, the highest that loads. A record naming
+  // a version whose directory is gone (deleted: nothing writes a record before its version is in
+  // place) counts as none, as a starting server does (ModelRegistry.swap), so that a CLI opens the
+  // version the server serves; an unreadable record is refused (readActive throws), and a version
+  // the record names that fails to load is that failure, as the server then serves nothing.
   const active = await repository.readActive(name);
-  const highest = versions.at(-1)!;
-  if (active && !versions.includes(active.version)) {
+  if (active && versions.includes(active.version)) {
     return {
-      version: highest,
+      version: active.version,
       name,
-      checkpoint: await repository.loadVersion(name, highest),
+      checkpoint: await repository.loadVersion(name, active.version),
       root,
       given: 'model',
-      activeRecordProblem: `${path}/${ACTIVE_FILE} names version ${active.version}, which does not exist; using version ${highest}, the highest, as the server does until a version is activated`,
     };
   }
-  const version = active ? active.version : highest;
-  return {
-    version,
-    name,
-    checkpoint: await repository.loadVersion(name, version),
-    root,
-    given: 'model',
-  };
+  const failed: { version: number; error: unknown }[] = [];
+  for (const version of [...versions].reverse()) {
+    let checkpoint: LoadedCheckpoint;
+    try {
+      checkpoint = await repository.loadVersion(name, version);
+    } catch (error) {
+      failed.push({ version, error });
+      continue;
+    }
+    const notes = [
+      ...(active
+        ? [`${path}/${ACTIVE_FILE} names version ${active.version}, which does not exist`]
+        : []),
+      ...failed.map(({ error }) => (error instanceof Error ? error.message : String(error))),
+    ];
+    const skipped = failed.length > 0 ? `, the highest that loads` : ', the highest';
+    return {
+      version,
+      name,
+      checkpoint,
+      root,
+      given: 'model',
+      ...(notes.length > 0
+        ? {
+            versionNote: `${notes.join('; ')}; using version ${version}${skipped}, as the server does${active ? ' until a version is activated' : ''}`,
+          }
+        : {}),
+    };
+  }
+  // None loads: the highest one's failure, as before (the server serves none of them).
+  throw failed[0]!.error;
 }

@@ -18,10 +18,11 @@ export interface OpenedModel {
   /** The column training predicted, if recorded. */
   labelColumn: string | undefined;
   /**
-   * Set when the active-version record names a deleted version and the highest was opened
-   * instead, as the server serves it (loadModelDirectory): a CLI says it on stderr.
+   * Set when the version opened is not the one the directory seems to name (the record names a
+   * deleted version, or higher versions fail to load), as the server chooses (loadModelDirectory):
+   * a CLI says it on stderr.
    */
-  activeRecordProblem: string | undefined;
+  versionNote: string | undefined;
   /** One sample per element, flat or nested by the model's input shape. */
   predict(rows: readonly unknown[], options?: { fused?: boolean; field?: string }): PredictOutput;
   /**
@@ -48,7 +49,7 @@ export async function openModelDirectory(
   dir: string,
   maxBatchSize = OFFLINE_BATCH_ROWS,
 ): Promise<OpenedModel> {
-  const { root, name, version, checkpoint, activeRecordProblem } = await loadModelDirectory(dir);
+  const { root, name, version, checkpoint, versionNote } = await loadModelDirectory(dir);
   const registry = new ModelRegistry(root, { maxBatchSize });
   // This version alone: the model's other versions are not read or compiled.
   const { compiled } = await registry.openVersion(name, version, checkpoint);
@@ -61,7 +62,7 @@ export async function openModelDirectory(
     inputWidth: compiled.inputWidth,
     featureNames: training.featureNames,
     labelColumn: training.labelColumn,
-    activeRecordProblem,
+    versionNote,
     predict: (rows, options = {}) =>
       predict(registry, {
         model: name,

@@ -3,7 +3,7 @@
  * reported as such, not as a version whose config.json or weights are missing.
  */
 import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -59,12 +59,12 @@ describe('loadModelDirectory', () => {
     const record = join(own, 'digits', 'active-version.json');
     writeFileSync(record, JSON.stringify({ version: 1 }));
     expect(await loadModelDirectory(join(own, 'digits'))).toMatchObject({ version: 1 });
-    expect((await loadModelDirectory(join(own, 'digits'))).activeRecordProblem).toBeUndefined();
+    expect((await loadModelDirectory(join(own, 'digits'))).versionNote).toBeUndefined();
     writeFileSync(record, JSON.stringify({ version: 2 }));
     const problem = `${join(own, 'digits')}/active-version.json names version 2, which does not exist; using version 3, the highest, as the server does until a version is activated`;
     expect(await loadModelDirectory(join(own, 'digits'))).toMatchObject({
       version: 3,
-      activeRecordProblem: problem,
+      versionNote: problem,
     });
     const result = spawnSync(
       process.execPath,
@@ -84,6 +84,34 @@ describe('loadModelDirectory', () => {
     );
     expect(result.status).toBe(0);
     expect(JSON.parse(result.stdout.split('\n')[0]!)).toMatchObject({ model_version: 3 });
+  });
+
+  it('without a record, the highest version that loads, the broken ones above it named, as the server serves it', async () => {
+    // h248: a truncated digits/2 made every CLI fail while a server on the same directory served 1.
+    const own = makeTempDir('model-directory-broken');
+    copyBundledModel('digits', own);
+    copyBundledModel('digits', own, { version: 2 });
+    copyBundledModel('digits', own, { version: 3 });
+    for (const broken of ['2', '3']) {
+      const file = join(own, 'digits', broken, 'model.safetensors');
+      writeFileSync(file, readFileSync(file).subarray(0, 70_000));
+    }
+    const opened = await loadModelDirectory(join(own, 'digits'));
+    expect(opened.version).toBe(1);
+    expect(opened.versionNote).toMatch(
+      /^digits\/3\/model\.safetensors: .*; digits\/2\/model\.safetensors: .*; using version 1, the highest that loads, as the server does$/,
+    );
+    // A record naming a version that fails to load is that failure (the server serves nothing).
+    writeFileSync(join(own, 'digits', 'active-version.json'), JSON.stringify({ version: 3 }));
+    await expect(loadModelDirectory(join(own, 'digits'))).rejects.toThrow(
+      /^digits\/3\/model\.safetensors: /,
+    );
+    // None loads: the highest one's failure.
+    rmSync(join(own, 'digits', 'active-version.json'));
+    rmSync(join(own, 'digits', '1'), { recursive: true });
+    await expect(loadModelDirectory(join(own, 'digits'))).rejects.toThrow(
+      /^digits\/3\/model\.safetensors: /,
+    );
   });
 
   it('as the predict CLI prints it', () => {
