@@ -8,14 +8,16 @@
  * torch.onnx.export write it: a pipe, a device, /dev/stdout (outputTarget).
  */
 import { randomBytes } from 'node:crypto';
-import { lstat, readlink, realpath, rename, rm, writeFile } from 'node:fs/promises';
+import { lstat, readlink, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { NormserveError } from '../errors/index.js';
-import { ONNX_OPSET, openModelDirectory, repositoryDirectoryHolding } from '../service/index.js';
+import { ONNX_OPSET, openModelDirectory } from '../service/index.js';
 import { cliCommand, runCli } from './cli-errors.js';
 import {
   outputWriteFailed,
   prepareOutputDirectory,
+  realPath,
+  refuseInsideRepository,
   removeEmptyDirectoriesSync,
 } from './output-path.js';
 import { packageVersion } from './package-version.js';
@@ -24,15 +26,6 @@ interface Flags {
   model: string;
   out: string;
   probabilities: boolean;
-}
-
-/** A path with its existing directories' links resolved (the rest as given). */
-async function realPath(path: string): Promise<string> {
-  const full = resolve(path);
-  const real = await realpath(full).catch(() => undefined);
-  if (real !== undefined) return real;
-  const parent = dirname(full);
-  return parent === full ? full : join(await realPath(parent), basename(full));
 }
 
 /** Links followed at most (Linux's own bound, ELOOP). */
@@ -85,27 +78,6 @@ async function outputTarget(path: string): Promise<OutputTarget> {
   );
 }
 
-/**
- * Refuses an --out whose bytes would land inside a directory of the exported model's repository
- * (a model's, its own or another's, or a new one: repositoryDirectoryHolding): the file could
- * replace a version's model.safetensors or config.json, or an active-version record, which the
- * server reads, or make a model of a new directory (review60: `--out
- * <model>/1/model.safetensors` broke version 1 with exit 0; the same into a sibling model, through
- * a link to a file not there yet, and into a new directory, reviews of 2026-12-04).
- */
-async function checkOutsideModels(
-  out: string,
-  target: OutputTarget,
-  repository: string,
-): Promise<void> {
-  const modelDir = await repositoryDirectoryHolding(await realPath(repository), target.file);
-  if (modelDir !== undefined)
-    throw new NormserveError(
-      'OUTPUT_WRITE_FAILED',
-      `--out ${out}: inside ${modelDir}, a directory of the model repository, which the server reads as a model's; write the ONNX file elsewhere`,
-    );
-}
-
 /** Writes `bytes` to --out `path` as `target` says: opened and written, or renamed into place. */
 async function writeWhole(path: string, target: OutputTarget, bytes: Uint8Array): Promise<void> {
   if (target.open) {
@@ -148,9 +120,13 @@ async function main(argv: readonly string[]): Promise<void> {
   const flags = program.opts<Flags>();
   const model = await openModelDirectory(flags.model);
   const target = await outputTarget(flags.out);
-  await checkOutsideModels(flags.out, target, model.repository);
-  if (model.versionNote)
-    process.stderr.write(`export-onnx: ${model.versionNote}\n`);
+  await refuseInsideRepository(
+    flags.out,
+    target.file,
+    model.repository,
+    'write the ONNX file elsewhere',
+  );
+  if (model.versionNote) process.stderr.write(`export-onnx: ${model.versionNote}\n`);
   // Its directory is made as train's and report's --out are (mkdir -p), once the model opened;
   // the directories made are removed again if the export fails: nothing is left behind.
   const created = await prepareOutputDirectory(

@@ -1,7 +1,19 @@
+import { randomBytes } from 'node:crypto';
 import { rmdirSync } from 'node:fs';
-import { access, constants, lstat, mkdir, stat } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import {
+  access,
+  constants,
+  lstat,
+  mkdir,
+  open,
+  realpath,
+  rename,
+  rm,
+  stat,
+} from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import { errnoOf, NormserveError } from '../errors/index.js';
+import { repositoryDirectoryHolding } from '../service/index.js';
 
 /** Why a file system error stopped a write, in words (the errno names only what is unexpected). */
 function why(e: unknown): string {
@@ -23,6 +35,41 @@ function why(e: unknown): string {
     default:
       return (e as Error).message;
   }
+}
+
+/** A path with its existing directories' links resolved (the rest as given). */
+export async function realPath(path: string): Promise<string> {
+  const full = resolve(path);
+  const real = await realpath(full).catch(() => undefined);
+  if (real !== undefined) return real;
+  const parent = dirname(full);
+  return parent === full ? full : join(await realPath(parent), basename(full));
+}
+
+/**
+ * Refuses an --out whose bytes would land (at `landsAt`, links followed) inside a directory of the
+ * model's repository (a model's, its own or another's, or a new one: repositoryDirectoryHolding):
+ * a file there could replace a version's model.safetensors or config.json, or an active-version
+ * record, which the server reads, or make a model of a new directory (review60: export-onnx's
+ * `--out <model>/1/model.safetensors` broke version 1 with exit 0; the same into a sibling model,
+ * through a link to a file not there yet, and into a new directory, reviews of 2026-12-04; a
+ * report's `--out models/digits` dropped its HTML and pictures into the model, h248).
+ */
+export async function refuseInsideRepository(
+  out: string,
+  landsAt: string,
+  repository: string,
+  instead: string,
+): Promise<void> {
+  const modelDir = await repositoryDirectoryHolding(
+    await realPath(repository),
+    await realPath(landsAt),
+  );
+  if (modelDir !== undefined)
+    throw new NormserveError(
+      'OUTPUT_WRITE_FAILED',
+      `--out ${out}: inside ${modelDir}, a directory of the model repository, which the server reads as a model's; ${instead}`,
+    );
 }
 
 /** OUTPUT_WRITE_FAILED for `path`, saying why; a NormserveError passes through unchanged. */
@@ -150,5 +197,46 @@ export function removeEmptyDirectoriesSync(dirs: readonly string[]): void {
       // Never made (the model's directory, before the publish makes it): its parent is next.
       if (errnoOf(e) !== 'ENOENT') return;
     }
+  }
+}
+
+/** Writes `text` to a new file at `path` (never one already there). */
+async function writeNew(path: string, text: string): Promise<void> {
+  const handle = await open(path, 'wx');
+  try {
+    await handle.writeFile(text);
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Writes `files` (name → text) into the directory `dir` all or none: each under a temporary name
+ * first, renamed into place once every one is written, so that a failure (a full device, h248)
+ * leaves the directory as it was (an earlier report's files unchanged) with the temporaries
+ * removed. OUTPUT_WRITE_FAILED names the file that failed.
+ */
+export async function writeFilesAllOrNone(
+  dir: string,
+  files: ReadonlyMap<string, string>,
+): Promise<void> {
+  const suffix = `.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const staged: string[] = [];
+  try {
+    for (const [file, text] of files) {
+      const path = join(dir, `${file}${suffix}`);
+      staged.push(path);
+      await writeNew(path, text).catch((e: unknown) => {
+        throw outputWriteFailed(join(dir, file), e);
+      });
+    }
+    for (const [file] of files) {
+      await rename(join(dir, `${file}${suffix}`), join(dir, file)).catch((e: unknown) => {
+        throw outputWriteFailed(join(dir, file), e);
+      });
+    }
+  } catch (e) {
+    await Promise.all(staged.map((path) => rm(path, { force: true })));
+    throw e;
   }
 }

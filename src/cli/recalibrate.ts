@@ -176,8 +176,7 @@ async function main(argv: readonly string[]): Promise<void> {
   const dir = flags.model.replace(/\/+$/, '');
   // The directory must exist and hold versions; the hints name a repository given instead.
   const opened = await loadModelDirectory(dir);
-  if (opened.versionNote)
-    process.stderr.write(`recalibrate: ${opened.versionNote}\n`);
+  if (opened.versionNote) process.stderr.write(`recalibrate: ${opened.versionNote}\n`);
   if (opened.given === 'version') {
     throw new NormserveError(
       'MODEL_NOT_FOUND',

@@ -5,7 +5,7 @@
  * SVG files and one self-contained HTML page (index.html) in the output directory.
  */
 import { constants } from 'node:fs';
-import { readdir, readFile, unlink, writeFile } from 'node:fs/promises';
+import { readdir, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { NormserveError } from '../errors/index.js';
 import {
@@ -18,7 +18,14 @@ import {
 import { parseCsv } from '../training/index.js';
 import { cliCommand, runCli } from './cli-errors.js';
 import { checkInputFormat } from './input-format.js';
-import { checkOutputFiles, outputWriteFailed, prepareOutputDirectory } from './output-path.js';
+import {
+  checkOutputFiles,
+  outputWriteFailed,
+  prepareOutputDirectory,
+  refuseInsideRepository,
+  removeEmptyDirectoriesSync,
+  writeFilesAllOrNone,
+} from './output-path.js';
 import { readInputText } from './read-input.js';
 import {
   channelStatsSvg,
@@ -139,16 +146,23 @@ async function main(argv: readonly string[]): Promise<void> {
     );
     svgs.set(layerPictureFile(p.path, 'channels'), channelStatsSvg(p));
   }
-  await prepareOutputDirectory(flags.out, '--out');
-  await checkReportDirectory(flags.out, '--out');
-  await checkOutputFiles(flags.out, ['index.html', ...svgs.keys()]);
-  const write = (file: string, text: string) =>
-    writeFile(join(flags.out, file), text).catch((e: unknown) => {
-      throw outputWriteFailed(join(flags.out, file), e);
-    });
-  for (const [file, svg] of svgs) await write(file, svg);
-  await write('index.html', reportHtml(report, svgs, flags.data));
-  await removeEarlierReportFiles(flags.out, new Set(['index.html', ...svgs.keys()]));
+  await refuseInsideRepository(
+    flags.out,
+    join(flags.out, 'index.html'),
+    model.repository,
+    'write the report elsewhere',
+  );
+  const created = await prepareOutputDirectory(flags.out, '--out');
+  const files = new Map([...svgs, ['index.html', reportHtml(report, svgs, flags.data)]]);
+  try {
+    await checkReportDirectory(flags.out, '--out');
+    await checkOutputFiles(flags.out, files.keys());
+    await writeFilesAllOrNone(flags.out, files);
+  } catch (e) {
+    removeEmptyDirectoriesSync(created);
+    throw e;
+  }
+  await removeEarlierReportFiles(flags.out, new Set(files.keys()));
   // Said once the report is written (a run refused later prints its one error line only). The
   // server's rule makes no recommendation on fewer rows than DRIFT_MIN_ROWS, whatever the
   // score; "no recalibration needed" would then say more than the rows can (review60).

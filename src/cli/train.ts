@@ -12,7 +12,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
-import { basename, join, relative, resolve } from 'node:path';
+import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isDeepStrictEqual } from 'node:util';
 import cliProgress from 'cli-progress';
@@ -22,6 +22,7 @@ import { integerText } from '../http/schemas/common.js';
 import {
   decimalText,
   loadModelDirectory,
+  modelContentAt,
   nextVersionPath,
   publishCheckpoint,
   removeOwnPublishTemporariesSync,
@@ -194,6 +195,28 @@ interface Flags {
   init?: string;
   progress: boolean;
   printConfig: boolean;
+}
+
+/**
+ * Refuses an --out that is a model's directory, or a version's, rather than a repository: `--out
+ * models/digits --name 2` wrote models/digits/2/1, a version 2 of digits with no checkpoint of
+ * its own, which every CLI and a starting server then read as a broken version (h248).
+ */
+async function refuseModelDirectoryAsRepository(out: string): Promise<void> {
+  const content = await modelContentAt(out);
+  if (content === undefined) return;
+  const clean = resolve(out);
+  const what =
+    content.kind === 'version'
+      ? `a model version's directory (it holds ${content.file})`
+      : `a model's directory (its version ${content.version} holds a checkpoint)`;
+  const repository = content.kind === 'version' ? dirname(dirname(clean)) : dirname(clean);
+  const fromHere = relative(process.cwd(), repository);
+  const shown = fromHere === '' ? '.' : fromHere.startsWith('..') ? repository : fromHere;
+  throw new NormserveError(
+    'OUTPUT_WRITE_FAILED',
+    `--out ${out}: it is ${what}, not a model repository: a new version goes to <repository>/<name>/<version>; give the repository (--out ${shown}) and the model's name (--name)`,
+  );
 }
 
 /** The checkout's own repository, which `npm start` serves and git tracks (models/digits/1). */
@@ -416,6 +439,7 @@ async function main(argv: readonly string[]): Promise<void> {
 
   // Checked before the run: a training of minutes must not end in a write that could never work.
   const out = flags.out ?? DEFAULT_OUT;
+  await refuseModelDirectoryAsRepository(out);
   // The directories this run creates (--out's, the model's), deepest first: a run that fails or is
   // interrupted removes them where they are still empty, so "nothing was written" is true.
   const created = await prepareOutputDirectory(out, '--out');

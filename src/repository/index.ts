@@ -23,6 +23,7 @@ export {
   loadModelDirectory,
   ModelRepository,
   type ModelRepositoryOptions,
+  modelContentAt,
   type PublishedVersion,
   type StagedVersion,
   type TemporariesRemoval,

@@ -1016,6 +1016,34 @@ async function isVersionDirectory(clean: string): Promise<boolean> {
   return !(await new ModelRepository(dirname(clean)).isModelDirectory(basename(clean)));
 }
 
+/** Whether `dir` holds a version's files (config.json or model.safetensors). */
+async function holdsVersionFiles(dir: string): Promise<string | undefined> {
+  for (const file of [CONFIG_FILE, WEIGHTS_FILE]) {
+    if ((await stat(join(dir, file)).catch(() => undefined))?.isFile()) return file;
+  }
+  return undefined;
+}
+
+/**
+ * What the directory at `path` is of a model, for a CLI told to write a repository there (train's
+ * --out): a version's (it holds config.json or model.safetensors), a model's (a version directory
+ * in it holds them), or neither (undefined; also when it does not exist). By what it holds, not
+ * its name: a model may be named `123`, and a repository may hold such a model.
+ */
+export async function modelContentAt(
+  path: string,
+): Promise<{ kind: 'version'; file: string } | { kind: 'model'; version: string } | undefined> {
+  const file = await holdsVersionFiles(path);
+  if (file !== undefined) return { kind: 'version', file };
+  const entries = await readdir(path, { withFileTypes: true }).catch(() => []);
+  for (const entry of entries) {
+    if (!entry.isDirectory() || !VERSION_NAME_PATTERN.test(entry.name)) continue;
+    if ((await holdsVersionFiles(join(path, entry.name))) !== undefined)
+      return { kind: 'model', version: entry.name };
+  }
+  return undefined;
+}
+
 /**
  * Reads a model directory given by path: a version directory (`<repo>/<name>/<version>`), or a
  * model directory (`<repo>/<name>`), which resolves to its active version (the recorded one, else

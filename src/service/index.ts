@@ -29,6 +29,8 @@ export {
   JOBS_DIR,
   type LockOwner,
   loadModelDirectory,
+  // train --out: a model's or a version's directory is no repository.
+  modelContentAt,
   // The recalibrate CLI checks its interrupt released the lock before saying so.
   modelLockHolder,
   STALE_AFTER_MS,

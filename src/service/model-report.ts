@@ -37,18 +37,21 @@ export interface ReportModel {
   inputWidth: number;
   featureNames: string[] | undefined;
   labelColumn: string | undefined;
+  /** The repository holding the model (`<repo>` of `<repo>/<name>`). */
+  repository: string;
   /**
-   * Set when the active-version record names a deleted version and the highest was opened
-   * instead, as the server serves it (loadModelDirectory): a CLI says it on stderr.
+   * Set when the version opened is not the one the directory seems to name (the record names a
+   * deleted version, or higher versions fail to load), as the server chooses (loadModelDirectory):
+   * a CLI says it on stderr.
    */
-  activeRecordProblem: string | undefined;
+  versionNote: string | undefined;
   /** The report for `rows` rows of raw features ([rows, inputWidth]). */
   report(input: Float32Array, rows: number, rule: DriftRule): ModelReport;
 }
 
 /** Opens a model directory (`<repo>/<name>[/<version>]`) for an offline report. */
 export async function openReportModel(dir: string): Promise<ReportModel> {
-  const { name, version, checkpoint, activeRecordProblem } = await loadModelDirectory(dir);
+  const { name, version, checkpoint, root, versionNote } = await loadModelDirectory(dir);
   const config = checkpoint.config;
   const network = checkpoint.network.eval();
   const source: PictureSource = {
@@ -64,7 +67,8 @@ export async function openReportModel(dir: string): Promise<ReportModel> {
     inputWidth: numelOf(config.input_shape),
     featureNames: info.featureNames,
     labelColumn: info.labelColumn,
-    activeRecordProblem,
+    repository: root,
+    versionNote,
     report(input, rows, rule) {
       const drift = driftOfRows(source, input, rows);
       const score = modelDriftScore(drift);

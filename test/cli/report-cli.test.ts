@@ -10,9 +10,11 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { layerDrift } from '../../src/drift/index.js';
 import { type DriftReport, openReportModel } from '../../src/service/index.js';
 import { type LoggedApp, makeLoggedApp } from '../helpers/admin.js';
+import { makeRepository } from '../helpers/app.js';
 import { bundledVersionDir } from '../helpers/bundled-models.js';
 import { digitsImage, digitsTestRows, nightShift } from '../helpers/digits.js';
 import { nodeArgs, ROOT } from '../helpers/entries.js';
+import { FS_FAULTS_MODULE } from '../helpers/fs-faults.mjs';
 
 /** The bundled digits version (not models/digits: `npm run train` may have added versions). */
 const DIGITS = bundledVersionDir('digits');
@@ -266,5 +268,55 @@ describe('npm run report: an --out directory holding files of its names that no 
     expect(result.status).toBe(1);
     expect(readdirSync(out).sort()).toEqual(['index.html', 'layer-9-before.svg']);
     expect(readFileSync(join(out, 'index.html'), 'utf8')).toBe('<h1>mine</h1>');
+  });
+});
+
+describe('npm run report: where it writes', () => {
+  const runReport = (model: string, out: string, env: NodeJS.ProcessEnv = {}) =>
+    spawnSync(
+      process.execPath,
+      [
+        ...nodeArgs('src/cli/report.ts'),
+        ...['--model', model, '--data', writeCsv('where.csv', x.slice(0, 40)), '--out', out],
+      ],
+      { cwd: ROOT, encoding: 'utf8', timeout: 120_000, env: { ...process.env, ...env } },
+    );
+
+  it('refuses an --out inside the model repository (a model, a version, a new directory there), writing nothing', () => {
+    // h248: `--out models/digits` dropped the report's HTML and pictures into the model.
+    const repository = makeRepository(['digits']);
+    try {
+      for (const out of ['digits', 'digits/1', 'reports']) {
+        const result = runReport(join(repository, 'digits'), join(repository, out));
+        const holder = join(repository, out.split('/')[0]!);
+        expect(result.stderr).toBe(
+          `report: --out ${join(repository, out)}: inside ${holder}, a directory of the model repository, which the server reads as a model's; write the report elsewhere\n`,
+        );
+        expect(result.status).toBe(1);
+      }
+      expect(readdirSync(repository).sort()).toEqual(['digits']);
+      expect(readdirSync(join(repository, 'digits')).sort()).toEqual(['1']);
+    } finally {
+      rmSync(repository, { recursive: true, force: true });
+    }
+  });
+
+  it('writes every file or none: a full device mid-report leaves an earlier report as it was', () => {
+    // h248: five of nine files were left behind, beside an earlier report's index.html.
+    const out = join(dir, 'full');
+    runReport(DIGITS, out);
+    const before = new Map(readdirSync(out).map((f) => [f, readFileSync(join(out, f), 'utf8')]));
+    // The last file staged: every picture was written under its temporary name first.
+    const faults = [{ op: 'write', path: 'index.html', code: 'ENOSPC' }];
+    const result = runReport(bundledVersionDir('digits-cnn'), out, {
+      NODE_OPTIONS: `--import ${FS_FAULTS_MODULE}`,
+      NORMSERVE_TEST_FS_FAULTS: JSON.stringify(faults),
+    });
+    expect(result.stderr).toMatch(
+      /^report: cannot write \S+\/index\.html: no space left on the device\n$/,
+    );
+    expect(result.status).toBe(1);
+    const after = new Map(readdirSync(out).map((f) => [f, readFileSync(join(out, f), 'utf8')]));
+    expect(after).toEqual(before);
   });
 });

@@ -9,7 +9,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { bundledVersionDir } from '../helpers/bundled-models.js';
+import { bundledVersionDir, copyBundledModel } from '../helpers/bundled-models.js';
 import { nodeArgs } from '../helpers/entries.js';
 import { listTree, makeTempDir, removeTempDirs, writeTempFile } from '../helpers/temp-files.js';
 
@@ -443,5 +443,25 @@ describe('train CLI: a good run', () => {
     expect(second.stdout).toContain(
       `note: version 2 is not served: ${relative(ROOT, join(out, 'iris', 'active-version.json'))} names version 1 ("pinned before publishing an inactive version"); to serve it, activate it (POST /v1/models/iris/versions/2:activate on a server of this repository), or remove that file to serve the highest version`,
     );
+  });
+});
+
+describe('train CLI: an --out that is a model’s or a version’s directory', () => {
+  it('is refused before training, naming the repository to give instead; nothing is written', () => {
+    // h248: `--out <repo>/digits --name 2` wrote <repo>/digits/2/1, a broken version 2 of digits.
+    const repository = makeTempDir('cli-out-model');
+    copyBundledModel('digits', repository);
+    const before = listTree(repository);
+    for (const [out, what] of [
+      [join(repository, 'digits'), "a model's directory (its version 1 holds a checkpoint)"],
+      [join(repository, 'digits', '1'), "a model version's directory (it holds config.json)"],
+    ] as const) {
+      const result = trainCli(['--data', IRIS_DATA, '--out', out, '--name', '2', '--epochs', '1']);
+      expect(result.stderr).toBe(
+        `train: --out ${out}: it is ${what}, not a model repository: a new version goes to <repository>/<name>/<version>; give the repository (--out ${repository}) and the model's name (--name)\n`,
+      );
+      expect(result.status).toBe(1);
+    }
+    expect(listTree(repository)).toEqual(before);
   });
 });
