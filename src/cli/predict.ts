@@ -11,7 +11,13 @@
  * nothing on stdout).
  */
 import { z } from 'zod';
-import { fileLine, isNormserveError, NormserveError, parseJsonText } from '../errors/index.js';
+import {
+  fileLine,
+  isNormserveError,
+  NormserveError,
+  parseJsonText,
+  quote,
+} from '../errors/index.js';
 import {
   type CsvFeatureModel,
   CsvFeatureReader,
@@ -207,8 +213,8 @@ async function main(argv: readonly string[]): Promise<void> {
   const score =
     targets && output.task === 'regression' && output.outputWidth === 1
       ? regressionScore(output.outputs, targets(), labelColumn)
-      : truth && output.labels
-        ? accuracyScore(output.labels, truth, labelColumn)
+      : truth && output.labels && model.labels
+        ? accuracyScore(output.labels, truth, labelColumn, model.labels)
         : undefined;
   process.stdout.write(`${JSON.stringify(result)}\n`);
   if (score !== undefined) process.stderr.write(`${score}\n`);
@@ -222,20 +228,42 @@ async function main(argv: readonly string[]): Promise<void> {
 const hasTruth = (cell: string): boolean => cell.trim() !== '';
 
 /** `(9/10)`, or `(9/10; 5 rows with a blank "species" left out)`: the rows a score is over. */
-function scoredRows(scored: string, blank: number, column: string): string {
-  return `(${scored}${blank === 0 ? '' : `; ${blank} row${blank === 1 ? '' : 's'} with a blank "${column}" left out`})`;
+function scoredRows(scored: string, blank: number, column: string, more = ''): string {
+  return `(${scored}${blank === 0 ? '' : `; ${blank} row${blank === 1 ? '' : 's'} with a blank "${column}" left out`}${more})`;
 }
 
-/** The accuracy line over the rows that have a true label; undefined when none has one. */
+/** A few distinct values, quoted: `"7.0", "x"`, or `"0.0", "1.0", "2.0", … (10 in all)`. */
+function someOf(values: readonly string[]): string {
+  const shown = values.slice(0, 3).map((v) => quote(v));
+  return values.length <= 3 ? shown.join(', ') : `${shown.join(', ')}, … (${values.length} in all)`;
+}
+
+/**
+ * The accuracy line over the rows whose true label is one of the model's; undefined when no row
+ * has one. A row whose label the model does not have is left out and said (`0.0` where the model
+ * learned `0`, a class it never saw), as `train --init` refuses such a label: counted as wrong it
+ * gave `accuracy 0.0000 (0/360)` without a word (h248).
+ */
 function accuracyScore(
   predicted: readonly string[],
   truth: readonly string[],
   column: string,
+  classes: readonly string[],
 ): string | undefined {
-  const scored = truth.flatMap((t, i) => (hasTruth(t) ? [i] : []));
-  if (scored.length === 0) return undefined;
+  const known = new Set(classes);
+  const labelled = truth.flatMap((t, i) => (hasTruth(t) ? [i] : []));
+  if (labelled.length === 0) return undefined;
+  const scored = labelled.filter((i) => known.has(truth[i]!));
+  const foreign = [...new Set(labelled.filter((i) => !known.has(truth[i]!)).map((i) => truth[i]!))];
+  if (scored.length === 0)
+    return `accuracy: no row's "${column}" is one of the model's labels (${someOf(classes)}); the file's: ${someOf(foreign)}`;
+  const left = labelled.length - scored.length;
+  const foreignNote =
+    left === 0
+      ? ''
+      : `; ${left} row${left === 1 ? '' : 's'} whose "${column}" is none of the model's labels left out: ${someOf(foreign)}`;
   const correct = scored.filter((i) => predicted[i] === truth[i]).length;
-  return `accuracy ${(correct / scored.length).toFixed(4)} ${scoredRows(`${correct}/${scored.length}`, truth.length - scored.length, column)} against column "${column}"`;
+  return `accuracy ${(correct / scored.length).toFixed(4)} ${scoredRows(`${correct}/${scored.length}`, truth.length - labelled.length, column, foreignNote)} against column "${column}"`;
 }
 
 /** The true values of a regression's rows that have one, by row; and how many rows there are. */

@@ -11,6 +11,8 @@ export interface OpenedModel {
   /** The repository holding the model (`<repo>` of `<repo>/<name>`). */
   repository: string;
   task: 'classification' | 'regression';
+  /** A classification model's class names, in output order. */
+  labels: readonly string[] | undefined;
   /** Values in one (flattened) sample. */
   inputWidth: number;
   /** Feature names recorded by training, in input order, if any. */
@@ -59,6 +61,7 @@ export async function openModelDirectory(
     version,
     repository: root,
     task: checkpoint.config.task,
+    labels: checkpoint.config.labels,
     inputWidth: compiled.inputWidth,
     featureNames: training.featureNames,
     labelColumn: training.labelColumn,

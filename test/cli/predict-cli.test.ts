@@ -245,6 +245,25 @@ describe('predict: a classification CSV’s blank labels are rows without a trut
     expect(result.stderr).toBe(
       `accuracy ${(correct / 3).toFixed(4)} (${correct}/3; 3 rows with a blank "label" left out) against column "label"\n`,
     );
+    // h248: labels the model does not have (`0.0` for its `0`) counted as wrong, without a word.
+    const foreign = truth.map((t, r) => (r < 2 ? `${t}.0` : r === 2 ? 'x' : t));
+    const mixed = predictCli(labelled('foreign.csv', foreign));
+    expect(mixed.status, mixed.stderr).toBe(0);
+    const right = [3, 4, 5].filter((r) => predicted[r] === truth[r]).length;
+    const shown = [...new Set(foreign.slice(0, 3))].map((l) => `"${l}"`).join(', ');
+    expect(mixed.stderr).toBe(
+      `accuracy ${(right / 3).toFixed(4)} (${right}/3; 3 rows whose "label" is none of the model's labels left out: ${shown}) against column "label"\n`,
+    );
+    const all = predictCli(
+      labelled(
+        'all-foreign.csv',
+        truth.map((t) => `${t}.0`),
+      ),
+    );
+    expect(all.status, all.stderr).toBe(0);
+    expect(all.stderr).toMatch(
+      /^accuracy: no row's "label" is one of the model's labels \("0", "1", "2", … \(10 in all\)\); the file's: "\d\.0", /,
+    );
     const none = predictCli(labelled('all-blank.csv', ['', '', '']));
     expect(none.status, none.stderr).toBe(0);
     expect((JSON.parse(none.stdout) as { labels: string[] }).labels).toEqual(predicted.slice(0, 3));
