@@ -1,17 +1,22 @@
-/** Calls `handler` on SIGINT and SIGTERM until the function returned is called. */
+/**
+ * The signals that end a CLI's run: Ctrl-C, a kill, and SIGHUP, which a terminal closed under a
+ * run sends it (it ended train without its message and left the --out directories it had made:
+ * h248). The server's SIGHUP is a rescan instead (rescan-on-hangup.ts), and does not come here.
+ */
+const TERMINATING_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
+/** Calls `handler` on TERMINATING_SIGNALS until the function returned is called. */
 function onTermination(handler: (signal: NodeJS.Signals) => void): () => void {
-  process.on('SIGINT', handler);
-  process.on('SIGTERM', handler);
+  for (const signal of TERMINATING_SIGNALS) process.on(signal, handler);
   return () => {
-    process.off('SIGINT', handler);
-    process.off('SIGTERM', handler);
+    for (const signal of TERMINATING_SIGNALS) process.off(signal, handler);
   };
 }
 
 /**
- * Runs `work` with SIGINT and SIGTERM first calling `cleanup` (synchronous: the process ends right
- * after), then ending the process by the same signal, as it would have ended without a handler
- * (a shell sees 130 for Ctrl-C). Outside `work` the signals keep their default action.
+ * Runs `work` with SIGINT, SIGTERM and SIGHUP first calling `cleanup` (synchronous: the process
+ * ends right after), then ending the process by the same signal, as it would have ended without a
+ * handler (a shell sees 130 for Ctrl-C). Outside `work` the signals keep their default action.
  */
 export async function cleanUpOnSignal<T>(
   cleanup: (signal: NodeJS.Signals) => void,
@@ -79,7 +84,7 @@ export function signalCopies(now: () => number = () => performance.now()): () =>
 }
 
 /**
- * Runs `work` with the first SIGINT or SIGTERM calling `interrupt`, which makes `work` stop on its
+ * Runs `work` with the first SIGINT, SIGTERM or SIGHUP calling `interrupt`, which makes `work` stop on its
  * own terms (a recalibration stops at its next pause, releases its model's lock and publishes
  * nothing). If `work` then fails, `stopped` says so (it may read what was left behind first) and
  * the process ends by the signal (130 for Ctrl-C), as it would have without a handler, but with

@@ -11,6 +11,7 @@
  * also removes its temporary directory; a SIGKILL's goes with the next publish of the model).
  */
 import { createHash } from 'node:crypto';
+import { readdirSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,6 +29,7 @@ import {
   removeOwnPublishTemporariesSync,
   type Task,
   trainingInfoOf,
+  VERSION_NAME_PATTERN,
 } from '../service/index.js';
 import {
   architectureSchema,
@@ -195,6 +197,15 @@ interface Flags {
   init?: string;
   progress: boolean;
   printConfig: boolean;
+}
+
+/** The version directories' names in a model directory now (none when it is missing). */
+function versionNamesSync(modelDir: string): string[] {
+  try {
+    return readdirSync(modelDir).filter((name) => VERSION_NAME_PATTERN.test(name));
+  } catch {
+    return [];
+  }
 }
 
 /**
@@ -535,11 +546,19 @@ async function main(argv: readonly string[]): Promise<void> {
         },
       }),
     ).finally(() => bar?.stop());
-    // Interrupted while publishing, the run removes its temporary version directory before it ends.
+    // Interrupted while publishing, the run removes its temporary version directory before it ends,
+    // and says whether its version was already in place (the rename done: published) or not.
+    const versionsBefore = versionNamesSync(modelDir);
     const { version, path, storageWarning, servedInstead } = await cleanUpOnSignal(
-      () => {
+      (signal) => {
         removeOwnPublishTemporariesSync(out, config.name);
         removeCreated();
+        const added = versionNamesSync(modelDir).filter((v) => !versionsBefore.includes(v));
+        log(
+          added.length === 0
+            ? `train: interrupted (${signal}) while publishing; nothing was written`
+            : `train: interrupted (${signal}) while publishing, after ${join(modelDir, added[0]!)} was in place: version ${added[0]} is published`,
+        );
       },
       () => publishCheckpoint(out, output),
     ).catch((e: unknown) => {

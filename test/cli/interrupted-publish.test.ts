@@ -44,8 +44,8 @@ describe('an interrupted publish', () => {
     expect(readdirSync(join(out, 'iris')).sort()).toEqual(['1']);
   });
 
-  it('SIGINT or SIGTERM while publishing removes the own temporary, then ends by the signal', async () => {
-    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  it('SIGINT, SIGTERM or SIGHUP while publishing removes the own temporary, then ends by the signal', async () => {
+    for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
       const repository = makeTempDir('interrupted-publish');
       // Another writer's temporary (this host, a live pid: the test's own) stays.
       const host = hostTag();

@@ -10,6 +10,7 @@ import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { nodeArgs, ROOT, runEntry } from '../helpers/entries.js';
+import { FS_FAULTS_MODULE } from '../helpers/fs-faults.mjs';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-files.js';
 
 afterAll(removeTempDirs);
@@ -33,7 +34,8 @@ function waitFor(stream: NodeJS.ReadableStream, text: string): Promise<void> {
 }
 
 describe('train interrupted while training', () => {
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  // SIGHUP: the terminal the run was started from closed (h248).
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     it(`by ${signal}: says so, removes the --out directories it created, ends by the signal`, async () => {
       const out = join(makeTempDir('interrupted-training'), 'new', 'models');
       const child = spawn(
@@ -110,4 +112,63 @@ describe('train that fails (diverges)', () => {
     expect(result.status).toBe(1);
     expect(readdirSync(out)).toEqual([]);
   });
+});
+
+describe('train interrupted while publishing', () => {
+  // h248: a signal during the publish ended the run without a word: published or not, unsaid.
+  // The publish is held at a file operation (test/helpers/fs-faults.mjs, `delayMs`) before or
+  // after its rename, and the signal sent while it waits there.
+  const SHORT_RUN = ['--data', DIGITS, '--label-column', 'label', '--epochs', '1', '--no-progress'];
+  for (const [when, fault, ready, said, versions] of [
+    [
+      'before its version is in place',
+      { op: 'rename', path: '.tmp-', delayMs: 60_000 },
+      (dir: string) => readdirSync(dir).some((n) => n.startsWith('.tmp-')),
+      /\ntrain: interrupted \(SIGHUP\) while publishing; nothing was written\n$/,
+      [],
+    ],
+    [
+      'after its version is in place',
+      { op: 'fsync', suffix: '/digits', delayMs: 60_000 },
+      (dir: string) => readdirSync(dir).includes('1'),
+      /\ntrain: interrupted \(SIGHUP\) while publishing, after \S+\/digits\/1 was in place: version 1 is published\n$/,
+      ['1'],
+    ],
+  ] as const) {
+    it(`${when}: says which, and ends by the signal`, async () => {
+      const out = join(makeTempDir('interrupted-publish-train'), 'models');
+      const child = spawn(
+        process.execPath,
+        [...nodeArgs('src/cli/train.ts'), ...SHORT_RUN, '--name', 'digits', '--out', out],
+        {
+          cwd: ROOT,
+          stdio: ['ignore', 'pipe', 'pipe'],
+          env: {
+            ...process.env,
+            NODE_OPTIONS: `--import ${FS_FAULTS_MODULE}`,
+            NORMSERVE_TEST_FS_FAULTS: JSON.stringify([fault]),
+          },
+        },
+      );
+      let stderr = '';
+      child.stderr.on('data', (b: Buffer) => {
+        stderr += b.toString();
+      });
+      const ended = new Promise<[number | null, NodeJS.Signals | null]>((resolve) =>
+        child.on('close', (c, s) => resolve([c, s])),
+      );
+      const modelDir = join(out, 'digits');
+      for (let i = 0; i < 1200 && !(existsSync(modelDir) && ready(modelDir)); i++)
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(ready(modelDir), stderr).toBe(true);
+      child.kill('SIGHUP');
+      const [code, endedBy] = await ended;
+      expect({ code, signal: endedBy }).toEqual({ code: null, signal: 'SIGHUP' });
+      expect(stderr).toMatch(said);
+      if (versions.length === 0) {
+        // Nothing written: the directories the run made are gone again.
+        expect(existsSync(out)).toBe(false);
+      } else expect(readdirSync(modelDir)).toEqual(versions);
+    }, 120_000);
+  }
 });
