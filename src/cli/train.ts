@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { isDeepStrictEqual } from 'node:util';
 import cliProgress from 'cli-progress';
 import { Option } from 'commander';
-import { errnoOf, NormserveError } from '../errors/index.js';
+import { errnoOf, NormserveError, quote } from '../errors/index.js';
 import { integerText } from '../http/schemas/common.js';
 import {
   decimalText,
@@ -549,24 +549,25 @@ async function main(argv: readonly string[]): Promise<void> {
     // Interrupted while publishing, the run removes its temporary version directory before it ends,
     // and says whether its version was already in place (the rename done: published) or not.
     const versionsBefore = versionNamesSync(modelDir);
-    const { version, path, storageWarning, servedInstead } = await cleanUpOnSignal(
-      (signal) => {
-        removeOwnPublishTemporariesSync(out, config.name);
-        removeCreated();
-        const added = versionNamesSync(modelDir).filter((v) => !versionsBefore.includes(v));
-        log(
-          added.length === 0
-            ? `train: interrupted (${signal}) while publishing; nothing was written`
-            : `train: interrupted (${signal}) while publishing, after ${join(modelDir, added[0]!)} was in place: version ${added[0]} is published`,
-        );
-      },
-      () => publishCheckpoint(out, output),
-    ).catch((e: unknown) => {
-      // A file system error (disk full, permissions changed during the run): one line, no stack.
-      // The path that failed: a rename's destination, else the file or directory being written.
-      const failed = (e as { dest?: string }).dest ?? (e as { path?: string }).path ?? out;
-      throw errnoOf(e) !== undefined ? outputWriteFailed(failed, e) : e;
-    });
+    const { version, path, storageWarning, servedInstead, unreadableRecord } =
+      await cleanUpOnSignal(
+        (signal) => {
+          removeOwnPublishTemporariesSync(out, config.name);
+          removeCreated();
+          const added = versionNamesSync(modelDir).filter((v) => !versionsBefore.includes(v));
+          log(
+            added.length === 0
+              ? `train: interrupted (${signal}) while publishing; nothing was written`
+              : `train: interrupted (${signal}) while publishing, after ${join(modelDir, added[0]!)} was in place: version ${added[0]} is published`,
+          );
+        },
+        () => publishCheckpoint(out, output),
+      ).catch((e: unknown) => {
+        // A file system error (disk full, permissions changed during the run): one line, no stack.
+        // The path that failed: a rename's destination, else the file or directory being written.
+        const failed = (e as { dest?: string }).dest ?? (e as { path?: string }).path ?? out;
+        throw errnoOf(e) !== undefined ? outputWriteFailed(failed, e) : e;
+      });
     const weights = await readFile(`${path}/model.safetensors`);
     const m = output.metrics;
     // Versions written into the checkout's own models/ are served by `npm start` and show up as
@@ -583,7 +584,14 @@ async function main(argv: readonly string[]): Promise<void> {
         // operator's activation, a pin written before a recalibration) keeps this one unserved.
         ...(servedInstead
           ? [
-              `note: version ${version} is not served: ${relative(process.cwd(), servedInstead.record) || servedInstead.record} names version ${servedInstead.version}${servedInstead.note ? ` ("${servedInstead.note}")` : ''}; to serve it, activate it (POST /v1/models/${config.name}/versions/${version}:activate on a server of this repository), or remove that file to serve the highest version`,
+              `note: version ${version} is not served: ${relative(process.cwd(), servedInstead.record) || servedInstead.record} names version ${servedInstead.version}${servedInstead.note ? ` (${quote(servedInstead.note)})` : ''}; to serve it, activate it (POST /v1/models/${config.name}/versions/${version}:activate on a server of this repository), or remove that file to serve the highest version`,
+            ]
+          : []),
+        // An unreadable record serves nothing new: a server keeps what it served (none after a
+        // restart) until a version is activated (h248: train said nothing).
+        ...(unreadableRecord
+          ? [
+              `note: version ${version} is not served: ${unreadableRecord.reason}; a server of this repository keeps the version it served (none after a restart) until one is activated: activate this one (POST /v1/models/${config.name}/versions/${version}:activate), or remove that file to serve the highest version`,
             ]
           : []),
         ...(inCheckout

@@ -13,7 +13,9 @@ import {
  * (a failed or interrupted run leaves no partial version). Returns the version and its path,
  * `storageWarning` when it is published but the model directory could not be synced after, and
  * `servedInstead` when the model's active-version record names another version: the new one is
- * then not served (only without a record is the highest version served), which the caller says.
+ * then not served (only without a record is the highest version served), which the caller says;
+ * `unreadableRecord` when that record cannot be read: nothing new is served then either (a server
+ * keeps the version it served, none after a restart, until a version is activated).
  */
 export async function publishCheckpoint(
   repositoryRoot: string,
@@ -23,22 +25,32 @@ export async function publishCheckpoint(
   path: string;
   storageWarning?: NormserveError;
   servedInstead?: { version: number; note?: string; record: string };
+  unreadableRecord?: { record: string; reason: string };
 }> {
   const repository = new ModelRepository(repositoryRoot);
   const { version, unsynced } = await repository.publishVersion(checkpoint);
   const name = checkpoint.config.name;
   const path = repository.versionPath(name, version);
-  // An unreadable record serves nothing new either, but is the server's to report (its status).
-  const recorded = await repository.readActive(name).catch(() => undefined);
+  const record = join(repository.modelPath(name), ACTIVE_FILE);
+  let unreadableRecord: { record: string; reason: string } | undefined;
+  const recorded = await repository.readActive(name).catch((e: unknown) => {
+    unreadableRecord = { record, reason: e instanceof Error ? e.message : String(e) };
+    return undefined;
+  });
   const servedInstead =
     recorded !== undefined && recorded.version !== version
       ? {
           version: recorded.version,
           ...(recorded.note !== undefined ? { note: recorded.note } : {}),
-          record: join(repository.modelPath(name), ACTIVE_FILE),
+          record,
         }
       : undefined;
-  const result = { version, path, ...(servedInstead ? { servedInstead } : {}) };
+  const result = {
+    version,
+    path,
+    ...(servedInstead ? { servedInstead } : {}),
+    ...(unreadableRecord ? { unreadableRecord } : {}),
+  };
   if (!unsynced) return result;
   const happened = `version ${version} of "${name}" was published`;
   return { ...result, storageWarning: unsyncedWarning(unsynced, happened, repositoryRoot) };

@@ -443,6 +443,13 @@ describe('train CLI: a good run', () => {
     expect(second.stdout).toContain(
       `note: version 2 is not served: ${relative(ROOT, join(out, 'iris', 'active-version.json'))} names version 1 ("pinned before publishing an inactive version"); to serve it, activate it (POST /v1/models/iris/versions/2:activate on a server of this repository), or remove that file to serve the highest version`,
     );
+    // h248: a record that cannot be read serves nothing new either; train said nothing.
+    writeFileSync(join(out, 'iris', 'active-version.json'), 'garbage\n');
+    const third = trainCli(['--config', IRIS_CONFIG, '--epochs', '1', '--out', out]);
+    expect(third.status, third.stderr).toBe(0);
+    expect(third.stdout).toMatch(
+      /\nnote: version 3 is not served: iris\/active-version\.json: not valid JSON \(.*\); a server of this repository keeps the version it served \(none after a restart\) until one is activated: activate this one \(POST \/v1\/models\/iris\/versions\/3:activate\), or remove that file to serve the highest version\n/,
+    );
   });
 });
 
