@@ -12,9 +12,16 @@ const known = new Set(['--out', '--clean']);
 const unknown = args.filter(
   (a, i) => a.startsWith('-') && !known.has(a) && !known.has(args[i - 1] ?? ''),
 );
-if (unknown.length > 0 || args.includes('--help')) {
-  process.stderr.write('usage: npm run night-shift -- [--out night.csv] [--clean clean.csv]\n');
-  process.exit(unknown.some((a) => a !== '--help') ? 1 : 0);
+const usage = 'usage: npm run night-shift -- [--out night.csv] [--clean clean.csv]';
+const refused = unknown.filter((a) => a !== '--help');
+if (refused.length > 0) {
+  // The flag named, as the other CLIs name it (h248: only the usage was printed).
+  process.stderr.write(`night-shift: unknown option '${refused[0]}'\n${usage}\n`);
+  process.exit(1);
+}
+if (args.includes('--help')) {
+  process.stdout.write(`${usage}\n`);
+  process.exit(0);
 }
 const fail = (message: string): never => {
   process.stderr.write(`night-shift: ${message}\n`);

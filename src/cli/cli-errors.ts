@@ -1,5 +1,5 @@
 import { Command, CommanderError } from 'commander';
-import { isNormserveError } from '../errors/index.js';
+import { isNormserveError, quote } from '../errors/index.js';
 
 /**
  * Runs a CLI's main function: an expected failure prints one line (`<program>: <message>`) to
@@ -41,8 +41,26 @@ export async function runCli(program: string, main: () => Promise<void>): Promis
  * (docs/errors.md), not commander's `error: <message>`; they end in runCli (exitOverride).
  */
 export function cliCommand(program: string): Command {
-  return new Command(program).exitOverride().configureOutput({
+  const command: Command = new Command(program).exitOverride().configureOutput({
     writeErr: (text) => process.stderr.write(text),
-    outputError: (text, write) => write(`${program}: ${text.replace(/^error: /, '')}`),
+    outputError: (text, write) =>
+      write(`${program}: ${strayArguments(text.replace(/^error: /, ''), command.args)}`),
   });
+  return command;
+}
+
+/**
+ * commander's "too many arguments. Expected 0 arguments but got 1." with the arguments named: they
+ * are most often a flag's second value (`--hidden 64 32` for `--hidden 64,32`) or an unquoted
+ * phrase (`--description my model`), which the count alone does not show (h248).
+ */
+function strayArguments(message: string, args: readonly string[]): string {
+  const excess = /^too many arguments\. Expected (\d+) arguments? but got \d+\.\n?$/.exec(message);
+  if (!excess || args.length === 0) return message;
+  const stray = args.slice(Number(excess[1]));
+  const shown = stray
+    .slice(0, 3)
+    .map((a) => quote(a))
+    .join(', ');
+  return `unexpected argument${stray.length === 1 ? '' : 's'} ${shown}${stray.length > 3 ? ', …' : ''}: each flag takes one value (a list is one value, comma-separated; quote text with spaces)\n`;
 }

@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { lstat, readlink, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { NormserveError } from '../errors/index.js';
-import { ONNX_OPSET, openModelDirectory } from '../service/index.js';
+import { noProbabilities, ONNX_OPSET, openModelDirectory } from '../service/index.js';
 import { cliCommand, runCli } from './cli-errors.js';
 import {
   outputWriteFailed,
@@ -127,6 +127,9 @@ async function main(argv: readonly string[]): Promise<void> {
     'write the ONNX file elsewhere',
   );
   if (model.versionNote) process.stderr.write(`export-onnx: ${model.versionNote}\n`);
+  // The flag's name, not the route's query parameter the service's refusal names (h248).
+  if (flags.probabilities && model.task === 'regression')
+    throw new NormserveError('INVALID_INPUT', `--probabilities: ${noProbabilities(model.name)}`);
   // Its directory is made as train's and report's --out are (mkdir -p), once the model opened;
   // the directories made are removed again if the export fails: nothing is left behind.
   const created = await prepareOutputDirectory(

@@ -155,7 +155,12 @@ export {
 } from './model-registry.js';
 export { type ModelReport, openReportModel, type ReportModel } from './model-report.js';
 export { type NdjsonRowProblem, readNdjsonRow } from './ndjson-row.js';
-export { exportModelOnnx, type OnnxExport, type OnnxExportRequest } from './onnx-export.js';
+export {
+  exportModelOnnx,
+  noProbabilities,
+  type OnnxExport,
+  type OnnxExportRequest,
+} from './onnx-export.js';
 export {
   checkInputTensor,
   type InputTensorHeader,

@@ -23,6 +23,10 @@ export interface OnnxExport {
   summary: string;
 }
 
+/** Why a regression model's export has no probabilities (the route's query, the CLI's flag). */
+export const noProbabilities = (model: string): string =>
+  `only classification models have probabilities; "${model}" is a regression model`;
+
 /**
  * A served version's compiled (fused) plan as an ONNX model: input `input` [batch, ...input shape]
  * ([batch, features], or [batch, C, H, W] for an image model),
@@ -36,7 +40,7 @@ export function exportModelOnnx(registry: ModelRegistry, request: OnnxExportRequ
   const served = registry.resolve(request.model, request.version);
   const { config } = served.checkpoint;
   if (request.probabilities && config.task !== 'classification') {
-    const message = `only classification models have probabilities; "${config.name}" is a regression model`;
+    const message = noProbabilities(config.name);
     throw new NormserveError('INVALID_INPUT', `probabilities: ${message}`, {
       errors: [{ path: 'probabilities', message }],
     });

@@ -56,6 +56,12 @@ describe('the offline CLIs', () => {
       "recalibrate: option '--mode <mode>' argument 'fast' is invalid. Allowed choices are exact, prior, running.",
     ],
     ['src/cli/report.ts', ['--model'], "report: option '--model <dir>' argument missing"],
+    // h248: commander said only "too many arguments. Expected 0 arguments but got 2."
+    [
+      'src/cli/train.ts',
+      ['--data', 'd.csv', '--hidden', '64', '32', '--description', 'my', 'model'],
+      'train: unexpected arguments "32", "model": each flag takes one value (a list is one value, comma-separated; quote text with spaces)',
+    ],
   ] as const) {
     it(`commander's refusal is one line naming the program, exit 1: ${line}`, () => {
       const result = run(entry, args);

@@ -138,6 +138,31 @@ describe('npm run export:onnx', () => {
     expect(existsSync(join(out, 'x.onnx'))).toBe(false);
   });
 
+  it('--probabilities of a regression model is refused naming the flag', () => {
+    // h248: the refusal named the route's query parameter, `probabilities:`.
+    const repository = join(out, 'regression-repo');
+    const trained = spawnSync(
+      process.execPath,
+      [
+        ...nodeArgs('src/cli/train.ts'),
+        ...['--data', join(ROOT, 'data/iris/iris.csv'), '--name', 'petals'],
+        ...['--task', 'regression', '--label-column', 'petal_width', '--epochs', '1'],
+        ...['--no-progress', '--out', repository],
+      ],
+      { cwd: ROOT, encoding: 'utf8', timeout: 120_000 },
+    );
+    expect(trained.status, trained.stderr).toBe(0);
+    const result = exportCli([
+      ...['--model', join(repository, 'petals'), '--out', join(out, 'petals.onnx')],
+      '--probabilities',
+    ]);
+    expect(result.stderr).toBe(
+      'export-onnx: --probabilities: only classification models have probabilities; "petals" is a regression model\n',
+    );
+    expect(result.status).toBe(1);
+    expect(existsSync(join(out, 'petals.onnx'))).toBe(false);
+  });
+
   it("refuses an --out inside a model directory of the repository: the versions' files stay as they were", () => {
     // review60: --out <model>/1/model.safetensors replaced the weights with the ONNX file; the
     // review of 2026-12-04 did the same to a sibling model's weights, through a link too.
