@@ -549,7 +549,7 @@ async function main(argv: readonly string[]): Promise<void> {
     // Interrupted while publishing, the run removes its temporary version directory before it ends,
     // and says whether its version was already in place (the rename done: published) or not.
     const versionsBefore = versionNamesSync(modelDir);
-    const { version, path, storageWarning, servedInstead, unreadableRecord } =
+    const { version, path, storageWarning, servedInstead, unreadableRecord, contractChange } =
       await cleanUpOnSignal(
         (signal) => {
           removeOwnPublishTemporariesSync(out, config.name);
@@ -592,6 +592,11 @@ async function main(argv: readonly string[]): Promise<void> {
         ...(unreadableRecord
           ? [
               `note: version ${version} is not served: ${unreadableRecord.reason}; a server of this repository keeps the version it served (none after a restart) until one is activated: activate this one (POST /v1/models/${config.name}/versions/${version}:activate), or remove that file to serve the highest version`,
+            ]
+          : []),
+        ...(contractChange
+          ? [
+              `note: version ${version} of "${config.name}" changes what its clients see, against version ${contractChange.from}: ${contractChange.changes.join('; ')}; a server serves it in place of the earlier ones once it is the active version (without an active-version record, at once: it is the highest)`,
             ]
           : []),
         ...(inCheckout

@@ -9,6 +9,7 @@ import {
   loadingWeights,
   METRICS_FILE,
   MODEL_NAME_PATTERN,
+  type ModelConfig,
   networkForWeights,
   parseConfigFile,
   serializeCheckpoint,
@@ -431,6 +432,22 @@ export class ModelRepository {
   async nextVersion(name: string): Promise<number> {
     const used = [...(await this.listVersions(name)), ...(await this.deletedVersions(name))];
     return used.reduce((highest, v) => Math.max(highest, v), 0) + 1;
+  }
+
+  /**
+   * A version's config.json, parsed as loadVersion parses it; undefined when it is missing or
+   * cannot be read (a caller comparing versions, not loading one).
+   */
+  async readConfig(name: string, version: number): Promise<ModelConfig | undefined> {
+    const dir = this.versionPath(name, version);
+    try {
+      const bytes = await this.files.readBytes(join(dir, CONFIG_FILE));
+      return bytes === undefined
+        ? undefined
+        : parseConfigFile(bytes, `${this.files.label(dir)}/${CONFIG_FILE}`);
+    } catch {
+      return undefined;
+    }
   }
 
   /**

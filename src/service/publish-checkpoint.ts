@@ -1,5 +1,6 @@
 import { join } from 'node:path';
-import type { Checkpoint } from '../checkpoint/index.js';
+import { isDeepStrictEqual } from 'node:util';
+import type { Checkpoint, ModelConfig } from '../checkpoint/index.js';
 import type { NormserveError } from '../errors/index.js';
 import {
   ACTIVE_FILE,
@@ -7,6 +8,30 @@ import {
   removeOwnTemporariesSync,
   unsyncedWarning,
 } from '../repository/index.js';
+
+/**
+ * What a client of the model sees change between two versions' configs: the task, the class
+ * labels (names and order: a client reading `label` or an output index), the input shape. A new
+ * version of a model is served as soon as it is the highest without a record, so such a change
+ * reaches the model's clients at once (h248: `--data iris.csv --task regression` published a
+ * regression version over classification ones without a word).
+ */
+function contractChanges(before: ModelConfig, after: ModelConfig): string[] {
+  const shape = (s: readonly number[]) => `[${s.join(', ')}]`;
+  const labels = (l: readonly string[] | undefined) =>
+    l === undefined
+      ? 'none'
+      : l.length > 4
+        ? `${l.slice(0, 4).join(', ')}, … (${l.length})`
+        : l.join(', ');
+  const changes: string[] = [];
+  if (before.task !== after.task) changes.push(`task ${before.task} → ${after.task}`);
+  else if (!isDeepStrictEqual(before.labels, after.labels))
+    changes.push(`labels ${labels(before.labels)} → ${labels(after.labels)}`);
+  if (!isDeepStrictEqual(before.input_shape, after.input_shape))
+    changes.push(`input shape ${shape(before.input_shape)} → ${shape(after.input_shape)}`);
+  return changes;
+}
 
 /**
  * Publishes a checkpoint as the next version of its model in a repository directory, atomically
@@ -26,10 +51,14 @@ export async function publishCheckpoint(
   storageWarning?: NormserveError;
   servedInstead?: { version: number; note?: string; record: string };
   unreadableRecord?: { record: string; reason: string };
+  contractChange?: { from: number; changes: string[] };
 }> {
   const repository = new ModelRepository(repositoryRoot);
-  const { version, unsynced } = await repository.publishVersion(checkpoint);
   const name = checkpoint.config.name;
+  const previous = (await repository.listVersions(name)).at(-1);
+  const { version, unsynced } = await repository.publishVersion(checkpoint);
+  const before = previous === undefined ? undefined : await repository.readConfig(name, previous);
+  const changes = before ? contractChanges(before, checkpoint.config) : [];
   const path = repository.versionPath(name, version);
   const record = join(repository.modelPath(name), ACTIVE_FILE);
   let unreadableRecord: { record: string; reason: string } | undefined;
@@ -50,6 +79,9 @@ export async function publishCheckpoint(
     path,
     ...(servedInstead ? { servedInstead } : {}),
     ...(unreadableRecord ? { unreadableRecord } : {}),
+    ...(previous !== undefined && changes.length > 0
+      ? { contractChange: { from: previous, changes } }
+      : {}),
   };
   if (!unsynced) return result;
   const happened = `version ${version} of "${name}" was published`;

@@ -472,3 +472,56 @@ describe('train CLI: an --out that is a model’s or a version’s directory', (
     expect(listTree(repository)).toEqual(before);
   });
 });
+
+describe('train CLI: a version that changes the model’s contract', () => {
+  it('says so against the version before it: task, labels, input shape', () => {
+    // h248: a regression version was published over classification ones without a word.
+    const out = makeTempDir('cli-contract');
+    const base = ['--data', IRIS_DATA, '--name', 'iris', '--epochs', '1', '--no-progress'];
+    const first = trainCli([...base, '--out', out]);
+    expect(first.status, first.stderr).toBe(0);
+    expect(first.stdout).not.toContain('changes what its clients see');
+    const same = trainCli([...base, '--out', out]);
+    expect(same.stdout).not.toContain('changes what its clients see');
+    const regression = trainCli([
+      ...base,
+      ...['--task', 'regression', '--label-column', 'petal_width', '--out', out],
+    ]);
+    expect(regression.status, regression.stderr).toBe(0);
+    expect(regression.stdout).toMatch(
+      /\nnote: version 3 of "iris" changes what its clients see, against version 2: task classification → regression(; input shape \[4\] → \[\d\])?; a server serves it in place of the earlier ones once it is the active version \(without an active-version record, at once: it is the highest\)\n/,
+    );
+    // Labels and input shape: two classes of three, then one feature fewer.
+    const rows = readFileSync(IRIS_DATA, 'utf8').trim().split('\n').slice(1);
+    const twoClasses = writeTempFile(
+      inputs,
+      'iris-two.csv',
+      `${irisHeader}\n${rows.filter((r) => !r.endsWith(',2')).join('\n')}\n`,
+    );
+    const threeFeatures = writeTempFile(
+      inputs,
+      'iris-three.csv',
+      `${irisHeader.split(',').slice(1).join(',')}\n${rows.map((r) => r.split(',').slice(1).join(',')).join('\n')}\n`,
+    );
+    const other = makeTempDir('cli-contract-2');
+    const run = (data: string) =>
+      trainCli([
+        '--data',
+        data,
+        '--name',
+        'iris',
+        '--epochs',
+        '1',
+        '--no-progress',
+        '--out',
+        other,
+      ]);
+    expect(run(IRIS_DATA).status).toBe(0);
+    expect(run(twoClasses).stdout).toContain(
+      'changes what its clients see, against version 1: labels 0, 1, 2 → 0, 1;',
+    );
+    expect(run(threeFeatures).stdout).toContain(
+      'changes what its clients see, against version 2: labels 0, 1 → 0, 1, 2; input shape [4] → [3];',
+    );
+  });
+});
