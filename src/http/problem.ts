@@ -88,6 +88,11 @@ function fromFastifyError(error: FastifyError, request: FastifyRequest): Normser
   // Only the static files of /docs answer 403 (a path out of their directory): no INVALID_INPUT
   // "Forbidden", and no 403 telling a probe it found something; the 404 of a missing file.
   if (error.statusCode === 403) return noRoute(request);
+  // …nor its bare 400 "Bad Request" for a path holding a NUL byte (`send` refuses %00): the 404
+  // the dashboard's files answer for the same path (h247).
+  if (error.statusCode === 400 && request.routeOptions.url?.startsWith('/docs/')) {
+    return noRoute(request);
+  }
   if (error instanceof SyntaxError) return new NormserveError('INVALID_JSON', MALFORMED_JSON);
   if (error.statusCode !== undefined && error.statusCode >= 400 && error.statusCode < 500) {
     return new NormserveError(
