@@ -20,13 +20,20 @@ afterEach(() => clearFsFaults());
 const readRecord = (dir: string, id: string): Job =>
   JSON.parse(readFileSync(join(dir, `${id}.json`), 'utf8')) as Job;
 
+/**
+ * A registry writing its records in a new directory, with keepFinished 0: every finished job whose
+ * end is on disk is forgotten at the next end.
+ */
+function newRegistry(): { dir: string; registry: JobRegistry } {
+  const root = mkdtempSync(join(tmpdir(), 'normserve-unwritten-'));
+  roots.push(root);
+  const dir = join(root, '.jobs');
+  return { dir, registry: new JobRegistry({ dir, keepFinished: 0 }) };
+}
+
 describe('a finished job whose last record was not written', () => {
   it('is still answered from memory with its end after later jobs finish, and is not settled by its own sweep', async () => {
-    const root = mkdtempSync(join(tmpdir(), 'normserve-unwritten-'));
-    roots.push(root);
-    const dir = join(root, '.jobs');
-    // keepFinished 0: every finished job whose end is on disk is forgotten at the next end.
-    const registry = new JobRegistry({ dir, keepFinished: 0 });
+    const { dir, registry } = newRegistry();
     try {
       const job = registry.create('recalibration', 'digits');
       await registry.flush();
@@ -57,10 +64,7 @@ describe('a finished job whose last record was not written', () => {
   });
 
   it('is forgotten like any other once its end is on disk', async () => {
-    const root = mkdtempSync(join(tmpdir(), 'normserve-unwritten-'));
-    roots.push(root);
-    const dir = join(root, '.jobs');
-    const registry = new JobRegistry({ dir, keepFinished: 0 });
+    const { dir, registry } = newRegistry();
     try {
       const job = registry.create('recalibration', 'digits');
       registry.update(job, { state: 'succeeded', phase: 'done' });
