@@ -1033,6 +1033,16 @@ async function isVersionDirectory(clean: string): Promise<boolean> {
   return !(await new ModelRepository(dirname(clean)).isModelDirectory(basename(clean)));
 }
 
+/** Errors of a version whose files are there and read, but are no checkpoint this build loads. */
+const BROKEN_CHECKPOINT_CODES: ReadonlySet<string> = new Set([
+  'CHECKPOINT_MISMATCH',
+  'MODEL_CONFIG_INVALID',
+  'SAFETENSORS_INVALID',
+]);
+
+const isBrokenCheckpoint = (e: unknown): boolean =>
+  e instanceof NormserveError && BROKEN_CHECKPOINT_CODES.has(e.code);
+
 /** Whether `dir` holds a version's files (config.json or model.safetensors). */
 async function holdsVersionFiles(dir: string): Promise<string | undefined> {
   for (const file of [CONFIG_FILE, WEIGHTS_FILE]) {
@@ -1134,6 +1144,11 @@ export async function loadModelDirectory(path: string): Promise<{
     try {
       checkpoint = await repository.loadVersion(name, version);
     } catch (error) {
+      // Only a version whose files are broken is passed over: a read that failed (EIO, EMFILE,
+      // EACCES: REPOSITORY_ERROR) may work the next time, and a CLI that went on with an older
+      // version would recalibrate or fine-tune it, and a recalibration publish and activate it,
+      // over the newest (second reader, h250).
+      if (!isBrokenCheckpoint(error)) throw error;
       failed.push({ version, error });
       continue;
     }

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadModelDirectory } from '../../src/repository/index.js';
 import { bundledVersionDir, copyBundledModel } from '../helpers/bundled-models.js';
+import { clearFsFaults, injectFsFaults } from '../helpers/fs-faults.mjs';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-files.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -106,8 +107,20 @@ describe('loadModelDirectory', () => {
     await expect(loadModelDirectory(join(own, 'digits'))).rejects.toThrow(
       /^digits\/3\/model\.safetensors: /,
     );
-    // None loads: the highest one's failure.
+    // A read that fails (EIO) is no broken version: the failure, not an older version.
     rmSync(join(own, 'digits', 'active-version.json'));
+    copyBundledModel('digits', own, { version: 4 });
+    injectFsFaults([{ op: 'open', path: join('digits', '4', 'model.safetensors'), code: 'EIO' }]);
+    try {
+      await expect(loadModelDirectory(join(own, 'digits'))).rejects.toMatchObject({
+        code: 'REPOSITORY_ERROR',
+        message: expect.stringMatching(/^digits\/4\/model\.safetensors: cannot be read \(EIO\)/),
+      });
+    } finally {
+      clearFsFaults();
+    }
+    rmSync(join(own, 'digits', '4'), { recursive: true });
+    // None loads: the highest one's failure.
     rmSync(join(own, 'digits', '1'), { recursive: true });
     await expect(loadModelDirectory(join(own, 'digits'))).rejects.toThrow(
       /^digits\/3\/model\.safetensors: /,

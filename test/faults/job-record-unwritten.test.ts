@@ -64,7 +64,7 @@ describe('a finished job whose last record was not written', () => {
   });
 
   it('is forgotten like any other once its end is on disk', async () => {
-    const { dir, registry } = newRegistry();
+    const { registry } = newRegistry();
     try {
       const job = registry.create('recalibration', 'digits');
       registry.update(job, { state: 'succeeded', phase: 'done' });
