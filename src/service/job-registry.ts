@@ -58,7 +58,10 @@ export interface JobRegistryOptions {
   /** Releases the model lock of a job found abandoned (only when that job still holds it). */
   releaseLock?: (job: Job) => Promise<void>;
   log?: Log;
-  /** Finished jobs kept in memory by this process (the shared records stay on disk). */
+  /**
+   * Finished jobs kept in memory by this process (the shared records stay on disk), besides those
+   * whose end is not on disk yet: they stay until it is (their record rewritten at each heartbeat).
+   */
   keepFinished?: number;
   /** Progress is written at most this often; state changes at once. */
   writeIntervalMs?: number;
@@ -355,13 +358,23 @@ export class JobRegistry {
     if (this.heartbeat || !this.dir) return;
     this.heartbeat = setInterval(() => {
       let running = 0;
+      let unwritten = 0;
       for (const job of this.jobs.values()) {
-        if (job.state !== 'running') continue;
+        if (job.state !== 'running') {
+          // A finished job whose end is not on disk (the storage refused it, its claim stayed
+          // busy) is written again at each beat until it is, then forgotten (prune): other
+          // processes would otherwise settle its `running` record as abandoned (h250).
+          if (this.dir && !this.settledElsewhere.has(job.id) && !this.recorded(job)) {
+            unwritten++;
+            this.persist(job, true);
+          }
+          continue;
+        }
         running++;
         job.heartbeat_at = new Date(this.now()).toISOString();
         this.persist(job, true);
       }
-      if (running === 0) {
+      if (running === 0 && unwritten === 0) {
         clearInterval(this.heartbeat);
         this.heartbeat = undefined;
       }
@@ -405,6 +418,8 @@ export class JobRegistry {
    */
   private async writeOwn(dir: string, job: Job, snapshot: Job): Promise<void> {
     if (this.settledElsewhere.has(job.id)) return;
+    // Its end is on disk already (a beat's retry queued behind the write that landed).
+    if (snapshot.state !== 'running' && this.recordedState.get(job.id) === snapshot.state) return;
     await mkdir(dir, { recursive: true });
     const path = join(dir, `${job.id}${RECORD_SUFFIX}`);
     const outcome = await writeUnderClaim(
@@ -418,6 +433,8 @@ export class JobRegistry {
       },
       { staleMs: this.staleMs, now: this.now },
     );
+    // A finished job is forgotten once its end is on disk (beyond keepFinished), not before.
+    if (outcome === undefined && snapshot.state !== 'running') this.prune();
     if (outcome === 'busy' || outcome === undefined) return;
     this.settledElsewhere.add(job.id);
     this.log.warn(
@@ -466,12 +483,17 @@ export class JobRegistry {
    * disk. A job whose last record could not be written (storage, a claim that stayed busy) stays:
    * its record still says `running` with this process as owner, and once forgotten this process
    * would read it back as an earlier process's leftover and settle it JOB_ABANDONED ("no longer
-   * exists"), though the job ended here, perhaps published. Other processes see it abandoned once
-   * its heartbeat is stale; they cannot know better.
+   * exists"), though the job ended here, perhaps published. The heartbeat writes its end again
+   * until it lands; until then other processes see it abandoned once its heartbeat is stale.
    */
+  /** Whether a job's state is the one its record on disk holds (always, without records). */
+  private recorded(job: Job): boolean {
+    return !this.dir || this.recordedState.get(job.id) === job.state;
+  }
+
   private prune(): void {
     const finished = [...this.jobs.values()].filter(
-      (j) => j.state !== 'running' && (!this.dir || this.recordedState.get(j.id) === j.state),
+      (j) => j.state !== 'running' && this.recorded(j),
     );
     for (const job of finished.slice(0, Math.max(0, finished.length - this.keepFinished))) {
       this.jobs.delete(job.id);

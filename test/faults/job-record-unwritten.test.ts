@@ -28,7 +28,7 @@ function newRegistry(): { dir: string; registry: JobRegistry } {
   const root = mkdtempSync(join(tmpdir(), 'normserve-unwritten-'));
   roots.push(root);
   const dir = join(root, '.jobs');
-  return { dir, registry: new JobRegistry({ dir, keepFinished: 0 }) };
+  return { dir, registry: new JobRegistry({ dir, keepFinished: 0, heartbeatMs: 20 }) };
 }
 
 describe('a finished job whose last record was not written', () => {
@@ -39,11 +39,12 @@ describe('a finished job whose last record was not written', () => {
       await registry.flush();
       expect(readRecord(dir, job.id).state).toBe('running');
 
-      injectFsFaults([{ op: 'open', path: '.jobs', writing: true, code: 'EIO' }]);
+      // This job's record alone (its temporary and its claim are named after it) is refused,
+      // at its end and at every heartbeat's retry, until the faults are cleared below.
+      injectFsFaults([{ op: 'open', path: job.id, writing: true, code: 'EIO' }]);
       registry.update(job, { state: 'succeeded', phase: 'done' });
       await registry.flush();
       expect(faultHits()[0]).toBeGreaterThan(0);
-      clearFsFaults();
       expect(readRecord(dir, job.id).state).toBe('running');
 
       // Later jobs finish (each end prunes), and their records are written.
@@ -58,6 +59,16 @@ describe('a finished job whose last record was not written', () => {
       expect(answered?.error).toBeUndefined();
       await registry.sweep();
       expect(readRecord(dir, job.id).state).toBe('running');
+
+      // The storage works again: a heartbeat writes the job's end, then the job is forgotten.
+      clearFsFaults();
+      for (let i = 0; i < 400 && readRecord(dir, job.id).state === 'running'; i++)
+        await new Promise((resolve) => setTimeout(resolve, 25));
+      await registry.flush();
+      expect(readRecord(dir, job.id).state).toBe('succeeded');
+      const again = await registry.get(job.id);
+      expect(again).not.toBe(job);
+      expect(again?.state).toBe('succeeded');
     } finally {
       registry.close();
     }
