@@ -11,7 +11,7 @@
  * also removes its temporary directory; a SIGKILL's goes with the next publish of the model).
  */
 import { createHash } from 'node:crypto';
-import { readdirSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -199,12 +199,22 @@ interface Flags {
   printConfig: boolean;
 }
 
-/** The version directories' names in a model directory now (none when it is missing). */
-function versionNamesSync(modelDir: string): string[] {
+/**
+ * The version a staged directory was renamed into (the directory of `modelDir` with its inode), or
+ * undefined while it is still staged or was never renamed.
+ */
+function publishedAs(
+  modelDir: string,
+  staged: { path: string; inode: number },
+): string | undefined {
+  if (existsSync(staged.path)) return undefined;
   try {
-    return readdirSync(modelDir).filter((name) => VERSION_NAME_PATTERN.test(name));
+    return readdirSync(modelDir).find(
+      (name) =>
+        VERSION_NAME_PATTERN.test(name) && statSync(join(modelDir, name)).ino === staged.inode,
+    );
   } catch {
-    return [];
+    return undefined;
   }
 }
 
@@ -547,21 +557,25 @@ async function main(argv: readonly string[]): Promise<void> {
       }),
     ).finally(() => bar?.stop());
     // Interrupted while publishing, the run removes its temporary version directory before it ends,
-    // and says whether its version was already in place (the rename done: published) or not.
-    const versionsBefore = versionNamesSync(modelDir);
+    // and says whether its version was already in place (the rename done: published) or not, by
+    // the staged directory's inode (publishedAs), whatever else is published meanwhile.
+    let staged: { path: string; inode: number } | undefined;
     const { version, path, storageWarning, servedInstead, unreadableRecord, contractChange } =
       await cleanUpOnSignal(
         (signal) => {
+          const published = staged && publishedAs(modelDir, staged);
           removeOwnPublishTemporariesSync(out, config.name);
           removeCreated();
-          const added = versionNamesSync(modelDir).filter((v) => !versionsBefore.includes(v));
           log(
-            added.length === 0
+            published === undefined
               ? `train: interrupted (${signal}) while publishing; nothing was written`
-              : `train: interrupted (${signal}) while publishing, after ${join(modelDir, added[0]!)} was in place: version ${added[0]} is published`,
+              : `train: interrupted (${signal}) while publishing, after ${join(modelDir, published)} was in place: version ${published} is published`,
           );
         },
-        () => publishCheckpoint(out, output),
+        () =>
+          publishCheckpoint(out, output, (path) => {
+            staged = { path, inode: statSync(path).ino };
+          }),
       ).catch((e: unknown) => {
         // A file system error (disk full, permissions changed during the run): one line, no stack.
         // The path that failed: a rename's destination, else the file or directory being written.

@@ -45,6 +45,12 @@ function contractChanges(before: ModelConfig, after: ModelConfig): string[] {
 export async function publishCheckpoint(
   repositoryRoot: string,
   checkpoint: Checkpoint,
+  /**
+   * Called with the staged version's directory once its files are written, before it is renamed
+   * into place: a CLI ending on a signal tells by it whether its own version was published (the
+   * rename keeps the directory's inode), whatever else is published beside it.
+   */
+  onStaged?: (path: string) => void,
 ): Promise<{
   version: number;
   path: string;
@@ -56,7 +62,9 @@ export async function publishCheckpoint(
   const repository = new ModelRepository(repositoryRoot);
   const name = checkpoint.config.name;
   const previous = (await repository.listVersions(name)).at(-1);
-  const { version, unsynced } = await repository.publishVersion(checkpoint);
+  const staged = await repository.stageVersion(checkpoint);
+  onStaged?.(join(repository.modelPath(name), staged.tempName));
+  const { version, unsynced } = await staged.publish();
   const before = previous === undefined ? undefined : await repository.readConfig(name, previous);
   const changes = before ? contractChanges(before, checkpoint.config) : [];
   const path = repository.versionPath(name, version);
