@@ -1,19 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { rmdirSync } from 'node:fs';
-import {
-  access,
-  constants,
-  lstat,
-  mkdir,
-  open,
-  realpath,
-  rename,
-  rm,
-  stat,
-} from 'node:fs/promises';
+import { rmdirSync, rmSync } from 'node:fs';
+import { access, constants, lstat, mkdir, open, realpath, rename, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { errnoOf, NormserveError } from '../errors/index.js';
 import { repositoryDirectoryHolding } from '../service/index.js';
+import { cleanUpOnSignal } from './on-signal.js';
 
 /** Why a file system error stopped a write, in words (the errno names only what is unexpected). */
 function why(e: unknown): string {
@@ -212,31 +203,46 @@ async function writeNew(path: string, text: string): Promise<void> {
 
 /**
  * Writes `files` (name → text) into the directory `dir` all or none: each under a temporary name
- * first, renamed into place once every one is written, so that a failure (a full device, h248)
- * leaves the directory as it was (an earlier report's files unchanged) with the temporaries
- * removed. OUTPUT_WRITE_FAILED names the file that failed.
+ * first, renamed into place, in their order, once every one is written, so that a failure (a full
+ * device, h248) or a signal (SIGINT, SIGTERM, SIGHUP: `onSignal` runs too, then the process ends
+ * by it) leaves the directory as it was, an earlier report's files unchanged, with the temporaries
+ * removed. Only a rename failing part-way (renames in one directory need no space) would leave the
+ * files renamed so far: put the one that refers to the others (index.html) last.
+ * OUTPUT_WRITE_FAILED names the file that failed.
  */
 export async function writeFilesAllOrNone(
   dir: string,
   files: ReadonlyMap<string, string>,
+  onSignal: () => void = () => {},
 ): Promise<void> {
   const suffix = `.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
   const staged: string[] = [];
-  try {
-    for (const [file, text] of files) {
-      const path = join(dir, `${file}${suffix}`);
-      staged.push(path);
-      await writeNew(path, text).catch((e: unknown) => {
-        throw outputWriteFailed(join(dir, file), e);
-      });
-    }
-    for (const [file] of files) {
-      await rename(join(dir, `${file}${suffix}`), join(dir, file)).catch((e: unknown) => {
-        throw outputWriteFailed(join(dir, file), e);
-      });
-    }
-  } catch (e) {
-    await Promise.all(staged.map((path) => rm(path, { force: true })));
-    throw e;
-  }
+  const removeStagedSync = () => {
+    for (const path of staged) rmSync(path, { force: true });
+  };
+  await cleanUpOnSignal(
+    () => {
+      removeStagedSync();
+      onSignal();
+    },
+    async () => {
+      try {
+        for (const [file, text] of files) {
+          const path = join(dir, `${file}${suffix}`);
+          staged.push(path);
+          await writeNew(path, text).catch((e: unknown) => {
+            throw outputWriteFailed(join(dir, file), e);
+          });
+        }
+        for (const [file] of files) {
+          await rename(join(dir, `${file}${suffix}`), join(dir, file)).catch((e: unknown) => {
+            throw outputWriteFailed(join(dir, file), e);
+          });
+        }
+      } catch (e) {
+        removeStagedSync();
+        throw e;
+      }
+    },
+  );
 }

@@ -157,7 +157,8 @@ async function main(argv: readonly string[]): Promise<void> {
   try {
     await checkReportDirectory(flags.out, '--out');
     await checkOutputFiles(flags.out, files.keys());
-    await writeFilesAllOrNone(flags.out, files);
+    // index.html last: it shows the pictures. A signal also removes the directories made here.
+    await writeFilesAllOrNone(flags.out, files, () => removeEmptyDirectoriesSync(created));
   } catch (e) {
     removeEmptyDirectoriesSync(created);
     throw e;

@@ -2,8 +2,8 @@
  * `npm run report`: the drift table and the before/after-BatchNorm histograms of a model on a CSV,
  * as SVG files and one self-contained HTML page; night rows are recommended, clean rows are not.
  */
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
@@ -319,4 +319,39 @@ describe('npm run report: where it writes', () => {
     const after = new Map(readdirSync(out).map((f) => [f, readFileSync(join(out, f), 'utf8')]));
     expect(after).toEqual(before);
   });
+
+  it('a signal while it writes leaves nothing of it: no temporary, no directory it made', async () => {
+    // h250: the temporaries of an interrupted report stayed beside the files.
+    const out = join(dir, 'signalled', 'report');
+    const child = spawn(
+      process.execPath,
+      [
+        ...nodeArgs('src/cli/report.ts'),
+        ...['--model', DIGITS, '--data', writeCsv('signal.csv', x.slice(0, 40)), '--out', out],
+      ],
+      {
+        cwd: ROOT,
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: {
+          ...process.env,
+          NODE_OPTIONS: `--import ${FS_FAULTS_MODULE}`,
+          // index.html's write waits: every picture is staged by then.
+          NORMSERVE_TEST_FS_FAULTS: JSON.stringify([
+            { op: 'write', path: 'index.html', delayMs: 60_000 },
+          ]),
+        },
+      },
+    );
+    const ended = new Promise<[number | null, NodeJS.Signals | null]>((resolve) =>
+      child.on('close', (c, s) => resolve([c, s])),
+    );
+    const staged = () =>
+      existsSync(out) ? readdirSync(out).filter((f) => f.includes('.tmp-')).length : 0;
+    for (let i = 0; i < 1200 && staged() < 2; i++)
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(staged()).toBeGreaterThanOrEqual(2);
+    child.kill('SIGINT');
+    expect(await ended).toEqual([null, 'SIGINT']);
+    expect(existsSync(join(dir, 'signalled'))).toBe(false);
+  }, 120_000);
 });
