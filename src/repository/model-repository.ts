@@ -1,4 +1,4 @@
-import { lstat, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { lstat, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
 import {
@@ -1043,12 +1043,20 @@ const BROKEN_CHECKPOINT_CODES: ReadonlySet<string> = new Set([
 const isBrokenCheckpoint = (e: unknown): boolean =>
   e instanceof NormserveError && BROKEN_CHECKPOINT_CODES.has(e.code);
 
-/** Whether `dir` holds a version's files (config.json or model.safetensors). */
+/**
+ * Which of a version's files `dir` holds, if any: model.safetensors, or a config.json that is a
+ * model's (a training config of that name, in a directory given as --out, is none: h250).
+ */
 async function holdsVersionFiles(dir: string): Promise<string | undefined> {
-  for (const file of [CONFIG_FILE, WEIGHTS_FILE]) {
-    if ((await stat(join(dir, file)).catch(() => undefined))?.isFile()) return file;
+  if ((await stat(join(dir, WEIGHTS_FILE)).catch(() => undefined))?.isFile()) return WEIGHTS_FILE;
+  const config = await readFile(join(dir, CONFIG_FILE)).catch(() => undefined);
+  if (config === undefined) return undefined;
+  try {
+    parseConfigFile(config, CONFIG_FILE);
+    return CONFIG_FILE;
+  } catch {
+    return undefined;
   }
-  return undefined;
 }
 
 /**

@@ -461,7 +461,7 @@ describe('train CLI: an --out that is a model’s or a version’s directory', (
     const before = listTree(repository);
     for (const [out, what] of [
       [join(repository, 'digits'), "a model's directory (its version 1 holds a checkpoint)"],
-      [join(repository, 'digits', '1'), "a model version's directory (it holds config.json)"],
+      [join(repository, 'digits', '1'), "a model version's directory (it holds model.safetensors)"],
     ] as const) {
       const result = trainCli(['--data', IRIS_DATA, '--out', out, '--name', '2', '--epochs', '1']);
       expect(result.stderr).toBe(
@@ -470,6 +470,15 @@ describe('train CLI: an --out that is a model’s or a version’s directory', (
       expect(result.status).toBe(1);
     }
     expect(listTree(repository)).toEqual(before);
+  });
+
+  it('a directory holding a training config named config.json is a repository as any other', () => {
+    // h250: any config.json made `--out .` a "model version's directory".
+    const out = makeTempDir('cli-out-config');
+    writeFileSync(join(out, 'config.json'), readFileSync(join(ROOT, IRIS_CONFIG)));
+    const result = trainCli(['--data', IRIS_DATA, '--out', out, '--epochs', '1', '--no-progress']);
+    expect(result.status, result.stderr).toBe(0);
+    expect(listTree(out)).toContain('iris/1/model.safetensors');
   });
 });
 
