@@ -1,4 +1,4 @@
-import { type FileHandle, mkdtemp, open, rm } from 'node:fs/promises';
+import { type FileHandle, mkdtemp, open, rm, rmdir, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errnoOf, NormserveError } from '../errors/index.js';
 import { MemoryRowStore, type RowBlockSource, type RowStore } from '../recalibration/index.js';
@@ -17,11 +17,15 @@ const SPILL_ADVICE = {
 
 /**
  * The rows of an `exact` or `prior` recalibration, kept until every BatchNorm has read them:
- * the first `memoryBytes` in memory, the rest appended to a temporary file (its own directory
- * under `directory`, removed by close()), so that a 1 M-row upload does not hold 256 MB of rows
- * (64 float32 features) in the server. Reading back goes through one reused block of
- * `blockRows` rows. The file holds the machine's float32 bytes and is read by the process that
- * wrote it; a process killed mid-recalibration leaves it in the temporary directory.
+ * the first `memoryBytes` in memory, the rest appended to a temporary file (in its own directory
+ * under `parent`), so that a 1 M-row upload does not hold 256 MB of rows (64 float32 features)
+ * in the server. Reading back goes through one reused block of `blockRows` rows. The file holds
+ * the machine's float32 bytes and is read by the process that wrote it, through the handle it
+ * opened: its name and directory are removed as soon as it is open, so the kernel frees its space
+ * when the handle closes, however the process ends (a worker killed mid-upload left up to a
+ * gigabyte in TMPDIR for good, an emptyDir that outlives container restarts: h251). Where the
+ * name cannot be removed at once (a file system that refuses to unlink an open file), close()
+ * removes it.
  *
  * The file is also the faster place (a budget of 0): written rows land in the page cache without
  * a page fault each, while fresh process memory is faulted in and zeroed page by page — 200,000
@@ -31,8 +35,8 @@ const SPILL_ADVICE = {
  * Where no temporary directory can be created (a read-only filesystem), the rows stay in memory
  * instead and `onSpillUnavailable` is told once. A spill file the storage fails later (a full
  * device, EIO; storage-failure.ts's errno table) rejects with STORAGE_FULL (507) or
- * STORAGE_UNAVAILABLE (503) naming the file and what to do; one that another process shortened
- * (a cleaner of the temporary directory) with STORAGE_UNAVAILABLE.
+ * STORAGE_UNAVAILABLE (503) naming the file and what to do; one that ends before what was written
+ * to it (shortened through /proc, or where its name stayed) with STORAGE_UNAVAILABLE.
  */
 export class SpillingRowStore implements RowStore {
   private readonly memory: MemoryRowStore;
@@ -184,6 +188,10 @@ export class SpillingRowStore implements RowStore {
       } catch (e) {
         throw this.spillFailure(e, 'cannot create the recalibration’s temporary spill file');
       }
+      // Nothing left on disk by a process that dies holding it; close() removes what stays.
+      await unlink(this.filePath)
+        .then(() => rmdir(this.directory!))
+        .catch(() => undefined);
     }
     return this.file;
   }

@@ -3,7 +3,7 @@
  * order, in blocks of at most blockRows rows; close() removes the file and its directory. A file
  * the storage fails (fs-faults.mjs) or another process shortens is a catalogue storage error.
  */
-import { existsSync, mkdtempSync, readdirSync, rmSync, truncateSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readlinkSync, rmSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -20,6 +20,24 @@ afterEach(() => {
 const rowsFrom = (first: number, count: number, width: number) =>
   Float32Array.from({ length: count * width }, (_, i) => first * width + i + 0.5);
 
+/** This process's open descriptor of a spill file whose name was removed (Linux's /proc). */
+function spillFileDescriptor(): { path: string } | undefined {
+  for (const fd of readdirSync('/proc/self/fd')) {
+    const path = join('/proc/self/fd', fd);
+    const target = (() => {
+      try {
+        return readlinkSync(path);
+      } catch {
+        return '';
+      }
+    })();
+    if (/\/normserve-recalibration-\w+\/rows\.f32 \(deleted\)$/.test(target)) return { path };
+  }
+  return undefined;
+}
+
+const escapeRegExp = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
 describe('SpillingRowStore', () => {
   it('keeps the budget in memory, spills the rest and reads every row back in order', async () => {
     const parent = mkdtempSync(join(tmpdir(), 'normserve-spill-test-'));
@@ -35,7 +53,9 @@ describe('SpillingRowStore', () => {
       received += n;
     }
     expect(store.rows).toBe(23);
-    expect(readdirSync(parent)).toHaveLength(1);
+    // The spill file is open but has no name any more: a process killed now leaves nothing (h251).
+    expect(readdirSync(parent)).toHaveLength(0);
+    expect(spillFileDescriptor()).toBeDefined();
     const read: number[] = [];
     for (let pass = 0; pass < 2; pass++) {
       read.length = 0;
@@ -122,9 +142,10 @@ describe('SpillingRowStore on storage that fails', () => {
     expect(error.code).toBe('STORAGE_FULL');
     expect(error.status).toBe(507);
     expect(error.extra).toEqual({ errno: 'ENOSPC' });
-    const file = join(readdirSync(parent)[0]!, 'rows.f32');
-    expect(error.message).toBe(
-      `cannot keep the recalibration’s rows in its temporary spill file: no space left on the device (ENOSPC) writing ${join(parent, file)}; free space in ${parent}, set TMPDIR to a directory with room, or raise RECALIBRATION_MEMORY_BYTES to keep more of the rows in memory`,
+    expect(error.message).toMatch(
+      new RegExp(
+        `^cannot keep the recalibration’s rows in its temporary spill file: no space left on the device \\(ENOSPC\\) writing ${escapeRegExp(parent)}/normserve-recalibration-\\w+/rows\\.f32; free space in ${escapeRegExp(parent)}, set TMPDIR to a directory with room, or raise RECALIBRATION_MEMORY_BYTES to keep more of the rows in memory$`,
+      ),
     );
     await store.close();
     expect(readdirSync(parent)).toEqual([]);
@@ -158,8 +179,10 @@ describe('SpillingRowStore on storage that fails', () => {
   it('a spill file another process shortened: STORAGE_UNAVAILABLE saying where it ended', async () => {
     const { store, parent } = spillingStore(2);
     await store.append(rowsFrom(0, 9, 2));
-    const file = join(parent, readdirSync(parent)[0]!, 'rows.f32');
-    truncateSync(file, 5 * 2 * 4 + 3); // the second block of 4 rows ends within row 5
+    // Its name is gone: shortened through this process's descriptor of it.
+    const descriptor = spillFileDescriptor()!;
+    const file = readlinkSync(descriptor.path).replace(/ \(deleted\)$/, '');
+    truncateSync(descriptor.path, 5 * 2 * 4 + 3); // the second block of 4 rows ends within row 5
     const error = await rejection(drain(store));
     expect(error.code).toBe('STORAGE_UNAVAILABLE');
     expect(error.message).toBe(
