@@ -110,6 +110,8 @@ const createdInThisProcess = new Set<string>();
 export class JobRegistry {
   private readonly jobs = new Map<string, Job>();
   private readonly lastWrite = new Map<string, number>();
+  /** A write of each job's progress due when its write interval is over (persist). */
+  private readonly trailingWrites = new Map<string, NodeJS.Timeout>();
   /** The last reason each job's record could not be written (logged once per reason). */
   private readonly unwritable = new Map<string, string>();
   private readonly dir: string | undefined;
@@ -227,6 +229,8 @@ export class JobRegistry {
 
   /** Stops the timers (heartbeats, sweeps); call after the running jobs have settled. */
   close(): void {
+    for (const timer of this.trailingWrites.values()) clearTimeout(timer);
+    this.trailingWrites.clear();
     if (this.heartbeat) clearInterval(this.heartbeat);
     if (this.sweeper) clearInterval(this.sweeper);
     this.heartbeat = undefined;
@@ -386,7 +390,26 @@ export class JobRegistry {
     const dir = this.dir;
     if (!dir) return;
     const now = this.now();
-    if (!force && now - (this.lastWrite.get(job.id) ?? 0) < this.writeIntervalMs) return;
+    const waitMs = this.writeIntervalMs - (now - (this.lastWrite.get(job.id) ?? 0));
+    if (!force && waitMs > 0) {
+      // Written when the interval is over, as it then is: the last progress before a pause (the
+      // end of an upload, a stalled client) reached other processes only at the next heartbeat,
+      // 5 s later (h251).
+      if (!this.trailingWrites.has(job.id)) {
+        const timer = setTimeout(
+          () => {
+            this.trailingWrites.delete(job.id);
+            if (this.jobs.get(job.id) === job && job.state === 'running') this.persist(job, true);
+          },
+          Math.min(waitMs, this.writeIntervalMs),
+        );
+        timer.unref();
+        this.trailingWrites.set(job.id, timer);
+      }
+      return;
+    }
+    clearTimeout(this.trailingWrites.get(job.id));
+    this.trailingWrites.delete(job.id);
     this.lastWrite.set(job.id, now);
     const snapshot = { ...job };
     this.writes = this.writes

@@ -985,6 +985,29 @@ describe('DELETE /v1/models/{name}/versions/{v}', () => {
 });
 
 describe('jobs: 202 + Location /v1/jobs/{id}', () => {
+  it('a finished job’s progress is every row of the total, whatever the mode and the batches', async () => {
+    // h251: a running recalibration whose batches ended with the upload finished with
+    // `total_rows: null`, its last report the upload's.
+    const t = await makeTestApp({ env: UNLIMITED });
+    try {
+      for (const body of [
+        { instances: night, mode: 'running', batch_size: 8 },
+        { instances: night, mode: 'running', batch_size: 7 },
+        { instances: night },
+      ]) {
+        const res = await recalibrate(t, body, {
+          headers: { ...ADMIN, prefer: 'respond-async, wait=0' },
+        });
+        expect(res.statusCode, res.body).toBe(202);
+        const job = await pollJob(t, res.headers.location as string);
+        expect(job.state).toBe('succeeded');
+        expect(job.progress).toEqual({ rows: 360, total_rows: 360 });
+      }
+    } finally {
+      await t.close();
+    }
+  });
+
   it('Prefer: respond-async → 202, the job succeeds with the new version', async () => {
     const t = await makeTestApp({ env: UNLIMITED });
     try {

@@ -128,6 +128,12 @@ export async function recalibrateRoutes(app: AppInstance): Promise<void> {
               },
             }),
             ...adminErrors,
+            408: problemSchema.describe(
+              'REQUEST_TIMEOUT: the upload did not arrive within REQUEST_TIMEOUT_MS (a stalled or too slow client); nothing was published, and a job records the rows received',
+            ),
+            422: problemSchema.describe(
+              'NOT_RECALIBRATABLE: the model has no BatchNorm layer, so there are no statistics to recompute',
+            ),
             413: problemSchema.describe(
               `Body larger than BODY_LIMIT_BYTES, or a streamed upload larger than RECALIBRATION_BODY_LIMIT_BYTES (BODY_TOO_LARGE); more rows than MAX_RECALIBRATION_SAMPLES, or a JSON body with more arrays and objects than that many samples of the model can be written with, refused before it is parsed (TOO_MANY_SAMPLES)`,
             ),
