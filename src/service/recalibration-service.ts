@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { holdsBatchNormStatistics } from '../checkpoint/index.js';
 import { NormserveError } from '../errors/index.js';
 import type { EngineName } from '../inference/index.js';
-import { DEFAULT_CHUNK_ROWS, type RecalibrationMode } from '../recalibration/index.js';
+import type { RecalibrationMode } from '../recalibration/index.js';
 import {
   acquireModelLock,
   type LockOwner,
@@ -18,7 +18,7 @@ import { inputShapeOf } from './predict.js';
 import type { RecalibrationOutcome } from './recalibration-outcome.js';
 import { RecalibrationSession, refusesRequest, slices } from './recalibration-session.js';
 import { RowBlockPool } from './row-block-pool.js';
-import type { RowsReceived } from './row-chunks.js';
+import { type RowsReceived, uploadChunkRows } from './row-chunks.js';
 import { SHUTTING_DOWN_RETRY_AFTER_SECONDS } from './serving-phase.js';
 import { trafficParentRefusal } from './traffic-lineage.js';
 
@@ -517,7 +517,7 @@ export class RecalibrationService {
     try {
       if ('instances' in rows) {
         const data = inputShapeOf(session.parent).readInstances(rows.instances, rows.path);
-        await session.pushAll(slices(data, DEFAULT_CHUNK_ROWS * session.width));
+        await session.pushAll(slices(data, uploadChunkRows(session.width) * session.width));
       } else {
         await session.pushAll(
           rows.read(session.parent, session.width, received),
@@ -551,7 +551,7 @@ export class RecalibrationService {
     rows: Float32Array,
   ): Promise<RecalibrationOutcome> {
     const { outcome } = await this.recalibrate(request, {
-      read: (_parent, width) => slices(rows, DEFAULT_CHUNK_ROWS * width),
+      read: (_parent, width) => slices(rows, uploadChunkRows(width) * width),
     });
     return outcome;
   }
