@@ -4,7 +4,7 @@
  * the bodies of the serving bench (1 and 256 rows of 64 values; the OIP infer form; TF Serving's
  * named instances, one key per row). In process, best of 5 rounds of 300 calls after a warm-up.
  */
-import { findDuplicateKey } from '../src/checkpoint/index.js';
+import { findDuplicateKey } from '../src/errors/index.js';
 
 const row = () => Array.from({ length: 64 }, (_, i) => ((i * 0.37) % 16).toFixed(2)).join(',');
 const bodies: Record<string, string> = {

@@ -20,7 +20,6 @@ export {
   WEIGHTS_FILE,
   weightsExpectation,
 } from './checkpoint-files.js';
-export { type DuplicateKey, findDuplicateKey, showKeyPath } from './json-duplicate-keys.js';
 export { formatJson } from './json-format.js';
 export type { LayerDefinition, Shape } from './layers/layer-definition.js';
 export {

@@ -1,7 +1,13 @@
 import { z } from 'zod';
-import { NormserveError, printable, quote } from '../errors/index.js';
+import {
+  findDuplicateKey,
+  NormserveError,
+  printable,
+  quote,
+  showKeyPath,
+} from '../errors/index.js';
 import { DTYPE_SIZES, isKnownUnsupportedDtype, SUPPORTED_DTYPES } from './dtype.js';
-import { findDuplicateKey, headerExtent, showKeyPath } from './json-duplicate-keys.js';
+import { headerExtent } from './json-duplicate-keys.js';
 import type { RawTensor } from './raw-tensor.js';
 
 /** A parsed safetensors file. */

@@ -21,6 +21,15 @@ export {
   inFile,
   issuesToLocations,
 } from './issue-path.js';
+export {
+  type DuplicateKey,
+  findDuplicateKey,
+  repeatedKey,
+  showKeyPath,
+  stringEnd,
+  type TextPosition,
+  textPosition,
+} from './json-duplicate-keys.js';
 export { parseJsonText } from './json-text.js';
 export { type ErrorLocation, isNormserveError, NormserveError } from './normserve-error.js';
 export { versionNotFound } from './not-found.js';

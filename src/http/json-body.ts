@@ -1,8 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { parse as locateJsonErrors } from 'jsonc-parser';
 import secureJson from 'secure-json-parse';
-import { NormserveError, quote } from '../errors/index.js';
-import { findDuplicateKey, showKeyPath } from '../service/index.js';
+import { NormserveError, repeatedKey, textPosition } from '../errors/index.js';
 import { JSON_BODY_TYPES, NDJSON, OCTET_STREAM, otherBodyTypes } from './accepted-types.js';
 import { CSV } from './csv-media-type.js';
 import { overJsonBudget } from './json-budget.js';
@@ -45,25 +44,6 @@ export const EMPTY_JSON_BODY = 'the body is empty but Content-Type is applicatio
 /** The same, of a request sent with no Content-Type (an empty chunked body: untypedBodyAsJson). */
 export const EMPTY_UNTYPED_BODY =
   'the body is empty (sent with no Content-Type, it is read as JSON); expected a JSON object';
-
-/** Where a JSON text stops being JSON: 1-based line and column, 0-based character offset. */
-export interface JsonPosition {
-  line: number;
-  column: number;
-  offset: number;
-}
-
-function positionAt(text: string, offset: number): JsonPosition {
-  let line = 1;
-  let lineStart = 0;
-  for (let i = 0; i < offset && i < text.length; i++) {
-    if (text[i] === '\n') {
-      line++;
-      lineStart = i + 1;
-    }
-  }
-  return { line, column: offset - lineStart + 1, offset };
-}
 
 /**
  * The offset of the first syntax error. V8's message states it for most errors ("… in JSON at
@@ -267,7 +247,7 @@ export function parseJsonBody(
     const offset = errorOffset(body, message);
     const nonFinite = nonFiniteToken(body, offset, message);
     if (nonFinite) {
-      const position = positionAt(body, nonFinite.offset);
+      const position = textPosition(body, nonFinite.offset);
       done(
         new NormserveError(
           'INVALID_JSON',
@@ -277,7 +257,7 @@ export function parseJsonBody(
       );
       return;
     }
-    const position = positionAt(body, offset);
+    const position = textPosition(body, offset);
     done(
       new NormserveError(
         'INVALID_JSON',
@@ -287,21 +267,13 @@ export function parseJsonBody(
     );
     return;
   }
-  // JSON.parse keeps a repeated key's last value, RapidJSON (TF Serving, Triton) its first: a
-  // proxy or a log reading one would see another request than the one served (h247).
-  const duplicate = findDuplicateKey(body);
-  if (duplicate) {
-    const position = positionAt(body, duplicate.offset);
-    const where =
-      duplicate.path.length === 0
-        ? 'the top-level object'
-        : `the object at ${showKeyPath(duplicate.path)}`;
+  // A key written twice: JSON.parse keeps the last value, RapidJSON (TF Serving, Triton) the first.
+  const repeated = repeatedKey(body);
+  if (repeated) {
     done(
-      new NormserveError(
-        'INVALID_JSON',
-        `malformed JSON at line ${position.line}, column ${position.column}: the key ${quote(duplicate.key)} occurs twice in ${where}; parsers differ on which one counts (RFC 8259 §4), so send each key once`,
-        { extra: { position } },
-      ),
+      new NormserveError('INVALID_JSON', repeated.detail, {
+        extra: { position: repeated.position },
+      }),
     );
     return;
   }

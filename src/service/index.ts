@@ -1,10 +1,7 @@
 export {
-  // A JSON body's repeated key is refused (http/json-body.ts) as a checkpoint header's is.
-  findDuplicateKey,
   MODEL_NAME_PATTERN,
   modelNameSchema,
   recalibrationMetricsSchema,
-  showKeyPath,
   type Task,
   taskSchema,
   trainingMetricsSchema,

@@ -671,7 +671,7 @@ describe('a key repeated in one object', () => {
       const column = offset - payload.lastIndexOf('\n', offset - 1);
       expect(body.position).toEqual({ line, column, offset });
       expect(body.detail).toBe(
-        `malformed JSON at line ${line}, column ${column}: the key ${duplicate} occurs twice in ${where}; parsers differ on which one counts (RFC 8259 §4), so send each key once`,
+        `repeated key at line ${line}, column ${column}: the key ${duplicate} occurs twice in ${where}; parsers differ on which one counts (RFC 8259 §4), so each key must occur once`,
       );
     });
   }

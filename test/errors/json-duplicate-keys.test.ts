@@ -7,11 +7,7 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import {
-  findDuplicateKey,
-  showKeyPath,
-  stringEnd,
-} from '../../src/checkpoint/json-duplicate-keys.js';
+import { findDuplicateKey, parseJsonText, showKeyPath, stringEnd } from '../../src/errors/index.js';
 
 interface Frame {
   isObject: boolean;
@@ -98,5 +94,22 @@ describe('findDuplicateKey', () => {
       '"k0.k1.k2.….k9.k10.k11" (12 objects deep)',
     );
     expect(showKeyPath(['a\nb'])).toBe('"a\\nb"');
+  });
+
+  it('makes parseJsonText refuse a file that repeats a key, naming where, in its code', () => {
+    // h250: a predict input, a training config or a model's config.json took the last value.
+    expect(() =>
+      parseJsonText('{"epochs": 5,\n  "epochs": 50}', 'train.json', 'TRAINING_CONFIG_INVALID'),
+    ).toThrow(
+      expect.objectContaining({
+        code: 'TRAINING_CONFIG_INVALID',
+        message:
+          'train.json: repeated key at line 2, column 3: the key "epochs" occurs twice in the top-level object; parsers differ on which one counts (RFC 8259 §4), so each key must occur once',
+      }),
+    );
+    expect(parseJsonText('{"a": {"k": 1}, "b": {"k": 2}}', 'x.json', 'DATA_INVALID')).toEqual({
+      a: { k: 1 },
+      b: { k: 2 },
+    });
   });
 });
