@@ -16,7 +16,7 @@ const usage = 'usage: npm run night-shift -- [--out night.csv] [--clean clean.cs
 const refused = unknown.filter((a) => a !== '--help');
 if (refused.length > 0) {
   // The flag named, as the other CLIs name it (h248: only the usage was printed).
-  process.stderr.write(`night-shift: unknown option '${refused[0]}'\n${usage}\n`);
+  process.stderr.write(`night-shift: unknown option ${JSON.stringify(refused[0])}\n${usage}\n`);
   process.exit(1);
 }
 if (args.includes('--help')) {

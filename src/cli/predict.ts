@@ -229,7 +229,7 @@ const hasTruth = (cell: string): boolean => cell.trim() !== '';
 
 /** `(9/10)`, or `(9/10; 5 rows with a blank "species" left out)`: the rows a score is over. */
 function scoredRows(scored: string, blank: number, column: string, more = ''): string {
-  return `(${scored}${blank === 0 ? '' : `; ${blank} row${blank === 1 ? '' : 's'} with a blank "${column}" left out`}${more})`;
+  return `(${scored}${blank === 0 ? '' : `; ${blank} row${blank === 1 ? '' : 's'} with a blank ${quote(column)} left out`}${more})`;
 }
 
 /** A few distinct values, quoted: `"7.0", "x"`, or `"0.0", "1.0", "2.0", … (10 in all)`. */
@@ -256,14 +256,14 @@ function accuracyScore(
   const scored = labelled.filter((i) => known.has(truth[i]!));
   const foreign = [...new Set(labelled.filter((i) => !known.has(truth[i]!)).map((i) => truth[i]!))];
   if (scored.length === 0)
-    return `accuracy: no row's "${column}" is one of the model's labels (${someOf(classes)}); the file's: ${someOf(foreign)}`;
+    return `accuracy: no row's ${quote(column)} is one of the model's labels (${someOf(classes)}); the file's: ${someOf(foreign)}`;
   const left = labelled.length - scored.length;
   const foreignNote =
     left === 0
       ? ''
-      : `; ${left} row${left === 1 ? '' : 's'} whose "${column}" is none of the model's labels left out: ${someOf(foreign)}`;
+      : `; ${left} row${left === 1 ? '' : 's'} whose ${quote(column)} is none of the model's labels left out: ${someOf(foreign)}`;
   const correct = scored.filter((i) => predicted[i] === truth[i]).length;
-  return `accuracy ${(correct / scored.length).toFixed(4)} ${scoredRows(`${correct}/${scored.length}`, truth.length - labelled.length, column, foreignNote)} against column "${column}"`;
+  return `accuracy ${(correct / scored.length).toFixed(4)} ${scoredRows(`${correct}/${scored.length}`, truth.length - labelled.length, column, foreignNote)} against column ${quote(column)}`;
 }
 
 /** The true values of a regression's rows that have one, by row; and how many rows there are. */
@@ -305,7 +305,7 @@ function regressionScore(
     targets.values,
   );
   const n = targets.rows.length;
-  return `RMSE ${fit.rmse.toPrecision(4)}${fit.r2 === undefined ? '' : `, R² ${fit.r2.toFixed(4)}`} ${scoredRows(`${n} row${n === 1 ? '' : 's'}`, targets.total - n, column)} against column "${column}"`;
+  return `RMSE ${fit.rmse.toPrecision(4)}${fit.r2 === undefined ? '' : `, R² ${fit.r2.toFixed(4)}`} ${scoredRows(`${n} row${n === 1 ? '' : 's'}`, targets.total - n, column)} against column ${quote(column)}`;
 }
 
 await runCli('predict', () => main(process.argv));

@@ -605,7 +605,7 @@ async function main(argv: readonly string[]): Promise<void> {
         // restart) until a version is activated (h248: train said nothing).
         ...(unreadableRecord
           ? [
-              `note: version ${version} is not served: ${unreadableRecord.reason}; a server of this repository keeps the version it served (none after a restart) until one is activated: activate this one (POST /v1/models/${config.name}/versions/${version}:activate), or remove that file to serve the highest version`,
+              `note: version ${version} is not served: ${unreadableRecord.reason}; a server of this repository keeps the version it served (none after a restart) until one is activated: activate this one (POST /v1/models/${config.name}/versions/${version}:activate), or, if that file is damaged, remove it to serve the highest version`,
             ]
           : []),
         ...(contractChange

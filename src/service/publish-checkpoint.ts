@@ -56,7 +56,7 @@ export async function publishCheckpoint(
   path: string;
   storageWarning?: NormserveError;
   servedInstead?: { version: number; note?: string; record: string };
-  unreadableRecord?: { record: string; reason: string };
+  unreadableRecord?: { reason: string };
   contractChange?: { from: number; changes: string[] };
 }> {
   const repository = new ModelRepository(repositoryRoot);
@@ -69,9 +69,10 @@ export async function publishCheckpoint(
   const changes = before ? contractChanges(before, checkpoint.config) : [];
   const path = repository.versionPath(name, version);
   const record = join(repository.modelPath(name), ACTIVE_FILE);
-  let unreadableRecord: { record: string; reason: string } | undefined;
+  let unreadableRecord: { reason: string } | undefined;
   const recorded = await repository.readActive(name).catch((e: unknown) => {
-    unreadableRecord = { record, reason: e instanceof Error ? e.message : String(e) };
+    // Its message names the file (relative to the repository) and what is wrong with it.
+    unreadableRecord = { reason: e instanceof Error ? e.message : String(e) };
     return undefined;
   });
   const servedInstead =

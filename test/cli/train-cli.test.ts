@@ -448,7 +448,7 @@ describe('train CLI: a good run', () => {
     const third = trainCli(['--config', IRIS_CONFIG, '--epochs', '1', '--out', out]);
     expect(third.status, third.stderr).toBe(0);
     expect(third.stdout).toMatch(
-      /\nnote: version 3 is not served: iris\/active-version\.json: not valid JSON \(.*\); a server of this repository keeps the version it served \(none after a restart\) until one is activated: activate this one \(POST \/v1\/models\/iris\/versions\/3:activate\), or remove that file to serve the highest version\n/,
+      /\nnote: version 3 is not served: iris\/active-version\.json: not valid JSON \(.*\); a server of this repository keeps the version it served \(none after a restart\) until one is activated: activate this one \(POST \/v1\/models\/iris\/versions\/3:activate\), or, if that file is damaged, remove it to serve the highest version\n/,
     );
   });
 });
