@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { rmdirSync, rmSync } from 'node:fs';
+import { renameSync, rmdirSync, rmSync } from 'node:fs';
 import { access, constants, lstat, mkdir, open, realpath, rename, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { errnoOf, NormserveError } from '../errors/index.js';
@@ -206,9 +206,10 @@ async function writeNew(path: string, text: string): Promise<void> {
  * first, renamed into place, in their order, once every one is written, so that a failure (a full
  * device, h248) or a signal (SIGINT, SIGTERM, SIGHUP: `onSignal` runs too, then the process ends
  * by it) leaves the directory as it was, an earlier report's files unchanged, with the temporaries
- * removed. Only a rename failing part-way (renames in one directory need no space) would leave the
- * files renamed so far: put the one that refers to the others (index.html) last.
- * OUTPUT_WRITE_FAILED names the file that failed.
+ * removed. A signal once the renames have begun finishes them first (renames in one directory take
+ * microseconds and need no space: h252), so the directory then holds the new files whole; only a
+ * rename failing part-way would leave the files renamed so far (put the one that refers to the
+ * others, index.html, last). OUTPUT_WRITE_FAILED names the file that failed.
  */
 export async function writeFilesAllOrNone(
   dir: string,
@@ -216,31 +217,51 @@ export async function writeFilesAllOrNone(
   onSignal: () => void = () => {},
 ): Promise<void> {
   const suffix = `.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  const staged: string[] = [];
-  const removeStagedSync = () => {
-    for (const path of staged) rmSync(path, { force: true });
+  const names = [...files.keys()];
+  const staged = (file: string) => join(dir, `${file}${suffix}`);
+  /** Files written under their temporary name so far; renames begun at `renamed`. */
+  let written = 0;
+  let renamed: number | undefined;
+  const removeStagedSync = (from = 0) => {
+    for (const file of names.slice(from, written)) rmSync(staged(file), { force: true });
   };
   await cleanUpOnSignal(
     () => {
-      removeStagedSync();
-      onSignal();
+      if (renamed === undefined) {
+        // One under way is removed too: its name is taken before its write starts.
+        written = Math.min(written + 1, names.length);
+        removeStagedSync();
+        onSignal();
+        return;
+      }
+      for (let i = renamed; i < names.length; i++) {
+        try {
+          renameSync(staged(names[i]!), join(dir, names[i]!));
+        } catch {
+          removeStagedSync(i);
+          return;
+        }
+      }
     },
     async () => {
       try {
         for (const [file, text] of files) {
-          const path = join(dir, `${file}${suffix}`);
-          staged.push(path);
-          await writeNew(path, text).catch((e: unknown) => {
+          await writeNew(staged(file), text).catch((e: unknown) => {
             throw outputWriteFailed(join(dir, file), e);
           });
+          written++;
         }
-        for (const [file] of files) {
-          await rename(join(dir, `${file}${suffix}`), join(dir, file)).catch((e: unknown) => {
+        renamed = 0;
+        for (const file of names) {
+          await rename(staged(file), join(dir, file)).catch((e: unknown) => {
             throw outputWriteFailed(join(dir, file), e);
           });
+          renamed++;
         }
       } catch (e) {
-        removeStagedSync();
+        // A write that failed may have left its file: removed with the others.
+        written = Math.min(written + 1, names.length);
+        removeStagedSync(renamed ?? 0);
         throw e;
       }
     },

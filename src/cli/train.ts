@@ -211,7 +211,8 @@ function publishedAs(
   try {
     return readdirSync(modelDir).find(
       (name) =>
-        VERSION_NAME_PATTERN.test(name) && statSync(join(modelDir, name)).ino === staged.inode,
+        VERSION_NAME_PATTERN.test(name) &&
+        statSync(join(modelDir, name), { throwIfNoEntry: false })?.ino === staged.inode,
     );
   } catch {
     return undefined;

@@ -51,7 +51,7 @@ import {
   processStartedAtMs,
   processStartTicks,
 } from './process-start.js';
-import { RepositoryFiles } from './repository-files.js';
+import { MAX_JSON_FILE_BYTES, RepositoryFiles } from './repository-files.js';
 import { storageFailure, UnsyncedWrite } from './storage-failure.js';
 
 /** The record of the version an operator activated (`<name>/active-version.json`). */
@@ -1040,23 +1040,32 @@ const BROKEN_CHECKPOINT_CODES: ReadonlySet<string> = new Set([
   'SAFETENSORS_INVALID',
 ]);
 
+/**
+ * Whether a version's load failure is its files' (they will fail the same way the next time), not
+ * a read that failed: the codes above, and a REPOSITORY_ERROR with no errno behind it (a file that
+ * is no regular file, a link out of the repository, a file over its size bound: h252), where one
+ * with an errno (EIO, EACCES, EMFILE: `cannot be read`) may read the next time.
+ */
 const isBrokenCheckpoint = (e: unknown): boolean =>
-  e instanceof NormserveError && BROKEN_CHECKPOINT_CODES.has(e.code);
+  e instanceof NormserveError &&
+  (BROKEN_CHECKPOINT_CODES.has(e.code) ||
+    (e.code === 'REPOSITORY_ERROR' && errnoOf(e.cause) === undefined));
+
+/** A model's config.json declares its format first: `"format": "normserve.model/v1"`. */
+const MODEL_FORMAT_DECLARED = /"format"\s*:\s*"normserve\.model\//;
 
 /**
  * Which of a version's files `dir` holds, if any: model.safetensors, or a config.json that is a
- * model's (a training config of that name, in a directory given as --out, is none: h250).
+ * model's, by the format it declares, damaged or not (a training config of that name, in a
+ * directory given as --out, is none: h250). Read only up to the bound of any JSON file.
  */
 async function holdsVersionFiles(dir: string): Promise<string | undefined> {
   if ((await stat(join(dir, WEIGHTS_FILE)).catch(() => undefined))?.isFile()) return WEIGHTS_FILE;
-  const config = await readFile(join(dir, CONFIG_FILE)).catch(() => undefined);
-  if (config === undefined) return undefined;
-  try {
-    parseConfigFile(config, CONFIG_FILE);
-    return CONFIG_FILE;
-  } catch {
-    return undefined;
-  }
+  const config = join(dir, CONFIG_FILE);
+  const info = await stat(config).catch(() => undefined);
+  if (!info?.isFile() || info.size > MAX_JSON_FILE_BYTES) return undefined;
+  const text = await readFile(config, 'utf8').catch(() => '');
+  return MODEL_FORMAT_DECLARED.test(text) ? CONFIG_FILE : undefined;
 }
 
 /**

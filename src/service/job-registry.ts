@@ -110,6 +110,12 @@ const createdInThisProcess = new Set<string>();
 export class JobRegistry {
   private readonly jobs = new Map<string, Job>();
   private readonly lastWrite = new Map<string, number>();
+  /**
+   * Writes queued per job and not yet settled: a heartbeat queues no other for a job that has one
+   * (a write can wait a minute for a busy claim, or on a stalled mount; one per beat piled up
+   * behind it, and flush() at shutdown waited for every one: h252).
+   */
+  private readonly queued = new Map<string, number>();
   /** A write of each job's progress due when its write interval is over (persist). */
   private readonly trailingWrites = new Map<string, NodeJS.Timeout>();
   /** The last reason each job's record could not be written (logged once per reason). */
@@ -370,13 +376,13 @@ export class JobRegistry {
           // processes would otherwise settle its `running` record as abandoned (h250).
           if (this.dir && !this.settledElsewhere.has(job.id) && !this.recorded(job)) {
             unwritten++;
-            this.persist(job, true);
+            if (!this.queued.has(job.id)) this.persist(job, true);
           }
           continue;
         }
         running++;
         job.heartbeat_at = new Date(this.now()).toISOString();
-        this.persist(job, true);
+        if (!this.queued.has(job.id)) this.persist(job, true);
       }
       if (running === 0 && unwritten === 0) {
         clearInterval(this.heartbeat);
@@ -412,9 +418,22 @@ export class JobRegistry {
     this.trailingWrites.delete(job.id);
     this.lastWrite.set(job.id, now);
     const snapshot = { ...job };
+    this.queued.set(job.id, (this.queued.get(job.id) ?? 0) + 1);
+    const settled = () => {
+      const left = (this.queued.get(job.id) ?? 1) - 1;
+      if (left > 0) this.queued.set(job.id, left);
+      else this.queued.delete(job.id);
+    };
     this.writes = this.writes
       .then(() => this.writeOwn(dir, job, snapshot))
+      .then(() => {
+        settled();
+        // Written after a failure was logged: said once, so the warning is not the last word.
+        if (this.unwritable.delete(job.id) && this.recorded(job))
+          this.log.info({ job: job.id, model: job.model }, 'job record written again');
+      })
       .catch((error: unknown) => {
+        settled();
         // The job goes on in this process (GET /v1/jobs answers from memory); other processes
         // see its last record written. Said once per job and reason, not at every heartbeat. A
         // failure of the storage (the record, its directory or its claim) is named as such.

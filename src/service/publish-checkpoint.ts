@@ -63,7 +63,12 @@ export async function publishCheckpoint(
   const name = checkpoint.config.name;
   const previous = (await repository.listVersions(name)).at(-1);
   const staged = await repository.stageVersion(checkpoint);
-  onStaged?.(join(repository.modelPath(name), staged.tempName));
+  try {
+    onStaged?.(join(repository.modelPath(name), staged.tempName));
+  } catch (e) {
+    await staged.discard();
+    throw e;
+  }
   const { version, unsynced } = await staged.publish();
   const before = previous === undefined ? undefined : await repository.readConfig(name, previous);
   const changes = before ? contractChanges(before, checkpoint.config) : [];

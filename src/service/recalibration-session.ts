@@ -258,13 +258,14 @@ export class RecalibrationSession {
   private async run(answersRefusals: boolean): Promise<RecalibrationOutcome> {
     try {
       const result = await this.recalibrator.finish();
-      // Every row is through the statistics: said whatever the last progress report was (a
-      // running recalibration whose last batch ended with its upload reported none after the
-      // upload's, whose total is null: it finished with `total_rows: null`, h251).
+      // Every row is through the statistics (but a running recalibration's skipped last batch):
+      // said whatever the last progress report was (a running recalibration whose last batch
+      // ended with its upload reported none after the upload's, whose total is null: it finished
+      // with `total_rows: null`, h251).
       const rows = this.recalibrator.rows;
       this.service.jobs.update(this.job, {
         phase: 'publishing',
-        progress: { rows, total_rows: rows },
+        progress: { rows: rows - (result.skipped ?? 0), total_rows: rows },
       });
       // On disk before anything of the version is: a process that finds this job abandoned
       // says "nothing was published" only for an earlier phase (abandonedMessage). Queued behind

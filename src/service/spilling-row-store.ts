@@ -45,6 +45,8 @@ export class SpillingRowStore implements RowStore {
   private directory: string | undefined;
   private fileRows = 0;
   private closed = false;
+  /** The spill file's name was removed once it was open (openFile). */
+  private unlinked = false;
 
   constructor(
     readonly width: number,
@@ -135,12 +137,20 @@ export class SpillingRowStore implements RowStore {
     this.file = undefined;
     this.directory = undefined;
     await file?.close();
-    if (directory) await rm(directory, { recursive: true, force: true });
+    // Its directory, unless removed at open (another store may have that name by now).
+    if (directory && !this.unlinked) await rm(directory, { recursive: true, force: true });
   }
 
   /** The spill file's path (once its directory exists). */
   private get filePath(): string {
     return join(this.directory ?? this.parent, 'rows.f32');
+  }
+
+  /** The spill file as messages name it: its name, and whether the name is gone (held open). */
+  private get shownPath(): string {
+    return this.unlinked
+      ? `${this.filePath} (its name removed, the file held open)`
+      : this.filePath;
   }
 
   /**
@@ -165,7 +175,9 @@ export class SpillingRowStore implements RowStore {
     const written = this.fileRows * this.width * 4;
     return new NormserveError(
       'STORAGE_UNAVAILABLE',
-      `cannot read the recalibration’s rows back from its temporary spill file: ${this.filePath} ends at byte ${at} of the ${written} written, so another process shortened it (a cleaner of ${this.parent}?); set TMPDIR to a directory nothing cleans while the server runs, or raise RECALIBRATION_MEMORY_BYTES to keep more of the rows in memory`,
+      this.unlinked
+        ? `cannot read the recalibration’s rows back from its temporary spill file: ${this.shownPath} ends at byte ${at} of the ${written} written, so another process shortened it through this process's descriptor of it; raise RECALIBRATION_MEMORY_BYTES to keep more of the rows in memory`
+        : `cannot read the recalibration’s rows back from its temporary spill file: ${this.filePath} ends at byte ${at} of the ${written} written, so another process shortened it (a cleaner of ${this.parent}?); set TMPDIR to a directory nothing cleans while the server runs, or raise RECALIBRATION_MEMORY_BYTES to keep more of the rows in memory`,
     );
   }
 
@@ -190,7 +202,10 @@ export class SpillingRowStore implements RowStore {
       }
       // Nothing left on disk by a process that dies holding it; close() removes what stays.
       await unlink(this.filePath)
-        .then(() => rmdir(this.directory!))
+        .then(() => {
+          this.unlinked = true;
+          return rmdir(this.directory!);
+        })
         .catch(() => undefined);
     }
     return this.file;

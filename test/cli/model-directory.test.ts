@@ -119,6 +119,13 @@ describe('loadModelDirectory', () => {
     } finally {
       clearFsFaults();
     }
+    // A file that is no regular file is broken for good, as a server sees it: passed over.
+    const weights = join(own, 'digits', '4', 'model.safetensors');
+    rmSync(weights);
+    expect(spawnSync('mkfifo', [weights]).status).toBe(0);
+    const overFifo = await loadModelDirectory(join(own, 'digits'));
+    expect(overFifo.version).toBe(1);
+    expect(overFifo.versionNote).toMatch(/^digits\/4\/model\.safetensors: not a regular file; /);
     rmSync(join(own, 'digits', '4'), { recursive: true });
     // None loads: the highest one's failure.
     rmSync(join(own, 'digits', '1'), { recursive: true });

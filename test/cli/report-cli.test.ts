@@ -354,4 +354,40 @@ describe('npm run report: where it writes', () => {
     expect(await ended).toEqual([null, 'SIGINT']);
     expect(existsSync(join(dir, 'signalled'))).toBe(false);
   }, 120_000);
+
+  it('a signal once the renames have begun finishes them: the report is whole', async () => {
+    // h252: a signal between two renames left new pictures beside the old index.html.
+    const out = join(dir, 'renaming');
+    const child = spawn(
+      process.execPath,
+      [
+        ...nodeArgs('src/cli/report.ts'),
+        ...['--model', DIGITS, '--data', writeCsv('renaming.csv', x.slice(0, 40)), '--out', out],
+      ],
+      {
+        cwd: ROOT,
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: {
+          ...process.env,
+          NODE_OPTIONS: `--import ${FS_FAULTS_MODULE}`,
+          // The second rename waits: drift.svg is in place, the rest still staged.
+          NORMSERVE_TEST_FS_FAULTS: JSON.stringify([
+            { op: 'rename', path: 'layer-1-before.svg', delayMs: 60_000 },
+          ]),
+        },
+      },
+    );
+    const ended = new Promise<[number | null, NodeJS.Signals | null]>((resolve) =>
+      child.on('close', (c, s) => resolve([c, s])),
+    );
+    for (let i = 0; i < 1200 && !existsSync(join(out, 'drift.svg')); i++)
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(existsSync(join(out, 'drift.svg'))).toBe(true);
+    child.kill('SIGINT');
+    expect(await ended).toEqual([null, 'SIGINT']);
+    const files = readdirSync(out).sort();
+    expect(files.filter((f) => f.includes('.tmp-'))).toEqual([]);
+    expect(files).toContain('index.html');
+    expect(files).toContain('layer-1-before.svg');
+  }, 120_000);
 });

@@ -92,3 +92,28 @@ describe('a finished job whose last record was not written', () => {
     }
   });
 });
+
+describe('a record whose writes are slow and failing', () => {
+  it('gets one write at a time from the heartbeat, not one queued per beat', async () => {
+    // h252: each beat queued another write behind the slow one, and flush() at shutdown waited
+    // for them all.
+    const { registry } = newRegistry();
+    try {
+      const job = registry.create('recalibration', 'digits');
+      await registry.flush();
+      injectFsFaults([{ op: 'open', path: job.id, writing: true, code: 'EIO', delayMs: 100 }]);
+      registry.update(job, { state: 'succeeded', phase: 'done' });
+      // Many beats (20 ms) pass while each write takes 100 ms and fails.
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      registry.close();
+      const before = faultHits()[0]!;
+      expect(before).toBeGreaterThan(0);
+      await registry.flush();
+      // What was still queued when the beats stopped: the write under way, if any.
+      expect(faultHits()[0]! - before).toBeLessThanOrEqual(1);
+    } finally {
+      registry.close();
+      clearFsFaults();
+    }
+  });
+});

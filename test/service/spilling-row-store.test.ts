@@ -177,7 +177,7 @@ describe('SpillingRowStore on storage that fails', () => {
   });
 
   it('a spill file another process shortened: STORAGE_UNAVAILABLE saying where it ended', async () => {
-    const { store, parent } = spillingStore(2);
+    const { store } = spillingStore(2);
     await store.append(rowsFrom(0, 9, 2));
     // Its name is gone: shortened through this process's descriptor of it.
     const descriptor = spillFileDescriptor()!;
@@ -186,7 +186,7 @@ describe('SpillingRowStore on storage that fails', () => {
     const error = await rejection(drain(store));
     expect(error.code).toBe('STORAGE_UNAVAILABLE');
     expect(error.message).toBe(
-      `cannot read the recalibration’s rows back from its temporary spill file: ${file} ends at byte 43 of the 72 written, so another process shortened it (a cleaner of ${parent}?); set TMPDIR to a directory nothing cleans while the server runs, or raise RECALIBRATION_MEMORY_BYTES to keep more of the rows in memory`,
+      `cannot read the recalibration’s rows back from its temporary spill file: ${file} (its name removed, the file held open) ends at byte 43 of the 72 written, so another process shortened it through this process's descriptor of it; raise RECALIBRATION_MEMORY_BYTES to keep more of the rows in memory`,
     );
     await store.close();
   });
