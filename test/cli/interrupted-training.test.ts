@@ -9,8 +9,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { nodeArgs, ROOT, runEntry } from '../helpers/entries.js';
-import { FS_FAULTS_MODULE } from '../helpers/fs-faults.mjs';
+import { nodeArgs, ROOT, runEntry, spawnWithFsFaults } from '../helpers/entries.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-files.js';
 
 afterAll(removeTempDirs);
@@ -137,26 +136,15 @@ describe('train interrupted while publishing', () => {
   ] as const) {
     it(`${when}: says which, and ends by the signal`, async () => {
       const out = join(makeTempDir('interrupted-publish-train'), 'models');
-      const child = spawn(
-        process.execPath,
-        [...nodeArgs('src/cli/train.ts'), ...SHORT_RUN, '--name', 'digits', '--out', out],
-        {
-          cwd: ROOT,
-          stdio: ['ignore', 'pipe', 'pipe'],
-          env: {
-            ...process.env,
-            NODE_OPTIONS: `--import ${FS_FAULTS_MODULE}`,
-            NORMSERVE_TEST_FS_FAULTS: JSON.stringify([fault]),
-          },
-        },
+      const { child, ended } = spawnWithFsFaults(
+        'src/cli/train.ts',
+        [...SHORT_RUN, '--name', 'digits', '--out', out],
+        [fault],
       );
       let stderr = '';
-      child.stderr.on('data', (b: Buffer) => {
+      child.stderr!.on('data', (b: Buffer) => {
         stderr += b.toString();
       });
-      const ended = new Promise<[number | null, NodeJS.Signals | null]>((resolve) =>
-        child.on('close', (c, s) => resolve([c, s])),
-      );
       const modelDir = join(out, 'digits');
       for (let i = 0; i < 1200 && !(existsSync(modelDir) && ready(modelDir)); i++)
         await new Promise((resolve) => setTimeout(resolve, 50));

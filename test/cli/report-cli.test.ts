@@ -2,7 +2,7 @@
  * `npm run report`: the drift table and the before/after-BatchNorm histograms of a model on a CSV,
  * as SVG files and one self-contained HTML page; night rows are recommended, clean rows are not.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,7 +13,7 @@ import { type LoggedApp, makeLoggedApp } from '../helpers/admin.js';
 import { makeRepository } from '../helpers/app.js';
 import { bundledVersionDir } from '../helpers/bundled-models.js';
 import { digitsImage, digitsTestRows, nightShift } from '../helpers/digits.js';
-import { nodeArgs, ROOT } from '../helpers/entries.js';
+import { nodeArgs, ROOT, spawnWithFsFaults } from '../helpers/entries.js';
 import { FS_FAULTS_MODULE } from '../helpers/fs-faults.mjs';
 
 /** The bundled digits version (not models/digits: `npm run train` may have added versions). */
@@ -320,31 +320,23 @@ describe('npm run report: where it writes', () => {
     expect(after).toEqual(before);
   });
 
+  /** A report run whose file operations wait as `fault` says. */
+  const reportHeldAt = (csv: string, out: string, fault: object) =>
+    spawnWithFsFaults(
+      'src/cli/report.ts',
+      ['--model', DIGITS, '--data', writeCsv(csv, x.slice(0, 40)), '--out', out],
+      [fault],
+    );
+
   it('a signal while it writes leaves nothing of it: no temporary, no directory it made', async () => {
     // h250: the temporaries of an interrupted report stayed beside the files.
     const out = join(dir, 'signalled', 'report');
-    const child = spawn(
-      process.execPath,
-      [
-        ...nodeArgs('src/cli/report.ts'),
-        ...['--model', DIGITS, '--data', writeCsv('signal.csv', x.slice(0, 40)), '--out', out],
-      ],
-      {
-        cwd: ROOT,
-        stdio: ['ignore', 'pipe', 'pipe'],
-        env: {
-          ...process.env,
-          NODE_OPTIONS: `--import ${FS_FAULTS_MODULE}`,
-          // index.html's write waits: every picture is staged by then.
-          NORMSERVE_TEST_FS_FAULTS: JSON.stringify([
-            { op: 'write', path: 'index.html', delayMs: 60_000 },
-          ]),
-        },
-      },
-    );
-    const ended = new Promise<[number | null, NodeJS.Signals | null]>((resolve) =>
-      child.on('close', (c, s) => resolve([c, s])),
-    );
+    // index.html's write waits: every picture is staged by then.
+    const { child, ended } = reportHeldAt('signal.csv', out, {
+      op: 'write',
+      path: 'index.html',
+      delayMs: 60_000,
+    });
     const staged = () =>
       existsSync(out) ? readdirSync(out).filter((f) => f.includes('.tmp-')).length : 0;
     for (let i = 0; i < 1200 && staged() < 2; i++)
@@ -358,28 +350,12 @@ describe('npm run report: where it writes', () => {
   it('a signal once the renames have begun finishes them: the report is whole', async () => {
     // h252: a signal between two renames left new pictures beside the old index.html.
     const out = join(dir, 'renaming');
-    const child = spawn(
-      process.execPath,
-      [
-        ...nodeArgs('src/cli/report.ts'),
-        ...['--model', DIGITS, '--data', writeCsv('renaming.csv', x.slice(0, 40)), '--out', out],
-      ],
-      {
-        cwd: ROOT,
-        stdio: ['ignore', 'pipe', 'pipe'],
-        env: {
-          ...process.env,
-          NODE_OPTIONS: `--import ${FS_FAULTS_MODULE}`,
-          // The second rename waits: drift.svg is in place, the rest still staged.
-          NORMSERVE_TEST_FS_FAULTS: JSON.stringify([
-            { op: 'rename', path: 'layer-1-before.svg', delayMs: 60_000 },
-          ]),
-        },
-      },
-    );
-    const ended = new Promise<[number | null, NodeJS.Signals | null]>((resolve) =>
-      child.on('close', (c, s) => resolve([c, s])),
-    );
+    // The second rename waits: drift.svg is in place, the rest still staged.
+    const { child, ended } = reportHeldAt('renaming.csv', out, {
+      op: 'rename',
+      path: 'layer-1-before.svg',
+      delayMs: 60_000,
+    });
     for (let i = 0; i < 1200 && !existsSync(join(out, 'drift.svg')); i++)
       await new Promise((resolve) => setTimeout(resolve, 50));
     expect(existsSync(join(out, 'drift.svg'))).toBe(true);

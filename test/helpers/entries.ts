@@ -5,7 +5,7 @@
  * a fraction of that. The bundles are built from the same sources for every run, so they are
  * never stale; without them (a build that failed) the children run through tsx as before.
  */
-import { spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -63,4 +63,29 @@ export function runEntry(entry: Entry, args: readonly string[], timeoutMs = 120_
     killSignal: 'SIGKILL',
   });
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+/**
+ * Starts `entry` with `args` from the repository's root, its file operations failing or waiting as
+ * `faults` say (test/helpers/fs-faults.mjs, preloaded), stdout and stderr piped; `ended` resolves
+ * with its exit code and signal.
+ */
+export function spawnWithFsFaults(
+  entry: Entry,
+  args: readonly string[],
+  faults: readonly object[],
+): { child: ChildProcess; ended: Promise<[number | null, NodeJS.Signals | null]> } {
+  const child = spawn(process.execPath, [...nodeArgs(entry), ...args], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: {
+      ...process.env,
+      NODE_OPTIONS: `--import ${fileURLToPath(new URL('./fs-faults.mjs', import.meta.url))}`,
+      NORMSERVE_TEST_FS_FAULTS: JSON.stringify(faults),
+    },
+  });
+  const ended = new Promise<[number | null, NodeJS.Signals | null]>((resolve) =>
+    child.on('close', (code, signal) => resolve([code, signal])),
+  );
+  return { child, ended };
 }
