@@ -520,6 +520,11 @@ export class JobRegistry {
     }
   }
 
+  /** Whether a job's state is the one its record on disk holds (always, without records). */
+  private recorded(job: Job): boolean {
+    return !this.dir || this.recordedState.get(job.id) === job.state;
+  }
+
   /**
    * Forgets the oldest finished jobs beyond `keepFinished` — only those whose end is recorded on
    * disk. A job whose last record could not be written (storage, a claim that stayed busy) stays:
@@ -528,11 +533,6 @@ export class JobRegistry {
    * exists"), though the job ended here, perhaps published. The heartbeat writes its end again
    * until it lands; until then other processes see it abandoned once its heartbeat is stale.
    */
-  /** Whether a job's state is the one its record on disk holds (always, without records). */
-  private recorded(job: Job): boolean {
-    return !this.dir || this.recordedState.get(job.id) === job.state;
-  }
-
   private prune(): void {
     const finished = [...this.jobs.values()].filter(
       (j) => j.state !== 'running' && this.recorded(j),
