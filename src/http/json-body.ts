@@ -38,8 +38,15 @@ export function untypedBodyAsJson(
 /** The requests untypedBodyAsJson gave a Content-Type: an error names no type their client sent. */
 const typedAsJson = new WeakSet<FastifyRequest>();
 
-/** A JSON body of no bytes (parseJsonBody here, Fastify's own parser in problem.ts). */
-export const EMPTY_JSON_BODY = 'the body is empty but Content-Type is application/json';
+/**
+ * A JSON body of no bytes (parseJsonBody here, Fastify's own parser in problem.ts), naming the
+ * Content-Type sent: curl's `-d ''` sends application/x-www-form-urlencoded, which is read as JSON
+ * (JSON_BODY_TYPES), and was told it had sent application/json (h253).
+ */
+export const emptyJsonBody = (contentType: string = JSON_BODY_TYPES[0]): string =>
+  contentType === JSON_BODY_TYPES[0]
+    ? `the body is empty but Content-Type is ${contentType}`
+    : `the body is empty but Content-Type is ${contentType} (read as JSON); expected a JSON object`;
 
 /** The same, of a request sent with no Content-Type (an empty chunked body: untypedBodyAsJson). */
 export const EMPTY_UNTYPED_BODY =
@@ -222,7 +229,8 @@ export function parseJsonBody(
 ): void {
   if (body.length === 0) {
     const untyped = typedAsJson.has(request);
-    done(new NormserveError('INVALID_JSON', untyped ? EMPTY_UNTYPED_BODY : EMPTY_JSON_BODY));
+    const sent = request.headers['content-type']?.split(';')[0]?.trim().toLowerCase();
+    done(new NormserveError('INVALID_JSON', untyped ? EMPTY_UNTYPED_BODY : emptyJsonBody(sent)));
     return;
   }
   const refused = overJsonBudget(request, body);

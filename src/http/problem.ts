@@ -8,7 +8,7 @@ import {
 } from '../errors/index.js';
 import { acceptedTypes } from './accepted-types.js';
 import { bodyTooLarge } from './body-too-large.js';
-import { EMPTY_JSON_BODY } from './json-body.js';
+import { emptyJsonBody } from './json-body.js';
 import { noContentType } from './media-type.js';
 import { noRoute } from './no-route.js';
 import { PROBLEM_CONTENT_TYPE, problemContentType } from './problem-media-type.js';
@@ -69,7 +69,7 @@ function fromFastifyError(error: FastifyError, request: FastifyRequest): Normser
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
       return new NormserveError('INVALID_INPUT', 'Content-Length does not match the body');
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
-      return new NormserveError('INVALID_JSON', EMPTY_JSON_BODY);
+      return new NormserveError('INVALID_JSON', emptyJsonBody());
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
       // Fastify's JSON parser reports syntax errors and secure-json-parse's refusals alike, with
       // a message naming application/json even for curl's form type: name both causes instead.

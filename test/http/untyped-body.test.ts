@@ -145,6 +145,14 @@ describe('a JSON body without a Content-Type', () => {
       headers: { 'content-type': 'application/json' },
     });
     expect(typed.body.detail).toBe('the body is empty but Content-Type is application/json');
+    // curl's `-d ''` sends the form type, read as JSON: named as sent (h253).
+    const form = await rawPost(PREDICT, '', {
+      chunked: true,
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    });
+    expect(form.body.detail).toBe(
+      'the body is empty but Content-Type is application/x-www-form-urlencoded (read as JSON); expected a JSON object',
+    );
   });
 
   it('a POST with no body and no type stays bodiless: the schema names what is missing', async () => {
