@@ -229,7 +229,10 @@ export function parseJsonBody(
 ): void {
   if (body.length === 0) {
     const untyped = typedAsJson.has(request);
-    const sent = request.headers['content-type']?.split(';')[0]?.trim().toLowerCase();
+    // One of the types this parser is registered for (JSON_BODY_TYPES), never other header text.
+    const sent = JSON_BODY_TYPES.find(
+      (type) => type === request.headers['content-type']?.split(';')[0]?.trim().toLowerCase(),
+    );
     done(new NormserveError('INVALID_JSON', untyped ? EMPTY_UNTYPED_BODY : emptyJsonBody(sent)));
     return;
   }
