@@ -237,7 +237,9 @@ export async function writeFilesAllOrNone(
       for (let i = renamed; i < names.length; i++) {
         try {
           renameSync(staged(names[i]!), join(dir, names[i]!));
-        } catch {
+        } catch (e) {
+          // The rename under way may have moved this one already, its callback not run yet.
+          if (i === renamed && errnoOf(e) === 'ENOENT') continue;
           removeStagedSync(i);
           return;
         }

@@ -417,7 +417,6 @@ export class JobRegistry {
     clearTimeout(this.trailingWrites.get(job.id));
     this.trailingWrites.delete(job.id);
     this.lastWrite.set(job.id, now);
-    const snapshot = { ...job };
     this.queued.set(job.id, (this.queued.get(job.id) ?? 0) + 1);
     const settled = () => {
       const left = (this.queued.get(job.id) ?? 1) - 1;
@@ -425,14 +424,10 @@ export class JobRegistry {
       else this.queued.delete(job.id);
     };
     this.writes = this.writes
-      .then(() => this.writeOwn(dir, job, snapshot))
-      .then(() => {
-        settled();
-        // Written after a failure was logged: said once, so the warning is not the last word.
-        if (this.unwritable.delete(job.id) && this.recorded(job))
-          this.log.info({ job: job.id, model: job.model }, 'job record written again');
-      })
-      .catch((error: unknown) => {
+      // The job as it is when its turn comes (a write queued behind one that waited for a busy
+      // claim carries the latest heartbeat and progress, not those of when it was queued).
+      .then(() => this.writeOwn(dir, job, { ...job }))
+      .then(settled, (error: unknown) => {
         settled();
         // The job goes on in this process (GET /v1/jobs answers from memory); other processes
         // see its last record written. Said once per job and reason, not at every heartbeat. A
@@ -460,6 +455,8 @@ export class JobRegistry {
    */
   private async writeOwn(dir: string, job: Job, snapshot: Job): Promise<void> {
     if (this.settledElsewhere.has(job.id)) return;
+    // Forgotten meanwhile (prune): only a job whose end is on disk is.
+    if (this.jobs.get(job.id) !== job) return;
     // Its end is on disk already (a beat's retry queued behind the write that landed).
     if (snapshot.state !== 'running' && this.recordedState.get(job.id) === snapshot.state) return;
     await mkdir(dir, { recursive: true });
@@ -471,6 +468,9 @@ export class JobRegistry {
         if (current && !(current.state === 'running' && this.ownedHere(current))) return current;
         await this.write(dir, snapshot, fence);
         this.recordedState.set(job.id, snapshot.state);
+        // Written after a failure was logged: said once, so the warning is not the last word.
+        if (this.unwritable.delete(job.id))
+          this.log.info({ job: job.id, model: job.model }, 'job record written again');
         return undefined;
       },
       { staleMs: this.staleMs, now: this.now },

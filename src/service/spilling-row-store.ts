@@ -45,8 +45,10 @@ export class SpillingRowStore implements RowStore {
   private directory: string | undefined;
   private fileRows = 0;
   private closed = false;
-  /** The spill file's name was removed once it was open (openFile). */
+  /** The spill file's name was removed once it was open (openFile)… */
   private unlinked = false;
+  /** …and its directory too (where that failed, an NFS `.nfs*` file in it, close() removes it). */
+  private directoryRemoved = false;
 
   constructor(
     readonly width: number,
@@ -138,7 +140,7 @@ export class SpillingRowStore implements RowStore {
     this.directory = undefined;
     await file?.close();
     // Its directory, unless removed at open (another store may have that name by now).
-    if (directory && !this.unlinked) await rm(directory, { recursive: true, force: true });
+    if (directory && !this.directoryRemoved) await rm(directory, { recursive: true, force: true });
   }
 
   /** The spill file's path (once its directory exists). */
@@ -205,6 +207,9 @@ export class SpillingRowStore implements RowStore {
         .then(() => {
           this.unlinked = true;
           return rmdir(this.directory!);
+        })
+        .then(() => {
+          this.directoryRemoved = true;
         })
         .catch(() => undefined);
     }

@@ -24,16 +24,22 @@ const readRecord = (dir: string, id: string): Job =>
  * A registry writing its records in a new directory, with keepFinished 0: every finished job whose
  * end is on disk is forgotten at the next end.
  */
-function newRegistry(): { dir: string; registry: JobRegistry } {
+function newRegistry(): { dir: string; registry: JobRegistry; said: string[] } {
   const root = mkdtempSync(join(tmpdir(), 'normserve-unwritten-'));
   roots.push(root);
   const dir = join(root, '.jobs');
-  return { dir, registry: new JobRegistry({ dir, keepFinished: 0, heartbeatMs: 20 }) };
+  const said: string[] = [];
+  const log = {
+    info: (_: object, msg?: string) => said.push(`info: ${msg}`),
+    warn: (_: object, msg?: string) => said.push(`warn: ${msg}`),
+    error: (_: object, msg?: string) => said.push(`error: ${msg}`),
+  };
+  return { dir, said, registry: new JobRegistry({ dir, keepFinished: 0, heartbeatMs: 20, log }) };
 }
 
 describe('a finished job whose last record was not written', () => {
   it('is still answered from memory with its end after later jobs finish, and is not settled by its own sweep', async () => {
-    const { dir, registry } = newRegistry();
+    const { dir, registry, said } = newRegistry();
     try {
       const job = registry.create('recalibration', 'digits');
       await registry.flush();
@@ -69,6 +75,10 @@ describe('a finished job whose last record was not written', () => {
       const again = await registry.get(job.id);
       expect(again).not.toBe(job);
       expect(again?.state).toBe('succeeded');
+      // The failure (once per reason: the record's temporary, its claim), then, once, that the
+      // record is written after all (h254).
+      expect(said.at(-1)).toBe('info: job record written again');
+      expect(new Set(said.slice(0, -1))).toEqual(new Set(['warn: job record not written']));
     } finally {
       registry.close();
     }
