@@ -29,6 +29,20 @@ export const ACTIVE_RECORD_LOCK_WAIT_MS = 2 * STALE_AFTER_MS;
  */
 const RETRY_AFTER_SECONDS = Math.ceil(STALE_AFTER_MS / 1000);
 
+/** How a writer waits for a busy record lock (withActiveRecordLock). */
+export interface ActiveRecordWait {
+  /** How long to wait for a busy lock before ACTIVE_RECORD_BUSY (default ACTIVE_RECORD_LOCK_WAIT_MS). */
+  maxWaitMs?: number | undefined;
+  /** What ACTIVE_RECORD_BUSY says was left undone (a deletion holds the lock too). */
+  undone?: string;
+  /**
+   * Called before each wait for a busy lock; what it throws ends the wait, nothing written: a
+   * recalibration interrupted by the shutdown's budget stops waiting for another replica's writer
+   * (up to ACTIVE_RECORD_LOCK_WAIT_MS) and settles within the budget's reserve.
+   */
+  stopWaiting?: () => void;
+}
+
 /**
  * Runs `write` holding the lock of the active-version record of the model in `modelDir`, shared by
  * every process of the repository (workers, replicas on a shared volume). Renaming a new record
@@ -37,7 +51,8 @@ const RETRY_AFTER_SECONDS = Math.ceil(STALE_AFTER_MS / 1000);
  * overwritten (the job's "activate only if my parent is still active", issue of the rollback
  * undone). The lock is held for one read and one write (a publish: its rename, loading the version
  * back and its activation, ModelRepository.withActiveRecord), so a busy lock is waited for, up to
- * `maxWaitMs`; then ACTIVE_RECORD_BUSY, and nothing was written.
+ * `maxWaitMs`; then ACTIVE_RECORD_BUSY, and nothing was written (or, sooner, what `stopWaiting`
+ * throws).
  */
 export async function withActiveRecordLock<T>(
   modelDir: string,
@@ -48,10 +63,11 @@ export async function withActiveRecordLock<T>(
    * when the lock is no longer this call's) goes immediately before each write.
    */
   write: (fence: () => Promise<void>) => Promise<T>,
-  /** How long to wait for a busy lock before ACTIVE_RECORD_BUSY (default ACTIVE_RECORD_LOCK_WAIT_MS). */
-  maxWaitMs: number = ACTIVE_RECORD_LOCK_WAIT_MS,
-  /** What ACTIVE_RECORD_BUSY says was left undone (a deletion holds the lock too). */
-  undone = 'the active version was not written',
+  {
+    maxWaitMs = ACTIVE_RECORD_LOCK_WAIT_MS,
+    undone = 'the active version was not written',
+    stopWaiting,
+  }: ActiveRecordWait = {},
 ): Promise<T> {
   const owner = randomUUID();
   const started = Date.now();
@@ -82,6 +98,9 @@ export async function withActiveRecordLock<T>(
         { retryAfterSeconds: RETRY_AFTER_SECONDS },
       );
     }
+    // Before each wait, never before the first attempt: a caller told to stop still takes a
+    // free lock (an undo that must not be skipped just because a shutdown began).
+    stopWaiting?.();
     await sleep(retryMs);
   }
 }

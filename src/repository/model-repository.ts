@@ -382,12 +382,14 @@ export class ModelRepository {
    * any process, removes the version between the two. ACTIVE_RECORD_BUSY, `work` not run, when
    * the lock stays held longer than activeRecordLockWaitMs; a failure of the storage taking the
    * lock is STORAGE_FULL or STORAGE_UNAVAILABLE naming `operation` (`cannot publish a version of
-   * "digits"`), `work` not run.
+   * "digits"`), `work` not run. `stopWaiting` ends the wait for a busy lock by throwing
+   * (ActiveRecordWait), `work` not run.
    */
   async withActiveRecord<T>(
     name: string,
     work: (held: HeldActiveRecord) => Promise<T>,
     operation: string,
+    stopWaiting?: () => void,
   ): Promise<T> {
     const dir = this.modelPath(name);
     return withActiveRecordLock(
@@ -417,7 +419,7 @@ export class ModelRepository {
             ),
         });
       },
-      this.activeRecordLockWaitMs,
+      { maxWaitMs: this.activeRecordLockWaitMs, ...(stopWaiting && { stopWaiting }) },
     ).catch((e: unknown) => {
       throw storageFailure(e, operation, this.root, dir);
     });
@@ -497,28 +499,37 @@ export class ModelRepository {
    * and returns what it found (the recorded version; null without a usable record).
    * ACTIVE_RECORD_BUSY, nothing written, when the lock stays held (as writeActive). `fence`, the
    * fencing check of another lock the caller holds (a recalibration's), is checked with the
-   * record lock's own immediately before the write (LOCK_LOST, nothing written).
+   * record lock's own immediately before the write (LOCK_LOST, nothing written); `pinnedFor`
+   * marks the record a pin (ActiveRecord's `pinned_for`); `stopWaiting` ends the wait for a busy
+   * lock by throwing (ActiveRecordWait), nothing written.
    */
   async writeActiveIf(
     name: string,
     version: number,
     expected: number | null,
     note?: string,
-    fence?: () => Promise<void>,
-    pinnedFor?: string,
+    {
+      fence,
+      pinnedFor,
+      stopWaiting,
+    }: { fence?: () => Promise<void>; pinnedFor?: string; stopWaiting?: () => void } = {},
   ): Promise<ActiveIfWrite> {
-    return this.withRecordLock(name, version, (recordFence) =>
-      this.replaceActiveIf(
-        name,
-        version,
-        expected,
-        async () => {
-          await fence?.();
-          await recordFence();
-        },
-        note,
-        pinnedFor,
-      ),
+    return this.withRecordLock(
+      name,
+      version,
+      (recordFence) =>
+        this.replaceActiveIf(
+          name,
+          version,
+          expected,
+          async () => {
+            await fence?.();
+            await recordFence();
+          },
+          note,
+          pinnedFor,
+        ),
+      stopWaiting,
     );
   }
 
@@ -526,35 +537,42 @@ export class ModelRepository {
    * Puts back the record `written` replaced (`previous`, its text; undefined: there was none, and
    * the record is removed), holding the record's lock, only if the record is still exactly
    * `written`: another writer's record since is never clobbered. Whether it did. For a write
-   * whose purpose failed (a pin written before a publish that then failed).
+   * whose purpose failed (a pin written before a publish that then failed). `stopWaiting` ends
+   * the wait for a busy lock by throwing (ActiveRecordWait), nothing put back.
    */
   async restoreActive(
     name: string,
     written: ActiveRecord,
     previous: string | undefined,
+    stopWaiting?: () => void,
   ): Promise<boolean> {
     const dir = this.modelPath(name);
     const path = join(dir, ACTIVE_FILE);
-    return this.withRecordLock(name, written.version, async (fence) => {
-      const now = await this.files.readText(path, MAX_ACTIVE_RECORD_BYTES).catch(() => undefined);
-      if (now !== recordText(written)) return false;
-      await fence();
-      if (previous === undefined) {
-        await unlink(path);
-        await fsyncPath(dir).catch(() => undefined); // removed for every reader already
-      } else {
-        await writeFileAtomically(
-          dir,
-          ACTIVE_FILE,
-          new TextEncoder().encode(previous),
-          false,
-          fence,
-        ).catch((e: unknown) => {
-          if (!(e instanceof UnsyncedWrite)) throw e;
-        });
-      }
-      return true;
-    });
+    return this.withRecordLock(
+      name,
+      written.version,
+      async (fence) => {
+        const now = await this.files.readText(path, MAX_ACTIVE_RECORD_BYTES).catch(() => undefined);
+        if (now !== recordText(written)) return false;
+        await fence();
+        if (previous === undefined) {
+          await unlink(path);
+          await fsyncPath(dir).catch(() => undefined); // removed for every reader already
+        } else {
+          await writeFileAtomically(
+            dir,
+            ACTIVE_FILE,
+            new TextEncoder().encode(previous),
+            false,
+            fence,
+          ).catch((e: unknown) => {
+            if (!(e instanceof UnsyncedWrite)) throw e;
+          });
+        }
+        return true;
+      },
+      stopWaiting,
+    );
   }
 
   /** writeActiveIf's read and write, the record's lock held (`fence`: its fencing check and the caller's). */
@@ -591,6 +609,7 @@ export class ModelRepository {
     name: string,
     version: number,
     write: (fence: () => Promise<void>) => Promise<T>,
+    stopWaiting?: () => void,
   ): Promise<T> {
     const dir = this.modelPath(name);
     try {
@@ -598,7 +617,7 @@ export class ModelRepository {
         dir,
         this.files.label(join(dir, ACTIVE_RECORD_LOCK_FILE)),
         write,
-        this.activeRecordLockWaitMs,
+        { maxWaitMs: this.activeRecordLockWaitMs, ...(stopWaiting && { stopWaiting }) },
       );
     } catch (e) {
       throw storageFailure(
@@ -708,8 +727,10 @@ export class ModelRepository {
             throw e;
           }
         },
-        this.activeRecordLockWaitMs,
-        `version ${version} of "${name}" was not deleted`,
+        {
+          maxWaitMs: this.activeRecordLockWaitMs,
+          undone: `version ${version} of "${name}" was not deleted`,
+        },
       );
     } catch (e) {
       const failure = storageFailure(

@@ -663,20 +663,30 @@ export class ModelRegistry {
    * immediately before the rename that publishes and before the conditional activation's write:
    * LOCK_LOST from it means that write was not made. `jobId` (a recalibration's job) is logged
    * as `job` with 'version published', so the line leads to the job that wrote the version.
+   * `stopWaiting` (a recalibration's check of the shutdown's interruption) ends every wait for
+   * the record's lock by throwing, before the rename: the publish then fails with its error,
+   * nothing published, the pin undone if the lock is free at once (else logged).
    */
   async publish(
     checkpoint: Checkpoint,
     activate: boolean,
     note?: string,
-    options: { ifActive?: number; fence?: () => Promise<void>; jobId?: string } = {},
+    options: {
+      ifActive?: number;
+      fence?: () => Promise<void>;
+      jobId?: string;
+      stopWaiting?: () => void;
+    } = {},
   ): Promise<PublishResult> {
+    const { stopWaiting } = options;
     const name = checkpoint.config.name;
     const conditional = activate && options.ifActive !== undefined;
     // Written before anything else, so a full disk fails here, with nothing written at all.
     const staged = await this.repository.stageVersion(checkpoint);
     let pin: { record: ActiveRecord; previous?: string } | undefined;
     try {
-      if (!activate || conditional) pin = await this.pinActive(name, conditional, staged.tempName);
+      if (!activate || conditional)
+        pin = await this.pinActive(name, conditional, staged.tempName, stopWaiting);
     } catch (e) {
       await staged.discard();
       throw e;
@@ -737,6 +747,7 @@ export class ModelRegistry {
             return publishAndActivate(held);
           },
           `cannot publish a version of "${name}"`,
+          stopWaiting,
         );
       } catch (e) {
         if (locked || !isActivationNotWritten(e)) throw e;
@@ -749,7 +760,7 @@ export class ModelRegistry {
       if (renamed === undefined) {
         // Not renamed: nothing published (the staged files removed), so no pin is needed.
         await staged.discard();
-        if (pin) await this.undoPin(name, pin, e);
+        if (pin) await this.undoPin(name, pin, e, stopWaiting);
       }
       published?.loaded.compiled.close();
       if (renamed !== undefined && loadFailure !== undefined) {
@@ -815,6 +826,7 @@ export class ModelRegistry {
     name: string,
     conditional: boolean,
     stagedName: string,
+    stopWaiting?: () => void,
   ): Promise<{ record: ActiveRecord; previous?: string } | undefined> {
     // A conditional activation needs a record too: without one, the new version would be served
     // as the highest whatever the condition decides.
@@ -829,10 +841,12 @@ export class ModelRegistry {
         conditional
           ? 'pinned before publishing a version activated only if this one is still active'
           : 'pinned before publishing an inactive version',
-        undefined,
-        // Names the staged version: should this process die before its rename, the cleanup that
-        // removes the staged directory removes the pin too (undoAbandonedPin).
-        stagedName,
+        {
+          // Names the staged version: should this process die before its rename, the cleanup
+          // that removes the staged directory removes the pin too (undoAbandonedPin).
+          pinnedFor: stagedName,
+          ...(stopWaiting && { stopWaiting }),
+        },
       );
       if (!pinned.written) return undefined; // an activation written meanwhile stands
       const pin = {
@@ -846,7 +860,7 @@ export class ModelRegistry {
           `cannot record version ${current.active} of "${name}" as active`,
           this.repository.root,
         );
-        await this.undoPin(name, pin, failure);
+        await this.undoPin(name, pin, failure, stopWaiting);
         throw failure;
       }
       return pin;
@@ -865,14 +879,21 @@ export class ModelRegistry {
    * Undoes a pin (pinActive) after the publish it was written for failed, publishing nothing:
    * puts back what the record held before, only if the record is still that pin (restoreActive).
    * One that cannot be undone is logged as an error saying what to do; `failure` stays the error.
+   * `stopWaiting`: the publish's (one try of the lock, no wait, once it throws).
    */
   private async undoPin(
     name: string,
     pin: { record: ActiveRecord; previous?: string },
     failure: unknown,
+    stopWaiting?: () => void,
   ): Promise<void> {
     try {
-      const undone = await this.repository.restoreActive(name, pin.record, pin.previous);
+      const undone = await this.repository.restoreActive(
+        name,
+        pin.record,
+        pin.previous,
+        stopWaiting,
+      );
       this.log.info(
         { model: name, version: pin.record.version, undone },
         undone

@@ -292,7 +292,9 @@ export class RecalibrationService {
    * The shutdown budget ran out: every recalibration not yet publishing stops at its next pause
    * between slices of work (or, uploading, at once) and fails with JOB_INTERRUPTED, its lock
    * released, its record written and a warning logged that names it and how far it got. One
-   * already publishing finishes (the publish is atomic, and short). Resolves when every
+   * already publishing finishes (the publish is atomic, and short), unless it is still waiting
+   * for the active-version record's lock (another replica's writer holding it: up to
+   * ACTIVE_RECORD_LOCK_WAIT_MS); that wait ends, and the job fails as above. Resolves when every
    * recalibration running has settled and its record is on disk, with the jobs it interrupted
    * (id, model and the phase they were in).
    */

@@ -316,7 +316,14 @@ export class RecalibrationSession {
         // another one while this job ran (a rollback) is not overruled by the job. Published and
         // activated only while this job still holds the model's lock (its fencing check): a job
         // paused past its lease, whose lock another process broke, writes nothing.
-        { ifActive: this.parent.version, fence: this.lock.assertHeld, jobId: this.job.id },
+        // Stops waiting for the record's lock (another replica's writer) once the shutdown's
+        // budget runs out: nothing published, and the job settles within the budget's reserve.
+        {
+          ifActive: this.parent.version,
+          fence: this.lock.assertHeld,
+          jobId: this.job.id,
+          stopWaiting: () => this.service.throwIfInterrupted(this.job),
+        },
       );
       const { version, activated } = published;
       const notActivated =

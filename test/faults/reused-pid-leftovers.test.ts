@@ -163,7 +163,7 @@ describe('leftovers named with a pid that is running again', () => {
     writeFileSync(record, operators);
     const staged = `${TEMP_PREFIX}${hostTag()}-${process.pid}-eeeeeeeeeeee`;
     const repo = new ModelRepository(repository);
-    const pin = await repo.writeActiveIf('digits', 1, 3, 'pinned', undefined, staged);
+    const pin = await repo.writeActiveIf('digits', 1, 3, 'pinned', { pinnedFor: staged });
     expect(pin.written).toBe(true);
     expect(JSON.parse(readFileSync(record, 'utf8'))).toMatchObject({
       version: 1,

@@ -11,6 +11,8 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { isNormserveError } from '../../src/errors/index.js';
+import { ACTIVE_RECORD_LOCK_FILE } from '../../src/repository/active-record-lock.js';
+import { acquireModelLock } from '../../src/repository/index.js';
 import {
   type Job,
   type Log,
@@ -200,6 +202,43 @@ describe('RecalibrationService.interrupt (the shutdown budget ran out)', () => {
     expect(record(outcome.job_id)).toMatchObject({ state: 'succeeded', phase: 'done' });
     expect(await registry.repository.listVersions('digits')).toEqual([1, 2]);
     expect(logs.filter((l) => l.msg?.includes('interrupted'))).toEqual([]);
+  });
+
+  it('ends a publish waiting for the record lock another writer holds: JOB_INTERRUPTED in phase publishing, nothing published, the record as it was (h251)', async () => {
+    const { registry, service, record, release, root, lockFile } = await setUp();
+    release(); // never held in the statistics
+    const modelDir = join(root, 'digits');
+    const recordBefore = existsSync(join(modelDir, 'active-version.json'))
+      ? readFileSync(join(modelDir, 'active-version.json'), 'utf8')
+      : undefined;
+    // Another replica's writer, alive (its heartbeat fresh), keeps the record's lock.
+    const other = await acquireModelLock(modelDir, 'stuck-writer', {
+      file: ACTIVE_RECORD_LOCK_FILE,
+    });
+    if ('heldBy' in other) throw new Error('the lock should be free');
+    try {
+      const completing = service.recalibrate(request, { read: () => [rows] }).catch((e) => e);
+      while (service.runningJobs()[0]?.phase !== 'publishing')
+        await new Promise((resolve) => setImmediate(resolve));
+      const id = service.runningJobs()[0]!.id;
+      const cut = await service.interrupt();
+      const error = await completing;
+
+      expect(cut).toEqual([{ id, model: 'digits', phase: 'publishing' }]);
+      expect(codeOf(error)).toBe('JOB_INTERRUPTED');
+      expect(record(id)).toMatchObject({ state: 'failed', error: { code: 'JOB_INTERRUPTED' } });
+      expect(record(id).error?.message).toContain('in phase "publishing"');
+      expect(await registry.repository.listVersions('digits')).toEqual([1]);
+      const left = readdirSync(modelDir).filter((f) => f.startsWith('.'));
+      expect(left, 'no staged version left').toEqual([ACTIVE_RECORD_LOCK_FILE]);
+      const recordAfter = existsSync(join(modelDir, 'active-version.json'))
+        ? readFileSync(join(modelDir, 'active-version.json'), 'utf8')
+        : undefined;
+      expect(recordAfter).toBe(recordBefore);
+      expect(existsSync(lockFile), 'the model lock is released').toBe(false);
+    } finally {
+      await other.release();
+    }
   });
 
   it('a recalibration still waiting for its model lock is not started, and interrupt waits for it (review36)', async () => {
