@@ -1,5 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { z } from 'zod';
+import { quote } from '../errors/index.js';
 import {
   type AvailableVersion,
   CLASSIFICATION_PARAMETER,
@@ -181,6 +182,12 @@ export function inferHandler({ config, inference }: Pick<AppDeps, 'config' | 'in
         ? request.body
         : parseWith(headerSchema, request.body, 'body');
     }
+    // The URL chooses the model: a body naming another is a client's mistake, not a choice.
+    if (parsed.model_name !== undefined && parsed.model_name !== request.params.name)
+      failInput(
+        'model_name',
+        `names the model ${quote(parsed.model_name)}, but the URL names ${quote(request.params.name)}`,
+      );
     // An unknown model or version is named after the body's errors, in Fastify's order.
     const served = inference.resolve(request.params.name, request.params.version);
     const requested = requestedOutputs(

@@ -1,9 +1,9 @@
 /**
- * Paths of the Triton and KServe extensions of the Open Inference Protocol that normserve does not
- * serve, each with what to use instead: tritonclient's get_model_config and
- * get_inference_statistics met a bare "no route" (newcomer review of 2026-12-04). Still a 404
- * (what Triton answers for an extension it was built without), and the same list as README.md's
- * "Not served".
+ * Paths of the Triton and KServe extensions of the Open Inference Protocol, and of TF Serving's
+ * REST API, that normserve does not serve, each with what to use instead: tritonclient's
+ * get_model_config and get_inference_statistics met a bare "no route" (newcomer review of
+ * 2026-12-04), as did TF Serving's version labels and :classify (h257). Still a 404 (what Triton
+ * answers for an extension it was built without), and the same list as README.md's "Not served".
  */
 const UNSERVED: readonly { path: RegExp; what: string; instead: string; plural?: true }[] = [
   {
@@ -28,6 +28,19 @@ const UNSERVED: readonly { path: RegExp; what: string; instead: string; plural?:
     what: "Triton's trace and logging extensions",
     plural: true,
     instead: 'LOG_LEVEL sets the log level; a traceparent header is logged with its request',
+  },
+  {
+    path: /^\/v1\/models\/[^/]+\/labels(\/|$)/,
+    what: "TF Serving's version labels",
+    plural: true,
+    instead:
+      '/v1/models/{name}/versions/{version} names a version, /v1/models/{name} serves the active one, and POST /v1/models/{name}/versions/{version}:activate chooses it',
+  },
+  {
+    path: /^\/v1\/models\/[^/]+(\/versions\/[^/]+)?:(classify|regress)$/,
+    what: "TF Serving's Classify and Regress API (tf.Example inputs)",
+    instead:
+      ':predict answers probabilities and labels (regression models: predictions), and POST /v2/models/{name}/infer the top classes with the classification extension',
   },
   {
     path: /^\/v2\/(system|cuda)sharedmemory(\/|$)/,

@@ -193,6 +193,20 @@ describe('infer', () => {
     const res = await infer(inferBody([digitsRow()], { id: 'request-42' }));
     expect(res.json<InferResponse>().id).toBe('request-42');
   });
+
+  it("serves the body KServe's Python client sends (InferRequest.to_rest(): id, model_name, inputs); another model_name than the URL's is a 400 naming it", async () => {
+    // kserve python/kserve/kserve/protocol/infer_type.py: {"id", "model_name", "inputs"}, always.
+    const kserve = { id: 'a1', model_name: 'digits', ...inferBody([digitsRow()]) };
+    const res = await infer(kserve);
+    expect(res.statusCode).toBe(200);
+    expect(res.json<InferResponse>()).toMatchObject({ model_name: 'digits', id: 'a1' });
+    expectInvalid(await infer({ ...kserve, model_name: 'digits-cnn' }), [
+      {
+        path: 'model_name',
+        message: 'names the model "digits-cnn", but the URL names "digits"',
+      },
+    ]);
+  });
 });
 
 describe('infer errors are problems with an `error` string', () => {

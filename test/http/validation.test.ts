@@ -766,11 +766,16 @@ describe('the request object', () => {
 
   it('a signature_name other than serving_default is a 400 naming signature_name, as in TF Serving', async () => {
     expectInvalid(await post({ signature_name: 1, instances: [digitsRow()] }), [
-      { path: 'signature_name', message: 'expected "serving_default", got 1' },
+      { path: 'signature_name', message: 'expected one of "serving_default", "", got 1' },
     ]);
     expectInvalid(await post({ signature_name: 'predict', inputs: [digitsRow()] }), [
-      { path: 'signature_name', message: 'expected "serving_default", got "predict"' },
+      { path: 'signature_name', message: 'expected one of "serving_default", "", got "predict"' },
     ]);
+  });
+
+  it('an empty signature_name is the default signature, as TF Serving reads it (and as the metadata shows it)', async () => {
+    const res = await post({ signature_name: '', instances: [digitsRow()] });
+    expect(res.statusCode).toBe(200);
   });
 });
 
@@ -928,7 +933,7 @@ describe('not found', () => {
     );
   });
 
-  it('a Triton extension not served is a 404 that names it and what to use instead', async () => {
+  it('a Triton extension or TF Serving API not served is a 404 that names it and what to use instead', async () => {
     for (const [method, url, says] of [
       [
         'GET',
@@ -954,6 +959,18 @@ describe('not found', () => {
       ['GET', '/v2/logging', "Triton's trace and logging extensions are not served"],
       ['GET', '/v2/systemsharedmemory/status', "Triton's shared-memory extensions are not served"],
       ['GET', '/v2/cudasharedmemory/status', "Triton's shared-memory extensions are not served"],
+      [
+        'POST',
+        '/v1/models/digits/labels/stable:predict',
+        "TF Serving's version labels are not served; /v1/models/{name}/versions/{version}",
+      ],
+      ['GET', '/v1/models/digits/labels/stable/metadata', "TF Serving's version labels"],
+      [
+        'POST',
+        '/v1/models/digits:classify',
+        "TF Serving's Classify and Regress API (tf.Example inputs) is not served; :predict",
+      ],
+      ['POST', '/v1/models/digits/versions/1:regress', "TF Serving's Classify and Regress API"],
     ] as const) {
       const body = expectProblem(await t.app.inject({ method, url }), 404, 'NOT_FOUND', url);
       expect(body.error).toMatch(new RegExp(`^no route ${method} ${url.replaceAll('/', '\\/')}; `));

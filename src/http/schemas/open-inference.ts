@@ -101,10 +101,16 @@ const outputParameters = parametersSchema.optional().meta({
 /**
  * Strict, as the TF-style route: an unknown key is a 400 naming it (and the key it likely meant),
  * so a misspelt `ouputs` or `parameter` is not silently answered as if absent. Triton and KServe
- * ignore unknown keys; every key their clients send is known here, extensions go in `parameters`.
+ * ignore unknown keys; every key their clients send is known here (KServe's Python client's
+ * `InferRequest.to_rest()` always sends `model_name`, as Triton's binary example does),
+ * extensions go in `parameters`.
  */
 function inferRequest<I extends z.ZodType>(input: I) {
   return z.strictObject({
+    model_name: z.string().max(LIMITS.nameChars).optional().meta({
+      description:
+        "The model the URL names (KServe's and Triton's clients send it); another name is a 400",
+    }),
     id: z.string().max(LIMITS.idChars).optional().meta({ description: 'Echoed in the response' }),
     parameters: parametersSchema.optional(),
     inputs: z.array(input).min(1, 'at least one input tensor is required').max(LIMITS.tensors),

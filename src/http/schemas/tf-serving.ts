@@ -69,11 +69,13 @@ function predictRequest(sample: z.ZodType, maxRows?: number) {
   const rows = rowListSchema(sample, maxRows);
   return z
     .strictObject({
+      // "" as TF Serving reads it (predict_util.cc: an empty signature_name is the default key),
+      // and as the metadata's model_spec here shows it: a client echoing that spec is served.
       signature_name: z
-        .enum([SERVING_SIGNATURE])
+        .enum([SERVING_SIGNATURE, ''])
         .optional()
         .meta({
-          description: `TF Serving's signature key: every model has one signature, "${SERVING_SIGNATURE}" (TF Serving's default key); another name is a 400, as TF Serving answers for a signature the model does not have`,
+          description: `TF Serving's signature key: every model has one signature, "${SERVING_SIGNATURE}" (TF Serving's default key; "" means it too, as in TF Serving); another name is a 400, as TF Serving answers for a signature the model does not have`,
         }),
       instances: plainOrNamed(
         rows,
