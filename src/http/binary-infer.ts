@@ -30,6 +30,14 @@ export function binaryContentType(
   done();
 }
 
+/**
+ * Triton's raw binary request: `Inference-Header-Content-Length: 0` says the body has no JSON
+ * header, only the input's bytes (extension_binary_data.md, "Raw Binary Request").
+ */
+export function isRawBinary(headerLength: string | string[] | undefined): boolean {
+  return typeof headerLength === 'string' && /^\s*0+\s*$/.test(headerLength);
+}
+
 /** Splits a binary body into its JSON header text and the bytes after it. */
 export function splitInferBody(
   body: Buffer,

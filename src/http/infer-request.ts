@@ -12,6 +12,8 @@ import {
   FP32_BYTES,
   failInput,
   float32Rows,
+  INPUT_TENSOR,
+  type InputShape,
   inputShapeOf,
   type OutputName,
   outputTensor,
@@ -29,6 +31,7 @@ import {
   checkBinaryConsumed,
   HEADER_LENGTH,
   HEADER_LENGTH_NAME,
+  isRawBinary,
   OCTET_STREAM,
   parseInferHeader,
   splitInferBody,
@@ -54,7 +57,8 @@ const BINARY_DATA = 'inputs[0].binary_data';
 
 // Where a row whose outputs overflow is named, by where the input came from.
 const jsonDataRow = (r: number) => `${JSON_DATA} (row ${r})`;
-const binaryDataRow = (r: number) => `${BINARY_DATA} (row ${r})`;
+/** The input's bytes of a raw binary request: the whole body. */
+const RAW_DATA = 'body';
 
 /**
  * The input rows of an infer request: from JSON `data`, or from the bytes after a binary body's
@@ -66,6 +70,8 @@ function readInput(
   binary: Buffer | undefined,
   served: AvailableVersion,
   maxRows: number,
+  /** Where the binary data is named: after the header, or the whole body (a raw request). */
+  binaryPath = BINARY_DATA,
 ): { source: RowSource; rowPath: (row: number) => string } {
   const shape = inputShapeOf(served);
   const rows = checkInputTensor(body.inputs, shape, maxRows);
@@ -91,8 +97,38 @@ function readInput(
       'inputs[0].parameters.binary_data_size',
       `shape [${input.shape.join(', ')}] of FP32 is ${expected} bytes, got ${size}`,
     );
-  const values = readFloat32(binary!, BINARY_DATA);
-  return { source: float32Rows(values, rows, shape.width), rowPath: binaryDataRow };
+  const values = readFloat32(binary!, binaryPath);
+  return {
+    source: float32Rows(values, rows, shape.width),
+    rowPath: (r: number) => `${binaryPath} (row ${r})`,
+  };
+}
+
+/**
+ * The header Triton's raw binary request leaves out (extension_binary_data.md, "Raw Binary
+ * Request": `Inference-Header-Content-Length: 0`, the whole body the one input's bytes, every
+ * output answered as bytes), as the model's input shape implies it: the body is whole FP32
+ * samples, their count from its length (Triton takes one sample, its batch-1 request; more are
+ * read as the TF-style octet-stream route reads them).
+ */
+function rawBinaryHeader(shape: InputShape, bytes: number): InferBody {
+  const sampleBytes = shape.width * FP32_BYTES;
+  if (bytes === 0 || bytes % sampleBytes !== 0)
+    failInput(
+      'body',
+      `a raw binary request (${HEADER_LENGTH_NAME}: 0) is the input's FP32 samples, ${shape.width} values (${sampleBytes} bytes) each, so a multiple of ${sampleBytes} bytes; got ${bytes}`,
+    );
+  return {
+    inputs: [
+      {
+        name: INPUT_TENSOR,
+        datatype: 'FP32',
+        shape: [bytes / sampleBytes, ...shape.shape],
+        parameters: { binary_data_size: bytes },
+      },
+    ],
+    parameters: { binary_data_output: true },
+  };
 }
 
 /** Which requested outputs go back as bytes (binary_data, else the request's binary_data_output). */
@@ -168,7 +204,13 @@ export function inferHandler({ config, inference }: Pick<AppDeps, 'config' | 'in
     // JSON bodies arrive parsed; binary ones (the binary tensor data extension) as bytes.
     let parsed: InferBody;
     let binary: Buffer | undefined;
-    if (Buffer.isBuffer(request.body)) {
+    let binaryPath: string | undefined;
+    if (Buffer.isBuffer(request.body) && isRawBinary(request.headers[HEADER_LENGTH])) {
+      const served = inference.resolve(request.params.name, request.params.version);
+      parsed = rawBinaryHeader(inputShapeOf(served), request.body.length);
+      binary = request.body;
+      binaryPath = RAW_DATA;
+    } else if (Buffer.isBuffer(request.body)) {
       const lengthHeader = request.headers[HEADER_LENGTH];
       const split = splitInferBody(request.body, lengthHeader);
       binary = split.binary;
@@ -196,7 +238,7 @@ export function inferHandler({ config, inference }: Pick<AppDeps, 'config' | 'in
     );
     const counts = classifications(parsed, served, requested);
     const asBytes = binaryOutputs(parsed, requested.length);
-    const input = readInput(parsed, binary, served, config.MAX_BATCH_SIZE);
+    const input = readInput(parsed, binary, served, config.MAX_BATCH_SIZE, binaryPath);
     let out: PredictOutput | Promise<PredictOutput> = inference.infer(
       served,
       input.source,

@@ -232,6 +232,52 @@ describe('Open Inference Protocol binary tensor data extension on /infer', () =>
     expect(res.json<InferResponse>().outputs[0]!.data).toEqual(json.outputs[0]!.data);
   });
 
+  it("serves Triton's raw binary request (Inference-Header-Content-Length: 0): every output as bytes, equal to the JSON results bit for bit", async () => {
+    const raw = (payload: Buffer, headers: Record<string, string> = {}) =>
+      t.app.inject({
+        method: 'POST',
+        url: INFER,
+        payload,
+        headers: {
+          'content-type': 'application/octet-stream',
+          'inference-header-content-length': '0',
+          ...headers,
+        },
+      });
+    // Triton's batch-1 request: one sample; and more, their count from the length.
+    for (const count of [1, rows.length]) {
+      const res = await raw(f32Bytes(rows.slice(0, count).flat()));
+      expect(res.statusCode, res.body).toBe(200);
+      expect(res.headers['content-type']).toBe('application/octet-stream');
+      const { header: h, bytes } = readBinaryResponse(res);
+      expect(h.outputs.map((o) => [o.name, o.datatype, o.shape, o.data])).toEqual([
+        ['probabilities', 'FP32', [count, 10], undefined],
+        ['logits', 'FP32', [count, 10], undefined],
+        ['label', 'BYTES', [count], undefined],
+      ]);
+      const size = count * 10 * 4;
+      expect(Array.from(asFloat32(bytes.subarray(0, size)))).toEqual(
+        Array.from(Float32Array.from(json.outputs[0]!.data as number[]).subarray(0, count * 10)),
+      );
+      expect(Array.from(asFloat32(bytes.subarray(size, 2 * size)))).toEqual(
+        Array.from(Float32Array.from(json.outputs[1]!.data as number[]).subarray(0, count * 10)),
+      );
+    }
+    // Not whole samples, none, or not finite: 400s naming the body.
+    for (const payload of [f32Bytes(flat).subarray(4), Buffer.alloc(0)]) {
+      const res = await raw(payload);
+      expectProblem(res, 400, 'INVALID_INPUT');
+      expect(res.json<{ detail: string }>().detail).toMatch(
+        /^body: a raw binary request \(Inference-Header-Content-Length: 0\) is the input's FP32 samples/,
+      );
+    }
+    const nan = f32Bytes(flat.slice(0, 64));
+    nan.writeFloatLE(Number.NaN, 8);
+    expectInvalid(await raw(nan), [
+      { path: 'body[2]', message: 'expected a finite number, got NaN' },
+    ]);
+  });
+
   it('reads tensor bytes at an odd offset (a header of odd length)', async () => {
     const text = `${JSON.stringify(header([{ name: 'logits' }]))}   `;
     expect(Buffer.byteLength(text) % 4).not.toBe(0);
@@ -255,9 +301,19 @@ describe('Open Inference Protocol binary tensor data extension on /infer', () =>
       await send(good.payload, { ...good.headers, 'inference-header-content-length': '999999' }),
       [{ path: HL, message: /said to be 999999 bytes but the body has/ }],
     );
+    const blank = binaryInfer(undefined, [f32Bytes(flat)], '   ');
+    expectInvalid(await send(blank.payload, blank.headers), [
+      { path: HL, message: 'the JSON header is empty' },
+    ]);
+    // 0 is Triton's raw binary request: the whole body the input's samples, whole ones only.
     expectInvalid(
       await send(good.payload, { ...good.headers, 'inference-header-content-length': '0' }),
-      [{ path: HL, message: 'the JSON header is empty' }],
+      [
+        {
+          path: 'body',
+          message: `a raw binary request (Inference-Header-Content-Length: 0) is the input's FP32 samples, 64 values (256 bytes) each, so a multiple of 256 bytes; got ${good.payload.length}`,
+        },
+      ],
     );
     // No header length: the whole body is read as JSON, and the refusal says the header is missing:
     // tensor bytes that happen to be UTF-8 are no JSON; others are not even UTF-8.

@@ -145,7 +145,7 @@ export async function openInferenceRoutes(app: AppInstance): Promise<void> {
     body: inferBody,
     consumes: ['application/json', OCTET_STREAM],
     description: [
-      "JSON (`application/json`, this schema; a body without a Content-Type, as tritonclient and KServe's client send it, is read as JSON), or the binary tensor data extension: `application/octet-stream` with an `Inference-Header-Content-Length` header giving the byte length of a JSON header (this schema; an input's `data` replaced by `parameters.binary_data_size`) followed by the input's little-endian FP32 bytes.",
+      "JSON (`application/json`, this schema; a body without a Content-Type, as tritonclient and KServe's client send it, is read as JSON), or the binary tensor data extension: `application/octet-stream` with an `Inference-Header-Content-Length` header giving the byte length of a JSON header (this schema; an input's `data` replaced by `parameters.binary_data_size`) followed by the input's little-endian FP32 bytes; with `Inference-Header-Content-Length: 0` (Triton's raw binary request) the body is the input's bytes alone, whole samples, and every output is returned as bytes.",
       'Outputs with `parameters.binary_data: true` (or all, with the request parameter `binary_data_output: true`) are returned the same way: `application/octet-stream`, `Inference-Header-Content-Length`, the JSON header with `parameters.binary_data_size` per output, then the bytes (FP32 little-endian; BYTES as 4-byte little-endian length + UTF-8).',
       CONTENT_ENCODING_DOC,
     ].join('\n\n'),
