@@ -80,6 +80,25 @@ export function loggedUrl(url: string, reads: ReadonlyMap<string, FieldCheck>): 
 /** What makes a URL's logged form differ from it (loggedUrl). */
 const REDACTABLE = /[?#;]/;
 
-/** `loggedUrl` of a request, by the parameters its route reads. */
+/**
+ * The most characters of a URL a log line keeps. Node takes a request line of up to ~16 KiB
+ * (its header limit), and Docker's json-file driver, containerd and CRI-O split a line at 16 KiB:
+ * an unauthenticated request with a long path would break the line's JSON for a shipper that does
+ * not join the parts (h258). Routes' paths are short; what is cut says how long the URL was.
+ */
+export const LOGGED_URL_MAX_CHARS = 2048;
+
+/** `url`, cut to LOGGED_URL_MAX_CHARS with its length said (never inside a surrogate pair). */
+export function cappedUrl(url: string): string {
+  if (url.length <= LOGGED_URL_MAX_CHARS) return url;
+  let end = LOGGED_URL_MAX_CHARS;
+  const last = url.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end--;
+  return `${url.slice(0, end)}…[${url.length} characters]`;
+}
+
+/** `loggedUrl` of a request, by the parameters its route reads, capped (cappedUrl). */
 export const requestLoggedUrl = (request: FastifyRequest): string =>
-  REDACTABLE.test(request.url) ? loggedUrl(request.url, readParams(request)) : request.url;
+  cappedUrl(
+    REDACTABLE.test(request.url) ? loggedUrl(request.url, readParams(request)) : request.url,
+  );

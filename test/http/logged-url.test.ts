@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { loggedUrl, REDACTED } from '../../src/http/logged-url.js';
+import { cappedUrl, LOGGED_URL_MAX_CHARS, loggedUrl, REDACTED } from '../../src/http/logged-url.js';
 import { type LoggedApp, makeLoggedApp } from '../helpers/admin.js';
 import { makeRepository } from '../helpers/app.js';
 import { digitsRow } from './http-helpers.js';
@@ -97,5 +97,27 @@ describe('request lines in the log', () => {
       expect(urlOf(id), url).toBe(logged);
     }
     expect(served.logs.join('\n')).not.toContain('s3cret');
+  });
+
+  it('cut a long URL at LOGGED_URL_MAX_CHARS saying how long it was, so the line stays far under 16 KiB (h258)', async () => {
+    const url = `/${'b'.repeat(16_000)}`;
+    const res = await served.app.inject({ url, headers: { 'x-request-id': 'long-url' } });
+    expect(res.statusCode).toBe(404);
+    expect(urlOf('long-url')).toBe(
+      `/${'b'.repeat(LOGGED_URL_MAX_CHARS - 1)}…[${url.length} characters]`,
+    );
+    const line = served.logs.find((l) => l.includes('"long-url"'))!;
+    expect(line.length).toBeLessThan(4096);
+  });
+});
+
+describe('cappedUrl', () => {
+  it('leaves a URL up to the cap as it is, and never cuts inside a surrogate pair', () => {
+    const fits = `/${'a'.repeat(LOGGED_URL_MAX_CHARS - 1)}`;
+    expect(cappedUrl(fits)).toBe(fits);
+    const pairAtCut = `/${'a'.repeat(LOGGED_URL_MAX_CHARS - 2)}😀tail`;
+    expect(cappedUrl(pairAtCut)).toBe(
+      `/${'a'.repeat(LOGGED_URL_MAX_CHARS - 2)}…[${pairAtCut.length} characters]`,
+    );
   });
 });
