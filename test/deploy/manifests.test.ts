@@ -59,10 +59,15 @@ interface Container {
   volumeMounts?: { name: string; mountPath: string; readOnly?: boolean }[];
   resources?: { requests?: Record<string, string> };
 }
+interface Volume {
+  name: string;
+  persistentVolumeClaim?: { claimName: string };
+  emptyDir?: Record<string, unknown>;
+}
 interface PodSpec {
   containers: Container[];
   initContainers?: Container[];
-  volumes?: { name: string; persistentVolumeClaim?: { claimName: string } }[];
+  volumes?: Volume[];
   securityContext?: SecurityContext;
   terminationGracePeriodSeconds?: number;
 }
@@ -107,6 +112,7 @@ interface ServingRuntime extends Manifest {
     supportedModelFormats: { name: string; version?: string }[];
     protocolVersions: string[];
     containers: Container[];
+    volumes?: Volume[];
   };
 }
 interface InferenceService extends Manifest {
@@ -889,6 +895,7 @@ describe('compose', () => {
 
 describe('KServe', () => {
   const runtime = () => only<ServingRuntime>('ServingRuntime');
+  const deploymentSpec = () => only<Deployment>('Deployment').spec.template.spec;
   const runtimeContainer = () => {
     const containers = runtime().spec.containers;
     expect(containers).toHaveLength(1);
@@ -1051,6 +1058,21 @@ describe('KServe', () => {
     expect(parseServerConfig(imageContainerEnv(runtimeContainer())).MODEL_REPOSITORY).toBe(
       '/mnt/models',
     );
+  });
+
+  it('a container with a read-only root filesystem has a writable /tmp (an emptyDir), where recalibration rows spill (h258)', () => {
+    const pods: [string, Container[], Volume[] | undefined][] = [
+      ['Deployment', deploymentSpec().containers, deploymentSpec().volumes],
+      ['ServingRuntime', runtime().spec.containers, runtime().spec.volumes],
+    ];
+    for (const [kind, containers, volumes] of pods) {
+      for (const c of containers.filter((c) => c.securityContext?.readOnlyRootFilesystem)) {
+        const tmp = (c.volumeMounts ?? []).find((m) => m.mountPath === '/tmp');
+        expect(tmp, `${kind} ${c.name}: /tmp mounted`).toBeDefined();
+        expect(tmp!.readOnly ?? false).toBe(false);
+        expect(volumes?.find((v) => v.name === tmp!.name)?.emptyDir, kind).toBeDefined();
+      }
+    }
   });
 
   it('ServingRuntime runs as the Dockerfile’s non-root uid with a read-only root filesystem', () => {
