@@ -272,9 +272,15 @@ export class RecalibrationService {
   /**
    * Shutdown: recalibrations being computed publish (or fail), and their job records reach the
    * disk, then the job timers stop. Call once nothing starts recalibrations any more (the routes
-   * are closed and automatic recalibrations drained).
+   * are closed and automatic recalibrations drained). A session still running — its upload's
+   * connection closed by the client, its failure not yet settled (the HTTP server's close does
+   * not wait for a request whose socket is gone) — is waited for too, so its record is written
+   * `failed` before the timers stop and the process ends, never left `running` for another
+   * process to settle as abandoned.
    */
   async close(): Promise<void> {
+    await Promise.allSettled([...this.starting]);
+    while (this.running.size > 0) await new Promise<void>((resolve) => this.onRelease.add(resolve));
     await this.drain();
     await this.jobs.flush();
     this.jobs.close();

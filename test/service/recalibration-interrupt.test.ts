@@ -261,6 +261,33 @@ describe('RecalibrationService.interrupt (the shutdown budget ran out)', () => {
     expect(existsSync(join(root, '.jobs')) ? readdirSync(join(root, '.jobs')) : []).toEqual([]);
   });
 
+  it('close waits for a running recalibration whose client went away to settle, so its record is on disk before the process ends', async () => {
+    const { service, record, lockFile } = await setUp();
+    const gone = gate();
+    let jobId: string | undefined;
+    async function* upload() {
+      yield rows.subarray(0, 64 * 64);
+      jobId = service.runningJobs()[0]?.id;
+      await gone.opened; // the connection is closed: the upload ends with an error
+      throw new Error('client gone');
+    }
+    const recalibrating = service
+      .recalibrate(request, { read: () => upload() }, { acceptsJob: true, prefersJob: true })
+      .catch((e: unknown) => e);
+    while (jobId === undefined) await new Promise((resolve) => setImmediate(resolve));
+    let closed = false;
+    const closing = service.close().then(() => {
+      closed = true;
+    });
+    for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));
+    expect(closed, 'close waits for the running session').toBe(false);
+    gone.open();
+    await closing;
+    await recalibrating;
+    expect(record(jobId)).toMatchObject({ state: 'failed' });
+    expect(existsSync(lockFile)).toBe(false);
+  });
+
   it('stopAccepting refuses new recalibrations with SHUTTING_DOWN while a running one finishes', async () => {
     const { service, held, release, record } = await setUp();
     const completing = service.recalibrate(request, { read: () => [rows] });
