@@ -42,15 +42,24 @@ export type InputTransform = z.output<typeof inputTransformSchema>;
 
 export const MODEL_FORMAT = 'normserve.model/v1';
 
-/** A model's name: also its directory in a repository, so no path separators and no leading dot. */
-export const MODEL_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+/**
+ * A model's name: also its directory in a repository, so no path separators and no leading dot.
+ * Its parts, for the rules built from them (the pattern, the routes' `:name`, a name made from a
+ * file's): the characters it may start with, those it may hold, and its longest length.
+ */
+export const MODEL_NAME_FIRST_CHARS = 'A-Za-z0-9';
+export const MODEL_NAME_CHARS = 'A-Za-z0-9._-';
+export const MODEL_NAME_MAX_CHARS = 128;
+export const MODEL_NAME_PATTERN = new RegExp(
+  `^[${MODEL_NAME_FIRST_CHARS}][${MODEL_NAME_CHARS}]{0,${MODEL_NAME_MAX_CHARS - 1}}$`,
+);
 /**
  * A model's name in a config and as a request gives it (an HTTP path, gRPC's model_name), refused
  * before any lookup so that an error never echoes a name of any length.
  */
 export const modelNameSchema = z.string().regex(MODEL_NAME_PATTERN, {
   error: expecting(
-    'a model name: letters, digits, ".", "_" and "-" (at most 128), starting with a letter or digit',
+    `a model name: letters, digits, ".", "_" and "-" (at most ${MODEL_NAME_MAX_CHARS}), starting with a letter or digit`,
   ),
 });
 

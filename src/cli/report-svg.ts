@@ -1,3 +1,4 @@
+import { escapeMarkup } from '../http/views/escape-markup.js';
 import type { ModelReport } from '../service/index.js';
 
 type Picture = ModelReport['pictures'][number];
@@ -6,8 +7,6 @@ type Histogram = Picture['before'];
 const W = 420;
 const H = 220;
 const PAD = { left: 48, right: 12, top: 28, bottom: 34 };
-
-const escapeXml = (s: string): string => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 /** A number for an axis label: 3 significant digits, no exponent for ordinary values. */
 const tick = (v: number): string =>
@@ -28,12 +27,12 @@ function frame(
   const axes = [
     `<line x1="${PAD.left}" y1="${PAD.top + plotH}" x2="${PAD.left + plotW}" y2="${PAD.top + plotH}" stroke="#555"/>`,
     `<line x1="${PAD.left}" y1="${PAD.top}" x2="${PAD.left}" y2="${PAD.top + plotH}" stroke="#555"/>`,
-    `<text x="${PAD.left}" y="${H - 10}" font-size="11">${escapeXml(tick(xMin))}</text>`,
-    `<text x="${PAD.left + plotW}" y="${H - 10}" font-size="11" text-anchor="end">${escapeXml(tick(xMax))}</text>`,
-    `<text x="${PAD.left - 4}" y="${PAD.top + 10}" font-size="11" text-anchor="end">${escapeXml(tick(yMax))}</text>`,
-    `<text x="${PAD.left - 4}" y="${PAD.top + plotH}" font-size="11" text-anchor="end">${escapeXml(tick(yMin))}</text>`,
+    `<text x="${PAD.left}" y="${H - 10}" font-size="11">${escapeMarkup(tick(xMin))}</text>`,
+    `<text x="${PAD.left + plotW}" y="${H - 10}" font-size="11" text-anchor="end">${escapeMarkup(tick(xMax))}</text>`,
+    `<text x="${PAD.left - 4}" y="${PAD.top + 10}" font-size="11" text-anchor="end">${escapeMarkup(tick(yMax))}</text>`,
+    `<text x="${PAD.left - 4}" y="${PAD.top + plotH}" font-size="11" text-anchor="end">${escapeMarkup(tick(yMin))}</text>`,
   ].join('');
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif"><title>${escapeXml(title)}</title><text x="${W / 2}" y="16" font-size="13" text-anchor="middle">${escapeXml(title)}</text>${axes}${body}</svg>\n`;
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif"><title>${escapeMarkup(title)}</title><text x="${W / 2}" y="16" font-size="13" text-anchor="middle">${escapeMarkup(title)}</text>${axes}${body}</svg>\n`;
 }
 
 /** A histogram as bars; `marker` draws a dashed vertical line at that value (the ReLU's 0). */
@@ -103,7 +102,7 @@ export function driftTableSvg(report: ModelReport): string {
       const y = 50 + i * rowH;
       const w = (d.score / maxScore) * barW;
       const color = d.score > report.threshold ? '#c0392b' : '#27ae60';
-      return `<text x="10" y="${y}" font-size="12">${escapeXml(d.path)}</text><text x="90" y="${y}" font-size="12">${d.mean_shift.toFixed(3)}</text><text x="170" y="${y}" font-size="12">${d.log_std_ratio.toFixed(3)}</text><text x="260" y="${y}" font-size="12">${d.score.toFixed(3)}</text><rect x="${barX}" y="${y - 11}" width="${w.toFixed(1)}" height="13" fill="${color}"/>`;
+      return `<text x="10" y="${y}" font-size="12">${escapeMarkup(d.path)}</text><text x="90" y="${y}" font-size="12">${d.mean_shift.toFixed(3)}</text><text x="170" y="${y}" font-size="12">${d.log_std_ratio.toFixed(3)}</text><text x="260" y="${y}" font-size="12">${d.score.toFixed(3)}</text><rect x="${barX}" y="${y - 11}" width="${w.toFixed(1)}" height="13" fill="${color}"/>`;
     })
     .join('');
   const tx = barX + (report.threshold / maxScore) * barW;
@@ -146,21 +145,21 @@ export function reportHtml(report: ModelReport, svgs: Map<string, string>, data:
   const inline = (file: string) => svgs.get(file)!.replace(/^<svg /, '<svg role="img" ');
   const layers = report.pictures
     .map((p) => {
-      return `<section><h3>BatchNorm ${escapeXml(p.path)} (${p.channels} channels; ${(p.below_zero * 100).toFixed(1)} % of its outputs below the ReLU's 0)</h3><div class="row">${LAYER_PICTURES.map((picture) => inline(layerPictureFile(p.path, picture))).join('')}</div></section>`;
+      return `<section><h3>BatchNorm ${escapeMarkup(p.path)} (${p.channels} channels; ${(p.below_zero * 100).toFixed(1)} % of its outputs below the ReLU's 0)</h3><div class="row">${LAYER_PICTURES.map((picture) => inline(layerPictureFile(p.path, picture))).join('')}</div></section>`;
     })
     .join('\n');
   const table = report.drift
     .map(
       (d) =>
-        `<tr><td>${escapeXml(d.path)}</td><td>${d.channels}</td><td>${d.count}</td><td>${d.mean_shift.toFixed(4)}</td><td>${d.log_std_ratio.toFixed(4)}</td><td>${d.score.toFixed(4)}</td></tr>`,
+        `<tr><td>${escapeMarkup(d.path)}</td><td>${d.channels}</td><td>${d.count}</td><td>${d.mean_shift.toFixed(4)}</td><td>${d.log_std_ratio.toFixed(4)}</td><td>${d.score.toFixed(4)}</td></tr>`,
     )
     .join('');
   return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>${escapeXml(title)}</title>
+<html lang="en"><head><meta charset="utf-8"><title>${escapeMarkup(title)}</title>
 <style>body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#1d2330}table{border-collapse:collapse}td,th{border-bottom:1px solid #d8dce6;padding:.2em .8em;text-align:right}.row{display:flex;flex-wrap:wrap;gap:1em}.verdict{font-weight:bold;color:${report.recommended ? '#c0392b' : report.tooFewRows ? '#7f8c8d' : '#27ae60'}}</style>
 </head><body>
-<h1>${escapeXml(title)}</h1>
-<p>Data: ${escapeXml(data)} — ${report.rows} rows. Model drift score <strong>${report.score.toFixed(4)}</strong> (threshold ${report.threshold}, at least ${report.minRows} rows): <span class="verdict">${verdict(report)}</span>.</p>
+<h1>${escapeMarkup(title)}</h1>
+<p>Data: ${escapeMarkup(data)} — ${report.rows} rows. Model drift score <strong>${report.score.toFixed(4)}</strong> (threshold ${report.threshold}, at least ${report.minRows} rows): <span class="verdict">${verdict(report)}</span>.</p>
 <h2>Drift per BatchNorm layer</h2>
 <table><thead><tr><th>layer</th><th>channels</th><th>values per channel</th><th>mean shift</th><th>log std ratio</th><th>score</th></tr></thead><tbody>${table}</tbody></table>
 ${inline('drift.svg')}

@@ -5,7 +5,7 @@ import { NormserveError, repeatedKey, textPosition } from '../errors/index.js';
 import { JSON_BODY_TYPES, NDJSON, OCTET_STREAM, otherBodyTypes } from './accepted-types.js';
 import { CSV } from './csv-media-type.js';
 import { overJsonBudget } from './json-budget.js';
-import { checkUtf8Charset, mediaTypeParameters, noContentType } from './media-type.js';
+import { checkUtf8Charset, mediaTypeOf, mediaTypeParameters, noContentType } from './media-type.js';
 import { utf8Body } from './utf8-body.js';
 
 /**
@@ -195,9 +195,8 @@ function readAsJsonHint(
     /^Unexpected non-whitespace character after JSON/.test(message) &&
     /^[[\d-]/.test(body[start] ?? '');
   if (offset > start && !trailing) return '';
-  const sent = typedAsJson.has(request)
-    ? undefined
-    : request.headers['content-type']?.split(';')[0]?.trim().toLowerCase();
+  const header = request.headers['content-type'];
+  const sent = typedAsJson.has(request) || header === undefined ? undefined : mediaTypeOf(header);
   if (sent === JSON_BODY_TYPES[0]) return '';
   const others = otherBodyTypes(request);
   const binary = looksBinary(body.slice(0, 256));
@@ -231,7 +230,7 @@ export function parseJsonBody(
     const untyped = typedAsJson.has(request);
     // One of the types this parser is registered for (JSON_BODY_TYPES), never other header text.
     const sent = JSON_BODY_TYPES.find(
-      (type) => type === request.headers['content-type']?.split(';')[0]?.trim().toLowerCase(),
+      (type) => type === mediaTypeOf(request.headers['content-type']),
     );
     done(new NormserveError('INVALID_JSON', untyped ? EMPTY_UNTYPED_BODY : emptyJsonBody(sent)));
     return;

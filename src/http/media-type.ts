@@ -10,6 +10,14 @@ const UTF8_CHARSETS = new Set(['utf-8', 'utf8', 'us-ascii']);
 export const noContentType = (type: string | undefined): boolean =>
   type === undefined || type.trim() === '';
 
+/**
+ * The media type a Content-Type header names, without its parameters, lower-cased (RFC 9110
+ * §8.3.1: type and subtype are case-insensitive): `Text/CSV; charset=utf-8` → `text/csv`; ''
+ * for no header.
+ */
+export const mediaTypeOf = (contentType: string | undefined): string =>
+  (contentType ?? '').split(';')[0]!.trim().toLowerCase();
+
 /** A media type's parameters, names lower-cased, values unquoted: `charset=UTF-8` → charset: UTF-8. */
 export function mediaTypeParameters(contentType: string): Map<string, string> {
   const parameters = new Map<string, string>();

@@ -16,6 +16,7 @@ import { NDJSON, OCTET_STREAM } from './accepted-types.js';
 import type { AppDeps } from './app-types.js';
 import { requestTimedOut } from './connection-limits.js';
 import { CSV } from './csv-media-type.js';
+import { mediaTypeOf } from './media-type.js';
 import { setModelVersion } from './model-version-header.js';
 import { preferenceNames } from './prefer.js';
 import type { recalibrateBodySchema, recalibrateQuerySchema } from './schemas/admin.js';
@@ -115,7 +116,7 @@ export function recalibrateHandler(
   service: RecalibrationService,
 ) {
   return async (request: RecalibrateRequest, reply: FastifyReply) => {
-    const contentType = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+    const contentType = mediaTypeOf(request.headers['content-type']);
     const streamed = STREAMED.includes(contentType);
     const json = streamed ? undefined : request.body;
     const q = request.query;

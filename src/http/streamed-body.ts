@@ -1,4 +1,5 @@
 import type { FastifyRequest } from 'fastify';
+import { mediaTypeOf } from './media-type.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -16,6 +17,5 @@ declare module 'fastify' {
 export function readAsStream(request: Pick<FastifyRequest, 'headers' | 'routeOptions'>): boolean {
   const types = request.routeOptions.config.streamedBody;
   if (types === undefined) return false;
-  const type = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-  return types.includes(type);
+  return types.includes(mediaTypeOf(request.headers['content-type']));
 }

@@ -1,4 +1,6 @@
 export {
+  MODEL_NAME_CHARS,
+  MODEL_NAME_FIRST_CHARS,
   MODEL_NAME_PATTERN,
   modelNameSchema,
   recalibrationMetricsSchema,

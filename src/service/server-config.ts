@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { BATCH_LIMITS } from '../checkpoint/batch-limits.js';
 import { OUTLIER_BOUND } from '../drift/index.js';
 import {
+  DECIMAL_TEXT,
   describeLocations,
   issuesToLocations,
   NormserveError,
@@ -17,16 +18,9 @@ import { processCpus } from './available-cpus.js';
 import { AUTO_RECALIBRATE_MODES, DEFAULT_DRIFT_THRESHOLD } from './drift-settings.js';
 import { misspelledVariables } from './misspelled-variables.js';
 
-/**
- * A decimal number as text: an optional sign, digits with an optional fraction (or a fraction
- * alone), an optional exponent. Not what Number() also reads — hexadecimal, binary and octal
- * (`0x10` is 16, `PORT=0x4839` served on 18489), `Infinity` — nor separators (`1_000`).
- */
-const DECIMAL_NUMBER = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
-
-/** A decimal number's text (DECIMAL_NUMBER) as that number; any other value as it is. */
+/** A decimal number's text (DECIMAL_TEXT) as that number; any other value as it is. */
 export const decimalText = (v: unknown) =>
-  typeof v === 'string' && DECIMAL_NUMBER.test(v) && Number.isFinite(Number(v)) ? Number(v) : v;
+  typeof v === 'string' && DECIMAL_TEXT.test(v) && Number.isFinite(Number(v)) ? Number(v) : v;
 
 /**
  * The environment's text as a number ('  9000 ' is 9000) when it is a decimal number around

@@ -1,7 +1,14 @@
 import { Readable } from 'node:stream';
 import { CsvError, parse as csvParser } from 'csv-parse';
 import { type Info, type Options, parse } from 'csv-parse/sync';
-import { fileLine, inFile, NormserveError, printable, quote } from '../errors/index.js';
+import {
+  DECIMAL_TEXT,
+  fileLine,
+  inFile,
+  NormserveError,
+  printable,
+  quote,
+} from '../errors/index.js';
 import { FLOAT32_RANGE_MESSAGE, roundsToFiniteFloat32 } from '../nn/index.js';
 
 /** A numeric CSV read into memory: the header and the cells as strings, row by row. */
@@ -375,8 +382,6 @@ function headerRecord(line: string, lineEnded: boolean, source: string): string[
   return parsed.length === 1 && parsed[0]!.info.lines === 1 ? parsed[0]!.record : undefined;
 }
 
-const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
-
 /** Where a cell (or, without a column, a row) of a table is: `data.csv: line 7, column "b"`. */
 export function csvPlace(table: CsvTable, row: number, column?: number): string {
   return fileLine(
@@ -403,7 +408,7 @@ export function numericCell(table: CsvTable, row: number, column: number): numbe
 /** numericCell's rule for a cell on `line` of `source`, in column `column` (its name). */
 export function csvNumber(cell: string, source: string, line: number, column: string): number {
   // Decimal notation only: Number() would also take "0x10", "0b1" and "" (as 0).
-  const value = DECIMAL.test(cell) ? Number(cell) : Number.NaN;
+  const value = DECIMAL_TEXT.test(cell) ? Number(cell) : Number.NaN;
   if (!roundsToFiniteFloat32(value)) {
     throw new NormserveError(
       'DATA_INVALID',

@@ -1,5 +1,8 @@
 import {
   type LayerSpec,
+  MODEL_NAME_CHARS,
+  MODEL_NAME_FIRST_CHARS,
+  MODEL_NAME_MAX_CHARS,
   MODEL_NAME_PATTERN,
   type ModelConfig,
   type Task,
@@ -29,9 +32,9 @@ export function modelNameFromPath(path: string): string {
     .at(-1)!
     .replace(/\.[^.]*$/, '');
   const name = base
-    .replace(/[^A-Za-z0-9._-]+/g, '-')
-    .replace(/^[^A-Za-z0-9]+/, '')
-    .slice(0, 128);
+    .replace(new RegExp(`[^${MODEL_NAME_CHARS}]+`, 'g'), '-')
+    .replace(new RegExp(`^[^${MODEL_NAME_FIRST_CHARS}]+`), '')
+    .slice(0, MODEL_NAME_MAX_CHARS);
   return MODEL_NAME_PATTERN.test(name) ? name : 'model';
 }
 

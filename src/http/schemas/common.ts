@@ -2,6 +2,8 @@ import { z } from 'zod';
 import { expecting } from '../../errors/index.js';
 import {
   batchLimit,
+  MODEL_NAME_CHARS,
+  MODEL_NAME_FIRST_CHARS,
   modelNameSchema,
   OVERLOADED_RETRY_AFTER_SECONDS,
   ROW_ARRAY_MESSAGE,
@@ -50,7 +52,7 @@ export const queryFlag = (defaultValue: 'true' | 'false') =>
  * find-my-way needs the name's characters to find where `:predict` starts. The pattern's length
  * and anchoring are checked by `modelNameParam` afterwards.
  */
-export const MODEL_NAME_ROUTE_PARAM = ':name(^[A-Za-z0-9][A-Za-z0-9._-]*)';
+export const MODEL_NAME_ROUTE_PARAM = `:name(^[${MODEL_NAME_FIRST_CHARS}][${MODEL_NAME_CHARS}]*)`;
 
 export const modelNameParam = modelNameSchema.meta({
   description: 'Model name (a directory of the model repository)',

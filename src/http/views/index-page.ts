@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import type { ModelSnapshot } from '../../service/index.js';
+import { escapeMarkup } from './escape-markup.js';
 
 export const indexSchema = z
   .object({
@@ -57,12 +58,10 @@ export function indexView(
   };
 }
 
-const escapeHtml = (s: string): string => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-
 /** The index as a page of links, every text escaped. */
 export function indexHtml(view: IndexView): string {
   const item = (href: string, text: string) =>
-    `<li><a href="${escapeHtml(href)}">${escapeHtml(text)}</a></li>`;
+    `<li><a href="${escapeMarkup(href)}">${escapeMarkup(text)}</a></li>`;
   const links = view.links.map((l) => item(l.href, `${l.title} — ${l.href}`)).join('');
   const models = view.models
     .map((m) =>
@@ -72,5 +71,5 @@ export function indexHtml(view: IndexView): string {
       ),
     )
     .join('');
-  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>normserve</title></head><body><h1>normserve ${escapeHtml(view.version)}</h1><ul>${links}</ul><h2>Models</h2><ul>${models}</ul></body></html>`;
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>normserve</title></head><body><h1>normserve ${escapeMarkup(view.version)}</h1><ul>${links}</ul><h2>Models</h2><ul>${models}</ul></body></html>`;
 }
