@@ -84,13 +84,19 @@ export async function startServer(config: ServerConfig): Promise<void> {
   // From here on (before the first scan) SIGHUP rescans instead of ending the process.
   rescanOnHangup(registry, logger);
   if (channel) channel.onRefreshModel = answerRefreshRequests(channel, registry, logger);
-  const { removed, failed, pinsUndone } = await registry.repository.removeTemporaries();
+  const { removed, failed, pinsUndone, pinActivations } =
+    await registry.repository.removeTemporaries();
   if (removed.length > 0)
     logger.info({ removed }, 'removed temporary leftovers of interrupted writes');
   for (const model of pinsUndone)
     logger.warn(
       { model },
-      'removed the pin of the active version a publish that never happened left (its process died before the rename): the highest version is served again',
+      'undid the pin of the active version a publish left when its process died before publishing (or published a version that does not load): the record it replaced is back, or, if none, the highest version is served again',
+    );
+  for (const { model, version } of pinActivations)
+    logger.warn(
+      { model, version },
+      'activated a version whose publish died between publishing it and recording it as active (its activation was conditional on the version the pin named, which the record still named): finished as that publish would have',
     );
   // A leftover is hidden from every reader: one that stays (a read-only repository) stops nothing.
   for (const { path, error } of failed)

@@ -180,14 +180,15 @@ export interface StagedDirectory {
    * parent; if another writer took that name first (rename fails with ENOTEMPTY/EEXIST, since a
    * published directory is never empty), it is asked again, so concurrent publishers on one shared
    * repository each get their own name. Returns the name used. `beforeRename` (a lock's fencing
-   * check) runs immediately before each rename: if it throws, nothing was published. A failure of
+   * check, and what must be recorded before the rename: a pin's intent) runs immediately before
+   * each rename, given the name about to be used: if it throws, nothing was published. A failure of
    * the parent's fsync after the rename is an UnsyncedWrite naming the published directory; any
    * other failure removes the staged directory (discard).
    */
   publish(
     chooseName: (attempt: number) => Promise<string>,
     maxAttempts?: number,
-    beforeRename?: () => Promise<void>,
+    beforeRename?: (name: string) => Promise<void>,
   ): Promise<string>;
   /** Removes the staged directory (not published); a leftover that cannot be removed is cleanup's. */
   discard(): Promise<void>;
@@ -223,7 +224,7 @@ export async function stageDirectory(
       try {
         for (let attempt = 0; attempt < maxAttempts; attempt++) {
           const name = await chooseName(attempt);
-          await beforeRename?.();
+          await beforeRename?.(name);
           try {
             await rename(temp, join(parent, name));
           } catch (e) {

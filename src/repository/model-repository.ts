@@ -72,6 +72,24 @@ export const activeRecordSchema = z.looseObject({
    * pin, and the highest version is served).
    */
   pinned_over: z.string().optional(),
+  /**
+   * A conditional pin's (a recalibration activated only if its parent is still active), written
+   * under the record's lock just before the staged directory is renamed into place as `version`,
+   * when the condition holds (the pin names the parent): the activation that follows in the same
+   * hold would replace the record. Should the process die between the rename and that write, the
+   * directory `pinned_for` names is gone and only this tells the cleanup that the publish happened
+   * and what it was about to do (settleAbandonedPin): it finishes the activation when `version` is
+   * there and is the directory that was staged (its inode, which a rename keeps: another
+   * publisher may have taken the number), else undoes the pin. Absent from records written before
+   * 2026-12 and from an inactive publish's pin (which is the record it leaves).
+   */
+  pinned_publishing: z
+    .looseObject({
+      version: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+      /** The staged directory's inode number, in decimal (a 64-bit number: not a JSON number). */
+      inode: z.string().regex(/^[0-9]{1,20}$/),
+    })
+    .optional(),
 });
 export type ActiveRecord = z.output<typeof activeRecordSchema>;
 /** An active-version record is a few dozen bytes; anything this large is not one. */
@@ -110,9 +128,13 @@ export type ActiveIfWrite =
 export interface StagedVersion {
   /**
    * Renames it into place as the next free version number (publishVersion's rename and its
-   * failures); `fence` runs immediately before the rename. A failure before the rename discards it.
+   * failures); `beforeRename`, given the number chosen, then `fence` run immediately before each
+   * try of the rename. A failure before the rename discards it.
    */
-  publish(fence?: () => Promise<void>): Promise<PublishedVersion>;
+  publish(
+    fence?: () => Promise<void>,
+    beforeRename?: (version: number) => Promise<void>,
+  ): Promise<PublishedVersion>;
   /** Removes it, unpublished. */
   discard(): Promise<void>;
   /** Its temporary directory's name in the model's directory. */
@@ -126,7 +148,20 @@ export interface StagedVersion {
  */
 export interface HeldActiveRecord {
   /** Publishes a staged version of this model (StagedVersion.publish, fenced by the lock too). */
-  publish(staged: StagedVersion, fence?: () => Promise<void>): Promise<PublishedVersion>;
+  publish(
+    staged: StagedVersion,
+    fence?: () => Promise<void>,
+    beforeRename?: (version: number) => Promise<void>,
+  ): Promise<PublishedVersion>;
+  /**
+   * Replaces the record with `next` only if it is still exactly `expected` (its text as written),
+   * and `next.version` is there; whether it did. A pin's rewrites (its intent, and dropping it).
+   */
+  replaceIfExactly(
+    expected: ActiveRecord,
+    next: ActiveRecord,
+    fence?: () => Promise<void>,
+  ): Promise<boolean>;
   /** writeActive's write, the lock already held. */
   writeActive(version: number, note?: string): Promise<ActiveWrite>;
   /** writeActiveIf's read and write, the lock already held. */
@@ -149,6 +184,13 @@ export interface PublishedVersion {
 const recordText = (record: ActiveRecord): string => `${JSON.stringify(record)}\n`;
 
 const isMissing = (e: unknown): boolean => errnoOf(e) === 'ENOENT';
+
+/** Whether `path` exists; a failure other than ENOENT counts as there (nothing decided on it). */
+const exists = (path: string): Promise<boolean> =>
+  lstat(path).then(
+    () => true,
+    (e: unknown) => !isMissing(e),
+  );
 
 /**
  * A model repository on disk, laid out as Triton's: `<root>/<model>/<version>/` with positive
@@ -348,7 +390,7 @@ export class ModelRepository {
     // rule of a server's start-up: a repository written only by CLIs is cleaned as it is used.
     // What cannot be removed stays hidden, and the publish goes on (removeTemporaries).
     const { removed } = await removeAbandonedTemporaries(this.modelPath(name));
-    await this.undoAbandonedPin(name, removed).catch(() => false);
+    await this.settleAbandonedPin(name, removed).catch(() => undefined);
     let staged: Awaited<ReturnType<typeof stageDirectory>>;
     try {
       staged = await stageDirectory(this.modelPath(name), files);
@@ -358,12 +400,15 @@ export class ModelRepository {
     return {
       discard: () => staged.discard(),
       tempName: staged.name,
-      publish: async (fence) => {
+      publish: async (fence, beforeRename) => {
         try {
           const chosen = await staged.publish(
             async () => String(await this.nextVersion(name)),
             undefined,
-            fence,
+            async (version) => {
+              await beforeRename?.(Number(version));
+              await fence?.();
+            },
           );
           return { version: Number(chosen) };
         } catch (e) {
@@ -410,7 +455,11 @@ export class ModelRepository {
             );
           });
         return work({
-          publish: (staged, fence) => staged.publish(fences(fence)),
+          publish: (staged, fence, beforeRename) => staged.publish(fences(fence), beforeRename),
+          replaceIfExactly: (expected, next, fence) =>
+            recording(next.version, () =>
+              this.replaceIfExactly(name, expected, next, fences(fence)),
+            ),
           writeActive: (version, note) =>
             recording(version, () => this.replaceActive(name, version, recordFence, note)),
           writeActiveIf: (version, expected, note, fence) =>
@@ -573,6 +622,37 @@ export class ModelRepository {
       },
       stopWaiting,
     );
+  }
+
+  /**
+   * HeldActiveRecord.replaceIfExactly, the record's lock held (`fence`: its fencing check and the
+   * caller's). A write that is renamed into place but whose directory could not be synced counts
+   * as written: every reader sees it, and for a pin's intent the version's own rename syncs the
+   * same directory next.
+   */
+  private async replaceIfExactly(
+    name: string,
+    expected: ActiveRecord,
+    next: ActiveRecord,
+    fence: () => Promise<void>,
+  ): Promise<boolean> {
+    const dir = this.modelPath(name);
+    const now = await this.files
+      .readText(join(dir, ACTIVE_FILE), MAX_ACTIVE_RECORD_BYTES)
+      .catch(() => undefined);
+    if (now !== recordText(expected)) return false;
+    // The record never names a missing version, even for a moment (as replaceActive).
+    if (!(await this.listVersions(name)).includes(next.version)) return false;
+    await writeFileAtomically(
+      dir,
+      ACTIVE_FILE,
+      new TextEncoder().encode(recordText(next)),
+      false,
+      fence,
+    ).catch((e: unknown) => {
+      if (!(e instanceof UnsyncedWrite)) throw e;
+    });
+    return true;
   }
 
   /** writeActiveIf's read and write, the record's lock held (`fence`: its fencing check and the caller's). */
@@ -779,23 +859,84 @@ export class ModelRepository {
   }
 
   /**
-   * Removes the pin (a record with `pinned_for`) written before a publish whose staged directory
-   * is among `removed`, the leftovers of dead processes just removed: that process died between
-   * the pin and the rename, so nothing was published, and the pin — which would keep every
-   * version published later from being served — is undone as the publish's own failure undoes it
-   * (restoreActive, only while the record is still that pin): the record it replaced is put back
-   * (`pinned_over`; a pin is written only when no usable record named the version served, so that
-   * one names a version that failed to load or is gone, an operator's choice to keep), else the
-   * record is removed and the highest version is served again, as before the pin. Whether it
-   * undid one.
+   * Settles the pin (a record with `pinned_for`, pinActive's in model-registry.ts) of a publish
+   * whose process died, as that publish would have settled it:
+   *
+   * - its staged directory is among `removed`, the leftovers of dead processes just removed: the
+   *   process died between the pin and the rename, so nothing was published, and the pin — which
+   *   would keep every version published later from being served — is undone as the publish's own
+   *   failure undoes it (restoreActive): the record it replaced is put back (`pinned_over`; a pin
+   *   is written only when no usable record named the version served, so that one names a
+   *   version that failed to load or is gone, an operator's choice to keep), else the record is
+   *   removed and the highest version is served again, as before the pin. 'undone'.
+   * - its staged directory is gone (renamed into place, or removed by an earlier cleanup), its
+   *   writer is gone too (abandonedWriter: by the name `pinned_for`, the record's mtime for the
+   *   leftover's) and the pin names the version it was publishing (`pinned_publishing`, written
+   *   only when a conditional activation was about to be written in the same lock hold): when
+   *   that version is there, is the directory that was staged (same inode) and loads, the process
+   *   died between the rename and the activation, and the activation is finished ('activated');
+   *   otherwise nothing of it was published (or it cannot be served) and the pin is undone as
+   *   above ('undone').
+   * - anything else is left: a live writer's pin (its publish may be between its rename and its
+   *   activation now), and a pin without `pinned_publishing` whose directory is gone — an inactive
+   *   publish's, or a conditional one's whose condition failed, either of which is the record
+   *   that publish leaves; (before 2026-12, also a conditional publish's that died after its
+   *   rename, which cannot be told from those and stays until a version is activated).
+   *
+   * Every write is made under the record's lock only while the record is still exactly that pin
+   * (an operator's activation since stands). `maxAgeMs`: removeAbandonedTemporaries's.
    */
-  private async undoAbandonedPin(name: string, removed: readonly string[]): Promise<boolean> {
+  private async settleAbandonedPin(
+    name: string,
+    removed: readonly string[],
+    maxAgeMs = TEMPORARY_MAX_AGE_MS,
+  ): Promise<{ undone: true } | { activated: number } | undefined> {
     const dir = this.modelPath(name);
+    const path = join(dir, ACTIVE_FILE);
     const record = await this.readActive(name).catch(() => undefined);
     const pinnedFor = record?.pinned_for;
-    if (record === undefined || pinnedFor === undefined) return false;
-    if (!removed.includes(join(dir, pinnedFor))) return false;
-    return this.restoreActive(name, record, record.pinned_over);
+    if (record === undefined || pinnedFor === undefined) return undefined;
+    const undo = async () =>
+      (await this.restoreActive(name, record, record.pinned_over))
+        ? { undone: true as const }
+        : undefined;
+    const staged = join(dir, pinnedFor);
+    if (removed.includes(staged)) return undo();
+    const intent = record.pinned_publishing;
+    // A name that is not a temporary's (edited by hand) is nobody's leftover: left alone.
+    if (
+      intent === undefined ||
+      !pinnedFor.startsWith(TEMP_PREFIX) ||
+      basename(pinnedFor) !== pinnedFor
+    )
+      return undefined;
+    if (await exists(staged)) return undefined; // being written, or a leftover not yet removed
+    const recordMtime = () => stat(path).then((s) => s.mtimeMs);
+    if (!(await abandonedWriter(pinnedFor, recordMtime, maxAgeMs))) return undefined;
+    const published = await stat(this.versionPath(name, intent.version), { bigint: true }).then(
+      (s) => s.isDirectory() && s.ino.toString() === intent.inode,
+      () => false,
+    );
+    if (!published) return undo();
+    // As the publish would have: a version that does not load is not activated (it would have
+    // been deleted again; activated, a restarted server would serve nothing).
+    const loads = await this.loadVersion(name, intent.version).then(
+      () => true,
+      (e: unknown) => {
+        if (isBrokenCheckpoint(e)) return false;
+        throw e; // a read that failed may work the next time: nothing decided now
+      },
+    );
+    if (!loads) return undo();
+    const activation: ActiveRecord = {
+      version: intent.version,
+      updated_at: new Date().toISOString(),
+      note: `activated by the cleanup: its publish (activate only if version ${record.version} is still active, which it was) died between publishing it and recording it as active`,
+    };
+    const written = await this.withRecordLock(name, intent.version, (fence) =>
+      this.replaceIfExactly(name, record, activation, fence),
+    );
+    return written ? { activated: intent.version } : undefined;
   }
 
   /**
@@ -813,16 +954,26 @@ export class ModelRepository {
       join(this.root, JOBS_DIR),
       ...(await this.listModels()).map((m) => this.modelPath(m)),
     ];
-    const total: TemporariesRemoval = { removed: [], failed: [], pinsUndone: [] };
+    const total: TemporariesRemoval = {
+      removed: [],
+      failed: [],
+      pinsUndone: [],
+      pinActivations: [],
+    };
     for (const dir of dirs) {
       const { removed, failed } = await removeAbandonedTemporaries(dir, maxAgeMs);
       total.removed.push(...removed);
       total.failed.push(...failed);
       const model =
         dir === this.root || dir === join(this.root, JOBS_DIR) ? undefined : basename(dir);
-      if (model !== undefined && removed.length > 0) {
+      // Every model's record, not only where a leftover was removed: a publish that died after
+      // its rename left no leftover, only its pin (settleAbandonedPin).
+      if (model !== undefined) {
         try {
-          if (await this.undoAbandonedPin(model, removed)) total.pinsUndone.push(model);
+          const settled = await this.settleAbandonedPin(model, removed, maxAgeMs);
+          if (settled && 'undone' in settled) total.pinsUndone.push(model);
+          if (settled && 'activated' in settled)
+            total.pinActivations.push({ model, version: settled.activated });
         } catch (error) {
           total.failed.push({
             path: join(dir, ACTIVE_FILE),
@@ -870,8 +1021,16 @@ function deletionNeedsSpace(name: string, version: number): string {
 export interface TemporariesRemoval {
   removed: string[];
   failed: { path: string; error: string }[];
-  /** Models whose pin was removed with its abandoned publish (undoAbandonedPin). */
+  /**
+   * Models whose pin was undone: its publish's process died before the version was published
+   * (or the version it published does not load), settleAbandonedPin.
+   */
   pinsUndone: string[];
+  /**
+   * Conditional activations finished: the publish's process died after renaming `version` into
+   * place and before recording it as active, while the condition held (settleAbandonedPin).
+   */
+  pinActivations: { model: string; version: number }[];
 }
 
 /** How old a temporary of another host must be to be taken as abandoned (its writer may live). */
@@ -947,6 +1106,36 @@ async function writtenBeforeNamespace(mtimeMs: () => Promise<number>): Promise<b
 const WRITTEN_BEFORE_NAMESPACE_MARGIN_MS = 2_000;
 
 /**
+ * Whether the writer of a temporary named `entry` (temporaryName's) abandoned it, `mtimeMs` being
+ * when it was last written: a process of this host that is dead, or that is not the process now
+ * running with its pid (pidReused); another pid namespace of this host, written before this one
+ * began (writtenBeforeNamespace); older than `maxAgeMs` when its writer cannot be told alive (of
+ * another host or pid namespace, or named without its start); older than a day for a live writer
+ * of this host (LIVE_WRITER_MAX_AGE_MS). The leftovers' rule (removeAbandonedTemporaries), and a
+ * pin's (settleAbandonedPin: its staged directory's name, the record's mtime).
+ */
+async function abandonedWriter(
+  entry: string,
+  mtimeMs: () => Promise<number>,
+  maxAgeMs: number,
+): Promise<boolean> {
+  const writer = temporaryWriter(entry);
+  const sameHost = writer !== undefined && writer.host === hostTag();
+  // Another pid namespace under this host name is as another host: its pids mean other
+  // processes here.
+  const local = sameHost && inOwnPidNamespace(writer.pidNamespace) ? writer : undefined;
+  return (
+    (local !== undefined &&
+      ((local.pid !== process.pid && !isProcessAlive(local.pid)) ||
+        (await pidReused(local, mtimeMs)))) ||
+    (sameHost && local === undefined && (await writtenBeforeNamespace(mtimeMs))) ||
+    // A live writer of this host named with its start: for a day whatever the clocks say.
+    Date.now() - (await mtimeMs()) >
+      (local?.startTicks === undefined ? maxAgeMs : Math.max(maxAgeMs, LIVE_WRITER_MAX_AGE_MS))
+  );
+}
+
+/**
  * Deletes the temporaries (temporaryName's) in `dir` that their writer abandoned: those of a
  * process of this host that is dead, or that is not the process now running with its pid
  * (pidReused), those of another pid namespace of this host written before this one began
@@ -959,10 +1148,14 @@ async function removeAbandonedTemporaries(
   dir: string,
   maxAgeMs = TEMPORARY_MAX_AGE_MS,
 ): Promise<TemporariesRemoval> {
-  const result: TemporariesRemoval = { removed: [], failed: [], pinsUndone: [] };
+  const result: TemporariesRemoval = {
+    removed: [],
+    failed: [],
+    pinsUndone: [],
+    pinActivations: [],
+  };
   const failed = (path: string, e: unknown) =>
     result.failed.push({ path, error: e instanceof Error ? e.message : String(e) });
-  const here = hostTag();
   let names: string[];
   try {
     names = await readdir(dir);
@@ -972,24 +1165,12 @@ async function removeAbandonedTemporaries(
   }
   for (const entry of names.filter((n) => n.startsWith(TEMP_PREFIX))) {
     const path = join(dir, entry);
-    const writer = temporaryWriter(entry);
-    const sameHost = writer !== undefined && writer.host === here;
-    // Another pid namespace under this host name is as another host: its pids mean other
-    // processes here.
-    const local = sameHost && inOwnPidNamespace(writer.pidNamespace) ? writer : undefined;
     // Stat'ed once, when a rule first needs it.
     let mtime: Promise<number> | undefined;
     const mtimeMs = () => (mtime ??= stat(path).then((s) => s.mtimeMs));
     try {
       const abandoned =
-        entry.includes(DELETION_LEFTOVER_MARK) ||
-        (local !== undefined &&
-          ((local.pid !== process.pid && !isProcessAlive(local.pid)) ||
-            (await pidReused(local, mtimeMs)))) ||
-        (sameHost && local === undefined && (await writtenBeforeNamespace(mtimeMs))) ||
-        // A live writer of this host named with its start: for a day whatever the clocks say.
-        Date.now() - (await mtimeMs()) >
-          (local?.startTicks === undefined ? maxAgeMs : Math.max(maxAgeMs, LIVE_WRITER_MAX_AGE_MS));
+        entry.includes(DELETION_LEFTOVER_MARK) || (await abandonedWriter(entry, mtimeMs, maxAgeMs));
       if (abandoned) {
         await rm(path, { recursive: true, force: true });
         result.removed.push(path);

@@ -659,6 +659,14 @@ export class ModelRegistry {
    * is undone, unless another writer's record replaced it meanwhile: it would otherwise keep
    * serving the pinned version over every version published later (a `train`'s).
    *
+   * A conditional activation whose condition holds (the pin names `ifActive`) is recorded in the
+   * pin before the rename, in the same hold (`pinned_publishing`: the version about to be
+   * published, recordIntent): should the process die between the rename and the activation's
+   * write, the cleanup that finds the pin's writer gone finishes the activation
+   * (settleAbandonedPin, model-repository.ts); before, the pin stayed for good, naming a staged
+   * directory that no longer existed, and the version was never activated. When the version
+   * loads but its activation is not written after all, the intent is dropped again.
+   *
    * `fence`, the fencing check of the lock the caller holds (a recalibration's model lock), runs
    * immediately before the rename that publishes and before the conditional activation's write:
    * LOCK_LOST from it means that write was not made. `jobId` (a recalibration's job) is logged
@@ -698,10 +706,53 @@ export class ModelRegistry {
     let result: PublishResult | undefined;
     /** Why the version renamed into place does not load, when it does not. */
     let loadFailure: string | undefined;
+    /**
+     * Under the publish's hold, just before each try of the rename (given the number chosen):
+     * the pin names the version it is about to publish, so that a death between the rename and
+     * the activation below is finished by the cleanup instead of leaving the pin for good
+     * (settleAbandonedPin). Only when that activation will be written: the pin names `ifActive`
+     * (it was written for this publish, so the condition holds, and nothing else writes the
+     * record while this hold lasts); otherwise the pin is the record the publish leaves anyway.
+     * With the staged directory's inode, which the rename keeps: the cleanup tells by it that the
+     * version under that number is this one, not another publisher's (a `train` takes no lock).
+     */
+    const recordIntent = async (held: HeldActiveRecord, version: number): Promise<void> => {
+      if (pin === undefined || pin.record.version !== options.ifActive) return;
+      const dir = join(this.repository.modelPath(name), staged.tempName);
+      const inode = (await stat(dir, { bigint: true })).ino.toString();
+      const next: ActiveRecord = { ...pin.record, pinned_publishing: { version, inode } };
+      // fenced as the rename is: LOCK_LOST here publishes nothing, the pin undone as for any
+      // failure before the rename.
+      if (await held.replaceIfExactly(pin.record, next, options.fence)) pin.record = next;
+    };
+    /**
+     * The version loaded but its activation was not written (a full disk, LOCK_LOST): the pin
+     * stays the record, as after an inactive publish, and its intent goes, so that no cleanup
+     * activates later what this call reports not activated. Best effort, under the hold: one
+     * left is logged (the cleanup would then finish the activation once this process is gone).
+     */
+    const dropIntent = async (held: HeldActiveRecord): Promise<void> => {
+      if (pin?.record.pinned_publishing === undefined) return;
+      const { pinned_publishing: intent, ...plain } = pin.record;
+      try {
+        // The record lock's fence only: this undoes this call's own write, whatever the caller's
+        // lock says.
+        if (await held.replaceIfExactly(pin.record, plain)) pin.record = plain;
+      } catch (e) {
+        this.log.warn(
+          { model: name, version: intent.version, err: e },
+          `the pin in ${ACTIVE_FILE} keeps naming version ${intent.version} as being activated: a cleanup will activate it once this process is gone, unless the record changes first`,
+        );
+      }
+    };
     /** Renames, loads back and (holding the record's lock) activates. */
     const publishAndActivate = async (held?: HeldActiveRecord): Promise<void> => {
       const done = held
-        ? await held.publish(staged, options.fence)
+        ? await held.publish(
+            staged,
+            options.fence,
+            conditional ? (version) => recordIntent(held, version) : undefined,
+          )
         : await staged.publish(options.fence);
       const { version } = done;
       // Renamed into place: from here on the version is published, whatever fails after.
@@ -726,15 +777,21 @@ export class ModelRegistry {
       published = { version, loaded };
       result = { version, activated: activate };
       if (!held || !activate) return;
+      let activated = false;
       try {
         if (conditional) {
           const written = await held.writeActiveIf(version, options.ifActive!, note, options.fence);
           if (!written.written) result = { version, activated: false, activeFound: written.found };
-          else unsynced ??= written.unsynced;
+          else {
+            activated = true;
+            unsynced ??= written.unsynced;
+          }
         } else unsynced ??= (await held.writeActive(version, note)).unsynced;
       } catch (e) {
         if (!isActivationNotWritten(e)) throw e;
         result = { version, activated: false, activationBusy: e };
+      } finally {
+        if (conditional && !activated) await dropIntent(held);
       }
     };
     let locked = false;
@@ -843,7 +900,7 @@ export class ModelRegistry {
           : 'pinned before publishing an inactive version',
         {
           // Names the staged version: should this process die before its rename, the cleanup
-          // that removes the staged directory removes the pin too (undoAbandonedPin).
+          // that removes the staged directory removes the pin too (settleAbandonedPin).
           pinnedFor: stagedName,
           ...(stopWaiting && { stopWaiting }),
         },
