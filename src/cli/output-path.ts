@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { renameSync, rmdirSync, rmSync } from 'node:fs';
 import { access, constants, lstat, mkdir, open, realpath, rename, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
-import { errnoOf, NormserveError } from '../errors/index.js';
+import { errnoOf, errnoWords, NormserveError } from '../errors/index.js';
 import { repositoryDirectoryHolding } from '../service/index.js';
 import { cleanUpOnSignal } from './on-signal.js';
 
@@ -11,20 +11,13 @@ function why(e: unknown): string {
   switch (errnoOf(e)) {
     case 'ENOENT':
       return 'no such directory';
-    case 'EACCES':
-    case 'EPERM':
-      return 'permission denied';
     case 'EISDIR':
       return 'it is a directory';
     case 'ENOTDIR':
     case 'EEXIST':
       return 'a file is in the way (the path, or a directory on it, is a file)';
-    case 'EROFS':
-      return 'read-only file system';
-    case 'ENOSPC':
-      return 'no space left on the device';
     default:
-      return (e as Error).message;
+      return errnoWords(e) ?? (e as Error).message;
   }
 }
 

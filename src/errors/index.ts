@@ -2,7 +2,7 @@ export { activeVersionDelete } from './active-version-delete.js';
 export { type ErrorCode, errorCatalogue } from './catalogue.js';
 export { closestName, didYouMean, editDistance } from './closest-name.js';
 export { DECIMAL_TEXT } from './decimal-text.js';
-export { errnoOf } from './errno.js';
+export { errnoOf, errnoWords } from './errno.js';
 export {
   counted,
   describeInput,

@@ -20,6 +20,7 @@ import {
   activeVersionDelete,
   describeLocations,
   errnoOf,
+  errnoWords,
   issuesToLocations,
   NormserveError,
   parseJsonText,
@@ -254,14 +255,14 @@ export class ModelRepository {
     try {
       entries = await readdir(this.root, { withFileTypes: true });
     } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
+      const code = errnoOf(e);
       const why =
         code === 'ENOENT'
           ? 'does not exist'
           : code === 'ENOTDIR'
             ? 'is not a directory'
             : code === 'EACCES' || code === 'EPERM'
-              ? 'cannot be read by this process (permission denied)'
+              ? `cannot be read by this process (${errnoWords(e)})`
               : undefined;
       if (why !== undefined) {
         throw new NormserveError(

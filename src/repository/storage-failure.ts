@@ -1,5 +1,5 @@
 import { relative, sep } from 'node:path';
-import { type ErrorCode, errnoOf, NormserveError } from '../errors/index.js';
+import { type ErrorCode, errnoOf, errnoWords, NormserveError } from '../errors/index.js';
 
 /**
  * The one mapping from the errno of a failed write of the repository (or of the server's own
@@ -7,13 +7,13 @@ import { type ErrorCode, errnoOf, NormserveError } from '../errors/index.js';
  * read-only, failing or forbidden one STORAGE_UNAVAILABLE (503); other errors are not the
  * storage's, and stay what they are.
  */
-const STORAGE_ERRNOS: Readonly<Record<string, { code: ErrorCode; words: string }>> = {
-  ENOSPC: { code: 'STORAGE_FULL', words: 'no space left on the device' },
-  EDQUOT: { code: 'STORAGE_FULL', words: 'disk quota exceeded' },
-  EROFS: { code: 'STORAGE_UNAVAILABLE', words: 'read-only file system' },
-  EIO: { code: 'STORAGE_UNAVAILABLE', words: 'input/output error' },
-  EACCES: { code: 'STORAGE_UNAVAILABLE', words: 'permission denied' },
-  EPERM: { code: 'STORAGE_UNAVAILABLE', words: 'operation not permitted' },
+const STORAGE_ERRNOS: Readonly<Record<string, { code: ErrorCode }>> = {
+  ENOSPC: { code: 'STORAGE_FULL' },
+  EDQUOT: { code: 'STORAGE_FULL' },
+  EROFS: { code: 'STORAGE_UNAVAILABLE' },
+  EIO: { code: 'STORAGE_UNAVAILABLE' },
+  EACCES: { code: 'STORAGE_UNAVAILABLE' },
+  EPERM: { code: 'STORAGE_UNAVAILABLE' },
 };
 
 /** The errnos STORAGE_ERRNOS maps to `code`, in its order (for the API's documentation). */
@@ -85,7 +85,8 @@ export function storageErrno(
 ): { code: ErrorCode; errno: string; words: string; doing: string; path?: string } | undefined {
   const facts = errnoFacts(e);
   if (!facts) return undefined;
-  const { code, words } = STORAGE_ERRNOS[facts.errno]!;
+  const { code } = STORAGE_ERRNOS[facts.errno]!;
+  const words = errnoWords({ code: facts.errno })!;
   const doing = facts.syscall ? (SYSCALL_WORDS[facts.syscall] ?? facts.syscall) : 'writing';
   return {
     code,
@@ -136,7 +137,10 @@ export function storageFailure(
 export function unsyncedWarning(e: UnsyncedWrite, happened: string, root: string): NormserveError {
   const facts = errnoFacts(e);
   const errno = facts?.errno ?? errnoOf(e.cause) ?? 'EIO';
-  const words = STORAGE_ERRNOS[errno]?.words ?? String((e.cause as Error | undefined)?.message);
+  const words =
+    STORAGE_ERRNOS[errno] !== undefined
+      ? errnoWords({ code: errno })!
+      : String((e.cause as Error | undefined)?.message);
   const dir = facts?.path !== undefined ? label(root, facts.path) : label(root, e.written);
   return new NormserveError(
     STORAGE_ERRNOS[errno]?.code ?? 'STORAGE_UNAVAILABLE',

@@ -1,6 +1,6 @@
 import { constants } from 'node:buffer';
 import { type FileHandle, open, stat } from 'node:fs/promises';
-import { errnoOf, NormserveError } from '../errors/index.js';
+import { errnoOf, errnoWords, NormserveError } from '../errors/index.js';
 
 /**
  * The largest input file read whole: V8's longest string (2^29 − 24 characters on 64-bit
@@ -164,8 +164,6 @@ function inputFileError(
       ? 'no such file'
       : errno === 'EISDIR'
         ? 'it is a directory'
-        : errno === 'EACCES' || errno === 'EPERM'
-          ? 'permission denied'
-          : (e as Error).message;
+        : (errnoWords(e) ?? (e as Error).message);
   return new NormserveError(code, `cannot read ${what}${path}: ${why}`, { cause: e });
 }
