@@ -1,9 +1,12 @@
 import { z } from 'zod';
 import {
+  describeInput,
+  echoJson,
   findDuplicateKey,
   NormserveError,
   printable,
   quote,
+  quoteList,
   showKeyPath,
 } from '../errors/index.js';
 import { DTYPE_SIZES, isKnownUnsupportedDtype, SUPPORTED_DTYPES } from './dtype.js';
@@ -73,39 +76,34 @@ function isJsonObject(value: unknown): value is JsonObject {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-function describe(value: unknown): string {
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'an array';
-  if (typeof value === 'string') return `the string ${JSON.stringify(value)}`;
-  return typeof value === 'object' ? 'an object' : `${typeof value} ${String(value)}`;
-}
-
 /**
  * What is wrong with the entry of tensor `name`, from the issues of its parse, in the order a
  * reader fixing it would want them: not an object; missing fields; extra fields; then dtype,
- * shape and data_offsets.
+ * shape and data_offsets. Everything the file wrote is echoed through errors/quote.ts (a name,
+ * a key or a shape of any length stays one short line in the log and the version's status).
  */
 function entryProblem(name: string, info: unknown, issues: readonly z.core.$ZodIssue[]): string {
+  const tensor = `tensor ${quote(name)}`;
   if (!isJsonObject(info)) {
-    return `tensor "${name}" must be an object with dtype, shape and data_offsets, got ${describe(info)}`;
+    return `${tensor} must be an object with dtype, shape and data_offsets, got ${describeInput(info)}`;
   }
   const missing = TENSOR_KEYS.filter((k) => !Object.hasOwn(info, k));
-  if (missing.length > 0) return `tensor "${name}" is missing ${missing.join(', ')}`;
+  if (missing.length > 0) return `${tensor} is missing ${missing.join(', ')}`;
   const extra = issues.flatMap((i) => (i.code === 'unrecognized_keys' ? i.keys : []));
   if (extra.length > 0) {
-    return `tensor "${name}" has unexpected key(s) ${extra.map((k) => JSON.stringify(k)).join(', ')} (allowed: ${TENSOR_KEYS.join(', ')})`;
+    return `${tensor} has unexpected key(s) ${quoteList(extra)} (allowed: ${TENSOR_KEYS.join(', ')})`;
   }
   const field = (key: string) => issues.some((i) => i.path[0] === key);
   const { dtype, shape, data_offsets: offsets } = info;
   if (field('dtype')) {
     return typeof dtype === 'string' && isKnownUnsupportedDtype(dtype)
-      ? `unsupported dtype ${dtype} for tensor "${name}"`
-      : `unknown dtype ${JSON.stringify(dtype)} for tensor "${name}"`;
+      ? `unsupported dtype ${dtype} for ${tensor}`
+      : `unknown dtype ${describeInput(dtype)} for ${tensor}`;
   }
   if (field('shape')) {
-    return `shape of tensor "${name}" must be an array of non-negative integers, got ${JSON.stringify(shape)}`;
+    return `shape of ${tensor} must be an array of non-negative integers, got ${echoJson(shape)}`;
   }
-  return `data_offsets of tensor "${name}" must be [begin, end] with integers 0 ≤ begin ≤ end, got ${JSON.stringify(offsets)}`;
+  return `data_offsets of ${tensor} must be [begin, end] with integers 0 ≤ begin ≤ end, got ${echoJson(offsets)}`;
 }
 
 /** What the header of a safetensors file says: metadata, tensors and where the data starts. */
@@ -242,7 +240,9 @@ export function safetensorsLayout(
       `header is not valid JSON (${printable(e instanceof Error ? e.message : String(e))})`,
     );
   }
-  if (!isJsonObject(header)) throw fail(`header must be a JSON object, got ${describe(header)}`);
+  if (!isJsonObject(header)) {
+    throw fail(`header must be a JSON object, got ${describeInput(header)}`);
+  }
 
   // Rule 8: unique names (and unique keys in every nested object).
   const duplicate = findDuplicateKey(text);
@@ -259,12 +259,16 @@ export function safetensorsLayout(
   if (Object.hasOwn(header, '__metadata__')) {
     const raw = header['__metadata__'];
     if (!isJsonObject(raw)) {
-      throw fail(`__metadata__ must be an object mapping strings to strings, got ${describe(raw)}`);
+      throw fail(
+        `__metadata__ must be an object mapping strings to strings, got ${describeInput(raw)}`,
+      );
     }
     for (const [key, value] of Object.entries(raw)) {
       const parsed = metadataValueSchema.safeParse(value);
       if (!parsed.success) {
-        throw fail(`__metadata__ value of "${key}" must be a string, got ${describe(value)}`);
+        throw fail(
+          `__metadata__ value of ${quote(key)} must be a string, got ${describeInput(value)}`,
+        );
       }
       metadata[key] = parsed.data;
     }
@@ -287,7 +291,7 @@ export function safetensorsLayout(
     const needed = numel * BigInt(DTYPE_SIZES[dtype]);
     if (BigInt(end - begin) !== needed) {
       throw fail(
-        `tensor "${name}" has data_offsets [${begin}, ${end}] spanning ${end - begin} bytes, but ${dtype} of shape [${shape}] needs ${needed} bytes (${numel} elements × ${DTYPE_SIZES[dtype]})`,
+        `tensor ${quote(name)} has data_offsets [${begin}, ${end}] spanning ${end - begin} bytes, but ${dtype} of shape ${echoJson(shape)} needs ${needed} bytes (${numel} elements × ${DTYPE_SIZES[dtype]})`,
       );
     }
     // A JSON `-0` is a size zod lets through (-0 ≥ 0): kept as 0, so shapes compare equal.
@@ -302,13 +306,13 @@ export function safetensorsLayout(
     if (entry.begin > expected) {
       throw fail(
         previous === undefined
-          ? `gap: the first tensor "${entry.name}" begins at data offset ${entry.begin}, expected 0`
-          : `gap of ${entry.begin - expected} bytes between tensor "${previous.name}" (ends at ${previous.end}) and tensor "${entry.name}" (begins at ${entry.begin})`,
+          ? `gap: the first tensor ${quote(entry.name)} begins at data offset ${entry.begin}, expected 0`
+          : `gap of ${entry.begin - expected} bytes between tensor ${quote(previous.name)} (ends at ${previous.end}) and tensor ${quote(entry.name)} (begins at ${entry.begin})`,
       );
     }
     if (entry.begin < expected) {
       throw fail(
-        `overlap: tensor "${entry.name}" [${entry.begin}, ${entry.end}] overlaps tensor "${previous!.name}" [${previous!.begin}, ${previous!.end}]`,
+        `overlap: tensor ${quote(entry.name)} [${entry.begin}, ${entry.end}] overlaps tensor ${quote(previous!.name)} [${previous!.begin}, ${previous!.end}]`,
       );
     }
     expected = entry.end;
@@ -319,7 +323,7 @@ export function safetensorsLayout(
   const dataLength = fileSize - dataStart;
   if (expected > dataLength) {
     throw fail(
-      `truncated: tensors need ${expected} bytes of data${previous === undefined ? '' : ` (last tensor "${previous.name}" ends at ${previous.end})`}, but only ${dataLength} bytes follow the header`,
+      `truncated: tensors need ${expected} bytes of data${previous === undefined ? '' : ` (last tensor ${quote(previous.name)} ends at ${previous.end})`}, but only ${dataLength} bytes follow the header`,
     );
   }
   if (expected < dataLength) {

@@ -34,5 +34,5 @@ export {
 export { parseJsonText } from './json-text.js';
 export { type ErrorLocation, isNormserveError, NormserveError } from './normserve-error.js';
 export { versionNotFound } from './not-found.js';
-export { ECHO_CHARS, printable, quote, quoteList } from './quote.js';
+export { ECHO_CHARS, echoJson, printable, quote, quoteList } from './quote.js';
 export { requestNotArrived } from './request-timeout.js';

@@ -25,7 +25,28 @@ function escapeChar(ch: string): string {
  */
 export function printable(text: string): string {
   let out = '';
-  for (const ch of text) out += ch === '"' || ch === '\\' ? ch : escapeChar(ch);
+  for (const ch of text) out += printableChar(ch);
+  return out;
+}
+
+/** One character as printable() writes it: quotes and backslashes as themselves. */
+function printableChar(ch: string): string {
+  return ch === '"' || ch === '\\' ? ch : escapeChar(ch);
+}
+
+/**
+ * A JSON value a file held (a tensor's shape or data_offsets) written as JSON, printable, cut to
+ * ECHO_CHARS characters (marked "…"): `[-1]` reads as itself, and a shape of 10,000 sizes or a
+ * string of a megabyte stays one short line, as quote() keeps a string.
+ */
+export function echoJson(value: unknown): string {
+  const text = JSON.stringify(value) ?? String(value);
+  let out = '';
+  for (const ch of text) {
+    const shown = printableChar(ch);
+    if (out.length + shown.length > ECHO_CHARS) return `${out}…`;
+    out += shown;
+  }
   return out;
 }
 

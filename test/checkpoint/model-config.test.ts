@@ -168,6 +168,20 @@ describe('parseModelConfig rejects, naming the place', () => {
     expect(message).toContain('config.json');
   });
 
+  it('an unknown layer type of any length, quoted short on one line', () => {
+    const value = example();
+    value.layers[2] = { type: `swish\n${'x'.repeat(100_000)}` };
+    const message = rejection(value);
+    expect(message).toContain('layers[2].type: unknown layer type "swish\\nxxx');
+    expect(message).toContain('…"; expected one of');
+    expect(message).not.toContain('\n');
+    expect(message.length).toBeLessThan(1000);
+    value.layers[2] = { type: 7 };
+    expect(rejection(value)).toContain('unknown layer type 7;');
+    value.layers[2] = {};
+    expect(rejection(value)).toContain('unknown layer type nothing;');
+  });
+
   it('in_features that do not match the previous width', () => {
     const value = example();
     value.layers[4] = { type: 'linear', in_features: 100, out_features: 64 };

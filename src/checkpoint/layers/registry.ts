@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { NormserveError } from '../../errors/index.js';
+import { describeInput, NormserveError } from '../../errors/index.js';
 import {
   type Module,
   minimumTrainingRows,
@@ -92,7 +92,7 @@ const options = layerDefinitions.map((d) => d.schema) as unknown as [
 export const layerSchema: z.ZodType<LayerSpec> = z.discriminatedUnion('type', options, {
   error: (issue) =>
     issue.code === 'invalid_union' && 'options' in issue
-      ? `unknown layer type ${JSON.stringify((issue.input as { type?: unknown } | undefined)?.type)}; expected one of ${layerTypes.join(', ')}`
+      ? `unknown layer type ${describeInput((issue.input as { type?: unknown } | undefined)?.type)}; expected one of ${layerTypes.join(', ')}`
       : undefined,
 }) as unknown as z.ZodType<LayerSpec>;
 
