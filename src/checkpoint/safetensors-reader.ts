@@ -106,6 +106,22 @@ function entryProblem(name: string, info: unknown, issues: readonly z.core.$ZodI
   return `data_offsets of ${tensor} must be [begin, end] with integers 0 ≤ begin ≤ end, got ${echoJson(offsets)}`;
 }
 
+/**
+ * The elements of a tensor of `shape` (BigInt: a product may pass 2^53), or undefined once the
+ * product passes 2^53 with sizes left: no data_offsets span that many bytes, and multiplying on
+ * grows the product some 16 digits a size — a shape of 100,000 sizes near 2^53 held the thread
+ * 31 s (1.6 million digits), one of 400,000 (an 8 MiB header holds that) minutes.
+ */
+function elementCount(shape: readonly number[]): bigint | undefined {
+  if (shape.includes(0)) return 0n;
+  let numel = 1n;
+  for (let i = 0; i < shape.length; i++) {
+    if (numel > BigInt(Number.MAX_SAFE_INTEGER)) return undefined;
+    numel *= BigInt(shape[i]!);
+  }
+  return numel;
+}
+
 /** What the header of a safetensors file says: metadata, tensors and where the data starts. */
 export interface SafetensorsLayout {
   metadata: Record<string, string>;
@@ -286,12 +302,11 @@ export function safetensorsLayout(
       shape,
       data_offsets: [begin, end],
     } = parsed.data;
-    let numel = 1n;
-    for (const d of shape) numel *= BigInt(d);
-    const needed = numel * BigInt(DTYPE_SIZES[dtype]);
+    const numel = elementCount(shape);
+    const needed = numel === undefined ? undefined : numel * BigInt(DTYPE_SIZES[dtype]);
     if (BigInt(end - begin) !== needed) {
       throw fail(
-        `tensor ${quote(name)} has data_offsets [${begin}, ${end}] spanning ${end - begin} bytes, but ${dtype} of shape ${echoJson(shape)} needs ${needed} bytes (${numel} elements × ${DTYPE_SIZES[dtype]})`,
+        `tensor ${quote(name)} has data_offsets [${begin}, ${end}] spanning ${end - begin} bytes, but ${dtype} of shape ${echoJson(shape)} needs ${needed === undefined ? `more than ${Number.MAX_SAFE_INTEGER}` : needed} bytes${numel === undefined ? '' : ` (${numel} elements × ${DTYPE_SIZES[dtype]})`}`,
       );
     }
     // A JSON `-0` is a size zod lets through (-0 ≥ 0): kept as 0, so shapes compare equal.
