@@ -1,6 +1,19 @@
 import type { AffineStep, BatchNormInput, CompiledPlan, DenseStep, PlanStep } from './plan.js';
 
 /**
+ * The plan's input transform: its first step when that is a per-feature affine over the input's
+ * width, else undefined (the plan's first step reads the raw input). Recalibration measures the
+ * centre on this step's output (layer-input-statistics.ts, transformedInputTap) and centredPlan
+ * subtracts it from this step's shift: both must pick the same step, so both ask here.
+ */
+export function inputTransformStep(plan: CompiledPlan): AffineStep | undefined {
+  const first = plan.steps[0];
+  return first?.op === 'affine' && first.spatial === 1 && first.channels === plan.inputWidth
+    ? first
+    : undefined;
+}
+
+/**
  * A statistics plan whose first Linear works on centred inputs, so that its float32 GEMM adds
  * small numbers: the plan's input (after the input transform) minus a centre c per feature goes
  * through the Linear without its bias, and the constant W·c + b (float64) is added back in
@@ -28,11 +41,11 @@ export function centredPlan(plan: CompiledPlan, centre: Float64Array): CompiledP
   let inserted = 0;
   const width = plan.inputWidth;
   if (centre.length !== width || plan.inputShape.length !== 1) return undefined;
-  const first = steps[0];
+  const transform = inputTransformStep(plan);
   let input: AffineStep;
-  if (first?.op === 'affine' && first.spatial === 1 && first.channels === width) {
-    input = first;
-  } else if (first?.op === 'dense') {
+  if (transform !== undefined) {
+    input = transform;
+  } else if (steps[0]?.op === 'dense') {
     input = {
       op: 'affine',
       channels: width,
@@ -102,24 +115,4 @@ export function centredPlan(plan: CompiledPlan, centre: Float64Array): CompiledP
     // The inserted step's output is a copy of the input's layout; later tensors move one on.
     views: plan.views.map((v) => (v.tensor > 0 ? { ...v, tensor: v.tensor + inserted } : v)),
   };
-}
-
-/**
- * The centre of a chunk of raw rows for centredPlan: the mean over its rows, per feature, of what
- * the plan's input affine (the input transform, when the plan starts with one) makes of them.
- */
-export function inputCentre(plan: CompiledPlan, rows: Float32Array, count: number): Float64Array {
-  const width = plan.inputWidth;
-  const centre = new Float64Array(width);
-  if (count === 0) return centre;
-  for (let r = 0; r < count; r++)
-    for (let i = 0; i < width; i++) centre[i] = centre[i]! + rows[r * width + i]!;
-  const first = plan.steps[0];
-  const affine =
-    first?.op === 'affine' && first.spatial === 1 && first.channels === width ? first : undefined;
-  for (let i = 0; i < width; i++) {
-    const mean = centre[i]! / count;
-    centre[i] = affine ? mean * affine.scale[i]! + affine.shift[i]! : mean;
-  }
-  return centre;
 }

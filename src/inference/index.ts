@@ -13,7 +13,7 @@ export {
   type InputMoments,
   type RunningMoments,
 } from './batch-norm-inputs.js';
-export { centredPlan, inputCentre } from './centred-plan.js';
+export { centredPlan, inputTransformStep } from './centred-plan.js';
 export {
   batchNormAffine,
   type CompileOptions,

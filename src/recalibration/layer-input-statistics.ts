@@ -13,6 +13,7 @@ import {
   type Executor,
   type FoldStatistics,
   type InputMoments,
+  inputTransformStep,
   planFlopsPerRow,
   type StatisticsProbe,
   type StatisticsTap,
@@ -282,8 +283,6 @@ function prefixPlan(
  * input transform), or the raw input.
  */
 function transformedInputTap(plan: CompiledPlan): StatisticsTap {
-  const first = plan.steps[0];
-  const transformed =
-    first?.op === 'affine' && first.spatial === 1 && first.channels === plan.inputWidth;
+  const transformed = inputTransformStep(plan) !== undefined;
   return { step: transformed ? 0 : -1, point: 'output', channels: plan.inputWidth };
 }

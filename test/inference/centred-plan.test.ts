@@ -10,11 +10,12 @@ import {
   batchNormInputsOf,
   batchNormMoments,
   batchNormTaps,
+  type CompiledPlan,
   centredPlan,
   compileNetwork,
   createExecutor,
   detectWasmSupport,
-  inputCentre,
+  inputTransformStep,
   PlanExecutor,
 } from '../../src/inference/index.js';
 import { BatchNorm, namedModules, Rng, type Sequential } from '../../src/nn/index.js';
@@ -61,6 +62,23 @@ function shiftedRows(rows: number, seed: number): Float32Array {
     (_, i) =>
       transform.shift[i % 13]! + (40 + Math.floor(rng.next() * 17) / 8) / transform.scale[i % 13]!,
   );
+}
+
+/**
+ * The centre of raw rows for centredPlan: the per-feature mean of what the plan's input transform
+ * makes of them (recalibration measures the same on its transformedInputTap).
+ */
+function inputCentre(plan: CompiledPlan, rows: Float32Array, count: number): Float64Array {
+  const width = plan.inputWidth;
+  const centre = new Float64Array(width);
+  for (let r = 0; r < count; r++)
+    for (let i = 0; i < width; i++) centre[i] = centre[i]! + rows[r * width + i]!;
+  const affine = inputTransformStep(plan);
+  for (let i = 0; i < width; i++) {
+    const mean = centre[i]! / count;
+    centre[i] = affine ? mean * affine.scale[i]! + affine.shift[i]! : mean;
+  }
+  return centre;
 }
 
 /** Mean and unbiased variance of BatchNorm `path`'s input through `plan` on `executor`. */
