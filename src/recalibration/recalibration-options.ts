@@ -87,8 +87,10 @@ export const SYNC_SLICE_BUDGET_FLOPS = 50e6;
 export const PREFAULT_SLICE_BYTES = 2 * 1024 * 1024;
 /**
  * Upper bounds of the options a client chooses. `running` mode holds one batch of rows, so the
- * batch size bounds its memory (65,536 rows of 64 float32 features: 16 MiB); a prior strength
- * beyond 1e9 rows is indistinguishable from keeping the source statistics.
+ * batch size bounds its memory (65,536 rows of 64 float32 features: 16 MiB). A prior strength of
+ * 10¹² rows leaves the target a weight of a millionth against DEFAULT_MAX_SAMPLES (10⁶) rows:
+ * as good as keeping the source statistics (test/recalibration/prior.test.ts, "N = 1e12 keeps
+ * the source statistics"), so no client needs more. (A bound of 1e9 refused that case.)
  */
 export const MAX_RECALIBRATION_BATCH_SIZE = 65_536;
 export const MAX_PRIOR_STRENGTH = 1e12;
@@ -106,10 +108,10 @@ export interface ResolvedOptions {
   rowStore: ((width: number, blockRows: number) => RowStore) | undefined;
 }
 
-/** The values of the numeric options, for their checks here and a CLI's flags. */
 /**
- * `batchSize` from 1: whether one row is a batch depends on the network (a BatchNorm1d needs two,
- * a BatchNorm2d on 8×8 maps takes one), which createRecalibrator checks (batch-norm-layers.ts).
+ * The values of the numeric options, for their checks here and a CLI's flags. `batchSize` from 1:
+ * whether one row is a batch depends on the network (a BatchNorm1d needs two, a BatchNorm2d on
+ * 8×8 maps takes one), which createRecalibrator checks (batch-norm-layers.ts).
  */
 export const BATCH_SIZE_RANGE: NumberRange = {
   integer: true,
