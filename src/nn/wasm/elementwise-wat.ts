@@ -1,4 +1,5 @@
 import { ACTIVATION_CODES } from './activation-codes.js';
+import { demotePair, promoteHigh } from './f64-lanes-wat.js';
 import { locals } from './wat-text.js';
 
 /**
@@ -62,10 +63,6 @@ const rowLoop = (body: string, store = activateAndStore) => `
 const at = (base: string) =>
   `(i32.add (local.get $${base}) (i32.shl (local.get $k) (i32.const 2)))`;
 
-/** Lanes 2 and 3 of an f32x4, widened to f64x2. */
-const high = (v: string) =>
-  `(f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 ${v} ${v}))`;
-
 /** Address of float64 element $k of the array at $base. */
 const at64 = (base: string) =>
   `(i32.add (local.get $${base}) (i32.shl (local.get $k) (i32.const 3)))`;
@@ -74,10 +71,9 @@ const at64 = (base: string) =>
 const affineVector = `(local.set $x (v128.load ${at('src')}))
         (local.set $lo (f64x2.add (f64x2.mul (f64x2.promote_low_f32x4 (local.get $x))
           (v128.load ${at64('scale')})) (v128.load ${at64('shift')})))
-        (local.set $hi (f64x2.add (f64x2.mul ${high('(local.get $x)')}
+        (local.set $hi (f64x2.add (f64x2.mul ${promoteHigh('(local.get $x)')}
           (v128.load offset=16 ${at64('scale')})) (v128.load offset=16 ${at64('shift')})))
-        (local.set $v (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23
-          (f32x4.demote_f64x2_zero (local.get $lo)) (f32x4.demote_f64x2_zero (local.get $hi))))`;
+        (local.set $v ${demotePair('(local.get $lo)', '(local.get $hi)')})`;
 
 /**
  * affine(src, dst, rows, f, scale, shift, code, slope): act(x·scale + shift) per feature, with
@@ -127,7 +123,7 @@ const layerNorm = `
             (br_if $sd (i32.gt_s (i32.add (local.get $k) (i32.const 4)) (local.get $f)))
             (local.set $x (v128.load ${at('src')}))
             (local.set $acc0 (f64x2.add (local.get $acc0) (f64x2.promote_low_f32x4 (local.get $x))))
-            (local.set $acc1 (f64x2.add (local.get $acc1) ${high('(local.get $x)')}))
+            (local.set $acc1 (f64x2.add (local.get $acc1) ${promoteHigh('(local.get $x)')}))
             (local.set $k (i32.add (local.get $k) (i32.const 4)))
             (br $sl)))
           (local.set $sum (f64.add ${hsum('(local.get $acc0)')} ${hsum('(local.get $acc1)')}))
@@ -146,7 +142,7 @@ const layerNorm = `
             (br_if $vd (i32.gt_s (i32.add (local.get $k) (i32.const 4)) (local.get $f)))
             (local.set $x (v128.load ${at('src')}))
             (local.set $lo (f64x2.sub (f64x2.promote_low_f32x4 (local.get $x)) (local.get $m)))
-            (local.set $hi (f64x2.sub ${high('(local.get $x)')} (local.get $m)))
+            (local.set $hi (f64x2.sub ${promoteHigh('(local.get $x)')} (local.get $m)))
             (local.set $acc0 (f64x2.add (local.get $acc0) (f64x2.mul (local.get $lo) (local.get $lo))))
             (local.set $acc1 (f64x2.add (local.get $acc1) (f64x2.mul (local.get $hi) (local.get $hi))))
             (local.set $k (i32.add (local.get $k) (i32.const 4)))
@@ -163,16 +159,15 @@ const layerNorm = `
           (local.set $k (i32.const 0))))
         (local.set $x (v128.load ${at('src')}))
         (local.set $lo (f64x2.mul (f64x2.sub (f64x2.promote_low_f32x4 (local.get $x)) (local.get $m)) (local.get $inv)))
-        (local.set $hi (f64x2.mul (f64x2.sub ${high('(local.get $x)')} (local.get $m)) (local.get $inv)))
+        (local.set $hi (f64x2.mul (f64x2.sub ${promoteHigh('(local.get $x)')} (local.get $m)) (local.get $inv)))
         (if (local.get $gamma) (then
           (local.set $x (v128.load ${at('gamma')}))
           (local.set $v (v128.load ${at('beta')}))
           (local.set $lo (f64x2.add (f64x2.mul (local.get $lo) (f64x2.promote_low_f32x4 (local.get $x)))
             (f64x2.promote_low_f32x4 (local.get $v))))
-          (local.set $hi (f64x2.add (f64x2.mul (local.get $hi) ${high('(local.get $x)')})
-            ${high('(local.get $v)')}))))
-        (local.set $v (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23
-          (f32x4.demote_f64x2_zero (local.get $lo)) (f32x4.demote_f64x2_zero (local.get $hi))))`)})`;
+          (local.set $hi (f64x2.add (f64x2.mul (local.get $hi) ${promoteHigh('(local.get $x)')})
+            ${promoteHigh('(local.get $v)')}))))
+        (local.set $v ${demotePair('(local.get $lo)', '(local.get $hi)')})`)})`;
 
 export function elementwiseWat(): string {
   return [storePartial, actPass, affine, layerNorm].join('\n');

@@ -1,3 +1,4 @@
+import { demotePair, promoteHigh } from './f64-lanes-wat.js';
 import { locals, range } from './wat-text.js';
 
 /**
@@ -75,14 +76,6 @@ const storeOne = `
         (if (local.get $acc)
           (then (local.set $v (f64.add (f64.promote_f32 (f32.load (local.get $at))) (local.get $v)))))
         (f32.store (local.get $at) (f32.demote_f64 (local.get $v))))))`;
-
-/** Lanes 2 and 3 of an f32x4, widened to f64x2. */
-const promoteHigh = (v: string): string =>
-  `(f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 ${v} ${v}))`;
-
-/** Two f64x2 rounded to float32 and packed into one f32x4 (lo in lanes 0–1, hi in 2–3). */
-const demotePair = (lo: string, hi: string): string =>
-  `(i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (f32x4.demote_f64x2_zero ${lo}) (f32x4.demote_f64x2_zero ${hi}))`;
 
 /** The text of one tile of `rows` rows: load the bias, the K loop, the store. */
 function tile(rows: number): string {

@@ -1,3 +1,4 @@
+import { demotePair } from './f64-lanes-wat.js';
 import { epilogue, epilogueInit } from './gemm-wat.js';
 import { locals, range } from './wat-text.js';
 
@@ -22,10 +23,6 @@ import { locals, range } from './wat-text.js';
  * (14 of V8's 15 vector registers). An odd last row runs the tile with both rows the same.
  */
 export const NR64 = 8;
-
-/** Two f64x2 → one f32x4 (lanes of `lo`, then of `hi`), each value rounded once. */
-const narrow = (lo: string, hi: string): string =>
-  `(i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (f32x4.demote_f64x2_zero ${lo}) (f32x4.demote_f64x2_zero ${hi}))`;
 
 const accs = range(2).flatMap((r) => range(4).map((v) => `c${r}${v}`));
 
@@ -64,10 +61,10 @@ const tile = `
     ${epilogueInit}
     ${range(2)
       .map(
-        (r) => `(local.set $v ${narrow(`(local.get $c${r}0)`, `(local.get $c${r}1)`)})
+        (r) => `(local.set $v ${demotePair(`(local.get $c${r}0)`, `(local.get $c${r}1)`)})
     (local.set $v ${epilogue('(local.get $v)')})
     (call $store_partial (local.get $c${r}) (local.get $v) (local.get $nv))
-    (local.set $v ${narrow(`(local.get $c${r}2)`, `(local.get $c${r}3)`)})
+    (local.set $v ${demotePair(`(local.get $c${r}2)`, `(local.get $c${r}3)`)})
     (local.set $v ${epilogue('(local.get $v)')})
     (call $store_partial (i32.add (local.get $c${r}) (i32.const 16)) (local.get $v)
       (i32.sub (local.get $nv) (i32.const 4)))`,

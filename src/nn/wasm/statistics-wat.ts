@@ -1,3 +1,4 @@
+import { promoteHigh } from './f64-lanes-wat.js';
 import { epilogue, epilogueInit, epilogueScalar } from './gemm-wat.js';
 import { locals } from './wat-text.js';
 
@@ -27,9 +28,6 @@ import { locals } from './wat-text.js';
  * block keeps the values as they were (only the sums see the clipped ones).
  */
 
-/** Lanes 2 and 3 of an f32x4, widened to f64x2. */
-const high = (v: string) =>
-  `(f64x2.promote_low_f32x4 (i8x16.shuffle 8 9 10 11 12 13 14 15 8 9 10 11 12 13 14 15 ${v} ${v}))`;
 const hsum = (v: string) => `(f64.add (f64x2.extract_lane 0 ${v}) (f64x2.extract_lane 1 ${v}))`;
 
 /**
@@ -114,7 +112,7 @@ const perFeature = (act: boolean, clip: boolean) => {
         ${a.storeVector('(local.get $p)')}
         ${a.clipVector}
         (local.set $lo (f64x2.sub (f64x2.promote_low_f32x4 (local.get $x)) (local.get $k0)))
-        (local.set $hi (f64x2.sub ${high('(local.get $x)')} (local.get $k1)))
+        (local.set $hi (f64x2.sub ${promoteHigh('(local.get $x)')} (local.get $k1)))
         (local.set $s0 (f64x2.add (local.get $s0) (local.get $lo)))
         (local.set $s1 (f64x2.add (local.get $s1) (local.get $hi)))
         (local.set $q0 (f64x2.add (local.get $q0) (f64x2.mul (local.get $lo) (local.get $lo))))
@@ -181,7 +179,7 @@ const perChannel = (act: boolean, clip: boolean) => {
           ${a.storeVector('(local.get $src)')}
           ${a.clipVector}
           (local.set $lo (f64x2.sub (f64x2.promote_low_f32x4 (local.get $x)) (local.get $kv)))
-          (local.set $hi (f64x2.sub ${high('(local.get $x)')} (local.get $kv)))
+          (local.set $hi (f64x2.sub ${promoteHigh('(local.get $x)')} (local.get $kv)))
           (local.set $s0 (f64x2.add (local.get $s0) (local.get $lo)))
           (local.set $s1 (f64x2.add (local.get $s1) (local.get $hi)))
           (local.set $q0 (f64x2.add (local.get $q0) (f64x2.mul (local.get $lo) (local.get $lo))))
