@@ -57,7 +57,6 @@ export {
   type MetricsFile,
   metricsFileSchema,
   parseMetricsFile,
-  type RecalibrationMetrics,
   recalibrationMetricsSchema,
   type TrainingMetrics,
   trainingMetricsSchema,

@@ -94,7 +94,6 @@ export const metricsFileSchema = z.discriminatedUnion('format', [
 
 export type EpochMetrics = z.infer<typeof epochMetricsSchema>;
 export type TrainingMetrics = z.infer<typeof trainingMetricsSchema>;
-export type RecalibrationMetrics = z.infer<typeof recalibrationMetricsSchema>;
 export type MetricsFile = z.infer<typeof metricsFileSchema>;
 
 /**

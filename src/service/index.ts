@@ -150,7 +150,6 @@ export {
   type RegistryOptions,
   type ServedVersion,
   unavailableRetryAfterSeconds,
-  type VersionState,
 } from './model-registry.js';
 export { type ModelReport, openReportModel, type ReportModel } from './model-report.js';
 export { type NdjsonRowProblem, readNdjsonRow } from './ndjson-row.js';
@@ -206,7 +205,6 @@ export {
 export {
   NOT_ACTIVATED_CODES,
   type NotActivated,
-  type NotActivatedCode,
   type RecalibrationOutcome,
   recalibrationOutcomeSchema,
 } from './recalibration-outcome.js';

@@ -66,8 +66,6 @@ export interface FailedVersion extends VersionBase {
 /** One version as loaded in this process, told apart by `state`. */
 export type ServedVersion = AvailableVersion | FailedVersion;
 
-export type VersionState = ServedVersion['state'];
-
 /** A model's versions and its active version; replaced as a whole, never mutated. */
 export interface ModelSnapshot {
   readonly name: string;

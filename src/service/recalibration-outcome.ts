@@ -12,7 +12,6 @@ export const NOT_ACTIVATED_CODES = [
   'STORAGE_FULL',
   'STORAGE_UNAVAILABLE',
 ] as const;
-export type NotActivatedCode = (typeof NOT_ACTIVATED_CODES)[number];
 
 /** The layer report, as metrics.json has it; a response always names each BatchNorm's path. */
 const layerShift = layerShiftSchema.required({ path: true });

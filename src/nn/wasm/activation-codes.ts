@@ -13,5 +13,3 @@ export const ACTIVATION_CODES = {
   sigmoid: 6,
   selu: 7,
 } as const;
-
-export type ActivationKind = keyof typeof ACTIVATION_CODES;

@@ -1,4 +1,4 @@
-export { ACTIVATION_CODES, type ActivationKind } from './activation-codes.js';
+export { ACTIVATION_CODES } from './activation-codes.js';
 export { CONV, convSizes, convWat, writeConvDescriptor } from './conv-wat.js';
 export { elementwiseWat } from './elementwise-wat.js';
 export * from './gemm-wat.js';
