@@ -10,8 +10,8 @@ import {
   showKeyPath,
 } from '../errors/index.js';
 import { DTYPE_SIZES, isKnownUnsupportedDtype, SUPPORTED_DTYPES } from './dtype.js';
-import { headerExtent } from './json-duplicate-keys.js';
 import type { RawTensor } from './raw-tensor.js';
+import { headerExtent } from './safetensors-header-extent.js';
 
 /** A parsed safetensors file. */
 export interface SafetensorsFile {
