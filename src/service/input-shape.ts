@@ -14,6 +14,7 @@ import {
   roundsToFiniteFloat32,
 } from '../nn/index.js';
 import { compileAccepts } from './compiled-schema.js';
+import { LIMITS } from './request-limits.js';
 import { flatRows, nestedRows, type RowSource, sampleRows } from './row-source.js';
 
 export { FLOAT32_MAX, FLOAT32_RANGE_MESSAGE, roundsToFiniteFloat32 };
@@ -48,9 +49,6 @@ const isFloat32Value = compileAccepts(float32Value)!;
 /** Why a value is not a float32 input value (zod's message for it). */
 const valueProblem = (v: unknown): string =>
   float32Value.safeParse(v).error?.issues[0]?.message ?? notANumberMessage(v);
-
-/** Errors reported per request: enough to fix a body, bounded for a body full of mistakes. */
-const MAX_ERRORS = 10;
 
 const dims = (shape: readonly number[]): string => shape.map((d) => `[${d}]`).join('');
 
@@ -127,7 +125,7 @@ export class InputShape {
     // A function names the rows of TF Serving's named forms (`instances[3].input`).
     const at = typeof field === 'string' ? (r: number) => `${field}[${r}]` : field;
     const errors: ErrorLocation[] = [];
-    for (let r = 0; r < instances.length && errors.length < MAX_ERRORS; r++)
+    for (let r = 0; r < instances.length && errors.length < LIMITS.errorLocations; r++)
       this.checkSample(instances[r], at(r), errors);
     throwIfAny(errors);
     return this.samples(instances);
@@ -182,7 +180,7 @@ export class InputShape {
       checkValues(value, path, errors);
       return;
     }
-    for (let i = 0; i < size && errors.length < MAX_ERRORS; i++) {
+    for (let i = 0; i < size && errors.length < LIMITS.errorLocations; i++) {
       const item = value[i];
       const at = `${path}[${i}]`;
       if (Array.isArray(item)) {
@@ -232,7 +230,7 @@ export class InputShape {
       return flatRows(values as readonly number[], rows, this.width);
     }
     if (values.length === rows && values.every(Array.isArray)) {
-      for (let r = 0; r < rows && errors.length < MAX_ERRORS; r++)
+      for (let r = 0; r < rows && errors.length < LIMITS.errorLocations; r++)
         this.checkSample(values[r], `${path}[${r}]`, errors);
       throwIfAny(errors);
       return this.samples(values);
@@ -263,7 +261,7 @@ export class InputShape {
 
 /** Each of `values` must be a float32 input value; the offending ones are named `path[i]`. */
 function checkValues(values: readonly unknown[], path: string, errors: ErrorLocation[]): void {
-  for (let i = 0; i < values.length && errors.length < MAX_ERRORS; i++) {
+  for (let i = 0; i < values.length && errors.length < LIMITS.errorLocations; i++) {
     const v = values[i];
     if (!isFloat32Value(v)) errors.push({ path: `${path}[${i}]`, message: valueProblem(v) });
   }
@@ -282,9 +280,12 @@ export function failInput(path: string, message: string): never {
 
 function throwIfAny(errors: ErrorLocation[]): void {
   if (errors.length > 0) {
-    // The checks stop at MAX_ERRORS places: past it, "… and 7 more" would read as a count of all.
+    // The checks stop at LIMITS.errorLocations places: past it, "… and 7 more" would read as a
+    // count of all.
     const stopped =
-      errors.length >= MAX_ERRORS ? `; the check stopped at ${MAX_ERRORS} places` : '';
+      errors.length >= LIMITS.errorLocations
+        ? `; the check stopped at ${LIMITS.errorLocations} places`
+        : '';
     throw new NormserveError('INVALID_INPUT', `${describeLocations(errors, 3)}${stopped}`, {
       errors,
     });

@@ -7,7 +7,10 @@ import { z } from 'zod';
  * (MAX_BATCH_SIZE, MAX_RECALIBRATION_SAMPLES).
  */
 export const LIMITS = {
-  /** Places named in a problem's `errors`; the detail counts the rest. */
+  /**
+   * Places named in a problem's `errors`; the detail counts the rest. The input checks
+   * (input-shape.ts, tensor-codec.ts) stop looking at this many.
+   */
   errorLocations: 10,
   /** An Open Inference Protocol request id (echoed in the response). */
   idChars: 256,

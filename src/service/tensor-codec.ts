@@ -2,6 +2,7 @@ import { endianness } from 'node:os';
 import { type ErrorLocation, NormserveError } from '../errors/index.js';
 import { allFinite } from '../nn/index.js';
 import { notANumberMessage } from './input-shape.js';
+import { LIMITS } from './request-limits.js';
 
 /**
  * Raw tensor bytes as the Open Inference Protocol lays them out, in its binary REST extension and
@@ -14,7 +15,7 @@ export const FP32_BYTES = 4;
 /**
  * Reads `bytes` as little-endian float32 values. The bytes may sit at any offset of their buffer
  * (a slice of a request body): aligned ones are viewed, others copied once. Every value must be
- * finite; errors name `where` and, for values, `where[i]` (up to 10 are listed).
+ * finite; errors name `where` and, for values, `where[i]` (up to LIMITS.errorLocations are listed).
  */
 export function readFloat32(bytes: Uint8Array, where: string): Float32Array {
   if (bytes.byteLength % FP32_BYTES !== 0) {
@@ -47,7 +48,7 @@ export function checkFinite(values: Float32Array, where: string): void {
     if (v - v !== 0) {
       errors ??= [];
       errors.push({ path: `${where}[${i}]`, message: notANumberMessage(v) });
-      if (errors.length >= 10) break;
+      if (errors.length >= LIMITS.errorLocations) break;
     }
   }
   if (errors) {
