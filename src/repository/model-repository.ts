@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { lstat, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
@@ -80,8 +81,9 @@ export const activeRecordSchema = z.looseObject({
    * hold would replace the record. Should the process die between the rename and that write, the
    * directory `pinned_for` names is gone and only this tells the cleanup that the publish happened
    * and what it was about to do (settleAbandonedPin): it finishes the activation when `version` is
-   * there and is the directory that was staged (its inode, which a rename keeps: another
-   * publisher may have taken the number), else undoes the pin. Absent from records written before
+   * there and is the directory that was staged (its inode, which a rename keeps, and its
+   * config.json's digest: another publisher may have taken the number, and a file system reuses
+   * the inode of a directory removed), else undoes the pin. Absent from records written before
    * 2026-12 and from an inactive publish's pin (which is the record it leaves).
    */
   pinned_publishing: z
@@ -89,6 +91,13 @@ export const activeRecordSchema = z.looseObject({
       version: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
       /** The staged directory's inode number, in decimal (a 64-bit number: not a JSON number). */
       inode: z.string().regex(/^[0-9]{1,20}$/),
+      /**
+       * The SHA-256 of the staged config.json: ext4 gives a new directory the inode of one just
+       * removed, so the inode alone could name another publisher's version staged after this
+       * one's leftover was removed (h262); a recalibration's config.json is its own (its
+       * provenance: created_at, the data's digest).
+       */
+      config_sha256: z.string().regex(/^[0-9a-f]{64}$/),
     })
     .optional(),
 });
@@ -140,6 +149,10 @@ export interface StagedVersion {
   discard(): Promise<void>;
   /** Its temporary directory's name in the model's directory. */
   readonly tempName: string;
+  /** The SHA-256 of its config.json, in hex (as versionDigests gives it once published). */
+  readonly configSha256: string;
+  /** What the cleanup before staging did to a dead publisher's pin (settleAbandonedPin). */
+  readonly pinSettled?: { undone: true } | { activated: number };
 }
 
 /**
@@ -391,7 +404,8 @@ export class ModelRepository {
     // rule of a server's start-up: a repository written only by CLIs is cleaned as it is used.
     // What cannot be removed stays hidden, and the publish goes on (removeTemporaries).
     const { removed } = await removeAbandonedTemporaries(this.modelPath(name));
-    await this.settleAbandonedPin(name, removed).catch(() => undefined);
+    const pinSettled = await this.settleAbandonedPin(name, removed).catch(() => undefined);
+    const configSha256 = createHash('sha256').update(files.get(CONFIG_FILE)!).digest('hex');
     let staged: Awaited<ReturnType<typeof stageDirectory>>;
     try {
       staged = await stageDirectory(this.modelPath(name), files);
@@ -401,6 +415,8 @@ export class ModelRepository {
     return {
       discard: () => staged.discard(),
       tempName: staged.name,
+      configSha256,
+      ...(pinSettled !== undefined ? { pinSettled } : {}),
       publish: async (fence, beforeRename) => {
         try {
           const chosen = await staged.publish(
@@ -458,9 +474,14 @@ export class ModelRepository {
         return work({
           publish: (staged, fence, beforeRename) => staged.publish(fences(fence), beforeRename),
           replaceIfExactly: (expected, next, fence) =>
-            recording(next.version, () =>
-              this.replaceIfExactly(name, expected, next, fences(fence)),
-            ),
+            this.replaceIfExactly(name, expected, next, fences(fence)).catch((e: unknown) => {
+              throw storageFailure(
+                e,
+                `cannot rewrite the pin of version ${expected.version} of "${name}" in ${ACTIVE_FILE}`,
+                this.root,
+                dir,
+              );
+            }),
           writeActive: (version, note) =>
             recording(version, () => this.replaceActive(name, version, recordFence, note)),
           writeActiveIf: (version, expected, note, fence) =>
@@ -914,10 +935,12 @@ export class ModelRepository {
     if (await exists(staged)) return undefined; // being written, or a leftover not yet removed
     const recordMtime = () => stat(path).then((s) => s.mtimeMs);
     if (!(await abandonedWriter(pinnedFor, recordMtime, maxAgeMs))) return undefined;
-    const published = await stat(this.versionPath(name, intent.version), { bigint: true }).then(
-      (s) => s.isDirectory() && s.ino.toString() === intent.inode,
-      () => false,
-    );
+    const published =
+      (await stat(this.versionPath(name, intent.version), { bigint: true }).then(
+        (s) => s.isDirectory() && s.ino.toString() === intent.inode,
+        () => false,
+      )) &&
+      (await this.versionDigests(name, intent.version)).config_sha256 === intent.config_sha256;
     if (!published) return undo();
     // As the publish would have: a version that does not load is not activated (it would have
     // been deleted again; activated, a restarted server would serve nothing).

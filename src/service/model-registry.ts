@@ -689,12 +689,25 @@ export class ModelRegistry {
     const conditional = activate && options.ifActive !== undefined;
     // Written before anything else, so a full disk fails here, with nothing written at all.
     const staged = await this.repository.stageVersion(checkpoint);
+    // The cleanup before staging settled a dead publisher's pin: said as the start-up's is.
+    const settled = staged.pinSettled;
+    if (settled !== undefined && 'activated' in settled)
+      this.log.warn(
+        { model: name, version: settled.activated },
+        'activated a version whose publish died between publishing it and recording it as active (its pin named it)',
+      );
+    else if (settled !== undefined)
+      this.log.info({ model: name }, 'undid the pin of a publish that died before publishing');
     let pin: { record: ActiveRecord; previous?: string } | undefined;
+    /** A pin written and then not undone (undoPin): its staged directory is kept for the cleanup. */
+    let pinLeft = false;
     try {
       if (!activate || conditional)
-        pin = await this.pinActive(name, conditional, staged.tempName, stopWaiting);
+        pin = await this.pinActive(name, conditional, staged.tempName, stopWaiting, () => {
+          pinLeft = true;
+        });
     } catch (e) {
-      await staged.discard();
+      if (!pinLeft) await staged.discard();
       throw e;
     }
     /** Set once renamed into place; `published` once loaded back too. */
@@ -718,7 +731,10 @@ export class ModelRegistry {
       if (pin === undefined || pin.record.version !== options.ifActive) return;
       const dir = join(this.repository.modelPath(name), staged.tempName);
       const inode = (await stat(dir, { bigint: true })).ino.toString();
-      const next: ActiveRecord = { ...pin.record, pinned_publishing: { version, inode } };
+      const next: ActiveRecord = {
+        ...pin.record,
+        pinned_publishing: { version, inode, config_sha256: staged.configSha256 },
+      };
       // fenced as the rename is: LOCK_LOST here publishes nothing, the pin undone as for any
       // failure before the rename.
       if (await held.replaceIfExactly(pin.record, next, options.fence)) pin.record = next;
@@ -727,7 +743,8 @@ export class ModelRegistry {
      * The version loaded but its activation was not written (a full disk, LOCK_LOST): the pin
      * stays the record, as after an inactive publish, and its intent goes, so that no cleanup
      * activates later what this call reports not activated. Best effort, under the hold: one
-     * left is logged (the cleanup would then finish the activation once this process is gone).
+     * left is logged (a cleanup would then finish the activation once this process is gone, or
+     * once the record is older than a day while it lives on: abandonedWriter).
      */
     const dropIntent = async (held: HeldActiveRecord): Promise<void> => {
       if (pin?.record.pinned_publishing === undefined) return;
@@ -739,7 +756,7 @@ export class ModelRegistry {
       } catch (e) {
         this.log.warn(
           { model: name, version: intent.version, err: e },
-          `the pin in ${ACTIVE_FILE} keeps naming version ${intent.version} as being activated: a cleanup will activate it once this process is gone, unless the record changes first`,
+          `the pin in ${ACTIVE_FILE} keeps naming version ${intent.version} as being activated: a cleanup will activate it once this process is gone (or the record is a day old), unless a version is activated first`,
         );
       }
     };
@@ -813,9 +830,12 @@ export class ModelRegistry {
       }
     } catch (e) {
       if (renamed === undefined) {
-        // Not renamed: nothing published (the staged files removed), so no pin is needed.
-        await staged.discard();
-        if (pin) await this.undoPin(name, pin, e, stopWaiting);
+        // Not renamed: nothing published, so no pin is needed. The pin is undone first, and the
+        // staged files removed only once it is (or was never written): a pin that cannot be
+        // undone now (the record's lock still held by the writer a shutdown stopped this one
+        // waiting for, h262) keeps its staged directory, so that the cleanup after this process
+        // removes both (settleAbandonedPin), instead of a pin naming nothing, left for good.
+        if (!pin || (await this.undoPin(name, pin, e, stopWaiting))) await staged.discard();
       }
       published?.loaded.compiled.close();
       if (renamed !== undefined && loadFailure !== undefined) {
@@ -882,6 +902,8 @@ export class ModelRegistry {
     conditional: boolean,
     stagedName: string,
     stopWaiting?: () => void,
+    /** The pin was written but, its write unsynced, could not be undone (undoPin). */
+    onPinLeft?: () => void,
   ): Promise<{ record: ActiveRecord; previous?: string } | undefined> {
     // A conditional activation needs a record too: without one, the new version would be served
     // as the highest whatever the condition decides.
@@ -915,7 +937,7 @@ export class ModelRegistry {
           `cannot record version ${current.active} of "${name}" as active`,
           this.repository.root,
         );
-        await this.undoPin(name, pin, failure, stopWaiting);
+        if (!(await this.undoPin(name, pin, failure, stopWaiting))) onPinLeft?.();
         throw failure;
       }
       return pin;
@@ -934,14 +956,17 @@ export class ModelRegistry {
    * Undoes a pin (pinActive) after the publish it was written for failed, publishing nothing:
    * puts back what the record held before, only if the record is still that pin (restoreActive).
    * One that cannot be undone is logged as an error saying what to do; `failure` stays the error.
-   * `stopWaiting`: the publish's (one try of the lock, no wait, once it throws).
+   * `stopWaiting`: the publish's (one try of the lock, no wait, once it throws). Whether the pin
+   * is settled (undone, or replaced by another writer): when it is not, a caller that has not
+   * renamed its staged directory keeps it, for the cleanup after this process to remove with
+   * the pin (settleAbandonedPin).
    */
   private async undoPin(
     name: string,
     pin: { record: ActiveRecord; previous?: string },
     failure: unknown,
     stopWaiting?: () => void,
-  ): Promise<void> {
+  ): Promise<boolean> {
     try {
       const undone = await this.repository.restoreActive(
         name,
@@ -955,6 +980,7 @@ export class ModelRegistry {
           ? 'pin of the active version undone: nothing was published'
           : 'pin of the active version left: another writer replaced it',
       );
+      return true;
     } catch (e) {
       this.log.error(
         {
@@ -963,8 +989,9 @@ export class ModelRegistry {
           err: e,
           cause: failure instanceof Error ? failure.message : String(failure),
         },
-        `the pin of version ${pin.record.version} written before a publish that failed could not be undone: ${ACTIVE_FILE} keeps naming it, so versions published later are not served until one is activated (POST /v1/models/${name}/versions/<v>:activate) or the record is removed`,
+        `the pin of version ${pin.record.version} written before a publish that failed could not be undone: ${ACTIVE_FILE} keeps naming it, so versions published later are not served until the cleanup after this process undoes it (its staged directory kept for that) or a version is activated (POST /v1/models/${name}/versions/<v>:activate)`,
       );
+      return false;
     }
   }
 

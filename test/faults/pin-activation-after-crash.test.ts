@@ -10,6 +10,7 @@
  * never over a record written since.
  */
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { cpSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
@@ -30,7 +31,7 @@ interface Pin {
   version: number;
   pinned_for?: string;
   pinned_over?: string;
-  pinned_publishing?: { version: number; inode: string };
+  pinned_publishing?: { version: number; inode: string; config_sha256: string };
   note?: string;
 }
 
@@ -70,6 +71,7 @@ function recalibrate(model: string, data: string, kill: { before?: string; after
 const temporaries = (model: string) => readdirSync(model).filter((n) => n.startsWith(TEMP_PREFIX));
 const readRecord = (record: string) => JSON.parse(readFileSync(record, 'utf8')) as Pin;
 const inodeOf = (path: string) => statSync(path, { bigint: true }).ino.toString();
+const sha256Of = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex');
 
 /** A pid that existed and no longer does (a child that has exited and been reaped). */
 function deadPid(): number {
@@ -83,7 +85,7 @@ function deadPid(): number {
  * written by `writer` (a staged directory's name), naming version 2 as being published with
  * `inode` (default: digits/2's own), as recordIntent writes it.
  */
-function intentPin(writer: string, inode?: string) {
+function intentPin(writer: string, inode?: string, configSha256?: string) {
   const root = makeRepository(['digits']);
   const model = join(root, 'digits');
   cpSync(join(model, '1'), join(model, '2'), { recursive: true });
@@ -92,7 +94,11 @@ function intentPin(writer: string, inode?: string) {
     version: 1,
     note: 'pinned before publishing a version activated only if this one is still active',
     pinned_for: writer,
-    pinned_publishing: { version: 2, inode: inode ?? inodeOf(join(model, '2')) },
+    pinned_publishing: {
+      version: 2,
+      inode: inode ?? inodeOf(join(model, '2')),
+      config_sha256: configSha256 ?? sha256Of(join(model, '2', 'config.json')),
+    },
   };
   const text = `${JSON.stringify(pin)}\n`;
   writeFileSync(record, text);
@@ -109,6 +115,7 @@ describe('a conditional publish killed between its rename and its activation', (
     const pin = readRecord(record);
     expect(pin).toMatchObject({ version: 1, pinned_publishing: { version: 2 } });
     expect(pin.pinned_publishing!.inode).toBe(inodeOf(join(model, '2')));
+    expect(pin.pinned_publishing!.config_sha256).toBe(sha256Of(join(model, '2', 'config.json')));
     expect(temporaries(model)).not.toContain(pin.pinned_for);
 
     const { pinsUndone, pinActivations, failed } = await new ModelRepository(
@@ -169,6 +176,15 @@ describe('the cleanup of a pin naming the version it was publishing', () => {
     const writer = `${TEMP_PREFIX}${hostTag()}-${deadPid()}-aaaaaaaaaaaa`;
     const { root, model, record } = intentPin(writer, '1');
     expect(inodeOf(join(model, '2'))).not.toBe('1');
+    const { pinsUndone, pinActivations } = await new ModelRepository(root).removeTemporaries();
+    expect(pinsUndone).toEqual(['digits']);
+    expect(pinActivations).toEqual([]);
+    expect(existsSync(record)).toBe(false);
+  });
+
+  it("a dead writer's pin whose version has its directory's inode but another config.json (a reused inode: another publisher's) is undone, not activated (h262)", async () => {
+    const writer = `${TEMP_PREFIX}${hostTag()}-${deadPid()}-eeeeeeeeeeee`;
+    const { root, record } = intentPin(writer, undefined, 'f'.repeat(64));
     const { pinsUndone, pinActivations } = await new ModelRepository(root).removeTemporaries();
     expect(pinsUndone).toEqual(['digits']);
     expect(pinActivations).toEqual([]);

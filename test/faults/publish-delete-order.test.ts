@@ -88,6 +88,7 @@ function deleteRightAfterPublishing(): { outcome: () => Promise<string>; waited:
     return {
       discard: () => staged.discard(),
       tempName: staged.tempName,
+      configSha256: staged.configSha256,
       publish: async (fence) => {
         const published = await staged.publish(fence);
         const blocked = new Promise<string>((resolve) => {
