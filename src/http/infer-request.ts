@@ -4,6 +4,7 @@ import { quote } from '../errors/index.js';
 import {
   type AvailableVersion,
   CLASSIFICATION_PARAMETER,
+  checkBatchSize,
   checkClassifications,
   checkInputTensor,
   classificationCount,
@@ -111,13 +112,15 @@ function readInput(
  * samples, their count from its length (Triton takes one sample, its batch-1 request; more are
  * read as the TF-style octet-stream route reads them).
  */
-function rawBinaryHeader(shape: InputShape, bytes: number): InferBody {
+function rawBinaryHeader(shape: InputShape, bytes: number, maxRows: number): InferBody {
   const sampleBytes = shape.width * FP32_BYTES;
   if (bytes === 0 || bytes % sampleBytes !== 0)
     failInput(
-      'body',
+      RAW_DATA,
       `a raw binary request (${HEADER_LENGTH_NAME}: 0) is the input's FP32 samples, ${shape.width} values (${sampleBytes} bytes) each, so a multiple of ${sampleBytes} bytes; got ${bytes}`,
     );
+  // Named as the body, before the header made here would name its shape.
+  checkBatchSize(RAW_DATA, bytes / sampleBytes, maxRows);
   return {
     inputs: [
       {
@@ -207,7 +210,7 @@ export function inferHandler({ config, inference }: Pick<AppDeps, 'config' | 'in
     let binaryPath: string | undefined;
     if (Buffer.isBuffer(request.body) && isRawBinary(request.headers[HEADER_LENGTH])) {
       const served = inference.resolve(request.params.name, request.params.version);
-      parsed = rawBinaryHeader(inputShapeOf(served), request.body.length);
+      parsed = rawBinaryHeader(inputShapeOf(served), request.body.length, config.MAX_BATCH_SIZE);
       binary = request.body;
       binaryPath = RAW_DATA;
     } else if (Buffer.isBuffer(request.body)) {

@@ -88,17 +88,22 @@ const REDACTABLE = /[?#;]/;
  */
 export const LOGGED_URL_MAX_CHARS = 2048;
 
-/** `url`, cut to LOGGED_URL_MAX_CHARS with its length said (never inside a surrogate pair). */
-export function cappedUrl(url: string): string {
+/**
+ * `url` (the logged form of a URL `sentChars` long as sent), cut to LOGGED_URL_MAX_CHARS with
+ * the length sent said, never inside a surrogate pair. The logged form may be longer than the
+ * URL (each redacted value is `[Redacted]`) or shorter.
+ */
+export function cappedUrl(url: string, sentChars = url.length): string {
   if (url.length <= LOGGED_URL_MAX_CHARS) return url;
   let end = LOGGED_URL_MAX_CHARS;
   const last = url.charCodeAt(end - 1);
   if (last >= 0xd800 && last <= 0xdbff) end--;
-  return `${url.slice(0, end)}…[${url.length} characters]`;
+  return `${url.slice(0, end)}…[${sentChars} characters]`;
 }
 
 /** `loggedUrl` of a request, by the parameters its route reads, capped (cappedUrl). */
 export const requestLoggedUrl = (request: FastifyRequest): string =>
   cappedUrl(
     REDACTABLE.test(request.url) ? loggedUrl(request.url, readParams(request)) : request.url,
+    request.url.length,
   );

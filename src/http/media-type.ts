@@ -18,10 +18,31 @@ export const noContentType = (type: string | undefined): boolean =>
 export const mediaTypeOf = (contentType: string | undefined): string =>
   (contentType ?? '').split(';')[0]!.trim().toLowerCase();
 
+/**
+ * The parts of a Content-Type between `;`s, a `;` inside a quoted string (RFC 9110 §5.6.4: `"…"`
+ * with `\` escapes) kept in its part: `text/csv; foo="x;charset=latin1"` has one parameter, foo.
+ */
+function mediaTypeParts(contentType: string): string[] {
+  const parts: string[] = [];
+  let start = 0;
+  let quoted = false;
+  for (let i = 0; i < contentType.length; i++) {
+    const c = contentType[i];
+    if (quoted && c === '\\') i++;
+    else if (c === '"') quoted = !quoted;
+    else if (c === ';' && !quoted) {
+      parts.push(contentType.slice(start, i));
+      start = i + 1;
+    }
+  }
+  parts.push(contentType.slice(start));
+  return parts;
+}
+
 /** A media type's parameters, names lower-cased, values unquoted: `charset=UTF-8` → charset: UTF-8. */
 export function mediaTypeParameters(contentType: string): Map<string, string> {
   const parameters = new Map<string, string>();
-  for (const part of contentType.split(';').slice(1)) {
+  for (const part of mediaTypeParts(contentType).slice(1)) {
     const at = part.indexOf('=');
     if (at === -1) continue;
     const value = part.slice(at + 1).trim();

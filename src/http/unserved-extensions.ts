@@ -50,8 +50,17 @@ const UNSERVED: readonly { path: RegExp; what: string; instead: string; plural?:
   },
 ];
 
-/** For a path of an extension not served: which one, and what to use instead. */
+/**
+ * For a path of an extension not served: which one, and what to use instead. The path is matched
+ * decoded too, as the router reads it (`/v1/models/digits%3Aclassify` is `…:classify`).
+ */
 export function unservedExtension(path: string): string | undefined {
-  const found = UNSERVED.find((u) => u.path.test(path));
+  let decoded = path;
+  try {
+    decoded = decodeURIComponent(path);
+  } catch {
+    // not percent-encoding: matched as sent
+  }
+  const found = UNSERVED.find((u) => u.path.test(path) || u.path.test(decoded));
   return found && `${found.what} ${found.plural ? 'are' : 'is'} not served; ${found.instead}`;
 }

@@ -271,6 +271,10 @@ describe('Open Inference Protocol binary tensor data extension on /infer', () =>
         /^body: a raw binary request \(Inference-Header-Content-Length: 0\) is the input's FP32 samples/,
       );
     }
+    // More samples than MAX_BATCH_SIZE (64 here): its 413, naming the body too.
+    const tooMany = await raw(f32Bytes(Array.from({ length: 65 }, () => flat.slice(0, 64)).flat()));
+    expect(tooMany.statusCode).toBe(413);
+    expect(tooMany.json<{ detail: string }>().detail).toMatch(/^body: at most 64 rows/);
     const nan = f32Bytes(flat.slice(0, 64));
     nan.writeFloatLE(Number.NaN, 8);
     expectInvalid(await raw(nan), [

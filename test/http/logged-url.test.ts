@@ -108,6 +108,10 @@ describe('request lines in the log', () => {
     );
     const line = served.logs.find((l) => l.includes('"long-url"'))!;
     expect(line.length).toBeLessThan(4096);
+    // Redaction makes the logged form longer than the URL: the length said is the one sent.
+    const redacted = `/nowhere?${'a&'.repeat(1100)}`;
+    await served.app.inject({ url: redacted, headers: { 'x-request-id': 'long-redacted' } });
+    expect(urlOf('long-redacted')).toMatch(new RegExp(`…\\[${redacted.length} characters\\]$`));
   });
 });
 

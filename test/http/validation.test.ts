@@ -971,6 +971,8 @@ describe('not found', () => {
         "TF Serving's Classify and Regress API (tf.Example inputs) is not served; :predict",
       ],
       ['POST', '/v1/models/digits/versions/1:regress', "TF Serving's Classify and Regress API"],
+      // The colon percent-encoded, as the router reads :predict too.
+      ['POST', '/v1/models/digits%3Aclassify', "TF Serving's Classify and Regress API"],
     ] as const) {
       const body = expectProblem(await t.app.inject({ method, url }), 404, 'NOT_FOUND', url);
       expect(body.error).toMatch(new RegExp(`^no route ${method} ${url.replaceAll('/', '\\/')}; `));
