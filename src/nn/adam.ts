@@ -2,6 +2,19 @@ import type { AdamStep, Kernels } from './kernels.js';
 import { Optimizer } from './optimizer.js';
 import type { Parameter } from './parameter.js';
 
+/**
+ * torch.optim.Adam's and AdamW's defaults (lr 1e-3, betas (0.9, 0.999), eps 1e-8; weight decay 0
+ * for Adam, 0.01 for AdamW): the one place they are written, for these classes and a training
+ * config's schema alike.
+ */
+export const ADAM_DEFAULTS = {
+  lr: 1e-3,
+  betas: [0.9, 0.999] as const,
+  eps: 1e-8,
+  weightDecay: 0,
+  adamwWeightDecay: 0.01,
+} as const;
+
 export interface AdamOptions {
   lr?: number;
   betas?: readonly [number, number];
@@ -29,10 +42,14 @@ export class Adam extends Optimizer {
   private readonly expAvg: Float32Array[];
   private readonly expAvgSq: Float32Array[];
 
-  constructor(params: readonly Parameter[], options: AdamOptions = {}, defaultWeightDecay = 0) {
-    super(params, options.lr ?? 1e-3, options.kernels);
-    [this.beta1, this.beta2] = options.betas ?? [0.9, 0.999];
-    this.eps = options.eps ?? 1e-8;
+  constructor(
+    params: readonly Parameter[],
+    options: AdamOptions = {},
+    defaultWeightDecay: number = ADAM_DEFAULTS.weightDecay,
+  ) {
+    super(params, options.lr ?? ADAM_DEFAULTS.lr, options.kernels);
+    [this.beta1, this.beta2] = options.betas ?? ADAM_DEFAULTS.betas;
+    this.eps = options.eps ?? ADAM_DEFAULTS.eps;
     this.weightDecay = options.weightDecay ?? defaultWeightDecay;
     this.expAvg = params.map((p) => this.kernels.allocate(p.value.numel));
     this.expAvgSq = params.map((p) => this.kernels.allocate(p.value.numel));
@@ -65,6 +82,6 @@ export class AdamW extends Adam {
   protected override readonly decoupled: boolean = true;
 
   constructor(params: readonly Parameter[], options: AdamOptions = {}) {
-    super(params, options, 0.01);
+    super(params, options, ADAM_DEFAULTS.adamwWeightDecay);
   }
 }

@@ -9,7 +9,7 @@ export {
   Sigmoid,
   Tanh,
 } from './activations.js';
-export { Adam, type AdamOptions, AdamW } from './adam.js';
+export { ADAM_DEFAULTS, Adam, type AdamOptions, AdamW } from './adam.js';
 export { allFinite } from './all-finite.js';
 export {
   BatchNorm,
@@ -66,7 +66,7 @@ export type {
 } from './kernels.js';
 export { LayerNorm, type LayerNormOptions } from './layer-norm.js';
 export { Linear, type LinearOptions } from './linear.js';
-export { type LrSchedule, learningRateAt } from './lr-schedule.js';
+export { type LrSchedule, learningRateAt, SCHEDULE_DEFAULTS } from './lr-schedule.js';
 export {
   Container,
   checkStateFits,
@@ -100,7 +100,7 @@ export { referenceKernels } from './reference-kernels.js';
 export { Residual } from './residual.js';
 export { Rng } from './rng.js';
 export { Sequential } from './sequential.js';
-export { SGD, type SgdOptions, sgdOptionsProblem } from './sgd.js';
+export { SGD, SGD_DEFAULTS, type SgdOptions, sgdOptionsProblem } from './sgd.js';
 export {
   copySliced,
   finish,

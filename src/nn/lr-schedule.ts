@@ -10,6 +10,18 @@ export type LrSchedule =
    */
   | { type: 'one_cycle'; pctStart?: number; divFactor?: number; finalDivFactor?: number };
 
+/**
+ * The schedules' defaults, PyTorch's (CosineAnnealingLR's eta_min 0; OneCycleLR's pct_start 0.3,
+ * div_factor 25, final_div_factor 1e4): the one place they are written, for learningRateAt and a
+ * training config's schema alike.
+ */
+export const SCHEDULE_DEFAULTS = {
+  etaMin: 0,
+  pctStart: 0.3,
+  divFactor: 25,
+  finalDivFactor: 1e4,
+} as const;
+
 const cosineAnneal = (start: number, end: number, pct: number): number =>
   end + ((start - end) / 2) * (Math.cos(Math.PI * pct) + 1);
 
@@ -24,7 +36,7 @@ export function learningRateAt(
     case 'constant':
       return baseLr;
     case 'cosine': {
-      const etaMin = schedule.etaMin ?? 0;
+      const etaMin = schedule.etaMin ?? SCHEDULE_DEFAULTS.etaMin;
       if (totalSteps <= 0) return baseLr;
       return (
         etaMin +
@@ -33,9 +45,9 @@ export function learningRateAt(
       );
     }
     case 'one_cycle': {
-      const pctStart = schedule.pctStart ?? 0.3;
-      const initialLr = baseLr / (schedule.divFactor ?? 25);
-      const minLr = initialLr / (schedule.finalDivFactor ?? 1e4);
+      const pctStart = schedule.pctStart ?? SCHEDULE_DEFAULTS.pctStart;
+      const initialLr = baseLr / (schedule.divFactor ?? SCHEDULE_DEFAULTS.divFactor);
+      const minLr = initialLr / (schedule.finalDivFactor ?? SCHEDULE_DEFAULTS.finalDivFactor);
       const warmupEnd = pctStart * totalSteps - 1;
       const end = totalSteps - 1;
       if (step <= warmupEnd)

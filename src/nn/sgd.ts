@@ -28,6 +28,17 @@ export function sgdOptionsProblem(options: {
 }
 
 /**
+ * torch.optim.SGD's defaults but lr, which it requires (a training config's schema gives 1e-2):
+ * the one place they are written.
+ */
+export const SGD_DEFAULTS = {
+  momentum: 0,
+  dampening: 0,
+  weightDecay: 0,
+  nesterov: false,
+} as const;
+
+/**
  * SGD as torch.optim.SGD (torch/optim/sgd.py, _single_tensor_sgd):
  *   g ← g + λ·θ;  b ← g on the first step, else b ← μ·b + (1 − dampening)·g;
  *   g ← g + μ·b (Nesterov) or g ← b;  θ ← θ − lr·g.
@@ -41,10 +52,10 @@ export class SGD extends Optimizer {
 
   constructor(params: readonly Parameter[], options: SgdOptions) {
     super(params, options.lr, options.kernels);
-    this.momentum = options.momentum ?? 0;
-    this.dampening = options.dampening ?? 0;
-    this.weightDecay = options.weightDecay ?? 0;
-    this.nesterov = options.nesterov ?? false;
+    this.momentum = options.momentum ?? SGD_DEFAULTS.momentum;
+    this.dampening = options.dampening ?? SGD_DEFAULTS.dampening;
+    this.weightDecay = options.weightDecay ?? SGD_DEFAULTS.weightDecay;
+    this.nesterov = options.nesterov ?? SGD_DEFAULTS.nesterov;
     const problem = sgdOptionsProblem(this);
     if (problem !== undefined) throw new RangeError(problem);
     this.buffers = params.map(() => undefined);

@@ -4,6 +4,7 @@ import {
   checkCsvRowWidth,
   csvHeader,
   csvNumber,
+  DEFAULT_LABEL_COLUMN,
   numericCell,
   unknownLabelColumn,
 } from '../training/index.js';
@@ -16,9 +17,6 @@ export interface CsvFeatureModel {
   /** The column training predicted (config.json's training.label_column). */
   labelColumn?: string | undefined;
 }
-
-/** The column left out of the features unless one is named: the model's label column, else this. */
-export const DEFAULT_LABEL_COLUMN = 'label';
 
 /** The label column a reader of a CSV leaves out: the one named, else the model's, else `label`. */
 export const labelColumnFor = (model: CsvFeatureModel, named: string | undefined): string =>

@@ -50,6 +50,7 @@ export {
   train,
 } from './trainer.js';
 export {
+  DEFAULT_LABEL_COLUMN,
   MAX_EPOCHS,
   OPTIMIZER_TYPES,
   type OptimizerConfig,

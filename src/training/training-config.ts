@@ -12,7 +12,7 @@ import {
   NormserveError,
   safeParseWorded,
 } from '../errors/index.js';
-import { sgdOptionsProblem } from '../nn/index.js';
+import { ADAM_DEFAULTS, SCHEDULE_DEFAULTS, SGD_DEFAULTS, sgdOptionsProblem } from '../nn/index.js';
 import { architectureSchema } from './architecture.js';
 
 const positiveInt = z.number().int().positive();
@@ -27,29 +27,33 @@ const fraction = z.number().min(0).lt(1);
  */
 export const MAX_EPOCHS = 100_000;
 
+/** The label column of a CSV unless one is named: training's, and every reader's of a model's CSV. */
+export const DEFAULT_LABEL_COLUMN = 'label';
+
 const optimizerSchema = z.discriminatedUnion('type', [
   z.strictObject({
     type: z.literal('adamw'),
-    lr: z.number().min(0).default(1e-3),
-    betas: z.tuple([fraction, fraction]).default([0.9, 0.999]),
-    eps: z.number().positive().default(1e-8),
-    weight_decay: z.number().min(0).default(0.01),
+    lr: z.number().min(0).default(ADAM_DEFAULTS.lr),
+    betas: z.tuple([fraction, fraction]).default([...ADAM_DEFAULTS.betas]),
+    eps: z.number().positive().default(ADAM_DEFAULTS.eps),
+    weight_decay: z.number().min(0).default(ADAM_DEFAULTS.adamwWeightDecay),
   }),
   z.strictObject({
     type: z.literal('adam'),
-    lr: z.number().min(0).default(1e-3),
-    betas: z.tuple([fraction, fraction]).default([0.9, 0.999]),
-    eps: z.number().positive().default(1e-8),
-    weight_decay: z.number().min(0).default(0),
+    lr: z.number().min(0).default(ADAM_DEFAULTS.lr),
+    betas: z.tuple([fraction, fraction]).default([...ADAM_DEFAULTS.betas]),
+    eps: z.number().positive().default(ADAM_DEFAULTS.eps),
+    weight_decay: z.number().min(0).default(ADAM_DEFAULTS.weightDecay),
   }),
   z
     .strictObject({
       type: z.literal('sgd'),
+      // torch.optim.SGD requires an lr; this is the config's own default.
       lr: z.number().min(0).default(1e-2),
-      momentum: z.number().min(0).default(0),
-      dampening: z.number().min(0).default(0),
-      nesterov: z.boolean().default(false),
-      weight_decay: z.number().min(0).default(0),
+      momentum: z.number().min(0).default(SGD_DEFAULTS.momentum),
+      dampening: z.number().min(0).default(SGD_DEFAULTS.dampening),
+      nesterov: z.boolean().default(SGD_DEFAULTS.nesterov),
+      weight_decay: z.number().min(0).default(SGD_DEFAULTS.weightDecay),
     })
     // What torch.optim.SGD refuses (ValueError), refused here with its words, not mid-training.
     .superRefine((o, ctx) => {
@@ -60,12 +64,15 @@ const optimizerSchema = z.discriminatedUnion('type', [
 
 const scheduleSchema = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('constant') }),
-  z.strictObject({ type: z.literal('cosine'), eta_min: z.number().min(0).default(0) }),
+  z.strictObject({
+    type: z.literal('cosine'),
+    eta_min: z.number().min(0).default(SCHEDULE_DEFAULTS.etaMin),
+  }),
   z.strictObject({
     type: z.literal('one_cycle'),
-    pct_start: z.number().gt(0).lt(1).default(0.3),
-    div_factor: z.number().positive().default(25),
-    final_div_factor: z.number().positive().default(1e4),
+    pct_start: z.number().gt(0).lt(1).default(SCHEDULE_DEFAULTS.pctStart),
+    div_factor: z.number().positive().default(SCHEDULE_DEFAULTS.divFactor),
+    final_div_factor: z.number().positive().default(SCHEDULE_DEFAULTS.finalDivFactor),
   }),
 ]);
 
@@ -92,7 +99,7 @@ export const trainingConfigSchema = z
     seed: z.number().int().min(0).max(0xffffffff).default(0),
     data: z.strictObject({
       path: z.string().min(1),
-      label_column: z.string().min(1).default('label'),
+      label_column: z.string().min(1).default(DEFAULT_LABEL_COLUMN),
       /** The test rows: a fixed row range from `from_row` to the end, or a seeded random fraction. */
       test_split: z
         .union([z.strictObject({ from_row: positiveInt }), z.strictObject({ fraction: fraction })])
