@@ -178,8 +178,10 @@ describe('parseModelConfig rejects, naming the place', () => {
     expect(message.length).toBeLessThan(1000);
     value.layers[2] = { type: 7 };
     expect(rejection(value)).toContain('unknown layer type 7;');
+    value.layers[2] = { in_features: 3 };
+    expect(rejection(value)).toContain('layers[2].type: a layer without a "type"; expected one of');
     value.layers[2] = {};
-    expect(rejection(value)).toContain('unknown layer type nothing;');
+    expect(rejection(value)).toContain('a layer without a "type";');
   });
 
   it('in_features that do not match the previous width', () => {

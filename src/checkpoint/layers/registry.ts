@@ -89,10 +89,14 @@ const options = layerDefinitions.map((d) => d.schema) as unknown as [
  * One layer of config.json: the union of the records' schemas, told apart by `type`. (The
  * annotation states the union's output type, which zod cannot infer through the nested block.)
  */
+/** What is wrong with a layer's `type`: missing, or not one of ours (echoed short). */
+const layerTypeProblem = (type: unknown): string =>
+  type === undefined ? 'a layer without a "type"' : `unknown layer type ${describeInput(type)}`;
+
 export const layerSchema: z.ZodType<LayerSpec> = z.discriminatedUnion('type', options, {
   error: (issue) =>
     issue.code === 'invalid_union' && 'options' in issue
-      ? `unknown layer type ${describeInput((issue.input as { type?: unknown } | undefined)?.type)}; expected one of ${layerTypes.join(', ')}`
+      ? `${layerTypeProblem((issue.input as { type?: unknown } | undefined)?.type)}; expected one of ${layerTypes.join(', ')}`
       : undefined,
 }) as unknown as z.ZodType<LayerSpec>;
 
