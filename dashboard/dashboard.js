@@ -19,6 +19,8 @@
     refreshError: '',
     history: [],
     charts: new Map(),
+    /** A token the server refused was forgotten; said until another is given. */
+    apiTokenRefused: false,
   };
   const POLL_MS = 1000;
   // The model list and the versions table every fifth poll too.
@@ -55,7 +57,11 @@
   function askForApiToken(sent) {
     const held = apiToken();
     if (held && held !== sent) return;
-    if (held) sessionStorage.removeItem(API_TOKEN_KEY);
+    if (held) {
+      sessionStorage.removeItem(API_TOKEN_KEY);
+      // Said until another token is given, not only on the one poll that carried it (h265).
+      state.apiTokenRefused = true;
+    }
     const form = $('api-token-form');
     if (!form.hidden) return;
     form.hidden = false;
@@ -67,6 +73,7 @@
     const token = $('api-token').value.trim();
     if (!token) return;
     sessionStorage.setItem(API_TOKEN_KEY, token);
+    state.apiTokenRefused = false;
     $('api-token').value = '';
     $('api-token-form').hidden = true;
   }
@@ -80,7 +87,11 @@
     if (res.status === 401) {
       askForApiToken(sent);
       const detail = (await failure(url, res)).message;
-      throw new Error(`${detail} (${sent ? 'the API token was refused' : 'enter the API token'})`);
+      const ask =
+        sent || state.apiTokenRefused
+          ? 'the API token was refused: enter it again'
+          : 'enter the API token';
+      throw new Error(`${detail} (${ask})`);
     }
     if (!res.ok) throw await failure(url, res);
     return res.json();
@@ -381,6 +392,17 @@
       c = undefined;
     }
     const width = widthIn(container, maxWidth);
+    // A canvas says nothing to a screen reader: the chart is named (its title, else its
+    // series); the numbers are in the tables beside it.
+    container.setAttribute('role', 'img');
+    container.setAttribute(
+      'aria-label',
+      opts.title ??
+        opts.series
+          .slice(1)
+          .map((s) => s.label)
+          .join(', '),
+    );
     if (!c) {
       c = new uPlot({ ...opts, width }, data, container);
       c.maxWidth = maxWidth;
@@ -483,9 +505,15 @@
     if (model !== state.model) return;
     // The route names no layer after a BatchNorm, so the dashed line is worded for any layer: 0
     // is where a ReLU that follows would cut.
+    // Workers whose rows are not drawn say why (another version loaded since a rollback): "No
+    // traffic yet" beside a drift score over 200 rows read as a contradiction (h265).
+    const leftOut = (pictures.workers_left_out ?? []).map((w) => w.reason);
+    const unique = [...new Set(leftOut)];
     $('layers-note').textContent =
       pictures.rows === 0
-        ? 'No traffic yet.'
+        ? unique.length > 0
+          ? `No rows of version ${pictures.version} to draw yet: ${unique.join('; ')}.`
+          : 'No traffic yet.'
         : pictures.layers.length === 0
           ? 'This model has no BatchNorm layer: there is nothing to chart here.'
           : `Version ${pictures.version}, the last ${pictures.rows} rows served. Dashed: 0, below which a ReLU following the BatchNorm would output 0.`;

@@ -45,15 +45,19 @@ export async function refuseInsideRepository(
   repository: string,
   instead: string,
 ): Promise<void> {
-  const modelDir = await repositoryDirectoryHolding(
-    await realPath(repository),
-    await realPath(landsAt),
+  const root = await realPath(repository);
+  const modelDir = await repositoryDirectoryHolding(root, await realPath(landsAt));
+  if (modelDir === undefined) return;
+  // The out directory itself, new at the repository's top (a report's): named once, with the
+  // repository (h265: "--out R/rep: inside R/rep").
+  const where =
+    modelDir === (await realPath(out))
+      ? `a directory of the model repository ${repository}`
+      : `inside ${modelDir}, a directory of the model repository`;
+  throw new NormserveError(
+    'OUTPUT_WRITE_FAILED',
+    `--out ${out}: ${where}, which the server reads as a model's; ${instead}`,
   );
-  if (modelDir !== undefined)
-    throw new NormserveError(
-      'OUTPUT_WRITE_FAILED',
-      `--out ${out}: inside ${modelDir}, a directory of the model repository, which the server reads as a model's; ${instead}`,
-    );
 }
 
 /** OUTPUT_WRITE_FAILED for `path`, saying why; a NormserveError passes through unchanged. */

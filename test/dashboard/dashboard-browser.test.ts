@@ -198,6 +198,11 @@ describe.skipIf(!available)('dashboard in chromium', () => {
         expect(night).toBeGreaterThan(0.5);
         expect(Number(await page.getAttribute('#drift-chart', 'data-points'))).toBeGreaterThan(1);
         expect(await page.locator('#drift-chart canvas').count()).toBe(1);
+        // Named for a screen reader (a canvas says nothing); the numbers are in the table.
+        expect(await page.getAttribute('#drift-chart', 'role')).toBe('img');
+        expect(await page.getAttribute('#drift-chart', 'aria-label')).toBe(
+          'drift score, threshold',
+        );
         // Each time tick is one whole time of day: no date line under the first tick, whose left
         // end the chart's edge cut off, and no bare ":33".
         const ticks = (await page.getAttribute('#drift-chart', 'data-x-labels'))?.split('|') ?? [];
@@ -524,8 +529,14 @@ describe.skipIf(!available)('dashboard in chromium', () => {
         expect(await page.isHidden('#api-token-form')).toBe(true);
         await page.waitForSelector('#api-token-form:not([hidden])', { timeout: PAGE_WAIT_MS });
         expect(
-          await shown(page, problemShown, (p) => /the API token was refused\)$/.test(p)),
-        ).toMatch(/\(the API token was refused\)$/);
+          await shown(page, problemShown, (p) =>
+            /the API token was refused: enter it again\)$/.test(p),
+          ),
+        ).toMatch(/\(the API token was refused: enter it again\)$/);
+        // Still said after the next polls, which carry no token (h265: it read "enter the API
+        // token" a second later, as if none had been given).
+        await page.waitForTimeout(2_500);
+        expect(await problemShown()).toMatch(/\(the API token was refused: enter it again\)$/);
 
         // The right one: the drift and the pictures of the traffic are shown.
         await page.fill('#api-token', API_TOKEN);
