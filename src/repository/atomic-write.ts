@@ -183,12 +183,14 @@ export interface StagedDirectory {
    * check, and what must be recorded before the rename: a pin's intent) runs immediately before
    * each rename, given the name about to be used: if it throws, nothing was published. A failure of
    * the parent's fsync after the rename is an UnsyncedWrite naming the published directory; any
-   * other failure removes the staged directory (discard).
+   * other failure removes the staged directory (discard), unless `keepOnFailure`: a caller whose
+   * pin names the directory removes it itself, once the pin is undone (h264).
    */
   publish(
     chooseName: (attempt: number) => Promise<string>,
     maxAttempts?: number,
     beforeRename?: (name: string) => Promise<void>,
+    keepOnFailure?: boolean,
   ): Promise<string>;
   /** Removes the staged directory (not published); a leftover that cannot be removed is cleanup's. */
   discard(): Promise<void>;
@@ -220,7 +222,7 @@ export async function stageDirectory(
   return {
     discard,
     name: basename(temp),
-    publish: async (chooseName, maxAttempts = 20, beforeRename) => {
+    publish: async (chooseName, maxAttempts = 20, beforeRename, keepOnFailure = false) => {
       try {
         for (let attempt = 0; attempt < maxAttempts; attempt++) {
           const name = await chooseName(attempt);
@@ -237,7 +239,7 @@ export async function stageDirectory(
         }
         throw new Error(`could not find a free name in ${parent} after ${maxAttempts} attempts`);
       } catch (e) {
-        if (!(e instanceof UnsyncedWrite)) await discard();
+        if (!(e instanceof UnsyncedWrite) && !keepOnFailure) await discard();
         throw e;
       }
     },

@@ -22,6 +22,7 @@ import {
   describeLocations,
   errnoOf,
   errnoWords,
+  isNormserveError,
   issuesToLocations,
   NormserveError,
   parseJsonText,
@@ -139,11 +140,13 @@ export interface StagedVersion {
   /**
    * Renames it into place as the next free version number (publishVersion's rename and its
    * failures); `beforeRename`, given the number chosen, then `fence` run immediately before each
-   * try of the rename. A failure before the rename discards it.
+   * try of the rename. A failure before the rename discards it, unless `keepOnFailure` (its
+   * caller's pin names it: removed once the pin is undone).
    */
   publish(
     fence?: () => Promise<void>,
     beforeRename?: (version: number) => Promise<void>,
+    keepOnFailure?: boolean,
   ): Promise<PublishedVersion>;
   /** Removes it, unpublished. */
   discard(): Promise<void>;
@@ -166,6 +169,7 @@ export interface HeldActiveRecord {
     staged: StagedVersion,
     fence?: () => Promise<void>,
     beforeRename?: (version: number) => Promise<void>,
+    keepOnFailure?: boolean,
   ): Promise<PublishedVersion>;
   /**
    * Replaces the record with `next` only if it is still exactly `expected` (its text as written),
@@ -417,7 +421,7 @@ export class ModelRepository {
       tempName: staged.name,
       configSha256,
       ...(pinSettled !== undefined ? { pinSettled } : {}),
-      publish: async (fence, beforeRename) => {
+      publish: async (fence, beforeRename, keepOnFailure) => {
         try {
           const chosen = await staged.publish(
             async () => String(await this.nextVersion(name)),
@@ -426,6 +430,7 @@ export class ModelRepository {
               await beforeRename?.(Number(version));
               await fence?.();
             },
+            keepOnFailure,
           );
           return { version: Number(chosen) };
         } catch (e) {
@@ -472,7 +477,8 @@ export class ModelRepository {
             );
           });
         return work({
-          publish: (staged, fence, beforeRename) => staged.publish(fences(fence), beforeRename),
+          publish: (staged, fence, beforeRename, keepOnFailure) =>
+            staged.publish(fences(fence), beforeRename, keepOnFailure),
           replaceIfExactly: (expected, next, fence) =>
             this.replaceIfExactly(name, expected, next, fences(fence)).catch((e: unknown) => {
               throw storageFailure(
@@ -623,7 +629,7 @@ export class ModelRepository {
       name,
       written.version,
       async (fence) => {
-        const now = await this.files.readText(path, MAX_ACTIVE_RECORD_BYTES).catch(() => undefined);
+        const now = await this.comparableRecordText(path);
         if (now !== recordText(written)) return false;
         await fence();
         if (previous === undefined) {
@@ -652,6 +658,19 @@ export class ModelRepository {
    * as written: every reader sees it, and for a pin's intent the version's own rename syncs the
    * same directory next.
    */
+  /**
+   * The record's text for a compare-and-write: undefined when there is none, or it is not a
+   * record a writer could have written (too large, not a file: REPOSITORY_ERROR), so it equals
+   * no expected text. A read that fails (EIO) throws: the caller must not take "cannot read" for
+   * "another writer's record" and settle a pin that is still there (h264).
+   */
+  private async comparableRecordText(path: string): Promise<string | undefined> {
+    return this.files.readText(path, MAX_ACTIVE_RECORD_BYTES).catch((e: unknown) => {
+      if (isNormserveError(e) && e.code === 'REPOSITORY_ERROR') return undefined;
+      throw e;
+    });
+  }
+
   private async replaceIfExactly(
     name: string,
     expected: ActiveRecord,
@@ -659,9 +678,7 @@ export class ModelRepository {
     fence: () => Promise<void>,
   ): Promise<boolean> {
     const dir = this.modelPath(name);
-    const now = await this.files
-      .readText(join(dir, ACTIVE_FILE), MAX_ACTIVE_RECORD_BYTES)
-      .catch(() => undefined);
+    const now = await this.comparableRecordText(join(dir, ACTIVE_FILE));
     if (now !== recordText(expected)) return false;
     // The record never names a missing version, even for a moment (as replaceActive).
     if (!(await this.listVersions(name)).includes(next.version)) return false;
@@ -940,7 +957,9 @@ export class ModelRepository {
         (s) => s.isDirectory() && s.ino.toString() === intent.inode,
         () => false,
       )) &&
-      (await this.versionDigests(name, intent.version)).config_sha256 === intent.config_sha256;
+      // config.json alone: the weights (megabytes) decide nothing here, the load check below does.
+      (await this.files.sha256(join(this.versionPath(name, intent.version), CONFIG_FILE))) ===
+        intent.config_sha256;
     if (!published) return undo();
     // As the publish would have: a version that does not load is not activated (it would have
     // been deleted again; activated, a restarted server would serve nothing).

@@ -767,8 +767,10 @@ export class ModelRegistry {
             staged,
             options.fence,
             conditional ? (version) => recordIntent(held, version) : undefined,
+            // A pin names the staged directory: removed below once the pin is undone.
+            pin !== undefined,
           )
-        : await staged.publish(options.fence);
+        : await staged.publish(options.fence, undefined, pin !== undefined);
       const { version } = done;
       // Renamed into place: from here on the version is published, whatever fails after.
       renamed = version;
@@ -908,8 +910,13 @@ export class ModelRegistry {
     // A conditional activation needs a record too: without one, the new version would be served
     // as the highest whatever the condition decides.
     const current = await this.refreshModel(name).catch(() => this.models.get(name));
-    if (current?.active === undefined || current.activeRecord?.version === current.active)
-      return undefined;
+    // Another publish's pin is no lasting record: its undo (by that publish, or the cleanup
+    // after its process) removes it, and this version would then be served as the highest
+    // (h264). This publish pins over it, keeping it as the record to put back.
+    const lasting =
+      current?.activeRecord?.version === current?.active &&
+      current?.activeRecord?.pinned_for === undefined;
+    if (current?.active === undefined || lasting) return undefined;
     try {
       const pinned = await this.repository.writeActiveIf(
         name,
