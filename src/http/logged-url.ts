@@ -98,7 +98,7 @@ export function cappedUrl(url: string, sentChars = url.length): string {
   let end = LOGGED_URL_MAX_CHARS;
   const last = url.charCodeAt(end - 1);
   if (last >= 0xd800 && last <= 0xdbff) end--;
-  return `${url.slice(0, end)}…[${sentChars} characters]`;
+  return `${url.slice(0, end)}…[cut: ${sentChars} characters as sent]`;
 }
 
 /** `loggedUrl` of a request, by the parameters its route reads, capped (cappedUrl). */

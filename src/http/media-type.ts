@@ -19,20 +19,26 @@ export const mediaTypeOf = (contentType: string | undefined): string =>
   (contentType ?? '').split(';')[0]!.trim().toLowerCase();
 
 /**
- * The parts of a Content-Type between `;`s, a `;` inside a quoted string (RFC 9110 §5.6.4: `"…"`
- * with `\` escapes) kept in its part: `text/csv; foo="x;charset=latin1"` has one parameter, foo.
+ * The parts of a Content-Type between `;`s, a `;` inside a parameter's quoted value (RFC 9110
+ * §5.6.4, §5.6.6: a value that starts with `"`, `\` escaping the next character) kept in its
+ * part: `text/csv; foo="x;charset=latin1"` has one parameter, foo. A `"` elsewhere is a plain
+ * character, and a quoted value never closed makes the header read as plain `;`-separated parts
+ * (h264: a stray quote must not hide a charset or header parameter after it).
  */
 function mediaTypeParts(contentType: string): string[] {
   const parts: string[] = [];
   let start = 0;
-  let quoted = false;
   for (let i = 0; i < contentType.length; i++) {
     const c = contentType[i];
-    if (quoted && c === '\\') i++;
-    else if (c === '"') quoted = !quoted;
-    else if (c === ';' && !quoted) {
+    if (c === ';') {
       parts.push(contentType.slice(start, i));
       start = i + 1;
+    } else if (c === '"' && /=\s*$/.test(contentType.slice(start, i))) {
+      let end = i + 1;
+      while (end < contentType.length && contentType[end] !== '"')
+        end += contentType[end] === '\\' ? 2 : 1;
+      if (end >= contentType.length) return contentType.split(';');
+      i = end;
     }
   }
   parts.push(contentType.slice(start));

@@ -52,15 +52,12 @@ const UNSERVED: readonly { path: RegExp; what: string; instead: string; plural?:
 
 /**
  * For a path of an extension not served: which one, and what to use instead. The path is matched
- * decoded too, as the router reads it (`/v1/models/digits%3Aclassify` is `…:classify`).
+ * with `%3A` read as the colon too, as the router reads it (`/v1/models/digits%3Aclassify` is
+ * `…:classify`).
  */
 export function unservedExtension(path: string): string | undefined {
-  let decoded = path;
-  try {
-    decoded = decodeURIComponent(path);
-  } catch {
-    // not percent-encoding: matched as sent
-  }
+  // Only the colon, as the router reads it before a verb (`%2F` is no path separator to it).
+  const decoded = path.replace(/%3a/gi, ':');
   const found = UNSERVED.find((u) => u.path.test(path) || u.path.test(decoded));
   return found && `${found.what} ${found.plural ? 'are' : 'is'} not served; ${found.instead}`;
 }

@@ -104,14 +104,16 @@ describe('request lines in the log', () => {
     const res = await served.app.inject({ url, headers: { 'x-request-id': 'long-url' } });
     expect(res.statusCode).toBe(404);
     expect(urlOf('long-url')).toBe(
-      `/${'b'.repeat(LOGGED_URL_MAX_CHARS - 1)}…[${url.length} characters]`,
+      `/${'b'.repeat(LOGGED_URL_MAX_CHARS - 1)}…[cut: ${url.length} characters as sent]`,
     );
     const line = served.logs.find((l) => l.includes('"long-url"'))!;
     expect(line.length).toBeLessThan(4096);
     // Redaction makes the logged form longer than the URL: the length said is the one sent.
     const redacted = `/nowhere?${'a&'.repeat(1100)}`;
     await served.app.inject({ url: redacted, headers: { 'x-request-id': 'long-redacted' } });
-    expect(urlOf('long-redacted')).toMatch(new RegExp(`…\\[${redacted.length} characters\\]$`));
+    expect(urlOf('long-redacted')).toMatch(
+      new RegExp(`…\\[cut: ${redacted.length} characters as sent\\]$`),
+    );
   });
 });
 
@@ -121,7 +123,7 @@ describe('cappedUrl', () => {
     expect(cappedUrl(fits)).toBe(fits);
     const pairAtCut = `/${'a'.repeat(LOGGED_URL_MAX_CHARS - 2)}😀tail`;
     expect(cappedUrl(pairAtCut)).toBe(
-      `/${'a'.repeat(LOGGED_URL_MAX_CHARS - 2)}…[${pairAtCut.length} characters]`,
+      `/${'a'.repeat(LOGGED_URL_MAX_CHARS - 2)}…[cut: ${pairAtCut.length} characters as sent]`,
     );
   });
 });

@@ -31,4 +31,9 @@ describe('mediaTypeParameters', () => {
       ['charset', 'utf-8'],
     ]);
   });
+  it("reads a stray quote (not at a value's start), or one never closed, as a plain character (h264)", () => {
+    expect(mediaTypeParameters('text/csv; a=b"c; charset=latin1').get('charset')).toBe('latin1');
+    expect(mediaTypeParameters('text/csv; x="; header=absent').get('header')).toBe('absent');
+    expect(mediaTypeParameters('text/csv; charset=utf-8\\').get('charset')).toBe('utf-8\\');
+  });
 });
