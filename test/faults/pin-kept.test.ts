@@ -13,22 +13,17 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { NormserveError } from '../../src/errors/index.js';
-import { ModelRegistry } from '../../src/service/index.js';
-import { makeRepository } from '../helpers/app.js';
+import { closeRegistries, openRegistry } from '../helpers/registry.js';
 import { removeTempDirs } from '../helpers/temp-files.js';
 
-const registries: ModelRegistry[] = [];
 afterEach(() => {
   vi.restoreAllMocks();
-  for (const r of registries.splice(0)) r.close();
+  closeRegistries();
   removeTempDirs();
 });
 
 async function setUp() {
-  const root = makeRepository(['digits']);
-  const registry = new ModelRegistry(root, { maxBatchSize: 64 });
-  registries.push(registry);
-  await registry.refresh();
+  const { root, registry } = await openRegistry();
   const model = join(root, 'digits');
   const record = join(model, 'active-version.json');
   const readRecord = () =>

@@ -13,14 +13,9 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { isNormserveError } from '../../src/errors/index.js';
 import { ACTIVE_RECORD_LOCK_FILE } from '../../src/repository/active-record-lock.js';
 import { acquireModelLock } from '../../src/repository/index.js';
-import {
-  type Job,
-  type Log,
-  ModelRegistry,
-  RecalibrationService,
-} from '../../src/service/index.js';
-import { makeRepository } from '../helpers/app.js';
+import { type Job, type Log, RecalibrationService } from '../../src/service/index.js';
 import { digitsTestRows, nightShift, packRows } from '../helpers/digits.js';
+import { closeRegistries, openRegistry } from '../helpers/registry.js';
 import { removeTempDirs } from '../helpers/temp-files.js';
 
 const rows = packRows(nightShift(digitsTestRows().x.slice(0, 256)));
@@ -40,10 +35,9 @@ function gate() {
   return { opened, open };
 }
 
-const registries: ModelRegistry[] = [];
 afterEach(() => {
   vi.restoreAllMocks();
-  for (const r of registries.splice(0)) r.close();
+  closeRegistries();
   removeTempDirs();
 });
 
@@ -52,10 +46,7 @@ afterEach(() => {
  * statistics phase until `release` (`held` resolves then), its log lines in `logs`.
  */
 async function setUp() {
-  const root = makeRepository(['digits']);
-  const registry = new ModelRegistry(root, { maxBatchSize: 64 });
-  registries.push(registry);
-  await registry.refresh();
+  const { root, registry } = await openRegistry();
   const logs: LogLine[] = [];
   const log: Log = {
     info: (o, msg) => logs.push({ ...o, level: 'info', msg }),
