@@ -28,6 +28,7 @@ export {
   type StagedVersion,
   type TemporariesRemoval,
   VERSION_NAME_PATTERN,
+  type WrittenPin,
 } from './model-repository.js';
 export {
   currentOwner,

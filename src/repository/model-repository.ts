@@ -63,16 +63,17 @@ export const activeRecordSchema = z.looseObject({
   updated_at: z.string().optional(),
   note: z.string().optional(),
   /**
-   * A pin's: the staged directory (`.tmp-…` in the model's directory) of the publish it was
-   * written for. Should that process die before the rename, the start-up cleanup that removes
-   * the directory removes the pin too (undoAbandonedPin), as the publish's own failure would.
+   * A pin's (HeldActiveRecord.pin: the record naming the version served, written in the hold that
+   * publishes a version which must not be served as the highest): the staged directory (`.tmp-…`
+   * in the model's directory) of that publish. Should its process die before the rename, the
+   * cleanup that removes the directory undoes the pin too (settleAbandonedPin), as the publish's
+   * own failure would. A publish that goes through replaces its pin with a plain record.
    */
   pinned_for: z.string().optional(),
   /**
-   * A pin's too: the text of the record it replaced (one naming a version not served: it failed to
-   * load, or is gone), put back by that cleanup as the publish's own failure puts it back. Absent
-   * when there was none, or it was longer than PINNED_OVER_MAX_CHARS (the cleanup then removes the
-   * pin, and the highest version is served).
+   * A pin's too: the text of the record it replaced (one naming a version whose directory is gone,
+   * or a dead publisher's pin), put back by that cleanup as the publish's own failure puts it
+   * back. Absent when there was no record (the undo removes the pin).
    */
   pinned_over: z.string().optional(),
   /**
@@ -105,8 +106,6 @@ export const activeRecordSchema = z.looseObject({
 export type ActiveRecord = z.output<typeof activeRecordSchema>;
 /** An active-version record is a few dozen bytes; anything this large is not one. */
 const MAX_ACTIVE_RECORD_BYTES = 64 * 1024;
-/** The longest replaced record a pin keeps (pinned_over): the pin itself stays a small record. */
-const PINNED_OVER_MAX_CHARS = 16 * 1024;
 
 export const ACTIVE_FILE = 'active-version.json';
 /** Job records shared by the processes of a repository (hidden from the model scan). */
@@ -124,6 +123,15 @@ export interface ActiveWrite {
   /** The text of the record replaced (undefined: there was none), to put back (restoreActive). */
   previous?: string;
   /** The record is written (every reader sees it) but its directory could not be synced. */
+  unsynced?: UnsyncedWrite;
+}
+
+/** A pin HeldActiveRecord.pin wrote. */
+export interface WrittenPin {
+  record: ActiveRecord;
+  /** The text of the record it replaced; undefined: there was none (its undo removes the pin). */
+  previous?: string;
+  /** The pin is written (every reader sees it) but its directory could not be synced. */
   unsynced?: UnsyncedWrite;
 }
 
@@ -180,6 +188,21 @@ export interface HeldActiveRecord {
     next: ActiveRecord,
     fence?: () => Promise<void>,
   ): Promise<boolean>;
+  /**
+   * Pins the version served before publishing one that must not be served as the highest (a
+   * publish without activation, or with one only if a version is still active): when the record
+   * on disk calls for it (pinFor), writes a record naming that version, `pinnedFor` the staged
+   * directory's name; undefined when no pin is needed. Decided here, under the lock, from the file
+   * every process shares, not from any process's last poll (h267).
+   */
+  pin(served: number | undefined, pinnedFor: string, note: string): Promise<WrittenPin | undefined>;
+  /**
+   * Undoes `pin` (its publish published nothing): puts back the record it replaced, or removes it
+   * when there was none, only if the record is still exactly that pin; whether it did.
+   */
+  unpin(pin: WrittenPin): Promise<boolean>;
+  /** deleteVersion, the lock already held: a version published in this hold that does not load. */
+  deleteVersion(version: number): Promise<{ unsynced?: UnsyncedWrite }>;
   /** writeActive's write, the lock already held. */
   writeActive(version: number, note?: string): Promise<ActiveWrite>;
   /** writeActiveIf's read and write, the lock already held. */
@@ -488,6 +511,28 @@ export class ModelRepository {
                 dir,
               );
             }),
+          pin: (served, pinnedFor, note) =>
+            this.writePin(name, served, pinnedFor, note, recordFence).catch((e: unknown) => {
+              throw storageFailure(
+                e,
+                `cannot record the version served of "${name}" as active`,
+                this.root,
+                dir,
+              );
+            }),
+          unpin: (pin) =>
+            this.putBack(name, pin.record, pin.previous, recordFence).catch((e: unknown) => {
+              throw storageFailure(
+                e,
+                `cannot undo the pin of version ${pin.record.version} of "${name}" in ${ACTIVE_FILE}`,
+                this.root,
+                dir,
+              );
+            }),
+          deleteVersion: (version) =>
+            this.deleteHeld(name, version, recordFence).catch((e: unknown) => {
+              throw this.deletionFailure(name, version, e);
+            }),
           writeActive: (version, note) =>
             recording(version, () => this.replaceActive(name, version, recordFence, note)),
           writeActiveIf: (version, expected, note, fence) =>
@@ -576,20 +621,15 @@ export class ModelRepository {
    * and returns what it found (the recorded version; null without a usable record).
    * ACTIVE_RECORD_BUSY, nothing written, when the lock stays held (as writeActive). `fence`, the
    * fencing check of another lock the caller holds (a recalibration's), is checked with the
-   * record lock's own immediately before the write (LOCK_LOST, nothing written); `pinnedFor`
-   * marks the record a pin (ActiveRecord's `pinned_for`); `stopWaiting` ends the wait for a busy
-   * lock by throwing (ActiveRecordWait), nothing written.
+   * record lock's own immediately before the write (LOCK_LOST, nothing written); `stopWaiting`
+   * ends the wait for a busy lock by throwing (ActiveRecordWait), nothing written.
    */
   async writeActiveIf(
     name: string,
     version: number,
     expected: number | null,
     note?: string,
-    {
-      fence,
-      pinnedFor,
-      stopWaiting,
-    }: { fence?: () => Promise<void>; pinnedFor?: string; stopWaiting?: () => void } = {},
+    { fence, stopWaiting }: { fence?: () => Promise<void>; stopWaiting?: () => void } = {},
   ): Promise<ActiveIfWrite> {
     return this.withRecordLock(
       name,
@@ -604,7 +644,6 @@ export class ModelRepository {
             await recordFence();
           },
           note,
-          pinnedFor,
         ),
       stopWaiting,
     );
@@ -614,42 +653,143 @@ export class ModelRepository {
    * Puts back the record `written` replaced (`previous`, its text; undefined: there was none, and
    * the record is removed), holding the record's lock, only if the record is still exactly
    * `written`: another writer's record since is never clobbered. Whether it did. For a write
-   * whose purpose failed (a pin written before a publish that then failed). `stopWaiting` ends
-   * the wait for a busy lock by throwing (ActiveRecordWait), nothing put back.
+   * whose purpose failed (a dead publisher's pin: settleAbandonedPin).
    */
   async restoreActive(
     name: string,
     written: ActiveRecord,
     previous: string | undefined,
-    stopWaiting?: () => void,
+  ): Promise<boolean> {
+    return this.withRecordLock(name, written.version, (fence) =>
+      this.putBack(name, written, previous, fence),
+    );
+  }
+
+  /** restoreActive's read and write, the record's lock held (`fence`: its fencing check). */
+  private async putBack(
+    name: string,
+    written: ActiveRecord,
+    previous: string | undefined,
+    fence: () => Promise<void>,
   ): Promise<boolean> {
     const dir = this.modelPath(name);
     const path = join(dir, ACTIVE_FILE);
-    return this.withRecordLock(
-      name,
-      written.version,
-      async (fence) => {
-        const now = await this.comparableRecordText(path);
-        if (now !== recordText(written)) return false;
-        await fence();
-        if (previous === undefined) {
-          await unlink(path);
-          await fsyncPath(dir).catch(() => undefined); // removed for every reader already
-        } else {
-          await writeFileAtomically(
-            dir,
-            ACTIVE_FILE,
-            new TextEncoder().encode(previous),
-            false,
-            fence,
-          ).catch((e: unknown) => {
-            if (!(e instanceof UnsyncedWrite)) throw e;
-          });
-        }
-        return true;
-      },
-      stopWaiting,
-    );
+    const now = await this.comparableRecordText(path);
+    if (now !== recordText(written)) return false;
+    await fence();
+    if (previous === undefined) {
+      await unlink(path);
+      await fsyncPath(dir).catch(() => undefined); // removed for every reader already
+    } else {
+      await writeFileAtomically(
+        dir,
+        ACTIVE_FILE,
+        new TextEncoder().encode(previous),
+        false,
+        fence,
+      ).catch((e: unknown) => {
+        if (!(e instanceof UnsyncedWrite)) throw e;
+      });
+    }
+    return true;
+  }
+
+  /**
+   * The version a publish that must not be served as the highest pins first (HeldActiveRecord.pin),
+   * and the text of the record the pin replaces; undefined when no pin is needed. Decided from the
+   * record on disk: a pin is needed when "highest version wins" would otherwise serve the new
+   * version, now or once a pin is undone — there is no record; the record is a pin (another
+   * publish's, under way or dead: its undo would remove it, h264; the new pin keeps it to put
+   * back); or it names a version whose directory is gone (then served as without a record: swap,
+   * model-registry.ts). It names the version the pinned-over pin names while that is there, else
+   * `served` (the caller's version served now); none without one. A record naming a version that
+   * is there, even one that fails to load, and a file that is not a record at all are left as
+   * they are: no version replaces either (swap), and they are an operator's (h267). A read that
+   * fails (EIO) throws: nothing is decided on a record that cannot be read.
+   */
+  async pinFor(
+    name: string,
+    served: number | undefined,
+  ): Promise<{ version: number; over?: string } | undefined> {
+    const path = join(this.modelPath(name), ACTIVE_FILE);
+    const text = await this.recordTextFor(path);
+    if (text === null) return undefined; // not a record: served as it was (swap)
+    if (text === undefined) return served === undefined ? undefined : { version: served };
+    let record: ActiveRecord;
+    try {
+      record = this.parseActive(path, text);
+    } catch {
+      return undefined; // not a record: served as it was, whatever is published (swap)
+    }
+    const present = (await this.listVersions(name)).includes(record.version);
+    if (record.pinned_for === undefined && present) return undefined;
+    const version = record.pinned_for !== undefined && present ? record.version : served;
+    return version === undefined ? undefined : { version, over: text };
+  }
+
+  /** HeldActiveRecord.pin, the record's lock held (`fence`: its fencing check). */
+  private async writePin(
+    name: string,
+    served: number | undefined,
+    pinnedFor: string,
+    note: string,
+    fence: () => Promise<void>,
+  ): Promise<WrittenPin | undefined> {
+    const pin = await this.pinFor(name, served);
+    if (pin === undefined) return undefined;
+    const record: ActiveRecord = {
+      version: pin.version,
+      updated_at: new Date().toISOString(),
+      note,
+      pinned_for: pinnedFor,
+      ...(pin.over !== undefined ? { pinned_over: pin.over } : {}),
+    };
+    const text = recordText(record);
+    // A pin too large to read back would take the record away from every reader: the publish
+    // fails instead, nothing written (the record it would replace is kept whole, never dropped).
+    if (Buffer.byteLength(text) > MAX_ACTIVE_RECORD_BYTES)
+      throw new NormserveError(
+        'REPOSITORY_ERROR',
+        `cannot pin version ${pin.version} of "${name}" before publishing: ${this.files.label(join(this.modelPath(name), ACTIVE_FILE))} (${Buffer.byteLength(pin.over ?? '')} bytes) is too large to keep under a pin; activate a version (POST /v1/models/${name}/versions/<v>:activate) and publish again`,
+      );
+    if (!(await this.listVersions(name)).includes(pin.version))
+      throw versionNotFound(name, pin.version, 'it was deleted');
+    let unsynced: UnsyncedWrite | undefined;
+    await writeFileAtomically(
+      this.modelPath(name),
+      ACTIVE_FILE,
+      new TextEncoder().encode(text),
+      false,
+      fence,
+    ).catch((e: unknown) => {
+      if (!(e instanceof UnsyncedWrite)) throw e;
+      unsynced = e;
+    });
+    return {
+      record,
+      ...(pin.over !== undefined ? { previous: pin.over } : {}),
+      ...(unsynced ? { unsynced } : {}),
+    };
+  }
+
+  /**
+   * The record's text for a decision: undefined when there is none; null when the file is not a
+   * record a writer could have written (too large, not a regular file). A read the storage fails
+   * (EIO, EACCES) throws that failure, for storageFailure to word: nothing is decided on a record
+   * that cannot be read now and may read the next time — not "another writer's record" for a
+   * compare-and-write (h264), not "no record" for a pin (h267).
+   */
+  private async recordTextFor(path: string): Promise<string | null | undefined> {
+    return this.files.readText(path, MAX_ACTIVE_RECORD_BYTES).catch((e: unknown) => {
+      if (!isNormserveError(e) || e.code !== 'REPOSITORY_ERROR') throw e;
+      if (errnoOf(e.cause) !== undefined) throw e.cause;
+      return null;
+    });
+  }
+
+  /** The record's text for a compare-and-write (recordTextFor): none for a file not a record. */
+  private async comparableRecordText(path: string): Promise<string | undefined> {
+    return (await this.recordTextFor(path)) ?? undefined;
   }
 
   /**
@@ -658,19 +798,6 @@ export class ModelRepository {
    * as written: every reader sees it, and for a pin's intent the version's own rename syncs the
    * same directory next.
    */
-  /**
-   * The record's text for a compare-and-write: undefined when there is none, or it is not a
-   * record a writer could have written (too large, not a file: REPOSITORY_ERROR), so it equals
-   * no expected text. A read that fails (EIO) throws: the caller must not take "cannot read" for
-   * "another writer's record" and settle a pin that is still there (h264).
-   */
-  private async comparableRecordText(path: string): Promise<string | undefined> {
-    return this.files.readText(path, MAX_ACTIVE_RECORD_BYTES).catch((e: unknown) => {
-      if (isNormserveError(e) && e.code === 'REPOSITORY_ERROR') return undefined;
-      throw e;
-    });
-  }
-
   private async replaceIfExactly(
     name: string,
     expected: ActiveRecord,
@@ -701,17 +828,18 @@ export class ModelRepository {
     expected: number | null,
     fence: () => Promise<void>,
     note?: string,
-    pinnedFor?: string,
   ): Promise<ActiveIfWrite> {
-    const found = (await this.readActive(name).catch(() => undefined))?.version ?? null;
+    // A file that is not a record names no version; one that cannot be read decides nothing.
+    const path = join(this.modelPath(name), ACTIVE_FILE);
+    const text = await this.comparableRecordText(path);
+    let found: number | null = null;
+    try {
+      if (text !== undefined) found = this.parseActive(path, text).version;
+    } catch {
+      // not a record: names no version
+    }
     if (found !== expected) return { written: false, found };
-    const { record, previous, unsynced } = await this.replaceActive(
-      name,
-      version,
-      fence,
-      note,
-      pinnedFor,
-    );
+    const { record, previous, unsynced } = await this.replaceActive(name, version, fence, note);
     return {
       written: true,
       record,
@@ -757,7 +885,6 @@ export class ModelRepository {
     version: number,
     fence: () => Promise<void>,
     note?: string,
-    pinnedFor?: string,
   ): Promise<ActiveWrite> {
     const path = join(this.modelPath(name), ACTIVE_FILE);
     // Under the record's lock, which deleteVersion holds while it hides a version: present now, it
@@ -769,16 +896,10 @@ export class ModelRepository {
     const previous = await this.files
       .readText(path, MAX_ACTIVE_RECORD_BYTES)
       .catch(() => undefined);
-    const pinnedOver =
-      pinnedFor !== undefined && previous !== undefined && previous.length <= PINNED_OVER_MAX_CHARS
-        ? previous
-        : undefined;
     const record: ActiveRecord = {
       version,
       updated_at: new Date().toISOString(),
       ...(note ? { note } : {}),
-      ...(pinnedFor !== undefined ? { pinned_for: pinnedFor } : {}),
-      ...(pinnedOver !== undefined ? { pinned_over: pinnedOver } : {}),
     };
     const text = recordText(record);
     // Once renamed into place the record is written, synced or not (unsynced, reported).
@@ -821,51 +942,47 @@ export class ModelRepository {
    */
   async deleteVersion(name: string, version: number): Promise<{ unsynced?: UnsyncedWrite }> {
     const dir = this.modelPath(name);
+    return withActiveRecordLock(
+      dir,
+      this.files.label(join(dir, ACTIVE_RECORD_LOCK_FILE)),
+      (fence) => this.deleteHeld(name, version, fence),
+      {
+        maxWaitMs: this.activeRecordLockWaitMs,
+        undone: `version ${version} of "${name}" was not deleted`,
+      },
+    ).catch((e: unknown) => {
+      throw this.deletionFailure(name, version, e);
+    });
+  }
+
+  /**
+   * deleteVersion, the record's lock held (`fence`: its fencing check); a failure before the
+   * rename that hides the version is thrown as it came (deletionFailure words it).
+   */
+  private async deleteHeld(
+    name: string,
+    version: number,
+    fence: () => Promise<void>,
+  ): Promise<{ unsynced?: UnsyncedWrite }> {
+    const dir = this.modelPath(name);
     const hidden = join(dir, `${temporaryName()}${DELETION_LEFTOVER_MARK}${version}`);
+    if (!(await this.listVersions(name)).includes(version)) {
+      throw versionNotFound(name, version);
+    }
+    // A record that cannot be read names no version (the highest is served): the caller
+    // judged that one.
+    if ((await this.readActive(name).catch(() => undefined))?.version === version) {
+      throw activeVersionDelete(name, version);
+    }
+    await fence();
+    // The tombstone first: from now on `version` is never published again (publishVersion).
+    await writeFileAtomically(dir, `${TOMBSTONE_PREFIX}${version}`, new Uint8Array());
+    await fence();
     try {
-      await withActiveRecordLock(
-        dir,
-        this.files.label(join(dir, ACTIVE_RECORD_LOCK_FILE)),
-        async (fence) => {
-          if (!(await this.listVersions(name)).includes(version)) {
-            throw versionNotFound(name, version);
-          }
-          // A record that cannot be read names no version (the highest is served): the caller
-          // judged that one.
-          if ((await this.readActive(name).catch(() => undefined))?.version === version) {
-            throw activeVersionDelete(name, version);
-          }
-          await fence();
-          // The tombstone first: from now on `version` is never published again (publishVersion).
-          await writeFileAtomically(dir, `${TOMBSTONE_PREFIX}${version}`, new Uint8Array());
-          await fence();
-          try {
-            await rename(this.versionPath(name, version), hidden);
-          } catch (e) {
-            if (isMissing(e)) throw versionNotFound(name, version);
-            throw e;
-          }
-        },
-        {
-          maxWaitMs: this.activeRecordLockWaitMs,
-          undone: `version ${version} of "${name}" was not deleted`,
-        },
-      );
+      await rename(this.versionPath(name, version), hidden);
     } catch (e) {
-      const failure = storageFailure(
-        e,
-        `cannot delete version ${version} of "${name}"`,
-        this.root,
-        dir,
-      );
-      if (!(failure instanceof NormserveError) || failure.code !== 'STORAGE_FULL') throw failure;
-      // The operator's way to free space fails when space is what is missing: say why the
-      // deletion writes at all, and the way around it.
-      throw new NormserveError(
-        'STORAGE_FULL',
-        `${failure.message}; nothing was deleted. ${deletionNeedsSpace(name, version)}`,
-        { cause: e, extra: failure.extra },
-      );
+      if (isMissing(e)) throw versionNotFound(name, version);
+      throw e;
     }
     let unsynced: UnsyncedWrite | undefined;
     try {
@@ -876,6 +993,24 @@ export class ModelRepository {
     // Hidden already: files that cannot be removed now are a leftover for the next cleanup.
     await rm(hidden, { recursive: true, force: true }).catch(() => undefined);
     return unsynced ? { unsynced } : {};
+  }
+
+  /** A deletion's failure before its rename, as its caller reports it: nothing was deleted. */
+  private deletionFailure(name: string, version: number, e: unknown): unknown {
+    const failure = storageFailure(
+      e,
+      `cannot delete version ${version} of "${name}"`,
+      this.root,
+      this.modelPath(name),
+    );
+    if (!(failure instanceof NormserveError) || failure.code !== 'STORAGE_FULL') return failure;
+    // The operator's way to free space fails when space is what is missing: say why the
+    // deletion writes at all, and the way around it.
+    return new NormserveError(
+      'STORAGE_FULL',
+      `${failure.message}; nothing was deleted. ${deletionNeedsSpace(name, version)}`,
+      { cause: e, extra: failure.extra },
+    );
   }
 
   /** Versions that were deleted (their tombstones `.deleted-<v>`), ascending. */
@@ -898,16 +1033,16 @@ export class ModelRepository {
   }
 
   /**
-   * Settles the pin (a record with `pinned_for`, pinActive's in model-registry.ts) of a publish
+   * Settles the pin (a record with `pinned_for`, HeldActiveRecord.pin's) of a publish
    * whose process died, as that publish would have settled it:
    *
    * - its staged directory is among `removed`, the leftovers of dead processes just removed: the
    *   process died between the pin and the rename, so nothing was published, and the pin — which
    *   would keep every version published later from being served — is undone as the publish's own
-   *   failure undoes it (restoreActive): the record it replaced is put back (`pinned_over`; a pin
-   *   is written only when no usable record named the version served, so that one names a
-   *   version that failed to load or is gone, an operator's choice to keep), else the record is
-   *   removed and the highest version is served again, as before the pin. 'undone'.
+   *   failure undoes it (restoreActive): the record it replaced is put back (`pinned_over`: one
+   *   naming a version that is gone, an operator's choice to keep, or another dead publisher's
+   *   pin, settled in turn by a later cleanup), else the record is removed and the highest
+   *   version is served again, as before the pin. 'undone'.
    * - its staged directory is gone (renamed into place, or removed by an earlier cleanup), its
    *   writer is gone too (abandonedWriter: by the name `pinned_for`, the record's mtime for the
    *   leftover's) and the pin names the version it was publishing (`pinned_publishing`, written
@@ -917,10 +1052,10 @@ export class ModelRepository {
    *   otherwise nothing of it was published (or it cannot be served) and the pin is undone as
    *   above ('undone').
    * - anything else is left: a live writer's pin (its publish may be between its rename and its
-   *   activation now), and a pin without `pinned_publishing` whose directory is gone — an inactive
-   *   publish's, or a conditional one's whose condition failed, either of which is the record
-   *   that publish leaves; (before 2026-12, also a conditional publish's that died after its
-   *   rename, which cannot be told from those and stays until a version is activated).
+   *   activation now), and a pin without `pinned_publishing` whose directory is gone — a publish
+   *   that died after its rename and before turning its pin into a plain record, whose pin names
+   *   the version served all the same (the next publish pins over it and replaces both); (before
+   *   2026-12, also a conditional publish's that died after its rename).
    *
    * Every write is made under the record's lock only while the record is still exactly that pin
    * (an operator's activation since stands). `maxAgeMs`: removeAbandonedTemporaries's.

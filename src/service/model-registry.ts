@@ -33,6 +33,7 @@ import {
   storageFailure,
   type UnsyncedWrite,
   unsyncedWarning,
+  type WrittenPin,
 } from '../repository/index.js';
 import { nodeEngineOptions, prepareWasmRuntime } from './engine-runtime.js';
 import { type Log, silentLog } from './logger.js';
@@ -638,12 +639,19 @@ export class ModelRegistry {
    * see) and, with `activate`, records and serves it. Without `activate`, the current active
    * version is recorded first, so "highest version wins" does not switch to the new one.
    *
-   * The files are written first, under a temporary name; then (the pin, if needed, written) the
-   * version is renamed into place, loaded back and activated in one hold of the active-version
-   * record's lock (withActiveRecord), the lock every deletion takes: so a deletion in any process
-   * comes before the version exists or after its activation, and never loses the caller's work
-   * between the two (a 404 for a version just published: a retention job deleting every inactive
-   * version met it there).
+   * The files are written first, under a temporary name; then, in one hold of the active-version
+   * record's lock (withActiveRecord), the pin (below) is written if needed, the version renamed
+   * into place, loaded back and activated: the lock every deletion takes, so a deletion in any
+   * process comes before the version exists or after its activation, and never loses the
+   * caller's work between the two (a 404 for a version just published: a retention job deleting
+   * every inactive version met it there).
+   *
+   * The pin: a version that must not be served (no `activate`), or not yet (`ifActive`), would
+   * be served as the highest where the record does not name a version that is there; the version
+   * served is recorded first (HeldActiveRecord.pin decides, from the record on disk), and once the
+   * version is published the pin becomes a plain record naming it (settlePin). A publish that
+   * publishes nothing undoes its pin in the same hold; its writes and undo all happen in that one
+   * hold, so no other publish's pin interleaves with it (h267).
    *
    * `ifActive` (a recalibration's parent) makes the activation conditional: the new version is
    * recorded as active only if the record still names `ifActive` when it is written, decided under
@@ -651,27 +659,23 @@ export class ModelRegistry {
    * activation (rollback) in any process since the caller began wins: the version is published,
    * not activated, and `activeFound` says what the record named instead.
    *
-   * A record's lock that stays held (ACTIVE_RECORD_BUSY) fails the call before the version is
-   * written (the pin), but after the pin only leaves the version published, not activated:
-   * `activationBusy`. A pin written for a version that then is not published (the rename fails)
-   * is undone, unless another writer's record replaced it meanwhile: it would otherwise keep
-   * serving the pinned version over every version published later (a `train`'s).
+   * A record's lock that stays held (ACTIVE_RECORD_BUSY), or a lock file that cannot be written,
+   * fails the call, nothing published, when a pin is needed; otherwise the version is published
+   * without the lock, not activated (`activationBusy`).
    *
    * A conditional activation whose condition holds (the pin names `ifActive`) is recorded in the
-   * pin before the rename, in the same hold (`pinned_publishing`: the version about to be
-   * published, recordIntent): should the process die between the rename and the activation's
-   * write, the cleanup that finds the pin's writer gone finishes the activation
-   * (settleAbandonedPin, model-repository.ts); before, the pin stayed for good, naming a staged
-   * directory that no longer existed, and the version was never activated. When the version
-   * loads but its activation is not written after all, the intent is dropped again.
+   * pin just before the rename (`pinned_publishing`: the version about to be published,
+   * recordIntent): should the process die between the rename and the activation's write, the
+   * cleanup that finds the pin's writer gone finishes the activation (settleAbandonedPin,
+   * model-repository.ts). When the version is published but its activation is not written after
+   * all, the intent goes with the pin (settlePin).
    *
    * `fence`, the fencing check of the lock the caller holds (a recalibration's model lock), runs
    * immediately before the rename that publishes and before the conditional activation's write:
    * LOCK_LOST from it means that write was not made. `jobId` (a recalibration's job) is logged
    * as `job` with 'version published', so the line leads to the job that wrote the version.
-   * `stopWaiting` (a recalibration's check of the shutdown's interruption) ends every wait for
-   * the record's lock by throwing, before the rename: the publish then fails with its error,
-   * nothing published, the pin undone if the lock is free at once (else logged).
+   * `stopWaiting` (a recalibration's check of the shutdown's interruption) ends the wait for the
+   * record's lock by throwing: the publish then fails with its error, nothing written.
    */
   async publish(
     checkpoint: Checkpoint,
@@ -687,6 +691,7 @@ export class ModelRegistry {
     const { stopWaiting } = options;
     const name = checkpoint.config.name;
     const conditional = activate && options.ifActive !== undefined;
+    const pinning = !activate || conditional;
     // Written before anything else, so a full disk fails here, with nothing written at all.
     const staged = await this.repository.stageVersion(checkpoint);
     // The cleanup before staging settled a dead publisher's pin: said as the start-up's is.
@@ -698,18 +703,13 @@ export class ModelRegistry {
       );
     else if (settled !== undefined)
       this.log.info({ model: name }, 'undid the pin of a publish that died before publishing');
-    let pin: { record: ActiveRecord; previous?: string } | undefined;
-    /** A pin written and then not undone (undoPin): its staged directory is kept for the cleanup. */
+    // The version served now, which a pin names (the record on disk decides whether one is needed).
+    const served = pinning
+      ? (await this.refreshModel(name).catch(() => this.models.get(name)))?.active
+      : undefined;
+    let pin: WrittenPin | undefined;
+    /** A pin written and then not undone (unpin): its staged directory is kept for the cleanup. */
     let pinLeft = false;
-    try {
-      if (!activate || conditional)
-        pin = await this.pinActive(name, conditional, staged.tempName, stopWaiting, () => {
-          pinLeft = true;
-        });
-    } catch (e) {
-      if (!pinLeft) await staged.discard();
-      throw e;
-    }
     /** Set once renamed into place; `published` once loaded back too. */
     let renamed: number | undefined;
     let published: { version: number; loaded: AvailableVersion } | undefined;
@@ -717,15 +717,85 @@ export class ModelRegistry {
     let result: PublishResult | undefined;
     /** Why the version renamed into place does not load, when it does not. */
     let loadFailure: string | undefined;
+    /** What became of that version, when the hold deleted it again. */
+    let removedAgain: string | undefined;
+    /** Says that nothing was published because the version served could not be pinned first. */
+    const nothingPublished = (e: ActivationNotWritten, version: number | undefined) =>
+      new NormserveError(
+        e.code,
+        `${e.message}, so no version was published (the current version${version === undefined ? '' : ` ${version}`} must be recorded as active first)`,
+        { retryAfterSeconds: e.retryAfterSeconds, cause: e, extra: { ...e.extra } },
+      );
+    /**
+     * Undoes the pin, in the hold (the publish published nothing, or what it published is gone
+     * again). One that cannot be undone is logged as an error saying what to do, and keeps its
+     * staged directory (pinLeft) for the cleanup after this process to remove with the pin
+     * (settleAbandonedPin), instead of a pin naming nothing, left for good.
+     */
+    const unpin = async (held: HeldActiveRecord, failure: unknown): Promise<void> => {
+      if (pin === undefined) return;
+      const written = pin;
+      pin = undefined;
+      try {
+        const undone = await held.unpin(written);
+        this.log.info(
+          { model: name, version: written.record.version, undone },
+          undone
+            ? 'pin of the active version undone: nothing was published'
+            : 'pin of the active version left: the record was changed by hand',
+        );
+      } catch (e) {
+        pinLeft = true;
+        this.log.error(
+          {
+            model: name,
+            version: written.record.version,
+            err: e,
+            cause: failure instanceof Error ? failure.message : String(failure),
+          },
+          `the pin of version ${written.record.version} written before a publish that failed could not be undone: ${ACTIVE_FILE} keeps naming it, so versions published later are not served until the cleanup after this process undoes it (its staged directory kept for that) or a version is activated (POST /v1/models/${name}/versions/<v>:activate)`,
+        );
+      }
+    };
+    /**
+     * The version is published and not activated: the pin becomes a plain record naming the same
+     * version, in the hold, so that the next publish finds a lasting record rather than a pin to
+     * pin over (each inactive publish used to nest the one before it in `pinned_over`, h267), and
+     * no cleanup finishes an activation this call reports not made (the pin's intent goes with
+     * it). Best effort: a pin left names the version served all the same, and is logged.
+     */
+    const settlePin = async (held: HeldActiveRecord, version: number): Promise<void> => {
+      if (pin === undefined) return;
+      const written = pin;
+      pin = undefined;
+      const plain: ActiveRecord = {
+        version: written.record.version,
+        updated_at: new Date().toISOString(),
+        note: `recorded as active when version ${version} was published without being activated`,
+      };
+      try {
+        // The record lock's fence only: this replaces this call's own write, whatever the
+        // caller's lock says.
+        await held.replaceIfExactly(written.record, plain);
+      } catch (e) {
+        const intent = written.record.pinned_publishing;
+        this.log.warn(
+          { model: name, version: written.record.version, err: e },
+          intent === undefined
+            ? `the pin in ${ACTIVE_FILE} stays (it names version ${written.record.version}, the version served): the next publish replaces it`
+            : `the pin in ${ACTIVE_FILE} keeps naming version ${intent.version} as being activated: a cleanup will activate it once this process is gone (or, while it lives, once the record is an hour old to a replica on another host, a day old on this one), unless a version is activated first`,
+        );
+      }
+    };
     /**
      * Under the publish's hold, just before each try of the rename (given the number chosen):
      * the pin names the version it is about to publish, so that a death between the rename and
      * the activation below is finished by the cleanup instead of leaving the pin for good
      * (settleAbandonedPin). Only when that activation will be written: the pin names `ifActive`
      * (it was written for this publish, so the condition holds, and nothing else writes the
-     * record while this hold lasts); otherwise the pin is the record the publish leaves anyway.
-     * With the staged directory's inode, which the rename keeps: the cleanup tells by it that the
-     * version under that number is this one, not another publisher's (a `train` takes no lock).
+     * record while this hold lasts). With the staged directory's inode, which the rename keeps:
+     * the cleanup tells by it that the version under that number is this one, not another
+     * publisher's (a `train` takes no lock).
      */
     const recordIntent = async (held: HeldActiveRecord, version: number): Promise<void> => {
       if (pin === undefined || pin.record.version !== options.ifActive) return;
@@ -737,40 +807,51 @@ export class ModelRegistry {
       };
       // fenced as the rename is: LOCK_LOST here publishes nothing, the pin undone as for any
       // failure before the rename.
-      if (await held.replaceIfExactly(pin.record, next, options.fence)) pin.record = next;
+      if (await held.replaceIfExactly(pin.record, next, options.fence))
+        pin = { ...pin, record: next };
     };
-    /**
-     * The version loaded but its activation was not written (a full disk, LOCK_LOST): the pin
-     * stays the record, as after an inactive publish, and its intent goes, so that no cleanup
-     * activates later what this call reports not activated. Best effort, under the hold: one
-     * left is logged (a cleanup would then finish the activation once this process is gone, or
-     * once the record is older than a day while it lives on: abandonedWriter).
-     */
-    const dropIntent = async (held: HeldActiveRecord): Promise<void> => {
-      if (pin?.record.pinned_publishing === undefined) return;
-      const { pinned_publishing: intent, ...plain } = pin.record;
-      try {
-        // The record lock's fence only: this undoes this call's own write, whatever the caller's
-        // lock says.
-        if (await held.replaceIfExactly(pin.record, plain)) pin.record = plain;
-      } catch (e) {
-        this.log.warn(
-          { model: name, version: intent.version, err: e },
-          `the pin in ${ACTIVE_FILE} keeps naming version ${intent.version} as being activated: a cleanup will activate it once this process is gone (or the record is a day old), unless a version is activated first`,
-        );
-      }
-    };
-    /** Renames, loads back and (holding the record's lock) activates. */
+    /** Pins if needed, renames, loads back and (holding the record's lock) activates. */
     const publishAndActivate = async (held?: HeldActiveRecord): Promise<void> => {
-      const done = held
-        ? await held.publish(
-            staged,
-            options.fence,
-            conditional ? (version) => recordIntent(held, version) : undefined,
-            // A pin names the staged directory: removed below once the pin is undone.
-            pin !== undefined,
-          )
-        : await staged.publish(options.fence, undefined, pin !== undefined);
+      if (held && pinning) {
+        try {
+          pin = await held.pin(
+            served,
+            staged.tempName,
+            conditional
+              ? 'pinned before publishing a version activated only if this one is still active'
+              : 'pinned before publishing an inactive version',
+          );
+        } catch (e) {
+          throw isActivationNotWritten(e) ? nothingPublished(e, served) : e;
+        }
+        // Nothing is published yet: a pin a crash may undo is not one to publish on.
+        if (pin?.unsynced) {
+          const failure = storageFailure(
+            pin.unsynced,
+            `cannot record version ${pin.record.version} of "${name}" as active`,
+            this.repository.root,
+          );
+          await unpin(held, failure);
+          throw isActivationNotWritten(failure)
+            ? nothingPublished(failure, pin?.record.version)
+            : failure;
+        }
+      }
+      let done: Awaited<ReturnType<HeldActiveRecord['publish']>>;
+      try {
+        done = held
+          ? await held.publish(
+              staged,
+              options.fence,
+              conditional ? (version) => recordIntent(held, version) : undefined,
+              // A pin names the staged directory: removed once the pin is undone.
+              pin !== undefined,
+            )
+          : await staged.publish(options.fence);
+      } catch (e) {
+        if (held) await unpin(held, e); // not renamed: nothing published, no pin needed
+        throw e;
+      }
       const { version } = done;
       // Renamed into place: from here on the version is published, whatever fails after.
       renamed = version;
@@ -783,32 +864,52 @@ export class ModelRegistry {
         },
         'version published',
       );
-      const loaded = await this.loadVersion(name, version);
-      if (!isAvailable(loaded)) {
-        loadFailure = loaded.reason;
-        throw new NormserveError(
-          'REPOSITORY_ERROR',
-          `published version ${version} does not load: ${loaded.reason}`,
-        );
-      }
-      published = { version, loaded };
-      result = { version, activated: activate };
-      if (!held || !activate) return;
       let activated = false;
       try {
-        if (conditional) {
-          const written = await held.writeActiveIf(version, options.ifActive!, note, options.fence);
-          if (!written.written) result = { version, activated: false, activeFound: written.found };
-          else {
-            activated = true;
-            unsynced ??= written.unsynced;
-          }
-        } else unsynced ??= (await held.writeActive(version, note)).unsynced;
-      } catch (e) {
-        if (!isActivationNotWritten(e)) throw e;
-        result = { version, activated: false, activationBusy: e };
+        const loaded = await this.loadVersion(name, version);
+        if (!isAvailable(loaded)) {
+          loadFailure = loaded.reason;
+          // Deleted again in this hold (a tombstone keeps its number from being given out
+          // again, as for any deletion), so a failed publish leaves no FAILED version behind for
+          // every process to list; with it gone, so is the reason for a pin.
+          if (held)
+            removedAgain = await held.deleteVersion(version).then(
+              () => 'it was deleted again',
+              (d: unknown) =>
+                `it could not be deleted again (${d instanceof Error ? d.message : String(d)})`,
+            );
+          throw new NormserveError(
+            'REPOSITORY_ERROR',
+            `published version ${version} does not load: ${loaded.reason}`,
+          );
+        }
+        published = { version, loaded };
+        result = { version, activated: activate };
+        if (!held || !activate) return;
+        try {
+          if (conditional) {
+            const written = await held.writeActiveIf(
+              version,
+              options.ifActive!,
+              note,
+              options.fence,
+            );
+            if (!written.written)
+              result = { version, activated: false, activeFound: written.found };
+            else {
+              activated = true;
+              unsynced ??= written.unsynced;
+            }
+          } else unsynced ??= (await held.writeActive(version, note)).unsynced;
+        } catch (e) {
+          if (!isActivationNotWritten(e)) throw e;
+          result = { version, activated: false, activationBusy: e };
+        }
       } finally {
-        if (conditional && !activated) await dropIntent(held);
+        if (held && !activated) {
+          if (removedAgain === 'it was deleted again') await unpin(held, loadFailure);
+          else await settlePin(held, version);
+        }
       }
     };
     let locked = false;
@@ -825,33 +926,32 @@ export class ModelRegistry {
         );
       } catch (e) {
         if (locked || !isActivationNotWritten(e)) throw e;
-        // Another writer keeps the record's lock, or its file cannot be written (a full disk):
-        // the work is published all the same, without the lock, and not activated.
+        // Another writer keeps the record's lock, or its file cannot be written (a full disk).
+        // Without a pin the version would be served as the highest: nothing is published then;
+        // otherwise the work is published all the same, without the lock, and not activated.
+        if (pinning) {
+          const needed = await this.repository
+            .pinFor(name, served)
+            .catch(() => ({ version: served }));
+          if (needed !== undefined) throw nothingPublished(e, needed.version);
+        }
         await publishAndActivate();
         if (activate) result = { version: published!.version, activated: false, activationBusy: e };
       }
     } catch (e) {
-      if (renamed === undefined) {
-        // Not renamed: nothing published, so no pin is needed. The pin is undone first, and the
-        // staged files removed only once it is (or was never written): a pin that cannot be
-        // undone now (the record's lock still held by the writer a shutdown stopped this one
-        // waiting for, h262) keeps its staged directory, so that the cleanup after this process
-        // removes both (settleAbandonedPin), instead of a pin naming nothing, left for good.
-        if (!pin || (await this.undoPin(name, pin, e, stopWaiting))) await staged.discard();
-      }
+      // Not renamed: nothing published. A pin that could not be undone keeps its staged directory.
+      if (renamed === undefined && !pinLeft) await staged.discard();
       published?.loaded.compiled.close();
       if (renamed !== undefined && loadFailure !== undefined) {
-        // Renamed into place but it does not load: deleted again, now that the record's lock is
-        // released (a tombstone keeps its number from being given out again, as for any
-        // deletion), so a failed publish leaves no FAILED version behind for every process to
-        // list; with it gone, so is the reason for a pin.
+        // Without the hold (the unlocked path), deleted now, the record's lock free again.
         const version = renamed;
-        const removed = await this.repository.deleteVersion(name, version).then(
-          () => 'it was deleted again',
-          (d: unknown) =>
-            `it could not be deleted again (${d instanceof Error ? d.message : String(d)})`,
-        );
-        if (pin && removed === 'it was deleted again') await this.undoPin(name, pin, e);
+        const removed =
+          removedAgain ??
+          (await this.repository.deleteVersion(name, version).then(
+            () => 'it was deleted again',
+            (d: unknown) =>
+              `it could not be deleted again (${d instanceof Error ? d.message : String(d)})`,
+          ));
         await this.refreshModel(name).catch(() => undefined);
         throw new NormserveError(
           'REPOSITORY_ERROR',
@@ -889,117 +989,6 @@ export class ModelRegistry {
       await this.announce(name);
     }
     return outcome;
-  }
-
-  /**
-   * Records the version served now as active before a version is published that must not be
-   * served as the highest (publish): when there is no usable record naming it. Decided on the
-   * repository's current state, not on this process's last poll, and written only over the record
-   * that decision read. Returns what it wrote (and the text it replaced), to undo should nothing
-   * be published after all; undefined when nothing needed writing. Throws, naming that no version
-   * was published, when the record cannot be written.
-   */
-  private async pinActive(
-    name: string,
-    conditional: boolean,
-    stagedName: string,
-    stopWaiting?: () => void,
-    /** The pin was written but, its write unsynced, could not be undone (undoPin). */
-    onPinLeft?: () => void,
-  ): Promise<{ record: ActiveRecord; previous?: string } | undefined> {
-    // A conditional activation needs a record too: without one, the new version would be served
-    // as the highest whatever the condition decides.
-    const current = await this.refreshModel(name).catch(() => this.models.get(name));
-    // Another publish's pin is no lasting record: its undo (by that publish, or the cleanup
-    // after its process) removes it, and this version would then be served as the highest
-    // (h264). This publish pins over it, keeping it as the record to put back.
-    const lasting =
-      current?.activeRecord?.version === current?.active &&
-      current?.activeRecord?.pinned_for === undefined;
-    if (current?.active === undefined || lasting) return undefined;
-    try {
-      const pinned = await this.repository.writeActiveIf(
-        name,
-        current.active,
-        current.activeRecord?.version ?? null,
-        conditional
-          ? 'pinned before publishing a version activated only if this one is still active'
-          : 'pinned before publishing an inactive version',
-        {
-          // Names the staged version: should this process die before its rename, the cleanup
-          // that removes the staged directory removes the pin too (settleAbandonedPin).
-          pinnedFor: stagedName,
-          ...(stopWaiting && { stopWaiting }),
-        },
-      );
-      if (!pinned.written) return undefined; // an activation written meanwhile stands
-      const pin = {
-        record: pinned.record,
-        ...(pinned.previous !== undefined ? { previous: pinned.previous } : {}),
-      };
-      // Nothing is published yet: a pin a crash may undo is not one to publish on.
-      if (pinned.unsynced) {
-        const failure = storageFailure(
-          pinned.unsynced,
-          `cannot record version ${current.active} of "${name}" as active`,
-          this.repository.root,
-        );
-        if (!(await this.undoPin(name, pin, failure, stopWaiting))) onPinLeft?.();
-        throw failure;
-      }
-      return pin;
-    } catch (e) {
-      if (!isActivationNotWritten(e)) throw e;
-      // Without the pin the new version would be served as the highest: it is not written.
-      throw new NormserveError(
-        e.code,
-        `${e.message}, so no version was published (the current version ${current.active} must be recorded as active first)`,
-        { retryAfterSeconds: e.retryAfterSeconds, cause: e, extra: { ...e.extra } },
-      );
-    }
-  }
-
-  /**
-   * Undoes a pin (pinActive) after the publish it was written for failed, publishing nothing:
-   * puts back what the record held before, only if the record is still that pin (restoreActive).
-   * One that cannot be undone is logged as an error saying what to do; `failure` stays the error.
-   * `stopWaiting`: the publish's (one try of the lock, no wait, once it throws). Whether the pin
-   * is settled (undone, or replaced by another writer): when it is not, a caller that has not
-   * renamed its staged directory keeps it, for the cleanup after this process to remove with
-   * the pin (settleAbandonedPin).
-   */
-  private async undoPin(
-    name: string,
-    pin: { record: ActiveRecord; previous?: string },
-    failure: unknown,
-    stopWaiting?: () => void,
-  ): Promise<boolean> {
-    try {
-      const undone = await this.repository.restoreActive(
-        name,
-        pin.record,
-        pin.previous,
-        stopWaiting,
-      );
-      this.log.info(
-        { model: name, version: pin.record.version, undone },
-        undone
-          ? 'pin of the active version undone: nothing was published'
-          : 'pin of the active version left: another writer replaced it',
-      );
-      return true;
-    } catch (e) {
-      this.log.error(
-        {
-          model: name,
-          version: pin.record.version,
-          err: e,
-          cause: failure instanceof Error ? failure.message : String(failure),
-        },
-        `the pin of version ${pin.record.version} written before a publish that failed could not be undone: ${ACTIVE_FILE} keeps naming it, so versions published later are not served until the cleanup after this process undoes it (its staged directory kept for that) or a version is activated (POST /v1/models/${name}/versions/<v>:activate)`,
-      );
-      return false;
-    }
   }
 
   /**

@@ -62,14 +62,15 @@ describe('the active-version record', () => {
   it('a conditional write paused between its read and its write (its lock broken, a rollback written meanwhile) writes nothing: LOCK_LOST, the rollback stands', async () => {
     const holder = new ModelRepository(root);
     const operator = new ModelRepository(root);
-    const readActive = holder.readActive.bind(holder);
+    const listVersions = holder.listVersions.bind(holder);
     let rollback: Awaited<ReturnType<ModelRepository['writeActive']>> | undefined;
-    vi.spyOn(holder, 'readActive').mockImplementation(async (name) => {
-      const record = await readActive(name);
+    // Its check that the version is there, after it read the record and decided.
+    vi.spyOn(holder, 'listVersions').mockImplementationOnce(async (name) => {
+      const versions = await listVersions(name);
       // Paused here, holding the lock, past its lease: another process breaks it and rolls back.
       stopHeartbeat(ACTIVE_RECORD_LOCK_FILE);
       rollback = await operator.writeActive('digits', 3, 'operator rollback');
-      return record;
+      return versions;
     });
     const outcome = await holder.writeActiveIf('digits', 2, 1, 'recalibrated').catch(codeOf);
     expect(outcome).toBe('LOCK_LOST');

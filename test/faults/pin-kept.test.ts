@@ -1,22 +1,32 @@
 /**
- * A pin (model-registry.ts pinActive: the record naming the version served, written before a
- * publish that must not be served as the highest, `pinned_for` its staged directory) is never
- * left naming nothing, and never mistaken for a lasting record (h264):
+ * A pin (HeldActiveRecord.pin: the record naming the version served, written in the hold of the
+ * record's lock that publishes a version which must not be served as the highest, `pinned_for`
+ * its staged directory) is never left naming nothing, never mistaken for a lasting record, and
+ * never written over an operator's record:
  * - a publish failing at its rename step whose pin cannot be undone keeps its staged directory,
- *   so the cleanup once its process is gone removes the two together (the rename step used to
- *   remove the directory itself, before the registry could undo the pin);
+ *   so the cleanup once its process is gone removes the two together (h264);
  * - an inactive publish over another publish's pin writes its own: that pin's undo (by its own
  *   publisher, or the cleanup) would otherwise remove the record and serve the inactive version
- *   as the highest.
+ *   as the highest (h264) — decided from the record on disk under the lock, so a pin that lands
+ *   after this process's last look is pinned over too (h267);
+ * - a publish that goes through leaves a plain record, not its pin: each inactive publish used to
+ *   pin over the one before, nesting them in `pinned_over`, and past 16 KiB the record it kept
+ *   was dropped, so an undo removed the record (h267);
+ * - a record naming a version that is there (even one that does not load) is an operator's and
+ *   stays; a record that cannot be read (EIO) fails the publish, nothing written (h267);
+ * - a conditional publish whose version does not load leaves neither the version nor the pin
+ *   (nor its intent to activate).
  */
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { NormserveError } from '../../src/errors/index.js';
+import { clearFsFaults, injectFsFaults } from '../helpers/fs-faults.mjs';
 import { closeRegistries, openRegistry } from '../helpers/registry.js';
 import { removeTempDirs } from '../helpers/temp-files.js';
 
 afterEach(() => {
+  clearFsFaults();
   vi.restoreAllMocks();
   closeRegistries();
   removeTempDirs();
@@ -29,19 +39,41 @@ async function setUp() {
   const readRecord = () =>
     JSON.parse(readFileSync(record, 'utf8')) as {
       version: number;
+      note?: string;
       pinned_for?: string;
       pinned_over?: string;
+      pinned_publishing?: unknown;
     };
-  return { root, registry, model, record, readRecord };
+  const staged = () => readdirSync(model).filter((n) => n.startsWith('.tmp-'));
+  return { root, registry, model, record, readRecord, staged };
 }
+
+/** Another process's pin of version 1 (its publish under way, or its process gone). */
+const foreign = {
+  version: 1,
+  note: 'pinned before publishing an inactive version',
+  pinned_for: '.tmp-otherhost-4242-aaaaaaaaaaaa',
+};
+const foreignText = `${JSON.stringify(foreign)}\n`;
 
 describe('a pin', () => {
   it('that its failed publish cannot undo keeps its staged directory (the rename step failed: LOCK_LOST)', async () => {
     const { registry, model, record, readRecord } = await setUp();
     expect(existsSync(record)).toBe(false);
     const { checkpoint } = registry.resolve('digits');
-    vi.spyOn(registry.repository, 'restoreActive').mockRejectedValue(
-      Object.assign(new Error('EIO: i/o error, read'), { code: 'EIO' }),
+    // The undo, in the publish's hold, fails (a failing disk).
+    const withActiveRecord = registry.repository.withActiveRecord.bind(registry.repository);
+    vi.spyOn(registry.repository, 'withActiveRecord').mockImplementation((name, work, ...rest) =>
+      withActiveRecord(
+        name,
+        (held) =>
+          work({
+            ...held,
+            unpin: () =>
+              Promise.reject(Object.assign(new Error('EIO: i/o error'), { code: 'EIO' })),
+          }),
+        ...rest,
+      ),
     );
     const lockLost = async () => {
       throw new NormserveError('LOCK_LOST', 'the recalibration lock is no longer this job’s');
@@ -61,25 +93,18 @@ describe('a pin', () => {
     );
   });
 
-  it('of another publish is pinned over by an inactive publish, so its undo never serves the inactive version', async () => {
+  it('of another publish is pinned over by an inactive publish, which then leaves a plain record: the other undo finds it changed', async () => {
     const { registry, record, readRecord } = await setUp();
-    // Another process's pin of version 1 (its publish under way, or its process gone).
-    const foreign = {
-      version: 1,
-      note: 'pinned before publishing an inactive version',
-      pinned_for: '.tmp-otherhost-4242-aaaaaaaaaaaa',
-    };
-    const foreignText = `${JSON.stringify(foreign)}\n`;
     writeFileSync(record, foreignText);
     await registry.refresh();
     const { checkpoint } = registry.resolve('digits');
 
     const published = await registry.publish(checkpoint, false);
     expect(published).toMatchObject({ version: 2, activated: false });
-    const pin = readRecord();
-    expect(pin.version).toBe(1);
-    expect(pin.pinned_for).not.toBe(foreign.pinned_for);
-    expect(pin.pinned_over).toBe(foreignText);
+    const after = readRecord();
+    expect(after.version).toBe(1);
+    expect(after).not.toHaveProperty('pinned_for');
+    expect(after).not.toHaveProperty('pinned_over');
 
     // The other publish's undo (or the cleanup's) finds the record changed, and leaves it.
     expect(
@@ -87,5 +112,101 @@ describe('a pin', () => {
     ).toBe(false);
     await registry.refresh();
     expect(registry.get('digits').active).toBe(1);
+  });
+
+  it('of another publish that lands after this process last looked is pinned over all the same: decided under the lock, from disk (h267)', async () => {
+    const { registry, record, readRecord } = await setUp();
+    expect(existsSync(record)).toBe(false);
+    const { checkpoint } = registry.resolve('digits');
+    // The other publish pins version 1 right after this publish's look at the repository.
+    const refreshModel = registry.refreshModel.bind(registry);
+    vi.spyOn(registry, 'refreshModel').mockImplementationOnce(async (...args) => {
+      const snapshot = await refreshModel(...args);
+      writeFileSync(record, foreignText);
+      return snapshot;
+    });
+
+    expect(await registry.publish(checkpoint, false)).toMatchObject({ version: 2 });
+    expect(readRecord()).toMatchObject({ version: 1 });
+    // The other publish fails and undoes its pin: it finds the record changed, and leaves it.
+    await registry.repository.restoreActive('digits', JSON.parse(foreignText), undefined);
+    await registry.refresh();
+    expect(registry.get('digits').active, 'the inactive version 2 is not served').toBe(1);
+  });
+
+  it('is not left by a publish that goes through: inactive publishes, one after another, leave one small plain record (h267)', async () => {
+    const { registry, record, readRecord } = await setUp();
+    expect(existsSync(record)).toBe(false);
+    const { checkpoint } = registry.resolve('digits');
+    for (let i = 0; i < 4; i++) await registry.publish(checkpoint, false);
+    expect(await registry.repository.listVersions('digits')).toEqual([1, 2, 3, 4, 5]);
+    const after = readRecord();
+    expect(after.version).toBe(1);
+    expect(Object.keys(after).sort()).toEqual(['note', 'updated_at', 'version']);
+    // The first publish's pin became this plain record; the later ones needed no pin.
+    expect(after.note).toBe(
+      'recorded as active when version 2 was published without being activated',
+    );
+    await registry.refresh();
+    expect(registry.get('digits').active).toBe(1);
+  });
+});
+
+describe('no pin', () => {
+  it("is written over an operator's record naming a version that is there but does not load: that record stays as it was (h267)", async () => {
+    const { registry, model, record } = await setUp();
+    const { config, state } = registry.resolve('digits').checkpoint;
+    await registry.repository.publishVersion({ config, state }); // version 2, not loaded yet
+    // Version 2 broken on disk, then named by the operator: version 1 stays served (swap).
+    writeFileSync(join(model, '2', 'model.safetensors'), 'not a checkpoint');
+    const operators = `${JSON.stringify({ version: 2, note: 'the operator’s' })}\n`;
+    writeFileSync(record, operators);
+    await registry.refresh();
+    expect(registry.get('digits').versions.get(2)?.state).toBe('FAILED');
+    expect(registry.get('digits').active).toBe(1);
+
+    expect(await registry.publish({ config, state }, false)).toMatchObject({ version: 3 });
+    expect(readFileSync(record, 'utf8')).toBe(operators);
+    await registry.refresh();
+    expect(registry.get('digits').active).toBe(1);
+  });
+
+  it('is decided on a record that cannot be read (EIO): the publish fails, nothing published, the record as it was (h267)', async () => {
+    const { registry, record, staged } = await setUp();
+    // The operator's choice, version 7, is gone: version 1, the highest, is served; a pin would
+    // keep this record to put back.
+    const operators = `${JSON.stringify({ version: 7, note: 'keep 7' })}\n`;
+    writeFileSync(record, operators);
+    await registry.refresh();
+    expect(registry.get('digits').active).toBe(1);
+    const { checkpoint } = registry.resolve('digits');
+
+    injectFsFaults([{ op: 'read', suffix: 'active-version.json', code: 'EIO' }]);
+    const failed = await registry.publish(checkpoint, false).catch((e: unknown) => e);
+    clearFsFaults();
+    expect(failed).toMatchObject({ code: 'STORAGE_UNAVAILABLE' });
+    expect((failed as Error).message).toMatch(/no version was published/);
+    expect(await registry.repository.listVersions('digits')).toEqual([1]);
+    expect(readFileSync(record, 'utf8')).toBe(operators);
+    expect(staged()).toEqual([]);
+  });
+});
+
+describe('a conditional publish whose version does not load', () => {
+  it('leaves neither the version nor its pin (nor the intent to activate it)', async () => {
+    const { registry, record, staged } = await setUp();
+    expect(existsSync(record)).toBe(false);
+    const { config } = registry.resolve('digits').checkpoint;
+    // No tensors: written, then refused by the load check.
+    const failed = await registry
+      .publish({ config, state: new Map() }, true, 'recalibrated', { ifActive: 1 })
+      .catch((e: unknown) => e);
+    expect(failed).toMatchObject({
+      code: 'REPOSITORY_ERROR',
+      message: expect.stringMatching(/^published version 2 does not load, it was deleted again: /),
+    });
+    expect(await registry.repository.listVersions('digits')).toEqual([1]);
+    expect(existsSync(record), 'the pin is undone: there was no record').toBe(false);
+    expect(staged()).toEqual([]);
   });
 });

@@ -163,8 +163,12 @@ describe('leftovers named with a pid that is running again', () => {
     writeFileSync(record, operators);
     const staged = `${TEMP_PREFIX}${hostTag()}-${process.pid}-eeeeeeeeeeee`;
     const repo = new ModelRepository(repository);
-    const pin = await repo.writeActiveIf('digits', 1, 3, 'pinned', { pinnedFor: staged });
-    expect(pin.written).toBe(true);
+    const pin = await repo.withActiveRecord(
+      'digits',
+      (held) => held.pin(1, staged, 'pinned'),
+      'pin',
+    );
+    expect(pin?.record.pinned_for).toBe(staged);
     expect(JSON.parse(readFileSync(record, 'utf8'))).toMatchObject({
       version: 1,
       pinned_for: staged,

@@ -252,40 +252,6 @@ describe('RecalibrationService.interrupt (the shutdown budget ran out)', () => {
     expect(existsSync(join(root, '.jobs')) ? readdirSync(join(root, '.jobs')) : []).toEqual([]);
   });
 
-  it('a publish stopped waiting after its pin is written keeps the pin and its staged directory together, for the cleanup after this process (h262)', async () => {
-    const { registry, service, record, release, root } = await setUp();
-    release(); // never held in the statistics
-    const modelDir = join(root, 'digits');
-    // No record: the conditional activation pins version 1 first. Another writer takes the
-    // record's lock right after the pin, before the publish's hold, and keeps it.
-    let other: Awaited<ReturnType<typeof acquireModelLock>> | undefined;
-    const withActiveRecord = registry.repository.withActiveRecord.bind(registry.repository);
-    vi.spyOn(registry.repository, 'withActiveRecord').mockImplementation(async (...args) => {
-      other ??= await acquireModelLock(modelDir, 'stuck-writer', { file: ACTIVE_RECORD_LOCK_FILE });
-      return withActiveRecord(...args);
-    });
-    try {
-      const completing = service.recalibrate(request, { read: () => [rows] }).catch((e) => e);
-      while (other === undefined) await new Promise((resolve) => setImmediate(resolve));
-      const id = service.runningJobs()[0]!.id;
-      await service.interrupt();
-      expect(codeOf(await completing)).toBe('JOB_INTERRUPTED');
-      expect(record(id)).toMatchObject({ state: 'failed', error: { code: 'JOB_INTERRUPTED' } });
-      expect(await registry.repository.listVersions('digits')).toEqual([1]);
-      const pin = JSON.parse(readFileSync(join(modelDir, 'active-version.json'), 'utf8')) as {
-        version: number;
-        pinned_for?: string;
-      };
-      expect(pin.version).toBe(1);
-      // The pin names a staged directory that is still there: the cleanup that removes it once
-      // this process is gone undoes the pin (settleAbandonedPin), instead of a pin naming nothing.
-      expect(pin.pinned_for).toBeDefined();
-      expect(existsSync(join(modelDir, pin.pinned_for!))).toBe(true);
-    } finally {
-      if (other !== undefined && !('heldBy' in other)) await other.release();
-    }
-  });
-
   it('close waits for a running recalibration whose client went away to settle, so its record is on disk before the process ends', async () => {
     const { service, record, lockFile } = await setUp();
     const gone = gate();
