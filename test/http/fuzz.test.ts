@@ -4,19 +4,29 @@
  * Inference Protocol's `outputs` and `parameters`, the query-string options of every route, and
  * the float32 and NDJSON recalibration uploads; of the binary forms of the prediction routes
  * (float32 rows, the binary tensor data extension) and of the gRPC service with malformed
- * messages. Whatever
+ * messages; of the Open Inference Protocol's binary requests (the extension's JSON header and
+ * tensor bytes, Triton's raw binary request), valid ones answering what their JSON requests
+ * answer, output for output and bit for bit, malformed ones the problem of what is wrong. Whatever
  * the request, the answer is never a 5xx, every 4xx is a problem document with `code` and `error`
  * in its route's media type (application/json for the protocol routes, docs/errors.md), no 200 carries a non-finite number (JSON null), admin routes never succeed
  * without the admin token, and the server stays up and ready.
  */
 
+import { deflateSync, gzipSync } from 'node:zlib';
 import { status } from '@grpc/grpc-js';
 import fc from 'fast-check';
 import type { LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type ErrorCode, errorCatalogue } from '../../src/errors/index.js';
 import { ADMIN_TOKEN, makeTestApp, type TestApp } from '../helpers/app.js';
 import { startGrpc } from '../helpers/grpc.js';
-import { binaryInfer, digitsRow, expectedProblemType, f32Bytes } from './http-helpers.js';
+import {
+  binaryInfer,
+  digitsRow,
+  expectedProblemType,
+  expectProblem,
+  f32Bytes,
+} from './http-helpers.js';
 
 const SEED = 20_261_126;
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const;
@@ -108,6 +118,61 @@ function checkResponse(res: LightMyRequestResponse, method: string, what: string
       }
     }
   }
+}
+
+interface InferAnswer {
+  model_name: string;
+  model_version: string;
+  id?: string;
+  outputs: {
+    name: string;
+    datatype: string;
+    shape: number[];
+    data?: unknown[];
+    parameters?: Record<string, unknown>;
+  }[];
+}
+
+/**
+ * An infer answer, JSON or binary (the binary tensor data extension), as JSON with every output's
+ * values in `data`: FP32 as float32 values (bit for bit, −0 and all), BYTES as strings. Fails
+ * unless the outputs' binary_data_size account for every byte after the header and every FP32
+ * value is finite.
+ */
+function decodeInfer(res: LightMyRequestResponse, what: string): InferAnswer {
+  const body = res.rawPayload;
+  const length = res.headers['inference-header-content-length'];
+  const headerLength = length === undefined ? body.length : Number(length);
+  const answer = JSON.parse(body.subarray(0, headerLength).toString('utf8')) as InferAnswer;
+  let at = headerLength;
+  for (const output of answer.outputs) {
+    const size = output.parameters?.binary_data_size;
+    if (typeof size === 'number') {
+      const bytes = body.subarray(at, at + size);
+      at += size;
+      const values: unknown[] = [];
+      if (output.datatype === 'BYTES') {
+        for (let i = 0; i < bytes.length; ) {
+          const n = bytes.readUInt32LE(i);
+          values.push(bytes.subarray(i + 4, i + 4 + n).toString('utf8'));
+          i += 4 + n;
+        }
+      } else {
+        for (let i = 0; i < bytes.length; i += 4) values.push(bytes.readFloatLE(i));
+      }
+      output.data = values;
+      delete output.parameters!.binary_data_size;
+      if (Object.keys(output.parameters!).length === 0) delete output.parameters;
+    } else if (output.datatype === 'FP32') {
+      output.data = Array.from(Float32Array.from(output.data as number[]));
+    }
+    if (output.datatype === 'FP32')
+      expect((output.data as number[]).every(Number.isFinite), `${what}: ${output.name}`).toBe(
+        true,
+      );
+  }
+  expect(at, `${what}: binary_data_size account for the body`).toBe(body.length);
+  return answer;
 }
 
 // Path parameter values: valid ones (most of the time) and invalid ones.
@@ -886,6 +951,673 @@ describe('fuzzing every route', () => {
         { numRuns: 1500, seed: SEED + 3 },
       );
     });
+  });
+
+  it('Open Inference Protocol binary requests (the binary tensor extension, the raw binary request): a valid one answers what its JSON request answers; a malformed one its 4xx problem, never a 5xx', async () => {
+    const RUNS = 800;
+    const MAX_ROWS = 16;
+    const HL = 'inference-header-content-length';
+    const HL_PATH = `headers.${HL}`;
+    // A dense model ([64]) and a convolutional one ([1, 8, 8]: tensors [N, 1, 8, 8] or [N, 64]).
+    const MODELS = ['digits', 'digits', 'digits', 'digits-cnn'] as const;
+    const target = fc.tuple(fc.constantFrom(...MODELS), fc.boolean()).map(([model, versioned]) => ({
+      model,
+      url: `/v2/models/${model}${versioned ? '/versions/1' : ''}/infer`,
+    }));
+
+    /** A binary request: its JSON header's text (none for the raw binary request), then the tensor. */
+    interface BinaryRequest {
+      model: (typeof MODELS)[number];
+      url: string;
+      type: string | undefined;
+      /** The JSON header; undefined for the raw binary request (`Inference-Header-Content-Length: 0`). */
+      header: Record<string, unknown> | undefined;
+      text: Buffer;
+      /** Inference-Header-Content-Length as sent (repeated: several header lines). */
+      length: string | string[];
+      tensor: Buffer;
+      /** The body's Content-Encoding (the header length counts the decoded bytes). */
+      encoding: 'gzip' | 'deflate' | undefined;
+      rows: number;
+      values: number[];
+    }
+    /**
+     * What a request must get: what its JSON request gets (`json`); one of these problems, its
+     * first error at `path` when given; or anything but a 5xx (`any`: still valid, or not).
+     */
+    type Expected = 'json' | 'any' | { codes: ErrorCode[]; path?: string };
+    /** Plain descriptions (not functions), so that a counterexample reads as what was changed. */
+    type Mutation =
+      | { kind: 'length'; value: string | string[] }
+      | { kind: 'length-by'; delta: number }
+      | { kind: 'header-text'; text: string | Uint8Array }
+      | { kind: 'header-node'; at: number; value: unknown }
+      | { kind: 'input'; key: 'datatype' | 'name' | 'shape'; value: unknown }
+      | { kind: 'size'; value: unknown }
+      | { kind: 'size-by'; delta: number }
+      | { kind: 'bytes'; cut: number; extra: Uint8Array; resize: boolean }
+      | { kind: 'non-finite'; at: number; bits: number }
+      | { kind: 'rows'; extra: number }
+      | { kind: 'url'; url: string; code: ErrorCode }
+      | { kind: 'data-too' }
+      | { kind: 'field'; key: string; value: unknown; path?: string };
+
+    // Input values, float32: pixels mostly; any finite float32 (a huge one may overflow the
+    // outputs: the JSON request is then refused alike), −0, the smallest subnormal.
+    const inputValue = fc.oneof(
+      { weight: 6, arbitrary: fc.integer({ min: 0, max: 16 }) },
+      { weight: 2, arbitrary: fc.float({ min: 0, max: 16, noNaN: true }) },
+      { weight: 1, arbitrary: fc.float({ noNaN: true, noDefaultInfinity: true }) },
+      {
+        weight: 1,
+        arbitrary: fc.constantFrom(
+          -0,
+          Math.fround(3.4e38),
+          Math.fround(-3.4e38),
+          Math.fround(1e-45),
+        ),
+      },
+    );
+    const encoding = () =>
+      fc.constantFrom<BinaryRequest['encoding']>(
+        undefined,
+        undefined,
+        undefined,
+        'gzip',
+        'deflate',
+      );
+    const samples = fc
+      .tuple(
+        fc.integer({ min: 1, max: MAX_ROWS }),
+        fc.nat({ max: 1000 }),
+        fc.array(fc.tuple(fc.nat(), inputValue), { maxLength: 6 }),
+      )
+      .map(([rows, seed, changes]) => {
+        const values = Array.from({ length: rows }, (_, r) => digitsRow(seed + r)).flat();
+        for (const [i, v] of changes) values[i % values.length] = v;
+        return { rows, values };
+      });
+    const output = fc
+      .tuple(
+        fc.constantFrom('probabilities', 'logits', 'label'),
+        fc.option(fc.boolean(), { nil: undefined }),
+        fc.option(fc.integer({ min: 1, max: 12 }), { nil: undefined, freq: 3 }),
+      )
+      .map(([name, binary, classes]) => {
+        const parameters = {
+          ...(binary !== undefined ? { binary_data: binary } : {}),
+          // The classification extension, on the FP32 outputs (the label has no classes).
+          ...(classes !== undefined && name !== 'label' ? { classification: classes } : {}),
+        };
+        return Object.keys(parameters).length > 0 ? { name, parameters } : { name };
+      });
+    // Valid requests: a JSON header (indented or not, padded, any id, a length with leading
+    // zeros) and its tensor, with any Content-Type or none (the header length makes it binary).
+    const extended = fc
+      .record({
+        target,
+        image: fc.boolean(),
+        type: fc.constantFrom(
+          undefined,
+          'application/octet-stream',
+          'application/json',
+          'text/plain',
+        ),
+        samples,
+        id: fc.option(fc.string({ maxLength: 12, unit: 'grapheme' }), { nil: undefined }),
+        modelName: fc.boolean(),
+        outputs: fc.option(fc.uniqueArray(output, { selector: (o) => o.name, maxLength: 3 }), {
+          nil: undefined,
+        }),
+        all: fc.option(fc.boolean(), { nil: undefined }),
+        indent: fc.constantFrom(undefined, 1, 2),
+        pad: fc.tuple(fc.constantFrom('', ' ', '\n'), fc.constantFrom('', ' ', '\r\n', '\t  ')),
+        zeros: fc.constantFrom('', '', '0', '00'),
+        encoding: encoding(),
+      })
+      .map((g): BinaryRequest => {
+        const tensor = f32Bytes(g.samples.values);
+        const header = {
+          ...(g.id !== undefined ? { id: g.id } : {}),
+          ...(g.modelName ? { model_name: g.target.model } : {}),
+          inputs: [
+            {
+              name: 'input',
+              shape:
+                g.image && g.target.model === 'digits-cnn'
+                  ? [g.samples.rows, 1, 8, 8]
+                  : [g.samples.rows, 64],
+              datatype: 'FP32',
+              parameters: { binary_data_size: tensor.length },
+            },
+          ],
+          ...(g.outputs !== undefined ? { outputs: g.outputs } : {}),
+          ...(g.all !== undefined ? { parameters: { binary_data_output: g.all } } : {}),
+        };
+        const text = Buffer.from(`${g.pad[0]}${JSON.stringify(header, null, g.indent)}${g.pad[1]}`);
+        const length = `${g.zeros}${text.length}`;
+        const { type, encoding } = g;
+        return { ...g.target, type, header, text, length, tensor, encoding, ...g.samples };
+      });
+    const raw = fc
+      .record({
+        target,
+        type: fc.constantFrom(undefined, 'application/octet-stream'),
+        samples,
+        length: fc.constantFrom('0', '00'),
+        encoding: encoding(),
+      })
+      .map(
+        (g): BinaryRequest => ({
+          ...g.target,
+          type: g.type,
+          header: undefined,
+          text: Buffer.alloc(0),
+          length: g.length,
+          tensor: f32Bytes(g.samples.values),
+          encoding: g.encoding,
+          ...g.samples,
+        }),
+      );
+
+    // Malformed requests: one change to a valid one.
+    const lengthValue = fc.oneof(
+      fc.constantFrom('-1', '-0', '-256', ' -12', `-${'9'.repeat(20)}`),
+      fc.constantFrom('', ' ', '+1', '1.0', '1e3', '0x10', 'x', 'NaN', 'Infinity', '1 2', '1,2'),
+      // Huge: beyond any body, beyond 15 digits, beyond 2^53.
+      fc.constantFrom('9'.repeat(15), '9'.repeat(16), `1${'0'.repeat(30)}`, String(2 ** 53 + 2)),
+      // Zeros, padded or many: the raw binary request.
+      fc.constantFrom('0'.repeat(20), ' 0 ', '00'),
+      fc.nat({ max: 5000 }).map(String),
+      fc.stringMatching(/^[ -~]{0,20}$/),
+      // Repeated: the header lines are joined with ", ".
+      fc.array(fc.constantFrom('0', '1', '100', 'x'), { minLength: 2, maxLength: 3 }),
+    );
+    const headerText = fc
+      .oneof(
+        brokenJson,
+        fc.string({ maxLength: 100, unit: 'binary' }),
+        fc.uint8Array({ maxLength: 200 }),
+        fc.constantFrom(
+          '{"inputs":[]}',
+          '{"inputs":[{"name":"input"}]}',
+          '{"inputs":[{"name":"input","shape":[1,64],"datatype":"FP32"}]}',
+          '{"inputs":[{"name":"input","shape":[1,64],"datatype":"FP32","parameters":{"binary_data_size":256}}]}}',
+          '{"inputs":[{"name":"input","shape":[1,64],"datatype":"FP32","parameters":{"binary_data_size":256,"binary_data_size":256}}]}',
+          '{"inputs":[{"name":"input","shape":[1,64],"datatype":"FP32","parameters":{"binary_data_size":NaN}}]}',
+          '{"__proto__":{"inputs":[]}}',
+        ),
+      )
+      .filter((text) => (typeof text === 'string' ? Buffer.byteLength(text) : text.length) > 0);
+    const commonMutation = (isRaw: boolean): fc.Arbitrary<Mutation> =>
+      fc.oneof(
+        { weight: 4, arbitrary: lengthValue.map((value) => ({ kind: 'length', value }) as const) },
+        {
+          weight: 2,
+          arbitrary: fc
+            .integer({ min: -300, max: 300 })
+            .filter((d) => d !== 0)
+            .map((delta) => ({ kind: 'length-by', delta }) as const),
+        },
+        {
+          weight: 2,
+          arbitrary: headerText.map((text) => ({ kind: 'header-text', text }) as const),
+        },
+        {
+          weight: 3,
+          arbitrary: fc
+            .record({
+              // Bytes cut from the tensor's end (all of them, sometimes), bytes added after it;
+              // the raw request's by up to a sample less one.
+              cut: fc.oneof(fc.nat({ max: isRaw ? 255 : 3 }), fc.constant(1 << 20)),
+              extra: fc.uint8Array({ maxLength: isRaw ? 255 : 9 }),
+              resize: fc.boolean(),
+            })
+            // Bytes of another length (the same length is another valid tensor).
+            .filter((b) => b.cut !== b.extra.length)
+            .map((b) => ({ kind: 'bytes', ...b }) as const),
+        },
+        {
+          weight: 2,
+          arbitrary: fc
+            .record({
+              at: fc.nat(),
+              // NaNs (quiet, signalling, negative, with payloads) and the infinities.
+              bits: fc.constantFrom(
+                0x7fc00000,
+                0xffc00000,
+                0x7f800001,
+                0x7fbfffff,
+                0xffffffff,
+                0x7f800000,
+                0xff800000,
+              ),
+            })
+            .map((n) => ({ kind: 'non-finite', ...n }) as const),
+        },
+        {
+          weight: 1,
+          arbitrary: fc
+            .integer({ min: 1, max: 3 })
+            .map((extra) => ({ kind: 'rows', extra }) as const),
+        },
+        {
+          weight: 1,
+          arbitrary: fc
+            .constantFrom(
+              ['/v2/models/nope/infer', 'MODEL_NOT_FOUND'],
+              ['/v2/models/DIGITS/infer', 'MODEL_NOT_FOUND'],
+              ['/v2/models/{model}/versions/2/infer', 'VERSION_NOT_FOUND'],
+              ['/v2/models/nope/versions/1/infer', 'MODEL_NOT_FOUND'],
+            )
+            .map(([url, code]) => ({ kind: 'url', url, code: code as ErrorCode }) as const),
+        },
+      );
+    const headerMutation: fc.Arbitrary<Mutation> = fc.oneof(
+      {
+        weight: 3,
+        arbitrary: fc
+          .tuple(
+            fc.nat(),
+            fc.oneof(
+              fc.jsonValue({ maxDepth: 2 }),
+              fc.constantFrom(null, '', -1, 1.5, 1e308, [], {}, 'FP32', 'input', [1, 64]),
+            ),
+          )
+          .map(([at, value]) => ({ kind: 'header-node', at, value }) as const),
+      },
+      {
+        weight: 1,
+        arbitrary: fc
+          .constantFrom('FP16', 'FP64', 'INT32', 'UINT8', 'BYTES', 'BOOL', 'fp32', 'FP32 ', '')
+          .map((value) => ({ kind: 'input', key: 'datatype', value }) as const),
+      },
+      {
+        weight: 1,
+        arbitrary: fc
+          .constantFrom('x', 'INPUT', '', 'input ', 'inputs')
+          .map((value) => ({ kind: 'input', key: 'name', value }) as const),
+      },
+      {
+        weight: 2,
+        arbitrary: fc
+          .constantFrom(
+            'narrow',
+            'wide',
+            'flat',
+            'extra-dim',
+            'image',
+            'image-c',
+            'more',
+            'fewer',
+            'none',
+            'negative',
+          )
+          .map((value) => ({ kind: 'input', key: 'shape', value }) as const),
+      },
+      {
+        weight: 1,
+        arbitrary: fc
+          .constantFrom(
+            -4,
+            -1,
+            1.5,
+            '256',
+            null,
+            true,
+            [],
+            {},
+            2 ** 53,
+            1e20,
+            Number.MAX_SAFE_INTEGER,
+          )
+          .map((value) => ({ kind: 'size', value }) as const),
+      },
+      {
+        weight: 2,
+        arbitrary: fc
+          .integer({ min: -300, max: 300 })
+          .filter((d) => d !== 0)
+          .map((delta) => ({ kind: 'size-by', delta }) as const),
+      },
+      { weight: 1, arbitrary: fc.constant({ kind: 'data-too' } as const) },
+      {
+        weight: 2,
+        arbitrary: fc.constantFrom<Mutation>(
+          { kind: 'field', key: 'model_name', value: 'nope', path: 'model_name' },
+          { kind: 'field', key: 'id', value: 7 },
+          { kind: 'field', key: 'outputs', value: [{ name: 'nope' }], path: 'outputs[0].name' },
+          { kind: 'field', key: 'outputs', value: [{ name: 'logits' }, { name: 'logits' }] },
+          {
+            kind: 'field',
+            key: 'outputs',
+            value: [{ name: 'logits', parameters: { binary_data: 'yes' } }],
+            path: 'outputs[0].parameters.binary_data',
+          },
+          {
+            kind: 'field',
+            key: 'outputs',
+            value: [{ name: 'label', parameters: { classification: 2 } }],
+          },
+          {
+            kind: 'field',
+            key: 'outputs',
+            value: [{ name: 'probabilities', parameters: { classification: 0 } }],
+          },
+          {
+            kind: 'field',
+            key: 'parameters',
+            value: { binary_data_output: 1 },
+            path: 'parameters.binary_data_output',
+          },
+          { kind: 'field', key: 'ouputs', value: [] },
+          { kind: 'field', key: 'inputs', value: [] },
+        ),
+      },
+    );
+
+    /** Inference-Header-Content-Length as the handler reads it. */
+    function lengthExpected(base: BinaryRequest, r: BinaryRequest): Expected {
+      if (Array.isArray(r.length)) return { codes: ['INVALID_INPUT'], path: HL_PATH };
+      // Any run of zeros is the raw binary request (binary-infer.ts, isRawBinary).
+      if (/^\s*0+\s*$/.test(r.length)) return base.header === undefined ? 'json' : 'any';
+      const text = r.length.trim();
+      if (!/^[0-9]{1,15}$/.test(text)) return { codes: ['INVALID_INPUT'], path: HL_PATH };
+      const n = Number(text);
+      if (n > r.text.length + r.tensor.length) return { codes: ['INVALID_INPUT'], path: HL_PATH };
+      if (base.header !== undefined && n === base.text.length) return 'json';
+      // A header cut short, or reaching into the tensor: not JSON, not UTF-8, or its bytes
+      // then not the tensor's.
+      return { codes: ['INVALID_JSON', 'INVALID_INPUT'] };
+    }
+
+    function mutate(base: BinaryRequest, m: Mutation): { r: BinaryRequest; expected: Expected } {
+      const r: BinaryRequest = { ...base };
+      const header = () => structuredClone(base.header!) as { inputs: Record<string, unknown>[] };
+      const withHeader = (h: unknown) => {
+        r.header = h as Record<string, unknown>;
+        r.text = Buffer.from(JSON.stringify(h));
+        r.length = String(r.text.length);
+      };
+      const dataPath = base.header === undefined ? 'body' : 'inputs[0].binary_data';
+      const invalid = (path?: string): Expected => ({
+        codes: ['INVALID_INPUT'],
+        ...(path !== undefined ? { path } : {}),
+      });
+      switch (m.kind) {
+        case 'length':
+          r.length = m.value;
+          return { r, expected: lengthExpected(base, r) };
+        case 'length-by':
+          r.length = String(Math.max(0, base.text.length + m.delta));
+          return { r, expected: lengthExpected(base, r) };
+        case 'header-text':
+          r.header = undefined;
+          r.text = Buffer.from(m.text);
+          r.length = String(r.text.length);
+          return { r, expected: { codes: ['INVALID_JSON', 'INVALID_INPUT'] } };
+        case 'header-node': {
+          const paths = pathsOf(base.header);
+          withHeader(replaceAt(base.header, paths[m.at % paths.length]!, m.value));
+          return { r, expected: 'any' };
+        }
+        case 'input': {
+          const h = header();
+          const input = h.inputs[0]!;
+          if (m.key !== 'shape') {
+            input[m.key] = m.value;
+            withHeader(h);
+            return { r, expected: invalid(`inputs[0].${m.key}`) };
+          }
+          const n = base.rows;
+          const shapes: Record<string, number[]> = {
+            narrow: [n, 63],
+            wide: [n, 65],
+            flat: [n * 64],
+            'extra-dim': [n, 64, 1],
+            image: [n, 8, 8],
+            'image-c': [n, 1, 8, 8],
+            more: [n + 1, 64],
+            fewer: [n - 1, 64],
+            none: [],
+            negative: [-n, 64],
+          };
+          input.shape = shapes[m.value as string];
+          withHeader(h);
+          // [N, 1, 8, 8] is the convolutional model's other form of the same tensor.
+          if (base.model === 'digits-cnn' && m.value === 'image-c') return { r, expected: 'json' };
+          return { r, expected: { codes: ['INVALID_INPUT', 'BATCH_TOO_LARGE'] } };
+        }
+        case 'size':
+        case 'size-by': {
+          const h = header();
+          const size = m.kind === 'size' ? m.value : base.tensor.length + m.delta;
+          h.inputs[0]!.parameters = { binary_data_size: size };
+          withHeader(h);
+          const count = typeof size === 'number' && Number.isSafeInteger(size) && size >= 0;
+          return {
+            r,
+            expected: invalid(count ? 'inputs' : 'inputs[0].parameters.binary_data_size'),
+          };
+        }
+        case 'bytes': {
+          const kept = base.tensor.subarray(0, Math.max(0, base.tensor.length - m.cut));
+          r.tensor = Buffer.concat([kept, m.extra]);
+          if (base.header === undefined) {
+            const whole = r.tensor.length > 0 && r.tensor.length % 256 === 0;
+            return { r, expected: whole ? 'any' : invalid('body') };
+          }
+          if (!m.resize) return { r, expected: invalid('inputs') };
+          const h = header();
+          h.inputs[0]!.parameters = { binary_data_size: r.tensor.length };
+          withHeader(h);
+          return { r, expected: invalid('inputs[0].parameters.binary_data_size') };
+        }
+        case 'non-finite': {
+          const i = m.at % base.values.length;
+          r.tensor = Buffer.from(base.tensor);
+          r.tensor.writeUInt32LE(m.bits, 4 * i);
+          return { r, expected: invalid(`${dataPath}[${i}]`) };
+        }
+        case 'rows': {
+          r.rows = MAX_ROWS + m.extra;
+          r.values = Array.from({ length: r.rows }, (_, k) => digitsRow(k)).flat();
+          r.tensor = f32Bytes(r.values);
+          if (base.header !== undefined) {
+            const h = header();
+            h.inputs[0]!.shape = [r.rows, 64];
+            h.inputs[0]!.parameters = { binary_data_size: r.tensor.length };
+            withHeader(h);
+          }
+          return {
+            r,
+            expected: {
+              codes: ['BATCH_TOO_LARGE'],
+              ...(base.header === undefined ? { path: 'body' } : {}),
+            },
+          };
+        }
+        case 'url':
+          r.url = m.url.replace('{model}', base.model);
+          // A header naming the model names it before the URL's model is looked up.
+          if (
+            base.header?.model_name !== undefined &&
+            !r.url.startsWith(`/v2/models/${base.model}/`)
+          )
+            return { r, expected: invalid('model_name') };
+          return { r, expected: { codes: [m.code] } };
+        case 'data-too': {
+          const h = header();
+          h.inputs[0]!.data = base.values;
+          withHeader(h);
+          return { r, expected: invalid('inputs[0].data') };
+        }
+        case 'field': {
+          const h = header() as Record<string, unknown>;
+          h[m.key] = m.value;
+          withHeader(h);
+          return { r, expected: invalid(m.path) };
+        }
+      }
+    }
+
+    /** The JSON request equivalent to a binary one: the tensor's values as `data`. */
+    function jsonRequest(r: BinaryRequest): string {
+      const input = {
+        name: 'input',
+        shape: (r.header?.inputs as { shape: number[] }[] | undefined)?.[0]?.shape ?? [r.rows, 64],
+        datatype: 'FP32',
+        data: 'DATA',
+      };
+      const body =
+        r.header === undefined
+          ? // The raw binary request answers every output as bytes.
+            { inputs: [input], parameters: { binary_data_output: true } }
+          : { ...r.header, inputs: [input] };
+      // The values as written, −0 included (JSON.stringify writes it 0).
+      const data = r.values.map((v) => (Object.is(v, -0) ? '-0' : String(v))).join(',');
+      return JSON.stringify(body).replace('"data":"DATA"', `"data":[${data}]`);
+    }
+
+    /** A refusal's code and errors, the input's bytes and the JSON `data` named alike. */
+    function refusal(res: LightMyRequestResponse, dataPath: string) {
+      const body = res.json<{ code: string; errors?: { path: string; message: string }[] }>();
+      return {
+        status: res.statusCode,
+        code: body.code,
+        errors: body.errors?.map((e) => ({
+          ...e,
+          path: e.path.startsWith(dataPath) ? `<data>${e.path.slice(dataPath.length)}` : e.path,
+        })),
+      };
+    }
+
+    const tally = { answered: 0, refusedAlike: 0, refused: 0, any: 0 };
+    const a = await makeTestApp({
+      models: ['digits', 'digits-cnn'],
+      env: {
+        MAX_BATCH_SIZE: String(MAX_ROWS),
+        // The binary request and its JSON request, sent together, mostly run as one batch.
+        BATCH_MAX_DELAY_US: '200',
+      },
+    });
+    try {
+      const send = (r: BinaryRequest) => {
+        const body = Buffer.concat([r.text, r.tensor]);
+        return a.app.inject({
+          method: 'POST',
+          url: r.url,
+          payload:
+            r.encoding === 'gzip'
+              ? gzipSync(body)
+              : r.encoding === 'deflate'
+                ? deflateSync(body)
+                : body,
+          headers: {
+            ...(r.type !== undefined ? { 'content-type': r.type } : {}),
+            ...(r.encoding !== undefined ? { 'content-encoding': r.encoding } : {}),
+            [HL]: r.length,
+          },
+        });
+      };
+      await fc.assert(
+        fc.asyncProperty(
+          fc.oneof(
+            {
+              weight: 3,
+              arbitrary: fc.tuple(
+                extended,
+                fc.option(fc.oneof(commonMutation(false), headerMutation), {
+                  nil: undefined,
+                  freq: 3,
+                }),
+              ),
+            },
+            {
+              weight: 1,
+              arbitrary: fc.tuple(
+                raw,
+                fc.option(commonMutation(true), { nil: undefined, freq: 3 }),
+              ),
+            },
+          ),
+          async ([base, mutation]) => {
+            const { r, expected } =
+              mutation === undefined
+                ? { r: base, expected: 'json' as Expected }
+                : mutate(base, mutation);
+            // The JSON request is sent with the binary one (with BATCH_MAX_DELAY_US, one batch).
+            const [res, jsonRes] = await Promise.all([
+              send(r),
+              expected === 'json'
+                ? a.app.inject({
+                    method: 'POST',
+                    url: r.url,
+                    payload: jsonRequest(r),
+                    headers: { 'content-type': 'application/json' },
+                  })
+                : undefined,
+            ]);
+            const what = `${JSON.stringify(mutation) ?? 'valid'}: POST ${r.url} [${r.type}] [${HL}: ${r.length}] ${JSON.stringify(r.text.toString('utf8').slice(0, 200))} + ${r.tensor.length} bytes`;
+            checkResponse(res, 'POST', `${what} →`);
+            if (res.statusCode >= 400) {
+              // A problem of the catalogue, with its status, type and title.
+              const { code } = res.json<{ code: ErrorCode }>();
+              expect(Object.keys(errorCatalogue), what).toContain(code);
+              expectProblem(res, errorCatalogue[code].status, code);
+            }
+            if (expected === 'json') {
+              const json = jsonRes!;
+              expect(res.statusCode, `${what}; the JSON request: ${json.body.slice(0, 300)}`).toBe(
+                json.statusCode,
+              );
+              if (res.statusCode === 200) {
+                tally.answered++;
+                expect(res.headers['content-type'], what).toBe(json.headers['content-type']);
+                expect(decodeInfer(res, what), what).toEqual(decodeInfer(json, what));
+              } else {
+                tally.refusedAlike++;
+                const dataPath = r.header === undefined ? 'body' : 'inputs[0].binary_data';
+                expect(refusal(res, dataPath), what).toEqual(refusal(json, 'inputs[0].data'));
+              }
+            } else if (expected === 'any') {
+              tally.any++;
+              if (res.statusCode === 200) decodeInfer(res, what);
+            } else {
+              tally.refused++;
+              const body = res.json<{ code: ErrorCode; errors?: { path: string }[] }>();
+              expect(expected.codes, `${what} → ${res.body.slice(0, 300)}`).toContain(body.code);
+              if (expected.path !== undefined)
+                expect(body.errors?.[0]?.path, `${what} → ${res.body.slice(0, 300)}`).toBe(
+                  expected.path,
+                );
+            }
+          },
+        ),
+        { numRuns: RUNS, seed: SEED + 7 },
+      );
+      // Both kinds of run were many: the generators make valid requests as well as broken ones.
+      expect(tally.answered, JSON.stringify(tally)).toBeGreaterThan(RUNS / 5);
+      expect(tally.refused, JSON.stringify(tally)).toBeGreaterThan(RUNS / 3);
+      // The server still answers.
+      const ready = await a.app.inject({ url: '/v2/health/ready' });
+      expect(ready.json()).toEqual({ ready: true });
+      const after = await send({
+        model: 'digits',
+        url: '/v2/models/digits/infer',
+        type: undefined,
+        header: undefined,
+        text: Buffer.alloc(0),
+        length: '0',
+        tensor: f32Bytes(digitsRow(1)),
+        encoding: undefined,
+        rows: 1,
+        values: digitsRow(1),
+      });
+      expect(after.statusCode, after.body).toBe(200);
+    } finally {
+      await a.close();
+    }
   });
 
   it('malformed gRPC ModelInfer messages get client-side statuses, never INTERNAL or UNKNOWN', async () => {
