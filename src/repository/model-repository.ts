@@ -55,7 +55,7 @@ import {
   processStartTicks,
 } from './process-start.js';
 import { MAX_JSON_FILE_BYTES, RepositoryFiles } from './repository-files.js';
-import { storageFailure, UnsyncedWrite } from './storage-failure.js';
+import { isStorageFailure, storageFailure, UnsyncedWrite } from './storage-failure.js';
 
 /** The record of the version an operator activated (`<name>/active-version.json`). */
 export const activeRecordSchema = z.looseObject({
@@ -195,12 +195,22 @@ export interface HeldActiveRecord {
    * directory's name; undefined when no pin is needed. Decided here, under the lock, from the file
    * every process shares, not from any process's last poll (h267).
    */
-  pin(served: number | undefined, pinnedFor: string, note: string): Promise<WrittenPin | undefined>;
+  pin(
+    servedNow: () => Promise<number | undefined>,
+    pinnedFor: string,
+    note: string,
+  ): Promise<WrittenPin | undefined>;
   /**
    * Undoes `pin` (its publish published nothing): puts back the record it replaced, or removes it
    * when there was none, only if the record is still exactly that pin; whether it did.
    */
   unpin(pin: WrittenPin): Promise<boolean>;
+  /**
+   * Replaces `pin` (its publish published a version, not activated) with a lasting record naming
+   * the same version, `note` its note, only if the record is still exactly that pin; whether it
+   * did (settlePin).
+   */
+  settlePin(pin: WrittenPin, note: string): Promise<boolean>;
   /** deleteVersion, the lock already held: a version published in this hold that does not load. */
   deleteVersion(version: number): Promise<{ unsynced?: UnsyncedWrite }>;
   /** writeActive's write, the lock already held. */
@@ -221,10 +231,23 @@ export interface PublishedVersion {
   unsynced?: UnsyncedWrite;
 }
 
-/** The text of an active-version record as written (compared by restoreActive). */
-const recordText = (record: ActiveRecord): string => `${JSON.stringify(record)}\n`;
+/**
+ * The text of an active-version record as written (compared by restoreActive), its keys in the
+ * schema's order: a record read back and parsed then gives the same text, however the object
+ * written was put together (a pin carried over by settlePin had its keys in another order, and
+ * the cleanup's compare-and-write never matched it: h269).
+ */
+const recordText = (record: ActiveRecord): string =>
+  `${JSON.stringify(activeRecordSchema.parse(record))}\n`;
 
 const isMissing = (e: unknown): boolean => errnoOf(e) === 'ENOENT';
+
+/**
+ * Whether a pin's `pinned_for` names a temporary of its model's directory (temporaryName's): one
+ * edited by hand to name anything else is nobody's leftover, and is never looked up.
+ */
+const isTemporaryName = (name: string): boolean =>
+  name.startsWith(TEMP_PREFIX) && basename(name) === name;
 
 /** Whether `path` exists; a failure other than ENOENT counts as there (nothing decided on it). */
 const exists = (path: string): Promise<boolean> =>
@@ -511,8 +534,8 @@ export class ModelRepository {
                 dir,
               );
             }),
-          pin: (served, pinnedFor, note) =>
-            this.writePin(name, served, pinnedFor, note, recordFence).catch((e: unknown) => {
+          pin: (servedNow, pinnedFor, note) =>
+            this.writePin(name, servedNow, pinnedFor, note, recordFence).catch((e: unknown) => {
               throw storageFailure(
                 e,
                 `cannot record the version served of "${name}" as active`,
@@ -525,6 +548,15 @@ export class ModelRepository {
               throw storageFailure(
                 e,
                 `cannot undo the pin of version ${pin.record.version} of "${name}" in ${ACTIVE_FILE}`,
+                this.root,
+                dir,
+              );
+            }),
+          settlePin: (pin, note) =>
+            this.settlePin(name, pin, note, recordFence).catch((e: unknown) => {
+              throw storageFailure(
+                e,
+                `cannot rewrite the pin of version ${pin.record.version} of "${name}" in ${ACTIVE_FILE}`,
                 this.root,
                 dir,
               );
@@ -699,43 +731,85 @@ export class ModelRepository {
    * and the text of the record the pin replaces; undefined when no pin is needed. Decided from the
    * record on disk: a pin is needed when "highest version wins" would otherwise serve the new
    * version, now or once a pin is undone — there is no record; the record is a pin (another
-   * publish's, under way or dead: its undo would remove it, h264; the new pin keeps it to put
-   * back); or it names a version whose directory is gone (then served as without a record: swap,
-   * model-registry.ts). It names the version the pinned-over pin names while that is there, else
-   * `served` (the caller's version served now); none without one. A record naming a version that
-   * is there, even one that fails to load, and a file that is not a record at all are left as
-   * they are: no version replaces either (swap), and they are an operator's (h267). A read that
-   * fails (EIO) throws: nothing is decided on a record that cannot be read.
+   * publish's that died or could not undo it: its undo would remove it, h264; the new pin keeps
+   * it to put back); or it names a version whose directory is gone (then served as without a
+   * record: swap, model-registry.ts). It names the version the pinned-over pin names while that
+   * is there, else the version served now (`servedNow`, asked only then: the caller's view of the
+   * repository, taken under the lock when the caller holds it); none without one. A record
+   * naming a version that is there, even one that fails to load, and a file that is not a record
+   * at all are left as they are: no version replaces either (swap), and they are an operator's
+   * (h267). A read that fails throws (recordTextFor): nothing is decided on a record that cannot
+   * be read.
    */
   async pinFor(
     name: string,
-    served: number | undefined,
+    servedNow: () => Promise<number | undefined>,
   ): Promise<{ version: number; over?: string } | undefined> {
     const path = join(this.modelPath(name), ACTIVE_FILE);
     const text = await this.recordTextFor(path);
     if (text === null) return undefined; // not a record: served as it was (swap)
-    if (text === undefined) return served === undefined ? undefined : { version: served };
-    let record: ActiveRecord;
+    const record = text === undefined ? undefined : this.tryParseActive(path, text);
+    if (text !== undefined && record === undefined) return undefined; // not a record either
+    const present =
+      record !== undefined && (await this.listVersions(name)).includes(record.version);
+    if (record !== undefined && record.pinned_for === undefined && present) return undefined;
+    const version =
+      record?.pinned_for !== undefined && present ? record.version : await servedNow();
+    if (version === undefined) return undefined;
+    return { version, ...(text !== undefined ? { over: text } : {}) };
+  }
+
+  /** The text of a record, parsed; undefined when it is not a record (parseActive's failures). */
+  private tryParseActive(path: string, text: string): ActiveRecord | undefined {
     try {
-      record = this.parseActive(path, text);
+      return this.parseActive(path, text);
     } catch {
-      return undefined; // not a record: served as it was, whatever is published (swap)
+      return undefined;
     }
-    const present = (await this.listVersions(name)).includes(record.version);
-    if (record.pinned_for === undefined && present) return undefined;
-    const version = record.pinned_for !== undefined && present ? record.version : served;
-    return version === undefined ? undefined : { version, over: text };
+  }
+
+  /**
+   * HeldActiveRecord.settlePin, the record's lock held (`fence`: its fencing check). The lasting
+   * record is a plain one naming the pin's version; except when the pin was written over another
+   * publish's pin that a cleanup is still to settle — its staged directory still there (its
+   * process may be gone: the cleanup undoes it), or the activation it was about to write
+   * (`pinned_publishing`: the cleanup finishes it) — which is put back, naming the version served,
+   * with that plain record as the one its undo restores (h269: the intent used to be dropped, and
+   * the activation never finished).
+   */
+  private async settlePin(
+    name: string,
+    pin: WrittenPin,
+    note: string,
+    fence: () => Promise<void>,
+  ): Promise<boolean> {
+    const plain: ActiveRecord = {
+      version: pin.record.version,
+      updated_at: new Date().toISOString(),
+      note,
+    };
+    const path = join(this.modelPath(name), ACTIVE_FILE);
+    const over = pin.previous === undefined ? undefined : this.tryParseActive(path, pin.previous);
+    const unsettled =
+      over?.pinned_for !== undefined &&
+      isTemporaryName(over.pinned_for) &&
+      (over.pinned_publishing !== undefined ||
+        (await exists(join(this.modelPath(name), over.pinned_for))));
+    const next: ActiveRecord = unsettled
+      ? { ...over, version: plain.version, pinned_over: recordText(plain) }
+      : plain;
+    return this.replaceIfExactly(name, pin.record, next, fence);
   }
 
   /** HeldActiveRecord.pin, the record's lock held (`fence`: its fencing check). */
   private async writePin(
     name: string,
-    served: number | undefined,
+    servedNow: () => Promise<number | undefined>,
     pinnedFor: string,
     note: string,
     fence: () => Promise<void>,
   ): Promise<WrittenPin | undefined> {
-    const pin = await this.pinFor(name, served);
+    const pin = await this.pinFor(name, servedNow);
     if (pin === undefined) return undefined;
     const record: ActiveRecord = {
       version: pin.version,
@@ -782,8 +856,12 @@ export class ModelRepository {
   private async recordTextFor(path: string): Promise<string | null | undefined> {
     return this.files.readText(path, MAX_ACTIVE_RECORD_BYTES).catch((e: unknown) => {
       if (!isNormserveError(e) || e.code !== 'REPOSITORY_ERROR') throw e;
-      if (errnoOf(e.cause) !== undefined) throw e.cause;
-      return null;
+      const errno = errnoOf(e.cause);
+      if (errno === undefined) return null;
+      if (isStorageFailure(e.cause)) throw e.cause;
+      // Another errno (ESTALE or ETIMEDOUT on a network file system, EMFILE): the storage cannot
+      // give the record now either, as for EIO (h269: it was thrown raw, a 500 INTERNAL).
+      throw new NormserveError('STORAGE_UNAVAILABLE', e.message, { cause: e, extra: { errno } });
     });
   }
 
@@ -1058,12 +1136,32 @@ export class ModelRepository {
    *   2026-12, also a conditional publish's that died after its rename).
    *
    * Every write is made under the record's lock only while the record is still exactly that pin
-   * (an operator's activation since stands). `maxAgeMs`: removeAbandonedTemporaries's.
+   * (an operator's activation since stands). An undo that puts back another dead publisher's pin
+   * (one pinned over the other) settles that one too, in the same pass: its staged directory,
+   * removed by the same cleanup, would otherwise never be seen again (h269). `maxAgeMs`:
+   * removeAbandonedTemporaries's.
    */
   private async settleAbandonedPin(
     name: string,
     removed: readonly string[],
     maxAgeMs = TEMPORARY_MAX_AGE_MS,
+  ): Promise<{ undone: true } | { activated: number } | undefined> {
+    let outcome: { undone: true } | { activated: number } | undefined;
+    // Bounded: each step settles one pin of the chain, and a chain is a few pins at most.
+    for (let step = 0; step < MAX_PINS_SETTLED; step++) {
+      const settled = await this.settleAbandonedPinOnce(name, removed, maxAgeMs);
+      if (settled === undefined) break;
+      outcome = settled;
+      if ('activated' in settled) break;
+    }
+    return outcome;
+  }
+
+  /** One step of settleAbandonedPin: the pin the record is now. */
+  private async settleAbandonedPinOnce(
+    name: string,
+    removed: readonly string[],
+    maxAgeMs: number,
   ): Promise<{ undone: true } | { activated: number } | undefined> {
     const dir = this.modelPath(name);
     const path = join(dir, ACTIVE_FILE);
@@ -1078,12 +1176,7 @@ export class ModelRepository {
     if (removed.includes(staged)) return undo();
     const intent = record.pinned_publishing;
     // A name that is not a temporary's (edited by hand) is nobody's leftover: left alone.
-    if (
-      intent === undefined ||
-      !pinnedFor.startsWith(TEMP_PREFIX) ||
-      basename(pinnedFor) !== pinnedFor
-    )
-      return undefined;
+    if (intent === undefined || !isTemporaryName(pinnedFor)) return undefined;
     if (await exists(staged)) return undefined; // being written, or a leftover not yet removed
     const recordMtime = () => stat(path).then((s) => s.mtimeMs);
     if (!(await abandonedWriter(pinnedFor, recordMtime, maxAgeMs))) return undefined;
@@ -1213,6 +1306,8 @@ export interface TemporariesRemoval {
 
 /** How old a temporary of another host must be to be taken as abandoned (its writer may live). */
 const TEMPORARY_MAX_AGE_MS = 3_600_000;
+/** The most pins one settleAbandonedPin settles, one put back by the undo of the one before. */
+const MAX_PINS_SETTLED = 8;
 
 /**
  * How old a temporary of a live process of this host must be to be taken as abandoned: no write

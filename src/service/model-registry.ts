@@ -703,10 +703,11 @@ export class ModelRegistry {
       );
     else if (settled !== undefined)
       this.log.info({ model: name }, 'undid the pin of a publish that died before publishing');
-    // The version served now, which a pin names (the record on disk decides whether one is needed).
-    const served = pinning
-      ? (await this.refreshModel(name).catch(() => this.models.get(name)))?.active
-      : undefined;
+    // The version served now, which a pin names: asked only when the record on disk calls for a
+    // pin, and then under the record's lock, so that it is what every process serves when the
+    // pin lands (a version published meanwhile by a `train`, which takes no lock, included: h269).
+    const servedNow = async () =>
+      (await this.refreshModel(name).catch(() => this.models.get(name)))?.active;
     let pin: WrittenPin | undefined;
     /** A pin written and then not undone (unpin): its staged directory is kept for the cleanup. */
     let pinLeft = false;
@@ -736,16 +737,23 @@ export class ModelRegistry {
       if (pin === undefined) return;
       const written = pin;
       pin = undefined;
+      const what =
+        renamed === undefined
+          ? 'nothing was published'
+          : `version ${renamed} was published, did not load and was deleted again`;
       try {
         const undone = await held.unpin(written);
         this.log.info(
           { model: name, version: written.record.version, undone },
           undone
-            ? 'pin of the active version undone: nothing was published'
-            : 'pin of the active version left: the record was changed by hand',
+            ? `pin of the active version undone: ${what}`
+            : `pin of the active version left: the record was changed by hand (${what})`,
         );
       } catch (e) {
-        pinLeft = true;
+        // Before the rename its staged directory is kept, and the cleanup after this process
+        // removes both; after it (the version deleted again) there is no directory to judge by,
+        // and the pin, which names the version served, stays until a version is activated.
+        if (renamed === undefined) pinLeft = true;
         this.log.error(
           {
             model: name,
@@ -753,7 +761,7 @@ export class ModelRegistry {
             err: e,
             cause: failure instanceof Error ? failure.message : String(failure),
           },
-          `the pin of version ${written.record.version} written before a publish that failed could not be undone: ${ACTIVE_FILE} keeps naming it, so versions published later are not served until the cleanup after this process undoes it (its staged directory kept for that) or a version is activated (POST /v1/models/${name}/versions/<v>:activate)`,
+          `the pin of version ${written.record.version} written before a publish that failed (${what}) could not be undone: ${ACTIVE_FILE} keeps naming it, so versions published later are not served ${renamed === undefined ? 'until the cleanup after this process undoes it (its staged directory kept for that) or a version is activated' : 'as the highest until a version is activated'} (POST /v1/models/${name}/versions/<v>:activate)`,
         );
       }
     };
@@ -768,15 +776,13 @@ export class ModelRegistry {
       if (pin === undefined) return;
       const written = pin;
       pin = undefined;
-      const plain: ActiveRecord = {
-        version: written.record.version,
-        updated_at: new Date().toISOString(),
-        note: `recorded as active when version ${version} was published without being activated`,
-      };
       try {
         // The record lock's fence only: this replaces this call's own write, whatever the
         // caller's lock says.
-        await held.replaceIfExactly(written.record, plain);
+        await held.settlePin(
+          written,
+          `recorded as active when version ${version} was published without being activated`,
+        );
       } catch (e) {
         const intent = written.record.pinned_publishing;
         this.log.warn(
@@ -815,26 +821,25 @@ export class ModelRegistry {
       if (held && pinning) {
         try {
           pin = await held.pin(
-            served,
+            servedNow,
             staged.tempName,
             conditional
               ? 'pinned before publishing a version activated only if this one is still active'
               : 'pinned before publishing an inactive version',
           );
         } catch (e) {
-          throw isActivationNotWritten(e) ? nothingPublished(e, served) : e;
+          throw isActivationNotWritten(e) ? nothingPublished(e, undefined) : e;
         }
         // Nothing is published yet: a pin a crash may undo is not one to publish on.
         if (pin?.unsynced) {
+          const { version } = pin.record;
           const failure = storageFailure(
             pin.unsynced,
-            `cannot record version ${pin.record.version} of "${name}" as active`,
+            `cannot record version ${version} of "${name}" as active`,
             this.repository.root,
           );
           await unpin(held, failure);
-          throw isActivationNotWritten(failure)
-            ? nothingPublished(failure, pin?.record.version)
-            : failure;
+          throw isActivationNotWritten(failure) ? nothingPublished(failure, version) : failure;
         }
       }
       let done: Awaited<ReturnType<HeldActiveRecord['publish']>>;
@@ -931,8 +936,8 @@ export class ModelRegistry {
         // otherwise the work is published all the same, without the lock, and not activated.
         if (pinning) {
           const needed = await this.repository
-            .pinFor(name, served)
-            .catch(() => ({ version: served }));
+            .pinFor(name, servedNow)
+            .catch(() => ({ version: undefined }));
           if (needed !== undefined) throw nothingPublished(e, needed.version);
         }
         await publishAndActivate();

@@ -165,7 +165,7 @@ describe('leftovers named with a pid that is running again', () => {
     const repo = new ModelRepository(repository);
     const pin = await repo.withActiveRecord(
       'digits',
-      (held) => held.pin(1, staged, 'pinned'),
+      (held) => held.pin(async () => 1, staged, 'pinned'),
       'pin',
     );
     expect(pin?.record.pinned_for).toBe(staged);

@@ -1,0 +1,252 @@
+/**
+ * How a pin (HeldActiveRecord.pin) is decided and settled, from a second reading of the pins
+ * written in the publish's hold (h269):
+ * - a record that cannot be read fails the publish or the conditional activation with a storage
+ *   error, whatever the errno (ESTALE on a network file system was thrown raw: a 500 INTERNAL);
+ * - the version a pin names is the one served when the lock is held, not the one this process
+ *   saw before waiting for it (a `train` publishing meanwhile, a deletion meanwhile);
+ * - a pin whose undo fails after its version was deleted again says what becomes of it;
+ * - the cleanup settles a chain of dead publishers' pins in one pass;
+ * - a publish over a dead publisher's pin that names the version it was activating keeps that
+ *   intent for the cleanup to finish.
+ */
+import { createHash } from 'node:crypto';
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { ModelRepository } from '../../src/repository/index.js';
+import { ModelRegistry } from '../../src/service/index.js';
+import { clearFsFaults, injectFsFaults } from '../helpers/fs-faults.mjs';
+import { closeRegistries, openRegistry } from '../helpers/registry.js';
+import { removeTempDirs } from '../helpers/temp-files.js';
+
+afterEach(() => {
+  clearFsFaults();
+  vi.restoreAllMocks();
+  closeRegistries();
+  removeTempDirs();
+});
+
+async function setUp() {
+  const { root, registry } = await openRegistry();
+  const model = join(root, 'digits');
+  const record = join(model, 'active-version.json');
+  const readRecord = () =>
+    JSON.parse(readFileSync(record, 'utf8')) as {
+      version: number;
+      note?: string;
+      pinned_for?: string;
+      pinned_over?: string;
+      pinned_publishing?: unknown;
+    };
+  const staged = () => readdirSync(model).filter((n) => n.startsWith('.tmp-'));
+  /** Runs `before` once, just before the publish's hold of the record's lock is taken. */
+  const beforeHold = (before: () => Promise<void>) => {
+    const withActiveRecord = registry.repository.withActiveRecord.bind(registry.repository);
+    vi.spyOn(registry.repository, 'withActiveRecord').mockImplementationOnce(async (...args) => {
+      await before();
+      return withActiveRecord(...args);
+    });
+  };
+  return { root, registry, model, record, readRecord, staged, beforeHold };
+}
+
+/** An hour ago and more: a pin's record as old as the cleanup's rule for another host's writer. */
+const longAgo = () => new Date(Date.now() - 2 * 3_600_000);
+
+describe('a record that cannot be read, with an errno that is not EIO (ESTALE on NFS)', () => {
+  it('fails an inactive publish with STORAGE_UNAVAILABLE naming the record, nothing published', async () => {
+    const { registry, record, staged } = await setUp();
+    const operators = `${JSON.stringify({ version: 7, note: 'keep 7' })}\n`;
+    writeFileSync(record, operators);
+    await registry.refresh();
+    const { checkpoint } = registry.resolve('digits');
+    injectFsFaults([{ op: 'read', suffix: 'active-version.json', code: 'ESTALE' }]);
+    const failed = await registry.publish(checkpoint, false).catch((e: unknown) => e);
+    clearFsFaults();
+    expect(failed).toMatchObject({
+      code: 'STORAGE_UNAVAILABLE',
+      message: expect.stringMatching(/active-version\.json: cannot be read \(ESTALE\)/),
+    });
+    expect(await registry.repository.listVersions('digits')).toEqual([1]);
+    expect(readFileSync(record, 'utf8')).toBe(operators);
+    expect(staged()).toEqual([]);
+  });
+
+  it('makes a conditional activation STORAGE_UNAVAILABLE, nothing written', async () => {
+    const { registry, record } = await setUp();
+    const text = `${JSON.stringify({ version: 1 })}\n`;
+    writeFileSync(record, text);
+    await registry.refresh();
+    injectFsFaults([{ op: 'read', suffix: 'active-version.json', code: 'ESTALE' }]);
+    const outcome = await registry.activateIf('digits', 1, 1).catch((e: unknown) => e);
+    clearFsFaults();
+    expect(outcome).toMatchObject({ code: 'STORAGE_UNAVAILABLE' });
+    expect(readFileSync(record, 'utf8')).toBe(text);
+  });
+});
+
+describe('the version a pin names', () => {
+  it('is the one served when the lock is held: a version a `train` published meanwhile (no record: the highest) stays served', async () => {
+    const { root, registry, record, readRecord, beforeHold } = await setUp();
+    expect(existsSync(record)).toBe(false);
+    const { checkpoint } = registry.resolve('digits');
+    // While this publish waits for the record's lock, a `train` CLI publishes version 2 without
+    // one: with no record it is what every replica serves.
+    beforeHold(async () => {
+      await registry.repository.publishVersion(checkpoint);
+    });
+    expect(await registry.publish(checkpoint, false)).toMatchObject({ version: 3 });
+    expect(readRecord().version).toBe(2);
+    const other = new ModelRegistry(root, { maxBatchSize: 64 });
+    try {
+      await other.refresh();
+      expect(other.get('digits').active).toBe(2);
+    } finally {
+      other.close();
+    }
+  });
+
+  it('is the one served when the lock is held: a served version deleted meanwhile is not named (no 404)', async () => {
+    const { registry, readRecord, beforeHold } = await setUp();
+    const { checkpoint } = registry.resolve('digits');
+    await registry.repository.publishVersion(checkpoint); // version 2, the highest, no record
+    await registry.refresh();
+    expect(registry.get('digits').active).toBe(2);
+    // Another replica publishes version 3 and deletes version 2 meanwhile.
+    beforeHold(async () => {
+      await registry.repository.publishVersion(checkpoint);
+      await registry.repository.deleteVersion('digits', 2);
+    });
+    expect(await registry.publish(checkpoint, false)).toMatchObject({ version: 4 });
+    expect(readRecord().version).toBe(3);
+  });
+});
+
+describe('a pin whose undo fails after its version, which did not load, was deleted again', () => {
+  it('stays naming the version served, and the error says so (no staged directory to wait for)', async () => {
+    const { registry, record, readRecord, staged } = await setUp();
+    expect(existsSync(record)).toBe(false);
+    const { config } = registry.resolve('digits').checkpoint;
+    const withActiveRecord = registry.repository.withActiveRecord.bind(registry.repository);
+    vi.spyOn(registry.repository, 'withActiveRecord').mockImplementation((name, work, ...rest) =>
+      withActiveRecord(
+        name,
+        (held) =>
+          work({
+            ...held,
+            unpin: () =>
+              Promise.reject(Object.assign(new Error('EIO: i/o error'), { code: 'EIO' })),
+          }),
+        ...rest,
+      ),
+    );
+    const errors: string[] = [];
+    vi.spyOn(
+      (registry as unknown as { log: { error: (o: unknown, m: string) => void } }).log,
+      'error',
+    ).mockImplementation((_o, m) => {
+      errors.push(m);
+    });
+    const failed = await registry
+      .publish({ config, state: new Map() }, false)
+      .catch((e: unknown) => e);
+    expect(failed).toMatchObject({ code: 'REPOSITORY_ERROR' });
+    expect(await registry.repository.listVersions('digits')).toEqual([1]);
+    expect(readRecord()).toMatchObject({ version: 1 });
+    expect(staged()).toEqual([]);
+    const pinErrors = errors.filter((m) => m.includes('pin'));
+    expect(pinErrors).toHaveLength(1);
+    expect(pinErrors[0]).toMatch(/version 2 was published, did not load and was deleted again/);
+    expect(pinErrors[0]).toMatch(/not served as the highest until a version is activated/);
+    expect(pinErrors[0]).not.toMatch(/staged directory kept/);
+  });
+});
+
+describe('two dead publishes, one pinned over the other', () => {
+  it('are both undone by one cleanup pass: no record, as before the first pin', async () => {
+    const { root, model, record } = await setUp();
+    // D: a publish on another host pinned version 1 (no record before) and died before its rename.
+    const dName = '.tmp-otherhost-4242-aaaaaaaaaaaa';
+    const dText = `${JSON.stringify({ version: 1, note: 'pinned', pinned_for: dName })}\n`;
+    // P: a publish on a third host pinned over D and died before its rename.
+    const pName = '.tmp-thirdhost-4343-bbbbbbbbbbbb';
+    const p = { version: 1, note: 'pinned', pinned_for: pName, pinned_over: dText };
+    writeFileSync(record, `${JSON.stringify(p)}\n`);
+    for (const n of [dName, pName]) {
+      mkdirSync(join(model, n));
+      writeFileSync(join(model, n, 'config.json'), '{}');
+      utimesSync(join(model, n, 'config.json'), longAgo(), longAgo());
+      utimesSync(join(model, n), longAgo(), longAgo());
+    }
+    const { removed, pinsUndone } = await new ModelRepository(root).removeTemporaries();
+    expect(removed).toEqual(expect.arrayContaining([join(model, dName), join(model, pName)]));
+    expect(pinsUndone).toEqual(['digits']);
+    expect(existsSync(record)).toBe(false);
+  });
+});
+
+describe("an inactive publish over a dead publisher's pin naming the version it was activating", () => {
+  it('keeps that intent: the cleanup finishes the activation once the writer is judged gone', async () => {
+    const { root, registry, model, record } = await setUp();
+    const { checkpoint } = registry.resolve('digits');
+    // A recalibration on another host (activate if 1 is still active) renamed its version 2 into
+    // place and died before writing the activation: its pin names 2 as being published.
+    await registry.repository.publishVersion(checkpoint);
+    const inode = statSync(join(model, '2'), { bigint: true }).ino.toString();
+    const sha = createHash('sha256')
+      .update(readFileSync(join(model, '2', 'config.json')))
+      .digest('hex');
+    writeFileSync(
+      record,
+      `${JSON.stringify({
+        version: 1,
+        note: 'pinned before publishing a version activated only if this one is still active',
+        pinned_for: '.tmp-otherhost-4242-aaaaaaaaaaaa',
+        pinned_publishing: { version: 2, inode, config_sha256: sha },
+      })}\n`,
+    );
+    await registry.refresh();
+    expect(registry.get('digits').active).toBe(1);
+    // Within the hour, an inactive publish here.
+    expect(await registry.publish(checkpoint, false)).toMatchObject({ version: 3 });
+    await registry.refresh();
+    expect(registry.get('digits').active, 'the inactive version 3 is not served').toBe(1);
+    // An hour later (the record's mtime moved back): the other host's writer is judged gone.
+    utimesSync(record, longAgo(), longAgo());
+    const { pinActivations } = await new ModelRepository(root).removeTemporaries();
+    expect(pinActivations).toEqual([{ model: 'digits', version: 2 }]);
+    expect(JSON.parse(readFileSync(record, 'utf8'))).toMatchObject({ version: 2 });
+  });
+
+  it('its undo, when the activation cannot be finished, puts back the plain record naming the version served (not no record)', async () => {
+    const { root, registry, record } = await setUp();
+    const { checkpoint } = registry.resolve('digits');
+    // The dead recalibration's version 2 is not there (another inode: it never got renamed).
+    writeFileSync(
+      record,
+      `${JSON.stringify({
+        version: 1,
+        note: 'pinned',
+        pinned_for: '.tmp-otherhost-4242-aaaaaaaaaaaa',
+        pinned_publishing: { version: 2, inode: '1', config_sha256: '0'.repeat(64) },
+      })}\n`,
+    );
+    await registry.refresh();
+    expect(await registry.publish(checkpoint, false)).toMatchObject({ version: 2 });
+    utimesSync(record, longAgo(), longAgo());
+    const { pinsUndone } = await new ModelRepository(root).removeTemporaries();
+    expect(pinsUndone).toEqual(['digits']);
+    expect(JSON.parse(readFileSync(record, 'utf8'))).toMatchObject({ version: 1 });
+    await registry.refresh();
+    expect(registry.get('digits').active, 'the inactive version 2 is not served').toBe(1);
+  });
+});
