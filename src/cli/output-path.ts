@@ -1,7 +1,18 @@
 import { randomBytes } from 'node:crypto';
 import { renameSync, rmdirSync, rmSync } from 'node:fs';
-import { access, constants, lstat, mkdir, open, realpath, rename, stat } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import {
+  access,
+  constants,
+  lstat,
+  mkdir,
+  open,
+  readlink,
+  realpath,
+  rename,
+  stat,
+  writeFile,
+} from 'node:fs/promises';
+import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { errnoOf, errnoWords, NormserveError } from '../errors/index.js';
 import { repositoryDirectoryHolding } from '../service/index.js';
 import { cleanUpOnSignal } from './on-signal.js';
@@ -188,52 +199,72 @@ export function removeEmptyDirectoriesSync(dirs: readonly string[]): void {
   }
 }
 
-/** Writes `text` to a new file at `path` (never one already there). */
-async function writeNew(path: string, text: string): Promise<void> {
+/** An output file's content: text (written as UTF-8) or bytes. */
+export type OutputContent = string | Uint8Array;
+
+/**
+ * Writes `content` to a new file at `path` (never one already there) and fsyncs it: its bytes are
+ * on the disk before a rename makes them the output's, so that a crash of the machine after the
+ * rename finds the new file whole, not a file of the right name with nothing in it yet.
+ */
+async function writeNew(path: string, content: OutputContent): Promise<void> {
   const handle = await open(path, 'wx');
   try {
-    await handle.writeFile(text);
+    await handle.writeFile(content);
+    await handle.sync();
   } finally {
     await handle.close();
   }
 }
 
+/** One file written all or none (replaceAllOrNone): where it lands and the path errors name. */
+interface OutputFile {
+  /** The file replaced: its temporary is written beside it. */
+  path: string;
+  content: OutputContent;
+  /** The path OUTPUT_WRITE_FAILED names (the --out given, where a link led elsewhere). */
+  shown: string;
+}
+
 /**
- * Writes `files` (name → text) into the directory `dir` all or none: each under a temporary name
- * first, renamed into place, in their order, once every one is written, so that a failure (a full
- * device, h248) or a signal (SIGINT, SIGTERM, SIGHUP: `onSignal` runs too, then the process ends
- * by it) leaves the directory as it was, an earlier report's files unchanged, with the temporaries
- * removed. A signal once the renames have begun finishes them first (renames in one directory take
- * microseconds and need no space: h252), so the directory then holds the new files whole; only a
- * rename failing part-way would leave the files renamed so far (put the one that refers to the
- * others, index.html, last). OUTPUT_WRITE_FAILED names the file that failed.
+ * The one rule every CLI's output file is written by (writeFilesAllOrNone, writeOutputFile):
+ * each file under a temporary name beside it first (`<file>.tmp-<pid>-<random>`), written and
+ * fsynced, then renamed into place, in their order, once every one is written, so that a failure
+ * (a full device, h248) or a signal (SIGINT, SIGTERM, SIGHUP: `onSignal` runs too, then the
+ * process ends by it) leaves the files as they were, with the temporaries removed. A signal once
+ * the renames have begun finishes them first (renames in one directory take microseconds and need
+ * no space: h252), so the files are then the new ones, whole; only a rename failing part-way would
+ * leave the files renamed so far (put the one that refers to the others last). OUTPUT_WRITE_FAILED
+ * names the file that failed. The directories are not fsynced after the renames: a crash of the
+ * machine right after may bring back the earlier files, whole, as it may undo any recent change.
  */
-export async function writeFilesAllOrNone(
-  dir: string,
-  files: ReadonlyMap<string, string>,
-  onSignal: () => void = () => {},
-): Promise<void> {
+async function replaceAllOrNone(files: readonly OutputFile[], onSignal: () => void): Promise<void> {
   const suffix = `.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  const names = [...files.keys()];
-  const staged = (file: string) => join(dir, `${file}${suffix}`);
+  const staged = (file: OutputFile) => `${file.path}${suffix}`;
   /** Files written under their temporary name so far; renames begun at `renamed`. */
   let written = 0;
   let renamed: number | undefined;
   const removeStagedSync = (from = 0) => {
-    for (const file of names.slice(from, written)) rmSync(staged(file), { force: true });
+    for (const file of files.slice(from, written)) {
+      try {
+        rmSync(staged(file), { force: true });
+      } catch {
+        // ENOTDIR (a file on the path) fails the clean-up too: the error to report is the write's.
+      }
+    }
   };
   await cleanUpOnSignal(
     () => {
       if (renamed === undefined) {
         // One under way is removed too: its name is taken before its write starts.
-        written = Math.min(written + 1, names.length);
+        written = Math.min(written + 1, files.length);
         removeStagedSync();
         onSignal();
         return;
       }
-      for (let i = renamed; i < names.length; i++) {
+      for (let i = renamed; i < files.length; i++) {
         try {
-          renameSync(staged(names[i]!), join(dir, names[i]!));
+          renameSync(staged(files[i]!), files[i]!.path);
         } catch (e) {
           // The rename under way may have moved this one already, its callback not run yet.
           if (i === renamed && errnoOf(e) === 'ENOENT') continue;
@@ -244,25 +275,122 @@ export async function writeFilesAllOrNone(
     },
     async () => {
       try {
-        for (const [file, text] of files) {
-          await writeNew(staged(file), text).catch((e: unknown) => {
-            throw outputWriteFailed(join(dir, file), e);
+        for (const file of files) {
+          await writeNew(staged(file), file.content).catch((e: unknown) => {
+            throw outputWriteFailed(file.shown, e);
           });
           written++;
         }
         renamed = 0;
-        for (const file of names) {
-          await rename(staged(file), join(dir, file)).catch((e: unknown) => {
-            throw outputWriteFailed(join(dir, file), e);
+        for (const file of files) {
+          await rename(staged(file), file.path).catch((e: unknown) => {
+            throw outputWriteFailed(file.shown, e);
           });
           renamed++;
         }
       } catch (e) {
         // A write that failed may have left its file: removed with the others.
-        written = Math.min(written + 1, names.length);
+        written = Math.min(written + 1, files.length);
         removeStagedSync(renamed ?? 0);
         throw e;
       }
     },
+  );
+}
+
+/**
+ * Writes `files` (name → text or bytes) into the directory `dir` all or none, by the rule of
+ * replaceAllOrNone: a failure or a signal leaves the directory as it was, an earlier report's
+ * files unchanged; index.html goes last, since it refers to the others. OUTPUT_WRITE_FAILED names
+ * the file that failed, in `dir`.
+ */
+export async function writeFilesAllOrNone(
+  dir: string,
+  files: ReadonlyMap<string, OutputContent>,
+  onSignal: () => void = () => {},
+): Promise<void> {
+  await replaceAllOrNone(
+    [...files].map(([name, content]) => ({
+      path: join(dir, name),
+      content,
+      shown: join(dir, name),
+    })),
+    onSignal,
+  );
+}
+
+/** Links followed at most (Linux's own bound, ELOOP). */
+const MAX_LINKS = 40;
+
+/** A process's descriptor directory, where /dev/fd and /dev/stdout lead (proc(5)). */
+const DESCRIPTOR_DIRECTORY = /^\/proc\/(\d+|self|thread-self)(\/task\/\d+)?\/fd$/;
+
+/** Where an --out file's bytes land: `file`, links followed; `open`: written by opening --out. */
+export interface OutputTarget {
+  file: string;
+  open: boolean;
+}
+
+/**
+ * Follows --out's links to the file its bytes land in, as an open would: a regular file or none yet
+ * (a dangling link's target too) is replaced whole, `file` renamed over; anything else that is not
+ * a directory (a pipe, a terminal, a device) is opened and written, as onnx.save does, since a
+ * rename would replace the device node or the pipe with a regular file. A process's descriptor
+ * links (/dev/stdout, /dev/fd/1 → /proc/<pid>/fd/1) are opened too: what a shell's redirection set
+ * up (a file, a pipe) is written through the descriptor, not replaced; `file` is then the path the
+ * descriptor names. Every other link is followed from its own directory, links resolved.
+ */
+export async function resolveOutputTarget(path: string): Promise<OutputTarget> {
+  let current = resolve(path);
+  for (let hop = 0; hop <= MAX_LINKS; hop++) {
+    const info = await lstat(current).catch(() => undefined);
+    if (info === undefined) return { file: await realPath(current), open: false };
+    if (!info.isSymbolicLink()) {
+      if (info.isDirectory())
+        throw new NormserveError('OUTPUT_WRITE_FAILED', `cannot write ${path}: it is a directory`);
+      return { file: await realPath(current), open: !info.isFile() };
+    }
+    const to = await readlink(current);
+    // The link's own directory, its links resolved: `..` in a relative link is taken from there,
+    // as the kernel takes it.
+    const directory = await realPath(dirname(current));
+    if (DESCRIPTOR_DIRECTORY.test(directory)) {
+      // A descriptor (/dev/stdout, /dev/fd/1): a path it names is checked, a pipe is not one.
+      return {
+        file: isAbsolute(to) ? await realPath(to) : join(directory, basename(current)),
+        open: true,
+      };
+    }
+    current = resolve(directory, to);
+  }
+  throw new NormserveError(
+    'OUTPUT_WRITE_FAILED',
+    `cannot write ${path}: more than ${MAX_LINKS} symbolic links on the way`,
+  );
+}
+
+/**
+ * Writes `content` to the --out `path` as `target` (resolveOutputTarget) says. A file (or none
+ * yet) is replaced whole by replaceAllOrNone's rule, report's: its temporary beside target.file,
+ * fsynced, renamed over it; a failure or a signal leaves the earlier file as it was and no
+ * temporary. A pipe, a device or a descriptor (`open`) is opened and written, as onnx.save writes
+ * it: there is nothing to rename, no temporary, and no fsync (a pipe has none). Either way a
+ * signal runs `onSignal` (removing the directories the run made), then ends the process by it;
+ * OUTPUT_WRITE_FAILED names `path`.
+ */
+export async function writeOutputFile(
+  path: string,
+  target: OutputTarget,
+  content: OutputContent,
+  onSignal: () => void = () => {},
+): Promise<void> {
+  if (!target.open) {
+    await replaceAllOrNone([{ path: target.file, content, shown: path }], onSignal);
+    return;
+  }
+  await cleanUpOnSignal(onSignal, () =>
+    writeFile(path, content).catch((e: unknown) => {
+      throw outputWriteFailed(path, e);
+    }),
   );
 }

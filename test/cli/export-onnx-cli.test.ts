@@ -12,12 +12,13 @@ import {
   openSync,
   readdirSync,
   readFileSync,
+  readlinkSync,
   renameSync,
   statSync,
   symlinkSync,
   writeFileSync,
 } from 'node:fs';
-import { join, relative } from 'node:path';
+import { basename, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { exportModelOnnx, ModelRegistry, openModelDirectory } from '../../src/service/index.js';
@@ -28,7 +29,8 @@ import {
 } from '../helpers/bundled-models.js';
 import { expectClose } from '../helpers/compare.js';
 import { digitsTestRows } from '../helpers/digits.js';
-import { nodeArgs } from '../helpers/entries.js';
+import { nodeArgs, spawnWithFsFaults } from '../helpers/entries.js';
+import { FS_FAULTS_MODULE } from '../helpers/fs-faults.mjs';
 import { onnxSession, runOnnx } from '../helpers/onnx-runtime.js';
 import { makeTempDir, removeTempDirs } from '../helpers/temp-files.js';
 import { OUTPUT_ATOL } from '../helpers/tolerances.js';
@@ -285,6 +287,97 @@ describe('npm run export:onnx', () => {
     const refused = exportCli(['--model', DIGITS, '--out', directory]);
     expect(refused.status).toBe(1);
     expect(refused.stderr).toBe(`export-onnx: cannot write ${directory}: it is a directory\n`);
+  });
+
+  /** An export to `file` whose file operations wait as `fault` says. */
+  const exportHeldAt = (file: string, fault: object) =>
+    spawnWithFsFaults('src/cli/export-onnx.ts', ['--model', DIGITS, '--out', file], [fault]);
+  const temporaries = (dir: string) =>
+    existsSync(dir) ? readdirSync(dir).filter((f) => f.includes('.tmp-')) : [];
+  /** Whether process `pid` has a file named `name` open (its descriptors, /proc/<pid>/fd). */
+  const holdsOpen = (pid: number, name: string) =>
+    readdirSync(`/proc/${pid}/fd`).some((fd) => {
+      try {
+        return basename(readlinkSync(`/proc/${pid}/fd/${fd}`)) === name;
+      } catch {
+        return false; // closed meanwhile
+      }
+    });
+  const waitFor = async (done: () => boolean) => {
+    for (let i = 0; i < 1200 && !done(); i++)
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(done()).toBe(true);
+  };
+
+  it('a signal while it writes leaves the earlier file as it was: no temporary, no directory it made', async () => {
+    // Its .tmp-<pid>-… stayed beside --out, and the directories it made with it, as report's
+    // had before h250: export-onnx wrote by its own rule, not report's.
+    for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
+      // An earlier export stays whole; a new directory is removed again.
+      const earlier = join(out, `signal-${signal}.onnx`);
+      writeFileSync(earlier, 'an earlier export');
+      const made = join(out, `signal-made-${signal}`);
+      const inNew = join(made, 'deeper', 'x.onnx');
+      for (const file of [earlier, inNew]) {
+        // The temporary is opened (its name taken), its bytes not written yet.
+        const { child, ended } = exportHeldAt(file, {
+          op: 'write',
+          path: '.tmp-',
+          delayMs: 60_000,
+        });
+        await waitFor(() => temporaries(join(file, '..')).length === 1);
+        child.kill(signal);
+        expect(await ended).toEqual([null, signal]);
+        expect(temporaries(join(file, '..'))).toEqual([]);
+      }
+      expect(readFileSync(earlier, 'utf8')).toBe('an earlier export');
+      expect(existsSync(made)).toBe(false);
+    }
+  }, 240_000);
+
+  it('a signal once its rename has begun finishes it: the new file is whole, no temporary left', async () => {
+    // The rename waits: the bytes are written (and synced) under the temporary name.
+    const file = join(out, 'renaming.onnx');
+    writeFileSync(file, 'an earlier export');
+    const { child, ended } = exportHeldAt(file, { op: 'rename', path: '.tmp-', delayMs: 60_000 });
+    const expected = join(out, 'renaming-expected.onnx');
+    expect(exportCli(['--model', DIGITS, '--out', expected]).status).toBe(0);
+    // Written and closed: the rename is what it waits in (the signal would otherwise come while
+    // it writes, the case above).
+    const staged = () => temporaries(out).find((f) => f.startsWith('renaming.onnx.tmp-'));
+    await waitFor(() => {
+      const name = staged();
+      return name !== undefined && !holdsOpen(child.pid!, name);
+    });
+    child.kill('SIGTERM');
+    expect(await ended).toEqual([null, 'SIGTERM']);
+    expect(temporaries(out)).toEqual([]);
+    expect(readFileSync(file).equals(readFileSync(expected))).toBe(true);
+  }, 120_000);
+
+  it('a write that fails (a full device) leaves the earlier file and no temporary, naming --out', () => {
+    const file = join(out, 'full.onnx');
+    writeFileSync(file, 'an earlier export');
+    const result = spawnSync(
+      process.execPath,
+      [...nodeArgs('src/cli/export-onnx.ts'), '--model', DIGITS, '--out', file],
+      {
+        cwd: ROOT,
+        encoding: 'utf8',
+        timeout: 60_000,
+        env: {
+          ...process.env,
+          NODE_OPTIONS: `--import ${FS_FAULTS_MODULE}`,
+          NORMSERVE_TEST_FS_FAULTS: JSON.stringify([
+            { op: 'fsync', path: '.tmp-', code: 'ENOSPC' },
+          ]),
+        },
+      },
+    );
+    expect(result.stderr).toBe(`export-onnx: cannot write ${file}: no space left on the device\n`);
+    expect(result.status).toBe(1);
+    expect(readFileSync(file, 'utf8')).toBe('an earlier export');
+    expect(temporaries(out)).toEqual([]);
   });
 
   it('opens a model whose name is a number by its directory (<repo>/123), as the server serves it', () => {
