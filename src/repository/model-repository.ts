@@ -713,15 +713,7 @@ export class ModelRepository {
       await unlink(path);
       await fsyncPath(dir).catch(() => undefined); // removed for every reader already
     } else {
-      await writeFileAtomically(
-        dir,
-        ACTIVE_FILE,
-        new TextEncoder().encode(previous),
-        false,
-        fence,
-      ).catch((e: unknown) => {
-        if (!(e instanceof UnsyncedWrite)) throw e;
-      });
+      await this.writeRecord(name, previous, fence);
     }
     return true;
   }
@@ -828,17 +820,7 @@ export class ModelRepository {
       );
     if (!(await this.listVersions(name)).includes(pin.version))
       throw versionNotFound(name, pin.version, 'it was deleted');
-    let unsynced: UnsyncedWrite | undefined;
-    await writeFileAtomically(
-      this.modelPath(name),
-      ACTIVE_FILE,
-      new TextEncoder().encode(text),
-      false,
-      fence,
-    ).catch((e: unknown) => {
-      if (!(e instanceof UnsyncedWrite)) throw e;
-      unsynced = e;
-    });
+    const unsynced = await this.writeRecord(name, text, fence);
     return {
       record,
       ...(pin.over !== undefined ? { previous: pin.over } : {}),
@@ -887,16 +869,34 @@ export class ModelRepository {
     if (now !== recordText(expected)) return false;
     // The record never names a missing version, even for a moment (as replaceActive).
     if (!(await this.listVersions(name)).includes(next.version)) return false;
-    await writeFileAtomically(
-      dir,
-      ACTIVE_FILE,
-      new TextEncoder().encode(recordText(next)),
-      false,
-      fence,
-    ).catch((e: unknown) => {
-      if (!(e instanceof UnsyncedWrite)) throw e;
-    });
+    await this.writeRecord(name, recordText(next), fence);
     return true;
+  }
+
+  /**
+   * Replaces the record of `name` with `text`, atomically (temporary file, rename), `fence`
+   * checked immediately before the rename. Once renamed into place the record is written, synced
+   * or not: the UnsyncedWrite is returned for the caller to report (or, where the next write
+   * syncs the same directory, to let go), never thrown.
+   */
+  private async writeRecord(
+    name: string,
+    text: string,
+    fence: () => Promise<void>,
+  ): Promise<UnsyncedWrite | undefined> {
+    try {
+      await writeFileAtomically(
+        this.modelPath(name),
+        ACTIVE_FILE,
+        new TextEncoder().encode(text),
+        false,
+        fence,
+      );
+      return undefined;
+    } catch (e) {
+      if (e instanceof UnsyncedWrite) return e;
+      throw e;
+    }
   }
 
   /** writeActiveIf's read and write, the record's lock held (`fence`: its fencing check and the caller's). */
@@ -980,18 +980,7 @@ export class ModelRepository {
       ...(note ? { note } : {}),
     };
     const text = recordText(record);
-    // Once renamed into place the record is written, synced or not (unsynced, reported).
-    let unsynced: UnsyncedWrite | undefined;
-    await writeFileAtomically(
-      this.modelPath(name),
-      ACTIVE_FILE,
-      new TextEncoder().encode(text),
-      false,
-      fence,
-    ).catch((e: unknown) => {
-      if (!(e instanceof UnsyncedWrite)) throw e;
-      unsynced = e;
-    });
+    const unsynced = await this.writeRecord(name, text, fence);
     let replaced: number | null = null;
     try {
       if (previous !== undefined) replaced = this.parseActive(path, previous).version;

@@ -17,12 +17,13 @@
  * - a conditional publish whose version does not load leaves neither the version nor the pin
  *   (nor its intent to activate).
  */
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { NormserveError } from '../../src/errors/index.js';
 import { clearFsFaults, injectFsFaults } from '../helpers/fs-faults.mjs';
-import { closeRegistries, openRegistry } from '../helpers/registry.js';
+import { failUnpin, openPinTest } from '../helpers/pins.js';
+import { closeRegistries } from '../helpers/registry.js';
 import { removeTempDirs } from '../helpers/temp-files.js';
 
 afterEach(() => {
@@ -31,22 +32,6 @@ afterEach(() => {
   closeRegistries();
   removeTempDirs();
 });
-
-async function setUp() {
-  const { root, registry } = await openRegistry();
-  const model = join(root, 'digits');
-  const record = join(model, 'active-version.json');
-  const readRecord = () =>
-    JSON.parse(readFileSync(record, 'utf8')) as {
-      version: number;
-      note?: string;
-      pinned_for?: string;
-      pinned_over?: string;
-      pinned_publishing?: unknown;
-    };
-  const staged = () => readdirSync(model).filter((n) => n.startsWith('.tmp-'));
-  return { root, registry, model, record, readRecord, staged };
-}
 
 /** Another process's pin of version 1 (its publish under way, or its process gone). */
 const foreign = {
@@ -58,23 +43,11 @@ const foreignText = `${JSON.stringify(foreign)}\n`;
 
 describe('a pin', () => {
   it('that its failed publish cannot undo keeps its staged directory (the rename step failed: LOCK_LOST)', async () => {
-    const { registry, model, record, readRecord } = await setUp();
+    const { registry, model, record, readRecord } = await openPinTest();
     expect(existsSync(record)).toBe(false);
     const { checkpoint } = registry.resolve('digits');
     // The undo, in the publish's hold, fails (a failing disk).
-    const withActiveRecord = registry.repository.withActiveRecord.bind(registry.repository);
-    vi.spyOn(registry.repository, 'withActiveRecord').mockImplementation((name, work, ...rest) =>
-      withActiveRecord(
-        name,
-        (held) =>
-          work({
-            ...held,
-            unpin: () =>
-              Promise.reject(Object.assign(new Error('EIO: i/o error'), { code: 'EIO' })),
-          }),
-        ...rest,
-      ),
-    );
+    failUnpin(registry);
     const lockLost = async () => {
       throw new NormserveError('LOCK_LOST', 'the recalibration lock is no longer this job’s');
     };
@@ -94,7 +67,7 @@ describe('a pin', () => {
   });
 
   it('of another publish is pinned over by an inactive publish, which then leaves a plain record: the other undo finds it changed', async () => {
-    const { registry, record, readRecord } = await setUp();
+    const { registry, record, readRecord } = await openPinTest();
     writeFileSync(record, foreignText);
     await registry.refresh();
     const { checkpoint } = registry.resolve('digits');
@@ -115,7 +88,7 @@ describe('a pin', () => {
   });
 
   it('of another publish that lands after this process last looked is pinned over all the same: decided under the lock, from disk (h267)', async () => {
-    const { registry, record, readRecord } = await setUp();
+    const { registry, record, readRecord } = await openPinTest();
     expect(existsSync(record)).toBe(false);
     const { checkpoint } = registry.resolve('digits');
     // The other publish pins version 1 right after this publish's look at the repository.
@@ -135,7 +108,7 @@ describe('a pin', () => {
   });
 
   it('is not left by a publish that goes through: inactive publishes, one after another, leave one small plain record (h267)', async () => {
-    const { registry, record, readRecord } = await setUp();
+    const { registry, record, readRecord } = await openPinTest();
     expect(existsSync(record)).toBe(false);
     const { checkpoint } = registry.resolve('digits');
     for (let i = 0; i < 4; i++) await registry.publish(checkpoint, false);
@@ -154,7 +127,7 @@ describe('a pin', () => {
 
 describe('no pin', () => {
   it("is written over an operator's record naming a version that is there but does not load: that record stays as it was (h267)", async () => {
-    const { registry, model, record } = await setUp();
+    const { registry, model, record } = await openPinTest();
     const { config, state } = registry.resolve('digits').checkpoint;
     await registry.repository.publishVersion({ config, state }); // version 2, not loaded yet
     // Version 2 broken on disk, then named by the operator: version 1 stays served (swap).
@@ -172,7 +145,7 @@ describe('no pin', () => {
   });
 
   it('is decided on a record that cannot be read (EIO): the publish fails, nothing published, the record as it was (h267)', async () => {
-    const { registry, record, staged } = await setUp();
+    const { registry, record, staged } = await openPinTest();
     // The operator's choice, version 7, is gone: version 1, the highest, is served; a pin would
     // keep this record to put back.
     const operators = `${JSON.stringify({ version: 7, note: 'keep 7' })}\n`;
@@ -194,7 +167,7 @@ describe('no pin', () => {
 
 describe('a conditional publish whose version does not load', () => {
   it('leaves neither the version nor its pin (nor the intent to activate it)', async () => {
-    const { registry, record, staged } = await setUp();
+    const { registry, record, staged } = await openPinTest();
     expect(existsSync(record)).toBe(false);
     const { config } = registry.resolve('digits').checkpoint;
     // No tensors: written, then refused by the load check.

@@ -11,21 +11,14 @@
  *   intent for the cleanup to finish.
  */
 import { createHash } from 'node:crypto';
-import {
-  existsSync,
-  mkdirSync,
-  readdirSync,
-  readFileSync,
-  statSync,
-  utimesSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ModelRepository } from '../../src/repository/index.js';
 import { ModelRegistry } from '../../src/service/index.js';
 import { clearFsFaults, injectFsFaults } from '../helpers/fs-faults.mjs';
-import { closeRegistries, openRegistry } from '../helpers/registry.js';
+import { failUnpin, openPinTest } from '../helpers/pins.js';
+import { closeRegistries } from '../helpers/registry.js';
 import { removeTempDirs } from '../helpers/temp-files.js';
 
 afterEach(() => {
@@ -35,36 +28,12 @@ afterEach(() => {
   removeTempDirs();
 });
 
-async function setUp() {
-  const { root, registry } = await openRegistry();
-  const model = join(root, 'digits');
-  const record = join(model, 'active-version.json');
-  const readRecord = () =>
-    JSON.parse(readFileSync(record, 'utf8')) as {
-      version: number;
-      note?: string;
-      pinned_for?: string;
-      pinned_over?: string;
-      pinned_publishing?: unknown;
-    };
-  const staged = () => readdirSync(model).filter((n) => n.startsWith('.tmp-'));
-  /** Runs `before` once, just before the publish's hold of the record's lock is taken. */
-  const beforeHold = (before: () => Promise<void>) => {
-    const withActiveRecord = registry.repository.withActiveRecord.bind(registry.repository);
-    vi.spyOn(registry.repository, 'withActiveRecord').mockImplementationOnce(async (...args) => {
-      await before();
-      return withActiveRecord(...args);
-    });
-  };
-  return { root, registry, model, record, readRecord, staged, beforeHold };
-}
-
 /** An hour ago and more: a pin's record as old as the cleanup's rule for another host's writer. */
 const longAgo = () => new Date(Date.now() - 2 * 3_600_000);
 
 describe('a record that cannot be read, with an errno that is not EIO (ESTALE on NFS)', () => {
   it('fails an inactive publish with STORAGE_UNAVAILABLE naming the record, nothing published', async () => {
-    const { registry, record, staged } = await setUp();
+    const { registry, record, staged } = await openPinTest();
     const operators = `${JSON.stringify({ version: 7, note: 'keep 7' })}\n`;
     writeFileSync(record, operators);
     await registry.refresh();
@@ -82,7 +51,7 @@ describe('a record that cannot be read, with an errno that is not EIO (ESTALE on
   });
 
   it('makes a conditional activation STORAGE_UNAVAILABLE, nothing written', async () => {
-    const { registry, record } = await setUp();
+    const { registry, record } = await openPinTest();
     const text = `${JSON.stringify({ version: 1 })}\n`;
     writeFileSync(record, text);
     await registry.refresh();
@@ -96,7 +65,7 @@ describe('a record that cannot be read, with an errno that is not EIO (ESTALE on
 
 describe('the version a pin names', () => {
   it('is the one served when the lock is held: a version a `train` published meanwhile (no record: the highest) stays served', async () => {
-    const { root, registry, record, readRecord, beforeHold } = await setUp();
+    const { root, registry, record, readRecord, beforeHold } = await openPinTest();
     expect(existsSync(record)).toBe(false);
     const { checkpoint } = registry.resolve('digits');
     // While this publish waits for the record's lock, a `train` CLI publishes version 2 without
@@ -116,7 +85,7 @@ describe('the version a pin names', () => {
   });
 
   it('is the one served when the lock is held: a served version deleted meanwhile is not named (no 404)', async () => {
-    const { registry, readRecord, beforeHold } = await setUp();
+    const { registry, readRecord, beforeHold } = await openPinTest();
     const { checkpoint } = registry.resolve('digits');
     await registry.repository.publishVersion(checkpoint); // version 2, the highest, no record
     await registry.refresh();
@@ -133,22 +102,10 @@ describe('the version a pin names', () => {
 
 describe('a pin whose undo fails after its version, which did not load, was deleted again', () => {
   it('stays naming the version served, and the error says so (no staged directory to wait for)', async () => {
-    const { registry, record, readRecord, staged } = await setUp();
+    const { registry, record, readRecord, staged } = await openPinTest();
     expect(existsSync(record)).toBe(false);
     const { config } = registry.resolve('digits').checkpoint;
-    const withActiveRecord = registry.repository.withActiveRecord.bind(registry.repository);
-    vi.spyOn(registry.repository, 'withActiveRecord').mockImplementation((name, work, ...rest) =>
-      withActiveRecord(
-        name,
-        (held) =>
-          work({
-            ...held,
-            unpin: () =>
-              Promise.reject(Object.assign(new Error('EIO: i/o error'), { code: 'EIO' })),
-          }),
-        ...rest,
-      ),
-    );
+    failUnpin(registry);
     const errors: string[] = [];
     vi.spyOn(
       (registry as unknown as { log: { error: (o: unknown, m: string) => void } }).log,
@@ -173,7 +130,7 @@ describe('a pin whose undo fails after its version, which did not load, was dele
 
 describe('two dead publishes, one pinned over the other', () => {
   it('are both undone by one cleanup pass: no record, as before the first pin', async () => {
-    const { root, model, record } = await setUp();
+    const { root, model, record } = await openPinTest();
     // D: a publish on another host pinned version 1 (no record before) and died before its rename.
     const dName = '.tmp-otherhost-4242-aaaaaaaaaaaa';
     const dText = `${JSON.stringify({ version: 1, note: 'pinned', pinned_for: dName })}\n`;
@@ -196,7 +153,7 @@ describe('two dead publishes, one pinned over the other', () => {
 
 describe("an inactive publish over a dead publisher's pin naming the version it was activating", () => {
   it('keeps that intent: the cleanup finishes the activation once the writer is judged gone', async () => {
-    const { root, registry, model, record } = await setUp();
+    const { root, registry, model, record } = await openPinTest();
     const { checkpoint } = registry.resolve('digits');
     // A recalibration on another host (activate if 1 is still active) renamed its version 2 into
     // place and died before writing the activation: its pin names 2 as being published.
@@ -228,7 +185,7 @@ describe("an inactive publish over a dead publisher's pin naming the version it 
   });
 
   it('its undo, when the activation cannot be finished, puts back the plain record naming the version served (not no record)', async () => {
-    const { root, registry, record } = await setUp();
+    const { root, registry, record } = await openPinTest();
     const { checkpoint } = registry.resolve('digits');
     // The dead recalibration's version 2 is not there (another inode: it never got renamed).
     writeFileSync(

@@ -26,6 +26,7 @@ import {
   expectedProblemType,
   expectProblem,
   f32Bytes,
+  type InferAnswer,
 } from './http-helpers.js';
 
 const SEED = 20_261_126;
@@ -118,19 +119,6 @@ function checkResponse(res: LightMyRequestResponse, method: string, what: string
       }
     }
   }
-}
-
-interface InferAnswer {
-  model_name: string;
-  model_version: string;
-  id?: string;
-  outputs: {
-    name: string;
-    datatype: string;
-    shape: number[];
-    data?: unknown[];
-    parameters?: Record<string, unknown>;
-  }[];
 }
 
 /**

@@ -246,20 +246,23 @@ export function binaryInfer(
   };
 }
 
+/** An Open Inference Protocol infer response's JSON (a binary one's header), as tests read it. */
+export interface InferAnswer<Parameters = Record<string, unknown>> {
+  model_name: string;
+  model_version: string;
+  id?: string;
+  outputs: {
+    name: string;
+    datatype: string;
+    shape: number[];
+    data?: unknown[];
+    parameters?: Parameters;
+  }[];
+}
+
 /** Splits a binary infer response into its JSON header and tensor bytes. */
 export function readBinaryResponse(res: LightMyRequestResponse): {
-  header: {
-    model_name: string;
-    model_version: string;
-    id?: string;
-    outputs: {
-      name: string;
-      datatype: string;
-      shape: number[];
-      data?: unknown[];
-      parameters?: { binary_data_size: number };
-    }[];
-  };
+  header: InferAnswer<{ binary_data_size: number }>;
   bytes: Buffer;
 } {
   const length = Number(res.headers['inference-header-content-length']);

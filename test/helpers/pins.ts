@@ -1,0 +1,51 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { vi } from 'vitest';
+import type { ModelRegistry } from '../../src/service/index.js';
+import { openRegistry } from './registry.js';
+
+/** A pin's fields as a test reads them from active-version.json. */
+export interface RecordOnDisk {
+  version: number;
+  note?: string;
+  pinned_for?: string;
+  pinned_over?: string;
+  pinned_publishing?: unknown;
+}
+
+/**
+ * A registry over a fresh `digits` repository (openRegistry; closed by closeRegistries), with
+ * what the pin tests read: the model's directory, its record, and the staged directories in it.
+ */
+export async function openPinTest() {
+  const { root, registry } = await openRegistry();
+  const model = join(root, 'digits');
+  const record = join(model, 'active-version.json');
+  const readRecord = () => JSON.parse(readFileSync(record, 'utf8')) as RecordOnDisk;
+  const staged = () => readdirSync(model).filter((n) => n.startsWith('.tmp-'));
+  /** Runs `before` once, just before the next publish's hold of the record's lock is taken. */
+  const beforeHold = (before: () => Promise<void>) => {
+    const withActiveRecord = registry.repository.withActiveRecord.bind(registry.repository);
+    vi.spyOn(registry.repository, 'withActiveRecord').mockImplementationOnce(async (...args) => {
+      await before();
+      return withActiveRecord(...args);
+    });
+  };
+  return { root, registry, model, record, readRecord, staged, beforeHold };
+}
+
+/** Makes every undo of a pin in `registry`'s publishes fail, as a failing disk would (EIO). */
+export function failUnpin(registry: ModelRegistry): void {
+  const withActiveRecord = registry.repository.withActiveRecord.bind(registry.repository);
+  vi.spyOn(registry.repository, 'withActiveRecord').mockImplementation((name, work, ...rest) =>
+    withActiveRecord(
+      name,
+      (held) =>
+        work({
+          ...held,
+          unpin: () => Promise.reject(Object.assign(new Error('EIO: i/o error'), { code: 'EIO' })),
+        }),
+      ...rest,
+    ),
+  );
+}
