@@ -522,10 +522,15 @@ async function main(argv: readonly string[]): Promise<void> {
       train({
         config,
         source: networkSource,
-        onStart: ({ rows }) =>
+        onStart: ({ rows, droppedRowsPerEpoch }) => {
           log(
             `training ${config.name} (${config.task}) on ${config.data.path}: ${rows.train} train, ${rows.validation} validation, ${rows.test} test rows (seed ${config.seed})${init ? `, starting from ${flags.init}` : ''}`,
-          ),
+          );
+          if (droppedRowsPerEpoch > 0)
+            log(
+              `note: each epoch leaves out its last batch, ${droppedRowsPerEpoch} of the ${rows.train} train rows (batch_size ${config.training.batch_size}; shuffled, so other rows each epoch): a BatchNorm in training mode would get one value per channel from it, which PyTorch refuses`,
+            );
+        },
         data,
         dataSha256: sha256,
         init: initModel,
@@ -591,7 +596,7 @@ async function main(argv: readonly string[]): Promise<void> {
     const inCheckout = resolve(out) === CHECKOUT_MODELS;
     process.stdout.write(
       [
-        `best epoch: ${m.best_epoch ?? '-'}${m.stopped_early ? ' (stopped early)' : ''}${m.best_epoch !== null && m.best_epoch !== m.weights_epoch ? `; the weights are epoch ${m.weights_epoch}'s (the last; --patience keeps the best)` : ''}`,
+        `best epoch: ${m.best_epoch ?? (m.rows.validation === 0 ? 'none (no validation rows)' : '-')}${m.stopped_early ? ' (stopped early)' : ''}${m.best_epoch !== null && m.best_epoch !== m.weights_epoch ? `; the weights are epoch ${m.weights_epoch}'s (the last; --patience keeps the best)` : ''}`,
         summary(m, config.task),
         `throughput: ${Math.round(m.samples_per_second)} samples/s, wall time ${(m.wall_time_ms / 1000).toFixed(1)} s`,
         `wrote ${path} (version ${version}), model.safetensors sha256 ${createHash('sha256').update(weights).digest('hex')}`,

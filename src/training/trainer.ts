@@ -73,7 +73,12 @@ export interface TrainInput {
   onBatch?: (progress: BatchProgress) => void;
   onEpoch?: (metrics: EpochMetrics, epochs: number) => void;
   /** Called once everything is validated and split, just before the first batch. */
-  onStart?: (info: { rows: TrainingMetrics['rows']; batchesPerEpoch: number }) => void;
+  onStart?: (info: {
+    rows: TrainingMetrics['rows'];
+    batchesPerEpoch: number;
+    /** Rows of the trailing batch each epoch leaves out (too few for a BatchNorm); 0 for none. */
+    droppedRowsPerEpoch: number;
+  }) => void;
   /** Names the config in error messages (e.g. its file path). */
   source?: string;
   /** Clock for durations (injectable so tests need no timers). */
@@ -333,6 +338,7 @@ export async function train(input: TrainInput): Promise<TrainOutput> {
   input.onStart?.({
     rows: { train: trainSet.rows, validation: validationSet.rows, test: testSet.rows },
     batchesPerEpoch,
+    droppedRowsPerEpoch: rows - Math.min(rows, batchesPerEpoch * batchSize),
   });
   const order = Int32Array.from({ length: rows }, (_, i) => i);
   const batchRows = new StepArray();

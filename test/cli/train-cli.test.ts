@@ -428,6 +428,30 @@ describe('train CLI: a good run', () => {
     expect(weights(2).equals(weights(1))).toBe(true);
   });
 
+  it('says when each epoch leaves out a one-row last batch, and that there was no validation (PyTorch users expect an error there)', () => {
+    const out = makeTempDir('cli-repo');
+    // 150 rows: 30 test, no validation, 120 train; batches of 119 leave one row a BatchNorm1d
+    // cannot train on.
+    const config = irisConfigFile(inputs, 'iris-no-validation.json', (c) => {
+      (c.data as { validation_fraction?: number }).validation_fraction = 0;
+    });
+    const result = trainCli([
+      '--config',
+      config,
+      '--epochs',
+      '1',
+      '--batch-size',
+      '119',
+      '--out',
+      out,
+    ]);
+    expect(result.status, result.stderr).toBe(0);
+    expect(result.stderr).toContain(
+      'note: each epoch leaves out its last batch, 1 of the 120 train rows (batch_size 119; shuffled, so other rows each epoch): a BatchNorm in training mode would get one value per channel from it, which PyTorch refuses',
+    );
+    expect(result.stdout).toMatch(/^best epoch: none \(no validation rows\)$/m);
+  });
+
   it('says when the version it wrote is not served: the active-version record names another', () => {
     const out = makeTempDir('cli-repo');
     const first = trainCli(['--config', IRIS_CONFIG, '--epochs', '1', '--out', out]);
