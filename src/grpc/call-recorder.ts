@@ -8,6 +8,7 @@ import {
   status,
 } from '@grpc/grpc-js';
 import { type InferenceObservation, parseTraceparent, requestIdFrom } from '../service/index.js';
+import { statusMessage } from './grpc-status.js';
 
 /** One call as the server records it (its log line and its count in the metrics). */
 export interface CallRecord {
@@ -137,7 +138,9 @@ export function callRecorder(ended: CallEnded): ServerInterceptor {
         headersSent = true;
         pass(metadata);
       },
-      sendStatus: (sent, pass) => {
+      sendStatus: (given, pass) => {
+        // Every status a handler sends passes here: its message made one grpc-js can encode.
+        const sent = { ...given, details: statusMessage(given.details) };
         if (!observed) end(sent.code, sent.details);
         if (headersSent || !record.requestId) {
           pass(sent);

@@ -13,6 +13,7 @@ import {
   isNormserveError,
   issuesToLocations,
   NormserveError,
+  quote,
   safeParseWorded,
 } from '../errors/index.js';
 import {
@@ -203,7 +204,7 @@ function parseMessage<T extends z.ZodType>(schema: T, value: unknown): z.output<
 function versionOf(value: string, field: string): number | undefined {
   if (value === '') return undefined;
   if (!VERSION_NAME_PATTERN.test(value))
-    failInput(field, `expected a positive integer, got "${value.slice(0, 40)}"`);
+    failInput(field, `expected a positive integer, got ${quote(value)}`);
   return Number(value);
 }
 
@@ -370,11 +371,23 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
     enter?: (call: ServerUnaryCall<Req, Res>) => () => void,
   ): handleUnaryCall<Req, Res> => {
     return (call, callback) => {
+      /**
+       * Sends the answer. What grpc-js throws while sending it (its encoding of the status) is
+       * logged, never thrown: from a compute lane's turn or a promise's callback it would end
+       * the process (a status message that encodeURI refused did, before statusMessage).
+       */
+      const answer: typeof callback = (...args) => {
+        try {
+          callback(...args);
+        } catch (e) {
+          log.error({ err: e, grpcMethod: method }, 'grpc answer could not be sent');
+        }
+      };
       const fail = (e: unknown) => {
         if (!isNormserveError(e)) log.error({ err: e, grpcMethod: method }, 'grpc handler failed');
         // Gone before its answer: a failure (CLIENT_ABORTED when it left while queued) is moot.
         if (call.cancelled) return;
-        callback(
+        answer(
           errorStatus(
             isNormserveError(e)
               ? e
@@ -383,7 +396,7 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
         );
       };
       const succeed = (value: Res) => {
-        if (!call.cancelled) callback(null, value);
+        if (!call.cancelled) answer(null, value);
       };
       if (call.request instanceof UndecodableRequest) {
         fail(

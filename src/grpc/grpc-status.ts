@@ -49,10 +49,24 @@ export function grpcStatusOf(code: ErrorCode): status {
  */
 const MAX_STATUS_MESSAGE_CHARS = 1024;
 
-export const statusMessage = (message: string): string =>
-  message.length <= MAX_STATUS_MESSAGE_CHARS
-    ? message
-    : `${message.slice(0, MAX_STATUS_MESSAGE_CHARS - 1)}…`;
+/**
+ * A status message as sent: at most MAX_STATUS_MESSAGE_CHARS, and well-formed UTF-16 — grpc-js
+ * percent-encodes it with encodeURI, which throws URIError on a lone surrogate: half of a
+ * client's emoji cut by a message's slice crashed the process from a compute lane's turn, and
+ * made a synchronous handler's answer UNKNOWN (gRPC attacker review of 2026-12-06). A lone
+ * surrogate becomes U+FFFD, and the cut never splits a pair.
+ */
+export function statusMessage(message: string): string {
+  const whole = message.replace(LONE_SURROGATE, '\uFFFD');
+  if (whole.length <= MAX_STATUS_MESSAGE_CHARS) return whole;
+  const cut = whole.slice(0, MAX_STATUS_MESSAGE_CHARS - 1);
+  return `${isHighSurrogate(cut.charCodeAt(cut.length - 1)) ? cut.slice(0, -1) : cut}…`;
+}
+
+const isHighSurrogate = (unit: number): boolean => unit >= 0xd800 && unit <= 0xdbff;
+
+/** A surrogate that is not half of a pair (String.prototype.toWellFormed's, ES2024). */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
 
 /**
  * The status a catalogue error ends a call with: its gRPC code, its message (bounded), and the

@@ -1,5 +1,5 @@
 import type { ServerWritableStream } from '@grpc/grpc-js';
-import { NormserveError } from '../errors/index.js';
+import { NormserveError, quote } from '../errors/index.js';
 import {
   type ModelRegistry,
   modelReadiness,
@@ -68,7 +68,7 @@ export class HealthStatus {
     if (status === 'SERVICE_UNKNOWN') {
       throw new NormserveError(
         'NOT_FOUND',
-        `unknown health service "${service.slice(0, 200)}": give "" or ${INFERENCE_SERVICE_NAME} (the server) or a model's name`,
+        `unknown health service ${quote(service)}: give "" or ${INFERENCE_SERVICE_NAME} (the server) or a model's name`,
       );
     }
     return { status };
