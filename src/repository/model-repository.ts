@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { lstat, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
+import { lstat, readdir, readFile, rename, rm, stat, unlink, utimes } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { z } from 'zod';
 import {
@@ -131,6 +131,12 @@ export interface WrittenPin {
   record: ActiveRecord;
   /** The text of the record it replaced; undefined: there was none (its undo removes the pin). */
   previous?: string;
+  /**
+   * The mtime of the record it replaced, given back with it (undone, or carried: settlePin): a
+   * dead publisher's pin is judged abandoned by its record's age (abandonedWriter), which a
+   * rewrite must not make new again (h271: each inactive publish put its activation off an hour).
+   */
+  previousMtimeMs?: number;
   /** The pin is written (every reader sees it) but its directory could not be synced. */
   unsynced?: UnsyncedWrite;
 }
@@ -241,6 +247,21 @@ const recordText = (record: ActiveRecord): string =>
   `${JSON.stringify(activeRecordSchema.parse(record))}\n`;
 
 const isMissing = (e: unknown): boolean => errnoOf(e) === 'ENOENT';
+
+/**
+ * Errnos of a read that may work the next time, beyond the storage table's (storage-failure.ts):
+ * a network file system's stale handle or time-out, a process or system out of descriptors, an
+ * interrupted or busy call.
+ */
+const TRANSIENT_READ_ERRNOS: ReadonlySet<string> = new Set([
+  'ESTALE',
+  'ETIMEDOUT',
+  'EMFILE',
+  'ENFILE',
+  'EAGAIN',
+  'EINTR',
+  'EBUSY',
+]);
 
 /**
  * Whether a pin's `pinned_for` names a temporary of its model's directory (temporaryName's): one
@@ -453,8 +474,12 @@ export class ModelRepository {
     // What an interrupted publish of a dead process left here (a CLI killed mid-publish), by the
     // rule of a server's start-up: a repository written only by CLIs is cleaned as it is used.
     // What cannot be removed stays hidden, and the publish goes on (removeTemporaries).
-    const { removed } = await removeAbandonedTemporaries(this.modelPath(name));
-    const pinSettled = await this.settleAbandonedPin(name, removed).catch(() => undefined);
+    let pinSettled: { undone: true } | { activated: number } | undefined;
+    await removeAbandonedTemporaries(this.modelPath(name), TEMPORARY_MAX_AGE_MS, (abandoned) =>
+      this.settlePinsBeforeRemoving(name, abandoned, TEMPORARY_MAX_AGE_MS, ({ settled }) => {
+        pinSettled = settled;
+      }),
+    );
     const configSha256 = createHash('sha256').update(files.get(CONFIG_FILE)!).digest('hex');
     let staged: Awaited<ReturnType<typeof stageDirectory>>;
     try {
@@ -544,14 +569,16 @@ export class ModelRepository {
               );
             }),
           unpin: (pin) =>
-            this.putBack(name, pin.record, pin.previous, recordFence).catch((e: unknown) => {
-              throw storageFailure(
-                e,
-                `cannot undo the pin of version ${pin.record.version} of "${name}" in ${ACTIVE_FILE}`,
-                this.root,
-                dir,
-              );
-            }),
+            this.putBack(name, pin.record, pin.previous, recordFence, pin.previousMtimeMs).catch(
+              (e: unknown) => {
+                throw storageFailure(
+                  e,
+                  `cannot undo the pin of version ${pin.record.version} of "${name}" in ${ACTIVE_FILE}`,
+                  this.root,
+                  dir,
+                );
+              },
+            ),
           settlePin: (pin, note) =>
             this.settlePin(name, pin, note, recordFence).catch((e: unknown) => {
               throw storageFailure(
@@ -691,9 +718,11 @@ export class ModelRepository {
     name: string,
     written: ActiveRecord,
     previous: string | undefined,
+    /** The mtime to give the record put back (putBack's). */
+    previousMtimeMs?: number,
   ): Promise<boolean> {
     return this.withRecordLock(name, written.version, (fence) =>
-      this.putBack(name, written, previous, fence),
+      this.putBack(name, written, previous, fence, previousMtimeMs),
     );
   }
 
@@ -703,6 +732,8 @@ export class ModelRepository {
     written: ActiveRecord,
     previous: string | undefined,
     fence: () => Promise<void>,
+    /** The mtime `previous` had (WrittenPin's previousMtimeMs), given back with it. */
+    previousMtimeMs?: number,
   ): Promise<boolean> {
     const dir = this.modelPath(name);
     const path = join(dir, ACTIVE_FILE);
@@ -714,8 +745,20 @@ export class ModelRepository {
       await fsyncPath(dir).catch(() => undefined); // removed for every reader already
     } else {
       await this.writeRecord(name, previous, fence);
+      await this.keepRecordAge(name, previousMtimeMs);
     }
     return true;
+  }
+
+  /**
+   * Gives the record the mtime `mtimeMs` (a record put back, or a dead publisher's pin carried:
+   * WrittenPin's previousMtimeMs). Best effort: a record that stays new is judged later, not
+   * wrongly.
+   */
+  private async keepRecordAge(name: string, mtimeMs: number | undefined): Promise<void> {
+    if (mtimeMs === undefined) return;
+    const when = new Date(mtimeMs);
+    await utimes(join(this.modelPath(name), ACTIVE_FILE), when, when).catch(() => undefined);
   }
 
   /**
@@ -790,7 +833,9 @@ export class ModelRepository {
     const next: ActiveRecord = unsettled
       ? { ...over, version: plain.version, pinned_over: recordText(plain) }
       : plain;
-    return this.replaceIfExactly(name, pin.record, next, fence);
+    const written = await this.replaceIfExactly(name, pin.record, next, fence);
+    if (written && unsettled) await this.keepRecordAge(name, pin.previousMtimeMs);
+    return written;
   }
 
   /** HeldActiveRecord.pin, the record's lock held (`fence`: its fencing check). */
@@ -803,6 +848,13 @@ export class ModelRepository {
   ): Promise<WrittenPin | undefined> {
     const pin = await this.pinFor(name, servedNow);
     if (pin === undefined) return undefined;
+    const replacedMtimeMs =
+      pin.over === undefined
+        ? undefined
+        : await stat(join(this.modelPath(name), ACTIVE_FILE)).then(
+            (s) => s.mtimeMs,
+            () => undefined,
+          );
     const record: ActiveRecord = {
       version: pin.version,
       updated_at: new Date().toISOString(),
@@ -824,6 +876,7 @@ export class ModelRepository {
     return {
       record,
       ...(pin.over !== undefined ? { previous: pin.over } : {}),
+      ...(replacedMtimeMs !== undefined ? { previousMtimeMs: replacedMtimeMs } : {}),
       ...(unsynced ? { unsynced } : {}),
     };
   }
@@ -837,13 +890,23 @@ export class ModelRepository {
    */
   private async recordTextFor(path: string): Promise<string | null | undefined> {
     return this.files.readText(path, MAX_ACTIVE_RECORD_BYTES).catch((e: unknown) => {
-      if (!isNormserveError(e) || e.code !== 'REPOSITORY_ERROR') throw e;
-      const errno = errnoOf(e.cause);
-      if (errno === undefined) return null;
-      if (isStorageFailure(e.cause)) throw e.cause;
-      // Another errno (ESTALE or ETIMEDOUT on a network file system, EMFILE): the storage cannot
-      // give the record now either, as for EIO (h269: it was thrown raw, a 500 INTERNAL).
-      throw new NormserveError('STORAGE_UNAVAILABLE', e.message, { cause: e, extra: { errno } });
+      const wrapped = isNormserveError(e);
+      if (wrapped && e.code !== 'REPOSITORY_ERROR') throw e;
+      const failure = wrapped ? e.cause : e;
+      const errno = errnoOf(failure);
+      if (isStorageFailure(failure)) throw failure;
+      // A failure that may pass (ESTALE or ETIMEDOUT on a network file system, EMFILE): the
+      // storage cannot give the record now, as for EIO (h269: it was thrown raw, a 500 INTERNAL).
+      if (errno !== undefined && TRANSIENT_READ_ERRNOS.has(errno))
+        throw new NormserveError(
+          'STORAGE_UNAVAILABLE',
+          wrapped ? e.message : `${this.files.label(path)}: cannot be read (${errno})`,
+          { cause: failure, extra: { errno } },
+        );
+      // One that will not (ELOOP: a link to itself; too large, not a regular file): no record a
+      // writer wrote, as a link out of the repository is none (h271).
+      if (wrapped || errno !== undefined) return null;
+      throw e;
     });
   }
 
@@ -1100,15 +1163,61 @@ export class ModelRepository {
   }
 
   /**
+   * removeAbandonedTemporaries's `settleFirst` for a model's directory: settles the record's pin
+   * of a dead publisher (settleAbandonedPin, `abandoned` the staged directories about to go), and
+   * returns the abandoned directories a pin on record still names — its undo failed (the record's
+   * lock held elsewhere, a failing disk) — to keep: a dead publisher's staged directory is the one
+   * sign that nothing was published, and a cleanup that removed it before a failed undo left the
+   * pin for good (h271). When the record cannot be read after, every abandoned staged directory
+   * is kept. `report`: what was settled, or the error that stopped it.
+   */
+  private async settlePinsBeforeRemoving(
+    name: string,
+    abandoned: readonly string[],
+    maxAgeMs: number,
+    report: (outcome: {
+      settled?: { undone: true } | { activated: number };
+      error?: unknown;
+    }) => void,
+  ): Promise<readonly string[]> {
+    try {
+      const settled = await this.settleAbandonedPin(name, abandoned, maxAgeMs);
+      report(settled === undefined ? {} : { settled });
+    } catch (error) {
+      report({ error });
+    }
+    const named = await this.pinnedDirectories(name).catch(() => undefined);
+    return named === undefined
+      ? abandoned.filter((p) => !p.includes(DELETION_LEFTOVER_MARK))
+      : abandoned.filter((p) => named.has(p));
+  }
+
+  /** The staged directories the record's pins name: its pin's, and those in its pinned_over chain. */
+  private async pinnedDirectories(name: string): Promise<Set<string>> {
+    const dir = this.modelPath(name);
+    const path = join(dir, ACTIVE_FILE);
+    const named = new Set<string>();
+    let text = await this.recordTextFor(path);
+    for (let depth = 0; text && depth < MAX_PINS_SETTLED; depth++) {
+      const record = this.tryParseActive(path, text);
+      if (record?.pinned_for === undefined) break;
+      if (isTemporaryName(record.pinned_for)) named.add(join(dir, record.pinned_for));
+      text = record.pinned_over;
+    }
+    return named;
+  }
+
+  /**
    * Settles the pin (a record with `pinned_for`, HeldActiveRecord.pin's) of a publish
    * whose process died, as that publish would have settled it:
    *
-   * - its staged directory is among `removed`, the leftovers of dead processes just removed: the
+   * - its staged directory is among `removed`, the leftovers of dead processes about to be
+   *   removed (settlePinsBeforeRemoving keeps it when this undo fails): the
    *   process died between the pin and the rename, so nothing was published, and the pin — which
    *   would keep every version published later from being served — is undone as the publish's own
    *   failure undoes it (restoreActive): the record it replaced is put back (`pinned_over`: one
    *   naming a version that is gone, an operator's choice to keep, or another dead publisher's
-   *   pin, settled in turn by a later cleanup), else the record is removed and the highest
+   *   pin, settled in turn in the same pass), else the record is removed and the highest
    *   version is served again, as before the pin. 'undone'.
    * - its staged directory is gone (renamed into place, or removed by an earlier cleanup), its
    *   writer is gone too (abandonedWriter: by the name `pinned_for`, the record's mtime for the
@@ -1157,8 +1266,18 @@ export class ModelRepository {
     const record = await this.readActive(name).catch(() => undefined);
     const pinnedFor = record?.pinned_for;
     if (record === undefined || pinnedFor === undefined) return undefined;
+    // The record put back keeps this one's age: a dead publisher's pin under it (put back by this
+    // undo) is judged by it, as it would have been without this pin over it.
     const undo = async () =>
-      (await this.restoreActive(name, record, record.pinned_over))
+      (await this.restoreActive(
+        name,
+        record,
+        record.pinned_over,
+        await stat(path).then(
+          (s) => s.mtimeMs,
+          () => undefined,
+        ),
+      ))
         ? { undone: true as const }
         : undefined;
     const staged = join(dir, pinnedFor);
@@ -1221,26 +1340,29 @@ export class ModelRepository {
       pinActivations: [],
     };
     for (const dir of dirs) {
-      const { removed, failed } = await removeAbandonedTemporaries(dir, maxAgeMs);
-      total.removed.push(...removed);
-      total.failed.push(...failed);
       const model =
         dir === this.root || dir === join(this.root, JOBS_DIR) ? undefined : basename(dir);
-      // Every model's record, not only where a leftover was removed: a publish that died after
+      // Every model's record, not only where a leftover is removed: a publish that died after
       // its rename left no leftover, only its pin (settleAbandonedPin).
-      if (model !== undefined) {
-        try {
-          const settled = await this.settleAbandonedPin(model, removed, maxAgeMs);
-          if (settled && 'undone' in settled) total.pinsUndone.push(model);
-          if (settled && 'activated' in settled)
-            total.pinActivations.push({ model, version: settled.activated });
-        } catch (error) {
-          total.failed.push({
-            path: join(dir, ACTIVE_FILE),
-            error: error instanceof Error ? error.message : String(error),
-          });
-        }
-      }
+      const { removed, failed } = await removeAbandonedTemporaries(
+        dir,
+        maxAgeMs,
+        model === undefined
+          ? undefined
+          : (abandoned) =>
+              this.settlePinsBeforeRemoving(model, abandoned, maxAgeMs, ({ settled, error }) => {
+                if (settled && 'undone' in settled) total.pinsUndone.push(model);
+                if (settled && 'activated' in settled)
+                  total.pinActivations.push({ model, version: settled.activated });
+                if (error !== undefined)
+                  total.failed.push({
+                    path: join(dir, ACTIVE_FILE),
+                    error: error instanceof Error ? error.message : String(error),
+                  });
+              }),
+      );
+      total.removed.push(...removed);
+      total.failed.push(...failed);
       // Claims first: a dead process may have left the record lock's own claim (killed while
       // releasing the lock), which would make the lock's removal below find its claim busy.
       try {
@@ -1409,6 +1531,11 @@ async function abandonedWriter(
 async function removeAbandonedTemporaries(
   dir: string,
   maxAgeMs = TEMPORARY_MAX_AGE_MS,
+  /**
+   * Given the abandoned temporaries about to be removed (their paths), settles what they are
+   * evidence of first, and returns those to keep (settlePinsBeforeRemoving).
+   */
+  settleFirst?: (abandoned: readonly string[]) => Promise<readonly string[]>,
 ): Promise<TemporariesRemoval> {
   const result: TemporariesRemoval = {
     removed: [],
@@ -1423,20 +1550,29 @@ async function removeAbandonedTemporaries(
     names = await readdir(dir);
   } catch (e) {
     if (!isMissing(e)) failed(dir, e);
-    return result;
+    names = [];
   }
+  const abandoned: string[] = [];
   for (const entry of names.filter((n) => n.startsWith(TEMP_PREFIX))) {
     const path = join(dir, entry);
     // Stat'ed once, when a rule first needs it.
     let mtime: Promise<number> | undefined;
     const mtimeMs = () => (mtime ??= stat(path).then((s) => s.mtimeMs));
     try {
-      const abandoned =
-        entry.includes(DELETION_LEFTOVER_MARK) || (await abandonedWriter(entry, mtimeMs, maxAgeMs));
-      if (abandoned) {
-        await rm(path, { recursive: true, force: true });
-        result.removed.push(path);
-      }
+      if (
+        entry.includes(DELETION_LEFTOVER_MARK) ||
+        (await abandonedWriter(entry, mtimeMs, maxAgeMs))
+      )
+        abandoned.push(path);
+    } catch (e) {
+      if (!isMissing(e)) failed(path, e);
+    }
+  }
+  const keep = new Set(settleFirst ? await settleFirst(abandoned) : []);
+  for (const path of abandoned.filter((p) => !keep.has(p))) {
+    try {
+      await rm(path, { recursive: true, force: true });
+      result.removed.push(path);
     } catch (e) {
       if (!isMissing(e)) failed(path, e);
     }

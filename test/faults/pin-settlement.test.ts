@@ -11,7 +11,16 @@
  *   intent for the cleanup to finish.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readlinkSync,
+  statSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ModelRepository } from '../../src/repository/index.js';
@@ -205,5 +214,90 @@ describe("an inactive publish over a dead publisher's pin naming the version it 
     expect(JSON.parse(readFileSync(record, 'utf8'))).toMatchObject({ version: 1 });
     await registry.refresh();
     expect(registry.get('digits').active, 'the inactive version 2 is not served').toBe(1);
+  });
+});
+
+describe("a dead publisher's pin and the record's age (h271)", () => {
+  it('carried over by an inactive publish, keeps the age by which the cleanup judges its writer', async () => {
+    const { registry, model, record } = await openPinTest();
+    const { checkpoint } = registry.resolve('digits');
+    await registry.repository.publishVersion(checkpoint); // version 2, being activated
+    const inode = statSync(join(model, '2'), { bigint: true }).ino.toString();
+    const sha = createHash('sha256')
+      .update(readFileSync(join(model, '2', 'config.json')))
+      .digest('hex');
+    writeFileSync(
+      record,
+      `${JSON.stringify({
+        version: 1,
+        note: 'pinned',
+        pinned_for: '.tmp-otherhost-4242-aaaaaaaaaaaa',
+        pinned_publishing: { version: 2, inode, config_sha256: sha },
+      })}\n`,
+    );
+    const fiftyMinutesAgo = new Date(Date.now() - 50 * 60_000);
+    utimesSync(record, fiftyMinutesAgo, fiftyMinutesAgo);
+    await registry.refresh();
+    expect(await registry.publish(checkpoint, false)).toMatchObject({ version: 3 });
+    expect(JSON.parse(readFileSync(record, 'utf8'))).toMatchObject({
+      pinned_for: '.tmp-otherhost-4242-aaaaaaaaaaaa',
+    });
+    // Each inactive publish used to make it new again, putting the activation off by an hour.
+    expect(Math.abs(statSync(record).mtimeMs - fiftyMinutesAgo.getTime())).toBeLessThan(2_000);
+  });
+
+  it('whose undo fails (the record lock held elsewhere) keeps its staged directory, and a later cleanup undoes it', async () => {
+    const { root, registry, model, record } = await openPinTest();
+    expect(existsSync(record)).toBe(false);
+    // D, on another host, pinned version 1 (no record before) and died before its rename.
+    const dName = '.tmp-otherhost-4242-aaaaaaaaaaaa';
+    writeFileSync(record, `${JSON.stringify({ version: 1, note: 'pinned', pinned_for: dName })}\n`);
+    mkdirSync(join(model, dName));
+    writeFileSync(join(model, dName, 'config.json'), '{}');
+    for (const p of [join(model, dName, 'config.json'), join(model, dName)])
+      utimesSync(p, longAgo(), longAgo());
+    // Another replica holds the record's lock longer than this cleanup waits for it.
+    let release!: () => void;
+    let held!: () => void;
+    const holding = new Promise<void>((r) => {
+      held = r;
+    });
+    const hold = new ModelRepository(root).withActiveRecord(
+      'digits',
+      () =>
+        new Promise<void>((r) => {
+          held();
+          release = r;
+        }),
+      'a test hold',
+    );
+    await holding;
+    const cleanup = new ModelRepository(root, { activeRecordLockWaitMs: 300 });
+    const first = await cleanup.removeTemporaries();
+    release();
+    await hold;
+    expect(first.pinsUndone).toEqual([]);
+    expect(first.removed).not.toContain(join(model, dName));
+    expect(existsSync(join(model, dName)), 'the one sign that nothing was published').toBe(true);
+
+    const second = await cleanup.removeTemporaries();
+    expect(second.pinsUndone).toEqual(['digits']);
+    expect(second.removed).toContain(join(model, dName));
+    expect(existsSync(record)).toBe(false);
+    // So a version a `train` publishes is served as the highest again.
+    await registry.repository.publishVersion(registry.resolve('digits').checkpoint);
+    await registry.refresh();
+    expect(registry.get('digits').active).toBe(2);
+  });
+});
+
+describe('a record that is a symbolic link to itself (ELOOP)', () => {
+  it('is no record, as a link out of the repository is none: an inactive publish goes on and leaves it', async () => {
+    const { registry, record, staged } = await openPinTest();
+    symlinkSync('active-version.json', record);
+    const { checkpoint } = registry.resolve('digits');
+    expect(await registry.publish(checkpoint, false)).toMatchObject({ version: 2 });
+    expect(staged()).toEqual([]);
+    expect(readlinkSync(record)).toBe('active-version.json');
   });
 });
