@@ -101,6 +101,13 @@ interface FieldRule {
 export interface MessageRule {
   name: string;
   fields: Map<number, FieldRule>;
+  /**
+   * A map entry's message-typed value (its field number): protobufjs decodes an entry sent
+   * without it as null and then fails on it with a JavaScript TypeError ("Cannot read properties
+   * of null"), which reached the client as the message (gRPC attacker review of 2026-12-06). Such
+   * an entry is refused by name instead.
+   */
+  mapValue?: number;
 }
 
 /**
@@ -118,6 +125,9 @@ export function messageRule(
     const known = cache.get(descriptor);
     if (known) return known;
     const rule: MessageRule = { name: descriptor.name, fields: new Map() };
+    const value = descriptor.field.find((f) => f.number === 2 && f.type === 'TYPE_MESSAGE');
+    const options = (descriptor as { options?: { mapEntry?: boolean } | null }).options;
+    if (options?.mapEntry === true && value) rule.mapValue = value.number;
     cache.set(descriptor, rule);
     const inner = [descriptor, ...scopes];
     for (const f of descriptor.field) {
@@ -270,10 +280,14 @@ function checkMessage(
   end: number,
   rule: MessageRule,
   counts: Counts,
+  /** The field this message is the value of, as messages name it (the top message: its name). */
+  where = rule.name,
 ): void {
   let at = start;
+  let valueSeen = false;
   while (at < end) {
     const [number, wire, afterTag] = readTag(buf, at, end, rule.name);
+    if (number === rule.mapValue) valueSeen = true;
     if (++counts.fields > MAX_FIELDS) {
       throw new WireError(
         `${rule.name}: more than ${MAX_FIELDS} fields in the request (entries of maps and of repeated fields count one each, a packed repeated number once): a request holds its tensors' data in raw_input_contents or packed contents`,
@@ -303,7 +317,7 @@ function checkMessage(
       if (packed) {
         checkPacked(buf, body, at, field, label, counts);
       } else if (field.message) {
-        checkMessage(buf, body, at, field.message(), counts);
+        checkMessage(buf, body, at, field.message(), counts, label);
       } else if (field.utf8) {
         try {
           utf8.decode(buf.subarray(body, at));
@@ -313,6 +327,8 @@ function checkMessage(
       }
     }
   }
+  if (rule.mapValue !== undefined && !valueSeen)
+    throw new WireError(`${where}: a map entry without its value`);
 }
 
 /** A packed repeated scalar: whole values of the field's wire type, filling it exactly. */

@@ -108,3 +108,20 @@ describe('wireProblem: a gzip-compressed message sent as plain (gRPC attacker re
     expect(check([0x0f])).not.toMatch(/gzip/);
   });
 });
+
+describe('wireProblem: map entries', () => {
+  /** ModelInferRequest.parameters (field 4) holding one entry: its key, and its value or not. */
+  const entry = (withValue: boolean) => {
+    const key = [0x0a, 1, 0x78]; // key (1): "x"
+    const value = withValue ? [0x12, 2, 0x08, 1] : []; // value (2): InferParameter { bool_param: true }
+    const body = [...key, ...value];
+    return [0x22, body.length, ...body];
+  };
+
+  it('an entry with its value is read; one without it is refused by name, not a TypeError', () => {
+    expect(check(entry(true))).toBeUndefined();
+    expect(check(entry(false))).toBe(
+      'ModelInferRequest.parameters (field 4): a map entry without its value',
+    );
+  });
+});
