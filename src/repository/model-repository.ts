@@ -804,13 +804,8 @@ export class ModelRepository {
   }
 
   /**
-   * HeldActiveRecord.settlePin, the record's lock held (`fence`: its fencing check). The lasting
-   * record is a plain one naming the pin's version; except when the pin was written over another
-   * publish's pin that a cleanup is still to settle — its staged directory still there (its
-   * process may be gone: the cleanup undoes it), or the activation it was about to write
-   * (`pinned_publishing`: the cleanup finishes it) — which is put back, naming the version served,
-   * with that plain record as the one its undo restores (h269: the intent used to be dropped, and
-   * the activation never finished).
+   * HeldActiveRecord.settlePin, the record's lock held (`fence`: its fencing check): the pin
+   * replaced by the lasting record lastingRecord gives.
    */
   private async settlePin(
     name: string,
@@ -818,24 +813,43 @@ export class ModelRepository {
     note: string,
     fence: () => Promise<void>,
   ): Promise<boolean> {
-    const plain: ActiveRecord = {
-      version: pin.record.version,
-      updated_at: new Date().toISOString(),
+    const { next, carried } = await this.lastingRecord(
+      name,
+      pin.record.version,
+      pin.previous,
       note,
-    };
-    const path = join(this.modelPath(name), ACTIVE_FILE);
-    const over = pin.previous === undefined ? undefined : this.tryParseActive(path, pin.previous);
-    const unsettled =
-      over?.pinned_for !== undefined &&
-      isTemporaryName(over.pinned_for) &&
-      (over.pinned_publishing !== undefined ||
-        (await exists(join(this.modelPath(name), over.pinned_for))));
-    const next: ActiveRecord = unsettled
-      ? { ...over, version: plain.version, pinned_over: recordText(plain) }
-      : plain;
+    );
     const written = await this.replaceIfExactly(name, pin.record, next, fence);
-    if (written && unsettled) await this.keepRecordAge(name, pin.previousMtimeMs);
+    if (written && carried) await this.keepRecordAge(name, pin.previousMtimeMs);
     return written;
+  }
+
+  /**
+   * The lasting record a pin of `version` leaves once its publish went through (`over`: the text
+   * the pin replaced): a plain one naming the version, `note` its note; except when the pin was
+   * written over another publish's pin that a cleanup is still to settle — its staged directory
+   * still there (its process may be gone: the cleanup undoes it), or the activation it was about to
+   * write (`pinned_publishing`: the cleanup finishes it) — which is put back (`carried`), naming
+   * the version, with that plain record as the one its undo restores (h269: the intent used to be
+   * dropped, and the activation never finished).
+   */
+  private async lastingRecord(
+    name: string,
+    version: number,
+    over: string | undefined,
+    note: string,
+  ): Promise<{ next: ActiveRecord; carried: boolean }> {
+    const plain: ActiveRecord = { version, updated_at: new Date().toISOString(), note };
+    const path = join(this.modelPath(name), ACTIVE_FILE);
+    const under = over === undefined ? undefined : this.tryParseActive(path, over);
+    const carried =
+      under?.pinned_for !== undefined &&
+      isTemporaryName(under.pinned_for) &&
+      (under.pinned_publishing !== undefined ||
+        (await exists(join(this.modelPath(name), under.pinned_for))));
+    return carried
+      ? { next: { ...under, version, pinned_over: recordText(plain) }, carried }
+      : { next: plain, carried };
   }
 
   /** HeldActiveRecord.pin, the record's lock held (`fence`: its fencing check). */
@@ -1227,11 +1241,13 @@ export class ModelRepository {
    *   died between the rename and the activation, and the activation is finished ('activated');
    *   otherwise nothing of it was published (or it cannot be served) and the pin is undone as
    *   above ('undone').
+   * - a pin without `pinned_publishing` whose directory is gone and whose writer is gone: its
+   *   publish died after its rename and before making its pin a lasting record (a cleanup keeps
+   *   the directory of a pin it could not undo), and the cleanup makes it one as that publish
+   *   would have (lastingRecord: a dead recalibration's intent under it carried, and settled in
+   *   the same pass).
    * - anything else is left: a live writer's pin (its publish may be between its rename and its
-   *   activation now), and a pin without `pinned_publishing` whose directory is gone — a publish
-   *   that died after its rename and before turning its pin into a plain record, whose pin names
-   *   the version served all the same (the next publish pins over it and replaces both); (before
-   *   2026-12, also a conditional publish's that died after its rename).
+   *   activation now).
    *
    * Every write is made under the record's lock only while the record is still exactly that pin
    * (an operator's activation since stands). An undo that puts back another dead publisher's pin
@@ -1249,6 +1265,7 @@ export class ModelRepository {
     for (let step = 0; step < MAX_PINS_SETTLED; step++) {
       const settled = await this.settleAbandonedPinOnce(name, removed, maxAgeMs);
       if (settled === undefined) break;
+      if ('lasting' in settled) continue; // a lasting record now, or a carried pin to settle next
       outcome = settled;
       if ('activated' in settled) break;
     }
@@ -1260,7 +1277,7 @@ export class ModelRepository {
     name: string,
     removed: readonly string[],
     maxAgeMs: number,
-  ): Promise<{ undone: true } | { activated: number } | undefined> {
+  ): Promise<{ undone: true } | { activated: number } | { lasting: true } | undefined> {
     const dir = this.modelPath(name);
     const path = join(dir, ACTIVE_FILE);
     const record = await this.readActive(name).catch(() => undefined);
@@ -1284,10 +1301,28 @@ export class ModelRepository {
     if (removed.includes(staged)) return undo();
     const intent = record.pinned_publishing;
     // A name that is not a temporary's (edited by hand) is nobody's leftover: left alone.
-    if (intent === undefined || !isTemporaryName(pinnedFor)) return undefined;
+    if (!isTemporaryName(pinnedFor)) return undefined;
     if (await exists(staged)) return undefined; // being written, or a leftover not yet removed
     const recordMtime = () => stat(path).then((s) => s.mtimeMs);
     if (!(await abandonedWriter(pinnedFor, recordMtime, maxAgeMs))) return undefined;
+    if (intent === undefined) {
+      // Its directory gone (a cleanup keeps that of a pin it could not undo), its writer gone: the
+      // publish renamed its version into place and died before it made its pin a lasting record.
+      // Made one now, as it would have (settlePin): a dead recalibration's intent under it is
+      // carried, not left where no cleanup looks (h271).
+      const mtimeMs = await recordMtime().catch(() => undefined);
+      const { next, carried } = await this.lastingRecord(
+        name,
+        record.version,
+        record.pinned_over,
+        'recorded as active by the cleanup: the publish that pinned it died after publishing',
+      );
+      const written = await this.withRecordLock(name, record.version, (fence) =>
+        this.replaceIfExactly(name, record, next, fence),
+      );
+      if (written && carried) await this.keepRecordAge(name, mtimeMs);
+      return written ? { lasting: true } : undefined;
+    }
     const published =
       (await stat(this.versionPath(name, intent.version), { bigint: true }).then(
         (s) => s.isDirectory() && s.ino.toString() === intent.inode,

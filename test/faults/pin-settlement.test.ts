@@ -301,3 +301,55 @@ describe('a record that is a symbolic link to itself (ELOOP)', () => {
     expect(readlinkSync(record)).toBe('active-version.json');
   });
 });
+
+describe('an inactive publish killed after its rename, its pin over a dead recalibration’s intent', () => {
+  it('is made the lasting record its publish would have left, carrying that intent, which the cleanup finishes (h271)', async () => {
+    const { root, registry, model, record } = await openPinTest();
+    const { checkpoint } = registry.resolve('digits');
+    // D (another host): activate-if-1 recalibration, renamed its version 2, died before activating.
+    await registry.repository.publishVersion(checkpoint);
+    const inode = statSync(join(model, '2'), { bigint: true }).ino.toString();
+    const sha = createHash('sha256')
+      .update(readFileSync(join(model, '2', 'config.json')))
+      .digest('hex');
+    const dText = `${JSON.stringify({
+      version: 1,
+      note: 'pinned',
+      pinned_for: '.tmp-otherhost-4242-aaaaaaaaaaaa',
+      pinned_publishing: { version: 2, inode, config_sha256: sha },
+    })}\n`;
+    // P (a third host): inactive publish, pinned 1 over D's pin, renamed its version 3, killed
+    // before making its pin a lasting record.
+    await registry.repository.publishVersion(checkpoint);
+    writeFileSync(
+      record,
+      `${JSON.stringify({
+        version: 1,
+        note: 'pinned',
+        pinned_for: '.tmp-thirdhost-4343-bbbbbbbbbbbb',
+        pinned_over: dText,
+      })}\n`,
+    );
+    utimesSync(record, longAgo(), longAgo());
+    const { pinActivations } = await new ModelRepository(root).removeTemporaries();
+    expect(pinActivations).toEqual([{ model: 'digits', version: 2 }]);
+    expect(JSON.parse(readFileSync(record, 'utf8'))).toMatchObject({ version: 2 });
+  });
+
+  it('without an intent under it, is made a plain record naming the version served', async () => {
+    const { root, registry, record } = await openPinTest();
+    await registry.repository.publishVersion(registry.resolve('digits').checkpoint); // P's version 2
+    writeFileSync(
+      record,
+      `${JSON.stringify({ version: 1, note: 'pinned', pinned_for: '.tmp-thirdhost-4343-bbbbbbbbbbbb' })}\n`,
+    );
+    utimesSync(record, longAgo(), longAgo());
+    const { pinsUndone, pinActivations } = await new ModelRepository(root).removeTemporaries();
+    expect([pinsUndone, pinActivations]).toEqual([[], []]);
+    const after = JSON.parse(readFileSync(record, 'utf8'));
+    expect(after).toMatchObject({ version: 1 });
+    expect(after).not.toHaveProperty('pinned_for');
+    await registry.refresh();
+    expect(registry.get('digits').active, 'the inactive version 2 is not served').toBe(1);
+  });
+});
