@@ -40,6 +40,32 @@ afterEach(() => {
 /** An hour ago and more: a pin's record as old as the cleanup's rule for another host's writer. */
 const longAgo = () => new Date(Date.now() - 2 * 3_600_000);
 
+/**
+ * A recalibration on another host (activate if 1 is still active) renamed its version into place
+ * and died before writing the activation: publishes that version, and returns the text of its
+ * pin, which names it as being published (`pinned_publishing`).
+ */
+async function deadRecalibrationPin(
+  registry: ModelRegistry,
+  model: string,
+  note = 'pinned',
+): Promise<string> {
+  const { version } = await registry.repository.publishVersion(
+    registry.resolve('digits').checkpoint,
+  );
+  const dir = join(model, String(version));
+  const inode = statSync(dir, { bigint: true }).ino.toString();
+  const sha = createHash('sha256')
+    .update(readFileSync(join(dir, 'config.json')))
+    .digest('hex');
+  return `${JSON.stringify({
+    version: 1,
+    note,
+    pinned_for: '.tmp-otherhost-4242-aaaaaaaaaaaa',
+    pinned_publishing: { version, inode, config_sha256: sha },
+  })}\n`;
+}
+
 describe('a record that cannot be read, with an errno that is not EIO (ESTALE on NFS)', () => {
   it('fails an inactive publish with STORAGE_UNAVAILABLE naming the record, nothing published', async () => {
     const { registry, record, staged } = await openPinTest();
@@ -164,21 +190,14 @@ describe("an inactive publish over a dead publisher's pin naming the version it 
   it('keeps that intent: the cleanup finishes the activation once the writer is judged gone', async () => {
     const { root, registry, model, record } = await openPinTest();
     const { checkpoint } = registry.resolve('digits');
-    // A recalibration on another host (activate if 1 is still active) renamed its version 2 into
-    // place and died before writing the activation: its pin names 2 as being published.
-    await registry.repository.publishVersion(checkpoint);
-    const inode = statSync(join(model, '2'), { bigint: true }).ino.toString();
-    const sha = createHash('sha256')
-      .update(readFileSync(join(model, '2', 'config.json')))
-      .digest('hex');
+    // Its pin names version 2 as being published.
     writeFileSync(
       record,
-      `${JSON.stringify({
-        version: 1,
-        note: 'pinned before publishing a version activated only if this one is still active',
-        pinned_for: '.tmp-otherhost-4242-aaaaaaaaaaaa',
-        pinned_publishing: { version: 2, inode, config_sha256: sha },
-      })}\n`,
+      await deadRecalibrationPin(
+        registry,
+        model,
+        'pinned before publishing a version activated only if this one is still active',
+      ),
     );
     await registry.refresh();
     expect(registry.get('digits').active).toBe(1);
@@ -221,20 +240,7 @@ describe("a dead publisher's pin and the record's age (h271)", () => {
   it('carried over by an inactive publish, keeps the age by which the cleanup judges its writer', async () => {
     const { registry, model, record } = await openPinTest();
     const { checkpoint } = registry.resolve('digits');
-    await registry.repository.publishVersion(checkpoint); // version 2, being activated
-    const inode = statSync(join(model, '2'), { bigint: true }).ino.toString();
-    const sha = createHash('sha256')
-      .update(readFileSync(join(model, '2', 'config.json')))
-      .digest('hex');
-    writeFileSync(
-      record,
-      `${JSON.stringify({
-        version: 1,
-        note: 'pinned',
-        pinned_for: '.tmp-otherhost-4242-aaaaaaaaaaaa',
-        pinned_publishing: { version: 2, inode, config_sha256: sha },
-      })}\n`,
-    );
+    writeFileSync(record, await deadRecalibrationPin(registry, model)); // version 2, being activated
     const fiftyMinutesAgo = new Date(Date.now() - 50 * 60_000);
     utimesSync(record, fiftyMinutesAgo, fiftyMinutesAgo);
     await registry.refresh();
@@ -307,17 +313,7 @@ describe('an inactive publish killed after its rename, its pin over a dead recal
     const { root, registry, model, record } = await openPinTest();
     const { checkpoint } = registry.resolve('digits');
     // D (another host): activate-if-1 recalibration, renamed its version 2, died before activating.
-    await registry.repository.publishVersion(checkpoint);
-    const inode = statSync(join(model, '2'), { bigint: true }).ino.toString();
-    const sha = createHash('sha256')
-      .update(readFileSync(join(model, '2', 'config.json')))
-      .digest('hex');
-    const dText = `${JSON.stringify({
-      version: 1,
-      note: 'pinned',
-      pinned_for: '.tmp-otherhost-4242-aaaaaaaaaaaa',
-      pinned_publishing: { version: 2, inode, config_sha256: sha },
-    })}\n`;
+    const dText = await deadRecalibrationPin(registry, model);
     // P (a third host): inactive publish, pinned 1 over D's pin, renamed its version 3, killed
     // before making its pin a lasting record.
     await registry.repository.publishVersion(checkpoint);
