@@ -120,8 +120,6 @@ export interface ActiveWrite {
   record: ActiveRecord;
   /** The version the replaced record named; null when there was no usable record. */
   replaced: number | null;
-  /** The text of the record replaced (undefined: there was none), to put back (restoreActive). */
-  previous?: string;
   /** The record is written (every reader sees it) but its directory could not be synced. */
   unsynced?: UnsyncedWrite;
 }
@@ -143,7 +141,7 @@ export interface WrittenPin {
 
 /** What writeActiveIf did: written, or not, and then what the record named. */
 export type ActiveIfWrite =
-  | { written: true; record: ActiveRecord; previous?: string; unsynced?: UnsyncedWrite }
+  | { written: true; record: ActiveRecord; unsynced?: UnsyncedWrite }
   | { written: false; found: number | null };
 
 /**
@@ -994,13 +992,8 @@ export class ModelRepository {
       // not a record: names no version
     }
     if (found !== expected) return { written: false, found };
-    const { record, previous, unsynced } = await this.replaceActive(name, version, fence, note);
-    return {
-      written: true,
-      record,
-      ...(previous !== undefined ? { previous } : {}),
-      ...(unsynced ? { unsynced } : {}),
-    };
+    const { record, unsynced } = await this.replaceActive(name, version, fence, note);
+    return { written: true, record, ...(unsynced ? { unsynced } : {}) };
   }
 
   /**
@@ -1064,12 +1057,7 @@ export class ModelRepository {
     } catch {
       // not a usable record: nothing named a version
     }
-    return {
-      record,
-      replaced,
-      ...(previous !== undefined ? { previous } : {}),
-      ...(unsynced ? { unsynced } : {}),
-    };
+    return { record, replaced, ...(unsynced ? { unsynced } : {}) };
   }
 
   /**
