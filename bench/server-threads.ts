@@ -80,7 +80,8 @@ const repository = mkdtempSync(join(tmpdir(), 'normserve-threads-'));
 copyBundledModel('digits', repository);
 if (load === 'wide') await publishCheckpoint(repository, wideCheckpoint());
 const logFile = join(repository, 'server.log');
-const grpcPort = load === 'grpc' ? await freePort() : 0;
+// GRPC_PORT in the environment argument chooses the port (else a free one).
+const grpcPort = load === 'grpc' ? Number(env['GRPC_PORT'] ?? 0) || (await freePort()) : 0;
 const server = await startTree('.', repository, logFile, { GRPC_PORT: String(grpcPort), ...env }, [
   '--trace-gc',
   ...nodeFlags,
