@@ -1,13 +1,11 @@
 import {
   type Deadline,
   Metadata,
-  ServerInterceptingCall,
   type ServerInterceptingCallInterface,
-  type ServerInterceptor,
-  ServerListenerBuilder,
   status,
 } from '@grpc/grpc-js';
 import { type InferenceObservation, parseTraceparent, requestIdFrom } from '../service/index.js';
+import type { CallHooks, CallLayer, SentStatus } from './call-interceptor.js';
 import { statusMessage } from './grpc-status.js';
 
 /** One call as the server records it (its log line and its count in the metrics). */
@@ -90,68 +88,79 @@ export function endedStatus(deadline: Deadline, nowMs = Date.now()): status {
 export const DEADLINE_SLACK_MS = 250;
 
 /**
- * A server interceptor that reports every call exactly once, wherever it ends:
- * - a status its handler sends (through this interceptor's responder);
+ * A call layer (call-interceptor.ts) that reports every call exactly once, wherever it ends:
+ * - a status its handler sends (through this layer's sendStatus hook);
  * - a status grpc-js sends itself, before or instead of the handler: RESOURCE_EXHAUSTED for a
  *   message over grpc.max_receive_message_length, DEADLINE_EXCEEDED from its deadline timer.
  *   Those never pass an interceptor (grpc-js 1.14's BaseServerInterceptingCall calls its own
- *   sendStatus), so the call it hands the first interceptor has its sendStatus observed; checked
+ *   sendStatus), so grpc-js's own call has its sendStatus observed; checked
  *   by test/grpc/grpc-call-records.test.ts, and without it such a call is still recorded, as
  *   CANCELLED or DEADLINE_EXCEEDED, by the next case;
  * - a stream that closed with no status (the client cancelled, its connection went), including a
  *   call cancelled before its handler ran: grpc-js then never runs the handler, and such a call
  *   used to leave no log line and no count.
  */
-export function callRecorder(ended: CallEnded): ServerInterceptor {
-  return (descriptor, next) => {
-    const record: CallRecord = {
-      method: descriptor.path.slice(descriptor.path.lastIndexOf('/') + 1),
-      path: descriptor.path,
+export function callRecorder(ended: CallEnded): CallLayer {
+  return (descriptor, call) => new RecordedCall(descriptor.path, call, ended);
+}
+
+/** One call's record and its hooks (callRecorder). */
+class RecordedCall implements CallHooks {
+  private readonly record: CallRecord;
+  /** Whether response headers went out: else the id goes in the trailers. */
+  private headersSent = false;
+  private done = false;
+  /** Whether grpc-js's own sendStatus is observed (observeOwnStatuses). */
+  private readonly observed: boolean;
+
+  constructor(
+    path: string,
+    private readonly call: ServerInterceptingCallInterface,
+    private readonly ended: CallEnded,
+  ) {
+    this.record = {
+      method: path.slice(path.lastIndexOf('/') + 1),
+      path,
       startedMs: performance.now(),
       model: '',
       requestId: '',
     };
-    /** Whether response headers went out: else the id goes in the trailers. */
-    let headersSent = false;
-    let done = false;
-    const end = (code: status, details: string | undefined) => {
-      if (done) return;
-      done = true;
-      ended(record, code, details ?? '');
-    };
-    const observed = observeOwnStatuses(next, end);
-    return new ServerInterceptingCall(next, {
-      start: (go) =>
-        go(
-          new ServerListenerBuilder()
-            .withOnReceiveMetadata((metadata, pass) => {
-              readTrace(record, metadata);
-              records.set(metadata, record);
-              pass(metadata);
-            })
-            // Also called once a status was sent: `end` keeps the first.
-            .withOnCancel(() => end(endedStatus(next.getDeadline()), undefined))
-            .build(),
-        ),
-      sendMetadata: (metadata, pass) => {
-        if (record.requestId) metadata.set(REQUEST_ID_KEY, record.requestId);
-        headersSent = true;
-        pass(metadata);
-      },
-      sendStatus: (given, pass) => {
-        // Every status a handler sends passes here: its message made one grpc-js can encode.
-        const sent = { ...given, details: statusMessage(given.details) };
-        if (!observed) end(sent.code, sent.details);
-        if (headersSent || !record.requestId) {
-          pass(sent);
-          return;
-        }
-        const trailers = sent.metadata ?? new Metadata();
-        trailers.set(REQUEST_ID_KEY, record.requestId);
-        pass({ ...sent, metadata: trailers });
-      },
-    });
-  };
+    this.observed = observeOwnStatuses(call, this);
+  }
+
+  /** The call ended with this status: recorded once, the first. */
+  end(code: status, details: string | undefined): void {
+    if (this.done) return;
+    this.done = true;
+    this.ended(this.record, code, details ?? '');
+  }
+
+  receiveMetadata(metadata: Metadata): boolean {
+    readTrace(this.record, metadata);
+    records.set(metadata, this.record);
+    return true;
+  }
+
+  // Also called once a status was sent: `end` keeps the first.
+  cancel(): void {
+    this.end(endedStatus(this.call.getDeadline()), undefined);
+  }
+
+  sendMetadata(metadata: Metadata): Metadata {
+    if (this.record.requestId) metadata.set(REQUEST_ID_KEY, this.record.requestId);
+    this.headersSent = true;
+    return metadata;
+  }
+
+  sendStatus(given: SentStatus): SentStatus {
+    // Every status a handler sends passes here: its message made one grpc-js can encode.
+    const sent = { ...given, details: statusMessage(given.details) };
+    if (!this.observed) this.end(sent.code, sent.details);
+    if (this.headersSent || !this.record.requestId) return sent;
+    const trailers = sent.metadata ?? new Metadata();
+    trailers.set(REQUEST_ID_KEY, this.record.requestId);
+    return { ...sent, metadata: trailers };
+  }
 }
 
 /**
@@ -160,15 +169,12 @@ export function callRecorder(ended: CallEnded): ServerInterceptor {
  * `checkCancelled`) is not seen — the call ended cancelled, and onCancel says so. False when the
  * object is not what grpc-js 1.14 hands the first interceptor.
  */
-function observeOwnStatuses(
-  call: ServerInterceptingCallInterface,
-  seen: (code: status, details: string | undefined) => void,
-): boolean {
+function observeOwnStatuses(call: ServerInterceptingCallInterface, seen: RecordedCall): boolean {
   const send = call.sendStatus;
   const closed = (call as { checkCancelled?: unknown }).checkCancelled;
   if (typeof send !== 'function' || typeof closed !== 'function') return false;
   call.sendStatus = (sent) => {
-    if (!closed.call(call)) seen(sent.code, sent.details);
+    if (!closed.call(call)) seen.end(sent.code, sent.details);
     send.call(call, sent);
   };
   return true;

@@ -54,6 +54,7 @@ import {
   VERSION_NAME_PATTERN,
 } from '../service/index.js';
 import { CallAdmission } from './call-admission.js';
+import { callInterceptor } from './call-interceptor.js';
 import { type CallRecord, callRecorder, callRecordOf } from './call-recorder.js';
 import { ComputeLane } from './compute-lane.js';
 import { limitGrpcConnections } from './connection-limits.js';
@@ -623,23 +624,26 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
   };
 
   const server = new Server({
+    // One interceptor (call-interceptor.ts) runs the four layers, in this order.
     interceptors: [
-      // First: it needs the call grpc-js hands the first interceptor (its HTTP/2 stream).
-      resetUnfinishedRequests(
-        () => log.warn({}, 'gRPC: refused requests are not reset (grpc-js internals changed)'),
-        unreadAnswers,
-      ),
-      // Second: it needs that call too, which the first hands on.
-      limitReceiving({
-        messageLimit: (path) =>
-          path === inferPath
-            ? inferMessageLimit(registry, options.maxBatchSize)
-            : SMALL_MESSAGE_BYTES,
-        unsupported: () =>
-          log.warn({}, 'gRPC: per-method message limits not applied (grpc-js internals changed)'),
-      }),
-      callRecorder(recordCall),
-      admission.interceptor,
+      callInterceptor([
+        // First: it wraps grpc-js's own sendStatus under the recorder's.
+        resetUnfinishedRequests(
+          () => log.warn({}, 'gRPC: refused requests are not reset (grpc-js internals changed)'),
+          unreadAnswers,
+        ),
+        limitReceiving({
+          messageLimit: (path) =>
+            path === inferPath
+              ? inferMessageLimit(registry, options.maxBatchSize)
+              : SMALL_MESSAGE_BYTES,
+          unsupported: () =>
+            log.warn({}, 'gRPC: per-method message limits not applied (grpc-js internals changed)'),
+        }),
+        callRecorder(recordCall),
+        // After the recorder: the calls it ends are recorded.
+        admission.layer,
+      ]),
     ],
     // Bounds what one connection holds: its calls × BODY_LIMIT_BYTES each.
     'grpc.max_concurrent_streams': options.maxConcurrentStreams ?? DEFAULT_MAX_CONCURRENT_STREAMS,

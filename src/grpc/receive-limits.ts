@@ -1,4 +1,4 @@
-import type { ServerInterceptor } from '@grpc/grpc-js';
+import type { CallLayer } from './call-interceptor.js';
 
 /**
  * The largest request message of the methods whose requests are a model's name and version, a
@@ -31,8 +31,8 @@ interface BaseCallInternals {
 }
 
 /**
- * A server interceptor, placed right after resetUnfinishedRequests (it needs the call grpc-js
- * made, which that one hands on), that bounds each call's message by its method: grpc-js has one
+ * A call layer (call-interceptor.ts; it sets grpc-js's own call's limits, and has no hooks) that
+ * bounds each call's message by its method: grpc-js has one
  * grpc.max_receive_message_length for every method (BODY_LIMIT_BYTES), so a ServerLive or health
  * Check — no token needed — could announce 16 MiB and send 15 MB of it, 100 such calls on one
  * connection: 1.1 GB held from one client (gRPC attacker review of 2026-12-04, finding 1). The
@@ -46,7 +46,7 @@ interface BaseCallInternals {
  * calls of 1 MB: 5 refused at 16 MiB), and it counted compressed bytes, not what they decompress
  * to (review of the session's diff).
  */
-export function limitReceiving(options: ReceiveLimitsOptions): ServerInterceptor {
+export function limitReceiving(options: ReceiveLimitsOptions): CallLayer {
   let told = false;
   return (descriptor, next) => {
     const call = next as unknown as BaseCallInternals;
@@ -56,7 +56,7 @@ export function limitReceiving(options: ReceiveLimitsOptions): ServerInterceptor
     ) {
       if (!told) options.unsupported();
       told = true;
-      return next as ReturnType<ServerInterceptor>;
+      return undefined;
     }
     const limit = Math.min(
       call.decoder.maxReadMessageLength,
@@ -64,6 +64,6 @@ export function limitReceiving(options: ReceiveLimitsOptions): ServerInterceptor
     );
     call.decoder.maxReadMessageLength = limit;
     call.maxReceiveMessageSize = limit;
-    return next as ReturnType<ServerInterceptor>;
+    return undefined;
   };
 }

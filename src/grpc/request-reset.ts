@@ -1,5 +1,6 @@
 import { constants, type ServerHttp2Stream } from 'node:http2';
-import type { ServerInterceptor } from '@grpc/grpc-js';
+import type { ServerInterceptingCallInterface } from '@grpc/grpc-js';
+import type { CallLayer } from './call-interceptor.js';
 
 /** The part of grpc-js 1.14's BaseServerInterceptingCall used here (not in its typings). */
 interface BaseCallInternals {
@@ -7,13 +8,13 @@ interface BaseCallInternals {
 }
 
 /**
- * A server interceptor (the first of the list: it needs the call grpc-js hands the first one) that
- * resets a call's HTTP/2 stream with RST_STREAM NO_ERROR once its status is sent while its client
- * is still sending the request, as grpc-go's server does (http2_server.go, WriteStatus: "Send a
- * RST_STREAM after the trailers if the client has not already half-closed") and RFC 9113 §8.1 allows ("a server can send a
- * complete response prior to the client sending an entire request … the server MAY request that
- * the client abort transmission of a request without error by sending a RST_STREAM with an error
- * code of NO_ERROR after sending a complete response").
+ * A call layer (call-interceptor.ts; the first: it wraps grpc-js's own sendStatus before the
+ * recorder does) that resets a call's HTTP/2 stream with RST_STREAM NO_ERROR once its status is
+ * sent while its client is still sending the request, as grpc-go's server does (http2_server.go,
+ * WriteStatus: "Send a RST_STREAM after the trailers if the client has not already half-closed")
+ * and RFC 9113 §8.1 allows ("a server can send a complete response prior to the client sending an
+ * entire request … the server MAY request that the client abort transmission of a request without
+ * error by sending a RST_STREAM with an error code of NO_ERROR after sending a complete response").
  *
  * grpc-js 1.14 does not: after the status it reads on and drops whatever the client sends, and
  * the part of the message received before the status (up to BODY_LIMIT_BYTES) stays in the call's
@@ -21,25 +22,25 @@ interface BaseCallInternals {
  * over the size limit) held its buffer as long as its client kept the stream open. Node sends the
  * frames already queued (the status) before the RST_STREAM (Http2Stream::SubmitRstStream).
  *
- * Returns the call it was given (its sendStatus wrapped): nothing else changes. A call of another
- * shape (grpc-js's internals changed) is returned untouched and `unsupported` called, once;
+ * It has no hooks: it wraps grpc-js's call's sendStatus, and nothing else changes. A call of
+ * another shape (grpc-js's internals changed) is left untouched and `unsupported` called, once;
  * test/grpc/grpc-admission.test.ts checks the reset.
  */
 export function resetUnfinishedRequests(
   unsupported: () => void,
   streams?: UnreadAnswers,
-): ServerInterceptor {
+): CallLayer {
   let told = false;
-  return (_descriptor, next) => {
-    const stream = http2StreamOf(next);
+  return (_descriptor, call) => {
+    const stream = http2StreamOf(call);
     if (stream === undefined) {
       if (!told) unsupported();
       told = true;
-      return next as ReturnType<ServerInterceptor>;
+      return undefined;
     }
-    wrapSendStatus(next, stream);
+    wrapSendStatus(call, stream);
     streams?.add(stream);
-    return next as ReturnType<ServerInterceptor>;
+    return undefined;
   };
 }
 
@@ -85,7 +86,7 @@ function http2StreamOf(call: object): ServerHttp2Stream | undefined {
     : undefined;
 }
 
-function wrapSendStatus(next: Parameters<ServerInterceptor>[1], stream: ServerHttp2Stream): void {
+function wrapSendStatus(next: ServerInterceptingCallInterface, stream: ServerHttp2Stream): void {
   const send = next.sendStatus;
   next.sendStatus = (sent) => {
     const headersSent = stream.headersSent;
