@@ -1,3 +1,4 @@
+import { sensitiveHeaders } from 'node:http2';
 import {
   type Deadline,
   Metadata,
@@ -52,6 +53,38 @@ function readTrace(record: CallRecord, metadata: Metadata): void {
 
 /** The metadata key of the request id, both ways (HTTP's X-Request-Id header). */
 export const REQUEST_ID_KEY = 'x-request-id';
+
+const NEVER_INDEXED = Object.freeze([REQUEST_ID_KEY]);
+
+/**
+ * Response metadata whose request id HPACK sends as a literal never indexed (RFC 7541 §6.2.3,
+ * Node's `http2.sensitiveHeaders`), not added to the connection's dynamic table: every call's id
+ * is new, so indexing it only evicted older entries, and it cost nghttp2's deflater 15–23 µs
+ * per call against 2–3 µs (bench/README.md, issue 11's twenty-eighth round). grpc-js turns
+ * metadata into headers with `toHttp2Headers` and copies it (`clone`) before sending a status, so
+ * both keep the mark; grpc-js's own Object.assign copies the symbol.
+ */
+class RequestIdMetadata extends Metadata {
+  override toHttp2Headers() {
+    const headers = super.toHttp2Headers();
+    (headers as Record<symbol, unknown>)[sensitiveHeaders] = NEVER_INDEXED;
+    return headers;
+  }
+
+  override clone(): Metadata {
+    const copy = new RequestIdMetadata();
+    copy.merge(this);
+    return copy;
+  }
+}
+
+/** The metadata to send, with the call's request id (never indexed: RequestIdMetadata). */
+function withRequestId(metadata: Metadata | null | undefined, requestId: string): Metadata {
+  const out = new RequestIdMetadata();
+  if (metadata) out.merge(metadata);
+  out.set(REQUEST_ID_KEY, requestId);
+  return out;
+}
 
 /** Called once per call, with the status it ended with and that status's message. */
 export type CallEnded = (record: CallRecord, code: status, details: string) => void;
@@ -147,9 +180,8 @@ class RecordedCall implements CallHooks {
   }
 
   sendMetadata(metadata: Metadata): Metadata {
-    if (this.record.requestId) metadata.set(REQUEST_ID_KEY, this.record.requestId);
     this.headersSent = true;
-    return metadata;
+    return this.record.requestId ? withRequestId(metadata, this.record.requestId) : metadata;
   }
 
   sendStatus(given: SentStatus): SentStatus {
@@ -157,9 +189,7 @@ class RecordedCall implements CallHooks {
     const sent = { ...given, details: statusMessage(given.details) };
     if (!this.observed) this.end(sent.code, sent.details);
     if (this.headersSent || !this.record.requestId) return sent;
-    const trailers = sent.metadata ?? new Metadata();
-    trailers.set(REQUEST_ID_KEY, this.record.requestId);
-    return { ...sent, metadata: trailers };
+    return { ...sent, metadata: withRequestId(sent.metadata, this.record.requestId) };
   }
 }
 

@@ -3,8 +3,10 @@
  * `x-request-id` metadata when well-formed, else a new UUID; sent back in `x-request-id`), the
  * trace of a `traceparent`, the model, version and rows, the status and the duration. A call to a
  * method no service has is answered UNIMPLEMENTED and is logged and counted like any other, under
- * the method `unknown` (bounded metric labels). Real @grpc/grpc-js clients.
+ * the method `unknown` (bounded metric labels). Real @grpc/grpc-js clients, and a node:http2 one
+ * for how the id's header is encoded (HPACK: never indexed).
  */
+import http2 from 'node:http2';
 import { Metadata, type ServiceError, status } from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { waitFor } from '../helpers/admin.js';
@@ -112,6 +114,44 @@ describe('the log line of a gRPC call', () => {
       call.on('metadata', resolve);
     });
     expect(headers.get('x-request-id')).toEqual(['live-1']);
+  });
+
+  it('sends the id as a header HPACK never indexes, in response headers and in a trailers-only answer', async () => {
+    const session = http2.connect(`http://127.0.0.1:${grpc.server.port}`);
+    try {
+      // ServerLive's empty request message (OK: headers, then trailers); ModelReady's, which names
+      // no model (INVALID_ARGUMENT, trailers only).
+      const answers = await Promise.all(
+        ['ServerLive', 'ModelReady'].map(
+          (method) =>
+            new Promise<http2.IncomingHttpHeaders>((resolve, reject) => {
+              const stream = session.request({
+                ':method': 'POST',
+                ':path': `/inference.GRPCInferenceService/${method}`,
+                'content-type': 'application/grpc',
+                te: 'trailers',
+                'x-request-id': `never-indexed-${method}`,
+              });
+              stream.on('response', resolve);
+              stream.on('error', reject);
+              stream.on('data', () => {});
+              stream.end(Buffer.from([0, 0, 0, 0, 0]));
+            }),
+        ),
+      );
+      for (const [i, headers] of answers.entries()) {
+        expect(headers['x-request-id']).toBe(`never-indexed-${['ServerLive', 'ModelReady'][i]}`);
+        expect((headers as Record<symbol, unknown>)[http2.sensitiveHeaders]).toEqual([
+          'x-request-id',
+        ]);
+      }
+      expect(answers.map((h) => h['grpc-status'])).toEqual([
+        undefined,
+        String(status.INVALID_ARGUMENT),
+      ]);
+    } finally {
+      session.close();
+    }
   });
 });
 
