@@ -606,18 +606,22 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
     // An answer the client got (not one computed for a client that went: CANCELLED).
     if (record.inference && code === status.OK)
       options.observer?.observeInference(record.inference);
-    const line = {
-      ...(record.requestId ? { [REQUEST_ID_LOG_FIELD]: record.requestId } : {}),
-      ...(record.traceId ? { trace_id: record.traceId, parent_id: record.parentId } : {}),
-      grpcMethod: method,
-      ...(known ? {} : { path: record.path.slice(0, 200) }),
-      code: name,
-      durationMs: Math.round(seconds * 1e6) / 1000,
-      ...(record.model ? { model: record.model } : {}),
-      ...(record.version !== undefined ? { version: record.version } : {}),
-      ...(record.rows !== undefined ? { rows: record.rows } : {}),
-      ...(code !== status.OK && details ? { error: details } : {}),
-    };
+    // Built field by field, in this order: the same line with a conditional spread per field took
+    // ~4 µs per call (V8 copies each spread object; bench/README.md, issue 11's twenty-eighth round).
+    const line: Record<string, unknown> = {};
+    if (record.requestId) line[REQUEST_ID_LOG_FIELD] = record.requestId;
+    if (record.traceId) {
+      line.trace_id = record.traceId;
+      line.parent_id = record.parentId;
+    }
+    line.grpcMethod = method;
+    if (!known) line.path = record.path.slice(0, 200);
+    line.code = name;
+    line.durationMs = Math.round(seconds * 1e6) / 1000;
+    if (record.model) line.model = record.model;
+    if (record.version !== undefined) line.version = record.version;
+    if (record.rows !== undefined) line.rows = record.rows;
+    if (code !== status.OK && details) line.error = details;
     if (code === status.INTERNAL && !CLIENT_CAUSED_INTERNAL.test(details))
       log.error(line, 'grpc request failed');
     else log.info(line, 'grpc request');
