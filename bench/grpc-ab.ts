@@ -169,11 +169,7 @@ try {
               await perf;
               const calls = r.requestsPerSecond * seconds;
               const main = (mainThreadUs(server.pid) - main0) / calls;
-              // The same 256 rows as JSON on the same server, right after (BENCH_JSON=1).
-              const json = withJson
-                ? await http(server, PREDICT, jsonBody(256), JSON_HEADERS, seconds, 8)
-                : undefined;
-              return { v, r, calls, main, json };
+              return { v, r, calls, main };
             }),
           );
           const self = process.cpuUsage(self0);
@@ -188,7 +184,11 @@ try {
                 0,
               )) /
             (seconds * 1e6);
-          for (const { v, r, main, json } of measuredRuns) {
+          for (const { v, r, main } of measuredRuns) {
+            // The same 256 rows as JSON on the same server, right after (BENCH_JSON=1).
+            const json = withJson
+              ? await http(servers.get(v.name)!, PREDICT, jsonBody(256), JSON_HEADERS, seconds, 8)
+              : undefined;
             const run = {
               rps: r.requestsPerSecond,
               cpu: r.serverCpuUsPerRequest ?? Number.NaN,
