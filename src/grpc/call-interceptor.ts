@@ -12,8 +12,9 @@ export type SentStatus = Parameters<ServerInterceptingCallInterface['sendStatus'
 /**
  * One concept's part in a call (the request's reset, its receive limits, its record, its
  * admission), run by the server's one interceptor (`callInterceptor`). Each hook is optional.
- * A `receive…` hook returns false when it ended the call or drops the event: the event goes no
- * further (the later layers and the handler do not see it).
+ * A `receive…` hook returns false when it ended the call or stops the event: neither that event nor
+ * any later one goes further (the later layers and the handler see none of them; the cancel still
+ * reaches every layer), as grpc-js holds every later event behind a listener that did not pass one.
  */
 export interface CallHooks {
   receiveMetadata?(metadata: Metadata): boolean;
@@ -87,6 +88,11 @@ class LayeredCall extends ServerInterceptingCall implements CallListener, CallEn
   private listener: CallListener | undefined;
   /** grpc-js's onCancel came: nothing more is received (as grpc-js's listener does). */
   private cancelled = false;
+  /**
+   * A layer's receive hook stopped an event: nothing more is received either, as grpc-js's own
+   * listener holds every later event while a listener has not passed the one before.
+   */
+  private stopped = false;
   private metadataSent = false;
 
   // Its other methods (startRead, getPeer, getDeadline…) are grpc-js's: they ask `next`.
@@ -96,21 +102,32 @@ class LayeredCall extends ServerInterceptingCall implements CallListener, CallEn
 
   // What arrives: the layers first to last, then the handler.
   onReceiveMetadata(metadata: Metadata): void {
-    if (this.cancelled) return;
+    if (this.cancelled || this.stopped) return;
     for (const hook of this.hooks)
-      if (hook.receiveMetadata && !hook.receiveMetadata(metadata)) return;
+      if (hook.receiveMetadata && !hook.receiveMetadata(metadata)) {
+        this.stopped = true;
+        return;
+      }
     this.listener?.onReceiveMetadata(metadata);
   }
 
   onReceiveMessage(message: unknown): void {
-    if (this.cancelled) return;
-    for (const hook of this.hooks) if (hook.receiveMessage && !hook.receiveMessage(message)) return;
+    if (this.cancelled || this.stopped) return;
+    for (const hook of this.hooks)
+      if (hook.receiveMessage && !hook.receiveMessage(message)) {
+        this.stopped = true;
+        return;
+      }
     this.listener?.onReceiveMessage(message);
   }
 
   onReceiveHalfClose(): void {
-    if (this.cancelled) return;
-    for (const hook of this.hooks) if (hook.receiveHalfClose && !hook.receiveHalfClose()) return;
+    if (this.cancelled || this.stopped) return;
+    for (const hook of this.hooks)
+      if (hook.receiveHalfClose && !hook.receiveHalfClose()) {
+        this.stopped = true;
+        return;
+      }
     this.listener?.onReceiveHalfClose();
   }
 

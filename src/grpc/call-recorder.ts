@@ -71,9 +71,10 @@ class RequestIdMetadata extends Metadata {
     return headers;
   }
 
+  // grpc-js's clone, the mark kept: its options, and its values copied (Buffers too).
   override clone(): Metadata {
-    const copy = new RequestIdMetadata();
-    copy.merge(this);
+    const copy = new RequestIdMetadata(this.getOptions());
+    copy.merge(super.clone());
     return copy;
   }
 }
@@ -188,7 +189,18 @@ class RecordedCall implements CallHooks {
     // Every status a handler sends passes here: its message made one grpc-js can encode.
     const sent = { ...given, details: statusMessage(given.details) };
     if (!this.observed) this.end(sent.code, sent.details);
-    if (this.headersSent || !this.record.requestId) return sent;
+    return this.withId(sent);
+  }
+
+  /**
+   * `sent` with the call's request id in its trailers when no headers carried it: a handler's
+   * status, and grpc-js's own (observeOwnStatuses: a message over the receive limit, its deadline
+   * timer, a malformed grpc-timeout), which never pass a layer. A status that has it already (a
+   * handler's, through sendStatus) is sent as it is.
+   */
+  withId(sent: SentStatus): SentStatus {
+    if (this.headersSent || !this.record.requestId || sent.metadata instanceof RequestIdMetadata)
+      return sent;
     return { ...sent, metadata: withRequestId(sent.metadata, this.record.requestId) };
   }
 }
@@ -205,7 +217,7 @@ function observeOwnStatuses(call: ServerInterceptingCallInterface, seen: Recorde
   if (typeof send !== 'function' || typeof closed !== 'function') return false;
   call.sendStatus = (sent) => {
     if (!closed.call(call)) seen.end(sent.code, sent.details);
-    send.call(call, sent);
+    send.call(call, seen.withId(sent));
   };
   return true;
 }

@@ -2,7 +2,7 @@
  * The server's one interceptor (call-interceptor.ts) runs the layers' hooks in the order the four
  * interceptors ran: what arrives goes through the layers first to last, then to the handler; what
  * the handler sends goes through them last to first, then to grpc-js's call. A hook that returns
- * false stops the event; a layer ends a call through every layer's sendStatus; headers sent with
+ * false stops the event and every later one; a layer ends a call through every layer's sendStatus; headers sent with
  * the first message go through the layers' sendMetadata; nothing arrives after a cancel. A
  * stand-in for grpc-js's own call records what reaches it (the server's tests run real calls).
  */
@@ -144,6 +144,21 @@ describe('callInterceptor', () => {
       'a sendStatus',
       'own sendStatus 3 b,a',
     ]);
+  });
+
+  it('lets nothing arrive after a stopped event, as grpc-js holds what follows; a cancel still reaches every layer', () => {
+    const log: string[] = [];
+    const own = ownCall(log);
+    const call = callInterceptor([layer('a', log, ['metadata']), layer('b', log)])(
+      descriptor,
+      own.call,
+    );
+    call.start(handler(log));
+    own.arrive().onReceiveMetadata(new Metadata());
+    own.arrive().onReceiveMessage('m1');
+    own.arrive().onReceiveHalfClose();
+    own.arrive().onCancel();
+    expect(log).toEqual(['a metadata', 'a cancel', 'b cancel', 'handler cancel']);
   });
 
   it('tells every layer, then the handler, of a cancel; nothing arrives after it', () => {

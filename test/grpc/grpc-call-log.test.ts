@@ -121,6 +121,7 @@ describe('the log line of a gRPC call', () => {
     try {
       // ServerLive's empty request message (OK: headers, then trailers); ModelReady's, which names
       // no model (INVALID_ARGUMENT, trailers only).
+      const trailers: http2.IncomingHttpHeaders[] = [];
       const answers = await Promise.all(
         ['ServerLive', 'ModelReady'].map(
           (method) =>
@@ -132,13 +133,22 @@ describe('the log line of a gRPC call', () => {
                 te: 'trailers',
                 'x-request-id': `never-indexed-${method}`,
               });
-              stream.on('response', resolve);
+              let headers: http2.IncomingHttpHeaders | undefined;
+              stream.on('response', (h) => {
+                headers = h;
+              });
+              stream.on('trailers', (t) => trailers.push(t));
               stream.on('error', reject);
               stream.on('data', () => {});
+              stream.on('end', () => resolve(headers!));
               stream.end(Buffer.from([0, 0, 0, 0, 0]));
             }),
         ),
       );
+      // ServerLive's trailers: its status, and no second id (the headers carried it).
+      expect(trailers).toHaveLength(1);
+      expect(trailers[0]!['grpc-status']).toBe(String(status.OK));
+      expect(trailers[0]!['x-request-id']).toBeUndefined();
       for (const [i, headers] of answers.entries()) {
         expect(headers['x-request-id']).toBe(`never-indexed-${['ServerLive', 'ModelReady'][i]}`);
         expect((headers as Record<symbol, unknown>)[http2.sensitiveHeaders]).toEqual([

@@ -20,27 +20,32 @@ const { records, lines } = grpc;
 
 /** Sends `bytes` as the request message of `method`, unencoded. */
 const send = (method: string, bytes: Buffer) =>
-  new Promise<{ code: number; details: string; normserveCode?: string; reply?: Buffer }>(
-    (resolve) => {
-      grpc.raw.makeUnaryRequest(
-        `/inference.GRPCInferenceService/${method}`,
-        (b: Buffer) => b,
-        (b: Buffer) => b,
-        bytes,
-        (error: (Error & { code: number; details: string; metadata: Metadata }) | null, reply) => {
-          if (!error) resolve({ code: status.OK, details: '', reply: reply as Buffer });
-          else {
-            const normserveCode = error.metadata.get('normserve-code')[0];
-            resolve({
-              code: error.code,
-              details: error.details,
-              ...(normserveCode === undefined ? {} : { normserveCode: String(normserveCode) }),
-            });
-          }
-        },
-      );
-    },
-  );
+  new Promise<{
+    code: number;
+    details: string;
+    normserveCode?: string;
+    requestId?: unknown;
+    reply?: Buffer;
+  }>((resolve) => {
+    grpc.raw.makeUnaryRequest(
+      `/inference.GRPCInferenceService/${method}`,
+      (b: Buffer) => b,
+      (b: Buffer) => b,
+      bytes,
+      (error: (Error & { code: number; details: string; metadata: Metadata }) | null, reply) => {
+        if (!error) resolve({ code: status.OK, details: '', reply: reply as Buffer });
+        else {
+          const normserveCode = error.metadata.get('normserve-code')[0];
+          resolve({
+            code: error.code,
+            details: error.details,
+            requestId: error.metadata.get('x-request-id')[0],
+            ...(normserveCode === undefined ? {} : { normserveCode: String(normserveCode) }),
+          });
+        }
+      },
+    );
+  });
 
 /** One protobuf field: its tag (number, wire type) and its encoded value. */
 const varint = (n: number): number[] => {
@@ -195,6 +200,9 @@ describe('calls grpc-js ends without the handler', () => {
     await waitFor(() => (records.length > 0 ? true : undefined), 'the call recorded');
     expect(records).toEqual([{ method: 'ModelInfer', code: 'RESOURCE_EXHAUSTED', model: '' }]);
     expect(lines.map((l) => [l.level, l.code])).toEqual([['info', 'RESOURCE_EXHAUSTED']]);
+    // grpc-js's own status carries the call's request id too, as the log line has it.
+    expect(res.requestId).toEqual(expect.any(String));
+    expect(lines[0]!.request_id).toBe(res.requestId);
   });
 
   it('a call cancelled after its headers arrive, before its message does: CANCELLED, logged and counted once', async () => {
