@@ -58,6 +58,7 @@ import { callInterceptor } from './call-interceptor.js';
 import { type CallRecord, callRecorder, callRecordOf } from './call-recorder.js';
 import { ComputeLane } from './compute-lane.js';
 import { limitGrpcConnections } from './connection-limits.js';
+import { ContentTypeCheck } from './content-type.js';
 import { widenConnectionWindows, widenStreamWindows } from './flow-control.js';
 import { HealthStatus, healthRequestService } from './health.js';
 import { http2ServersOf } from './http2-servers.js';
@@ -157,6 +158,7 @@ const CLIENT_CAUSED_INTERNAL = /^(?:Failed to decompress message|Invalid grpc-ti
 interface ServerExtras {
   health: HealthStatus;
   admission: CallAdmission;
+  contentTypes: ContentTypeCheck;
   unreadAnswers: UnreadAnswers;
   maxConnections?: number | undefined;
   onConnectionDropped?: (() => void) | undefined;
@@ -352,6 +354,7 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
     receiveTimeoutMs: options.receiveTimeoutMs ?? 0,
   });
   const inferPath = inferenceDefinition.ModelInfer!.path;
+  const contentTypes = new ContentTypeCheck();
   const unreadAnswers = new UnreadAnswers();
   const lane = options.computeLane ?? new ComputeLane();
 
@@ -628,7 +631,7 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
   };
 
   const server = new Server({
-    // One interceptor (call-interceptor.ts) runs the four layers, in this order.
+    // One interceptor (call-interceptor.ts) runs the five layers, in this order.
     interceptors: [
       callInterceptor([
         // First: it wraps grpc-js's own sendStatus under the recorder's.
@@ -645,7 +648,9 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
             log.warn({}, 'gRPC: per-method message limits not applied (grpc-js internals changed)'),
         }),
         callRecorder(recordCall),
-        // After the recorder: the calls it ends are recorded.
+        // After the recorder, so the calls they end are recorded; the content-type first, so a
+        // call it refuses never enters the admission's timer or drain.
+        contentTypes.layer,
         admission.layer,
       ]),
     ],
@@ -682,6 +687,7 @@ export function createGrpcServer(options: GrpcServerOptions): Server {
   extras.set(server, {
     health,
     admission,
+    contentTypes,
     unreadAnswers,
     maxConnections: options.maxConnections,
     onConnectionDropped: options.onConnectionDropped,
@@ -746,9 +752,16 @@ export function listenGrpc(server: Server, host: string, port: number): Promise<
       const extra = extras.get(server);
       const lingering = new LingeringConnections();
       const http2Servers = http2ServersOf(server);
-      if (http2Servers === undefined)
+      if (http2Servers === undefined) {
         extra?.log.warn({}, 'gRPC: ended connections not followed (grpc-js internals changed)');
-      else lingering.watch(http2Servers);
+        extra?.log.warn(
+          {},
+          'gRPC: content-types other than protobuf are read as protobuf (grpc-js internals changed)',
+        );
+      } else {
+        lingering.watch(http2Servers);
+        extra?.contentTypes.watch(http2Servers);
+      }
       if (
         extra?.maxConnections !== undefined &&
         !limitGrpcConnections(server, extra.maxConnections, extra.onConnectionDropped ?? (() => {}))
