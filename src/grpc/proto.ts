@@ -1,7 +1,9 @@
 import { fileURLToPath } from 'node:url';
 import { loadPackageDefinition, type ServiceDefinition } from '@grpc/grpc-js';
 import { type ServiceDefinition as LoadedService, loadSync } from '@grpc/proto-loader';
-import { type MessageDescriptor, messageRule, wireProblem } from './wire-check.js';
+import protobuf from 'protobufjs';
+import { checkWire, type MessageDescriptor, messageRule, type OneofOf } from './wire-check.js';
+import { mergeInstances } from './wire-merge.js';
 
 /** proto/ at the repository (or image) root: two levels up from src/grpc/ and dist/grpc/. */
 export const PROTO_FILE = fileURLToPath(
@@ -60,19 +62,20 @@ function strictServiceDefinition(file: string, pkg: string, name: string): Servi
   const methods = loaded[`${pkg}.${name}`] as LoadedService;
   const topLevel = (message: string) =>
     (loaded[`${pkg}.${message}`] as { type?: MessageDescriptor } | undefined)?.type;
+  const oneofOf = oneofsOf(file);
   const strict: Record<string, ServiceDefinition[string]> = {};
   for (const [key, method] of Object.entries((service as { service: ServiceDefinition }).service)) {
     const requestType = (methods[key]?.requestType.type as MessageDescriptor | undefined)?.name;
     if (requestType === undefined) throw new Error(`${key}: no request type in the .proto`);
-    const rule = messageRule(requestType, pkg, topLevel);
+    const rule = messageRule(requestType, pkg, topLevel, oneofOf);
     const decode = method.requestDeserialize;
     strict[key] = {
       ...method,
       requestDeserialize: (bytes: Buffer) => {
-        const problem = wireProblem(bytes, rule);
-        if (problem !== undefined) return new UndecodableRequest(problem);
+        const checked = checkWire(bytes, rule);
+        if (checked.problem !== undefined) return new UndecodableRequest(checked.problem);
         try {
-          return decode(bytes);
+          return decode(checked.merge ? (mergeInstances(bytes, rule) as Buffer) : bytes);
         } catch (e) {
           return new UndecodableRequest(`${rule.name}: ${(e as Error).message}`);
         }
@@ -80,4 +83,19 @@ function strictServiceDefinition(file: string, pkg: string, name: string): Servi
     };
   }
   return strict;
+}
+
+/**
+ * The oneofs of a .proto's messages, from protobufjs's reflection: proto-loader's descriptors give
+ * every field `oneofIndex` 0, a oneof's member or not (its toObject fills in defaults).
+ */
+function oneofsOf(file: string): OneofOf {
+  const root = protobuf.loadSync(file);
+  return (message, number) => {
+    // A map's entry (`…Request.ParametersEntry`) is proto-loader's, not a protobufjs type: no oneof.
+    const type = root.lookup(message);
+    if (!(type instanceof protobuf.Type)) return undefined;
+    const part = type.fieldsById[number]?.partOf;
+    return part ? type.oneofsArray.indexOf(part) : undefined;
+  };
 }

@@ -68,6 +68,8 @@ interface Counts {
   fields: number;
   packed: number;
   maxPacked: number;
+  /** A message holds instances protobufjs does not merge as protobuf does (wire-merge.ts). */
+  merge: boolean;
 }
 
 /** The wire type of each scalar type (the encoding guide's table). */
@@ -90,13 +92,17 @@ const SCALAR_WIRE: Record<string, number> = {
   TYPE_SINT64: VARINT,
 };
 
-interface FieldRule {
+export interface FieldRule {
   name: string;
   wire: number;
   /** A repeated scalar number: may also come packed (length-delimited). */
   packable: boolean;
   utf8: boolean;
   message?: () => MessageRule;
+  /** A message field that is not repeated: its instances on the wire merge (wire-merge.ts). */
+  singular: boolean;
+  /** The index of the oneof it is a member of (in its message's declaration order). */
+  oneof?: number;
 }
 export interface MessageRule {
   name: string;
@@ -108,7 +114,12 @@ export interface MessageRule {
    * an entry is refused by name instead.
    */
   mapValue?: number;
+  /** Whether it has a singular message field or a oneof: their instances are followed. */
+  followed: boolean;
 }
+
+/** The oneof a field of a message (its full name, `inference.InferParameter`) is a member of. */
+export type OneofOf = (message: string, field: number) => number | undefined;
 
 /**
  * The rules of message `name` of `pkg` (`inference`), from proto-loader's descriptors
@@ -119,12 +130,18 @@ export function messageRule(
   name: string,
   pkg: string,
   topLevel: (name: string) => MessageDescriptor | undefined,
+  /**
+   * proto-loader's descriptors cannot say (they give every field `oneofIndex` 0, members or
+   * not): proto.ts asks protobufjs. Without it no field is taken for a oneof's member.
+   */
+  oneofOf: OneofOf = () => undefined,
 ): MessageRule {
   const cache = new Map<MessageDescriptor, MessageRule>();
   const build = (descriptor: MessageDescriptor, scopes: MessageDescriptor[]): MessageRule => {
     const known = cache.get(descriptor);
     if (known) return known;
-    const rule: MessageRule = { name: descriptor.name, fields: new Map() };
+    const rule: MessageRule = { name: descriptor.name, fields: new Map(), followed: false };
+    const fullName = [pkg, ...scopes.map((s) => s.name).reverse(), descriptor.name].join('.');
     const value = descriptor.field.find((f) => f.number === 2 && f.type === 'TYPE_MESSAGE');
     const options = (descriptor as { options?: { mapEntry?: boolean } | null }).options;
     if (options?.mapEntry === true && value) rule.mapValue = value.number;
@@ -139,12 +156,18 @@ export function messageRule(
         throw new Error(`${descriptor.name}.${f.name}: unsupported field type ${f.type}`);
       }
       const wire = message ? LENGTH : SCALAR_WIRE[f.type]!;
+      const repeated = f.label === 'LABEL_REPEATED';
+      const oneof = oneofOf(fullName, f.number);
+      const singular = message !== undefined && !repeated;
+      if (singular || oneof !== undefined) rule.followed = true;
       rule.fields.set(f.number, {
         name: f.name,
         wire,
-        packable: f.label === 'LABEL_REPEATED' && wire !== LENGTH,
+        packable: repeated && wire !== LENGTH,
         utf8: f.type === 'TYPE_STRING',
+        singular,
         ...(message ? { message } : {}),
+        ...(oneof !== undefined ? { oneof } : {}),
       });
     }
     return rule;
@@ -183,7 +206,7 @@ export function messageRule(
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
-class WireError extends Error {}
+export class WireError extends Error {}
 
 /** Reads a varint at `at` (at most 10 bytes, inside `end`): its value (exact below 2^53) and end. */
 function varint(buf: Uint8Array, at: number, end: number, what: string): [number, number] {
@@ -203,7 +226,7 @@ const WIRE_NAMES = ['varint', 'fixed64', 'length-delimited', 'group start', 'gro
 const wireName = (wire: number): string => WIRE_NAMES[wire] ?? `wire type ${wire}`;
 
 /** Reads the tag at `at` (of a field of `where`): its field number (≥ 1), wire type and end. */
-function readTag(
+export function readTag(
   buf: Uint8Array,
   at: number,
   end: number,
@@ -223,7 +246,7 @@ function readTag(
  * Skips an unknown group of field `number` whose start tag ends at `start`: its fields, read by
  * wire type alone, and groups nested in it, up to its end tag. Where the group ends.
  */
-function skipGroup(
+export function skipGroup(
   buf: Uint8Array,
   start: number,
   end: number,
@@ -252,7 +275,7 @@ function skipGroup(
 }
 
 /** Skips a varint, fixed or length-delimited value at `at`: where its body starts and ends. */
-function skipValue(
+export function skipValue(
   buf: Uint8Array,
   at: number,
   end: number,
@@ -285,6 +308,12 @@ function checkMessage(
 ): void {
   let at = start;
   let valueSeen = false;
+  // The singular message fields and the oneofs met so far (key: the field's number, a oneof's
+  // -1 - index) and the member each last had: the first one in locals, more in a Map, as most
+  // messages have one.
+  let firstKey = 0;
+  let firstMember = 0;
+  let more: Map<number, number> | undefined;
   while (at < end) {
     const [number, wire, afterTag] = readTag(buf, at, end, rule.name);
     if (number === rule.mapValue) valueSeen = true;
@@ -294,6 +323,20 @@ function checkMessage(
       );
     }
     const field = rule.fields.get(number);
+    if (rule.followed && field && (field.singular || field.oneof !== undefined)) {
+      const key = field.oneof === undefined ? number : -1 - field.oneof;
+      const prior = firstKey === key ? firstMember : firstKey === 0 ? undefined : more?.get(key);
+      // A message met again merges; another member of a oneof replaces the one before, which
+      // protobufjs keeps beside it. The same scalar member again is last-wins, as protobufjs reads it.
+      if (prior !== undefined && (prior !== number || field.message)) counts.merge = true;
+      if (firstKey === 0 || firstKey === key) {
+        firstKey = key;
+        firstMember = number;
+      } else {
+        more ??= new Map();
+        more.set(key, number);
+      }
+    }
     const label = field
       ? `${rule.name}.${field.name} (field ${number})`
       : `${rule.name} field ${number}`;
@@ -360,18 +403,35 @@ function checkPacked(
 
 /** Why `buf` is no well-formed `rule` message, or undefined when it is one. */
 export function wireProblem(buf: Uint8Array, rule: MessageRule): string | undefined {
+  return checkWire(buf, rule).problem;
+}
+
+/**
+ * What the check found: why `buf` is no well-formed `rule` message, or, for one that is,
+ * whether a message in it holds instances protobufjs does not merge as protobuf does (a singular
+ * message field sent twice, two members of a oneof): mergeInstances (wire-merge.ts) then
+ * rewrites it before the decode.
+ */
+export function checkWire(
+  buf: Uint8Array,
+  rule: MessageRule,
+): { problem: string; merge?: undefined } | { problem?: undefined; merge: boolean } {
   try {
     const maxPacked = Math.max(MIN_PACKED_VALUES, Math.ceil(buf.length / 4));
-    checkMessage(buf, 0, buf.length, rule, { fields: 0, packed: 0, maxPacked });
-    return undefined;
+    const counts = { fields: 0, packed: 0, maxPacked, merge: false };
+    checkMessage(buf, 0, buf.length, rule, counts);
+    return { merge: counts.merge };
   } catch (e) {
     if (!(e instanceof WireError)) throw e;
     // gzip's magic bytes: a message compressed by a client that did not say so (its frame's
     // compressed flag without a grpc-encoding header is read as is by grpc-js), which the wire
     // error alone ("wire type 7 does not exist") would not tell (gRPC attacker review of
     // 2026-12-04, finding 5).
-    return buf[0] === 0x1f && buf[1] === 0x8b
-      ? `${e.message}; the message starts as gzip data does: a compressed message needs the grpc-encoding: gzip header`
-      : e.message;
+    return {
+      problem:
+        buf[0] === 0x1f && buf[1] === 0x8b
+          ? `${e.message}; the message starts as gzip data does: a compressed message needs the grpc-encoding: gzip header`
+          : e.message,
+    };
   }
 }
