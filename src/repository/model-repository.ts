@@ -825,11 +825,16 @@ export class ModelRepository {
   /**
    * The lasting record a pin of `version` leaves once its publish went through (`over`: the text
    * the pin replaced): a plain one naming the version, `note` its note; except when the pin was
-   * written over another publish's pin that a cleanup is still to settle — its staged directory
-   * still there (its process may be gone: the cleanup undoes it), or the activation it was about to
-   * write (`pinned_publishing`: the cleanup finishes it) — which is put back (`carried`), naming
-   * the version, with that plain record as the one its undo restores (h269: the intent used to be
-   * dropped, and the activation never finished).
+   * written over other publishes' pins that a cleanup is still to settle — each one's staged
+   * directory still there (its process may be gone: the cleanup undoes it), or the activation it
+   * was about to write (`pinned_publishing`: the cleanup finishes it) — which are put back
+   * (`carried`), each naming the version, in the order they were, with that plain record at the
+   * bottom as the one the last undo restores (h269: the intent used to be dropped, and the
+   * activation never finished). The whole chain under the pin, not only the pin directly under
+   * it: a dead recalibration's intent two pins down was replaced by the plain record (h279 R1).
+   * A pin of the chain with nothing left to settle (its directory gone, no intent: its publish
+   * went through) is dropped, what is under it kept. The chain is read MAX_PINS_SETTLED pins deep,
+   * as the cleanup reads it (pinnedDirectories, settleAbandonedPin); any deeper are dropped.
    */
   private async lastingRecord(
     name: string,
@@ -839,15 +844,25 @@ export class ModelRepository {
   ): Promise<{ next: ActiveRecord; carried: boolean }> {
     const plain: ActiveRecord = { version, updated_at: new Date().toISOString(), note };
     const path = join(this.modelPath(name), ACTIVE_FILE);
-    const under = over === undefined ? undefined : this.tryParseActive(path, over);
-    const carried =
-      under?.pinned_for !== undefined &&
-      isTemporaryName(under.pinned_for) &&
-      (under.pinned_publishing !== undefined ||
-        (await exists(join(this.modelPath(name), under.pinned_for))));
-    return carried
-      ? { next: { ...under, version, pinned_over: recordText(plain) }, carried }
-      : { next: plain, carried };
+    /** The pins still to be settled in `text` and under it, over `plain`; undefined: none. */
+    const carry = async (
+      text: string | undefined,
+      depth: number,
+    ): Promise<ActiveRecord | undefined> => {
+      if (text === undefined || depth >= MAX_PINS_SETTLED) return undefined;
+      const under = this.tryParseActive(path, text);
+      // Not a pin (a plain record, an operator's, not a record) or one edited by hand: the chain
+      // ends; the publish's plain record replaces it, as it always did.
+      if (under?.pinned_for === undefined || !isTemporaryName(under.pinned_for)) return undefined;
+      const pending =
+        under.pinned_publishing !== undefined ||
+        (await exists(join(this.modelPath(name), under.pinned_for)));
+      const inner = await carry(under.pinned_over, depth + 1);
+      if (!pending) return inner;
+      return { ...under, version, pinned_over: recordText(inner ?? plain) };
+    };
+    const next = await carry(over, 0);
+    return next === undefined ? { next: plain, carried: false } : { next, carried: true };
   }
 
   /** HeldActiveRecord.pin, the record's lock held (`fence`: its fencing check). */

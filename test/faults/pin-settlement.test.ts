@@ -349,3 +349,61 @@ describe('an inactive publish killed after its rename, its pin over a dead recal
     expect(registry.get('digits').active, 'the inactive version 2 is not served').toBe(1);
   });
 });
+
+describe("a dead recalibration's intent two pins down (h279 R1)", () => {
+  /**
+   * A (a third host): an inactive publish that pinned version 1 over D's pin (`dText`) and died
+   * before its rename, its staged directory left. Returns A's staged directory's name and pin.
+   */
+  function deadBeforeRenamePin(model: string, dText: string): { aName: string; aText: string } {
+    const aName = '.tmp-thirdhost-4343-bbbbbbbbbbbb';
+    mkdirSync(join(model, aName));
+    writeFileSync(join(model, aName, 'config.json'), '{}');
+    const aText = `${JSON.stringify({ version: 1, note: 'pinned', pinned_for: aName, pinned_over: dText })}\n`;
+    return { aName, aText };
+  }
+
+  it('is kept by an inactive publish over the pin above it: the cleanup undoes that pin, then finishes the activation', async () => {
+    const { root, registry, model, record } = await openPinTest();
+    const { checkpoint } = registry.resolve('digits');
+    const dText = await deadRecalibrationPin(registry, model); // D: activate 2 if 1 is active
+    const { aName, aText } = deadBeforeRenamePin(model, dText);
+    writeFileSync(record, aText);
+    await registry.refresh();
+    // B, within the hour: an inactive publish here, pinning over A.
+    expect(await registry.publish(checkpoint, false)).toMatchObject({ version: 3 });
+    const carried = JSON.parse(readFileSync(record, 'utf8'));
+    expect(carried).toMatchObject({ version: 1, pinned_for: aName });
+    expect(JSON.parse(carried.pinned_over)).toMatchObject({
+      version: 1,
+      pinned_publishing: { version: 2 },
+    });
+    // An hour later: A's staged directory and the record are judged abandoned.
+    for (const p of [record, join(model, aName, 'config.json'), join(model, aName)])
+      utimesSync(p, longAgo(), longAgo());
+    const { removed, pinActivations } = await new ModelRepository(root).removeTemporaries();
+    expect(removed).toContain(join(model, aName));
+    expect(pinActivations).toEqual([{ model: 'digits', version: 2 }]);
+    expect(JSON.parse(readFileSync(record, 'utf8'))).toMatchObject({ version: 2 });
+  });
+
+  it('is kept when the cleanup makes a pin over it lasting: one pass undoes the pin between, then finishes the activation', async () => {
+    const { root, registry, model, record } = await openPinTest();
+    const { checkpoint } = registry.resolve('digits');
+    const dText = await deadRecalibrationPin(registry, model); // version 2
+    const { aName, aText } = deadBeforeRenamePin(model, dText);
+    // P (a fourth host): an inactive publish that pinned 1 over A, renamed its version 3 into
+    // place and died before making its pin a lasting record.
+    await registry.repository.publishVersion(checkpoint);
+    writeFileSync(
+      record,
+      `${JSON.stringify({ version: 1, note: 'pinned', pinned_for: '.tmp-fourthhost-4444-cccccccccccc', pinned_over: aText })}\n`,
+    );
+    for (const p of [record, join(model, aName, 'config.json'), join(model, aName)])
+      utimesSync(p, longAgo(), longAgo());
+    const { removed, pinActivations } = await new ModelRepository(root).removeTemporaries();
+    expect(removed).toContain(join(model, aName));
+    expect(pinActivations).toEqual([{ model: 'digits', version: 2 }]);
+    expect(JSON.parse(readFileSync(record, 'utf8'))).toMatchObject({ version: 2 });
+  });
+});
