@@ -247,19 +247,12 @@ const recordText = (record: ActiveRecord): string =>
 const isMissing = (e: unknown): boolean => errnoOf(e) === 'ENOENT';
 
 /**
- * Errnos of a read that may work the next time, beyond the storage table's (storage-failure.ts):
- * a network file system's stale handle or time-out, a process or system out of descriptors, an
- * interrupted or busy call.
+ * Errnos of a record's read that will fail the same way the next time, for a file that is no
+ * record a writer wrote (recordTextFor): a symbolic link to itself (ELOOP), a socket (ENXIO, as
+ * a FIFO is refused by fstat: not a regular file). Every other errno is the storage's, and may
+ * pass (ESTALE, ETIMEDOUT, EMFILE, ENOTCONN, EREMOTEIO…): STORAGE_UNAVAILABLE.
  */
-const TRANSIENT_READ_ERRNOS: ReadonlySet<string> = new Set([
-  'ESTALE',
-  'ETIMEDOUT',
-  'EMFILE',
-  'ENFILE',
-  'EAGAIN',
-  'EINTR',
-  'EBUSY',
-]);
+const LASTING_READ_ERRNOS: ReadonlySet<string> = new Set(['ELOOP', 'ENXIO']);
 
 /**
  * Whether a pin's `pinned_for` names a temporary of its model's directory (temporaryName's): one
@@ -910,10 +903,15 @@ export class ModelRepository {
 
   /**
    * The record's text for a decision: undefined when there is none; null when the file is not a
-   * record a writer could have written (too large, not a regular file). A read the storage fails
-   * (EIO, EACCES) throws that failure, for storageFailure to word: nothing is decided on a record
-   * that cannot be read now and may read the next time — not "another writer's record" for a
-   * compare-and-write (h264), not "no record" for a pin (h267).
+   * record a writer could have written (too large, not a regular file, a link out of the
+   * repository or to itself: LASTING_READ_ERRNOS). Any other failure of the read throws — the
+   * storage table's (EIO, EACCES) as it came, for storageFailure to word, every other errno as
+   * STORAGE_UNAVAILABLE naming the record: nothing is decided on a record that cannot be read now
+   * and may read the next time — not "another writer's record" for a compare-and-write (h264), not
+   * "no record" for a pin (h267). An errno nobody listed is taken as the storage's (h279 R2:
+   * ENOTCONN, EREMOTEIO on a network file system read as "not a record" in an undo's
+   * compare-and-write, which then took the pin for one changed by hand, and the publish discarded
+   * the staged directory the pin named); only the known lasting ones are no record.
    */
   private async recordTextFor(path: string): Promise<string | null | undefined> {
     return this.files.readText(path, MAX_ACTIVE_RECORD_BYTES).catch((e: unknown) => {
@@ -922,17 +920,21 @@ export class ModelRepository {
       const failure = wrapped ? e.cause : e;
       const errno = errnoOf(failure);
       if (isStorageFailure(failure)) throw failure;
-      // A failure that may pass (ESTALE or ETIMEDOUT on a network file system, EMFILE): the
-      // storage cannot give the record now, as for EIO (h269: it was thrown raw, a 500 INTERNAL).
-      if (errno !== undefined && TRANSIENT_READ_ERRNOS.has(errno))
+      // One that will not pass (ELOOP: a link to itself): no record a writer wrote, as a link out
+      // of the repository is none (h271).
+      if (errno !== undefined && LASTING_READ_ERRNOS.has(errno)) return null;
+      // Any other errno may pass (ESTALE or ETIMEDOUT on a network file system, EMFILE, one not
+      // foreseen): the storage cannot give the record now, as for EIO (h269: it was thrown raw,
+      // a 500 INTERNAL).
+      if (errno !== undefined)
         throw new NormserveError(
           'STORAGE_UNAVAILABLE',
           wrapped ? e.message : `${this.files.label(path)}: cannot be read (${errno})`,
           { cause: failure, extra: { errno } },
         );
-      // One that will not (ELOOP: a link to itself; too large, not a regular file): no record a
-      // writer wrote, as a link out of the repository is none (h271).
-      if (wrapped || errno !== undefined) return null;
+      // RepositoryFiles' own refusals, without an errno (too large, not a regular file, a link
+      // out of the repository, a file that shrank while read: changed in place, by hand).
+      if (wrapped) return null;
       throw e;
     });
   }

@@ -23,6 +23,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { NormserveError } from '../../src/errors/index.js';
 import { ModelRepository } from '../../src/repository/index.js';
 import { ModelRegistry } from '../../src/service/index.js';
 import { clearFsFaults, injectFsFaults } from '../helpers/fs-faults.mjs';
@@ -405,5 +406,44 @@ describe("a dead recalibration's intent two pins down (h279 R1)", () => {
     expect(removed).toContain(join(model, aName));
     expect(pinActivations).toEqual([{ model: 'digits', version: 2 }]);
     expect(JSON.parse(readFileSync(record, 'utf8'))).toMatchObject({ version: 2 });
+  });
+});
+
+describe("a pin's undo whose read fails with an errno no table lists (ENOTCONN on a network file system, h279 R2)", () => {
+  it('is a storage failure, not a record changed by hand: the staged directory the pin names is kept for the cleanup after this process', async () => {
+    const { registry, readRecord, staged } = await openPinTest();
+    const { checkpoint } = registry.resolve('digits');
+    // The undo's read of the record fails once, with an errno outside the storage table.
+    const withActiveRecord = registry.repository.withActiveRecord.bind(registry.repository);
+    vi.spyOn(registry.repository, 'withActiveRecord').mockImplementation((name, work, ...rest) =>
+      withActiveRecord(
+        name,
+        (held) =>
+          work({
+            ...held,
+            unpin: async (pin) => {
+              injectFsFaults([{ op: 'read', suffix: 'active-version.json', code: 'ENOTCONN' }]);
+              try {
+                return await held.unpin(pin);
+              } finally {
+                clearFsFaults();
+              }
+            },
+          }),
+        ...rest,
+      ),
+    );
+    // A recalibration's model lock lost just before its rename: nothing published, the pin undone.
+    const lockLost = async () => {
+      throw new NormserveError('LOCK_LOST', 'the model lock was lost');
+    };
+    const failed = await registry
+      .publish(checkpoint, true, 'recalibrated', { ifActive: 1, fence: lockLost })
+      .catch((e: unknown) => e);
+    expect(failed).toMatchObject({ code: 'LOCK_LOST' });
+    expect(await registry.repository.listVersions('digits')).toEqual([1]);
+    const pin = readRecord();
+    expect(pin.pinned_for).toBeDefined();
+    expect(staged(), 'a pin never names a directory that is gone').toEqual([pin.pinned_for]);
   });
 });
