@@ -19,6 +19,7 @@ export {
   type ActiveRecord,
   type ActiveWrite,
   type HeldActiveRecord,
+  isBrokenCheckpoint,
   JOBS_DIR,
   loadModelDirectory,
   ModelRepository,

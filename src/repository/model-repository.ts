@@ -1686,7 +1686,7 @@ const BROKEN_CHECKPOINT_CODES: ReadonlySet<string> = new Set([
  * is no regular file, a link out of the repository, a file over its size bound: h252), where one
  * with an errno (EIO, EACCES, EMFILE: `cannot be read`) may read the next time.
  */
-const isBrokenCheckpoint = (e: unknown): boolean =>
+export const isBrokenCheckpoint = (e: unknown): boolean =>
   e instanceof NormserveError &&
   (BROKEN_CHECKPOINT_CODES.has(e.code) ||
     (e.code === 'REPOSITORY_ERROR' && errnoOf(e.cause) === undefined));

@@ -27,6 +27,7 @@ import {
   ACTIVE_FILE,
   type ActiveRecord,
   type HeldActiveRecord,
+  isBrokenCheckpoint,
   isStorageFailure,
   ModelRepository,
   type ModelRepositoryOptions,
@@ -62,6 +63,13 @@ export interface FailedVersion extends VersionBase {
   readonly reason: string;
   /** The catalogue code of that failure, when it has one. */
   readonly reasonCode?: ErrorCode;
+  /**
+   * The failure was a read of its files that may work the next time (EMFILE, EIO, ESTALE), not
+   * the files' own (isBrokenCheckpoint) nor the compile's: another process may load the version,
+   * and serve it. A refresh keeps the failure while the files' fingerprint is unchanged; a
+   * publish's pin loads it again (servedEverywhere).
+   */
+  readonly readFailed?: true;
 }
 
 /** One version as loaded in this process, told apart by `state`. */
@@ -156,6 +164,12 @@ export interface PublishResult {
    */
   storageWarning?: NormserveError;
 }
+
+/**
+ * The most versions above the one served that a publish's pin loads again (servedEverywhere): a
+ * storage that fails the reads of more is failing, and no publish decides on it.
+ */
+const MAX_FRESH_LOADS = 4;
 
 /** An activation that was not written, after which a published version stays published. */
 export type ActivationNotWritten = NormserveError & {
@@ -559,9 +573,11 @@ export class ModelRegistry {
   ): Promise<ServedVersion> {
     const fingerprint = await this.fingerprint(name, version);
     const loadedAt = new Date().toISOString();
+    let reading = true;
     try {
       const started = performance.now();
       const checkpoint = preread ?? (await this.repository.loadVersion(name, version));
+      reading = false;
       // Compiled in slices with the event loop given back between them: the other versions,
       // /healthz and the metrics go on answering while a large version loads (bench/load-stall.ts).
       const compiled = await finishYielding(
@@ -619,6 +635,7 @@ export class ModelRegistry {
         state: 'FAILED',
         reason,
         ...(reasonCode !== undefined ? { reasonCode } : {}),
+        ...(reading && !isBrokenCheckpoint(e) ? { readFailed: true as const } : {}),
         loadedAt,
         fingerprint,
       };
@@ -632,6 +649,51 @@ export class ModelRegistry {
     } catch {
       return false; // the model directory cannot be read: the failure stands as it is
     }
+  }
+
+  /**
+   * The version a publish's pin names when the record on disk does not name one that is there
+   * (HeldActiveRecord.pin's `servedNow`): the one every process sharing the repository serves —
+   * the highest that loads — not only this process's view of it. A version above the one served
+   * here that this process failed to read (`readFailed`: an EMFILE once, kept FAILED while its
+   * files are unchanged) is loaded again, from the highest down, at most MAX_FRESH_LOADS of them:
+   * one that loads now is served here too, and named; one whose files turn out broken fails every
+   * process alike and is passed over; one that still cannot be read here may be what every other
+   * process serves, and the publish is refused (STORAGE_UNAVAILABLE, nothing pinned, nothing
+   * published) rather than pin a version that rolls every other replica back (h279 R3). The rule
+   * the CLIs follow to open the version a server would serve (loadModelDirectory).
+   */
+  private async servedEverywhere(snapshot: ModelSnapshot): Promise<number | undefined> {
+    const { name, active } = snapshot;
+    const unread = [...snapshot.versions.values()]
+      .filter(
+        (v) => v.state === 'FAILED' && v.readFailed && (active === undefined || v.version > active),
+      )
+      .sort((a, b) => b.version - a.version);
+    const refused = (version: number, reason: string) =>
+      new NormserveError(
+        'STORAGE_UNAVAILABLE',
+        `cannot tell which version of "${name}" is served: version ${version} cannot be read here (${reason}), and other processes sharing the repository may be serving it; nothing was pinned — retry once the storage reads again, or activate a version (POST /v1/models/${name}/versions/<v>:activate)`,
+      );
+    if (unread.length > MAX_FRESH_LOADS) {
+      const [first] = unread;
+      throw refused(first!.version, (first as FailedVersion).reason);
+    }
+    for (const { version } of unread) {
+      const loaded = await this.loadVersion(name, version);
+      if (isAvailable(loaded))
+        return (
+          await this.refreshModel(name, loaded).catch((e: unknown) => {
+            closeCompiled(loaded);
+            throw e;
+          })
+        ).active;
+      if (loaded.readFailed) throw refused(version, loaded.reason);
+      // Its files are broken (or it does not compile): no process serves it; the next one down,
+      // this failure kept in place of the one that may have passed (not loaded again each time).
+      await this.refreshModel(name, loaded).catch(() => undefined);
+    }
+    return active;
   }
 
   /**
@@ -706,8 +768,13 @@ export class ModelRegistry {
     // The version served now, which a pin names: asked only when the record on disk calls for a
     // pin, and then under the record's lock, so that it is what every process serves when the
     // pin lands (a version published meanwhile by a `train`, which takes no lock, included: h269).
-    const servedNow = async () =>
-      (await this.refreshModel(name).catch(() => this.models.get(name)))?.active;
+    // Not only this process's view: a version above it that this process failed to read (an
+    // EMFILE once, kept FAILED while its files are unchanged) is served by every other process,
+    // and a pin naming the version served here would roll them all back (servedEverywhere).
+    const servedNow = async () => {
+      const snapshot = await this.refreshModel(name).catch(() => this.models.get(name));
+      return snapshot && (await this.servedEverywhere(snapshot));
+    };
     let pin: WrittenPin | undefined;
     /** A pin written and then not undone (unpin): its staged directory is kept for the cleanup. */
     let pinLeft = false;

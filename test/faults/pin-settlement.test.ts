@@ -136,6 +136,62 @@ describe('the version a pin names', () => {
   });
 });
 
+describe('the version a pin names, when a version above it failed to load here only (h279 R3)', () => {
+  it('is the one every process serves: the version this process once failed to read (EMFILE) is loaded again, not rolled back', async () => {
+    const { root, registry, model, readRecord } = await openPinTest();
+    const { checkpoint } = registry.resolve('digits');
+    await registry.repository.publishVersion(checkpoint); // version 2, no record: the highest
+    // This process's read of version 2 fails once: FAILED, kept while its files are unchanged.
+    injectFsFaults([
+      { op: 'open', path: join(model, '2', 'model.safetensors'), code: 'EMFILE', times: 1 },
+    ]);
+    await registry.refresh();
+    clearFsFaults();
+    expect(registry.get('digits').active).toBe(1);
+    const other = new ModelRegistry(root, { maxBatchSize: 64 });
+    try {
+      await other.refresh();
+      expect(other.get('digits').active).toBe(2);
+      expect(await registry.publish(checkpoint, false)).toMatchObject({ version: 3 });
+      expect(readRecord().version).toBe(2);
+      await other.refresh();
+      expect(other.get('digits').active, 'an inactive publish changes nothing served').toBe(2);
+      expect(registry.get('digits').active).toBe(2);
+    } finally {
+      other.close();
+    }
+  });
+
+  it('is refused while this process still cannot read that version: nothing pinned, nothing published', async () => {
+    const { registry, model, record, staged } = await openPinTest();
+    const { checkpoint } = registry.resolve('digits');
+    await registry.repository.publishVersion(checkpoint); // version 2, no record: the highest
+    injectFsFaults([{ op: 'open', path: join(model, '2', 'model.safetensors'), code: 'EMFILE' }]);
+    await registry.refresh();
+    expect(registry.get('digits').active).toBe(1);
+    const failed = await registry.publish(checkpoint, false).catch((e: unknown) => e);
+    clearFsFaults();
+    expect(failed).toMatchObject({
+      code: 'STORAGE_UNAVAILABLE',
+      message: expect.stringMatching(/version 2 cannot be read here .*no version was published/),
+    });
+    expect(existsSync(record)).toBe(false);
+    expect(await registry.repository.listVersions('digits')).toEqual([1, 2]);
+    expect(staged()).toEqual([]);
+  });
+
+  it('passes over a version whose files are broken, which no process serves', async () => {
+    const { registry, model, readRecord } = await openPinTest();
+    const { checkpoint } = registry.resolve('digits');
+    await registry.repository.publishVersion(checkpoint); // version 2
+    writeFileSync(join(model, '2', 'model.safetensors'), 'not a safetensors file');
+    await registry.refresh();
+    expect(registry.get('digits').active).toBe(1);
+    expect(await registry.publish(checkpoint, false)).toMatchObject({ version: 3 });
+    expect(readRecord().version).toBe(1);
+  });
+});
+
 describe('a pin whose undo fails after its version, which did not load, was deleted again', () => {
   it('stays naming the version served, and the error says so (no staged directory to wait for)', async () => {
     const { registry, record, readRecord, staged } = await openPinTest();
