@@ -1246,11 +1246,12 @@ export class ModelRepository {
    *   died between the rename and the activation, and the activation is finished ('activated');
    *   otherwise nothing of it was published (or it cannot be served) and the pin is undone as
    *   above ('undone').
-   * - a pin without `pinned_publishing` whose directory is gone and whose writer is gone: its
-   *   publish died after its rename and before making its pin a lasting record (a cleanup keeps
-   *   the directory of a pin it could not undo), and the cleanup makes it one as that publish
-   *   would have (lastingRecord: a dead recalibration's intent under it carried, and settled in
-   *   the same pass).
+   * - a pin without `pinned_publishing` whose directory is gone and whose writer is gone, with a
+   *   version above the one it pins there: its publish died after its rename and before making
+   *   its pin a lasting record (a cleanup keeps the directory of a pin it could not undo), and the
+   *   cleanup makes it one as that publish would have (lastingRecord: a dead recalibration's
+   *   intent under it carried, and settled in the same pass). Without such a version the
+   *   directory went without a rename, and the pin is undone ('undone').
    * - anything else is left: a live writer's pin (its publish may be between its rename and its
    *   activation now).
    *
@@ -1312,7 +1313,14 @@ export class ModelRepository {
     if (!(await abandonedWriter(pinnedFor, recordMtime, maxAgeMs))) return undefined;
     if (intent === undefined) {
       // Its directory gone (a cleanup keeps that of a pin it could not undo), its writer gone: the
-      // publish renamed its version into place and died before it made its pin a lasting record.
+      // publish renamed its version into place and died before it made its pin a lasting record —
+      // if a version it could have published is there: its number is above the version pinned,
+      // which was there when the pin was written (the next free number is taken). Without one,
+      // the directory went without a rename (removed by hand, or a version removed since): nothing
+      // of it is published, and the pin is undone as its failure would have undone it (h279 R4:
+      // it was made lasting, and kept versions published later from being served as the highest).
+      const newer = (await this.listVersions(name)).some((v) => v > record.version);
+      if (!newer) return undo();
       // Made one now, as it would have (settlePin): a dead recalibration's intent under it is
       // carried, not left where no cleanup looks (h271).
       const mtimeMs = await recordMtime().catch(() => undefined);

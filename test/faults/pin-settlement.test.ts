@@ -503,3 +503,24 @@ describe("a pin's undo whose read fails with an errno no table lists (ENOTCONN o
     expect(staged(), 'a pin never names a directory that is gone').toEqual([pin.pinned_for]);
   });
 });
+
+describe("a dead publisher's pin whose staged directory is gone, with no version above the one it pins (h279 R4)", () => {
+  it('is undone, not made lasting: the directory went without a rename, nothing was published', async () => {
+    const { root, registry, record } = await openPinTest();
+    expect(existsSync(record)).toBe(false);
+    // A publish on another host pinned version 1 (no record before) and died; its staged
+    // directory was removed by hand, never renamed into place.
+    writeFileSync(
+      record,
+      `${JSON.stringify({ version: 1, note: 'pinned', pinned_for: '.tmp-thirdhost-4343-bbbbbbbbbbbb' })}\n`,
+    );
+    utimesSync(record, longAgo(), longAgo());
+    const { pinsUndone } = await new ModelRepository(root).removeTemporaries();
+    expect(pinsUndone).toEqual(['digits']);
+    expect(existsSync(record), 'as before the pin: no record').toBe(false);
+    // So a version a `train` publishes is served as the highest again.
+    await registry.repository.publishVersion(registry.resolve('digits').checkpoint);
+    await registry.refresh();
+    expect(registry.get('digits').active).toBe(2);
+  });
+});
