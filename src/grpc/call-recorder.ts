@@ -215,7 +215,10 @@ function observeOwnStatuses(call: ServerInterceptingCallInterface, seen: Recorde
   const send = call.sendStatus;
   const closed = (call as { checkCancelled?: unknown }).checkCancelled;
   if (typeof send !== 'function' || typeof closed !== 'function') return false;
-  call.sendStatus = (sent) => {
+  call.sendStatus = (given) => {
+    // grpc-js's own message may carry a client's text whole (a 60 KB malformed grpc-timeout):
+    // bounded and made well-formed as a handler's is (a handler's passes again, unchanged).
+    const sent = { ...given, details: statusMessage(given.details) };
     if (!closed.call(call)) seen.end(sent.code, sent.details);
     send.call(call, seen.withId(sent));
   };

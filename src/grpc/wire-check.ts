@@ -98,6 +98,8 @@ export interface FieldRule {
   /** A repeated scalar number: may also come packed (length-delimited). */
   packable: boolean;
   utf8: boolean;
+  /** Its values are read as 32-bit varints (varint32: int32, uint32, sint32, enum, bool). */
+  varint32: boolean;
   message?: () => MessageRule;
   /** A message field that is not repeated: its instances on the wire merge (wire-merge.ts). */
   singular: boolean;
@@ -165,6 +167,7 @@ export function messageRule(
         wire,
         packable: repeated && wire !== LENGTH,
         utf8: f.type === 'TYPE_STRING',
+        varint32: VARINT32_TYPES.has(f.type),
         singular,
         ...(message ? { message } : {}),
         ...(oneof !== undefined ? { oneof } : {}),
@@ -208,6 +211,38 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 export class WireError extends Error {}
 
+/**
+ * The types whose values protobufjs reads as 32-bit varints (Reader's int32, uint32, sint32, bool;
+ * an enum as int32): varint32.
+ */
+const VARINT32_TYPES: ReadonlySet<string> = new Set([
+  'TYPE_INT32',
+  'TYPE_UINT32',
+  'TYPE_SINT32',
+  'TYPE_ENUM',
+  'TYPE_BOOL',
+]);
+
+/**
+ * varint, of a value the decoder reads as 32 bits: every tag and every length, and the values of
+ * VARINT32_TYPES. protobufjs 7's Reader.uint32 (the one grpc-js's proto-loader decodes with) reads
+ * such a varint as its first 1–5 bytes, or, when the fifth has its continuation bit, as 10 bytes
+ * whatever the next five hold: one of 6–9 bytes, which this check reads whole, put the decoder 10
+ * bytes on, inside what the check had read as another field's body — fields the check never saw
+ * (unchecked UTF-8, map entries without their value, millions of fields past MAX_FIELDS) were
+ * decoded (gRPC attacker review of 2026-12-06, finding 1). Refused here; 1–5 and 10 bytes are read
+ * alike by both.
+ */
+function varint32(buf: Uint8Array, at: number, end: number, what: string): [number, number] {
+  const read = varint(buf, at, end, what);
+  const size = read[1] - at;
+  if (size > 5 && size < 10)
+    throw new WireError(
+      `${what}: a ${size}-byte varint where a 32-bit one is read (1 to 5 bytes, or 10)`,
+    );
+  return read;
+}
+
 /** Reads a varint at `at` (at most 10 bytes, inside `end`): its value (exact below 2^53) and end. */
 function varint(buf: Uint8Array, at: number, end: number, what: string): [number, number] {
   let value = 0;
@@ -232,7 +267,7 @@ export function readTag(
   end: number,
   where: string,
 ): [number, number, number] {
-  const [tag, afterTag] = varint(buf, at, end, where);
+  const [tag, afterTag] = varint32(buf, at, end, where);
   // Field numbers are at most 2^29 - 1: a tag fits 32 bits.
   if (tag > 0xffffffff) throw new WireError(`${where}: a field tag beyond 32 bits`);
   const number = Math.floor(tag / 8);
@@ -289,7 +324,7 @@ export function skipValue(
       throw new WireError(`${label}: the message ends inside a ${size}-byte value`);
     return [at, at + size];
   }
-  const [length, body] = varint(buf, at, end, label);
+  const [length, body] = varint32(buf, at, end, label);
   if (length > end - body) {
     throw new WireError(`${label}: announces ${length} bytes, the message has ${end - body} left`);
   }
@@ -353,7 +388,10 @@ function checkMessage(
         `${label}: sent as ${wireName(wire)}, its type is ${wireName(field.wire)}`,
       );
     }
-    const [body, after] = skipValue(buf, at, end, wire, label);
+    const [body, after] =
+      field?.varint32 && wire === VARINT
+        ? [at, varint32(buf, at, end, label)[1]]
+        : skipValue(buf, at, end, wire, label);
     at = after;
     if (wire === LENGTH) {
       if (!field) continue;
@@ -390,7 +428,7 @@ function checkPacked(
   if (field.wire === VARINT) {
     for (let at = start; at < end; ) {
       if (++counts.packed > counts.maxPacked) throw tooMany();
-      at = varint(buf, at, end, label)[1];
+      at = (field.varint32 ? varint32 : varint)(buf, at, end, label)[1];
     }
     return;
   }

@@ -19,7 +19,12 @@ afterEach(async () => {
 });
 
 /** One ServerLive call with extra headers and a message frame; its grpc-status. */
-function call(port: number, headers: Record<string, string>, frame: Buffer): Promise<string> {
+function call(
+  port: number,
+  headers: Record<string, string>,
+  frame: Buffer,
+  message?: (text: string) => void,
+): Promise<string> {
   const session = connect(`http://127.0.0.1:${port}`);
   return new Promise((resolve, reject) => {
     const stream = session.request({
@@ -32,9 +37,11 @@ function call(port: number, headers: Record<string, string>, frame: Buffer): Pro
     let code = '';
     stream.on('response', (h) => {
       if (h['grpc-status'] !== undefined) code = String(h['grpc-status']);
+      if (h['grpc-message'] !== undefined) message?.(String(h['grpc-message']));
     });
     stream.on('trailers', (h) => {
       code = String(h['grpc-status']);
+      message?.(String(h['grpc-message']));
     });
     stream.on('data', () => {});
     stream.on('error', reject);
@@ -67,5 +74,24 @@ describe('INTERNAL statuses grpc-js sends for a malformed request', () => {
     ]);
     expect(internal.map((l) => l.level)).toEqual(['info', 'info']);
     expect(lines.filter((l) => l.level === 'error')).toEqual([]);
+  });
+
+  it('are bounded as a handler’s are: a 60 KB grpc-timeout is not sent back or logged whole', async () => {
+    t = await makeTestApp();
+    const lines: Record<string, unknown>[] = [];
+    const at = (line: object) => lines.push(line as Record<string, unknown>);
+    const g = await startGrpc(t, { log: { info: at, warn: at, error: at } });
+    stop = g.stop;
+    let sent = '';
+    const timeout = 'x'.repeat(60_000);
+    const code = await call(g.port, { 'grpc-timeout': timeout }, Buffer.alloc(5), (m) => {
+      sent = m;
+    });
+    expect(code).toBe('13');
+    expect(sent).toMatch(/^Invalid%20grpc-timeout%20value/);
+    expect(sent.length).toBeLessThan(4_000);
+    const line = lines.find((l) => l.code === 'INTERNAL');
+    expect(line?.error).toEqual(expect.stringMatching(/^Invalid grpc-timeout value/));
+    expect(String(line?.error).length).toBeLessThanOrEqual(1_024);
   });
 });

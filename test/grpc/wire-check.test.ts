@@ -5,7 +5,12 @@
 import { gzipSync } from 'node:zlib';
 import { loadSync } from '@grpc/proto-loader';
 import { describe, expect, it } from 'vitest';
-import { PROTO_FILE, PROTO_OPTIONS } from '../../src/grpc/proto.js';
+import {
+  inferenceServiceDefinition,
+  PROTO_FILE,
+  PROTO_OPTIONS,
+  UndecodableRequest,
+} from '../../src/grpc/proto.js';
 import {
   MAX_FIELDS,
   MAX_GROUP_DEPTH,
@@ -123,5 +128,62 @@ describe('wireProblem: map entries', () => {
     expect(check(entry(false))).toBe(
       'ModelInferRequest.parameters (field 4): a map entry without its value',
     );
+  });
+});
+
+describe('wireProblem: varints protobufjs reads as 32 bits (gRPC attacker review of 2026-12-06, finding 1)', () => {
+  /** `value` as a varint of exactly `size` bytes (padded with continuation bytes). */
+  const padded = (value: number, size: number): number[] => {
+    const bytes = varintBytes(value);
+    while (bytes.length < size) {
+      bytes[bytes.length - 1]! |= 0x80;
+      bytes.push(0);
+    }
+    return bytes;
+  };
+  const text = (s: string) => [...Buffer.from(s)];
+  /** An input named "input" whose contents (InferTensorContents) are `contents`. */
+  const input = (contents: number[]) =>
+    delimited(5, [...delimited(1, text('input')), ...delimited(5, contents)]);
+
+  it('refuses a tag or a length of 6 to 9 bytes; reads one of 1 to 5, or 10', () => {
+    for (const size of [1, 5, 10]) {
+      expect(check([...padded(1 * 8 + 2, size), 1, 0x61])).toBeUndefined();
+      expect(check([0x0a, ...padded(1, size), 0x61])).toBeUndefined();
+    }
+    for (const size of [6, 7, 8, 9]) {
+      expect(check([...padded(1 * 8 + 2, size), 1, 0x61])).toBe(
+        `ModelInferRequest: a ${size}-byte varint where a 32-bit one is read (1 to 5 bytes, or 10)`,
+      );
+      expect(check([0x0a, ...padded(1, size), 0x61])).toMatch(`a ${size}-byte varint`);
+    }
+  });
+
+  it('refuses an int32 value of 6 to 9 bytes, packed or not; reads a 10-byte one (negative) and a 6-byte int64', () => {
+    const minusOne = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01];
+    expect(check(input([0x10, ...minusOne]))).toBeUndefined(); // int_contents (2)
+    expect(check(input(delimited(2, minusOne)))).toBeUndefined();
+    expect(check(input([0x18, ...padded(7, 6)]))).toBeUndefined(); // int64_contents (3)
+    expect(check(input([0x10, ...padded(7, 6)]))).toMatch(
+      /int_contents \(field 2\): a 6-byte varint/,
+    );
+    expect(check(input(delimited(2, padded(7, 9))))).toMatch(/int_contents \(field 2\): a 9-byte/);
+    expect(check(input([0x08, ...padded(1, 7)]))).toMatch(/bool_contents \(field 1\): a 7-byte/);
+  });
+
+  it('a field hidden from the check behind a 6-byte tag is never decoded', () => {
+    // Unknown field 100 (tag 802) in 6 bytes, its body: a 1-byte length, then 3 bytes and a 0 that
+    // protobufjs read as a zero length once it had jumped 10 bytes on, then model_name "digits-cnn".
+    const hidden = delimited(1, text('digits-cnn'));
+    const body = [0, 0, 0, 0, ...hidden];
+    const bytes = [
+      ...delimited(1, text('digits')),
+      ...[0xa2, 0x86, 0x80, 0x80, 0x80, 0x00],
+      body.length,
+      ...body,
+    ];
+    const decoded = inferenceServiceDefinition().ModelInfer!.requestDeserialize(Buffer.from(bytes));
+    expect(decoded).toBeInstanceOf(UndecodableRequest);
+    expect((decoded as UndecodableRequest).reason).toMatch(/a 6-byte varint/);
   });
 });
