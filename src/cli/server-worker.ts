@@ -9,6 +9,7 @@ import pino from 'pino';
 import type { GrpcServerHandle } from '../grpc/grpc-server.js';
 import { buildApp } from '../http/app.js';
 import { ServiceMetrics } from '../http/metrics.js';
+import { droppedPinsWords } from '../repository/index.js';
 import {
   createServices,
   defaultEngineThreads,
@@ -84,8 +85,10 @@ export async function startServer(config: ServerConfig): Promise<void> {
   // From here on (before the first scan) SIGHUP rescans instead of ending the process.
   rescanOnHangup(registry, logger);
   if (channel) channel.onRefreshModel = answerRefreshRequests(channel, registry, logger);
-  const { removed, failed, pinsUndone, pinActivations } =
+  const { removed, failed, pinsUndone, pinActivations, pinsDropped } =
     await registry.repository.removeTemporaries();
+  for (const { model, pins } of pinsDropped)
+    logger.warn({ model, dropped: pins }, droppedPinsWords(model, pins));
   if (removed.length > 0)
     logger.info({ removed }, 'removed temporary leftovers of interrupted writes');
   for (const model of pinsUndone)

@@ -18,6 +18,8 @@ export {
   type ActiveIfWrite,
   type ActiveRecord,
   type ActiveWrite,
+  type DroppedPin,
+  droppedPinsWords,
   type HeldActiveRecord,
   isBrokenCheckpoint,
   JOBS_DIR,
@@ -43,6 +45,7 @@ export {
 } from './process-alive.js';
 export { MAX_JSON_FILE_BYTES, RepositoryFiles } from './repository-files.js';
 export {
+  isPassingReadFailure,
   isStorageFailure,
   storageErrno,
   storageErrnos,

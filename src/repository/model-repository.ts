@@ -71,6 +71,25 @@ export const activeRecordSchema = z.looseObject({
    */
   pinned_for: z.string().optional(),
   /**
+   * A pin's too: the identity of the staged directory `pinned_for` names, taken when the pin is
+   * written — its inode number (a rename keeps it) and its config.json's SHA-256 (ext4 gives a new
+   * directory the inode of one just removed) — by which a cleanup that finds the staged directory
+   * gone tells whether it was renamed into place as a version (then the publish went through, and
+   * its pin is made lasting) or went without a rename (removed by hand: the pin is undone), not
+   * by whether some version above the one pinned is there, which a `train` (no lock) or a broken
+   * version makes true for other reasons (h282 R1). Absent from pins written before 2026-12
+   * (the cleanup then falls back on that older rule) and when the staged directory could not be
+   * found as the pin was written.
+   */
+  pinned_staged: z
+    .looseObject({
+      /** The staged directory's inode number, in decimal (a 64-bit number: not a JSON number). */
+      inode: z.string().regex(/^[0-9]{1,20}$/),
+      /** The SHA-256 of its config.json, in hex. */
+      config_sha256: z.string().regex(/^[0-9a-f]{64}$/),
+    })
+    .optional(),
+  /**
    * A pin's too: the text of the record it replaced (one naming a version whose directory is gone,
    * or a dead publisher's pin), put back by that cleanup as the publish's own failure puts it
    * back. Absent when there was no record (the undo removes the pin).
@@ -124,6 +143,33 @@ export interface ActiveWrite {
   unsynced?: UnsyncedWrite;
 }
 
+/**
+ * A pin still to be settled (its staged directory there, or the activation it was about to write:
+ * `publishing`) that a pin made lasting dropped, being more than MAX_PINS_SETTLED pins down the
+ * chain under it (lastingRecord): for the caller to log, as nothing will settle it now.
+ */
+export interface DroppedPin {
+  /** The version it pinned. */
+  version: number;
+  /** Its staged directory's name. */
+  pinnedFor: string;
+  /** The version its publish was about to activate (`pinned_publishing`), if any. */
+  publishing?: number;
+}
+
+/**
+ * What a warning says of pins still to be settled that a pin made lasting dropped (DroppedPin):
+ * nothing settles them now — an activation one was about to write is never finished.
+ */
+export function droppedPinsWords(name: string, dropped: readonly DroppedPin[]): string {
+  const each = dropped.map((p) =>
+    p.publishing !== undefined
+      ? `${p.pinnedFor} (its publish was activating version ${p.publishing})`
+      : p.pinnedFor,
+  );
+  return `${ACTIVE_FILE} of "${name}" held pins more than ${MAX_PINS_SETTLED} deep; dropped, still to be settled: ${each.join(', ')}. Nothing will settle them: an activation one was about to write is not finished (activate the version by hand if wanted: POST /v1/models/${name}/versions/<v>:activate)`;
+}
+
 /** A pin HeldActiveRecord.pin wrote. */
 export interface WrittenPin {
   record: ActiveRecord;
@@ -168,6 +214,8 @@ export interface StagedVersion {
   readonly configSha256: string;
   /** What the cleanup before staging did to a dead publisher's pin (settleAbandonedPin). */
   readonly pinSettled?: { undone: true } | { activated: number };
+  /** Pins still to be settled that the cleanup before staging dropped (DroppedPin), to log. */
+  readonly pinsDropped?: DroppedPin[];
 }
 
 /**
@@ -212,9 +260,10 @@ export interface HeldActiveRecord {
   /**
    * Replaces `pin` (its publish published a version, not activated) with a lasting record naming
    * the same version, `note` its note, only if the record is still exactly that pin; whether it
-   * did (settlePin).
+   * did (settlePin), and the pins still to be settled it dropped then, past MAX_PINS_SETTLED
+   * pins down the chain (lastingRecord), for the caller to log.
    */
-  settlePin(pin: WrittenPin, note: string): Promise<boolean>;
+  settlePin(pin: WrittenPin, note: string): Promise<{ written: boolean; dropped: DroppedPin[] }>;
   /** deleteVersion, the lock already held: a version published in this hold that does not load. */
   deleteVersion(version: number): Promise<{ unsynced?: UnsyncedWrite }>;
   /** writeActive's write, the lock already held. */
@@ -466,10 +515,17 @@ export class ModelRepository {
     // rule of a server's start-up: a repository written only by CLIs is cleaned as it is used.
     // What cannot be removed stays hidden, and the publish goes on (removeTemporaries).
     let pinSettled: { undone: true } | { activated: number } | undefined;
+    let pinsDropped: DroppedPin[] = [];
     await removeAbandonedTemporaries(this.modelPath(name), TEMPORARY_MAX_AGE_MS, (abandoned) =>
-      this.settlePinsBeforeRemoving(name, abandoned, TEMPORARY_MAX_AGE_MS, ({ settled }) => {
-        pinSettled = settled;
-      }),
+      this.settlePinsBeforeRemoving(
+        name,
+        abandoned,
+        TEMPORARY_MAX_AGE_MS,
+        ({ settled, dropped }) => {
+          pinSettled = settled;
+          pinsDropped = dropped ?? [];
+        },
+      ),
     );
     const configSha256 = createHash('sha256').update(files.get(CONFIG_FILE)!).digest('hex');
     let staged: Awaited<ReturnType<typeof stageDirectory>>;
@@ -483,6 +539,7 @@ export class ModelRepository {
       tempName: staged.name,
       configSha256,
       ...(pinSettled !== undefined ? { pinSettled } : {}),
+      ...(pinsDropped.length > 0 ? { pinsDropped } : {}),
       publish: async (fence, beforeRename, keepOnFailure) => {
         try {
           const chosen = await staged.publish(
@@ -803,8 +860,8 @@ export class ModelRepository {
     pin: WrittenPin,
     note: string,
     fence: () => Promise<void>,
-  ): Promise<boolean> {
-    const { next, carried } = await this.lastingRecord(
+  ): Promise<{ written: boolean; dropped: DroppedPin[] }> {
+    const { next, carried, dropped } = await this.lastingRecord(
       name,
       pin.record.version,
       pin.previous,
@@ -812,7 +869,7 @@ export class ModelRepository {
     );
     const written = await this.replaceIfExactly(name, pin.record, next, fence);
     if (written && carried) await this.keepRecordAge(name, pin.previousMtimeMs);
-    return written;
+    return { written, dropped: written ? dropped : [] };
   }
 
   /**
@@ -827,35 +884,64 @@ export class ModelRepository {
    * it: a dead recalibration's intent two pins down was replaced by the plain record (h279 R1).
    * A pin of the chain with nothing left to settle (its directory gone, no intent: its publish
    * went through) is dropped, what is under it kept. The chain is read MAX_PINS_SETTLED pins deep,
-   * as the cleanup reads it (pinnedDirectories, settleAbandonedPin); any deeper are dropped.
+   * as the cleanup reads it (pinnedDirectories, settleAbandonedPin); any deeper are dropped, and
+   * those of them still to be settled are returned (`dropped`) for the caller to log: nothing
+   * settles them then (h282 R5: dropped silently, a dead recalibration's intent among them).
    */
   private async lastingRecord(
     name: string,
     version: number,
     over: string | undefined,
     note: string,
-  ): Promise<{ next: ActiveRecord; carried: boolean }> {
+  ): Promise<{ next: ActiveRecord; carried: boolean; dropped: DroppedPin[] }> {
     const plain: ActiveRecord = { version, updated_at: new Date().toISOString(), note };
     const path = join(this.modelPath(name), ACTIVE_FILE);
+    const dropped: DroppedPin[] = [];
+    /** `text` as a pin of the chain (a temporary's name), and whether it is still to be settled. */
+    const pinOf = async (text: string | undefined) => {
+      const pin = text === undefined ? undefined : this.tryParseActive(path, text);
+      // Not a pin (a plain record, an operator's, not a record) or one edited by hand: the chain
+      // ends; the publish's plain record replaces it, as it always did.
+      if (pin?.pinned_for === undefined || !isTemporaryName(pin.pinned_for)) return undefined;
+      const pending =
+        pin.pinned_publishing !== undefined ||
+        (await exists(join(this.modelPath(name), pin.pinned_for)));
+      return { pin, pinnedFor: pin.pinned_for, pending };
+    };
     /** The pins still to be settled in `text` and under it, over `plain`; undefined: none. */
     const carry = async (
       text: string | undefined,
       depth: number,
     ): Promise<ActiveRecord | undefined> => {
-      if (text === undefined || depth >= MAX_PINS_SETTLED) return undefined;
-      const under = this.tryParseActive(path, text);
-      // Not a pin (a plain record, an operator's, not a record) or one edited by hand: the chain
-      // ends; the publish's plain record replaces it, as it always did.
-      if (under?.pinned_for === undefined || !isTemporaryName(under.pinned_for)) return undefined;
-      const pending =
-        under.pinned_publishing !== undefined ||
-        (await exists(join(this.modelPath(name), under.pinned_for)));
-      const inner = await carry(under.pinned_over, depth + 1);
-      if (!pending) return inner;
-      return { ...under, version, pinned_over: recordText(inner ?? plain) };
+      if (depth >= MAX_PINS_SETTLED) {
+        // Past the depth: walked only to say what is dropped (bounded: each pin is a record of at
+        // most MAX_ACTIVE_RECORD_BYTES, holding the ones under it).
+        for (let rest = text; rest !== undefined; ) {
+          const found = await pinOf(rest);
+          if (found === undefined) break;
+          const { pin, pinnedFor, pending } = found;
+          if (pending)
+            dropped.push({
+              version: pin.version,
+              pinnedFor,
+              ...(pin.pinned_publishing !== undefined
+                ? { publishing: pin.pinned_publishing.version }
+                : {}),
+            });
+          rest = pin.pinned_over;
+        }
+        return undefined;
+      }
+      const found = await pinOf(text);
+      if (found === undefined) return undefined;
+      const inner = await carry(found.pin.pinned_over, depth + 1);
+      if (!found.pending) return inner;
+      return { ...found.pin, version, pinned_over: recordText(inner ?? plain) };
     };
     const next = await carry(over, 0);
-    return next === undefined ? { next: plain, carried: false } : { next, carried: true };
+    return next === undefined
+      ? { next: plain, carried: false, dropped }
+      : { next, carried: true, dropped };
   }
 
   /** HeldActiveRecord.pin, the record's lock held (`fence`: its fencing check). */
@@ -875,11 +961,13 @@ export class ModelRepository {
             (s) => s.mtimeMs,
             () => undefined,
           );
+    const staged = await this.directoryIdentity(join(this.modelPath(name), pinnedFor));
     const record: ActiveRecord = {
       version: pin.version,
       updated_at: new Date().toISOString(),
       note,
       pinned_for: pinnedFor,
+      ...(staged !== undefined ? { pinned_staged: staged } : {}),
       ...(pin.over !== undefined ? { pinned_over: pin.over } : {}),
     };
     const text = recordText(record);
@@ -899,6 +987,42 @@ export class ModelRepository {
       ...(replacedMtimeMs !== undefined ? { previousMtimeMs: replacedMtimeMs } : {}),
       ...(unsynced ? { unsynced } : {}),
     };
+  }
+
+  /**
+   * A directory's identity, as a pin records its staged directory's (`pinned_staged`): its inode
+   * number and its config.json's SHA-256; undefined when the directory or its config.json is not
+   * there. A read that fails otherwise throws: nothing is written on what could not be read.
+   */
+  private async directoryIdentity(
+    dir: string,
+  ): Promise<{ inode: string; config_sha256: string } | undefined> {
+    const info = await stat(dir, { bigint: true }).catch((e: unknown) => {
+      if (isMissing(e)) return undefined;
+      throw e;
+    });
+    if (!info?.isDirectory()) return undefined;
+    const sha = await this.files.sha256(join(dir, CONFIG_FILE));
+    return sha === undefined ? undefined : { inode: info.ino.toString(), config_sha256: sha };
+  }
+
+  /**
+   * Whether a version directory of `name` is the directory whose identity (directoryIdentity's)
+   * a pin recorded: it was renamed into place (a rename keeps the inode). Only a version with
+   * that inode has its config.json read.
+   */
+  private async publishedAs(
+    name: string,
+    identity: { inode: string; config_sha256: string },
+  ): Promise<boolean> {
+    for (const version of await this.listVersions(name)) {
+      const dir = this.versionPath(name, version);
+      const info = await stat(dir, { bigint: true }).catch(() => undefined);
+      if (info?.ino.toString() !== identity.inode) continue;
+      if ((await this.directoryIdentity(dir))?.config_sha256 === identity.config_sha256)
+        return true;
+    }
+    return false;
   }
 
   /**
@@ -1197,13 +1321,20 @@ export class ModelRepository {
     report: (outcome: {
       settled?: { undone: true } | { activated: number };
       error?: unknown;
+      dropped?: DroppedPin[];
     }) => void,
   ): Promise<readonly string[]> {
+    const dropped: DroppedPin[] = [];
     try {
-      const settled = await this.settleAbandonedPin(name, abandoned, maxAgeMs);
-      report(settled === undefined ? {} : { settled });
+      const settled = await this.settleAbandonedPin(name, abandoned, maxAgeMs, (pins) =>
+        dropped.push(...pins),
+      );
+      report({
+        ...(settled !== undefined ? { settled } : {}),
+        ...(dropped.length > 0 ? { dropped } : {}),
+      });
     } catch (error) {
-      report({ error });
+      report({ error, ...(dropped.length > 0 ? { dropped } : {}) });
     }
     const named = await this.pinnedDirectories(name).catch(() => undefined);
     return named === undefined
@@ -1265,13 +1396,18 @@ export class ModelRepository {
     name: string,
     removed: readonly string[],
     maxAgeMs = TEMPORARY_MAX_AGE_MS,
+    /** Given the pins still to be settled that a pin made lasting dropped (lastingRecord). */
+    onDropped?: (pins: DroppedPin[]) => void,
   ): Promise<{ undone: true } | { activated: number } | undefined> {
     let outcome: { undone: true } | { activated: number } | undefined;
     // Bounded: each step settles one pin of the chain, and a chain is a few pins at most.
     for (let step = 0; step < MAX_PINS_SETTLED; step++) {
       const settled = await this.settleAbandonedPinOnce(name, removed, maxAgeMs);
       if (settled === undefined) break;
-      if ('lasting' in settled) continue; // a lasting record now, or a carried pin to settle next
+      if ('lasting' in settled) {
+        if (settled.dropped.length > 0) onDropped?.(settled.dropped);
+        continue; // a lasting record now, or a carried pin to settle next
+      }
       outcome = settled;
       if ('activated' in settled) break;
     }
@@ -1283,7 +1419,9 @@ export class ModelRepository {
     name: string,
     removed: readonly string[],
     maxAgeMs: number,
-  ): Promise<{ undone: true } | { activated: number } | { lasting: true } | undefined> {
+  ): Promise<
+    { undone: true } | { activated: number } | { lasting: true; dropped: DroppedPin[] } | undefined
+  > {
     const dir = this.modelPath(name);
     const path = join(dir, ACTIVE_FILE);
     const record = await this.readActive(name).catch(() => undefined);
@@ -1314,17 +1452,24 @@ export class ModelRepository {
     if (intent === undefined) {
       // Its directory gone (a cleanup keeps that of a pin it could not undo), its writer gone: the
       // publish renamed its version into place and died before it made its pin a lasting record —
-      // if a version it could have published is there: its number is above the version pinned,
-      // which was there when the pin was written (the next free number is taken). Without one,
-      // the directory went without a rename (removed by hand, or a version removed since): nothing
-      // of it is published, and the pin is undone as its failure would have undone it (h279 R4:
-      // it was made lasting, and kept versions published later from being served as the highest).
-      const newer = (await this.listVersions(name)).some((v) => v > record.version);
-      if (!newer) return undo();
+      // if a version directory is the staged one (`pinned_staged`: same inode, same config.json).
+      // Without one, the directory went without a rename (removed by hand, or its version removed
+      // since): nothing of it is published, and the pin is undone as its failure would have undone
+      // it (h279 R4: it was made lasting, and kept versions published later from being served as
+      // the highest). Not "a version above the one pinned is there": a `train` (no lock) may have
+      // published one meanwhile, or one may be broken (h282 R1). A pin written before
+      // `pinned_staged` existed is judged by that older rule, the only one it allows: its publish's
+      // version took the next free number, above the version pinned.
+      const identity = record.pinned_staged;
+      const renamed =
+        identity !== undefined
+          ? await this.publishedAs(name, identity)
+          : (await this.listVersions(name)).some((v) => v > record.version);
+      if (!renamed) return undo();
       // Made one now, as it would have (settlePin): a dead recalibration's intent under it is
       // carried, not left where no cleanup looks (h271).
       const mtimeMs = await recordMtime().catch(() => undefined);
-      const { next, carried } = await this.lastingRecord(
+      const { next, carried, dropped } = await this.lastingRecord(
         name,
         record.version,
         record.pinned_over,
@@ -1334,7 +1479,7 @@ export class ModelRepository {
         this.replaceIfExactly(name, record, next, fence),
       );
       if (written && carried) await this.keepRecordAge(name, mtimeMs);
-      return written ? { lasting: true } : undefined;
+      return written ? { lasting: true, dropped } : undefined;
     }
     const published =
       (await stat(this.versionPath(name, intent.version), { bigint: true }).then(
@@ -1386,6 +1531,7 @@ export class ModelRepository {
       failed: [],
       pinsUndone: [],
       pinActivations: [],
+      pinsDropped: [],
     };
     for (const dir of dirs) {
       const model =
@@ -1398,7 +1544,9 @@ export class ModelRepository {
         model === undefined
           ? undefined
           : (abandoned) =>
-              this.settlePinsBeforeRemoving(model, abandoned, maxAgeMs, ({ settled, error }) => {
+              this.settlePinsBeforeRemoving(model, abandoned, maxAgeMs, (outcome) => {
+                const { settled, error, dropped } = outcome;
+                if (dropped !== undefined) total.pinsDropped.push({ model, pins: dropped });
                 if (settled && 'undone' in settled) total.pinsUndone.push(model);
                 if (settled && 'activated' in settled)
                   total.pinActivations.push({ model, version: settled.activated });
@@ -1461,6 +1609,11 @@ export interface TemporariesRemoval {
    * place and before recording it as active, while the condition held (settleAbandonedPin).
    */
   pinActivations: { model: string; version: number }[];
+  /**
+   * Pins still to be settled that a pin made lasting dropped, being past MAX_PINS_SETTLED pins
+   * down its chain (DroppedPin): nothing settles them now; for the caller to log.
+   */
+  pinsDropped: { model: string; pins: DroppedPin[] }[];
 }
 
 /** How old a temporary of another host must be to be taken as abandoned (its writer may live). */
@@ -1590,6 +1743,7 @@ async function removeAbandonedTemporaries(
     failed: [],
     pinsUndone: [],
     pinActivations: [],
+    pinsDropped: [],
   };
   const failed = (path: string, e: unknown) =>
     result.failed.push({ path, error: e instanceof Error ? e.message : String(e) });

@@ -26,8 +26,10 @@ import { finishYielding } from '../nn/index.js';
 import {
   ACTIVE_FILE,
   type ActiveRecord,
+  type DroppedPin,
+  droppedPinsWords,
   type HeldActiveRecord,
-  isBrokenCheckpoint,
+  isPassingReadFailure,
   isStorageFailure,
   ModelRepository,
   type ModelRepositoryOptions,
@@ -64,10 +66,12 @@ export interface FailedVersion extends VersionBase {
   /** The catalogue code of that failure, when it has one. */
   readonly reasonCode?: ErrorCode;
   /**
-   * The failure was a read of its files that may work the next time (EMFILE, EIO, ESTALE), not
-   * the files' own (isBrokenCheckpoint) nor the compile's: another process may load the version,
-   * and serve it. A refresh keeps the failure while the files' fingerprint is unchanged; a
-   * publish's pin loads it again (servedEverywhere).
+   * The failure was a read of its files with an errno that may pass (isPassingReadFailure: EMFILE,
+   * EIO, ESTALE…), not the files' own (isBrokenCheckpoint), nor one every process meets alike
+   * (EACCES, ELOOP), nor an error building the network or compiling it (a RangeError has no
+   * errno: h282 R3): another process may load the version, and serve it. A refresh keeps the
+   * failure while the files' fingerprint is unchanged; a publish's pin loads it again
+   * (servedEverywhere).
    */
   readonly readFailed?: true;
 }
@@ -166,8 +170,8 @@ export interface PublishResult {
 }
 
 /**
- * The most versions above the one served that a publish's pin loads again (servedEverywhere): a
- * storage that fails the reads of more is failing, and no publish decides on it.
+ * The most versions above the one served that a publish's pin loads again (servedEverywhere), the
+ * highest first: bounds the loads made holding the record's lock.
  */
 const MAX_FRESH_LOADS = 4;
 
@@ -635,7 +639,7 @@ export class ModelRegistry {
         state: 'FAILED',
         reason,
         ...(reasonCode !== undefined ? { reasonCode } : {}),
-        ...(reading && !isBrokenCheckpoint(e) ? { readFailed: true as const } : {}),
+        ...(reading && isPassingReadFailure(e) ? { readFailed: true as const } : {}),
         loadedAt,
         fingerprint,
       };
@@ -654,20 +658,31 @@ export class ModelRegistry {
   /**
    * The version a publish's pin names when the record on disk does not name one that is there
    * (HeldActiveRecord.pin's `servedNow`): the one every process sharing the repository serves —
-   * the highest that loads — not only this process's view of it. A version above the one served
+   * the highest that loads — not only this process's view of it. The versions above the one served
    * here that this process failed to read (`readFailed`: an EMFILE once, kept FAILED while its
-   * files are unchanged) is loaded again, from the highest down, at most MAX_FRESH_LOADS of them:
-   * one that loads now is served here too, and named; one whose files turn out broken fails every
-   * process alike and is passed over; one that still cannot be read here may be what every other
+   * files are unchanged) are loaded again, from the highest down, the highest MAX_FRESH_LOADS of
+   * them whatever their number (h282 R2: more of them refused every pinning publish without a
+   * try, until a restart): one that loads now is served here too, and named; one whose files turn
+   * out broken, or that fails as every process would, is passed over (kept as that failure, not
+   * loaded again the next time); one that still cannot be read here may be what every other
    * process serves, and the publish is refused (STORAGE_UNAVAILABLE, nothing pinned, nothing
-   * published) rather than pin a version that rolls every other replica back (h279 R3). The rule
-   * the CLIs follow to open the version a server would serve (loadModelDirectory).
+   * published) rather than pin a version that rolls every other replica back (h279 R3) — as it is
+   * when all of those turned out broken and more are below them, not tried by this publish (the
+   * next one tries them). The rule the CLIs follow to open the version a server would serve
+   * (loadModelDirectory).
+   *
+   * Run under the record's lock (the pin is decided from the disk there): its reloads hold the
+   * lock for at most MAX_FRESH_LOADS loads of a version, and a writer in another process waits for
+   * it up to its bound (activeRecordLockWaitMs, 60 s) before failing with ACTIVE_RECORD_BUSY.
    */
   private async servedEverywhere(snapshot: ModelSnapshot): Promise<number | undefined> {
     const { name, active } = snapshot;
     const unread = [...snapshot.versions.values()]
       .filter(
-        (v) => v.state === 'FAILED' && v.readFailed && (active === undefined || v.version > active),
+        (v): v is FailedVersion =>
+          v.state === 'FAILED' &&
+          v.readFailed === true &&
+          (active === undefined || v.version > active),
       )
       .sort((a, b) => b.version - a.version);
     const refused = (version: number, reason: string) =>
@@ -675,24 +690,31 @@ export class ModelRegistry {
         'STORAGE_UNAVAILABLE',
         `cannot tell which version of "${name}" is served: version ${version} cannot be read here (${reason}), and other processes sharing the repository may be serving it; nothing was pinned — retry once the storage reads again, or activate a version (POST /v1/models/${name}/versions/<v>:activate)`,
       );
-    if (unread.length > MAX_FRESH_LOADS) {
-      const [first] = unread;
-      throw refused(first!.version, (first as FailedVersion).reason);
-    }
-    for (const { version } of unread) {
+    for (const { version } of unread.slice(0, MAX_FRESH_LOADS)) {
       const loaded = await this.loadVersion(name, version);
-      if (isAvailable(loaded))
-        return (
-          await this.refreshModel(name, loaded).catch((e: unknown) => {
-            closeCompiled(loaded);
-            throw e;
-          })
-        ).active;
+      if (isAvailable(loaded)) {
+        // Closed only when the snapshot does not hold it (as publish does after its refresh): a
+        // refresh that rejects after swapping it in leaves it served (h282 R4).
+        const held = () => this.models.get(name)?.versions.get(version) === loaded;
+        const refreshed = await this.refreshModel(name, loaded).catch((e: unknown) => {
+          if (!held()) closeCompiled(loaded);
+          throw e;
+        });
+        // Not on disk any more (deleted meanwhile): not served, and released.
+        if (!held()) closeCompiled(loaded);
+        return refreshed.active;
+      }
       if (loaded.readFailed) throw refused(version, loaded.reason);
       // Its files are broken (or it does not compile): no process serves it; the next one down,
       // this failure kept in place of the one that may have passed (not loaded again each time).
       await this.refreshModel(name, loaded).catch(() => undefined);
     }
+    const untried = unread[MAX_FRESH_LOADS];
+    if (untried !== undefined)
+      throw refused(
+        untried.version,
+        `${untried.reason}; the ${MAX_FRESH_LOADS} above it were loaded again by this publish, and it was not`,
+      );
     return active;
   }
 
@@ -765,6 +787,7 @@ export class ModelRegistry {
       );
     else if (settled !== undefined)
       this.log.info({ model: name }, 'undid the pin of a publish that died before publishing');
+    if (staged.pinsDropped) this.warnPinsDropped(name, staged.pinsDropped);
     // The version served now, which a pin names: asked only when the record on disk calls for a
     // pin, and then under the record's lock, so that it is what every process serves when the
     // pin lands (a version published meanwhile by a `train`, which takes no lock, included: h269).
@@ -846,10 +869,11 @@ export class ModelRegistry {
       try {
         // The record lock's fence only: this replaces this call's own write, whatever the
         // caller's lock says.
-        await held.settlePin(
+        const { dropped } = await held.settlePin(
           written,
           `recorded as active when version ${version} was published without being activated`,
         );
+        if (dropped.length > 0) this.warnPinsDropped(name, dropped);
       } catch (e) {
         const intent = written.record.pinned_publishing;
         this.log.warn(
@@ -1061,6 +1085,14 @@ export class ModelRegistry {
       await this.announce(name);
     }
     return outcome;
+  }
+
+  /**
+   * Says which pins still to be settled a pin made lasting dropped, more than MAX_PINS_SETTLED
+   * (model-repository.ts) down its chain: nothing settles them now (h282 R5).
+   */
+  private warnPinsDropped(name: string, dropped: DroppedPin[]): void {
+    this.log.warn({ model: name, dropped }, droppedPinsWords(name, dropped));
   }
 
   /**

@@ -16,6 +16,7 @@ import {
   mkdirSync,
   readFileSync,
   readlinkSync,
+  rmSync,
   statSync,
   symlinkSync,
   utimesSync,
@@ -25,9 +26,13 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { NormserveError } from '../../src/errors/index.js';
 import { ModelRepository } from '../../src/repository/index.js';
-import { ModelRegistry } from '../../src/service/index.js';
+import {
+  type AvailableVersion,
+  ModelRegistry,
+  type ServedVersion,
+} from '../../src/service/index.js';
 import { clearFsFaults, injectFsFaults } from '../helpers/fs-faults.mjs';
-import { failUnpin, openPinTest } from '../helpers/pins.js';
+import { failUnpin, openPinTest, type RecordOnDisk } from '../helpers/pins.js';
 import { closeRegistries } from '../helpers/registry.js';
 import { removeTempDirs } from '../helpers/temp-files.js';
 
@@ -522,5 +527,276 @@ describe("a dead publisher's pin whose staged directory is gone, with no version
     await registry.repository.publishVersion(registry.resolve('digits').checkpoint);
     await registry.refresh();
     expect(registry.get('digits').active).toBe(2);
+  });
+});
+
+const readRecordText = (record: string) => readFileSync(record, 'utf8');
+
+/** A directory's identity as a pin records its staged directory's (`pinned_staged`). */
+function identityOf(dir: string): { inode: string; config_sha256: string } {
+  return {
+    inode: statSync(dir, { bigint: true }).ino.toString(),
+    config_sha256: createHash('sha256')
+      .update(readFileSync(join(dir, 'config.json')))
+      .digest('hex'),
+  };
+}
+
+/**
+ * The pin of a publish on a third host that died with its staged directory gone: it records that
+ * directory's identity (`pinned_staged`); `renamedAs` the version directory it became, else one
+ * removed by hand before its rename (its config.json its own: another publisher's version may
+ * reuse the inode, never the content).
+ */
+function deadPinWithIdentity(model: string, renamedAs?: number): string {
+  let staged: { inode: string; config_sha256: string };
+  if (renamedAs !== undefined) staged = identityOf(join(model, String(renamedAs)));
+  else {
+    const dir = join(model, '.tmp-thirdhost-4343-bbbbbbbbbbbb');
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'config.json'), '{"staged": "by the dead publish"}');
+    staged = identityOf(dir);
+    rmSync(dir, { recursive: true });
+  }
+  return `${JSON.stringify({
+    version: 1,
+    note: 'pinned',
+    pinned_for: '.tmp-thirdhost-4343-bbbbbbbbbbbb',
+    pinned_staged: staged,
+  })}\n`;
+}
+
+describe("a dead publisher's pin whose staged directory is gone, by the directory's identity (h282 R1)", () => {
+  it('records the identity of its staged directory, which the version published keeps', async () => {
+    const { registry, model } = await openPinTest();
+    const pins: (RecordOnDisk | undefined)[] = [];
+    const withActiveRecord = registry.repository.withActiveRecord.bind(registry.repository);
+    vi.spyOn(registry.repository, 'withActiveRecord').mockImplementation((name, work, ...rest) =>
+      withActiveRecord(
+        name,
+        (held) =>
+          work({
+            ...held,
+            pin: async (...args) => {
+              const pin = await held.pin(...args);
+              pins.push(pin?.record as RecordOnDisk | undefined);
+              return pin;
+            },
+          }),
+        ...rest,
+      ),
+    );
+    const { checkpoint } = registry.resolve('digits');
+    expect(await registry.publish(checkpoint, false)).toMatchObject({ version: 2 });
+    expect(pins).toHaveLength(1);
+    expect(pins[0]?.pinned_staged).toEqual(identityOf(join(model, '2')));
+  });
+
+  it('is undone when a `train` published a version above it meanwhile (not the staged directory)', async () => {
+    const { root, registry, model, record } = await openPinTest();
+    writeFileSync(record, deadPinWithIdentity(model));
+    // Within the hour (its writer may live), a train publishes version 2 (no lock): not served
+    // while the pin names 1.
+    await registry.repository.publishVersion(registry.resolve('digits').checkpoint);
+    expect(readRecordText(record)).toMatch(/pinned_for/);
+    utimesSync(record, longAgo(), longAgo());
+    const { pinsUndone } = await new ModelRepository(root).removeTemporaries();
+    expect(pinsUndone).toEqual(['digits']);
+    expect(existsSync(record), 'as before the pin: no record').toBe(false);
+    await registry.refresh();
+    expect(registry.get('digits').active, "the train's version is served as the highest").toBe(2);
+  });
+
+  it('is undone when the version above it is a broken one (not the staged directory)', async () => {
+    const { root, registry, model, record } = await openPinTest();
+    await registry.repository.publishVersion(registry.resolve('digits').checkpoint);
+    writeFileSync(join(model, '2', 'model.safetensors'), 'not a safetensors file');
+    writeFileSync(record, deadPinWithIdentity(model));
+    utimesSync(record, longAgo(), longAgo());
+    const { pinsUndone } = await new ModelRepository(root).removeTemporaries();
+    expect(pinsUndone).toEqual(['digits']);
+    expect(existsSync(record)).toBe(false);
+  });
+
+  it('is made a plain record when a version directory is the staged one (renamed, then the publish died)', async () => {
+    const { root, registry, model, record } = await openPinTest();
+    await registry.repository.publishVersion(registry.resolve('digits').checkpoint); // version 2
+    await registry.repository.publishVersion(registry.resolve('digits').checkpoint); // version 3
+    writeFileSync(record, deadPinWithIdentity(model, 2));
+    utimesSync(record, longAgo(), longAgo());
+    const { pinsUndone } = await new ModelRepository(root).removeTemporaries();
+    expect(pinsUndone).toEqual([]);
+    const after = JSON.parse(readFileSync(record, 'utf8'));
+    expect(after).toMatchObject({ version: 1 });
+    expect(after).not.toHaveProperty('pinned_for');
+  });
+});
+
+describe('versions this process failed to read, as a pin names the version served (h282 R2, R3)', () => {
+  it('more than MAX_FRESH_LOADS of them (an EMFILE burst): the highest are loaded again, and the publish pins the one every process serves', async () => {
+    const { registry, readRecord } = await openPinTest();
+    const { checkpoint } = registry.resolve('digits');
+    for (let i = 0; i < 5; i++) await registry.repository.publishVersion(checkpoint); // 2..6
+    injectFsFaults([{ op: 'open', path: 'model.safetensors', code: 'EMFILE', times: 5 }]);
+    await registry.refresh();
+    clearFsFaults();
+    await registry.refresh(); // a later poll: FAILED kept (fingerprints unchanged)
+    expect(registry.get('digits').active).toBe(1);
+    // The storage reads again (every other process serves 6).
+    expect(await registry.publish(checkpoint, false)).toMatchObject({ version: 7 });
+    expect(readRecord().version).toBe(6);
+    expect(registry.get('digits').active).toBe(6);
+  });
+
+  it('a read failing with an errno every process meets alike (EACCES) is no passing failure: the publish pins the version served', async () => {
+    const { root, registry, model, readRecord } = await openPinTest();
+    const { checkpoint } = registry.resolve('digits');
+    await registry.repository.publishVersion(checkpoint); // 2
+    injectFsFaults([{ op: 'open', path: join(model, '2', 'model.safetensors'), code: 'EACCES' }]);
+    await registry.refresh();
+    const other = new ModelRegistry(root, { maxBatchSize: 64 });
+    try {
+      await other.refresh();
+      expect(other.get('digits').active, 'every process serves 1').toBe(1);
+      expect(await registry.publish(checkpoint, false)).toMatchObject({ version: 3 });
+      expect(readRecord().version).toBe(1);
+    } finally {
+      other.close();
+    }
+  });
+
+  it('a load failing without an errno after the read (a RangeError building the network) is no read failure', async () => {
+    const { registry, readRecord } = await openPinTest();
+    const { checkpoint } = registry.resolve('digits');
+    await registry.repository.publishVersion(checkpoint); // 2
+    const loadVersion = registry.repository.loadVersion.bind(registry.repository);
+    vi.spyOn(registry.repository, 'loadVersion').mockImplementation(async (name, version) => {
+      if (version === 2) throw new RangeError('Invalid typed array length: 4294967296');
+      return loadVersion(name, version);
+    });
+    await registry.refresh();
+    expect(registry.get('digits').active).toBe(1);
+    expect(await registry.publish(checkpoint, false)).toMatchObject({ version: 3 });
+    expect(readRecord().version).toBe(1);
+  });
+});
+
+describe('a version loaded again for a pin (h282 R4)', () => {
+  /** Version 2 failed to read here once (EMFILE): FAILED, readFailed, kept. */
+  async function failedOnce() {
+    const test = await openPinTest();
+    const { registry, model } = test;
+    await registry.repository.publishVersion(registry.resolve('digits').checkpoint);
+    injectFsFaults([
+      { op: 'open', path: join(model, '2', 'model.safetensors'), code: 'EMFILE', times: 1 },
+    ]);
+    await registry.refresh();
+    clearFsFaults();
+    expect(registry.get('digits').active).toBe(1);
+    return test;
+  }
+
+  /**
+   * Calls `then` with version 2 the first time it is loaded again (the pin's reload), before its
+   * refresh.
+   */
+  function onReload(registry: ModelRegistry, then: (loaded: AvailableVersion) => void): void {
+    const target = registry as unknown as {
+      loadVersion: (name: string, version: number) => Promise<ServedVersion>;
+    };
+    const loadVersion = target.loadVersion.bind(registry);
+    let reloaded = false;
+    vi.spyOn(target, 'loadVersion').mockImplementation(async (name, version) => {
+      const loaded = await loadVersion(name, version);
+      if (version === 2 && loaded.state === 'AVAILABLE' && !reloaded) {
+        reloaded = true;
+        then(loaded);
+      }
+      return loaded;
+    });
+  }
+
+  it('is released when the refreshed snapshot does not hold it (its directory removed meanwhile)', async () => {
+    const { registry, model } = await failedOnce();
+    let close: ReturnType<typeof vi.fn> | undefined;
+    onReload(registry, (loaded) => {
+      close = vi.spyOn(loaded.compiled, 'close') as unknown as ReturnType<typeof vi.fn>;
+      rmSync(join(model, '2'), { recursive: true });
+    });
+    // Version 2 gone (removed by hand, no tombstone): the pin names 1, and 2 is published anew.
+    expect(await registry.publish(registry.resolve('digits').checkpoint, false)).toMatchObject({
+      version: 2,
+      activated: false,
+    });
+    expect(close).toHaveBeenCalled();
+  });
+
+  it('is not released while served when the refresh fails after swapping it in', async () => {
+    const { registry } = await failedOnce();
+    let close: ReturnType<typeof vi.fn> | undefined;
+    onReload(registry, (loaded) => {
+      close = vi.spyOn(loaded.compiled, 'close') as unknown as ReturnType<typeof vi.fn>;
+      const target = registry as unknown as { swap: (...args: unknown[]) => unknown };
+      const swap = target.swap.bind(registry);
+      vi.spyOn(target, 'swap').mockImplementationOnce((...args) => {
+        swap(...args);
+        throw new Error('after the swap');
+      });
+    });
+    const failed = await registry
+      .publish(registry.resolve('digits').checkpoint, false)
+      .catch((e: unknown) => e);
+    expect(failed).toBeInstanceOf(Error);
+    expect(registry.get('digits').active).toBe(2);
+    expect(close).not.toHaveBeenCalled();
+  });
+});
+
+describe('a pin still to be settled past MAX_PINS_SETTLED pins down the chain (h282 R5)', () => {
+  /** D's intent (activate 2 if 1 is active) under eight dead publishes' pins, their dirs gone. */
+  async function deepChain(registry: ModelRegistry, model: string): Promise<string> {
+    let text = await deadRecalibrationPin(registry, model);
+    for (let i = 0; i < 8; i++)
+      text = `${JSON.stringify({ version: 1, note: 'pinned', pinned_for: `.tmp-h${i}-4343-bbbbbbbbbbbb`, pinned_over: text })}\n`;
+    return text;
+  }
+
+  it('is dropped with a warning naming it when an inactive publish settles its pin', async () => {
+    const { registry, model, record } = await openPinTest();
+    writeFileSync(record, await deepChain(registry, model));
+    await registry.refresh();
+    const warnings: string[] = [];
+    vi.spyOn(
+      (registry as unknown as { log: { warn: (o: unknown, m: string) => void } }).log,
+      'warn',
+    ).mockImplementation((_o, m) => {
+      warnings.push(m);
+    });
+    expect(await registry.publish(registry.resolve('digits').checkpoint, false)).toMatchObject({
+      version: 3,
+    });
+    const dropped = warnings.filter((m) => m.includes('dropped'));
+    expect(dropped).toHaveLength(1);
+    expect(dropped[0]).toMatch(
+      /\.tmp-otherhost-4242-aaaaaaaaaaaa \(its publish was activating version 2\)/,
+    );
+  });
+
+  it('is returned by the cleanup that makes a pin over it lasting (pinsDropped)', async () => {
+    const { root, registry, model, record } = await openPinTest();
+    const chain = await deepChain(registry, model); // version 2
+    await registry.repository.publishVersion(registry.resolve('digits').checkpoint); // 3
+    writeFileSync(
+      record,
+      `${JSON.stringify({ version: 1, note: 'pinned', pinned_for: '.tmp-ninthhost-4444-cccccccccccc', pinned_staged: identityOf(join(model, '3')), pinned_over: chain })}\n`,
+    );
+    utimesSync(record, longAgo(), longAgo());
+    const { pinsDropped } = await new ModelRepository(root).removeTemporaries();
+    expect(pinsDropped).toEqual([
+      {
+        model: 'digits',
+        pins: [{ version: 1, pinnedFor: '.tmp-otherhost-4242-aaaaaaaaaaaa', publishing: 2 }],
+      },
+    ]);
   });
 });
