@@ -70,10 +70,13 @@ export interface FailedVersion extends VersionBase {
    * EIO, ESTALE…), not the files' own (isBrokenCheckpoint), nor one every process meets alike
    * (EACCES, ELOOP), nor an error building the network or compiling it (a RangeError has no
    * errno: h282 R3): another process may load the version, and serve it. A refresh keeps the
-   * failure while the files' fingerprint is unchanged; a publish's pin loads it again
-   * (servedEverywhere).
+   * failure while the files' fingerprint is unchanged, and loads it again once its retry is due
+   * (readRetryDue: 30 s after the failure, doubling with each failure again, at most 30 min); a
+   * publish's pin loads it again at once (servedEverywhere).
    */
   readonly readFailed?: true;
+  /** How many refreshes loaded it again, each failing to read again (readRetryDue's backoff). */
+  readonly readRetries?: number;
 }
 
 /** One version as loaded in this process, told apart by `state`. */
@@ -174,6 +177,23 @@ export interface PublishResult {
  * highest first: bounds the loads made holding the record's lock.
  */
 const MAX_FRESH_LOADS = 4;
+
+/** The first retry of a read that failed (FailedVersion.readFailed) by the periodic refresh. */
+const READ_RETRY_FIRST_MS = 30_000;
+/** The longest wait between two such retries: the backoff doubles up to this. */
+const READ_RETRY_MAX_MS = 30 * 60_000;
+
+/**
+ * Whether the periodic refresh loads a version whose read failed again now: READ_RETRY_FIRST_MS
+ * after its failure, doubled for each retry that failed too (readRetries), at most
+ * READ_RETRY_MAX_MS — an EMFILE once does not keep this process serving an older version than
+ * every other process until its files change or it restarts, and a failing disk is not read
+ * again at every poll.
+ */
+const readRetryDue = (v: FailedVersion): boolean =>
+  Date.now() >=
+  Date.parse(v.loadedAt) +
+    Math.min(READ_RETRY_MAX_MS, READ_RETRY_FIRST_MS * 2 ** Math.min(v.readRetries ?? 0, 16));
 
 /** An activation that was not written, after which a published version stays published. */
 export type ActivationNotWritten = NormserveError & {
@@ -404,12 +424,27 @@ export class ModelRegistry {
     const versions = new Map<number, ServedVersion>();
     const known = async (v: number): Promise<ServedVersion | undefined> => {
       const had = preloaded?.version === v ? preloaded : previous?.versions.get(v);
-      return had &&
-        (had.state === 'AVAILABLE' || had.fingerprint === (await this.fingerprint(name, v)))
-        ? had
-        : undefined;
+      if (had === undefined || had.state === 'AVAILABLE') return had;
+      if (had.fingerprint !== (await this.fingerprint(name, v))) return undefined;
+      // A read that may pass: loaded again once its retry is due (readRetryDue).
+      return had.readFailed && readRetryDue(had) ? undefined : had;
     };
-    const load = async (v: number) => (await known(v)) ?? (await this.loadVersion(name, v));
+    const load = async (v: number): Promise<ServedVersion> => {
+      const kept = await known(v);
+      if (kept !== undefined) return kept;
+      const loaded = await this.loadVersion(name, v);
+      const had = previous?.versions.get(v);
+      // Its read failed again, its files unchanged: the next retry waits twice as long.
+      if (
+        loaded.state === 'FAILED' &&
+        loaded.readFailed &&
+        had?.state === 'FAILED' &&
+        had.readFailed &&
+        had.fingerprint === loaded.fingerprint
+      )
+        return { ...loaded, readRetries: (had.readRetries ?? 0) + 1 };
+      return loaded;
+    };
     if (!this.openedAlone.has(name)) {
       for (const v of onDisk) versions.set(v, await load(v));
       return this.swap(name, versions, record, recordProblem);

@@ -800,3 +800,56 @@ describe('a pin still to be settled past MAX_PINS_SETTLED pins down the chain (h
     ]);
   });
 });
+
+describe('a version this process failed to read, at the periodic refresh (h282 R2)', () => {
+  it('is loaded again once its retry is due (30 s), not only when its files change', async () => {
+    const { registry, model } = await openPinTest();
+    await registry.repository.publishVersion(registry.resolve('digits').checkpoint); // 2
+    injectFsFaults([
+      { op: 'open', path: join(model, '2', 'model.safetensors'), code: 'EMFILE', times: 1 },
+    ]);
+    await registry.refresh();
+    clearFsFaults();
+    expect(registry.get('digits').active).toBe(1);
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      await registry.refresh();
+      expect(registry.get('digits').active, 'not due yet: kept').toBe(1);
+      vi.setSystemTime(Date.now() + 31_000);
+      await registry.refresh();
+      expect(registry.get('digits').active).toBe(2);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('failing again, is retried after a wait that doubles each time (a failing disk is not read at every poll)', async () => {
+    const { registry, model } = await openPinTest();
+    await registry.repository.publishVersion(registry.resolve('digits').checkpoint); // 2
+    injectFsFaults([{ op: 'open', path: join(model, '2', 'model.safetensors'), code: 'EIO' }]);
+    const loads = vi.spyOn(registry.repository, 'loadVersion');
+    const loadsOf2 = () => loads.mock.calls.filter(([, v]) => v === 2).length;
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      await registry.refresh();
+      expect(loadsOf2()).toBe(1);
+      const poll = async (ms: number) => {
+        vi.setSystemTime(Date.now() + ms);
+        await registry.refresh();
+        return loadsOf2();
+      };
+      expect(await poll(31_000), 'first retry: 30 s after').toBe(2);
+      expect(await poll(31_000), 'the next one 60 s after that').toBe(2);
+      expect(await poll(31_000)).toBe(3);
+      expect(await poll(61_000), 'then 120 s').toBe(3);
+      expect(await poll(61_000)).toBe(4);
+      expect(registry.get('digits').versions.get(2)).toMatchObject({
+        state: 'FAILED',
+        readFailed: true,
+        readRetries: 3,
+      });
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+});
