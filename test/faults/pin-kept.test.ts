@@ -20,9 +20,8 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { NormserveError } from '../../src/errors/index.js';
 import { clearFsFaults, injectFsFaults } from '../helpers/fs-faults.mjs';
-import { failUnpin, openPinTest } from '../helpers/pins.js';
+import { failUnpin, lockLost, openPinTest } from '../helpers/pins.js';
 import { closeRegistries } from '../helpers/registry.js';
 import { removeTempDirs } from '../helpers/temp-files.js';
 
@@ -48,9 +47,6 @@ describe('a pin', () => {
     const { checkpoint } = registry.resolve('digits');
     // The undo, in the publish's hold, fails (a failing disk).
     failUnpin(registry);
-    const lockLost = async () => {
-      throw new NormserveError('LOCK_LOST', 'the recalibration lock is no longer this job’s');
-    };
     // Activated only if version 1 is still active: pinned first; the fence before the rename
     // finds the caller's lock lost.
     const failed = await registry

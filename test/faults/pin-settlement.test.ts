@@ -24,7 +24,6 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { NormserveError } from '../../src/errors/index.js';
 import { ModelRepository } from '../../src/repository/index.js';
 import {
   type AvailableVersion,
@@ -32,7 +31,13 @@ import {
   type ServedVersion,
 } from '../../src/service/index.js';
 import { clearFsFaults, injectFsFaults } from '../helpers/fs-faults.mjs';
-import { failUnpin, openPinTest, type RecordOnDisk } from '../helpers/pins.js';
+import {
+  changeHeld,
+  failUnpin,
+  lockLost,
+  openPinTest,
+  type RecordOnDisk,
+} from '../helpers/pins.js';
 import { closeRegistries } from '../helpers/registry.js';
 import { removeTempDirs } from '../helpers/temp-files.js';
 
@@ -475,29 +480,17 @@ describe("a pin's undo whose read fails with an errno no table lists (ENOTCONN o
     const { registry, readRecord, staged } = await openPinTest();
     const { checkpoint } = registry.resolve('digits');
     // The undo's read of the record fails once, with an errno outside the storage table.
-    const withActiveRecord = registry.repository.withActiveRecord.bind(registry.repository);
-    vi.spyOn(registry.repository, 'withActiveRecord').mockImplementation((name, work, ...rest) =>
-      withActiveRecord(
-        name,
-        (held) =>
-          work({
-            ...held,
-            unpin: async (pin) => {
-              injectFsFaults([{ op: 'read', suffix: 'active-version.json', code: 'ENOTCONN' }]);
-              try {
-                return await held.unpin(pin);
-              } finally {
-                clearFsFaults();
-              }
-            },
-          }),
-        ...rest,
-      ),
-    );
+    changeHeld(registry, (held) => ({
+      unpin: async (pin) => {
+        injectFsFaults([{ op: 'read', suffix: 'active-version.json', code: 'ENOTCONN' }]);
+        try {
+          return await held.unpin(pin);
+        } finally {
+          clearFsFaults();
+        }
+      },
+    }));
     // A recalibration's model lock lost just before its rename: nothing published, the pin undone.
-    const lockLost = async () => {
-      throw new NormserveError('LOCK_LOST', 'the model lock was lost');
-    };
     const failed = await registry
       .publish(checkpoint, true, 'recalibrated', { ifActive: 1, fence: lockLost })
       .catch((e: unknown) => e);
@@ -570,22 +563,13 @@ describe("a dead publisher's pin whose staged directory is gone, by the director
   it('records the identity of its staged directory, which the version published keeps', async () => {
     const { registry, model } = await openPinTest();
     const pins: (RecordOnDisk | undefined)[] = [];
-    const withActiveRecord = registry.repository.withActiveRecord.bind(registry.repository);
-    vi.spyOn(registry.repository, 'withActiveRecord').mockImplementation((name, work, ...rest) =>
-      withActiveRecord(
-        name,
-        (held) =>
-          work({
-            ...held,
-            pin: async (...args) => {
-              const pin = await held.pin(...args);
-              pins.push(pin?.record as RecordOnDisk | undefined);
-              return pin;
-            },
-          }),
-        ...rest,
-      ),
-    );
+    changeHeld(registry, (held) => ({
+      pin: async (...args) => {
+        const pin = await held.pin(...args);
+        pins.push(pin?.record as RecordOnDisk | undefined);
+        return pin;
+      },
+    }));
     const { checkpoint } = registry.resolve('digits');
     expect(await registry.publish(checkpoint, false)).toMatchObject({ version: 2 });
     expect(pins).toHaveLength(1);

@@ -1,6 +1,8 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { vi } from 'vitest';
+import { NormserveError } from '../../src/errors/index.js';
+import type { HeldActiveRecord } from '../../src/repository/index.js';
 import type { ModelRegistry } from '../../src/service/index.js';
 import { openRegistry } from './registry.js';
 
@@ -35,18 +37,28 @@ export async function openPinTest() {
   return { root, registry, model, record, readRecord, staged, beforeHold };
 }
 
-/** Makes every undo of a pin in `registry`'s publishes fail, as a failing disk would (EIO). */
-export function failUnpin(registry: ModelRegistry): void {
+/**
+ * Runs every later publish of `registry` with the writes of its hold of the record's lock
+ * (HeldActiveRecord) changed by `change`, given the real ones; the others as they are.
+ */
+export function changeHeld(
+  registry: ModelRegistry,
+  change: (held: HeldActiveRecord) => Partial<HeldActiveRecord>,
+): void {
   const withActiveRecord = registry.repository.withActiveRecord.bind(registry.repository);
   vi.spyOn(registry.repository, 'withActiveRecord').mockImplementation((name, work, ...rest) =>
-    withActiveRecord(
-      name,
-      (held) =>
-        work({
-          ...held,
-          unpin: () => Promise.reject(Object.assign(new Error('EIO: i/o error'), { code: 'EIO' })),
-        }),
-      ...rest,
-    ),
+    withActiveRecord(name, (held) => work({ ...held, ...change(held) }), ...rest),
   );
 }
+
+/** Makes every undo of a pin in `registry`'s publishes fail, as a failing disk would (EIO). */
+export function failUnpin(registry: ModelRegistry): void {
+  changeHeld(registry, () => ({
+    unpin: () => Promise.reject(Object.assign(new Error('EIO: i/o error'), { code: 'EIO' })),
+  }));
+}
+
+/** A publish's fence that finds the caller's lock lost, as a recalibration's may before its rename. */
+export const lockLost = async (): Promise<never> => {
+  throw new NormserveError('LOCK_LOST', 'the recalibration lock is no longer this job’s');
+};
