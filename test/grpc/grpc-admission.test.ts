@@ -11,13 +11,7 @@
  * - the drain: a request still arriving ends UNAVAILABLE (SHUTTING_DOWN) within the drain, which
  *   finishes without being forced.
  */
-import {
-  type ClientHttp2Session,
-  type ClientHttp2Stream,
-  connect,
-  constants,
-  type IncomingHttpHeaders,
-} from 'node:http2';
+import { type ClientHttp2Session, constants } from 'node:http2';
 import { status } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_MAX_CONCURRENT_STREAMS, inferMessageLimit } from '../../src/grpc/grpc-server.js';
@@ -25,6 +19,14 @@ import { SMALL_MESSAGE_BYTES } from '../../src/grpc/receive-limits.js';
 import { InferenceService, parseServerConfig } from '../../src/service/index.js';
 import { makeTestApp, type TestApp } from '../helpers/app.js';
 import { modelInferFrame, startGrpc } from '../helpers/grpc.js';
+import {
+  codeOf,
+  messageOf,
+  openRawCall,
+  type RawCall,
+  rawSession,
+  statusOf,
+} from '../helpers/raw-grpc.js';
 
 const TOKEN = 'grpc-admission-token-0123456789';
 const INFER = '/inference.GRPCInferenceService/ModelInfer';
@@ -52,53 +54,12 @@ async function serve(options: Parameters<typeof startGrpc>[1] = {}) {
 }
 
 async function session(port: number): Promise<ClientHttp2Session> {
-  const s = connect(`http://127.0.0.1:${port}`);
-  s.on('error', () => {});
+  const s = await rawSession(port);
   sessions.push(s);
-  await new Promise((resolve) => s.once('remoteSettings', resolve));
   return s;
 }
 
-/** One raw gRPC stream: its response headers (a trailers-only status among them), its end. */
-interface RawCall {
-  stream: ClientHttp2Stream;
-  headers?: IncomingHttpHeaders;
-  trailers?: IncomingHttpHeaders;
-  dataBytes: number;
-  /** The stream has closed: both ends' END_STREAM, or the server's RST_STREAM, have arrived. */
-  readonly closed: boolean;
-}
-
-function open(s: ClientHttp2Session, path: string, headers: Record<string, string> = {}): RawCall {
-  const stream = s.request({
-    ':method': 'POST',
-    ':path': path,
-    'content-type': 'application/grpc',
-    te: 'trailers',
-    ...headers,
-  });
-  const call: RawCall = {
-    stream,
-    dataBytes: 0,
-    // Node marks the stream closed when the RST_STREAM arrives, but emits 'close' only once the
-    // client's own writes have finished, and writes still waiting for the stream's window when it
-    // is reset never do (Node 20: 65,541 bytes left queued under load, no 'close').
-    get closed() {
-      return stream.closed;
-    },
-  };
-  stream.on('error', () => {});
-  stream.on('response', (h) => {
-    call.headers = h;
-  });
-  stream.on('trailers', (h) => {
-    call.trailers = h;
-  });
-  stream.on('data', (chunk: Buffer) => {
-    call.dataBytes += chunk.length;
-  });
-  return call;
-}
+const open = openRawCall;
 
 /** The first `bytes` of a message announced as `announced` bytes: the stream is left open. */
 function sendPartial(call: RawCall, announced: number, bytes: number): void {
@@ -107,11 +68,6 @@ function sendPartial(call: RawCall, announced: number, bytes: number): void {
   call.stream.write(prefix);
   call.stream.write(Buffer.alloc(bytes, 1));
 }
-
-/** The gRPC status of a call's trailers-only answer, or of its trailers. */
-const statusOf = (call: RawCall) =>
-  Number((call.trailers ?? call.headers)?.['grpc-status'] ?? Number.NaN);
-const codeOf = (call: RawCall) => (call.trailers ?? call.headers)?.['normserve-code'];
 
 /** Resolves once the server has answered a PING sent now: it has read every frame sent before. */
 const roundTrip = (s: ClientHttp2Session) =>
@@ -298,8 +254,6 @@ describe('a unary call without exactly one message (gRPC attacker review of 2026
     const two = open(s, LIVE);
     two.stream.end(Buffer.alloc(10));
     await expect.poll(() => none.closed && truncated.closed && two.closed, POLL).toBe(true);
-    const message = (call: RawCall) =>
-      decodeURIComponent(String((call.trailers ?? call.headers)?.['grpc-message']));
     for (const [call, what] of [
       [none, 'the request ended without its message'],
       [truncated, 'the request ended without its message'],
@@ -307,7 +261,7 @@ describe('a unary call without exactly one message (gRPC attacker review of 2026
     ] as const) {
       expect(statusOf(call)).toBe(status.INVALID_ARGUMENT);
       expect(codeOf(call)).toBe('INVALID_INPUT');
-      expect(message(call)).toBe(
+      expect(messageOf(call)).toBe(
         `${what}: a call of this method carries exactly one request message, then the end of its stream`,
       );
     }

@@ -5,11 +5,12 @@
  * "Compressed-Flag"). This pins what the server does today: should it start failing, grpc-js
  * has changed, and docs/grpc.md is to be updated with it.
  */
-import { type ClientHttp2Session, connect, type IncomingHttpHeaders } from 'node:http2';
+import type { ClientHttp2Session, IncomingHttpHeaders } from 'node:http2';
 import { gzipSync } from 'node:zlib';
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useRecordedGrpc } from '../helpers/grpc.js';
+import { rawSession } from '../helpers/raw-grpc.js';
 
 const LIVE = '/inference.GRPCInferenceService/ServerLive';
 const MODEL_READY = '/inference.GRPCInferenceService/ModelReady';
@@ -17,9 +18,7 @@ const MODEL_READY = '/inference.GRPCInferenceService/ModelReady';
 const g = useRecordedGrpc();
 let s: ClientHttp2Session;
 beforeAll(async () => {
-  s = connect(`http://127.0.0.1:${g.server.port}`);
-  s.on('error', () => {});
-  await new Promise((resolve) => s.once('remoteSettings', resolve));
+  s = await rawSession(g.server.port);
 });
 afterAll(() => s.destroy());
 

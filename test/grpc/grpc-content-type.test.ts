@@ -4,16 +4,19 @@
  * recorded and logged, its message never read, its handler never run — while
  * `application/grpc` and `application/grpc+proto`, any case, with parameters, keep working.
  */
-import {
-  type ClientHttp2Session,
-  type ClientHttp2Stream,
-  connect,
-  type IncomingHttpHeaders,
-} from 'node:http2';
+import type { ClientHttp2Session } from 'node:http2';
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { servedContentType } from '../../src/grpc/content-type.js';
 import { modelInferFrame, useRecordedGrpc } from '../helpers/grpc.js';
+import {
+  codeOf,
+  messageOf,
+  openRawCall,
+  type RawCall,
+  rawSession,
+  statusOf,
+} from '../helpers/raw-grpc.js';
 
 const INFER = '/inference.GRPCInferenceService/ModelInfer';
 const LIVE = '/inference.GRPCInferenceService/ServerLive';
@@ -22,44 +25,13 @@ const POLL = { timeout: 20_000, interval: 20 };
 const g = useRecordedGrpc();
 let s: ClientHttp2Session;
 beforeAll(async () => {
-  s = connect(`http://127.0.0.1:${g.server.port}`);
-  s.on('error', () => {});
-  await new Promise((resolve) => s.once('remoteSettings', resolve));
+  s = await rawSession(g.server.port);
 });
 afterAll(() => s.destroy());
 
-interface RawCall {
-  stream: ClientHttp2Stream;
-  headers?: IncomingHttpHeaders;
-  trailers?: IncomingHttpHeaders;
-  data: number;
-}
-
-function open(path: string, contentType: string): RawCall {
-  const stream = s.request({
-    ':method': 'POST',
-    ':path': path,
-    'content-type': contentType,
-    te: 'trailers',
-  });
-  const call: RawCall = { stream, data: 0 };
-  stream.on('error', () => {});
-  stream.on('response', (h) => {
-    call.headers = h;
-  });
-  stream.on('trailers', (h) => {
-    call.trailers = h;
-  });
-  stream.on('data', (chunk: Buffer) => {
-    call.data += chunk.length;
-  });
-  return call;
-}
-
-const statusOf = (call: RawCall) =>
-  Number((call.trailers ?? call.headers)?.['grpc-status'] ?? Number.NaN);
-const messageOf = (call: RawCall) =>
-  decodeURIComponent(String((call.trailers ?? call.headers)?.['grpc-message'] ?? ''));
+/** A call of `path` whose content-type is `contentType`. */
+const open = (path: string, contentType: string): RawCall =>
+  openRawCall(s, path, { 'content-type': contentType });
 
 /** An empty message (ServerLive's), framed, and the end of the stream. */
 const EMPTY_FRAME = Buffer.alloc(5);
@@ -72,8 +44,8 @@ describe('gRPC content-type', () => {
     expect(statusOf(call)).toBe(status.UNIMPLEMENTED);
     expect(messageOf(call)).toContain('content-type "application/grpc+json" is not served');
     expect(messageOf(call)).toContain('application/grpc+proto');
-    expect((call.trailers ?? call.headers)?.['normserve-code']).toBe('UNSUPPORTED_MEDIA_TYPE');
-    expect(call.data).toBe(0);
+    expect(codeOf(call)).toBe('UNSUPPORTED_MEDIA_TYPE');
+    expect(call.dataBytes).toBe(0);
     expect(g.records).toEqual([{ method: 'ModelInfer', code: 'UNIMPLEMENTED', model: '' }]);
     const line = g.lines.find((l) => l.grpcMethod === 'ModelInfer');
     expect(line).toMatchObject({ level: 'info', code: 'UNIMPLEMENTED' });
@@ -87,7 +59,7 @@ describe('gRPC content-type', () => {
       call.stream.end(EMPTY_FRAME);
       await expect.poll(() => call.stream.closed, POLL).toBe(true);
       expect(statusOf(call)).toBe(status.UNIMPLEMENTED);
-      expect(call.data).toBe(0);
+      expect(call.dataBytes).toBe(0);
     }
   });
 
@@ -103,7 +75,7 @@ describe('gRPC content-type', () => {
       call.stream.end(modelInferFrame(1));
       await expect.poll(() => call.stream.closed, POLL).toBe(true);
       expect({ type, code: statusOf(call) }).toEqual({ type, code: status.OK });
-      expect(call.data).toBeGreaterThan(0);
+      expect(call.dataBytes).toBeGreaterThan(0);
     }
   });
 
