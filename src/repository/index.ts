@@ -45,7 +45,6 @@ export {
 } from './process-alive.js';
 export { MAX_JSON_FILE_BYTES, RepositoryFiles } from './repository-files.js';
 export {
-  isPassingReadFailure,
   isStorageFailure,
   storageErrno,
   storageErrnos,

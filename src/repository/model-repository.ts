@@ -71,20 +71,22 @@ export const activeRecordSchema = z.looseObject({
    */
   pinned_for: z.string().optional(),
   /**
-   * A pin's too: the identity of the staged directory `pinned_for` names, taken when the pin is
-   * written — its inode number (a rename keeps it) and its config.json's SHA-256 (ext4 gives a new
-   * directory the inode of one just removed) — by which a cleanup that finds the staged directory
-   * gone tells whether it was renamed into place as a version (then the publish went through, and
-   * its pin is made lasting) or went without a rename (removed by hand: the pin is undone), not
-   * by whether some version above the one pinned is there, which a `train` (no lock) or a broken
-   * version makes true for other reasons (h282 R1). Absent from pins written before 2026-12
-   * (the cleanup then falls back on that older rule) and when the staged directory could not be
-   * found as the pin was written.
+   * A pin's too: what the staged directory `pinned_for` names holds, taken when the pin is
+   * written — its config.json's SHA-256 — by which a cleanup that finds the staged directory gone
+   * tells whether it was renamed into place as a version (a version above the one pinned holds
+   * that config.json: the publish went through, and its pin is made lasting) or went without a
+   * rename (removed by hand: the pin is undone), not by whether some version above the one pinned
+   * is there, which a `train` (no lock) or a broken version makes true for other reasons (h282
+   * R1). Not by the directory's inode: a rename keeps it on a local file system, not on every one
+   * a repository lives on (overlayfs without xino, CIFS with noserverino, FUSE stores), and a
+   * version not found is undone — the version published as inactive then served as the highest —
+   * where a version wrongly found (another publish of the same config.json) only makes the pin
+   * lasting, the version pinned staying served (h283 F2). Absent from pins written before
+   * 2026-12 (the cleanup then falls back on that older rule) and when the staged directory could
+   * not be found as the pin was written.
    */
   pinned_staged: z
     .looseObject({
-      /** The staged directory's inode number, in decimal (a 64-bit number: not a JSON number). */
-      inode: z.string().regex(/^[0-9]{1,20}$/),
       /** The SHA-256 of its config.json, in hex. */
       config_sha256: z.string().regex(/^[0-9a-f]{64}$/),
     })
@@ -990,37 +992,35 @@ export class ModelRepository {
   }
 
   /**
-   * A directory's identity, as a pin records its staged directory's (`pinned_staged`): its inode
-   * number and its config.json's SHA-256; undefined when the directory or its config.json is not
-   * there. A read that fails otherwise throws: nothing is written on what could not be read.
+   * What a directory holds, as a pin records its staged directory's (`pinned_staged`): its
+   * config.json's SHA-256; undefined when the directory or its config.json is not there. A read
+   * that fails otherwise throws: nothing is decided on what could not be read.
    */
-  private async directoryIdentity(
-    dir: string,
-  ): Promise<{ inode: string; config_sha256: string } | undefined> {
-    const info = await stat(dir, { bigint: true }).catch((e: unknown) => {
+  private async directoryIdentity(dir: string): Promise<{ config_sha256: string } | undefined> {
+    const info = await stat(dir).catch((e: unknown) => {
       if (isMissing(e)) return undefined;
       throw e;
     });
     if (!info?.isDirectory()) return undefined;
     const sha = await this.files.sha256(join(dir, CONFIG_FILE));
-    return sha === undefined ? undefined : { inode: info.ino.toString(), config_sha256: sha };
+    return sha === undefined ? undefined : { config_sha256: sha };
   }
 
   /**
-   * Whether a version directory of `name` is the directory whose identity (directoryIdentity's)
-   * a pin recorded: it was renamed into place (a rename keeps the inode). Only a version with
-   * that inode has its config.json read.
+   * Whether a version of `name` above `pinned` holds what a pin recorded of its staged directory
+   * (`pinned_staged`): it was renamed into place. A version whose read fails (ESTALE, EIO) throws,
+   * for the next cleanup to decide: taken for "not this one", it undid the pin of a publish that
+   * went through, and the version published as inactive was served as the highest (h283 F1).
    */
   private async publishedAs(
     name: string,
-    identity: { inode: string; config_sha256: string },
+    pinned: number,
+    identity: { config_sha256: string },
   ): Promise<boolean> {
     for (const version of await this.listVersions(name)) {
-      const dir = this.versionPath(name, version);
-      const info = await stat(dir, { bigint: true }).catch(() => undefined);
-      if (info?.ino.toString() !== identity.inode) continue;
-      if ((await this.directoryIdentity(dir))?.config_sha256 === identity.config_sha256)
-        return true;
+      if (version <= pinned) continue;
+      const held = await this.directoryIdentity(this.versionPath(name, version));
+      if (held?.config_sha256 === identity.config_sha256) return true;
     }
     return false;
   }
@@ -1452,7 +1452,7 @@ export class ModelRepository {
     if (intent === undefined) {
       // Its directory gone (a cleanup keeps that of a pin it could not undo), its writer gone: the
       // publish renamed its version into place and died before it made its pin a lasting record —
-      // if a version directory is the staged one (`pinned_staged`: same inode, same config.json).
+      // if a version above the one pinned is the staged directory (`pinned_staged`: its config.json).
       // Without one, the directory went without a rename (removed by hand, or its version removed
       // since): nothing of it is published, and the pin is undone as its failure would have undone
       // it (h279 R4: it was made lasting, and kept versions published later from being served as
@@ -1463,7 +1463,7 @@ export class ModelRepository {
       const identity = record.pinned_staged;
       const renamed =
         identity !== undefined
-          ? await this.publishedAs(name, identity)
+          ? await this.publishedAs(name, record.version, identity)
           : (await this.listVersions(name)).some((v) => v > record.version);
       if (!renamed) return undo();
       // Made one now, as it would have (settlePin): a dead recalibration's intent under it is

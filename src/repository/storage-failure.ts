@@ -23,47 +23,6 @@ export function storageErrnos(code: 'STORAGE_FULL' | 'STORAGE_UNAVAILABLE'): str
     .map(([errno]) => errno);
 }
 
-/**
- * The errnos of a failed read that may pass — the next read, or another process's, may succeed:
- * this process's descriptors (EMFILE, ENFILE) or memory (ENOMEM), a network file system's
- * (ESTALE, ETIMEDOUT, ENOTCONN, ECONNRESET, ECONNABORTED, EHOSTUNREACH, ENETUNREACH, EREMOTEIO),
- * the moment's (EIO, EAGAIN, EINTR, EBUSY). Not EACCES, EPERM, ELOOP, ENOENT, ENOTDIR, EISDIR:
- * those fail the same way in every process that shares the repository. The one list of them
- * (isPassingReadFailure).
- */
-const PASSING_READ_ERRNOS: ReadonlySet<string> = new Set([
-  'EMFILE',
-  'ENFILE',
-  'ENOMEM',
-  'ESTALE',
-  'ETIMEDOUT',
-  'ENOTCONN',
-  'ECONNRESET',
-  'ECONNABORTED',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'EREMOTEIO',
-  'EIO',
-  'EAGAIN',
-  'EINTR',
-  'EBUSY',
-]);
-
-/**
- * Whether `e` (or an error it wraps: a NormserveError's `cause`) is a read that failed with an
- * errno that may pass (PASSING_READ_ERRNOS): anything else — an errno every process meets alike,
- * an error without an errno (a RangeError building a network) — will fail the same way again.
- */
-export function isPassingReadFailure(e: unknown): boolean {
-  let error = e;
-  for (let depth = 0; depth < 4 && error !== undefined && error !== null; depth++) {
-    const errno = errnoOf(error);
-    if (errno !== undefined && PASSING_READ_ERRNOS.has(errno)) return true;
-    error = error instanceof Error ? error.cause : undefined;
-  }
-  return false;
-}
-
 /** What the failed system call was doing, in words. */
 const SYSCALL_WORDS: Readonly<Record<string, string>> = {
   open: 'creating',

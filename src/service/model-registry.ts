@@ -29,7 +29,7 @@ import {
   type DroppedPin,
   droppedPinsWords,
   type HeldActiveRecord,
-  isPassingReadFailure,
+  isBrokenCheckpoint,
   isStorageFailure,
   ModelRepository,
   type ModelRepositoryOptions,
@@ -66,17 +66,16 @@ export interface FailedVersion extends VersionBase {
   /** The catalogue code of that failure, when it has one. */
   readonly reasonCode?: ErrorCode;
   /**
-   * The failure was a read of its files with an errno that may pass (isPassingReadFailure: EMFILE,
-   * EIO, ESTALE…), not the files' own (isBrokenCheckpoint), nor one every process meets alike
-   * (EACCES, ELOOP), nor an error building the network or compiling it (a RangeError has no
-   * errno: h282 R3): another process may load the version, and serve it. A refresh keeps the
-   * failure while the files' fingerprint is unchanged, and loads it again once its retry is due
-   * (readRetryDue: 30 s after the failure, doubling with each failure again, at most 30 min); a
-   * publish's pin loads it again at once (servedEverywhere).
+   * The failure came while reading its files and is not the files' own (isBrokenCheckpoint): an
+   * errno — EMFILE, ESTALE, EIO, and EACCES too, which a root-squashed NFS mount or a replica of
+   * another uid gives one process alone — or an error building the network from them (a
+   * RangeError: this process's memory). Another process may load the version, and serve it. A
+   * refresh keeps the failure while the files' fingerprint is unchanged; a publish's pin loads it
+   * again, and refuses while it still fails (servedEverywhere) rather than guess: h282 classed
+   * EACCES and errors without an errno as every process's, and a replica then pinned an older
+   * version than the others served (h283 F3).
    */
   readonly readFailed?: true;
-  /** How many refreshes loaded it again, each failing to read again (readRetryDue's backoff). */
-  readonly readRetries?: number;
 }
 
 /** One version as loaded in this process, told apart by `state`. */
@@ -177,23 +176,6 @@ export interface PublishResult {
  * highest first: bounds the loads made holding the record's lock.
  */
 const MAX_FRESH_LOADS = 4;
-
-/** The first retry of a read that failed (FailedVersion.readFailed) by the periodic refresh. */
-const READ_RETRY_FIRST_MS = 30_000;
-/** The longest wait between two such retries: the backoff doubles up to this. */
-const READ_RETRY_MAX_MS = 30 * 60_000;
-
-/**
- * Whether the periodic refresh loads a version whose read failed again now: READ_RETRY_FIRST_MS
- * after its failure, doubled for each retry that failed too (readRetries), at most
- * READ_RETRY_MAX_MS — an EMFILE once does not keep this process serving an older version than
- * every other process until its files change or it restarts, and a failing disk is not read
- * again at every poll.
- */
-const readRetryDue = (v: FailedVersion): boolean =>
-  Date.now() >=
-  Date.parse(v.loadedAt) +
-    Math.min(READ_RETRY_MAX_MS, READ_RETRY_FIRST_MS * 2 ** Math.min(v.readRetries ?? 0, 16));
 
 /** An activation that was not written, after which a published version stays published. */
 export type ActivationNotWritten = NormserveError & {
@@ -424,27 +406,12 @@ export class ModelRegistry {
     const versions = new Map<number, ServedVersion>();
     const known = async (v: number): Promise<ServedVersion | undefined> => {
       const had = preloaded?.version === v ? preloaded : previous?.versions.get(v);
-      if (had === undefined || had.state === 'AVAILABLE') return had;
-      if (had.fingerprint !== (await this.fingerprint(name, v))) return undefined;
-      // A read that may pass: loaded again once its retry is due (readRetryDue).
-      return had.readFailed && readRetryDue(had) ? undefined : had;
+      return had &&
+        (had.state === 'AVAILABLE' || had.fingerprint === (await this.fingerprint(name, v)))
+        ? had
+        : undefined;
     };
-    const load = async (v: number): Promise<ServedVersion> => {
-      const kept = await known(v);
-      if (kept !== undefined) return kept;
-      const loaded = await this.loadVersion(name, v);
-      const had = previous?.versions.get(v);
-      // Its read failed again, its files unchanged: the next retry waits twice as long.
-      if (
-        loaded.state === 'FAILED' &&
-        loaded.readFailed &&
-        had?.state === 'FAILED' &&
-        had.readFailed &&
-        had.fingerprint === loaded.fingerprint
-      )
-        return { ...loaded, readRetries: (had.readRetries ?? 0) + 1 };
-      return loaded;
-    };
+    const load = async (v: number) => (await known(v)) ?? (await this.loadVersion(name, v));
     if (!this.openedAlone.has(name)) {
       for (const v of onDisk) versions.set(v, await load(v));
       return this.swap(name, versions, record, recordProblem);
@@ -674,7 +641,7 @@ export class ModelRegistry {
         state: 'FAILED',
         reason,
         ...(reasonCode !== undefined ? { reasonCode } : {}),
-        ...(reading && isPassingReadFailure(e) ? { readFailed: true as const } : {}),
+        ...(reading && !isBrokenCheckpoint(e) ? { readFailed: true as const } : {}),
         loadedAt,
         fingerprint,
       };

@@ -12,10 +12,12 @@
  */
 import { createHash } from 'node:crypto';
 import {
+  cpSync,
   existsSync,
   mkdirSync,
   readFileSync,
   readlinkSync,
+  renameSync,
   rmSync,
   statSync,
   symlinkSync,
@@ -24,6 +26,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { NormserveError } from '../../src/errors/index.js';
 import { ModelRepository } from '../../src/repository/index.js';
 import {
   type AvailableVersion,
@@ -525,10 +528,9 @@ describe("a dead publisher's pin whose staged directory is gone, with no version
 
 const readRecordText = (record: string) => readFileSync(record, 'utf8');
 
-/** A directory's identity as a pin records its staged directory's (`pinned_staged`). */
-function identityOf(dir: string): { inode: string; config_sha256: string } {
+/** What a pin records of its staged directory (`pinned_staged`). */
+function identityOf(dir: string): { config_sha256: string } {
   return {
-    inode: statSync(dir, { bigint: true }).ino.toString(),
     config_sha256: createHash('sha256')
       .update(readFileSync(join(dir, 'config.json')))
       .digest('hex'),
@@ -538,11 +540,10 @@ function identityOf(dir: string): { inode: string; config_sha256: string } {
 /**
  * The pin of a publish on a third host that died with its staged directory gone: it records that
  * directory's identity (`pinned_staged`); `renamedAs` the version directory it became, else one
- * removed by hand before its rename (its config.json its own: another publisher's version may
- * reuse the inode, never the content).
+ * removed by hand before its rename (its config.json its own, which no version holds).
  */
 function deadPinWithIdentity(model: string, renamedAs?: number): string {
-  let staged: { inode: string; config_sha256: string };
+  let staged: { config_sha256: string };
   if (renamedAs !== undefined) staged = identityOf(join(model, String(renamedAs)));
   else {
     const dir = join(model, '.tmp-thirdhost-4343-bbbbbbbbbbbb');
@@ -614,6 +615,43 @@ describe("a dead publisher's pin whose staged directory is gone, by the director
     expect(after).toMatchObject({ version: 1 });
     expect(after).not.toHaveProperty('pinned_for');
   });
+
+  it('is made a plain record when the version holding its config.json is a copy, not the same inode (a rename by copy: FUSE stores; overlayfs without xino)', async () => {
+    const { root, registry, model, record } = await openPinTest();
+    await registry.repository.publishVersion(registry.resolve('digits').checkpoint); // version 2
+    // As a pin of the hour before this rule also recorded it: the staged directory's inode.
+    const pin = JSON.parse(deadPinWithIdentity(model, 2));
+    pin.pinned_staged.inode = statSync(join(model, '2'), { bigint: true }).ino.toString();
+    writeFileSync(record, `${JSON.stringify(pin)}\n`);
+    // The version's directory copied and put back: another inode, the same files.
+    cpSync(join(model, '2'), join(model, '2.copy'), { recursive: true });
+    rmSync(join(model, '2'), { recursive: true });
+    renameSync(join(model, '2.copy'), join(model, '2'));
+    utimesSync(record, longAgo(), longAgo());
+    const { pinsUndone } = await new ModelRepository(root).removeTemporaries();
+    expect(pinsUndone).toEqual([]);
+    const after = JSON.parse(readFileSync(record, 'utf8'));
+    expect(after).toMatchObject({ version: 1 });
+    expect(after, 'made lasting').not.toHaveProperty('pinned_for');
+    await registry.refresh();
+    expect(registry.get('digits').active, 'the inactive version 2 is not served').toBe(1);
+  });
+
+  it('is left for a later cleanup when a version directory cannot be read (ESTALE): never undone on a failed read', async () => {
+    const { root, registry, model, record } = await openPinTest();
+    await registry.repository.publishVersion(registry.resolve('digits').checkpoint); // version 2
+    const pin = deadPinWithIdentity(model, 2);
+    writeFileSync(record, pin);
+    utimesSync(record, longAgo(), longAgo());
+    injectFsFaults([{ op: 'stat', suffix: join('digits', '2'), code: 'ESTALE', times: 1 }]);
+    const { pinsUndone } = await new ModelRepository(root).removeTemporaries();
+    clearFsFaults();
+    expect(pinsUndone).toEqual([]);
+    expect(readFileSync(record, 'utf8'), 'the pin, as it was').toBe(pin);
+    // The next cleanup, the storage reading again: made lasting.
+    await new ModelRepository(root).removeTemporaries();
+    expect(JSON.parse(readFileSync(record, 'utf8'))).not.toHaveProperty('pinned_for');
+  });
 });
 
 describe('versions this process failed to read, as a pin names the version served (h282 R2, R3)', () => {
@@ -632,37 +670,53 @@ describe('versions this process failed to read, as a pin names the version serve
     expect(registry.get('digits').active).toBe(6);
   });
 
-  it('a read failing with an errno every process meets alike (EACCES) is no passing failure: the publish pins the version served', async () => {
-    const { root, registry, model, readRecord } = await openPinTest();
-    const { checkpoint } = registry.resolve('digits');
-    await registry.repository.publishVersion(checkpoint); // 2
-    injectFsFaults([{ op: 'open', path: join(model, '2', 'model.safetensors'), code: 'EACCES' }]);
-    await registry.refresh();
-    const other = new ModelRegistry(root, { maxBatchSize: 64 });
-    try {
-      await other.refresh();
-      expect(other.get('digits').active, 'every process serves 1').toBe(1);
-      expect(await registry.publish(checkpoint, false)).toMatchObject({ version: 3 });
-      expect(readRecord().version).toBe(1);
-    } finally {
-      other.close();
-    }
-  });
-
-  it('a load failing without an errno after the read (a RangeError building the network) is no read failure', async () => {
-    const { registry, readRecord } = await openPinTest();
-    const { checkpoint } = registry.resolve('digits');
-    await registry.repository.publishVersion(checkpoint); // 2
-    const loadVersion = registry.repository.loadVersion.bind(registry.repository);
+  /** Makes `registry`'s own loads of version 2 fail with `error`: another process loads it. */
+  function failHere(registry: ModelRegistry, error: () => Error): void {
+    const load = registry.repository.loadVersion.bind(registry.repository);
     vi.spyOn(registry.repository, 'loadVersion').mockImplementation(async (name, version) => {
-      if (version === 2) throw new RangeError('Invalid typed array length: 4294967296');
-      return loadVersion(name, version);
+      if (version === 2) throw error();
+      return load(name, version);
     });
-    await registry.refresh();
-    expect(registry.get('digits').active).toBe(1);
-    expect(await registry.publish(checkpoint, false)).toMatchObject({ version: 3 });
-    expect(readRecord().version).toBe(1);
-  });
+  }
+
+  for (const [what, error] of [
+    [
+      'EACCES, this process alone (a root-squashed NFS mount, a replica of another uid)',
+      () =>
+        new NormserveError('REPOSITORY_ERROR', 'digits/2/model.safetensors: cannot be read', {
+          cause: Object.assign(new Error('EACCES: permission denied, open'), { code: 'EACCES' }),
+        }),
+    ],
+    [
+      'a RangeError building the network (this process short of memory)',
+      () => new RangeError('Array buffer allocation failed'),
+    ],
+  ] as const)
+    it(`a load failing here with ${what} is a failure another process may not meet: the publish is refused, nothing pinned, and no replica rolled back (h283 F3)`, async () => {
+      const { root, registry, model, record, staged } = await openPinTest();
+      const { checkpoint } = registry.resolve('digits');
+      await registry.repository.publishVersion(checkpoint); // 2
+      failHere(registry, error);
+      await registry.refresh();
+      expect(registry.get('digits').active).toBe(1);
+      const other = new ModelRegistry(root, { maxBatchSize: 64 });
+      try {
+        await other.refresh();
+        expect(other.get('digits').active, 'the other process serves 2').toBe(2);
+        await expect(registry.publish(checkpoint, false)).rejects.toMatchObject({
+          code: 'STORAGE_UNAVAILABLE',
+          message: expect.stringContaining('version 2 cannot be read here'),
+        });
+        expect(existsSync(record), 'nothing pinned').toBe(false);
+        expect(await registry.repository.listVersions('digits')).toEqual([1, 2]);
+        expect(staged()).toEqual([]);
+        await other.refresh();
+        expect(other.get('digits').active, 'still 2').toBe(2);
+        expect(existsSync(join(model, '3'))).toBe(false);
+      } finally {
+        other.close();
+      }
+    });
 });
 
 describe('a version loaded again for a pin (h282 R4)', () => {
@@ -782,58 +836,5 @@ describe('a pin still to be settled past MAX_PINS_SETTLED pins down the chain (h
         pins: [{ version: 1, pinnedFor: '.tmp-otherhost-4242-aaaaaaaaaaaa', publishing: 2 }],
       },
     ]);
-  });
-});
-
-describe('a version this process failed to read, at the periodic refresh (h282 R2)', () => {
-  it('is loaded again once its retry is due (30 s), not only when its files change', async () => {
-    const { registry, model } = await openPinTest();
-    await registry.repository.publishVersion(registry.resolve('digits').checkpoint); // 2
-    injectFsFaults([
-      { op: 'open', path: join(model, '2', 'model.safetensors'), code: 'EMFILE', times: 1 },
-    ]);
-    await registry.refresh();
-    clearFsFaults();
-    expect(registry.get('digits').active).toBe(1);
-    vi.useFakeTimers({ toFake: ['Date'] });
-    try {
-      await registry.refresh();
-      expect(registry.get('digits').active, 'not due yet: kept').toBe(1);
-      vi.setSystemTime(Date.now() + 31_000);
-      await registry.refresh();
-      expect(registry.get('digits').active).toBe(2);
-    } finally {
-      vi.useRealTimers();
-    }
-  });
-
-  it('failing again, is retried after a wait that doubles each time (a failing disk is not read at every poll)', async () => {
-    const { registry, model } = await openPinTest();
-    await registry.repository.publishVersion(registry.resolve('digits').checkpoint); // 2
-    injectFsFaults([{ op: 'open', path: join(model, '2', 'model.safetensors'), code: 'EIO' }]);
-    const loads = vi.spyOn(registry.repository, 'loadVersion');
-    const loadsOf2 = () => loads.mock.calls.filter(([, v]) => v === 2).length;
-    vi.useFakeTimers({ toFake: ['Date'] });
-    try {
-      await registry.refresh();
-      expect(loadsOf2()).toBe(1);
-      const poll = async (ms: number) => {
-        vi.setSystemTime(Date.now() + ms);
-        await registry.refresh();
-        return loadsOf2();
-      };
-      expect(await poll(31_000), 'first retry: 30 s after').toBe(2);
-      expect(await poll(31_000), 'the next one 60 s after that').toBe(2);
-      expect(await poll(31_000)).toBe(3);
-      expect(await poll(61_000), 'then 120 s').toBe(3);
-      expect(await poll(61_000)).toBe(4);
-      expect(registry.get('digits').versions.get(2)).toMatchObject({
-        state: 'FAILED',
-        readFailed: true,
-        readRetries: 3,
-      });
-    } finally {
-      vi.useRealTimers();
-    }
   });
 });

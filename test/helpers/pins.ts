@@ -11,7 +11,7 @@ export interface RecordOnDisk {
   version: number;
   note?: string;
   pinned_for?: string;
-  pinned_staged?: { inode: string; config_sha256: string };
+  pinned_staged?: { config_sha256: string };
   pinned_over?: string;
   pinned_publishing?: unknown;
 }
