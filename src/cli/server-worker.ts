@@ -9,10 +9,10 @@ import pino from 'pino';
 import type { GrpcServerHandle } from '../grpc/grpc-server.js';
 import { buildApp } from '../http/app.js';
 import { ServiceMetrics } from '../http/metrics.js';
-import { droppedPinsWords } from '../repository/index.js';
 import {
   createServices,
   defaultEngineThreads,
+  droppedPinsWords,
   ModelRegistry,
   type ServerConfig,
   unavailableRetryAfterSeconds,

@@ -24,6 +24,8 @@ export {
 } from '../recalibration/index.js';
 export {
   ACTIVE_RECORD_LOCK_WAIT_MS,
+  // The server's start-up cleanup words the pins it dropped as the registry does.
+  droppedPinsWords,
   isThisProcess,
   JOBS_DIR,
   type LockOwner,
