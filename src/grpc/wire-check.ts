@@ -100,6 +100,8 @@ export interface FieldRule {
   utf8: boolean;
   /** Its values are read as 32-bit varints (varint32: int32, uint32, sint32, enum, bool). */
   varint32: boolean;
+  /** A bool: its value must fit 32 bits (checkBool). */
+  bool: boolean;
   message?: () => MessageRule;
   /** A message field that is not repeated: its instances on the wire merge (wire-merge.ts). */
   singular: boolean;
@@ -168,6 +170,7 @@ export function messageRule(
         packable: repeated && wire !== LENGTH,
         utf8: f.type === 'TYPE_STRING',
         varint32: VARINT32_TYPES.has(f.type),
+        bool: f.type === 'TYPE_BOOL',
         singular,
         ...(message ? { message } : {}),
         ...(oneof !== undefined ? { oneof } : {}),
@@ -240,6 +243,24 @@ function varint32(buf: Uint8Array, at: number, end: number, what: string): [numb
     throw new WireError(
       `${what}: a ${size}-byte varint where a 32-bit one is read (1 to 5 bytes, or 10)`,
     );
+  return read;
+}
+
+/**
+ * varint32 of a value of `field`; a bool's at most 32 bits: protobufjs reads a bool as its low 32
+ * bits not being 0, where protobuf reads any value but 0 as true, so 2^32 decoded false here and
+ * true everywhere else (gRPC attacker review of 2026-12-06, second round).
+ */
+function varint32Of(
+  field: FieldRule,
+  buf: Uint8Array,
+  at: number,
+  end: number,
+  what: string,
+): [number, number] {
+  const read = varint32(buf, at, end, what);
+  if (field.bool && read[0] > 0xffffffff)
+    throw new WireError(`${what}: a bool beyond 32 bits (0 or 1 is what protobuf writes)`);
   return read;
 }
 
@@ -390,7 +411,7 @@ function checkMessage(
     }
     const [body, after] =
       field?.varint32 && wire === VARINT
-        ? [at, varint32(buf, at, end, label)[1]]
+        ? [at, varint32Of(field, buf, at, end, label)[1]]
         : skipValue(buf, at, end, wire, label);
     at = after;
     if (wire === LENGTH) {
@@ -428,7 +449,9 @@ function checkPacked(
   if (field.wire === VARINT) {
     for (let at = start; at < end; ) {
       if (++counts.packed > counts.maxPacked) throw tooMany();
-      at = (field.varint32 ? varint32 : varint)(buf, at, end, label)[1];
+      at = (
+        field.varint32 ? varint32Of(field, buf, at, end, label) : varint(buf, at, end, label)
+      )[1];
     }
     return;
   }

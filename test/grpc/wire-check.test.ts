@@ -171,6 +171,16 @@ describe('wireProblem: varints protobufjs reads as 32 bits (gRPC attacker review
     expect(check(input([0x08, ...padded(1, 7)]))).toMatch(/bool_contents \(field 1\): a 7-byte/);
   });
 
+  it('refuses a bool beyond 32 bits, which protobufjs would read as false (protobuf: true)', () => {
+    expect(check(input([0x08, 0x01]))).toBeUndefined();
+    expect(check(input([0x08, ...padded(1, 10)]))).toBeUndefined();
+    const twoTo32 = [0x80, 0x80, 0x80, 0x80, 0x10];
+    expect(check(input([0x08, ...twoTo32]))).toMatch(
+      /bool_contents \(field 1\): a bool beyond 32 bits/,
+    );
+    expect(check(input(delimited(1, twoTo32)))).toMatch(/a bool beyond 32 bits/);
+  });
+
   it('a field hidden from the check behind a 6-byte tag is never decoded', () => {
     // Unknown field 100 (tag 802) in 6 bytes, its body: a 1-byte length, then 3 bytes and a 0 that
     // protobufjs read as a zero length once it had jumped 10 bytes on, then model_name "digits-cnn".
