@@ -104,21 +104,21 @@ export const activeRecordSchema = z.looseObject({
    * hold would replace the record. Should the process die between the rename and that write, the
    * directory `pinned_for` names is gone and only this tells the cleanup that the publish happened
    * and what it was about to do (settleAbandonedPin): it finishes the activation when `version` is
-   * there and is the directory that was staged (its inode, which a rename keeps, and its
-   * config.json's digest: another publisher may have taken the number, and a file system reuses
-   * the inode of a directory removed), else undoes the pin. Absent from records written before
+   * there and is the directory that was staged (its config.json's digest: another publisher may
+   * have taken the number, but a recalibration's config.json is its own), else undoes the pin. Absent from records written before
    * 2026-12 and from an inactive publish's pin (which is the record it leaves).
    */
   pinned_publishing: z
     .looseObject({
       version: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
-      /** The staged directory's inode number, in decimal (a 64-bit number: not a JSON number). */
+      /**
+       * The staged directory's inode number, in decimal (a 64-bit number: not a JSON number):
+       * recorded, not relied on — a rename keeps it on a local file system only (h285).
+       */
       inode: z.string().regex(/^[0-9]{1,20}$/),
       /**
-       * The SHA-256 of the staged config.json: ext4 gives a new directory the inode of one just
-       * removed, so the inode alone could name another publisher's version staged after this
-       * one's leftover was removed (h262); a recalibration's config.json is its own (its
-       * provenance: created_at, the data's digest).
+       * The SHA-256 of the staged config.json, by which the cleanup knows the version: a
+       * recalibration's config.json is its own (its provenance: created_at, the data's digest).
        */
       config_sha256: z.string().regex(/^[0-9a-f]{64}$/),
     })
@@ -1008,20 +1008,30 @@ export class ModelRepository {
 
   /**
    * Whether a version of `name` above `pinned` holds what a pin recorded of its staged directory
-   * (`pinned_staged`): it was renamed into place. A version whose read fails (ESTALE, EIO) throws,
-   * for the next cleanup to decide: taken for "not this one", it undid the pin of a publish that
-   * went through, and the version published as inactive was served as the highest (h283 F1).
+   * (`pinned_staged`): it was renamed into place. The highest first (the version a publish renames
+   * into is almost always the highest). A version whose files refuse it for good (a config.json
+   * that is a directory, a FIFO, a link out of the repository) is not the one; one whose read
+   * fails with an errno (ESTALE, EIO, EACCES) might be: when no other version matches, that
+   * failure is thrown, for the next cleanup to decide — taken for "not this one", it undid the pin
+   * of a publish that went through, and the version published as inactive was served as the
+   * highest (h283 F1); and one version that could never be read blocked the pin for good (h285).
    */
   private async publishedAs(
     name: string,
     pinned: number,
     identity: { config_sha256: string },
   ): Promise<boolean> {
-    for (const version of await this.listVersions(name)) {
-      if (version <= pinned) continue;
-      const held = await this.directoryIdentity(this.versionPath(name, version));
-      if (held?.config_sha256 === identity.config_sha256) return true;
+    const above = (await this.listVersions(name)).filter((v) => v > pinned).reverse();
+    let unread: unknown;
+    for (const version of above) {
+      try {
+        const held = await this.directoryIdentity(this.versionPath(name, version));
+        if (held?.config_sha256 === identity.config_sha256) return true;
+      } catch (e) {
+        if (!isBrokenCheckpoint(e)) unread ??= e;
+      }
     }
+    if (unread !== undefined) throw unread;
     return false;
   }
 
@@ -1481,12 +1491,16 @@ export class ModelRepository {
       if (written && carried) await this.keepRecordAge(name, mtimeMs);
       return written ? { lasting: true, dropped } : undefined;
     }
+    // Its number and its config.json (a recalibration's carries its own provenance: its time and
+    // its data's digest), not its inode: a rename keeps that on a local file system, not on every
+    // one a repository lives on (overlayfs without xino, CIFS with noserverino, FUSE stores), where
+    // a version published would be taken for another and its activation undone (h285). The
+    // weights (megabytes) decide nothing here, the load check below does.
     const published =
-      (await stat(this.versionPath(name, intent.version), { bigint: true }).then(
-        (s) => s.isDirectory() && s.ino.toString() === intent.inode,
+      (await stat(this.versionPath(name, intent.version)).then(
+        (s) => s.isDirectory(),
         () => false,
       )) &&
-      // config.json alone: the weights (megabytes) decide nothing here, the load check below does.
       (await this.files.sha256(join(this.versionPath(name, intent.version), CONFIG_FILE))) ===
         intent.config_sha256;
     if (!published) return undo();

@@ -665,7 +665,7 @@ export class ModelRegistry {
    * files are unchanged) are loaded again, from the highest down, the highest MAX_FRESH_LOADS of
    * them whatever their number (h282 R2: more of them refused every pinning publish without a
    * try, until a restart): one that loads now is served here too, and named; one whose files turn
-   * out broken, or that fails as every process would, is passed over (kept as that failure, not
+   * out broken (or that does not compile) is passed over (kept as that failure, not
    * loaded again the next time); one that still cannot be read here may be what every other
    * process serves, and the publish is refused (STORAGE_UNAVAILABLE, nothing pinned, nothing
    * published) rather than pin a version that rolls every other replica back (h279 R3) — as it is
@@ -690,7 +690,7 @@ export class ModelRegistry {
     const refused = (version: number, reason: string) =>
       new NormserveError(
         'STORAGE_UNAVAILABLE',
-        `cannot tell which version of "${name}" is served: version ${version} cannot be read here (${reason}), and other processes sharing the repository may be serving it; nothing was pinned — retry once the storage reads again, or activate a version (POST /v1/models/${name}/versions/<v>:activate)`,
+        `cannot tell which version of "${name}" is served: version ${version} cannot be read here (${reason}), and other processes sharing the repository may be serving it; nothing was pinned — make it readable by this process (the storage, the files' permissions, this process's memory) and retry, or activate a version (POST /v1/models/${name}/versions/<v>:activate)`,
       );
     for (const { version } of unread.slice(0, MAX_FRESH_LOADS)) {
       const loaded = await this.loadVersion(name, version);

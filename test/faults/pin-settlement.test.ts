@@ -306,6 +306,21 @@ describe("an inactive publish over a dead publisher's pin naming the version it 
   });
 });
 
+describe("a dead recalibration's intent whose version was copied into place (h285)", () => {
+  it('is finished by its number and config.json, whatever the directory’s inode (FUSE stores, overlayfs without xino)', async () => {
+    const { root, registry, model, record } = await openPinTest();
+    writeFileSync(record, await deadRecalibrationPin(registry, model)); // version 2
+    cpSync(join(model, '2'), join(model, '2.copy'), { recursive: true });
+    rmSync(join(model, '2'), { recursive: true });
+    renameSync(join(model, '2.copy'), join(model, '2'));
+    utimesSync(record, longAgo(), longAgo());
+    const { pinsUndone, pinActivations } = await new ModelRepository(root).removeTemporaries();
+    expect(pinsUndone).toEqual([]);
+    expect(pinActivations).toEqual([{ model: 'digits', version: 2 }]);
+    expect(JSON.parse(readFileSync(record, 'utf8'))).toMatchObject({ version: 2 });
+  });
+});
+
 describe("a dead publisher's pin and the record's age (h271)", () => {
   it('carried over by an inactive publish, keeps the age by which the cleanup judges its writer', async () => {
     const { registry, model, record } = await openPinTest();
@@ -635,6 +650,25 @@ describe("a dead publisher's pin whose staged directory is gone, by the director
     expect(after, 'made lasting').not.toHaveProperty('pinned_for');
     await registry.refresh();
     expect(registry.get('digits').active, 'the inactive version 2 is not served').toBe(1);
+  });
+
+  it('is made a plain record past a version above whose files are broken for good (config.json a directory), or cannot be read here', async () => {
+    for (const broken of ['directory', 'EACCES'] as const) {
+      const { root, registry, model, record } = await openPinTest();
+      await registry.repository.publishVersion(registry.resolve('digits').checkpoint); // 2
+      await registry.repository.publishVersion(registry.resolve('digits').checkpoint); // 3
+      writeFileSync(record, deadPinWithIdentity(model, 3));
+      utimesSync(record, longAgo(), longAgo());
+      if (broken === 'directory') {
+        rmSync(join(model, '2', 'config.json'));
+        mkdirSync(join(model, '2', 'config.json'));
+      } else
+        injectFsFaults([{ op: 'open', path: join(model, '2', 'config.json'), code: 'EACCES' }]);
+      const { pinsUndone } = await new ModelRepository(root).removeTemporaries();
+      clearFsFaults();
+      expect(pinsUndone, broken).toEqual([]);
+      expect(JSON.parse(readFileSync(record, 'utf8')), broken).not.toHaveProperty('pinned_for');
+    }
   });
 
   it('is left for a later cleanup when a version directory cannot be read (ESTALE): never undone on a failed read', async () => {
