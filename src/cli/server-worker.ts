@@ -4,12 +4,14 @@
  * WORKERS=1 the process itself does.
  */
 import cluster from 'node:cluster';
+import { basename } from 'node:path';
 import closeWithGrace from 'close-with-grace';
 import pino from 'pino';
 import type { GrpcServerHandle } from '../grpc/grpc-server.js';
 import { buildApp } from '../http/app.js';
 import { ServiceMetrics } from '../http/metrics.js';
 import {
+  ACTIVE_FILE,
   createServices,
   defaultEngineThreads,
   droppedPinsWords,
@@ -103,7 +105,12 @@ export async function startServer(config: ServerConfig): Promise<void> {
     );
   // A leftover is hidden from every reader: one that stays (a read-only repository) stops nothing.
   for (const { path, error } of failed)
-    logger.warn({ path, error }, 'could not remove a temporary leftover of an interrupted write');
+    logger.warn(
+      { path, error },
+      basename(path) === ACTIVE_FILE
+        ? 'could not settle the pin a dead publish left in the active-version record: the next cleanup (a start, or a publish of the model) tries again'
+        : 'could not remove a temporary leftover of an interrupted write',
+    );
   await registry.refresh();
   const adminToken = adminTokenOf(config, logger, 'process');
   // Every model, whatever STRICT_READINESS makes of it for the readiness routes; an empty
