@@ -21,7 +21,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { clearFsFaults, injectFsFaults } from '../helpers/fs-faults.mjs';
-import { failUnpin, lockLost, openPinTest } from '../helpers/pins.js';
+import { failUnpin, openPinTest, publishLosingLock } from '../helpers/pins.js';
 import { closeRegistries } from '../helpers/registry.js';
 import { removeTempDirs } from '../helpers/temp-files.js';
 
@@ -44,14 +44,11 @@ describe('a pin', () => {
   it('that its failed publish cannot undo keeps its staged directory (the rename step failed: LOCK_LOST)', async () => {
     const { registry, model, record, readRecord } = await openPinTest();
     expect(existsSync(record)).toBe(false);
-    const { checkpoint } = registry.resolve('digits');
     // The undo, in the publish's hold, fails (a failing disk).
     failUnpin(registry);
     // Activated only if version 1 is still active: pinned first; the fence before the rename
     // finds the caller's lock lost.
-    const failed = await registry
-      .publish(checkpoint, true, 'recalibrated', { ifActive: 1, fence: lockLost })
-      .catch((e: unknown) => e);
+    const failed = await publishLosingLock(registry);
     expect(failed).toMatchObject({ code: 'LOCK_LOST' });
     expect(await registry.repository.listVersions('digits')).toEqual([1]);
     const pin = readRecord();

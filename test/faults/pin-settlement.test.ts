@@ -37,8 +37,8 @@ import { clearFsFaults, injectFsFaults } from '../helpers/fs-faults.mjs';
 import {
   changeHeld,
   failUnpin,
-  lockLost,
   openPinTest,
+  publishLosingLock,
   type RecordOnDisk,
 } from '../helpers/pins.js';
 import { closeRegistries } from '../helpers/registry.js';
@@ -53,6 +53,13 @@ afterEach(() => {
 
 /** An hour ago and more: a pin's record as old as the cleanup's rule for another host's writer. */
 const longAgo = () => new Date(Date.now() - 2 * 3_600_000);
+
+/** `dir` copied and put back in its place: the same files, another inode (a rename by copy). */
+function copiedInPlace(dir: string): void {
+  cpSync(dir, `${dir}.copy`, { recursive: true });
+  rmSync(dir, { recursive: true });
+  renameSync(`${dir}.copy`, dir);
+}
 
 /**
  * A recalibration on another host (activate if 1 is still active) renamed its version into place
@@ -310,9 +317,7 @@ describe("a dead recalibration's intent whose version was copied into place (h28
   it('is finished by its number and config.json, whatever the directory’s inode (FUSE stores, overlayfs without xino)', async () => {
     const { root, registry, model, record } = await openPinTest();
     writeFileSync(record, await deadRecalibrationPin(registry, model)); // version 2
-    cpSync(join(model, '2'), join(model, '2.copy'), { recursive: true });
-    rmSync(join(model, '2'), { recursive: true });
-    renameSync(join(model, '2.copy'), join(model, '2'));
+    copiedInPlace(join(model, '2'));
     utimesSync(record, longAgo(), longAgo());
     const { pinsUndone, pinActivations } = await new ModelRepository(root).removeTemporaries();
     expect(pinsUndone).toEqual([]);
@@ -496,7 +501,6 @@ describe("a dead recalibration's intent two pins down (h279 R1)", () => {
 describe("a pin's undo whose read fails with an errno no table lists (ENOTCONN on a network file system, h279 R2)", () => {
   it('is a storage failure, not a record changed by hand: the staged directory the pin names is kept for the cleanup after this process', async () => {
     const { registry, readRecord, staged } = await openPinTest();
-    const { checkpoint } = registry.resolve('digits');
     // The undo's read of the record fails once, with an errno outside the storage table.
     changeHeld(registry, (held) => ({
       unpin: async (pin) => {
@@ -509,9 +513,7 @@ describe("a pin's undo whose read fails with an errno no table lists (ENOTCONN o
       },
     }));
     // A recalibration's model lock lost just before its rename: nothing published, the pin undone.
-    const failed = await registry
-      .publish(checkpoint, true, 'recalibrated', { ifActive: 1, fence: lockLost })
-      .catch((e: unknown) => e);
+    const failed = await publishLosingLock(registry);
     expect(failed).toMatchObject({ code: 'LOCK_LOST' });
     expect(await registry.repository.listVersions('digits')).toEqual([1]);
     const pin = readRecord();
@@ -639,9 +641,7 @@ describe("a dead publisher's pin whose staged directory is gone, by the director
     pin.pinned_staged.inode = statSync(join(model, '2'), { bigint: true }).ino.toString();
     writeFileSync(record, `${JSON.stringify(pin)}\n`);
     // The version's directory copied and put back: another inode, the same files.
-    cpSync(join(model, '2'), join(model, '2.copy'), { recursive: true });
-    rmSync(join(model, '2'), { recursive: true });
-    renameSync(join(model, '2.copy'), join(model, '2'));
+    copiedInPlace(join(model, '2'));
     utimesSync(record, longAgo(), longAgo());
     const { pinsUndone } = await new ModelRepository(root).removeTemporaries();
     expect(pinsUndone).toEqual([]);

@@ -59,6 +59,18 @@ export function failUnpin(registry: ModelRegistry): void {
 }
 
 /** A publish's fence that finds the caller's lock lost, as a recalibration's may before its rename. */
-export const lockLost = async (): Promise<never> => {
+const lockLost = async (): Promise<never> => {
   throw new NormserveError('LOCK_LOST', 'the recalibration lock is no longer this job’s');
 };
+
+/**
+ * A recalibration's publish of digits (activated only if version 1 is still active: pinned
+ * first) whose lock the fence before the rename finds lost: what it threw.
+ */
+export const publishLosingLock = (registry: ModelRegistry): Promise<unknown> =>
+  registry
+    .publish(registry.resolve('digits').checkpoint, true, 'recalibrated', {
+      ifActive: 1,
+      fence: lockLost,
+    })
+    .catch((e: unknown) => e);
