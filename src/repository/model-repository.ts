@@ -1383,7 +1383,7 @@ export class ModelRepository {
    *   writer is gone too (abandonedWriter: by the name `pinned_for`, the record's mtime for the
    *   leftover's) and the pin names the version it was publishing (`pinned_publishing`, written
    *   only when a conditional activation was about to be written in the same lock hold): when
-   *   that version is there, is the directory that was staged (same inode) and loads, the process
+   *   that version is there, is the directory that was staged (its config.json) and loads, the process
    *   died between the rename and the activation, and the activation is finished ('activated');
    *   otherwise nothing of it was published (or it cannot be served) and the pin is undone as
    *   above ('undone').
@@ -1496,13 +1496,15 @@ export class ModelRepository {
     // one a repository lives on (overlayfs without xino, CIFS with noserverino, FUSE stores), where
     // a version published would be taken for another and its activation undone (h285). The
     // weights (megabytes) decide nothing here, the load check below does.
-    const published =
-      (await stat(this.versionPath(name, intent.version)).then(
-        (s) => s.isDirectory(),
-        () => false,
-      )) &&
-      (await this.files.sha256(join(this.versionPath(name, intent.version), CONFIG_FILE))) ===
-        intent.config_sha256;
+    // A version whose read fails (ESTALE, EIO) decides nothing now, as below; one whose files are
+    // broken for good (config.json a directory, a link out) is not it (h286).
+    const published = await this.directoryIdentity(this.versionPath(name, intent.version)).then(
+      (held) => held?.config_sha256 === intent.config_sha256,
+      (e: unknown) => {
+        if (isBrokenCheckpoint(e)) return false;
+        throw e;
+      },
+    );
     if (!published) return undo();
     // As the publish would have: a version that does not load is not activated (it would have
     // been deleted again; activated, a restarted server would serve nothing).

@@ -892,9 +892,10 @@ export class ModelRegistry {
      * the activation below is finished by the cleanup instead of leaving the pin for good
      * (settleAbandonedPin). Only when that activation will be written: the pin names `ifActive`
      * (it was written for this publish, so the condition holds, and nothing else writes the
-     * record while this hold lasts). With the staged directory's inode, which the rename keeps:
-     * the cleanup tells by it that the version under that number is this one, not another
-     * publisher's (a `train` takes no lock).
+     * record while this hold lasts). With the staged config.json's digest (a recalibration's is
+     * its own: its provenance): the cleanup tells by it that the version under that number is this
+     * one, not another publisher's (a `train` takes no lock). The inode is recorded too, not relied
+     * on: a rename keeps it on a local file system only.
      */
     const recordIntent = async (held: HeldActiveRecord, version: number): Promise<void> => {
       if (pin === undefined || pin.record.version !== options.ifActive) return;

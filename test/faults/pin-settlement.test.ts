@@ -326,6 +326,24 @@ describe("a dead recalibration's intent whose version was copied into place (h28
   });
 });
 
+describe("a dead recalibration's intent whose version cannot be read (h286)", () => {
+  it('is left for a later cleanup on a failed read (ESTALE), and undone when its config.json is broken for good', async () => {
+    const { root, registry, model, record } = await openPinTest();
+    const pin = await deadRecalibrationPin(registry, model); // version 2
+    writeFileSync(record, pin);
+    utimesSync(record, longAgo(), longAgo());
+    injectFsFaults([{ op: 'stat', suffix: join('digits', '2'), code: 'ESTALE', times: 1 }]);
+    const first = await new ModelRepository(root).removeTemporaries();
+    clearFsFaults();
+    expect([first.pinsUndone, first.pinActivations]).toEqual([[], []]);
+    expect(readFileSync(record, 'utf8'), 'the pin, as it was').toBe(pin);
+    rmSync(join(model, '2', 'config.json'));
+    mkdirSync(join(model, '2', 'config.json'));
+    const { pinsUndone } = await new ModelRepository(root).removeTemporaries();
+    expect(pinsUndone).toEqual(['digits']);
+  });
+});
+
 describe("a dead publisher's pin and the record's age (h271)", () => {
   it('carried over by an inactive publish, keeps the age by which the cleanup judges its writer', async () => {
     const { registry, model, record } = await openPinTest();
