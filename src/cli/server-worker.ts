@@ -4,14 +4,12 @@
  * WORKERS=1 the process itself does.
  */
 import cluster from 'node:cluster';
-import { basename } from 'node:path';
 import closeWithGrace from 'close-with-grace';
 import pino from 'pino';
 import type { GrpcServerHandle } from '../grpc/grpc-server.js';
 import { buildApp } from '../http/app.js';
 import { ServiceMetrics } from '../http/metrics.js';
 import {
-  ACTIVE_FILE,
   createServices,
   defaultEngineThreads,
   droppedPinsWords,
@@ -87,7 +85,7 @@ export async function startServer(config: ServerConfig): Promise<void> {
   // From here on (before the first scan) SIGHUP rescans instead of ending the process.
   rescanOnHangup(registry, logger);
   if (channel) channel.onRefreshModel = answerRefreshRequests(channel, registry, logger);
-  const { removed, failed, pinsUndone, pinActivations, pinsDropped } =
+  const { removed, failed, pinsUndone, pinActivations, pinsDropped, pinsUnsettled } =
     await registry.repository.removeTemporaries();
   for (const { model, pins } of pinsDropped)
     logger.warn({ model, dropped: pins }, droppedPinsWords(model, pins));
@@ -105,11 +103,11 @@ export async function startServer(config: ServerConfig): Promise<void> {
     );
   // A leftover is hidden from every reader: one that stays (a read-only repository) stops nothing.
   for (const { path, error } of failed)
+    logger.warn({ path, error }, 'could not remove a temporary leftover of an interrupted write');
+  for (const { model, error } of pinsUnsettled)
     logger.warn(
-      { path, error },
-      basename(path) === ACTIVE_FILE
-        ? 'could not settle the pin a dead publish left in the active-version record: the next cleanup (a start, or a publish of the model) tries again'
-        : 'could not remove a temporary leftover of an interrupted write',
+      { model, error },
+      'could not settle the pin a dead publish left in the active-version record: the next cleanup (a start, or a publish of the model) tries again',
     );
   await registry.refresh();
   const adminToken = adminTokenOf(config, logger, 'process');

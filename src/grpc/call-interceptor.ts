@@ -11,7 +11,7 @@ export type SentStatus = Parameters<ServerInterceptingCallInterface['sendStatus'
 
 /**
  * One concept's part in a call (the request's reset, its receive limits, its record, its
- * admission), run by the server's one interceptor (`callInterceptor`). Each hook is optional.
+ * content-type, its admission), run by the server's one interceptor (`callInterceptor`). Each hook is optional.
  * A `receive…` hook returns false when it ended the call or stops the event: neither that event nor
  * any later one goes further (the later layers and the handler see none of them; the cancel still
  * reaches every layer), as grpc-js holds every later event behind a listener that did not pass one.

@@ -186,8 +186,9 @@ class RecordedCall implements CallHooks {
   }
 
   sendStatus(given: SentStatus): SentStatus {
-    // Every status a handler sends passes here: its message made one grpc-js can encode.
-    const sent = { ...given, details: statusMessage(given.details) };
+    // Every status a handler sends passes here: its message made one grpc-js can encode — by
+    // observeOwnStatuses when grpc-js's own sendStatus is observed (it does so for every status).
+    const sent = this.observed ? given : { ...given, details: statusMessage(given.details) };
     if (!this.observed) this.end(sent.code, sent.details);
     return this.withId(sent);
   }

@@ -83,14 +83,7 @@ class RefusedCall implements CallHooks {
     // UNIMPLEMENTED, not the catalogue code's INVALID_ARGUMENT (grpc-status.ts): the message may
     // be valid in its codec; the server does not implement that codec (ContentTypeCheck).
     this.ending.end({ ...errorStatus(error), code: status.UNIMPLEMENTED });
-    return false;
-  }
-
-  receiveMessage(): boolean {
-    return false;
-  }
-
-  receiveHalfClose(): boolean {
+    // Stopped here: neither its message nor its end reaches a later layer or the handler.
     return false;
   }
 }

@@ -212,7 +212,7 @@ export function messageRule(
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
-export class WireError extends Error {}
+class WireError extends Error {}
 
 /**
  * The types whose values protobufjs reads as 32-bit varints (Reader's int32, uint32, sint32, bool;

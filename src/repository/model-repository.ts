@@ -1548,6 +1548,7 @@ export class ModelRepository {
       pinsUndone: [],
       pinActivations: [],
       pinsDropped: [],
+      pinsUnsettled: [],
     };
     for (const dir of dirs) {
       const model =
@@ -1567,8 +1568,8 @@ export class ModelRepository {
                 if (settled && 'activated' in settled)
                   total.pinActivations.push({ model, version: settled.activated });
                 if (error !== undefined)
-                  total.failed.push({
-                    path: join(dir, ACTIVE_FILE),
+                  total.pinsUnsettled.push({
+                    model,
                     error: error instanceof Error ? error.message : String(error),
                   });
               }),
@@ -1630,6 +1631,11 @@ export interface TemporariesRemoval {
    * down its chain (DroppedPin): nothing settles them now; for the caller to log.
    */
   pinsDropped: { model: string; pins: DroppedPin[] }[];
+  /**
+   * Models whose dead publisher's pin could not be settled now (a version directory or the record
+   * that could not be read, the record's lock held elsewhere): the next cleanup tries again.
+   */
+  pinsUnsettled: { model: string; error: string }[];
 }
 
 /** How old a temporary of another host must be to be taken as abandoned (its writer may live). */
@@ -1760,6 +1766,7 @@ async function removeAbandonedTemporaries(
     pinsUndone: [],
     pinActivations: [],
     pinsDropped: [],
+    pinsUnsettled: [],
   };
   const failed = (path: string, e: unknown) =>
     result.failed.push({ path, error: e instanceof Error ? e.message : String(e) });

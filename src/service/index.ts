@@ -23,8 +23,6 @@ export {
   tooManySamples,
 } from '../recalibration/index.js';
 export {
-  // The server's start-up cleanup names a pin it could not settle by the record's file.
-  ACTIVE_FILE,
   ACTIVE_RECORD_LOCK_WAIT_MS,
   // The server's start-up cleanup words the pins it dropped as the registry does.
   droppedPinsWords,

@@ -172,14 +172,14 @@ describe('the cleanup of a pin naming the version it was publishing', () => {
     expect(readFileSync(record, 'utf8')).toBe(text);
   });
 
-  it("a dead writer's pin whose version is another publisher's directory (another inode) is undone, not activated", async () => {
+  it("a dead writer's pin whose version has another inode but its config.json (copied into place: FUSE stores, overlayfs without xino) is activated: the inode is recorded, not relied on (h285)", async () => {
     const writer = `${TEMP_PREFIX}${hostTag()}-${deadPid()}-aaaaaaaaaaaa`;
     const { root, model, record } = intentPin(writer, '1');
     expect(inodeOf(join(model, '2'))).not.toBe('1');
     const { pinsUndone, pinActivations } = await new ModelRepository(root).removeTemporaries();
-    expect(pinsUndone).toEqual(['digits']);
-    expect(pinActivations).toEqual([]);
-    expect(existsSync(record)).toBe(false);
+    expect(pinsUndone).toEqual([]);
+    expect(pinActivations).toEqual([{ model: 'digits', version: 2 }]);
+    expect(readRecord(record).version).toBe(2);
   });
 
   it("a dead writer's pin whose version has its directory's inode but another config.json (a reused inode: another publisher's) is undone, not activated (h262)", async () => {

@@ -336,6 +336,9 @@ describe("a dead recalibration's intent whose version cannot be read (h286)", ()
     const first = await new ModelRepository(root).removeTemporaries();
     clearFsFaults();
     expect([first.pinsUndone, first.pinActivations]).toEqual([[], []]);
+    expect(first.pinsUnsettled).toEqual([
+      { model: 'digits', error: expect.stringContaining('ESTALE') },
+    ]);
     expect(readFileSync(record, 'utf8'), 'the pin, as it was').toBe(pin);
     rmSync(join(model, '2', 'config.json'));
     mkdirSync(join(model, '2', 'config.json'));
@@ -696,9 +699,10 @@ describe("a dead publisher's pin whose staged directory is gone, by the director
     writeFileSync(record, pin);
     utimesSync(record, longAgo(), longAgo());
     injectFsFaults([{ op: 'stat', suffix: join('digits', '2'), code: 'ESTALE', times: 1 }]);
-    const { pinsUndone } = await new ModelRepository(root).removeTemporaries();
+    const { pinsUndone, pinsUnsettled } = await new ModelRepository(root).removeTemporaries();
     clearFsFaults();
     expect(pinsUndone).toEqual([]);
+    expect(pinsUnsettled).toEqual([{ model: 'digits', error: expect.stringContaining('ESTALE') }]);
     expect(readFileSync(record, 'utf8'), 'the pin, as it was').toBe(pin);
     // The next cleanup, the storage reading again: made lasting.
     await new ModelRepository(root).removeTemporaries();
