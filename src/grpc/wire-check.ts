@@ -104,7 +104,7 @@ export interface FieldRule {
   bool: boolean;
   message?: () => MessageRule;
   /** A message field that is not repeated: its instances on the wire merge (wire-merge.ts). */
-  singular: boolean;
+  singularMessage: boolean;
   /** The index of the oneof it is a member of (in its message's declaration order). */
   oneof?: number;
 }
@@ -162,8 +162,8 @@ export function messageRule(
       const wire = message ? LENGTH : SCALAR_WIRE[f.type]!;
       const repeated = f.label === 'LABEL_REPEATED';
       const oneof = oneofOf(fullName, f.number);
-      const singular = message !== undefined && !repeated;
-      if (singular || oneof !== undefined) rule.followed = true;
+      const singularMessage = message !== undefined && !repeated;
+      if (singularMessage || oneof !== undefined) rule.followed = true;
       rule.fields.set(f.number, {
         name: f.name,
         wire,
@@ -171,7 +171,7 @@ export function messageRule(
         utf8: f.type === 'TYPE_STRING',
         varint32: VARINT32_TYPES.has(f.type),
         bool: f.type === 'TYPE_BOOL',
-        singular,
+        singularMessage,
         ...(message ? { message } : {}),
         ...(oneof !== undefined ? { oneof } : {}),
       });
@@ -379,7 +379,7 @@ function checkMessage(
       );
     }
     const field = rule.fields.get(number);
-    if (rule.followed && field && (field.singular || field.oneof !== undefined)) {
+    if (rule.followed && field && (field.singularMessage || field.oneof !== undefined)) {
       const key = field.oneof === undefined ? number : -1 - field.oneof;
       const prior = firstKey === key ? firstMember : firstKey === 0 ? undefined : more?.get(key);
       // A message met again merges; another member of a oneof replaces the one before, which

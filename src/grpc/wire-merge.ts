@@ -66,8 +66,9 @@ function merged(
     const field = rule.fields.get(number);
     if (field === undefined) continue;
     const message = field.message && wire === LENGTH ? field.message() : undefined;
-    if (!field.singular && field.oneof === undefined) {
-      // A repeated message (an input, an entry of a map): rewritten only if something in it is.
+    if (!field.singularMessage && field.oneof === undefined) {
+      // A scalar stays in the stretch; a repeated message (an input, an entry of a map) is
+      // rewritten only if something in it is.
       const inner = message && merged(buf, bodyStart, at, message);
       if (inner === undefined) continue;
       changed = true;

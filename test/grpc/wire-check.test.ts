@@ -12,6 +12,7 @@ import {
   UndecodableRequest,
 } from '../../src/grpc/proto.js';
 import {
+  checkWire,
   MAX_FIELDS,
   MAX_GROUP_DEPTH,
   type MessageDescriptor,
@@ -19,6 +20,7 @@ import {
   messageRule,
   wireProblem,
 } from '../../src/grpc/wire-check.js';
+import { mergeInstances } from '../../src/grpc/wire-merge.js';
 
 const loaded = loadSync(PROTO_FILE, PROTO_OPTIONS);
 const rule = messageRule(
@@ -195,5 +197,31 @@ describe('wireProblem: varints protobufjs reads as 32 bits (gRPC attacker review
     const decoded = inferenceServiceDefinition().ModelInfer!.requestDeserialize(Buffer.from(bytes));
     expect(decoded).toBeInstanceOf(UndecodableRequest);
     expect((decoded as UndecodableRequest).reason).toMatch(/a 6-byte varint/);
+  });
+});
+
+describe('checkWire and mergeInstances: a rewrite only where protobuf merges', () => {
+  const bytesOf = (...fields: number[][]) => Uint8Array.from(fields.flat());
+  const model = delimited(1, [...Buffer.from('digits')]);
+  /** An input named "input" with one InferTensorContents per body in `contents`. */
+  const input = (...contents: number[][]) =>
+    delimited(5, [
+      ...delimited(1, [...Buffer.from('input')]),
+      ...contents.flatMap((c) => delimited(5, c)),
+    ]);
+  const fp32 = (value: number) =>
+    delimited(6, [...new Uint8Array(new Float32Array([value]).buffer)]);
+
+  it('a request holding each singular message once is checked as needing no merge, and handed back as it came', () => {
+    const bytes = bytesOf(model, input(fp32(1)), input(fp32(2)));
+    expect(checkWire(bytes, rule)).toEqual({ merge: false });
+    expect(mergeInstances(bytes, rule)).toBe(bytes);
+  });
+
+  it("an input's contents sent twice needs a merge: one contents holding both values, the rest as it came", () => {
+    const bytes = bytesOf(model, input(fp32(1), fp32(2)));
+    expect(checkWire(bytes, rule)).toEqual({ merge: true });
+    const merged = mergeInstances(bytes, rule);
+    expect([...merged]).toEqual([...bytesOf(model, input([...fp32(1), ...fp32(2)]))]);
   });
 });
