@@ -38,7 +38,8 @@ export interface CallEnding {
  * own call object (the one grpc-js hands the first interceptor: its HTTP/2 stream, its decoder and
  * its own sendStatus are there) and the call's `CallEnding`. It may change grpc-js's call (its
  * limits, its sendStatus) and returns the call's hooks, or undefined when it has none: one object
- * of a class per call, its hooks methods (no closures made per call: LayeredCall says why).
+ * of a class per call, its hooks methods (no closures made per call for them: LayeredCall says
+ * why; a layer that wraps grpc-js's own sendStatus makes one).
  */
 export type CallLayer = (
   descriptor: ServerMethodDefinition<unknown, unknown>,
