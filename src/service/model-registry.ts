@@ -68,8 +68,8 @@ export interface FailedVersion extends VersionBase {
   /**
    * The failure came while reading its files and is not the files' own (isBrokenCheckpoint): an
    * errno — EMFILE, ESTALE, EIO, and EACCES too, which a root-squashed NFS mount or a replica of
-   * another uid gives one process alone — or an error building the network from them (a
-   * RangeError: this process's memory). Another process may load the version, and serve it. A
+   * another uid gives one process alone — or an error building the network from them, or a
+   * RangeError sizing the engine's buffers after (this process's memory). Another process may load the version, and serve it. A
    * refresh keeps the failure while the files' fingerprint is unchanged; a publish's pin loads it
    * again, and refuses while it still fails (servedEverywhere) rather than guess: h282 classed
    * EACCES and errors without an errno as every process's, and a replica then pinned an older
@@ -641,7 +641,11 @@ export class ModelRegistry {
         state: 'FAILED',
         reason,
         ...(reasonCode !== undefined ? { reasonCode } : {}),
-        ...(reading && !isBrokenCheckpoint(e) ? { readFailed: true as const } : {}),
+        // While reading: any failure but the files' own. After: this process's memory (a
+        // RangeError sizing the engine's buffers), which another process may have (h288).
+        ...((reading && !isBrokenCheckpoint(e)) || e instanceof RangeError
+          ? { readFailed: true as const }
+          : {}),
         loadedAt,
         fingerprint,
       };
@@ -798,7 +802,15 @@ export class ModelRegistry {
     // and a pin naming the version served here would roll them all back (servedEverywhere).
     const servedNow = async () => {
       const snapshot = await this.refreshModel(name).catch(() => this.models.get(name));
-      return snapshot && (await this.servedEverywhere(snapshot));
+      const served = snapshot && (await this.servedEverywhere(snapshot));
+      // None here while the model has versions: another process may serve one, which a publish
+      // without a pin would roll back by serving this version as the highest (h288).
+      if (served === undefined && (await this.repository.listVersions(name)).length > 0)
+        throw new NormserveError(
+          'STORAGE_UNAVAILABLE',
+          `cannot tell which version of "${name}" is served: none of its versions loads in this process, and other processes sharing the repository may be serving one; nothing was pinned — make one loadable here and retry, publish this one activated, or activate a version (POST /v1/models/${name}/versions/<v>:activate)`,
+        );
+      return served;
     };
     let pin: WrittenPin | undefined;
     /** A pin written and then not undone (unpin): its staged directory is kept for the cleanup. */

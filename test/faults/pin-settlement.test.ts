@@ -27,6 +27,7 @@ import {
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { NormserveError } from '../../src/errors/index.js';
+import { CompiledModel } from '../../src/inference/index.js';
 import { ModelRepository } from '../../src/repository/index.js';
 import {
   type AvailableVersion,
@@ -773,6 +774,58 @@ describe('versions this process failed to read, as a pin names the version serve
         other.close();
       }
     });
+});
+
+describe('a version that does not compile here, or no version that loads here (h288)', () => {
+  it('a compile failing for memory (a RangeError sizing the buffers) is a failure another process may not meet: the publish is refused, nothing pinned', async () => {
+    const { root, registry, record, staged } = await openPinTest();
+    const { checkpoint } = registry.resolve('digits');
+    await registry.repository.publishVersion(checkpoint); // 2
+    const building = CompiledModel.building;
+    let failing = true;
+    vi.spyOn(CompiledModel, 'building').mockImplementation(function* (...args) {
+      if (failing) throw new RangeError('Array buffer allocation failed');
+      return yield* building.apply(CompiledModel, args);
+    });
+    await registry.refresh();
+    expect(registry.get('digits').active).toBe(1);
+    const other = new ModelRegistry(root, { maxBatchSize: 64 });
+    try {
+      failing = false;
+      await other.refresh();
+      expect(other.get('digits').active, 'the other process serves 2').toBe(2);
+      failing = true;
+      await expect(registry.publish(checkpoint, false)).rejects.toMatchObject({
+        code: 'STORAGE_UNAVAILABLE',
+        message: expect.stringContaining('version 2 cannot be read here'),
+      });
+      expect(existsSync(record), 'nothing pinned').toBe(false);
+      expect(staged()).toEqual([]);
+    } finally {
+      other.close();
+    }
+  });
+
+  it('with versions on disk and none loading here, an inactive publish is refused rather than published without a pin', async () => {
+    const { root, registry, model, record, staged } = await openPinTest();
+    const { checkpoint } = registry.resolve('digits');
+    writeFileSync(join(model, '1', 'model.safetensors'), 'not a safetensors file');
+    // A process started now: version 1 does not load here.
+    const here = new ModelRegistry(root, { maxBatchSize: 64 });
+    try {
+      await here.refresh();
+      expect(here.get('digits').active).toBeUndefined();
+      await expect(here.publish(checkpoint, false)).rejects.toMatchObject({
+        code: 'STORAGE_UNAVAILABLE',
+        message: expect.stringContaining('none of its versions loads in this process'),
+      });
+      expect(existsSync(record)).toBe(false);
+      expect(await here.repository.listVersions('digits')).toEqual([1]);
+      expect(staged()).toEqual([]);
+    } finally {
+      here.close();
+    }
+  });
 });
 
 describe('a version loaded again for a pin (h282 R4)', () => {
