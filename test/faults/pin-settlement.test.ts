@@ -55,6 +55,24 @@ afterEach(() => {
 /** An hour ago and more: a pin's record as old as the cleanup's rule for another host's writer. */
 const longAgo = () => new Date(Date.now() - 2 * 3_600_000);
 
+/**
+ * An hour later, a cleanup judges the dead publisher's staged directory `aName` and the record
+ * abandoned: it removes the directory and finishes the dead recalibration's activation of 2.
+ */
+async function expectActivatedAfterAnHour(
+  root: string,
+  model: string,
+  record: string,
+  aName: string,
+): Promise<void> {
+  for (const p of [record, join(model, aName, 'config.json'), join(model, aName)])
+    utimesSync(p, longAgo(), longAgo());
+  const { removed, pinActivations } = await new ModelRepository(root).removeTemporaries();
+  expect(removed).toContain(join(model, aName));
+  expect(pinActivations).toEqual([{ model: 'digits', version: 2 }]);
+  expect(JSON.parse(readFileSync(record, 'utf8'))).toMatchObject({ version: 2 });
+}
+
 /** `dir` copied and put back in its place: the same files, another inode (a rename by copy). */
 function copiedInPlace(dir: string): void {
   cpSync(dir, `${dir}.copy`, { recursive: true });
@@ -293,7 +311,7 @@ describe("an inactive publish over a dead publisher's pin naming the version it 
   it('its undo, when the activation cannot be finished, puts back the plain record naming the version served (not no record)', async () => {
     const { root, registry, record } = await openPinTest();
     const { checkpoint } = registry.resolve('digits');
-    // The dead recalibration's version 2 is not there (another inode: it never got renamed).
+    // The dead recalibration's version 2 is not there: it never got renamed.
     writeFileSync(
       record,
       `${JSON.stringify({
@@ -490,13 +508,7 @@ describe("a dead recalibration's intent two pins down (h279 R1)", () => {
       version: 1,
       pinned_publishing: { version: 2 },
     });
-    // An hour later: A's staged directory and the record are judged abandoned.
-    for (const p of [record, join(model, aName, 'config.json'), join(model, aName)])
-      utimesSync(p, longAgo(), longAgo());
-    const { removed, pinActivations } = await new ModelRepository(root).removeTemporaries();
-    expect(removed).toContain(join(model, aName));
-    expect(pinActivations).toEqual([{ model: 'digits', version: 2 }]);
-    expect(JSON.parse(readFileSync(record, 'utf8'))).toMatchObject({ version: 2 });
+    await expectActivatedAfterAnHour(root, model, record, aName);
   });
 
   it('is kept when the cleanup makes a pin over it lasting: one pass undoes the pin between, then finishes the activation', async () => {
@@ -511,12 +523,7 @@ describe("a dead recalibration's intent two pins down (h279 R1)", () => {
       record,
       `${JSON.stringify({ version: 1, note: 'pinned', pinned_for: '.tmp-fourthhost-4444-cccccccccccc', pinned_over: aText })}\n`,
     );
-    for (const p of [record, join(model, aName, 'config.json'), join(model, aName)])
-      utimesSync(p, longAgo(), longAgo());
-    const { removed, pinActivations } = await new ModelRepository(root).removeTemporaries();
-    expect(removed).toContain(join(model, aName));
-    expect(pinActivations).toEqual([{ model: 'digits', version: 2 }]);
-    expect(JSON.parse(readFileSync(record, 'utf8'))).toMatchObject({ version: 2 });
+    await expectActivatedAfterAnHour(root, model, record, aName);
   });
 });
 

@@ -5,12 +5,12 @@
  * "Compressed-Flag"). This pins what the server does today: should it start failing, grpc-js
  * has changed, and docs/grpc.md is to be updated with it.
  */
-import type { ClientHttp2Session, IncomingHttpHeaders } from 'node:http2';
+import type { ClientHttp2Session } from 'node:http2';
 import { gzipSync } from 'node:zlib';
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { useRecordedGrpc } from '../helpers/grpc.js';
-import { rawSession } from '../helpers/raw-grpc.js';
+import { messageOf, openRawCall, rawSession, statusOf } from '../helpers/raw-grpc.js';
 
 const LIVE = '/inference.GRPCInferenceService/ServerLive';
 const MODEL_READY = '/inference.GRPCInferenceService/ModelReady';
@@ -23,36 +23,15 @@ beforeAll(async () => {
 afterAll(() => s.destroy());
 
 /** One call of `path` whose one frame has Compressed-Flag 1: its status and message. */
-function flagged(path: string, message: Buffer, headers: Record<string, string> = {}) {
-  return new Promise<{ code: number; details: string }>((resolve) => {
-    const stream = s.request({
-      ':method': 'POST',
-      ':path': path,
-      'content-type': 'application/grpc',
-      te: 'trailers',
-      ...headers,
-    });
-    let last: IncomingHttpHeaders = {};
-    stream.on('error', () => {});
-    stream.on('response', (h) => {
-      last = h;
-    });
-    stream.on('trailers', (h) => {
-      last = h;
-    });
-    stream.resume();
-    stream.on('close', () =>
-      resolve({
-        code: Number(last['grpc-status']),
-        details: decodeURIComponent(String(last['grpc-message'] ?? '')),
-      }),
-    );
-    const frame = Buffer.alloc(5 + message.length);
-    frame[0] = 1;
-    frame.writeUInt32BE(message.length, 1);
-    message.copy(frame, 5);
-    stream.end(frame);
-  });
+async function flagged(path: string, message: Buffer, headers: Record<string, string> = {}) {
+  const call = openRawCall(s, path, headers);
+  const frame = Buffer.alloc(5 + message.length);
+  frame[0] = 1;
+  frame.writeUInt32BE(message.length, 1);
+  message.copy(frame, 5);
+  call.stream.end(frame);
+  await expect.poll(() => call.closed, { timeout: 20_000, interval: 20 }).toBe(true);
+  return { code: statusOf(call), details: messageOf(call) };
 }
 
 describe('gRPC Compressed-Flag without grpc-encoding (grpc-js 1.14)', () => {
