@@ -177,6 +177,17 @@ export interface PublishResult {
  */
 const MAX_FRESH_LOADS = 4;
 
+/**
+ * A pinning publish refused because which version every process serves cannot be told here
+ * (servedEverywhere, publish's servedNow): `why`, and what to do before the last resort.
+ */
+function servedUnknown(name: string, why: string, remedy: string): NormserveError {
+  return new NormserveError(
+    'STORAGE_UNAVAILABLE',
+    `cannot tell which version of "${name}" is served: ${why}; nothing was pinned — ${remedy}, or activate a version (POST /v1/models/${name}/versions/<v>:activate)`,
+  );
+}
+
 /** An activation that was not written, after which a published version stays published. */
 export type ActivationNotWritten = NormserveError & {
   readonly code: 'ACTIVE_RECORD_BUSY' | 'STORAGE_FULL' | 'STORAGE_UNAVAILABLE';
@@ -692,9 +703,10 @@ export class ModelRegistry {
       )
       .sort((a, b) => b.version - a.version);
     const refused = (version: number, reason: string) =>
-      new NormserveError(
-        'STORAGE_UNAVAILABLE',
-        `cannot tell which version of "${name}" is served: version ${version} cannot be read here (${reason}), and other processes sharing the repository may be serving it; nothing was pinned — make it readable by this process (the storage, the files' permissions, this process's memory) and retry, or activate a version (POST /v1/models/${name}/versions/<v>:activate)`,
+      servedUnknown(
+        name,
+        `version ${version} cannot be read here (${reason}), and other processes sharing the repository may be serving it`,
+        "make it readable by this process (the storage, the files' permissions, this process's memory) and retry",
       );
     for (const { version } of unread.slice(0, MAX_FRESH_LOADS)) {
       const loaded = await this.loadVersion(name, version);
@@ -806,9 +818,10 @@ export class ModelRegistry {
       // None here while the model has versions: another process may serve one, which a publish
       // without a pin would roll back by serving this version as the highest (h288).
       if (served === undefined && (await this.repository.listVersions(name)).length > 0)
-        throw new NormserveError(
-          'STORAGE_UNAVAILABLE',
-          `cannot tell which version of "${name}" is served: none of its versions loads in this process, and other processes sharing the repository may be serving one; nothing was pinned — make one loadable here and retry, publish this one activated, or activate a version (POST /v1/models/${name}/versions/<v>:activate)`,
+        throw servedUnknown(
+          name,
+          'none of its versions loads in this process, and other processes sharing the repository may be serving one',
+          'make one loadable here and retry, publish this one activated',
         );
       return served;
     };
