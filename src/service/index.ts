@@ -149,7 +149,9 @@ export {
   ModelRegistry,
   type ModelSnapshot,
   type PublishResult,
+  type ReadRetries,
   type RegistryOptions,
+  readRetryScan,
   type ServedVersion,
   unavailableRetryAfterSeconds,
 } from './model-registry.js';

@@ -47,7 +47,10 @@ interface VersionBase {
   readonly name: string;
   readonly version: number;
   readonly loadedAt: string;
-  /** Sizes and mtimes of the version's files: a FAILED version is retried when they change. */
+  /**
+   * Sizes and mtimes of the version's files: a FAILED version is loaded again when they change
+   * (and a read that failed, when a scan's retry is due: FailedVersion.retryScan).
+   */
   readonly fingerprint: string;
 }
 
@@ -73,9 +76,19 @@ export interface FailedVersion extends VersionBase {
    * refresh keeps the failure while the files' fingerprint is unchanged; a publish's pin loads it
    * again, and refuses while it still fails (servedEverywhere) rather than guess: h282 classed
    * EACCES and errors without an errno as every process's, and a replica then pinned an older
-   * version than the others served (h283 F3).
+   * version than the others served (h283 F3). A repository scan loads it again once its retry is
+   * due (`retryScan`), so an EMFILE once does not keep this process serving an older version than
+   * every other process until its files change or it restarts.
    */
   readonly readFailed?: true;
+  /**
+   * With `readFailed`: the repository scan from which it is loaded again (ModelRegistry.scan
+   * counts them: MODEL_POLL_INTERVAL_MS apart) — the next scan after the failure, then twice as
+   * many scans after each retry that failed too (readRetryScan).
+   */
+  readonly retryScan?: number;
+  /** With `readFailed`: how many scans loaded it again, each failing to read it again. */
+  readonly readRetries?: number;
 }
 
 /** One version as loaded in this process, told apart by `state`. */
@@ -178,6 +191,29 @@ export interface PublishResult {
 const MAX_FRESH_LOADS = 4;
 
 /**
+ * The most scans between two retries of a read that fails every time (FailedVersion.retryScan):
+ * 2^10 scans, 34 min at the default MODEL_POLL_INTERVAL_MS of 2 s.
+ */
+const MAX_READ_RETRY_EXPONENT = 10;
+
+/**
+ * The scan from which a version whose read failed (after `retries` scans loaded it again, each
+ * failing too) is loaded again: the next scan, then 2, 4, 8… scans later — a transient EMFILE is
+ * over at the next poll, and a failing disk is not read at every one.
+ */
+export const readRetryScan = (failedInScan: number, retries: number): number =>
+  failedInScan + 2 ** Math.min(retries, MAX_READ_RETRY_EXPONENT);
+
+/**
+ * Which versions a scan loads again whose read failed here (FailedVersion.readFailed), their files
+ * unchanged: those whose retry is due (the periodic scan), or every one (`all`: SIGHUP, an
+ * operator's "reload" after fixing the storage). Either way the highest first and at most
+ * `due`: one a scan, `all`: MAX_FRESH_LOADS, per model — a scan a publish queues behind holds it
+ * up by that many loads at most.
+ */
+export type ReadRetries = 'due' | 'all';
+
+/**
  * A pinning publish refused because which version every process serves cannot be told here
  * (servedEverywhere, publish's servedNow): `why`, and what to do before the last resort.
  */
@@ -218,6 +254,7 @@ export class ModelRegistry {
   private readonly options: RegistryOptions;
   private readonly log: Log;
   private refreshing: Promise<void> | undefined;
+  private refreshingRetries: ReadRetries = 'due';
   /** Repository scans started and completed (the poll's clock: propagation is counted in scans). */
   private scansStarted = 0;
   private scansDone = 0;
@@ -341,11 +378,19 @@ export class ModelRegistry {
     return served;
   }
 
-  /** Scans the repository and applies what changed; concurrent calls share one scan. */
-  refresh(): Promise<void> {
+  /**
+   * Scans the repository and applies what changed; concurrent calls share one scan, but one that
+   * asks to retry `all` failed reads while a scan that retries only the due ones runs gets a
+   * scan of its own after it.
+   */
+  refresh(retries: ReadRetries = 'due'): Promise<void> {
+    if (this.refreshing && retries === 'all' && this.refreshingRetries !== 'all') {
+      return this.refreshing.then(() => this.refresh(retries));
+    }
     if (!this.refreshing) {
       this.scansStarted++;
-      this.refreshing = this.scan().finally(() => {
+      this.refreshingRetries = retries;
+      this.refreshing = this.scan(retries).finally(() => {
         this.scansDone++;
         this.refreshing = undefined;
       });
@@ -358,11 +403,11 @@ export class ModelRegistry {
     return this.scansDone;
   }
 
-  private async scan(): Promise<void> {
+  private async scan(retries: ReadRetries): Promise<void> {
     const names = await this.repository.listModels();
     for (const name of names) {
       try {
-        await this.refreshModel(name);
+        await this.refreshModel(name, undefined, retries);
       } catch (e) {
         this.log.error({ err: e, model: name }, 'refreshing model failed');
       }
@@ -384,11 +429,20 @@ export class ModelRegistry {
 
   /**
    * Reloads one model's versions and active record from disk. Calls for one model run one after
-   * the other, so an older, slower refresh can never overwrite the snapshot of a newer one.
+   * the other, so an older, slower refresh can never overwrite the snapshot of a newer one. A
+   * version that failed to load is kept as that failure while its files are unchanged, except
+   * for the reads a scan retries (`retries`; none for any other refresh: a publish's runs holding
+   * the record's lock).
    */
-  refreshModel(name: string, preloaded?: ServedVersion): Promise<ModelSnapshot> {
+  refreshModel(
+    name: string,
+    preloaded?: ServedVersion,
+    retries?: ReadRetries,
+  ): Promise<ModelSnapshot> {
     const previous = this.refreshQueues.get(name) ?? Promise.resolve();
-    const next = previous.catch(() => undefined).then(() => this.refreshModelNow(name, preloaded));
+    const next = previous
+      .catch(() => undefined)
+      .then(() => this.refreshModelNow(name, preloaded, retries));
     const settled = next.catch(() => undefined);
     this.refreshQueues.set(name, settled);
     void settled.then(() => {
@@ -397,7 +451,11 @@ export class ModelRegistry {
     return next;
   }
 
-  private async refreshModelNow(name: string, preloaded?: ServedVersion): Promise<ModelSnapshot> {
+  private async refreshModelNow(
+    name: string,
+    preloaded?: ServedVersion,
+    retries?: ReadRetries,
+  ): Promise<ModelSnapshot> {
     if (!(await this.repository.hasModel(name))) {
       // Never register a model that has no directory (e.g. an admin call naming an unknown one).
       this.dropModel(name);
@@ -415,14 +473,37 @@ export class ModelRegistry {
     }
     const onDisk = await this.repository.listVersions(name);
     const versions = new Map<number, ServedVersion>();
+    const retried = new Set(
+      retries === undefined || this.openedAlone.has(name)
+        ? []
+        : [...(previous?.versions.values() ?? [])]
+            .filter(
+              (v): v is FailedVersion =>
+                v.state === 'FAILED' &&
+                v.readFailed === true &&
+                onDisk.includes(v.version) &&
+                (retries === 'all' || this.scansStarted >= (v.retryScan ?? 0)),
+            )
+            .map((v) => v.version)
+            .sort((a, b) => b - a)
+            .slice(0, retries === 'all' ? MAX_FRESH_LOADS : 1),
+    );
     const known = async (v: number): Promise<ServedVersion | undefined> => {
       const had = preloaded?.version === v ? preloaded : previous?.versions.get(v);
       return had &&
-        (had.state === 'AVAILABLE' || had.fingerprint === (await this.fingerprint(name, v)))
+        (had.state === 'AVAILABLE' ||
+          (had.fingerprint === (await this.fingerprint(name, v)) && !retried.has(v)))
         ? had
         : undefined;
     };
-    const load = async (v: number) => (await known(v)) ?? (await this.loadVersion(name, v));
+    const load = async (v: number): Promise<ServedVersion> => {
+      const kept = await known(v);
+      if (kept !== undefined) return kept;
+      const had = previous?.versions.get(v);
+      const retry =
+        retried.has(v) && had?.state === 'FAILED' ? (had.readRetries ?? 0) + 1 : undefined;
+      return this.loadVersion(name, v, undefined, retry);
+    };
     if (!this.openedAlone.has(name)) {
       for (const v of onDisk) versions.set(v, await load(v));
       return this.swap(name, versions, record, recordProblem);
@@ -587,6 +668,7 @@ export class ModelRegistry {
     name: string,
     version: number,
     preread?: LoadedCheckpoint,
+    retry?: number,
   ): Promise<ServedVersion> {
     const fingerprint = await this.fingerprint(name, version);
     const loadedAt = new Date().toISOString();
@@ -626,6 +708,7 @@ export class ModelRegistry {
           threads: compiled.executor.threads,
           loadMs: Math.round(performance.now() - started),
           warmUpMs: Number((performance.now() - warmUpStarted).toFixed(1)),
+          ...(retry ? { retry } : {}),
         },
         'version loaded',
       );
@@ -641,8 +724,8 @@ export class ModelRegistry {
         this.log.info({ model: name, version, reason }, 'version deleted while it loaded');
       } else {
         this.log.error(
-          { model: name, version, reason, code: reasonCode },
-          'version failed to load',
+          { model: name, version, reason, code: reasonCode, ...(retry ? { retry } : {}) },
+          retry ? 'version failed to load again' : 'version failed to load',
         );
         this.options.onLoadFailure?.(name, version, reason);
       }
@@ -655,7 +738,11 @@ export class ModelRegistry {
         // While reading: any failure but the files' own. After: this process's memory (a
         // RangeError sizing the engine's buffers), which another process may have (h288).
         ...((reading && !isBrokenCheckpoint(e)) || e instanceof RangeError
-          ? { readFailed: true as const }
+          ? {
+              readFailed: true as const,
+              retryScan: readRetryScan(this.scansStarted, retry ?? 0),
+              ...(retry ? { readRetries: retry } : {}),
+            }
           : {}),
         loadedAt,
         fingerprint,
@@ -676,8 +763,8 @@ export class ModelRegistry {
    * The version a publish's pin names when the record on disk does not name one that is there
    * (HeldActiveRecord.pin's `servedNow`): the one every process sharing the repository serves —
    * the highest that loads — not only this process's view of it. The versions above the one served
-   * here that this process failed to read (`readFailed`: an EMFILE once, kept FAILED while its
-   * files are unchanged) are loaded again, from the highest down, the highest MAX_FRESH_LOADS of
+   * here that this process failed to read (`readFailed`: an EMFILE once, kept FAILED until a
+   * scan's retry or a change of its files) are loaded again, from the highest down, the highest MAX_FRESH_LOADS of
    * them whatever their number (h282 R2: more of them refused every pinning publish without a
    * try, until a restart): one that loads now is served here too, and named; one whose files turn
    * out broken (or that does not compile) is passed over (kept as that failure, not

@@ -726,7 +726,9 @@ describe('versions this process failed to read, as a pin names the version serve
     injectFsFaults([{ op: 'open', path: 'model.safetensors', code: 'EMFILE', times: 5 }]);
     await registry.refresh();
     clearFsFaults();
-    await registry.refresh(); // a later poll: FAILED kept (fingerprints unchanged)
+    // A later refresh that retries no read (a publish's, or an operator's :activate): FAILED kept,
+    // fingerprints unchanged. (A scan would load the highest again: read-retry.test.ts.)
+    await registry.refreshModel('digits');
     expect(registry.get('digits').active).toBe(1);
     // The storage reads again (every other process serves 6).
     expect(await registry.publish(checkpoint, false)).toMatchObject({ version: 7 });
