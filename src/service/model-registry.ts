@@ -385,7 +385,8 @@ export class ModelRegistry {
    */
   refresh(retries: ReadRetries = 'due'): Promise<void> {
     if (this.refreshing && retries === 'all' && this.refreshingRetries !== 'all') {
-      return this.refreshing.then(() => this.refresh(retries));
+      const own = () => this.refresh(retries);
+      return this.refreshing.then(own, own);
     }
     if (!this.refreshing) {
       this.scansStarted++;
