@@ -11,7 +11,6 @@
  * also removes its temporary directory; a SIGKILL's goes with the next publish of the model).
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, statSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,7 +28,6 @@ import {
   removeOwnPublishTemporariesSync,
   type Task,
   trainingInfoOf,
-  VERSION_NAME_PATTERN,
 } from '../service/index.js';
 import {
   architectureSchema,
@@ -55,6 +53,7 @@ import {
   prepareOutputDirectory,
   removeEmptyDirectoriesSync,
 } from './output-path.js';
+import { publishedAs, type StagedVersion, stagedVersion } from './staged-version.js';
 
 /**
  * Only the syntax of a number, decimal as the server's settings and query parameters read it
@@ -197,26 +196,6 @@ interface Flags {
   init?: string;
   progress: boolean;
   printConfig: boolean;
-}
-
-/**
- * The version a staged directory was renamed into (the directory of `modelDir` with its inode), or
- * undefined while it is still staged or was never renamed.
- */
-function publishedAs(
-  modelDir: string,
-  staged: { path: string; inode: number },
-): string | undefined {
-  if (existsSync(staged.path)) return undefined;
-  try {
-    return readdirSync(modelDir).find(
-      (name) =>
-        VERSION_NAME_PATTERN.test(name) &&
-        statSync(join(modelDir, name), { throwIfNoEntry: false })?.ino === staged.inode,
-    );
-  } catch {
-    return undefined;
-  }
 }
 
 /**
@@ -564,8 +543,8 @@ async function main(argv: readonly string[]): Promise<void> {
     ).finally(() => bar?.stop());
     // Interrupted while publishing, the run removes its temporary version directory before it ends,
     // and says whether its version was already in place (the rename done: published) or not, by
-    // the staged directory's inode (publishedAs), whatever else is published meanwhile.
-    let staged: { path: string; inode: number } | undefined;
+    // what the staged directory holds (publishedAs), whatever else is published meanwhile.
+    let staged: StagedVersion | undefined;
     const { version, path, storageWarning, servedInstead, unreadableRecord, contractChange } =
       await cleanUpOnSignal(
         (signal) => {
@@ -580,7 +559,7 @@ async function main(argv: readonly string[]): Promise<void> {
         },
         () =>
           publishCheckpoint(out, output, (path) => {
-            staged = { path, inode: statSync(path).ino };
+            staged = stagedVersion(path);
           }),
       ).catch((e: unknown) => {
         // A file system error (disk full, permissions changed during the run): one line, no stack.

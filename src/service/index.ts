@@ -1,4 +1,6 @@
+// A version's metrics.json, by which train tells the directory it staged once renamed.
 export {
+  METRICS_FILE,
   MODEL_NAME_CHARS,
   MODEL_NAME_FIRST_CHARS,
   MODEL_NAME_PATTERN,

@@ -47,8 +47,8 @@ export async function publishCheckpoint(
   checkpoint: Checkpoint,
   /**
    * Called with the staged version's directory once its files are written, before it is renamed
-   * into place: a CLI ending on a signal tells by it whether its own version was published (the
-   * rename keeps the directory's inode), whatever else is published beside it.
+   * into place: a CLI ending on a signal tells by it whether its own version was published (by
+   * what the directory holds: cli/staged-version.ts), whatever else is published beside it.
    */
   onStaged?: (path: string) => void,
 ): Promise<{

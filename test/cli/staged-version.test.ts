@@ -1,0 +1,57 @@
+/**
+ * train, interrupted while publishing, says whether its version was published by what its staged
+ * directory holds (cli/staged-version.ts), not by the directory's inode: a rename by copy (a FUSE
+ * store, overlayfs without xino, CIFS with noserverino) gives the version another inode, and the
+ * inode rule said "nothing was written" for a version that was published.
+ */
+import { cpSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { publishedAs, stagedVersion } from '../../src/cli/staged-version.js';
+import { makeTempDir, removeTempDirs } from '../helpers/temp-files.js';
+
+afterEach(removeTempDirs);
+
+/** A model directory with versions 1 and 2, and a staged version whose metrics name its run. */
+function modelWithStaged() {
+  const modelDir = join(makeTempDir('staged-version'), 'digits');
+  for (const v of ['1', '2']) {
+    mkdirSync(join(modelDir, v), { recursive: true });
+    writeFileSync(join(modelDir, v, 'metrics.json'), `{"run": ${v}}`);
+  }
+  const path = join(modelDir, '.tmp-host-1-abc');
+  mkdirSync(path);
+  writeFileSync(join(path, 'metrics.json'), '{"run": 3}');
+  writeFileSync(join(path, 'config.json'), '{}');
+  return { modelDir, path, staged: stagedVersion(path) };
+}
+
+describe('publishedAs', () => {
+  it('is undefined while the directory is still staged', () => {
+    const { modelDir, staged } = modelWithStaged();
+    expect(publishedAs(modelDir, staged)).toBeUndefined();
+  });
+
+  it('names the version a rename put it in place as', () => {
+    const { modelDir, path, staged } = modelWithStaged();
+    renameSync(path, join(modelDir, '3'));
+    expect(publishedAs(modelDir, staged)).toBe('3');
+  });
+
+  it('names it when the rename gave it another inode (a copy, then the original removed)', () => {
+    const { modelDir, path, staged } = modelWithStaged();
+    const inode = statSync(path).ino;
+    cpSync(path, join(modelDir, '3'), { recursive: true });
+    rmSync(path, { recursive: true });
+    expect(statSync(join(modelDir, '3')).ino).not.toBe(inode);
+    expect(publishedAs(modelDir, staged)).toBe('3');
+  });
+
+  it('is undefined when the directory went without a rename (removed), whatever else was published', () => {
+    const { modelDir, path, staged } = modelWithStaged();
+    rmSync(path, { recursive: true });
+    mkdirSync(join(modelDir, '3'));
+    writeFileSync(join(modelDir, '3', 'metrics.json'), '{"run": "another train"}');
+    expect(publishedAs(modelDir, staged)).toBeUndefined();
+  });
+});
