@@ -124,8 +124,8 @@ export class ClusterModelsPrimary {
  * A worker's `refresh-model` handler (PrimaryChannel.onRefreshModel): reloads the model from the
  * repository, then confirms — also when the refresh failed (logged), or when it serves another
  * version than the writer (`active`; the version did not load here), naming the problem, which
- * the writer logs: the wait is for this worker to have read the repository, and a failed read is
- * what its next scan retries.
+ * the writer logs: the wait is for this worker to have read the repository. The version the writer
+ * serves, when this worker failed to read it (ModelRegistry.readAgain), is read again at once.
  */
 export function answerRefreshRequests(
   channel: PrimaryChannel,
@@ -133,21 +133,30 @@ export function answerRefreshRequests(
   log: Log,
 ): (id: number, model: string, active?: number | null) => void {
   return (id, model, active) => {
-    registry.refreshModel(model).then(
-      (snapshot) => {
-        const serves = snapshot.active ?? null;
-        const problem =
-          active === undefined || serves === active
-            ? undefined
-            : `serves version ${serves ?? 'none'}, not ${active ?? 'none'}`;
-        channel.send({ type: 'normserve:model-refreshed', id, ...(problem ? { problem } : {}) });
-      },
-      (e: unknown) => {
-        log.warn({ err: e, model }, 'refreshing a model another worker changed failed');
-        const problem = `its refresh failed: ${e instanceof Error ? e.message : String(e)}`;
-        channel.send({ type: 'normserve:model-refreshed', id, problem: problem.slice(0, 1024) });
-      },
-    );
+    registry
+      .refreshModel(model)
+      .then(async (snapshot) =>
+        // The version the writer serves, which this worker failed to read once (an EMFILE): read
+        // again now, not when its retry is due, up to 1,024 scans on (h290 2).
+        typeof active === 'number' && snapshot.active !== active
+          ? ((await registry.readAgain(model, active)) ?? snapshot)
+          : snapshot,
+      )
+      .then(
+        (snapshot) => {
+          const serves = snapshot.active ?? null;
+          const problem =
+            active === undefined || serves === active
+              ? undefined
+              : `serves version ${serves ?? 'none'}, not ${active ?? 'none'}`;
+          channel.send({ type: 'normserve:model-refreshed', id, ...(problem ? { problem } : {}) });
+        },
+        (e: unknown) => {
+          log.warn({ err: e, model }, 'refreshing a model another worker changed failed');
+          const problem = `its refresh failed: ${e instanceof Error ? e.message : String(e)}`;
+          channel.send({ type: 'normserve:model-refreshed', id, problem: problem.slice(0, 1024) });
+        },
+      );
   };
 }
 

@@ -205,11 +205,10 @@ export const readRetryScan = (failedInScan: number, retries: number): number =>
   failedInScan + 2 ** Math.min(retries, MAX_READ_RETRY_EXPONENT);
 
 /**
- * Which versions a scan loads again whose read failed here (FailedVersion.readFailed), their files
- * unchanged: those whose retry is due (the periodic scan), or every one (`all`: SIGHUP, an
- * operator's "reload" after fixing the storage). Either way the highest first and at most
- * `due`: one a scan, `all`: MAX_FRESH_LOADS, per model — a scan a publish queues behind holds it
- * up by that many loads at most.
+ * Which versions a scan loads again whose read failed here (FailedVersion.readFailed): those
+ * whose retry is due (the periodic scan), or every one (`all`: SIGHUP, an operator's "reload"
+ * after fixing the storage). Either way the highest first and at most `due`: one a scan, `all`:
+ * MAX_FRESH_LOADS, per model (retryReads).
  */
 export type ReadRetries = 'due' | 'all';
 
@@ -408,7 +407,9 @@ export class ModelRegistry {
     const names = await this.repository.listModels();
     for (const name of names) {
       try {
-        await this.refreshModel(name, undefined, retries);
+        // The retries first: a version that fails in this scan's refresh waits for the next.
+        await this.retryReads(name, retries);
+        await this.refreshModel(name);
       } catch (e) {
         this.log.error({ err: e, model: name }, 'refreshing model failed');
       }
@@ -429,21 +430,66 @@ export class ModelRegistry {
   }
 
   /**
+   * A scan's retries of `name`'s reads that failed here (ReadRetries: the due ones, or `all`),
+   * each loaded outside the model's refresh queue and then handed to a refresh (loadAgain), so
+   * that a publish, whose refreshes run holding the record's lock, never waits for them there.
+   */
+  private async retryReads(name: string, retries: ReadRetries): Promise<void> {
+    const snapshot = this.models.get(name);
+    if (snapshot === undefined || this.openedAlone.has(name)) return;
+    const due = [...snapshot.versions.values()]
+      .filter(
+        (v): v is FailedVersion =>
+          v.state === 'FAILED' &&
+          v.readFailed === true &&
+          (retries === 'all' || this.scansStarted >= (v.retryScan ?? 0)),
+      )
+      .sort((a, b) => b.version - a.version)
+      .slice(0, retries === 'all' ? MAX_FRESH_LOADS : 1);
+    for (const failed of due) await this.loadAgain(name, failed);
+  }
+
+  /**
+   * Loads again `version` of `name` if this process failed to read it (FailedVersion.readFailed),
+   * and refreshes the model with it; the snapshot then, or undefined when it was no such failure
+   * here. A cluster worker told that another worker serves that version calls it: the version it
+   * failed to read once would otherwise stay unserved here until its retry is due, up to 1,024
+   * scans, while the other workers serve it.
+   */
+  async readAgain(name: string, version: number): Promise<ModelSnapshot | undefined> {
+    const had = this.models.get(name)?.versions.get(version);
+    if (had?.state !== 'FAILED' || had.readFailed !== true || this.openedAlone.has(name))
+      return undefined;
+    return this.loadAgain(name, had);
+  }
+
+  /**
+   * Loads `failed` again, outside the refresh queue, and refreshes its model with what loaded: a
+   * retry (readRetries counted on, the next one twice as far) while its files are unchanged, a
+   * fresh load when they changed. Released when the refreshed snapshot does not hold it.
+   */
+  private async loadAgain(name: string, failed: FailedVersion): Promise<ModelSnapshot> {
+    const { version } = failed;
+    const unchanged = (await this.fingerprint(name, version)) === failed.fingerprint;
+    const retry = unchanged ? (failed.readRetries ?? 0) + 1 : undefined;
+    const loaded = await this.loadVersion(name, version, undefined, retry);
+    const held = () => this.models.get(name)?.versions.get(version) === loaded;
+    try {
+      return await this.refreshModel(name, loaded);
+    } finally {
+      if (!held()) closeCompiled(loaded);
+    }
+  }
+
+  /**
    * Reloads one model's versions and active record from disk. Calls for one model run one after
    * the other, so an older, slower refresh can never overwrite the snapshot of a newer one. A
-   * version that failed to load is kept as that failure while its files are unchanged, except
-   * for the reads a scan retries (`retries`; none for any other refresh: a publish's runs holding
-   * the record's lock).
+   * version that failed to load is kept as that failure while its files are unchanged (a scan
+   * loads a read that failed here again: retryReads).
    */
-  refreshModel(
-    name: string,
-    preloaded?: ServedVersion,
-    retries?: ReadRetries,
-  ): Promise<ModelSnapshot> {
+  refreshModel(name: string, preloaded?: ServedVersion): Promise<ModelSnapshot> {
     const previous = this.refreshQueues.get(name) ?? Promise.resolve();
-    const next = previous
-      .catch(() => undefined)
-      .then(() => this.refreshModelNow(name, preloaded, retries));
+    const next = previous.catch(() => undefined).then(() => this.refreshModelNow(name, preloaded));
     const settled = next.catch(() => undefined);
     this.refreshQueues.set(name, settled);
     void settled.then(() => {
@@ -452,11 +498,7 @@ export class ModelRegistry {
     return next;
   }
 
-  private async refreshModelNow(
-    name: string,
-    preloaded?: ServedVersion,
-    retries?: ReadRetries,
-  ): Promise<ModelSnapshot> {
+  private async refreshModelNow(name: string, preloaded?: ServedVersion): Promise<ModelSnapshot> {
     if (!(await this.repository.hasModel(name))) {
       // Never register a model that has no directory (e.g. an admin call naming an unknown one).
       this.dropModel(name);
@@ -474,37 +516,14 @@ export class ModelRegistry {
     }
     const onDisk = await this.repository.listVersions(name);
     const versions = new Map<number, ServedVersion>();
-    const retried = new Set(
-      retries === undefined || this.openedAlone.has(name)
-        ? []
-        : [...(previous?.versions.values() ?? [])]
-            .filter(
-              (v): v is FailedVersion =>
-                v.state === 'FAILED' &&
-                v.readFailed === true &&
-                onDisk.includes(v.version) &&
-                (retries === 'all' || this.scansStarted >= (v.retryScan ?? 0)),
-            )
-            .map((v) => v.version)
-            .sort((a, b) => b - a)
-            .slice(0, retries === 'all' ? MAX_FRESH_LOADS : 1),
-    );
     const known = async (v: number): Promise<ServedVersion | undefined> => {
       const had = preloaded?.version === v ? preloaded : previous?.versions.get(v);
       return had &&
-        (had.state === 'AVAILABLE' ||
-          (had.fingerprint === (await this.fingerprint(name, v)) && !retried.has(v)))
+        (had.state === 'AVAILABLE' || had.fingerprint === (await this.fingerprint(name, v)))
         ? had
         : undefined;
     };
-    const load = async (v: number): Promise<ServedVersion> => {
-      const kept = await known(v);
-      if (kept !== undefined) return kept;
-      const had = previous?.versions.get(v);
-      const retry =
-        retried.has(v) && had?.state === 'FAILED' ? (had.readRetries ?? 0) + 1 : undefined;
-      return this.loadVersion(name, v, undefined, retry);
-    };
+    const load = async (v: number) => (await known(v)) ?? (await this.loadVersion(name, v));
     if (!this.openedAlone.has(name)) {
       for (const v of onDisk) versions.set(v, await load(v));
       return this.swap(name, versions, record, recordProblem);

@@ -4,6 +4,7 @@
  * store, overlayfs without xino, CIFS with noserverino) gives the version another inode, and the
  * inode rule said "nothing was written" for a version that was published.
  */
+import { execFileSync } from 'node:child_process';
 import { cpSync, mkdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -53,5 +54,29 @@ describe('publishedAs', () => {
     mkdirSync(join(modelDir, '3'));
     writeFileSync(join(modelDir, '3', 'metrics.json'), '{"run": "another train"}');
     expect(publishedAs(modelDir, staged)).toBeUndefined();
+  });
+});
+
+describe('publishedAs, beside hostile version directories', () => {
+  it('does not block on a FIFO where a metrics.json should be, and reads only files of the staged one’s size', async () => {
+    const { modelDir, path, staged } = modelWithStaged();
+    renameSync(path, join(modelDir, '3'));
+    mkdirSync(join(modelDir, '4'));
+    execFileSync('mkfifo', [join(modelDir, '4', 'metrics.json')]);
+    mkdirSync(join(modelDir, '5'));
+    writeFileSync(join(modelDir, '5', 'metrics.json'), 'x'.repeat(1 << 20));
+    // In a child process: a blocked open would hang it, and the test's timeout would say so.
+    const script = `import { publishedAs } from ${JSON.stringify(
+      join(process.cwd(), 'src/cli/staged-version.ts'),
+    )}; console.log(publishedAs(${JSON.stringify(modelDir)}, ${JSON.stringify(staged)}));`;
+    const out = execFileSync(
+      process.execPath,
+      ['--import', 'tsx', '--input-type=module', '-e', script],
+      {
+        encoding: 'utf8',
+        timeout: 60_000,
+      },
+    );
+    expect(out.trim()).toBe('3');
   });
 });

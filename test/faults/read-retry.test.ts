@@ -7,8 +7,11 @@
  * retries them all at once; a refresh that is not a scan (a publish's, under the record's lock)
  * retries none.
  */
+import { utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import type { PrimaryChannel } from '../../src/cli/cluster-messages.js';
+import { answerRefreshRequests } from '../../src/cli/cluster-models.js';
 import { rescanOnHangup } from '../../src/cli/rescan-on-hangup.js';
 import { NormserveError } from '../../src/errors/index.js';
 import { type ModelRegistry, readRetryScan, silentLog } from '../../src/service/index.js';
@@ -28,10 +31,12 @@ async function withVersions(extra: number) {
   const { root, registry } = await openRegistry();
   const { checkpoint } = registry.resolve('digits');
   for (let i = 0; i < extra; i++) await registry.repository.publishVersion(checkpoint);
+  /** The repository's own loadVersion, for a test's mock to call. */
+  const load = registry.repository.loadVersion.bind(registry.repository);
   const loads = vi.spyOn(registry.repository, 'loadVersion');
   const loadsOf = (v: number) => loads.mock.calls.filter(([, version]) => version === v).length;
   const state = (v: number) => registry.get('digits').versions.get(v)?.state;
-  return { model: join(root, 'digits'), registry, loads, loadsOf, state };
+  return { model: join(root, 'digits'), registry, load, loads, loadsOf, state };
 }
 
 /** The scan after this one reads the weights of `versions` with `code`, `times` times in all. */
@@ -106,14 +111,13 @@ describe('a version this process failed to read, at the repository scans', () =>
   });
 
   it('a version whose files turn out broken at its retry is that failure, not retried again', async () => {
-    const { model, registry, loadsOf } = await withVersions(1);
+    const { model, registry, load, loadsOf } = await withVersions(1);
     failReads(model, [2], 'EIO', 1);
     await registry.refresh();
     // Read at the retry, the weights turn out broken: a failure every process meets.
     const broken = vi.fn(() => {
       throw new NormserveError('SAFETENSORS_INVALID', 'digits/2/model.safetensors: truncated');
     });
-    const load = registry.repository.loadVersion.bind(registry.repository);
     vi.spyOn(registry.repository, 'loadVersion').mockImplementation(async (name, version) =>
       version === 2 ? broken() : load(name, version),
     );
@@ -127,6 +131,21 @@ describe('a version this process failed to read, at the repository scans', () =>
     expect(loadsOf(2), 'its failure, then the retry').toBe(2);
   });
 
+  it('files changed when its retry is due: a fresh load, not a retry counted on', async () => {
+    const { model, registry } = await withVersions(1);
+    failReads(model, [2], 'EIO');
+    await registry.refresh();
+    await registry.refresh(); // retried once
+    expect(registry.get('digits').versions.get(2)).toMatchObject({ readRetries: 1 });
+    await registry.refresh();
+    const later = new Date(Date.now() + 60_000);
+    utimesSync(join(model, '2', 'config.json'), later, later);
+    await registry.refresh(); // due, and its files changed
+    const failed = registry.get('digits').versions.get(2);
+    expect(failed).toMatchObject({ state: 'FAILED', readFailed: true });
+    expect(failed).not.toHaveProperty('readRetries');
+  });
+
   it('a refresh that is not a scan (a publish’s, holding the record’s lock) loads none again', async () => {
     const { model, registry, loadsOf } = await withVersions(1);
     failReads(model, [2], 'EMFILE', 1);
@@ -134,6 +153,45 @@ describe('a version this process failed to read, at the repository scans', () =>
     for (let i = 0; i < 3; i++) await registry.refreshModel('digits');
     expect(loadsOf(2)).toBe(1);
     expect(registry.get('digits').versions.get(2)?.state).toBe('FAILED');
+  });
+});
+
+describe('a publish while a scan retries a read', () => {
+  it('does not wait for that retry holding the record’s lock: the retry is loaded outside the model’s refresh queue', async () => {
+    const { model, registry, load } = await withVersions(1);
+    failReads(model, [2], 'EMFILE', 1);
+    await registry.refresh();
+    // The scan's retry of version 2 is held until released; later loads go through.
+    let release = () => {};
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    let retryStarted = () => {};
+    const started = new Promise<void>((r) => {
+      retryStarted = r;
+    });
+    let first = true;
+    vi.spyOn(registry.repository, 'loadVersion').mockImplementation(async (name, version) => {
+      if (version === 2 && first) {
+        first = false;
+        retryStarted();
+        await held;
+      }
+      return load(name, version);
+    });
+    const scan = registry.refresh();
+    await started;
+    let published = false;
+    const publish = registry.publish(registry.resolve('digits').checkpoint, false).then((r) => {
+      published = true;
+      return r;
+    });
+    // The publish's pin loads version 2 itself (servedEverywhere), names it, and ends.
+    await vi.waitFor(() => expect(published).toBe(true), { timeout: 60_000 });
+    expect(await publish).toMatchObject({ version: 3, activated: false });
+    release();
+    await scan;
+    expect(registry.get('digits').active).toBe(2);
   });
 });
 
@@ -160,19 +218,40 @@ describe("refresh('all'): SIGHUP, an operator's reload", () => {
     expect(all.map(loadsOf)).toEqual([1, 1, 2, 2, 2, 2]);
   });
 
-  it('asked while a scan that retries only the due ones runs, gets a scan of its own after it', async () => {
-    const { model, registry, loadsOf } = await withVersions(1);
-    failReads(model, [2], 'EIO');
-    await registry.refresh();
-    await registry.refresh(); // the next retry two scans on
+  /** Version 2 failed to read three times here: its next retry four scans on. */
+  async function failedThrice() {
+    const test = await withVersions(1);
+    failReads(test.model, [2], 'EIO');
+    for (let scan = 0; scan < 4; scan++) await test.registry.refresh(); // fails, retried at 2 and 4
     clearFsFaults();
+    expect(test.loadsOf(2)).toBe(3);
+    expect(test.registry.get('digits').versions.get(2)).toMatchObject({ readRetries: 2 });
+    return test;
+  }
+
+  it('asked while a scan that retries only the due ones runs, gets a scan of its own after it', async () => {
+    const { registry, loadsOf } = await failedThrice();
     const before = registry.scans;
     const due = registry.refresh();
     const all = registry.refresh('all');
     const shared = registry.refresh('all');
     await Promise.all([due, all, shared]);
     expect(registry.scans - before, 'the due scan, then one retrying all').toBe(2);
-    expect(loadsOf(2)).toBe(3);
+    expect(loadsOf(2), 'not due at either scan: loaded by the second').toBe(4);
+    expect(registry.get('digits').active).toBe(2);
+  });
+
+  it('asked while a scan that fails runs, still gets a scan of its own', async () => {
+    const { registry, loadsOf } = await failedThrice();
+    const list = registry.repository.listModels.bind(registry.repository);
+    vi.spyOn(registry.repository, 'listModels')
+      .mockRejectedValueOnce(Object.assign(new Error('EIO: i/o error, scandir'), { code: 'EIO' }))
+      .mockImplementation(list);
+    const due = registry.refresh();
+    const all = registry.refresh('all');
+    await expect(due).rejects.toThrow(/EIO/);
+    await all;
+    expect(loadsOf(2)).toBe(4);
     expect(registry.get('digits').active).toBe(2);
   });
 
@@ -188,5 +267,32 @@ describe("refresh('all'): SIGHUP, an operator's reload", () => {
     } finally {
       stop();
     }
+  });
+});
+
+describe('a cluster worker told that another serves a version it failed to read', () => {
+  it('reads it again at once (readAgain), not when its retry is due', async () => {
+    const { model, registry } = await withVersions(1);
+    failReads(model, [2], 'EIO');
+    await registry.refresh();
+    await registry.refresh(); // retried: the next retry two scans on
+    clearFsFaults();
+    const sent: unknown[] = [];
+    const channel = { send: (m: unknown) => sent.push(m) } as unknown as PrimaryChannel;
+    answerRefreshRequests(channel, registry, silentLog)(7, 'digits', 2);
+    await vi.waitFor(() => expect(sent).toHaveLength(1), { timeout: 60_000 });
+    expect(sent[0], 'no problem: it serves what the writer serves').toEqual({
+      type: 'normserve:model-refreshed',
+      id: 7,
+    });
+    expect(registry.get('digits').active).toBe(2);
+  });
+
+  it('leaves a version that failed for its files’ own reasons as it is', async () => {
+    const { model, registry, loadsOf } = await withVersions(1);
+    writeFileSync(join(model, '2', 'model.safetensors'), 'not a safetensors file');
+    await registry.refresh();
+    expect(await registry.readAgain('digits', 2)).toBeUndefined();
+    expect(loadsOf(2)).toBe(1);
   });
 });
