@@ -1,18 +1,3 @@
-export { ACTIVE_RECORD_LOCK_WAIT_MS } from './active-record-lock.js';
-export {
-  fsyncPath,
-  removeOwnTemporariesSync,
-  TEMP_PREFIX,
-  writeFileAtomically,
-} from './atomic-write.js';
-export { removeStaleClaims, writeUnderClaim } from './lock-claims.js';
-export type { LockOwner } from './lock-file.js';
-export {
-  acquireModelLock,
-  type HeldLock,
-  modelLockHolder,
-  UNKNOWN_LOCK_OWNER,
-} from './model-lock.js';
 export {
   ACTIVE_FILE,
   type ActiveIfWrite,
@@ -20,18 +5,33 @@ export {
   type ActiveWrite,
   type DroppedPin,
   droppedPinsWords,
+  type WrittenPin,
+} from './active-record.js';
+export { ACTIVE_RECORD_LOCK_WAIT_MS } from './active-record-lock.js';
+export {
+  fsyncPath,
+  removeOwnTemporariesSync,
+  TEMP_PREFIX,
+  writeFileAtomically,
+} from './atomic-write.js';
+export { isBrokenCheckpoint } from './broken-checkpoint.js';
+export { removeStaleClaims, writeUnderClaim } from './lock-claims.js';
+export type { LockOwner } from './lock-file.js';
+export { loadModelDirectory, modelContentAt } from './model-directory.js';
+export {
+  acquireModelLock,
+  type HeldLock,
+  modelLockHolder,
+  UNKNOWN_LOCK_OWNER,
+} from './model-lock.js';
+export {
   type HeldActiveRecord,
-  isBrokenCheckpoint,
   JOBS_DIR,
-  loadModelDirectory,
   ModelRepository,
   type ModelRepositoryOptions,
-  modelContentAt,
   type PublishedVersion,
   type StagedVersion,
-  type TemporariesRemoval,
   VERSION_NAME_PATTERN,
-  type WrittenPin,
 } from './model-repository.js';
 export {
   currentOwner,
@@ -52,3 +52,4 @@ export {
   UnsyncedWrite,
   unsyncedWarning,
 } from './storage-failure.js';
+export type { TemporariesRemoval } from './temporaries-removal.js';

@@ -13,6 +13,8 @@ import { errnoOf, NormserveError } from '../errors/index.js';
 
 /** Largest JSON file of a repository read whole (config.json, metrics.json, records). */
 export const MAX_JSON_FILE_BYTES = 16 * 1024 * 1024;
+/** Whether a failure is ENOENT: the path is not there. */
+export const isMissing = (e: unknown): boolean => errnoOf(e) === 'ENOENT';
 /** Bytes per read of a large file (fs reads take at most 2 GiB at a time). */
 const READ_CHUNK_BYTES = 64 * 1024 * 1024;
 /** Bytes per read of a file being hashed (sha256): a small buffer, reused. */

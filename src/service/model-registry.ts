@@ -876,7 +876,7 @@ export class ModelRegistry {
    * pin just before the rename (`pinned_publishing`: the version about to be published,
    * recordIntent): should the process die between the rename and the activation's write, the
    * cleanup that finds the pin's writer gone finishes the activation (settleAbandonedPin,
-   * model-repository.ts). When the version is published but its activation is not written after
+   * active-record.ts). When the version is published but its activation is not written after
    * all, the intent goes with the pin (settlePin).
    *
    * `fence`, the fencing check of the lock the caller holds (a recalibration's model lock), runs
@@ -1224,7 +1224,7 @@ export class ModelRegistry {
 
   /**
    * Says which pins still to be settled a pin made lasting dropped, more than MAX_PINS_SETTLED
-   * (model-repository.ts) down its chain: nothing settles them now (h282 R5).
+   * (active-record.ts) down its chain: nothing settles them now (h282 R5).
    */
   private warnPinsDropped(name: string, dropped: DroppedPin[]): void {
     this.log.warn({ model: name, dropped }, droppedPinsWords(name, dropped));

@@ -6,7 +6,7 @@
  * `pinned_for` named a staged directory that no longer existed, so no cleanup touched it, and the
  * version was never activated (the crash tester of h260). The pin now names the version it is
  * about to publish before the rename (`pinned_publishing`), and the cleanup that finds its writer
- * gone finishes the activation (model-repository.ts, settleAbandonedPin) — never a live writer's,
+ * gone finishes the activation (active-record.ts, settleAbandonedPin) — never a live writer's,
  * never over a record written since.
  */
 import { spawnSync } from 'node:child_process';

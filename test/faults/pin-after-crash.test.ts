@@ -2,7 +2,7 @@
  * The pin a publish writes before its rename (model-registry.ts, pinActive: a version published
  * without activation must not be served as the highest) when the publishing process dies between
  * the two: the start-up cleanup that removes its staged directory removes the pin with it
- * (model-repository.ts, undoAbandonedPin), as the publish's own failure would have. Before, the
+ * (active-record.ts, settleAbandonedPin), as the publish's own failure would have. Before, the
  * pin stayed through every restart, and every version trained or copied in later was silently
  * not served (the operations tester of 2026-12-05).
  */

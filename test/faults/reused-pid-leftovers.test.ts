@@ -3,7 +3,7 @@
  * server as PID 1, its workers' pids too), so a leftover named with a live pid — this process's
  * own, or another's — may be an earlier process's. It is when the start ticks in its name are not
  * the live process's, or, in a name without them, when it was last written before the live
- * process started (model-repository.ts, pidReused). Before, the cleanup kept such a
+ * process started (abandoned-writer.ts, pidReused). Before, the cleanup kept such a
  * leftover for an hour, and with it the pin of a publish killed before its rename, which hid every
  * newer version (the second reader of 2026-12-05). The pin's undoing puts back the record it
  * replaced (`pinned_over`).
