@@ -148,6 +148,12 @@ export interface WrittenPin {
   previousMtimeMs?: number;
   /** The pin is written (every reader sees it) but its directory could not be synced. */
   unsynced?: UnsyncedWrite;
+  /**
+   * Written over a plain record naming the same version (pinFor's `intentFor`): no version
+   * depends on it to stay unserved, it only carries a conditional publish's intent; unsynced, or
+   * its intent not written, the publish goes on (a crash that loses it leaves that plain record).
+   */
+  intentOnly?: true;
 }
 
 /** What writeActiveIf did: written, or not, and then what the record named. */
@@ -366,12 +372,18 @@ export class ActiveRecordStore {
    * naming a version that is there, even one that fails to load, and a file that is not a record
    * at all are left as they are: no version replaces either (swap), and they are an operator's
    * (h267). A read that fails throws (recordTextFor): nothing is decided on a record that cannot
-   * be read.
+   * be read. One exception (`intentFor`: a conditional publish's parent, the lock held): a plain
+   * record naming that version is pinned over too, naming it still, so that the intent the publish
+   * writes into its pin just before its rename (`pinned_publishing`) is on record should the
+   * process die between the rename and the activation — the cleanup then finishes the activation,
+   * as it does over no record. Without a pin that activation was lost (h288); the pin's undo, or
+   * its settlement when the activation is not written, puts that record back as it was.
    */
   async pinFor(
     name: string,
     servedNow: () => Promise<number | undefined>,
-  ): Promise<{ version: number; over?: string } | undefined> {
+    intentFor?: number,
+  ): Promise<{ version: number; over?: string; intentOnly?: true } | undefined> {
     const path = join(this.repository.modelPath(name), ACTIVE_FILE);
     const text = await this.recordTextFor(path);
     if (text === null) return undefined; // not a record: served as it was (swap)
@@ -379,7 +391,10 @@ export class ActiveRecordStore {
     if (text !== undefined && record === undefined) return undefined; // not a record either
     const present =
       record !== undefined && (await this.repository.listVersions(name)).includes(record.version);
-    if (record !== undefined && record.pinned_for === undefined && present) return undefined;
+    if (record !== undefined && record.pinned_for === undefined && present)
+      return record.version === intentFor
+        ? { version: record.version, over: text!, intentOnly: true }
+        : undefined;
     const version =
       record?.pinned_for !== undefined && present ? record.version : await servedNow();
     if (version === undefined) return undefined;
@@ -430,7 +445,9 @@ export class ActiveRecordStore {
    * went through) is dropped, what is under it kept. The chain is read MAX_PINS_SETTLED pins deep,
    * as the cleanup reads it (pinnedDirectories, settleAbandonedPin); any deeper are dropped, and
    * those of them still to be settled are returned (`dropped`) for the caller to log: nothing
-   * settles them then (h282 R5: dropped silently, a dead recalibration's intent among them).
+   * settles them then (h282 R5: dropped silently, a dead recalibration's intent among them). A pin
+   * written over a plain record naming `version` (a conditional publish's intent: pinFor's
+   * `intentFor`) leaves that record as it was, its note and age kept (`carried`).
    */
   private async lastingRecord(
     name: string,
@@ -438,8 +455,11 @@ export class ActiveRecordStore {
     over: string | undefined,
     note: string,
   ): Promise<{ next: ActiveRecord; carried: boolean; dropped: DroppedPin[] }> {
-    const plain: ActiveRecord = { version, updated_at: new Date().toISOString(), note };
     const path = join(this.repository.modelPath(name), ACTIVE_FILE);
+    const under = over === undefined ? undefined : this.tryParseActive(path, over);
+    if (under !== undefined && under.pinned_for === undefined && under.version === version)
+      return { next: under, carried: true, dropped: [] };
+    const plain: ActiveRecord = { version, updated_at: new Date().toISOString(), note };
     const dropped: DroppedPin[] = [];
     /** `text` as a pin of the chain (a temporary's name), and whether it is still to be settled. */
     const pinOf = async (text: string | undefined) => {
@@ -488,16 +508,40 @@ export class ActiveRecordStore {
       : { next, carried: true, dropped };
   }
 
-  /** HeldActiveRecord.pin, the record's lock held (`fence`: its fencing check). */
+  /**
+   * HeldActiveRecord.pin, the record's lock held (`fence`: its fencing check). A pin over a plain
+   * record naming `intentFor` (WrittenPin.intentOnly) is written if it can be: one the storage
+   * refuses (an errno), or too large, is no pin — the publish goes on as before such pins
+   * existed, its intent not on record — while the fence's failure (LOCK_LOST) still ends it.
+   */
   async writePin(
     name: string,
     servedNow: () => Promise<number | undefined>,
     pinnedFor: string,
     note: string,
     fence: () => Promise<void>,
+    intentFor?: number,
   ): Promise<WrittenPin | undefined> {
-    const pin = await this.pinFor(name, servedNow);
+    const pin = await this.pinFor(name, servedNow, intentFor);
     if (pin === undefined) return undefined;
+    if (!pin.intentOnly) return this.writePinOf(name, pin, pinnedFor, note, fence);
+    try {
+      return { ...(await this.writePinOf(name, pin, pinnedFor, note, fence)), intentOnly: true };
+    } catch (e) {
+      if (errnoOf(e) !== undefined || (isNormserveError(e) && e.code === 'REPOSITORY_ERROR'))
+        return undefined;
+      throw e;
+    }
+  }
+
+  /** writePin's write of the pin `pin` (pinFor's) decided. */
+  private async writePinOf(
+    name: string,
+    pin: { version: number; over?: string },
+    pinnedFor: string,
+    note: string,
+    fence: () => Promise<void>,
+  ): Promise<WrittenPin> {
     const replacedMtimeMs =
       pin.over === undefined
         ? undefined

@@ -108,12 +108,14 @@ export interface HeldActiveRecord {
    * publish without activation, or with one only if a version is still active): when the record
    * on disk calls for it (pinFor), writes a record naming that version, `pinnedFor` the staged
    * directory's name; undefined when no pin is needed. Decided here, under the lock, from the file
-   * every process shares, not from any process's last poll (h267).
+   * every process shares, not from any process's last poll (h267). `intentFor`: a conditional
+   * publish's parent, whose plain record is pinned over too (pinFor's).
    */
   pin(
     servedNow: () => Promise<number | undefined>,
     pinnedFor: string,
     note: string,
+    intentFor?: number,
   ): Promise<WrittenPin | undefined>;
   /**
    * Undoes `pin` (its publish published nothing): puts back the record it replaced, or removes it
@@ -442,9 +444,9 @@ export class ModelRepository {
                   dir,
                 );
               }),
-          pin: (servedNow, pinnedFor, note) =>
+          pin: (servedNow, pinnedFor, note, intentFor) =>
             this.activeRecord
-              .writePin(name, servedNow, pinnedFor, note, recordFence)
+              .writePin(name, servedNow, pinnedFor, note, recordFence, intentFor)
               .catch((e: unknown) => {
                 throw storageFailure(
                   e,

@@ -1038,9 +1038,15 @@ export class ModelRegistry {
         pinned_publishing: { version, inode, config_sha256: staged.configSha256 },
       };
       // fenced as the rename is: LOCK_LOST here publishes nothing, the pin undone as for any
-      // failure before the rename.
-      if (await held.replaceIfExactly(pin.record, next, options.fence))
-        pin = { ...pin, record: next };
+      // failure before the rename. A pin over the parent's own plain record that the storage
+      // refuses to rewrite goes on without its intent, as before such pins (WrittenPin.intentOnly).
+      const written = await held
+        .replaceIfExactly(pin.record, next, options.fence)
+        .catch((e: unknown) => {
+          if (pin?.intentOnly && isStorageFailure(e)) return false;
+          throw e;
+        });
+      if (written) pin = { ...pin, record: next };
     };
     /** Pins if needed, renames, loads back and (holding the record's lock) activates. */
     const publishAndActivate = async (held?: HeldActiveRecord): Promise<void> => {
@@ -1052,12 +1058,15 @@ export class ModelRegistry {
             conditional
               ? 'pinned before publishing a version activated only if this one is still active'
               : 'pinned before publishing an inactive version',
+            // Over a plain record naming the parent too: the intent below needs a pin to go in.
+            conditional ? options.ifActive : undefined,
           );
         } catch (e) {
           throw isActivationNotWritten(e) ? nothingPublished(e, undefined) : e;
         }
-        // Nothing is published yet: a pin a crash may undo is not one to publish on.
-        if (pin?.unsynced) {
+        // Nothing is published yet: a pin a crash may undo is not one to publish on (one over the
+        // parent's own record may be: undone, it leaves that record).
+        if (pin?.unsynced && !pin.intentOnly) {
           const { version } = pin.record;
           const failure = storageFailure(
             pin.unsynced,

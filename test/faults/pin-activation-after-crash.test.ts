@@ -232,3 +232,46 @@ describe('the cleanup of a pin naming the version it was publishing', () => {
     expect(existsSync(record)).toBe(false);
   });
 });
+
+describe('a conditional publish over a plain record naming its parent (an operator’s activation of 1), killed (h288)', () => {
+  /** prepare(), with an operator's record of version 1: no pin was needed, so none was written. */
+  function prepareActivated() {
+    const prepared = prepare();
+    const text = `${JSON.stringify({ version: 1, updated_at: '2026-12-01T00:00:00.000Z', note: 'rolled back by hand' })}\n`;
+    writeFileSync(prepared.record, text);
+    return { ...prepared, text };
+  }
+
+  it('between its rename and its activation: the pin over that record carries the intent, and the cleanup finishes the activation', async () => {
+    const { root, model, data, record, text } = prepareActivated();
+    const killed = recalibrate(model, data, { after: '/digits/2$' });
+    expect(killed.signal, killed.stderr).toBe('SIGKILL');
+    expect(existsSync(join(model, '2'))).toBe(true);
+    // Before, the operator's record stayed as it was and version 2 was never activated.
+    const pin = readRecord(record);
+    expect(pin).toMatchObject({ version: 1, pinned_publishing: { version: 2 }, pinned_over: text });
+    const { pinActivations, failed } = await new ModelRepository(root).removeTemporaries();
+    expect(failed).toEqual([]);
+    expect(pinActivations).toEqual([{ model: 'digits', version: 2 }]);
+    expect(readRecord(record)).toMatchObject({ version: 2 });
+  });
+
+  it('before its rename: the cleanup undoes the pin, and the operator’s record is back as it was', async () => {
+    const { root, model, data, record, text } = prepareActivated();
+    const killed = recalibrate(model, data, { before: '/digits/2$' });
+    expect(killed.signal, killed.stderr).toBe('SIGKILL');
+    const { pinsUndone, pinActivations } = await new ModelRepository(root).removeTemporaries();
+    expect(pinsUndone).toEqual(['digits']);
+    expect(pinActivations).toEqual([]);
+    expect(readFileSync(record, 'utf8')).toBe(text);
+  });
+
+  it('not killed: activated, the pin replaced', () => {
+    const { model, data, record } = prepareActivated();
+    const done = recalibrate(model, data, {});
+    expect(done.status, done.stderr).toBe(0);
+    const written = readRecord(record);
+    expect(written.version).toBe(2);
+    expect(written.pinned_for).toBeUndefined();
+  });
+});

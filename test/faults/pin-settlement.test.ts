@@ -956,3 +956,53 @@ describe('a pin still to be settled past MAX_PINS_SETTLED pins down the chain (h
     ]);
   });
 });
+
+describe('a conditional publish over a plain record naming its parent (h288: the intent needs a pin to go in)', () => {
+  const operators = `${JSON.stringify({ version: 1, updated_at: '2026-12-01T00:00:00.000Z', note: 'rolled back by hand' })}\n`;
+
+  it('whose activation is not written (the storage fails) leaves the operator’s record as it was, its age too', async () => {
+    const { registry, record, staged } = await openPinTest();
+    writeFileSync(record, operators);
+    utimesSync(record, longAgo(), longAgo());
+    const age = statSync(record).mtimeMs;
+    await registry.refresh();
+    changeHeld(registry, () => ({
+      writeActiveIf: () =>
+        Promise.reject(
+          new NormserveError(
+            'STORAGE_UNAVAILABLE',
+            'cannot record version 2 of "digits" as active',
+          ),
+        ),
+    }));
+    const result = await registry.publish(registry.resolve('digits').checkpoint, true, 'recal', {
+      ifActive: 1,
+    });
+    expect(result).toMatchObject({ version: 2, activated: false });
+    expect(readFileSync(record, 'utf8')).toBe(operators);
+    // Given back at the millisecond (keepRecordAge's utimes), not made new.
+    expect(Math.abs(statSync(record).mtimeMs - age)).toBeLessThan(2);
+    expect(staged()).toEqual([]);
+  });
+
+  it('whose publish fails before its rename puts the operator’s record back as it was', async () => {
+    const { registry, record } = await openPinTest();
+    writeFileSync(record, operators);
+    await registry.refresh();
+    expect(await publishLosingLock(registry)).toMatchObject({ code: 'LOCK_LOST' });
+    expect(readFileSync(record, 'utf8')).toBe(operators);
+    expect(await registry.repository.listVersions('digits')).toEqual([1]);
+  });
+
+  it('that goes through activates its version over the pin', async () => {
+    const { registry, record, readRecord } = await openPinTest();
+    writeFileSync(record, operators);
+    await registry.refresh();
+    const result = await registry.publish(registry.resolve('digits').checkpoint, true, 'recal', {
+      ifActive: 1,
+    });
+    expect(result).toMatchObject({ version: 2, activated: true });
+    expect(readRecord()).toMatchObject({ version: 2, note: 'recal' });
+    expect(readRecord()).not.toHaveProperty('pinned_for');
+  });
+});

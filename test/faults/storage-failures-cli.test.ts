@@ -72,9 +72,10 @@ describe('recalibrate CLI on a failing storage', () => {
 
   it('fsync failing after the active record’s rename: the outcome, then what happened; exit 1', () => {
     const { model, data } = prepare();
-    // The model directory's first fsync follows the version's rename, its second the record's.
+    // The model directory's fsyncs: after the pin over the parent's record (which carries the
+    // publish's intent), after that intent, after the version's rename, then after the record's.
     const res = recalibrateWithFaults(
-      [{ op: 'fsync', suffix: '/digits', code: 'EIO', skip: 1, times: 1 }],
+      [{ op: 'fsync', suffix: '/digits', code: 'EIO', skip: 3, times: 1 }],
       ['--model', model, '--data', data],
     );
     expect(res.status, res.stderr).toBe(1);

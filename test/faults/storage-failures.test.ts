@@ -173,8 +173,9 @@ describe('a write that fails before its point of no return', () => {
 describe('a write that fails after its point of no return says what happened', () => {
   it('the model directory not synced after the rename that publishes: 201, version 2 published and active, with a warning', async () => {
     await appWithRecord();
-    // The first fsync of the model directory is the one after the version's rename.
-    injectFsFaults([{ op: 'fsync', suffix: '/digits', code: 'EIO', times: 1 }]);
+    // The third fsync of the model directory is the one after the version's rename (the first
+    // two: after the pin over the parent's record, and after the intent written into it).
+    injectFsFaults([{ op: 'fsync', suffix: '/digits', code: 'EIO', skip: 2, times: 1 }]);
     const res = await recalibrate();
     expect(faultHits()).toEqual([1]);
     expect(res.statusCode, res.body).toBe(201);
@@ -195,10 +196,35 @@ describe('a write that fails after its point of no return says what happened', (
     expect((await predictRows(t!.app, 'digits', night.slice(0, 1))).model_version).toBe(2);
   });
 
+  for (const [what, skip] of [
+    ['the pin over the parent’s record', 0],
+    ['the intent written into that pin', 1],
+  ] as const)
+    it(`${what} not synced: 201, version 2 published and active, no warning (a crash that loses it leaves the parent’s record)`, async () => {
+      await appWithRecord();
+      injectFsFaults([{ op: 'fsync', suffix: '/digits', code: 'EIO', skip, times: 1 }]);
+      const res = await recalibrate();
+      expect(faultHits()).toEqual([1]);
+      expect(res.statusCode, res.body).toBe(201);
+      expect(res.json()).toMatchObject({ version: 2, activated: true });
+      expect(res.json()).not.toHaveProperty('warning');
+      expect(recordVersion()).toBe(2);
+    });
+
+  it('the pin over the parent’s record refused by a full disk: 201, published and activated as before such pins', async () => {
+    await appWithRecord();
+    injectFsFaults([{ op: 'write', path: 'active-version.json', code: 'ENOSPC', times: 1 }]);
+    const res = await recalibrate();
+    expect(faultHits()).toEqual([1]);
+    expect(res.statusCode, res.body).toBe(201);
+    expect(res.json()).toMatchObject({ version: 2, activated: true });
+    expect(recordVersion()).toBe(2);
+  });
+
   it('the record not synced after its rename: 201, version 2 active, with a warning', async () => {
     await appWithRecord();
-    // The second: after the active-version record's rename.
-    injectFsFaults([{ op: 'fsync', suffix: '/digits', code: 'EIO', skip: 1, times: 1 }]);
+    // The fourth: after the active-version record's rename.
+    injectFsFaults([{ op: 'fsync', suffix: '/digits', code: 'EIO', skip: 3, times: 1 }]);
     const res = await recalibrate();
     expect(faultHits()).toEqual([1]);
     expect(res.statusCode, res.body).toBe(201);
