@@ -106,6 +106,11 @@ export interface ActiveWrite {
   replaced: number | null;
   /** The record is written (every reader sees it) but its directory could not be synced. */
   unsynced?: UnsyncedWrite;
+  /**
+   * Activations the replaced record held still to be finished (pendingIntents): dead publishes'
+   * that this write replaced, for the caller to log — their versions stay published, inactive.
+   */
+  intentsReplaced?: DroppedPin[];
 }
 
 /**
@@ -158,7 +163,12 @@ export interface WrittenPin {
 
 /** What writeActiveIf did: written, or not, and then what the record named. */
 export type ActiveIfWrite =
-  | { written: true; record: ActiveRecord; unsynced?: UnsyncedWrite }
+  | {
+      written: true;
+      record: ActiveRecord;
+      unsynced?: UnsyncedWrite;
+      intentsReplaced?: DroppedPin[];
+    }
   | { written: false; found: number | null };
 
 /**
@@ -729,8 +739,18 @@ export class ActiveRecordStore {
       // not a record: names no version
     }
     if (found !== expected) return { written: false, found };
-    const { record, unsynced } = await this.replaceActive(name, version, fence, note);
-    return { written: true, record, ...(unsynced ? { unsynced } : {}) };
+    const { record, unsynced, intentsReplaced } = await this.replaceActive(
+      name,
+      version,
+      fence,
+      note,
+    );
+    return {
+      written: true,
+      record,
+      ...(unsynced ? { unsynced } : {}),
+      ...(intentsReplaced ? { intentsReplaced } : {}),
+    };
   }
 
   /**
@@ -781,6 +801,11 @@ export class ActiveRecordStore {
     const previous = await this.files
       .readText(path, MAX_ACTIVE_RECORD_BYTES)
       .catch(() => undefined);
+    const intentsReplaced =
+      previous === undefined
+        ? []
+        : // Only for a warning: a failure to tell decides nothing.
+          await this.pendingIntents(name, previous, version).catch(() => []);
     const record: ActiveRecord = {
       version,
       updated_at: new Date().toISOString(),
@@ -794,7 +819,43 @@ export class ActiveRecordStore {
     } catch {
       // not a usable record: nothing named a version
     }
-    return { record, replaced, ...(unsynced ? { unsynced } : {}) };
+    return {
+      record,
+      replaced,
+      ...(unsynced ? { unsynced } : {}),
+      ...(intentsReplaced.length > 0 ? { intentsReplaced } : {}),
+    };
+  }
+
+  /**
+   * The activations still to be finished that the record `text` holds, down its chain of pins:
+   * each a pin's `pinned_publishing` whose staged directory was renamed into place (gone) and whose
+   * version is there — a dead publish's, which the cleanup would have finished — other than one
+   * of `except` (the activation being written). An activation written over them wins (an
+   * operator's, or another recalibration's of the same parent): the caller logs them, where they
+   * were dropped without a word (h288).
+   */
+  private async pendingIntents(name: string, text: string, except: number): Promise<DroppedPin[]> {
+    const path = join(this.repository.modelPath(name), ACTIVE_FILE);
+    const pending: DroppedPin[] = [];
+    let versions: number[] | undefined;
+    for (let rest: string | undefined = text; rest !== undefined; ) {
+      const pin = this.tryParseActive(path, rest);
+      if (pin?.pinned_for === undefined || !isTemporaryName(pin.pinned_for)) break;
+      const intent = pin.pinned_publishing;
+      if (intent !== undefined && intent.version !== except) {
+        versions ??= await this.repository.listVersions(name);
+        const renamed = !(await exists(join(this.repository.modelPath(name), pin.pinned_for)));
+        if (renamed && versions.includes(intent.version))
+          pending.push({
+            version: pin.version,
+            pinnedFor: pin.pinned_for,
+            publishing: intent.version,
+          });
+      }
+      rest = pin.pinned_over;
+    }
+    return pending;
   }
 
   /**

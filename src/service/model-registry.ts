@@ -1139,8 +1139,13 @@ export class ModelRegistry {
             else {
               activated = true;
               unsynced ??= written.unsynced;
+              this.warnIntentsReplaced(name, version, written.intentsReplaced);
             }
-          } else unsynced ??= (await held.writeActive(version, note)).unsynced;
+          } else {
+            const written = await held.writeActive(version, note);
+            unsynced ??= written.unsynced;
+            this.warnIntentsReplaced(name, version, written.intentsReplaced);
+          }
         } catch (e) {
           if (!isActivationNotWritten(e)) throw e;
           result = { version, activated: false, activationBusy: e };
@@ -1240,6 +1245,20 @@ export class ModelRegistry {
   }
 
   /**
+   * Says which dead publishes' activations, still to be finished, the activation of `version`
+   * replaced (ActiveWrite.intentsReplaced): the later activation wins, their versions stay
+   * published and inactive (h288: dropped without a word).
+   */
+  private warnIntentsReplaced(name: string, version: number, replaced?: DroppedPin[]): void {
+    if (replaced === undefined || replaced.length === 0) return;
+    const versions = replaced.map((p) => p.publishing).join(', ');
+    this.log.warn(
+      { model: name, version, intentsReplaced: replaced },
+      `activating version ${version} of "${name}" replaced the activation of version ${versions} that a publish which died before writing it left to the cleanup; version ${versions} stays published, inactive (activate it to serve it: POST /v1/models/${name}/versions/<v>:activate)`,
+    );
+  }
+
+  /**
    * Makes `version` the served version of `name`, persistently (rollback or roll forward).
    * `previous` is the version it replaced, read under the record's lock with the write, so that
    * concurrent activations (in any process) each name the one before them in the order they took
@@ -1257,7 +1276,12 @@ export class ModelRegistry {
   }> {
     const before = await this.refreshModel(name).catch(() => undefined);
     this.resolve(name, version); // exists and is AVAILABLE, or a 404 naming why
-    const { replaced, unsynced } = await this.repository.writeActive(name, version, note);
+    const { replaced, unsynced, intentsReplaced } = await this.repository.writeActive(
+      name,
+      version,
+      note,
+    );
+    this.warnIntentsReplaced(name, version, intentsReplaced);
     const previous = replaced ?? before?.active ?? null;
     try {
       const snapshot = await this.refreshModel(name);
@@ -1288,6 +1312,7 @@ export class ModelRegistry {
     this.resolve(name, version); // exists and is AVAILABLE, or a 404 naming why
     const written = await this.repository.writeActiveIf(name, version, expected, note);
     if (!written.written) return { activated: false, found: written.found };
+    this.warnIntentsReplaced(name, version, written.intentsReplaced);
     try {
       await this.refreshModel(name);
     } finally {

@@ -31,6 +31,7 @@ import { CompiledModel } from '../../src/inference/index.js';
 import { ModelRepository } from '../../src/repository/index.js';
 import {
   type AvailableVersion,
+  type Log,
   ModelRegistry,
   type ServedVersion,
 } from '../../src/service/index.js';
@@ -1004,5 +1005,75 @@ describe('a conditional publish over a plain record naming its parent (h288: the
     expect(result).toMatchObject({ version: 2, activated: true });
     expect(readRecord()).toMatchObject({ version: 2, note: 'recal' });
     expect(readRecord()).not.toHaveProperty('pinned_for');
+  });
+});
+
+describe('an activation over a dead recalibration’s intent still to be finished (h288: dropped without a word)', () => {
+  /** digits/2 renamed into place by a dead recalibration whose pin names it as being published. */
+  async function withDeadIntent() {
+    const test = await openPinTest();
+    writeFileSync(test.record, await deadRecalibrationPin(test.registry, test.model));
+    const warnings: { obj: object; msg?: string }[] = [];
+    const log = {
+      info: () => undefined,
+      warn: (obj: object, msg?: string) => warnings.push({ obj, ...(msg ? { msg } : {}) }),
+      error: () => undefined,
+    } as unknown as Log;
+    const registry = new ModelRegistry(test.root, { maxBatchSize: 64, log });
+    await registry.refresh();
+    expect(registry.get('digits').active).toBe(1);
+    return { ...test, registry, warnings };
+  }
+
+  it('an operator’s :activate replacing it says so, naming the version left inactive', async () => {
+    const { registry, warnings, readRecord } = await withDeadIntent();
+    try {
+      await registry.activate('digits', 1, 'keep 1');
+      expect(readRecord()).toMatchObject({ version: 1, note: 'keep 1' });
+      expect(warnings).toEqual([
+        {
+          obj: expect.objectContaining({
+            model: 'digits',
+            version: 1,
+            intentsReplaced: [expect.objectContaining({ version: 1, publishing: 2 })],
+          }),
+          msg: expect.stringMatching(
+            /^activating version 1 of "digits" replaced the activation of version 2 .*version 2 stays published, inactive/,
+          ),
+        },
+      ]);
+    } finally {
+      registry.close();
+    }
+  });
+
+  it('another recalibration of the same parent activating over it says so too (its own intent is not named)', async () => {
+    const { registry, warnings, readRecord } = await withDeadIntent();
+    try {
+      const result = await registry.publish(registry.resolve('digits').checkpoint, true, 'recal', {
+        ifActive: 1,
+      });
+      expect(result).toMatchObject({ version: 3, activated: true });
+      expect(readRecord()).toMatchObject({ version: 3 });
+      expect(warnings.map((w) => w.obj)).toEqual([
+        expect.objectContaining({
+          version: 3,
+          intentsReplaced: [expect.objectContaining({ publishing: 2 })],
+        }),
+      ]);
+    } finally {
+      registry.close();
+    }
+  });
+
+  it('no warning over an intent whose staged directory is still there (not renamed: nothing published)', async () => {
+    const { registry, warnings, model, readRecord } = await withDeadIntent();
+    try {
+      mkdirSync(join(model, readRecord().pinned_for!));
+      await registry.activate('digits', 1);
+      expect(warnings).toEqual([]);
+    } finally {
+      registry.close();
+    }
   });
 });
