@@ -44,7 +44,11 @@ import { removeStaleClaims } from './lock-claims.js';
 import { releaseModelLockOf } from './model-lock.js';
 import { isMissing, RepositoryFiles } from './repository-files.js';
 import { storageFailure, UnsyncedWrite } from './storage-failure.js';
-import { removeAbandonedTemporaries, type TemporariesRemoval } from './temporaries-removal.js';
+import {
+  nothingRemoved,
+  removeAbandonedTemporaries,
+  type TemporariesRemoval,
+} from './temporaries-removal.js';
 
 /** Job records shared by the processes of a repository (hidden from the model scan). */
 export const JOBS_DIR = '.jobs';
@@ -692,14 +696,7 @@ export class ModelRepository {
       join(this.root, JOBS_DIR),
       ...(await this.listModels()).map((m) => this.modelPath(m)),
     ];
-    const total: TemporariesRemoval = {
-      removed: [],
-      failed: [],
-      pinsUndone: [],
-      pinActivations: [],
-      pinsDropped: [],
-      pinsUnsettled: [],
-    };
+    const total = nothingRemoved();
     for (const dir of dirs) {
       const model =
         dir === this.root || dir === join(this.root, JOBS_DIR) ? undefined : basename(dir);

@@ -35,6 +35,16 @@ export interface TemporariesRemoval {
   pinsUnsettled: { model: string; error: string }[];
 }
 
+/** A removal that has removed and settled nothing yet (filled in as it goes). */
+export const nothingRemoved = (): TemporariesRemoval => ({
+  removed: [],
+  failed: [],
+  pinsUndone: [],
+  pinActivations: [],
+  pinsDropped: [],
+  pinsUnsettled: [],
+});
+
 /**
  * Deletes the temporaries (temporaryName's) in `dir` that their writer abandoned: those of a
  * process of this host that is dead, or that is not the process now running with its pid
@@ -53,14 +63,7 @@ export async function removeAbandonedTemporaries(
    */
   settleFirst?: (abandoned: readonly string[]) => Promise<readonly string[]>,
 ): Promise<TemporariesRemoval> {
-  const result: TemporariesRemoval = {
-    removed: [],
-    failed: [],
-    pinsUndone: [],
-    pinActivations: [],
-    pinsDropped: [],
-    pinsUnsettled: [],
-  };
+  const result = nothingRemoved();
   const failed = (path: string, e: unknown) =>
     result.failed.push({ path, error: e instanceof Error ? e.message : String(e) });
   let names: string[];
