@@ -13,6 +13,7 @@ import {
   createServices,
   defaultEngineThreads,
   droppedPinsWords,
+  intentsReplacedWords,
   ModelRegistry,
   type ServerConfig,
   unavailableRetryAfterSeconds,
@@ -96,10 +97,10 @@ export async function startServer(config: ServerConfig): Promise<void> {
       { model },
       'undid the pin of the active version a publish left when its process died before publishing (or published a version that does not load): the record it replaced is back, or, if none, the highest version is served again',
     );
-  for (const { model, version } of pinActivations)
+  for (const { model, version, intentsReplaced } of pinActivations)
     logger.warn(
-      { model, version },
-      'activated a version whose publish died between publishing it and recording it as active (its activation was conditional on the version the pin named, which the record still named): finished as that publish would have',
+      { model, version, ...(intentsReplaced ? { intentsReplaced } : {}) },
+      `activated a version whose publish died between publishing it and recording it as active (its activation was conditional on the version the pin named, which the record still named): finished as that publish would have${intentsReplacedWords(model, intentsReplaced)}`,
     );
   // A leftover is hidden from every reader: one that stays (a read-only repository) stops nothing.
   for (const { path, error } of failed)

@@ -128,6 +128,26 @@ export interface DroppedPin {
 }
 
 /**
+ * What a log line adds of dead publishes' activations an activation replaced (pendingIntents):
+ * their versions, left published and inactive; nothing when there are none.
+ */
+export function intentsReplacedWords(
+  name: string,
+  replaced: readonly DroppedPin[] | undefined,
+): string {
+  if (replaced === undefined || replaced.length === 0) return '';
+  const versions = replaced.map((p) => p.publishing).join(', ');
+  return `; it replaced the activation of version ${versions} that a publish which died before writing it left to the cleanup: version ${versions} stays published, inactive (activate it to serve it: POST /v1/models/${name}/versions/<v>:activate)`;
+}
+
+/**
+ * What the cleanup did to a dead publisher's pin (settleAbandonedPin): undone, or the activation
+ * it was about to write finished — with the activations still to be finished under it that this
+ * one replaced (pendingIntents: the later wins), for the caller to log.
+ */
+export type PinSettled = { undone: true } | { activated: number; intentsReplaced?: DroppedPin[] };
+
+/**
  * What a warning says of pins still to be settled that a pin made lasting dropped (DroppedPin):
  * nothing settles them now — an activation one was about to write is never finished.
  */
@@ -466,10 +486,15 @@ export class ActiveRecordStore {
     note: string,
   ): Promise<{ next: ActiveRecord; carried: boolean; dropped: DroppedPin[] }> {
     const path = join(this.repository.modelPath(name), ACTIVE_FILE);
-    const under = over === undefined ? undefined : this.tryParseActive(path, over);
-    if (under !== undefined && under.pinned_for === undefined && under.version === version)
-      return { next: under, carried: true, dropped: [] };
-    const plain: ActiveRecord = { version, updated_at: new Date().toISOString(), note };
+    /** `text` when it is a plain record naming `version` (an operator's, a conditional's parent). */
+    const plainNaming = (text: string | undefined): ActiveRecord | undefined => {
+      const record = text === undefined ? undefined : this.tryParseActive(path, text);
+      return record?.pinned_for === undefined && record?.version === version ? record : undefined;
+    };
+    const fresh: ActiveRecord = { version, updated_at: new Date().toISOString(), note };
+    // The record at the bottom of the chain (where `carry` ends), kept as it is when it is a plain
+    // record naming `version`: the pin over it was a conditional publish's intent (h291 4).
+    let plain = fresh;
     const dropped: DroppedPin[] = [];
     /** `text` as a pin of the chain (a temporary's name), and whether it is still to be settled. */
     const pinOf = async (text: string | undefined) => {
@@ -507,14 +532,18 @@ export class ActiveRecordStore {
         return undefined;
       }
       const found = await pinOf(text);
-      if (found === undefined) return undefined;
+      if (found === undefined) {
+        plain = plainNaming(text) ?? fresh;
+        return undefined;
+      }
       const inner = await carry(found.pin.pinned_over, depth + 1);
       if (!found.pending) return inner;
       return { ...found.pin, version, pinned_over: recordText(inner ?? plain) };
     };
     const next = await carry(over, 0);
+    // The operator's record directly under the pin is given its age back with it (`carried`).
     return next === undefined
-      ? { next: plain, carried: false, dropped }
+      ? { next: plain, carried: plain !== fresh && plainNaming(over) !== undefined, dropped }
       : { next, carried: true, dropped };
   }
 
@@ -538,8 +567,12 @@ export class ActiveRecordStore {
     try {
       return { ...(await this.writePinOf(name, pin, pinnedFor, note, fence)), intentOnly: true };
     } catch (e) {
-      if (errnoOf(e) !== undefined || (isNormserveError(e) && e.code === 'REPOSITORY_ERROR'))
-        return undefined;
+      // The storage's refusal (a raw errno, or one already worded), or a record too large to pin
+      // over; never the fence's (LOCK_LOST: a NormserveError, whose `code` errnoOf would read).
+      const refused = isNormserveError(e)
+        ? isStorageFailure(e) || e.code === 'REPOSITORY_ERROR'
+        : errnoOf(e) !== undefined;
+      if (refused) return undefined;
       throw e;
     }
   }
@@ -839,14 +872,25 @@ export class ActiveRecordStore {
     const path = join(this.repository.modelPath(name), ACTIVE_FILE);
     const pending: DroppedPin[] = [];
     let versions: number[] | undefined;
-    for (let rest: string | undefined = text; rest !== undefined; ) {
+    // As deep as the cleanup reads the chain (settleAbandonedPin, lastingRecord).
+    let rest: string | undefined = text;
+    for (let depth = 0; rest !== undefined && depth < MAX_PINS_SETTLED; depth++) {
       const pin = this.tryParseActive(path, rest);
       if (pin?.pinned_for === undefined || !isTemporaryName(pin.pinned_for)) break;
       const intent = pin.pinned_publishing;
       if (intent !== undefined && intent.version !== except) {
         versions ??= await this.repository.listVersions(name);
         const renamed = !(await exists(join(this.repository.modelPath(name), pin.pinned_for)));
-        if (renamed && versions.includes(intent.version))
+        // The version under that number is the one staged (its config.json), as the cleanup
+        // decides before finishing it; a version it cannot read is not named.
+        const its =
+          renamed &&
+          versions.includes(intent.version) &&
+          (await this.directoryIdentity(this.repository.versionPath(name, intent.version)).then(
+            (held) => held?.config_sha256 === intent.config_sha256,
+            () => false,
+          ));
+        if (its)
           pending.push({
             version: pin.version,
             pinnedFor: pin.pinned_for,
@@ -871,11 +915,7 @@ export class ActiveRecordStore {
     name: string,
     abandoned: readonly string[],
     maxAgeMs: number,
-    report: (outcome: {
-      settled?: { undone: true } | { activated: number };
-      error?: unknown;
-      dropped?: DroppedPin[];
-    }) => void,
+    report: (outcome: { settled?: PinSettled; error?: unknown; dropped?: DroppedPin[] }) => void,
   ): Promise<readonly string[]> {
     const dropped: DroppedPin[] = [];
     try {
@@ -951,8 +991,8 @@ export class ActiveRecordStore {
     maxAgeMs = TEMPORARY_MAX_AGE_MS,
     /** Given the pins still to be settled that a pin made lasting dropped (lastingRecord). */
     onDropped?: (pins: DroppedPin[]) => void,
-  ): Promise<{ undone: true } | { activated: number } | undefined> {
-    let outcome: { undone: true } | { activated: number } | undefined;
+  ): Promise<PinSettled | undefined> {
+    let outcome: PinSettled | undefined;
     // Bounded: each step settles one pin of the chain, and a chain is a few pins at most.
     for (let step = 0; step < MAX_PINS_SETTLED; step++) {
       const settled = await this.settleAbandonedPinOnce(name, removed, maxAgeMs);
@@ -972,9 +1012,7 @@ export class ActiveRecordStore {
     name: string,
     removed: readonly string[],
     maxAgeMs: number,
-  ): Promise<
-    { undone: true } | { activated: number } | { lasting: true; dropped: DroppedPin[] } | undefined
-  > {
+  ): Promise<PinSettled | { lasting: true; dropped: DroppedPin[] } | undefined> {
     const dir = this.repository.modelPath(name);
     const path = join(dir, ACTIVE_FILE);
     const record = await this.readActive(name).catch(() => undefined);
@@ -1066,9 +1104,18 @@ export class ActiveRecordStore {
       updated_at: new Date().toISOString(),
       note: `activated by the cleanup: its publish (activate only if version ${record.version} is still active, which it was) died between publishing it and recording it as active`,
     };
+    // Other dead publishes' activations under this one, which it replaces (h291 5).
+    const intentsReplaced =
+      record.pinned_over === undefined
+        ? []
+        : await this.pendingIntents(name, record.pinned_over, intent.version).catch(() => []);
     const written = await this.withRecordLock(name, intent.version, (fence) =>
       this.replaceIfExactly(name, record, activation, fence),
     );
-    return written ? { activated: intent.version } : undefined;
+    if (!written) return undefined;
+    return {
+      activated: intent.version,
+      ...(intentsReplaced.length > 0 ? { intentsReplaced } : {}),
+    };
   }
 }

@@ -5,6 +5,7 @@ export {
   type ActiveWrite,
   type DroppedPin,
   droppedPinsWords,
+  intentsReplacedWords,
   type WrittenPin,
 } from './active-record.js';
 export { ACTIVE_RECORD_LOCK_WAIT_MS } from './active-record-lock.js';

@@ -32,6 +32,7 @@ import {
   ActiveRecordStore,
   type ActiveWrite,
   type DroppedPin,
+  type PinSettled,
   type WrittenPin,
 } from './active-record.js';
 import {
@@ -80,7 +81,7 @@ export interface StagedVersion {
   /** The SHA-256 of its config.json, in hex (as versionDigests gives it once published). */
   readonly configSha256: string;
   /** What the cleanup before staging did to a dead publisher's pin (settleAbandonedPin). */
-  readonly pinSettled?: { undone: true } | { activated: number };
+  readonly pinSettled?: PinSettled;
   /** Pins still to be settled that the cleanup before staging dropped (DroppedPin), to log. */
   readonly pinsDropped?: DroppedPin[];
 }
@@ -353,7 +354,7 @@ export class ModelRepository {
     // What an interrupted publish of a dead process left here (a CLI killed mid-publish), by the
     // rule of a server's start-up: a repository written only by CLIs is cleaned as it is used.
     // What cannot be removed stays hidden, and the publish goes on (removeTemporaries).
-    let pinSettled: { undone: true } | { activated: number } | undefined;
+    let pinSettled: PinSettled | undefined;
     let pinsDropped: DroppedPin[] = [];
     await removeAbandonedTemporaries(this.modelPath(name), TEMPORARY_MAX_AGE_MS, (abandoned) =>
       this.activeRecord.settlePinsBeforeRemoving(
@@ -713,7 +714,13 @@ export class ModelRepository {
                 if (dropped !== undefined) total.pinsDropped.push({ model, pins: dropped });
                 if (settled && 'undone' in settled) total.pinsUndone.push(model);
                 if (settled && 'activated' in settled)
-                  total.pinActivations.push({ model, version: settled.activated });
+                  total.pinActivations.push({
+                    model,
+                    version: settled.activated,
+                    ...(settled.intentsReplaced
+                      ? { intentsReplaced: settled.intentsReplaced }
+                      : {}),
+                  });
                 if (error !== undefined)
                   total.pinsUnsettled.push({
                     model,

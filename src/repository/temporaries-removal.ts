@@ -22,7 +22,7 @@ export interface TemporariesRemoval {
    * Conditional activations finished: the publish's process died after renaming `version` into
    * place and before recording it as active, while the condition held (settleAbandonedPin).
    */
-  pinActivations: { model: string; version: number }[];
+  pinActivations: { model: string; version: number; intentsReplaced?: DroppedPin[] }[];
   /**
    * Pins still to be settled that a pin made lasting dropped, being past MAX_PINS_SETTLED pins
    * down its chain (DroppedPin): nothing settles them now; for the caller to log.

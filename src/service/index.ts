@@ -28,6 +28,7 @@ export {
   ACTIVE_RECORD_LOCK_WAIT_MS,
   // The server's start-up cleanup words the pins it dropped as the registry does.
   droppedPinsWords,
+  intentsReplacedWords,
   isThisProcess,
   JOBS_DIR,
   type LockOwner,

@@ -10,6 +10,7 @@ import {
 import {
   activeVersionDelete,
   type ErrorCode,
+  errnoOf,
   isNormserveError,
   NormserveError,
   versionNotFound,
@@ -29,6 +30,7 @@ import {
   type DroppedPin,
   droppedPinsWords,
   type HeldActiveRecord,
+  intentsReplacedWords,
   isBrokenCheckpoint,
   isStorageFailure,
   ModelRepository,
@@ -907,8 +909,12 @@ export class ModelRegistry {
     const settled = staged.pinSettled;
     if (settled !== undefined && 'activated' in settled)
       this.log.warn(
-        { model: name, version: settled.activated },
-        'activated a version whose publish died between publishing it and recording it as active (its pin named it)',
+        {
+          model: name,
+          version: settled.activated,
+          ...(settled.intentsReplaced ? { intentsReplaced: settled.intentsReplaced } : {}),
+        },
+        `activated a version whose publish died between publishing it and recording it as active (its pin named it)${intentsReplacedWords(name, settled.intentsReplaced)}`,
       );
     else if (settled !== undefined)
       this.log.info({ model: name }, 'undid the pin of a publish that died before publishing');
@@ -985,7 +991,9 @@ export class ModelRegistry {
             err: e,
             cause: failure instanceof Error ? failure.message : String(failure),
           },
-          `the pin of version ${written.record.version} written before a publish that failed (${what}) could not be undone: ${ACTIVE_FILE} keeps naming it, so versions published later are not served ${renamed === undefined ? 'until the cleanup after this process undoes it (its staged directory kept for that) or a version is activated' : 'as the highest until a version is activated'} (POST /v1/models/${name}/versions/<v>:activate)`,
+          written.intentOnly
+            ? `the pin of version ${written.record.version} written over its own record before a publish that failed (${what}) could not be undone: ${ACTIVE_FILE} keeps naming version ${written.record.version}, which changes nothing served; the cleanup after this process puts the record under it back${renamed === undefined ? ' (the staged directory kept for that)' : ''}`
+            : `the pin of version ${written.record.version} written before a publish that failed (${what}) could not be undone: ${ACTIVE_FILE} keeps naming it, so versions published later are not served ${renamed === undefined ? 'until the cleanup after this process undoes it (its staged directory kept for that) or a version is activated' : 'as the highest until a version is activated'} (POST /v1/models/${name}/versions/<v>:activate)`,
         );
       }
     };
@@ -1032,7 +1040,15 @@ export class ModelRegistry {
     const recordIntent = async (held: HeldActiveRecord, version: number): Promise<void> => {
       if (pin === undefined || pin.record.version !== options.ifActive) return;
       const dir = join(this.repository.modelPath(name), staged.tempName);
-      const inode = (await stat(dir, { bigint: true })).ino.toString();
+      let inode: string;
+      try {
+        inode = (await stat(dir, { bigint: true })).ino.toString();
+      } catch (e) {
+        // Over the parent's own record the intent is best effort (WrittenPin.intentOnly); the
+        // rename that follows meets any lasting failure of the directory itself.
+        if (pin.intentOnly && errnoOf(e) !== undefined) return;
+        throw e;
+      }
       const next: ActiveRecord = {
         ...pin.record,
         pinned_publishing: { version, inode, config_sha256: staged.configSha256 },
@@ -1251,10 +1267,9 @@ export class ModelRegistry {
    */
   private warnIntentsReplaced(name: string, version: number, replaced?: DroppedPin[]): void {
     if (replaced === undefined || replaced.length === 0) return;
-    const versions = replaced.map((p) => p.publishing).join(', ');
     this.log.warn(
       { model: name, version, intentsReplaced: replaced },
-      `activating version ${version} of "${name}" replaced the activation of version ${versions} that a publish which died before writing it left to the cleanup; version ${versions} stays published, inactive (activate it to serve it: POST /v1/models/${name}/versions/<v>:activate)`,
+      `activated version ${version} of "${name}"${intentsReplacedWords(name, replaced)}`,
     );
   }
 

@@ -28,6 +28,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { NormserveError } from '../../src/errors/index.js';
 import { CompiledModel } from '../../src/inference/index.js';
+import type { ActiveRecordStore } from '../../src/repository/active-record.js';
 import { ModelRepository } from '../../src/repository/index.js';
 import {
   type AvailableVersion,
@@ -35,7 +36,7 @@ import {
   ModelRegistry,
   type ServedVersion,
 } from '../../src/service/index.js';
-import { clearFsFaults, injectFsFaults } from '../helpers/fs-faults.mjs';
+import { clearFsFaults, faultHits, injectFsFaults } from '../helpers/fs-faults.mjs';
 import {
   changeHeld,
   failUnpin,
@@ -90,6 +91,8 @@ async function deadRecalibrationPin(
   registry: ModelRegistry,
   model: string,
   note = 'pinned',
+  /** The record it pinned over (`pinned_over`), and its staged directory's name. */
+  under?: { over: string; pinnedFor: string },
 ): Promise<string> {
   const { version } = await registry.repository.publishVersion(
     registry.resolve('digits').checkpoint,
@@ -102,7 +105,9 @@ async function deadRecalibrationPin(
   return `${JSON.stringify({
     version: 1,
     note,
-    pinned_for: '.tmp-otherhost-4242-aaaaaaaaaaaa',
+    pinned_for: under?.pinnedFor ?? '.tmp-otherhost-4242-aaaaaaaaaaaa',
+    // In the order of the record's schema, as a pin is written (recordText).
+    ...(under ? { pinned_over: under.over } : {}),
     pinned_publishing: { version, inode, config_sha256: sha },
   })}\n`;
 }
@@ -1038,7 +1043,7 @@ describe('an activation over a dead recalibration’s intent still to be finishe
             intentsReplaced: [expect.objectContaining({ version: 1, publishing: 2 })],
           }),
           msg: expect.stringMatching(
-            /^activating version 1 of "digits" replaced the activation of version 2 .*version 2 stays published, inactive/,
+            /^activated version 1 of "digits"; it replaced the activation of version 2 .*version 2 stays published, inactive/,
           ),
         },
       ]);
@@ -1074,6 +1079,101 @@ describe('an activation over a dead recalibration’s intent still to be finishe
       expect(warnings).toEqual([]);
     } finally {
       registry.close();
+    }
+  });
+});
+
+describe('a conditional publish’s pin over its parent’s plain record, second reading (h291)', () => {
+  const operators = `${JSON.stringify({ version: 1, updated_at: '2026-12-01T00:00:00.000Z', note: 'rolled back by hand', ticket: 'OPS-1' })}\n`;
+
+  it('a LOCK_LOST while it is written ends the publish: not taken for the storage’s refusal', async () => {
+    const { root, record } = await openPinTest();
+    writeFileSync(record, operators);
+    const store = (new ModelRepository(root) as unknown as { activeRecord: ActiveRecordStore })
+      .activeRecord;
+    const lost = async (): Promise<never> => {
+      throw new NormserveError('LOCK_LOST', 'the record’s lock is no longer this writer’s');
+    };
+    await expect(
+      store.writePin('digits', async () => 1, '.tmp-host-1-abc', 'pinned', lost, 1),
+    ).rejects.toMatchObject({ code: 'LOCK_LOST' });
+    expect(readFileSync(record, 'utf8')).toBe(operators);
+  });
+
+  it('its staged directory failing to stat as the intent is written: the publish goes on, activated (best effort)', async () => {
+    const { registry, record, readRecord } = await openPinTest();
+    writeFileSync(record, operators);
+    await registry.refresh();
+    // The second stat of the staged directory is the intent's (the first: the pin's identity).
+    injectFsFaults([{ op: 'stat', path: '.tmp-', code: 'EIO', skip: 1, times: 1 }]);
+    const result = await registry.publish(registry.resolve('digits').checkpoint, true, 'recal', {
+      ifActive: 1,
+    });
+    expect(faultHits()).toEqual([1]);
+    expect(result).toMatchObject({ version: 2, activated: true });
+    expect(readRecord()).toMatchObject({ version: 2, note: 'recal' });
+  });
+
+  it('under a dead recalibration’s pin that an inactive publish carries, the operator’s record stays at the bottom of the chain, its note kept', async () => {
+    const { registry, model, record } = await openPinTest();
+    writeFileSync(
+      record,
+      await deadRecalibrationPin(registry, model, 'pinned', {
+        over: operators,
+        pinnedFor: '.tmp-otherhost-4242-aaaaaaaaaaaa',
+      }),
+    );
+    await registry.refresh();
+    expect(await registry.publish(registry.resolve('digits').checkpoint, false)).toMatchObject({
+      version: 3,
+    });
+    const carried = JSON.parse(readFileSync(record, 'utf8'));
+    expect(carried).toMatchObject({ version: 1, pinned_publishing: { version: 2 } });
+    expect(JSON.parse(carried.pinned_over)).toEqual(JSON.parse(operators));
+  });
+
+  it('the cleanup finishing a dead recalibration’s activation names the one under it that it replaces', async () => {
+    const { root, registry, model, record } = await openPinTest();
+    const under = await deadRecalibrationPin(registry, model, 'A'); // activating 2
+    writeFileSync(
+      record,
+      await deadRecalibrationPin(registry, model, 'B', {
+        over: under,
+        pinnedFor: '.tmp-otherhost-4243-bbbbbbbbbbbb',
+      }), // activating 3
+    );
+    utimesSync(record, longAgo(), longAgo());
+    const { pinActivations } = await new ModelRepository(root).removeTemporaries();
+    expect(pinActivations).toEqual([
+      {
+        model: 'digits',
+        version: 3,
+        intentsReplaced: [
+          expect.objectContaining({ pinnedFor: '.tmp-otherhost-4242-aaaaaaaaaaaa', publishing: 2 }),
+        ],
+      },
+    ]);
+    expect(JSON.parse(readFileSync(record, 'utf8'))).toMatchObject({ version: 3 });
+  });
+
+  it('an activation over an intent whose version is another publisher’s (another config.json) names none', async () => {
+    const { registry, model, record } = await openPinTest();
+    const pin = JSON.parse(await deadRecalibrationPin(registry, model));
+    pin.pinned_publishing.config_sha256 = '0'.repeat(64);
+    writeFileSync(record, `${JSON.stringify(pin)}\n`);
+    const warnings: object[] = [];
+    const log = {
+      info: () => undefined,
+      warn: (o: object) => warnings.push(o),
+      error: () => undefined,
+    } as unknown as Log;
+    const here = new ModelRegistry(registry.repository.root, { maxBatchSize: 64, log });
+    try {
+      await here.refresh();
+      await here.activate('digits', 1);
+      expect(warnings).toEqual([]);
+    } finally {
+      here.close();
     }
   });
 });
