@@ -136,7 +136,7 @@ export class ServiceMetrics {
     });
     this.loadFailures = new Counter({
       name: 'normserve_model_load_failures_total',
-      help: 'Loads of a model version that failed (validation, corrupt files): one per server process that tried, summed over the workers',
+      help: 'Loads of a model version that failed (validation, corrupt files; a failed read again at each retry of the repository scans): one per server process that tried, summed over the workers',
       labelNames: ['model'],
       registers,
     });
