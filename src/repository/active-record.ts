@@ -21,7 +21,12 @@ import { ACTIVE_RECORD_LOCK_FILE, withActiveRecordLock } from './active-record-l
 import { fsyncPath, TEMP_PREFIX, writeFileAtomically } from './atomic-write.js';
 import { isBrokenCheckpoint } from './broken-checkpoint.js';
 import { isMissing, type RepositoryFiles } from './repository-files.js';
-import { isStorageFailure, storageFailure, UnsyncedWrite } from './storage-failure.js';
+import {
+  isStorageFailure,
+  refusedByStorage,
+  storageFailure,
+  UnsyncedWrite,
+} from './storage-failure.js';
 
 /** The record of the version an operator activated (`<name>/active-version.json`). */
 export const activeRecordSchema = z.looseObject({
@@ -136,8 +141,12 @@ export function intentsReplacedWords(
   replaced: readonly DroppedPin[] | undefined,
 ): string {
   if (replaced === undefined || replaced.length === 0) return '';
-  const versions = replaced.map((p) => p.publishing).join(', ');
-  return `; it replaced the activation of version ${versions} that a publish which died before writing it left to the cleanup: version ${versions} stays published, inactive (activate it to serve it: POST /v1/models/${name}/versions/<v>:activate)`;
+  const numbers = replaced.map((p) => String(p.publishing));
+  const versions =
+    numbers.length === 1
+      ? `version ${numbers[0]}`
+      : `versions ${numbers.slice(0, -1).join(', ')} and ${numbers.at(-1)}`;
+  return `; it replaced the activation of ${versions} still to be finished (its publish died, or could not write it, and left it to the cleanup): ${versions} ${numbers.length === 1 ? 'stays' : 'stay'} published, inactive (activate it to serve it: POST /v1/models/${name}/versions/<v>:activate)`;
 }
 
 /**
@@ -477,7 +486,8 @@ export class ActiveRecordStore {
    * those of them still to be settled are returned (`dropped`) for the caller to log: nothing
    * settles them then (h282 R5: dropped silently, a dead recalibration's intent among them). A pin
    * written over a plain record naming `version` (a conditional publish's intent: pinFor's
-   * `intentFor`) leaves that record as it was, its note and age kept (`carried`).
+   * `intentFor`) leaves that record as it was wherever it is in the chain, its note kept; its age
+   * too when it is directly under the pin (`carried`).
    */
   private async lastingRecord(
     name: string,
@@ -517,7 +527,10 @@ export class ActiveRecordStore {
         // most MAX_ACTIVE_RECORD_BYTES, holding the ones under it).
         for (let rest = text; rest !== undefined; ) {
           const found = await pinOf(rest);
-          if (found === undefined) break;
+          if (found === undefined) {
+            plain = plainNaming(rest) ?? fresh;
+            break;
+          }
           const { pin, pinnedFor, pending } = found;
           if (pending)
             dropped.push({
@@ -569,10 +582,8 @@ export class ActiveRecordStore {
     } catch (e) {
       // The storage's refusal (a raw errno, or one already worded), or a record too large to pin
       // over; never the fence's (LOCK_LOST: a NormserveError, whose `code` errnoOf would read).
-      const refused = isNormserveError(e)
-        ? isStorageFailure(e) || e.code === 'REPOSITORY_ERROR'
-        : errnoOf(e) !== undefined;
-      if (refused) return undefined;
+      if (refusedByStorage(e) || (isNormserveError(e) && e.code === 'REPOSITORY_ERROR'))
+        return undefined;
       throw e;
     }
   }
@@ -863,8 +874,9 @@ export class ActiveRecordStore {
   /**
    * The activations still to be finished that the record `text` holds, down its chain of pins:
    * each a pin's `pinned_publishing` whose staged directory was renamed into place (gone) and whose
-   * version is there — a dead publish's, which the cleanup would have finished — other than one
-   * of `except` (the activation being written). An activation written over them wins (an
+   * version is there with the staged config.json — a dead publish's, which the cleanup would have
+   * finished once it loads, or a live one's that could write neither its activation nor its
+   * settlement — other than one of `except` (the activation being written). An activation written over them wins (an
    * operator's, or another recalibration's of the same parent): the caller logs them, where they
    * were dropped without a word (h288).
    */
@@ -872,9 +884,9 @@ export class ActiveRecordStore {
     const path = join(this.repository.modelPath(name), ACTIVE_FILE);
     const pending: DroppedPin[] = [];
     let versions: number[] | undefined;
-    // As deep as the cleanup reads the chain (settleAbandonedPin, lastingRecord).
-    let rest: string | undefined = text;
-    for (let depth = 0; rest !== undefined && depth < MAX_PINS_SETTLED; depth++) {
+    // The whole chain, as lastingRecord walks it to say what it drops (bounded: each pin is a
+    // record of at most MAX_ACTIVE_RECORD_BYTES, holding the ones under it).
+    for (let rest: string | undefined = text; rest !== undefined; ) {
       const pin = this.tryParseActive(path, rest);
       if (pin?.pinned_for === undefined || !isTemporaryName(pin.pinned_for)) break;
       const intent = pin.pinned_publishing;

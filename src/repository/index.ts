@@ -47,6 +47,7 @@ export {
 export { MAX_JSON_FILE_BYTES, RepositoryFiles } from './repository-files.js';
 export {
   isStorageFailure,
+  refusedByStorage,
   storageErrno,
   storageErrnos,
   storageFailure,

@@ -75,6 +75,16 @@ export const isStorageFailure = (e: unknown): boolean =>
   errnoFacts(e) !== undefined;
 
 /**
+ * Whether a file operation failed for the storage's reasons, whichever errno (EMFILE, ESTALE,
+ * ETIMEDOUT on a network mount, beyond STORAGE_ERRNOS) or one already worded as a storage
+ * failure — for a write that is best effort (a pin that only carries a conditional publish's
+ * intent: WrittenPin.intentOnly). Never another NormserveError (LOCK_LOST: the caller's lock
+ * lost, which must end the write's purpose), nor Node's own codes (ERR_…, ABORT_ERR).
+ */
+export const refusedByStorage = (e: unknown): boolean =>
+  e instanceof NormserveError ? isStorageFailure(e) : /^E[A-Z0-9]+$/.test(errnoOf(e) ?? '');
+
+/**
  * What STORAGE_ERRNOS says of `e` when its errno is the storage's: the catalogue code, the errno
  * and its words, what the failed call was doing (`writing`) and the path it names, if any; else
  * undefined. For files outside the repository, which messages name by their absolute path (a

@@ -10,7 +10,6 @@ import {
 import {
   activeVersionDelete,
   type ErrorCode,
-  errnoOf,
   isNormserveError,
   NormserveError,
   versionNotFound,
@@ -35,6 +34,7 @@ import {
   isStorageFailure,
   ModelRepository,
   type ModelRepositoryOptions,
+  refusedByStorage,
   storageFailure,
   type UnsyncedWrite,
   unsyncedWarning,
@@ -1046,7 +1046,7 @@ export class ModelRegistry {
       } catch (e) {
         // Over the parent's own record the intent is best effort (WrittenPin.intentOnly); the
         // rename that follows meets any lasting failure of the directory itself.
-        if (pin.intentOnly && errnoOf(e) !== undefined) return;
+        if (pin.intentOnly && refusedByStorage(e)) return;
         throw e;
       }
       const next: ActiveRecord = {
@@ -1059,7 +1059,7 @@ export class ModelRegistry {
       const written = await held
         .replaceIfExactly(pin.record, next, options.fence)
         .catch((e: unknown) => {
-          if (pin?.intentOnly && isStorageFailure(e)) return false;
+          if (pin?.intentOnly && refusedByStorage(e)) return false;
           throw e;
         });
       if (written) pin = { ...pin, record: next };

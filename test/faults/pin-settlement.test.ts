@@ -29,7 +29,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { NormserveError } from '../../src/errors/index.js';
 import { CompiledModel } from '../../src/inference/index.js';
 import type { ActiveRecordStore } from '../../src/repository/active-record.js';
-import { ModelRepository } from '../../src/repository/index.js';
+import { intentsReplacedWords, ModelRepository } from '../../src/repository/index.js';
 import {
   type AvailableVersion,
   type Log,
@@ -1175,5 +1175,72 @@ describe('a conditional publish’s pin over its parent’s plain record, second
     } finally {
       here.close();
     }
+  });
+});
+
+describe('a conditional publish’s pin over its parent’s plain record, third reading (h292)', () => {
+  const operators = `${JSON.stringify({ version: 1, updated_at: '2026-12-01T00:00:00.000Z', note: 'rolled back by hand' })}\n`;
+
+  for (const [what, fault] of [
+    [
+      'EMFILE opening the record’s temporary',
+      {
+        op: 'open',
+        suffix: 'active-version.json',
+        writing: true,
+        code: 'EMFILE',
+        skip: 1,
+        times: 1,
+      },
+    ],
+    [
+      'ETIMEDOUT renaming it (a network mount)',
+      { op: 'rename', suffix: 'active-version.json', code: 'ETIMEDOUT', skip: 1, times: 1 },
+    ],
+  ] as const)
+    it(`its intent refused by the storage with ${what}: the publish goes on, activated (best effort, whatever the errno)`, async () => {
+      const { registry, record, readRecord } = await openPinTest();
+      writeFileSync(record, operators);
+      await registry.refresh();
+      injectFsFaults([fault]);
+      const result = await registry.publish(registry.resolve('digits').checkpoint, true, 'recal', {
+        ifActive: 1,
+      });
+      expect(faultHits()).toEqual([1]);
+      expect(result).toMatchObject({ version: 2, activated: true });
+      expect(readRecord()).toMatchObject({ version: 2, note: 'recal' });
+    });
+
+  it('an operator’s record under a chain deeper than MAX_PINS_SETTLED stays at its bottom, its note kept', async () => {
+    const { registry, model, record } = await openPinTest();
+    // Nine dead publishers' pins, each with its staged directory still there (to be settled).
+    let text = operators;
+    for (let i = 0; i < 9; i++) {
+      const name = `.tmp-otherhost-${4200 + i}-${'c'.repeat(12)}`;
+      mkdirSync(join(model, name));
+      text = `${JSON.stringify({ version: 1, note: 'pinned', pinned_for: name, pinned_over: text })}\n`;
+    }
+    writeFileSync(record, text);
+    await registry.refresh();
+    expect(await registry.publish(registry.resolve('digits').checkpoint, false)).toMatchObject({
+      version: 2,
+    });
+    let carried = JSON.parse(readFileSync(record, 'utf8'));
+    for (let depth = 0; depth < 8; depth++) {
+      expect(carried.pinned_for).toMatch(/^\.tmp-otherhost-/);
+      carried = JSON.parse(carried.pinned_over);
+    }
+    expect(carried).toEqual(JSON.parse(operators));
+  });
+
+  it('words the activations an activation replaced: one, or a list', () => {
+    const pin = (publishing: number) => ({ version: 1, pinnedFor: '.tmp-h-1-a', publishing });
+    expect(intentsReplacedWords('digits', [pin(2)])).toMatch(
+      /replaced the activation of version 2 still to be finished \(its publish died, or could not write it.*: version 2 stays published, inactive/,
+    );
+    expect(intentsReplacedWords('digits', [pin(2), pin(3), pin(4)])).toMatch(
+      /of versions 2, 3 and 4 still to be finished .*: versions 2, 3 and 4 stay published, inactive/,
+    );
+    expect(intentsReplacedWords('digits', [])).toBe('');
   });
 });

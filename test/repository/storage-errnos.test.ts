@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { NormserveError } from '../../src/errors/index.js';
-import { storageErrnos, storageFailure } from '../../src/repository/index.js';
+import { refusedByStorage, storageErrnos, storageFailure } from '../../src/repository/index.js';
 
 const errnoError = (code: string): NodeJS.ErrnoException =>
   Object.assign(new Error(code), { code, syscall: 'write', path: '/repo/m/1/model.safetensors' });
@@ -33,4 +33,19 @@ it('an errno outside the table is not the storage’s', () => {
   expect(storageFailure(errnoError('EBADF'), 'cannot publish', '/repo')).not.toBeInstanceOf(
     NormserveError,
   );
+});
+
+describe('refusedByStorage (a best-effort write’s test)', () => {
+  const errno = (code: string) => Object.assign(new Error(`${code}: failed`), { code });
+  it('is any errno of a file operation, or a failure already worded as the storage’s', () => {
+    for (const code of ['EIO', 'ENOSPC', 'EMFILE', 'ESTALE', 'ETIMEDOUT', 'ENOTCONN'])
+      expect(refusedByStorage(errno(code)), code).toBe(true);
+    expect(refusedByStorage(new NormserveError('STORAGE_FULL', 'full'))).toBe(true);
+  });
+  it('is never another NormserveError (a lost lock), nor Node’s own codes', () => {
+    expect(refusedByStorage(new NormserveError('LOCK_LOST', 'lost'))).toBe(false);
+    expect(refusedByStorage(errno('ERR_INVALID_ARG_TYPE'))).toBe(false);
+    expect(refusedByStorage(errno('ABORT_ERR'))).toBe(false);
+    expect(refusedByStorage(new Error('no code'))).toBe(false);
+  });
 });
