@@ -552,9 +552,11 @@ async function main(argv: readonly string[]): Promise<void> {
           removeOwnPublishTemporariesSync(out, config.name);
           removeCreated();
           log(
-            published === undefined
+            published === undefined || ('published' in published && published.published === false)
               ? `train: interrupted (${signal}) while publishing; nothing was written`
-              : `train: interrupted (${signal}) while publishing, after ${join(modelDir, published)} was in place: version ${published} is published`,
+              : 'unknown' in published
+                ? `train: interrupted (${signal}) while publishing; whether its version was published is not known (${published.unknown}): look for it in ${modelDir}`
+                : `train: interrupted (${signal}) while publishing, after ${join(modelDir, published.published)} was in place: version ${published.published} is published`,
           );
         },
         () =>

@@ -519,7 +519,16 @@ export class ModelRegistry {
     const onDisk = await this.repository.listVersions(name);
     const versions = new Map<number, ServedVersion>();
     const known = async (v: number): Promise<ServedVersion | undefined> => {
-      const had = preloaded?.version === v ? preloaded : previous?.versions.get(v);
+      // A failure loaded elsewhere (a retry that failed again: loadAgain) never replaces the same
+      // version loaded meanwhile by another path (a publish's servedEverywhere, readAgain): it
+      // swapped in over it, closed it, and with a record naming it the model served nothing
+      // (h293 1).
+      const current = previous?.versions.get(v);
+      const had =
+        preloaded?.version === v &&
+        (preloaded.state === 'AVAILABLE' || current?.state !== 'AVAILABLE')
+          ? preloaded
+          : current;
       return had &&
         (had.state === 'AVAILABLE' || had.fingerprint === (await this.fingerprint(name, v)))
         ? had

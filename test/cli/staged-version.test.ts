@@ -30,13 +30,13 @@ function modelWithStaged() {
 describe('publishedAs', () => {
   it('is undefined while the directory is still staged', () => {
     const { modelDir, staged } = modelWithStaged();
-    expect(publishedAs(modelDir, staged)).toBeUndefined();
+    expect(publishedAs(modelDir, staged)).toEqual({ published: false });
   });
 
   it('names the version a rename put it in place as', () => {
     const { modelDir, path, staged } = modelWithStaged();
     renameSync(path, join(modelDir, '3'));
-    expect(publishedAs(modelDir, staged)).toBe('3');
+    expect(publishedAs(modelDir, staged)).toEqual({ published: '3' });
   });
 
   it('names it when the rename gave it another inode (a copy, then the original removed)', () => {
@@ -45,7 +45,7 @@ describe('publishedAs', () => {
     cpSync(path, join(modelDir, '3'), { recursive: true });
     rmSync(path, { recursive: true });
     expect(statSync(join(modelDir, '3')).ino).not.toBe(inode);
-    expect(publishedAs(modelDir, staged)).toBe('3');
+    expect(publishedAs(modelDir, staged)).toEqual({ published: '3' });
   });
 
   it('is undefined when the directory went without a rename (removed), whatever else was published', () => {
@@ -53,7 +53,7 @@ describe('publishedAs', () => {
     rmSync(path, { recursive: true });
     mkdirSync(join(modelDir, '3'));
     writeFileSync(join(modelDir, '3', 'metrics.json'), '{"run": "another train"}');
-    expect(publishedAs(modelDir, staged)).toBeUndefined();
+    expect(publishedAs(modelDir, staged)).toEqual({ published: false });
   });
 });
 
@@ -68,7 +68,7 @@ describe('publishedAs, beside hostile version directories', () => {
     // In a child process: a blocked open would hang it, and the test's timeout would say so.
     const script = `import { publishedAs } from ${JSON.stringify(
       join(process.cwd(), 'src/cli/staged-version.ts'),
-    )}; console.log(publishedAs(${JSON.stringify(modelDir)}, ${JSON.stringify(staged)}));`;
+    )}; console.log(JSON.stringify(publishedAs(${JSON.stringify(modelDir)}, ${JSON.stringify(staged)})));`;
     const out = execFileSync(
       process.execPath,
       ['--import', 'tsx', '--input-type=module', '-e', script],
@@ -77,6 +77,26 @@ describe('publishedAs, beside hostile version directories', () => {
         timeout: 60_000,
       },
     );
-    expect(out.trim()).toBe('3');
+    expect(JSON.parse(out)).toEqual({ published: '3' });
+  });
+});
+
+describe('publishedAs, when it cannot tell', () => {
+  it('says so when the staged metrics.json could not be read (no claim either way)', () => {
+    const { modelDir, path } = modelWithStaged();
+    const staged = { path, metrics: undefined };
+    renameSync(path, join(modelDir, '3'));
+    expect(publishedAs(modelDir, staged)).toEqual({
+      unknown: 'its metrics.json could not be read when it was staged',
+    });
+  });
+
+  it('says so when the model directory cannot be listed', () => {
+    const { modelDir, path, staged } = modelWithStaged();
+    rmSync(path, { recursive: true });
+    rmSync(modelDir, { recursive: true });
+    expect(publishedAs(modelDir, staged)).toEqual({
+      unknown: expect.stringMatching(/cannot be listed \(ENOENT\)$/),
+    });
   });
 });

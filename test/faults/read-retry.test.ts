@@ -195,6 +195,43 @@ describe('a publish while a scan retries a read', () => {
   });
 });
 
+describe('a retry that fails again while another path loaded the version', () => {
+  it('does not replace the version that loaded: a publish’s pin reloads it meanwhile, then the held retry fails', async () => {
+    const { model, registry, load } = await withVersions(1);
+    failReads(model, [2], 'EMFILE', 1);
+    await registry.refresh();
+    let release = () => {};
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    let retryStarted = () => {};
+    const started = new Promise<void>((r) => {
+      retryStarted = r;
+    });
+    let first = true;
+    vi.spyOn(registry.repository, 'loadVersion').mockImplementation(async (name, version) => {
+      if (version === 2 && first) {
+        first = false;
+        retryStarted();
+        await held;
+        throw Object.assign(new Error('EMFILE: too many open files, open'), { code: 'EMFILE' });
+      }
+      return load(name, version);
+    });
+    const scan = registry.refresh();
+    await started;
+    // The pin loads version 2 (servedEverywhere) and records it: it is served.
+    expect(await registry.publish(registry.resolve('digits').checkpoint, false)).toMatchObject({
+      version: 3,
+    });
+    expect(registry.get('digits').active).toBe(2);
+    release();
+    await scan;
+    expect(registry.get('digits').versions.get(2)?.state).toBe('AVAILABLE');
+    expect(registry.get('digits').active, 'still served: the late failure changed nothing').toBe(2);
+  });
+});
+
 describe("refresh('all'): SIGHUP, an operator's reload", () => {
   it('loads again at once a version whose retry is not due yet', async () => {
     const { model, registry, loadsOf } = await withVersions(1);
