@@ -156,31 +156,42 @@ describe('a version this process failed to read, at the repository scans', () =>
   });
 });
 
+/**
+ * Version 2 failed to read once; a scan is started whose retry of it is held until `release`
+ * (then loaded, or failing with EMFILE again when `failsAgain`); later loads go through. Resolves
+ * once the held retry has begun.
+ */
+async function scanWithHeldRetry(failsAgain: boolean) {
+  const { model, registry, load } = await withVersions(1);
+  failReads(model, [2], 'EMFILE', 1);
+  await registry.refresh();
+  let release = () => {};
+  const held = new Promise<void>((r) => {
+    release = r;
+  });
+  let retryStarted = () => {};
+  const started = new Promise<void>((r) => {
+    retryStarted = r;
+  });
+  let first = true;
+  vi.spyOn(registry.repository, 'loadVersion').mockImplementation(async (name, version) => {
+    if (version === 2 && first) {
+      first = false;
+      retryStarted();
+      await held;
+      if (failsAgain)
+        throw Object.assign(new Error('EMFILE: too many open files, open'), { code: 'EMFILE' });
+    }
+    return load(name, version);
+  });
+  const scan = registry.refresh();
+  await started;
+  return { registry, scan, release };
+}
+
 describe('a publish while a scan retries a read', () => {
   it('does not wait for that retry holding the record’s lock: the retry is loaded outside the model’s refresh queue', async () => {
-    const { model, registry, load } = await withVersions(1);
-    failReads(model, [2], 'EMFILE', 1);
-    await registry.refresh();
-    // The scan's retry of version 2 is held until released; later loads go through.
-    let release = () => {};
-    const held = new Promise<void>((r) => {
-      release = r;
-    });
-    let retryStarted = () => {};
-    const started = new Promise<void>((r) => {
-      retryStarted = r;
-    });
-    let first = true;
-    vi.spyOn(registry.repository, 'loadVersion').mockImplementation(async (name, version) => {
-      if (version === 2 && first) {
-        first = false;
-        retryStarted();
-        await held;
-      }
-      return load(name, version);
-    });
-    const scan = registry.refresh();
-    await started;
+    const { registry, scan, release } = await scanWithHeldRetry(false);
     let published = false;
     const publish = registry.publish(registry.resolve('digits').checkpoint, false).then((r) => {
       published = true;
@@ -197,29 +208,7 @@ describe('a publish while a scan retries a read', () => {
 
 describe('a retry that fails again while another path loaded the version', () => {
   it('does not replace the version that loaded: a publish’s pin reloads it meanwhile, then the held retry fails', async () => {
-    const { model, registry, load } = await withVersions(1);
-    failReads(model, [2], 'EMFILE', 1);
-    await registry.refresh();
-    let release = () => {};
-    const held = new Promise<void>((r) => {
-      release = r;
-    });
-    let retryStarted = () => {};
-    const started = new Promise<void>((r) => {
-      retryStarted = r;
-    });
-    let first = true;
-    vi.spyOn(registry.repository, 'loadVersion').mockImplementation(async (name, version) => {
-      if (version === 2 && first) {
-        first = false;
-        retryStarted();
-        await held;
-        throw Object.assign(new Error('EMFILE: too many open files, open'), { code: 'EMFILE' });
-      }
-      return load(name, version);
-    });
-    const scan = registry.refresh();
-    await started;
+    const { registry, scan, release } = await scanWithHeldRetry(true);
     // The pin loads version 2 (servedEverywhere) and records it: it is served.
     expect(await registry.publish(registry.resolve('digits').checkpoint, false)).toMatchObject({
       version: 3,
