@@ -260,6 +260,11 @@ export class ModelRegistry {
   private scansStarted = 0;
   private scansDone = 0;
   private readonly refreshQueues = new Map<string, Promise<unknown>>();
+  /** The loads of failed reads running (loadAgain), by model and version. */
+  private readonly readsAgain = new Map<
+    string,
+    { failed: FailedVersion; done: Promise<ModelSnapshot> }
+  >();
   /** Models opened with `openVersion`: their refreshes read the versions they need only. */
   private readonly openedAlone = new Set<string>();
   private readonly engine: EngineOptions;
@@ -470,14 +475,33 @@ export class ModelRegistry {
    * retry (readRetries counted on, the next one twice as far) while its files are unchanged, a
    * fresh load when they changed. Released when the refreshed snapshot does not hold it.
    */
-  private async loadAgain(name: string, failed: FailedVersion): Promise<ModelSnapshot> {
+  private loadAgain(name: string, failed: FailedVersion): Promise<ModelSnapshot> {
+    // One load of a failure at a time: a scan's retry and a worker's readAgain of the same
+    // version join (h294 1: both loaded it, and the second copy replaced and closed the first).
+    const key = `${name}\0${failed.version}`;
+    const running = this.readsAgain.get(key);
+    if (running?.failed === failed) return running.done;
+    const done = this.loadAgainNow(name, failed).finally(() => {
+      if (this.readsAgain.get(key)?.done === done) this.readsAgain.delete(key);
+    });
+    this.readsAgain.set(key, { failed, done });
+    return done;
+  }
+
+  private async loadAgainNow(name: string, failed: FailedVersion): Promise<ModelSnapshot> {
     const { version } = failed;
+    // Replaced since it was chosen (a SIGHUP's list is made once, then loaded one at a time):
+    // nothing to read again.
+    const snapshot = this.models.get(name);
+    if (snapshot !== undefined && snapshot.versions.get(version) !== failed) return snapshot;
     const unchanged = (await this.fingerprint(name, version)) === failed.fingerprint;
     const retry = unchanged ? (failed.readRetries ?? 0) + 1 : undefined;
     const loaded = await this.loadVersion(name, version, undefined, retry);
     const held = () => this.models.get(name)?.versions.get(version) === loaded;
     try {
-      return await this.refreshModel(name, loaded);
+      // In place of that failure only: a version another path loaded meanwhile (a publish's
+      // pin, a refresh after its files changed) stays as it is.
+      return await this.refreshModel(name, loaded, failed);
     } finally {
       if (!held()) closeCompiled(loaded);
     }
@@ -489,9 +513,16 @@ export class ModelRegistry {
    * version that failed to load is kept as that failure while its files are unchanged (a scan
    * loads a read that failed here again: retryReads).
    */
-  refreshModel(name: string, preloaded?: ServedVersion): Promise<ModelSnapshot> {
+  refreshModel(
+    name: string,
+    preloaded?: ServedVersion,
+    /** With `preloaded`: it takes the place of this very version object only (loadAgain). */
+    replacing?: ServedVersion,
+  ): Promise<ModelSnapshot> {
     const previous = this.refreshQueues.get(name) ?? Promise.resolve();
-    const next = previous.catch(() => undefined).then(() => this.refreshModelNow(name, preloaded));
+    const next = previous
+      .catch(() => undefined)
+      .then(() => this.refreshModelNow(name, preloaded, replacing));
     const settled = next.catch(() => undefined);
     this.refreshQueues.set(name, settled);
     void settled.then(() => {
@@ -500,7 +531,11 @@ export class ModelRegistry {
     return next;
   }
 
-  private async refreshModelNow(name: string, preloaded?: ServedVersion): Promise<ModelSnapshot> {
+  private async refreshModelNow(
+    name: string,
+    preloaded?: ServedVersion,
+    replacing?: ServedVersion,
+  ): Promise<ModelSnapshot> {
     if (!(await this.repository.hasModel(name))) {
       // Never register a model that has no directory (e.g. an admin call naming an unknown one).
       this.dropModel(name);
@@ -526,6 +561,7 @@ export class ModelRegistry {
       const current = previous?.versions.get(v);
       const had =
         preloaded?.version === v &&
+        (replacing === undefined || current === replacing) &&
         (preloaded.state === 'AVAILABLE' || current?.state !== 'AVAILABLE')
           ? preloaded
           : current;
@@ -1251,10 +1287,10 @@ export class ModelRegistry {
           `version ${version} of "${name}" was published${outcome.activated ? ' and is active' : ''}`,
         );
       }
-    } catch (e) {
-      if (this.models.get(name)?.versions.get(version) !== loaded) loaded.compiled.close();
-      throw e;
     } finally {
+      // Released when the snapshot does not hold it: the refresh failed, or the version was
+      // deleted (another replica's retention job) before it listed the versions (h294 3).
+      if (this.models.get(name)?.versions.get(version) !== loaded) loaded.compiled.close();
       // The version is on disk whatever this process made of it: the others read it now.
       await this.announce(name);
     }

@@ -7,7 +7,7 @@
  * retries them all at once; a refresh that is not a scan (a publish's, under the record's lock)
  * retries none.
  */
-import { utimesSync, writeFileSync } from 'node:fs';
+import { rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { PrimaryChannel } from '../../src/cli/cluster-messages.js';
@@ -157,16 +157,22 @@ describe('a version this process failed to read, at the repository scans', () =>
 });
 
 /**
- * Version 2 failed to read once; a scan is started whose retry of it is held until `release`
- * (then loaded, or failing with EMFILE again when `failsAgain`); later loads go through. Resolves
- * once the held retry has begun.
+ * `versions` failed to read once (default: 2 of versions 1 and 2); a scan is started (`retries`)
+ * whose first retry load of `held` (default: the highest) waits until `release` (then loads, or
+ * fails with EMFILE again when `failsAgain`); later loads go through. Resolves once that held
+ * load has begun.
  */
-async function scanWithHeldRetry(failsAgain: boolean) {
-  const { model, registry, load } = await withVersions(1);
-  failReads(model, [2], 'EMFILE', 1);
+async function scanWithHeldRetry(
+  failsAgain: boolean,
+  { versions = [2], retries = 'due' }: { versions?: number[]; retries?: 'due' | 'all' } = {},
+) {
+  const test = await withVersions(versions.length);
+  const { model, registry, load } = test;
+  const held = Math.max(...versions);
+  failReads(model, versions, 'EMFILE', 1);
   await registry.refresh();
   let release = () => {};
-  const held = new Promise<void>((r) => {
+  const releasing = new Promise<void>((r) => {
     release = r;
   });
   let retryStarted = () => {};
@@ -174,19 +180,23 @@ async function scanWithHeldRetry(failsAgain: boolean) {
     retryStarted = r;
   });
   let first = true;
+  const calls: number[] = [];
+  /** Loads of `v` from here on (this mock replaces withVersions's spy). */
+  const loadsNow = (v: number) => calls.filter((c) => c === v).length;
   vi.spyOn(registry.repository, 'loadVersion').mockImplementation(async (name, version) => {
-    if (version === 2 && first) {
+    calls.push(version);
+    if (version === held && first) {
       first = false;
       retryStarted();
-      await held;
+      await releasing;
       if (failsAgain)
         throw Object.assign(new Error('EMFILE: too many open files, open'), { code: 'EMFILE' });
     }
     return load(name, version);
   });
-  const scan = registry.refresh();
+  const scan = registry.refresh(retries);
   await started;
-  return { registry, scan, release };
+  return { ...test, scan, release, loadsNow };
 }
 
 describe('a publish while a scan retries a read', () => {
@@ -218,6 +228,58 @@ describe('a retry that fails again while another path loaded the version', () =>
     await scan;
     expect(registry.get('digits').versions.get(2)?.state).toBe('AVAILABLE');
     expect(registry.get('digits').active, 'still served: the late failure changed nothing').toBe(2);
+  });
+});
+
+describe('two reads of the same failure at once (h294)', () => {
+  it('a worker’s readAgain during a scan’s retry joins it: one load, one version served, none closed', async () => {
+    const { registry, scan, release, loadsNow } = await scanWithHeldRetry(false);
+    const joined = registry.readAgain('digits', 2);
+    release();
+    await Promise.all([scan, joined]);
+    expect(loadsNow(2), 'the scan’s retry only').toBe(1);
+    const served = registry.get('digits').versions.get(2);
+    expect(served?.state).toBe('AVAILABLE');
+    expect(registry.get('digits').active).toBe(2);
+    // The same object at the next scan: not replaced by a second copy.
+    await registry.refresh();
+    expect(registry.get('digits').versions.get(2)).toBe(served);
+  });
+
+  it('a SIGHUP’s list made before a worker read a version again does not read it once more', async () => {
+    const { registry, scan, release, loadsNow } = await scanWithHeldRetry(false, {
+      versions: [2, 3],
+      retries: 'all',
+    });
+    // While the SIGHUP's scan holds its retry of 3, a worker reads 2 again.
+    await registry.readAgain('digits', 2);
+    const served = registry.get('digits').versions.get(2);
+    expect(served?.state).toBe('AVAILABLE');
+    release();
+    await scan;
+    expect(loadsNow(2), 'readAgain’s only').toBe(1);
+    expect(registry.get('digits').versions.get(2)).toBe(served);
+  });
+});
+
+describe('a publish whose version is deleted before its refresh lists the versions', () => {
+  it('releases the engine it loaded (h294 3)', async () => {
+    const { model, registry } = await withVersions(0);
+    const refreshModel = registry.refreshModel.bind(registry);
+    let close: ReturnType<typeof vi.fn> | undefined;
+    vi.spyOn(registry, 'refreshModel').mockImplementation(async (name, preloaded, ...rest) => {
+      if (preloaded?.version === 2 && preloaded.state === 'AVAILABLE' && close === undefined) {
+        close = vi.spyOn(preloaded.compiled, 'close') as unknown as ReturnType<typeof vi.fn>;
+        // Another replica's retention job deletes it, by hand here (no tombstone needed).
+        rmSync(join(model, '2'), { recursive: true });
+      }
+      return refreshModel(name, preloaded, ...rest);
+    });
+    expect(await registry.publish(registry.resolve('digits').checkpoint, false)).toMatchObject({
+      version: 2,
+    });
+    expect(registry.get('digits').versions.has(2)).toBe(false);
+    expect(close).toHaveBeenCalled();
   });
 });
 
