@@ -1056,11 +1056,19 @@ export class ModelRegistry {
       try {
         // The record lock's fence only: this replaces this call's own write, whatever the
         // caller's lock says.
-        const { dropped } = await held.settlePin(
+        const settled = await held.settlePin(
           written,
           `recorded as active when version ${version} was published without being activated`,
         );
-        if (dropped.length > 0) this.warnPinsDropped(name, dropped);
+        if (settled.dropped.length > 0) this.warnPinsDropped(name, settled.dropped);
+        // Not this call's pin any more: changed by hand, or a rewrite of it (its intent) that
+        // landed though it reported a failure (a network file system's retried rename): left as
+        // it is, and said (h295 2).
+        if (!settled.written)
+          this.log.warn(
+            { model: name, version },
+            `the pin in ${ACTIVE_FILE} was not made a lasting record: the record is no longer exactly the one this publish wrote, and is left as it is; if it still names version ${version} as being activated (pinned_publishing), a cleanup will activate it once this process is gone, unless a version is activated first`,
+          );
       } catch (e) {
         const intent = written.record.pinned_publishing;
         this.log.warn(

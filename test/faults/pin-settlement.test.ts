@@ -1244,3 +1244,39 @@ describe('a conditional publish’s pin over its parent’s plain record, third 
     expect(intentsReplacedWords('digits', [])).toBe('');
   });
 });
+
+describe('a publish whose pin is no longer its own when it settles it (h295 2)', () => {
+  it('says so, rather than leave an intent the cleanup will finish without a word', async () => {
+    const { root, record, readRecord } = await openPinTest();
+    writeFileSync(record, `${JSON.stringify({ version: 1, note: 'rolled back by hand' })}\n`);
+    const warnings: { obj: object; msg?: string }[] = [];
+    const log = {
+      info: () => undefined,
+      warn: (obj: object, msg?: string) => warnings.push({ obj, ...(msg ? { msg } : {}) }),
+      error: () => undefined,
+    } as unknown as Log;
+    const registry = new ModelRegistry(root, { maxBatchSize: 64, log });
+    try {
+      await registry.refresh();
+      changeHeld(registry, (held) => ({
+        writeActiveIf: () =>
+          Promise.reject(new NormserveError('STORAGE_UNAVAILABLE', 'cannot record version 2')),
+        // The pin on disk differs from the one this publish holds (its intent's rewrite landed
+        // though it reported a failure, say): the settlement writes nothing.
+        settlePin: (pin, note) => {
+          writeFileSync(record, `${JSON.stringify({ ...readRecord(), note: 'changed' })}\n`);
+          return held.settlePin(pin, note);
+        },
+      }));
+      const result = await registry.publish(registry.resolve('digits').checkpoint, true, 'recal', {
+        ifActive: 1,
+      });
+      expect(result).toMatchObject({ version: 2, activated: false });
+      expect(warnings.map((w) => w.msg)).toContainEqual(
+        expect.stringMatching(/^the pin in active-version\.json was not made a lasting record/),
+      );
+    } finally {
+      registry.close();
+    }
+  });
+});
