@@ -83,6 +83,19 @@ function copiedInPlace(dir: string): void {
 }
 
 /**
+ * A second registry over `root` whose warn lines are kept (`warnings`): closed by the caller.
+ */
+function warnedRegistry(root: string) {
+  const warnings: { obj: object; msg?: string }[] = [];
+  const log = {
+    info: () => undefined,
+    warn: (obj: object, msg?: string) => warnings.push({ obj, ...(msg ? { msg } : {}) }),
+    error: () => undefined,
+  } as unknown as Log;
+  return { registry: new ModelRegistry(root, { maxBatchSize: 64, log }), warnings };
+}
+
+/**
  * A recalibration on another host (activate if 1 is still active) renamed its version into place
  * and died before writing the activation: publishes that version, and returns the text of its
  * pin, which names it as being published (`pinned_publishing`).
@@ -1018,13 +1031,7 @@ describe('an activation over a dead recalibration’s intent still to be finishe
   async function withDeadIntent() {
     const test = await openPinTest();
     writeFileSync(test.record, await deadRecalibrationPin(test.registry, test.model));
-    const warnings: { obj: object; msg?: string }[] = [];
-    const log = {
-      info: () => undefined,
-      warn: (obj: object, msg?: string) => warnings.push({ obj, ...(msg ? { msg } : {}) }),
-      error: () => undefined,
-    } as unknown as Log;
-    const registry = new ModelRegistry(test.root, { maxBatchSize: 64, log });
+    const { registry, warnings } = warnedRegistry(test.root);
     await registry.refresh();
     expect(registry.get('digits').active).toBe(1);
     return { ...test, registry, warnings };
@@ -1161,13 +1168,7 @@ describe('a conditional publish’s pin over its parent’s plain record, second
     const pin = JSON.parse(await deadRecalibrationPin(registry, model));
     pin.pinned_publishing.config_sha256 = '0'.repeat(64);
     writeFileSync(record, `${JSON.stringify(pin)}\n`);
-    const warnings: object[] = [];
-    const log = {
-      info: () => undefined,
-      warn: (o: object) => warnings.push(o),
-      error: () => undefined,
-    } as unknown as Log;
-    const here = new ModelRegistry(registry.repository.root, { maxBatchSize: 64, log });
+    const { registry: here, warnings } = warnedRegistry(registry.repository.root);
     try {
       await here.refresh();
       await here.activate('digits', 1);
@@ -1249,13 +1250,7 @@ describe('a publish whose pin is no longer its own when it settles it (h295 2)',
   it('says so, rather than leave an intent the cleanup will finish without a word', async () => {
     const { root, record, readRecord } = await openPinTest();
     writeFileSync(record, `${JSON.stringify({ version: 1, note: 'rolled back by hand' })}\n`);
-    const warnings: { obj: object; msg?: string }[] = [];
-    const log = {
-      info: () => undefined,
-      warn: (obj: object, msg?: string) => warnings.push({ obj, ...(msg ? { msg } : {}) }),
-      error: () => undefined,
-    } as unknown as Log;
-    const registry = new ModelRegistry(root, { maxBatchSize: 64, log });
+    const { registry, warnings } = warnedRegistry(root);
     try {
       await registry.refresh();
       changeHeld(registry, (held) => ({
