@@ -1,13 +1,13 @@
 /**
  * A recalibration activated only if its parent is still active (model-registry.ts, publish with
- * `ifActive`) on a model without an active-version record pins the parent first (pinActive). Its
- * process killed after the rename that publishes the version and before the activation's write
- * (a window of ~30 ms: the version is loaded back in between) left the pin for good: its
- * `pinned_for` named a staged directory that no longer existed, so no cleanup touched it, and the
- * version was never activated (the crash tester of h260). The pin now names the version it is
- * about to publish before the rename (`pinned_publishing`), and the cleanup that finds its writer
- * gone finishes the activation (active-record.ts, settleAbandonedPin) — never a live writer's,
- * never over a record written since.
+ * `ifActive`) on a model without an active-version record pins the parent first
+ * (version-publish.ts). Its process killed after the rename that publishes the version and before
+ * the activation's write (a window of ~30 ms: the version is loaded back in between) left the pin
+ * for good: its `pinned_for` named a staged directory that no longer existed, so no cleanup touched
+ * it, and the version was never activated (the crash tester of h260). The pin now names the version
+ * it is about to publish before the rename (`pinned_publishing`), and the cleanup that finds its
+ * writer gone finishes the activation (active-record.ts, settleAbandonedPin) — never a live
+ * writer's, never over a record written since.
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';

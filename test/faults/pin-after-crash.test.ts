@@ -1,5 +1,5 @@
 /**
- * The pin a publish writes before its rename (model-registry.ts, pinActive: a version published
+ * The pin a publish writes before its rename (version-publish.ts, the pin: a version published
  * without activation must not be served as the highest) when the publishing process dies between
  * the two: the start-up cleanup that removes its staged directory removes the pin with it
  * (active-record.ts, settleAbandonedPin), as the publish's own failure would have. Before, the
