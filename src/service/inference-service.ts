@@ -178,7 +178,7 @@ export class InferenceService {
     this.options.onOverload?.(model);
     throw new NormserveError(
       'OVERLOADED',
-      `${max} requests already wait for the engine (MAX_QUEUED_REQUESTS); retry in ${OVERLOADED_RETRY_AFTER_SECONDS} s`,
+      `${max === 1 ? '1 request already waits' : `${max} requests already wait`} for the engine (MAX_QUEUED_REQUESTS); retry in ${OVERLOADED_RETRY_AFTER_SECONDS} s`,
       { retryAfterSeconds: OVERLOADED_RETRY_AFTER_SECONDS },
     );
   }

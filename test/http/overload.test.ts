@@ -115,7 +115,12 @@ describe('MAX_QUEUED_REQUESTS with ENGINE_ASYNC=on', () => {
       expect(waiting).toBeInstanceOf(Promise);
       expect(service.queuedRequests).toBe(1);
       expect(() => service.infer(served, nestedRows(rows, 64))).toThrow(
-        expect.objectContaining({ code: 'OVERLOADED', retryAfterSeconds: 1 }),
+        expect.objectContaining({
+          code: 'OVERLOADED',
+          retryAfterSeconds: 1,
+          // One request: said in the singular.
+          message: '1 request already waits for the engine (MAX_QUEUED_REQUESTS); retry in 1 s',
+        }),
       );
       // float32 rows are computed on the calling thread (inferSources): nothing to wait for.
       const direct = service.infer(served, float32Rows(Float32Array.from(rows.flat()), 4, 64));
