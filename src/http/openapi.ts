@@ -293,6 +293,28 @@ function usedComponents(document: ComponentsDocument): ComponentsDocument {
  * once it is ready (server-worker.ts) rather than before it listens, where it delayed readiness,
  * or at its first GET /openapi.json, whose event loop it would hold.
  */
+
+/**
+ * The Content-Security-Policy of /docs: Swagger UI's own files only. Not @fastify/swagger-ui's
+ * `staticCSP: true`, which adds `upgrade-insecure-requests` — a browser that opened
+ * http://<host>:8080/docs by any name but localhost then fetched the page's scripts and styles
+ * over https, which the server does not speak, and showed a blank page — and refuses the inline
+ * `style` attributes Swagger UI's React components set (a console error per page). Inline styles
+ * are allowed as the dashboard's policy allows them; scripts stay 'self' only.
+ */
+const DOCS_CSP = {
+  'default-src': ["'self'"],
+  'base-uri': ["'self'"],
+  'connect-src': ["'self'"],
+  'font-src': ["'self'", 'data:'],
+  'frame-ancestors': ["'self'"],
+  'img-src': ["'self'", 'data:'],
+  'object-src': ["'none'"],
+  'script-src': ["'self'"],
+  'script-src-attr': ["'none'"],
+  'style-src': ["'self'", "'unsafe-inline'"],
+};
+
 export async function registerOpenApi(app: AppInstance): Promise<() => string> {
   await app.register(swagger, {
     openapi: {
@@ -377,7 +399,7 @@ export async function registerOpenApi(app: AppInstance): Promise<() => string> {
       >;
     },
   });
-  await app.register(swaggerUi, { routePrefix: '/docs', staticCSP: true });
+  await app.register(swaggerUi, { routePrefix: '/docs', staticCSP: DOCS_CSP });
   let text: string | undefined;
   return () => {
     text ??= JSON.stringify(app.swagger());
