@@ -653,6 +653,9 @@
     $('layers').replaceChildren();
     $('layers-note').textContent = '';
     $('versions').querySelector('tbody').replaceChildren();
+    // A file chosen for the model before is not this one's rows: a click would recalibrate this
+    // model on them.
+    $('recalibrate-file').value = '';
     // An error shown for the model before is not this one's.
     if ($('status').className === 'error') status('');
     showProblem();

@@ -3,8 +3,10 @@ import type { FailedVersion, ModelSnapshot, ServedVersion } from './served-versi
 import { closeCompiled } from './served-version.js';
 
 /**
- * The most versions above the one served that a publish's pin loads again (servedEverywhere), the
- * highest first: bounds the loads made holding the record's lock.
+ * The most versions of a model loaded again at once, the highest first: those above the one
+ * served that a publish's pin loads again (version-publish.ts, servedEverywhere), which bounds the
+ * loads made holding the record's lock, and the failed reads SIGHUP's scan retries
+ * (`retryReads` with 'all').
  */
 export const MAX_FRESH_LOADS = 4;
 

@@ -461,7 +461,7 @@ export class VersionPublish {
   /**
    * Under the publish's hold, just before each try of the rename (given the number chosen):
    * the pin names the version it is about to publish, so that a death between the rename and
-   * the activation below is finished by the cleanup instead of leaving the pin for good
+   * the activation (publishAndActivate's) is finished by the cleanup instead of leaving the pin for good
    * (settleAbandonedPin). Only when that activation will be written: the pin names `ifActive`
    * (it was written for this publish, so the condition holds, and nothing else writes the
    * record while this hold lasts). With the staged config.json's digest (a recalibration's is

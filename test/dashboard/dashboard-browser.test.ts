@@ -634,7 +634,17 @@ describe.skipIf(!available)('dashboard in chromium', () => {
         expect(res.status).toBe(503);
         const { detail } = (await res.json()) as { detail: string };
         expect(detail).toMatch(/model\.safetensors/);
+        // A file chosen for digits is not kept for the next model (a click would send it there).
+        await page.setInputFiles('#recalibrate-file', {
+          name: 'night.csv',
+          mimeType: 'text/csv',
+          buffer: Buffer.from(csvText(PIXELS, nightShift(x).slice(0, 3))),
+        });
+        const chosenFiles = () =>
+          page.$eval('#recalibrate-file', (e) => (e as unknown as { files: unknown[] }).files.length);
+        expect(await chosenFiles()).toBe(1);
         await page.selectOption('#model', 'aa0-broken');
+        expect(await chosenFiles()).toBe(0);
         await page.waitForSelector('#model-problem:not([hidden])', { timeout: PAGE_WAIT_MS });
         expect(await page.textContent('#model-problem')).toBe(detail);
         await page.waitForSelector('#versions tr[data-version="1"]', { timeout: PAGE_WAIT_MS });
