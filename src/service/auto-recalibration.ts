@@ -18,7 +18,7 @@ import { type LeftOut, sampleMismatch } from './peer-samples.js';
 import type { RecalibrationOutcome } from './recalibration-outcome.js';
 import type { RecalibrationService } from './recalibration-service.js';
 import { activationCall } from './recalibration-session.js';
-import { trafficChildOf } from './traffic-lineage.js';
+import { lastTrafficRecalibration, trafficChildOf } from './traffic-lineage.js';
 import { samplePredictions, screenTrafficSample } from './traffic-screen.js';
 import type { VersionDriftReport } from './version-drift.js';
 
@@ -175,7 +175,8 @@ export class AutoRecalibration {
       this.clusterSampleRows(served.name, state) >=
         Math.max(this.context.options.autoMinRows, state.sampleWantedRows) &&
       this.recalibration &&
-      !this.recalibratedAlready(served, state)
+      !this.recalibratedAlready(served, state) &&
+      !this.tooSoon(served, state)
     ) {
       this.track(this.recalibrate(served, state, mode, report, this.recalibration));
     }
@@ -205,6 +206,41 @@ export class AutoRecalibration {
           ...(child !== undefined ? { recalibratedAs: child } : {}),
         },
         'drift: this version was already recalibrated from its traffic; not again (a rollback to it sticks)',
+      );
+    }
+    return true;
+  }
+
+  /**
+   * Whether the model's last automatic recalibration — published by this process, or, as the
+   * repository says (its provenance's `created_at`), by another process or replica or before a
+   * restart — was less than AUTO_RECALIBRATE_INTERVAL_MS ago by the wall clock. Then none starts,
+   * and that is logged once per interval, when one would otherwise have started.
+   */
+  private tooSoon(served: AvailableVersion, state: ModelTraffic): boolean {
+    const intervalMs = this.context.options.autoIntervalMs ?? 0;
+    if (intervalMs === 0) return false;
+    const registry = this.context.registry();
+    const recorded = registry?.has(served.name)
+      ? lastTrafficRecalibration(registry.get(served.name))
+      : undefined;
+    const lastMs = Math.max(
+      recorded?.createdAtMs ?? -Infinity,
+      state.lastAutoPublishedAt ?? -Infinity,
+    );
+    const nextMs = lastMs + intervalMs;
+    if (!(Date.now() < nextMs)) return false;
+    if (state.tooSoonLoggedUntil !== nextMs) {
+      state.tooSoonLoggedUntil = nextMs;
+      this.context.log.info(
+        {
+          model: served.name,
+          version: served.version,
+          last: new Date(lastMs).toISOString(),
+          next: new Date(nextMs).toISOString(),
+          intervalMs,
+        },
+        'drift: the last recalibration from traffic is more recent than AUTO_RECALIBRATE_INTERVAL_MS; the next waits',
       );
     }
     return true;
@@ -338,6 +374,7 @@ export class AutoRecalibration {
         screened.rows,
       );
       state.autoParents.add(served.version);
+      state.lastAutoPublishedAt = Date.now();
       const at = () => new Date(this.context.now()).toISOString();
       /** Records the action's result and logs it (a version not served is a warning). */
       const settle = (result: 'succeeded' | 'skipped', message: string, detail?: string) => {

@@ -81,6 +81,7 @@ export function createServices(options: ServicesOptions): Services {
     minRows: config.DRIFT_MIN_ROWS,
     autoRecalibrate: config.AUTO_RECALIBRATE,
     autoMinRows: config.AUTO_RECALIBRATE_MIN_ROWS,
+    autoIntervalMs: config.AUTO_RECALIBRATE_INTERVAL_MS,
     outlierBound: config.AUTO_RECALIBRATE_OUTLIER_BOUND,
     sampleRows: config.TRAFFIC_SAMPLE_ROWS,
     sampleBytes: config.TRAFFIC_SAMPLE_BYTES,

@@ -22,6 +22,11 @@ export interface DriftOptions extends DriftRule {
   /** Rows the traffic sample must hold before an automatic recalibration. */
   autoMinRows: number;
   /**
+   * The least time, by the wall clock, between two automatic recalibrations of one model
+   * (AUTO_RECALIBRATE_INTERVAL_MS; 0 or absent: no bound).
+   */
+  autoIntervalMs?: number;
+  /**
    * Robust standard deviations from the traffic sample's median beyond which a row is left out
    * of an automatic recalibration (default OUTLIER_BOUND; docs/drift.md, Outlying rows).
    */
@@ -77,6 +82,10 @@ export interface ModelTraffic {
   autoParents: Set<number>;
   /** The versions of autoParents whose 'not again' line this process has logged (once each). */
   notAgainLogged: Set<number>;
+  /** When (wall clock, ms) this process last published a version recalibrated from traffic. */
+  lastAutoPublishedAt: number | undefined;
+  /** The end of the interval whose 'too soon' line this process has logged (once per interval). */
+  tooSoonLoggedUntil: number | undefined;
   candidate: Candidate | undefined;
   shadowPendingRows: number;
   last: AutoActionRecord | undefined;

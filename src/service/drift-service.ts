@@ -398,6 +398,8 @@ export class DriftService implements TrafficObserver {
         inFlight: false,
         autoParents: this.cluster.inheritedParents.get(served.name) ?? new Set(),
         notAgainLogged: new Set(),
+        lastAutoPublishedAt: undefined,
+        tooSoonLoggedUntil: undefined,
         candidate: undefined,
         shadowPendingRows: 0,
         last: undefined,

@@ -205,6 +205,12 @@ export const serverConfigSchema = z.object({
   /** Rows the traffic sample must hold before an automatic recalibration. */
   AUTO_RECALIBRATE_MIN_ROWS: int(2).default(512),
   /**
+   * The least time between two automatic recalibrations of one model (0: no bound). Each version
+   * is recalibrated at most once, but each promoted version is a new parent: traffic that swings
+   * between two domains would otherwise publish, load and serve a version per swing, without end.
+   */
+  AUTO_RECALIBRATE_INTERVAL_MS: ms(0).default(3_600_000),
+  /**
    * Rows of a traffic sample further than this many robust standard deviations from its median at
    * a BatchNorm input are left out of an automatic recalibration (docs/drift.md, Outlying rows).
    */

@@ -24,6 +24,34 @@ export function trafficChildOf(snapshot: ModelSnapshot, version: number): number
   return undefined;
 }
 
+/** What a version recalibrated from traffic records of when it was made. */
+const trafficCreatedSchema = z.looseObject({
+  kind: z.literal('recalibration'),
+  source: z.literal('traffic'),
+  created_at: z.iso.datetime(),
+});
+
+/**
+ * The newest version AUTO_RECALIBRATE published, by its provenance's `created_at` (the wall clock
+ * of the process that made it), if the repository holds one: so that AUTO_RECALIBRATE_INTERVAL_MS
+ * holds for every process and replica sharing the repository and across restarts. A version that
+ * did not load (FAILED) is not read; one deleted no longer counts.
+ */
+export function lastTrafficRecalibration(
+  snapshot: ModelSnapshot,
+): { version: number; createdAtMs: number } | undefined {
+  let last: { version: number; createdAtMs: number } | undefined;
+  for (const v of snapshot.versions.values()) {
+    if (v.state !== 'AVAILABLE') continue;
+    const provenance = trafficCreatedSchema.safeParse(v.checkpoint.config.provenance);
+    if (!provenance.success) continue;
+    const createdAtMs = Date.parse(provenance.data.created_at);
+    if (last === undefined || createdAtMs > last.createdAtMs)
+      last = { version: v.version, createdAtMs };
+  }
+  return last;
+}
+
 /**
  * Why a recalibration from `expected`'s traffic must not start now that the model's lock is held
  * and its versions were read again (undefined: it may): another version became active, in this

@@ -641,7 +641,10 @@ describe.skipIf(!available)('dashboard in chromium', () => {
           buffer: Buffer.from(csvText(PIXELS, nightShift(x).slice(0, 3))),
         });
         const chosenFiles = () =>
-          page.$eval('#recalibrate-file', (e) => (e as unknown as { files: unknown[] }).files.length);
+          page.$eval(
+            '#recalibrate-file',
+            (e) => (e as unknown as { files: unknown[] }).files.length,
+          );
         expect(await chosenFiles()).toBe(1);
         await page.selectOption('#model', 'aa0-broken');
         expect(await chosenFiles()).toBe(0);

@@ -153,6 +153,75 @@ describe('AUTO_RECALIBRATE=promote', () => {
   });
 });
 
+/** Sends day rows (the digits test rows as they are, seeded order) until `done` or `max`. */
+async function dayTraffic(t: LoggedApp, max: number, done: () => boolean, rng: Rng) {
+  for (let i = 1; i <= max && !done(); i++) await predictOne(t.app, x[rng.int(x.length)]!);
+  await t.app.deps.drift.drain();
+}
+
+const TOO_SOON =
+  'drift: the last recalibration from traffic is more recent than AUTO_RECALIBRATE_INTERVAL_MS; the next waits';
+
+describe('AUTO_RECALIBRATE=promote and traffic that swings between two domains (attack review of 2026-12-06)', () => {
+  it('AUTO_RECALIBRATE_INTERVAL_MS (1 h by default) bounds the chain of versions: day traffic after a night promotion publishes nothing, in this process or the next', async () => {
+    const repository = makeRepository(['digits']);
+    try {
+      t = await makeLoggedApp({ repository, env: { AUTO_RECALIBRATE: 'promote' }, level: 'info' });
+      expect(t.config.AUTO_RECALIBRATE_INTERVAL_MS).toBe(3_600_000);
+      const first = t;
+      const registry = t.registry;
+      await nightTraffic(t, 1000, () => registry.get('digits').active === 2);
+      await t.app.deps.drift.drain();
+      expect(registry.get('digits').active).toBe(2);
+      // Version 2 fits the night; day rows drift it as far as night rows drifted version 1.
+      await dayTraffic(t, 1500, () => logged(first, TOO_SOON).length > 0, new Rng(SEED + 3));
+      const waits = logged(t, TOO_SOON);
+      expect(waits).toEqual([
+        expect.objectContaining({ model: 'digits', version: 2, intervalMs: 3_600_000 }),
+      ]);
+      const created = JSON.parse(
+        readFileSync(join(repository, 'digits', '2', 'config.json'), 'utf8'),
+      ).provenance.created_at as string;
+      expect(Date.parse(waits[0]!.next as string) - Date.parse(created)).toBeGreaterThanOrEqual(
+        3_600_000,
+      );
+      // More day traffic: still nothing published, and the line is not repeated.
+      await dayTraffic(t, 200, () => false, new Rng(SEED + 4));
+      expect([...registry.get('digits').versions.keys()]).toEqual([1, 2]);
+      expect(logged(t, TOO_SOON)).toHaveLength(1);
+      expect(logged(t, 'drift: recalibrating from traffic')).toHaveLength(1);
+      await t.close();
+
+      // A new process on the same repository: its memory is gone, version 2's provenance says when.
+      t = await makeLoggedApp({ repository, env: { AUTO_RECALIBRATE: 'promote' }, level: 'info' });
+      const next = t;
+      await dayTraffic(t, 1500, () => logged(next, TOO_SOON).length > 0, new Rng(SEED + 5));
+      expect(logged(t, TOO_SOON)).toEqual([
+        expect.objectContaining({ model: 'digits', version: 2 }),
+      ]);
+      expect([...t.registry.get('digits').versions.keys()]).toEqual([1, 2]);
+      expect(logged(t, 'drift: recalibrating from traffic')).toHaveLength(0);
+    } finally {
+      await t?.close();
+      t = undefined;
+      rmSync(repository, { recursive: true, force: true });
+    }
+  });
+
+  it('with AUTO_RECALIBRATE_INTERVAL_MS=0 (no bound) the same traffic publishes and serves a third version', async () => {
+    t = await makeLoggedApp({
+      env: { AUTO_RECALIBRATE: 'promote', AUTO_RECALIBRATE_INTERVAL_MS: '0' },
+      level: 'info',
+    });
+    const registry = t.registry;
+    await nightTraffic(t, 1000, () => registry.get('digits').active === 2);
+    await t.app.deps.drift.drain();
+    await dayTraffic(t, 1500, () => registry.get('digits').active === 3, new Rng(SEED + 3));
+    expect(registry.get('digits').active).toBe(3);
+    expect(logged(t, TOO_SOON)).toHaveLength(0);
+  });
+});
+
 describe('AUTO_RECALIBRATE=promote: at most once per version, whichever process asks (ops review of 2026-12-04, findings 1 and 3)', () => {
   it('a rollback sticks across a restart: the repository says version 1 was recalibrated from its traffic', async () => {
     const repository = makeRepository(['digits']);
