@@ -64,6 +64,8 @@ export class ClusterMetricsPrimary {
   private readonly staleGauge: Gauge;
   private readonly exits: Counter;
   private readonly info: Gauge<'worker' | 'pid'>;
+  /** The scrape collecting now, which every scrape asked meanwhile shares (scrape). */
+  private scraping: Promise<string> | undefined;
 
   constructor() {
     collectDefaultMetrics({ register: this.own, prefix: 'normserve_' });
@@ -123,8 +125,23 @@ export class ClusterMetricsPrimary {
     live.waiting.get(message.id)?.();
   }
 
-  /** The whole server's metrics in the Prometheus text format. */
-  async scrape(): Promise<string> {
+  /**
+   * The whole server's metrics in the Prometheus text format. Scrapes asked while one collects
+   * share its answer: each would ask every worker for its registry and aggregate them all on the
+   * primary's one thread, so 300 concurrent scrapes (anyone may GET /metrics) kept it busy for
+   * seconds and the workers' other requests to it — an admin route's rate-limit count — timed
+   * out, 503 CLUSTER_PRIMARY_TIMEOUT (attack review of 2026-12-06). A scrape that shares one
+   * begun just before it gets values collected up to a collect timeout earlier, as a slow
+   * worker's last values already are.
+   */
+  scrape(): Promise<string> {
+    this.scraping ??= this.collectAll().finally(() => {
+      this.scraping = undefined;
+    });
+    return this.scraping;
+  }
+
+  private async collectAll(): Promise<string> {
     const answered = await Promise.all([...this.workers.values()].map((w) => this.collect(w)));
     // From here to the next await: one consistent view of live workers and the retired bucket.
     const parts: MetricJson[][] = [this.retired];
@@ -210,9 +227,14 @@ export function answerCollectRequests(
   };
 }
 
-/** GET /metrics of a worker: the server's metrics from the primary. */
+/**
+ * GET /metrics of a worker: the server's metrics from the primary. The scrapes a worker takes while
+ * it waits for the primary's answer share that answer (one request in flight per worker), for the
+ * reason ClusterMetricsPrimary.scrape gives.
+ */
 export function clusterScrape(channel: PrimaryChannel): () => Promise<string> {
-  return async () => {
+  let asking: Promise<string> | undefined;
+  const ask = async () => {
     let answer: Awaited<ReturnType<typeof channel.request<'normserve:scraped'>>>;
     try {
       answer = await channel.request(
@@ -232,5 +254,11 @@ export function clusterScrape(channel: PrimaryChannel): () => Promise<string> {
     if (answer.text === undefined)
       throw new NormserveError('INTERNAL', `cluster metrics failed: ${answer.error ?? 'no text'}`);
     return answer.text;
+  };
+  return () => {
+    asking ??= ask().finally(() => {
+      asking = undefined;
+    });
+    return asking;
   };
 }
