@@ -37,8 +37,11 @@ export const errorCatalogue = {
   TOO_FEW_SAMPLES: { status: 400, title: 'Too few samples' },
   TOO_MANY_SAMPLES: { status: 413, title: 'Too many samples' },
   SHUTTING_DOWN: { status: 503, title: 'Server is shutting down' },
-  /** MAX_QUEUED_REQUESTS requests already wait for the engine (TorchServe's full-queue 503). */
-  OVERLOADED: { status: 503, title: 'Too many requests wait for the engine' },
+  /**
+   * MAX_QUEUED_REQUESTS requests already wait for the engine (TorchServe's full-queue 503), or the
+   * prediction bodies held would pass MAX_BODY_BYTES_IN_FLIGHT.
+   */
+  OVERLOADED: { status: 503, title: 'The server is overloaded' },
   ACTIVE_RECORD_BUSY: {
     status: 503,
     title: 'The active-version record is locked by another writer',

@@ -7,6 +7,7 @@ import type {
 } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { ModelRegistry, ServerConfig, Services } from '../service/index.js';
+import type { BodyBudget } from './body-budget.js';
 import type { RateLimitCounter } from './fixed-window-counter.js';
 import type { ServiceMetrics } from './metrics.js';
 
@@ -42,6 +43,8 @@ declare module 'fastify' {
      * a server calls it once it is ready, so that neither its start nor a request waits for it.
      */
     openApiText: () => string;
+    /** The prediction bodies held now (MAX_BODY_BYTES_IN_FLIGHT, body-budget.ts). */
+    bodyBudget: BodyBudget;
   }
 }
 

@@ -13,6 +13,7 @@ import { SHUTTING_DOWN_RETRY_AFTER_SECONDS } from '../service/index.js';
 import { JSON_BODY_TYPES } from './accepted-types.js';
 import type { AppDeps, AppInstance } from './app-types.js';
 import { OCTET_STREAM } from './binary-infer.js';
+import { BodyBudget } from './body-budget.js';
 import { answerBuilt, behindConnectionEnd, closesConnection, trackCallers } from './callers.js';
 import { abortReply, linkReply, replyOf, replySignal } from './client-gone.js';
 import { drainableConnections, IDLE_LINGER_MS, type ListenerHandover } from './connection-drain.js';
@@ -291,6 +292,12 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   app.addHook('onRoute', routeGuards({ admin: deps.adminToken, api: deps.config.API_TOKEN }));
   // Every documented route refuses a query parameter it does not read (strict-query.ts).
   app.addHook('onRoute', strictQuery);
+  // A prediction's body is admitted by its size once the guards have passed (body-budget.ts).
+  const bodyBudget = new BodyBudget(deps.config.MAX_BODY_BYTES_IN_FLIGHT, (model) =>
+    deps.metrics.overloaded.inc({ model }),
+  );
+  app.addHook('onRoute', bodyBudget.onRoute);
+  app.decorate('bodyBudget', bodyBudget);
   // A body is decoded once the route's guards have passed (content-encoding.ts).
   app.addHook('onRoute', decodeBeforeBody);
   // Last: a 100 Continue only once the route's guards have passed (expectations.ts).

@@ -1,0 +1,131 @@
+/**
+ * MAX_BODY_BYTES_IN_FLIGHT bounds the bytes of prediction bodies a process holds at once: a
+ * request whose declared length would pass it while others are held is answered 503 OVERLOADED
+ * with Retry-After before its body is read; one that fits, or comes alone, is answered; what a
+ * request held is given back when it is answered or its client goes. Issue (attack review of
+ * 2026-12-06): 60 clients sending 16 MiB predict bodies and holding back the last byte took a
+ * WORKERS=2 server past the 1 GiB of deploy/kubernetes. Over real sockets (a held-back byte is
+ * what inject() cannot send); ordered by what the server answered, never by timing.
+ */
+
+import type { AddressInfo } from 'node:net';
+import { connect, type Socket } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { makeTestApp, type TestApp } from '../helpers/app.js';
+import { digitsRow } from './http-helpers.js';
+
+const BOUND = 1000;
+let t: TestApp | undefined;
+const sockets: Socket[] = [];
+afterEach(async () => {
+  for (const s of sockets.splice(0)) s.destroy();
+  await t?.close();
+  t = undefined;
+});
+
+/** A 1-row digits predict body padded with spaces (valid JSON) to `bytes`. */
+function body(bytes: number): string {
+  const json = JSON.stringify({ instances: [digitsRow(0)] });
+  expect(json.length).toBeLessThanOrEqual(bytes);
+  return json.padEnd(bytes, ' ');
+}
+
+/** The status line and body of the one response a socket got, once it has come whole. */
+function response(socket: Socket): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => {
+      text += chunk;
+      const head = text.indexOf('\r\n\r\n');
+      const length = /content-length: (\d+)/i.exec(text)?.[1];
+      if (head >= 0 && length !== undefined && text.length >= head + 4 + Number(length))
+        resolve({ status: Number(text.slice(9, 12)), text });
+    });
+    socket.on('error', reject);
+  });
+}
+
+/** Opens a connection and sends a predict's head and `sent` of `payload` (the rest held back). */
+async function startPredict(port: number, payload: string, sent = payload.length) {
+  const socket = connect(port, '127.0.0.1');
+  sockets.push(socket);
+  await new Promise((resolve) => socket.once('connect', resolve));
+  const answer = response(socket);
+  socket.write(
+    `POST /v1/models/digits:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${payload.length}\r\n\r\n${payload.slice(0, sent)}`,
+  );
+  return { socket, answer, rest: () => socket.write(payload.slice(sent)) };
+}
+
+/** Polls `ready` every 10 ms, for at most 30 s (a busy machine), then fails. */
+async function until(ready: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 3000 && !ready(); i++) await new Promise((r) => setTimeout(r, 10));
+  expect(ready(), what).toBe(true);
+}
+
+async function listening(): Promise<number> {
+  t = await makeTestApp({ models: ['digits'], env: { MAX_BODY_BYTES_IN_FLIGHT: String(BOUND) } });
+  await t.app.listen({ port: 0, host: '127.0.0.1' });
+  return (t.app.server.address() as AddressInfo).port;
+}
+
+describe('MAX_BODY_BYTES_IN_FLIGHT', () => {
+  it('is 128 MiB by default', async () => {
+    t = await makeTestApp({ models: ['digits'] });
+    expect(t.config.MAX_BODY_BYTES_IN_FLIGHT).toBe(128 * 1024 * 1024);
+  });
+
+  it('refuses a body that would pass it while another is held (503 OVERLOADED, Retry-After), answers one that fits, and takes the refused one once the held one is answered', async () => {
+    const port = await listening();
+    const app = t!.app;
+    const held = await startPredict(port, body(700), 699);
+    await until(() => app.bodyBudget.heldBytes === 700, 'the first body admitted');
+
+    // 700 + 700 > 1000: refused before its body is read (none is sent).
+    const refused = await startPredict(port, body(700), 0);
+    const { status, text } = await refused.answer;
+    expect(status).toBe(503);
+    expect(text).toMatch(/\r\nretry-after: 1\r\n/i);
+    const problem = JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4)) as {
+      code: string;
+      detail: string;
+    };
+    expect(problem.code).toBe('OVERLOADED');
+    expect(problem.detail).toBe(
+      "the prediction bodies this process is receiving and answering hold 700 bytes, and this one's 700 would pass MAX_BODY_BYTES_IN_FLIGHT (1000); retry in 1 s",
+    );
+    const metrics = (await app.inject({ url: '/metrics' })).body;
+    expect(metrics).toMatch(/^normserve_overloaded_requests_total\{model="digits"\} 1$/m);
+
+    // 700 + 300 ≤ 1000: answered while the first is held.
+    const fits = await startPredict(port, body(300));
+    expect((await fits.answer).status).toBe(200);
+
+    // The held one is answered; what it held is given back, so the refused size now fits.
+    held.rest();
+    expect((await held.answer).status).toBe(200);
+    const again = await startPredict(port, body(700));
+    expect((await again.answer).status).toBe(200);
+  });
+
+  it('gives back what a request held when its client goes before sending its body whole', async () => {
+    const port = await listening();
+    const app = t!.app;
+    const gone = await startPredict(port, body(900), 100);
+    await until(() => app.bodyBudget.heldBytes === 900, 'the first body admitted');
+    const blocked = await startPredict(port, body(900), 0);
+    expect((await blocked.answer).status).toBe(503);
+    gone.socket.destroy();
+    await until(() => app.bodyBudget.heldBytes === 0, 'its bytes given back once its client went');
+    const next = await startPredict(port, body(900));
+    expect((await next.answer).status).toBe(200);
+    await until(() => app.bodyBudget.heldBytes === 0, 'and those of the answered one');
+  });
+
+  it('admits a body larger than the bound when none other is held', async () => {
+    const port = await listening();
+    const alone = await startPredict(port, body(1500));
+    expect((await alone.answer).status).toBe(200);
+  });
+});
