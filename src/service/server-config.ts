@@ -186,7 +186,7 @@ export const serverConfigSchema = z.object({
    */
   MAX_QUEUED_REQUESTS: int(0, 1_000_000, ' (0 = no bound)').default(0),
   /** Bytes of prediction bodies a process holds at once (http/body-budget.ts); 0 = no bound. */
-  MAX_BODY_BYTES_IN_FLIGHT: int(0, Number.MAX_SAFE_INTEGER, ' (0 = no bound)').default(134_217_728),
+  MAX_BODY_BYTES_IN_FLIGHT: int(0, Number.MAX_SAFE_INTEGER, ' (0 = no bound)').default(67_108_864),
   /**
    * Share of engine calls whose BatchNorm inputs feed the live drift statistics (1 = every call,
    * 0 = no drift statistics). The statistics ride along the served forward pass.

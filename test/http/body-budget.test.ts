@@ -71,9 +71,9 @@ async function listening(): Promise<number> {
 }
 
 describe('MAX_BODY_BYTES_IN_FLIGHT', () => {
-  it('is 128 MiB by default', async () => {
+  it('is 64 MiB by default', async () => {
     t = await makeTestApp({ models: ['digits'] });
-    expect(t.config.MAX_BODY_BYTES_IN_FLIGHT).toBe(128 * 1024 * 1024);
+    expect(t.config.MAX_BODY_BYTES_IN_FLIGHT).toBe(64 * 1024 * 1024);
   });
 
   it('refuses a body that would pass it while another is held (503 OVERLOADED, Retry-After), answers one that fits, and takes the refused one once the held one is answered', async () => {
