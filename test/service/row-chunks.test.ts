@@ -100,6 +100,38 @@ describe('row chunks', () => {
     ]);
   });
 
+  it('NDJSON blank lines — runs of line ends, whitespace, CRLF, in one part or split — are counted, never rows', async () => {
+    const text = `\n\n\n[1,2,3]\n \t\r\n\r\n\n\n\n[4,5,6]\r\n${'\n'.repeat(1000)}  \n[7,8,9]\n\n\n[1,"y",3]\n`;
+    // Whole, and a character a part (a run of line ends split across parts).
+    for (const parts of [
+      (async function* () {
+        yield text;
+      })(),
+      (async function* () {
+        for (const c of text) yield c;
+      })(),
+    ]) {
+      const values: number[] = [];
+      const chunks = ndjsonRowChunks(parts, WIDTH, { ...options, maxLineChars: 1 << 20 });
+      const e = await (async () => {
+        try {
+          for await (const chunk of chunks) values.push(...chunk);
+        } catch (error) {
+          return error as NormserveError;
+        }
+        throw new Error('no error');
+      })();
+      expect(e.message).toBe('data.x: line 1015[1]: expected a finite number, got "y"');
+      expect(values).toEqual([]);
+    }
+    const good = '\n\n[1,2,3]\n\n \n\r\n[4,5,6]\n\n';
+    const got = await drain(
+      ndjsonRowChunks(lines(good).parts, WIDTH, { ...options, maxLineChars: 1 << 20 }),
+      lines(good).counter,
+    );
+    expect(got.values).toEqual([1, 2, 3, 4, 5, 6]);
+  });
+
   it('a bad CSV cell is named as parseCsv’s table names it', async () => {
     const text = 'a,b,c\n1,2,3\n1,zz,3\n';
     const model = { name: 'm', inputWidth: WIDTH, featureNames: undefined };
