@@ -1,9 +1,4 @@
 #!/usr/bin/env node
-/**
- * The server's entry point (`npm start`): configuration from the environment, parsed once, then
- * either the cluster primary (WORKERS > 1, cluster-primary.ts) or a server process
- * (server-worker.ts).
- */
 import cluster from 'node:cluster';
 import { Command } from 'commander';
 import { isNormserveError } from '../errors/index.js';
@@ -15,6 +10,12 @@ import {
 } from '../service/server-config.js';
 import type { FromWorker } from './cluster-messages.js';
 import { EXIT_START_FAILED } from './exit-codes.js';
+/**
+ * The server's entry point (`npm start`): configuration from the environment, parsed once, then
+ * either the cluster primary (WORKERS > 1, cluster-primary.ts) or a server process
+ * (server-worker.ts).
+ */
+import { openFilesWarning } from './open-files-limit.js';
 import { checkPortsBindable } from './port-preflight.js';
 
 /**
@@ -81,6 +82,8 @@ async function main(): Promise<void> {
       process.stderr.write(
         `normserve: warning: the environment variable ${name} is not read (did you mean ${meant}?), so ${meant} keeps its ${meant in process.env ? 'own value' : 'default'}; README.md, section Configuration, lists every variable\n`,
       );
+    const descriptors = openFilesWarning(config);
+    if (descriptors !== undefined) process.stderr.write(`normserve: ${descriptors}\n`);
   }
   try {
     // The ports first: a taken one is said before the models load.

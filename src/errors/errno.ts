@@ -24,6 +24,8 @@ const ERRNO_WORDS: Readonly<Record<string, string>> = {
   ENOSPC: 'no space left on the device',
   EDQUOT: 'disk quota exceeded',
   EIO: 'input/output error',
+  EMFILE: 'too many open files',
+  ENFILE: 'too many open files in system',
 };
 
 /** ERRNO_WORDS of what `e` names (errnoOf); undefined for another errno, or none. */

@@ -4,8 +4,10 @@ import { type ErrorCode, errnoOf, errnoWords, NormserveError } from '../errors/i
 /**
  * The one mapping from the errno of a failed write of the repository (or of the server's own
  * temporary files: storageErrno) to the catalogue: a full device or quota is STORAGE_FULL (507), a
- * read-only, failing or forbidden one STORAGE_UNAVAILABLE (503); other errors are not the
- * storage's, and stay what they are.
+ * read-only, failing or forbidden one STORAGE_UNAVAILABLE (503), and so is one that cannot be
+ * opened now for want of descriptors (EMFILE, ENFILE: idle connections had taken them all, and a
+ * recalibration failed INTERNAL where a retry later succeeds; attack review of 2026-12-06); other
+ * errors are not the storage's, and stay what they are.
  */
 const STORAGE_ERRNOS: Readonly<Record<string, { code: ErrorCode }>> = {
   ENOSPC: { code: 'STORAGE_FULL' },
@@ -14,6 +16,8 @@ const STORAGE_ERRNOS: Readonly<Record<string, { code: ErrorCode }>> = {
   EIO: { code: 'STORAGE_UNAVAILABLE' },
   EACCES: { code: 'STORAGE_UNAVAILABLE' },
   EPERM: { code: 'STORAGE_UNAVAILABLE' },
+  EMFILE: { code: 'STORAGE_UNAVAILABLE' },
+  ENFILE: { code: 'STORAGE_UNAVAILABLE' },
 };
 
 /** The errnos STORAGE_ERRNOS maps to `code`, in its order (for the API's documentation). */

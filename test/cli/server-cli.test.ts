@@ -3,8 +3,14 @@
  * an argument is an error (the environment is the configuration), an invalid variable is named
  * with what was expected and what was given; `npm run grpc -- --help` prints its usage.
  */
+
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
+import {
+  OTHER_DESCRIPTORS,
+  openFilesLimit,
+  openFilesWarning,
+} from '../../src/cli/open-files-limit.js';
 import { parseServerConfig } from '../../src/service/index.js';
 import { nodeArgs, ROOT } from '../helpers/entries.js';
 
@@ -103,6 +109,40 @@ describe('an invalid server configuration says what was expected and what was gi
     ]);
     expect(result.stderr).not.toContain('a-secret-value');
     expect(lines[3]).toContain('/nonexistent/normserve-models');
+  });
+
+  it('an open files limit below what MAX_CONNECTIONS needs is warned of at the start, with the limit and the MAX_CONNECTIONS that fits', () => {
+    const limit = openFilesLimit();
+    if (limit === undefined) return; // no /proc/self/limits here: nothing to read, nothing said
+    // serverCli runs without gRPC (GRPC_PORT=0): one port's connections.
+    const tooMany = String(limit);
+    const result = serverCli([], {
+      MAX_CONNECTIONS: tooMany,
+      MODEL_REPOSITORY: '/nonexistent/normserve-models',
+    });
+    expect(result.status).toBe(1);
+    const warning = openFilesWarning({ MAX_CONNECTIONS: Number(tooMany), GRPC_PORT: 0 }, limit);
+    expect(warning).toMatch(/^warning: this process may open \d+ files \(ulimit -n\)/);
+    expect(result.stderr.split('\n')[0]).toBe(`normserve: ${warning}`);
+    // The default fits a limit of 2 × 1024 + OTHER_DESCRIPTORS, not one less.
+    const config = { MAX_CONNECTIONS: 1024, GRPC_PORT: 8081 };
+    expect(openFilesWarning(config, 2048 + OTHER_DESCRIPTORS)).toBeUndefined();
+    expect(openFilesWarning(config, 2047 + OTHER_DESCRIPTORS)).toMatch(
+      /lower MAX_CONNECTIONS to 1023$/,
+    );
+    expect(openFilesWarning({ ...config, GRPC_PORT: 0 }, 1024 + OTHER_DESCRIPTORS)).toBeUndefined();
+    // The attack review's machine: ulimit -n 1024 with the defaults.
+    expect(openFilesWarning(config, 1024)).toBe(
+      `warning: this process may open 1024 files (ulimit -n), fewer than the ${2048 + OTHER_DESCRIPTORS} that MAX_CONNECTIONS (1024) on each of its 2 ports and ${OTHER_DESCRIPTORS} more need: idle connections can take every descriptor and the server's own files then fail to open (EMFILE); raise the limit (ulimit -n, the container's nofile, systemd's LimitNOFILE) or lower MAX_CONNECTIONS to 448`,
+    );
+  });
+
+  it('the open files limit is read from /proc/self/limits: its soft value; none when unlimited or absent', () => {
+    const limits = (soft: string, hard: string) =>
+      `Limit                     Soft Limit           Hard Limit           Units     \nMax processes             unlimited            unlimited            processes \nMax open files            ${soft.padEnd(21)}${hard.padEnd(21)}files     \n`;
+    expect(openFilesLimit(limits('1024', '524288'))).toBe(1024);
+    expect(openFilesLimit(limits('unlimited', 'unlimited'))).toBeUndefined();
+    expect(openFilesLimit('')).toBeUndefined();
   });
 
   it('GRPC_PORT equal to PORT is refused with the configuration, naming GRPC_PORT', () => {

@@ -212,6 +212,21 @@ describe.skipIf(!available)('dashboard in chromium', () => {
           expect(tick).toMatch(
             /^(\d{1,2}:\d{2}:\d{2}|[A-Z][a-z]{2} \d{1,2}, \d{1,2}:\d{2})(\s?[AP]M)?$/,
           );
+        // … and the first one whole even at the plot's left edge: the y axis leaves room for half
+        // of the widest (its left end was cut off, "0:03:35 AM", newcomer review of 2026-12-06).
+        const room = await page.evaluate(
+          ({ ticks, font }) => {
+            const { document } = globalThis as unknown as PageGlobals;
+            const ctx = document.createElement('canvas').getContext('2d');
+            ctx.font = font;
+            const root = document.querySelector('#drift-chart .uplot')!;
+            const axis = [...root.querySelectorAll('.u-axis')].find((a) => a.style.left === '0px')!;
+            const widest = Math.max(...ticks.map((t) => ctx.measureText(t).width));
+            return axis.offsetWidth - widest / 2;
+          },
+          { ticks, font: UPLOT_AXIS_FONT },
+        );
+        expect(room).toBeGreaterThanOrEqual(0);
 
         mkdirSync('test/artifacts', { recursive: true });
         await page.screenshot({ path: 'test/artifacts/dashboard.png', fullPage: true });

@@ -35,6 +35,25 @@ it('an errno outside the table is not the storage’s', () => {
   );
 });
 
+it('a file that cannot be opened for want of descriptors (EMFILE, ENFILE) is STORAGE_UNAVAILABLE, in strerror’s words (attack review of 2026-12-06: a recalibration failed INTERNAL)', () => {
+  for (const [errno, words] of [
+    ['EMFILE', 'too many open files'],
+    ['ENFILE', 'too many open files in system'],
+  ] as const) {
+    const mapped = storageFailure(
+      Object.assign(new Error(errno), {
+        code: errno,
+        syscall: 'open',
+        path: '/repo/m/1/config.json',
+      }),
+      'cannot publish',
+      '/repo',
+    ) as NormserveError;
+    expect(mapped.code).toBe('STORAGE_UNAVAILABLE');
+    expect(mapped.message).toContain(`${words} (${errno})`);
+  }
+});
+
 describe('refusedByStorage (a best-effort write’s test)', () => {
   const errno = (code: string) => Object.assign(new Error(`${code}: failed`), { code });
   it('is any errno of a file operation, or a failure already worded as the storage’s', () => {
