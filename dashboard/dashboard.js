@@ -330,6 +330,21 @@
     return Math.ceil(size);
   }
 
+  /**
+   * The drift chart's y axis: wide enough for its own labels and for half the widest time label,
+   * which is centred on its tick and may sit at the plot's left edge (its left end was cut off at
+   * the chart's edge: "0:03:35 AM" for "10:03:35 AM", newcomer review of 2026-12-06). The time
+   * labels come first: uPlot sizes the axes in their order, x before y.
+   */
+  function driftAxisSize(u, values, axisIdx, cycleNum) {
+    const size = axisSize(u, values, axisIdx, cycleNum);
+    // The chart's element, not u.root's parent: the first sizing runs before the root is placed.
+    const labels = ($('drift-chart').dataset.xLabels ?? '').split('|');
+    u.ctx.font = u.axes[0].font[0];
+    const widest = Math.max(0, ...labels.map((l) => u.ctx.measureText(l).width / devicePixelRatio));
+    return Math.max(size, Math.ceil(widest / 2) + 2);
+  }
+
   /** Whole seconds at least between the drift chart's time ticks (uPlot would label ":59.500"). */
   const SECOND_INCRS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200];
 
@@ -472,7 +487,7 @@
             { label: 'threshold', stroke: '#7f8c8d', dash: [6, 4] },
           ],
           // 90 px between ticks: a label is up to ~70 px wide ("12:59:59 PM").
-          axes: [{ incrs: SECOND_INCRS, values: timeTicks, space: 90 }, { size: axisSize }],
+          axes: [{ incrs: SECOND_INCRS, values: timeTicks, space: 90 }, { size: driftAxisSize }],
         },
         [
           state.history.map((p) => p[0]),
