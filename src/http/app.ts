@@ -292,14 +292,15 @@ export async function buildApp(options: BuildAppOptions): Promise<AppInstance> {
   app.addHook('onRoute', routeGuards({ admin: deps.adminToken, api: deps.config.API_TOKEN }));
   // Every documented route refuses a query parameter it does not read (strict-query.ts).
   app.addHook('onRoute', strictQuery);
-  // A prediction's body is admitted by its size once the guards have passed (body-budget.ts).
-  const bodyBudget = new BodyBudget(deps.config.MAX_BODY_BYTES_IN_FLIGHT, (model) =>
-    deps.metrics.overloaded.inc({ model }),
-  );
-  app.addHook('onRoute', bodyBudget.onRoute);
-  app.decorate('bodyBudget', bodyBudget);
   // A body is decoded once the route's guards have passed (content-encoding.ts).
   app.addHook('onRoute', decodeBeforeBody);
+  // A prediction's decoded bytes are counted as they arrive, bounded (body-budget.ts).
+  const bodyBudget = new BodyBudget(deps.config.MAX_BODY_BYTES_IN_FLIGHT, (model) => {
+    // Only models of the registry are label values (attribute-model.ts).
+    if (model !== undefined) deps.metrics.overloaded.inc({ model });
+  });
+  app.addHook('onRoute', bodyBudget.onRoute);
+  app.decorate('bodyBudget', bodyBudget);
   // Last: a 100 Continue only once the route's guards have passed (expectations.ts).
   app.addHook('onRoute', continueBeforeBody);
 

@@ -210,7 +210,7 @@ export const inferenceErrorResponses = {
     `Body larger than BODY_LIMIT_BYTES (BODY_TOO_LARGE); or more rows than MAX_BATCH_SIZE, or a JSON body with more arrays and objects than that many samples of the model's input shape can be written with, refused before it is parsed (BATCH_TOO_LARGE)`,
   ),
   503: problemSchema.describe(
-    `${activeVersionErrorResponses[503].description}. Or OVERLOADED, with Retry-After: ${OVERLOADED_RETRY_AFTER_SECONDS}: MAX_QUEUED_REQUESTS requests already wait for the engine, HTTP and gRPC (dynamic batching, ENGINE_ASYNC, gRPC calls behind their connection's); or the prediction bodies this process holds, with this one's Content-Length (BODY_LIMIT_BYTES when chunked or compressed), would pass MAX_BODY_BYTES_IN_FLIGHT (refused before the body is read)`,
+    `${activeVersionErrorResponses[503].description}. Or OVERLOADED, with Retry-After: ${OVERLOADED_RETRY_AFTER_SECONDS}: MAX_QUEUED_REQUESTS requests already wait for the engine, HTTP and gRPC (dynamic batching, ENGINE_ASYNC, gRPC calls behind their connection's); or this body's bytes, counted as they arrive, would take the prediction bodies this process holds past MAX_BODY_BYTES_IN_FLIGHT (the rest of it unread, the connection closed)`,
   ),
 } as const;
 
