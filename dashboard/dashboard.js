@@ -338,7 +338,8 @@
    */
   function driftAxisSize(u, values, axisIdx, cycleNum) {
     const size = axisSize(u, values, axisIdx, cycleNum);
-    // The chart's element, not u.root's parent: the first sizing runs before the root is placed.
+    // The chart's element, not u.root's parent, which is not yet set when uPlot first sizes the
+    // axes of a new chart (u.root.parentElement was null: the page's refresh failed).
     const labels = ($('drift-chart').dataset.xLabels ?? '').split('|');
     u.ctx.font = u.axes[0].font[0];
     const widest = Math.max(0, ...labels.map((l) => u.ctx.measureText(l).width / devicePixelRatio));

@@ -1,4 +1,9 @@
 #!/usr/bin/env node
+/**
+ * The server's entry point (`npm start`): configuration from the environment, parsed once, then
+ * either the cluster primary (WORKERS > 1, cluster-primary.ts) or a server process
+ * (server-worker.ts).
+ */
 import cluster from 'node:cluster';
 import { Command } from 'commander';
 import { isNormserveError } from '../errors/index.js';
@@ -10,11 +15,6 @@ import {
 } from '../service/server-config.js';
 import type { FromWorker } from './cluster-messages.js';
 import { EXIT_START_FAILED } from './exit-codes.js';
-/**
- * The server's entry point (`npm start`): configuration from the environment, parsed once, then
- * either the cluster primary (WORKERS > 1, cluster-primary.ts) or a server process
- * (server-worker.ts).
- */
 import { openFilesWarning } from './open-files-limit.js';
 import { checkPortsBindable } from './port-preflight.js';
 

@@ -285,16 +285,6 @@ function usedComponents(document: ComponentsDocument): ComponentsDocument {
 }
 
 /**
- * OpenAPI 3.1 from the routes' zod schemas, served at /openapi.json, interactive docs at /docs.
- * Returns the document as the text /openapi.json sends, built on the first call and kept: the
- * same bytes as serialising `app.swagger()` per request (validation.ts). @fastify/swagger builds
- * it from every route's schema on its first call (74–101 ms on the Intel VM, 0.2–0.4 s for each
- * of two workers starting together on the AMD one: README "Build once"), so a server calls it
- * once it is ready (server-worker.ts) rather than before it listens, where it delayed readiness,
- * or at its first GET /openapi.json, whose event loop it would hold.
- */
-
-/**
  * The Content-Security-Policy of /docs: Swagger UI's own files only. Not @fastify/swagger-ui's
  * `staticCSP: true`, which adds `upgrade-insecure-requests` — a browser that opened
  * http://<host>:8080/docs by any name but localhost then fetched the page's scripts and styles
@@ -314,6 +304,16 @@ const DOCS_CSP = {
   'script-src-attr': ["'none'"],
   'style-src': ["'self'", "'unsafe-inline'"],
 };
+
+/**
+ * OpenAPI 3.1 from the routes' zod schemas, served at /openapi.json, interactive docs at /docs.
+ * Returns the document as the text /openapi.json sends, built on the first call and kept: the
+ * same bytes as serialising `app.swagger()` per request (validation.ts). @fastify/swagger builds
+ * it from every route's schema on its first call (74–101 ms on the Intel VM, 0.2–0.4 s for each
+ * of two workers starting together on the AMD one: README "Build once"), so a server calls it
+ * once it is ready (server-worker.ts) rather than before it listens, where it delayed readiness,
+ * or at its first GET /openapi.json, whose event loop it would hold.
+ */
 
 export async function registerOpenApi(app: AppInstance): Promise<() => string> {
   await app.register(swagger, {

@@ -45,7 +45,9 @@ export function lastTrafficRecalibration(
     if (v.state !== 'AVAILABLE') continue;
     const provenance = trafficCreatedSchema.safeParse(v.checkpoint.config.provenance);
     if (!provenance.success) continue;
-    const createdAtMs = Date.parse(provenance.data.created_at);
+    // A time ahead of this clock (another replica's clock runs ahead) counts as now: it would
+    // otherwise hold the recalibrations back by the clocks' difference, or for good.
+    const createdAtMs = Math.min(Date.parse(provenance.data.created_at), Date.now());
     if (last === undefined || createdAtMs > last.createdAtMs)
       last = { version: v.version, createdAtMs };
   }
