@@ -13,6 +13,9 @@ const SPILL_ADVICE = {
     `free space in ${parent}, set TMPDIR to a directory with room, or raise RECALIBRATION_MEMORY_BYTES to keep more of the rows in memory`,
   STORAGE_UNAVAILABLE: () =>
     'set TMPDIR to a directory on a working, writable file system, or raise RECALIBRATION_MEMORY_BYTES to keep more of the rows in memory',
+  /** EMFILE, ENFILE: no descriptor was free, which no directory changes (open-files-limit.ts). */
+  DESCRIPTORS: () =>
+    'retry once fewer files are open: the process or the machine had no file descriptor free (raise ulimit -n, or lower MAX_CONNECTIONS)',
 } as const;
 
 /**
@@ -167,7 +170,7 @@ export class SpillingRowStore implements RowStore {
     const code = facts.code === 'STORAGE_FULL' ? 'STORAGE_FULL' : 'STORAGE_UNAVAILABLE';
     return new NormserveError(
       code,
-      `${operation}: ${facts.words} (${facts.errno}) ${facts.doing} ${facts.path ?? this.filePath}; ${SPILL_ADVICE[code](this.parent)}`,
+      `${operation}: ${facts.words} (${facts.errno}) ${facts.doing} ${facts.path ?? this.filePath}; ${SPILL_ADVICE[facts.errno === 'EMFILE' || facts.errno === 'ENFILE' ? 'DESCRIPTORS' : code](this.parent)}`,
       { cause: e, extra: { errno: facts.errno } },
     );
   }

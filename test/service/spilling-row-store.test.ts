@@ -176,6 +176,18 @@ describe('SpillingRowStore on storage that fails', () => {
     await store.close();
   });
 
+  it('no file descriptor free while creating the spill file (EMFILE): STORAGE_UNAVAILABLE saying so, not TMPDIR', async () => {
+    const created = spillingStore(2);
+    injectFsFaults([{ op: 'open', suffix: 'rows.f32', code: 'EMFILE' }]);
+    const refused = await rejection(created.store.append(rowsFrom(0, 2, 2)));
+    expect(refused.code).toBe('STORAGE_UNAVAILABLE');
+    expect(refused.message).toMatch(
+      /^cannot create the recalibration’s temporary spill file: too many open files \(EMFILE\) creating \/.*\/rows\.f32; retry once fewer files are open: the process or the machine had no file descriptor free \(raise ulimit -n, or lower MAX_CONNECTIONS\)$/,
+    );
+    await created.store.close();
+    clearFsFaults();
+  });
+
   it('a spill file another process shortened: STORAGE_UNAVAILABLE saying where it ended', async () => {
     const { store } = spillingStore(2);
     await store.append(rowsFrom(0, 9, 2));
