@@ -14,11 +14,13 @@
 import type { AddressInfo } from 'node:net';
 import { connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { SMALL_BODY_BYTES } from '../../src/http/body-budget.js';
 import { type LoggedApp, makeLoggedApp } from '../helpers/admin.js';
 import { makeTestApp, type TestApp } from '../helpers/app.js';
 import { digitsRow } from './http-helpers.js';
 
-const BOUND = 1000;
+/** Bodies above SMALL_BODY_BYTES are counted; the sizes below are larger. */
+const BOUND = 600_000;
 let t: TestApp | LoggedApp | undefined;
 const sockets: Socket[] = [];
 afterEach(async () => {
@@ -83,11 +85,11 @@ describe('MAX_BODY_BYTES_IN_FLIGHT', () => {
   it('refuses a body whose bytes would pass it while another holds bytes (503 OVERLOADED, Retry-After), answers one that fits, and takes the refused size once the held one is answered', async () => {
     const port = await listening();
     const app = t!.app;
-    const held = await startPredict(port, body(700), 699);
-    await until(() => app.bodyBudget.heldBytes === 699, 'the first body’s bytes counted');
+    const held = await startPredict(port, body(300_000), 299_999);
+    await until(() => app.bodyBudget.heldBytes === 299_999, 'the first body’s bytes counted');
 
-    // 699 + 700 > 1000: refused as its bytes arrive.
-    const refused = await startPredict(port, body(700));
+    // 299,999 + 310,000 > 600,000: refused as its bytes arrive.
+    const refused = await startPredict(port, body(310_000));
     const { status, text } = await refused.answer;
     expect(status).toBe(503);
     expect(text).toMatch(/\r\nretry-after: 1\r\n/i);
@@ -98,34 +100,34 @@ describe('MAX_BODY_BYTES_IN_FLIGHT', () => {
     };
     expect(problem.code).toBe('OVERLOADED');
     expect(problem.detail).toMatch(
-      /^the prediction bodies this process is receiving and answering hold 699 bytes, and this one's \d+ so far would take them past MAX_BODY_BYTES_IN_FLIGHT \(1000\); retry in 1 s$/,
+      /^the prediction bodies this process is receiving hold 299999 bytes, and this one's \d+ so far would take them past MAX_BODY_BYTES_IN_FLIGHT \(600000\); retry in 1 s$/,
     );
     const metrics = (await app.inject({ url: '/metrics' })).body;
     expect(metrics).toMatch(/^normserve_overloaded_requests_total\{model="digits"\} 1$/m);
-    expect(app.bodyBudget.heldBytes).toBe(699);
+    expect(app.bodyBudget.heldBytes).toBe(299_999);
 
-    // 699 + 300 ≤ 1000: answered while the first is held.
-    const fits = await startPredict(port, body(300));
+    // 299,999 + 200,000 ≤ 600,000: answered while the first is held.
+    const fits = await startPredict(port, body(200_000));
     expect((await fits.answer).status).toBe(200);
 
     // The held one is answered; what it held is given back, so the refused size now fits.
     held.rest();
     expect((await held.answer).status).toBe(200);
     await until(() => app.bodyBudget.heldBytes === 0, 'every body’s bytes given back');
-    const again = await startPredict(port, body(700));
+    const again = await startPredict(port, body(310_000));
     expect((await again.answer).status).toBe(200);
   });
 
   it('gives back what a request held when its client goes before sending its body whole', async () => {
     const port = await listening();
     const app = t!.app;
-    const gone = await startPredict(port, body(900), 500);
-    await until(() => app.bodyBudget.heldBytes === 500, 'the first body’s bytes counted');
-    const blocked = await startPredict(port, body(900));
+    const gone = await startPredict(port, body(400_000), 300_000);
+    await until(() => app.bodyBudget.heldBytes === 300_000, 'the first body’s bytes counted');
+    const blocked = await startPredict(port, body(400_000));
     expect((await blocked.answer).status).toBe(503);
     gone.socket.destroy();
     await until(() => app.bodyBudget.heldBytes === 0, 'its bytes given back once its client went');
-    const next = await startPredict(port, body(900));
+    const next = await startPredict(port, body(400_000));
     expect((await next.answer).status).toBe(200);
     await until(() => app.bodyBudget.heldBytes === 0, 'and those of the answered one');
   });
@@ -145,12 +147,12 @@ describe('MAX_BODY_BYTES_IN_FLIGHT', () => {
       socket.write(`POST /v1/models/digits:predict HTTP/1.1\r\nHost: x\r\n${head}\r\n\r\n`);
     }
     // Each has been read (its head) by the time a request on a later connection is answered.
-    const next = await startPredict(port, body(900));
+    const next = await startPredict(port, body(590_000));
     expect((await next.answer).status).toBe(200);
     expect(app.bodyBudget.heldBytes).toBe(0);
   });
 
-  it('gives back what requests pipelined behind a waiting one held when their connection closes', async () => {
+  it('gives back a parsed body’s bytes though its answer waits, and a request’s pipelined behind it when their connection closes', async () => {
     // Batches wait until the test flushes them: the first request's response never comes here.
     t = await makeLoggedApp({
       models: ['digits'],
@@ -170,16 +172,63 @@ describe('MAX_BODY_BYTES_IN_FLIGHT', () => {
     await new Promise((resolve) => socket.once('connect', resolve));
     const request = (payload: string) =>
       `POST /v1/models/digits:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${payload.length}\r\n\r\n${payload}`;
-    socket.write(request(body(300)) + request(body(300)) + request(body(300)));
-    await until(() => app.bodyBudget.heldBytes === 900, 'the three bodies counted');
-    socket.destroy();
+    // The first body whole (parsed: its bytes given back, though its answer waits for the batch),
+    // the second's first 200,000 bytes.
+    const second = request(body(300_000));
+    socket.write(request(body(300_000)) + second.slice(0, second.length - 100_000));
+    await until(() => app.bodyBudget.heldBytes === 200_000, 'the second body’s bytes counted');
+    // Reset (a FIN alone leaves the server's side open while an answer is due: the 'end' the
+    // budget also listens for; the reset closes it for the app's close after the test).
+    socket.resetAndDestroy();
     await until(() => app.bodyBudget.heldBytes === 0, 'all given back once the connection closed');
+
+    // The same ended by a FIN: Node keeps the server's side open while the first answer is due,
+    // and aborts nothing; the end of the client's side gives the bytes back.
+    const halfClosed = connect(port, '127.0.0.1');
+    sockets.push(halfClosed);
+    await new Promise((resolve) => halfClosed.once('connect', resolve));
+    halfClosed.write(request(body(300_000)) + second.slice(0, second.length - 100_000));
+    await until(() => app.bodyBudget.heldBytes === 200_000, 'the second body’s bytes counted');
+    halfClosed.end();
+    await until(() => app.bodyBudget.heldBytes === 0, 'given back once the client half-closed');
+    halfClosed.resetAndDestroy();
     app.deps.inference.flush();
+  });
+
+  it('does not count a body that declares at most SMALL_BODY_BYTES (bounded by the connections; the count cost a 1-row predict ~50 µs)', async () => {
+    const port = await listening();
+    const app = t!.app;
+    const small = await startPredict(port, body(SMALL_BODY_BYTES), SMALL_BODY_BYTES - 1);
+    const larger = await startPredict(port, body(SMALL_BODY_BYTES + 1), SMALL_BODY_BYTES);
+    await until(() => app.bodyBudget.heldBytes === SMALL_BODY_BYTES, 'the larger body counted');
+    small.rest();
+    larger.rest();
+    expect((await small.answer).status).toBe(200);
+    expect((await larger.answer).status).toBe(200);
+  });
+
+  it('refuses at once, before a 100 Continue, when the bound is reached already', async () => {
+    const port = await listening();
+    const app = t!.app;
+    const alone = await startPredict(port, body(800_000), 700_000);
+    await until(() => app.bodyBudget.heldBytes === 700_000, 'a body alone past the bound');
+    const socket = connect(port, '127.0.0.1');
+    sockets.push(socket);
+    await new Promise((resolve) => socket.once('connect', resolve));
+    const answer = response(socket);
+    socket.write(
+      'POST /v1/models/digits:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: 200000\r\n\r\n',
+    );
+    const { status, text } = await answer;
+    expect(status).toBe(503);
+    expect(text).not.toMatch(/100 Continue/);
+    alone.rest();
+    expect((await alone.answer).status).toBe(200);
   });
 
   it('admits a body larger than the bound when none other is held', async () => {
     const port = await listening();
-    const alone = await startPredict(port, body(1500));
+    const alone = await startPredict(port, body(800_000));
     expect((await alone.answer).status).toBe(200);
   });
 });
