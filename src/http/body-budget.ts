@@ -85,10 +85,7 @@ export class BodyBudget {
     reply.raw.once('close', release);
     if (socket) this.onClose(socket, release);
 
-    // Room for a socket read or two before the source is paused: at the default 16 KiB each 64 KiB
-    // read paused the socket and waited a turn for 'drain', 0.86× the req/s of 256-row OIP binary
-    // requests (bench/ab-trees.ts). Every byte in it is counted, as every byte read is.
-    const counted = new PassThrough({ highWaterMark: 1 << 20 });
+    const counted = new PassThrough();
     // Fastify reads the decoded stream's encoded length (its zip-bomb check, its Content-Length
     // check): told through.
     Object.defineProperty(counted, 'receivedEncodedLength', {
