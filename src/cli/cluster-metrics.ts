@@ -64,8 +64,6 @@ export class ClusterMetricsPrimary {
   private readonly staleGauge: Gauge;
   private readonly exits: Counter;
   private readonly info: Gauge<'worker' | 'pid'>;
-  /** The scrape collecting now, which every scrape asked meanwhile shares (scrape). */
-  private scraping: Promise<string> | undefined;
 
   constructor() {
     collectDefaultMetrics({ register: this.own, prefix: 'normserve_' });
@@ -134,12 +132,7 @@ export class ClusterMetricsPrimary {
    * begun just before it gets values collected up to a collect timeout earlier, as a slow
    * worker's last values already are.
    */
-  scrape(): Promise<string> {
-    this.scraping ??= this.collectAll().finally(() => {
-      this.scraping = undefined;
-    });
-    return this.scraping;
-  }
+  readonly scrape = shared(() => this.collectAll());
 
   private async collectAll(): Promise<string> {
     const answered = await Promise.all([...this.workers.values()].map((w) => this.collect(w)));
@@ -233,7 +226,6 @@ export function answerCollectRequests(
  * reason ClusterMetricsPrimary.scrape gives.
  */
 export function clusterScrape(channel: PrimaryChannel): () => Promise<string> {
-  let asking: Promise<string> | undefined;
   const ask = async () => {
     let answer: Awaited<ReturnType<typeof channel.request<'normserve:scraped'>>>;
     try {
@@ -255,10 +247,19 @@ export function clusterScrape(channel: PrimaryChannel): () => Promise<string> {
       throw new NormserveError('INTERNAL', `cluster metrics failed: ${answer.error ?? 'no text'}`);
     return answer.text;
   };
+  return shared(ask);
+}
+
+/**
+ * `run`, whose callers while it runs share its one promise (its result or its error); a call after
+ * it has settled runs it again. The single flight of a scrape (ClusterMetricsPrimary.scrape).
+ */
+function shared<T>(run: () => Promise<T>): () => Promise<T> {
+  let running: Promise<T> | undefined;
   return () => {
-    asking ??= ask().finally(() => {
-      asking = undefined;
+    running ??= run().finally(() => {
+      running = undefined;
     });
-    return asking;
+    return running;
   };
 }
